@@ -1,0 +1,44 @@
+# tickstep — run `make help` for the list of targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: help demo test test-rust test-python build lint bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.ready: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip "maturin>=1.9.4,<2.0"
+	touch $@
+
+build: $(VENV)/.ready ## release build of the extension into .venv (with dev extras)
+	$(VENV)/bin/maturin develop --release --extras dev --quiet
+
+demo: build ## multi-symbol backtest on the embedded sample data
+	$(PY) -m tickstep demo
+
+test: build test-rust test-python ## cargo test + pytest
+
+test-rust:
+	cargo test --quiet
+
+test-python:
+	$(PY) -m pytest -q
+
+lint: build ## rustfmt, clippy, ruff
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --quiet -- -D warnings
+	$(VENV)/bin/ruff check python tests benches
+
+bench: build ## cargo bench + whole-workload Python benchmarks
+	cargo bench --bench engine
+	$(PY) benches/run_all.py
+
+clean: ## remove build products and the virtual environment
+	rm -rf target $(VENV)

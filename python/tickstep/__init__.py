@@ -1,0 +1,1 @@
+"""tickstep: event-driven multi-symbol backtesting with a Rust core."""

@@ -1,0 +1,1 @@
+// bindings: filled in by the engine work
