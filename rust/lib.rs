@@ -3,8 +3,26 @@
 //! Plain Rust, no Python types: the PyO3 bindings live in `python/` behind the
 //! `python` feature, so the engine is testable and benchable without an interpreter.
 
+pub mod broker;
 pub mod candles;
+pub mod clock;
+pub mod engine;
+pub mod error;
+pub mod market;
+pub mod orders;
+pub mod portfolio;
+pub mod results;
 pub mod rolling;
+pub mod strategy;
+
+#[cfg(test)]
+mod engine_tests;
 
 #[cfg(feature = "python")]
 mod python;
+
+pub use engine::{Config, Engine, FillAt};
+pub use error::{EngineError, Result};
+pub use market::{Market, SymbolBars};
+pub use orders::{OrderRequest, Role, Side, Status};
+pub use strategy::{NoOp, Strategy};

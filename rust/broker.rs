@@ -1,0 +1,179 @@
+//! Broker: the rules by which a working order fills against one bar.
+//!
+//! Fill rules (what a researcher can rely on):
+//! - A market order fills at the open of its symbol's next bar (or, with `FillAt::Close`,
+//!   at the close of the bar on which it was placed — decided by the engine at the barrier).
+//! - Limit buy at L: fills at the open if the bar opens at or below L (a gap through the
+//!   limit gives the better price), else at L if the low reaches L. Limit sell mirrors it.
+//! - Stop buy at S: fills at the open if the bar opens at or above S (a gap through the
+//!   stop fills at the worse open), else at S if the high reaches S. Stop sell mirrors it.
+//! - Stop-limit: when the stop is touched the order becomes a limit; it fills in that same
+//!   bar only if the trigger price is within the limit, otherwise it rests as a limit from
+//!   the next bar on (the path after the trigger is unknown).
+//! - Within one bar, orders that fill at the open go first; after the open, stop-type
+//!   orders are matched before limits. So when a stop-loss and a take-profit both lie
+//!   inside one bar, the stop-loss fills (conservative) and cancels the take-profit.
+//! - Slippage (basis points, against the trader) applies to market and stop fills, never
+//!   to a limit (a limit fills at its price or better).
+
+use crate::orders::{Order, Side};
+
+/// One bar's prices.
+#[derive(Clone, Copy, Debug)]
+pub struct Bar {
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+}
+
+/// The two moments of a bar at which the broker matches orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moment {
+    /// The opening print: market orders, and anything the open gaps through.
+    Open,
+    /// After the open, anywhere in [low, high].
+    Intrabar,
+}
+
+/// The price at which `order` fills at `moment` of `bar`, before slippage; `None` if it
+/// does not fill. A stop-limit whose stop is touched but whose limit is not marketable is
+/// marked `triggered` and does not fill in this bar.
+pub fn match_order(order: &mut Order, bar: &Bar, moment: Moment) -> Option<f64> {
+    let buy = order.side == Side::Buy;
+    match (order.stop, order.limit, order.triggered) {
+        (None, None, _) => (moment == Moment::Open).then_some(bar.open),
+        (Some(stop), None, _) => stop_touch(buy, stop, bar, moment),
+        (None, Some(limit), _) | (Some(_), Some(limit), true) => limit_touch(buy, limit, bar, moment),
+        (Some(stop), Some(limit), false) => {
+            let trigger = stop_touch(buy, stop, bar, moment)?;
+            let marketable = if buy { trigger <= limit } else { trigger >= limit };
+            if marketable {
+                Some(trigger)
+            } else {
+                order.triggered = true;
+                None
+            }
+        }
+    }
+}
+
+fn stop_touch(buy: bool, stop: f64, bar: &Bar, moment: Moment) -> Option<f64> {
+    match moment {
+        Moment::Open => {
+            let through = if buy { bar.open >= stop } else { bar.open <= stop };
+            through.then_some(bar.open)
+        }
+        Moment::Intrabar => {
+            let touched = if buy { bar.high >= stop } else { bar.low <= stop };
+            touched.then_some(stop)
+        }
+    }
+}
+
+fn limit_touch(buy: bool, limit: f64, bar: &Bar, moment: Moment) -> Option<f64> {
+    match moment {
+        Moment::Open => {
+            let through = if buy { bar.open <= limit } else { bar.open >= limit };
+            through.then_some(bar.open)
+        }
+        Moment::Intrabar => {
+            let touched = if buy { bar.low <= limit } else { bar.high >= limit };
+            touched.then_some(limit)
+        }
+    }
+}
+
+/// Apply slippage against the trader: buys pay more, sells receive less. Limits (and
+/// triggered stop-limits) never slip past their limit, so they are left untouched.
+#[inline]
+pub fn slipped(order: &Order, price: f64, slippage_bps: f64) -> f64 {
+    if order.limit.is_some() || slippage_bps == 0.0 {
+        return price;
+    }
+    price * (1.0 + order.side.sign() * slippage_bps * 1e-4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orders::Role;
+
+    fn order(side: Side, limit: Option<f64>, stop: Option<f64>) -> Order {
+        Order {
+            id: 1,
+            symbol: 0,
+            side,
+            size: 1.0,
+            limit,
+            stop,
+            stop_loss: None,
+            take_profit: None,
+            role: Role::Entry,
+            trade: None,
+            triggered: false,
+            eligible_from: 0,
+            checked_bar: usize::MAX,
+            live: true,
+            tag: 0,
+        }
+    }
+
+    const BAR: Bar = Bar { open: 100.0, high: 105.0, low: 96.0, close: 101.0 };
+
+    #[test]
+    fn market_fills_only_at_the_open() {
+        let mut o = order(Side::Buy, None, None);
+        assert_eq!(match_order(&mut o, &BAR, Moment::Open), Some(100.0));
+        assert_eq!(match_order(&mut o, &BAR, Moment::Intrabar), None);
+    }
+
+    #[test]
+    fn limit_fills_at_its_price_or_the_better_open() {
+        let mut buy = order(Side::Buy, Some(97.0), None);
+        assert_eq!(match_order(&mut buy, &BAR, Moment::Open), None);
+        assert_eq!(match_order(&mut buy, &BAR, Moment::Intrabar), Some(97.0));
+        let mut gap = order(Side::Buy, Some(102.0), None);
+        assert_eq!(match_order(&mut gap, &BAR, Moment::Open), Some(100.0));
+        let mut sell = order(Side::Sell, Some(104.0), None);
+        assert_eq!(match_order(&mut sell, &BAR, Moment::Intrabar), Some(104.0));
+        let mut out_of_reach = order(Side::Sell, Some(106.0), None);
+        assert_eq!(match_order(&mut out_of_reach, &BAR, Moment::Intrabar), None);
+    }
+
+    #[test]
+    fn stop_fills_at_its_price_or_the_worse_open() {
+        let mut sell_stop = order(Side::Sell, None, Some(97.0));
+        assert_eq!(match_order(&mut sell_stop, &BAR, Moment::Open), None);
+        assert_eq!(match_order(&mut sell_stop, &BAR, Moment::Intrabar), Some(97.0));
+        // Gap down through a sell stop at 102: filled at the open, 100.
+        let mut gapped = order(Side::Sell, None, Some(102.0));
+        assert_eq!(match_order(&mut gapped, &BAR, Moment::Open), Some(100.0));
+        let mut buy_stop = order(Side::Buy, None, Some(104.0));
+        assert_eq!(match_order(&mut buy_stop, &BAR, Moment::Intrabar), Some(104.0));
+    }
+
+    #[test]
+    fn stop_limit_triggers_then_rests_when_not_marketable() {
+        // Buy stop 104 limit 104.5: touched at 104, marketable -> fills 104.
+        let mut ok = order(Side::Buy, Some(104.5), Some(104.0));
+        assert_eq!(match_order(&mut ok, &BAR, Moment::Intrabar), Some(104.0));
+        // Buy stop 99 limit 98: the open 100 gaps through the stop, above the limit.
+        let mut rest = order(Side::Buy, Some(98.0), Some(99.0));
+        assert_eq!(match_order(&mut rest, &BAR, Moment::Open), None);
+        assert!(rest.triggered);
+        // Next bar it behaves as a limit at 98.
+        let next = Bar { open: 99.0, high: 99.5, low: 97.5, close: 98.0 };
+        assert_eq!(match_order(&mut rest, &next, Moment::Intrabar), Some(98.0));
+    }
+
+    #[test]
+    fn slippage_is_against_the_trader_and_spares_limits() {
+        let buy = order(Side::Buy, None, None);
+        let sell = order(Side::Sell, None, Some(97.0));
+        let lim = order(Side::Sell, Some(104.0), None);
+        assert!((slipped(&buy, 100.0, 10.0) - 100.1).abs() < 1e-12);
+        assert!((slipped(&sell, 97.0, 10.0) - 96.903).abs() < 1e-12);
+        assert_eq!(slipped(&lim, 104.0, 10.0), 104.0);
+    }
+}

@@ -1,0 +1,159 @@
+//! Clock: walks the union timeline and says which symbols have a bar at each tick.
+//!
+//! Two bitmaps: the front one is read during a tick (`has_data` is one bit test); the back
+//! one is built for the next tick at the barrier, then they swap. Building the back map
+//! advances nothing: each symbol's cursor moves only in the market phase.
+
+use crate::market::Market;
+
+pub struct Clock {
+    words: usize,
+    front: Vec<u64>,
+    back: Vec<u64>,
+    /// Index into the market timeline of the current tick (`usize::MAX` before the first).
+    tick: usize,
+    /// Per symbol, the index of the next bar not yet processed.
+    next_bar: Vec<usize>,
+}
+
+impl Clock {
+    pub fn new(market: &Market) -> Self {
+        let n = market.symbol_count();
+        let words = n.div_ceil(64);
+        Clock {
+            words,
+            front: vec![0; words],
+            back: vec![0; words],
+            tick: usize::MAX,
+            next_bar: vec![0; n],
+        }
+    }
+
+    /// Index of the current tick in the timeline.
+    #[inline]
+    pub fn tick(&self) -> usize {
+        self.tick
+    }
+
+    /// Does `symbol` have a bar at the current tick?
+    #[inline]
+    pub fn has_data(&self, symbol: usize) -> bool {
+        (self.front[symbol >> 6] >> (symbol & 63)) & 1 == 1
+    }
+
+    /// The front bitmap (one bit per symbol, symbol 0 in the lowest bit of word 0).
+    pub fn bitmap(&self) -> &[u64] {
+        &self.front
+    }
+
+    /// Fill the back bitmap with the symbols whose next unprocessed bar is at tick `t`,
+    /// then swap it to the front. Returns false when `t` is past the end.
+    pub fn advance_to(&mut self, market: &Market, t: usize) -> bool {
+        let Some(&ts) = market.timeline().get(t) else {
+            return false;
+        };
+        self.back.iter_mut().for_each(|w| *w = 0);
+        for (s, &next) in self.next_bar.iter().enumerate() {
+            let b = market.bars(s);
+            if next < b.ts.len() && b.ts[next] == ts {
+                self.back[s >> 6] |= 1 << (s & 63);
+            }
+        }
+        std::mem::swap(&mut self.front, &mut self.back);
+        self.tick = t;
+        true
+    }
+
+    /// Move `symbol`'s cursor onto its bar at this tick; returns that bar's index.
+    #[inline]
+    pub fn take_bar(&mut self, symbol: usize) -> usize {
+        let i = self.next_bar[symbol];
+        self.next_bar[symbol] = i + 1;
+        i
+    }
+
+    /// Index of `symbol`'s latest processed bar, if it has had one.
+    #[inline]
+    pub fn current_bar(&self, symbol: usize) -> Option<usize> {
+        self.next_bar[symbol].checked_sub(1)
+    }
+
+    /// Symbols with a bar at this tick, ascending: iterates set bits of the front map.
+    pub fn active(&self) -> ActiveSymbols<'_> {
+        ActiveSymbols { words: &self.front[..self.words], word: 0, bits: self.front.first().copied().unwrap_or(0) }
+    }
+}
+
+/// Iterator over the set bits of a bitmap.
+pub struct ActiveSymbols<'a> {
+    words: &'a [u64],
+    word: usize,
+    bits: u64,
+}
+
+impl Iterator for ActiveSymbols<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            if self.bits != 0 {
+                let bit = self.bits.trailing_zeros() as usize;
+                self.bits &= self.bits - 1;
+                return Some(self.word * 64 + bit);
+            }
+            self.word += 1;
+            if self.word >= self.words.len() {
+                return None;
+            }
+            self.bits = self.words[self.word];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::market::SymbolBars;
+
+    fn at(ts: &[i64]) -> SymbolBars {
+        let n = ts.len();
+        SymbolBars {
+            ts: ts.to_vec(),
+            open: vec![1.0; n],
+            high: vec![1.0; n],
+            low: vec![1.0; n],
+            close: vec![1.0; n],
+            volume: vec![1.0; n],
+        }
+    }
+
+    #[test]
+    fn bitmaps_follow_each_symbols_bars() {
+        // 70 symbols so the map spans two words; symbol 65 misses tick 1.
+        let mut bars = Vec::new();
+        for s in 0..70 {
+            bars.push(if s == 65 { at(&[10, 30]) } else { at(&[10, 20, 30]) });
+        }
+        let names = (0..70).map(|s| format!("S{s}")).collect();
+        let m = Market::new(names, bars).unwrap();
+        let mut c = Clock::new(&m);
+        let mut seen = Vec::new();
+        let mut t = 0;
+        while c.advance_to(&m, t) {
+            let active: Vec<usize> = c.active().collect();
+            for &s in &active {
+                c.take_bar(s);
+            }
+            seen.push(active);
+            t += 1;
+        }
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0].len(), 70);
+        assert_eq!(seen[1].len(), 69);
+        assert!(!seen[1].contains(&65));
+        assert_eq!(seen[2].len(), 70);
+        assert_eq!(c.current_bar(65), Some(1));
+        assert_eq!(c.current_bar(0), Some(2));
+    }
+}

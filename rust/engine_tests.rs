@@ -1,0 +1,163 @@
+//! Hand-computed scenarios for the tick loop and the fill rules.
+
+use std::sync::Arc;
+
+use crate::engine::{Config, Engine, FillAt};
+use crate::error::Result;
+use crate::market::{Market, SymbolBars};
+use crate::orders::{OrderRequest, Role, Side, Status};
+use crate::strategy::Strategy;
+
+/// A strategy made of a closure called on every bar with (engine, symbol, bar index).
+struct Script<F: FnMut(&mut Engine, usize, usize)>(F);
+
+impl<F: FnMut(&mut Engine, usize, usize)> Strategy for Script<F> {
+    fn on_bar(&mut self, e: &mut Engine, s: usize) -> Result<()> {
+        let i = e.bar_index(s).unwrap();
+        (self.0)(e, s, i);
+        Ok(())
+    }
+}
+
+/// Bars from (open, high, low, close) rows at timestamps 0, 1, 2, ...
+fn bars(rows: &[(f64, f64, f64, f64)]) -> SymbolBars {
+    SymbolBars {
+        ts: (0..rows.len() as i64).collect(),
+        open: rows.iter().map(|r| r.0).collect(),
+        high: rows.iter().map(|r| r.1).collect(),
+        low: rows.iter().map(|r| r.2).collect(),
+        close: rows.iter().map(|r| r.3).collect(),
+        volume: vec![1.0; rows.len()],
+    }
+}
+
+fn engine(rows: &[(f64, f64, f64, f64)], config: Config) -> Engine {
+    let m = Market::new(vec!["X".into()], vec![bars(rows)]).unwrap();
+    Engine::new(Arc::new(m), config).unwrap()
+}
+
+const FLAT: (f64, f64, f64, f64) = (100.0, 101.0, 99.0, 100.0);
+
+#[test]
+fn market_order_fills_at_next_open_never_at_decision_bar() {
+    let rows = [FLAT, (102.0, 103.0, 101.0, 102.5), FLAT];
+    let mut e = engine(&rows, Config::default());
+    e.run(&mut Script(|e: &mut Engine, s, i| {
+        if i == 0 {
+            e.submit(OrderRequest::market(s, Side::Buy, 10.0)).unwrap();
+        }
+    }))
+    .unwrap();
+    let f = e.fills()[0];
+    assert_eq!((f.ts, f.price, f.size), (1, 102.0, 10.0));
+    // Marked at the last close: 10 000 - 1 020 + 10 × 100.
+    assert_eq!(e.equity(), 9_980.0);
+}
+
+#[test]
+fn fill_at_close_uses_the_decision_bar_close() {
+    let rows = [(100.0, 101.0, 99.0, 100.5), FLAT];
+    let mut e = engine(&rows, Config { fill_at: FillAt::Close, ..Config::default() });
+    e.run(&mut Script(|e: &mut Engine, s, i| {
+        if i == 0 {
+            e.submit(OrderRequest::market(s, Side::Buy, 1.0)).unwrap();
+        }
+    }))
+    .unwrap();
+    assert_eq!((e.fills()[0].ts, e.fills()[0].price), (0, 100.5));
+}
+
+#[test]
+fn stop_loss_gapped_through_fills_at_the_open_and_cancels_take_profit() {
+    let rows = [FLAT, FLAT, (90.0, 92.0, 89.0, 91.0)];
+    let mut e = engine(&rows, Config::default());
+    e.run(&mut Script(|e: &mut Engine, s, i| {
+        if i == 0 {
+            let mut r = OrderRequest::market(s, Side::Buy, 10.0);
+            r.stop_loss = Some(95.0);
+            r.take_profit = Some(110.0);
+            e.submit(r).unwrap();
+        }
+    }))
+    .unwrap();
+    let exit = e.fills()[1];
+    assert_eq!((exit.ts, exit.price, exit.role), (2, 90.0, Role::StopLoss));
+    let tp = e.orders().iter().find(|o| o.role == Role::TakeProfit).unwrap();
+    assert_eq!(tp.status, Status::Cancelled);
+    let t = &e.portfolio().closed[0];
+    assert_eq!(t.pnl, -100.0);
+    assert_eq!(t.bars_held, 1);
+}
+
+#[test]
+fn stop_loss_wins_when_both_legs_lie_inside_one_bar() {
+    let rows = [FLAT, FLAT, (100.0, 112.0, 94.0, 100.0)];
+    let mut e = engine(&rows, Config::default());
+    e.run(&mut Script(|e: &mut Engine, s, i| {
+        if i == 0 {
+            let mut r = OrderRequest::market(s, Side::Buy, 1.0);
+            r.stop_loss = Some(95.0);
+            r.take_profit = Some(110.0);
+            e.submit(r).unwrap();
+        }
+    }))
+    .unwrap();
+    assert_eq!(e.fills().len(), 2);
+    assert_eq!((e.fills()[1].price, e.fills()[1].role), (95.0, Role::StopLoss));
+}
+
+#[test]
+fn symbol_without_a_bar_is_not_called_and_does_not_fill() {
+    let a = SymbolBars { ts: vec![0, 1, 2], ..bars(&[FLAT, FLAT, FLAT]) };
+    let b = SymbolBars { ts: vec![0, 2], ..bars(&[FLAT, (105.0, 106.0, 104.0, 105.0)]) };
+    let m = Market::new(vec!["A".into(), "B".into()], vec![a, b]).unwrap();
+    let mut e = Engine::new(Arc::new(m), Config::default()).unwrap();
+    let mut calls = Vec::new();
+    e.run(&mut Script(|e: &mut Engine, s, _| {
+        calls.push((e.now(), s));
+        if s == 1 && e.now() == 0 {
+            e.submit(OrderRequest::market(1, Side::Buy, 1.0)).unwrap();
+        }
+    }))
+    .unwrap();
+    assert_eq!(calls, vec![(0, 0), (0, 1), (1, 0), (2, 0), (2, 1)]);
+    assert_eq!((e.fills()[0].ts, e.fills()[0].price), (2, 105.0));
+}
+
+#[test]
+fn orders_beyond_margin_are_rejected_not_filled() {
+    let mut e = engine(&[FLAT, FLAT], Config { cash: 1_000.0, ..Config::default() });
+    e.run(&mut Script(|e: &mut Engine, s, i| {
+        if i == 0 {
+            e.submit(OrderRequest::market(s, Side::Buy, 11.0)).unwrap();
+        }
+    }))
+    .unwrap();
+    assert!(e.fills().is_empty());
+    assert_eq!(e.orders()[0].status, Status::Rejected);
+    assert_eq!(e.equity(), 1_000.0);
+}
+
+#[test]
+fn commission_and_slippage_arithmetic() {
+    let rows = [FLAT, FLAT, (120.0, 121.0, 119.0, 120.0)];
+    let cfg = Config { commission_rate: 0.001, commission_fixed: 1.0, slippage_bps: 10.0, ..Config::default() };
+    let mut e = engine(&rows, cfg);
+    e.run(&mut Script(|e: &mut Engine, s, i| match i {
+        0 => {
+            e.submit(OrderRequest::market(s, Side::Buy, 10.0)).unwrap();
+        }
+        1 => {
+            e.close_position(s).unwrap();
+        }
+        _ => {}
+    }))
+    .unwrap();
+    // Buy 10 at 100 × 1.001 = 100.1, commission 1.001 + 1; sell at 120 × 0.999 = 119.88,
+    // commission 1.1988 + 1. P&L = (119.88 - 100.1) × 10 - 4.1998 = 193.6002.
+    let t = &e.portfolio().closed[0];
+    assert!((t.entry_price - 100.1).abs() < 1e-9);
+    assert!((t.exit_price - 119.88).abs() < 1e-9);
+    assert!((t.pnl - 193.6002).abs() < 1e-9, "{}", t.pnl);
+    assert!((e.equity() - 10_193.6002).abs() < 1e-9);
+}
