@@ -1,0 +1,511 @@
+"""Tests of tickstep.metrics: hand-computed tiny cases, edge cases, properties.
+
+Expected numbers are worked out by hand in the comments (or by a closed formula
+written out in the test), never copied from a run of the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tickstep.metrics import STAT_LABELS, compute_stats, drawdown, format_stats
+
+APPROX = {"rel": 1e-9, "abs": 1e-12}
+
+
+def equity_frame(times, values, exposure=None) -> pd.DataFrame:
+    index = pd.DatetimeIndex(pd.to_datetime(times))
+    if index.tz is None:
+        index = index.tz_localize("UTC")
+    values = [float(v) for v in values]
+    if exposure is None:
+        exposure = [0.0] * len(values)
+    return pd.DataFrame(
+        {"equity": values, "cash": values, "gross_exposure": [float(x) for x in exposure]},
+        index=index,
+    )
+
+
+def trades_frame(pnl, return_pct, commission, bars_held, mae, mfe) -> pd.DataFrame:
+    n = len(pnl)
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    return pd.DataFrame(
+        {
+            "symbol": ["AAA"] * n,
+            "side": ["long"] * n,
+            "size": [1.0] * n,
+            "entry_time": [t0] * n,
+            "exit_time": [t0 + pd.Timedelta(days=1)] * n,
+            "entry_price": [10.0] * n,
+            "exit_price": [10.0] * n,
+            "pnl": pnl,
+            "return_pct": return_pct,
+            "commission": commission,
+            "bars_held": bars_held,
+            "mae": mae,
+            "mfe": mfe,
+        }
+    )
+
+
+NO_TRADES = trades_frame([], [], [], [], [], [])
+
+# Five daily closes from initial_cash = 100 with daily returns
+#   r = [+2%, -1%, -1%, +3%, +2%]
+#   100 * 1.02 = 102; * 0.99 = 100.98; * 0.99 = 99.9702; * 1.03 = 102.969306;
+#   * 1.02 = 105.02869212.
+FIVE_DAYS = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]
+FIVE_CLOSES = [102.0, 100.98, 99.9702, 102.969306, 105.02869212]
+
+
+@pytest.fixture
+def five_day_stats() -> pd.Series:
+    equity = equity_frame(FIVE_DAYS, FIVE_CLOSES, exposure=[0, 50, 50, 0, 80])
+    return compute_stats(equity, NO_TRADES, initial_cash=100.0)
+
+
+def test_labels_are_stable_and_ordered(five_day_stats):
+    assert list(five_day_stats.index) == [
+        "Start",
+        "End",
+        "Duration",
+        "Exposure Time [%]",
+        "Equity Final [$]",
+        "Equity Peak [$]",
+        "Return [%]",
+        "CAGR [%]",
+        "Volatility (Ann.) [%]",
+        "Sharpe Ratio",
+        "Sortino Ratio",
+        "Calmar Ratio",
+        "Max. Drawdown [%]",
+        "Max. Drawdown Duration",
+        "# Trades",
+        "Win Rate [%]",
+        "Best Trade [%]",
+        "Worst Trade [%]",
+        "Avg. Trade [%]",
+        "Profit Factor",
+        "Expectancy [$]",
+        "Avg. MAE [%]",
+        "Avg. MFE [%]",
+        "Commissions [$]",
+        "Avg. Bars Held",
+    ]
+    assert tuple(five_day_stats.index) == STAT_LABELS
+    assert five_day_stats.name == "stats"
+
+
+def test_five_days_by_hand(five_day_stats):
+    s = five_day_stats
+    assert s["Start"] == pd.Timestamp("2024-01-01", tz="UTC")
+    assert s["End"] == pd.Timestamp("2024-01-05", tz="UTC")
+    assert s["Duration"] == pd.Timedelta(days=4)
+    # exposure > 0 on 3 of 5 samples
+    assert s["Exposure Time [%]"] == pytest.approx(60.0)
+    assert s["Equity Final [$]"] == pytest.approx(105.02869212)
+    assert s["Equity Peak [$]"] == pytest.approx(105.02869212)
+    # 1.02 * 0.99 * 0.99 * 1.03 * 1.02 = 1.0502869212
+    assert s["Return [%]"] == pytest.approx(5.02869212, **APPROX)
+    # mean r = 0.05 / 5 = 0.01; deviations +1, -2, -2, +2, +1 (x 0.01)
+    # -> sum of squares 14e-4, var (ddof=1) = 14e-4 / 4 = 3.5e-4
+    # vol = sqrt(3.5e-4 * 252) = sqrt(0.0882)
+    assert s["Volatility (Ann.) [%]"] == pytest.approx(math.sqrt(0.0882) * 100, **APPROX)
+    # Sharpe = 0.01 / sqrt(3.5e-4) * sqrt(252) = sqrt(1e-4 * 252 / 3.5e-4) = sqrt(72)
+    assert s["Sharpe Ratio"] == pytest.approx(math.sqrt(72), **APPROX)
+    # downside: min(r, 0)^2 = 1e-4 on two days, mean over 5 days = 4e-5
+    # Sortino = 0.01 / sqrt(4e-5) * sqrt(252) = sqrt(2.5 * 252) = sqrt(630)
+    assert s["Sortino Ratio"] == pytest.approx(math.sqrt(630), **APPROX)
+    # peak 102 (Jan 1) -> trough 99.9702 (Jan 3): 0.99 * 0.99 - 1 = -1.99%
+    assert s["Max. Drawdown [%]"] == pytest.approx(-1.99, **APPROX)
+    # 102 is regained on Jan 4 (102.969306): Jan 1 -> Jan 4
+    assert s["Max. Drawdown Duration"] == pd.Timedelta(days=3)
+    # CAGR over 4 days: 1.0502869212 ** (365.25 / 4) - 1
+    assert s["CAGR [%]"] == pytest.approx((1.0502869212 ** (365.25 / 4) - 1) * 100, rel=1e-9)
+    assert s["Calmar Ratio"] == pytest.approx(s["CAGR [%]"] / 1.99, rel=1e-9)
+
+
+def test_risk_free_rate_is_compounded_to_daily():
+    # periods_per_year = 2 and rf = 1.005^2 - 1 make the daily rf exactly 0.005.
+    # excess = r - 0.005 = [+1.5%, -1.5%, -1.5%, +2.5%, +1.5%], mean 0.005,
+    # std unchanged: sqrt(3.5e-4).
+    # Sharpe = 0.005 / sqrt(3.5e-4) * sqrt(2) = sqrt(2.5e-5 * 2 / 3.5e-4) = sqrt(1/7)
+    # downside: 2 * (0.015)^2 / 5 = 9e-5 -> Sortino = sqrt(2.5e-5 * 2 / 9e-5) = sqrt(5/9)
+    # vol = sqrt(3.5e-4 * 2) = sqrt(7e-4)
+    equity = equity_frame(FIVE_DAYS, FIVE_CLOSES)
+    s = compute_stats(
+        equity,
+        NO_TRADES,
+        initial_cash=100.0,
+        risk_free_rate=1.005**2 - 1,
+        periods_per_year=2,
+    )
+    assert s["Sharpe Ratio"] == pytest.approx(math.sqrt(1 / 7), rel=1e-9)
+    assert s["Sortino Ratio"] == pytest.approx(math.sqrt(5 / 9), rel=1e-9)
+    assert s["Volatility (Ann.) [%]"] == pytest.approx(math.sqrt(7e-4) * 100, rel=1e-9)
+
+
+def test_intraday_samples_drive_drawdown_but_not_daily_ratios():
+    # Same five daily closes (the last sample of each UTC day), plus intraday samples.
+    times = [
+        "2024-01-01 09:30",
+        "2024-01-01 12:00",
+        "2024-01-01 16:00",
+        "2024-01-02 10:00",
+        "2024-01-02 16:00",
+        "2024-01-03 16:00",
+        "2024-01-04 16:00",
+        "2024-01-05 16:00",
+    ]
+    values = [101.0, 95.0, 102.0, 103.5, 100.98, 99.9702, 102.969306, 105.02869212]
+    s = compute_stats(
+        equity_frame(times, values, exposure=[0, 1, 1, 1, 0, 0, 0, 0]),
+        NO_TRADES,
+        initial_cash=100.0,
+    )
+    # Daily returns are those of the five-day case.
+    assert s["Sharpe Ratio"] == pytest.approx(math.sqrt(72), **APPROX)
+    assert s["Sortino Ratio"] == pytest.approx(math.sqrt(630), **APPROX)
+    # Intraday: peak 101 -> 95 is the deepest: 95/101 - 1 = -5.9406%
+    # (the other dip, 103.5 -> 99.9702, is 99.9702/103.5 - 1 = -3.41%).
+    assert s["Max. Drawdown [%]"] == pytest.approx((95 / 101 - 1) * 100, **APPROX)
+    # Longest: peak 103.5 at Jan 2 10:00, regained only at Jan 5 16:00 = 3 days 6 hours
+    # (the first dip, 09:30 -> 16:00 on Jan 1, lasts 6.5 hours).
+    assert s["Max. Drawdown Duration"] == pd.Timedelta(days=3, hours=6)
+    assert s["Equity Peak [$]"] == pytest.approx(105.02869212)
+    # 3 of 8 samples exposed
+    assert s["Exposure Time [%]"] == pytest.approx(37.5)
+
+
+def test_days_are_utc_dates_whatever_the_index_timezone():
+    # 10:00 and 20:00 New York time on Jan 1 are 15:00 on Jan 1 and 01:00 on Jan 2 in UTC:
+    # two UTC days, so two daily returns: 101/100 - 1 = 0.01 and 99/101 - 1.
+    index = pd.DatetimeIndex(["2024-01-01 10:00", "2024-01-01 20:00"]).tz_localize(
+        "America/New_York"
+    )
+    equity = pd.DataFrame({"equity": [101.0, 99.0], "gross_exposure": [0.0, 0.0]}, index=index)
+    s = compute_stats(equity, NO_TRADES, initial_cash=100.0)
+    # std (ddof=1) of two values is |a - b| / sqrt(2)
+    vol = abs(0.01 - (99 / 101 - 1)) / math.sqrt(2) * math.sqrt(252)
+    assert s["Volatility (Ann.) [%]"] == pytest.approx(vol * 100, rel=1e-9)
+    assert s["Start"] == pd.Timestamp("2024-01-01 15:00", tz="UTC")
+    assert s["End"] == pd.Timestamp("2024-01-02 01:00", tz="UTC")
+
+
+def test_naive_index_is_taken_as_utc():
+    index = pd.DatetimeIndex(FIVE_DAYS)  # no tz
+    equity = pd.DataFrame({"equity": FIVE_CLOSES, "gross_exposure": 0.0}, index=index)
+    s = compute_stats(equity, NO_TRADES, initial_cash=100.0)
+    assert s["Start"] == pd.Timestamp("2024-01-01", tz="UTC")
+    assert s["Sharpe Ratio"] == pytest.approx(math.sqrt(72), **APPROX)
+
+
+def test_cagr_over_one_year_span():
+    # 2020 is a leap year: Jan 1 -> Dec 31 is 365 days, + 6 hours = 365.25 days = 1 year.
+    start = pd.Timestamp("2020-01-01", tz="UTC")
+    end = pd.Timestamp("2020-12-31 06:00", tz="UTC")
+    equity = equity_frame([pd.Timestamp("2020-06-01", tz="UTC"), end], [95.0, 110.0])
+    s = compute_stats(equity, NO_TRADES, initial_cash=100.0, start=start, end=end)
+    # 110 / 100 over exactly one year
+    assert s["CAGR [%]"] == pytest.approx(10.0, rel=1e-9)
+    # initial_cash is the first peak: 95 / 100 - 1 = -5%
+    assert s["Max. Drawdown [%]"] == pytest.approx(-5.0, rel=1e-9)
+    assert s["Calmar Ratio"] == pytest.approx(10.0 / 5.0, rel=1e-9)
+    # the initial peak sits at start and is regained at end (110 >= 100)
+    assert s["Max. Drawdown Duration"] == pd.Timedelta(days=365, hours=6)
+    assert s["Duration"] == pd.Timedelta(days=365, hours=6)
+    assert s["Start"] == start and s["End"] == end
+
+
+def test_cagr_over_two_years_is_geometric():
+    # 730.5 days = 2 years; 121 / 100 = 1.1^2 -> 10% a year (not 21% / 2).
+    start = pd.Timestamp("2020-01-01", tz="UTC")
+    end = start + pd.Timedelta(days=730.5)
+    equity = equity_frame([start, end], [100.0, 121.0])
+    s = compute_stats(equity, NO_TRADES, initial_cash=100.0)
+    assert s["CAGR [%]"] == pytest.approx(10.0, rel=1e-9)
+    assert s["Return [%]"] == pytest.approx(21.0, rel=1e-9)
+
+
+def test_cagr_is_nan_for_a_span_under_a_day():
+    equity = equity_frame(["2024-01-01 09:30", "2024-01-01 16:00"], [101.0, 99.0])
+    s = compute_stats(equity, NO_TRADES, initial_cash=100.0)
+    assert math.isnan(s["CAGR [%]"])
+    assert math.isnan(s["Calmar Ratio"])
+    assert s["Return [%]"] == pytest.approx(-1.0)
+
+
+def test_trade_statistics_by_hand():
+    trades = trades_frame(
+        pnl=[50.0, -20.0, 30.0, -10.0, 0.0],
+        return_pct=[0.05, -0.02, 0.03, -0.01, 0.0],
+        commission=[1.5, 1.0, 1.0, 0.5, 1.0],
+        bars_held=[3, 1, 4, 1, 6],
+        mae=[-0.01, -0.03, -0.02, -0.02, 0.0],
+        mfe=[0.06, 0.01, 0.04, 0.0, 0.01],
+    )
+    s = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), trades, initial_cash=100.0)
+    assert s["# Trades"] == 5
+    # 2 of 5 with pnl > 0 (the zero-pnl trade is not a win)
+    assert s["Win Rate [%]"] == pytest.approx(40.0)
+    assert s["Best Trade [%]"] == pytest.approx(5.0)
+    assert s["Worst Trade [%]"] == pytest.approx(-2.0)
+    # (5 - 2 + 3 - 1 + 0) / 5 = 1%
+    assert s["Avg. Trade [%]"] == pytest.approx(1.0)
+    # (50 + 30) / (20 + 10)
+    assert s["Profit Factor"] == pytest.approx(80 / 30)
+    # (50 - 20 + 30 - 10 + 0) / 5
+    assert s["Expectancy [$]"] == pytest.approx(10.0)
+    # (-1 - 3 - 2 - 2 + 0) / 5 and (6 + 1 + 4 + 0 + 1) / 5
+    assert s["Avg. MAE [%]"] == pytest.approx(-1.6)
+    assert s["Avg. MFE [%]"] == pytest.approx(2.4)
+    assert s["Commissions [$]"] == pytest.approx(5.0)
+    # (3 + 1 + 4 + 1 + 6) / 5
+    assert s["Avg. Bars Held"] == pytest.approx(3.0)
+
+
+def test_all_winning_trades_have_infinite_profit_factor():
+    trades = trades_frame(
+        pnl=[10.0, 5.0],
+        return_pct=[0.1, 0.05],
+        commission=[0.0, 0.0],
+        bars_held=[2, 2],
+        mae=[0.0, -0.01],
+        mfe=[0.1, 0.05],
+    )
+    s = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), trades, initial_cash=100.0)
+    assert s["Profit Factor"] == math.inf
+    assert s["Win Rate [%]"] == pytest.approx(100.0)
+    assert s["Worst Trade [%]"] == pytest.approx(5.0)
+
+
+def test_flat_trades_have_no_profit_factor():
+    trades = trades_frame(
+        pnl=[0.0],
+        return_pct=[0.0],
+        commission=[0.0],
+        bars_held=[1],
+        mae=[0.0],
+        mfe=[0.0],
+    )
+    s = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), trades, initial_cash=100.0)
+    assert math.isnan(s["Profit Factor"])
+    assert s["Win Rate [%]"] == 0.0
+
+
+@pytest.mark.parametrize("trades", [NO_TRADES, pd.DataFrame()], ids=["typed", "bare"])
+def test_no_trades(trades):
+    s = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), trades, initial_cash=100.0)
+    assert s["# Trades"] == 0
+    for label in [
+        "Win Rate [%]",
+        "Best Trade [%]",
+        "Worst Trade [%]",
+        "Avg. Trade [%]",
+        "Profit Factor",
+        "Expectancy [$]",
+        "Avg. MAE [%]",
+        "Avg. MFE [%]",
+        "Avg. Bars Held",
+    ]:
+        assert math.isnan(s[label]), label
+    assert s["Commissions [$]"] == 0.0
+    # equity statistics are unaffected
+    assert s["Sharpe Ratio"] == pytest.approx(math.sqrt(72), **APPROX)
+
+
+def test_single_equity_point():
+    equity = equity_frame(["2024-03-01 16:00"], [90.0], exposure=[10.0])
+    s = compute_stats(equity, NO_TRADES, initial_cash=100.0)
+    assert s["Start"] == s["End"]
+    assert s["Duration"] == pd.Timedelta(0)
+    assert s["Return [%]"] == pytest.approx(-10.0)
+    assert s["Equity Final [$]"] == 90.0
+    assert s["Equity Peak [$]"] == 100.0  # the initial cash
+    assert s["Max. Drawdown [%]"] == pytest.approx(-10.0)
+    assert s["Exposure Time [%]"] == 100.0
+    # one daily return: no std, no Sharpe; span 0: no CAGR
+    for label in ["Volatility (Ann.) [%]", "Sharpe Ratio", "Sortino Ratio", "CAGR [%]"]:
+        assert math.isnan(s[label]), label
+    # start == end == the sample: the drawdown has lasted no time yet
+    assert s["Max. Drawdown Duration"] == pd.Timedelta(0)
+
+
+def test_single_equity_point_with_explicit_start():
+    equity = equity_frame(["2024-03-01 16:00"], [90.0])
+    start = pd.Timestamp("2024-02-29 16:00", tz="UTC")
+    s = compute_stats(equity, NO_TRADES, initial_cash=100.0, start=start)
+    assert s["Duration"] == pd.Timedelta(days=1)
+    # the initial peak sits at start and is never regained
+    assert s["Max. Drawdown Duration"] == pd.Timedelta(days=1)
+    # exactly one day of span: 0.9 ** 365.25 - 1
+    assert s["CAGR [%]"] == pytest.approx((0.9**365.25 - 1) * 100, rel=1e-9)
+
+
+def test_constant_equity():
+    equity = equity_frame(FIVE_DAYS, [100.0] * 5)
+    s = compute_stats(equity, NO_TRADES, initial_cash=100.0)
+    assert s["Return [%]"] == 0.0
+    assert s["CAGR [%]"] == 0.0
+    assert s["Volatility (Ann.) [%]"] == 0.0
+    assert s["Max. Drawdown [%]"] == 0.0
+    assert s["Max. Drawdown Duration"] == pd.Timedelta(0)
+    for label in ["Sharpe Ratio", "Sortino Ratio", "Calmar Ratio"]:
+        assert math.isnan(s[label]), label
+    assert s["Exposure Time [%]"] == 0.0
+
+
+def test_constant_growth_has_no_sharpe_from_rounding_noise():
+    # 1% every day: all daily returns equal, up to float rounding. Std is zero
+    # in exact arithmetic, so Sharpe must be NaN, not ~1e15.
+    values = [100.0 * 1.01**k for k in range(1, 21)]
+    times = pd.date_range("2024-01-01", periods=20, freq="D", tz="UTC")
+    s = compute_stats(equity_frame(times, values), NO_TRADES, initial_cash=100.0)
+    assert math.isnan(s["Sharpe Ratio"])
+    assert math.isnan(s["Sortino Ratio"])  # no down day either
+    assert s["Volatility (Ann.) [%]"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_equity_that_never_recovers():
+    # 100 (initial) -> 100, 120 (peak, Jan 2), 110, 90, 95: never back at 120.
+    equity = equity_frame(FIVE_DAYS, [100.0, 120.0, 110.0, 90.0, 95.0])
+    s = compute_stats(equity, NO_TRADES, initial_cash=100.0)
+    assert s["Max. Drawdown [%]"] == pytest.approx(-25.0)  # 90 / 120 - 1
+    assert s["Max. Drawdown Duration"] == pd.Timedelta(days=3)  # Jan 2 -> end (Jan 5)
+    assert s["Equity Peak [$]"] == 120.0
+    # with a later end the drawdown lasts until that end: Jan 2 -> Jan 10
+    later = compute_stats(
+        equity, NO_TRADES, initial_cash=100.0, end=pd.Timestamp("2024-01-10", tz="UTC")
+    )
+    assert later["Max. Drawdown Duration"] == pd.Timedelta(days=8)
+
+
+def test_drawdown_helper():
+    eq = pd.Series([100.0, 120.0, 90.0, 120.0, 130.0])
+    # peaks 100, 120, 120, 120, 130
+    assert drawdown(eq).tolist() == pytest.approx([0.0, 0.0, -0.25, 0.0, 0.0])
+    # with initial 150 as the first peak: x / 150 - 1 throughout
+    assert drawdown(eq, initial=150.0).tolist() == pytest.approx(
+        [-1 / 3, -0.2, -0.4, -0.2, 130 / 150 - 1]
+    )
+    assert drawdown(eq).index.equals(eq.index)
+
+
+def test_format_stats(five_day_stats):
+    text = format_stats(five_day_stats)
+    lines = text.splitlines()
+    assert len(lines) == len(STAT_LABELS)
+    for line, label in zip(lines, STAT_LABELS):
+        assert line.startswith(label), (line, label)
+    by_label = {label: line[len(label) :].strip() for line, label in zip(lines, STAT_LABELS)}
+    assert by_label["Return [%]"] == "5.03"  # 5.02869212
+    assert by_label["Sharpe Ratio"] == "8.485"  # sqrt(72) = 8.48528...
+    assert by_label["Max. Drawdown [%]"] == "-1.99"
+    assert by_label["Equity Final [$]"] == "105.03"
+    assert by_label["# Trades"] == "0"
+    assert by_label["Win Rate [%]"] == "NaN"
+    assert by_label["Max. Drawdown Duration"] == str(pd.Timedelta(days=3))
+    # values start in one column
+    value_columns = {
+        len(line) - len(line[len(label) :].lstrip()) for line, label in zip(lines, STAT_LABELS)
+    }
+    assert len(value_columns) == 1
+
+
+def test_format_stats_money_and_infinity():
+    text = format_stats(pd.Series({"Equity Final [$]": 1234567.891, "Profit Factor": math.inf}))
+    assert "1,234,567.89" in text
+    assert text.splitlines()[1].endswith("inf")
+
+
+@pytest.mark.parametrize(
+    ("frame", "kwargs", "error"),
+    [
+        (pd.DataFrame({"equity": [1.0], "gross_exposure": [0.0]}), {}, TypeError),
+        (equity_frame(FIVE_DAYS, FIVE_CLOSES).drop(columns="equity"), {}, ValueError),
+        (equity_frame(FIVE_DAYS, FIVE_CLOSES).drop(columns="gross_exposure"), {}, ValueError),
+        (equity_frame(FIVE_DAYS, FIVE_CLOSES).iloc[:0], {}, ValueError),
+        (equity_frame(FIVE_DAYS, FIVE_CLOSES).iloc[::-1], {}, ValueError),
+        (equity_frame(FIVE_DAYS, [1.0, math.nan, 1.0, 1.0, 1.0]), {}, ValueError),
+        (equity_frame(FIVE_DAYS, FIVE_CLOSES), {"initial_cash": 0.0}, ValueError),
+        (
+            equity_frame(FIVE_DAYS, FIVE_CLOSES),
+            {"start": pd.Timestamp("2024-01-02", tz="UTC")},
+            ValueError,
+        ),
+    ],
+    ids=[
+        "no-datetime-index",
+        "no-equity",
+        "no-exposure",
+        "empty",
+        "unsorted",
+        "nan",
+        "no-cash",
+        "sample-before-start",
+    ],
+)
+def test_bad_input_is_refused(frame, kwargs, error):
+    kwargs = {"initial_cash": 100.0, **kwargs}
+    with pytest.raises(error):
+        compute_stats(frame, NO_TRADES, **kwargs)
+
+
+def test_trades_missing_a_column_are_refused():
+    trades = trades_frame([1.0], [0.01], [0.0], [1], [0.0], [0.01]).drop(columns="mae")
+    with pytest.raises(ValueError, match="mae"):
+        compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), trades, initial_cash=100.0)
+
+
+# --- properties against a naive loop ---------------------------------------------------
+
+
+def naive_drawdown(values, times, initial, start, end):
+    """Max drawdown (fraction) and its longest duration, one sample at a time."""
+    peak, peak_time, under = initial, start, False
+    worst, longest = 0.0, pd.Timedelta(0)
+    for value, time in zip(values, times):
+        if value >= peak:
+            if under:
+                longest = max(longest, time - peak_time)
+            peak, peak_time, under = value, time, False
+        else:
+            under = True
+            worst = min(worst, value / peak - 1)
+    if under:
+        longest = max(longest, end - peak_time)
+    return worst, longest
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(
+        st.floats(min_value=1.0, max_value=1e6, allow_nan=False), min_size=1, max_size=60
+    ),
+    initial=st.floats(min_value=1.0, max_value=1e6, allow_nan=False),
+    data=st.data(),
+)
+def test_drawdown_and_return_match_a_naive_loop(values, initial, data):
+    gaps = data.draw(
+        st.lists(st.integers(min_value=1, max_value=72), min_size=len(values), max_size=len(values))
+    )
+    times = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.cumsum(gaps), unit="h")
+    stats = compute_stats(equity_frame(times, values), NO_TRADES, initial_cash=initial)
+
+    worst, longest = naive_drawdown(values, list(times), initial, times[0], times[-1])
+    assert stats["Max. Drawdown [%]"] == pytest.approx(worst * 100, rel=1e-9, abs=1e-9)
+    assert stats["Max. Drawdown Duration"] == longest
+    assert stats["Return [%]"] == pytest.approx((values[-1] / initial - 1) * 100, rel=1e-9)
+    assert stats["Equity Peak [$]"] == max([initial, *values])
+
+
+def test_cagr_overflow_is_infinite_not_an_error():
+    # x7 in one day annualises to 7 ** 365.25, beyond float range.
+    equity = equity_frame(["2024-01-01", "2024-01-02"], [1.0, 7.0])
+    s = compute_stats(equity, NO_TRADES, initial_cash=1.0)
+    assert s["CAGR [%]"] == math.inf
