@@ -1,0 +1,15 @@
+"""Market data for tickstep: the door (validation), sample data and stores.
+
+Every source of bars -- DataFrames, CSV or Parquet files, the DuckDB store, PostgreSQL --
+becomes a `MarketColumns`: per symbol, contiguous int64 UTC nanosecond timestamps and
+float64 open/high/low/close/volume, checked once here and trusted by the engine.
+"""
+
+from tickstep.data._door import DataError, MarketColumns, SymbolBars, to_market_columns
+
+__all__ = [
+    "DataError",
+    "MarketColumns",
+    "SymbolBars",
+    "to_market_columns",
+]
