@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-
 from tickstep.data import DataError, MarketColumns, SymbolBars, to_market_columns
 
 MINUTE = 60_000_000_000
@@ -122,9 +121,7 @@ def test_metadata_aligned_to_symbols():
 
 def test_naive_is_utc_and_aware_is_converted():
     naive = to_market_columns({"A": bars_frame(3, start="2024-01-02 14:30")})
-    aware = to_market_columns(
-        {"A": bars_frame(3, start="2024-01-02 09:30", tz="America/New_York")}
-    )
+    aware = to_market_columns({"A": bars_frame(3, start="2024-01-02 09:30", tz="America/New_York")})
     np.testing.assert_array_equal(naive.bars[0].ts, aware.bars[0].ts)
 
 
@@ -281,10 +278,13 @@ def test_nullable_dtypes_and_integer_volume():
 
 def test_symbol_bars_validate_on_construction():
     ts = np.array([0, MINUTE, 2 * MINUTE])
-    good = dict(
-        open=np.array([1.0, 1, 1]), high=np.array([2.0, 2, 2]), low=np.array([0.5, 0.5, 0.5]),
-        close=np.array([1.0, 1, 1]), volume=np.array([1.0, 1, 1]),
-    )
+    good = {
+        "open": np.array([1.0, 1, 1]),
+        "high": np.array([2.0, 2, 2]),
+        "low": np.array([0.5, 0.5, 0.5]),
+        "close": np.array([1.0, 1, 1]),
+        "volume": np.array([1.0, 1, 1]),
+    }
     assert len(SymbolBars("X", ts, **good)) == 3
     with pytest.raises(DataError, match="unique timestamps"):
         SymbolBars("X", np.array([0, 0, MINUTE]), **good)
@@ -302,8 +302,13 @@ def test_door_is_fast_for_many_symbols():
     base = pd.date_range("2024-01-02", periods=n, freq="min")
     close = 50 + rng.random(n)
     frame = pd.DataFrame(
-        {"open": close, "high": close + 0.1, "low": close - 0.1, "close": close,
-         "volume": rng.random(n)},
+        {
+            "open": close,
+            "high": close + 0.1,
+            "low": close - 0.1,
+            "close": close,
+            "volume": rng.random(n),
+        },
         index=base,
     )
     data = {f"S{i:02d}": frame for i in range(symbols)}

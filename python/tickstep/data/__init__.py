@@ -6,10 +6,14 @@ float64 open/high/low/close/volume, checked once here and trusted by the engine.
 """
 
 from tickstep.data._door import DataError, MarketColumns, SymbolBars, to_market_columns
+from tickstep.data._sample import example_daily, sample, sample_daily
 
 __all__ = [
     "DataError",
     "MarketColumns",
     "SymbolBars",
+    "example_daily",
+    "sample",
+    "sample_daily",
     "to_market_columns",
 ]

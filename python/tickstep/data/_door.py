@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["DataError", "SymbolBars", "MarketColumns", "to_market_columns"]
+__all__ = ["DataError", "MarketColumns", "SymbolBars", "to_market_columns"]
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
@@ -97,7 +97,7 @@ def _refuse_rows(
     ts_ns = int(ts[i])
     more = f"; {len(hits) - 1} more row(s) break this rule" if len(hits) > 1 else ""
     raise DataError(
-        f"{_where(symbol, row, ts_ns)}: breaks rule \"{rule}\" ({detail(i)}){more}",
+        f'{_where(symbol, row, ts_ns)}: breaks rule "{rule}" ({detail(i)}){more}',
         symbol=symbol,
         row=row,
         timestamp=None if ts_ns == _NAT else pd.Timestamp(ts_ns, unit="ns", tz="UTC"),
@@ -143,8 +143,10 @@ def check_bars(
             _refuse_rows(
                 bad,
                 rule,
-                lambda i: f"previous row has {_fmt_ts(ts[i - 1])}; data is never sorted "
-                "or de-duplicated for you",
+                lambda i: (
+                    f"previous row has {_fmt_ts(ts[i - 1])}; data is never sorted "
+                    "or de-duplicated for you"
+                ),
                 symbol,
                 ts,
                 rows,
@@ -687,4 +689,3 @@ def to_market_columns(
             "symbol -> DataFrame, a long DataFrame with a symbol column, or MarketColumns"
         )
     return MarketColumns(bars, _align_metadata(metadata, [b.symbol for b in bars]))
-
