@@ -1,1 +1,33 @@
-"""tickstep: event-driven multi-symbol backtesting with a Rust core."""
+"""tickstep: event-driven multi-symbol backtesting with a Rust core.
+
+>>> import tickstep
+>>> tickstep.Strategy, tickstep.Backtest  # doctest: +ELLIPSIS
+(<class 'tickstep.strategy.Strategy'>, <class 'tickstep.backtest.Backtest'>)
+"""
+
+from tickstep import data, metrics, sizing
+from tickstep._core import ConfigError, OrderError, TickstepError, UnknownSymbolError
+from tickstep._core import __version__ as __version__
+from tickstep.backtest import Backtest
+from tickstep.results import Result
+from tickstep.sizing import FixedSize, Limits, PercentOfEquity, RiskPerTrade, SizingRequest
+from tickstep.strategy import Position, Strategy
+
+__all__ = [
+    "Backtest",
+    "ConfigError",
+    "FixedSize",
+    "Limits",
+    "OrderError",
+    "PercentOfEquity",
+    "Position",
+    "Result",
+    "RiskPerTrade",
+    "SizingRequest",
+    "Strategy",
+    "TickstepError",
+    "UnknownSymbolError",
+    "data",
+    "metrics",
+    "sizing",
+]

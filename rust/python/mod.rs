@@ -1,1 +1,20 @@
-// bindings: filled in by the engine work
+//! PyO3 bindings: argument conversion, numpy views, error mapping, and the adapter that
+//! lets a Python object drive the core's `Strategy` trait. No engine logic lives here.
+
+mod adapter;
+mod context;
+mod engine;
+mod errors;
+mod market;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = true)]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<market::PyMarket>()?;
+    m.add_class::<engine::PyEngine>()?;
+    m.add_class::<context::PyContext>()?;
+    errors::register(m)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

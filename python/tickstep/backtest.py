@@ -1,0 +1,210 @@
+"""`Backtest`: data + a strategy class + broker settings -> one or many runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tickstep import _core
+from tickstep.data import MarketColumns, to_market_columns
+from tickstep.results import Result, build_result
+from tickstep.sizing import PercentOfEquity, Sizer
+from tickstep.strategy import Strategy
+
+__all__ = ["Backtest"]
+
+
+def _load(data: Any, symbols: list[str] | None, start: Any, end: Any, options: dict[str, Any]) -> MarketColumns:
+    """Any accepted data source -> validated columns (the door)."""
+    if isinstance(data, str):
+        from tickstep import data as data_module
+
+        data = data_module.open_store(data)
+    if hasattr(data, "load") and not isinstance(data, (pd.DataFrame, Mapping, MarketColumns)):
+        return data.load(symbols=symbols, start=start, end=end, **options)
+    if options:
+        raise TypeError(f"unexpected options for in-memory data: {sorted(options)}")
+    columns = to_market_columns(data)
+    if symbols is not None:
+        missing = [s for s in symbols if s not in columns.symbols]
+        if missing:
+            raise _core.UnknownSymbolError(f"symbols not in the data: {missing}")
+        columns = MarketColumns([columns[s] for s in symbols], columns.metadata)
+    if start is not None or end is not None:
+        columns = _slice(columns, start, end)
+    return columns
+
+
+def _ns(t: Any) -> int:
+    ts = pd.Timestamp(t)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value)
+
+
+def _slice(columns: MarketColumns, start: Any, end: Any) -> MarketColumns:
+    lo = _ns(start) if start is not None else np.iinfo(np.int64).min
+    hi = _ns(end) if end is not None else np.iinfo(np.int64).max
+    kept = []
+    for b in columns.bars:
+        i, j = np.searchsorted(b.ts, lo, "left"), np.searchsorted(b.ts, hi, "right")
+        if j > i:
+            kept.append(type(b)(b.symbol, b.ts[i:j], b.open[i:j], b.high[i:j], b.low[i:j], b.close[i:j], b.volume[i:j]))
+    if not kept:
+        raise ValueError(f"no bars between {start} and {end}")
+    return MarketColumns(kept, columns.metadata)
+
+
+class Backtest:
+    """A strategy over market data with a simulated broker.
+
+    Parameters
+    ----------
+    data : DataFrame, mapping of symbol -> DataFrame, long DataFrame with a ``symbol``
+        column, :class:`tickstep.data.MarketColumns`, a store (``tickstep.data.Store``) or a
+        path / ``postgresql://`` URL of one. Column names are case-insensitive.
+    strategy : type[Strategy]
+    cash : float
+        Starting cash, shared by all symbols.
+    commission : float
+        Fraction of notional charged per fill (0.001 = 0.1%).
+    commission_fixed : float
+        Fixed amount charged per fill, on top.
+    slippage : float
+        Basis points against the trader on market and stop fills (limits never slip).
+    trade_on_close : bool
+        Fill market orders at the close of the bar on which they are placed instead of the
+        next bar's open.
+    leverage : float
+        Gross exposure may reach ``leverage`` x equity; fills beyond are rejected.
+    sizer : callable, optional
+        Sizes orders placed without ``size`` (default ``PercentOfEquity(0.95)``).
+    record_every_bar : bool
+        Sample equity at every tick, not only at the end of each trading day.
+    timezone : str
+        Timezone whose calendar days end the trading days for equity sampling (default UTC).
+    risk_free_rate : float
+        Annual rate for Sharpe/Sortino.
+    symbols, start, end :
+        Restrict the data to these symbols and this time range (inclusive).
+    **load_options :
+        Passed to a store's ``load`` (e.g. ``regular_hours=True``, ``timeframe="1d"``).
+
+    Examples
+    --------
+    >>> import tickstep
+    >>> from tickstep.strategies import SmaCross
+    >>> bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000)
+    >>> result = bt.run(fast=10, slow=30)
+    >>> float(result.stats["# Trades"]) >= 0
+    True
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        strategy: type[Strategy],
+        *,
+        cash: float = 10_000.0,
+        commission: float = 0.0,
+        commission_fixed: float = 0.0,
+        slippage: float = 0.0,
+        trade_on_close: bool = False,
+        leverage: float = 1.0,
+        sizer: Sizer | None = None,
+        record_every_bar: bool = False,
+        timezone: str = "UTC",
+        risk_free_rate: float = 0.0,
+        symbols: list[str] | None = None,
+        start: Any = None,
+        end: Any = None,
+        **load_options: Any,
+    ) -> None:
+        if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
+            raise TypeError(f"strategy must be a subclass of tickstep.Strategy, got {strategy!r}")
+        self._strategy = strategy
+        self._columns = _load(data, symbols, start, end, load_options)
+        self._settings = dict(
+            cash=float(cash),
+            commission=float(commission),
+            commission_fixed=float(commission_fixed),
+            slippage_bps=float(slippage),
+            fill_at="close" if trade_on_close else "next_open",
+            leverage=float(leverage),
+            record_every_bar=bool(record_every_bar),
+        )
+        # Checks every option now, at the door, rather than at the first run.
+        self._market = _core.Market(
+            self._columns.symbols,
+            [b.ts for b in self._columns.bars],
+            [b.open for b in self._columns.bars],
+            [b.high for b in self._columns.bars],
+            [b.low for b in self._columns.bars],
+            [b.close for b in self._columns.bars],
+            [b.volume for b in self._columns.bars],
+        )
+        _core.Engine(self._market, **self._settings)
+        self._sizer = sizer if sizer is not None else PercentOfEquity(0.95)
+        self._risk_free_rate = float(risk_free_rate)
+        self._session_ends = self._trading_day_ends(timezone)
+
+    def _trading_day_ends(self, timezone: str) -> np.ndarray | None:
+        if timezone.upper() == "UTC":
+            return None  # the engine's own default
+        times = pd.DatetimeIndex(pd.to_datetime(self._market.timeline(), utc=True)).tz_convert(timezone)
+        day = times.normalize().asi8
+        ends = np.ones(len(day), dtype=bool)
+        ends[:-1] = day[1:] != day[:-1]
+        return ends
+
+    @property
+    def symbols(self) -> list[str]:
+        return self._columns.symbols
+
+    @property
+    def market(self) -> _core.Market:
+        """The loaded market (shared by every run of this backtest)."""
+        return self._market
+
+    @property
+    def metadata(self) -> pd.DataFrame | None:
+        return self._columns.metadata
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The engine settings (for caches and reports)."""
+        return dict(self._settings, risk_free_rate=self._risk_free_rate)
+
+    def run(self, **params: Any) -> Result:
+        """Run the strategy once with ``params`` overriding its class-level defaults.
+
+        A strategy exception propagates unchanged (same type and traceback) with a note
+        naming the symbol and time at which it happened.
+        """
+        cls = self._strategy
+        cls.check_parameters(params)
+        engine = _core.Engine(self._market, **self._settings)
+        if self._session_ends is not None:
+            engine.set_session_ends(self._session_ends)
+        ctx = _core.Context(self._market)
+        strategy = cls(ctx, self.symbols, params, self._sizer)
+        strategy.metadata = self._columns.metadata
+        engine.run(
+            ctx,
+            init=strategy.init,
+            next=strategy.next if cls.next is not Strategy.next else None,
+            on_tick=strategy.on_tick if cls.on_tick is not Strategy.on_tick else None,
+        )
+        timeline = self._market.timeline()
+        return build_result(
+            engine,
+            self.symbols,
+            cash=self._settings["cash"],
+            risk_free_rate=self._risk_free_rate,
+            start=pd.Timestamp(int(timeline[0]), tz="UTC"),
+            end=pd.Timestamp(int(timeline[-1]), tz="UTC"),
+            params={**cls.parameters(), **params},
+            strategy=strategy,
+        )

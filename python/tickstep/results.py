@@ -1,0 +1,162 @@
+"""`Result`: what a backtest returns, as pandas objects built from the engine's columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tickstep.metrics import compute_stats, format_stats
+
+__all__ = ["Result"]
+
+_ROLES = np.array(["entry", "stop_loss", "take_profit", "close"], dtype=object)
+_STATUS = np.array(["open", "filled", "cancelled", "rejected"], dtype=object)
+
+
+def _times(ns: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.to_datetime(np.asarray(ns, dtype="int64"), utc=True))
+
+
+def _symbols(codes: np.ndarray, names: list[str]) -> pd.Categorical:
+    return pd.Categorical.from_codes(np.asarray(codes, dtype="int64"), categories=names)
+
+
+def trades_frame(raw: dict[str, np.ndarray], names: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "symbol": _symbols(raw["symbol"], names),
+            "side": np.where(raw["direction"] > 0, "long", "short"),
+            "size": raw["size"],
+            "entry_time": _times(raw["entry_ts"]),
+            "exit_time": _times(raw["exit_ts"]),
+            "entry_price": raw["entry_price"],
+            "exit_price": raw["exit_price"],
+            "pnl": raw["pnl"],
+            "return_pct": raw["return_pct"],
+            "commission": raw["commission"],
+            "bars_held": raw["bars_held"],
+            "mae": raw["mae"],
+            "mfe": raw["mfe"],
+            "trade_id": raw["trade_id"],
+            "exit_order": raw["exit_order"],
+        }
+    )
+
+
+def fills_frame(raw: dict[str, np.ndarray], names: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "time": _times(raw["ts"]),
+            "symbol": _symbols(raw["symbol"], names),
+            "side": np.where(raw["side"] > 0, "buy", "sell"),
+            "size": raw["size"],
+            "price": raw["price"],
+            "commission": raw["commission"],
+            "role": _ROLES[raw["role"].astype(np.int64)],
+            "order_id": raw["order_id"],
+        }
+    )
+
+
+def orders_frame(raw: dict[str, Any], names: list[str]) -> pd.DataFrame:
+    closed = np.asarray(raw["closed_ts"], dtype="int64")
+    closed_time = _times(np.where(closed == np.iinfo(np.int64).min, 0, closed))
+    closed_time = closed_time.where(closed != np.iinfo(np.int64).min)
+    placed = np.asarray(raw["placed_ts"], dtype="int64")
+    return pd.DataFrame(
+        {
+            "order_id": raw["order_id"],
+            "symbol": _symbols(raw["symbol"], names),
+            "side": np.where(raw["side"] > 0, "buy", "sell"),
+            "size": raw["size"],
+            "limit": raw["limit"],
+            "stop": raw["stop"],
+            "sl": raw["sl"],
+            "tp": raw["tp"],
+            "role": _ROLES[raw["role"].astype(np.int64)],
+            "tag": raw["tag"],
+            "placed_time": _times(np.where(placed == np.iinfo(np.int64).min, 0, placed)),
+            "status": _STATUS[raw["status"].astype(np.int64)],
+            "closed_time": closed_time,
+            "reason": list(raw["reason"]),
+        }
+    )
+
+
+def equity_frame(raw: dict[str, np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"equity": raw["equity"], "cash": raw["cash"], "gross_exposure": raw["gross_exposure"]},
+        index=_times(raw["ts"]).rename("time"),
+    )
+
+
+@dataclass
+class Result:
+    """The outcome of one backtest.
+
+    Attributes
+    ----------
+    stats : pandas.Series
+        Performance statistics (see :func:`tickstep.metrics.compute_stats`).
+    trades : pandas.DataFrame
+        Closed trades: symbol, side, size, entry/exit time and price, pnl (net of
+        commission), return_pct, commission, bars_held, mae, mfe.
+    equity : pandas.Series
+        Equity at the end of every trading day (or every bar with ``record_every_bar``).
+    equity_frame : pandas.DataFrame
+        The same samples with cash and gross exposure.
+    fills : pandas.DataFrame
+        Every fill, in order.
+    orders : pandas.DataFrame
+        Every order placed and how it ended (filled, cancelled, rejected, or still open).
+    positions : pandas.DataFrame
+        Positions still open at the end (size, average price, last price).
+    """
+
+    stats: pd.Series
+    trades: pd.DataFrame
+    equity_frame: pd.DataFrame
+    fills: pd.DataFrame
+    orders: pd.DataFrame
+    positions: pd.DataFrame
+    params: dict[str, Any] = field(default_factory=dict)
+    strategy: Any = None
+
+    @property
+    def equity(self) -> pd.Series:
+        return self.equity_frame["equity"]
+
+    def __repr__(self) -> str:
+        return f"<Result {len(self.trades)} trades, final equity {self.equity.iloc[-1]:,.2f}>"
+
+    def summary(self) -> str:
+        """The statistics as readable text."""
+        return format_stats(self.stats)
+
+
+def build_result(engine: Any, names: list[str], *, cash: float, risk_free_rate: float,
+                 start: pd.Timestamp, end: pd.Timestamp, params: dict[str, Any],
+                 strategy: Any) -> Result:
+    trades = trades_frame(engine.trades(), names)
+    eq = equity_frame(engine.equity())
+    pos = engine.positions()
+    positions = pd.DataFrame(
+        {"size": pos["size"], "average_price": pos["average_price"], "last_price": pos["mark"]},
+        index=pd.Index(names, name="symbol"),
+    )
+    positions = positions[positions["size"] != 0]
+    stats = compute_stats(eq, trades, initial_cash=cash, risk_free_rate=risk_free_rate,
+                          start=start, end=end)
+    return Result(
+        stats=stats,
+        trades=trades,
+        equity_frame=eq,
+        fills=fills_frame(engine.fills(), names),
+        orders=orders_frame(engine.orders(), names),
+        positions=positions,
+        params=params,
+        strategy=strategy,
+    )

@@ -1,0 +1,352 @@
+"""`Strategy`: what a user subclasses.
+
+Parameters are class attributes; ``init()`` runs once before the first tick; ``next(symbol)``
+runs for every symbol that has a bar at the tick, in symbol order; ``on_tick()`` runs once
+per tick after them, for portfolio logic. Orders placed in any of them join the book at
+the end of the tick and fill from the symbol's next bar on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from tickstep._core import UnknownSymbolError
+from tickstep.sizing import SizingRequest
+
+if TYPE_CHECKING:
+    from tickstep._core import Context
+    from tickstep.sizing import Sizer
+
+__all__ = ["Position", "Strategy"]
+
+
+def _hint(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+class Position:
+    """The position in one symbol, read live from the engine."""
+
+    __slots__ = ("_s", "_i", "symbol")
+
+    def __init__(self, strategy: Strategy, index: int, symbol: str) -> None:
+        self._s = strategy
+        self._i = index
+        self.symbol = symbol
+
+    @property
+    def size(self) -> float:
+        """Signed units: positive long, negative short, 0 flat."""
+        return self._s._ctx.position(self._i)
+
+    @property
+    def average_price(self) -> float:
+        """Volume-weighted entry price of the open trades (NaN when flat)."""
+        return self._s._ctx.average_price(self._i)
+
+    @property
+    def pl(self) -> float:
+        """Unrealised profit/loss at the latest price, before exit costs."""
+        size = self.size
+        return 0.0 if size == 0 else size * (self._s._ctx.price(self._i) - self.average_price)
+
+    @property
+    def pl_pct(self) -> float:
+        """Unrealised return of the open trades as a fraction of their entry value."""
+        size = self.size
+        return 0.0 if size == 0 else self.pl / (abs(size) * self.average_price)
+
+    @property
+    def is_long(self) -> bool:
+        return self.size > 0
+
+    @property
+    def is_short(self) -> bool:
+        return self.size < 0
+
+    def close(self) -> int | None:
+        """Flatten at the next fill; returns the order id (None if flat)."""
+        return self._s._ctx.close_position(self._i)
+
+    def __bool__(self) -> bool:
+        return self.size != 0
+
+    def __repr__(self) -> str:
+        return f"Position({self.symbol!r}, size={self.size:g})"
+
+
+class Strategy:
+    """Base class of trading strategies.
+
+    Subclass it, declare parameters as class attributes, override ``init`` and ``next``
+    (per symbol) and/or ``on_tick`` (per tick). A strategy is constructed by
+    :class:`~tickstep.Backtest`; never instantiate it yourself.
+
+    Examples
+    --------
+    >>> class BuyTheDip(Strategy):
+    ...     drop = 0.02
+    ...     def next(self, symbol):
+    ...         bar = self.bar()
+    ...         if not self.position() and bar.close < bar.open * (1 - self.drop):
+    ...             self.buy(size=10, tp=bar.close * 1.03, sl=bar.close * 0.97)
+    """
+
+    #: Parameters found on the class (filled in per subclass).
+    _params: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        params: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            if klass is object or not issubclass(klass, Strategy) or klass is Strategy:
+                continue
+            for name, value in vars(klass).items():
+                if name.startswith("_") or callable(value) or isinstance(value, (property, classmethod, staticmethod)):
+                    continue
+                params[name] = value
+        cls._params = params
+
+    @classmethod
+    def parameters(cls) -> dict[str, Any]:
+        """The strategy's parameters and their defaults."""
+        return dict(cls._params)
+
+    @classmethod
+    def check_parameters(cls, params: dict[str, Any]) -> None:
+        """Refuse names that are not parameters of this strategy, with a hint."""
+        known = list(cls._params)
+        for name in params:
+            if name not in cls._params:
+                listing = ", ".join(known) if known else "none"
+                raise TypeError(
+                    f"{cls.__name__} has no parameter {name!r}{_hint(name, known)} "
+                    f"(parameters: {listing})"
+                )
+
+    def __init__(self, ctx: Context, symbols: list[str], params: dict[str, Any], sizer: Sizer) -> None:
+        type(self).check_parameters(params)
+        for name, value in params.items():
+            setattr(self, name, value)
+        self._ctx = ctx
+        self._symbols = list(symbols)
+        self._index = {s: i for i, s in enumerate(symbols)}
+        self._sizer = sizer
+        self._indicators: list[Any] = []
+
+    # ---- hooks ---------------------------------------------------------------------------
+
+    def init(self) -> None:
+        """Declare indicators and state. Runs once, before the first tick."""
+
+    def next(self, symbol: str) -> None:
+        """Called for each symbol with a bar at this tick (only if overridden)."""
+
+    def on_tick(self) -> None:
+        """Called once per tick after every ``next`` (only if overridden)."""
+
+    # ---- symbols and time ----------------------------------------------------------------
+
+    def _sym(self, symbol: str | None) -> int:
+        if symbol is None:
+            return -1
+        try:
+            return self._index[symbol]
+        except (KeyError, TypeError):
+            raise UnknownSymbolError(
+                f"unknown symbol {symbol!r}{_hint(str(symbol), self._symbols)}"
+            ) from None
+
+    @property
+    def symbols(self) -> list[str]:
+        """All symbols of the backtest, in the order ``next`` sees them."""
+        return list(self._symbols)
+
+    @property
+    def now(self) -> int:
+        """Current tick time as int nanoseconds since the epoch, UTC."""
+        return self._ctx.now()
+
+    @property
+    def time(self) -> pd.Timestamp:
+        """Current tick time as a UTC timestamp."""
+        return pd.Timestamp(self._ctx.now(), tz="UTC")
+
+    def has_data(self, symbol: str) -> bool:
+        """Whether ``symbol`` has a bar at this tick."""
+        return self._ctx.has_data(self._sym(symbol))
+
+    def active_symbols(self) -> list[str]:
+        """Symbols with a bar at this tick."""
+        names = self._symbols
+        return [names[i] for i in self._ctx.active()]
+
+    # ---- prices --------------------------------------------------------------------------
+
+    def price(self, symbol: str | None = None) -> float:
+        """Latest close of ``symbol`` (the current symbol inside ``next``)."""
+        return self._ctx.price(self._sym(symbol))
+
+    def bar(self, symbol: str | None = None) -> pd.Series | Any:
+        """Latest bar as a named tuple (time, open, high, low, close, volume)."""
+        raw = self._ctx.bar(self._sym(symbol))
+        return None if raw is None else _Bar(*raw)
+
+    def data(self, symbol: str | None = None, count: int | None = None) -> History:
+        """The last ``count`` bars (all so far by default) as read-only numpy columns."""
+        return History(self._ctx, self._sym(symbol), count)
+
+    # ---- portfolio -----------------------------------------------------------------------
+
+    def position(self, symbol: str | None = None) -> Position:
+        i = self._sym(symbol)
+        name = self._symbols[i] if i >= 0 else self._symbols[self._ctx.current()]
+        return Position(self, i, name)
+
+    @property
+    def equity(self) -> float:
+        """Cash plus every position marked at its symbol's latest price."""
+        return self._ctx.equity()
+
+    @property
+    def cash(self) -> float:
+        return self._ctx.cash()
+
+    def open_trades(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Open trades of ``symbol``: id, direction, size, entry price/time, bracket order ids."""
+        keys = ("trade_id", "direction", "size", "entry_price", "entry_ts", "sl_order", "tp_order")
+        return [dict(zip(keys, t)) for t in self._ctx.trades(self._sym(symbol))]
+
+    # ---- orders --------------------------------------------------------------------------
+
+    def buy(
+        self,
+        symbol: str | None = None,
+        *,
+        size: float | None = None,
+        limit: float | None = None,
+        stop: float | None = None,
+        sl: float | None = None,
+        tp: float | None = None,
+        tag: int = 0,
+    ) -> int | None:
+        """Buy ``size`` units (market, limit, stop or stop-limit), optionally with a
+        stop-loss ``sl`` and take-profit ``tp`` that cancel each other.
+
+        Without ``size`` the backtest's sizer decides; a sized order of 0 units is not
+        placed and None is returned. Returns the order id.
+        """
+        return self._order(symbol, True, size, limit, stop, sl, tp, tag)
+
+    def sell(
+        self,
+        symbol: str | None = None,
+        *,
+        size: float | None = None,
+        limit: float | None = None,
+        stop: float | None = None,
+        sl: float | None = None,
+        tp: float | None = None,
+        tag: int = 0,
+    ) -> int | None:
+        """Sell (or sell short) ``size`` units; see :meth:`buy`."""
+        return self._order(symbol, False, size, limit, stop, sl, tp, tag)
+
+    def _order(self, symbol, buy, size, limit, stop, sl, tp, tag):  # type: ignore[no-untyped-def]
+        i = self._sym(symbol)
+        if size is None:
+            size = self._size(i, buy, limit, stop, sl)
+            if not size > 0:
+                return None
+        return self._ctx.submit(i, buy, size, limit, stop, sl, tp, tag)
+
+    def _size(self, i: int, buy: bool, limit: float | None, stop: float | None, sl: float | None) -> float:
+        ctx = self._ctx
+        price = limit if limit is not None else stop if stop is not None else ctx.price(i)
+        name = self._symbols[i] if i >= 0 else self._symbols[ctx.current()]
+        req = SizingRequest(
+            symbol=name,
+            side=1 if buy else -1,
+            price=price,
+            stop_loss=sl,
+            equity=ctx.equity(),
+            cash=ctx.cash(),
+            position=ctx.position(i),
+            open_positions=ctx.open_position_count(),
+            gross_exposure=ctx.gross_exposure(),
+        )
+        size = float(self._sizer(req))
+        if math.isnan(size) or size < 0:
+            raise ValueError(f"{name}: sizer {self._sizer!r} returned {size!r}; expected units >= 0")
+        return size
+
+    def close(self, symbol: str | None = None) -> int | None:
+        """Flatten ``symbol`` at its next fill; None if already flat."""
+        return self._ctx.close_position(self._sym(symbol))
+
+    def cancel(self, order_id: int) -> bool:
+        """Cancel a working order (bracket legs too); False if it had already ended."""
+        return self._ctx.cancel(order_id)
+
+    def orders(self, symbol: str | None = None) -> list[int]:
+        """Ids of ``symbol``'s working orders."""
+        return self._ctx.open_orders(self._sym(symbol))
+
+
+class _Bar(tuple):
+    """A bar: (time ns, open, high, low, close, volume) with named fields."""
+
+    __slots__ = ()
+    _fields = ("time", "open", "high", "low", "close", "volume")
+
+    def __new__(cls, *values: Any) -> _Bar:
+        return tuple.__new__(cls, values)
+
+    time = property(lambda self: self[0])
+    open = property(lambda self: self[1])
+    high = property(lambda self: self[2])
+    low = property(lambda self: self[3])
+    close = property(lambda self: self[4])
+    volume = property(lambda self: self[5])
+
+    def __repr__(self) -> str:
+        t = pd.Timestamp(self[0], tz="UTC")
+        return f"Bar({t}, o={self[1]:g}, h={self[2]:g}, l={self[3]:g}, c={self[4]:g}, v={self[5]:g})"
+
+
+class History:
+    """Read-only numpy views of one symbol's bars up to the current tick (no look-ahead)."""
+
+    __slots__ = ("_ctx", "_i", "_n")
+
+    def __init__(self, ctx: Context, index: int, count: int | None) -> None:
+        self._ctx, self._i = ctx, index
+        self._n = count if count is not None else 1 << 62
+
+    def _col(self, name: str) -> np.ndarray:
+        return self._ctx.history(self._i, name, self._n)
+
+    ts = property(lambda self: self._col("ts"))
+    open = property(lambda self: self._col("open"))
+    high = property(lambda self: self._col("high"))
+    low = property(lambda self: self._col("low"))
+    close = property(lambda self: self._col("close"))
+    volume = property(lambda self: self._col("volume"))
+
+    @property
+    def index(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(pd.to_datetime(self._col("ts"), utc=True))
+
+    def df(self) -> pd.DataFrame:
+        """The same bars as a DataFrame indexed by UTC time (a copy)."""
+        cols = {c: self._col(c) for c in ("open", "high", "low", "close", "volume")}
+        return pd.DataFrame(cols, index=self.index)
+
+    def __len__(self) -> int:
+        return len(self._col("ts"))

@@ -1,0 +1,156 @@
+//! `Engine` for Python: options in, one run, results out as dicts of numpy columns.
+
+use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+
+use super::adapter::PyStrategy;
+use super::context::PyContext;
+use super::errors::{ConfigError, IntoPyResult};
+use super::market::PyMarket;
+use crate::engine::{Config, Engine, FillAt};
+
+#[pyclass(name = "Engine", module = "tickstep._core", unsendable)]
+pub struct PyEngine {
+    engine: Engine,
+    market: Py<PyMarket>,
+}
+
+fn put<'py, T: numpy::Element>(d: &Bound<'py, PyDict>, key: &str, v: Vec<T>) -> PyResult<()> {
+    d.set_item(key, PyArray1::from_vec(d.py(), v))
+}
+
+#[pymethods]
+impl PyEngine {
+    #[new]
+    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, slippage_bps=0.0, fill_at="next_open", leverage=1.0, record_every_bar=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        market: Py<PyMarket>,
+        cash: f64,
+        commission: f64,
+        commission_fixed: f64,
+        slippage_bps: f64,
+        fill_at: &str,
+        leverage: f64,
+        record_every_bar: bool,
+    ) -> PyResult<Self> {
+        let fill_at = match fill_at {
+            "next_open" => FillAt::NextOpen,
+            "close" => FillAt::Close,
+            other => return Err(ConfigError::new_err(format!("fill_at = {other:?}: must be 'next_open' or 'close'"))),
+        };
+        let config = Config { cash, commission_rate: commission, commission_fixed, slippage_bps, fill_at, leverage, record_every_bar };
+        let engine = Engine::new(market.get().inner.clone(), config).py_err(py)?;
+        Ok(PyEngine { engine, market })
+    }
+
+    /// Per tick of the timeline, whether it ends a trading day (equity is sampled there).
+    fn set_session_ends(&mut self, py: Python<'_>, ends: PyReadonlyArray1<'_, bool>) -> PyResult<()> {
+        self.engine.set_session_ends(ends.as_array().to_vec()).py_err(py)
+    }
+
+    /// Run the backtest, calling `init()` once, `next(symbol)` per symbol with a bar and
+    /// `on_tick()` per tick (each optional). The context is live only during those calls.
+    #[pyo3(signature = (ctx, init=None, next=None, on_tick=None))]
+    fn run(&mut self, py: Python<'_>, ctx: PyRef<'_, PyContext>, init: Option<Bound<'_, PyAny>>, next: Option<Bound<'_, PyAny>>, on_tick: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let symbols = self.engine.market().names().iter().map(|n| PyString::intern(py, n)).collect();
+        let mut strategy = PyStrategy { ctx, init, next, on_tick, symbols };
+        self.engine.run(&mut strategy).py_err(py)
+    }
+
+    #[getter]
+    fn equity_value(&self) -> f64 {
+        self.engine.equity()
+    }
+
+    #[getter]
+    fn cash(&self) -> f64 {
+        self.engine.cash()
+    }
+
+    #[getter]
+    fn market(&self, py: Python<'_>) -> Py<PyMarket> {
+        self.market.clone_ref(py)
+    }
+
+    /// Fills as columns: order_id, symbol (index), ts, side (+1/-1), size, price, commission, role.
+    fn fills<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let f = self.engine.fills();
+        let d = PyDict::new(py);
+        put(&d, "order_id", f.iter().map(|x| x.order_id as i64).collect())?;
+        put(&d, "symbol", f.iter().map(|x| x.symbol as i64).collect())?;
+        put(&d, "ts", f.iter().map(|x| x.ts).collect())?;
+        put(&d, "side", f.iter().map(|x| x.direction as i8).collect())?;
+        put(&d, "size", f.iter().map(|x| x.size).collect())?;
+        put(&d, "price", f.iter().map(|x| x.price).collect())?;
+        put(&d, "commission", f.iter().map(|x| x.commission).collect())?;
+        put(&d, "role", f.iter().map(|x| x.role as i8).collect())?;
+        Ok(d)
+    }
+
+    /// Closed trades as columns.
+    fn trades<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let t = &self.engine.portfolio().closed;
+        let d = PyDict::new(py);
+        put(&d, "trade_id", t.iter().map(|x| x.trade_id as i64).collect())?;
+        put(&d, "symbol", t.iter().map(|x| x.symbol as i64).collect())?;
+        put(&d, "direction", t.iter().map(|x| x.direction as i8).collect())?;
+        put(&d, "size", t.iter().map(|x| x.size).collect())?;
+        put(&d, "entry_ts", t.iter().map(|x| x.entry_ts).collect())?;
+        put(&d, "exit_ts", t.iter().map(|x| x.exit_ts).collect())?;
+        put(&d, "entry_price", t.iter().map(|x| x.entry_price).collect())?;
+        put(&d, "exit_price", t.iter().map(|x| x.exit_price).collect())?;
+        put(&d, "pnl", t.iter().map(|x| x.pnl).collect())?;
+        put(&d, "return_pct", t.iter().map(|x| x.return_pct).collect())?;
+        put(&d, "commission", t.iter().map(|x| x.commission).collect())?;
+        put(&d, "bars_held", t.iter().map(|x| x.bars_held as i64).collect())?;
+        put(&d, "mae", t.iter().map(|x| x.mae).collect())?;
+        put(&d, "mfe", t.iter().map(|x| x.mfe).collect())?;
+        put(&d, "exit_order", t.iter().map(|x| x.exit_order as i64).collect())?;
+        Ok(d)
+    }
+
+    /// Every order placed, with where its life ended.
+    fn orders<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let o = self.engine.orders();
+        let d = PyDict::new(py);
+        put(&d, "order_id", o.iter().map(|x| x.id as i64).collect())?;
+        put(&d, "symbol", o.iter().map(|x| x.symbol as i64).collect())?;
+        put(&d, "side", o.iter().map(|x| x.side.sign() as i8).collect())?;
+        put(&d, "size", o.iter().map(|x| x.size).collect())?;
+        put(&d, "limit", o.iter().map(|x| x.limit).collect())?;
+        put(&d, "stop", o.iter().map(|x| x.stop).collect())?;
+        put(&d, "sl", o.iter().map(|x| x.stop_loss).collect())?;
+        put(&d, "tp", o.iter().map(|x| x.take_profit).collect())?;
+        put(&d, "role", o.iter().map(|x| x.role as i8).collect())?;
+        put(&d, "tag", o.iter().map(|x| x.tag).collect())?;
+        put(&d, "placed_ts", o.iter().map(|x| x.placed_ts).collect())?;
+        put(&d, "status", o.iter().map(|x| x.status as i8).collect())?;
+        put(&d, "closed_ts", o.iter().map(|x| x.closed_ts).collect())?;
+        d.set_item("reason", o.iter().map(|x| x.reason).collect::<Vec<_>>())?;
+        Ok(d)
+    }
+
+    /// Equity samples: ts, equity, cash, gross_exposure.
+    fn equity<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let e = self.engine.equity_curve();
+        let d = PyDict::new(py);
+        put(&d, "ts", e.ts.clone())?;
+        put(&d, "equity", e.equity.clone())?;
+        put(&d, "cash", e.cash.clone())?;
+        put(&d, "gross_exposure", e.gross_exposure.clone())?;
+        Ok(d)
+    }
+
+    /// Positions at the end: per symbol size, average entry price and last mark.
+    fn positions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let p = self.engine.portfolio().positions();
+        let d = PyDict::new(py);
+        put(&d, "size", p.iter().map(|x| x.size).collect())?;
+        put(&d, "average_price", p.iter().map(|x| x.average_price()).collect())?;
+        put(&d, "mark", p.iter().map(|x| x.mark).collect())?;
+        Ok(d)
+    }
+}

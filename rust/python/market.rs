@@ -1,0 +1,114 @@
+//! `Market` for Python: columns copied in once; read-only numpy views handed out.
+
+use std::sync::Arc;
+
+use numpy::ndarray::ArrayView1;
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use super::errors::IntoPyResult;
+use crate::market::{Market, SymbolBars};
+
+/// Immutable market data shared by any number of engine runs.
+#[pyclass(name = "Market", module = "tickstep._core", frozen)]
+pub struct PyMarket {
+    pub inner: Arc<Market>,
+}
+
+fn column(a: &PyReadonlyArray1<'_, f64>) -> Vec<f64> {
+    a.as_array().to_vec()
+}
+
+#[pymethods]
+impl PyMarket {
+    /// Copy per-symbol columns into the core: `ts` int64 ns UTC, the rest float64.
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        symbols: Vec<String>,
+        ts: Vec<PyReadonlyArray1<'_, i64>>,
+        open: Vec<PyReadonlyArray1<'_, f64>>,
+        high: Vec<PyReadonlyArray1<'_, f64>>,
+        low: Vec<PyReadonlyArray1<'_, f64>>,
+        close: Vec<PyReadonlyArray1<'_, f64>>,
+        volume: Vec<PyReadonlyArray1<'_, f64>>,
+    ) -> PyResult<Self> {
+        let n = symbols.len();
+        if [ts.len(), open.len(), high.len(), low.len(), close.len(), volume.len()].iter().any(|&l| l != n) {
+            return Err(PyValueError::new_err("one column array per symbol is required for each of ts/open/high/low/close/volume"));
+        }
+        let bars = (0..n)
+            .map(|s| SymbolBars {
+                ts: ts[s].as_array().to_vec(),
+                open: column(&open[s]),
+                high: column(&high[s]),
+                low: column(&low[s]),
+                close: column(&close[s]),
+                volume: column(&volume[s]),
+            })
+            .collect();
+        let inner = py.detach(|| Market::new(symbols, bars)).py_err(py)?;
+        Ok(PyMarket { inner: Arc::new(inner) })
+    }
+
+    #[getter]
+    fn symbols(&self) -> Vec<String> {
+        self.inner.names().to_vec()
+    }
+
+    /// The union timeline (read-only view).
+    fn timeline<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let m = Arc::clone(&slf.get().inner);
+        readonly_view(m.timeline(), slf.clone().into_any())
+    }
+
+    fn bar_count(&self) -> usize {
+        self.inner.bar_count()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.symbol_count()
+    }
+
+    /// Column `name` (ts, open, high, low, close, volume) of `symbol`, bars `[start, stop)`,
+    /// as a read-only view into the core's memory.
+    fn column<'py>(slf: &Bound<'py, Self>, symbol: usize, name: &str, start: usize, stop: usize) -> PyResult<Bound<'py, PyAny>> {
+        view_column(slf, symbol, name, start, stop)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Market({} symbols, {} bars, {} ticks)", self.inner.symbol_count(), self.inner.bar_count(), self.inner.timeline().len())
+    }
+}
+
+/// A read-only numpy view of `data`, kept alive by `owner` (which must own `data`).
+pub fn readonly_view<'py, T: numpy::Element>(data: &[T], owner: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<T>>> {
+    let view = ArrayView1::from(data);
+    // SAFETY: `data` lives inside an immutable `Market` behind an `Arc` held by `owner`
+    // (a frozen pyclass); the columns are never reallocated after construction.
+    let array = unsafe { PyArray1::borrow_from_array(&view, owner) };
+    array.readwrite().make_nonwriteable();
+    Ok(array)
+}
+
+pub fn view_column<'py>(market: &Bound<'py, PyMarket>, symbol: usize, name: &str, start: usize, stop: usize) -> PyResult<Bound<'py, PyAny>> {
+    let m = &market.get().inner;
+    if symbol >= m.symbol_count() {
+        return Err(PyValueError::new_err(format!("symbol index {symbol} out of range")));
+    }
+    let b = m.bars(symbol);
+    let stop = stop.min(b.len());
+    let start = start.min(stop);
+    let owner = market.clone().into_any();
+    Ok(match name {
+        "ts" => readonly_view(&b.ts[start..stop], owner)?.into_any(),
+        "open" => readonly_view(&b.open[start..stop], owner)?.into_any(),
+        "high" => readonly_view(&b.high[start..stop], owner)?.into_any(),
+        "low" => readonly_view(&b.low[start..stop], owner)?.into_any(),
+        "close" => readonly_view(&b.close[start..stop], owner)?.into_any(),
+        "volume" => readonly_view(&b.volume[start..stop], owner)?.into_any(),
+        other => return Err(PyValueError::new_err(format!("unknown column {other:?}: expected ts, open, high, low, close or volume"))),
+    })
+}
