@@ -1,0 +1,264 @@
+//! Higher-timeframe candles for one symbol, built bar by bar with no look-ahead.
+//!
+//! Each base bar belongs to a bucket, given as its start `label` and its `end` (ns UTC):
+//! either from the clock ([`clock_bucket`]: fixed periods from an origin) or precomputed
+//! by the caller (e.g. exchange sessions in a timezone, computed in Python).
+//!
+//! Conventions a strategy can rely on:
+//! * A candle is labelled by its bucket start. open = the first base bar's open,
+//!   high = max, low = min, close = the last base bar's close, volume = sum.
+//! * A candle is complete, and visible in [`CandleSeries::last`] and friends, only once
+//!   its last base bar has been processed: a bar whose `bar_end` reaches the bucket end,
+//!   or else the first bar of a later bucket (the bucket's final bars were missing).
+//!   Until then it is the [`CandleSeries::forming`] candle.
+//! * A call can complete two candles: the previous forming one (a new bucket started)
+//!   and the new one (its single bar also reaches its end). Both are returned, oldest
+//!   first, and are visible after the call; the next bar's bucket is then forming.
+//! * Empty buckets produce no candle: labels of consecutive candles may skip.
+//!
+//! Memory is bounded: a series keeps the last `capacity` completed candles in a ring.
+
+use std::collections::VecDeque;
+use std::ops::Deref;
+
+use crate::rolling::Rolling;
+
+/// The bucket `(label, end)` of the instant `ts` for fixed periods counted from
+/// `origin`: label = floor((ts − origin) / period) · period + origin, end = label +
+/// period. Floors toward −∞, so timestamps before the origin (or 1970) are bucketed
+/// like any other. `origin` 0 gives UTC epoch boundaries (whole minutes, hours, days).
+///
+/// # Panics
+/// If `period <= 0`, or the bucket does not fit in i64 nanoseconds (years ±292).
+pub fn clock_bucket(ts: i64, period: i64, origin: i64) -> (i64, i64) {
+    assert!(
+        period > 0,
+        "a candle period must be positive, got {period} ns"
+    );
+    // i128: ts − origin can overflow i64 when they are far apart.
+    let (ts, period, origin) = (ts as i128, period as i128, origin as i128);
+    let label = origin + (ts - origin).div_euclid(period) * period;
+    let fits = |t: i128| i64::try_from(t).expect("candle bucket outside the i64 nanosecond range");
+    (fits(label), fits(label + period))
+}
+
+/// One candle: its bucket `[ts, end)` and prices.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Candle {
+    /// Bucket start (the label), ns UTC.
+    pub ts: i64,
+    /// Bucket end, ns UTC: the candle covers base bars starting in `[ts, end)`.
+    pub end: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+}
+
+impl Candle {
+    /// Feeds this candle to a rolling cache as one bar: a rolling statistic of a higher
+    /// timeframe is updated once per completed candle, never with the forming one.
+    pub fn feed(&self, rolling: &mut Rolling) {
+        rolling.update(self.open, self.high, self.low, self.close, self.volume);
+    }
+
+    fn merge(&mut self, high: f64, low: f64, close: f64, volume: f64) {
+        self.high = self.high.max(high);
+        self.low = self.low.min(low);
+        self.close = close;
+        self.volume += volume;
+    }
+}
+
+/// Completed candles as columns, oldest first (copies, ready to become numpy arrays).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CandleColumns {
+    /// Labels (bucket starts), ns UTC.
+    pub ts: Vec<i64>,
+    /// Bucket ends, ns UTC.
+    pub end: Vec<i64>,
+    pub open: Vec<f64>,
+    pub high: Vec<f64>,
+    pub low: Vec<f64>,
+    pub close: Vec<f64>,
+    pub volume: Vec<f64>,
+}
+
+/// The candles one [`CandleSeries::update`] completed: none, one or two, oldest first.
+/// Dereferences to a slice: `for candle in series.update(..).iter()`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Completed {
+    candles: [Candle; 2],
+    len: usize,
+}
+
+impl Completed {
+    fn push(&mut self, candle: Candle) {
+        self.candles[self.len] = candle;
+        self.len += 1;
+    }
+}
+
+impl Deref for Completed {
+    type Target = [Candle];
+
+    fn deref(&self) -> &[Candle] {
+        &self.candles[..self.len]
+    }
+}
+
+/// The candles of one symbol at one timeframe: the last `capacity` completed ones and
+/// the forming one.
+#[derive(Clone, Debug)]
+pub struct CandleSeries {
+    capacity: usize,
+    completed: VecDeque<Candle>,
+    total_completed: u64,
+    forming: Option<Candle>,
+}
+
+impl CandleSeries {
+    /// An empty series keeping at most `capacity` completed candles, however long the run.
+    ///
+    /// # Panics
+    /// If `capacity` is 0.
+    pub fn new(capacity: usize) -> Self {
+        assert!(
+            capacity >= 1,
+            "a candle series must keep at least 1 completed candle"
+        );
+        Self {
+            capacity,
+            completed: VecDeque::new(),
+            total_completed: 0,
+            forming: None,
+        }
+    }
+
+    /// Feeds one base bar of bucket `[label, end)`; `bar_end` = the bar's ts + the base
+    /// interval (the instant the bar is complete). Bars must come in time order, and a
+    /// bucket's bars must not resume after it completed (labels of candles increase).
+    ///
+    /// Returns the candles this call completed (see the module docs for when).
+    // One argument per column, as the engine holds them: a struct per call would be
+    // built only to be taken apart again.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        &mut self,
+        label: i64,
+        end: i64,
+        bar_end: i64,
+        open: f64,
+        high: f64,
+        low: f64,
+        close: f64,
+        volume: f64,
+    ) -> Completed {
+        let mut done = Completed::default();
+        match &mut self.forming {
+            Some(forming) if forming.ts == label => {
+                debug_assert_eq!(forming.end, end, "bars of one bucket disagree on its end");
+                forming.merge(high, low, close, volume);
+            }
+            _ => {
+                if let Some(previous) = self.forming.take() {
+                    debug_assert!(label > previous.ts, "bucket labels went back in time");
+                    self.complete(previous, &mut done);
+                }
+                debug_assert!(
+                    self.completed.back().is_none_or(|last| label > last.ts),
+                    "a bar arrived for bucket {label}, which has already completed"
+                );
+                self.forming = Some(Candle {
+                    ts: label,
+                    end,
+                    open,
+                    high,
+                    low,
+                    close,
+                    volume,
+                });
+            }
+        }
+        if bar_end >= end {
+            if let Some(forming) = self.forming.take() {
+                self.complete(forming, &mut done);
+            }
+        }
+        done
+    }
+
+    fn complete(&mut self, candle: Candle, done: &mut Completed) {
+        if self.completed.len() == self.capacity {
+            self.completed.pop_front();
+        }
+        self.completed.push_back(candle);
+        self.total_completed += 1;
+        done.push(candle);
+    }
+
+    /// How many completed candles are retained (at most the capacity).
+    pub fn completed_len(&self) -> usize {
+        self.completed.len()
+    }
+
+    /// How many candles have ever completed, retained or not.
+    pub fn total_completed(&self) -> u64 {
+        self.total_completed
+    }
+
+    /// The last `count` completed candles (all retained ones if fewer), oldest first.
+    pub fn last(&self, count: usize) -> CandleColumns {
+        let take = count.min(self.completed.len());
+        let mut columns = CandleColumns {
+            ts: Vec::with_capacity(take),
+            end: Vec::with_capacity(take),
+            open: Vec::with_capacity(take),
+            high: Vec::with_capacity(take),
+            low: Vec::with_capacity(take),
+            close: Vec::with_capacity(take),
+            volume: Vec::with_capacity(take),
+        };
+        for candle in self.completed.range(self.completed.len() - take..) {
+            columns.ts.push(candle.ts);
+            columns.end.push(candle.end);
+            columns.open.push(candle.open);
+            columns.high.push(candle.high);
+            columns.low.push(candle.low);
+            columns.close.push(candle.close);
+            columns.volume.push(candle.volume);
+        }
+        columns
+    }
+
+    /// The candle still forming (its bucket has bars but has not completed), if any.
+    pub fn forming(&self) -> Option<Candle> {
+        self.forming
+    }
+
+    /// The latest completed candle, if any.
+    pub fn last_completed(&self) -> Option<Candle> {
+        self.completed.back().copied()
+    }
+
+    /// The retained completed candle at `index`, 0 being the oldest retained. Indices
+    /// shift down by one each time a full ring evicts its oldest candle.
+    pub fn get(&self, index: usize) -> Option<Candle> {
+        self.completed.get(index).copied()
+    }
+
+    /// Index (as in [`CandleSeries::get`]) of the latest retained completed candle
+    /// labelled at or before `ts`, by binary search: the candle containing `ts` when
+    /// `ts < end`, else the one before an empty bucket or the forming candle holding
+    /// `ts`. None if `ts` is before the oldest retained candle (or none is retained).
+    pub fn index_at(&self, ts: i64) -> Option<usize> {
+        self.completed
+            .partition_point(|candle| candle.ts <= ts)
+            .checked_sub(1)
+    }
+}
+
+#[cfg(test)]
+#[path = "candles_tests.rs"]
+mod tests;

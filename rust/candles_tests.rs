@@ -1,0 +1,386 @@
+//! Tests of [`super::CandleSeries`] and [`super::clock_bucket`] against a naive group-by
+//! of random bars with gaps, for clock and precomputed (session) buckets.
+
+use super::*;
+use crate::rolling::{RollingKind, Source};
+
+const MINUTE: i64 = 60_000_000_000;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
+
+struct XorShift(u64);
+
+impl XorShift {
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bar {
+    ts: i64,
+    label: i64,
+    end: i64,
+    open: f64,
+    high: f64,
+    low: f64,
+    close: f64,
+    volume: f64,
+}
+
+/// Random-walk bars at the given timestamps; the bucket is filled in later.
+fn bars_at(rng: &mut XorShift, timestamps: &[i64]) -> Vec<Bar> {
+    let mut close = 100.0;
+    timestamps
+        .iter()
+        .map(|&ts| {
+            let open = close + rng.unit() - 0.5;
+            close = open + rng.unit() - 0.5;
+            let (high, low) = (open.max(close) + rng.unit(), open.min(close) - rng.unit());
+            let volume = (rng.unit() * 100.0).floor();
+            Bar {
+                ts,
+                label: 0,
+                end: 0,
+                open,
+                high,
+                low,
+                close,
+                volume,
+            }
+        })
+        .collect()
+}
+
+/// One-minute timestamps from `start`, about 5% dropped plus the odd long gap.
+fn minutes_with_gaps(rng: &mut XorShift, start: i64, len: usize) -> Vec<i64> {
+    let mut out = Vec::new();
+    let mut ts = start;
+    for _ in 0..len {
+        let r = rng.unit();
+        if r < 0.002 {
+            ts += (rng.next_u64() % 600) as i64 * MINUTE;
+        } else if r > 0.05 {
+            out.push(ts);
+        }
+        ts += MINUTE;
+    }
+    out
+}
+
+/// A candle written out from its bars.
+fn candle_of(bars: &[Bar]) -> Candle {
+    Candle {
+        ts: bars[0].label,
+        end: bars[0].end,
+        open: bars[0].open,
+        high: bars
+            .iter()
+            .map(|b| b.high)
+            .fold(f64::NEG_INFINITY, f64::max),
+        low: bars.iter().map(|b| b.low).fold(f64::INFINITY, f64::min),
+        close: bars[bars.len() - 1].close,
+        volume: bars.iter().map(|b| b.volume).sum(),
+    }
+}
+
+/// Naive group-by: each run of bars with one label is a candle, visible from the call of
+/// its last bar if that bar reaches the end, else from the next bar's call (or never).
+/// Returns (first bar, last bar, visible at) per candle.
+fn naive_groups(bars: &[Bar], interval: i64) -> Vec<(usize, usize, Option<usize>)> {
+    let mut groups = Vec::new();
+    let mut first = 0;
+    for i in 0..bars.len() {
+        if i + 1 == bars.len() || bars[i + 1].label != bars[i].label {
+            let visible = if bars[i].ts + interval >= bars[i].end {
+                Some(i)
+            } else {
+                (i + 1 < bars.len()).then_some(i + 1)
+            };
+            groups.push((first, i, visible));
+            first = i + 1;
+        }
+    }
+    groups
+}
+
+/// Feeds `bars` and checks the observable state against the naive group-by after every
+/// call (the checks that scan every retained candle after every 16th call and the last).
+fn check_against_naive(bars: &[Bar], interval: i64, capacity: usize, rng: &mut XorShift) {
+    let groups = naive_groups(bars, interval);
+    let candles: Vec<Candle> = groups.iter().map(|g| candle_of(&bars[g.0..=g.1])).collect();
+    let mut series = CandleSeries::new(capacity);
+    let (mut shown, mut group) = (0, 0);
+    for (i, b) in bars.iter().enumerate() {
+        let done = series.update(
+            b.label,
+            b.end,
+            b.ts + interval,
+            b.open,
+            b.high,
+            b.low,
+            b.close,
+            b.volume,
+        );
+        // Candles become visible in label order, so the visible ones are a prefix.
+        let before = shown;
+        while shown < groups.len() && groups[shown].2.is_some_and(|at| at <= i) {
+            shown += 1;
+        }
+        let visible = &candles[..shown];
+        assert_eq!(&*done, &candles[before..shown], "bar {i}");
+        assert_eq!(series.total_completed(), visible.len() as u64);
+        let retained = &visible[visible.len().saturating_sub(capacity)..];
+        assert_eq!(series.completed_len(), retained.len());
+        assert_eq!(series.last_completed(), retained.last().copied());
+        let two = series.last(2);
+        let tail = &retained[retained.len().saturating_sub(2)..];
+        assert_eq!(two.open, tail.iter().map(|c| c.open).collect::<Vec<_>>());
+        assert_eq!(two.high, tail.iter().map(|c| c.high).collect::<Vec<_>>());
+        assert_eq!(two.low, tail.iter().map(|c| c.low).collect::<Vec<_>>());
+        assert_eq!(
+            two.volume,
+            tail.iter().map(|c| c.volume).collect::<Vec<_>>()
+        );
+        assert_eq!(two.end, tail.iter().map(|c| c.end).collect::<Vec<_>>());
+        if groups[group].1 < i {
+            group += 1;
+        }
+        let (first, _, visible_at) = groups[group];
+        let forming = (visible_at != Some(i)).then(|| candle_of(&bars[first..=i]));
+        assert_eq!(series.forming(), forming, "bar {i}");
+        if i % 16 != 0 && i + 1 != bars.len() {
+            continue;
+        }
+        let all = series.last(usize::MAX);
+        assert_eq!(all.ts, retained.iter().map(|c| c.ts).collect::<Vec<_>>());
+        assert_eq!(
+            all.close,
+            retained.iter().map(|c| c.close).collect::<Vec<_>>()
+        );
+        // index_at: labels, instants inside and just before candles, and random probes.
+        let span = b.ts - bars[0].ts + 2 * DAY;
+        let mut probes = vec![b.ts, i64::MIN, i64::MAX];
+        for c in retained.iter().take(3).chain(retained.iter().rev().take(3)) {
+            probes.extend([c.ts, c.ts - 1, c.end - 1, c.end]);
+        }
+        for _ in 0..4 {
+            probes.push(bars[0].ts - DAY + (rng.next_u64() % span as u64) as i64);
+        }
+        for ts in probes {
+            let want = retained.iter().rposition(|c| c.ts <= ts);
+            assert_eq!(series.index_at(ts), want, "index_at({ts}) after bar {i}");
+            if let Some(at) = want {
+                assert_eq!(series.get(at), Some(retained[at]));
+            }
+        }
+    }
+}
+
+/// A clock label computed by remainder, independently of `clock_bucket`'s floor division.
+fn naive_clock_label(ts: i64, period: i64, origin: i64) -> i64 {
+    let r = (ts - origin) % period;
+    if r < 0 {
+        ts - r - period
+    } else {
+        ts - r
+    }
+}
+
+#[test]
+fn clock_candles_match_a_naive_group_by() {
+    let mut rng = XorShift(0xC0FFEE);
+    // Starts two days before the epoch: negative timestamps.
+    let timestamps = minutes_with_gaps(&mut rng, -2 * DAY + 7 * MINUTE, 4000);
+    let mut bars = bars_at(&mut rng, &timestamps);
+    for period in [MINUTE, 5 * MINUTE, 7 * MINUTE, HOUR, 4 * HOUR, DAY] {
+        for origin in [0, 15 * MINUTE, -17 * MINUTE, 30_000_000_000] {
+            for b in &mut bars {
+                b.label = naive_clock_label(b.ts, period, origin);
+                b.end = b.label + period;
+                assert_eq!(clock_bucket(b.ts, period, origin), (b.label, b.end));
+            }
+            for capacity in [1, 3, 10_000] {
+                check_against_naive(&bars, MINUTE, capacity, &mut rng);
+            }
+        }
+    }
+}
+
+/// Exchange sessions as a caller would precompute them: labelled by the session date
+/// (midnight New York, UTC−5), ending at the close, 16:00 or 13:00 on half days;
+/// some sessions lose their last bars and complete only when the next one opens.
+#[test]
+fn session_candles_match_a_naive_group_by() {
+    let mut rng = XorShift(99);
+    let mut timestamps = Vec::new();
+    let mut buckets = Vec::new();
+    for day in -4..6i64 {
+        let label = day * DAY + 5 * HOUR;
+        let close = if day == 1 { 13 * HOUR } else { 16 * HOUR };
+        let lost_at_close = if day % 3 == 0 { 10 } else { 0 };
+        let open_minute = (9 * HOUR + 30 * MINUTE) / MINUTE;
+        for minute in open_minute..close / MINUTE - lost_at_close {
+            if rng.unit() > 0.05 {
+                timestamps.push(label + minute * MINUTE);
+                buckets.push((label, label + close));
+            }
+        }
+    }
+    let mut bars = bars_at(&mut rng, &timestamps);
+    for (b, &(label, end)) in bars.iter_mut().zip(&buckets) {
+        (b.label, b.end) = (label, end);
+    }
+    for capacity in [1, 4, 100] {
+        check_against_naive(&bars, MINUTE, capacity, &mut rng);
+    }
+}
+
+/// Bars of 5-minute buckets at the given minutes, each with close = its minute.
+fn five_minute_series(minutes: &[i64], capacity: usize) -> (CandleSeries, Vec<Vec<Candle>>) {
+    let mut series = CandleSeries::new(capacity);
+    let mut calls = Vec::new();
+    for &m in minutes {
+        let (label, end) = clock_bucket(m * MINUTE, 5 * MINUTE, 0);
+        let x = m as f64;
+        calls.push(
+            series
+                .update(label, end, (m + 1) * MINUTE, x, x + 0.5, x - 0.5, x, 1.0)
+                .to_vec(),
+        );
+    }
+    (series, calls)
+}
+
+#[test]
+fn a_candle_completes_with_the_bar_that_reaches_its_end() {
+    let (series, calls) = five_minute_series(&[0, 1, 2, 3, 4], 10);
+    assert!(calls[..4].iter().all(Vec::is_empty));
+    let candle = Candle {
+        ts: 0,
+        end: 5 * MINUTE,
+        open: 0.0,
+        high: 4.5,
+        low: -0.5,
+        close: 4.0,
+        volume: 5.0,
+    };
+    assert_eq!(calls[4], vec![candle]);
+    assert_eq!(series.forming(), None);
+    assert_eq!(series.last_completed(), Some(candle));
+}
+
+#[test]
+fn a_candle_missing_its_last_bar_completes_when_the_next_bucket_starts() {
+    let (series, calls) = five_minute_series(&[0, 1, 2, 3, 5], 10);
+    assert!(calls[..4].iter().all(Vec::is_empty));
+    assert_eq!(calls[4].len(), 1);
+    assert_eq!((calls[4][0].ts, calls[4][0].close), (0, 3.0));
+    let forming = series.forming().unwrap();
+    assert_eq!(
+        (forming.ts, forming.open, forming.close),
+        (5 * MINUTE, 5.0, 5.0)
+    );
+}
+
+#[test]
+fn one_bar_can_complete_two_candles() {
+    // Bucket [0, 5) lacks minute 4; bucket [5, 10) has only its last minute.
+    let (series, calls) = five_minute_series(&[0, 1, 2, 3, 9], 10);
+    let labels: Vec<i64> = calls[4].iter().map(|c| c.ts).collect();
+    assert_eq!(labels, vec![0, 5 * MINUTE]);
+    assert_eq!(series.total_completed(), 2);
+    assert_eq!(series.forming(), None);
+}
+
+#[test]
+fn empty_buckets_make_no_candle_and_old_candles_leave_the_ring() {
+    let (series, _) = five_minute_series(&[0, 1, 2, 3, 4, 15, 16, 17, 18, 19, 20, 24], 2);
+    assert_eq!(series.total_completed(), 3);
+    assert_eq!(series.last(10).ts, vec![15 * MINUTE, 20 * MINUTE]);
+    assert_eq!(series.index_at(7 * MINUTE), None); // before the oldest retained
+    assert_eq!(series.index_at(16 * MINUTE), Some(0));
+    assert_eq!(series.index_at(22 * MINUTE), Some(1));
+    assert_eq!(series.index_at(60 * MINUTE), Some(1));
+    assert_eq!(series.get(1).map(|c| (c.open, c.close)), Some((20.0, 24.0)));
+    assert_eq!(series.get(2), None);
+}
+
+#[test]
+fn clock_buckets_floor_toward_minus_infinity() {
+    assert_eq!(clock_bucket(0, 60, 0), (0, 60));
+    assert_eq!(clock_bucket(59, 60, 0), (0, 60));
+    assert_eq!(clock_bucket(60, 60, 0), (60, 120));
+    assert_eq!(clock_bucket(-1, 60, 0), (-60, 0));
+    assert_eq!(clock_bucket(-60, 60, 0), (-60, 0));
+    assert_eq!(clock_bucket(0, 60, 30), (-30, 30));
+    assert_eq!(clock_bucket(-31, 60, -90), (-90, -30));
+    // ts − origin overflows i64; the bucket itself does not.
+    assert_eq!(clock_bucket(-5, 10, i64::MAX - 3), (-6, 4)); // origin ≡ 4 (mod 10)
+    let mut rng = XorShift(5);
+    for _ in 0..10_000 {
+        let period = 1 + (rng.next_u64() % 1000) as i64;
+        let origin = (rng.next_u64() % 200_001) as i64 - 100_000;
+        let ts = (rng.next_u64() % 2_000_001) as i64 - 1_000_000;
+        let mut label = origin;
+        while label > ts {
+            label -= period;
+        }
+        while label + period <= ts {
+            label += period;
+        }
+        assert_eq!(clock_bucket(ts, period, origin), (label, label + period));
+    }
+}
+
+#[test]
+#[should_panic(expected = "period must be positive")]
+fn a_zero_period_is_refused() {
+    clock_bucket(0, 0, 0);
+}
+
+/// Rolling caches of a higher timeframe are fed completed candles only.
+#[test]
+fn rolling_on_completed_candles() {
+    let mut rng = XorShift(17);
+    let timestamps = minutes_with_gaps(&mut rng, 0, 3000);
+    let mut bars = bars_at(&mut rng, &timestamps);
+    for b in &mut bars {
+        (b.label, b.end) = clock_bucket(b.ts, 15 * MINUTE, 0);
+    }
+    let kind = RollingKind::Atr(5);
+    let mut streamed = Rolling::new(kind, Source::Close).unwrap();
+    let mut series = CandleSeries::new(1);
+    for b in &bars {
+        for candle in series
+            .update(
+                b.label,
+                b.end,
+                b.ts + MINUTE,
+                b.open,
+                b.high,
+                b.low,
+                b.close,
+                b.volume,
+            )
+            .iter()
+        {
+            candle.feed(&mut streamed);
+        }
+    }
+    let mut reference = Rolling::new(kind, Source::Close).unwrap();
+    let groups = naive_groups(&bars, MINUTE);
+    let mut fed = 0;
+    for g in groups.iter().filter(|g| g.2.is_some()) {
+        candle_of(&bars[g.0..=g.1]).feed(&mut reference);
+        fed += 1;
+    }
+    assert_eq!(streamed.count(), fed);
+    assert_eq!(streamed.value().to_bits(), reference.value().to_bits());
+}
