@@ -187,6 +187,11 @@ impl Engine {
     }
 
     fn market_phase(&mut self, market: &Market, s: usize, i: usize) {
+        // A flat symbol with no working orders needs no prices now: its mark is read
+        // lazily (`price`), which keeps the loop off most of the columns' memory.
+        if self.book[s].is_empty() && self.portfolio.position(s).size == 0.0 {
+            return;
+        }
         let b = market.bars(s);
         let bar = Bar { open: b.open[i], high: b.high[i], low: b.low[i], close: b.close[i] };
         self.portfolio.mark(s, bar.open);
@@ -347,8 +352,10 @@ impl Engine {
             self.book[s].push(o);
             if fill_now {
                 let i = self.clock.current_bar(s).expect("symbol with data has a bar");
+                let close = market.bars(s).close[i];
+                self.portfolio.mark(s, close);
                 let k = self.book[s].len() - 1;
-                self.execute(s, k, market.bars(s).close[i], ts, i, Moment::Intrabar);
+                self.execute(s, k, close, ts, i, Moment::Intrabar);
                 self.book[s].retain(|o| o.live);
             }
         }
@@ -430,7 +437,7 @@ impl Engine {
                 }
             }
         }
-        let reference = req.limit.or(req.stop).unwrap_or(self.portfolio.position(req.symbol).mark);
+        let reference = req.limit.or(req.stop).unwrap_or(self.price(req.symbol));
         if reference.is_finite() {
             let long = req.side == Side::Buy;
             if let Some(sl) = req.stop_loss {
@@ -555,7 +562,10 @@ impl Engine {
     /// Latest close of `symbol` (NaN before its first bar).
     #[inline]
     pub fn price(&self, symbol: usize) -> f64 {
-        self.portfolio.position(symbol).mark
+        match self.clock.current_bar(symbol) {
+            Some(i) => self.market.bars(symbol).close[i],
+            None => f64::NAN,
+        }
     }
 
     #[inline]
