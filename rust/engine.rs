@@ -22,6 +22,7 @@ use crate::orders::{Order, OrderRecord, OrderRequest, Role, Side, Status};
 use crate::portfolio::{Execution, Portfolio, Position};
 use crate::results::{EquityCurve, Fill};
 use crate::strategy::Strategy;
+use crate::studies::Studies;
 
 /// When a market order fills.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,13 +65,19 @@ impl Default for Config {
 impl Config {
     fn validate(&self) -> Result<()> {
         let bad = |name: &str, v: f64, rule: &str| {
-            Err(EngineError::InvalidConfig(format!("{name} = {v}: must be {rule}")))
+            Err(EngineError::InvalidConfig(format!(
+                "{name} = {v}: must be {rule}"
+            )))
         };
         if !(self.cash.is_finite() && self.cash > 0.0) {
             return bad("cash", self.cash, "a positive finite amount");
         }
         if !(self.commission_rate.is_finite() && (0.0..1.0).contains(&self.commission_rate)) {
-            return bad("commission", self.commission_rate, "a fraction of notional in [0, 1)");
+            return bad(
+                "commission",
+                self.commission_rate,
+                "a fraction of notional in [0, 1)",
+            );
         }
         if !(self.commission_fixed.is_finite() && self.commission_fixed >= 0.0) {
             return bad("fixed commission", self.commission_fixed, ">= 0");
@@ -105,6 +112,7 @@ pub struct Engine {
     active: Vec<usize>,
     started: bool,
     now: i64,
+    studies: Studies,
 }
 
 impl Engine {
@@ -124,6 +132,7 @@ impl Engine {
             active: Vec::with_capacity(n),
             started: false,
             now: i64::MIN,
+            studies: Studies::default(),
             market,
             config,
         })
@@ -146,7 +155,9 @@ impl Engine {
     /// Replay the whole timeline through `strategy`. An engine runs once.
     pub fn run<S: Strategy>(&mut self, strategy: &mut S) -> Result<()> {
         if self.started {
-            return Err(EngineError::State("this engine has already run; build a new one".into()));
+            return Err(EngineError::State(
+                "this engine has already run; build a new one".into(),
+            ));
         }
         self.started = true;
         strategy.init(self)?;
@@ -158,9 +169,13 @@ impl Engine {
             let mut active = std::mem::take(&mut self.active);
             active.clear();
             active.extend(self.clock.active());
+            let studies = !self.studies.is_empty();
             for &s in &active {
                 let i = self.clock.take_bar(s);
                 self.market_phase(&market, s, i);
+                if studies {
+                    self.studies.update(s, i, market.bars(s));
+                }
             }
             if bars {
                 for &s in &active {
@@ -193,7 +208,12 @@ impl Engine {
             return;
         }
         let b = market.bars(s);
-        let bar = Bar { open: b.open[i], high: b.high[i], low: b.low[i], close: b.close[i] };
+        let bar = Bar {
+            open: b.open[i],
+            high: b.high[i],
+            low: b.low[i],
+            close: b.close[i],
+        };
         self.portfolio.mark(s, bar.open);
         if !self.book[s].is_empty() {
             self.match_book(s, i, b.ts[i], &bar);
@@ -229,7 +249,16 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn try_fill(&mut self, s: usize, k: usize, i: usize, ts: i64, bar: &Bar, moment: Moment, stops: Option<bool>) {
+    fn try_fill(
+        &mut self,
+        s: usize,
+        k: usize,
+        i: usize,
+        ts: i64,
+        bar: &Bar,
+        moment: Moment,
+        stops: Option<bool>,
+    ) {
         let o = &mut self.book[s][k];
         if !o.live || o.eligible_from > i {
             return;
@@ -279,8 +308,13 @@ impl Engine {
             }
         };
         let commission = size * price * self.config.commission_rate + self.config.commission_fixed;
-        let (equity_after, gross_after, grows) = self.portfolio.after_fill(s, direction, size, price, commission);
-        if grows && (equity_after <= 0.0 || gross_after > equity_after * self.config.leverage * (1.0 + 1e-12)) {
+        let (equity_after, gross_after, grows) = self
+            .portfolio
+            .after_fill(s, direction, size, price, commission);
+        if grows
+            && (equity_after <= 0.0
+                || gross_after > equity_after * self.config.leverage * (1.0 + 1e-12))
+        {
             self.finish(order.id, Status::Rejected, ts, "insufficient margin");
             return;
         }
@@ -295,7 +329,16 @@ impl Engine {
             order_id: order.id,
             closes_lot: order.trade,
         });
-        self.fills.push(Fill { order_id: order.id, symbol: s, ts, direction, size, price, commission, role: order.role });
+        self.fills.push(Fill {
+            order_id: order.id,
+            symbol: s,
+            ts,
+            direction,
+            size,
+            price,
+            commission,
+            role: order.role,
+        });
         self.finish(order.id, Status::Filled, ts, "");
         for lot in effect.closed_lots {
             for leg in [lot.stop_loss, lot.take_profit].into_iter().flatten() {
@@ -312,13 +355,20 @@ impl Engine {
     /// still does (conservative), the take-profit from the next bar.
     fn attach_bracket(&mut self, entry: &Order, lot: u64, bar: usize, ts: i64, moment: Moment) {
         let exit_side = entry.side.opposite();
-        let leg = |this: &mut Self, role: Role, stop: Option<f64>, limit: Option<f64>, eligible_from: usize| {
+        let leg = |this: &mut Self,
+                   role: Role,
+                   stop: Option<f64>,
+                   limit: Option<f64>,
+                   eligible_from: usize| {
             let id = this.next_order_id();
             let o = Order {
                 id,
                 symbol: entry.symbol,
                 side: exit_side,
-                size: this.portfolio.lot(entry.symbol, lot).map_or(0.0, |l| l.size),
+                size: this
+                    .portfolio
+                    .lot(entry.symbol, lot)
+                    .map_or(0.0, |l| l.size),
                 limit,
                 stop,
                 stop_loss: None,
@@ -335,9 +385,17 @@ impl Engine {
             this.book[entry.symbol].push(o);
             id
         };
-        let same_bar = if moment == Moment::Intrabar { bar + 1 } else { 0 };
-        let sl = entry.stop_loss.map(|p| leg(self, Role::StopLoss, Some(p), None, 0));
-        let tp = entry.take_profit.map(|p| leg(self, Role::TakeProfit, None, Some(p), same_bar));
+        let same_bar = if moment == Moment::Intrabar {
+            bar + 1
+        } else {
+            0
+        };
+        let sl = entry
+            .stop_loss
+            .map(|p| leg(self, Role::StopLoss, Some(p), None, 0));
+        let tp = entry
+            .take_profit
+            .map(|p| leg(self, Role::TakeProfit, None, Some(p), same_bar));
         if let Some(l) = self.portfolio.lot_mut(entry.symbol, lot) {
             l.stop_loss = sl;
             l.take_profit = tp;
@@ -348,10 +406,14 @@ impl Engine {
         let ts = market.timeline()[t];
         for o in std::mem::take(&mut self.pending) {
             let s = o.symbol;
-            let fill_now = o.is_market() && self.config.fill_at == FillAt::Close && self.clock.has_data(s);
+            let fill_now =
+                o.is_market() && self.config.fill_at == FillAt::Close && self.clock.has_data(s);
             self.book[s].push(o);
             if fill_now {
-                let i = self.clock.current_bar(s).expect("symbol with data has a bar");
+                let i = self
+                    .clock
+                    .current_bar(s)
+                    .expect("symbol with data has a bar");
                 let close = market.bars(s).close[i];
                 self.portfolio.mark(s, close);
                 let k = self.book[s].len() - 1;
@@ -362,7 +424,11 @@ impl Engine {
         let timeline = market.timeline();
         let day_ends = match &self.session_end {
             Some(ends) => ends[t],
-            None => t + 1 == timeline.len() || timeline[t].div_euclid(NANOS_PER_DAY) != timeline[t + 1].div_euclid(NANOS_PER_DAY),
+            None => {
+                t + 1 == timeline.len()
+                    || timeline[t].div_euclid(NANOS_PER_DAY)
+                        != timeline[t + 1].div_euclid(NANOS_PER_DAY)
+            }
         };
         if self.config.record_every_bar || day_ends {
             let p = &self.portfolio;
@@ -428,9 +494,17 @@ impl Engine {
         let name = self.market.name(req.symbol).to_string();
         let bad = |m: String| Err(EngineError::InvalidOrder(format!("{name}: {m}")));
         if !(req.size.is_finite() && req.size > 0.0) {
-            return bad(format!("size must be a positive number of units, got {}", req.size));
+            return bad(format!(
+                "size must be a positive number of units, got {}",
+                req.size
+            ));
         }
-        for (what, v) in [("limit", req.limit), ("stop", req.stop), ("sl", req.stop_loss), ("tp", req.take_profit)] {
+        for (what, v) in [
+            ("limit", req.limit),
+            ("stop", req.stop),
+            ("sl", req.stop_loss),
+            ("tp", req.take_profit),
+        ] {
             if let Some(p) = v {
                 if !(p.is_finite() && p > 0.0) {
                     return bad(format!("{what} price must be positive and finite, got {p}"));
@@ -443,13 +517,19 @@ impl Engine {
             if let Some(sl) = req.stop_loss {
                 if (long && sl >= reference) || (!long && sl <= reference) {
                     let rel = if long { "below" } else { "above" };
-                    return bad(format!("sl {sl} must be {rel} the entry price {reference} for a {}", side_word(req.side)));
+                    return bad(format!(
+                        "sl {sl} must be {rel} the entry price {reference} for a {}",
+                        side_word(req.side)
+                    ));
                 }
             }
             if let Some(tp) = req.take_profit {
                 if (long && tp <= reference) || (!long && tp >= reference) {
                     let rel = if long { "above" } else { "below" };
-                    return bad(format!("tp {tp} must be {rel} the entry price {reference} for a {}", side_word(req.side)));
+                    return bad(format!(
+                        "tp {tp} must be {rel} the entry price {reference} for a {}",
+                        side_word(req.side)
+                    ));
                 }
             }
         }
@@ -465,7 +545,10 @@ impl Engine {
             return Ok(None);
         }
         let side = if size > 0.0 { Side::Sell } else { Side::Buy };
-        Ok(Some(self.enqueue(OrderRequest::market(symbol, side, size.abs()), Role::ClosePosition)))
+        Ok(Some(self.enqueue(
+            OrderRequest::market(symbol, side, size.abs()),
+            Role::ClosePosition,
+        )))
     }
 
     fn enqueue(&mut self, req: OrderRequest, role: Role) -> u64 {
@@ -587,6 +670,15 @@ impl Engine {
         self.portfolio.gross_exposure()
     }
 
+    /// Indicators and timeframes (declare them in `init`; values follow the ticks).
+    pub fn studies(&self) -> &Studies {
+        &self.studies
+    }
+
+    pub fn studies_mut(&mut self) -> &mut Studies {
+        &mut self.studies
+    }
+
     pub fn portfolio(&self) -> &Portfolio {
         &self.portfolio
     }
@@ -594,7 +686,11 @@ impl Engine {
     /// Ids of `symbol`'s working and pending orders.
     pub fn open_orders(&self, symbol: usize) -> Vec<u64> {
         let working = self.book[symbol].iter().filter(|o| o.live).map(|o| o.id);
-        let pending = self.pending.iter().filter(|o| o.symbol == symbol).map(|o| o.id);
+        let pending = self
+            .pending
+            .iter()
+            .filter(|o| o.symbol == symbol)
+            .map(|o| o.id);
         working.chain(pending).collect()
     }
 

@@ -14,6 +14,7 @@ pub mod portfolio;
 pub mod results;
 pub mod rolling;
 pub mod strategy;
+pub mod studies;
 
 #[cfg(test)]
 mod engine_tests;

@@ -189,8 +189,7 @@ class Backtest:
         if self._session_ends is not None:
             engine.set_session_ends(self._session_ends)
         ctx = _core.Context(self._market)
-        strategy = cls(ctx, self.symbols, params, self._sizer)
-        strategy.metadata = self._columns.metadata
+        strategy = cls(ctx, self.symbols, params, self._sizer, self._market, self._columns.metadata)
         engine.run(
             ctx,
             init=strategy.init,

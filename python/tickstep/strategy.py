@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from tickstep._core import UnknownSymbolError
+from tickstep._core import Indicator, UnknownSymbolError
 from tickstep.sizing import SizingRequest
+from tickstep.studies import Timeframe, parse_period, session_buckets
 
 if TYPE_CHECKING:
     from tickstep._core import Context
@@ -130,7 +131,8 @@ class Strategy:
                     f"(parameters: {listing})"
                 )
 
-    def __init__(self, ctx: Context, symbols: list[str], params: dict[str, Any], sizer: Sizer) -> None:
+    def __init__(self, ctx: Context, symbols: list[str], params: dict[str, Any], sizer: Sizer,
+                 market: Any = None, metadata: pd.DataFrame | None = None) -> None:
         type(self).check_parameters(params)
         for name, value in params.items():
             setattr(self, name, value)
@@ -138,7 +140,9 @@ class Strategy:
         self._symbols = list(symbols)
         self._index = {s: i for i, s in enumerate(symbols)}
         self._sizer = sizer
-        self._indicators: list[Any] = []
+        self._market = market
+        #: Symbol metadata (sector, exchange, timezone, ...) indexed by symbol, if any.
+        self.metadata = metadata
 
     # ---- hooks ---------------------------------------------------------------------------
 
@@ -150,6 +154,124 @@ class Strategy:
 
     def on_tick(self) -> None:
         """Called once per tick after every ``next`` (only if overridden)."""
+
+    # ---- indicators and timeframes (declare in init) ----------------------------------------
+
+    def timeframe(
+        self,
+        period: str | pd.Timedelta | int,
+        *,
+        align: str = "utc",
+        timezone: str | None = None,
+        session: tuple[str, str] | None = None,
+        origin: Any = None,
+        history: int = 500,
+    ) -> Timeframe:
+        """Declare higher-timeframe candles, e.g. ``self.timeframe("4h")``.
+
+        Parameters
+        ----------
+        period : "5m", "15m", "1h", "4h", "1d", ... (any multiple of the base interval)
+        align : "utc" (clock boundaries counted from ``origin``, default the epoch) or
+            "exchange" (each symbol's session dates in ``timezone``; ``session`` local
+            open/close times restrict candles to regular hours).
+        history : how many completed candles are kept per symbol (memory stays bounded).
+        """
+        ns = parse_period(period)
+        base = self._base_interval()
+        if ns % base:
+            raise ValueError(f"timeframe {period!r} is not a multiple of the base interval ({pd.Timedelta(base)})")
+        name = str(period)
+        if align == "utc":
+            origin_ns = 0 if origin is None else int(pd.Timestamp(origin).value)
+            tf = self._ctx.add_clock_timeframe(ns, origin_ns, base, history)
+        elif align == "exchange":
+            tz = timezone or self._timezone_of_data()
+            labels, ends = [], []
+            for i in range(len(self._symbols)):
+                ts = self._all_ts(i)
+                lab, end = session_buckets(ts, ns, tz, session)
+                labels.append(lab)
+                ends.append(end)
+            tf = self._ctx.add_given_timeframe(labels, ends, base, history)
+            name = f"{period}@{tz}"
+        else:
+            raise ValueError(f"align must be 'utc' or 'exchange', got {align!r}")
+        return Timeframe(self._ctx, self._resolve_any, tf, ns, name)
+
+    def indicator(self, kind: str, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
+        """Declare a rolling statistic: kind in sum, mean, min, max, std, ema, rsi, atr."""
+        tf = None if timeframe is None else timeframe.id
+        sid = self._ctx.add_rolling(kind, int(n), source, tf)
+        where = "" if timeframe is None else f"@{timeframe.name}"
+        return Indicator(self._ctx, sid, f"{kind}({n}, {source}){where}")
+
+    def sma(self, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
+        """Simple moving average over ``n`` bars (or completed candles)."""
+        return self.indicator("mean", n, source, timeframe)
+
+    def ema(self, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
+        return self.indicator("ema", n, source, timeframe)
+
+    def rsi(self, n: int = 14, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
+        return self.indicator("rsi", n, source, timeframe)
+
+    def atr(self, n: int = 14, timeframe: Timeframe | None = None) -> Indicator:
+        return self.indicator("atr", n, "close", timeframe)
+
+    def rolling_std(self, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
+        return self.indicator("std", n, source, timeframe)
+
+    def highest(self, n: int, source: str = "high", timeframe: Timeframe | None = None) -> Indicator:
+        return self.indicator("max", n, source, timeframe)
+
+    def lowest(self, n: int, source: str = "low", timeframe: Timeframe | None = None) -> Indicator:
+        return self.indicator("min", n, source, timeframe)
+
+    def I(self, func: Any, *args: Any, source: str | None = "close", name: str | None = None, **kwargs: Any) -> Indicator:  # noqa: E743, N802
+        """A vectorised indicator computed once over each symbol's whole history and
+        revealed bar by bar: ``func(series, *args, **kwargs)`` gets the symbol's ``source``
+        column as a pandas Series by time (the whole OHLCV DataFrame when ``source`` is
+        None) and must return one value per bar. At a tick only values up to that tick's
+        bar are readable, so the engine never shows it ahead of its bar (``func`` itself
+        must not shift data backwards)."""
+        values = []
+        for i, sym in enumerate(self._symbols):
+            frame = self._full_frame(i)
+            arg = frame if source is None else frame[source]
+            out = np.asarray(func(arg, *args, **kwargs), dtype=np.float64)
+            if out.ndim != 1 or len(out) != len(frame):
+                raise ValueError(f"{sym}: indicator {getattr(func, '__name__', func)!r} returned shape {out.shape}, expected ({len(frame)},)")
+            values.append(np.ascontiguousarray(out))
+        sid = self._ctx.add_series(values)
+        return Indicator(self._ctx, sid, name or getattr(func, "__name__", "I"))
+
+    def _base_interval(self) -> int:
+        timeline = self._market.timeline()
+        if len(timeline) < 2:
+            return 60 * 10**9
+        return int(np.diff(timeline).min())
+
+    def _timezone_of_data(self) -> str:
+        meta = getattr(self, "metadata", None)
+        if meta is not None and "timezone" in getattr(meta, "columns", ()):
+            zones = meta["timezone"].dropna().unique()
+            if len(zones) == 1:
+                return str(zones[0])
+        raise ValueError("align='exchange' needs timezone=... (no single timezone in the symbol metadata)")
+
+    def _all_ts(self, i: int) -> np.ndarray:
+        return self._market.column(i, "ts", 0, 1 << 62)
+
+    def _full_frame(self, i: int) -> pd.DataFrame:
+        m = self._market
+        cols = {c: m.column(i, c, 0, 1 << 62) for c in ("open", "high", "low", "close", "volume")}
+        return pd.DataFrame(cols, index=pd.DatetimeIndex(pd.to_datetime(m.column(i, "ts", 0, 1 << 62), utc=True), name="time"))
+
+    def _resolve_any(self, symbol: str | int | None) -> int:
+        if symbol is None or isinstance(symbol, str):
+            return self._sym(symbol)
+        return int(symbol)
 
     # ---- symbols and time ----------------------------------------------------------------
 

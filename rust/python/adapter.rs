@@ -29,7 +29,9 @@ fn failed(engine: &Engine, symbol: Option<usize>, err: PyErr) -> EngineError {
 
 impl Strategy for PyStrategy<'_> {
     fn init(&mut self, engine: &mut Engine) -> Result<()> {
-        let Some(init) = &self.init else { return Ok(()) };
+        let Some(init) = &self.init else {
+            return Ok(());
+        };
         let outcome = {
             let _attached = self.ctx.attach(engine);
             init.call0()
@@ -39,16 +41,22 @@ impl Strategy for PyStrategy<'_> {
 
     #[inline]
     fn on_bar(&mut self, engine: &mut Engine, symbol: usize) -> Result<()> {
-        let Some(next) = &self.next else { return Ok(()) };
+        let Some(next) = &self.next else {
+            return Ok(());
+        };
         let outcome = {
             let _attached = self.ctx.attach(engine);
             next.call1((&self.symbols[symbol],))
         };
-        outcome.map(drop).map_err(|e| failed(engine, Some(symbol), e))
+        outcome
+            .map(drop)
+            .map_err(|e| failed(engine, Some(symbol), e))
     }
 
     fn on_tick(&mut self, engine: &mut Engine) -> Result<()> {
-        let Some(on_tick) = &self.on_tick else { return Ok(()) };
+        let Some(on_tick) = &self.on_tick else {
+            return Ok(());
+        };
         let outcome = {
             let _attached = self.ctx.attach(engine);
             on_tick.call0()

@@ -2,7 +2,11 @@
 //! while it runs. It points at the engine only for the duration of a callback.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::ptr;
+
+use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::types::PyDict;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -11,11 +15,13 @@ use super::errors::{IntoPyResult, UnknownSymbolError};
 use super::market::{view_column, PyMarket};
 use crate::engine::Engine;
 use crate::orders::{OrderRequest, Side};
+use crate::studies;
 
 #[pyclass(name = "Context", module = "tickstep._core", unsendable)]
 pub struct PyContext {
     engine: Cell<*mut Engine>,
     market: Py<PyMarket>,
+    index: HashMap<String, usize>,
 }
 
 /// Clears the context's engine pointer when a callback returns (or unwinds).
@@ -48,16 +54,32 @@ impl PyContext {
         Ok(unsafe { &mut *p })
     }
 
+    /// A symbol given by name (str) or index (int) from Python.
+    pub fn resolve(&self, obj: &Bound<'_, PyAny>) -> PyResult<isize> {
+        if let Ok(name) = obj.extract::<&str>() {
+            return self
+                .index
+                .get(name)
+                .map(|&i| i as isize)
+                .ok_or_else(|| UnknownSymbolError::new_err(format!("unknown symbol {name:?}")));
+        }
+        obj.extract::<isize>()
+    }
+
     /// Symbol index from Python: -1 means the symbol whose `next()` is running.
     fn symbol(e: &Engine, symbol: isize) -> PyResult<usize> {
         if symbol < 0 {
             return e.current_symbol().ok_or_else(|| {
-                UnknownSymbolError::new_err("no current symbol here (init() or on_tick()): pass the symbol explicitly")
+                UnknownSymbolError::new_err(
+                    "no current symbol here (init() or on_tick()): pass the symbol explicitly",
+                )
             });
         }
         let s = symbol as usize;
         if s >= e.market().symbol_count() {
-            return Err(UnknownSymbolError::new_err(format!("symbol index {s} out of range")));
+            return Err(UnknownSymbolError::new_err(format!(
+                "symbol index {s} out of range"
+            )));
         }
         Ok(s)
     }
@@ -67,7 +89,19 @@ impl PyContext {
 impl PyContext {
     #[new]
     fn new(market: Py<PyMarket>) -> Self {
-        PyContext { engine: Cell::new(ptr::null_mut()), market }
+        let index = market
+            .get()
+            .inner
+            .names()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        PyContext {
+            engine: Cell::new(ptr::null_mut()),
+            market,
+            index,
+        }
     }
 
     /// Whether a backtest is currently attached.
@@ -105,7 +139,8 @@ impl PyContext {
     /// Index of the symbol's latest bar, -1 before its first.
     fn bar_index(&self, symbol: isize) -> PyResult<isize> {
         let e = self.engine()?;
-        Ok(e.bar_index(Self::symbol(e, symbol)?).map_or(-1, |i| i as isize))
+        Ok(e.bar_index(Self::symbol(e, symbol)?)
+            .map_or(-1, |i| i as isize))
     }
 
     /// The symbol's latest bar as (ts, open, high, low, close, volume).
@@ -114,17 +149,36 @@ impl PyContext {
         let s = Self::symbol(e, symbol)?;
         Ok(e.bar_index(s).map(|i| {
             let b = e.market().bars(s);
-            (b.ts[i], b.open[i], b.high[i], b.low[i], b.close[i], b.volume[i])
+            (
+                b.ts[i],
+                b.open[i],
+                b.high[i],
+                b.low[i],
+                b.close[i],
+                b.volume[i],
+            )
         }))
     }
 
     /// The last `count` values of a column up to and including the latest bar: a read-only
     /// view, never reaching past the current tick.
-    fn history<'py>(&self, py: Python<'py>, symbol: isize, column: &str, count: usize) -> PyResult<Bound<'py, PyAny>> {
+    fn history<'py>(
+        &self,
+        py: Python<'py>,
+        symbol: isize,
+        column: &str,
+        count: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let e = self.engine()?;
         let s = Self::symbol(e, symbol)?;
         let stop = e.bar_index(s).map_or(0, |i| i + 1);
-        view_column(self.market.bind(py), s, column, stop.saturating_sub(count), stop)
+        view_column(
+            self.market.bind(py),
+            s,
+            column,
+            stop.saturating_sub(count),
+            stop,
+        )
     }
 
     /// Signed position size in units.
@@ -141,13 +195,26 @@ impl PyContext {
 
     /// Open trades of a symbol: (trade id, direction, size, entry price, entry ts, sl order, tp order).
     #[allow(clippy::type_complexity)]
-    fn trades(&self, symbol: isize) -> PyResult<Vec<(u64, f64, f64, f64, i64, Option<u64>, Option<u64>)>> {
+    fn trades(
+        &self,
+        symbol: isize,
+    ) -> PyResult<Vec<(u64, f64, f64, f64, i64, Option<u64>, Option<u64>)>> {
         let e = self.engine()?;
         let s = Self::symbol(e, symbol)?;
         Ok(e.position(s)
             .lots
             .iter()
-            .map(|l| (l.id, l.direction, l.size, l.entry_price, l.entry_ts, l.stop_loss, l.take_profit))
+            .map(|l| {
+                (
+                    l.id,
+                    l.direction,
+                    l.size,
+                    l.entry_price,
+                    l.entry_ts,
+                    l.stop_loss,
+                    l.take_profit,
+                )
+            })
             .collect())
     }
 
@@ -185,7 +252,16 @@ impl PyContext {
         let e = self.engine()?;
         let s = Self::symbol(e, symbol)?;
         let side = if buy { Side::Buy } else { Side::Sell };
-        let req = OrderRequest { symbol: s, side, size, limit, stop, stop_loss: sl, take_profit: tp, tag };
+        let req = OrderRequest {
+            symbol: s,
+            side,
+            size,
+            limit,
+            stop,
+            stop_loss: sl,
+            take_profit: tp,
+            tag,
+        };
         e.submit(req).py_err(py)
     }
 
@@ -206,5 +282,259 @@ impl PyContext {
         let e = self.engine()?;
         let s = Self::symbol(e, symbol)?;
         Ok(e.open_orders(s))
+    }
+
+    // ---- indicators and timeframes: declared in `init()`, read in O(1) per call ----
+
+    /// Declare a rolling statistic (sum, mean, min, max, std, ema, rsi, atr) of `source`
+    /// over `window` base bars, or over a timeframe's completed candles.
+    #[pyo3(signature = (kind, window, source="close", timeframe=None))]
+    fn add_rolling(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        window: usize,
+        source: &str,
+        timeframe: Option<usize>,
+    ) -> PyResult<usize> {
+        let e = self.engine()?;
+        let n = e.market().symbol_count();
+        let kind = studies::rolling_kind(kind, window).py_err(py)?;
+        let source = studies::source(source).py_err(py)?;
+        e.studies_mut()
+            .add_rolling(n, kind, source, timeframe)
+            .py_err(py)
+    }
+
+    /// Declare clock-aligned candles of `period` ns from `origin` ns.
+    fn add_clock_timeframe(
+        &self,
+        py: Python<'_>,
+        period: i64,
+        origin: i64,
+        base_interval: i64,
+        history: usize,
+    ) -> PyResult<usize> {
+        let e = self.engine()?;
+        let n = e.market().symbol_count();
+        e.studies_mut()
+            .add_clock_timeframe(n, period, origin, base_interval, history)
+            .py_err(py)
+    }
+
+    /// Declare candles whose buckets (label, end per base bar; label = int64 min skips
+    /// the bar) were computed by the caller.
+    fn add_given_timeframe(
+        &self,
+        py: Python<'_>,
+        labels: Vec<PyReadonlyArray1<'_, i64>>,
+        ends: Vec<PyReadonlyArray1<'_, i64>>,
+        base_interval: i64,
+        history: usize,
+    ) -> PyResult<usize> {
+        let e = self.engine()?;
+        let market = e.market().clone();
+        let bars: Vec<_> = (0..market.symbol_count()).map(|s| market.bars(s)).collect();
+        let labels = labels.iter().map(|a| a.as_array().to_vec()).collect();
+        let ends = ends.iter().map(|a| a.as_array().to_vec()).collect();
+        e.studies_mut()
+            .add_given_timeframe(&bars, labels, ends, base_interval, history)
+            .py_err(py)
+    }
+
+    /// Declare a precomputed series (one float per base bar per symbol), revealed bar by bar.
+    fn add_series(
+        &self,
+        py: Python<'_>,
+        values: Vec<PyReadonlyArray1<'_, f64>>,
+    ) -> PyResult<usize> {
+        let e = self.engine()?;
+        let market = e.market().clone();
+        let bars: Vec<_> = (0..market.symbol_count()).map(|s| market.bars(s)).collect();
+        let values = values.iter().map(|a| a.as_array().to_vec()).collect();
+        e.studies_mut().add_series(&bars, values).py_err(py)
+    }
+
+    fn study_value(&self, py: Python<'_>, id: usize, symbol: isize) -> PyResult<f64> {
+        let e = self.engine()?;
+        let s = Self::symbol(e, symbol)?;
+        e.studies().value(id, s, e.bar_index(s)).py_err(py)
+    }
+
+    fn study_prev(&self, py: Python<'_>, id: usize, symbol: isize) -> PyResult<f64> {
+        let e = self.engine()?;
+        let s = Self::symbol(e, symbol)?;
+        e.studies().prev(id, s, e.bar_index(s)).py_err(py)
+    }
+
+    fn study_ready(&self, py: Python<'_>, id: usize, symbol: isize) -> PyResult<bool> {
+        let e = self.engine()?;
+        let s = Self::symbol(e, symbol)?;
+        e.studies().is_ready(id, s, e.bar_index(s)).py_err(py)
+    }
+
+    fn study_reset(&self, py: Python<'_>, id: usize, symbol: isize) -> PyResult<()> {
+        let e = self.engine()?;
+        let s = Self::symbol(e, symbol)?;
+        e.studies_mut().reset(id, s).py_err(py)
+    }
+
+    /// The last `count` completed candles (oldest first) as a dict of numpy columns
+    /// (ts, end, open, high, low, close, volume); with `forming`, the forming one appended.
+    #[pyo3(signature = (timeframe, symbol, count, forming=false))]
+    fn candles<'py>(
+        &self,
+        py: Python<'py>,
+        timeframe: usize,
+        symbol: isize,
+        count: usize,
+        forming: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let e = self.engine()?;
+        let s = Self::symbol(e, symbol)?;
+        let series = e.studies().candles(timeframe, s).py_err(py)?;
+        let mut c = series.last(count);
+        if forming {
+            if let Some(f) = series.forming() {
+                c.ts.push(f.ts);
+                c.end.push(f.end);
+                c.open.push(f.open);
+                c.high.push(f.high);
+                c.low.push(f.low);
+                c.close.push(f.close);
+                c.volume.push(f.volume);
+            }
+        }
+        let d = PyDict::new(py);
+        d.set_item("ts", PyArray1::from_vec(py, c.ts))?;
+        d.set_item("end", PyArray1::from_vec(py, c.end))?;
+        d.set_item("open", PyArray1::from_vec(py, c.open))?;
+        d.set_item("high", PyArray1::from_vec(py, c.high))?;
+        d.set_item("low", PyArray1::from_vec(py, c.low))?;
+        d.set_item("close", PyArray1::from_vec(py, c.close))?;
+        d.set_item("volume", PyArray1::from_vec(py, c.volume))?;
+        for (_, v) in d.iter() {
+            v.cast::<numpy::PyUntypedArray>()?
+                .call_method1("setflags", (false,))?;
+        }
+        Ok(d)
+    }
+
+    /// Number of candles completed so far (changes exactly when a new one completes).
+    fn candle_count(&self, py: Python<'_>, timeframe: usize, symbol: isize) -> PyResult<u64> {
+        let e = self.engine()?;
+        let s = Self::symbol(e, symbol)?;
+        Ok(e.studies()
+            .candles(timeframe, s)
+            .py_err(py)?
+            .total_completed())
+    }
+
+    /// The latest completed candle as (ts, end, open, high, low, close, volume), or None.
+    #[allow(clippy::type_complexity)]
+    fn last_candle(
+        &self,
+        py: Python<'_>,
+        timeframe: usize,
+        symbol: isize,
+    ) -> PyResult<Option<(i64, i64, f64, f64, f64, f64, f64)>> {
+        let e = self.engine()?;
+        let s = Self::symbol(e, symbol)?;
+        let c = e
+            .studies()
+            .candles(timeframe, s)
+            .py_err(py)?
+            .last_completed();
+        Ok(c.map(|c| (c.ts, c.end, c.open, c.high, c.low, c.close, c.volume)))
+    }
+
+    /// The completed candle whose bucket contains `ts` (or the latest before it), by
+    /// binary search over the retained candles.
+    #[allow(clippy::type_complexity)]
+    fn candle_at(
+        &self,
+        py: Python<'_>,
+        timeframe: usize,
+        symbol: isize,
+        ts: i64,
+    ) -> PyResult<Option<(i64, i64, f64, f64, f64, f64, f64)>> {
+        let e = self.engine()?;
+        let s = Self::symbol(e, symbol)?;
+        let series = e.studies().candles(timeframe, s).py_err(py)?;
+        let c = series.index_at(ts).and_then(|i| series.get(i));
+        Ok(c.map(|c| (c.ts, c.end, c.open, c.high, c.low, c.close, c.volume)))
+    }
+}
+
+/// A handle on one declared indicator: reads the current symbol's value in O(1).
+#[pyclass(name = "Indicator", module = "tickstep._core", unsendable)]
+pub struct PyIndicator {
+    ctx: Py<PyContext>,
+    id: usize,
+    #[pyo3(get)]
+    name: String,
+}
+
+impl PyIndicator {
+    fn symbol(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<isize> {
+        match symbol {
+            None => Ok(-1),
+            Some(obj) => self.ctx.borrow(py).resolve(obj),
+        }
+    }
+}
+
+#[pymethods]
+impl PyIndicator {
+    #[new]
+    fn new(ctx: Py<PyContext>, id: usize, name: String) -> Self {
+        PyIndicator { ctx, id, name }
+    }
+
+    /// Value for the symbol whose `next()` is running (NaN until ready).
+    #[getter]
+    fn value(&self, py: Python<'_>) -> PyResult<f64> {
+        self.ctx.borrow(py).study_value(py, self.id, -1)
+    }
+
+    /// The value one update earlier.
+    #[getter]
+    fn prev(&self, py: Python<'_>) -> PyResult<f64> {
+        self.ctx.borrow(py).study_prev(py, self.id, -1)
+    }
+
+    /// Value for another symbol (by name or index).
+    #[pyo3(signature = (symbol=None))]
+    fn get(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+        let s = self.symbol(py, symbol)?;
+        self.ctx.borrow(py).study_value(py, self.id, s)
+    }
+
+    #[pyo3(signature = (symbol=None))]
+    fn previous(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+        let s = self.symbol(py, symbol)?;
+        self.ctx.borrow(py).study_prev(py, self.id, s)
+    }
+
+    /// True once the window is full (or the series has left its warm-up NaNs).
+    #[pyo3(signature = (symbol=None))]
+    fn is_ready(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        let s = self.symbol(py, symbol)?;
+        self.ctx.borrow(py).study_ready(py, self.id, s)
+    }
+
+    /// Restart the statistic for a symbol: it refills from its next input.
+    #[pyo3(signature = (symbol=None))]
+    fn reset(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let s = self.symbol(py, symbol)?;
+        self.ctx.borrow(py).study_reset(py, self.id, s)
+    }
+
+    fn __float__(&self, py: Python<'_>) -> PyResult<f64> {
+        self.value(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Indicator({})", self.name)
     }
 }

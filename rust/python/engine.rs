@@ -39,24 +39,61 @@ impl PyEngine {
         let fill_at = match fill_at {
             "next_open" => FillAt::NextOpen,
             "close" => FillAt::Close,
-            other => return Err(ConfigError::new_err(format!("fill_at = {other:?}: must be 'next_open' or 'close'"))),
+            other => {
+                return Err(ConfigError::new_err(format!(
+                    "fill_at = {other:?}: must be 'next_open' or 'close'"
+                )))
+            }
         };
-        let config = Config { cash, commission_rate: commission, commission_fixed, slippage_bps, fill_at, leverage, record_every_bar };
+        let config = Config {
+            cash,
+            commission_rate: commission,
+            commission_fixed,
+            slippage_bps,
+            fill_at,
+            leverage,
+            record_every_bar,
+        };
         let engine = Engine::new(market.get().inner.clone(), config).py_err(py)?;
         Ok(PyEngine { engine, market })
     }
 
     /// Per tick of the timeline, whether it ends a trading day (equity is sampled there).
-    fn set_session_ends(&mut self, py: Python<'_>, ends: PyReadonlyArray1<'_, bool>) -> PyResult<()> {
-        self.engine.set_session_ends(ends.as_array().to_vec()).py_err(py)
+    fn set_session_ends(
+        &mut self,
+        py: Python<'_>,
+        ends: PyReadonlyArray1<'_, bool>,
+    ) -> PyResult<()> {
+        self.engine
+            .set_session_ends(ends.as_array().to_vec())
+            .py_err(py)
     }
 
     /// Run the backtest, calling `init()` once, `next(symbol)` per symbol with a bar and
     /// `on_tick()` per tick (each optional). The context is live only during those calls.
     #[pyo3(signature = (ctx, init=None, next=None, on_tick=None))]
-    fn run(&mut self, py: Python<'_>, ctx: PyRef<'_, PyContext>, init: Option<Bound<'_, PyAny>>, next: Option<Bound<'_, PyAny>>, on_tick: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        let symbols = self.engine.market().names().iter().map(|n| PyString::intern(py, n)).collect();
-        let mut strategy = PyStrategy { ctx, init, next, on_tick, symbols };
+    fn run(
+        &mut self,
+        py: Python<'_>,
+        ctx: PyRef<'_, PyContext>,
+        init: Option<Bound<'_, PyAny>>,
+        next: Option<Bound<'_, PyAny>>,
+        on_tick: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let symbols = self
+            .engine
+            .market()
+            .names()
+            .iter()
+            .map(|n| PyString::intern(py, n))
+            .collect();
+        let mut strategy = PyStrategy {
+            ctx,
+            init,
+            next,
+            on_tick,
+            symbols,
+        };
         self.engine.run(&mut strategy).py_err(py)
     }
 
@@ -79,7 +116,11 @@ impl PyEngine {
     fn fills<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let f = self.engine.fills();
         let d = PyDict::new(py);
-        put(&d, "order_id", f.iter().map(|x| x.order_id as i64).collect())?;
+        put(
+            &d,
+            "order_id",
+            f.iter().map(|x| x.order_id as i64).collect(),
+        )?;
         put(&d, "symbol", f.iter().map(|x| x.symbol as i64).collect())?;
         put(&d, "ts", f.iter().map(|x| x.ts).collect())?;
         put(&d, "side", f.iter().map(|x| x.direction as i8).collect())?;
@@ -94,9 +135,17 @@ impl PyEngine {
     fn trades<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let t = &self.engine.portfolio().closed;
         let d = PyDict::new(py);
-        put(&d, "trade_id", t.iter().map(|x| x.trade_id as i64).collect())?;
+        put(
+            &d,
+            "trade_id",
+            t.iter().map(|x| x.trade_id as i64).collect(),
+        )?;
         put(&d, "symbol", t.iter().map(|x| x.symbol as i64).collect())?;
-        put(&d, "direction", t.iter().map(|x| x.direction as i8).collect())?;
+        put(
+            &d,
+            "direction",
+            t.iter().map(|x| x.direction as i8).collect(),
+        )?;
         put(&d, "size", t.iter().map(|x| x.size).collect())?;
         put(&d, "entry_ts", t.iter().map(|x| x.entry_ts).collect())?;
         put(&d, "exit_ts", t.iter().map(|x| x.exit_ts).collect())?;
@@ -105,10 +154,18 @@ impl PyEngine {
         put(&d, "pnl", t.iter().map(|x| x.pnl).collect())?;
         put(&d, "return_pct", t.iter().map(|x| x.return_pct).collect())?;
         put(&d, "commission", t.iter().map(|x| x.commission).collect())?;
-        put(&d, "bars_held", t.iter().map(|x| x.bars_held as i64).collect())?;
+        put(
+            &d,
+            "bars_held",
+            t.iter().map(|x| x.bars_held as i64).collect(),
+        )?;
         put(&d, "mae", t.iter().map(|x| x.mae).collect())?;
         put(&d, "mfe", t.iter().map(|x| x.mfe).collect())?;
-        put(&d, "exit_order", t.iter().map(|x| x.exit_order as i64).collect())?;
+        put(
+            &d,
+            "exit_order",
+            t.iter().map(|x| x.exit_order as i64).collect(),
+        )?;
         Ok(d)
     }
 
@@ -149,7 +206,11 @@ impl PyEngine {
         let p = self.engine.portfolio().positions();
         let d = PyDict::new(py);
         put(&d, "size", p.iter().map(|x| x.size).collect())?;
-        put(&d, "average_price", p.iter().map(|x| x.average_price()).collect())?;
+        put(
+            &d,
+            "average_price",
+            p.iter().map(|x| x.average_price()).collect(),
+        )?;
         put(&d, "mark", p.iter().map(|x| x.mark).collect())?;
         Ok(d)
     }

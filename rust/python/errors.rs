@@ -6,10 +6,30 @@ use pyo3::prelude::*;
 
 use crate::error::EngineError;
 
-create_exception!(_core, TickstepError, PyRuntimeError, "Base class of tickstep's own errors.");
-create_exception!(_core, OrderError, PyValueError, "An order the broker refuses (size, prices, side).");
-create_exception!(_core, UnknownSymbolError, PyKeyError, "A symbol the market does not hold.");
-create_exception!(_core, ConfigError, PyValueError, "An engine option out of range.");
+create_exception!(
+    _core,
+    TickstepError,
+    PyRuntimeError,
+    "Base class of tickstep's own errors."
+);
+create_exception!(
+    _core,
+    OrderError,
+    PyValueError,
+    "An order the broker refuses (size, prices, side)."
+);
+create_exception!(
+    _core,
+    UnknownSymbolError,
+    PyKeyError,
+    "A symbol the market does not hold."
+);
+create_exception!(
+    _core,
+    ConfigError,
+    PyValueError,
+    "An engine option out of range."
+);
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -29,10 +49,20 @@ pub fn to_pyerr(py: Python<'_>, err: EngineError) -> PyErr {
         EngineError::InvalidConfig(m) => ConfigError::new_err(m),
         EngineError::InvalidMarket(m) => PyValueError::new_err(format!("invalid market data: {m}")),
         EngineError::State(m) => TickstepError::new_err(m),
-        EngineError::Strategy { symbol, timestamp, source } => {
+        EngineError::Strategy {
+            symbol,
+            timestamp,
+            source,
+        } => {
             let note = match &symbol {
-                Some(s) => format!("tickstep: raised by the strategy while handling symbol {s:?} at {}", iso_time(timestamp)),
-                None => format!("tickstep: raised by the strategy at {}", iso_time(timestamp)),
+                Some(s) => format!(
+                    "tickstep: raised by the strategy while handling symbol {s:?} at {}",
+                    iso_time(timestamp)
+                ),
+                None => format!(
+                    "tickstep: raised by the strategy at {}",
+                    iso_time(timestamp)
+                ),
             };
             let err = match source.downcast::<PyErr>() {
                 Ok(e) => *e,
@@ -64,8 +94,17 @@ pub fn iso_time(ns: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    let frac = if nanos == 0 { String::new() } else { format!(".{nanos:09}") };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}{frac} UTC", sod / 3600, sod % 3600 / 60, sod % 60)
+    let frac = if nanos == 0 {
+        String::new()
+    } else {
+        format!(".{nanos:09}")
+    };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}{frac} UTC",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
 }
 
 pub trait IntoPyResult<T> {

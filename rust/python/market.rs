@@ -36,8 +36,20 @@ impl PyMarket {
         volume: Vec<PyReadonlyArray1<'_, f64>>,
     ) -> PyResult<Self> {
         let n = symbols.len();
-        if [ts.len(), open.len(), high.len(), low.len(), close.len(), volume.len()].iter().any(|&l| l != n) {
-            return Err(PyValueError::new_err("one column array per symbol is required for each of ts/open/high/low/close/volume"));
+        if [
+            ts.len(),
+            open.len(),
+            high.len(),
+            low.len(),
+            close.len(),
+            volume.len(),
+        ]
+        .iter()
+        .any(|&l| l != n)
+        {
+            return Err(PyValueError::new_err(
+                "one column array per symbol is required for each of ts/open/high/low/close/volume",
+            ));
         }
         let bars = (0..n)
             .map(|s| SymbolBars {
@@ -50,7 +62,9 @@ impl PyMarket {
             })
             .collect();
         let inner = py.detach(|| Market::new(symbols, bars)).py_err(py)?;
-        Ok(PyMarket { inner: Arc::new(inner) })
+        Ok(PyMarket {
+            inner: Arc::new(inner),
+        })
     }
 
     #[getter]
@@ -74,17 +88,31 @@ impl PyMarket {
 
     /// Column `name` (ts, open, high, low, close, volume) of `symbol`, bars `[start, stop)`,
     /// as a read-only view into the core's memory.
-    fn column<'py>(slf: &Bound<'py, Self>, symbol: usize, name: &str, start: usize, stop: usize) -> PyResult<Bound<'py, PyAny>> {
+    fn column<'py>(
+        slf: &Bound<'py, Self>,
+        symbol: usize,
+        name: &str,
+        start: usize,
+        stop: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
         view_column(slf, symbol, name, start, stop)
     }
 
     fn __repr__(&self) -> String {
-        format!("Market({} symbols, {} bars, {} ticks)", self.inner.symbol_count(), self.inner.bar_count(), self.inner.timeline().len())
+        format!(
+            "Market({} symbols, {} bars, {} ticks)",
+            self.inner.symbol_count(),
+            self.inner.bar_count(),
+            self.inner.timeline().len()
+        )
     }
 }
 
 /// A read-only numpy view of `data`, kept alive by `owner` (which must own `data`).
-pub fn readonly_view<'py, T: numpy::Element>(data: &[T], owner: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<T>>> {
+pub fn readonly_view<'py, T: numpy::Element>(
+    data: &[T],
+    owner: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<T>>> {
     let view = ArrayView1::from(data);
     // SAFETY: `data` lives inside an immutable `Market` behind an `Arc` held by `owner`
     // (a frozen pyclass); the columns are never reallocated after construction.
@@ -93,10 +121,18 @@ pub fn readonly_view<'py, T: numpy::Element>(data: &[T], owner: Bound<'py, PyAny
     Ok(array)
 }
 
-pub fn view_column<'py>(market: &Bound<'py, PyMarket>, symbol: usize, name: &str, start: usize, stop: usize) -> PyResult<Bound<'py, PyAny>> {
+pub fn view_column<'py>(
+    market: &Bound<'py, PyMarket>,
+    symbol: usize,
+    name: &str,
+    start: usize,
+    stop: usize,
+) -> PyResult<Bound<'py, PyAny>> {
     let m = &market.get().inner;
     if symbol >= m.symbol_count() {
-        return Err(PyValueError::new_err(format!("symbol index {symbol} out of range")));
+        return Err(PyValueError::new_err(format!(
+            "symbol index {symbol} out of range"
+        )));
     }
     let b = m.bars(symbol);
     let stop = stop.min(b.len());
@@ -109,6 +145,10 @@ pub fn view_column<'py>(market: &Bound<'py, PyMarket>, symbol: usize, name: &str
         "low" => readonly_view(&b.low[start..stop], owner)?.into_any(),
         "close" => readonly_view(&b.close[start..stop], owner)?.into_any(),
         "volume" => readonly_view(&b.volume[start..stop], owner)?.into_any(),
-        other => return Err(PyValueError::new_err(format!("unknown column {other:?}: expected ts, open, high, low, close or volume"))),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown column {other:?}: expected ts, open, high, low, close or volume"
+            )))
+        }
     })
 }

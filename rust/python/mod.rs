@@ -14,6 +14,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<market::PyMarket>()?;
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<context::PyContext>()?;
+    m.add_class::<context::PyIndicator>()?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -1,0 +1,310 @@
+//! Studies: what a strategy declares in `init()` and the engine keeps current in the
+//! market phase — higher-timeframe candles, O(1) rolling caches on base bars or on a
+//! timeframe's completed candles, and precomputed series revealed bar by bar.
+//!
+//! Every value read during a tick reflects bars up to and including that tick only.
+
+use crate::candles::{clock_bucket, CandleSeries};
+use crate::error::{EngineError, Result};
+use crate::market::SymbolBars;
+use crate::rolling::{Rolling, RollingKind, Source};
+
+/// How a timeframe assigns base bars to buckets.
+enum Buckets {
+    /// Fixed periods from an origin (ns UTC): clock-aligned candles.
+    Clock { period: i64, origin: i64 },
+    /// Per symbol and per base bar, the bucket's (label, end); `i64::MIN` label = bar not
+    /// part of any candle (e.g. outside the session).
+    Given {
+        labels: Vec<Vec<i64>>,
+        ends: Vec<Vec<i64>>,
+    },
+}
+
+struct Timeframe {
+    buckets: Buckets,
+    /// Length of one base bar, ns: a bar starting at `ts` is complete at `ts + base`.
+    base_interval: i64,
+    series: Vec<CandleSeries>,
+}
+
+enum Study {
+    Rolling {
+        per_symbol: Vec<Rolling>,
+    },
+    /// A vectorised indicator computed over the whole history, one value per base bar.
+    Series {
+        values: Vec<Vec<f64>>,
+        warmup_done: Vec<usize>,
+    },
+}
+
+#[derive(Default)]
+pub struct Studies {
+    timeframes: Vec<Timeframe>,
+    studies: Vec<Study>,
+    /// Rolling studies fed by each timeframe (index = timeframe).
+    by_timeframe: Vec<Vec<usize>>,
+    base_rolling: Vec<usize>,
+}
+
+impl Studies {
+    pub fn is_empty(&self) -> bool {
+        self.timeframes.is_empty() && self.base_rolling.is_empty()
+    }
+
+    /// A clock-aligned timeframe of `period` ns counted from `origin`, keeping the last
+    /// `capacity` completed candles per symbol.
+    pub fn add_clock_timeframe(
+        &mut self,
+        symbols: usize,
+        period: i64,
+        origin: i64,
+        base_interval: i64,
+        capacity: usize,
+    ) -> Result<usize> {
+        if period <= 0 || base_interval <= 0 || capacity == 0 {
+            return Err(EngineError::InvalidConfig(format!(
+                "timeframe period {period} ns, base interval {base_interval} ns and history {capacity} must all be positive"
+            )));
+        }
+        self.push_timeframe(
+            symbols,
+            Buckets::Clock { period, origin },
+            base_interval,
+            capacity,
+        )
+    }
+
+    /// A timeframe whose buckets were computed by the caller (sessions in a timezone).
+    pub fn add_given_timeframe(
+        &mut self,
+        bars: &[&SymbolBars],
+        labels: Vec<Vec<i64>>,
+        ends: Vec<Vec<i64>>,
+        base_interval: i64,
+        capacity: usize,
+    ) -> Result<usize> {
+        if base_interval <= 0 || capacity == 0 {
+            return Err(EngineError::InvalidConfig(
+                "base interval and history must be positive".into(),
+            ));
+        }
+        if labels.len() != bars.len() || ends.len() != bars.len() {
+            return Err(EngineError::InvalidConfig(
+                "one label and end array per symbol is required".into(),
+            ));
+        }
+        for (s, b) in bars.iter().enumerate() {
+            if labels[s].len() != b.len() || ends[s].len() != b.len() {
+                return Err(EngineError::InvalidConfig(format!(
+                    "symbol {s}: labels/ends must have one entry per bar ({})",
+                    b.len()
+                )));
+            }
+        }
+        self.push_timeframe(
+            bars.len(),
+            Buckets::Given { labels, ends },
+            base_interval,
+            capacity,
+        )
+    }
+
+    fn push_timeframe(
+        &mut self,
+        symbols: usize,
+        buckets: Buckets,
+        base_interval: i64,
+        capacity: usize,
+    ) -> Result<usize> {
+        self.timeframes.push(Timeframe {
+            buckets,
+            base_interval,
+            series: (0..symbols).map(|_| CandleSeries::new(capacity)).collect(),
+        });
+        self.by_timeframe.push(Vec::new());
+        Ok(self.timeframes.len() - 1)
+    }
+
+    /// A rolling statistic per symbol, on base bars (`timeframe` None) or on a timeframe's
+    /// completed candles.
+    pub fn add_rolling(
+        &mut self,
+        symbols: usize,
+        kind: RollingKind,
+        source: Source,
+        timeframe: Option<usize>,
+    ) -> Result<usize> {
+        let proto = Rolling::new(kind, source).map_err(EngineError::InvalidConfig)?;
+        let id = self.studies.len();
+        match timeframe {
+            None => self.base_rolling.push(id),
+            Some(tf) => {
+                let list = self
+                    .by_timeframe
+                    .get_mut(tf)
+                    .ok_or_else(|| EngineError::InvalidConfig(format!("no timeframe {tf}")))?;
+                list.push(id);
+            }
+        }
+        self.studies.push(Study::Rolling {
+            per_symbol: vec![proto; symbols],
+        });
+        Ok(id)
+    }
+
+    /// A precomputed series: `values[symbol][bar]`, revealed as bars are processed.
+    pub fn add_series(&mut self, bars: &[&SymbolBars], values: Vec<Vec<f64>>) -> Result<usize> {
+        if values.len() != bars.len() {
+            return Err(EngineError::InvalidConfig(
+                "one value array per symbol is required".into(),
+            ));
+        }
+        for (s, b) in bars.iter().enumerate() {
+            if values[s].len() != b.len() {
+                return Err(EngineError::InvalidConfig(format!(
+                    "symbol {s}: the indicator has {} values for {} bars",
+                    values[s].len(),
+                    b.len()
+                )));
+            }
+        }
+        let warmup_done = values
+            .iter()
+            .map(|v| v.iter().position(|x| !x.is_nan()).unwrap_or(usize::MAX))
+            .collect();
+        self.studies.push(Study::Series {
+            values,
+            warmup_done,
+        });
+        Ok(self.studies.len() - 1)
+    }
+
+    /// Market-phase update for `symbol`'s bar `i`.
+    #[inline]
+    pub fn update(&mut self, s: usize, i: usize, b: &SymbolBars) {
+        let (o, h, l, c, v) = b.ohlcv(i);
+        for &id in &self.base_rolling {
+            if let Study::Rolling { per_symbol, .. } = &mut self.studies[id] {
+                per_symbol[s].update(o, h, l, c, v);
+            }
+        }
+        for (tf_id, tf) in self.timeframes.iter_mut().enumerate() {
+            let ts = b.ts[i];
+            let (label, end) = match &tf.buckets {
+                Buckets::Clock { period, origin } => clock_bucket(ts, *period, *origin),
+                Buckets::Given { labels, ends } => (labels[s][i], ends[s][i]),
+            };
+            if label == i64::MIN {
+                continue;
+            }
+            let done = tf.series[s].update(
+                label,
+                end,
+                ts.saturating_add(tf.base_interval),
+                o,
+                h,
+                l,
+                c,
+                v,
+            );
+            for candle in done.iter() {
+                for &id in &self.by_timeframe[tf_id] {
+                    if let Study::Rolling { per_symbol, .. } = &mut self.studies[id] {
+                        candle.feed(&mut per_symbol[s]);
+                    }
+                }
+            }
+        }
+    }
+
+    fn study(&self, id: usize) -> Result<&Study> {
+        self.studies
+            .get(id)
+            .ok_or_else(|| EngineError::InvalidConfig(format!("no indicator {id}")))
+    }
+
+    /// Current value of study `id` for `symbol`; `bar` is the symbol's latest bar index.
+    #[inline]
+    pub fn value(&self, id: usize, s: usize, bar: Option<usize>) -> Result<f64> {
+        Ok(match self.study(id)? {
+            Study::Rolling { per_symbol, .. } => per_symbol[s].value(),
+            Study::Series { values, .. } => bar.map_or(f64::NAN, |i| values[s][i]),
+        })
+    }
+
+    /// The value before the latest update.
+    #[inline]
+    pub fn prev(&self, id: usize, s: usize, bar: Option<usize>) -> Result<f64> {
+        Ok(match self.study(id)? {
+            Study::Rolling { per_symbol, .. } => per_symbol[s].prev(),
+            Study::Series { values, .. } => match bar {
+                Some(i) if i > 0 => values[s][i - 1],
+                _ => f64::NAN,
+            },
+        })
+    }
+
+    pub fn is_ready(&self, id: usize, s: usize, bar: Option<usize>) -> Result<bool> {
+        Ok(match self.study(id)? {
+            Study::Rolling { per_symbol, .. } => per_symbol[s].is_ready(),
+            Study::Series { warmup_done, .. } => bar.is_some_and(|i| i >= warmup_done[s]),
+        })
+    }
+
+    /// Forget a rolling statistic's window for `symbol` (it refills from the next input).
+    pub fn reset(&mut self, id: usize, s: usize) -> Result<()> {
+        match self.studies.get_mut(id) {
+            Some(Study::Rolling { per_symbol, .. }) => {
+                per_symbol[s].reset();
+                Ok(())
+            }
+            Some(Study::Series { .. }) => Err(EngineError::InvalidConfig(
+                "a precomputed series cannot be reset".into(),
+            )),
+            None => Err(EngineError::InvalidConfig(format!("no indicator {id}"))),
+        }
+    }
+
+    pub fn candles(&self, tf: usize, s: usize) -> Result<&CandleSeries> {
+        self.timeframes
+            .get(tf)
+            .map(|t| &t.series[s])
+            .ok_or_else(|| EngineError::InvalidConfig(format!("no timeframe {tf}")))
+    }
+}
+
+/// Parse a rolling kind name as the Python API spells it.
+pub fn rolling_kind(name: &str, window: usize) -> Result<RollingKind> {
+    Ok(match name {
+        "sum" => RollingKind::Sum(window),
+        "mean" | "sma" => RollingKind::Mean(window),
+        "min" => RollingKind::Min(window),
+        "max" => RollingKind::Max(window),
+        "std" => RollingKind::Std(window),
+        "ema" => RollingKind::Ema(window),
+        "rsi" => RollingKind::Rsi(window),
+        "atr" => RollingKind::Atr(window),
+        other => {
+            return Err(EngineError::InvalidConfig(format!(
+                "unknown rolling statistic {other:?}: expected sum, mean, min, max, std, ema, rsi or atr"
+            )))
+        }
+    })
+}
+
+pub fn source(name: &str) -> Result<Source> {
+    Ok(match name {
+        "open" => Source::Open,
+        "high" => Source::High,
+        "low" => Source::Low,
+        "close" => Source::Close,
+        "volume" => Source::Volume,
+        other => {
+            return Err(EngineError::InvalidConfig(format!(
+                "unknown source {other:?}: expected open, high, low, close or volume"
+            )))
+        }
+    })
+}
