@@ -44,10 +44,16 @@ pub fn match_order(order: &mut Order, bar: &Bar, moment: Moment) -> Option<f64> 
     match (order.stop, order.limit, order.triggered) {
         (None, None, _) => (moment == Moment::Open).then_some(bar.open),
         (Some(stop), None, _) => stop_touch(buy, stop, bar, moment),
-        (None, Some(limit), _) | (Some(_), Some(limit), true) => limit_touch(buy, limit, bar, moment),
+        (None, Some(limit), _) | (Some(_), Some(limit), true) => {
+            limit_touch(buy, limit, bar, moment)
+        }
         (Some(stop), Some(limit), false) => {
             let trigger = stop_touch(buy, stop, bar, moment)?;
-            let marketable = if buy { trigger <= limit } else { trigger >= limit };
+            let marketable = if buy {
+                trigger <= limit
+            } else {
+                trigger >= limit
+            };
             if marketable {
                 Some(trigger)
             } else {
@@ -61,11 +67,19 @@ pub fn match_order(order: &mut Order, bar: &Bar, moment: Moment) -> Option<f64> 
 fn stop_touch(buy: bool, stop: f64, bar: &Bar, moment: Moment) -> Option<f64> {
     match moment {
         Moment::Open => {
-            let through = if buy { bar.open >= stop } else { bar.open <= stop };
+            let through = if buy {
+                bar.open >= stop
+            } else {
+                bar.open <= stop
+            };
             through.then_some(bar.open)
         }
         Moment::Intrabar => {
-            let touched = if buy { bar.high >= stop } else { bar.low <= stop };
+            let touched = if buy {
+                bar.high >= stop
+            } else {
+                bar.low <= stop
+            };
             touched.then_some(stop)
         }
     }
@@ -74,11 +88,19 @@ fn stop_touch(buy: bool, stop: f64, bar: &Bar, moment: Moment) -> Option<f64> {
 fn limit_touch(buy: bool, limit: f64, bar: &Bar, moment: Moment) -> Option<f64> {
     match moment {
         Moment::Open => {
-            let through = if buy { bar.open <= limit } else { bar.open >= limit };
+            let through = if buy {
+                bar.open <= limit
+            } else {
+                bar.open >= limit
+            };
             through.then_some(bar.open)
         }
         Moment::Intrabar => {
-            let touched = if buy { bar.low <= limit } else { bar.high >= limit };
+            let touched = if buy {
+                bar.low <= limit
+            } else {
+                bar.high >= limit
+            };
             touched.then_some(limit)
         }
     }
@@ -119,7 +141,12 @@ mod tests {
         }
     }
 
-    const BAR: Bar = Bar { open: 100.0, high: 105.0, low: 96.0, close: 101.0 };
+    const BAR: Bar = Bar {
+        open: 100.0,
+        high: 105.0,
+        low: 96.0,
+        close: 101.0,
+    };
 
     #[test]
     fn market_fills_only_at_the_open() {
@@ -145,12 +172,18 @@ mod tests {
     fn stop_fills_at_its_price_or_the_worse_open() {
         let mut sell_stop = order(Side::Sell, None, Some(97.0));
         assert_eq!(match_order(&mut sell_stop, &BAR, Moment::Open), None);
-        assert_eq!(match_order(&mut sell_stop, &BAR, Moment::Intrabar), Some(97.0));
+        assert_eq!(
+            match_order(&mut sell_stop, &BAR, Moment::Intrabar),
+            Some(97.0)
+        );
         // Gap down through a sell stop at 102: filled at the open, 100.
         let mut gapped = order(Side::Sell, None, Some(102.0));
         assert_eq!(match_order(&mut gapped, &BAR, Moment::Open), Some(100.0));
         let mut buy_stop = order(Side::Buy, None, Some(104.0));
-        assert_eq!(match_order(&mut buy_stop, &BAR, Moment::Intrabar), Some(104.0));
+        assert_eq!(
+            match_order(&mut buy_stop, &BAR, Moment::Intrabar),
+            Some(104.0)
+        );
     }
 
     #[test]
@@ -163,7 +196,12 @@ mod tests {
         assert_eq!(match_order(&mut rest, &BAR, Moment::Open), None);
         assert!(rest.triggered);
         // Next bar it behaves as a limit at 98.
-        let next = Bar { open: 99.0, high: 99.5, low: 97.5, close: 98.0 };
+        let next = Bar {
+            open: 99.0,
+            high: 99.5,
+            low: 97.5,
+            close: 98.0,
+        };
         assert_eq!(match_order(&mut rest, &next, Moment::Intrabar), Some(98.0));
     }
 

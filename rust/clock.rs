@@ -80,7 +80,11 @@ impl Clock {
 
     /// Symbols with a bar at this tick, ascending: iterates set bits of the front map.
     pub fn active(&self) -> ActiveSymbols<'_> {
-        ActiveSymbols { words: &self.front[..self.words], word: 0, bits: self.front.first().copied().unwrap_or(0) }
+        ActiveSymbols {
+            words: &self.front[..self.words],
+            word: 0,
+            bits: self.front.first().copied().unwrap_or(0),
+        }
     }
 }
 
@@ -133,7 +137,11 @@ mod tests {
         // 70 symbols so the map spans two words; symbol 65 misses tick 1.
         let mut bars = Vec::new();
         for s in 0..70 {
-            bars.push(if s == 65 { at(&[10, 30]) } else { at(&[10, 20, 30]) });
+            bars.push(if s == 65 {
+                at(&[10, 30])
+            } else {
+                at(&[10, 20, 30])
+            });
         }
         let names = (0..70).map(|s| format!("S{s}")).collect();
         let m = Market::new(names, bars).unwrap();

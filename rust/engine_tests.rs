@@ -57,7 +57,13 @@ fn market_order_fills_at_next_open_never_at_decision_bar() {
 #[test]
 fn fill_at_close_uses_the_decision_bar_close() {
     let rows = [(100.0, 101.0, 99.0, 100.5), FLAT];
-    let mut e = engine(&rows, Config { fill_at: FillAt::Close, ..Config::default() });
+    let mut e = engine(
+        &rows,
+        Config {
+            fill_at: FillAt::Close,
+            ..Config::default()
+        },
+    );
     e.run(&mut Script(|e: &mut Engine, s, i| {
         if i == 0 {
             e.submit(OrderRequest::market(s, Side::Buy, 1.0)).unwrap();
@@ -82,7 +88,11 @@ fn stop_loss_gapped_through_fills_at_the_open_and_cancels_take_profit() {
     .unwrap();
     let exit = e.fills()[1];
     assert_eq!((exit.ts, exit.price, exit.role), (2, 90.0, Role::StopLoss));
-    let tp = e.orders().iter().find(|o| o.role == Role::TakeProfit).unwrap();
+    let tp = e
+        .orders()
+        .iter()
+        .find(|o| o.role == Role::TakeProfit)
+        .unwrap();
     assert_eq!(tp.status, Status::Cancelled);
     let t = &e.portfolio().closed[0];
     assert_eq!(t.pnl, -100.0);
@@ -103,13 +113,22 @@ fn stop_loss_wins_when_both_legs_lie_inside_one_bar() {
     }))
     .unwrap();
     assert_eq!(e.fills().len(), 2);
-    assert_eq!((e.fills()[1].price, e.fills()[1].role), (95.0, Role::StopLoss));
+    assert_eq!(
+        (e.fills()[1].price, e.fills()[1].role),
+        (95.0, Role::StopLoss)
+    );
 }
 
 #[test]
 fn symbol_without_a_bar_is_not_called_and_does_not_fill() {
-    let a = SymbolBars { ts: vec![0, 1, 2], ..bars(&[FLAT, FLAT, FLAT]) };
-    let b = SymbolBars { ts: vec![0, 2], ..bars(&[FLAT, (105.0, 106.0, 104.0, 105.0)]) };
+    let a = SymbolBars {
+        ts: vec![0, 1, 2],
+        ..bars(&[FLAT, FLAT, FLAT])
+    };
+    let b = SymbolBars {
+        ts: vec![0, 2],
+        ..bars(&[FLAT, (105.0, 106.0, 104.0, 105.0)])
+    };
     let m = Market::new(vec!["A".into(), "B".into()], vec![a, b]).unwrap();
     let mut e = Engine::new(Arc::new(m), Config::default()).unwrap();
     let mut calls = Vec::new();
@@ -126,7 +145,13 @@ fn symbol_without_a_bar_is_not_called_and_does_not_fill() {
 
 #[test]
 fn orders_beyond_margin_are_rejected_not_filled() {
-    let mut e = engine(&[FLAT, FLAT], Config { cash: 1_000.0, ..Config::default() });
+    let mut e = engine(
+        &[FLAT, FLAT],
+        Config {
+            cash: 1_000.0,
+            ..Config::default()
+        },
+    );
     e.run(&mut Script(|e: &mut Engine, s, i| {
         if i == 0 {
             e.submit(OrderRequest::market(s, Side::Buy, 11.0)).unwrap();
@@ -141,7 +166,12 @@ fn orders_beyond_margin_are_rejected_not_filled() {
 #[test]
 fn commission_and_slippage_arithmetic() {
     let rows = [FLAT, FLAT, (120.0, 121.0, 119.0, 120.0)];
-    let cfg = Config { commission_rate: 0.001, commission_fixed: 1.0, slippage_bps: 10.0, ..Config::default() };
+    let cfg = Config {
+        commission_rate: 0.001,
+        commission_fixed: 1.0,
+        slippage_bps: 10.0,
+        ..Config::default()
+    };
     let mut e = engine(&rows, cfg);
     e.run(&mut Script(|e: &mut Engine, s, i| match i {
         0 => {

@@ -31,7 +31,11 @@ impl fmt::Display for EngineError {
             EngineError::UnknownSymbol(m) => write!(f, "unknown symbol: {m}"),
             EngineError::InvalidConfig(m) => write!(f, "invalid engine option: {m}"),
             EngineError::State(m) => write!(f, "{m}"),
-            EngineError::Strategy { symbol, timestamp, source } => match symbol {
+            EngineError::Strategy {
+                symbol,
+                timestamp,
+                source,
+            } => match symbol {
                 Some(s) => write!(f, "strategy failed on {s} at {timestamp}: {source}"),
                 None => write!(f, "strategy failed at {timestamp}: {source}"),
             },

@@ -26,7 +26,13 @@ impl SymbolBars {
     /// The bar at `i` as (open, high, low, close, volume).
     #[inline]
     pub fn ohlcv(&self, i: usize) -> (f64, f64, f64, f64, f64) {
-        (self.open[i], self.high[i], self.low[i], self.close[i], self.volume[i])
+        (
+            self.open[i],
+            self.high[i],
+            self.low[i],
+            self.close[i],
+            self.volume[i],
+        )
     }
 }
 
@@ -55,7 +61,13 @@ impl Market {
         }
         for (name, b) in names.iter().zip(&bars) {
             let n = b.ts.len();
-            let lens = [b.open.len(), b.high.len(), b.low.len(), b.close.len(), b.volume.len()];
+            let lens = [
+                b.open.len(),
+                b.high.len(),
+                b.low.len(),
+                b.close.len(),
+                b.volume.len(),
+            ];
             if lens.iter().any(|&l| l != n) {
                 return Err(EngineError::InvalidMarket(format!(
                     "{name}: columns have different lengths (ts {n}, open/high/low/close/volume {lens:?})"
@@ -66,7 +78,11 @@ impl Market {
             }
         }
         let timeline = union_timeline(&bars);
-        Ok(Market { names, bars, timeline })
+        Ok(Market {
+            names,
+            bars,
+            timeline,
+        })
     }
 
     pub fn symbol_count(&self) -> usize {
@@ -145,7 +161,9 @@ mod tests {
         let mut b = bars_at(&[1, 2], 1.0);
         b.close.pop();
         let err = Market::new(vec!["A".into()], vec![b]).unwrap_err();
-        assert!(err.to_string().contains("A: columns have different lengths"));
+        assert!(err
+            .to_string()
+            .contains("A: columns have different lengths"));
         let err = Market::new(vec!["Z".into()], vec![bars_at(&[], 1.0)]).unwrap_err();
         assert!(err.to_string().contains("Z: no bars"));
         assert!(Market::new(vec![], vec![]).is_err());

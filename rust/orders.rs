@@ -64,7 +64,16 @@ pub struct OrderRequest {
 
 impl OrderRequest {
     pub fn market(symbol: usize, side: Side, size: f64) -> Self {
-        OrderRequest { symbol, side, size, limit: None, stop: None, stop_loss: None, take_profit: None, tag: 0 }
+        OrderRequest {
+            symbol,
+            side,
+            size,
+            limit: None,
+            stop: None,
+            stop_loss: None,
+            take_profit: None,
+            tag: 0,
+        }
     }
 }
 

@@ -119,7 +119,12 @@ impl Portfolio {
             cash,
             value: 0.0,
             gross: 0.0,
-            positions: (0..symbols).map(|_| Position { mark: f64::NAN, ..Default::default() }).collect(),
+            positions: (0..symbols)
+                .map(|_| Position {
+                    mark: f64::NAN,
+                    ..Default::default()
+                })
+                .collect(),
             next_lot_id: 1,
             closed: Vec::new(),
         }
@@ -172,7 +177,14 @@ impl Portfolio {
 
     /// Equity and gross exposure if `size` units were bought (direction +1) or sold (-1)
     /// at `price` paying `commission`: used for the margin check before a fill.
-    pub fn after_fill(&self, symbol: usize, direction: f64, size: f64, price: f64, commission: f64) -> (f64, f64, bool) {
+    pub fn after_fill(
+        &self,
+        symbol: usize,
+        direction: f64,
+        size: f64,
+        price: f64,
+        commission: f64,
+    ) -> (f64, f64, bool) {
         let p = &self.positions[symbol];
         let new_size = p.size + direction * size;
         let grows = new_size.abs() > p.size.abs() * (1.0 + DUST);
@@ -243,7 +255,10 @@ impl Portfolio {
     }
 
     pub fn lot_mut(&mut self, symbol: usize, lot_id: u64) -> Option<&mut Lot> {
-        self.positions[symbol].lots.iter_mut().find(|l| l.id == lot_id)
+        self.positions[symbol]
+            .lots
+            .iter_mut()
+            .find(|l| l.id == lot_id)
     }
 
     pub fn lot(&self, symbol: usize, lot_id: u64) -> Option<&Lot> {
@@ -253,7 +268,14 @@ impl Portfolio {
 
 /// Close `take` units of lot `k`, writing a closed-trade record with its share of the
 /// entry and exit commissions.
-fn close_part(pos: &mut Position, k: usize, take: f64, x: &Execution, closed: &mut Vec<ClosedTrade>, effect: &mut FillEffect) {
+fn close_part(
+    pos: &mut Position,
+    k: usize,
+    take: f64,
+    x: &Execution,
+    closed: &mut Vec<ClosedTrade>,
+    effect: &mut FillEffect,
+) {
     let lot = &mut pos.lots[k];
     let share = take / lot.size;
     let entry_commission = lot.entry_commission * share;
@@ -263,7 +285,11 @@ fn close_part(pos: &mut Position, k: usize, take: f64, x: &Execution, closed: &m
     lot.low = lot.low.min(x.price);
     let commission = entry_commission + exit_commission;
     let pnl = lot.direction * (x.price - lot.entry_price) * take - commission;
-    let (adverse, favourable) = if lot.direction > 0.0 { (lot.low, lot.high) } else { (lot.high, lot.low) };
+    let (adverse, favourable) = if lot.direction > 0.0 {
+        (lot.low, lot.high)
+    } else {
+        (lot.high, lot.low)
+    };
     closed.push(ClosedTrade {
         symbol: x.symbol,
         trade_id: lot.id,
@@ -293,11 +319,26 @@ mod tests {
     use super::*;
 
     fn exec(direction: f64, size: f64, price: f64, commission: f64) -> Execution {
-        Execution { symbol: 0, direction, size, price, commission, ts: 0, bar: 0, order_id: 0, closes_lot: None }
+        Execution {
+            symbol: 0,
+            direction,
+            size,
+            price,
+            commission,
+            ts: 0,
+            bar: 0,
+            order_id: 0,
+            closes_lot: None,
+        }
     }
 
     fn check_identity(p: &Portfolio) {
-        let marked: f64 = p.positions().iter().filter(|x| x.size != 0.0).map(|x| x.size * x.mark).sum();
+        let marked: f64 = p
+            .positions()
+            .iter()
+            .filter(|x| x.size != 0.0)
+            .map(|x| x.size * x.mark)
+            .sum();
         assert!((p.equity() - (p.cash + marked)).abs() < 1e-9 * p.equity().abs().max(1.0));
     }
 
