@@ -25,8 +25,10 @@ def get_calendar(exchange: str, start: pd.Timestamp, end: pd.Timestamp):
     start = start.tz_localize(None) if start.tzinfo is not None else start
     end = end.tz_localize(None) if end.tzinfo is not None else end
     with warnings.catch_warnings():
-        # The library reads tz-aware Series.values, which pandas >= 3.1 warns about.
-        warnings.filterwarnings("ignore", message="Series.values returning an ndarray")
+        # The library still uses pandas APIs that pandas >= 3.1 deprecates; its
+        # users can do nothing about those warnings.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
         try:
             return xc.get_calendar(exchange, start=start.normalize(), end=end.normalize())
         except xc.errors.InvalidCalendarName:

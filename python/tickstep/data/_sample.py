@@ -159,7 +159,7 @@ def _to_ticks(
     low = np.rint(down, out=down)
     np.clip(low, 1.0, bottom, out=low)
     for arr in (open_, high, low, close):
-        arr *= TICK
+        arr /= cents  # dividing keeps 7721 -> 77.21 exact to the nearest double
     return open_, high, low, close
 
 
@@ -269,7 +269,9 @@ def sample(
         volume_shape = np.where(regular, 0.55 + 1.6 * u**2 + 2.5 * (x > 0.97), 0.025)
     vol_shape = vol_shape / np.sqrt(np.mean(vol_shape[regular] ** 2 if regular.any() else 1.0))
 
-    meta, sector_idx = _metadata(rng, names, exchange, tz)
+    # Round-the-clock bars belong to no exchange session: their calendar is 24/7 UTC.
+    listing = "24/7" if hours == "24h" else exchange
+    meta, sector_idx = _metadata(rng, names, listing, tz)
     annual_vol = rng.uniform(0.16, 0.55, n_sym)
     beta = rng.uniform(0.6, 1.4, n_sym)
     price0 = np.exp(rng.uniform(np.log(8.0), np.log(450.0), n_sym))

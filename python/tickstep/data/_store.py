@@ -1,0 +1,567 @@
+"""The embedded store: bars and symbol metadata in one DuckDB file.
+
+Tables (plain SQL, readable by any DuckDB client):
+
+* ``symbols(symbol_id, symbol, name, sector, industry, exchange, timezone, currency, ...)``
+* ``bars(symbol_id, ts, open, high, low, close, volume)`` -- ``ts`` is int64 UTC
+  nanoseconds, the start of the bar; ``(symbol_id, ts)`` is unique.
+* ``bars_view`` -- the same with the symbol's name and ``ts`` as a timestamp, for people.
+
+Loading issues two statements whatever the number of symbols: one batched metadata
+query (which also resolves names and finds unknown symbols) and one bars query for all
+symbols, fetched as Arrow and turned into numpy columns without per-row Python. Filters
+(date range, regular hours, resampling) run inside that bars query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from tickstep.data._door import VALUE_COLUMNS, DataError, MarketColumns
+from tickstep.data._loading import (
+    METADATA_COLUMNS,
+    FilterTables,
+    Timeframe,
+    arrow_to_market,
+    as_market,
+    clean_metadata,
+    describe_filters,
+    filter_tables,
+    metadata_sql_type,
+    parse_timeframe,
+    stage_table,
+    symbol_list,
+    time_bounds,
+)
+
+__all__ = ["BarStore", "Store"]
+
+_ON_CONFLICT = ("refuse", "replace")
+
+
+def _fmt_ns(ns: int) -> str:
+    return pd.Timestamp(int(ns), unit="ns", tz="UTC").isoformat()
+
+
+class BarStore:
+    """What every store offers; `Store` (DuckDB) and `PostgresStore` implement it.
+
+    Attributes
+    ----------
+    queries_executed : int
+        Number of SQL statements this store object has sent. A `load` adds exactly two
+        (metadata, bars) whatever the number of symbols.
+    """
+
+    def __init__(self) -> None:
+        self.queries_executed = 0
+
+    # Subclasses provide the SQL.
+    def _run(self, sql: str, params: Any = None) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _arrow(self, sql: str, params: Any = None) -> pa.Table:  # pragma: no cover
+        raise NotImplementedError
+
+    def _frame(self, sql: str, params: Any = None) -> pd.DataFrame:
+        return self._arrow(sql, params).to_pandas()
+
+    # --- public API, shared -------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def ingest(
+        self,
+        data: Any,
+        *,
+        symbol: str | None = None,
+        metadata: Any = None,
+        on_conflict: str = "refuse",
+    ) -> int:
+        """Add bars; return how many rows were new.
+
+        Parameters
+        ----------
+        data : DataFrame, mapping, MarketColumns, path or list of paths
+            Anything `to_market_columns` accepts, or CSV (``.csv``, ``.csv.gz``) and
+            Parquet files. A file without a symbol column holds one symbol: ``symbol``,
+            or the file's name (``AAPL.csv`` -> ``AAPL``).
+        symbol : str, optional
+            Symbol for a single-symbol DataFrame or file.
+        metadata : DataFrame or path, optional
+            Symbol metadata to store alongside (see `ingest_metadata`); a
+            `MarketColumns` brings its own.
+        on_conflict : {"refuse", "replace"}, default "refuse"
+            Rows whose (symbol, ts) is already stored with the same values are skipped,
+            so re-ingesting adds nothing. Rows with different values are refused, naming
+            them, unless ``"replace"``.
+
+        Returns
+        -------
+        int
+            Rows added or replaced.
+
+        Raises
+        ------
+        DataError
+            Bad data (naming file, symbol and row) or conflicting rows. Nothing is
+            written then: ingestion is one transaction.
+        """
+        if on_conflict not in _ON_CONFLICT:
+            raise DataError(f"on_conflict must be 'refuse' or 'replace', got {on_conflict!r}")
+        market = as_market(data, symbol=symbol)
+        if metadata is None and market.metadata is not None:
+            metadata = market.metadata
+        meta = clean_metadata(metadata) if metadata is not None else None
+        return self._ingest(market, meta, on_conflict)
+
+    def ingest_metadata(self, metadata: Any) -> int:
+        """Add or update symbol metadata; return the number of symbols touched.
+
+        Parameters
+        ----------
+        metadata : DataFrame or path to a CSV
+            Indexed by ``symbol`` or with a ``symbol`` column; columns such as
+            ``sector``, ``exchange`` (an ``exchange_calendars`` name: ``XNYS``,
+            ``NYSE``, ``NASDAQ``, ``XLON``, ...), ``timezone`` (IANA). New columns are
+            added to the store. Missing values never erase stored ones. A missing
+            timezone is taken from the exchange's calendar.
+        """
+        meta = clean_metadata(metadata)
+        self._write_metadata(meta)
+        return len(meta)
+
+    def symbols(self) -> pd.DataFrame:
+        """Every stored symbol with its date range, bar count and metadata.
+
+        Returns
+        -------
+        DataFrame
+            Indexed by symbol: ``first``, ``last`` (UTC timestamps), ``bars``, then the
+            metadata columns.
+        """
+        frame = self._frame(self._listing_sql())
+        for col in ("first", "last"):
+            frame[col] = pd.to_datetime(frame[col], unit="ns", utc=True)
+        frame["bars"] = frame["bars"].fillna(0).astype(np.int64)
+        return frame.drop(columns=["symbol_id"]).set_index("symbol").sort_index()
+
+    def metadata(self, symbols: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """Symbol metadata, indexed by symbol (all symbols when ``symbols`` is None)."""
+        names = symbol_list(symbols)
+        rows = self._metadata_rows(names, with_range=False)
+        return rows.drop(columns=["symbol_id"]).set_index("symbol")
+
+    def load(
+        self,
+        symbols: str | Sequence[str] | None = None,
+        *,
+        start: Any = None,
+        end: Any = None,
+        regular_hours: bool = False,
+        timeframe: str | None = None,
+    ) -> MarketColumns:
+        """Load bars for a backtest, filtered and resampled in SQL.
+
+        Parameters
+        ----------
+        symbols : str or sequence of str, optional
+            Which symbols; all stored symbols when omitted.
+        start, end : date, datetime or str, optional
+            Inclusive bounds; naive values are UTC; an ``end`` given as a date (no time
+            of day) includes that whole day.
+        regular_hours : bool, default False
+            Keep only bars that start inside the exchange's regular session, in the
+            exchange's own timezone, with holidays, early closes and lunch breaks from
+            ``exchange_calendars``. Needs each symbol's ``exchange`` in the metadata.
+        timeframe : str, optional
+            Resample to a coarser bar: whole minutes dividing a day (``"5min"``,
+            ``"1h"``) aligned on the exchange's local midnight, or ``"1D"`` (one bar per
+            local date, labelled with that date at 00:00 UTC). Open is the first open,
+            high the max, low the min, close the last close, volume the sum; bars are
+            labelled with the start of their interval; intervals without bars are absent.
+            Applied after the other filters.
+
+        Returns
+        -------
+        MarketColumns
+            Symbols sorted by name, with their metadata.
+
+        Raises
+        ------
+        DataError
+            Unknown symbols (named), symbols left without bars by the filters (named),
+            missing exchange for ``regular_hours``, bad arguments.
+
+        Notes
+        -----
+        Two statements whatever the number of symbols: one metadata query and one bars
+        query; see `queries_executed`.
+        """
+        names = symbol_list(symbols)
+        lo, hi = time_bounds(start, end)
+        frame = parse_timeframe(timeframe)
+        # Calendars are expanded over the data's own range, not the (maybe wide) bounds.
+        need_range = regular_hours or frame is not None
+        meta = self._metadata_rows(names, with_range=need_range)
+        if names is not None:
+            unknown = sorted(set(names) - set(meta["symbol"]))
+            if unknown:
+                raise DataError(
+                    f"symbol(s) not in the store: {', '.join(map(repr, unknown[:20]))}"
+                    + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else ""),
+                    symbol=unknown[0],
+                    rule="known symbol",
+                )
+        if len(meta) == 0:
+            raise DataError("the store has no symbols", rule="non-empty")
+        filters = describe_filters(start, end, regular_hours, timeframe)
+        tables = None
+        if regular_hours or frame is not None:
+            first, last = lo, hi
+            if need_range:
+                if meta["first_ts"].isna().all():
+                    raise DataError(f"no bars for the requested symbols ({filters})")
+                first = max(lo, int(meta["first_ts"].min()))
+                last = min(hi, int(meta["last_ts"].max()))
+            tables = filter_tables(
+                meta, regular_hours=regular_hours, timeframe=frame, first_ns=first, last_ns=last
+            )
+        meta = meta.drop(columns=[c for c in ("first_ts", "last_ts") if c in meta.columns])
+        sql, params = self._bars_sql(meta["symbol_id"].to_numpy(np.int32), lo, hi, tables, frame)
+        table = self._arrow(sql, params)
+        return arrow_to_market(table, meta, filters)
+
+    # --- helpers shared by the dialects --------------------------------------------------
+
+    def _metadata_rows(self, names: list[str] | None, *, with_range: bool) -> pd.DataFrame:
+        sql, params = self._metadata_sql(names, with_range)
+        rows = self._frame(sql, params)
+        return rows.sort_values("symbol", kind="stable").reset_index(drop=True)
+
+    def _conflict_error(self, rows: pd.DataFrame, total: int, names: dict[int, str]) -> DataError:
+        lines = []
+        for row in rows.itertuples(index=False):  # at most a handful of rows, for the message
+            diffs = [
+                f"{c} {getattr(row, 'old_' + c)!r} -> {getattr(row, 'new_' + c)!r}"
+                for c in VALUE_COLUMNS
+                if getattr(row, "old_" + c) != getattr(row, "new_" + c)
+            ]
+            lines.append(
+                f"  symbol {names[row.symbol_id]!r} at {_fmt_ns(row.ts)}: {', '.join(diffs)}"
+            )
+        first = rows.iloc[0]
+        return DataError(
+            f"{total} row(s) conflict with bars already in the store (same symbol and ts, "
+            f"different values); pass on_conflict='replace' to overwrite:\n"
+            + "\n".join(lines)
+            + (f"\n  ... and {total - len(rows)} more" if total > len(rows) else ""),
+            symbol=names[int(first.symbol_id)],
+            timestamp=pd.Timestamp(int(first.ts), unit="ns", tz="UTC"),
+            rule="no conflicting rows",
+        )
+
+
+class Store(BarStore):
+    """Bars and symbol metadata in an embedded DuckDB database file.
+
+    Parameters
+    ----------
+    path : str or path-like, default ":memory:"
+        Database file, created if missing (with its tables).
+    read_only : bool, default False
+        Open read-only: many processes may then read the same file at once.
+
+    Examples
+    --------
+    >>> import tickstep.data as td
+    >>> store = td.Store()                      # in memory; pass a path for a file
+    >>> store.ingest(td.sample(symbols=3, days=2, seed=1))
+    2254
+    >>> store.symbols()["bars"].tolist()
+    [780, 780, 694]
+    >>> market = store.load(["BARP", "LORC"], timeframe="1h")
+    >>> [len(b) for b in market.bars]
+    [14, 14]
+    """
+
+    def __init__(self, path: str | PathLike[str] = ":memory:", *, read_only: bool = False):
+        import duckdb
+
+        super().__init__()
+        self.path = str(path)
+        self.read_only = read_only
+        if self.path != ":memory:" and not read_only:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if read_only and self.path != ":memory:" and not Path(self.path).exists():
+            raise DataError(f"store file '{self.path}' does not exist", source=self.path)
+        try:
+            self._con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.Error as exc:
+            raise DataError(f"cannot open store '{self.path}': {exc}", source=self.path) from None
+        if not read_only:
+            self._create_schema()
+
+    def __repr__(self) -> str:
+        return f"Store({self.path!r}{', read_only=True' if self.read_only else ''})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Batch workers reopen the file by path; no connection or data is pickled.
+        if self.path == ":memory:":
+            raise TypeError("an in-memory Store cannot be sent to another process")
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], read_only=True)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._con.close()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _run(self, sql: str, params: Any = None) -> Any:
+        self.queries_executed += 1
+        return self._con.execute(sql, params)
+
+    def _arrow(self, sql: str, params: Any = None) -> pa.Table:
+        self.queries_executed += 1
+        return self._con.sql(sql, params=params).to_arrow_table()
+
+    def _create_schema(self) -> None:
+        meta_cols = ", ".join(f"{c} VARCHAR" for c in METADATA_COLUMNS)
+        self._run(
+            "CREATE TABLE IF NOT EXISTS symbols (symbol_id INTEGER PRIMARY KEY, "
+            f"symbol VARCHAR NOT NULL UNIQUE, {meta_cols})"
+        )
+        self._run(
+            "CREATE TABLE IF NOT EXISTS bars (symbol_id INTEGER NOT NULL, ts BIGINT NOT NULL, "
+            "open DOUBLE NOT NULL, high DOUBLE NOT NULL, low DOUBLE NOT NULL, "
+            "close DOUBLE NOT NULL, volume DOUBLE NOT NULL)"
+        )
+        self._run(
+            "CREATE OR REPLACE VIEW bars_view AS SELECT s.symbol, "
+            "make_timestamp(b.ts // 1000)::TIMESTAMPTZ AS ts, b.open, b.high, b.low, "
+            "b.close, b.volume FROM bars b JOIN symbols s USING (symbol_id)"
+        )
+
+    def _symbol_columns(self) -> list[str]:
+        rows = self._run(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'symbols' "
+            "ORDER BY ordinal_position"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def _register_symbols(self, names: list[str]) -> dict[str, int]:
+        self._run(
+            "INSERT INTO symbols (symbol_id, symbol) "
+            "SELECT (SELECT coalesce(max(symbol_id), 0) FROM symbols) "
+            "+ row_number() OVER (ORDER BY n.symbol), n.symbol "
+            "FROM (SELECT DISTINCT unnest($1::VARCHAR[]) AS symbol) n "
+            "WHERE n.symbol NOT IN (SELECT symbol FROM symbols)",
+            [names],
+        )
+        rows = self._run(
+            "SELECT symbol, symbol_id FROM symbols WHERE symbol IN (SELECT unnest($1::VARCHAR[]))",
+            [names],
+        ).fetchall()
+        return dict(rows)
+
+    def _write_metadata(self, meta: pd.DataFrame, *, in_transaction: bool = False) -> None:
+        if not in_transaction:
+            self._run("BEGIN TRANSACTION")
+        try:
+            self._register_symbols(list(meta["symbol"]))
+            have = set(self._symbol_columns())
+            for col in meta.columns:
+                if col != "symbol" and col not in have:
+                    # col was checked to be a plain identifier; it is quoted as well.
+                    self._run(
+                        f'ALTER TABLE symbols ADD COLUMN "{col}" {metadata_sql_type(meta[col])}'
+                    )
+            cols = [c for c in meta.columns if c != "symbol"]
+            if cols:
+                staged = meta[["symbol", *cols]]
+                self._con.register("_tickstep_meta_in", staged)
+                try:
+                    sets = ", ".join(f'"{c}" = coalesce(m."{c}", symbols."{c}")' for c in cols)
+                    self._run(
+                        f"UPDATE symbols SET {sets} FROM _tickstep_meta_in m "
+                        "WHERE symbols.symbol = m.symbol"
+                    )
+                finally:
+                    self._con.unregister("_tickstep_meta_in")
+            if not in_transaction:
+                self._run("COMMIT")
+        except BaseException:
+            if not in_transaction:
+                self._run("ROLLBACK")
+            raise
+
+    def _ingest(self, market: MarketColumns, meta: pd.DataFrame | None, on_conflict: str) -> int:
+        self._run("BEGIN TRANSACTION")
+        try:
+            ids = self._register_symbols(market.symbols)
+            if meta is not None:
+                self._write_metadata(meta, in_transaction=True)
+            staged = stage_table(market, ids)
+            self._con.register("_tickstep_bars_in", staged)
+            try:
+                changed = self._merge_bars(on_conflict, {v: k for k, v in ids.items()})
+            finally:
+                self._con.unregister("_tickstep_bars_in")
+            self._run("COMMIT")
+        except BaseException:
+            self._run("ROLLBACK")
+            raise
+        return changed
+
+    def _merge_bars(self, on_conflict: str, names: dict[int, str]) -> int:
+        differs = " OR ".join(f"b.{c} <> n.{c}" for c in VALUE_COLUMNS)
+        old_new = ", ".join(f"b.{c} AS old_{c}, n.{c} AS new_{c}" for c in VALUE_COLUMNS)
+        conflicts = self._run(
+            f"SELECT n.symbol_id, n.ts, {old_new}, count(*) OVER () AS total "
+            "FROM _tickstep_bars_in n JOIN bars b ON b.symbol_id = n.symbol_id AND b.ts = n.ts "
+            f"WHERE {differs} ORDER BY n.symbol_id, n.ts LIMIT 5"
+        ).df()
+        if len(conflicts):
+            total = int(conflicts["total"].iloc[0])
+            if on_conflict == "refuse":
+                raise self._conflict_error(conflicts, total, names)
+            self._run(
+                "DELETE FROM bars b USING _tickstep_bars_in n "
+                f"WHERE b.symbol_id = n.symbol_id AND b.ts = n.ts AND ({differs})"
+            )
+        added = self._run(
+            "INSERT INTO bars SELECT n.* FROM _tickstep_bars_in n "
+            "ANTI JOIN bars b ON b.symbol_id = n.symbol_id AND b.ts = n.ts "
+            "ORDER BY n.symbol_id, n.ts"
+        ).fetchone()[0]
+        return int(added)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _listing_sql(self) -> str:
+        return (
+            "SELECT s.*, r.first, r.last, r.bars FROM symbols s LEFT JOIN ("
+            "SELECT symbol_id, min(ts) AS first, max(ts) AS last, count(*) AS bars "
+            "FROM bars GROUP BY symbol_id) r USING (symbol_id)"
+        )
+
+    def _metadata_sql(self, names: list[str] | None, with_range: bool) -> tuple[str, Any]:
+        where = "" if names is None else "WHERE s.symbol IN (SELECT unnest($names::VARCHAR[]))"
+        params = {} if names is None else {"names": names}
+        if not with_range:
+            return f"SELECT s.* FROM symbols s {where}", params
+        ranged = (
+            ""
+            if names is None
+            else (
+                "WHERE symbol_id IN (SELECT symbol_id FROM symbols "
+                "WHERE symbol IN (SELECT unnest($names::VARCHAR[])))"
+            )
+        )
+        sql = (
+            "SELECT s.*, r.first_ts, r.last_ts FROM symbols s LEFT JOIN ("
+            "SELECT symbol_id, min(ts) AS first_ts, max(ts) AS last_ts FROM bars "
+            f"{ranged} GROUP BY symbol_id) r USING (symbol_id) {where}"
+        )
+        return sql, params
+
+    def _bars_sql(
+        self,
+        ids: np.ndarray,
+        lo: int,
+        hi: int,
+        tables: FilterTables | None,
+        frame: Timeframe | None,
+    ) -> tuple[str, dict[str, Any]]:
+        params: dict[str, Any] = {"ids": ids, "lo": lo, "hi": hi}
+        if tables is None:
+            # A plain filter keeps the stored (clustered) order, so each symbol's rows
+            # arrive contiguous and sorted and become numpy views without a gather; a
+            # semi-join would be faster for hundreds of symbols but shuffles rows.
+            wanted = (
+                "list_contains($ids, symbol_id)"
+                if len(ids) <= 64
+                else "symbol_id IN (SELECT unnest($ids::INTEGER[]))"
+            )
+            sql = (
+                "SELECT symbol_id, ts, open, high, low, close, volume FROM bars "
+                f"WHERE {wanted} AND ts >= $lo AND ts < $hi"
+            )
+            return sql, params
+        params["cal"] = tables.calendar_of
+        params["tzk"] = tables.tz_of
+        minute = 60_000_000_000
+        ctes = [
+            (
+                "req AS (SELECT unnest($ids::INTEGER[]) AS symbol_id, "
+                "unnest($cal::INTEGER[]) AS cal, unnest($tzk::INTEGER[]) AS tzk)"
+            )
+        ]
+        joins = ["JOIN req r USING (symbol_id)"]
+        day = None
+        if tables.sessions is not None:
+            params.update(tables.sessions)
+            ctes.append(
+                "sess AS (SELECT unnest($s_cal::INTEGER[]) AS cal, "
+                "unnest($s_day::BIGINT[]) AS day, unnest($s_open::BIGINT[]) AS open_ns, "
+                "unnest($s_close::BIGINT[]) AS close_ns)"
+            )
+            # Every regular minute of every session: bars join it on (calendar, minute).
+            ctes.append(
+                f"rth AS (SELECT cal, day, unnest(range(open_ns // {minute}, "
+                f"close_ns // {minute})) AS minute FROM sess)"
+            )
+            joins.append(f"JOIN rth m ON m.cal = r.cal AND m.minute = b.ts // {minute}")
+            day = "m.day"
+        if frame is not None:
+            params.update(tables.offsets)
+            ctes.append(
+                "zone AS (SELECT unnest($z_key::INTEGER[]) AS tzk, "
+                "unnest($z_from::BIGINT[]) AS from_ns, unnest($z_to::BIGINT[]) AS to_ns, "
+                "unnest($z_off::BIGINT[]) AS off_ns)"
+            )
+            ctes.append(
+                "slots AS (SELECT tzk, off_ns, unnest(range(from_ns // $z_slot, "
+                "to_ns // $z_slot)) AS slot FROM zone)"
+            )
+            joins.append("JOIN slots z ON z.tzk = r.tzk AND z.slot = b.ts // $z_slot")
+        where = "WHERE b.ts >= $lo AND b.ts < $hi"
+        cols = "b.symbol_id, b.ts, b.open, b.high, b.low, b.close, b.volume"
+        head = "WITH " + ", ".join(ctes) + " "
+        if frame is None:
+            return head + f"SELECT {cols} FROM bars b {' '.join(joins)} {where}", params
+        ns_day = 86_400_000_000_000
+        if frame.daily:
+            bucket = f"{day} * {ns_day}" if day else f"((b.ts + z.off_ns) // {ns_day}) * {ns_day}"
+        else:
+            params["step"] = frame.step_ns
+            bucket = "b.ts - ((((b.ts + z.off_ns) % $step) + $step) % $step)"
+        body = (
+            f"SELECT b.symbol_id, {bucket} AS bucket, b.ts, b.open, b.high, b.low, b.close, "
+            f"b.volume FROM bars b {' '.join(joins)} {where}"
+        )
+        agg = (
+            "SELECT symbol_id, bucket AS ts, arg_min(open, ts) AS open, max(high) AS high, "
+            "min(low) AS low, arg_max(close, ts) AS close, sum(volume) AS volume "
+            "FROM bucketed GROUP BY symbol_id, bucket ORDER BY symbol_id, bucket"
+        )
+        return head.rstrip() + f", bucketed AS ({body}) " + agg, params
