@@ -116,16 +116,46 @@ impl Market {
     }
 }
 
-/// Union of sorted timestamp columns. The stable sort detects the pre-sorted runs, so this
-/// is a k-way merge in practice.
+/// Union of sorted timestamp columns: merged pairwise (a tournament of linear merges,
+/// O(n log k)), dropping repeats.
 fn union_timeline(bars: &[SymbolBars]) -> Vec<i64> {
-    let mut all: Vec<i64> = Vec::with_capacity(bars.iter().map(|b| b.len()).sum());
-    for b in bars {
-        all.extend_from_slice(&b.ts);
+    let mut runs: Vec<Vec<i64>> = bars.iter().map(|b| b.ts.clone()).collect();
+    while runs.len() > 1 {
+        let mut next = Vec::with_capacity(runs.len().div_ceil(2));
+        let mut it = runs.into_iter();
+        while let Some(a) = it.next() {
+            match it.next() {
+                Some(b) => next.push(merge_unique(&a, &b)),
+                None => next.push(a),
+            }
+        }
+        runs = next;
     }
-    all.sort();
-    all.dedup();
-    all
+    let mut out = runs.pop().unwrap_or_default();
+    out.dedup();
+    out
+}
+
+fn merge_unique(a: &[i64], b: &[i64]) -> Vec<i64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        if x < y {
+            out.push(x);
+            i += 1;
+        } else if y < x {
+            out.push(y);
+            j += 1;
+        } else {
+            out.push(x);
+            i += 1;
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
 
 #[cfg(test)]
@@ -154,6 +184,16 @@ mod tests {
         assert_eq!(m.timeline(), &[1, 2, 3, 5, 6]);
         assert_eq!(m.bar_count(), 6);
         assert_eq!(m.symbol_index("B"), Some(1));
+    }
+
+    #[test]
+    fn union_of_many_runs_matches_sort_and_dedup() {
+        let runs: Vec<Vec<i64>> = (0..7).map(|k| (0..50).map(|i| i * (k + 1) % 97).collect::<std::collections::BTreeSet<_>>().into_iter().collect()).collect();
+        let bars: Vec<SymbolBars> = runs.iter().map(|r| bars_at(r, 1.0)).collect();
+        let mut expected: Vec<i64> = runs.concat();
+        expected.sort();
+        expected.dedup();
+        assert_eq!(union_timeline(&bars), expected);
     }
 
     #[test]

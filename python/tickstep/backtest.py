@@ -57,6 +57,20 @@ def _slice(columns: MarketColumns, start: Any, end: Any) -> MarketColumns:
     return MarketColumns(kept, columns.metadata)
 
 
+def market_from_columns(columns: MarketColumns) -> _core.Market:
+    """Copy validated columns into the core (once)."""
+    bars = columns.bars
+    return _core.Market(
+        columns.symbols,
+        [b.ts for b in bars],
+        [b.open for b in bars],
+        [b.high for b in bars],
+        [b.low for b in bars],
+        [b.close for b in bars],
+        [b.volume for b in bars],
+    )
+
+
 class Backtest:
     """A strategy over market data with a simulated broker.
 
@@ -64,7 +78,8 @@ class Backtest:
     ----------
     data : DataFrame, mapping of symbol -> DataFrame, long DataFrame with a ``symbol``
         column, :class:`tickstep.data.MarketColumns`, a store (``tickstep.data.Store``) or a
-        path / ``postgresql://`` URL of one. Column names are case-insensitive.
+        path / ``postgresql://`` URL of one, or a prepared ``tickstep._core.Market`` (then
+        ``metadata=`` may be passed). Column names are case-insensitive.
     strategy : type[Strategy]
     cash : float
         Starting cash, shared by all symbols.
@@ -125,7 +140,21 @@ class Backtest:
         if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
             raise TypeError(f"strategy must be a subclass of tickstep.Strategy, got {strategy!r}")
         self._strategy = strategy
-        self._columns = _load(data, symbols, start, end, load_options)
+        if isinstance(data, _core.Market):
+            # Already in the core (e.g. cached by a batch worker): nothing to copy.
+            self._market = data
+            metadata = load_options.pop("metadata", None)
+            if symbols is not None or start is not None or end is not None or load_options:
+                raise TypeError("a prepared Market takes no symbols/start/end/load options")
+        else:
+            columns = _load(data, symbols, start, end, load_options)
+            metadata = columns.metadata
+            # The core copies the columns once; the door's arrays are not kept, so a
+            # backtest holds one copy of the data.
+            self._market = market_from_columns(columns)
+            del columns
+        self._symbols = list(self._market.symbols)
+        self._metadata = metadata
         self._settings = dict(
             cash=float(cash),
             commission=float(commission),
@@ -136,15 +165,6 @@ class Backtest:
             record_every_bar=bool(record_every_bar),
         )
         # Checks every option now, at the door, rather than at the first run.
-        self._market = _core.Market(
-            self._columns.symbols,
-            [b.ts for b in self._columns.bars],
-            [b.open for b in self._columns.bars],
-            [b.high for b in self._columns.bars],
-            [b.low for b in self._columns.bars],
-            [b.close for b in self._columns.bars],
-            [b.volume for b in self._columns.bars],
-        )
         _core.Engine(self._market, **self._settings)
         self._sizer = sizer if sizer is not None else PercentOfEquity(0.95)
         self._risk_free_rate = float(risk_free_rate)
@@ -161,7 +181,7 @@ class Backtest:
 
     @property
     def symbols(self) -> list[str]:
-        return self._columns.symbols
+        return list(self._symbols)
 
     @property
     def market(self) -> _core.Market:
@@ -170,7 +190,7 @@ class Backtest:
 
     @property
     def metadata(self) -> pd.DataFrame | None:
-        return self._columns.metadata
+        return self._metadata
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -189,7 +209,7 @@ class Backtest:
         if self._session_ends is not None:
             engine.set_session_ends(self._session_ends)
         ctx = _core.Context(self._market)
-        strategy = cls(ctx, self.symbols, params, self._sizer, self._market, self._columns.metadata)
+        strategy = cls(ctx, self.symbols, params, self._sizer, self._market, self._metadata)
         engine.run(
             ctx,
             init=strategy.init,

@@ -16,8 +16,12 @@ pub struct PyMarket {
     pub inner: Arc<Market>,
 }
 
-fn column(a: &PyReadonlyArray1<'_, f64>) -> Vec<f64> {
-    a.as_array().to_vec()
+fn column<T: numpy::Element + Copy>(a: &PyReadonlyArray1<'_, T>) -> Vec<T> {
+    // One memcpy for contiguous arrays (what the door hands over); a strided walk otherwise.
+    match a.as_slice() {
+        Ok(s) => s.to_vec(),
+        Err(_) => a.as_array().to_vec(),
+    }
 }
 
 #[pymethods]
@@ -53,7 +57,7 @@ impl PyMarket {
         }
         let bars = (0..n)
             .map(|s| SymbolBars {
-                ts: ts[s].as_array().to_vec(),
+                ts: column(&ts[s]),
                 open: column(&open[s]),
                 high: column(&high[s]),
                 low: column(&low[s]),
