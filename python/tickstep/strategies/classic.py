@@ -1,0 +1,125 @@
+"""Two textbook single-symbol strategies, run on every symbol: :class:`SmaCross` and
+:class:`RsiMeanReversion`.
+
+Signals are computed on a bar's close and orders fill at the symbol's next bar (its open,
+or its close with ``trade_on_close``); sizes come from the backtest's sizer.
+"""
+
+from __future__ import annotations
+
+import math
+
+from tickstep.strategy import Strategy
+
+__all__ = ["RsiMeanReversion", "SmaCross"]
+
+
+class SmaCross(Strategy):
+    """Long on a golden cross of two simple moving averages, out on a death cross.
+
+    A golden cross is a bar where the fast average closes above the slow one after being
+    at or below it on the bar before; a death cross is the reverse. With ``reverse=True``
+    the strategy is always in the market once the first cross happens: a death cross
+    closes the long and opens a short, a golden cross closes the short and opens a long.
+
+    Parameters
+    ----------
+    fast : int, default 10
+        Bars in the fast average.
+    slow : int, default 30
+        Bars in the slow average (more than ``fast``).
+    reverse : bool, default False
+        Go short on a death cross instead of only closing the long.
+
+    Examples
+    --------
+    >>> import tickstep
+    >>> bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000)
+    >>> result = bt.run(fast=10, slow=30)
+    >>> set(result.trades["side"])
+    {'long'}
+    """
+
+    fast = 10
+    slow = 30
+    reverse = False
+
+    def init(self) -> None:
+        if not (0 < self.fast < self.slow):
+            raise ValueError(f"need 0 < fast < slow, got fast={self.fast!r}, slow={self.slow!r}")
+        self.fast_sma = self.sma(self.fast)
+        self.slow_sma = self.sma(self.slow)
+
+    def next(self, symbol: str) -> None:
+        fast, slow = self.fast_sma.value, self.slow_sma.value
+        fast_before, slow_before = self.fast_sma.prev, self.slow_sma.prev
+        golden = fast_before <= slow_before and fast > slow  # False while any is NaN
+        death = fast_before >= slow_before and fast < slow
+        if not (golden or death):
+            return
+        size = self.position(symbol).size
+        if golden:
+            if size < 0:
+                self.close(symbol)
+            if size <= 0:
+                self.buy(symbol)
+        else:
+            if size > 0:
+                self.close(symbol)
+            if self.reverse and size >= 0:
+                self.sell(symbol)
+
+
+class RsiMeanReversion(Strategy):
+    """Buy oversold, sell overbought, on the RSI of each symbol's bars (meant for daily).
+
+    When flat and the RSI closes below ``oversold``, buy at the next bar; when long and
+    the RSI closes above ``overbought``, close. With ``short=True`` the mirror trade is
+    taken too: short when flat and above ``overbought``, cover below ``oversold``.
+
+    Parameters
+    ----------
+    rsi_period : int, default 14
+        RSI length (Wilder's smoothing).
+    oversold : float, default 30
+    overbought : float, default 70
+    short : bool, default False
+        Also sell short when overbought.
+
+    Examples
+    --------
+    >>> import tickstep
+    >>> bt = tickstep.Backtest(tickstep.data.example_daily(), RsiMeanReversion, cash=100_000)
+    >>> len(bt.run(oversold=25).trades) > 0
+    True
+    """
+
+    rsi_period = 14
+    oversold = 30.0
+    overbought = 70.0
+    short = False
+
+    def init(self) -> None:
+        if not (0 <= self.oversold < self.overbought <= 100):
+            raise ValueError(
+                "need 0 <= oversold < overbought <= 100, "
+                f"got {self.oversold!r} and {self.overbought!r}"
+            )
+        self.rsi_line = self.rsi(self.rsi_period)
+
+    def next(self, symbol: str) -> None:
+        rsi = self.rsi_line.value
+        if math.isnan(rsi):  # still warming up
+            return
+        size = self.position(symbol).size
+        if size == 0:
+            if self.orders(symbol):
+                return
+            if rsi < self.oversold:
+                self.buy(symbol)
+            elif self.short and rsi > self.overbought:
+                self.sell(symbol)
+        elif (rsi > self.overbought if size > 0 else rsi < self.oversold) and not self.orders(
+            symbol
+        ):
+            self.close(symbol)
