@@ -1,0 +1,458 @@
+"""`run_batch` and `optimize`: many backtests in one call, one row per job."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tickstep import _core
+from tickstep.backtest import Backtest
+from tickstep.batch.cache import ResultsCache, default_cache_dir
+from tickstep.batch.executors import execute, make_backend
+from tickstep.batch.jobs import (
+    Job,
+    Params,
+    code_fingerprint,
+    engine_fingerprint,
+    expand_grid,
+    job_key,
+    options_fingerprint,
+    resolve_strategy,
+)
+from tickstep.batch.progress import make_progress
+from tickstep.batch.sources import close_stores, prepare_data
+from tickstep.batch.worker import Chunk
+from tickstep.data import MarketColumns, SymbolBars
+from tickstep.metrics import STAT_LABELS
+from tickstep.strategy import Strategy
+
+__all__ = ["optimize", "run_batch"]
+
+#: Backtest options a batch passes to every run (everything but the data arguments).
+ENGINE_OPTIONS = tuple(
+    name
+    for name, p in inspect.signature(Backtest.__init__).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("symbols", "start", "end")
+)
+_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(Backtest.__init__).parameters.items()
+    if name in ENGINE_OPTIONS
+}
+ROW_TAIL = ("run_time", "status", "error", "cached")
+
+
+def _engine_options(cls: type[Strategy], options: Mapping[str, Any]) -> dict[str, Any]:
+    for name in options:
+        if name not in ENGINE_OPTIONS:
+            close = difflib.get_close_matches(name, ENGINE_OPTIONS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(
+                f"unknown batch option {name!r}{hint} (engine options: {', '.join(ENGINE_OPTIONS)})"
+            )
+    full = {**_DEFAULTS, **options}
+    # Check the values now, once, on two bars, rather than in every job.
+    tiny = MarketColumns([SymbolBars(
+        "CHECK", np.array([0, 86_400_000_000_000]), np.ones(2), np.ones(2), np.ones(2),
+        np.ones(2), np.ones(2),
+    )])
+    Backtest(tiny, cls, **full)
+    return full
+
+
+def _open_cache(cache: Any, data: Any) -> ResultsCache | None:
+    if cache is None or cache is False:
+        return None
+    if isinstance(cache, ResultsCache):
+        return cache
+    if isinstance(cache, (str, PathLike)):
+        return ResultsCache(cache)
+    if cache is True:
+        path = getattr(data, "path", data)
+        if isinstance(path, (str, PathLike)) and str(path) != ":memory:":
+            p = Path(path).expanduser()
+            if p.exists() and not str(path).startswith(("postgres:", "postgresql:")):
+                # Beside the store: results live and go with their data.
+                beside = p.with_name(p.name + ".results.sqlite")
+                try:
+                    return ResultsCache(beside)
+                except OSError:
+                    pass
+        return ResultsCache(default_cache_dir())
+    raise TypeError(f"cache must be True, False, a path or a ResultsCache, got {cache!r}")
+
+
+def _groups(
+    symbols: Sequence[str] | Mapping[str, Sequence[str]] | None, portfolio: bool
+) -> tuple[list[str] | None, dict[str, tuple[str, ...]] | None]:
+    """(symbols to load, named groups or None for one group per symbol / one portfolio)."""
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    if isinstance(symbols, Mapping):
+        groups = {str(k): tuple(sorted(set(v))) for k, v in symbols.items()}
+        for label, syms in groups.items():
+            if not syms:
+                raise ValueError(f"symbol group {label!r} is empty")
+        return sorted({s for g in groups.values() for s in g}), groups
+    return (None if symbols is None else list(symbols)), None
+
+
+def _chunk_size(n_jobs: int, workers: int) -> int:
+    # ~8 tasks per worker balances load and keeps what a kill can lose small, while
+    # amortising the per-task cost (a pickle round trip, a data load).
+    return max(1, min(32, math.ceil(n_jobs / (8 * max(1, workers)))))
+
+
+def run_batch(
+    strategy: type[Strategy] | str,
+    data: Any,
+    *,
+    params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    symbols: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+    portfolio: bool = False,
+    maximize: str | Callable[[pd.Series], float] = "Sharpe Ratio",
+    constraint: Callable[[Params], bool] | None = None,
+    executor: Any = None,
+    max_workers: int | None = None,
+    chunk_size: int | None = None,
+    cache: bool | str | PathLike[str] | ResultsCache = True,
+    refresh: bool = False,
+    progress: bool | None = None,
+    start: Any = None,
+    end: Any = None,
+    load_options: Mapping[str, Any] | None = None,
+    scratch_dir: str | PathLike[str] | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """Run one strategy over many symbols and parameter sets; one row per backtest.
+
+    Parameters
+    ----------
+    strategy : type[Strategy] or str
+        The class, ``"module:Class"``, or a plugin name (entry-point group
+        ``tickstep.strategies``).
+    data : store, path, URL, MarketColumns, DataFrame or mapping
+        Anything `tickstep.Backtest` accepts. Workers load their own bars from a store
+        or file; in-memory data is written once to a snapshot file they read.
+    params : mapping or sequence of mappings, optional
+        ``{name: values}`` for a grid (Cartesian product), or a list of parameter sets.
+        Scalars and strings are single values. None: the strategy's defaults.
+    symbols : sequence of str or mapping, optional
+        Which symbols (all by default). A mapping ``{name: [symbols]}`` makes named
+        portfolios, one job per group.
+    portfolio : bool, default False
+        False: each symbol is its own backtest. True: all symbols in one backtest,
+        labelled ``"portfolio"``.
+    maximize : str or callable, default "Sharpe Ratio"
+        The statistic rows are sorted by, best first; or ``f(stats) -> float`` on each
+        job's statistics (a ``pd.Series``), stored in a ``score`` column.
+    constraint : callable, optional
+        ``constraint(p) -> bool`` keeps the parameter sets it accepts; ``p`` reads as a
+        dict or by attribute (``lambda p: p.fast < p.slow``).
+    executor : None, "process", "sequential", dask Client or Executor
+        None or ``"process"``: local worker processes, ``min(cores, tasks)`` of them
+        (or ``max_workers``). ``"sequential"``: in this process, for debugging. A
+        ``dask.distributed.Client``: its cluster (workers must see the data's path).
+        Any ``concurrent.futures.Executor`` works too.
+    max_workers : int, optional
+        Worker processes for the local pool.
+    chunk_size : int, optional
+        Jobs per task (automatic by default).
+    cache : bool, path or ResultsCache, default True
+        True: the results cache beside the store (``<store>.results.sqlite``), else in
+        ``~/.cache/tickstep``. A path (directory or ``.sqlite`` file) or a
+        `ResultsCache` to choose; False to neither read nor write it.
+    refresh : bool, default False
+        Recompute every job, replacing what the cache holds.
+    progress : bool, optional
+        Show a progress bar on stderr; by default only when stderr is a terminal.
+    start, end : optional
+        Time range of the data (inclusive), as for `tickstep.Backtest`.
+    load_options : mapping, optional
+        Passed to the store's ``load`` (``regular_hours``, ``timeframe``).
+    scratch_dir : path, optional
+        Where snapshots of in-memory data are written (a directory all workers see).
+    **options
+        Engine options for every run: ``cash``, ``commission``, ``slippage``, ``sizer``,
+        ... (see `tickstep.Backtest`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per job, indexed by ``job`` (its position in the batch: symbol groups
+        in order, parameter sets varying fastest), sorted by ``maximize`` (best first,
+        failures last, ties in job order). Columns: the parameters, ``symbols`` (the
+        symbol, ``"portfolio"`` or the group name), every statistic of
+        `tickstep.metrics.compute_stats`, ``run_time`` (seconds), ``status``
+        (``"ok"``, ``"error"`` or ``"crashed"``), ``error`` (traceback text) and
+        ``cached`` (answered from the cache). ``df.attrs["batch"]`` holds counts and
+        timings.
+
+    Raises
+    ------
+    TypeError
+        Unknown parameter or option names (with a hint), or an unusable executor.
+    ValueError
+        No parameter set left after ``constraint``, or an unknown ``maximize``.
+
+    Notes
+    -----
+    A job's cache key hashes its bars and metadata, the strategy's source code (its
+    module and the user modules it imports from), the parameters, the engine options
+    and tickstep's own code: any change misses, anything unchanged is a hit. Rows are
+    written to the cache as each task finishes, so an interrupted batch, started
+    again, runs only what is missing.
+
+    Examples
+    --------
+    >>> import tickstep.data as td
+    >>> from tickstep.batch import run_batch
+    >>> from tickstep.strategies import SmaCross        # doctest: +SKIP
+    >>> rows = run_batch(SmaCross, td.example_daily(), params={"fast": [5, 10], "slow": 30},
+    ...                  cache=False)                   # doctest: +SKIP
+    >>> rows[["fast", "symbols", "Sharpe Ratio", "status"]].head(3)  # doctest: +SKIP
+    """
+    t_start = time.perf_counter()
+    ref = resolve_strategy(strategy)
+    cls = ref.load()
+    engine_options = _engine_options(cls, options)
+    param_sets = expand_grid(params, constraint)
+    if not param_sets:
+        raise ValueError("no parameter set to run (the constraint refused them all)")
+    for p in param_sets:
+        cls.check_parameters(p)
+    if isinstance(maximize, str) and maximize not in STAT_LABELS:
+        close = difflib.get_close_matches(maximize, STAT_LABELS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"maximize={maximize!r} is not a statistic{hint}")
+
+    store = _open_cache(cache, data)
+    load_request, groups = _groups(symbols, portfolio)
+    try:
+        prepared = prepare_data(
+            data,
+            symbols=load_request,
+            start=start,
+            end=end,
+            load_options=dict(load_options or {}),
+            cache=store,
+            scratch_dir=Path(scratch_dir) if scratch_dir is not None else None,
+        )
+        if groups is None:
+            groups = (
+                {"portfolio": tuple(prepared.symbols)}
+                if portfolio
+                else {s: (s,) for s in prepared.symbols}
+            )
+        jobs: list[Job] = []
+        for label, syms in groups.items():
+            for p in param_sets:
+                jobs.append(Job(len(jobs), label, syms, p))
+
+        engine_fp = engine_fingerprint()
+        code_fp = code_fingerprint(cls)
+        options_fp = options_fingerprint(engine_options)
+        data_keys = {label: prepared.data_key(syms) for label, syms in groups.items()}
+        keys = [
+            job_key(engine=engine_fp, code=code_fp, options=options_fp,
+                    data=data_keys[job.label], params=job.params)
+            for job in jobs
+        ]
+        found = store.get_many(keys) if store is not None and not refresh else {}
+        rows: dict[int, dict[str, Any]] = {}
+        for job, key in zip(jobs, keys):
+            hit = found.get(key)
+            if hit is not None:
+                rows[job.index] = {**hit, "job": job.index, "cached": True}
+        missing = [job for job in jobs if job.index not in rows]
+        t_prepared = time.perf_counter()
+
+        if missing:
+            backend = make_backend(executor, len(missing), max_workers)
+            size = chunk_size or _chunk_size(len(missing), backend.capacity)
+            source = prepared.source()
+            chunks = [
+                Chunk(ref, source, engine_options, options_fp, tuple(missing[i : i + size]))
+                for i in range(0, len(missing), size)
+            ]
+            bar = make_progress(progress, len(jobs), len(rows))
+
+            def on_rows(done: list[dict[str, Any]]) -> None:
+                fresh = {}
+                for row in done:
+                    row = {**row, "cached": False}
+                    rows[row["job"]] = row
+                    if row["status"] != "crashed":  # a crash may not happen again
+                        fresh[keys[row["job"]]] = {k: v for k, v in row.items()
+                                                   if k not in ("job", "cached")}
+                if store is not None:
+                    store.put(fresh)
+                bar.update(len(done))
+
+            try:
+                execute(chunks, backend, on_rows)
+            finally:
+                bar.close()
+    finally:
+        close_stores()
+        if store is not None and store is not cache:
+            store.close()
+    frame = _frame(jobs, rows, maximize)
+    frame.attrs["batch"] = {
+        "jobs": len(jobs),
+        "cached": len(jobs) - len(missing),
+        "ran": len(missing),
+        "prepare_seconds": t_prepared - t_start,
+        "seconds": time.perf_counter() - t_start,
+        "cache": None if store is None else str(store.path),
+    }
+    return frame
+
+
+def _frame(
+    jobs: list[Job], rows: dict[int, dict[str, Any]], maximize: str | Callable[[pd.Series], float]
+) -> pd.DataFrame:
+    param_names: list[str] = []
+    for job in jobs:
+        for name in job.params:
+            if name not in param_names:
+                param_names.append(name)
+    stat_names = list(STAT_LABELS)
+    for row in rows.values():
+        for name in row["stats"]:
+            if name not in stat_names:
+                stat_names.append(name)
+    records = []
+    for job in jobs:
+        row = rows[job.index]
+        rec: dict[str, Any] = {n: job.params.get(n, np.nan) for n in param_names}
+        rec["symbols"] = job.label
+        stats = row["stats"]
+        for n in stat_names:
+            rec[n] = stats.get(n, np.nan)
+        if callable(maximize):
+            rec["score"] = (
+                float(maximize(pd.Series(stats, name="stats"))) if row["status"] == "ok" else np.nan
+            )
+        rec.update(run_time=row["run_time"], status=row["status"], error=row["error"],
+                   cached=row["cached"])
+        records.append(rec)
+    columns = [*param_names, "symbols", *stat_names, *(["score"] if callable(maximize) else []),
+               *ROW_TAIL]
+    frame = pd.DataFrame.from_records(records, columns=columns,
+                                      index=pd.RangeIndex(len(jobs), name="job"))
+    for n in stat_names:  # all-NaN columns of timestamps/durations keep their dtype
+        if frame[n].dtype == object:
+            frame[n] = _infer(frame[n])
+    by = "score" if callable(maximize) else maximize
+    return frame.sort_values([by, "job"], ascending=[False, True], na_position="last",
+                             kind="stable")
+
+
+def _infer(column: pd.Series) -> pd.Series:
+    values = column.dropna()
+    if len(values) and all(isinstance(v, pd.Timestamp) for v in values):
+        return pd.to_datetime(column, utc=True)
+    if len(values) and all(isinstance(v, pd.Timedelta) for v in values):
+        return pd.to_timedelta(column)
+    return column.infer_objects()
+
+
+def _market_columns(market: _core.Market, metadata: pd.DataFrame | None) -> MarketColumns:
+    big = 1 << 62
+    bars = []
+    for i, name in enumerate(market.symbols):
+        cols = [market.column(i, c, 0, big) for c in ("ts", "open", "high", "low", "close", "volume")]
+        trusted = getattr(SymbolBars, "_trusted", None)  # the core holds validated bars
+        bars.append(trusted(name, *cols) if trusted is not None else SymbolBars(name, *cols))
+    return MarketColumns(bars, metadata)
+
+
+def _backtest_options(bt: Backtest) -> dict[str, Any]:
+    """The engine options a Backtest was made with, as keyword arguments."""
+    given = getattr(bt, "options", None)
+    if isinstance(given, Mapping):
+        return dict(given)
+    s = bt._settings
+    timezone = getattr(bt, "_timezone", None)
+    if timezone is None:
+        if bt._session_ends is not None:
+            raise NotImplementedError(
+                "this Backtest does not record its timezone; use tickstep.batch.run_batch"
+            )
+        timezone = "UTC"
+    return {
+        "cash": s["cash"],
+        "commission": s["commission"],
+        "commission_fixed": s["commission_fixed"],
+        "slippage": s["slippage_bps"],
+        "trade_on_close": s["fill_at"] == "close",
+        "leverage": s["leverage"],
+        "sizer": bt._sizer,
+        "record_every_bar": s["record_every_bar"],
+        "timezone": timezone,
+        "risk_free_rate": bt._risk_free_rate,
+    }
+
+
+def optimize(
+    backtest: Backtest,
+    *,
+    maximize: str | Callable[[pd.Series], float] = "Sharpe Ratio",
+    constraint: Callable[[Params], bool] | None = None,
+    executor: Any = None,
+    max_workers: int | None = None,
+    cache: bool | str | PathLike[str] | ResultsCache = True,
+    progress: bool | None = None,
+    **ranges: Any,
+) -> pd.DataFrame:
+    """Run ``backtest`` over a parameter grid; rows sorted best first.
+
+    ``Backtest.optimize`` calls this. Each parameter set is one run over all the
+    backtest's symbols together, as `Backtest.run` does.
+
+    Parameters
+    ----------
+    backtest : tickstep.Backtest
+    maximize, constraint, executor, max_workers, cache, progress
+        As for `run_batch`.
+    **ranges
+        ``name=values`` for each parameter to vary (a scalar is a fixed value).
+
+    Returns
+    -------
+    pandas.DataFrame
+        As `run_batch` returns: ``.iloc[0]`` is the best parameter set.
+
+    Examples
+    --------
+    >>> import tickstep
+    >>> from tickstep.strategies import SmaCross                        # doctest: +SKIP
+    >>> bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross)  # doctest: +SKIP
+    >>> best = bt.optimize(fast=[5, 10, 20], slow=[30, 60],
+    ...                    constraint=lambda p: p.fast < p.slow).iloc[0]  # doctest: +SKIP
+    """
+    if not ranges:
+        raise TypeError("optimize needs at least one parameter range, e.g. fast=[5, 10, 20]")
+    return run_batch(
+        backtest._strategy,
+        _market_columns(backtest.market, backtest.metadata),
+        params=ranges,
+        portfolio=True,
+        maximize=maximize,
+        constraint=constraint,
+        executor=executor,
+        max_workers=max_workers,
+        cache=cache,
+        progress=progress,
+        **_backtest_options(backtest),
+    )

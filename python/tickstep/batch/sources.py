@@ -1,0 +1,539 @@
+"""Where a batch's workers find their bars: small picklable descriptions of data sources.
+
+Workers never receive bars. They receive a `DataSource` -- a store path, a file path, or
+a snapshot file the parent wrote once for in-memory data -- plus the symbols a job needs,
+and load them themselves. Each process keeps what it loaded in a small cache, so many
+jobs on the same symbols load them once.
+
+The parent fingerprints the data (a hash of each symbol's timestamps, prices, volumes and
+metadata) to key the results cache. For stores and files the fingerprints are cached
+too, keyed by the file's identity (path, size, modification time) and the load request,
+so a repeated batch does not read the data at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pyarrow import ipc
+
+from tickstep import _core
+from tickstep.batch.jobs import canonical, engine_fingerprint
+from tickstep.data import DataError, MarketColumns, SymbolBars, to_market_columns
+
+__all__ = ["DataSource", "PreparedData", "default_scratch_dir", "market_for", "prepare_data"]
+
+_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+_FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".gz", ".txt", ".arrow", ".feather", ".ipc")
+_SNAPSHOT_SYMBOLS = b"tickstep.symbols"
+
+
+def default_scratch_dir() -> Path:
+    """Where snapshots of in-memory data are written for workers (the system temp dir)."""
+    return Path(tempfile.gettempdir()) / "tickstep-batch"
+
+
+def _digest(*parts: bytes | str) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    for p in parts:
+        b = p.encode() if isinstance(p, str) else p
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+# ---- fingerprints ----------------------------------------------------------------------------
+
+
+def _metadata_rows(metadata: pd.DataFrame | None) -> dict[str, str]:
+    if metadata is None or len(metadata) == 0:
+        return {}
+    cols = [str(c) for c in metadata.columns]
+    return {
+        str(sym): canonical(list(zip(cols, (canonical(v) for v in row))))
+        for sym, row in zip(metadata.index, metadata.itertuples(index=False, name=None))
+    }
+
+
+def fingerprint_columns(columns: MarketColumns) -> dict[str, str]:
+    """Per symbol, a hash of its bars (timestamps, OHLCV bytes) and metadata row."""
+    meta = _metadata_rows(columns.metadata)
+    out = {}
+    for b in columns.bars:
+        h = hashlib.blake2b(digest_size=20)
+        h.update(b.symbol.encode() + b"\0" + meta.get(b.symbol, "").encode() + b"\0")
+        for name in _COLUMNS:
+            h.update(memoryview(np.ascontiguousarray(getattr(b, name))).cast("B"))
+        out[b.symbol] = h.hexdigest()
+    return out
+
+
+_MEMO: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def _fingerprints_of(columns: MarketColumns) -> dict[str, str]:
+    # MarketColumns and its arrays are immutable: hash each object once.
+    found = _MEMO.get(columns)
+    if found is None:
+        found = fingerprint_columns(columns)
+        _MEMO[columns] = found
+    return found
+
+
+def _file_identity(path: str | PathLike[str]) -> str:
+    p = Path(path)
+    parts = []
+    for q in (p, p.with_name(p.name + ".wal")):
+        try:
+            st = q.stat()
+        except FileNotFoundError:
+            continue
+        parts.append(f"{q.name}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+    return f"{p.resolve()}|" + "|".join(parts)
+
+
+# ---- data sources ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """How a worker loads bars: a small, picklable description; never the bars.
+
+    Attributes
+    ----------
+    kind : {"store", "store-object", "file", "snapshot"}
+        A DuckDB store file (opened read-only); any other pickled store object (e.g. a
+        PostgreSQL store, pickled as its URL); a CSV/Parquet/Arrow file of bars; or a
+        snapshot the batch wrote for in-memory data.
+    location : str
+        The path (or, for ``store-object``, a description).
+    token : str
+        Identity of the content (file identity or data hash); per-process caches are
+        keyed by it, so a changed file is never served from a stale cache.
+    start, end, load_options :
+        The load request (store sources only take ``load_options``).
+    payload : bytes, optional
+        The pickled store, for ``store-object``.
+    """
+
+    kind: str
+    location: str
+    token: str
+    start: Any = None
+    end: Any = None
+    load_options: tuple[tuple[str, Any], ...] = ()
+    payload: bytes | None = field(default=None, repr=False)
+
+    def load(self, symbols: Sequence[str]) -> MarketColumns:
+        """Load ``symbols`` (validated, sorted by name) in this process."""
+        names = sorted(symbols)
+        if self.kind == "snapshot":
+            return _snapshot_columns(self.location, names)
+        if self.kind == "file":
+            columns = _FILES.get(self.token)
+            if columns is None:
+                _FILES.clear()
+                columns = _FILES[self.token] = _read_file(self.location)
+            return _select(columns, names, self.start, self.end)
+        if self.kind == "store":
+            store = _open_store(self.location)
+        elif self.kind == "store-object":
+            store = pickle.loads(self.payload or b"")
+        else:  # pragma: no cover - constructed by this module only
+            raise ValueError(f"unknown data source kind {self.kind!r}")
+        return store.load(names, start=self.start, end=self.end, **dict(self.load_options))
+
+
+def _select(columns: MarketColumns, names: list[str], start: Any, end: Any) -> MarketColumns:
+    from tickstep.backtest import _load  # the door's own selection and slicing
+
+    return _load(columns, names, start, end, {})
+
+
+_STORES: dict[str, Any] = {}
+_FILES: dict[str, MarketColumns] = {}
+_STORE_PID: list[int] = [os.getpid()]
+
+
+def _open_store(path: str) -> Any:
+    """One read-only connection per store file per worker process, kept open."""
+    from tickstep.data import Store
+
+    if _STORE_PID[0] != os.getpid():  # a forked child must not use its parent's handles
+        _STORES.clear()
+        _STORE_PID[0] = os.getpid()
+    store = _STORES.get(path)
+    if store is None:
+        store = _STORES[path] = Store(path, read_only=True)
+    return store
+
+
+def close_stores() -> None:
+    """Close the store connections this process opened (the parent does after a batch)."""
+    for store in _STORES.values():
+        with contextlib.suppress(Exception):  # closing is best effort
+            store.close()
+    _STORES.clear()
+
+
+def _read_file(path: str) -> MarketColumns:
+    suffix = Path(path).suffix.lower()
+    if suffix in (".arrow", ".feather", ".ipc"):
+        from pyarrow import feather
+
+        return to_market_columns(feather.read_table(path).to_pandas())
+    from tickstep.data._loading import read_bars_file
+
+    return read_bars_file(path)
+
+
+# Snapshots: one Arrow IPC file, rows sorted by symbol, read by memory map (no copy).
+def write_snapshot(columns: MarketColumns, path: Path) -> None:
+    """Write validated columns as an Arrow IPC snapshot (atomically)."""
+    bars = columns.bars
+    lengths = np.array([len(b) for b in bars], dtype=np.int64)
+    table = pa.table(
+        {"symbol": pa.array(np.repeat(np.arange(len(bars), dtype=np.int32), lengths))}
+        | {name: pa.array(np.concatenate([getattr(b, name) for b in bars])) for name in _COLUMNS}
+    ).replace_schema_metadata({_SNAPSHOT_SYMBOLS: json.dumps(columns.symbols).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=max(1, table.num_rows))
+    if columns.metadata is not None:
+        meta_tmp = tmp.with_suffix(".meta.tmp")
+        pa_meta = pa.Table.from_pandas(columns.metadata, preserve_index=True)
+        with pa.OSFile(str(meta_tmp), "wb") as sink, ipc.new_file(sink, pa_meta.schema) as w:
+            w.write_table(pa_meta)
+        os.replace(meta_tmp, _meta_path(path))
+    os.replace(tmp, path)
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(path.name + ".meta")
+
+
+@dataclass
+class _Snapshot:
+    names: list[str]
+    starts: np.ndarray
+    columns: dict[str, np.ndarray]
+    metadata: pd.DataFrame | None
+
+
+_SNAPSHOTS: dict[str, _Snapshot] = {}
+
+
+def _snapshot(path: str) -> _Snapshot:
+    snap = _SNAPSHOTS.get(path)
+    if snap is not None:
+        return snap
+    table = ipc.open_file(pa.memory_map(path)).read_all()
+    names = json.loads(table.schema.metadata[_SNAPSHOT_SYMBOLS])
+    cols = {
+        name: table.column(name).combine_chunks().to_numpy(zero_copy_only=True)
+        for name in ("symbol", *_COLUMNS)
+    }
+    starts = np.searchsorted(cols.pop("symbol"), np.arange(len(names) + 1, dtype=np.int32))
+    meta_file = _meta_path(Path(path))
+    metadata = None
+    if meta_file.exists():
+        metadata = ipc.open_file(pa.memory_map(str(meta_file))).read_all().to_pandas()
+    snap = _SNAPSHOTS[path] = _Snapshot(names, starts, cols, metadata)
+    return snap
+
+
+def _snapshot_columns(path: str, names: list[str]) -> MarketColumns:
+    snap = _snapshot(path)
+    where = {n: i for i, n in enumerate(snap.names)}
+    missing = [n for n in names if n not in where]
+    if missing:
+        raise DataError(f"symbol(s) not in the batch's data: {missing}", symbol=missing[0])
+    trusted = getattr(SymbolBars, "_trusted", None)
+    bars = []
+    for n in names:
+        a, b = snap.starts[where[n]], snap.starts[where[n] + 1]
+        cols = [snap.columns[c][a:b] for c in _COLUMNS]
+        # The snapshot was written from validated columns.
+        bars.append(trusted(n, *cols) if trusted is not None else SymbolBars(n, *cols))
+    meta = snap.metadata
+    if meta is not None:
+        meta = meta.reindex(names)
+    return MarketColumns(bars, meta)
+
+
+# ---- the per-process cache of loaded markets ---------------------------------------------------
+
+_LOCK = threading.RLock()
+_BARS: OrderedDict[tuple[str, str], tuple[SymbolBars, Any]] = OrderedDict()
+_BARS_BUDGET = 200_000_000  # bars kept per process (~9.6 GB of columns at most)
+_bars_held = [0]
+_MARKETS: OrderedDict[tuple[str, tuple[str, ...]], tuple[_core.Market, pd.DataFrame | None]] = (
+    OrderedDict()
+)
+_MARKETS_KEPT = 8
+
+
+def _remember(key: tuple[str, str], bars: SymbolBars, meta_row: Any) -> None:
+    if key in _BARS:
+        return
+    _BARS[key] = (bars, meta_row)
+    _bars_held[0] += len(bars)
+    while _bars_held[0] > _BARS_BUDGET and len(_BARS) > 1:
+        _, (old, _meta) = _BARS.popitem(last=False)
+        _bars_held[0] -= len(old)
+
+
+def prefetch(source: DataSource, symbols: Sequence[str]) -> None:
+    """Load the symbols not yet in this process's cache, in one request."""
+    with _LOCK:
+        wanted = sorted({s for s in symbols if (source.token, s) not in _BARS})
+        if not wanted:
+            return
+        columns = source.load(wanted)
+        meta = columns.metadata
+        for b in columns.bars:
+            row = meta.loc[[b.symbol]] if meta is not None and b.symbol in meta.index else None
+            _remember((source.token, b.symbol), b, row)
+
+
+def market_for(source: DataSource, symbols: Sequence[str]) -> tuple[_core.Market, pd.DataFrame | None]:
+    """The core `Market` of ``symbols`` and their metadata, cached per process."""
+    key = (source.token, tuple(symbols))
+    with _LOCK:
+        hit = _MARKETS.get(key)
+        if hit is not None:
+            _MARKETS.move_to_end(key)
+            return hit
+        prefetch(source, symbols)
+        parts = [_BARS[(source.token, s)] for s in symbols]
+        for s in symbols:
+            _BARS.move_to_end((source.token, s))
+        bars = [p[0] for p in parts]
+        rows = [p[1] for p in parts if p[1] is not None]
+        meta = pd.concat(rows) if rows else None
+        market = _core.Market(
+            [b.symbol for b in bars], *([getattr(b, c) for b in bars] for c in _COLUMNS)
+        )
+        _MARKETS[key] = (market, meta)
+        while len(_MARKETS) > _MARKETS_KEPT:
+            _MARKETS.popitem(last=False)
+        return market, meta
+
+
+def forget_loaded() -> None:
+    """Empty this process's cache of loaded bars and markets."""
+    with _LOCK:
+        _BARS.clear()
+        _MARKETS.clear()
+        _SNAPSHOTS.clear()
+        _FILES.clear()
+        _bars_held[0] = 0
+
+
+# ---- the parent's side ---------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedData:
+    """The batch's data as the parent sees it: symbols, fingerprints, the workers' source.
+
+    Attributes
+    ----------
+    symbols : list of str
+        Every symbol available to the batch (after the ``symbols`` selection), sorted.
+    fingerprints : dict
+        ``symbol -> hash`` of its bars and metadata.
+    """
+
+    symbols: list[str]
+    fingerprints: dict[str, str]
+    _source: DataSource | None
+    _materialize: Callable[[], DataSource] | None = None
+
+    def source(self) -> DataSource:
+        """The workers' data source (writing a snapshot first, if one is needed)."""
+        if self._source is None:
+            assert self._materialize is not None
+            self._source = self._materialize()
+        return self._source
+
+    def data_key(self, symbols: Sequence[str]) -> str:
+        """Hash of the bars and metadata of ``symbols`` (a job's data)."""
+        return _digest(*(self.fingerprints[s] for s in symbols))
+
+
+def _snapshot_source(
+    load: Callable[[], MarketColumns], fingerprints: dict[str, str], scratch: Path
+) -> Callable[[], DataSource]:
+    def materialize() -> DataSource:
+        token = _digest(*(f"{s}={f}" for s, f in sorted(fingerprints.items())))
+        path = scratch / f"{token}.arrow"
+        if not path.exists():
+            write_snapshot(load(), path)
+        return DataSource("snapshot", str(path), token)
+
+    return materialize
+
+
+def _symbol_request(symbols: Sequence[str] | None) -> list[str] | None:
+    return None if symbols is None else sorted(set(symbols))
+
+
+def _is_store(data: Any) -> bool:
+    return hasattr(data, "load") and not isinstance(data, (pd.DataFrame, Mapping, MarketColumns))
+
+
+def prepare_data(
+    data: Any,
+    *,
+    symbols: Sequence[str] | None,
+    start: Any,
+    end: Any,
+    load_options: Mapping[str, Any],
+    cache: Any,
+    scratch_dir: Path | None,
+) -> PreparedData:
+    """Resolve ``data`` into symbols, fingerprints and a source workers can load from.
+
+    Parameters
+    ----------
+    data : store, path, URL, MarketColumns, DataFrame or mapping
+        Anything `tickstep.Backtest` accepts.
+    symbols : sequence of str, optional
+        Restrict to these symbols (all otherwise).
+    start, end, load_options :
+        The load request, as for `tickstep.Backtest`.
+    cache : ResultsCache or None
+        Where fingerprints of stores and files are remembered between batches.
+    scratch_dir : path, optional
+        Where snapshots of in-memory data go (see `default_scratch_dir`).
+    """
+    scratch = Path(scratch_dir) if scratch_dir is not None else default_scratch_dir()
+    request = _symbol_request(symbols)
+    options = tuple(sorted(load_options.items()))
+    if isinstance(data, (str, PathLike)) and not str(data).startswith(("postgresql:", "postgres:")):
+        path = str(Path(data).expanduser())
+        if path.lower().endswith(_FILE_SUFFIXES):
+            if options:
+                raise TypeError(f"load options {sorted(load_options)} need a store, not a file")
+
+            def load_file() -> MarketColumns:
+                columns = _read_file(path)
+                if request is None and start is None and end is None:
+                    return columns
+                return _select(columns, request or columns.symbols, start, end)
+
+            return _stat_keyed("file", path, start, end, (), load_file, request, cache, None)
+        if not Path(path).exists():
+            raise DataError(f"store file '{path}' does not exist", source=path)
+
+        def load_store() -> MarketColumns:
+            from tickstep.data import Store
+
+            with Store(path, read_only=True) as store:
+                return store.load(request, start=start, end=end, **load_options)
+
+        return _stat_keyed("store", path, start, end, options, load_store, request, cache, None)
+    if isinstance(data, (str, PathLike)) or _is_store(data):
+        store = data
+        if isinstance(data, (str, PathLike)):
+            from tickstep.data import open_store
+
+            store = open_store(data)
+
+        def load_object() -> MarketColumns:
+            return store.load(request, start=start, end=end, **load_options)
+
+        path = getattr(store, "path", None)
+        if path is not None and path != ":memory:":
+            # A store this process writes to holds the file's lock, so workers could not
+            # open it: they get a snapshot of what the batch loads, written once.
+            snapshot = None if getattr(store, "read_only", False) else scratch
+            return _stat_keyed(
+                "store", str(path), start, end, options, load_object, request, cache, snapshot
+            )
+        try:
+            payload = pickle.dumps(store, protocol=5)
+        except (TypeError, AttributeError, pickle.PicklingError):  # exists only here
+            payload = None
+        columns = load_object()
+        fingerprints = _fingerprints_of(columns)
+        if payload is not None and len(payload) < 1 << 16:
+            token = _digest(repr(store), *sorted(fingerprints.values()))
+            src = DataSource("store-object", repr(store), token, start, end, options, payload)
+            return PreparedData(sorted(fingerprints), fingerprints, src)
+        return PreparedData(
+            sorted(fingerprints), fingerprints, None,
+            _snapshot_source(lambda: columns, fingerprints, scratch),
+        )
+    if options:
+        raise TypeError(f"unexpected load options for in-memory data: {sorted(load_options)}")
+    if isinstance(data, _core.Market):
+        raise TypeError("pass the data (store, path, DataFrame, MarketColumns), not a Market")
+    columns = to_market_columns(data) if not isinstance(data, MarketColumns) else data
+    if request is not None or start is not None or end is not None:
+        columns = _select(columns, request or columns.symbols, start, end)
+    fingerprints = _fingerprints_of(columns)
+    selected = columns
+    return PreparedData(
+        sorted(fingerprints), fingerprints, None,
+        _snapshot_source(lambda: selected, fingerprints, scratch),
+    )
+
+
+def _stat_keyed(
+    kind: str,
+    location: str,
+    start: Any,
+    end: Any,
+    options: tuple[tuple[str, Any], ...],
+    load: Callable[[], MarketColumns],
+    request: list[str] | None,
+    cache: Any,
+    snapshot_dir: Path | None,
+) -> PreparedData:
+    """Fingerprints of a file-backed source, remembered by the file's identity.
+
+    With ``snapshot_dir``, workers read a snapshot written (on first need) from ``load``
+    instead of the file itself.
+    """
+    identity = _digest(
+        kind,
+        _file_identity(location),
+        canonical(request),
+        canonical(start),
+        canonical(end),
+        canonical(list(options)),
+        engine_fingerprint(),
+    )
+    fingerprints = cache.get_fingerprint(identity) if cache is not None else None
+    loaded: list[MarketColumns] = []
+    if fingerprints is None:
+        loaded.append(load())
+        fingerprints = fingerprint_columns(loaded[0])
+        if cache is not None:
+            cache.put_fingerprint(identity, fingerprints)
+    if snapshot_dir is not None:
+        materialize = _snapshot_source(
+            lambda: loaded[0] if loaded else load(), fingerprints, snapshot_dir
+        )
+        return PreparedData(sorted(fingerprints), fingerprints, None, materialize)
+    src = DataSource(kind, location, identity, start, end, options)
+    return PreparedData(sorted(fingerprints), fingerprints, src)

@@ -1,0 +1,194 @@
+"""Batch runs: same rows from every executor, failures isolated, the API's contracts."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+import tickstep.data as td
+from pandas.testing import assert_frame_equal
+from test_batch_helpers import CrashOn, RaiseOn
+from tickstep.batch import SequentialExecutor, expand_grid, optimize, resolve_strategy, run_batch
+from tickstep.batch.worker import run_stats
+from tickstep.strategies import RsiMeanReversion
+
+GRID = {"rsi_period": [10, 14], "oversold": [25.0, 35.0]}
+
+
+@pytest.fixture(scope="module")
+def market():
+    return td.sample_daily(8, days=300, seed=7)
+
+
+@pytest.fixture()
+def scratch(tmp_path):
+    return tmp_path / "scratch"
+
+
+def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop(columns=["run_time"])
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_sequential_process_and_dask_give_identical_rows(market, scratch, dask_client):
+    kwargs = {"params": GRID, "cache": False, "scratch_dir": scratch, "cash": 100_000,
+              "commission": 0.001}
+    sequential = run_batch(RsiMeanReversion, market, executor="sequential", **kwargs)
+    processes = run_batch(RsiMeanReversion, market, max_workers=2, **kwargs)
+    dask = run_batch(RsiMeanReversion, market, executor=dask_client, **kwargs)
+
+    assert len(sequential) == 8 * 4
+    assert (sequential["status"] == "ok").all()
+    assert_frame_equal(_comparable(sequential), _comparable(processes))
+    assert_frame_equal(_comparable(sequential), _comparable(dask))
+    # Sorted by the statistic, best first; failures would come last.
+    sharpe = sequential["Sharpe Ratio"].to_numpy()
+    assert (np.diff(sharpe[~np.isnan(sharpe)]) <= 0).all()
+    assert list(sequential.columns[:3]) == ["rsi_period", "oversold", "symbols"]
+
+
+def test_rows_equal_backtest_run(market, scratch):
+    rows = run_batch(RsiMeanReversion, market, params={"oversold": 35.0}, cache=False,
+                     executor="sequential", scratch_dir=scratch, cash=50_000, slippage=2.0)
+    for symbol in market.symbols[:3]:
+        bt = tickstep.Backtest(market, RsiMeanReversion, symbols=[symbol], cash=50_000,
+                               slippage=2.0)
+        expected = bt.run(oversold=35.0).stats
+        got = rows[rows["symbols"] == symbol].iloc[0]
+        for label, value in expected.items():
+            assert got[label] == value or (pd.isna(got[label]) and pd.isna(value)), label
+        assert run_stats(bt, {"oversold": 35.0}).equals(expected)
+
+
+def test_portfolio_mode_is_one_backtest_of_all_symbols(market, scratch):
+    rows = run_batch(RsiMeanReversion, market, portfolio=True, params={"rsi_period": [10, 14]},
+                     cache=False, scratch_dir=scratch, max_workers=2)
+    assert list(rows["symbols"]) == ["portfolio", "portfolio"]
+    expected = tickstep.Backtest(market, RsiMeanReversion).run(rsi_period=10).stats
+    got = rows[rows["rsi_period"] == 10].iloc[0]
+    assert got["Equity Final [$]"] == expected["Equity Final [$]"]
+    assert got["# Trades"] == expected["# Trades"]
+
+
+def test_named_symbol_groups_are_portfolios(market, scratch):
+    groups = {"first": market.symbols[:3], "last": market.symbols[-2:]}
+    rows = run_batch(RsiMeanReversion, market, symbols=groups, cache=False,
+                     executor="sequential", scratch_dir=scratch)
+    assert sorted(rows["symbols"]) == ["first", "last"]
+    expected = tickstep.Backtest(market, RsiMeanReversion, symbols=groups["last"]).run().stats
+    assert rows.set_index("symbols").loc["last", "Equity Final [$]"] == expected["Equity Final [$]"]
+
+
+@pytest.mark.parametrize("executor", ["sequential", None])
+def test_a_job_that_raises_is_reported_and_the_others_complete(market, scratch, executor):
+    bad = market.symbols[5]
+    rows = run_batch(RaiseOn, market, params={"bad": bad, "hold": [3, 5]}, cache=False,
+                     executor=executor, scratch_dir=scratch)
+    failed = rows[rows["status"] != "ok"]
+    assert len(rows) == 16 and len(failed) == 2
+    assert set(failed["symbols"]) == {bad} and set(failed["status"]) == {"error"}
+    for text in failed["error"]:
+        assert "Traceback (most recent call last)" in text
+        assert f"ValueError: refusing to trade {bad}" in text
+        assert "test_batch_helpers.py" in text  # the strategy's own frame
+    ok = rows[rows["status"] == "ok"]
+    assert ok["error"].isna().all() and (ok["# Trades"] == 1).all()
+    assert list(rows.index[-2:]) == list(failed.index)  # failures sort last
+
+
+def test_a_job_that_kills_its_worker_is_crashed_and_the_others_complete(market, scratch):
+    bad = market.symbols[2]
+    rows = run_batch(CrashOn, market, params={"bad": bad, "hold": [2, 3, 4]}, cache=False,
+                     max_workers=2, chunk_size=4, scratch_dir=scratch)
+    crashed = rows[rows["status"] == "crashed"]
+    assert len(rows) == 24
+    assert set(crashed["symbols"]) == {bad} and len(crashed) == 3
+    assert all("worker process died" in e and "exit code 3" in e for e in crashed["error"]), list(crashed["error"])
+    assert (rows.loc[rows["symbols"] != bad, "status"] == "ok").all()
+
+
+def test_strategy_by_name_plugin_and_local_class(market, scratch):
+    by_name = run_batch("tickstep.strategies:RsiMeanReversion", market, cache=False,
+                        executor="sequential", scratch_dir=scratch)
+    by_plugin = run_batch("rsi_mean_reversion", market, cache=False, executor="sequential",
+                          scratch_dir=scratch)
+    assert_frame_equal(_comparable(by_name), _comparable(by_plugin))
+
+    class Local(RsiMeanReversion):  # not importable by name: sent by value
+        oversold = 40.0
+
+    assert resolve_strategy(Local).payload is not None
+    local = run_batch(Local, market, cache=False, max_workers=2, scratch_dir=scratch)
+    direct = run_batch(RsiMeanReversion, market, params={"oversold": 40.0}, cache=False,
+                       executor="sequential", scratch_dir=scratch)
+    assert_frame_equal(_comparable(local), _comparable(direct).drop(columns=["oversold"]))
+
+
+def test_grid_constraint_and_callable_maximize(market, scratch):
+    grid = {"oversold": [20.0, 30.0, 40.0], "overbought": [35.0, 70.0]}
+    assert len(expand_grid(grid, lambda p: p.oversold < p.overbought)) == 5
+    rows = run_batch(RsiMeanReversion, market, symbols=market.symbols[:2], params=grid,
+                     constraint=lambda p: p.oversold < p.overbought, cache=False,
+                     maximize=lambda s: -s["Max. Drawdown [%]"] if s["# Trades"] else np.nan,
+                     executor=SequentialExecutor(), scratch_dir=scratch)
+    assert len(rows) == 10
+    assert "score" in rows.columns
+    scores = rows["score"].dropna().to_numpy()
+    assert (np.diff(scores) <= 0).all()
+    assert (rows["oversold"] < rows["overbought"]).all()
+
+
+def test_optimize_a_backtest(market, scratch):
+    bt = tickstep.Backtest(market, RsiMeanReversion, cash=100_000, commission=0.001)
+    rows = optimize(bt, oversold=[25.0, 35.0], overbought=[65.0, 75.0], cache=False,
+                    maximize="Return [%]", executor="sequential")
+    assert len(rows) == 4 and set(rows["symbols"]) == {"portfolio"}
+    best = rows.iloc[0]
+    rerun = bt.run(oversold=best["oversold"], overbought=best["overbought"]).stats
+    assert rerun["Return [%]"] == best["Return [%]"] == rows["Return [%]"].max()
+
+
+def test_bad_names_are_refused_with_a_hint(market, scratch):
+    with pytest.raises(TypeError, match="did you mean 'oversold'"):
+        run_batch(RsiMeanReversion, market, params={"oversould": [1]}, cache=False)
+    with pytest.raises(TypeError, match="did you mean 'commission'"):
+        run_batch(RsiMeanReversion, market, comission=0.1, cache=False)
+    with pytest.raises(ValueError, match="did you mean 'Sharpe Ratio'"):
+        run_batch(RsiMeanReversion, market, maximize="Sharpe", cache=False)
+    with pytest.raises(ValueError, match="constraint"):
+        run_batch(RsiMeanReversion, market, params={"oversold": [1]}, constraint=lambda p: False)
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(market, scratch, capsys):
+    run_batch(RsiMeanReversion, market, cache=False, executor="sequential", scratch_dir=scratch)
+    assert capsys.readouterr().err == ""  # stderr is not a terminal under pytest
+    run_batch(RsiMeanReversion, market, cache=False, executor="sequential", scratch_dir=scratch,
+              progress=True)
+    err = capsys.readouterr().err
+    assert "8/8" in err
+
+
+def test_own_progress_bar_without_tqdm(monkeypatch, capsys):
+    from tickstep.batch import progress
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    bar = progress.make_progress(True, total=4, initial=1)
+    assert isinstance(bar, progress.Progress)
+    bar.update(3)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "4/4" in err and "jobs/s" in err and "ETA" in err
