@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 import tickstep.data as td
 from pandas.testing import assert_frame_equal
-from tickstep.batch import ResultsCache, run_batch
-
 from test_batch_helpers import RaiseOn
+from tickstep.batch import ResultsCache, run_batch
 
 TESTS = Path(__file__).parent
 HOLDS = {"hold": [3, 5]}
