@@ -314,7 +314,9 @@ def test_door_is_fast_for_many_symbols():
     data = {f"S{i:02d}": frame for i in range(symbols)}
     to_market_columns(data)  # warm up
     best = min(_timed(lambda: to_market_columns(data)) for _ in range(3))
-    assert best < 0.3, f"door took {best:.3f} s for {symbols} x {n} rows"
+    # The real figure (about 0.15 s) is in benches/data_load.py; this bound only catches
+    # a per-row Python loop (seconds), without flaking on a busy machine.
+    assert best < 2.0, f"door took {best:.3f} s for {symbols} x {n} rows"
 
 
 def _timed(fn) -> float:

@@ -7,6 +7,7 @@ float64 open/high/low/close/volume, checked once here and trusted by the engine.
 
 from tickstep.data._api import load, open_store
 from tickstep.data._door import DataError, MarketColumns, SymbolBars, to_market_columns
+from tickstep.data._postgres import PostgresStore
 from tickstep.data._sample import example_daily, sample, sample_daily
 from tickstep.data._store import BarStore, Store
 
@@ -14,6 +15,7 @@ __all__ = [
     "BarStore",
     "DataError",
     "MarketColumns",
+    "PostgresStore",
     "Store",
     "SymbolBars",
     "example_daily",

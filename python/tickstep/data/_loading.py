@@ -542,9 +542,9 @@ def assemble(
     return MarketColumns(bars, metadata_frame(meta))
 
 
-def arrow_to_market(table: pa.Table, meta: pd.DataFrame, filters: str) -> MarketColumns:
-    """The bars query's Arrow result -> MarketColumns (no per-row Python)."""
+def arrow_columns(table: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The bars query's Arrow result -> numpy columns (zero-copy for a single chunk)."""
     columns = {"ts": _column(table, "ts", np.int64)}
     for name in VALUE_COLUMNS:
         columns[name] = _column(table, name, np.float64)
-    return assemble(_column(table, "symbol_id", np.int64), columns, meta, filters)
+    return _column(table, "symbol_id", np.int64), columns

@@ -29,8 +29,9 @@ from tickstep.data._loading import (
     METADATA_COLUMNS,
     FilterTables,
     Timeframe,
-    arrow_to_market,
+    arrow_columns,
     as_market,
+    assemble,
     clean_metadata,
     describe_filters,
     filter_tables,
@@ -63,15 +64,33 @@ class BarStore:
     def __init__(self) -> None:
         self.queries_executed = 0
 
-    # Subclasses provide the SQL.
-    def _run(self, sql: str, params: Any = None) -> Any:  # pragma: no cover - abstract
+    # Subclasses provide the SQL and the transfer.
+    def _frame(self, sql: str, params: Any = None) -> pd.DataFrame:  # pragma: no cover
+        """A small query's result as a DataFrame."""
         raise NotImplementedError
 
-    def _arrow(self, sql: str, params: Any = None) -> pa.Table:  # pragma: no cover
+    def _fetch_bars(
+        self,
+        ids: np.ndarray,
+        lo: int,
+        hi: int,
+        tables: FilterTables | None,
+        frame: Timeframe | None,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:  # pragma: no cover - abstract
+        """One bulk query: symbol_id and {ts, open, ..., volume} numpy columns."""
         raise NotImplementedError
 
-    def _frame(self, sql: str, params: Any = None) -> pd.DataFrame:
-        return self._arrow(sql, params).to_pandas()
+    def _ingest(self, market: MarketColumns, meta: pd.DataFrame | None, on_conflict: str) -> int:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _write_metadata(self, meta: pd.DataFrame) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _listing_sql(self) -> str:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _metadata_sql(self, names: list[str] | None, with_range: bool) -> tuple[str, Any]:
+        raise NotImplementedError  # pragma: no cover - abstract
 
     # --- public API, shared -------------------------------------------------------------
 
@@ -242,9 +261,9 @@ class BarStore:
                 meta, regular_hours=regular_hours, timeframe=frame, first_ns=first, last_ns=last
             )
         meta = meta.drop(columns=[c for c in ("first_ts", "last_ts") if c in meta.columns])
-        sql, params = self._bars_sql(meta["symbol_id"].to_numpy(np.int32), lo, hi, tables, frame)
-        table = self._arrow(sql, params)
-        return arrow_to_market(table, meta, filters)
+        ids = meta["symbol_id"].to_numpy(np.int32)
+        symbol_id, columns = self._fetch_bars(ids, lo, hi, tables, frame)
+        return assemble(symbol_id, columns, meta, filters)
 
     # --- helpers shared by the dialects --------------------------------------------------
 
@@ -341,6 +360,20 @@ class Store(BarStore):
     def _arrow(self, sql: str, params: Any = None) -> pa.Table:
         self.queries_executed += 1
         return self._con.sql(sql, params=params).to_arrow_table()
+
+    def _frame(self, sql: str, params: Any = None) -> pd.DataFrame:
+        return self._arrow(sql, params).to_pandas()
+
+    def _fetch_bars(
+        self,
+        ids: np.ndarray,
+        lo: int,
+        hi: int,
+        tables: FilterTables | None,
+        frame: Timeframe | None,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        sql, params = self._bars_sql(ids, lo, hi, tables, frame)
+        return arrow_columns(self._arrow(sql, params))
 
     def _create_schema(self) -> None:
         meta_cols = ", ".join(f"{c} VARCHAR" for c in METADATA_COLUMNS)
