@@ -1,0 +1,573 @@
+"""Higher-timeframe candles through the public API, against pandas.
+
+A strategy declares timeframes in ``init()`` and records, after every bar of every
+symbol, what it can see: ``last()``, ``count()``, ``candles(count=2, forming=True)`` and
+``at(now)``; at a symbol's final bar it also records every candle and a set of ``at()``
+lookups. The run is then compared with candles built here from the raw bars:
+
+- values: pandas ``resample(period, label="left", closed="left")`` with
+  first/max/min/last/sum, empty buckets dropped (UTC alignment); for
+  ``align="exchange"``, a groupby on the exchange's local clock (sessions by local date);
+- visibility: after a symbol's bar at ``ts``, a candle ``[label, end)`` of that symbol is
+  complete iff ``end <= ts + base interval`` (the bar reaches the end, or a later bar of
+  the symbol has arrived); the latest complete candle is ``last()``, and the bucket of the
+  current bar, unless complete, is the forming candle and equals the bars so far in it.
+
+Data: random minute bars; missing minutes, missing last minutes of buckets, a symbol
+missing whole hours and a whole day, a symbol starting late; New York sessions with
+pre/post-market bars around both DST changes of 2024.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+
+MINUTE = 60 * 10**9
+NO_BUCKET = np.iinfo(np.int64).min
+NY = "America/New_York"
+BIG = 10**7  # "all the candles"
+PERIODS = ("5m", "15m", "1h", "4h", "1d")
+
+
+def ns(period):
+    """ "5m" (minutes, as traders write it), "1h", "1d" -> int ns."""
+    if period.endswith("m"):
+        return int(pd.Timedelta(minutes=int(period[:-1])).value)
+    return int(pd.Timedelta(period).value)
+
+
+
+def i8(index):
+    """int64 ns of a DatetimeIndex (pandas 3 defaults to microseconds for many inputs)."""
+    return pd.DatetimeIndex(index).as_unit("ns").asi8
+
+
+# ---- data -------------------------------------------------------------------------------
+
+
+def bars_at(rng, index, price=100.0, vol=1e-3):
+    """Random consistent OHLCV bars at the given UTC instants."""
+    n = len(index)
+    close = price * np.exp(np.cumsum(rng.normal(0.0, vol, n)))
+    open_ = np.r_[price, close[:-1]] * np.exp(rng.normal(0.0, vol / 4, n))
+    high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0.0, vol, n)))
+    low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0.0, vol, n)))
+    volume = np.round(rng.lognormal(4.0, 1.0, n), 3)
+    return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume},
+                        index=pd.DatetimeIndex(index, name="time"))
+
+
+def utc_data(seed=7):
+    """Five days of minute bars (2024-03-04 .. 03-08, UTC) for three symbols."""
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2024-03-04", "2024-03-09", freq="1min", tz="UTC", inclusive="left")
+    aaa = bars_at(rng, index, 100.0)
+    drop = rng.uniform(size=len(aaa)) < 0.1  # scattered missing minutes
+    drop |= (aaa.index.minute == 59) & (aaa.index.hour % 3 == 0)  # last minute of some hours
+    drop |= aaa.index.isin(pd.DatetimeIndex(["2024-03-04 23:59", "2024-03-06 23:55", "2024-03-06 23:56",
+                                             "2024-03-06 23:57", "2024-03-06 23:58", "2024-03-06 23:59",
+                                             "2024-03-05 03:59"], tz="UTC"))
+    aaa = aaa[~drop]
+    bbb = bars_at(rng, index, 2500.0, 2e-4)
+    hour = bbb.index.floor("1h")
+    gone = hour.isin(pd.DatetimeIndex(["2024-03-04 03:00", "2024-03-05 10:00", "2024-03-05 11:00",
+                                       "2024-03-08 22:00", "2024-03-08 23:00"], tz="UTC"))
+    gone |= (bbb.index >= "2024-03-05 04:00") & (bbb.index < "2024-03-05 08:00")  # a whole 4h bucket
+    gone |= (bbb.index >= "2024-03-06 14:00") & (bbb.index < "2024-03-07 00:00")  # 10 hours
+    gone |= bbb.index.normalize() == pd.Timestamp("2024-03-07", tz="UTC")  # a whole day
+    bbb = bbb[~gone]
+    bbb = bbb[rng.uniform(size=len(bbb)) > 0.02]
+    ccc = bars_at(rng, index[index >= "2024-03-05 13:37"], 8.0, 3e-3)  # starts late, sparse
+    ccc = ccc[rng.uniform(size=len(ccc)) > 0.5]
+    return {"AAA": aaa, "BBB": bbb, "CCC": ccc}
+
+
+def ny_session_data(seed=11):
+    """New York minute bars 04:00-20:00 local on weekdays around both 2024 DST changes."""
+    rng = np.random.default_rng(seed)
+    days = ["2024-03-07", "2024-03-08", "2024-03-11", "2024-03-12",
+            "2024-10-31", "2024-11-01", "2024-11-04", "2024-11-05"]
+    local = pd.DatetimeIndex(np.concatenate([
+        pd.date_range(f"{d} 04:00", f"{d} 20:00", freq="1min", inclusive="left").to_numpy() for d in days]))
+    index = local.tz_localize(NY).tz_convert("UTC")
+    out = {}
+    for sym, price in (("XNY", 50.0), ("YNY", 420.0)):
+        frame = bars_at(rng, index, price, 5e-4)
+        t = frame.index.tz_convert(NY).tz_localize(None)
+        day, tod = t.normalize(), t - t.normalize()
+        drop = rng.uniform(size=len(frame)) < 0.05
+        if sym == "XNY":
+            drop |= (day == "2024-03-08") & (tod == pd.Timedelta("09:30:00"))  # no opening bar
+            # no closing bars: the session's last bar is 15:57 / 15:40, post-market follows
+            drop |= (day == "2024-03-11") & (tod >= pd.Timedelta("15:58:00")) & (tod < pd.Timedelta("16:00:00"))
+            drop |= (day == "2024-11-01") & (tod >= pd.Timedelta("15:41:00")) & (tod < pd.Timedelta("16:00:00"))
+        else:
+            drop |= day == "2024-03-12"  # a whole day missing
+            drop |= (day == "2024-11-04") & (tod >= pd.Timedelta("12:00:00")) & (tod < pd.Timedelta("14:00:00"))
+            drop |= (day == "2024-10-31") & (tod >= pd.Timedelta("15:30:00"))  # closes early, no post-market
+            drop |= (day == "2024-11-05") & (tod >= pd.Timedelta("15:59:00"))  # data ends at 15:58
+        out[sym] = frame[~drop]
+    return out
+
+
+def ny_24h_data(change, seed=13):
+    """Round-the-clock minute bars across a New York DST change (spring or fall 2024)."""
+    rng = np.random.default_rng(seed)
+    if change == "spring":  # 2024-03-10 02:00 EST -> 03:00 EDT
+        index = pd.date_range("2024-03-09 21:00", "2024-03-11 09:00", freq="1min", tz="UTC", inclusive="left")
+    else:  # 2024-11-03 02:00 EDT -> 01:00 EST: 01:00-02:00 local happens twice
+        index = pd.date_range("2024-11-02 21:00", "2024-11-04 09:00", freq="1min", tz="UTC", inclusive="left")
+    a = bars_at(rng, index, 30.0)
+    b = bars_at(rng, index, 900.0)
+    b = b[rng.uniform(size=len(b)) > 0.2]
+    return {"A24": a, "B24": b}
+
+
+# ---- expectations ----------------------------------------------------------------------------
+
+
+def resample(frame, period, origin="epoch"):
+    """pandas candles: left label, left closed, first/max/min/last/sum, empty dropped."""
+    r = frame.resample(pd.Timedelta(ns(period)), label="left", closed="left", origin=origin)
+    agg = r.agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+    return agg[r["open"].count() > 0]
+
+
+def clock_buckets(frame, period, origin_ns=0):
+    p = ns(period)
+    label = origin_ns + (i8(frame.index) - origin_ns) // p * p
+    return label, label + p
+
+
+def local_clock(frame):
+    t = frame.index.tz_convert(NY).tz_localize(None)
+    return t, t.normalize(), t - t.normalize()
+
+
+def to_utc(naive_local):
+    return i8(pd.DatetimeIndex(naive_local).tz_localize(NY).tz_convert("UTC"))
+
+
+def session_buckets_expected(frame, period, open_="09:30", close="16:00"):
+    """Exchange buckets: the regular session of each local date (``1d``), or periods
+    counted from the session open, the last one ending at the close."""
+    _, day, tod = local_clock(frame)
+    o, c = pd.Timedelta(open_ + ":00"), pd.Timedelta(close + ":00")
+    inside = (tod >= o) & (tod < c)
+    if period == "1d":
+        lab_local, end_local = day + o, day + c
+    else:
+        p = pd.Timedelta(ns(period))
+        lab_local = day + o + ((tod - o) // p) * p
+        end_local = pd.DatetimeIndex(np.minimum(i8(lab_local + p), i8(day + c)))  # ints: ns
+    label = np.where(inside, to_utc(lab_local), NO_BUCKET)
+    end = np.where(inside, to_utc(end_local), NO_BUCKET)
+    return label, end
+
+
+def wallclock_buckets_expected(frame, period):
+    """Exchange buckets without a session: local calendar days (``1d``), local 4h blocks
+    from midnight; for 5m/15m/1h New York's whole-hour offset makes local boundaries the
+    UTC ones, so the repeated hour of the fall change gives two candles, as in pandas."""
+    t, day, _ = local_clock(frame)
+    if period in ("5m", "15m", "1h"):
+        return clock_buckets(frame, period)
+    if period == "1d":
+        return to_utc(day), to_utc(day + pd.Timedelta(days=1))
+    p = pd.Timedelta(ns(period))
+    lab_local = t.floor(p)
+    return to_utc(lab_local), to_utc(lab_local + p)
+
+
+def candles_from_buckets(frame, label, end):
+    """Candles of per-bar buckets (NO_BUCKET = no candle), and each bar's running candle."""
+    inside = label != NO_BUCKET
+    f = frame[inside].copy()
+    f["label"], f["end"] = label[inside], end[inside]
+    g = f.groupby("label", sort=False)
+    candles = g.agg(open=("open", "first"), high=("high", "max"), low=("low", "min"),
+                    close=("close", "last"), volume=("volume", "sum"), end=("end", "first"))
+    assert (g["end"].nunique() == 1).all(), "one end per bucket"
+    running = pd.DataFrame({"label": f["label"], "end": f["end"], "open": g["open"].transform("first"),
+                            "high": g["high"].cummax(), "low": g["low"].cummin(), "close": f["close"],
+                            "volume": g["volume"].cumsum()}, index=f.index)
+    return candles, running.reindex(frame.index), inside
+
+
+def expected_view(frame, label, end):
+    """What a strategy must see after each bar: count of complete candles, and the
+    forming candle (or None)."""
+    candles, running, inside = candles_from_buckets(frame, label, end)
+    ends = candles["end"].to_numpy()
+    assert (np.diff(ends) > 0).all() and (np.diff(candles.index.to_numpy()) > 0).all()
+    ts = i8(frame.index)
+    done = np.searchsorted(ends, ts + MINUTE, side="right")
+    forming = inside & (ts + MINUTE < end)
+    return candles, running, done, forming
+
+
+# ---- the recording strategy --------------------------------------------------------------------
+
+
+class CandleRecorder(tickstep.Strategy):
+    """Declares ``specs`` (name -> keyword arguments of ``timeframe``) and records what
+    each shows after every bar, plus everything and ``at()`` lookups at ``final[symbol]``."""
+
+    specs = None
+    final = None
+
+    def init(self):
+        self.tfs = {name: self.timeframe(**kw) for name, kw in self.specs.items()}
+        # Bar by bar, the bounded ones only report how many candles they hold.
+        self.watched = [(n, tf) for n, tf in self.tfs.items() if self.specs[n].get("history", 500) > 500]
+        self.bounded = [(n, tf) for n, tf in self.tfs.items() if self.specs[n].get("history", 500) <= 500]
+        self.rec = {(name, s): [] for name in self.tfs for s in self.symbols}
+        self.end = {}
+
+    def next(self, symbol):
+        now = self.now
+        for name, tf in self.watched:
+            cols = tf.candles(count=2, forming=True)
+            tail = None
+            if len(cols["ts"]):
+                tail = (cols["open"][-1], cols["high"][-1], cols["low"][-1], cols["close"][-1], cols["volume"][-1])
+            at = tf.at(now)
+            self.rec[(name, symbol)].append(
+                (tf.count(), tf.last(), cols["ts"].tolist(), cols["end"].tolist(), tail,
+                 None if at is None else at.ts))
+        for name, tf in self.bounded:
+            self.rec[(name, symbol)].append(len(tf.candles(count=BIG)["ts"]))
+        if now == self.final[symbol]:
+            self.end[symbol] = {name: self._finish(tf) for name, tf in self.tfs.items()}
+
+    def _finish(self, tf):
+        done = tf.candles(count=BIG, as_frame=True)
+        every = tf.candles(count=BIG, forming=True, as_frame=True)
+        lookups = {}
+        ts, ends = i8(done.index), done["end"].to_numpy()
+        for k, (label, end) in enumerate(zip(ts, ends)):
+            for q in (label, (label + end) // 2, end - 1):
+                lookups[int(q)] = tf.at(int(q))
+            if k + 1 < len(ts) and ts[k + 1] > end:  # an empty bucket follows
+                lookups[int(end)] = tf.at(int(end))
+        if len(ts):
+            lookups[int(ts[0]) - 1] = tf.at(int(ts[0]) - 1)
+            lookups["ts"] = tf.at(pd.Timestamp(int(ts[-1]), tz="UTC"))
+            lookups["far"] = tf.at(int(ts[-1]) + 10**15)
+        return {"done": done, "every": every, "lookups": lookups, "count": tf.count(),
+                "len": len(tf.candles(count=BIG)["ts"])}
+
+
+def run_recorder(data, specs):
+    final = {s: int(i8(f.index)[-1]) for s, f in data.items()}
+    return tickstep.Backtest(data, CandleRecorder, cash=1e6).run(specs=specs, final=final).strategy
+
+
+def as_frame(candles):
+    return candles[["open", "high", "low", "close", "volume"]]
+
+
+def assert_candles_equal(got, want, what):
+    """Completed candles (DataFrame by label) equal the expected ones: labels and prices
+    exactly, volume to 1e-12 relative (summation order)."""
+    got_ts = i8(got.index) if isinstance(got.index, pd.DatetimeIndex) else np.asarray(got.index)
+    want_ts = i8(want.index) if isinstance(want.index, pd.DatetimeIndex) else np.asarray(want.index)
+    if len(got_ts) != len(want_ts) or (got_ts != want_ts).any():
+        fmt = lambda a: [str(pd.Timestamp(int(x), tz="UTC")) for x in a]
+        missing = sorted(set(want_ts) - set(got_ts))[:4]
+        extra = sorted(set(got_ts) - set(want_ts))[:4]
+        raise AssertionError(f"{what}: {len(got_ts)} candles, expected {len(want_ts)}; "
+                             f"missing {fmt(missing)}, unexpected {fmt(extra)}; "
+                             f"duplicated labels: {len(got_ts) - len(set(got_ts))}")
+    for c in ("open", "high", "low", "close"):
+        g, w = got[c].to_numpy(), want[c].to_numpy()
+        if (g != w).any():
+            i = int(np.flatnonzero(g != w)[0])
+            raise AssertionError(f"{what}: {c} of candle {pd.Timestamp(int(want_ts[i]), tz='UTC')}: "
+                                 f"got {g[i]!r}, expected {w[i]!r}")
+    np.testing.assert_allclose(got["volume"].to_numpy(), want["volume"].to_numpy(), rtol=1e-12,
+                               err_msg=f"{what}: volume")
+
+
+def _packed(rows, width=3):
+    """Tuples of up to ``width`` ints -> an array padded with -1 at the end."""
+    out = np.full((len(rows), width), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+    return out
+
+
+def _compact(cols):
+    """Columns of ints (-1 = absent) -> rows with the present values first, in order."""
+    arr = np.stack(cols, axis=1)
+    order = np.argsort(arr == -1, axis=1, kind="stable")
+    return np.take_along_axis(arr, order, axis=1)
+
+
+def check_visibility(rec, frame, label, end, what):
+    """After each bar: count(), last(), candles(count=2, forming=True) and at(now)."""
+    candles, running, done, forming = expected_view(frame, label, end)
+    labels, ends = candles.index.to_numpy(), candles["end"].to_numpy()
+    rows = candles[["open", "high", "low", "close", "volume"]].to_numpy()
+    run_lab, run_end = running["label"].to_numpy(), running["end"].to_numpy()
+    run_rows = running[["open", "high", "low", "close", "volume"]].to_numpy()
+    ts = i8(frame.index)
+    n = len(frame)
+    assert len(rec) == n, f"{what}: {len(rec)} records for {n} bars"
+    k = done.astype(np.int64)
+    has1, has2 = k >= 1, k >= 2
+    prev1 = np.maximum(k - 1, 0)
+    prev2 = np.maximum(k - 2, 0)
+
+    def first_bad(ok, message):
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            raise AssertionError(f"{what}, after the bar at {pd.Timestamp(int(ts[i]), tz='UTC')} "
+                                 f"(and {int((~ok).sum()) - 1} more bars): {message(i)}")
+
+    stamp = lambda x: None if x < 0 else str(pd.Timestamp(int(x), tz="UTC"))
+    count = np.array([r[0] for r in rec])
+    first_bad(count == k, lambda i: f"count() = {count[i]}, expected {k[i]}")
+    last_ts = np.array([-1 if r[1] is None else r[1].ts for r in rec], dtype=np.int64)
+    want_last = np.where(has1, labels[prev1], -1)
+    first_bad(last_ts == want_last, lambda i: f"last() is the candle of {stamp(last_ts[i])}, "
+                                              f"expected {stamp(want_last[i])}")
+    last_rows = np.array([[np.nan] * 6 if r[1] is None else list(r[1])[1:] for r in rec], dtype=float)
+    want_rows = np.where(has1[:, None], np.c_[ends[prev1], rows[prev1]], np.nan)
+    same = lambda a, b: np.all((a == b) | (np.isnan(a) & np.isnan(b)), axis=1)
+    first_bad(same(last_rows[:, :5], want_rows[:, :5]) & np.isclose(last_rows[:, 5], want_rows[:, 5], rtol=1e-12, equal_nan=True),
+              lambda i: f"last() = {last_rows[i]}, expected {want_rows[i]}")
+    # candles(count=2, forming=True): the last two completed, then the forming one if any.
+    want_ts = _compact([np.where(has2, labels[prev2], -1), want_last, np.where(forming, run_lab, -1)])
+    got_ts = _packed([r[2] for r in rec])
+    first_bad((got_ts == want_ts).all(axis=1),
+              lambda i: f"candles(count=2, forming=True) labels {[stamp(x) for x in got_ts[i]]}, "
+                        f"expected {[stamp(x) for x in want_ts[i]]}")
+    want_ends = _compact([np.where(has2, ends[prev2], -1), np.where(has1, ends[prev1], -1),
+                          np.where(forming, run_end, -1)])
+    got_ends = _packed([r[3] for r in rec])
+    first_bad((got_ends == want_ends).all(axis=1),
+              lambda i: f"candle ends {[stamp(x) for x in got_ends[i]]}, expected {[stamp(x) for x in want_ends[i]]}")
+    # The newest row returned: the forming candle so far, else the last completed one.
+    tail = np.array([[np.nan] * 5 if r[4] is None else r[4] for r in rec], dtype=float)
+    want_tail = np.where(forming[:, None], run_rows, np.where(has1[:, None], rows[prev1], np.nan))
+    first_bad(same(tail[:, :4], want_tail[:, :4]) & np.isclose(tail[:, 4], want_tail[:, 4], rtol=1e-12, equal_nan=True),
+              lambda i: f"{'forming' if forming[i] else 'last'} candle {tail[i]}, expected {want_tail[i]}")
+    # at(now) never shows the forming candle: it is the latest completed one.
+    at = np.array([-1 if r[5] is None else r[5] for r in rec], dtype=np.int64)
+    first_bad(at == want_last, lambda i: f"at(now) is the candle of {stamp(at[i])}, expected {stamp(want_last[i])}")
+
+
+# ---- clock-aligned (UTC) candles ---------------------------------------------------------------
+
+
+UTC_SPECS = {p: {"period": p, "history": 100_000} for p in PERIODS}
+UTC_SPECS["1h@:30"] = {"period": "1h", "origin": "2024-01-01 00:30", "history": 100_000}
+UTC_SPECS["4h@01:00"] = {"period": "4h", "origin": pd.Timestamp("2024-03-04 01:00", tz="UTC"), "history": 100_000}
+UTC_SPECS["15m@h3"] = {"period": "15m", "history": 3}  # memory bound
+UTC_SPECS["5m@500"] = {"period": "5m"}  # default history: 500 of the ~1400 candles kept
+ORIGIN = {"1h@:30": pd.Timestamp("2024-01-01 00:30", tz="UTC"), "4h@01:00": pd.Timestamp("2024-03-04 01:00", tz="UTC")}
+
+
+@pytest.fixture(scope="module")
+def utc():
+    data = utc_data()
+    return data, run_recorder(data, UTC_SPECS)
+
+
+def test_utc_data_has_the_gaps_we_mean(utc):
+    data, _ = utc
+    bbb = data["BBB"]
+    assert not ((bbb.index >= "2024-03-05 04:00") & (bbb.index < "2024-03-05 08:00")).any()
+    assert not (bbb.index.normalize() == pd.Timestamp("2024-03-07", tz="UTC")).any()
+    assert data["CCC"].index[0] >= pd.Timestamp("2024-03-05 13:37", tz="UTC")
+
+
+@pytest.mark.parametrize("symbol", ["AAA", "BBB", "CCC"])
+@pytest.mark.parametrize("name", [*PERIODS, "1h@:30", "4h@01:00"])
+def test_utc_candles_equal_pandas_resample(utc, symbol, name):
+    data, run = utc
+    frame = data[symbol]
+    period = UTC_SPECS[name]["period"]
+    want = resample(frame, period, origin=ORIGIN.get(name, "epoch"))
+    end = run.end[symbol][name]
+    # Everything, with the forming candle (if the data end inside a bucket) last.
+    assert_candles_equal(as_frame(end["every"]), want, f"{symbol} {name} candles(forming=True)")
+    assert (end["every"]["end"].to_numpy() == i8(want.index) + ns(period)).all(), f"{symbol} {name}: ends"
+    # The completed ones: all but a final bucket the last bar did not reach the end of.
+    last_ts = i8(frame.index)[-1]
+    complete = i8(want.index) + ns(period) <= last_ts + MINUTE
+    assert_candles_equal(as_frame(end["done"]), want[complete], f"{symbol} {name} completed candles")
+    assert end["count"] == complete.sum()
+
+
+@pytest.mark.parametrize("symbol", ["AAA", "BBB", "CCC"])
+@pytest.mark.parametrize("name", [*PERIODS, "1h@:30", "4h@01:00"])
+def test_utc_candles_visibility_bar_by_bar(utc, symbol, name):
+    data, run = utc
+    frame = data[symbol]
+    origin = ORIGIN.get(name)
+    label, end = clock_buckets(frame, UTC_SPECS[name]["period"], 0 if origin is None else origin.value)
+    # The expectation's own candles are pandas' (a check of the test itself).
+    candles, _, _ = candles_from_buckets(frame, label, end)
+    want = resample(frame, UTC_SPECS[name]["period"], origin=ORIGIN.get(name, "epoch"))
+    assert (candles.index.to_numpy() == i8(want.index)).all()
+    check_visibility(run.rec[(name, symbol)], frame, label, end, f"{symbol} {name}")
+
+
+@pytest.mark.parametrize("symbol", ["AAA", "BBB", "CCC"])
+def test_at_finds_the_candle_containing_a_time(utc, symbol):
+    _, run = utc
+    for name in ("1h", "4h", "1d", "5m@500"):
+        period = ns(UTC_SPECS[name]["period"])
+        end = run.end[symbol][name]
+        done = end["done"]
+        labels = i8(done.index)
+        for q, got in end["lookups"].items():
+            if q == "far":  # long after the data: the latest completed candle (as of then)
+                assert got is not None and got.ts == labels[-1], f"{symbol} {name} at(far future)"
+                continue
+            if q == "ts":  # a Timestamp works as well as int ns
+                assert got is not None and got.ts == labels[-1], f"{symbol} {name} at(Timestamp)"
+                continue
+            k = np.searchsorted(labels, q, side="right") - 1
+            if k < 0:
+                assert got is None, f"{symbol} {name}: at({pd.Timestamp(q, tz='UTC')}) before the oldest kept candle"
+                continue
+            assert got is not None and got.ts == labels[k], (
+                f"{symbol} {name}: at({pd.Timestamp(q, tz='UTC')}) = {got}, expected the candle of "
+                f"{pd.Timestamp(int(labels[k]), tz='UTC')}")
+            row = done.iloc[k]
+            assert (got.end, got.open, got.high, got.low, got.close, got.volume) == (
+                row["end"], row["open"], row["high"], row["low"], row["close"], row["volume"])
+            if q < labels[k] + period:
+                assert got.ts <= q < got.end  # the bucket contains the time asked for
+            assert isinstance(got, tickstep.studies.Candle)
+
+
+@pytest.mark.parametrize("symbol", ["AAA", "BBB", "CCC"])
+def test_history_bounds_memory(utc, symbol):
+    data, run = utc
+    frame = data[symbol]
+    for name, keep in (("15m@h3", 3), ("5m@500", 500)):
+        period = UTC_SPECS[name]["period"]
+        want = resample(frame, period)
+        complete = want[i8(want.index) + ns(period) <= i8(frame.index)[-1] + MINUTE]
+        end = run.end[symbol][name]
+        assert end["count"] == len(complete), "count() counts every candle ever completed"
+        assert end["len"] == min(keep, len(complete)), f"{symbol} {name}: kept {end['len']}, history={keep}"
+        assert_candles_equal(as_frame(end["done"]), complete.iloc[-keep:], f"{symbol} {name} kept candles")
+        # What fell out of the ring is not found any more.
+        if len(complete) > keep:
+            first_kept = int(i8(complete.index)[-keep])
+            assert end["lookups"][first_kept - 1] is None
+    # Bar by bar, a history of 3 never shows more than 3 completed candles.
+    kept = np.array(run.rec[("15m@h3", symbol)])
+    assert kept.max() == 3 and (np.diff(kept) >= 0).all()
+
+
+def test_candles_as_frame(utc):
+    _, run = utc
+    frame = run.end["AAA"]["1h"]["done"]
+    assert isinstance(frame.index, pd.DatetimeIndex) and str(frame.index.tz) == "UTC"
+    assert list(frame.columns) == ["end", "open", "high", "low", "close", "volume"]
+
+
+# ---- exchange-aligned candles: New York regular sessions ------------------------------------------
+
+
+SESSION = ("09:30", "16:00")
+NY_SPECS = {p: {"period": p, "align": "exchange", "timezone": NY, "session": SESSION, "history": 100_000}
+            for p in ("1d", "1h", "4h", "15m")}
+
+
+@pytest.fixture(scope="module")
+def ny():
+    data = ny_session_data()
+    return data, run_recorder(data, NY_SPECS)
+
+
+def regular_hours_daily(frame):
+    """The reference: regular-hours bars grouped by New York date."""
+    _, day, tod = local_clock(frame)
+    inside = (tod >= pd.Timedelta("09:30:00")) & (tod < pd.Timedelta("16:00:00"))
+    reg = frame[inside]
+    g = reg.groupby(day[inside])
+    out = g.agg(open=("open", "first"), high=("high", "max"), low=("low", "min"),
+                close=("close", "last"), volume=("volume", "sum"))
+    labels = to_utc(out.index + pd.Timedelta("09:30:00"))
+    ends = to_utc(out.index + pd.Timedelta("16:00:00"))
+    out.index = pd.DatetimeIndex(pd.to_datetime(labels, utc=True))
+    out["end"] = ends
+    return out
+
+
+@pytest.mark.parametrize("symbol", ["XNY", "YNY"])
+def test_session_daily_candles_equal_regular_hours_by_local_date(ny, symbol):
+    data, run = ny
+    frame = data[symbol]
+    want = regular_hours_daily(frame)
+    # DST: the session opens at 14:30 UTC before the March change, 13:30 after it, and
+    # again 13:30 before the November change, 14:30 after.
+    opens = want.index.tz_convert(NY)
+    assert ((opens.hour == 9) & (opens.minute == 30)).all()
+    assert {13, 14} <= set(want.index.hour)
+    got = run.end[symbol]["1d"]["every"]
+    assert_candles_equal(as_frame(got), as_frame(want), f"{symbol} 1d@{NY} session candles")
+    assert (got["end"].to_numpy() == want["end"].to_numpy()).all(), f"{symbol}: the candle ends at the close"
+
+
+@pytest.mark.parametrize("symbol", ["XNY", "YNY"])
+@pytest.mark.parametrize("period", ["1h", "4h", "15m"])
+def test_session_intraday_candles_count_from_the_open(ny, symbol, period):
+    data, run = ny
+    frame = data[symbol]
+    label, end = session_buckets_expected(frame, period)
+    candles, _, _ = candles_from_buckets(frame, label, end)
+    got = run.end[symbol][period]["every"]
+    assert_candles_equal(as_frame(got), as_frame(candles), f"{symbol} {period}@{NY} session candles")
+    assert (got["end"].to_numpy() == candles["end"].to_numpy()).all()
+    local = pd.DatetimeIndex(pd.to_datetime(candles.index, utc=True)).tz_convert(NY)
+    assert (local.minute == 30).all() or period == "15m"
+
+
+@pytest.mark.parametrize("symbol", ["XNY", "YNY"])
+@pytest.mark.parametrize("period", ["1d", "1h", "4h", "15m"])
+def test_session_candles_visibility_bar_by_bar(ny, symbol, period):
+    """A session candle is complete once a bar of the symbol at or after the close has
+    been processed (post-market included) or its last bar reaches the close."""
+    data, run = ny
+    frame = data[symbol]
+    label, end = session_buckets_expected(frame, period)
+    check_visibility(run.rec[(period, symbol)], frame, label, end, f"{symbol} {period}@{NY}")
+
+
+# ---- exchange-aligned candles round the clock, across DST changes --------------------------------
+
+
+@pytest.fixture(scope="module", params=["spring", "fall"])
+def ny24(request):
+    data = ny_24h_data(request.param)
+    specs = {p: {"period": p, "align": "exchange", "timezone": NY, "history": 100_000} for p in PERIODS}
+    return request.param, data, run_recorder(data, specs)
+
+
+@pytest.mark.parametrize("period", PERIODS)
+def test_exchange_wallclock_candles_across_dst(ny24, period):
+    change, data, run = ny24
+    for symbol, frame in data.items():
+        label, end = wallclock_buckets_expected(frame, period)
+        candles, _, _ = candles_from_buckets(frame, label, end)
+        if period in ("5m", "15m", "1h"):
+            assert (candles.index.to_numpy() == i8(resample(frame, period).index)).all()
+        if period == "1d":  # calendar days of 23 / 25 hours, as pandas has them in the zone
+            want = frame.tz_convert(NY).resample("1D").agg({"open": "first"}).dropna()
+            assert (candles.index.to_numpy() == i8(want.index.tz_convert("UTC"))).all()
+        what = f"{symbol} {period}@{NY} round the clock, {change} DST change"
+        got = run.end[symbol][period]["every"]
+        assert_candles_equal(as_frame(got), as_frame(candles), what)
+        assert (got["end"].to_numpy() == candles["end"].to_numpy()).all(), what + ": ends"
+        check_visibility(run.rec[(period, symbol)], frame, label, end, what)

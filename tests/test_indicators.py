@@ -1,0 +1,520 @@
+"""Indicators through the public API, against independent references.
+
+A strategy declares rolling statistics (on base bars and on higher-timeframe candles)
+and ``self.I`` series in ``init()``, records what it reads in ``next()`` / ``on_tick()``,
+and the run is compared afterwards with references computed here from the raw bars:
+
+- sum / mean / min / max: pandas ``rolling(n)``;
+- std: a two-pass std per window (``sliding_window_view(...).std(ddof=1)``), not pandas'
+  incremental ``rolling().std()``, which drifts on long price series;
+- ema: ``ewm(span=n, adjust=False)``, NaN before the n-th value;
+- rsi / atr: Wilder's smoothing written out below, seeded by the simple mean of the
+  first n changes / true ranges.
+
+The data are random minute bars for several symbols with missing bars (scattered
+minutes, whole hours, a late start), a flat stretch, and a large price with small moves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+from numpy.lib.stride_tricks import sliding_window_view
+
+RTOL = 1e-9
+MINUTE = 60 * 10**9
+KINDS = ("sum", "mean", "min", "max", "std", "ema", "rsi", "atr")
+# The column each kind reads in the main grid (atr reads high/low/close regardless).
+SOURCE_OF = {"sum": "volume", "mean": "close", "min": "low", "max": "high",
+             "std": "close", "ema": "close", "rsi": "close", "atr": "close"}
+NEVER = 100_000  # a window longer than any symbol's data
+WINDOWS = (1, 2, 14, 100, NEVER)
+EXTRA = (("mean", 7, "open"), ("std", 9, "volume"), ("min", 5, "close"), ("max", 30, "volume"),
+         ("ema", 20, "high"), ("rsi", 6, "low"), ("sum", 3, "close"), ("std", 2, "high"))
+RESET_SPECS = (("sum", 5), ("mean", 5), ("min", 4), ("max", 4), ("std", 6), ("ema", 5),
+               ("rsi", 5), ("atr", 5))
+# Bar indices (per symbol) after whose next() the reset indicators are reset.
+RESET_AT = {"AAA": (3, 150, 151, 900), "BBB": (0, 400), "CCC": (60,), "DDD": (777,)}
+HTF_SPECS = {"15m": (("sum", 3, "volume"), ("mean", 4, "close"), ("min", 3, "low"),
+                     ("max", 3, "high"), ("std", 4, "close"), ("ema", 5, "close"),
+                     ("rsi", 4, "close"), ("atr", 3, "close"), ("mean", NEVER, "close")),
+             "1h": (("mean", 3, "close"), ("std", 2, "close"), ("rsi", 3, "close"),
+                    ("atr", 2, "close"), ("max", 2, "high"))}
+
+
+
+def i8(index):
+    """int64 ns of a DatetimeIndex (pandas 3 defaults to microseconds for many inputs)."""
+    return pd.DatetimeIndex(index).as_unit("ns").asi8
+
+
+# ---- data -------------------------------------------------------------------------------
+
+
+def _bars(rng, n, start, price, vol, tick=None):
+    """``n`` random minute bars from ``start`` (UTC): a log random walk, OHLC consistent."""
+    index = pd.date_range(start, periods=n, freq="1min", tz="UTC")
+    close = price * np.exp(np.cumsum(rng.normal(0.0, vol, n)))
+    if tick is not None:
+        close = np.round(close / tick) * tick
+    open_ = np.r_[close[0], close[:-1]]
+    spread = np.abs(rng.normal(0.0, vol, n)) * price
+    if tick is not None:
+        spread = np.round(spread / tick) * tick
+    high = np.maximum(open_, close) + spread * rng.uniform(0, 1, n)
+    low = np.minimum(open_, close) - spread * rng.uniform(0, 1, n)
+    volume = np.round(rng.lognormal(5.0, 1.0, n), 2)
+    return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close,
+                         "volume": volume}, index=index)
+
+
+def make_data(seed=20240607):
+    """Four symbols of minute bars with gaps of every kind."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    aaa = _bars(rng, n, "2024-03-04 00:00", 100.0, 1e-3)
+    aaa.iloc[:25, :4] = 100.0  # flat start: std 0, RSI seeded with no change at all (50)
+    aaa.iloc[1200:1240, :4] = aaa["close"].iloc[1199]  # a flat stretch in the middle
+    aaa = aaa[rng.uniform(size=n) > 0.1]  # ~10% scattered missing minutes
+    bbb = _bars(rng, n, "2024-03-04 00:00", 52_000.0, 2e-5, tick=0.01)  # large price, tiny moves
+    hours = bbb.index.floor("1h")
+    gone = hours.isin(pd.DatetimeIndex(["2024-03-04 03:00", "2024-03-04 07:00", "2024-03-04 08:00",
+                                        "2024-03-04 09:00", "2024-03-04 20:00"], tz="UTC"))
+    bbb = bbb[~gone]  # whole hours missing, including a 4h boundary
+    bbb = bbb[rng.uniform(size=len(bbb)) > 0.03]
+    ccc = _bars(rng, n // 2, "2024-03-04 13:37", 3.0, 5e-3)  # starts late, low price
+    ccc = ccc[rng.uniform(size=len(ccc)) > 0.4]  # very sparse
+    ddd = _bars(rng, n, "2024-03-04 00:00", 250.0, 2e-3, tick=0.05)  # coarse ticks: many ties
+    return {"AAA": aaa, "BBB": bbb, "CCC": ccc, "DDD": ddd}
+
+
+# ---- references ---------------------------------------------------------------------------
+
+
+def ref_rolling(kind, frame, n, source="close"):
+    """The reference value of ``kind(n)`` at every bar of ``frame`` (NaN until ready)."""
+    x = frame[source].to_numpy(dtype=float)
+    out = np.full(len(x), np.nan)
+    if kind in ("sum", "mean", "min", "max"):
+        return getattr(pd.Series(x).rolling(n), kind)().to_numpy()
+    if kind == "std":
+        if len(x) >= n:
+            out[n - 1:] = sliding_window_view(x, n).std(axis=1, ddof=1)
+        return out
+    if kind == "ema":
+        ema = pd.Series(x).ewm(span=n, adjust=False).mean().to_numpy()
+        out[n - 1:] = ema[n - 1:]
+        return out
+    if kind == "rsi":
+        return ref_rsi(x, n)
+    if kind == "atr":
+        return ref_atr(*(frame[c].to_numpy(dtype=float) for c in ("high", "low", "close")), n)
+    raise ValueError(kind)
+
+
+def _rsi_of(gain, loss):
+    if loss == 0.0:
+        return 50.0 if gain == 0.0 else 100.0
+    return 100.0 - 100.0 / (1.0 + gain / loss)
+
+
+def ref_rsi(x, n):
+    """Wilder's RSI: first averages = simple means of the first n gains/losses, then
+    avg = (avg * (n - 1) + x) / n. Ready at the (n + 1)-th value."""
+    out = np.full(len(x), np.nan)
+    if len(x) <= n:
+        return out
+    change = np.diff(x)
+    gains, losses = np.maximum(change, 0.0), np.maximum(-change, 0.0)
+    gain, loss = math.fsum(gains[:n]) / n, math.fsum(losses[:n]) / n
+    out[n] = _rsi_of(gain, loss)
+    for t in range(n, len(change)):
+        gain = (gain * (n - 1) + gains[t]) / n
+        loss = (loss * (n - 1) + losses[t]) / n
+        out[t + 1] = _rsi_of(gain, loss)
+    return out
+
+
+def ref_atr(high, low, close, n):
+    """Wilder's ATR: TR = max(h - l, |h - c_prev|, |l - c_prev|) (h - l on the first
+    bar); the first ATR is the mean of the first n TRs, then (atr * (n - 1) + TR) / n."""
+    out = np.full(len(high), np.nan)
+    if len(high) < n:
+        return out
+    tr = high - low
+    tr[1:] = np.maximum.reduce([tr[1:], np.abs(high[1:] - close[:-1]), np.abs(low[1:] - close[:-1])])
+    atr = math.fsum(tr[:n]) / n
+    out[n - 1] = atr
+    for t in range(n, len(tr)):
+        atr = (atr * (n - 1) + tr[t]) / n
+        out[t] = atr
+    return out
+
+
+def ready_from(kind, n):
+    """Index of the first bar (or candle) at which ``kind(n)`` is ready."""
+    return n if kind == "rsi" else n - 1
+
+
+def resample(frame, period):
+    """pandas candles of ``frame``: left-labelled, left-closed, empty buckets dropped."""
+    period = pd.Timedelta(minutes=int(period[:-1])) if period.endswith("m") else pd.Timedelta(period)
+    agg = frame.resample(period, label="left", closed="left").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+    return agg[frame["open"].resample(period, label="left", closed="left").count() > 0]
+
+
+def completed_counts(ts, period_ns, base_ns=MINUTE):
+    """Per bar, how many candles of a clock timeframe have completed once the bar is
+    processed: every earlier non-empty bucket, plus the bar's own when the bar reaches
+    its end (ts + base >= bucket end)."""
+    label = ts // period_ns * period_ns
+    rank = np.cumsum(np.r_[True, label[1:] != label[:-1]]) - 1  # index of the bar's bucket
+    return rank + (ts + base_ns >= label + period_ns)
+
+
+def assert_series(got, want, what, *, rtol=RTOL, atol=0.0):
+    """``got == want`` within rtol (NaN where and only where the reference is NaN)."""
+    got, want = np.asarray(got, dtype=float), np.asarray(want, dtype=float)
+    assert got.shape == want.shape, f"{what}: {got.shape} values, expected {want.shape}"
+    both_nan = np.isnan(got) & np.isnan(want)
+    ok = both_nan | np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=False)
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        i = bad[0]
+        raise AssertionError(
+            f"{what}: {len(bad)} of {len(got)} values differ; first at index {i}: "
+            f"got {got[i]!r}, expected {want[i]!r}")
+
+
+def same_or_both_nan(a, b):
+    return (a == b) | (np.isnan(a) & np.isnan(b))
+
+
+# ---- the recording strategy -----------------------------------------------------------------
+
+
+class Recorder(tickstep.Strategy):
+    """Declares every indicator of the module's grids and records, per symbol and bar,
+    (value, prev, is_ready) of each; resets the reset grid at ``RESET_AT``."""
+
+    def init(self):
+        self.base = {}
+        for kind in KINDS:
+            for n in WINDOWS:
+                if kind == "std" and n == 1:
+                    continue
+                self.base[(kind, n, SOURCE_OF[kind])] = self.indicator(kind, n, SOURCE_OF[kind])
+        for kind, n, source in EXTRA:
+            self.base[(kind, n, source)] = self.indicator(kind, n, source)
+        # The shorthand declarations are the same statistics.
+        self.short = {("mean", 14, "close"): self.sma(14), ("ema", 14, "close"): self.ema(14),
+                      ("rsi", 14, "close"): self.rsi(14), ("atr", 14, "close"): self.atr(14),
+                      ("std", 14, "close"): self.rolling_std(14),
+                      ("max", 14, "high"): self.highest(14), ("min", 14, "low"): self.lowest(14)}
+        self.resettable = {(k, n): self.indicator(k, n, SOURCE_OF[k]) for k, n in RESET_SPECS}
+        self.tfs = {p: self.timeframe(p) for p in HTF_SPECS}
+        self.htf = {(p, spec): self.indicator(spec[0], spec[1], spec[2], timeframe=self.tfs[p])
+                    for p, specs in HTF_SPECS.items() for spec in specs}
+        self.groups = {"base": self.base, "short": self.short, "reset": self.resettable,
+                       "htf": self.htf}
+        self.rec = {s: {g: [] for g in self.groups} for s in self.symbols}
+        self.after_reset = {s: [] for s in self.symbols}
+        self.bar_no = dict.fromkeys(self.symbols, -1)
+        self.ticks = []  # (now, {symbol: (mean14, rsi14, atr14 via get(symbol))})
+        self.watch = [self.base[("mean", 14, "close")], self.base[("rsi", 14, "close")],
+                      self.base[("atr", 14, "close")], self.htf[("15m", ("mean", 4, "close"))]]
+
+    def next(self, symbol):
+        self.bar_no[symbol] += 1
+        rec = self.rec[symbol]
+        for name, group in self.groups.items():
+            rec[name].append([(ind.value, ind.prev, ind.is_ready()) for ind in group.values()])
+        if self.bar_no[symbol] in RESET_AT.get(symbol, ()):
+            for ind in self.resettable.values():
+                ind.reset()
+            self.after_reset[symbol].append(
+                [(ind.value, ind.prev, ind.is_ready()) for ind in self.resettable.values()])
+
+    def on_tick(self):
+        self.ticks.append((self.now, {s: [(w.get(s), w.previous(s), w.is_ready(s)) for w in self.watch]
+                                      for s in self.symbols}))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_data()
+
+
+@pytest.fixture(scope="module")
+def run(data):
+    return tickstep.Backtest(data, Recorder, cash=1e6).run().strategy
+
+
+def recorded(run, symbol, group):
+    """(values, prevs, ready) arrays of shape (bars, indicators) for one group."""
+    arr = np.array(run.rec[symbol][group], dtype=object)
+    return (arr[:, :, 0].astype(float), arr[:, :, 1].astype(float), arr[:, :, 2].astype(bool))
+
+
+def std_atol(frame):
+    # The two-pass reference itself rounds a window of equal prices to a residue of about
+    # 1e-16 x price instead of 0; anything real is many orders of magnitude above this.
+    return 1e-14 * float(frame["close"].abs().max())
+
+
+# ---- base-bar rolling caches ------------------------------------------------------------------
+
+
+SYMBOLS = ("AAA", "BBB", "CCC", "DDD")
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS)
+@pytest.mark.parametrize("group", ["base", "short"])
+def test_rolling_values_match_reference(run, data, symbol, group):
+    frame = data[symbol]
+    values, prevs, ready = recorded(run, symbol, group)
+    assert values.shape[0] == len(frame), "next() must run once per bar of the symbol"
+    for j, (kind, n, source) in enumerate(getattr(run, group)):
+        want = ref_rolling(kind, frame, n, source)
+        atol = std_atol(frame) if kind == "std" else 0.0
+        what = f"{symbol} {kind}({n}, {source})"
+        assert_series(values[:, j], want, what, atol=atol)
+        # prev is the value one bar earlier (NaN at the first bar).
+        assert_series(prevs[:, j], np.r_[np.nan, values[:-1, j]], what + " .prev")
+        # is_ready flips exactly at the window and stays.
+        first = ready_from(kind, n)
+        expect_ready = np.arange(len(frame)) >= first
+        assert (ready[:, j] == expect_ready).all(), (
+            f"{what}: is_ready first True at bar {np.argmax(ready[:, j]) if ready[:, j].any() else None}, "
+            f"expected {first if first < len(frame) else None}")
+        assert (np.isnan(values[:, j]) == ~expect_ready).all(), f"{what}: NaN exactly until ready"
+
+
+def test_window_longer_than_data_is_never_ready(run, data):
+    for symbol in SYMBOLS:
+        values, prevs, ready = recorded(run, symbol, "base")
+        for j, key in enumerate(run.base):
+            if key[1] == NEVER:
+                assert not ready[:, j].any(), f"{symbol} {key}: ready with {len(data[symbol])} bars"
+                assert np.isnan(values[:, j]).all() and np.isnan(prevs[:, j]).all(), f"{symbol} {key}"
+
+
+def test_std_is_exactly_zero_on_flat_windows(run, data):
+    frame = data["AAA"]
+    values, _, _ = recorded(run, "AAA", "base")
+    j = list(run.base).index(("std", 14, "close"))
+    flat = pd.Series(frame["close"].to_numpy()).rolling(14).apply(lambda w: np.ptp(w) == 0, raw=True)
+    flat = flat.to_numpy() == 1.0
+    assert flat.sum() > 10, "the data should hold flat windows"
+    assert (values[flat, j] == 0.0).all()
+
+
+def test_rsi_seeded_on_no_change_is_50(run, data):
+    # AAA's first 25 closes are equal: the RSI(14) seed has neither gains nor losses.
+    values, _, _ = recorded(run, "AAA", "base")
+    j = list(run.base).index(("rsi", 14, "close"))
+    frame = data["AAA"]
+    assert (frame["close"].iloc[:15] == 100.0).all()
+    assert values[14, j] == 50.0
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS)
+def test_reset_restarts_from_the_next_bar(run, data, symbol):
+    frame = data[symbol]
+    values, prevs, ready = recorded(run, symbol, "reset")
+    resets = [k for k in RESET_AT.get(symbol, ()) if k < len(frame)]
+    after = np.array(run.after_reset[symbol], dtype=object)
+    assert len(after) == len(resets)
+    if resets:
+        # Right after reset(): nothing is known any more.
+        assert np.isnan(after[:, :, 0].astype(float)).all()
+        assert np.isnan(after[:, :, 1].astype(float)).all()
+        assert not after[:, :, 2].astype(bool).any()
+    # Segments: bars [0, r0], [r0 + 1, r1], ..., [r_last + 1, end): each restarts from zero.
+    starts = [0] + [r + 1 for r in resets]
+    stops = [r + 1 for r in resets] + [len(frame)]
+    for j, (kind, n) in enumerate(run.resettable):
+        source = SOURCE_OF[kind]
+        what = f"{symbol} {kind}({n}) reset at {resets}"
+        want = np.concatenate([ref_rolling(kind, frame.iloc[a:b], n, source) for a, b in zip(starts, stops)])
+        want_ready = np.concatenate([np.arange(b - a) >= ready_from(kind, n) for a, b in zip(starts, stops)])
+        atol = std_atol(frame) if kind == "std" else 0.0
+        assert_series(values[:, j], want, what, atol=atol)
+        # prev: the value before the latest update, i.e. NaN at a segment's first bar.
+        want_prev = np.r_[np.nan, values[:-1, j]]
+        want_prev[[a for a in starts if a < len(frame)]] = np.nan
+        assert_series(prevs[:, j], want_prev, what + " .prev")
+        assert (ready[:, j] == want_ready).all(), what + " is_ready"
+
+
+def test_get_for_other_symbols_reads_their_latest_bar(run, data):
+    """From on_tick, ``get(symbol)`` of every symbol, active at the tick or not, is its
+    value as of its latest bar so far (NaN before its first bar)."""
+    now = np.array([t for t, _ in run.ticks])
+    keys = [("mean", 14, "close"), ("rsi", 14, "close"), ("atr", 14, "close")]
+    for symbol in SYMBOLS:
+        frame = data[symbol]
+        ts = i8(frame.index)
+        last = np.searchsorted(ts, now, side="right") - 1  # latest bar index, -1 before the first
+        got = np.array([d[symbol] for _, d in run.ticks], dtype=object)
+        for j, key in enumerate(keys):
+            ref = ref_rolling(key[0], frame, key[1], key[2])
+            want = np.where(last >= 0, ref[np.maximum(last, 0)], np.nan)
+            want_prev = np.where(last >= 1, ref[np.maximum(last - 1, 0)], np.nan)
+            assert_series(got[:, j, 0].astype(float), want, f"{symbol} {key} get() in on_tick")
+            assert_series(got[:, j, 1].astype(float), want_prev, f"{symbol} {key} previous() in on_tick")
+            assert (got[:, j, 2].astype(bool) == (last >= ready_from(key[0], key[1]))).all()
+
+
+def test_invalid_windows_are_refused(data):
+    for kind, n in (("std", 1), ("mean", 0), ("ema", 0)):
+        class Bad(tickstep.Strategy):
+            def init(self, kind=kind, n=n):
+                self.indicator(kind, n)
+
+        with pytest.raises(tickstep.ConfigError):
+            tickstep.Backtest({"AAA": data["AAA"].iloc[:50]}, Bad).run()
+
+
+# ---- rolling caches on a higher timeframe ------------------------------------------------------
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS)
+@pytest.mark.parametrize("period", list(HTF_SPECS))
+def test_timeframe_indicators_match_reference_on_completed_candles(run, data, symbol, period):
+    frame = data[symbol]
+    candles = resample(frame, period)
+    done = completed_counts(i8(frame.index), int(pd.Timedelta(period).value))  # "15m": minutes
+    assert done[-1] in (len(candles) - 1, len(candles)) and (np.diff(done) >= 0).all()  # self-check
+    values, prevs, ready = recorded(run, symbol, "htf")
+    keys = list(run.htf)
+    for spec in HTF_SPECS[period]:
+        j = keys.index((period, spec))
+        kind, n, source = spec
+        what = f"{symbol} {kind}({n}, {source})@{period}"
+        ref = ref_rolling(kind, candles, n, source)
+
+        def ref_at(k, ref=ref):
+            return np.where(k >= 1, ref[np.clip(k - 1, 0, len(ref) - 1)], np.nan)
+
+        atol = std_atol(frame) if kind == "std" else 0.0
+        # At each bar: the statistic of the candles completed so far...
+        assert_series(values[:, j], ref_at(done), what, atol=atol)
+        # ... prev is its value one candle earlier, ready once n candles completed...
+        assert_series(prevs[:, j], ref_at(done - 1), what + " .prev", atol=atol)
+        assert (ready[:, j] == (done > ready_from(kind, n))).all(), what + " is_ready"
+        # ... and it only changes on a bar that completes a candle.
+        changed = ~same_or_both_nan(values[1:, j], values[:-1, j])
+        completed = done[1:] > done[:-1]
+        assert not (changed & ~completed).any(), what + " changed without a completed candle"
+
+
+# ---- self.I: vectorised indicators revealed bar by bar ------------------------------------------
+
+
+def _ewm_range(df, span):
+    return (df["high"] - df["low"]).ewm(span=span).mean()
+
+
+class Revealer(tickstep.Strategy):
+    def init(self):
+        self.seen = {}
+
+        def position(series):
+            self.seen.setdefault("position", []).append(series)
+            return np.arange(len(series), dtype=float)
+
+        self.series = {
+            "position": self.I(position),
+            "sma5": self.I(lambda s: s.rolling(5).mean(), name="sma5"),
+            "range": self.I(_ewm_range, 3, source=None),
+            "scaled": self.I(lambda s, k, scale=1.0: s.pct_change(k) * scale, 2, scale=100.0,
+                             source="volume", name="scaled"),
+        }
+        self.rec = {s: [] for s in self.symbols}
+        self.ticks = []
+
+    def next(self, symbol):
+        self.rec[symbol].append([(i.value, i.prev, i.is_ready()) for i in self.series.values()])
+
+    def on_tick(self):
+        pos = self.series["position"]
+        self.ticks.append((self.now, {s: (pos.get(s), pos.previous(s), pos.is_ready(s))
+                                      for s in self.symbols}))
+
+
+def full_series(frame):
+    return {
+        "position": np.arange(len(frame), dtype=float),
+        "sma5": frame["close"].rolling(5).mean().to_numpy(),
+        "range": _ewm_range(frame, 3).to_numpy(),
+        "scaled": (frame["volume"].pct_change(2) * 100.0).to_numpy(),
+    }
+
+
+@pytest.fixture(scope="module")
+def revealed(data):
+    return tickstep.Backtest(data, Revealer, cash=1e6).run().strategy
+
+
+def test_I_gets_each_symbols_full_history(revealed, data):
+    seen = revealed.seen["position"]
+    assert [len(s) for s in seen] == [len(data[s]) for s in revealed.symbols]
+    for series, symbol in zip(seen, revealed.symbols):
+        assert (i8(series.index) == i8(data[symbol].index)).all()
+        assert (series.to_numpy() == data[symbol]["close"].to_numpy()).all()
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS)
+def test_I_values_are_revealed_bar_by_bar(revealed, data, symbol):
+    frame = data[symbol]
+    got = np.array(revealed.rec[symbol], dtype=object)
+    assert got.shape[0] == len(frame)
+    for j, (name, full) in enumerate(full_series(frame).items()):
+        what = f"{symbol} I({name})"
+        # At bar i: func(full history)[i], prev = [i - 1]: never a value of a later bar.
+        assert_series(got[:, j, 0].astype(float), full, what)
+        assert_series(got[:, j, 1].astype(float), np.r_[np.nan, full[:-1]], what + " .prev")
+        first = np.flatnonzero(~np.isnan(full))[0]
+        assert (got[:, j, 2].astype(bool) == (np.arange(len(frame)) >= first)).all(), what + " is_ready"
+
+
+def test_I_is_never_visible_ahead_of_its_bar_from_other_symbols(revealed, data):
+    """Read from on_tick for every symbol: the value is that symbol's bar index as of the
+    tick (so a value of a bar not yet processed can never be read), NaN before its first
+    bar."""
+    now = np.array([t for t, _ in revealed.ticks])
+    for symbol in SYMBOLS:
+        last = np.searchsorted(i8(data[symbol].index), now, side="right") - 1
+        got = np.array([d[symbol] for _, d in revealed.ticks], dtype=object)
+        want = np.where(last >= 0, last, np.nan).astype(float)
+        assert_series(got[:, 0].astype(float), want, f"{symbol} I(position).get()")
+        assert_series(got[:, 1].astype(float), np.where(last >= 1, last - 1, np.nan).astype(float),
+                      f"{symbol} I(position).previous()")
+        assert (got[:, 2].astype(bool) == (last >= 0)).all()
+
+
+def test_I_refuses_a_wrong_length(data):
+    class Short(tickstep.Strategy):
+        def init(self):
+            self.I(lambda s: s.to_numpy()[:-1])
+
+    with pytest.raises(ValueError, match="shape"):
+        tickstep.Backtest({"AAA": data["AAA"].iloc[:50]}, Short).run()
+
+
+def test_I_cannot_be_reset(data):
+    class ResetSeries(tickstep.Strategy):
+        def init(self):
+            self.x = self.I(lambda s: s.to_numpy())
+
+        def next(self, symbol):
+            self.x.reset()
+
+    with pytest.raises(tickstep.ConfigError):
+        tickstep.Backtest({"AAA": data["AAA"].iloc[:50]}, ResetSeries).run()
