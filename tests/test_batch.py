@@ -10,7 +10,7 @@ import pytest
 import tickstep
 import tickstep.data as td
 from pandas.testing import assert_frame_equal
-from test_batch_helpers import CrashOn, RaiseOn
+from test_batch_helpers import CrashOn, RaiseOn, add_to_path
 from tickstep.batch import SequentialExecutor, expand_grid, optimize, resolve_strategy, run_batch
 from tickstep.batch.worker import run_stats
 from tickstep.strategies import RsiMeanReversion
@@ -192,3 +192,38 @@ def test_own_progress_bar_without_tqdm(monkeypatch, capsys):
     bar.close()
     err = capsys.readouterr().err
     assert "4/4" in err and "jobs/s" in err and "ETA" in err
+
+
+def test_dask_workers_follow_edited_strategy_code(market, tmp_path, dask_client):
+    import importlib
+    import shutil
+
+    name = f"edited_{tmp_path.name}"
+    source = (
+        "from tickstep.strategies import RsiMeanReversion\n\n"
+        "class Edited(RsiMeanReversion):\n    oversold = {}\n"
+    )
+
+    def write(value):
+        (tmp_path / f"{name}.py").write_text(source.format(value))
+        shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+        importlib.invalidate_caches()
+
+    write(25.0)
+    sys.path.insert(0, str(tmp_path))
+    dask_client.run(add_to_path, str(tmp_path))
+    try:
+        module = importlib.import_module(name)
+        kwargs = {"cache": False, "scratch_dir": tmp_path, "executor": dask_client}
+        before = run_batch(module.Edited, market, **kwargs)
+        write(40.0)  # the workers imported the old file: they must reload it
+        importlib.reload(module)
+        after = run_batch(module.Edited, market, **kwargs)
+        assert (after["status"] == "ok").all(), after["error"].iloc[0]
+        expected = run_batch(RsiMeanReversion, market, params={"oversold": 40.0},
+                             executor="sequential", cache=False, scratch_dir=tmp_path)
+        assert_frame_equal(_comparable(after), _comparable(expected).drop(columns="oversold"))
+        assert not before["Equity Final [$]"].equals(after["Equity Final [$]"])
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop(name, None)

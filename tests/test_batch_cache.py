@@ -130,7 +130,8 @@ def _write_module(directory: Path, name: str, text: str) -> None:
     importlib.invalidate_caches()
 
 
-def test_changed_strategy_code_misses(market, tmp_path, monkeypatch):
+@pytest.mark.parametrize("executor", [None, "sequential"])
+def test_changed_strategy_code_misses(market, tmp_path, monkeypatch, executor):
     monkeypatch.syspath_prepend(str(tmp_path))
     strategy_name, helper_name = f"strat_{tmp_path.name}", f"helper_{tmp_path.name}"
     _write_module(tmp_path, helper_name, HELPER_V1)
@@ -138,16 +139,17 @@ def test_changed_strategy_code_misses(market, tmp_path, monkeypatch):
     module = importlib.import_module(strategy_name)
     helper = importlib.import_module(helper_name)
     cache = tmp_path / "cache"
+    kw = {"scratch_dir": tmp_path, "executor": executor}
     try:
-        first = _run(module.Hold, market, cache, scratch_dir=tmp_path)
+        first = _run(module.Hold, market, cache, **kw)
         assert _counts(first) == (0, 12)
-        assert _counts(_run(module.Hold, market, cache, scratch_dir=tmp_path)) == (12, 0)
+        assert _counts(_run(module.Hold, market, cache, **kw)) == (12, 0)
 
         # The strategy's own module changes: everything misses, results follow the code.
         _write_module(tmp_path, strategy_name,
                       STRATEGY_V1.format(helper=helper_name).replace("size=1", "size=2"))
         importlib.reload(module)
-        rows = _run(module.Hold, market, cache, scratch_dir=tmp_path)
+        rows = _run(module.Hold, market, cache, **kw)
         assert _counts(rows) == (0, 12)
         assert not np.allclose(rows.sort_index()["Equity Final [$]"],
                                first.sort_index()["Equity Final [$]"])
@@ -156,8 +158,8 @@ def test_changed_strategy_code_misses(market, tmp_path, monkeypatch):
         _write_module(tmp_path, helper_name, HELPER_V1.replace("1", "2"))
         importlib.reload(helper)
         importlib.reload(module)
-        assert _counts(_run(module.Hold, market, cache, scratch_dir=tmp_path)) == (0, 12)
-        assert _counts(_run(module.Hold, market, cache, scratch_dir=tmp_path)) == (12, 0)
+        assert _counts(_run(module.Hold, market, cache, **kw)) == (0, 12)
+        assert _counts(_run(module.Hold, market, cache, **kw)) == (12, 0)
     finally:
         sys.modules.pop(strategy_name, None)
         sys.modules.pop(helper_name, None)

@@ -48,3 +48,11 @@ class Sleepy(RaiseOn):
     def init(self):
         super().init()
         time.sleep(self.delay)
+
+
+def add_to_path(directory: str) -> None:
+    """Put ``directory`` first on this process's ``sys.path`` (for ``Client.run``)."""
+    import sys
+
+    if directory not in sys.path:
+        sys.path.insert(0, directory)

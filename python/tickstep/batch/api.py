@@ -29,8 +29,9 @@ from tickstep.batch.jobs import (
     resolve_strategy,
 )
 from tickstep.batch.progress import make_progress
-from tickstep.batch.sources import close_stores, prepare_data
+from tickstep.batch.sources import close_stores, forget_loaded, prepare_data, seed
 from tickstep.batch.worker import Chunk
+from tickstep.batch.worker import forget as forget_backtests
 from tickstep.data import MarketColumns, SymbolBars
 from tickstep.metrics import STAT_LABELS
 from tickstep.strategy import Strategy
@@ -280,8 +281,11 @@ def run_batch(
             backend = make_backend(executor, len(missing), max_workers)
             size = chunk_size or _chunk_size(len(missing), backend.capacity)
             source = prepared.source()
+            if prepared.loaded is not None:
+                seed(source, prepared.loaded)
             chunks = [
-                Chunk(ref, source, engine_options, options_fp, tuple(missing[i : i + size]))
+                Chunk(ref, code_fp, source, engine_options, options_fp,
+                      tuple(missing[i : i + size]))
                 for i in range(0, len(missing), size)
             ]
             bar = make_progress(progress, len(jobs), len(rows))
@@ -304,6 +308,8 @@ def run_batch(
                 bar.close()
     finally:
         close_stores()
+        forget_loaded()
+        forget_backtests()
         if store is not None and store is not cache:
             store.close()
     frame = _frame(jobs, rows, maximize)

@@ -313,6 +313,20 @@ def prefetch(source: DataSource, symbols: Sequence[str]) -> None:
             _remember((source.token, b.symbol), b, row)
 
 
+def seed(source: DataSource, columns: MarketColumns) -> None:
+    """Put bars this process already holds into its cache, as if loaded from ``source``.
+
+    The parent seeds what it loaded to fingerprint the data; workers forked afterwards
+    share those pages copy-on-write instead of loading them again (nothing is pickled).
+    Workers started any other way (spawned, Dask) load from ``source`` themselves.
+    """
+    with _LOCK:
+        meta = columns.metadata
+        for b in columns.bars:
+            row = meta.loc[[b.symbol]] if meta is not None and b.symbol in meta.index else None
+            _remember((source.token, b.symbol), b, row)
+
+
 def market_for(source: DataSource, symbols: Sequence[str]) -> tuple[_core.Market, pd.DataFrame | None]:
     """The core `Market` of ``symbols`` and their metadata, cached per process."""
     key = (source.token, tuple(symbols))
@@ -366,6 +380,9 @@ class PreparedData:
     fingerprints: dict[str, str]
     _source: DataSource | None
     _materialize: Callable[[], DataSource] | None = None
+    #: The bars, when this process holds them anyway (in-memory data, or loaded to
+    #: fingerprint a store); None when the fingerprints came from the cache.
+    loaded: MarketColumns | None = None
 
     def source(self) -> DataSource:
         """The workers' data source (writing a snapshot first, if one is needed)."""
@@ -478,10 +495,10 @@ def prepare_data(
         if payload is not None and len(payload) < 1 << 16:
             token = _digest(repr(store), *sorted(fingerprints.values()))
             src = DataSource("store-object", repr(store), token, start, end, options, payload)
-            return PreparedData(sorted(fingerprints), fingerprints, src)
+            return PreparedData(sorted(fingerprints), fingerprints, src, loaded=columns)
         return PreparedData(
             sorted(fingerprints), fingerprints, None,
-            _snapshot_source(lambda: columns, fingerprints, scratch),
+            _snapshot_source(lambda: columns, fingerprints, scratch), loaded=columns,
         )
     if options:
         raise TypeError(f"unexpected load options for in-memory data: {sorted(load_options)}")
@@ -494,7 +511,7 @@ def prepare_data(
     selected = columns
     return PreparedData(
         sorted(fingerprints), fingerprints, None,
-        _snapshot_source(lambda: selected, fingerprints, scratch),
+        _snapshot_source(lambda: selected, fingerprints, scratch), loaded=columns,
     )
 
 
@@ -530,10 +547,11 @@ def _stat_keyed(
         fingerprints = fingerprint_columns(loaded[0])
         if cache is not None:
             cache.put_fingerprint(identity, fingerprints)
+    held = loaded[0] if loaded else None
     if snapshot_dir is not None:
         materialize = _snapshot_source(
             lambda: loaded[0] if loaded else load(), fingerprints, snapshot_dir
         )
-        return PreparedData(sorted(fingerprints), fingerprints, None, materialize)
+        return PreparedData(sorted(fingerprints), fingerprints, None, materialize, held)
     src = DataSource(kind, location, identity, start, end, options)
-    return PreparedData(sorted(fingerprints), fingerprints, src)
+    return PreparedData(sorted(fingerprints), fingerprints, src, loaded=held)

@@ -10,7 +10,9 @@ A job's exception never escapes: it becomes that job's row.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
+import sys
 import threading
 import time
 import traceback
@@ -23,7 +25,7 @@ import pandas as pd
 
 from tickstep import _core
 from tickstep.backtest import Backtest
-from tickstep.batch.jobs import Job, StrategyRef
+from tickstep.batch.jobs import Job, StrategyRef, code_fingerprint
 from tickstep.batch.sources import DataSource, market_for, prefetch
 from tickstep.metrics import compute_stats
 from tickstep.strategy import Strategy
@@ -38,6 +40,7 @@ class Chunk:
     """A few jobs sharing a strategy, a data source and engine options."""
 
     strategy: StrategyRef
+    code_key: str
     source: DataSource
     options: dict[str, Any]
     options_key: str
@@ -45,21 +48,43 @@ class Chunk:
 
 
 _LOCK = threading.RLock()
-_CLASSES: dict[str, type[Strategy]] = {}
+_CLASSES: dict[tuple[str, str], type[Strategy]] = {}
 _BACKTESTS: OrderedDict[tuple[Any, ...], Backtest] = OrderedDict()
 _BACKTESTS_KEPT = 16
 
 
-def _strategy_class(ref: StrategyRef) -> type[Strategy]:
-    token = ref.token
-    cls = _CLASSES.get(token)
-    if cls is None:
-        cls = _CLASSES[token] = ref.load()
+def _strategy_class(ref: StrategyRef, code_key: str) -> type[Strategy]:
+    """The class, checked to be the code the caller hashed into the cache keys."""
+    if ref.cls is not None:  # in the caller's own process
+        return ref.cls
+    key = (ref.token, code_key)
+    cls = _CLASSES.get(key)
+    if cls is not None:
+        return cls
+    cls = ref.load()
+    if ref.payload is None and code_fingerprint(cls) != code_key:
+        # A long-lived worker (Dask) imported the module before it was edited.
+        importlib.reload(sys.modules[cls.__module__])
+        cls = ref.load()
+        if code_fingerprint(cls) != code_key:
+            raise RuntimeError(
+                f"the code of {ref.name} in this worker differs from the caller's; the "
+                "workers run other files or an older import (restart them)"
+            )
+    _CLASSES[key] = cls
     return cls
 
 
+def forget() -> None:
+    """Drop this process's cached backtests and strategy classes."""
+    with _LOCK:
+        _BACKTESTS.clear()
+        _CLASSES.clear()
+
+
 def _backtest(chunk: Chunk, cls: type[Strategy], symbols: tuple[str, ...]) -> Backtest:
-    key = (chunk.source.token, symbols, chunk.strategy.token, chunk.options_key)
+    # Keyed by the class object itself: a reloaded module's class is a new backtest.
+    key = (chunk.source.token, symbols, cls, chunk.options_key)
     with _LOCK:
         bt = _BACKTESTS.get(key)
         if bt is not None:
@@ -99,8 +124,11 @@ def run_stats(bt: Backtest, params: dict[str, Any]) -> pd.Series:
         on_tick=strategy.on_tick if cls.on_tick is not Strategy.on_tick else None,
     )
     raw = engine.trades()
-    trades = pd.DataFrame({c: raw[c] for c in _TRADE_STAT_COLUMNS})
     eq = engine.equity()
+    # The core's objects must die on this thread: a profiler holding this frame (Dask's
+    # samples every worker thread) would otherwise free them on its own thread.
+    del engine, ctx, strategy
+    trades = pd.DataFrame({c: raw[c] for c in _TRADE_STAT_COLUMNS})
     equity = pd.DataFrame(
         {"equity": eq["equity"], "gross_exposure": eq["gross_exposure"]}, index=_times(eq["ts"])
     )
@@ -131,7 +159,10 @@ def _plain(value: Any) -> Any:
 
 
 def _error_text(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc)).rstrip()
+    text = "".join(traceback.format_exception(exc)).rstrip()
+    # Free the failed run's objects now, on this thread (see run_stats).
+    traceback.clear_frames(exc.__traceback__)
+    return text
 
 
 def run_chunk(chunk: Chunk) -> list[dict[str, Any]]:
@@ -142,7 +173,7 @@ def run_chunk(chunk: Chunk) -> list[dict[str, Any]]:
     """
     rows = []
     try:
-        cls = _strategy_class(chunk.strategy)
+        cls = _strategy_class(chunk.strategy, chunk.code_key)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
