@@ -189,6 +189,17 @@ impl CandleSeries {
         done
     }
 
+    /// A base bar that belongs to no bucket (e.g. outside the session) still tells the
+    /// time: once `now` reaches the forming candle's end, that candle is complete.
+    pub fn observe_time(&mut self, now: i64) -> Completed {
+        let mut done = Completed::default();
+        if self.forming.is_some_and(|f| now >= f.end) {
+            let forming = self.forming.take().expect("checked above");
+            self.complete(forming, &mut done);
+        }
+        done
+    }
+
     fn complete(&mut self, candle: Candle, done: &mut Completed) {
         if self.completed.len() == self.capacity {
             self.completed.pop_front();

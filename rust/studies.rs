@@ -196,19 +196,21 @@ impl Studies {
                 Buckets::Clock { period, origin } => clock_bucket(ts, *period, *origin),
                 Buckets::Given { labels, ends } => (labels[s][i], ends[s][i]),
             };
-            if label == i64::MIN {
-                continue;
-            }
-            let done = tf.series[s].update(
-                label,
-                end,
-                ts.saturating_add(tf.base_interval),
-                o,
-                h,
-                l,
-                c,
-                v,
-            );
+            let done = if label == i64::MIN {
+                // Outside any bucket: no prices join a candle, but time has passed.
+                tf.series[s].observe_time(ts)
+            } else {
+                tf.series[s].update(
+                    label,
+                    end,
+                    ts.saturating_add(tf.base_interval),
+                    o,
+                    h,
+                    l,
+                    c,
+                    v,
+                )
+            };
             for candle in done.iter() {
                 for &id in &self.by_timeframe[tf_id] {
                     if let Study::Rolling { per_symbol, .. } = &mut self.studies[id] {

@@ -169,17 +169,21 @@ def session_buckets_expected(frame, period, open_="09:30", close="16:00"):
 
 
 def wallclock_buckets_expected(frame, period):
-    """Exchange buckets without a session: local calendar days (``1d``), local 4h blocks
-    from midnight; for 5m/15m/1h New York's whole-hour offset makes local boundaries the
+    """Exchange buckets without a session: local calendar days (``1d``), 4h blocks counted
+    in absolute time from the local midnight; for 5m/15m/1h New York's whole-hour offset makes local boundaries the
     UTC ones, so the repeated hour of the fall change gives two candles, as in pandas."""
     t, day, _ = local_clock(frame)
     if period in ("5m", "15m", "1h"):
         return clock_buckets(frame, period)
     if period == "1d":
         return to_utc(day), to_utc(day + pd.Timedelta(days=1))
-    p = pd.Timedelta(ns(period))
-    lab_local = t.floor(p)
-    return to_utc(lab_local), to_utc(lab_local + p)
+    # Longer intraday periods: absolute durations counted from the local date's midnight
+    # instant, the last one cut at the next local midnight (the documented rule).
+    p = ns(period)
+    start, stop = to_utc(day), to_utc(day + pd.Timedelta(days=1))
+    utc_ns = i8(frame.index)
+    lab = start + (utc_ns - start) // p * p
+    return lab, np.minimum(lab + p, stop)
 
 
 def candles_from_buckets(frame, label, end):

@@ -49,24 +49,39 @@ class Candle(NamedTuple):
         return pd.Timestamp(self.ts, tz="UTC")
 
 
+_UNITS = {"s": "s", "sec": "s", "m": "min", "min": "min", "t": "min", "h": "h", "hr": "h",
+          "d": "D", "day": "D", "w": "W", "wk": "W"}
+
+
 def parse_period(period: str | pd.Timedelta | int) -> int:
-    """A period such as ``"5m"``, ``"15min"``, ``"4h"``, ``"1d"`` -> nanoseconds."""
+    """A period such as ``"5m"``, ``"15min"``, ``"4h"``, ``"1d"`` -> nanoseconds.
+
+    ``m`` means minutes, as traders write it; an int is taken as nanoseconds."""
     if isinstance(period, (int, np.integer)):
         ns = int(period)
+    elif isinstance(period, str):
+        text = period.strip()
+        digits = len(text) - len(text.lstrip("0123456789"))
+        unit = _UNITS.get(text[digits:].strip().lower())
+        if digits and unit:
+            text = text[:digits] + unit
+        try:
+            ns = int(pd.Timedelta(text).value)
+        except ValueError:
+            raise ValueError(f"cannot read timeframe {period!r}: use e.g. 5m, 15m, 1h, 4h, 1d") from None
     else:
-        text = period.strip() if isinstance(period, str) else period
-        if isinstance(text, str) and text.endswith("m") and text[:-1].isdigit():
-            text = text + "in"  # "5m" is minutes here, as traders write it
-        ns = int(pd.Timedelta(text).value)
+        ns = int(pd.Timedelta(period).value)
     if ns <= 0:
         raise ValueError(f"a timeframe period must be positive, got {period!r}")
     return ns
 
 
-def _local_instants(naive_local: np.ndarray, tz: str) -> np.ndarray:
-    """Wall-clock times in ``tz`` (naive datetime64[ns]) -> int ns UTC."""
-    idx = pd.DatetimeIndex(naive_local).tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward")
-    return idx.tz_convert("UTC").asi8
+def _wall_offset(text: str) -> int:
+    parts = text.strip().split(":")
+    if not 2 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"session time {text!r}: expected HH:MM or HH:MM:SS")
+    h, m, sec = (int(p) for p in parts + ["0"] * (3 - len(parts)))
+    return ((h * 60 + m) * 60 + sec) * 10**9
 
 
 def session_buckets(
@@ -77,37 +92,55 @@ def session_buckets(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bucket (label, end) of each bar for candles aligned to the exchange's own clock.
 
-    A period of a day or more gives one candle per session date in ``timezone``; shorter
-    periods count from the session open (or local midnight). With ``session=(open,
-    close)`` (local wall times, e.g. ``("09:30", "16:00")``), bars outside it belong to no
-    candle and the last candle of a session ends at the close.
+    Each local date in ``timezone`` is a session, from ``session[0]`` to ``session[1]``
+    local wall time (default: midnight to midnight). A period of one day gives one candle
+    per session; shorter periods are absolute durations counted from the session's start
+    instant (so an hour stays an hour across a DST change, as in pandas), the last one cut
+    at the session's end. Bars outside the session belong to no candle (label int64 min).
     """
     day = 86_400 * 10**9
-    local = pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).tz_convert(timezone).tz_localize(None)
-    local_ns = local.asi8
-    midnight = local.normalize().asi8
     if session is not None:
-        open_off = int(pd.Timedelta(session[0] + ":00" if session[0].count(":") == 1 else session[0]).value)
-        close_off = int(pd.Timedelta(session[1] + ":00" if session[1].count(":") == 1 else session[1]).value)
+        open_off, close_off = _wall_offset(session[0]), _wall_offset(session[1])
         if not open_off < close_off:
             raise ValueError(f"session {session!r}: the open must be before the close")
     else:
         open_off, close_off = 0, day
-    start = midnight + open_off
-    stop = midnight + close_off
-    if period_ns >= day:
-        if period_ns != day:
-            raise ValueError("exchange-aligned candles longer than one session are not supported; use align='utc'")
-        label_local, end_local = start, stop
+    if period_ns > day:
+        raise ValueError("exchange-aligned candles longer than one session are not supported; use align='utc'")
+    utc = pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).as_unit("ns")
+    local = utc.tz_convert(timezone)
+    wall = local.tz_localize(None).asi8
+    # A wall time that occurs twice (DST fall-back) is resolved like the bar itself: the
+    # bar is on summer time when its UTC offset exceeds the zone's standard offset.
+    offset = wall - utc.asi8
+    summer = offset > _standard_offset(timezone, utc)
+    midnight = local.tz_localize(None).normalize().asi8
+    start = _localize(midnight + open_off, timezone, summer)
+    stop = _localize(midnight + close_off, timezone, summer)
+    t = utc.asi8
+    if period_ns == day:
+        labels, ends = start, stop
     else:
-        k = (local_ns - start) // period_ns
-        label_local = start + k * period_ns
-        end_local = np.minimum(label_local + period_ns, stop)
-    outside = (local_ns < start) | (local_ns >= stop)
-    labels = _local_instants(label_local.astype("datetime64[ns]"), timezone)
-    ends = _local_instants(end_local.astype("datetime64[ns]"), timezone)
-    labels = np.where(outside | (labels == _INT64_MIN), _INT64_MIN, labels).astype(np.int64)
+        labels = start + (t - start) // period_ns * period_ns
+        ends = np.minimum(labels + period_ns, stop)
+    outside = (t < start) | (t >= stop)
+    labels = np.where(outside, _INT64_MIN, labels).astype(np.int64)
     return np.ascontiguousarray(labels), np.ascontiguousarray(ends.astype(np.int64))
+
+
+def _standard_offset(timezone: str, utc: pd.DatetimeIndex) -> int:
+    """The zone's standard (non-summer) UTC offset in ns: the smaller of January's and
+    July's, in the years the bars span (summer time adds to it in both hemispheres)."""
+    years = sorted({utc[0].year, utc[-1].year}) if len(utc) else [2000]
+    probes = pd.DatetimeIndex([f"{y}-{m}-15" for y in years for m in (1, 7)], tz="UTC").tz_convert(timezone)
+    return int(np.min(probes.tz_localize(None).asi8 - probes.tz_convert("UTC").tz_localize(None).asi8))
+
+
+def _localize(wall_ns: np.ndarray, timezone: str, summer: np.ndarray) -> np.ndarray:
+    """Local wall times -> int ns UTC; repeated wall times take the bar's own DST flag,
+    skipped ones move forward."""
+    idx = pd.DatetimeIndex(wall_ns.astype("datetime64[ns]"))
+    return idx.tz_localize(timezone, ambiguous=summer, nonexistent="shift_forward").asi8
 
 
 class Timeframe:
@@ -136,7 +169,8 @@ class Timeframe:
         return None if raw is None else Candle(*raw)
 
     def at(self, when: Any, symbol: str | None = None) -> Candle | None:
-        """The completed candle whose bucket contains ``when`` (binary search)."""
+        """The latest completed candle starting at or before ``when`` (binary search):
+        the one whose bucket contains it, or the one before an empty or forming bucket."""
         ns = when if isinstance(when, (int, np.integer)) else pd.Timestamp(when).value
         raw = self._ctx.candle_at(self.id, self._resolve(symbol), int(ns))
         return None if raw is None else Candle(*raw)
