@@ -155,7 +155,7 @@ class PostgresStore(BarStore):
             f"IDENTITY PRIMARY KEY, symbol TEXT NOT NULL UNIQUE, {meta_cols})"
         )
         self._run(
-            "CREATE TABLE IF NOT EXISTS bars (symbol_id INTEGER NOT NULL REFERENCES symbols, "
+            "CREATE TABLE IF NOT EXISTS bars (symbol_id INTEGER NOT NULL, "
             "ts BIGINT NOT NULL, open DOUBLE PRECISION NOT NULL, high DOUBLE PRECISION NOT "
             "NULL, low DOUBLE PRECISION NOT NULL, close DOUBLE PRECISION NOT NULL, "
             "volume DOUBLE PRECISION NOT NULL, PRIMARY KEY (symbol_id, ts))"
@@ -224,6 +224,9 @@ class PostgresStore(BarStore):
             if meta is not None:
                 self._write_metadata(meta, in_transaction=True)
             self._stage("_tickstep_bars_in", stage_table(market, ids))
+            # A fresh temp table has no statistics; without them the planner may pick
+            # a nested loop over millions of rows for the merge.
+            self._run("ANALYZE _tickstep_bars_in")
             changed = self._merge_bars(on_conflict, {v: k for k, v in ids.items()})
             self._run("DROP TABLE _tickstep_bars_in")
             self._con.commit()
@@ -248,9 +251,11 @@ class PostgresStore(BarStore):
                 "DELETE FROM bars b USING _tickstep_bars_in n "
                 f"WHERE b.symbol_id = n.symbol_id AND b.ts = n.ts AND ({differs})"
             )
+        # Rows already stored with the same values are skipped (re-ingesting adds nothing).
         return self._run(
-            "INSERT INTO bars SELECT * FROM _tickstep_bars_in ORDER BY symbol_id, ts "
-            "ON CONFLICT (symbol_id, ts) DO NOTHING"
+            "INSERT INTO bars SELECT n.* FROM _tickstep_bars_in n WHERE NOT EXISTS ("
+            "SELECT 1 FROM bars b WHERE b.symbol_id = n.symbol_id AND b.ts = n.ts) "
+            "ORDER BY n.symbol_id, n.ts"
         )
 
     # --- reading ---------------------------------------------------------------------------

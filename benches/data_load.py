@@ -1,0 +1,132 @@
+"""Data loading benchmark: ``python benches/data_load.py [--repeat N] [--pg-url URL]``.
+
+Data: ``tickstep.data.sample(20, 100, hours="24h", missing=0, seed=1)``, i.e. 20 symbols x
+144,000 minute bars = 2,880,000 bars, made once outside every timed section.
+
+Workloads (each timed ``--repeat`` times; the median is reported, with bars/s):
+
+- ``sample``: generating that data set (vectorised numpy).
+- ``door``: ``to_market_columns`` on a mapping of 20 DataFrames (validation, copies).
+- ``duckdb load``: ``Store(path, read_only=True).load()`` of all 20 symbols from a store
+  file: the metadata query, the one bars query, Arrow -> numpy, the door's checks.
+- ``duckdb load -> engine``: the same plus copying the columns into the Rust core
+  (``tickstep.backtest.market_from_columns``): a ready engine. Skipped when the
+  compiled extension is not built.
+- ``duckdb rth``, ``duckdb 1h``, ``duckdb rth+1D``: loads with SQL-side filters (regular
+  NYSE hours; hourly and daily resampling).
+- ``postgres load`` (and ``-> engine``, ``rth``, ``1h``): the same from PostgreSQL when a
+  URL is given (``--pg-url`` or ``TICKSTEP_PG_URL``; ``bash .ci/start-postgres.sh``
+  starts a local server and prints one). Works in a scratch schema, dropped at the end.
+
+Ingest times (one run each) are printed too. The issue's targets: DuckDB store to a ready
+engine in <= 1 s; PostgreSQL at >= 1,000,000 bars/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import tickstep.data as td
+
+try:
+    from tickstep.backtest import market_from_columns
+except ImportError:  # the compiled extension is not built
+    market_from_columns = None
+
+
+def timed(fn: Callable[[], object], repeat: int) -> tuple[float, list[float]]:
+    fn()  # warm caches and imports outside the timings
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+def report(rows: list[dict], name: str, median: float, times: list[float], bars: int) -> None:
+    row = {
+        "workload": name,
+        "median_s": round(median, 4),
+        "bars": bars,
+        "bars_per_s": round(bars / median),
+        "times_s": [round(t, 4) for t in times],
+    }
+    rows.append(row)
+    print(f"{name:<26} {median:8.3f} s   {bars / median / 1e6:7.2f} M bars/s   ({bars:,} bars)")
+
+
+def store_workloads(rows, label, store, repeat, n_bars) -> None:
+    median, times = timed(store.load, repeat)
+    report(rows, f"{label} load", median, times, n_bars)
+    if market_from_columns is not None:
+        median, times = timed(lambda: market_from_columns(store.load()), repeat)
+        report(rows, f"{label} load -> engine", median, times, n_bars)
+    for name, kw in (
+        ("rth", {"regular_hours": True}),
+        ("1h", {"timeframe": "1h"}),
+        ("rth+1D", {"regular_hours": True, "timeframe": "1D"}),
+    ):
+        median, times = timed(lambda kw=kw: store.load(**kw), repeat)
+        report(rows, f"{label} {name}", median, times, n_bars)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--pg-url", default=os.environ.get("TICKSTEP_PG_URL"))
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+
+    rows: list[dict] = []
+    spec = {"symbols": 20, "days": 100, "hours": "24h", "missing": 0, "seed": 1}
+    market = td.sample(**spec)
+    n = market.n_bars
+    print(f"data: sample({spec}) -> {len(market.symbols)} symbols, {n:,} bars\n")
+
+    median, times = timed(lambda: td.sample(**spec), max(1, args.repeat // 2))
+    report(rows, "sample", median, times, n)
+    frames = {b.symbol: b.to_frame() for b in market.bars}
+    median, times = timed(lambda: td.to_market_columns(frames), args.repeat)
+    report(rows, "door", median, times, n)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "market.duckdb"
+        with td.Store(path) as store:
+            t0 = time.perf_counter()
+            store.ingest(market)
+            print(f"{'duckdb ingest (once)':<26} {time.perf_counter() - t0:8.3f} s")
+        with td.Store(path, read_only=True) as store:
+            store_workloads(rows, "duckdb", store, args.repeat, n)
+
+    if args.pg_url:
+        schema = f"tickstep_bench_{uuid.uuid4().hex[:8]}"
+        store = td.PostgresStore(args.pg_url, schema=schema)
+        try:
+            t0 = time.perf_counter()
+            store.ingest(market)
+            print(f"{'postgres ingest (once)':<26} {time.perf_counter() - t0:8.3f} s")
+            store_workloads(rows, "postgres", store, args.repeat, n)
+        finally:
+            store._run(f'DROP SCHEMA "{schema}" CASCADE')
+            store._con.commit()
+            store.close()
+    else:
+        print("postgres: skipped (set TICKSTEP_PG_URL or pass --pg-url)")
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
