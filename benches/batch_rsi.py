@@ -76,26 +76,23 @@ def main() -> int:
         # Warm-up: imports, the plugin registry, the page cache of the store file.
         run_batch(STRATEGY, store, cache=False, max_workers=2)
         for mode in ("each", "portfolio"):
-            portfolio = mode == "portfolio"
             for i in range(args.repeat):
-                cache = scratch / f"{mode}-{i}"
-                t, rows = timed(lambda c=cache: run_batch(STRATEGY, store, cache=c,
-                                                          portfolio=portfolio))
+                kwargs = {"cache": scratch / f"{mode}-{i}", "portfolio": mode == "portfolio"}
+                t, rows = timed(lambda kw=kwargs: run_batch(STRATEGY, store, **kw))
                 assert rows.attrs["batch"]["ran"] == len(rows) and (rows["status"] == "ok").all()
                 times.setdefault(f"{mode}_cold", []).append(t)
-                t, rows = timed(lambda c=cache: run_batch(STRATEGY, store, cache=c,
-                                                          portfolio=portfolio))
+                t, rows = timed(lambda kw=kwargs: run_batch(STRATEGY, store, **kw))
                 assert rows.attrs["batch"]["cached"] == len(rows)
                 times.setdefault(f"{mode}_warm", []).append(t)
         grid = {"rsi_period": [10, 14, 20]}
-        for i in range(max(1, args.repeat // 2)):
-            t, seq = timed(lambda: run_batch(STRATEGY, store, params=grid, cache=False,
-                                             executor="sequential"))
+        for _ in range(max(1, args.repeat // 2)):
+            t, _rows = timed(lambda: run_batch(STRATEGY, store, params=grid, cache=False,
+                                               executor="sequential"))
             times.setdefault("grid_sequential", []).append(t)
-            t, par = timed(lambda: run_batch(STRATEGY, store, params=grid, cache=False,
-                                             max_workers=2))
+            t, rows = timed(lambda: run_batch(STRATEGY, store, params=grid, cache=False,
+                                              max_workers=2))
             times.setdefault("grid_parallel", []).append(t)
-        jobs = len(par)
+        jobs = len(rows)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -227,3 +227,22 @@ def test_dask_workers_follow_edited_strategy_code(market, tmp_path, dask_client)
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop(name, None)
+
+
+def test_a_parquet_file_is_read_by_the_workers(market, tmp_path):
+    path = tmp_path / "bars.parquet"
+    market.to_frame().to_parquet(path)
+    from_file = run_batch(RsiMeanReversion, str(path), cache=tmp_path / "cache", max_workers=2)
+    in_memory = run_batch(RsiMeanReversion, td.MarketColumns(market.bars),
+                          cache=False, executor="sequential", scratch_dir=tmp_path)
+    assert_frame_equal(_comparable(from_file), _comparable(in_memory))
+    again = run_batch(RsiMeanReversion, str(path), cache=tmp_path / "cache")
+    assert again["cached"].all()
+
+
+@pytest.mark.skipif(not hasattr(tickstep.Backtest, "optimize"), reason="Backtest.optimize pending")
+def test_backtest_optimize_method(market):
+    bt = tickstep.Backtest(market, RsiMeanReversion)
+    rows = bt.optimize(oversold=[25.0, 35.0], cache=False, executor="sequential")
+    assert_frame_equal(rows, optimize(bt, oversold=[25.0, 35.0], cache=False,
+                                      executor="sequential").assign(run_time=rows["run_time"]))

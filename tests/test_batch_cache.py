@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -176,6 +177,7 @@ def test_errors_are_cached_with_their_traceback(market, tmp_path):
 
 
 KILLED_BATCH = """
+# batch {marker}
 import sys
 sys.path.insert(0, {tests!r})
 from tickstep.batch import run_batch
@@ -195,11 +197,25 @@ def _cached_rows(cache_dir: Path) -> int:
             return 0
 
 
+def _processes_running(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_killed_batch_rerun_computes_only_what_is_missing(store_path, tmp_path):
     cache = tmp_path / "cache"
+    marker = f"killed-batch-{os.getpid()}-{tmp_path.name}"
     params = {"delay": 0.08, "hold": [2, 3, 4, 5, 6]}  # 30 jobs, ~1.2 s on two workers
-    script = KILLED_BATCH.format(tests=str(TESTS), store=str(store_path), params=params,
-                                 cache=str(cache))
+    script = KILLED_BATCH.format(marker=marker, tests=str(TESTS), store=str(store_path),
+                                 params=params, cache=str(cache))
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)],
                             start_new_session=True, stderr=subprocess.PIPE)
     try:
@@ -208,9 +224,18 @@ def test_a_killed_batch_rerun_computes_only_what_is_missing(store_path, tmp_path
             assert proc.poll() is None, proc.stderr.read().decode()
             assert time.monotonic() < deadline, "the batch made no progress"
             time.sleep(0.01)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the batch and its workers, no cleanup
+        running = _processes_running(marker)
+        assert len(running) == 3, running  # the batch and its two workers
+        proc.send_signal(signal.SIGKILL)  # the batch's process only: no cleanup at all
         proc.wait()
+        # Its workers notice and die too, rather than idle forever.
+        deadline = time.monotonic() + 10
+        while _processes_running(marker):
+            assert time.monotonic() < deadline, "orphaned workers left running"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     finished = _cached_rows(cache)
     assert 6 <= finished < 30, finished
 

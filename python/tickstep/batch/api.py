@@ -50,6 +50,7 @@ _DEFAULTS = {
     if name in ENGINE_OPTIONS
 }
 ROW_TAIL = ("run_time", "status", "error", "cached")
+_RESERVED = {"symbols", "score", *ROW_TAIL, *STAT_LABELS}
 
 
 def _engine_options(cls: type[Strategy], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -231,6 +232,9 @@ def run_batch(
         raise ValueError("no parameter set to run (the constraint refused them all)")
     for p in param_sets:
         cls.check_parameters(p)
+        clash = sorted(set(p) & _RESERVED)
+        if clash:
+            raise ValueError(f"parameter name(s) {clash} collide with result columns")
     if isinstance(maximize, str) and maximize not in STAT_LABELS:
         close = difflib.get_close_matches(maximize, STAT_LABELS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""

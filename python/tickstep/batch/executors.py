@@ -14,6 +14,7 @@ done, collect -- by one loop (`execute`) that also isolates failures:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -58,9 +59,17 @@ class SequentialExecutor(cf.Executor):
         return future
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     # Ctrl-C goes to the whole process group: let the parent alone decide what to do.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        # Die with the parent: a batch killed with SIGKILL leaves no idle workers behind.
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
 
 
 # ---- backends: one small adapter per kind of executor ---------------------------------------
@@ -108,7 +117,8 @@ class _ProcessBackend(_Backend):
     def _ensure(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(
-                self.capacity, mp_context=self._ctx, initializer=_worker_init
+                self.capacity, mp_context=self._ctx, initializer=_worker_init,
+                initargs=(os.getpid(),),
             )
             self._procs = []
         return self._pool
@@ -192,13 +202,12 @@ def _is_dask_client(obj: Any) -> bool:
 
 
 def make_backend(
-    executor: Any, n_tasks: int, max_workers: int | None, mp_context: str | None = None
+    executor: Any, n_jobs: int, max_workers: int | None, mp_context: str | None = None
 ) -> _Backend:
     """The adapter for ``executor``: None/"process", "sequential", a Dask client, an Executor."""
     if executor is None or executor == "process":
-        workers = max_workers or min(available_cores(), max(1, n_tasks))
-        if workers <= 1 and executor is None:
-            return _FuturesBackend(SequentialExecutor(), 1)
+        # Even one job runs in a worker process: a crash must not take the caller down.
+        workers = max_workers or min(available_cores(), max(1, n_jobs))
         return _ProcessBackend(workers, mp_context)
     if executor == "sequential":
         return _FuturesBackend(SequentialExecutor(), 1)
