@@ -246,3 +246,20 @@ def test_backtest_optimize_method(market):
     rows = bt.optimize(oversold=[25.0, 35.0], cache=False, executor="sequential")
     assert_frame_equal(rows, optimize(bt, oversold=[25.0, 35.0], cache=False,
                                       executor="sequential").assign(run_time=rows["run_time"]))
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_workers_load_their_symbols_from_the_store(market, tmp_path, monkeypatch, share):
+    import tickstep.batch.api as api
+
+    monkeypatch.setattr(api, "SHARE_WITH_FORKED_WORKERS", share)
+    path = tmp_path / "bars.duckdb"
+    with td.Store(path) as store:
+        store.ingest(market)
+    kwargs = {"params": {"oversold": [25.0, 35.0]}, "start": "2020-03-01", "end": "2020-12-31"}
+    from_store = run_batch(RsiMeanReversion, str(path), cache=False, max_workers=2,
+                           chunk_size=3, **kwargs)
+    in_memory = run_batch(RsiMeanReversion, market, cache=False, executor="sequential",
+                          scratch_dir=tmp_path, **kwargs)
+    assert_frame_equal(_comparable(from_store), _comparable(in_memory))
+    assert (from_store["Start"] == pd.Timestamp("2020-03-02", tz="UTC")).all()

@@ -50,6 +50,9 @@ _DEFAULTS = {
     if name in ENGINE_OPTIONS
 }
 ROW_TAIL = ("run_time", "status", "error", "cached")
+#: Forked workers take the bars the parent holds (copy-on-write pages, nothing pickled)
+#: instead of each loading them; off, they always load from the data source.
+SHARE_WITH_FORKED_WORKERS = True
 _RESERVED = {"symbols", "score", *ROW_TAIL, *STAT_LABELS}
 
 
@@ -285,8 +288,14 @@ def run_batch(
             backend = make_backend(executor, len(missing), max_workers)
             size = chunk_size or _chunk_size(len(missing), backend.capacity)
             source = prepared.source()
-            if prepared.loaded is not None:
-                seed(source, prepared.loaded)
+            if SHARE_WITH_FORKED_WORKERS and backend.shares_memory:
+                # Workers forked from here (or this process itself) share what it holds;
+                # loading once here beats a query per task. Others load from `source`.
+                held = prepared.loaded
+                if held is None:
+                    held = source.load(sorted({s for job in missing for s in job.symbols}))
+                    close_stores()  # no open database handle across the fork
+                seed(source, held)
             chunks = [
                 Chunk(ref, code_fp, source, engine_options, options_fp,
                       tuple(missing[i : i + size]))

@@ -78,6 +78,7 @@ def _worker_init(parent: int) -> None:
 class _Backend:
     capacity: int = 1
     recovers: bool = False  # whether a crash can be survived by restarting
+    shares_memory: bool = False  # runs in this process or in children forked from it
 
     def submit(self, chunk: Chunk) -> Any:
         raise NotImplementedError
@@ -111,6 +112,7 @@ class _ProcessBackend(_Backend):
         self.capacity = workers
         method = mp_context or ("fork" if sys.platform.startswith("linux") else None)
         self._ctx = multiprocessing.get_context(method)
+        self.shares_memory = self._ctx.get_start_method() == "fork"
         self._pool: cf.ProcessPoolExecutor | None = None
         self._procs: list[Any] = []
 
@@ -145,11 +147,13 @@ class _ProcessBackend(_Backend):
         return f" (exit code {code})"
 
     def restart(self) -> None:
-        self.close()
+        if self._pool is not None:  # wait: the dead worker's exit code is read next
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:  # idle workers exit on their own; no need to wait
+            self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
 
@@ -160,6 +164,7 @@ class _FuturesBackend(_Backend):
         self._executor = executor
         if isinstance(executor, SequentialExecutor):
             self.capacity = 1
+            self.shares_memory = True
         else:
             self.capacity = workers or getattr(executor, "_max_workers", None) or available_cores()
 
