@@ -161,11 +161,13 @@ class RangeBreakout(Strategy):
     def volume_average(self, symbol: str) -> float:
         """Mean volume of the ``volume_window`` confirmation candles before the latest one,
         counting only candles completed after the current reference candle; NaN until
-        there are that many.
+        there are that many (and before the first reference candle).
 
         Read from the engine's rolling mean in O(1). Override it to test or to change the
         definition: it is the only place the strategies get the average from.
         """
+        if not self.setups[symbol].ready:
+            return math.nan  # no reference candle yet: the mean started with the data
         return self.volume_mean.previous(symbol)
 
     def is_low_volume(self, symbol: str, candle: Candle) -> bool:
