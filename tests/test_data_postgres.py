@@ -123,6 +123,29 @@ def test_reingest_conflicts_and_replace(schema, market):
         pg.close()
 
 
+def test_bars_changed_outside_tickstep_are_never_hidden_by_packs(schema, market):
+    pg = PostgresStore(URL, schema=schema + "_p")
+    try:
+        symbol = market.symbols[0]
+        frame = market.bars[0].to_frame()
+        pg.ingest({symbol: frame})
+        ranged = pg.load(symbol, start="2024-03-06 15:00", end="2024-03-07 16:00:30")
+        expected = frame.loc["2024-03-06 15:00":"2024-03-07 16:00:30"]
+        np.testing.assert_array_equal(ranged.bars[0].close, expected["close"])
+        # A change made with plain SQL: loads fall back to the rows until packs are rebuilt.
+        pg._run("UPDATE bars SET volume = volume + 1 WHERE ts = (SELECT min(ts) FROM bars)")
+        pg._con.commit()
+        assert pg.load(symbol).bars[0].volume[0] == frame["volume"].iloc[0] + 1
+        pg.rebuild_packs()
+        before = pg.queries_executed
+        assert pg.load(symbol).bars[0].volume[0] == frame["volume"].iloc[0] + 1
+        assert pg.queries_executed - before == 2
+    finally:
+        pg._run(f'DROP SCHEMA "{schema}_p" CASCADE')
+        pg._con.commit()
+        pg.close()
+
+
 def test_errors_and_bound_parameters(schema, stores):
     pg, _ = stores
     with pytest.raises(DataError, match=r"not in the store: 'NOPE'"):
