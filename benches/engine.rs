@@ -7,11 +7,25 @@
 //!   Throughput is in symbol-bars.
 //! - `bitmaps/20`: building and swapping the "who has a bar" bitmaps alone.
 //! - `resting_orders/500`: order matching with 500 resting limit orders per symbol.
+//! - `rolling/{mean,std,max,ema,rsi,atr}`: rolling-cache updates alone, one `Rolling` per
+//!   symbol (window 30, RSI/ATR 14) fed every bar of 20 symbols × 144,000 minutes.
+//! - `candles/{5m,4h}`: higher-timeframe candle building alone, one `CandleSeries` per
+//!   symbol (clock buckets from the epoch, 500 candles kept), same bars;
+//!   `candles/5m+mean12` also feeds each completed candle to a rolling mean of volume
+//!   (what the Fakeout strategy declares).
+//! - `tick_loop_studies/{1,20,100}`: the tick loop with a no-op strategy and two rolling
+//!   means declared (the market phase of an SMA(10)/SMA(30) crossover), same sizes as
+//!   `tick_loop`.
+//! - `sma_cross_native/{1,20,100}`: the same with a Rust SMA(10)/SMA(30) crossover strategy
+//!   reading the engine's rolling means and trading 1 unit: the native ceiling of the
+//!   Python `sma_cross` workload in `benches/workloads.py`.
 
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tickstep::candles::{clock_bucket, CandleSeries};
 use tickstep::clock::Clock;
+use tickstep::rolling::{Rolling, RollingKind, Source};
 use tickstep::{Config, Engine, Market, NoOp, OrderRequest, Side, Strategy, SymbolBars};
 
 /// Deterministic minute bars: `symbols` × `minutes`, each symbol missing ~5% of minutes.
@@ -123,5 +137,152 @@ fn resting_orders(c: &mut Criterion) {
     g.finish();
 }
 
+const MINUTE: i64 = 60_000_000_000;
+
+fn rolling(c: &mut Criterion) {
+    let market = minute_market(20, 144_000);
+    let mut g = c.benchmark_group("rolling");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(market.bar_count() as u64));
+    let kinds = [
+        ("mean", RollingKind::Mean(30)),
+        ("std", RollingKind::Std(30)),
+        ("max", RollingKind::Max(30)),
+        ("ema", RollingKind::Ema(30)),
+        ("rsi", RollingKind::Rsi(14)),
+        ("atr", RollingKind::Atr(14)),
+    ];
+    for (name, kind) in kinds {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || vec![Rolling::new(kind, Source::Close).unwrap(); market.symbol_count()],
+                |mut caches| {
+                    let mut acc = 0.0;
+                    for (s, cache) in caches.iter_mut().enumerate() {
+                        let bars = market.bars(s);
+                        for i in 0..bars.ts.len() {
+                            let (o, h, l, c, v) = bars.ohlcv(i);
+                            cache.update(o, h, l, c, v);
+                        }
+                        acc += cache.value();
+                    }
+                    std::hint::black_box(acc)
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn candles(c: &mut Criterion) {
+    let market = minute_market(20, 144_000);
+    let mut g = c.benchmark_group("candles");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(market.bar_count() as u64));
+    for (name, period, volume_mean) in [
+        ("5m", 5 * MINUTE, false),
+        ("4h", 240 * MINUTE, false),
+        ("5m+mean12", 5 * MINUTE, true),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let n = market.symbol_count();
+                    let volume = Rolling::new(RollingKind::Mean(12), Source::Volume).unwrap();
+                    (vec![CandleSeries::new(500); n], vec![volume; n])
+                },
+                |(mut series, mut means)| {
+                    let mut completed = 0u64;
+                    for (s, candles) in series.iter_mut().enumerate() {
+                        let bars = market.bars(s);
+                        for i in 0..bars.ts.len() {
+                            let ts = bars.ts[i];
+                            let (label, end) = clock_bucket(ts, period, 0);
+                            let (o, h, l, c, v) = bars.ohlcv(i);
+                            let done = candles.update(label, end, ts + MINUTE, o, h, l, c, v);
+                            if volume_mean {
+                                for candle in done.iter() {
+                                    candle.feed(&mut means[s]);
+                                }
+                            }
+                        }
+                        completed += candles.total_completed();
+                    }
+                    std::hint::black_box((completed, means))
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+/// Declares SMA(10) and SMA(30) of the close in `init`; with `trade`, buys 1 unit on a
+/// golden cross when flat and closes on a death cross (the shipped Python `SmaCross`).
+struct SmaCross {
+    trade: bool,
+    ids: (usize, usize),
+}
+
+impl Strategy for SmaCross {
+    fn init(&mut self, e: &mut Engine) -> tickstep::Result<()> {
+        let n = e.market().symbol_count();
+        let fast = e
+            .studies_mut()
+            .add_rolling(n, RollingKind::Mean(10), Source::Close, None)?;
+        let slow = e
+            .studies_mut()
+            .add_rolling(n, RollingKind::Mean(30), Source::Close, None)?;
+        self.ids = (fast, slow);
+        Ok(())
+    }
+
+    fn on_bar(&mut self, e: &mut Engine, s: usize) -> tickstep::Result<()> {
+        let bar = e.bar_index(s);
+        let st = e.studies();
+        let (f, sl) = (st.value(self.ids.0, s, bar)?, st.value(self.ids.1, s, bar)?);
+        let (fb, sb) = (st.prev(self.ids.0, s, bar)?, st.prev(self.ids.1, s, bar)?);
+        let size = e.position(s).size;
+        if fb <= sb && f > sl && size == 0.0 {
+            e.submit(OrderRequest::market(s, Side::Buy, 1.0))?;
+        } else if fb >= sb && f < sl && size > 0.0 {
+            e.close_position(s)?;
+        }
+        Ok(())
+    }
+
+    fn wants_bars(&self) -> bool {
+        self.trade
+    }
+}
+
+fn studies_loop(c: &mut Criterion) {
+    let sizes = [(1, 2_880_000), (20, 144_000), (100, 28_800)];
+    let markets: Vec<_> = sizes
+        .iter()
+        .map(|&(symbols, minutes)| (symbols, Arc::new(minute_market(symbols, minutes))))
+        .collect();
+    for (group, trade) in [("tick_loop_studies", false), ("sma_cross_native", true)] {
+        let mut g = c.benchmark_group(group);
+        g.sample_size(10);
+        for (symbols, market) in &markets {
+            g.throughput(Throughput::Elements(market.bar_count() as u64));
+            g.bench_function(format!("{symbols}"), |b| {
+                b.iter_batched(
+                    || Engine::new(Arc::clone(market), Config::default()).unwrap(),
+                    |mut e| {
+                        e.run(&mut SmaCross { trade, ids: (0, 0) }).unwrap();
+                        e
+                    },
+                    criterion::BatchSize::LargeInput,
+                )
+            });
+        }
+        g.finish();
+    }
+}
+
 criterion_group!(benches, tick_loop, bitmaps, resting_orders);
-criterion_main!(benches);
+criterion_group!(studies, rolling, candles, studies_loop);
+criterion_main!(benches, studies);
