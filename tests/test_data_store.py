@@ -328,3 +328,21 @@ def test_top_level_load_from_path(tmp_path, minute_market):
     assert market.symbols == minute_market.symbols[:3]
     with pytest.raises(DataError, match="does not exist"):
         td.load(tmp_path / "nope.duckdb")
+
+
+def test_bars_files_behind_the_load_interface(tmp_path, minute_market):
+    path = tmp_path / "bars.parquet"
+    minute_market.to_frame().to_parquet(path)
+    source = td.open_store(str(path))
+    assert isinstance(source, td.BarsFile)
+    picked = source.load(minute_market.symbols[1:3], start="2024-03-07", end="2024-03-08")
+    with Store() as store:
+        store.ingest(minute_market)
+        assert_same(
+            picked, store.load(minute_market.symbols[1:3], start="2024-03-07", end="2024-03-08")
+        )
+    assert td.load(path).n_bars == minute_market.n_bars
+    with pytest.raises(DataError, match="ingest the file first"):
+        td.load(path, regular_hours=True)
+    with pytest.raises(DataError, match="not in it: 'NOPE'"):
+        source.load(["NOPE"])

@@ -5,7 +5,7 @@ becomes a `MarketColumns`: per symbol, contiguous int64 UTC nanosecond timestamp
 float64 open/high/low/close/volume, checked once here and trusted by the engine.
 """
 
-from tickstep.data._api import load, open_store
+from tickstep.data._api import BarsFile, load, open_store
 from tickstep.data._door import DataError, MarketColumns, SymbolBars, to_market_columns
 from tickstep.data._postgres import PostgresStore
 from tickstep.data._sample import example_daily, sample, sample_daily
@@ -13,6 +13,7 @@ from tickstep.data._store import BarStore, Store
 
 __all__ = [
     "BarStore",
+    "BarsFile",
     "DataError",
     "MarketColumns",
     "PostgresStore",

@@ -5,38 +5,125 @@ from __future__ import annotations
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from tickstep.data._door import DataError, MarketColumns
-from tickstep.data._loading import read_bars_file
+import numpy as np
+
+from tickstep.data._door import DataError, MarketColumns, SymbolBars
+from tickstep.data._loading import read_bars_file, symbol_list, time_bounds
 from tickstep.data._store import BarStore, Store
 
-__all__ = ["load", "open_store"]
+__all__ = ["BarsFile", "load", "open_store"]
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".gz", ".txt")
 
 
-def open_store(source: str | PathLike[str] | BarStore, *, read_only: bool = True) -> BarStore:
-    """A store from a DuckDB file path, a ``postgresql://`` URL, or a store (as is).
+class BarsFile:
+    """A CSV or Parquet file of bars behind the stores' ``load`` interface.
+
+    The file is read (through the door) at each `load`; symbols and the date range are
+    selected in numpy. SQL-only filters (``regular_hours``, ``timeframe``) are refused:
+    ingest the file into a `Store` for those.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.csv``, ``.csv.gz`` or ``.parquet``; see `Store.ingest` for the columns.
+    symbol : str, optional
+        Symbol of a file without a symbol column (default: the file's name).
+    """
+
+    def __init__(self, path: str | PathLike[str], *, symbol: str | None = None) -> None:
+        self.path = Path(path)
+        self.symbol = symbol
+
+    def __repr__(self) -> str:
+        return f"BarsFile({str(self.path)!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release; for symmetry with the stores."""
+
+    def load(
+        self,
+        symbols: str | Sequence[str] | None = None,
+        *,
+        start: Any = None,
+        end: Any = None,
+        regular_hours: bool = False,
+        timeframe: str | None = None,
+    ) -> MarketColumns:
+        """Read the file; keep ``symbols`` and the inclusive ``[start, end]`` range."""
+        if regular_hours or timeframe is not None:
+            raise DataError(
+                f"file '{self.path}': regular_hours and timeframe run in a store's SQL; "
+                "ingest the file first: tickstep.data.Store(path).ingest(file)"
+            )
+        market = read_bars_file(self.path, symbol=self.symbol)
+        names = symbol_list(symbols)
+        if names is not None:
+            missing = sorted(set(names) - set(market.symbols))
+            if missing:
+                raise DataError(
+                    f"file '{self.path}': symbol(s) not in it: {', '.join(map(repr, missing))}",
+                    symbol=missing[0],
+                )
+            market = MarketColumns([market[s] for s in names], market.metadata)
+        if start is None and end is None:
+            return market
+        lo, hi = time_bounds(start, end)
+        kept, empty = [], []
+        for b in market.bars:
+            i, j = np.searchsorted(b.ts, [lo, hi], side="left")
+            if j > i:
+                cols = [getattr(b, c)[i:j] for c in ("open", "high", "low", "close", "volume")]
+                kept.append(SymbolBars._trusted(b.symbol, b.ts[i:j], *cols))
+            else:
+                empty.append(b.symbol)
+        if empty:
+            raise DataError(
+                f"file '{self.path}': no bars for symbol(s) "
+                f"{', '.join(map(repr, empty[:20]))} between {start!r} and {end!r}",
+                symbol=empty[0],
+            )
+        return MarketColumns(kept, market.metadata)
+
+
+def open_store(
+    source: str | PathLike[str] | BarStore | BarsFile, *, read_only: bool = True
+) -> BarStore | BarsFile:
+    """Something with a ``load`` method, from wherever the bars are.
+
+    A DuckDB file path gives a `Store`, a ``postgresql://`` URL a `PostgresStore`, a
+    ``.csv``/``.csv.gz``/``.parquet`` path a `BarsFile`; a store is returned as is.
 
     Examples
     --------
     >>> open_store(":memory:", read_only=False)
     Store(':memory:')
     """
-    if isinstance(source, BarStore):
+    if isinstance(source, (BarStore, BarsFile)):
         return source
     text = str(source)
     if text.startswith(_POSTGRES_SCHEMES):
         from tickstep.data._postgres import PostgresStore
 
         return PostgresStore(text)
+    if text.lower().endswith(_FILE_SUFFIXES):
+        return BarsFile(text)
+    if read_only and text != ":memory:" and not Path(text).exists():
+        raise DataError(f"store file '{text}' does not exist", source=text)
     return Store(text, read_only=read_only)
 
 
 def load(
-    source: str | PathLike[str] | BarStore,
+    source: str | PathLike[str] | BarStore | BarsFile,
     symbols: str | Sequence[str] | None = None,
     *,
     start: Any = None,
@@ -50,7 +137,8 @@ def load(
     ----------
     source : path, URL or store
         A DuckDB store file (opened read-only), a ``postgresql://`` URL, an open
-        `Store`/`PostgresStore`, or a CSV/Parquet file of bars (no filters then).
+        `Store`/`PostgresStore`, or a CSV/Parquet file of bars (date range and symbols
+        only; see `BarsFile`).
     symbols, start, end, regular_hours, timeframe
         As in `Store.load`.
 
@@ -66,24 +154,6 @@ def load(
     >>> td.load(store, timeframe=None).n_bars
     60
     """
-    text = str(source) if not isinstance(source, BarStore) else ""
-    if text.lower().endswith(_FILE_SUFFIXES) and not text.startswith(_POSTGRES_SCHEMES):
-        if regular_hours or timeframe is not None or start is not None or end is not None:
-            raise DataError(
-                f"file '{text}': filters run in a store's SQL; ingest the file into a "
-                "Store first (tickstep.data.Store(path).ingest(file))"
-            )
-        market = read_bars_file(Path(text))
-        if symbols is not None:
-            wanted = {symbols} if isinstance(symbols, str) else set(symbols)
-            missing = sorted(wanted - set(market.symbols))
-            if missing:
-                raise DataError(f"file '{text}': symbol(s) not in it: {', '.join(missing)}")
-            market = MarketColumns([b for b in market.bars if b.symbol in wanted])
-        return market
-    is_file_path = not isinstance(source, BarStore) and not text.startswith(_POSTGRES_SCHEMES)
-    if is_file_path and text != ":memory:" and not Path(text).exists():
-        raise DataError(f"store file '{text}' does not exist", source=text)
     store = open_store(source)
     try:
         return store.load(
