@@ -167,6 +167,22 @@ def test_registry_reads_entry_points(monkeypatch):
         strategies.load("not_a_strategy")
 
 
+def test_installed_entry_points_name_the_builtins():
+    """tickstep's own entry points (once its metadata declares them) match BUILTINS."""
+    from importlib.metadata import entry_points
+
+    ours = {
+        ep.name: ep
+        for ep in entry_points(group=strategies.ENTRY_POINT_GROUP)
+        if ep.value.startswith("tickstep.")
+    }
+    if not ours:
+        pytest.skip("tickstep's package metadata declares no strategy entry points")
+    assert set(ours) == set(strategies.BUILTINS)
+    for name, ep in ours.items():
+        assert ep.load() is strategies.BUILTINS[name]
+
+
 def test_parameters_are_documented_class_attributes():
     assert Fakeout.parameters() == {
         "reference": "4h",
@@ -551,12 +567,22 @@ def test_ranked_portfolio_prefers_an_empty_sector():
 
 
 def test_ranked_portfolio_sizes_by_risk_and_stops_by_time(daily_bars):
-    result = tickstep.Backtest(daily_bars, RankedPortfolio, cash=100_000).run(
-        max_positions=4, max_bars=5, reward_risk=None, risk_per_trade=0.005
-    )
-    closes = result.fills[result.fills.role == "close"]
-    assert len(closes) > 5  # time stops happened
-    assert result.trades["bars_held"].max() <= 5
-    entries = result.orders[result.orders.role == "entry"]
-    # value at the stop distance never above 0.5% of equity, never more than 0.95/4 of it
-    assert (entries["size"] > 0).all()
+    result = tickstep.Backtest(
+        daily_bars, RankedPortfolio, cash=100_000, record_every_bar=True
+    ).run(max_positions=4, max_bars=5, reward_risk=None, risk_per_trade=0.005)
+    trades, orders = result.trades, result.orders.set_index("order_id")
+    exit_role = orders.loc[trades["exit_order"], "role"].to_numpy()
+    assert (exit_role == "close").sum() > 5  # time stops happened...
+    assert (trades["bars_held"][exit_role == "close"] == 5).all()  # ...after 5 bars
+    assert trades["bars_held"].max() <= 5
+    closes = {
+        b.symbol: pd.Series(b.close, index=pd.to_datetime(b.ts, utc=True)) for b in daily_bars.bars
+    }
+    entries = orders[orders.role == "entry"]
+    assert len(entries) > 20
+    for _, order in entries.iterrows():
+        # 0.5% of equity at the stop, capped at 0.95 / 4 of equity in value
+        equity = result.equity.loc[order.placed_time]
+        price = closes[order.symbol].loc[order.placed_time]
+        expected = min(0.005 * equity / (price - order.sl), 0.95 / 4 * equity / price)
+        assert order["size"] == pytest.approx(expected, rel=1e-12)
