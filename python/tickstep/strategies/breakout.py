@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from numbers import Integral
 
 from tickstep.strategies._sizing import risk_size
 from tickstep.strategy import Strategy
@@ -107,7 +108,7 @@ class RangeBreakout(Strategy):
     risk_per_trade: float | None = None
 
     def init(self) -> None:
-        if not (isinstance(self.volume_window, int) and self.volume_window > 0):
+        if not (isinstance(self.volume_window, Integral) and self.volume_window > 0):
             raise ValueError(
                 f"volume_window must be a positive integer, got {self.volume_window!r}"
             )
@@ -250,7 +251,7 @@ class Fakeout(RangeBreakout):
     reward_risk: float | None = None
 
     def init(self) -> None:
-        if not (isinstance(self.confirm_within, int) and self.confirm_within >= 0):
+        if not (isinstance(self.confirm_within, Integral) and self.confirm_within >= 0):
             raise ValueError(f"confirm_within must be an integer >= 0, got {self.confirm_within!r}")
         if not self.stop_buffer >= 0:
             raise ValueError(f"stop_buffer must be >= 0, got {self.stop_buffer!r}")
@@ -331,7 +332,7 @@ class TrueBreakout(RangeBreakout):
     def init(self) -> None:
         if self.stop_at not in ("range", "mid"):
             raise ValueError(f"stop_at must be 'range' or 'mid', got {self.stop_at!r}")
-        if not (isinstance(self.confirm_closes, int) and self.confirm_closes >= 1):
+        if not (isinstance(self.confirm_closes, Integral) and self.confirm_closes >= 1):
             raise ValueError(f"confirm_closes must be an integer >= 1, got {self.confirm_closes!r}")
         if not self.reward_risk > 0:
             raise ValueError(f"reward_risk must be positive, got {self.reward_risk!r}")

@@ -4,6 +4,7 @@ across sectors, hold at most ``max_positions`` positions."""
 from __future__ import annotations
 
 from collections import Counter
+from numbers import Integral
 from typing import NamedTuple
 
 import pandas as pd
@@ -88,7 +89,7 @@ class RankedPortfolio(Strategy):
     sector_column = "sector"
 
     def init(self) -> None:
-        if not (isinstance(self.max_positions, int) and self.max_positions >= 1):
+        if not (isinstance(self.max_positions, Integral) and self.max_positions >= 1):
             raise ValueError(f"max_positions must be an integer >= 1, got {self.max_positions!r}")
         if not self.stop_atr > 0:
             raise ValueError(f"stop_atr must be positive, got {self.stop_atr!r}")
@@ -136,9 +137,7 @@ class RankedPortfolio(Strategy):
 
     def _closing(self, symbol: str) -> bool:
         # A flatten order is the only working order without a bracket's trade behind it.
-        legs = {t["sl_order"] for t in self.open_trades(symbol)} | {
-            t["tp_order"] for t in self.open_trades(symbol)
-        }
+        legs = {leg for t in self.open_trades(symbol) for leg in (t["sl_order"], t["tp_order"])}
         return any(o not in legs for o in self.orders(symbol))
 
     def busy_symbols(self) -> list[str]:
