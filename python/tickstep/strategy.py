@@ -197,7 +197,7 @@ class Strategy:
             name = f"{period}@{tz}"
         else:
             raise ValueError(f"align must be 'utc' or 'exchange', got {align!r}")
-        return Timeframe(self._ctx, self._resolve_any, tf, ns, name)
+        return Timeframe(self._ctx, tf, ns, name)
 
     def indicator(self, kind: str, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
         """Declare a rolling statistic: kind in sum, mean, min, max, std, ema, rsi, atr."""
@@ -267,11 +267,6 @@ class Strategy:
         m = self._market
         cols = {c: m.column(i, c, 0, 1 << 62) for c in ("open", "high", "low", "close", "volume")}
         return pd.DataFrame(cols, index=pd.DatetimeIndex(pd.to_datetime(m.column(i, "ts", 0, 1 << 62), utc=True), name="time"))
-
-    def _resolve_any(self, symbol: str | int | None) -> int:
-        if symbol is None or isinstance(symbol, str):
-            return self._sym(symbol)
-        return int(symbol)
 
     # ---- symbols and time ----------------------------------------------------------------
 

@@ -20,6 +20,7 @@ later bucket (when the bucket's final bars are missing). Never earlier.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -144,20 +145,27 @@ def _localize(wall_ns: np.ndarray, timezone: str, summer: np.ndarray) -> np.ndar
 
 
 class Timeframe:
-    """Candles of one higher timeframe for every symbol (see the module doc)."""
+    """Candles of one higher timeframe for every symbol (see the module doc).
 
-    __slots__ = ("_ctx", "_resolve", "id", "period", "name")
+    Every accessor takes ``symbol`` as a name (or index); None means the symbol whose
+    ``next()`` is running.
+    """
 
-    def __init__(self, ctx: Context, resolve: Any, tf_id: int, period_ns: int, name: str) -> None:
-        self._ctx, self._resolve = ctx, resolve
+    __slots__ = ("_ctx", "id", "period", "name", "count")
+
+    def __init__(self, ctx: Context, tf_id: int, period_ns: int, name: str) -> None:
+        self._ctx = ctx
         self.id, self.period, self.name = tf_id, period_ns, name
+        #: ``count(symbol=None)``: how many candles have completed so far; it changes
+        #: exactly when a new one completes. Bound straight to the core: O(1), no frame.
+        self.count = partial(ctx.candle_count, tf_id)
 
     def candles(self, symbol: str | None = None, count: int = 1, *, forming: bool = False,
                 as_frame: bool = False) -> dict[str, np.ndarray] | pd.DataFrame:
         """The last ``count`` completed candles, oldest first, as read-only numpy columns
         (``ts``, ``end``, ``open``, ``high``, ``low``, ``close``, ``volume``), optionally
         followed by the forming candle; ``as_frame=True`` gives a DataFrame by time."""
-        cols = self._ctx.candles(self.id, self._resolve(symbol), count, forming)
+        cols = self._ctx.candles(self.id, symbol, count, forming)
         if not as_frame:
             return cols
         index = pd.DatetimeIndex(pd.to_datetime(cols.pop("ts"), utc=True), name="time")
@@ -165,19 +173,15 @@ class Timeframe:
 
     def last(self, symbol: str | None = None) -> Candle | None:
         """The latest completed candle, or None before the first completes."""
-        raw = self._ctx.last_candle(self.id, self._resolve(symbol))
+        raw = self._ctx.last_candle(self.id, symbol)
         return None if raw is None else Candle(*raw)
 
     def at(self, when: Any, symbol: str | None = None) -> Candle | None:
         """The latest completed candle starting at or before ``when`` (binary search):
         the one whose bucket contains it, or the one before an empty or forming bucket."""
-        ns = when if isinstance(when, (int, np.integer)) else pd.Timestamp(when).value
-        raw = self._ctx.candle_at(self.id, self._resolve(symbol), int(ns))
+        ns = when if isinstance(when, (int, np.integer)) else pd.Timestamp(when).as_unit("ns").value
+        raw = self._ctx.candle_at(self.id, symbol, int(ns))
         return None if raw is None else Candle(*raw)
-
-    def count(self, symbol: str | None = None) -> int:
-        """How many candles have completed so far (changes when a new one completes)."""
-        return self._ctx.candle_count(self.id, self._resolve(symbol))
 
     def __repr__(self) -> str:
         return f"Timeframe({self.name})"

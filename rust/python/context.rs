@@ -66,6 +66,15 @@ impl PyContext {
         obj.extract::<isize>()
     }
 
+    /// A symbol argument given as a name, an index or None (the current symbol).
+    fn symbol_arg(&self, e: &Engine, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+        let i = match symbol {
+            None => -1,
+            Some(obj) => self.resolve(obj)?,
+        };
+        Self::symbol(e, i)
+    }
+
     /// Symbol index from Python: -1 means the symbol whose `next()` is running.
     fn symbol(e: &Engine, symbol: isize) -> PyResult<usize> {
         if symbol < 0 {
@@ -386,12 +395,12 @@ impl PyContext {
         &self,
         py: Python<'py>,
         timeframe: usize,
-        symbol: isize,
+        symbol: Option<&Bound<'_, PyAny>>,
         count: usize,
         forming: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let e = self.engine()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.symbol_arg(e, symbol)?;
         let series = e.studies().candles(timeframe, s).py_err(py)?;
         let mut c = series.last(count);
         if forming {
@@ -421,9 +430,10 @@ impl PyContext {
     }
 
     /// Number of candles completed so far (changes exactly when a new one completes).
-    fn candle_count(&self, py: Python<'_>, timeframe: usize, symbol: isize) -> PyResult<u64> {
+    #[pyo3(signature = (timeframe, symbol=None))]
+    fn candle_count(&self, py: Python<'_>, timeframe: usize, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
         let e = self.engine()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.symbol_arg(e, symbol)?;
         Ok(e.studies()
             .candles(timeframe, s)
             .py_err(py)?
@@ -432,14 +442,15 @@ impl PyContext {
 
     /// The latest completed candle as (ts, end, open, high, low, close, volume), or None.
     #[allow(clippy::type_complexity)]
+    #[pyo3(signature = (timeframe, symbol=None))]
     fn last_candle(
         &self,
         py: Python<'_>,
         timeframe: usize,
-        symbol: isize,
+        symbol: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<(i64, i64, f64, f64, f64, f64, f64)>> {
         let e = self.engine()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.symbol_arg(e, symbol)?;
         let c = e
             .studies()
             .candles(timeframe, s)
@@ -455,11 +466,11 @@ impl PyContext {
         &self,
         py: Python<'_>,
         timeframe: usize,
-        symbol: isize,
+        symbol: Option<&Bound<'_, PyAny>>,
         ts: i64,
     ) -> PyResult<Option<(i64, i64, f64, f64, f64, f64, f64)>> {
         let e = self.engine()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.symbol_arg(e, symbol)?;
         let series = e.studies().candles(timeframe, s).py_err(py)?;
         let c = series.index_at(ts).and_then(|i| series.get(i));
         Ok(c.map(|c| (c.ts, c.end, c.open, c.high, c.low, c.close, c.volume)))
