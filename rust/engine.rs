@@ -683,6 +683,21 @@ impl Engine {
         &self.portfolio
     }
 
+    /// Symbols now flat with an entry order working or pending: positions on their way.
+    pub fn pending_entry_count(&self) -> usize {
+        let mut count = 0;
+        for (s, book) in self.book.iter().enumerate() {
+            if self.portfolio.position(s).size != 0.0 {
+                continue;
+            }
+            let entry = |o: &Order| o.live && o.role == Role::Entry && o.symbol == s;
+            if book.iter().any(entry) || self.pending.iter().any(entry) {
+                count += 1;
+            }
+        }
+        count
+    }
+
     /// Ids of `symbol`'s working and pending orders.
     pub fn open_orders(&self, symbol: usize) -> Vec<u64> {
         let working = self.book[symbol].iter().filter(|o| o.live).map(|o| o.id);

@@ -149,11 +149,6 @@ def test_limits_wraps_any_sizer():
     assert limited(request(stop_loss=48.0, gross_exposure=8_000.0, open_positions=2)) == 40
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Limits treats an order that adds to a position as not opening (no exposure cap) "
-    "and one that reduces it as opening: the sign test is inverted (reported)",
-)
 def test_limits_caps_adding_to_a_position_not_reducing_it():
     limited = Limits(FixedSize(100), max_gross_exposure=1.5)
     # long 200 at 50 (10,000) plus 2,000 elsewhere: room 3,000 -> buying more: 60 units
@@ -258,12 +253,6 @@ def test_limits_in_a_backtest_refuse_a_second_position():
     assert list(result.orders.symbol) == ["A", "B", "B"]  # B's entry and its stop-loss leg
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SizingRequest.open_positions counts filled positions only: entries placed in the "
-    "same tick (or still waiting to fill) do not count, so Limits lets them all through "
-    "(reported)",
-)
 def test_limits_count_entries_placed_in_the_same_tick():
     buy_all = {("A", 0): lambda st: st.buy("A"), ("B", 0): lambda st: st.buy("B")}
     result = tickstep.Backtest(

@@ -52,6 +52,9 @@ class SizingRequest:
         Number of symbols with a non-zero position.
     gross_exposure : float
         Sum of ``|units| x price`` over all positions.
+    pending_entries : int
+        Flat symbols with an entry order placed but not filled yet (positions on their way;
+        this order itself not included).
     """
 
     symbol: str
@@ -63,6 +66,7 @@ class SizingRequest:
     position: float
     open_positions: int
     gross_exposure: float
+    pending_entries: int = 0
 
 
 class Sizer(Protocol):
@@ -151,10 +155,11 @@ class Limits:
     ----------
     sizer : Sizer
     max_positions : int, optional
-        A new position (in a symbol now flat) gets 0 units once this many are open.
+        A new position (in a symbol now flat) gets 0 units once this many are open or on
+        their way (entries placed but not filled yet count).
     max_gross_exposure : float, optional
-        Gross exposure after the order may be at most this multiple of equity; the order is
-        shrunk to fit (and rounded to ``lot_size``).
+        Gross exposure after the order may be at most this multiple of equity; the part of
+        the order that grows exposure is shrunk to fit (and rounded to ``lot_size``).
     """
 
     sizer: Sizer
@@ -163,11 +168,16 @@ class Limits:
     lot_size: float | None = None
 
     def __call__(self, req: SizingRequest) -> float:
-        opening = req.position == 0 or math.copysign(1, req.position) != req.side
-        if self.max_positions is not None and req.position == 0 and req.open_positions >= self.max_positions:
+        flat = req.position == 0
+        committed = req.open_positions + req.pending_entries
+        if self.max_positions is not None and flat and committed >= self.max_positions:
             return 0.0
         units = float(self.sizer(req))
-        if self.max_gross_exposure is not None and opening and req.price > 0:
-            room = self.max_gross_exposure * req.equity - req.gross_exposure
-            units = min(units, max(room, 0.0) / req.price)
+        if self.max_gross_exposure is not None and req.price > 0:
+            # Only the part of the order that grows the position adds exposure: all of a
+            # buy onto a long (or from flat); of a sell against a long, what goes past it.
+            adds = flat or math.copysign(1, req.position) == req.side
+            held = 0.0 if adds else abs(req.position)
+            room = max(self.max_gross_exposure * req.equity - req.gross_exposure, 0.0) / req.price
+            units = min(units, held + room)
         return round_to_lot(units, self.lot_size)

@@ -383,21 +383,41 @@ class Strategy:
                 return None
         return self._ctx.submit(i, buy, size, limit, stop, sl, tp, tag)
 
-    def _size(self, i: int, buy: bool, limit: float | None, stop: float | None, sl: float | None) -> float:
+    def sizing_request(self, symbol: str | None = None, side: int = 1, *, price: float | None = None,
+                       sl: float | None = None) -> SizingRequest:
+        """What a sizer would be told for an order now (equity marked to market)."""
+        return self._request(self._sym(symbol), side > 0, price, sl)
+
+    def _request(self, i: int, buy: bool, price: float | None, sl: float | None) -> SizingRequest:
         ctx = self._ctx
-        price = limit if limit is not None else stop if stop is not None else ctx.price(i)
         name = self._symbols[i] if i >= 0 else self._symbols[ctx.current()]
-        req = SizingRequest(
+        return SizingRequest(
             symbol=name,
             side=1 if buy else -1,
-            price=price,
+            price=ctx.price(i) if price is None else price,
             stop_loss=sl,
             equity=ctx.equity(),
             cash=ctx.cash(),
             position=ctx.position(i),
             open_positions=ctx.open_position_count(),
             gross_exposure=ctx.gross_exposure(),
+            pending_entries=ctx.pending_entry_count(),
         )
+
+    @property
+    def open_position_count(self) -> int:
+        """Number of symbols with a non-zero position."""
+        return self._ctx.open_position_count()
+
+    @property
+    def gross_exposure(self) -> float:
+        """Sum of ``|units| x latest price`` over all positions."""
+        return self._ctx.gross_exposure()
+
+    def _size(self, i: int, buy: bool, limit: float | None, stop: float | None, sl: float | None) -> float:
+        price = limit if limit is not None else stop
+        req = self._request(i, buy, price, sl)
+        name = req.symbol
         size = float(self._sizer(req))
         if math.isnan(size) or size < 0:
             raise ValueError(f"{name}: sizer {self._sizer!r} returned {size!r}; expected units >= 0")

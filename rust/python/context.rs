@@ -243,6 +243,11 @@ impl PyContext {
         Ok(self.engine()?.portfolio().open_position_count())
     }
 
+    /// Flat symbols with an entry order working or pending.
+    fn pending_entry_count(&self) -> PyResult<usize> {
+        Ok(self.engine()?.pending_entry_count())
+    }
+
     /// Place an order; returns its id. It can fill from the symbol's next bar on.
     #[pyo3(signature = (symbol, buy, size, limit=None, stop=None, sl=None, tp=None, tag=0))]
     #[allow(clippy::too_many_arguments)]
@@ -431,7 +436,12 @@ impl PyContext {
 
     /// Number of candles completed so far (changes exactly when a new one completes).
     #[pyo3(signature = (timeframe, symbol=None))]
-    fn candle_count(&self, py: Python<'_>, timeframe: usize, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<u64> {
+    fn candle_count(
+        &self,
+        py: Python<'_>,
+        timeframe: usize,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<u64> {
         let e = self.engine()?;
         let s = self.symbol_arg(e, symbol)?;
         Ok(e.studies()
