@@ -43,13 +43,18 @@ except ImportError:  # the compiled extension is not built
     market_from_columns = None
 
 
+CPU = {"cpu": 0.0}
+
+
 def timed(fn: Callable[[], object], repeat: int) -> tuple[float, list[float]]:
     fn()  # warm caches and imports outside the timings
-    times = []
+    times, cpus = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    CPU["cpu"] = statistics.median(cpus)
     return statistics.median(times), times
 
 
@@ -57,12 +62,16 @@ def report(rows: list[dict], name: str, median: float, times: list[float], bars:
     row = {
         "workload": name,
         "median_s": round(median, 4),
+        "client_cpu_s": round(CPU["cpu"], 4),
         "bars": bars,
         "bars_per_s": round(bars / median),
         "times_s": [round(t, 4) for t in times],
     }
     rows.append(row)
-    print(f"{name:<26} {median:8.3f} s   {bars / median / 1e6:7.2f} M bars/s   ({bars:,} bars)")
+    print(
+        f"{name:<26} {median:8.3f} s   {bars / median / 1e6:7.2f} M bars/s   "
+        f"(this process's CPU {CPU['cpu']:.3f} s)"
+    )
 
 
 def store_workloads(rows, label, store, repeat, n_bars) -> None:
@@ -91,7 +100,8 @@ def main(argv: list[str]) -> int:
     spec = {"symbols": 20, "days": 100, "hours": "24h", "missing": 0, "seed": 1}
     market = td.sample(**spec)
     n = market.n_bars
-    print(f"data: sample({spec}) -> {len(market.symbols)} symbols, {n:,} bars\n")
+    print(f"data: sample({spec}) -> {len(market.symbols)} symbols, {n:,} bars")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}\n")
 
     median, times = timed(lambda: td.sample(**spec), max(1, args.repeat // 2))
     report(rows, "sample", median, times, n)

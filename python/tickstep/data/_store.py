@@ -254,7 +254,8 @@ class BarStore:
             first, last = lo, hi
             if need_range:
                 if meta["first_ts"].isna().all():
-                    raise DataError(f"no bars for the requested symbols ({filters})")
+                    shown = ", ".join(map(repr, list(meta["symbol"])[:20]))
+                    raise DataError(f"no bars for symbol(s) {shown} ({filters})")
                 first = max(lo, int(meta["first_ts"].min()))
                 last = min(hi, int(meta["last_ts"].max()))
             tables = filter_tables(
