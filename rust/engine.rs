@@ -232,16 +232,26 @@ impl Engine {
             self.try_fill(s, k, i, ts, bar, Moment::Open, None);
             k += 1;
         }
+        // Stops (including legs born during the pass) run to exhaustion; then limits, one
+        // at a time: a limit fill that creates new legs sends the new stops back first.
         loop {
-            let before = self.book[s].len();
-            for stops_first in [true, false] {
-                let mut k = 0;
-                while k < self.book[s].len() {
-                    self.try_fill(s, k, i, ts, bar, Moment::Intrabar, Some(stops_first));
-                    k += 1;
+            let mut k = 0;
+            while k < self.book[s].len() {
+                self.try_fill(s, k, i, ts, bar, Moment::Intrabar, Some(true));
+                k += 1;
+            }
+            let mut new_legs = false;
+            let mut k = 0;
+            while k < self.book[s].len() {
+                let before = self.book[s].len();
+                self.try_fill(s, k, i, ts, bar, Moment::Intrabar, Some(false));
+                k += 1;
+                if self.book[s].len() > before {
+                    new_legs = true;
+                    break;
                 }
             }
-            if self.book[s].len() == before {
+            if !new_legs {
                 break;
             }
         }

@@ -191,3 +191,26 @@ fn commission_and_slippage_arithmetic() {
     assert!((t.pnl - 193.6002).abs() < 1e-9, "{}", t.pnl);
     assert!((e.equity() - 10_193.6002).abs() < 1e-9);
 }
+
+#[test]
+fn stop_loss_born_intrabar_is_matched_before_later_limits() {
+    // Buy limit 98 with sl 95 fills intrabar; a separate sell limit 102 is also in range.
+    // Stops go before limits after the open, so the new stop-loss (low 94) fills first.
+    let rows = [FLAT, (100.0, 103.0, 94.0, 100.0), FLAT];
+    let mut e = engine(&rows, Config::default());
+    e.run(&mut Script(|e: &mut Engine, s, i| {
+        if i == 0 {
+            let mut entry = OrderRequest::market(s, Side::Buy, 10.0);
+            entry.limit = Some(98.0);
+            entry.stop_loss = Some(95.0);
+            e.submit(entry).unwrap();
+            let mut exit = OrderRequest::market(s, Side::Sell, 10.0);
+            exit.limit = Some(102.0);
+            e.submit(exit).unwrap();
+        }
+    }))
+    .unwrap();
+    let t = &e.portfolio().closed[0];
+    assert_eq!((t.entry_price, t.exit_price), (98.0, 95.0));
+    assert_eq!(t.pnl, -30.0);
+}

@@ -188,7 +188,15 @@ mod tests {
 
     #[test]
     fn union_of_many_runs_matches_sort_and_dedup() {
-        let runs: Vec<Vec<i64>> = (0..7).map(|k| (0..50).map(|i| i * (k + 1) % 97).collect::<std::collections::BTreeSet<_>>().into_iter().collect()).collect();
+        let runs: Vec<Vec<i64>> = (0..7)
+            .map(|k| {
+                (0..50)
+                    .map(|i| i * (k + 1) % 97)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect()
+            })
+            .collect();
         let bars: Vec<SymbolBars> = runs.iter().map(|r| bars_at(r, 1.0)).collect();
         let mut expected: Vec<i64> = runs.concat();
         expected.sort();
