@@ -39,6 +39,7 @@ lint: build ## rustfmt, clippy, ruff
 bench: build ## cargo bench + whole-workload Python benchmarks
 	cargo bench --bench engine
 	$(PY) benches/run_all.py
+	$(PY) benches/batch_rsi.py
 
 clean: ## remove build products and the virtual environment
 	rm -rf target $(VENV)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -168,6 +168,7 @@ class Backtest:
         _core.Engine(self._market, **self._settings)
         self._sizer = sizer if sizer is not None else PercentOfEquity(0.95)
         self._risk_free_rate = float(risk_free_rate)
+        self._timezone = timezone  # batch runs (optimize) rebuild the backtest from its options
         self._session_ends = self._trading_day_ends(timezone)
 
     def _trading_day_ends(self, timezone: str) -> np.ndarray | None:
@@ -226,4 +227,64 @@ class Backtest:
             end=pd.Timestamp(int(timeline[-1]), tz="UTC"),
             params={**cls.parameters(), **params},
             strategy=strategy,
+        )
+
+    def optimize(
+        self,
+        *,
+        maximize: str | Callable[[pd.Series], float] = "Sharpe Ratio",
+        constraint: Callable[[Any], bool] | None = None,
+        executor: Any = None,
+        max_workers: int | None = None,
+        cache: Any = True,
+        progress: bool | None = None,
+        **ranges: Any,
+    ) -> pd.DataFrame:
+        """Run the strategy over a grid of parameters, in parallel; one row per set, best first.
+
+        Parameters
+        ----------
+        maximize : str or callable, default "Sharpe Ratio"
+            A statistic of ``Result.stats``, or ``f(stats) -> float`` (a ``score`` column).
+        constraint : callable, optional
+            ``constraint(p) -> bool`` keeps the parameter sets it accepts; ``p`` reads as a
+            dict or by attribute: ``lambda p: p.fast < p.slow``.
+        executor : None, "process", "sequential", dask Client or Executor
+            Where the runs go (local processes by default); see `tickstep.batch.run_batch`.
+        max_workers : int, optional
+            Worker processes for the local pool.
+        cache : bool, path or ResultsCache, default True
+            The on-disk results cache (``~/.cache/tickstep``); False to bypass it.
+        progress : bool, optional
+            Progress bar on stderr (by default only on a terminal).
+        **ranges
+            ``name=values`` per parameter to vary; a scalar is a fixed value.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per parameter set: the parameters, every statistic, run time, status
+            and error text, sorted by ``maximize`` (``.iloc[0]`` is the best).
+
+        Examples
+        --------
+        >>> import tickstep
+        >>> from tickstep.strategies import SmaCross
+        >>> bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000)
+        >>> rows = bt.optimize(fast=[5, 10], slow=[20, 40], cache=False,
+        ...                    constraint=lambda p: p.fast < p.slow)
+        >>> len(rows), list(rows.columns[:3])
+        (4, ['fast', 'slow', 'symbols'])
+        """
+        from tickstep.batch import optimize
+
+        return optimize(
+            self,
+            maximize=maximize,
+            constraint=constraint,
+            executor=executor,
+            max_workers=max_workers,
+            cache=cache,
+            progress=progress,
+            **ranges,
         )
