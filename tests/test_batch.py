@@ -250,7 +250,7 @@ def test_backtest_optimize_method(market):
 
 @pytest.mark.parametrize("share", [True, False])
 def test_workers_load_their_symbols_from_the_store(market, tmp_path, monkeypatch, share):
-    import tickstep.batch.api as api
+    from tickstep.batch import api
 
     monkeypatch.setattr(api, "SHARE_WITH_FORKED_WORKERS", share)
     path = tmp_path / "bars.duckdb"

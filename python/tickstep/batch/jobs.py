@@ -128,9 +128,16 @@ def resolve_strategy(strategy: type[Strategy] | str) -> StrategyRef:
         ``cloudpickle``, installed with ``tickstep[dask]``).
     """
     if isinstance(strategy, str) and ":" not in strategy:
-        from tickstep.strategies import load
+        from tickstep import strategies
 
-        strategy = load(strategy)  # the plugin registry (entry points and built-ins)
+        # The plugin registry (entry points and built-ins). An entry point is loaded
+        # here by duck typing: with the importlib_metadata backport imported (dask
+        # does), entry points are not the stdlib's EntryPoint class.
+        key = strategy.strip().lower().replace("-", "_")
+        entry = strategies.available().get(key)
+        if entry is None:
+            strategies.load(strategy)  # raises, naming the closest registered name
+        strategy = entry if isinstance(entry, type) else entry.load()
     if isinstance(strategy, str):
         module, _, qualname = strategy.partition(":")
         cls = _import_qualname(module.strip(), qualname.strip())
