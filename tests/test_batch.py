@@ -10,7 +10,7 @@ import pytest
 import tickstep
 import tickstep.data as td
 from pandas.testing import assert_frame_equal
-from test_batch_helpers import CrashOn, RaiseOn, add_to_path
+from test_batch_helpers import CrashOn, MetadataCheck, RaiseOn, add_to_path
 from tickstep.batch import SequentialExecutor, expand_grid, optimize, resolve_strategy, run_batch
 from tickstep.batch.worker import run_stats
 from tickstep.strategies import RsiMeanReversion
@@ -263,3 +263,10 @@ def test_workers_load_their_symbols_from_the_store(market, tmp_path, monkeypatch
                           scratch_dir=tmp_path, **kwargs)
     assert_frame_equal(_comparable(from_store), _comparable(in_memory))
     assert (from_store["Start"] == pd.Timestamp("2020-03-02", tz="UTC")).all()
+    # Each backtest sees the metadata rows of its own symbols, whichever way they came.
+    groups = {"some": market.symbols[1:4], "odd": market.symbols[::3]}
+    for symbols in (None, groups):
+        for data in (str(path), market):
+            rows = run_batch(MetadataCheck, data, symbols=symbols, cache=False, max_workers=2,
+                             chunk_size=2, scratch_dir=tmp_path)
+            assert (rows["status"] == "ok").all(), rows["error"].dropna().tolist()[:1]

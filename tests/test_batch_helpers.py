@@ -50,6 +50,17 @@ class Sleepy(RaiseOn):
         time.sleep(self.delay)
 
 
+class MetadataCheck(RaiseOn):
+    """Refuses to run unless its metadata holds exactly its symbols' rows, in order."""
+
+    def init(self):
+        super().init()
+        if self.metadata is None or list(self.metadata.index) != self.symbols:
+            raise AssertionError(f"metadata {self.metadata!r} for symbols {self.symbols}")
+        if self.metadata["sector"].isna().any():
+            raise AssertionError("metadata rows without a sector")
+
+
 def add_to_path(directory: str) -> None:
     """Put ``directory`` first on this process's ``sys.path`` (for ``Client.run``)."""
     import sys

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import gc
 import multiprocessing
 import os
 import signal
@@ -28,6 +29,8 @@ from typing import Any
 from tickstep.batch.worker import Chunk, run_chunk
 
 __all__ = ["SequentialExecutor", "available_cores", "execute", "make_backend"]
+
+FREEZE_BEFORE_FORK = True
 
 
 def available_cores() -> int:
@@ -127,10 +130,21 @@ class _ProcessBackend(_Backend):
 
     def submit(self, chunk: Chunk) -> Any:
         pool = self._ensure()
-        future = pool.submit(run_chunk, chunk)
-        if not self._procs:
-            # Kept to read a dead worker's exit code; the pool's own table empties when it breaks.
-            self._procs = list(getattr(pool, "_processes", {}).values())
+        if self._procs:
+            return pool.submit(run_chunk, chunk)
+        # The first submit forks the workers. Frozen objects are never visited by the
+        # workers' garbage collector, so the pages they share with this process stay
+        # shared instead of being copied, one page fault at a time.
+        frozen = FREEZE_BEFORE_FORK and self.shares_memory
+        if frozen:
+            gc.freeze()
+        try:
+            future = pool.submit(run_chunk, chunk)
+        finally:
+            if frozen:
+                gc.unfreeze()
+        # Kept to read a dead worker's exit code; the pool's own table empties when it breaks.
+        self._procs = list(getattr(pool, "_processes", {}).values())
         return future
 
     def crash_detail(self) -> str:

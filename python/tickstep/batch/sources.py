@@ -281,7 +281,9 @@ def _snapshot_columns(path: str, names: list[str]) -> MarketColumns:
 # ---- the per-process cache of loaded markets ---------------------------------------------------
 
 _LOCK = threading.RLock()
-_BARS: OrderedDict[tuple[str, str], tuple[SymbolBars, Any]] = OrderedDict()
+_BARS: OrderedDict[tuple[str, str], tuple[SymbolBars, pd.DataFrame | None, int]] = (
+    OrderedDict()
+)
 _BARS_BUDGET = 200_000_000  # bars kept per process (~9.6 GB of columns at most)
 _bars_held = [0]
 _MARKETS: OrderedDict[tuple[str, tuple[str, ...]], tuple[_core.Market, pd.DataFrame | None]] = (
@@ -290,27 +292,32 @@ _MARKETS: OrderedDict[tuple[str, tuple[str, ...]], tuple[_core.Market, pd.DataFr
 _MARKETS_KEPT = 8
 
 
-def _remember(key: tuple[str, str], bars: SymbolBars, meta_row: Any) -> None:
+def _remember(key: tuple[str, str], bars: SymbolBars, meta: pd.DataFrame | None, row: int) -> None:
     if key in _BARS:
         return
-    _BARS[key] = (bars, meta_row)
+    _BARS[key] = (bars, meta, row)
     _bars_held[0] += len(bars)
     while _bars_held[0] > _BARS_BUDGET and len(_BARS) > 1:
-        _, (old, _meta) = _BARS.popitem(last=False)
+        _, (old, _meta, _row) = _BARS.popitem(last=False)
         _bars_held[0] -= len(old)
+
+
+def _keep(source: DataSource, columns: MarketColumns) -> None:
+    # Each symbol keeps a reference to its load's metadata frame and its row there:
+    # slicing a one-row frame per symbol costs more than a daily backtest's statistics.
+    meta = columns.metadata
+    rows = meta.index.get_indexer(columns.symbols) if meta is not None else None
+    for i, b in enumerate(columns.bars):
+        row = -1 if rows is None else int(rows[i])
+        _remember((source.token, b.symbol), b, meta if row >= 0 else None, row)
 
 
 def prefetch(source: DataSource, symbols: Sequence[str]) -> None:
     """Load the symbols not yet in this process's cache, in one request."""
     with _LOCK:
         wanted = sorted({s for s in symbols if (source.token, s) not in _BARS})
-        if not wanted:
-            return
-        columns = source.load(wanted)
-        meta = columns.metadata
-        for b in columns.bars:
-            row = meta.loc[[b.symbol]] if meta is not None and b.symbol in meta.index else None
-            _remember((source.token, b.symbol), b, row)
+        if wanted:
+            _keep(source, source.load(wanted))
 
 
 def seed(source: DataSource, columns: MarketColumns) -> None:
@@ -321,10 +328,24 @@ def seed(source: DataSource, columns: MarketColumns) -> None:
     Workers started any other way (spawned, Dask) load from ``source`` themselves.
     """
     with _LOCK:
-        meta = columns.metadata
-        for b in columns.bars:
-            row = meta.loc[[b.symbol]] if meta is not None and b.symbol in meta.index else None
-            _remember((source.token, b.symbol), b, row)
+        _keep(source, columns)
+
+
+def _metadata_of(parts: list[tuple[SymbolBars, pd.DataFrame | None, int]]) -> pd.DataFrame | None:
+    """The metadata rows of a market's symbols, in its order (None if none has any)."""
+    pieces = []
+    i = 0
+    while i < len(parts):
+        frame, first = parts[i][1], parts[i][2]
+        j = i + 1
+        while j < len(parts) and parts[j][1] is frame and parts[j][2] == first + (j - i):
+            j += 1
+        if frame is not None:  # a run of consecutive rows of one frame: a cheap slice
+            pieces.append(frame.iloc[first : first + (j - i)])
+        i = j
+    if not pieces:
+        return None
+    return pieces[0] if len(pieces) == 1 else pd.concat(pieces)
 
 
 def market_for(source: DataSource, symbols: Sequence[str]) -> tuple[_core.Market, pd.DataFrame | None]:
@@ -340,15 +361,13 @@ def market_for(source: DataSource, symbols: Sequence[str]) -> tuple[_core.Market
         for s in symbols:
             _BARS.move_to_end((source.token, s))
         bars = [p[0] for p in parts]
-        rows = [p[1] for p in parts if p[1] is not None]
-        meta = pd.concat(rows) if rows else None
         market = _core.Market(
             [b.symbol for b in bars], *([getattr(b, c) for b in bars] for c in _COLUMNS)
         )
-        _MARKETS[key] = (market, meta)
+        _MARKETS[key] = (market, _metadata_of(parts))
         while len(_MARKETS) > _MARKETS_KEPT:
             _MARKETS.popitem(last=False)
-        return market, meta
+        return _MARKETS[key]
 
 
 def forget_loaded() -> None:
