@@ -297,7 +297,8 @@ def _as_utc_timestamp(ts: pd.Timestamp | str) -> pd.Timestamp:
 def _daily_returns(values: np.ndarray, index: pd.DatetimeIndex, initial_cash: float) -> np.ndarray:
     """Returns of end-of-day equity (last sample per UTC date), from initial_cash."""
     # index is sorted, so the last row of each date is the one before the date changes.
-    dates = index.normalize().asi8
+    # Whole UTC days since the epoch (normalize() would also infer a frequency: slow).
+    dates = index.as_unit("ns").asi8 // 86_400_000_000_000
     last_of_day = np.append(dates[1:] != dates[:-1], True)
     closes = np.concatenate(([initial_cash], values[last_of_day]))
     return closes[1:] / closes[:-1] - 1.0
