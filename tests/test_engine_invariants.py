@@ -1,0 +1,658 @@
+"""Properties of random backtests, checked against an independent reference.
+
+Random OHLC bars (1-4 symbols, missing bars) and a random strategy (market, limit, stop and
+stop-limit orders with random stop-loss / take-profit, closes and cancels, seeded by
+hypothesis) are run through the engine. The results are then re-derived here:
+
+* a reference broker, order by order, says when and at what price each order should have
+  filled (the fill rules of ``rust/broker.rs``), so fills that are early, late, missing or
+  at the wrong price are caught, and no order ever fills at a price of the bar on which it
+  was decided;
+* a reference portfolio replays the fills (FIFO lots, bracket legs closing their own lot)
+  and rebuilds every closed trade (size, prices, pnl, commission, bars held, MAE/MFE);
+* at every equity sample, ``cash + sum(position x last close) == equity`` with positions
+  rebuilt from the fills and last closes read from the input data;
+* final equity == cash0 + closed pnl + unrealised pnl of open lots - their entry
+  commission not yet charged to a closed trade.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+CASH = 10_000.0
+TOL = 1e-9
+
+# ---------------------------------------------------------------------------------------
+# random inputs
+
+
+def random_market(seed: int, n_symbols: int, n_ticks: int, p_missing: float, freq: str):
+    """{symbol: DataFrame} with random OHLC bars and random missing bars (>= 1 bar each)."""
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2024-01-01", periods=n_ticks, freq=freq, tz="UTC").as_unit("ns")
+    out = {}
+    for k in range(n_symbols):
+        keep = rng.random(n_ticks) >= p_missing
+        if not keep.any():
+            keep[rng.integers(n_ticks)] = True
+        n = int(keep.sum())
+        start = float(rng.uniform(20, 200))
+        close = start * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+        gap = np.exp(rng.normal(0, 0.01, n))
+        open_ = np.concatenate(([start], close[:-1])) * gap
+        # Prices on a cent grid so that touches and ties with order prices happen.
+        open_, close = np.round(open_, 2), np.round(close, 2)
+        high = np.ceil(np.maximum(open_, close) * (1 + rng.uniform(0, 0.02, n)) * 100) / 100
+        low = np.floor(np.minimum(open_, close) * (1 - rng.uniform(0, 0.02, n)) * 100) / 100
+        out[f"S{k}"] = pd.DataFrame(
+            {"open": open_, "high": high, "low": low, "close": close, "volume": 1000.0},
+            index=index[keep],
+        )
+    return out
+
+
+class RandomTrader(tickstep.Strategy):
+    """Places random orders from a seeded generator, and checks what it can see."""
+
+    seed = 0
+    frames = None  # the input, for checks of what the strategy sees
+
+    def init(self):
+        self.rng = random.Random(self.seed)
+        self.problems = []
+        self.calls = []
+
+    # What the strategy sees must be exactly the input up to now, never beyond.
+    def _check_view(self, symbol, active):
+        frame = self.frames[symbol]
+        stamps = frame.index.as_unit("ns").asi8
+        seen = frame[stamps <= self.now]
+        hist = self.data(symbol)
+        if len(hist) != len(seen):
+            self.problems.append(f"{symbol} at {self.now}: {len(hist)} bars visible, {len(seen)} seen")
+            return
+        if len(seen) == 0:
+            return
+        last = seen.iloc[-1]
+        if hist.close[-1] != last.close or hist.ts[-1] != stamps[len(seen) - 1]:
+            self.problems.append(f"{symbol} at {self.now}: data().close[-1] is not the last close")
+        if active and hist.ts[-1] != self.now:
+            self.problems.append(f"{symbol} at {self.now}: active but its last bar is older")
+        if self.price(symbol) != last.close:
+            self.problems.append(f"{symbol} at {self.now}: price() {self.price(symbol)} != {last.close}")
+        bar = self.bar(symbol)
+        if tuple(bar)[1:5] != (last.open, last.high, last.low, last.close):
+            self.problems.append(f"{symbol} at {self.now}: bar() {bar} is not the last bar")
+
+    def _check_equity(self):
+        marked = 0.0
+        scale = abs(self.cash)
+        for s in self.symbols:
+            size = self.position(s).size
+            if size:
+                marked += size * self.price(s)
+                scale += abs(size * self.price(s))
+        if abs(self.equity - (self.cash + marked)) > TOL * max(scale, CASH):
+            self.problems.append(
+                f"at {self.now}: equity {self.equity!r} != cash {self.cash!r} + marked {marked!r}"
+            )
+
+    def next(self, symbol):
+        self.calls.append((self.now, symbol))
+        if not self.has_data(symbol):
+            self.problems.append(f"next({symbol}) at {self.now} without data")
+        self._check_view(symbol, active=True)
+        self._act(symbol)
+
+    def on_tick(self):
+        self._check_equity()
+        for s in self.symbols:
+            if not self.has_data(s):
+                self._check_view(s, active=False)
+        if self.rng.random() < 0.3:
+            self._act(self.rng.choice(self.symbols))
+
+    def _act(self, symbol):
+        rng = self.rng
+        x = rng.random()
+        ref = self.price(symbol)  # NaN before the symbol's first bar
+        buy = rng.random() < 0.5
+        size = rng.choice([1, 2, 5, 10, 25, rng.uniform(0.5, 40)])
+        if x < 0.10:
+            self.close(symbol)
+            return
+        if x < 0.20:
+            working = self.orders(symbol)
+            if working:
+                self.cancel(rng.choice(working))
+            return
+        if x < 0.45:
+            return
+        if ref != ref:  # no price yet: only a bare market order makes sense
+            self.buy(symbol, size=size) if buy else self.sell(symbol, size=size)
+            return
+        kind = rng.choice(["market", "market", "limit", "stop", "stop_limit"])
+        limit = stop = None
+        if kind == "limit":
+            limit = round(ref * (1 + rng.uniform(-0.04, 0.04)), 2)
+        elif kind == "stop":
+            stop = round(ref * (1 + rng.uniform(-0.04, 0.04)), 2)
+        elif kind == "stop_limit":
+            stop = round(ref * (1 + rng.uniform(-0.04, 0.04)), 2)
+            limit = round(stop * (1 + rng.uniform(-0.02, 0.02)), 2)
+        entry = limit if limit is not None else stop if stop is not None else ref
+        sign = 1 if buy else -1
+        sl = tp = None
+        if rng.random() < 0.5:
+            sl = round(entry * (1 - sign * rng.uniform(0.005, 0.05)), 2)
+        if rng.random() < 0.5:
+            tp = round(entry * (1 + sign * rng.uniform(0.005, 0.05)), 2)
+        if sl is not None and (sl - entry) * sign >= 0:
+            sl = None  # rounding put it on the wrong side
+        if tp is not None and (tp - entry) * sign <= 0:
+            tp = None
+        place = self.buy if buy else self.sell
+        place(symbol, size=size, limit=limit, stop=stop, sl=sl, tp=tp)
+
+
+# ---------------------------------------------------------------------------------------
+# reference broker: one order alone against the bars
+
+
+@dataclass
+class Bars:
+    ts: np.ndarray
+    o: np.ndarray
+    h: np.ndarray
+    l: np.ndarray  # noqa: E741
+    c: np.ndarray
+
+    @classmethod
+    def of(cls, frame):
+        return cls(frame.index.as_unit("ns").asi8, *(frame[c].to_numpy() for c in ("open", "high", "low", "close")))
+
+    def at(self, ts):
+        i = int(np.searchsorted(self.ts, ts))
+        return i if i < len(self.ts) and self.ts[i] == ts else None
+
+    def after(self, ts):
+        return int(np.searchsorted(self.ts, ts, side="right"))
+
+
+@dataclass(frozen=True)
+class Event:
+    bar: int
+    raw: float
+    at_open: bool
+    barrier: bool = False
+
+
+def first_fill(kind, buy, limit, stop, B: Bars, start: int, no_open_at_start=False):
+    """Bar index, raw price and moment of the first fill of one order from bar ``start``."""
+    triggered = False
+    for i in range(start, len(B.ts)):
+        o, h, lo = B.o[i], B.h[i], B.l[i]
+        open_ok = not (no_open_at_start and i == start)
+        if kind == "market":
+            return Event(i, o, True)
+        if kind == "stop_limit" and not triggered:
+            if open_ok and (o >= stop if buy else o <= stop):
+                trig, at_open = o, True
+            elif h >= stop if buy else lo <= stop:
+                trig, at_open = stop, False
+            else:
+                continue
+            if trig <= limit if buy else trig >= limit:
+                return Event(i, trig, at_open)
+            triggered = True  # rests as a limit from the next bar on
+            continue
+        if kind == "limit" or triggered:
+            if open_ok and (o <= limit if buy else o >= limit):
+                return Event(i, o, True)
+            if lo <= limit if buy else h >= limit:
+                return Event(i, limit, False)
+        elif kind == "stop":
+            if open_ok and (o >= stop if buy else o <= stop):
+                return Event(i, o, True)
+            if h >= stop if buy else lo <= stop:
+                return Event(i, stop, False)
+    return None
+
+
+def kind_of(o) -> str:
+    has_limit, has_stop = not np.isnan(o["limit"]), not np.isnan(o["stop"])
+    return {(False, False): "market", (True, False): "limit", (False, True): "stop"}.get(
+        (has_limit, has_stop), "stop_limit"
+    )
+
+
+def slips(kind) -> bool:
+    return kind in ("market", "stop")
+
+
+def slipped(raw, buy, bps):
+    return raw if bps == 0 else raw * (1.0 + (1 if buy else -1) * bps * 1e-4)
+
+
+# ---------------------------------------------------------------------------------------
+# the checks
+
+
+@dataclass
+class Lot:
+    id: int
+    direction: int
+    size: float
+    price: float
+    commission: float
+    entry_bar: int
+    entry_barrier: bool
+    exits: list = field(default_factory=list)
+
+
+def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, fixed):
+    problems: list[str] = []
+    names = sorted(frames)
+    B = {s: Bars.of(frames[s]) for s in names}
+    orders = result.orders.set_index("order_id", drop=False)
+    fills = result.fills
+    ns = lambda t: int(pd.Timestamp(t).value)  # noqa: E731
+
+    # -- every fill is on a bar of its symbol, priced from that bar ----------------------
+    fill_of: dict[int, pd.Series] = {}
+    for _, f in fills.iterrows():
+        oid = int(f.order_id)
+        if oid in fill_of:
+            problems.append(f"order {oid} filled twice")
+        fill_of[oid] = f
+        o = orders.loc[oid]
+        # (a close order's side is decided at fill time: the position may have flipped)
+        if o.symbol != f.symbol or (o.side != f.side and o.role != "close"):
+            problems.append(f"fill of order {oid} has another symbol/side")
+        if o.status != "filled" or o.closed_time != f.time:
+            problems.append(f"order {oid} filled at {f.time} but recorded {o.status} {o.closed_time}")
+        if B[f.symbol].at(ns(f.time)) is None:
+            problems.append(f"fill of order {oid} at {f.time}: {f.symbol} has no bar then")
+        fee = f["size"] * f.price * commission + fixed
+        if not np.isclose(f.commission, fee, rtol=1e-12, atol=1e-12):
+            problems.append(f"fill of order {oid}: commission {f.commission} != {fee}")
+        if not trade_on_close and o.role in ("entry", "close") and not f.time > o.placed_time:
+            problems.append(f"look-ahead: order {oid} placed {o.placed_time} filled {f.time}")
+        if o.role in ("stop_loss", "take_profit") and not f.time >= o.placed_time:
+            problems.append(f"leg {oid} filled before it existed")
+    for oid, o in orders.iterrows():
+        if o.status == "filled" and oid not in fill_of:
+            problems.append(f"order {oid} marked filled without a fill")
+
+    # -- reference portfolio: replay the fills ---------------------------------------------
+    legs = [oid for oid, o in orders.iterrows() if o.role in ("stop_loss", "take_profit")]
+    legs_left = deque(legs)
+    leg_lot: dict[int, int] = {}
+    leg_entry: dict[int, tuple] = {}  # leg -> (symbol, entry bar, entry event)
+    lots: dict[str, deque] = {s: deque() for s in names}
+    lot_closer: dict[int, pd.Series] = {}  # lot id -> the fill that closed it
+    next_lot = 1
+    cash = CASH
+    rebuilt = []
+    expected: dict[int, Event | None] = {}
+
+    def expect(oid) -> Event | None:
+        """The reference broker's first fill event for an entry/close order."""
+        if oid in expected:
+            return expected[oid]
+        o = orders.loc[oid]
+        b, kind, placed = B[o.symbol], kind_of(o), ns(o.placed_time)
+        i_now = b.at(placed)
+        if trade_on_close and kind == "market" and i_now is not None:
+            ev = Event(i_now, b.c[i_now], False, barrier=True)
+        else:
+            ev = first_fill(kind, o.side == "buy", o.limit, o.stop, b, b.after(placed))
+        expected[oid] = ev
+        return ev
+
+    def close_part(lot, take, f, bar, barrier, symbol):
+        b = B[symbol]
+        share = take / lot.size
+        ec = lot.commission * share
+        xc = f.commission * take / f["size"]
+        lot.commission -= ec
+        lot.exits.append(f.price)
+        first = lot.entry_bar + (1 if lot.entry_barrier else 0)
+        last = bar + (1 if barrier else 0)
+        lo = min([lot.price, *lot.exits, *b.l[first:last]])
+        hi = max([lot.price, *lot.exits, *b.h[first:last]])
+        adverse, favourable = (lo, hi) if lot.direction > 0 else (hi, lo)
+        pnl = lot.direction * (f.price - lot.price) * take - (ec + xc)
+        rebuilt.append(
+            dict(
+                symbol=symbol, side="long" if lot.direction > 0 else "short", size=take,
+                entry_price=lot.price, exit_price=f.price, pnl=pnl, commission=ec + xc,
+                trade_id=lot.id, bars_held=bar - lot.entry_bar, exit_order=int(f.order_id),
+                mae=lot.direction * (adverse / lot.price - 1),
+                mfe=lot.direction * (favourable / lot.price - 1),
+            )
+        )
+        lot.size -= take
+        return lot.size <= take * 1e-9
+
+    for _, f in fills.iterrows():
+        s, oid = f.symbol, int(f.order_id)
+        o = orders.loc[oid]
+        d = 1 if f.side == "buy" else -1
+        bar = B[s].at(ns(f.time))
+        if bar is None:
+            continue
+        barrier = trade_on_close and o.role in ("entry", "close") and f.time == o.placed_time
+        cash -= d * f["size"] * f.price + f.commission
+        book = lots[s]
+        position = sum(x.direction * x.size for x in book)
+        remaining = f["size"]
+        if o.role in ("stop_loss", "take_profit"):
+            lot = next((x for x in book if x.id == leg_lot.get(oid)), None)
+            if lot is None:
+                problems.append(f"leg {oid} filled but its trade is not open")
+                continue
+            if not np.isclose(f["size"], lot.size, rtol=1e-12) or d != -lot.direction:
+                problems.append(f"leg {oid} filled {f['size']} {f.side}, its trade is {lot.size}")
+            if close_part(lot, min(remaining, lot.size), f, bar, barrier, s):
+                book.remove(lot)
+                lot_closer[lot.id] = f
+            remaining = 0.0
+        else:
+            if o.role == "close" and (
+                not np.isclose(f["size"], abs(position), rtol=1e-12) or d * position >= 0
+            ):
+                problems.append(f"close order {oid} filled {f.side} {f['size']}, position {position}")
+            while remaining > 0 and book and book[0].direction != d:
+                lot = book[0]
+                take = min(remaining, lot.size)
+                if close_part(lot, take, f, bar, barrier, s):
+                    book.popleft()
+                    lot_closer[lot.id] = f
+                remaining -= take
+                if remaining <= f["size"] * 1e-9:
+                    remaining = 0.0
+        if remaining > f["size"] * 1e-9:
+            lot = Lot(next_lot, d, remaining, f.price, f.commission * remaining / f["size"], bar, barrier)
+            next_lot += 1
+            book.append(lot)
+            if o.role == "entry":
+                # Its bracket legs are the next legs in the order log.
+                ev = expect(oid)
+                for role, price_col, price in (("stop_loss", "stop", o.sl), ("take_profit", "limit", o.tp)):
+                    if np.isnan(price):
+                        continue
+                    if not legs_left:
+                        problems.append(f"entry {oid} opened a trade but has no {role} leg")
+                        continue
+                    leg = orders.loc[legs_left.popleft()]
+                    if leg.role != role or leg[price_col] != price or leg.symbol != s or leg.placed_time != f.time:
+                        problems.append(f"entry {oid}: leg {leg.order_id} does not match ({role} {price})")
+                    leg_lot[int(leg.order_id)] = lot.id
+                    leg_entry[int(leg.order_id)] = (s, bar, ev)
+        elif o.role == "entry" and not (np.isnan(o.sl) and np.isnan(o.tp)):
+            pass  # closed existing trades only: no bracket
+    if legs_left:
+        problems.append(f"legs {list(legs_left)} belong to no entry fill")
+
+    # -- closed trades rebuilt from the fills -----------------------------------------------
+    trades = result.trades
+    if len(trades) != len(rebuilt):
+        problems.append(f"{len(trades)} trades, {len(rebuilt)} rebuilt from the fills")
+    else:
+        for (_, t), ref in zip(trades.iterrows(), rebuilt):
+            for key, want in ref.items():
+                got = t[key]
+                ok = np.isclose(got, want, rtol=1e-9, atol=1e-9) if isinstance(want, float) else got == want
+                if not ok:
+                    problems.append(f"trade {t.trade_id} ({t.symbol}): {key} {got!r}, expected {want!r}")
+            if not np.isclose(t.return_pct, t.pnl / (t.entry_price * t["size"]), rtol=1e-12):
+                problems.append(f"trade {t.trade_id}: return_pct")
+
+    # -- every order's outcome against the reference broker --------------------------------
+    for oid, o in orders.iterrows():
+        s, b = o.symbol, B[o.symbol]
+        kind = kind_of(o)
+        closed = None if pd.isna(o.closed_time) else ns(o.closed_time)
+        if o.role in ("entry", "close"):
+            ev = expect(oid)
+        else:
+            if oid not in leg_entry:
+                continue
+            _, e_bar, e_ev = leg_entry[oid]
+            entry_open = e_ev is not None and e_ev.at_open and not e_ev.barrier
+            same_bar = o.role == "stop_loss" or entry_open
+            if e_ev is not None and e_ev.barrier:
+                same_bar = False
+            start = e_bar if same_bar else e_bar + 1
+            ev = first_fill(
+                kind, o.side == "buy", o.limit, o.stop, b, start,
+                no_open_at_start=(start == e_bar and not entry_open),
+            )
+        ev_ts = None if ev is None else int(b.ts[ev.bar])
+        where = f"order {oid} ({o.role} {kind} {o.side} {s} limit={o.limit} stop={o.stop})"
+        if o.status == "filled":
+            f = fill_of.get(oid)
+            if ev is None:
+                problems.append(f"{where} filled at {o.closed_time} but should never fill")
+            elif f is not None:
+                want = slipped(ev.raw, o.side == "buy", slippage_bps) if slips(kind) else ev.raw
+                if ns(f.time) != ev_ts or not np.isclose(f.price, want, rtol=1e-12, atol=0):
+                    problems.append(
+                        f"{where} filled {f.time} @ {f.price}, expected {pd.Timestamp(ev_ts, tz='UTC')} @ {want}"
+                    )
+        elif o.status == "rejected" or o.reason == "position already flat":
+            if ev is None or closed != ev_ts:
+                problems.append(f"{where} {o.status} at {o.closed_time}, its fill was due at {ev_ts}")
+        elif o.status == "cancelled" and o.reason == "cancelled by the strategy":
+            # The strategy cancels after the market phase of its tick, but before the
+            # barrier where a trade-on-close market order would fill.
+            if ev is not None and (ev_ts < closed or (ev_ts == closed and not ev.barrier)):
+                problems.append(f"{where} cancelled at {o.closed_time}, should have filled at {ev_ts}")
+        elif o.status == "cancelled" and o.reason == "its trade was closed":
+            if ev is not None and ev_ts < closed:
+                problems.append(f"{where} cancelled at {o.closed_time}, should have filled at {ev_ts}")
+            elif ev is not None and ev_ts == closed:
+                closer = lot_closer.get(leg_lot.get(oid))
+                if closer is not None:
+                    c_ord = orders.loc[int(closer.order_id)]
+                    if c_ord.role in ("entry", "close"):
+                        c_ev = expect(int(closer.order_id))
+                    else:
+                        c_ev = Event(ev.bar, closer.price, closer.price == b.o[ev.bar])
+                    # (an untriggered stop-limit is matched with the stops, in id order)
+                    c_limit = kind_of(c_ord) == "limit"
+                    if c_ev is not None and not c_ev.barrier:
+                        if ev.at_open and not c_ev.at_open:
+                            problems.append(f"{where}: through at the open but a later fill closed its trade")
+                        elif not ev.at_open and not c_ev.at_open and kind == "stop" and c_limit:
+                            problems.append(f"{where}: a stop-loss lost to a limit in the same bar")
+        elif o.status == "open":
+            if ev is not None:
+                problems.append(f"{where} still open, should have filled at {ev_ts}")
+
+    # -- equity at every sample ---------------------------------------------------------------
+    eq = result.equity_frame
+    f_ts = fills["time"].map(lambda t: t.value).to_numpy() if len(fills) else np.array([], dtype=np.int64)
+    signed = np.where(fills["side"] == "buy", 1.0, -1.0) * fills["size"].to_numpy() if len(fills) else np.array([])
+    flows = signed * fills["price"].to_numpy() + fills["commission"].to_numpy() if len(fills) else np.array([])
+    sym = fills["symbol"].astype(str).to_numpy() if len(fills) else np.array([])
+    for t, row in zip(eq.index.as_unit("ns").asi8, eq.itertuples()):
+        done = f_ts <= t
+        cash_t = CASH - flows[done].sum()
+        marked = gross = 0.0
+        for s in names:
+            pos = signed[done & (sym == s)].sum()
+            if pos:
+                i = B[s].after(t) - 1
+                marked += pos * B[s].c[i]
+                gross += abs(pos) * B[s].c[i]
+        scale = max(abs(cash_t), gross, CASH)
+        if abs(row.cash - cash_t) > TOL * scale:
+            problems.append(f"cash at {pd.Timestamp(t, tz='UTC')}: {row.cash!r}, fills say {cash_t!r}")
+        if abs(row.equity - (row.cash + marked)) > TOL * scale:
+            problems.append(
+                f"equity at {pd.Timestamp(t, tz='UTC')}: {row.equity!r} != cash {row.cash!r} + marked {marked!r}"
+            )
+        if abs(row.gross_exposure - gross) > TOL * scale:
+            problems.append(f"gross exposure at {pd.Timestamp(t, tz='UTC')}: {row.gross_exposure!r} != {gross!r}")
+
+    # -- final identity ----------------------------------------------------------------------
+    final = eq["equity"].iloc[-1]
+    unrealised = unallocated = 0.0
+    for s in names:
+        last_close = B[s].c[-1]
+        for lot in lots[s]:
+            unrealised += lot.direction * (last_close - lot.price) * lot.size
+            unallocated += lot.commission
+    identity = CASH + trades["pnl"].sum() + unrealised - unallocated
+    if abs(final - identity) > TOL * max(abs(final), CASH):
+        problems.append(f"final equity {final!r} != cash0 + pnl + unrealised - fees {identity!r}")
+    open_now = {s: sum(x.direction * x.size for x in lots[s]) for s in names}
+    for s in names:
+        got = result.positions["size"].get(s, 0.0)
+        if not np.isclose(got, open_now[s], rtol=1e-9, atol=1e-9):
+            problems.append(f"final position {s}: {got}, fills say {open_now[s]}")
+    # equity is sampled at every tick of the union timeline
+    union = np.unique(np.concatenate([B[s].ts for s in names]))
+    if not np.array_equal(eq.index.as_unit("ns").asi8, union):
+        problems.append("equity is not sampled at every tick")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------
+# the property
+
+
+@st.composite
+def scenarios(draw):
+    return dict(
+        market=dict(
+            seed=draw(st.integers(0, 2**32 - 1)),
+            n_symbols=draw(st.integers(1, 4)),
+            n_ticks=draw(st.integers(2, 40)),
+            p_missing=draw(st.sampled_from([0.0, 0.2, 0.5])),
+            freq=draw(st.sampled_from(["D", "min", "h"])),
+        ),
+        strategy_seed=draw(st.integers(0, 2**32 - 1)),
+        commission=draw(st.sampled_from([0.0, 0.001])),
+        commission_fixed=draw(st.sampled_from([0.0, 1.0])),
+        slippage=draw(st.sampled_from([0.0, 5.0])),
+        leverage=draw(st.sampled_from([1.0, 3.0])),
+        trade_on_close=draw(st.booleans()),
+    )
+
+
+def run_random(sc):
+    frames = random_market(**sc["market"])
+    bt = tickstep.Backtest(
+        frames,
+        RandomTrader,
+        cash=CASH,
+        commission=sc["commission"],
+        commission_fixed=sc["commission_fixed"],
+        slippage=sc["slippage"],
+        leverage=sc["leverage"],
+        trade_on_close=sc["trade_on_close"],
+        record_every_bar=True,
+    )
+    return frames, bt, bt.run(seed=sc["strategy_seed"], frames=frames)
+
+
+def assert_consistent(sc):
+    frames, _, result = run_random(sc)
+    problems = list(result.strategy.problems)
+    problems += check_backtest(
+        frames,
+        result,
+        trade_on_close=sc["trade_on_close"],
+        slippage_bps=sc["slippage"],
+        commission=sc["commission"],
+        fixed=sc["commission_fixed"],
+    )
+    assert not problems, "\n".join(problems[:20])
+    return result
+
+
+# Derandomized (the same examples every run: a failure is reproducible, never flaky) and
+# no shrinking (an engine bug would make it run for minutes; the failing scenario is small
+# enough to read as is, and reproduces with run_random).
+@settings(
+    max_examples=150,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+@given(scenarios())
+def test_random_backtests_match_the_reference(sc):
+    assert_consistent(sc)
+
+
+def test_the_reference_is_not_vacuous():
+    """The random strategy really trades: fills of every kind, legs, rejections, cancels."""
+    roles, kinds, statuses = set(), set(), set()
+    for seed in range(12):
+        sc = dict(
+            market=dict(seed=seed, n_symbols=3, n_ticks=40, p_missing=0.2, freq="D"),
+            strategy_seed=seed, commission=0.001, commission_fixed=1.0, slippage=5.0,
+            leverage=1.0, trade_on_close=seed % 2 == 1,
+        )
+        r = assert_consistent(sc)
+        filled = r.orders[r.orders.status == "filled"]
+        roles |= set(filled.role)
+        kinds |= {kind_of(o) for _, o in filled.iterrows()}
+        statuses |= set(r.orders.status) | set(r.orders.reason)
+    assert roles == {"entry", "stop_loss", "take_profit", "close"}
+    assert kinds == {"market", "limit", "stop", "stop_limit"}
+    assert {"filled", "cancelled", "rejected", "cancelled by the strategy",
+            "its trade was closed", "insufficient margin"} <= statuses
+
+
+# ---------------------------------------------------------------------------------------
+# determinism and calls
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_two_runs_are_identical(seed):
+    sc = dict(
+        market=dict(seed=seed, n_symbols=4, n_ticks=60, p_missing=0.3, freq="min"),
+        strategy_seed=seed, commission=0.001, commission_fixed=0.5, slippage=5.0,
+        leverage=2.0, trade_on_close=False,
+    )
+    frames, bt, a = run_random(sc)
+    b = bt.run(seed=seed, frames=frames)
+    c = run_random(sc)[2]  # a fresh Backtest over the same data
+    assert len(a.fills) > 0
+    for other in (b, c):
+        pd.testing.assert_frame_equal(a.trades, other.trades, check_exact=True)
+        pd.testing.assert_frame_equal(a.fills, other.fills, check_exact=True)
+        pd.testing.assert_frame_equal(a.orders, other.orders, check_exact=True)
+        pd.testing.assert_frame_equal(a.equity_frame, other.equity_frame, check_exact=True)
+        assert a.strategy.calls == other.strategy.calls
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_next_is_called_exactly_on_each_symbols_own_bars(seed):
+    frames, _, r = run_random(
+        dict(
+            market=dict(seed=seed, n_symbols=4, n_ticks=50, p_missing=0.4, freq="min"),
+            strategy_seed=seed, commission=0.0, commission_fixed=0.0, slippage=0.0,
+            leverage=1.0, trade_on_close=False,
+        )
+    )
+    expected = sorted((int(t), s) for s, f in frames.items() for t in f.index.as_unit("ns").asi8)
+    calls = r.strategy.calls
+    # Same set, and in time order then symbol order.
+    assert calls == expected
+    assert any(len(f) < 50 for f in frames.values())  # some minutes really are missing
