@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
@@ -53,6 +55,9 @@ ROW_TAIL = ("run_time", "status", "error", "cached")
 #: Forked workers take the bars the parent holds (copy-on-write pages, nothing pickled)
 #: instead of each loading them; off, they always load from the data source.
 SHARE_WITH_FORKED_WORKERS = True
+# Batches running in this process (threads): the last one to finish frees the caches.
+_ACTIVE = [0]
+_ACTIVE_LOCK = threading.Lock()
 _RESERVED = {"symbols", "score", *ROW_TAIL, *STAT_LABELS}
 
 
@@ -90,7 +95,7 @@ def _open_cache(cache: Any, data: Any) -> ResultsCache | None:
                 beside = p.with_name(p.name + ".results.sqlite")
                 try:
                     return ResultsCache(beside)
-                except OSError:
+                except (OSError, sqlite3.Error):  # a read-only directory: the user cache
                     pass
         return ResultsCache(default_cache_dir())
     raise TypeError(f"cache must be True, False, a path or a ResultsCache, got {cache!r}")
@@ -245,6 +250,8 @@ def run_batch(
 
     store = _open_cache(cache, data)
     load_request, groups = _groups(symbols, portfolio)
+    with _ACTIVE_LOCK:
+        _ACTIVE[0] += 1
     try:
         prepared = prepare_data(
             data,
@@ -293,8 +300,9 @@ def run_batch(
                 # loading once here beats a query per task. Others load from `source`.
                 held = prepared.loaded
                 if held is None:
-                    held = source.load(sorted({s for job in missing for s in job.symbols}))
-                    close_stores()  # no open database handle across the fork
+                    # No database handle is left open across the fork.
+                    needed = sorted({s for job in missing for s in job.symbols})
+                    held = source.load(needed, keep_open=False)
                 seed(source, held)
             chunks = [
                 Chunk(ref, code_fp, source, engine_options, options_fp,
@@ -320,9 +328,12 @@ def run_batch(
             finally:
                 bar.close()
     finally:
-        close_stores()
-        forget_loaded()
-        forget_backtests()
+        with _ACTIVE_LOCK:
+            _ACTIVE[0] -= 1
+            if _ACTIVE[0] == 0:  # the last batch running in this process cleans up
+                close_stores()
+                forget_loaded()
+                forget_backtests()
         if store is not None and store is not cache:
             store.close()
     frame = _frame(jobs, rows, maximize)

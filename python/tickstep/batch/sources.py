@@ -140,8 +140,12 @@ class DataSource:
     load_options: tuple[tuple[str, Any], ...] = ()
     payload: bytes | None = field(default=None, repr=False)
 
-    def load(self, symbols: Sequence[str]) -> MarketColumns:
-        """Load ``symbols`` (validated, sorted by name) in this process."""
+    def load(self, symbols: Sequence[str], *, keep_open: bool = True) -> MarketColumns:
+        """Load ``symbols`` (validated, sorted by name) in this process.
+
+        A store file's connection is kept open for the next load (a worker's case)
+        unless ``keep_open`` is False.
+        """
         names = sorted(symbols)
         if self.kind == "snapshot":
             return _snapshot_columns(self.location, names)
@@ -151,6 +155,11 @@ class DataSource:
                 _FILES.clear()
                 columns = _FILES[self.token] = _read_file(self.location)
             return _select(columns, names, self.start, self.end)
+        if self.kind == "store" and not keep_open:
+            from tickstep.data import Store
+
+            with Store(self.location, read_only=True) as store:
+                return store.load(names, start=self.start, end=self.end, **dict(self.load_options))
         if self.kind == "store":
             store = _open_store(self.location)
         elif self.kind == "store-object":
