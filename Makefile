@@ -34,6 +34,7 @@ test-python:
 lint: build ## rustfmt, clippy, ruff
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --quiet -- -D warnings
+	cargo clippy --features python --quiet -- -D warnings
 	$(VENV)/bin/ruff check python tests benches
 
 bench: build ## cargo bench + whole-workload Python benchmarks

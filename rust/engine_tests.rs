@@ -189,7 +189,7 @@ fn commission_and_slippage_arithmetic() {
     assert!((t.entry_price - 100.1).abs() < 1e-9);
     assert!((t.exit_price - 119.88).abs() < 1e-9);
     assert!((t.pnl - 193.6002).abs() < 1e-9, "{}", t.pnl);
-    assert!((e.equity() - 10_193.6002).abs() < 1e-9);
+    assert!((e.equity() - 10_193.600_2).abs() < 1e-9);
 }
 
 #[test]

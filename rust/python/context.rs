@@ -17,6 +17,9 @@ use crate::engine::Engine;
 use crate::orders::{OrderRequest, Side};
 use crate::studies;
 
+/// (ts, open, high, low, close, volume) as handed to Python.
+type BarTuple = (i64, f64, f64, f64, f64, f64);
+
 #[pyclass(name = "Context", module = "tickstep._core", unsendable)]
 pub struct PyContext {
     engine: Cell<*mut Engine>,
@@ -41,6 +44,8 @@ impl PyContext {
         Attached(self)
     }
 
+    // The context is the one path into the engine while a callback runs (see `attach`).
+    #[allow(clippy::mut_from_ref)]
     fn engine(&self) -> PyResult<&mut Engine> {
         let p = self.engine.get();
         if p.is_null() {
@@ -153,7 +158,7 @@ impl PyContext {
     }
 
     /// The symbol's latest bar as (ts, open, high, low, close, volume).
-    fn bar(&self, symbol: isize) -> PyResult<Option<(i64, f64, f64, f64, f64, f64)>> {
+    fn bar(&self, symbol: isize) -> PyResult<Option<BarTuple>> {
         let e = self.engine()?;
         let s = Self::symbol(e, symbol)?;
         Ok(e.bar_index(s).map(|i| {
