@@ -32,10 +32,21 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import _harness as h
+import _harness as h  # noqa: E402 - after the sys.path line above
 
-WORKLOADS = ["noop", "sma_cross", "fakeout", "ranked", "rsi_portfolio", "memory"]
+WORKLOADS = [
+    "native",
+    "native_studies",
+    "noop",
+    "sma_cross",
+    "fakeout",
+    "ranked",
+    "rsi_portfolio",
+    "memory",
+]
 DATASETS = {
+    "native": "minute_20x144k",
+    "native_studies": "minute_20x144k",
     "noop": "minute_20x144k",
     "sma_cross": "minute_20x144k",
     "fakeout": "minute_20x144k",
@@ -141,6 +152,48 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def criterion_results(root: Path = h.ROOT / "target" / "criterion") -> list[dict[str, Any]]:
+    """The latest ``cargo bench`` figures, read from criterion's files: median time per
+    iteration and throughput in symbol-bars/s, with the time the bench ran."""
+    out = []
+
+    def order(path: Path) -> tuple[str, int, str]:
+        name = path.parts[-3]
+        return (path.parts[-4], int(name) if name.isdigit() else 0, name)
+
+    for bench in sorted(root.glob("*/*/new/benchmark.json"), key=order):
+        meta = json.loads(bench.read_text())
+        est = json.loads((bench.parent / "estimates.json").read_text())["median"]
+        elements = (meta.get("throughput") or {}).get("Elements")
+        seconds = est["point_estimate"] / 1e9
+        out.append(
+            {
+                "bench": meta["full_id"],
+                "median_s": seconds,
+                "ci_s": [
+                    est["confidence_interval"]["lower_bound"] / 1e9,
+                    est["confidence_interval"]["upper_bound"] / 1e9,
+                ],
+                "symbol_bars": elements,
+                "throughput": elements / seconds if elements else None,
+                "ran": dt.datetime.fromtimestamp(bench.stat().st_mtime, dt.UTC).isoformat(),
+            }
+        )
+    return out
+
+
+def criterion_table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'bench':<24} {'median':>10} {'95% CI':>21} {'M symbol-bars/s':>16}"]
+    for r in rows:
+        rate = f"{r['throughput'] / 1e6:16.2f}" if r["throughput"] else f"{'':16}"
+        lo, hi = r["ci_s"]
+        lines.append(
+            f"{r['bench']:<24} {r['median_s'] * 1e3:8.1f} ms "
+            f"[{lo * 1e3:7.1f}, {hi * 1e3:7.1f}] ms {rate}"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per workload")
@@ -188,6 +241,12 @@ def main() -> None:
 
     print(f"\nSummary ({started:%Y-%m-%d}; medians; load average now {h.load_average()})\n")
     print(table(results))
+    core = criterion_results()
+    if core:
+        ran = max(r["ran"] for r in core)[:16].replace("T", " ")
+        print(f"\nCore (criterion, wall time, from the last cargo bench, {ran} UTC)\n")
+        print(criterion_table(core))
+        results["criterion"] = core
     if args.json:
         meta = {
             "started": started.isoformat(),

@@ -9,6 +9,9 @@ per workload so that each peak belongs to that workload alone.
 
 Workloads (symbol-bars = bars summed over symbols):
 
+- ``native``: the Rust tick loop with no Python callback, 20 symbols x 144,000 minute
+  bars (~5% missing), timed around ``Engine.run`` only; ``native_studies``: the same
+  with two rolling means declared (the market phase of ``sma_cross``).
 - ``noop``: a Python ``next()`` that does nothing, 20 symbols x 144,000 minute bars.
 - ``sma_cross``: SMA(10)/SMA(30) crossover on the engine's rolling means (``self.sma``),
   long-only, 1 unit, same data.
@@ -27,6 +30,7 @@ import argparse
 import gc
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,6 +134,44 @@ def verdict(r: dict[str, Any], target: str, metric: str, limit: float) -> dict[s
     else:
         cpu, wall = r["total_cpu_s"] <= limit, r["total_wall_s"] <= limit
     return {**r, "target": target, "ok": cpu, "ok_wall": wall}
+
+
+def native(repeats: int, *, studies: bool = False) -> dict[str, Any]:
+    """The native tick loop alone, timed around ``Engine.run`` with no Python callback
+    per bar (``studies``: two rolling means of the close declared in ``init``): the
+    figure of the ``tick_loop`` / ``tick_loop_studies`` criterion benches, in CPU time."""
+    from tickstep import _core
+    from tickstep.backtest import market_from_columns
+
+    columns = h.load("minute_20x144k")
+    n = h.symbol_bars(columns)
+    market = market_from_columns(columns)
+    del columns
+    timings = h.Timings()
+    for _ in range(repeats):
+        engine = _core.Engine(market, cash=1_000_000.0)
+        ctx = _core.Context(market)
+
+        def declare(ctx: Any = ctx) -> None:
+            ctx.add_rolling("mean", 10, "close", None)
+            ctx.add_rolling("mean", 30, "close", None)
+
+        c0, t0 = time.process_time(), time.perf_counter()
+        engine.run(ctx, init=declare if studies else None)
+        timings.add(time.perf_counter() - t0, time.process_time() - c0)
+    name = "native_studies" if studies else "native"
+    r = {
+        "workload": name,
+        "data": f"{len(market.symbols)} x {n // len(market.symbols):,} bars (minute_20x144k)",
+        "symbol_bars": n,
+        "strategy": "none (Engine.run without callbacks)"
+        + (" + 2 rolling means" if studies else ""),
+        **timing_fields(n, timings),
+        "peak_rss_mb": h.peak_rss_mb(),
+    }
+    if studies:
+        return {**r, "target": "-", "ok": None, "ok_wall": None}
+    return verdict(r, "≥ 50M symbol-bars/s", "throughput", 50e6)
 
 
 def noop(repeats: int) -> dict[str, Any]:
@@ -238,6 +280,8 @@ def memory(repeats: int) -> dict[str, Any]:
 
 
 WORKLOADS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "native": native,
+    "native_studies": lambda repeats: native(repeats, studies=True),
     "noop": noop,
     "sma_cross": sma_cross,
     "fakeout": fakeout,

@@ -55,7 +55,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-import _harness as h
+import _harness as h  # noqa: E402 - after the sys.path line above
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py's progress bar
 
@@ -331,6 +331,11 @@ def main() -> None:
             "on a one-cent grid); there a float implementation sees a difference of a few "
             "ulps whose sign depends on its summation, hence different crosses. Run with "
             "--jitter to remove the ties."
+        )
+    if any(c.name == "nautilus_trader" for c in ready):
+        print(
+            "nautilus_trader fills a market order at the signal bar's close; on these "
+            "gapless bars that is the next bar's open price (see run_nautilus.py)."
         )
     for m in missing:
         print(m)

@@ -6,11 +6,15 @@ Run by ``compare.py`` with nautilus_trader's own interpreter (it pins pandas < 3
 nautilus_trader; times ``engine.run()`` (data already added) and prints
 ``RESULT {"seconds": ..., "cpu": ..., "counts": {...}}``.
 
-Fill convention: with ``bar_execution`` a bar is replayed to the matching engine as
-open, high, low, close before strategies see it, so a market order sent from ``on_bar``
-of bar t fills at bar t+1's open, as in the other contenders. Nautilus stamps a bar at
-its close; the bars here are shifted by one minute so that each bar's stamp is its
-close, which changes no price or order.
+Fill convention: nautilus fills a market order sent from ``on_bar`` at once, at the
+last price its simulated exchange has seen: the close of the signal bar, not the next
+bar's open. The peers' data has no gaps (round-the-clock minutes, each bar opening at the
+previous close), so that is the same price, and the position every later decision sees
+is the same: trade counts and P&L match the next-open convention; only the fill's
+timestamp is one bar earlier. Prices are rounded to the instrument's cent tick, so
+``compare.py --jitter`` cannot move them off the grid here (nautilus then counts as on
+the grid). Nautilus stamps a bar at its close: the bars are shifted by one minute so
+that each bar's stamp is its close, which changes no price or order.
 """
 
 from __future__ import annotations
