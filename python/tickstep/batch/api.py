@@ -226,10 +226,12 @@ def run_batch(
     --------
     >>> import tickstep.data as td
     >>> from tickstep.batch import run_batch
-    >>> from tickstep.strategies import SmaCross        # doctest: +SKIP
-    >>> rows = run_batch(SmaCross, td.example_daily(), params={"fast": [5, 10], "slow": 30},
-    ...                  cache=False)                   # doctest: +SKIP
-    >>> rows[["fast", "symbols", "Sharpe Ratio", "status"]].head(3)  # doctest: +SKIP
+    >>> rows = run_batch("rsi_mean_reversion", td.example_daily(),
+    ...                  params={"oversold": [25, 30]}, cache=False)
+    >>> len(rows), rows["status"].unique().tolist()
+    (16, ['ok'])
+    >>> list(rows.columns[:2]), rows["Sharpe Ratio"].is_monotonic_decreasing
+    (['oversold', 'symbols'], True)
     """
     t_start = time.perf_counter()
     ref = resolve_strategy(strategy)
@@ -466,10 +468,15 @@ def optimize(
     Examples
     --------
     >>> import tickstep
-    >>> from tickstep.strategies import SmaCross                        # doctest: +SKIP
-    >>> bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross)  # doctest: +SKIP
-    >>> best = bt.optimize(fast=[5, 10, 20], slow=[30, 60],
-    ...                    constraint=lambda p: p.fast < p.slow).iloc[0]  # doctest: +SKIP
+    >>> from tickstep.batch import optimize
+    >>> from tickstep.strategies import SmaCross
+    >>> bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000)
+    >>> rows = optimize(bt, fast=[5, 10, 20], slow=[30, 60], cache=False,
+    ...                 constraint=lambda p: p.fast < p.slow)
+    >>> best = rows.iloc[0]
+    >>> stats = bt.run(fast=int(best["fast"]), slow=int(best["slow"])).stats
+    >>> bool(stats["Sharpe Ratio"] == best["Sharpe Ratio"])
+    True
     """
     if not ranges:
         raise TypeError("optimize needs at least one parameter range, e.g. fast=[5, 10, 20]")
