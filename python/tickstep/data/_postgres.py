@@ -273,6 +273,11 @@ class PostgresStore(BarStore):
             )
             self._run("DROP TABLE _tickstep_bars_in")
             self._con.commit()
+            # Fresh statistics, or the planner may take a big table for a tiny one and
+            # choose nested loops for the filter joins (seconds become minutes).
+            self._run("ANALYZE bars")
+            self._run("ANALYZE bar_packs")
+            self._con.commit()
         except BaseException:
             self._con.rollback()
             raise
