@@ -34,6 +34,15 @@ def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def dask_client():
+    import importlib.machinery
+
+    # Importing distributed imports the importlib_metadata backport, which puts its own
+    # finder first on sys.meta_path and deletes the standard library's: from then on
+    # importlib.metadata returns the backport's EntryPoint class. Leave the import
+    # system as this module found it, for the test modules that run after it.
+    finders = list(sys.meta_path)
+    path_finder = importlib.machinery.PathFinder
+    find_distributions = path_finder.__dict__.get("find_distributions")
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
@@ -42,6 +51,12 @@ def dask_client():
     yield client
     client.close()
     cluster.close()
+    sys.meta_path[:] = [
+        f for f in sys.meta_path
+        if f in finders or not type(f).__module__.startswith("importlib_metadata")
+    ]
+    if find_distributions is not None and "find_distributions" not in path_finder.__dict__:
+        path_finder.find_distributions = find_distributions
 
 
 def test_sequential_process_and_dask_give_identical_rows(market, scratch, dask_client):
