@@ -118,18 +118,22 @@ def table(results: dict[str, Any]) -> str:
         )
     batch = results.get("batch_rsi")
     if batch:
-        med = batch.get("median_seconds", {})
+        wall = batch.get("median_seconds", {})
+        cpu = batch.get("median_cpu_seconds", {})
         for key in ("each_cold", "portfolio_cold"):
-            if key in med:
+            if key in wall:
+                shown = f"{wall[key]:.2f} / {cpu[key]:.2f}" if key in cpu else f"{wall[key]:.2f}"
+                # Judged on wall time: the batch's work is spread over worker processes.
+                ok = wall[key] <= 1.0
                 rows.append(
                     (
                         f"batch {key}",
-                        "211 x 1,260 daily",
-                        f"{med[key]:.2f} (wall)",
+                        "211 x 1,260 bars",
+                        shown,
                         "",
                         "",
                         "≤ 1 s",
-                        verdict(med[key] <= 1.0),
+                        verdict(ok) + " (wall)",
                     )
                 )
     peers = results.get("peers")

@@ -212,7 +212,9 @@ def rsi_portfolio(repeats: int) -> dict[str, Any]:
         options={"sizer": tickstep.PercentOfEquity(1 / 211)},
         note="one portfolio backtest over all 211 symbols, not the batch",
     )
-    return verdict(r, "≤ 1 s (as a batch)", "total", 1.0)
+    # The target (<= 1 s) is for the batch (benches/batch_rsi.py); this single
+    # portfolio run is the reference it can be compared with.
+    return verdict(r, "≤ 1 s (one run; batch below)", "total", 1.0)
 
 
 def _clear_peak() -> bool:
