@@ -255,7 +255,6 @@ def test_a_parquet_file_is_read_by_the_workers(market, tmp_path):
     assert again["cached"].all()
 
 
-@pytest.mark.skipif(not hasattr(tickstep.Backtest, "optimize"), reason="Backtest.optimize pending")
 def test_backtest_optimize_method(market):
     bt = tickstep.Backtest(market, RsiMeanReversion)
     rows = bt.optimize(oversold=[25.0, 35.0], cache=False, executor="sequential")
