@@ -74,12 +74,14 @@ def report(rows: list[dict], name: str, median: float, times: list[float], bars:
     )
 
 
-def store_workloads(rows, label, store, repeat, n_bars) -> None:
+def store_workloads(rows, label, store, repeat, n_bars, quick=False) -> None:
     median, times = timed(store.load, repeat)
     report(rows, f"{label} load", median, times, n_bars)
     if market_from_columns is not None:
         median, times = timed(lambda: market_from_columns(store.load()), repeat)
         report(rows, f"{label} load -> engine", median, times, n_bars)
+    if quick:
+        return
     for name, kw in (
         ("rth", {"regular_hours": True}),
         ("1h", {"timeframe": "1h"}),
@@ -94,6 +96,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--pg-url", default=os.environ.get("TICKSTEP_PG_URL"))
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--quick", action="store_true", help="only the loads without filters (and to engine)"
+    )
     args = parser.parse_args(argv)
 
     rows: list[dict] = []
@@ -103,11 +108,12 @@ def main(argv: list[str]) -> int:
     print(f"data: sample({spec}) -> {len(market.symbols)} symbols, {n:,} bars")
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}\n")
 
-    median, times = timed(lambda: td.sample(**spec), max(1, args.repeat // 2))
-    report(rows, "sample", median, times, n)
-    frames = {b.symbol: b.to_frame() for b in market.bars}
-    median, times = timed(lambda: td.to_market_columns(frames), args.repeat)
-    report(rows, "door", median, times, n)
+    if not args.quick:
+        median, times = timed(lambda: td.sample(**spec), max(1, args.repeat // 2))
+        report(rows, "sample", median, times, n)
+        frames = {b.symbol: b.to_frame() for b in market.bars}
+        median, times = timed(lambda: td.to_market_columns(frames), args.repeat)
+        report(rows, "door", median, times, n)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "market.duckdb"
@@ -116,7 +122,7 @@ def main(argv: list[str]) -> int:
             store.ingest(market)
             print(f"{'duckdb ingest (once)':<26} {time.perf_counter() - t0:8.3f} s")
         with td.Store(path, read_only=True) as store:
-            store_workloads(rows, "duckdb", store, args.repeat, n)
+            store_workloads(rows, "duckdb", store, args.repeat, n, args.quick)
 
     if args.pg_url:
         schema = f"tickstep_bench_{uuid.uuid4().hex[:8]}"
@@ -125,7 +131,7 @@ def main(argv: list[str]) -> int:
             t0 = time.perf_counter()
             store.ingest(market)
             print(f"{'postgres ingest (once)':<26} {time.perf_counter() - t0:8.3f} s")
-            store_workloads(rows, "postgres", store, args.repeat, n)
+            store_workloads(rows, "postgres", store, args.repeat, n, args.quick)
         finally:
             store._run(f'DROP SCHEMA "{schema}" CASCADE')
             store._con.commit()

@@ -86,6 +86,8 @@ def parse_timeframe(timeframe: str | None) -> Timeframe | None:
     """``"5min"``, ``"1h"``, ``"1D"``/``"D"`` -> Timeframe; None stays None."""
     if timeframe is None:
         return None
+    if not isinstance(timeframe, str) or not timeframe:
+        raise DataError(f"timeframe must be a string such as '5min', '1h', '1D', got {timeframe!r}")
     try:
         delta = pd.Timedelta(timeframe if timeframe[:1].isdigit() else f"1{timeframe}")
     except (ValueError, TypeError):
