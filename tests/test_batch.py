@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -284,3 +285,30 @@ def test_workers_load_their_symbols_from_the_store(market, tmp_path, monkeypatch
             rows = run_batch(MetadataCheck, data, symbols=symbols, cache=False, max_workers=2,
                              chunk_size=2, scratch_dir=tmp_path)
             assert (rows["status"] == "ok").all(), rows["error"].dropna().tolist()[:1]
+
+
+@pytest.mark.skipif(not os.environ.get("TICKSTEP_PG_URL"),
+                    reason="needs TICKSTEP_PG_URL (bash .ci/start-postgres.sh)")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_workers_reconnect_to_a_postgres_store(market, tmp_path, monkeypatch):
+    import uuid
+
+    pytest.importorskip("adbc_driver_postgresql")
+    from tickstep.batch import api
+    from tickstep.data import PostgresStore
+
+    monkeypatch.setattr(api, "SHARE_WITH_FORKED_WORKERS", False)  # workers query it
+    url = os.environ["TICKSTEP_PG_URL"]
+    schema = f"tickstep_batch_{uuid.uuid4().hex[:10]}"
+    pg = PostgresStore(url, schema=schema)
+    try:
+        pg.ingest(market)
+        kwargs = {"params": {"oversold": [25.0, 35.0]}, "cache": False}
+        from_pg = run_batch(RsiMeanReversion, pg, max_workers=2, chunk_size=3, **kwargs)
+        expected = run_batch(RsiMeanReversion, market, executor="sequential",
+                             scratch_dir=tmp_path, **kwargs)
+        assert_frame_equal(_comparable(from_pg), _comparable(expected))
+    finally:
+        pg._run(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        pg._con.commit()
+        pg.close()

@@ -155,18 +155,23 @@ class DataSource:
                 _FILES.clear()
                 columns = _FILES[self.token] = _read_file(self.location)
             return _select(columns, names, self.start, self.end)
-        if self.kind == "store" and not keep_open:
+        if self.kind not in ("store", "store-object"):  # pragma: no cover - made here only
+            raise ValueError(f"unknown data source kind {self.kind!r}")
+        if keep_open:
+            store = _open_store(self)
+            return store.load(names, start=self.start, end=self.end, **dict(self.load_options))
+        store = self._connect()
+        try:
+            return store.load(names, start=self.start, end=self.end, **dict(self.load_options))
+        finally:
+            store.close()
+
+    def _connect(self) -> Any:
+        if self.kind == "store":
             from tickstep.data import Store
 
-            with Store(self.location, read_only=True) as store:
-                return store.load(names, start=self.start, end=self.end, **dict(self.load_options))
-        if self.kind == "store":
-            store = _open_store(self.location)
-        elif self.kind == "store-object":
-            store = pickle.loads(self.payload or b"")
-        else:  # pragma: no cover - constructed by this module only
-            raise ValueError(f"unknown data source kind {self.kind!r}")
-        return store.load(names, start=self.start, end=self.end, **dict(self.load_options))
+            return Store(self.location, read_only=True)
+        return pickle.loads(self.payload or b"")  # e.g. a PostgresStore reconnects by URL
 
 
 def _select(columns: MarketColumns, names: list[str], start: Any, end: Any) -> MarketColumns:
@@ -180,16 +185,15 @@ _FILES: dict[str, MarketColumns] = {}
 _STORE_PID: list[int] = [os.getpid()]
 
 
-def _open_store(path: str) -> Any:
-    """One read-only connection per store file per worker process, kept open."""
-    from tickstep.data import Store
-
+def _open_store(source: DataSource) -> Any:
+    """One connection per store per worker process, kept open for its next loads."""
     if _STORE_PID[0] != os.getpid():  # a forked child must not use its parent's handles
         _STORES.clear()
         _STORE_PID[0] = os.getpid()
-    store = _STORES.get(path)
+    key = source.location if source.kind == "store" else source.token
+    store = _STORES.get(key)
     if store is None:
-        store = _STORES[path] = Store(path, read_only=True)
+        store = _STORES[key] = source._connect()
     return store
 
 
