@@ -185,6 +185,14 @@ def test_bad_names_are_refused_with_a_hint(market, scratch):
         run_batch(RsiMeanReversion, market, comission=0.1, cache=False)
     with pytest.raises(ValueError, match="did you mean 'Sharpe Ratio'"):
         run_batch(RsiMeanReversion, market, maximize="Sharpe", cache=False)
+    with pytest.raises(ValueError, match="symbols is empty"):
+        run_batch(RsiMeanReversion, market, symbols=[], cache=False)
+
+    class Collides(RaiseOn):
+        status = 0  # a parameter named like a result column
+
+    with pytest.raises(ValueError, match="collide"):
+        run_batch(Collides, market, params={"status": [1]}, cache=False)
     with pytest.raises(ValueError, match="constraint"):
         run_batch(RsiMeanReversion, market, params={"oversold": [1]}, constraint=lambda p: False)
 

@@ -107,6 +107,8 @@ def _groups(
     """(symbols to load, named groups or None for one group per symbol / one portfolio)."""
     if isinstance(symbols, str):
         symbols = [symbols]
+    if symbols is not None and len(symbols) == 0:
+        raise ValueError("symbols is empty: pass None for every symbol of the data")
     if isinstance(symbols, Mapping):
         groups = {str(k): tuple(sorted(set(v))) for k, v in symbols.items()}
         for label, syms in groups.items():
