@@ -97,6 +97,12 @@ def load(name: str, *, validate: bool = True) -> Any:
         symbols = [str(s) for s in z["symbols"]]
         meta_json = str(z["metadata"])
         arrays = {c: z[c] for c in COLUMNS}
+    for a in arrays.values():
+        # Loaded data is immutable: freeze the buffer's owner (views of it are what the
+        # symbols get) so the core may adopt the columns in place rather than copy them.
+        while isinstance(a.base, np.ndarray):
+            a = a.base
+        a.flags.writeable = False
     edges = np.concatenate([[0], np.cumsum(lengths)])
     bars = []
     for k, sym in enumerate(symbols):

@@ -40,7 +40,8 @@ pub fn minute_market(symbols: usize, minutes: usize) -> Market {
     let mut names = Vec::new();
     let mut all = Vec::new();
     for s in 0..symbols {
-        let mut b = SymbolBars::default();
+        let (mut ts, mut o, mut h, mut l, mut c, mut v) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
         let mut price = 100.0;
         for m in 0..minutes {
             if next() % 100 < 5 {
@@ -49,15 +50,15 @@ pub fn minute_market(symbols: usize, minutes: usize) -> Market {
             let step = ((next() % 2001) as f64 - 1000.0) * 1e-6;
             let open = price;
             price *= 1.0 + step;
-            b.ts.push(1_700_000_000_000_000_000 + m as i64 * 60_000_000_000);
-            b.open.push(open);
-            b.high.push(open.max(price) * 1.0005);
-            b.low.push(open.min(price) * 0.9995);
-            b.close.push(price);
-            b.volume.push(100.0 + (next() % 1000) as f64);
+            ts.push(1_700_000_000_000_000_000 + m as i64 * 60_000_000_000);
+            o.push(open);
+            h.push(open.max(price) * 1.0005);
+            l.push(open.min(price) * 0.9995);
+            c.push(price);
+            v.push(100.0 + (next() % 1000) as f64);
         }
         names.push(format!("S{s:04}"));
-        all.push(b);
+        all.push(SymbolBars::from_vecs(ts, o, h, l, c, v));
     }
     Market::new(names, all).unwrap()
 }

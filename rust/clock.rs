@@ -122,14 +122,14 @@ mod tests {
 
     fn at(ts: &[i64]) -> SymbolBars {
         let n = ts.len();
-        SymbolBars {
-            ts: ts.to_vec(),
-            open: vec![1.0; n],
-            high: vec![1.0; n],
-            low: vec![1.0; n],
-            close: vec![1.0; n],
-            volume: vec![1.0; n],
-        }
+        SymbolBars::from_vecs(
+            ts.to_vec(),
+            vec![1.0; n],
+            vec![1.0; n],
+            vec![1.0; n],
+            vec![1.0; n],
+            vec![1.0; n],
+        )
     }
 
     #[test]

@@ -21,14 +21,14 @@ impl<F: FnMut(&mut Engine, usize, usize)> Strategy for Script<F> {
 
 /// Bars from (open, high, low, close) rows at timestamps 0, 1, 2, ...
 fn bars(rows: &[(f64, f64, f64, f64)]) -> SymbolBars {
-    SymbolBars {
-        ts: (0..rows.len() as i64).collect(),
-        open: rows.iter().map(|r| r.0).collect(),
-        high: rows.iter().map(|r| r.1).collect(),
-        low: rows.iter().map(|r| r.2).collect(),
-        close: rows.iter().map(|r| r.3).collect(),
-        volume: vec![1.0; rows.len()],
-    }
+    SymbolBars::from_vecs(
+        (0..rows.len() as i64).collect(),
+        rows.iter().map(|r| r.0).collect(),
+        rows.iter().map(|r| r.1).collect(),
+        rows.iter().map(|r| r.2).collect(),
+        rows.iter().map(|r| r.3).collect(),
+        vec![1.0; rows.len()],
+    )
 }
 
 fn engine(rows: &[(f64, f64, f64, f64)], config: Config) -> Engine {
@@ -122,11 +122,11 @@ fn stop_loss_wins_when_both_legs_lie_inside_one_bar() {
 #[test]
 fn symbol_without_a_bar_is_not_called_and_does_not_fill() {
     let a = SymbolBars {
-        ts: vec![0, 1, 2],
+        ts: vec![0, 1, 2].into(),
         ..bars(&[FLAT, FLAT, FLAT])
     };
     let b = SymbolBars {
-        ts: vec![0, 2],
+        ts: vec![0, 2].into(),
         ..bars(&[FLAT, (105.0, 106.0, 104.0, 105.0)])
     };
     let m = Market::new(vec!["A".into(), "B".into()], vec![a, b]).unwrap();

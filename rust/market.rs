@@ -1,20 +1,110 @@
 //! Market: the bar columns of every symbol, copied in once at load and never per bar.
 
+use std::any::Any;
+use std::ops::Deref;
+use std::sync::Arc;
+
 use crate::error::{EngineError, Result};
+
+/// One column of values: owned by the core, or adopted from an immutable buffer that
+/// someone else owns (e.g. a frozen numpy array), without a copy.
+pub struct Column<T: Copy + 'static> {
+    ptr: *const T,
+    len: usize,
+    owner: Arc<dyn Any + Send + Sync>,
+}
+
+// SAFETY: a column only ever reads its buffer, which nobody mutates while an owner lives
+// (a `Vec` owned here, or a buffer the adopter guarantees immutable).
+unsafe impl<T: Copy + Send + 'static> Send for Column<T> {}
+unsafe impl<T: Copy + Sync + 'static> Sync for Column<T> {}
+
+impl<T: Copy + Send + Sync + 'static> Column<T> {
+    /// Adopt `len` values at `ptr`, kept alive by `owner`.
+    ///
+    /// # Safety
+    /// `ptr..ptr+len` must be valid, aligned and never written while `owner` lives.
+    pub unsafe fn adopt(ptr: *const T, len: usize, owner: Arc<dyn Any + Send + Sync>) -> Self {
+        Column { ptr, len, owner }
+    }
+}
+
+impl<T: Copy + Send + Sync + 'static> From<Vec<T>> for Column<T> {
+    fn from(v: Vec<T>) -> Self {
+        let (ptr, len) = (v.as_ptr(), v.len());
+        // The Vec moves into the Arc; its heap buffer (and so `ptr`) stays where it is.
+        Column {
+            ptr,
+            len,
+            owner: Arc::new(v),
+        }
+    }
+}
+
+impl<T: Copy + Send + Sync + 'static> Default for Column<T> {
+    fn default() -> Self {
+        Vec::new().into()
+    }
+}
+
+impl<T: Copy + 'static> Clone for Column<T> {
+    fn clone(&self) -> Self {
+        Column {
+            ptr: self.ptr,
+            len: self.len,
+            owner: Arc::clone(&self.owner),
+        }
+    }
+}
+
+impl<T: Copy + 'static> Deref for Column<T> {
+    type Target = [T];
+
+    #[inline]
+    fn deref(&self) -> &[T] {
+        // SAFETY: see `adopt`; an owned Vec's buffer never moves or changes.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl<T: Copy + std::fmt::Debug + 'static> std::fmt::Debug for Column<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
 
 /// One symbol's bars as columns: timestamps (int64 ns UTC, strictly increasing) and
 /// float64 open/high/low/close/volume. Validated at the door (Python); not re-checked here.
 #[derive(Clone, Debug, Default)]
 pub struct SymbolBars {
-    pub ts: Vec<i64>,
-    pub open: Vec<f64>,
-    pub high: Vec<f64>,
-    pub low: Vec<f64>,
-    pub close: Vec<f64>,
-    pub volume: Vec<f64>,
+    pub ts: Column<i64>,
+    pub open: Column<f64>,
+    pub high: Column<f64>,
+    pub low: Column<f64>,
+    pub close: Column<f64>,
+    pub volume: Column<f64>,
 }
 
 impl SymbolBars {
+    /// Bars from owned vectors.
+    pub fn from_vecs(
+        ts: Vec<i64>,
+        open: Vec<f64>,
+        high: Vec<f64>,
+        low: Vec<f64>,
+        close: Vec<f64>,
+        volume: Vec<f64>,
+    ) -> Self {
+        SymbolBars {
+            ts: ts.into(),
+            open: open.into(),
+            high: high.into(),
+            low: low.into(),
+            close: close.into(),
+            volume: volume.into(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ts.len()
     }
@@ -119,7 +209,7 @@ impl Market {
 /// Union of sorted timestamp columns: merged pairwise (a tournament of linear merges,
 /// O(n log k)), dropping repeats.
 fn union_timeline(bars: &[SymbolBars]) -> Vec<i64> {
-    let mut runs: Vec<Vec<i64>> = bars.iter().map(|b| b.ts.clone()).collect();
+    let mut runs: Vec<Vec<i64>> = bars.iter().map(|b| b.ts.to_vec()).collect();
     while runs.len() > 1 {
         let mut next = Vec::with_capacity(runs.len().div_ceil(2));
         let mut it = runs.into_iter();
@@ -164,14 +254,14 @@ mod tests {
 
     pub(crate) fn bars_at(ts: &[i64], price: f64) -> SymbolBars {
         let n = ts.len();
-        SymbolBars {
-            ts: ts.to_vec(),
-            open: vec![price; n],
-            high: vec![price; n],
-            low: vec![price; n],
-            close: vec![price; n],
-            volume: vec![1.0; n],
-        }
+        SymbolBars::from_vecs(
+            ts.to_vec(),
+            vec![price; n],
+            vec![price; n],
+            vec![price; n],
+            vec![price; n],
+            vec![1.0; n],
+        )
     }
 
     #[test]
@@ -207,7 +297,7 @@ mod tests {
     #[test]
     fn refuses_ragged_columns_and_empty_symbols() {
         let mut b = bars_at(&[1, 2], 1.0);
-        b.close.pop();
+        b.close = vec![1.0].into();
         let err = Market::new(vec!["A".into()], vec![b]).unwrap_err();
         assert!(err
             .to_string()

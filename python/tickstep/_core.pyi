@@ -27,6 +27,7 @@ class Market:
         low: list[npt.NDArray[np.float64]],
         close: list[npt.NDArray[np.float64]],
         volume: list[npt.NDArray[np.float64]],
+        adopt: list[bool] | None = None,
     ) -> Market: ...
     @property
     def symbols(self) -> list[str]: ...

@@ -57,9 +57,30 @@ def _slice(columns: MarketColumns, start: Any, end: Any) -> MarketColumns:
     return MarketColumns(kept, columns.metadata)
 
 
+def _immutable(array: np.ndarray) -> bool:
+    """Whether nobody can write ``array``'s values: it and every array it views are
+    read-only, down to a read-only buffer (e.g. Arrow's) or memory it owns."""
+    a: Any = array
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        if a.base is None:
+            return True
+        a = a.base
+    try:
+        return memoryview(a).readonly
+    except TypeError:
+        return False
+
+
 def market_from_columns(columns: MarketColumns) -> _core.Market:
-    """Copy validated columns into the core (once)."""
+    """Hand validated columns to the core: immutable buffers are adopted in place (no
+    copy, so data loaded from a store or made by the door is held once), others copied."""
     bars = columns.bars
+    adopt = [
+        all(_immutable(c) for c in (b.ts, b.open, b.high, b.low, b.close, b.volume))
+        for b in bars
+    ]
     return _core.Market(
         columns.symbols,
         [b.ts for b in bars],
@@ -68,6 +89,7 @@ def market_from_columns(columns: MarketColumns) -> _core.Market:
         [b.low for b in bars],
         [b.close for b in bars],
         [b.volume for b in bars],
+        adopt,
     )
 
 
@@ -149,8 +171,7 @@ class Backtest:
         else:
             columns = _load(data, symbols, start, end, load_options)
             metadata = columns.metadata
-            # The core copies the columns once; the door's arrays are not kept, so a
-            # backtest holds one copy of the data.
+            # The core adopts the door's immutable arrays (or copies the others once).
             self._market = market_from_columns(columns)
             del columns
         self._symbols = list(self._market.symbols)

@@ -1,5 +1,6 @@
 //! `Market` for Python: columns copied in once; read-only numpy views handed out.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use numpy::ndarray::ArrayView1;
@@ -8,7 +9,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::errors::IntoPyResult;
-use crate::market::{Market, SymbolBars};
+use crate::market::{Column, Market, SymbolBars};
 
 /// Immutable market data shared by any number of engine runs.
 #[pyclass(name = "Market", module = "tickstep._core", frozen)]
@@ -16,18 +17,28 @@ pub struct PyMarket {
     pub inner: Arc<Market>,
 }
 
-fn column<T: numpy::Element + Copy>(a: &PyReadonlyArray1<'_, T>) -> Vec<T> {
-    // One memcpy for contiguous arrays (what the door hands over); a strided walk otherwise.
+/// The core's column for a numpy array: the buffer itself when the caller vouches that it
+/// is immutable (`adopt`) and it is contiguous, else a copy.
+fn column<T: numpy::Element + Copy + Send + Sync + 'static>(a: &PyReadonlyArray1<'_, T>, adopt: bool) -> Column<T> {
     match a.as_slice() {
-        Ok(s) => s.to_vec(),
-        Err(_) => a.as_array().to_vec(),
+        Ok(values) if adopt => {
+            let owner: Arc<dyn Any + Send + Sync> = Arc::new(a.as_any().clone().unbind());
+            // SAFETY: contiguous, aligned numpy buffer; the caller guarantees nobody writes
+            // it, and the array object (kept in `owner`) keeps the memory alive.
+            unsafe { Column::adopt(values.as_ptr(), values.len(), owner) }
+        }
+        Ok(values) => values.to_vec().into(),
+        Err(_) => a.as_array().to_vec().into(),
     }
 }
 
 #[pymethods]
 impl PyMarket {
-    /// Copy per-symbol columns into the core: `ts` int64 ns UTC, the rest float64.
+    /// Per-symbol columns for the core: `ts` int64 ns UTC, the rest float64. A symbol whose
+    /// `adopt` flag is true has immutable arrays (the caller guarantees it): the core reads
+    /// their buffers in place; the others are copied once.
     #[new]
+    #[pyo3(signature = (symbols, ts, open, high, low, close, volume, adopt=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -38,31 +49,21 @@ impl PyMarket {
         low: Vec<PyReadonlyArray1<'_, f64>>,
         close: Vec<PyReadonlyArray1<'_, f64>>,
         volume: Vec<PyReadonlyArray1<'_, f64>>,
+        adopt: Option<Vec<bool>>,
     ) -> PyResult<Self> {
         let n = symbols.len();
-        if [
-            ts.len(),
-            open.len(),
-            high.len(),
-            low.len(),
-            close.len(),
-            volume.len(),
-        ]
-        .iter()
-        .any(|&l| l != n)
-        {
-            return Err(PyValueError::new_err(
-                "one column array per symbol is required for each of ts/open/high/low/close/volume",
-            ));
+        let adopt = adopt.unwrap_or_else(|| vec![false; n]);
+        if [ts.len(), open.len(), high.len(), low.len(), close.len(), volume.len(), adopt.len()].iter().any(|&l| l != n) {
+            return Err(PyValueError::new_err("one column array (and adopt flag) per symbol is required for each of ts/open/high/low/close/volume"));
         }
         let bars = (0..n)
             .map(|s| SymbolBars {
-                ts: column(&ts[s]),
-                open: column(&open[s]),
-                high: column(&high[s]),
-                low: column(&low[s]),
-                close: column(&close[s]),
-                volume: column(&volume[s]),
+                ts: column(&ts[s], adopt[s]),
+                open: column(&open[s], adopt[s]),
+                high: column(&high[s], adopt[s]),
+                low: column(&low[s], adopt[s]),
+                close: column(&close[s], adopt[s]),
+                volume: column(&volume[s], adopt[s]),
             })
             .collect();
         let inner = py.detach(|| Market::new(symbols, bars)).py_err(py)?;
