@@ -362,7 +362,9 @@ def _metadata_of(parts: list[tuple[SymbolBars, pd.DataFrame | None, int]]) -> pd
 
 
 def market_for(source: DataSource, symbols: Sequence[str]) -> tuple[_core.Market, pd.DataFrame | None]:
-    """The core `Market` of ``symbols`` and their metadata, cached per process."""
+    """The core `Market` of ``symbols`` (sorted) and their metadata, cached per process."""
+    from tickstep.backtest import market_from_columns
+
     key = (source.token, tuple(symbols))
     with _LOCK:
         hit = _MARKETS.get(key)
@@ -373,10 +375,7 @@ def market_for(source: DataSource, symbols: Sequence[str]) -> tuple[_core.Market
         parts = [_BARS[(source.token, s)] for s in symbols]
         for s in symbols:
             _BARS.move_to_end((source.token, s))
-        bars = [p[0] for p in parts]
-        market = _core.Market(
-            [b.symbol for b in bars], *([getattr(b, c) for b in bars] for c in _COLUMNS)
-        )
+        market = market_from_columns(MarketColumns([p[0] for p in parts]))
         _MARKETS[key] = (market, _metadata_of(parts))
         while len(_MARKETS) > _MARKETS_KEPT:
             _MARKETS.popitem(last=False)
