@@ -46,7 +46,9 @@ def dask_client():
     find_distributions = path_finder.__dict__.get("find_distributions")
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        # No retries of a task whose worker died: the batch isolates crashes itself.
+        scheduler_kwargs={"allowed_failures": 0},
     )
     client = distributed.Client(cluster)
     yield client
@@ -320,3 +322,14 @@ def test_workers_reconnect_to_a_postgres_store(market, tmp_path, monkeypatch):
         pg._run(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         pg._con.commit()
         pg.close()
+
+
+def test_on_dask_a_job_that_kills_its_worker_is_crashed(market, scratch, dask_client):
+    bad = market.symbols[2]
+    rows = run_batch(CrashOn, market, params={"bad": bad, "hold": [2, 3]}, cache=False,
+                     executor=dask_client, scratch_dir=scratch)
+    crashed = rows[rows["status"] == "crashed"]
+    assert set(crashed["symbols"]) == {bad} and len(crashed) == 2
+    assert all("KilledWorker" in e for e in crashed["error"])
+    assert (rows.loc[rows["symbols"] != bad, "status"] == "ok").all() and len(rows) == 16
+    dask_client.wait_for_workers(2, timeout=60)

@@ -7,8 +7,10 @@ done, collect -- by one loop (`execute`) that also isolates failures:
 * a job that kills its worker process breaks a local pool: the pool is recreated and the
   unfinished jobs are resubmitted, first one job per task, then, for those that were
   running when it broke again, one at a time, so the culprit is found and recorded as
-  ``"crashed"`` while every other job completes. On Dask, a task that killed its
-  workers ends with ``KilledWorker``; the same splitting applies.
+  ``"crashed"`` while every other job completes. On Dask, tasks on a worker that died
+  end with ``KilledWorker`` (after the scheduler's own retries); they are split and
+  retried the same way, and a job is ``"crashed"`` only once it killed a worker while
+  running alone.
 """
 
 from __future__ import annotations
@@ -330,11 +332,13 @@ def execute(
                 for task in crashed + list(queue) + list(alone):
                     on_rows(_crash_rows(task.chunk, message))
                 return
-            dask = isinstance(backend, _DaskBackend)
+            # In a local pool every task in flight fails with the pool, so a lone crashed
+            # task ran alone. Dask fails the tasks queued on the dead worker too, so only
+            # a task it ran with nothing else in flight is known to be the culprit.
+            ran_alone = len(crashed) == 1 and not isinstance(backend, _DaskBackend)
             for task in crashed:
                 single = len(task.chunk.jobs) == 1
-                if single and (task.level == 2 or len(crashed) == 1 or dask):
-                    # It ran alone (or Dask retried it on fresh workers): it is the culprit.
+                if single and (task.level == 2 or ran_alone):
                     message = "the worker process died while running this job" + detail
                     on_rows(_crash_rows(task.chunk, message))
                 elif not single:
