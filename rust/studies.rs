@@ -46,6 +46,13 @@ pub struct Studies {
     /// Rolling studies fed by each timeframe (index = timeframe).
     by_timeframe: Vec<Vec<usize>>,
     base_rolling: Vec<usize>,
+    /// Which price columns the declared studies read (bit per `Source`): the market phase
+    /// loads only those, so an SMA of closes touches one column's memory, not five.
+    needs: u8,
+}
+
+fn bit(source: Source) -> u8 {
+    1 << (source as u8)
 }
 
 impl Studies {
@@ -118,6 +125,7 @@ impl Studies {
         base_interval: i64,
         capacity: usize,
     ) -> Result<usize> {
+        self.needs = 0b1_1111; // candles carry every column
         self.timeframes.push(Timeframe {
             buckets,
             base_interval,
@@ -139,7 +147,15 @@ impl Studies {
         let proto = Rolling::new(kind, source).map_err(EngineError::InvalidConfig)?;
         let id = self.studies.len();
         match timeframe {
-            None => self.base_rolling.push(id),
+            None => {
+                self.base_rolling.push(id);
+                self.needs |= match kind {
+                    RollingKind::Atr(_) => {
+                        bit(Source::High) | bit(Source::Low) | bit(Source::Close)
+                    }
+                    _ => bit(source),
+                };
+            }
             Some(tf) => {
                 let list = self
                     .by_timeframe
@@ -184,7 +200,21 @@ impl Studies {
     /// Market-phase update for `symbol`'s bar `i`.
     #[inline]
     pub fn update(&mut self, s: usize, i: usize, b: &SymbolBars) {
-        let (o, h, l, c, v) = b.ohlcv(i);
+        let needs = self.needs;
+        let read = |source: Source, column: &[f64]| {
+            if needs & bit(source) != 0 {
+                column[i]
+            } else {
+                0.0
+            }
+        };
+        let (o, h, l, c, v) = (
+            read(Source::Open, &b.open),
+            read(Source::High, &b.high),
+            read(Source::Low, &b.low),
+            read(Source::Close, &b.close),
+            read(Source::Volume, &b.volume),
+        );
         for &id in &self.base_rolling {
             if let Study::Rolling { per_symbol, .. } = &mut self.studies[id] {
                 per_symbol[s].update(o, h, l, c, v);

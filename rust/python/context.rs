@@ -1,9 +1,9 @@
 //! `Context`: the one reusable object through which a Python strategy talks to the engine
 //! while it runs. It points at the engine only for the duration of a callback.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::types::PyDict;
@@ -20,9 +20,11 @@ use crate::studies;
 /// (ts, open, high, low, close, volume) as handed to Python.
 type BarTuple = (i64, f64, f64, f64, f64, f64);
 
-#[pyclass(name = "Context", module = "tickstep._core", unsendable)]
+// Frozen (no borrow flag on every call): the module runs under the GIL (`gil_used`) and no
+// method releases it, so calls into a context never overlap.
+#[pyclass(name = "Context", module = "tickstep._core", frozen)]
 pub struct PyContext {
-    engine: Cell<*mut Engine>,
+    engine: AtomicPtr<Engine>,
     market: Py<PyMarket>,
     index: HashMap<String, usize>,
 }
@@ -32,7 +34,7 @@ pub struct Attached<'a>(&'a PyContext);
 
 impl Drop for Attached<'_> {
     fn drop(&mut self) {
-        self.0.engine.set(ptr::null_mut());
+        self.0.engine.store(ptr::null_mut(), Ordering::Relaxed);
     }
 }
 
@@ -40,22 +42,22 @@ impl PyContext {
     /// Let Python reach `engine` until the returned guard drops. The caller must not use
     /// `engine` itself while the guard lives (Python holds the only way in).
     pub fn attach(&self, engine: &mut Engine) -> Attached<'_> {
-        self.engine.set(engine as *mut Engine);
+        self.engine.store(engine as *mut Engine, Ordering::Relaxed);
         Attached(self)
     }
 
     // The context is the one path into the engine while a callback runs (see `attach`).
     #[allow(clippy::mut_from_ref)]
     fn engine(&self) -> PyResult<&mut Engine> {
-        let p = self.engine.get();
+        let p = self.engine.load(Ordering::Relaxed);
         if p.is_null() {
             return Err(PyRuntimeError::new_err(
                 "the strategy context is only usable inside init(), next() and on_tick() of a running backtest",
             ));
         }
         // SAFETY: `p` was set by `attach` from a live `&mut Engine` whose owner is blocked
-        // in a call into Python until the guard clears it; this class is unsendable, and no
-        // method here calls back into Python while holding the reference.
+        // in a call into Python until the guard clears it; every call holds the GIL for its
+        // whole length, and no method here calls back into Python while holding the reference.
         Ok(unsafe { &mut *p })
     }
 
@@ -112,7 +114,7 @@ impl PyContext {
             .map(|(i, n)| (n.clone(), i))
             .collect();
         PyContext {
-            engine: Cell::new(ptr::null_mut()),
+            engine: AtomicPtr::new(ptr::null_mut()),
             market,
             index,
         }
@@ -120,7 +122,7 @@ impl PyContext {
 
     /// Whether a backtest is currently attached.
     fn is_running(&self) -> bool {
-        !self.engine.get().is_null()
+        !self.engine.load(Ordering::Relaxed).is_null()
     }
 
     /// Timestamp (int ns UTC) of the current tick.
@@ -493,7 +495,7 @@ impl PyContext {
 }
 
 /// A handle on one declared indicator: reads the current symbol's value in O(1).
-#[pyclass(name = "Indicator", module = "tickstep._core", unsendable)]
+#[pyclass(name = "Indicator", module = "tickstep._core", frozen)]
 pub struct PyIndicator {
     ctx: Py<PyContext>,
     id: usize,
@@ -502,10 +504,10 @@ pub struct PyIndicator {
 }
 
 impl PyIndicator {
-    fn symbol(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<isize> {
+    fn symbol(&self, _py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<isize> {
         match symbol {
             None => Ok(-1),
-            Some(obj) => self.ctx.borrow(py).resolve(obj),
+            Some(obj) => self.ctx.get().resolve(obj),
         }
     }
 }
@@ -520,40 +522,40 @@ impl PyIndicator {
     /// Value for the symbol whose `next()` is running (NaN until ready).
     #[getter]
     fn value(&self, py: Python<'_>) -> PyResult<f64> {
-        self.ctx.borrow(py).study_value(py, self.id, -1)
+        self.ctx.get().study_value(py, self.id, -1)
     }
 
     /// The value one update earlier.
     #[getter]
     fn prev(&self, py: Python<'_>) -> PyResult<f64> {
-        self.ctx.borrow(py).study_prev(py, self.id, -1)
+        self.ctx.get().study_prev(py, self.id, -1)
     }
 
     /// Value for another symbol (by name or index).
     #[pyo3(signature = (symbol=None))]
     fn get(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         let s = self.symbol(py, symbol)?;
-        self.ctx.borrow(py).study_value(py, self.id, s)
+        self.ctx.get().study_value(py, self.id, s)
     }
 
     #[pyo3(signature = (symbol=None))]
     fn previous(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         let s = self.symbol(py, symbol)?;
-        self.ctx.borrow(py).study_prev(py, self.id, s)
+        self.ctx.get().study_prev(py, self.id, s)
     }
 
     /// True once the window is full (or the series has left its warm-up NaNs).
     #[pyo3(signature = (symbol=None))]
     fn is_ready(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let s = self.symbol(py, symbol)?;
-        self.ctx.borrow(py).study_ready(py, self.id, s)
+        self.ctx.get().study_ready(py, self.id, s)
     }
 
     /// Restart the statistic for a symbol: it refills from its next input.
     #[pyo3(signature = (symbol=None))]
     fn reset(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         let s = self.symbol(py, symbol)?;
-        self.ctx.borrow(py).study_reset(py, self.id, s)
+        self.ctx.get().study_reset(py, self.id, s)
     }
 
     fn __float__(&self, py: Python<'_>) -> PyResult<f64> {
