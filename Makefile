@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help demo test test-rust test-python build lint bench clean
+.PHONY: help demo test test-rust test-python build lint bench bench-deps clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,10 +37,14 @@ lint: build ## rustfmt, clippy, ruff
 	cargo clippy --features python --quiet -- -D warnings
 	$(VENV)/bin/ruff check python tests benches
 
-bench: build ## cargo bench + whole-workload Python benchmarks
+bench: build ## cargo bench, whole workloads, batch, data loading and peers (BENCHMARKS.md)
 	cargo bench --bench engine
-	$(PY) benches/run_all.py
-	$(PY) benches/batch_rsi.py
+	$(PY) benches/run_all.py --json target/bench-results.json
+
+bench-deps: $(VENV)/.ready ## optional peers for make bench: backtesting.py, backtrader, vectorbt, nautilus_trader
+	$(VENV)/bin/pip install --quiet "backtesting>=0.6" "backtrader>=1.9.78" "vectorbt>=1.0"
+	$(PYTHON) -m venv target/bench-venvs/nautilus
+	target/bench-venvs/nautilus/bin/pip install --quiet nautilus_trader
 
 clean: ## remove build products and the virtual environment
 	rm -rf target $(VENV)
