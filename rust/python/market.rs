@@ -19,7 +19,10 @@ pub struct PyMarket {
 
 /// The core's column for a numpy array: the buffer itself when the caller vouches that it
 /// is immutable (`adopt`) and it is contiguous, else a copy.
-fn column<T: numpy::Element + Copy + Send + Sync + 'static>(a: &PyReadonlyArray1<'_, T>, adopt: bool) -> Column<T> {
+fn column<T: numpy::Element + Copy + Send + Sync + 'static>(
+    a: &PyReadonlyArray1<'_, T>,
+    adopt: bool,
+) -> Column<T> {
     match a.as_slice() {
         Ok(values) if adopt => {
             let owner: Arc<dyn Any + Send + Sync> = Arc::new(a.as_any().clone().unbind());
@@ -53,7 +56,18 @@ impl PyMarket {
     ) -> PyResult<Self> {
         let n = symbols.len();
         let adopt = adopt.unwrap_or_else(|| vec![false; n]);
-        if [ts.len(), open.len(), high.len(), low.len(), close.len(), volume.len(), adopt.len()].iter().any(|&l| l != n) {
+        if [
+            ts.len(),
+            open.len(),
+            high.len(),
+            low.len(),
+            close.len(),
+            volume.len(),
+            adopt.len(),
+        ]
+        .iter()
+        .any(|&l| l != n)
+        {
             return Err(PyValueError::new_err("one column array (and adopt flag) per symbol is required for each of ts/open/high/low/close/volume"));
         }
         let bars = (0..n)
