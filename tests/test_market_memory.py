@@ -46,3 +46,10 @@ def test_immutability_follows_the_chain_of_views():
     assert _immutable(owner[2:5])
     assert not _immutable(np.frombuffer(bytearray(80)))  # a writeable buffer underneath
     assert _immutable(np.frombuffer(bytes(80)))
+
+
+def test_arrow_backed_columns_are_adopted():
+    pa = __import__("pyarrow")
+    values = pa.array(np.linspace(1.0, 2.0, 10))
+    view = values.to_numpy(zero_copy_only=True)
+    assert _immutable(view)

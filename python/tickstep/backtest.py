@@ -67,6 +67,8 @@ def _immutable(array: np.ndarray) -> bool:
         if a.base is None:
             return True
         a = a.base
+    if type(a).__module__.startswith("pyarrow"):
+        return True  # Arrow arrays and buffers are immutable
     try:
         return memoryview(a).readonly
     except TypeError:

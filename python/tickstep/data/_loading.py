@@ -472,7 +472,15 @@ def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
         arr = col.chunk(0).to_numpy(zero_copy_only=False)
     else:
         arr = col.to_numpy()
-    return np.asarray(arr, dtype=dtype)
+    arr = np.asarray(arr, dtype=dtype)
+    # Nobody else holds these columns: freeze them (down to the buffer's owner) so the
+    # engine can adopt the per-symbol slices in place instead of copying them.
+    owner = arr
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    if owner.flags.owndata:
+        owner.flags.writeable = False
+    return arr
 
 
 def describe_filters(start: Any, end: Any, regular_hours: bool, timeframe: str | None) -> str:
