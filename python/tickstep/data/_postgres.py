@@ -102,6 +102,8 @@ class PostgresStore(BarStore):
             self._con = pgdb.connect(url)
         except pgdb.Error as exc:
             raise DataError(f"cannot connect to PostgreSQL: {exc}", source=_redact(url)) from None
+        # JIT compiling our few, simple plans costs seconds and saves nothing.
+        self._run("SET jit = off")
         if schema is not None:
             self._run(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             self._run(f'SET search_path TO "{schema}"')
@@ -496,10 +498,12 @@ class PostgresStore(BarStore):
 
 
 def _unpack(table: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Packs (symbol_id, n, data) -> numpy columns, with whole-array operations only.
+    """Packs (symbol_id, n, data) -> numpy columns; no Python work per bar.
 
-    Each pack holds n big-endian 8-byte values per column, column after column. All packs
-    are viewed as one big-endian word array; one gather per column pulls its values out.
+    Each pack holds n big-endian 8-byte values per column, column after column, and all
+    packs are viewed as one big-endian word array. Few long packs (intraday bars, a day
+    each) are cut into column sections with a loop over packs; many short ones (daily
+    bars) go through one vectorised gather per column instead.
     """
     table = table.combine_chunks()
     n = table.column("n").to_numpy().astype(np.int64)
@@ -515,19 +519,31 @@ def _unpack(table: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     if (offsets % 8).any() or not np.array_equal(np.diff(offsets), n * 8 * len(_PACK_COLUMNS)):
         raise DataError("bar packs have an unexpected size; run PostgresStore.rebuild_packs()")
     n, starts = n[keep], offsets[:-1][keep] // 8
-    total = int(n.sum())
+    columns = {}
+    if len(n) <= 20_000:
+        # Few, long packs (intraday bars): copy each column section whole.
+        sizes, firsts = n.tolist(), starts.tolist()
+        for k, name in enumerate(_PACK_COLUMNS):
+            typed = _typed(words, name)
+            parts = [typed[f + k * m : f + (k + 1) * m] for f, m in zip(firsts, sizes)]
+            values = np.concatenate(parts) if parts else typed[:0]
+            columns[name] = values.astype(np.int64 if name == "ts" else np.float64)
+        return np.repeat(ids[keep], n), columns
+    # Many short packs (daily bars): one vectorised gather per column.
     # Word index of bar j of pack i in column k: starts[i] + k * n[i] + j.
+    total = int(n.sum())
     pack_n = np.repeat(n, n)
     first = np.repeat(starts - (np.cumsum(n) - n), n)
     first += np.arange(total)
-    columns = {}
     for k, name in enumerate(_PACK_COLUMNS):
-        values = words[first + k * pack_n if k else first]
-        if name == "ts":
-            columns[name] = values.astype(np.int64)
-        else:
-            columns[name] = values.view(">f8").astype(np.float64)
+        values = _typed(words, name)[first + k * pack_n if k else first]
+        columns[name] = values.astype(np.int64 if name == "ts" else np.float64)
     return np.repeat(ids[keep], n), columns
+
+
+def _typed(words: np.ndarray, name: str) -> np.ndarray:
+    """The big-endian words seen as the column's type (before any copy converts them)."""
+    return words if name == "ts" else words.view(">f8")
 
 
 def _redact(url: str) -> str:
