@@ -18,6 +18,7 @@ hypothesis) are run through the engine. The results are then re-derived here:
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
@@ -74,24 +75,28 @@ class RandomTrader(tickstep.Strategy):
 
     # What the strategy sees must be exactly the input up to now, never beyond.
     def _check_view(self, symbol, active):
-        frame = self.frames[symbol]
-        stamps = frame.index.as_unit("ns").asi8
-        seen = frame[stamps <= self.now]
+        if not hasattr(self, "_cols"):
+            self._cols = {
+                name: (f.index.as_unit("ns").asi8, *(f[c].to_numpy() for c in ("open", "high", "low", "close")))
+                for name, f in self.frames.items()
+            }
+        ts, o, h, lo, c = self._cols[symbol]
+        seen = int(np.searchsorted(ts, self.now, side="right"))
         hist = self.data(symbol)
-        if len(hist) != len(seen):
-            self.problems.append(f"{symbol} at {self.now}: {len(hist)} bars visible, {len(seen)} seen")
+        if len(hist) != seen:
+            self.problems.append(f"{symbol} at {self.now}: {len(hist)} bars visible, {seen} seen")
             return
-        if len(seen) == 0:
+        if seen == 0:
             return
-        last = seen.iloc[-1]
-        if hist.close[-1] != last.close or hist.ts[-1] != stamps[len(seen) - 1]:
+        k = seen - 1
+        if hist.close[-1] != c[k] or hist.ts[-1] != ts[k]:
             self.problems.append(f"{symbol} at {self.now}: data().close[-1] is not the last close")
         if active and hist.ts[-1] != self.now:
             self.problems.append(f"{symbol} at {self.now}: active but its last bar is older")
-        if self.price(symbol) != last.close:
-            self.problems.append(f"{symbol} at {self.now}: price() {self.price(symbol)} != {last.close}")
+        if self.price(symbol) != c[k]:
+            self.problems.append(f"{symbol} at {self.now}: price() {self.price(symbol)} != {c[k]}")
         bar = self.bar(symbol)
-        if tuple(bar)[1:5] != (last.open, last.high, last.low, last.close):
+        if tuple(bar)[1:5] != (o[k], h[k], lo[k], c[k]):
             self.problems.append(f"{symbol} at {self.now}: bar() {bar} is not the last bar")
 
     def _check_equity(self):
@@ -127,7 +132,8 @@ class RandomTrader(tickstep.Strategy):
         x = rng.random()
         ref = self.price(symbol)  # NaN before the symbol's first bar
         buy = rng.random() < 0.5
-        size = rng.choice([1, 2, 5, 10, 25, rng.uniform(0.5, 40)])
+        # None: the backtest's sizer (95% of equity) decides, which tests the margin check.
+        size = rng.choice([1, 2, 5, 10, 25, rng.uniform(0.5, 40), None])
         if x < 0.10:
             self.close(symbol)
             return
@@ -248,6 +254,12 @@ def slipped(raw, buy, bps):
 # the checks
 
 
+class Row(dict):
+    """A record whose fields read as attributes too."""
+
+    __getattr__ = dict.__getitem__
+
+
 @dataclass
 class Lot:
     id: int
@@ -260,22 +272,24 @@ class Lot:
     exits: list = field(default_factory=list)
 
 
-def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, fixed):
+def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, fixed, leverage):
     problems: list[str] = []
     names = sorted(frames)
     B = {s: Bars.of(frames[s]) for s in names}
-    orders = result.orders.set_index("order_id", drop=False)
+    # Plain rows: much faster to read than pandas rows.
+    orders = {int(r["order_id"]): Row(r) for r in result.orders.to_dict("records")}
+    fill_rows = [Row(r) for r in result.fills.to_dict("records")]
     fills = result.fills
     ns = lambda t: int(pd.Timestamp(t).value)  # noqa: E731
 
     # -- every fill is on a bar of its symbol, priced from that bar ----------------------
     fill_of: dict[int, pd.Series] = {}
-    for _, f in fills.iterrows():
+    for f in fill_rows:
         oid = int(f.order_id)
         if oid in fill_of:
             problems.append(f"order {oid} filled twice")
         fill_of[oid] = f
-        o = orders.loc[oid]
+        o = orders[oid]
         # (a close order's side is decided at fill time: the position may have flipped)
         if o.symbol != f.symbol or (o.side != f.side and o.role != "close"):
             problems.append(f"fill of order {oid} has another symbol/side")
@@ -284,18 +298,18 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
         if B[f.symbol].at(ns(f.time)) is None:
             problems.append(f"fill of order {oid} at {f.time}: {f.symbol} has no bar then")
         fee = f["size"] * f.price * commission + fixed
-        if not np.isclose(f.commission, fee, rtol=1e-12, atol=1e-12):
+        if not math.isclose(f.commission, fee, rel_tol=1e-12, abs_tol=1e-12):
             problems.append(f"fill of order {oid}: commission {f.commission} != {fee}")
         if not trade_on_close and o.role in ("entry", "close") and not f.time > o.placed_time:
             problems.append(f"look-ahead: order {oid} placed {o.placed_time} filled {f.time}")
         if o.role in ("stop_loss", "take_profit") and not f.time >= o.placed_time:
             problems.append(f"leg {oid} filled before it existed")
-    for oid, o in orders.iterrows():
+    for oid, o in orders.items():
         if o.status == "filled" and oid not in fill_of:
             problems.append(f"order {oid} marked filled without a fill")
 
     # -- reference portfolio: replay the fills ---------------------------------------------
-    legs = [oid for oid, o in orders.iterrows() if o.role in ("stop_loss", "take_profit")]
+    legs = [oid for oid, o in orders.items() if o.role in ("stop_loss", "take_profit")]
     legs_left = deque(legs)
     leg_lot: dict[int, int] = {}
     leg_entry: dict[int, tuple] = {}  # leg -> (symbol, entry bar, entry event)
@@ -310,7 +324,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
         """The reference broker's first fill event for an entry/close order."""
         if oid in expected:
             return expected[oid]
-        o = orders.loc[oid]
+        o = orders[oid]
         b, kind, placed = B[o.symbol], kind_of(o), ns(o.placed_time)
         i_now = b.at(placed)
         if trade_on_close and kind == "market" and i_now is not None:
@@ -345,9 +359,9 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
         lot.size -= take
         return lot.size <= take * 1e-9
 
-    for _, f in fills.iterrows():
+    for f in fill_rows:
         s, oid = f.symbol, int(f.order_id)
-        o = orders.loc[oid]
+        o = orders[oid]
         d = 1 if f.side == "buy" else -1
         bar = B[s].at(ns(f.time))
         if bar is None:
@@ -362,7 +376,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
             if lot is None:
                 problems.append(f"leg {oid} filled but its trade is not open")
                 continue
-            if not np.isclose(f["size"], lot.size, rtol=1e-12) or d != -lot.direction:
+            if not math.isclose(f["size"], lot.size, rel_tol=1e-12) or d != -lot.direction:
                 problems.append(f"leg {oid} filled {f['size']} {f.side}, its trade is {lot.size}")
             if close_part(lot, min(remaining, lot.size), f, bar, barrier, s):
                 book.remove(lot)
@@ -395,7 +409,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
                     if not legs_left:
                         problems.append(f"entry {oid} opened a trade but has no {role} leg")
                         continue
-                    leg = orders.loc[legs_left.popleft()]
+                    leg = orders[legs_left.popleft()]
                     if leg.role != role or leg[price_col] != price or leg.symbol != s or leg.placed_time != f.time:
                         problems.append(f"entry {oid}: leg {leg.order_id} does not match ({role} {price})")
                     leg_lot[int(leg.order_id)] = lot.id
@@ -413,14 +427,14 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
         for (_, t), ref in zip(trades.iterrows(), rebuilt):
             for key, want in ref.items():
                 got = t[key]
-                ok = np.isclose(got, want, rtol=1e-9, atol=1e-9) if isinstance(want, float) else got == want
+                ok = math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9) if isinstance(want, float) else got == want
                 if not ok:
                     problems.append(f"trade {t.trade_id} ({t.symbol}): {key} {got!r}, expected {want!r}")
             if not np.isclose(t.return_pct, t.pnl / (t.entry_price * t["size"]), rtol=1e-12):
                 problems.append(f"trade {t.trade_id}: return_pct")
 
     # -- every order's outcome against the reference broker --------------------------------
-    for oid, o in orders.iterrows():
+    for oid, o in orders.items():
         s, b = o.symbol, B[o.symbol]
         kind = kind_of(o)
         closed = None if pd.isna(o.closed_time) else ns(o.closed_time)
@@ -447,7 +461,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
                 problems.append(f"{where} filled at {o.closed_time} but should never fill")
             elif f is not None:
                 want = slipped(ev.raw, o.side == "buy", slippage_bps) if slips(kind) else ev.raw
-                if ns(f.time) != ev_ts or not np.isclose(f.price, want, rtol=1e-12, atol=0):
+                if ns(f.time) != ev_ts or not math.isclose(f.price, want, rel_tol=1e-12, abs_tol=0):
                     problems.append(
                         f"{where} filled {f.time} @ {f.price}, expected {pd.Timestamp(ev_ts, tz='UTC')} @ {want}"
                     )
@@ -465,7 +479,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
             elif ev is not None and ev_ts == closed:
                 closer = lot_closer.get(leg_lot.get(oid))
                 if closer is not None:
-                    c_ord = orders.loc[int(closer.order_id)]
+                    c_ord = orders[int(closer.order_id)]
                     if c_ord.role in ("entry", "close"):
                         c_ev = expect(int(closer.order_id))
                     else:
@@ -480,6 +494,11 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
         elif o.status == "open":
             if ev is not None:
                 problems.append(f"{where} still open, should have filled at {ev_ts}")
+
+    problems += check_margin(
+        B, orders, fill_rows, expected, trade_on_close=trade_on_close, leverage=leverage,
+        slippage_bps=slippage_bps, commission=commission, fixed=fixed,
+    )
 
     # -- equity at every sample ---------------------------------------------------------------
     eq = result.equity_frame
@@ -521,12 +540,95 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
     open_now = {s: sum(x.direction * x.size for x in lots[s]) for s in names}
     for s in names:
         got = result.positions["size"].get(s, 0.0)
-        if not np.isclose(got, open_now[s], rtol=1e-9, atol=1e-9):
+        if not math.isclose(got, open_now[s], rel_tol=1e-9, abs_tol=1e-9):
             problems.append(f"final position {s}: {got}, fills say {open_now[s]}")
     # equity is sampled at every tick of the union timeline
     union = np.unique(np.concatenate([B[s].ts for s in names]))
     if not np.array_equal(eq.index.as_unit("ns").asi8, union):
         problems.append("equity is not sampled at every tick")
+    return problems
+
+
+def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippage_bps, commission, fixed):
+    """A fill that grows a position keeps gross exposure <= leverage x equity; a rejected
+    order would have broken that rule.
+
+    The engine checks at the moment of the fill with every position marked at its latest
+    price: within a tick's market phase, symbols before this one are at this tick's close,
+    this one at its open, the rest at their previous close; at the barrier all at the close.
+    """
+    names = sorted(B)
+    problems = []
+
+    def marks(t, s, barrier):
+        out = {}
+        for j in names:
+            b = B[j]
+            i_now = b.at(t)
+            if i_now is not None and (barrier or j < s):
+                out[j] = b.c[i_now]
+            elif j == s and i_now is not None:
+                out[j] = b.o[i_now]
+            else:
+                k = b.after(t - 1) - 1  # last bar strictly before t
+                out[j] = b.c[k] if k >= 0 else np.nan
+        return out
+
+    def verdict(cash, pos, t, s, barrier, d, size, price, fee):
+        """(grows, fits) for this fill in this state; fits with a tolerance either way."""
+        m = marks(t, s, barrier)
+        held = {j: p for j, p in pos.items() if p}
+        equity = cash + sum(p * m[j] for j, p in held.items())
+        gross = sum(abs(p) * m[j] for j, p in held.items())
+        mark = m[s] if not np.isnan(m[s]) else price
+        old = pos.get(s, 0.0)
+        new = old + d * size
+        grows = abs(new) > abs(old) * (1 + 1e-9)
+        eq_after = equity - fee + d * size * (mark - price)
+        gross_after = gross + (abs(new) - abs(old)) * mark
+        slack = 1e-9 * max(gross_after, abs(eq_after), 1.0)
+        fits_loose = eq_after > -slack and gross_after <= eq_after * leverage + slack
+        fits_strict = eq_after > slack and gross_after <= eq_after * leverage - slack
+        return grows, fits_loose, fits_strict
+
+    cash, pos = CASH, {}
+    states_at: dict[int, list] = {}  # tick -> states (cash, positions) seen during it
+    for f in fills:
+        t, s = int(f.time.value), f.symbol
+        o = orders[int(f.order_id)]
+        d = 1 if f.side == "buy" else -1
+        barrier = trade_on_close and o.role in ("entry", "close") and f.time == o.placed_time
+        states_at.setdefault(t, []).append((cash, dict(pos)))
+        grows, fits, _ = verdict(cash, pos, t, s, barrier, d, f["size"], f.price, f.commission)
+        if grows and not fits:
+            problems.append(f"order {int(f.order_id)} filled at {f.time} beyond the margin")
+        cash -= d * f["size"] * f.price + f.commission
+        pos[s] = pos.get(s, 0.0) + d * f["size"]
+        states_at[t].append((cash, dict(pos)))
+    # the state before any fill of a tick is the state after the last fill before it
+    timeline = sorted(states_at)
+    for oid, o in orders.items():
+        if o.status != "rejected":
+            continue
+        ev = expected.get(oid)
+        if ev is None:
+            continue
+        t, s = int(pd.Timestamp(o.closed_time).value), o.symbol
+        before = [x for x in timeline if x < t]
+        states = list(states_at.get(t, []))
+        if before:
+            states.append(states_at[before[-1]][-1])
+        else:
+            states.append((CASH, {}))
+        buy = o.side == "buy"
+        size = o["size"]
+        price = slipped(ev.raw, buy, slippage_bps) if slips(kind_of(o)) else ev.raw
+        fee = size * price * commission + fixed
+        verdicts = [
+            verdict(c, p, t, s, ev.barrier, 1 if buy else -1, size, price, fee) for c, p in states
+        ]
+        if all(grows and fits_strict for grows, _, fits_strict in verdicts):
+            problems.append(f"order {oid} rejected at {o.closed_time} though it fits the margin")
     return problems
 
 
@@ -579,6 +681,7 @@ def assert_consistent(sc):
         slippage_bps=sc["slippage"],
         commission=sc["commission"],
         fixed=sc["commission_fixed"],
+        leverage=sc["leverage"],
     )
     assert not problems, "\n".join(problems[:20])
     return result
@@ -656,3 +759,42 @@ def test_next_is_called_exactly_on_each_symbols_own_bars(seed):
     # Same set, and in time order then symbol order.
     assert calls == expected
     assert any(len(f) < 50 for f in frames.values())  # some minutes really are missing
+
+
+def test_the_checker_catches_tampered_results():
+    """Each family of checks fails on a result altered in one place."""
+    import dataclasses
+
+    sc = dict(
+        market=dict(seed=4, n_symbols=3, n_ticks=40, p_missing=0.2, freq="D"),
+        strategy_seed=4, commission=0.001, commission_fixed=1.0, slippage=5.0,
+        leverage=1.0, trade_on_close=False,
+    )
+    frames, _, r = run_random(sc)
+    kw = dict(trade_on_close=False, slippage_bps=5.0, commission=0.001, fixed=1.0, leverage=1.0)
+    assert check_backtest(frames, r, **kw) == []
+
+    def problems_after(**changes):
+        return check_backtest(frames, dataclasses.replace(r, **changes), **kw)
+
+    fills = r.fills.copy()
+    fills.loc[fills.index[len(fills) // 2], "price"] += 0.01
+    assert problems_after(fills=fills)
+
+    late = r.fills.copy()
+    i = late.index[(late["role"] == "entry").to_numpy()][0]
+    late.loc[i, "time"] = late.loc[i, "time"] + pd.Timedelta(days=1)
+    assert problems_after(fills=late)
+
+    eq = r.equity_frame.copy()
+    eq.iloc[len(eq) // 2, eq.columns.get_loc("equity")] += 0.01
+    assert problems_after(equity_frame=eq)
+
+    trades = r.trades.copy()
+    trades.loc[trades.index[0], "mae"] -= 0.001
+    assert problems_after(trades=trades)
+
+    orders = r.orders.copy()
+    j = orders.index[(orders["status"] == "filled").to_numpy()][-1]
+    orders.loc[j, "status"] = "open"
+    assert problems_after(orders=orders)
