@@ -256,6 +256,7 @@ def run_batch(
     load_request, groups = _groups(symbols, portfolio)
     with _ACTIVE_LOCK:
         _ACTIVE[0] += 1
+    prepared = None
     try:
         prepared = prepare_data(
             data,
@@ -332,6 +333,8 @@ def run_batch(
             finally:
                 bar.close()
     finally:
+        if prepared is not None:
+            prepared.cleanup()
         with _ACTIVE_LOCK:
             _ACTIVE[0] -= 1
             if _ACTIVE[0] == 0:  # the last batch running in this process cleans up

@@ -40,6 +40,7 @@ __all__ = [
     "engine_fingerprint",
     "expand_grid",
     "job_key",
+    "loader_fingerprint",
     "options_fingerprint",
     "resolve_strategy",
 ]
@@ -265,25 +266,47 @@ def code_fingerprint(cls: type[Strategy]) -> str:
     return digest
 
 
+def _tickstep_sources(include: Callable[[Path], bool]) -> list[str]:
+    import tickstep
+
+    root = Path(tickstep.__file__).parent
+    parts = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if include(rel):
+            parts += [rel.as_posix(), path.read_bytes().decode("utf-8", "replace")]
+    return parts
+
+
+def _affects_results(rel: Path) -> bool:
+    # Loading code is covered by the data's own fingerprint (a hash of the loaded bars),
+    # and the batch machinery by KEY_VERSION, except the worker's run_stats.
+    top = rel.parts[0]
+    if top == "data" or rel.as_posix() in ("__main__.py", "cli.py"):
+        return False
+    return top != "batch" or rel.name == "worker.py"
+
+
 @lru_cache(maxsize=1)
 def engine_fingerprint() -> str:
-    """Hash of tickstep itself: its version, every Python file, the compiled core's identity.
+    """Hash of the tickstep code a result depends on: its version, the compiled core's
+    bytes, and the Python files of the engine, metrics, sizing and shipped strategies.
 
-    A development build changes the hash whenever tickstep's code does, not only on a
+    A development build changes the hash whenever that code does, not only on a
     release, so cached results never outlive an engine change.
     """
     import tickstep
     from tickstep import _core
 
-    root = Path(tickstep.__file__).parent
-    parts = [KEY_VERSION, str(tickstep.__version__)]
-    for path in sorted(root.rglob("*.py")):
-        parts.append(str(path.relative_to(root)))
-        parts.append(path.read_bytes().decode("utf-8", "replace"))
-    core = Path(_core.__file__)
-    st = core.stat()
-    parts.append(f"{core.name}:{st.st_size}:{st.st_mtime_ns}")
-    return _digest(*parts)
+    core = hashlib.blake2b(Path(_core.__file__).read_bytes(), digest_size=20).hexdigest()
+    return _digest(KEY_VERSION, str(tickstep.__version__), core,
+                   *_tickstep_sources(_affects_results))
+
+
+@lru_cache(maxsize=1)
+def loader_fingerprint() -> str:
+    """Hash of tickstep's data-loading code (keys the cached fingerprints of stores)."""
+    return _digest(KEY_VERSION, *_tickstep_sources(lambda rel: rel.parts[0] == "data"))
 
 
 # ---- values, parameters, grids -------------------------------------------------------------

@@ -34,7 +34,7 @@ import pyarrow as pa
 from pyarrow import ipc
 
 from tickstep import _core
-from tickstep.batch.jobs import canonical, engine_fingerprint
+from tickstep.batch.jobs import canonical, loader_fingerprint
 from tickstep.data import DataError, MarketColumns, SymbolBars, to_market_columns
 
 __all__ = ["DataSource", "PreparedData", "default_scratch_dir", "market_for", "prepare_data"]
@@ -45,7 +45,10 @@ _SNAPSHOT_SYMBOLS = b"tickstep.symbols"
 
 
 def default_scratch_dir() -> Path:
-    """Where snapshots of in-memory data are written for workers (the system temp dir)."""
+    """Where snapshots of in-memory data are written for workers (the system temp dir).
+
+    A batch removes its snapshot when it ends.
+    """
     return Path(tempfile.gettempdir()) / "tickstep-batch"
 
 
@@ -422,9 +425,20 @@ class PreparedData:
             self._source = self._materialize()
         return self._source
 
+    def cleanup(self) -> None:
+        """Remove the snapshot this batch wrote, if any."""
+        if self._materialize is not None and self._source is not None:
+            for path in (Path(self._source.location), _meta_path(Path(self._source.location))):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            _SNAPSHOTS.pop(self._source.location, None)
+
     def data_key(self, symbols: Sequence[str]) -> str:
         """Hash of the bars and metadata of ``symbols`` (a job's data)."""
         return _digest(*(self.fingerprints[s] for s in symbols))
+
+
+_SNAPSHOT_COUNT = [0]
 
 
 def _snapshot_source(
@@ -432,9 +446,11 @@ def _snapshot_source(
 ) -> Callable[[], DataSource]:
     def materialize() -> DataSource:
         token = _digest(*(f"{s}={f}" for s, f in sorted(fingerprints.items())))
-        path = scratch / f"{token}.arrow"
-        if not path.exists():
-            write_snapshot(load(), path)
+        # One file per batch, removed when it ends (PreparedData.cleanup): never shared,
+        # so never removed under another batch's workers.
+        _SNAPSHOT_COUNT[0] += 1
+        path = scratch / f"{token}-{os.getpid()}-{_SNAPSHOT_COUNT[0]}.arrow"
+        write_snapshot(load(), path)
         return DataSource("snapshot", str(path), token)
 
     return materialize
@@ -569,7 +585,7 @@ def _stat_keyed(
         canonical(start),
         canonical(end),
         canonical(list(options)),
-        engine_fingerprint(),
+        loader_fingerprint(),
     )
     fingerprints = cache.get_fingerprint(identity) if cache is not None else None
     loaded: list[MarketColumns] = []
