@@ -272,6 +272,8 @@ def _snapshot(path: str) -> _Snapshot:
     if meta_file.exists():
         metadata = ipc.open_file(pa.memory_map(str(meta_file))).read_all().to_pandas()
     snap = _SNAPSHOTS[path] = _Snapshot(names, starts, cols, metadata)
+    while len(_SNAPSHOTS) > 4:  # a long-lived (Dask) worker sees a new file per batch
+        del _SNAPSHOTS[next(iter(_SNAPSHOTS))]
     return snap
 
 
