@@ -103,7 +103,9 @@ def load(name: str) -> type[Strategy]:
         raise UnknownStrategyError(
             f"no strategy named {name!r}{hint} (available: {', '.join(registry)})"
         )
-    cls = entry.load() if isinstance(entry, EntryPoint) else entry
+    # Duck-typed: once Dask is imported, entry points come from the importlib_metadata
+    # backport, whose EntryPoint is another class.
+    cls = entry if isinstance(entry, type) else entry.load()
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise TypeError(f"strategy {name!r} ({entry!r}) is not a tickstep.Strategy subclass")
     return cls
