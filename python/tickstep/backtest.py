@@ -177,6 +177,7 @@ class Backtest:
             self._market = market_from_columns(columns)
             del columns
         self._symbols = list(self._market.symbols)
+        self._symbol_dtype = pd.CategoricalDtype(self._symbols)
         self._metadata = metadata
         self._settings = dict(
             cash=float(cash),
@@ -243,7 +244,7 @@ class Backtest:
         timeline = self._market.timeline()
         return build_result(
             engine,
-            self.symbols,
+            self._symbol_dtype,
             cash=self._settings["cash"],
             risk_free_rate=self._risk_free_rate,
             start=pd.Timestamp(int(timeline[0]), tz="UTC"),

@@ -321,6 +321,10 @@ class Strategy:
 
     # ---- portfolio -----------------------------------------------------------------------
 
+    def position_size(self, symbol: str | None = None) -> float:
+        """Signed units held in ``symbol`` (the fast path of ``position(symbol).size``)."""
+        return self._ctx.position(self._sym(symbol))
+
     def position(self, symbol: str | None = None) -> Position:
         i = self._sym(symbol)
         name = self._symbols[i] if i >= 0 else self._symbols[self._ctx.current()]

@@ -138,7 +138,7 @@ class RangeBreakout(Strategy):
         if confirmations == setup.confirmation_count:
             return
         setup.confirmation_count = confirmations
-        if not setup.ready or setup.traded or self.position(symbol).size != 0:
+        if not setup.ready or setup.traded or self.position_size(symbol) != 0:
             return
         candle = self.confirmation_candles.last(symbol)
         if candle is not None:

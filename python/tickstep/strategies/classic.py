@@ -57,7 +57,7 @@ class SmaCross(Strategy):
         death = fast_before >= slow_before and fast < slow
         if not (golden or death):
             return
-        size = self.position(symbol).size
+        size = self.position_size(symbol)
         if golden:
             if size < 0:
                 self.close(symbol)
@@ -111,7 +111,7 @@ class RsiMeanReversion(Strategy):
         rsi = self.rsi_line.value
         if math.isnan(rsi):  # still warming up
             return
-        size = self.position(symbol).size
+        size = self.position_size(symbol)
         if size == 0:
             if self.orders(symbol):
                 return

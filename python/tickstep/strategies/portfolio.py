@@ -120,7 +120,7 @@ class RankedPortfolio(Strategy):
         return (self.price(symbol) - self.trend.value) / atr if atr > 0 else float("nan")
 
     def next(self, symbol: str) -> None:
-        if self.position(symbol).size != 0:
+        if self.position_size(symbol) != 0:
             self._entries.pop(symbol, None)
             held = self.bars_held[symbol] = self.bars_held[symbol] + 1
             if self.max_bars is not None and held >= self.max_bars and not self._closing(symbol):
@@ -143,9 +143,9 @@ class RankedPortfolio(Strategy):
     def busy_symbols(self) -> list[str]:
         """Symbols holding a position or waiting for an entry to fill."""
         for symbol, order_id in list(self._entries.items()):
-            if self.position(symbol).size != 0 or order_id not in self.orders(symbol):
+            if self.position_size(symbol) != 0 or order_id not in self.orders(symbol):
                 del self._entries[symbol]
-        return [s for s in self.symbols if s in self._entries or self.position(s).size != 0]
+        return [s for s in self.symbols if s in self._entries or self.position_size(s) != 0]
 
     def on_tick(self) -> None:
         if not self.candidates:
