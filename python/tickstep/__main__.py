@@ -42,7 +42,9 @@ def demo(argv: list[str]) -> int:
 
     strategy = load_strategy(args.strategy)
     t0 = time.perf_counter()
-    bt = tickstep.Backtest(str(path), strategy, cash=1_000_000, commission=0.0005,
+    # Each symbol may take an equal share of equity, so all of them can hold a position.
+    bt = tickstep.Backtest(str(path), strategy, cash=1_000_000, commission=0.0002,
+                           sizer=tickstep.PercentOfEquity(0.95 / args.symbols),
                            timezone="America/New_York")
     loaded = time.perf_counter() - t0
     bars = bt.market.bar_count()
