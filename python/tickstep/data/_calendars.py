@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -41,6 +42,16 @@ def get_calendar(exchange: str, start: pd.Timestamp, end: pd.Timestamp):
 
 
 def session_bounds(exchange: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """Regular trading periods of ``exchange`` for sessions in [start, end] (a copy).
+
+    See `_session_bounds`; results are cached, since building a calendar takes a
+    good fraction of a second and backtests load the same range again and again.
+    """
+    return _session_bounds(exchange, pd.Timestamp(start), pd.Timestamp(end)).copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _session_bounds(exchange: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     """Regular trading periods of ``exchange`` for sessions in [start, end].
 
     Returns

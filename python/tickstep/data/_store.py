@@ -360,7 +360,10 @@ class Store(BarStore):
 
     def _arrow(self, sql: str, params: Any = None) -> pa.Table:
         self.queries_executed += 1
-        return self._con.sql(sql, params=params).to_arrow_table()
+        relation = self._con.sql(sql, params=params)
+        # Newer DuckDB releases name it to_arrow_table, older ones fetch_arrow_table.
+        fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+        return fetch()
 
     def _frame(self, sql: str, params: Any = None) -> pd.DataFrame:
         return self._arrow(sql, params).to_pandas()
