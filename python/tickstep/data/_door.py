@@ -7,6 +7,7 @@ reported with the symbol, the row position, the timestamp and the rule's name.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -428,7 +429,10 @@ def _timestamps_ns(values: pd.Series, symbol: str | None) -> tuple[np.ndarray, b
 
 def _parse_object_timestamps(values: pd.Series, symbol: str | None) -> tuple[np.ndarray, bool]:
     try:
-        parsed = pd.to_datetime(values, format="ISO8601")
+        with warnings.catch_warnings():
+            # pandas < 3 warns before returning objects for mixed offsets; handled below.
+            warnings.simplefilter("ignore", FutureWarning)
+            parsed = pd.to_datetime(values, format="ISO8601")
     except (ValueError, TypeError):
         parsed = None
     if parsed is None or parsed.dtype == object:
