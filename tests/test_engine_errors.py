@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tickstep
+from conftest import make_bars  # tests/ is on sys.path (rootdir conftest)
 from tickstep.data import DataError
-
-from conftest import make_bars  # noqa: I001  (tests/ is on sys.path: rootdir conftest)
 
 ROWS = [(100, 101, 99, 100), (101, 102, 100, 101), (102, 103, 101, 102), (103, 104, 102, 103)]
 
