@@ -763,7 +763,7 @@ def test_next_is_called_exactly_on_each_symbols_own_bars(seed):
 
 def test_the_checker_catches_tampered_results():
     """Each family of checks fails on a result altered in one place."""
-    import dataclasses
+    from types import SimpleNamespace
 
     sc = dict(
         market=dict(seed=4, n_symbols=3, n_ticks=40, p_missing=0.2, freq="D"),
@@ -775,7 +775,9 @@ def test_the_checker_catches_tampered_results():
     assert check_backtest(frames, r, **kw) == []
 
     def problems_after(**changes):
-        return check_backtest(frames, dataclasses.replace(r, **changes), **kw)
+        parts = ("orders", "fills", "trades", "equity_frame", "positions")
+        altered = SimpleNamespace(**{k: changes.get(k, getattr(r, k)) for k in parts})
+        return check_backtest(frames, altered, **kw)
 
     fills = r.fills.copy()
     fills.loc[fills.index[len(fills) // 2], "price"] += 0.01
