@@ -64,10 +64,12 @@ def fills_frame(raw: dict[str, np.ndarray], names: list[str] | pd.CategoricalDty
 
 
 def orders_frame(raw: dict[str, Any], names: list[str] | pd.CategoricalDtype) -> pd.DataFrame:
-    closed = np.asarray(raw["closed_ts"], dtype="int64")
-    closed_time = _times(np.where(closed == np.iinfo(np.int64).min, 0, closed))
-    closed_time = closed_time.where(closed != np.iinfo(np.int64).min)
-    placed = np.asarray(raw["placed_ts"], dtype="int64")
+    def when(ns: Any) -> pd.DatetimeIndex:
+        # int64 min marks "no time": still open, or placed in init() before the first tick.
+        ns = np.asarray(ns, dtype="int64")
+        missing = ns == np.iinfo(np.int64).min
+        return _times(np.where(missing, 0, ns)).where(~missing)
+
     return pd.DataFrame(
         {
             "order_id": raw["order_id"],
@@ -80,9 +82,9 @@ def orders_frame(raw: dict[str, Any], names: list[str] | pd.CategoricalDtype) ->
             "tp": raw["tp"],
             "role": _ROLES[raw["role"].astype(np.int64)],
             "tag": raw["tag"],
-            "placed_time": _times(np.where(placed == np.iinfo(np.int64).min, 0, placed)),
+            "placed_time": when(raw["placed_ts"]),
             "status": _STATUS[raw["status"].astype(np.int64)],
-            "closed_time": closed_time,
+            "closed_time": when(raw["closed_ts"]),
             "reason": list(raw["reason"]),
         }
     )
