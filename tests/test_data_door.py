@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -294,32 +292,3 @@ def test_symbol_bars_validate_on_construction():
         b = SymbolBars("B", ts, **good)
         a = SymbolBars("A", ts, **good)
         MarketColumns([b, a])
-
-
-def test_door_is_fast_for_many_symbols():
-    n, symbols = 144_000, 20
-    rng = np.random.default_rng(0)
-    base = pd.date_range("2024-01-02", periods=n, freq="min")
-    close = 50 + rng.random(n)
-    frame = pd.DataFrame(
-        {
-            "open": close,
-            "high": close + 0.1,
-            "low": close - 0.1,
-            "close": close,
-            "volume": rng.random(n),
-        },
-        index=base,
-    )
-    data = {f"S{i:02d}": frame for i in range(symbols)}
-    to_market_columns(data)  # warm up
-    best = min(_timed(lambda: to_market_columns(data)) for _ in range(3))
-    # The real figure (about 0.15 s) is in benches/data_load.py; this bound only catches
-    # a per-row Python loop (seconds), without flaking on a busy machine.
-    assert best < 2.0, f"door took {best:.3f} s for {symbols} x {n} rows"
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
