@@ -164,3 +164,24 @@ def test_top_level_load_from_url(stores, market):
     pg, _ = stores
     loaded = td.load(pg, market.symbols[:2], timeframe="1D")
     assert loaded.symbols == market.symbols[:2]
+
+
+@pytest.mark.parametrize("filters", [{}, {"regular_hours": True}, {"timeframe": "15min"}])
+def test_postgres_and_duckdb_give_identical_backtests(stores, filters):
+    """The same strategy over the same bars from either store: identical to the bit."""
+    import tickstep
+    from pandas.testing import assert_frame_equal
+    from tickstep.strategies import SmaCross
+
+    pg, duck = stores
+    runs = []
+    for store in (pg, duck):
+        bt = tickstep.Backtest(store, SmaCross, cash=100_000, commission=0.0005,
+                               sizer=tickstep.PercentOfEquity(0.19), **filters)
+        runs.append(bt.run(fast=5, slow=20))
+    a, b = runs
+    assert len(a.trades) > 10  # the comparison is not vacuous
+    assert_frame_equal(a.trades, b.trades, check_exact=True)
+    assert_frame_equal(a.fills, b.fills, check_exact=True)
+    assert_frame_equal(a.equity_frame, b.equity_frame, check_exact=True)
+    pd.testing.assert_series_equal(a.stats, b.stats, check_exact=True)
