@@ -83,6 +83,10 @@ def drawdown(equity: pd.Series, initial: float | None = None) -> pd.Series:
     return pd.Series(values / peak - 1.0, index=equity.index, name="drawdown")
 
 
+# Built once: a fresh index of labels per call costs more than the statistics themselves.
+_STATS_INDEX = pd.Index(list(STAT_LABELS), dtype=object)
+
+
 def compute_stats(
     equity: pd.DataFrame,
     trades: pd.DataFrame,
@@ -230,7 +234,8 @@ def compute_stats(
         "Max. Drawdown Duration": _max_drawdown_duration(values, index, initial_cash, start, end),
     }
     stats.update(_trade_stats(trades))
-    return pd.Series(stats, index=list(STAT_LABELS), dtype=object, name="stats")
+    return pd.Series([stats[k] for k in STAT_LABELS], index=_STATS_INDEX, dtype=object,
+                     name="stats")
 
 
 def format_stats(s: pd.Series) -> str:
@@ -387,8 +392,8 @@ def _trade_stats(trades: pd.DataFrame) -> dict[str, object]:
         "Avg. Trade [%]": float(np.mean(returns)) * 100.0,
         "Profit Factor": profit_factor,
         "Expectancy [$]": float(np.mean(pnl)),
-        "Avg. MAE [%]": float(trades["mae"].mean()) * 100.0,
-        "Avg. MFE [%]": float(trades["mfe"].mean()) * 100.0,
-        "Commissions [$]": float(trades["commission"].sum()),
-        "Avg. Bars Held": float(trades["bars_held"].mean()),
+        "Avg. MAE [%]": float(np.mean(trades["mae"].to_numpy(dtype=float))) * 100.0,
+        "Avg. MFE [%]": float(np.mean(trades["mfe"].to_numpy(dtype=float))) * 100.0,
+        "Commissions [$]": float(np.sum(trades["commission"].to_numpy(dtype=float))),
+        "Avg. Bars Held": float(np.mean(trades["bars_held"].to_numpy(dtype=float))),
     }
