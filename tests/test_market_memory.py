@@ -2,7 +2,6 @@
 
 import numpy as np
 import pandas as pd
-
 import tickstep
 from tickstep.backtest import _immutable
 from tickstep.data import MarketColumns, SymbolBars
