@@ -222,12 +222,8 @@ class Backtest:
         """The engine settings (for caches and reports)."""
         return dict(self._settings, risk_free_rate=self._risk_free_rate)
 
-    def run(self, **params: Any) -> Result:
-        """Run the strategy once with ``params`` overriding its class-level defaults.
-
-        A strategy exception propagates unchanged (same type and traceback) with a note
-        naming the symbol and time at which it happened.
-        """
+    def _simulate(self, params: dict[str, Any]) -> tuple[_core.Engine, Strategy]:
+        """One run of the engine with ``params``: the finished engine and the strategy."""
         cls = self._strategy
         cls.check_parameters(params)
         engine = _core.Engine(self._market, **self._settings)
@@ -241,6 +237,16 @@ class Backtest:
             next=strategy.next if cls.next is not Strategy.next else None,
             on_tick=strategy.on_tick if cls.on_tick is not Strategy.on_tick else None,
         )
+        return engine, strategy
+
+    def run(self, **params: Any) -> Result:
+        """Run the strategy once with ``params`` overriding its class-level defaults.
+
+        A strategy exception propagates unchanged (same type and traceback) with a note
+        naming the symbol and time at which it happened.
+        """
+        cls = self._strategy
+        engine, strategy = self._simulate(params)
         timeline = self._market.timeline()
         return build_result(
             engine,

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tickstep import _core
 from tickstep.backtest import Backtest
 from tickstep.batch.jobs import Job, StrategyRef, code_fingerprint
 from tickstep.batch.sources import DataSource, market_for, prefetch
@@ -110,24 +109,12 @@ def run_stats(bt: Backtest, params: dict[str, Any]) -> pd.Series:
     exposure; trade pnl, return, commission, bars held, MAE, MFE). Fills, orders and
     positions frames are skipped: they cost more than the statistics.
     """
-    cls = bt._strategy
-    cls.check_parameters(params)
-    engine = _core.Engine(bt._market, **bt._settings)
-    if bt._session_ends is not None:
-        engine.set_session_ends(bt._session_ends)
-    ctx = _core.Context(bt._market)
-    strategy = cls(ctx, bt.symbols, params, bt._sizer, bt._market, bt._metadata)
-    engine.run(
-        ctx,
-        init=strategy.init,
-        next=strategy.next if cls.next is not Strategy.next else None,
-        on_tick=strategy.on_tick if cls.on_tick is not Strategy.on_tick else None,
-    )
+    engine, strategy = bt._simulate(params)
     raw = engine.trades()
     eq = engine.equity()
     # The core's objects must die on this thread: a profiler holding this frame (Dask's
     # samples every worker thread) would otherwise free them on its own thread.
-    del engine, ctx, strategy
+    del engine, strategy
     trades = pd.DataFrame({c: raw[c] for c in _TRADE_STAT_COLUMNS})
     equity = pd.DataFrame(
         {"equity": eq["equity"], "gross_exposure": eq["gross_exposure"]}, index=_times(eq["ts"])
