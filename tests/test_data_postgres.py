@@ -166,14 +166,31 @@ def test_top_level_load_from_url(stores, market):
     assert loaded.symbols == market.symbols[:2]
 
 
+@pytest.fixture(scope="module")
+def twin_stores(market):
+    """A PostgreSQL and a DuckDB store holding exactly the same bars (nothing else)."""
+    name = f"tickstep_twin_{uuid.uuid4().hex[:10]}"
+    pg = PostgresStore(URL, schema=name)
+    pg.ingest(market)
+    duck = Store()
+    duck.ingest(market)
+    yield pg, duck
+    pg.close()
+    import adbc_driver_postgresql.dbapi as pgdb
+
+    with pgdb.connect(URL) as con, con.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        con.commit()
+
+
 @pytest.mark.parametrize("filters", [{}, {"regular_hours": True}, {"timeframe": "15min"}])
-def test_postgres_and_duckdb_give_identical_backtests(stores, filters):
+def test_postgres_and_duckdb_give_identical_backtests(twin_stores, filters):
     """The same strategy over the same bars from either store: identical to the bit."""
     import tickstep
     from pandas.testing import assert_frame_equal
     from tickstep.strategies import SmaCross
 
-    pg, duck = stores
+    pg, duck = twin_stores
     runs = []
     for store in (pg, duck):
         bt = tickstep.Backtest(store, SmaCross, cash=100_000, commission=0.0005,
