@@ -292,23 +292,7 @@ class PostgresStore(BarStore):
             raise
         return changed
 
-    def _merge_bars(self, on_conflict: str, names: dict[int, str]) -> int:
-        differs = " OR ".join(f"b.{c} <> n.{c}" for c in VALUE_COLUMNS)
-        old_new = ", ".join(f"b.{c} AS old_{c}, n.{c} AS new_{c}" for c in VALUE_COLUMNS)
-        conflicts = self._arrow(
-            f"SELECT n.symbol_id, n.ts, {old_new}, count(*) OVER () AS total "
-            "FROM _tickstep_bars_in n JOIN bars b ON b.symbol_id = n.symbol_id AND b.ts = n.ts "
-            f"WHERE {differs} ORDER BY n.symbol_id, n.ts LIMIT 5"
-        ).to_pandas()
-        if len(conflicts):
-            total = int(conflicts["total"].iloc[0])
-            if on_conflict == "refuse":
-                raise self._conflict_error(conflicts, total, names)
-            self._run(
-                "DELETE FROM bars b USING _tickstep_bars_in n "
-                f"WHERE b.symbol_id = n.symbol_id AND b.ts = n.ts AND ({differs})"
-            )
-        # Rows already stored with the same values are skipped (re-ingesting adds nothing).
+    def _insert_new_bars(self) -> int:
         return self._run(
             "INSERT INTO bars SELECT n.* FROM _tickstep_bars_in n WHERE NOT EXISTS ("
             "SELECT 1 FROM bars b WHERE b.symbol_id = n.symbol_id AND b.ts = n.ts) "

@@ -86,6 +86,38 @@ class BarStore:
     def _write_metadata(self, meta: pd.DataFrame) -> None:
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def _arrow(self, sql: str, params: Any = None) -> pa.Table:  # pragma: no cover
+        raise NotImplementedError
+
+    def _run(self, sql: str, params: Any = None) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _insert_new_bars(self) -> int:  # pragma: no cover
+        """Insert the staged rows not stored yet; the number inserted."""
+        raise NotImplementedError
+
+    def _merge_bars(self, on_conflict: str, names: dict[int, str]) -> int:
+        """Merge the staged ``_tickstep_bars_in`` into ``bars`` within the caller's
+        transaction: rows whose values differ from stored ones are refused (naming them)
+        or replaced; rows stored with the same values are skipped, so re-ingesting adds
+        nothing. Returns the number of rows added."""
+        differs = " OR ".join(f"b.{c} <> n.{c}" for c in VALUE_COLUMNS)
+        old_new = ", ".join(f"b.{c} AS old_{c}, n.{c} AS new_{c}" for c in VALUE_COLUMNS)
+        conflicts = self._arrow(
+            f"SELECT n.symbol_id, n.ts, {old_new}, count(*) OVER () AS total "
+            "FROM _tickstep_bars_in n JOIN bars b ON b.symbol_id = n.symbol_id AND b.ts = n.ts "
+            f"WHERE {differs} ORDER BY n.symbol_id, n.ts LIMIT 5"
+        ).to_pandas()
+        if len(conflicts):
+            total = int(conflicts["total"].iloc[0])
+            if on_conflict == "refuse":
+                raise self._conflict_error(conflicts, total, names)
+            self._run(
+                "DELETE FROM bars b USING _tickstep_bars_in n "
+                f"WHERE b.symbol_id = n.symbol_id AND b.ts = n.ts AND ({differs})"
+            )
+        return self._insert_new_bars()
+
     def _listing_sql(self) -> str:
         raise NotImplementedError  # pragma: no cover - abstract
 
@@ -469,22 +501,7 @@ class Store(BarStore):
             raise
         return changed
 
-    def _merge_bars(self, on_conflict: str, names: dict[int, str]) -> int:
-        differs = " OR ".join(f"b.{c} <> n.{c}" for c in VALUE_COLUMNS)
-        old_new = ", ".join(f"b.{c} AS old_{c}, n.{c} AS new_{c}" for c in VALUE_COLUMNS)
-        conflicts = self._run(
-            f"SELECT n.symbol_id, n.ts, {old_new}, count(*) OVER () AS total "
-            "FROM _tickstep_bars_in n JOIN bars b ON b.symbol_id = n.symbol_id AND b.ts = n.ts "
-            f"WHERE {differs} ORDER BY n.symbol_id, n.ts LIMIT 5"
-        ).df()
-        if len(conflicts):
-            total = int(conflicts["total"].iloc[0])
-            if on_conflict == "refuse":
-                raise self._conflict_error(conflicts, total, names)
-            self._run(
-                "DELETE FROM bars b USING _tickstep_bars_in n "
-                f"WHERE b.symbol_id = n.symbol_id AND b.ts = n.ts AND ({differs})"
-            )
+    def _insert_new_bars(self) -> int:
         added = self._run(
             "INSERT INTO bars SELECT n.* FROM _tickstep_bars_in n "
             "ANTI JOIN bars b ON b.symbol_id = n.symbol_id AND b.ts = n.ts "
