@@ -85,6 +85,19 @@ pub struct CandleColumns {
     pub volume: Vec<f64>,
 }
 
+impl CandleColumns {
+    /// Append one candle to every column.
+    pub fn push(&mut self, candle: &Candle) {
+        self.ts.push(candle.ts);
+        self.end.push(candle.end);
+        self.open.push(candle.open);
+        self.high.push(candle.high);
+        self.low.push(candle.low);
+        self.close.push(candle.close);
+        self.volume.push(candle.volume);
+    }
+}
+
 /// The candles one [`CandleSeries::update`] completed: none, one or two, oldest first.
 /// Dereferences to a slice: `for candle in series.update(..).iter()`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -232,13 +245,17 @@ impl CandleSeries {
             volume: Vec::with_capacity(take),
         };
         for candle in self.completed.range(self.completed.len() - take..) {
-            columns.ts.push(candle.ts);
-            columns.end.push(candle.end);
-            columns.open.push(candle.open);
-            columns.high.push(candle.high);
-            columns.low.push(candle.low);
-            columns.close.push(candle.close);
-            columns.volume.push(candle.volume);
+            columns.push(candle);
+        }
+        columns
+    }
+
+    /// [`last`](Self::last), followed by the forming candle when `forming` is true and
+    /// one is forming.
+    pub fn columns(&self, count: usize, forming: bool) -> CandleColumns {
+        let mut columns = self.last(count);
+        if let Some(candle) = self.forming.filter(|_| forming) {
+            columns.push(&candle);
         }
         columns
     }

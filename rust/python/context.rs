@@ -13,12 +13,20 @@ use pyo3::prelude::*;
 
 use super::errors::{IntoPyResult, UnknownSymbolError};
 use super::market::{view_column, PyMarket};
+use crate::candles::Candle;
 use crate::engine::Engine;
 use crate::orders::{OrderRequest, Side};
 use crate::studies;
 
 /// (ts, open, high, low, close, volume) as handed to Python.
 type BarTuple = (i64, f64, f64, f64, f64, f64);
+
+/// (ts, end, open, high, low, close, volume) as handed to Python.
+type CandleTuple = (i64, i64, f64, f64, f64, f64, f64);
+
+fn candle_tuple(c: Candle) -> CandleTuple {
+    (c.ts, c.end, c.open, c.high, c.low, c.close, c.volume)
+}
 
 // Frozen (no borrow flag on every call): the module runs under the GIL (`gil_used`) and no
 // method releases it, so calls into a context never overlap.
@@ -413,19 +421,11 @@ impl PyContext {
     ) -> PyResult<Bound<'py, PyDict>> {
         let e = self.engine()?;
         let s = self.symbol_arg(e, symbol)?;
-        let series = e.studies().candles(timeframe, s).py_err(py)?;
-        let mut c = series.last(count);
-        if forming {
-            if let Some(f) = series.forming() {
-                c.ts.push(f.ts);
-                c.end.push(f.end);
-                c.open.push(f.open);
-                c.high.push(f.high);
-                c.low.push(f.low);
-                c.close.push(f.close);
-                c.volume.push(f.volume);
-            }
-        }
+        let c = e
+            .studies()
+            .candles(timeframe, s)
+            .py_err(py)?
+            .columns(count, forming);
         let d = PyDict::new(py);
         d.set_item("ts", PyArray1::from_vec(py, c.ts))?;
         d.set_item("end", PyArray1::from_vec(py, c.end))?;
@@ -458,14 +458,13 @@ impl PyContext {
     }
 
     /// The latest completed candle as (ts, end, open, high, low, close, volume), or None.
-    #[allow(clippy::type_complexity)]
     #[pyo3(signature = (timeframe, symbol=None))]
     fn last_candle(
         &self,
         py: Python<'_>,
         timeframe: usize,
         symbol: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Option<(i64, i64, f64, f64, f64, f64, f64)>> {
+    ) -> PyResult<Option<CandleTuple>> {
         let e = self.engine()?;
         let s = self.symbol_arg(e, symbol)?;
         let c = e
@@ -473,24 +472,23 @@ impl PyContext {
             .candles(timeframe, s)
             .py_err(py)?
             .last_completed();
-        Ok(c.map(|c| (c.ts, c.end, c.open, c.high, c.low, c.close, c.volume)))
+        Ok(c.map(candle_tuple))
     }
 
     /// The completed candle whose bucket contains `ts` (or the latest before it), by
     /// binary search over the retained candles.
-    #[allow(clippy::type_complexity)]
     fn candle_at(
         &self,
         py: Python<'_>,
         timeframe: usize,
         symbol: Option<&Bound<'_, PyAny>>,
         ts: i64,
-    ) -> PyResult<Option<(i64, i64, f64, f64, f64, f64, f64)>> {
+    ) -> PyResult<Option<CandleTuple>> {
         let e = self.engine()?;
         let s = self.symbol_arg(e, symbol)?;
         let series = e.studies().candles(timeframe, s).py_err(py)?;
         let c = series.index_at(ts).and_then(|i| series.get(i));
-        Ok(c.map(|c| (c.ts, c.end, c.open, c.high, c.low, c.close, c.volume)))
+        Ok(c.map(candle_tuple))
     }
 }
 

@@ -134,7 +134,7 @@ pub fn readonly_view<'py, T: numpy::Element>(
 ) -> PyResult<Bound<'py, PyArray1<T>>> {
     let view = ArrayView1::from(data);
     // SAFETY: `data` lives inside an immutable `Market` behind an `Arc` held by `owner`
-    // (a frozen pyclass); the columns are never reallocated after construction.
+    // (a frozen pyclass): its columns, owned or adopted, never move or change.
     let array = unsafe { PyArray1::borrow_from_array(&view, owner) };
     array.readwrite().make_nonwriteable();
     Ok(array)

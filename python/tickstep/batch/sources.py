@@ -34,7 +34,7 @@ import pyarrow as pa
 from pyarrow import ipc
 
 from tickstep import _core
-from tickstep.batch.jobs import canonical, loader_fingerprint
+from tickstep.batch.jobs import _digest, canonical, loader_fingerprint
 from tickstep.data import DataError, MarketColumns, SymbolBars, to_market_columns
 
 __all__ = ["DataSource", "PreparedData", "default_scratch_dir", "market_for", "prepare_data"]
@@ -50,15 +50,6 @@ def default_scratch_dir() -> Path:
     A batch removes its snapshot when it ends.
     """
     return Path(tempfile.gettempdir()) / "tickstep-batch"
-
-
-def _digest(*parts: bytes | str) -> str:
-    h = hashlib.blake2b(digest_size=20)
-    for p in parts:
-        b = p.encode() if isinstance(p, str) else p
-        h.update(len(b).to_bytes(8, "little"))
-        h.update(b)
-    return h.hexdigest()
 
 
 # ---- fingerprints ----------------------------------------------------------------------------
