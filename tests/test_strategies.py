@@ -23,7 +23,7 @@ from tickstep.strategies import (
     SmaCross,
     TrueBreakout,
 )
-from tickstep.studies import parse_period
+from tickstep.timeframes import timeframe_ns
 
 MINUTE = 60 * 10**9
 
@@ -58,8 +58,8 @@ def history_volume_average(strategy: RangeBreakout, symbol: str, base: int) -> f
     """The documented average rebuilt from the raw bars: the ``volume_window`` confirmation
     candles before the latest, among those completed after the latest reference candle
     was (NaN before the first reference candle)."""
-    reference = parse_period(strategy.reference)
-    confirmation = parse_period(strategy.confirmation)
+    reference = timeframe_ns(strategy.reference)
+    confirmation = timeframe_ns(strategy.confirmation)
     n = strategy.volume_window
     bars = strategy.data(symbol, count=3 * reference // base + 2 * (n + 1) * confirmation // base)
     ts, volume = bars.ts, bars.volume
@@ -137,7 +137,7 @@ RANGE_CASES = [
 
 def test_registry_lists_and_loads_the_builtins():
     names = strategies.available()
-    assert set(strategies.BUILTINS) <= set(names)
+    assert {"fakeout", "true_breakout", "rsi_mean_reversion", "sma_cross", "ranked_portfolio"} <= set(names)
     assert strategies.load("fakeout") is Fakeout
     assert strategies.load("True-Breakout") is TrueBreakout
     assert strategies.load(" RSI_mean_reversion ") is RsiMeanReversion
@@ -161,26 +161,29 @@ def test_registry_reads_entry_points(monkeypatch):
     monkeypatch.setattr(strategies, "entry_points", lambda group: plugins)
     names = strategies.available()
     assert isinstance(names["my_cross"], EntryPoint)  # listed, not imported
-    assert names["fakeout"] is Fakeout  # built-ins still there without metadata
+    assert set(names) == {"my_cross", "not_a_strategy"}  # the entry points are the one list
     assert strategies.load("my-cross") is SmaCross
     with pytest.raises(TypeError, match="not a tickstep.Strategy subclass"):
         strategies.load("not_a_strategy")
 
 
-def test_installed_entry_points_name_the_builtins():
-    """tickstep's own entry points (once its metadata declares them) match BUILTINS."""
+def test_installed_entry_points_are_the_pyproject_table():
+    """The shipped strategies are listed once, in pyproject.toml; the installed metadata
+    carries exactly that table and each name loads a Strategy subclass."""
+    import tomllib
     from importlib.metadata import entry_points
+    from pathlib import Path
 
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    declared = pyproject["project"]["entry-points"][strategies.ENTRY_POINT_GROUP]
     ours = {
-        ep.name: ep
+        ep.name: ep.value
         for ep in entry_points(group=strategies.ENTRY_POINT_GROUP)
         if ep.value.startswith("tickstep.")
     }
-    if not ours:
-        pytest.skip("tickstep's package metadata declares no strategy entry points")
-    assert set(ours) == set(strategies.BUILTINS)
-    for name, ep in ours.items():
-        assert ep.load() is strategies.BUILTINS[name]
+    assert ours == declared
+    for name in declared:
+        assert issubclass(strategies.load(name), tickstep.Strategy)
 
 
 def test_parameters_are_documented_class_attributes():

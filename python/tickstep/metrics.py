@@ -12,6 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from tickstep.timeframes import NS_PER_DAY
+
 __all__ = ["STAT_LABELS", "compute_stats", "drawdown", "format_stats"]
 
 #: Index labels of the Series returned by :func:`compute_stats`, in order.
@@ -46,7 +48,6 @@ STAT_LABELS: tuple[str, ...] = (
 
 _TRADE_COLUMNS = ("pnl", "return_pct", "commission", "bars_held", "mae", "mfe")
 _DAYS_PER_YEAR = 365.25
-_NS_PER_DAY = 86_400 * 10**9
 # A standard deviation this small is rounding noise (e.g. an equity growing by a
 # constant factor); dividing by it would report a Sharpe ratio of ~1e15.
 _ZERO_STD = 1e-12
@@ -303,7 +304,7 @@ def _daily_returns(values: np.ndarray, index: pd.DatetimeIndex, initial_cash: fl
     """Returns of end-of-day equity (last sample per UTC date), from initial_cash."""
     # index is sorted, so the last row of each date is the one before the date changes.
     # Whole UTC days since the epoch (normalize() would also infer a frequency: slow).
-    dates = index.as_unit("ns").asi8 // 86_400_000_000_000
+    dates = index.as_unit("ns").asi8 // NS_PER_DAY
     last_of_day = np.append(dates[1:] != dates[:-1], True)
     closes = np.concatenate(([initial_cash], values[last_of_day]))
     return closes[1:] / closes[:-1] - 1.0

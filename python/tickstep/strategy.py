@@ -8,7 +8,6 @@ the end of the tick and fill from the symbol's next bar on.
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -16,19 +15,16 @@ import numpy as np
 import pandas as pd
 
 from tickstep._core import Indicator, UnknownSymbolError
+from tickstep.hints import did_you_mean
 from tickstep.sizing import SizingRequest
-from tickstep.studies import Timeframe, parse_period, session_buckets
+from tickstep.studies import Timeframe, session_buckets
+from tickstep.timeframes import timeframe_ns
 
 if TYPE_CHECKING:
     from tickstep._core import Context
     from tickstep.sizing import Sizer
 
 __all__ = ["Position", "Strategy"]
-
-
-def _hint(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class Position:
@@ -127,7 +123,7 @@ class Strategy:
             if name not in cls._params:
                 listing = ", ".join(known) if known else "none"
                 raise TypeError(
-                    f"{cls.__name__} has no parameter {name!r}{_hint(name, known)} "
+                    f"{cls.__name__} has no parameter {name!r}{did_you_mean(name, known)} "
                     f"(parameters: {listing})"
                 )
 
@@ -177,7 +173,7 @@ class Strategy:
             open/close times restrict candles to regular hours).
         history : how many completed candles are kept per symbol (memory stays bounded).
         """
-        ns = parse_period(period)
+        ns = timeframe_ns(period, name="period")
         base = self._base_interval()
         if ns % base:
             raise ValueError(f"timeframe {period!r} is not a multiple of the base interval ({pd.Timedelta(base)})")
@@ -277,7 +273,7 @@ class Strategy:
             return self._index[symbol]
         except (KeyError, TypeError):
             raise UnknownSymbolError(
-                f"unknown symbol {symbol!r}{_hint(str(symbol), self._symbols)}"
+                f"unknown symbol {symbol!r}{did_you_mean(str(symbol), self._symbols)}"
             ) from None
 
     @property

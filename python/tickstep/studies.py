@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from tickstep.timeframes import NS_PER_DAY
+
 if TYPE_CHECKING:
     from tickstep._core import Context
 
-__all__ = ["Candle", "Timeframe", "parse_period", "session_buckets"]
+__all__ = ["Candle", "Timeframe", "session_buckets"]
 
 _INT64_MIN = np.iinfo(np.int64).min
 
@@ -48,33 +50,6 @@ class Candle(NamedTuple):
     @property
     def time(self) -> pd.Timestamp:
         return pd.Timestamp(self.ts, tz="UTC")
-
-
-_UNITS = {"s": "s", "sec": "s", "m": "min", "min": "min", "t": "min", "h": "h", "hr": "h",
-          "d": "D", "day": "D", "w": "W", "wk": "W"}
-
-
-def parse_period(period: str | pd.Timedelta | int) -> int:
-    """A period such as ``"5m"``, ``"15min"``, ``"4h"``, ``"1d"`` -> nanoseconds.
-
-    ``m`` means minutes, as traders write it; an int is taken as nanoseconds."""
-    if isinstance(period, (int, np.integer)):
-        ns = int(period)
-    elif isinstance(period, str):
-        text = period.strip()
-        digits = len(text) - len(text.lstrip("0123456789"))
-        unit = _UNITS.get(text[digits:].strip().lower())
-        if digits and unit:
-            text = text[:digits] + unit
-        try:
-            ns = int(pd.Timedelta(text).value)
-        except ValueError:
-            raise ValueError(f"cannot read timeframe {period!r}: use e.g. 5m, 15m, 1h, 4h, 1d") from None
-    else:
-        ns = int(pd.Timedelta(period).value)
-    if ns <= 0:
-        raise ValueError(f"a timeframe period must be positive, got {period!r}")
-    return ns
 
 
 def _wall_offset(text: str) -> int:
@@ -99,7 +74,7 @@ def session_buckets(
     instant (so an hour stays an hour across a DST change, as in pandas), the last one cut
     at the session's end. Bars outside the session belong to no candle (label int64 min).
     """
-    day = 86_400 * 10**9
+    day = NS_PER_DAY
     if session is not None:
         open_off, close_off = _wall_offset(session[0]), _wall_offset(session[1])
         if not open_off < close_off:

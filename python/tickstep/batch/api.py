@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 import sqlite3
@@ -35,8 +34,10 @@ from tickstep.batch.sources import close_stores, forget_loaded, prepare_data, se
 from tickstep.batch.worker import Chunk
 from tickstep.batch.worker import forget as forget_backtests
 from tickstep.data import MarketColumns, SymbolBars
+from tickstep.hints import did_you_mean
 from tickstep.metrics import STAT_LABELS
 from tickstep.strategy import Strategy
+from tickstep.timeframes import NS_PER_DAY
 
 __all__ = ["optimize", "run_batch"]
 
@@ -64,15 +65,13 @@ _RESERVED = {"symbols", "score", *ROW_TAIL, *STAT_LABELS}
 def _engine_options(cls: type[Strategy], options: Mapping[str, Any]) -> dict[str, Any]:
     for name in options:
         if name not in ENGINE_OPTIONS:
-            close = difflib.get_close_matches(name, ENGINE_OPTIONS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise TypeError(
-                f"unknown batch option {name!r}{hint} (engine options: {', '.join(ENGINE_OPTIONS)})"
+                f"unknown batch option {name!r}{did_you_mean(name, ENGINE_OPTIONS)} (engine options: {', '.join(ENGINE_OPTIONS)})"
             )
     full = {**_DEFAULTS, **options}
     # Check the values now, once, on two bars, rather than in every job.
     tiny = MarketColumns([SymbolBars(
-        "CHECK", np.array([0, 86_400_000_000_000]), np.ones(2), np.ones(2), np.ones(2),
+        "CHECK", np.array([0, NS_PER_DAY]), np.ones(2), np.ones(2), np.ones(2),
         np.ones(2), np.ones(2),
     )])
     Backtest(tiny, cls, **full)
@@ -248,9 +247,7 @@ def run_batch(
         if clash:
             raise ValueError(f"parameter name(s) {clash} collide with result columns")
     if isinstance(maximize, str) and maximize not in STAT_LABELS:
-        close = difflib.get_close_matches(maximize, STAT_LABELS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"maximize={maximize!r} is not a statistic{hint}")
+        raise ValueError(f"maximize={maximize!r} is not a statistic{did_you_mean(maximize, STAT_LABELS)}")
 
     store = _open_cache(cache, data)
     load_request, groups = _groups(symbols, portfolio)

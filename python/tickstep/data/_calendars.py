@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 
 from tickstep.data._door import DataError
-
-NS_PER_DAY = 86_400_000_000_000
+from tickstep.timeframes import NS_PER_DAY
 
 
 def get_calendar(exchange: str, start: pd.Timestamp, end: pd.Timestamp):

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tickstep.data._calendars import NS_PER_DAY, get_calendar, session_bounds
+from tickstep.data._calendars import get_calendar, session_bounds
 from tickstep.data._door import (
     VALUE_COLUMNS,
     DataError,
@@ -30,6 +30,7 @@ from tickstep.data._door import (
     check_bars,
     to_market_columns,
 )
+from tickstep.timeframes import NS_PER_DAY, NS_PER_MINUTE, timeframe_ns
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -82,28 +83,23 @@ class Timeframe:
     text: str
 
 
-def parse_timeframe(timeframe: str | None) -> Timeframe | None:
-    """``"5min"``, ``"1h"``, ``"1D"``/``"D"`` -> Timeframe; None stays None."""
+def parse_timeframe(timeframe: Any) -> Timeframe | None:
+    """A resampling target in the one timeframe grammar (`tickstep.timeframes`);
+    None stays None. Resampling needs whole minutes that divide a day, or one day."""
     if timeframe is None:
         return None
-    if not isinstance(timeframe, str) or not timeframe:
-        raise DataError(f"timeframe must be a string such as '5min', '1h', '1D', got {timeframe!r}")
     try:
-        delta = pd.Timedelta(timeframe if timeframe[:1].isdigit() else f"1{timeframe}")
-    except (ValueError, TypeError):
-        delta = None
-    if delta is None or delta <= pd.Timedelta(0):
-        raise DataError(f"timeframe {timeframe!r} is not a bar length such as '5min', '1h', '1D'")
-    step = int(delta.value)
+        step = timeframe_ns(timeframe)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     if step == NS_PER_DAY:
-        return Timeframe(step, True, timeframe)
-    minute = 60_000_000_000
-    if step % minute or step > NS_PER_DAY or NS_PER_DAY % step:
+        return Timeframe(step, True, str(timeframe))
+    if step % NS_PER_MINUTE or step > NS_PER_DAY or NS_PER_DAY % step:
         raise DataError(
             f"timeframe {timeframe!r}: resampling supports whole minutes that divide a day "
             "(1min, 5min, 15min, 30min, 1h, 4h, ...) or one day (1D)"
         )
-    return Timeframe(step, False, timeframe)
+    return Timeframe(step, False, str(timeframe))
 
 
 def symbol_list(symbols: str | Sequence[str] | None) -> list[str] | None:

@@ -44,12 +44,11 @@ from tickstep.data._loading import (
     stage_table,
 )
 from tickstep.data._store import BarStore
+from tickstep.timeframes import NS_PER_DAY, NS_PER_MINUTE
 
 __all__ = ["PostgresStore"]
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_NS_DAY = 86_400_000_000_000
-_NS_MINUTE = 60_000_000_000
 _PACK_COLUMNS = ("ts", *VALUE_COLUMNS)
 
 
@@ -301,7 +300,7 @@ class PostgresStore(BarStore):
 
     def _rebuild_packs(self, days_sql: str) -> None:
         """Rebuild the packs of the (symbol_id, day) pairs ``days_sql`` selects."""
-        day = _NS_DAY
+        day = NS_PER_DAY
         self._run(f"CREATE TEMP TABLE _tickstep_days AS {days_sql.format(day=day)}")
         self._run(
             "DELETE FROM bar_packs p USING _tickstep_days d "
@@ -448,10 +447,10 @@ class PostgresStore(BarStore):
             )
             # Every regular minute of every session: bars join it on (calendar, minute).
             ctes.append(
-                f"rth AS (SELECT cal, day, generate_series(open_ns / {_NS_MINUTE}, "
-                f"close_ns / {_NS_MINUTE} - 1) AS minute FROM sess)"
+                f"rth AS (SELECT cal, day, generate_series(open_ns / {NS_PER_MINUTE}, "
+                f"close_ns / {NS_PER_MINUTE} - 1) AS minute FROM sess)"
             )
-            joins.append(f"JOIN rth m ON m.cal = r.cal AND m.minute = b.ts / {_NS_MINUTE}")
+            joins.append(f"JOIN rth m ON m.cal = r.cal AND m.minute = b.ts / {NS_PER_MINUTE}")
             day = "m.day"
         if frame is not None:
             z = tables.offsets
@@ -471,7 +470,7 @@ class PostgresStore(BarStore):
         if frame is None:
             return head + f"SELECT {cols} FROM bars b {' '.join(joins)} WHERE {bounds}"
         if frame.daily:
-            bucket = f"{day} * {_NS_DAY}" if day else f"((b.ts + z.off_ns) / {_NS_DAY}) * {_NS_DAY}"
+            bucket = f"{day} * {NS_PER_DAY}" if day else f"((b.ts + z.off_ns) / {NS_PER_DAY}) * {NS_PER_DAY}"
         else:
             step = _int(frame.step_ns)
             bucket = f"b.ts - ((((b.ts + z.off_ns) % {step}) + {step}) % {step})"

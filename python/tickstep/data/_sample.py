@@ -24,11 +24,10 @@ from tickstep.data._door import (
     check_bars,
     to_market_columns,
 )
+from tickstep.timeframes import NS_PER_DAY, NS_PER_MINUTE
 
 __all__ = ["example_daily", "sample", "sample_daily"]
 
-NS_PER_MINUTE = 60_000_000_000
-NS_PER_DAY = 86_400_000_000_000
 TICK = 0.01
 
 SECTORS = (

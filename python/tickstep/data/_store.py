@@ -41,6 +41,7 @@ from tickstep.data._loading import (
     symbol_list,
     time_bounds,
 )
+from tickstep.timeframes import NS_PER_DAY
 
 __all__ = ["BarStore", "Store"]
 
@@ -603,9 +604,8 @@ class Store(BarStore):
         head = "WITH " + ", ".join(ctes) + " "
         if frame is None:
             return head + f"SELECT {cols} FROM bars b {' '.join(joins)} {where}", params
-        ns_day = 86_400_000_000_000
         if frame.daily:
-            bucket = f"{day} * {ns_day}" if day else f"((b.ts + z.off_ns) // {ns_day}) * {ns_day}"
+            bucket = f"{day} * {NS_PER_DAY}" if day else f"((b.ts + z.off_ns) // {NS_PER_DAY}) * {NS_PER_DAY}"
         else:
             params["step"] = frame.step_ns
             bucket = "b.ts - ((((b.ts + z.off_ns) % $step) + $step) % $step)"

@@ -6,9 +6,10 @@ distribution under the ``tickstep.strategies`` entry-point group::
     [project.entry-points."tickstep.strategies"]
     my_idea = "my_package.strategies:MyIdea"
 
-:func:`available` lists them by name and :func:`load` imports one. The built-in
-strategies are always listed, even when tickstep runs from a source tree whose package
-metadata (and so its own entry points) is not installed.
+:func:`available` lists them by name and :func:`load` imports one. tickstep's own
+strategies are registered the same way, in its ``pyproject.toml``: that table is the one
+list of shipped strategies (so tickstep must be installed, e.g. ``make build``, for them
+to be listed).
 
 Examples
 --------
@@ -21,9 +22,9 @@ Examples
 
 from __future__ import annotations
 
-import difflib
 from importlib.metadata import EntryPoint, entry_points
 
+from tickstep.hints import did_you_mean
 from tickstep.strategies.breakout import Fakeout, RangeBreakout, RangeSetup, TrueBreakout
 from tickstep.strategies.classic import RsiMeanReversion, SmaCross
 from tickstep.strategies.portfolio import RankedPortfolio
@@ -45,16 +46,6 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "tickstep.strategies"
 
-#: The shipped strategies under their registry names (the same names as the entry points
-#: in tickstep's own pyproject.toml).
-BUILTINS: dict[str, type[Strategy]] = {
-    "fakeout": Fakeout,
-    "ranked_portfolio": RankedPortfolio,
-    "rsi_mean_reversion": RsiMeanReversion,
-    "sma_cross": SmaCross,
-    "true_breakout": TrueBreakout,
-}
-
 
 class UnknownStrategyError(LookupError):
     """No strategy is registered under the requested name."""
@@ -64,15 +55,10 @@ def _key(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
-def available() -> dict[str, EntryPoint | type[Strategy]]:
-    """Every registered strategy by name, sorted: entry points of installed distributions
-    (not imported yet), plus the built-in classes not already among them.
-
-    A plugin registered under a built-in's name takes its place.
-    """
-    found: dict[str, EntryPoint | type[Strategy]] = dict(BUILTINS)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found[_key(ep.name)] = ep
+def available() -> dict[str, EntryPoint]:
+    """Every registered strategy by name, sorted: the entry points of installed
+    distributions, tickstep's own included (not imported yet)."""
+    found = {_key(ep.name): ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     return dict(sorted(found.items()))
 
 
@@ -93,19 +79,16 @@ def load(name: str) -> type[Strategy]:
     >>> load("fakeot")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    tickstep.strategies.UnknownStrategyError: no strategy named 'fakeot'; did you mean 'fakeout'?...
+    tickstep.strategies.UnknownStrategyError: no strategy named 'fakeot' — did you mean 'fakeout'?...
     """
     registry = available()
     entry = registry.get(_key(name))
     if entry is None:
-        close = difflib.get_close_matches(_key(name), list(registry), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UnknownStrategyError(
-            f"no strategy named {name!r}{hint} (available: {', '.join(registry)})"
+            f"no strategy named {name!r}{did_you_mean(_key(name), registry)} "
+            f"(available: {', '.join(registry)})"
         )
-    # Duck-typed: once Dask is imported, entry points come from the importlib_metadata
-    # backport, whose EntryPoint is another class.
-    cls = entry if isinstance(entry, type) else entry.load()
+    cls = entry.load()
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-        raise TypeError(f"strategy {name!r} ({entry!r}) is not a tickstep.Strategy subclass")
+        raise TypeError(f"strategy {name!r} ({entry.value}) is not a tickstep.Strategy subclass")
     return cls
