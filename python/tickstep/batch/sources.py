@@ -200,14 +200,9 @@ def close_stores() -> None:
 
 
 def _read_file(path: str) -> MarketColumns:
-    suffix = Path(path).suffix.lower()
-    if suffix in (".arrow", ".feather", ".ipc"):
-        from pyarrow import feather
+    from tickstep.data import resolve
 
-        return to_market_columns(feather.read_table(path).to_pandas())
-    from tickstep.data._loading import read_bars_file
-
-    return read_bars_file(path)
+    return resolve(path)
 
 
 # Snapshots: one Arrow IPC file, rows sorted by symbol, read by memory map (no copy).

@@ -1,27 +1,36 @@
-"""Market data for tickstep: the door (validation), sample data and stores.
+"""Market data for tickstep: the door (`resolve`), sources, stores and sample data.
 
-Every source of bars -- DataFrames, CSV or Parquet files, the DuckDB store, PostgreSQL --
-becomes a `MarketColumns`: per symbol, contiguous int64 UTC nanosecond timestamps and
-float64 open/high/low/close/volume, checked once here and trusted by the engine.
+Every source of bars -- DataFrames, CSV, Parquet or Arrow files, the DuckDB store,
+PostgreSQL -- goes through `resolve` and becomes a `MarketColumns`: per symbol,
+contiguous int64 UTC nanosecond timestamps and float64 open/high/low/close/volume,
+checked once here and trusted by the engine.
 """
 
-from tickstep.data._api import BarsFile, load, open_store
-from tickstep.data._door import DataError, MarketColumns, SymbolBars, to_market_columns
+from tickstep.data._columns import DataError, MarketColumns, SymbolBars
+from tickstep.data._duckdb import Store
+from tickstep.data._files import FILE_FORMATS, BarsFile
+from tickstep.data._frames import to_market_columns
 from tickstep.data._postgres import PostgresStore
+from tickstep.data._request import LOAD_OPTIONS
+from tickstep.data._resolve import MemoryBars, load, open_store, resolve
 from tickstep.data._sample import example_daily, sample, sample_daily
-from tickstep.data._store import BarStore, Store
+from tickstep.data._store_base import BarStore
 
 __all__ = [
+    "FILE_FORMATS",
+    "LOAD_OPTIONS",
     "BarStore",
     "BarsFile",
     "DataError",
     "MarketColumns",
+    "MemoryBars",
     "PostgresStore",
     "Store",
     "SymbolBars",
     "example_daily",
     "load",
     "open_store",
+    "resolve",
     "sample",
     "sample_daily",
     "to_market_columns",

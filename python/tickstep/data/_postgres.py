@@ -34,16 +34,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tickstep.data._door import VALUE_COLUMNS, DataError, MarketColumns
-from tickstep.data._loading import (
-    METADATA_COLUMNS,
-    FilterTables,
-    Timeframe,
-    arrow_columns,
-    metadata_sql_type,
-    stage_table,
-)
-from tickstep.data._store import BarStore
+from tickstep.data._assembly import arrow_columns
+from tickstep.data._calendars import FilterTables
+from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
+from tickstep.data._metadata import METADATA_COLUMNS, metadata_sql_type
+from tickstep.data._request import Timeframe
+from tickstep.data._store_base import BarStore, stage_table
 from tickstep.timeframes import NS_PER_DAY, NS_PER_MINUTE
 
 __all__ = ["PostgresStore"]
@@ -470,7 +466,11 @@ class PostgresStore(BarStore):
         if frame is None:
             return head + f"SELECT {cols} FROM bars b {' '.join(joins)} WHERE {bounds}"
         if frame.daily:
-            bucket = f"{day} * {NS_PER_DAY}" if day else f"((b.ts + z.off_ns) / {NS_PER_DAY}) * {NS_PER_DAY}"
+            bucket = (
+                f"{day} * {NS_PER_DAY}"
+                if day
+                else f"((b.ts + z.off_ns) / {NS_PER_DAY}) * {NS_PER_DAY}"
+            )
         else:
             step = _int(frame.step_ns)
             bucket = f"b.ts - ((((b.ts + z.off_ns) % {step}) + {step}) % {step})"

@@ -17,8 +17,8 @@ import time
 
 import pandas as pd
 
-from tickstep.data._api import open_store
-from tickstep.data._door import DataError
+from tickstep.data._columns import DataError
+from tickstep.data._resolve import open_store
 from tickstep.data._sample import sample
 
 __all__ = ["main"]

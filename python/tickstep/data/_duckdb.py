@@ -1,0 +1,325 @@
+"""The embedded store: bars and symbol metadata in one DuckDB file.
+
+Tables (plain SQL, readable by any DuckDB client):
+
+* ``symbols(symbol_id, symbol, name, sector, industry, exchange, timezone, currency, ...)``
+* ``bars(symbol_id, ts, open, high, low, close, volume)`` -- ``ts`` is int64 UTC
+  nanoseconds, the start of the bar; ``(symbol_id, ts)`` is unique.
+* ``bars_view`` -- the same with the symbol's name and ``ts`` as a timestamp, for people.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from tickstep.data._assembly import arrow_columns
+from tickstep.data._calendars import FilterTables
+from tickstep.data._columns import DataError, MarketColumns
+from tickstep.data._metadata import METADATA_COLUMNS, metadata_sql_type
+from tickstep.data._request import Timeframe
+from tickstep.data._store_base import BarStore, stage_table
+from tickstep.timeframes import NS_PER_DAY, NS_PER_MINUTE
+
+__all__ = ["Store"]
+
+
+class Store(BarStore):
+    """Bars and symbol metadata in an embedded DuckDB database file.
+
+    Parameters
+    ----------
+    path : str or path-like, default ":memory:"
+        Database file, created if missing (with its tables).
+    read_only : bool, default False
+        Open read-only: many processes may then read the same file at once.
+
+    Examples
+    --------
+    >>> import tickstep.data as td
+    >>> store = td.Store()                      # in memory; pass a path for a file
+    >>> store.ingest(td.sample(symbols=3, days=2, seed=1))
+    2254
+    >>> store.symbols()["bars"].tolist()
+    [780, 780, 694]
+    >>> market = store.load(["BARP", "LORC"], timeframe="1h")
+    >>> [len(b) for b in market.bars]
+    [14, 14]
+    """
+
+    def __init__(self, path: str | PathLike[str] = ":memory:", *, read_only: bool = False):
+        import duckdb
+
+        super().__init__()
+        self.path = str(path)
+        self.read_only = read_only
+        if self.path != ":memory:" and not read_only:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if read_only and self.path != ":memory:" and not Path(self.path).exists():
+            raise DataError(f"store file '{self.path}' does not exist", source=self.path)
+        try:
+            self._con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.Error as exc:
+            raise DataError(f"cannot open store '{self.path}': {exc}", source=self.path) from None
+        if not read_only:
+            self._create_schema()
+
+    def __repr__(self) -> str:
+        return f"Store({self.path!r}{', read_only=True' if self.read_only else ''})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Batch workers reopen the file by path; no connection or data is pickled.
+        if self.path == ":memory:":
+            raise TypeError("an in-memory Store cannot be sent to another process")
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], read_only=True)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._con.close()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _run(self, sql: str, params: Any = None) -> Any:
+        self.queries_executed += 1
+        return self._con.execute(sql, params)
+
+    def _arrow(self, sql: str, params: Any = None) -> pa.Table:
+        self.queries_executed += 1
+        relation = self._con.sql(sql, params=params)
+        # Newer DuckDB releases name it to_arrow_table, older ones fetch_arrow_table.
+        fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+        return fetch()
+
+    def _frame(self, sql: str, params: Any = None) -> pd.DataFrame:
+        return self._arrow(sql, params).to_pandas()
+
+    def _fetch_bars(
+        self,
+        ids: np.ndarray,
+        lo: int,
+        hi: int,
+        tables: FilterTables | None,
+        frame: Timeframe | None,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        sql, params = self._bars_sql(ids, lo, hi, tables, frame)
+        return arrow_columns(self._arrow(sql, params))
+
+    def _create_schema(self) -> None:
+        meta_cols = ", ".join(f"{c} VARCHAR" for c in METADATA_COLUMNS)
+        self._run(
+            "CREATE TABLE IF NOT EXISTS symbols (symbol_id INTEGER PRIMARY KEY, "
+            f"symbol VARCHAR NOT NULL UNIQUE, {meta_cols})"
+        )
+        self._run(
+            "CREATE TABLE IF NOT EXISTS bars (symbol_id INTEGER NOT NULL, ts BIGINT NOT NULL, "
+            "open DOUBLE NOT NULL, high DOUBLE NOT NULL, low DOUBLE NOT NULL, "
+            "close DOUBLE NOT NULL, volume DOUBLE NOT NULL)"
+        )
+        self._run(
+            "CREATE OR REPLACE VIEW bars_view AS SELECT s.symbol, "
+            "make_timestamp(b.ts // 1000)::TIMESTAMPTZ AS ts, b.open, b.high, b.low, "
+            "b.close, b.volume FROM bars b JOIN symbols s USING (symbol_id)"
+        )
+
+    def _symbol_columns(self) -> list[str]:
+        rows = self._run(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'symbols' "
+            "ORDER BY ordinal_position"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def _register_symbols(self, names: list[str]) -> dict[str, int]:
+        self._run(
+            "INSERT INTO symbols (symbol_id, symbol) "
+            "SELECT (SELECT coalesce(max(symbol_id), 0) FROM symbols) "
+            "+ row_number() OVER (ORDER BY n.symbol), n.symbol "
+            "FROM (SELECT DISTINCT unnest($1::VARCHAR[]) AS symbol) n "
+            "WHERE n.symbol NOT IN (SELECT symbol FROM symbols)",
+            [names],
+        )
+        rows = self._run(
+            "SELECT symbol, symbol_id FROM symbols WHERE symbol IN (SELECT unnest($1::VARCHAR[]))",
+            [names],
+        ).fetchall()
+        return dict(rows)
+
+    def _write_metadata(self, meta: pd.DataFrame, *, in_transaction: bool = False) -> None:
+        if not in_transaction:
+            self._run("BEGIN TRANSACTION")
+        try:
+            self._register_symbols(list(meta["symbol"]))
+            have = set(self._symbol_columns())
+            for col in meta.columns:
+                if col != "symbol" and col not in have:
+                    # col was checked to be a plain identifier; it is quoted as well.
+                    self._run(
+                        f'ALTER TABLE symbols ADD COLUMN "{col}" {metadata_sql_type(meta[col])}'
+                    )
+            cols = [c for c in meta.columns if c != "symbol"]
+            if cols:
+                staged = meta[["symbol", *cols]]
+                self._con.register("_tickstep_meta_in", staged)
+                try:
+                    sets = ", ".join(f'"{c}" = coalesce(m."{c}", symbols."{c}")' for c in cols)
+                    self._run(
+                        f"UPDATE symbols SET {sets} FROM _tickstep_meta_in m "
+                        "WHERE symbols.symbol = m.symbol"
+                    )
+                finally:
+                    self._con.unregister("_tickstep_meta_in")
+            if not in_transaction:
+                self._run("COMMIT")
+        except BaseException:
+            if not in_transaction:
+                self._run("ROLLBACK")
+            raise
+
+    def _ingest(self, market: MarketColumns, meta: pd.DataFrame | None, on_conflict: str) -> int:
+        self._run("BEGIN TRANSACTION")
+        try:
+            ids = self._register_symbols(market.symbols)
+            if meta is not None:
+                self._write_metadata(meta, in_transaction=True)
+            staged = stage_table(market, ids)
+            self._con.register("_tickstep_bars_in", staged)
+            try:
+                changed = self._merge_bars(on_conflict, {v: k for k, v in ids.items()})
+            finally:
+                self._con.unregister("_tickstep_bars_in")
+            self._run("COMMIT")
+        except BaseException:
+            self._run("ROLLBACK")
+            raise
+        return changed
+
+    def _insert_new_bars(self) -> int:
+        added = self._run(
+            "INSERT INTO bars SELECT n.* FROM _tickstep_bars_in n "
+            "ANTI JOIN bars b ON b.symbol_id = n.symbol_id AND b.ts = n.ts "
+            "ORDER BY n.symbol_id, n.ts"
+        ).fetchone()[0]
+        return int(added)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def _listing_sql(self) -> str:
+        return (
+            "SELECT s.*, r.first, r.last, r.bars FROM symbols s LEFT JOIN ("
+            "SELECT symbol_id, min(ts) AS first, max(ts) AS last, count(*) AS bars "
+            "FROM bars GROUP BY symbol_id) r USING (symbol_id)"
+        )
+
+    def _metadata_sql(self, names: list[str] | None, with_range: bool) -> tuple[str, Any]:
+        where = "" if names is None else "WHERE s.symbol IN (SELECT unnest($names::VARCHAR[]))"
+        params = {} if names is None else {"names": names}
+        if not with_range:
+            return f"SELECT s.* FROM symbols s {where}", params
+        ranged = (
+            ""
+            if names is None
+            else (
+                "WHERE symbol_id IN (SELECT symbol_id FROM symbols "
+                "WHERE symbol IN (SELECT unnest($names::VARCHAR[])))"
+            )
+        )
+        sql = (
+            "SELECT s.*, r.first_ts, r.last_ts FROM symbols s LEFT JOIN ("
+            "SELECT symbol_id, min(ts) AS first_ts, max(ts) AS last_ts FROM bars "
+            f"{ranged} GROUP BY symbol_id) r USING (symbol_id) {where}"
+        )
+        return sql, params
+
+    def _bars_sql(
+        self,
+        ids: np.ndarray,
+        lo: int,
+        hi: int,
+        tables: FilterTables | None,
+        frame: Timeframe | None,
+    ) -> tuple[str, dict[str, Any]]:
+        params: dict[str, Any] = {"ids": ids, "lo": lo, "hi": hi}
+        if tables is None:
+            # A plain filter keeps the stored (clustered) order, so each symbol's rows
+            # arrive contiguous and sorted and become numpy views without a gather; a
+            # semi-join would be faster for hundreds of symbols but shuffles rows.
+            wanted = (
+                "list_contains($ids, symbol_id)"
+                if len(ids) <= 64
+                else "symbol_id IN (SELECT unnest($ids::INTEGER[]))"
+            )
+            sql = (
+                "SELECT symbol_id, ts, open, high, low, close, volume FROM bars "
+                f"WHERE {wanted} AND ts >= $lo AND ts < $hi"
+            )
+            return sql, params
+        params["cal"] = tables.calendar_of
+        params["tzk"] = tables.tz_of
+        minute = NS_PER_MINUTE
+        ctes = [
+            (
+                "req AS (SELECT unnest($ids::INTEGER[]) AS symbol_id, "
+                "unnest($cal::INTEGER[]) AS cal, unnest($tzk::INTEGER[]) AS tzk)"
+            )
+        ]
+        joins = ["JOIN req r USING (symbol_id)"]
+        day = None
+        if tables.sessions is not None:
+            params.update(tables.sessions)
+            ctes.append(
+                "sess AS (SELECT unnest($s_cal::INTEGER[]) AS cal, "
+                "unnest($s_day::BIGINT[]) AS day, unnest($s_open::BIGINT[]) AS open_ns, "
+                "unnest($s_close::BIGINT[]) AS close_ns)"
+            )
+            # Every regular minute of every session: bars join it on (calendar, minute).
+            ctes.append(
+                f"rth AS (SELECT cal, day, unnest(range(open_ns // {minute}, "
+                f"close_ns // {minute})) AS minute FROM sess)"
+            )
+            joins.append(f"JOIN rth m ON m.cal = r.cal AND m.minute = b.ts // {minute}")
+            day = "m.day"
+        if frame is not None:
+            params.update(tables.offsets)
+            ctes.append(
+                "zone AS (SELECT unnest($z_key::INTEGER[]) AS tzk, "
+                "unnest($z_from::BIGINT[]) AS from_ns, unnest($z_to::BIGINT[]) AS to_ns, "
+                "unnest($z_off::BIGINT[]) AS off_ns)"
+            )
+            ctes.append(
+                "slots AS (SELECT tzk, off_ns, unnest(range(from_ns // $z_slot, "
+                "to_ns // $z_slot)) AS slot FROM zone)"
+            )
+            joins.append("JOIN slots z ON z.tzk = r.tzk AND z.slot = b.ts // $z_slot")
+        where = "WHERE b.ts >= $lo AND b.ts < $hi"
+        cols = "b.symbol_id, b.ts, b.open, b.high, b.low, b.close, b.volume"
+        head = "WITH " + ", ".join(ctes) + " "
+        if frame is None:
+            return head + f"SELECT {cols} FROM bars b {' '.join(joins)} {where}", params
+        if frame.daily:
+            bucket = (
+                f"{day} * {NS_PER_DAY}"
+                if day
+                else f"((b.ts + z.off_ns) // {NS_PER_DAY}) * {NS_PER_DAY}"
+            )
+        else:
+            params["step"] = frame.step_ns
+            bucket = "b.ts - ((((b.ts + z.off_ns) % $step) + $step) % $step)"
+        body = (
+            f"SELECT b.symbol_id, {bucket} AS bucket, b.ts, b.open, b.high, b.low, b.close, "
+            f"b.volume FROM bars b {' '.join(joins)} {where}"
+        )
+        agg = (
+            "SELECT symbol_id, bucket AS ts, arg_min(open, ts) AS open, max(high) AS high, "
+            "min(low) AS low, arg_max(close, ts) AS close, sum(volume) AS volume "
+            "FROM bucketed GROUP BY symbol_id, bucket ORDER BY symbol_id, bucket"
+        )
+        return head.rstrip() + f", bucketed AS ({body}) " + agg, params

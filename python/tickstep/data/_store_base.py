@@ -1,0 +1,345 @@
+"""What every store offers -- ingest, metadata, listing, load -- written once.
+
+`Store` (DuckDB) and `PostgresStore` supply only their dialect: the connection, the
+schema, the statements that differ, and the transfer of bulk rows. Loading issues two
+statements whatever the number of symbols: one batched metadata query (which also
+resolves names and finds unknown symbols) and one bars query for all symbols, fetched as
+Arrow and turned into numpy columns without per-row Python. Filters (date range, regular
+hours, resampling) run inside that bars query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from tickstep.data._assembly import assemble, describe_filters
+from tickstep.data._calendars import FilterTables, filter_tables
+from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
+from tickstep.data._files import read_bars_file
+from tickstep.data._frames import to_market_columns
+from tickstep.data._metadata import clean_metadata
+from tickstep.data._request import (
+    Timeframe,
+    parse_timeframe,
+    refuse_unknown_symbols,
+    symbol_list,
+    time_bounds,
+)
+
+__all__ = ["BarStore"]
+
+_ON_CONFLICT = ("refuse", "replace")
+
+
+def _fmt_ns(ns: int) -> str:
+    return pd.Timestamp(int(ns), unit="ns", tz="UTC").isoformat()
+
+
+def as_market(data: Any, *, symbol: str | None = None) -> MarketColumns:
+    """Anything a store can ingest -> validated MarketColumns."""
+    if isinstance(data, (str, PathLike)):
+        return read_bars_file(data, symbol=symbol)
+    if (
+        isinstance(data, (list, tuple))
+        and data
+        and all(isinstance(p, (str, PathLike)) for p in data)
+    ):
+        parts = [read_bars_file(p) for p in data]
+        bars = sorted((b for m in parts for b in m.bars), key=lambda b: b.symbol)
+        return MarketColumns(bars)
+    if isinstance(data, pd.DataFrame) and symbol is not None:
+        data = data.copy(deep=False)
+        data.attrs["symbol"] = symbol
+    return to_market_columns(data)
+
+
+def stage_table(market: MarketColumns, ids: dict[str, int]) -> pa.Table:
+    """All bars as one Arrow table (symbol_id, ts, open, ..., volume) for bulk insert."""
+    counts = [len(b) for b in market.bars]
+    sid = np.repeat(np.array([ids[b.symbol] for b in market.bars], dtype=np.int32), counts)
+    columns = {"symbol_id": sid, "ts": np.concatenate([b.ts for b in market.bars])}
+    for name in VALUE_COLUMNS:
+        columns[name] = np.concatenate([getattr(b, name) for b in market.bars])
+    return pa.table(columns)
+
+
+class BarStore:
+    """What every store offers; `Store` (DuckDB) and `PostgresStore` implement it.
+
+    Attributes
+    ----------
+    queries_executed : int
+        Number of SQL statements this store object has sent. A `load` adds exactly two
+        (metadata, bars) whatever the number of symbols.
+    """
+
+    # The load options a store takes besides symbols, start and end.
+    options = ("regular_hours", "timeframe")
+
+    def __init__(self) -> None:
+        self.queries_executed = 0
+
+    # Subclasses provide the SQL and the transfer.
+    def _frame(self, sql: str, params: Any = None) -> pd.DataFrame:  # pragma: no cover
+        """A small query's result as a DataFrame."""
+        raise NotImplementedError
+
+    def _fetch_bars(
+        self,
+        ids: np.ndarray,
+        lo: int,
+        hi: int,
+        tables: FilterTables | None,
+        frame: Timeframe | None,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:  # pragma: no cover - abstract
+        """One bulk query: symbol_id and {ts, open, ..., volume} numpy columns."""
+        raise NotImplementedError
+
+    def _ingest(self, market: MarketColumns, meta: pd.DataFrame | None, on_conflict: str) -> int:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _write_metadata(self, meta: pd.DataFrame) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _arrow(self, sql: str, params: Any = None) -> pa.Table:  # pragma: no cover
+        raise NotImplementedError
+
+    def _run(self, sql: str, params: Any = None) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _insert_new_bars(self) -> int:  # pragma: no cover
+        """Insert the staged rows not stored yet; the number inserted."""
+        raise NotImplementedError
+
+    def _merge_bars(self, on_conflict: str, names: dict[int, str]) -> int:
+        """Merge the staged ``_tickstep_bars_in`` into ``bars`` within the caller's
+        transaction: rows whose values differ from stored ones are refused (naming them)
+        or replaced; rows stored with the same values are skipped, so re-ingesting adds
+        nothing. Returns the number of rows added."""
+        differs = " OR ".join(f"b.{c} <> n.{c}" for c in VALUE_COLUMNS)
+        old_new = ", ".join(f"b.{c} AS old_{c}, n.{c} AS new_{c}" for c in VALUE_COLUMNS)
+        conflicts = self._arrow(
+            f"SELECT n.symbol_id, n.ts, {old_new}, count(*) OVER () AS total "
+            "FROM _tickstep_bars_in n JOIN bars b ON b.symbol_id = n.symbol_id AND b.ts = n.ts "
+            f"WHERE {differs} ORDER BY n.symbol_id, n.ts LIMIT 5"
+        ).to_pandas()
+        if len(conflicts):
+            total = int(conflicts["total"].iloc[0])
+            if on_conflict == "refuse":
+                raise self._conflict_error(conflicts, total, names)
+            self._run(
+                "DELETE FROM bars b USING _tickstep_bars_in n "
+                f"WHERE b.symbol_id = n.symbol_id AND b.ts = n.ts AND ({differs})"
+            )
+        return self._insert_new_bars()
+
+    def _listing_sql(self) -> str:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _metadata_sql(self, names: list[str] | None, with_range: bool) -> tuple[str, Any]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    # --- public API, shared -------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def ingest(
+        self,
+        data: Any,
+        *,
+        symbol: str | None = None,
+        metadata: Any = None,
+        on_conflict: str = "refuse",
+    ) -> int:
+        """Add bars; return how many rows were new.
+
+        Parameters
+        ----------
+        data : DataFrame, mapping, MarketColumns, path or list of paths
+            Anything `to_market_columns` accepts, or CSV (``.csv``, ``.csv.gz``) and
+            Parquet files. A file without a symbol column holds one symbol: ``symbol``,
+            or the file's name (``AAPL.csv`` -> ``AAPL``).
+        symbol : str, optional
+            Symbol for a single-symbol DataFrame or file.
+        metadata : DataFrame or path, optional
+            Symbol metadata to store alongside (see `ingest_metadata`); a
+            `MarketColumns` brings its own.
+        on_conflict : {"refuse", "replace"}, default "refuse"
+            Rows whose (symbol, ts) is already stored with the same values are skipped,
+            so re-ingesting adds nothing. Rows with different values are refused, naming
+            them, unless ``"replace"``.
+
+        Returns
+        -------
+        int
+            Rows added or replaced.
+
+        Raises
+        ------
+        DataError
+            Bad data (naming file, symbol and row) or conflicting rows. Nothing is
+            written then: ingestion is one transaction.
+        """
+        if on_conflict not in _ON_CONFLICT:
+            raise DataError(f"on_conflict must be 'refuse' or 'replace', got {on_conflict!r}")
+        market = as_market(data, symbol=symbol)
+        if metadata is None and market.metadata is not None:
+            metadata = market.metadata
+        meta = clean_metadata(metadata) if metadata is not None else None
+        return self._ingest(market, meta, on_conflict)
+
+    def ingest_metadata(self, metadata: Any) -> int:
+        """Add or update symbol metadata; return the number of symbols touched.
+
+        Parameters
+        ----------
+        metadata : DataFrame or path to a CSV
+            Indexed by ``symbol`` or with a ``symbol`` column; columns such as
+            ``sector``, ``exchange`` (an ``exchange_calendars`` name: ``XNYS``,
+            ``NYSE``, ``NASDAQ``, ``XLON``, ...), ``timezone`` (IANA). New columns are
+            added to the store. Missing values never erase stored ones. A missing
+            timezone is taken from the exchange's calendar.
+        """
+        meta = clean_metadata(metadata)
+        self._write_metadata(meta)
+        return len(meta)
+
+    def symbols(self) -> pd.DataFrame:
+        """Every stored symbol with its date range, bar count and metadata.
+
+        Returns
+        -------
+        DataFrame
+            Indexed by symbol: ``first``, ``last`` (UTC timestamps), ``bars``, then the
+            metadata columns.
+        """
+        frame = self._frame(self._listing_sql())
+        for col in ("first", "last"):
+            frame[col] = pd.to_datetime(frame[col], unit="ns", utc=True)
+        frame["bars"] = frame["bars"].fillna(0).astype(np.int64)
+        return frame.drop(columns=["symbol_id"]).set_index("symbol").sort_index()
+
+    def metadata(self, symbols: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """Symbol metadata, indexed by symbol (all symbols when ``symbols`` is None)."""
+        names = symbol_list(symbols)
+        rows = self._metadata_rows(names, with_range=False)
+        return rows.drop(columns=["symbol_id"]).set_index("symbol")
+
+    def load(
+        self,
+        symbols: str | Sequence[str] | None = None,
+        *,
+        start: Any = None,
+        end: Any = None,
+        regular_hours: bool = False,
+        timeframe: str | None = None,
+    ) -> MarketColumns:
+        """Load bars for a backtest, filtered and resampled in SQL.
+
+        Parameters
+        ----------
+        symbols : str or sequence of str, optional
+            Which symbols; all stored symbols when omitted.
+        start, end : date, datetime or str, optional
+            Inclusive bounds; naive values are UTC; an ``end`` given as a date (no time
+            of day) includes that whole day.
+        regular_hours : bool, default False
+            Keep only bars that start inside the exchange's regular session, in the
+            exchange's own timezone, with holidays, early closes and lunch breaks from
+            ``exchange_calendars``. Needs each symbol's ``exchange`` in the metadata.
+        timeframe : str, optional
+            Resample to a coarser bar: whole minutes dividing a day (``"5min"``,
+            ``"1h"``) aligned on the exchange's local midnight, or ``"1D"`` (one bar per
+            local date, labelled with that date at 00:00 UTC). Open is the first open,
+            high the max, low the min, close the last close, volume the sum; bars are
+            labelled with the start of their interval; intervals without bars are absent.
+            Applied after the other filters.
+
+        Returns
+        -------
+        MarketColumns
+            Symbols sorted by name, with their metadata.
+
+        Raises
+        ------
+        DataError
+            Unknown symbols (named), symbols left without bars by the filters (named),
+            missing exchange for ``regular_hours``, bad arguments.
+
+        Notes
+        -----
+        Two statements whatever the number of symbols: one metadata query and one bars
+        query; see `queries_executed`.
+        """
+        names = symbol_list(symbols)
+        lo, hi = time_bounds(start, end)
+        frame = parse_timeframe(timeframe)
+        # Calendars are expanded over the data's own range, not the (maybe wide) bounds.
+        need_range = regular_hours or frame is not None
+        meta = self._metadata_rows(names, with_range=need_range)
+        if names is not None:
+            known = list(meta["symbol"])
+            if len(known) < len(names):
+                known = self._metadata_rows(None, with_range=False)["symbol"]
+            refuse_unknown_symbols(set(names) - set(meta["symbol"]), known, "the store")
+        if len(meta) == 0:
+            raise DataError("the store has no symbols", rule="non-empty")
+        filters = describe_filters(start, end, regular_hours, timeframe)
+        tables = None
+        if regular_hours or frame is not None:
+            first, last = lo, hi
+            if need_range:
+                if meta["first_ts"].isna().all():
+                    shown = ", ".join(map(repr, list(meta["symbol"])[:20]))
+                    raise DataError(f"no bars for symbol(s) {shown} ({filters})")
+                first = max(lo, int(meta["first_ts"].min()))
+                last = min(hi, int(meta["last_ts"].max()))
+            tables = filter_tables(
+                meta, regular_hours=regular_hours, timeframe=frame, first_ns=first, last_ns=last
+            )
+        meta = meta.drop(columns=[c for c in ("first_ts", "last_ts") if c in meta.columns])
+        ids = meta["symbol_id"].to_numpy(np.int32)
+        symbol_id, columns = self._fetch_bars(ids, lo, hi, tables, frame)
+        return assemble(symbol_id, columns, meta, filters)
+
+    # --- helpers shared by the dialects --------------------------------------------------
+
+    def _metadata_rows(self, names: list[str] | None, *, with_range: bool) -> pd.DataFrame:
+        sql, params = self._metadata_sql(names, with_range)
+        rows = self._frame(sql, params)
+        return rows.sort_values("symbol", kind="stable").reset_index(drop=True)
+
+    def _conflict_error(self, rows: pd.DataFrame, total: int, names: dict[int, str]) -> DataError:
+        lines = []
+        for row in rows.itertuples(index=False):  # at most a handful of rows, for the message
+            diffs = [
+                f"{c} {getattr(row, 'old_' + c)!r} -> {getattr(row, 'new_' + c)!r}"
+                for c in VALUE_COLUMNS
+                if getattr(row, "old_" + c) != getattr(row, "new_" + c)
+            ]
+            lines.append(
+                f"  symbol {names[row.symbol_id]!r} at {_fmt_ns(row.ts)}: {', '.join(diffs)}"
+            )
+        first = rows.iloc[0]
+        return DataError(
+            f"{total} row(s) conflict with bars already in the store (same symbol and ts, "
+            f"different values); pass on_conflict='replace' to overwrite:\n"
+            + "\n".join(lines)
+            + (f"\n  ... and {total - len(rows)} more" if total > len(rows) else ""),
+            symbol=names[int(first.symbol_id)],
+            timestamp=pd.Timestamp(int(first.ts), unit="ns", tz="UTC"),
+            rule="no conflicting rows",
+        )
