@@ -201,7 +201,7 @@ fn candles(c: &mut Criterion) {
                             let ts = bars.ts[i];
                             let (label, end) = clock_bucket(ts, period, 0);
                             let (o, h, l, c, v) = bars.ohlcv(i);
-                            let done = candles.update(label, end, ts + MINUTE, o, h, l, c, v);
+                            let done = candles.update(ts, label, end, o, h, l, c, v);
                             if volume_mean {
                                 for candle in done.iter() {
                                     candle.feed(&mut means[s]);

@@ -7,10 +7,25 @@
 //! Conventions a strategy can rely on:
 //! * A candle is labelled by its bucket start. open = the first base bar's open,
 //!   high = max, low = min, close = the last base bar's close, volume = sum.
-//! * A candle is complete, and visible in [`CandleSeries::last`] and friends, only once
-//!   its last base bar has been processed: a bar whose `bar_end` reaches the bucket end,
-//!   or else the first bar of a later bucket (the bucket's final bars were missing).
-//!   Until then it is the [`CandleSeries::forming`] candle.
+//! * **When a candle completes** is decided from this symbol's own bars up to the current
+//!   one — nothing later, nothing from other symbols. A bar starting at `ts` is taken to
+//!   end at `ts + spacing`, where `spacing` is the greatest common divisor of the gaps
+//!   between the symbol's bars so far (unknown before its second bar). The candle is
+//!   complete, and visible in [`CandleSeries::last`] and friends:
+//!   - with the bar that ends at or after the bucket end (its last bar by the spacing
+//!     seen so far), or
+//!   - else with the symbol's first bar of a later bucket (the bucket's final bars were
+//!     missing, or the spacing was not yet known), or its first bar at or after the
+//!     bucket end that belongs to no bucket ([`CandleSeries::observe_time`]).
+//!
+//!   Until then it is the [`CandleSeries::forming`] candle. The gcd never exceeds the
+//!   smallest gap, so gaps in the data (missing bars) never make a candle complete
+//!   early; it can only be too large while every gap so far is a multiple of a coarser
+//!   step (e.g. 1-minute bars whose first gaps are all even).
+//! * A completed candle is final. If a bar arrives for a bucket whose candle already
+//!   completed (the symbol's bars turned out finer than every gap before), it starts a
+//!   new candle of that bucket labelled by the bar's own timestamp: the late prices are
+//!   neither lost nor written into a candle the strategy has already seen.
 //! * A call can complete two candles: the previous forming one (a new bucket started)
 //!   and the new one (its single bar also reaches its end). Both are returned, oldest
 //!   first, and are visible after the call; the next bar's bucket is then forming.
@@ -129,6 +144,50 @@ pub struct CandleSeries {
     completed: VecDeque<Candle>,
     total_completed: u64,
     forming: Option<Candle>,
+    /// Bucket label of the forming candle (its `ts`, unless it holds late bars).
+    forming_bucket: i64,
+    /// Bucket label of the latest completed candle.
+    completed_bucket: Option<i64>,
+    /// The symbol's bar spacing known so far; see the module docs.
+    spacing: BarSpacing,
+}
+
+/// The spacing of one symbol's bars as known from its bars so far: the greatest common
+/// divisor of the gaps between them (never more than the smallest gap).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct BarSpacing {
+    last_ts: Option<i64>,
+    gcd: Option<i64>,
+}
+
+impl BarSpacing {
+    /// Takes the bar at `ts` into account (bars come in time order).
+    fn observe(&mut self, ts: i64) {
+        if let Some(last) = self.last_ts {
+            let gap = ts.saturating_sub(last);
+            if gap > 0 {
+                self.gcd = Some(self.gcd.map_or(gap, |g| gcd(g, gap)));
+            }
+        }
+        self.last_ts = Some(ts);
+    }
+
+    /// The spacing known so far (None before the second bar).
+    fn get(&self) -> Option<i64> {
+        self.gcd
+    }
+
+    /// The instant the bar at `ts` is taken to end, if the spacing is known.
+    fn bar_end(&self, ts: i64) -> Option<i64> {
+        self.gcd.map(|g| ts.saturating_add(g))
+    }
+}
+
+fn gcd(mut a: i64, mut b: i64) -> i64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 impl CandleSeries {
@@ -146,12 +205,14 @@ impl CandleSeries {
             completed: VecDeque::new(),
             total_completed: 0,
             forming: None,
+            forming_bucket: i64::MIN,
+            completed_bucket: None,
+            spacing: BarSpacing::default(),
         }
     }
 
-    /// Feeds one base bar of bucket `[label, end)`; `bar_end` = the bar's ts + the base
-    /// interval (the instant the bar is complete). Bars must come in time order, and a
-    /// bucket's bars must not resume after it completed (labels of candles increase).
+    /// Feeds the symbol's base bar starting at `ts`, of bucket `[label, end)`. Bars must
+    /// come in time order (labels of buckets never go back).
     ///
     /// Returns the candles this call completed (see the module docs for when).
     // One argument per column, as the engine holds them: a struct per call would be
@@ -159,32 +220,40 @@ impl CandleSeries {
     #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
+        ts: i64,
         label: i64,
         end: i64,
-        bar_end: i64,
         open: f64,
         high: f64,
         low: f64,
         close: f64,
         volume: f64,
     ) -> Completed {
+        self.spacing.observe(ts);
         let mut done = Completed::default();
         match &mut self.forming {
-            Some(forming) if forming.ts == label => {
+            Some(forming) if self.forming_bucket == label => {
                 debug_assert_eq!(forming.end, end, "bars of one bucket disagree on its end");
                 forming.merge(high, low, close, volume);
             }
             _ => {
                 if let Some(previous) = self.forming.take() {
-                    debug_assert!(label > previous.ts, "bucket labels went back in time");
-                    self.complete(previous, &mut done);
+                    debug_assert!(
+                        label > self.forming_bucket,
+                        "bucket labels went back in time"
+                    );
+                    self.complete(previous, self.forming_bucket, &mut done);
                 }
+                // A bar of a bucket that already completed (see the module docs) opens
+                // a candle of its own, labelled by the bar.
+                let late = self.completed_bucket == Some(label);
                 debug_assert!(
-                    self.completed.back().is_none_or(|last| label > last.ts),
-                    "a bar arrived for bucket {label}, which has already completed"
+                    late || self.completed_bucket.is_none_or(|last| label > last),
+                    "a bar arrived for bucket {label}, older than the last completed one"
                 );
+                self.forming_bucket = label;
                 self.forming = Some(Candle {
-                    ts: label,
+                    ts: if late { ts } else { label },
                     end,
                     open,
                     high,
@@ -194,26 +263,39 @@ impl CandleSeries {
                 });
             }
         }
-        if bar_end >= end {
+        if self
+            .spacing
+            .bar_end(ts)
+            .is_some_and(|bar_end| bar_end >= end)
+        {
             if let Some(forming) = self.forming.take() {
-                self.complete(forming, &mut done);
+                self.complete(forming, label, &mut done);
             }
         }
         done
     }
 
-    /// A base bar that belongs to no bucket (e.g. outside the session) still tells the
-    /// time: once `now` reaches the forming candle's end, that candle is complete.
-    pub fn observe_time(&mut self, now: i64) -> Completed {
+    /// A base bar of the symbol that belongs to no bucket (e.g. outside the session)
+    /// still tells the time: once its `ts` reaches the forming candle's end, that candle
+    /// is complete. It also counts for the symbol's bar spacing.
+    pub fn observe_time(&mut self, ts: i64) -> Completed {
+        self.spacing.observe(ts);
         let mut done = Completed::default();
-        if self.forming.is_some_and(|f| now >= f.end) {
+        if self.forming.is_some_and(|f| ts >= f.end) {
             let forming = self.forming.take().expect("checked above");
-            self.complete(forming, &mut done);
+            self.complete(forming, self.forming_bucket, &mut done);
         }
         done
     }
 
-    fn complete(&mut self, candle: Candle, done: &mut Completed) {
+    /// The symbol's bar spacing known so far (the gcd of its gaps; None before its
+    /// second bar).
+    pub fn spacing(&self) -> Option<i64> {
+        self.spacing.get()
+    }
+
+    fn complete(&mut self, candle: Candle, bucket: i64, done: &mut Completed) {
+        self.completed_bucket = Some(bucket);
         if self.completed.len() == self.capacity {
             self.completed.pop_front();
         }

@@ -74,10 +74,10 @@ fn minutes_with_gaps(rng: &mut XorShift, start: i64, len: usize) -> Vec<i64> {
     out
 }
 
-/// A candle written out from its bars.
-fn candle_of(bars: &[Bar]) -> Candle {
+/// A candle written out from its bars, labelled `label`.
+fn candle_of(bars: &[Bar], label: i64) -> Candle {
     Candle {
-        ts: bars[0].label,
+        ts: label,
         end: bars[0].end,
         open: bars[0].open,
         high: bars
@@ -90,20 +90,55 @@ fn candle_of(bars: &[Bar]) -> Candle {
     }
 }
 
-/// Naive group-by: each run of bars with one label is a candle, visible from the call of
-/// its last bar if that bar reaches the end, else from the next bar's call (or never).
-/// Returns (first bar, last bar, visible at) per candle.
-fn naive_groups(bars: &[Bar], interval: i64) -> Vec<(usize, usize, Option<usize>)> {
-    let mut groups = Vec::new();
+/// The bar spacing known at each bar: the gcd of all gaps up to it, by Euclid's
+/// subtraction (independent of the series' remainder form); every 64 bars, checked to
+/// divide every gap so far.
+fn spacing_so_far(bars: &[Bar]) -> Vec<Option<i64>> {
+    fn by_subtraction(mut a: i64, mut b: i64) -> i64 {
+        while a != b {
+            if a > b {
+                a -= b;
+            } else {
+                b -= a;
+            }
+        }
+        a
+    }
+    let mut out = vec![None];
+    for i in 1..bars.len() {
+        let gap = bars[i].ts - bars[i - 1].ts;
+        let g = out[i - 1].map_or(gap, |g| by_subtraction(g, gap));
+        if i % 64 == 0 {
+            assert!((1..=i).all(|k| (bars[k].ts - bars[k - 1].ts) % g == 0));
+        }
+        out.push(Some(g));
+    }
+    out
+}
+
+/// Naive group-by: each run of bars with one label is a candle, cut after a bar that
+/// reaches the end by the spacing known at it; visible from that bar's call, else from
+/// the next bar's call (or never). A run of a label already completed is labelled by
+/// its first bar. Returns (first bar, last bar, visible at, label) per candle.
+fn naive_groups(bars: &[Bar]) -> Vec<(usize, usize, Option<usize>, i64)> {
+    let spacing = spacing_so_far(bars);
+    let mut groups: Vec<(usize, usize, Option<usize>, i64)> = Vec::new();
     let mut first = 0;
     for i in 0..bars.len() {
-        if i + 1 == bars.len() || bars[i + 1].label != bars[i].label {
-            let visible = if bars[i].ts + interval >= bars[i].end {
+        let reaches = spacing[i].is_some_and(|d| bars[i].ts + d >= bars[i].end);
+        if reaches || i + 1 == bars.len() || bars[i + 1].label != bars[i].label {
+            let visible = if reaches {
                 Some(i)
             } else {
                 (i + 1 < bars.len()).then_some(i + 1)
             };
-            groups.push((first, i, visible));
+            let late = first > 0 && bars[first - 1].label == bars[first].label;
+            let label = if late {
+                bars[first].ts
+            } else {
+                bars[first].label
+            };
+            groups.push((first, i, visible, label));
             first = i + 1;
         }
     }
@@ -112,21 +147,17 @@ fn naive_groups(bars: &[Bar], interval: i64) -> Vec<(usize, usize, Option<usize>
 
 /// Feeds `bars` and checks the observable state against the naive group-by after every
 /// call (the checks that scan every retained candle after every 16th call and the last).
-fn check_against_naive(bars: &[Bar], interval: i64, capacity: usize, rng: &mut XorShift) {
-    let groups = naive_groups(bars, interval);
-    let candles: Vec<Candle> = groups.iter().map(|g| candle_of(&bars[g.0..=g.1])).collect();
+fn check_against_naive(bars: &[Bar], capacity: usize, rng: &mut XorShift) {
+    let groups = naive_groups(bars);
+    let candles: Vec<Candle> = groups
+        .iter()
+        .map(|g| candle_of(&bars[g.0..=g.1], g.3))
+        .collect();
     let mut series = CandleSeries::new(capacity);
     let (mut shown, mut group) = (0, 0);
     for (i, b) in bars.iter().enumerate() {
         let done = series.update(
-            b.label,
-            b.end,
-            b.ts + interval,
-            b.open,
-            b.high,
-            b.low,
-            b.close,
-            b.volume,
+            b.ts, b.label, b.end, b.open, b.high, b.low, b.close, b.volume,
         );
         // Candles become visible in label order, so the visible ones are a prefix.
         let before = shown;
@@ -152,8 +183,8 @@ fn check_against_naive(bars: &[Bar], interval: i64, capacity: usize, rng: &mut X
         if groups[group].1 < i {
             group += 1;
         }
-        let (first, _, visible_at) = groups[group];
-        let forming = (visible_at != Some(i)).then(|| candle_of(&bars[first..=i]));
+        let (first, _, visible_at, label) = groups[group];
+        let forming = (visible_at != Some(i)).then(|| candle_of(&bars[first..=i], label));
         assert_eq!(series.forming(), forming, "bar {i}");
         if i % 16 != 0 && i + 1 != bars.len() {
             continue;
@@ -207,7 +238,7 @@ fn clock_candles_match_a_naive_group_by() {
                 assert_eq!(clock_bucket(b.ts, period, origin), (b.label, b.end));
             }
             for capacity in [1, 3, 10_000] {
-                check_against_naive(&bars, MINUTE, capacity, &mut rng);
+                check_against_naive(&bars, capacity, &mut rng);
             }
         }
     }
@@ -238,7 +269,7 @@ fn session_candles_match_a_naive_group_by() {
         (b.label, b.end) = (label, end);
     }
     for capacity in [1, 4, 100] {
-        check_against_naive(&bars, MINUTE, capacity, &mut rng);
+        check_against_naive(&bars, capacity, &mut rng);
     }
 }
 
@@ -251,7 +282,7 @@ fn five_minute_series(minutes: &[i64], capacity: usize) -> (CandleSeries, Vec<Ve
         let x = m as f64;
         calls.push(
             series
-                .update(label, end, (m + 1) * MINUTE, x, x + 0.5, x - 0.5, x, 1.0)
+                .update(m * MINUTE, label, end, x, x + 0.5, x - 0.5, x, 1.0)
                 .to_vec(),
         );
     }
@@ -360,14 +391,7 @@ fn rolling_on_completed_candles() {
     for b in &bars {
         for candle in series
             .update(
-                b.label,
-                b.end,
-                b.ts + MINUTE,
-                b.open,
-                b.high,
-                b.low,
-                b.close,
-                b.volume,
+                b.ts, b.label, b.end, b.open, b.high, b.low, b.close, b.volume,
             )
             .iter()
         {
@@ -375,12 +399,92 @@ fn rolling_on_completed_candles() {
         }
     }
     let mut reference = Rolling::new(kind, Source::Close).unwrap();
-    let groups = naive_groups(&bars, MINUTE);
+    let groups = naive_groups(&bars);
     let mut fed = 0;
     for g in groups.iter().filter(|g| g.2.is_some()) {
-        candle_of(&bars[g.0..=g.1]).feed(&mut reference);
+        candle_of(&bars[g.0..=g.1], g.3).feed(&mut reference);
         fed += 1;
     }
     assert_eq!(streamed.count(), fed);
     assert_eq!(streamed.value().to_bits(), reference.value().to_bits());
+}
+
+/// The completion rule's inputs are the symbol's own bars up to the current one: the
+/// same bars give the same completions whatever follows (finer bars later, here).
+#[test]
+fn completion_uses_only_the_bars_so_far() {
+    let quarter = |m: i64| clock_bucket(m * MINUTE, 15 * MINUTE, 0);
+    let feed = |series: &mut CandleSeries, minutes: &[i64]| -> Vec<Vec<i64>> {
+        minutes
+            .iter()
+            .map(|&m| {
+                let (label, end) = quarter(m);
+                let x = m as f64;
+                let done = series.update(m * MINUTE, label, end, x, x, x, x, 1.0);
+                done.iter().map(|c| c.ts / MINUTE).collect()
+            })
+            .collect()
+    };
+    // 5-minute bars, then 1-minute bars from minute 30.
+    let five: Vec<i64> = (0..30).step_by(5).collect();
+    let mut minutes = five.clone();
+    minutes.extend(30..45);
+    let mut prefix_only = CandleSeries::new(10);
+    let mut whole = CandleSeries::new(10);
+    let early = feed(&mut prefix_only, &five);
+    let all = feed(&mut whole, &minutes);
+    assert_eq!(early, all[..five.len()]);
+    // [0, 15) completes with its bar at minute 10 (10 + 5 = 15), [15, 30) with 25.
+    assert_eq!(
+        early,
+        vec![vec![], vec![], vec![0], vec![], vec![], vec![15]]
+    );
+    assert_eq!(prefix_only.spacing(), Some(5 * MINUTE));
+    // The first 1-minute bar (30) cannot be known to be one: [30, 45) completes at 44.
+    assert!(all[6..20].iter().all(Vec::is_empty));
+    assert_eq!(all[20], vec![30]);
+    assert_eq!(whole.spacing(), Some(MINUTE));
+}
+
+#[test]
+fn before_the_second_bar_a_candle_completes_with_the_next_bucket() {
+    let (_, calls) = five_minute_series(&[4, 5, 6, 7, 8, 9], 10);
+    // Minute 4 ends bucket [0, 5), but one bar says nothing of the spacing.
+    assert!(calls[0].is_empty());
+    assert_eq!(calls[1].iter().map(|c| c.ts).collect::<Vec<_>>(), vec![0]);
+    assert_eq!(
+        calls[5].iter().map(|c| c.ts).collect::<Vec<_>>(),
+        vec![5 * MINUTE]
+    );
+}
+
+#[test]
+fn a_bar_for_a_completed_bucket_starts_a_candle_of_its_own() {
+    // A first gap of 10 minutes, then 2, then 1: minute 10 looks like the bucket's last.
+    let mut series = CandleSeries::new(10);
+    let mut completions = Vec::new();
+    for m in [0, 10, 12, 13, 14] {
+        let (label, end) = clock_bucket(m * MINUTE, 15 * MINUTE, 0);
+        let x = m as f64;
+        let done = series.update(m * MINUTE, label, end, x, x + 1.0, x - 1.0, x, 1.0);
+        completions.push(
+            done.iter()
+                .map(|c| (c.ts / MINUTE, c.close))
+                .collect::<Vec<_>>(),
+        );
+    }
+    // Minute 10 + the gap so far (10) reaches 15: the candle of [0, 15) completes with
+    // the bars seen then; the later bars of the bucket form a candle labelled 12.
+    assert_eq!(completions[1], vec![(0, 10.0)]);
+    assert!(completions[2].is_empty() && completions[3].is_empty());
+    assert_eq!(completions[4], vec![(12, 14.0)]);
+    let late = series.last_completed().unwrap();
+    assert_eq!((late.ts, late.end), (12 * MINUTE, 15 * MINUTE));
+    assert_eq!(
+        (late.open, late.high, late.low, late.volume),
+        (12.0, 15.0, 11.0, 3.0)
+    );
+    assert_eq!(series.total_completed(), 2);
+    assert_eq!(series.index_at(11 * MINUTE), Some(0));
+    assert_eq!(series.index_at(12 * MINUTE), Some(1));
 }

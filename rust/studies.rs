@@ -23,8 +23,6 @@ enum Buckets {
 
 struct Timeframe {
     buckets: Buckets,
-    /// Length of one base bar, ns: a bar starting at `ts` is complete at `ts + base`.
-    base_interval: i64,
     series: Vec<CandleSeries>,
 }
 
@@ -67,20 +65,14 @@ impl Studies {
         symbols: usize,
         period: i64,
         origin: i64,
-        base_interval: i64,
         capacity: usize,
     ) -> Result<usize> {
-        if period <= 0 || base_interval <= 0 || capacity == 0 {
+        if period <= 0 || capacity == 0 {
             return Err(EngineError::InvalidConfig(format!(
-                "timeframe period {period} ns, base interval {base_interval} ns and history {capacity} must all be positive"
+                "timeframe period {period} ns and history {capacity} must both be positive"
             )));
         }
-        self.push_timeframe(
-            symbols,
-            Buckets::Clock { period, origin },
-            base_interval,
-            capacity,
-        )
+        self.push_timeframe(symbols, Buckets::Clock { period, origin }, capacity)
     }
 
     /// A timeframe whose buckets were computed by the caller (sessions in a timezone).
@@ -89,12 +81,11 @@ impl Studies {
         bars: &[&SymbolBars],
         labels: Vec<Vec<i64>>,
         ends: Vec<Vec<i64>>,
-        base_interval: i64,
         capacity: usize,
     ) -> Result<usize> {
-        if base_interval <= 0 || capacity == 0 {
+        if capacity == 0 {
             return Err(EngineError::InvalidConfig(
-                "base interval and history must be positive".into(),
+                "a timeframe's history must be positive".into(),
             ));
         }
         if labels.len() != bars.len() || ends.len() != bars.len() {
@@ -110,25 +101,18 @@ impl Studies {
                 )));
             }
         }
-        self.push_timeframe(
-            bars.len(),
-            Buckets::Given { labels, ends },
-            base_interval,
-            capacity,
-        )
+        self.push_timeframe(bars.len(), Buckets::Given { labels, ends }, capacity)
     }
 
     fn push_timeframe(
         &mut self,
         symbols: usize,
         buckets: Buckets,
-        base_interval: i64,
         capacity: usize,
     ) -> Result<usize> {
         self.needs = 0b1_1111; // candles carry every column
         self.timeframes.push(Timeframe {
             buckets,
-            base_interval,
             series: (0..symbols).map(|_| CandleSeries::new(capacity)).collect(),
         });
         self.by_timeframe.push(Vec::new());
@@ -230,16 +214,7 @@ impl Studies {
                 // Outside any bucket: no prices join a candle, but time has passed.
                 tf.series[s].observe_time(ts)
             } else {
-                tf.series[s].update(
-                    label,
-                    end,
-                    ts.saturating_add(tf.base_interval),
-                    o,
-                    h,
-                    l,
-                    c,
-                    v,
-                )
+                tf.series[s].update(ts, label, end, o, h, l, c, v)
             };
             for candle in done.iter() {
                 for &id in &self.by_timeframe[tf_id] {

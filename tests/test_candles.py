@@ -9,9 +9,11 @@ lookups. The run is then compared with candles built here from the raw bars:
   first/max/min/last/sum, empty buckets dropped (UTC alignment); for
   ``align="exchange"``, a groupby on the exchange's local clock (sessions by local date);
 - visibility: after a symbol's bar at ``ts``, a candle ``[label, end)`` of that symbol is
-  complete iff ``end <= ts + base interval`` (the bar reaches the end, or a later bar of
-  the symbol has arrived); the latest complete candle is ``last()``, and the bucket of the
-  current bar, unless complete, is the forming candle and equals the bars so far in it.
+  complete iff one of its bars so far reached the end by the symbol's bar spacing known at
+  that bar (the gcd of its gaps up to it), or a bar of the symbol at or after the end has
+  arrived; the latest complete candle is ``last()``, and the bucket of the current bar,
+  unless complete, is the forming candle and equals the bars so far in it. (Nothing from
+  later bars or other symbols: the spacing tests at the end check that directly.)
 
 Data: random minute bars; missing minutes, missing last minutes of buckets, a symbol
 missing whole hours and a whole day, a symbol starting late; New York sessions with
@@ -36,6 +38,8 @@ def ns(period):
     """ "5m" (minutes, as traders write it), "1h", "1d" -> int ns."""
     if period.endswith("m"):
         return int(pd.Timedelta(minutes=int(period[:-1])).value)
+    if period.endswith("d"):
+        return int(pd.Timedelta(days=int(period[:-1])).value)
     return int(pd.Timedelta(period).value)
 
 
@@ -201,6 +205,11 @@ def candles_from_buckets(frame, label, end):
     return candles, running.reindex(frame.index), inside
 
 
+def spacing_so_far(ts):
+    """The symbol's bar spacing known at each bar: gcd of its gaps so far (0 = unknown)."""
+    return np.r_[0, np.gcd.accumulate(np.diff(ts))] if len(ts) else np.zeros(0, np.int64)
+
+
 def expected_view(frame, label, end):
     """What a strategy must see after each bar: count of complete candles, and the
     forming candle (or None)."""
@@ -208,8 +217,21 @@ def expected_view(frame, label, end):
     ends = candles["end"].to_numpy()
     assert (np.diff(ends) > 0).all() and (np.diff(candles.index.to_numpy()) > 0).all()
     ts = i8(frame.index)
-    done = np.searchsorted(ends, ts + MINUTE, side="right")
-    forming = inside & (ts + MINUTE < end)
+    spacing = spacing_so_far(ts)
+    reaches = inside & (spacing > 0) & (ts + spacing >= end)
+    # These data never complete a bucket before its last bar (that case has its own test).
+    assert not (reaches[:-1] & (label[1:] == label[:-1])).any()
+    # Each candle completes at its bar that reaches its end, else at the symbol's first
+    # bar at or after its end.
+    n = len(ts)
+    reach_at = pd.Series(np.where(reaches, np.arange(n), n)).groupby(label).min()
+    completed_at = np.minimum(reach_at.reindex(candles.index).to_numpy(),
+                              np.searchsorted(ts, ends, side="left"))
+    assert (np.diff(completed_at) >= 0).all()
+    done = np.searchsorted(completed_at, np.arange(n), side="right")
+    own = completed_at[np.searchsorted(candles.index.to_numpy(), np.where(inside, label, 0)).clip(0, len(ends) - 1)] \
+        if len(ends) else np.zeros(n, np.int64)
+    forming = inside & (own > np.arange(n))
     return candles, running, done, forming
 
 
@@ -575,3 +597,99 @@ def test_exchange_wallclock_candles_across_dst(ny24, period):
         assert_candles_equal(as_frame(got), as_frame(candles), what)
         assert (got["end"].to_numpy() == candles["end"].to_numpy()).all(), what + ": ends"
         check_visibility(run.rec[(period, symbol)], frame, label, end, what)
+
+
+# ---- when a candle completes: the symbol's own bars so far, nothing else ----------------------
+
+
+class CompletionRecorder(tickstep.Strategy):
+    """Records, per symbol and bar, (bar time, count(), labels of completed candles) of a
+    15-minute timeframe."""
+
+    def init(self):
+        self.tf = self.timeframe("15m", history=1000)
+        self.rec = {s: [] for s in self.symbols}
+
+    def next(self, symbol):
+        done = self.tf.candles(count=1000)
+        self.rec[symbol].append((self.now, self.tf.count(), done["ts"].tolist()))
+        self.latest = self.tf.candles(count=1000, as_frame=True)
+
+
+def completions(data):
+    return tickstep.Backtest(data, CompletionRecorder, cash=1e6).run().strategy.rec
+
+
+def minute_bars(minutes, seed=3):
+    index = pd.DatetimeIndex([pd.Timestamp("2024-03-04", tz="UTC") + pd.Timedelta(minutes=int(m)) for m in minutes])
+    return bars_at(np.random.default_rng(seed), index)
+
+
+def count_at(rec, minute):
+    t0 = pd.Timestamp("2024-03-04", tz="UTC").value
+    return {int((r[0] - t0) // MINUTE): r[1] for r in rec}[minute]
+
+
+def test_a_candle_of_five_minute_bars_completes_at_its_last_bar():
+    five = minute_bars(range(0, 60, 5))
+    rec = completions({"FIVE": five})["FIVE"]
+    # The 00:00 candle completes at the 00:10 bar, 00:15 at 00:25, ...
+    assert [count_at(rec, m) for m in (0, 5, 10, 15, 20, 25, 55)] == [0, 0, 1, 1, 1, 2, 4]
+
+
+def test_completion_does_not_depend_on_later_finer_bars():
+    """5-minute bars for an hour, then 1-minute bars: the first hour's candles complete
+    exactly as they do without the later data."""
+    first_hour = list(range(0, 60, 5))
+    switching = minute_bars(first_hour + list(range(60, 120)))
+    alone = completions({"X": switching.iloc[:len(first_hour)]})["X"]
+    whole = completions({"X": switching})["X"]
+    assert whole[:len(alone)] == alone
+    assert count_at(whole, 10) == 1  # not 00:15: the 1-minute bars come later
+    # From 01:00 on, the 01:00 candle's bar at 01:00 cannot be known to be 1 minute long;
+    # from 01:01 the spacing is 1 minute: [01:00, 01:15) completes at 01:14.
+    assert count_at(whole, 73) == 4 and count_at(whole, 74) == 5
+
+
+def test_completion_does_not_depend_on_other_symbols():
+    """The same 5-minute symbol alone and beside a 1-minute symbol (and under another
+    name, sorting before or after it): identical completions."""
+    five = minute_bars(range(0, 120, 5), seed=1)
+    one = minute_bars(range(0, 120), seed=2)
+    alone = completions({"FIVE": five})["FIVE"]
+    assert completions({"FIVE": five, "ONE": one})["FIVE"] == alone
+    assert completions({"AFIVE": five, "ONE": one})["AFIVE"] == alone
+    assert count_at(alone, 10) == 1
+
+
+def test_a_bar_for_a_completed_bucket_starts_a_candle_of_its_own():
+    """5-minute bars up to 01:10, 1-minute bars after: the 01:00 candle completed at the
+    01:10 bar (its last by the spacing then known), so 01:11-01:14 form a candle
+    labelled 01:11; nothing already shown changes."""
+    minutes = list(range(0, 75, 5)) + list(range(71, 90))
+    data = minute_bars(minutes)
+    strategy = tickstep.Backtest({"X": data}, CompletionRecorder, cash=1e6).run().strategy
+    rec = strategy.rec["X"]
+    t0 = pd.Timestamp("2024-03-04", tz="UTC").value
+    labels = [(t - t0) // MINUTE for t in rec[-1][2]]
+    assert labels == [0, 15, 30, 45, 60, 71, 75]
+    assert count_at(rec, 70) == 5 and count_at(rec, 73) == 5 and count_at(rec, 74) == 6
+    late = strategy.latest.iloc[5]
+    part = data.iloc[minutes.index(71):minutes.index(75)]
+    assert late["end"] == t0 + 75 * MINUTE
+    assert (late["open"], late["close"]) == (part["open"].iloc[0], part["close"].iloc[-1])
+    assert (late["high"], late["low"]) == (part["high"].max(), part["low"].min())
+    # The candles shown before the late bars are the same as without them.
+    shown = [r for r in rec if r[0] <= t0 + 70 * MINUTE]
+    assert shown == completions({"X": data.iloc[:minutes.index(71)]})["X"]
+
+
+def test_a_period_must_be_a_multiple_of_each_symbols_spacing():
+    data = {"FIVE": minute_bars(range(0, 60, 5)), "SEVEN": minute_bars(range(0, 70, 7))}
+
+    class Bad(tickstep.Strategy):
+        def init(self):
+            self.timeframe("15m")
+
+    with pytest.raises(ValueError, match="SEVEN's bar spacing"):
+        tickstep.Backtest(data, Bad, cash=1e6).run()

@@ -114,13 +114,12 @@ class Context:
         self, kind: str, window: int, source: str = "close", timeframe: int | None = None
     ) -> int: ...
     def add_clock_timeframe(
-        self, period: int, origin: int, base_interval: int, history: int
+        self, period: int, origin: int, history: int
     ) -> int: ...
     def add_given_timeframe(
         self,
         labels: list[npt.NDArray[np.int64]],
         ends: list[npt.NDArray[np.int64]],
-        base_interval: int,
         history: int,
     ) -> int: ...
     def add_series(self, values: list[npt.NDArray[np.float64]]) -> int: ...

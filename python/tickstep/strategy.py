@@ -167,20 +167,43 @@ class Strategy:
 
         Parameters
         ----------
-        period : "5m", "15m", "1h", "4h", "1d", ... (any multiple of the base interval)
+        period : "5m", "15m", "1h", "4h", "1d", ... (a multiple of each symbol's bar spacing)
         align : "utc" (clock boundaries counted from ``origin``, default the epoch) or
             "exchange" (each symbol's session dates in ``timezone``; ``session`` local
             open/close times restrict candles to regular hours).
         history : how many completed candles are kept per symbol (memory stays bounded).
+
+        Notes
+        -----
+        When a candle completes is decided per symbol from its own bars up to the current
+        tick: nothing later in the data, nothing from other symbols. A bar starting at
+        ``ts`` is taken to end at ``ts + spacing``, ``spacing`` being the greatest common
+        divisor of the gaps between the symbol's bars so far. The candle completes, and
+        ``last()``, ``count()`` and the indicators on this timeframe change,
+
+        - at the tick of the bar that ends at or after the candle's end (with 5-minute
+          bars, a 15-minute candle of 00:00 completes at the 00:10 bar), or
+        - when the spacing is not known yet (the symbol's first bar) or the bucket's
+          last bars are missing: at the tick of the symbol's first bar of a later
+          bucket (or its first bar outside the session at or after the candle's end).
+
+        In between, ``candles(forming=True)`` shows the forming candle so far. Missing
+        bars never make a candle complete early (the gcd is at most the smallest gap).
+        A completed candle is never changed: if the symbol's bars turn out finer than
+        every gap before (e.g. data switching from 5-minute to 1-minute bars), a bar
+        arriving for an already completed bucket starts a new candle of that bucket,
+        labelled by the bar's own time.
         """
         ns = timeframe_ns(period, name="period")
-        base = self._base_interval()
-        if ns % base:
-            raise ValueError(f"timeframe {period!r} is not a multiple of the base interval ({pd.Timedelta(base)})")
+        for i, symbol in enumerate(self._symbols):
+            spacing = self._bar_spacing(i)
+            if spacing and ns % spacing:
+                raise ValueError(f"timeframe {period!r} is not a multiple of {symbol}'s bar spacing "
+                                 f"({pd.Timedelta(spacing)})")
         name = str(period)
         if align == "utc":
             origin_ns = 0 if origin is None else int(pd.Timestamp(origin).value)
-            tf = self._ctx.add_clock_timeframe(ns, origin_ns, base, history)
+            tf = self._ctx.add_clock_timeframe(ns, origin_ns, history)
         elif align == "exchange":
             tz = timezone or self._timezone_of_data()
             labels, ends = [], []
@@ -189,7 +212,7 @@ class Strategy:
                 lab, end = session_buckets(ts, ns, tz, session)
                 labels.append(lab)
                 ends.append(end)
-            tf = self._ctx.add_given_timeframe(labels, ends, base, history)
+            tf = self._ctx.add_given_timeframe(labels, ends, history)
             name = f"{period}@{tz}"
         else:
             raise ValueError(f"align must be 'utc' or 'exchange', got {align!r}")
@@ -242,11 +265,11 @@ class Strategy:
         sid = self._ctx.add_series(values)
         return Indicator(self._ctx, sid, name or getattr(func, "__name__", "I"))
 
-    def _base_interval(self) -> int:
-        timeline = self._market.timeline()
-        if len(timeline) < 2:
-            return 60 * 10**9
-        return int(np.diff(timeline).min())
+    def _bar_spacing(self, i: int) -> int:
+        """The gcd of the gaps between symbol ``i``'s bars (0 with fewer than two): a
+        check of a declared period, never used to decide when a candle completes."""
+        ts = self._all_ts(i)
+        return int(np.gcd.reduce(np.diff(ts))) if len(ts) > 1 else 0
 
     def _timezone_of_data(self) -> str:
         meta = getattr(self, "metadata", None)

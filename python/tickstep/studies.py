@@ -14,8 +14,10 @@ n-th value; ``rsi`` and ``atr`` use Wilder's smoothing seeded by a simple mean o
 
 Candles are labelled by their bucket start; open/high/low/close/volume = first/max/min/
 last/sum of the base bars in the bucket. A candle becomes visible once its last base bar
-has been processed: the bar that reaches the bucket's end, or else the first bar of a
-later bucket (when the bucket's final bars are missing). Never earlier.
+has been processed, judged from the symbol's own bars so far (never later data, never
+other symbols): the bar that ends at or after the bucket's end by the symbol's bar
+spacing known so far (the gcd of its gaps), or else the symbol's first bar of a later
+bucket. Never earlier. See :meth:`tickstep.Strategy.timeframe` for the whole rule.
 """
 
 from __future__ import annotations

@@ -341,13 +341,12 @@ impl PyContext {
         py: Python<'_>,
         period: i64,
         origin: i64,
-        base_interval: i64,
         history: usize,
     ) -> PyResult<usize> {
         let e = self.engine()?;
         let n = e.market().symbol_count();
         e.studies_mut()
-            .add_clock_timeframe(n, period, origin, base_interval, history)
+            .add_clock_timeframe(n, period, origin, history)
             .py_err(py)
     }
 
@@ -358,7 +357,6 @@ impl PyContext {
         py: Python<'_>,
         labels: Vec<PyReadonlyArray1<'_, i64>>,
         ends: Vec<PyReadonlyArray1<'_, i64>>,
-        base_interval: i64,
         history: usize,
     ) -> PyResult<usize> {
         let e = self.engine()?;
@@ -367,7 +365,7 @@ impl PyContext {
         let labels = labels.iter().map(|a| a.as_array().to_vec()).collect();
         let ends = ends.iter().map(|a| a.as_array().to_vec()).collect();
         e.studies_mut()
-            .add_given_timeframe(&bars, labels, ends, base_interval, history)
+            .add_given_timeframe(&bars, labels, ends, history)
             .py_err(py)
     }
 
