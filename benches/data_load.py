@@ -40,7 +40,7 @@ import pandas as pd
 import tickstep.data as td
 
 try:
-    from tickstep.backtest import market_from_columns
+    from tickstep.simulation import market_from_columns
 except ImportError:  # the compiled extension is not built
     market_from_columns = None
 

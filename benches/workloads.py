@@ -141,7 +141,7 @@ def native(repeats: int, *, studies: bool = False) -> dict[str, Any]:
     per bar (``studies``: two rolling means of the close declared in ``init``): the
     figure of the ``tick_loop`` / ``tick_loop_studies`` criterion benches, in CPU time."""
     from tickstep import _core
-    from tickstep.backtest import market_from_columns
+    from tickstep.simulation import market_from_columns
 
     columns = h.load("minute_20x144k")
     n = h.symbol_bars(columns)

@@ -13,7 +13,7 @@ import tickstep.data as td
 from pandas.testing import assert_frame_equal
 from test_batch_helpers import CrashOn, MetadataCheck, RaiseOn, add_to_path
 from tickstep.batch import SequentialExecutor, expand_grid, optimize, resolve_strategy, run_batch
-from tickstep.batch.worker import run_stats
+from tickstep.simulation import simulate_stats
 from tickstep.strategies import RsiMeanReversion
 
 GRID = {"rsi_period": [10, 14], "oversold": [25.0, 35.0]}
@@ -89,7 +89,7 @@ def test_rows_equal_backtest_run(market, scratch):
         got = rows[rows["symbols"] == symbol].iloc[0]
         for label, value in expected.items():
             assert got[label] == value or (pd.isna(got[label]) and pd.isna(value)), label
-        assert run_stats(bt, {"oversold": 35.0}).equals(expected)
+        assert simulate_stats(bt.market, RsiMeanReversion, bt.config, {"oversold": 35.0}).equals(expected)
 
 
 def test_portfolio_mode_is_one_backtest_of_all_symbols(market, scratch):
@@ -183,7 +183,7 @@ def test_optimize_a_backtest(market, scratch):
 def test_bad_names_are_refused_with_a_hint(market, scratch):
     with pytest.raises(TypeError, match="did you mean 'oversold'"):
         run_batch(RsiMeanReversion, market, params={"oversould": [1]}, cache=False)
-    with pytest.raises(TypeError, match="did you mean 'commission'"):
+    with pytest.raises(tickstep.ConfigError, match="unknown option 'comission' — did you mean 'commission'"):
         run_batch(RsiMeanReversion, market, comission=0.1, cache=False)
     with pytest.raises(ValueError, match="did you mean 'Sharpe Ratio'"):
         run_batch(RsiMeanReversion, market, maximize="Sharpe", cache=False)

@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 import tickstep
-from tickstep.backtest import _immutable
 from tickstep.data import MarketColumns, SymbolBars
+from tickstep.simulation import _immutable
 
 
 def _bars(n=50):

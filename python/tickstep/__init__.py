@@ -9,12 +9,14 @@ from tickstep import data, metrics, sizing
 from tickstep._core import ConfigError, OrderError, TickstepError, UnknownSymbolError
 from tickstep._core import __version__ as __version__
 from tickstep.backtest import Backtest
+from tickstep.config import BacktestConfig
 from tickstep.results import Result
 from tickstep.sizing import FixedSize, Limits, PercentOfEquity, RiskPerTrade, SizingRequest
 from tickstep.strategy import Position, Strategy
 
 __all__ = [
     "Backtest",
+    "BacktestConfig",
     "ConfigError",
     "FixedSize",
     "Limits",

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
@@ -16,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from tickstep import _core
-from tickstep.backtest import Backtest
 from tickstep.batch.cache import ResultsCache, default_cache_dir
 from tickstep.batch.executors import execute, make_backend
 from tickstep.batch.jobs import (
@@ -30,52 +27,24 @@ from tickstep.batch.jobs import (
     resolve_strategy,
 )
 from tickstep.batch.progress import make_progress
-from tickstep.batch.sources import close_stores, forget_loaded, prepare_data, seed
+from tickstep.batch.sources import prepare_data
 from tickstep.batch.worker import Chunk
-from tickstep.batch.worker import forget as forget_backtests
+from tickstep.batch.worker_cache import WorkerCache
+from tickstep.config import BacktestConfig, split_options
 from tickstep.data import MarketColumns, SymbolBars
 from tickstep.hints import did_you_mean
 from tickstep.metrics import STAT_LABELS
 from tickstep.strategy import Strategy
-from tickstep.timeframes import NS_PER_DAY
 
 __all__ = ["optimize", "run_batch"]
 
-#: Backtest options a batch passes to every run (everything but the data arguments).
-ENGINE_OPTIONS = tuple(
-    name
-    for name, p in inspect.signature(Backtest.__init__).parameters.items()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("symbols", "start", "end")
-)
-_DEFAULTS = {
-    name: p.default
-    for name, p in inspect.signature(Backtest.__init__).parameters.items()
-    if name in ENGINE_OPTIONS
-}
 ROW_TAIL = ("run_time", "status", "error", "cached")
 #: Forked workers take the bars the parent holds (copy-on-write pages, nothing pickled)
 #: instead of each loading them; off, they always load from the data source.
 SHARE_WITH_FORKED_WORKERS = True
-# Batches running in this process (threads): the last one to finish frees the caches.
-_ACTIVE = [0]
-_ACTIVE_LOCK = threading.Lock()
+#: Options a data source's ``load`` takes (the door's list once it publishes one).
+_LOAD_OPTIONS = ("regular_hours", "timeframe", "symbol_column")
 _RESERVED = {"symbols", "score", *ROW_TAIL, *STAT_LABELS}
-
-
-def _engine_options(cls: type[Strategy], options: Mapping[str, Any]) -> dict[str, Any]:
-    for name in options:
-        if name not in ENGINE_OPTIONS:
-            raise TypeError(
-                f"unknown batch option {name!r}{did_you_mean(name, ENGINE_OPTIONS)} (engine options: {', '.join(ENGINE_OPTIONS)})"
-            )
-    full = {**_DEFAULTS, **options}
-    # Check the values now, once, on two bars, rather than in every job.
-    tiny = MarketColumns([SymbolBars(
-        "CHECK", np.array([0, NS_PER_DAY]), np.ones(2), np.ones(2), np.ones(2),
-        np.ones(2), np.ones(2),
-    )])
-    Backtest(tiny, cls, **full)
-    return full
 
 
 def _open_cache(cache: Any, data: Any) -> ResultsCache | None:
@@ -142,6 +111,7 @@ def run_batch(
     end: Any = None,
     load_options: Mapping[str, Any] | None = None,
     scratch_dir: str | PathLike[str] | None = None,
+    config: BacktestConfig | None = None,
     **options: Any,
 ) -> pd.DataFrame:
     """Run one strategy over many symbols and parameter sets; one row per backtest.
@@ -189,12 +159,16 @@ def run_batch(
     start, end : optional
         Time range of the data (inclusive), as for `tickstep.Backtest`.
     load_options : mapping, optional
-        Passed to the store's ``load`` (``regular_hours``, ``timeframe``).
+        Passed to the store's ``load`` (``regular_hours``, ``timeframe``); they may also
+        be passed by name among ``**options``.
     scratch_dir : path, optional
         Where snapshots of in-memory data are written (a directory all workers see).
+    config : BacktestConfig, optional
+        The options of every run; options passed by name override it.
     **options
-        Engine options for every run: ``cash``, ``commission``, ``slippage``, ``sizer``,
-        ... (see `tickstep.Backtest`).
+        Options of `tickstep.BacktestConfig` for every run (``cash``, ``commission``,
+        ``slippage``, ``sizer``, ...) or load options; any other name is refused with a
+        "did you mean" hint.
 
     Returns
     -------
@@ -210,8 +184,10 @@ def run_batch(
 
     Raises
     ------
+    tickstep.ConfigError
+        Unknown or invalid options (naming the option, with a hint).
     TypeError
-        Unknown parameter or option names (with a hint), or an unusable executor.
+        Unknown parameter names (with a hint), or an unusable executor.
     ValueError
         No parameter set left after ``constraint``, or an unknown ``maximize``.
 
@@ -235,9 +211,13 @@ def run_batch(
     (['oversold', 'symbols'], True)
     """
     t_start = time.perf_counter()
+    config_options, more_load_options = split_options(options, _LOAD_OPTIONS)
+    if config is not None and not isinstance(config, BacktestConfig):
+        raise TypeError(f"config must be a tickstep.BacktestConfig, got {type(config).__name__}")
+    config = (config or BacktestConfig()).replace(**config_options)
+    load_options = {**dict(load_options or {}), **more_load_options}
     ref = resolve_strategy(strategy)
     cls = ref.load()
-    engine_options = _engine_options(cls, options)
     param_sets = expand_grid(params, constraint)
     if not param_sets:
         raise ValueError("no parameter set to run (the constraint refused them all)")
@@ -251,8 +231,8 @@ def run_batch(
 
     store = _open_cache(cache, data)
     load_request, groups = _groups(symbols, portfolio)
-    with _ACTIVE_LOCK:
-        _ACTIVE[0] += 1
+    # What this batch's process and the workers forked from it hold; closed at the end.
+    held = WorkerCache()
     prepared = None
     try:
         prepared = prepare_data(
@@ -260,7 +240,7 @@ def run_batch(
             symbols=load_request,
             start=start,
             end=end,
-            load_options=dict(load_options or {}),
+            load_options=load_options,
             cache=store,
             scratch_dir=Path(scratch_dir) if scratch_dir is not None else None,
         )
@@ -277,7 +257,7 @@ def run_batch(
 
         engine_fp = engine_fingerprint()
         code_fp = code_fingerprint(cls)
-        options_fp = options_fingerprint(engine_options)
+        options_fp = options_fingerprint(config.options())
         data_keys = {label: prepared.data_key(syms) for label, syms in groups.items()}
         keys = [
             job_key(engine=engine_fp, code=code_fp, options=options_fp,
@@ -294,21 +274,20 @@ def run_batch(
         t_prepared = time.perf_counter()
 
         if missing:
-            backend = make_backend(executor, len(missing), max_workers)
+            backend = make_backend(executor, len(missing), max_workers, cache=held)
             size = chunk_size or _chunk_size(len(missing), backend.capacity)
             source = prepared.source()
             if SHARE_WITH_FORKED_WORKERS and backend.shares_memory:
                 # Workers forked from here (or this process itself) share what it holds;
                 # loading once here beats a query per task. Others load from `source`.
-                held = prepared.loaded
-                if held is None:
+                columns = prepared.loaded
+                if columns is None:
                     # No database handle is left open across the fork.
                     needed = sorted({s for job in missing for s in job.symbols})
-                    held = source.load(needed, keep_open=False)
-                seed(source, held)
+                    columns = source.load(needed)
+                held.seed(source, columns)
             chunks = [
-                Chunk(ref, code_fp, source, engine_options, options_fp,
-                      tuple(missing[i : i + size]))
+                Chunk(ref, code_fp, source, config, tuple(missing[i : i + size]))
                 for i in range(0, len(missing), size)
             ]
             bar = make_progress(progress, len(jobs), len(rows))
@@ -332,12 +311,7 @@ def run_batch(
     finally:
         if prepared is not None:
             prepared.cleanup()
-        with _ACTIVE_LOCK:
-            _ACTIVE[0] -= 1
-            if _ACTIVE[0] == 0:  # the last batch running in this process cleans up
-                close_stores()
-                forget_loaded()
-                forget_backtests()
+        held.close()
         if store is not None and store is not cache:
             store.close()
     frame = _frame(jobs, rows, maximize)
@@ -411,35 +385,8 @@ def _market_columns(market: _core.Market, metadata: pd.DataFrame | None) -> Mark
     return MarketColumns(bars, metadata)
 
 
-def _backtest_options(bt: Backtest) -> dict[str, Any]:
-    """The engine options a Backtest was made with, as keyword arguments."""
-    given = getattr(bt, "options", None)
-    if isinstance(given, Mapping):
-        return dict(given)
-    s = bt._settings
-    timezone = getattr(bt, "_timezone", None)
-    if timezone is None:
-        if bt._session_ends is not None:
-            raise NotImplementedError(
-                "this Backtest does not record its timezone; use tickstep.batch.run_batch"
-            )
-        timezone = "UTC"
-    return {
-        "cash": s["cash"],
-        "commission": s["commission"],
-        "commission_fixed": s["commission_fixed"],
-        "slippage": s["slippage_bps"],
-        "trade_on_close": s["fill_at"] == "close",
-        "leverage": s["leverage"],
-        "sizer": bt._sizer,
-        "record_every_bar": s["record_every_bar"],
-        "timezone": timezone,
-        "risk_free_rate": bt._risk_free_rate,
-    }
-
-
 def optimize(
-    backtest: Backtest,
+    backtest: Any,
     *,
     maximize: str | Callable[[pd.Series], float] = "Sharpe Ratio",
     constraint: Callable[[Params], bool] | None = None,
@@ -457,6 +404,7 @@ def optimize(
     Parameters
     ----------
     backtest : tickstep.Backtest
+        Its strategy, market, metadata and config (read through its public API).
     maximize, constraint, executor, max_workers, cache, progress
         As for `run_batch`.
     **ranges
@@ -483,7 +431,7 @@ def optimize(
     if not ranges:
         raise TypeError("optimize needs at least one parameter range, e.g. fast=[5, 10, 20]")
     return run_batch(
-        backtest._strategy,
+        backtest.strategy,
         _market_columns(backtest.market, backtest.metadata),
         params=ranges,
         portfolio=True,
@@ -493,5 +441,5 @@ def optimize(
         max_workers=max_workers,
         cache=cache,
         progress=progress,
-        **_backtest_options(backtest),
+        config=backtest.config,
     )

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tickstep.batch.worker import Chunk, run_chunk
+from tickstep.batch.worker_cache import WorkerCache
 
 __all__ = ["SequentialExecutor", "available_cores", "execute", "make_backend"]
 
@@ -64,9 +65,11 @@ class SequentialExecutor(cf.Executor):
         return future
 
 
-def _worker_init(parent: int) -> None:
+def _worker_init(parent: int, cache: WorkerCache | None) -> None:
     # Ctrl-C goes to the whole process group: let the parent alone decide what to do.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if cache is not None:  # forked: the batch's cache, with the bars the parent holds
+        cache.install()
     if sys.platform.startswith("linux"):
         # Die with the parent: a batch killed with SIGKILL leaves no idle workers behind.
         import ctypes
@@ -113,11 +116,13 @@ class _ProcessBackend(_Backend):
 
     recovers = True
 
-    def __init__(self, workers: int, mp_context: str | None) -> None:
+    def __init__(self, workers: int, mp_context: str | None, cache: WorkerCache | None) -> None:
         self.capacity = workers
         method = mp_context or ("fork" if sys.platform.startswith("linux") else None)
         self._ctx = multiprocessing.get_context(method)
         self.shares_memory = self._ctx.get_start_method() == "fork"
+        # Forked workers inherit the batch's cache (initargs are not pickled on fork).
+        self._cache = cache if self.shares_memory else None
         self._pool: cf.ProcessPoolExecutor | None = None
         self._procs: list[Any] = []
 
@@ -125,7 +130,7 @@ class _ProcessBackend(_Backend):
         if self._pool is None:
             self._pool = cf.ProcessPoolExecutor(
                 self.capacity, mp_context=self._ctx, initializer=_worker_init,
-                initargs=(os.getpid(),),
+                initargs=(os.getpid(), self._cache),
             )
             self._procs = []
         return self._pool
@@ -176,15 +181,20 @@ class _ProcessBackend(_Backend):
 class _FuturesBackend(_Backend):
     """Any `concurrent.futures.Executor` the caller passes (it stays theirs)."""
 
-    def __init__(self, executor: cf.Executor, workers: int | None) -> None:
+    def __init__(self, executor: cf.Executor, workers: int | None,
+                 cache: WorkerCache | None = None) -> None:
         self._executor = executor
+        self._cache: WorkerCache | None = None
         if isinstance(executor, SequentialExecutor):
             self.capacity = 1
             self.shares_memory = True
+            self._cache = cache  # runs here: the batch's own cache
         else:
             self.capacity = workers or getattr(executor, "_max_workers", None) or available_cores()
 
     def submit(self, chunk: Chunk) -> Any:
+        if self._cache is not None:
+            return self._executor.submit(run_chunk, chunk, self._cache)
         return self._executor.submit(run_chunk, chunk)
 
 
@@ -223,17 +233,27 @@ def _is_dask_client(obj: Any) -> bool:
 
 
 def make_backend(
-    executor: Any, n_jobs: int, max_workers: int | None, mp_context: str | None = None
+    executor: Any,
+    n_jobs: int,
+    max_workers: int | None,
+    mp_context: str | None = None,
+    cache: WorkerCache | None = None,
 ) -> _Backend:
-    """The adapter for ``executor``: None/"process", "sequential", a Dask client, an Executor."""
+    """The adapter for ``executor``: None/"process", "sequential", a Dask client, an Executor.
+
+    ``cache`` is the batch's `WorkerCache`: workers forked from this process and chunks
+    run in it use it; other workers keep their own.
+    """
     if executor is None or executor == "process":
         # Even one job runs in a worker process: a crash must not take the caller down.
         workers = max_workers or min(available_cores(), max(1, n_jobs))
-        return _ProcessBackend(workers, mp_context)
+        return _ProcessBackend(workers, mp_context, cache)
     if executor == "sequential":
-        return _FuturesBackend(SequentialExecutor(), 1)
+        return _FuturesBackend(SequentialExecutor(), 1, cache)
     if _is_dask_client(executor):
         return _DaskBackend(executor, max_workers)
+    if isinstance(executor, SequentialExecutor):
+        return _FuturesBackend(executor, 1, cache)
     if isinstance(executor, cf.Executor):
         return _FuturesBackend(executor, max_workers)
     raise TypeError(

@@ -267,9 +267,7 @@ def code_fingerprint(cls: type[Strategy]) -> str:
 
 
 def _tickstep_sources(include: Callable[[Path], bool]) -> list[str]:
-    import tickstep
-
-    root = Path(tickstep.__file__).parent
+    root = Path(__file__).resolve().parents[1]  # the tickstep package
     parts = []
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root)
@@ -295,11 +293,10 @@ def engine_fingerprint() -> str:
     A development build changes the hash whenever that code does, not only on a
     release, so cached results never outlive an engine change.
     """
-    import tickstep
     from tickstep import _core
 
     core = hashlib.blake2b(Path(_core.__file__).read_bytes(), digest_size=20).hexdigest()
-    return _digest(KEY_VERSION, str(tickstep.__version__), core,
+    return _digest(KEY_VERSION, str(_core.__version__), core,
                    *_tickstep_sources(_affects_results))
 
 

@@ -2,8 +2,9 @@
 
 Workers never receive bars. They receive a `DataSource` -- a store path, a file path, or
 a snapshot file the parent wrote once for in-memory data -- plus the symbols a job needs,
-and load them themselves. Each process keeps what it loaded in a small cache, so many
-jobs on the same symbols load them once.
+and load them themselves. Each process keeps what it loaded in its
+`~tickstep.batch.worker_cache.WorkerCache`, so many jobs on the same symbols load them
+once.
 
 The parent fingerprints the data (a hash of each symbol's timestamps, prices, volumes and
 metadata) to key the results cache. For stores and files the fingerprints are cached
@@ -19,9 +20,7 @@ import json
 import os
 import pickle
 import tempfile
-import threading
-import weakref
-from collections import OrderedDict
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -34,10 +33,11 @@ import pyarrow as pa
 from pyarrow import ipc
 
 from tickstep import _core
+from tickstep._select import select
 from tickstep.batch.jobs import _digest, canonical, loader_fingerprint
 from tickstep.data import DataError, MarketColumns, SymbolBars, to_market_columns
 
-__all__ = ["DataSource", "PreparedData", "default_scratch_dir", "market_for", "prepare_data"]
+__all__ = ["DataSource", "PreparedData", "Snapshot", "default_scratch_dir", "prepare_data"]
 
 _COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 _FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".gz", ".txt", ".arrow", ".feather", ".ipc")
@@ -76,18 +76,6 @@ def fingerprint_columns(columns: MarketColumns) -> dict[str, str]:
             h.update(memoryview(np.ascontiguousarray(getattr(b, name))).cast("B"))
         out[b.symbol] = h.hexdigest()
     return out
-
-
-_MEMO: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
-
-
-def _fingerprints_of(columns: MarketColumns) -> dict[str, str]:
-    # MarketColumns and its arrays are immutable: hash each object once.
-    found = _MEMO.get(columns)
-    if found is None:
-        found = fingerprint_columns(columns)
-        _MEMO[columns] = found
-    return found
 
 
 def _file_identity(path: str | PathLike[str]) -> str:
@@ -134,69 +122,38 @@ class DataSource:
     load_options: tuple[tuple[str, Any], ...] = ()
     payload: bytes | None = field(default=None, repr=False)
 
-    def load(self, symbols: Sequence[str], *, keep_open: bool = True) -> MarketColumns:
-        """Load ``symbols`` (validated, sorted by name) in this process.
-
-        A store file's connection is kept open for the next load (a worker's case)
-        unless ``keep_open`` is False.
-        """
-        names = sorted(symbols)
-        if self.kind == "snapshot":
-            return _snapshot_columns(self.location, names)
-        if self.kind == "file":
-            columns = _FILES.get(self.token)
-            if columns is None:
-                _FILES.clear()
-                columns = _FILES[self.token] = _read_file(self.location)
-            return _select(columns, names, self.start, self.end)
-        if self.kind not in ("store", "store-object"):  # pragma: no cover - made here only
-            raise ValueError(f"unknown data source kind {self.kind!r}")
-        if keep_open:
-            store = _open_store(self)
-            return store.load(names, start=self.start, end=self.end, **dict(self.load_options))
-        store = self._connect()
-        try:
-            return store.load(names, start=self.start, end=self.end, **dict(self.load_options))
-        finally:
-            store.close()
-
-    def _connect(self) -> Any:
+    def connect(self) -> Any:
+        """A new connection to the store (``store`` and ``store-object`` sources)."""
         if self.kind == "store":
             from tickstep.data import Store
 
             return Store(self.location, read_only=True)
         return pickle.loads(self.payload or b"")  # e.g. a PostgresStore reconnects by URL
 
+    def load_from(self, store: Any, symbols: Sequence[str]) -> MarketColumns:
+        """``symbols`` from an open ``store`` with this source's request."""
+        return store.load(sorted(symbols), start=self.start, end=self.end, **dict(self.load_options))
 
-def _select(columns: MarketColumns, names: list[str], start: Any, end: Any) -> MarketColumns:
-    from tickstep.backtest import _load  # the door's own selection and slicing
+    def read_file(self) -> MarketColumns:
+        """The whole bars file (``file`` sources); `select` keeps the request's part."""
+        return _read_file(self.location)
 
-    return _load(columns, names, start, end, {})
+    def select(self, columns: MarketColumns, symbols: Sequence[str]) -> MarketColumns:
+        """``symbols`` of ``columns`` within this source's ``start``/``end``."""
+        return select(columns, sorted(symbols), self.start, self.end)
 
-
-_STORES: dict[str, Any] = {}
-_FILES: dict[str, MarketColumns] = {}
-_STORE_PID: list[int] = [os.getpid()]
-
-
-def _open_store(source: DataSource) -> Any:
-    """One connection per store per worker process, kept open for its next loads."""
-    if _STORE_PID[0] != os.getpid():  # a forked child must not use its parent's handles
-        _STORES.clear()
-        _STORE_PID[0] = os.getpid()
-    key = source.location if source.kind == "store" else source.token
-    store = _STORES.get(key)
-    if store is None:
-        store = _STORES[key] = source._connect()
-    return store
-
-
-def close_stores() -> None:
-    """Close the store connections this process opened (the parent does after a batch)."""
-    for store in _STORES.values():
-        with contextlib.suppress(Exception):  # closing is best effort
+    def load(self, symbols: Sequence[str]) -> MarketColumns:
+        """Load ``symbols`` once, holding nothing open afterwards (the parent's case;
+        workers load through their `WorkerCache`)."""
+        if self.kind == "snapshot":
+            return Snapshot.open(self.location).columns(sorted(symbols))
+        if self.kind == "file":
+            return self.select(self.read_file(), symbols)
+        store = self.connect()
+        try:
+            return self.load_from(store, symbols)
+        finally:
             store.close()
-    _STORES.clear()
 
 
 def _read_file(path: str) -> MarketColumns:
@@ -215,7 +172,7 @@ def write_snapshot(columns: MarketColumns, path: Path) -> None:
         | {name: pa.array(np.concatenate([getattr(b, name) for b in bars])) for name in _COLUMNS}
     ).replace_schema_metadata({_SNAPSHOT_SYMBOLS: json.dumps(columns.symbols).encode()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table, max_chunksize=max(1, table.num_rows))
     if columns.metadata is not None:
@@ -232,155 +189,46 @@ def _meta_path(path: Path) -> Path:
 
 
 @dataclass
-class _Snapshot:
+class Snapshot:
+    """A snapshot file, memory-mapped: all symbols' columns, rows sorted by symbol."""
+
     names: list[str]
     starts: np.ndarray
-    columns: dict[str, np.ndarray]
+    arrays: dict[str, np.ndarray]
     metadata: pd.DataFrame | None
 
+    @classmethod
+    def open(cls, path: str) -> Snapshot:
+        table = ipc.open_file(pa.memory_map(path)).read_all()
+        names = json.loads(table.schema.metadata[_SNAPSHOT_SYMBOLS])
+        arrays = {
+            name: table.column(name).combine_chunks().to_numpy(zero_copy_only=True)
+            for name in ("symbol", *_COLUMNS)
+        }
+        starts = np.searchsorted(arrays.pop("symbol"), np.arange(len(names) + 1, dtype=np.int32))
+        meta_file = _meta_path(Path(path))
+        metadata = None
+        if meta_file.exists():
+            metadata = ipc.open_file(pa.memory_map(str(meta_file))).read_all().to_pandas()
+        return cls(names, starts, arrays, metadata)
 
-_SNAPSHOTS: dict[str, _Snapshot] = {}
-
-
-def _snapshot(path: str) -> _Snapshot:
-    snap = _SNAPSHOTS.get(path)
-    if snap is not None:
-        return snap
-    table = ipc.open_file(pa.memory_map(path)).read_all()
-    names = json.loads(table.schema.metadata[_SNAPSHOT_SYMBOLS])
-    cols = {
-        name: table.column(name).combine_chunks().to_numpy(zero_copy_only=True)
-        for name in ("symbol", *_COLUMNS)
-    }
-    starts = np.searchsorted(cols.pop("symbol"), np.arange(len(names) + 1, dtype=np.int32))
-    meta_file = _meta_path(Path(path))
-    metadata = None
-    if meta_file.exists():
-        metadata = ipc.open_file(pa.memory_map(str(meta_file))).read_all().to_pandas()
-    snap = _SNAPSHOTS[path] = _Snapshot(names, starts, cols, metadata)
-    while len(_SNAPSHOTS) > 4:  # a long-lived (Dask) worker sees a new file per batch
-        del _SNAPSHOTS[next(iter(_SNAPSHOTS))]
-    return snap
-
-
-def _snapshot_columns(path: str, names: list[str]) -> MarketColumns:
-    snap = _snapshot(path)
-    where = {n: i for i, n in enumerate(snap.names)}
-    missing = [n for n in names if n not in where]
-    if missing:
-        raise DataError(f"symbol(s) not in the batch's data: {missing}", symbol=missing[0])
-    trusted = getattr(SymbolBars, "_trusted", None)
-    bars = []
-    for n in names:
-        a, b = snap.starts[where[n]], snap.starts[where[n] + 1]
-        cols = [snap.columns[c][a:b] for c in _COLUMNS]
-        # The snapshot was written from validated columns.
-        bars.append(trusted(n, *cols) if trusted is not None else SymbolBars(n, *cols))
-    meta = snap.metadata
-    if meta is not None:
-        meta = meta.reindex(names)
-    return MarketColumns(bars, meta)
-
-
-# ---- the per-process cache of loaded markets ---------------------------------------------------
-
-_LOCK = threading.RLock()
-_BARS: OrderedDict[tuple[str, str], tuple[SymbolBars, pd.DataFrame | None, int]] = (
-    OrderedDict()
-)
-_BARS_BUDGET = 200_000_000  # bars kept per process (~9.6 GB of columns at most)
-_bars_held = [0]
-_MARKETS: OrderedDict[tuple[str, tuple[str, ...]], tuple[_core.Market, pd.DataFrame | None]] = (
-    OrderedDict()
-)
-_MARKETS_KEPT = 8
-
-
-def _remember(key: tuple[str, str], bars: SymbolBars, meta: pd.DataFrame | None, row: int) -> None:
-    if key in _BARS:
-        return
-    _BARS[key] = (bars, meta, row)
-    _bars_held[0] += len(bars)
-    while _bars_held[0] > _BARS_BUDGET and len(_BARS) > 1:
-        _, (old, _meta, _row) = _BARS.popitem(last=False)
-        _bars_held[0] -= len(old)
-
-
-def _keep(source: DataSource, columns: MarketColumns) -> None:
-    # Each symbol keeps a reference to its load's metadata frame and its row there:
-    # slicing a one-row frame per symbol costs more than a daily backtest's statistics.
-    meta = columns.metadata
-    rows = meta.index.get_indexer(columns.symbols) if meta is not None else None
-    for i, b in enumerate(columns.bars):
-        row = -1 if rows is None else int(rows[i])
-        _remember((source.token, b.symbol), b, meta if row >= 0 else None, row)
-
-
-def prefetch(source: DataSource, symbols: Sequence[str]) -> None:
-    """Load the symbols not yet in this process's cache, in one request."""
-    with _LOCK:
-        wanted = sorted({s for s in symbols if (source.token, s) not in _BARS})
-        if wanted:
-            _keep(source, source.load(wanted))
-
-
-def seed(source: DataSource, columns: MarketColumns) -> None:
-    """Put bars this process already holds into its cache, as if loaded from ``source``.
-
-    The parent seeds what it loaded to fingerprint the data; workers forked afterwards
-    share those pages copy-on-write instead of loading them again (nothing is pickled).
-    Workers started any other way (spawned, Dask) load from ``source`` themselves.
-    """
-    with _LOCK:
-        _keep(source, columns)
-
-
-def _metadata_of(parts: list[tuple[SymbolBars, pd.DataFrame | None, int]]) -> pd.DataFrame | None:
-    """The metadata rows of a market's symbols, in its order (None if none has any)."""
-    pieces = []
-    i = 0
-    while i < len(parts):
-        frame, first = parts[i][1], parts[i][2]
-        j = i + 1
-        while j < len(parts) and parts[j][1] is frame and parts[j][2] == first + (j - i):
-            j += 1
-        if frame is not None:  # a run of consecutive rows of one frame: a cheap slice
-            pieces.append(frame.iloc[first : first + (j - i)])
-        i = j
-    if not pieces:
-        return None
-    return pieces[0] if len(pieces) == 1 else pd.concat(pieces)
-
-
-def market_for(source: DataSource, symbols: Sequence[str]) -> tuple[_core.Market, pd.DataFrame | None]:
-    """The core `Market` of ``symbols`` (sorted) and their metadata, cached per process."""
-    from tickstep.backtest import market_from_columns
-
-    key = (source.token, tuple(symbols))
-    with _LOCK:
-        hit = _MARKETS.get(key)
-        if hit is not None:
-            _MARKETS.move_to_end(key)
-            return hit
-        prefetch(source, symbols)
-        parts = [_BARS[(source.token, s)] for s in symbols]
-        for s in symbols:
-            _BARS.move_to_end((source.token, s))
-        market = market_from_columns(MarketColumns([p[0] for p in parts]))
-        _MARKETS[key] = (market, _metadata_of(parts))
-        while len(_MARKETS) > _MARKETS_KEPT:
-            _MARKETS.popitem(last=False)
-        return _MARKETS[key]
-
-
-def forget_loaded() -> None:
-    """Empty this process's cache of loaded bars and markets."""
-    with _LOCK:
-        _BARS.clear()
-        _MARKETS.clear()
-        _SNAPSHOTS.clear()
-        _FILES.clear()
-        _bars_held[0] = 0
+    def columns(self, names: list[str]) -> MarketColumns:
+        """The bars of ``names`` (views of the mapped file) and their metadata."""
+        where = {n: i for i, n in enumerate(self.names)}
+        missing = [n for n in names if n not in where]
+        if missing:
+            raise DataError(f"symbol(s) not in the batch's data: {missing}", symbol=missing[0])
+        trusted = getattr(SymbolBars, "_trusted", None)
+        bars = []
+        for n in names:
+            a, b = self.starts[where[n]], self.starts[where[n] + 1]
+            cols = [self.arrays[c][a:b] for c in _COLUMNS]
+            # The snapshot was written from validated columns.
+            bars.append(trusted(n, *cols) if trusted is not None else SymbolBars(n, *cols))
+        meta = self.metadata
+        if meta is not None:
+            meta = meta.reindex(names)
+        return MarketColumns(bars, meta)
 
 
 # ---- the parent's side ---------------------------------------------------------------------------
@@ -419,14 +267,10 @@ class PreparedData:
             for path in (Path(self._source.location), _meta_path(Path(self._source.location))):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
-            _SNAPSHOTS.pop(self._source.location, None)
 
     def data_key(self, symbols: Sequence[str]) -> str:
         """Hash of the bars and metadata of ``symbols`` (a job's data)."""
         return _digest(*(self.fingerprints[s] for s in symbols))
-
-
-_SNAPSHOT_COUNT = [0]
 
 
 def _snapshot_source(
@@ -435,9 +279,8 @@ def _snapshot_source(
     def materialize() -> DataSource:
         token = _digest(*(f"{s}={f}" for s, f in sorted(fingerprints.items())))
         # One file per batch, removed when it ends (PreparedData.cleanup): never shared,
-        # so never removed under another batch's workers.
-        _SNAPSHOT_COUNT[0] += 1
-        path = scratch / f"{token}-{os.getpid()}-{_SNAPSHOT_COUNT[0]}.arrow"
+        # so never removed under another batch's workers. The owner's pid is in the name.
+        path = scratch / f"{token}-{os.getpid()}-{uuid.uuid4().hex[:12]}.arrow"
         write_snapshot(load(), path)
         return DataSource("snapshot", str(path), token)
 
@@ -490,7 +333,7 @@ def prepare_data(
                 columns = _read_file(path)
                 if request is None and start is None and end is None:
                     return columns
-                return _select(columns, request or columns.symbols, start, end)
+                return select(columns, request or columns.symbols, start, end)
 
             return _stat_keyed("file", path, start, end, (), load_file, request, cache, None)
         if not Path(path).exists():
@@ -526,7 +369,7 @@ def prepare_data(
         except (TypeError, AttributeError, pickle.PicklingError):  # exists only here
             payload = None
         columns = load_object()
-        fingerprints = _fingerprints_of(columns)
+        fingerprints = fingerprint_columns(columns)
         if payload is not None and len(payload) < 1 << 16:
             token = _digest(repr(store), *sorted(fingerprints.values()))
             src = DataSource("store-object", repr(store), token, start, end, options, payload)
@@ -541,8 +384,8 @@ def prepare_data(
         raise TypeError("pass the data (store, path, DataFrame, MarketColumns), not a Market")
     columns = to_market_columns(data) if not isinstance(data, MarketColumns) else data
     if request is not None or start is not None or end is not None:
-        columns = _select(columns, request or columns.symbols, start, end)
-    fingerprints = _fingerprints_of(columns)
+        columns = select(columns, request or columns.symbols, start, end)
+    fingerprints = fingerprint_columns(columns)
     selected = columns
     return PreparedData(
         sorted(fingerprints), fingerprints, None,

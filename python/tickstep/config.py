@@ -1,0 +1,259 @@
+"""`BacktestConfig`: every engine and accounting option, its default and its rule.
+
+One frozen, picklable value holds what a run needs besides the data, the strategy and
+its parameters. `tickstep.Backtest`, `tickstep.batch.run_batch`, the command line and
+the service all build or take one; the core receives its engine part as one set of
+keyword options (`BacktestConfig.engine_options`).
+
+Each option is declared once, below, by a single `_option(...)` line: its default, the
+rule its value must follow, and how the core spells it. Adding an option is adding
+one line there (and its entry in the class docstring).
+
+Values are checked, never coerced: ``trade_on_close='no'`` is refused rather than read
+as True, ``cash='lots'`` or ``risk_free_rate=nan`` are refused naming the option and the
+rule, and a misspelled name gets a hint (``unknown option 'comission' — did you mean
+'commission'?``). Every refusal is a `tickstep.ConfigError` (a ``ValueError``).
+
+Examples
+--------
+>>> from tickstep import BacktestConfig
+>>> config = BacktestConfig(cash=50_000, commission=0.001)
+>>> config.cash, config.trade_on_close
+(50000.0, False)
+>>> config.replace(trade_on_close=True).engine_options()["fill_at"]
+'close'
+>>> from tickstep import ConfigError
+>>> try:
+...     BacktestConfig(comission=0.001)
+... except ConfigError as exc:
+...     print(exc)  # doctest: +ELLIPSIS
+unknown option 'comission' — did you mean 'commission'? (options: cash, ...)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import numbers
+import zoneinfo
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tickstep._core import ConfigError
+from tickstep.hints import did_you_mean
+from tickstep.sizing import PercentOfEquity, Sizer
+
+__all__ = ["BacktestConfig", "ConfigError", "split_options"]
+
+
+# ---- rules: each takes (name, value) and returns the value to keep, or refuses ------------
+
+
+def _refuse(name: str, value: Any, rule: str, *, wrong_type: bool = False) -> ConfigError:
+    got = f", got {type(value).__name__}" if wrong_type else ""
+    return ConfigError(f"{name}={value!r}: must be {rule}{got}")
+
+
+def _number(name: str, value: Any, rule: str) -> float:
+    # bool is an int to Python, never an amount to a trader; strings are never parsed.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise _refuse(name, value, rule, wrong_type=True)
+    number = float(value)
+    if not math.isfinite(number):
+        raise _refuse(name, value, rule)
+    return number
+
+
+def _positive(name: str, value: Any) -> float:
+    rule = "a positive finite number"
+    number = _number(name, value, rule)
+    if number <= 0:
+        raise _refuse(name, value, rule)
+    return number
+
+
+def _non_negative(name: str, value: Any) -> float:
+    rule = "a finite number >= 0"
+    number = _number(name, value, rule)
+    if number < 0:
+        raise _refuse(name, value, rule)
+    return number
+
+
+def _fraction(name: str, value: Any) -> float:
+    rule = "a fraction of notional in [0, 1) (0.001 = 0.1%)"
+    number = _number(name, value, rule)
+    if not 0 <= number < 1:
+        raise _refuse(name, value, rule)
+    return number
+
+
+def _annual_rate(name: str, value: Any) -> float:
+    rule = "a finite annual rate above -1 (0.02 = 2%)"
+    number = _number(name, value, rule)
+    if number <= -1:
+        raise _refuse(name, value, rule)
+    return number
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise _refuse(name, value, "True or False", wrong_type=True)
+    return bool(value)
+
+
+def _timezone(name: str, value: Any) -> str:
+    rule = "an IANA timezone name such as 'UTC' or 'America/New_York'"
+    if not isinstance(value, str) or not value.strip():
+        raise _refuse(name, value, rule, wrong_type=not isinstance(value, str))
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name}={value!r}: unknown timezone; must be {rule}") from None
+    return value
+
+
+def _sizer(name: str, value: Any) -> Sizer:
+    if not callable(value):
+        raise _refuse(name, value, "a sizer: a callable taking a SizingRequest (e.g. FixedSize(10))",
+                      wrong_type=True)
+    return value
+
+
+# ---- the options ----------------------------------------------------------------------------
+
+
+def _option(
+    default: Any = dataclasses.MISSING,
+    *,
+    rule: Callable[[str, Any], Any],
+    engine: str | None = None,
+    to_engine: Callable[[Any], Any] | None = None,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """One option: its default, its rule, and its keyword for ``_core.Engine`` (if any)."""
+    meta = {"rule": rule, "engine": engine, "to_engine": to_engine}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _refuse_unknown_names(cls: type) -> type:
+    """Give the generated ``__init__`` a "did you mean" for misspelled option names."""
+    generated = cls.__init__
+
+    @functools.wraps(generated)
+    def __init__(self: Any, *args: Any, **options: Any) -> None:
+        if args:
+            raise ConfigError("BacktestConfig takes options by name, e.g. BacktestConfig(cash=10_000)")
+        check_names(options)
+        generated(self, **options)
+
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
+
+
+@_refuse_unknown_names
+@dataclass(frozen=True, kw_only=True)
+class BacktestConfig:
+    """Every option of a backtest besides its data, strategy and parameters.
+
+    Parameters
+    ----------
+    cash : float, default 10_000
+        Starting cash of the one account all symbols share (> 0).
+    commission : float, default 0
+        Fraction of each fill's notional charged as commission, in [0, 1) (0.001 = 0.1%).
+    commission_fixed : float, default 0
+        Fixed amount charged per fill, on top (>= 0).
+    slippage : float, default 0
+        Basis points against the trader on market and stop fills; limits never slip (>= 0).
+    trade_on_close : bool, default False
+        Fill market orders at the close of the bar on which they are placed instead of
+        the next bar's open.
+    leverage : float, default 1
+        Gross exposure may reach ``leverage`` x equity; fills beyond it are rejected (> 0).
+    sizer : callable, default ``PercentOfEquity(0.95)``
+        Sizes orders placed without ``size`` (see `tickstep.sizing`).
+    record_every_bar : bool, default False
+        Sample equity at every tick, not only at the end of each trading day.
+    timezone : str, default "UTC"
+        IANA timezone whose calendar days end the trading days for equity sampling.
+    risk_free_rate : float, default 0
+        Annual rate for the Sharpe and Sortino ratios (finite, > -1).
+    """
+
+    cash: float = _option(10_000.0, rule=_positive, engine="cash")
+    commission: float = _option(0.0, rule=_fraction, engine="commission")
+    commission_fixed: float = _option(0.0, rule=_non_negative, engine="commission_fixed")
+    slippage: float = _option(0.0, rule=_non_negative, engine="slippage_bps")
+    trade_on_close: bool = _option(
+        False, rule=_flag, engine="fill_at", to_engine=lambda v: "close" if v else "next_open"
+    )
+    leverage: float = _option(1.0, rule=_positive, engine="leverage")
+    sizer: Sizer = _option(rule=_sizer, default_factory=lambda: PercentOfEquity(0.95))
+    record_every_bar: bool = _option(False, rule=_flag, engine="record_every_bar")
+    timezone: str = _option("UTC", rule=_timezone)
+    risk_free_rate: float = _option(0.0, rule=_annual_rate)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = f.metadata["rule"](f.name, getattr(self, f.name))
+            object.__setattr__(self, f.name, value)
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """The options' names, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def replace(self, **changes: Any) -> BacktestConfig:
+        """A copy with ``changes`` applied (and checked)."""
+        check_names(changes)
+        return dataclasses.replace(self, **changes)
+
+    def options(self) -> dict[str, Any]:
+        """Every option by name (for reports, caches and ``BacktestConfig(**options)``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def engine_options(self) -> dict[str, Any]:
+        """The keyword options of ``tickstep._core.Engine`` (the core's spelling)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            name = f.metadata["engine"]
+            if name is not None:
+                convert = f.metadata["to_engine"]
+                value = getattr(self, f.name)
+                out[name] = convert(value) if convert is not None else value
+        return out
+
+
+_NAMES = BacktestConfig.option_names()
+
+
+def check_names(options: Iterable[str], also: Iterable[str] = ()) -> None:
+    """Refuse any name that is not an option (nor one of ``also``), with a hint."""
+    known = (*_NAMES, *also)
+    for name in options:
+        if name not in known:
+            raise ConfigError(
+                f"unknown option {name!r}{did_you_mean(name, known)} (options: {', '.join(known)})"
+            )
+
+
+def split_options(
+    options: Mapping[str, Any], load_options: Iterable[str] = ()
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``options`` -> (config options, data load options), refusing any other name.
+
+    ``load_options`` names what the data source accepts (e.g. ``regular_hours``); a
+    name that is neither gets "unknown option ... did you mean ...?" over both lists.
+    """
+    loads = tuple(load_options)
+    check_names(options, loads)
+    config = {k: v for k, v in options.items() if k in _NAMES}
+    load = {k: v for k, v in options.items() if k not in _NAMES}
+    return config, load

@@ -1,0 +1,200 @@
+"""The one simulation path: a market, a strategy class, a config and parameters -> a run.
+
+`tickstep.Backtest.run`, the batch workers, the command line and the service all come
+here; nothing else builds an engine. ``simulate`` returns the full `Result`;
+``simulate_stats`` runs the same simulation and computes the same statistics
+(`tickstep.metrics.compute_stats`) from the columns they use, skipping the frames a
+batch row does not keep (fills, orders, positions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tickstep import _core
+from tickstep.config import BacktestConfig
+from tickstep.data import MarketColumns
+from tickstep.metrics import compute_stats
+from tickstep.results import Result, build_result
+from tickstep.strategy import Strategy
+
+__all__ = ["market_from_columns", "session_ends", "simulate", "simulate_stats"]
+
+_TRADE_STAT_COLUMNS = ("pnl", "return_pct", "commission", "bars_held", "mae", "mfe")
+
+
+def _immutable(array: np.ndarray) -> bool:
+    """Whether nobody can write ``array``'s values: it and every array it views are
+    read-only, down to a read-only buffer (e.g. Arrow's) or memory it owns."""
+    a: Any = array
+    while isinstance(a, np.ndarray):
+        if a.flags.writeable:
+            return False
+        if a.base is None:
+            return True
+        a = a.base
+    if type(a).__module__.startswith("pyarrow"):
+        return True  # Arrow arrays and buffers are immutable
+    try:
+        return memoryview(a).readonly
+    except TypeError:
+        return False
+
+
+def market_from_columns(columns: MarketColumns) -> _core.Market:
+    """Hand validated columns to the core: immutable buffers are adopted in place (no
+    copy, so data loaded from a store or made by the door is held once), others copied."""
+    bars = columns.bars
+    adopt = [
+        all(_immutable(c) for c in (b.ts, b.open, b.high, b.low, b.close, b.volume))
+        for b in bars
+    ]
+    return _core.Market(
+        columns.symbols,
+        [b.ts for b in bars],
+        [b.open for b in bars],
+        [b.high for b in bars],
+        [b.low for b in bars],
+        [b.close for b in bars],
+        [b.volume for b in bars],
+        adopt,
+    )
+
+
+def session_ends(market: _core.Market, timezone: str) -> np.ndarray | None:
+    """Per tick of ``market``'s timeline, whether it is the last tick of a calendar day in
+    ``timezone`` (equity is sampled there); None for UTC, the engine's own default."""
+    if timezone.upper() == "UTC":
+        return None
+    times = pd.DatetimeIndex(pd.to_datetime(market.timeline(), utc=True)).tz_convert(timezone)
+    day = times.normalize().asi8
+    ends = np.ones(len(day), dtype=bool)
+    ends[:-1] = day[1:] != day[:-1]
+    return ends
+
+
+_UNSET: Any = object()
+
+
+def _run(
+    market: _core.Market,
+    strategy: type[Strategy],
+    config: BacktestConfig,
+    params: Mapping[str, Any],
+    metadata: pd.DataFrame | None,
+    ends: np.ndarray | None,
+) -> tuple[_core.Engine, Strategy]:
+    """One run of the engine: the finished engine and the strategy instance."""
+    if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
+        raise TypeError(f"strategy must be a subclass of tickstep.Strategy, got {strategy!r}")
+    if not isinstance(config, BacktestConfig):
+        raise TypeError(f"config must be a tickstep.BacktestConfig, got {type(config).__name__}")
+    params = dict(params)
+    strategy.check_parameters(params)
+    engine = _core.Engine(market, **config.engine_options())
+    if ends is _UNSET:
+        ends = session_ends(market, config.timezone)
+    if ends is not None:
+        engine.set_session_ends(ends)
+    ctx = _core.Context(market)
+    instance = strategy(ctx, list(market.symbols), params, config.sizer, market, metadata)
+    engine.run(
+        ctx,
+        init=instance.init,
+        next=instance.next if strategy.next is not Strategy.next else None,
+        on_tick=instance.on_tick if strategy.on_tick is not Strategy.on_tick else None,
+    )
+    return engine, instance
+
+
+def _span(market: _core.Market) -> tuple[pd.Timestamp, pd.Timestamp]:
+    timeline = market.timeline()
+    return pd.Timestamp(int(timeline[0]), tz="UTC"), pd.Timestamp(int(timeline[-1]), tz="UTC")
+
+
+def simulate(
+    market: _core.Market,
+    strategy: type[Strategy],
+    config: BacktestConfig,
+    params: Mapping[str, Any] | None = None,
+    *,
+    metadata: pd.DataFrame | None = None,
+    symbols: pd.CategoricalDtype | None = None,
+    ends: np.ndarray | None = _UNSET,
+) -> Result:
+    """Run ``strategy`` with ``params`` (over its class defaults) on ``market``.
+
+    Parameters
+    ----------
+    market : tickstep._core.Market
+        The bars (see `market_from_columns`); shared, never modified.
+    strategy : type[Strategy]
+    config : BacktestConfig
+    params : mapping, optional
+        Parameters overriding the strategy's class-level defaults (checked first).
+    metadata : DataFrame, optional
+        Symbol metadata the strategy reads as ``self.metadata``.
+    symbols, ends :
+        Precomputed by a caller that runs the same market many times: the symbols'
+        categorical dtype and `session_ends` for ``config.timezone``.
+
+    A strategy's exception propagates unchanged (same type and traceback) with a note
+    naming the symbol and time at which it happened.
+    """
+    params = dict(params or {})
+    engine, instance = _run(market, strategy, config, params, metadata, ends)
+    start, end = _span(market)
+    return build_result(
+        engine,
+        symbols if symbols is not None else pd.CategoricalDtype(list(market.symbols)),
+        cash=config.cash,
+        risk_free_rate=config.risk_free_rate,
+        start=start,
+        end=end,
+        params={**strategy.parameters(), **params},
+        strategy=instance,
+    )
+
+
+def _times(ns: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(np.asarray(ns, dtype="int64").view("datetime64[ns]")).tz_localize("UTC")
+
+
+def simulate_stats(
+    market: _core.Market,
+    strategy: type[Strategy],
+    config: BacktestConfig,
+    params: Mapping[str, Any] | None = None,
+    *,
+    metadata: pd.DataFrame | None = None,
+    ends: np.ndarray | None = _UNSET,
+) -> pd.Series:
+    """``simulate(...).stats``, without building the frames statistics do not read.
+
+    The same run and the same `~tickstep.metrics.compute_stats` on the columns it
+    documents using (equity, gross exposure; trade pnl, return, commission, bars held,
+    MAE, MFE): equal to ``simulate(...).stats`` bit for bit.
+    """
+    engine, instance = _run(market, strategy, config, dict(params or {}), metadata, ends)
+    raw = engine.trades()
+    eq = engine.equity()
+    # The core's objects must die on this thread: a profiler holding this frame (Dask's
+    # samples every worker thread) would otherwise free them on its own thread.
+    del engine, instance
+    trades = pd.DataFrame({c: raw[c] for c in _TRADE_STAT_COLUMNS})
+    equity = pd.DataFrame(
+        {"equity": eq["equity"], "gross_exposure": eq["gross_exposure"]}, index=_times(eq["ts"])
+    )
+    start, end = _span(market)
+    return compute_stats(
+        equity,
+        trades,
+        initial_cash=config.cash,
+        risk_free_rate=config.risk_free_rate,
+        start=start,
+        end=end,
+    )

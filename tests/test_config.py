@@ -1,0 +1,189 @@
+"""BacktestConfig: one place for every option, its default and its rule."""
+
+from __future__ import annotations
+
+import dataclasses
+import doctest
+import math
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+from conftest import make_bars
+from tickstep import BacktestConfig, ConfigError, FixedSize, PercentOfEquity
+from tickstep.batch import run_batch
+from tickstep.config import split_options
+
+
+def test_defaults():
+    config = BacktestConfig()
+    assert config.options() == {
+        "cash": 10_000.0,
+        "commission": 0.0,
+        "commission_fixed": 0.0,
+        "slippage": 0.0,
+        "trade_on_close": False,
+        "leverage": 1.0,
+        "sizer": PercentOfEquity(0.95),
+        "record_every_bar": False,
+        "timezone": "UTC",
+        "risk_free_rate": 0.0,
+    }
+
+
+def test_frozen_picklable_and_comparable():
+    config = BacktestConfig(cash=50_000, commission=0.001, sizer=FixedSize(3), timezone="Europe/Paris")
+    again = pickle.loads(pickle.dumps(config))
+    assert again == config and hash(repr(again)) == hash(repr(config))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.cash = 1.0  # type: ignore[misc]
+    assert config.replace(cash=1.0).cash == 1.0 and config.cash == 50_000.0
+
+
+def test_numbers_are_kept_as_floats_not_coerced_from_text():
+    config = BacktestConfig(cash=np.int64(20_000), leverage=2, slippage=np.float32(1.5))
+    assert type(config.cash) is float and config.cash == 20_000.0
+    assert type(config.leverage) is float and config.slippage == 1.5
+
+
+def test_engine_options_are_the_cores_spelling():
+    config = BacktestConfig(cash=5_000, commission=0.002, commission_fixed=1.0, slippage=3.0,
+                            trade_on_close=True, leverage=2.0, record_every_bar=True)
+    assert config.engine_options() == {
+        "cash": 5_000.0, "commission": 0.002, "commission_fixed": 1.0, "slippage_bps": 3.0,
+        "fill_at": "close", "leverage": 2.0, "record_every_bar": True,
+    }
+    tickstep._core.Engine(_tiny_market(), **config.engine_options())  # the core takes them
+
+
+def test_every_option_is_documented_and_has_a_rule():
+    for f in dataclasses.fields(BacktestConfig):
+        assert f"{f.name} :" in BacktestConfig.__doc__, f.name
+        assert callable(f.metadata["rule"]), f.name
+
+
+@pytest.mark.parametrize(
+    ("options", "culprit", "says"),
+    [
+        ({"cash": "lots"}, "cash='lots'", "positive finite number"),
+        ({"cash": 0}, "cash=0", "positive"),
+        ({"cash": -5.0}, "cash=-5.0", "positive"),
+        ({"cash": math.inf}, "cash=inf", "finite"),
+        ({"cash": True}, "cash=True", "got bool"),
+        ({"cash": None}, "cash=None", "got NoneType"),
+        ({"commission": None}, "commission=None", "fraction"),
+        ({"commission": 1.0}, "commission=1.0", "[0, 1)"),
+        ({"commission": -0.001}, "commission=-0.001", "[0, 1)"),
+        ({"commission": "0.1%"}, "commission='0.1%'", "got str"),
+        ({"commission_fixed": -1}, "commission_fixed=-1", ">= 0"),
+        ({"slippage": math.nan}, "slippage=nan", "finite"),
+        ({"slippage": [1]}, "slippage=[1]", "got list"),
+        ({"trade_on_close": "no"}, "trade_on_close='no'", "True or False"),
+        ({"trade_on_close": 1}, "trade_on_close=1", "True or False"),
+        ({"trade_on_close": None}, "trade_on_close=None", "True or False"),
+        ({"record_every_bar": "yes"}, "record_every_bar='yes'", "True or False"),
+        ({"leverage": 0}, "leverage=0", "positive"),
+        ({"leverage": "2x"}, "leverage='2x'", "got str"),
+        ({"sizer": 0.5}, "sizer=0.5", "callable"),
+        ({"timezone": None}, "timezone=None", "IANA timezone"),
+        ({"timezone": "Mars/Phobos"}, "timezone='Mars/Phobos'", "unknown timezone"),
+        ({"timezone": ""}, "timezone=''", "IANA timezone"),
+        ({"timezone": 5}, "timezone=5", "got int"),
+        ({"risk_free_rate": math.nan}, "risk_free_rate=nan", "finite"),
+        ({"risk_free_rate": -1.0}, "risk_free_rate=-1.0", "above -1"),
+        ({"risk_free_rate": "2%"}, "risk_free_rate='2%'", "got str"),
+        ({"comission": 0.001}, "unknown option 'comission'", "did you mean 'commission'"),
+        ({"cahs": 1}, "unknown option 'cahs'", "did you mean 'cash'"),
+        ({"trade_on_closed": True}, "unknown option 'trade_on_closed'", "did you mean 'trade_on_close'"),
+        ({"zzz": 1}, "unknown option 'zzz'", "options: cash, commission"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_option_and_the_rule(options, culprit, says):
+    for make in (lambda: BacktestConfig(**options), lambda: BacktestConfig().replace(**options)):
+        with pytest.raises(ConfigError) as info:
+            make()
+        assert culprit in str(info.value) and says in str(info.value), str(info.value)
+    assert issubclass(ConfigError, ValueError)
+
+
+def _tiny_market():
+    from tickstep.simulation import market_from_columns
+
+    return market_from_columns(tickstep.data.to_market_columns(make_bars([(1, 2, 0.5, 1.5)] * 3)))
+
+
+class _Hold(tickstep.Strategy):
+    def next(self, symbol):
+        if not self.position():
+            self.buy(size=1)
+
+
+@pytest.fixture(scope="module")
+def bars():
+    rows = [(10 + i, 11 + i, 9 + i, 10.5 + i) for i in range(20)]
+    return make_bars(rows)
+
+
+@pytest.fixture(scope="module")
+def sources(bars, tmp_path_factory):
+    """The same bars in memory, as a CSV file and in a DuckDB store."""
+    root = tmp_path_factory.mktemp("sources")
+    csv = root / "AAA.csv"
+    bars.rename_axis("time").to_csv(csv)
+    store_path = root / "bars.duckdb"
+    with tickstep.data.Store(store_path) as store:
+        store.ingest(bars, symbol="AAA")
+    return {"memory": bars, "file": str(csv), "store": str(store_path)}
+
+
+@pytest.mark.parametrize("kind", ["memory", "file", "store"])
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [("comission", "commission"), ("slipage", "slippage"), ("regular_hour", "regular_hours"),
+     ("timezon", "timezone")],
+)
+def test_misspelled_options_get_a_hint_in_every_data_path(sources, kind, name, hint):
+    with pytest.raises(ConfigError) as info:
+        tickstep.Backtest(sources[kind], _Hold, **{name: 1})
+    assert f"unknown option {name!r} — did you mean {hint!r}?" in str(info.value)
+    with pytest.raises(ConfigError, match=f"unknown option {name!r} — did you mean {hint!r}"):
+        run_batch(_Hold, sources[kind], cache=False, executor="sequential",
+                                 **{name: 1})
+
+
+@pytest.mark.parametrize("kind", ["memory", "file", "store"])
+def test_bad_values_are_refused_before_the_data_is_read(sources, kind):
+    with pytest.raises(ConfigError, match="trade_on_close='no'"):
+        tickstep.Backtest(sources[kind], _Hold, trade_on_close="no")
+    with pytest.raises(ConfigError, match="timezone=None"):
+        tickstep.Backtest(sources[kind], _Hold, timezone=None)
+
+
+def test_a_config_and_named_options_give_the_same_runs(bars):
+    config = BacktestConfig(cash=1_000, commission=0.01, trade_on_close=True)
+    by_config = tickstep.Backtest(bars, _Hold, config).run()
+    by_name = tickstep.Backtest(bars, _Hold, cash=1_000, commission=0.01, trade_on_close=True).run()
+    pd.testing.assert_series_equal(by_config.stats, by_name.stats)
+    # Named options override the config's.
+    bt = tickstep.Backtest(bars, _Hold, config, cash=2_000)
+    assert bt.config == config.replace(cash=2_000)
+    # trade_on_close reached the core: the first buy fills at the first bar's close.
+    assert by_config.fills["price"].iloc[0] == bars["close"].iloc[0]
+    assert tickstep.Backtest(bars, _Hold).run().fills["price"].iloc[0] == bars["open"].iloc[1]
+
+
+def test_split_options_separates_load_options():
+    config, load = split_options({"cash": 1.0, "regular_hours": True}, ["regular_hours"])
+    assert config == {"cash": 1.0} and load == {"regular_hours": True}
+    with pytest.raises(ConfigError, match="did you mean 'regular_hours'"):
+        split_options({"regular_hour": True}, ["regular_hours"])
+
+
+@pytest.mark.parametrize("module", ["tickstep.config", "tickstep.timeframes", "tickstep.hints"])
+def test_docstring_examples_run(module):
+    import importlib
+
+    failures, tried = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert tried > 0 and failures == 0
