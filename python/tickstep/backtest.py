@@ -8,17 +8,13 @@ from typing import Any
 import pandas as pd
 
 from tickstep import _core
-from tickstep._select import load
 from tickstep.config import BacktestConfig, split_options
+from tickstep.data import LOAD_OPTIONS, resolve
 from tickstep.results import Result
 from tickstep.simulation import market_from_columns, session_ends, simulate
 from tickstep.strategy import Strategy
 
 __all__ = ["Backtest"]
-
-
-#: Options a data source's ``load`` takes (the door's list once it publishes one).
-_LOAD_OPTIONS = ("regular_hours", "timeframe", "symbol_column")
 
 
 class Backtest:
@@ -27,20 +23,23 @@ class Backtest:
     Parameters
     ----------
     data : DataFrame, mapping of symbol -> DataFrame, long DataFrame with a ``symbol``
-        column, :class:`tickstep.data.MarketColumns`, a store (``tickstep.data.Store``) or a
-        path / ``postgresql://`` URL of one, or a prepared ``tickstep._core.Market``.
-        Column names are case-insensitive.
+        column, :class:`tickstep.data.MarketColumns`, a file of bars (CSV, Parquet,
+        Arrow), a store (``tickstep.data.Store``) or a path / ``postgresql://`` URL of
+        one -- anything `tickstep.data.resolve` takes -- or a prepared
+        ``tickstep._core.Market``.
     strategy : type[Strategy]
     config : BacktestConfig, optional
         Every engine and accounting option at once; options passed by name below
         override it.
     symbols, start, end :
-        Restrict the data to these symbols and this time range (inclusive).
+        Restrict the data to these symbols and this time range, both inclusive; a date
+        alone means that whole day (the rule of `tickstep.data.resolve`).
     **options :
         Any option of `tickstep.BacktestConfig` by name -- ``cash``, ``commission``,
         ``commission_fixed``, ``slippage``, ``trade_on_close``, ``leverage``, ``sizer``,
         ``record_every_bar``, ``timezone``, ``risk_free_rate`` -- or a load option of the
-        data source (``regular_hours=True``, ``timeframe="1d"``). Any other name is refused
+        data source (``regular_hours=True``, ``timeframe="1d"``, ``symbol_column="ticker"``;
+        see `tickstep.data.LOAD_OPTIONS`). Any other name is refused
         with a "did you mean" hint.
 
     Examples
@@ -69,7 +68,7 @@ class Backtest:
         if config is not None and not isinstance(config, BacktestConfig):
             raise TypeError(f"config must be a tickstep.BacktestConfig, got {type(config).__name__}")
         # Options first: a misspelled one is refused before any data is read.
-        config_options, load_options = split_options(options, _LOAD_OPTIONS)
+        config_options, load_options = split_options(options, LOAD_OPTIONS)
         base = config if config is not None else BacktestConfig()
         self._config = base.replace(**config_options) if config_options else base
         self._strategy = strategy
@@ -80,7 +79,8 @@ class Backtest:
             self._market = data
             metadata = None
         else:
-            columns = load(data, symbols, start, end, load_options)
+            # The one door: every kind of data, one rule for symbols, start and end.
+            columns = resolve(data, symbols=symbols, start=start, end=end, **load_options)
             metadata = columns.metadata
             # The core adopts the door's immutable arrays (or copies the others once).
             self._market = market_from_columns(columns)

@@ -31,7 +31,7 @@ from tickstep.batch.sources import prepare_data
 from tickstep.batch.worker import Chunk
 from tickstep.batch.worker_cache import WorkerCache
 from tickstep.config import BacktestConfig, split_options
-from tickstep.data import MarketColumns, SymbolBars
+from tickstep.data import LOAD_OPTIONS, MarketColumns, SymbolBars
 from tickstep.hints import did_you_mean
 from tickstep.metrics import STAT_LABELS
 from tickstep.strategy import Strategy
@@ -42,8 +42,6 @@ ROW_TAIL = ("run_time", "status", "error", "cached")
 #: Forked workers take the bars the parent holds (copy-on-write pages, nothing pickled)
 #: instead of each loading them; off, they always load from the data source.
 SHARE_WITH_FORKED_WORKERS = True
-#: Options a data source's ``load`` takes (the door's list once it publishes one).
-_LOAD_OPTIONS = ("regular_hours", "timeframe", "symbol_column")
 _RESERVED = {"symbols", "score", *ROW_TAIL, *STAT_LABELS}
 
 
@@ -211,7 +209,7 @@ def run_batch(
     (['oversold', 'symbols'], True)
     """
     t_start = time.perf_counter()
-    config_options, more_load_options = split_options(options, _LOAD_OPTIONS)
+    config_options, more_load_options = split_options(options, LOAD_OPTIONS)
     if config is not None and not isinstance(config, BacktestConfig):
         raise TypeError(f"config must be a tickstep.BacktestConfig, got {type(config).__name__}")
     config = (config or BacktestConfig()).replace(**config_options)

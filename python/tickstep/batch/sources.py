@@ -33,14 +33,22 @@ import pyarrow as pa
 from pyarrow import ipc
 
 from tickstep import _core
-from tickstep._select import select
 from tickstep.batch.jobs import _digest, canonical, loader_fingerprint
-from tickstep.data import DataError, MarketColumns, SymbolBars, to_market_columns
+from tickstep.data import (
+    BarsFile,
+    BarStore,
+    DataError,
+    MarketColumns,
+    SymbolBars,
+    open_store,
+    resolve,
+)
+from tickstep.data._files import file_format
 
 __all__ = ["DataSource", "PreparedData", "Snapshot", "default_scratch_dir", "prepare_data"]
 
 _COLUMNS = ("ts", "open", "high", "low", "close", "volume")
-_FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".gz", ".txt", ".arrow", ".feather", ".ipc")
+_POSTGRES_SCHEMES = ("postgresql:", "postgres:")
 _SNAPSHOT_SYMBOLS = b"tickstep.symbols"
 
 
@@ -125,22 +133,21 @@ class DataSource:
     def connect(self) -> Any:
         """A new connection to the store (``store`` and ``store-object`` sources)."""
         if self.kind == "store":
-            from tickstep.data import Store
-
-            return Store(self.location, read_only=True)
+            return open_store(self.location, read_only=True)
         return pickle.loads(self.payload or b"")  # e.g. a PostgresStore reconnects by URL
 
     def load_from(self, store: Any, symbols: Sequence[str]) -> MarketColumns:
-        """``symbols`` from an open ``store`` with this source's request."""
-        return store.load(sorted(symbols), start=self.start, end=self.end, **dict(self.load_options))
+        """``symbols`` from an open ``store`` with this source's request, through the door."""
+        return resolve(store, symbols=sorted(symbols), start=self.start, end=self.end,
+                       **dict(self.load_options))
 
     def read_file(self) -> MarketColumns:
         """The whole bars file (``file`` sources); `select` keeps the request's part."""
-        return _read_file(self.location)
+        return resolve(self.location, **dict(self.load_options))
 
     def select(self, columns: MarketColumns, symbols: Sequence[str]) -> MarketColumns:
-        """``symbols`` of ``columns`` within this source's ``start``/``end``."""
-        return select(columns, sorted(symbols), self.start, self.end)
+        """``symbols`` of ``columns`` within this source's ``start``/``end`` (the door's rule)."""
+        return resolve(columns, symbols=sorted(symbols), start=self.start, end=self.end)
 
     def load(self, symbols: Sequence[str]) -> MarketColumns:
         """Load ``symbols`` once, holding nothing open afterwards (the parent's case;
@@ -148,18 +155,13 @@ class DataSource:
         if self.kind == "snapshot":
             return Snapshot.open(self.location).columns(sorted(symbols))
         if self.kind == "file":
-            return self.select(self.read_file(), symbols)
+            return resolve(self.location, symbols=sorted(symbols), start=self.start,
+                           end=self.end, **dict(self.load_options))
         store = self.connect()
         try:
             return self.load_from(store, symbols)
         finally:
             store.close()
-
-
-def _read_file(path: str) -> MarketColumns:
-    from tickstep.data import resolve
-
-    return resolve(path)
 
 
 # Snapshots: one Arrow IPC file, rows sorted by symbol, read by memory map (no copy).
@@ -291,10 +293,6 @@ def _symbol_request(symbols: Sequence[str] | None) -> list[str] | None:
     return None if symbols is None else sorted(set(symbols))
 
 
-def _is_store(data: Any) -> bool:
-    return hasattr(data, "load") and not isinstance(data, (pd.DataFrame, Mapping, MarketColumns))
-
-
 def prepare_data(
     data: Any,
     *,
@@ -323,52 +321,40 @@ def prepare_data(
     scratch = Path(scratch_dir) if scratch_dir is not None else default_scratch_dir()
     request = _symbol_request(symbols)
     options = tuple(sorted(load_options.items()))
-    if isinstance(data, (str, PathLike)) and not str(data).startswith(("postgresql:", "postgres:")):
+    if isinstance(data, _core.Market):
+        raise TypeError("pass the data (store, path, DataFrame, MarketColumns), not a Market")
+
+    def load() -> MarketColumns:  # the one door, as `Backtest` uses it
+        return resolve(data, symbols=request, start=start, end=end, **load_options)
+
+    is_path = isinstance(data, (str, PathLike))
+    if is_path and not str(data).startswith(_POSTGRES_SCHEMES):
+        # A file or a DuckDB store by path: fingerprints are remembered by the file's
+        # identity, so a repeated batch reads nothing; workers open the path themselves.
         path = str(Path(data).expanduser())
-        if path.lower().endswith(_FILE_SUFFIXES):
-            if options:
-                raise TypeError(f"load options {sorted(load_options)} need a store, not a file")
-
-            def load_file() -> MarketColumns:
-                columns = _read_file(path)
-                if request is None and start is None and end is None:
-                    return columns
-                return select(columns, request or columns.symbols, start, end)
-
-            return _stat_keyed("file", path, start, end, (), load_file, request, cache, None)
-        if not Path(path).exists():
-            raise DataError(f"store file '{path}' does not exist", source=path)
+        kind = "file" if file_format(path) is not None else "store"
+        if kind == "store" and not Path(path).exists():
+            resolve(path)  # refuses, naming the path and the kinds of source
+        return _stat_keyed(kind, path, start, end, options, load, request, cache, None)
+    if is_path or isinstance(data, (BarStore, BarsFile)):
+        store = open_store(data) if is_path else data
 
         def load_store() -> MarketColumns:
-            from tickstep.data import Store
+            return resolve(store, symbols=request, start=start, end=end, **load_options)
 
-            with Store(path, read_only=True) as store:
-                return store.load(request, start=start, end=end, **load_options)
-
-        return _stat_keyed("store", path, start, end, options, load_store, request, cache, None)
-    if isinstance(data, (str, PathLike)) or _is_store(data):
-        store = data
-        if isinstance(data, (str, PathLike)):
-            from tickstep.data import open_store
-
-            store = open_store(data)
-
-        def load_object() -> MarketColumns:
-            return store.load(request, start=start, end=end, **load_options)
-
-        path = getattr(store, "path", None)
-        if path is not None and path != ":memory:":
+        path = getattr(store, "path", None) if isinstance(store, BarStore) else None
+        if path is not None and str(path) != ":memory:":
             # A store this process writes to holds the file's lock, so workers could not
             # open it: they get a snapshot of what the batch loads, written once.
             snapshot = None if getattr(store, "read_only", False) else scratch
             return _stat_keyed(
-                "store", str(path), start, end, options, load_object, request, cache, snapshot
+                "store", str(path), start, end, options, load_store, request, cache, snapshot
             )
         try:
             payload = pickle.dumps(store, protocol=5)
         except (TypeError, AttributeError, pickle.PicklingError):  # exists only here
             payload = None
-        columns = load_object()
+        columns = load_store()
         fingerprints = fingerprint_columns(columns)
         if payload is not None and len(payload) < 1 << 16:
             token = _digest(repr(store), *sorted(fingerprints.values()))
@@ -378,18 +364,12 @@ def prepare_data(
             sorted(fingerprints), fingerprints, None,
             _snapshot_source(lambda: columns, fingerprints, scratch), loaded=columns,
         )
-    if options:
-        raise TypeError(f"unexpected load options for in-memory data: {sorted(load_options)}")
-    if isinstance(data, _core.Market):
-        raise TypeError("pass the data (store, path, DataFrame, MarketColumns), not a Market")
-    columns = to_market_columns(data) if not isinstance(data, MarketColumns) else data
-    if request is not None or start is not None or end is not None:
-        columns = select(columns, request or columns.symbols, start, end)
+    # In memory: validated once here, then written once as a snapshot the workers map.
+    columns = load()
     fingerprints = fingerprint_columns(columns)
-    selected = columns
     return PreparedData(
         sorted(fingerprints), fingerprints, None,
-        _snapshot_source(lambda: selected, fingerprints, scratch), loaded=columns,
+        _snapshot_source(lambda: columns, fingerprints, scratch), loaded=columns,
     )
 
 
