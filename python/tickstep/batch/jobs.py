@@ -280,7 +280,7 @@ def _affects_results(rel: Path) -> bool:
     # Loading code is covered by the data's own fingerprint (a hash of the loaded bars),
     # and the batch machinery by KEY_VERSION, except the worker's run_stats.
     top = rel.parts[0]
-    if top == "data" or rel.as_posix() in ("__main__.py", "cli.py"):
+    if top in ("data", "cli", "service") or rel.as_posix() in ("__main__.py", "cli.py"):
         return False
     return top != "batch" or rel.name == "worker.py"
 

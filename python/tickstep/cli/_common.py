@@ -1,0 +1,145 @@
+"""What every command shares: reading ``name=value`` arguments, opening data, printing.
+
+Strategy parameters given on the command line are text; each is read as the type of the
+parameter's default on the strategy class (int, float, bool or str), so ``fast=2.7`` for
+an int parameter is refused with the parameter's name instead of becoming 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+__all__ = [
+    "UsageError",
+    "open_data",
+    "parse_assignments",
+    "parse_engine_options",
+    "parse_symbols",
+    "read_value",
+]
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+class UsageError(click.ClickException):
+    """A bad argument: one line naming it (``Error: ...``), exit code 2."""
+
+    exit_code = 2
+
+
+def read_value(name: str, text: str, default: Any) -> Any:
+    """``text`` as the type of ``default`` (a strategy parameter's or option's default).
+
+    Examples
+    --------
+    >>> read_value("fast", "5", 10), read_value("reverse", "yes", False)
+    (5, True)
+    >>> read_value("fast", "2.7", 10)
+    Traceback (most recent call last):
+    ...
+    tickstep.cli._common.UsageError: fast=2.7: expected a whole number (fast defaults to 10)
+    """
+    text = text.strip()
+    kind = type(default)
+    try:
+        if isinstance(default, bool):
+            low = text.lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError("expected true or false")
+        if isinstance(default, (int, np.integer)):
+            try:
+                return int(text)
+            except ValueError:
+                raise ValueError("expected a whole number") from None
+        if isinstance(default, (float, np.floating)):
+            value = float(text)
+            if math.isnan(value):
+                raise ValueError("expected a number, not NaN")
+            return value
+        if default is None:  # no declared type: the most specific reading
+            return _literal(text)
+        if isinstance(default, str):
+            return text
+        raise ValueError(f"parameters of type {kind.__name__} cannot be given on the command line")
+    except ValueError as exc:
+        msg = str(exc) if str(exc).startswith(("expected", "parameters")) else f"expected {kind.__name__}"
+        raise UsageError(f"{name}={text}: {msg} ({name} defaults to {default!r})") from None
+
+
+def _literal(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_assignments(
+    items: Iterable[str], defaults: Mapping[str, Any], *, what: str, lists: bool
+) -> dict[str, Any]:
+    """``["fast=5,10", "slow=30"]`` -> ``{"fast": [5, 10], "slow": 30}`` (lists only when
+    ``lists``), each value read as its default's type; unknown names refused with a hint."""
+    import difflib
+
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"{what} {item!r}: expected NAME=VALUE")
+        if name not in defaults:
+            close = difflib.get_close_matches(name, list(defaults), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(defaults) or "none"
+            raise UsageError(f"unknown {what} {name!r}{hint} ({what}s: {known})")
+        if name in out:
+            raise UsageError(f"{what} {name!r} given twice")
+        parts = [p for p in text.split(",")] if lists else [text]
+        if any(not p.strip() for p in parts):
+            raise UsageError(f"{what} {item!r}: empty value")
+        values = [read_value(name, p, defaults[name]) for p in parts]
+        out[name] = values if len(values) > 1 else values[0]
+    return out
+
+
+def parse_engine_options(items: Iterable[str]) -> dict[str, Any]:
+    """``-o name=value`` engine options, each read as its default's type."""
+    from tickstep.service.options import ENGINE_DEFAULTS
+
+    return parse_assignments(items, ENGINE_DEFAULTS, what="option", lists=False)
+
+
+def parse_symbols(values: Iterable[str]) -> list[str] | None:
+    """``--symbols A,B --symbols C`` -> ``["A", "B", "C"]``; nothing given -> None (all)."""
+    out = [s.strip() for v in values for s in v.split(",") if s.strip()]
+    return out or None
+
+
+def open_data(text: str) -> Any:
+    """A store file, ``postgresql://`` URL or CSV/Parquet file, refused clearly if missing."""
+    from tickstep import data
+
+    if not text.startswith(("postgresql://", "postgres://")) and not Path(text).exists():
+        raise UsageError(f"--data {text!r}: no such file")
+    return data.open_store(text, read_only=True)
+
+
+def dumps(value: Any) -> str:
+    from tickstep.service.rows import jsonable
+
+    return json.dumps(jsonable(value), indent=2, allow_nan=False)

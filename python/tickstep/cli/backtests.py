@@ -1,0 +1,267 @@
+"""``tickstep run``, ``tickstep batch`` and ``tickstep runs``."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tickstep.cli._common import (
+    UsageError,
+    dumps,
+    open_data,
+    parse_assignments,
+    parse_engine_options,
+    parse_symbols,
+)
+
+__all__ = ["batch", "run", "runs"]
+
+_DATA_HELP = "Bars: a DuckDB store file, a postgresql:// URL, or a CSV/Parquet file."
+_OPTION_HELP = ("Engine option NAME=VALUE, repeatable: cash, commission, commission_fixed, "
+                "slippage, trade_on_close, leverage, record_every_bar, timezone, risk_free_rate.")
+
+
+def _strategy(name: str) -> type:
+    from tickstep.strategies import UnknownStrategyError, load
+
+    try:
+        return load(name)
+    except UnknownStrategyError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _data_options(f: Any) -> Any:
+    for decorator in reversed([
+        click.option("--data", "-d", required=True, metavar="STORE|FILE", help=_DATA_HELP),
+        click.option("--symbols", "-s", multiple=True, metavar="SYM[,SYM...]",
+                     help="Symbols to use (all by default); repeatable or comma-separated."),
+        click.option("--start", metavar="TIME", help="First time to use (inclusive)."),
+        click.option("--end", metavar="TIME", help="Last time to use (inclusive)."),
+        click.option("-o", "--option", "options", multiple=True, metavar="NAME=VALUE",
+                     help=_OPTION_HELP),
+    ]):
+        f = decorator(f)
+    return f
+
+
+@click.command()
+@click.argument("strategy")
+@_data_options
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Strategy parameter, repeatable (read as the type of its default).")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write the HTML report here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, end: str | None,
+        options: tuple[str, ...], params: tuple[str, ...], report: str | None,
+        as_json: bool) -> int:
+    """Backtest STRATEGY (a registered name, see `tickstep strategies`) once.
+
+    \b
+    Example:
+      tickstep run sma_cross --data market.duckdb -p fast=5 -p slow=20 -o cash=100000
+    """
+    import tickstep
+
+    cls = _strategy(strategy)
+    values = parse_assignments(params, cls.parameters(), what="parameter", lists=False)
+    engine = parse_engine_options(options)
+    source = open_data(data)
+    try:
+        t0 = time.perf_counter()
+        bt = tickstep.Backtest(source, cls, symbols=parse_symbols(symbols), start=start, end=end,
+                               **engine)
+        result = bt.run(**values)
+        seconds = time.perf_counter() - t0
+    finally:
+        source.close()
+    if report:
+        write_report = getattr(result, "report", None)
+        if write_report is None:
+            raise UsageError("--report: this tickstep has no HTML report yet (Result.report)")
+        write_report(report)
+    if as_json:
+        click.echo(dumps({
+            "strategy": strategy,
+            "parameters": {**cls.parameters(), **values},
+            "symbols": list(bt.symbols),
+            "stats": dict(result.stats.items()),
+            "seconds": seconds,
+        }))
+    else:
+        click.echo(result.summary())
+        if report:
+            click.echo(f"report: {report}")
+    return 0
+
+
+@click.command()
+@click.argument("strategy")
+@_data_options
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=V1[,V2...]",
+              help="Parameter values to try, repeatable; the grid is every combination.")
+@click.option("--portfolio", is_flag=True,
+              help="All symbols in one backtest (default: each symbol alone).")
+@click.option("--sequential", is_flag=True, help="Run in this process, one job after another.")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default: cores).")
+@click.option("--by", "maximize", default="Sharpe Ratio", show_default=True,
+              help="Statistic the rows are sorted by, best first.")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Rows to print.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write every row to a .parquet, .csv or .json file.")
+@click.option("--results", metavar="DB",
+              help="Also store every run in this database (SQLite file or postgresql:// URL).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the results cache.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr (default: when stderr is a terminal).")
+def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, end: str | None,
+          options: tuple[str, ...], params: tuple[str, ...], portfolio: bool, sequential: bool,
+          workers: int | None, maximize: str, top: int, out: str | None, results: str | None,
+          no_cache: bool, progress: bool | None) -> int:
+    """Backtest STRATEGY over symbols x a parameter grid, in parallel, cached.
+
+    \b
+    Example:
+      tickstep batch sma_cross --data market.duckdb -p fast=5,10,20 -p slow=30,60 \\
+          --out rows.parquet --results runs.sqlite
+    """
+    import pandas as pd
+
+    from tickstep.batch import run_batch
+
+    cls = _strategy(strategy)
+    grid = parse_assignments(params, cls.parameters(), what="parameter", lists=True)
+    engine = parse_engine_options(options)
+    if out and Path(out).suffix.lower() not in (".parquet", ".csv", ".json"):
+        raise UsageError(f"--out {out!r}: the file must end in .parquet, .csv or .json")
+    if not data.startswith(("postgresql://", "postgres://")) and not Path(data).exists():
+        raise UsageError(f"--data {data!r}: no such file")
+    rows = run_batch(
+        strategy, data, params=grid or None, symbols=parse_symbols(symbols), portfolio=portfolio,
+        maximize=maximize, executor="sequential" if sequential else None, max_workers=workers,
+        cache=not no_cache, progress=progress, start=start, end=end, **engine,
+    )
+    info = rows.attrs.get("batch", {})
+    if out:
+        _write_rows(rows, Path(out))
+    if results:
+        from tickstep.service.rows import frame_rows, jsonable
+        from tickstep.service.runs import RunsDB
+
+        db = RunsDB(results)
+        try:
+            batch_id = uuid.uuid4().hex[:16]
+            request = {"strategy": strategy, "data": data, "params": grid,
+                       "symbols": parse_symbols(symbols), "portfolio": portfolio,
+                       "options": engine, "start": start, "end": end, "source": "cli"}
+            db.create_batch(batch_id, strategy, jsonable(request), total=len(rows),
+                            status="running")
+            db.add_runs(batch_id, strategy, frame_rows(rows, list(grid)))
+            db.update_batch(batch_id, status="done", jobs_done=len(rows),
+                            jobs_cached=int(info.get("cached", 0)), started=True, finished=True)
+        finally:
+            db.close()
+    shown = [c for c in rows.columns if c in grid] + [
+        "symbols", maximize, "Return [%]", "# Trades", "status"]
+    shown = list(dict.fromkeys(c for c in shown if c in rows.columns))
+    if top:
+        with pd.option_context("display.width", 160, "display.max_columns", 20):
+            click.echo(rows[shown].head(top).to_string())
+    failed = int((rows["status"] != "ok").sum())
+    summary = (f"{info.get('jobs', len(rows))} jobs ({info.get('cached', 0)} from the cache, "
+               f"{info.get('ran', len(rows))} ran, {failed} failed) in "
+               f"{info.get('seconds', float('nan')):.2f} s")
+    if out:
+        summary += f"; rows in {out}"
+    if results:
+        summary += f"; stored as batch {batch_id} in {results}"
+    click.echo(summary, err=True)
+    return 1 if failed == len(rows) else 0
+
+
+def _write_rows(rows: Any, path: Path) -> None:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        rows.to_parquet(path)
+    elif suffix == ".csv":
+        rows.to_csv(path)
+    else:
+        path.write_text(dumps(rows.reset_index().to_dict(orient="records")))
+
+
+@click.command()
+@click.option("--results", metavar="DB",
+              help="The runs database (SQLite file or postgresql:// URL).")
+@click.option("--data", "-d", metavar="STORE",
+              help="Or the store whose runs database sits beside it (STORE.runs.sqlite).")
+@click.option("--strategy", help="Only runs of this strategy.")
+@click.option("--batch", "batch_id", help="Only runs of this batch.")
+@click.option("--since", help="Only runs created since: a date, 'today', or a span like 7d.")
+@click.option("--by", "order_by", help="Sort by this statistic or column, best first "
+              "(default: newest first).")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many rows.")
+@click.option("--per-strategy", is_flag=True,
+              help="One row per strategy: run count, average of --by (default Return [%]) "
+                   "and average calculation time.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def runs(results: str | None, data: str | None, strategy: str | None, batch_id: str | None,
+         since: str | None, order_by: str | None, top: int, per_strategy: bool,
+         as_json: bool) -> int:
+    """Query stored runs (from `tickstep batch --results` and the service).
+
+    \b
+    Examples:
+      tickstep runs --results runs.sqlite --top 5 --by "Sharpe Ratio"
+      tickstep runs --results runs.sqlite --per-strategy --since 7d
+    """
+    import pandas as pd
+
+    from tickstep.service.runs import RunsDB, default_runs_path, since_text
+
+    if (results is None) == (data is None):
+        raise UsageError("give --results DB or --data STORE (its runs database sits beside it)")
+    target = results or str(default_runs_path(data))
+    if not target.startswith(("postgresql://", "postgres://")) and not Path(target).exists():
+        raise UsageError(f"no runs database at {target!r}")
+    try:
+        when = since_text(since) if since else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    db = RunsDB(target)
+    try:
+        try:
+            if per_strategy:
+                found = db.summary(since=when, order_by=order_by or "Return [%]", limit=top)
+            else:
+                found = db.query_runs(strategy=strategy, batch_id=batch_id, since=when,
+                                      order_by=order_by, limit=top)
+        except ValueError as exc:
+            raise UsageError(f"--by: {exc}") from None
+    finally:
+        db.close()
+    if as_json:
+        click.echo(dumps(found))
+        return 0
+    if not found:
+        click.echo("(no runs)")
+        return 0
+    frame = pd.DataFrame(found)
+    if not per_strategy:
+        by_col = RunsDB.column_of(order_by) if order_by else None
+        cols = ["run_id", "strategy", "parameters", "symbols", "return_pct", "sharpe_ratio",
+                "trades", "calc_ms", "status", "created"]
+        if by_col and by_col not in cols:
+            cols.insert(4, by_col)
+        frame = frame[[c for c in cols if c in frame.columns]]
+        frame["parameters"] = frame["parameters"].map(
+            lambda p: ",".join(f"{k}={v}" for k, v in p.items()))
+    with pd.option_context("display.width", 200, "display.max_columns", 20,
+                           "display.max_colwidth", 40):
+        click.echo(frame.to_string(index=False))
+    return 0
+

@@ -1,0 +1,56 @@
+"""One stored run again, in full: its trades, equity curve or HTML report.
+
+A batch keeps only each run's statistics; the details come from running that one
+backtest again (the engine is deterministic: same data, code and parameters give the
+same result). The service calls `run_details` in a worker process, never on its event
+loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["run_details", "symbols_of"]
+
+
+def symbols_of(request: dict[str, Any], label: str) -> list[str] | None:
+    """The symbols a run's label stands for in its batch: a group's members, every
+    requested symbol for ``"portfolio"``, or the symbol itself."""
+    symbols = request.get("symbols")
+    if isinstance(symbols, dict):
+        return list(symbols[label])
+    if request.get("portfolio"):
+        return list(symbols) if symbols else None
+    return [label]
+
+
+def run_details(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one backtest from plain values; the result's statistics, trades and equity
+    as JSON values, or, with ``spec["report"]`` (a path), write its HTML report there."""
+    import tickstep
+    from tickstep.service.rows import jsonable
+    from tickstep.strategies import load
+
+    load_options = {}
+    if spec.get("regular_hours"):
+        load_options["regular_hours"] = True
+    if spec.get("timeframe"):
+        load_options["timeframe"] = spec["timeframe"]
+    store = tickstep.data.open_store(spec["store"], read_only=True)
+    try:
+        bt = tickstep.Backtest(store, load(spec["strategy"]), symbols=spec.get("symbols"),
+                               start=spec.get("start"), end=spec.get("end"),
+                               **spec.get("options", {}), **load_options)
+        result = bt.run(**spec.get("params", {}))
+    finally:
+        store.close()
+    if spec.get("report"):
+        result.report(spec["report"])
+        return {"report": spec["report"]}
+    trades = result.trades.copy()
+    equity = result.equity.reset_index()
+    return {
+        "stats": jsonable(dict(result.stats.items())),
+        "trades": jsonable(trades.to_dict(orient="records")),
+        "equity": jsonable(equity.to_dict(orient="records")),
+    }

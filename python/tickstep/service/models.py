@@ -1,0 +1,229 @@
+"""What clients send and get back, checked by pydantic at the edge.
+
+A batch names its strategy by the registered name only: the service never runs code or
+unpickles anything a client sends. Values are JSON scalars; each parameter and engine
+option is then checked against its declared default's type (`check_batch`), so ``2.7``
+for an int parameter or ``"no"`` for a bool is refused with the field's name instead of
+being coerced.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+__all__ = [
+    "BatchAccepted",
+    "BatchRequest",
+    "BatchStatus",
+    "Problem",
+    "check_batch",
+]
+
+Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
+
+
+class BatchRequest(BaseModel):
+    """``POST /batches``: one strategy over symbols x parameter sets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: str = Field(min_length=1, max_length=200,
+                          description="A registered strategy name (see GET /strategies).")
+    params: dict[str, Scalar | list[Scalar]] | list[dict[str, Scalar]] | None = Field(
+        None, description="A grid {name: [values]} (every combination) or a list of "
+        "parameter sets; none: the strategy's defaults.")
+    symbols: list[StrictStr] | dict[str, list[StrictStr]] | None = Field(
+        None, description="Symbols (each its own backtest), or named groups {name: [symbols]} "
+        "(one portfolio each); none: every symbol of the store.")
+    portfolio: bool = Field(False, description="All symbols in one backtest.")
+    parallel: bool = Field(True, description="Worker processes (false: one after another).")
+    start: datetime | date | None = Field(None, description="First time used (inclusive).")
+    end: datetime | date | None = Field(None, description="Last time used (inclusive).")
+    options: dict[str, Scalar] = Field(
+        default_factory=dict, description="Engine options: cash, commission, slippage, ...")
+    data: str | None = Field(None, max_length=500, description="A store file inside the "
+                             "service's data directory (default: the service's store).")
+    regular_hours: bool = Field(False, description="Only bars inside exchange sessions.")
+    timeframe: str | None = Field(None, max_length=20, description="Resample to this bar length.")
+
+
+class BatchAccepted(BaseModel):
+    batch_id: str
+    status: str
+    jobs_total: int
+    location: str
+
+
+class BatchStatus(BaseModel):
+    batch_id: str
+    strategy: str
+    status: Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
+    jobs_done: int
+    jobs_total: int
+    jobs_cached: int
+    rate: float | None = Field(None, description="Jobs per second.")
+    seconds_left: float | None = None
+    error: str | None = None
+    created: datetime
+    started: datetime | None = None
+    finished: datetime | None = None
+
+
+class Problem(ValueError):
+    """A request refused after parsing: where (a location like FastAPI's) and why."""
+
+    def __init__(self, loc: tuple[str | int, ...], msg: str, status: int = 422) -> None:
+        super().__init__(msg)
+        self.loc = loc
+        self.msg = msg
+        self.status = status
+
+    def detail(self) -> list[dict[str, Any]]:
+        return [{"loc": list(self.loc), "msg": self.msg, "type": "value_error"}]
+
+
+def _hint(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _check_value(loc: tuple[str | int, ...], value: Any, default: Any) -> None:
+    """``value`` must have the type of ``default`` (an int may stand for a float)."""
+    name = loc[-1]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise Problem(loc, f"{name}: {value!r} is not a finite number")
+    if default is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        want = "true or false"
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        want = "a whole number"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        want = "a number"
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+        want = "a string"
+    else:
+        raise Problem(loc, f"{name} cannot be set over HTTP (its default is {default!r})")
+    if not ok:
+        raise Problem(loc, f"{name}: expected {want} like its default {default!r}, got {value!r}")
+
+
+def check_params(cls: type, params: Any) -> int:
+    """Names and types of the parameter sets; returns how many sets there are."""
+    defaults = cls.parameters()
+    known = list(defaults)
+    sets = params if isinstance(params, list) else [params] if params is not None else []
+    count = 1
+    if isinstance(params, dict):
+        for values in params.values():
+            count *= len(values) if isinstance(values, list) else 1
+    elif isinstance(params, list):
+        count = len(params)
+    for i, one in enumerate(sets):
+        base: tuple[str | int, ...] = ("body", "params") if isinstance(params, dict) else ("body", "params", i)
+        for name, values in one.items():
+            if name not in defaults:
+                raise Problem((*base, name), f"{cls.__name__} has no parameter {name!r}"
+                              f"{_hint(name, known)} (parameters: {', '.join(known) or 'none'})")
+            if isinstance(values, list):
+                if not values:
+                    raise Problem((*base, name), f"{name}: no values to try")
+                for v in values:
+                    _check_value((*base, name), v, defaults[name])
+            else:
+                _check_value((*base, name), values, defaults[name])
+    return count
+
+
+def check_options(options: dict[str, Any]) -> None:
+    from tickstep.service.options import ENGINE_DEFAULTS
+
+    known = list(ENGINE_DEFAULTS)
+    for name, value in options.items():
+        if name not in ENGINE_DEFAULTS:
+            raise Problem(("body", "options", name), f"unknown engine option {name!r}"
+                          f"{_hint(name, known)} (options: {', '.join(known)})")
+        _check_value(("body", "options", name), value, ENGINE_DEFAULTS[name])
+
+
+def inside(directory: Path, requested: str, loc: tuple[str | int, ...]) -> Path:
+    """``requested`` (a relative path) resolved inside ``directory``, or a refusal."""
+    if "\x00" in requested or "://" in requested:
+        raise Problem(loc, "must name a file inside the service's data directory")
+    candidate = Path(requested)
+    if candidate.is_absolute():
+        raise Problem(loc, "must be a path relative to the service's data directory")
+    root = directory.resolve()
+    full = (root / candidate).resolve()
+    if not full.is_relative_to(root):
+        raise Problem(loc, f"{requested!r} is outside the service's data directory")
+    if not full.is_file():
+        raise Problem(loc, f"no store {requested!r} in the service's data directory")
+    return full
+
+
+def check_batch(req: BatchRequest, *, store_symbols: list[str], max_jobs: int,
+                max_symbols: int) -> tuple[type, int]:
+    """Everything pydantic cannot know: the strategy, parameter and option names and
+    types, the symbols, and the size limits. Returns (strategy class, number of jobs)."""
+    from tickstep.strategies import UnknownStrategyError, available, load
+
+    try:
+        cls = load(req.strategy)
+    except UnknownStrategyError as exc:
+        raise Problem(("body", "strategy"), str(exc)) from None
+    except (ImportError, TypeError) as exc:
+        known = ", ".join(available())
+        raise Problem(("body", "strategy"), f"strategy {req.strategy!r} cannot be loaded: {exc} "
+                      f"(available: {known})") from None
+    sets = check_params(cls, req.params)
+    if sets == 0:
+        raise Problem(("body", "params"), "no parameter set to run")
+    check_options(req.options)
+    known = set(store_symbols)
+    if isinstance(req.symbols, dict):
+        groups = req.symbols
+        named = [s for g in groups.values() for s in g]
+        for label, members in groups.items():
+            if not members:
+                raise Problem(("body", "symbols", label), f"symbol group {label!r} is empty")
+        n_groups = len(groups)
+    elif isinstance(req.symbols, list):
+        if not req.symbols:
+            raise Problem(("body", "symbols"), "empty: leave it out for every symbol of the store")
+        named = req.symbols
+        n_groups = 1 if req.portfolio else len(set(named))
+    else:
+        named = []
+        n_groups = 1 if req.portfolio else len(store_symbols)
+    if len(set(named)) > max_symbols:
+        raise Problem(("body", "symbols"), f"{len(set(named))} symbols; the limit is {max_symbols}")
+    unknown = sorted(set(named) - known)
+    if unknown:
+        shown = ", ".join(repr(s) for s in unknown[:10])
+        raise Problem(("body", "symbols"), f"not in the store: {shown}"
+                      + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
+    jobs = n_groups * sets
+    if jobs > max_jobs:
+        raise Problem(("body", "params"), f"the batch has {jobs:,} jobs (symbol groups x "
+                      f"parameter sets); the limit is {max_jobs:,}", status=422)
+    if req.start is not None and req.end is not None and _ts(req.start) > _ts(req.end):
+        raise Problem(("body", "start"), f"start {req.start} is after end {req.end}")
+    return cls, jobs
+
+
+def _ts(value: datetime | date) -> datetime:
+    import pandas as pd
+
+    ts = pd.Timestamp(value)
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
