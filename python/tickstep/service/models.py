@@ -43,6 +43,8 @@ class BatchRequest(BaseModel):
         "(one portfolio each); none: every symbol of the store.")
     portfolio: bool = Field(False, description="All symbols in one backtest.")
     parallel: bool = Field(True, description="Worker processes (false: one after another).")
+    cache: bool = Field(True, description="Answer from, and add to, the results cache "
+                        "(false: compute every job and keep nothing there).")
     start: datetime | date | None = Field(None, description="First time used (inclusive).")
     end: datetime | date | None = Field(None, description="Last time used (inclusive).")
     options: dict[str, Scalar] = Field(

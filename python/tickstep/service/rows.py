@@ -25,10 +25,10 @@ def jsonable(value: Any) -> Any:
         return None
     if isinstance(value, (pd.Timestamp, np.datetime64)):
         return None if pd.isna(value) else pd.Timestamp(value).isoformat()
-    if hasattr(value, "isoformat"):  # datetime, date
-        return value.isoformat()
     if isinstance(value, (pd.Timedelta, np.timedelta64)):
         return None if pd.isna(value) else pd.Timedelta(value).total_seconds()
+    if hasattr(value, "isoformat"):  # datetime, date
+        return value.isoformat()
     if isinstance(value, (np.bool_, bool)):
         return bool(value)
     if isinstance(value, np.integer):

@@ -101,6 +101,7 @@ def batch_arguments(request: dict[str, Any], store: str) -> dict[str, Any]:
         start=request.get("start"),
         end=request.get("end"),
         load_options=load_options or None,
+        cache=bool(request.get("cache", True)),
         **(request.get("options") or {}),
     )
 
@@ -175,9 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, default=os.getppid())
     args = parser.parse_args(argv)
     _die_with_parent(args.parent)
-    # Import now, while waiting: a batch handed over later starts at once.
-    import tickstep.batch  # noqa: F401
+    # Import and fingerprint tickstep's code now, while waiting: a batch handed over
+    # later starts at once.
+    from tickstep.batch.jobs import engine_fingerprint
     from tickstep.service.runs import RunsDB
+
+    engine_fingerprint()
 
     db = RunsDB(args.db)
     line = sys.stdin.readline()

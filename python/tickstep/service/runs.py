@@ -315,9 +315,10 @@ class RunsDB:
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(self.runs).on_conflict_do_nothing(index_elements=["run_id"])
+        stmt = (insert(self.runs).on_conflict_do_nothing(index_elements=["run_id"])
+                .returning(self.runs.c.run_id))  # rowcount of a many-row insert is unreliable
         with self.engine.begin() as con:
-            return con.execute(stmt, values).rowcount or 0
+            return len(con.execute(stmt, values).all())
 
     def count_runs(self, batch_id: str) -> int:
         with self.engine.connect() as con:

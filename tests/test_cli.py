@@ -1,0 +1,171 @@
+"""The command line end to end: `python -m tickstep ...` in a subprocess, on a small
+store; output, exit codes, one-line errors, closed pipes, and files it must not touch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import tickstep
+import tickstep.data as td
+from tickstep.strategies import SmaCross
+
+
+def tickstep_cli(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "TICKSTEP_TOKEN"}
+    return subprocess.run([sys.executable, "-m", "tickstep", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=300)
+
+
+def in_process(capsys, *args: str) -> tuple[int, str, str]:
+    """The same command line called in this process (fast: no interpreter start)."""
+    from tickstep.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "market.duckdb"
+    with td.Store(path, read_only=False) as s:
+        s.ingest(td.sample_daily(symbols=3, days=300, seed=7))
+    return path
+
+
+def test_run_prints_the_same_statistics_as_the_api(store):
+    done = tickstep_cli("run", "sma_cross", "--data", str(store), "-p", "fast=5", "-p",
+                        "slow=20", "-o", "cash=50000", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    expected = tickstep.Backtest(str(store), SmaCross, cash=50_000).run(fast=5, slow=20).stats
+    assert out["parameters"] == {"fast": 5, "slow": 20, "reverse": False}
+    assert out["stats"]["Return [%]"] == expected["Return [%]"]
+    assert out["stats"]["# Trades"] == expected["# Trades"]
+    text = tickstep_cli("run", "sma_cross", "--data", str(store), "-p", "fast=5", "-p", "slow=20",
+                        "-o", "cash=50000")
+    assert text.returncode == 0 and "Return [%]" in text.stdout
+
+
+def test_batch_writes_rows_and_stores_runs_then_runs_queries_them(store, tmp_path, capsys):
+    out, db = tmp_path / "rows.csv", tmp_path / "runs.sqlite"
+    done = tickstep_cli("batch", "sma_cross", "--data", str(store), "-p", "fast=5,10",
+                        "-p", "slow=20,40", "--out", str(out), "--results", str(db),
+                        "--no-cache", "--top", "3")
+    assert done.returncode == 0, done.stderr
+    assert "12 jobs (0 from the cache, 12 ran, 0 failed)" in done.stderr
+    rows = pd.read_csv(out)
+    assert len(rows) == 12 and set(rows["fast"]) == {5, 10} and set(rows["slow"]) == {20, 40}
+    assert rows["Sharpe Ratio"].is_monotonic_decreasing  # best first
+    assert len(done.stdout.strip().splitlines()) == 1 + 1 + 3  # header, index name, 3 rows
+
+    code, out, err = in_process(capsys, "runs", "--results", str(db), "--by", "Sharpe Ratio",
+                                "--top", "2", "--json")
+    assert code == 0, err
+    best = json.loads(out)
+    assert [r["sharpe_ratio"] for r in best] == list(rows["Sharpe Ratio"].head(2))
+    assert best[0]["parameters"] == {"fast": int(rows["fast"][0]), "slow": int(rows["slow"][0])}
+    assert best[0]["calc_ms"] > 0 and best[0]["status"] == "ok"
+    per = json.loads(in_process(capsys, "runs", "--results", str(db), "--per-strategy",
+                                "--json")[1])
+    assert per[0]["strategy"] == "sma_cross" and per[0]["runs"] == 12
+    assert per[0]["average"] == pytest.approx(rows["Return [%]"].mean())
+    table = tickstep_cli("runs", "--results", str(db), "--strategy", "sma_cross", "--since",
+                         "today")
+    assert table.returncode == 0 and table.stdout.count("sma_cross") == 12
+
+
+def test_sequential_batch_equals_parallel(store, tmp_path, capsys):
+    frames = []
+    for flag in ("--sequential", "--workers=2"):
+        out = tmp_path / f"rows{flag}.parquet"
+        code, _, err = in_process(capsys, "batch", "rsi_mean_reversion", "--data", str(store),
+                                  "-p", "oversold=25,30", flag, "--no-cache", "--out", str(out))
+        assert code == 0, err
+        frames.append(pd.read_parquet(out).drop(columns=["run_time"]).sort_index())
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+
+
+@pytest.mark.parametrize(("args", "code", "words"), [
+    (["run", "sma_cros", "--data", "STORE"], 2, "did you mean 'sma_cross'"),
+    (["run", "sma_cross", "--data", "STORE", "-p", "fast=2.7"], 2, "fast=2.7: expected a whole number"),
+    (["run", "sma_cross", "--data", "STORE", "-p", "fats=3"], 2, "did you mean 'fast'"),
+    (["run", "sma_cross", "--data", "STORE", "-p", "reverse=maybe"], 2, "expected true or false"),
+    (["run", "sma_cross", "--data", "STORE", "-o", "comission=0.1"], 2, "did you mean 'commission'"),
+    (["run", "sma_cross", "--data", "missing.duckdb"], 2, "no such file"),
+    (["run", "sma_cross", "--data", "STORE", "-p", "fast=50", "-p", "slow=20"], 1, "fast < slow"),
+    (["batch", "sma_cross", "--data", "STORE", "--out", "rows.xlsx"], 2, ".parquet, .csv or .json"),
+    (["runs"], 2, "--results DB or --data STORE"),
+    (["runs", "--results", "nowhere.sqlite"], 2, "no runs database"),
+    (["frobnicate"], 2, "No such command"),
+])
+def test_errors_are_one_line_with_an_exit_code(store, args, code, words, capsys):
+    got, _, err = in_process(capsys, *[str(store) if a == "STORE" else a for a in args])
+    assert got == code, err
+    assert words in err
+    assert "Traceback" not in err
+    if "frobnicate" not in args:  # click's own usage errors show the usage too
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def test_errors_from_a_real_process(store):
+    done = tickstep_cli("run", "sma_cross", "--data", str(store), "-p", "fast=2.7")
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "Error: fast=2.7: expected a whole number (fast defaults to 10)"]
+
+
+def test_help_everywhere_and_strategies_json(capsys):
+    for command in ([], ["run"], ["batch"], ["runs"], ["serve"], ["data"], ["data", "list"],
+                    ["strategies"], ["demo"]):
+        code, out, _ = in_process(capsys, *command, "--help")
+        assert code == 0 and out.startswith("Usage: tickstep"), command
+    done = tickstep_cli("strategies", "--help")  # the real entry point too
+    assert done.returncode == 0 and "Usage: tickstep strategies" in done.stdout
+    code, out, _ = in_process(capsys, "strategies", "--json")
+    listing = json.loads(out)
+    rsi = next(s for s in listing if s["name"] == "rsi_mean_reversion")
+    assert rsi["parameters"]["oversold"] == 30 and rsi["class"].endswith(":RsiMeanReversion")
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    big = tmp_path / "big.duckdb"
+    with td.Store(big, read_only=False) as s:
+        s.ingest(td.sample_daily(symbols=400, days=2, seed=1))
+    done = subprocess.run(f"{sys.executable} -m tickstep data list {big} | head -n 2",
+                          shell=True, capture_output=True, text=True, timeout=120)
+    assert len(done.stdout.splitlines()) == 2
+    assert done.stderr == "", done.stderr
+
+
+def test_demo_never_overwrites_a_file_it_did_not_create(tmp_path, store, capsys):
+    mine = tmp_path / "mine.duckdb"
+    mine.write_bytes(b"my precious data")
+    done = tickstep_cli("demo", "--store", str(mine), "--symbols", "2", "--days", "2")
+    assert done.returncode == 1 and "never overwrites" in done.stderr
+    assert mine.read_bytes() == b"my precious data"
+
+    # A real store of the user's: not touched either (same bytes after).
+    before = store.read_bytes()
+    code, _, err = in_process(capsys, "demo", "--store", str(store), "--symbols", "2",
+                              "--days", "2")
+    assert code == 1 and "never overwrites" in err
+    assert store.read_bytes() == before
+
+    # Its own store: made once, then reused as it is.
+    own = tmp_path / "demo" / "market.duckdb"
+    code, first, err = in_process(capsys, "demo", "--store", str(own), "--symbols", "2",
+                                  "--days", "2")
+    assert code == 0, err
+    made = own.read_bytes()
+    code, second, _ = in_process(capsys, "demo", "--store", str(own), "--symbols", "2",
+                                 "--days", "2")
+    assert code == 0 and "reused" in second
+    # The same backtest on the same bars: the same statistics.
+    assert second.split("\n\n", 1)[1] == first.split("\n\n", 1)[1]
+    assert own.read_bytes() == made

@@ -1,0 +1,270 @@
+"""The HTTP service end to end: a real `tickstep serve` process and a real HTTP client.
+
+One server for the module, over a DuckDB store holding the shipped daily dataset.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import httpx
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+import tickstep.data as td
+from service_support import TOKEN, Server, wait_done, wait_for
+from tickstep.batch import run_batch
+from tickstep.metrics import STAT_LABELS
+
+RSI_GRID = {"oversold": [25, 30]}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("service") / "daily.duckdb"
+    with td.Store(path, read_only=False) as s:
+        s.ingest(td.example_daily())
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(store):
+    srv = Server(store, "--max-jobs", "2000", "--workers", "2").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with server.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def reference(store):
+    """`run_batch`'s rows for the RSI grid, computed here without any cache."""
+    return run_batch("rsi_mean_reversion", str(store), params=RSI_GRID, cache=False,
+                     executor="sequential")
+
+
+def submit(client: httpx.Client, body: dict, **headers: str) -> httpx.Response:
+    return client.post("/batches", json=body, headers=headers)
+
+
+def _same(a, b) -> bool:
+    if a is None or (isinstance(a, float) and math.isnan(a)):
+        return b is None or (isinstance(b, float) and math.isnan(b))
+    return a == b
+
+
+def assert_rows_equal(rows: list[dict], reference: pd.DataFrame) -> None:
+    """Every statistic of every job equal to `run_batch`'s (timestamps as ISO text,
+    durations in seconds, NaN as null)."""
+    from tickstep.service.rows import jsonable
+
+    assert len(rows) == len(reference)
+    by_key = {(r["symbols"], r["oversold"]): r for r in rows}
+    assert len(by_key) == len(rows)
+    for _, ref in reference.iterrows():
+        got = by_key[(ref["symbols"], int(ref["oversold"]))]
+        assert got["status"] == ref["status"] == "ok"
+        for label in STAT_LABELS:
+            want = jsonable(ref[label])
+            assert _same(got[label], want), (ref["symbols"], label, got[label], want)
+
+
+def test_full_flow_matches_run_batch_and_sequential_equals_parallel(client, reference):
+    accepted = submit(client, {"strategy": "rsi_mean_reversion", "params": RSI_GRID})
+    assert accepted.status_code == 202, accepted.text
+    batch_id = accepted.json()["batch_id"]
+    assert accepted.headers["location"] == f"/batches/{batch_id}"
+    assert accepted.json()["jobs_total"] == 16
+
+    status = wait_done(client, batch_id)
+    assert status["status"] == "done", status
+    assert status["jobs_done"] == status["jobs_total"] == 16
+    assert status["rate"] > 0 and status["seconds_left"] == 0
+    parallel = client.get(f"/batches/{batch_id}/results").json()["rows"]
+    assert_rows_equal(parallel, reference)
+
+    # Sequential, without the cache (so it computes): the same rows.
+    seq = submit(client, {"strategy": "rsi_mean_reversion", "params": RSI_GRID,
+                          "parallel": False, "cache": False}).json()
+    assert wait_done(client, seq["batch_id"])["status"] == "done"
+    sequential = client.get(f"/batches/{seq['batch_id']}/results").json()["rows"]
+    assert not any(r["cached"] for r in sequential)
+    assert_rows_equal(sequential, reference)
+
+    # The stored runs are queryable, best first, and each one has its details.
+    top = client.get("/runs", params={"strategy": "rsi_mean_reversion",
+                                      "order_by": "Sharpe Ratio", "limit": 3}).json()
+    sharpe = [r["sharpe_ratio"] for r in top]
+    assert sharpe == sorted(sharpe, reverse=True) and len(top) == 3
+    assert sharpe[0] == reference["Sharpe Ratio"].max()
+    best = top[0]
+    assert isinstance(best["parameters"], dict) and best["calc_ms"] > 0
+    detail = client.get(f"/runs/{best['run_id']}").json()
+    assert detail["stats"]["Sharpe Ratio"] == best["sharpe_ratio"]
+    assert len(detail["trades"]) == best["trades"]
+    assert detail["equity"][-1]["equity"] == pytest.approx(detail["stats"]["Equity Final [$]"])
+    summary = client.get("/runs/summary", params={"order_by": "Return [%]"}).json()
+    rsi = next(s for s in summary if s["strategy"] == "rsi_mean_reversion")
+    assert rsi["runs"] == 32
+    assert rsi["average"] == pytest.approx(reference["Return [%]"].mean())
+
+
+def test_results_by_content_negotiation(client):
+    batch_id = submit(client, {"strategy": "sma_cross", "params": {"fast": [5, 10]},
+                               "symbols": ["BARP", "TEW"]}).json()["batch_id"]
+    assert wait_done(client, batch_id)["status"] == "done"
+    as_json = pd.DataFrame(client.get(f"/batches/{batch_id}/results").json()["rows"])
+    csv = client.get(f"/batches/{batch_id}/results", headers={"Accept": "text/csv"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    parquet = client.get(f"/batches/{batch_id}/results",
+                         headers={"Accept": "application/vnd.apache.parquet"})
+    from_csv = pd.read_csv(io.StringIO(csv.text))
+    from_parquet = pd.read_parquet(io.BytesIO(parquet.content)).reset_index()
+    assert len(as_json) == len(from_csv) == len(from_parquet) == 4
+    for frame in (from_csv, from_parquet):
+        np.testing.assert_array_equal(frame["Return [%]"].to_numpy(),
+                                      as_json["Return [%]"].to_numpy())
+        assert list(frame["symbols"]) == list(as_json["symbols"])
+    refused = client.get(f"/batches/{batch_id}/results", headers={"Accept": "image/png"})
+    assert refused.status_code == 406 and "text/csv" in refused.json()["detail"]
+
+
+def test_progress_events_stream_to_the_end(client):
+    batch_id = submit(client, {"strategy": "sma_cross", "params": {"fast": [5, 7, 9]},
+                               "cache": False}).json()["batch_id"]
+    events = []
+    with client.stream("GET", f"/batches/{batch_id}/events") as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                kind = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                events.append((kind, json.loads(line.split(":", 1)[1])))
+                if kind == "end":
+                    break
+    assert events[-1][0] == "end" and events[-1][1]["status"] == "done"
+    done = [e[1]["jobs_done"] for e in events]
+    assert done == sorted(done) and done[-1] == 24
+
+
+def _runner_workers(server) -> list[psutil.Process]:
+    """Worker processes of batch runners (children of a runner) under the server."""
+    procs = psutil.Process(server.process.pid).children(recursive=True)
+    runners = {p.pid for p in procs if "tickstep.service.runner" in " ".join(p.cmdline())}
+    return [p for p in procs if p.ppid() in runners and p.is_running()
+            and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_cancel_mid_batch_stops_workers_and_keeps_finished_jobs(client, server):
+    grid = {"oversold": list(range(10, 46)), "overbought": [60, 70, 80]}  # 864 jobs
+    batch_id = submit(client, {"strategy": "rsi_mean_reversion", "params": grid,
+                               "cache": False}).json()["batch_id"]
+    wait_for(lambda: client.get(f"/batches/{batch_id}").json()["jobs_done"] >= 20)
+    cancelled = client.delete(f"/batches/{batch_id}")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    wait_for(lambda: not _runner_workers(server), timeout=1.0)
+    stored = len(client.get(f"/batches/{batch_id}/results").json()["rows"])
+    assert 20 <= stored < 864
+    import time
+
+    time.sleep(0.5)  # nothing more arrives
+    after = client.get(f"/batches/{batch_id}").json()
+    assert after["status"] == "cancelled"
+    assert len(client.get(f"/batches/{batch_id}/results").json()["rows"]) == stored
+
+
+def test_idempotency_key_makes_retries_safe(client):
+    body = {"strategy": "sma_cross", "symbols": ["BARP"]}
+    first = submit(client, body, **{"Idempotency-Key": "retry-1"})
+    again = submit(client, body, **{"Idempotency-Key": "retry-1"})
+    assert first.status_code == again.status_code == 202
+    assert first.json()["batch_id"] == again.json()["batch_id"]
+    other = submit(client, {**body, "symbols": ["TEW"]}, **{"Idempotency-Key": "retry-1"})
+    assert other.status_code == 409 and "Idempotency-Key" in other.json()["detail"]
+
+
+def test_strategies_symbols_health(client, server):
+    names = {s["name"]: s for s in client.get("/strategies").json()}
+    assert names["rsi_mean_reversion"]["parameters"]["oversold"] == 30
+    symbols = client.get("/symbols").json()
+    assert sorted(s["symbol"] for s in symbols) == sorted(td.example_daily().symbols)
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"  # no token needed
+    assert client.get("/openapi.json").json()["paths"]["/batches"]["post"]
+
+
+def test_report_answers_501_until_the_report_lands(client):
+    from tickstep.results import Result
+
+    batch_id = submit(client, {"strategy": "sma_cross", "symbols": ["BARP"]}).json()["batch_id"]
+    wait_done(client, batch_id)
+    run_id = client.get(f"/batches/{batch_id}/results").json()["rows"][0]["run_id"]
+    response = client.get(f"/runs/{run_id}/report")
+    if hasattr(Result, "report"):
+        assert response.status_code == 200 and "<html" in response.text.lower()
+    else:
+        assert response.status_code == 501 and "Result.report" in response.json()["detail"]
+
+
+# ---- refusals: each a 4xx naming the problem ------------------------------------------------
+
+
+def _problem(response: httpx.Response) -> str:
+    return json.dumps(response.json()["detail"])
+
+
+def test_no_token_and_wrong_token(server):
+    no_token = httpx.get(server.url + "/runs")
+    assert no_token.status_code == 401 and "bearer token" in no_token.json()["detail"]
+    assert no_token.headers["www-authenticate"] == "Bearer"
+    with server.client(token="not-" + TOKEN) as wrong:
+        response = wrong.post("/batches", json={"strategy": "sma_cross"})
+        assert response.status_code == 401 and "wrong bearer token" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("body", "where", "words"), [
+    ({"strategy": "sma_crossx"}, "strategy", "did you mean 'sma_cross'"),
+    ({"strategy": "os.system"}, "strategy", "no strategy named"),
+    ({"strategy": "sma_cross", "params": {"fats": [5]}}, "fats", "did you mean 'fast'"),
+    ({"strategy": "sma_cross", "params": {"fast": [2.7]}}, "fast", "expected a whole number"),
+    ({"strategy": "sma_cross", "params": {"reverse": "no"}}, "reverse", "true or false"),
+    ({"strategy": "sma_cross", "params": {"fast": []}}, "fast", "no values"),
+    ({"strategy": "sma_cross", "params": [{"fast": 5}, {"slo": 9}]}, "slo", "did you mean 'slow'"),
+    ({"strategy": "sma_cross", "options": {"comission": 0.1}}, "comission", "did you mean 'commission'"),
+    ({"strategy": "sma_cross", "options": {"cash": "lots"}}, "cash", "expected a number"),
+    ({"strategy": "sma_cross", "symbols": ["NOPE"]}, "symbols", "'NOPE'"),
+    ({"strategy": "sma_cross", "params": {"fast": list(range(1, 400))}}, "params", "limit is 2,000"),
+    ({"strategy": "sma_cross", "data": "../../../etc/passwd"}, "data", "outside"),
+    ({"strategy": "sma_cross", "data": "/etc/passwd"}, "data", "relative"),
+    ({"strategy": "sma_cross", "data": "postgresql://x@evil/db"}, "data", "inside"),
+    ({"strategy": "sma_cross", "code": "import os"}, "code", "Extra inputs"),
+    ({"strategy": "sma_cross", "start": "2023-01-01", "end": "2022-01-01"}, "start", "after end"),
+])
+def test_bad_requests_are_422_naming_the_field(client, body, where, words):
+    response = submit(client, body)
+    assert response.status_code == 422, response.text
+    text = _problem(response)
+    assert where in text and words in text, text
+
+
+def test_malformed_json_and_oversized_body(client):
+    bad = client.post("/batches", content=b'{"strategy": "sma_cross",',
+                      headers={"content-type": "application/json"})
+    assert bad.status_code == 422 and "JSON" in _problem(bad)
+    huge = client.post("/batches", content=b"{" + b" " * (2 << 20) + b"}",
+                       headers={"content-type": "application/json"})
+    assert huge.status_code == 413 and "limit" in huge.json()["detail"]
+
+
+def test_unknown_ids_are_404(client):
+    assert client.get("/batches/nope").status_code == 404
+    assert client.get("/runs/nope").status_code == 404
+    bad_order = client.get("/runs", params={"order_by": "Sharpe; DROP TABLE runs"})
+    assert bad_order.status_code == 422 and "cannot order by" in _problem(bad_order)
