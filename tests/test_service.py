@@ -239,6 +239,8 @@ def test_no_token_and_wrong_token(server):
     ({"strategy": "sma_cross", "params": [{"fast": 5}, {"slo": 9}]}, "slo", "did you mean 'slow'"),
     ({"strategy": "sma_cross", "options": {"comission": 0.1}}, "comission", "did you mean 'commission'"),
     ({"strategy": "sma_cross", "options": {"cash": "lots"}}, "cash", "expected a number"),
+    ({"strategy": "sma_cross", "options": {"commission": 1.5}}, "commission", "must be"),
+    ({"strategy": "sma_cross", "options": {"timezone": "Mars/Phobos"}}, "timezone", "Mars"),
     ({"strategy": "sma_cross", "symbols": ["NOPE"]}, "symbols", "'NOPE'"),
     ({"strategy": "sma_cross", "params": {"fast": list(range(1, 400))}}, "params", "limit is 2,000"),
     ({"strategy": "sma_cross", "data": "../../../etc/passwd"}, "data", "outside"),

@@ -94,7 +94,7 @@ def parse_assignments(
 ) -> dict[str, Any]:
     """``["fast=5,10", "slow=30"]`` -> ``{"fast": [5, 10], "slow": 30}`` (lists only when
     ``lists``), each value read as its default's type; unknown names refused with a hint."""
-    import difflib
+    from tickstep.hints import did_you_mean
 
     out: dict[str, Any] = {}
     for item in items:
@@ -103,8 +103,7 @@ def parse_assignments(
         if not sep or not name:
             raise UsageError(f"{what} {item!r}: expected NAME=VALUE")
         if name not in defaults:
-            close = difflib.get_close_matches(name, list(defaults), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name, list(defaults))
             known = ", ".join(defaults) or "none"
             raise UsageError(f"unknown {what} {name!r}{hint} ({what}s: {known})")
         if name in out:

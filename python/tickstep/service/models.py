@@ -9,13 +9,14 @@ being coerced.
 
 from __future__ import annotations
 
-import difflib
 import math
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+
+from tickstep.hints import did_you_mean
 
 __all__ = [
     "BatchAccepted",
@@ -91,8 +92,7 @@ class Problem(ValueError):
 
 
 def _hint(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return did_you_mean(name, known)
 
 
 def _check_value(loc: tuple[str | int, ...], value: Any, default: Any) -> None:
@@ -156,6 +156,14 @@ def check_options(options: dict[str, Any]) -> None:
             raise Problem(("body", "options", name), f"unknown engine option {name!r}"
                           f"{_hint(name, known)} (options: {', '.join(known)})")
         _check_value(("body", "options", name), value, ENGINE_DEFAULTS[name])
+    from tickstep import ConfigError
+    from tickstep.service.options import check_config
+
+    try:
+        check_config(options)
+    except ConfigError as exc:
+        name = next((n for n in options if str(exc).startswith(f"{n}=")), None)
+        raise Problem(("body", "options", *([name] if name else [])), str(exc)) from None
 
 
 def inside(directory: Path, requested: str, loc: tuple[str | int, ...]) -> Path:

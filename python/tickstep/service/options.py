@@ -1,7 +1,9 @@
-"""Engine options a client may set by value: their names, defaults and checking.
+"""Engine options a client may set by value, and the registered strategies as plain data.
 
-The service and the command line accept every `tickstep.Backtest` option whose value is
-plain data (numbers, booleans, a timezone name); the sizer, an object, keeps its default.
+The service and the command line accept every `tickstep.BacktestConfig` option whose
+value is plain data (numbers, booleans, a timezone name); the sizer, an object, keeps
+its default. The config itself holds each option's rule: values are checked by building
+one (`check_config`).
 """
 
 from __future__ import annotations
@@ -9,20 +11,24 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from tickstep.backtest import Backtest
+from tickstep.config import BacktestConfig
 
-__all__ = ["ENGINE_DEFAULTS", "PLAIN_TYPES", "describe_strategies", "describe_strategy"]
+__all__ = ["ENGINE_DEFAULTS", "PLAIN_TYPES", "check_config", "describe_strategies",
+           "describe_strategy"]
 
 PLAIN_TYPES = (bool, int, float, str)
 
-#: Engine options given by value, with their defaults (from `Backtest`'s signature).
+#: Engine options given by value, with their defaults (from `BacktestConfig`).
 ENGINE_DEFAULTS: dict[str, Any] = {
-    name: p.default
-    for name, p in inspect.signature(Backtest.__init__).parameters.items()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY
-    and name not in ("symbols", "start", "end")
-    and isinstance(p.default, PLAIN_TYPES)
+    name: value
+    for name, value in BacktestConfig().options().items()
+    if isinstance(value, PLAIN_TYPES)
 }
+
+
+def check_config(options: dict[str, Any]) -> BacktestConfig:
+    """The config of ``options``; `tickstep.ConfigError` names a value breaking its rule."""
+    return BacktestConfig(**options)
 
 
 def describe_strategy(name: str) -> dict[str, Any]:

@@ -353,11 +353,10 @@ class RunsDB:
         """
         col = self.stat_columns.get(name, name)
         if col not in self.runs.c:
-            import difflib
+            from tickstep.hints import did_you_mean
 
             names = [*self.stat_columns.values(), "calc_ms", "created", "strategy", "symbols"]
-            close = difflib.get_close_matches(col, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(col, names)
             raise ValueError(f"cannot order by {name!r}{hint} (columns: {', '.join(names)})")
         return self.runs.c[col]
 
