@@ -26,7 +26,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tickstep::candles::{clock_bucket, CandleSeries};
 use tickstep::clock::Clock;
 use tickstep::rolling::{Rolling, RollingKind, Source};
-use tickstep::{Config, Engine, Market, NoOp, OrderRequest, Side, Strategy, SymbolBars};
+use tickstep::{
+    Config, Engine, Market, NoOp, OrderRequest, Setup, Side, Strategy, SymbolBars, TickContext,
+};
 
 /// Deterministic minute bars: `symbols` × `minutes`, each symbol missing ~5% of minutes.
 pub fn minute_market(symbols: usize, minutes: usize) -> Market {
@@ -110,7 +112,7 @@ struct RestingLimits {
 }
 
 impl Strategy for RestingLimits {
-    fn on_bar(&mut self, e: &mut Engine, s: usize) -> tickstep::Result<()> {
+    fn on_bar(&mut self, e: &mut TickContext, s: usize) -> tickstep::Result<()> {
         if e.bar_index(s) == Some(0) {
             let p = e.price(s);
             for k in 0..self.per_symbol {
@@ -227,7 +229,7 @@ struct SmaCross {
 }
 
 impl Strategy for SmaCross {
-    fn init(&mut self, e: &mut Engine) -> tickstep::Result<()> {
+    fn init(&mut self, e: &mut Setup) -> tickstep::Result<()> {
         let n = e.market().symbol_count();
         let fast = e
             .studies_mut()
@@ -239,7 +241,7 @@ impl Strategy for SmaCross {
         Ok(())
     }
 
-    fn on_bar(&mut self, e: &mut Engine, s: usize) -> tickstep::Result<()> {
+    fn on_bar(&mut self, e: &mut TickContext, s: usize) -> tickstep::Result<()> {
         let bar = e.bar_index(s);
         let st = e.studies();
         let (f, sl) = (st.value(self.ids.0, s, bar)?, st.value(self.ids.1, s, bar)?);

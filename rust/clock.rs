@@ -1,10 +1,16 @@
 //! Clock: walks the union timeline and says which symbols have a bar at each tick.
 //!
 //! Two bitmaps: the front one is read during a tick (`has_data` is one bit test); the back
-//! one is built for the next tick at the barrier, then they swap. Building the back map
-//! advances nothing: each symbol's cursor moves only in the market phase.
+//! one is built for the next tick at the barrier (`prepare`), while the front one still
+//! answers for the tick being closed (the barrier's trade-on-close fills ask it), and the
+//! two swap when the next tick begins (`begin`). Building the back map advances nothing:
+//! each symbol's cursor moves only in the market phase.
 
 use crate::market::Market;
+
+/// Nanoseconds in a UTC day: the one definition of the core.
+pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SECOND;
+pub const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
 pub struct Clock {
     words: usize,
@@ -46,9 +52,9 @@ impl Clock {
         &self.front
     }
 
-    /// Fill the back bitmap with the symbols whose next unprocessed bar is at tick `t`,
-    /// then swap it to the front. Returns false when `t` is past the end.
-    pub fn advance_to(&mut self, market: &Market, t: usize) -> bool {
+    /// Fill the back bitmap with the symbols whose next unprocessed bar is at tick `t`.
+    /// Returns false when `t` is past the end of the timeline.
+    pub fn prepare(&mut self, market: &Market, t: usize) -> bool {
         let Some(&ts) = market.timeline().get(t) else {
             return false;
         };
@@ -59,9 +65,22 @@ impl Clock {
                 self.back[s >> 6] |= 1 << (s & 63);
             }
         }
+        true
+    }
+
+    /// Start tick `t`: the back bitmap prepared for it becomes the front one.
+    pub fn begin(&mut self, t: usize) {
         std::mem::swap(&mut self.front, &mut self.back);
         self.tick = t;
-        true
+    }
+
+    /// `prepare` then `begin`: for walking the timeline without a barrier in between.
+    pub fn advance_to(&mut self, market: &Market, t: usize) -> bool {
+        let more = self.prepare(market, t);
+        if more {
+            self.begin(t);
+        }
+        more
     }
 
     /// Move `symbol`'s cursor onto its bar at this tick; returns that bar's index.

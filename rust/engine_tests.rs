@@ -2,17 +2,19 @@
 
 use std::sync::Arc;
 
-use crate::engine::{Config, Engine, FillAt};
+use crate::config::{Config, FillAt};
+use crate::context::TickContext;
+use crate::engine::Engine;
 use crate::error::Result;
 use crate::market::{Market, SymbolBars};
 use crate::orders::{OrderRequest, Role, Side, Status};
 use crate::strategy::Strategy;
 
 /// A strategy made of a closure called on every bar with (engine, symbol, bar index).
-struct Script<F: FnMut(&mut Engine, usize, usize)>(F);
+struct Script<F: FnMut(&mut TickContext, usize, usize)>(F);
 
-impl<F: FnMut(&mut Engine, usize, usize)> Strategy for Script<F> {
-    fn on_bar(&mut self, e: &mut Engine, s: usize) -> Result<()> {
+impl<F: FnMut(&mut TickContext, usize, usize)> Strategy for Script<F> {
+    fn on_bar(&mut self, e: &mut TickContext, s: usize) -> Result<()> {
         let i = e.bar_index(s).unwrap();
         (self.0)(e, s, i);
         Ok(())
@@ -42,7 +44,7 @@ const FLAT: (f64, f64, f64, f64) = (100.0, 101.0, 99.0, 100.0);
 fn market_order_fills_at_next_open_never_at_decision_bar() {
     let rows = [FLAT, (102.0, 103.0, 101.0, 102.5), FLAT];
     let mut e = engine(&rows, Config::default());
-    e.run(&mut Script(|e: &mut Engine, s, i| {
+    e.run(&mut Script(|e: &mut TickContext, s, i| {
         if i == 0 {
             e.submit(OrderRequest::market(s, Side::Buy, 10.0)).unwrap();
         }
@@ -64,7 +66,7 @@ fn fill_at_close_uses_the_decision_bar_close() {
             ..Config::default()
         },
     );
-    e.run(&mut Script(|e: &mut Engine, s, i| {
+    e.run(&mut Script(|e: &mut TickContext, s, i| {
         if i == 0 {
             e.submit(OrderRequest::market(s, Side::Buy, 1.0)).unwrap();
         }
@@ -77,7 +79,7 @@ fn fill_at_close_uses_the_decision_bar_close() {
 fn stop_loss_gapped_through_fills_at_the_open_and_cancels_take_profit() {
     let rows = [FLAT, FLAT, (90.0, 92.0, 89.0, 91.0)];
     let mut e = engine(&rows, Config::default());
-    e.run(&mut Script(|e: &mut Engine, s, i| {
+    e.run(&mut Script(|e: &mut TickContext, s, i| {
         if i == 0 {
             let mut r = OrderRequest::market(s, Side::Buy, 10.0);
             r.stop_loss = Some(95.0);
@@ -103,7 +105,7 @@ fn stop_loss_gapped_through_fills_at_the_open_and_cancels_take_profit() {
 fn stop_loss_wins_when_both_legs_lie_inside_one_bar() {
     let rows = [FLAT, FLAT, (100.0, 112.0, 94.0, 100.0)];
     let mut e = engine(&rows, Config::default());
-    e.run(&mut Script(|e: &mut Engine, s, i| {
+    e.run(&mut Script(|e: &mut TickContext, s, i| {
         if i == 0 {
             let mut r = OrderRequest::market(s, Side::Buy, 1.0);
             r.stop_loss = Some(95.0);
@@ -132,7 +134,7 @@ fn symbol_without_a_bar_is_not_called_and_does_not_fill() {
     let m = Market::new(vec!["A".into(), "B".into()], vec![a, b]).unwrap();
     let mut e = Engine::new(Arc::new(m), Config::default()).unwrap();
     let mut calls = Vec::new();
-    e.run(&mut Script(|e: &mut Engine, s, _| {
+    e.run(&mut Script(|e: &mut TickContext, s, _| {
         calls.push((e.now(), s));
         if s == 1 && e.now() == 0 {
             e.submit(OrderRequest::market(1, Side::Buy, 1.0)).unwrap();
@@ -152,7 +154,7 @@ fn orders_beyond_margin_are_rejected_not_filled() {
             ..Config::default()
         },
     );
-    e.run(&mut Script(|e: &mut Engine, s, i| {
+    e.run(&mut Script(|e: &mut TickContext, s, i| {
         if i == 0 {
             e.submit(OrderRequest::market(s, Side::Buy, 11.0)).unwrap();
         }
@@ -173,7 +175,7 @@ fn commission_and_slippage_arithmetic() {
         ..Config::default()
     };
     let mut e = engine(&rows, cfg);
-    e.run(&mut Script(|e: &mut Engine, s, i| match i {
+    e.run(&mut Script(|e: &mut TickContext, s, i| match i {
         0 => {
             e.submit(OrderRequest::market(s, Side::Buy, 10.0)).unwrap();
         }
@@ -198,7 +200,7 @@ fn stop_loss_born_intrabar_is_matched_before_later_limits() {
     // Stops go before limits after the open, so the new stop-loss (low 94) fills first.
     let rows = [FLAT, (100.0, 103.0, 94.0, 100.0), FLAT];
     let mut e = engine(&rows, Config::default());
-    e.run(&mut Script(|e: &mut Engine, s, i| {
+    e.run(&mut Script(|e: &mut TickContext, s, i| {
         if i == 0 {
             let mut entry = OrderRequest::market(s, Side::Buy, 10.0);
             entry.limit = Some(98.0);

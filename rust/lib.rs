@@ -3,9 +3,12 @@
 //! Plain Rust, no Python types: the PyO3 bindings live in `python/` behind the
 //! `python` feature, so the engine is testable and benchable without an interpreter.
 
+pub mod book;
 pub mod broker;
 pub mod candles;
 pub mod clock;
+pub mod config;
+pub mod context;
 pub mod engine;
 pub mod error;
 pub mod market;
@@ -22,7 +25,9 @@ mod engine_tests;
 #[cfg(feature = "python")]
 mod python;
 
-pub use engine::{Config, Engine, FillAt};
+pub use config::{Config, FillAt};
+pub use context::{Setup, TickContext};
+pub use engine::Engine;
 pub use error::{EngineError, Result};
 pub use market::{Market, SymbolBars};
 pub use orders::{OrderRequest, Role, Side, Status};

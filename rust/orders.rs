@@ -17,6 +17,14 @@ impl Side {
         }
     }
 
+    /// "buy" or "sell", for messages.
+    pub fn word(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+
     pub fn opposite(self) -> Side {
         match self {
             Side::Buy => Side::Sell,

@@ -1,22 +1,23 @@
 //! The trait through which any strategy — Rust-native (benches, tests) or the Python
-//! adapter in the bindings — drives the engine.
+//! adapter in the bindings — is driven by the engine. Callbacks receive a tick context
+//! (`context`), never the engine itself.
 
-use crate::engine::Engine;
+use crate::context::{Setup, TickContext};
 use crate::error::Result;
 
 pub trait Strategy {
     /// Called once before the first tick: declare indicators, read parameters.
-    fn init(&mut self, _engine: &mut Engine) -> Result<()> {
+    fn init(&mut self, _setup: &mut Setup<'_>) -> Result<()> {
         Ok(())
     }
 
     /// Called for each symbol that has a bar at this tick, in symbol order.
-    fn on_bar(&mut self, _engine: &mut Engine, _symbol: usize) -> Result<()> {
+    fn on_bar(&mut self, _ctx: &mut TickContext<'_>, _symbol: usize) -> Result<()> {
         Ok(())
     }
 
     /// Called once per tick after every `on_bar`, for portfolio-level decisions.
-    fn on_tick(&mut self, _engine: &mut Engine) -> Result<()> {
+    fn on_tick(&mut self, _ctx: &mut TickContext<'_>) -> Result<()> {
         Ok(())
     }
 

@@ -257,3 +257,73 @@ def test_bad_options_are_refused_at_construction(option):
 def test_not_a_strategy():
     with pytest.raises(TypeError):
         tickstep.Backtest(make_bars(ROWS), object)
+
+
+# ---- one error hierarchy -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "builtin"),
+    [
+        (tickstep.OrderError, ValueError),
+        (tickstep.ConfigError, ValueError),
+        (tickstep.UnknownSymbolError, KeyError),
+        (tickstep.StateError, RuntimeError),
+        (DataError, ValueError),
+    ],
+)
+def test_each_error_is_a_tickstep_error_and_its_natural_builtin(error, builtin):
+    assert issubclass(error, tickstep.TickstepError)
+    assert issubclass(error, builtin)
+    assert issubclass(tickstep.TickstepError, Exception)
+    assert not issubclass(tickstep.TickstepError, (ValueError, KeyError, RuntimeError))
+
+
+def test_every_error_class_tickstep_defines_is_in_the_hierarchy():
+    from tickstep.strategies import UnknownStrategyError
+
+    assert issubclass(UnknownStrategyError, tickstep.TickstepError)
+    assert issubclass(UnknownStrategyError, LookupError)
+    # One definition each: the public names are the very classes the core raises.
+    assert tickstep.OrderError is tickstep._core.OrderError
+    assert tickstep.data.DataError is DataError
+
+
+def test_the_core_raises_the_hierarchys_classes():
+    with pytest.raises(tickstep.OrderError) as order:
+        tickstep.Backtest(two_symbols(), _BuysNegative).run()
+    assert isinstance(order.value, ValueError)
+    with pytest.raises(tickstep.ConfigError):
+        tickstep._core.Engine(tickstep.Backtest(two_symbols(), Params).market, fill_at="noon")
+    # Market columns the core refuses come back as the door's DataError.
+    ts = np.array([1, 2], dtype=np.int64)
+    one, three = np.ones(2), np.ones(3)
+    with pytest.raises(DataError, match="invalid market data: A: columns have different lengths"):
+        tickstep._core.Market(["A"], [ts], [one], [three], [one], [one], [one])
+    r = tickstep.Backtest(two_symbols(), Params).run()
+    with pytest.raises(tickstep.StateError, match="only usable inside"):
+        r.strategy.buy("AAA", size=1)
+
+
+class _BuysNegative(tickstep.Strategy):
+    def next(self, symbol):
+        self.buy(size=-1)
+
+
+class _DeclaresInNext(tickstep.Strategy):
+    what = "sma"
+
+    def next(self, symbol):
+        if self.what == "sma":
+            self.sma(5)
+        elif self.what == "timeframe":
+            self.timeframe("2D")
+        else:
+            self.I(lambda s: s, name="copy")
+
+
+@pytest.mark.parametrize("what", ["sma", "timeframe", "I"])
+def test_declaring_a_study_outside_init_is_refused_saying_where(what):
+    with pytest.raises(tickstep.StateError, match=r"must be declared in init\(\)") as info:
+        tickstep.Backtest(two_symbols(), _DeclaresInNext).run(what=what)
+    assert "next()" in str(info.value)

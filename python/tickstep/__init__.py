@@ -6,7 +6,7 @@
 """
 
 from tickstep import data, metrics, sizing
-from tickstep._core import ConfigError, OrderError, TickstepError, UnknownSymbolError
+from tickstep._core import ConfigError, OrderError, StateError, TickstepError, UnknownSymbolError
 from tickstep._core import __version__ as __version__
 from tickstep.backtest import Backtest
 from tickstep.config import BacktestConfig
@@ -26,6 +26,7 @@ __all__ = [
     "Result",
     "RiskPerTrade",
     "SizingRequest",
+    "StateError",
     "Strategy",
     "TickstepError",
     "UnknownSymbolError",

@@ -1,13 +1,13 @@
 //! The adapter that turns Python callables into the core's `Strategy`.
 //!
-//! Per call it only points the context at the engine and calls a bound method found once,
+//! Per call it only points the Python context at the core's tick context and calls a bound method found once,
 //! with a symbol string created once: no Python objects are allocated per bar here.
 
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::context::PyContext;
-use crate::engine::Engine;
+use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
 use crate::strategy::Strategy;
 
@@ -19,7 +19,7 @@ pub struct PyStrategy<'py> {
     pub symbols: Vec<Bound<'py, PyString>>,
 }
 
-fn failed(engine: &Engine, symbol: Option<usize>, err: PyErr) -> EngineError {
+fn failed(engine: &TickContext<'_>, symbol: Option<usize>, err: PyErr) -> EngineError {
     EngineError::Strategy {
         symbol: symbol.map(|s| engine.market().name(s).to_string()),
         timestamp: engine.now(),
@@ -28,19 +28,19 @@ fn failed(engine: &Engine, symbol: Option<usize>, err: PyErr) -> EngineError {
 }
 
 impl Strategy for PyStrategy<'_> {
-    fn init(&mut self, engine: &mut Engine) -> Result<()> {
+    fn init(&mut self, setup: &mut Setup<'_>) -> Result<()> {
         let Some(init) = &self.init else {
             return Ok(());
         };
         let outcome = {
-            let _attached = self.ctx.attach(engine);
+            let _attached = self.ctx.attach_setup(setup);
             init.call0()
         };
-        outcome.map(drop).map_err(|e| failed(engine, None, e))
+        outcome.map(drop).map_err(|e| failed(setup, None, e))
     }
 
     #[inline]
-    fn on_bar(&mut self, engine: &mut Engine, symbol: usize) -> Result<()> {
+    fn on_bar(&mut self, engine: &mut TickContext<'_>, symbol: usize) -> Result<()> {
         let Some(next) = &self.next else {
             return Ok(());
         };
@@ -53,7 +53,7 @@ impl Strategy for PyStrategy<'_> {
             .map_err(|e| failed(engine, Some(symbol), e))
     }
 
-    fn on_tick(&mut self, engine: &mut Engine) -> Result<()> {
+    fn on_tick(&mut self, engine: &mut TickContext<'_>) -> Result<()> {
         let Some(on_tick) = &self.on_tick else {
             return Ok(());
         };

@@ -1,5 +1,8 @@
-//! `Context`: the one reusable object through which a Python strategy talks to the engine
-//! while it runs. It points at the engine only for the duration of a callback.
+//! `Context`: the one reusable object through which a Python strategy talks to the core
+//! while it runs. It points at the core's tick context (`crate::context`) only for the
+//! duration of a callback — never at the engine — so Python reaches exactly what a Rust
+//! strategy may reach: orders, portfolio reads, studies reads, market views; and study
+//! declarations only during `init()`.
 
 use std::collections::HashMap;
 use std::ptr;
@@ -8,15 +11,14 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::types::PyDict;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use super::errors::{IntoPyResult, UnknownSymbolError};
+use super::errors::{state_error, unknown_symbol, IntoPyResult};
 use super::market::{view_column, PyMarket};
 use crate::candles::Candle;
-use crate::engine::Engine;
+use crate::context::{Setup, TickContext};
 use crate::orders::{OrderRequest, Side};
-use crate::studies;
+use crate::studies::{self, Studies};
 
 /// (ts, open, high, low, close, volume) as handed to Python.
 type BarTuple = (i64, f64, f64, f64, f64, f64);
@@ -32,41 +34,81 @@ fn candle_tuple(c: Candle) -> CandleTuple {
 // method releases it, so calls into a context never overlap.
 #[pyclass(name = "Context", module = "tickstep._core", frozen)]
 pub struct PyContext {
-    engine: AtomicPtr<Engine>,
+    /// The tick context of the running `next()`/`on_tick()`, else null.
+    tick: AtomicPtr<TickContext<'static>>,
+    /// The set-up context of the running `init()`, else null.
+    setup: AtomicPtr<Setup<'static>>,
     market: Py<PyMarket>,
     index: HashMap<String, usize>,
 }
 
-/// Clears the context's engine pointer when a callback returns (or unwinds).
+/// Clears the context's pointers when a callback returns (or unwinds).
 pub struct Attached<'a>(&'a PyContext);
 
 impl Drop for Attached<'_> {
     fn drop(&mut self) {
-        self.0.engine.store(ptr::null_mut(), Ordering::Relaxed);
+        self.0.tick.store(ptr::null_mut(), Ordering::Relaxed);
+        self.0.setup.store(ptr::null_mut(), Ordering::Relaxed);
     }
 }
 
+const OUTSIDE: &str =
+    "the strategy context is only usable inside init(), next() and on_tick() of a running backtest";
+
 impl PyContext {
-    /// Let Python reach `engine` until the returned guard drops. The caller must not use
-    /// `engine` itself while the guard lives (Python holds the only way in).
-    pub fn attach(&self, engine: &mut Engine) -> Attached<'_> {
-        self.engine.store(engine as *mut Engine, Ordering::Relaxed);
+    /// Let Python reach `ctx` until the returned guard drops. The caller must not use
+    /// `ctx` itself while the guard lives (Python holds the only way in).
+    pub fn attach<'a>(&'a self, ctx: &mut TickContext<'_>) -> Attached<'a> {
+        let p: *mut TickContext<'static> = (ctx as *mut TickContext<'_>).cast();
+        self.tick.store(p, Ordering::Relaxed);
         Attached(self)
     }
 
-    // The context is the one path into the engine while a callback runs (see `attach`).
+    /// As `attach`, for `init()`: studies may be declared through it.
+    pub fn attach_setup<'a>(&'a self, setup: &mut Setup<'_>) -> Attached<'a> {
+        let p: *mut Setup<'static> = (setup as *mut Setup<'_>).cast();
+        self.setup.store(p, Ordering::Relaxed);
+        Attached(self)
+    }
+
+    // The context is the one path into the core while a callback runs (see `attach`).
     #[allow(clippy::mut_from_ref)]
-    fn engine(&self) -> PyResult<&mut Engine> {
-        let p = self.engine.load(Ordering::Relaxed);
+    fn context(&self) -> PyResult<&mut TickContext<'static>> {
+        let setup = self.setup.load(Ordering::Relaxed);
+        if !setup.is_null() {
+            // SAFETY: as for `tick` below (set by `attach_setup`).
+            return Ok(unsafe { &mut (*setup).ctx });
+        }
+        let p = self.tick.load(Ordering::Relaxed);
         if p.is_null() {
-            return Err(PyRuntimeError::new_err(
-                "the strategy context is only usable inside init(), next() and on_tick() of a running backtest",
+            return Err(Python::attach(|py| state_error(py, OUTSIDE)));
+        }
+        // SAFETY: `p` was set by `attach` from a live `&mut TickContext` whose owner (the
+        // engine's loop) is blocked in a call into Python until the guard clears it; every
+        // call holds the GIL for its whole length, and no method here calls back into
+        // Python while holding the reference. The 'static lifetime never leaves this
+        // module: each method uses the reference only for the length of its own call.
+        Ok(unsafe { &mut *p })
+    }
+
+    /// The studies to declare into: only while `init()` runs.
+    #[allow(clippy::mut_from_ref)]
+    fn declare(&self, py: Python<'_>, what: &str) -> PyResult<&mut Studies> {
+        let setup = self.setup.load(Ordering::Relaxed);
+        if setup.is_null() {
+            if self.tick.load(Ordering::Relaxed).is_null() {
+                return Err(state_error(py, OUTSIDE));
+            }
+            return Err(state_error(
+                py,
+                format!(
+                    "{what} must be declared in init(), not in next() or on_tick(): declare it once in init() (e.g. self.fast = self.sma(10)) and read it in next()"
+                ),
             ));
         }
-        // SAFETY: `p` was set by `attach` from a live `&mut Engine` whose owner is blocked
-        // in a call into Python until the guard clears it; every call holds the GIL for its
-        // whole length, and no method here calls back into Python while holding the reference.
-        Ok(unsafe { &mut *p })
+        // SAFETY: `setup` was set by `attach_setup` from a live `&mut Setup` under the
+        // same rules as `context` above.
+        Ok(unsafe { (*setup).studies_mut() })
     }
 
     /// A symbol given by name (str) or index (int) from Python.
@@ -76,13 +118,17 @@ impl PyContext {
                 .index
                 .get(name)
                 .map(|&i| i as isize)
-                .ok_or_else(|| UnknownSymbolError::new_err(format!("unknown symbol {name:?}")));
+                .ok_or_else(|| unknown_symbol(obj.py(), format!("unknown symbol {name:?}")));
         }
         obj.extract::<isize>()
     }
 
     /// A symbol argument given as a name, an index or None (the current symbol).
-    fn symbol_arg(&self, e: &Engine, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+    fn symbol_arg(
+        &self,
+        e: &TickContext<'_>,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<usize> {
         let i = match symbol {
             None => -1,
             Some(obj) => self.resolve(obj)?,
@@ -91,19 +137,22 @@ impl PyContext {
     }
 
     /// Symbol index from Python: -1 means the symbol whose `next()` is running.
-    fn symbol(e: &Engine, symbol: isize) -> PyResult<usize> {
+    fn symbol(e: &TickContext<'_>, symbol: isize) -> PyResult<usize> {
         if symbol < 0 {
             return e.current_symbol().ok_or_else(|| {
-                UnknownSymbolError::new_err(
-                    "no current symbol here (init() or on_tick()): pass the symbol explicitly",
-                )
+                Python::attach(|py| {
+                    unknown_symbol(
+                        py,
+                        "no current symbol here (init() or on_tick()): pass the symbol explicitly",
+                    )
+                })
             });
         }
         let s = symbol as usize;
         if s >= e.market().symbol_count() {
-            return Err(UnknownSymbolError::new_err(format!(
-                "symbol index {s} out of range"
-            )));
+            return Err(Python::attach(|py| {
+                unknown_symbol(py, format!("symbol index {s} out of range"))
+            }));
         }
         Ok(s)
     }
@@ -122,7 +171,8 @@ impl PyContext {
             .map(|(i, n)| (n.clone(), i))
             .collect();
         PyContext {
-            engine: AtomicPtr::new(ptr::null_mut()),
+            tick: AtomicPtr::new(ptr::null_mut()),
+            setup: AtomicPtr::new(ptr::null_mut()),
             market,
             index,
         }
@@ -130,46 +180,47 @@ impl PyContext {
 
     /// Whether a backtest is currently attached.
     fn is_running(&self) -> bool {
-        !self.engine.load(Ordering::Relaxed).is_null()
+        !(self.tick.load(Ordering::Relaxed).is_null()
+            && self.setup.load(Ordering::Relaxed).is_null())
     }
 
     /// Timestamp (int ns UTC) of the current tick.
     fn now(&self) -> PyResult<i64> {
-        Ok(self.engine()?.now())
+        Ok(self.context()?.now())
     }
 
     /// Index of the symbol whose `next()` is running, or -1.
     fn current(&self) -> PyResult<isize> {
-        Ok(self.engine()?.current_symbol().map_or(-1, |s| s as isize))
+        Ok(self.context()?.current_symbol().map_or(-1, |s| s as isize))
     }
 
     fn has_data(&self, symbol: isize) -> PyResult<bool> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
         Ok(e.has_data(s))
     }
 
     /// Indices of the symbols with a bar at this tick, ascending.
     fn active(&self) -> PyResult<Vec<usize>> {
-        Ok(self.engine()?.active_symbols().to_vec())
+        Ok(self.context()?.active_symbols().to_vec())
     }
 
     /// Latest close (NaN before the symbol's first bar).
     fn price(&self, symbol: isize) -> PyResult<f64> {
-        let e = self.engine()?;
+        let e = self.context()?;
         Ok(e.price(Self::symbol(e, symbol)?))
     }
 
     /// Index of the symbol's latest bar, -1 before its first.
     fn bar_index(&self, symbol: isize) -> PyResult<isize> {
-        let e = self.engine()?;
+        let e = self.context()?;
         Ok(e.bar_index(Self::symbol(e, symbol)?)
             .map_or(-1, |i| i as isize))
     }
 
     /// The symbol's latest bar as (ts, open, high, low, close, volume).
     fn bar(&self, symbol: isize) -> PyResult<Option<BarTuple>> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
         Ok(e.bar_index(s).map(|i| {
             let b = e.market().bars(s);
@@ -193,27 +244,21 @@ impl PyContext {
         column: &str,
         count: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
-        let stop = e.bar_index(s).map_or(0, |i| i + 1);
-        view_column(
-            self.market.bind(py),
-            s,
-            column,
-            stop.saturating_sub(count),
-            stop,
-        )
+        let window = e.history_window(s, count);
+        view_column(self.market.bind(py), s, column, window.start, window.end)
     }
 
     /// Signed position size in units.
     fn position(&self, symbol: isize) -> PyResult<f64> {
-        let e = self.engine()?;
+        let e = self.context()?;
         Ok(e.position(Self::symbol(e, symbol)?).size)
     }
 
     /// Volume-weighted entry price of the open position (NaN when flat).
     fn average_price(&self, symbol: isize) -> PyResult<f64> {
-        let e = self.engine()?;
+        let e = self.context()?;
         Ok(e.position(Self::symbol(e, symbol)?).average_price())
     }
 
@@ -223,7 +268,7 @@ impl PyContext {
         &self,
         symbol: isize,
     ) -> PyResult<Vec<(u64, f64, f64, f64, i64, Option<u64>, Option<u64>)>> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
         Ok(e.position(s)
             .lots
@@ -243,24 +288,24 @@ impl PyContext {
     }
 
     fn equity(&self) -> PyResult<f64> {
-        Ok(self.engine()?.equity())
+        Ok(self.context()?.equity())
     }
 
     fn cash(&self) -> PyResult<f64> {
-        Ok(self.engine()?.cash())
+        Ok(self.context()?.cash())
     }
 
     fn gross_exposure(&self) -> PyResult<f64> {
-        Ok(self.engine()?.gross_exposure())
+        Ok(self.context()?.gross_exposure())
     }
 
     fn open_position_count(&self) -> PyResult<usize> {
-        Ok(self.engine()?.portfolio().open_position_count())
+        Ok(self.context()?.portfolio().open_position_count())
     }
 
     /// Flat symbols with an entry order working or pending.
     fn pending_entry_count(&self) -> PyResult<usize> {
-        Ok(self.engine()?.pending_entry_count())
+        Ok(self.context()?.pending_entry_count())
     }
 
     /// Place an order; returns its id. It can fill from the symbol's next bar on.
@@ -278,7 +323,7 @@ impl PyContext {
         tp: Option<f64>,
         tag: i64,
     ) -> PyResult<u64> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
         let side = if buy { Side::Buy } else { Side::Sell };
         let req = OrderRequest {
@@ -296,19 +341,19 @@ impl PyContext {
 
     /// Flatten the symbol's position at its next fill; None if already flat.
     fn close_position(&self, py: Python<'_>, symbol: isize) -> PyResult<Option<u64>> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
         e.close_position(s).py_err(py)
     }
 
     /// Cancel a working order; False if it had already filled or ended.
     fn cancel(&self, order_id: u64) -> PyResult<bool> {
-        Ok(self.engine()?.cancel(order_id))
+        Ok(self.context()?.cancel(order_id))
     }
 
     /// Ids of the symbol's working and pending orders.
     fn open_orders(&self, symbol: isize) -> PyResult<Vec<u64>> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
         Ok(e.open_orders(s))
     }
@@ -326,13 +371,11 @@ impl PyContext {
         source: &str,
         timeframe: Option<usize>,
     ) -> PyResult<usize> {
-        let e = self.engine()?;
-        let n = e.market().symbol_count();
+        let n = self.context()?.market().symbol_count();
+        let studies = self.declare(py, "an indicator")?;
         let kind = studies::rolling_kind(kind, window).py_err(py)?;
         let source = studies::source(source).py_err(py)?;
-        e.studies_mut()
-            .add_rolling(n, kind, source, timeframe)
-            .py_err(py)
+        studies.add_rolling(n, kind, source, timeframe).py_err(py)
     }
 
     /// Declare clock-aligned candles of `period` ns from `origin` ns.
@@ -343,9 +386,8 @@ impl PyContext {
         origin: i64,
         history: usize,
     ) -> PyResult<usize> {
-        let e = self.engine()?;
-        let n = e.market().symbol_count();
-        e.studies_mut()
+        let n = self.context()?.market().symbol_count();
+        self.declare(py, "a timeframe")?
             .add_clock_timeframe(n, period, origin, history)
             .py_err(py)
     }
@@ -359,12 +401,12 @@ impl PyContext {
         ends: Vec<PyReadonlyArray1<'_, i64>>,
         history: usize,
     ) -> PyResult<usize> {
-        let e = self.engine()?;
-        let market = e.market().clone();
+        let market = self.context()?.market().clone();
+        let studies = self.declare(py, "a timeframe")?;
         let bars: Vec<_> = (0..market.symbol_count()).map(|s| market.bars(s)).collect();
         let labels = labels.iter().map(|a| a.as_array().to_vec()).collect();
         let ends = ends.iter().map(|a| a.as_array().to_vec()).collect();
-        e.studies_mut()
+        studies
             .add_given_timeframe(&bars, labels, ends, history)
             .py_err(py)
     }
@@ -375,35 +417,35 @@ impl PyContext {
         py: Python<'_>,
         values: Vec<PyReadonlyArray1<'_, f64>>,
     ) -> PyResult<usize> {
-        let e = self.engine()?;
-        let market = e.market().clone();
+        let market = self.context()?.market().clone();
+        let studies = self.declare(py, "an indicator (self.I)")?;
         let bars: Vec<_> = (0..market.symbol_count()).map(|s| market.bars(s)).collect();
         let values = values.iter().map(|a| a.as_array().to_vec()).collect();
-        e.studies_mut().add_series(&bars, values).py_err(py)
+        studies.add_series(&bars, values).py_err(py)
     }
 
     fn study_value(&self, py: Python<'_>, id: usize, symbol: isize) -> PyResult<f64> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
         e.studies().value(id, s, e.bar_index(s)).py_err(py)
     }
 
     fn study_prev(&self, py: Python<'_>, id: usize, symbol: isize) -> PyResult<f64> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
         e.studies().prev(id, s, e.bar_index(s)).py_err(py)
     }
 
     fn study_ready(&self, py: Python<'_>, id: usize, symbol: isize) -> PyResult<bool> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
         e.studies().is_ready(id, s, e.bar_index(s)).py_err(py)
     }
 
     fn study_reset(&self, py: Python<'_>, id: usize, symbol: isize) -> PyResult<()> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
-        e.studies_mut().reset(id, s).py_err(py)
+        e.reset_study(id, s).py_err(py)
     }
 
     /// The last `count` completed candles (oldest first) as a dict of numpy columns
@@ -417,7 +459,7 @@ impl PyContext {
         count: usize,
         forming: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = self.symbol_arg(e, symbol)?;
         let c = e
             .studies()
@@ -447,7 +489,7 @@ impl PyContext {
         timeframe: usize,
         symbol: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = self.symbol_arg(e, symbol)?;
         Ok(e.studies()
             .candles(timeframe, s)
@@ -463,7 +505,7 @@ impl PyContext {
         timeframe: usize,
         symbol: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<CandleTuple>> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = self.symbol_arg(e, symbol)?;
         let c = e
             .studies()
@@ -482,7 +524,7 @@ impl PyContext {
         symbol: Option<&Bound<'_, PyAny>>,
         ts: i64,
     ) -> PyResult<Option<CandleTuple>> {
-        let e = self.engine()?;
+        let e = self.context()?;
         let s = self.symbol_arg(e, symbol)?;
         let series = e.studies().candles(timeframe, s).py_err(py)?;
         let c = series.index_at(ts).and_then(|i| series.get(i));

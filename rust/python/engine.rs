@@ -6,9 +6,10 @@ use pyo3::types::{PyDict, PyString};
 
 use super::adapter::PyStrategy;
 use super::context::PyContext;
-use super::errors::{ConfigError, IntoPyResult};
+use super::errors::IntoPyResult;
 use super::market::PyMarket;
-use crate::engine::{Config, Engine, FillAt};
+use crate::config::{Config, FillAt};
+use crate::engine::Engine;
 
 #[pyclass(name = "Engine", module = "tickstep._core", unsendable)]
 pub struct PyEngine {
@@ -36,21 +37,12 @@ impl PyEngine {
         leverage: f64,
         record_every_bar: bool,
     ) -> PyResult<Self> {
-        let fill_at = match fill_at {
-            "next_open" => FillAt::NextOpen,
-            "close" => FillAt::Close,
-            other => {
-                return Err(ConfigError::new_err(format!(
-                    "fill_at = {other:?}: must be 'next_open' or 'close'"
-                )))
-            }
-        };
         let config = Config {
             cash,
             commission_rate: commission,
             commission_fixed,
             slippage_bps,
-            fill_at,
+            fill_at: FillAt::parse(fill_at).py_err(py)?,
             leverage,
             record_every_bar,
         };

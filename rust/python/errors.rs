@@ -1,42 +1,129 @@
 //! The one mapping from core errors to Python exceptions.
 
-use pyo3::create_exception;
-use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyException, PyKeyError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
 
+use crate::clock::{NANOS_PER_DAY, NANOS_PER_SECOND};
 use crate::error::EngineError;
 
-create_exception!(
-    _core,
-    TickstepError,
-    PyRuntimeError,
-    "Base class of tickstep's own errors."
-);
-create_exception!(
-    _core,
-    OrderError,
-    PyValueError,
-    "An order the broker refuses (size, prices, side)."
-);
-create_exception!(
-    _core,
-    UnknownSymbolError,
-    PyKeyError,
-    "A symbol the market does not hold."
-);
-create_exception!(
-    _core,
-    ConfigError,
-    PyValueError,
-    "An engine option out of range."
-);
+/// tickstep's exception classes, created once per interpreter. Each one subclasses
+/// `TickstepError` and the builtin a caller would naturally catch (`ValueError` for a bad
+/// value, `KeyError` for an unknown name, ...), so both `except tickstep.TickstepError`
+/// and `except ValueError` work. They are built with `type()` because a class with two
+/// bases cannot be declared with `create_exception!`.
+struct ErrorTypes {
+    tickstep: Py<PyType>,
+    order: Py<PyType>,
+    unknown_symbol: Py<PyType>,
+    config: Py<PyType>,
+    state: Py<PyType>,
+}
+
+static TYPES: PyOnceLock<ErrorTypes> = PyOnceLock::new();
+
+fn new_class(
+    py: Python<'_>,
+    name: &str,
+    doc: &str,
+    bases: &[Bound<'_, PyType>],
+) -> PyResult<Py<PyType>> {
+    let namespace = PyDict::new(py);
+    namespace.set_item("__doc__", doc)?;
+    namespace.set_item("__module__", "tickstep")?;
+    let class = py
+        .get_type::<PyType>()
+        .call1((name, PyTuple::new(py, bases)?, namespace))?;
+    Ok(class.cast_into::<PyType>()?.unbind())
+}
+
+fn types(py: Python<'_>) -> &ErrorTypes {
+    TYPES.get_or_init(py, || {
+        let make = || -> PyResult<ErrorTypes> {
+            let root = new_class(
+                py,
+                "TickstepError",
+                "Base class of every error tickstep raises on its own account.",
+                &[py.get_type::<PyException>()],
+            )?;
+            let base = root.bind(py).clone();
+            let sub = |name: &str, doc: &str, builtin: Bound<'_, PyType>| {
+                new_class(py, name, doc, &[base.clone(), builtin])
+            };
+            Ok(ErrorTypes {
+                order: sub(
+                    "OrderError",
+                    "An order refused: its size, prices, side, or an order that cannot be changed.",
+                    py.get_type::<PyValueError>(),
+                )?,
+                unknown_symbol: sub(
+                    "UnknownSymbolError",
+                    "A symbol the market does not hold.",
+                    py.get_type::<PyKeyError>(),
+                )?,
+                config: sub(
+                    "ConfigError",
+                    "An engine or backtest option out of range.",
+                    py.get_type::<PyValueError>(),
+                )?,
+                state: sub(
+                    "StateError",
+                    "Something asked at the wrong time: a context outside a running backtest, a study declared outside init(), an engine run twice.",
+                    py.get_type::<PyRuntimeError>(),
+                )?,
+                tickstep: root,
+            })
+        };
+        make().expect("creating tickstep's exception classes")
+    })
+}
+
+fn raise(py: Python<'_>, ty: &Py<PyType>, message: String) -> PyErr {
+    PyErr::from_type(ty.bind(py).clone(), message)
+}
+
+pub fn tickstep_error(py: Python<'_>, message: impl Into<String>) -> PyErr {
+    raise(py, &types(py).tickstep, message.into())
+}
+
+pub fn order_error(py: Python<'_>, message: impl Into<String>) -> PyErr {
+    raise(py, &types(py).order, message.into())
+}
+
+pub fn unknown_symbol(py: Python<'_>, message: impl Into<String>) -> PyErr {
+    raise(py, &types(py).unknown_symbol, message.into())
+}
+
+pub fn config_error(py: Python<'_>, message: impl Into<String>) -> PyErr {
+    raise(py, &types(py).config, message.into())
+}
+
+pub fn state_error(py: Python<'_>, message: impl Into<String>) -> PyErr {
+    raise(py, &types(py).state, message.into())
+}
+
+/// Bad market data is a `tickstep.data.DataError`, defined once with the door (it carries
+/// symbol/row/rule attributes); the core's own market checks raise that same class.
+fn data_error(py: Python<'_>, message: String) -> PyErr {
+    let class = py
+        .import("tickstep.data")
+        .and_then(|m| m.getattr("DataError"))
+        .and_then(|c| Ok(c.cast_into::<PyType>()?));
+    match class {
+        Ok(class) => PyErr::from_type(class, message),
+        Err(_) => PyValueError::new_err(message),
+    }
+}
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    m.add("TickstepError", py.get_type::<TickstepError>())?;
-    m.add("OrderError", py.get_type::<OrderError>())?;
-    m.add("UnknownSymbolError", py.get_type::<UnknownSymbolError>())?;
-    m.add("ConfigError", py.get_type::<ConfigError>())?;
+    let t = types(py);
+    m.add("TickstepError", t.tickstep.bind(py))?;
+    m.add("OrderError", t.order.bind(py))?;
+    m.add("UnknownSymbolError", t.unknown_symbol.bind(py))?;
+    m.add("ConfigError", t.config.bind(py))?;
+    m.add("StateError", t.state.bind(py))?;
     Ok(())
 }
 
@@ -44,11 +131,11 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// traceback intact) with a note naming where it happened.
 pub fn to_pyerr(py: Python<'_>, err: EngineError) -> PyErr {
     match err {
-        EngineError::InvalidOrder(m) => OrderError::new_err(m),
-        EngineError::UnknownSymbol(m) => UnknownSymbolError::new_err(m),
-        EngineError::InvalidConfig(m) => ConfigError::new_err(m),
-        EngineError::InvalidMarket(m) => PyValueError::new_err(format!("invalid market data: {m}")),
-        EngineError::State(m) => TickstepError::new_err(m),
+        EngineError::InvalidOrder(m) => order_error(py, m),
+        EngineError::UnknownSymbol(m) => unknown_symbol(py, m),
+        EngineError::InvalidConfig(m) => config_error(py, m),
+        EngineError::InvalidMarket(m) => data_error(py, format!("invalid market data: {m}")),
+        EngineError::State(m) => state_error(py, m),
         EngineError::Strategy {
             symbol,
             timestamp,
@@ -66,7 +153,7 @@ pub fn to_pyerr(py: Python<'_>, err: EngineError) -> PyErr {
             };
             let err = match source.downcast::<PyErr>() {
                 Ok(e) => *e,
-                Err(other) => TickstepError::new_err(other.to_string()),
+                Err(other) => tickstep_error(py, other.to_string()),
             };
             // A failed note must not hide the strategy's own error.
             let _ = err.add_note(py, note);
@@ -80,10 +167,9 @@ pub fn iso_time(ns: i64) -> String {
     if ns == i64::MIN {
         return "start-up (before the first tick)".into();
     }
-    let secs = ns.div_euclid(1_000_000_000);
-    let nanos = ns.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
+    let days = ns.div_euclid(NANOS_PER_DAY);
+    let nanos = ns.rem_euclid(NANOS_PER_SECOND);
+    let sod = ns.rem_euclid(NANOS_PER_DAY) / NANOS_PER_SECOND;
     // Civil date from days since 1970-01-01 (proleptic Gregorian).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tickstep._core import TickstepError
+
 __all__ = ["DataError", "MarketColumns", "SymbolBars", "check_bars"]
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
@@ -22,7 +24,7 @@ TIMESTAMP_COLUMNS = ("ts", "timestamp", "time", "datetime", "date")
 _NAT = np.iinfo(np.int64).min
 
 
-class DataError(ValueError):
+class DataError(TickstepError, ValueError):
     """Bad market data, refused at the door.
 
     The message names the source (symbol, file), the row (position and timestamp) and the

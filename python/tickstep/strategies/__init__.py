@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
 
+from tickstep._core import TickstepError
 from tickstep.hints import did_you_mean
 from tickstep.strategies.breakout import Fakeout, RangeBreakout, RangeSetup, TrueBreakout
 from tickstep.strategies.classic import RsiMeanReversion, SmaCross
@@ -47,7 +48,7 @@ __all__ = [
 ENTRY_POINT_GROUP = "tickstep.strategies"
 
 
-class UnknownStrategyError(LookupError):
+class UnknownStrategyError(TickstepError, LookupError):
     """No strategy is registered under the requested name."""
 
 

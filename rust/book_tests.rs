@@ -1,0 +1,222 @@
+//! The book's rules at the Rust level: a `Book` and a `Portfolio` driven bar by bar by
+//! hand, without the loop. Every expected price is worked out in the comment beside it.
+
+use super::*;
+use crate::orders::Role;
+
+const X: usize = 0;
+
+struct Desk {
+    book: Book,
+    portfolio: Portfolio,
+    config: Config,
+    bar: usize,
+}
+
+fn desk(config: Config) -> Desk {
+    Desk {
+        book: Book::new(1),
+        portfolio: Portfolio::new(config.cash, 1),
+        config,
+        bar: 0,
+    }
+}
+
+fn bar(open: f64, high: f64, low: f64, close: f64) -> Bar {
+    Bar {
+        open,
+        high,
+        low,
+        close,
+    }
+}
+
+impl Desk {
+    fn order(&mut self, side: Side, size: f64, f: impl FnOnce(&mut OrderRequest)) -> u64 {
+        let mut r = OrderRequest::market(X, side, size);
+        f(&mut r);
+        let id = self.book.submit(r, "X", f64::NAN, self.bar as i64).unwrap();
+        self.book
+            .admit_pending(self.bar as i64, &mut self.portfolio, &self.config, |_| None);
+        id
+    }
+
+    fn close(&mut self) -> Option<u64> {
+        let held = self.portfolio.position(X).size;
+        let id = self.book.close_position(X, held, self.bar as i64);
+        self.book
+            .admit_pending(self.bar as i64, &mut self.portfolio, &self.config, |_| None);
+        id
+    }
+
+    /// The next bar: marks, matches, marks to the close.
+    fn next(&mut self, b: Bar) {
+        self.bar += 1;
+        self.portfolio.mark(X, b.open);
+        let (i, ts) = (self.bar, self.bar as i64);
+        self.book
+            .match_bar(X, i, ts, &b, &mut self.portfolio, &self.config);
+        self.portfolio.mark(X, b.close);
+    }
+
+    fn prices(&self) -> Vec<(u64, f64, f64)> {
+        self.book
+            .fills()
+            .iter()
+            .map(|f| (f.order_id, f.direction * f.size, f.price))
+            .collect()
+    }
+
+    fn status(&self, id: u64) -> (Status, &'static str) {
+        let r = &self.book.orders()[(id - 1) as usize];
+        (r.status, r.reason)
+    }
+}
+
+#[test]
+fn market_order_fills_at_the_next_open() {
+    let mut d = desk(Config::default());
+    let id = d.order(Side::Buy, 3.0, |_| {});
+    d.next(bar(101.0, 103.0, 99.0, 102.0));
+    assert_eq!(d.prices(), vec![(id, 3.0, 101.0)]);
+    assert_eq!(d.status(id), (Status::Filled, ""));
+}
+
+#[test]
+fn limit_fills_at_its_price_or_a_better_open() {
+    let mut d = desk(Config::default());
+    let inside = d.order(Side::Buy, 1.0, |r| r.limit = Some(98.0));
+    let gapped = d.order(Side::Buy, 1.0, |r| r.limit = Some(102.0));
+    let missed = d.order(Side::Buy, 1.0, |r| r.limit = Some(90.0));
+    // Opens at 100: the 102 limit fills at the better open, the 98 limit when the low
+    // (97) reaches it, the 90 limit never.
+    d.next(bar(100.0, 101.0, 97.0, 99.0));
+    assert_eq!(d.prices(), vec![(gapped, 1.0, 100.0), (inside, 1.0, 98.0)]);
+    assert_eq!(d.status(missed).0, Status::Open);
+}
+
+#[test]
+fn stop_fills_at_its_price_or_the_worse_open_and_slips() {
+    let mut d = desk(Config {
+        slippage_bps: 10.0,
+        ..Config::default()
+    });
+    d.order(Side::Buy, 10.0, |_| {});
+    d.next(bar(100.0, 100.0, 100.0, 100.0)); // long 10 at 100 × 1.001 = 100.1
+    let stop = d.order(Side::Sell, 10.0, |r| r.stop = Some(97.0));
+    // Gap down to 95 through the 97 stop: filled at the open, slipped 95 × 0.999 = 94.905.
+    d.next(bar(95.0, 96.0, 94.0, 95.5));
+    let (id, units, price) = d.prices()[1];
+    assert_eq!((id, units), (stop, -10.0));
+    assert!((price - 94.905).abs() < 1e-12, "{price}");
+}
+
+#[test]
+fn stop_limit_rests_as_a_limit_when_the_trigger_is_not_marketable() {
+    let mut d = desk(Config::default());
+    let id = d.order(Side::Buy, 1.0, |r| {
+        r.stop = Some(99.0);
+        r.limit = Some(98.0);
+    });
+    // Opens at 100 through the stop at 99, above the 98 limit: triggered, not filled.
+    d.next(bar(100.0, 100.5, 97.0, 99.0));
+    assert!(d.prices().is_empty());
+    // Next bar it is a plain limit at 98: the low 97.5 reaches it.
+    d.next(bar(99.0, 99.5, 97.5, 98.0));
+    assert_eq!(d.prices(), vec![(id, 1.0, 98.0)]);
+}
+
+#[test]
+fn bracket_stop_loss_wins_when_both_legs_are_inside_one_bar() {
+    let mut d = desk(Config::default());
+    d.order(Side::Buy, 2.0, |r| {
+        r.stop_loss = Some(95.0);
+        r.take_profit = Some(110.0);
+    });
+    d.next(bar(100.0, 100.0, 100.0, 100.0));
+    d.next(bar(100.0, 112.0, 94.0, 100.0));
+    let exit = d.book.fills()[1];
+    assert_eq!(
+        (exit.role, exit.price, exit.size),
+        (Role::StopLoss, 95.0, 2.0)
+    );
+    let tp = d
+        .book
+        .orders()
+        .iter()
+        .find(|o| o.role == Role::TakeProfit)
+        .unwrap();
+    assert_eq!(
+        (tp.status, tp.reason),
+        (Status::Cancelled, "its trade was closed")
+    );
+    assert_eq!(d.portfolio.position(X).size, 0.0);
+}
+
+#[test]
+fn entry_at_the_open_lets_both_legs_watch_the_same_bar() {
+    let mut d = desk(Config::default());
+    d.order(Side::Buy, 1.0, |r| r.take_profit = Some(104.0));
+    // Entry at the open 100, the high 105 reaches the take-profit in that bar.
+    d.next(bar(100.0, 105.0, 99.0, 101.0));
+    let exit = d.book.fills()[1];
+    assert_eq!((exit.role, exit.price), (Role::TakeProfit, 104.0));
+}
+
+#[test]
+fn close_is_sized_when_it_fills_and_cancelled_when_flat() {
+    let mut d = desk(Config::default());
+    d.order(Side::Sell, 4.0, |_| {});
+    d.next(bar(50.0, 50.0, 50.0, 50.0));
+    let close = d.close().unwrap();
+    d.next(bar(45.0, 46.0, 44.0, 45.0));
+    assert_eq!(d.prices()[1], (close, 4.0, 45.0));
+    assert_eq!(d.portfolio.closed[0].pnl, 20.0);
+    assert_eq!(d.close(), None);
+}
+
+#[test]
+fn increases_beyond_buying_power_are_rejected_with_a_reason() {
+    let mut d = desk(Config {
+        cash: 1_000.0,
+        ..Config::default()
+    });
+    let id = d.order(Side::Buy, 11.0, |_| {});
+    d.next(bar(100.0, 100.0, 100.0, 100.0));
+    assert!(d.prices().is_empty());
+    assert_eq!(d.status(id), (Status::Rejected, "insufficient margin"));
+    assert_eq!(d.portfolio.equity(), 1_000.0);
+}
+
+#[test]
+fn cancel_takes_a_working_order_out_once() {
+    let mut d = desk(Config::default());
+    let id = d.order(Side::Buy, 1.0, |r| r.limit = Some(90.0));
+    assert_eq!(d.book.open_orders(X), vec![id]);
+    assert!(d.book.cancel(id, 1));
+    assert!(!d.book.cancel(id, 1));
+    assert_eq!(
+        d.status(id),
+        (Status::Cancelled, "cancelled by the strategy")
+    );
+    d.next(bar(80.0, 80.0, 80.0, 80.0));
+    assert!(d.prices().is_empty());
+}
+
+#[test]
+fn orders_with_bad_values_are_refused_naming_the_rule() {
+    let mut d = desk(Config::default());
+    let mut r = OrderRequest::market(X, Side::Buy, 1.0);
+    r.stop_loss = Some(105.0);
+    let err = d.book.submit(r, "X", 100.0, 0).unwrap_err().to_string();
+    assert!(
+        err.contains("sl 105 must be below the entry price 100"),
+        "{err}"
+    );
+    let err = d
+        .book
+        .submit(OrderRequest::market(X, Side::Buy, -1.0), "X", 100.0, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("size must be a positive number"), "{err}");
+}

@@ -1,0 +1,205 @@
+//! The tick context: what a strategy may use while its callbacks run, and nothing more.
+//!
+//! `TickContext` borrows from the engine only the pieces a callback needs — the book (to
+//! place, cancel and list orders), the portfolio (read only), the studies (read, and reset
+//! a statistic), the market and the clock (read only) — so a callback cannot reach the
+//! loop, the equity log or the clock's cursors. `Setup` is the same context during
+//! `init()`, plus the one thing only `init()` may do: declare studies. A declaration in
+//! `next()`/`on_tick()` cannot be written, because a `TickContext` has no way to it.
+
+use std::ops::{Deref, DerefMut, Range};
+use std::sync::Arc;
+
+use crate::book::Book;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::{EngineError, Result};
+use crate::market::Market;
+use crate::orders::OrderRequest;
+use crate::portfolio::{Portfolio, Position};
+use crate::studies::Studies;
+
+pub struct TickContext<'a> {
+    pub(crate) market: &'a Arc<Market>,
+    pub(crate) config: &'a Config,
+    pub(crate) clock: &'a Clock,
+    pub(crate) active: &'a [usize],
+    pub(crate) now: i64,
+    pub(crate) current: Option<usize>,
+    pub(crate) book: &'a mut Book,
+    pub(crate) portfolio: &'a Portfolio,
+    pub(crate) studies: &'a mut Studies,
+}
+
+impl TickContext<'_> {
+    // ---- the market and the clock -------------------------------------------------------
+
+    pub fn market(&self) -> &Arc<Market> {
+        self.market
+    }
+
+    pub fn config(&self) -> &Config {
+        self.config
+    }
+
+    /// Timestamp of the current tick (`i64::MIN` in `init`, before the first).
+    #[inline]
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// Index of the current tick in the timeline (`usize::MAX` before the first).
+    pub fn tick_index(&self) -> usize {
+        self.clock.tick()
+    }
+
+    #[inline]
+    pub fn has_data(&self, symbol: usize) -> bool {
+        symbol < self.market.symbol_count() && self.clock.has_data(symbol)
+    }
+
+    /// The symbols with a bar at this tick, ascending.
+    pub fn active_symbols(&self) -> &[usize] {
+        self.active
+    }
+
+    /// One bit per symbol for this tick.
+    pub fn bitmap(&self) -> &[u64] {
+        self.clock.bitmap()
+    }
+
+    /// The symbol whose `on_bar` is running, if any.
+    #[inline]
+    pub fn current_symbol(&self) -> Option<usize> {
+        self.current
+    }
+
+    /// Index of `symbol`'s latest bar seen so far.
+    #[inline]
+    pub fn bar_index(&self, symbol: usize) -> Option<usize> {
+        self.clock.current_bar(symbol)
+    }
+
+    /// Latest close of `symbol` (NaN before its first bar).
+    #[inline]
+    pub fn price(&self, symbol: usize) -> f64 {
+        match self.clock.current_bar(symbol) {
+            Some(i) => self.market.bars(symbol).close[i],
+            None => f64::NAN,
+        }
+    }
+
+    /// The bars of `symbol` a strategy may see now: the last `count` up to and including
+    /// its latest bar (never one after the current tick: the no-look-ahead window).
+    pub fn history_window(&self, symbol: usize, count: usize) -> Range<usize> {
+        let stop = self.clock.current_bar(symbol).map_or(0, |i| i + 1);
+        stop.saturating_sub(count)..stop
+    }
+
+    // ---- the portfolio (read only) -------------------------------------------------------
+
+    #[inline]
+    pub fn position(&self, symbol: usize) -> &Position {
+        self.portfolio.position(symbol)
+    }
+
+    #[inline]
+    pub fn equity(&self) -> f64 {
+        self.portfolio.equity()
+    }
+
+    #[inline]
+    pub fn cash(&self) -> f64 {
+        self.portfolio.cash
+    }
+
+    pub fn gross_exposure(&self) -> f64 {
+        self.portfolio.gross_exposure()
+    }
+
+    pub fn portfolio(&self) -> &Portfolio {
+        self.portfolio
+    }
+
+    // ---- studies: read, or restart a statistic ------------------------------------------
+
+    /// Indicators and timeframes declared in `init` (values follow the ticks).
+    pub fn studies(&self) -> &Studies {
+        self.studies
+    }
+
+    /// Restart a rolling statistic for one symbol: it refills from its next input.
+    pub fn reset_study(&mut self, id: usize, symbol: usize) -> Result<()> {
+        self.check_symbol(symbol)?;
+        self.studies.reset(id, symbol)
+    }
+
+    // ---- orders ----------------------------------------------------------------------------
+
+    /// Place an order; it joins the book at this tick's barrier. Returns its id.
+    pub fn submit(&mut self, req: OrderRequest) -> Result<u64> {
+        self.check_symbol(req.symbol)?;
+        let price = self.price(req.symbol);
+        let name = self.market.name(req.symbol);
+        self.book.submit(req, name, price, self.now)
+    }
+
+    /// Flatten `symbol` at its next fill (size decided at fill time). `None` when flat.
+    pub fn close_position(&mut self, symbol: usize) -> Result<Option<u64>> {
+        self.check_symbol(symbol)?;
+        let held = self.portfolio.position(symbol).size;
+        Ok(self.book.close_position(symbol, held, self.now))
+    }
+
+    /// Cancel a working order (also a bracket leg). Returns false if it was not working.
+    pub fn cancel(&mut self, id: u64) -> bool {
+        self.book.cancel(id, self.now)
+    }
+
+    /// Ids of `symbol`'s working and pending orders.
+    pub fn open_orders(&self, symbol: usize) -> Vec<u64> {
+        self.book.open_orders(symbol)
+    }
+
+    /// Symbols now flat with an entry order working or pending: positions on their way.
+    pub fn pending_entry_count(&self) -> usize {
+        self.book.pending_entry_count(self.portfolio)
+    }
+
+    pub fn check_symbol(&self, symbol: usize) -> Result<()> {
+        if symbol >= self.market.symbol_count() {
+            return Err(EngineError::UnknownSymbol(format!(
+                "index {symbol} (the market has {} symbols)",
+                self.market.symbol_count()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The context of `init()`: a tick context that may also declare studies.
+pub struct Setup<'a> {
+    pub(crate) ctx: TickContext<'a>,
+}
+
+impl Setup<'_> {
+    /// Declare indicators and timeframes (only here: they are maintained from the first
+    /// tick on, so a study declared later would have missed bars).
+    pub fn studies_mut(&mut self) -> &mut Studies {
+        self.ctx.studies
+    }
+}
+
+impl<'a> Deref for Setup<'a> {
+    type Target = TickContext<'a>;
+
+    fn deref(&self) -> &TickContext<'a> {
+        &self.ctx
+    }
+}
+
+impl<'a> DerefMut for Setup<'a> {
+    fn deref_mut(&mut self) -> &mut TickContext<'a> {
+        &mut self.ctx
+    }
+}
