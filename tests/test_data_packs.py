@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from tickstep.data import DataError
-from tickstep.data._postgres import _unpack
+from tickstep.data._packs import unpack as _unpack
 
 COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 

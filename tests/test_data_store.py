@@ -206,6 +206,49 @@ def test_lunch_breaks_and_other_timezones():
     )
 
 
+def test_a_session_crossing_an_offset_change_resamples_in_both_offsets():
+    # A round-the-clock calendar (sessions are UTC days) for a symbol kept in New York
+    # time: the DST change at 07:00 UTC on 2024-03-10 falls inside a session, which the
+    # filter cuts in two, each part with its own UTC offset.
+    market = td.sample(["NYC"], 3, seed=6, hours="24h", start="2024-03-09", missing=0)
+    store = Store()
+    store.ingest(market)
+    store.ingest_metadata(
+        pd.DataFrame({"symbol": ["NYC"], "exchange": ["24/7"], "timezone": ["America/New_York"]})
+    )
+    for timeframe in ("1h", "30min"):
+        got = store.load(regular_hours=True, timeframe=timeframe).bars[0].to_frame()
+        local = market.bars[0].to_frame().tz_convert("America/New_York")
+        expected = local.resample(timeframe).agg(AGG).dropna().tz_convert("UTC")
+        pd.testing.assert_frame_equal(
+            got, expected, check_freq=False, check_names=False, check_index_type=False
+        )
+
+
+def test_filtered_load_work_grows_with_the_days_not_their_square():
+    # The join table of a filtered load holds one row per (group, unit) of the days
+    # loaded: regular minutes of each session, not sessions x offset slots.
+    from tickstep.data._calendars import filter_spans
+    from tickstep.data._request import parse_timeframe
+
+    meta = pd.DataFrame(
+        {"symbol": ["A", "B"], "exchange": ["XNYS", "XNYS"], "timezone": [None, None]}
+    )
+    for days in (30, 120):
+        first = pd.Timestamp("2024-01-02", tz="UTC").value
+        last = first + days * 86_400 * 10**9
+        spans = filter_spans(
+            meta,
+            regular_hours=True,
+            timeframe=parse_timeframe("15min"),
+            first_ns=first,
+            last_ns=last,
+        )
+        units = int((spans.last - spans.first).sum())
+        assert list(spans.group_of) == [0, 0]  # one group: same exchange, same timezone
+        assert units <= 390 * (days + 4)  # regular minutes of the sessions, no more
+
+
 # --- files ----------------------------------------------------------------------------------
 
 

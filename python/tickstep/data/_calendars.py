@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -128,45 +129,100 @@ def _offsets(instants: pd.DatetimeIndex, tz: str) -> np.ndarray:
 OFFSET_SLOT_NS = 15 * NS_PER_MINUTE  # every UTC offset change since 1970 falls on one
 
 
-@dataclass
-class FilterTables:
-    """Small tables passed to SQL as bound array parameters, expanded there.
+@dataclass(frozen=True)
+class FilterSpans:
+    """What a filtered load joins its bars against, as one small table of time spans.
 
-    ``sessions``: regular trading periods (``s_cal, s_day, s_open, s_close``); SQL
-    expands them to the minutes they contain and equi-joins bars on
-    (calendar, minute) -- a hash join, much cheaper than a range or as-of join.
-    ``offsets``: spans of constant UTC offset per timezone (``z_key, z_from, z_to,
-    z_off``) over the data's range; SQL expands them to 15-minute slots and joins
-    bars on (timezone, slot) to get their local time.
+    Symbols that share what the filters need (the exchange for regular hours, the
+    timezone for resampling) form a group. Each span is a stretch of time of one group
+    -- a regular session, or a stretch of constant UTC offset -- with the session's day
+    and the group's UTC offset during it. SQL expands the spans into units (minutes for
+    regular hours, 15-minute slots otherwise) and joins each bar on (group, unit): one
+    hash join whose table grows with the days loaded, never with their square.
+
+    Attributes
+    ----------
+    group_of : numpy.ndarray
+        Per requested symbol (in the metadata's order), its group.
+    sessions : bool
+        Whether the spans are regular sessions (``regular_hours``), cut into minutes;
+        otherwise they are stretches of constant offset, cut into 15-minute slots.
+    unit_ns : int
+        Length of the units spans are cut into.
+    group, first, last, day, offset : numpy.ndarray
+        Per span: its group, first unit and the unit after its last, its session day
+        (days since the epoch; regular hours only) and UTC offset in ns (resampling only).
     """
 
-    calendar_of: np.ndarray  # per requested symbol: index into the exchanges, or -1
-    tz_of: np.ndarray  # per requested symbol: index into timezones
-    sessions: dict[str, np.ndarray] | None
-    offsets: dict[str, np.ndarray] | None
-    timezones: list[str]
+    group_of: np.ndarray
+    sessions: bool
+    unit_ns: int
+    group: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    day: np.ndarray
+    offset: np.ndarray
 
 
-def filter_tables(
+def _symbol_timezones(exchanges: list[Any], zones: list[Any]) -> list[str]:
+    """Each symbol's timezone: its own, else its exchange's, else UTC."""
+    resolved = []
+    for ex, tz in zip(exchanges, zones):
+        if isinstance(tz, str):
+            resolved.append(tz)
+        elif isinstance(ex, str):
+            resolved.append(exchange_timezone(ex))
+        else:
+            resolved.append("UTC")
+    return resolved
+
+
+def _offset_spans(tz: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stretches [start, end) of constant UTC offset of ``tz`` covering [lo, hi)."""
+    s, o = tz_transitions(tz)
+    e = np.append(s[1:], INT64_MAX // 2)
+    keep = (e > lo) & (s < hi)
+    return np.maximum(s[keep], lo), np.minimum(e[keep], hi), o[keep]
+
+
+def _split_at_offset_changes(
+    opens: np.ndarray, closes: np.ndarray, tz: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sessions cut where ``tz`` changes its UTC offset: (session index, start, end, offset)."""
+    changes, offsets = tz_transitions(tz)
+    at_open = np.searchsorted(changes, opens, side="right") - 1
+    at_close = np.searchsorted(changes, closes - 1, side="right") - 1
+    index = np.arange(len(opens))
+    if (at_open == at_close).all():  # the usual case: offsets change at night
+        return index, opens, closes, offsets[at_open]
+    parts = []
+    for i, (a, b) in enumerate(zip(at_open, at_close)):
+        cuts = [int(opens[i]), *(int(c) for c in changes[a + 1 : b + 1]), int(closes[i])]
+        for k in range(len(cuts) - 1):
+            parts.append((i, cuts[k], cuts[k + 1], int(offsets[a + k])))
+    i, start, end, off = (np.array(col, dtype=np.int64) for col in zip(*parts))
+    return i, start, end, off
+
+
+def filter_spans(
     meta: pd.DataFrame,
     *,
     regular_hours: bool,
     timeframe: Timeframe | None,
     first_ns: int,
     last_ns: int,
-) -> FilterTables:
-    """Sessions (for regular hours) and UTC offsets (for resampling) of the symbols.
+) -> FilterSpans:
+    """The spans a load with ``regular_hours`` and/or ``timeframe`` joins its bars against.
 
-    ``first_ns`` and ``last_ns`` bound the bars that the query can meet.
+    ``first_ns`` and ``last_ns`` bound the bars the query can meet; calendars and
+    timezones are expanded over that range only (with two days to spare).
     """
     n = len(meta)
     exchanges = list(meta["exchange"]) if "exchange" in meta.columns else [None] * n
     zones = list(meta["timezone"]) if "timezone" in meta.columns else [None] * n
     symbols = list(meta["symbol"])
-    calendar_of = np.full(n, -1, dtype=np.int32)
     lo = pd.Timestamp(first_ns, tz="UTC").tz_localize(None).normalize() - pd.Timedelta(days=2)
     hi = pd.Timestamp(last_ns, tz="UTC").tz_localize(None).normalize() + pd.Timedelta(days=2)
-    sessions = None
     if regular_hours:
         missing = [s for s, e in zip(symbols, exchanges) if not isinstance(e, str)]
         if missing:
@@ -176,54 +232,43 @@ def filter_tables(
                 symbol=missing[0],
                 rule="exchange known",
             )
-        names = sorted(set(exchanges))
-        calendar_of = np.array([names.index(e) for e in exchanges], dtype=np.int32)
-        parts = []
-        for k, name in enumerate(names):
-            bounds = session_bounds(name, lo, hi)
-            bounds.insert(0, "cal", np.int32(k))
-            parts.append(bounds)
-        table = pd.concat(parts, ignore_index=True)
-        minute = NS_PER_MINUTE
-        if (table["open_ns"] % minute).any() or (table["close_ns"] % minute).any():
-            raise DataError("exchange sessions must start and end on whole minutes")
-        sessions = {
-            "s_cal": table["cal"].to_numpy(np.int32),
-            "s_day": table["day"].to_numpy(np.int64),
-            "s_open": table["open_ns"].to_numpy(np.int64),
-            "s_close": table["close_ns"].to_numpy(np.int64),
-        }
-    resolved = []
-    for ex, tz in zip(exchanges, zones):
-        if isinstance(tz, str):
-            resolved.append(tz)
-        elif isinstance(ex, str):
-            resolved.append(exchange_timezone(ex))
+    # Local offsets matter only for cutting intraday buckets or days without sessions.
+    needs_offset = timeframe is not None and not (timeframe.daily and regular_hours)
+    timezones = _symbol_timezones(exchanges, zones) if needs_offset else [None] * n
+    keys = [(ex if regular_hours else None, tz) for ex, tz in zip(exchanges, timezones)]
+    groups = sorted(set(keys), key=lambda k: (str(k[0]), str(k[1])))
+    group_of = np.array([groups.index(k) for k in keys], dtype=np.int32)
+    parts = []
+    for g, (exchange, tz) in enumerate(groups):
+        if regular_hours:
+            sessions = session_bounds(exchange, lo, hi)
+            opens = sessions["open_ns"].to_numpy(np.int64)
+            closes = sessions["close_ns"].to_numpy(np.int64)
+            days = sessions["day"].to_numpy(np.int64)
+            if (opens % NS_PER_MINUTE).any() or (closes % NS_PER_MINUTE).any():
+                raise DataError(
+                    f"exchange {exchange!r}: sessions must start and end on whole minutes"
+                )
+            if tz is None:
+                index, start, end, off = np.arange(len(opens)), opens, closes, np.zeros_like(opens)
+            else:
+                index, start, end, off = _split_at_offset_changes(opens, closes, tz)
+            parts.append((g, start, end, days[index], off))
         else:
-            resolved.append("UTC")
-    timezones = sorted(set(resolved))
-    tz_of = np.array([timezones.index(t) for t in resolved], dtype=np.int32)
-    offsets = None
-    if timeframe is not None:
-        span_lo = int(lo.value) // OFFSET_SLOT_NS * OFFSET_SLOT_NS
-        span_hi = -(-int(hi.value) // OFFSET_SLOT_NS) * OFFSET_SLOT_NS
-        keys, starts, ends, offs = [], [], [], []
-        for k, tz in enumerate(timezones):
-            s, o = tz_transitions(tz)
-            e = np.append(s[1:], INT64_MAX // 2)
-            keep = (e > span_lo) & (s < span_hi)
-            s, e, o = np.maximum(s[keep], span_lo), np.minimum(e[keep], span_hi), o[keep]
-            if (s % OFFSET_SLOT_NS).any() or (e % OFFSET_SLOT_NS).any():
+            span_lo = int(lo.value) // OFFSET_SLOT_NS * OFFSET_SLOT_NS
+            span_hi = -(-int(hi.value) // OFFSET_SLOT_NS) * OFFSET_SLOT_NS
+            start, end, off = _offset_spans(tz, span_lo, span_hi)
+            if (start % OFFSET_SLOT_NS).any() or (end % OFFSET_SLOT_NS).any():
                 raise DataError(f"timezone {tz!r} changes offset off a 15-minute boundary")
-            keys.append(np.full(len(s), k, dtype=np.int32))
-            starts.append(s)
-            ends.append(e)
-            offs.append(o)
-        offsets = {
-            "z_key": np.concatenate(keys),
-            "z_from": np.concatenate(starts),
-            "z_to": np.concatenate(ends),
-            "z_off": np.concatenate(offs),
-            "z_slot": OFFSET_SLOT_NS,
-        }
-    return FilterTables(calendar_of, tz_of, sessions, offsets, timezones)
+            parts.append((g, start, end, np.zeros_like(start), off))
+    unit = NS_PER_MINUTE if regular_hours else OFFSET_SLOT_NS
+    return FilterSpans(
+        group_of=group_of,
+        sessions=regular_hours,
+        unit_ns=unit,
+        group=np.concatenate([np.full(len(p[1]), p[0], dtype=np.int32) for p in parts]),
+        first=np.concatenate([p[1] // unit for p in parts]),
+        last=np.concatenate([p[2] // unit for p in parts]),
+        day=np.concatenate([p[3] for p in parts]),
+        offset=np.concatenate([p[4] for p in parts]),
+    )

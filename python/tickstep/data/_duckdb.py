@@ -14,17 +14,13 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tickstep.data._assembly import arrow_columns
-from tickstep.data._calendars import FilterTables
+from tickstep.data._bars_query import DUCKDB
 from tickstep.data._columns import DataError, MarketColumns
 from tickstep.data._metadata import METADATA_COLUMNS, metadata_sql_type
-from tickstep.data._request import Timeframe
 from tickstep.data._store_base import BarStore, stage_table
-from tickstep.timeframes import NS_PER_DAY, NS_PER_MINUTE
 
 __all__ = ["Store"]
 
@@ -51,6 +47,8 @@ class Store(BarStore):
     >>> [len(b) for b in market.bars]
     [14, 14]
     """
+
+    dialect = DUCKDB
 
     def __init__(self, path: str | PathLike[str] = ":memory:", *, read_only: bool = False):
         import duckdb
@@ -101,16 +99,8 @@ class Store(BarStore):
     def _frame(self, sql: str, params: Any = None) -> pd.DataFrame:
         return self._arrow(sql, params).to_pandas()
 
-    def _fetch_bars(
-        self,
-        ids: np.ndarray,
-        lo: int,
-        hi: int,
-        tables: FilterTables | None,
-        frame: Timeframe | None,
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        sql, params = self._bars_sql(ids, lo, hi, tables, frame)
-        return arrow_columns(self._arrow(sql, params))
+    def _read_bars(self, sql: str, params: dict[str, Any]) -> pa.Table:
+        return self._arrow(sql, params)
 
     def _create_schema(self) -> None:
         meta_cols = ", ".join(f"{c} VARCHAR" for c in METADATA_COLUMNS)
@@ -238,88 +228,3 @@ class Store(BarStore):
             f"{ranged} GROUP BY symbol_id) r USING (symbol_id) {where}"
         )
         return sql, params
-
-    def _bars_sql(
-        self,
-        ids: np.ndarray,
-        lo: int,
-        hi: int,
-        tables: FilterTables | None,
-        frame: Timeframe | None,
-    ) -> tuple[str, dict[str, Any]]:
-        params: dict[str, Any] = {"ids": ids, "lo": lo, "hi": hi}
-        if tables is None:
-            # A plain filter keeps the stored (clustered) order, so each symbol's rows
-            # arrive contiguous and sorted and become numpy views without a gather; a
-            # semi-join would be faster for hundreds of symbols but shuffles rows.
-            wanted = (
-                "list_contains($ids, symbol_id)"
-                if len(ids) <= 64
-                else "symbol_id IN (SELECT unnest($ids::INTEGER[]))"
-            )
-            sql = (
-                "SELECT symbol_id, ts, open, high, low, close, volume FROM bars "
-                f"WHERE {wanted} AND ts >= $lo AND ts < $hi"
-            )
-            return sql, params
-        params["cal"] = tables.calendar_of
-        params["tzk"] = tables.tz_of
-        minute = NS_PER_MINUTE
-        ctes = [
-            (
-                "req AS (SELECT unnest($ids::INTEGER[]) AS symbol_id, "
-                "unnest($cal::INTEGER[]) AS cal, unnest($tzk::INTEGER[]) AS tzk)"
-            )
-        ]
-        joins = ["JOIN req r USING (symbol_id)"]
-        day = None
-        if tables.sessions is not None:
-            params.update(tables.sessions)
-            ctes.append(
-                "sess AS (SELECT unnest($s_cal::INTEGER[]) AS cal, "
-                "unnest($s_day::BIGINT[]) AS day, unnest($s_open::BIGINT[]) AS open_ns, "
-                "unnest($s_close::BIGINT[]) AS close_ns)"
-            )
-            # Every regular minute of every session: bars join it on (calendar, minute).
-            ctes.append(
-                f"rth AS (SELECT cal, day, unnest(range(open_ns // {minute}, "
-                f"close_ns // {minute})) AS minute FROM sess)"
-            )
-            joins.append(f"JOIN rth m ON m.cal = r.cal AND m.minute = b.ts // {minute}")
-            day = "m.day"
-        if frame is not None:
-            params.update(tables.offsets)
-            ctes.append(
-                "zone AS (SELECT unnest($z_key::INTEGER[]) AS tzk, "
-                "unnest($z_from::BIGINT[]) AS from_ns, unnest($z_to::BIGINT[]) AS to_ns, "
-                "unnest($z_off::BIGINT[]) AS off_ns)"
-            )
-            ctes.append(
-                "slots AS (SELECT tzk, off_ns, unnest(range(from_ns // $z_slot, "
-                "to_ns // $z_slot)) AS slot FROM zone)"
-            )
-            joins.append("JOIN slots z ON z.tzk = r.tzk AND z.slot = b.ts // $z_slot")
-        where = "WHERE b.ts >= $lo AND b.ts < $hi"
-        cols = "b.symbol_id, b.ts, b.open, b.high, b.low, b.close, b.volume"
-        head = "WITH " + ", ".join(ctes) + " "
-        if frame is None:
-            return head + f"SELECT {cols} FROM bars b {' '.join(joins)} {where}", params
-        if frame.daily:
-            bucket = (
-                f"{day} * {NS_PER_DAY}"
-                if day
-                else f"((b.ts + z.off_ns) // {NS_PER_DAY}) * {NS_PER_DAY}"
-            )
-        else:
-            params["step"] = frame.step_ns
-            bucket = "b.ts - ((((b.ts + z.off_ns) % $step) + $step) % $step)"
-        body = (
-            f"SELECT b.symbol_id, {bucket} AS bucket, b.ts, b.open, b.high, b.low, b.close, "
-            f"b.volume FROM bars b {' '.join(joins)} {where}"
-        )
-        agg = (
-            "SELECT symbol_id, bucket AS ts, arg_min(open, ts) AS open, max(high) AS high, "
-            "min(low) AS low, arg_max(close, ts) AS close, sum(volume) AS volume "
-            "FROM bucketed GROUP BY symbol_id, bucket ORDER BY symbol_id, bucket"
-        )
-        return head.rstrip() + f", bucketed AS ({body}) " + agg, params

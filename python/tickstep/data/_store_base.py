@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tickstep.data._assembly import assemble, describe_filters
-from tickstep.data._calendars import FilterTables, filter_tables
+from tickstep.data._assembly import arrow_columns, assemble, describe_filters
+from tickstep.data._bars_query import Dialect, bars_query
+from tickstep.data._calendars import FilterSpans, filter_spans
 from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
 from tickstep.data._files import read_bars_file
 from tickstep.data._frames import to_market_columns
@@ -81,6 +82,8 @@ class BarStore:
 
     # The load options a store takes besides symbols, start and end.
     options = ("regular_hours", "timeframe")
+    # How the store's engine spells the bars query (see `tickstep.data._bars_query`).
+    dialect: Dialect
 
     def __init__(self) -> None:
         self.queries_executed = 0
@@ -90,16 +93,21 @@ class BarStore:
         """A small query's result as a DataFrame."""
         raise NotImplementedError
 
+    def _read_bars(self, sql: str, params: dict[str, Any]) -> pa.Table:  # pragma: no cover
+        """Run the bars query and fetch its rows as Arrow (the bulk transfer)."""
+        raise NotImplementedError
+
     def _fetch_bars(
         self,
         ids: np.ndarray,
         lo: int,
         hi: int,
-        tables: FilterTables | None,
+        spans: FilterSpans | None,
         frame: Timeframe | None,
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:  # pragma: no cover - abstract
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One bulk query: symbol_id and {ts, open, ..., volume} numpy columns."""
-        raise NotImplementedError
+        sql, params = bars_query(self.dialect, ids, lo, hi, spans, frame)
+        return arrow_columns(self._read_bars(sql, params))
 
     def _ingest(self, market: MarketColumns, meta: pd.DataFrame | None, on_conflict: str) -> int:
         raise NotImplementedError  # pragma: no cover - abstract
@@ -298,7 +306,7 @@ class BarStore:
         if len(meta) == 0:
             raise DataError("the store has no symbols", rule="non-empty")
         filters = describe_filters(start, end, regular_hours, timeframe)
-        tables = None
+        spans = None
         if regular_hours or frame is not None:
             first, last = lo, hi
             if need_range:
@@ -307,12 +315,12 @@ class BarStore:
                     raise DataError(f"no bars for symbol(s) {shown} ({filters})")
                 first = max(lo, int(meta["first_ts"].min()))
                 last = min(hi, int(meta["last_ts"].max()))
-            tables = filter_tables(
+            spans = filter_spans(
                 meta, regular_hours=regular_hours, timeframe=frame, first_ns=first, last_ns=last
             )
         meta = meta.drop(columns=[c for c in ("first_ts", "last_ts") if c in meta.columns])
         ids = meta["symbol_id"].to_numpy(np.int32)
-        symbol_id, columns = self._fetch_bars(ids, lo, hi, tables, frame)
+        symbol_id, columns = self._fetch_bars(ids, lo, hi, spans, frame)
         return assemble(symbol_id, columns, meta, filters)
 
     # --- helpers shared by the dialects --------------------------------------------------

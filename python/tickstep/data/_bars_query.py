@@ -1,0 +1,165 @@
+"""The one bars query of a load, built once for both stores' SQL dialects.
+
+A load fetches every requested symbol's bars in one statement. Without filters it is a
+plain scan of ``bars`` within ``[lo, hi)``. With ``regular_hours`` and/or ``timeframe``
+each bar is joined, on (group, unit), against the expanded `FilterSpans` -- which gives
+its session day and local UTC offset -- and, when resampling, aggregated per bucket:
+open is the first open, high the max, low the min, close the last close, volume the sum.
+
+The statement is the same for DuckDB and PostgreSQL; a `Dialect` supplies the few
+spellings that differ (arrays, integer division, series, first/last aggregates).
+Every value in the SQL text is an integer this module derived itself (symbol ids read
+from the database, nanosecond bounds and calendar spans computed in Python); nothing a
+user typed is ever rendered into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tickstep.data._calendars import FilterSpans
+from tickstep.data._request import Timeframe
+from tickstep.timeframes import NS_PER_DAY
+
+__all__ = ["DUCKDB", "POSTGRES", "Dialect", "bars_query"]
+
+_COLUMNS = "b.symbol_id, b.ts, b.open, b.high, b.low, b.close, b.volume"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one SQL engine spells what the bars query needs.
+
+    ``bind_arrays``: arrays are bound parameters (DuckDB) rather than literals in the
+    text (PostgreSQL, whose bulk transfer runs statements without parameters).
+    """
+
+    name: str
+    bind_arrays: bool
+    int_types: dict[str, str] = field(default_factory=dict)
+
+    def int_array(self, values: np.ndarray, kind: str, params: dict[str, Any]) -> str:
+        """An integer array (``kind`` "int4" or "int8") as SQL."""
+        sql_type = self.int_types[kind]
+        if self.bind_arrays:
+            name = f"p{len(params)}"
+            params[name] = np.asarray(values, dtype=np.int64 if kind == "int8" else np.int32)
+            return f"${name}::{sql_type}[]"
+        body = ",".join(str(int(v)) for v in np.asarray(values, dtype=np.int64))
+        return f"'{{{body}}}'::{sql_type}[]"
+
+    def rows(self, columns: dict[str, str]) -> str:
+        """A SELECT giving one row per element of equally long arrays (name -> array SQL)."""
+        if self.name == "duckdb":
+            return "SELECT " + ", ".join(f"unnest({a}) AS {n}" for n, a in columns.items())
+        names = ", ".join(columns)
+        return f"SELECT * FROM unnest({', '.join(columns.values())}) AS t({names})"
+
+    def floor_div(self, a: str, b: int) -> str:
+        """``a`` divided by the positive integer ``b``, rounded down (also below zero)."""
+        if self.name == "duckdb":
+            return f"(({a}) // {int(b)})"
+        return f"(({a}) / {int(b)} - CASE WHEN ({a}) % {int(b)} < 0 THEN 1 ELSE 0 END)"
+
+    def series(self, first: str, last: str) -> str:
+        """A set-returning expression: first, first + 1, ..., last - 1."""
+        if self.name == "duckdb":
+            return f"unnest(range({first}, {last}))"
+        return f"generate_series({first}, {last} - 1)"
+
+    def member(self, column: str, ids: np.ndarray, params: dict[str, Any]) -> str:
+        """``column`` is one of the symbol ``ids``."""
+        array = self.int_array(ids, "int4", params)
+        if self.name == "duckdb":
+            # A plain filter keeps the stored (clustered) order, so each symbol's rows
+            # arrive contiguous and sorted; a semi-join shuffles them but scales better.
+            if len(ids) <= 64:
+                return f"list_contains({array}, {column})"
+            return f"{column} IN (SELECT unnest({array}))"
+        return f"{column} = ANY({array})"
+
+    def first(self, value: str, order: str) -> str:
+        if self.name == "duckdb":
+            return f"arg_min({value}, {order})"
+        return f"(array_agg({value} ORDER BY {order}))[1]"
+
+    def last(self, value: str, order: str) -> str:
+        if self.name == "duckdb":
+            return f"arg_max({value}, {order})"
+        return f"(array_agg({value} ORDER BY {order} DESC))[1]"
+
+
+DUCKDB = Dialect("duckdb", bind_arrays=True, int_types={"int4": "INTEGER", "int8": "BIGINT"})
+POSTGRES = Dialect("postgres", bind_arrays=False, int_types={"int4": "int4", "int8": "int8"})
+
+
+def bars_query(
+    dialect: Dialect,
+    ids: np.ndarray,
+    lo: int,
+    hi: int,
+    spans: FilterSpans | None,
+    timeframe: Timeframe | None,
+) -> tuple[str, dict[str, Any]]:
+    """The bars of symbols ``ids`` in ``[lo, hi)``, filtered and resampled as asked.
+
+    Returns the SQL and its bound parameters (empty for a dialect without bound arrays).
+    Rows come as ``symbol_id, ts, open, high, low, close, volume``; unfiltered rows in
+    no particular order (the caller groups them), resampled rows ordered.
+    """
+    params: dict[str, Any] = {}
+    bounds = f"b.ts >= {int(lo)} AND b.ts < {int(hi)}"
+    if spans is None:
+        if timeframe is not None:
+            raise ValueError("resampling needs the filter spans")  # pragma: no cover
+        wanted = dialect.member("b.symbol_id", ids, params)
+        return f"SELECT {_COLUMNS} FROM bars b WHERE {wanted} AND {bounds}", params
+    req = dialect.rows(
+        {
+            "symbol_id": dialect.int_array(ids, "int4", params),
+            "grp": dialect.int_array(spans.group_of, "int4", params),
+        }
+    )
+    span_rows = dialect.rows(
+        {
+            "grp": dialect.int_array(spans.group, "int4", params),
+            "first_unit": dialect.int_array(spans.first, "int8", params),
+            "last_unit": dialect.int_array(spans.last, "int8", params),
+            "day": dialect.int_array(spans.day, "int8", params),
+            "off_ns": dialect.int_array(spans.offset, "int8", params),
+        }
+    )
+    units = (
+        f"SELECT grp, day, off_ns, {dialect.series('first_unit', 'last_unit')} AS unit FROM spans"
+    )
+    joins = (
+        "JOIN req r ON r.symbol_id = b.symbol_id "
+        f"JOIN units u ON u.grp = r.grp AND u.unit = {dialect.floor_div('b.ts', spans.unit_ns)}"
+    )
+    head = f"WITH req AS ({req}), spans AS ({span_rows}), units AS ({units})"
+    if timeframe is None:
+        return f"{head} SELECT {_COLUMNS} FROM bars b {joins} WHERE {bounds}", params
+    if timeframe.daily:
+        # Regular hours: a daily bar is the session's; else the bar's local date.
+        bucket = (
+            f"u.day * {NS_PER_DAY}"
+            if spans.sessions
+            else f"{dialect.floor_div('b.ts + u.off_ns', NS_PER_DAY)} * {NS_PER_DAY}"
+        )
+    else:
+        step = int(timeframe.step_ns)
+        bucket = f"b.ts - ((((b.ts + u.off_ns) % {step}) + {step}) % {step})"
+    bucketed = (
+        f"SELECT b.symbol_id, CAST({bucket} AS {dialect.int_types['int8']}) AS bucket, b.ts, "
+        f"b.open, b.high, b.low, b.close, b.volume FROM bars b {joins} WHERE {bounds}"
+    )
+    aggregate = (
+        f"SELECT symbol_id, bucket AS ts, {dialect.first('open', 'ts')} AS open, "
+        f"max(high) AS high, min(low) AS low, {dialect.last('close', 'ts')} AS close, "
+        "sum(volume) AS volume FROM bucketed GROUP BY symbol_id, bucket "
+        "ORDER BY symbol_id, bucket"
+    )
+    return f"{head}, bucketed AS ({bucketed}) {aggregate}", params
