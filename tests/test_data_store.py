@@ -244,7 +244,7 @@ def test_filtered_load_work_grows_with_the_days_not_their_square():
             first_ns=first,
             last_ns=last,
         )
-        units = int((spans.last - spans.first).sum())
+        units = int((spans.end - spans.start).sum()) // spans.unit_ns
         assert list(spans.group_of) == [0, 0]  # one group: same exchange, same timezone
         assert units <= 390 * (days + 4)  # regular minutes of the sessions, no more
 

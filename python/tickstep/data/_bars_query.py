@@ -31,14 +31,19 @@ _COLUMNS = "b.symbol_id, b.ts, b.open, b.high, b.low, b.close, b.volume"
 
 @dataclass(frozen=True)
 class Dialect:
-    """How one SQL engine spells what the bars query needs.
+    """How one SQL engine spells what the bars query needs, and how it runs it best.
 
     ``bind_arrays``: arrays are bound parameters (DuckDB) rather than literals in the
     text (PostgreSQL, whose bulk transfer runs statements without parameters).
+    ``index_ranges``: the engine reads ``bars`` by its (symbol_id, ts) index, so a
+    filtered load scans only each (symbol, span)'s range (PostgreSQL); otherwise the
+    spans are expanded to units and every bar in ``[lo, hi)`` is hash-joined (DuckDB,
+    whose column scans are faster than any index).
     """
 
     name: str
     bind_arrays: bool
+    index_ranges: bool
     int_types: dict[str, str] = field(default_factory=dict)
 
     def int_array(self, values: np.ndarray, kind: str, params: dict[str, Any]) -> str:
@@ -81,19 +86,28 @@ class Dialect:
             return f"{column} IN (SELECT unnest({array}))"
         return f"{column} = ANY({array})"
 
-    def first(self, value: str, order: str) -> str:
+    def first(self, value: str) -> str:
+        """The ``value`` of a bucket's earliest bar (rows have ``ts`` and ``bucket``)."""
         if self.name == "duckdb":
-            return f"arg_min({value}, {order})"
-        return f"(array_agg({value} ORDER BY {order}))[1]"
+            return f"arg_min({value}, ts)"
+        # PostgreSQL has no arg_min, and an ordered aggregate sorts every group. A bar's
+        # offset from its bucket's start (under a day, so exact as a float8) leads a
+        # two-element array whose minimum is the earliest bar's.
+        return f"(min(ARRAY[(ts - bucket)::float8, {value}]))[2]"
 
-    def last(self, value: str, order: str) -> str:
+    def last(self, value: str) -> str:
+        """The ``value`` of a bucket's latest bar."""
         if self.name == "duckdb":
-            return f"arg_max({value}, {order})"
-        return f"(array_agg({value} ORDER BY {order} DESC))[1]"
+            return f"arg_max({value}, ts)"
+        return f"(max(ARRAY[(ts - bucket)::float8, {value}]))[2]"
 
 
-DUCKDB = Dialect("duckdb", bind_arrays=True, int_types={"int4": "INTEGER", "int8": "BIGINT"})
-POSTGRES = Dialect("postgres", bind_arrays=False, int_types={"int4": "int4", "int8": "int8"})
+DUCKDB = Dialect(
+    "duckdb", bind_arrays=True, index_ranges=False, int_types={"int4": "INTEGER", "int8": "BIGINT"}
+)
+POSTGRES = Dialect(
+    "postgres", bind_arrays=False, index_ranges=True, int_types={"int4": "int4", "int8": "int8"}
+)
 
 
 def bars_query(
@@ -126,20 +140,30 @@ def bars_query(
     span_rows = dialect.rows(
         {
             "grp": dialect.int_array(spans.group, "int4", params),
-            "first_unit": dialect.int_array(spans.first, "int8", params),
-            "last_unit": dialect.int_array(spans.last, "int8", params),
+            "start_ns": dialect.int_array(spans.start, "int8", params),
+            "end_ns": dialect.int_array(spans.end, "int8", params),
             "day": dialect.int_array(spans.day, "int8", params),
             "off_ns": dialect.int_array(spans.offset, "int8", params),
         }
     )
-    units = (
-        f"SELECT grp, day, off_ns, {dialect.series('first_unit', 'last_unit')} AS unit FROM spans"
-    )
-    joins = (
-        "JOIN req r ON r.symbol_id = b.symbol_id "
-        f"JOIN units u ON u.grp = r.grp AND u.unit = {dialect.floor_div('b.ts', spans.unit_ns)}"
-    )
-    head = f"WITH req AS ({req}), spans AS ({span_rows}), units AS ({units})"
+    ctes = [f"req AS ({req})", f"spans AS ({span_rows})"]
+    if dialect.index_ranges:
+        # One index range scan of bars per (symbol, span): only the bars kept are read.
+        joins = (
+            "JOIN req r ON r.symbol_id = b.symbol_id JOIN spans u ON u.grp = r.grp "
+            "AND b.ts >= u.start_ns AND b.ts < u.end_ns"
+        )
+    else:
+        unit = spans.unit_ns
+        series = dialect.series(
+            dialect.floor_div("start_ns", unit), dialect.floor_div("end_ns", unit)
+        )
+        ctes.append(f"units AS (SELECT grp, day, off_ns, {series} AS unit FROM spans)")
+        joins = (
+            "JOIN req r ON r.symbol_id = b.symbol_id "
+            f"JOIN units u ON u.grp = r.grp AND u.unit = {dialect.floor_div('b.ts', unit)}"
+        )
+    head = "WITH " + ", ".join(ctes)
     if timeframe is None:
         return f"{head} SELECT {_COLUMNS} FROM bars b {joins} WHERE {bounds}", params
     if timeframe.daily:
@@ -152,13 +176,14 @@ def bars_query(
     else:
         step = int(timeframe.step_ns)
         bucket = f"b.ts - ((((b.ts + u.off_ns) % {step}) + {step}) % {step})"
+    int8 = dialect.int_types["int8"]
     bucketed = (
-        f"SELECT b.symbol_id, CAST({bucket} AS {dialect.int_types['int8']}) AS bucket, b.ts, "
+        f"SELECT b.symbol_id, CAST({bucket} AS {int8}) AS bucket, b.ts, "
         f"b.open, b.high, b.low, b.close, b.volume FROM bars b {joins} WHERE {bounds}"
     )
     aggregate = (
-        f"SELECT symbol_id, bucket AS ts, {dialect.first('open', 'ts')} AS open, "
-        f"max(high) AS high, min(low) AS low, {dialect.last('close', 'ts')} AS close, "
+        f"SELECT symbol_id, bucket AS ts, {dialect.first('open')} AS open, "
+        f"max(high) AS high, min(low) AS low, {dialect.last('close')} AS close, "
         "sum(volume) AS volume FROM bucketed GROUP BY symbol_id, bucket "
         "ORDER BY symbol_id, bucket"
     )

@@ -136,9 +136,11 @@ class FilterSpans:
     Symbols that share what the filters need (the exchange for regular hours, the
     timezone for resampling) form a group. Each span is a stretch of time of one group
     -- a regular session, or a stretch of constant UTC offset -- with the session's day
-    and the group's UTC offset during it. SQL expands the spans into units (minutes for
-    regular hours, 15-minute slots otherwise) and joins each bar on (group, unit): one
-    hash join whose table grows with the days loaded, never with their square.
+    and the group's UTC offset during it. Each bar meets exactly one span of its
+    symbol's group, found either by an index range scan per (symbol, span) or by one
+    hash join on (group, unit) after SQL expands the spans into units (minutes for
+    regular hours, 15-minute slots otherwise); either way the work grows with the days
+    loaded, never with their square.
 
     Attributes
     ----------
@@ -149,17 +151,18 @@ class FilterSpans:
         otherwise they are stretches of constant offset, cut into 15-minute slots.
     unit_ns : int
         Length of the units spans are cut into.
-    group, first, last, day, offset : numpy.ndarray
-        Per span: its group, first unit and the unit after its last, its session day
-        (days since the epoch; regular hours only) and UTC offset in ns (resampling only).
+    group, start, end, day, offset : numpy.ndarray
+        Per span: its group, its bounds ``[start, end)`` in UTC ns (whole units), its
+        session day (days since the epoch; regular hours only) and its UTC offset in ns
+        (resampling only).
     """
 
     group_of: np.ndarray
     sessions: bool
     unit_ns: int
     group: np.ndarray
-    first: np.ndarray
-    last: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
     day: np.ndarray
     offset: np.ndarray
 
@@ -267,8 +270,8 @@ def filter_spans(
         sessions=regular_hours,
         unit_ns=unit,
         group=np.concatenate([np.full(len(p[1]), p[0], dtype=np.int32) for p in parts]),
-        first=np.concatenate([p[1] // unit for p in parts]),
-        last=np.concatenate([p[2] // unit for p in parts]),
+        start=np.concatenate([p[1] for p in parts]),
+        end=np.concatenate([p[2] for p in parts]),
         day=np.concatenate([p[3] for p in parts]),
         offset=np.concatenate([p[4] for p in parts]),
     )
