@@ -13,7 +13,16 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tickstep.metrics import STAT_LABELS, compute_stats, drawdown, format_stats
+from tickstep.metrics import (
+    STAT_LABELS,
+    alpha_beta,
+    compute_stats,
+    drawdown,
+    format_stats,
+    kelly_criterion,
+    monthly_returns,
+    sqn,
+)
 
 APPROX = {"rel": 1e-9, "abs": 1e-12}
 
@@ -78,13 +87,18 @@ def test_labels_are_stable_and_ordered(five_day_stats):
         "Equity Final [$]",
         "Equity Peak [$]",
         "Return [%]",
+        "Buy & Hold Return [%]",
         "CAGR [%]",
         "Volatility (Ann.) [%]",
         "Sharpe Ratio",
         "Sortino Ratio",
         "Calmar Ratio",
+        "Alpha [%]",
+        "Beta",
         "Max. Drawdown [%]",
         "Max. Drawdown Duration",
+        "Best Month [%]",
+        "Worst Month [%]",
         "# Trades",
         "Win Rate [%]",
         "Best Trade [%]",
@@ -92,6 +106,8 @@ def test_labels_are_stable_and_ordered(five_day_stats):
         "Avg. Trade [%]",
         "Profit Factor",
         "Expectancy [$]",
+        "SQN",
+        "Kelly Criterion",
         "Avg. MAE [%]",
         "Avg. MFE [%]",
         "Commissions [$]",
@@ -309,6 +325,8 @@ def test_no_trades(trades):
         "Avg. Trade [%]",
         "Profit Factor",
         "Expectancy [$]",
+        "SQN",
+        "Kelly Criterion",
         "Avg. MAE [%]",
         "Avg. MFE [%]",
         "Avg. Bars Held",
@@ -509,3 +527,106 @@ def test_cagr_overflow_is_infinite_not_an_error():
     equity = equity_frame(["2024-01-01", "2024-01-02"], [1.0, 7.0])
     s = compute_stats(equity, NO_TRADES, initial_cash=1.0)
     assert s["CAGR [%]"] == math.inf
+
+
+# --- statistics beside the basic ones: exposure dust, months, SQN, Kelly, alpha/beta -----
+
+
+def test_exposure_ignores_float_dust_of_a_flat_book():
+    # Incremental exposure of a flat book reads +-2.3e-10 on a 1e6 account: not exposed.
+    # Exposed: 50.0 and 1e-2 (a real if tiny position); flat: 0, -2.3e-10, 2.3e-10.
+    equity = equity_frame(FIVE_DAYS, [1e6] * 5, exposure=[0.0, -2.3e-10, 2.3e-10, 50.0, 1e-2])
+    s = compute_stats(equity, NO_TRADES, initial_cash=1e6)
+    assert s["Exposure Time [%]"] == pytest.approx(40.0)
+
+
+def test_best_and_worst_month_by_hand():
+    # Month ends: Jan 31 110 (+10% from 100), Feb 29 99 (-10%), Mar 15 103.95 (+5%).
+    # Samples inside a month (Jan 10: 90) do not count, only the month's last one.
+    times = ["2024-01-10", "2024-01-31", "2024-02-10", "2024-02-29", "2024-03-15"]
+    equity = equity_frame(times, [90.0, 110.0, 120.0, 99.0, 103.95])
+    s = compute_stats(equity, NO_TRADES, initial_cash=100.0)
+    assert s["Best Month [%]"] == pytest.approx(10.0, **APPROX)
+    assert s["Worst Month [%]"] == pytest.approx(-10.0, **APPROX)
+
+
+def test_monthly_returns_match_pandas_resample():
+    rng = np.random.default_rng(7)
+    index = pd.date_range("2023-11-03", periods=400, freq="17h", tz="UTC")
+    values = 1000.0 * np.cumprod(1 + rng.normal(0, 0.01, len(index)))
+    got = monthly_returns(pd.Series(values, index=index), 1000.0)
+    month_end = pd.Series(values, index=index).resample("MS").last().dropna()
+    want = pd.concat([pd.Series([1000.0]), pd.Series(month_end.to_numpy())]).pct_change().iloc[1:]
+    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-12)
+    assert list(got.index) == list(month_end.index)
+
+
+def test_sqn_and_kelly_by_hand():
+    pnl = [10.0, -5.0, 20.0, 15.0, -10.0]
+    n = len(pnl)
+    trades = trades_frame(pnl, [p / 100 for p in pnl], [0.0] * n, [1] * n, [0.0] * n, [0.0] * n)
+    s = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), trades, initial_cash=100.0)
+    # mean = 30 / 5 = 6; squared deviations 16 + 121 + 196 + 81 + 256 = 670; std = sqrt(670 / 4)
+    assert s["SQN"] == pytest.approx(math.sqrt(5) * 6.0 / math.sqrt(670 / 4), **APPROX)
+    # W = 3/5; average win 15, average loss 7.5 -> R = 2; Kelly = 0.6 - 0.4 / 2 = 0.4
+    assert s["Kelly Criterion"] == pytest.approx(0.4, **APPROX)
+
+
+def test_kelly_and_sqn_undefined_cases():
+    assert math.isnan(kelly_criterion(np.array([5.0, 3.0])))  # no loss: R undefined
+    assert math.isnan(kelly_criterion(np.array([-5.0, 0.0])))  # no win
+    assert math.isnan(sqn(np.array([5.0])))  # one trade: no spread
+    assert math.isnan(sqn(np.array([5.0, 5.0])))  # zero spread
+    # a zero P&L trade counts in W (it is not a win): W = 1/3, R = 10 / 5 -> 1/3 - 2/3 / 2 = 0
+    assert kelly_criterion(np.array([10.0, -5.0, 0.0])) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_buy_and_hold_is_an_equal_weight_basket():
+    first, last = np.array([10.0, 50.0, 4.0]), np.array([12.0, 45.0, 5.0])
+    s = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), NO_TRADES, initial_cash=100.0,
+                      buy_and_hold=(first, last))
+    # (+20% - 10% + 25%) / 3 = 11.666..%
+    assert s["Buy & Hold Return [%]"] == pytest.approx(35.0 / 3, **APPROX)
+    assert math.isnan(compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), NO_TRADES,
+                                    initial_cash=100.0)["Buy & Hold Return [%]"])
+
+
+def test_alpha_beta_against_numpy_least_squares():
+    rng = np.random.default_rng(11)
+    # Four samples a day (intraday ones must not count), 60 days; the benchmark has its own
+    # clock (every 5 hours) and is read at each day's last equity sample.
+    index = pd.date_range("2024-03-01 03:00", periods=240, freq="6h", tz="UTC")
+    bench_index = pd.date_range("2024-02-28", periods=300, freq="5h", tz="UTC")
+    bench = pd.Series(50.0 * np.cumprod(1 + rng.normal(0, 0.01, len(bench_index))), index=bench_index)
+    values = 1e5 * np.cumprod(1 + rng.normal(0.0005, 0.008, len(index)))
+    rf = 0.03
+    s = compute_stats(equity_frame(index, values), NO_TRADES, initial_cash=1e5,
+                      risk_free_rate=rf, benchmark=bench)
+
+    # Reference: pandas day ends, asof lookups, numpy lstsq on excess returns.
+    eq = pd.Series(values, index=index)
+    day_last = eq.groupby(eq.index.floor("D")).tail(1)
+    strat = np.diff(np.concatenate(([1e5], day_last.to_numpy()))) / np.concatenate(([1e5], day_last.to_numpy()[:-1]))
+    bench_read = bench.asof(pd.DatetimeIndex([index[0]]).append(day_last.index)).to_numpy()
+    bench_ret = bench_read[1:] / bench_read[:-1] - 1
+    rf_daily = (1 + rf) ** (1 / 252) - 1
+    X = np.column_stack([np.ones(len(bench_ret)), bench_ret - rf_daily])
+    (a, b), *_ = np.linalg.lstsq(X, strat - rf_daily, rcond=None)
+    assert s["Beta"] == pytest.approx(b, rel=1e-9)
+    assert s["Alpha [%]"] == pytest.approx(a * 252 * 100, rel=1e-9)
+
+
+def test_alpha_beta_leave_out_days_before_the_benchmark_starts():
+    index = pd.date_range("2024-01-01", periods=6, freq="D", tz="UTC")
+    values = [101.0, 103.0, 102.0, 105.0, 104.0, 108.0]
+    # The benchmark starts on day 3: the first days have no benchmark return.
+    bench = pd.Series([10.0, 10.5, 10.2, 10.9], index=index[2:])
+    s = compute_stats(equity_frame(index, values), NO_TRADES, initial_cash=100.0, benchmark=bench)
+    strat = np.array(values[3:]) / np.array(values[2:-1]) - 1  # days 4..6
+    b = bench.to_numpy()
+    x = b[1:] / b[:-1] - 1
+    (a, beta), *_ = np.linalg.lstsq(np.column_stack([np.ones(3), x]), strat, rcond=None)
+    assert s["Beta"] == pytest.approx(beta, rel=1e-9)
+    assert s["Alpha [%]"] == pytest.approx(a * 252 * 100, rel=1e-9)
+    a2, b2 = alpha_beta(np.array([0.01, 0.02]), np.array([0.0, 0.0]))
+    assert math.isnan(a2) and math.isnan(b2)  # a benchmark that does not move: undefined

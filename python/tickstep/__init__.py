@@ -10,7 +10,7 @@ from tickstep._core import ConfigError, OrderError, StateError, TickstepError, U
 from tickstep._core import __version__ as __version__
 from tickstep.backtest import Backtest
 from tickstep.config import BacktestConfig
-from tickstep.results import Result
+from tickstep.results import Result, load_result
 from tickstep.sizing import FixedSize, Limits, PercentOfEquity, RiskPerTrade, SizingRequest
 from tickstep.strategy import Position, Strategy
 
@@ -31,6 +31,7 @@ __all__ = [
     "TickstepError",
     "UnknownSymbolError",
     "data",
+    "load_result",
     "metrics",
     "sizing",
 ]

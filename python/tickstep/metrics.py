@@ -14,7 +14,19 @@ import pandas as pd
 
 from tickstep.timeframes import NS_PER_DAY
 
-__all__ = ["STAT_LABELS", "compute_stats", "drawdown", "format_stats"]
+__all__ = [
+    "STAT_LABELS",
+    "alpha_beta",
+    "buy_and_hold_return",
+    "compute_stats",
+    "drawdown",
+    "exposed",
+    "format_stat",
+    "format_stats",
+    "kelly_criterion",
+    "monthly_returns",
+    "sqn",
+]
 
 #: Index labels of the Series returned by :func:`compute_stats`, in order.
 #: Other code and tests key on these strings: add new ones, never rename.
@@ -26,13 +38,18 @@ STAT_LABELS: tuple[str, ...] = (
     "Equity Final [$]",
     "Equity Peak [$]",
     "Return [%]",
+    "Buy & Hold Return [%]",
     "CAGR [%]",
     "Volatility (Ann.) [%]",
     "Sharpe Ratio",
     "Sortino Ratio",
     "Calmar Ratio",
+    "Alpha [%]",
+    "Beta",
     "Max. Drawdown [%]",
     "Max. Drawdown Duration",
+    "Best Month [%]",
+    "Worst Month [%]",
     "# Trades",
     "Win Rate [%]",
     "Best Trade [%]",
@@ -40,6 +57,8 @@ STAT_LABELS: tuple[str, ...] = (
     "Avg. Trade [%]",
     "Profit Factor",
     "Expectancy [$]",
+    "SQN",
+    "Kelly Criterion",
     "Avg. MAE [%]",
     "Avg. MFE [%]",
     "Commissions [$]",
@@ -51,6 +70,9 @@ _DAYS_PER_YEAR = 365.25
 # A standard deviation this small is rounding noise (e.g. an equity growing by a
 # constant factor); dividing by it would report a Sharpe ratio of ~1e15.
 _ZERO_STD = 1e-12
+# Gross exposure is kept incrementally, so a flat book can read as +-1e-10 (float dust of
+# adding and removing large position values). Below this fraction of equity it is flat.
+_EXPOSURE_DUST = 1e-9
 
 
 def drawdown(equity: pd.Series, initial: float | None = None) -> pd.Series:
@@ -97,6 +119,8 @@ def compute_stats(
     periods_per_year: int = 252,
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
+    buy_and_hold: tuple[np.ndarray, np.ndarray] | None = None,
+    benchmark: pd.Series | None = None,
 ) -> pd.Series:
     """Summary statistics of a backtest, as a readable ``pd.Series``.
 
@@ -121,6 +145,12 @@ def compute_stats(
     start, end : pd.Timestamp, optional
         Span of the backtest (first and last bar time). Default: the first and
         last equity timestamps. Every equity sample must lie within it.
+    buy_and_hold : (first, last), optional
+        First and last close of every symbol the backtest ran on (two arrays
+        in the same symbol order), for **Buy & Hold Return [%]**; NaN without.
+    benchmark : pd.Series, optional
+        Benchmark prices on a sorted ``DatetimeIndex``, for **Alpha [%]** and
+        **Beta**; NaN without.
 
     Returns
     -------
@@ -165,8 +195,19 @@ def compute_stats(
       is back at or above it, or until ``end`` if it never is;
       ``Timedelta(0)`` without drawdown.
     * **Calmar Ratio**: ``CAGR / |max drawdown|``; NaN without drawdown.
-    * **Exposure Time [%]**: share of equity samples with
-      ``gross_exposure > 0``.
+    * **Exposure Time [%]**: share of equity samples holding a position:
+      ``gross_exposure > 1e-9 * |equity|`` (see :func:`exposed`), so the float
+      dust an incrementally kept exposure leaves on a flat book never counts.
+    * **Buy & Hold Return [%]**: an equal-weight basket of the backtest's
+      symbols, each bought at its first close and held to its last
+      (:func:`buy_and_hold_return`), without costs.
+    * **Alpha [%] / Beta**: least squares of the daily excess returns on the
+      benchmark's daily excess returns over the same days
+      (:func:`alpha_beta`); alpha is the daily intercept times
+      ``periods_per_year``.
+    * **Best / Worst Month [%]**: of :func:`monthly_returns`.
+    * **SQN** (:func:`sqn`) and **Kelly Criterion** (:func:`kelly_criterion`)
+      from the trades' net P&L.
     * **Trades**: a win is ``pnl > 0``. **Profit Factor** is gross profit over
       gross loss: ``inf`` with profit and no loss, NaN with neither. Trade
       statistics are NaN without trades, except ``# Trades`` (0) and
@@ -217,22 +258,35 @@ def compute_stats(
     sharpe, sortino, volatility = _risk_ratios(daily, rf_daily, periods_per_year)
 
     exposure = equity["gross_exposure"].to_numpy(dtype=float)
+    months = _period_returns(values, _month_numbers(index), initial_cash)
+    if benchmark is not None:
+        bench = _benchmark_daily_returns(benchmark, index, start)
+        alpha, beta = alpha_beta(daily - rf_daily, bench - rf_daily, periods_per_year)
+    else:
+        alpha, beta = math.nan, math.nan
     stats = {
         "Start": start,
         "End": end,
         "Duration": end - start,
-        "Exposure Time [%]": float(np.mean(exposure > 0)) * 100.0,
+        "Exposure Time [%]": float(np.mean(exposed(exposure, values))) * 100.0,
         "Equity Final [$]": float(final),
         "Equity Peak [$]": float(peak[-1]),
         "Return [%]": (final / initial_cash - 1.0) * 100.0,
+        "Buy & Hold Return [%]": (
+            buy_and_hold_return(*buy_and_hold) * 100.0 if buy_and_hold is not None else math.nan
+        ),
         "CAGR [%]": cagr * 100.0,
         "Volatility (Ann.) [%]": volatility * 100.0,
         "Sharpe Ratio": sharpe,
         "Sortino Ratio": sortino,
         "Calmar Ratio": cagr / abs(max_dd) if max_dd < 0 else math.nan,
+        "Alpha [%]": alpha * 100.0,
+        "Beta": beta,
         # + 0.0 turns a -0.0 (no drawdown) into 0.0 for display.
         "Max. Drawdown [%]": max_dd * 100.0 + 0.0,
         "Max. Drawdown Duration": _max_drawdown_duration(values, index, initial_cash, start, end),
+        "Best Month [%]": float(np.max(months)) * 100.0 if len(months) else math.nan,
+        "Worst Month [%]": float(np.min(months)) * 100.0 if len(months) else math.nan,
     }
     stats.update(_trade_stats(trades))
     return pd.Series([stats[k] for k in STAT_LABELS], index=_STATS_INDEX, dtype=object,
@@ -273,6 +327,15 @@ def format_stats(s: pd.Series) -> str:
     return "\n".join(lines)
 
 
+def format_stat(label: str, value: object) -> str:
+    """One statistic as text, the way :func:`format_stats` shows it (the report uses it too).
+
+    >>> format_stat("Equity Final [$]", 105028.691), format_stat("# Trades", 3.0)
+    ('105,028.69', '3')
+    """
+    return _format_value(label, value)
+
+
 def _format_value(label: str, value: object) -> str:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (float, np.floating)):
         return str(value)
@@ -300,14 +363,189 @@ def _as_utc_timestamp(ts: pd.Timestamp | str) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
 
 
+def _day_numbers(index: pd.DatetimeIndex) -> np.ndarray:
+    """The trading day of each sample: whole UTC days since the epoch."""
+    # (normalize() would also infer a frequency: slow.)
+    return index.as_unit("ns").asi8 // NS_PER_DAY
+
+
+def _month_numbers(index: pd.DatetimeIndex) -> np.ndarray:
+    """The calendar month (UTC) of each sample, as year * 12 + month - 1."""
+    return np.asarray(index.year, dtype=np.int64) * 12 + np.asarray(index.month, dtype=np.int64) - 1
+
+
+def _last_of_period(periods: np.ndarray) -> np.ndarray:
+    # Samples are sorted, so a period's last sample is the one before the period changes.
+    return np.append(periods[1:] != periods[:-1], True)
+
+
+def _period_returns(values: np.ndarray, periods: np.ndarray, initial_cash: float) -> np.ndarray:
+    """Returns of the equity at the end of each period, from initial_cash."""
+    closes = np.concatenate(([initial_cash], values[_last_of_period(periods)]))
+    return closes[1:] / closes[:-1] - 1.0
+
+
 def _daily_returns(values: np.ndarray, index: pd.DatetimeIndex, initial_cash: float) -> np.ndarray:
     """Returns of end-of-day equity (last sample per UTC date), from initial_cash."""
-    # index is sorted, so the last row of each date is the one before the date changes.
-    # Whole UTC days since the epoch (normalize() would also infer a frequency: slow).
-    dates = index.as_unit("ns").asi8 // NS_PER_DAY
-    last_of_day = np.append(dates[1:] != dates[:-1], True)
-    closes = np.concatenate(([initial_cash], values[last_of_day]))
-    return closes[1:] / closes[:-1] - 1.0
+    return _period_returns(values, _day_numbers(index), initial_cash)
+
+
+def _benchmark_daily_returns(
+    benchmark: pd.Series, index: pd.DatetimeIndex, start: pd.Timestamp
+) -> np.ndarray:
+    """The benchmark's returns over the same days as the equity's daily returns.
+
+    The benchmark is read at the time of each day's last equity sample (its last price at
+    or before it) and at ``start`` for the day before the first; a day it has no price
+    for yet is NaN.
+    """
+    if not isinstance(benchmark.index, pd.DatetimeIndex):
+        raise TypeError(
+            f"benchmark must be a price Series on a DatetimeIndex, got a {type(benchmark.index).__name__}"
+        )
+    times = _as_utc(benchmark.index).asi8
+    if len(times) > 1 and np.any(times[1:] < times[:-1]):
+        raise ValueError("benchmark index must be sorted in time order")
+    prices = benchmark.to_numpy(dtype=float)
+    day_ends = index.asi8[_last_of_period(_day_numbers(index))]
+    at = np.concatenate(([start.value], day_ends))
+    pos = np.searchsorted(times, at, side="right") - 1
+    read = np.where(pos >= 0, prices[np.maximum(pos, 0)], np.nan)
+    return read[1:] / read[:-1] - 1.0
+
+
+def exposed(gross_exposure: np.ndarray, equity: np.ndarray) -> np.ndarray:
+    """Which samples hold a position: ``gross_exposure > 1e-9 * |equity|``.
+
+    The core keeps gross exposure incrementally, so a flat book may read a few 1e-10
+    (positive or negative) rather than 0; a real position is never that small a share
+    of equity.
+
+    Examples
+    --------
+    >>> exposed(np.array([0.0, -2.3e-10, 2.3e-10, 50.0]), np.array([1e6] * 4)).tolist()
+    [False, False, False, True]
+    """
+    gross = np.asarray(gross_exposure, dtype=float)
+    return gross > _EXPOSURE_DUST * np.abs(np.asarray(equity, dtype=float))
+
+
+def monthly_returns(equity: pd.Series, initial_cash: float) -> pd.Series:
+    """Return of each calendar month (UTC), from month-end equity.
+
+    Parameters
+    ----------
+    equity : pd.Series
+        Equity samples on a sorted ``DatetimeIndex`` (naive means UTC).
+    initial_cash : float
+        Equity before the first sample: the first month's return is measured from it.
+
+    Returns
+    -------
+    pd.Series
+        Fractional returns named ``"return"``, indexed by the first instant of each month
+        that has a sample (UTC); months without a sample are skipped.
+
+    Examples
+    --------
+    >>> idx = pd.to_datetime(["2024-01-10", "2024-01-31", "2024-02-29"], utc=True)
+    >>> monthly_returns(pd.Series([90.0, 110.0, 99.0], index=idx), 100.0).round(6).tolist()
+    [0.1, -0.1]
+    """
+    index = _as_utc(pd.DatetimeIndex(equity.index))
+    months = _month_numbers(index)
+    returns = _period_returns(equity.to_numpy(dtype=float), months, float(initial_cash))
+    firsts = np.unique(months)
+    starts = pd.to_datetime({"year": firsts // 12, "month": firsts % 12 + 1, "day": 1}, utc=True)
+    return pd.Series(returns, index=pd.DatetimeIndex(starts, name="month"), name="return")
+
+
+def buy_and_hold_return(first: np.ndarray, last: np.ndarray) -> float:
+    """Return of an equal-weight basket bought at ``first`` prices and held to ``last``.
+
+    ``mean(last / first - 1)`` over the symbols (NaN for none), without costs.
+
+    Examples
+    --------
+    >>> round(buy_and_hold_return(np.array([10.0, 50.0]), np.array([12.0, 45.0])), 12)
+    0.05
+    """
+    first = np.asarray(first, dtype=float)
+    last = np.asarray(last, dtype=float)
+    if first.shape != last.shape:
+        raise ValueError(f"first and last prices differ in shape: {first.shape} vs {last.shape}")
+    if len(first) == 0:
+        return math.nan
+    return float(np.mean(last / first - 1.0))
+
+
+def sqn(pnl: np.ndarray) -> float:
+    """System Quality Number (Van Tharp): ``sqrt(n) * mean(pnl) / std(pnl, ddof=1)``.
+
+    NaN with fewer than 2 trades or a zero standard deviation.
+
+    Examples
+    --------
+    >>> round(sqn(np.array([10.0, -5.0, 20.0, 15.0])), 6)  # mean 10, std 10.801234
+    1.85164
+    """
+    pnl = np.asarray(pnl, dtype=float)
+    if len(pnl) < 2:
+        return math.nan
+    std = float(np.std(pnl, ddof=1))
+    return math.sqrt(len(pnl)) * float(np.mean(pnl)) / std if std > _ZERO_STD else math.nan
+
+
+def kelly_criterion(pnl: np.ndarray) -> float:
+    """Kelly fraction ``W - (1 - W) / R`` of trade P&Ls.
+
+    ``W`` is the share of winning trades (``pnl > 0``) among all trades, ``R`` the average
+    win over the average loss (as a positive number). NaN without a win or without a loss
+    (the ratio is undefined).
+
+    Examples
+    --------
+    >>> kelly_criterion(np.array([30.0, 10.0, -10.0, -10.0]))  # W = 0.5, R = 20 / 10
+    0.25
+    """
+    pnl = np.asarray(pnl, dtype=float)
+    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+    if len(wins) == 0 or len(losses) == 0:
+        return math.nan
+    win_rate = len(wins) / len(pnl)
+    ratio = float(np.mean(wins)) / -float(np.mean(losses))
+    return win_rate - (1.0 - win_rate) / ratio
+
+
+def alpha_beta(
+    returns: np.ndarray, benchmark_returns: np.ndarray, periods_per_year: int = 252
+) -> tuple[float, float]:
+    """Annualised alpha and beta: least squares ``returns = a + beta * benchmark``.
+
+    Pairs where either return is NaN are left out. ``alpha = a * periods_per_year``.
+    ``(NaN, NaN)`` with fewer than 2 pairs or a benchmark that does not move.
+
+    Examples
+    --------
+    >>> a, b = alpha_beta(np.array([0.02, 0.0, 0.04]), np.array([0.01, -0.01, 0.03]), 1)
+    >>> round(a, 12), round(b, 12)
+    (0.01, 1.0)
+    """
+    y = np.asarray(returns, dtype=float)
+    x = np.asarray(benchmark_returns, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"returns and benchmark returns differ in shape: {y.shape} vs {x.shape}")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    if len(x) < 2:
+        return math.nan, math.nan
+    dx = x - x.mean()
+    var = float(np.dot(dx, dx))
+    if var <= _ZERO_STD**2 * len(x):
+        return math.nan, math.nan
+    beta = float(np.dot(dx, y - y.mean())) / var
+    intercept = float(y.mean()) - beta * float(x.mean())
+    return intercept * periods_per_year, beta
 
 
 def _risk_ratios(
@@ -368,6 +606,8 @@ def _trade_stats(trades: pd.DataFrame) -> dict[str, object]:
             "Avg. Trade [%]": nan,
             "Profit Factor": nan,
             "Expectancy [$]": nan,
+            "SQN": nan,
+            "Kelly Criterion": nan,
             "Avg. MAE [%]": nan,
             "Avg. MFE [%]": nan,
             "Commissions [$]": 0.0,
@@ -393,6 +633,8 @@ def _trade_stats(trades: pd.DataFrame) -> dict[str, object]:
         "Avg. Trade [%]": float(np.mean(returns)) * 100.0,
         "Profit Factor": profit_factor,
         "Expectancy [$]": float(np.mean(pnl)),
+        "SQN": sqn(pnl),
+        "Kelly Criterion": kelly_criterion(pnl),
         "Avg. MAE [%]": float(np.mean(trades["mae"].to_numpy(dtype=float))) * 100.0,
         "Avg. MFE [%]": float(np.mean(trades["mfe"].to_numpy(dtype=float))) * 100.0,
         "Commissions [$]": float(np.sum(trades["commission"].to_numpy(dtype=float))),

@@ -1,19 +1,109 @@
-"""`Result`: what a backtest returns, as pandas objects built from the engine's columns."""
+"""`Result`: what a backtest returns, as pandas objects (or Arrow tables) built from the
+engine's columns; saved to and loaded from Parquet files.
+
+Every table of a result is described once, in :data:`_TABLES`: which raw engine column
+each output column comes from and how it reads (a time, a symbol, a choice among labels).
+The pandas frames, the Arrow tables and the way back from saved Parquet files all follow
+that one description, so a loaded result equals the one that was saved.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import sys
+from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tickstep.metrics import compute_stats, format_stats
+from tickstep.hints import did_you_mean
+from tickstep.metrics import compute_stats, exposed, format_stats
 
-__all__ = ["Result"]
+__all__ = ["Result", "build_result", "load_result"]
 
-_ROLES = np.array(["entry", "stop_loss", "take_profit", "close"], dtype=object)
-_STATUS = np.array(["open", "filled", "cancelled", "rejected"], dtype=object)
+_ROLES = ("entry", "stop_loss", "take_profit", "close")
+_STATUS = ("open", "filled", "cancelled", "rejected")
+_NO_TIME = np.iinfo(np.int64).min  # the engine's "no time": still open, or placed in init()
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One output column: its name, how it reads, the raw engine column it comes from."""
+
+    name: str
+    kind: str  # float | int | time | maybe_time | symbol | choice | sign | text
+    raw: str
+    dtype: str = "float64"  # of the raw column (restored on load)
+    labels: tuple[str, ...] = ()  # choice: label per code; sign: (positive, negative)
+
+
+_TABLES: dict[str, tuple[_Column, ...]] = {
+    "trades": (
+        _Column("symbol", "symbol", "symbol", "int64"),
+        _Column("side", "sign", "direction", "int8", ("long", "short")),
+        _Column("size", "float", "size"),
+        _Column("entry_time", "time", "entry_ts", "int64"),
+        _Column("exit_time", "time", "exit_ts", "int64"),
+        _Column("entry_price", "float", "entry_price"),
+        _Column("exit_price", "float", "exit_price"),
+        _Column("pnl", "float", "pnl"),
+        _Column("return_pct", "float", "return_pct"),
+        _Column("commission", "float", "commission"),
+        _Column("bars_held", "int", "bars_held", "int64"),
+        _Column("mae", "float", "mae"),
+        _Column("mfe", "float", "mfe"),
+        _Column("trade_id", "int", "trade_id", "int64"),
+        _Column("exit_order", "int", "exit_order", "int64"),
+    ),
+    "fills": (
+        _Column("time", "time", "ts", "int64"),
+        _Column("symbol", "symbol", "symbol", "int64"),
+        _Column("side", "sign", "side", "int8", ("buy", "sell")),
+        _Column("size", "float", "size"),
+        _Column("price", "float", "price"),
+        _Column("commission", "float", "commission"),
+        _Column("role", "choice", "role", "int8", _ROLES),
+        _Column("order_id", "int", "order_id", "int64"),
+    ),
+    "orders": (
+        _Column("order_id", "int", "order_id", "int64"),
+        _Column("symbol", "symbol", "symbol", "int64"),
+        _Column("side", "sign", "side", "int8", ("buy", "sell")),
+        _Column("size", "float", "size"),
+        _Column("limit", "float", "limit"),
+        _Column("stop", "float", "stop"),
+        _Column("sl", "float", "sl"),
+        _Column("tp", "float", "tp"),
+        _Column("role", "choice", "role", "int8", _ROLES),
+        _Column("tag", "int", "tag", "int64"),
+        _Column("placed_time", "maybe_time", "placed_ts", "int64"),
+        _Column("status", "choice", "status", "int8", _STATUS),
+        _Column("closed_time", "maybe_time", "closed_ts", "int64"),
+        _Column("reason", "text", "reason"),
+    ),
+    "equity": (
+        _Column("time", "time", "ts", "int64"),
+        _Column("equity", "float", "equity"),
+        _Column("cash", "float", "cash"),
+        _Column("gross_exposure", "float", "gross_exposure"),
+    ),
+    "positions": (
+        _Column("symbol", "symbol", "symbol", "int64"),
+        _Column("size", "float", "size"),
+        _Column("average_price", "float", "average_price"),
+        _Column("last_price", "float", "mark"),
+    ),
+    "prices": (
+        _Column("symbol", "symbol", "symbol", "int64"),
+        _Column("time", "time", "ts", "int64"),
+        _Column("close", "float", "close"),
+    ),
+}
 
 
 def _times(ns: np.ndarray) -> pd.DatetimeIndex:
@@ -21,84 +111,95 @@ def _times(ns: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(np.asarray(ns, dtype="int64").view("M8[ns]")).tz_localize("UTC")
 
 
-def _symbols(codes: np.ndarray, names: list[str] | pd.CategoricalDtype) -> pd.Categorical:
-    dtype = names if isinstance(names, pd.CategoricalDtype) else pd.CategoricalDtype(names)
-    return pd.Categorical.from_codes(np.asarray(codes, dtype="int64"), dtype=dtype)
-
-
-def trades_frame(raw: dict[str, np.ndarray], names: list[str] | pd.CategoricalDtype) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "symbol": _symbols(raw["symbol"], names),
-            "side": np.where(raw["direction"] > 0, "long", "short"),
-            "size": raw["size"],
-            "entry_time": _times(raw["entry_ts"]),
-            "exit_time": _times(raw["exit_ts"]),
-            "entry_price": raw["entry_price"],
-            "exit_price": raw["exit_price"],
-            "pnl": raw["pnl"],
-            "return_pct": raw["return_pct"],
-            "commission": raw["commission"],
-            "bars_held": raw["bars_held"],
-            "mae": raw["mae"],
-            "mfe": raw["mfe"],
-            "trade_id": raw["trade_id"],
-            "exit_order": raw["exit_order"],
-        }
-    )
-
-
-def fills_frame(raw: dict[str, np.ndarray], names: list[str] | pd.CategoricalDtype) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "time": _times(raw["ts"]),
-            "symbol": _symbols(raw["symbol"], names),
-            "side": np.where(raw["side"] > 0, "buy", "sell"),
-            "size": raw["size"],
-            "price": raw["price"],
-            "commission": raw["commission"],
-            "role": _ROLES[raw["role"].astype(np.int64)],
-            "order_id": raw["order_id"],
-        }
-    )
-
-
-def orders_frame(raw: dict[str, Any], names: list[str] | pd.CategoricalDtype) -> pd.DataFrame:
-    def when(ns: Any) -> pd.DatetimeIndex:
-        # int64 min marks "no time": still open, or placed in init() before the first tick.
-        ns = np.asarray(ns, dtype="int64")
-        missing = ns == np.iinfo(np.int64).min
+def _pandas_column(col: _Column, values: Any, symbols: pd.CategoricalDtype) -> Any:
+    if col.kind == "float":
+        return np.asarray(values, dtype="float64")
+    if col.kind == "int":
+        return np.asarray(values, dtype="int64")
+    if col.kind == "time":
+        return _times(values)
+    if col.kind == "maybe_time":
+        ns = np.asarray(values, dtype="int64")
+        missing = ns == _NO_TIME
         return _times(np.where(missing, 0, ns)).where(~missing)
-
-    return pd.DataFrame(
-        {
-            "order_id": raw["order_id"],
-            "symbol": _symbols(raw["symbol"], names),
-            "side": np.where(raw["side"] > 0, "buy", "sell"),
-            "size": raw["size"],
-            "limit": raw["limit"],
-            "stop": raw["stop"],
-            "sl": raw["sl"],
-            "tp": raw["tp"],
-            "role": _ROLES[raw["role"].astype(np.int64)],
-            "tag": raw["tag"],
-            "placed_time": when(raw["placed_ts"]),
-            "status": _STATUS[raw["status"].astype(np.int64)],
-            "closed_time": when(raw["closed_ts"]),
-            "reason": list(raw["reason"]),
-        }
-    )
+    if col.kind == "symbol":
+        return pd.Categorical.from_codes(np.asarray(values, dtype="int64"), dtype=symbols)
+    if col.kind == "choice":
+        return np.asarray(col.labels, dtype=object)[np.asarray(values, dtype=np.int64)]
+    if col.kind == "sign":
+        return np.where(np.asarray(values) > 0, col.labels[0], col.labels[1])
+    return list(values)  # text
 
 
-def equity_frame(raw: dict[str, np.ndarray]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"equity": raw["equity"], "cash": raw["cash"], "gross_exposure": raw["gross_exposure"]},
-        index=_times(raw["ts"]).rename("time"),
-    )
+def _frame(table: str, raw: dict[str, Any], symbols: pd.CategoricalDtype) -> pd.DataFrame:
+    return pd.DataFrame({c.name: _pandas_column(c, raw[c.raw], symbols) for c in _TABLES[table]})
+
+
+def _arrow_table(table: str, raw: dict[str, Any], symbols: list[str]) -> Any:
+    """The same table as pyarrow, straight from the raw columns (no pandas on the way)."""
+    import pyarrow as pa
+
+    utc = pa.timestamp("ns", tz="UTC")
+    arrays = {}
+    for c in _TABLES[table]:
+        v = raw[c.raw]
+        if c.kind in ("float", "int"):
+            arrays[c.name] = pa.array(np.asarray(v, dtype=c.dtype if c.kind == "int" else "float64"))
+        elif c.kind == "time":
+            arrays[c.name] = pa.array(np.asarray(v, dtype="int64"), type=pa.int64()).cast(utc)
+        elif c.kind == "maybe_time":
+            ns = np.asarray(v, dtype="int64")
+            arrays[c.name] = pa.array(ns, mask=ns == _NO_TIME, type=pa.int64()).cast(utc)
+        elif c.kind == "symbol":
+            arrays[c.name] = pa.DictionaryArray.from_arrays(
+                pa.array(np.asarray(v, dtype="int32")), pa.array(symbols, type=pa.string())
+            )
+        elif c.kind == "choice":
+            arrays[c.name] = pa.array(np.asarray(c.labels, dtype=object)[np.asarray(v, dtype=np.int64)],
+                                      type=pa.string())
+        elif c.kind == "sign":
+            arrays[c.name] = pa.array(np.where(np.asarray(v) > 0, c.labels[0], c.labels[1]),
+                                      type=pa.string())
+        else:
+            arrays[c.name] = pa.array(list(v), type=pa.string())
+    return pa.table(arrays)
+
+
+def _raw_from_arrow(table: str, arrow: Any, symbols: list[str]) -> dict[str, Any]:
+    """Back from an Arrow table (e.g. read from Parquet) to the raw engine columns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    raw: dict[str, Any] = {}
+    for c in _TABLES[table]:
+        if c.name not in arrow.column_names:
+            raise ValueError(f"saved {table} table lacks the {c.name!r} column")
+        col = arrow.column(c.name)
+        if c.kind in ("float", "int"):
+            raw[c.raw] = col.to_numpy().astype(c.dtype, copy=False)
+        elif c.kind in ("time", "maybe_time"):
+            ns = pc.fill_null(col.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()), _NO_TIME)
+            raw[c.raw] = ns.to_numpy().astype("int64", copy=False)
+        elif c.kind in ("symbol", "choice"):
+            known = symbols if c.kind == "symbol" else list(c.labels)
+            codes = pc.index_in(col.cast(pa.string()), pa.array(known, type=pa.string()))
+            if codes.null_count:
+                bad = col.filter(pc.is_null(codes))[0]
+                raise ValueError(f"saved {table} table: {c.name} {bad} is not one of {known}")
+            raw[c.raw] = codes.to_numpy().astype(c.dtype, copy=False)
+        elif c.kind == "sign":
+            positive = pc.equal(col, c.labels[0]).to_numpy(zero_copy_only=False)
+            raw[c.raw] = np.where(positive, 1, -1).astype(c.dtype)
+        else:
+            raw[c.raw] = [str(x) for x in col.to_pylist()]
+    return raw
 
 
 class Result:
     """The outcome of one backtest.
+
+    Holds plain numpy/pandas data only (no engine object), so it pickles; `save` writes
+    it to Parquet files and `tickstep.load_result` reads it back equal.
 
     Attributes
     ----------
@@ -110,7 +211,7 @@ class Result:
     equity : pandas.Series
         Equity at the end of every trading day (or every bar with ``record_every_bar``).
     equity_frame : pandas.DataFrame
-        The same samples with cash and gross exposure.
+        The same samples with cash and gross exposure (float dust of a flat book reads 0).
     fills : pandas.DataFrame
         Every fill, in order (built on first access).
     orders : pandas.DataFrame
@@ -120,39 +221,108 @@ class Result:
         Positions still open at the end: size, average price, last price.
     params : dict
         The parameters the strategy ran with.
+    options : dict
+        The engine and accounting options of the run (cash, commission, ...).
+    metadata : pandas.DataFrame or None
+        Symbol metadata (sector, exchange, ...) indexed by symbol, when the data had some.
+    strategy_name : str
+        The strategy class's name.
+    strategy : Strategy or None
+        The strategy object that ran, for inspecting what it recorded. Only in the
+        process that ran it: None after pickling or loading (it belongs to the engine).
     """
 
     def __init__(self, stats: pd.Series, trades: pd.DataFrame, equity_frame: pd.DataFrame,
                  raw: dict[str, Any], symbols: pd.CategoricalDtype, params: dict[str, Any],
-                 strategy: Any) -> None:
+                 strategy: Any = None, *, strategy_name: str | None = None,
+                 options: dict[str, Any] | None = None, metadata: pd.DataFrame | None = None,
+                 prices: list[tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         self.stats = stats
         self.trades = trades
         self.equity_frame = equity_frame
         self.params = params
         self.strategy = strategy
+        self.strategy_name = strategy_name or (type(strategy).__name__ if strategy is not None else "")
+        self.options = dict(options or {})
+        self.metadata = metadata
         self._raw = raw
         self._symbols = symbols
+        # Close prices: per symbol (in symbol order) a pair of arrays (times, closes).
+        self._prices = prices
+
+    # ---- tables --------------------------------------------------------------------------
 
     @property
     def equity(self) -> pd.Series:
         return self.equity_frame["equity"]
 
+    @property
+    def symbols(self) -> list[str]:
+        """The symbols the backtest ran on, in the engine's order."""
+        return list(self._symbols.categories)
+
     @cached_property
     def fills(self) -> pd.DataFrame:
-        return fills_frame(self._raw["fills"], self._symbols)
+        return _frame("fills", self._raw["fills"], self._symbols)
 
     @cached_property
     def orders(self) -> pd.DataFrame:
-        return orders_frame(self._raw["orders"], self._symbols)
+        return _frame("orders", self._raw["orders"], self._symbols)
 
     @cached_property
     def positions(self) -> pd.DataFrame:
-        pos = self._raw["positions"]
-        frame = pd.DataFrame(
-            {"size": pos["size"], "average_price": pos["average_price"], "last_price": pos["mark"]},
-            index=pd.Index(list(self._symbols.categories), name="symbol"),
-        )
+        frame = _frame("positions", self._positions_raw(), self._symbols)
+        frame = frame.set_index(pd.Index(self.symbols, name="symbol")).drop(columns="symbol")
         return frame[frame["size"] != 0]
+
+    def _positions_raw(self) -> dict[str, Any]:
+        pos = self._raw["positions"]
+        return {"symbol": np.arange(len(self.symbols), dtype="int64"), **pos}
+
+    def prices(self, symbol: str) -> pd.Series:
+        """Close prices of ``symbol`` over the backtest, on a UTC ``DatetimeIndex``."""
+        if symbol not in self._symbols.categories:
+            raise KeyError(f"no symbol {symbol!r} in this result (symbols: {self.symbols})")
+        if self._prices is None:
+            raise ValueError("this result was built without prices")
+        ts, close = self._prices[self._symbols.categories.get_loc(symbol)]
+        return pd.Series(close, index=_times(ts).rename("time"), name=symbol)
+
+    def to_arrow(self, table: str | None = None) -> Any:
+        """The result's tables as ``pyarrow.Table`` (for Polars and other Arrow users).
+
+        Built from the engine's columns directly (no pandas on the way): times as
+        ``timestamp[ns, UTC]``, symbols dictionary-encoded, labels as strings.
+
+        Parameters
+        ----------
+        table : {"trades", "equity", "orders", "fills", "positions", "prices"}, optional
+            One table; by default a dict of trades, equity, orders and fills.
+
+        Examples
+        --------
+        >>> import tickstep
+        >>> from tickstep.strategies import SmaCross
+        >>> r = tickstep.Backtest(tickstep.data.example_daily(), SmaCross).run()
+        >>> r.to_arrow("equity").column_names
+        ['time', 'equity', 'cash', 'gross_exposure']
+        """
+        if table is None:
+            return {name: self.to_arrow(name) for name in ("trades", "equity", "orders", "fills")}
+        if table not in _TABLES:
+            raise ValueError(f"no table {table!r}: choose one of {sorted(_TABLES)}")
+        return _arrow_table(table, self._table_raw(table), self.symbols)
+
+    def _table_raw(self, table: str) -> dict[str, Any]:
+        if table == "positions":
+            return self._positions_raw()
+        if table == "prices":
+            if self._prices is None:
+                raise ValueError("this result was built without prices")
+            return _long_prices(self._prices)
+        return self._raw[table]
+
+    # ---- text ----------------------------------------------------------------------------
 
     def __repr__(self) -> str:
         return f"<Result {len(self.trades)} trades, final equity {self.equity.iloc[-1]:,.2f}>"
@@ -161,15 +331,237 @@ class Result:
         """The statistics as readable text."""
         return format_stats(self.stats)
 
+    # ---- pickling, saving, loading -------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["strategy"] = None  # lives with the engine that ran it
+        for lazy in ("fills", "orders", "positions"):
+            state.pop(lazy, None)  # rebuilt on access from the raw columns
+        return state
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result to directory ``path``: Parquet tables and ``result.json``.
+
+        ``result.json`` holds the statistics, parameters, options and the list of tables;
+        the tables are trades, equity, orders, fills, positions, prices (and metadata when
+        there is some). Files of a previous save in the same directory are replaced.
+        Parameters that JSON cannot hold are saved as their ``repr`` text.
+
+        Returns the directory. Read it back with :func:`tickstep.load_result`.
+        """
+        import pyarrow.parquet as pq
+
+        directory = Path(path)
+        if directory.exists() and not directory.is_dir():
+            raise FileExistsError(f"{directory} exists and is not a directory")
+        directory.mkdir(parents=True, exist_ok=True)
+        tables = ["trades", "equity", "orders", "fills", "positions"]
+        if self._prices is not None:
+            tables.append("prices")
+        for name in tables:
+            pq.write_table(self.to_arrow(name), directory / f"{name}.parquet", compression="zstd")
+        if self.metadata is not None:
+            self.metadata.to_parquet(directory / "metadata.parquet")
+            tables.append("metadata")
+        meta = {
+            "format": "tickstep.result",
+            "version": FORMAT_VERSION,
+            "strategy": self.strategy_name,
+            "symbols": self.symbols,
+            "params": _jsonable(self.params),
+            "options": _jsonable(self.options),
+            "stats": [_stat_to_json(label, value) for label, value in self.stats.items()],
+            "tables": tables,
+        }
+        (directory / "result.json").write_text(json.dumps(meta, indent=1, allow_nan=False))
+        return directory
+
+
+def load_result(path: str | Path) -> Result:
+    """Read a result written by :meth:`Result.save`.
+
+    Examples
+    --------
+    >>> import tempfile, tickstep
+    >>> from tickstep.strategies import SmaCross
+    >>> r = tickstep.Backtest(tickstep.data.example_daily(), SmaCross).run()
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     back = tickstep.load_result(r.save(d))
+    >>> back.stats.equals(r.stats), back.trades.equals(r.trades)
+    (True, True)
+    """
+    import pyarrow.parquet as pq
+
+    directory = Path(path)
+    meta_file = directory / "result.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{directory} holds no saved result (no result.json)")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format") != "tickstep.result" or meta.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{meta_file} is not a tickstep result of format version {FORMAT_VERSION} "
+            f"(format={meta.get('format')!r}, version={meta.get('version')!r})"
+        )
+    symbols = list(meta["symbols"])
+    dtype = pd.CategoricalDtype(symbols)
+
+    def read(name: str) -> dict[str, Any]:
+        return _raw_from_arrow(name, pq.read_table(directory / f"{name}.parquet"), symbols)
+
+    raw = {name: read(name) for name in ("trades", "equity", "fills", "orders")}
+    positions = read("positions")
+    raw["positions"] = {k: v for k, v in positions.items() if k != "symbol"}
+    tables = meta["tables"]
+    prices = _per_symbol_prices(read("prices"), len(symbols)) if "prices" in tables else None
+    metadata = pd.read_parquet(directory / "metadata.parquet") if "metadata" in tables else None
+    stats = pd.Series(
+        [_stat_from_json(s) for s in meta["stats"]],
+        index=pd.Index([s["label"] for s in meta["stats"]], dtype=object),
+        dtype=object,
+        name="stats",
+    )
+    return Result(
+        stats=stats,
+        trades=_frame("trades", raw["trades"], dtype),
+        equity_frame=_equity_frame(raw["equity"]),
+        raw=raw,
+        symbols=dtype,
+        params=meta["params"],
+        strategy_name=meta["strategy"],
+        options=meta["options"],
+        metadata=metadata,
+        prices=prices,
+    )
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    def plain(v: Any) -> Any:
+        if isinstance(v, (np.generic,)):
+            return v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            return {"float": repr(v)}
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            return v
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        return repr(v)
+
+    return {str(k): plain(v) for k, v in values.items()}
+
+
+def _stat_to_json(label: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, pd.Timestamp):
+        return {"label": label, "type": "time", "value": value.isoformat()}
+    if isinstance(value, pd.Timedelta):
+        return {"label": label, "type": "duration", "value": int(value.value)}
+    if isinstance(value, (bool, np.bool_)):
+        return {"label": label, "type": "bool", "value": bool(value)}
+    if isinstance(value, (int, np.integer)):
+        return {"label": label, "type": "int", "value": int(value)}
+    if isinstance(value, (float, np.floating)):
+        # repr round-trips a float exactly; NaN/inf as text keeps the file standard JSON.
+        return {"label": label, "type": "float", "value": repr(float(value))}
+    return {"label": label, "type": "text", "value": str(value)}
+
+
+def _stat_from_json(s: dict[str, Any]) -> Any:
+    kind, value = s["type"], s["value"]
+    if kind == "time":
+        return pd.Timestamp(value)
+    if kind == "duration":
+        return pd.Timedelta(int(value), unit="ns")
+    if kind == "float":
+        return float(value)
+    return value
+
+
+def _equity_frame(raw: dict[str, np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {c.name: raw[c.raw] for c in _TABLES["equity"] if c.name != "time"},
+        index=_times(raw["ts"]).rename("time"),
+    )
+
+
+def _close_prices(market: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every symbol's times and closes: read-only views of the market (no copy; a pickle
+    or a save copies the values, never the market)."""
+    return [
+        (market.column(i, "ts", 0, sys.maxsize), market.column(i, "close", 0, sys.maxsize))
+        for i in range(len(market.symbols))
+    ]
+
+
+def _long_prices(prices: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {
+        "symbol": np.repeat(np.arange(len(prices), dtype="int64"), [len(t) for t, _ in prices]),
+        "ts": np.concatenate([t for t, _ in prices] or [np.empty(0, "int64")]),
+        "close": np.concatenate([c for _, c in prices] or [np.empty(0, "float64")]),
+    }
+
+
+def _per_symbol_prices(raw: dict[str, np.ndarray], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    order = np.argsort(raw["symbol"], kind="stable")
+    codes, ts, close = raw["symbol"][order], raw["ts"][order], raw["close"][order]
+    bounds = np.searchsorted(codes, np.arange(n + 1))
+    return [(ts[a:b], close[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def first_last_closes(market: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Each symbol's first and last close: the buy-and-hold basket of the statistics."""
+    closes = [market.column(i, "close", 0, sys.maxsize) for i in range(len(market.symbols))]
+    first = np.array([c[0] if len(c) else np.nan for c in closes], dtype=float)
+    last = np.array([c[-1] if len(c) else np.nan for c in closes], dtype=float)
+    return first, last
+
+
+def benchmark_prices(benchmark: Any, market: Any) -> pd.Series | None:
+    """``benchmark=`` as a price Series: a symbol of the market's closes, or the user's
+    own prices (a Series on a DatetimeIndex)."""
+    if benchmark is None:
+        return None
+    if isinstance(benchmark, str):
+        symbols = list(market.symbols)
+        if benchmark not in symbols:
+            raise KeyError(
+                f"benchmark {benchmark!r} is not a symbol of the data{did_you_mean(benchmark, symbols)}"
+            )
+        i = symbols.index(benchmark)
+        return pd.Series(market.column(i, "close", 0, sys.maxsize),
+                         index=_times(market.column(i, "ts", 0, sys.maxsize)), name=benchmark)
+    if isinstance(benchmark, pd.Series):
+        if not isinstance(benchmark.index, pd.DatetimeIndex):
+            raise TypeError("benchmark prices must be a Series on a DatetimeIndex")
+        return benchmark
+    raise TypeError(
+        f"benchmark must be a symbol of the data or a price Series, got {type(benchmark).__name__}"
+    )
+
 
 def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: float,
                  risk_free_rate: float, start: pd.Timestamp, end: pd.Timestamp,
-                 params: dict[str, Any], strategy: Any) -> Result:
+                 params: dict[str, Any], strategy: Any, market: Any = None,
+                 options: dict[str, Any] | None = None, metadata: pd.DataFrame | None = None,
+                 benchmark: Any = None) -> Result:
+    """A finished engine's columns as a `Result` (the engine is not kept)."""
     symbols = names if isinstance(names, pd.CategoricalDtype) else pd.CategoricalDtype(names)
-    trades = trades_frame(engine.trades(), symbols)
-    eq = equity_frame(engine.equity())
-    stats = compute_stats(eq, trades, initial_cash=cash, risk_free_rate=risk_free_rate,
-                          start=start, end=end)
-    raw = {"fills": engine.fills(), "orders": engine.orders(), "positions": engine.positions()}
+    trades_raw = engine.trades()
+    trades = _frame("trades", trades_raw, symbols)
+    eq_raw = dict(engine.equity())
+    # A flat book's exposure is 0, not the float dust the incremental sum leaves.
+    eq_raw["gross_exposure"] = np.where(
+        exposed(eq_raw["gross_exposure"], eq_raw["equity"]), eq_raw["gross_exposure"], 0.0
+    )
+    eq = _equity_frame(eq_raw)
+    stats = compute_stats(
+        eq, trades, initial_cash=cash, risk_free_rate=risk_free_rate, start=start, end=end,
+        buy_and_hold=first_last_closes(market) if market is not None else None,
+        benchmark=benchmark_prices(benchmark, market) if market is not None else None,
+    )
+    raw = {"fills": engine.fills(), "orders": engine.orders(), "positions": engine.positions(),
+           "equity": eq_raw, "trades": trades_raw}
     return Result(stats=stats, trades=trades, equity_frame=eq, raw=raw, symbols=symbols,
-                  params=params, strategy=strategy)
+                  params=params, strategy=strategy, options=options, metadata=metadata,
+                  prices=_close_prices(market) if market is not None else None)
