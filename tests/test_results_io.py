@@ -26,6 +26,7 @@ def assert_results_equal(a: tickstep.Result, b: tickstep.Result) -> None:
     pd.testing.assert_frame_equal(a.positions, b.positions, check_exact=True)
     assert a.params == b.params
     assert a.options == b.options
+    assert a.initial_cash == b.initial_cash
     assert a.symbols == b.symbols
     assert a.strategy_name == b.strategy_name
     for symbol in a.symbols:

@@ -223,6 +223,8 @@ class Result:
         The parameters the strategy ran with.
     options : dict
         The engine and accounting options of the run (cash, commission, ...).
+    initial_cash : float
+        The account's cash before the first bar.
     metadata : pandas.DataFrame or None
         Symbol metadata (sector, exchange, ...) indexed by symbol, when the data had some.
     strategy_name : str
@@ -236,7 +238,8 @@ class Result:
                  raw: dict[str, Any], symbols: pd.CategoricalDtype, params: dict[str, Any],
                  strategy: Any = None, *, strategy_name: str | None = None,
                  options: dict[str, Any] | None = None, metadata: pd.DataFrame | None = None,
-                 prices: list[tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+                 prices: list[tuple[np.ndarray, np.ndarray]] | None = None,
+                 initial_cash: float | None = None) -> None:
         self.stats = stats
         self.trades = trades
         self.equity_frame = equity_frame
@@ -244,6 +247,8 @@ class Result:
         self.strategy = strategy
         self.strategy_name = strategy_name or (type(strategy).__name__ if strategy is not None else "")
         self.options = dict(options or {})
+        self.initial_cash = float(initial_cash if initial_cash is not None
+                                  else self.options.get("cash", math.nan))
         self.metadata = metadata
         self._raw = raw
         self._symbols = symbols
@@ -322,6 +327,48 @@ class Result:
             return _long_prices(self._prices)
         return self._raw[table]
 
+    # ---- plots and the report ------------------------------------------------------------
+
+    def plot(self, symbols: list[str] | None = None, *, max_points: int = 2000) -> Any:
+        """An interactive figure (Plotly) of the run.
+
+        Rows: equity with its peak, drawdown, exposure (gross, as % of equity), then for
+        each of ``symbols`` its closes with every fill marked (buys, short sales, exits,
+        stop-losses, take-profits); at the bottom the monthly returns heatmap and the
+        distribution of trade returns. Lines longer than ``max_points`` are downsampled
+        for display (MinMax-LTTB), so minute data over months draws in seconds.
+
+        Parameters
+        ----------
+        symbols : list of str, optional
+            Symbols to draw prices for; default the three with the largest absolute P&L.
+        max_points : int, default 2000
+            Points per line at most.
+
+        Returns
+        -------
+        plotly.graph_objects.Figure
+            Shows itself in a notebook; ``fig.show()`` opens a browser elsewhere.
+            Needs ``pip install 'tickstep[plot]'``.
+        """
+        from tickstep.report import plot
+
+        return plot(self, symbols, max_points=max_points)
+
+    def report(self, path: str | Path, *, symbols: list[str] | None = None,
+               max_points: int = 2000, title: str | None = None) -> Path:
+        """Write a self-contained HTML report to ``path`` and return the path.
+
+        One file that works offline (Plotly embedded once, compressed; nothing fetched):
+        the statistics, the parameters and engine options, the figures of `plot`, P&L,
+        trades and exposure by symbol (and by sector when the metadata has a ``sector``
+        column, see `tickstep.report.symbol_breakdown`), and the rejected orders.
+        Needs ``pip install 'tickstep[plot]'``.
+        """
+        from tickstep.report import write_report
+
+        return write_report(self, path, symbols=symbols, max_points=max_points, title=title)
+
     # ---- text ----------------------------------------------------------------------------
 
     def __repr__(self) -> str:
@@ -368,6 +415,7 @@ class Result:
             "format": "tickstep.result",
             "version": FORMAT_VERSION,
             "strategy": self.strategy_name,
+            "initial_cash": self.initial_cash,
             "symbols": self.symbols,
             "params": _jsonable(self.params),
             "options": _jsonable(self.options),
@@ -429,6 +477,7 @@ def load_result(path: str | Path) -> Result:
         symbols=dtype,
         params=meta["params"],
         strategy_name=meta["strategy"],
+        initial_cash=meta["initial_cash"],
         options=meta["options"],
         metadata=metadata,
         prices=prices,
@@ -564,4 +613,5 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
            "equity": eq_raw, "trades": trades_raw}
     return Result(stats=stats, trades=trades, equity_frame=eq, raw=raw, symbols=symbols,
                   params=params, strategy=strategy, options=options, metadata=metadata,
-                  prices=_close_prices(market) if market is not None else None)
+                  prices=_close_prices(market) if market is not None else None,
+                  initial_cash=cash)
