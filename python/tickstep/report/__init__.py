@@ -1,0 +1,31 @@
+"""Plots and the HTML report of backtest results.
+
+``result.plot()`` (one interactive Plotly figure), ``result.report("report.html")`` (one
+self-contained file that works offline), `plot_heatmap` over an optimisation's
+parameters, and the tables behind them (`symbol_breakdown`, `sector_breakdown`,
+`rejected_orders`), which need nothing beyond pandas.
+
+Drawing needs the ``plot`` extra (``pip install 'tickstep[plot]'``: plotly and
+tsdownsample); it is imported on first use, and a missing one is named with the command
+that installs it.
+"""
+
+from __future__ import annotations
+
+from tickstep.report.figures import plot
+from tickstep.report.html import write_report
+from tickstep.report.tables import (
+    position_values,
+    rejected_orders,
+    sector_breakdown,
+    symbol_breakdown,
+)
+
+__all__ = [
+    "plot",
+    "position_values",
+    "rejected_orders",
+    "sector_breakdown",
+    "symbol_breakdown",
+    "write_report",
+]

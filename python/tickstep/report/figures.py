@@ -1,0 +1,291 @@
+"""The charts of a result, drawn as Plotly figure specifications.
+
+A figure here is a plain Plotly spec (``{"data": [...], "layout": {...}}``) built by
+`Canvas`, not a ``plotly.graph_objects.Figure``: plotly.py validates every property of
+its objects in Python, which costs seconds for a handful of figures; the browser
+(plotly.js) reads the spec directly. `plot` wraps the spec in a ``Figure`` once, for
+notebooks. Each chart is one function ``add_*(canvas, cell, result, ...)``, so `plot`
+and the HTML report draw the same charts.
+
+Long series are downsampled for display (`tickstep.report.downsample`); statistics are
+never computed from the downsampled points. Times are drawn in UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from tickstep.metrics import drawdown, monthly_returns
+from tickstep.report._deps import plotly_objects
+from tickstep.report.downsample import DEFAULT_POINTS, downsample
+from tickstep.report.tables import symbol_breakdown
+
+if TYPE_CHECKING:
+    from tickstep.results import Result
+
+__all__ = ["Canvas", "default_symbols", "plot"]
+
+GREEN, RED, BLUE, GREY = "#2e9e5b", "#d0433a", "#2f6db5", "#7f7f7f"
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# How each kind of fill is marked on a price line: (marker symbol, colour, label).
+_FILL_MARKS = {
+    ("entry", "buy"): ("triangle-up", GREEN, "buy"),
+    ("entry", "sell"): ("triangle-down", RED, "sell short"),
+    ("close", "buy"): ("circle-open", GREEN, "cover"),
+    ("close", "sell"): ("circle-open", RED, "exit long"),
+    ("stop_loss", "buy"): ("x", RED, "stop-loss"),
+    ("stop_loss", "sell"): ("x", RED, "stop-loss"),
+    ("take_profit", "buy"): ("star", GREEN, "take-profit"),
+    ("take_profit", "sell"): ("star", GREEN, "take-profit"),
+}
+_GAP = 0.06  # vertical space between rows of cells, as a share of the figure
+
+
+@dataclass
+class Canvas:
+    """A grid of cells (each with its own x and y axis) and the traces drawn in them.
+
+    ``rows`` holds one entry per row, top to bottom: ``(relative height, cells in the
+    row)`` with 1 or 2 cells. Cells are numbered 1.. left to right, top to bottom.
+    """
+
+    rows: list[tuple[float, int]]
+    height: int = 600
+    title: str | None = None
+    data: list[dict[str, Any]] = field(default_factory=list)
+    layout: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        total = sum(h for h, _ in self.rows)
+        gap = _GAP if len(self.rows) > 1 else 0.0
+        usable = 1.0 - gap * (len(self.rows) - 1)
+        top = 1.0
+        cell = 0
+        annotations: list[dict[str, Any]] = []
+        self.layout.update(
+            template="plotly_white", height=self.height, hovermode="x unified", showlegend=True,
+            legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0},
+            margin={"l": 70, "r": 20, "t": 50 if self.title else 30, "b": 40},
+            annotations=annotations,
+        )
+        if self.title:
+            self.layout["title"] = {"text": self.title}
+        for height, cells in self.rows:
+            bottom = top - usable * height / total
+            for j in range(cells):
+                cell += 1
+                left = 0.0 if cells == 1 else (0.0 if j == 0 else 0.55)
+                right = 1.0 if cells == 1 else (0.45 if j == 0 else 1.0)
+                self.layout[self._axis("x", cell)] = {"domain": [left, right], "anchor": self._ref("y", cell)}
+                self.layout[self._axis("y", cell)] = {"domain": [max(bottom, 0.0), top],
+                                                      "anchor": self._ref("x", cell)}
+            top = bottom - gap
+
+    @staticmethod
+    def _ref(letter: str, cell: int) -> str:
+        return letter if cell == 1 else f"{letter}{cell}"
+
+    @staticmethod
+    def _axis(letter: str, cell: int) -> str:
+        return f"{letter}axis" if cell == 1 else f"{letter}axis{cell}"
+
+    def add(self, cell: int, trace: dict[str, Any]) -> None:
+        self.data.append({**trace, "xaxis": self._ref("x", cell), "yaxis": self._ref("y", cell)})
+
+    def x_axis(self, cell: int, **props: Any) -> None:
+        self.layout[self._axis("x", cell)].update(props)
+
+    def y_axis(self, cell: int, **props: Any) -> None:
+        self.layout[self._axis("y", cell)].update(props)
+
+    def time_axis(self, cell: int, first: int, labels: bool = True) -> None:
+        """A date axis; every time axis after ``first`` zooms with it."""
+        self.x_axis(cell, type="date", showticklabels=labels)
+        if cell != first:
+            self.x_axis(cell, matches=self._ref("x", first))
+
+    def caption(self, cell: int, text: str) -> None:
+        x = self.layout[self._axis("x", cell)]["domain"]
+        y = self.layout[self._axis("y", cell)]["domain"]
+        self.layout["annotations"].append(
+            {"text": f"<b>{text}</b>", "x": x[0], "y": y[1], "xref": "paper", "yref": "paper",
+             "xanchor": "left", "yanchor": "bottom", "showarrow": False, "font": {"size": 12}}
+        )
+
+    def spec(self) -> dict[str, Any]:
+        return {"data": self.data, "layout": self.layout}
+
+
+def _ms(ns: np.ndarray) -> np.ndarray:
+    # Plotly date axes read numbers as milliseconds since the epoch (UTC): 8 bytes a
+    # point in the report instead of a 30-character date text.
+    return np.asarray(ns, dtype=np.int64) / 1e6
+
+
+def _line(x_ns: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    keep = downsample(x_ns, y, max_points)
+    return _ms(np.asarray(x_ns)[keep]), np.asarray(y, dtype=float)[keep]
+
+
+def default_symbols(result: Result, count: int = 3,
+                    breakdown: pd.DataFrame | None = None) -> list[str]:
+    """The ``count`` symbols whose P&L moved the account most (largest absolute P&L)."""
+    pnl = (symbol_breakdown(result) if breakdown is None else breakdown)["P&L [$]"].abs()
+    order = np.argsort(-pnl.to_numpy(), kind="stable")
+    return [result.symbols[i] for i in order[:count]]
+
+
+def add_equity(canvas: Canvas, cell: int, result: Result, max_points: int = DEFAULT_POINTS) -> None:
+    """Equity and its running peak (dotted)."""
+    eq = result.equity
+    x_ns = eq.index.asi8
+    x, y = _line(x_ns, eq.to_numpy(), max_points)
+    canvas.add(cell, {"type": "scatter", "x": x, "y": y, "name": "equity",
+                      "line": {"color": BLUE, "width": 1.5}})
+    peak = np.maximum(np.maximum.accumulate(eq.to_numpy()), result.initial_cash)
+    x, y = _line(x_ns, peak, max_points)
+    canvas.add(cell, {"type": "scatter", "x": x, "y": y, "name": "peak",
+                      "line": {"color": GREY, "width": 1, "dash": "dot"}})
+    canvas.y_axis(cell, title={"text": "equity"})
+
+
+def add_drawdown(canvas: Canvas, cell: int, result: Result, max_points: int = DEFAULT_POINTS) -> None:
+    """Drawdown from the running peak, in percent (a filled area under zero)."""
+    dd = drawdown(result.equity, initial=result.initial_cash) * 100.0
+    x, y = _line(dd.index.asi8, dd.to_numpy(), max_points)
+    canvas.add(cell, {"type": "scatter", "x": x, "y": y, "name": "drawdown [%]", "fill": "tozeroy",
+                      "line": {"color": RED, "width": 1}})
+    canvas.y_axis(cell, title={"text": "drawdown %"})
+
+
+def add_exposure(canvas: Canvas, cell: int, result: Result, max_points: int = DEFAULT_POINTS) -> None:
+    """Gross exposure as a percentage of equity (100 = fully invested)."""
+    frame = result.equity_frame
+    share = frame["gross_exposure"].to_numpy() / np.abs(frame["equity"].to_numpy()) * 100.0
+    x, y = _line(frame.index.asi8, share, max_points)
+    canvas.add(cell, {"type": "scatter", "x": x, "y": y, "name": "exposure [%]", "fill": "tozeroy",
+                      "line": {"color": GREY, "width": 1}})
+    canvas.y_axis(cell, title={"text": "exposure %"})
+
+
+def add_price(canvas: Canvas, cell: int, result: Result, symbol: str,
+              max_points: int = DEFAULT_POINTS) -> None:
+    """``symbol``'s closes with every fill marked at its price: entries, exits, stops."""
+    prices = result.prices(symbol)
+    x, y = _line(prices.index.asi8, prices.to_numpy(), max_points)
+    canvas.add(cell, {"type": "scatter", "x": x, "y": y, "name": symbol,
+                      "line": {"color": "#444", "width": 1}})
+    fills = result.fills
+    mine = fills[(fills["symbol"] == symbol).to_numpy()]
+    roles, sides = mine["role"].to_numpy(), mine["side"].to_numpy()
+    times, fill_prices = pd.DatetimeIndex(mine["time"]).asi8, mine["price"].to_numpy()
+    for (role, side), (marker, color, label) in _FILL_MARKS.items():
+        rows = (roles == role) & (sides == side)
+        if not rows.any():
+            continue
+        canvas.add(cell, {
+            "type": "scatter", "mode": "markers", "x": _ms(times[rows]), "y": fill_prices[rows],
+            "name": f"{symbol} {label}", "showlegend": False,
+            "marker": {"symbol": marker, "color": color, "size": 8, "line": {"width": 1, "color": color}},
+            "hovertemplate": f"{label} %{{y:.4g}}<extra>{symbol}</extra>",
+        })
+    canvas.y_axis(cell, title={"text": symbol})
+
+
+def add_monthly_returns(canvas: Canvas, cell: int, result: Result) -> None:
+    """Monthly returns (%) as a year x month heatmap (green gains, red losses)."""
+    months = monthly_returns(result.equity, result.initial_cash) * 100.0
+    years = sorted(set(months.index.year))
+    z = np.full((len(years), 12), np.nan)
+    z[np.searchsorted(years, months.index.year), months.index.month - 1] = months.to_numpy()
+    text = [["" if np.isnan(v) else f"{v:.1f}" for v in row] for row in z]
+    canvas.add(cell, {
+        "type": "heatmap", "z": [[None if np.isnan(v) else float(v) for v in row] for row in z],
+        "x": list(MONTHS), "y": [str(y) for y in years], "zmid": 0.0, "text": text,
+        "texttemplate": "%{text}", "colorscale": [[0.0, RED], [0.5, "#f7f7f7"], [1.0, GREEN]],
+        "showscale": False,
+        "hovertemplate": "%{y} %{x}: %{z:.2f}%<extra></extra>", "name": "monthly returns",
+    })
+    canvas.y_axis(cell, autorange="reversed", type="category")
+    canvas.x_axis(cell, type="category")
+
+
+def add_trade_returns(canvas: Canvas, cell: int, result: Result, bins: int = 60) -> None:
+    """Distribution of closed trades' net returns (%): binned here, drawn as bars."""
+    returns = result.trades["return_pct"].to_numpy(dtype=float) * 100.0
+    if len(returns) == 0:
+        x = canvas.layout[canvas._axis("x", cell)]["domain"]
+        y = canvas.layout[canvas._axis("y", cell)]["domain"]
+        canvas.layout["annotations"].append(
+            {"text": "no closed trades", "showarrow": False, "xref": "paper", "yref": "paper",
+             "x": sum(x) / 2, "y": sum(y) / 2})
+        canvas.add(cell, {"type": "bar", "x": [0.0], "y": [0], "name": "trades"})
+        return
+    edges = np.histogram_bin_edges(returns, bins=min(bins, len(returns)))
+    counts, edges = np.histogram(returns, bins=edges)
+    centres = (edges[:-1] + edges[1:]) / 2
+    canvas.add(cell, {
+        "type": "bar", "x": centres, "y": counts.astype(float), "width": np.diff(edges),
+        "name": "trade returns", "showlegend": False,
+        "marker": {"color": np.where(centres >= 0, GREEN, RED).tolist()},
+        "hovertemplate": "%{x:.2f}%: %{y} trades<extra></extra>",
+    })
+    canvas.x_axis(cell, title={"text": "trade return %"})
+    canvas.y_axis(cell, title={"text": "trades"})
+
+
+def add_symbol_pnl(canvas: Canvas, cell: int, result: Result,
+                   breakdown: pd.DataFrame | None = None) -> None:
+    """P&L by symbol (bars, largest first), coloured by sign."""
+    pnl = (symbol_breakdown(result) if breakdown is None else breakdown)["P&L [$]"]
+    pnl = pnl.iloc[np.argsort(-pnl.to_numpy(), kind="stable")]
+    canvas.add(cell, {
+        "type": "bar", "x": [str(s) for s in pnl.index], "y": pnl.to_numpy(),
+        "name": "P&L by symbol", "showlegend": False,
+        "marker": {"color": np.where(pnl.to_numpy() >= 0, GREEN, RED).tolist()},
+    })
+    canvas.x_axis(cell, type="category")
+    canvas.y_axis(cell, title={"text": "P&L"})
+
+
+def plot_spec(result: Result, symbols: list[str], max_points: int = DEFAULT_POINTS) -> Canvas:
+    """Everything in one canvas: the time rows, then monthly returns beside trade returns."""
+    rows = [(0.3, 1), (0.1, 1), (0.1, 1)] + [(0.2, 1)] * len(symbols) + [(0.25, 2)]
+    canvas = Canvas(rows, height=300 + 180 * (3 + len(symbols)), title=result.strategy_name)
+    add_equity(canvas, 1, result, max_points)
+    add_drawdown(canvas, 2, result, max_points)
+    add_exposure(canvas, 3, result, max_points)
+    for i, symbol in enumerate(symbols):
+        add_price(canvas, 4 + i, result, symbol, max_points)
+        canvas.caption(4 + i, f"{symbol}: close and fills")
+    last = 3 + len(symbols)
+    for cell in range(1, last + 1):
+        canvas.time_axis(cell, first=1, labels=cell == last)
+    add_monthly_returns(canvas, last + 1, result)
+    canvas.caption(last + 1, "monthly returns [%]")
+    add_trade_returns(canvas, last + 2, result)
+    canvas.caption(last + 2, "trade returns")
+    return canvas
+
+
+def check_symbols(result: Result, symbols: list[str] | None,
+                  breakdown: pd.DataFrame | None = None) -> list[str]:
+    if symbols is None:
+        return default_symbols(result, breakdown=breakdown)
+    symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+    for s in symbols:
+        if s not in result.symbols:
+            raise KeyError(f"no symbol {s!r} in this result (symbols: {result.symbols})")
+    return symbols
+
+
+def plot(result: Result, symbols: list[str] | None = None, *,
+         max_points: int = DEFAULT_POINTS) -> Any:
+    """One interactive figure of a result (see :meth:`tickstep.Result.plot`)."""
+    go = plotly_objects()
+    canvas = plot_spec(result, check_symbols(result, symbols), max_points)
+    return go.Figure(canvas.spec())

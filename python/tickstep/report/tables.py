@@ -1,0 +1,151 @@
+"""What a result holds, broken down by symbol and by sector (plain pandas, no plotting).
+
+Positions are rebuilt from the fills: a symbol's position at an equity sample is the sum
+of its signed fills up to that sample's time; its value is that position at the symbol's
+last close at or before the sample. P&L per symbol is its fills' cash flow, less
+commissions, plus what its open position is worth at the end, so the symbols' P&L adds
+up to the account's (costs charged to the account as a whole are not a symbol's).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from tickstep.results import Result
+
+__all__ = ["position_values", "rejected_orders", "sector_breakdown", "symbol_breakdown"]
+
+# A position smaller than this share of the symbol's largest fill is rounding dust.
+_SIZE_DUST = 1e-9
+
+
+def _signed_fills(result: Result) -> tuple[pd.DataFrame, np.ndarray]:
+    fills = result.fills
+    signed = np.where(fills["side"].to_numpy() == "buy", 1.0, -1.0) * fills["size"].to_numpy()
+    return fills, signed
+
+
+def position_values(result: Result) -> pd.DataFrame:
+    """Signed value of each symbol's position at every equity sample.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: the equity samples' times; one column per symbol; ``size * close`` (negative
+        for a short), 0.0 when flat.
+    """
+    times = result.equity.index.asi8
+    fills, signed = _signed_fills(result)
+    fill_times = pd.DatetimeIndex(fills["time"]).asi8
+    codes = fills["symbol"].cat.codes.to_numpy()
+    values = np.zeros((len(times), len(result.symbols)))
+    for i, symbol in enumerate(result.symbols):
+        mine = codes == i
+        if not mine.any():
+            continue
+        held = np.cumsum(signed[mine])
+        held[np.abs(held) <= _SIZE_DUST * np.abs(signed[mine]).max()] = 0.0
+        after = np.searchsorted(fill_times[mine], times, side="right") - 1
+        size = np.where(after >= 0, held[np.maximum(after, 0)], 0.0)
+        prices = result.prices(symbol)
+        at = np.searchsorted(prices.index.asi8, times, side="right") - 1
+        close = prices.to_numpy()[np.maximum(at, 0)]
+        values[:, i] = np.where(size != 0.0, size * close, 0.0)
+    return pd.DataFrame(values, index=result.equity.index, columns=pd.Index(result.symbols, name="symbol"))
+
+
+def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.DataFrame:
+    """P&L, trades and exposure of every symbol.
+
+    Columns: ``P&L [$]`` (realised and open, net of commissions), ``Contribution [%]``
+    (P&L over initial cash), ``# Trades`` and ``Win Rate [%]`` (closed trades),
+    ``Commissions [$]`` (all fills), ``Exposure Time [%]`` (share of equity samples
+    holding a position), ``Avg. Exposure [%]`` (mean of the position's absolute value over
+    equity), and ``Sector`` when the metadata has one. Indexed by symbol in the engine's
+    order.
+    """
+    values = position_values(result) if values is None else values
+    fills, signed = _signed_fills(result)
+    codes = fills["symbol"].cat.codes.to_numpy()
+    n = len(result.symbols)
+    flow = np.bincount(codes, weights=-signed * fills["price"].to_numpy(), minlength=n)
+    commission = np.bincount(codes, weights=fills["commission"].to_numpy(), minlength=n)
+    positions = result.positions
+    end_value = (positions["size"] * positions["last_price"]).reindex(result.symbols, fill_value=0.0)
+    pnl = flow - commission + end_value.to_numpy()
+
+    trades = result.trades
+    trade_codes = trades["symbol"].cat.codes.to_numpy()
+    count = np.bincount(trade_codes, minlength=n)
+    wins = np.bincount(trade_codes, weights=(trades["pnl"].to_numpy() > 0), minlength=n)
+    equity = result.equity.to_numpy()
+    held = np.abs(values.to_numpy())
+    frame = pd.DataFrame(
+        {
+            "P&L [$]": pnl,
+            "Contribution [%]": pnl / result.initial_cash * 100.0,
+            "# Trades": count,
+            "Win Rate [%]": np.where(count > 0, wins / np.maximum(count, 1) * 100.0, np.nan),
+            "Commissions [$]": commission,
+            "Exposure Time [%]": (held > 0).mean(axis=0) * 100.0,
+            "Avg. Exposure [%]": (held / np.abs(equity)[:, None]).mean(axis=0) * 100.0,
+        },
+        index=pd.Index(result.symbols, name="symbol"),
+    )
+    sectors = _sectors(result)
+    if sectors is not None:
+        frame.insert(0, "Sector", sectors.to_numpy())
+    return frame
+
+
+def sector_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.DataFrame | None:
+    """The symbol breakdown summed by the metadata's ``sector`` (None without sectors).
+
+    ``Exposure Time [%]`` is the share of samples holding any position of the sector and
+    ``Avg. Exposure [%]`` the mean of the sector's summed absolute position values over
+    equity; ``Win Rate [%]`` counts the sector's closed trades.
+    """
+    sectors = _sectors(result)
+    if sectors is None:
+        return None
+    values = position_values(result) if values is None else values
+    by_symbol = symbol_breakdown(result, values)
+    wins = by_symbol["Win Rate [%]"].fillna(0.0) / 100.0 * by_symbol["# Trades"]
+    grouped = by_symbol.groupby("Sector", sort=True)
+    held = values.abs().T.groupby(sectors.to_numpy()).sum().T  # samples x sectors
+    equity = np.abs(result.equity.to_numpy())[:, None]
+    trades = grouped["# Trades"].sum()
+    frame = pd.DataFrame(
+        {
+            "P&L [$]": grouped["P&L [$]"].sum(),
+            "Contribution [%]": grouped["Contribution [%]"].sum(),
+            "# Symbols": grouped.size(),
+            "# Trades": trades,
+            "Win Rate [%]": (wins.groupby(by_symbol["Sector"]).sum() / trades.where(trades > 0)) * 100.0,
+            "Commissions [$]": grouped["Commissions [$]"].sum(),
+            "Exposure Time [%]": pd.Series((held.to_numpy() > 0).mean(axis=0) * 100.0, index=held.columns),
+            "Avg. Exposure [%]": pd.Series((held.to_numpy() / equity).mean(axis=0) * 100.0, index=held.columns),
+        }
+    )
+    frame.index.name = "sector"
+    return frame
+
+
+def rejected_orders(result: Result) -> pd.DataFrame:
+    """The orders the broker refused, with the reason, in the order they were placed."""
+    orders = result.orders
+    rejected = orders[orders["status"] == "rejected"]
+    return rejected[["order_id", "placed_time", "closed_time", "symbol", "side", "size", "limit",
+                     "stop", "role", "reason"]].reset_index(drop=True)
+
+
+def _sectors(result: Result) -> pd.Series | None:
+    meta = result.metadata
+    if meta is None or "sector" not in meta.columns:
+        return None
+    sectors = meta["sector"].reindex(result.symbols)
+    return sectors.astype(object).where(sectors.notna(), "(none)").astype(str)

@@ -1,0 +1,173 @@
+"""Plots and the report without a browser: the tables behind them (by hand and by
+invariant), downsampling, the figure, the file's self-containment and determinism."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+from conftest import make_bars, run_script
+from test_report_runs import Busy, busy_result
+from tickstep.report import position_values, rejected_orders, sector_breakdown, symbol_breakdown
+from tickstep.report.downsample import downsample
+
+# --- the tables, by hand ------------------------------------------------------------------
+
+
+def two_symbol_run():
+    """AAA: buy 10 at bar 1's open (11), sell at bar 3's open (13): +20 less commission.
+    BBB: sell 5 short at bar 2's open (21), still open at the end (last close 19): +10.
+    Commission 1 per fill. Equity at every bar (5 bars, days)."""
+    aaa = make_bars([(10, 10, 10, 10), (11, 11, 11, 11), (12, 12, 12, 12), (13, 13, 13, 13),
+                     (14, 14, 14, 14)])
+    bbb = make_bars([(20, 20, 20, 20), (20, 20, 20, 20), (21, 21, 21, 21), (19, 19, 19, 19),
+                     (19, 19, 19, 19)])
+    script = {
+        ("AAA", 0): lambda s, sym: s.buy(sym, size=10),
+        ("AAA", 2): lambda s, sym: s.close(sym),
+        ("BBB", 1): lambda s, sym: s.sell(sym, size=5),
+    }
+    r = run_script({"AAA": aaa, "BBB": bbb}, script, cash=1000.0, commission_fixed=1.0)
+    r.metadata = pd.DataFrame({"sector": ["Tech", "Tech"]}, index=pd.Index(["AAA", "BBB"], name="symbol"))
+    return r
+
+
+def test_symbol_breakdown_by_hand():
+    r = two_symbol_run()
+    table = symbol_breakdown(r)
+    # AAA: -110 + 130 - 2 commissions = 18; BBB: +105 - 1 commission - 5 * 19 = 9
+    assert table.loc["AAA", "P&L [$]"] == pytest.approx(18.0)
+    assert table.loc["BBB", "P&L [$]"] == pytest.approx(9.0)
+    assert table["P&L [$]"].sum() == pytest.approx(r.equity.iloc[-1] - 1000.0)
+    assert table.loc["AAA", "Contribution [%]"] == pytest.approx(1.8)
+    assert list(table["# Trades"]) == [1, 0]
+    assert table.loc["AAA", "Win Rate [%]"] == 100.0 and np.isnan(table.loc["BBB", "Win Rate [%]"])
+    assert list(table["Commissions [$]"]) == [2.0, 1.0]
+    # Samples at the 5 bars: AAA held after bar 1 and bar 2 (sold at bar 3): 2 of 5;
+    # BBB short from bar 2 to the end: 3 of 5.
+    assert list(table["Exposure Time [%]"]) == pytest.approx([40.0, 60.0])
+    values = position_values(r)
+    np.testing.assert_allclose(values["AAA"], [0, 110, 120, 0, 0])
+    np.testing.assert_allclose(values["BBB"], [0, 0, -105, -95, -95])
+    equity = r.equity.to_numpy()
+    assert table.loc["BBB", "Avg. Exposure [%]"] == pytest.approx(
+        np.mean(np.array([0, 0, 105, 95, 95]) / equity) * 100)
+
+
+def test_sector_breakdown_sums_its_symbols():
+    r = two_symbol_run()
+    sectors = sector_breakdown(r)
+    assert list(sectors.index) == ["Tech"]
+    row = sectors.loc["Tech"]
+    assert row["P&L [$]"] == pytest.approx(27.0)
+    assert row["# Symbols"] == 2 and row["# Trades"] == 1
+    # Some Tech position is held at bars 1, 2, 3, 4: 4 of 5 samples.
+    assert row["Exposure Time [%]"] == pytest.approx(80.0)
+    equity = r.equity.to_numpy()
+    assert row["Avg. Exposure [%]"] == pytest.approx(
+        np.mean(np.array([0, 110, 225, 95, 95]) / equity) * 100)
+    r.metadata = None
+    assert sector_breakdown(r) is None and "Sector" not in symbol_breakdown(r).columns
+
+
+def test_breakdown_adds_up_to_the_account_on_a_busy_run():
+    r = busy_result()
+    table = symbol_breakdown(r)
+    assert table["P&L [$]"].sum() == pytest.approx(r.equity.iloc[-1] - r.initial_cash, abs=1e-6)
+    assert table["# Trades"].sum() == len(r.trades)
+    assert table["Commissions [$]"].sum() == pytest.approx(r.fills["commission"].sum())
+    # The positions rebuilt from fills are worth what the engine says is exposed.
+    gross = position_values(r).abs().sum(axis=1).to_numpy()
+    np.testing.assert_allclose(gross, r.equity_frame["gross_exposure"].to_numpy(), rtol=1e-9, atol=1e-6)
+    sectors = sector_breakdown(r)
+    assert sectors["P&L [$]"].sum() == pytest.approx(table["P&L [$]"].sum())
+    rejected = rejected_orders(r)
+    assert len(rejected) == (r.orders["status"] == "rejected").sum() > 0
+    assert set(rejected["reason"]) == {"insufficient margin"}
+
+
+# --- downsampling -------------------------------------------------------------------------
+
+
+def test_downsampling_keeps_shape_and_ends():
+    x = np.arange(100_000, dtype=np.int64) * 60_000_000_000
+    y = np.sin(np.arange(100_000) / 5000.0)
+    y[31_337] = 25.0  # a spike every-n-th sampling would miss
+    y[77_777] = -25.0
+    keep = downsample(x, y, 1000)
+    assert len(keep) <= 1002 and keep[0] == 0 and keep[-1] == len(y) - 1
+    assert np.all(np.diff(keep) > 0)
+    assert 31_337 in keep and 77_777 in keep
+    np.testing.assert_array_equal(downsample(x[:500], y[:500], 1000), np.arange(500))
+    y[10] = np.nan
+    assert len(downsample(x, y, 1000)) <= 1002
+    with pytest.raises(ValueError, match="at least 3"):
+        downsample(x, y, 2)
+
+
+# --- the figure and the file --------------------------------------------------------------
+
+
+def test_plot_draws_every_part():
+    import plotly.graph_objects as go
+
+    r = busy_result()
+    fig = r.plot(symbols=["BYN", "XEL"])
+    assert isinstance(fig, go.Figure)
+    names = [t.name for t in fig.data]
+    assert names[:5] == ["equity", "peak", "drawdown [%]", "exposure [%]", "BYN"]
+    assert "XEL" in names
+    assert [t.type for t in fig.data][-2:] == ["heatmap", "bar"]
+    # The time rows zoom together; every fill of the drawn symbols is marked.
+    assert fig.layout.xaxis5.matches == "x"
+    fills = r.fills[r.fills["symbol"].isin(["BYN", "XEL"])]
+    markers = sum(len(t.x) for t in fig.data if getattr(t, "mode", None) == "markers")
+    assert markers == len(fills)
+    with pytest.raises(KeyError, match="no symbol 'NOPE'"):
+        r.plot(symbols=["NOPE"])
+
+
+def test_plot_downsamples_long_lines():
+    data = tickstep.data.sample(symbols=2, days=5, seed=1)
+    r = tickstep.Backtest(data, Busy, record_every_bar=True).run(cycle=300)
+    assert len(r.equity) > 1500
+    fig = r.plot(max_points=300)
+    lines = [t for t in fig.data if t.type == "scatter" and t.mode is None]
+    assert len(lines) == 4 + 2  # equity, peak, drawdown, exposure, two price lines
+    for trace in lines:
+        assert 3 <= len(trace.x) <= 302
+
+
+def test_report_is_self_contained_and_deterministic(tmp_path):
+    r = busy_result()
+    a = r.report(tmp_path / "a.html").read_bytes()
+    b = r.report(tmp_path / "b.html").read_bytes()
+    assert a == b
+    text = a.decode()
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=|@import", text)
+    assert text.count('id="plotly-js-gzip"') == 1  # Plotly once
+    # Each figure's lines are at most max_points long (data as typed arrays).
+    specs = re.findall(r'<script type="application/json" id="([^"]+)-data">(.*?)</script>', text)
+    assert [s[0] for s in specs] == ["fig-equity", "fig-prices", "fig-monthly", "fig-trades"]
+    for _, spec in specs:
+        for trace in json.loads(spec)["data"]:
+            x = trace["x"]
+            if isinstance(x, dict):
+                assert len(base64.b64decode(x["bdata"])) // 8 <= 2002
+
+
+def test_a_missing_plot_extra_says_what_to_install(monkeypatch, tmp_path):
+    r = busy_result()
+    for name in ("plotly", "plotly.offline", "plotly.graph_objects"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'tickstep\[plot\]'"):
+        r.report(tmp_path / "r.html")
+    with pytest.raises(ImportError, match=r"pip install 'tickstep\[plot\]'"):
+        r.plot()
+    assert not (tmp_path / "r.html").exists()
