@@ -630,3 +630,59 @@ def test_alpha_beta_leave_out_days_before_the_benchmark_starts():
     assert s["Alpha [%]"] == pytest.approx(a * 252 * 100, rel=1e-9)
     a2, b2 = alpha_beta(np.array([0.01, 0.02]), np.array([0.0, 0.0]))
     assert math.isnan(a2) and math.isnan(b2)  # a benchmark that does not move: undefined
+
+
+# --- benchmark= through a backtest --------------------------------------------------------
+
+
+def test_benchmark_symbol_or_series_gives_alpha_beta_of_its_closes():
+    import tickstep
+    from tickstep.strategies import SmaCross
+
+    data = tickstep.data.example_daily()
+    byn = next(b for b in data.bars if b.symbol == "BYN")
+    closes = pd.Series(np.asarray(byn.close), index=pd.to_datetime(np.asarray(byn.ts), utc=True))
+    by_symbol = tickstep.Backtest(data, SmaCross, cash=1e5, benchmark="BYN").run()
+    by_series = tickstep.Backtest(data, SmaCross, cash=1e5, benchmark=closes).run()
+    assert by_symbol.stats.equals(by_series.stats)
+    # Reference: numpy least squares on daily returns of equity and of the closes.
+    eq = by_symbol.equity
+    strat = np.diff(np.concatenate(([1e5], eq.to_numpy()))) / np.concatenate(([1e5], eq.to_numpy()[:-1]))
+    read = closes.asof(pd.DatetimeIndex([by_symbol.stats["Start"]]).append(eq.index)).to_numpy()
+    bench = read[1:] / read[:-1] - 1
+    (a, b), *_ = np.linalg.lstsq(np.column_stack([np.ones(len(bench)), bench]), strat, rcond=None)
+    assert by_symbol.stats["Beta"] == pytest.approx(b, rel=1e-9)
+    assert by_symbol.stats["Alpha [%]"] == pytest.approx(a * 252 * 100, rel=1e-9)
+    assert by_symbol.options["benchmark"] == "BYN"
+
+
+def test_benchmark_refusals():
+    import tickstep
+    from tickstep.strategies import SmaCross
+
+    data = tickstep.data.example_daily()
+    with pytest.raises(KeyError, match="did you mean 'BYN'"):
+        tickstep.Backtest(data, SmaCross, benchmark="BYM")
+    with pytest.raises(tickstep.ConfigError, match="benchmark"):
+        tickstep.Backtest(data, SmaCross, benchmark=pd.Series([1.0, 2.0]))
+    with pytest.raises(tickstep.ConfigError, match="finite and positive"):
+        tickstep.BacktestConfig(benchmark=pd.Series(
+            [1.0, -2.0], index=pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True)))
+    with pytest.raises(tickstep.ConfigError, match="benchmark"):
+        tickstep.BacktestConfig(benchmark=42)
+
+
+def test_benchmark_prices_are_a_value():
+    from tickstep.batch.jobs import canonical
+    from tickstep.metrics import BenchmarkPrices
+
+    idx = pd.date_range("2024-01-01", periods=1000, freq="D", tz="UTC")
+    a = pd.Series(np.linspace(10, 20, 1000), index=idx)
+    b = a.copy()
+    b.iloc[500] += 0.01  # differs in the middle, where a truncated repr would not show it
+    assert BenchmarkPrices(a) == BenchmarkPrices(a.copy())
+    assert BenchmarkPrices(a) != BenchmarkPrices(b)
+    assert canonical(BenchmarkPrices(a)) != canonical(BenchmarkPrices(b))
+    import pickle
+
+    assert pickle.loads(pickle.dumps(BenchmarkPrices(a))) == BenchmarkPrices(a)

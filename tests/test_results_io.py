@@ -165,8 +165,8 @@ def test_buy_and_hold_from_the_data():
     r = tickstep.Backtest(data, SmaCross, cash=100_000).run()
     growth = [b.close[-1] / b.close[0] - 1 for b in data.bars]
     assert r.stats["Buy & Hold Return [%]"] == pytest.approx(np.mean(growth) * 100, rel=1e-12)
-    # The batch path reports the same number.
-    from tickstep.batch.worker import run_stats
+    # The batch path (statistics only) reports the same numbers.
+    from tickstep.simulation import simulate_stats
 
-    bt = tickstep.Backtest(data, SmaCross, cash=100_000)
-    assert run_stats(bt, {}).equals(bt.run().stats)
+    bt = tickstep.Backtest(data, SmaCross, cash=100_000, benchmark="BYN")
+    assert simulate_stats(bt.market, SmaCross, bt.config).equals(bt.run().stats)

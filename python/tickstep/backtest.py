@@ -10,7 +10,7 @@ import pandas as pd
 from tickstep import _core
 from tickstep.config import BacktestConfig, split_options
 from tickstep.data import LOAD_OPTIONS, resolve
-from tickstep.results import Result
+from tickstep.results import Result, benchmark_prices
 from tickstep.simulation import market_from_columns, session_ends, simulate
 from tickstep.strategy import Strategy
 
@@ -37,7 +37,7 @@ class Backtest:
     **options :
         Any option of `tickstep.BacktestConfig` by name -- ``cash``, ``commission``,
         ``commission_fixed``, ``slippage``, ``trade_on_close``, ``leverage``, ``sizer``,
-        ``record_every_bar``, ``timezone``, ``risk_free_rate`` -- or a load option of the
+        ``record_every_bar``, ``timezone``, ``risk_free_rate``, ``benchmark`` -- or a load option of the
         data source (``regular_hours=True``, ``timeframe="1d"``, ``symbol_column="ticker"``;
         see `tickstep.data.LOAD_OPTIONS`). Any other name is refused
         with a "did you mean" hint.
@@ -88,6 +88,8 @@ class Backtest:
         self._symbols = list(self._market.symbols)
         self._symbol_dtype = pd.CategoricalDtype(self._symbols)
         self._metadata = metadata
+        # A benchmark symbol missing from the data is refused now, not after a run.
+        benchmark_prices(self._config.benchmark, self._market)
         # Computed once: every run of this backtest samples equity at the same ticks.
         self._session_ends = session_ends(self._market, self._config.timezone)
 

@@ -45,6 +45,7 @@ import numpy as np
 
 from tickstep._core import ConfigError
 from tickstep.hints import did_you_mean
+from tickstep.metrics import BenchmarkPrices
 from tickstep.sizing import PercentOfEquity, Sizer
 
 __all__ = ["BacktestConfig", "ConfigError", "split_options"]
@@ -117,6 +118,21 @@ def _timezone(name: str, value: Any) -> str:
     return value
 
 
+def _benchmark(name: str, value: Any) -> str | BenchmarkPrices | None:
+    if value is None or isinstance(value, BenchmarkPrices):
+        return value
+    if isinstance(value, str):
+        if not value:
+            raise _refuse(name, value, "a symbol of the data or a price Series")
+        return value
+    if hasattr(value, "index") and hasattr(value, "to_numpy"):  # a pandas Series
+        try:
+            return BenchmarkPrices(value)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{name}: {e}") from None
+    raise _refuse(name, value, "a symbol of the data or a price Series", wrong_type=True)
+
+
 def _sizer(name: str, value: Any) -> Sizer:
     if not callable(value):
         raise _refuse(name, value, "a sizer: a callable taking a SizingRequest (e.g. FixedSize(10))",
@@ -185,6 +201,9 @@ class BacktestConfig:
         IANA timezone whose calendar days end the trading days for equity sampling.
     risk_free_rate : float, default 0
         Annual rate for the Sharpe and Sortino ratios (finite, > -1).
+    benchmark : str or pandas.Series, optional
+        What alpha and beta are measured against: a symbol of the data (its closes) or a
+        price Series on a DatetimeIndex (kept as `tickstep.metrics.BenchmarkPrices`).
     """
 
     cash: float = _option(10_000.0, rule=_positive, engine="cash")
@@ -199,6 +218,7 @@ class BacktestConfig:
     record_every_bar: bool = _option(False, rule=_flag, engine="record_every_bar")
     timezone: str = _option("UTC", rule=_timezone)
     risk_free_rate: float = _option(0.0, rule=_annual_rate)
+    benchmark: str | BenchmarkPrices | None = _option(None, rule=_benchmark)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

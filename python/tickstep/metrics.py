@@ -7,7 +7,9 @@ docstring of :func:`compute_stats`.
 
 from __future__ import annotations
 
+import hashlib
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,7 @@ from tickstep.timeframes import NS_PER_DAY
 
 __all__ = [
     "STAT_LABELS",
+    "BenchmarkPrices",
     "alpha_beta",
     "buy_and_hold_return",
     "compute_stats",
@@ -106,6 +109,56 @@ def drawdown(equity: pd.Series, initial: float | None = None) -> pd.Series:
     return pd.Series(values / peak - 1.0, index=equity.index, name="drawdown")
 
 
+class BenchmarkPrices:
+    """A benchmark's prices as an immutable value (for ``benchmark=`` in a config).
+
+    Compares and hashes by content, and its ``repr`` carries a digest of the values, so
+    two different price series never share a results-cache key.
+
+    Parameters
+    ----------
+    prices : pandas.Series
+        Prices on a sorted ``DatetimeIndex`` (naive means UTC), finite and positive.
+    """
+
+    __slots__ = ("_digest", "name", "prices")
+
+    def __init__(self, prices: pd.Series) -> None:
+        if not isinstance(prices, pd.Series) or not isinstance(prices.index, pd.DatetimeIndex):
+            raise TypeError("benchmark prices must be a pandas Series on a DatetimeIndex")
+        index = _as_utc(prices.index)
+        values = prices.to_numpy(dtype=float)
+        if len(values) == 0:
+            raise ValueError("benchmark prices are empty")
+        if not index.is_monotonic_increasing:
+            raise ValueError("benchmark prices must be sorted in time order")
+        bad = ~np.isfinite(values) | (values <= 0)
+        if bad.any():
+            raise ValueError(
+                f"benchmark price at {index[bad][0]} is {values[bad][0]!r}: prices must be "
+                "finite and positive"
+            )
+        values = values.copy()
+        values.flags.writeable = False
+        self.prices = pd.Series(values, index=index, name=prices.name)
+        self.name = str(prices.name) if prices.name is not None else "benchmark"
+        h = hashlib.blake2b(index.asi8.tobytes(), digest_size=12)
+        h.update(values.tobytes())
+        self._digest = h.hexdigest()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BenchmarkPrices) and other._digest == self._digest
+
+    def __hash__(self) -> int:
+        return hash(self._digest)
+
+    def __repr__(self) -> str:
+        return f"BenchmarkPrices({self.name!r}, {len(self.prices)} prices, {self._digest})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BenchmarkPrices, (self.prices,))
+
+
 # Built once: a fresh index of labels per call costs more than the statistics themselves.
 _STATS_INDEX = pd.Index(list(STAT_LABELS), dtype=object)
 
@@ -120,7 +173,7 @@ def compute_stats(
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
     buy_and_hold: tuple[np.ndarray, np.ndarray] | None = None,
-    benchmark: pd.Series | None = None,
+    benchmark: pd.Series | BenchmarkPrices | None = None,
 ) -> pd.Series:
     """Summary statistics of a backtest, as a readable ``pd.Series``.
 
@@ -148,7 +201,7 @@ def compute_stats(
     buy_and_hold : (first, last), optional
         First and last close of every symbol the backtest ran on (two arrays
         in the same symbol order), for **Buy & Hold Return [%]**; NaN without.
-    benchmark : pd.Series, optional
+    benchmark : pd.Series or BenchmarkPrices, optional
         Benchmark prices on a sorted ``DatetimeIndex``, for **Alpha [%]** and
         **Beta**; NaN without.
 
@@ -260,6 +313,8 @@ def compute_stats(
     exposure = equity["gross_exposure"].to_numpy(dtype=float)
     months = _period_returns(values, _month_numbers(index), initial_cash)
     if benchmark is not None:
+        if isinstance(benchmark, BenchmarkPrices):
+            benchmark = benchmark.prices
         bench = _benchmark_daily_returns(benchmark, index, start)
         alpha, beta = alpha_beta(daily - rf_daily, bench - rf_daily, periods_per_year)
     else:

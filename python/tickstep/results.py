@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from tickstep.hints import did_you_mean
-from tickstep.metrics import compute_stats, exposed, format_stats
+from tickstep.metrics import BenchmarkPrices, compute_stats, exposed, format_stats
 
-__all__ = ["Result", "build_result", "load_result"]
+__all__ = ["Result", "build_result", "load_result", "market_stats_inputs"]
 
 _ROLES = ("entry", "stop_loss", "take_profit", "close")
 _STATUS = ("open", "filled", "cancelled", "rejected")
@@ -567,10 +567,12 @@ def first_last_closes(market: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def benchmark_prices(benchmark: Any, market: Any) -> pd.Series | None:
-    """``benchmark=`` as a price Series: a symbol of the market's closes, or the user's
-    own prices (a Series on a DatetimeIndex)."""
+    """``benchmark=`` as a price Series: a symbol's closes from the market, or the
+    user's own prices (a Series or `tickstep.metrics.BenchmarkPrices`)."""
     if benchmark is None:
         return None
+    if isinstance(benchmark, BenchmarkPrices):
+        return benchmark.prices
     if isinstance(benchmark, str):
         symbols = list(market.symbols)
         if benchmark not in symbols:
@@ -580,13 +582,15 @@ def benchmark_prices(benchmark: Any, market: Any) -> pd.Series | None:
         i = symbols.index(benchmark)
         return pd.Series(market.column(i, "close", 0, sys.maxsize),
                          index=_times(market.column(i, "ts", 0, sys.maxsize)), name=benchmark)
-    if isinstance(benchmark, pd.Series):
-        if not isinstance(benchmark.index, pd.DatetimeIndex):
-            raise TypeError("benchmark prices must be a Series on a DatetimeIndex")
-        return benchmark
-    raise TypeError(
-        f"benchmark must be a symbol of the data or a price Series, got {type(benchmark).__name__}"
-    )
+    return BenchmarkPrices(benchmark).prices
+
+
+def market_stats_inputs(market: Any, benchmark: Any = None) -> dict[str, Any]:
+    """What the statistics read from the market besides the run: the buy-and-hold
+    basket's first and last closes and the benchmark's prices (keywords of
+    `tickstep.metrics.compute_stats`)."""
+    return {"buy_and_hold": first_last_closes(market),
+            "benchmark": benchmark_prices(benchmark, market)}
 
 
 def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: float,
@@ -606,12 +610,12 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     eq = _equity_frame(eq_raw)
     stats = compute_stats(
         eq, trades, initial_cash=cash, risk_free_rate=risk_free_rate, start=start, end=end,
-        buy_and_hold=first_last_closes(market) if market is not None else None,
-        benchmark=benchmark_prices(benchmark, market) if market is not None else None,
+        **(market_stats_inputs(market, benchmark) if market is not None else {}),
     )
     raw = {"fills": engine.fills(), "orders": engine.orders(), "positions": engine.positions(),
            "equity": eq_raw, "trades": trades_raw}
     return Result(stats=stats, trades=trades, equity_frame=eq, raw=raw, symbols=symbols,
-                  params=params, strategy=strategy, options=options, metadata=metadata,
+                  params=params, strategy=strategy, options=_jsonable(options or {}),
+                  metadata=metadata,
                   prices=_close_prices(market) if market is not None else None,
                   initial_cash=cash)

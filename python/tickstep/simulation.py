@@ -19,7 +19,7 @@ from tickstep import _core
 from tickstep.config import BacktestConfig
 from tickstep.data import MarketColumns
 from tickstep.metrics import compute_stats
-from tickstep.results import Result, build_result
+from tickstep.results import Result, build_result, market_stats_inputs
 from tickstep.strategy import Strategy
 
 __all__ = ["market_from_columns", "session_ends", "simulate", "simulate_stats"]
@@ -157,6 +157,10 @@ def simulate(
         end=end,
         params={**strategy.parameters(), **params},
         strategy=instance,
+        market=market,
+        options=config.options(),
+        metadata=metadata,
+        benchmark=config.benchmark,
     )
 
 
@@ -197,4 +201,5 @@ def simulate_stats(
         risk_free_rate=config.risk_free_rate,
         start=start,
         end=end,
+        **market_stats_inputs(market, config.benchmark),
     )
