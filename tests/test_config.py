@@ -30,6 +30,7 @@ def test_defaults():
         "record_every_bar": False,
         "timezone": "UTC",
         "risk_free_rate": 0.0,
+        "benchmark": None,
     }
 
 

@@ -14,7 +14,7 @@ never computed from the downsampled points. Times are drawn in UTC.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,10 +22,7 @@ import pandas as pd
 from tickstep.metrics import drawdown, monthly_returns
 from tickstep.report._deps import plotly_objects
 from tickstep.report.downsample import DEFAULT_POINTS, downsample
-from tickstep.report.tables import symbol_breakdown
-
-if TYPE_CHECKING:
-    from tickstep.results import Result
+from tickstep.report.tables import Result, symbol_breakdown
 
 __all__ = ["Canvas", "default_symbols", "plot"]
 

@@ -15,7 +15,7 @@ import html
 import json
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,14 +25,12 @@ from tickstep.report import figures as charts
 from tickstep.report._deps import plotly_offline
 from tickstep.report.downsample import DEFAULT_POINTS
 from tickstep.report.tables import (
+    Result,
     position_values,
     rejected_orders,
     sector_breakdown,
     symbol_breakdown,
 )
-
-if TYPE_CHECKING:
-    from tickstep.results import Result
 
 __all__ = ["write_report"]
 

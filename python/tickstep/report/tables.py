@@ -9,13 +9,14 @@ up to the account's (costs charged to the account as a whole are not a symbol's)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:
-    from tickstep.results import Result
+# A `tickstep.Result`, read through its public attributes. Not imported: `Result.plot`
+# and `Result.report` delegate here, and an import back would close a circle.
+Result = Any
 
 __all__ = ["position_values", "rejected_orders", "sector_breakdown", "symbol_breakdown"]
 
