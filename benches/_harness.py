@@ -25,6 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("TICKSTEP_BENCH_CACHE", ROOT / "target" / "bench-data"))
 COLUMNS = ("ts", "open", "high", "low", "close", "volume")
+#: Deliberate slowdown for testing the regression check (see `slowdown`).
+SLOWDOWN_ENV = "TICKSTEP_BENCH_SLOWDOWN"
 
 #: name -> (generator, keyword arguments). Shapes follow the issue.
 DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -41,7 +43,28 @@ DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
     "minute_100x1y": ("sample", {"symbols": 100, "days": 252, "seed": 4}),
     # One symbol, 100,800 minutes (70 days round the clock), no gaps: the peers' data.
     "peer_1x100k": ("sample", {"symbols": 1, "days": 70, "hours": "24h", "missing": 0, "seed": 5}),
+    # 4 symbols x 4,320 minutes (3 days round the clock): the tests' run of the tracker.
+    "minute_4x4k": (
+        "sample",
+        {"symbols": 4, "days": 3, "hours": "24h", "missing": 0.17, "seed": 6},
+    ),
 }
+
+
+def slowdown() -> int:
+    """Extra work per symbol-bar asked for with ``TICKSTEP_BENCH_SLOWDOWN=N`` (0 when unset).
+
+    This is a deliberately slowed build for testing the regression check
+    (``benches/track.py check``): the benches' Python strategies spin ``N`` empty loop
+    iterations in every callback and the native workloads declare ``N`` extra rolling
+    means, so their hot loops do more work while the engine's source stays untouched.
+    """
+    raw = os.environ.get(SLOWDOWN_ENV, "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        raise SystemExit(f"{SLOWDOWN_ENV} must be a whole number of work units >= 0, got {raw!r}")
+    return int(raw)
 
 
 def _generator_digest() -> str:

@@ -72,24 +72,95 @@ class DailyFlip(Strategy):
                 self.buy(symbol, size=1)
 
 
+# ---- the timed units ---------------------------------------------------------------------
+
+
+def slowed(strategy: type[Strategy]) -> type[Strategy]:
+    """``strategy`` itself, or with ``TICKSTEP_BENCH_SLOWDOWN=N`` (see `_harness.slowdown`)
+    a subclass whose ``next`` (``on_tick`` if it has no ``next``) first spins ``N`` empty
+    loop iterations: a deliberately slowed build for testing the regression check."""
+    units = h.slowdown()
+    if not units:
+        return strategy
+    spin = range(units)
+    hook = "next" if strategy.next is not Strategy.next else "on_tick"
+    inner = getattr(strategy, hook)
+
+    def slow_hook(self: Strategy, *args: Any) -> None:
+        for _ in spin:
+            pass
+        inner(self, *args)
+
+    return type(f"Slowed{strategy.__name__}", (strategy,), {hook: slow_hook})
+
+
+#: The workloads timed as ``Backtest(...)`` + ``run()``: name -> (data set, strategy,
+#: Backtest options). Options are built per call (a sizer is an object).
+BACKTESTS: dict[str, tuple[str, type[Strategy], Callable[[], dict[str, Any]]]] = {
+    "noop": ("minute_20x144k", NoOp, lambda: {}),
+    "sma_cross": ("minute_20x144k", SmaCross, lambda: {"sizer": tickstep.FixedSize(1)}),
+    "fakeout": (
+        "minute_20x144k",
+        Fakeout,
+        lambda: {"sizer": tickstep.RiskPerTrade(0.01, max_fraction=0.2)},
+    ),
+    # Sizes its own entries by risk (1% of equity to the stop, capped per position).
+    "ranked": ("halfhour_100x1y", RankedPortfolio, lambda: {}),
+    "rsi_portfolio": (
+        "daily_211x5y",
+        RsiMeanReversion,
+        lambda: {"sizer": tickstep.PercentOfEquity(1 / 211)},
+    ),
+}
+
+
+def backtest_job(name: str, market: Any) -> Callable[[], Any]:
+    """Workload ``name`` of `BACKTESTS` on ``market`` as one call: ``Backtest(...)`` (the
+    columns into the core) and ``run()`` (tick loop, callbacks, results, statistics)."""
+    _, strategy, options = BACKTESTS[name]
+    strategy = slowed(strategy)
+    return lambda: tickstep.Backtest(
+        market, strategy, cash=1_000_000.0, **options()
+    ).run()
+
+
+def native_job(market: Any, *, studies: bool) -> Callable[[], Any]:
+    """The native tick loop as one call: ``Engine.run`` on a core ``Market`` with no Python
+    callback per bar; with ``studies``, two rolling means of the close declared in
+    ``init`` (the market phase of ``sma_cross``). ``TICKSTEP_BENCH_SLOWDOWN=N`` declares
+    ``N`` more means, work added in the native loop itself."""
+    from tickstep import _core
+
+    means = (2 if studies else 0) + h.slowdown()
+
+    def run() -> Any:
+        engine = _core.Engine(market, cash=1_000_000.0)
+        ctx = _core.Context(market)
+
+        def declare() -> None:
+            for k in range(means):
+                ctx.add_rolling("mean", 10 if k == 0 else 30 + k - 1, "close", None)
+
+        engine.run(ctx, init=declare if means else None)
+        return engine
+
+    return run
+
+
 # ---- measuring ---------------------------------------------------------------------------
 
 
 def measure(
-    name: str,
-    dataset: str,
-    strategy: type[Strategy],
-    repeats: int,
-    *,
-    options: dict[str, Any] | None = None,
-    params: dict[str, Any] | None = None,
-    note: str = "",
+    name: str, repeats: int, *, params: dict[str, Any] | None = None, note: str = ""
 ) -> dict[str, Any]:
+    dataset, strategy, options = BACKTESTS[name]
+    strategy = slowed(strategy)
     market = h.load(dataset)
     n = h.symbol_bars(market)
     symbols = len(market.symbols)
-    options = {"cash": 1_000_000.0, **(options or {})}
-    setup, bt = h.repeat(lambda m=market: tickstep.Backtest(m, strategy, **options), repeats)
+    setup, bt = h.repeat(
+        lambda m=market: tickstep.Backtest(m, strategy, cash=1_000_000.0, **options()), repeats
+    )
     del market  # the core holds its own copy
     gc.collect()
     runs, result = h.repeat(lambda: bt.run(**(params or {})), repeats)
@@ -102,6 +173,7 @@ def measure(
         "trades": len(result.trades),
         "fills": len(result.fills),
         "peak_rss_mb": h.peak_rss_mb(),
+        "slowdown": h.slowdown(),
         "note": note,
     }
 
@@ -140,25 +212,13 @@ def native(repeats: int, *, studies: bool = False) -> dict[str, Any]:
     """The native tick loop alone, timed around ``Engine.run`` with no Python callback
     per bar (``studies``: two rolling means of the close declared in ``init``): the
     figure of the ``tick_loop`` / ``tick_loop_studies`` criterion benches, in CPU time."""
-    from tickstep import _core
     from tickstep.simulation import market_from_columns
 
     columns = h.load("minute_20x144k")
     n = h.symbol_bars(columns)
     market = market_from_columns(columns)
     del columns
-    timings = h.Timings()
-    for _ in range(repeats):
-        engine = _core.Engine(market, cash=1_000_000.0)
-        ctx = _core.Context(market)
-
-        def declare(ctx: Any = ctx) -> None:
-            ctx.add_rolling("mean", 10, "close", None)
-            ctx.add_rolling("mean", 30, "close", None)
-
-        c0, t0 = time.process_time(), time.perf_counter()
-        engine.run(ctx, init=declare if studies else None)
-        timings.add(time.perf_counter() - t0, time.process_time() - c0)
+    timings, _ = h.repeat(native_job(market, studies=studies), repeats)
     name = "native_studies" if studies else "native"
     r = {
         "workload": name,
@@ -168,6 +228,7 @@ def native(repeats: int, *, studies: bool = False) -> dict[str, Any]:
         + (" + 2 rolling means" if studies else ""),
         **timing_fields(n, timings),
         "peak_rss_mb": h.peak_rss_mb(),
+        "slowdown": h.slowdown(),
     }
     if studies:
         return {**r, "target": "-", "ok": None, "ok_wall": None}
@@ -175,42 +236,28 @@ def native(repeats: int, *, studies: bool = False) -> dict[str, Any]:
 
 
 def noop(repeats: int) -> dict[str, Any]:
-    r = measure("noop", "minute_20x144k", NoOp, repeats)
+    r = measure("noop", repeats)
     return verdict(r, "≥ 3M symbol-bars/s", "throughput", 3e6)
 
 
 def sma_cross(repeats: int) -> dict[str, Any]:
-    r = measure(
-        "sma_cross", "minute_20x144k", SmaCross, repeats, options={"sizer": tickstep.FixedSize(1)}
-    )
+    r = measure("sma_cross", repeats)
     return verdict(r, "≥ 1M symbol-bars/s", "throughput", 1e6)
 
 
 def fakeout(repeats: int) -> dict[str, Any]:
-    r = measure(
-        "fakeout",
-        "minute_20x144k",
-        Fakeout,
-        repeats,
-        options={"sizer": tickstep.RiskPerTrade(0.01, max_fraction=0.2)},
-    )
+    r = measure("fakeout", repeats)
     return verdict(r, "≤ 10 s", "total", 10.0)
 
 
 def ranked(repeats: int) -> dict[str, Any]:
-    # Sizes its own entries by risk (1% of equity to the stop, capped per position).
-    r = measure("ranked", "halfhour_100x1y", RankedPortfolio, repeats)
+    r = measure("ranked", repeats)
     return verdict(r, "≤ 3 s", "total", 3.0)
 
 
 def rsi_portfolio(repeats: int) -> dict[str, Any]:
     r = measure(
-        "rsi_portfolio",
-        "daily_211x5y",
-        RsiMeanReversion,
-        repeats,
-        options={"sizer": tickstep.PercentOfEquity(1 / 211)},
-        note="one portfolio backtest over all 211 symbols, not the batch",
+        "rsi_portfolio", repeats, note="one portfolio backtest over all 211 symbols, not the batch"
     )
     # The issue's target (<= 1 s) is for the batch (benches/batch_rsi.py); this single
     # portfolio run is the reference it can be compared with.
