@@ -7,6 +7,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: help demo test test-rust test-python build lint bench bench-deps clean
+.PHONY: bench-save bench-compare bench-record bench-check bench-chart
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,6 +41,23 @@ lint: build ## rustfmt, clippy, ruff
 bench: build ## cargo bench, whole workloads, batch, data loading and peers (BENCHMARKS.md)
 	cargo bench --bench engine
 	$(PY) benches/run_all.py --json target/bench-results.json
+
+bench-save: ## criterion baseline of the core benches: make bench-save NAME=main [FILTER=tick_loop]
+	@test -n "$(NAME)" || { echo "usage: make bench-save NAME=baseline [FILTER=regex]"; exit 2; }
+	$(PYTHON) benches/track_criterion.py save $(NAME) $(FILTER)
+
+bench-compare: ## cargo bench against a saved baseline, table of changes: make bench-compare NAME=main
+	@test -n "$(NAME)" || { echo "usage: make bench-compare NAME=baseline [FILTER=regex]"; exit 2; }
+	$(PYTHON) benches/track_criterion.py compare $(NAME) $(FILTER)
+
+bench-record: build ## append this commit's figures to benches/history.jsonl (~3 min)
+	$(PY) benches/track.py record $(if $(NOTE),--note "$(NOTE)")
+
+bench-check: build ## short regression check against the last record (not in make test; README)
+	$(PY) benches/track.py check
+
+bench-chart: build ## draw benches/history.jsonl into target/bench-history.html
+	$(PY) benches/track.py chart
 
 bench-deps: $(VENV)/.ready ## optional peers for make bench: backtesting.py, backtrader, vectorbt, nautilus_trader
 	$(VENV)/bin/pip install --quiet "backtesting>=0.6" "backtrader>=1.9.78" "vectorbt>=1.0"

@@ -43,10 +43,10 @@ DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
     "minute_100x1y": ("sample", {"symbols": 100, "days": 252, "seed": 4}),
     # One symbol, 100,800 minutes (70 days round the clock), no gaps: the peers' data.
     "peer_1x100k": ("sample", {"symbols": 1, "days": 70, "hours": "24h", "missing": 0, "seed": 5}),
-    # 4 symbols x 4,320 minutes (3 days round the clock): the tests' run of the tracker.
-    "minute_4x4k": (
+    # 10 symbols x 14,400 minutes (10 days round the clock): the tests' run of the tracker.
+    "minute_10x14k": (
         "sample",
-        {"symbols": 4, "days": 3, "hours": "24h", "missing": 0.17, "seed": 6},
+        {"symbols": 10, "days": 10, "hours": "24h", "missing": 0.17, "seed": 6},
     ),
 }
 

@@ -83,15 +83,35 @@ REFERENCES = ("numpy_loop", "python_call", "native_noop")
 PROBES: dict[str, Probe] = {
     p.name: p
     for p in [
-        Probe("numpy_loop", MINUTE_DATA, None, "numpy SMA(10)/SMA(30) crossover of each close column"),
-        Probe("python_call", MINUTE_DATA, None, "a Python loop calling a no-op method once per element"),
+        Probe(
+            "numpy_loop", MINUTE_DATA, None, "numpy SMA(10)/SMA(30) crossover of each close column"
+        ),
+        Probe(
+            "python_call",
+            MINUTE_DATA,
+            None,
+            "a Python loop calling a no-op method once per element",
+        ),
         Probe("native_noop", MINUTE_DATA, "numpy_loop", "Engine.run, no callback"),
-        Probe("native_studies", MINUTE_DATA, "numpy_loop", "Engine.run, two rolling means declared"),
-        Probe("noop", MINUTE_DATA, "python_call", "Backtest + run, Python next() that does nothing"),
+        Probe(
+            "native_studies", MINUTE_DATA, "numpy_loop", "Engine.run, two rolling means declared"
+        ),
+        Probe(
+            "noop", MINUTE_DATA, "python_call", "Backtest + run, Python next() that does nothing"
+        ),
         Probe("sma_cross", MINUTE_DATA, "python_call", "Backtest + run, shipped SmaCross, 1 unit"),
-        Probe("fakeout", MINUTE_DATA, "python_call", "Backtest + run, shipped Fakeout, risk sizing"),
-        Probe("ranked", "halfhour_100x1y", "python_call", "Backtest + run, shipped RankedPortfolio"),
-        Probe("rsi_portfolio", "daily_211x5y", "python_call", "Backtest + run, RsiMeanReversion, 211 symbols"),
+        Probe(
+            "fakeout", MINUTE_DATA, "python_call", "Backtest + run, shipped Fakeout, risk sizing"
+        ),
+        Probe(
+            "ranked", "halfhour_100x1y", "python_call", "Backtest + run, shipped RankedPortfolio"
+        ),
+        Probe(
+            "rsi_portfolio",
+            "daily_211x5y",
+            "python_call",
+            "Backtest + run, RsiMeanReversion, 211 symbols",
+        ),
     ]
 }
 #: What `make bench-check` runs: the engine's floor, its market phase, the Python
@@ -102,18 +122,34 @@ CHECKED = ("native_noop", "native_studies", "noop", "sma_cross")
 # ---- the references ------------------------------------------------------------------------
 
 
-def numpy_loop(closes: list[Any]) -> Callable[[], int]:
-    """Golden crosses of SMA(10) over SMA(30), vectorised per symbol (cumulative sums)."""
+#: References do at least this many elements of work (repeating their loop over the
+#: data), so that each lasts tens of milliseconds also on the tests' small data set: a
+#: shorter timing is at the mercy of one scheduler tick or a burst of CPU steal.
+MIN_REFERENCE_ELEMENTS = 1_000_000
+
+
+def numpy_loop(closes: list[Any], times: int = 1) -> Callable[[], int]:
+    """Golden crosses of SMA(10) over SMA(30), vectorised per symbol (cumulative sums),
+    over all the columns ``times`` times. Every result goes to a buffer allocated once:
+    fresh megabyte arrays would be fresh pages, and the kernel's page faults vary with
+    the machine's memory traffic far more than the streaming loop itself."""
     import numpy as np
+
+    size = max(len(c) for c in closes)
+    cs, fast, slow = np.empty(size), np.empty(size), np.empty(size)
+    above, cross = np.empty(size, dtype=bool), np.empty(size, dtype=bool)
 
     def run() -> int:
         crosses = 0
-        for c in closes:
-            cs = np.cumsum(c)
-            fast = (cs[30:] - cs[20:-10]) / 10.0
-            slow = (cs[30:] - cs[:-30]) / 30.0
-            above = fast > slow
-            crosses += int(np.count_nonzero(above[1:] & ~above[:-1]))
+        for c in closes * times:
+            n = len(c) - 30
+            np.cumsum(c, out=cs[: len(c)])
+            np.subtract(cs[30 : len(c)], cs[20 : len(c) - 10], out=fast[:n])
+            np.subtract(cs[30 : len(c)], cs[: len(c) - 30], out=slow[:n])
+            np.multiply(fast[:n], 3.0, out=fast[:n])  # fast/10 > slow/30 <=> 3 fast > slow
+            np.greater(fast[:n], slow[:n], out=above[:n])
+            np.greater(above[1:n], above[: n - 1], out=cross[: n - 1])
+            crosses += int(np.count_nonzero(cross[: n - 1]))
         return crosses
 
     return run
@@ -141,7 +177,9 @@ def python_call(calls: int) -> Callable[[], None]:
 # ---- building the suite ------------------------------------------------------------------
 
 
-def build_jobs(names: Iterable[str], data: str | None) -> dict[str, tuple[Callable[[], Any], int, str]]:
+def build_jobs(
+    names: Iterable[str], data: str | None
+) -> dict[str, tuple[Callable[[], Any], int, str]]:
     """name -> (job, elements, data set) for the chosen probes; ``data`` replaces the
     minute data set (the tests run the suite on a small one)."""
     import workloads as w
@@ -167,8 +205,11 @@ def build_jobs(names: Iterable[str], data: str | None) -> dict[str, tuple[Callab
         market = columns(dataset)
         n = h.symbol_bars(market)
         if name == "numpy_loop":
-            job: Callable[[], Any] = numpy_loop([b.close for b in market.bars])
+            times = -(-MIN_REFERENCE_ELEMENTS // n)
+            job: Callable[[], Any] = numpy_loop([b.close for b in market.bars], times)
+            n *= times
         elif name == "python_call":
+            n = max(n, MIN_REFERENCE_ELEMENTS)
             job = python_call(n)
         elif name in ("native_noop", "native_studies"):
             job = w.native_job(core(dataset), studies=name == "native_studies")
@@ -204,12 +245,11 @@ def summary(xs: list[float]) -> dict[str, float]:
 
 @dataclass
 class Run:
-    """The timings of one run of the suite, per probe and round."""
+    """The timings of one run of the suite, per probe and round (a reference's timing in
+    a round is the mean of its runs before and after the workloads)."""
 
     cpu: dict[str, list[float]] = field(default_factory=dict)
     wall: dict[str, list[float]] = field(default_factory=dict)
-    #: references are timed twice a round (before and after the workloads)
-    ref_cpu: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
 
 
 def measure(
@@ -228,23 +268,29 @@ def measure(
         job()
         return time.process_time() - c0, time.perf_counter() - t0
 
-    for r in range(rounds + 1):
-        before = {ref: timed(jobs[ref][0]) for ref in refs}
-        now = {name: timed(jobs[name][0]) for name in workloads}
-        after = {ref: timed(jobs[ref][0]) for ref in refs}
-        if r == 0:
-            continue  # warm-up: caches, allocator pools, lazy imports
-        for ref in refs:
-            run.ref_cpu.setdefault(ref, []).append((before[ref][0], after[ref][0]))
-            run.cpu.setdefault(ref, []).append((before[ref][0] + after[ref][0]) / 2)
-            run.wall.setdefault(ref, []).append((before[ref][1] + after[ref][1]) / 2)
-        for name in workloads:
-            run.cpu.setdefault(name, []).append(now[name][0])
-            run.wall.setdefault(name, []).append(now[name][1])
-        log(
-            f"round {r}/{rounds}: "
-            + ", ".join(f"{n} {run.cpu[n][-1] * 1e3:.0f} ms" for n in [*refs, *workloads])
-        )
+    # What exists now (data, interpreter, a test session's modules) is set aside from
+    # the collector, so each collection before a timing only walks what runs made.
+    gc.collect()
+    gc.freeze()
+    try:
+        for r in range(rounds + 1):
+            before = {ref: timed(jobs[ref][0]) for ref in refs}
+            now = {name: timed(jobs[name][0]) for name in workloads}
+            after = {ref: timed(jobs[ref][0]) for ref in refs}
+            if r == 0:
+                continue  # warm-up: caches, allocator pools, lazy imports
+            for ref in refs:
+                run.cpu.setdefault(ref, []).append((before[ref][0] + after[ref][0]) / 2)
+                run.wall.setdefault(ref, []).append((before[ref][1] + after[ref][1]) / 2)
+            for name in workloads:
+                run.cpu.setdefault(name, []).append(now[name][0])
+                run.wall.setdefault(name, []).append(now[name][1])
+            log(
+                f"round {r}/{rounds}: "
+                + ", ".join(f"{n} {run.cpu[n][-1] * 1e3:.0f} ms" for n in [*refs, *workloads])
+            )
+    finally:
+        gc.unfreeze()
     return run, {name: (n, dataset) for name, (_, n, dataset) in jobs.items()}
 
 
@@ -262,8 +308,7 @@ def ratios(run: Run, elements: dict[str, tuple[int, str]]) -> dict[str, Any]:
             if ref == name or ref not in run.cpu:
                 continue
             per_round[ref] = [
-                (t / elements[name][0]) / (r / elements[ref][0])
-                for t, r in zip(cpu, run.cpu[ref])
+                (t / elements[name][0]) / (r / elements[ref][0]) for t, r in zip(cpu, run.cpu[ref])
             ]
         if judged not in per_round:
             continue
@@ -409,6 +454,9 @@ class Verdict:
     change: float  # now / baseline - 1: positive is slower
     threshold: float
     baseline_commit: str
+    #: change of the workload's own CPU time per symbol-bar, shown beside the ratio
+    #: (not judged; None when the record was made on another CPU model)
+    cpu_change: float | None = None
 
     @property
     def regressed(self) -> bool:
@@ -443,7 +491,8 @@ def baseline_for(
         and rec["probes"][workload]["elements"] == probe["elements"]
     ]
     same = [rec for rec in usable if rec["machine"]["cpu"] == cpu]
-    return (same or usable or [None])[-1]
+    chosen = same or usable
+    return chosen[-1] if chosen else None
 
 
 def judge(current: dict[str, Any], history: list[dict[str, Any]]) -> list[Verdict]:
@@ -454,6 +503,8 @@ def judge(current: dict[str, Any], history: list[dict[str, Any]]) -> list[Verdic
         if base is None:
             continue
         b = base["ratios"][name]
+        now_probe, base_probe = current["probes"][name], base["probes"][name]
+        same_cpu = base["machine"]["cpu"] == current["machine"]["cpu"]
         verdicts.append(
             Verdict(
                 workload=name,
@@ -463,13 +514,28 @@ def judge(current: dict[str, Any], history: list[dict[str, Any]]) -> list[Verdic
                 change=ratio["median"] / b["median"] - 1,
                 threshold=threshold(b["spread"], ratio["spread"]),
                 baseline_commit=base["commit"][:10],
+                cpu_change=now_probe["cpu_s"]["median"] / base_probe["cpu_s"]["median"] - 1
+                if same_cpu
+                else None,
             )
         )
     return verdicts
 
 
 def verdict_table(verdicts: list[Verdict]) -> str:
-    rows = [("workload", "reference", "recorded", "now", "change", "allowed", "", "recorded at")]
+    rows = [
+        (
+            "workload",
+            "ratio to",
+            "recorded",
+            "now",
+            "change",
+            "allowed",
+            "",
+            "CPU time",
+            "recorded at",
+        )
+    ]
     for v in verdicts:
         rows.append(
             (
@@ -480,6 +546,7 @@ def verdict_table(verdicts: list[Verdict]) -> str:
                 f"{v.change:+.1%}",
                 f"+{v.threshold:.0%}",
                 "REGRESSED" if v.regressed else "ok",
+                "" if v.cpu_change is None else f"{v.cpu_change:+.1%}",
                 v.baseline_commit,
             )
         )
@@ -490,9 +557,13 @@ def verdict_table(verdicts: list[Verdict]) -> str:
 
 
 def run_suite(
-    names: list[str], rounds: int, data: str | None, note: str = "", log: Callable[[str], None] = print
+    names: list[str],
+    rounds: int,
+    data: str | None,
+    note: str = "",
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    needed = sorted({*names, *(PROBES[n].judged_against for n in names if PROBES[n].judged_against)})
+    needed = set(names) | {ref for n in names if (ref := PROBES[n].judged_against)}
     ordered = [n for n in PROBES if n in needed]
     load_before = os.getloadavg()
     run, elements = measure(ordered, rounds, data, log=log)
@@ -522,12 +593,17 @@ def check(args: argparse.Namespace) -> int:
         print(verdict_table(verdicts))
     bad = [v for v in verdicts if v.regressed]
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\n{len(verdicts)} ratios compared in {time.perf_counter() - t0:.0f} s (load average {load})")
+    print(
+        f"\n{len(verdicts)} ratios compared in {time.perf_counter() - t0:.0f} s (load average {load})"
+    )
     if bad:
-        print("REGRESSION: " + "; ".join(
-            f"{v.workload} is {v.change:+.1%} against {v.reference} (allowed +{v.threshold:.0%})"
-            for v in bad
-        ))
+        print(
+            "REGRESSION: "
+            + "; ".join(
+                f"{v.workload} is {v.change:+.1%} against {v.reference} (allowed +{v.threshold:.0%})"
+                for v in bad
+            )
+        )
         return 1
     print("no regression beyond the allowed noise")
     return 0

@@ -30,7 +30,6 @@ import argparse
 import gc
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -119,9 +118,7 @@ def backtest_job(name: str, market: Any) -> Callable[[], Any]:
     columns into the core) and ``run()`` (tick loop, callbacks, results, statistics)."""
     _, strategy, options = BACKTESTS[name]
     strategy = slowed(strategy)
-    return lambda: tickstep.Backtest(
-        market, strategy, cash=1_000_000.0, **options()
-    ).run()
+    return lambda: tickstep.Backtest(market, strategy, cash=1_000_000.0, **options()).run()
 
 
 def native_job(market: Any, *, studies: bool) -> Callable[[], Any]:
@@ -158,9 +155,11 @@ def measure(
     market = h.load(dataset)
     n = h.symbol_bars(market)
     symbols = len(market.symbols)
-    setup, bt = h.repeat(
-        lambda m=market: tickstep.Backtest(m, strategy, cash=1_000_000.0, **options()), repeats
-    )
+
+    def setup_once(m: Any = market) -> tickstep.Backtest:
+        return tickstep.Backtest(m, strategy, cash=1_000_000.0, **options())
+
+    setup, bt = h.repeat(setup_once, repeats)
     del market  # the core holds its own copy
     gc.collect()
     runs, result = h.repeat(lambda: bt.run(**(params or {})), repeats)
