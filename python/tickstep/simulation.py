@@ -93,8 +93,7 @@ def _run(
         raise TypeError(f"strategy must be a subclass of tickstep.Strategy, got {strategy!r}")
     if not isinstance(config, BacktestConfig):
         raise TypeError(f"config must be a tickstep.BacktestConfig, got {type(config).__name__}")
-    params = dict(params)
-    strategy.check_parameters(params)
+    params = strategy.check_parameters(params)
     engine = _core.Engine(market, **config.engine_options())
     if ends is _UNSET:
         ends = session_ends(market, config.timezone)
@@ -145,7 +144,7 @@ def simulate(
     A strategy's exception propagates unchanged (same type and traceback) with a note
     naming the symbol and time at which it happened.
     """
-    params = dict(params or {})
+    params = strategy.check_parameters(params or {})
     engine, instance = _run(market, strategy, config, params, metadata, ends)
     start, end = _span(market)
     return build_result(
@@ -183,7 +182,7 @@ def simulate_stats(
     documents using (equity, gross exposure; trade pnl, return, commission, bars held,
     MAE, MFE): equal to ``simulate(...).stats`` bit for bit.
     """
-    engine, instance = _run(market, strategy, config, dict(params or {}), metadata, ends)
+    engine, instance = _run(market, strategy, config, params or {}, metadata, ends)
     raw = engine.trades()
     eq = engine.equity()
     # The core's objects must die on this thread: a profiler holding this frame (Dask's

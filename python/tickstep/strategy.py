@@ -9,6 +9,7 @@ the end of the tick and fill from the symbol's next bar on.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 
 from tickstep._core import Indicator, UnknownSymbolError
 from tickstep.hints import did_you_mean
+from tickstep.parameters import check_value, declared_types
 from tickstep.sizing import SizingRequest
 from tickstep.studies import Timeframe, session_buckets
 from tickstep.timeframes import timeframe_ns
@@ -97,6 +99,8 @@ class Strategy:
 
     #: Parameters found on the class (filled in per subclass).
     _params: ClassVar[dict[str, Any]] = {}
+    #: Their declared types (found on first check: annotations may name later classes).
+    _param_types: ClassVar[dict[str, Any] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -109,6 +113,7 @@ class Strategy:
                     continue
                 params[name] = value
         cls._params = params
+        cls._param_types = None
 
     @classmethod
     def parameters(cls) -> dict[str, Any]:
@@ -116,20 +121,33 @@ class Strategy:
         return dict(cls._params)
 
     @classmethod
-    def check_parameters(cls, params: dict[str, Any]) -> None:
-        """Refuse names that are not parameters of this strategy, with a hint."""
+    def check_parameters(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Check ``params`` and return the values to run with.
+
+        Names that are not parameters of this strategy are refused with a hint; values
+        are checked against the parameter's declared type -- its annotation, or else the
+        type of its default (see `tickstep.parameters`): an int parameter given ``2.7``
+        or a bool parameter given ``"no"`` is a ``TypeError`` naming the parameter.
+        """
         known = list(cls._params)
-        for name in params:
+        types = cls._param_types
+        if types is None:
+            types = cls._param_types = declared_types(cls, cls._params)
+        checked = {}
+        for name, value in params.items():
             if name not in cls._params:
                 listing = ", ".join(known) if known else "none"
                 raise TypeError(
                     f"{cls.__name__} has no parameter {name!r}{did_you_mean(name, known)} "
                     f"(parameters: {listing})"
                 )
+            declared = types.get(name)
+            checked[name] = value if declared is None else check_value(cls.__name__, name, value, declared)
+        return checked
 
     def __init__(self, ctx: Context, symbols: list[str], params: dict[str, Any], sizer: Sizer,
                  market: Any = None, metadata: pd.DataFrame | None = None) -> None:
-        type(self).check_parameters(params)
+        params = type(self).check_parameters(params)
         for name, value in params.items():
             setattr(self, name, value)
         self._ctx = ctx

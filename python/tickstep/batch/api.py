@@ -219,8 +219,9 @@ def run_batch(
     param_sets = expand_grid(params, constraint)
     if not param_sets:
         raise ValueError("no parameter set to run (the constraint refused them all)")
+    # Checked once here (names and declared types), then run with the checked values.
+    param_sets = [cls.check_parameters(p) for p in param_sets]
     for p in param_sets:
-        cls.check_parameters(p)
         clash = sorted(set(p) & _RESERVED)
         if clash:
             raise ValueError(f"parameter name(s) {clash} collide with result columns")

@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
@@ -107,6 +108,12 @@ class _Backend:
     def restart(self) -> None:
         raise NotImplementedError
 
+    def abort(self, handles: list[Any]) -> None:
+        """Stop the work in flight now (the batch is interrupted, e.g. by Ctrl-C)."""
+        for handle in handles:
+            with contextlib.suppress(Exception):
+                handle.cancel()
+
     def close(self) -> None:
         pass
 
@@ -172,6 +179,25 @@ class _ProcessBackend(_Backend):
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
+    def abort(self, handles: list[Any]) -> None:
+        """Terminate the workers at once: their running jobs are abandoned (and not
+        cached), nothing is left running behind the interrupted batch."""
+        if self._pool is None:
+            return
+        procs = list(getattr(self._pool, "_processes", {}).values()) or self._procs
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.terminate()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+        deadline = time.monotonic() + 0.5
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.join(max(0.0, deadline - time.monotonic()))
+                if proc.is_alive():  # SIGTERM held off (e.g. inside a C call): be sure
+                    proc.kill()
+                    proc.join(0.5)
+
     def close(self) -> None:
         if self._pool is not None:  # idle workers exit on their own; no need to wait
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -222,6 +248,10 @@ class _DaskBackend(_Backend):
 
     def crash_detail(self) -> str:
         return " (Dask: KilledWorker)"
+
+    def abort(self, handles: list[Any]) -> None:
+        with contextlib.suppress(Exception):
+            self._client.cancel(handles)
 
     def close(self) -> None:
         pass
@@ -305,65 +335,81 @@ def execute(
     alone: deque[_Task] = deque()
     inflight: dict[Any, _Task] = {}
     try:
-        while queue or alone or inflight:
-            while queue and len(inflight) < backend.capacity:
-                task = queue.popleft()
-                inflight[backend.submit(task.chunk)] = task
-            if not inflight and alone:
-                task = alone.popleft()
-                inflight[backend.submit(task.chunk)] = task
-            done = backend.wait(inflight)
-            crashed: list[_Task] = []
-            for handle in done:
-                task = inflight.pop(handle)
+        _run_all(queue, alone, inflight, backend, on_rows)
+    except BaseException:
+        # Interrupted (Ctrl-C) or failed: stop the workers now rather than let them
+        # finish their chunks after the caller has moved on.
+        backend.abort(list(inflight))
+        raise
+    finally:
+        backend.close()
+
+
+def _run_all(
+    queue: deque[_Task],
+    alone: deque[_Task],
+    inflight: dict[Any, _Task],
+    backend: _Backend,
+    on_rows: Callable[[list[dict[str, Any]]], None],
+) -> None:
+    """The loop of `execute`: submit, wait for the first done, collect, recover."""
+    while queue or alone or inflight:
+        while queue and len(inflight) < backend.capacity:
+            task = queue.popleft()
+            inflight[backend.submit(task.chunk)] = task
+        if not inflight and alone:
+            task = alone.popleft()
+            inflight[backend.submit(task.chunk)] = task
+        done = backend.wait(inflight)
+        crashed: list[_Task] = []
+        for handle in done:
+            task = inflight.pop(handle)
+            try:
+                rows = backend.result(handle)
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                if backend.is_crash(exc):
+                    crashed.append(task)
+                    continue
+                rows = _failed_rows(task.chunk, exc)
+            on_rows(rows)
+        if not crashed:
+            continue
+        if isinstance(backend, (_ProcessBackend, _FuturesBackend)):
+            # A broken pool fails every task it held: collect them all.
+            for handle, task in list(inflight.items()):
                 try:
-                    rows = backend.result(handle)
+                    on_rows(backend.result(handle))
                 except BaseException as exc:
                     if isinstance(exc, KeyboardInterrupt):
                         raise
-                    if backend.is_crash(exc):
+                    if not backend.is_crash(exc):
+                        on_rows(_failed_rows(task.chunk, exc))
+                    else:
                         crashed.append(task)
-                        continue
-                    rows = _failed_rows(task.chunk, exc)
-                on_rows(rows)
-            if not crashed:
-                continue
-            if isinstance(backend, (_ProcessBackend, _FuturesBackend)):
-                # A broken pool fails every task it held: collect them all.
-                for handle, task in list(inflight.items()):
-                    try:
-                        on_rows(backend.result(handle))
-                    except BaseException as exc:
-                        if isinstance(exc, KeyboardInterrupt):
-                            raise
-                        if not backend.is_crash(exc):
-                            on_rows(_failed_rows(task.chunk, exc))
-                        else:
-                            crashed.append(task)
-                inflight.clear()
-            if backend.recovers:
-                backend.restart()  # joins the old workers: their exit codes are known after
-            detail = backend.crash_detail()
-            if not backend.recovers and isinstance(backend, _FuturesBackend):
-                message = (
-                    "the executor broke: a worker process died while this job was running or "
-                    "waiting" + detail + "; pass executor=None to isolate crashes automatically"
-                )
-                for task in crashed + list(queue) + list(alone):
-                    on_rows(_crash_rows(task.chunk, message))
-                return
-            # In a local pool every task in flight fails with the pool, so a lone crashed
-            # task ran alone. Dask fails the tasks queued on the dead worker too, so only
-            # a task it ran with nothing else in flight is known to be the culprit.
-            ran_alone = len(crashed) == 1 and not isinstance(backend, _DaskBackend)
-            for task in crashed:
-                single = len(task.chunk.jobs) == 1
-                if single and (task.level == 2 or ran_alone):
-                    message = "the worker process died while running this job" + detail
-                    on_rows(_crash_rows(task.chunk, message))
-                elif not single:
-                    queue.extendleft(reversed(_split(task, 1)))
-                else:
-                    alone.append(replace(task, level=2))
-    finally:
-        backend.close()
+            inflight.clear()
+        if backend.recovers:
+            backend.restart()  # joins the old workers: their exit codes are known after
+        detail = backend.crash_detail()
+        if not backend.recovers and isinstance(backend, _FuturesBackend):
+            message = (
+                "the executor broke: a worker process died while this job was running or "
+                "waiting" + detail + "; pass executor=None to isolate crashes automatically"
+            )
+            for task in crashed + list(queue) + list(alone):
+                on_rows(_crash_rows(task.chunk, message))
+            return
+        # In a local pool every task in flight fails with the pool, so a lone crashed
+        # task ran alone. Dask fails the tasks queued on the dead worker too, so only
+        # a task it ran with nothing else in flight is known to be the culprit.
+        ran_alone = len(crashed) == 1 and not isinstance(backend, _DaskBackend)
+        for task in crashed:
+            single = len(task.chunk.jobs) == 1
+            if single and (task.level == 2 or ran_alone):
+                message = "the worker process died while running this job" + detail
+                on_rows(_crash_rows(task.chunk, message))
+            elif not single:
+                queue.extendleft(reversed(_split(task, 1)))
+            else:
+                alone.append(replace(task, level=2))

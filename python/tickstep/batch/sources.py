@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import pickle
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +46,16 @@ from tickstep.data import (
 )
 from tickstep.data._files import file_format
 
-__all__ = ["DataSource", "PreparedData", "Snapshot", "default_scratch_dir", "prepare_data"]
+__all__ = [
+    "DataSource",
+    "PreparedData",
+    "Snapshot",
+    "default_scratch_dir",
+    "prepare_data",
+    "snapshot_owner",
+    "snapshot_path",
+    "sweep_stale_snapshots",
+]
 
 _COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 _POSTGRES_SCHEMES = ("postgresql:", "postgres:")
@@ -55,9 +65,66 @@ _SNAPSHOT_SYMBOLS = b"tickstep.symbols"
 def default_scratch_dir() -> Path:
     """Where snapshots of in-memory data are written for workers (the system temp dir).
 
-    A batch removes its snapshot when it ends.
+    A batch removes its snapshot when it ends; one killed before it could is removed by
+    the next batch using the same directory (`sweep_stale_snapshots`).
     """
     return Path(tempfile.gettempdir()) / "tickstep-batch"
+
+
+# ---- snapshot files and their owners ---------------------------------------------------------
+
+# A snapshot is named <token>-<owner pid>-<random>-<host>.arrow (+ ".meta"; while being
+# written ".<name>.<pid>.<random>.tmp"): the owner is known from the name alone.
+# The host is in the name because a scratch directory may be shared by several machines
+# (Dask): a pid only means something on the machine that made the file.
+_HOST = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+
+
+def snapshot_path(scratch: Path, token: str) -> Path:
+    """A new snapshot's path in ``scratch``, owned by this process."""
+    return scratch / f"{token}-{os.getpid()}-{uuid.uuid4().hex[:12]}-{_HOST}.arrow"
+
+
+def snapshot_owner(name: str) -> int | None:
+    """The pid of the process on this machine that owns the snapshot file ``name``
+    (the snapshot, its ``.meta`` or a temporary file), or None if it is none of ours."""
+    if ".arrow" not in name:
+        return None
+    parts = name.lstrip(".").split(".arrow", 1)[0].split("-")
+    if len(parts) != 4 or parts[3] != _HOST or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    try:  # a zombie (killed, not yet reaped by its parent) holds nothing open
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def sweep_stale_snapshots(scratch: Path) -> list[Path]:
+    """Remove the snapshot files in ``scratch`` whose owner process is gone (a batch
+    killed before it could clean up); never one whose owner still runs. Returns them."""
+    removed = []
+    try:
+        entries = list(os.scandir(scratch))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        pid = snapshot_owner(entry.name)
+        if pid is None or pid == os.getpid() or _process_exists(pid):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+    return removed
 
 
 # ---- fingerprints ----------------------------------------------------------------------------
@@ -281,8 +348,8 @@ def _snapshot_source(
     def materialize() -> DataSource:
         token = _digest(*(f"{s}={f}" for s, f in sorted(fingerprints.items())))
         # One file per batch, removed when it ends (PreparedData.cleanup): never shared,
-        # so never removed under another batch's workers. The owner's pid is in the name.
-        path = scratch / f"{token}-{os.getpid()}-{uuid.uuid4().hex[:12]}.arrow"
+        # so never removed under another batch's workers. The owner is in the name.
+        path = snapshot_path(scratch, token)
         write_snapshot(load(), path)
         return DataSource("snapshot", str(path), token)
 
@@ -319,6 +386,7 @@ def prepare_data(
         Where snapshots of in-memory data go (see `default_scratch_dir`).
     """
     scratch = Path(scratch_dir) if scratch_dir is not None else default_scratch_dir()
+    sweep_stale_snapshots(scratch)
     request = _symbol_request(symbols)
     options = tuple(sorted(load_options.items()))
     if isinstance(data, _core.Market):
