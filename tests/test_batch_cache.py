@@ -87,8 +87,15 @@ def test_changed_parameters_miss_and_unchanged_ones_hit(market, tmp_path):
     rows = _run(RaiseOn, market, cache, params={"hold": [3, 5, 7]}, scratch_dir=tmp_path)
     assert _counts(rows) == (12, 6)
     assert set(rows.loc[~rows["cached"], "hold"]) == {7}
-    # 5 and 5.0 are different values to a strategy (5.0 // 2 is a float): different keys.
+    # An int parameter given 5.0 runs with 5 (checked against its declared type): the
+    # same run, the same key. 5.5 is refused before anything runs.
     rows = _run(RaiseOn, market, cache, params={"hold": [5.0]}, scratch_dir=tmp_path)
+    assert _counts(rows) == (6, 0)
+    assert rows["hold"].map(type).eq(int).all()
+    with pytest.raises(TypeError, match=r"hold=5\.5"):
+        _run(RaiseOn, market, cache, params={"hold": [5.5]}, scratch_dir=tmp_path)
+    # A different value misses.
+    rows = _run(RaiseOn, market, cache, params={"hold": [4]}, scratch_dir=tmp_path)
     assert _counts(rows) == (0, 6)
 
 

@@ -120,7 +120,7 @@ def resolve_strategy(strategy: type[Strategy] | str) -> StrategyRef:
     strategy : type[Strategy] or str
         A `Strategy` subclass; ``"package.module:ClassName"``; or a name from the plugin
         registry (`tickstep.strategies.load`: the ``tickstep.strategies`` entry-point
-        group and the built-in strategies).
+        group, where tickstep's own strategies are registered too).
 
     Returns
     -------
@@ -131,14 +131,8 @@ def resolve_strategy(strategy: type[Strategy] | str) -> StrategyRef:
     if isinstance(strategy, str) and ":" not in strategy:
         from tickstep import strategies
 
-        # The plugin registry (entry points and built-ins). An entry point is loaded
-        # here by duck typing: with the importlib_metadata backport imported (dask
-        # does), entry points are not the stdlib's EntryPoint class.
-        key = strategy.strip().lower().replace("-", "_")
-        entry = strategies.available().get(key)
-        if entry is None:
-            strategies.load(strategy)  # raises, naming the closest registered name
-        strategy = entry if isinstance(entry, type) else entry.load()
+        # The plugin registry (the tickstep.strategies entry points, ours included).
+        strategy = strategies.load(strategy)
     if isinstance(strategy, str):
         module, _, qualname = strategy.partition(":")
         cls = _import_qualname(module.strip(), qualname.strip())
