@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from tickstep._core import Indicator, UnknownSymbolError
+from tickstep._core import ConfigError, Indicator, TickstepError, UnknownSymbolError
 from tickstep.hints import did_you_mean
 from tickstep.parameters import check_value, declared_types
 from tickstep.sizing import SizingRequest
@@ -28,16 +28,37 @@ if TYPE_CHECKING:
 
 __all__ = ["Position", "Strategy"]
 
+#: What the engine's clock reads before the first tick (int64 min): declaration time.
+_BEFORE_FIRST_TICK = np.iinfo(np.int64).min
+#: The longest rolling window accepted, in bars: beyond any real history.
+_MAX_WINDOW = 2**32
+
 
 class Position:
-    """The position in one symbol, read live from the engine."""
+    """The position in one symbol, read live from the engine.
 
-    __slots__ = ("_s", "_i", "symbol")
+    ``self.position`` inside ``next(symbol)`` is the running symbol's position, as in
+    backtesting.py: ``if not self.position:``, ``self.position.size``,
+    ``self.position.close()``. Calling it names a symbol explicitly (what ``on_tick``
+    needs, where no symbol is running): ``self.position("AAPL").size``.
+    ``self.position()`` is the running symbol's position again.
+    """
 
-    def __init__(self, strategy: Strategy, index: int, symbol: str) -> None:
+    __slots__ = ("_s", "_i")
+
+    def __init__(self, strategy: Strategy, index: int) -> None:
         self._s = strategy
+        #: Symbol index, or -1 for "the symbol whose next() is running".
         self._i = index
-        self.symbol = symbol
+
+    def __call__(self, symbol: str | None = None) -> Position:
+        """The position in ``symbol`` (the running symbol's when None)."""
+        return self._s._position_of(symbol)
+
+    @property
+    def symbol(self) -> str:
+        s = self._s
+        return s._symbols[self._i if self._i >= 0 else s._current_index()]
 
     @property
     def size(self) -> float:
@@ -48,6 +69,12 @@ class Position:
     def average_price(self) -> float:
         """Volume-weighted entry price of the open trades (NaN when flat)."""
         return self._s._ctx.average_price(self._i)
+
+    @property
+    def value(self) -> float:
+        """Signed market value at the latest price: size x price (negative when short)."""
+        size = self.size
+        return 0.0 if size == 0 else size * self._s._ctx.price(self._i)
 
     @property
     def pl(self) -> float:
@@ -93,7 +120,7 @@ class Strategy:
     ...     drop = 0.02
     ...     def next(self, symbol):
     ...         bar = self.bar()
-    ...         if not self.position() and bar.close < bar.open * (1 - self.drop):
+    ...         if not self.position and bar.close < bar.open * (1 - self.drop):
     ...             self.buy(size=10, tp=bar.close * 1.03, sl=bar.close * 0.97)
     """
 
@@ -155,6 +182,9 @@ class Strategy:
         self._index = {s: i for i, s in enumerate(symbols)}
         self._sizer = sizer
         self._market = market
+        # Reusable position handles: nothing is allocated per bar.
+        self._running_position = Position(self, -1)
+        self._symbol_positions: list[Position | None] = [None] * len(self._symbols)
         #: Symbol metadata (sector, exchange, timezone, ...) indexed by symbol, if any.
         self.metadata = metadata
 
@@ -212,6 +242,7 @@ class Strategy:
         arriving for an already completed bucket starts a new candle of that bucket,
         labelled by the bar's own time.
         """
+        self._check_declaring(f"self.timeframe({period!r})")
         ns = timeframe_ns(period, name="period")
         for i, symbol in enumerate(self._symbols):
             spacing = self._bar_spacing(i)
@@ -238,32 +269,50 @@ class Strategy:
 
     def indicator(self, kind: str, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
         """Declare a rolling statistic: kind in sum, mean, min, max, std, ema, rsi, atr."""
+        return self._rolling(kind, kind, n, source, timeframe)
+
+    def _rolling(self, call: str, kind: str, n: int, source: str, timeframe: Timeframe | None) -> Indicator:
+        self._check_declaring(f"self.{call}(...)")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= _MAX_WINDOW:
+            raise ConfigError(f"{call}(n={n!r}): n, the window in bars (or candles), must be a whole "
+                             f"number from 1 to {_MAX_WINDOW:,}")
         tf = None if timeframe is None else timeframe.id
-        sid = self._ctx.add_rolling(kind, int(n), source, tf)
+        try:
+            sid = self._ctx.add_rolling(kind, int(n), source, tf)
+        except ValueError as err:  # the core's rule (e.g. std needs n >= 2), named as called
+            raise type(err)(f"{call}(n={n!r}): {err}") from None
         where = "" if timeframe is None else f"@{timeframe.name}"
         return Indicator(self._ctx, sid, f"{kind}({n}, {source}){where}")
 
+    def _check_declaring(self, what: str) -> None:
+        """Indicators and timeframes are declared before the first tick: one declared in
+        ``next`` would start empty at every call and never be ready."""
+        if self._ctx.now() != _BEFORE_FIRST_TICK:
+            raise TickstepError(f"{what} declares an indicator: declare it once in init() "
+                               f"(e.g. self.fast = self.sma(10)) and read it in next() "
+                               f"(self.fast.value)")
+
     def sma(self, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
         """Simple moving average over ``n`` bars (or completed candles)."""
-        return self.indicator("mean", n, source, timeframe)
+        return self._rolling("sma", "mean", n, source, timeframe)
 
     def ema(self, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
-        return self.indicator("ema", n, source, timeframe)
+        return self._rolling("ema", "ema", n, source, timeframe)
 
     def rsi(self, n: int = 14, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
-        return self.indicator("rsi", n, source, timeframe)
+        return self._rolling("rsi", "rsi", n, source, timeframe)
 
     def atr(self, n: int = 14, timeframe: Timeframe | None = None) -> Indicator:
-        return self.indicator("atr", n, "close", timeframe)
+        return self._rolling("atr", "atr", n, "close", timeframe)
 
     def rolling_std(self, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
-        return self.indicator("std", n, source, timeframe)
+        return self._rolling("rolling_std", "std", n, source, timeframe)
 
     def highest(self, n: int, source: str = "high", timeframe: Timeframe | None = None) -> Indicator:
-        return self.indicator("max", n, source, timeframe)
+        return self._rolling("highest", "max", n, source, timeframe)
 
     def lowest(self, n: int, source: str = "low", timeframe: Timeframe | None = None) -> Indicator:
-        return self.indicator("min", n, source, timeframe)
+        return self._rolling("lowest", "min", n, source, timeframe)
 
     def I(self, func: Any, *args: Any, source: str | None = "close", name: str | None = None, **kwargs: Any) -> Indicator:  # noqa: E743, N802
         """A vectorised indicator computed once over each symbol's whole history and
@@ -272,6 +321,7 @@ class Strategy:
         None) and must return one value per bar. At a tick only values up to that tick's
         bar are readable, so the engine never shows it ahead of its bar (``func`` itself
         must not shift data backwards)."""
+        self._check_declaring("self.I(...)")
         values = []
         for i, sym in enumerate(self._symbols):
             frame = self._full_frame(i)
@@ -362,10 +412,34 @@ class Strategy:
         """Signed units held in ``symbol`` (the fast path of ``position(symbol).size``)."""
         return self._ctx.position(self._sym(symbol))
 
-    def position(self, symbol: str | None = None) -> Position:
+    @property
+    def position(self) -> Position:
+        """The running symbol's position inside ``next(symbol)`` (truthy when not flat,
+        ``.size``, ``.close()``, ...); ``self.position("AAPL")`` for a named symbol, as
+        ``on_tick`` needs. See :class:`Position`."""
+        return self._running_position
+
+    @property
+    def positions(self) -> dict[str, Position]:
+        """The open (non-flat) positions by symbol, in symbol order."""
+        ctx = self._ctx
+        return {name: self._position_of(name) for i, name in enumerate(self._symbols) if ctx.position(i) != 0}
+
+    def _position_of(self, symbol: str | None) -> Position:
         i = self._sym(symbol)
-        name = self._symbols[i] if i >= 0 else self._symbols[self._ctx.current()]
-        return Position(self, i, name)
+        if i < 0:
+            return self._running_position
+        cached = self._symbol_positions[i]
+        if cached is None:
+            cached = self._symbol_positions[i] = Position(self, i)
+        return cached
+
+    def _current_index(self) -> int:
+        i = self._ctx.current()
+        if i < 0:
+            raise UnknownSymbolError("no symbol is running here (init() or on_tick()): "
+                                     "name it, e.g. self.position('AAPL')")
+        return i
 
     @property
     def equity(self) -> float:
