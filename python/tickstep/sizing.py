@@ -11,6 +11,12 @@ the latest prices, never at entry prices. Writing one takes five lines::
 Shipped sizers: :class:`FixedSize`, :class:`PercentOfEquity`, :class:`RiskPerTrade`, and
 :class:`Limits`, which wraps any sizer with caps on open positions and gross exposure.
 Each rounds down to ``lot_size`` units when one is given (fractional units otherwise).
+
+Targets (what ``Strategy.order_target`` and ``Strategy.rebalance`` trade): the units to
+hold are computed from current marked-to-market equity and the latest price, rounded
+towards zero to whole lots; the order is the difference from what is held
+(:func:`order_to_target`), and a rebalance lists its reductions before its increases
+(:func:`rebalance_orders`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ __all__ = [
     "RiskPerTrade",
     "Sizer",
     "SizingRequest",
+    "order_to_target",
+    "rebalance_orders",
     "round_to_lot",
 ]
 
@@ -78,6 +86,59 @@ def round_to_lot(units: float, lot_size: float | None) -> float:
     if not lot_size or not math.isfinite(units):
         return max(units, 0.0) if math.isfinite(units) else 0.0
     return max(math.floor(units / lot_size + 1e-9) * lot_size, 0.0)
+
+
+def _lot_toward_zero(units: float, lot_size: float | None) -> float:
+    """Signed ``units`` rounded towards zero to whole lots."""
+    return math.copysign(round_to_lot(abs(units), lot_size), units)
+
+
+def order_to_target(position: float, target: float, price: float, *, lot_size: float | None = None,
+                    min_value: float = 0.0) -> float:
+    """Signed units to trade to hold ``target`` units instead of ``position``.
+
+    The target is rounded towards zero to whole lots (a target is never overshot); the
+    order is the difference. An order worth less than ``min_value`` at ``price`` is not
+    worth placing (0 is returned) -- except one that closes the position entirely, so a
+    target of zero always ends flat.
+    """
+    target = _lot_toward_zero(target, lot_size)
+    units = target - position
+    if units == 0 or (target != 0 and abs(units) * price < min_value):
+        return 0.0
+    return units
+
+
+def reduces(position: float, units: float) -> bool:
+    """Whether trading ``units`` against ``position`` starts by reducing it (a sell of a
+    long, a cover of a short, a flip): the fills a batch executes first."""
+    return position != 0 and units != 0 and math.copysign(1, units) != math.copysign(1, position)
+
+
+def rebalance_orders(weights: dict[str, float], positions: dict[str, float], prices: dict[str, float],
+                     equity: float, *, close_others: bool = True, lot_size: float | dict[str, float] | None = None,
+                     min_value: float = 0.0) -> list[tuple[str, float]]:
+    """``(symbol, signed units)`` to move from ``positions`` to ``weights`` of ``equity``.
+
+    Each symbol of ``weights`` is targeted at ``weight x equity / price`` units (negative
+    weights are shorts); a held symbol missing from ``weights`` is targeted at 0 when
+    ``close_others``, else left alone. ``lot_size`` is one size for all symbols or one per
+    symbol. Reductions (and flips) come first, then increases, each in the order of
+    ``weights`` followed by the other held symbols, so that the reductions can pay for
+    the increases when they fill together.
+    """
+    targets = dict(weights)
+    if close_others:
+        targets.update({s: 0.0 for s, units in positions.items() if units != 0 and s not in weights})
+    first, then = [], []
+    for symbol, weight in targets.items():
+        lot = lot_size.get(symbol) if isinstance(lot_size, dict) else lot_size
+        held = positions.get(symbol, 0.0)
+        target = 0.0 if weight == 0 else weight * equity / prices[symbol]
+        units = order_to_target(held, target, prices[symbol], lot_size=lot, min_value=min_value)
+        if units:
+            (first if reduces(held, units) else then).append((symbol, units))
+    return first + then
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import pandas as pd
 from tickstep._core import ConfigError, Indicator, TickstepError, UnknownSymbolError
 from tickstep.hints import did_you_mean
 from tickstep.parameters import check_value, declared_types
-from tickstep.sizing import SizingRequest
+from tickstep.sizing import SizingRequest, order_to_target, rebalance_orders
 from tickstep.studies import Timeframe, session_buckets
 from tickstep.timeframes import timeframe_ns
 
@@ -32,6 +32,22 @@ __all__ = ["Position", "Strategy"]
 _BEFORE_FIRST_TICK = np.iinfo(np.int64).min
 #: The longest rolling window accepted, in bars: beyond any real history.
 _MAX_WINDOW = 2**32
+
+
+def _finite(call: str, what: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value):
+        raise ValueError(f"{call}: the {what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_lots(lot_size: Any, min_value: Any) -> None:
+    sizes = lot_size.values() if isinstance(lot_size, Mapping) else [lot_size]
+    for lot in sizes:
+        if lot is not None and not (_finite("lot_size", "lot size", lot) > 0):
+            raise ValueError(f"lot_size={lot!r}: must be a positive number of units")
+    if not _finite("min_value", "minimum trade value", min_value) >= 0:
+        raise ValueError(f"min_value={min_value!r}: must be >= 0")
 
 
 class Position:
@@ -185,6 +201,8 @@ class Strategy:
         # Reusable position handles: nothing is allocated per bar.
         self._running_position = Position(self, -1)
         self._symbol_positions: list[Position | None] = [None] * len(self._symbols)
+        # Working orders of order_target/rebalance by symbol index: a new target replaces them.
+        self._target_orders: dict[int, int] = {}
         #: Symbol metadata (sector, exchange, timezone, ...) indexed by symbol, if any.
         self.metadata = metadata
 
@@ -549,6 +567,95 @@ class Strategy:
     def orders(self, symbol: str | None = None) -> list[int]:
         """Ids of ``symbol``'s working orders."""
         return self._ctx.open_orders(self._sym(symbol))
+
+    # ---- targets -------------------------------------------------------------------------
+
+    def order_target(self, symbol: str | None = None, *, size: float | None = None,
+                     value: float | None = None, percent: float | None = None,
+                     lot_size: float | None = None, min_value: float = 0.0) -> int | None:
+        """Trade ``symbol`` (the running one inside ``next``) to a target holding, with a
+        market order for the difference from what is held now.
+
+        Give exactly one of ``size`` (signed units), ``value`` (signed money at the latest
+        price) or ``percent`` (a signed fraction of current equity, marked to market:
+        ``0.25`` = 25%, ``-0.1`` = short 10%). The target is rounded towards zero to
+        whole ``lot_size`` units; a trade worth less than ``min_value`` is not placed,
+        unless it closes the position. A working order from an earlier ``order_target``
+        or ``rebalance`` for the symbol is cancelled first: the latest target wins.
+        Returns the order id, or None when no trade is needed.
+        """
+        given = [(k, v) for k, v in (("size", size), ("value", value), ("percent", percent)) if v is not None]
+        if len(given) != 1:
+            raise TypeError("order_target() takes exactly one of size=, value= or percent=, "
+                            f"got {', '.join(k for k, _ in given) or 'none'}")
+        kind, amount = given[0]
+        amount = _finite(f"order_target({kind}=...)", kind, amount)
+        _check_lots(lot_size, min_value)
+        i = self._sym(symbol)
+        ctx = self._ctx
+        price = ctx.price(i)
+        if kind != "size" and not price > 0:
+            raise ValueError(f"order_target({kind}={amount!r}): {self._name(i)} has no price yet (no bar so far)")
+        if kind == "size":
+            target = amount
+        elif kind == "value":
+            target = amount / price
+        else:
+            target = amount * ctx.equity() / price
+        units = order_to_target(ctx.position(i), target, price, lot_size=lot_size, min_value=min_value)
+        return self._place_target(i, units)
+
+    def rebalance(self, weights: Mapping[str, float], *, close_others: bool = True,
+                  lot_size: float | Mapping[str, float] | None = None, min_value: float = 0.0) -> dict[str, int]:
+        """Trade the portfolio to ``weights``: ``{symbol: fraction of equity}`` (negative =
+        short), from current equity marked to market and each symbol's latest price.
+
+        Symbols held but missing from ``weights`` are closed (``close_others=False`` leaves
+        them alone). Targets are rounded towards zero to whole lots (``lot_size``: one
+        size or ``{symbol: size}``); trades worth less than ``min_value`` are skipped,
+        except closing ones. Orders are market orders, the reductions placed first: they
+        fill at the symbols' next bars, and fills at one instant execute reductions
+        before increases, so sales pay for purchases. Keep the weights' sum a little
+        under ``leverage`` (e.g. 0.98): purchases also pay commission and the next open.
+        Returns ``{symbol: order id}`` of the orders placed.
+        """
+        _check_lots(lot_size, min_value)
+        if not isinstance(close_others, bool):
+            raise TypeError(f"rebalance(close_others={close_others!r}): must be True or False")
+        ctx = self._ctx
+        held = {name: ctx.position(i) for i, name in enumerate(self._symbols)}
+        targets = {}
+        for name, weight in weights.items():
+            i = self._sym(name)
+            targets[name] = _finite(f"rebalance({{{name!r}: ...}})", "weight", weight)
+            if not ctx.price(i) > 0:
+                raise ValueError(f"rebalance: {name} has no price yet (no bar so far); leave it out until its first bar")
+        prices = {name: ctx.price(i) for i, name in enumerate(self._symbols)
+                  if name in targets or held[name] != 0}
+        lots = dict(lot_size) if isinstance(lot_size, Mapping) else lot_size
+        orders = rebalance_orders(targets, held, prices, ctx.equity(), close_others=close_others,
+                                  lot_size=lots, min_value=min_value)
+        placed = {}
+        for name, units in orders:
+            order_id = self._place_target(self._index[name], units)
+            if order_id is not None:
+                placed[name] = order_id
+        return placed
+
+    def _place_target(self, i: int, units: float) -> int | None:
+        previous = self._target_orders.pop(i, None)
+        if previous is not None:
+            self._ctx.cancel(previous)
+        if units == 0:
+            return None
+        symbol = self._symbols[i]
+        order_id = self.buy(symbol, size=units) if units > 0 else self.sell(symbol, size=-units)
+        if order_id is not None:
+            self._target_orders[i] = order_id
+        return order_id
+
+    def _name(self, i: int) -> str:
+        return self._symbols[i if i >= 0 else self._current_index()]
 
 
 class _Bar(tuple):
