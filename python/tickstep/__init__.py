@@ -10,6 +10,7 @@ from tickstep._core import ConfigError, OrderError, StateError, TickstepError, U
 from tickstep._core import __version__ as __version__
 from tickstep.backtest import Backtest
 from tickstep.config import BacktestConfig
+from tickstep.rejections import RejectedOrdersError, RejectedOrderWarning, TickstepWarning
 from tickstep.results import Result, load_result
 from tickstep.sizing import FixedSize, Limits, PercentOfEquity, RiskPerTrade, SizingRequest
 from tickstep.strategy import Position, Strategy
@@ -23,12 +24,15 @@ __all__ = [
     "OrderError",
     "PercentOfEquity",
     "Position",
+    "RejectedOrderWarning",
+    "RejectedOrdersError",
     "Result",
     "RiskPerTrade",
     "SizingRequest",
     "StateError",
     "Strategy",
     "TickstepError",
+    "TickstepWarning",
     "UnknownSymbolError",
     "data",
     "load_result",

@@ -46,6 +46,7 @@ import numpy as np
 from tickstep._core import ConfigError
 from tickstep.hints import did_you_mean
 from tickstep.metrics import BenchmarkPrices
+from tickstep.rejections import ON_REJECT
 from tickstep.sizing import PercentOfEquity, Sizer
 
 __all__ = ["BacktestConfig", "ConfigError", "split_options"]
@@ -133,6 +134,12 @@ def _benchmark(name: str, value: Any) -> str | BenchmarkPrices | None:
     raise _refuse(name, value, "a symbol of the data or a price Series", wrong_type=True)
 
 
+def _on_reject(name: str, value: Any) -> str:
+    if not (isinstance(value, str) and value in ON_REJECT):
+        raise _refuse(name, value, ", ".join(map(repr, ON_REJECT[:-1])) + f" or {ON_REJECT[-1]!r}")
+    return value
+
+
 def _sizer(name: str, value: Any) -> Sizer:
     if not callable(value):
         raise _refuse(name, value, "a sizer: a callable taking a SizingRequest (e.g. FixedSize(10))",
@@ -204,6 +211,10 @@ class BacktestConfig:
     benchmark : str or pandas.Series, optional
         What alpha and beta are measured against: a symbol of the data (its closes) or a
         price Series on a DatetimeIndex (kept as `tickstep.metrics.BenchmarkPrices`).
+    on_reject : str, default "warn"
+        What a run with rejected orders does at its end: "warn" (one
+        `tickstep.RejectedOrderWarning`), "raise" (`tickstep.RejectedOrdersError`) or
+        "ignore"; see `tickstep.rejections`.
     """
 
     cash: float = _option(10_000.0, rule=_positive, engine="cash")
@@ -219,6 +230,7 @@ class BacktestConfig:
     timezone: str = _option("UTC", rule=_timezone)
     risk_free_rate: float = _option(0.0, rule=_annual_rate)
     benchmark: str | BenchmarkPrices | None = _option(None, rule=_benchmark)
+    on_reject: str = _option("warn", rule=_on_reject)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

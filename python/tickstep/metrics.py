@@ -54,6 +54,7 @@ STAT_LABELS: tuple[str, ...] = (
     "Best Month [%]",
     "Worst Month [%]",
     "# Trades",
+    "# Orders Rejected",
     "Win Rate [%]",
     "Best Trade [%]",
     "Worst Trade [%]",
@@ -174,6 +175,7 @@ def compute_stats(
     end: pd.Timestamp | None = None,
     buy_and_hold: tuple[np.ndarray, np.ndarray] | None = None,
     benchmark: pd.Series | BenchmarkPrices | None = None,
+    orders_rejected: int = 0,
 ) -> pd.Series:
     """Summary statistics of a backtest, as a readable ``pd.Series``.
 
@@ -204,6 +206,8 @@ def compute_stats(
     benchmark : pd.Series or BenchmarkPrices, optional
         Benchmark prices on a sorted ``DatetimeIndex``, for **Alpha [%]** and
         **Beta**; NaN without.
+    orders_rejected : int, default 0
+        Orders the broker rejected during the run (``# Orders Rejected``).
 
     Returns
     -------
@@ -344,6 +348,7 @@ def compute_stats(
         "Worst Month [%]": float(np.min(months)) * 100.0 if len(months) else math.nan,
     }
     stats.update(_trade_stats(trades))
+    stats["# Orders Rejected"] = int(orders_rejected)
     return pd.Series([stats[k] for k in STAT_LABELS], index=_STATS_INDEX, dtype=object,
                      name="stats")
 

@@ -19,6 +19,7 @@ from tickstep import _core
 from tickstep.config import BacktestConfig
 from tickstep.data import MarketColumns
 from tickstep.metrics import compute_stats
+from tickstep.rejections import check_rejections
 from tickstep.results import Result, build_result, market_stats_inputs
 from tickstep.strategy import Strategy
 
@@ -87,8 +88,9 @@ def _run(
     params: Mapping[str, Any],
     metadata: pd.DataFrame | None,
     ends: np.ndarray | None,
-) -> tuple[_core.Engine, Strategy]:
-    """One run of the engine: the finished engine and the strategy instance."""
+) -> tuple[_core.Engine, Strategy, int]:
+    """One run of the engine: the finished engine, the strategy instance and the number
+    of rejected orders (warned about or raised as ``config.on_reject`` says)."""
     if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
         raise TypeError(f"strategy must be a subclass of tickstep.Strategy, got {strategy!r}")
     if not isinstance(config, BacktestConfig):
@@ -107,7 +109,8 @@ def _run(
         next=instance.next if strategy.next is not Strategy.next else None,
         on_tick=instance.on_tick if strategy.on_tick is not Strategy.on_tick else None,
     )
-    return engine, instance
+    rejected = check_rejections(engine.orders(), list(market.symbols), config.on_reject)
+    return engine, instance, rejected
 
 
 def _span(market: _core.Market) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -145,7 +148,7 @@ def simulate(
     naming the symbol and time at which it happened.
     """
     params = strategy.check_parameters(params or {})
-    engine, instance = _run(market, strategy, config, params, metadata, ends)
+    engine, instance, rejected = _run(market, strategy, config, params, metadata, ends)
     start, end = _span(market)
     return build_result(
         engine,
@@ -160,6 +163,7 @@ def simulate(
         options=config.options(),
         metadata=metadata,
         benchmark=config.benchmark,
+        orders_rejected=rejected,
     )
 
 
@@ -182,7 +186,7 @@ def simulate_stats(
     documents using (equity, gross exposure; trade pnl, return, commission, bars held,
     MAE, MFE): equal to ``simulate(...).stats`` bit for bit.
     """
-    engine, instance = _run(market, strategy, config, params or {}, metadata, ends)
+    engine, instance, rejected = _run(market, strategy, config, params or {}, metadata, ends)
     raw = engine.trades()
     eq = engine.equity()
     # The core's objects must die on this thread: a profiler holding this frame (Dask's
@@ -201,4 +205,5 @@ def simulate_stats(
         start=start,
         end=end,
         **market_stats_inputs(market, config.benchmark),
+        orders_rejected=rejected,
     )

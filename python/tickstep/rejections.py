@@ -1,0 +1,83 @@
+"""Rejected orders are never silent: one warning (or error) at the end of a run.
+
+An order the broker refuses (today: a fill that would take gross exposure past
+``leverage`` x equity, "insufficient margin") ends with status ``rejected`` in
+``Result.orders``. A run with any such order then, by ``BacktestConfig.on_reject``:
+
+- ``"warn"`` (default): warns once, a `RejectedOrderWarning`, with the counts by reason
+  and the first few orders; filter it or turn it into an error with the `warnings`
+  module (``warnings.simplefilter("error", tickstep.RejectedOrderWarning)``);
+- ``"raise"``: raises `RejectedOrdersError` with the same text, after the run;
+- ``"ignore"``: says nothing.
+
+Either way the statistics carry ``# Orders Rejected``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tickstep._core import TickstepError
+
+__all__ = ["ON_REJECT", "RejectedOrderWarning", "RejectedOrdersError", "TickstepWarning", "check_rejections"]
+
+#: The accepted values of ``BacktestConfig.on_reject``.
+ON_REJECT = ("warn", "raise", "ignore")
+_REJECTED = 3  # the core's order status code (see results._STATUS)
+_SHOWN = 5
+
+
+class TickstepWarning(UserWarning):
+    """Base class of tickstep's warnings."""
+
+
+class RejectedOrderWarning(TickstepWarning):
+    """A backtest ran with orders the broker rejected."""
+
+
+class RejectedOrdersError(TickstepError):
+    """A backtest with ``on_reject="raise"`` ran with orders the broker rejected."""
+
+
+def check_rejections(orders: dict[str, Any], symbols: list[str], on_reject: str) -> int:
+    """Count the rejected orders of a run's order log (the core's columns) and warn or
+    raise about them as ``on_reject`` says. Returns the count."""
+    rejected = np.flatnonzero(np.asarray(orders["status"]) == _REJECTED)
+    if len(rejected) == 0 or on_reject == "ignore":
+        return len(rejected)
+    message = _describe(orders, symbols, rejected)
+    if on_reject == "raise":
+        raise RejectedOrdersError(message)
+    warnings.warn(message, RejectedOrderWarning, stacklevel=_caller_outside_tickstep())
+    return len(rejected)
+
+
+def _describe(orders: dict[str, Any], symbols: list[str], rejected: np.ndarray) -> str:
+    reasons = Counter(orders["reason"][i] for i in rejected)
+    by_reason = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+    lines = [f"{len(rejected)} order(s) rejected ({by_reason}); the first:"]
+    for i in rejected[:_SHOWN]:
+        side = "buy" if orders["side"][i] > 0 else "sell"
+        when = pd.Timestamp(int(orders["closed_ts"][i]), tz="UTC")
+        lines.append(f"  order {int(orders['order_id'][i])}: {side} {orders['size'][i]:g} "
+                     f"{symbols[int(orders['symbol'][i])]} at {when} ({orders['reason'][i]})")
+    lines.append("Result.orders lists them all (status 'rejected'); "
+                 "BacktestConfig(on_reject='raise' | 'ignore') changes this warning.")
+    return "\n".join(lines)
+
+
+def _caller_outside_tickstep() -> int:
+    """The stacklevel of the first frame outside the tickstep package: the warning points
+    at the user's line that ran the backtest."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
