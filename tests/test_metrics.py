@@ -100,6 +100,7 @@ def test_labels_are_stable_and_ordered(five_day_stats):
         "Best Month [%]",
         "Worst Month [%]",
         "# Trades",
+        "# Orders Rejected",
         "Win Rate [%]",
         "Best Trade [%]",
         "Worst Trade [%]",
