@@ -101,22 +101,6 @@ def test_position_value_is_marked_to_market():
     assert values[-1] == (-86.0, -86.0)  # short 2 at the last close 43
 
 
-@pytest.mark.parametrize("declare, where", [
-    (lambda s: s.sma(5), "self.sma(...)"),
-    (lambda s: s.indicator("max", 3), "self.max(...)"),
-    (lambda s: s.timeframe("2d"), "self.timeframe('2d')"),
-    (lambda s: s.I(lambda x: x), "self.I(...)"),
-])
-def test_indicators_declared_outside_init_are_refused(declare, where):
-    class Late(tickstep.Strategy):
-        def next(self, symbol):
-            declare(self)
-
-    with pytest.raises(tickstep.TickstepError, match="declare it once in init") as info:
-        tickstep.Backtest(DATA, Late, cash=10_000).run()
-    assert where in str(info.value)
-
-
 @pytest.mark.parametrize("call, n", [
     ("sma", -5), ("sma", 0), ("ema", 10**30), ("rsi", 2.5), ("highest", True), ("lowest", "5"),
     ("atr", -1), ("rolling_std", 1),

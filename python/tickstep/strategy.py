@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from tickstep._core import ConfigError, Indicator, TickstepError, UnknownSymbolError
+from tickstep._core import ConfigError, Indicator, UnknownSymbolError
 from tickstep.hints import did_you_mean
 from tickstep.parameters import check_value, declared_types
 from tickstep.sizing import SizingRequest, order_to_target, rebalance_orders
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Position", "Strategy"]
 
-#: What the engine's clock reads before the first tick (int64 min): declaration time.
-_BEFORE_FIRST_TICK = np.iinfo(np.int64).min
 #: The longest rolling window accepted, in bars: beyond any real history.
 _MAX_WINDOW = 2**32
 
@@ -260,7 +258,6 @@ class Strategy:
         arriving for an already completed bucket starts a new candle of that bucket,
         labelled by the bar's own time.
         """
-        self._check_declaring(f"self.timeframe({period!r})")
         ns = timeframe_ns(period, name="period")
         for i, symbol in enumerate(self._symbols):
             spacing = self._bar_spacing(i)
@@ -290,7 +287,6 @@ class Strategy:
         return self._rolling(kind, kind, n, source, timeframe)
 
     def _rolling(self, call: str, kind: str, n: int, source: str, timeframe: Timeframe | None) -> Indicator:
-        self._check_declaring(f"self.{call}(...)")
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= _MAX_WINDOW:
             raise ConfigError(f"{call}(n={n!r}): n, the window in bars (or candles), must be a whole "
                              f"number from 1 to {_MAX_WINDOW:,}")
@@ -301,14 +297,6 @@ class Strategy:
             raise type(err)(f"{call}(n={n!r}): {err}") from None
         where = "" if timeframe is None else f"@{timeframe.name}"
         return Indicator(self._ctx, sid, f"{kind}({n}, {source}){where}")
-
-    def _check_declaring(self, what: str) -> None:
-        """Indicators and timeframes are declared before the first tick: one declared in
-        ``next`` would start empty at every call and never be ready."""
-        if self._ctx.now() != _BEFORE_FIRST_TICK:
-            raise TickstepError(f"{what} declares an indicator: declare it once in init() "
-                               f"(e.g. self.fast = self.sma(10)) and read it in next() "
-                               f"(self.fast.value)")
 
     def sma(self, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
         """Simple moving average over ``n`` bars (or completed candles)."""
@@ -339,7 +327,6 @@ class Strategy:
         None) and must return one value per bar. At a tick only values up to that tick's
         bar are readable, so the engine never shows it ahead of its bar (``func`` itself
         must not shift data backwards)."""
-        self._check_declaring("self.I(...)")
         values = []
         for i, sym in enumerate(self._symbols):
             frame = self._full_frame(i)
