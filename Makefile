@@ -8,6 +8,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: help demo test test-rust test-python build lint bench bench-deps clean
 .PHONY: bench-save bench-compare bench-record bench-check bench-chart
+.PHONY: docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,11 +33,15 @@ test-rust:
 test-python:
 	$(PY) -m pytest -q
 
+docs: build ## the documentation site into target/docs (offline; warnings are errors)
+	$(VENV)/bin/sphinx-build -E -a -W --keep-going -q -b html docs target/docs
+	@echo "open target/docs/index.html"
+
 lint: build ## rustfmt, clippy, ruff
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --quiet -- -D warnings
 	cargo clippy --features python --quiet -- -D warnings
-	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff check python tests benches docs
 
 bench: build ## cargo bench, whole workloads, batch, data loading and peers (BENCHMARKS.md)
 	cargo bench --bench engine

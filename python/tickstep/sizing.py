@@ -78,6 +78,8 @@ class SizingRequest:
 
 
 class Sizer(Protocol):
+    """Anything called with a `SizingRequest` that returns units (``0``: no order)."""
+
     def __call__(self, request: SizingRequest) -> float: ...
 
 

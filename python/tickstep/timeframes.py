@@ -42,9 +42,13 @@ __all__ = [
     "timeframe_ns",
 ]
 
+#: Nanoseconds in a second (timestamps are int64 UTC nanoseconds).
 NS_PER_SECOND = 1_000_000_000
+#: Nanoseconds in a minute.
 NS_PER_MINUTE = 60 * NS_PER_SECOND
+#: Nanoseconds in an hour.
 NS_PER_HOUR = 60 * NS_PER_MINUTE
+#: Nanoseconds in a day of 24 hours.
 NS_PER_DAY = 24 * NS_PER_HOUR
 
 _SPELLINGS = {

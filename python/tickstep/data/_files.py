@@ -21,7 +21,7 @@ from tickstep.data._request import check_options, select
 
 __all__ = ["FILE_FORMATS", "BarsFile", "file_format", "read_bars_file"]
 
-# The one suffix table: every part of tickstep that takes a file of bars reads it here.
+#: The one suffix table: every part of tickstep that takes a file of bars reads it here.
 FILE_FORMATS = {
     ".csv": "csv",
     ".txt": "csv",

@@ -42,7 +42,7 @@ __all__ = [
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
-# Every load option any source understands, and where it is understood.
+#: Every load option any source understands, and where it is understood.
 LOAD_OPTIONS = {
     "regular_hours": "a store (DuckDB or PostgreSQL)",
     "timeframe": "a store (DuckDB or PostgreSQL)",

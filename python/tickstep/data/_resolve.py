@@ -198,10 +198,10 @@ def resolve(
     --------
     >>> import tickstep.data as td
     >>> frame = td.example_daily().to_frame()
-    >>> market = td.resolve(frame, symbols=["AAPL", "MSFT"], start="2024-01-02",
-    ...                     end="2024-01-04")
+    >>> market = td.resolve(frame, symbols=["BARP", "BYN"], start="2023-01-03",
+    ...                     end="2023-01-05")
     >>> market.symbols, [len(b) for b in market.bars]
-    (['AAPL', 'MSFT'], [3, 3])
+    (['BARP', 'BYN'], [3, 3])
     """
     source, opened = _source(data)
     try:

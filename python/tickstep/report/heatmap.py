@@ -91,7 +91,7 @@ def plot_heatmap(results: pd.DataFrame, x: str, y: str, metric: str | None = Non
     --------
     >>> import tickstep
     >>> from tickstep.strategies import SmaCross
-    >>> from tickstep.report import plot_heatmap
+    >>> from tickstep.report.heatmap import plot_heatmap
     >>> bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000)
     >>> rows = bt.optimize(fast=[5, 10], slow=[20, 40], cache=False, executor="sequential")
     >>> fig = plot_heatmap(rows, x="fast", y="slow", metric="Return [%]")

@@ -45,6 +45,7 @@ __all__ = [
     "load",
 ]
 
+#: The entry-point group under which installed distributions register strategies.
 ENTRY_POINT_GROUP = "tickstep.strategies"
 
 
