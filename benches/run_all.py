@@ -217,6 +217,11 @@ def main() -> None:
         f"tickstep benchmarks, {started:%Y-%m-%d %H:%M UTC}, {platform.node()}, "
         f"Python {platform.python_version()}, load average {h.load_average()}"
     )
+    if h.slowdown():
+        print(
+            f"WARNING: {h.SLOWDOWN_ENV}={h.slowdown()}: a deliberately slowed build "
+            "(for testing benches/track.py check); these figures are not tickstep's"
+        )
     needed = sorted({DATASETS[w] for w in chosen} | (set() if args.no_peers else {"peer_1x100k"}))
     subprocess.run(
         [sys.executable, str(HERE / "_harness.py"), "prepare", *needed],

@@ -23,7 +23,13 @@ def _hover(rec: dict[str, Any]) -> str:
     )
 
 
+def _label(k: int, rec: dict[str, Any]) -> str:
+    """The x-axis place of the ``k``-th record (file order): number, date and commit."""
+    return f"#{k} {rec['date'][:16].replace('T', ' ')}<br>{rec['commit'][:7]}"
+
+
 def figure(history: list[dict[str, Any]]) -> Any:
+    import plotly.express as px
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -37,10 +43,15 @@ def figure(history: list[dict[str, Any]]) -> Any:
             "throughput, M symbol-bars/s of CPU time (this machine's load included)",
         ),
     )
+    history = [rec for rec in history if not rec["slowdown"]]
+    labels = [_label(k, rec) for k, rec in enumerate(history, 1)]
     names = list(dict.fromkeys(n for rec in history for n in rec["ratios"]))
-    for name in names:
-        recs = [rec for rec in history if name in rec["ratios"] and not rec["slowdown"]]
-        x = [rec["date"] for rec in recs]
+    palette = px.colors.qualitative.Plotly
+    for k, name in enumerate(names):
+        color = palette[k % len(palette)]
+        kept = [k for k, rec in enumerate(history) if name in rec["ratios"]]
+        recs = [history[k] for k in kept]
+        x = [labels[k] for k in kept]
         hover = [_hover(rec) for rec in recs]
         ratio = [rec["ratios"][name] for rec in recs]
         fig.add_trace(
@@ -49,6 +60,7 @@ def figure(history: list[dict[str, Any]]) -> Any:
                 y=[r["median"] for r in ratio],
                 error_y={"array": [r["median"] * r["spread"] for r in ratio], "visible": True},
                 mode="lines+markers",
+                line={"color": color},
                 name=f"{name} / {ratio[-1]['reference']}",
                 legendgroup=name,
                 hovertext=hover,
@@ -63,6 +75,7 @@ def figure(history: list[dict[str, Any]]) -> Any:
                 x=x,
                 y=[p["elements"] / p["cpu_s"]["median"] / 1e6 for p in probes],
                 mode="lines+markers",
+                line={"color": color},
                 name=name,
                 legendgroup=name,
                 showlegend=False,
@@ -72,6 +85,7 @@ def figure(history: list[dict[str, Any]]) -> Any:
             row=2,
             col=1,
         )
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=labels)
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(type="log", row=2, col=1)
     fig.update_layout(
