@@ -32,6 +32,7 @@ def test_defaults():
         "risk_free_rate": 0.0,
         "benchmark": None,
         "on_reject": "warn",
+        "trade_start": None,
     }
 
 

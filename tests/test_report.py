@@ -171,3 +171,27 @@ def test_a_missing_plot_extra_says_what_to_install(monkeypatch, tmp_path):
     with pytest.raises(ImportError, match=r"pip install 'tickstep\[plot\]'"):
         r.plot()
     assert not (tmp_path / "r.html").exists()
+
+
+# --- the examples in the docstrings run ---------------------------------------------------
+
+
+@pytest.mark.parametrize("module", ["tickstep.metrics", "tickstep.results", "tickstep.walkforward",
+                                    "tickstep.report.heatmap", "tickstep.report.downsample"])
+def test_docstring_examples_run(module, tmp_path, monkeypatch):
+    import doctest
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    failures, tried = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert failures == 0 and (tried > 0 or module.endswith("downsample"))
+
+
+def test_walk_forward_docstring_example_runs():
+    import doctest
+
+    finder = doctest.DocTestFinder()
+    (test,) = finder.find(tickstep.Backtest.walk_forward, "walk_forward",
+                          globs={"tickstep": tickstep})
+    result = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS).run(test)
+    assert result.attempted > 0 and result.failed == 0

@@ -17,6 +17,16 @@ from tickstep.strategy import Strategy
 __all__ = ["Backtest"]
 
 
+def _duration(value: Any, name: str) -> pd.Timedelta:
+    try:
+        span = pd.Timedelta(value)
+    except (ValueError, TypeError):
+        raise ValueError(f"{name}={value!r} is not a duration such as '30D' or '6h'") from None
+    if span is pd.NaT or span < pd.Timedelta(0):
+        raise ValueError(f"{name}={value!r} must be a duration >= 0 such as '30D' or '6h'")
+    return span
+
+
 class Backtest:
     """A strategy over market data with a simulated broker.
 
@@ -34,6 +44,11 @@ class Backtest:
     symbols, start, end :
         Restrict the data to these symbols and this time range, both inclusive; a date
         alone means that whole day (the rule of `tickstep.data.resolve`).
+    warmup : duration, optional
+        Also load this much data before ``start`` (``"30D"``, ``"6h"``, a Timedelta) and
+        feed it to indicators and candles without calling the strategy, which starts at
+        ``start`` (without ``start``: at the first bar + ``warmup``). Statistics, equity
+        and orders begin there too (`BacktestConfig.trade_start`).
     **options :
         Any option of `tickstep.BacktestConfig` by name -- ``cash``, ``commission``,
         ``commission_fixed``, ``slippage``, ``trade_on_close``, ``leverage``, ``sizer``,
@@ -61,6 +76,7 @@ class Backtest:
         symbols: list[str] | None = None,
         start: Any = None,
         end: Any = None,
+        warmup: Any = None,
         **options: Any,
     ) -> None:
         if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
@@ -79,6 +95,10 @@ class Backtest:
             self._market = data
             metadata = None
         else:
+            if warmup is not None and start is not None:
+                # Trading starts at `start`; the bars of the warm-up before it are loaded too.
+                self._config = self._config.replace(trade_start=start)
+                start = self._config.trade_start - _duration(warmup, "warmup")
             # The one door: every kind of data, one rule for symbols, start and end.
             columns = resolve(data, symbols=symbols, start=start, end=end, **load_options)
             metadata = columns.metadata
@@ -88,6 +108,9 @@ class Backtest:
         self._symbols = list(self._market.symbols)
         self._symbol_dtype = pd.CategoricalDtype(self._symbols)
         self._metadata = metadata
+        if warmup is not None and self._config.trade_start is None:
+            first = pd.Timestamp(int(self._market.timeline()[0]), tz="UTC")
+            self._config = self._config.replace(trade_start=first + _duration(warmup, "warmup"))
         # A benchmark symbol missing from the data is refused now, not after a run.
         benchmark_prices(self._config.benchmark, self._market)
         # Computed once: every run of this backtest samples equity at the same ticks.
@@ -190,3 +213,63 @@ class Backtest:
             progress=progress,
             **ranges,
         )
+
+    def walk_forward(
+        self,
+        *,
+        train: Any,
+        test: Any,
+        maximize: str | Callable[[pd.Series], float] = "Sharpe Ratio",
+        anchored: bool = False,
+        warmup: Any = None,
+        constraint: Callable[[Any], bool] | None = None,
+        executor: Any = None,
+        max_workers: int | None = None,
+        cache: Any = True,
+        progress: bool | None = False,
+        **ranges: Any,
+    ) -> Any:
+        """Walk-forward optimisation: optimise on each train window, trade the next one.
+
+        Parameters
+        ----------
+        train, test : duration or pandas.DateOffset
+            Window lengths (``"365D"``, ``"90D"``, ``pd.DateOffset(months=3)``). Test
+            windows follow each other without overlap; each train window ends where its
+            test window starts.
+        maximize : str or callable, default "Sharpe Ratio"
+            The objective chosen on each train window (as in `optimize`).
+        anchored : bool, default False
+            Train windows all start at the first window's start (growing) instead of
+            rolling forward by ``test``.
+        warmup : duration, optional
+            Bars before each window fed to indicators without calling the strategy, so no
+            window starts cold (the first window starts ``warmup`` after the data).
+        constraint, executor, max_workers, cache, progress :
+            As in `optimize`, for each train window's grid.
+        **ranges
+            ``name=values`` per parameter to vary.
+
+        Returns
+        -------
+        tickstep.walkforward.WalkForwardResult
+            ``windows`` (bounds, chosen parameters, in- and out-of-sample objective),
+            ``equity`` (the stitched out-of-sample equity), ``stats``, ``results`` (each
+            test window's `Result`) and ``trades``. See `tickstep.walkforward`.
+
+        Examples
+        --------
+        >>> import tickstep
+        >>> from tickstep.strategies import SmaCross
+        >>> bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000)
+        >>> wf = bt.walk_forward(train="365D", test="180D", warmup="60D", fast=[5, 10],
+        ...                      slow=[30, 50], maximize="Return [%]", cache=False,
+        ...                      executor="sequential")
+        >>> list(wf.windows.columns[:6])
+        ['train_start', 'train_end', 'test_start', 'test_end', 'fast', 'slow']
+        """
+        from tickstep.walkforward import walk_forward
+
+        return walk_forward(self, train=train, test=test, maximize=maximize, anchored=anchored,
+                            warmup=warmup, constraint=constraint, executor=executor,
+                            max_workers=max_workers, cache=cache, progress=progress, **ranges)

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from tickstep._core import ConfigError
 from tickstep.hints import did_you_mean
@@ -140,6 +141,21 @@ def _on_reject(name: str, value: Any) -> str:
     return value
 
 
+def _instant(name: str, value: Any) -> pd.Timestamp | None:
+    rule = "None or a time: '2024-03-01', '2024-03-01 14:30', a Timestamp or UTC ns"
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_, float)):
+        raise _refuse(name, value, rule, wrong_type=True)
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        raise _refuse(name, value, rule, wrong_type=not isinstance(value, str)) from None
+    if ts is pd.NaT:
+        raise _refuse(name, value, rule)
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).as_unit("ns")
+
+
 def _sizer(name: str, value: Any) -> Sizer:
     if not callable(value):
         raise _refuse(name, value, "a sizer: a callable taking a SizingRequest (e.g. FixedSize(10))",
@@ -215,6 +231,10 @@ class BacktestConfig:
         What a run with rejected orders does at its end: "warn" (one
         `tickstep.RejectedOrderWarning`), "raise" (`tickstep.RejectedOrdersError`) or
         "ignore"; see `tickstep.rejections`.
+    trade_start : time, optional
+        The first instant the strategy is called (naive = UTC). Bars before it only warm
+        up indicators and candles; orders, equity samples and statistics start there.
+        ``Backtest(..., start=, warmup=)`` and walk-forward windows set it.
     """
 
     cash: float = _option(10_000.0, rule=_positive, engine="cash")
@@ -231,6 +251,7 @@ class BacktestConfig:
     risk_free_rate: float = _option(0.0, rule=_annual_rate)
     benchmark: str | BenchmarkPrices | None = _option(None, rule=_benchmark)
     on_reject: str = _option("warn", rule=_on_reject)
+    trade_start: pd.Timestamp | None = _option(None, rule=_instant)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

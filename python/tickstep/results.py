@@ -23,7 +23,7 @@ import pandas as pd
 from tickstep.hints import did_you_mean
 from tickstep.metrics import BenchmarkPrices, compute_stats, exposed, format_stats
 
-__all__ = ["Result", "build_result", "load_result", "market_stats_inputs"]
+__all__ = ["Result", "build_result", "load_result", "market_stats_inputs", "samples_since"]
 
 _ROLES = ("entry", "stop_loss", "take_profit", "close")
 _STATUS = ("open", "filled", "cancelled", "rejected")
@@ -488,6 +488,8 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     def plain(v: Any) -> Any:
         if isinstance(v, (np.generic,)):
             return v.item()
+        if isinstance(v, pd.Timestamp):
+            return v.isoformat()
         if isinstance(v, float) and not math.isfinite(v):
             return {"float": repr(v)}
         if isinstance(v, (str, int, float, bool)) or v is None:
@@ -534,13 +536,30 @@ def _equity_frame(raw: dict[str, np.ndarray]) -> pd.DataFrame:
     )
 
 
-def _close_prices(market: Any) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Every symbol's times and closes: read-only views of the market (no copy; a pickle
-    or a save copies the values, never the market)."""
-    return [
-        (market.column(i, "ts", 0, sys.maxsize), market.column(i, "close", 0, sys.maxsize))
-        for i in range(len(market.symbols))
-    ]
+def _first_bar(market: Any, symbol: int, since: int | None) -> int:
+    if since is None:
+        return 0
+    return int(np.searchsorted(market.column(symbol, "ts", 0, sys.maxsize), since))
+
+
+def _close_prices(market: Any, since: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every symbol's times and closes from ``since`` on: read-only views of the market
+    (no copy; a pickle or a save copies the values, never the market)."""
+    out = []
+    for i in range(len(market.symbols)):
+        first = _first_bar(market, i, since)
+        out.append((market.column(i, "ts", first, sys.maxsize),
+                    market.column(i, "close", first, sys.maxsize)))
+    return out
+
+
+def samples_since(equity: dict[str, np.ndarray], since: int) -> dict[str, np.ndarray]:
+    """The engine's equity samples at or after ``since`` (ns): a run that trades from
+    ``trade_start`` is measured from there, not over its warm-up."""
+    keep = np.asarray(equity["ts"]) >= since
+    if keep.all():
+        return dict(equity)
+    return {name: np.asarray(column)[keep] for name, column in equity.items()}
 
 
 def _long_prices(prices: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -558,9 +577,11 @@ def _per_symbol_prices(raw: dict[str, np.ndarray], n: int) -> list[tuple[np.ndar
     return [(ts[a:b], close[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def first_last_closes(market: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Each symbol's first and last close: the buy-and-hold basket of the statistics."""
-    closes = [market.column(i, "close", 0, sys.maxsize) for i in range(len(market.symbols))]
+def first_last_closes(market: Any, since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each symbol's first close (from ``since`` on) and last close: the buy-and-hold
+    basket of the statistics."""
+    closes = [market.column(i, "close", _first_bar(market, i, since), sys.maxsize)
+              for i in range(len(market.symbols))]
     first = np.array([c[0] if len(c) else np.nan for c in closes], dtype=float)
     last = np.array([c[-1] if len(c) else np.nan for c in closes], dtype=float)
     return first, last
@@ -585,11 +606,11 @@ def benchmark_prices(benchmark: Any, market: Any) -> pd.Series | None:
     return BenchmarkPrices(benchmark).prices
 
 
-def market_stats_inputs(market: Any, benchmark: Any = None) -> dict[str, Any]:
+def market_stats_inputs(market: Any, benchmark: Any = None, since: int | None = None) -> dict[str, Any]:
     """What the statistics read from the market besides the run: the buy-and-hold
-    basket's first and last closes and the benchmark's prices (keywords of
-    `tickstep.metrics.compute_stats`)."""
-    return {"buy_and_hold": first_last_closes(market),
+    basket's first (from ``since`` on) and last closes and the benchmark's prices
+    (keywords of `tickstep.metrics.compute_stats`)."""
+    return {"buy_and_hold": first_last_closes(market, since),
             "benchmark": benchmark_prices(benchmark, market)}
 
 
@@ -602,20 +623,21 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     symbols = names if isinstance(names, pd.CategoricalDtype) else pd.CategoricalDtype(names)
     trades_raw = engine.trades()
     trades = _frame("trades", trades_raw, symbols)
-    eq_raw = dict(engine.equity())
+    eq_raw = samples_since(engine.equity(), start.value)
     # A flat book's exposure is 0, not the float dust the incremental sum leaves.
     eq_raw["gross_exposure"] = np.where(
         exposed(eq_raw["gross_exposure"], eq_raw["equity"]), eq_raw["gross_exposure"], 0.0
     )
     eq = _equity_frame(eq_raw)
     stats = compute_stats(
-        eq, trades, initial_cash=cash, risk_free_rate=risk_free_rate, start=start, end=end, orders_rejected=orders_rejected,
-        **(market_stats_inputs(market, benchmark) if market is not None else {}),
+        eq, trades, initial_cash=cash, risk_free_rate=risk_free_rate, start=start, end=end,
+        orders_rejected=orders_rejected,
+        **(market_stats_inputs(market, benchmark, start.value) if market is not None else {}),
     )
     raw = {"fills": engine.fills(), "orders": engine.orders(), "positions": engine.positions(),
            "equity": eq_raw, "trades": trades_raw}
     return Result(stats=stats, trades=trades, equity_frame=eq, raw=raw, symbols=symbols,
                   params=params, strategy=strategy, options=_jsonable(options or {}),
                   metadata=metadata,
-                  prices=_close_prices(market) if market is not None else None,
+                  prices=_close_prices(market, start.value) if market is not None else None,
                   initial_cash=cash)

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from tickstep import _core
+from tickstep._core import ConfigError
 from tickstep.config import BacktestConfig
 from tickstep.data import MarketColumns
 from tickstep.metrics import compute_stats
 from tickstep.rejections import check_rejections
-from tickstep.results import Result, build_result, market_stats_inputs
+from tickstep.results import Result, build_result, market_stats_inputs, samples_since
 from tickstep.strategy import Strategy
 
 __all__ = ["market_from_columns", "session_ends", "simulate", "simulate_stats"]
@@ -103,19 +104,58 @@ def _run(
         engine.set_session_ends(ends)
     ctx = _core.Context(market)
     instance = strategy(ctx, list(market.symbols), params, config.sizer, market, metadata)
-    engine.run(
-        ctx,
-        init=instance.init,
-        next=instance.next if strategy.next is not Strategy.next else None,
-        on_tick=instance.on_tick if strategy.on_tick is not Strategy.on_tick else None,
-    )
+    next_call = instance.next if strategy.next is not Strategy.next else None
+    on_tick = instance.on_tick if strategy.on_tick is not Strategy.on_tick else None
+    start = _trade_start(market, config)
+    if start is not None:
+        next_call, on_tick = _from(ctx, start, next_call), _from(ctx, start, on_tick)
+    engine.run(ctx, init=instance.init, next=next_call, on_tick=on_tick)
+    if start is not None:
+        fills = engine.fills()["ts"]
+        if len(fills) and int(fills.min()) < start:
+            raise ValueError(
+                f"an order placed in init() filled at {pd.Timestamp(int(fills.min()), tz='UTC')}, "
+                f"during the warm-up before trade_start={config.trade_start}: place orders from "
+                "next() or on_tick(), which are called from trade_start on"
+            )
     rejected = check_rejections(engine.orders(), list(market.symbols), config.on_reject)
     return engine, instance, rejected
 
 
-def _span(market: _core.Market) -> tuple[pd.Timestamp, pd.Timestamp]:
+def _trade_start(market: _core.Market, config: BacktestConfig) -> int | None:
+    """``config.trade_start`` in ns when bars come before it (None: trade from the first)."""
+    if config.trade_start is None:
+        return None
     timeline = market.timeline()
-    return pd.Timestamp(int(timeline[0]), tz="UTC"), pd.Timestamp(int(timeline[-1]), tz="UTC")
+    start = int(config.trade_start.value)
+    if start > int(timeline[-1]):
+        raise ConfigError(
+            f"trade_start={config.trade_start} is after the data's last bar "
+            f"({pd.Timestamp(int(timeline[-1]), tz='UTC')})"
+        )
+    return start if start > int(timeline[0]) else None
+
+
+def _from(ctx: _core.Context, start: int, callback: Any) -> Any:
+    """``callback`` called only from tick ``start`` on: before it the market phase still
+    runs (indicators, candles), the strategy is not asked anything."""
+    if callback is None:
+        return None
+    now = ctx.now
+
+    def from_start(*args: Any) -> Any:
+        if now() >= start:
+            return callback(*args)
+        return None
+
+    return from_start
+
+
+def _span(market: _core.Market, config: BacktestConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
+    timeline = market.timeline()
+    first = _trade_start(market, config)
+    return (pd.Timestamp(int(timeline[0]) if first is None else first, tz="UTC"),
+            pd.Timestamp(int(timeline[-1]), tz="UTC"))
 
 
 def simulate(
@@ -149,7 +189,7 @@ def simulate(
     """
     params = strategy.check_parameters(params or {})
     engine, instance, rejected = _run(market, strategy, config, params, metadata, ends)
-    start, end = _span(market)
+    start, end = _span(market, config)
     return build_result(
         engine,
         symbols if symbols is not None else pd.CategoricalDtype(list(market.symbols)),
@@ -192,11 +232,12 @@ def simulate_stats(
     # The core's objects must die on this thread: a profiler holding this frame (Dask's
     # samples every worker thread) would otherwise free them on its own thread.
     del engine, instance
+    start, end = _span(market, config)
+    eq = samples_since(eq, start.value)
     trades = pd.DataFrame({c: raw[c] for c in _TRADE_STAT_COLUMNS})
     equity = pd.DataFrame(
         {"equity": eq["equity"], "gross_exposure": eq["gross_exposure"]}, index=_times(eq["ts"])
     )
-    start, end = _span(market)
     return compute_stats(
         equity,
         trades,
@@ -204,6 +245,6 @@ def simulate_stats(
         risk_free_rate=config.risk_free_rate,
         start=start,
         end=end,
-        **market_stats_inputs(market, config.benchmark),
+        **market_stats_inputs(market, config.benchmark, since=start.value),
         orders_rejected=rejected,
     )

@@ -13,6 +13,7 @@ that installs it.
 from __future__ import annotations
 
 from tickstep.report.figures import plot
+from tickstep.report.heatmap import heatmap_table, plot_heatmap
 from tickstep.report.html import write_report
 from tickstep.report.tables import (
     position_values,
@@ -22,7 +23,9 @@ from tickstep.report.tables import (
 )
 
 __all__ = [
+    "heatmap_table",
     "plot",
+    "plot_heatmap",
     "position_values",
     "rejected_orders",
     "sector_breakdown",

@@ -59,11 +59,8 @@ def heatmap_table(results: pd.DataFrame, x: str, y: str, metric: str | None = No
     >>> rows = pd.DataFrame({"fast": [5, 5, 10, 10], "slow": [20, 20, 20, 40],
     ...                      "stop": [1, 2, 1, 1], "Return [%]": [3.0, 5.0, -1.0, 2.0],
     ...                      "status": "ok"})
-    >>> heatmap_table(rows, x="fast", y="slow", metric="Return [%]")
-    fast    5    10
-    slow
-    20    5.0 -1.0
-    40    NaN  2.0
+    >>> heatmap_table(rows, x="fast", y="slow", metric="Return [%]").to_numpy().tolist()
+    [[5.0, -1.0], [nan, 2.0]]
     """
     for name in (x, y):
         if name not in results.columns:

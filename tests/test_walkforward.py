@@ -1,0 +1,186 @@
+"""Walk-forward: the windows, a hand-checked example, no look-ahead (perturbation), and the
+warm-up that feeds indicators before trading starts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+from conftest import make_bars
+from tickstep.walkforward import plan_windows
+
+DAY = pd.Timedelta(days=1)
+
+
+class Direction(tickstep.Strategy):
+    """Holds 10 units long (direction=1) or short (direction=-1) from its first call."""
+
+    direction = 1
+
+    def next(self, symbol):
+        if self.position_size(symbol) == 0:
+            if self.direction > 0:
+                self.buy(symbol, size=10)
+            else:
+                self.sell(symbol, size=10)
+
+
+def zigzag(days=40):
+    """Flat bars (open = high = low = close): 100 + d up to day 19, then down 1 a day."""
+    prices = [100.0 + d if d <= 19 else 119.0 - (d - 19) for d in range(days)]
+    return make_bars([(p, p, p, p) for p in prices])
+
+
+def test_windows_tile_the_test_periods_without_overlap():
+    ticks = pd.date_range("2024-01-01", periods=500, freq="D", tz="UTC").as_unit("ns").asi8
+    for anchored in (False, True):
+        windows = plan_windows(ticks, "60D", "30D", anchored=anchored)
+        assert len(windows) == 15  # (500 - 60) / 30 -> 14 full tests and a partial one
+        for a, b in zip(windows, windows[1:]):
+            assert a.test_end == b.test_start  # adjacent, never overlapping
+            assert b.train_end == b.test_start
+            assert b.train_start == (windows[0].train_start if anchored else a.train_start + 30 * DAY)
+        for w in windows:
+            assert w.train_end - w.train_start == (60 * DAY if not anchored else w.train_end - windows[0].train_start)
+            assert w.test_start < w.test_end and w.test_end - w.test_start == 30 * DAY
+        assert windows[0].train_start == pd.Timestamp(ticks[0], tz="UTC")
+        assert windows[-1].test_start.value <= ticks[-1] < windows[-1].test_end.value
+    # With warm-up, windows start after it, so the first train window has data before it.
+    warm = plan_windows(ticks, "60D", "30D", warmup="10D")
+    assert warm[0].train_start == pd.Timestamp(ticks[0], tz="UTC") + 10 * DAY
+
+
+def test_window_lengths_are_checked():
+    ticks = pd.date_range("2024-01-01", periods=50, freq="D", tz="UTC").as_unit("ns").asi8
+    with pytest.raises(ValueError, match="train='soon' is not a duration"):
+        plan_windows(ticks, "soon", "10D")
+    with pytest.raises(ValueError, match="positive"):
+        plan_windows(ticks, "10D", "-1D")
+    with pytest.raises(TypeError, match="duration"):
+        plan_windows(ticks, 10, "10D")
+    months = plan_windows(pd.date_range("2024-01-01", periods=400, freq="D", tz="UTC").as_unit("ns").asi8,
+                          pd.DateOffset(months=6), pd.DateOffset(months=3))
+    assert [w.test_start.month for w in months[:3]] == [7, 10, 1]
+
+
+def test_hand_checked_example():
+    # Windows of 10 days: train [d0, d10) test [d10, d20); [d10, d20) / [d20, d30);
+    # [d20, d30) / [d30, d40). Orders placed at a window's first bar fill at the next open.
+    #   1: train rises (long +80, short -80) -> long; test: buy d11 at 111, d19 close 119: +80
+    #   2: train rises -> long; test: buy d21 at 117, d29 close 109: -80
+    #   3: train falls -> short; test: sell d31 at 107, d39 close 99: +80
+    bt = tickstep.Backtest({"ZZ": zigzag()}, Direction, cash=10_000)
+    wf = bt.walk_forward(train="10D", test="10D", maximize="Return [%]", direction=[1, -1],
+                         cache=False, executor="sequential")
+    assert list(wf.windows["direction"]) == [1, 1, -1]
+    assert list(wf.windows["in_sample"]) == pytest.approx([0.8, 0.8, 0.8])
+    assert list(wf.windows["out_of_sample"]) == pytest.approx([0.8, -0.8, 0.8])
+    assert [r.equity.iloc[-1] for r in wf.results] == pytest.approx([10_080, 9_920, 10_080])
+    # Stitched: 10,000 * 1.008 * 0.992 * 1.008
+    assert wf.equity.iloc[-1] == pytest.approx(10_000 * 1.008 * 0.992 * 1.008)
+    assert wf.stats["Return [%]"] == pytest.approx((1.008 * 0.992 * 1.008 - 1) * 100)
+    assert wf.stats["# Trades"] == 0  # positions are still open at each window's end
+    assert wf.equity.index[0] >= wf.windows["test_start"].iloc[0]
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    assert list(wf.windows["test_start"]) == [t0 + 10 * DAY, t0 + 20 * DAY, t0 + 30 * DAY]
+    # The stitched curve is continuous at a window boundary: window 2 starts at 10,080.
+    w2 = wf.equity[wf.equity.index >= t0 + 20 * DAY]
+    assert w2.iloc[0] == pytest.approx(10_080.0)  # flat on its first day (order fills next day)
+
+
+class SmaSide(tickstep.Strategy):
+    """Long when close > SMA(n), short when below; records the first call's readiness."""
+
+    n = 5
+
+    def init(self):
+        self.avg = self.sma(self.n)
+        self.first_call_ready = None
+
+    def next(self, symbol):
+        if self.first_call_ready is None:
+            self.first_call_ready = (self.time, self.avg.is_ready())
+        if not self.avg.is_ready():
+            return
+        held = self.position_size(symbol)
+        if self.price(symbol) > self.avg.value and held <= 0:
+            self.buy(symbol, size=10 - held)
+        elif self.price(symbol) < self.avg.value and held >= 0:
+            self.sell(symbol, size=10 + held)
+
+
+def noisy(days=120, seed=0):
+    rng = np.random.default_rng(seed)
+    close = 100 * np.cumprod(1 + rng.normal(0, 0.02, days))
+    open_ = np.concatenate(([100.0], close[:-1]))
+    high, low = np.maximum(open_, close) * 1.01, np.minimum(open_, close) * 0.99
+    return make_bars(list(zip(open_, high, low, close)))
+
+
+def test_changing_bars_after_a_window_leaves_it_unchanged():
+    data = {"AAA": noisy(seed=1), "BBB": noisy(seed=2)}
+    kw = dict(train="30D", test="20D", warmup="10D", maximize="Return [%]", n=[3, 5, 8],
+              cache=False, executor="sequential")
+    base = tickstep.Backtest(data, SmaSide, cash=10_000).walk_forward(**kw)
+    assert len(base.windows) >= 3
+    cut = base.windows["test_end"].iloc[1]  # everything from window 2's end on changes
+    changed = {}
+    for s, frame in data.items():
+        f = frame.copy()
+        later = f.index >= cut
+        f.loc[later, ["open", "high", "low", "close"]] *= np.linspace(0.5, 1.5, later.sum())[:, None]
+        changed[s] = f
+    other = tickstep.Backtest(changed, SmaSide, cash=10_000).walk_forward(**kw)
+    for k in (0, 1):
+        pd.testing.assert_series_equal(base.results[k].stats, other.results[k].stats)
+        pd.testing.assert_frame_equal(base.results[k].trades, other.results[k].trades)
+        pd.testing.assert_frame_equal(base.results[k].equity_frame, other.results[k].equity_frame)
+    pd.testing.assert_frame_equal(base.windows.iloc[:2], other.windows.iloc[:2])
+    # ... while the perturbation does reach the later windows.
+    assert not base.results[2].equity_frame.equals(other.results[2].equity_frame)
+
+
+def test_warmup_feeds_indicators_without_trading():
+    data = {"AAA": noisy(seed=3)}
+    cold = tickstep.Backtest(data, SmaSide, cash=10_000).walk_forward(
+        train="30D", test="20D", maximize="Return [%]", n=[8], cache=False, executor="sequential")
+    warm = tickstep.Backtest(data, SmaSide, cash=10_000).walk_forward(
+        train="30D", test="20D", warmup="10D", maximize="Return [%]", n=[8], cache=False,
+        executor="sequential")
+    for wf, ready in ((cold, False), (warm, True)):
+        for (_, w), r in zip(wf.windows.iterrows(), wf.results):
+            when, is_ready = r.strategy.first_call_ready
+            assert when == w["test_start"]  # first called at the window's start ...
+            assert is_ready is ready  # ... with indicators warm only after a warm-up
+            assert (r.fills["time"] >= w["test_start"]).all()  # no trade before it
+            assert r.stats["Start"] == w["test_start"]
+            assert r.equity.index[0] >= w["test_start"]
+
+
+def test_backtest_warmup_starts_trading_at_start():
+    data = {"AAA": noisy(seed=4)}
+    start = pd.Timestamp("2024-02-01", tz="UTC")
+    r = tickstep.Backtest(data, SmaSide, cash=10_000, start="2024-02-01", warmup="10D").run(n=8)
+    assert r.strategy.first_call_ready == (start, True)
+    assert r.stats["Start"] == start and r.equity.index[0] >= start
+    assert (r.fills["time"] > start).all()
+    cold = tickstep.Backtest(data, SmaSide, cash=10_000, start="2024-02-01").run(n=8)
+    assert cold.strategy.first_call_ready == (start, False)
+
+
+def test_orders_from_init_cannot_fill_during_warmup():
+    class EarlyBird(tickstep.Strategy):
+        def init(self):
+            self.buy("AAA", size=1)
+
+    with pytest.raises(ValueError, match="warm-up"):
+        tickstep.Backtest({"AAA": noisy(seed=5)}, EarlyBird, start="2024-02-01", warmup="10D").run()
+
+
+def test_walk_forward_refusals():
+    bt = tickstep.Backtest({"ZZ": zigzag()}, Direction, cash=10_000)
+    with pytest.raises(TypeError, match="at least one parameter"):
+        bt.walk_forward(train="10D", test="10D")
+    with pytest.raises(ValueError, match="no walk-forward window fits"):
+        bt.walk_forward(train="100D", test="10D", direction=[1, -1], cache=False)
