@@ -195,3 +195,20 @@ def test_walk_forward_docstring_example_runs():
                           globs={"tickstep": tickstep})
     result = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS).run(test)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_demo_writes_a_report_and_prints_its_path(tmp_path, capsys):
+    from tickstep.cli import main
+
+    store = tmp_path / "demo" / "market.duckdb"
+    assert main(["demo", "--store", str(store), "--symbols", "2", "--days", "2"]) == 0
+    out = capsys.readouterr().out
+    report = (tmp_path / "demo" / "report.html").resolve()
+    assert f"report: {report}" in out.splitlines()
+    assert "tickstep backtest report" in report.read_text()
+    # Its own report is replaced on the next run; a file it did not make is not.
+    mine = tmp_path / "mine.html"
+    mine.write_text("my notes")
+    assert main(["demo", "--store", str(store), "--symbols", "2", "--days", "2",
+                 "--report", str(mine)]) == 1
+    assert mine.read_text() == "my notes" and "never overwrites" in capsys.readouterr().err

@@ -41,6 +41,7 @@ class Busy(tickstep.Strategy):
 def busy_backtest(**options) -> tickstep.Backtest:
     options.setdefault("cash", 100_000)
     options.setdefault("commission", 0.001)
+    options.setdefault("on_reject", "ignore")  # the rejection is on purpose
     return tickstep.Backtest(tickstep.data.example_daily(), Busy, **options)
 
 

@@ -55,7 +55,10 @@ def _is_this_demo_store(path: Path, market: Any) -> bool:
               help="Store file to create (or reuse when an earlier demo made it).")
 @click.option("--strategy", default="sma_cross", show_default=True,
               help="Registered strategy name.")
-def demo(symbols: int, days: int, store: str, strategy: str) -> int:
+@click.option("--report", default=None,
+              help="HTML report of the run to write (default: report.html beside the store; "
+                   "'' for none).")
+def demo(symbols: int, days: int, store: str, strategy: str, report: str | None) -> int:
     """Build a sample store of minute bars and backtest a strategy on it.
 
     The store is created if missing and reused if an earlier demo with the same
@@ -105,6 +108,15 @@ def demo(symbols: int, days: int, store: str, strategy: str) -> int:
         cols = ["symbol", "side", "size", "entry_time", "exit_time", "entry_price", "exit_price",
                 "pnl"]
         click.echo(result.trades[cols].tail(5).to_string(index=False))
+    if report is None:
+        report = str(path.with_name("report.html"))
+    if report:
+        target = Path(report)
+        if target.exists() and "tickstep backtest report" not in target.read_text(errors="replace")[:5000]:
+            raise click.ClickException(
+                f"{target} exists and is not a tickstep report; tickstep never overwrites a "
+                "file it did not create: give another --report")
+        click.echo(f"\nreport: {result.report(target).resolve()}")
     return 0
 
 
