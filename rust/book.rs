@@ -1,16 +1,37 @@
 //! The order book: working orders per symbol, orders placed during the current tick
-//! (pending until the barrier), matching against each bar, execution into the portfolio,
-//! bracket legs, and the log of every order's life and every fill.
+//! (pending until the barrier), matching against each bar (`matching`), execution into
+//! the portfolio (`execution`), bracket legs, and the log of every order's life and fill.
 //!
-//! The fill-price rules themselves live in `broker`; this module decides which orders are
-//! tried, in what order, and what a fill does (sizes, margin, brackets).
+//! The fill-price rules live in `broker`. This module decides which orders are tried, in
+//! what order, and when each fill executes:
+//!
+//! All fills at one timestamp — every symbol with a bar then — form one batch. Each
+//! symbol's bar is matched in its own order (`matching`). A fill that reduces a position
+//! (a sell of a long, a cover of a short, a close, a bracket leg, the reducing part of a
+//! flip) executes as soon as it is matched. A fill that would increase a position waits:
+//! its symbol's bar pauses there until every symbol of the batch has reached its first
+//! increase, so every reduction that comes first in its own bar has freed its buying
+//! power. Then increases execute one at a time — those matched at the open before those
+//! matched later in the bar, then in order of placement — each judged against the buying
+//! power left; after each, its symbol's bar resumes up to its next increase. Nothing here
+//! depends on symbol names or on the order of symbols. Trade-on-close market orders at the
+//! barrier form a batch the same way: reducing parts first, then increases in placement
+//! order.
 
-use crate::broker::{match_order, slipped, Bar, Moment};
+mod execution;
+mod matching;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use crate::broker::{Bar, Moment};
 use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::orders::{Order, OrderRecord, OrderRequest, Role, Side, Status};
-use crate::portfolio::{Execution, Portfolio};
+use crate::portfolio::Portfolio;
 use crate::results::Fill;
+use execution::{At, Executed, Waiting};
+use matching::Play;
 
 pub struct Book {
     /// Working orders per symbol, in id order.
@@ -20,14 +41,12 @@ pub struct Book {
     /// Every order ever placed; index = id - 1.
     log: Vec<OrderRecord>,
     fills: Vec<Fill>,
-}
-
-/// Where the book is in time while it matches one symbol's bar.
-#[derive(Clone, Copy)]
-struct At {
-    symbol: usize,
-    bar: usize,
-    ts: i64,
+    /// The bars of this timestamp being matched (symbols with working orders).
+    plays: Vec<Play>,
+    /// Per play, the increase it waits to execute.
+    waiting: Vec<Option<Waiting>>,
+    /// Plays waiting with an increase, by (open before intrabar, placement order).
+    queue: BinaryHeap<Reverse<(u8, u64, usize)>>,
 }
 
 impl Book {
@@ -37,6 +56,9 @@ impl Book {
             pending: Vec::new(),
             log: Vec::new(),
             fills: Vec::new(),
+            plays: Vec::new(),
+            waiting: Vec::new(),
+            queue: BinaryHeap::new(),
         }
     }
 
@@ -200,11 +222,71 @@ impl Book {
         &self.fills
     }
 
+    // ---- the market phase: one batch per timestamp ---------------------------------------
+
+    /// Enter `symbol`'s bar `bar` (at `ts`) in this timestamp's batch, if it has working
+    /// orders. Call for every symbol with a bar, then `execute_batch` once.
+    #[inline]
+    pub fn open_bar(&mut self, symbol: usize, bar: usize, ts: i64, prices: Bar) {
+        if !self.working[symbol].is_empty() {
+            self.plays.push(Play::new(symbol, bar, ts, prices));
+        }
+    }
+
+    /// Match and execute every bar entered since the last call, as one batch (see the
+    /// module documentation for the order). Positions must be marked at these bars' opens.
+    pub fn execute_batch(&mut self, portfolio: &mut Portfolio, config: &Config) {
+        self.waiting.clear();
+        self.waiting.resize(self.plays.len(), None);
+        for p in 0..self.plays.len() {
+            self.play_on(p, portfolio, config);
+        }
+        while let Some(Reverse((_, _, p))) = self.queue.pop() {
+            let w = self.waiting[p].take().expect("a queued play waits");
+            let at = self.at(p);
+            self.execute_increase(at, w, portfolio, config);
+            self.play_on(p, portfolio, config);
+        }
+        for play in self.plays.drain(..) {
+            self.working[play.symbol].retain(|o| o.live);
+        }
+    }
+
+    fn at(&self, p: usize) -> At {
+        let play = &self.plays[p];
+        At {
+            symbol: play.symbol,
+            bar: play.bar,
+            ts: play.ts,
+        }
+    }
+
+    /// Match and execute play `p` until its bar is done or an increase must wait.
+    fn play_on(&mut self, p: usize, portfolio: &mut Portfolio, config: &Config) {
+        let at = self.at(p);
+        loop {
+            let play = &mut self.plays[p];
+            let Some(m) = play.next_match(&mut self.working[play.symbol]) else {
+                return;
+            };
+            match self.execute_reduction(at, m.k, m.raw_price, m.moment, portfolio, config) {
+                Executed::Done => {}
+                Executed::Waits(w) => {
+                    let rank = u8::from(w.moment != Moment::Open);
+                    self.queue.push(Reverse((rank, w.order_id, p)));
+                    self.waiting[p] = Some(w);
+                    return;
+                }
+            }
+        }
+    }
+
     // ---- the barrier ----------------------------------------------------------------------
 
     /// Orders placed during the tick join the book. `fill_now(symbol)` gives (bar, close)
     /// when a market order of that symbol fills at this bar's close (`FillAt::Close` and
-    /// the symbol has a bar now); such orders fill here, in placement order.
+    /// the symbol has a bar now); such orders form one batch: the reducing parts first,
+    /// then the increases, each in placement order.
     pub fn admit_pending(
         &mut self,
         ts: i64,
@@ -212,252 +294,34 @@ impl Book {
         config: &Config,
         fill_now: impl Fn(usize) -> Option<(usize, f64)>,
     ) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut increases = Vec::new();
+        let mut touched = Vec::new();
         for o in std::mem::take(&mut self.pending) {
             let s = o.symbol;
             let at_close = if o.is_market() { fill_now(s) } else { None };
             self.working[s].push(o);
-            if let Some((bar, close)) = at_close {
-                portfolio.mark(s, close);
-                let k = self.working[s].len() - 1;
-                let at = At { symbol: s, bar, ts };
-                self.execute(at, k, close, Moment::Intrabar, portfolio, config);
-                self.working[s].retain(|o| o.live);
+            let Some((bar, close)) = at_close else {
+                continue;
+            };
+            let at = At { symbol: s, bar, ts };
+            // The symbol may not have been marked this tick (flat, no orders till now).
+            portfolio.mark(s, close);
+            let k = self.working[s].len() - 1;
+            touched.push(s);
+            match self.execute_reduction(at, k, close, Moment::Intrabar, portfolio, config) {
+                Executed::Done => {}
+                Executed::Waits(w) => increases.push((at, w)),
             }
         }
-    }
-
-    // ---- matching ------------------------------------------------------------------------
-
-    /// Match `s`'s working orders against its bar `i`: first what fills at the open, then,
-    /// after the open, stop-type orders before limits, repeated for legs created meanwhile.
-    pub fn match_bar(
-        &mut self,
-        s: usize,
-        i: usize,
-        ts: i64,
-        bar: &Bar,
-        portfolio: &mut Portfolio,
-        config: &Config,
-    ) {
-        let at = At {
-            symbol: s,
-            bar: i,
-            ts,
-        };
-        let mut k = 0;
-        while k < self.working[s].len() {
-            self.try_fill(at, k, bar, Moment::Open, None, portfolio, config);
-            k += 1;
+        for (at, w) in increases {
+            self.execute_increase(at, w, portfolio, config);
         }
-        // Stops (including legs born during the pass) run to exhaustion; then limits, one
-        // at a time: a limit fill that creates new legs sends the new stops back first.
-        loop {
-            let mut k = 0;
-            while k < self.working[s].len() {
-                self.try_fill(at, k, bar, Moment::Intrabar, Some(true), portfolio, config);
-                k += 1;
-            }
-            let mut new_legs = false;
-            let mut k = 0;
-            while k < self.working[s].len() {
-                let before = self.working[s].len();
-                self.try_fill(at, k, bar, Moment::Intrabar, Some(false), portfolio, config);
-                k += 1;
-                if self.working[s].len() > before {
-                    new_legs = true;
-                    break;
-                }
-            }
-            if !new_legs {
-                break;
-            }
+        for s in touched {
+            self.working[s].retain(|o| o.live);
         }
-        self.working[s].retain(|o| o.live);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn try_fill(
-        &mut self,
-        at: At,
-        k: usize,
-        bar: &Bar,
-        moment: Moment,
-        stops: Option<bool>,
-        portfolio: &mut Portfolio,
-        config: &Config,
-    ) {
-        let i = at.bar;
-        let o = &mut self.working[at.symbol][k];
-        if !o.live || o.eligible_from > i {
-            return;
-        }
-        if let Some(stops_first) = stops {
-            if o.is_market() || o.checked_bar == i || o.is_stop_type() != stops_first {
-                return;
-            }
-            o.checked_bar = i;
-        }
-        let was_triggered = o.triggered;
-        match match_order(o, bar, moment) {
-            Some(price) => self.execute(at, k, price, moment, portfolio, config),
-            None => {
-                if o.triggered && !was_triggered {
-                    // A stop-limit triggered but not marketable rests from the next bar.
-                    o.checked_bar = i;
-                    o.eligible_from = i + 1;
-                }
-            }
-        }
-    }
-
-    // ---- execution -----------------------------------------------------------------------
-
-    /// Fill the working order at `working[s][k]` at `raw_price` (before slippage).
-    fn execute(
-        &mut self,
-        at: At,
-        k: usize,
-        raw_price: f64,
-        moment: Moment,
-        portfolio: &mut Portfolio,
-        config: &Config,
-    ) {
-        let (s, ts) = (at.symbol, at.ts);
-        let order = self.working[s][k].clone();
-        self.working[s][k].live = false;
-        let position = portfolio.position(s);
-        let (size, direction) = match order.role {
-            Role::Entry => (order.size, order.side.sign()),
-            Role::ClosePosition => {
-                if position.size == 0.0 {
-                    self.finish(order.id, Status::Cancelled, ts, "position already flat");
-                    return;
-                }
-                (position.size.abs(), -position.size.signum())
-            }
-            Role::StopLoss | Role::TakeProfit => {
-                match order.trade.and_then(|id| portfolio.lot(s, id)) {
-                    Some(lot) => (lot.size, -lot.direction),
-                    None => {
-                        self.finish(order.id, Status::Cancelled, ts, "trade already closed");
-                        return;
-                    }
-                }
-            }
-        };
-        let price = slipped(&order, raw_price, config.slippage_bps);
-        let commission = config.commission(size, price);
-        let (equity_after, gross_after, grows) =
-            portfolio.after_fill(s, direction, size, price, commission);
-        if grows
-            && (equity_after <= 0.0 || gross_after > equity_after * config.leverage * (1.0 + 1e-12))
-        {
-            self.finish(order.id, Status::Rejected, ts, "insufficient margin");
-            return;
-        }
-        let effect = portfolio.apply(Execution {
-            symbol: s,
-            direction,
-            size,
-            price,
-            commission,
-            ts,
-            bar: at.bar,
-            order_id: order.id,
-            closes_lot: order.trade,
-        });
-        self.fills.push(Fill {
-            order_id: order.id,
-            symbol: s,
-            ts,
-            direction,
-            size,
-            price,
-            commission,
-            role: order.role,
-        });
-        self.finish(order.id, Status::Filled, ts, "");
-        for lot in effect.closed_lots {
-            for leg in [lot.stop_loss, lot.take_profit].into_iter().flatten() {
-                self.cancel_working(leg, ts, "its trade was closed");
-            }
-        }
-        if let (Some(lot), Role::Entry) = (effect.opened_lot, order.role) {
-            self.attach_bracket(&order, lot, at, moment, portfolio);
-        }
-    }
-
-    /// Create the stop-loss / take-profit legs of a freshly opened trade. After an entry at
-    /// the open, both legs watch the rest of that bar; after an intrabar entry the stop-loss
-    /// still does (conservative), the take-profit from the next bar.
-    fn attach_bracket(
-        &mut self,
-        entry: &Order,
-        lot: u64,
-        at: At,
-        moment: Moment,
-        portfolio: &mut Portfolio,
-    ) {
-        let size = portfolio.lot(entry.symbol, lot).map_or(0.0, |l| l.size);
-        let same_bar = if moment == Moment::Intrabar {
-            at.bar + 1
-        } else {
-            0
-        };
-        let sl = entry
-            .stop_loss
-            .map(|p| self.add_leg(entry, lot, size, Role::StopLoss, Some(p), None, 0, at.ts));
-        let tp = entry.take_profit.map(|p| {
-            self.add_leg(
-                entry,
-                lot,
-                size,
-                Role::TakeProfit,
-                None,
-                Some(p),
-                same_bar,
-                at.ts,
-            )
-        });
-        if let Some(l) = portfolio.lot_mut(entry.symbol, lot) {
-            l.stop_loss = sl;
-            l.take_profit = tp;
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn add_leg(
-        &mut self,
-        entry: &Order,
-        lot: u64,
-        size: f64,
-        role: Role,
-        stop: Option<f64>,
-        limit: Option<f64>,
-        eligible_from: usize,
-        ts: i64,
-    ) -> u64 {
-        let o = Order {
-            id: self.next_id(),
-            symbol: entry.symbol,
-            side: entry.side.opposite(),
-            size,
-            limit,
-            stop,
-            stop_loss: None,
-            take_profit: None,
-            role,
-            trade: Some(lot),
-            triggered: false,
-            eligible_from,
-            checked_bar: usize::MAX,
-            live: true,
-            tag: entry.tag,
-        };
-        self.log_order(&o, ts);
-        let id = o.id;
-        self.working[entry.symbol].push(o);
-        id
     }
 
     // ---- the order log -------------------------------------------------------------------
@@ -482,6 +346,9 @@ impl Book {
             status: Status::Open,
             closed_ts: i64::MIN,
             reason: "",
+            filled_size: 0.0,
+            fill_price: f64::NAN,
+            filled_side: 0,
         });
     }
 

@@ -53,9 +53,8 @@ impl Desk {
     fn next(&mut self, b: Bar) {
         self.bar += 1;
         self.portfolio.mark(X, b.open);
-        let (i, ts) = (self.bar, self.bar as i64);
-        self.book
-            .match_bar(X, i, ts, &b, &mut self.portfolio, &self.config);
+        self.book.open_bar(X, self.bar, self.bar as i64, b);
+        self.book.execute_batch(&mut self.portfolio, &self.config);
         self.portfolio.mark(X, b.close);
     }
 
@@ -219,4 +218,64 @@ fn orders_with_bad_values_are_refused_naming_the_rule() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("size must be a positive number"), "{err}");
+}
+
+#[test]
+fn reductions_of_any_symbol_execute_before_increases_of_any_symbol() {
+    // Two symbols, one account of 1,000. Symbol 1 holds 9 units at 100. On one tick the
+    // strategy buys 9 of symbol 0 (placed first) and sells symbol 1's 9. Both bars open
+    // at 100: the sale executes first (cash 1,000, nothing held), then the buy fits.
+    let config = Config {
+        cash: 1_000.0,
+        ..Config::default()
+    };
+    let mut book = Book::new(2);
+    let mut portfolio = Portfolio::new(config.cash, 2);
+    let hundred = bar(100.0, 100.0, 100.0, 100.0);
+    book.submit(OrderRequest::market(1, Side::Buy, 9.0), "B", f64::NAN, 0)
+        .unwrap();
+    book.admit_pending(0, &mut portfolio, &config, |_| None);
+    for s in 0..2 {
+        portfolio.mark(s, 100.0);
+        book.open_bar(s, 1, 1, hundred);
+    }
+    book.execute_batch(&mut portfolio, &config);
+    let buy = book
+        .submit(OrderRequest::market(0, Side::Buy, 9.0), "A", 100.0, 1)
+        .unwrap();
+    let sell = book.close_position(1, 9.0, 1).unwrap();
+    book.admit_pending(1, &mut portfolio, &config, |_| None);
+    for s in 0..2 {
+        book.open_bar(s, 2, 2, hundred);
+    }
+    book.execute_batch(&mut portfolio, &config);
+    let executed: Vec<u64> = book.fills().iter().skip(1).map(|f| f.order_id).collect();
+    assert_eq!(executed, vec![sell, buy]);
+    assert_eq!(book.orders()[(buy - 1) as usize].status, Status::Filled);
+    assert_eq!(portfolio.position(0).size, 9.0);
+    assert_eq!(portfolio.position(1).size, 0.0);
+}
+
+#[test]
+fn a_close_after_a_flip_in_the_same_bar_executes_on_the_other_side_and_slips_there() {
+    let mut d = desk(Config {
+        slippage_bps: 10.0,
+        ..Config::default()
+    });
+    d.order(Side::Buy, 10.0, |_| {});
+    d.next(bar(100.0, 100.0, 100.0, 100.0));
+    let flip = d.order(Side::Sell, 20.0, |_| {});
+    let close = d.close().unwrap();
+    d.next(bar(120.0, 120.0, 120.0, 120.0));
+    // The flip sells 20 at 120 × 0.999; the close then buys the short 10 at 120 × 1.001.
+    let fills = d.prices();
+    assert_eq!((fills[1].0, fills[1].1), (flip, -20.0));
+    assert!((fills[1].2 - 119.88).abs() < 1e-12);
+    assert_eq!((fills[2].0, fills[2].1), (close, 10.0));
+    assert!((fills[2].2 - 120.12).abs() < 1e-12);
+    let rec = &d.book.orders()[(close - 1) as usize];
+    assert_eq!(
+        (rec.side, rec.filled_side, rec.filled_size),
+        (Side::Sell, 1, 10.0)
+    );
 }

@@ -106,14 +106,16 @@ fn limit_touch(buy: bool, limit: f64, bar: &Bar, moment: Moment) -> Option<f64> 
     }
 }
 
-/// Apply slippage against the trader: buys pay more, sells receive less. Limits (and
-/// triggered stop-limits) never slip past their limit, so they are left untouched.
+/// Apply slippage against the trader on the side actually executed (`direction` +1 for a
+/// buy, -1 for a sell — for a `close()` that is decided at fill time, not when placed):
+/// buys pay more, sells receive less. Limits (and triggered stop-limits) never slip past
+/// their limit, so they are left untouched.
 #[inline]
-pub fn slipped(order: &Order, price: f64, slippage_bps: f64) -> f64 {
+pub fn slipped(order: &Order, direction: f64, price: f64, slippage_bps: f64) -> f64 {
     if order.limit.is_some() || slippage_bps == 0.0 {
         return price;
     }
-    price * (1.0 + order.side.sign() * slippage_bps * 1e-4)
+    price * (1.0 + direction * slippage_bps * 1e-4)
 }
 
 #[cfg(test)]
@@ -210,8 +212,10 @@ mod tests {
         let buy = order(Side::Buy, None, None);
         let sell = order(Side::Sell, None, Some(97.0));
         let lim = order(Side::Sell, Some(104.0), None);
-        assert!((slipped(&buy, 100.0, 10.0) - 100.1).abs() < 1e-12);
-        assert!((slipped(&sell, 97.0, 10.0) - 96.903).abs() < 1e-12);
-        assert_eq!(slipped(&lim, 104.0, 10.0), 104.0);
+        assert!((slipped(&buy, 1.0, 100.0, 10.0) - 100.1).abs() < 1e-12);
+        assert!((slipped(&sell, -1.0, 97.0, 10.0) - 96.903).abs() < 1e-12);
+        assert_eq!(slipped(&lim, -1.0, 104.0, 10.0), 104.0);
+        // A sell order executed as a buy (a close whose position flipped) pays more.
+        assert!((slipped(&sell, 1.0, 97.0, 10.0) - 97.097).abs() < 1e-12);
     }
 }

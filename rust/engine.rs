@@ -2,9 +2,10 @@
 //! phase (the strategy's callbacks, through a `TickContext`) and a barrier, over the union
 //! timeline of all symbols.
 //!
-//! - Market phase, for each symbol with a bar: move its cursor, mark its position to the
-//!   open, let the book match its working orders against the bar, then mark to the close;
-//!   studies are updated with the bar.
+//! - Market phase: every symbol with a bar moves its cursor and marks its position to the
+//!   open; studies are updated with the bar; then the book matches and executes the
+//!   working orders of all these bars as one batch (reductions before increases, see
+//!   `book`); then positions are marked to the close.
 //! - Strategy phase: `on_bar` for each symbol with a bar, in symbol order, then `on_tick`.
 //!   Orders placed here wait in the book's pending queue.
 //! - Barrier: pending orders join the book, so they can fill from the symbol's next bar on
@@ -39,6 +40,8 @@ pub struct Engine {
     equity: EquityCurve,
     session_end: Option<Vec<bool>>,
     active: Vec<usize>,
+    /// Symbols of this tick whose positions or orders need this bar's prices: (symbol, bar).
+    touched: Vec<(usize, usize)>,
     started: bool,
     now: i64,
 }
@@ -73,6 +76,7 @@ impl Engine {
             equity: EquityCurve::default(),
             session_end: None,
             active: Vec::with_capacity(n),
+            touched: Vec::with_capacity(n),
             started: false,
             now: i64::MIN,
             market,
@@ -119,12 +123,18 @@ impl Engine {
             active.clear();
             active.extend(self.clock.active());
             let studies = !self.studies.is_empty();
+            self.touched.clear();
             for &s in &active {
                 let i = self.clock.take_bar(s);
-                self.market_phase(&market, s, i);
+                self.open_bar(&market, s, i);
                 if studies {
                     self.studies.update(s, i, market.bars(s));
                 }
+            }
+            self.book.execute_batch(&mut self.portfolio, &self.config);
+            for k in 0..self.touched.len() {
+                let (s, i) = self.touched[k];
+                self.close_bar(&market, s, i);
             }
             if bars {
                 for &s in &active {
@@ -155,9 +165,11 @@ impl Engine {
         Ok(())
     }
 
-    fn market_phase(&mut self, market: &Market, s: usize, i: usize) {
-        // A flat symbol with no working orders needs no prices now: its mark is read
-        // lazily (`price`), which keeps the loop off most of the columns' memory.
+    /// Mark `s`'s position to the open of its bar `i` and enter the bar in the book's
+    /// batch. A flat symbol with no working orders needs no prices now: its mark is read
+    /// lazily (`price`), which keeps the loop off most of the columns' memory.
+    #[inline]
+    fn open_bar(&mut self, market: &Market, s: usize, i: usize) {
         if !self.book.has_working(s) && self.portfolio.position(s).size == 0.0 {
             return;
         }
@@ -169,14 +181,18 @@ impl Engine {
             close: b.close[i],
         };
         self.portfolio.mark(s, bar.open);
-        if self.book.has_working(s) {
-            self.book
-                .match_bar(s, i, b.ts[i], &bar, &mut self.portfolio, &self.config);
-        }
+        self.book.open_bar(s, i, b.ts[i], bar);
+        self.touched.push((s, i));
+    }
+
+    /// After the batch: widen the open trades' excursions and mark to the close.
+    #[inline]
+    fn close_bar(&mut self, market: &Market, s: usize, i: usize) {
+        let b = market.bars(s);
         if !self.portfolio.position(s).lots.is_empty() {
-            self.portfolio.observe_range(s, bar.low, bar.high);
+            self.portfolio.observe_range(s, b.low[i], b.high[i]);
         }
-        self.portfolio.mark(s, bar.close);
+        self.portfolio.mark(s, b.close[i]);
     }
 
     fn barrier(&mut self, market: &Market, t: usize) {

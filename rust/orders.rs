@@ -139,5 +139,13 @@ pub struct OrderRecord {
     pub status: Status,
     /// When it was filled, cancelled or rejected (`i64::MIN` while open).
     pub closed_ts: i64,
+    /// Why it ended other than filled (a fixed phrase per cause, so reasons can be counted).
     pub reason: &'static str,
+    /// What was executed: units, price (after slippage) and side (+1 buy, -1 sell, 0 for
+    /// nothing). The side can differ from `side` for a `close()`, which is sized and
+    /// sided when it fills; units can be below `size` when only the reducing part of an
+    /// order that flips a position was executed and the rest was rejected.
+    pub filled_size: f64,
+    pub fill_price: f64,
+    pub filled_side: i8,
 }

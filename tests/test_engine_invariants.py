@@ -293,11 +293,20 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
         # (a close order's side is decided at fill time: the position may have flipped)
         if o.symbol != f.symbol or (o.side != f.side and o.role != "close"):
             problems.append(f"fill of order {oid} has another symbol/side")
-        if o.status != "filled" or o.closed_time != f.time:
+        # An order that flips a position executes its reducing part at once; if the rest is
+        # then refused for margin, the order is "rejected" with the reduced units filled.
+        partial = o.status == "rejected" and o.role == "entry" and f["size"] < o["size"]
+        if (o.status != "filled" and not partial) or o.closed_time != f.time:
             problems.append(f"order {oid} filled at {f.time} but recorded {o.status} {o.closed_time}")
+        if not math.isclose(o.filled_size, f["size"], rel_tol=1e-12) or o.fill_price != f.price:
+            problems.append(f"order {oid}: record says {o.filled_size} @ {o.fill_price}, fill {f['size']} @ {f.price}")
+        if o.filled_side != f.side:
+            problems.append(f"order {oid}: record says it executed {o.filled_side!r}, the fill {f.side!r}")
         if B[f.symbol].at(ns(f.time)) is None:
             problems.append(f"fill of order {oid} at {f.time}: {f.symbol} has no bar then")
         fee = f["size"] * f.price * commission + fixed
+        if partial:  # the units executed pay their share of the whole order's commission
+            fee = (o["size"] * f.price * commission + fixed) * f["size"] / o["size"]
         if not math.isclose(f.commission, fee, rel_tol=1e-12, abs_tol=1e-12):
             problems.append(f"fill of order {oid}: commission {f.commission} != {fee}")
         if not trade_on_close and o.role in ("entry", "close") and not f.time > o.placed_time:
@@ -424,7 +433,12 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
     if len(trades) != len(rebuilt):
         problems.append(f"{len(trades)} trades, {len(rebuilt)} rebuilt from the fills")
     else:
-        for (_, t), ref in zip(trades.iterrows(), rebuilt):
+        # Trades are listed in the order they were closed; fills are listed per order when
+        # the order is done (an order that flips a position closes trades with its reducing
+        # part, before other symbols' increases of the same batch): compare by identity.
+        rebuilt.sort(key=lambda r: (r["trade_id"], r["exit_order"]))
+        by_id = trades.sort_values(["trade_id", "exit_order"], kind="stable")
+        for (_, t), ref in zip(by_id.iterrows(), rebuilt):
             for key, want in ref.items():
                 got = t[key]
                 ok = math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9) if isinstance(want, float) else got == want
@@ -554,8 +568,9 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
     order would have broken that rule.
 
     The engine checks at the moment of the fill with every position marked at its latest
-    price: within a tick's market phase, symbols before this one are at this tick's close,
-    this one at its open, the rest at their previous close; at the barrier all at the close.
+    price: within a tick's market phase (one batch for all symbols), every symbol with a
+    bar at this tick is at its open, the rest at their previous close; at the barrier all
+    are at the close.
     """
     names = sorted(B)
     problems = []
@@ -565,9 +580,9 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
         for j in names:
             b = B[j]
             i_now = b.at(t)
-            if i_now is not None and (barrier or j < s):
+            if i_now is not None and barrier:
                 out[j] = b.c[i_now]
-            elif j == s and i_now is not None:
+            elif i_now is not None:
                 out[j] = b.o[i_now]
             else:
                 k = b.after(t - 1) - 1  # last bar strictly before t
@@ -593,18 +608,57 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
 
     cash, pos = CASH, {}
     states_at: dict[int, list] = {}  # tick -> states (cash, positions) seen during it
-    for f in fills:
-        t, s = int(f.time.value), f.symbol
-        o = orders[int(f.order_id)]
-        d = 1 if f.side == "buy" else -1
-        barrier = trade_on_close and o.role in ("entry", "close") and f.time == o.placed_time
+
+    # Fills at one moment (a tick's market phase, or its barrier) form one batch. A fill row
+    # is written when its order is done, so the log lists each batch's executions in order
+    # except that an order which flips a position executed its reducing part first, before
+    # the increases: per symbol, the rows before its first increase and the reducing part of
+    # that row run first (phase 1); the rest follows in log order (phase 2), each increase
+    # checked against the buying power then.
+    def batches():
+        group, key = [], None
+        for f in fills:
+            o = orders[int(f.order_id)]
+            barrier = trade_on_close and o.role in ("entry", "close") and f.time == o.placed_time
+            k = (int(f.time.value), barrier)
+            if group and k != key:
+                yield key, group
+                group = []
+            key = k
+            group.append(f)
+        if group:
+            yield key, group
+
+    for (t, barrier), group in batches():
+        held = dict(pos)
+        first, then = [], []  # (fill, units, signed direction)
+        increased: set[str] = set()
+        for f in group:
+            s, d = f.symbol, (1 if f.side == "buy" else -1)
+            size = f["size"]
+            if s in increased:
+                then.append((f, size, d))
+                continue
+            old = held.get(s, 0.0)
+            reduce = min(size, abs(old)) if old * d < 0 else 0.0
+            if reduce > 0:
+                first.append((f, reduce, d))
+                held[s] = old + d * reduce
+            if size - reduce > size * 1e-9:
+                then.append((f, size - reduce, d))
+                increased.add(s)
         states_at.setdefault(t, []).append((cash, dict(pos)))
-        grows, fits, _ = verdict(cash, pos, t, s, barrier, d, f["size"], f.price, f.commission)
-        if grows and not fits:
-            problems.append(f"order {int(f.order_id)} filled at {f.time} beyond the margin")
-        cash -= d * f["size"] * f.price + f.commission
-        pos[s] = pos.get(s, 0.0) + d * f["size"]
-        states_at[t].append((cash, dict(pos)))
+        for phase, parts in (("first", first), ("then", then)):
+            for f, size, d in parts:
+                s = f.symbol
+                fee = f.commission * size / f["size"]
+                if phase == "then":
+                    grows, fits, _ = verdict(cash, pos, t, s, barrier, d, size, f.price, fee)
+                    if grows and not fits:
+                        problems.append(f"order {int(f.order_id)} filled at {f.time} beyond the margin")
+                cash -= d * size * f.price + fee
+                pos[s] = pos.get(s, 0.0) + d * size
+                states_at[t].append((cash, dict(pos)))
     # the state before any fill of a tick is the state after the last fill before it
     timeline = sorted(states_at)
     for oid, o in orders.items():

@@ -27,6 +27,7 @@ __all__ = ["Result", "build_result", "load_result", "market_stats_inputs", "samp
 
 _ROLES = ("entry", "stop_loss", "take_profit", "close")
 _STATUS = ("open", "filled", "cancelled", "rejected")
+_EXECUTED = ("", "buy", "sell")  # nothing executed, bought, sold
 _NO_TIME = np.iinfo(np.int64).min  # the engine's "no time": still open, or placed in init()
 FORMAT_VERSION = 1
 
@@ -85,6 +86,10 @@ _TABLES: dict[str, tuple[_Column, ...]] = {
         _Column("status", "choice", "status", "int8", _STATUS),
         _Column("closed_time", "maybe_time", "closed_ts", "int64"),
         _Column("reason", "text", "reason"),
+        # What was executed (a close() is sized and sided when it fills; see the fill rules).
+        _Column("filled_size", "float", "filled_size"),
+        _Column("fill_price", "float", "fill_price"),
+        _Column("filled_side", "choice", "filled_side", "int8", _EXECUTED),
     ),
     "equity": (
         _Column("time", "time", "ts", "int64"),

@@ -179,6 +179,19 @@ impl PyEngine {
         put(&d, "status", o.iter().map(|x| x.status as i8).collect())?;
         put(&d, "closed_ts", o.iter().map(|x| x.closed_ts).collect())?;
         d.set_item("reason", o.iter().map(|x| x.reason).collect::<Vec<_>>())?;
+        put(&d, "filled_size", o.iter().map(|x| x.filled_size).collect())?;
+        put(&d, "fill_price", o.iter().map(|x| x.fill_price).collect())?;
+        // As a code of `results._EXECUTED`: 0 nothing, 1 bought, 2 sold.
+        let executed = |side: i8| match side {
+            1 => 1i8,
+            -1 => 2,
+            _ => 0,
+        };
+        put(
+            &d,
+            "filled_side",
+            o.iter().map(|x| executed(x.filled_side)).collect(),
+        )?;
         Ok(d)
     }
 

@@ -1,0 +1,264 @@
+//! Execution: what a matched order does to the account, in two steps.
+//!
+//! `execute_reduction` resolves the order's size and side against the position as it is
+//! now (a `close()` flattens what is held, a bracket leg closes its own trade), applies
+//! slippage on the side actually executed, and executes at once the part that reduces
+//! the position. What would increase a position (all of an order that adds or opens, the
+//! rest of one that flips) is returned as `Waiting`; `execute_increase` executes it later,
+//! when the book gives it its turn, against the buying power left then. Both parts of one
+//! order pay the same commission per unit, so splitting it changes no trade record; the
+//! order gets one fill row, written when it is done.
+
+use super::Book;
+use crate::broker::{slipped, Moment};
+use crate::config::Config;
+use crate::orders::{Order, Role, Status};
+use crate::portfolio::{Execution, Portfolio};
+use crate::results::Fill;
+
+/// Lots smaller than this fraction of their order count as nothing left (float dust).
+const DUST: f64 = 1e-9;
+
+/// Where the book is in time while it executes: a symbol's bar.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct At {
+    pub symbol: usize,
+    pub bar: usize,
+    pub ts: i64,
+}
+
+/// The increasing part of a matched order, waiting for its turn.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Waiting {
+    /// Index of the order in its symbol's working orders.
+    pub k: usize,
+    pub order_id: u64,
+    pub moment: Moment,
+    /// +1 buy, -1 sell.
+    pub direction: f64,
+    /// Units still to execute, at `price` (after slippage) and `fee_per_unit`.
+    pub size: f64,
+    pub price: f64,
+    pub fee_per_unit: f64,
+    /// Units of the order already executed (its reducing part): one fill row for both
+    /// parts is written when the order is done.
+    pub done: f64,
+}
+
+pub(super) enum Executed {
+    /// Filled, or ended (cancelled, rejected) without filling.
+    Done,
+    /// The reducing part (if any) is done; this increase waits for its turn.
+    Waits(Waiting),
+}
+
+impl Book {
+    /// Execute the reducing part of the order at `working[s][k]`, matched at `raw_price`.
+    pub(super) fn execute_reduction(
+        &mut self,
+        at: At,
+        k: usize,
+        raw_price: f64,
+        moment: Moment,
+        portfolio: &mut Portfolio,
+        config: &Config,
+    ) -> Executed {
+        let s = at.symbol;
+        let order = &mut self.working[s][k];
+        order.live = false;
+        let (id, role, trade) = (order.id, order.role, order.trade);
+        let (ordered, side) = (order.size, order.side);
+        let held = portfolio.position(s).size;
+        let (size, direction) = match role {
+            Role::Entry => (ordered, side.sign()),
+            Role::ClosePosition => {
+                if held == 0.0 {
+                    self.finish(id, Status::Cancelled, at.ts, "position already flat");
+                    return Executed::Done;
+                }
+                (held.abs(), -held.signum())
+            }
+            Role::StopLoss | Role::TakeProfit => {
+                match trade.and_then(|lot| portfolio.lot(s, lot)) {
+                    Some(lot) => (lot.size, -lot.direction),
+                    None => {
+                        self.finish(id, Status::Cancelled, at.ts, "trade already closed");
+                        return Executed::Done;
+                    }
+                }
+            }
+        };
+        let price = slipped(
+            &self.working[s][k],
+            direction,
+            raw_price,
+            config.slippage_bps,
+        );
+        let fee_per_unit = config.commission(size, price) / size;
+        // A position is all long or all short, so what opposes it reduces it up to its size.
+        let reduce = if held * direction < 0.0 {
+            size.min(held.abs())
+        } else {
+            0.0
+        };
+        if reduce > 0.0 {
+            let part = (reduce, price, reduce * fee_per_unit);
+            self.apply_part(at, k, direction, part, moment, portfolio);
+        }
+        let rest = size - reduce;
+        if rest <= size * DUST {
+            self.record_fill(at, k, direction, reduce, price, reduce * fee_per_unit);
+            self.finish(id, Status::Filled, at.ts, "");
+            return Executed::Done;
+        }
+        Executed::Waits(Waiting {
+            k,
+            order_id: id,
+            moment,
+            direction,
+            size: rest,
+            price,
+            fee_per_unit,
+            done: reduce,
+        })
+    }
+
+    /// Execute a waiting increase if the buying power left allows it, else reject it.
+    pub(super) fn execute_increase(
+        &mut self,
+        at: At,
+        w: Waiting,
+        portfolio: &mut Portfolio,
+        config: &Config,
+    ) {
+        let s = at.symbol;
+        let fee = w.size * w.fee_per_unit;
+        let (equity_after, gross_after, grows) =
+            portfolio.after_fill(s, w.direction, w.size, w.price, fee);
+        if grows
+            && (equity_after <= 0.0 || gross_after > equity_after * config.leverage * (1.0 + 1e-12))
+        {
+            if w.done > 0.0 {
+                let fee = w.done * w.fee_per_unit;
+                self.record_fill(at, w.k, w.direction, w.done, w.price, fee);
+            }
+            self.finish(w.order_id, Status::Rejected, at.ts, "insufficient margin");
+            return;
+        }
+        let part = (w.size, w.price, fee);
+        self.apply_part(at, w.k, w.direction, part, w.moment, portfolio);
+        let units = w.done + w.size;
+        self.record_fill(at, w.k, w.direction, units, w.price, units * w.fee_per_unit);
+        self.finish(w.order_id, Status::Filled, at.ts, "");
+    }
+
+    /// Book one executed part `(units, price, commission)` of the order at
+    /// `working[s][k]` in the portfolio, and its bracket legs: cancelled with their trade,
+    /// attached to a trade just opened.
+    fn apply_part(
+        &mut self,
+        at: At,
+        k: usize,
+        direction: f64,
+        (size, price, commission): (f64, f64, f64),
+        moment: Moment,
+        portfolio: &mut Portfolio,
+    ) {
+        let s = at.symbol;
+        let order = self.working[s][k].clone();
+        let effect = portfolio.apply(Execution {
+            symbol: s,
+            direction,
+            size,
+            price,
+            commission,
+            ts: at.ts,
+            bar: at.bar,
+            order_id: order.id,
+            closes_lot: order.trade,
+        });
+        for lot in effect.closed_lots {
+            for leg in [lot.stop_loss, lot.take_profit].into_iter().flatten() {
+                self.cancel_working(leg, at.ts, "its trade was closed");
+            }
+        }
+        if let (Some(lot), Role::Entry) = (effect.opened_lot, order.role) {
+            self.attach_bracket(&order, lot, at, moment, portfolio);
+        }
+    }
+
+    /// One fill row per order, written when it is done, and what its record says was
+    /// executed.
+    fn record_fill(&mut self, at: At, k: usize, direction: f64, size: f64, price: f64, fee: f64) {
+        let order = &self.working[at.symbol][k];
+        self.fills.push(Fill {
+            order_id: order.id,
+            symbol: at.symbol,
+            ts: at.ts,
+            direction,
+            size,
+            price,
+            commission: fee,
+            role: order.role,
+        });
+        let rec = &mut self.log[(order.id - 1) as usize];
+        rec.filled_size = size;
+        rec.fill_price = price;
+        rec.filled_side = direction as i8;
+    }
+
+    /// Create the stop-loss / take-profit legs of a freshly opened trade. After an entry at
+    /// the open, both legs watch the rest of that bar; after an intrabar entry the stop-loss
+    /// still does (conservative), the take-profit from the next bar.
+    fn attach_bracket(
+        &mut self,
+        entry: &Order,
+        lot: u64,
+        at: At,
+        moment: Moment,
+        portfolio: &mut Portfolio,
+    ) {
+        let size = portfolio.lot(entry.symbol, lot).map_or(0.0, |l| l.size);
+        let tp_from = if moment == Moment::Intrabar {
+            at.bar + 1
+        } else {
+            0
+        };
+        let leg = |role, stop, limit, eligible_from| Order {
+            id: 0,
+            symbol: entry.symbol,
+            side: entry.side.opposite(),
+            size,
+            limit,
+            stop,
+            stop_loss: None,
+            take_profit: None,
+            role,
+            trade: Some(lot),
+            triggered: false,
+            eligible_from,
+            checked_bar: usize::MAX,
+            live: true,
+            tag: entry.tag,
+        };
+        let sl = entry
+            .stop_loss
+            .map(|p| self.add_working(leg(Role::StopLoss, Some(p), None, 0), at.ts));
+        let tp = entry
+            .take_profit
+            .map(|p| self.add_working(leg(Role::TakeProfit, None, Some(p), tp_from), at.ts));
+        if let Some(l) = portfolio.lot_mut(entry.symbol, lot) {
+            l.stop_loss = sl;
+            l.take_profit = tp;
+        }
+    }
+
+    /// Log an order the book creates itself (a bracket leg) and make it work now.
+    fn add_working(&mut self, mut o: Order, ts: i64) -> u64 {
+        o.id = self.next_id();
+        self.log_order(&o, ts);
+        let id = o.id;
+        self.working[o.symbol].push(o);
+        id
+    }
+}

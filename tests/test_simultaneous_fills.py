@@ -1,0 +1,260 @@
+"""Fills at one timestamp form one batch: reductions before increases, whatever the names.
+
+Hand-computed cases (every number worked out beside it) and a hypothesis property:
+renaming the symbols by any permutation gives the same trades and equity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+from conftest import make_bars, run_script
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+def flat(price):
+    return (price, price, price, price)
+
+
+# ---- a rotation whose buys sort before its sells ---------------------------------------
+
+
+def rotation(names):
+    """Hold the last two symbols, then on day 1 close them and buy the first two."""
+    new_a, new_b, old_y, old_z = names
+
+    def day0(s, sym):
+        if sym in (old_y, old_z):
+            s.buy(sym, size=49)
+
+    def day1(s, sym):
+        if sym == new_a:
+            s.ids[sym] = s.buy(sym, size=61)
+        elif sym == new_b:
+            s.ids[sym] = s.buy(sym, size=40)
+        else:
+            s.ids[sym] = s.close(sym)
+
+    data = {
+        new_a: make_bars([flat(100), flat(100), flat(80), flat(80)]),
+        new_b: make_bars([flat(100), flat(100), flat(120), flat(120)]),
+        old_y: make_bars([flat(100), flat(100), flat(90), flat(90)]),
+        old_z: make_bars([flat(100), flat(100), flat(110), flat(110)]),
+    }
+    return data, {0: day0, 1: day1}
+
+
+def test_rotation_whose_buys_sort_first_fills_every_order():
+    # Day 1 opens at 100: YYY and ZZZ 49 each cost 9,800 + 0.1% = 9.8 -> cash 190.2.
+    # Day 2 opens AAA 80, BBB 120, YYY 90, ZZZ 110. Sells first: 49 x 90 = 4,410 and
+    # 49 x 110 = 5,390, less 4.41 + 5.39 -> cash 190.2 + 9,800 - 9.8 = 9,980.4, nothing held.
+    # Then the buys, judged against that: AAA 61 x 80 = 4,880 (+4.88): gross 4,880 <= equity
+    # 9,975.52; BBB 40 x 120 = 4,800 (+4.8): gross 9,680 <= equity 9,970.72. Both fill.
+    # Placed in name order (AAA, BBB, YYY, ZZZ), the buys came first and were refused.
+    data, script = rotation(["AAA", "BBB", "YYY", "ZZZ"])
+    r = run_script(data, script, cash=10_000, commission=0.001)
+    assert (r.orders.status == "filled").all(), r.orders[["symbol", "status", "reason"]]
+    day2 = r.fills[r.fills.time == pd.Timestamp("2024-01-03", tz="UTC")]
+    # Executed reductions first, then the increases in placement order.
+    assert list(day2.symbol) == ["YYY", "ZZZ", "AAA", "BBB"]
+    assert list(day2.price) == [90.0, 110.0, 80.0, 120.0]
+    cash = 10_000 - 9_800 - 9.8 + 4_410 + 5_390 - 9.8 - 4_880 - 4.88 - 4_800 - 4.8
+    assert r.equity_frame.cash.iloc[-1] == pytest.approx(cash, rel=1e-12)
+    assert r.equity_frame.equity.iloc[-1] == pytest.approx(cash + 61 * 80 + 40 * 120, rel=1e-12)
+    # YYY: -490 less 4.9 + 4.41 commission; ZZZ: +490 less 4.9 + 5.39.
+    assert r.stats["# Trades"] == 2
+    assert sorted(r.trades.pnl) == pytest.approx([-499.31, 479.71], rel=1e-12)
+
+
+def test_rotation_result_is_the_same_whatever_the_names():
+    a, sa = rotation(["AAA", "BBB", "YYY", "ZZZ"])
+    b, sb = rotation(["ZZZ", "YYY", "BBB", "AAA"])  # the buys now sort last
+    ra = run_script(a, sa, cash=10_000, commission=0.001)
+    rb = run_script(b, sb, cash=10_000, commission=0.001)
+    assert (rb.orders.status == "filled").all()
+    pd.testing.assert_frame_equal(ra.equity_frame, rb.equity_frame)
+
+
+def test_an_increase_beyond_what_reductions_free_is_rejected_with_a_reason():
+    # As above, but BBB asks for 43: after AAA (gross 4,880, equity 9,975.52) it would
+    # make gross 4,880 + 5,160 = 10,040 > equity 9,975.52 - 5.16 = 9,970.36: refused.
+    data, script = rotation(["AAA", "BBB", "YYY", "ZZZ"])
+
+    def day1(s, sym):
+        if sym == "BBB":
+            s.ids[sym] = s.buy(sym, size=43)
+        else:
+            script[1](s, sym)
+
+    r = run_script(data, {0: script[0], 1: day1}, cash=10_000, commission=0.001)
+    bbb = r.orders[r.orders.symbol == "BBB"].iloc[0]
+    assert (bbb.status, bbb.reason, bbb.filled_size) == ("rejected", "insufficient margin", 0.0)
+    assert (r.orders[r.orders.symbol != "BBB"].status == "filled").all()
+
+
+def test_trade_on_close_orders_at_the_barrier_are_one_batch_too():
+    # Decided and filled at the close (100 for all on days 0 and 1): YYY/ZZZ 49 each bought
+    # at day 0's close (cash 200). On day 1 the sells (9,800) free the cash for AAA 50 and
+    # BBB 48 (9,800 <= equity 10,000); buys first would have met a gross of 9,800 already.
+    data, script = rotation(["AAA", "BBB", "YYY", "ZZZ"])
+
+    def day1(s, sym):
+        if sym in ("AAA", "BBB"):
+            s.buy(sym, size=50 if sym == "AAA" else 48)
+        else:
+            s.close(sym)
+
+    r = run_script(data, {0: script[0], 1: day1}, cash=10_000, trade_on_close=True)
+    assert (r.orders.status == "filled").all(), r.orders[["symbol", "status", "reason"]]
+    day1 = r.fills[r.fills.time == pd.Timestamp("2024-01-02", tz="UTC")]
+    assert list(day1.symbol) == ["YYY", "ZZZ", "AAA", "BBB"]
+    assert list(day1.price) == [100.0] * 4
+
+
+# ---- a flip and a close in the same bar, with slippage ----------------------------------
+
+
+FLIP_ROWS = [flat(100), flat(100), flat(120), flat(120)]
+
+
+def test_close_after_a_flip_slips_against_the_trader_on_the_side_it_executes():
+    # Day 1 open 100: buy 10 at 100 x 1.001 = 100.1. Day 1: sell 20 (flips), then close().
+    # Day 2 open 120: the sell's reducing 10 and its new short 10 at 120 x 0.999 = 119.88;
+    # then the close finds a short of 10 and BUYS 10: at 120 x 1.001 = 120.12 (against the
+    # trader on the buy side, though it was placed as a sell).
+    def day1(s, sym):
+        s.ids["flip"] = s.sell(size=20)
+        s.ids["close"] = s.close()
+
+    r = run_script(
+        {"X": make_bars(FLIP_ROWS)}, {0: lambda s, sym: s.buy(size=10), 1: day1},
+        cash=10_000, slippage=10,
+    )
+    strategy = r.strategy
+    fills = r.fills.set_index("order_id")
+    flip, close = fills.loc[strategy.ids["flip"]], fills.loc[strategy.ids["close"]]
+    assert (flip.side, flip["size"], flip.price) == ("sell", 20.0, pytest.approx(119.88, rel=1e-12))
+    assert (close.side, close["size"], close.price) == ("buy", 10.0, pytest.approx(120.12, rel=1e-12))
+    rec = r.orders.set_index("order_id").loc[strategy.ids["close"]]
+    assert (rec.side, rec.filled_side, rec.filled_size) == ("sell", "buy", 10.0)
+    assert rec.fill_price == pytest.approx(120.12, rel=1e-12)
+    # Trades: long 10 100.1 -> 119.88 = +197.8; short 10 119.88 -> 120.12 = -2.4.
+    assert list(r.trades.pnl) == [pytest.approx(197.8, rel=1e-12), pytest.approx(-2.4, rel=1e-12)]
+    assert r.positions["size"].get("X", 0.0) == 0.0
+    assert r.equity_frame.equity.iloc[-1] == pytest.approx(10_195.4, rel=1e-12)
+
+
+def test_close_before_a_flip_sells_and_the_flip_adds_the_short():
+    # The same orders placed the other way round: the close sells 10 at 119.88 (reduction),
+    # then the sell of 20 has nothing left to reduce and opens a short of 20 at 119.88.
+    def day1(s, sym):
+        s.ids["close"] = s.close()
+        s.ids["flip"] = s.sell(size=20)
+
+    r = run_script(
+        {"X": make_bars(FLIP_ROWS)}, {0: lambda s, sym: s.buy(size=10), 1: day1},
+        cash=10_000, slippage=10,
+    )
+    fills = r.fills.set_index("order_id")
+    assert fills.loc[r.strategy.ids["close"], "side"] == "sell"
+    assert fills.loc[r.strategy.ids["flip"], "size"] == 20.0
+    assert r.positions["size"].get("X", 0.0) == -20.0
+
+
+def test_a_flip_whose_increase_is_refused_keeps_its_reduction():
+    # Long 10 at 100 (cash 9,000). Day 1: sell 200. Day 2 opens 120: the reducing 10 sell
+    # at 120 (cash 10,200); the short of 190 x 120 = 22,800 > equity 10,200: refused.
+    r = run_script(
+        {"X": make_bars(FLIP_ROWS)},
+        {0: lambda s, sym: s.buy(size=10), 1: lambda s, sym: s.sell(size=200)},
+        cash=10_000, commission_fixed=2.0,
+    )
+    rec = r.orders.iloc[1]
+    assert (rec.status, rec.reason, rec.filled_size, rec.filled_side) == (
+        "rejected", "insufficient margin", 10.0, "sell")
+    # It pays its executed share of the order's commission: 2 x 10 / 200 = 0.1.
+    assert r.fills.commission.iloc[1] == pytest.approx(0.1, rel=1e-12)
+    assert r.positions["size"].get("X", 0.0) == 0.0
+    assert r.equity_frame.cash.iloc[-1] == pytest.approx(10_000 - 2 - 1_000 + 1_200 - 0.1, rel=1e-12)
+
+
+# ---- the property: names do not matter --------------------------------------------------
+
+
+class Momentum(tickstep.Strategy):
+    """Each tick: rank symbols by their last bar's return (a name-free order), close the
+    losers, and buy the winners with a share of equity each — sells and buys on one tick."""
+
+    share = 0.45
+
+    def on_tick(self):
+        moves = []
+        for sym in self.symbols:
+            h = self.data(sym, count=2)
+            if len(h) == 2 and self.has_data(sym):
+                moves.append((h.close[-1] / h.close[0], sym))
+        for move, sym in sorted(moves):
+            if move < 1 and self.position_size(sym) > 0:
+                self.close(sym)
+            elif move > 1.01 and self.position_size(sym) == 0:
+                self.buy(sym, size=self.equity * self.share / self.price(sym),
+                         sl=self.price(sym) * 0.97)
+
+
+def random_frames(seed, names, n):
+    rng = np.random.default_rng(seed)
+    frames = {}
+    for k, name in enumerate(names):
+        keep = rng.random(n) > 0.15
+        keep[0] = True
+        close = 50 * (k + 1) * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+        open_ = np.concatenate(([close[0]], close[:-1])) * np.exp(rng.normal(0, 0.005, n))
+        high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.02, n))
+        low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.02, n))
+        index = pd.date_range("2024-01-01", periods=n, freq="D", tz="UTC")
+        frames[name] = pd.DataFrame(
+            {"open": open_, "high": high, "low": low, "close": close, "volume": 1.0}, index=index
+        )[keep]
+    return frames
+
+
+def comparable(result, back):
+    t = result.trades.copy()
+    t["symbol"] = t.symbol.astype(str).map(back)
+    cols = ["symbol", "entry_time", "exit_time", "size", "entry_price", "exit_price", "pnl"]
+    return t[cols].sort_values(cols[:3]).reset_index(drop=True)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_symbols=st.integers(2, 5),
+    permutation_seed=st.integers(0, 2**32 - 1),
+    commission=st.sampled_from([0.0, 0.001]),
+    slippage=st.sampled_from([0.0, 5.0]),
+    trade_on_close=st.booleans(),
+)
+def test_renaming_symbols_changes_nothing(seed, n_symbols, permutation_seed, commission, slippage,
+                                          trade_on_close):
+    names = [f"S{k}" for k in range(n_symbols)]
+    frames = random_frames(seed, names, 40)
+    renamed = list(np.random.default_rng(permutation_seed).permutation([f"Q{k}" for k in range(n_symbols)]))
+    new = dict(zip(names, renamed))
+    back = {v: k for k, v in new.items()}
+    options = dict(cash=10_000, commission=commission, slippage=slippage,
+                   trade_on_close=trade_on_close, record_every_bar=True)
+    a = tickstep.Backtest(frames, Momentum, **options).run()
+    b = tickstep.Backtest({new[k]: v for k, v in frames.items()}, Momentum, **options).run()
+    ta, tb = comparable(a, {n: n for n in names}), comparable(b, back)
+    pd.testing.assert_frame_equal(ta, tb, rtol=1e-9)
+    np.testing.assert_allclose(a.equity_frame.equity, b.equity_frame.equity, rtol=1e-9)
+    sa = a.orders.assign(symbol=a.orders.symbol.astype(str))
+    sb = b.orders.assign(symbol=b.orders.symbol.astype(str).map(back))
+    key = ["symbol", "placed_time", "size"]
+    pd.testing.assert_frame_equal(
+        sa.sort_values(key)[["symbol", "status", "reason"]].reset_index(drop=True),
+        sb.sort_values(key)[["symbol", "status", "reason"]].reset_index(drop=True),
+    )
