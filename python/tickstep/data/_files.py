@@ -16,8 +16,8 @@ from typing import Any, Self
 import pyarrow as pa
 
 from tickstep.data._columns import DataError, MarketColumns
-from tickstep.data._frames import to_market_columns
 from tickstep.data._request import check_options, select
+from tickstep.data._shapes import to_market_columns
 
 __all__ = ["FILE_FORMATS", "BarsFile", "file_format", "read_bars_file"]
 
@@ -108,7 +108,7 @@ def read_bars_file(
     path: str | PathLike[str],
     *,
     symbol: str | None = None,
-    symbol_column: str = "symbol",
+    symbol_column: str | None = None,
 ) -> MarketColumns:
     """Read a file of bars (see `FILE_FORMATS`) through the door.
 
@@ -128,12 +128,15 @@ def read_bars_file(
     if not path.exists():
         raise DataError(f"file '{path}' does not exist", source=str(path), rule="file exists")
     table = _read_table(path, kind)
-    frame = table.to_pandas(date_as_object=False)
-    has_symbols = any(str(c).lower() == symbol_column.lower() for c in frame.columns)
-    if not has_symbols:
-        frame.attrs["symbol"] = symbol or path.name.split(".")[0]
+    has_symbols = any(
+        str(c).strip().lower() == (symbol_column or "symbol").lower() for c in table.column_names
+    )
     try:
-        return to_market_columns(frame, symbol_column=symbol_column)
+        return to_market_columns(
+            table,
+            symbol_column=symbol_column,
+            symbol=None if has_symbols else symbol or path.name.split(".")[0],
+        )
     except DataError as err:
         raise _file_error(path, err, csv=kind == "csv") from None
 

@@ -8,7 +8,9 @@ start, end, **options)`` method and the tuple of ``options`` it takes:
 ==============================  =======================================  ================
 data                            source                                   load options
 ==============================  =======================================  ================
-DataFrame, mapping, long frame  `MemoryBars` (validated by the door)     symbol_column
+DataFrame (pandas, Polars),     `MemoryBars` (validated by the door)     symbol_column
+Arrow table or stream, a
+mapping of them, a long table
 `MarketColumns`                 `MemoryBars` (already validated)         --
 ``.csv[.gz]``, ``.parquet``,    `BarsFile` (see `FILE_FORMATS`)          symbol_column
 ``.arrow``/``.feather`` path
@@ -32,11 +34,12 @@ from typing import Any
 
 import pandas as pd
 
+from tickstep.data._arrow import is_arrow_like
 from tickstep.data._columns import DataError, MarketColumns
 from tickstep.data._duckdb import Store
 from tickstep.data._files import FILE_FORMATS, BarsFile, file_format
-from tickstep.data._frames import to_market_columns
 from tickstep.data._request import check_options, select
+from tickstep.data._shapes import to_market_columns
 from tickstep.data._store_base import BarStore
 
 __all__ = ["MemoryBars", "load", "open_store", "resolve"]
@@ -46,10 +49,11 @@ _STORE_SUFFIXES = ("", ".duckdb", ".db", ".ddb")
 
 
 class MemoryBars:
-    """Bars already in memory (pandas frames or `MarketColumns`) as a source.
+    """Bars already in memory as a source: pandas or Polars frames, Arrow tables or
+    streams (a DuckDB relation), mappings of them, or `MarketColumns`.
 
-    The frames are validated at each `load` (cheap: vectorised), then the symbols and
-    the time range are selected by the same rule as in the stores.
+    The tables are validated at each `load` (vectorised), then the symbols and the time
+    range are selected by the same rule as in the stores.
     """
 
     def __init__(self, data: Any) -> None:
@@ -137,12 +141,13 @@ def _source(data: Any) -> tuple[Source, bool]:
         return data, False
     if isinstance(data, (str, PathLike)):
         return open_store(data), True
-    if isinstance(data, (pd.DataFrame, Mapping, MarketColumns)):
+    if isinstance(data, (pd.DataFrame, Mapping, MarketColumns)) or is_arrow_like(data):
         return MemoryBars(data), False
     raise DataError(
-        f"cannot read bars from {type(data).__name__}: pass a DataFrame, a mapping symbol "
-        "-> DataFrame, a long DataFrame with a symbol column, MarketColumns, a file of "
-        "bars (.csv, .parquet, .arrow), a DuckDB store path, a postgresql:// URL or a store",
+        f"cannot read bars from {type(data).__name__}: pass a DataFrame (pandas or Polars), "
+        "an Arrow table, a mapping symbol -> table, a long table with a symbol column, "
+        "MarketColumns, a file of bars (.csv, .parquet, .arrow), a DuckDB store path, a "
+        "postgresql:// URL or a store",
         rule="known source",
     )
 
@@ -159,9 +164,12 @@ def resolve(
 
     Parameters
     ----------
-    data : DataFrame, mapping, MarketColumns, path, URL or store
-        Bars in memory (one symbol's DataFrame, a mapping ``symbol -> DataFrame``, a
-        long DataFrame with a symbol column, `MarketColumns`), a file of bars (``.csv``,
+    data : table, mapping, MarketColumns, path, URL or store
+        Bars in memory -- one symbol's table, a mapping ``symbol -> table``, a long
+        table with a symbol column, `MarketColumns`; a table is a pandas or Polars
+        DataFrame (or LazyFrame), a pyarrow Table/RecordBatch/RecordBatchReader or any
+        Arrow stream producer (``__arrow_c_stream__``, e.g. a DuckDB relation) --, a
+        file of bars (``.csv``,
         ``.csv.gz``, ``.parquet``, ``.arrow``, ``.feather``), a DuckDB store file, a
         ``postgresql://`` URL, or an open `Store`, `PostgresStore` or `BarsFile`.
     symbols : str or sequence of str, optional
