@@ -9,11 +9,11 @@ checked once here and trusted by the engine.
 from tickstep.data._columns import DataError, MarketColumns, SymbolBars
 from tickstep.data._duckdb import Store
 from tickstep.data._files import FILE_FORMATS, BarsFile
+from tickstep.data._memory import to_market_columns
 from tickstep.data._postgres import PostgresStore
 from tickstep.data._request import LOAD_OPTIONS
 from tickstep.data._resolve import MemoryBars, load, open_store, resolve
 from tickstep.data._sample import example_daily, sample, sample_daily
-from tickstep.data._shapes import to_market_columns
 from tickstep.data._store_base import BarStore
 
 __all__ = [

@@ -16,8 +16,8 @@ from typing import Any, Self
 import pyarrow as pa
 
 from tickstep.data._columns import DataError, MarketColumns
+from tickstep.data._memory import to_market_columns
 from tickstep.data._request import check_options, select
-from tickstep.data._shapes import to_market_columns
 
 __all__ = ["FILE_FORMATS", "BarsFile", "file_format", "read_bars_file"]
 

@@ -38,8 +38,8 @@ from tickstep.data._arrow import is_arrow_like
 from tickstep.data._columns import DataError, MarketColumns
 from tickstep.data._duckdb import Store
 from tickstep.data._files import FILE_FORMATS, BarsFile, file_format
+from tickstep.data._memory import to_market_columns
 from tickstep.data._request import check_options, select
-from tickstep.data._shapes import to_market_columns
 from tickstep.data._store_base import BarStore
 
 __all__ = ["MemoryBars", "load", "open_store", "resolve"]

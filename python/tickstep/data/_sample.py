@@ -18,7 +18,7 @@ import pandas as pd
 
 from tickstep.data._calendars import get_calendar
 from tickstep.data._columns import DataError, MarketColumns, SymbolBars, check_bars
-from tickstep.data._shapes import to_market_columns
+from tickstep.data._memory import to_market_columns
 from tickstep.timeframes import NS_PER_DAY, NS_PER_MINUTE
 
 __all__ = ["example_daily", "sample", "sample_daily"]

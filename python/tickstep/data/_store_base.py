@@ -23,6 +23,7 @@ from tickstep.data._bars_query import Dialect, bars_query
 from tickstep.data._calendars import FilterSpans, filter_spans
 from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
 from tickstep.data._files import read_bars_file
+from tickstep.data._memory import to_market_columns
 from tickstep.data._metadata import clean_metadata
 from tickstep.data._request import (
     Timeframe,
@@ -31,7 +32,6 @@ from tickstep.data._request import (
     symbol_list,
     time_bounds,
 )
-from tickstep.data._shapes import to_market_columns
 
 __all__ = ["BarStore"]
 
