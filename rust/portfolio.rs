@@ -42,7 +42,10 @@ pub struct ClosedTrade {
     pub exit_price: f64,
     /// Net of the entry and exit commissions attributed to this size.
     pub pnl: f64,
-    /// `pnl / (entry_price × size)`.
+    /// Net return on everything the trade cost: `pnl / (entry_price × size + commission)`.
+    /// Costs count in the base so that a small piece carrying a fixed fee reads as the
+    /// loss of (nearly) all it cost, never as a loss of many times its notional; a long
+    /// can never lose more than 100%.
     pub return_pct: f64,
     pub commission: f64,
     pub bars_held: usize,
@@ -267,7 +270,8 @@ impl Portfolio {
 }
 
 /// Close `take` units of lot `k`, writing a closed-trade record with its share of the
-/// entry and exit commissions.
+/// entry and exit commissions: the lot's entry commission in proportion to the units
+/// closed, the closing fill's commission in proportion to the units it closes here.
 fn close_part(
     pos: &mut Position,
     k: usize,
@@ -300,7 +304,7 @@ fn close_part(
         entry_price: lot.entry_price,
         exit_price: x.price,
         pnl,
-        return_pct: pnl / (lot.entry_price * take),
+        return_pct: pnl / (lot.entry_price * take + commission),
         commission,
         bars_held: x.bar.saturating_sub(lot.entry_bar),
         mae: lot.direction * (adverse / lot.entry_price - 1.0),
@@ -353,9 +357,9 @@ mod tests {
         assert!((p.equity() - (10_000.0 - 2.0 + 100.0)).abs() < 1e-9);
         p.apply(exec(-1.0, 10.0, 110.0, 3.0));
         let t = &p.closed[0];
-        // (110 - 100) × 10 - (2 + 3) = 95
+        // (110 - 100) × 10 - (2 + 3) = 95, on 1000 + 5 of cost.
         assert!((t.pnl - 95.0).abs() < 1e-12);
-        assert!((t.return_pct - 0.095).abs() < 1e-12);
+        assert!((t.return_pct - 95.0 / 1005.0).abs() < 1e-12);
         assert!((p.equity() - 10_095.0).abs() < 1e-9);
         assert_eq!(p.position(0).size, 0.0);
     }
@@ -376,6 +380,24 @@ mod tests {
         assert_eq!(p.position(0).size, 2.0);
         check_identity(&p);
         assert!((p.equity() - 1_020.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_sliver_with_a_fixed_fee_loses_what_it_cost_not_ten_times_it() {
+        let mut p = Portfolio::new(10_000.0, 1);
+        p.mark(0, 10.0);
+        p.apply(exec(1.0, 100.0, 10.0, 1.0));
+        p.apply(exec(1.0, 0.01, 10.0, 1.0)); // a top-up of 0.10 paying a 1.00 fee
+        p.apply(exec(-1.0, 100.01, 11.0, 1.0));
+        let (big, sliver) = (&p.closed[0], &p.closed[1]);
+        let exit_share = 0.01 / 100.01;
+        // 0.01 × (11 - 10) - 1 - exit share = -0.9901..., on 0.10 + 1 + exit share.
+        let pnl = 0.01 - 1.0 - exit_share;
+        assert!((sliver.pnl - pnl).abs() < 1e-12);
+        assert!((sliver.return_pct - pnl / (0.1 + 1.0 + exit_share)).abs() < 1e-12);
+        assert!(sliver.return_pct > -1.0);
+        let big_fees = 1.0 + 100.0 / 100.01;
+        assert!((big.return_pct - (100.0 - big_fees) / (1000.0 + big_fees)).abs() < 1e-12);
     }
 
     #[test]

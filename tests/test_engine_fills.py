@@ -78,7 +78,7 @@ def test_market_order_fills_at_next_open(bars, run):
     assert list(r.fills["size"]) == [10.0, 10.0]
     t = only(r.trades)
     assert (t.side, t["size"], t.entry_time, t.exit_time) == ("long", 10.0, T(1), T(3))
-    # (105 - 102) * 10 = 30; return 30 / (102 * 10)
+    # (105 - 102) * 10 = 30; return 30 / (102 * 10), no costs
     assert t.pnl == approx(30.0)
     assert t.return_pct == approx(30.0 / 1020.0)
     assert t.bars_held == 2
@@ -406,7 +406,7 @@ def test_commission_and_slippage_arithmetic(bars, run):
     assert t.pnl == approx((110 - buy_px) * 10 - buy_fee - sell_fee)
     assert t.pnl == pytest.approx(94.899, abs=1e-9)
     assert t.commission == approx(buy_fee + sell_fee)
-    assert t.return_pct == approx(t.pnl / (buy_px * 10))
+    assert t.return_pct == approx(t.pnl / (buy_px * 10 + buy_fee + sell_fee))
     # cash after the buy: 10000 - 1001 - 2.001; equity at bar 1 adds 10 * 101.
     cash1 = 10000 - 10 * buy_px - buy_fee
     assert r.equity_frame["cash"].iloc[1] == approx(cash1)

@@ -444,7 +444,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
                 ok = math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-9) if isinstance(want, float) else got == want
                 if not ok:
                     problems.append(f"trade {t.trade_id} ({t.symbol}): {key} {got!r}, expected {want!r}")
-            if not np.isclose(t.return_pct, t.pnl / (t.entry_price * t["size"]), rtol=1e-12):
+            if not np.isclose(t.return_pct, t.pnl / (t.entry_price * t["size"] + t.commission), rtol=1e-12):
                 problems.append(f"trade {t.trade_id}: return_pct")
 
     # -- every order's outcome against the reference broker --------------------------------
