@@ -132,3 +132,18 @@ def test_cli_batch_results_into_postgresql(tmp_path, capsys):
     assert len(runs) == 4 and {r["strategy"] for r in runs} == {"sma_cross"}
     returns = [r["return_pct"] for r in runs]
     assert returns == sorted(returns, reverse=True)
+
+
+def test_run_batch_hands_each_finished_row_to_on_rows():
+    import tickstep.data as td
+    from tickstep.batch import run_batch
+
+    seen: list[dict] = []
+    rows = run_batch("sma_cross", td.example_daily(), params={"fast": [5, 10]}, cache=False,
+                     executor="sequential", on_rows=seen.extend)
+    assert sorted(r["job"] for r in seen) == sorted(rows.index)
+    for row in seen:
+        frame_row = rows.loc[row["job"]]
+        assert row["symbols"] == frame_row["symbols"]
+        assert row["params"] == {"fast": frame_row["fast"]}
+        assert row["stats"]["Return [%]"] == frame_row["Return [%]"]

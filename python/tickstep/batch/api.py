@@ -110,6 +110,7 @@ def run_batch(
     load_options: Mapping[str, Any] | None = None,
     scratch_dir: str | PathLike[str] | None = None,
     config: BacktestConfig | None = None,
+    on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
     **options: Any,
 ) -> pd.DataFrame:
     """Run one strategy over many symbols and parameter sets; one row per backtest.
@@ -163,6 +164,10 @@ def run_batch(
         Where snapshots of in-memory data are written (a directory all workers see).
     config : BacktestConfig, optional
         The options of every run; options passed by name override it.
+    on_rows : callable, optional
+        Called with each finished task's computed rows as they arrive (``job``,
+        ``symbols`` label, ``params``, ``stats``, ``run_time``, ``status``, ``error``):
+        how the HTTP service records progress while the batch runs.
     **options
         Options of `tickstep.BacktestConfig` for every run (``cash``, ``commission``,
         ``slippage``, ``sizer``, ...) or load options; any other name is refused with a
@@ -291,7 +296,7 @@ def run_batch(
             ]
             bar = make_progress(progress, len(jobs), len(rows))
 
-            def on_rows(done: list[dict[str, Any]]) -> None:
+            def collect(done: list[dict[str, Any]]) -> None:
                 fresh = {}
                 for row in done:
                     row = {**row, "cached": False}
@@ -302,9 +307,12 @@ def run_batch(
                 if store is not None:
                     store.put(fresh)
                 bar.update(len(done))
+                if on_rows is not None:
+                    on_rows([{**r, "symbols": jobs[r["job"]].label,
+                              "params": dict(jobs[r["job"]].params)} for r in done])
 
             try:
-                execute(chunks, backend, on_rows)
+                execute(chunks, backend, collect)
             finally:
                 bar.close()
     finally:

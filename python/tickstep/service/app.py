@@ -23,6 +23,7 @@ import multiprocessing
 import secrets
 import sys
 import tempfile
+import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ from tickstep.service.runs import database_url as database_url_of
 __all__ = ["ServiceSettings", "create_app", "run_server"]
 
 TOKEN_SETTING = "token_sha256"
+#: How long the symbols of a database server's store are trusted without asking again.
+LISTING_SECONDS = 5.0
 
 
 def _is_loopback(host: str) -> bool:
@@ -242,11 +245,26 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             raise Problem(("body", "data"), "this service takes no store names")
         return str(inside(settings.data_dir, data, ("body", "data")))
 
+    listings: dict[str, tuple[Any, list[str]]] = {}
+
     def symbols_of_store(store: str) -> list[str]:
+        """The store's symbols, read again only when its file changed (a database
+        server's listing is kept for a few seconds)."""
         from tickstep.data import open_store
 
+        path = Path(store)
+        if path.is_file():
+            st = path.stat()
+            stamp: Any = (st.st_mtime_ns, st.st_size)
+        else:
+            stamp = int(time.monotonic() // LISTING_SECONDS)
+        seen = listings.get(store)
+        if seen is not None and seen[0] == stamp:
+            return seen[1]
         with open_store(store, read_only=True) as opened:
-            return [str(s) for s in opened.symbols().index]
+            symbols = [str(s) for s in opened.symbols().index]
+        listings[store] = (stamp, symbols)
+        return symbols
 
     @app.get("/health", tags=["service"])
     def health() -> dict[str, Any]:

@@ -42,13 +42,15 @@ def jsonable(value: Any) -> Any:
 
 def frame_rows(rows: pd.DataFrame, param_names: Sequence[str]) -> list[dict[str, Any]]:
     """`run_batch`'s frame -> rows for `RunsDB.add_runs` (job, params, stats, ...)."""
+    stats = [s for s in STAT_LABELS if s in rows.columns]
+    names = [n for n in param_names if n in rows.columns]
     out = []
-    for job, rec in rows.iterrows():
-        params = {n: rec[n] for n in param_names if n in rec.index and not _missing(rec[n])}
+    for job, rec in zip(rows.index, rows.to_dict(orient="records")):
+        params = {n: rec[n] for n in names if not _missing(rec[n])}
         error = rec.get("error")
         out.append({
             "job": int(job), "params": jsonable(params), "symbols": rec["symbols"],
-            "stats": {s: rec[s] for s in STAT_LABELS if s in rec.index},
+            "stats": {s: rec[s] for s in stats},
             "run_time": float(rec["run_time"]), "status": rec["status"],
             "error": error if isinstance(error, str) else None,
             "cached": bool(rec["cached"]),

@@ -1,10 +1,10 @@
 """One batch of the service, in a process of its own (``python -m tickstep.service.runner``).
 
-The server starts a runner ahead of need (imports done, waiting on stdin), hands it a
-batch id, and starts the next spare. The runner reads the batch's request from the runs
-database, calls `tickstep.batch.run_batch` through an executor that records each
-finished chunk's runs and the batch's progress in the database as they come, then marks
-the batch done (or failed). Everything it knows is in the database, so:
+The server starts runners ahead of need (imports done, waiting on stdin) and hands each
+a batch id at a time; a runner that finished a batch waits for the next. The runner reads the batch's request from the runs
+database, calls `tickstep.batch.run_batch`, records each finished task's runs and the
+batch's progress in the database as they come (its ``on_rows``), then marks the batch
+done (or failed). Everything it knows is in the database, so:
 
 * cancelling kills the runner's process group (it and its workers) at once: finished
   jobs are already stored, and in the results cache;
@@ -14,19 +14,20 @@ the batch done (or failed). Everything it knows is in the database, so:
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import json
-import multiprocessing
 import os
 import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
 from typing import Any
 
-__all__ = ["ObservedExecutor", "main", "run_stored_batch"]
+__all__ = ["batch_arguments", "main", "run_stored_batch"]
+
+
+#: How much lower than the server's the runners' (and their workers') CPU priority is.
+RUNNER_NICENESS = 5
 
 
 def _die_with_parent(parent: int) -> None:
@@ -41,49 +42,16 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-class ObservedExecutor(cf.Executor):
-    """Runs tasks on ``inner`` and hands each finished task's rows, with its jobs, to
-    ``on_rows(rows, jobs)`` -- how the service sees progress without touching the batch
-    machinery. Passed to `run_batch` as its ``executor``."""
-
-    def __init__(self, inner: cf.Executor, on_rows: Callable[[list[dict[str, Any]], Any], None]) -> None:
-        self._inner = inner
-        self._on_rows = on_rows
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
-        future = self._inner.submit(fn, *args, **kwargs)
-        jobs = getattr(args[0], "jobs", None) if args else None
-        if jobs is not None:
-            future.add_done_callback(lambda f: self._done(f, jobs))
-        return future
-
-    def _done(self, future: cf.Future, jobs: Any) -> None:
-        if future.cancelled() or future.exception() is not None:
-            return  # the batch reports those rows itself
-        try:
-            self._on_rows(future.result(), jobs)
-        except Exception:  # progress is best effort; the final rows are written anyway
-            traceback.print_exc()
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._inner.shutdown(wait=wait, cancel_futures=cancel_futures)
-
-
-def _inner_executor(parallel: bool, workers: int, dask_address: str | None) -> tuple[cf.Executor, int]:
+def _executor(parallel: bool, dask_address: str | None) -> Any:
+    """`run_batch`'s executor: its own local processes (crash isolation, bars shared with
+    forked workers), this process (``parallel=False``), or a Dask cluster."""
     if not parallel:
-        from tickstep.batch import SequentialExecutor
-
-        return SequentialExecutor(), 1
+        return "sequential"
     if dask_address:
         from distributed import Client
 
-        client = Client(dask_address, set_as_default=False)
-        threads = max(1, sum(client.nthreads().values()))
-        return client.get_executor(pure=False), 2 * threads
-    ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
-    pool = cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_die_with_parent,
-                                  initargs=(os.getpid(),))
-    return pool, workers
+        return Client(dask_address, set_as_default=False)
+    return None
 
 
 def batch_arguments(request: dict[str, Any], store: str) -> dict[str, Any]:
@@ -110,7 +78,6 @@ def run_stored_batch(db: Any, batch_id: str, *, workers: int | None = None,
                      dask_address: str | None = None) -> str:
     """Run the stored batch ``batch_id``; returns its final status."""
     from tickstep.batch import run_batch
-    from tickstep.batch.executors import available_cores
     from tickstep.service.rows import frame_rows
 
     batch = db.batch(batch_id)
@@ -125,30 +92,24 @@ def run_stored_batch(db: Any, batch_id: str, *, workers: int | None = None,
     done = [db.count_runs(batch_id)]
     db.update_batch(batch_id, jobs_done=done[0])
 
-    def on_rows(rows: list[dict[str, Any]], jobs: Any) -> None:
-        by_index = {job.index: job for job in jobs}
-        stored = []
-        for row in rows:
-            job = by_index[row["job"]]
-            stored.append({**row, "params": dict(job.params), "symbols": job.label})
+    def on_rows(rows: list[dict[str, Any]]) -> None:
         with lock:
-            done[0] += db.add_runs(batch_id, strategy, stored)
+            done[0] += db.add_runs(batch_id, strategy, rows)
             db.update_batch(batch_id, only_if=("running",), jobs_done=done[0])
 
+    executor = None
     try:
-        inner, capacity = _inner_executor(bool(request.get("parallel", True)),
-                                          workers or available_cores(), dask_address)
-        try:
-            frame = run_batch(strategy, executor=ObservedExecutor(inner, on_rows),
-                              max_workers=capacity, progress=False,
-                              **batch_arguments(request, request["store"]))
-        finally:
-            inner.shutdown(wait=False, cancel_futures=True)
+        executor = _executor(bool(request.get("parallel", True)), dask_address)
+        frame = run_batch(strategy, executor=executor, max_workers=workers, progress=False,
+                          on_rows=on_rows, **batch_arguments(request, request["store"]))
     except Exception as exc:
         text = "".join(traceback.format_exception_only(exc)).strip()
         db.update_batch(batch_id, only_if=("running",), status="failed", error=text,
                         finished=True)
         return "failed"
+    finally:
+        if executor is not None and hasattr(executor, "close"):
+            executor.close()  # the Dask client
     names = _param_names(request.get("params"))
     with lock:
         db.add_runs(batch_id, strategy, frame_rows(frame, names))  # cached ones, and any missed
@@ -168,7 +129,7 @@ def _param_names(params: Any) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Wait for one batch id on stdin (a JSON line), run it, exit."""
+    """Run each batch named on stdin (a JSON line each) in turn; exit when stdin closes."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m tickstep.service.runner")
@@ -176,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int, default=os.getppid())
     args = parser.parse_args(argv)
     _die_with_parent(args.parent)
+    # Batch work yields the CPU to the server (and its workers inherit this): status
+    # requests stay fast while a batch keeps every core busy.
+    with contextlib.suppress(OSError):
+        os.nice(RUNNER_NICENESS)
     # Import and fingerprint tickstep's code now, while waiting: a batch handed over
     # later starts at once.
     from tickstep.batch.jobs import engine_fingerprint
@@ -184,12 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     engine_fingerprint()
 
     db = RunsDB(args.db)
-    line = sys.stdin.readline()
-    if not line.strip():
-        return 0  # the server closed our stdin: not needed
-    task = json.loads(line)
-    run_stored_batch(db, task["batch_id"], workers=task.get("workers"),
-                     dask_address=task.get("dask_address"))
+    print("ready", flush=True)  # the server prefers runners that have said so
+    for line in sys.stdin:  # one batch per line, until the server closes our input
+        if not line.strip():
+            continue
+        task = json.loads(line)
+        try:
+            run_stored_batch(db, task["batch_id"], workers=task.get("workers"),
+                             dask_address=task.get("dask_address"))
+        except Exception as exc:  # the batch fails, the runner stays for the next one
+            text = "".join(traceback.format_exception_only(exc)).strip()
+            db.update_batch(task["batch_id"], only_if=("queued", "running"), status="failed",
+                            error=text, finished=True)
     db.close()
     return 0
 

@@ -315,10 +315,12 @@ class RunsDB:
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        stmt = (insert(self.runs).on_conflict_do_nothing(index_elements=["run_id"])
-                .returning(self.runs.c.run_id))  # rowcount of a many-row insert is unreliable
+        stmt = insert(self.runs).on_conflict_do_nothing(index_elements=["run_id"])
         with self.engine.begin() as con:
-            return len(con.execute(stmt, values).all())
+            if self.dialect == "sqlite":  # its executemany counts rows; no RETURNING needed
+                return con.execute(stmt, values).rowcount
+            # psycopg's many-row insert reports no row count: count what came back
+            return len(con.execute(stmt.returning(self.runs.c.run_id), values).all())
 
     def count_runs(self, batch_id: str) -> int:
         with self.engine.connect() as con:
