@@ -169,3 +169,13 @@ def test_demo_never_overwrites_a_file_it_did_not_create(tmp_path, store, capsys)
     # The same backtest on the same bars: the same statistics.
     assert second.split("\n\n", 1)[1] == first.split("\n\n", 1)[1]
     assert own.read_bytes() == made
+
+
+def test_run_writes_the_html_report(store, tmp_path, capsys):
+    out = tmp_path / "report.html"
+    code, text, err = in_process(capsys, "run", "sma_cross", "--data", str(store), "-p",
+                                 "fast=5", "-p", "slow=20", "--report", str(out))
+    assert code == 0, err
+    assert f"report: {out}" in text
+    html = out.read_text(encoding="utf-8")
+    assert html.lstrip().lower().startswith("<!doctype html") and "SmaCross" in html
