@@ -137,3 +137,18 @@ def test_bad_targets_are_refused(call, message):
 
     with pytest.raises((TypeError, ValueError, KeyError), match=message):
         tickstep.Backtest(DATA, Bad, cash=100_000).run()
+
+
+class TargetInNext(tickstep.Strategy):
+    """order_target() without a symbol, inside next(): the running symbol's target."""
+
+    def next(self, symbol):
+        if symbol == "BBB" and self.now == int(DATA["BBB"].index[0].value):
+            self.order_target(percent=0.3, lot_size=1)
+
+
+def test_order_target_without_a_symbol_trades_the_running_symbol():
+    result = tickstep.Backtest(DATA, TargetInNext, cash=100_000).run()
+    got = [(str(f.symbol), f.side, f.size, f.price) for f in result.fills.itertuples()]
+    # 0.3 x 100,000 / 120 = 250 BBB, filled at day 1's open (121); not CCC, the last symbol.
+    assert got == [("BBB", "buy", 250.0, 121.0)]

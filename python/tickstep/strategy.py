@@ -579,6 +579,10 @@ class Strategy:
         amount = _finite(f"order_target({kind}=...)", kind, amount)
         _check_lots(lot_size, min_value)
         i = self._sym(symbol)
+        if i < 0:
+            # The running symbol by its own index: the target-order book and the order
+            # itself are keyed by it (-1 would read as the last symbol there).
+            i = self._current_index()
         ctx = self._ctx
         price = ctx.price(i)
         if kind != "size" and not price > 0:
