@@ -588,9 +588,14 @@ def check(args: argparse.Namespace) -> int:
         # One run can be caught by a burst of load the rounds did not average out: a
         # regression counts only if an independent second run of the suspects agrees.
         print(f"\nslower than allowed: {', '.join(suspects)}; measuring them again to confirm")
-        again = run_suite(suspects, args.rounds, args.data)
-        verdicts = judge(again, history)
-        print(verdict_table(verdicts))
+        again = {v.workload: v for v in judge(run_suite(suspects, args.rounds, args.data), history)}
+        print(verdict_table(list(again.values())))
+        verdicts = [again.get(v.workload, v) for v in verdicts]
+    if any(v.cpu_change is None for v in verdicts):
+        print(
+            f"\nnote: no record made on this CPU ({current['machine']['cpu']}); compared with "
+            "another machine's, where ratios agree only roughly: record one here first"
+        )
     bad = [v for v in verdicts if v.regressed]
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(

@@ -184,7 +184,7 @@ def test_the_check_passes_the_normal_build(tiny_history):
         "check", "--data", TINY, "--only", TRACKED, "--rounds", "5", "--history", str(tiny_history)
     )
     assert code == 0, out
-    assert "no regression" in out
+    assert "no regression" in out and "2 ratios compared" in out
 
 
 def test_the_check_fails_a_slowed_build(tiny_history):
@@ -207,6 +207,7 @@ def test_the_check_fails_a_slowed_build(tiny_history):
     assert verdict.startswith("REGRESSION:")
     assert "noop is +" in verdict and "native_studies is +" in verdict
     assert "measuring them again" in out  # a regression is confirmed before failing
+    assert "2 ratios compared" in out
 
 
 def test_a_slowed_build_is_never_recorded(tmp_path):
