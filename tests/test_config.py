@@ -31,6 +31,7 @@ def test_defaults():
         "timezone": "UTC",
         "risk_free_rate": 0.0,
         "benchmark": None,
+        "periods_per_year": None,
         "on_reject": "warn",
         "trade_start": None,
     }

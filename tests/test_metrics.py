@@ -601,7 +601,7 @@ def test_alpha_beta_against_numpy_least_squares():
     bench = pd.Series(50.0 * np.cumprod(1 + rng.normal(0, 0.01, len(bench_index))), index=bench_index)
     values = 1e5 * np.cumprod(1 + rng.normal(0.0005, 0.008, len(index)))
     rf = 0.03
-    s = compute_stats(equity_frame(index, values), NO_TRADES, initial_cash=1e5,
+    s = compute_stats(equity_frame(index, values), NO_TRADES, initial_cash=1e5, periods_per_year=252,
                       risk_free_rate=rf, benchmark=bench)
 
     # Reference: pandas day ends, asof lookups, numpy lstsq on excess returns.
@@ -622,7 +622,8 @@ def test_alpha_beta_leave_out_days_before_the_benchmark_starts():
     values = [101.0, 103.0, 102.0, 105.0, 104.0, 108.0]
     # The benchmark starts on day 3: the first days have no benchmark return.
     bench = pd.Series([10.0, 10.5, 10.2, 10.9], index=index[2:])
-    s = compute_stats(equity_frame(index, values), NO_TRADES, initial_cash=100.0, benchmark=bench)
+    s = compute_stats(equity_frame(index, values), NO_TRADES, initial_cash=100.0, benchmark=bench,
+                      periods_per_year=252)
     strat = np.array(values[3:]) / np.array(values[2:-1]) - 1  # days 4..6
     b = bench.to_numpy()
     x = b[1:] / b[:-1] - 1

@@ -135,6 +135,15 @@ def _benchmark(name: str, value: Any) -> str | BenchmarkPrices | None:
     raise _refuse(name, value, "a symbol of the data or a price Series", wrong_type=True)
 
 
+def _periods_per_year(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise _refuse(name, value, "None (from the data's calendar) or a whole number >= 1, e.g. 252 or 365",
+                      wrong_type=not isinstance(value, numbers.Integral))
+    return int(value)
+
+
 def _on_reject(name: str, value: Any) -> str:
     if not (isinstance(value, str) and value in ON_REJECT):
         raise _refuse(name, value, ", ".join(map(repr, ON_REJECT[:-1])) + f" or {ON_REJECT[-1]!r}")
@@ -221,12 +230,18 @@ class BacktestConfig:
     record_every_bar : bool, default False
         Sample equity at every tick, not only at the end of each trading day.
     timezone : str, default "UTC"
-        IANA timezone whose calendar days end the trading days for equity sampling.
+        IANA timezone whose calendar days are the trading days: equity is sampled at
+        each day's last tick, and daily returns (hence every annualised statistic) are
+        grouped by them, with or without ``record_every_bar``.
     risk_free_rate : float, default 0
         Annual rate for the Sharpe and Sortino ratios (finite, > -1).
     benchmark : str or pandas.Series, optional
         What alpha and beta are measured against: a symbol of the data (its closes) or a
         price Series on a DatetimeIndex (kept as `tickstep.metrics.BenchmarkPrices`).
+    periods_per_year : int, optional
+        Daily returns in a year, to annualise statistics. Default: from the data's
+        calendar, 252 for exchange data, 365 when the data trade on Saturdays or Sundays
+        (round the clock, e.g. crypto); see `tickstep.metrics.compute_stats`.
     on_reject : str, default "warn"
         What a run with rejected orders does at its end: "warn" (one
         `tickstep.RejectedOrderWarning`), "raise" (`tickstep.RejectedOrdersError`) or
@@ -250,6 +265,7 @@ class BacktestConfig:
     timezone: str = _option("UTC", rule=_timezone)
     risk_free_rate: float = _option(0.0, rule=_annual_rate)
     benchmark: str | BenchmarkPrices | None = _option(None, rule=_benchmark)
+    periods_per_year: int | None = _option(None, rule=_periods_per_year)
     on_reject: str = _option("warn", rule=_on_reject)
     trade_start: pd.Timestamp | None = _option(None, rule=_instant)
 

@@ -28,6 +28,7 @@ __all__ = [
     "format_stats",
     "kelly_criterion",
     "monthly_returns",
+    "periods_per_year_of",
     "sqn",
 ]
 
@@ -170,9 +171,10 @@ def compute_stats(
     *,
     initial_cash: float,
     risk_free_rate: float = 0.0,
-    periods_per_year: int = 252,
+    periods_per_year: int | None = None,
     start: pd.Timestamp | None = None,
     end: pd.Timestamp | None = None,
+    timezone: str = "UTC",
     buy_and_hold: tuple[np.ndarray, np.ndarray] | None = None,
     benchmark: pd.Series | BenchmarkPrices | None = None,
     orders_rejected: int = 0,
@@ -195,11 +197,17 @@ def compute_stats(
         Equity before the first sample; must be positive.
     risk_free_rate : float, default 0.0
         Annual risk-free rate as a fraction (``0.02`` is 2%).
-    periods_per_year : int, default 252
-        Periods used to annualise daily statistics.
+    periods_per_year : int, optional
+        Daily returns in a year, to annualise them. Default: from the data's calendar
+        (:func:`periods_per_year_of`): 252 for exchange data (no sample on a Saturday
+        or Sunday), 365 for round-the-clock data such as crypto.
     start, end : pd.Timestamp, optional
         Span of the backtest (first and last bar time). Default: the first and
         last equity timestamps. Every equity sample must lie within it.
+    timezone : str, default "UTC"
+        The backtest's timezone: its calendar days are the trading days whose last
+        equity samples give the daily returns (and its months the monthly ones), so
+        statistics do not depend on how often equity was sampled.
     buy_and_hold : (first, last), optional
         First and last close of every symbol the backtest ran on (two arrays
         in the same symbol order), for **Buy & Hold Return [%]**; NaN without.
@@ -228,7 +236,9 @@ def compute_stats(
     Conventions:
 
     * **Daily returns** come from end-of-day equity whatever the sampling:
-      the last sample of each UTC calendar day, with ``initial_cash``
+      the last sample of each calendar day in ``timezone`` (the backtest's
+      trading day, so ``record_every_bar`` True or False gives the same days and
+      the same daily statistics), with ``initial_cash``
       prepended as the value of the day before the first one, then
       ``pct_change``. Days without a sample are skipped, not filled.
     * **Volatility (Ann.)**: ``std(daily, ddof=1) * sqrt(periods_per_year)``;
@@ -241,8 +251,12 @@ def compute_stats(
       ``sqrt(mean(min(excess, 0) ** 2))`` taken over all days. NaN when that
       is zero, and, as for Sharpe, with fewer than 2 daily returns.
     * **Return [%]**: ``final / initial_cash - 1``.
-    * **CAGR [%]**: ``(final / initial_cash) ** (1 / years) - 1`` with
-      ``years = (end - start) / 365.25 days``; NaN for a span under one day
+    * **Annualisation**: ``periods_per_year`` daily returns make a year: 252 for
+      exchange data, 365 for data that trade every day of the week (judged from
+      the samples' weekdays in ``timezone``), or the number given.
+    * **CAGR [%]**: ``(final / initial_cash) ** (1 / years) - 1`` with years
+      counted in calendar time, ``years = (end - start) / 365.25 days``, whatever
+      the data's calendar (from the first bar to the last); NaN for a span under one day
       or a negative final equity; ``inf`` when it overflows a float.
     * **Max. Drawdown [%]** (``<= 0``) comes from the equity samples as given
       (intraday ones included), with ``initial_cash`` as the first peak,
@@ -310,16 +324,19 @@ def compute_stats(
     max_dd = float(np.min(values / peak - 1.0, initial=0.0))
 
     cagr = _cagr(final / initial_cash, end - start)
-    daily = _daily_returns(values, index, initial_cash)
+    days = _day_numbers(index, timezone)
+    if periods_per_year is None:
+        periods_per_year = periods_per_year_of(days)
+    daily = _period_returns(values, days, initial_cash)
     rf_daily = (1.0 + risk_free_rate) ** (1.0 / periods_per_year) - 1.0
     sharpe, sortino, volatility = _risk_ratios(daily, rf_daily, periods_per_year)
 
     exposure = equity["gross_exposure"].to_numpy(dtype=float)
-    months = _period_returns(values, _month_numbers(index), initial_cash)
+    months = _period_returns(values, _month_numbers(index, timezone), initial_cash)
     if benchmark is not None:
         if isinstance(benchmark, BenchmarkPrices):
             benchmark = benchmark.prices
-        bench = _benchmark_daily_returns(benchmark, index, start)
+        bench = _benchmark_daily_returns(benchmark, index, start, days)
         alpha, beta = alpha_beta(daily - rf_daily, bench - rf_daily, periods_per_year)
     else:
         alpha, beta = math.nan, math.nan
@@ -423,15 +440,32 @@ def _as_utc_timestamp(ts: pd.Timestamp | str) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
 
 
-def _day_numbers(index: pd.DatetimeIndex) -> np.ndarray:
-    """The trading day of each sample: whole UTC days since the epoch."""
+def _local_ns(index: pd.DatetimeIndex, timezone: str) -> np.ndarray:
+    """Local wall-clock times in ``timezone`` as int ns (UTC: the instants themselves)."""
+    if timezone.upper() == "UTC":
+        return index.as_unit("ns").asi8
+    return index.tz_convert(timezone).tz_localize(None).as_unit("ns").asi8
+
+
+def _day_numbers(index: pd.DatetimeIndex, timezone: str = "UTC") -> np.ndarray:
+    """The trading day of each sample: whole days since the epoch on the calendar of
+    ``timezone`` (the backtest's)."""
     # (normalize() would also infer a frequency: slow.)
-    return index.as_unit("ns").asi8 // NS_PER_DAY
+    return _local_ns(index, timezone) // NS_PER_DAY
 
 
-def _month_numbers(index: pd.DatetimeIndex) -> np.ndarray:
-    """The calendar month (UTC) of each sample, as year * 12 + month - 1."""
-    return np.asarray(index.year, dtype=np.int64) * 12 + np.asarray(index.month, dtype=np.int64) - 1
+def _month_numbers(index: pd.DatetimeIndex, timezone: str = "UTC") -> np.ndarray:
+    """The calendar month in ``timezone`` of each sample, as year * 12 + month - 1."""
+    local = pd.DatetimeIndex(_local_ns(index, timezone).view("datetime64[ns]"))
+    return np.asarray(local.year, dtype=np.int64) * 12 + np.asarray(local.month, dtype=np.int64) - 1
+
+
+def periods_per_year_of(days: np.ndarray) -> int:
+    """Daily returns in a year for data sampled on ``days`` (day numbers since the epoch,
+    as the trading days of a backtest): 365 when any is a Saturday or Sunday (markets
+    open round the clock, e.g. crypto), else 252 (exchange sessions)."""
+    weekday = (np.asarray(days, dtype=np.int64) + 3) % 7  # 1970-01-01 was a Thursday (3)
+    return 365 if np.any(weekday >= 5) else 252
 
 
 def _last_of_period(periods: np.ndarray) -> np.ndarray:
@@ -445,13 +479,8 @@ def _period_returns(values: np.ndarray, periods: np.ndarray, initial_cash: float
     return closes[1:] / closes[:-1] - 1.0
 
 
-def _daily_returns(values: np.ndarray, index: pd.DatetimeIndex, initial_cash: float) -> np.ndarray:
-    """Returns of end-of-day equity (last sample per UTC date), from initial_cash."""
-    return _period_returns(values, _day_numbers(index), initial_cash)
-
-
 def _benchmark_daily_returns(
-    benchmark: pd.Series, index: pd.DatetimeIndex, start: pd.Timestamp
+    benchmark: pd.Series, index: pd.DatetimeIndex, start: pd.Timestamp, days: np.ndarray
 ) -> np.ndarray:
     """The benchmark's returns over the same days as the equity's daily returns.
 
@@ -467,7 +496,7 @@ def _benchmark_daily_returns(
     if len(times) > 1 and np.any(times[1:] < times[:-1]):
         raise ValueError("benchmark index must be sorted in time order")
     prices = benchmark.to_numpy(dtype=float)
-    day_ends = index.asi8[_last_of_period(_day_numbers(index))]
+    day_ends = index.asi8[_last_of_period(days)]
     at = np.concatenate(([start.value], day_ends))
     pos = np.searchsorted(times, at, side="right") - 1
     read = np.where(pos >= 0, prices[np.maximum(pos, 0)], np.nan)

@@ -623,7 +623,8 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
                  risk_free_rate: float, start: pd.Timestamp, end: pd.Timestamp,
                  params: dict[str, Any], strategy: Any, market: Any = None,
                  options: dict[str, Any] | None = None, metadata: pd.DataFrame | None = None,
-                 benchmark: Any = None, orders_rejected: int = 0) -> Result:
+                 benchmark: Any = None, orders_rejected: int = 0, timezone: str = "UTC",
+                 periods_per_year: int | None = None) -> Result:
     """A finished engine's columns as a `Result` (the engine is not kept)."""
     symbols = names if isinstance(names, pd.CategoricalDtype) else pd.CategoricalDtype(names)
     trades_raw = engine.trades()
@@ -636,7 +637,7 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     eq = _equity_frame(eq_raw)
     stats = compute_stats(
         eq, trades, initial_cash=cash, risk_free_rate=risk_free_rate, start=start, end=end,
-        orders_rejected=orders_rejected,
+        orders_rejected=orders_rejected, timezone=timezone, periods_per_year=periods_per_year,
         **(market_stats_inputs(market, benchmark, start.value) if market is not None else {}),
     )
     raw = {"fills": engine.fills(), "orders": engine.orders(), "positions": engine.positions(),

@@ -204,6 +204,8 @@ def simulate(
         metadata=metadata,
         benchmark=config.benchmark,
         orders_rejected=rejected,
+        timezone=config.timezone,
+        periods_per_year=config.periods_per_year,
     )
 
 
@@ -247,4 +249,6 @@ def simulate_stats(
         end=end,
         **market_stats_inputs(market, config.benchmark, since=start.value),
         orders_rejected=rejected,
+        timezone=config.timezone,
+        periods_per_year=config.periods_per_year,
     )

@@ -246,7 +246,8 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
     all_trades = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame()
     stats = compute_stats(frame, all_trades, initial_cash=config.cash,
                           risk_free_rate=config.risk_free_rate, start=windows[0].test_start,
-                          end=frame.index[-1])
+                          end=frame.index[-1], timezone=config.timezone,
+                          periods_per_year=config.periods_per_year)
     return WalkForwardResult(windows=table, equity_frame=frame, stats=stats, results=results,
                              trades=all_trades)
 
