@@ -129,6 +129,12 @@ def test_plot_draws_every_part():
     fills = r.fills[r.fills["symbol"].isin(["BYN", "XEL"])]
     markers = sum(len(t.x) for t in fig.data if getattr(t, "mode", None) == "markers")
     assert markers == len(fills)
+    # Every stop-loss leg of BYN is drawn as a level from its placing to its end.
+    (stops,) = [t for t in fig.data if t.name == "BYN stop-loss level"]
+    legs = r.orders[(r.orders["symbol"] == "BYN") & (r.orders["role"] == "stop_loss")]
+    np.testing.assert_array_equal(np.asarray(stops.y, dtype=float)[0::3], legs["stop"].to_numpy())
+    np.testing.assert_array_equal(np.asarray(stops.x, dtype=float)[0::3],
+                                  pd.DatetimeIndex(legs["placed_time"]).asi8 / 1e6)
     with pytest.raises(KeyError, match="no symbol 'NOPE'"):
         r.plot(symbols=["NOPE"])
 
@@ -160,6 +166,13 @@ def test_report_is_self_contained_and_deterministic(tmp_path):
             x = trace["x"]
             if isinstance(x, dict):
                 assert len(base64.b64decode(x["bdata"])) // 8 <= 2002
+
+
+def test_a_loaded_result_gives_the_same_report(tmp_path):
+    r = busy_result()
+    original = r.report(tmp_path / "original.html").read_bytes()
+    loaded = tickstep.load_result(r.save(tmp_path / "saved"))
+    assert loaded.report(tmp_path / "loaded.html").read_bytes() == original
 
 
 def test_a_missing_plot_extra_says_what_to_install(monkeypatch, tmp_path):

@@ -87,6 +87,10 @@ def test_hand_checked_example():
     # The stitched curve is continuous at a window boundary: window 2 starts at 10,080.
     w2 = wf.equity[wf.equity.index >= t0 + 20 * DAY]
     assert w2.iloc[0] == pytest.approx(10_080.0)  # flat on its first day (order fills next day)
+    fig = wf.plot()
+    assert [t.name for t in fig.data] == ["equity", "peak", "drawdown [%]"]
+    np.testing.assert_allclose(fig.data[0].y, wf.equity.to_numpy())
+    assert len(fig.layout.shapes) == len(wf.windows)
 
 
 class SmaSide(tickstep.Strategy):

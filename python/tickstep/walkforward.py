@@ -155,6 +155,8 @@ class WalkForwardResult:
         Each test window's own run.
     trades : pandas.DataFrame
         Every test window's closed trades, with a ``window`` column.
+    initial_cash : float
+        The cash each test window starts with (and the stitched curve from).
     """
 
     windows: pd.DataFrame
@@ -162,6 +164,27 @@ class WalkForwardResult:
     stats: pd.Series
     results: list[Result]
     trades: pd.DataFrame
+    initial_cash: float
+
+    def plot(self, *, max_points: int = 2000) -> Any:
+        """The stitched out-of-sample equity and its drawdown, a dotted line at each test
+        window's start (Plotly figure; needs ``tickstep[plot]``)."""
+        from tickstep.report._deps import plotly_objects
+        from tickstep.report.figures import Canvas, add_drawdown, add_equity
+
+        go = plotly_objects()
+        canvas = Canvas([(0.7, 1), (0.3, 1)], height=520,
+                        title="walk-forward: out-of-sample equity")
+        add_equity(canvas, 1, self, max_points)
+        add_drawdown(canvas, 2, self, max_points)
+        canvas.time_axis(1, first=1, labels=False)
+        canvas.time_axis(2, first=1)
+        canvas.layout["shapes"] = [
+            {"type": "line", "xref": "x", "yref": "paper", "x0": t.value / 1e6, "x1": t.value / 1e6,
+             "y0": 0, "y1": 1, "line": {"color": "#999", "width": 1, "dash": "dot"}}
+            for t in self.windows["test_start"]
+        ]
+        return go.Figure(canvas.spec())
 
     @property
     def equity(self) -> pd.Series:
@@ -249,7 +272,7 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
                           end=frame.index[-1], timezone=config.timezone,
                           periods_per_year=config.periods_per_year)
     return WalkForwardResult(windows=table, equity_frame=frame, stats=stats, results=results,
-                             trades=all_trades)
+                             trades=all_trades, initial_cash=config.cash)
 
 
 def _stitch(frames: list[pd.DataFrame], cash: float) -> pd.DataFrame:

@@ -190,7 +190,30 @@ def add_price(canvas: Canvas, cell: int, result: Result, symbol: str,
             "marker": {"symbol": marker, "color": color, "size": 8, "line": {"width": 1, "color": color}},
             "hovertemplate": f"{label} %{{y:.4g}}<extra>{symbol}</extra>",
         })
+    _add_bracket_levels(canvas, cell, result, symbol, int(prices.index.asi8[-1]))
     canvas.y_axis(cell, title={"text": symbol})
+
+
+def _add_bracket_levels(canvas: Canvas, cell: int, result: Result, symbol: str, last: int) -> None:
+    """Each stop-loss and take-profit as a dotted level while it was working: from the
+    entry's fill to its own fill or cancellation (or the end of the data)."""
+    orders = result.orders
+    mine = orders[(orders["symbol"] == symbol).to_numpy()]
+    for role, price_column, color, label in (("stop_loss", "stop", RED, "stop-loss level"),
+                                             ("take_profit", "limit", GREEN, "take-profit level")):
+        legs = mine[(mine["role"] == role).to_numpy() & mine["placed_time"].notna().to_numpy()]
+        if len(legs) == 0:
+            continue
+        start = pd.DatetimeIndex(legs["placed_time"]).asi8
+        closed = legs["closed_time"]
+        end = np.where(closed.notna().to_numpy(), pd.DatetimeIndex(closed.fillna(pd.Timestamp(0, tz="UTC"))).asi8, last)
+        level = legs[price_column].to_numpy(dtype=float)
+        # One trace: a segment per leg, NaN between segments so they do not join.
+        x = np.column_stack([_ms(start), _ms(end), np.full(len(legs), np.nan)]).ravel()
+        y = np.column_stack([level, level, np.full(len(legs), np.nan)]).ravel()
+        canvas.add(cell, {"type": "scatter", "mode": "lines", "x": x, "y": y,
+                          "name": f"{symbol} {label}", "showlegend": False, "hoverinfo": "skip",
+                          "line": {"color": color, "width": 1, "dash": "dot"}})
 
 
 def add_monthly_returns(canvas: Canvas, cell: int, result: Result) -> None:

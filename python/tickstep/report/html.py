@@ -210,7 +210,12 @@ def write_report(result: Result, path: str | Path, *, symbols: list[str] | None 
         "<h2>Engine options</h2>", _pairs_table(result.options, "options"), "</section></div>",
     ]
     for fig_id, heading, _ in figures:
-        parts.append(f'<h2>{html.escape(heading)}</h2><div class="figure" id="{fig_id}"></div>')
+        parts.append(f'<h2>{html.escape(heading)}</h2>')
+        if fig_id == "fig-prices":
+            parts.append('<p class="note">&#9650; buy, &#9660; sell short, &#9675; exit, '
+                         "&#10006; stop-loss fill, &#9733; take-profit fill; dotted: working "
+                         "stop-loss (red) and take-profit (green) levels.</p>")
+        parts.append(f'<div class="figure" id="{fig_id}"></div>')
     parts += ["<h2>By symbol</h2>", _table(breakdown, "by-symbol", "symbol")]
     if sectors is not None:
         parts += ["<h2>By sector</h2>", _table(sectors, "by-sector", "sector")]
