@@ -225,3 +225,15 @@ def test_demo_writes_a_report_and_prints_its_path(tmp_path, capsys):
     assert main(["demo", "--store", str(store), "--symbols", "2", "--days", "2",
                  "--report", str(mine)]) == 1
     assert mine.read_text() == "my notes" and "never overwrites" in capsys.readouterr().err
+
+
+def test_monthly_heatmap_uses_the_months_of_the_statistics():
+    # Samples at the end of New York days: 2024-01-31 19:00 NY is February 1st in UTC.
+    idx = pd.DatetimeIndex(["2024-01-15 21:00", "2024-02-01 00:00", "2024-02-20 21:00"], tz="UTC")
+    eq = pd.Series([110.0, 121.0, 96.8], index=idx)
+    from tickstep.metrics import monthly_returns
+
+    ny = monthly_returns(eq, 100.0, "America/New_York")
+    assert ny.round(9).tolist() == [0.21, -0.2]  # January ends at 121, February at 96.8
+    utc = monthly_returns(eq, 100.0)
+    assert utc.round(9).tolist() == [0.1, -0.12]

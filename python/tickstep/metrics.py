@@ -519,8 +519,8 @@ def exposed(gross_exposure: np.ndarray, equity: np.ndarray) -> np.ndarray:
     return gross > _EXPOSURE_DUST * np.abs(np.asarray(equity, dtype=float))
 
 
-def monthly_returns(equity: pd.Series, initial_cash: float) -> pd.Series:
-    """Return of each calendar month (UTC), from month-end equity.
+def monthly_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC") -> pd.Series:
+    """Return of each calendar month in ``timezone``, from month-end equity.
 
     Parameters
     ----------
@@ -528,12 +528,14 @@ def monthly_returns(equity: pd.Series, initial_cash: float) -> pd.Series:
         Equity samples on a sorted ``DatetimeIndex`` (naive means UTC).
     initial_cash : float
         Equity before the first sample: the first month's return is measured from it.
+    timezone : str, default "UTC"
+        The backtest's timezone: whose calendar months (as **Best / Worst Month [%]**).
 
     Returns
     -------
     pd.Series
-        Fractional returns named ``"return"``, indexed by the first instant of each month
-        that has a sample (UTC); months without a sample are skipped.
+        Fractional returns named ``"return"``, indexed by the first day of each month
+        that has a sample (as a UTC date); months without a sample are skipped.
 
     Examples
     --------
@@ -542,7 +544,7 @@ def monthly_returns(equity: pd.Series, initial_cash: float) -> pd.Series:
     [0.1, -0.1]
     """
     index = _as_utc(pd.DatetimeIndex(equity.index))
-    months = _month_numbers(index)
+    months = _month_numbers(index, timezone)
     returns = _period_returns(equity.to_numpy(dtype=float), months, float(initial_cash))
     firsts = np.unique(months)
     starts = pd.to_datetime({"year": firsts // 12, "month": firsts % 12 + 1, "day": 1}, utc=True)

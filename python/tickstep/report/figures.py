@@ -218,7 +218,8 @@ def _add_bracket_levels(canvas: Canvas, cell: int, result: Result, symbol: str, 
 
 def add_monthly_returns(canvas: Canvas, cell: int, result: Result) -> None:
     """Monthly returns (%) as a year x month heatmap (green gains, red losses)."""
-    months = monthly_returns(result.equity, result.initial_cash) * 100.0
+    timezone = result.options.get("timezone", "UTC")
+    months = monthly_returns(result.equity, result.initial_cash, timezone) * 100.0
     years = sorted(set(months.index.year))
     z = np.full((len(years), 12), np.nan)
     z[np.searchsorted(years, months.index.year), months.index.month - 1] = months.to_numpy()
