@@ -50,7 +50,7 @@ def _executor(parallel: bool, dask_address: str | None) -> Any:
     if dask_address:
         from distributed import Client
 
-        return Client(dask_address, set_as_default=False)
+        return Client(dask_address)  # the default client: the batch waits through it
     return None
 
 
