@@ -4,6 +4,7 @@
 //! names below in backticks are those options); nothing else in the core reads options.
 
 use crate::error::{EngineError, Result};
+use crate::portfolio::CarryRates;
 
 /// When a market order fills.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +46,9 @@ pub struct Config {
     pub leverage: f64,
     /// `record_every_bar`: record equity at every tick, not only at each trading day's end.
     pub record_every_bar: bool,
+    /// `borrow_rate`, `margin_rate`, `cash_rate`: annual carrying costs, accrued at each
+    /// trading day's end.
+    pub carry: CarryRates,
 }
 
 impl Default for Config {
@@ -57,6 +61,7 @@ impl Default for Config {
             fill_at: FillAt::NextOpen,
             leverage: 1.0,
             record_every_bar: false,
+            carry: CarryRates::default(),
         }
     }
 }
@@ -95,6 +100,16 @@ impl Config {
         }
         if !(self.leverage.is_finite() && self.leverage > 0.0) {
             return bad("leverage", self.leverage, "finite and > 0");
+        }
+        let annual = [
+            ("borrow_rate", self.carry.borrow),
+            ("margin_rate", self.carry.margin),
+            ("cash_rate", self.carry.cash),
+        ];
+        for (name, rate) in annual {
+            if !(rate.is_finite() && rate >= 0.0) {
+                return bad(name, rate, "a finite annual rate >= 0 (0.05 = 5%)");
+            }
         }
         Ok(())
     }

@@ -216,6 +216,9 @@ impl Engine {
                         != timeline[t + 1].div_euclid(NANOS_PER_DAY)
             }
         };
+        if day_ends {
+            self.portfolio.accrue_carry(ts, &self.config.carry);
+        }
         if self.config.record_every_bar || day_ends {
             let p = &self.portfolio;
             self.equity.push(ts, p.equity(), p.cash, p.gross_exposure());

@@ -111,7 +111,25 @@ pub struct Portfolio {
     positions: Vec<Position>,
     next_lot_id: u64,
     pub closed: Vec<ClosedTrade>,
+    /// Carrying costs charged so far, net of interest earned.
+    pub carry_paid: f64,
+    /// The day end carrying costs were last accrued at (ns UTC).
+    last_accrual: Option<i64>,
 }
+
+/// Annual rates of carrying costs, as a broker charges them: accrued for each calendar
+/// day (actual/365) at the end of each trading day, on the balances held then.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CarryRates {
+    /// `borrow_rate`: fee on the market value of short positions.
+    pub borrow: f64,
+    /// `margin_rate`: interest paid on negative cash (money borrowed to buy).
+    pub margin: f64,
+    /// `cash_rate`: interest earned on positive cash (short sale proceeds included).
+    pub cash: f64,
+}
+
+const NANOS_PER_DAY: f64 = 86_400e9;
 
 /// Lots smaller than this fraction of their size count as fully closed (float dust).
 const DUST: f64 = 1e-9;
@@ -130,7 +148,39 @@ impl Portfolio {
                 .collect(),
             next_lot_id: 1,
             closed: Vec::new(),
+            carry_paid: 0.0,
+            last_accrual: None,
         }
+    }
+
+    /// Charge the carrying costs of the calendar days since the previous day end (one for
+    /// the first; a weekend between two sessions makes three), at the day end `ts`:
+    /// borrow fees on short market value, interest on negative cash, interest earned on
+    /// positive cash. Returns the net amount charged (taken from cash, hence equity).
+    pub fn accrue_carry(&mut self, ts: i64, rates: &CarryRates) -> f64 {
+        // Rounded: a day of 23 or 25 hours (DST) or an early close is still one day.
+        let days = self.last_accrual.map_or(1.0, |prev| {
+            ((ts - prev) as f64 / NANOS_PER_DAY).round().max(1.0)
+        });
+        self.last_accrual = Some(ts);
+        if *rates == CarryRates::default() {
+            return 0.0;
+        }
+        let short_value: f64 = self
+            .positions
+            .iter()
+            .filter(|p| p.size < 0.0)
+            .map(|p| -p.size * p.mark)
+            .sum();
+        let rate = if self.cash < 0.0 {
+            rates.margin
+        } else {
+            rates.cash
+        };
+        let cost = (short_value * rates.borrow - self.cash * rate) * days / 365.0;
+        self.cash -= cost;
+        self.carry_paid += cost;
+        cost
     }
 
     #[inline]
@@ -380,6 +430,33 @@ mod tests {
         assert_eq!(p.position(0).size, 2.0);
         check_identity(&p);
         assert!((p.equity() - 1_020.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn carrying_costs_accrue_per_calendar_day() {
+        let rates = CarryRates {
+            borrow: 0.0365,
+            margin: 0.073,
+            cash: 0.0,
+        };
+        let day = 86_400_000_000_000i64;
+        let mut p = Portfolio::new(1_000.0, 2);
+        p.mark(0, 50.0);
+        p.apply(exec(-1.0, 100.0, 50.0, 0.0)); // short 5,000: cash 6,000
+                                               // 5,000 × 3.65% / 365 = 0.50 a day; no interest on positive cash at 0%.
+        assert!((p.accrue_carry(16 * 3_600_000_000_000, &rates) - 0.5).abs() < 1e-12);
+        // Friday to Monday: three days.
+        assert!((p.accrue_carry(3 * day + 16 * 3_600_000_000_000, &rates) - 1.5).abs() < 1e-12);
+        assert!((p.carry_paid - 2.0).abs() < 1e-12);
+        assert!((p.cash - 5_998.0).abs() < 1e-9);
+        check_identity(&p);
+        // Cover and buy 200 of another at 50: cash 5,998 - 5,000 - 10,000 = -9,002.
+        p.apply(exec(1.0, 100.0, 50.0, 0.0));
+        p.mark(1, 50.0);
+        p.apply(exec(1.0, 200.0, 50.0, 0.0));
+        let charged = p.accrue_carry(4 * day + 16 * 3_600_000_000_000, &rates);
+        assert!((charged - 9_002.0 * 0.073 / 365.0).abs() < 1e-12);
+        check_identity(&p);
     }
 
     #[test]

@@ -31,6 +31,9 @@ def test_defaults():
         "timezone": "UTC",
         "risk_free_rate": 0.0,
         "benchmark": None,
+        "borrow_rate": 0.0,
+        "margin_rate": 0.0,
+        "cash_rate": 0.0,
         "periods_per_year": None,
         "on_reject": "warn",
         "trade_start": None,
@@ -58,6 +61,7 @@ def test_engine_options_are_the_cores_spelling():
     assert config.engine_options() == {
         "cash": 5_000.0, "commission": 0.002, "commission_fixed": 1.0, "slippage_bps": 3.0,
         "fill_at": "close", "leverage": 2.0, "record_every_bar": True,
+        "borrow_rate": 0.0, "margin_rate": 0.0, "cash_rate": 0.0,
     }
     tickstep._core.Engine(_tiny_market(), **config.engine_options())  # the core takes them
 

@@ -112,6 +112,7 @@ def test_labels_are_stable_and_ordered(five_day_stats):
         "Avg. MAE [%]",
         "Avg. MFE [%]",
         "Commissions [$]",
+        "Carrying Costs [$]",
         "Avg. Bars Held",
     ]
     assert tuple(five_day_stats.index) == STAT_LABELS

@@ -52,8 +52,12 @@ class Engine:
         fill_at: str = "next_open",
         leverage: float = 1.0,
         record_every_bar: bool = False,
+        borrow_rate: float = 0.0,
+        margin_rate: float = 0.0,
+        cash_rate: float = 0.0,
     ) -> Engine: ...
     def set_session_ends(self, ends: npt.NDArray[np.bool_]) -> None: ...
+    def carrying_costs(self) -> float: ...
     def run(
         self,
         ctx: Context,

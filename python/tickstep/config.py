@@ -235,6 +235,15 @@ class BacktestConfig:
         grouped by them, with or without ``record_every_bar``.
     risk_free_rate : float, default 0
         Annual rate for the Sharpe and Sortino ratios (finite, > -1).
+    borrow_rate : float, default 0
+        Annual fee on the market value of short positions (0.03 = 3%).
+    margin_rate : float, default 0
+        Annual interest paid on negative cash (money borrowed to buy, ``leverage`` > 1).
+    cash_rate : float, default 0
+        Annual interest earned on positive cash (short sale proceeds included).
+        The three carrying costs accrue for each calendar day (actual/365) at the end of
+        each trading day, on the balances and prices of that moment: they move cash and
+        equity, and the statistics sum them in ``Carrying Costs [$]``.
     benchmark : str or pandas.Series, optional
         What alpha and beta are measured against: a symbol of the data (its closes) or a
         price Series on a DatetimeIndex (kept as `tickstep.metrics.BenchmarkPrices`).
@@ -265,6 +274,9 @@ class BacktestConfig:
     timezone: str = _option("UTC", rule=_timezone)
     risk_free_rate: float = _option(0.0, rule=_annual_rate)
     benchmark: str | BenchmarkPrices | None = _option(None, rule=_benchmark)
+    borrow_rate: float = _option(0.0, rule=_non_negative, engine="borrow_rate")
+    margin_rate: float = _option(0.0, rule=_non_negative, engine="margin_rate")
+    cash_rate: float = _option(0.0, rule=_non_negative, engine="cash_rate")
     periods_per_year: int | None = _option(None, rule=_periods_per_year)
     on_reject: str = _option("warn", rule=_on_reject)
     trade_start: pd.Timestamp | None = _option(None, rule=_instant)

@@ -67,6 +67,7 @@ STAT_LABELS: tuple[str, ...] = (
     "Avg. MAE [%]",
     "Avg. MFE [%]",
     "Commissions [$]",
+    "Carrying Costs [$]",
     "Avg. Bars Held",
 )
 
@@ -178,6 +179,7 @@ def compute_stats(
     buy_and_hold: tuple[np.ndarray, np.ndarray] | None = None,
     benchmark: pd.Series | BenchmarkPrices | None = None,
     orders_rejected: int = 0,
+    carrying_costs: float = 0.0,
 ) -> pd.Series:
     """Summary statistics of a backtest, as a readable ``pd.Series``.
 
@@ -216,6 +218,9 @@ def compute_stats(
         **Beta**; NaN without.
     orders_rejected : int, default 0
         Orders the broker rejected during the run (``# Orders Rejected``).
+    carrying_costs : float, default 0.0
+        Borrow fees and margin interest net of interest earned on cash
+        (``Carrying Costs [$]``; already in the equity).
 
     Returns
     -------
@@ -366,6 +371,7 @@ def compute_stats(
     }
     stats.update(_trade_stats(trades))
     stats["# Orders Rejected"] = int(orders_rejected)
+    stats["Carrying Costs [$]"] = float(carrying_costs)
     return pd.Series([stats[k] for k in STAT_LABELS], index=_STATS_INDEX, dtype=object,
                      name="stats")
 

@@ -638,6 +638,7 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     stats = compute_stats(
         eq, trades, initial_cash=cash, risk_free_rate=risk_free_rate, start=start, end=end,
         orders_rejected=orders_rejected, timezone=timezone, periods_per_year=periods_per_year,
+        carrying_costs=engine.carrying_costs(),
         **(market_stats_inputs(market, benchmark, start.value) if market is not None else {}),
     )
     raw = {"fills": engine.fills(), "orders": engine.orders(), "positions": engine.positions(),

@@ -231,6 +231,7 @@ def simulate_stats(
     engine, instance, rejected = _run(market, strategy, config, params or {}, metadata, ends)
     raw = engine.trades()
     eq = engine.equity()
+    carrying_costs = engine.carrying_costs()
     # The core's objects must die on this thread: a profiler holding this frame (Dask's
     # samples every worker thread) would otherwise free them on its own thread.
     del engine, instance
@@ -251,4 +252,5 @@ def simulate_stats(
         orders_rejected=rejected,
         timezone=config.timezone,
         periods_per_year=config.periods_per_year,
+        carrying_costs=carrying_costs,
     )

@@ -10,6 +10,7 @@ use super::errors::IntoPyResult;
 use super::market::PyMarket;
 use crate::config::{Config, FillAt};
 use crate::engine::Engine;
+use crate::portfolio::CarryRates;
 
 #[pyclass(name = "Engine", module = "tickstep._core", unsendable)]
 pub struct PyEngine {
@@ -24,7 +25,7 @@ fn put<'py, T: numpy::Element>(d: &Bound<'py, PyDict>, key: &str, v: Vec<T>) -> 
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, slippage_bps=0.0, fill_at="next_open", leverage=1.0, record_every_bar=false))]
+    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, slippage_bps=0.0, fill_at="next_open", leverage=1.0, record_every_bar=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -36,6 +37,9 @@ impl PyEngine {
         fill_at: &str,
         leverage: f64,
         record_every_bar: bool,
+        borrow_rate: f64,
+        margin_rate: f64,
+        cash_rate: f64,
     ) -> PyResult<Self> {
         let config = Config {
             cash,
@@ -45,6 +49,11 @@ impl PyEngine {
             fill_at: FillAt::parse(fill_at).py_err(py)?,
             leverage,
             record_every_bar,
+            carry: CarryRates {
+                borrow: borrow_rate,
+                margin: margin_rate,
+                cash: cash_rate,
+            },
         };
         let engine = Engine::new(market.get().inner.clone(), config).py_err(py)?;
         Ok(PyEngine { engine, market })
@@ -193,6 +202,12 @@ impl PyEngine {
             o.iter().map(|x| executed(x.filled_side)).collect(),
         )?;
         Ok(d)
+    }
+
+    /// Carrying costs charged over the run (borrow fees and margin interest, net of
+    /// interest earned on cash).
+    fn carrying_costs(&self) -> f64 {
+        self.engine.portfolio().carry_paid
     }
 
     /// Equity samples: ts, equity, cash, gross_exposure.

@@ -1,0 +1,75 @@
+"""Carrying costs, as a broker charges them: a borrow fee on short market value, interest
+on negative cash and (optionally) on positive cash, accrued for each calendar day at the
+end of each trading day, in the equity and in ``Carrying Costs [$]``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+
+
+def flat_bars(index, price=50.0):
+    n = len(index)
+    return pd.DataFrame({"open": [price] * n, "high": [price] * n, "low": [price] * n,
+                         "close": [price] * n, "volume": [1.0] * n}, index=index)
+
+
+class ShortOnce(tickstep.Strategy):
+    size = 100
+
+    def init(self):
+        self.sell("X", size=self.size)
+
+
+def test_a_month_of_borrow_fees_by_hand():
+    """Short 100 at 50 (5,000 of market value) through March 2024, daily bars every day:
+    3.65% a year is 0.50 a day; filled at the second bar's open (March 2), so 30 day ends
+    hold the short: 15.00 in all."""
+    index = pd.date_range("2024-03-01", "2024-03-31", freq="D", tz="UTC")
+    r = tickstep.Backtest({"X": flat_bars(index)}, ShortOnce, cash=10_000, borrow_rate=0.0365).run()
+    eq = r.equity
+    assert len(eq) == 31
+    assert eq.iloc[0] == 10_000.0  # no short yet at the first day's end
+    assert np.diff(eq.to_numpy()) == pytest.approx([-0.5] * 30, abs=1e-9)
+    assert eq.iloc[-1] == pytest.approx(10_000 - 15.0, abs=1e-9)
+    assert r.stats["Carrying Costs [$]"] == pytest.approx(15.0, abs=1e-9)
+    assert r.equity_frame["cash"].iloc[-1] == pytest.approx(15_000 - 15.0, abs=1e-9)
+
+
+def test_weekends_are_charged_at_the_next_session_end():
+    """Exchange days ending 21:00 UTC, Monday to Friday: Friday's end to Monday's is three
+    days of fees, charged at Monday's end."""
+    days = pd.bdate_range("2024-03-04", "2024-03-15", tz="UTC") + pd.Timedelta(hours=21)
+    r = tickstep.Backtest({"X": flat_bars(days)}, ShortOnce, cash=10_000, borrow_rate=0.0365).run()
+    charges = -np.diff(r.equity.to_numpy())
+    # Tue..Fri 0.5 each, Mon 1.5, Tue..Fri 0.5 each.
+    assert charges == pytest.approx([0.5] * 4 + [1.5] + [0.5] * 4, abs=1e-9)
+
+
+class BuyOnMargin(tickstep.Strategy):
+    def init(self):
+        self.buy("X", size=300)  # 15,000 with 10,000 of cash: -5,000
+
+
+def test_margin_interest_and_cash_interest():
+    index = pd.date_range("2024-03-01", periods=11, freq="D", tz="UTC")
+    r = tickstep.Backtest({"X": flat_bars(index)}, BuyOnMargin, cash=10_000, leverage=2,
+                          margin_rate=0.073, cash_rate=0.05).run()
+    cash = r.equity_frame["cash"].to_numpy()
+    # First day end: still all cash, earning 5%: 10,000 x 0.05 / 365.
+    assert cash[0] == pytest.approx(10_000 * (1 + 0.05 / 365), rel=1e-12)
+    # Then the loan grows by 7.3% / 365 a day, compounding on the balance.
+    for before, after in zip(cash[1:], cash[2:]):
+        assert after == pytest.approx(before * (1 + 0.073 / 365), rel=1e-12)
+    # Flat prices, no commission: every change of equity is a carrying cost (or income).
+    assert r.stats["Carrying Costs [$]"] == pytest.approx(10_000 - r.equity.iloc[-1], rel=1e-12)
+    assert r.stats["Carrying Costs [$]"] > 0
+
+
+def test_rates_are_checked():
+    with pytest.raises(tickstep.ConfigError, match="borrow_rate=-0.01"):
+        tickstep.BacktestConfig(borrow_rate=-0.01)
+    with pytest.raises(tickstep.ConfigError, match="margin_rate=nan"):
+        tickstep.BacktestConfig(margin_rate=float("nan"))
