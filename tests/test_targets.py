@@ -3,6 +3,8 @@ trade value, reductions placed first; checked against hand-computed fills and ca
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -152,3 +154,38 @@ def test_order_target_without_a_symbol_trades_the_running_symbol():
     got = [(str(f.symbol), f.side, f.size, f.price) for f in result.fills.itertuples()]
     # 0.3 x 100,000 / 120 = 250 BBB, filled at day 1's open (121); not CCC, the last symbol.
     assert got == [("BBB", "buy", 250.0, 121.0)]
+
+
+class MonthlyRotation(tickstep.Strategy):
+    """Day 0: all in the last symbol; day 2: all in the first (its buy sorts before the sale)."""
+
+    first, last = "AAA", "ZZZ"
+
+    def on_tick(self):
+        day = (self.now - int(DATA["AAA"].index[0].value)) // (86_400 * 10**9)
+        if day == 0:
+            self.rebalance({self.last: 0.95})
+        elif day == 2:
+            self.rebalance({self.first: 0.95})
+
+
+@pytest.mark.parametrize("first, last", [("AAA", "ZZZ"), ("ZZZ", "AAA")])
+def test_a_rotation_pays_for_its_purchase_with_its_sale_whatever_the_names(first, last):
+    """At leverage 1 the purchase fits only after the sale: fills at one instant execute
+    reductions first, so the rotation never depends on how the symbols sort."""
+    data = {first: DATA["AAA"], last: DATA["BBB"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RejectedOrderWarning
+        result = tickstep.Backtest(data, MonthlyRotation, cash=100_000, commission=0.001).run(
+            first=first, last=last)
+    fills = [(str(f.symbol), f.side, f.time.day) for f in result.fills.itertuples()]
+    # Day 0: 0.95 x 100,000 / 120 = 791.7 units of the BBB prices; day 2 sells them all
+    # and buys the AAA prices with the proceeds (both fill at day 3's opens, the 5% left
+    # out paying for commission and AAA's higher open).
+    assert [f[:2] for f in fills] == [(last, "buy"), (last, "sell"), (first, "buy")]
+    assert result.stats["# Orders Rejected"] == 0
+    sold = result.fills.iloc[1]
+    bought = result.fills.iloc[2]
+    assert sold["size"] == pytest.approx(0.95 * 100_000 / 120)
+    equity_day2 = result.equity_frame["equity"].iloc[2]
+    assert bought["size"] == pytest.approx(0.95 * equity_day2 / 40)
