@@ -78,7 +78,9 @@ class PostgresStore(BarStore):
         try:
             self._con = pgdb.connect(url)
         except pgdb.Error as exc:
-            raise DataError(f"cannot connect to PostgreSQL: {exc}", source=_redact(url)) from None
+            raise DataError(
+                f"cannot connect to PostgreSQL at {_redact(url)}: {exc}", source=_redact(url)
+            ) from None
         # Session settings for this connection only. JIT compiling our few, simple
         # plans costs seconds and saves nothing; the planner misjudges the row counts of
         # the calendar tables expanded in SQL and then prefers merge joins over sorts
