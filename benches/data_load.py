@@ -10,11 +10,12 @@ Workloads (each timed ``--repeat`` times; the median is reported, with bars/s):
 - ``duckdb load``: ``Store(path, read_only=True).load()`` of all 20 symbols from a store
   file: the metadata query, the one bars query, Arrow -> numpy, the door's checks.
 - ``duckdb load -> engine``: the same plus copying the columns into the Rust core
-  (``tickstep.backtest.market_from_columns``): a ready engine. Skipped when the
+  (``tickstep.simulation.market_from_columns``): a ready engine. Skipped when the
   compiled extension is not built.
-- ``duckdb rth``, ``duckdb 1h``, ``duckdb rth+1D``: loads with SQL-side filters (regular
-  NYSE hours, which keep 538,200 of the round-the-clock bars; hourly and daily
-  resampling in New York time). The symbols are given exchange XNYS for these.
+- ``duckdb rth``, ``duckdb 1h``, ``duckdb rth+1D``, ``duckdb rth+15min``: loads with
+  SQL-side filters (regular NYSE hours, which keep 538,200 of the round-the-clock bars;
+  hourly, daily and 15-minute resampling in New York time). The symbols are given
+  exchange XNYS for these.
 - ``postgres load`` (and ``-> engine``, ``rth``, ``1h``): the same from PostgreSQL when a
   URL is given (``--pg-url`` or ``TICKSTEP_PG_URL``; ``bash .ci/start-postgres.sh``
   starts a local server and prints one). Works in a scratch schema, dropped at the end.
@@ -99,6 +100,7 @@ def store_workloads(rows, label, store, repeat, n_bars, quick=False) -> None:
         ("rth", {"regular_hours": True}),
         ("1h", {"timeframe": "1h"}),
         ("rth+1D", {"regular_hours": True, "timeframe": "1D"}),
+        ("rth+15min", {"regular_hours": True, "timeframe": "15min"}),
     ):
         median, times = timed(lambda kw=kw: store.load(**kw), repeat)
         report(rows, f"{label} {name}", median, times, n_bars)

@@ -27,6 +27,8 @@ from tickstep.timeframes import NS_PER_DAY
 __all__ = ["DUCKDB", "POSTGRES", "Dialect", "bars_query"]
 
 _COLUMNS = "b.symbol_id, b.ts, b.open, b.high, b.low, b.close, b.volume"
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ def bars_query(
     no particular order (the caller groups them), resampled rows ordered.
     """
     params: dict[str, Any] = {}
-    bounds = f"b.ts >= {int(lo)} AND b.ts < {int(hi)}"
+    bounds = _time_bounds(dialect, lo, hi)
     if spans is None:
         if timeframe is not None:
             raise ValueError("resampling needs the filter spans")  # pragma: no cover
@@ -149,9 +151,12 @@ def bars_query(
     ctes = [f"req AS ({req})", f"spans AS ({span_rows})"]
     if dialect.index_ranges:
         # One index range scan of bars per (symbol, span): only the bars kept are read.
-        joins = (
-            "JOIN req r ON r.symbol_id = b.symbol_id JOIN spans u ON u.grp = r.grp "
-            "AND b.ts >= u.start_ns AND b.ts < u.end_ns"
+        # OFFSET 0 keeps the planner from flattening the lateral subquery into a join it
+        # may misjudge (a hash join testing every bar against every span).
+        source = (
+            "req r JOIN spans u ON u.grp = r.grp CROSS JOIN LATERAL (SELECT * FROM bars b "
+            "WHERE b.symbol_id = r.symbol_id AND b.ts >= u.start_ns AND b.ts < u.end_ns "
+            f"AND {bounds} OFFSET 0) b"
         )
     else:
         unit = spans.unit_ns
@@ -159,13 +164,13 @@ def bars_query(
             dialect.floor_div("start_ns", unit), dialect.floor_div("end_ns", unit)
         )
         ctes.append(f"units AS (SELECT grp, day, off_ns, {series} AS unit FROM spans)")
-        joins = (
-            "JOIN req r ON r.symbol_id = b.symbol_id "
+        source = (
+            "bars b JOIN req r ON r.symbol_id = b.symbol_id "
             f"JOIN units u ON u.grp = r.grp AND u.unit = {dialect.floor_div('b.ts', unit)}"
         )
     head = "WITH " + ", ".join(ctes)
     if timeframe is None:
-        return f"{head} SELECT {_COLUMNS} FROM bars b {joins} WHERE {bounds}", params
+        return f"{head} SELECT {_COLUMNS} FROM {source} WHERE {bounds}", params
     if timeframe.daily:
         # Regular hours: a daily bar is the session's; else the bar's local date.
         bucket = (
@@ -179,7 +184,7 @@ def bars_query(
     int8 = dialect.int_types["int8"]
     bucketed = (
         f"SELECT b.symbol_id, CAST({bucket} AS {int8}) AS bucket, b.ts, "
-        f"b.open, b.high, b.low, b.close, b.volume FROM bars b {joins} WHERE {bounds}"
+        f"b.open, b.high, b.low, b.close, b.volume FROM {source} WHERE {bounds}"
     )
     aggregate = (
         f"SELECT symbol_id, bucket AS ts, {dialect.first('open')} AS open, "
@@ -188,3 +193,15 @@ def bars_query(
         "ORDER BY symbol_id, bucket"
     )
     return f"{head}, bucketed AS ({bucketed}) {aggregate}", params
+
+
+def _time_bounds(dialect: Dialect, lo: int, hi: int) -> str:
+    """``lo <= b.ts < hi`` as SQL; an open end is left out (no predicate to evaluate)
+    and the literals are typed as the column, so the scan can skip blocks by them."""
+    int8 = dialect.int_types["int8"]
+    parts = []
+    if lo > INT64_MIN:
+        parts.append(f"b.ts >= CAST({int(lo)} AS {int8})")
+    if hi < INT64_MAX:
+        parts.append(f"b.ts < CAST({int(hi)} AS {int8})")
+    return " AND ".join(parts) or "TRUE"

@@ -43,7 +43,8 @@ def _fmt_ns(ns: int) -> str:
 
 
 def as_market(data: Any, *, symbol: str | None = None) -> MarketColumns:
-    """Anything a store can ingest -> validated MarketColumns."""
+    """Anything a store can ingest -> validated MarketColumns: bars in memory (see
+    `to_market_columns`), a file of bars, or a list of files."""
     if isinstance(data, (str, PathLike)):
         return read_bars_file(data, symbol=symbol)
     if (
@@ -54,10 +55,7 @@ def as_market(data: Any, *, symbol: str | None = None) -> MarketColumns:
         parts = [read_bars_file(p) for p in data]
         bars = sorted((b for m in parts for b in m.bars), key=lambda b: b.symbol)
         return MarketColumns(bars)
-    if isinstance(data, pd.DataFrame) and symbol is not None:
-        data = data.copy(deep=False)
-        data.attrs["symbol"] = symbol
-    return to_market_columns(data)
+    return to_market_columns(data, symbol=symbol)
 
 
 def stage_table(market: MarketColumns, ids: dict[str, int]) -> pa.Table:
@@ -176,12 +174,13 @@ class BarStore:
 
         Parameters
         ----------
-        data : DataFrame, mapping, MarketColumns, path or list of paths
-            Anything `to_market_columns` accepts, or CSV (``.csv``, ``.csv.gz``) and
-            Parquet files. A file without a symbol column holds one symbol: ``symbol``,
-            or the file's name (``AAPL.csv`` -> ``AAPL``).
+        data : table, mapping, MarketColumns, path or list of paths
+            Anything `to_market_columns` accepts (pandas, Polars, Arrow), or files of
+            bars (CSV, Parquet, Arrow; see `FILE_FORMATS`). A file without a symbol
+            column holds one symbol: ``symbol``, or the file's name (``AAPL.csv`` ->
+            ``AAPL``).
         symbol : str, optional
-            Symbol for a single-symbol DataFrame or file.
+            Symbol for a single-symbol table or file.
         metadata : DataFrame or path, optional
             Symbol metadata to store alongside (see `ingest_metadata`); a
             `MarketColumns` brings its own.
