@@ -24,12 +24,13 @@ mod matching;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use crate::broker::{Bar, Moment};
+use crate::broker::{ratchet, Bar, Moment};
 use crate::config::Config;
 use crate::error::{EngineError, Result};
-use crate::orders::{Order, OrderRecord, OrderRequest, Role, Side, Status};
+use crate::orders::{Order, OrderRecord, OrderRequest, Role, Side, Status, TimeInForce, Trail};
 use crate::portfolio::Portfolio;
 use crate::results::Fill;
+use crate::studies::Studies;
 use execution::{At, Executed, Waiting};
 use matching::Play;
 
@@ -47,6 +48,77 @@ pub struct Book {
     waiting: Vec<Option<Waiting>>,
     /// Plays waiting with an increase, by (open before intrabar, placement order).
     queue: BinaryHeap<Reverse<(u8, u64, usize)>>,
+    /// Day and good-till-date orders by expiry time.
+    expiries: BinaryHeap<Reverse<(i64, u64)>>,
+    /// Orders ever placed with a last bar (bars / immediate-or-cancel): 0 skips the check.
+    bar_limited: usize,
+}
+
+/// What the book needs to know about the moment an order is placed.
+pub struct Placing<'a> {
+    /// The symbol's name, for messages.
+    pub name: &'a str,
+    /// Its latest close (NaN before its first bar): `sl`/`tp` sides, trailing anchors.
+    pub price: f64,
+    pub now: i64,
+    /// Index of the symbol's next bar (the first on which the order can fill).
+    pub next_bar: usize,
+    /// The end of the trading day a day order is good for.
+    pub day_end: i64,
+    pub symbol: usize,
+    /// The symbol's latest bar, for study reads.
+    pub bar: Option<usize>,
+    pub studies: &'a Studies,
+}
+
+impl Placing<'_> {
+    /// The value of ATR study `id` now (its latest bar is complete).
+    fn atr(&self, id: usize) -> f64 {
+        self.studies
+            .value(id, self.symbol, self.bar)
+            .unwrap_or(f64::NAN)
+    }
+}
+
+/// What the book reads while it matches and executes: the options and the studies (a
+/// trailing stop may follow an ATR).
+#[derive(Clone, Copy)]
+pub struct Rules<'a> {
+    pub config: &'a Config,
+    pub studies: &'a Studies,
+}
+
+fn check_trail(trail: Trail, at: &Placing<'_>) -> std::result::Result<(), String> {
+    match trail {
+        Trail::Distance(d) if !(d.is_finite() && d > 0.0) => Err(format!(
+            "a trailing distance must be a positive price amount, got {d}"
+        )),
+        Trail::Fraction(f) if !(f.is_finite() && f > 0.0 && f < 1.0) => Err(format!(
+            "a trailing percentage must be above 0% and below 100%, got {}%",
+            f * 100.0
+        )),
+        Trail::Atr { study, multiple } => {
+            if !at.studies.is_base_atr(study) {
+                Err(format!(
+                    "indicator {study} is not an ATR declared in init() over the base bars (self.atr(n))"
+                ))
+            } else if !(multiple.is_finite() && multiple > 0.0) {
+                Err(format!("the ATR multiple must be positive, got {multiple}"))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn expiry_reason(order: Option<&Order>) -> &'static str {
+    match order.map(|o| o.time_in_force) {
+        Some(TimeInForce::Day) => "day order: its trading day ended",
+        Some(TimeInForce::ImmediateOrCancel) => "immediate-or-cancel: not filled on its bar",
+        Some(TimeInForce::Bars(_)) => "good for a number of bars: they passed",
+        _ => "good till date: its time passed",
+    }
 }
 
 impl Book {
@@ -59,6 +131,8 @@ impl Book {
             plays: Vec::new(),
             waiting: Vec::new(),
             queue: BinaryHeap::new(),
+            expiries: BinaryHeap::new(),
+            bar_limited: 0,
         }
     }
 
@@ -71,9 +145,8 @@ impl Book {
     // ---- placing and cancelling ---------------------------------------------------------
 
     /// Check and queue a trader's order; it joins the book at this tick's barrier.
-    /// `name` is the symbol's name (for messages), `price` its latest close (NaN before
-    /// its first bar), used to check that `sl`/`tp` lie on the right side of the entry.
-    pub fn submit(&mut self, req: OrderRequest, name: &str, price: f64, now: i64) -> Result<u64> {
+    pub fn submit(&mut self, req: OrderRequest, at: &Placing<'_>) -> Result<u64> {
+        let name = at.name;
         let bad = |m: String| Err(EngineError::InvalidOrder(format!("{name}: {m}")));
         if !(req.size.is_finite() && req.size > 0.0) {
             return bad(format!(
@@ -93,7 +166,56 @@ impl Book {
                 }
             }
         }
-        let reference = req.limit.or(req.stop).unwrap_or(price);
+        for (what, trail) in [("trail", req.trail), ("sl_trail", req.stop_loss_trail)] {
+            if let Some(t) = trail {
+                if let Err(rule) = check_trail(t, at) {
+                    return bad(format!("{what}: {rule}"));
+                }
+            }
+        }
+        if req.trail.is_some() && (req.limit.is_some() || req.stop.is_some()) {
+            return bad("a trailing stop (trail=) takes neither stop= nor limit=: its stop follows the price".into());
+        }
+        if req.trail.is_some() && !at.price.is_finite() {
+            return bad("a trailing stop needs a price to trail from: place it after the symbol's first bar".into());
+        }
+        if req.stop_loss.is_some() && req.stop_loss_trail.is_some() {
+            return bad("give sl= or sl_trail=, not both".into());
+        }
+        match req.time_in_force {
+            TimeInForce::ImmediateOrCancel
+                if req.limit.is_none() || req.stop.is_some() || req.trail.is_some() =>
+            {
+                return bad("immediate-or-cancel applies to limit orders only".into());
+            }
+            TimeInForce::Bars(0) => {
+                return bad("valid=0 bars: an order must be valid for at least 1 bar".into());
+            }
+            TimeInForce::Until(ts) if ts <= at.now => {
+                return bad(format!(
+                    "valid= until {ts} ns is not after the current time {} ns",
+                    at.now
+                ));
+            }
+            _ => {}
+        }
+        if let Some(other) = req.oco {
+            let Some(rec) = other.checked_sub(1).and_then(|i| self.log.get(i as usize)) else {
+                return bad(format!("oco={other}: no such order"));
+            };
+            if rec.status != Status::Open || rec.role != Role::Entry {
+                return bad(format!(
+                    "oco={other}: order {other} is not an open order of the trader's own (it is {:?} {:?})",
+                    rec.status, rec.role
+                ));
+            }
+            if rec.symbol != req.symbol {
+                return bad(format!(
+                    "oco={other}: order {other} is for another symbol; a one-cancels-other group holds one symbol's orders"
+                ));
+            }
+        }
+        let reference = req.limit.or(req.stop).unwrap_or(at.price);
         if reference.is_finite() {
             let long = req.side == Side::Buy;
             if let Some(sl) = req.stop_loss {
@@ -115,44 +237,176 @@ impl Book {
                 }
             }
         }
-        Ok(self.enqueue(req, Role::Entry, now))
+        let mut o = Order::new(self.next_id(), req.symbol, req.side, req.size, Role::Entry);
+        o.limit = req.limit;
+        o.stop = req.stop;
+        o.stop_loss = req.stop_loss;
+        o.take_profit = req.take_profit;
+        o.tag = req.tag;
+        o.stop_loss_trail = req.stop_loss_trail;
+        o.time_in_force = req.time_in_force;
+        match req.time_in_force {
+            TimeInForce::GoodTillCancelled => {}
+            TimeInForce::ImmediateOrCancel => o.last_bar = Some(at.next_bar),
+            TimeInForce::Bars(n) => o.last_bar = Some(at.next_bar + n - 1),
+            TimeInForce::Day => o.expires_at = Some(at.day_end),
+            TimeInForce::Until(ts) => o.expires_at = Some(ts),
+        }
+        if let Some(trail) = req.trail {
+            o.trail = Some(trail);
+            o.stop = Some(f64::NAN);
+            let atr = match trail {
+                Trail::Atr { study, .. } => at.atr(study),
+                _ => f64::NAN,
+            };
+            ratchet(&mut o, at.price, atr);
+        }
+        if let Some(other) = req.oco {
+            let group = self.join_group(other);
+            o.oco = Some(group);
+        }
+        Ok(self.enqueue(o, at.now))
     }
 
-    /// Queue an order that flattens `symbol` (sized at fill time); `None` when flat.
-    pub fn close_position(&mut self, symbol: usize, held: f64, now: i64) -> Option<u64> {
+    /// The OCO group of open order `other`, made a group if it is not one yet.
+    fn join_group(&mut self, other: u64) -> u64 {
+        let s = self.log[(other - 1) as usize].symbol;
+        let order = self.working[s]
+            .iter_mut()
+            .chain(self.pending.iter_mut())
+            .find(|o| o.id == other)
+            .expect("an open order is working or pending");
+        *order.oco.get_or_insert(other)
+    }
+
+    /// Queue an order that flattens `portion` (0 < portion <= 1) of `symbol`'s position,
+    /// sized when it fills (FIFO: the oldest trades first). `None` when flat.
+    pub fn close_position(
+        &mut self,
+        symbol: usize,
+        held: f64,
+        portion: f64,
+        now: i64,
+    ) -> Result<Option<u64>> {
+        if !(portion.is_finite() && portion > 0.0 && portion <= 1.0) {
+            return Err(EngineError::InvalidOrder(format!(
+                "close: portion must be in (0, 1], got {portion}"
+            )));
+        }
         if held == 0.0 {
-            return None;
+            return Ok(None);
         }
         let side = if held > 0.0 { Side::Sell } else { Side::Buy };
-        Some(self.enqueue(
-            OrderRequest::market(symbol, side, held.abs()),
+        let mut o = Order::new(
+            self.next_id(),
+            symbol,
+            side,
+            held.abs() * portion,
             Role::ClosePosition,
-            now,
-        ))
+        );
+        o.portion = portion;
+        Ok(Some(self.enqueue(o, now)))
     }
 
-    fn enqueue(&mut self, req: OrderRequest, role: Role, now: i64) -> u64 {
-        let o = Order {
-            id: self.next_id(),
-            symbol: req.symbol,
-            side: req.side,
-            size: req.size,
-            limit: req.limit,
-            stop: req.stop,
-            stop_loss: req.stop_loss,
-            take_profit: req.take_profit,
-            role,
-            trade: None,
-            triggered: false,
-            eligible_from: 0,
-            checked_bar: usize::MAX,
-            live: true,
-            tag: req.tag,
-        };
+    fn enqueue(&mut self, o: Order, now: i64) -> u64 {
         let id = o.id;
         self.log_order(&o, now);
+        if let Some(ts) = o.expires_at {
+            self.expiries.push(Reverse((ts, id)));
+        }
+        if o.last_bar.is_some() {
+            self.bar_limited += 1;
+        }
         self.pending.push(o);
         id
+    }
+
+    /// Change a working order's limit, stop or size; it takes effect from the next bar
+    /// (matching only happens in the market phase). Refused with the reason for orders
+    /// that are unknown, no longer open, or lack what is to be changed.
+    pub fn modify(
+        &mut self,
+        id: u64,
+        limit: Option<f64>,
+        stop: Option<f64>,
+        size: Option<f64>,
+    ) -> Result<()> {
+        let bad = |m: String| Err(EngineError::InvalidOrder(format!("modify order {id}: {m}")));
+        let Some(rec) = id.checked_sub(1).and_then(|i| self.log.get(i as usize)) else {
+            return bad("no such order in this backtest".into());
+        };
+        if rec.status != Status::Open {
+            let word = match rec.status {
+                Status::Filled => "filled",
+                Status::Cancelled => "cancelled",
+                Status::Rejected => "rejected",
+                Status::Expired => "expired",
+                Status::Open => "open",
+            };
+            return bad(format!("it is {word}; only working orders can be modified"));
+        }
+        for (what, v) in [("limit", limit), ("stop", stop), ("size", size)] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v > 0.0) {
+                    return bad(format!("{what} must be positive and finite, got {v}"));
+                }
+            }
+        }
+        let s = rec.symbol;
+        let o = self.working[s]
+            .iter_mut()
+            .chain(self.pending.iter_mut())
+            .find(|o| o.id == id && o.live)
+            .expect("an open order is working or pending");
+        if limit.is_some() && o.limit.is_none() {
+            return bad("it has no limit price to change (its type stays what it is)".into());
+        }
+        if stop.is_some() && (o.stop.is_none() || o.trail.is_some()) {
+            let why = if o.trail.is_some() {
+                "its stop trails the price"
+            } else {
+                "it has no stop price to change (its type stays what it is)"
+            };
+            return bad(why.into());
+        }
+        if size.is_some() && o.role != Role::Entry {
+            return bad("its size follows its trade or position".into());
+        }
+        if let Some(v) = limit {
+            o.limit = Some(v);
+        }
+        if let Some(v) = stop {
+            o.stop = Some(v);
+        }
+        if let Some(v) = size {
+            o.size = v;
+        }
+        let r = &mut self.log[(id - 1) as usize];
+        r.limit = o.limit.unwrap_or(f64::NAN);
+        r.stop = o.stop.unwrap_or(f64::NAN);
+        r.size = o.size;
+        Ok(())
+    }
+
+    /// Expire the orders whose time ran out before `now` (day and good-till-date orders):
+    /// called before a tick's market phase, so they never fill on a later bar.
+    pub fn expire_before(&mut self, now: i64) {
+        while let Some(&Reverse((ts, id))) = self.expiries.peek() {
+            if ts >= now {
+                break;
+            }
+            self.expiries.pop();
+            let rec = &self.log[(id - 1) as usize];
+            if rec.status != Status::Open {
+                continue;
+            }
+            let s = rec.symbol;
+            let reason = expiry_reason(self.working[s].iter().find(|o| o.id == id));
+            if self.cancel_working(id, ts, reason) {
+                self.log[(id - 1) as usize].status = Status::Expired;
+                self.working[s].retain(|o| o.live);
+            }
+        }
     }
 
     /// Cancel a working or pending order (a bracket leg too). False if it was not working.
@@ -235,20 +489,41 @@ impl Book {
 
     /// Match and execute every bar entered since the last call, as one batch (see the
     /// module documentation for the order). Positions must be marked at these bars' opens.
-    pub fn execute_batch(&mut self, portfolio: &mut Portfolio, config: &Config) {
+    pub fn execute_batch(&mut self, portfolio: &mut Portfolio, rules: Rules<'_>) {
         self.waiting.clear();
         self.waiting.resize(self.plays.len(), None);
         for p in 0..self.plays.len() {
-            self.play_on(p, portfolio, config);
+            self.play_on(p, portfolio, rules);
         }
         while let Some(Reverse((_, _, p))) = self.queue.pop() {
             let w = self.waiting[p].take().expect("a queued play waits");
             let at = self.at(p);
-            self.execute_increase(at, w, portfolio, config);
-            self.play_on(p, portfolio, config);
+            self.execute_increase(at, w, portfolio, rules);
+            self.play_on(p, portfolio, rules);
         }
-        for play in self.plays.drain(..) {
-            self.working[play.symbol].retain(|o| o.live);
+        for p in 0..self.plays.len() {
+            let at = self.at(p);
+            if self.bar_limited > 0 {
+                self.expire_at_bar(at);
+            }
+            self.working[at.symbol].retain(|o| o.live);
+        }
+        self.plays.clear();
+    }
+
+    /// Orders whose last bar this was (bars / immediate-or-cancel) and that did not fill
+    /// expire at its end.
+    fn expire_at_bar(&mut self, at: At) {
+        let ending: Vec<u64> = self.working[at.symbol]
+            .iter()
+            .filter(|o| o.live && o.last_bar == Some(at.bar))
+            .map(|o| o.id)
+            .collect();
+        for id in ending {
+            let reason = expiry_reason(self.working[at.symbol].iter().find(|o| o.id == id));
+            if self.cancel_working(id, at.ts, reason) {
+                self.log[(id - 1) as usize].status = Status::Expired;
+            }
         }
     }
 
@@ -262,14 +537,14 @@ impl Book {
     }
 
     /// Match and execute play `p` until its bar is done or an increase must wait.
-    fn play_on(&mut self, p: usize, portfolio: &mut Portfolio, config: &Config) {
+    fn play_on(&mut self, p: usize, portfolio: &mut Portfolio, rules: Rules<'_>) {
         let at = self.at(p);
         loop {
             let play = &mut self.plays[p];
-            let Some(m) = play.next_match(&mut self.working[play.symbol]) else {
+            let Some(m) = play.next_match(&mut self.working[play.symbol], rules.studies) else {
                 return;
             };
-            match self.execute_reduction(at, m.k, m.raw_price, m.moment, portfolio, config) {
+            match self.execute_reduction(at, m.k, m.raw_price, m.moment, portfolio, rules) {
                 Executed::Done => {}
                 Executed::Waits(w) => {
                     let rank = u8::from(w.moment != Moment::Open);
@@ -291,7 +566,7 @@ impl Book {
         &mut self,
         ts: i64,
         portfolio: &mut Portfolio,
-        config: &Config,
+        rules: Rules<'_>,
         fill_now: impl Fn(usize) -> Option<(usize, f64)>,
     ) {
         if self.pending.is_empty() {
@@ -311,13 +586,13 @@ impl Book {
             portfolio.mark(s, close);
             let k = self.working[s].len() - 1;
             touched.push(s);
-            match self.execute_reduction(at, k, close, Moment::Intrabar, portfolio, config) {
+            match self.execute_reduction(at, k, close, Moment::Intrabar, portfolio, rules) {
                 Executed::Done => {}
                 Executed::Waits(w) => increases.push((at, w)),
             }
         }
         for (at, w) in increases {
-            self.execute_increase(at, w, portfolio, config);
+            self.execute_increase(at, w, portfolio, rules);
         }
         for s in touched {
             self.working[s].retain(|o| o.live);

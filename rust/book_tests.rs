@@ -4,13 +4,29 @@
 use super::*;
 use crate::orders::Role;
 
+fn placing(studies: &Studies, price: f64, now: i64) -> Placing<'_> {
+    Placing {
+        name: "X",
+        price,
+        now,
+        next_bar: (now + 1) as usize,
+        day_end: i64::MAX,
+        symbol: 0,
+        bar: None,
+        studies,
+    }
+}
+
 const X: usize = 0;
 
 struct Desk {
     book: Book,
     portfolio: Portfolio,
     config: Config,
+    studies: Studies,
     bar: usize,
+    /// The latest close (NaN before the first bar).
+    last: f64,
 }
 
 fn desk(config: Config) -> Desk {
@@ -18,7 +34,9 @@ fn desk(config: Config) -> Desk {
         book: Book::new(1),
         portfolio: Portfolio::new(config.cash, 1),
         config,
+        studies: Studies::default(),
         bar: 0,
+        last: f64::NAN,
     }
 }
 
@@ -35,17 +53,28 @@ impl Desk {
     fn order(&mut self, side: Side, size: f64, f: impl FnOnce(&mut OrderRequest)) -> u64 {
         let mut r = OrderRequest::market(X, side, size);
         f(&mut r);
-        let id = self.book.submit(r, "X", f64::NAN, self.bar as i64).unwrap();
-        self.book
-            .admit_pending(self.bar as i64, &mut self.portfolio, &self.config, |_| None);
+        let at = placing(&self.studies, self.last, self.bar as i64);
+        let id = self.book.submit(r, &at).unwrap();
+        self.admit();
         id
+    }
+
+    fn admit(&mut self) {
+        let rules = Rules {
+            config: &self.config,
+            studies: &self.studies,
+        };
+        self.book
+            .admit_pending(self.bar as i64, &mut self.portfolio, rules, |_| None);
     }
 
     fn close(&mut self) -> Option<u64> {
         let held = self.portfolio.position(X).size;
-        let id = self.book.close_position(X, held, self.bar as i64);
-        self.book
-            .admit_pending(self.bar as i64, &mut self.portfolio, &self.config, |_| None);
+        let id = self
+            .book
+            .close_position(X, held, 1.0, self.bar as i64)
+            .unwrap();
+        self.admit();
         id
     }
 
@@ -54,7 +83,12 @@ impl Desk {
         self.bar += 1;
         self.portfolio.mark(X, b.open);
         self.book.open_bar(X, self.bar, self.bar as i64, b);
-        self.book.execute_batch(&mut self.portfolio, &self.config);
+        let rules = Rules {
+            config: &self.config,
+            studies: &self.studies,
+        };
+        self.book.execute_batch(&mut self.portfolio, rules);
+        self.last = b.close;
         self.portfolio.mark(X, b.close);
     }
 
@@ -207,14 +241,21 @@ fn orders_with_bad_values_are_refused_naming_the_rule() {
     let mut d = desk(Config::default());
     let mut r = OrderRequest::market(X, Side::Buy, 1.0);
     r.stop_loss = Some(105.0);
-    let err = d.book.submit(r, "X", 100.0, 0).unwrap_err().to_string();
+    let err = d
+        .book
+        .submit(r, &placing(&d.studies, 100.0, 0))
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("sl 105 must be below the entry price 100"),
         "{err}"
     );
     let err = d
         .book
-        .submit(OrderRequest::market(X, Side::Buy, -1.0), "X", 100.0, 0)
+        .submit(
+            OrderRequest::market(X, Side::Buy, -1.0),
+            &placing(&d.studies, 100.0, 0),
+        )
         .unwrap_err()
         .to_string();
     assert!(err.contains("size must be a positive number"), "{err}");
@@ -229,26 +270,36 @@ fn reductions_of_any_symbol_execute_before_increases_of_any_symbol() {
         cash: 1_000.0,
         ..Config::default()
     };
+    let studies = Studies::default();
+    let rules = Rules {
+        config: &config,
+        studies: &studies,
+    };
     let mut book = Book::new(2);
     let mut portfolio = Portfolio::new(config.cash, 2);
     let hundred = bar(100.0, 100.0, 100.0, 100.0);
-    book.submit(OrderRequest::market(1, Side::Buy, 9.0), "B", f64::NAN, 0)
+    let mut at = placing(&studies, f64::NAN, 0);
+    at.symbol = 1;
+    book.submit(OrderRequest::market(1, Side::Buy, 9.0), &at)
         .unwrap();
-    book.admit_pending(0, &mut portfolio, &config, |_| None);
+    book.admit_pending(0, &mut portfolio, rules, |_| None);
     for s in 0..2 {
         portfolio.mark(s, 100.0);
         book.open_bar(s, 1, 1, hundred);
     }
-    book.execute_batch(&mut portfolio, &config);
+    book.execute_batch(&mut portfolio, rules);
     let buy = book
-        .submit(OrderRequest::market(0, Side::Buy, 9.0), "A", 100.0, 1)
+        .submit(
+            OrderRequest::market(0, Side::Buy, 9.0),
+            &placing(&studies, 100.0, 1),
+        )
         .unwrap();
-    let sell = book.close_position(1, 9.0, 1).unwrap();
-    book.admit_pending(1, &mut portfolio, &config, |_| None);
+    let sell = book.close_position(1, 9.0, 1.0, 1).unwrap().unwrap();
+    book.admit_pending(1, &mut portfolio, rules, |_| None);
     for s in 0..2 {
         book.open_bar(s, 2, 2, hundred);
     }
-    book.execute_batch(&mut portfolio, &config);
+    book.execute_batch(&mut portfolio, rules);
     let executed: Vec<u64> = book.fills().iter().skip(1).map(|f| f.order_id).collect();
     assert_eq!(executed, vec![sell, buy]);
     assert_eq!(book.orders()[(buy - 1) as usize].status, Status::Filled);

@@ -16,7 +16,7 @@
 //! - Slippage (basis points, against the trader) applies to market and stop fills, never
 //!   to a limit (a limit fills at its price or better).
 
-use crate::orders::{Order, Side};
+use crate::orders::{Order, Side, Trail};
 
 /// One bar's prices.
 #[derive(Clone, Copy, Debug)]
@@ -106,6 +106,40 @@ fn limit_touch(buy: bool, limit: f64, bar: &Bar, moment: Moment) -> Option<f64> 
     }
 }
 
+/// How far a trailing stop sits from the best price `best`; `atr` is the declared ATR's
+/// value as of the previous bar (NaN until it is ready: the stop is not set till then).
+pub fn trail_gap(trail: Trail, best: f64, atr: f64) -> f64 {
+    match trail {
+        Trail::Distance(d) => d,
+        Trail::Fraction(f) => best * f,
+        Trail::Atr { multiple, .. } => multiple * atr,
+    }
+}
+
+/// Move a trailing stop with a price the market reached: the best price only improves
+/// (highest for a sell stop protecting a long, lowest for a buy stop), and the stop only
+/// moves in the trader's favour, never back.
+pub fn ratchet(order: &mut Order, price: f64, atr: f64) {
+    let Some(trail) = order.trail else { return };
+    let sell = order.side == Side::Sell;
+    if order.best.is_nan() || (sell && price > order.best) || (!sell && price < order.best) {
+        order.best = price;
+    }
+    let gap = trail_gap(trail, order.best, atr);
+    let candidate = if sell {
+        order.best - gap
+    } else {
+        order.best + gap
+    };
+    if !candidate.is_finite() {
+        return;
+    }
+    let stop = order.stop.unwrap_or(f64::NAN);
+    if stop.is_nan() || (sell && candidate > stop) || (!sell && candidate < stop) {
+        order.stop = Some(candidate);
+    }
+}
+
 /// Apply slippage against the trader on the side actually executed (`direction` +1 for a
 /// buy, -1 for a sell — for a `close()` that is decided at fill time, not when placed):
 /// buys pay more, sells receive less. Limits (and triggered stop-limits) never slip past
@@ -124,23 +158,36 @@ mod tests {
     use crate::orders::Role;
 
     fn order(side: Side, limit: Option<f64>, stop: Option<f64>) -> Order {
-        Order {
-            id: 1,
-            symbol: 0,
-            side,
-            size: 1.0,
-            limit,
-            stop,
-            stop_loss: None,
-            take_profit: None,
-            role: Role::Entry,
-            trade: None,
-            triggered: false,
-            eligible_from: 0,
-            checked_bar: usize::MAX,
-            live: true,
-            tag: 0,
-        }
+        let mut o = Order::new(1, 0, side, 1.0, Role::Entry);
+        o.limit = limit;
+        o.stop = stop;
+        o
+    }
+
+    #[test]
+    fn a_trailing_stop_ratchets_only_in_the_traders_favour() {
+        let mut o = order(Side::Sell, None, Some(f64::NAN));
+        o.trail = Some(Trail::Distance(2.0));
+        ratchet(&mut o, 100.0, f64::NAN);
+        assert_eq!((o.best, o.stop), (100.0, Some(98.0)));
+        ratchet(&mut o, 104.0, f64::NAN);
+        assert_eq!(o.stop, Some(102.0));
+        ratchet(&mut o, 101.0, f64::NAN); // a lower price never lowers it
+        assert_eq!((o.best, o.stop), (104.0, Some(102.0)));
+        let mut short = order(Side::Buy, None, Some(f64::NAN));
+        short.trail = Some(Trail::Fraction(0.05));
+        ratchet(&mut short, 100.0, f64::NAN);
+        ratchet(&mut short, 90.0, f64::NAN);
+        assert!((short.stop.unwrap() - 94.5).abs() < 1e-12);
+        let mut atr = order(Side::Sell, None, Some(f64::NAN));
+        atr.trail = Some(Trail::Atr {
+            study: 0,
+            multiple: 3.0,
+        });
+        ratchet(&mut atr, 100.0, f64::NAN); // not ready: no stop yet
+        assert!(atr.stop.unwrap().is_nan());
+        ratchet(&mut atr, 100.0, 1.5);
+        assert_eq!(atr.stop, Some(95.5));
     }
 
     const BAR: Bar = Bar {

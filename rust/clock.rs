@@ -12,6 +12,20 @@ use crate::market::Market;
 pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SECOND;
 pub const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
+/// Whether tick `t` of `timeline` ends a trading day: as `session_end` says (the
+/// backtest's timezone, computed by the caller), else at the last tick of each UTC day.
+/// The one rule for equity samples and day orders.
+pub fn ends_day(timeline: &[i64], session_end: Option<&[bool]>, t: usize) -> bool {
+    match session_end {
+        Some(ends) => ends[t],
+        None => {
+            t + 1 == timeline.len()
+                || timeline[t].div_euclid(NANOS_PER_DAY)
+                    != timeline[t + 1].div_euclid(NANOS_PER_DAY)
+        }
+    }
+}
+
 pub struct Clock {
     words: usize,
     front: Vec<u64>,

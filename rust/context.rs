@@ -10,8 +10,8 @@
 use std::ops::{Deref, DerefMut, Range};
 use std::sync::Arc;
 
-use crate::book::Book;
-use crate::clock::Clock;
+use crate::book::{Book, Placing};
+use crate::clock::{ends_day, Clock};
 use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::market::Market;
@@ -29,6 +29,7 @@ pub struct TickContext<'a> {
     pub(crate) book: &'a mut Book,
     pub(crate) portfolio: &'a Portfolio,
     pub(crate) studies: &'a mut Studies,
+    pub(crate) session_end: Option<&'a [bool]>,
 }
 
 impl TickContext<'_> {
@@ -139,16 +140,61 @@ impl TickContext<'_> {
     /// Place an order; it joins the book at this tick's barrier. Returns its id.
     pub fn submit(&mut self, req: OrderRequest) -> Result<u64> {
         self.check_symbol(req.symbol)?;
-        let price = self.price(req.symbol);
-        let name = self.market.name(req.symbol);
-        self.book.submit(req, name, price, self.now)
+        let s = req.symbol;
+        let bar = self.clock.current_bar(s);
+        let placing = Placing {
+            name: self.market.name(s),
+            price: self.price(s),
+            now: self.now,
+            next_bar: bar.map_or(0, |i| i + 1),
+            day_end: self.day_end(),
+            symbol: s,
+            bar,
+            studies: self.studies,
+        };
+        self.book.submit(req, &placing)
+    }
+
+    /// The end of the trading day a day order placed now is good for: the day of the next
+    /// tick (an order placed on a day's last tick is good for the next day).
+    fn day_end(&self) -> i64 {
+        let timeline = self.market.timeline();
+        let mut t = self.clock.tick().wrapping_add(1).min(timeline.len() - 1);
+        while !ends_day(timeline, self.session_end, t) {
+            t += 1;
+        }
+        timeline[t]
     }
 
     /// Flatten `symbol` at its next fill (size decided at fill time). `None` when flat.
     pub fn close_position(&mut self, symbol: usize) -> Result<Option<u64>> {
+        self.close_portion(symbol, 1.0)
+    }
+
+    /// Close `portion` (0 < portion <= 1) of `symbol`'s position at its next fill, the
+    /// oldest trades first (FIFO); sized when it fills. `None` when flat.
+    pub fn close_portion(&mut self, symbol: usize, portion: f64) -> Result<Option<u64>> {
         self.check_symbol(symbol)?;
         let held = self.portfolio.position(symbol).size;
-        Ok(self.book.close_position(symbol, held, self.now))
+        self.book
+            .close_position(symbol, held, portion, self.now)
+            .map_err(|e| match e {
+                EngineError::InvalidOrder(m) => {
+                    EngineError::InvalidOrder(format!("{}: {m}", self.market.name(symbol)))
+                }
+                other => other,
+            })
+    }
+
+    /// Change a working order's `limit`, `stop` or `size` from the next bar on.
+    pub fn modify(
+        &mut self,
+        id: u64,
+        limit: Option<f64>,
+        stop: Option<f64>,
+        size: Option<f64>,
+    ) -> Result<()> {
+        self.book.modify(id, limit, stop, size)
     }
 
     /// Cancel a working order (also a bracket leg). Returns false if it was not working.

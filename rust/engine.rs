@@ -17,9 +17,9 @@
 
 use std::sync::Arc;
 
-use crate::book::Book;
+use crate::book::{Book, Rules};
 use crate::broker::Bar;
-use crate::clock::{Clock, NANOS_PER_DAY};
+use crate::clock::{ends_day, Clock};
 use crate::config::{Config, FillAt};
 use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
@@ -60,6 +60,7 @@ macro_rules! tick_context {
             book: &mut $e.book,
             portfolio: &$e.portfolio,
             studies: &mut $e.studies,
+            session_end: $e.session_end.as_deref(),
         }
     };
 }
@@ -119,6 +120,7 @@ impl Engine {
         while more {
             self.clock.begin(t);
             self.now = market.timeline()[t];
+            self.book.expire_before(self.now);
             let mut active = std::mem::take(&mut self.active);
             active.clear();
             active.extend(self.clock.active());
@@ -131,7 +133,11 @@ impl Engine {
                     self.studies.update(s, i, market.bars(s));
                 }
             }
-            self.book.execute_batch(&mut self.portfolio, &self.config);
+            let rules = Rules {
+                config: &self.config,
+                studies: &self.studies,
+            };
+            self.book.execute_batch(&mut self.portfolio, rules);
             for k in 0..self.touched.len() {
                 let (s, i) = self.touched[k];
                 self.close_bar(&market, s, i);
@@ -199,8 +205,12 @@ impl Engine {
         let ts = market.timeline()[t];
         let clock = &self.clock;
         let at_close = self.config.fill_at == FillAt::Close;
+        let rules = Rules {
+            config: &self.config,
+            studies: &self.studies,
+        };
         self.book
-            .admit_pending(ts, &mut self.portfolio, &self.config, |s| {
+            .admit_pending(ts, &mut self.portfolio, rules, |s| {
                 if !(at_close && clock.has_data(s)) {
                     return None;
                 }
@@ -208,14 +218,7 @@ impl Engine {
                 Some((i, market.bars(s).close[i]))
             });
         let timeline = market.timeline();
-        let day_ends = match &self.session_end {
-            Some(ends) => ends[t],
-            None => {
-                t + 1 == timeline.len()
-                    || timeline[t].div_euclid(NANOS_PER_DAY)
-                        != timeline[t + 1].div_euclid(NANOS_PER_DAY)
-            }
-        };
+        let day_ends = ends_day(timeline, self.session_end.as_deref(), t);
         if day_ends {
             self.portfolio.accrue_carry(ts, &self.config.carry);
         }

@@ -53,6 +53,35 @@ pub enum Status {
     Filled = 1,
     Cancelled = 2,
     Rejected = 3,
+    /// Its time in force ran out (day, good-till-date, immediate-or-cancel).
+    Expired = 4,
+}
+
+/// How long an order works.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TimeInForce {
+    /// Until filled or cancelled (the default).
+    GoodTillCancelled,
+    /// Until the end of the trading day of the first tick after it is placed (trading
+    /// days as the backtest's timezone says; UTC days without one).
+    Day,
+    /// A limit that may fill only on the symbol's next bar; what does not fill expires.
+    ImmediateOrCancel,
+    /// For this many of the symbol's own bars, counted from the next one.
+    Bars(usize),
+    /// Through this time (ns UTC): bars stamped later do not fill it.
+    Until(i64),
+}
+
+/// How far a trailing stop follows the best price since it was placed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Trail {
+    /// A fixed price distance.
+    Distance(f64),
+    /// A fraction of the best price (0.02 = 2%).
+    Fraction(f64),
+    /// A multiple of a declared ATR (over base bars), as of the previous bar.
+    Atr { study: usize, multiple: f64 },
 }
 
 /// What a strategy asks for. `size` is in units of the instrument (> 0; ignored for
@@ -68,6 +97,14 @@ pub struct OrderRequest {
     pub stop_loss: Option<f64>,
     pub take_profit: Option<f64>,
     pub tag: i64,
+    pub time_in_force: TimeInForce,
+    /// A trailing stop order: its stop follows the best price by this much.
+    pub trail: Option<Trail>,
+    /// A trailing stop-loss leg for the trade the order opens (beside or instead of `sl`).
+    pub stop_loss_trail: Option<Trail>,
+    /// One-cancels-other: the id of an open order of the same symbol whose group this
+    /// order joins; when one of the group fills, the others are cancelled.
+    pub oco: Option<u64>,
 }
 
 impl OrderRequest {
@@ -81,6 +118,10 @@ impl OrderRequest {
             stop_loss: None,
             take_profit: None,
             tag: 0,
+            time_in_force: TimeInForce::GoodTillCancelled,
+            trail: None,
+            stop_loss_trail: None,
+            oco: None,
         }
     }
 }
@@ -108,9 +149,52 @@ pub struct Order {
     pub live: bool,
     /// The strategy's own label, carried to legs, fills and records.
     pub tag: i64,
+    pub time_in_force: TimeInForce,
+    /// Last bar index (of its symbol) on which it may fill (bars / immediate-or-cancel).
+    pub last_bar: Option<usize>,
+    /// It may fill on bars stamped up to this time (day, good-till-date).
+    pub expires_at: Option<i64>,
+    /// Trailing stop: how far `stop` follows `best`, the best price seen so far.
+    pub trail: Option<Trail>,
+    pub best: f64,
+    /// Passed on to the trailing stop-loss leg of the trade this order opens.
+    pub stop_loss_trail: Option<Trail>,
+    /// OCO group: the id of the group's first order.
+    pub oco: Option<u64>,
+    /// For `close()`: the fraction of the position to close when it fills (1 = all).
+    pub portion: f64,
 }
 
 impl Order {
+    /// A new working order with nothing set beyond what it is.
+    pub fn new(id: u64, symbol: usize, side: Side, size: f64, role: Role) -> Self {
+        Order {
+            id,
+            symbol,
+            side,
+            size,
+            limit: None,
+            stop: None,
+            stop_loss: None,
+            take_profit: None,
+            role,
+            trade: None,
+            triggered: false,
+            eligible_from: 0,
+            checked_bar: usize::MAX,
+            live: true,
+            tag: 0,
+            time_in_force: TimeInForce::GoodTillCancelled,
+            last_bar: None,
+            expires_at: None,
+            trail: None,
+            best: f64::NAN,
+            stop_loss_trail: None,
+            oco: None,
+            portion: 1.0,
+        }
+    }
+
     pub fn is_market(&self) -> bool {
         self.limit.is_none() && self.stop.is_none()
     }

@@ -226,6 +226,19 @@ impl Studies {
         }
     }
 
+    /// Whether study `id` is an ATR over base bars (what a trailing stop may follow).
+    pub fn is_base_atr(&self, id: usize) -> bool {
+        match self.studies.get(id) {
+            Some(Study::Rolling { per_symbol }) => {
+                self.base_rolling.contains(&id)
+                    && per_symbol
+                        .first()
+                        .is_some_and(|r| matches!(r.kind(), RollingKind::Atr(_)))
+            }
+            _ => false,
+        }
+    }
+
     fn study(&self, id: usize) -> Result<&Study> {
         self.studies
             .get(id)

@@ -111,8 +111,21 @@ class Context:
         sl: float | None = None,
         tp: float | None = None,
         tag: int = 0,
+        tif: str = "gtc",
+        valid_bars: int | None = None,
+        valid_until: int | None = None,
+        trail: tuple[str, float, int | None] | None = None,
+        sl_trail: tuple[str, float, int | None] | None = None,
+        oco: int | None = None,
     ) -> int: ...
-    def close_position(self, symbol: int) -> int | None: ...
+    def close_position(self, symbol: int, portion: float = 1.0) -> int | None: ...
+    def modify(
+        self,
+        order_id: int,
+        limit: float | None = None,
+        stop: float | None = None,
+        size: float | None = None,
+    ) -> None: ...
     def cancel(self, order_id: int) -> bool: ...
     def open_orders(self, symbol: int) -> list[int]: ...
     def add_rolling(
@@ -148,6 +161,8 @@ class Indicator:
     """A declared indicator; reads are O(1)."""
 
     def __new__(cls, ctx: Context, id: int, name: str) -> Indicator: ...
+    @property
+    def id(self) -> int: ...
     @property
     def name(self) -> str: ...
     @property

@@ -26,7 +26,7 @@ from tickstep.metrics import BenchmarkPrices, compute_stats, exposed, format_sta
 __all__ = ["Result", "build_result", "load_result", "market_stats_inputs", "samples_since"]
 
 _ROLES = ("entry", "stop_loss", "take_profit", "close")
-_STATUS = ("open", "filled", "cancelled", "rejected")
+_STATUS = ("open", "filled", "cancelled", "rejected", "expired")
 _EXECUTED = ("", "buy", "sell")  # nothing executed, bought, sold
 _NO_TIME = np.iinfo(np.int64).min  # the engine's "no time": still open, or placed in init()
 FORMAT_VERSION = 1

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from tickstep._core import ConfigError, Indicator, UnknownSymbolError
+from tickstep._core import ConfigError, Indicator, OrderError, UnknownSymbolError
 from tickstep.hints import did_you_mean
 from tickstep.parameters import check_value, declared_types
 from tickstep.sizing import SizingRequest, order_to_target, rebalance_orders
@@ -110,9 +111,10 @@ class Position:
     def is_short(self) -> bool:
         return self.size < 0
 
-    def close(self) -> int | None:
-        """Flatten at the next fill; returns the order id (None if flat)."""
-        return self._s._ctx.close_position(self._i)
+    def close(self, portion: float = 1.0) -> int | None:
+        """Flatten (or close ``portion`` of it, oldest trades first) at the next fill;
+        returns the order id (None if flat)."""
+        return self._s._ctx.close_position(self._i, portion)
 
     def __bool__(self) -> bool:
         return self.size != 0
@@ -472,14 +474,35 @@ class Strategy:
         sl: float | None = None,
         tp: float | None = None,
         tag: int = 0,
+        trail: Any = None,
+        sl_trail: Any = None,
+        tif: str = "gtc",
+        valid: Any = None,
+        oco: int | None = None,
     ) -> int | None:
         """Buy ``size`` units (market, limit, stop or stop-limit), optionally with a
         stop-loss ``sl`` and take-profit ``tp`` that cancel each other.
 
         Without ``size`` the backtest's sizer decides; a sized order of 0 units is not
         placed and None is returned. Returns the order id.
+
+        Parameters
+        ----------
+        trail : a trailing stop order (instead of ``stop=``): its stop follows the best
+            price since it was placed by a distance — a number (price units), a string
+            ``"2%"``, or ``(atr_indicator, 3.0)`` for 3 × an ATR declared in ``init()``.
+        sl_trail : a trailing stop-loss for the trade the order opens (instead of ``sl``),
+            in the same forms, starting from the entry price.
+        tif : ``"gtc"`` (good till cancelled, default), ``"day"`` (until the end of the
+            trading day, in the backtest's timezone) or ``"ioc"`` (a limit that may fill
+            only on the symbol's next bar).
+        valid : good till a date: a number of the symbol's bars, a ``timedelta`` from
+            now, or a timestamp. What has not filled by then expires.
+        oco : the id of an open order of the same symbol: the two (and any others that
+            join) form a one-cancels-other group.
         """
-        return self._order(symbol, True, size, limit, stop, sl, tp, tag)
+        return self._order(symbol, True, size, limit, stop, sl, tp, tag,
+                           trail=trail, sl_trail=sl_trail, tif=tif, valid=valid, oco=oco)
 
     def sell(
         self,
@@ -491,17 +514,48 @@ class Strategy:
         sl: float | None = None,
         tp: float | None = None,
         tag: int = 0,
+        trail: Any = None,
+        sl_trail: Any = None,
+        tif: str = "gtc",
+        valid: Any = None,
+        oco: int | None = None,
     ) -> int | None:
         """Sell (or sell short) ``size`` units; see :meth:`buy`."""
-        return self._order(symbol, False, size, limit, stop, sl, tp, tag)
+        return self._order(symbol, False, size, limit, stop, sl, tp, tag,
+                           trail=trail, sl_trail=sl_trail, tif=tif, valid=valid, oco=oco)
 
-    def _order(self, symbol, buy, size, limit, stop, sl, tp, tag):  # type: ignore[no-untyped-def]
+    def _order(self, symbol, buy, size, limit, stop, sl, tp, tag, *, trail=None, sl_trail=None,  # type: ignore[no-untyped-def]
+               tif="gtc", valid=None, oco=None):
         i = self._sym(symbol)
         if size is None:
             size = self._size(i, buy, limit, stop, sl)
             if not size > 0:
                 return None
-        return self._ctx.submit(i, buy, size, limit, stop, sl, tp, tag)
+        valid_bars, valid_until = self._valid(valid)
+        return self._ctx.submit(i, buy, size, limit, stop, sl, tp, tag, tif, valid_bars, valid_until,
+                                _trail("trail", trail), _trail("sl_trail", sl_trail), oco)
+
+    def _valid(self, valid: Any) -> tuple[int | None, int | None]:
+        """``valid=`` as (bars, until ns): an int counts the symbol's bars."""
+        if valid is None:
+            return None, None
+        if isinstance(valid, bool):
+            raise OrderError(f"valid={valid!r}: give a number of bars, a timedelta or a timestamp")
+        if isinstance(valid, (int, np.integer)):
+            if valid < 1:
+                raise OrderError(f"valid={valid}: an order must be valid for at least 1 bar")
+            return int(valid), None
+        if isinstance(valid, (pd.Timedelta, timedelta, np.timedelta64)):
+            delta = pd.Timedelta(valid)
+            if delta <= pd.Timedelta(0):
+                raise OrderError(f"valid={delta}: a duration must be positive")
+            return None, self._ctx.now() + int(delta.value)
+        try:
+            when = pd.Timestamp(valid)
+        except (TypeError, ValueError):
+            raise OrderError(f"valid={valid!r}: give a number of bars, a timedelta or a timestamp") from None
+        when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+        return None, int(when.value)
 
     def sizing_request(self, symbol: str | None = None, side: int = 1, *, price: float | None = None,
                        sl: float | None = None) -> SizingRequest:
@@ -543,13 +597,21 @@ class Strategy:
             raise ValueError(f"{name}: sizer {self._sizer!r} returned {size!r}; expected units >= 0")
         return size
 
-    def close(self, symbol: str | None = None) -> int | None:
-        """Flatten ``symbol`` at its next fill; None if already flat."""
-        return self._ctx.close_position(self._sym(symbol))
+    def close(self, symbol: str | None = None, *, portion: float = 1.0) -> int | None:
+        """Flatten ``symbol`` at its next fill — or close ``portion`` of it (0 < portion
+        <= 1), the oldest trades first (FIFO), sized when it fills. None if already flat."""
+        return self._ctx.close_position(self._sym(symbol), portion)
 
     def cancel(self, order_id: int) -> bool:
         """Cancel a working order (bracket legs too); False if it had already ended."""
         return self._ctx.cancel(order_id)
+
+    def modify(self, order_id: int, *, limit: float | None = None, stop: float | None = None,
+               size: float | None = None) -> None:
+        """Change a working order's ``limit``, ``stop`` or ``size``; it applies from the
+        symbol's next bar, like a new order. Refused (``OrderError``) for filled,
+        cancelled, expired or unknown orders, and for what the order does not have."""
+        self._ctx.modify(order_id, limit, stop, size)
 
     def orders(self, symbol: str | None = None) -> list[int]:
         """Ids of ``symbol``'s working orders."""
@@ -647,6 +709,25 @@ class Strategy:
 
     def _name(self, i: int) -> str:
         return self._symbols[i if i >= 0 else self._current_index()]
+
+
+def _trail(name: str, value: Any) -> tuple[str, float, int | None] | None:
+    """A trail as the user gives it -> (kind, value, ATR id) for the core."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            percent = float(value.strip()[:-1])
+        except ValueError:
+            raise OrderError(f"{name}={value!r}: a percentage reads like '2%'") from None
+        return ("fraction", percent / 100.0, None)
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], Indicator):
+        return ("atr", float(value[1]), value[0].id)
+    if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
+        return ("distance", float(value), None)
+    raise OrderError(
+        f"{name}={value!r}: give a price distance (2.5), a percentage ('2%') or (atr, multiple)"
+    )
 
 
 class _Bar(tuple):

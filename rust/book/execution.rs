@@ -9,9 +9,8 @@
 //! order pay the same commission per unit, so splitting it changes no trade record; the
 //! order gets one fill row, written when it is done.
 
-use super::Book;
-use crate::broker::{slipped, Moment};
-use crate::config::Config;
+use super::{Book, Rules};
+use crate::broker::{ratchet, slipped, Moment};
 use crate::orders::{Order, Role, Status};
 use crate::portfolio::{Execution, Portfolio};
 use crate::results::Fill;
@@ -61,13 +60,14 @@ impl Book {
         raw_price: f64,
         moment: Moment,
         portfolio: &mut Portfolio,
-        config: &Config,
+        rules: Rules<'_>,
     ) -> Executed {
+        let config = rules.config;
         let s = at.symbol;
         let order = &mut self.working[s][k];
         order.live = false;
         let (id, role, trade) = (order.id, order.role, order.trade);
-        let (ordered, side) = (order.size, order.side);
+        let (ordered, side, portion) = (order.size, order.side, order.portion);
         let held = portfolio.position(s).size;
         let (size, direction) = match role {
             Role::Entry => (ordered, side.sign()),
@@ -76,7 +76,7 @@ impl Book {
                     self.finish(id, Status::Cancelled, at.ts, "position already flat");
                     return Executed::Done;
                 }
-                (held.abs(), -held.signum())
+                (held.abs() * portion, -held.signum())
             }
             Role::StopLoss | Role::TakeProfit => {
                 match trade.and_then(|lot| portfolio.lot(s, lot)) {
@@ -103,7 +103,7 @@ impl Book {
         };
         if reduce > 0.0 {
             let part = (reduce, price, reduce * fee_per_unit);
-            self.apply_part(at, k, direction, part, moment, portfolio);
+            self.apply_part(at, k, direction, part, moment, portfolio, rules);
         }
         let rest = size - reduce;
         if rest <= size * DUST {
@@ -129,8 +129,9 @@ impl Book {
         at: At,
         w: Waiting,
         portfolio: &mut Portfolio,
-        config: &Config,
+        rules: Rules<'_>,
     ) {
+        let config = rules.config;
         let s = at.symbol;
         let fee = w.size * w.fee_per_unit;
         let (equity_after, gross_after, grows) =
@@ -146,7 +147,7 @@ impl Book {
             return;
         }
         let part = (w.size, w.price, fee);
-        self.apply_part(at, w.k, w.direction, part, w.moment, portfolio);
+        self.apply_part(at, w.k, w.direction, part, w.moment, portfolio, rules);
         let units = w.done + w.size;
         self.record_fill(at, w.k, w.direction, units, w.price, units * w.fee_per_unit);
         self.finish(w.order_id, Status::Filled, at.ts, "");
@@ -155,6 +156,7 @@ impl Book {
     /// Book one executed part `(units, price, commission)` of the order at
     /// `working[s][k]` in the portfolio, and its bracket legs: cancelled with their trade,
     /// attached to a trade just opened.
+    #[allow(clippy::too_many_arguments)]
     fn apply_part(
         &mut self,
         at: At,
@@ -163,6 +165,7 @@ impl Book {
         (size, price, commission): (f64, f64, f64),
         moment: Moment,
         portfolio: &mut Portfolio,
+        rules: Rules<'_>,
     ) {
         let s = at.symbol;
         let order = self.working[s][k].clone();
@@ -182,8 +185,19 @@ impl Book {
                 self.cancel_working(leg, at.ts, "its trade was closed");
             }
         }
+        if let Some(group) = order.oco {
+            let others: Vec<u64> = self.working[s]
+                .iter()
+                .chain(self.pending.iter())
+                .filter(|o| o.live && o.oco == Some(group) && o.id != order.id)
+                .map(|o| o.id)
+                .collect();
+            for other in others {
+                self.cancel_working(other, at.ts, "its one-cancels-other group filled");
+            }
+        }
         if let (Some(lot), Role::Entry) = (effect.opened_lot, order.role) {
-            self.attach_bracket(&order, lot, at, moment, portfolio);
+            self.attach_bracket(&order, lot, at, moment, portfolio, rules);
         }
     }
 
@@ -217,33 +231,43 @@ impl Book {
         at: At,
         moment: Moment,
         portfolio: &mut Portfolio,
+        rules: Rules<'_>,
     ) {
-        let size = portfolio.lot(entry.symbol, lot).map_or(0.0, |l| l.size);
+        let (size, entry_price) = portfolio
+            .lot(entry.symbol, lot)
+            .map_or((0.0, f64::NAN), |l| (l.size, l.entry_price));
         let tp_from = if moment == Moment::Intrabar {
             at.bar + 1
         } else {
             0
         };
-        let leg = |role, stop, limit, eligible_from| Order {
-            id: 0,
-            symbol: entry.symbol,
-            side: entry.side.opposite(),
-            size,
-            limit,
-            stop,
-            stop_loss: None,
-            take_profit: None,
-            role,
-            trade: Some(lot),
-            triggered: false,
-            eligible_from,
-            checked_bar: usize::MAX,
-            live: true,
-            tag: entry.tag,
+        let leg = |role, stop, limit, eligible_from| {
+            let mut o = Order::new(0, entry.symbol, entry.side.opposite(), size, role);
+            o.stop = stop;
+            o.limit = limit;
+            o.trade = Some(lot);
+            o.eligible_from = eligible_from;
+            o.tag = entry.tag;
+            o
         };
-        let sl = entry
+        let mut sl = entry
             .stop_loss
             .map(|p| self.add_working(leg(Role::StopLoss, Some(p), None, 0), at.ts));
+        if let Some(trail) = entry.stop_loss_trail {
+            // A trailing stop-loss starts from the entry price; an ATR distance is the
+            // ATR as of the bar before (this bar's range is not known at the fill).
+            let mut o = leg(Role::StopLoss, Some(f64::NAN), None, 0);
+            o.trail = Some(trail);
+            let atr = match trail {
+                crate::orders::Trail::Atr { study, .. } => rules
+                    .studies
+                    .prev(study, entry.symbol, Some(at.bar))
+                    .unwrap_or(f64::NAN),
+                _ => f64::NAN,
+            };
+            ratchet(&mut o, entry_price, atr);
+            sl = Some(self.add_working(o, at.ts));
+        }
         let tp = entry
             .take_profit
             .map(|p| self.add_working(leg(Role::TakeProfit, None, Some(p), tp_from), at.ts));

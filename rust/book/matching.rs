@@ -7,8 +7,9 @@
 //! match before asking for the next one (an execution may add legs or cancel siblings),
 //! and may pause a play while an increase waits for its turn (see `book`).
 
-use crate::broker::{match_order, Bar, Moment};
-use crate::orders::Order;
+use crate::broker::{match_order, ratchet, Bar, Moment};
+use crate::orders::{Order, Side, Trail};
+use crate::studies::Studies;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
@@ -56,7 +57,7 @@ impl Play {
     }
 
     /// The next order of `working` that fills in this bar, or `None` when the bar is done.
-    pub fn next_match(&mut self, working: &mut [Order]) -> Option<Match> {
+    pub fn next_match(&mut self, working: &mut [Order], studies: &Studies) -> Option<Match> {
         let i = self.bar;
         loop {
             match self.stage {
@@ -72,8 +73,13 @@ impl Play {
                     if !o.live || o.eligible_from > i {
                         continue;
                     }
+                    if o.trail.is_some() {
+                        // A trailing stop first follows the open (a gap through it fills there).
+                        let atr = self.atr(o, studies);
+                        ratchet(o, self.prices.open, atr);
+                    }
                     if let Some(m) = self.try_match(o, k, Moment::Open) {
-                        return Some(m);
+                        return Some(self.first_of_group(working, m));
                     }
                 }
                 Stage::Stops | Stage::Limits => {
@@ -109,10 +115,77 @@ impl Play {
                         if !stops {
                             self.limit_len = len;
                         }
-                        return Some(m);
+                        return Some(self.first_of_group(working, m));
+                    }
+                    if o.trail.is_some() {
+                        // It survived the bar's adverse extreme with the stop set at the
+                        // open; only now does the favourable extreme move it (for the next
+                        // bar): the path that would fill it higher is not assumed.
+                        let atr = self.atr(o, studies);
+                        let best = if o.side == Side::Sell {
+                            self.prices.high
+                        } else {
+                            self.prices.low
+                        };
+                        ratchet(o, best, atr);
                     }
                 }
             }
+        }
+    }
+
+    /// When the order matched at `m` belongs to a one-cancels-other group, the group's leg
+    /// that fills is the one reached first from the open: of the legs that would fill at
+    /// this moment, the one whose price is nearest the open; on a tie stop-type orders
+    /// before limits (as for brackets), then placement order. Only that one is returned;
+    /// the others are cancelled when it fills.
+    fn first_of_group(&self, working: &mut [Order], m: Match) -> Match {
+        let Some(group) = working[m.k].oco else {
+            return m;
+        };
+        let open = self.prices.open;
+        let key = |o: &Order, price: f64| ((price - open).abs(), !o.is_stop_type());
+        let mut best = (key(&working[m.k], m.raw_price), m);
+        for (k, o) in working.iter().enumerate() {
+            let fresh = m.moment == Moment::Open || o.checked_bar != self.bar;
+            if k == m.k || !o.live || o.oco != Some(group) || o.eligible_from > self.bar || !fresh {
+                continue;
+            }
+            if m.moment == Moment::Intrabar && o.is_market() {
+                continue;
+            }
+            let mut probe = o.clone();
+            if let Some(price) = match_order(&mut probe, &self.prices, m.moment) {
+                let candidate = key(o, price);
+                if candidate < best.0 {
+                    best = (
+                        candidate,
+                        Match {
+                            k,
+                            raw_price: price,
+                            moment: m.moment,
+                        },
+                    );
+                }
+            }
+        }
+        let chosen = best.1;
+        if chosen.k != m.k {
+            // The leg matched first is still a candidate on a later pass of this bar only
+            // if the chosen one does not fill: let it be checked again.
+            working[m.k].checked_bar = usize::MAX;
+            working[chosen.k].checked_bar = self.bar;
+        }
+        chosen
+    }
+
+    /// The ATR a trailing stop follows, as of the bar before this one.
+    fn atr(&self, o: &Order, studies: &Studies) -> f64 {
+        match o.trail {
+            Some(Trail::Atr { study, .. }) => studies
+                .prev(study, self.symbol, Some(self.bar))
+                .unwrap_or(f64::NAN),
+            _ => f64::NAN,
         }
     }
 

@@ -13,11 +13,11 @@ use pyo3::types::PyDict;
 
 use pyo3::prelude::*;
 
-use super::errors::{state_error, unknown_symbol, IntoPyResult};
+use super::errors::{order_error, state_error, unknown_symbol, IntoPyResult};
 use super::market::{view_column, PyMarket};
 use crate::candles::Candle;
 use crate::context::{Setup, TickContext};
-use crate::orders::{OrderRequest, Side};
+use crate::orders::{OrderRequest, Side, TimeInForce, Trail};
 use crate::studies::{self, Studies};
 
 /// (ts, open, high, low, close, volume) as handed to Python.
@@ -25,6 +25,22 @@ type BarTuple = (i64, f64, f64, f64, f64, f64);
 
 /// (ts, end, open, high, low, close, volume) as handed to Python.
 type CandleTuple = (i64, i64, f64, f64, f64, f64, f64);
+
+/// A trail as Python gives it: (kind, value, study).
+fn to_trail(py: Python<'_>, (kind, value, study): (String, f64, Option<usize>)) -> PyResult<Trail> {
+    match (kind.as_str(), study) {
+        ("distance", None) => Ok(Trail::Distance(value)),
+        ("fraction", None) => Ok(Trail::Fraction(value)),
+        ("atr", Some(study)) => Ok(Trail::Atr {
+            study,
+            multiple: value,
+        }),
+        _ => Err(order_error(
+            py,
+            format!("trail kind {kind:?}: must be 'distance', 'fraction' or 'atr' (with its ATR)"),
+        )),
+    }
+}
 
 fn candle_tuple(c: Candle) -> CandleTuple {
     (c.ts, c.end, c.open, c.high, c.low, c.close, c.volume)
@@ -309,7 +325,10 @@ impl PyContext {
     }
 
     /// Place an order; returns its id. It can fill from the symbol's next bar on.
-    #[pyo3(signature = (symbol, buy, size, limit=None, stop=None, sl=None, tp=None, tag=0))]
+    /// `tif`: "gtc" | "day" | "ioc"; `valid_bars` / `valid_until` (ns) make it good till
+    /// then. `trail` / `sl_trail`: (kind, value, study) with kind "distance" | "fraction"
+    /// | "atr" (value = the ATR multiple, study = the ATR's id).
+    #[pyo3(signature = (symbol, buy, size, limit=None, stop=None, sl=None, tp=None, tag=0, tif="gtc", valid_bars=None, valid_until=None, trail=None, sl_trail=None, oco=None))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
@@ -322,10 +341,35 @@ impl PyContext {
         sl: Option<f64>,
         tp: Option<f64>,
         tag: i64,
+        tif: &str,
+        valid_bars: Option<usize>,
+        valid_until: Option<i64>,
+        trail: Option<(String, f64, Option<usize>)>,
+        sl_trail: Option<(String, f64, Option<usize>)>,
+        oco: Option<u64>,
     ) -> PyResult<u64> {
         let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
         let side = if buy { Side::Buy } else { Side::Sell };
+        let time_in_force = match (tif, valid_bars, valid_until) {
+            ("gtc", None, None) => TimeInForce::GoodTillCancelled,
+            ("gtc", Some(n), None) => TimeInForce::Bars(n),
+            ("gtc", None, Some(ts)) => TimeInForce::Until(ts),
+            ("day", None, None) => TimeInForce::Day,
+            ("ioc", None, None) => TimeInForce::ImmediateOrCancel,
+            (other, ..) if !matches!(other, "gtc" | "day" | "ioc") => {
+                return Err(order_error(
+                    py,
+                    format!("tif={other:?}: must be 'gtc', 'day' or 'ioc'"),
+                ))
+            }
+            _ => {
+                return Err(order_error(
+                    py,
+                    "valid= makes an order good till a date: it goes with tif='gtc' only",
+                ))
+            }
+        };
         let req = OrderRequest {
             symbol: s,
             side,
@@ -335,15 +379,36 @@ impl PyContext {
             stop_loss: sl,
             take_profit: tp,
             tag,
+            time_in_force,
+            trail: trail.map(|t| to_trail(py, t)).transpose()?,
+            stop_loss_trail: sl_trail.map(|t| to_trail(py, t)).transpose()?,
+            oco,
         };
         e.submit(req).py_err(py)
     }
 
-    /// Flatten the symbol's position at its next fill; None if already flat.
-    fn close_position(&self, py: Python<'_>, symbol: isize) -> PyResult<Option<u64>> {
+    /// Flatten the symbol's position (or `portion` of it, oldest trades first) at its next
+    /// fill; None if already flat.
+    #[pyo3(signature = (symbol, portion=1.0))]
+    fn close_position(&self, py: Python<'_>, symbol: isize, portion: f64) -> PyResult<Option<u64>> {
         let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
-        e.close_position(s).py_err(py)
+        e.close_portion(s, portion).py_err(py)
+    }
+
+    /// Change a working order's limit, stop or size from the next bar on.
+    #[pyo3(signature = (order_id, limit=None, stop=None, size=None))]
+    fn modify(
+        &self,
+        py: Python<'_>,
+        order_id: u64,
+        limit: Option<f64>,
+        stop: Option<f64>,
+        size: Option<f64>,
+    ) -> PyResult<()> {
+        self.context()?
+            .modify(order_id, limit, stop, size)
+            .py_err(py)
     }
 
     /// Cancel a working order; False if it had already filled or ended.
@@ -536,6 +601,7 @@ impl PyContext {
 #[pyclass(name = "Indicator", module = "tickstep._core", frozen)]
 pub struct PyIndicator {
     ctx: Py<PyContext>,
+    #[pyo3(get)]
     id: usize,
     #[pyo3(get)]
     name: String,
