@@ -7,6 +7,8 @@
 //!   Throughput is in symbol-bars.
 //! - `bitmaps/20`: building and swapping the "who has a bar" bitmaps alone.
 //! - `resting_orders/500`: order matching with 500 resting limit orders per symbol.
+//! - `order_types/trailing+oco`: 200 trailing stops (40% away, ratcheting every bar) and
+//!   100 one-cancels-other pairs of far-away stops per symbol, 20 symbols × 14,400 minutes.
 //! - `rolling/{mean,std,max,ema,rsi,atr}`: rolling-cache updates alone, one `Rolling` per
 //!   symbol (window 30, RSI/ATR 14) fed every bar of 20 symbols × 144,000 minutes.
 //! - `candles/{5m,4h}`: higher-timeframe candle building alone, one `CandleSeries` per
@@ -25,6 +27,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tickstep::candles::{clock_bucket, CandleSeries};
 use tickstep::clock::Clock;
+use tickstep::orders::Trail;
 use tickstep::rolling::{Rolling, RollingKind, Source};
 use tickstep::{
     Config, Engine, Market, NoOp, OrderRequest, Setup, Side, Strategy, SymbolBars, TickContext,
@@ -134,6 +137,58 @@ fn resting_orders(c: &mut Criterion) {
         b.iter_batched(
             || Engine::new(Arc::clone(&market), Config::default()).unwrap(),
             |mut e| e.run(&mut RestingLimits { per_symbol: 500 }).unwrap(),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+/// On each symbol's first bar: `trailing` trailing stops and `pairs` OCO pairs of stops,
+/// all far from the price (they work, ratchet and are matched every bar, never fill).
+struct TrailsAndGroups {
+    trailing: usize,
+    pairs: usize,
+}
+
+impl Strategy for TrailsAndGroups {
+    fn on_bar(&mut self, e: &mut TickContext, s: usize) -> tickstep::Result<()> {
+        if e.bar_index(s) == Some(0) {
+            let p = e.price(s);
+            for k in 0..self.trailing {
+                let side = if k % 2 == 0 { Side::Sell } else { Side::Buy };
+                let mut r = OrderRequest::market(s, side, 1.0);
+                r.trail = Some(Trail::Fraction(0.4 + k as f64 * 1e-4));
+                e.submit(r)?;
+            }
+            for k in 0..self.pairs {
+                let mut up = OrderRequest::market(s, Side::Buy, 1.0);
+                up.stop = Some(p * (2.0 + k as f64 * 1e-4));
+                let first = e.submit(up)?;
+                let mut down = OrderRequest::market(s, Side::Sell, 1.0);
+                down.stop = Some(p * (0.5 - k as f64 * 1e-4));
+                down.oco = Some(first);
+                e.submit(down)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn order_types(c: &mut Criterion) {
+    let market = Arc::new(minute_market(20, 14_400));
+    let mut g = c.benchmark_group("order_types");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(market.bar_count() as u64));
+    g.bench_function("trailing+oco", |b| {
+        b.iter_batched(
+            || Engine::new(Arc::clone(&market), Config::default()).unwrap(),
+            |mut e| {
+                e.run(&mut TrailsAndGroups {
+                    trailing: 200,
+                    pairs: 100,
+                })
+                .unwrap()
+            },
             criterion::BatchSize::LargeInput,
         )
     });
@@ -286,6 +341,6 @@ fn studies_loop(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, tick_loop, bitmaps, resting_orders);
+criterion_group!(benches, tick_loop, bitmaps, resting_orders, order_types);
 criterion_group!(studies, rolling, candles, studies_loop);
 criterion_main!(benches, studies);
