@@ -16,6 +16,7 @@ pub mod orders;
 pub mod portfolio;
 pub mod results;
 pub mod rolling;
+pub mod signals;
 pub mod strategy;
 pub mod studies;
 

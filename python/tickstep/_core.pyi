@@ -7,7 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
-__all__ = ["ConfigError", "Context", "Engine", "Indicator", "Market", "OrderError", "StateError", "TickstepError", "UnknownSymbolError", "__version__"]
+__all__ = ["ConfigError", "Context", "Engine", "Indicator", "Market", "OrderError", "StateError", "TickstepError", "UnknownSymbolError", "__version__", "run_signals"]
 
 class TickstepError(Exception): ...
 class OrderError(TickstepError, ValueError): ...
@@ -174,3 +174,19 @@ class Indicator:
     def is_ready(self, symbol: str | int | None = None) -> bool: ...
     def reset(self, symbol: str | int | None = None) -> None: ...
     def __float__(self) -> float: ...
+
+def run_signals(
+    engines: list[Engine],
+    entries: list[list[npt.NDArray[np.bool_] | None]],
+    exits: list[list[npt.NDArray[np.bool_] | None]],
+    short_entries: list[list[npt.NDArray[np.bool_] | None]],
+    short_exits: list[list[npt.NDArray[np.bool_] | None]],
+    *,
+    size: float,
+    size_type: str,
+    sl: float | None = None,
+    tp: float | None = None,
+    trade_start: int | None = None,
+    threads: int | None = None,
+) -> None:
+    """Run each engine with its own signals (signals mode), on ``threads`` threads."""

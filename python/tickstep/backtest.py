@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from tickstep import _core
+from tickstep import _core, signals
 from tickstep.config import BacktestConfig, split_options
 from tickstep.data import LOAD_OPTIONS, resolve
 from tickstep.results import Result, benchmark_prices
@@ -154,6 +154,35 @@ class Backtest:
             symbols=self._symbol_dtype,
             ends=self._session_ends,
         )
+    def run_signals(self, entries: Any = None, exits: Any = None, short_entries: Any = None,
+                    short_exits: Any = None, *, size: float = 0.95, size_type: str = "percent",
+                    sl: float | None = None, tp: float | None = None) -> Result:
+        """Backtest boolean signals natively (signals mode), with this backtest's data and
+        options; returns the same `Result` as `run`. The strategy class is not used.
+
+        A signal on bar t acts like an order placed in ``next`` at bar t. Rules, sizes
+        (``size_type`` "amount", "value" or "percent" of equity as a fraction), stops
+        (``sl``/``tp`` as fractions of the entry bar's close) and the shapes signals may
+        take: `tickstep.signals`.
+        """
+        return signals.run_signals(
+            self._market, self._config, entries=entries, exits=exits,
+            short_entries=short_entries, short_exits=short_exits, size=size,
+            size_type=size_type, sl=sl, tp=tp, metadata=self._metadata,
+            symbols=self._symbol_dtype, ends=self._session_ends,
+        )
+
+    def run_signal_grid(self, signal_sets: Any, *, size: float = 0.95, size_type: str = "percent",
+                        sl: float | None = None, tp: float | None = None,
+                        threads: int | None = None) -> pd.DataFrame:
+        """Backtest many signal sets (``{key: {"entries": ..., "exits": ...}}``) in one
+        native call on all cores; a table of statistics, one row per key, each equal to
+        `run_signals` of that set alone (`tickstep.signals.run_signal_grid`)."""
+        return signals.run_signal_grid(
+            self._market, self._config, signal_sets, size=size, size_type=size_type, sl=sl,
+            tp=tp, threads=threads, ends=self._session_ends,
+        )
+
     def optimize(
         self,
         *,

@@ -24,7 +24,10 @@ from tickstep.rejections import check_rejections
 from tickstep.results import Result, build_result, market_stats_inputs, samples_since
 from tickstep.strategy import Strategy
 
-__all__ = ["market_from_columns", "session_ends", "simulate", "simulate_stats"]
+__all__ = [
+    "engine_for", "market_from_columns", "result_of", "session_ends", "simulate", "simulate_stats",
+    "stats_of", "trade_start_ns",
+]
 
 _TRADE_STAT_COLUMNS = ("pnl", "return_pct", "commission", "bars_held", "mae", "mfe")
 
@@ -82,6 +85,17 @@ def session_ends(market: _core.Market, timezone: str) -> np.ndarray | None:
 _UNSET: Any = object()
 
 
+def engine_for(market: _core.Market, config: BacktestConfig, ends: Any = _UNSET) -> _core.Engine:
+    """A fresh engine for one run of ``market`` under ``config`` (equity sampled at the
+    day ends of ``config.timezone``; ``ends`` when the caller computed them already)."""
+    engine = _core.Engine(market, **config.engine_options())
+    if ends is _UNSET:
+        ends = session_ends(market, config.timezone)
+    if ends is not None:
+        engine.set_session_ends(ends)
+    return engine
+
+
 def _run(
     market: _core.Market,
     strategy: type[Strategy],
@@ -97,16 +111,12 @@ def _run(
     if not isinstance(config, BacktestConfig):
         raise TypeError(f"config must be a tickstep.BacktestConfig, got {type(config).__name__}")
     params = strategy.check_parameters(params)
-    engine = _core.Engine(market, **config.engine_options())
-    if ends is _UNSET:
-        ends = session_ends(market, config.timezone)
-    if ends is not None:
-        engine.set_session_ends(ends)
+    engine = engine_for(market, config, ends)
     ctx = _core.Context(market)
     instance = strategy(ctx, list(market.symbols), params, config.sizer, market, metadata)
     next_call = instance.next if strategy.next is not Strategy.next else None
     on_tick = instance.on_tick if strategy.on_tick is not Strategy.on_tick else None
-    start = _trade_start(market, config)
+    start = trade_start_ns(market, config)
     if start is not None:
         next_call, on_tick = _from(ctx, start, next_call), _from(ctx, start, on_tick)
     engine.run(ctx, init=instance.init, next=next_call, on_tick=on_tick)
@@ -122,7 +132,7 @@ def _run(
     return engine, instance, rejected
 
 
-def _trade_start(market: _core.Market, config: BacktestConfig) -> int | None:
+def trade_start_ns(market: _core.Market, config: BacktestConfig) -> int | None:
     """``config.trade_start`` in ns when bars come before it (None: trade from the first)."""
     if config.trade_start is None:
         return None
@@ -153,7 +163,7 @@ def _from(ctx: _core.Context, start: int, callback: Any) -> Any:
 
 def _span(market: _core.Market, config: BacktestConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
     timeline = market.timeline()
-    first = _trade_start(market, config)
+    first = trade_start_ns(market, config)
     return (pd.Timestamp(int(timeline[0]) if first is None else first, tz="UTC"),
             pd.Timestamp(int(timeline[-1]), tz="UTC"))
 
@@ -189,6 +199,22 @@ def simulate(
     """
     params = strategy.check_parameters(params or {})
     engine, instance, rejected = _run(market, strategy, config, params, metadata, ends)
+    return result_of(engine, market, config, params={**strategy.parameters(), **params},
+                     strategy=instance, metadata=metadata, symbols=symbols, rejected=rejected)
+
+
+def result_of(
+    engine: _core.Engine,
+    market: _core.Market,
+    config: BacktestConfig,
+    *,
+    params: dict[str, Any],
+    strategy: Any,
+    metadata: pd.DataFrame | None,
+    symbols: pd.CategoricalDtype | None,
+    rejected: int,
+) -> Result:
+    """The `Result` of a finished engine (any strategy that drove it)."""
     start, end = _span(market, config)
     return build_result(
         engine,
@@ -197,8 +223,8 @@ def simulate(
         risk_free_rate=config.risk_free_rate,
         start=start,
         end=end,
-        params={**strategy.parameters(), **params},
-        strategy=instance,
+        params=params,
+        strategy=strategy,
         market=market,
         options=config.options(),
         metadata=metadata,
@@ -235,6 +261,13 @@ def simulate_stats(
     # The core's objects must die on this thread: a profiler holding this frame (Dask's
     # samples every worker thread) would otherwise free them on its own thread.
     del engine, instance
+    return stats_of(raw, eq, market, config, rejected)
+
+
+def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], market: _core.Market,
+             config: BacktestConfig, rejected: int) -> pd.Series:
+    """Statistics of a finished run from its trades and equity columns (the engine's
+    ``trades()`` and ``equity()``): equal to its `result_of(...).stats` bit for bit."""
     start, end = _span(market, config)
     eq = samples_since(eq, start.value)
     trades = pd.DataFrame({c: raw[c] for c in _TRADE_STAT_COLUMNS})

@@ -14,7 +14,7 @@ use crate::portfolio::CarryRates;
 
 #[pyclass(name = "Engine", module = "tickstep._core", unsendable)]
 pub struct PyEngine {
-    engine: Engine,
+    pub(super) engine: Engine,
     market: Py<PyMarket>,
 }
 

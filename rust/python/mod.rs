@@ -6,6 +6,7 @@ mod context;
 mod engine;
 mod errors;
 mod market;
+mod signals;
 
 use pyo3::prelude::*;
 
@@ -15,6 +16,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<context::PyContext>()?;
     m.add_class::<context::PyIndicator>()?;
+    m.add_function(wrap_pyfunction!(signals::run_signals, m)?)?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

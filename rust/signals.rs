@@ -1,0 +1,247 @@
+//! Signals mode: a native strategy that trades boolean entry and exit signals through the
+//! same engine, book, fill rules and portfolio as any other strategy.
+//!
+//! A signal on a symbol's bar `i` is read in that bar's `on_bar`, exactly where a Python
+//! strategy's `next` would place its order, so it fills from the next bar on (or at this
+//! bar's close under trade-on-close): no shift is needed and no look-ahead is possible.
+//!
+//! The rules, per symbol and bar (one place, mirrored by the equivalent Python strategy in
+//! the tests):
+//! - An entry with an exit of the same side on the same bar is ignored (the exit wins);
+//!   a long entry together with a short entry is ignored (no side wins).
+//! - Long and an exit, or a short entry: close the position. Short and a short exit, or a
+//!   long entry: close it.
+//! - A long entry while flat or short (a reversal) buys; a short entry while flat or long
+//!   sells. The close and the new entry fill in one batch (the close first). No pyramiding:
+//!   an entry on the side already held is ignored.
+//! - An entry is sized at the bar's close: `Amount` units, `Value` cash / close, or
+//!   `Percent` × equity / close; a non-positive or non-finite size places nothing.
+//! - Stops as fractions of that close: a long's stop-loss at close × (1 − sl) and
+//!   take-profit at close × (1 + tp), a short's mirrored; they become the book's bracket.
+//!
+//! `run_grid` runs many independent backtests (engines, each with its own signals) on a
+//! pool of threads sharing one market: each result equals the same backtest run alone.
+
+use crate::context::TickContext;
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::market::Market;
+use crate::orders::{OrderRequest, Side};
+use crate::strategy::Strategy;
+
+/// How an entry's `size` is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeType {
+    /// Units of the instrument.
+    Amount,
+    /// Cash to invest: units = size / close.
+    Value,
+    /// Fraction of current equity: units = size × equity / close.
+    Percent,
+}
+
+impl SizeType {
+    /// The option's spelling: `size_type="amount" | "value" | "percent"`.
+    pub fn parse(value: &str) -> Result<SizeType> {
+        match value {
+            "amount" => Ok(SizeType::Amount),
+            "value" => Ok(SizeType::Value),
+            "percent" => Ok(SizeType::Percent),
+            other => Err(EngineError::InvalidConfig(format!(
+                "size_type = {other:?}: must be 'amount', 'value' or 'percent'"
+            ))),
+        }
+    }
+}
+
+/// How signals become orders: sizing, stops and when trading starts.
+#[derive(Clone, Copy, Debug)]
+pub struct SignalRules {
+    pub size: f64,
+    pub size_type: SizeType,
+    /// Stop-loss distance as a fraction of the entry bar's close, in (0, 1).
+    pub stop_loss: Option<f64>,
+    /// Take-profit distance as a fraction of the entry bar's close, > 0 (< 1 for shorts).
+    pub take_profit: Option<f64>,
+    /// Signals on bars before this timestamp are not acted on (the warm-up).
+    pub trade_start: i64,
+}
+
+impl SignalRules {
+    /// Refuse rules out of range, naming the option and the rule.
+    pub fn validate(&self, shorts: bool) -> Result<()> {
+        let bad = |m: String| Err(EngineError::InvalidConfig(m));
+        if !(self.size.is_finite() && self.size > 0.0) {
+            return bad(format!("size = {}: must be finite and > 0", self.size));
+        }
+        if let Some(sl) = self.stop_loss {
+            if !(sl > 0.0 && sl < 1.0) {
+                return bad(format!(
+                    "sl = {sl}: must be a fraction of the price in (0, 1)"
+                ));
+            }
+        }
+        if let Some(tp) = self.take_profit {
+            if !(tp.is_finite() && tp > 0.0) {
+                return bad(format!("tp = {tp}: must be a fraction of the price > 0"));
+            }
+            if shorts && tp >= 1.0 {
+                return bad(format!(
+                    "tp = {tp}: must be below 1 with short entries (a short's target is \
+                     close x (1 - tp))"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One symbol's signals, each aligned to the symbol's own bars (`None`: never set).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SymbolSignals<'a> {
+    pub entries: Option<&'a [bool]>,
+    pub exits: Option<&'a [bool]>,
+    pub short_entries: Option<&'a [bool]>,
+    pub short_exits: Option<&'a [bool]>,
+}
+
+impl SymbolSignals<'_> {
+    fn columns(&self) -> [(&'static str, Option<&[bool]>); 4] {
+        [
+            ("entries", self.entries),
+            ("exits", self.exits),
+            ("short_entries", self.short_entries),
+            ("short_exits", self.short_exits),
+        ]
+    }
+}
+
+#[inline]
+fn at(column: Option<&[bool]>, bar: usize) -> bool {
+    column.is_some_and(|c| c[bar])
+}
+
+/// The native strategy of signals mode.
+pub struct SignalStrategy<'a> {
+    signals: Vec<SymbolSignals<'a>>,
+    rules: SignalRules,
+}
+
+impl<'a> SignalStrategy<'a> {
+    /// Check that every symbol has one signal per bar of its own, and the rules.
+    pub fn new(
+        market: &Market,
+        signals: Vec<SymbolSignals<'a>>,
+        rules: SignalRules,
+    ) -> Result<Self> {
+        if signals.len() != market.symbol_count() {
+            return Err(EngineError::InvalidConfig(format!(
+                "signals for {} symbols, the market has {}",
+                signals.len(),
+                market.symbol_count()
+            )));
+        }
+        for (s, sig) in signals.iter().enumerate() {
+            let bars = market.bars(s).ts.len();
+            for (name, column) in sig.columns() {
+                if let Some(c) = column {
+                    if c.len() != bars {
+                        return Err(EngineError::InvalidConfig(format!(
+                            "{name} of {}: {} values for its {bars} bars (signals are \
+                             aligned to each symbol's own bars)",
+                            market.name(s),
+                            c.len()
+                        )));
+                    }
+                }
+            }
+        }
+        rules.validate(signals.iter().any(|s| s.short_entries.is_some()))?;
+        Ok(SignalStrategy { signals, rules })
+    }
+
+    fn enter(&self, ctx: &mut TickContext<'_>, symbol: usize, side: Side) -> Result<()> {
+        let price = ctx.price(symbol);
+        let r = &self.rules;
+        let units = match r.size_type {
+            SizeType::Amount => r.size,
+            SizeType::Value => r.size / price,
+            SizeType::Percent => r.size * ctx.equity() / price,
+        };
+        if !(units.is_finite() && units > 0.0) {
+            return Ok(());
+        }
+        let long = side == Side::Buy;
+        let mut req = OrderRequest::market(symbol, side, units);
+        req.stop_loss = r.stop_loss.map(|f| {
+            if long {
+                price * (1.0 - f)
+            } else {
+                price * (1.0 + f)
+            }
+        });
+        req.take_profit = r.take_profit.map(|f| {
+            if long {
+                price * (1.0 + f)
+            } else {
+                price * (1.0 - f)
+            }
+        });
+        ctx.submit(req).map(drop)
+    }
+}
+
+impl Strategy for SignalStrategy<'_> {
+    #[inline]
+    fn on_bar(&mut self, ctx: &mut TickContext<'_>, symbol: usize) -> Result<()> {
+        if ctx.now() < self.rules.trade_start {
+            return Ok(());
+        }
+        let Some(i) = ctx.bar_index(symbol) else {
+            return Ok(());
+        };
+        let sig = &self.signals[symbol];
+        let exit_long = at(sig.exits, i);
+        let exit_short = at(sig.short_exits, i);
+        let long_entry = at(sig.entries, i) && !exit_long;
+        let short_entry = at(sig.short_entries, i) && !exit_short;
+        let want = match (long_entry, short_entry) {
+            (true, false) => 1,
+            (false, true) => -1,
+            _ => 0,
+        };
+        let held = ctx.position(symbol).size;
+        if (held > 0.0 && (exit_long || want < 0)) || (held < 0.0 && (exit_short || want > 0)) {
+            ctx.close_position(symbol)?;
+        }
+        if want > 0 && held <= 0.0 {
+            self.enter(ctx, symbol, Side::Buy)?;
+        } else if want < 0 && held >= 0.0 {
+            self.enter(ctx, symbol, Side::Sell)?;
+        }
+        Ok(())
+    }
+}
+
+/// Run each engine with its own signal strategy, on `threads` threads (all cores when
+/// `None`). Runs are independent: each result is the one the engine would give alone.
+pub fn run_grid(
+    runs: Vec<(&mut Engine, SignalStrategy<'_>)>,
+    threads: Option<usize>,
+) -> Result<()> {
+    use rayon::prelude::*;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .map_err(|e| EngineError::State(format!("cannot start the grid's threads: {e}")))?;
+    pool.install(|| {
+        runs.into_par_iter()
+            .map(|(engine, mut strategy)| engine.run(&mut strategy))
+            .collect::<Result<Vec<()>>>()
+    })
+    .map(drop)
+}
+
+#[cfg(test)]
+#[path = "signals_tests.rs"]
+mod tests;
