@@ -7,10 +7,11 @@ from typing import Any
 
 import pandas as pd
 
-from tickstep import _core, signals
+from tickstep import _core
 from tickstep.config import BacktestConfig, split_options
 from tickstep.data import LOAD_OPTIONS, resolve
 from tickstep.results import Result, benchmark_prices
+from tickstep.signals import run_signal_grid, run_signals
 from tickstep.simulation import market_from_columns, session_ends, simulate
 from tickstep.strategy import Strategy
 
@@ -165,7 +166,7 @@ class Backtest:
         (``sl``/``tp`` as fractions of the entry bar's close) and the shapes signals may
         take: `tickstep.signals`.
         """
-        return signals.run_signals(
+        return run_signals(
             self._market, self._config, entries=entries, exits=exits,
             short_entries=short_entries, short_exits=short_exits, size=size,
             size_type=size_type, sl=sl, tp=tp, metadata=self._metadata,
@@ -178,7 +179,7 @@ class Backtest:
         """Backtest many signal sets (``{key: {"entries": ..., "exits": ...}}``) in one
         native call on all cores; a table of statistics, one row per key, each equal to
         `run_signals` of that set alone (`tickstep.signals.run_signal_grid`)."""
-        return signals.run_signal_grid(
+        return run_signal_grid(
             self._market, self._config, signal_sets, size=size, size_type=size_type, sl=sl,
             tp=tp, threads=threads, ends=self._session_ends,
         )

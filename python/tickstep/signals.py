@@ -49,7 +49,7 @@ from tickstep.rejections import check_rejections
 from tickstep.results import Result
 from tickstep.simulation import engine_for, result_of, session_ends, stats_of, trade_start_ns
 
-__all__ = ["SIGNAL_KINDS", "SIZE_TYPES", "run_signal_grid", "run_signals", "signal_columns"]
+__all__ = ["run_signal_grid", "run_signals", "signal_columns"]
 
 SIGNAL_KINDS = ("entries", "exits", "short_entries", "short_exits")
 SIZE_TYPES = ("amount", "value", "percent")
