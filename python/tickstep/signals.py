@@ -242,7 +242,8 @@ def run_signal_grid(
     rows = []
     for engine in engines:
         rejected = check_rejections(engine.orders(), symbols, quiet.on_reject)
-        rows.append(stats_of(engine.trades(), engine.equity(), market, config, rejected))
+        rows.append(stats_of(engine.trades(), engine.equity(), engine.carrying_costs(), market,
+                             config, rejected))
     del engines
     index = pd.MultiIndex.from_tuples(keys) if all(isinstance(k, tuple) for k in keys) else keys
     return pd.DataFrame(rows, index=index)

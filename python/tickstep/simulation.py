@@ -261,13 +261,14 @@ def simulate_stats(
     # The core's objects must die on this thread: a profiler holding this frame (Dask's
     # samples every worker thread) would otherwise free them on its own thread.
     del engine, instance
-    return stats_of(raw, eq, market, config, rejected)
+    return stats_of(raw, eq, carrying_costs, market, config, rejected)
 
 
-def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], market: _core.Market,
-             config: BacktestConfig, rejected: int) -> pd.Series:
-    """Statistics of a finished run from its trades and equity columns (the engine's
-    ``trades()`` and ``equity()``): equal to its `result_of(...).stats` bit for bit."""
+def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], carrying_costs: float,
+             market: _core.Market, config: BacktestConfig, rejected: int) -> pd.Series:
+    """Statistics of a finished run from its trades and equity columns and carrying costs
+    (the engine's ``trades()``, ``equity()`` and ``carrying_costs()``): equal to its
+    `result_of(...).stats` bit for bit."""
     start, end = _span(market, config)
     eq = samples_since(eq, start.value)
     trades = pd.DataFrame({c: raw[c] for c in _TRADE_STAT_COLUMNS})
