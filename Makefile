@@ -46,6 +46,7 @@ lint: build ## rustfmt, clippy, ruff
 bench: build ## cargo bench, whole workloads, batch, data loading and peers (BENCHMARKS.md)
 	cargo bench --bench engine
 	$(PY) benches/run_all.py --json target/bench-results.json
+	$(PY) benches/signals.py $(if $(wildcard target/bench-venvs/vbt/bin/python),--vectorbt-python target/bench-venvs/vbt/bin/python)
 
 bench-save: ## criterion baseline of the core benches: make bench-save NAME=main [FILTER=tick_loop]
 	@test -n "$(NAME)" || { echo "usage: make bench-save NAME=baseline [FILTER=regex]"; exit 2; }
@@ -66,6 +67,8 @@ bench-chart: build ## draw benches/history.jsonl into target/bench-history.html
 
 bench-deps: $(VENV)/.ready ## optional peers for make bench: backtesting.py, backtrader, vectorbt, nautilus_trader
 	$(VENV)/bin/pip install --quiet "backtesting>=0.6" "backtrader>=1.9.78" "vectorbt>=1.0"
+	$(PYTHON) -m venv target/bench-venvs/vbt
+	target/bench-venvs/vbt/bin/pip install --quiet "vectorbt>=0.26"
 	$(PYTHON) -m venv target/bench-venvs/nautilus
 	target/bench-venvs/nautilus/bin/pip install --quiet nautilus_trader
 

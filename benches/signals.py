@@ -1,0 +1,207 @@
+"""Signals mode: one native run and a native grid, medians and ratios in one run.
+
+Workloads (data ``minute_20x144k``: 20 symbols x 144,000 minutes, built outside the timing):
+
+- ``single``: SMA(10)/SMA(30) cross signals (long entries and exits, made with numpy before
+  timing) through ``_core.run_signals`` on one thread: symbol-bars/s of the native run
+  (engine built outside the timing), then the whole ``Backtest.run_signals`` (the same run
+  plus the `Result`: frames and statistics).
+- ``grid``: 100 (fast, slow) pairs x the same 20 symbols in one native call
+  (``_core.run_signals`` over 100 engines) on 1 thread and on 2 threads: wall time, CPU
+  time and the speed-up; then the whole ``Backtest.run_signal_grid`` (+ a row of
+  statistics per set) on 2 threads.
+- ``peer``: vectorbt's ``Portfolio.from_signals`` on the same closes and signals, when
+  vectorbt is importable (``--vectorbt-python`` may name another interpreter with it;
+  the closes and signals are handed over in an .npz file).
+
+Wall time is what a user waits; CPU time (this process, all threads) is the better
+estimate of an idle machine's figures on a busy one. Both are printed, with the load.
+
+Run: ``.venv/bin/python benches/signals.py [--repeat 5] [--grid-repeat 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as h  # noqa: E402
+import tickstep  # noqa: E402
+from tickstep import _core  # noqa: E402
+from tickstep.simulation import engine_for, market_from_columns  # noqa: E402
+
+
+def rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
+    """Mean of the last ``n`` values (NaN before ``n`` values): the SMA a strategy sees."""
+    c = np.cumsum(np.concatenate([[0.0], x]))
+    out = np.full(len(x), np.nan)
+    out[n - 1 :] = (c[n:] - c[:-n]) / n
+    return out
+
+
+def sma_cross(close: np.ndarray, fast: int, slow: int) -> tuple[np.ndarray, np.ndarray]:
+    """Entries where the fast SMA crosses above the slow one, exits where it crosses below."""
+    f, s = rolling_mean(close, fast), rolling_mean(close, slow)
+    above = f > s
+    below = f < s
+    prev_above = np.concatenate([[False], above[:-1]])
+    prev_below = np.concatenate([[False], below[:-1]])
+    return above & ~prev_above & ~np.isnan(s), below & ~prev_below & ~np.isnan(s)
+
+
+def native_run(market, config, sets, threads):  # type: ignore[no-untyped-def]
+    """Engines built outside the timing; returns a function timing only the native call."""
+
+    def run() -> list:
+        engines = [engine_for(market, config, None) for _ in sets]
+        c0, t0 = time.process_time(), time.perf_counter()
+        _core.run_signals(engines, [e for e, _ in sets], [x for _, x in sets],
+                          [[None] * len(sets[0][0])] * len(sets),
+                          [[None] * len(sets[0][0])] * len(sets),
+                          size=0.04, size_type="percent", threads=threads)
+        return [time.perf_counter() - t0, time.process_time() - c0, engines]
+
+    return run
+
+
+def timed(run, times: int) -> h.Timings:  # type: ignore[no-untyped-def]
+    t = h.Timings()
+    for _ in range(times):
+        wall, cpu, _ = run()
+        t.add(wall, cpu)
+    return t
+
+
+def vectorbt_rate(python: str, closes, entries, exits, repeat: int) -> dict | None:  # type: ignore[no-untyped-def]
+    code = r"""
+import json, sys, time, numpy as np, pandas as pd, vectorbt as vbt
+z = np.load(sys.argv[1]); reps = int(sys.argv[2])
+close = pd.DataFrame(z["close"]); en = pd.DataFrame(z["entries"]); ex = pd.DataFrame(z["exits"])
+vbt.Portfolio.from_signals(close.iloc[:1000], en.iloc[:1000], ex.iloc[:1000], size=0.04,
+                           size_type="percent", init_cash=10_000, cash_sharing=True)  # compile
+walls, cpus = [], []
+for _ in range(reps):
+    c0, t0 = time.process_time(), time.perf_counter()
+    pf = vbt.Portfolio.from_signals(close, en, ex, size=0.04, size_type="percent",
+                                    init_cash=10_000, cash_sharing=True)
+    pf.final_value()
+    walls.append(time.perf_counter() - t0); cpus.append(time.process_time() - c0)
+print(json.dumps({"wall": sorted(walls)[len(walls) // 2], "cpu": sorted(cpus)[len(cpus) // 2],
+                  "version": vbt.__version__}))
+"""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "signals.npz"
+        np.savez(path, close=closes, entries=entries, exits=exits)
+        proc = subprocess.run([python, "-c", code, str(path), str(repeat)],
+                              capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"vectorbt not run ({python}): {proc.stderr.strip().splitlines()[-1:]}")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--grid-repeat", type=int, default=3)
+    ap.add_argument("--vectorbt-python", default=sys.executable,
+                    help="an interpreter with vectorbt (default: this one)")
+    args = ap.parse_args()
+    print(f"signals mode bench, load average {h.load_average()}")
+    columns = h.load("minute_20x144k")
+    market = market_from_columns(columns)
+    del columns
+    n_sym = len(market.symbols)
+    closes = [np.asarray(market.column(s, "close", 0, sys.maxsize)) for s in range(n_sym)]
+    bars = sum(len(c) for c in closes)
+    config = tickstep.BacktestConfig(on_reject="ignore")
+    bt = tickstep.Backtest(market, tickstep.Strategy, config)
+    out: dict = {}
+
+    # ---- one run ------------------------------------------------------------------------
+    pairs = [sma_cross(c, 10, 30) for c in closes]
+    one = [([e for e, _ in pairs], [x for _, x in pairs])]
+    single = timed(native_run(market, config, one, 1), args.repeat)
+    whole = h.Timings()
+    entries = {sym: pairs[s][0] for s, sym in enumerate(market.symbols)}
+    exits = {sym: pairs[s][1] for s, sym in enumerate(market.symbols)}
+    for _ in range(args.repeat):
+        c0, t0 = time.process_time(), time.perf_counter()
+        result = bt.run_signals(entries, exits, size=0.04)
+        whole.add(time.perf_counter() - t0, time.process_time() - c0)
+    trades = int(result.stats["# Trades"])
+    out["single"] = {
+        "symbol_bars": bars, "trades": trades,
+        "native_wall": single.median_wall, "native_cpu": single.median_cpu,
+        "rate_wall": bars / single.median_wall, "rate_cpu": bars / single.median_cpu,
+        "result_wall": whole.median_wall, "result_cpu": whole.median_cpu,
+    }
+    print(f"single run, {n_sym} x {bars // n_sym:,} bars, SMA 10/30 cross, {trades} trades:\n"
+          f"  native run: {single.median_wall * 1e3:.1f} ms wall ({bars / single.median_wall / 1e6:.0f} M "
+          f"symbol-bars/s), {single.median_cpu * 1e3:.1f} ms CPU ({bars / single.median_cpu / 1e6:.0f} M/s)\n"
+          f"  Backtest.run_signals with the Result: {whole.median_wall:.3f} s wall, "
+          f"{whole.median_cpu:.3f} s CPU")
+
+    # ---- the peer ----------------------------------------------------------------------
+    if len({len(c) for c in closes}) == 1:
+        vb = vectorbt_rate(args.vectorbt_python, np.column_stack(closes),
+                           np.column_stack([e for e, _ in pairs]),
+                           np.column_stack([x for _, x in pairs]), args.repeat)
+    else:
+        # vectorbt needs one index: align on the union timeline, NaN where a symbol has no bar.
+        timeline = np.asarray(market.timeline())
+        full = np.full((len(timeline), n_sym), np.nan)
+        en = np.zeros((len(timeline), n_sym), bool)
+        ex = np.zeros((len(timeline), n_sym), bool)
+        for s in range(n_sym):
+            rows = np.searchsorted(timeline, np.asarray(market.column(s, "ts", 0, sys.maxsize)))
+            full[rows, s], en[rows, s], ex[rows, s] = closes[s], pairs[s][0], pairs[s][1]
+        vb = vectorbt_rate(args.vectorbt_python, full, en, ex, args.repeat)
+    if vb is not None:
+        out["vectorbt"] = vb
+        print(f"  vectorbt {vb['version']} from_signals, same signals: {vb['wall']:.3f} s wall, "
+              f"{vb['cpu']:.3f} s CPU -> tickstep native {vb['wall'] / single.median_wall:.1f}x "
+              f"(wall), {vb['cpu'] / single.median_cpu:.1f}x (CPU)")
+
+    # ---- the grid ----------------------------------------------------------------------
+    grid = [(f, s) for f in range(5, 15) for s in range(20, 70, 5)]
+    sets = []
+    for f, s in grid:
+        p = [sma_cross(c, f, s) for c in closes]
+        sets.append(([e for e, _ in p], [x for _, x in p]))
+    t1 = timed(native_run(market, config, sets, 1), args.grid_repeat)
+    t2 = timed(native_run(market, config, sets, 2), args.grid_repeat)
+    total = bars * len(grid)
+    c0, t0 = time.process_time(), time.perf_counter()
+    table = bt.run_signal_grid(
+        {k: {"entries": dict(zip(market.symbols, e)), "exits": dict(zip(market.symbols, x))}
+         for k, (e, x) in zip(grid, sets)}, size=0.04, threads=2)
+    table_wall, table_cpu = time.perf_counter() - t0, time.process_time() - c0
+    out["grid"] = {
+        "sets": len(grid), "symbol_bars": total,
+        "wall_1": t1.median_wall, "cpu_1": t1.median_cpu,
+        "wall_2": t2.median_wall, "cpu_2": t2.median_cpu,
+        "speedup_wall": t1.median_wall / t2.median_wall,
+        "table_wall": table_wall, "table_cpu": table_cpu, "rows": len(table),
+    }
+    print(f"grid, {len(grid)} parameter sets x {n_sym} symbols x {bars // n_sym:,} bars "
+          f"({total / 1e6:.0f} M symbol-bars):\n"
+          f"  1 thread:  {t1.median_wall:.2f} s wall, {t1.median_cpu:.2f} s CPU\n"
+          f"  2 threads: {t2.median_wall:.2f} s wall, {t2.median_cpu:.2f} s CPU "
+          f"-> speed-up {t1.median_wall / t2.median_wall:.2f}x (wall)\n"
+          f"  Backtest.run_signal_grid with the stats table (2 threads): {table_wall:.2f} s wall, "
+          f"{table_cpu:.2f} s CPU")
+    print(f"load average now {h.load_average()}")
+    print("RESULT " + json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
