@@ -129,6 +129,7 @@ class Backtest:
 
     @property
     def symbols(self) -> list[str]:
+        """The backtest's symbols, sorted by name: the order ``next`` sees them in."""
         return list(self._symbols)
 
     @property
@@ -138,6 +139,7 @@ class Backtest:
 
     @property
     def metadata(self) -> pd.DataFrame | None:
+        """Symbol metadata (sector, exchange, timezone, ...) indexed by symbol, or None."""
         return self._metadata
 
     def run(self, **params: Any) -> Result:

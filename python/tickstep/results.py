@@ -264,6 +264,7 @@ class Result:
 
     @property
     def equity(self) -> pd.Series:
+        """Equity samples: the ``equity`` column of `equity_frame`."""
         return self.equity_frame["equity"]
 
     @property

@@ -72,6 +72,7 @@ class Position:
 
     @property
     def symbol(self) -> str:
+        """The symbol of this position (the running one for ``self.position``)."""
         s = self._s
         return s._symbols[self._i if self._i >= 0 else s._current_index()]
 
@@ -105,10 +106,12 @@ class Position:
 
     @property
     def is_long(self) -> bool:
+        """Whether the position is long (size above 0)."""
         return self.size > 0
 
     @property
     def is_short(self) -> bool:
+        """Whether the position is short (size below 0)."""
         return self.size < 0
 
     def close(self, portion: float = 1.0) -> int | None:
@@ -305,21 +308,27 @@ class Strategy:
         return self._rolling("sma", "mean", n, source, timeframe)
 
     def ema(self, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
+        """Exponential moving average: ``ewm(span=n, adjust=False)``, ready from the n-th value."""
         return self._rolling("ema", "ema", n, source, timeframe)
 
     def rsi(self, n: int = 14, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
+        """Relative strength index over ``n`` changes, Wilder's smoothing."""
         return self._rolling("rsi", "rsi", n, source, timeframe)
 
     def atr(self, n: int = 14, timeframe: Timeframe | None = None) -> Indicator:
+        """Average true range over ``n`` bars (or completed candles), Wilder's smoothing."""
         return self._rolling("atr", "atr", n, "close", timeframe)
 
     def rolling_std(self, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
+        """Rolling standard deviation over ``n`` values (ddof=1, as pandas)."""
         return self._rolling("rolling_std", "std", n, source, timeframe)
 
     def highest(self, n: int, source: str = "high", timeframe: Timeframe | None = None) -> Indicator:
+        """Highest ``source`` (default the high) of the last ``n`` bars or candles."""
         return self._rolling("highest", "max", n, source, timeframe)
 
     def lowest(self, n: int, source: str = "low", timeframe: Timeframe | None = None) -> Indicator:
+        """Lowest ``source`` (default the low) of the last ``n`` bars or candles."""
         return self._rolling("lowest", "min", n, source, timeframe)
 
     def I(self, func: Any, *args: Any, source: str | None = "close", name: str | None = None, **kwargs: Any) -> Indicator:  # noqa: E743, N802
@@ -455,6 +464,7 @@ class Strategy:
 
     @property
     def cash(self) -> float:
+        """Cash of the one account all symbols share."""
         return self._ctx.cash()
 
     def open_trades(self, symbol: str | None = None) -> list[dict[str, Any]]:

@@ -51,6 +51,7 @@ class Candle(NamedTuple):
 
     @property
     def time(self) -> pd.Timestamp:
+        """The candle's start (its label) as a UTC timestamp."""
         return pd.Timestamp(self.ts, tz="UTC")
 
 

@@ -188,9 +188,11 @@ class WalkForwardResult:
 
     @property
     def equity(self) -> pd.Series:
+        """The stitched out-of-sample equity: the ``equity`` column of `equity_frame`."""
         return self.equity_frame["equity"]
 
     def summary(self) -> str:
+        """The statistics as readable text."""
         return format_stats(self.stats)
 
     def __repr__(self) -> str:

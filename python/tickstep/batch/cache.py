@@ -135,10 +135,12 @@ class ResultsCache:
     # Data fingerprints of stores and files, keyed by the file's identity (path, size,
     # modification time) and the load request: a repeat batch need not read the data.
     def get_fingerprint(self, key: str) -> Any:
+        """The value stored under ``key`` by `put_fingerprint`, or None."""
         row = self._con.execute("SELECT value FROM fingerprints WHERE key = ?", [key]).fetchone()
         return None if row is None else pickle.loads(row[0])
 
     def put_fingerprint(self, key: str, value: Any) -> None:
+        """Store ``value`` (pickled) under ``key``, replacing an earlier one."""
         with self._con:
             self._con.execute("BEGIN IMMEDIATE")
             self._con.execute(

@@ -160,6 +160,7 @@ class BarStore:
         self.close()
 
     def close(self) -> None:  # pragma: no cover - abstract
+        """Release the connection; the store cannot be used afterwards."""
         raise NotImplementedError
 
     def ingest(
