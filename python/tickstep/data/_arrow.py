@@ -59,11 +59,13 @@ def arrow_table(data: Any) -> pa.Table:
         return pa.Table.from_batches([data])
     if isinstance(data, pa.RecordBatchReader):
         return data.read_all()
-    if _is_polars(data) and hasattr(data, "to_arrow"):
-        return data.to_arrow()
-    if _is_polars(data) and hasattr(data, "collect"):  # a LazyFrame
-        return data.collect().to_arrow()
-    return pa.RecordBatchReader.from_stream(data).read_all()
+    if _is_polars(data) and not hasattr(data, "to_arrow"):  # a LazyFrame
+        data = data.collect()
+    if hasattr(data, "__arrow_c_stream__"):
+        # The stream hands over the producer's own buffers (Polars' text columns as
+        # string views, which its to_arrow() would copy into plain strings).
+        return pa.RecordBatchReader.from_stream(data).read_all()
+    return data.to_arrow()
 
 
 def _index_column(table: pa.Table) -> str | None:
@@ -168,9 +170,10 @@ def _symbol_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
     kind = column.type
     if pa.types.is_dictionary(kind):
         column = column.cast(kind.value_type)
-    if pa.types.is_string_view(column.type):
-        column = column.cast(pa.large_string())
-    encoded = pc.dictionary_encode(_single(column))
+    try:
+        encoded = pc.dictionary_encode(_single(column))
+    except pa.ArrowNotImplementedError:  # a text type this Arrow cannot encode yet
+        encoded = pc.dictionary_encode(_single(column.cast(pa.large_string())))
     names = encoded.dictionary.to_pylist()
     indices = encoded.indices.to_numpy(zero_copy_only=False)
     if encoded.indices.null_count:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -11,7 +9,7 @@ import pyarrow as pa
 from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns, SymbolBars, check_bars
 from tickstep.data._metadata import metadata_frame
 
-__all__ = ["arrow_columns", "assemble", "describe_filters"]
+__all__ = ["arrow_columns", "assemble"]
 
 
 def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
@@ -29,19 +27,6 @@ def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
     if owner.flags.owndata:
         owner.flags.writeable = False
     return arr
-
-
-def describe_filters(start: Any, end: Any, regular_hours: bool, timeframe: str | None) -> str:
-    parts = []
-    if start is not None:
-        parts.append(f"start={start!r}")
-    if end is not None:
-        parts.append(f"end={end!r}")
-    if regular_hours:
-        parts.append("regular_hours=True")
-    if timeframe is not None:
-        parts.append(f"timeframe={timeframe!r}")
-    return ", ".join(parts) or "no filters"
 
 
 def assemble(

@@ -149,8 +149,15 @@ def refuse_unknown_symbols(unknown: Iterable[str], known: Iterable[str], where: 
     )
 
 
-def describe_range(start: Any, end: Any) -> str:
+def describe_request(
+    start: Any, end: Any, regular_hours: bool = False, timeframe: Any = None
+) -> str:
+    """The filters of a load as the user wrote them, for messages."""
     parts = [f"{k}={v!r}" for k, v in (("start", start), ("end", end)) if v is not None]
+    if regular_hours:
+        parts.append("regular_hours=True")
+    if timeframe is not None:
+        parts.append(f"timeframe={timeframe!r}")
     return ", ".join(parts) or "no filters"
 
 
@@ -189,7 +196,7 @@ def select(
     if empty:
         raise DataError(
             f"no bars for symbol(s) {', '.join(map(repr, empty[:20]))} in {where} "
-            f"after filters ({describe_range(start, end)})",
+            f"after filters ({describe_request(start, end)})",
             symbol=empty[0],
             rule="non-empty result",
         )

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tickstep.data._assembly import arrow_columns, assemble, describe_filters
+from tickstep.data._assembly import arrow_columns, assemble
 from tickstep.data._bars_query import Dialect, bars_query
 from tickstep.data._calendars import FilterSpans, filter_spans
 from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
@@ -27,6 +27,7 @@ from tickstep.data._memory import to_market_columns
 from tickstep.data._metadata import clean_metadata
 from tickstep.data._request import (
     Timeframe,
+    describe_request,
     parse_timeframe,
     refuse_unknown_symbols,
     symbol_list,
@@ -305,7 +306,7 @@ class BarStore:
             refuse_unknown_symbols(set(names) - set(meta["symbol"]), known, "the store")
         if len(meta) == 0:
             raise DataError("the store has no symbols", rule="non-empty")
-        filters = describe_filters(start, end, regular_hours, timeframe)
+        filters = describe_request(start, end, regular_hours, timeframe)
         spans = None
         if regular_hours or frame is not None:
             first, last = lo, hi
