@@ -72,6 +72,8 @@ class RandomTrader(tickstep.Strategy):
         self.rng = random.Random(self.seed)
         self.problems = []
         self.calls = []
+        # What the order records do not say, for the reference: order id -> options.
+        self.specs = {}
 
     # What the strategy sees must be exactly the input up to now, never beyond.
     def _check_view(self, symbol, active):
@@ -134,8 +136,14 @@ class RandomTrader(tickstep.Strategy):
         buy = rng.random() < 0.5
         # None: the backtest's sizer (95% of equity) decides, which tests the margin check.
         size = rng.choice([1, 2, 5, 10, 25, rng.uniform(0.5, 40), None])
-        if x < 0.10:
+        if x < 0.07:
             self.close(symbol)
+            return
+        if x < 0.10:
+            portion = rng.choice([0.25, 0.5])
+            oid = self.close(symbol, portion=portion)
+            if oid is not None:
+                self.specs[oid] = {"portion": portion}
             return
         if x < 0.20:
             working = self.orders(symbol)
@@ -147,7 +155,30 @@ class RandomTrader(tickstep.Strategy):
         if ref != ref:  # no price yet: only a bare market order makes sense
             self.buy(symbol, size=size) if buy else self.sell(symbol, size=size)
             return
-        kind = rng.choice(["market", "market", "limit", "stop", "stop_limit"])
+        kind = rng.choice(["market", "market", "limit", "stop", "stop_limit", "trail", "oco"])
+        if kind == "trail":  # a stand-alone trailing stop, by a distance or a percentage
+            trail = rng.choice([round(ref * rng.uniform(0.005, 0.04), 2), f"{rng.choice([1, 2, 3])}%"])
+            place = self.buy if buy else self.sell
+            oid = place(symbol, size=size, trail=trail)
+            if oid is not None:
+                gap = ("fraction", float(trail[:-1]) / 100) if isinstance(trail, str) else ("distance", trail)
+                self.specs[oid] = {"trail": gap, "anchor": ref}
+            return
+        if kind == "oco":  # a straddle of stops, one cancels the other
+            up = round(ref * (1 + rng.uniform(0.001, 0.04)), 2)
+            down = round(ref * (1 - rng.uniform(0.001, 0.04)), 2)
+            first = self.buy(symbol, size=size, stop=up)
+            if first is not None:
+                second = self.sell(symbol, size=size, stop=down, oco=first)
+                if second is not None:
+                    self.specs[first] = {"oco": first}
+                    self.specs[second] = {"oco": first}
+            return
+        tif = {}
+        if rng.random() < 0.3:
+            tif = rng.choice([{"valid": rng.choice([1, 2, 3])}, {"tif": "day"}])
+            if kind == "limit" and rng.random() < 0.3:
+                tif = {"tif": "ioc"}
         limit = stop = None
         if kind == "limit":
             limit = round(ref * (1 + rng.uniform(-0.04, 0.04)), 2)
@@ -168,7 +199,9 @@ class RandomTrader(tickstep.Strategy):
         if tp is not None and (tp - entry) * sign <= 0:
             tp = None
         place = self.buy if buy else self.sell
-        place(symbol, size=size, limit=limit, stop=stop, sl=sl, tp=tp)
+        oid = place(symbol, size=size, limit=limit, stop=stop, sl=sl, tp=tp, **tif)
+        if oid is not None and tif:
+            self.specs[oid] = {**tif, "placed_tick": self.now}
 
 
 # ---------------------------------------------------------------------------------------
@@ -233,6 +266,52 @@ def first_fill(kind, buy, limit, stop, B: Bars, start: int, no_open_at_start=Fal
             if h >= stop if buy else lo <= stop:
                 return Event(i, stop, False)
     return None
+
+
+def trail_fill(buy, gap, anchor, B: Bars, start: int):
+    """The first fill of a stand-alone trailing stop (``gap`` = (kind, value)) placed when
+    the last close was ``anchor``: each bar the open moves the best price and the stop (a
+    gap through it fills at the open), then the stop is checked against the adverse
+    extreme, and only then does the favourable extreme move it."""
+    kind, value = gap
+
+    def stop_of(best):
+        g = best * value if kind == "fraction" else value
+        return best + g if buy else best - g
+
+    def better(price, best):
+        return price < best if buy else price > best
+
+    def tighter(stop, candidate):
+        return min(stop, candidate) if buy else max(stop, candidate)
+
+    best = anchor
+    stop = stop_of(best)
+    for i in range(start, len(B.ts)):
+        o, h, lo = B.o[i], B.h[i], B.l[i]
+        if better(o, best):
+            best = o
+        stop = tighter(stop, stop_of(best))
+        if o >= stop if buy else o <= stop:
+            return Event(i, o, True)
+        if h >= stop if buy else lo <= stop:
+            return Event(i, stop, False)
+        favourable = lo if buy else h
+        if better(favourable, best):
+            best = favourable
+        stop = tighter(stop, stop_of(best))
+    return None
+
+
+def day_end(union, placed):
+    """The last tick of the UTC day of the first tick after ``placed`` (None: no tick)."""
+    j = int(np.searchsorted(union, placed, side="right"))
+    if j >= len(union):
+        return None
+    day = union[j] // 86_400_000_000_000
+    while j + 1 < len(union) and union[j + 1] // 86_400_000_000_000 == day:
+        j += 1
+    return int(union[j])
 
 
 def kind_of(o) -> str:
@@ -329,17 +408,55 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
     rebuilt = []
     expected: dict[int, Event | None] = {}
 
-    def expect(oid) -> Event | None:
-        """The reference broker's first fill event for an entry/close order."""
-        if oid in expected:
-            return expected[oid]
+    specs = result.strategy.specs
+    union = np.unique(np.concatenate([B[s].ts for s in names]))
+
+    def window(oid):
+        """(last bar index it may fill on or None, expiry ts or None) from its time in force."""
+        spec, o = specs.get(oid, {}), orders[oid]
+        b, placed = B[o.symbol], ns(o.placed_time)
+        start = b.after(placed)
+        if "valid" in spec:
+            last = start + spec["valid"] - 1
+            return last, (int(b.ts[last]) if last < len(b.ts) else None)
+        if spec.get("tif") == "ioc":
+            return start, (int(b.ts[start]) if start < len(b.ts) else None)
+        if spec.get("tif") == "day":
+            end = day_end(union, placed)
+            if end is None:
+                return -1, None
+            last = int(np.searchsorted(b.ts, end, side="right")) - 1
+            return last, (end if union[-1] > end else None)
+        return None, None
+
+    def alone(oid, start=None) -> Event | None:
+        """The first fill event of an entry/close order on its own."""
         o = orders[oid]
         b, kind, placed = B[o.symbol], kind_of(o), ns(o.placed_time)
         i_now = b.at(placed)
-        if trade_on_close and kind == "market" and i_now is not None:
+        spec = specs.get(oid, {})
+        start = b.after(placed) if start is None else start
+        if "trail" in spec:
+            ev = trail_fill(o.side == "buy", spec["trail"], spec["anchor"], b, start)
+        elif trade_on_close and kind == "market" and i_now is not None:
             ev = Event(i_now, b.c[i_now], False, barrier=True)
         else:
-            ev = first_fill(kind, o.side == "buy", o.limit, o.stop, b, b.after(placed))
+            ev = first_fill(kind, o.side == "buy", o.limit, o.stop, b, start)
+        last, _ = window(oid)
+        if ev is not None and last is not None and ev.bar > last and not ev.barrier:
+            ev = None
+        return ev
+
+    def rank(e, k):
+        """Which leg of a one-cancels-other group fills first within a bar."""
+        return (e.bar, not e.at_open, abs(e.raw - B[orders[k].symbol].o[e.bar]), k)
+
+    def expect(oid) -> Event | None:
+        """The reference broker's first fill event for an entry/close order (a group leg
+        that came second to a sibling which filled is cancelled: checked below)."""
+        if oid in expected:
+            return expected[oid]
+        ev = alone(oid)
         expected[oid] = ev
         return ev
 
@@ -392,8 +509,9 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
                 lot_closer[lot.id] = f
             remaining = 0.0
         else:
+            portion = specs.get(oid, {}).get("portion", 1.0)
             if o.role == "close" and (
-                not np.isclose(f["size"], abs(position), rtol=1e-12) or d * position >= 0
+                not np.isclose(f["size"], abs(position) * portion, rtol=1e-12) or d * position >= 0
             ):
                 problems.append(f"close order {oid} filled {f.side} {f['size']}, position {position}")
             while remaining > 0 and book and book[0].direction != d:
@@ -505,9 +623,28 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
                             problems.append(f"{where}: through at the open but a later fill closed its trade")
                         elif not ev.at_open and not c_ev.at_open and kind == "stop" and c_limit:
                             problems.append(f"{where}: a stop-loss lost to a limit in the same bar")
+        elif o.status == "expired":
+            last, expiry = window(oid)
+            if ev is not None:
+                problems.append(f"{where} expired at {o.closed_time}, should have filled at {ev_ts}")
+            elif expiry is None or closed != expiry:
+                problems.append(f"{where} expired at {o.closed_time}, its time ran out at {expiry}")
+        elif o.status == "cancelled" and o.reason == "its one-cancels-other group filled":
+            group = specs.get(oid, {}).get("oco")
+            winners = [k for k, v in specs.items() if v.get("oco") == group and k != oid
+                       and orders[k].filled_size > 0 and orders[k].closed_time == o.closed_time]
+            if not winners:
+                problems.append(f"{where}: cancelled for its group, but no other leg filled then")
+            elif ev is not None:
+                w = expect(winners[0])
+                if w is None or rank(ev, oid) < rank(w, winners[0]):
+                    problems.append(f"{where}: its group's leg {winners[0]} filled though this one came first")
         elif o.status == "open":
+            _, expiry = window(oid)
             if ev is not None:
                 problems.append(f"{where} still open, should have filled at {ev_ts}")
+            elif expiry is not None:
+                problems.append(f"{where} still open, its time ran out at {expiry}")
 
     problems += check_margin(
         B, orders, fill_rows, expected, trade_on_close=trade_on_close, leverage=leverage,
@@ -772,8 +909,9 @@ def test_the_reference_is_not_vacuous():
         statuses |= set(r.orders.status) | set(r.orders.reason)
     assert roles == {"entry", "stop_loss", "take_profit", "close"}
     assert kinds == {"market", "limit", "stop", "stop_limit"}
-    assert {"filled", "cancelled", "rejected", "cancelled by the strategy",
-            "its trade was closed", "insufficient margin"} <= statuses
+    assert {"filled", "cancelled", "rejected", "expired", "cancelled by the strategy",
+            "its trade was closed", "insufficient margin",
+            "its one-cancels-other group filled"} <= statuses
 
 
 # ---------------------------------------------------------------------------------------
@@ -829,7 +967,7 @@ def test_the_checker_catches_tampered_results():
     assert check_backtest(frames, r, **kw) == []
 
     def problems_after(**changes):
-        parts = ("orders", "fills", "trades", "equity_frame", "positions")
+        parts = ("orders", "fills", "trades", "equity_frame", "positions", "strategy")
         altered = SimpleNamespace(**{k: changes.get(k, getattr(r, k)) for k in parts})
         return check_backtest(frames, altered, **kw)
 

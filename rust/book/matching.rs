@@ -139,7 +139,7 @@ impl Play {
     /// this moment, the one whose price is nearest the open; on a tie stop-type orders
     /// before limits (as for brackets), then placement order. Only that one is returned;
     /// the others are cancelled when it fills.
-    fn first_of_group(&self, working: &mut [Order], m: Match) -> Match {
+    fn first_of_group(&mut self, working: &mut [Order], m: Match) -> Match {
         let Some(group) = working[m.k].oco else {
             return m;
         };
@@ -171,10 +171,11 @@ impl Play {
         }
         let chosen = best.1;
         if chosen.k != m.k {
-            // The leg matched first is still a candidate on a later pass of this bar only
-            // if the chosen one does not fill: let it be checked again.
+            // The leg matched first stays a candidate in this bar should the chosen one be
+            // rejected: the walk resumes at it (if the chosen one fills, it is cancelled).
             working[m.k].checked_bar = usize::MAX;
             working[chosen.k].checked_bar = self.bar;
+            self.k = m.k;
         }
         chosen
     }
