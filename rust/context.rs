@@ -90,6 +90,19 @@ impl TickContext<'_> {
         }
     }
 
+    /// `symbol`'s value of the market's extra column `column` at its latest bar (NaN
+    /// before its first bar); `None` when the symbol has no such column. Like `price`,
+    /// never a value of a bar after the current tick.
+    #[inline]
+    pub fn column_value(&self, symbol: usize, column: usize) -> Option<f64> {
+        let values = self.market.bars(symbol).extra(column)?;
+        Some(
+            self.clock
+                .current_bar(symbol)
+                .map_or(f64::NAN, |i| values[i]),
+        )
+    }
+
     /// The bars of `symbol` a strategy may see now: the last `count` up to and including
     /// its latest bar (never one after the current tick: the no-look-ahead window).
     pub fn history_window(&self, symbol: usize, count: usize) -> Range<usize> {

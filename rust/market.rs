@@ -1,4 +1,9 @@
 //! Market: the bar columns of every symbol, copied in once at load and never per bar.
+//!
+//! Besides OHLCV a market may hold *extra columns* (a precomputed signal, a P/E, an
+//! adjusted close): named float64 columns, one value per bar, that strategies read like
+//! prices (never ahead of the current bar) and indicators may use as their source. The
+//! names are the market's; a symbol may lack a column (its data never had it).
 
 use std::any::Any;
 use std::ops::Deref;
@@ -83,6 +88,9 @@ pub struct SymbolBars {
     pub low: Column<f64>,
     pub close: Column<f64>,
     pub volume: Column<f64>,
+    /// The market's extra columns in the order of `Market::columns`: `None` where this
+    /// symbol has no such column.
+    pub extra: Vec<Option<Column<f64>>>,
 }
 
 impl SymbolBars {
@@ -102,7 +110,14 @@ impl SymbolBars {
             low: low.into(),
             close: close.into(),
             volume: volume.into(),
+            extra: Vec::new(),
         }
+    }
+
+    /// Extra column `k` of the market, if this symbol has it.
+    #[inline]
+    pub fn extra(&self, k: usize) -> Option<&[f64]> {
+        self.extra.get(k).and_then(|c| c.as_deref())
     }
 
     pub fn len(&self) -> usize {
@@ -133,12 +148,41 @@ pub struct Market {
     names: Vec<String>,
     bars: Vec<SymbolBars>,
     timeline: Vec<i64>,
+    /// Names of the extra columns (beside OHLCV), in the order of `SymbolBars::extra`.
+    columns: Vec<String>,
 }
+
+/// The OHLCV columns every symbol has, by name.
+pub const PRICE_COLUMNS: [&str; 5] = ["open", "high", "low", "close", "volume"];
 
 impl Market {
     /// Take ownership of the columns. Only shape is checked (equal column lengths, at
     /// least one symbol): the values were validated at the door.
     pub fn new(names: Vec<String>, bars: Vec<SymbolBars>) -> Result<Self> {
+        Self::with_columns(names, bars, Vec::new())
+    }
+
+    /// As `new`, with extra columns named `columns` (each symbol's `extra` holds one entry
+    /// per name). Names are unique and differ from OHLCV (also ignoring case): the door
+    /// refuses collisions, and the core keeps the rule so a name reads one column only.
+    pub fn with_columns(
+        names: Vec<String>,
+        bars: Vec<SymbolBars>,
+        columns: Vec<String>,
+    ) -> Result<Self> {
+        for (k, c) in columns.iter().enumerate() {
+            let lower = c.to_lowercase();
+            if c.is_empty() || PRICE_COLUMNS.contains(&lower.as_str()) || lower == "ts" {
+                return Err(EngineError::InvalidMarket(format!(
+                    "extra column {c:?}: names must be non-empty and differ from ts, open, high, low, close, volume"
+                )));
+            }
+            if columns[..k].iter().any(|o| o.to_lowercase() == lower) {
+                return Err(EngineError::InvalidMarket(format!(
+                    "extra column {c:?} is named twice (names are compared ignoring case)"
+                )));
+            }
+        }
         if names.is_empty() {
             return Err(EngineError::InvalidMarket("no symbols".into()));
         }
@@ -166,13 +210,41 @@ impl Market {
             if n == 0 {
                 return Err(EngineError::InvalidMarket(format!("{name}: no bars")));
             }
+            if b.extra.len() != columns.len() {
+                return Err(EngineError::InvalidMarket(format!(
+                    "{name}: {} extra column slots for {} extra columns",
+                    b.extra.len(),
+                    columns.len()
+                )));
+            }
+            for (c, col) in columns.iter().zip(&b.extra) {
+                if let Some(col) = col {
+                    if col.len() != n {
+                        return Err(EngineError::InvalidMarket(format!(
+                            "{name}: extra column {c:?} has {} values for {n} bars",
+                            col.len()
+                        )));
+                    }
+                }
+            }
         }
         let timeline = union_timeline(&bars);
         Ok(Market {
             names,
             bars,
             timeline,
+            columns,
         })
+    }
+
+    /// Names of the extra columns (beside OHLCV).
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// Index of the extra column `name` (exact name), if the market has it.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
     }
 
     pub fn symbol_count(&self) -> usize {
@@ -305,5 +377,58 @@ mod tests {
         let err = Market::new(vec!["Z".into()], vec![bars_at(&[], 1.0)]).unwrap_err();
         assert!(err.to_string().contains("Z: no bars"));
         assert!(Market::new(vec![], vec![]).is_err());
+    }
+
+    #[test]
+    fn extra_columns_are_held_per_symbol_and_checked_for_shape() {
+        let mut a = bars_at(&[1, 2, 3], 1.0);
+        a.extra = vec![Some(vec![0.5, 0.6, 0.7].into()), None];
+        let mut b = bars_at(&[2, 4], 1.0);
+        b.extra = vec![Some(vec![1.5, 1.6].into()), Some(vec![9.0, 8.0].into())];
+        let m = Market::with_columns(
+            vec!["A".into(), "B".into()],
+            vec![a.clone(), b.clone()],
+            vec!["signal".into(), "pe".into()],
+        )
+        .unwrap();
+        assert_eq!(m.columns(), &["signal".to_string(), "pe".to_string()]);
+        assert_eq!(m.column_index("pe"), Some(1));
+        assert_eq!(m.bars(0).extra(0), Some(&[0.5, 0.6, 0.7][..]));
+        assert_eq!(m.bars(0).extra(1), None);
+        assert_eq!(m.bars(1).extra(1), Some(&[9.0, 8.0][..]));
+
+        let mut short = a.clone();
+        short.extra[0] = Some(vec![0.5].into());
+        let err = Market::with_columns(
+            vec!["A".into()],
+            vec![short],
+            vec!["signal".into(), "pe".into()],
+        )
+        .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("extra column \"signal\" has 1 values for 3 bars"));
+        for bad in ["Close", "VOLUME", "ts", ""] {
+            let err = Market::with_columns(
+                vec!["A".into()],
+                vec![a.clone()],
+                vec![bad.into(), "pe".into()],
+            )
+            .unwrap_err();
+            assert!(
+                err.to_string().contains("names must be non-empty"),
+                "{bad}: {err}"
+            );
+        }
+        let err = Market::with_columns(
+            vec!["A".into()],
+            vec![a.clone()],
+            vec!["pe".into(), "PE".into()],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("named twice"));
+        let err =
+            Market::with_columns(vec!["A".into()], vec![a], vec!["signal".into()]).unwrap_err();
+        assert!(err.to_string().contains("2 extra column slots for 1"));
     }
 }

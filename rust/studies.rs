@@ -44,6 +44,8 @@ pub struct Studies {
     /// Rolling studies fed by each timeframe (index = timeframe).
     by_timeframe: Vec<Vec<usize>>,
     base_rolling: Vec<usize>,
+    /// Rolling studies on base bars fed by an extra column: (study, column index).
+    column_rolling: Vec<(usize, usize)>,
     /// Which price columns the declared studies read (bit per `Source`): the market phase
     /// loads only those, so an SMA of closes touches one column's memory, not five.
     needs: u8,
@@ -55,7 +57,7 @@ fn bit(source: Source) -> u8 {
 
 impl Studies {
     pub fn is_empty(&self) -> bool {
-        self.timeframes.is_empty() && self.base_rolling.is_empty()
+        self.timeframes.is_empty() && self.base_rolling.is_empty() && self.column_rolling.is_empty()
     }
 
     /// A clock-aligned timeframe of `period` ns counted from `origin`, keeping the last
@@ -154,6 +156,32 @@ impl Studies {
         Ok(id)
     }
 
+    /// A rolling statistic per symbol on base bars whose input is the market's extra
+    /// column `column` (e.g. a precomputed signal). A missing value (NaN, where the door
+    /// allowed it) is not fed: the window holds the column's last values that exist. A
+    /// symbol without the column never becomes ready. ATR reads high, low and close, so
+    /// it has no column source.
+    pub fn add_rolling_on_column(
+        &mut self,
+        symbols: usize,
+        kind: RollingKind,
+        column: usize,
+    ) -> Result<usize> {
+        if matches!(kind, RollingKind::Atr(_)) {
+            return Err(EngineError::InvalidConfig(
+                "atr reads high, low and close; it cannot take an extra column as its source"
+                    .into(),
+            ));
+        }
+        let proto = Rolling::new(kind, Source::Close).map_err(EngineError::InvalidConfig)?;
+        let id = self.studies.len();
+        self.column_rolling.push((id, column));
+        self.studies.push(Study::Rolling {
+            per_symbol: vec![proto; symbols],
+        });
+        Ok(id)
+    }
+
     /// A precomputed series: `values[symbol][bar]`, revealed as bars are processed.
     pub fn add_series(&mut self, bars: &[&SymbolBars], values: Vec<Vec<f64>>) -> Result<usize> {
         if values.len() != bars.len() {
@@ -202,6 +230,16 @@ impl Studies {
         for &id in &self.base_rolling {
             if let Study::Rolling { per_symbol, .. } = &mut self.studies[id] {
                 per_symbol[s].update(o, h, l, c, v);
+            }
+        }
+        for &(id, k) in &self.column_rolling {
+            if let (Some(values), Study::Rolling { per_symbol, .. }) =
+                (b.extra(k), &mut self.studies[id])
+            {
+                let x = values[i];
+                if !x.is_nan() {
+                    per_symbol[s].update(x, x, x, x, x);
+                }
             }
         }
         for (tf_id, tf) in self.timeframes.iter_mut().enumerate() {
@@ -327,4 +365,65 @@ pub fn source(name: &str) -> Result<Source> {
             )))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rolling_statistic_can_read_an_extra_column_and_skips_its_gaps() {
+        let n = 6;
+        let mut b = SymbolBars::from_vecs(
+            (0..n as i64).collect(),
+            vec![10.0; n],
+            vec![11.0; n],
+            vec![9.0; n],
+            vec![10.0; n],
+            vec![1.0; n],
+        );
+        b.extra = vec![Some(vec![1.0, 2.0, f64::NAN, 4.0, 5.0, 6.0].into())];
+        let mut studies = Studies::default();
+        let mean = studies
+            .add_rolling_on_column(1, RollingKind::Mean(2), 0)
+            .unwrap();
+        let close = studies
+            .add_rolling(1, RollingKind::Mean(2), Source::Close, None)
+            .unwrap();
+        assert!(!studies.is_empty());
+        let mut seen = Vec::new();
+        for i in 0..n {
+            studies.update(0, i, &b);
+            seen.push(studies.value(mean, 0, Some(i)).unwrap());
+            assert_eq!(studies.value(close, 0, Some(i)).unwrap().is_nan(), i == 0);
+        }
+        // The NaN at bar 2 is not fed: the window then holds 2.0 and 4.0.
+        assert!(seen[0].is_nan());
+        assert_eq!(&seen[1..], &[1.5, 1.5, 3.0, 4.5, 5.5]);
+        let atr = studies.add_rolling_on_column(1, RollingKind::Atr(3), 0);
+        assert!(atr
+            .unwrap_err()
+            .to_string()
+            .contains("atr reads high, low and close"));
+    }
+
+    #[test]
+    fn a_symbol_without_the_column_never_becomes_ready() {
+        let b = SymbolBars::from_vecs(
+            vec![0, 1],
+            vec![1.0; 2],
+            vec![1.0; 2],
+            vec![1.0; 2],
+            vec![1.0; 2],
+            vec![1.0; 2],
+        );
+        let mut studies = Studies::default();
+        let id = studies
+            .add_rolling_on_column(1, RollingKind::Sum(1), 0)
+            .unwrap();
+        studies.update(0, 0, &b);
+        studies.update(0, 1, &b);
+        assert!(!studies.is_ready(id, 0, Some(1)).unwrap());
+        assert!(studies.value(id, 0, Some(1)).unwrap().is_nan());
+    }
 }

@@ -55,9 +55,13 @@ def market_from_columns(columns: MarketColumns) -> _core.Market:
     copy, so data loaded from a store or made by the door is held once), others copied."""
     bars = columns.bars
     adopt = [
-        all(_immutable(c) for c in (b.ts, b.open, b.high, b.low, b.close, b.volume))
+        all(
+            _immutable(c)
+            for c in (b.ts, b.open, b.high, b.low, b.close, b.volume, *b.extra.values())
+        )
         for b in bars
     ]
+    names = columns.columns
     return _core.Market(
         columns.symbols,
         [b.ts for b in bars],
@@ -67,6 +71,8 @@ def market_from_columns(columns: MarketColumns) -> _core.Market:
         [b.close for b in bars],
         [b.volume for b in bars],
         adopt,
+        names,
+        [[b.extra.get(name) for b in bars] for name in names],
     )
 
 

@@ -201,6 +201,8 @@ class Strategy:
         self._index = {s: i for i, s in enumerate(symbols)}
         self._sizer = sizer
         self._market = market
+        # Extra columns (beside OHLCV) by name -> the core's index, for self.value().
+        self._column_index = {c: k for k, c in enumerate(getattr(market, "columns", ()))}
         # Reusable position handles: nothing is allocated per bar.
         self._running_position = Position(self, -1)
         self._symbol_positions: list[Position | None] = [None] * len(self._symbols)
@@ -334,13 +336,17 @@ class Strategy:
     def I(self, func: Any, *args: Any, source: str | None = "close", name: str | None = None, **kwargs: Any) -> Indicator:  # noqa: E743, N802
         """A vectorised indicator computed once over each symbol's whole history and
         revealed bar by bar: ``func(series, *args, **kwargs)`` gets the symbol's ``source``
-        column as a pandas Series by time (the whole OHLCV DataFrame when ``source`` is
-        None) and must return one value per bar. At a tick only values up to that tick's
+        column as a pandas Series by time (a price, volume or an extra column; the whole
+        DataFrame of OHLCV and the symbol's extra columns when ``source`` is None) and must
+        return one value per bar. At a tick only values up to that tick's
         bar are readable, so the engine never shows it ahead of its bar (``func`` itself
         must not shift data backwards)."""
         values = []
         for i, sym in enumerate(self._symbols):
             frame = self._full_frame(i)
+            if source is not None and source not in frame.columns:
+                raise KeyError(f"self.I(source={source!r}): {sym} has no column {source!r} "
+                               f"(columns: {', '.join(frame.columns)})")
             arg = frame if source is None else frame[source]
             out = np.asarray(func(arg, *args, **kwargs), dtype=np.float64)
             if out.ndim != 1 or len(out) != len(frame):
@@ -367,8 +373,10 @@ class Strategy:
         return self._market.column(i, "ts", 0, 1 << 62)
 
     def _full_frame(self, i: int) -> pd.DataFrame:
+        """Symbol ``i``'s whole history: OHLCV and the extra columns it has."""
         m = self._market
-        cols = {c: m.column(i, c, 0, 1 << 62) for c in ("open", "high", "low", "close", "volume")}
+        names = ["open", "high", "low", "close", "volume"] + [c for c in self._column_index if m.has_column(i, c)]
+        cols = {c: m.column(i, c, 0, 1 << 62) for c in names}
         return pd.DataFrame(cols, index=pd.DatetimeIndex(pd.to_datetime(m.column(i, "ts", 0, 1 << 62), utc=True), name="time"))
 
     # ---- symbols and time ----------------------------------------------------------------
@@ -419,8 +427,36 @@ class Strategy:
         return None if raw is None else _Bar(*raw)
 
     def data(self, symbol: str | None = None, count: int | None = None) -> History:
-        """The last ``count`` bars (all so far by default) as read-only numpy columns."""
+        """The last ``count`` bars (all so far by default) as read-only numpy columns,
+        extra columns included (``.signal``, or ``["Adj Close"]`` for any name)."""
         return History(self._ctx, self._sym(symbol), count)
+
+    @property
+    def columns(self) -> list[str]:
+        """Names of the data's extra columns beside OHLCV (a signal, a P/E, ...)."""
+        return list(self._column_index)
+
+    def value(self, column: str, symbol: str | None = None) -> float:
+        """The value of ``column`` at ``symbol``'s latest bar (the current symbol inside
+        ``next``): an extra column such as ``"pe"``, or ``open ... volume``. Like
+        `price`, never a later bar's value; NaN before the symbol's first bar (and where
+        the data has a gap the door was told to allow)."""
+        k = self._column_index.get(column)
+        if k is not None:
+            return self._ctx.value(k, self._sym(symbol))
+        return self._bar_value(column, symbol)
+
+    def _bar_value(self, column: str, symbol: str | None) -> float:
+        try:
+            field = _Bar._fields.index(column)
+        except ValueError:
+            known = [*_Bar._fields[1:], *self._column_index]
+            raise KeyError(
+                f"unknown column {column!r}{did_you_mean(str(column), known)} (columns: "
+                f"{', '.join(known)})"
+            ) from None
+        raw = self._ctx.bar(self._sym(symbol))
+        return math.nan if raw is None or field == 0 else float(raw[field])
 
     # ---- portfolio -----------------------------------------------------------------------
 
@@ -780,14 +816,33 @@ class History:
     close = property(lambda self: self._col("close"))
     volume = property(lambda self: self._col("volume"))
 
+    def __getattr__(self, name: str) -> np.ndarray:
+        # Extra columns read like prices: self.data("AAPL").signal.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._col(name)
+        except KeyError as err:
+            raise AttributeError(err.args[0] if err.args else name) from None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """Any column by name, also one that is no Python identifier (``["Adj Close"]``)."""
+        return self._col(name)
+
     @property
     def index(self) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(pd.to_datetime(self._col("ts"), utc=True))
 
     def df(self) -> pd.DataFrame:
-        """The same bars as a DataFrame indexed by UTC time (a copy)."""
-        cols = {c: self._col(c) for c in ("open", "high", "low", "close", "volume")}
+        """The same bars as a DataFrame indexed by UTC time (a copy), with the symbol's
+        extra columns."""
+        market, i = self._ctx.market, self._symbol()
+        extra = [c for c in market.columns if market.has_column(i, c)]
+        cols = {c: self._col(c) for c in ("open", "high", "low", "close", "volume", *extra)}
         return pd.DataFrame(cols, index=self.index)
+
+    def _symbol(self) -> int:
+        return self._i if self._i >= 0 else self._ctx.current()
 
     def __len__(self) -> int:
         return len(self._col("ts"))

@@ -117,13 +117,14 @@ def _columns(market: Any, metadata: pd.DataFrame | None, lo: int, hi: int) -> Ma
     """The market's bars in ``[lo, hi)`` (views, no validation: the core holds checked
     bars); symbols without a bar there are left out."""
     bars = []
-    trusted = getattr(SymbolBars, "_trusted", SymbolBars)
+    trusted = SymbolBars._trusted
     for i, name in enumerate(market.symbols):
         ts = market.column(i, "ts", 0, _BIG)
         a, b = np.searchsorted(ts, [lo, hi])
         if b > a:
             cols = [market.column(i, c, int(a), int(b)) for c in ("ts", "open", "high", "low", "close", "volume")]
-            bars.append(trusted(name, *cols))
+            extra = {c: market.column(i, c, int(a), int(b)) for c in market.columns if market.has_column(i, c)}
+            bars.append(trusted(name, *cols, extra=extra))
     if not bars:
         raise ValueError(f"no bars between {pd.Timestamp(lo, tz='UTC')} and {pd.Timestamp(hi, tz='UTC')}")
     if metadata is not None:

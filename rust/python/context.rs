@@ -9,11 +9,12 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::exceptions::PyKeyError;
 use pyo3::types::PyDict;
 
 use pyo3::prelude::*;
 
-use super::errors::{order_error, state_error, unknown_symbol, IntoPyResult};
+use super::errors::{config_error, order_error, state_error, unknown_symbol, IntoPyResult};
 use super::market::{view_column, PyMarket};
 use crate::candles::Candle;
 use crate::context::{Setup, TickContext};
@@ -194,6 +195,12 @@ impl PyContext {
         }
     }
 
+    /// The market this context reads (its columns, extra columns included).
+    #[getter]
+    fn market(&self, py: Python<'_>) -> Py<PyMarket> {
+        self.market.clone_ref(py)
+    }
+
     /// Whether a backtest is currently attached.
     fn is_running(&self) -> bool {
         !(self.tick.load(Ordering::Relaxed).is_null()
@@ -249,6 +256,21 @@ impl PyContext {
                 b.volume[i],
             )
         }))
+    }
+
+    /// The symbol's value of extra column `column` (an index into `Market.columns`) at its
+    /// latest bar, NaN before the first; never a later bar's.
+    fn value(&self, column: usize, symbol: isize) -> PyResult<f64> {
+        let e = self.context()?;
+        let s = Self::symbol(e, symbol)?;
+        e.column_value(s, column).ok_or_else(|| {
+            let market = e.market();
+            let name = market.columns().get(column).map_or("?", |c| c.as_str());
+            PyKeyError::new_err(format!(
+                "symbol {:?} has no column {name:?} (its data did not hold it)",
+                market.name(s)
+            ))
+        })
     }
 
     /// The last `count` values of a column up to and including the latest bar: a read-only
@@ -439,8 +461,27 @@ impl PyContext {
         let n = self.context()?.market().symbol_count();
         let studies = self.declare(py, "an indicator")?;
         let kind = studies::rolling_kind(kind, window).py_err(py)?;
-        let source = studies::source(source).py_err(py)?;
-        studies.add_rolling(n, kind, source, timeframe).py_err(py)
+        if let Some(column) = self.market.get().inner.column_index(source) {
+            if timeframe.is_some() {
+                return Err(config_error(py, format!(
+                    "source {source:?} is an extra column: candles of a timeframe carry open, high, low, close and volume only; use it on base bars (no timeframe) or through self.I"
+                )));
+            }
+            return studies.add_rolling_on_column(n, kind, column).py_err(py);
+        }
+        let source = studies::source(source).map_err(|err| {
+            let extra = self.market.get().inner.columns().join(", ");
+            if extra.is_empty() {
+                err
+            } else {
+                crate::error::EngineError::InvalidConfig(format!(
+                    "{err} or an extra column ({extra})"
+                ))
+            }
+        });
+        studies
+            .add_rolling(n, kind, source.py_err(py)?, timeframe)
+            .py_err(py)
     }
 
     /// Declare clock-aligned candles of `period` ns from `origin` ns.

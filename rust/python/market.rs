@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use numpy::ndarray::ArrayView1;
 use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1};
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 
 use super::errors::IntoPyResult;
@@ -39,9 +39,10 @@ fn column<T: numpy::Element + Copy + Send + Sync + 'static>(
 impl PyMarket {
     /// Per-symbol columns for the core: `ts` int64 ns UTC, the rest float64. A symbol whose
     /// `adopt` flag is true has immutable arrays (the caller guarantees it): the core reads
-    /// their buffers in place; the others are copied once.
+    /// their buffers in place; the others are copied once. `columns` names the extra
+    /// columns and `extra[k][symbol]` holds column `k` of a symbol (None: it has none).
     #[new]
-    #[pyo3(signature = (symbols, ts, open, high, low, close, volume, adopt=None))]
+    #[pyo3(signature = (symbols, ts, open, high, low, close, volume, adopt=None, columns=None, extra=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -53,6 +54,8 @@ impl PyMarket {
         close: Vec<PyReadonlyArray1<'_, f64>>,
         volume: Vec<PyReadonlyArray1<'_, f64>>,
         adopt: Option<Vec<bool>>,
+        columns: Option<Vec<String>>,
+        extra: Option<Vec<Vec<Option<PyReadonlyArray1<'_, f64>>>>>,
     ) -> PyResult<Self> {
         let n = symbols.len();
         let adopt = adopt.unwrap_or_else(|| vec![false; n]);
@@ -70,6 +73,13 @@ impl PyMarket {
         {
             return Err(PyValueError::new_err("one column array (and adopt flag) per symbol is required for each of ts/open/high/low/close/volume"));
         }
+        let columns = columns.unwrap_or_default();
+        let extra = extra.unwrap_or_default();
+        if extra.len() != columns.len() || extra.iter().any(|per_symbol| per_symbol.len() != n) {
+            return Err(PyValueError::new_err(
+                "extra must hold, for each name in columns, one array (or None) per symbol",
+            ));
+        }
         let bars = (0..n)
             .map(|s| SymbolBars {
                 ts: column(&ts[s], adopt[s]),
@@ -78,9 +88,15 @@ impl PyMarket {
                 low: column(&low[s], adopt[s]),
                 close: column(&close[s], adopt[s]),
                 volume: column(&volume[s], adopt[s]),
+                extra: extra
+                    .iter()
+                    .map(|per_symbol| per_symbol[s].as_ref().map(|a| column(a, adopt[s])))
+                    .collect(),
             })
             .collect();
-        let inner = py.detach(|| Market::new(symbols, bars)).py_err(py)?;
+        let inner = py
+            .detach(|| Market::with_columns(symbols, bars, columns))
+            .py_err(py)?;
         Ok(PyMarket {
             inner: Arc::new(inner),
         })
@@ -101,12 +117,25 @@ impl PyMarket {
         self.inner.bar_count()
     }
 
+    /// Names of the extra columns (beside OHLCV).
+    #[getter]
+    fn columns(&self) -> Vec<String> {
+        self.inner.columns().to_vec()
+    }
+
+    /// Whether symbol `symbol` (index) has the extra column `name`.
+    fn has_column(&self, symbol: usize, name: &str) -> bool {
+        self.inner.column_index(name).is_some_and(|k| {
+            symbol < self.inner.symbol_count() && self.inner.bars(symbol).extra(k).is_some()
+        })
+    }
+
     fn __len__(&self) -> usize {
         self.inner.symbol_count()
     }
 
-    /// Column `name` (ts, open, high, low, close, volume) of `symbol`, bars `[start, stop)`,
-    /// as a read-only view into the core's memory.
+    /// Column `name` (ts, open, high, low, close, volume or an extra column) of `symbol`,
+    /// bars `[start, stop)`, as a read-only view into the core's memory.
     fn column<'py>(
         slf: &Bound<'py, Self>,
         symbol: usize,
@@ -164,10 +193,27 @@ pub fn view_column<'py>(
         "low" => readonly_view(&b.low[start..stop], owner)?.into_any(),
         "close" => readonly_view(&b.close[start..stop], owner)?.into_any(),
         "volume" => readonly_view(&b.volume[start..stop], owner)?.into_any(),
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "unknown column {other:?}: expected ts, open, high, low, close or volume"
-            )))
-        }
+        other => match m.column_index(other) {
+            Some(k) => match b.extra(k) {
+                Some(values) => readonly_view(&values[start..stop], owner)?.into_any(),
+                None => {
+                    return Err(PyKeyError::new_err(format!(
+                        "symbol {:?} has no column {other:?} (its data did not hold it)",
+                        m.name(symbol)
+                    )))
+                }
+            },
+            None => {
+                let extra = m.columns();
+                return Err(PyKeyError::new_err(format!(
+                    "unknown column {other:?}: the bars have ts, open, high, low, close, volume{}",
+                    if extra.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" and {}", extra.join(", "))
+                    }
+                )));
+            }
+        },
     })
 }

@@ -387,8 +387,9 @@ def _market_columns(market: _core.Market, metadata: pd.DataFrame | None) -> Mark
     bars = []
     for i, name in enumerate(market.symbols):
         cols = [market.column(i, c, 0, big) for c in ("ts", "open", "high", "low", "close", "volume")]
-        trusted = getattr(SymbolBars, "_trusted", None)  # the core holds validated bars
-        bars.append(trusted(name, *cols) if trusted is not None else SymbolBars(name, *cols))
+        extra = {c: market.column(i, c, 0, big) for c in market.columns if market.has_column(i, c)}
+        # The core holds validated bars.
+        bars.append(SymbolBars._trusted(name, *cols, extra=extra))
     return MarketColumns(bars, metadata)
 
 

@@ -60,6 +60,9 @@ __all__ = [
 _COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 _POSTGRES_SCHEMES = ("postgresql:", "postgres:")
 _SNAPSHOT_SYMBOLS = b"tickstep.symbols"
+# Extra columns of a snapshot: {name: [indices of the symbols that have it]}; the column
+# is stored as "extra:<name>", NaN in the rows of symbols without it.
+_SNAPSHOT_EXTRA = b"tickstep.extra"
 
 
 def default_scratch_dir() -> Path:
@@ -149,6 +152,9 @@ def fingerprint_columns(columns: MarketColumns) -> dict[str, str]:
         h.update(b.symbol.encode() + b"\0" + meta.get(b.symbol, "").encode() + b"\0")
         for name in _COLUMNS:
             h.update(memoryview(np.ascontiguousarray(getattr(b, name))).cast("B"))
+        for name, values in b.extra.items():
+            h.update(b"\0extra\0" + name.encode() + b"\0")
+            h.update(memoryview(np.ascontiguousarray(values)).cast("B"))
         out[b.symbol] = h.hexdigest()
     return out
 
@@ -236,10 +242,24 @@ def write_snapshot(columns: MarketColumns, path: Path) -> None:
     """Write validated columns as an Arrow IPC snapshot (atomically)."""
     bars = columns.bars
     lengths = np.array([len(b) for b in bars], dtype=np.int64)
+    extra = columns.columns
     table = pa.table(
         {"symbol": pa.array(np.repeat(np.arange(len(bars), dtype=np.int32), lengths))}
         | {name: pa.array(np.concatenate([getattr(b, name) for b in bars])) for name in _COLUMNS}
-    ).replace_schema_metadata({_SNAPSHOT_SYMBOLS: json.dumps(columns.symbols).encode()})
+        | {
+            f"extra:{name}": pa.array(
+                np.concatenate([b.extra.get(name, np.full(len(b), np.nan)) for b in bars])
+            )
+            for name in extra
+        }
+    ).replace_schema_metadata(
+        {
+            _SNAPSHOT_SYMBOLS: json.dumps(columns.symbols).encode(),
+            _SNAPSHOT_EXTRA: json.dumps(
+                {name: [i for i, b in enumerate(bars) if name in b.extra] for name in extra}
+            ).encode(),
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
@@ -265,21 +285,27 @@ class Snapshot:
     starts: np.ndarray
     arrays: dict[str, np.ndarray]
     metadata: pd.DataFrame | None
+    #: Extra column name -> the indices of the symbols that have it.
+    extra: dict[str, set[int]] = field(default_factory=dict)
 
     @classmethod
     def open(cls, path: str) -> Snapshot:
         table = ipc.open_file(pa.memory_map(path)).read_all()
         names = json.loads(table.schema.metadata[_SNAPSHOT_SYMBOLS])
+        extra = {
+            name: set(held)
+            for name, held in json.loads(table.schema.metadata.get(_SNAPSHOT_EXTRA, b"{}")).items()
+        }
         arrays = {
             name: table.column(name).combine_chunks().to_numpy(zero_copy_only=True)
-            for name in ("symbol", *_COLUMNS)
+            for name in ("symbol", *_COLUMNS, *(f"extra:{n}" for n in extra))
         }
         starts = np.searchsorted(arrays.pop("symbol"), np.arange(len(names) + 1, dtype=np.int32))
         meta_file = _meta_path(Path(path))
         metadata = None
         if meta_file.exists():
             metadata = ipc.open_file(pa.memory_map(str(meta_file))).read_all().to_pandas()
-        return cls(names, starts, arrays, metadata)
+        return cls(names, starts, arrays, metadata, extra)
 
     def columns(self, names: list[str]) -> MarketColumns:
         """The bars of ``names`` (views of the mapped file) and their metadata."""
@@ -292,8 +318,15 @@ class Snapshot:
         for n in names:
             a, b = self.starts[where[n]], self.starts[where[n] + 1]
             cols = [self.arrays[c][a:b] for c in _COLUMNS]
+            extra = {
+                name: self.arrays[f"extra:{name}"][a:b]
+                for name, held in self.extra.items()
+                if where[n] in held
+            }
             # The snapshot was written from validated columns.
-            bars.append(trusted(n, *cols) if trusted is not None else SymbolBars(n, *cols))
+            bars.append(
+                trusted(n, *cols, extra=extra) if trusted is not None else SymbolBars(n, *cols)
+            )
         meta = self.metadata
         if meta is not None:
             meta = meta.reindex(names)

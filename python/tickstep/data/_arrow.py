@@ -21,13 +21,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tickstep.data._columns import VALUE_COLUMNS, DataError, SymbolBars, _where, check_bars
-from tickstep.data._frames import float_column, timestamps_ns
+from tickstep.data._columns import (
+    VALUE_COLUMNS,
+    DataError,
+    SymbolBars,
+    _where,
+    check_bars,
+    check_extra_columns,
+)
+from tickstep.data._frames import extra_values, float_column, timestamps_ns
 from tickstep.data._shapes import (
+    ALL_EXTRA,
     DEFAULT_SYMBOL,
+    ExtraColumns,
     check_symbol_names,
     find_columns,
     is_identifier_name,
+    names_instrument,
     refuse_identifier_column,
     refuse_no_rows,
     split_by_symbol,
@@ -66,6 +76,62 @@ def arrow_table(data: Any) -> pa.Table:
         # string views, which its to_arrow() would copy into plain strings).
         return pa.RecordBatchReader.from_stream(data).read_all()
     return data.to_arrow()
+
+
+def _saved_index(table: pa.Table) -> set[str]:
+    """Columns holding a pandas index saved with the table (``Table.from_pandas``,
+    Parquet written by pandas): the frame's row labels, not data about the bars."""
+    meta = table.schema.pandas_metadata or {}
+    return {n for n in meta.get("index_columns", []) if isinstance(n, str)}
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_string_view(kind)
+        or pa.types.is_dictionary(kind)
+    )
+
+
+def _extra_values(
+    column: pa.ChunkedArray, label: str, symbol: str | None, chosen: bool, names: Any
+) -> np.ndarray:
+    """An extra column as float64: a view of the Arrow buffer when already float64 in
+    one chunk without nulls; nulls read as NaN; other types as the pandas reader reads them."""
+    kind = column.type
+    numeric = pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind)
+    if numeric or (pa.types.is_boolean(kind) and chosen):
+        if kind != pa.float64():
+            column = pc.cast(column, pa.float64(), safe=False)
+        if column.null_count:
+            # Nulls as NaN in a new Arrow array (immutable, so the engine adopts it).
+            column = pc.fill_null(column, np.nan)
+        return _single(column).to_numpy(zero_copy_only=False)
+    # Refused, with the same message as from pandas (``names``: the rows' symbols, read
+    # only now that they are needed for the message).
+    series = column.to_pandas()
+    return extra_values(series, label, symbol, chosen, None if names is None else names())
+
+
+def _extra_columns(
+    table: pa.Table,
+    used: set[str],
+    symbol: str | None,
+    extra: ExtraColumns,
+    symbol_column: str | None = None,
+    names: Any = None,
+) -> dict[str, np.ndarray]:
+    labels = [
+        f.name for f in table.schema if not names_instrument(f.name, _is_text(f.type), symbol_column)
+    ]
+    used = used | _saved_index(table)
+    chosen = extra.names is not None
+    picked = extra.pick(labels, used, symbol)
+    return {
+        name: _extra_values(table.column(label), label, symbol, chosen, names)
+        for name, label in picked
+    }
 
 
 def _index_column(table: pa.Table) -> str | None:
@@ -128,12 +194,7 @@ def _refuse_identifiers(table: pa.Table, used: set[str], symbol: str | None) -> 
         if field.name in used:
             continue
         kind = field.type
-        text = (
-            pa.types.is_string(kind)
-            or pa.types.is_large_string(kind)
-            or pa.types.is_string_view(kind)
-            or pa.types.is_dictionary(kind)
-        )
+        text = _is_text(kind)
         if text or (pa.types.is_integer(kind) and is_identifier_name(field.name)):
             column = table.column(field.name)
             if pa.types.is_dictionary(kind):
@@ -156,13 +217,21 @@ def _columns(
     return ts, aware, values, used
 
 
-def read_one(data: Any, symbol: str) -> tuple[SymbolBars, bool]:
-    """One symbol's table -> its bars and whether its timestamps were tz-aware."""
+def read_one(
+    data: Any, symbol: str, extra: ExtraColumns = ALL_EXTRA, *, alone: bool = False
+) -> tuple[SymbolBars, bool]:
+    """One symbol's table -> its bars and whether its timestamps were tz-aware.
+
+    ``alone``: the table is all the data (so ``allow_nan`` must name its columns)."""
     table = arrow_table(data)
     ts, aware, values, used = _columns(table, symbol)
     _refuse_identifiers(table, used, symbol)
+    columns = _extra_columns(table, used, symbol, extra)
+    if alone:
+        extra.check_nan_names(columns)
     check_bars(symbol, ts, *values)
-    return SymbolBars._trusted(symbol, ts, *values), aware
+    check_extra_columns(symbol, ts, columns, extra.allow_nan)
+    return SymbolBars._trusted(symbol, ts, *values, extra=columns), aware
 
 
 def _symbol_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
@@ -186,14 +255,26 @@ def _symbol_codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
     return codes, [names[k] for k in order]
 
 
-def read_table(data: Any, *, symbol_column: str | None, symbol: str | None) -> list[SymbolBars]:
+def read_table(
+    data: Any,
+    *,
+    symbol_column: str | None,
+    symbol: str | None,
+    extra: ExtraColumns = ALL_EXTRA,
+) -> list[SymbolBars]:
     """A table for one symbol, or a long table with a symbol column -> bars per symbol."""
     table = arrow_table(data)
     label = symbol_label(table.column_names, symbol_column)
     if label is None:
-        return [read_one(table, symbol or DEFAULT_SYMBOL)[0]]
+        return [read_one(table, symbol or DEFAULT_SYMBOL, extra, alone=True)[0]]
     refuse_no_rows(table.num_rows, None)
     codes, uniques = _symbol_codes(table.column(label))
     check_symbol_names(codes, uniques, None)
-    ts, _aware, values, _used = _columns(table, None)
-    return split_by_symbol(codes, [str(u) for u in uniques], ts, values)
+    ts, _aware, values, used = _columns(table, None)
+    columns = _extra_columns(
+        table, used | {label}, None, extra, symbol_column, lambda: table.column(label).to_pandas()
+    )
+    extra.check_nan_names(columns)
+    return split_by_symbol(
+        codes, [str(u) for u in uniques], ts, values, columns, extra.allow_nan
+    )

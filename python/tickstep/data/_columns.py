@@ -15,11 +15,16 @@ import pandas as pd
 
 from tickstep._core import TickstepError
 
-__all__ = ["DataError", "MarketColumns", "SymbolBars", "check_bars"]
+__all__ = ["DataError", "MarketColumns", "SymbolBars", "check_bars", "check_extra_columns"]
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
 TIMESTAMP_COLUMNS = ("ts", "timestamp", "time", "datetime", "date")
+#: Names an extra column may not take (compared ignoring case): the bar's own columns,
+#: the timestamp and symbol columns, and the stores' key.
+RESERVED_NAMES = frozenset((*VALUE_COLUMNS, *TIMESTAMP_COLUMNS, "symbol", "symbol_id"))
+#: The longest extra column name: PostgreSQL's identifier limit (63 bytes).
+MAX_NAME_BYTES = 63
 
 _NAT = np.iinfo(np.int64).min
 
@@ -189,6 +194,51 @@ def check_bars(
         _refuse_rows(negative, "volume >= 0", lambda i: f"volume={v[i]}", symbol, ts, rows)
 
 
+def check_extra_columns(
+    symbol: str,
+    ts: np.ndarray,
+    extra: dict[str, np.ndarray],
+    allow_nan: Any = (),
+    rows: np.ndarray | None = None,
+) -> None:
+    """The rules of the door for one symbol's extra columns (beside OHLCV).
+
+    Each has one value per timestamp; no value is infinite; NaN (a missing value: an empty
+    CSV cell, a null) only in the columns named in ``allow_nan`` (``True``: any).
+    """
+    n = len(ts)
+    for name, arr in extra.items():
+        if len(arr) != n:
+            raise DataError(
+                f"symbol {symbol!r}: column {name!r} has {len(arr)} values for {n} timestamps",
+                symbol=symbol,
+                rule="equal lengths",
+            )
+        if np.isinf(arr).any():
+            _refuse_rows(
+                np.isinf(arr),
+                f"{name} not infinite",
+                lambda i, a=arr, nm=name: f"{nm}={a[i]}",
+                symbol,
+                ts,
+                rows,
+            )
+        if allow_nan is not True and name not in allow_nan:
+            missing = np.isnan(arr)
+            if missing.any():
+                _refuse_rows(
+                    missing,
+                    f"{name} present",
+                    lambda i, nm=name: (
+                        f"{nm} is missing (NaN or null); if {nm!r} may have gaps, say so "
+                        f"with allow_nan=[{nm!r}]"
+                    ),
+                    symbol,
+                    ts,
+                    rows,
+                )
+
+
 def _frozen_array(arr: Any, dtype: type) -> np.ndarray:
     out = np.ascontiguousarray(arr, dtype=dtype)
     if out.flags.writeable:
@@ -210,6 +260,11 @@ class SymbolBars:
         session date at 00:00 UTC.
     open, high, low, close, volume : numpy.ndarray
         float64, one value per timestamp.
+    extra : dict of str to numpy.ndarray, optional
+        Extra columns beside OHLCV (a signal, a P/E, an adjusted close): float64, one
+        value per timestamp, never infinite; NaN marks a missing value (built by hand,
+        the columns are taken as they are; the door allows NaN only in the columns the
+        user names with ``allow_nan=``).
 
     Notes
     -----
@@ -233,6 +288,7 @@ class SymbolBars:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.symbol, str) or not self.symbol:
@@ -248,16 +304,41 @@ class SymbolBars:
         for name in VALUE_COLUMNS:
             object.__setattr__(self, name, _frozen_array(getattr(self, name), np.float64))
         check_bars(self.symbol, self.ts, self.open, self.high, self.low, self.close, self.volume)
+        extra = dict(self.extra)
+        for name in extra:
+            check_extra_name(name, self.symbol)
+        refuse_case_twins(list(extra), self.symbol)
+        extra = {k: _frozen_array(v, np.float64) for k, v in extra.items()}
+        check_extra_columns(self.symbol, self.ts, extra, allow_nan=True)
+        object.__setattr__(self, "extra", extra)
 
     @classmethod
-    def _trusted(cls, symbol: str, ts: np.ndarray, *values: np.ndarray) -> SymbolBars:
-        """Build from columns the caller has already run through `check_bars`."""
+    def _trusted(
+        cls,
+        symbol: str,
+        ts: np.ndarray,
+        *values: np.ndarray,
+        extra: dict[str, np.ndarray] | None = None,
+    ) -> SymbolBars:
+        """Build from columns the caller has already run through `check_bars` (and
+        `check_extra_columns`)."""
         self = object.__new__(cls)
         object.__setattr__(self, "symbol", symbol)
         object.__setattr__(self, "ts", _frozen_array(ts, np.int64))
         for name, arr in zip(VALUE_COLUMNS, values):
             object.__setattr__(self, name, _frozen_array(arr, np.float64))
+        extra = {} if extra is None else {k: _frozen_array(v, np.float64) for k, v in extra.items()}
+        object.__setattr__(self, "extra", extra)
         return self
+
+    def slice(self, start: int, stop: int) -> SymbolBars:
+        """Bars ``[start, stop)`` with every column (views, no copy)."""
+        return SymbolBars._trusted(
+            self.symbol,
+            self.ts[start:stop],
+            *(getattr(self, c)[start:stop] for c in VALUE_COLUMNS),
+            extra={k: v[start:stop] for k, v in self.extra.items()},
+        )
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -269,7 +350,48 @@ class SymbolBars:
     def to_frame(self) -> pd.DataFrame:
         """The bars as a DataFrame indexed by a UTC ``DatetimeIndex`` named ``ts``."""
         index = pd.DatetimeIndex(self.ts.view("datetime64[ns]"), name="ts").tz_localize("UTC")
-        return pd.DataFrame({name: getattr(self, name) for name in VALUE_COLUMNS}, index=index)
+        columns = {name: getattr(self, name) for name in VALUE_COLUMNS}
+        return pd.DataFrame({**columns, **self.extra}, index=index)
+
+
+def check_extra_name(name: Any, symbol: str | None = None) -> str:
+    """An extra column's name is text any store can hold and no bar column's name."""
+    where = _where(symbol) or "data"
+    if not isinstance(name, str) or not name.strip():
+        raise DataError(
+            f"{where}: column {name!r}: extra column names must be non-empty text",
+            symbol=symbol,
+            rule="extra column names",
+        )
+    if name.strip().lower() in RESERVED_NAMES:
+        raise DataError(
+            f"{where}: column {name!r} collides with the bar column "
+            f"{name.strip().lower()!r} (names are compared ignoring case); rename it",
+            symbol=symbol,
+            rule="no collision with OHLCV",
+        )
+    if len(name.encode()) > MAX_NAME_BYTES or any(ord(ch) < 32 for ch in name):
+        raise DataError(
+            f"{where}: column {name!r}: extra column names are at most {MAX_NAME_BYTES} "
+            "bytes without control characters (every store must hold them)",
+            symbol=symbol,
+            rule="extra column names",
+        )
+    return name
+
+
+def refuse_case_twins(names: list[str], symbol: str | None = None) -> None:
+    """Two extra columns whose names differ only by case would read as one in a store."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            raise DataError(
+                f"{_where(symbol) or 'data'}: columns {other!r} and {name!r} differ only by "
+                "case; keep one",
+                symbol=symbol,
+                rule="unambiguous columns",
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -304,11 +426,21 @@ class MarketColumns:
                 "MarketColumns.bars must be sorted by symbol name (deterministic order)",
                 rule="sorted symbols",
             )
+        refuse_case_twins(self.columns)
 
     @property
     def symbols(self) -> list[str]:
         """Symbol names, in the order of `bars`."""
         return [b.symbol for b in self.bars]
+
+    @property
+    def columns(self) -> list[str]:
+        """Names of the extra columns beside OHLCV, over all symbols (a symbol may lack
+        some), in the order they were first met."""
+        names: dict[str, None] = {}
+        for b in self.bars:
+            names.update(dict.fromkeys(b.extra))
+        return list(names)
 
     @property
     def n_bars(self) -> int:
@@ -329,7 +461,8 @@ class MarketColumns:
         return f"MarketColumns({len(self.bars)} symbols [{shown}], {self.n_bars} bars)"
 
     def to_frame(self) -> pd.DataFrame:
-        """All bars as one long DataFrame with columns ``symbol, ts, open, ..., volume``."""
+        """All bars as one long DataFrame with columns ``symbol, ts, open, ..., volume``
+        and the extra columns (NaN for a symbol without one)."""
         counts = [len(b) for b in self.bars]
         ts = np.concatenate([b.ts for b in self.bars])
         frame = pd.DataFrame(
@@ -340,4 +473,8 @@ class MarketColumns:
         )
         for name in VALUE_COLUMNS:
             frame[name] = np.concatenate([getattr(b, name) for b in self.bars])
+        for name in self.columns:
+            frame[name] = np.concatenate(
+                [b.extra.get(name, np.full(len(b), np.nan)) for b in self.bars]
+            )
         return frame

@@ -109,12 +109,16 @@ def read_bars_file(
     *,
     symbol: str | None = None,
     symbol_column: str | None = None,
+    columns: Any = None,
+    allow_nan: Any = None,
 ) -> MarketColumns:
     """Read a file of bars (see `FILE_FORMATS`) through the door.
 
     A file with a symbol column may hold many symbols; otherwise its bars belong to
     ``symbol``, or to the file's name without suffixes (``AAPL.csv`` -> ``AAPL``).
-    Errors name the file and the line (CSV) or row (Parquet, Arrow).
+    Errors name the file and the line (CSV) or row (Parquet, Arrow). Extra columns
+    (``columns``, ``allow_nan``) as in `to_market_columns`; an empty CSV cell is a
+    missing value.
     """
     path = Path(path)
     kind = file_format(path)
@@ -136,6 +140,8 @@ def read_bars_file(
             table,
             symbol_column=symbol_column,
             symbol=None if has_symbols else symbol or path.name.split(".")[0],
+            columns=columns,
+            allow_nan=allow_nan,
         )
     except DataError as err:
         raise _file_error(path, err, csv=kind == "csv") from None
@@ -156,7 +162,7 @@ class BarsFile:
         Symbol of a file without a symbol column (default: the file's name).
     """
 
-    options = ("symbol_column",)
+    options = ("symbol_column", "columns", "allow_nan")
 
     def __init__(self, path: str | PathLike[str], *, symbol: str | None = None) -> None:
         self.path = Path(path)

@@ -21,12 +21,17 @@ from tickstep.data._columns import (
     SymbolBars,
     _where,
     check_bars,
+    check_extra_columns,
 )
 from tickstep.data._shapes import (
+    ALL_EXTRA,
     DEFAULT_SYMBOL,
+    ExtraColumns,
     check_symbol_names,
     find_columns,
     is_identifier_name,
+    names_instrument,
+    not_numeric,
     refuse_identifier_column,
     refuse_no_rows,
     split_by_symbol,
@@ -34,7 +39,7 @@ from tickstep.data._shapes import (
     timestamp_label,
 )
 
-__all__ = ["float_column", "read_one", "read_table", "timestamps_ns"]
+__all__ = ["extra_values", "float_column", "read_one", "read_table", "timestamps_ns"]
 
 _INDEX = object()  # stands for the frame's DatetimeIndex among column labels
 
@@ -57,6 +62,50 @@ def float_column(series: pd.Series, name: str, symbol: str | None) -> np.ndarray
         )
     # A private copy: the caller may go on mutating its DataFrame.
     return np.array(series.to_numpy(dtype=np.float64, na_value=np.nan), copy=True)
+
+
+def extra_values(
+    series: pd.Series, label: Any, symbol: str | None, chosen: bool, names: Any = None
+) -> np.ndarray:
+    """An extra column as float64 (a private copy); nulls read as NaN. A boolean column
+    reads as 0/1 when the user chose it; other non-numeric columns are refused. ``names``
+    gives the symbol of each row of a long frame, for the message."""
+    dtype = series.dtype
+    boolean = pd.api.types.is_bool_dtype(dtype)
+    if (boolean and chosen) or (pd.api.types.is_numeric_dtype(dtype) and not boolean):
+        return np.array(series.to_numpy(dtype=np.float64, na_value=np.nan), copy=True)
+    present = series.notna().to_numpy()
+    row = int(np.flatnonzero(present)[0]) if present.any() else 0
+    if names is not None:
+        symbol = str(names.iloc[row])
+    raise not_numeric(label, dtype, row, series.iloc[row], symbol, chosen)
+
+
+def _is_text(series: pd.Series) -> bool:
+    dtype = series.dtype
+    return (
+        pd.api.types.is_object_dtype(dtype)
+        or pd.api.types.is_string_dtype(dtype)
+        or isinstance(dtype, pd.CategoricalDtype)
+    )
+
+
+def _extra_columns(
+    df: pd.DataFrame,
+    used: set[Any],
+    symbol: str | None,
+    extra: ExtraColumns,
+    symbol_column: str | None = None,
+    names: Any = None,
+) -> dict[str, np.ndarray]:
+    labels = [
+        c for c in df.columns if not names_instrument(c, _is_text(df[c]), symbol_column)
+    ]
+    chosen = extra.names is not None
+    return {
+        name: extra_values(df[label], label, symbol, chosen, names)
+        for name, label in extra.pick(labels, used, symbol)
+    }
 
 
 def timestamps_ns(values: pd.Series, symbol: str | None) -> tuple[np.ndarray, bool]:
@@ -176,8 +225,12 @@ def _refuse_identifiers(df: pd.DataFrame, used: set[Any], symbol: str | None) ->
                 refuse_identifier_column(label, list(distinct), symbol)
 
 
-def read_one(df: Any, symbol: str) -> tuple[SymbolBars, bool]:
-    """One symbol's frame -> its bars and whether its timestamps were tz-aware."""
+def read_one(
+    df: Any, symbol: str, extra: ExtraColumns = ALL_EXTRA, *, alone: bool = False
+) -> tuple[SymbolBars, bool]:
+    """One symbol's frame -> its bars and whether its timestamps were tz-aware.
+
+    ``alone``: the frame is all the data (so ``allow_nan`` must name its columns)."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(
             f"symbol {symbol!r}: expected a pandas DataFrame, got {type(df).__name__}",
@@ -185,22 +238,37 @@ def read_one(df: Any, symbol: str) -> tuple[SymbolBars, bool]:
         )
     df = _unwrap_index(df, None)
     ts, aware, values, found = _frame_columns(df, symbol)
-    _refuse_identifiers(df, set(found.values()), symbol)
+    used = set(found.values())
+    _refuse_identifiers(df, used, symbol)
+    columns = _extra_columns(df, used, symbol, extra)
+    if alone:
+        extra.check_nan_names(columns)
     check_bars(symbol, ts, *values)
-    return SymbolBars._trusted(symbol, ts, *values), aware
+    check_extra_columns(symbol, ts, columns, extra.allow_nan)
+    return SymbolBars._trusted(symbol, ts, *values, extra=columns), aware
 
 
 def read_table(
-    df: pd.DataFrame, *, symbol_column: str | None, symbol: str | None
+    df: pd.DataFrame,
+    *,
+    symbol_column: str | None,
+    symbol: str | None,
+    extra: ExtraColumns = ALL_EXTRA,
 ) -> list[SymbolBars]:
     """A frame for one symbol, or a long frame with a symbol column -> bars per symbol."""
     frame = _unwrap_index(df, symbol_column)
     label = symbol_label(list(frame.columns), symbol_column)
     if label is None:
-        return [read_one(frame, symbol or df.attrs.get("symbol", DEFAULT_SYMBOL))[0]]
+        name = symbol or df.attrs.get("symbol", DEFAULT_SYMBOL)
+        return [read_one(frame, name, extra, alone=True)[0]]
     refuse_no_rows(len(frame), None)
     names = frame[label]
     codes, uniques = pd.factorize(names, sort=True, use_na_sentinel=True)
     check_symbol_names(codes, list(uniques), names)
-    ts, _aware, values, _found = _frame_columns(frame, None)
-    return split_by_symbol(codes, [str(u) for u in uniques], ts, values)
+    ts, _aware, values, found = _frame_columns(frame, None)
+    used = {*found.values(), label}
+    columns = _extra_columns(frame, used, None, extra, symbol_column, names)
+    extra.check_nan_names(columns)
+    return split_by_symbol(
+        codes, [str(u) for u in uniques], ts, values, columns, extra.allow_nan
+    )

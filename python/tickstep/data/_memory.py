@@ -9,7 +9,7 @@ import pandas as pd
 
 from tickstep.data import _arrow, _frames
 from tickstep.data._columns import DataError, MarketColumns
-from tickstep.data._shapes import refuse_mixed_awareness
+from tickstep.data._shapes import ExtraColumns, refuse_mixed_awareness
 
 __all__ = ["to_market_columns"]
 
@@ -45,6 +45,8 @@ def to_market_columns(
     symbol_column: str | None = None,
     symbol: str | None = None,
     metadata: pd.DataFrame | None = None,
+    columns: Any = None,
+    allow_nan: Any = None,
 ) -> MarketColumns:
     """Turn bars in any supported shape into validated per-symbol numpy columns.
 
@@ -76,6 +78,14 @@ def to_market_columns(
     metadata : DataFrame, optional
         Symbol metadata (sector, exchange, timezone, ...) indexed by symbol or with a
         ``symbol`` column; aligned to the loaded symbols.
+    columns : list of str, optional
+        The extra columns to keep beside OHLCV (a signal, a P/E, an adjusted close);
+        the others are dropped. By default every other column is kept, and each must be
+        numeric. A name is found exactly, else ignoring case; a boolean column chosen
+        here reads as 0/1.
+    allow_nan : list of str or True, optional
+        The extra columns that may hold missing values (NaN, null, an empty CSV cell);
+        ``True`` for all of them. Elsewhere a missing value is refused.
 
     Returns
     -------
@@ -90,8 +100,14 @@ def to_market_columns(
     Notes
     -----
     Columns ``open, high, low, close, volume`` are found case-insensitively (``Open``,
-    ``OPEN``); other numeric columns are ignored. ``volume`` is required: volume-based
-    sizing and rules need it, so a source without it must say so explicitly (zeros).
+    ``OPEN``). ``volume`` is required: volume-based sizing and rules need it, so a
+    source without it must say so explicitly (zeros). Every other column is an *extra
+    column* kept as float64 beside them (see ``columns``), except the timestamp and
+    symbol columns, a text column naming the instrument (``ticker``, ``isin``: one value
+    per symbol) and a pandas index saved in an Arrow or Parquet file. Extra column names
+    must differ from ``open ... volume``, ``ts``/``time``/..., ``symbol`` and
+    ``symbol_id`` ignoring case (``"Close"`` beside ``"close"`` is refused), and from
+    each other ignoring case; they are at most 63 bytes.
 
     Timestamps come from a ``DatetimeIndex`` or from one column named ``ts``,
     ``timestamp``, ``time``, ``datetime`` or ``date`` (case-insensitive). Naive
@@ -125,9 +141,10 @@ def to_market_columns(
         if metadata is not None:
             return MarketColumns(data.bars, _align_metadata(metadata, data.symbols))
         return data
+    extra = ExtraColumns.of(columns, allow_nan)
     reader = _reader(data)
     if reader is not None:
-        bars = reader.read_table(data, symbol_column=symbol_column, symbol=symbol)
+        bars = reader.read_table(data, symbol_column=symbol_column, symbol=symbol, extra=extra)
     elif isinstance(data, Mapping):
         if len(data) == 0:
             raise DataError("no data: the mapping has no symbols", rule="non-empty")
@@ -145,10 +162,11 @@ def to_market_columns(
                     symbol=name,
                     rule="known source",
                 )
-            one, aware = reader.read_one(data[name], name)
+            one, aware = reader.read_one(data[name], name, extra)
             awareness.setdefault(aware, name)
             bars.append(one)
         refuse_mixed_awareness(awareness)
+        extra.check_nan_names({c for b in bars for c in b.extra})
     else:
         raise DataError(
             f"cannot read bars from {type(data).__name__}: pass a DataFrame (pandas or "

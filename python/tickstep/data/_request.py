@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tickstep import _core
-from tickstep.data._columns import DataError, MarketColumns, SymbolBars
+from tickstep.data._columns import DataError, MarketColumns
 from tickstep.hints import did_you_mean
 from tickstep.timeframes import NS_PER_DAY, NS_PER_MINUTE, timeframe_ns
 
@@ -47,6 +47,8 @@ LOAD_OPTIONS = {
     "regular_hours": "a store (DuckDB or PostgreSQL)",
     "timeframe": "a store (DuckDB or PostgreSQL)",
     "symbol_column": "in-memory frames and files",
+    "columns": "every source of bars (the extra columns to keep)",
+    "allow_nan": "every source of bars (extra columns that may have gaps)",
 }
 
 # A calendar date without a time of day: 2024-01-04, 2024/01/04, 20240104.
@@ -189,8 +191,7 @@ def select(
     for b in bars:
         i, j = np.searchsorted(b.ts, [lo, hi], side="left")
         if j > i:
-            cols = [getattr(b, c)[i:j] for c in ("open", "high", "low", "close", "volume")]
-            kept.append(SymbolBars._trusted(b.symbol, b.ts[i:j], *cols))
+            kept.append(b.slice(int(i), int(j)))
         else:
             empty.append(b.symbol)
     if empty:

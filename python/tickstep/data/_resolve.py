@@ -8,16 +8,18 @@ start, end, **options)`` method and the tuple of ``options`` it takes:
 ==============================  =======================================  ================
 data                            source                                   load options
 ==============================  =======================================  ================
-DataFrame (pandas, Polars),     `MemoryBars` (validated by the door)     symbol_column
-Arrow table or stream, a
-mapping of them, a long table
+DataFrame (pandas, Polars),     `MemoryBars` (validated by the door)     symbol_column,
+Arrow table or stream, a                                                 columns,
+mapping of them, a long table                                            allow_nan
 `MarketColumns`                 `MemoryBars` (already validated)         --
-``.csv[.gz]``, ``.parquet``,    `BarsFile` (see `FILE_FORMATS`)          symbol_column
-``.arrow``/``.feather`` path
+``.csv[.gz]``, ``.parquet``,    `BarsFile` (see `FILE_FORMATS`)          symbol_column,
+``.arrow``/``.feather`` path                                             columns,
+                                                                         allow_nan
 other path                      `Store` (a DuckDB file, read-only)       regular_hours,
-                                                                         timeframe
-``postgresql://`` URL           `PostgresStore`                          regular_hours,
-                                                                         timeframe
+                                                                         timeframe,
+                                                                         columns,
+                                                                         allow_nan
+``postgresql://`` URL           `PostgresStore`                          (as `Store`)
 an open store or `BarsFile`     itself                                  its own
 ==============================  =======================================  ================
 
@@ -58,7 +60,9 @@ class MemoryBars:
 
     def __init__(self, data: Any) -> None:
         self.data = data
-        self.options = () if isinstance(data, MarketColumns) else ("symbol_column",)
+        self.options = (
+            () if isinstance(data, MarketColumns) else ("symbol_column", "columns", "allow_nan")
+        )
 
     def __repr__(self) -> str:
         return f"MemoryBars({type(self.data).__name__})"
@@ -185,14 +189,16 @@ def resolve(
     **load_options
         ``regular_hours=True`` and ``timeframe="15min"`` for stores (they run in SQL;
         see `Store.load`); ``symbol_column="ticker"`` for a long frame or a file whose
-        symbol column is not called ``symbol``. An option the source does not take is
+        symbol column is not called ``symbol``; ``columns=["signal", "pe"]`` to choose
+        the extra columns kept beside OHLCV (all by default) and ``allow_nan=["pe"]`` for
+        those that may have gaps (every source; see `to_market_columns`). An option the source does not take is
         refused, naming it (and the closest known option for a misspelling).
 
     Returns
     -------
     MarketColumns
-        Per symbol, int64 UTC nanosecond timestamps and float64 OHLCV columns that the
-        engine adopts as they are.
+        Per symbol, int64 UTC nanosecond timestamps, float64 OHLCV columns and the extra
+        columns, which the engine adopts as they are.
 
     Raises
     ------

@@ -11,11 +11,13 @@ kind of table.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from tickstep._core import ConfigError
 from tickstep.data._columns import (
     TIMESTAMP_COLUMNS,
     VALUE_COLUMNS,
@@ -23,9 +25,15 @@ from tickstep.data._columns import (
     SymbolBars,
     _where,
     check_bars,
+    check_extra_columns,
+    check_extra_name,
+    refuse_case_twins,
 )
+from tickstep.hints import did_you_mean
 
 __all__ = [
+    "ALL_EXTRA",
+    "ExtraColumns",
     "check_symbol_names",
     "find_columns",
     "refuse_identifier_column",
@@ -83,6 +91,137 @@ def find_columns(labels: Sequence[Any], symbol: str | None) -> dict[str, Any]:
             rule="required columns",
         )
     return found
+
+
+@dataclass(frozen=True)
+class ExtraColumns:
+    """What a load asks of the columns beside OHLCV.
+
+    ``names`` None keeps every extra column (all must be numeric); a tuple keeps those
+    (found by exact name, else ignoring case) and drops the rest, and a chosen boolean
+    column reads as 0/1. ``allow_nan`` names the extra columns that may hold missing
+    values (NaN, null, an empty CSV cell); ``True`` allows them in every extra column.
+    """
+
+    names: tuple[str, ...] | None = None
+    allow_nan: frozenset[str] | bool = frozenset()
+
+    @classmethod
+    def of(cls, columns: Any = None, allow_nan: Any = None) -> ExtraColumns:
+        """The options as the user gave them (``columns=``, ``allow_nan=``), checked."""
+        names = None if columns is None else _names_option("columns", columns)
+        if names is not None:
+            try:
+                for name in names:
+                    check_extra_name(name)
+                refuse_case_twins(list(names))
+            except DataError as err:
+                raise ConfigError(f"columns={list(names)!r}: {err}".replace("data: ", "")) from None
+            if len(set(names)) != len(names):
+                dup = next(n for n in names if names.count(n) > 1)
+                raise ConfigError(f"columns=: {dup!r} is named twice")
+        if allow_nan is None or allow_nan is False:
+            nan: frozenset[str] | bool = frozenset()
+        elif allow_nan is True:
+            nan = True
+        else:
+            nan = frozenset(_names_option("allow_nan", allow_nan))
+            prices = sorted(n for n in nan if n.strip().lower() in VALUE_COLUMNS)
+            if prices:
+                raise ConfigError(
+                    f"allow_nan={sorted(nan)!r}: {prices[0]!r} is a bar column; prices and "
+                    "volume are never missing (allow_nan names extra columns)"
+                )
+            if names is not None:
+                unchosen = sorted(nan - set(names))
+                if unchosen:
+                    raise ConfigError(
+                        f"allow_nan names {unchosen[0]!r}, which is not among "
+                        f"columns={list(names)!r}"
+                    )
+        return cls(names, nan)
+
+    def pick(
+        self, labels: Sequence[Any], used: Iterable[Any], symbol: str | None
+    ) -> list[tuple[str, Any]]:
+        """The extra columns to read as (name, the table's label), given the table's
+        labels and those already used (OHLCV, timestamps, symbol, a saved index). A column
+        chosen by a name differing in case from its label takes the chosen name."""
+        used = set(used)
+        rest = [c for c in labels if c not in used]
+        if self.names is None:
+            for label in rest:
+                check_extra_name(label, symbol)
+            refuse_case_twins(rest, symbol)
+            return [(label, label) for label in rest]
+        picked = []
+        for name in self.names:
+            if name in rest:
+                picked.append((name, name))
+                continue
+            folded = [c for c in rest if isinstance(c, str) and c.strip().lower() == name.lower()]
+            if len(folded) != 1:
+                have = [str(c) for c in rest]
+                raise DataError(
+                    f"{_where(symbol) or 'data'}: columns={list(self.names)!r} names {name!r}, "
+                    f"which is not a column beside OHLCV; extra columns present: "
+                    f"{', '.join(have) or 'none'}"
+                    + did_you_mean(name, have),
+                    symbol=symbol,
+                    rule="chosen columns present",
+                )
+            picked.append((name, folded[0]))
+        return picked
+
+    def check_nan_names(self, found: Iterable[str]) -> None:
+        """``allow_nan`` names only columns the data has (a misspelling is refused)."""
+        if isinstance(self.allow_nan, bool) or not self.allow_nan:
+            return
+        found = list(found)
+        unknown = sorted(set(self.allow_nan) - set(found))
+        if unknown:
+            raise DataError(
+                f"allow_nan names {unknown[0]!r}, which is not an extra column of the data "
+                f"(extra columns: {', '.join(found) or 'none'})" + did_you_mean(unknown[0], found),
+                rule="allow_nan names extra columns",
+            )
+
+
+#: Every extra column kept, none may hold NaN: what a load asks when it says nothing.
+ALL_EXTRA = ExtraColumns()
+
+
+def _names_option(option: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    try:
+        names = tuple(value)
+    except TypeError:
+        raise ConfigError(
+            f"{option}={value!r}: give a list of column names"
+            + (" (or True for every extra column)" if option == "allow_nan" else "")
+        ) from None
+    bad = [n for n in names if not isinstance(n, str) or not n]
+    if bad:
+        raise ConfigError(f"{option}=: column names are non-empty strings, got {bad[0]!r}")
+    return names
+
+
+def not_numeric(label: Any, dtype: Any, row: int, value: Any, symbol: str | None, chosen: bool) -> DataError:
+    """The refusal of a non-numeric extra column, saying how to keep or drop it."""
+    how = (
+        "the engine holds numbers only: convert it before the backtest"
+        if chosen
+        else "extra columns beside OHLCV are kept as numbers; choose the columns to keep "
+        "with columns=[...] (leaving this one out drops it)"
+    )
+    return DataError(
+        f"{_where(symbol, row)}: column {label!r} is not numeric (dtype {dtype}, value "
+        f"{value!r}); {how}",
+        symbol=symbol,
+        row=row,
+        rule="numeric extra columns",
+    )
 
 
 def timestamp_label(
@@ -158,6 +297,16 @@ def is_identifier_name(label: Any) -> bool:
     return isinstance(label, str) and bool(_IDENTIFIER_NAMES.match(label.strip()))
 
 
+def names_instrument(label: Any, text: bool, symbol_column: str | None) -> bool:
+    """Whether a column names the instrument rather than holding data about its bars: a
+    text column called like an identifier (``ticker``, ``isin``; several names in one
+    symbol's table are refused earlier), or the symbol column itself."""
+    wanted = (symbol_column or "symbol").lower()
+    if isinstance(label, str) and label.strip().lower() == wanted:
+        return True
+    return text and is_identifier_name(label)
+
+
 def refuse_no_rows(n: int, symbol: str | None) -> None:
     if n == 0:
         raise DataError(
@@ -183,7 +332,12 @@ def check_symbol_names(codes: np.ndarray, uniques: Sequence[Any], raw: Any) -> N
 
 
 def split_by_symbol(
-    codes: np.ndarray, uniques: Sequence[str], ts: np.ndarray, values: list[np.ndarray]
+    codes: np.ndarray,
+    uniques: Sequence[str],
+    ts: np.ndarray,
+    values: list[np.ndarray],
+    extra: dict[str, np.ndarray] | None = None,
+    allow_nan: Any = (),
 ) -> list[SymbolBars]:
     """A long table's rows grouped by symbol code, each symbol's rows in input order.
 
@@ -191,6 +345,7 @@ def split_by_symbol(
     gathered after a stable sort of small integer codes (a radix sort). Every symbol's
     columns are checked, with row numbers of the input.
     """
+    extra = extra or {}
     n_symbols = len(uniques)
     change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
     if len(change) + 1 == n_symbols:
@@ -212,7 +367,9 @@ def split_by_symbol(
         symbol = str(uniques[code])
         part = [ts[sel], *(v[sel] for v in values)]
         check_bars(symbol, *part, rows=rows)
-        out.append(SymbolBars._trusted(symbol, *part))
+        own = {name: v[sel] for name, v in extra.items()}
+        check_extra_columns(symbol, part[0], own, allow_nan, rows=rows)
+        out.append(SymbolBars._trusted(symbol, *part, extra=own))
     return out
 
 
