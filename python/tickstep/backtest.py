@@ -8,8 +8,9 @@ from typing import Any
 import pandas as pd
 
 from tickstep import _core
-from tickstep.config import BacktestConfig, split_options
+from tickstep.config import BacktestConfig, ConfigError, split_options
 from tickstep.data import LOAD_OPTIONS, resolve
+from tickstep.data._resolve import resolve_with_records
 from tickstep.results import Result, benchmark_prices
 from tickstep.signals import run_signal_grid, run_signals
 from tickstep.simulation import market_from_columns, session_ends, simulate
@@ -45,6 +46,11 @@ class Backtest:
     symbols, start, end :
         Restrict the data to these symbols and this time range, both inclusive; a date
         alone means that whole day (the rule of `tickstep.data.resolve`).
+    records : list of str or mapping, optional
+        Analysis tables a strategy reads with ``self.records(name, symbol)``: names of
+        tables in the data's store (``records=["zones"]``, one query per table for all
+        symbols and times), or ``{name: records}`` with a DataFrame, Arrow/Polars table
+        or file per table. See the guide page on analysis tables.
     warmup : duration, optional
         Also load this much data before ``start`` (``"30D"``, ``"6h"``, a Timedelta) and
         feed it to indicators and candles without calling the strategy, which starts at
@@ -78,6 +84,7 @@ class Backtest:
         start: Any = None,
         end: Any = None,
         warmup: Any = None,
+        records: Any = None,
         **options: Any,
     ) -> None:
         if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
@@ -93,15 +100,23 @@ class Backtest:
             # Already in the core: nothing to copy.
             if symbols is not None or start is not None or end is not None or load_options:
                 raise TypeError("a prepared Market takes no symbols/start/end/load options")
+            if records is not None:
+                raise TypeError("a prepared Market takes no records: pass the data itself")
             self._market = data
             metadata = None
+            self._records: dict[str, Any] = {}
         else:
             if warmup is not None and start is not None:
                 # Trading starts at `start`; the bars of the warm-up before it are loaded too.
                 self._config = self._config.replace(trade_start=start)
                 start = self._config.trade_start - _duration(warmup, "warmup")
             # The one door: every kind of data, one rule for symbols, start and end.
-            columns = resolve(data, symbols=symbols, start=start, end=end, **load_options)
+            if records is None:
+                columns = resolve(data, symbols=symbols, start=start, end=end, **load_options)
+                self._records = {}
+            else:
+                columns, self._records = resolve_with_records(
+                    data, records, symbols=symbols, start=start, end=end, **load_options)
             metadata = columns.metadata
             # The core adopts the door's immutable arrays (or copies the others once).
             self._market = market_from_columns(columns)
@@ -138,6 +153,11 @@ class Backtest:
         return self._market
 
     @property
+    def records(self) -> dict[str, Any]:
+        """The analysis tables loaded for this backtest, by name (`RecordTable`)."""
+        return dict(self._records)
+
+    @property
     def metadata(self) -> pd.DataFrame | None:
         """Symbol metadata (sector, exchange, timezone, ...) indexed by symbol, or None."""
         return self._metadata
@@ -156,7 +176,15 @@ class Backtest:
             metadata=self._metadata,
             symbols=self._symbol_dtype,
             ends=self._session_ends,
+            records=self._records,
         )
+    def _no_records(self, call: str) -> None:
+        if self._records:
+            raise ConfigError(
+                f"{call}() does not carry analysis tables (records=) to its runs yet; "
+                "loop over bt.run(**params) instead"
+            )
+
     def run_signals(self, entries: Any = None, exits: Any = None, short_entries: Any = None,
                     short_exits: Any = None, *, size: float = 0.95, size_type: str = "percent",
                     sl: float | None = None, tp: float | None = None) -> Result:
@@ -235,6 +263,7 @@ class Backtest:
         """
         from tickstep.batch import optimize
 
+        self._no_records("optimize")
         return optimize(
             self,
             maximize=maximize,
@@ -274,7 +303,12 @@ class Backtest:
         anchored : bool, default False
             Train windows all start at the first window's start (growing) instead of
             rolling forward by ``test``.
-        warmup : duration, optional
+        records : list of str or mapping, optional
+        Analysis tables a strategy reads with ``self.records(name, symbol)``: names of
+        tables in the data's store (``records=["zones"]``, one query per table for all
+        symbols and times), or ``{name: records}`` with a DataFrame, Arrow/Polars table
+        or file per table. See the guide page on analysis tables.
+    warmup : duration, optional
             Bars before each window fed to indicators without calling the strategy, so no
             window starts cold (the first window starts ``warmup`` after the data).
         constraint, executor, max_workers, cache, progress :
@@ -302,6 +336,7 @@ class Backtest:
         """
         from tickstep.walkforward import walk_forward
 
+        self._no_records("walk_forward")
         return walk_forward(self, train=train, test=test, maximize=maximize, anchored=anchored,
                             warmup=warmup, constraint=constraint, executor=executor,
                             max_workers=max_workers, cache=cache, progress=progress, **ranges)

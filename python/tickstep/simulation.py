@@ -109,6 +109,7 @@ def _run(
     params: Mapping[str, Any],
     metadata: pd.DataFrame | None,
     ends: np.ndarray | None,
+    records: Mapping[str, Any] | None = None,
 ) -> tuple[_core.Engine, Strategy, int]:
     """One run of the engine: the finished engine, the strategy instance and the number
     of rejected orders (warned about or raised as ``config.on_reject`` says)."""
@@ -119,7 +120,8 @@ def _run(
     params = strategy.check_parameters(params)
     engine = engine_for(market, config, ends)
     ctx = _core.Context(market)
-    instance = strategy(ctx, list(market.symbols), params, config.sizer, market, metadata)
+    instance = strategy(ctx, list(market.symbols), params, config.sizer, market, metadata,
+                        records=records)
     next_call = instance.next if strategy.next is not Strategy.next else None
     on_tick = instance.on_tick if strategy.on_tick is not Strategy.on_tick else None
     start = trade_start_ns(market, config)
@@ -183,6 +185,7 @@ def simulate(
     metadata: pd.DataFrame | None = None,
     symbols: pd.CategoricalDtype | None = None,
     ends: np.ndarray | None = _UNSET,
+    records: Mapping[str, Any] | None = None,
 ) -> Result:
     """Run ``strategy`` with ``params`` (over its class defaults) on ``market``.
 
@@ -199,12 +202,15 @@ def simulate(
     symbols, ends :
         Precomputed by a caller that runs the same market many times: the symbols'
         categorical dtype and `session_ends` for ``config.timezone``.
+    records : mapping, optional
+        Analysis tables by name (`tickstep.data._records.RecordTable`) the strategy reads
+        with ``self.records(name, symbol)``.
 
     A strategy's exception propagates unchanged (same type and traceback) with a note
     naming the symbol and time at which it happened.
     """
     params = strategy.check_parameters(params or {})
-    engine, instance, rejected = _run(market, strategy, config, params, metadata, ends)
+    engine, instance, rejected = _run(market, strategy, config, params, metadata, ends, records)
     return result_of(engine, market, config, params={**strategy.parameters(), **params},
                      strategy=instance, metadata=metadata, symbols=symbols, rejected=rejected)
 
@@ -253,6 +259,7 @@ def simulate_stats(
     *,
     metadata: pd.DataFrame | None = None,
     ends: np.ndarray | None = _UNSET,
+    records: Mapping[str, Any] | None = None,
 ) -> pd.Series:
     """``simulate(...).stats``, without building the frames statistics do not read.
 
@@ -260,7 +267,8 @@ def simulate_stats(
     documents using (equity, gross exposure; trade pnl, return, commission, bars held,
     MAE, MFE): equal to ``simulate(...).stats`` bit for bit.
     """
-    engine, instance, rejected = _run(market, strategy, config, params or {}, metadata, ends)
+    engine, instance, rejected = _run(market, strategy, config, params or {}, metadata, ends,
+                                      records)
     raw = engine.trades()
     eq = engine.equity()
     carrying_costs = engine.carrying_costs()

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tickstep._core import ConfigError, Indicator, OrderError, UnknownSymbolError
+from tickstep.data._records import RecordBook, RecordSet
 from tickstep.hints import did_you_mean
 from tickstep.parameters import check_value, declared_types
 from tickstep.sizing import SizingRequest, order_to_target, rebalance_orders
@@ -192,7 +193,8 @@ class Strategy:
         return checked
 
     def __init__(self, ctx: Context, symbols: list[str], params: dict[str, Any], sizer: Sizer,
-                 market: Any = None, metadata: pd.DataFrame | None = None) -> None:
+                 market: Any = None, metadata: pd.DataFrame | None = None, *,
+                 records: Mapping[str, Any] | None = None) -> None:
         params = type(self).check_parameters(params)
         for name, value in params.items():
             setattr(self, name, value)
@@ -210,6 +212,8 @@ class Strategy:
         self._target_orders: dict[int, int] = {}
         #: Symbol metadata (sector, exchange, timezone, ...) indexed by symbol, if any.
         self.metadata = metadata
+        # Analysis tables with a read cursor per (table, symbol): see records().
+        self._record_book = RecordBook(records)
 
     # ---- hooks ---------------------------------------------------------------------------
 
@@ -457,6 +461,20 @@ class Strategy:
             ) from None
         raw = self._ctx.bar(self._sym(symbol))
         return math.nan if raw is None or field == 0 else float(raw[field])
+
+    # ---- analysis tables (records) ---------------------------------------------------------
+
+    def records(self, table: str, symbol: str | None = None) -> RecordSet:
+        """The record set of ``symbol`` (the running one in ``next``) in analysis table
+        ``table``, at the latest key time at or before now: never a record stamped after
+        the current tick; empty (``len 0``, ``.time`` None) before the symbol's first key.
+
+        Fields are read-only numpy columns (``zones.level``), ``len(zones)`` counts the
+        records, ``for z in zones`` gives named tuples, ``zones.frame()`` a DataFrame.
+        Tables come from ``Backtest(..., records=[...])``; see `tickstep.data.RecordSet`.
+        """
+        i = self._current_index() if symbol is None else self._sym(symbol)
+        return self._record_book.current(table, i, self._ctx.now())
 
     # ---- portfolio -----------------------------------------------------------------------
 

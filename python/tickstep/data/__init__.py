@@ -11,6 +11,7 @@ from tickstep.data._duckdb import Store
 from tickstep.data._files import FILE_FORMATS, BarsFile
 from tickstep.data._memory import to_market_columns
 from tickstep.data._postgres import PostgresStore
+from tickstep.data._records import RecordSet, RecordTable
 from tickstep.data._request import LOAD_OPTIONS
 from tickstep.data._resolve import MemoryBars, load, open_store, resolve
 from tickstep.data._sample import example_daily, sample, sample_daily
@@ -25,6 +26,8 @@ __all__ = [
     "MarketColumns",
     "MemoryBars",
     "PostgresStore",
+    "RecordSet",
+    "RecordTable",
     "Store",
     "SymbolBars",
     "example_daily",

@@ -10,6 +10,8 @@ Tables (plain SQL, readable by any DuckDB client):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -101,6 +103,24 @@ class Store(BarStore):
 
     def _read_bars(self, sql: str, params: dict[str, Any]) -> pa.Table:
         return self._arrow(sql, params)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._run("BEGIN TRANSACTION")
+        try:
+            yield
+            self._run("COMMIT")
+        except BaseException:
+            self._run("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _staged(self, name: str, table: pa.Table) -> Iterator[None]:
+        self._con.register(name, table)
+        try:
+            yield
+        finally:
+            self._con.unregister(name)
 
     def _create_schema(self) -> None:
         meta_cols = ", ".join(f"{c} VARCHAR" for c in METADATA_COLUMNS)

@@ -17,6 +17,8 @@ as Arrow data, never as SQL text.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -146,6 +148,22 @@ class PostgresStore(BarStore):
             cur.adbc_ingest(name, table, mode="create", temporary=True)
         finally:
             cur.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        try:
+            yield
+            self._con.commit()
+        except BaseException:
+            self._con.rollback()
+            raise
+
+    @contextmanager
+    def _staged(self, name: str, table: pa.Table) -> Iterator[None]:
+        self._stage(name, table)
+        self._run(f"ANALYZE {name}")  # a fresh temp table has no statistics
+        yield
+        self._run(f"DROP TABLE {name}")
 
     def _create_schema(self) -> None:
         meta_cols = ", ".join(f"{c} TEXT" for c in METADATA_COLUMNS)

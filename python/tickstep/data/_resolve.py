@@ -41,10 +41,11 @@ from tickstep.data._columns import DataError, MarketColumns
 from tickstep.data._duckdb import Store
 from tickstep.data._files import FILE_FORMATS, BarsFile, file_format
 from tickstep.data._memory import to_market_columns
+from tickstep.data._records import RecordTable, records_for_backtest
 from tickstep.data._request import check_options, select
 from tickstep.data._store_base import BarStore
 
-__all__ = ["MemoryBars", "load", "open_store", "resolve"]
+__all__ = ["MemoryBars", "load", "open_store", "resolve", "resolve_with_records"]
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _STORE_SUFFIXES = ("", ".duckdb", ".db", ".ddb")
@@ -221,6 +222,31 @@ def resolve(
     try:
         check_options(load_options, source.options, repr(source))
         return source.load(symbols, start=start, end=end, **load_options)
+    finally:
+        if opened:
+            source.close()
+
+
+def resolve_with_records(
+    data: Any,
+    records: Any,
+    *,
+    symbols: str | Sequence[str] | None = None,
+    start: Any = None,
+    end: Any = None,
+    **load_options: Any,
+) -> tuple[MarketColumns, dict[str, RecordTable]]:
+    """`resolve` plus the analysis tables ``records`` names, through the same source
+    (a store path is opened once): table names are read from the store, one statement
+    per table; a mapping ``{name: frame}`` gives records in memory. See
+    `tickstep.data._records.records_for_backtest`."""
+    source, opened = _source(data)
+    try:
+        check_options(load_options, source.options, repr(source))
+        market = source.load(symbols, start=start, end=end, **load_options)
+        tables = records_for_backtest(source, records, market.symbols,
+                                      selected=symbols is not None, start=start, end=end)
+        return market, tables
     finally:
         if opened:
             source.close()

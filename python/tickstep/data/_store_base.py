@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from tickstep.data import _records
 from tickstep.data._assembly import arrow_columns, assemble
 from tickstep.data._bars_query import Dialect, bars_query
 from tickstep.data._calendars import FilterSpans, filter_spans
@@ -86,6 +87,9 @@ class BarStore:
 
     def __init__(self) -> None:
         self.queries_executed = 0
+        # Symbol ids seen in metadata queries: an id never changes once given, so a
+        # records load after a bars load needs no second lookup of the names.
+        self._known_ids: dict[str, int] = {}
 
     # Subclasses provide the SQL and the transfer.
     def _frame(self, sql: str, params: Any = None) -> pd.DataFrame:  # pragma: no cover
@@ -324,11 +328,73 @@ class BarStore:
         symbol_id, columns = self._fetch_bars(ids, lo, hi, spans, frame)
         return assemble(symbol_id, columns, meta, filters)
 
+    # --- analysis tables (records; see tickstep.data._records) ---------------------------
+
+    def ingest_records(
+        self,
+        table: str,
+        data: Any,
+        *,
+        symbol: str | None = None,
+        symbol_column: str | None = None,
+        on_conflict: str = "refuse",
+    ) -> int:
+        """Add records to the analysis table ``table``; return how many were added.
+
+        Parameters
+        ----------
+        table : str
+            A lower-case name (``"zones"``); stored as the SQL table ``records_<table>``,
+            created with the data's fields on the first ingest.
+        data : DataFrame, Arrow/Polars table, mapping symbol -> frame, or file path
+            One row per record: ``symbol``, a key time (``ts``, ``timestamp``, ``time``,
+            ``datetime`` or ``date``, or a DatetimeIndex) and fields -- numbers, bools,
+            text or timestamps. Several rows may share a key: they are that key's
+            record set, in the order given. Within a symbol, key times must not go
+            back (refused, not sorted).
+        symbol, symbol_column :
+            The symbol of data without a symbol column; the symbol column's name.
+        on_conflict : {"refuse", "replace"}, default "refuse"
+            A key already stored with the same records is skipped; with different
+            records it is refused, naming it, unless ``"replace"`` (its whole set is
+            replaced).
+
+        Raises
+        ------
+        DataError
+            Bad records (naming table, column, row and rule), symbols the store does
+            not hold, fields different from the stored table's, conflicting keys.
+            Nothing is written then: an ingest is one transaction.
+        """
+        return _records.ingest_records(self, table, data, symbol=symbol,
+                                       symbol_column=symbol_column, on_conflict=on_conflict)
+
+    def load_records(
+        self,
+        table: str,
+        symbols: str | Sequence[str] | None = None,
+        *,
+        start: Any = None,
+        end: Any = None,
+    ) -> _records.RecordTable:
+        """Load an analysis table for ``symbols`` in one statement, grouped by symbol.
+
+        Keys from ``start`` to ``end`` are loaded, and for each symbol the latest key at
+        or before ``start`` (the records in force when a backtest starts).
+        """
+        return _records.load_records(self, table, symbol_list(symbols), start=start,
+                                     end=end)
+
+    def record_tables(self) -> pd.DataFrame:
+        """The analysis tables in the store: fields (name:kind), symbols, keys, records."""
+        return _records.record_tables(self)
+
     # --- helpers shared by the dialects --------------------------------------------------
 
     def _metadata_rows(self, names: list[str] | None, *, with_range: bool) -> pd.DataFrame:
         sql, params = self._metadata_sql(names, with_range)
         rows = self._frame(sql, params)
+        self._known_ids.update(zip(rows["symbol"], rows["symbol_id"].astype(int)))
         return rows.sort_values("symbol", kind="stable").reset_index(drop=True)
 
     def _conflict_error(self, rows: pd.DataFrame, total: int, names: dict[int, str]) -> DataError:
