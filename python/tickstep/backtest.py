@@ -303,12 +303,7 @@ class Backtest:
         anchored : bool, default False
             Train windows all start at the first window's start (growing) instead of
             rolling forward by ``test``.
-        records : list of str or mapping, optional
-        Analysis tables a strategy reads with ``self.records(name, symbol)``: names of
-        tables in the data's store (``records=["zones"]``, one query per table for all
-        symbols and times), or ``{name: records}`` with a DataFrame, Arrow/Polars table
-        or file per table. See the guide page on analysis tables.
-    warmup : duration, optional
+        warmup : duration, optional
             Bars before each window fed to indicators without calling the strategy, so no
             window starts cold (the first window starts ``warmup`` after the data).
         constraint, executor, max_workers, cache, progress :

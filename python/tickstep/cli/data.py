@@ -6,6 +6,7 @@ Examples
 
     tickstep data sample --symbols 20 --days 100 --out market.duckdb
     tickstep data ingest market.duckdb bars/*.csv --metadata symbols.csv
+    tickstep data ingest market.duckdb zones.parquet --records zones
     tickstep data list market.duckdb
 """
 
@@ -58,22 +59,28 @@ def sample(symbols: int, days: int, seed: int, freq: str, hours: str, start: str
 @click.option("--metadata", type=click.Path(exists=True, dir_okay=False),
               help="CSV of symbol metadata (symbol, sector, exchange, ...).")
 @click.option("--replace", is_flag=True, help="Overwrite conflicting rows instead of refusing.")
+@click.option("--records", "table", metavar="TABLE",
+              help="FILES are records of the analysis table TABLE (e.g. zones), not bars.")
 def ingest(store: str, files: tuple[str, ...], symbol: str | None, metadata: str | None,
-           replace: bool) -> int:
-    """Add CSV/Parquet FILES of bars to STORE (a DuckDB file, created if missing, or a
-    postgresql:// URL)."""
+           replace: bool, table: str | None) -> int:
+    """Add CSV/Parquet FILES of bars (or, with --records, of an analysis table) to STORE
+    (a DuckDB file, created if missing, or a postgresql:// URL)."""
     from tickstep.data import open_store
 
     if not files and not metadata:
         raise UsageError("nothing to ingest: give files and/or --metadata")
     if symbol and len(files) != 1:
         raise UsageError("--symbol applies to exactly one file")
+    on_conflict = "replace" if replace else "refuse"
     with open_store(store, read_only=False) as opened:
         if metadata:
             click.echo(f"metadata for {opened.ingest_metadata(metadata)} symbols")
         for path in files:
-            added = opened.ingest(path, symbol=symbol,
-                                  on_conflict="replace" if replace else "refuse")
+            if table is not None:
+                added = opened.ingest_records(table, path, symbol=symbol, on_conflict=on_conflict)
+                click.echo(f"{path}: {added:,} new records in {table}")
+                continue
+            added = opened.ingest(path, symbol=symbol, on_conflict=on_conflict)
             click.echo(f"{path}: {added:,} new bars")
     return 0
 
@@ -81,13 +88,14 @@ def ingest(store: str, files: tuple[str, ...], symbol: str | None, metadata: str
 @data.command(name="list")
 @click.argument("store")
 def list_(store: str) -> int:
-    """Symbols in STORE with date ranges and bar counts."""
+    """Symbols in STORE with date ranges and bar counts, then its analysis tables."""
     import pandas as pd
 
     from tickstep.data import open_store
 
     with open_store(store, read_only=True) as opened:
         listing = opened.symbols()
+        tables = opened.record_tables() if hasattr(opened, "record_tables") else None
     if listing.empty:
         click.echo("(no symbols)")
         return 0
@@ -95,4 +103,8 @@ def list_(store: str) -> int:
     with pd.option_context("display.max_rows", None, "display.width", 200):
         click.echo(listing.to_string())
     click.echo(f"{len(listing)} symbols, {int(listing['bars'].sum()):,} bars")
+    if tables is not None and len(tables):
+        click.echo("\nanalysis tables (records):")
+        with pd.option_context("display.max_colwidth", 80, "display.width", 200):
+            click.echo(tables.to_string())
     return 0

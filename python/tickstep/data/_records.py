@@ -153,6 +153,8 @@ class RecordRows:
         self.codes = codes              # int64 index into symbols, per row
         self.ts = ts                    # int64 UTC ns, per row
         self.fields = fields            # name -> (kind, column)
+        self.source: str | None = None  # the file read, for messages
+        self.csv = False
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -353,17 +355,23 @@ def read_records(
     check_table_name(table)
     df, path, csv = _as_frame(data, table)
     try:
-        return _read_frame(df, table, symbol, symbol_column)
+        rows = _read_frame(df, table, symbol, symbol_column)
     except DataError as err:
-        if path is None:
-            raise
-        where = f"file '{path}'" + (
-            f", line {err.row + 2}" if csv and err.row is not None else ""
-        )
-        out = DataError(f"{where}: {err}", symbol=err.symbol, row=err.row,
-                        timestamp=err.timestamp, rule=err.rule, source=path)
-        out.table, out.column = table, getattr(err, "column", None)  # type: ignore[attr-defined]
-        raise out from None
+        raise _in_file(err, path, csv) from None
+    rows.source, rows.csv = path, csv
+    return rows
+
+
+def _in_file(err: DataError, path: str | None, csv: bool) -> DataError:
+    """``err`` with the file and line (CSV: the row + 2, after the header) in front."""
+    if path is None:
+        return err
+    where = f"file '{path}'" + (f", line {err.row + 2}" if csv and err.row is not None else "")
+    out = DataError(f"{where}: {err}", symbol=err.symbol, row=err.row,
+                    timestamp=err.timestamp, rule=err.rule, source=path)
+    out.table = getattr(err, "table", None)  # type: ignore[attr-defined]
+    out.column = getattr(err, "column", None)  # type: ignore[attr-defined]
+    return out
 
 
 def _read_frame(df: pd.DataFrame, table: str, symbol: str | None,
@@ -814,6 +822,13 @@ def ingest_records(
         raise DataError(f"on_conflict must be 'refuse' or 'replace', got {on_conflict!r}",
                         rule="on_conflict")
     rows = read_records(data, table=table, symbol=symbol, symbol_column=symbol_column)
+    try:
+        return _ingest_rows(store, table, rows, on_conflict)
+    except DataError as err:
+        raise _in_file(err, rows.source, rows.csv) from None
+
+
+def _ingest_rows(store: Any, table: str, rows: RecordRows, on_conflict: str) -> int:
     _check_microseconds(rows)
     sql_table = _sql_name(table)
     types = _SQL_TYPES[store.dialect.name]
