@@ -47,6 +47,7 @@ bench: build ## cargo bench, whole workloads, batch, data loading and peers (BEN
 	cargo bench --bench engine
 	$(PY) benches/run_all.py --json target/bench-results.json
 	$(PY) benches/signals.py $(if $(wildcard target/bench-venvs/vbt/bin/python),--vectorbt-python target/bench-venvs/vbt/bin/python)
+	$(PY) benches/custom_data.py --repeat 5
 
 bench-save: ## criterion baseline of the core benches: make bench-save NAME=main [FILTER=tick_loop]
 	@test -n "$(NAME)" || { echo "usage: make bench-save NAME=baseline [FILTER=regex]"; exit 2; }

@@ -103,6 +103,12 @@ def make_zones(market: td.MarketColumns, seed: int = 3) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def stores_extra(store, symbols) -> bool:
+    """Whether a load from ``store`` brings the extra columns back."""
+    bars = store.load(symbols[:1]).bars[0]
+    return set(EXTRA_COLUMNS) <= set(getattr(bars, "extra", {}))
+
+
 class Noop(tickstep.Strategy):
     pass
 
@@ -202,6 +208,8 @@ def main(argv: list[str]) -> int:
             print(f"duckdb ingest (once): bars {t1 - t0:.2f} s, zones "
                   f"{time.perf_counter() - t1:.2f} s")
         with td.Store(path, read_only=True) as store:
+            stored = stores_extra(store, symbols)
+            print(f"duckdb store holds the extra columns: {stored}")
             store_workloads(rows, "duckdb", store, symbols, args.repeat)
 
     if args.pg_url:
@@ -214,6 +222,7 @@ def main(argv: list[str]) -> int:
             store.ingest_records("zones", zones)
             print(f"postgres ingest (once): bars {t1 - t0:.2f} s, zones "
                   f"{time.perf_counter() - t1:.2f} s")
+            print(f"postgres store holds the extra columns: {stores_extra(store, symbols)}")
             store_workloads(rows, "postgres", store, symbols, args.repeat)
         finally:
             store._run(f'DROP SCHEMA "{schema}" CASCADE')
@@ -224,7 +233,7 @@ def main(argv: list[str]) -> int:
 
     per_call(rows, market, zones, max(3, args.repeat // 2))
     print(f"\nload average at the end {os.getloadavg()}")
-    result = {"extra_columns": extra, "keys": keys, "records": len(zones), "rows": rows,
+    result = {"extra_columns_in_memory": extra, "keys": keys, "records": len(zones), "rows": rows,
               "load_average": os.getloadavg()}
     print("RESULT " + json.dumps(result))
     if args.json:
