@@ -45,19 +45,29 @@ def assemble(
     ids = meta["symbol_id"].to_numpy(np.int64)
     symbols = list(meta["symbol"])
     order_ids = np.argsort(ids)
-    pos = np.searchsorted(ids[order_ids], symbol_id)
-    pos = np.minimum(pos, len(ids) - 1)
-    if len(symbol_id) and not np.array_equal(ids[order_ids][pos], symbol_id):
-        raise DataError("the store returned bars for a symbol that was not requested")
-    codes = order_ids[pos].astype(np.int16 if len(ids) < 2**15 else np.int32)
+    sorted_ids = ids[order_ids]
+
+    def codes_of(values: np.ndarray) -> np.ndarray:
+        """Positions in ``ids`` (= in ``symbols``) of store symbol ids ``values``."""
+        pos = np.minimum(np.searchsorted(sorted_ids, values), len(ids) - 1)
+        if len(values) and not np.array_equal(sorted_ids[pos], values):
+            raise DataError("the store returned bars for a symbol that was not requested")
+        return order_ids[pos]
+
     ts = columns["ts"]
-    change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
-    starts = np.concatenate(([0], change)) if len(codes) else np.array([], dtype=np.int64)
-    ends = np.concatenate((change, [len(codes)])) if len(codes) else starts
-    if len(np.unique(codes[starts])) == len(starts):
-        spans = {int(codes[s]): slice(int(s), int(e)) for s, e in zip(starts, ends)}
+    # Runs of equal symbol ids, found without a per-row array of positions: when the
+    # store returned each symbol's rows contiguously (it usually does) only the runs'
+    # heads are looked up, so grouping costs memory per symbol, not per row.
+    n = len(symbol_id)
+    change = np.flatnonzero(symbol_id[1:] != symbol_id[:-1]) + 1
+    starts = np.concatenate(([0], change)) if n else np.array([], dtype=np.int64)
+    ends = np.concatenate((change, [n])) if n else starts
+    heads = codes_of(symbol_id[starts])
+    if len(np.unique(heads)) == len(heads):
+        spans = {int(k): slice(int(s), int(e)) for k, s, e in zip(heads, starts, ends)}
         take = None
     else:
+        codes = codes_of(symbol_id).astype(np.int16 if len(ids) < 2**15 else np.int32)
         take = np.argsort(codes, kind="stable")
         bounds = np.searchsorted(codes[take], np.arange(len(ids) + 1))
         spans = {
@@ -90,4 +100,6 @@ def arrow_columns(table: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     columns = {"ts": _column(table, "ts", np.int64)}
     for name in VALUE_COLUMNS:
         columns[name] = _column(table, name, np.float64)
-    return _column(table, "symbol_id", np.int64), columns
+    # Symbol ids keep the store's integer type (no per-row widening copy).
+    ids = table.column("symbol_id")
+    return _column(table, "symbol_id", ids.type.to_pandas_dtype()), columns

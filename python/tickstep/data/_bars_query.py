@@ -7,7 +7,7 @@ its session day and local UTC offset -- and, when resampling, aggregated per buc
 open is the first open, high the max, low the min, close the last close, volume the sum.
 
 The statement is the same for DuckDB and PostgreSQL; a `Dialect` supplies the few
-spellings that differ (arrays, integer division, series, first/last aggregates).
+spellings that differ (arrays, integer division, series, the per-bucket aggregate).
 Every value in the SQL text is an integer this module derived itself (symbol ids read
 from the database, nanosecond bounds and calendar spans computed in Python); nothing a
 user typed is ever rendered into it.
@@ -89,19 +89,12 @@ class Dialect:
         return f"{column} = ANY({array})"
 
     def first(self, value: str) -> str:
-        """The ``value`` of a bucket's earliest bar (rows have ``ts`` and ``bucket``)."""
-        if self.name == "duckdb":
-            return f"arg_min({value}, ts)"
-        # PostgreSQL has no arg_min, and an ordered aggregate sorts every group. A bar's
-        # offset from its bucket's start (under a day, so exact as a float8) leads a
-        # two-element array whose minimum is the earliest bar's.
-        return f"(min(ARRAY[(ts - bucket)::float8, {value}]))[2]"
+        """The ``value`` of a group's earliest bar (DuckDB; PostgreSQL probes by key)."""
+        return f"arg_min({value}, b.ts)"
 
     def last(self, value: str) -> str:
-        """The ``value`` of a bucket's latest bar."""
-        if self.name == "duckdb":
-            return f"arg_max({value}, ts)"
-        return f"(max(ARRAY[(ts - bucket)::float8, {value}]))[2]"
+        """The ``value`` of a group's latest bar."""
+        return f"arg_max({value}, b.ts)"
 
 
 DUCKDB = Dialect(
@@ -182,17 +175,50 @@ def bars_query(
         step = int(timeframe.step_ns)
         bucket = f"b.ts - ((((b.ts + u.off_ns) % {step}) + {step}) % {step})"
     int8 = dialect.int_types["int8"]
-    bucketed = (
-        f"SELECT b.symbol_id, CAST({bucket} AS {int8}) AS bucket, b.ts, "
-        f"b.open, b.high, b.low, b.close, b.volume FROM {source} WHERE {bounds}"
-    )
+    bucket = f"CAST({bucket} AS {int8})"
+    if dialect.index_ranges:
+        return f"{head} {_aggregate_by_ranges(bucket, bounds)}", params
     aggregate = (
-        f"SELECT symbol_id, bucket AS ts, {dialect.first('open')} AS open, "
-        f"max(high) AS high, min(low) AS low, {dialect.last('close')} AS close, "
-        "sum(volume) AS volume FROM bucketed GROUP BY symbol_id, bucket "
-        "ORDER BY symbol_id, bucket"
+        f"SELECT b.symbol_id, {bucket} AS ts, {dialect.first('b.open')} AS open, "
+        f"max(b.high) AS high, min(b.low) AS low, {dialect.last('b.close')} AS close, "
+        f"sum(b.volume) AS volume FROM {source} WHERE {bounds} GROUP BY b.symbol_id, 2 "
+        "ORDER BY b.symbol_id, 2"
     )
-    return f"{head}, bucketed AS ({bucketed}) {aggregate}", params
+    return f"{head} {aggregate}", params
+
+
+def _aggregate_by_ranges(bucket: str, bounds: str) -> str:
+    """Resampling by index range scans (PostgreSQL): each (symbol, span) range is
+    aggregated per bucket inside its own scan, then the few partial rows of a bucket
+    cut by a span's edge (a lunch break, an offset change) are merged.
+
+    Why not one aggregate over all scanned bars: the planner cannot know how many rows
+    the range scans return (it guesses ~1% of them) and sorts them all for a group
+    aggregate, spilling to disk after filling ``work_mem``; and PostgreSQL has no
+    arg_min/arg_max (an ordered aggregate sorts each group; min/max over (ts, value)
+    arrays copies a new array into a group's state for every later bar, never freed
+    until the end). Here each scan's rows are at most one span's, and a bucket's first
+    open and last close are read by the primary key, one index probe each per output
+    bar.
+    """
+    scan = (
+        f"SELECT {bucket} AS bucket, min(b.ts) AS first_ts, max(b.ts) AS last_ts, "
+        "max(b.high) AS high, min(b.low) AS low, sum(b.volume) AS volume FROM bars b "
+        "WHERE b.symbol_id = r.symbol_id AND b.ts >= u.start_ns AND b.ts < u.end_ns "
+        f"AND {bounds} GROUP BY 1"
+    )
+    merged = (
+        "SELECT r.symbol_id, p.bucket, min(p.first_ts) AS first_ts, max(p.last_ts) AS last_ts, "
+        "max(p.high) AS high, min(p.low) AS low, sum(p.volume) AS volume "
+        f"FROM req r JOIN spans u ON u.grp = r.grp CROSS JOIN LATERAL ({scan}) p "
+        "GROUP BY r.symbol_id, p.bucket"
+    )
+    probe = "(SELECT x.{v} FROM bars x WHERE x.symbol_id = a.symbol_id AND x.ts = a.{t})"
+    return (
+        f"SELECT a.symbol_id, a.bucket AS ts, {probe.format(v='open', t='first_ts')} AS open, "
+        f"a.high, a.low, {probe.format(v='close', t='last_ts')} AS close, a.volume "
+        f"FROM ({merged}) a ORDER BY a.symbol_id, a.bucket"
+    )
 
 
 def _time_bounds(dialect: Dialect, lo: int, hi: int) -> str:

@@ -26,6 +26,9 @@ from tickstep.data._store_base import BarStore, stage_table
 
 __all__ = ["Store"]
 
+# Rows per Arrow record batch of a bars query: large enough that a load is a few batches.
+_BATCH_ROWS = 1 << 20
+
 
 class Store(BarStore):
     """Bars and symbol metadata in an embedded DuckDB database file.
@@ -102,7 +105,13 @@ class Store(BarStore):
         return self._arrow(sql, params).to_pandas()
 
     def _read_bars(self, sql: str, params: dict[str, Any]) -> pa.Table:
-        return self._arrow(sql, params)
+        # Streamed as record batches: DuckDB converts each chunk to Arrow as the query
+        # produces it, instead of first materialising the whole result in its own format
+        # and then copying it to Arrow (twice the output's size at the peak).
+        self.queries_executed += 1
+        relation = self._con.sql(sql, params=params)
+        stream = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
+        return stream(_BATCH_ROWS).read_all()
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
