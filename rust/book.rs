@@ -50,6 +50,10 @@ pub struct Book {
     queue: BinaryHeap<Reverse<(u8, u64, usize)>>,
     /// Day and good-till-date orders by expiry time.
     expiries: BinaryHeap<Reverse<(i64, u64)>>,
+    /// Day orders whose day has not ended yet: (id, time placed). A day order is good
+    /// until the end of the trading day of the tick after it was placed; that day's last
+    /// tick is known only when it passes (`end_day`), never by looking ahead.
+    day_orders: Vec<(u64, i64)>,
     /// Orders ever placed with a last bar (bars / immediate-or-cancel): 0 skips the check.
     bar_limited: usize,
 }
@@ -63,8 +67,6 @@ pub struct Placing<'a> {
     pub now: i64,
     /// Index of the symbol's next bar (the first on which the order can fill).
     pub next_bar: usize,
-    /// The end of the trading day a day order is good for.
-    pub day_end: i64,
     pub symbol: usize,
     /// The symbol's latest bar, for study reads.
     pub bar: Option<usize>,
@@ -132,6 +134,7 @@ impl Book {
             waiting: Vec::new(),
             queue: BinaryHeap::new(),
             expiries: BinaryHeap::new(),
+            day_orders: Vec::new(),
             bar_limited: 0,
         }
     }
@@ -249,7 +252,7 @@ impl Book {
             TimeInForce::GoodTillCancelled => {}
             TimeInForce::ImmediateOrCancel => o.last_bar = Some(at.next_bar),
             TimeInForce::Bars(n) => o.last_bar = Some(at.next_bar + n - 1),
-            TimeInForce::Day => o.expires_at = Some(at.day_end),
+            TimeInForce::Day => {} // its end is set when its trading day ends (`end_day`)
             TimeInForce::Until(ts) => o.expires_at = Some(ts),
         }
         if let Some(trail) = req.trail {
@@ -313,6 +316,9 @@ impl Book {
         self.log_order(&o, now);
         if let Some(ts) = o.expires_at {
             self.expiries.push(Reverse((ts, id)));
+        }
+        if o.time_in_force == TimeInForce::Day {
+            self.day_orders.push((id, now));
         }
         if o.last_bar.is_some() {
             self.bar_limited += 1;
@@ -386,6 +392,21 @@ impl Book {
         r.stop = o.stop.unwrap_or(f64::NAN);
         r.size = o.size;
         Ok(())
+    }
+
+    /// The tick at `ts` ended a trading day: day orders placed before it expire at `ts`
+    /// (from the next tick on, before its market phase). Orders placed at this very tick
+    /// are good for the next day.
+    pub fn end_day(&mut self, ts: i64) {
+        let expiries = &mut self.expiries;
+        self.day_orders.retain(|&(id, placed)| {
+            if placed < ts {
+                expiries.push(Reverse((ts, id)));
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// Expire the orders whose time ran out before `now` (day and good-till-date orders):

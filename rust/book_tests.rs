@@ -10,7 +10,6 @@ fn placing(studies: &Studies, price: f64, now: i64) -> Placing<'_> {
         price,
         now,
         next_bar: (now + 1) as usize,
-        day_end: i64::MAX,
         symbol: 0,
         bar: None,
         studies,

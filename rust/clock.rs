@@ -75,7 +75,10 @@ impl Clock {
         self.back.iter_mut().for_each(|w| *w = 0);
         for (s, &next) in self.next_bar.iter().enumerate() {
             let b = market.bars(s);
-            if next < b.ts.len() && b.ts[next] == ts {
+            // Cursors count the symbol's bars over the whole run; a streamed window holds
+            // them from `base` on (a cursor is never behind it: wrapping makes that miss).
+            let j = next.wrapping_sub(market.base(s));
+            if j < b.ts.len() && b.ts[j] == ts {
                 self.back[s >> 6] |= 1 << (s & 63);
             }
         }

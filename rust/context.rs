@@ -11,7 +11,7 @@ use std::ops::{Deref, DerefMut, Range};
 use std::sync::Arc;
 
 use crate::book::{Book, Placing};
-use crate::clock::{ends_day, Clock};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::market::Market;
@@ -29,7 +29,8 @@ pub struct TickContext<'a> {
     pub(crate) book: &'a mut Book,
     pub(crate) portfolio: &'a Portfolio,
     pub(crate) studies: &'a mut Studies,
-    pub(crate) session_end: Option<&'a [bool]>,
+    /// How many past bars of a symbol may be read (None: all the market holds).
+    pub(crate) history: Option<usize>,
 }
 
 impl TickContext<'_> {
@@ -85,7 +86,7 @@ impl TickContext<'_> {
     #[inline]
     pub fn price(&self, symbol: usize) -> f64 {
         match self.clock.current_bar(symbol) {
-            Some(i) => self.market.bars(symbol).close[i],
+            Some(i) => self.market.bars(symbol).close[self.market.local(symbol, i)],
             None => f64::NAN,
         }
     }
@@ -99,15 +100,33 @@ impl TickContext<'_> {
         Some(
             self.clock
                 .current_bar(symbol)
-                .map_or(f64::NAN, |i| values[i]),
+                .map_or(f64::NAN, |i| values[self.market.local(symbol, i)]),
         )
     }
 
     /// The bars of `symbol` a strategy may see now: the last `count` up to and including
-    /// its latest bar (never one after the current tick: the no-look-ahead window).
-    pub fn history_window(&self, symbol: usize, count: usize) -> Range<usize> {
+    /// its latest bar (never one after the current tick: the no-look-ahead window), as run
+    /// indices. More than the history bound (`Engine::set_history`) is refused whether or
+    /// not the bars happen to be held, so a run never depends on how it was streamed.
+    pub fn history_window(&self, symbol: usize, count: usize) -> Result<Range<usize>> {
+        if let Some(kept) = self.history {
+            if count > kept {
+                let asked = if count >= 1 << 62 {
+                    "every bar so far".to_string()
+                } else {
+                    format!("{count} bars")
+                };
+                return Err(EngineError::State(format!(
+                    "{}: the strategy read {asked} of history, but only the last {kept} bars of \
+                     each symbol are kept (history={kept}); pass history=N to Backtest with N at \
+                     least the longest count read (self.data(symbol, count=N))",
+                    self.market.name(symbol)
+                )));
+            }
+        }
         let stop = self.clock.current_bar(symbol).map_or(0, |i| i + 1);
-        stop.saturating_sub(count)..stop
+        let start = stop.saturating_sub(count).max(self.market.base(symbol));
+        Ok(start..stop)
     }
 
     // ---- the portfolio (read only) -------------------------------------------------------
@@ -160,23 +179,11 @@ impl TickContext<'_> {
             price: self.price(s),
             now: self.now,
             next_bar: bar.map_or(0, |i| i + 1),
-            day_end: self.day_end(),
             symbol: s,
             bar,
             studies: self.studies,
         };
         self.book.submit(req, &placing)
-    }
-
-    /// The end of the trading day a day order placed now is good for: the day of the next
-    /// tick (an order placed on a day's last tick is good for the next day).
-    fn day_end(&self) -> i64 {
-        let timeline = self.market.timeline();
-        let mut t = self.clock.tick().wrapping_add(1).min(timeline.len() - 1);
-        while !ends_day(timeline, self.session_end, t) {
-            t += 1;
-        }
-        timeline[t]
     }
 
     /// Flatten `symbol` at its next fill (size decided at fill time). `None` when flat.

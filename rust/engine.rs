@@ -44,6 +44,10 @@ pub struct Engine {
     touched: Vec<(usize, usize)>,
     started: bool,
     now: i64,
+    /// Ticks run so far, over every window (Ctrl-C is checked every 4096).
+    ticks_run: u64,
+    /// How many past bars of a symbol a strategy may read (None: all held).
+    history: Option<usize>,
 }
 
 /// The tick context over the engine's fields (disjoint borrows, so the loop may keep
@@ -60,7 +64,7 @@ macro_rules! tick_context {
             book: &mut $e.book,
             portfolio: &$e.portfolio,
             studies: &mut $e.studies,
-            session_end: $e.session_end.as_deref(),
+            history: $e.history,
         }
     };
 }
@@ -80,9 +84,18 @@ impl Engine {
             touched: Vec::with_capacity(n),
             started: false,
             now: i64::MIN,
+            ticks_run: 0,
+            history: None,
             market,
             config,
         })
+    }
+
+    /// Bound the past a strategy may read to the last `bars` bars of each symbol (None:
+    /// every bar held). A streamed run keeps that many; a longer request is refused in
+    /// both modes alike, so a run gives the same results streamed or not.
+    pub fn set_history(&mut self, bars: Option<usize>) {
+        self.history = bars;
     }
 
     /// Mark, per tick of the timeline, the ticks that end a trading day (equity is sampled
@@ -101,18 +114,67 @@ impl Engine {
 
     /// Replay the whole timeline through `strategy`. An engine runs once.
     pub fn run<S: Strategy>(&mut self, strategy: &mut S) -> Result<()> {
+        self.start(strategy)?;
+        self.run_window(strategy)
+    }
+
+    /// A streamed run, first step: `init()` on the first window's market. Then
+    /// `run_window` for it and for each next window given to `next_window`.
+    pub fn start<S: Strategy>(&mut self, strategy: &mut S) -> Result<()> {
         if self.started {
             return Err(EngineError::State(
                 "this engine has already run; build a new one".into(),
             ));
         }
         self.started = true;
-        {
-            let mut setup = Setup {
-                ctx: tick_context!(self, &[], None),
-            };
-            strategy.init(&mut setup)?;
+        let mut setup = Setup {
+            ctx: tick_context!(self, &[], None),
+        };
+        strategy.init(&mut setup)
+    }
+
+    /// Replace the market by the next window of a streamed run (see `Market::window`) with
+    /// its day ends (one per tick of its timeline, the last one decided by the tick after
+    /// it). Each symbol's held bars must continue where its processed bars stand.
+    pub fn next_window(&mut self, market: Arc<Market>, ends: Vec<bool>) -> Result<()> {
+        if market.names() != self.market.names() {
+            return Err(EngineError::InvalidMarket(
+                "a window must hold the same symbols, in the same order, as the first".into(),
+            ));
         }
+        if ends.len() != market.timeline().len() {
+            return Err(EngineError::InvalidConfig(format!(
+                "session ends has {} entries for {} ticks",
+                ends.len(),
+                market.timeline().len()
+            )));
+        }
+        if self.studies.needs_whole_history() {
+            return Err(EngineError::State(
+                "a precomputed indicator (self.I) or exchange-aligned candles (align='exchange') \
+                 need every bar in memory at init(); run this strategy without streaming, or use \
+                 the rolling indicators (sma, ema, ...) and clock-aligned timeframes, which stream"
+                    .into(),
+            ));
+        }
+        for s in 0..market.symbol_count() {
+            let next = self.clock.current_bar(s).map_or(0, |i| i + 1);
+            if market.base(s) > next || market.end(s) < next {
+                return Err(EngineError::InvalidMarket(format!(
+                    "{}: the window holds bars {}..{} but the run is at bar {next}",
+                    market.name(s),
+                    market.base(s),
+                    market.end(s)
+                )));
+            }
+        }
+        self.market = market;
+        self.session_end = Some(ends);
+        Ok(())
+    }
+
+    /// Run every tick of the current market's timeline (the whole run, or one window).
+    pub fn run_window<S: Strategy>(&mut self, strategy: &mut S) -> Result<()> {
         let market = Arc::clone(&self.market);
         let (bars, ticks) = (strategy.wants_bars(), strategy.wants_ticks());
         let mut t = 0;
@@ -130,7 +192,7 @@ impl Engine {
                 let i = self.clock.take_bar(s);
                 self.open_bar(&market, s, i);
                 if studies {
-                    self.studies.update(s, i, market.bars(s));
+                    self.studies.update(s, market.local(s, i), market.bars(s));
                 }
             }
             let rules = Rules {
@@ -163,7 +225,8 @@ impl Engine {
             self.active = active;
             self.barrier(&market, t);
             more = self.clock.prepare(&market, t + 1);
-            if t % 4096 == 4095 {
+            self.ticks_run += 1;
+            if self.ticks_run.is_multiple_of(4096) {
                 strategy.check_interrupt()?;
             }
             t += 1;
@@ -179,26 +242,26 @@ impl Engine {
         if !self.book.has_working(s) && self.portfolio.position(s).size == 0.0 {
             return;
         }
-        let b = market.bars(s);
+        let (b, j) = (market.bars(s), market.local(s, i));
         let bar = Bar {
-            open: b.open[i],
-            high: b.high[i],
-            low: b.low[i],
-            close: b.close[i],
+            open: b.open[j],
+            high: b.high[j],
+            low: b.low[j],
+            close: b.close[j],
         };
         self.portfolio.mark(s, bar.open);
-        self.book.open_bar(s, i, b.ts[i], bar);
+        self.book.open_bar(s, i, b.ts[j], bar);
         self.touched.push((s, i));
     }
 
     /// After the batch: widen the open trades' excursions and mark to the close.
     #[inline]
     fn close_bar(&mut self, market: &Market, s: usize, i: usize) {
-        let b = market.bars(s);
+        let (b, j) = (market.bars(s), market.local(s, i));
         if !self.portfolio.position(s).lots.is_empty() {
-            self.portfolio.observe_range(s, b.low[i], b.high[i]);
+            self.portfolio.observe_range(s, b.low[j], b.high[j]);
         }
-        self.portfolio.mark(s, b.close[i]);
+        self.portfolio.mark(s, b.close[j]);
     }
 
     fn barrier(&mut self, market: &Market, t: usize) {
@@ -215,12 +278,13 @@ impl Engine {
                     return None;
                 }
                 let i = clock.current_bar(s)?;
-                Some((i, market.bars(s).close[i]))
+                Some((i, market.bars(s).close[market.local(s, i)]))
             });
         let timeline = market.timeline();
         let day_ends = ends_day(timeline, self.session_end.as_deref(), t);
         if day_ends {
             self.portfolio.accrue_carry(ts, &self.config.carry);
+            self.book.end_day(ts);
         }
         if self.config.record_every_bar || day_ends {
             let p = &self.portfolio;

@@ -143,6 +143,12 @@ impl SymbolBars {
 
 /// All symbols of one backtest plus their union timeline. Immutable once built, so one
 /// `Market` can be shared (behind an `Arc`) by many engine runs, e.g. a parameter sweep.
+///
+/// A streamed backtest runs on a sequence of window markets (see `Market::window`): each
+/// holds, per symbol, the bars kept from before the window (for history reads) and the
+/// window's new bars; its timeline has the window's new ticks only. Bar indices stay those
+/// of the whole run (`base(s)` is the run index of the symbol's first held bar), so the
+/// clock, the book and the studies never see where one window ends.
 #[derive(Debug)]
 pub struct Market {
     names: Vec<String>,
@@ -150,6 +156,8 @@ pub struct Market {
     timeline: Vec<i64>,
     /// Names of the extra columns (beside OHLCV), in the order of `SymbolBars::extra`.
     columns: Vec<String>,
+    /// Per symbol, the run index of `bars[s]`'s first bar (all 0 for a whole market).
+    base: Vec<usize>,
 }
 
 /// The OHLCV columns every symbol has, by name.
@@ -229,11 +237,13 @@ impl Market {
             }
         }
         let timeline = union_timeline(&bars);
+        let base = vec![0; names.len()];
         Ok(Market {
             names,
             bars,
             timeline,
             columns,
+            base,
         })
     }
 
@@ -245,6 +255,75 @@ impl Market {
     /// Index of the extra column `name` (exact name), if the market has it.
     pub fn column_index(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c == name)
+    }
+
+    /// One window of a streamed run: per symbol the bars held (kept past, then the
+    /// window's new bars; possibly none), the run index `base[s]` of its first held bar,
+    /// and `from`, the window's first instant: the timeline holds the ticks at or after
+    /// it (the kept past was replayed in earlier windows).
+    pub fn window(
+        names: Vec<String>,
+        bars: Vec<SymbolBars>,
+        base: Vec<usize>,
+        from: i64,
+    ) -> Result<Self> {
+        if names.is_empty() || names.len() != bars.len() || base.len() != bars.len() {
+            return Err(EngineError::InvalidMarket(format!(
+                "a window needs one column set and one base per symbol ({} names, {} column sets, {} bases)",
+                names.len(),
+                bars.len(),
+                base.len()
+            )));
+        }
+        for (name, b) in names.iter().zip(&bars) {
+            let n = b.ts.len();
+            let lens = [
+                b.open.len(),
+                b.high.len(),
+                b.low.len(),
+                b.close.len(),
+                b.volume.len(),
+            ];
+            if lens.iter().any(|&l| l != n) {
+                return Err(EngineError::InvalidMarket(format!(
+                    "{name}: columns have different lengths (ts {n}, open/high/low/close/volume {lens:?})"
+                )));
+            }
+            if !b.extra.is_empty() {
+                return Err(EngineError::InvalidMarket(format!(
+                    "{name}: extra columns cannot be streamed yet"
+                )));
+            }
+        }
+        let mut timeline = union_timeline(&bars);
+        let first = timeline.partition_point(|&t| t < from);
+        timeline.drain(..first);
+        Ok(Market {
+            names,
+            bars,
+            timeline,
+            columns: Vec::new(),
+            base,
+        })
+    }
+
+    /// The run index of `symbol`'s first held bar (0 unless this is a streamed window).
+    #[inline]
+    pub fn base(&self, symbol: usize) -> usize {
+        self.base[symbol]
+    }
+
+    /// The position in `bars(symbol)` of the symbol's bar with run index `i` (which must
+    /// be held: `base(symbol) <= i`).
+    #[inline]
+    pub fn local(&self, symbol: usize, i: usize) -> usize {
+        i - self.base[symbol]
+    }
+
+    /// Run index one past `symbol`'s last held bar.
+    #[inline]
+    pub fn end(&self, symbol: usize) -> usize {
+        self.base[symbol] + self.bars[symbol].len()
     }
 
     pub fn symbol_count(&self) -> usize {

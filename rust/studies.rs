@@ -60,6 +60,18 @@ impl Studies {
         self.timeframes.is_empty() && self.base_rolling.is_empty() && self.column_rolling.is_empty()
     }
 
+    /// Whether a study was computed from every bar at declaration (a precomputed series,
+    /// or candles whose buckets were given per bar): it cannot follow a streamed run.
+    pub fn needs_whole_history(&self) -> bool {
+        self.studies
+            .iter()
+            .any(|s| matches!(s, Study::Series { .. }))
+            || self
+                .timeframes
+                .iter()
+                .any(|t| matches!(t.buckets, Buckets::Given { .. }))
+    }
+
     /// A clock-aligned timeframe of `period` ns counted from `origin`, keeping the last
     /// `capacity` completed candles per symbol.
     pub fn add_clock_timeframe(
@@ -209,7 +221,8 @@ impl Studies {
         Ok(self.studies.len() - 1)
     }
 
-    /// Market-phase update for `symbol`'s bar `i`.
+    /// Market-phase update for `symbol`'s bar at position `i` of the columns `b` (the run
+    /// index, except in a streamed window, where no per-bar study is allowed).
     #[inline]
     pub fn update(&mut self, s: usize, i: usize, b: &SymbolBars) {
         let needs = self.needs;

@@ -1,6 +1,6 @@
 """Type stubs for tickstep's compiled core (``tickstep._core``)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, final
 
 import numpy as np
@@ -32,6 +32,20 @@ class Market:
         columns: list[str] | None = None,
         extra: list[list[npt.NDArray[np.float64] | None]] | None = None,
     ) -> Market: ...
+    @staticmethod
+    def window(
+        symbols: list[str],
+        ts: list[npt.NDArray[np.int64]],
+        open: list[npt.NDArray[np.float64]],
+        high: list[npt.NDArray[np.float64]],
+        low: list[npt.NDArray[np.float64]],
+        close: list[npt.NDArray[np.float64]],
+        volume: list[npt.NDArray[np.float64]],
+        base: list[int],
+        start: int,
+        adopt: list[bool] | None = None,
+    ) -> Market: ...
+    def base(self, symbol: int) -> int: ...
     @property
     def symbols(self) -> list[str]: ...
     @property
@@ -70,6 +84,15 @@ class Engine:
         next: Callable[[str], Any] | None = None,
         on_tick: Callable[[], Any] | None = None,
     ) -> None: ...
+    def run_stream(
+        self,
+        ctx: Context,
+        windows: Iterable[tuple[Market, npt.NDArray[np.bool_]]],
+        init: Callable[[], Any] | None = None,
+        next: Callable[[str], Any] | None = None,
+        on_tick: Callable[[], Any] | None = None,
+    ) -> None: ...
+    def set_history(self, bars: int | None) -> None: ...
     @property
     def equity_value(self) -> float: ...
     @property

@@ -11,9 +11,11 @@ from tickstep import _core
 from tickstep.config import BacktestConfig, ConfigError, split_options
 from tickstep.data import LOAD_OPTIONS, resolve
 from tickstep.data._resolve import resolve_with_records
+from tickstep.data._stream import open_stream
+from tickstep.hints import did_you_mean
 from tickstep.results import Result, benchmark_prices
 from tickstep.signals import run_signal_grid, run_signals
-from tickstep.simulation import market_from_columns, session_ends, simulate
+from tickstep.simulation import market_from_columns, session_ends, simulate, simulate_stream
 from tickstep.strategy import Strategy
 
 __all__ = ["Backtest"]
@@ -96,6 +98,33 @@ class Backtest:
         base = config if config is not None else BacktestConfig()
         self._config = base.replace(**config_options) if config_options else base
         self._strategy = strategy
+        self._stream = None
+        if self._config.stream is not None:
+            # Streamed: the data are read window by window at each run, never held whole.
+            if isinstance(data, _core.Market):
+                raise TypeError("a prepared Market is already in memory: it cannot be streamed")
+            if records is not None:
+                raise ConfigError("records= (analysis tables) cannot be streamed yet: run "
+                                  "without stream=")
+            self._records = {}
+            if warmup is not None and start is not None:
+                self._config = self._config.replace(trade_start=start)
+                start = self._config.trade_start - _duration(warmup, "warmup")
+            self._stream = open_stream(data, window=self._config.stream, symbols=symbols,
+                                       start=start, end=end, **load_options)
+            self._market = None
+            self._symbols = list(self._stream.symbols)
+            self._symbol_dtype = pd.CategoricalDtype(self._symbols)
+            self._metadata = self._stream.metadata
+            if warmup is not None and self._config.trade_start is None:
+                first = pd.Timestamp(self._stream.first, tz="UTC")
+                self._config = self._config.replace(trade_start=first + _duration(warmup, "warmup"))
+            benchmark = self._config.benchmark
+            if isinstance(benchmark, str) and benchmark not in self._symbols:
+                raise KeyError(f"benchmark {benchmark!r} is not a symbol of the data"
+                               f"{did_you_mean(benchmark, self._symbols)}")
+            self._session_ends = None
+            return
         if isinstance(data, _core.Market):
             # Already in the core: nothing to copy.
             if symbols is not None or start is not None or end is not None or load_options:
@@ -150,6 +179,12 @@ class Backtest:
     @property
     def market(self) -> _core.Market:
         """The loaded market (shared by every run of this backtest)."""
+        return self._in_memory("market")
+
+    def _in_memory(self, what: str) -> _core.Market:
+        if self._market is None:
+            raise ConfigError(f"{what} needs the bars in memory; this backtest streams them "
+                              f"(stream={self._config.stream}): build it without stream=")
         return self._market
 
     @property
@@ -168,6 +203,9 @@ class Backtest:
         A strategy exception propagates unchanged (same type and traceback) with a note
         naming the symbol and time at which it happened.
         """
+        if self._stream is not None:
+            return simulate_stream(self._stream, self._strategy, self._config, params,
+                                   symbols=self._symbol_dtype)
         return simulate(
             self._market,
             self._strategy,
@@ -178,6 +216,7 @@ class Backtest:
             ends=self._session_ends,
             records=self._records,
         )
+
     def _no_records(self, call: str) -> None:
         if self._records:
             raise ConfigError(
@@ -197,7 +236,7 @@ class Backtest:
         take: `tickstep.signals`.
         """
         return run_signals(
-            self._market, self._config, entries=entries, exits=exits,
+            self._in_memory("run_signals"), self._config, entries=entries, exits=exits,
             short_entries=short_entries, short_exits=short_exits, size=size,
             size_type=size_type, sl=sl, tp=tp, metadata=self._metadata,
             symbols=self._symbol_dtype, ends=self._session_ends,
@@ -210,7 +249,7 @@ class Backtest:
         native call on all cores; a table of statistics, one row per key, each equal to
         `run_signals` of that set alone (`tickstep.signals.run_signal_grid`)."""
         return run_signal_grid(
-            self._market, self._config, signal_sets, size=size, size_type=size_type, sl=sl,
+            self._in_memory("run_signal_grid"), self._config, signal_sets, size=size, size_type=size_type, sl=sl,
             tp=tp, threads=threads, ends=self._session_ends,
         )
 
@@ -264,6 +303,7 @@ class Backtest:
         from tickstep.batch import optimize
 
         self._no_records("optimize")
+        self._in_memory("optimize")
         return optimize(
             self,
             maximize=maximize,
@@ -332,6 +372,7 @@ class Backtest:
         from tickstep.walkforward import walk_forward
 
         self._no_records("walk_forward")
+        self._in_memory("walk_forward")
         return walk_forward(self, train=train, test=test, maximize=maximize, anchored=anchored,
                             warmup=warmup, constraint=constraint, executor=executor,
                             max_workers=max_workers, cache=cache, progress=progress, **ranges)

@@ -165,6 +165,32 @@ def _instant(name: str, value: Any) -> pd.Timestamp | None:
     return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).as_unit("ns")
 
 
+def _stream(name: str, value: Any) -> pd.Timedelta | None:
+    rule = "None (hold every bar), True (one-day windows) or a window length such as '5D' or '6h'"
+    if value is None or value is False:
+        return None
+    if value is True:
+        return pd.Timedelta(days=1)
+    if isinstance(value, (bool, np.bool_, float, int)):
+        raise _refuse(name, value, rule, wrong_type=True)
+    try:
+        span = pd.Timedelta(value)
+    except (ValueError, TypeError):
+        raise _refuse(name, value, rule, wrong_type=not isinstance(value, str)) from None
+    if span is pd.NaT or span <= pd.Timedelta(0):
+        raise _refuse(name, value, rule)
+    return span
+
+
+def _history(name: str, value: Any) -> int | None:
+    rule = "None (every bar held) or a whole number of bars >= 1"
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise _refuse(name, value, rule, wrong_type=not isinstance(value, numbers.Integral))
+    return int(value)
+
+
 def _sizer(name: str, value: Any) -> Sizer:
     if not callable(value):
         raise _refuse(name, value, "a sizer: a callable taking a SizingRequest (e.g. FixedSize(10))",
@@ -259,6 +285,15 @@ class BacktestConfig:
         The first instant the strategy is called (naive = UTC). Bars before it only warm
         up indicators and candles; orders, equity samples and statistics start there.
         ``Backtest(..., start=, warmup=)`` and walk-forward windows set it.
+    stream : duration or True, optional
+        Stream the bars from the data source in time windows of this length (``"5D"``,
+        ``"6h"``; True = one day) instead of holding them all: memory stays bounded by a
+        few windows plus ``history``. Same results as in memory, bit for bit. See the
+        streaming guide (docs/guide/streaming.md).
+    history : int, optional
+        How many past bars of each symbol ``self.data(symbol, count=N)`` may read; a
+        longer read is refused, naming this option. Default: every bar in memory, and
+        1,000 when streaming (what a streamed run keeps).
     """
 
     cash: float = _option(10_000.0, rule=_positive, engine="cash")
@@ -280,6 +315,8 @@ class BacktestConfig:
     periods_per_year: int | None = _option(None, rule=_periods_per_year)
     on_reject: str = _option("warn", rule=_on_reject)
     trade_start: pd.Timestamp | None = _option(None, rule=_instant)
+    stream: pd.Timedelta | None = _option(None, rule=_stream)
+    history: int | None = _option(None, rule=_history)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

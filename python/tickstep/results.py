@@ -625,7 +625,7 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
                  params: dict[str, Any], strategy: Any, market: Any = None,
                  options: dict[str, Any] | None = None, metadata: pd.DataFrame | None = None,
                  benchmark: Any = None, orders_rejected: int = 0, timezone: str = "UTC",
-                 periods_per_year: int | None = None) -> Result:
+                 periods_per_year: int | None = None, keep_prices: bool = True) -> Result:
     """A finished engine's columns as a `Result` (the engine is not kept)."""
     symbols = names if isinstance(names, pd.CategoricalDtype) else pd.CategoricalDtype(names)
     trades_raw = engine.trades()
@@ -647,5 +647,6 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     return Result(stats=stats, trades=trades, equity_frame=eq, raw=raw, symbols=symbols,
                   params=params, strategy=strategy, options=_jsonable(options or {}),
                   metadata=metadata,
-                  prices=_close_prices(market, start.value) if market is not None else None,
+                  prices=(_close_prices(market, start.value)
+                          if market is not None and keep_prices else None),
                   initial_cash=cash)

@@ -9,6 +9,7 @@ batch row does not keep (fills, orders, positions).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,10 +24,11 @@ from tickstep.metrics import compute_stats
 from tickstep.rejections import check_rejections
 from tickstep.results import Result, build_result, market_stats_inputs, samples_since
 from tickstep.strategy import Strategy
+from tickstep.timeframes import NS_PER_DAY
 
 __all__ = [
     "engine_for", "market_from_columns", "result_of", "session_ends", "simulate", "simulate_stats",
-    "stats_of", "trade_start_ns",
+    "simulate_stream", "stats_of", "trade_start_ns",
 ]
 
 _TRADE_STAT_COLUMNS = ("pnl", "return_pct", "commission", "bars_held", "mae", "mfe")
@@ -119,6 +121,7 @@ def _run(
         raise TypeError(f"config must be a tickstep.BacktestConfig, got {type(config).__name__}")
     params = strategy.check_parameters(params)
     engine = engine_for(market, config, ends)
+    engine.set_history(config.history)
     ctx = _core.Context(market)
     instance = strategy(ctx, list(market.symbols), params, config.sizer, market, metadata,
                         records=records)
@@ -225,6 +228,7 @@ def result_of(
     metadata: pd.DataFrame | None,
     symbols: pd.CategoricalDtype | None,
     rejected: int,
+    keep_prices: bool = True,
 ) -> Result:
     """The `Result` of a finished engine (any strategy that drove it)."""
     start, end = _span(market, config)
@@ -244,6 +248,7 @@ def result_of(
         orders_rejected=rejected,
         timezone=config.timezone,
         periods_per_year=config.periods_per_year,
+        keep_prices=keep_prices,
     )
 
 
@@ -302,3 +307,173 @@ def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], carrying_cos
         periods_per_year=config.periods_per_year,
         carrying_costs=carrying_costs,
     )
+
+
+# ---- streamed runs ----------------------------------------------------------------------------
+
+#: Bars of each symbol a streamed run keeps for history reads unless ``history=`` says.
+STREAM_HISTORY = 1_000
+
+
+def _day_ends(ticks: np.ndarray, following: int | None, timezone: str) -> np.ndarray:
+    """Per tick of a window, whether it ends a trading day: its calendar day (in
+    ``timezone``) differs from the next tick's, ``following`` being the first tick after
+    the window (None at the end of the run). The rule of `session_ends` (and of the
+    core's UTC default), decided one window at a time."""
+    ts = np.asarray(ticks, dtype=np.int64)
+    if following is not None:
+        ts = np.append(ts, np.int64(following))
+    if timezone.upper() == "UTC":
+        day = ts // NS_PER_DAY
+    else:
+        times = pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).tz_convert(timezone)
+        day = times.normalize().asi8
+    ends = np.ones(len(ticks), dtype=bool)
+    ends[: len(day) - 1] = day[1:] != day[:-1]
+    return ends
+
+
+class _RunSummary:
+    """What a result reads of the market besides the run, collected as windows pass:
+    the first and last tick, each symbol's first close from ``since`` and last close
+    (the buy-and-hold basket), and the benchmark symbol's closes. Duck-types the
+    ``symbols``, ``timeline()`` and ``column()`` of a `tickstep._core.Market` for
+    `result_of`, holding two bars per symbol instead of all."""
+
+    def __init__(self, symbols: list[str], since: int | None, benchmark: int | None) -> None:
+        self.symbols = symbols
+        self._since = since
+        self._benchmark = benchmark
+        n = len(symbols)
+        self._first: list[tuple[int, float] | None] = [None] * n
+        self._last: list[tuple[int, float] | None] = [None] * n
+        self._bench: list[tuple[np.ndarray, np.ndarray]] = []
+        self._ticks = [np.iinfo(np.int64).max, np.iinfo(np.int64).min]
+
+    def observe(self, parts: list[list[np.ndarray]], ticks: np.ndarray) -> None:
+        self._ticks = [min(self._ticks[0], int(ticks[0])), max(self._ticks[1], int(ticks[-1]))]
+        for s, (ts, _o, _h, _l, close, _v) in enumerate(parts):
+            if not len(ts):
+                continue
+            if self._first[s] is None:
+                k = 0 if self._since is None else int(np.searchsorted(ts, self._since))
+                if k < len(ts):
+                    self._first[s] = (int(ts[k]), float(close[k]))
+            self._last[s] = (int(ts[-1]), float(close[-1]))
+            if s == self._benchmark:
+                self._bench.append((np.array(ts), np.array(close)))
+
+    def timeline(self) -> np.ndarray:
+        return np.array(self._ticks, dtype=np.int64)
+
+    def column(self, symbol: int, name: str, start: int, stop: int) -> np.ndarray:
+        if symbol == self._benchmark:
+            k = 0 if name == "ts" else 1
+            values = np.concatenate([p[k] for p in self._bench]) if self._bench else np.empty(0)
+            return values[start:stop]
+        bars = [b for b in dict.fromkeys([self._first[symbol], self._last[symbol]]) if b is not None]
+        values = np.array([b[0 if name == "ts" else 1] for b in bars],
+                          dtype=np.int64 if name == "ts" else np.float64)
+        return values[start:stop]
+
+
+def _window_markets(windows: Any, symbols: list[str], keep: int, timezone: str,
+                    summary: _RunSummary) -> Any:
+    """Windows of bars -> the core's window markets and their day ends, one window
+    behind the reader (a window's last day end needs the next window's first tick).
+
+    Each market holds, per symbol, the last ``keep`` bars seen before the window (for
+    history reads) then the window's bars; its base is the run index of the first."""
+    n = len(symbols)
+    seen = [0] * n
+    tail: list[list[np.ndarray]] = [[np.empty(0, np.int64)] + [np.empty(0)] * 5 for _ in range(n)]
+    pending = None
+    for window in itertools.chain(windows, [None]):
+        if pending is not None:
+            market, ticks, parts = pending
+            following = None if window is None else window.first_tick
+            summary.observe(parts, ticks)
+            yield market, _day_ends(ticks, following, timezone)
+        if window is None:
+            return
+        held, base, adopt = [], [], []
+        for s, part in enumerate(window.parts):
+            kept = tail[s]
+            cols = part if not len(kept[0]) else [np.concatenate((a, b)) for a, b in zip(kept, part)]
+            if cols is not part:
+                for c in cols:
+                    c.flags.writeable = False
+            held.append(cols)
+            base.append(seen[s] - len(kept[0]))
+            adopt.append(all(_immutable(c) for c in cols))
+            seen[s] += len(part[0])
+            tail[s] = [c[-keep:] for c in cols] if len(cols[0]) else kept
+        market = _core.Market.window(
+            symbols, *([h[k] for h in held] for k in range(6)), base, window.start, adopt
+        )
+        pending = (market, market.timeline(), window.parts)
+        del held
+
+
+def simulate_stream(
+    stream: Any,
+    strategy: type[Strategy],
+    config: BacktestConfig,
+    params: Mapping[str, Any] | None = None,
+    *,
+    symbols: pd.CategoricalDtype | None = None,
+) -> Result:
+    """``simulate`` over a `tickstep.data.BarStream`, window by window: the same `Result`
+    as ``simulate`` on all its bars at once, bit for bit (without the close prices a
+    result keeps for plots), holding only a few windows and ``config.history`` bars of
+    each symbol's past. The next windows are read on a thread while one runs."""
+    from tickstep.data._stream import read_ahead
+
+    if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
+        raise TypeError(f"strategy must be a subclass of tickstep.Strategy, got {strategy!r}")
+    params = strategy.check_parameters(params or {})
+    names = list(stream.symbols)
+    keep = config.history or STREAM_HISTORY
+    since = None if config.trade_start is None else int(config.trade_start.value)
+    if since is not None and since > stream.last:
+        raise ConfigError(
+            f"trade_start={config.trade_start} is after the data's last bar "
+            f"({pd.Timestamp(stream.last, tz='UTC')})"
+        )
+    bench = names.index(config.benchmark) if config.benchmark in names else None
+    summary = _RunSummary(names, since, bench)
+    reader = read_ahead(stream.windows())
+    markets = _window_markets(reader, names, keep, config.timezone, summary)
+    try:
+        try:
+            first, ends = next(markets)
+        except StopIteration:
+            raise ConfigError("the stream has no bars") from None
+        engine = _core.Engine(first, **config.engine_options())
+        engine.set_session_ends(ends)
+        engine.set_history(keep)
+        ctx = _core.Context(first)
+        instance = strategy(ctx, names, params, config.sizer, first, stream.metadata)
+        instance._streamed = True
+        next_call = instance.next if strategy.next is not Strategy.next else None
+        on_tick = instance.on_tick if strategy.on_tick is not Strategy.on_tick else None
+        if since is not None:
+            next_call, on_tick = _from(ctx, since, next_call), _from(ctx, since, on_tick)
+        engine.run_stream(ctx, markets, init=instance.init, next=next_call, on_tick=on_tick)
+    finally:
+        markets.close()
+        reader.close()
+    start = trade_start_ns(summary, config)
+    if start is not None:
+        fills = engine.fills()["ts"]
+        if len(fills) and int(fills.min()) < start:
+            raise ValueError(
+                f"an order placed in init() filled at {pd.Timestamp(int(fills.min()), tz='UTC')}, "
+                f"during the warm-up before trade_start={config.trade_start}: place orders from "
+                "next() or on_tick(), which are called from trade_start on"
+            )
+    rejected = check_rejections(engine.orders(), names, config.on_reject)
+    return result_of(engine, summary, config, params={**strategy.parameters(), **params},
+                     strategy=instance, metadata=stream.metadata,
+                     symbols=symbols if symbols is not None else pd.CategoricalDtype(names),
+                     rejected=rejected, keep_prices=False)

@@ -280,6 +280,7 @@ class Strategy:
             origin_ns = 0 if origin is None else int(pd.Timestamp(origin).value)
             tf = self._ctx.add_clock_timeframe(ns, origin_ns, history)
         elif align == "exchange":
+            self._refuse_streamed("align='exchange' candles (their buckets are computed from every bar)")
             tz = timezone or self._timezone_of_data()
             labels, ends = [], []
             for i in range(len(self._symbols)):
@@ -345,6 +346,7 @@ class Strategy:
         return one value per bar. At a tick only values up to that tick's
         bar are readable, so the engine never shows it ahead of its bar (``func`` itself
         must not shift data backwards)."""
+        self._refuse_streamed("self.I (computed over each symbol's whole history)")
         values = []
         for i, sym in enumerate(self._symbols):
             frame = self._full_frame(i)
@@ -358,6 +360,15 @@ class Strategy:
             values.append(np.ascontiguousarray(out))
         sid = self._ctx.add_series(values)
         return Indicator(self._ctx, sid, name or getattr(func, "__name__", "I"))
+
+    #: Set on a streamed run's instance: the market holds one window, not every bar.
+    _streamed = False
+
+    def _refuse_streamed(self, what: str) -> None:
+        if self._streamed:
+            raise ConfigError(f"{what} needs every bar in memory at init(); this backtest streams "
+                              "its bars (stream=): run it without stream=, or use the rolling "
+                              "indicators (self.sma, self.ema, ...) and clock-aligned timeframes")
 
     def _bar_spacing(self, i: int) -> int:
         """The gcd of the gaps between symbol ``i``'s bars (0 with fewer than two): a

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Mutex;
 
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyKeyError;
@@ -55,7 +56,9 @@ pub struct PyContext {
     tick: AtomicPtr<TickContext<'static>>,
     /// The set-up context of the running `init()`, else null.
     setup: AtomicPtr<Setup<'static>>,
-    market: Py<PyMarket>,
+    /// The market views are cut from: the engine's, replaced by each window of a
+    /// streamed run (`set_market`).
+    market: Mutex<Py<PyMarket>>,
     index: HashMap<String, usize>,
 }
 
@@ -73,6 +76,20 @@ const OUTSIDE: &str =
     "the strategy context is only usable inside init(), next() and on_tick() of a running backtest";
 
 impl PyContext {
+    /// The market views are cut from now.
+    pub fn current_market(&self, py: Python<'_>) -> Py<PyMarket> {
+        self.market
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone_ref(py)
+    }
+
+    /// A streamed run moved to its next window: views come from it from now on (views
+    /// handed out before keep their window alive).
+    pub fn set_market(&self, market: Py<PyMarket>) {
+        *self.market.lock().unwrap_or_else(|e| e.into_inner()) = market;
+    }
+
     /// Let Python reach `ctx` until the returned guard drops. The caller must not use
     /// `ctx` itself while the guard lives (Python holds the only way in).
     pub fn attach<'a>(&'a self, ctx: &mut TickContext<'_>) -> Attached<'a> {
@@ -190,7 +207,7 @@ impl PyContext {
         PyContext {
             tick: AtomicPtr::new(ptr::null_mut()),
             setup: AtomicPtr::new(ptr::null_mut()),
-            market,
+            market: Mutex::new(market),
             index,
         }
     }
@@ -198,7 +215,7 @@ impl PyContext {
     /// The market this context reads (its columns, extra columns included).
     #[getter]
     fn market(&self, py: Python<'_>) -> Py<PyMarket> {
-        self.market.clone_ref(py)
+        self.current_market(py)
     }
 
     /// Whether a backtest is currently attached.
@@ -247,6 +264,7 @@ impl PyContext {
         let s = Self::symbol(e, symbol)?;
         Ok(e.bar_index(s).map(|i| {
             let b = e.market().bars(s);
+            let i = e.market().local(s, i);
             (
                 b.ts[i],
                 b.open[i],
@@ -284,8 +302,9 @@ impl PyContext {
     ) -> PyResult<Bound<'py, PyAny>> {
         let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
-        let window = e.history_window(s, count);
-        view_column(self.market.bind(py), s, column, window.start, window.end)
+        let window = e.history_window(s, count).py_err(py)?;
+        let market = self.current_market(py);
+        view_column(market.bind(py), s, column, window.start, window.end)
     }
 
     /// Signed position size in units.
@@ -461,7 +480,8 @@ impl PyContext {
         let n = self.context()?.market().symbol_count();
         let studies = self.declare(py, "an indicator")?;
         let kind = studies::rolling_kind(kind, window).py_err(py)?;
-        if let Some(column) = self.market.get().inner.column_index(source) {
+        let market = self.current_market(py);
+        if let Some(column) = market.get().inner.column_index(source) {
             if timeframe.is_some() {
                 return Err(config_error(py, format!(
                     "source {source:?} is an extra column: candles of a timeframe carry open, high, low, close and volume only; use it on base bars (no timeframe) or through self.I"
@@ -470,7 +490,7 @@ impl PyContext {
             return studies.add_rolling_on_column(n, kind, column).py_err(py);
         }
         let source = studies::source(source).map_err(|err| {
-            let extra = self.market.get().inner.columns().join(", ");
+            let extra = market.get().inner.columns().join(", ");
             if extra.is_empty() {
                 err
             } else {

@@ -98,6 +98,53 @@ impl PyEngine {
         self.engine.run(&mut strategy).py_err(py)
     }
 
+    /// A streamed run: `init()` and the ticks of the engine's market (the first window),
+    /// then, for each `(market, ends)` that `windows` yields (a `Market.window` and its
+    /// day ends), the ticks of that window. Results are those of one run over all of them.
+    #[pyo3(signature = (ctx, windows, init=None, next=None, on_tick=None))]
+    fn run_stream(
+        &mut self,
+        py: Python<'_>,
+        ctx: Bound<'_, PyContext>,
+        windows: Bound<'_, PyAny>,
+        init: Option<Bound<'_, PyAny>>,
+        next: Option<Bound<'_, PyAny>>,
+        on_tick: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let symbols = self
+            .engine
+            .market()
+            .names()
+            .iter()
+            .map(|n| PyString::intern(py, n))
+            .collect();
+        let mut strategy = PyStrategy {
+            ctx: ctx.borrow(),
+            init,
+            next,
+            on_tick,
+            symbols,
+        };
+        self.engine.start(&mut strategy).py_err(py)?;
+        self.engine.run_window(&mut strategy).py_err(py)?;
+        for item in windows.try_iter()? {
+            let (market, ends): (Py<PyMarket>, PyReadonlyArray1<'_, bool>) = item?.extract()?;
+            let inner = market.get().inner.clone();
+            self.engine
+                .next_window(inner, ends.as_array().to_vec())
+                .py_err(py)?;
+            ctx.get().set_market(market.clone_ref(py));
+            self.market = market;
+            self.engine.run_window(&mut strategy).py_err(py)?;
+        }
+        Ok(())
+    }
+
+    /// Bound the bars of history a strategy may read per symbol (None: all held).
+    fn set_history(&mut self, bars: Option<usize>) {
+        self.engine.set_history(bars);
+    }
+
     #[getter]
     fn equity_value(&self) -> f64 {
         self.engine.equity()

@@ -102,6 +102,71 @@ impl PyMarket {
         })
     }
 
+    /// One window of a streamed run (see the core's `Market::window`): per symbol the
+    /// bars held (kept past, then the window's new bars; maybe none), `base` the run index
+    /// of its first held bar, `start` the window's first instant (ns). Columns are copied
+    /// unless `adopt` vouches that they are immutable.
+    #[staticmethod]
+    #[pyo3(signature = (symbols, ts, open, high, low, close, volume, base, start, adopt=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn window(
+        py: Python<'_>,
+        symbols: Vec<String>,
+        ts: Vec<PyReadonlyArray1<'_, i64>>,
+        open: Vec<PyReadonlyArray1<'_, f64>>,
+        high: Vec<PyReadonlyArray1<'_, f64>>,
+        low: Vec<PyReadonlyArray1<'_, f64>>,
+        close: Vec<PyReadonlyArray1<'_, f64>>,
+        volume: Vec<PyReadonlyArray1<'_, f64>>,
+        base: Vec<usize>,
+        start: i64,
+        adopt: Option<Vec<bool>>,
+    ) -> PyResult<Self> {
+        let n = symbols.len();
+        let adopt = adopt.unwrap_or_else(|| vec![false; n]);
+        if [
+            ts.len(),
+            open.len(),
+            high.len(),
+            low.len(),
+            close.len(),
+            volume.len(),
+            adopt.len(),
+        ]
+        .iter()
+        .any(|&l| l != n)
+        {
+            return Err(PyValueError::new_err("one column array (and adopt flag) per symbol is required for each of ts/open/high/low/close/volume"));
+        }
+        let bars = (0..n)
+            .map(|s| SymbolBars {
+                ts: column(&ts[s], adopt[s]),
+                open: column(&open[s], adopt[s]),
+                high: column(&high[s], adopt[s]),
+                low: column(&low[s], adopt[s]),
+                close: column(&close[s], adopt[s]),
+                volume: column(&volume[s], adopt[s]),
+                extra: Vec::new(),
+            })
+            .collect();
+        let inner = py
+            .detach(|| Market::window(symbols, bars, base, start))
+            .py_err(py)?;
+        Ok(PyMarket {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Run index of `symbol`'s first held bar (0 unless this is a streamed window).
+    fn base(&self, symbol: usize) -> PyResult<usize> {
+        if symbol >= self.inner.symbol_count() {
+            return Err(PyValueError::new_err(format!(
+                "symbol index {symbol} out of range"
+            )));
+        }
+        Ok(self.inner.base(symbol))
+    }
+
     #[getter]
     fn symbols(&self) -> Vec<String> {
         self.inner.names().to_vec()
@@ -182,9 +247,12 @@ pub fn view_column<'py>(
             "symbol index {symbol} out of range"
         )));
     }
+    // `start`/`stop` are run indices; a streamed window holds the symbol's bars from
+    // `base(symbol)` on (earlier ones are no longer held: the view starts there).
     let b = m.bars(symbol);
-    let stop = stop.min(b.len());
-    let start = start.min(stop);
+    let base = m.base(symbol);
+    let stop = stop.min(m.end(symbol)).saturating_sub(base);
+    let start = start.saturating_sub(base).min(stop);
     let owner = market.clone().into_any();
     Ok(match name {
         "ts" => readonly_view(&b.ts[start..stop], owner)?.into_any(),

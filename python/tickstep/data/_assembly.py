@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -9,7 +11,7 @@ import pyarrow as pa
 from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns, SymbolBars, check_bars
 from tickstep.data._metadata import metadata_frame
 
-__all__ = ["arrow_columns", "assemble"]
+__all__ = ["arrow_columns", "assemble", "window_parts"]
 
 
 def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
@@ -29,6 +31,50 @@ def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
     return arr
 
 
+def _symbol_rows(symbol_id: np.ndarray, ids: np.ndarray) -> tuple[dict[int, slice], np.ndarray | None]:
+    """Where each requested symbol's rows are: {position in ``ids``: slice} over the rows
+    (reordered by ``take`` first when the store did not return them grouped)."""
+    order_ids = np.argsort(ids)
+    sorted_ids = ids[order_ids]
+
+    def codes_of(values: np.ndarray) -> np.ndarray:
+        """Positions in ``ids`` of store symbol ids ``values``."""
+        pos = np.minimum(np.searchsorted(sorted_ids, values), len(ids) - 1)
+        if len(values) and not np.array_equal(sorted_ids[pos], values):
+            raise DataError("the store returned bars for a symbol that was not requested")
+        return order_ids[pos]
+
+    # Runs of equal symbol ids, found without a per-row array of positions: when the
+    # store returned each symbol's rows contiguously (it usually does) only the runs'
+    # heads are looked up, so grouping costs memory per symbol, not per row.
+    n = len(symbol_id)
+    change = np.flatnonzero(symbol_id[1:] != symbol_id[:-1]) + 1
+    starts = np.concatenate(([0], change)) if n else np.array([], dtype=np.int64)
+    ends = np.concatenate((change, [n])) if n else starts
+    heads = codes_of(symbol_id[starts])
+    if len(np.unique(heads)) == len(heads):
+        return {int(k): slice(int(s), int(e)) for k, s, e in zip(heads, starts, ends)}, None
+    codes = codes_of(symbol_id).astype(np.int16 if len(ids) < 2**15 else np.int32)
+    take = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[take], np.arange(len(ids) + 1))
+    spans = {
+        k: slice(int(bounds[k]), int(bounds[k + 1]))
+        for k in range(len(ids))
+        if bounds[k + 1] > bounds[k]
+    }
+    return spans, take
+
+
+def _checked_part(symbol: str, columns: dict[str, np.ndarray], rows: Any) -> list[np.ndarray]:
+    """One symbol's (ts, open, ..., volume) rows, sorted by time if they were not, checked."""
+    part = [columns["ts"][rows], *(columns[name][rows] for name in VALUE_COLUMNS)]
+    if len(part[0]) > 1 and not (np.diff(part[0]) > 0).all():
+        by_time = np.argsort(part[0], kind="stable")
+        part = [p[by_time] for p in part]
+    check_bars(symbol, *part)
+    return part
+
+
 def assemble(
     symbol_id: np.ndarray,
     columns: dict[str, np.ndarray],
@@ -44,37 +90,7 @@ def assemble(
     """
     ids = meta["symbol_id"].to_numpy(np.int64)
     symbols = list(meta["symbol"])
-    order_ids = np.argsort(ids)
-    sorted_ids = ids[order_ids]
-
-    def codes_of(values: np.ndarray) -> np.ndarray:
-        """Positions in ``ids`` (= in ``symbols``) of store symbol ids ``values``."""
-        pos = np.minimum(np.searchsorted(sorted_ids, values), len(ids) - 1)
-        if len(values) and not np.array_equal(sorted_ids[pos], values):
-            raise DataError("the store returned bars for a symbol that was not requested")
-        return order_ids[pos]
-
-    ts = columns["ts"]
-    # Runs of equal symbol ids, found without a per-row array of positions: when the
-    # store returned each symbol's rows contiguously (it usually does) only the runs'
-    # heads are looked up, so grouping costs memory per symbol, not per row.
-    n = len(symbol_id)
-    change = np.flatnonzero(symbol_id[1:] != symbol_id[:-1]) + 1
-    starts = np.concatenate(([0], change)) if n else np.array([], dtype=np.int64)
-    ends = np.concatenate((change, [n])) if n else starts
-    heads = codes_of(symbol_id[starts])
-    if len(np.unique(heads)) == len(heads):
-        spans = {int(k): slice(int(s), int(e)) for k, s, e in zip(heads, starts, ends)}
-        take = None
-    else:
-        codes = codes_of(symbol_id).astype(np.int16 if len(ids) < 2**15 else np.int32)
-        take = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[take], np.arange(len(ids) + 1))
-        spans = {
-            k: slice(int(bounds[k]), int(bounds[k + 1]))
-            for k in range(len(ids))
-            if bounds[k + 1] > bounds[k]
-        }
+    spans, take = _symbol_rows(symbol_id, ids)
     empty = [symbols[k] for k in range(len(ids)) if k not in spans]
     if empty:
         raise DataError(
@@ -85,14 +101,26 @@ def assemble(
     bars = []
     for k, symbol in enumerate(symbols):
         span = spans[k]
-        rows = take[span] if take is not None else span
-        part = [ts[rows], *(columns[name][rows] for name in VALUE_COLUMNS)]
-        if len(part[0]) > 1 and not (np.diff(part[0]) > 0).all():
-            by_time = np.argsort(part[0], kind="stable")
-            part = [p[by_time] for p in part]
-        check_bars(symbol, *part)
+        part = _checked_part(symbol, columns, take[span] if take is not None else span)
         bars.append(SymbolBars._trusted(symbol, *part))
     return MarketColumns(bars, metadata_frame(meta))
+
+
+def window_parts(
+    symbol_id: np.ndarray, columns: dict[str, np.ndarray], ids: np.ndarray, symbols: list[str]
+) -> list[list[np.ndarray]]:
+    """Rows of one time window of a streamed run -> per requested symbol (in ``symbols``
+    order, ``ids`` their store ids) its checked (ts, open, ..., volume) columns; a symbol
+    without bars in the window gets empty ones."""
+    spans, take = _symbol_rows(symbol_id, np.asarray(ids, dtype=np.int64))
+    parts = []
+    for k, symbol in enumerate(symbols):
+        span = spans.get(k)
+        if span is None:
+            parts.append([np.empty(0, np.int64)] + [np.empty(0, np.float64) for _ in VALUE_COLUMNS])
+        else:
+            parts.append(_checked_part(symbol, columns, take[span] if take is not None else span))
+    return parts
 
 
 def arrow_columns(table: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
