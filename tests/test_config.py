@@ -37,6 +37,8 @@ def test_defaults():
         "periods_per_year": None,
         "on_reject": "warn",
         "trade_start": None,
+        "stream": None,
+        "history": None,
     }
 
 
