@@ -143,7 +143,7 @@ impl TickContext<'_> {
 
     #[inline]
     pub fn cash(&self) -> f64 {
-        self.portfolio.cash
+        self.portfolio.cash()
     }
 
     pub fn gross_exposure(&self) -> f64 {

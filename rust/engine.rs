@@ -224,6 +224,9 @@ impl Engine {
             }
             self.active = active;
             self.barrier(&market, t);
+            if let Some((symbol, amount)) = self.portfolio.out_of_range() {
+                return Err(self.out_of_range(symbol, amount));
+            }
             more = self.clock.prepare(&market, t + 1);
             self.ticks_run += 1;
             if self.ticks_run.is_multiple_of(4096) {
@@ -288,8 +291,25 @@ impl Engine {
         }
         if self.config.record_every_bar || day_ends {
             let p = &self.portfolio;
-            self.equity.push(ts, p.equity(), p.cash, p.gross_exposure());
+            self.equity
+                .push(ts, p.equity(), p.cash(), p.gross_exposure());
         }
+    }
+
+    /// The account left the range it sums exactly (`MONEY_LIMIT`): say where and what.
+    #[cold]
+    fn out_of_range(&self, symbol: Option<usize>, amount: f64) -> EngineError {
+        let whose = symbol.map_or_else(
+            || "the account's cash".to_string(),
+            |s| format!("symbol '{}'", self.market.name(s)),
+        );
+        EngineError::InvalidMarket(format!(
+            "{whose}: an amount of {amount:e} at timestamp {} (ns UTC) is beyond ±{:.2e}, the range \
+             tickstep keeps the account's sums exact in (price × size, a fill, or the cash); \
+             check the prices' scale and the order sizes",
+            self.now,
+            crate::portfolio::MONEY_LIMIT
+        ))
     }
 
     // ---- after (or outside) a run ---------------------------------------------------------
@@ -312,7 +332,7 @@ impl Engine {
     }
 
     pub fn cash(&self) -> f64 {
-        self.portfolio.cash
+        self.portfolio.cash()
     }
 
     pub fn portfolio(&self) -> &Portfolio {

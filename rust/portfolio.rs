@@ -1,13 +1,128 @@
 //! Portfolio: one cash balance for all symbols, net positions made of FIFO lots (trades),
 //! and equity kept up to date incrementally.
 //!
-//! Accounting identity, true after every operation:
+//! Accounting identity, true after every operation, exactly:
 //!   equity = cash + Σ position_size × mark_price
 //! where each position is marked at its own symbol's latest price (never the entry price).
-//! `value` (Σ size × mark) and `gross` (Σ |size| × mark) are adjusted by deltas on each fill
-//! and each new price, so no operation walks all positions.
+//! `value` (Σ size × mark) and `gross` (Σ |size| × mark) are adjusted on each fill and each
+//! new price by replacing the position's own term, so no operation walks all positions.
+//!
+//! Sums of money are exact ([`Money`]): every amount (a fill's cash, a position's
+//! size × mark, a day's carrying cost) is one f64, turned into fixed point once, and the
+//! sums of those integers are exact. A sum of the same amounts is then the same bits in
+//! any order, so the account cannot depend on the order symbols are visited in (their
+//! names); equity is that exact sum rounded once to f64.
 
 use std::collections::VecDeque;
+use std::ops::{AddAssign, SubAssign};
+
+// ---- exact sums of money ---------------------------------------------------------------
+
+/// Fractional bits of [`Money`]: one unit is 2⁻⁵² ≈ 2.2e-16.
+const MONEY_FRACTION_BITS: i32 = 52;
+const MONEY_UNIT: f64 = 1.0 / (1u64 << MONEY_FRACTION_BITS) as f64;
+
+/// Largest amount (in magnitude) one term may be: 2⁷² ≈ 4.7e21. Sums are watched to stay
+/// below 2⁷³, so adding a term to a sum never leaves i128 (2¹²⁷ units) and cannot wrap.
+pub const MONEY_LIMIT: f64 = 4_722_366_482_869_645_213_696.0; // 2^72
+
+/// An amount of money in fixed point: an i128 count of 2⁻⁵² units.
+///
+/// Every f64 of magnitude ≥ 1 is a multiple of 2⁻⁵², so amounts from 1 to `MONEY_LIMIT`
+/// convert exactly; smaller ones round to the nearest unit (ties to even, symmetric in
+/// sign: −x converts to −(x)), an error below f64's own spacing at 1. Adding and
+/// subtracting are exact, hence independent of order. An amount beyond the limit (or not
+/// finite) is recorded by the portfolio (`out_of_range`) and ends the run with an error,
+/// never a wrapped sum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Money(i128);
+
+impl Money {
+    pub const ZERO: Money = Money(0);
+
+    /// `x` in units of 2⁻⁵², rounded to nearest (ties to even); `None` when `|x|` is not
+    /// below `MONEY_LIMIT` or `x` is not finite.
+    #[inline]
+    pub fn from_f64(x: f64) -> Option<Money> {
+        let bits = x.to_bits();
+        let exponent = ((bits >> 52) & 0x7ff) as i32;
+        if exponent == 0 {
+            // Zero or subnormal (< 2⁻¹⁰²²): nearer to 0 than to one unit.
+            return Some(Money(0));
+        }
+        // |x| = mantissa × 2^(exponent − 1075); in units: mantissa × 2^(exponent − 1023).
+        let mantissa = ((bits & ((1u64 << 52) - 1)) | (1u64 << 52)) as i128;
+        let shift = exponent - 1075 + MONEY_FRACTION_BITS;
+        let magnitude = if shift >= 0 {
+            // 53 significant bits shifted left must stay below 2^124 (|x| < 2^72).
+            if shift > 124 - 53 {
+                return None; // beyond the limit, or inf/NaN (exponent 0x7ff)
+            }
+            mantissa << shift
+        } else {
+            let down = -shift;
+            if down > 54 {
+                0 // below half a unit
+            } else {
+                let kept = mantissa >> down;
+                let rest = mantissa & ((1i128 << down) - 1);
+                let half = 1i128 << (down - 1);
+                if rest > half || (rest == half && kept & 1 == 1) {
+                    kept + 1
+                } else {
+                    kept
+                }
+            }
+        };
+        Some(Money(if bits >> 63 == 1 {
+            -magnitude
+        } else {
+            magnitude
+        }))
+    }
+
+    /// The nearest f64 (one rounding of the exact amount).
+    #[inline]
+    pub fn to_f64(self) -> f64 {
+        // i128 -> f64 rounds to nearest; the scaling by a power of two is exact.
+        self.0 as f64 * MONEY_UNIT
+    }
+
+    #[inline]
+    fn neg(self) -> Money {
+        Money(-self.0)
+    }
+
+    /// Whether a sum has left the range it is kept in (2⁷³, twice a term's limit).
+    #[inline]
+    fn beyond_sum_limit(self) -> bool {
+        self.0.unsigned_abs() >= 1u128 << 125
+    }
+}
+
+impl AddAssign for Money {
+    #[inline]
+    fn add_assign(&mut self, other: Money) {
+        self.0 = self.0.wrapping_add(other.0);
+    }
+}
+
+impl SubAssign for Money {
+    #[inline]
+    fn sub_assign(&mut self, other: Money) {
+        self.0 = self.0.wrapping_sub(other.0);
+    }
+}
+
+impl std::iter::Sum for Money {
+    fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
+        let mut total = Money::ZERO;
+        for m in iter {
+            total += m;
+        }
+        total
+    }
+}
 
 /// An open trade: one entry, possibly partly closed since.
 #[derive(Clone, Debug)]
@@ -62,6 +177,10 @@ pub struct Position {
     /// Latest price (NaN before the symbol's first bar).
     pub mark: f64,
     pub lots: VecDeque<Lot>,
+    /// This position's terms of the account's value and gross exposure: size × mark and
+    /// |size| × mark, as last booked (0 when flat).
+    value: Money,
+    gross: Money,
 }
 
 impl Position {
@@ -105,9 +224,12 @@ pub struct Execution {
 }
 
 pub struct Portfolio {
-    pub cash: f64,
-    value: f64,
-    gross: f64,
+    /// Exact sums (see the module documentation): cash, Σ size × mark, Σ |size| × mark.
+    cash: Money,
+    value: Money,
+    gross: Money,
+    /// The first amount that left `Money`'s range: (symbol, amount); the run stops on it.
+    out_of_range: Option<(Option<usize>, f64)>,
     positions: Vec<Position>,
     next_lot_id: u64,
     pub closed: Vec<ClosedTrade>,
@@ -136,10 +258,11 @@ const DUST: f64 = 1e-9;
 
 impl Portfolio {
     pub fn new(cash: f64, symbols: usize) -> Self {
-        Portfolio {
-            cash,
-            value: 0.0,
-            gross: 0.0,
+        let mut portfolio = Portfolio {
+            cash: Money::ZERO,
+            value: Money::ZERO,
+            gross: Money::ZERO,
+            out_of_range: None,
             positions: (0..symbols)
                 .map(|_| Position {
                     mark: f64::NAN,
@@ -150,7 +273,67 @@ impl Portfolio {
             closed: Vec::new(),
             carry_paid: 0.0,
             last_accrual: None,
+        };
+        portfolio.cash = portfolio.money(None, cash);
+        portfolio
+    }
+
+    /// `x` as `Money`, or zero with the account flagged out of range (see `out_of_range`).
+    #[inline]
+    fn money(&mut self, symbol: Option<usize>, x: f64) -> Money {
+        match Money::from_f64(x) {
+            Some(m) => m,
+            None => {
+                self.flag(symbol, x);
+                Money::ZERO
+            }
         }
+    }
+
+    #[cold]
+    fn flag(&mut self, symbol: Option<usize>, amount: f64) {
+        self.out_of_range.get_or_insert((symbol, amount));
+    }
+
+    /// Watch the sums after an update: one beyond its range flags the account.
+    #[inline]
+    fn check_sums(&mut self, symbol: Option<usize>) {
+        if self.cash.beyond_sum_limit()
+            || self.value.beyond_sum_limit()
+            || self.gross.beyond_sum_limit()
+        {
+            let amount = self.equity();
+            self.flag(symbol, amount);
+        }
+    }
+
+    /// The first amount (and its symbol, if one) beyond what the account sums exactly
+    /// (`MONEY_LIMIT`), or not finite; after it the sums are meaningless.
+    pub fn out_of_range(&self) -> Option<(Option<usize>, f64)> {
+        self.out_of_range
+    }
+
+    /// Replace `symbol`'s term of value and gross exposure by size × mark as they are now.
+    #[inline]
+    fn revalue(&mut self, symbol: usize) {
+        let p = &self.positions[symbol];
+        let (size, mark) = (p.size, p.mark);
+        let value = if size == 0.0 {
+            Money::ZERO
+        } else {
+            self.money(Some(symbol), size * mark)
+        };
+        // |size| × mark is ±(size × mark), and the conversion is symmetric in sign.
+        let gross = if size < 0.0 { value.neg() } else { value };
+        let p = &mut self.positions[symbol];
+        let (old_value, old_gross) = (p.value, p.gross);
+        p.value = value;
+        p.gross = gross;
+        self.value += value;
+        self.value -= old_value;
+        self.gross += gross;
+        self.gross -= old_gross;
+        self.check_sums(Some(symbol));
     }
 
     /// Charge the carrying costs of the calendar days since the previous day end (one for
@@ -166,32 +349,41 @@ impl Portfolio {
         if *rates == CarryRates::default() {
             return 0.0;
         }
-        let short_value: f64 = self
+        // Σ over shorts of −size × mark: their terms, summed exactly (in any order).
+        let short_value: Money = self
             .positions
             .iter()
             .filter(|p| p.size < 0.0)
-            .map(|p| -p.size * p.mark)
+            .map(|p| p.value.neg())
             .sum();
-        let rate = if self.cash < 0.0 {
-            rates.margin
-        } else {
-            rates.cash
-        };
-        let cost = (short_value * rates.borrow - self.cash * rate) * days / 365.0;
-        self.cash -= cost;
+        let cash = self.cash();
+        let rate = if cash < 0.0 { rates.margin } else { rates.cash };
+        let cost = (short_value.to_f64() * rates.borrow - cash * rate) * days / 365.0;
+        let charge = self.money(None, cost);
+        self.cash -= charge;
+        self.check_sums(None);
         self.carry_paid += cost;
         cost
     }
 
+    /// cash + Σ size × mark: the exact sum, rounded once.
     #[inline]
     pub fn equity(&self) -> f64 {
-        self.cash + self.value
+        let mut total = self.cash;
+        total += self.value;
+        total.to_f64()
+    }
+
+    /// Cash (rounded once from its exact sum).
+    #[inline]
+    pub fn cash(&self) -> f64 {
+        self.cash.to_f64()
     }
 
     /// Σ |size| × mark over all positions.
     #[inline]
     pub fn gross_exposure(&self) -> f64 {
-        self.gross
+        self.gross.to_f64()
     }
 
     #[inline]
@@ -207,16 +399,14 @@ impl Portfolio {
         self.positions.iter().filter(|p| p.size != 0.0).count()
     }
 
-    /// Move `symbol`'s mark to `price`, adjusting equity by the position's change in value.
+    /// Move `symbol`'s mark to `price`, replacing its term of value and gross exposure.
     #[inline]
     pub fn mark(&mut self, symbol: usize, price: f64) {
         let p = &mut self.positions[symbol];
-        if p.size != 0.0 {
-            let d = price - p.mark;
-            self.value += p.size * d;
-            self.gross += p.size.abs() * d;
-        }
         p.mark = price;
+        if p.size != 0.0 {
+            self.revalue(symbol);
+        }
     }
 
     /// Widen the excursion range of `symbol`'s open lots with a bar's low and high.
@@ -243,7 +433,7 @@ impl Portfolio {
         let grows = new_size.abs() > p.size.abs() * (1.0 + DUST);
         let mark = if p.mark.is_nan() { price } else { p.mark };
         let equity = self.equity() - commission + direction * size * (mark - price);
-        let gross = self.gross + (new_size.abs() - p.size.abs()) * mark;
+        let gross = self.gross_exposure() + (new_size.abs() - p.size.abs()) * mark;
         (equity, gross, grows)
     }
 
@@ -251,7 +441,10 @@ impl Portfolio {
     /// closed-trade records, and the incremental value/gross.
     pub fn apply(&mut self, x: Execution) -> FillEffect {
         let mut effect = FillEffect::default();
-        self.cash -= x.direction * x.size * x.price + x.commission;
+        let paid = self.money(Some(x.symbol), x.direction * x.size * x.price);
+        let fee = self.money(Some(x.symbol), x.commission);
+        self.cash -= paid;
+        self.cash -= fee;
         let pos = &mut self.positions[x.symbol];
         if pos.mark.is_nan() {
             pos.mark = x.price;
@@ -300,10 +493,8 @@ impl Portfolio {
         }
 
         // Recount the position from its lots rather than accumulating float deltas.
-        let old = pos.size;
         pos.size = pos.lots.iter().map(|l| l.direction * l.size).sum();
-        self.value += (pos.size - old) * pos.mark;
-        self.gross += (pos.size.abs() - old.abs()) * pos.mark;
+        self.revalue(x.symbol);
         effect
     }
 
@@ -393,7 +584,146 @@ mod tests {
             .filter(|x| x.size != 0.0)
             .map(|x| x.size * x.mark)
             .sum();
-        assert!((p.equity() - (p.cash + marked)).abs() < 1e-9 * p.equity().abs().max(1.0));
+        assert!((p.equity() - (p.cash() + marked)).abs() < 1e-9 * p.equity().abs().max(1.0));
+    }
+
+    #[test]
+    fn money_converts_amounts_from_one_up_exactly_and_rounds_below_symmetrically() {
+        for x in [
+            1.0,
+            1.5,
+            100.1,
+            9_999.99,
+            123_456_789.123,
+            4.0e21,
+            MONEY_LIMIT / 2.0,
+        ] {
+            for v in [x, -x] {
+                assert_eq!(Money::from_f64(v).unwrap().to_f64(), v, "{v}");
+            }
+        }
+        let unit = MONEY_UNIT;
+        assert_eq!(Money::from_f64(unit).unwrap(), Money(1));
+        // Half a unit ties to even (0), one and a half to 2; the sign never changes that.
+        assert_eq!(Money::from_f64(unit / 2.0).unwrap(), Money(0));
+        assert_eq!(Money::from_f64(unit * 1.5).unwrap(), Money(2));
+        assert_eq!(Money::from_f64(-unit * 1.5).unwrap(), Money(-2));
+        assert_eq!(Money::from_f64(unit * 2.5).unwrap(), Money(2));
+        assert_eq!(Money::from_f64(unit * 0.75).unwrap(), Money(1));
+        assert_eq!(
+            Money::from_f64(0.3).unwrap(),
+            Money((0.3f64 / unit).round() as i128)
+        );
+        assert_eq!(Money::from_f64(1e-300).unwrap(), Money(0));
+        assert_eq!(Money::from_f64(-0.0).unwrap(), Money(0));
+        for bad in [MONEY_LIMIT, -MONEY_LIMIT, 1e30, f64::INFINITY, f64::NAN] {
+            assert_eq!(Money::from_f64(bad), None, "{bad}");
+        }
+    }
+
+    /// A deterministic stream of awkward amounts (no rand dependency in the core).
+    fn amounts(n: usize, mut state: u64) -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+                (u - 0.4) * 10f64.powi((state % 6) as i32) / 3.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn equity_is_the_same_bits_whatever_order_symbols_are_marked_and_filled_in() {
+        let n = 12;
+        let sizes = amounts(n, 7);
+        let opens = amounts(n, 11)
+            .iter()
+            .map(|x| 10.0 + x.abs())
+            .collect::<Vec<_>>();
+        let closes = amounts(n, 13)
+            .iter()
+            .map(|x| 10.0 + x.abs())
+            .collect::<Vec<_>>();
+        let run = |order: &[usize]| {
+            let mut p = Portfolio::new(100_000.0, n);
+            for &s in order {
+                p.mark(s, opens[s]);
+            }
+            for &s in order {
+                let mut x = exec(sizes[s].signum(), sizes[s].abs() / 7.0, opens[s], 0.013);
+                x.symbol = s;
+                p.apply(x);
+            }
+            for &s in order {
+                p.mark(s, closes[s]);
+            }
+            (
+                p.equity().to_bits(),
+                p.cash().to_bits(),
+                p.gross_exposure().to_bits(),
+            )
+        };
+        let forward: Vec<usize> = (0..n).collect();
+        let backward: Vec<usize> = (0..n).rev().collect();
+        let shuffled = [5, 0, 11, 3, 8, 1, 10, 6, 2, 9, 4, 7];
+        let float_order = |order: &[usize]| {
+            order
+                .iter()
+                .fold(0.0, |acc, &s| acc + sizes[s] / 7.0 * closes[s])
+        };
+        // Plain f64 sums of these terms do depend on the order (so the test can fail) ...
+        let sums = [&forward, &backward, &shuffled[..]].map(|o| float_order(o).to_bits());
+        assert!(sums[0] != sums[1] || sums[0] != sums[2]);
+        // ... the account's sums do not.
+        assert_eq!(run(&forward), run(&backward));
+        assert_eq!(run(&forward), run(&shuffled));
+    }
+
+    #[test]
+    fn equity_is_cash_plus_each_position_marked_summed_exactly() {
+        let mut p = Portfolio::new(10_000.0, 3);
+        let prices = [101.37, 0.3, 77.7];
+        for (s, &price) in prices.iter().enumerate() {
+            p.mark(s, price);
+            let mut x = exec(if s == 1 { -1.0 } else { 1.0 }, 3.3, price, 0.1);
+            x.symbol = s;
+            p.apply(x);
+            p.mark(s, price * 1.01);
+        }
+        // The identity with every term rounded once and summed exactly (as i128 units).
+        let terms: Vec<f64> = p.positions().iter().map(|q| q.size * q.mark).collect();
+        let exact: i128 = terms
+            .iter()
+            .map(|&t| Money::from_f64(t).unwrap().0)
+            .sum::<i128>()
+            + p.cash.0;
+        assert_eq!(p.equity(), Money(exact).to_f64());
+        let gross: i128 = terms
+            .iter()
+            .map(|&t| Money::from_f64(t.abs()).unwrap().0)
+            .sum();
+        assert_eq!(p.gross_exposure(), Money(gross).to_f64());
+    }
+
+    #[test]
+    fn an_amount_beyond_the_exact_range_is_reported_not_wrapped() {
+        let mut p = Portfolio::new(10_000.0, 2);
+        p.mark(0, 1.0);
+        p.apply(exec(1.0, 1.0, 1.0, 0.0));
+        assert_eq!(p.out_of_range(), None);
+        p.mark(0, 1e25);
+        assert_eq!(p.out_of_range(), Some((Some(0), 1e25)));
+        // Many terms just inside the limit: the sum is caught before i128 could wrap.
+        let mut q = Portfolio::new(10_000.0, 64);
+        for s in 0..64 {
+            q.mark(s, MONEY_LIMIT / 2.0);
+            let mut x = exec(1.0, 1.0, MONEY_LIMIT / 2.0, 0.0);
+            x.symbol = s;
+            q.apply(x);
+        }
+        assert!(q.out_of_range().is_some());
     }
 
     #[test]
@@ -401,7 +731,7 @@ mod tests {
         let mut p = Portfolio::new(10_000.0, 1);
         p.mark(0, 100.0);
         p.apply(exec(1.0, 10.0, 100.0, 2.0));
-        assert_eq!(p.cash, 10_000.0 - 1000.0 - 2.0);
+        assert_eq!(p.cash(), 10_000.0 - 1000.0 - 2.0);
         p.mark(0, 110.0);
         check_identity(&p);
         assert!((p.equity() - (10_000.0 - 2.0 + 100.0)).abs() < 1e-9);
@@ -419,7 +749,7 @@ mod tests {
         let mut p = Portfolio::new(1_000.0, 1);
         p.mark(0, 50.0);
         p.apply(exec(-1.0, 4.0, 50.0, 0.0));
-        assert_eq!(p.cash, 1_200.0);
+        assert_eq!(p.cash(), 1_200.0);
         p.mark(0, 45.0);
         check_identity(&p);
         // Buy 6: closes the 4 short (+20) and opens 2 long at 45.
@@ -448,7 +778,7 @@ mod tests {
         // Friday to Monday: three days.
         assert!((p.accrue_carry(3 * day + 16 * 3_600_000_000_000, &rates) - 1.5).abs() < 1e-12);
         assert!((p.carry_paid - 2.0).abs() < 1e-12);
-        assert!((p.cash - 5_998.0).abs() < 1e-9);
+        assert!((p.cash() - 5_998.0).abs() < 1e-9);
         check_identity(&p);
         // Cover and buy 200 of another at 50: cash 5,998 - 5,000 - 10,000 = -9,002.
         p.apply(exec(1.0, 100.0, 50.0, 0.0));

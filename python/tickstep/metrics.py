@@ -573,7 +573,9 @@ def buy_and_hold_return(first: np.ndarray, last: np.ndarray) -> float:
         raise ValueError(f"first and last prices differ in shape: {first.shape} vs {last.shape}")
     if len(first) == 0:
         return math.nan
-    return float(np.mean(last / first - 1.0))
+    # Sorted: the mean of the same returns is the same bits whatever order (names) the
+    # symbols come in.
+    return float(np.mean(np.sort(last / first - 1.0)))
 
 
 def sqn(pnl: np.ndarray) -> float:
@@ -714,8 +716,12 @@ def _trade_stats(trades: pd.DataFrame) -> dict[str, object]:
     if missing:
         raise ValueError(f"trades frame lacks column(s) {missing}")
 
-    pnl = trades["pnl"].to_numpy(dtype=float)
-    returns = trades["return_pct"].to_numpy(dtype=float)
+    # Each column's values sorted before any sum: trades of one instant are listed in the
+    # order they executed, which may follow the symbols; sums of a sorted column are the
+    # same bits whatever that order was.
+    column = {c: np.sort(trades[c].to_numpy(dtype=float)) for c in _TRADE_COLUMNS}
+    pnl = column["pnl"]
+    returns = column["return_pct"]
     gross_profit = float(pnl[pnl > 0].sum())
     gross_loss = float(-pnl[pnl < 0].sum())
     if gross_loss > 0:
@@ -732,8 +738,8 @@ def _trade_stats(trades: pd.DataFrame) -> dict[str, object]:
         "Expectancy [$]": float(np.mean(pnl)),
         "SQN": sqn(pnl),
         "Kelly Criterion": kelly_criterion(pnl),
-        "Avg. MAE [%]": float(np.mean(trades["mae"].to_numpy(dtype=float))) * 100.0,
-        "Avg. MFE [%]": float(np.mean(trades["mfe"].to_numpy(dtype=float))) * 100.0,
-        "Commissions [$]": float(np.sum(trades["commission"].to_numpy(dtype=float))),
-        "Avg. Bars Held": float(np.mean(trades["bars_held"].to_numpy(dtype=float))),
+        "Avg. MAE [%]": float(np.mean(column["mae"])) * 100.0,
+        "Avg. MFE [%]": float(np.mean(column["mfe"])) * 100.0,
+        "Commissions [$]": float(np.sum(column["commission"])),
+        "Avg. Bars Held": float(np.mean(column["bars_held"])),
     }
