@@ -7,8 +7,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns, SymbolBars, check_bars
+from tickstep.data._bars_query import extra_column
+from tickstep.data._columns import (
+    VALUE_COLUMNS,
+    DataError,
+    MarketColumns,
+    SymbolBars,
+    check_bars,
+    check_extra_columns,
+)
 from tickstep.data._metadata import metadata_frame
 
 __all__ = ["arrow_columns", "assemble", "window_parts"]
@@ -65,14 +74,28 @@ def _symbol_rows(symbol_id: np.ndarray, ids: np.ndarray) -> tuple[dict[int, slic
     return spans, take
 
 
-def _checked_part(symbol: str, columns: dict[str, np.ndarray], rows: Any) -> list[np.ndarray]:
-    """One symbol's (ts, open, ..., volume) rows, sorted by time if they were not, checked."""
+def _checked_part(
+    symbol: str,
+    columns: dict[str, np.ndarray],
+    rows: Any,
+    extra: tuple[str, ...] = (),
+    allow_nan: Any = (),
+) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """One symbol's (ts, open, ..., volume) rows and extra columns, sorted by time if they
+    were not, checked. An extra column all NULL in these rows is not the symbol's."""
     part = [columns["ts"][rows], *(columns[name][rows] for name in VALUE_COLUMNS)]
+    own = {}
+    for k, name in enumerate(extra):
+        nulls = columns.get(f"{extra_column(k)}:null")
+        if nulls is None or not nulls[rows].all():
+            own[name] = columns[extra_column(k)][rows]
     if len(part[0]) > 1 and not (np.diff(part[0]) > 0).all():
         by_time = np.argsort(part[0], kind="stable")
         part = [p[by_time] for p in part]
+        own = {name: v[by_time] for name, v in own.items()}
     check_bars(symbol, *part)
-    return part
+    check_extra_columns(symbol, part[0], own, allow_nan)
+    return part, own
 
 
 def assemble(
@@ -80,6 +103,8 @@ def assemble(
     columns: dict[str, np.ndarray],
     meta: pd.DataFrame,
     filters: str,
+    extra: tuple[str, ...] = (),
+    allow_nan: Any = (),
 ) -> MarketColumns:
     """Rows of many symbols (any order) -> MarketColumns, without a loop over rows.
 
@@ -87,6 +112,11 @@ def assemble(
     Rows are grouped by a stable radix sort of small symbol codes (skipped when the store
     returned each symbol's rows contiguously) and each symbol's timestamps are sorted only
     if the store returned them out of order.
+
+    ``extra`` names the stored extra columns the rows hold as ``e0, e1, ...`` (NaN where
+    NULL, with the NULL mask under ``e0:null``, ...): a symbol whose rows are all NULL in
+    one has no such column; a NULL among values is a missing value, refused outside
+    ``allow_nan`` as at the door.
     """
     ids = meta["symbol_id"].to_numpy(np.int64)
     symbols = list(meta["symbol"])
@@ -101,8 +131,9 @@ def assemble(
     bars = []
     for k, symbol in enumerate(symbols):
         span = spans[k]
-        part = _checked_part(symbol, columns, take[span] if take is not None else span)
-        bars.append(SymbolBars._trusted(symbol, *part))
+        rows = take[span] if take is not None else span
+        part, own = _checked_part(symbol, columns, rows, extra, allow_nan)
+        bars.append(SymbolBars._trusted(symbol, *part, extra=own))
     return MarketColumns(bars, metadata_frame(meta))
 
 
@@ -119,15 +150,28 @@ def window_parts(
         if span is None:
             parts.append([np.empty(0, np.int64)] + [np.empty(0, np.float64) for _ in VALUE_COLUMNS])
         else:
-            parts.append(_checked_part(symbol, columns, take[span] if take is not None else span))
+            parts.append(_checked_part(symbol, columns, take[span] if take is not None else span)[0])
     return parts
 
 
-def arrow_columns(table: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The bars query's Arrow result -> numpy columns (zero-copy for a single chunk)."""
+def arrow_columns(table: pa.Table, n_extra: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The bars query's Arrow result -> numpy columns (zero-copy for a single chunk).
+
+    The ``n_extra`` extra columns ``e0, e1, ...`` come with NULLs as NaN and, when they
+    have NULLs, their mask under ``e0:null``, ...
+    """
     columns = {"ts": _column(table, "ts", np.int64)}
     for name in VALUE_COLUMNS:
         columns[name] = _column(table, name, np.float64)
+    for k in range(n_extra):
+        alias = extra_column(k)
+        values = table.column(alias)
+        if values.type != pa.float64():
+            values = pc.cast(values, pa.float64())
+        if values.null_count:
+            columns[f"{alias}:null"] = values.is_null().to_numpy(zero_copy_only=False)
+            values = pc.fill_null(values, np.nan)
+        columns[alias] = values.combine_chunks().to_numpy(zero_copy_only=False)
     # Symbol ids keep the store's integer type (no per-row widening copy).
     ids = table.column("symbol_id")
     return _column(table, "symbol_id", ids.type.to_pandas_dtype()), columns

@@ -24,7 +24,7 @@ from tickstep.data._calendars import FilterSpans
 from tickstep.data._request import Timeframe
 from tickstep.timeframes import NS_PER_DAY
 
-__all__ = ["DUCKDB", "POSTGRES", "Dialect", "bars_query"]
+__all__ = ["DUCKDB", "POSTGRES", "Dialect", "bars_query", "extra_column", "quote"]
 
 _COLUMNS = "b.symbol_id, b.ts, b.open, b.high, b.low, b.close, b.volume"
 INT64_MIN = -(2**63)
@@ -96,6 +96,12 @@ class Dialect:
         """The ``value`` of a group's latest bar."""
         return f"arg_max({value}, b.ts)"
 
+    def last_or_null(self, value: str) -> str:
+        """The ``value`` of a group's latest bar, NULL when that bar's is NULL (arg_max
+        would pass over it to an earlier bar's value; an extra column's gap must stay a
+        gap, as PostgreSQL's probe by key keeps it)."""
+        return f"arg_max_null({value}, b.ts)"
+
 
 DUCKDB = Dialect(
     "duckdb", bind_arrays=True, index_ranges=False, int_types={"int4": "INTEGER", "int8": "BIGINT"}
@@ -105,6 +111,17 @@ POSTGRES = Dialect(
 )
 
 
+def quote(name: str) -> str:
+    """A column name as a quoted SQL identifier (names were checked at the door)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def extra_column(k: int) -> str:
+    """The alias of the ``k``-th extra column in a query's result (and a staging table):
+    stored names may be any text, aliases are plain."""
+    return f"e{k}"
+
+
 def bars_query(
     dialect: Dialect,
     ids: np.ndarray,
@@ -112,20 +129,24 @@ def bars_query(
     hi: int,
     spans: FilterSpans | None,
     timeframe: Timeframe | None,
+    extra: tuple[str, ...] = (),
 ) -> tuple[str, dict[str, Any]]:
     """The bars of symbols ``ids`` in ``[lo, hi)``, filtered and resampled as asked.
 
     Returns the SQL and its bound parameters (empty for a dialect without bound arrays).
-    Rows come as ``symbol_id, ts, open, high, low, close, volume``; unfiltered rows in
-    no particular order (the caller groups them), resampled rows ordered.
+    Rows come as ``symbol_id, ts, open, high, low, close, volume`` and the stored extra
+    columns ``extra`` as ``e0, e1, ...``; unfiltered rows in no particular order (the
+    caller groups them), resampled rows ordered. A resampled bar's extra value is the
+    one of its bucket's last bar (as the close), NULL when that bar has none.
     """
     params: dict[str, Any] = {}
     bounds = _time_bounds(dialect, lo, hi)
+    picked = "".join(f", b.{quote(n)} AS {extra_column(k)}" for k, n in enumerate(extra))
     if spans is None:
         if timeframe is not None:
             raise ValueError("resampling needs the filter spans")  # pragma: no cover
         wanted = dialect.member("b.symbol_id", ids, params)
-        return f"SELECT {_COLUMNS} FROM bars b WHERE {wanted} AND {bounds}", params
+        return f"SELECT {_COLUMNS}{picked} FROM bars b WHERE {wanted} AND {bounds}", params
     req = dialect.rows(
         {
             "symbol_id": dialect.int_array(ids, "int4", params),
@@ -163,7 +184,7 @@ def bars_query(
         )
     head = "WITH " + ", ".join(ctes)
     if timeframe is None:
-        return f"{head} SELECT {_COLUMNS} FROM {source} WHERE {bounds}", params
+        return f"{head} SELECT {_COLUMNS}{picked} FROM {source} WHERE {bounds}", params
     if timeframe.daily:
         # Regular hours: a daily bar is the session's; else the bar's local date.
         bucket = (
@@ -177,17 +198,21 @@ def bars_query(
     int8 = dialect.int_types["int8"]
     bucket = f"CAST({bucket} AS {int8})"
     if dialect.index_ranges:
-        return f"{head} {_aggregate_by_ranges(bucket, bounds)}", params
+        return f"{head} {_aggregate_by_ranges(bucket, bounds, extra)}", params
+    last_extra = "".join(
+        f", {dialect.last_or_null(f'b.{quote(n)}')} AS {extra_column(k)}"
+        for k, n in enumerate(extra)
+    )
     aggregate = (
         f"SELECT b.symbol_id, {bucket} AS ts, {dialect.first('b.open')} AS open, "
         f"max(b.high) AS high, min(b.low) AS low, {dialect.last('b.close')} AS close, "
-        f"sum(b.volume) AS volume FROM {source} WHERE {bounds} GROUP BY b.symbol_id, 2 "
-        "ORDER BY b.symbol_id, 2"
+        f"sum(b.volume) AS volume{last_extra} FROM {source} WHERE {bounds} "
+        "GROUP BY b.symbol_id, 2 ORDER BY b.symbol_id, 2"
     )
     return f"{head} {aggregate}", params
 
 
-def _aggregate_by_ranges(bucket: str, bounds: str) -> str:
+def _aggregate_by_ranges(bucket: str, bounds: str, extra: tuple[str, ...] = ()) -> str:
     """Resampling by index range scans (PostgreSQL): each (symbol, span) range is
     aggregated per bucket inside its own scan, then the few partial rows of a bucket
     cut by a span's edge (a lunch break, an offset change) are merged.
@@ -199,7 +224,7 @@ def _aggregate_by_ranges(bucket: str, bounds: str) -> str:
     arrays copies a new array into a group's state for every later bar, never freed
     until the end). Here each scan's rows are at most one span's, and a bucket's first
     open and last close are read by the primary key, one index probe each per output
-    bar.
+    bar. The extra columns of a bucket's last bar come from one more probe of that key.
     """
     scan = (
         f"SELECT {bucket} AS bucket, min(b.ts) AS first_ts, max(b.ts) AS last_ts, "
@@ -214,10 +239,19 @@ def _aggregate_by_ranges(bucket: str, bounds: str) -> str:
         "GROUP BY r.symbol_id, p.bucket"
     )
     probe = "(SELECT x.{v} FROM bars x WHERE x.symbol_id = a.symbol_id AND x.ts = a.{t})"
+    last_bar = ""
+    picked = ""
+    if extra:
+        values = ", ".join(f"x.{quote(n)} AS {extra_column(k)}" for k, n in enumerate(extra))
+        last_bar = (
+            f" LEFT JOIN LATERAL (SELECT {values} FROM bars x "
+            "WHERE x.symbol_id = a.symbol_id AND x.ts = a.last_ts) l ON true"
+        )
+        picked = "".join(f", l.{extra_column(k)}" for k in range(len(extra)))
     return (
         f"SELECT a.symbol_id, a.bucket AS ts, {probe.format(v='open', t='first_ts')} AS open, "
-        f"a.high, a.low, {probe.format(v='close', t='last_ts')} AS close, a.volume "
-        f"FROM ({merged}) a ORDER BY a.symbol_id, a.bucket"
+        f"a.high, a.low, {probe.format(v='close', t='last_ts')} AS close, a.volume{picked} "
+        f"FROM ({merged}) a{last_bar} ORDER BY a.symbol_id, a.bucket"
     )
 
 

@@ -3,8 +3,11 @@
 Tables (plain SQL, readable by any DuckDB client):
 
 * ``symbols(symbol_id, symbol, name, sector, industry, exchange, timezone, currency, ...)``
-* ``bars(symbol_id, ts, open, high, low, close, volume)`` -- ``ts`` is int64 UTC
-  nanoseconds, the start of the bar; ``(symbol_id, ts)`` is unique.
+* ``bars(symbol_id, ts, open, high, low, close, volume, <extra columns>)`` -- ``ts`` is
+  int64 UTC nanoseconds, the start of the bar; ``(symbol_id, ts)`` is unique. Each extra
+  column ingested (a signal, a P/E) is one more nullable DOUBLE column, NULL where a
+  symbol's data never had it: a load reads it in the same scan as the prices, and
+  filters and resampling treat it in the same statement.
 * ``bars_view`` -- the same with the symbol's name and ``ts`` as a timestamp, for people.
 """
 
@@ -20,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from tickstep.data._bars_query import DUCKDB
-from tickstep.data._columns import DataError, MarketColumns
+from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
 from tickstep.data._metadata import METADATA_COLUMNS, metadata_sql_type
 from tickstep.data._store_base import BarStore, stage_table
 
@@ -104,6 +107,19 @@ class Store(BarStore):
     def _frame(self, sql: str, params: Any = None) -> pd.DataFrame:
         return self._arrow(sql, params).to_pandas()
 
+    def _run_count(self, sql: str) -> int:
+        return int(self._run(sql).fetchone()[0])
+
+    _float_type = "DOUBLE"
+
+    def _stored_columns_sql(self) -> str:
+        base = ", ".join(f"'{c}'" for c in ("symbol_id", "ts", *VALUE_COLUMNS))
+        return (
+            "(SELECT list(column_name ORDER BY ordinal_position) FROM information_schema.columns "
+            "WHERE table_name = 'bars' AND table_schema = current_schema() AND "
+            f"table_catalog = current_database() AND column_name NOT IN ({base}))"
+        )
+
     def _read_bars(self, sql: str, params: dict[str, Any]) -> pa.Table:
         # Streamed as record batches: DuckDB converts each chunk to Arrow as the query
         # produces it, instead of first materialising the whole result in its own format
@@ -144,8 +160,8 @@ class Store(BarStore):
         )
         self._run(
             "CREATE OR REPLACE VIEW bars_view AS SELECT s.symbol, "
-            "make_timestamp(b.ts // 1000)::TIMESTAMPTZ AS ts, b.open, b.high, b.low, "
-            "b.close, b.volume FROM bars b JOIN symbols s USING (symbol_id)"
+            "make_timestamp(b.ts // 1000)::TIMESTAMPTZ AS ts, b.* EXCLUDE (symbol_id, ts) "
+            "FROM bars b JOIN symbols s USING (symbol_id)"
         )
 
     def _symbol_columns(self) -> list[str]:
@@ -209,10 +225,12 @@ class Store(BarStore):
             ids = self._register_symbols(market.symbols)
             if meta is not None:
                 self._write_metadata(meta, in_transaction=True)
-            staged = stage_table(market, ids)
+            extra = market.columns
+            self._add_bar_columns(extra)
+            staged = stage_table(market, ids, extra)
             self._con.register("_tickstep_bars_in", staged)
             try:
-                changed = self._merge_bars(on_conflict, {v: k for k, v in ids.items()})
+                changed = self._merge_bars(on_conflict, {v: k for k, v in ids.items()}, extra)
             finally:
                 self._con.unregister("_tickstep_bars_in")
             self._run("COMMIT")
@@ -221,9 +239,10 @@ class Store(BarStore):
             raise
         return changed
 
-    def _insert_new_bars(self) -> int:
+    def _insert_new_bars(self, extra: list[str]) -> int:
+        into, values = self._insert_columns(extra)
         added = self._run(
-            "INSERT INTO bars SELECT n.* FROM _tickstep_bars_in n "
+            f"INSERT INTO bars ({into}) SELECT {values} FROM _tickstep_bars_in n "
             "ANTI JOIN bars b ON b.symbol_id = n.symbol_id AND b.ts = n.ts "
             "ORDER BY n.symbol_id, n.ts"
         ).fetchone()[0]
@@ -241,8 +260,9 @@ class Store(BarStore):
     def _metadata_sql(self, names: list[str] | None, with_range: bool) -> tuple[str, Any]:
         where = "" if names is None else "WHERE s.symbol IN (SELECT unnest($names::VARCHAR[]))"
         params = {} if names is None else {"names": names}
+        stored = f"{self._stored_columns_sql()} AS bar_columns"
         if not with_range:
-            return f"SELECT s.* FROM symbols s {where}", params
+            return f"SELECT s.*, {stored} FROM symbols s {where}", params
         ranged = (
             ""
             if names is None
@@ -252,7 +272,7 @@ class Store(BarStore):
             )
         )
         sql = (
-            "SELECT s.*, r.first_ts, r.last_ts FROM symbols s LEFT JOIN ("
+            f"SELECT s.*, r.first_ts, r.last_ts, {stored} FROM symbols s LEFT JOIN ("
             "SELECT symbol_id, min(ts) AS first_ts, max(ts) AS last_ts FROM bars "
             f"{ranged} GROUP BY symbol_id) r USING (symbol_id) {where}"
         )

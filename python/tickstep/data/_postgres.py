@@ -1,15 +1,17 @@
 """The same store on PostgreSQL, with bulk transfer through ADBC (binary COPY to Arrow).
 
 Tables mirror the DuckDB store: ``symbols`` (identity ``symbol_id``, ``symbol`` unique,
-metadata columns) and ``bars`` (``symbol_id, ts`` primary key, float8 values), plus the
-``bars_view`` for people. Filters and resampling run in SQL exactly as in `Store`.
+metadata columns) and ``bars`` (``symbol_id, ts`` primary key, float8 values, one more
+nullable float8 column per extra column ingested), plus the ``bars_view`` for people.
+Filters and resampling run in SQL exactly as in `Store`.
 
 Transfer: the ADBC PostgreSQL driver runs a query without bind parameters as a binary
 ``COPY ... TO STDOUT`` and decodes it to Arrow in C++, and ingests Arrow tables with
 binary ``COPY ... FROM STDIN``.
 
 Packs: loads without regular-hours or resampling filters read ``bar_packs``, each
-symbol's bars of a UTC day as one ``bytea`` (see `tickstep.data._packs`).
+symbol's bars of a UTC day as one ``bytea`` (see `tickstep.data._packs`). Packs hold
+OHLCV only: a load that reads extra columns runs the row query on ``bars``.
 Every value a user typed (symbol names, metadata) reaches SQL as a bound parameter or
 as Arrow data, never as SQL text.
 """
@@ -26,9 +28,9 @@ import pandas as pd
 import pyarrow as pa
 
 from tickstep.data import _packs as packs
-from tickstep.data._bars_query import POSTGRES
+from tickstep.data._bars_query import POSTGRES, quote
 from tickstep.data._calendars import FilterSpans
-from tickstep.data._columns import DataError, MarketColumns
+from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
 from tickstep.data._metadata import METADATA_COLUMNS, metadata_sql_type
 from tickstep.data._request import Timeframe
 from tickstep.data._store_base import BarStore, stage_table
@@ -141,6 +143,36 @@ class PostgresStore(BarStore):
         self._con.commit()  # end the read transaction
         return table.to_pandas()
 
+    def _run_count(self, sql: str) -> int:
+        return self._run(sql)
+
+    def _end_read(self) -> None:
+        self._con.commit()
+
+    def _stored_columns_sql(self) -> str:
+        base = ", ".join(f"'{c}'" for c in ("symbol_id", "ts", *VALUE_COLUMNS))
+        return (
+            "(SELECT array_agg(column_name::text ORDER BY ordinal_position) FROM "
+            "information_schema.columns WHERE table_schema = current_schema() AND "
+            f"table_name = 'bars' AND column_name NOT IN ({base}))"
+        )
+
+    def _add_bar_columns(self, names: list[str]) -> None:
+        before = self._bar_columns()
+        super()._add_bar_columns(names)
+        if [n for n in names if n not in before]:
+            # The view lists its columns when created: show the new ones too.
+            self._run(self._view_sql(self._bar_columns()))
+
+    @staticmethod
+    def _view_sql(extra: list[str]) -> str:
+        shown = "".join(f", b.{quote(c)}" for c in extra)
+        return (
+            "CREATE OR REPLACE VIEW bars_view AS SELECT s.symbol, "
+            f"to_timestamp(b.ts / 1e9) AS ts, b.open, b.high, b.low, b.close, b.volume{shown} "
+            "FROM bars b JOIN symbols s USING (symbol_id)"
+        )
+
     def _stage(self, name: str, table: pa.Table) -> None:
         self.queries_executed += 1
         cur = self._con.cursor()
@@ -179,11 +211,7 @@ class PostgresStore(BarStore):
         )
         for statement in packs.SCHEMA:
             self._run(statement)
-        self._run(
-            "CREATE OR REPLACE VIEW bars_view AS SELECT s.symbol, "
-            "to_timestamp(b.ts / 1e9) AS ts, b.open, b.high, b.low, b.close, b.volume "
-            "FROM bars b JOIN symbols s USING (symbol_id)"
-        )
+        self._run(self._view_sql(self._bar_columns()))
 
     def _symbol_columns(self) -> list[str]:
         table = self._arrow(
@@ -242,11 +270,13 @@ class PostgresStore(BarStore):
             ids = self._register_symbols(market.symbols)
             if meta is not None:
                 self._write_metadata(meta, in_transaction=True)
-            self._stage("_tickstep_bars_in", stage_table(market, ids))
+            extra = market.columns
+            self._add_bar_columns(extra)
+            self._stage("_tickstep_bars_in", stage_table(market, ids, extra))
             # A fresh temp table has no statistics; without them the planner may pick
             # a nested loop over millions of rows for the merge.
             self._run("ANALYZE _tickstep_bars_in")
-            changed = self._merge_bars(on_conflict, {v: k for k, v in ids.items()})
+            changed = self._merge_bars(on_conflict, {v: k for k, v in ids.items()}, extra)
             self._rebuild_packs(
                 f"SELECT DISTINCT symbol_id, {packs.day_of('ts')} AS day FROM _tickstep_bars_in"
             )
@@ -262,9 +292,10 @@ class PostgresStore(BarStore):
             raise
         return changed
 
-    def _insert_new_bars(self) -> int:
+    def _insert_new_bars(self, extra: list[str]) -> int:
+        into, values = self._insert_columns(extra)
         return self._run(
-            "INSERT INTO bars SELECT n.* FROM _tickstep_bars_in n WHERE NOT EXISTS ("
+            f"INSERT INTO bars ({into}) SELECT {values} FROM _tickstep_bars_in n WHERE NOT EXISTS ("
             "SELECT 1 FROM bars b WHERE b.symbol_id = n.symbol_id AND b.ts = n.ts) "
             "ORDER BY n.symbol_id, n.ts"
         )
@@ -305,7 +336,7 @@ class PostgresStore(BarStore):
     def _metadata_sql(self, names: list[str] | None, with_range: bool) -> tuple[str, Any]:
         where = "" if names is None else "WHERE s.symbol = ANY($1::TEXT[])"
         params = None if names is None else (names,)
-        valid = f"{packs.PACKS_VALID} AS packs_valid"
+        valid = f"{packs.PACKS_VALID} AS packs_valid, {self._stored_columns_sql()} AS bar_columns"
         if not with_range:
             return f"SELECT s.*, {valid} FROM symbols s {where}", params
         # min/max per symbol come from the primary key index, not a scan.
@@ -328,14 +359,15 @@ class PostgresStore(BarStore):
         hi: int,
         spans: FilterSpans | None,
         frame: Timeframe | None,
+        extra: tuple[str, ...] = (),
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        if spans is None and getattr(self, "_packs_valid", False):
+        if spans is None and not extra and getattr(self, "_packs_valid", False):
             table = self._read_bars(packs.packs_query(ids, lo, hi), {})
             if table.num_rows:
                 return packs.unpack(table)
             # No packs: none in range, or bars changed since the metadata query; the
             # row query is the authority (one more statement, rarely).
-        return super()._fetch_bars(ids, lo, hi, spans, frame)
+        return super()._fetch_bars(ids, lo, hi, spans, frame, extra)
 
 
 def _redact(url: str) -> str:

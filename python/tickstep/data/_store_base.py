@@ -20,12 +20,13 @@ import pyarrow as pa
 
 from tickstep.data import _records
 from tickstep.data._assembly import arrow_columns, assemble
-from tickstep.data._bars_query import Dialect, bars_query
+from tickstep.data._bars_query import Dialect, bars_query, extra_column, quote
 from tickstep.data._calendars import FilterSpans, filter_spans
 from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
 from tickstep.data._files import read_bars_file
 from tickstep.data._memory import to_market_columns
 from tickstep.data._metadata import clean_metadata
+from tickstep.data._shapes import ExtraColumns
 from tickstep.data._request import (
     Timeframe,
     describe_request,
@@ -44,29 +45,39 @@ def _fmt_ns(ns: int) -> str:
     return pd.Timestamp(int(ns), unit="ns", tz="UTC").isoformat()
 
 
-def as_market(data: Any, *, symbol: str | None = None) -> MarketColumns:
+def as_market(data: Any, *, symbol: str | None = None, **extra: Any) -> MarketColumns:
     """Anything a store can ingest -> validated MarketColumns: bars in memory (see
-    `to_market_columns`), a file of bars, or a list of files."""
+    `to_market_columns`), a file of bars, or a list of files. ``extra``: the door's
+    ``columns`` and ``allow_nan`` options."""
     if isinstance(data, (str, PathLike)):
-        return read_bars_file(data, symbol=symbol)
+        return read_bars_file(data, symbol=symbol, **extra)
     if (
         isinstance(data, (list, tuple))
         and data
         and all(isinstance(p, (str, PathLike)) for p in data)
     ):
-        parts = [read_bars_file(p) for p in data]
+        parts = [read_bars_file(p, **extra) for p in data]
         bars = sorted((b for m in parts for b in m.bars), key=lambda b: b.symbol)
         return MarketColumns(bars)
-    return to_market_columns(data, symbol=symbol)
+    return to_market_columns(data, symbol=symbol, **extra)
 
 
-def stage_table(market: MarketColumns, ids: dict[str, int]) -> pa.Table:
-    """All bars as one Arrow table (symbol_id, ts, open, ..., volume) for bulk insert."""
+def stage_table(
+    market: MarketColumns, ids: dict[str, int], extra: list[str] | None = None
+) -> pa.Table:
+    """All bars as one Arrow table (symbol_id, ts, open, ..., volume, then the extra
+    columns ``extra`` as e0, e1, ...: NULL for a symbol without one) for bulk insert."""
     counts = [len(b) for b in market.bars]
     sid = np.repeat(np.array([ids[b.symbol] for b in market.bars], dtype=np.int32), counts)
     columns = {"symbol_id": sid, "ts": np.concatenate([b.ts for b in market.bars])}
     for name in VALUE_COLUMNS:
         columns[name] = np.concatenate([getattr(b, name) for b in market.bars])
+    for k, name in enumerate(extra or ()):
+        parts = [
+            pa.array(b.extra[name]) if name in b.extra else pa.nulls(len(b), pa.float64())
+            for b in market.bars
+        ]
+        columns[extra_column(k)] = pa.concat_arrays(parts)
     return pa.table(columns)
 
 
@@ -81,7 +92,7 @@ class BarStore:
     """
 
     # The load options a store takes besides symbols, start and end.
-    options = ("regular_hours", "timeframe")
+    options = ("regular_hours", "timeframe", "columns", "allow_nan")
     # How the store's engine spells the bars query (see `tickstep.data._bars_query`).
     dialect: Dialect
 
@@ -107,10 +118,52 @@ class BarStore:
         hi: int,
         spans: FilterSpans | None,
         frame: Timeframe | None,
+        extra: tuple[str, ...] = (),
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """One bulk query: symbol_id and {ts, open, ..., volume} numpy columns."""
-        sql, params = bars_query(self.dialect, ids, lo, hi, spans, frame)
-        return arrow_columns(self._read_bars(sql, params))
+        """One bulk query: symbol_id and {ts, open, ..., volume, e0, ...} numpy columns."""
+        sql, params = bars_query(self.dialect, ids, lo, hi, spans, frame, extra)
+        return arrow_columns(self._read_bars(sql, params), len(extra))
+
+    def _stored_columns_sql(self) -> str:  # pragma: no cover
+        """A scalar subquery: the names of the extra columns of ``bars``, in order (the
+        metadata query carries it, so a load stays two statements)."""
+        raise NotImplementedError
+
+    def _add_bar_columns(self, names: list[str]) -> None:
+        """Add the extra columns ``names`` to ``bars`` if missing (within the caller's
+        transaction). ``bars`` holds them as nullable float columns: NULL where a
+        symbol's data never had the column."""
+        stored = self._bar_columns()
+        folded = {c.lower(): c for c in stored}
+        for name in names:
+            if name in stored:
+                continue
+            if name.lower() in folded:
+                raise DataError(
+                    f"column {name!r} differs only by case from the store's column "
+                    f"{folded[name.lower()]!r}; rename it (names are compared ignoring case)",
+                    rule="unambiguous columns",
+                )
+            self._run(f"ALTER TABLE bars ADD COLUMN {quote(name)} {self._float_type}")
+            folded[name.lower()] = name
+
+    _float_type = "DOUBLE PRECISION"
+
+    def _bar_columns(self) -> list[str]:
+        """The extra columns stored in ``bars`` (beside symbol_id, ts and OHLCV)."""
+        table = self._arrow(f"SELECT {self._stored_columns_sql()} AS names")
+        names = table.column(0).to_pylist()[0]
+        return list(names or [])
+
+    def columns(self) -> list[str]:
+        """The extra columns the store holds beside OHLCV (a signal, a P/E, ...), in the
+        order they were first ingested."""
+        names = self._bar_columns()
+        self._end_read()
+        return names
+
+    def _end_read(self) -> None:
+        """End a read transaction, where the dialect opens one."""
 
     def _ingest(self, market: MarketColumns, meta: pd.DataFrame | None, on_conflict: str) -> int:
         raise NotImplementedError  # pragma: no cover - abstract
@@ -124,31 +177,59 @@ class BarStore:
     def _run(self, sql: str, params: Any = None) -> Any:  # pragma: no cover
         raise NotImplementedError
 
-    def _insert_new_bars(self) -> int:  # pragma: no cover
-        """Insert the staged rows not stored yet; the number inserted."""
+    def _insert_new_bars(self, extra: list[str]) -> int:  # pragma: no cover
+        """Insert the staged rows not stored yet (with the extra columns ``extra``, staged
+        as e0, e1, ...); the number inserted."""
         raise NotImplementedError
 
-    def _merge_bars(self, on_conflict: str, names: dict[int, str]) -> int:
+    def _insert_columns(self, extra: list[str]) -> tuple[str, str]:
+        """The column list of ``bars`` and the matching staged columns, for an insert."""
+        stored = ["symbol_id", "ts", *VALUE_COLUMNS]
+        into = ", ".join([*stored, *(quote(c) for c in extra)])
+        values = ", ".join([*(f"n.{c}" for c in stored), *(f"n.{extra_column(k)}" for k in range(len(extra)))])
+        return into, values
+
+    def _merge_bars(
+        self, on_conflict: str, names: dict[int, str], extra: list[str] | None = None
+    ) -> int:
         """Merge the staged ``_tickstep_bars_in`` into ``bars`` within the caller's
         transaction: rows whose values differ from stored ones are refused (naming them)
         or replaced; rows stored with the same values are skipped, so re-ingesting adds
-        nothing. Returns the number of rows added."""
-        differs = " OR ".join(f"b.{c} <> n.{c}" for c in VALUE_COLUMNS)
-        old_new = ", ".join(f"b.{c} AS old_{c}, n.{c} AS new_{c}" for c in VALUE_COLUMNS)
+        nothing. An extra column conflicts only where both hold a value (NaN equals NaN);
+        a stored row without a value there gets the new one. Returns the number of rows
+        added or changed."""
+        pairs = [(f"b.{c}", f"n.{c}", c) for c in VALUE_COLUMNS] + [
+            (f"b.{quote(c)}", f"n.{extra_column(k)}", c) for k, c in enumerate(extra or ())
+        ]
+        differs = " OR ".join(f"{old} <> {new}" for old, new, _ in pairs)
+        old_new = ", ".join(
+            f"{old} AS old_{k}, {new} AS new_{k}" for k, (old, new, _) in enumerate(pairs)
+        )
         conflicts = self._arrow(
             f"SELECT n.symbol_id, n.ts, {old_new}, count(*) OVER () AS total "
             "FROM _tickstep_bars_in n JOIN bars b ON b.symbol_id = n.symbol_id AND b.ts = n.ts "
             f"WHERE {differs} ORDER BY n.symbol_id, n.ts LIMIT 5"
-        ).to_pandas()
-        if len(conflicts):
-            total = int(conflicts["total"].iloc[0])
+        ).to_pylist()
+        if conflicts:
             if on_conflict == "refuse":
-                raise self._conflict_error(conflicts, total, names)
+                raise self._conflict_error(conflicts, names, [c for _, _, c in pairs])
             self._run(
                 "DELETE FROM bars b USING _tickstep_bars_in n "
                 f"WHERE b.symbol_id = n.symbol_id AND b.ts = n.ts AND ({differs})"
             )
-        return self._insert_new_bars()
+        filled = 0
+        for k, name in enumerate(extra or ()):
+            new = f"n.{extra_column(k)}"
+            filled += self._run_count(
+                f"UPDATE bars b SET {quote(name)} = {new} FROM _tickstep_bars_in n "
+                f"WHERE b.symbol_id = n.symbol_id AND b.ts = n.ts AND b.{quote(name)} IS NULL "
+                f"AND {new} IS NOT NULL"
+            )
+        return self._insert_new_bars(extra or []) + filled
+
+    def _run_count(self, sql: str) -> int:  # pragma: no cover
+        """Run a statement changing rows; the number changed."""
+        raise NotImplementedError
 
     def _listing_sql(self) -> str:
         raise NotImplementedError  # pragma: no cover - abstract
@@ -175,8 +256,10 @@ class BarStore:
         symbol: str | None = None,
         metadata: Any = None,
         on_conflict: str = "refuse",
+        columns: Any = None,
+        allow_nan: Any = None,
     ) -> int:
-        """Add bars; return how many rows were new.
+        """Add bars; return how many rows were new (or gained extra values).
 
         Parameters
         ----------
@@ -194,6 +277,11 @@ class BarStore:
             Rows whose (symbol, ts) is already stored with the same values are skipped,
             so re-ingesting adds nothing. Rows with different values are refused, naming
             them, unless ``"replace"``.
+        columns, allow_nan : optional
+            The extra columns beside OHLCV to store (all by default) and those that may
+            have gaps, as at the door (`to_market_columns`). The store adds a column to
+            ``bars`` for each new one (NULL for the bars and symbols without it); a stored
+            bar without a value there receives the new one.
 
         Returns
         -------
@@ -208,7 +296,7 @@ class BarStore:
         """
         if on_conflict not in _ON_CONFLICT:
             raise DataError(f"on_conflict must be 'refuse' or 'replace', got {on_conflict!r}")
-        market = as_market(data, symbol=symbol)
+        market = as_market(data, symbol=symbol, columns=columns, allow_nan=allow_nan)
         if metadata is None and market.metadata is not None:
             metadata = market.metadata
         meta = clean_metadata(metadata) if metadata is not None else None
@@ -249,7 +337,7 @@ class BarStore:
         """Symbol metadata, indexed by symbol (all symbols when ``symbols`` is None)."""
         names = symbol_list(symbols)
         rows = self._metadata_rows(names, with_range=False)
-        return rows.drop(columns=["symbol_id"]).set_index("symbol")
+        return rows.drop(columns=["symbol_id", "bar_columns"]).set_index("symbol")
 
     def load(
         self,
@@ -259,6 +347,8 @@ class BarStore:
         end: Any = None,
         regular_hours: bool = False,
         timeframe: str | None = None,
+        columns: Any = None,
+        allow_nan: Any = None,
     ) -> MarketColumns:
         """Load bars for a backtest, filtered and resampled in SQL.
 
@@ -279,7 +369,14 @@ class BarStore:
             local date, labelled with that date at 00:00 UTC). Open is the first open,
             high the max, low the min, close the last close, volume the sum; bars are
             labelled with the start of their interval; intervals without bars are absent.
-            Applied after the other filters.
+            Applied after the other filters. An extra column's value is its value at the
+            interval's last bar (as the close); regular hours keep each kept bar's values.
+        columns : list of str, optional
+            The stored extra columns to load beside OHLCV (all by default; ``[]`` for
+            none). A symbol without values in a column (all NULL) has no such column.
+        allow_nan : list of str or True, optional
+            The extra columns that may have gaps (NaN, or NULL among a symbol's values);
+            a gap elsewhere is refused, naming symbol, column, row and rule, as at the door.
 
         Returns
         -------
@@ -294,12 +391,14 @@ class BarStore:
 
         Notes
         -----
-        Two statements whatever the number of symbols: one metadata query and one bars
-        query; see `queries_executed`.
+        Two statements whatever the number of symbols and columns: one metadata query
+        (which also lists the stored extra columns) and one bars query; see
+        `queries_executed`.
         """
         names = symbol_list(symbols)
         lo, hi = time_bounds(start, end)
         frame = parse_timeframe(timeframe)
+        wanted = ExtraColumns.of(columns, allow_nan)
         # Calendars are expanded over the data's own range, not the (maybe wide) bounds.
         need_range = regular_hours or frame is not None
         meta = self._metadata_rows(names, with_range=need_range)
@@ -323,10 +422,22 @@ class BarStore:
             spans = filter_spans(
                 meta, regular_hours=regular_hours, timeframe=frame, first_ns=first, last_ns=last
             )
-        meta = meta.drop(columns=[c for c in ("first_ts", "last_ts") if c in meta.columns])
+        listed = meta["bar_columns"].iloc[0] if len(meta) else None
+        stored = [] if listed is None else [str(c) for c in listed]
+        meta = meta.drop(
+            columns=[c for c in ("first_ts", "last_ts", "bar_columns") if c in meta.columns]
+        )
+        try:
+            extra = tuple(label for _, label in wanted.pick(stored, (), None))
+            wanted.check_nan_names(extra)
+        except DataError as err:
+            raise DataError(
+                str(err).replace("data: ", "the store: ", 1), rule=err.rule
+            ) from None
         ids = meta["symbol_id"].to_numpy(np.int32)
-        symbol_id, columns = self._fetch_bars(ids, lo, hi, spans, frame)
-        return assemble(symbol_id, columns, meta, filters)
+        symbol_id, values = self._fetch_bars(ids, lo, hi, spans, frame, extra)
+        names_as = tuple(name for name, _ in wanted.pick(stored, (), None))
+        return assemble(symbol_id, values, meta, filters, names_as, wanted.allow_nan)
 
     # --- analysis tables (records; see tickstep.data._records) ---------------------------
 
@@ -397,24 +508,29 @@ class BarStore:
         self._known_ids.update(zip(rows["symbol"], rows["symbol_id"].astype(int)))
         return rows.sort_values("symbol", kind="stable").reset_index(drop=True)
 
-    def _conflict_error(self, rows: pd.DataFrame, total: int, names: dict[int, str]) -> DataError:
+    def _conflict_error(
+        self, rows: list[dict[str, Any]], names: dict[int, str], columns: list[str]
+    ) -> DataError:
         lines = []
-        for row in rows.itertuples(index=False):  # at most a handful of rows, for the message
-            diffs = [
-                f"{c} {getattr(row, 'old_' + c)!r} -> {getattr(row, 'new_' + c)!r}"
-                for c in VALUE_COLUMNS
-                if getattr(row, "old_" + c) != getattr(row, "new_" + c)
-            ]
+        total = int(rows[0]["total"])
+        for row in rows:  # at most a handful of rows, for the message
+            diffs = []
+            for k, c in enumerate(columns):
+                old, new = row[f"old_{k}"], row[f"new_{k}"]
+                # NULL (None) never conflicts; NaN equals NaN as in SQL.
+                if old is None or new is None or old == new or (old != old and new != new):
+                    continue
+                diffs.append(f"{c} {old!r} -> {new!r}")
             lines.append(
-                f"  symbol {names[row.symbol_id]!r} at {_fmt_ns(row.ts)}: {', '.join(diffs)}"
+                f"  symbol {names[row['symbol_id']]!r} at {_fmt_ns(row['ts'])}: {', '.join(diffs)}"
             )
-        first = rows.iloc[0]
+        first = rows[0]
         return DataError(
             f"{total} row(s) conflict with bars already in the store (same symbol and ts, "
             f"different values); pass on_conflict='replace' to overwrite:\n"
             + "\n".join(lines)
             + (f"\n  ... and {total - len(rows)} more" if total > len(rows) else ""),
-            symbol=names[int(first.symbol_id)],
-            timestamp=pd.Timestamp(int(first.ts), unit="ns", tz="UTC"),
+            symbol=names[int(first["symbol_id"])],
+            timestamp=pd.Timestamp(int(first["ts"]), unit="ns", tz="UTC"),
             rule="no conflicting rows",
         )
