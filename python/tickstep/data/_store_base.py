@@ -26,7 +26,6 @@ from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
 from tickstep.data._files import read_bars_file
 from tickstep.data._memory import to_market_columns
 from tickstep.data._metadata import clean_metadata
-from tickstep.data._shapes import ExtraColumns
 from tickstep.data._request import (
     Timeframe,
     describe_request,
@@ -35,6 +34,7 @@ from tickstep.data._request import (
     symbol_list,
     time_bounds,
 )
+from tickstep.data._shapes import ExtraColumns
 
 __all__ = ["BarStore"]
 
@@ -218,12 +218,13 @@ class BarStore:
                 f"WHERE b.symbol_id = n.symbol_id AND b.ts = n.ts AND ({differs})"
             )
         filled = 0
-        for k, name in enumerate(extra or ()):
-            new = f"n.{extra_column(k)}"
-            filled += self._run_count(
-                f"UPDATE bars b SET {quote(name)} = {new} FROM _tickstep_bars_in n "
-                f"WHERE b.symbol_id = n.symbol_id AND b.ts = n.ts AND b.{quote(name)} IS NULL "
-                f"AND {new} IS NOT NULL"
+        if extra:
+            fills = [(quote(name), f"n.{extra_column(k)}") for k, name in enumerate(extra)]
+            sets = ", ".join(f"{c} = coalesce(b.{c}, {new})" for c, new in fills)
+            gaps = " OR ".join(f"(b.{c} IS NULL AND {new} IS NOT NULL)" for c, new in fills)
+            filled = self._run_count(
+                f"UPDATE bars b SET {sets} FROM _tickstep_bars_in n "
+                f"WHERE b.symbol_id = n.symbol_id AND b.ts = n.ts AND ({gaps})"
             )
         return self._insert_new_bars(extra or []) + filled
 
