@@ -214,3 +214,45 @@ def test_a_refused_ingest_leaves_the_store_as_it_was(store, frame, what, change,
     for a, b in zip(loaded.bars, again.bars):
         for name in EXTRA:
             np.testing.assert_array_equal(a.extra[name], b.extra[name])
+
+
+def test_postgres_packs_carry_the_extra_columns(frame, market):
+    """PostgreSQL loads without filters read packs, extra columns included (a NULL kept
+    apart from a NaN); a column added with plain SQL sends loads to the rows instead."""
+    if not URL:
+        pytest.fail("PostgreSQL tests need TICKSTEP_PG_URL (see .ci/start-postgres.sh)")
+    name = f"tickstep_cols_{uuid.uuid4().hex[:10]}"
+    store = td.PostgresStore(URL, schema=name)
+    try:
+        parts = {s: p.drop(columns="symbol").set_index("ts") for s, p in frame.groupby("symbol")}
+        parts["BARP"] = parts["BARP"].drop(columns=["pe"])
+        store.ingest(parts, allow_nan=["pe"])
+        sent = []
+        read = store._read_bars
+        store._read_bars = lambda sql, params: sent.append(sql) or read(sql, params)
+        start, end = frame.ts.iloc[100], frame.ts.iloc[-100]
+        for kwargs in ({}, {"start": start, "end": end}, {"columns": ["Adj Close", "pe"]}):
+            sent.clear()
+            loaded = store.load(allow_nan=["pe"], **kwargs)
+            assert "bar_packs" in sent[-1] and len(sent) == 1
+            assert "pe" not in loaded["BARP"].extra
+            for b in loaded.bars:
+                part = frame[frame.symbol == b.symbol]
+                part = part[(part.ts >= kwargs.get("start", part.ts.min()))
+                            & (part.ts <= kwargs.get("end", part.ts.max()))]
+                np.testing.assert_array_equal(b.ts, part.ts.astype("int64"))
+                for column in kwargs.get("columns", EXTRA):
+                    if column in b.extra:
+                        np.testing.assert_array_equal(b.extra[column], part[column].to_numpy())
+        store._run("ALTER TABLE bars ADD COLUMN later DOUBLE PRECISION")
+        store._con.commit()
+        sent.clear()
+        loaded = store.load(allow_nan=["pe"])
+        assert "bar_packs" in sent[0] and "bar_packs" not in sent[-1]  # packs lack 'later'
+        assert set(loaded.columns) == set(EXTRA)  # all NULL: no symbol has "later"
+        np.testing.assert_array_equal(
+            loaded["TEW"].extra["signal"], frame.loc[frame.symbol == "TEW", "signal"]
+        )
+    finally:
+        store.close()
+        _drop_schema(name)

@@ -12,6 +12,14 @@ so a change made outside tickstep (plain SQL) makes loads fall back to the row q
 until the next ingest rebuilds them. Loads with regular-hours or resampling filters
 always run on ``bars``. The packs query holds only integers derived here (symbol ids
 read from the database, nanosecond bounds), rendered from Python ints.
+
+Extra columns (see `tickstep.data._store_base`) follow the prices in each pack, one
+section per stored extra column in the table's order; a NULL is stored as `NULL_WORD`
+(a quiet NaN with a payload, so it reads as a missing value and is told apart only to
+find symbols without the column). ``extra`` counts a pack's extra sections: adding a
+column rebuilds every pack, and a load whose packs do not hold every stored column
+(columns added with plain SQL) reads the rows instead. A load sends only the sections
+it asks for.
 """
 
 from __future__ import annotations
@@ -19,13 +27,16 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from tickstep.data._bars_query import POSTGRES
+from tickstep.data._bars_query import POSTGRES, extra_column, quote
 from tickstep.data._columns import VALUE_COLUMNS, DataError
 from tickstep.timeframes import NS_PER_DAY
 
-__all__ = ["PACK_COLUMNS", "SCHEMA", "packs_query", "rebuild_statements", "unpack"]
+__all__ = ["NULL_WORD", "PACK_COLUMNS", "SCHEMA", "packs_query", "rebuild_statements", "unpack"]
 
 PACK_COLUMNS = ("ts", *VALUE_COLUMNS)
+#: How a pack stores an extra column's NULL: a quiet NaN whose payload PostgreSQL's
+#: float8send never gives a NaN (it sends 0x7ff8000000000000).
+NULL_WORD = 0x7FF800000000DEAD
 
 # The packs' tables, the change counter of ``bars`` and the trigger that keeps it.
 SCHEMA = (
@@ -34,6 +45,8 @@ SCHEMA = (
     "last_ts BIGINT NOT NULL, data BYTEA NOT NULL, PRIMARY KEY (symbol_id, day))",
     # Uncompressed out-of-line storage: reading a pack is a plain copy.
     "ALTER TABLE bar_packs ALTER COLUMN data SET STORAGE EXTERNAL",
+    # How many extra-column sections follow the prices in a pack.
+    "ALTER TABLE bar_packs ADD COLUMN IF NOT EXISTS extra INTEGER NOT NULL DEFAULT 0",
     "CREATE TABLE IF NOT EXISTS tickstep_state (one BOOLEAN PRIMARY KEY DEFAULT true "
     "CHECK (one), generation BIGINT NOT NULL, packs_generation BIGINT NOT NULL)",
     # Bars stored by an older layout have no packs: mark them stale from the start.
@@ -57,19 +70,25 @@ def day_of(ts: str) -> str:
     return POSTGRES.floor_div(ts, NS_PER_DAY)
 
 
-def rebuild_statements(days_sql: str) -> list[str]:
-    """Statements rebuilding the packs of the (symbol_id, day) pairs ``days_sql`` selects."""
+def rebuild_statements(days_sql: str, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Statements rebuilding the packs of the (symbol_id, day) pairs ``days_sql`` selects,
+    with the stored extra columns ``extra`` (all of them, in the table's order)."""
     day = NS_PER_DAY
-    sections = " || ".join(
+    null = f"decode('{NULL_WORD:016x}', 'hex')"
+    parts = [
         f"string_agg({'int8send' if c == 'ts' else 'float8send'}(b.{c}), ''::bytea ORDER BY b.ts)"
         for c in PACK_COLUMNS
-    )
+    ] + [
+        f"string_agg(coalesce(float8send(b.{quote(c)}), {null}), ''::bytea ORDER BY b.ts)"
+        for c in extra
+    ]
+    sections = " || ".join(parts)
     return [
         f"CREATE TEMP TABLE _tickstep_days AS {days_sql}",
         "DELETE FROM bar_packs p USING _tickstep_days d "
         "WHERE p.symbol_id = d.symbol_id AND p.day = d.day",
-        "INSERT INTO bar_packs (symbol_id, day, n, first_ts, last_ts, data) "
-        f"SELECT b.symbol_id, d.day, count(*), min(b.ts), max(b.ts), {sections} "
+        "INSERT INTO bar_packs (symbol_id, day, n, first_ts, last_ts, data, extra) "
+        f"SELECT b.symbol_id, d.day, count(*), min(b.ts), max(b.ts), {sections}, {len(extra)} "
         "FROM _tickstep_days d JOIN bars b ON b.symbol_id = d.symbol_id "
         f"AND b.ts >= d.day * {day} AND b.ts < (d.day + 1) * {day} "
         "GROUP BY b.symbol_id, d.day",
@@ -78,13 +97,21 @@ def rebuild_statements(days_sql: str) -> list[str]:
     ]
 
 
-def packs_query(ids: np.ndarray, lo: int, hi: int) -> str:
+def packs_query(
+    ids: np.ndarray, lo: int, hi: int, extra: list[int] | None = None, stored: int = 0
+) -> str:
     """Packs of the symbols overlapping [lo, hi), trimmed to it in SQL.
 
     A pack cut by a bound is sliced: the bars before the cut are counted on the
     primary key of ``bars`` (at most a day of them), each column section is cut with
-    ``substring``. Packs inside the range are sent as they are.
+    ``substring``. Packs inside the range are sent as they are when every section is
+    asked for. ``extra``: the positions (among the ``stored`` extra columns) of the extra
+    sections to send after the prices, in that order; each pack's ``extra`` count comes
+    along so the caller can check it holds them all.
     """
+    extra = list(extra or [])
+    sections = [*range(len(PACK_COLUMNS)), *(len(PACK_COLUMNS) + k for k in extra)]
+    whole = extra == list(range(stored))
     lo_s, hi_s = str(int(lo)), str(int(hi))
     before_lo = (
         f"CASE WHEN p.first_ts >= {lo_s} THEN 0 ELSE (SELECT count(*) FROM bars b "
@@ -96,11 +123,11 @@ def packs_query(ids: np.ndarray, lo: int, hi: int) -> str:
     )
     sliced = " || ".join(
         f"substring(p.data FROM {k} * p.n * 8 + c.i0 * 8 + 1 FOR (c.i1 - c.i0) * 8)"
-        for k in range(len(PACK_COLUMNS))
+        for k in sections
     )
+    data = f"CASE WHEN c.i0 = 0 AND c.i1 = p.n THEN p.data ELSE {sliced} END" if whole else sliced
     return (
-        "SELECT p.symbol_id, (c.i1 - c.i0)::int4 AS n, CASE WHEN c.i0 = 0 AND c.i1 = p.n "
-        f"THEN p.data ELSE {sliced} END AS data FROM bar_packs p "
+        f"SELECT p.symbol_id, (c.i1 - c.i0)::int4 AS n, p.extra, {data} AS data FROM bar_packs p "
         f"CROSS JOIN LATERAL (SELECT ({before_lo})::int4 AS i0, ({before_hi})::int4 AS i1) c "
         f"WHERE p.symbol_id = ANY({POSTGRES.int_array(ids, 'int4', {})}) "
         f"AND p.first_ts < {hi_s} AND p.last_ts >= {lo_s} "
@@ -109,14 +136,17 @@ def packs_query(ids: np.ndarray, lo: int, hi: int) -> str:
     )
 
 
-def unpack(table: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def unpack(table: pa.Table, extra: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Packs (symbol_id, n, data) -> numpy columns; no Python work per bar.
 
     Each pack holds n big-endian 8-byte values per column, column after column, and all
     packs are viewed as one big-endian word array. Few long packs (intraday bars, a day
     each) are cut into column sections with a loop over packs; many short ones (daily
-    bars) go through one vectorised gather per column instead.
+    bars) go through one vectorised gather per column instead. ``extra`` sections follow
+    the prices: they come back as ``e0, e1, ...`` (NaN where NULL) with the NULL mask
+    as ``e0:null``, ... where there are NULLs.
     """
+    names = (*PACK_COLUMNS, *(extra_column(k) for k in range(extra)))
     table = table.combine_chunks()
     n = table.column("n").to_numpy().astype(np.int64)
     keep = n > 0
@@ -128,18 +158,18 @@ def unpack(table: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         data.offset : data.offset + len(data) + 1
     ]
     words = np.frombuffer(data.buffers()[2] or b"", dtype=">i8")
-    if (offsets % 8).any() or not np.array_equal(np.diff(offsets), n * 8 * len(PACK_COLUMNS)):
+    if (offsets % 8).any() or not np.array_equal(np.diff(offsets), n * 8 * len(names)):
         raise DataError("bar packs have an unexpected size; run PostgresStore.rebuild_packs()")
     n, starts = n[keep], offsets[:-1][keep] // 8
     columns = {}
     if len(n) <= 20_000:
         # Few, long packs (intraday bars): copy each column section whole.
         sizes, firsts = n.tolist(), starts.tolist()
-        for k, name in enumerate(PACK_COLUMNS):
+        for k, name in enumerate(names):
             typed = _typed(words, name)
             parts = [typed[f + k * m : f + (k + 1) * m] for f, m in zip(firsts, sizes)]
             values = np.concatenate(parts) if parts else typed[:0]
-            columns[name] = values.astype(np.int64 if name == "ts" else np.float64)
+            _store(columns, name, values)
         return np.repeat(ids[keep], n), columns
     # Many short packs (daily bars): one vectorised gather per column.
     # Word index of bar j of pack i in column k: starts[i] + k * n[i] + j.
@@ -147,10 +177,22 @@ def unpack(table: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     pack_n = np.repeat(n, n)
     first = np.repeat(starts - (np.cumsum(n) - n), n)
     first += np.arange(total)
-    for k, name in enumerate(PACK_COLUMNS):
-        values = _typed(words, name)[first + k * pack_n if k else first]
-        columns[name] = values.astype(np.int64 if name == "ts" else np.float64)
+    for k, name in enumerate(names):
+        _store(columns, name, _typed(words, name)[first + k * pack_n if k else first])
     return np.repeat(ids[keep], n), columns
+
+
+def _store(columns: dict[str, np.ndarray], name: str, values: np.ndarray) -> None:
+    """A decoded section into ``columns``: native-endian; for an extra column, its NULL
+    mask beside it when it has NULLs."""
+    if name in PACK_COLUMNS:
+        columns[name] = values.astype(np.int64 if name == "ts" else np.float64)
+        return
+    out = values.astype(np.float64)
+    nulls = out.view(np.int64) == NULL_WORD
+    if nulls.any():
+        columns[f"{name}:null"] = nulls
+    columns[name] = out
 
 
 def _typed(words: np.ndarray, name: str) -> np.ndarray:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tickstep.data import _packs as packs
 from tickstep.data._bars_query import POSTGRES, quote
@@ -157,12 +158,15 @@ class PostgresStore(BarStore):
             f"table_name = 'bars' AND column_name NOT IN ({base}))"
         )
 
-    def _add_bar_columns(self, names: list[str]) -> None:
+    def _add_bar_columns(self, names: list[str]) -> bool:
+        """As in every store; also shows new columns in the view (PostgreSQL's lists its
+        columns when created). Whether any column was added."""
         before = self._bar_columns()
         super()._add_bar_columns(names)
-        if [n for n in names if n not in before]:
-            # The view lists its columns when created: show the new ones too.
-            self._run(self._view_sql(self._bar_columns()))
+        if not [n for n in names if n not in before]:
+            return False
+        self._run(self._view_sql(self._bar_columns()))
+        return True
 
     @staticmethod
     def _view_sql(extra: list[str]) -> str:
@@ -271,14 +275,16 @@ class PostgresStore(BarStore):
             if meta is not None:
                 self._write_metadata(meta, in_transaction=True)
             extra = market.columns
-            self._add_bar_columns(extra)
+            new_layout = self._add_bar_columns(extra)
             self._stage("_tickstep_bars_in", stage_table(market, ids, extra))
             # A fresh temp table has no statistics; without them the planner may pick
             # a nested loop over millions of rows for the merge.
             self._run("ANALYZE _tickstep_bars_in")
             changed = self._merge_bars(on_conflict, {v: k for k, v in ids.items()}, extra)
+            # A new extra column changes every pack's layout: rebuild them all.
             self._rebuild_packs(
-                f"SELECT DISTINCT symbol_id, {packs.day_of('ts')} AS day FROM _tickstep_bars_in"
+                f"SELECT DISTINCT symbol_id, {packs.day_of('ts')} AS day "
+                f"FROM {'bars' if new_layout else '_tickstep_bars_in'}"
             )
             self._run("DROP TABLE _tickstep_bars_in")
             self._con.commit()
@@ -302,7 +308,7 @@ class PostgresStore(BarStore):
 
     def _rebuild_packs(self, days_sql: str) -> None:
         """Rebuild the packs of the (symbol_id, day) pairs ``days_sql`` selects."""
-        for statement in packs.rebuild_statements(days_sql):
+        for statement in packs.rebuild_statements(days_sql, self._bar_columns()):
             self._run(statement)
 
     def rebuild_packs(self) -> None:
@@ -331,6 +337,8 @@ class PostgresStore(BarStore):
         if "packs_valid" in rows.columns:
             self._packs_valid = bool(rows["packs_valid"].all()) and len(rows) > 0
             rows = rows.drop(columns=["packs_valid"])
+            listed = rows["bar_columns"].iloc[0] if len(rows) else None
+            self._stored = [] if listed is None else [str(c) for c in listed]
         return rows
 
     def _metadata_sql(self, names: list[str] | None, with_range: bool) -> tuple[str, Any]:
@@ -361,10 +369,14 @@ class PostgresStore(BarStore):
         frame: Timeframe | None,
         extra: tuple[str, ...] = (),
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        if spans is None and not extra and getattr(self, "_packs_valid", False):
-            table = self._read_bars(packs.packs_query(ids, lo, hi), {})
-            if table.num_rows:
-                return packs.unpack(table)
+        stored = getattr(self, "_stored", [])
+        if spans is None and getattr(self, "_packs_valid", False) and set(extra) <= set(stored):
+            sections = [stored.index(c) for c in extra]
+            table = self._read_bars(packs.packs_query(ids, lo, hi, sections, len(stored)), {})
+            # Packs built before a column was added with plain SQL lack its section.
+            complete = pc.all(pc.equal(table.column("extra"), len(stored))).as_py()
+            if table.num_rows and complete:
+                return packs.unpack(table, len(extra))
             # No packs: none in range, or bars changed since the metadata query; the
             # row query is the authority (one more statement, rarely).
         return super()._fetch_bars(ids, lo, hi, spans, frame, extra)

@@ -129,10 +129,11 @@ class BarStore:
         metadata query carries it, so a load stays two statements)."""
         raise NotImplementedError
 
-    def _add_bar_columns(self, names: list[str]) -> None:
+    def _add_bar_columns(self, names: list[str]) -> bool:
         """Add the extra columns ``names`` to ``bars`` if missing (within the caller's
         transaction). ``bars`` holds them as nullable float columns: NULL where a
-        symbol's data never had the column."""
+        symbol's data never had the column. Whether any was added."""
+        added = False
         stored = self._bar_columns()
         folded = {c.lower(): c for c in stored}
         for name in names:
@@ -146,6 +147,8 @@ class BarStore:
                 )
             self._run(f"ALTER TABLE bars ADD COLUMN {quote(name)} {self._float_type}")
             folded[name.lower()] = name
+            added = True
+        return added
 
     _float_type = "DOUBLE PRECISION"
 
