@@ -30,8 +30,10 @@ before and after.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -169,14 +171,22 @@ def per_call(rows, market, zones, repeat) -> None:
     book = RecordBook({"zones": table})
     keys = table.keys[0]
     mids = [(a + b) // 2 for a, b in zip(keys[:-1], keys[1:])]
-    it = iter(mids * 10)
     n = 200_000
-    jump = min(timeit.repeat(lambda: book.current("zones", 0, next(it)), number=n, repeat=3)) / n
-    book.current("zones", 0, mids[100])
-    hit = min(timeit.repeat(lambda: book.current("zones", 0, mids[100]), number=n, repeat=3)) / n
-    rows.append({"workload": "RecordBook.current", "seek_us": jump * 1e6, "hit_us": hit * 1e6})
-    print(f"{'RecordBook.current':<34} {jump * 1e6:8.3f} us at a key change, {hit * 1e6:.3f} us "
-          "between keys (timeit, best of 3, lambda call included)")
+
+    def per_lookup(times) -> float:
+        it = itertools.cycle(times)
+        return min(timeit.repeat(lambda: book.current("zones", 0, next(it)), number=n,
+                                 repeat=3)) / n * 1e6
+
+    following = per_lookup(mids)  # every call the next key: the cursor steps on
+    shuffled = list(mids)
+    random.Random(1).shuffle(shuffled)
+    jumping = per_lookup(shuffled)  # every call a random key: binary search
+    hit = per_lookup([mids[100]])  # the same key again: the cursor's answer
+    rows.append({"workload": "RecordBook.current", "next_key_us": following,
+                 "random_key_us": jumping, "same_key_us": hit})
+    print(f"{'RecordBook.current (timeit)':<34} next key {following:.3f} us, random key "
+          f"{jumping:.3f} us, same key {hit:.3f} us (best of 3, lambda call included)")
 
 
 def main(argv: list[str]) -> int:

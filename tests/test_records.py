@@ -395,3 +395,19 @@ def test_nearest_zone_ranking_matches_merge_asof(seed):
     assert result.strategy.picks == expected
     assert sum(1 for _, chosen in expected if chosen) > 20  # the rule does pick, often
     assert len(result.fills) > 0
+
+
+@pytest.mark.parametrize("shape", ["polars", "arrow", "multiindex", "mapping", "naive"])
+def test_every_shape_of_records_gives_the_same_answers(market, zones, shape):
+    import polars as pl
+    import pyarrow as pa
+
+    data = {
+        "polars": lambda: pl.from_pandas(zones),
+        "arrow": lambda: pa.Table.from_pandas(zones),
+        "multiindex": lambda: zones.set_index(["symbol", "ts"]),
+        "mapping": lambda: {s: g.drop(columns="symbol") for s, g in zones.groupby("symbol")},
+        "naive": lambda: zones.assign(ts=zones["ts"].dt.tz_localize(None)),  # naive = UTC
+    }[shape]()
+    result = tickstep.Backtest(market, Logger, records={"zones": data}).run()
+    _check_log(result.strategy.log, zones)
