@@ -94,10 +94,13 @@ def test_a_backtest_loads_each_table_in_one_statement(store, market, zones):
     levels = zones[["symbol", "ts", "level"]].rename(columns={"level": "price"})
     store.ingest_records("levels", levels)
     counts = []
-    for symbols in (None, market.symbols[:2], market.symbols[:1]):
+    middle = pd.Timestamp(int(market.bars[0].ts[30]), tz="UTC")
+    for symbols, start in ((None, None), (market.symbols[:2], None), (market.symbols[:1], None),
+                           (None, middle)):
         counted = count_statements(store)
         try:
-            bt = tickstep.Backtest(store, Logger, records=["zones", "levels"], symbols=symbols)
+            bt = tickstep.Backtest(store, Logger, records=["zones", "levels"], symbols=symbols,
+                                   start=start)
         finally:
             store._con = counted._con
         # metadata, bars, one per record table -- whatever the symbols and timestamps
@@ -107,7 +110,7 @@ def test_a_backtest_loads_each_table_in_one_statement(store, market, zones):
         assert any('"records_levels"' in s for s in record_statements)
         counts.append(len(counted.statements))
         assert set(bt.records) == {"zones", "levels"}
-    assert counts == [4, 4, 4]
+    assert counts == [4, 4, 4, 4]
     # The store's own counter says the same.
     before = store.queries_executed
     tickstep.Backtest(store, Logger, records=["zones"])
@@ -411,3 +414,34 @@ def test_every_shape_of_records_gives_the_same_answers(market, zones, shape):
     }[shape]()
     result = tickstep.Backtest(market, Logger, records={"zones": data}).run()
     _check_log(result.strategy.log, zones)
+
+
+# ---- the cursor against brute force -------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    keys=st.lists(st.integers(-50, 50), min_size=0, max_size=12),
+    counts=st.lists(st.integers(1, 3), min_size=12, max_size=12),
+    queries=st.lists(st.integers(-60, 60), min_size=1, max_size=40),
+)
+def test_cursor_answers_the_latest_key_at_or_before_any_time(keys, counts, queries):
+    """Any sequence of times (forwards, backwards, on a key, before the first, after the
+    last): the answer is the set of the greatest key <= the time, as brute force says."""
+    from tickstep.data._records import RecordBook, RecordTable
+
+    keys = sorted(set(keys))
+    ts = np.repeat(np.array(keys, dtype=np.int64), counts[: len(keys)])
+    value = np.arange(len(ts), dtype=np.float64)
+    table = RecordTable("t", ["A", "B"], np.zeros(len(ts), dtype=np.int64), ts,
+                        {"value": value}, {"value": "float"})
+    book = RecordBook({"t": table})
+    for now in queries:
+        got = book.current("t", 0, now)
+        before = [k for k in keys if k <= now]
+        if not before:
+            assert got.ts is None and len(got) == 0
+        else:
+            assert got.ts == max(before)
+            np.testing.assert_array_equal(got.value, value[ts == max(before)])
+        assert len(book.current("t", 1, now)) == 0  # B has no records at all
