@@ -185,3 +185,13 @@ def test_batch_runs_refuse_records_rather_than_drop_them(market, zones):
         bt.optimize(cache=False, executor="sequential")
     with pytest.raises(tickstep.ConfigError, match="walk_forward\\(\\) does not carry"):
         bt.walk_forward(train="10D", test="5D", cache=False, executor="sequential")
+
+
+def test_a_datetime_index_beside_a_time_column_is_ambiguous(market, zones):
+    with pytest.raises(td.DataError, match="a DatetimeIndex and a key time column 'ts'") as err:
+        tickstep.Backtest(market, tickstep.Strategy,
+                          records={"zones": zones.set_index(zones["ts"].rename(None))})
+    assert err.value.rule == "one key time"
+    table = tickstep.Backtest(market, tickstep.Strategy, records={"zones": zones}).records["zones"]
+    with pytest.raises(td.DataError, match="'BARPP'.*did you mean 'BARP'"):
+        table.frame("BARPP")

@@ -207,7 +207,7 @@ def _as_frame(data: Any, table: str) -> tuple[pd.DataFrame, str | None, bool]:
             if any(str(c).lower() == "symbol" for c in frame.columns):
                 raise DataError(f"records table {table!r}: the frame for {sym!r} in a mapping "
                                 "already has a symbol column", symbol=str(sym), rule="one symbol")
-            frame = _unwrap_index(frame)
+            frame = _unwrap_index(frame, table)
             parts.append(frame.assign(symbol=str(sym)))
         if not parts:
             raise DataError(f"records table {table!r}: the mapping is empty", rule="non-empty")
@@ -220,13 +220,19 @@ def _as_frame(data: Any, table: str) -> tuple[pd.DataFrame, str | None, bool]:
     )
 
 
-def _unwrap_index(df: pd.DataFrame) -> pd.DataFrame:
+def _unwrap_index(df: pd.DataFrame, table: str) -> pd.DataFrame:
+    """A (symbol, time) MultiIndex, a named symbol/time index or a DatetimeIndex become
+    ordinary columns."""
     names = [str(n).lower() for n in df.index.names if n is not None]
     if isinstance(df.index, pd.MultiIndex) or (
         names and names[0] in ("symbol", *TIMESTAMP_COLUMNS)
     ):
         return df.reset_index()
     if isinstance(df.index, pd.DatetimeIndex):
+        times = [c for c in df.columns if str(c).strip().lower() in TIMESTAMP_COLUMNS]
+        if times:
+            raise _refusal(table, f"a DatetimeIndex and a key time column {times[0]!r}: keep "
+                           "one of them", column=str(times[0]), rule="one key time")
         return df.reset_index(names="ts")
     return df
 
@@ -376,7 +382,7 @@ def _in_file(err: DataError, path: str | None, csv: bool) -> DataError:
 
 def _read_frame(df: pd.DataFrame, table: str, symbol: str | None,
                 symbol_column: str | None) -> RecordRows:
-    df = _unwrap_index(df)
+    df = _unwrap_index(df, table)
     sym_label, ts_label = _key_labels(df, table, symbol_column)
     if len(df) == 0:
         raise _refusal(table, "no rows (empty data)", rule="non-empty")
@@ -520,6 +526,8 @@ class RecordTable:
 
     def frame(self, symbol: str | None = None) -> pd.DataFrame:
         """Every record (of ``symbol``) as a DataFrame: symbol, ts, then the fields."""
+        if symbol is not None and symbol not in self.symbols:
+            refuse_unknown_symbols([symbol], self.symbols, f"records table {self.name!r}")
         parts = []
         for i, name in enumerate(self.symbols):
             if symbol is not None and name != symbol:
