@@ -195,3 +195,12 @@ def test_a_datetime_index_beside_a_time_column_is_ambiguous(market, zones):
     table = tickstep.Backtest(market, tickstep.Strategy, records={"zones": zones}).records["zones"]
     with pytest.raises(td.DataError, match="'BARPP'.*did you mean 'BARP'"):
         table.frame("BARPP")
+
+
+def test_plain_python_numbers_in_an_object_column_are_numbers(market, zones):
+    table = tickstep.Backtest(market, tickstep.Strategy, records={"zones": zones.assign(
+        level=zones["level"].astype(object), strength=zones["strength"].astype(object))},
+    ).records["zones"]
+    assert table.kinds["level"] == "float" and table.kinds["strength"] == "int"
+    np.testing.assert_array_equal(table.frame()["level"], zones.sort_values(
+        ["symbol", "ts"], kind="stable")["level"])

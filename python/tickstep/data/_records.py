@@ -324,13 +324,21 @@ def _field(table: str, name: str, series: pd.Series, symbols: np.ndarray,
             fits = (lambda v: v is None or (isinstance(v, (int, float, np.integer, np.floating))
                                             and not isinstance(v, (bool, np.bool_))))
         ok = np.fromiter((fits(v) for v in values), bool, len(values))
-        if not ok.all() or kind == "number":
-            row = int(np.flatnonzero(~ok)[0]) if not ok.all() else first
+        if not ok.all():
+            row = int(np.flatnonzero(~ok)[0])
             value = values[row]
             raise refuse(row, f"value {value!r} ({type(value).__name__}) in a column of "
                          f"{kind} (row {first} holds {values[first]!r}); a field holds one kind "
                          "(number, bool, text or timestamp): convert the column",
                          "one kind per field")
+        if kind == "number":
+            # Plain Python numbers in an object column: ints alone stay ints, otherwise
+            # floats (None as NaN), as numpy would read them.
+            whole = all(isinstance(v, (int, np.integer)) for v in values)
+            if whole:
+                return "int", np.array(values, dtype=np.int64)
+            return _field(table, name, pd.Series(np.array(
+                [np.nan if v is None else v for v in values], dtype=np.float64)), symbols, ts)
         return "string", values
     raise refuse(0, f"dtype {dtype} is not a field kind (number, bool, text, timestamp)",
                  "field kinds")
