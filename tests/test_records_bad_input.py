@@ -179,14 +179,6 @@ def test_what_a_backtest_asks_for_must_exist(market, zones, tmp_path):
         tickstep.Backtest(store, Asks).run()
 
 
-def test_batch_runs_refuse_records_rather_than_drop_them(market, zones):
-    bt = tickstep.Backtest(market, tickstep.Strategy, records={"zones": zones})
-    with pytest.raises(tickstep.ConfigError, match="optimize\\(\\) does not carry"):
-        bt.optimize(cache=False, executor="sequential")
-    with pytest.raises(tickstep.ConfigError, match="walk_forward\\(\\) does not carry"):
-        bt.walk_forward(train="10D", test="5D", cache=False, executor="sequential")
-
-
 def test_a_datetime_index_beside_a_time_column_is_ambiguous(market, zones):
     with pytest.raises(td.DataError, match="a DatetimeIndex and a key time column 'ts'") as err:
         tickstep.Backtest(market, tickstep.Strategy,

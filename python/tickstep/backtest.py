@@ -216,14 +216,6 @@ class Backtest:
             ends=self._session_ends,
             records=self._records,
         )
-
-    def _no_records(self, call: str) -> None:
-        if self._records:
-            raise ConfigError(
-                f"{call}() does not carry analysis tables (records=) to its runs yet; "
-                "loop over bt.run(**params) instead"
-            )
-
     def run_signals(self, entries: Any = None, exits: Any = None, short_entries: Any = None,
                     short_exits: Any = None, *, size: float = 0.95, size_type: str = "percent",
                     sl: float | None = None, tp: float | None = None) -> Result:
@@ -302,7 +294,6 @@ class Backtest:
         """
         from tickstep.batch import optimize
 
-        self._no_records("optimize")
         self._in_memory("optimize")
         return optimize(
             self,
@@ -371,7 +362,6 @@ class Backtest:
         """
         from tickstep.walkforward import walk_forward
 
-        self._no_records("walk_forward")
         self._in_memory("walk_forward")
         return walk_forward(self, train=train, test=test, maximize=maximize, anchored=anchored,
                             warmup=warmup, constraint=constraint, executor=executor,

@@ -223,6 +223,8 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
         raise TypeError(f"maximize must be a statistic's name or a function of the stats, got {maximize!r}")
     market, metadata, config, strategy = (backtest.market, backtest.metadata, backtest.config,
                                           backtest.strategy)
+    # Analysis tables are read by time, so each window sees only what was known then.
+    records = getattr(backtest, "records", None) or None
     windows = plan_windows(market.timeline(), train, test, anchored=anchored, warmup=warmup)
     if not windows:
         raise ValueError(
@@ -240,6 +242,7 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
             strategy, train_data, params=grid, portfolio=True, maximize=maximize,
             constraint=constraint, executor=executor, max_workers=max_workers, cache=cache,
             progress=progress, config=config.replace(trade_start=w.train_start),
+            records=records,
         )
         ok = tried[tried["status"] == "ok"]
         if len(ok) == 0:
@@ -257,7 +260,7 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
         test_data = _columns(market, metadata, (w.test_start - lead).value, w.test_end.value)
         result = simulate(market_from_columns(test_data), strategy,
                           config.replace(trade_start=w.test_start), chosen,
-                          metadata=test_data.metadata)
+                          metadata=test_data.metadata, records=records)
         results.append(result)
         trades.append(result.trades.assign(window=w.number))
         rows.append({

@@ -19,6 +19,7 @@ from tickstep.batch.executors import execute, make_backend
 from tickstep.batch.jobs import (
     Job,
     Params,
+    _digest,
     code_fingerprint,
     engine_fingerprint,
     expand_grid,
@@ -27,11 +28,12 @@ from tickstep.batch.jobs import (
     resolve_strategy,
 )
 from tickstep.batch.progress import make_progress
-from tickstep.batch.sources import prepare_data
-from tickstep.batch.worker import Chunk
+from tickstep.batch.sources import default_scratch_dir, prepare_data, snapshot_path
+from tickstep.batch.worker import Chunk, forget_record_snapshots
 from tickstep.batch.worker_cache import WorkerCache
 from tickstep.config import BacktestConfig, split_options
-from tickstep.data import LOAD_OPTIONS, MarketColumns, SymbolBars
+from tickstep.data import LOAD_OPTIONS, BarStore, MarketColumns, SymbolBars, open_store
+from tickstep.data._records import RecordTable, records_for_backtest, write_record_snapshot
 from tickstep.hints import did_you_mean
 from tickstep.metrics import STAT_LABELS
 from tickstep.strategy import Strategy
@@ -111,6 +113,7 @@ def run_batch(
     scratch_dir: str | PathLike[str] | None = None,
     config: BacktestConfig | None = None,
     on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
+    records: Any = None,
     **options: Any,
 ) -> pd.DataFrame:
     """Run one strategy over many symbols and parameter sets; one row per backtest.
@@ -168,6 +171,11 @@ def run_batch(
         Called with each finished task's computed rows as they arrive (``job``,
         ``symbols`` label, ``params``, ``stats``, ``run_time``, ``status``, ``error``):
         how the HTTP service records progress while the batch runs.
+    records : list of str or mapping, optional
+        Analysis tables the strategy reads with ``self.records`` (as for
+        `tickstep.Backtest`; or the loaded tables of ``Backtest.records``). They are
+        read once here, written once to a snapshot file per table for the workers, and
+        part of every job's cache key.
     **options
         Options of `tickstep.BacktestConfig` for every run (``cash``, ``commission``,
         ``slippage``, ``sizer``, ...) or load options; any other name is refused with a
@@ -238,6 +246,7 @@ def run_batch(
     # What this batch's process and the workers forked from it hold; closed at the end.
     held = WorkerCache()
     prepared = None
+    snapshots: list[tuple[str, str]] = []  # analysis tables written for the workers
     try:
         prepared = prepare_data(
             data,
@@ -263,6 +272,10 @@ def run_batch(
         code_fp = code_fingerprint(cls)
         options_fp = options_fingerprint(config.options())
         data_keys = {label: prepared.data_key(syms) for label, syms in groups.items()}
+        tables = _record_tables(data, records, prepared.symbols, symbols is not None, start, end)
+        if tables:  # the records are part of every job's data
+            records_fp = _digest(*(f"{n}={t.fingerprint()}" for n, t in sorted(tables.items())))
+            data_keys = {label: _digest(key, records_fp) for label, key in data_keys.items()}
         keys = [
             job_key(engine=engine_fp, code=code_fp, options=options_fp,
                     data=data_keys[job.label], params=job.params)
@@ -290,8 +303,14 @@ def run_batch(
                     needed = sorted({s for job in missing for s in job.symbols})
                     columns = source.load(needed)
                 held.seed(source, columns)
+            scratch = Path(scratch_dir) if scratch_dir is not None else default_scratch_dir()
+            for name, table in tables.items():
+                path = snapshot_path(scratch, f"records_{name}")
+                write_record_snapshot(table, path)
+                snapshots.append((name, str(path)))
             chunks = [
-                Chunk(ref, code_fp, source, config, tuple(missing[i : i + size]))
+                Chunk(ref, code_fp, source, config, tuple(missing[i : i + size]),
+                      records=tuple(snapshots))
                 for i in range(0, len(missing), size)
             ]
             bar = make_progress(progress, len(jobs), len(rows))
@@ -318,6 +337,10 @@ def run_batch(
     finally:
         if prepared is not None:
             prepared.cleanup()
+        for _, path in snapshots:
+            Path(path).unlink(missing_ok=True)
+        if snapshots:
+            forget_record_snapshots()
         held.close()
         if store is not None and store is not cache:
             store.close()
@@ -380,6 +403,23 @@ def _infer(column: pd.Series) -> pd.Series:
     if len(values) and all(isinstance(v, pd.Timedelta) for v in values):
         return pd.to_timedelta(column)
     return column.infer_objects()
+
+
+def _record_tables(data: Any, records: Any, symbols: list[str], selected: bool, start: Any,
+                   end: Any) -> dict[str, RecordTable]:
+    """``records=`` of a batch as loaded tables for its symbols (names are read from the
+    data's store, opened here once)."""
+    if not records:
+        return {}
+    names_only = isinstance(records, (str, list, tuple)) or (
+        isinstance(records, Mapping) and any(v is None for v in records.values()))
+    if names_only and isinstance(data, (str, PathLike)):
+        with open_store(data) as store:
+            return records_for_backtest(store, records, symbols, selected=selected,
+                                        start=start, end=end)
+    source = data if isinstance(data, BarStore) else None
+    return records_for_backtest(source, records, symbols, selected=selected, start=start,
+                                end=end)
 
 
 def _market_columns(market: _core.Market, metadata: pd.DataFrame | None) -> MarketColumns:
@@ -450,4 +490,5 @@ def optimize(
         cache=cache,
         progress=progress,
         config=backtest.config,
+        records=backtest.records or None,
     )

@@ -10,6 +10,7 @@ A job's exception never escapes: it becomes that job's row.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 import traceback
@@ -23,9 +24,10 @@ from tickstep.batch.jobs import Job, StrategyRef
 from tickstep.batch.sources import DataSource
 from tickstep.batch.worker_cache import WorkerCache
 from tickstep.config import BacktestConfig
+from tickstep.data._records import RecordTable, read_record_snapshot
 from tickstep.simulation import simulate_stats
 
-__all__ = ["Chunk", "run_chunk"]
+__all__ = ["Chunk", "forget_record_snapshots", "run_chunk"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class Chunk:
     source: DataSource
     config: BacktestConfig
     jobs: tuple[Job, ...]
+    #: Analysis tables as (name, snapshot path) pairs (see `tickstep.data.RecordSet`).
+    records: tuple[tuple[str, str], ...] = ()
 
 
 def _plain(value: Any) -> Any:
@@ -88,9 +92,12 @@ def run_chunk(chunk: Chunk, cache: WorkerCache | None = None) -> list[dict[str, 
         t0 = time.perf_counter()
         try:
             market = cache.market(chunk.source, job.symbols)
+            records = {name: _record_table(path).subset(list(market.market.symbols))
+                       for name, path in chunk.records}
             stats = simulate_stats(
                 market.market, cls, config, job.params,
                 metadata=market.metadata, ends=market.session_ends(config.timezone),
+                records=records,
             )
             row = _row(job, {str(k): _plain(v) for k, v in stats.items()},
                        time.perf_counter() - t0, "ok", None)
@@ -100,6 +107,17 @@ def run_chunk(chunk: Chunk, cache: WorkerCache | None = None) -> list[dict[str, 
             row = _row(job, {}, time.perf_counter() - t0, "error", _error_text(exc))
         rows.append(row)
     return rows
+
+
+@functools.lru_cache(maxsize=8)
+def _record_table(path: str) -> RecordTable:
+    """An analysis table's snapshot, read once per process (a batch writes each once)."""
+    return read_record_snapshot(path)
+
+
+def forget_record_snapshots() -> None:
+    """Drop the tables read in this process (the batch that wrote them has ended)."""
+    _record_table.cache_clear()
 
 
 def _row(job: Job, stats: dict[str, Any], run_time: float, status: str, error: str | None) -> dict[str, Any]:

@@ -23,7 +23,11 @@ bounds, a strength, a type and touch times. tickstep keeps such tables beside th
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+import uuid
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import suppress
@@ -531,6 +535,46 @@ class RecordTable:
         """The record set of symbol ``i``'s ``k``-th key."""
         offsets = self.offsets[i]
         return RecordSet(self, offsets[k], offsets[k + 1], self.keys[i][k])
+
+    def _rows_of(self, i: int) -> tuple[int, int, np.ndarray]:
+        """Symbol ``i``'s row range and each row's key time."""
+        offsets = self.offsets[i]
+        ts = np.repeat(np.asarray(self.keys[i], dtype=np.int64), np.diff(offsets))
+        return offsets[0], offsets[-1], ts
+
+    def subset(self, symbols: Sequence[str]) -> RecordTable:
+        """The same records for ``symbols`` (a symbol without records has none; one
+        this table does not cover is refused)."""
+        symbols = list(symbols)
+        if symbols == self.symbols:
+            return self
+        index = {s: i for i, s in enumerate(self.symbols)}
+        missing = [s for s in symbols if s not in index]
+        if missing:
+            refuse_unknown_symbols(missing, self.symbols, f"records table {self.name!r}")
+        spans = [self._rows_of(index[s]) for s in symbols]
+        rows = np.concatenate([np.arange(lo, hi) for lo, hi, _ in spans]) if spans else \
+            np.array([], dtype=np.int64)
+        sym_index = np.repeat(np.arange(len(symbols)), [hi - lo for lo, hi, _ in spans])
+        ts = np.concatenate([t for _, _, t in spans]) if spans else np.array([], np.int64)
+        columns = {name: col[rows] for name, col in self.columns.items()}
+        return RecordTable(self.name, symbols, sym_index, ts, columns, self.kinds)
+
+    def fingerprint(self) -> str:
+        """A hash of everything a strategy can read from the table (names, kinds, keys,
+        record order and values): equal tables, equal hashes."""
+        h = hashlib.blake2b(digest_size=16)
+        h.update(json.dumps([self.name, self.symbols, self.kinds]).encode())
+        for keys, offsets in zip(self.keys, self.offsets):
+            h.update(np.asarray(keys, dtype=np.int64).tobytes())
+            h.update(np.asarray(offsets, dtype=np.int64).tobytes())
+        for name in self.fields:
+            col = self.columns[name]
+            if col.dtype == object:
+                h.update(json.dumps(col.tolist()).encode())
+            else:
+                h.update(np.ascontiguousarray(col).tobytes())
+        return h.hexdigest()
 
     def frame(self, symbol: str | None = None) -> pd.DataFrame:
         """Every record (of ``symbol``) as a DataFrame: symbol, ts, then the fields."""
@@ -1104,6 +1148,9 @@ def records_for_backtest(
     wanted = _requests(records)
     out: dict[str, RecordTable] = {}
     for name, data in wanted.items():
+        if isinstance(data, RecordTable):  # loaded already (a Backtest's, in a batch)
+            out[name] = data.subset(symbols)
+            continue
         if data is None:
             load = getattr(source, "load_records", None)
             if load is None:
@@ -1134,3 +1181,40 @@ def records_for_backtest(
                 row=row, symbol=first, ts=int(rows.ts[row]), rule="known symbol")
         out[name] = RecordTable.from_rows(rows, symbols)
     return out
+
+
+# ---- snapshots for batch workers -----------------------------------------------------------
+
+_SNAPSHOT_META = b"tickstep.records"
+
+
+def write_record_snapshot(table: RecordTable, path: Path) -> None:
+    """Write ``table`` as an Arrow IPC file (atomically) for workers to read."""
+    spans = [table._rows_of(i) for i in range(len(table.symbols))]
+    sym = np.repeat(np.arange(len(spans), dtype=np.int32), [hi - lo for lo, hi, _ in spans])
+    ts = np.concatenate([t for _, _, t in spans]) if spans else np.array([], np.int64)
+    arrays: dict[str, Any] = {"symbol": pa.array(sym), "ts": pa.array(ts)}
+    for name in table.fields:
+        col = table.columns[name]
+        arrays[name] = pa.array(col, pa.string()) if table.kinds[name] == "string" else \
+            pa.array(col)
+    meta = {"name": table.name, "symbols": table.symbols, "kinds": table.kinds}
+    data = pa.table(arrays).replace_schema_metadata({_SNAPSHOT_META: json.dumps(meta).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, data.schema) as writer:
+        writer.write_table(data)
+    os.replace(tmp, path)
+
+
+def read_record_snapshot(path: str | PathLike[str]) -> RecordTable:
+    """A table written by `write_record_snapshot`."""
+    data = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+    meta = json.loads(data.schema.metadata[_SNAPSHOT_META])
+    kinds = meta["kinds"]
+    # Timestamp fields are stored as their int64 nanoseconds.
+    columns = {name: _numpy_column(data.column(name), "int" if kind == "timestamp" else kind)
+               for name, kind in kinds.items()}
+    sym = np.asarray(data.column("symbol").to_numpy(), dtype=np.int64)
+    ts = np.asarray(data.column("ts").to_numpy(), dtype=np.int64)
+    return RecordTable(meta["name"], meta["symbols"], sym, ts, columns, kinds)
