@@ -164,7 +164,8 @@ impl TickContext<'_> {
     /// Restart a rolling statistic for one symbol: it refills from its next input.
     pub fn reset_study(&mut self, id: usize, symbol: usize) -> Result<()> {
         self.check_symbol(symbol)?;
-        self.studies.reset(id, symbol)
+        self.studies
+            .reset(id, symbol, self.clock.current_bar(symbol))
     }
 
     // ---- orders ----------------------------------------------------------------------------

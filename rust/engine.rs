@@ -192,7 +192,8 @@ impl Engine {
                 let i = self.clock.take_bar(s);
                 self.open_bar(&market, s, i);
                 if studies {
-                    self.studies.update(s, market.local(s, i), market.bars(s));
+                    self.studies
+                        .update(s, i, market.local(s, i), market.bars(s));
                 }
             }
             let rules = Rules {

@@ -63,6 +63,29 @@ impl Source {
     }
 }
 
+/// Consecutive bars of one symbol as columns of equal length: what [`Rolling::feed`]
+/// reads.
+#[derive(Clone, Copy, Debug)]
+pub struct BarColumns<'a> {
+    pub open: &'a [f64],
+    pub high: &'a [f64],
+    pub low: &'a [f64],
+    pub close: &'a [f64],
+    pub volume: &'a [f64],
+}
+
+impl<'a> BarColumns<'a> {
+    fn of(&self, source: Source) -> &'a [f64] {
+        match source {
+            Source::Open => self.open,
+            Source::High => self.high,
+            Source::Low => self.low,
+            Source::Close => self.close,
+            Source::Volume => self.volume,
+        }
+    }
+}
+
 /// A statistic and its window, in bars (see the module docs for the definitions).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum RollingKind {
@@ -278,6 +301,51 @@ impl Rolling {
         };
     }
 
+    /// Feeds consecutive bars (`bars`, each column `out.len()` long) in order, as many
+    /// [`Rolling::update`] calls would, writing the value after each bar into `out`.
+    /// The same operations in the same order: the values are bit for bit those of
+    /// `update`, only the sums run in one tight loop over one column.
+    pub fn feed(&mut self, bars: &BarColumns<'_>, out: &mut [f64]) {
+        if let State::Sum(sum) = &mut self.state {
+            let xs = &bars.of(self.source)[..out.len()];
+            let n = self.kind.window();
+            let (mean, nf) = (matches!(self.kind, RollingKind::Mean(_)), n as f64);
+            for (slot, &x) in out.iter_mut().zip(xs) {
+                self.count += 1;
+                sum.push(x);
+                self.prev = self.value;
+                self.value = if self.count < n {
+                    f64::NAN
+                } else if mean {
+                    sum.sum() / nf
+                } else {
+                    sum.sum()
+                };
+                *slot = self.value;
+            }
+            return;
+        }
+        for (k, slot) in out.iter_mut().enumerate() {
+            self.update(
+                bars.open[k],
+                bars.high[k],
+                bars.low[k],
+                bars.close[k],
+                bars.volume[k],
+            );
+            *slot = self.value;
+        }
+    }
+
+    /// Whether the statistic is ready after `count` bars (see [`Rolling::is_ready`]).
+    pub fn ready_after(&self, count: usize) -> bool {
+        let n = self.kind.window();
+        match self.kind {
+            RollingKind::Rsi(_) => count > n,
+            _ => count >= n,
+        }
+    }
+
     fn compute(&self) -> f64 {
         let n = self.kind.window() as f64;
         match (&self.state, self.kind) {
@@ -316,11 +384,7 @@ impl Rolling {
     /// Whether the window is full: n values (`Sum`, `Mean`, `Min`, `Max`, `Std`, `Ema`),
     /// n changes i.e. n + 1 values (`Rsi`), n bars (`Atr`).
     pub fn is_ready(&self) -> bool {
-        let n = self.kind.window();
-        match self.kind {
-            RollingKind::Rsi(_) => self.count > n,
-            _ => self.count >= n,
-        }
+        self.ready_after(self.count)
     }
 
     /// Bars fed since creation or the latest [`Rolling::reset`].

@@ -7,7 +7,7 @@
 use crate::candles::{clock_bucket, CandleSeries};
 use crate::error::{EngineError, Result};
 use crate::market::SymbolBars;
-use crate::rolling::{Rolling, RollingKind, Source};
+use crate::rolling::{BarColumns, Rolling, RollingKind, Source};
 
 /// How a timeframe assigns base bars to buckets.
 enum Buckets {
@@ -26,10 +26,118 @@ struct Timeframe {
     series: Vec<CandleSeries>,
 }
 
+/// A rolling statistic of one symbol's base bars, computed a block of bars at a time.
+///
+/// The market holds every bar already, so when a symbol's bar `i` first needs a value
+/// the next `block` values are computed in one tight loop over the columns (the same
+/// operations as bar-by-bar updates: the same bits). Nothing looks ahead: a value is
+/// read only at its own bar or later (`value(.., bar)` with the symbol's latest bar).
+#[derive(Clone)]
+struct Blocked {
+    /// The statistic's state after the last bar of the block.
+    rolling: Rolling,
+    /// The bar of `values[0]`.
+    start: usize,
+    /// The value after each bar from `start` on.
+    values: Vec<f64>,
+    /// The value after bar `start - 1` (NaN at the first bar or after a reset).
+    before: f64,
+    /// Bars fed before `start`, since the beginning or the latest reset.
+    fed_before: usize,
+}
+
+impl Blocked {
+    fn new(rolling: Rolling) -> Self {
+        Blocked {
+            rolling,
+            start: 0,
+            values: Vec::new(),
+            before: f64::NAN,
+            fed_before: 0,
+        }
+    }
+
+    /// Make bar `i` (the symbol's next bar, run index; `j` its position in `b`) readable.
+    #[inline]
+    fn advance(&mut self, i: usize, j: usize, b: &SymbolBars, block: usize) {
+        if i < self.start + self.values.len() {
+            return;
+        }
+        self.refill(i, j, b, block);
+    }
+
+    /// Compute the values of bars `i`.. (up to `block` of them, as far as `b` holds).
+    #[cold]
+    fn refill(&mut self, i: usize, j: usize, b: &SymbolBars, block: usize) {
+        debug_assert_eq!(i, self.start + self.values.len(), "bars arrive in order");
+        if let Some(&last) = self.values.last() {
+            self.before = last;
+        }
+        self.fed_before += self.values.len();
+        self.start = i;
+        let end = (j + block).min(b.len());
+        let bars = BarColumns {
+            open: &b.open[j..end],
+            high: &b.high[j..end],
+            low: &b.low[j..end],
+            close: &b.close[j..end],
+            volume: &b.volume[j..end],
+        };
+        self.values.clear();
+        self.values.resize(end - j, f64::NAN);
+        self.rolling.feed(&bars, &mut self.values);
+    }
+
+    /// The value after bar `i`; a bar before `start` is the bar of a reset (NaN).
+    #[inline]
+    fn value(&self, i: usize) -> f64 {
+        i.checked_sub(self.start)
+            .and_then(|k| self.values.get(k))
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+
+    #[inline]
+    fn prev(&self, i: usize) -> f64 {
+        if i > self.start {
+            self.value(i - 1)
+        } else if i == self.start {
+            self.before
+        } else {
+            f64::NAN
+        }
+    }
+
+    fn is_ready(&self, i: usize) -> bool {
+        i >= self.start
+            && self
+                .rolling
+                .ready_after(self.fed_before + (i - self.start) + 1)
+    }
+
+    /// Forget every bar up to and including `bar` (the latest): it refills from the next.
+    fn reset(&mut self, bar: Option<usize>) {
+        self.rolling.reset();
+        self.start = bar.map_or(0, |i| i + 1);
+        self.values.clear();
+        self.before = f64::NAN;
+        self.fed_before = 0;
+    }
+}
+
+/// Bytes of values kept ahead per statistic (all symbols together): the block length
+/// is this over the symbol count, within [16, 256] bars.
+const BLOCK_BUDGET: usize = 4 << 20;
+
+fn block_len(symbols: usize) -> usize {
+    (BLOCK_BUDGET / 8 / symbols.max(1)).clamp(16, 256)
+}
+
 enum Study {
-    Rolling {
-        per_symbol: Vec<Rolling>,
-    },
+    /// On base bars, a block of bars at a time.
+    Bars { per_symbol: Vec<Blocked> },
+    /// On a timeframe's completed candles, one candle at a time.
+    Rolling { per_symbol: Vec<Rolling> },
     /// A vectorised indicator computed over the whole history, one value per base bar.
     Series {
         values: Vec<Vec<f64>>,
@@ -46,13 +154,8 @@ pub struct Studies {
     base_rolling: Vec<usize>,
     /// Rolling studies on base bars fed by an extra column: (study, column index).
     column_rolling: Vec<(usize, usize)>,
-    /// Which price columns the declared studies read (bit per `Source`): the market phase
-    /// loads only those, so an SMA of closes touches one column's memory, not five.
-    needs: u8,
-}
-
-fn bit(source: Source) -> u8 {
-    1 << (source as u8)
+    /// Bars computed at a time per base-bar statistic (see `Blocked`).
+    block: usize,
 }
 
 impl Studies {
@@ -124,7 +227,6 @@ impl Studies {
         buckets: Buckets,
         capacity: usize,
     ) -> Result<usize> {
-        self.needs = 0b1_1111; // candles carry every column
         self.timeframes.push(Timeframe {
             buckets,
             series: (0..symbols).map(|_| CandleSeries::new(capacity)).collect(),
@@ -147,12 +249,10 @@ impl Studies {
         match timeframe {
             None => {
                 self.base_rolling.push(id);
-                self.needs |= match kind {
-                    RollingKind::Atr(_) => {
-                        bit(Source::High) | bit(Source::Low) | bit(Source::Close)
-                    }
-                    _ => bit(source),
-                };
+                self.block = block_len(symbols);
+                self.studies.push(Study::Bars {
+                    per_symbol: vec![Blocked::new(proto); symbols],
+                });
             }
             Some(tf) => {
                 let list = self
@@ -160,11 +260,11 @@ impl Studies {
                     .get_mut(tf)
                     .ok_or_else(|| EngineError::InvalidConfig(format!("no timeframe {tf}")))?;
                 list.push(id);
+                self.studies.push(Study::Rolling {
+                    per_symbol: vec![proto; symbols],
+                });
             }
         }
-        self.studies.push(Study::Rolling {
-            per_symbol: vec![proto; symbols],
-        });
         Ok(id)
     }
 
@@ -221,28 +321,14 @@ impl Studies {
         Ok(self.studies.len() - 1)
     }
 
-    /// Market-phase update for `symbol`'s bar at position `i` of the columns `b` (the run
-    /// index, except in a streamed window, where no per-bar study is allowed).
+    /// Market-phase update for `symbol`'s bar with run index `run`, at position `i` of the
+    /// columns `b` (the two differ in a streamed window; reads use run indices).
     #[inline]
-    pub fn update(&mut self, s: usize, i: usize, b: &SymbolBars) {
-        let needs = self.needs;
-        let read = |source: Source, column: &[f64]| {
-            if needs & bit(source) != 0 {
-                column[i]
-            } else {
-                0.0
-            }
-        };
-        let (o, h, l, c, v) = (
-            read(Source::Open, &b.open),
-            read(Source::High, &b.high),
-            read(Source::Low, &b.low),
-            read(Source::Close, &b.close),
-            read(Source::Volume, &b.volume),
-        );
+    pub fn update(&mut self, s: usize, run: usize, i: usize, b: &SymbolBars) {
+        let block = self.block;
         for &id in &self.base_rolling {
-            if let Study::Rolling { per_symbol, .. } = &mut self.studies[id] {
-                per_symbol[s].update(o, h, l, c, v);
+            if let Study::Bars { per_symbol } = &mut self.studies[id] {
+                per_symbol[s].advance(run, i, b, block);
             }
         }
         for &(id, k) in &self.column_rolling {
@@ -255,6 +341,11 @@ impl Studies {
                 }
             }
         }
+        if self.timeframes.is_empty() {
+            return;
+        }
+        // Candles carry every column.
+        let (o, h, l, c, v) = b.ohlcv(i);
         for (tf_id, tf) in self.timeframes.iter_mut().enumerate() {
             let ts = b.ts[i];
             let (label, end) = match &tf.buckets {
@@ -280,12 +371,9 @@ impl Studies {
     /// Whether study `id` is an ATR over base bars (what a trailing stop may follow).
     pub fn is_base_atr(&self, id: usize) -> bool {
         match self.studies.get(id) {
-            Some(Study::Rolling { per_symbol }) => {
-                self.base_rolling.contains(&id)
-                    && per_symbol
-                        .first()
-                        .is_some_and(|r| matches!(r.kind(), RollingKind::Atr(_)))
-            }
+            Some(Study::Bars { per_symbol }) => per_symbol
+                .first()
+                .is_some_and(|b| matches!(b.rolling.kind(), RollingKind::Atr(_))),
             _ => false,
         }
     }
@@ -300,6 +388,7 @@ impl Studies {
     #[inline]
     pub fn value(&self, id: usize, s: usize, bar: Option<usize>) -> Result<f64> {
         Ok(match self.study(id)? {
+            Study::Bars { per_symbol } => bar.map_or(f64::NAN, |i| per_symbol[s].value(i)),
             Study::Rolling { per_symbol, .. } => per_symbol[s].value(),
             Study::Series { values, .. } => bar.map_or(f64::NAN, |i| values[s][i]),
         })
@@ -309,6 +398,7 @@ impl Studies {
     #[inline]
     pub fn prev(&self, id: usize, s: usize, bar: Option<usize>) -> Result<f64> {
         Ok(match self.study(id)? {
+            Study::Bars { per_symbol } => bar.map_or(f64::NAN, |i| per_symbol[s].prev(i)),
             Study::Rolling { per_symbol, .. } => per_symbol[s].prev(),
             Study::Series { values, .. } => match bar {
                 Some(i) if i > 0 => values[s][i - 1],
@@ -319,14 +409,20 @@ impl Studies {
 
     pub fn is_ready(&self, id: usize, s: usize, bar: Option<usize>) -> Result<bool> {
         Ok(match self.study(id)? {
+            Study::Bars { per_symbol } => bar.is_some_and(|i| per_symbol[s].is_ready(i)),
             Study::Rolling { per_symbol, .. } => per_symbol[s].is_ready(),
             Study::Series { warmup_done, .. } => bar.is_some_and(|i| i >= warmup_done[s]),
         })
     }
 
-    /// Forget a rolling statistic's window for `symbol` (it refills from the next input).
-    pub fn reset(&mut self, id: usize, s: usize) -> Result<()> {
+    /// Forget a rolling statistic's window for `symbol` (it refills from the next input);
+    /// `bar` is the symbol's latest bar.
+    pub fn reset(&mut self, id: usize, s: usize, bar: Option<usize>) -> Result<()> {
         match self.studies.get_mut(id) {
+            Some(Study::Bars { per_symbol }) => {
+                per_symbol[s].reset(bar);
+                Ok(())
+            }
             Some(Study::Rolling { per_symbol, .. }) => {
                 per_symbol[s].reset();
                 Ok(())
@@ -406,7 +502,7 @@ mod tests {
         assert!(!studies.is_empty());
         let mut seen = Vec::new();
         for i in 0..n {
-            studies.update(0, i, &b);
+            studies.update(0, i, i, &b);
             seen.push(studies.value(mean, 0, Some(i)).unwrap());
             assert_eq!(studies.value(close, 0, Some(i)).unwrap().is_nan(), i == 0);
         }
@@ -434,9 +530,82 @@ mod tests {
         let id = studies
             .add_rolling_on_column(1, RollingKind::Sum(1), 0)
             .unwrap();
-        studies.update(0, 0, &b);
-        studies.update(0, 1, &b);
+        studies.update(0, 0, 0, &b);
+        studies.update(0, 1, 1, &b);
         assert!(!studies.is_ready(id, 0, Some(1)).unwrap());
         assert!(studies.value(id, 0, Some(1)).unwrap().is_nan());
+    }
+
+    fn bars(n: usize) -> SymbolBars {
+        // A deterministic walk (an LCG): prices around 100 with ties and gaps.
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) % 200) as f64 / 100.0 - 1.0
+        };
+        let mut close = Vec::with_capacity(n);
+        let mut price = 100.0;
+        for _ in 0..n {
+            price += next();
+            close.push((price * 100.0f64).round() / 100.0);
+        }
+        let open: Vec<f64> = close.iter().map(|c| c - 0.25).collect();
+        let high: Vec<f64> = close.iter().map(|c| c + 0.5).collect();
+        let low: Vec<f64> = close.iter().map(|c| c - 0.75).collect();
+        let volume: Vec<f64> = (0..n).map(|i| 1000.0 + i as f64).collect();
+        let ts: Vec<i64> = (0..n as i64).map(|i| i * 60_000_000_000).collect();
+        SymbolBars::from_vecs(ts, open, high, low, close, volume)
+    }
+
+    /// Base-bar statistics computed a block at a time read exactly (bit for bit) what
+    /// bar-by-bar updates give: value, previous value and readiness at every bar,
+    /// across block boundaries and after resets in the middle of a block.
+    #[test]
+    fn blocks_read_what_bar_by_bar_updates_give() {
+        let b = bars(700);
+        let kinds = [
+            (RollingKind::Mean(10), Source::Close),
+            (RollingKind::Sum(7), Source::Volume),
+            (RollingKind::Std(5), Source::Close),
+            (RollingKind::Max(4), Source::High),
+            (RollingKind::Ema(6), Source::Open),
+            (RollingKind::Rsi(5), Source::Close),
+            (RollingKind::Atr(3), Source::Close),
+        ];
+        let resets = [5usize, 40, 41, 300, 517];
+        for block in [16, 37, 256] {
+            let mut studies = Studies::default();
+            let ids: Vec<usize> = kinds
+                .iter()
+                .map(|&(k, src)| studies.add_rolling(1, k, src, None).unwrap())
+                .collect();
+            studies.block = block;
+            let mut reference: Vec<Rolling> = kinds
+                .iter()
+                .map(|&(k, src)| Rolling::new(k, src).unwrap())
+                .collect();
+            for i in 0..b.len() {
+                studies.update(0, i, i, &b);
+                let (o, h, l, c, v) = b.ohlcv(i);
+                for (k, r) in reference.iter_mut().enumerate() {
+                    r.update(o, h, l, c, v);
+                    let id = ids[k];
+                    let got = studies.value(id, 0, Some(i)).unwrap();
+                    let prev = studies.prev(id, 0, Some(i)).unwrap();
+                    assert_eq!(got.to_bits(), r.value().to_bits(), "{:?} bar {i}", kinds[k]);
+                    assert_eq!(prev.to_bits(), r.prev().to_bits(), "{:?} bar {i}", kinds[k]);
+                    assert_eq!(studies.is_ready(id, 0, Some(i)).unwrap(), r.is_ready());
+                    if resets.contains(&i) && k % 2 == 0 {
+                        studies.reset(id, 0, Some(i)).unwrap();
+                        r.reset();
+                        assert!(studies.value(id, 0, Some(i)).unwrap().is_nan());
+                        assert!(studies.prev(id, 0, Some(i)).unwrap().is_nan());
+                        assert!(!studies.is_ready(id, 0, Some(i)).unwrap());
+                    }
+                }
+            }
+        }
     }
 }

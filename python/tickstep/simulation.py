@@ -23,7 +23,7 @@ from tickstep.data import MarketColumns
 from tickstep.metrics import compute_stats
 from tickstep.rejections import check_rejections
 from tickstep.results import Result, build_result, market_stats_inputs, samples_since
-from tickstep.strategy import Strategy
+from tickstep.strategy import Bar, Strategy
 from tickstep.timeframes import NS_PER_DAY
 
 __all__ = [
@@ -122,7 +122,7 @@ def _run(
     params = strategy.check_parameters(params)
     engine = engine_for(market, config, ends)
     engine.set_history(config.history)
-    ctx = _core.Context(market)
+    ctx = _core.Context(market, bar_class=Bar)
     instance = strategy(ctx, list(market.symbols), params, config.sizer, market, metadata,
                         records=records)
     next_call = instance.next if strategy.next is not Strategy.next else None

@@ -11,12 +11,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import timedelta
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from tickstep._core import ConfigError, Indicator, OrderError, UnknownSymbolError
+from tickstep._core import (
+    ConfigError,
+    HistoryBase,
+    Indicator,
+    OrderError,
+    PositionBase,
+    UnknownSymbolError,
+)
 from tickstep.data._records import RecordBook, RecordSet
 from tickstep.hints import did_you_mean
 from tickstep.parameters import check_value, declared_types
@@ -50,7 +58,7 @@ def _check_lots(lot_size: Any, min_value: Any) -> None:
         raise ValueError(f"min_value={min_value!r}: must be >= 0")
 
 
-class Position:
+class Position(PositionBase):
     """The position in one symbol, read live from the engine.
 
     ``self.position`` inside ``next(symbol)`` is the running symbol's position, as in
@@ -58,14 +66,25 @@ class Position:
     ``self.position.close()``. Calling it names a symbol explicitly (what ``on_tick``
     needs, where no symbol is running): ``self.position("AAPL").size``.
     ``self.position()`` is the running symbol's position again.
+
+    A strategy keeps one of these per symbol for the whole run (its size, truth value
+    and prices are read from the core in one call each; nothing is allocated per bar).
     """
 
-    __slots__ = ("_s", "_i")
+    __slots__ = ("_s",)
 
-    def __init__(self, strategy: Strategy, index: int) -> None:
+    def __init__(self, ctx: Context, index: int, strategy: Strategy) -> None:
+        #: The strategy (for naming other symbols); the index lives in the core's base.
         self._s = strategy
-        #: Symbol index, or -1 for "the symbol whose next() is running".
-        self._i = index
+
+    # The core's members, named here so that they are documented with the class.
+    size = PositionBase.size
+    average_price = PositionBase.average_price
+    value = PositionBase.value
+    pl = PositionBase.pl
+    is_long = PositionBase.is_long
+    is_short = PositionBase.is_short
+    close = PositionBase.close
 
     def __call__(self, symbol: str | None = None) -> Position:
         """The position in ``symbol`` (the running symbol's when None)."""
@@ -74,54 +93,13 @@ class Position:
     @property
     def symbol(self) -> str:
         """The symbol of this position (the running one for ``self.position``)."""
-        s = self._s
-        return s._symbols[self._i if self._i >= 0 else s._current_index()]
-
-    @property
-    def size(self) -> float:
-        """Signed units: positive long, negative short, 0 flat."""
-        return self._s._ctx.position(self._i)
-
-    @property
-    def average_price(self) -> float:
-        """Volume-weighted entry price of the open trades (NaN when flat)."""
-        return self._s._ctx.average_price(self._i)
-
-    @property
-    def value(self) -> float:
-        """Signed market value at the latest price: size x price (negative when short)."""
-        size = self.size
-        return 0.0 if size == 0 else size * self._s._ctx.price(self._i)
-
-    @property
-    def pl(self) -> float:
-        """Unrealised profit/loss at the latest price, before exit costs."""
-        size = self.size
-        return 0.0 if size == 0 else size * (self._s._ctx.price(self._i) - self.average_price)
+        return self._s._name(self.index)
 
     @property
     def pl_pct(self) -> float:
         """Unrealised return of the open trades as a fraction of their entry value."""
         size = self.size
         return 0.0 if size == 0 else self.pl / (abs(size) * self.average_price)
-
-    @property
-    def is_long(self) -> bool:
-        """Whether the position is long (size above 0)."""
-        return self.size > 0
-
-    @property
-    def is_short(self) -> bool:
-        """Whether the position is short (size below 0)."""
-        return self.size < 0
-
-    def close(self, portion: float = 1.0) -> int | None:
-        """Flatten (or close ``portion`` of it, oldest trades first) at the next fill;
-        returns the order id (None if flat)."""
-        return self._s._ctx.close_position(self._i, portion)
-
-    def __bool__(self) -> bool:
-        return self.size != 0
 
     def __repr__(self) -> str:
         return f"Position({self.symbol!r}, size={self.size:g})"
@@ -133,6 +111,14 @@ class Strategy:
     Subclass it, declare parameters as class attributes, override ``init`` and ``next``
     (per symbol) and/or ``on_tick`` (per tick). A strategy is constructed by
     :class:`~tickstep.Backtest`; never instantiate it yourself.
+
+    Attributes
+    ----------
+    position : Position
+        The running symbol's position inside ``next(symbol)`` (truthy when not flat,
+        ``.size``, ``.close()``, ...); ``self.position("AAPL")`` for a named symbol, as
+        ``on_tick`` needs. One object for the whole run (a plain attribute: reading it
+        costs nothing), see :class:`Position`.
 
     Examples
     --------
@@ -205,9 +191,12 @@ class Strategy:
         self._market = market
         # Extra columns (beside OHLCV) by name -> the core's index, for self.value().
         self._column_index = {c: k for k, c in enumerate(getattr(market, "columns", ()))}
-        # Reusable position handles: nothing is allocated per bar.
-        self._running_position = Position(self, -1)
+        # Reusable handles: nothing is allocated per bar. The running symbol's position
+        # is a plain attribute, the cheapest read there is (see the class docstring).
+        self.position = Position(ctx, -1, self)
         self._symbol_positions: list[Position | None] = [None] * len(self._symbols)
+        #: History views by (symbol, count) as asked for; each one reads live.
+        self._histories: dict[tuple[Any, Any], History] = {}
         # Working orders of order_target/rebalance by symbol index: a new target replaces them.
         self._target_orders: dict[int, int] = {}
         #: Symbol metadata (sector, exchange, timezone, ...) indexed by symbol, if any.
@@ -349,14 +338,19 @@ class Strategy:
         self._refuse_streamed("self.I (computed over each symbol's whole history)")
         values = []
         for i, sym in enumerate(self._symbols):
-            frame = self._full_frame(i)
-            if source is not None and source not in frame.columns:
-                raise KeyError(f"self.I(source={source!r}): {sym} has no column {source!r} "
-                               f"(columns: {', '.join(frame.columns)})")
-            arg = frame if source is None else frame[source]
+            if source is None:
+                frame = self._full_frame(i)
+                arg, n = frame, len(frame)
+            else:
+                names = self._frame_columns(i)
+                if source not in names:
+                    raise KeyError(f"self.I(source={source!r}): {sym} has no column {source!r} "
+                                   f"(columns: {', '.join(names)})")
+                arg = self._full_series(i, source)
+                n = len(arg)
             out = np.asarray(func(arg, *args, **kwargs), dtype=np.float64)
-            if out.ndim != 1 or len(out) != len(frame):
-                raise ValueError(f"{sym}: indicator {getattr(func, '__name__', func)!r} returned shape {out.shape}, expected ({len(frame)},)")
+            if out.ndim != 1 or len(out) != n:
+                raise ValueError(f"{sym}: indicator {getattr(func, '__name__', func)!r} returned shape {out.shape}, expected ({n},)")
             values.append(np.ascontiguousarray(out))
         sid = self._ctx.add_series(values)
         return Indicator(self._ctx, sid, name or getattr(func, "__name__", "I"))
@@ -387,12 +381,30 @@ class Strategy:
     def _all_ts(self, i: int) -> np.ndarray:
         return self._market.column(i, "ts", 0, 1 << 62)
 
+    def _full_index(self, i: int) -> pd.DatetimeIndex:
+        """Symbol ``i``'s bar times, made once per run (``self.I`` reuses it)."""
+        cache = self.__dict__.setdefault("_full_indexes", {})
+        index = cache.get(i)
+        if index is None:
+            index = cache[i] = _utc_index(self._all_ts(i)).rename("time")
+        return index
+
+    def _full_series(self, i: int, source: str) -> pd.Series:
+        """Column ``source`` of symbol ``i``'s whole history as a Series by time (a copy:
+        the user's function may change it)."""
+        values = np.array(self._market.column(i, source, 0, 1 << 62))
+        return pd.Series(values, index=self._full_index(i), name=source)
+
     def _full_frame(self, i: int) -> pd.DataFrame:
         """Symbol ``i``'s whole history: OHLCV and the extra columns it has."""
         m = self._market
-        names = ["open", "high", "low", "close", "volume"] + [c for c in self._column_index if m.has_column(i, c)]
-        cols = {c: m.column(i, c, 0, 1 << 62) for c in names}
-        return pd.DataFrame(cols, index=pd.DatetimeIndex(pd.to_datetime(m.column(i, "ts", 0, 1 << 62), utc=True), name="time"))
+        cols = {c: m.column(i, c, 0, 1 << 62) for c in self._frame_columns(i)}
+        return pd.DataFrame(cols, index=self._full_index(i))
+
+    def _frame_columns(self, i: int) -> list[str]:
+        """OHLCV and the extra columns symbol ``i`` has."""
+        m = self._market
+        return ["open", "high", "low", "close", "volume"] + [c for c in self._column_index if m.has_column(i, c)]
 
     # ---- symbols and time ----------------------------------------------------------------
 
@@ -423,7 +435,7 @@ class Strategy:
 
     def has_data(self, symbol: str) -> bool:
         """Whether ``symbol`` has a bar at this tick."""
-        return self._ctx.has_data(self._sym(symbol))
+        return self._ctx.has_data(symbol)
 
     def active_symbols(self) -> list[str]:
         """Symbols with a bar at this tick."""
@@ -434,17 +446,32 @@ class Strategy:
 
     def price(self, symbol: str | None = None) -> float:
         """Latest close of ``symbol`` (the current symbol inside ``next``)."""
-        return self._ctx.price(self._sym(symbol))
+        return self._ctx.price(symbol)
 
-    def bar(self, symbol: str | None = None) -> pd.Series | Any:
-        """Latest bar as a named tuple (time, open, high, low, close, volume)."""
-        raw = self._ctx.bar(self._sym(symbol))
-        return None if raw is None else _Bar(*raw)
+    def bar(self, symbol: str | None = None) -> Bar | None:
+        """Latest bar as a named tuple (time, open, high, low, close, volume); None
+        before the symbol's first bar."""
+        return self._ctx.bar(symbol)
 
     def data(self, symbol: str | None = None, count: int | None = None) -> History:
         """The last ``count`` bars (all so far by default) as read-only numpy columns,
-        extra columns included (``.signal``, or ``["Adj Close"]`` for any name)."""
-        return History(self._ctx, self._sym(symbol), count)
+        extra columns included (``.signal``, or ``["Adj Close"]`` for any name).
+
+        The same ``(symbol, count)`` gives the same object for the whole run: it reads the
+        bars up to the current tick whenever a column is read."""
+        key = (symbol, count)
+        try:
+            return self._histories[key]
+        except (KeyError, TypeError):
+            pass
+        index = -1 if symbol is None else self._sym(symbol)
+        if count is not None and (isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0):
+            raise ValueError(f"data(count={count!r}): count must be a whole number of bars >= 0")
+        history = History(self._ctx, index, None if count is None else int(count))
+        if len(self._histories) >= _MAX_HISTORIES:  # bounded, whatever counts a strategy asks for
+            self._histories.clear()
+        self._histories[key] = history
+        return history
 
     @property
     def columns(self) -> list[str]:
@@ -458,7 +485,7 @@ class Strategy:
         the data has a gap the door was told to allow)."""
         k = self._column_index.get(column)
         if k is not None:
-            return self._ctx.value(k, self._sym(symbol))
+            return self._ctx.value(k, symbol)
         return self._bar_value(column, symbol)
 
     def _bar_value(self, column: str, symbol: str | None) -> float:
@@ -470,7 +497,7 @@ class Strategy:
                 f"unknown column {column!r}{did_you_mean(str(column), known)} (columns: "
                 f"{', '.join(known)})"
             ) from None
-        raw = self._ctx.bar(self._sym(symbol))
+        raw = self._ctx.bar(symbol)
         return math.nan if raw is None or field == 0 else float(raw[field])
 
     # ---- analysis tables (records) ---------------------------------------------------------
@@ -491,14 +518,7 @@ class Strategy:
 
     def position_size(self, symbol: str | None = None) -> float:
         """Signed units held in ``symbol`` (the fast path of ``position(symbol).size``)."""
-        return self._ctx.position(self._sym(symbol))
-
-    @property
-    def position(self) -> Position:
-        """The running symbol's position inside ``next(symbol)`` (truthy when not flat,
-        ``.size``, ``.close()``, ...); ``self.position("AAPL")`` for a named symbol, as
-        ``on_tick`` needs. See :class:`Position`."""
-        return self._running_position
+        return self._ctx.position(symbol)
 
     @property
     def positions(self) -> dict[str, Position]:
@@ -509,10 +529,10 @@ class Strategy:
     def _position_of(self, symbol: str | None) -> Position:
         i = self._sym(symbol)
         if i < 0:
-            return self._running_position
+            return self.position
         cached = self._symbol_positions[i]
         if cached is None:
-            cached = self._symbol_positions[i] = Position(self, i)
+            cached = self._symbol_positions[i] = Position(self._ctx, i, self)
         return cached
 
     def _current_index(self) -> int:
@@ -535,7 +555,7 @@ class Strategy:
     def open_trades(self, symbol: str | None = None) -> list[dict[str, Any]]:
         """Open trades of ``symbol``: id, direction, size, entry price/time, bracket order ids."""
         keys = ("trade_id", "direction", "size", "entry_price", "entry_ts", "sl_order", "tp_order")
-        return [dict(zip(keys, t)) for t in self._ctx.trades(self._sym(symbol))]
+        return [dict(zip(keys, t)) for t in self._ctx.trades(symbol)]
 
     # ---- orders --------------------------------------------------------------------------
 
@@ -601,13 +621,16 @@ class Strategy:
 
     def _order(self, symbol, buy, size, limit, stop, sl, tp, tag, *, trail=None, sl_trail=None,  # type: ignore[no-untyped-def]
                tif="gtc", valid=None, oco=None):
-        i = self._sym(symbol)
+        # The symbol goes to the core as given: it is resolved there (the running
+        # symbol's own name object first), with the same "did you mean" refusal.
         if size is None:
-            size = self._size(i, buy, limit, stop, sl)
+            size = self._size(symbol, buy, limit, stop, sl)
             if not size > 0:
                 return None
+        if valid is None and trail is None and sl_trail is None:
+            return self._ctx.submit(symbol, buy, size, limit, stop, sl, tp, tag, tif, None, None, None, None, oco)
         valid_bars, valid_until = self._valid(valid)
-        return self._ctx.submit(i, buy, size, limit, stop, sl, tp, tag, tif, valid_bars, valid_until,
+        return self._ctx.submit(symbol, buy, size, limit, stop, sl, tp, tag, tif, valid_bars, valid_until,
                                 _trail("trail", trail), _trail("sl_trail", sl_trail), oco)
 
     def _valid(self, valid: Any) -> tuple[int | None, int | None]:
@@ -637,20 +660,20 @@ class Strategy:
         """What a sizer would be told for an order now (equity marked to market)."""
         return self._request(self._sym(symbol), side > 0, price, sl)
 
-    def _request(self, i: int, buy: bool, price: float | None, sl: float | None) -> SizingRequest:
-        ctx = self._ctx
-        name = self._symbols[i] if i >= 0 else self._symbols[ctx.current()]
+    def _request(self, symbol: Any, buy: bool, price: float | None, sl: float | None) -> SizingRequest:
+        # Everything the sizer is told, read from the core in one call.
+        i, last, equity, cash, held, open_positions, gross, pending = self._ctx.sizing(symbol)
         return SizingRequest(
-            symbol=name,
+            symbol=self._symbols[i],
             side=1 if buy else -1,
-            price=ctx.price(i) if price is None else price,
+            price=last if price is None else price,
             stop_loss=sl,
-            equity=ctx.equity(),
-            cash=ctx.cash(),
-            position=ctx.position(i),
-            open_positions=ctx.open_position_count(),
-            gross_exposure=ctx.gross_exposure(),
-            pending_entries=ctx.pending_entry_count(),
+            equity=equity,
+            cash=cash,
+            position=held,
+            open_positions=open_positions,
+            gross_exposure=gross,
+            pending_entries=pending,
         )
 
     @property
@@ -663,9 +686,9 @@ class Strategy:
         """Sum of ``|units| x latest price`` over all positions."""
         return self._ctx.gross_exposure()
 
-    def _size(self, i: int, buy: bool, limit: float | None, stop: float | None, sl: float | None) -> float:
+    def _size(self, symbol: Any, buy: bool, limit: float | None, stop: float | None, sl: float | None) -> float:
         price = limit if limit is not None else stop
-        req = self._request(i, buy, price, sl)
+        req = self._request(symbol, buy, price, sl)
         name = req.symbol
         size = float(self._sizer(req))
         if math.isnan(size) or size < 0:
@@ -675,7 +698,7 @@ class Strategy:
     def close(self, symbol: str | None = None, *, portion: float = 1.0) -> int | None:
         """Flatten ``symbol`` at its next fill — or close ``portion`` of it (0 < portion
         <= 1), the oldest trades first (FIFO), sized when it fills. None if already flat."""
-        return self._ctx.close_position(self._sym(symbol), portion)
+        return self._ctx.close_position(symbol, portion)
 
     def cancel(self, order_id: int) -> bool:
         """Cancel a working order (bracket legs too); False if it had already ended."""
@@ -690,7 +713,7 @@ class Strategy:
 
     def orders(self, symbol: str | None = None) -> list[int]:
         """Ids of ``symbol``'s working orders."""
-        return self._ctx.open_orders(self._sym(symbol))
+        return self._ctx.open_orders(symbol)
 
     # ---- targets -------------------------------------------------------------------------
 
@@ -805,45 +828,55 @@ def _trail(name: str, value: Any) -> tuple[str, float, int | None] | None:
     )
 
 
-class _Bar(tuple):
-    """A bar: (time ns, open, high, low, close, volume) with named fields."""
+class Bar(tuple):
+    """A bar: (time ns, open, high, low, close, volume) with named fields (made by the
+    core in one call)."""
 
     __slots__ = ()
     _fields = ("time", "open", "high", "low", "close", "volume")
 
-    def __new__(cls, *values: Any) -> _Bar:
+    def __new__(cls, *values: Any) -> Bar:
         return tuple.__new__(cls, values)
 
-    time = property(lambda self: self[0])
-    open = property(lambda self: self[1])
-    high = property(lambda self: self[2])
-    low = property(lambda self: self[3])
-    close = property(lambda self: self[4])
-    volume = property(lambda self: self[5])
+    # Field reads run in C (itemgetter), not in a Python function.
+    time = property(itemgetter(0), doc="Bar start, int ns UTC.")
+    open = property(itemgetter(1), doc="Open.")
+    high = property(itemgetter(2), doc="High.")
+    low = property(itemgetter(3), doc="Low.")
+    close = property(itemgetter(4), doc="Close.")
+    volume = property(itemgetter(5), doc="Volume.")
 
     def __repr__(self) -> str:
         t = pd.Timestamp(self[0], tz="UTC")
         return f"Bar({t}, o={self[1]:g}, h={self[2]:g}, l={self[3]:g}, c={self[4]:g}, v={self[5]:g})"
 
 
-class History:
-    """Read-only numpy views of one symbol's bars up to the current tick (no look-ahead)."""
+#: The previous name of `Bar`.
+_Bar = Bar
 
-    __slots__ = ("_ctx", "_i", "_n")
+#: How many (symbol, count) history views a strategy keeps before starting afresh.
+_MAX_HISTORIES = 4096
 
-    def __init__(self, ctx: Context, index: int, count: int | None) -> None:
-        self._ctx, self._i = ctx, index
-        self._n = count if count is not None else 1 << 62
+
+class History(HistoryBase):
+    """Read-only numpy views of one symbol's bars up to the current tick (no look-ahead).
+
+    ``.ts``, ``.open``, ``.high``, ``.low``, ``.close``, ``.volume`` and ``len()`` are read
+    from the core when asked (views into its memory, never a copy): an object kept from
+    an earlier tick shows the bars up to the current one.
+    """
+
+    __slots__ = ()
+
+    ts = HistoryBase.ts
+    open = HistoryBase.open
+    high = HistoryBase.high
+    low = HistoryBase.low
+    close = HistoryBase.close
+    volume = HistoryBase.volume
 
     def _col(self, name: str) -> np.ndarray:
-        return self._ctx.history(self._i, name, self._n)
-
-    ts = property(lambda self: self._col("ts"))
-    open = property(lambda self: self._col("open"))
-    high = property(lambda self: self._col("high"))
-    low = property(lambda self: self._col("low"))
-    close = property(lambda self: self._col("close"))
-    volume = property(lambda self: self._col("volume"))
+        return self.column(name)
 
     def __getattr__(self, name: str) -> np.ndarray:
         # Extra columns read like prices: self.data("AAPL").signal.
@@ -860,18 +893,22 @@ class History:
 
     @property
     def index(self) -> pd.DatetimeIndex:
-        return pd.DatetimeIndex(pd.to_datetime(self._col("ts"), utc=True))
+        """The bar times as a UTC DatetimeIndex."""
+        return _utc_index(self.ts)
 
     def df(self) -> pd.DataFrame:
         """The same bars as a DataFrame indexed by UTC time (a copy), with the symbol's
         extra columns."""
         market, i = self._ctx.market, self._symbol()
         extra = [c for c in market.columns if market.has_column(i, c)]
-        cols = {c: self._col(c) for c in ("open", "high", "low", "close", "volume", *extra)}
+        cols = {c: self.column(c) for c in ("open", "high", "low", "close", "volume", *extra)}
         return pd.DataFrame(cols, index=self.index)
 
     def _symbol(self) -> int:
-        return self._i if self._i >= 0 else self._ctx.current()
+        i = self.symbol_index
+        return i if i >= 0 else self._ctx.current()
 
-    def __len__(self) -> int:
-        return len(self._col("ts"))
+
+def _utc_index(ts: np.ndarray) -> pd.DatetimeIndex:
+    """int64 ns UTC -> a UTC DatetimeIndex (a view: no parsing of each value)."""
+    return pd.DatetimeIndex(pd.to_datetime(np.asarray(ts).view("datetime64[ns]"), utc=True))

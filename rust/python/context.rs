@@ -4,26 +4,23 @@
 //! strategy may reach: orders, portfolio reads, studies reads, market views; and study
 //! declarations only during `init()`.
 
-use std::collections::HashMap;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyKeyError;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple, PyType};
 
 use pyo3::prelude::*;
 
+use super::accessors::{bar_tuple, column_view};
 use super::errors::{config_error, order_error, state_error, unknown_symbol, IntoPyResult};
-use super::market::{view_column, PyMarket};
+use super::market::PyMarket;
 use crate::candles::Candle;
 use crate::context::{Setup, TickContext};
 use crate::orders::{OrderRequest, Side, TimeInForce, Trail};
 use crate::studies::{self, Studies};
-
-/// (ts, open, high, low, close, volume) as handed to Python.
-type BarTuple = (i64, f64, f64, f64, f64, f64);
 
 /// (ts, end, open, high, low, close, volume) as handed to Python.
 type CandleTuple = (i64, i64, f64, f64, f64, f64, f64);
@@ -59,7 +56,13 @@ pub struct PyContext {
     /// The market views are cut from: the engine's, replaced by each window of a
     /// streamed run (`set_market`).
     market: Mutex<Py<PyMarket>>,
-    index: HashMap<String, usize>,
+    /// The symbols' names as `next(symbol)` receives them (interned, made once): a name
+    /// handed back is recognised by identity before any lookup.
+    names: Vec<Py<PyString>>,
+    /// name -> index, looked up with the string's cached hash.
+    lookup: Py<PyDict>,
+    /// The class of the bars `bar()` returns: a tuple subclass with named fields.
+    bar_class: Option<Py<PyType>>,
 }
 
 /// Clears the context's pointers when a callback returns (or unwinds).
@@ -145,29 +148,125 @@ impl PyContext {
         Ok(unsafe { (*setup).studies_mut() })
     }
 
-    /// A symbol given by name (str) or index (int) from Python.
-    pub fn resolve(&self, obj: &Bound<'_, PyAny>) -> PyResult<isize> {
-        if let Ok(name) = obj.extract::<&str>() {
-            return self
-                .index
-                .get(name)
-                .map(|&i| i as isize)
-                .ok_or_else(|| unknown_symbol(obj.py(), format!("unknown symbol {name:?}")));
-        }
-        obj.extract::<isize>()
+    /// The names as `next(symbol)` receives them.
+    pub fn names(&self) -> &[Py<PyString>] {
+        &self.names
     }
 
-    /// A symbol argument given as a name, an index or None (the current symbol).
-    fn symbol_arg(
+    /// The symbol a strategy names: None is the running symbol; a name is found by
+    /// identity with the running symbol's name first (what `next(symbol)` received),
+    /// then by lookup; an int is an index (-1: the running symbol).
+    #[inline]
+    pub fn index_of(
         &self,
         e: &TickContext<'_>,
         symbol: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<usize> {
-        let i = match symbol {
-            None => -1,
-            Some(obj) => self.resolve(obj)?,
+        let Some(obj) = symbol else {
+            return Self::symbol(e, -1);
         };
-        Self::symbol(e, i)
+        if let Some(s) = e.current_symbol() {
+            if obj.as_ptr() == self.names[s].as_ptr() {
+                return Ok(s);
+            }
+        }
+        self.find(e, obj)
+    }
+
+    fn find(&self, e: &TickContext<'_>, obj: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let py = obj.py();
+        if obj.is_instance_of::<PyString>() {
+            return match self.lookup.bind(py).get_item(obj)? {
+                Some(i) => i.extract(),
+                None => Err(self.unknown(obj)),
+            };
+        }
+        if obj.is_none() {
+            return Self::symbol(e, -1);
+        }
+        if !obj.is_instance_of::<PyBool>() {
+            if let Ok(i) = obj.extract::<isize>() {
+                return Self::symbol(e, i);
+            }
+        }
+        Err(self.unknown(obj))
+    }
+
+    /// A name (or index) to its index without a running backtest (None and -1: -1).
+    pub fn resolve(&self, obj: Option<&Bound<'_, PyAny>>) -> PyResult<isize> {
+        let Some(obj) = obj else { return Ok(-1) };
+        let py = obj.py();
+        if obj.is_instance_of::<PyString>() {
+            return match self.lookup.bind(py).get_item(obj)? {
+                Some(i) => i.extract(),
+                None => Err(self.unknown(obj)),
+            };
+        }
+        if obj.is_none() {
+            return Ok(-1);
+        }
+        if !obj.is_instance_of::<PyBool>() {
+            if let Ok(i) = obj.extract::<isize>() {
+                if i >= -1 && i < self.names.len() as isize {
+                    return Ok(i);
+                }
+            }
+        }
+        Err(self.unknown(obj))
+    }
+
+    /// "unknown symbol 'X' (did you mean 'Y'?)", the hint from `tickstep.hints`.
+    #[cold]
+    fn unknown(&self, obj: &Bound<'_, PyAny>) -> PyErr {
+        let py = obj.py();
+        let text = obj
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| "?".into());
+        let hint = (|| -> PyResult<String> {
+            let names = PyList::new(py, &self.names)?;
+            py.import("tickstep.hints")?
+                .getattr("did_you_mean")?
+                .call1((obj.str()?, names))?
+                .extract()
+        })()
+        .unwrap_or_default();
+        unknown_symbol(py, format!("unknown symbol {text}{hint}"))
+    }
+
+    /// (size, average price, latest price) of a symbol's position (-1: the running one).
+    pub fn position_at(&self, symbol: isize) -> PyResult<(f64, f64, f64)> {
+        let e = self.context()?;
+        let s = Self::symbol(e, symbol)?;
+        let p = e.position(s);
+        Ok((p.size, p.average_price(), e.price(s)))
+    }
+
+    pub fn close_at(&self, py: Python<'_>, symbol: isize, portion: f64) -> PyResult<Option<u64>> {
+        let e = self.context()?;
+        let s = Self::symbol(e, symbol)?;
+        e.close_portion(s, portion).py_err(py)
+    }
+
+    /// A read-only view of the last `count` values of a column, up to and including the
+    /// symbol's latest bar (never past the current tick).
+    pub fn history_at<'py>(
+        &self,
+        py: Python<'py>,
+        symbol: isize,
+        column: &str,
+        count: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let e = self.context()?;
+        let s = Self::symbol(e, symbol)?;
+        let window = e.history_window(s, count).py_err(py)?;
+        column_view(py, self.current_market(py).bind(py), s, column, window)
+    }
+
+    pub fn history_len(&self, py: Python<'_>, symbol: isize, count: usize) -> PyResult<usize> {
+        let e = self.context()?;
+        let s = Self::symbol(e, symbol)?;
+        Ok(e.history_window(s, count).py_err(py)?.len())
     }
 
     /// Symbol index from Python: -1 means the symbol whose `next()` is running.
@@ -194,22 +293,40 @@ impl PyContext {
 
 #[pymethods]
 impl PyContext {
+    /// `bar_class`: the tuple subclass `bar()` returns (plain tuples when None).
     #[new]
-    fn new(market: Py<PyMarket>) -> Self {
-        let index = market
+    #[pyo3(signature = (market, bar_class=None))]
+    fn new(
+        py: Python<'_>,
+        market: Py<PyMarket>,
+        bar_class: Option<Bound<'_, PyType>>,
+    ) -> PyResult<Self> {
+        if let Some(class) = &bar_class {
+            if !class.is_subclass_of::<PyTuple>()? {
+                return Err(pyo3::exceptions::PyTypeError::new_err(
+                    "bar_class must be a subclass of tuple",
+                ));
+            }
+        }
+        let names: Vec<Py<PyString>> = market
             .get()
             .inner
             .names()
             .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i))
+            .map(|n| PyString::intern(py, n).unbind())
             .collect();
-        PyContext {
+        let lookup = PyDict::new(py);
+        for (i, name) in names.iter().enumerate() {
+            lookup.set_item(name, i)?;
+        }
+        Ok(PyContext {
             tick: AtomicPtr::new(ptr::null_mut()),
             setup: AtomicPtr::new(ptr::null_mut()),
             market: Mutex::new(market),
-            index,
-        }
+            names,
+            lookup: lookup.unbind(),
+            bar_class: bar_class.map(Bound::unbind),
+        })
     }
 
     /// The market this context reads (its columns, extra columns included).
@@ -234,9 +351,10 @@ impl PyContext {
         Ok(self.context()?.current_symbol().map_or(-1, |s| s as isize))
     }
 
-    fn has_data(&self, symbol: isize) -> PyResult<bool> {
+    #[pyo3(signature = (symbol=None))]
+    fn has_data(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
         let e = self.context()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         Ok(e.has_data(s))
     }
 
@@ -246,41 +364,42 @@ impl PyContext {
     }
 
     /// Latest close (NaN before the symbol's first bar).
-    fn price(&self, symbol: isize) -> PyResult<f64> {
+    #[pyo3(signature = (symbol=None))]
+    fn price(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         let e = self.context()?;
-        Ok(e.price(Self::symbol(e, symbol)?))
+        Ok(e.price(self.index_of(e, symbol)?))
     }
 
     /// Index of the symbol's latest bar, -1 before its first.
-    fn bar_index(&self, symbol: isize) -> PyResult<isize> {
+    #[pyo3(signature = (symbol=None))]
+    fn bar_index(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<isize> {
         let e = self.context()?;
-        Ok(e.bar_index(Self::symbol(e, symbol)?)
+        Ok(e.bar_index(self.index_of(e, symbol)?)
             .map_or(-1, |i| i as isize))
     }
 
-    /// The symbol's latest bar as (ts, open, high, low, close, volume).
-    fn bar(&self, symbol: isize) -> PyResult<Option<BarTuple>> {
+    /// The symbol's latest bar as (ts, open, high, low, close, volume) -- an instance of
+    /// the context's bar class -- or None before its first bar.
+    #[pyo3(signature = (symbol=None))]
+    fn bar<'py>(
+        &self,
+        py: Python<'py>,
+        symbol: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let e = self.context()?;
-        let s = Self::symbol(e, symbol)?;
-        Ok(e.bar_index(s).map(|i| {
-            let b = e.market().bars(s);
-            let i = e.market().local(s, i);
-            (
-                b.ts[i],
-                b.open[i],
-                b.high[i],
-                b.low[i],
-                b.close[i],
-                b.volume[i],
-            )
-        }))
+        let s = self.index_of(e, symbol)?;
+        match &self.bar_class {
+            Some(class) => bar_tuple(py, e, s, class.bind(py)),
+            None => bar_tuple(py, e, s, &py.get_type::<PyTuple>()),
+        }
     }
 
     /// The symbol's value of extra column `column` (an index into `Market.columns`) at its
     /// latest bar, NaN before the first; never a later bar's.
-    fn value(&self, column: usize, symbol: isize) -> PyResult<f64> {
+    #[pyo3(signature = (column, symbol=None))]
+    fn value(&self, column: usize, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         let e = self.context()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         e.column_value(s, column).ok_or_else(|| {
             let market = e.market();
             let name = market.columns().get(column).map_or("?", |c| c.as_str());
@@ -293,40 +412,75 @@ impl PyContext {
 
     /// The last `count` values of a column up to and including the latest bar: a read-only
     /// view, never reaching past the current tick.
+    #[pyo3(signature = (symbol, column, count=usize::MAX))]
     fn history<'py>(
         &self,
         py: Python<'py>,
-        symbol: isize,
+        symbol: Option<&Bound<'py, PyAny>>,
         column: &str,
         count: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let e = self.context()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         let window = e.history_window(s, count).py_err(py)?;
-        let market = self.current_market(py);
-        view_column(market.bind(py), s, column, window.start, window.end)
+        column_view(py, self.current_market(py).bind(py), s, column, window)
+    }
+
+    /// The symbol's index (the running symbol's for None); refused when unknown.
+    #[pyo3(signature = (symbol=None))]
+    fn index(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<isize> {
+        if self.is_running() {
+            let e = self.context()?;
+            return Ok(self.index_of(e, symbol)? as isize);
+        }
+        self.resolve(symbol)
+    }
+
+    /// What a sizer is told, in one call: (symbol index, latest price, equity, cash,
+    /// position, open positions, gross exposure, pending entries).
+    #[allow(clippy::type_complexity)]
+    #[pyo3(signature = (symbol=None))]
+    fn sizing(
+        &self,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(usize, f64, f64, f64, f64, usize, f64, usize)> {
+        let e = self.context()?;
+        let s = self.index_of(e, symbol)?;
+        Ok((
+            s,
+            e.price(s),
+            e.equity(),
+            e.cash(),
+            e.position(s).size,
+            e.portfolio().open_position_count(),
+            e.gross_exposure(),
+            e.pending_entry_count(),
+        ))
     }
 
     /// Signed position size in units.
-    fn position(&self, symbol: isize) -> PyResult<f64> {
+    #[pyo3(signature = (symbol=None))]
+    fn position(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         let e = self.context()?;
-        Ok(e.position(Self::symbol(e, symbol)?).size)
+        Ok(e.position(self.index_of(e, symbol)?).size)
     }
 
     /// Volume-weighted entry price of the open position (NaN when flat).
-    fn average_price(&self, symbol: isize) -> PyResult<f64> {
+    #[pyo3(signature = (symbol=None))]
+    fn average_price(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         let e = self.context()?;
-        Ok(e.position(Self::symbol(e, symbol)?).average_price())
+        Ok(e.position(self.index_of(e, symbol)?).average_price())
     }
 
     /// Open trades of a symbol: (trade id, direction, size, entry price, entry ts, sl order, tp order).
     #[allow(clippy::type_complexity)]
+    #[pyo3(signature = (symbol=None))]
     fn trades(
         &self,
-        symbol: isize,
+        symbol: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<(u64, f64, f64, f64, i64, Option<u64>, Option<u64>)>> {
         let e = self.context()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         Ok(e.position(s)
             .lots
             .iter()
@@ -374,7 +528,7 @@ impl PyContext {
     fn submit(
         &self,
         py: Python<'_>,
-        symbol: isize,
+        symbol: Option<&Bound<'_, PyAny>>,
         buy: bool,
         size: f64,
         limit: Option<f64>,
@@ -390,7 +544,7 @@ impl PyContext {
         oco: Option<u64>,
     ) -> PyResult<u64> {
         let e = self.context()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         let side = if buy { Side::Buy } else { Side::Sell };
         let time_in_force = match (tif, valid_bars, valid_until) {
             ("gtc", None, None) => TimeInForce::GoodTillCancelled,
@@ -431,9 +585,14 @@ impl PyContext {
     /// Flatten the symbol's position (or `portion` of it, oldest trades first) at its next
     /// fill; None if already flat.
     #[pyo3(signature = (symbol, portion=1.0))]
-    fn close_position(&self, py: Python<'_>, symbol: isize, portion: f64) -> PyResult<Option<u64>> {
+    fn close_position(
+        &self,
+        py: Python<'_>,
+        symbol: Option<&Bound<'_, PyAny>>,
+        portion: f64,
+    ) -> PyResult<Option<u64>> {
         let e = self.context()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         e.close_portion(s, portion).py_err(py)
     }
 
@@ -458,9 +617,10 @@ impl PyContext {
     }
 
     /// Ids of the symbol's working and pending orders.
-    fn open_orders(&self, symbol: isize) -> PyResult<Vec<u64>> {
+    #[pyo3(signature = (symbol=None))]
+    fn open_orders(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<u64>> {
         let e = self.context()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         Ok(e.open_orders(s))
     }
 
@@ -550,27 +710,51 @@ impl PyContext {
         studies.add_series(&bars, values).py_err(py)
     }
 
-    fn study_value(&self, py: Python<'_>, id: usize, symbol: isize) -> PyResult<f64> {
+    #[pyo3(signature = (id, symbol=None))]
+    fn study_value(
+        &self,
+        py: Python<'_>,
+        id: usize,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<f64> {
         let e = self.context()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         e.studies().value(id, s, e.bar_index(s)).py_err(py)
     }
 
-    fn study_prev(&self, py: Python<'_>, id: usize, symbol: isize) -> PyResult<f64> {
+    #[pyo3(signature = (id, symbol=None))]
+    fn study_prev(
+        &self,
+        py: Python<'_>,
+        id: usize,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<f64> {
         let e = self.context()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         e.studies().prev(id, s, e.bar_index(s)).py_err(py)
     }
 
-    fn study_ready(&self, py: Python<'_>, id: usize, symbol: isize) -> PyResult<bool> {
+    #[pyo3(signature = (id, symbol=None))]
+    fn study_ready(
+        &self,
+        py: Python<'_>,
+        id: usize,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
         let e = self.context()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         e.studies().is_ready(id, s, e.bar_index(s)).py_err(py)
     }
 
-    fn study_reset(&self, py: Python<'_>, id: usize, symbol: isize) -> PyResult<()> {
+    #[pyo3(signature = (id, symbol=None))]
+    fn study_reset(
+        &self,
+        py: Python<'_>,
+        id: usize,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let e = self.context()?;
-        let s = Self::symbol(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         e.reset_study(id, s).py_err(py)
     }
 
@@ -586,7 +770,7 @@ impl PyContext {
         forming: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let e = self.context()?;
-        let s = self.symbol_arg(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         let c = e
             .studies()
             .candles(timeframe, s)
@@ -616,7 +800,7 @@ impl PyContext {
         symbol: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
         let e = self.context()?;
-        let s = self.symbol_arg(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         Ok(e.studies()
             .candles(timeframe, s)
             .py_err(py)?
@@ -632,7 +816,7 @@ impl PyContext {
         symbol: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<CandleTuple>> {
         let e = self.context()?;
-        let s = self.symbol_arg(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         let c = e
             .studies()
             .candles(timeframe, s)
@@ -651,7 +835,7 @@ impl PyContext {
         ts: i64,
     ) -> PyResult<Option<CandleTuple>> {
         let e = self.context()?;
-        let s = self.symbol_arg(e, symbol)?;
+        let s = self.index_of(e, symbol)?;
         let series = e.studies().candles(timeframe, s).py_err(py)?;
         let c = series.index_at(ts).and_then(|i| series.get(i));
         Ok(c.map(candle_tuple))
@@ -668,11 +852,36 @@ pub struct PyIndicator {
     name: String,
 }
 
+/// What `crossed_above`/`crossed_below` compare with: another indicator or a level.
+#[derive(FromPyObject)]
+enum Other<'py> {
+    Indicator(Bound<'py, PyIndicator>),
+    Level(f64),
+}
+
 impl PyIndicator {
-    fn symbol(&self, _py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<isize> {
-        match symbol {
-            None => Ok(-1),
-            Some(obj) => self.ctx.get().resolve(obj),
+    /// (value, previous value) of this indicator for a symbol, in one read.
+    #[inline]
+    fn pair(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<(f64, f64)> {
+        let ctx = self.ctx.get();
+        let e = ctx.context()?;
+        let s = ctx.index_of(e, symbol)?;
+        let (studies, bar) = (e.studies(), e.bar_index(s));
+        Ok((
+            studies.value(self.id, s, bar).py_err(py)?,
+            studies.prev(self.id, s, bar).py_err(py)?,
+        ))
+    }
+
+    /// (now, before) of `other` for the same symbol.
+    fn other_pair(
+        py: Python<'_>,
+        other: &Other<'_>,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(f64, f64)> {
+        match other {
+            Other::Indicator(i) => i.get().pair(py, symbol),
+            Other::Level(x) => Ok((*x, *x)),
         }
     }
 }
@@ -687,40 +896,65 @@ impl PyIndicator {
     /// Value for the symbol whose `next()` is running (NaN until ready).
     #[getter]
     fn value(&self, py: Python<'_>) -> PyResult<f64> {
-        self.ctx.get().study_value(py, self.id, -1)
+        self.ctx.get().study_value(py, self.id, None)
     }
 
     /// The value one update earlier.
     #[getter]
     fn prev(&self, py: Python<'_>) -> PyResult<f64> {
-        self.ctx.get().study_prev(py, self.id, -1)
+        self.ctx.get().study_prev(py, self.id, None)
     }
 
     /// Value for another symbol (by name or index).
     #[pyo3(signature = (symbol=None))]
     fn get(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
-        let s = self.symbol(py, symbol)?;
-        self.ctx.get().study_value(py, self.id, s)
+        self.ctx.get().study_value(py, self.id, symbol)
     }
 
     #[pyo3(signature = (symbol=None))]
     fn previous(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
-        let s = self.symbol(py, symbol)?;
-        self.ctx.get().study_prev(py, self.id, s)
+        self.ctx.get().study_prev(py, self.id, symbol)
     }
 
     /// True once the window is full (or the series has left its warm-up NaNs).
     #[pyo3(signature = (symbol=None))]
     fn is_ready(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
-        let s = self.symbol(py, symbol)?;
-        self.ctx.get().study_ready(py, self.id, s)
+        self.ctx.get().study_ready(py, self.id, symbol)
     }
 
     /// Restart the statistic for a symbol: it refills from its next input.
     #[pyo3(signature = (symbol=None))]
     fn reset(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let s = self.symbol(py, symbol)?;
-        self.ctx.get().study_reset(py, self.id, s)
+        self.ctx.get().study_reset(py, self.id, symbol)
+    }
+
+    /// Whether this indicator crossed above `other` (an indicator or a level) at the
+    /// latest update: ``prev <= other.prev and value > other.value`` in one read (False
+    /// while any of the four is NaN).
+    #[pyo3(signature = (other, symbol=None))]
+    fn crossed_above(
+        &self,
+        py: Python<'_>,
+        other: Other<'_>,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let (now, before) = self.pair(py, symbol)?;
+        let (other_now, other_before) = Self::other_pair(py, &other, symbol)?;
+        Ok(before <= other_before && now > other_now)
+    }
+
+    /// Whether this indicator crossed below `other` at the latest update:
+    /// ``prev >= other.prev and value < other.value`` (False while any is NaN).
+    #[pyo3(signature = (other, symbol=None))]
+    fn crossed_below(
+        &self,
+        py: Python<'_>,
+        other: Other<'_>,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let (now, before) = self.pair(py, symbol)?;
+        let (other_now, other_before) = Self::other_pair(py, &other, symbol)?;
+        Ok(before >= other_before && now < other_now)
     }
 
     fn __float__(&self, py: Python<'_>) -> PyResult<f64> {

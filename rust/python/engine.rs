@@ -2,7 +2,7 @@
 
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::PyDict;
 
 use super::adapter::PyStrategy;
 use super::context::PyContext;
@@ -81,13 +81,13 @@ impl PyEngine {
         next: Option<Bound<'_, PyAny>>,
         on_tick: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let symbols = self
-            .engine
-            .market()
-            .names()
-            .iter()
-            .map(|n| PyString::intern(py, n))
-            .collect();
+        if ctx.names().len() != self.engine.market().symbol_count() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "the context was made for another market (its symbols differ)",
+            ));
+        }
+        // The context's own name objects: a name handed back is known by identity.
+        let symbols = ctx.names().iter().map(|n| n.bind(py).clone()).collect();
         let mut strategy = PyStrategy {
             ctx,
             init,
@@ -111,12 +111,12 @@ impl PyEngine {
         next: Option<Bound<'_, PyAny>>,
         on_tick: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let symbols = self
-            .engine
-            .market()
+        // The context's own name objects: a name handed back is known by identity.
+        let symbols = ctx
+            .get()
             .names()
             .iter()
-            .map(|n| PyString::intern(py, n))
+            .map(|n| n.bind(py).clone())
             .collect();
         let mut strategy = PyStrategy {
             ctx: ctx.borrow(),

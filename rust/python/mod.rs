@@ -1,6 +1,7 @@
 //! PyO3 bindings: argument conversion, numpy views, error mapping, and the adapter that
 //! lets a Python object drive the core's `Strategy` trait. No engine logic lives here.
 
+mod accessors;
 mod adapter;
 mod context;
 mod engine;
@@ -16,6 +17,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<context::PyContext>()?;
     m.add_class::<context::PyIndicator>()?;
+    m.add_class::<accessors::PyPositionBase>()?;
+    m.add_class::<accessors::PyHistoryBase>()?;
     m.add_function(wrap_pyfunction!(signals::run_signals, m)?)?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -1,0 +1,294 @@
+"""The Python hot path: what one call of each strategy accessor costs, and what the
+idioms users write run at.
+
+``python benches/accessors.py [--repeat 5] [--calls 20000] [--only micro|idioms]``
+
+**Micro** (nanoseconds per call): inside a running backtest (10 symbols x 2,000 minutes,
+a long position open in the symbol being measured, two rolling means declared), at one
+tick, each accessor is called ``--calls`` times in a tight loop; the time of the same
+loop with nothing in it is subtracted. Each figure is the median of ``--repeat`` such
+loops. The accessors: a no-op method (the Python call floor), ``position_size``,
+``self.position`` (its truth value and ``.size``), ``self.position(symbol)``, ``price()``,
+``bar()`` and ``bar().close``, ``data(count=10).close``, an indicator's ``.value``,
+a sized ``buy()`` (the backtest's sizer decides: ``PercentOfEquity(0.95)``) and
+``buy(size=10)``. Orders placed by the loops are cancelled before the tick ends.
+
+**Idioms** (symbol-bars per second; 20 symbols x 144,000 minute bars): the README's
+``SmaCross`` as printed there; the shipped ``SmaCross`` (``FixedSize(1)``); the same
+crossover written the backtesting.py way, ``self.I(lambda c: c.rolling(n).mean())``,
+beside the same strategy on ``self.sma`` (ratio = the ``self.I`` time over the
+``self.sma`` time); and the native tick loop with two rolling means declared and no
+callback (the market phase of the SMA strategies). Repeats are interleaved; medians of
+wall and CPU time are reported, the CPU figures being the better guide on a busy
+machine.
+
+Run the same file with another build's interpreter to compare side by side, e.g. main's
+``.venv/bin/python benches/accessors.py`` and this checkout's. Prints a table and one
+``RESULT {json}`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness as h  # noqa: E402 - after the sys.path line above
+import tickstep  # noqa: E402
+from tickstep import Strategy  # noqa: E402
+from tickstep.strategies import SmaCross  # noqa: E402
+
+# ---- micro: ns per call ------------------------------------------------------------------
+
+
+def _loop(body: str) -> Any:
+    """A function timing ``calls`` executions of ``body`` (``self``, ``symbol`` in scope)."""
+    src = (
+        "def timed(self, symbol, calls, clock):\n"
+        "    r = range(calls)\n"
+        "    t0 = clock()\n"
+        "    for _ in r:\n"
+        f"        {body}\n"
+        "    return clock() - t0\n"
+    )
+    scope: dict[str, Any] = {}
+    exec(src, scope)
+    return scope["timed"]
+
+
+#: name -> the statement timed (one accessor call, its result discarded).
+ACCESSORS: dict[str, str] = {
+    "noop method (call floor)": "self.noop()",
+    "position_size(symbol)": "self.position_size(symbol)",
+    "position_size()": "self.position_size()",
+    "bool(self.position)": "not self.position",
+    "self.position.size": "self.position.size",
+    "self.position(symbol).size": "self.position(symbol).size",
+    "price()": "self.price()",
+    "bar()": "self.bar()",
+    "bar().close": "self.bar().close",
+    "data(count=10).close": "self.data(count=10).close",
+    "indicator .value": "self.fast.value",
+    "indicator .value + .prev x2 (crossover)": "self.fast.value > self.slow.value and self.fast.prev <= self.slow.prev",
+    "buy(size=10)": "self.buy(size=10)",
+    "buy() sized by the sizer": "self.buy()",
+}
+_PLACES_ORDERS = {"buy(size=10)", "buy() sized by the sizer"}
+
+
+class MicroProbe(Strategy):
+    """Opens a long in every symbol, then at one tick of the first symbol times each
+    accessor in a loop (see the module doc)."""
+
+    calls = 20_000
+    repeat = 5
+    at_bar = 500
+
+    def init(self) -> None:
+        self.fast = self.sma(10)
+        self.slow = self.sma(30)
+        self.bars = 0
+        self.figures: dict[str, float] = {}
+
+    def noop(self) -> None:
+        pass
+
+    def next(self, symbol: str) -> None:
+        if symbol != self.symbols[0]:
+            return
+        self.bars += 1
+        if self.bars == 2:
+            for s in self.symbols:
+                self.buy(s, size=1)
+        if self.bars != self.at_bar:
+            return
+        clock = time.process_time_ns  # CPU time: waiting for a core is not counted
+        empty = _loop("pass")
+        for name, body in ACCESSORS.items():
+            timed = _loop(body)
+            samples = []
+            for _ in range(self.repeat):
+                base = empty(self, symbol, self.calls, clock)
+                took = timed(self, symbol, self.calls, clock)
+                samples.append((took - base) / self.calls)
+                if name in _PLACES_ORDERS:
+                    for order_id in self.orders(symbol):
+                        self.cancel(order_id)
+            self.figures[name] = statistics.median(samples)
+
+
+def micro(calls: int, repeat: int) -> dict[str, float]:
+    data = tickstep.data.sample(symbols=10, days=2, hours="24h", missing=0, seed=7)
+    cls = type("Probe", (MicroProbe,), {"calls": calls, "repeat": repeat})
+    holder: dict[str, Any] = {}
+
+    class Kept(cls):  # type: ignore[misc, valid-type]
+        def init(self) -> None:
+            super().init()
+            holder["strategy"] = self
+
+    tickstep.Backtest(data, Kept, cash=1e9).run()
+    return holder["strategy"].figures
+
+
+# ---- idioms: symbol-bars per second ----------------------------------------------------------
+
+
+class ReadmeSmaCross(Strategy):
+    """The README's example, as printed there."""
+
+    fast = 10
+    slow = 30
+
+    def init(self) -> None:
+        self.f = self.sma(self.fast)
+        self.s = self.sma(self.slow)
+
+    def next(self, symbol: str) -> None:
+        if self.f.value > self.s.value and self.f.prev <= self.s.prev:
+            self.buy(size=10, sl=self.price() * 0.98)
+        elif self.f.value < self.s.value and self.position:
+            self.close()
+
+
+def _pandas_mean(n: int) -> Any:
+    def mean(close: Any) -> Any:
+        return close.rolling(n).mean()
+
+    mean.__name__ = f"sma{n}"
+    return mean
+
+
+class CrossOnSma(Strategy):
+    """Long on a golden cross, out on a death cross, averages from ``self.sma``."""
+
+    fast = 10
+    slow = 30
+
+    def averages(self) -> tuple[Any, Any]:
+        return self.sma(self.fast), self.sma(self.slow)
+
+    def init(self) -> None:
+        self.f, self.s = self.averages()
+
+    def next(self, symbol: str) -> None:
+        f, s = self.f, self.s
+        if f.value > s.value and f.prev <= s.prev:
+            if not self.position:
+                self.buy(size=1)
+        elif f.value < s.value and f.prev >= s.prev and self.position:
+            self.close()
+
+
+class CrossOnI(CrossOnSma):
+    """The same, averages from ``self.I(<pandas rolling mean>)`` (backtesting.py's way)."""
+
+    def averages(self) -> tuple[Any, Any]:
+        return self.I(_pandas_mean(self.fast)), self.I(_pandas_mean(self.slow))
+
+
+IDIOMS: dict[str, tuple[type[Strategy], dict[str, Any]]] = {
+    "readme_sma": (ReadmeSmaCross, {}),
+    "shipped_sma_cross": (SmaCross, {"sizer": "fixed1"}),
+    "cross_on_sma": (CrossOnSma, {}),
+    "cross_on_I": (CrossOnI, {}),
+}
+
+
+def _options(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: tickstep.FixedSize(1) if v == "fixed1" else v for k, v in raw.items()}
+
+
+def idioms(repeat: int) -> dict[str, dict[str, Any]]:
+    from tickstep import _core
+    from tickstep.simulation import market_from_columns
+
+    columns = h.load("minute_20x144k")
+    n = h.symbol_bars(columns)
+    market = market_from_columns(columns)
+    jobs: dict[str, Any] = {}
+    for name, (strategy, options) in IDIOMS.items():
+        bt = tickstep.Backtest(columns, strategy, cash=1e9, **_options(options))
+        jobs[name] = bt.run
+
+    def native_studies() -> Any:
+        engine = _core.Engine(market, cash=1e9)
+        ctx = _core.Context(market)
+
+        def declare() -> None:
+            ctx.add_rolling("mean", 10, "close", None)
+            ctx.add_rolling("mean", 30, "close", None)
+
+        engine.run(ctx, init=declare)
+
+    def native() -> Any:
+        _core.Engine(market, cash=1e9).run(_core.Context(market))
+
+    jobs["native_two_means"] = native_studies
+    jobs["native_no_studies"] = native
+    timings = {name: h.Timings() for name in jobs}
+    trades: dict[str, int] = {}
+    for _ in range(repeat):  # interleaved: the machine's noise hits every idiom alike
+        for name, job in jobs.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            out = job()
+            timings[name].add(time.perf_counter() - t0, time.process_time() - c0)
+            if out is not None:
+                trades[name] = len(out.trades)
+    return {
+        name: {
+            "symbol_bars": n,
+            "wall_s": t.median_wall,
+            "cpu_s": t.median_cpu,
+            "bars_per_s_wall": n / t.median_wall,
+            "bars_per_s_cpu": n / t.median_cpu,
+            "ns_per_bar_cpu": 1e9 * t.median_cpu / n,
+            "runs_cpu": t.cpu,
+            "trades": trades.get(name),
+        }
+        for name, t in timings.items()
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--calls", type=int, default=20_000)
+    ap.add_argument("--only", choices=("micro", "idioms"))
+    args = ap.parse_args()
+    out: dict[str, Any] = {"load_before": h.load_average(), "python": sys.executable,
+                           "tickstep": str(Path(tickstep.__file__).parent)}
+    if args.only in (None, "micro"):
+        figures = micro(args.calls, args.repeat)
+        out["micro_ns"] = figures
+        print(f"accessor ns/call (median of {args.repeat} x {args.calls:,} calls)")
+        for name, ns in figures.items():
+            print(f"  {name:<42} {ns:8.1f}")
+    if args.only in (None, "idioms"):
+        runs = idioms(args.repeat)
+        out["idioms"] = runs
+        print(f"idioms, 20 x 144,000 minutes, medians of {args.repeat} (CPU; wall)")
+        for name, r in runs.items():
+            print(f"  {name:<20} {r['bars_per_s_cpu'] / 1e6:7.2f} M/s CPU  {r['bars_per_s_wall'] / 1e6:7.2f} M/s wall"
+                  f"  {r['ns_per_bar_cpu']:6.1f} ns/bar  trades={r['trades']}")
+        ratio = runs["cross_on_I"]["cpu_s"] / runs["cross_on_sma"]["cpu_s"]
+        out["I_over_sma"] = ratio
+        print(f"  self.I time / self.sma time: {ratio:.2f}x (target <= 1.2x)")
+    out["load_after"] = h.load_average()
+    print(f"load average before {out['load_before']}, after {out['load_after']}")
+    print("RESULT " + json.dumps(out, default=float))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    np.seterr(all="ignore")
+    main()

@@ -1,0 +1,289 @@
+//! The strategy's hot accessors: the bases of `tickstep.Position` and `tickstep.History`,
+//! the bar tuple and read-only column views, made in one call each.
+//!
+//! A strategy keeps one `Position` per symbol (and one for "the running symbol") and one
+//! `History` per (symbol, count) for the whole run: they hold a symbol index, not data,
+//! and read the core when asked, so nothing is allocated per bar for them. Their Python
+//! subclasses (`strategy.py`) add documentation and the rarely used members.
+
+use std::os::raw::c_void;
+
+use numpy::npyffi::{self, npy_intp, NPY_ARRAY_ALIGNED, NPY_ARRAY_C_CONTIGUOUS, PY_ARRAY_API};
+use numpy::{Element, PyArrayDescrMethods};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyFloat, PyInt, PyType};
+
+use super::context::PyContext;
+use super::market::{view_column, PyMarket};
+use crate::context::TickContext;
+
+/// A read-only view of `data` (part of the market held by `owner`): a numpy array made
+/// directly without the writeable flag, so no borrow bookkeeping per view.
+pub fn frozen_view<'py, T: Element>(
+    py: Python<'py>,
+    data: &[T],
+    owner: &Bound<'py, PyMarket>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut dims = [data.len() as npy_intp];
+    let mut strides = [std::mem::size_of::<T>() as npy_intp];
+    // SAFETY: `data` lives inside the immutable `Market` behind the `Arc` held by `owner`
+    // (a frozen pyclass): its columns never move or change while `owner` lives, and the
+    // array holds a reference to `owner` (its base). The array is created without
+    // NPY_ARRAY_WRITEABLE, so Python cannot write through it.
+    unsafe {
+        let array = PY_ARRAY_API.PyArray_NewFromDescr(
+            py,
+            npyffi::get_type_object(py, npyffi::NpyTypes::PyArray_Type),
+            T::get_dtype(py).into_dtype_ptr(),
+            1,
+            dims.as_mut_ptr(),
+            strides.as_mut_ptr(),
+            data.as_ptr() as *mut c_void,
+            NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED,
+            std::ptr::null_mut(),
+        );
+        if array.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let array = Bound::from_owned_ptr(py, array);
+        let base = owner.clone().into_any().into_ptr();
+        if PY_ARRAY_API.PyArray_SetBaseObject(py, array.as_ptr().cast(), base) < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(array)
+    }
+}
+
+/// Bars `window` (run indices) of `symbol`'s column `name` as a read-only view (the
+/// price columns here; anything else through the market's own column lookup). A
+/// streamed window holds the symbol's bars from `base(symbol)` on: the view starts there.
+pub fn column_view<'py>(
+    py: Python<'py>,
+    market: &Bound<'py, PyMarket>,
+    symbol: usize,
+    name: &str,
+    window: std::ops::Range<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let m = &market.get().inner;
+    let (b, base) = (m.bars(symbol), m.base(symbol));
+    let stop = window.end.min(m.end(symbol)).saturating_sub(base);
+    let w = window.start.saturating_sub(base).min(stop)..stop;
+    match name {
+        "ts" => frozen_view(py, &b.ts[w], market),
+        "open" => frozen_view(py, &b.open[w], market),
+        "high" => frozen_view(py, &b.high[w], market),
+        "low" => frozen_view(py, &b.low[w], market),
+        "close" => frozen_view(py, &b.close[w], market),
+        "volume" => frozen_view(py, &b.volume[w], market),
+        other => view_column(market, symbol, other, window.start, window.end),
+    }
+}
+
+/// `symbol`'s latest bar as an instance of `class` (a tuple subclass with named fields:
+/// time, open, high, low, close, volume), or None before its first bar.
+pub fn bar_tuple<'py>(
+    py: Python<'py>,
+    e: &TickContext<'_>,
+    symbol: usize,
+    class: &Bound<'py, PyType>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let Some(i) = e.bar_index(symbol) else {
+        return Ok(py.None().into_bound(py));
+    };
+    let b = e.market().bars(symbol);
+    let i = e.market().local(symbol, i);
+    let items = [
+        PyInt::new(py, b.ts[i]).into_any(),
+        PyFloat::new(py, b.open[i]).into_any(),
+        PyFloat::new(py, b.high[i]).into_any(),
+        PyFloat::new(py, b.low[i]).into_any(),
+        PyFloat::new(py, b.close[i]).into_any(),
+        PyFloat::new(py, b.volume[i]).into_any(),
+    ];
+    // SAFETY: `class` is a subclass of tuple (checked when the context was made); its
+    // `tp_alloc` gives a zeroed tuple of 6 slots, each filled exactly once below with a
+    // new reference (PyTuple_SetItem steals it), as `tuple.__new__(class, items)` does.
+    unsafe {
+        let ty = class.as_type_ptr();
+        let alloc = (*ty).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
+        let t = alloc(ty, items.len() as ffi::Py_ssize_t);
+        if t.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let t = Bound::from_owned_ptr(py, t);
+        for (k, item) in items.into_iter().enumerate() {
+            if ffi::PyTuple_SetItem(t.as_ptr(), k as ffi::Py_ssize_t, item.into_ptr()) < 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// The base of `tickstep.Position`: one symbol's position (index -1: the symbol whose
+/// `next()` is running), read live from the core.
+#[pyclass(name = "PositionBase", module = "tickstep._core", frozen, subclass)]
+pub struct PyPositionBase {
+    ctx: Py<PyContext>,
+    symbol: isize,
+}
+
+#[pymethods]
+impl PyPositionBase {
+    #[new]
+    #[pyo3(signature = (ctx, symbol, *_rest))]
+    fn new(ctx: Py<PyContext>, symbol: isize, _rest: &Bound<'_, PyAny>) -> Self {
+        PyPositionBase { ctx, symbol }
+    }
+
+    /// The symbol index this position follows (-1: the running symbol's).
+    #[getter]
+    fn index(&self) -> isize {
+        self.symbol
+    }
+
+    /// Signed units: positive long, negative short, 0 flat.
+    #[getter]
+    fn size(&self) -> PyResult<f64> {
+        self.ctx.get().position_at(self.symbol).map(|p| p.0)
+    }
+
+    /// Volume-weighted entry price of the open trades (NaN when flat).
+    #[getter]
+    fn average_price(&self) -> PyResult<f64> {
+        self.ctx.get().position_at(self.symbol).map(|p| p.1)
+    }
+
+    /// Signed market value at the latest price: size x price (negative when short).
+    #[getter]
+    fn value(&self) -> PyResult<f64> {
+        let (size, _, price) = self.ctx.get().position_at(self.symbol)?;
+        Ok(if size == 0.0 { 0.0 } else { size * price })
+    }
+
+    /// Unrealised profit/loss at the latest price, before exit costs.
+    #[getter]
+    fn pl(&self) -> PyResult<f64> {
+        let (size, average, price) = self.ctx.get().position_at(self.symbol)?;
+        Ok(if size == 0.0 {
+            0.0
+        } else {
+            size * (price - average)
+        })
+    }
+
+    /// Whether the position is long (size above 0).
+    #[getter]
+    fn is_long(&self) -> PyResult<bool> {
+        Ok(self.size()? > 0.0)
+    }
+
+    /// Whether the position is short (size below 0).
+    #[getter]
+    fn is_short(&self) -> PyResult<bool> {
+        Ok(self.size()? < 0.0)
+    }
+
+    /// Flatten (or close ``portion`` of it, oldest trades first) at the next fill;
+    /// returns the order id (None if flat).
+    #[pyo3(signature = (portion=1.0))]
+    fn close(&self, py: Python<'_>, portion: f64) -> PyResult<Option<u64>> {
+        self.ctx.get().close_at(py, self.symbol, portion)
+    }
+
+    fn __bool__(&self) -> PyResult<bool> {
+        Ok(self.size()? != 0.0)
+    }
+}
+
+/// The base of `tickstep.History`: read-only numpy views of one symbol's last `count`
+/// bars up to the current tick (index -1: the running symbol's), made when read.
+#[pyclass(name = "HistoryBase", module = "tickstep._core", frozen, subclass)]
+pub struct PyHistoryBase {
+    ctx: Py<PyContext>,
+    symbol: isize,
+    count: usize,
+}
+
+impl PyHistoryBase {
+    fn view<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        self.ctx.get().history_at(py, self.symbol, name, self.count)
+    }
+}
+
+#[pymethods]
+impl PyHistoryBase {
+    #[new]
+    #[pyo3(signature = (ctx, symbol, count=None, *_rest))]
+    fn new(
+        ctx: Py<PyContext>,
+        symbol: isize,
+        count: Option<usize>,
+        _rest: &Bound<'_, PyAny>,
+    ) -> Self {
+        PyHistoryBase {
+            ctx,
+            symbol,
+            count: count.unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The context these bars are read through.
+    #[getter(_ctx)]
+    fn context(&self, py: Python<'_>) -> Py<PyContext> {
+        self.ctx.clone_ref(py)
+    }
+
+    /// The symbol index these bars are of (-1: the running symbol's).
+    #[getter]
+    fn symbol_index(&self) -> isize {
+        self.symbol
+    }
+
+    /// Bar times, int64 ns UTC.
+    #[getter]
+    fn ts<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.view(py, "ts")
+    }
+
+    /// Opens.
+    #[getter]
+    fn open<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.view(py, "open")
+    }
+
+    /// Highs.
+    #[getter]
+    fn high<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.view(py, "high")
+    }
+
+    /// Lows.
+    #[getter]
+    fn low<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.view(py, "low")
+    }
+
+    /// Closes.
+    #[getter]
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.view(py, "close")
+    }
+
+    /// Volumes.
+    #[getter]
+    fn volume<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.view(py, "volume")
+    }
+
+    /// Column ``name`` over the same bars (read-only view).
+    fn column<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        self.view(py, name)
+    }
+
+    /// Number of bars in the window (at most ``count``; all so far when not given).
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.ctx.get().history_len(py, self.symbol, self.count)
+    }
+}
