@@ -13,7 +13,7 @@ pub(super) struct CompensatedSum {
 }
 
 impl CompensatedSum {
-    #[inline]
+    #[inline(always)]
     pub(super) fn add(&mut self, x: f64) {
         let t = self.sum + x;
         if self.sum.abs() >= x.abs() {
@@ -59,7 +59,7 @@ impl WindowSum {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn push(&mut self, x: f64) {
         if self.ring.len() < self.window {
             self.ring.push(x);

@@ -156,6 +156,9 @@ pub struct Studies {
     column_rolling: Vec<(usize, usize)>,
     /// Bars computed at a time per base-bar statistic (see `Blocked`).
     block: usize,
+    /// Per symbol, the first bar whose base-bar statistics are not computed yet: the
+    /// market phase's whole cost for them is this one comparison on most bars.
+    due: Vec<usize>,
 }
 
 impl Studies {
@@ -250,6 +253,7 @@ impl Studies {
             None => {
                 self.base_rolling.push(id);
                 self.block = block_len(symbols);
+                self.due = vec![0; symbols];
                 self.studies.push(Study::Bars {
                     per_symbol: vec![Blocked::new(proto); symbols],
                 });
@@ -325,12 +329,31 @@ impl Studies {
     /// columns `b` (the two differ in a streamed window; reads use run indices).
     #[inline]
     pub fn update(&mut self, s: usize, run: usize, i: usize, b: &SymbolBars) {
+        if self.due.get(s).is_some_and(|&due| run >= due) {
+            self.compute_ahead(s, run, i, b);
+        }
+        if !(self.column_rolling.is_empty() && self.timeframes.is_empty()) {
+            self.update_incremental(s, i, b);
+        }
+    }
+
+    /// Compute the next block of `symbol`'s base-bar statistics that have none for bar
+    /// `run` (at position `i` of `b`).
+    fn compute_ahead(&mut self, s: usize, run: usize, i: usize, b: &SymbolBars) {
         let block = self.block;
+        let mut due = usize::MAX;
         for &id in &self.base_rolling {
             if let Study::Bars { per_symbol } = &mut self.studies[id] {
-                per_symbol[s].advance(run, i, b, block);
+                let blocked = &mut per_symbol[s];
+                blocked.advance(run, i, b, block);
+                due = due.min(blocked.start + blocked.values.len());
             }
         }
+        self.due[s] = due;
+    }
+
+    /// Statistics of extra columns and timeframes: updated bar by bar.
+    fn update_incremental(&mut self, s: usize, i: usize, b: &SymbolBars) {
         for &(id, k) in &self.column_rolling {
             if let (Some(values), Study::Rolling { per_symbol, .. }) =
                 (b.extra(k), &mut self.studies[id])
@@ -378,10 +401,12 @@ impl Studies {
         }
     }
 
+    #[inline]
     fn study(&self, id: usize) -> Result<&Study> {
-        self.studies
-            .get(id)
-            .ok_or_else(|| EngineError::InvalidConfig(format!("no indicator {id}")))
+        match self.studies.get(id) {
+            Some(study) => Ok(study),
+            None => Err(no_study(id)),
+        }
     }
 
     /// Current value of study `id` for `symbol`; `bar` is the symbol's latest bar index.
@@ -421,6 +446,8 @@ impl Studies {
         match self.studies.get_mut(id) {
             Some(Study::Bars { per_symbol }) => {
                 per_symbol[s].reset(bar);
+                // It refills from the next bar: make sure that bar computes it.
+                self.due[s] = self.due[s].min(per_symbol[s].start);
                 Ok(())
             }
             Some(Study::Rolling { per_symbol, .. }) => {
@@ -440,6 +467,11 @@ impl Studies {
             .map(|t| &t.series[s])
             .ok_or_else(|| EngineError::InvalidConfig(format!("no timeframe {tf}")))
     }
+}
+
+#[cold]
+fn no_study(id: usize) -> EngineError {
+    EngineError::InvalidConfig(format!("no indicator {id}"))
 }
 
 /// Parse a rolling kind name as the Python API spells it.

@@ -390,10 +390,9 @@ class Strategy:
         return index
 
     def _full_series(self, i: int, source: str) -> pd.Series:
-        """Column ``source`` of symbol ``i``'s whole history as a Series by time (a copy:
-        the user's function may change it)."""
-        values = np.array(self._market.column(i, source, 0, 1 << 62))
-        return pd.Series(values, index=self._full_index(i), name=source)
+        """Column ``source`` of symbol ``i``'s whole history as a Series by time: a
+        read-only view of the core's memory (pandas copies it if the function writes)."""
+        return pd.Series(self._market.column(i, source, 0, 1 << 62), index=self._full_index(i), name=source)
 
     def _full_frame(self, i: int) -> pd.DataFrame:
         """Symbol ``i``'s whole history: OHLCV and the extra columns it has."""
