@@ -310,19 +310,23 @@ impl Rolling {
             let xs = &bars.of(self.source)[..out.len()];
             let n = self.kind.window();
             let (mean, nf) = (matches!(self.kind, RollingKind::Mean(_)), n as f64);
-            for (slot, &x) in out.iter_mut().zip(xs) {
-                self.count += 1;
-                sum.push(x);
-                self.prev = self.value;
-                self.value = if self.count < n {
+            let (mut count, mut value, mut prev) = (self.count, self.value, self.prev);
+            let mut slots = out.iter_mut();
+            sum.push_all(xs, |total| {
+                count += 1;
+                prev = value;
+                value = if count < n {
                     f64::NAN
                 } else if mean {
-                    sum.sum() / nf
+                    total / nf
                 } else {
-                    sum.sum()
+                    total
                 };
-                *slot = self.value;
-            }
+                if let Some(slot) = slots.next() {
+                    *slot = value;
+                }
+            });
+            (self.count, self.value, self.prev) = (count, value, prev);
             return;
         }
         for (k, slot) in out.iter_mut().enumerate() {

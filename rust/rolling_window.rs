@@ -88,6 +88,45 @@ impl WindowSum {
         self.running.value()
     }
 
+    /// Pushes `xs` in order, calling `each` with the sum after every push: the same
+    /// operations as `push` and `sum`, with the running state held in locals (registers)
+    /// for the whole loop once the ring has filled.
+    #[inline]
+    pub(super) fn push_all(&mut self, xs: &[f64], mut each: impl FnMut(f64)) {
+        let mut k = 0;
+        while k < xs.len() && self.ring.len() < self.window {
+            self.push(xs[k]);
+            each(self.sum());
+            k += 1;
+        }
+        let window = self.window;
+        let (mut running, mut fresh) = (self.running, self.fresh);
+        let (mut fresh_len, mut next) = (self.fresh_len, self.next);
+        let ring = &mut self.ring[..];
+        for &x in &xs[k..] {
+            let slot = &mut ring[next];
+            running.add(-*slot);
+            *slot = x;
+            next += 1;
+            if next == window {
+                next = 0;
+            }
+            running.add(x);
+            fresh.add(x);
+            fresh_len += 1;
+            if fresh_len == window {
+                running = fresh;
+                fresh = CompensatedSum::default();
+                fresh_len = 0;
+            }
+            each(running.value());
+        }
+        self.running = running;
+        self.fresh = fresh;
+        self.fresh_len = fresh_len;
+        self.next = next;
+    }
+
     pub(super) fn clear(&mut self) {
         // `clear` keeps the ring's capacity: a reset run does not allocate again.
         self.ring.clear();

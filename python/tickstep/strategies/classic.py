@@ -51,10 +51,9 @@ class SmaCross(Strategy):
         self.slow_sma = self.sma(self.slow)
 
     def next(self, symbol: str) -> None:
-        fast, slow = self.fast_sma.value, self.slow_sma.value
-        fast_before, slow_before = self.fast_sma.prev, self.slow_sma.prev
-        golden = fast_before <= slow_before and fast > slow  # False while any is NaN
-        death = fast_before >= slow_before and fast < slow
+        # One call each for prev <= prev and value > value (False while any is NaN).
+        golden = self.fast_sma.crossed_above(self.slow_sma)
+        death = not golden and self.fast_sma.crossed_below(self.slow_sma)
         if not (golden or death):
             return
         size = self.position_size(symbol)
