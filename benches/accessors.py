@@ -9,9 +9,9 @@ tick, each accessor is called ``--calls`` times in a tight loop; the time of the
 loop with nothing in it is subtracted. Each figure is the median of ``--repeat`` such
 loops. The accessors: a no-op method (the Python call floor), ``position_size``,
 ``self.position`` (its truth value and ``.size``), ``self.position(symbol)``, ``price()``,
-``bar()`` and ``bar().close``, ``data(count=10).close``, an indicator's ``.value``,
-a sized ``buy()`` (the backtest's sizer decides: ``PercentOfEquity(0.95)``) and
-``buy(size=10)``. Orders placed by the loops are cancelled before the tick ends.
+``bar()`` and ``bar().close``, ``data(count=10).close``, an indicator's ``.value``, a
+crossover read as four reads and as one ``crossed_above`` call, a sized ``buy()`` (the
+backtest's sizer decides: ``PercentOfEquity(0.95)``) and ``buy(size=10)``. Orders placed by the loops are cancelled before the tick ends.
 
 **Idioms** (symbol-bars per second; 20 symbols x 144,000 minute bars): the README's
 ``SmaCross`` as printed there; the shipped ``SmaCross`` (``FixedSize(1)``); the same
@@ -79,6 +79,7 @@ ACCESSORS: dict[str, str] = {
     "data(count=10).close": "self.data(count=10).close",
     "indicator .value": "self.fast.value",
     "indicator .value + .prev x2 (crossover)": "self.fast.value > self.slow.value and self.fast.prev <= self.slow.prev",
+    "indicator .crossed_above(other)": "self.fast.crossed_above(self.slow)",
     "buy(size=10)": "self.buy(size=10)",
     "buy() sized by the sizer": "self.buy()",
 }
@@ -114,6 +115,8 @@ class MicroProbe(Strategy):
         clock = time.process_time_ns  # CPU time: waiting for a core is not counted
         empty = _loop("pass")
         for name, body in ACCESSORS.items():
+            if "crossed_above" in body and not hasattr(self.fast, "crossed_above"):
+                continue  # a build from before it existed
             timed = _loop(body)
             samples = []
             for _ in range(self.repeat):
