@@ -521,3 +521,17 @@ def test_resident_data_stays_within_one_and_a_half_times_the_raw_bytes():
                          check=True)
     ratio = float(out.stdout.strip().splitlines()[-1])
     assert ratio <= 1.5, ratio
+
+
+def test_streamed_runs_refuse_extra_columns_rather_than_drop_them(frame):
+    store = td.Store()
+    store.ingest(frame, allow_nan=["pe"])
+    for data in (frame, store):
+        with pytest.raises(DataError, match=r"extra columns \('signal', 'pe', 'Adj Close'\) "
+                                            r"cannot be streamed yet: pass columns=\[\]"):
+            tickstep.Backtest(data, tickstep.Strategy, stream="1D", allow_nan=["pe"])
+        bt = tickstep.Backtest(data, tickstep.Strategy, stream="1D", columns=[])
+        assert bt.metadata is None or "bar_columns" not in bt.metadata.columns
+        assert bt.run().stats["# Trades"] == 0
+    with pytest.raises(DataError, match=r"extra columns \('pe'\) cannot be streamed"):
+        tickstep.Backtest(store, tickstep.Strategy, stream="1D", columns=["pe"], allow_nan=["pe"])

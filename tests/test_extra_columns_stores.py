@@ -78,6 +78,7 @@ def test_round_trip_in_one_bars_query(store, frame, market):
     loaded = store.load(allow_nan=["pe"])
     assert store.queries_executed - before == 2  # metadata (with the column list) + bars
     assert loaded.columns == list(EXTRA)
+    assert "bar_columns" not in loaded.metadata.columns  # nothing internal
     for b in loaded.bars:
         part = frame[frame.symbol == b.symbol]
         np.testing.assert_array_equal(b.ts, part.ts.astype("int64"))

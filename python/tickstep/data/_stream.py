@@ -44,6 +44,7 @@ from tickstep.data._request import (
     time_bounds,
 )
 from tickstep.data._resolve import _source, resolve
+from tickstep.data._shapes import ALL_EXTRA, ExtraColumns
 from tickstep.data._store_base import BarStore
 from tickstep.timeframes import NS_PER_DAY
 
@@ -137,8 +138,12 @@ class _StoreStream(BarStream):
     """A store read with one bars query per window."""
 
     def __init__(self, store: BarStore, opened: bool, names: list[str] | None, lo: int, hi: int,
-                 regular_hours: bool, window: int, filters: str) -> None:
+                 regular_hours: bool, window: int, filters: str,
+                 extra: ExtraColumns = ALL_EXTRA) -> None:
         meta = store._metadata_rows(names, with_range=True)
+        listed = meta["bar_columns"].iloc[0] if len(meta) else None
+        stored = [] if listed is None else [str(c) for c in listed]
+        _refuse_extra_columns([name for name, _ in extra.pick(stored, (), None)])
         if names is not None:
             known = list(meta["symbol"])
             if len(known) < len(names):
@@ -161,7 +166,7 @@ class _StoreStream(BarStream):
         if regular_hours:
             self._spans = filter_spans(meta, regular_hours=True, timeframe=None,
                                        first_ns=first, last_ns=last)
-        meta = meta.drop(columns=["first_ts", "last_ts"])
+        meta = meta.drop(columns=["first_ts", "last_ts", "bar_columns"])
         super().__init__(list(meta["symbol"]), metadata_frame(meta), first, last, window)
         self._store, self._opened = store, opened
         self._ids = meta["symbol_id"].to_numpy(np.int32)
@@ -227,18 +232,30 @@ def open_stream(
         if opened:
             source.close()
         market = resolve(data, symbols=symbols, start=start, end=end, **load_options)
+        _refuse_extra_columns(market.columns)
         return _MemoryStream(market, size)
     try:
-        check_options(load_options, ("regular_hours",), repr(source))
+        check_options(load_options, ("regular_hours", "columns", "allow_nan"), repr(source))
+        extra = ExtraColumns.of(load_options.get("columns"), load_options.get("allow_nan"))
         regular_hours = bool(load_options.get("regular_hours", False))
         lo, hi = time_bounds(start, end)
         filters = describe_request(start, end, regular_hours, None)
         return _StoreStream(source, opened, symbol_list(symbols), lo, hi, regular_hours, size,
-                            filters)
+                            filters, extra)
     except BaseException:
         if opened:
             source.close()
         raise
+
+
+def _refuse_extra_columns(names: Sequence[str]) -> None:
+    """Windows carry OHLCV only: extra columns are refused, never dropped unsaid."""
+    if names:
+        raise DataError(
+            f"extra columns ({', '.join(map(repr, names))}) cannot be streamed yet: pass "
+            "columns=[] to leave them out, or run without stream=",
+            rule="streamable load",
+        )
 
 
 _DONE = object()
