@@ -535,3 +535,32 @@ def test_streamed_runs_refuse_extra_columns_rather_than_drop_them(frame):
         assert bt.run().stats["# Trades"] == 0
     with pytest.raises(DataError, match=r"extra columns \('pe'\) cannot be streamed"):
         tickstep.Backtest(store, tickstep.Strategy, stream="1D", columns=["pe"], allow_nan=["pe"])
+
+
+def test_batch_runs_carry_the_columns_to_their_workers(frame, tmp_path):
+    """optimize sends in-memory data to workers as a snapshot and stores by path: both
+    keep the extra columns, and each row equals the backtest run alone."""
+
+    class Follow(tickstep.Strategy):
+        n = 3
+
+        def init(self):
+            self.mean = self.sma(self.n, source="signal")
+
+        def next(self, symbol):
+            if not self.mean.is_ready():
+                return
+            if self.value("signal") > self.mean.value and not self.position:
+                self.buy(size=1)
+            elif self.position and self.value("signal") < self.mean.value:
+                self.position.close()
+
+    path = tmp_path / "extra.duckdb"
+    with td.Store(path) as store:
+        store.ingest(frame, allow_nan=["pe"])
+    for data in (frame, str(path)):
+        bt = tickstep.Backtest(data, Follow, allow_nan=["pe"])
+        rows = bt.optimize(n=[3, 8], maximize="Equity Final [$]", cache=False)
+        for n, equity in zip(rows["n"], rows["Equity Final [$]"]):
+            assert equity == bt.run(n=n).stats["Equity Final [$]"]
+        assert rows["# Trades"].min() > 5
