@@ -163,12 +163,17 @@ def unpack(table: pa.Table, extra: int = 0) -> tuple[np.ndarray, dict[str, np.nd
     n, starts = n[keep], offsets[:-1][keep] // 8
     columns = {}
     if len(n) <= 20_000:
-        # Few, long packs (intraday bars): copy each column section whole.
+        # Few, long packs (intraday bars): copy each column section whole, turning it
+        # native-endian on the way (one pass over the bytes).
         sizes, firsts = n.tolist(), starts.tolist()
+        total = int(n.sum())
         for k, name in enumerate(names):
             typed = _typed(words, name)
-            parts = [typed[f + k * m : f + (k + 1) * m] for f, m in zip(firsts, sizes)]
-            values = np.concatenate(parts) if parts else typed[:0]
+            values = np.empty(total, np.int64 if name == "ts" else np.float64)
+            at = 0
+            for f, m in zip(firsts, sizes):
+                values[at : at + m] = typed[f + k * m : f + (k + 1) * m]
+                at += m
             _store(columns, name, values)
         return np.repeat(ids[keep], n), columns
     # Many short packs (daily bars): one vectorised gather per column.
@@ -183,16 +188,16 @@ def unpack(table: pa.Table, extra: int = 0) -> tuple[np.ndarray, dict[str, np.nd
 
 
 def _store(columns: dict[str, np.ndarray], name: str, values: np.ndarray) -> None:
-    """A decoded section into ``columns``: native-endian; for an extra column, its NULL
+    """A decoded section into ``columns``: native-endian, in a new array nobody else holds,
+    frozen so the engine adopts it instead of copying it; for an extra column, its NULL
     mask beside it when it has NULLs."""
-    if name in PACK_COLUMNS:
-        columns[name] = values.astype(np.int64 if name == "ts" else np.float64)
-        return
-    out = values.astype(np.float64)
-    nulls = out.view(np.int64) == NULL_WORD
-    if nulls.any():
-        columns[f"{name}:null"] = nulls
+    out = values.astype(np.int64 if name == "ts" else np.float64, copy=False)
+    out.flags.writeable = False
     columns[name] = out
+    if name not in PACK_COLUMNS:
+        nulls = out.view(np.int64) == NULL_WORD
+        if nulls.any():
+            columns[f"{name}:null"] = nulls
 
 
 def _typed(words: np.ndarray, name: str) -> np.ndarray:
