@@ -445,3 +445,20 @@ def test_cursor_answers_the_latest_key_at_or_before_any_time(keys, counts, queri
             assert got.ts == max(before)
             np.testing.assert_array_equal(got.value, value[ts == max(before)])
         assert len(book.current("t", 1, now)) == 0  # B has no records at all
+
+
+@pytest.mark.parametrize("kind", STORE_KINDS)
+def test_streamed_backtests_see_the_same_records(kind, market, zones):
+    opened, drop = open_store(kind)
+    try:
+        opened.ingest(market)
+        opened.ingest_records("zones", zones)
+        whole = tickstep.Backtest(opened, NearestZone, records=["zones"], cash=1e6).run()
+        streamed = tickstep.Backtest(opened, NearestZone, records=["zones"], cash=1e6,
+                                     stream="9D").run()
+        assert streamed.strategy.picks == whole.strategy.picks
+        pd.testing.assert_frame_equal(streamed.fills, whole.fills)
+        memory = tickstep.Backtest(market, Logger, records={"zones": zones}, stream="9D").run()
+        _check_log(memory.strategy.log, zones)
+    finally:
+        drop()

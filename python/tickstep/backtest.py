@@ -10,6 +10,7 @@ import pandas as pd
 from tickstep import _core
 from tickstep.config import BacktestConfig, ConfigError, split_options
 from tickstep.data import LOAD_OPTIONS, resolve
+from tickstep.data._records import records_for_backtest
 from tickstep.data._resolve import resolve_with_records
 from tickstep.data._stream import open_stream
 from tickstep.hints import did_you_mean
@@ -103,15 +104,16 @@ class Backtest:
             # Streamed: the data are read window by window at each run, never held whole.
             if isinstance(data, _core.Market):
                 raise TypeError("a prepared Market is already in memory: it cannot be streamed")
-            if records is not None:
-                raise ConfigError("records= (analysis tables) cannot be streamed yet: run "
-                                  "without stream=")
-            self._records = {}
             if warmup is not None and start is not None:
                 self._config = self._config.replace(trade_start=start)
                 start = self._config.trade_start - _duration(warmup, "warmup")
             self._stream = open_stream(data, window=self._config.stream, symbols=symbols,
                                        start=start, end=end, **load_options)
+            # Analysis tables are small beside the bars: read whole, once, and looked up
+            # by time as in memory.
+            self._records = {} if records is None else records_for_backtest(
+                self._stream.store, records, list(self._stream.symbols),
+                selected=symbols is not None, start=start, end=end)
             self._market = None
             self._symbols = list(self._stream.symbols)
             self._symbol_dtype = pd.CategoricalDtype(self._symbols)
@@ -205,7 +207,7 @@ class Backtest:
         """
         if self._stream is not None:
             return simulate_stream(self._stream, self._strategy, self._config, params,
-                                   symbols=self._symbol_dtype)
+                                   symbols=self._symbol_dtype, records=self._records)
         return simulate(
             self._market,
             self._strategy,

@@ -422,6 +422,7 @@ def simulate_stream(
     params: Mapping[str, Any] | None = None,
     *,
     symbols: pd.CategoricalDtype | None = None,
+    records: Mapping[str, Any] | None = None,
 ) -> Result:
     """``simulate`` over a `tickstep.data.BarStream`, window by window: the same `Result`
     as ``simulate`` on all its bars at once, bit for bit (without the close prices a
@@ -453,7 +454,8 @@ def simulate_stream(
         engine.set_session_ends(ends)
         engine.set_history(keep)
         ctx = _core.Context(first)
-        instance = strategy(ctx, names, params, config.sizer, first, stream.metadata)
+        instance = strategy(ctx, names, params, config.sizer, first, stream.metadata,
+                            records=records)
         instance._streamed = True
         next_call = instance.next if strategy.next is not Strategy.next else None
         on_tick = instance.on_tick if strategy.on_tick is not Strategy.on_tick else None

@@ -1154,9 +1154,10 @@ def records_for_backtest(
         if data is None:
             load = getattr(source, "load_records", None)
             if load is None:
+                here = "in memory" if source is None else repr(source)
                 raise DataError(
                     f"records table {name!r}: only a store (DuckDB or PostgreSQL) holds "
-                    f"named record tables, the data here is {source!r}; pass the records "
+                    f"named record tables, the data here is {here}; pass the records "
                     f"themselves: records={{{name!r}: frame}}",
                     rule="records from a store",
                 )

@@ -113,6 +113,11 @@ class BarStream:
     def _read(self, start: int, end: int) -> Window | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @property
+    def store(self) -> Any:
+        """The store the windows are read from (None for bars in memory)."""
+        return getattr(self, "_store", None)
+
     def close(self) -> None:
         """Release the source (a store opened from a path or URL)."""
 
