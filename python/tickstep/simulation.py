@@ -390,9 +390,8 @@ def _window_markets(windows: Any, symbols: list[str], keep: int, timezone: str,
     pending = None
     for window in itertools.chain(windows, [None]):
         if pending is not None:
-            market, ticks, parts = pending
+            market, ticks = pending
             following = None if window is None else window.first_tick
-            summary.observe(parts, ticks)
             yield market, _day_ends(ticks, following, timezone)
         if window is None:
             return
@@ -411,8 +410,11 @@ def _window_markets(windows: Any, symbols: list[str], keep: int, timezone: str,
         market = _core.Market.window(
             symbols, *([h[k] for h in held] for k in range(6)), base, window.start, adopt
         )
-        pending = (market, market.timeline(), window.parts)
-        del held
+        ticks = market.timeline()
+        summary.observe(window.parts, ticks)
+        # Only the market holds the bars now (the window's arrays were copied or adopted).
+        pending = (market, ticks)
+        del held, cols, part
 
 
 def simulate_stream(

@@ -266,22 +266,25 @@ def _refuse_extra_columns(names: Sequence[str]) -> None:
 _DONE = object()
 
 
-def read_ahead(windows: Iterator[Window], depth: int = 1) -> Iterator[Window]:
-    """``windows`` read on a thread, up to ``depth`` ahead of the consumer.
+def read_ahead(windows: Iterator[Window]) -> Iterator[Window]:
+    """``windows`` read on a thread, one ahead of the consumer: the next window is read
+    while the consumer works on the one it took, and no further (a window read is held
+    until taken, so memory holds at most one window in flight).
 
     Errors of the reader reach the consumer at the window where they happened; closing
     the returned generator (the run stopped) stops the reader.
     """
-    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    slots: queue.Queue[Any] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
     def put(item: Any) -> bool:
+        slots.put(item)
+        # Read the next window only once this one is taken (or the run stopped).
         while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
+            with slots.all_tasks_done:
+                if not slots.unfinished_tasks:
+                    return True
+                slots.all_tasks_done.wait(timeout=0.05)
         return False
 
     def read() -> None:
@@ -298,6 +301,7 @@ def read_ahead(windows: Iterator[Window], depth: int = 1) -> Iterator[Window]:
     try:
         while True:
             item = slots.get()
+            slots.task_done()
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
