@@ -94,22 +94,30 @@ def store() -> td.Store:
 @pytest.fixture(scope="module")
 def in_memory(store):
     return {
-        "utc": tickstep.Backtest(store, Mixed, cash=50_000).run(),
-        "ny": tickstep.Backtest(store, Mixed, cash=50_000, timezone="America/New_York",
-                                record_every_bar=True).run(),
+        "utc": tickstep.Backtest(store, Mixed, **OPTIONS["utc"]).run(),
+        "ny": tickstep.Backtest(store, Mixed, **OPTIONS["ny"]).run(),
+        "close": tickstep.Backtest(store, Mixed, **OPTIONS["close"]).run(),
     }
+
+
+# Besides the defaults: days in New York with equity at every bar, and market orders
+# filled at the close of their bar with a short's borrow fee accruing at each day end.
+OPTIONS = {
+    "utc": {"cash": 50_000},
+    "ny": {"cash": 50_000, "timezone": "America/New_York", "record_every_bar": True},
+    "close": {"cash": 50_000, "trade_on_close": True, "borrow_rate": 0.05, "commission": 0.001},
+}
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(minutes=st.one_of(st.integers(1, 30), st.integers(31, 6 * 24 * 60)),
-       zone=st.sampled_from(["utc", "ny"]), from_store=st.booleans())
-def test_streamed_runs_equal_the_in_memory_run(store, in_memory, minutes, zone, from_store):
+       case=st.sampled_from(sorted(OPTIONS)), from_store=st.booleans())
+def test_streamed_runs_equal_the_in_memory_run(store, in_memory, minutes, case, from_store):
     # Windows from one minute (a few bars) to six days (all in one window).
-    options = {"timezone": "America/New_York", "record_every_bar": True} if zone == "ny" else {}
     data = store if from_store else MARKET
-    streamed = tickstep.Backtest(data, Mixed, cash=50_000, stream=minutes * MINUTE, history=40,
-                                 **options).run()
-    assert_same_run(in_memory[zone], streamed)
+    streamed = tickstep.Backtest(data, Mixed, stream=minutes * MINUTE, history=40,
+                                 **OPTIONS[case]).run()
+    assert_same_run(in_memory[case], streamed)
 
 
 def test_the_run_trades_across_window_edges(in_memory):
@@ -119,6 +127,8 @@ def test_the_run_trades_across_window_edges(in_memory):
     assert len(run.trades) > 10
     assert (run.orders["status"] == "expired").any()
     assert run.stats["# Trades"] > 10
+    close = in_memory["close"]
+    assert (close.trades["side"] == "short").any() and close.stats["Carrying Costs [$]"] > 0
 
 
 def test_streamed_run_with_trade_start_and_benchmark(store):
