@@ -73,7 +73,8 @@ class Position(PositionBase):
 
     __slots__ = ("_s",)
 
-    def __init__(self, ctx: Context, index: int, strategy: Strategy) -> None:
+    def __init__(self, ctx: Context, index: int, strategy: Strategy,
+                 kept: list[Position | None] | None = None) -> None:
         #: The strategy (for naming other symbols); the index lives in the core's base.
         self._s = strategy
 
@@ -86,9 +87,8 @@ class Position(PositionBase):
     is_short = PositionBase.is_short
     close = PositionBase.close
 
-    def __call__(self, symbol: str | None = None) -> Position:
-        """The position in ``symbol`` (the running symbol's when None)."""
-        return self._s._position_of(symbol)
+    # Calling it (``self.position("AAPL")``) is the core's ``__call__``: the kept object
+    # of that symbol in one call, else `Strategy._position_of` makes and keeps it.
 
     @property
     def symbol(self) -> str:
@@ -193,8 +193,8 @@ class Strategy:
         self._column_index = {c: k for k, c in enumerate(getattr(market, "columns", ()))}
         # Reusable handles: nothing is allocated per bar. The running symbol's position
         # is a plain attribute, the cheapest read there is (see the class docstring).
-        self.position = Position(ctx, -1, self)
         self._symbol_positions: list[Position | None] = [None] * len(self._symbols)
+        self.position = Position(ctx, -1, self, kept=self._symbol_positions)
         #: History views by (symbol, count) as asked for; each one reads live.
         self._histories: dict[tuple[Any, Any], History] = {}
         # Working orders of order_target/rebalance by symbol index: a new target replaces them.

@@ -12,7 +12,7 @@ use numpy::npyffi::{self, npy_intp, NPY_ARRAY_ALIGNED, NPY_ARRAY_C_CONTIGUOUS, P
 use numpy::{Element, PyArrayDescrMethods};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyFloat, PyInt, PyType};
+use pyo3::types::{PyFloat, PyInt, PyList, PyString, PyType};
 
 use super::context::PyContext;
 use super::market::{view_column, PyMarket};
@@ -127,14 +127,44 @@ pub fn bar_tuple<'py>(
 pub struct PyPositionBase {
     ctx: Py<PyContext>,
     symbol: isize,
+    /// The strategy's kept position per symbol index (None until first asked for): given
+    /// to the running symbol's position only, so `self.position("AAPL")` is one call.
+    kept: Option<Py<PyList>>,
 }
 
 #[pymethods]
 impl PyPositionBase {
     #[new]
-    #[pyo3(signature = (ctx, symbol, *_rest))]
-    fn new(ctx: Py<PyContext>, symbol: isize, _rest: &Bound<'_, PyAny>) -> Self {
-        PyPositionBase { ctx, symbol }
+    #[pyo3(signature = (ctx, symbol, *_rest, kept=None))]
+    fn new(
+        ctx: Py<PyContext>,
+        symbol: isize,
+        _rest: &Bound<'_, PyAny>,
+        kept: Option<Py<PyList>>,
+    ) -> Self {
+        PyPositionBase { ctx, symbol, kept }
+    }
+
+    /// The position in ``symbol`` (the running symbol's when None): the kept object, or
+    /// else the subclass's ``_position_of`` makes (and keeps) it.
+    #[pyo3(signature = (symbol=None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        symbol: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let me = slf.get();
+        if let (Some(kept), Some(obj)) =
+            (&me.kept, symbol.filter(|o| o.is_instance_of::<PyString>()))
+        {
+            let i = me.ctx.get().resolve(Some(obj))?;
+            if i >= 0 {
+                let found = kept.bind(slf.py()).get_item(i as usize)?;
+                if !found.is_none() {
+                    return Ok(found);
+                }
+            }
+        }
+        slf.getattr("_s")?.call_method1("_position_of", (symbol,))
     }
 
     /// The symbol index this position follows (-1: the running symbol's).
