@@ -159,3 +159,25 @@ def test_self_I_reads_each_value_at_its_own_bar_only():
         expected = DATA[symbol]["high"].rolling(4).mean().to_numpy()
         np.testing.assert_equal(value, expected[n - 1])
         np.testing.assert_equal(prev, expected[n - 2] if n >= 2 else np.nan)
+
+
+def test_accessors_read_the_same_in_a_streamed_run():
+    class Reads(tickstep.Strategy):
+        def init(self):
+            self.fast = self.sma(3)
+            self.rows = []
+
+        def next(self, symbol):
+            bar = self.bar()
+            self.rows.append((symbol, bar.time, bar.close, tuple(bar), len(self.data(count=5)),
+                              self.data(count=2).close.tolist(), repr(self.fast.value),
+                              self.fast.crossed_above(100.0), self.position(symbol).size))
+            if len(self.rows) % 7 == 0:
+                self.buy(size=1)
+            elif self.position and len(self.rows) % 5 == 0:
+                self.position.close()
+
+    whole = run(Reads)
+    streamed = tickstep.Backtest(DATA, Reads, cash=1e6, stream="5D", history=10).run()
+    assert streamed.strategy.rows == whole.strategy.rows
+    assert len(whole.trades) > 0 and streamed.trades.equals(whole.trades)

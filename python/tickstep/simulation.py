@@ -455,7 +455,7 @@ def simulate_stream(
         engine = _core.Engine(first, **config.engine_options())
         engine.set_session_ends(ends)
         engine.set_history(keep)
-        ctx = _core.Context(first)
+        ctx = _core.Context(first, bar_class=Bar)
         instance = strategy(ctx, names, params, config.sizer, first, stream.metadata,
                             records=records)
         instance._streamed = True
