@@ -60,7 +60,8 @@ impl TickContext<'_> {
         symbol < self.market.symbol_count() && self.clock.has_data(symbol)
     }
 
-    /// The symbols with a bar at this tick, ascending.
+    /// The symbols with a bar at this tick, in the market's call order (the order the
+    /// user gave the symbols in; see `Market::with_call_order`).
     pub fn active_symbols(&self) -> &[usize] {
         self.active
     }

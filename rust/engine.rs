@@ -6,8 +6,13 @@
 //!   open; studies are updated with the bar; then the book matches and executes the
 //!   working orders of all these bars as one batch (reductions before increases, see
 //!   `book`); then positions are marked to the close.
-//! - Strategy phase: `on_bar` for each symbol with a bar, in symbol order, then `on_tick`.
-//!   Orders placed here wait in the book's pending queue.
+//! - Strategy phase: `on_bar` for each symbol with a bar, in the market's call order (the
+//!   order the user gave the symbols, never their names), then `on_tick`. Orders placed
+//!   here wait in the book's pending queue, in placement order.
+//!
+//! Both phases visit the tick's symbols in the call order (`active`), so a strategy that
+//! places orders in `next(symbol)` places them in an order no name decides, and the fills
+//! and trades of one instant are listed in it.
 //! - Barrier: pending orders join the book, so they can fill from the symbol's next bar on
 //!   (never at a price of the bar on which they were decided) — except market orders under
 //!   `FillAt::Close`, which fill now at this bar's close. Equity is sampled, and the clock's
@@ -40,6 +45,9 @@ pub struct Engine {
     equity: EquityCurve,
     session_end: Option<Vec<bool>>,
     active: Vec<usize>,
+    /// Per symbol, its rank in the market's call order; None when that is name order
+    /// (the bitmap's own order, nothing to sort).
+    call_rank: Option<Vec<usize>>,
     /// Symbols of this tick whose positions or orders need this bar's prices: (symbol, bar).
     touched: Vec<(usize, usize)>,
     started: bool,
@@ -73,7 +81,16 @@ impl Engine {
     pub fn new(market: Arc<Market>, config: Config) -> Result<Self> {
         config.validate()?;
         let n = market.symbol_count();
+        let order = market.call_order();
+        let call_rank = (!order.iter().copied().eq(0..n)).then(|| {
+            let mut rank = vec![0; n];
+            for (r, &s) in order.iter().enumerate() {
+                rank[s] = r;
+            }
+            rank
+        });
         Ok(Engine {
+            call_rank,
             clock: Clock::new(&market),
             portfolio: Portfolio::new(config.cash, n),
             book: Book::new(n),
@@ -186,6 +203,9 @@ impl Engine {
             let mut active = std::mem::take(&mut self.active);
             active.clear();
             active.extend(self.clock.active());
+            if let Some(rank) = &self.call_rank {
+                active.sort_unstable_by_key(|&s| rank[s]);
+            }
             let studies = !self.studies.is_empty();
             self.touched.clear();
             for &s in &active {

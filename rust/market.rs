@@ -158,6 +158,10 @@ pub struct Market {
     columns: Vec<String>,
     /// Per symbol, the run index of `bars[s]`'s first bar (all 0 for a whole market).
     base: Vec<usize>,
+    /// The symbols in the order the user gave them (indices into `names`, which are
+    /// sorted by name): the order the engine visits the symbols of a tick in, so that
+    /// no name decides which symbol comes first. Name order unless `with_call_order`.
+    call_order: Vec<usize>,
 }
 
 /// The OHLCV columns every symbol has, by name.
@@ -238,13 +242,43 @@ impl Market {
         }
         let timeline = union_timeline(&bars);
         let base = vec![0; names.len()];
+        let call_order = (0..names.len()).collect();
         Ok(Market {
             names,
             bars,
             timeline,
             columns,
             base,
+            call_order,
         })
+    }
+
+    /// The same market visited in `order` (each symbol index once): the order the user
+    /// gave the symbols in (a `symbols=` list, a mapping's keys, first appearance in a
+    /// long table, a store's ingest order).
+    pub fn with_call_order(mut self, order: Vec<usize>) -> Result<Self> {
+        let n = self.names.len();
+        let mut seen = vec![false; n];
+        for &s in &order {
+            if s >= n || std::mem::replace(&mut seen[s], true) {
+                return Err(EngineError::InvalidMarket(format!(
+                    "the call order must list each of the {n} symbol indices once, got {order:?}"
+                )));
+            }
+        }
+        if order.len() != n {
+            return Err(EngineError::InvalidMarket(format!(
+                "the call order lists {} of the {n} symbols",
+                order.len()
+            )));
+        }
+        self.call_order = order;
+        Ok(self)
+    }
+
+    /// The symbols in the order the engine visits them (see `with_call_order`).
+    pub fn call_order(&self) -> &[usize] {
+        &self.call_order
     }
 
     /// Names of the extra columns (beside OHLCV).
@@ -298,12 +332,14 @@ impl Market {
         let mut timeline = union_timeline(&bars);
         let first = timeline.partition_point(|&t| t < from);
         timeline.drain(..first);
+        let call_order = (0..names.len()).collect();
         Ok(Market {
             names,
             bars,
             timeline,
             columns: Vec::new(),
             base,
+            call_order,
         })
     }
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tickstep
-from conftest import make_bars, run_script
+from conftest import Scripted, make_bars, run_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -294,3 +294,129 @@ def test_renaming_symbols_changes_nothing(seed, n_symbols, permutation_seed, com
         tb = named_back(getattr(b, table), back).sort_values(key, kind="stable")
         same_bits(ta.reset_index(drop=True), tb.reset_index(drop=True))
     same_stats(a.stats, b.stats)
+
+
+# ---- next(symbol) runs in the order the symbols were given, never by name ----------------
+
+
+class GreedyBuyer(tickstep.Strategy):
+    """In next(): buy a share of equity of every symbol that rose, so that on a tick where
+    several rise their buys compete for too little buying power — the first placed wins."""
+
+    share = 0.45
+
+    def next(self, symbol):
+        h = self.data(symbol, count=2)
+        if len(h) < 2:
+            return
+        if h.close[-1] > h.close[0] * 1.005 and not self.position:
+            self.buy(size=self.equity * self.share / self.price())
+        elif h.close[-1] < h.close[0] and self.position:
+            self.position.close()
+
+
+def buy_60(s, sym):
+    s.ids[sym] = s.buy(sym, size=60)
+
+
+#: Where each symbol closes after the buys (they fill at 100, the next open).
+LATER = {"AAA": 90.0, "MMM": 120.0, "ZZZ": 110.0}
+
+
+def competing(names):
+    """Symbols at 100; on the first bar each one's next() buys 60: only the first placed
+    fills (a second would make gross 12,000 > equity 10,000). Each then closes at its own
+    LATER price, so which one filled shows in the equity."""
+    data = {n: make_bars([flat(100), (100, max(100, LATER[n]), min(100, LATER[n]), LATER[n]),
+                          flat(LATER[n])]) for n in names}
+    return data, {0: buy_60}
+
+
+@pytest.mark.parametrize("names", [["AAA", "ZZZ"], ["ZZZ", "AAA"]])
+def test_next_runs_in_the_order_the_mapping_gives_so_the_first_given_buys(names):
+    data, script = competing(names)
+    seen = []
+    r = run_script(data, {**script, 1: lambda s, sym: seen.append(sym)}, cash=10_000,
+                   on_reject="ignore")
+    first, second = names
+    assert seen == names
+    assert r.strategy.symbols == names
+    status = r.orders.set_index("symbol").status
+    assert (status[first], status[second]) == ("filled", "rejected")
+    # Filled 60 at 100: cash 4,000, equity 4,000 + 60 x its last close.
+    assert r.equity_frame.cash.iloc[-1] == 4_000.0
+    assert r.equity_frame.equity.iloc[-1] == 4_000.0 + 60 * LATER[first]
+    assert r.positions["size"].to_dict() == {first: 60.0}
+
+
+def test_a_symbols_list_sets_the_order_next_sees():
+    data, script = competing(["AAA", "ZZZ"])
+    market = tickstep.data.resolve(data, symbols=["ZZZ", "AAA"])
+    assert market.symbols == ["AAA", "ZZZ"] and market.call_order == ["ZZZ", "AAA"]
+    r = tickstep.Backtest(market, Scripted, cash=10_000, on_reject="ignore").run(script=script)
+    status = r.orders.set_index("symbol").status
+    assert (status["ZZZ"], status["AAA"]) == ("filled", "rejected")
+
+
+def test_a_long_table_is_visited_in_order_of_first_appearance():
+    data, script = competing(["ZZZ", "AAA"])
+    long = pd.concat([f.assign(symbol=k) for k, f in data.items()]).sort_index(kind="stable")
+    assert tickstep.data.resolve(long).call_order == ["ZZZ", "AAA"]
+    r = tickstep.Backtest(long, Scripted, cash=10_000, on_reject="ignore").run(script=script)
+    status = r.orders.set_index("symbol").status
+    assert (status["ZZZ"], status["AAA"]) == ("filled", "rejected")
+
+
+def rows_named_back(result, table, back):
+    out = getattr(result, table).copy()
+    out["symbol"] = out.symbol.astype(str).map(back)
+    return out.reset_index(drop=True)
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_symbols=st.integers(2, 7),
+    permutation_seed=st.integers(0, 2**32 - 1),
+    commission=st.sampled_from([0.0, 0.001]),
+    trade_on_close=st.booleans(),
+    share=st.sampled_from([0.45, 0.3]),
+)
+def test_competing_buys_in_next_give_the_same_result_whatever_the_names(
+        seed, n_symbols, permutation_seed, commission, trade_on_close, share):
+    # The symbols keep their input order; only their names change (so their name order
+    # does). Buys placed in next() compete for buying power: the outcome must not move,
+    # row for row, bit for bit.
+    names = [f"S{k}" for k in range(n_symbols)]
+    frames = random_frames(seed, names, 40)
+    renamed = list(np.random.default_rng(permutation_seed).permutation([f"Q{k}" for k in range(n_symbols)]))
+    new = dict(zip(names, renamed))
+    back = {v: k for k, v in new.items()}
+    options = dict(cash=10_000, commission=commission, trade_on_close=trade_on_close,
+                   record_every_bar=True, on_reject="ignore")
+    a = tickstep.Backtest(frames, GreedyBuyer, **options).run(share=share)
+    b = tickstep.Backtest({new[k]: v for k, v in frames.items()}, GreedyBuyer, **options).run(share=share)
+    same_bits(a.equity_frame.reset_index(), b.equity_frame.reset_index())
+    identity = {n: n for n in names}
+    for table in ("trades", "fills", "orders"):
+        same_bits(rows_named_back(a, table, identity), rows_named_back(b, table, back))
+    same_stats(a.stats, b.stats)
+
+
+def test_a_batch_visits_the_symbols_in_the_order_backtest_run_does():
+    from tickstep.batch import run_batch
+
+    data, script = competing(["ZZZ", "MMM", "AAA"])
+    options = dict(cash=10_000, on_reject="ignore", cache=False, executor="sequential")
+    ran = tickstep.Backtest(data, Scripted, cash=10_000, on_reject="ignore").run(script=script)
+    assert ran.positions["size"].to_dict() == {"ZZZ": 60.0}
+    rows = run_batch(Scripted, data, params={"script": script}, portfolio=True, **options)
+    listed = run_batch(Scripted, data, params={"script": script},
+                       symbols={"g": ["MMM", "AAA", "ZZZ"]}, **options)
+    # Whole portfolio: the mapping's order (ZZZ first). A group: its list's order (MMM).
+    assert rows["Equity Final [$]"].tolist() == [ran.stats["Equity Final [$]"]] == [4_000 + 60 * 110.0]
+    assert rows["# Orders Rejected"].tolist() == [2]
+    single = tickstep.Backtest(data, Scripted, cash=10_000, on_reject="ignore",
+                               symbols=["MMM", "AAA", "ZZZ"]).run(script=script)
+    assert single.positions["size"].to_dict() == {"MMM": 60.0}
+    assert listed["Equity Final [$]"].tolist() == [single.stats["Equity Final [$]"]] == [4_000 + 60 * 120.0]

@@ -75,7 +75,16 @@ def market_from_columns(columns: MarketColumns) -> _core.Market:
         adopt,
         names,
         [[b.extra.get(name) for b in bars] for name in names],
+        _call_order(columns),
     )
+
+
+def _call_order(columns: MarketColumns) -> list[int] | None:
+    """The symbols' indices in the order the engine visits them (None: name order)."""
+    if columns.order is None:
+        return None
+    index = {s: i for i, s in enumerate(columns.symbols)}
+    return [index[s] for s in columns.order]
 
 
 def session_ends(market: _core.Market, timezone: str) -> np.ndarray | None:
@@ -378,13 +387,15 @@ class _RunSummary:
 
 
 def _window_markets(windows: Any, symbols: list[str], keep: int, timezone: str,
-                    summary: _RunSummary) -> Any:
+                    summary: _RunSummary, call_order: list[str] | None = None) -> Any:
     """Windows of bars -> the core's window markets and their day ends, one window
     behind the reader (a window's last day end needs the next window's first tick).
 
     Each market holds, per symbol, the last ``keep`` bars seen before the window (for
     history reads) then the window's bars; its base is the run index of the first."""
     n = len(symbols)
+    index = {s: i for i, s in enumerate(symbols)}
+    order = None if call_order is None else [index[s] for s in call_order]
     seen = [0] * n
     tail: list[list[np.ndarray]] = [[np.empty(0, np.int64)] + [np.empty(0)] * 5 for _ in range(n)]
     pending = None
@@ -408,7 +419,7 @@ def _window_markets(windows: Any, symbols: list[str], keep: int, timezone: str,
             seen[s] += len(part[0])
             tail[s] = [c[-keep:] for c in cols] if len(cols[0]) else kept
         market = _core.Market.window(
-            symbols, *([h[k] for h in held] for k in range(6)), base, window.start, adopt
+            symbols, *([h[k] for h in held] for k in range(6)), base, window.start, adopt, order
         )
         ticks = market.timeline()
         summary.observe(window.parts, ticks)
@@ -446,7 +457,8 @@ def simulate_stream(
     bench = names.index(config.benchmark) if config.benchmark in names else None
     summary = _RunSummary(names, since, bench)
     reader = read_ahead(stream.windows())
-    markets = _window_markets(reader, names, keep, config.timezone, summary)
+    markets = _window_markets(reader, names, keep, config.timezone, summary,
+                              getattr(stream, "call_order", None))
     try:
         try:
             first, ends = next(markets)

@@ -187,6 +187,9 @@ class Strategy:
         self._ctx = ctx
         self._symbols = list(symbols)
         self._index = {s: i for i, s in enumerate(symbols)}
+        # The symbols in the order the engine visits them (the order the user gave them).
+        order = getattr(market, "call_order", None)
+        self._call_order = list(order) if order is not None else list(range(len(self._symbols)))
         self._sizer = sizer
         self._market = market
         # Extra columns (beside OHLCV) by name -> the core's index, for self.value().
@@ -419,8 +422,11 @@ class Strategy:
 
     @property
     def symbols(self) -> list[str]:
-        """All symbols of the backtest, in the order ``next`` sees them."""
-        return list(self._symbols)
+        """All symbols of the backtest, in the order ``next`` sees them: the order they
+        were given in (a ``symbols=`` list, a mapping's keys, first appearance in a long
+        table; a store's symbols without a list: name order)."""
+        names = self._symbols
+        return [names[i] for i in self._call_order]
 
     @property
     def now(self) -> int:
@@ -437,7 +443,7 @@ class Strategy:
         return self._ctx.has_data(symbol)
 
     def active_symbols(self) -> list[str]:
-        """Symbols with a bar at this tick."""
+        """Symbols with a bar at this tick, in the order ``next`` sees them."""
         names = self._symbols
         return [names[i] for i in self._ctx.active()]
 
@@ -521,9 +527,9 @@ class Strategy:
 
     @property
     def positions(self) -> dict[str, Position]:
-        """The open (non-flat) positions by symbol, in symbol order."""
-        ctx = self._ctx
-        return {name: self._position_of(name) for i, name in enumerate(self._symbols) if ctx.position(i) != 0}
+        """The open (non-flat) positions by symbol, in the order ``next`` sees them."""
+        ctx, names = self._ctx, self._symbols
+        return {names[i]: self._position_of(names[i]) for i in self._call_order if ctx.position(i) != 0}
 
     def _position_of(self, symbol: str | None) -> Position:
         i = self._sym(symbol)
@@ -764,7 +770,10 @@ class Strategy:
         if not isinstance(close_others, bool):
             raise TypeError(f"rebalance(close_others={close_others!r}): must be True or False")
         ctx = self._ctx
-        held = {name: ctx.position(i) for i, name in enumerate(self._symbols)}
+        # In the order the symbols were given: the orders for held symbols left out of
+        # ``weights`` are placed in it, never in name order.
+        names = self._symbols
+        held = {names[i]: ctx.position(i) for i in self._call_order}
         targets = {}
         for name, weight in weights.items():
             i = self._sym(name)

@@ -129,7 +129,8 @@ def _columns(market: Any, metadata: pd.DataFrame | None, lo: int, hi: int) -> Ma
         raise ValueError(f"no bars between {pd.Timestamp(lo, tz='UTC')} and {pd.Timestamp(hi, tz='UTC')}")
     if metadata is not None:
         metadata = metadata.loc[metadata.index.intersection([b.symbol for b in bars], sort=False)]
-    return MarketColumns(bars, metadata)
+    names = market.symbols
+    return MarketColumns(bars, metadata).in_order(names[i] for i in market.call_order)
 
 
 def _plain(value: Any) -> Any:

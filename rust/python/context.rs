@@ -358,7 +358,7 @@ impl PyContext {
         Ok(e.has_data(s))
     }
 
-    /// Indices of the symbols with a bar at this tick, ascending.
+    /// Indices of the symbols with a bar at this tick, in the market's call order.
     fn active(&self) -> PyResult<Vec<usize>> {
         Ok(self.context()?.active_symbols().to_vec())
     }

@@ -41,8 +41,10 @@ impl PyMarket {
     /// `adopt` flag is true has immutable arrays (the caller guarantees it): the core reads
     /// their buffers in place; the others are copied once. `columns` names the extra
     /// columns and `extra[k][symbol]` holds column `k` of a symbol (None: it has none).
+    /// `order` lists the symbol indices in the order the user gave the symbols in: the
+    /// order the engine visits them within a tick (name order by default).
     #[new]
-    #[pyo3(signature = (symbols, ts, open, high, low, close, volume, adopt=None, columns=None, extra=None))]
+    #[pyo3(signature = (symbols, ts, open, high, low, close, volume, adopt=None, columns=None, extra=None, order=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -56,6 +58,7 @@ impl PyMarket {
         adopt: Option<Vec<bool>>,
         columns: Option<Vec<String>>,
         extra: Option<Vec<Vec<Option<PyReadonlyArray1<'_, f64>>>>>,
+        order: Option<Vec<usize>>,
     ) -> PyResult<Self> {
         let n = symbols.len();
         let adopt = adopt.unwrap_or_else(|| vec![false; n]);
@@ -95,7 +98,13 @@ impl PyMarket {
             })
             .collect();
         let inner = py
-            .detach(|| Market::with_columns(symbols, bars, columns))
+            .detach(|| {
+                let market = Market::with_columns(symbols, bars, columns)?;
+                match order {
+                    Some(order) => market.with_call_order(order),
+                    None => Ok(market),
+                }
+            })
             .py_err(py)?;
         Ok(PyMarket {
             inner: Arc::new(inner),
@@ -105,9 +114,10 @@ impl PyMarket {
     /// One window of a streamed run (see the core's `Market::window`): per symbol the
     /// bars held (kept past, then the window's new bars; maybe none), `base` the run index
     /// of its first held bar, `start` the window's first instant (ns). Columns are copied
-    /// unless `adopt` vouches that they are immutable.
+    /// unless `adopt` vouches that they are immutable. `order` as for `Market(...)`; an
+    /// engine keeps the order of its first window.
     #[staticmethod]
-    #[pyo3(signature = (symbols, ts, open, high, low, close, volume, base, start, adopt=None))]
+    #[pyo3(signature = (symbols, ts, open, high, low, close, volume, base, start, adopt=None, order=None))]
     #[allow(clippy::too_many_arguments)]
     fn window(
         py: Python<'_>,
@@ -121,6 +131,7 @@ impl PyMarket {
         base: Vec<usize>,
         start: i64,
         adopt: Option<Vec<bool>>,
+        order: Option<Vec<usize>>,
     ) -> PyResult<Self> {
         let n = symbols.len();
         let adopt = adopt.unwrap_or_else(|| vec![false; n]);
@@ -150,7 +161,13 @@ impl PyMarket {
             })
             .collect();
         let inner = py
-            .detach(|| Market::window(symbols, bars, base, start))
+            .detach(|| {
+                let market = Market::window(symbols, bars, base, start)?;
+                match order {
+                    Some(order) => market.with_call_order(order),
+                    None => Ok(market),
+                }
+            })
             .py_err(py)?;
         Ok(PyMarket {
             inner: Arc::new(inner),
@@ -170,6 +187,13 @@ impl PyMarket {
     #[getter]
     fn symbols(&self) -> Vec<String> {
         self.inner.names().to_vec()
+    }
+
+    /// Symbol indices in the order the engine visits them within a tick (the order the
+    /// user gave the symbols in).
+    #[getter]
+    fn call_order(&self) -> Vec<usize> {
+        self.inner.call_order().to_vec()
     }
 
     /// The union timeline (read-only view).

@@ -78,7 +78,8 @@ def _groups(
     if symbols is not None and len(symbols) == 0:
         raise ValueError("symbols is empty: pass None for every symbol of the data")
     if isinstance(symbols, Mapping):
-        groups = {str(k): tuple(sorted(set(v))) for k, v in symbols.items()}
+        # Each group in the order given: the order `next` sees its symbols in.
+        groups = {str(k): tuple(dict.fromkeys(v)) for k, v in symbols.items()}
         for label, syms in groups.items():
             if not syms:
                 raise ValueError(f"symbol group {label!r} is empty")
@@ -259,7 +260,7 @@ def run_batch(
         )
         if groups is None:
             groups = (
-                {"portfolio": tuple(prepared.symbols)}
+                {"portfolio": tuple(prepared.call_order)}
                 if portfolio
                 else {s: (s,) for s in prepared.symbols}
             )
@@ -430,7 +431,8 @@ def _market_columns(market: _core.Market, metadata: pd.DataFrame | None) -> Mark
         extra = {c: market.column(i, c, 0, big) for c in market.columns if market.has_column(i, c)}
         # The core holds validated bars.
         bars.append(SymbolBars._trusted(name, *cols, extra=extra))
-    return MarketColumns(bars, metadata)
+    names = market.symbols
+    return MarketColumns(bars, metadata).in_order(names[i] for i in market.call_order)
 
 
 def optimize(

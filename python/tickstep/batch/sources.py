@@ -144,10 +144,13 @@ def _metadata_rows(metadata: pd.DataFrame | None) -> dict[str, str]:
 
 
 def fingerprint_columns(columns: MarketColumns) -> dict[str, str]:
-    """Per symbol, a hash of its bars (timestamps, OHLCV bytes) and metadata row."""
+    """Per symbol, a hash of its bars (timestamps, OHLCV bytes) and metadata row, keyed
+    in the order the engine visits the symbols (`MarketColumns.call_order`), which the
+    batch keeps with the fingerprints."""
     meta = _metadata_rows(columns.metadata)
     out = {}
-    for b in columns.bars:
+    by_name = {b.symbol: b for b in columns.bars}
+    for b in (by_name[name] for name in columns.call_order):
         h = hashlib.blake2b(digest_size=20)
         h.update(b.symbol.encode() + b"\0" + meta.get(b.symbol, "").encode() + b"\0")
         for name in _COLUMNS:
@@ -356,6 +359,11 @@ class PreparedData:
     #: fingerprint a store); None when the fingerprints came from the cache.
     loaded: MarketColumns | None = None
 
+    @property
+    def call_order(self) -> list[str]:
+        """The symbols in the order ``next`` sees them (the fingerprints keep it)."""
+        return list(self.fingerprints)
+
     def source(self) -> DataSource:
         """The workers' data source (writing a snapshot first, if one is needed)."""
         if self._source is None:
@@ -390,7 +398,8 @@ def _snapshot_source(
 
 
 def _symbol_request(symbols: Sequence[str] | None) -> list[str] | None:
-    return None if symbols is None else sorted(set(symbols))
+    # In the order given: it is the order `next` sees the symbols in.
+    return None if symbols is None else list(dict.fromkeys(symbols))
 
 
 def prepare_data(

@@ -199,7 +199,7 @@ class WorkerCache:
             self._keep(source, columns)
 
     def market(self, source: DataSource, symbols: Sequence[str]) -> _Market:
-        """The core `Market` of ``symbols`` (sorted) with their metadata."""
+        """The core `Market` of ``symbols`` (visited in their order) with their metadata."""
         key = (source.token, tuple(symbols))
         with self._lock:
             hit = self.markets.get(key)
@@ -216,7 +216,10 @@ class WorkerCache:
                     meta = loaded.metadata
                     part = (loaded.bars[0], meta, 0 if meta is not None and len(meta) else -1)
                 parts.append(part)
-            market = market_from_columns(MarketColumns([p[0] for p in parts]))
+            # Stored by name, visited in the job's order (the order its symbols were given).
+            parts.sort(key=lambda p: p[0].symbol)
+            columns = MarketColumns([p[0] for p in parts], order=tuple(symbols))
+            market = market_from_columns(columns)
             entry = self.markets[key] = _Market(market, _metadata_of(parts))
             return entry
 

@@ -404,6 +404,12 @@ class MarketColumns:
         One entry per symbol, sorted by symbol name, names unique.
     metadata : pandas.DataFrame, optional
         Indexed by symbol; columns such as ``sector``, ``exchange``, ``timezone``.
+    order : tuple of str, optional
+        The symbols in the order the user gave them (a ``symbols=`` list, a mapping's
+        keys, first appearance in a long table): the order the engine visits the symbols
+        of a tick in (``next`` is called in it), so that no name decides which comes
+        first. None: name order (a store's symbols without a ``symbols=`` list: a store
+        keeps no order of its own).
 
     Examples
     --------
@@ -415,9 +421,19 @@ class MarketColumns:
 
     bars: list[SymbolBars]
     metadata: pd.DataFrame | None = field(default=None)
+    order: tuple[str, ...] | None = field(default=None)
 
     def __post_init__(self) -> None:
         names = [b.symbol for b in self.bars]
+        if self.order is not None:
+            order = tuple(self.order)
+            if sorted(order) != names:
+                raise DataError(
+                    f"MarketColumns.order must list each symbol once, got {list(order)[:20]!r} "
+                    f"for {names[:20]!r}",
+                    rule="call order",
+                )
+            object.__setattr__(self, "order", None if list(order) == names else order)
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
             raise DataError(f"symbols appear more than once: {', '.join(dup)}", rule="unique")
@@ -432,6 +448,21 @@ class MarketColumns:
     def symbols(self) -> list[str]:
         """Symbol names, in the order of `bars`."""
         return [b.symbol for b in self.bars]
+
+    @property
+    def call_order(self) -> list[str]:
+        """Symbol names in the order the engine visits them (``order``, else name order)."""
+        return list(self.order) if self.order is not None else self.symbols
+
+    def in_order(self, names: Any) -> MarketColumns:
+        """The same columns visited in the order of ``names`` (the symbols it holds, each
+        once; names it does not hold are left out, symbols it leaves out come after, in
+        the current order)."""
+        held = set(self.symbols)
+        first = list(dict.fromkeys(n for n in names if n in held))
+        chosen = set(first)
+        rest = [n for n in self.call_order if n not in chosen]
+        return MarketColumns(self.bars, self.metadata, tuple(first + rest))
 
     @property
     def columns(self) -> list[str]:

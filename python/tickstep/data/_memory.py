@@ -90,7 +90,8 @@ def to_market_columns(
     Returns
     -------
     MarketColumns
-        Symbols sorted by name.
+        Symbols sorted by name; ``order`` keeps the order the data gave them in (a
+        mapping's keys, first appearance in a long table), the order ``next`` sees them.
 
     Raises
     ------
@@ -139,7 +140,7 @@ def to_market_columns(
     """
     if isinstance(data, MarketColumns):
         if metadata is not None:
-            return MarketColumns(data.bars, _align_metadata(metadata, data.symbols))
+            return MarketColumns(data.bars, _align_metadata(metadata, data.symbols), data.order)
         return data
     extra = ExtraColumns.of(columns, allow_nan)
     reader = _reader(data)
@@ -153,7 +154,7 @@ def to_market_columns(
             raise DataError(f"symbol names must be non-empty strings, got {bad[0]!r}")
         bars = []
         awareness: dict[bool, str] = {}
-        for name in sorted(data):
+        for name in data:
             reader = _reader(data[name])
             if reader is None:
                 raise DataError(
@@ -174,4 +175,7 @@ def to_market_columns(
             "symbol column, or MarketColumns",
             rule="known source",
         )
-    return MarketColumns(bars, _align_metadata(metadata, [b.symbol for b in bars]))
+    # Stored by name (deterministic); visited in the order the data gave the symbols.
+    order = tuple(b.symbol for b in bars)
+    bars = sorted(bars, key=lambda b: b.symbol)
+    return MarketColumns(bars, _align_metadata(metadata, [b.symbol for b in bars]), order)

@@ -4,8 +4,9 @@ Every source (memory, files, DuckDB, PostgreSQL) reads ``symbols``, ``start`` an
 ``end`` through these functions, so the same arguments select the same bars wherever
 the bars live:
 
-* ``symbols``: a name or a list of names; the result is sorted by name; an unknown name
-  is refused (with the closest known name).
+* ``symbols``: a name or a list of names; the result is stored sorted by name and
+  visited in the order of the list (`symbols_in_order`, applied by ``resolve``); an
+  unknown name is refused (with the closest known name).
 * ``start`` and ``end`` are both inclusive. A date alone (``"2024-01-04"``,
   ``datetime.date``) means that whole day: as ``start`` from its first instant, as
   ``end`` up to its last. A time (``"2024-01-04 15:30"``, ``datetime``, ``Timestamp``)
@@ -135,6 +136,11 @@ def symbol_list(symbols: str | Sequence[str] | None) -> list[str] | None:
     return sorted(set(names))
 
 
+def symbols_in_order(symbols: str | Sequence[str]) -> list[str]:
+    """The requested symbols in the order given (the order ``next`` sees them), once each."""
+    return list(dict.fromkeys([symbols] if isinstance(symbols, str) else symbols))
+
+
 def refuse_unknown_symbols(unknown: Iterable[str], known: Iterable[str], where: str) -> None:
     """Refuse requested symbols that ``where`` does not hold, hinting the closest name."""
     unknown = sorted(unknown)
@@ -186,7 +192,7 @@ def select(
     if start is None and end is None:
         if names is None:
             return market
-        return MarketColumns(bars, _metadata_of(market, names))
+        return MarketColumns(bars, _metadata_of(market, names)).in_order(market.call_order)
     kept, empty = [], []
     for b in bars:
         i, j = np.searchsorted(b.ts, [lo, hi], side="left")
@@ -201,7 +207,8 @@ def select(
             symbol=empty[0],
             rule="non-empty result",
         )
-    return MarketColumns(kept, _metadata_of(market, [b.symbol for b in kept]))
+    kept_market = MarketColumns(kept, _metadata_of(market, [b.symbol for b in kept]))
+    return kept_market.in_order(market.call_order)
 
 
 def _metadata_of(market: MarketColumns, names: list[str]) -> pd.DataFrame | None:

@@ -42,7 +42,7 @@ from tickstep.data._duckdb import Store
 from tickstep.data._files import FILE_FORMATS, BarsFile, file_format
 from tickstep.data._memory import to_market_columns
 from tickstep.data._records import RecordTable, records_for_backtest
-from tickstep.data._request import check_options, select
+from tickstep.data._request import check_options, select, symbols_in_order
 from tickstep.data._store_base import BarStore
 
 __all__ = ["MemoryBars", "load", "open_store", "resolve", "resolve_with_records"]
@@ -178,8 +178,10 @@ def resolve(
         ``.csv.gz``, ``.parquet``, ``.arrow``, ``.feather``), a DuckDB store file, a
         ``postgresql://`` URL, or an open `Store`, `PostgresStore` or `BarsFile`.
     symbols : str or sequence of str, optional
-        Keep these symbols (all when omitted). The result is sorted by name; a name the
-        data does not hold is refused, with the closest known name.
+        Keep these symbols (all when omitted). The result is stored sorted by name, and
+        its ``order`` -- the order ``next`` sees the symbols in -- is this list's order
+        (without a list: the data's own order, see `MarketColumns`); a name the data
+        does not hold is refused, with the closest known name.
     start, end : date, datetime, str or int, optional
         Keep bars from ``start`` to ``end``, both inclusive. **A date alone means that
         whole day**: ``end="2024-01-04"`` keeps every bar of January 4th, and
@@ -221,7 +223,8 @@ def resolve(
     source, opened = _source(data)
     try:
         check_options(load_options, source.options, repr(source))
-        return source.load(symbols, start=start, end=end, **load_options)
+        return _in_requested_order(source.load(symbols, start=start, end=end, **load_options),
+                                   symbols)
     finally:
         if opened:
             source.close()
@@ -243,13 +246,20 @@ def resolve_with_records(
     source, opened = _source(data)
     try:
         check_options(load_options, source.options, repr(source))
-        market = source.load(symbols, start=start, end=end, **load_options)
+        market = _in_requested_order(
+            source.load(symbols, start=start, end=end, **load_options), symbols)
         tables = records_for_backtest(source, records, market.symbols,
                                       selected=symbols is not None, start=start, end=end)
         return market, tables
     finally:
         if opened:
             source.close()
+
+
+def _in_requested_order(market: MarketColumns, symbols: Any) -> MarketColumns:
+    """A ``symbols=`` list is also the order ``next`` sees the symbols in (whatever the
+    source's own order: a mapping's keys, a store's ingest order)."""
+    return market if symbols is None else market.in_order(symbols_in_order(symbols))
 
 
 def load(

@@ -339,7 +339,8 @@ def split_by_symbol(
     extra: dict[str, np.ndarray] | None = None,
     allow_nan: Any = (),
 ) -> list[SymbolBars]:
-    """A long table's rows grouped by symbol code, each symbol's rows in input order.
+    """A long table's rows grouped by symbol code, each symbol's rows in input order, the
+    symbols in order of first appearance (the order the table gives them in).
 
     Already grouped rows are cut into slices (views, no copy); interleaved ones are
     gathered after a stable sort of small integer codes (a radix sort). Every symbol's
@@ -351,16 +352,18 @@ def split_by_symbol(
     if len(change) + 1 == n_symbols:
         starts = np.concatenate(([0], change))
         ends = np.concatenate((change, [len(codes)]))
-        selections = sorted(
+        selections = [
             (int(codes[s]), slice(int(s), int(e)), np.arange(s, e)) for s, e in zip(starts, ends)
-        )
+        ]
     else:
         small = codes.astype(np.int16 if n_symbols < 2**15 else np.int64)
         order = np.argsort(small, kind="stable")
         bounds = np.searchsorted(small[order], np.arange(n_symbols + 1))
+        # The stable sort puts each symbol's first row at the head of its run.
+        appearance = np.argsort(order[bounds[:-1]], kind="stable")
         selections = [
             (k, order[bounds[k] : bounds[k + 1]], order[bounds[k] : bounds[k + 1]])
-            for k in range(n_symbols)
+            for k in map(int, appearance)
         ]
     out = []
     for code, sel, rows in selections:

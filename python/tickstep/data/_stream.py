@@ -41,6 +41,7 @@ from tickstep.data._request import (
     describe_request,
     refuse_unknown_symbols,
     symbol_list,
+    symbols_in_order,
     time_bounds,
 )
 from tickstep.data._resolve import _source, resolve
@@ -90,6 +91,8 @@ class BarStream:
     def __init__(self, symbols: list[str], metadata: pd.DataFrame | None, first: int, last: int,
                  window: int) -> None:
         self.symbols = symbols
+        #: The symbols in the order ``next`` sees them (see `MarketColumns.order`).
+        self.call_order = list(symbols)
         self.metadata = metadata
         self.first = first
         self.last = last
@@ -129,6 +132,7 @@ class _MemoryStream(BarStream):
         first = min(int(b.ts[0]) for b in market.bars)
         last = max(int(b.ts[-1]) for b in market.bars)
         super().__init__(list(market.symbols), market.metadata, first, last, window)
+        self.call_order = market.call_order
         self._bars = market.bars
 
     def _read(self, start: int, end: int) -> Window:
@@ -144,7 +148,7 @@ class _StoreStream(BarStream):
 
     def __init__(self, store: BarStore, opened: bool, names: list[str] | None, lo: int, hi: int,
                  regular_hours: bool, window: int, filters: str,
-                 extra: ExtraColumns = ALL_EXTRA) -> None:
+                 extra: ExtraColumns = ALL_EXTRA, order: list[str] | None = None) -> None:
         meta = store._metadata_rows(names, with_range=True)
         listed = meta["bar_columns"].iloc[0] if len(meta) else None
         stored = [] if listed is None else [str(c) for c in listed]
@@ -173,6 +177,9 @@ class _StoreStream(BarStream):
                                        first_ns=first, last_ns=last)
         meta = meta.drop(columns=["first_ts", "last_ts", "bar_columns"])
         super().__init__(list(meta["symbol"]), metadata_frame(meta), first, last, window)
+        # As `resolve` orders a store's symbols: a symbols= list's order, else name order.
+        if order is not None:
+            self.call_order = list(dict.fromkeys(order))
         self._store, self._opened = store, opened
         self._ids = meta["symbol_id"].to_numpy(np.int32)
 
@@ -246,7 +253,7 @@ def open_stream(
         lo, hi = time_bounds(start, end)
         filters = describe_request(start, end, regular_hours, None)
         return _StoreStream(source, opened, symbol_list(symbols), lo, hi, regular_hours, size,
-                            filters, extra)
+                            filters, extra, None if symbols is None else symbols_in_order(symbols))
     except BaseException:
         if opened:
             source.close()
