@@ -420,3 +420,22 @@ def test_a_batch_visits_the_symbols_in_the_order_backtest_run_does():
                                symbols=["MMM", "AAA", "ZZZ"]).run(script=script)
     assert single.positions["size"].to_dict() == {"MMM": 60.0}
     assert listed["Equity Final [$]"].tolist() == [single.stats["Equity Final [$]"]] == [4_000 + 60 * 120.0]
+
+
+class BuyFirstBar(tickstep.Strategy):
+    def init(self):
+        self.bought = set()
+
+    def next(self, symbol):
+        if symbol not in self.bought:
+            self.bought.add(symbol)
+            self.buy(size=60)
+
+
+def test_a_streamed_run_visits_the_symbols_in_the_same_order():
+    data, _ = competing(["ZZZ", "AAA"])
+    for names in (["ZZZ", "AAA"], ["AAA", "ZZZ"]):
+        ordered = {n: data[n] for n in names}
+        r = tickstep.Backtest(ordered, BuyFirstBar, cash=10_000, on_reject="ignore",
+                              stream="1D", history=5).run()
+        assert r.positions["size"].to_dict() == {names[0]: 60.0}
