@@ -44,6 +44,9 @@ pub struct Engine {
     studies: Studies,
     equity: EquityCurve,
     session_end: Option<Vec<bool>>,
+    /// The account opens here (ns; `trade_start`): no carrying costs or interest accrue
+    /// for the days of a warm-up before it, as a real account earns nothing before it exists.
+    account_opens: i64,
     active: Vec<usize>,
     /// Per symbol, its rank in the market's call order; None when that is name order
     /// (the bitmap's own order, nothing to sort).
@@ -97,6 +100,7 @@ impl Engine {
             studies: Studies::default(),
             equity: EquityCurve::default(),
             session_end: None,
+            account_opens: i64::MIN,
             active: Vec::with_capacity(n),
             touched: Vec::with_capacity(n),
             started: false,
@@ -113,6 +117,12 @@ impl Engine {
     /// both modes alike, so a run gives the same results streamed or not.
     pub fn set_history(&mut self, bars: Option<usize>) {
         self.history = bars;
+    }
+
+    /// The instant the account opens (`trade_start` after a warm-up): carrying costs and
+    /// interest accrue from the first day end at or after it, never before.
+    pub fn set_account_opens(&mut self, ts: i64) {
+        self.account_opens = ts;
     }
 
     /// Mark, per tick of the timeline, the ticks that end a trading day (equity is sampled
@@ -306,7 +316,7 @@ impl Engine {
             });
         let timeline = market.timeline();
         let day_ends = ends_day(timeline, self.session_end.as_deref(), t);
-        if day_ends {
+        if day_ends && ts >= self.account_opens {
             self.portfolio.accrue_carry(ts, &self.config.carry);
             self.book.end_day(ts);
         }

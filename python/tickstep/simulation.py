@@ -139,6 +139,7 @@ def _run(
     start = trade_start_ns(market, config)
     if start is not None:
         next_call, on_tick = _from(ctx, start, next_call), _from(ctx, start, on_tick)
+        engine.set_account_opens(start)  # no interest or costs for the warm-up's days
     engine.run(ctx, init=instance.init, next=next_call, on_tick=on_tick)
     if start is not None:
         fills = engine.fills()["ts"]
@@ -475,6 +476,7 @@ def simulate_stream(
         on_tick = instance.on_tick if strategy.on_tick is not Strategy.on_tick else None
         if since is not None:
             next_call, on_tick = _from(ctx, since, next_call), _from(ctx, since, on_tick)
+            engine.set_account_opens(since)  # no interest or costs for the warm-up's days
         engine.run_stream(ctx, markets, init=instance.init, next=next_call, on_tick=on_tick)
     finally:
         markets.close()

@@ -70,6 +70,12 @@ impl PyEngine {
             .py_err(py)
     }
 
+    /// The instant (ns) the account opens, after a warm-up: carrying costs and interest
+    /// accrue from the first day end at or after it.
+    fn set_account_opens(&mut self, ts: i64) {
+        self.engine.set_account_opens(ts);
+    }
+
     /// Run the backtest, calling `init()` once, `next(symbol)` per symbol with a bar and
     /// `on_tick()` per tick (each optional). The context is live only during those calls.
     #[pyo3(signature = (ctx, init=None, next=None, on_tick=None))]
