@@ -63,7 +63,8 @@ class Backtest:
         Any option of `tickstep.BacktestConfig` by name -- ``cash``, ``commission``,
         ``commission_fixed``, ``slippage``, ``trade_on_close``, ``leverage``, ``sizer``,
         ``record_every_bar``, ``timezone``, ``risk_free_rate``, ``benchmark`` -- or a load option of the
-        data source (``regular_hours=True``, ``timeframe="1d"``, ``symbol_column="ticker"``;
+        data source (``regular_hours=True``, ``timeframe="1d"``, ``symbol_column="ticker"``,
+        ``columns=["signal"]`` and ``allow_nan=["pe"]`` for the extra columns beside OHLCV;
         see `tickstep.data.LOAD_OPTIONS`). Any other name is refused
         with a "did you mean" hint.
 
