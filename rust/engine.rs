@@ -255,17 +255,25 @@ impl Engine {
             }
             self.active = active;
             self.barrier(&market, t);
-            if let Some((symbol, amount)) = self.portfolio.out_of_range() {
-                return Err(self.out_of_range(symbol, amount));
-            }
             more = self.clock.prepare(&market, t + 1);
             self.ticks_run += 1;
             if self.ticks_run.is_multiple_of(4096) {
                 strategy.check_interrupt()?;
+                self.check_sums()?;
             }
             t += 1;
         }
-        Ok(())
+        self.check_sums()
+    }
+
+    /// Stop on an amount beyond the account's exact range. The portfolio flags it as it
+    /// happens (and never wraps a sum), so looking every 4,096 ticks and at the end of
+    /// each run or window is enough to never hand out a result built on it.
+    fn check_sums(&self) -> Result<()> {
+        match self.portfolio.out_of_range() {
+            Some((symbol, amount)) => Err(self.out_of_range(symbol, amount)),
+            None => Ok(()),
+        }
     }
 
     /// Mark `s`'s position to the open of its bar `i` and enter the bar in the book's
@@ -335,7 +343,7 @@ impl Engine {
             |s| format!("symbol '{}'", self.market.name(s)),
         );
         EngineError::InvalidMarket(format!(
-            "{whose}: an amount of {amount:e} at timestamp {} (ns UTC) is beyond ±{:.2e}, the range \
+            "{whose}: an amount of {amount:e} (found by timestamp {} ns UTC) is beyond ±{:.2e}, the range \
              tickstep keeps the account's sums exact in (price × size, a fill, or the cash); \
              check the prices' scale and the order sizes",
             self.now,
