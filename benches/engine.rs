@@ -21,6 +21,10 @@
 //! - `sma_cross_native/{1,20,100}`: the same with a Rust SMA(10)/SMA(30) crossover strategy
 //!   reading the engine's rolling means and trading 1 unit: the native ceiling of the
 //!   Python `sma_cross` workload in `benches/workloads.py`.
+//! - `signals/{sma_cross,no_signals,held}`: signals mode (`tickstep::signals`) over 20 ×
+//!   144,000 minutes: SMA(10)/SMA(30) cross entries and exits (made before timing), each
+//!   entry 4% of equity; no signal at all (the bare cost of the mode); one entry per
+//!   symbol on its first bar, held to the end (the cost of a bar with a position).
 
 use std::sync::Arc;
 
@@ -341,6 +345,77 @@ fn studies_loop(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, tick_loop, bitmaps, resting_orders, order_types);
+/// Entries where the mean of the last `fast` closes crosses above that of the last
+/// `slow`, exits where it crosses below (both means over complete windows only).
+fn sma_cross_signals(close: &[f64], fast: usize, slow: usize) -> (Vec<bool>, Vec<bool>) {
+    let mean = |n: usize, i: usize| close[i + 1 - n..=i].iter().sum::<f64>() / n as f64;
+    let (mut entries, mut exits) = (vec![false; close.len()], vec![false; close.len()]);
+    let mut before = 0i8;
+    for i in slow - 1..close.len() {
+        let (f, s) = (mean(fast, i), mean(slow, i));
+        let now = if f > s { 1 } else if f < s { -1 } else { 0 };
+        entries[i] = now == 1 && before != 1;
+        exits[i] = now == -1 && before != -1;
+        before = now;
+    }
+    (entries, exits)
+}
+
+fn signals(c: &mut Criterion) {
+    use tickstep::signals::{SignalRules, SignalStrategy, SizeType, SymbolSignals};
+    let market = Arc::new(minute_market(20, 144_000));
+    let n = market.symbol_count();
+    let cross: Vec<_> = (0..n)
+        .map(|s| sma_cross_signals(&market.bars(s).close, 10, 30))
+        .collect();
+    let none: Vec<Vec<bool>> = (0..n).map(|s| vec![false; market.bars(s).close.len()]).collect();
+    let first: Vec<Vec<bool>> = none
+        .iter()
+        .map(|v| {
+            let mut v = v.clone();
+            v[0] = true;
+            v
+        })
+        .collect();
+    let rules = SignalRules {
+        size: 0.04,
+        size_type: SizeType::Percent,
+        stop_loss: None,
+        take_profit: None,
+        trade_start: i64::MIN,
+    };
+    let mut g = c.benchmark_group("signals");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(market.bar_count() as u64));
+    let workloads: [(&str, Vec<(&[bool], &[bool])>); 3] = [
+        ("sma_cross", cross.iter().map(|(e, x)| (&e[..], &x[..])).collect()),
+        ("no_signals", none.iter().map(|v| (&v[..], &v[..])).collect()),
+        ("held", first.iter().zip(&none).map(|(e, x)| (&e[..], &x[..])).collect()),
+    ];
+    for (name, columns) in &workloads {
+        g.bench_function(*name, |b| {
+            b.iter_batched(
+                || Engine::new(Arc::clone(&market), Config::default()).unwrap(),
+                |mut e| {
+                    let sig = columns
+                        .iter()
+                        .map(|&(en, ex)| SymbolSignals {
+                            entries: Some(en),
+                            exits: Some(ex),
+                            ..Default::default()
+                        })
+                        .collect();
+                    let mut strategy = SignalStrategy::new(&market, sig, rules).unwrap();
+                    e.run(&mut strategy).unwrap();
+                    e
+                },
+                criterion::BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, tick_loop, bitmaps, resting_orders, order_types, signals);
 criterion_group!(studies, rolling, candles, studies_loop);
 criterion_main!(benches, studies);

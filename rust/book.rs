@@ -39,6 +39,8 @@ pub struct Book {
     working: Vec<Vec<Order>>,
     /// Orders placed during this tick's strategy phase: they join at the barrier.
     pending: Vec<Order>,
+    /// An empty buffer that trades places with `pending` at each barrier (no allocation).
+    admitting: Vec<Order>,
     /// Every order ever placed; index = id - 1.
     log: Vec<OrderRecord>,
     fills: Vec<Fill>,
@@ -128,6 +130,7 @@ impl Book {
         Book {
             working: (0..symbols).map(|_| Vec::new()).collect(),
             pending: Vec::new(),
+            admitting: Vec::new(),
             log: Vec::new(),
             fills: Vec::new(),
             plays: Vec::new(),
@@ -595,7 +598,10 @@ impl Book {
         }
         let mut increases = Vec::new();
         let mut touched = Vec::new();
-        for o in std::mem::take(&mut self.pending) {
+        // The batch leaves `pending` empty while it executes, as a new queue would.
+        let mut batch = std::mem::take(&mut self.admitting);
+        std::mem::swap(&mut batch, &mut self.pending);
+        for o in batch.drain(..) {
             let s = o.symbol;
             let at_close = if o.is_market() { fill_now(s) } else { None };
             self.working[s].push(o);
@@ -612,6 +618,7 @@ impl Book {
                 Executed::Waits(w) => increases.push((at, w)),
             }
         }
+        self.admitting = batch;
         for (at, w) in increases {
             self.execute_increase(at, w, portfolio, rules);
         }
@@ -621,6 +628,13 @@ impl Book {
     }
 
     // ---- the order log -------------------------------------------------------------------
+
+    /// Make room for about `orders` more orders and fills, when a strategy knows roughly
+    /// how many it will place (a hint: the log still grows past it; refused room is fine).
+    pub fn reserve(&mut self, orders: usize) {
+        let _ = self.log.try_reserve(orders);
+        let _ = self.fills.try_reserve(orders);
+    }
 
     fn next_id(&self) -> u64 {
         self.log.len() as u64 + 1

@@ -35,6 +35,26 @@ use crate::results::{EquityCurve, Fill};
 use crate::strategy::Strategy;
 use crate::studies::Studies;
 
+/// How many bars ahead of a symbol's cursor its columns are prefetched, for symbols with
+/// a position or orders: their times and four prices are read at each of their bars,
+/// with many symbols more streams than the hardware prefetcher follows, so without a
+/// hint many reads of a new cache line wait for memory. (A flat symbol's times alone
+/// stream well: prefetching them too costs the bare loop more than it saves.)
+const PREFETCH_AHEAD: usize = 16;
+
+/// Hint the CPU to load `column[i + PREFETCH_AHEAD]` into cache (nothing past the end).
+#[inline(always)]
+fn prefetch<T>(column: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x) = column.get(i + PREFETCH_AHEAD) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is only a hint and never faults; the address is in bounds.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(x).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (column, i);
+}
+
 pub struct Engine {
     market: Arc<Market>,
     config: Config,
@@ -137,6 +157,14 @@ impl Engine {
         }
         self.session_end = Some(ends);
         Ok(())
+    }
+
+    /// Make room for about `orders` orders (and fills) and `trades` closed trades before a
+    /// run whose strategy can bound them (signals mode): the logs then grow without
+    /// copying themselves. Only a hint; results do not depend on it.
+    pub fn reserve(&mut self, orders: usize, trades: usize) {
+        self.book.reserve(orders);
+        let _ = self.portfolio.closed.try_reserve(trades);
     }
 
     /// Replay the whole timeline through `strategy`. An engine runs once.
@@ -285,6 +313,10 @@ impl Engine {
             return;
         }
         let (b, j) = (market.bars(s), market.local(s, i));
+        prefetch(&b.ts[..], j);
+        for column in [&b.open[..], &b.high[..], &b.low[..], &b.close[..]] {
+            prefetch(column, j);
+        }
         let bar = Bar {
             open: b.open[j],
             high: b.high[j],

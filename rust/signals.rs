@@ -121,9 +121,52 @@ fn at(column: Option<&[bool]>, bar: usize) -> bool {
     column.is_some_and(|c| c[bar])
 }
 
+/// The first bar at or after `from` whose signal is set (`usize::MAX`: none).
+fn next_set(column: Option<&[bool]>, from: usize) -> usize {
+    let Some(c) = column else {
+        return usize::MAX;
+    };
+    let rest = c.get(from..).unwrap_or(&[]);
+    // SAFETY: a bool is one byte holding 0 or 1, so the slice reads as bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(rest.as_ptr().cast::<u8>(), rest.len()) };
+    memchr::memchr(1, bytes).map_or(usize::MAX, |k| from + k)
+}
+
+/// Per symbol, where its next signal is: the bars in between need no work at all, so a
+/// symbol's signal columns are searched (vectorised) rather than read bar by bar.
+#[derive(Clone, Copy, Debug)]
+struct Due {
+    /// Per kind (entries, exits, short entries, short exits), its next set bar.
+    next: [usize; 4],
+    /// The nearest of them.
+    bar: usize,
+}
+
+impl Due {
+    fn new(sig: &SymbolSignals<'_>) -> Self {
+        let mut due = Due {
+            next: [usize::MAX; 4],
+            bar: usize::MAX,
+        };
+        due.advance(sig, 0);
+        due
+    }
+
+    /// Move every kind whose next signal is before `from` to its next one from `from` on.
+    fn advance(&mut self, sig: &SymbolSignals<'_>, from: usize) {
+        for (k, (_, column)) in sig.columns().into_iter().enumerate() {
+            if self.next[k] == usize::MAX || self.next[k] < from {
+                self.next[k] = next_set(column, from);
+            }
+        }
+        self.bar = self.next.into_iter().min().unwrap_or(usize::MAX);
+    }
+}
+
 /// The native strategy of signals mode.
 pub struct SignalStrategy<'a> {
     signals: Vec<SymbolSignals<'a>>,
+    due: Vec<Due>,
     rules: SignalRules,
 }
 
@@ -157,7 +200,28 @@ impl<'a> SignalStrategy<'a> {
             }
         }
         rules.validate(signals.iter().any(|s| s.short_entries.is_some()))?;
-        Ok(SignalStrategy { signals, rules })
+        let due = signals.iter().map(Due::new).collect();
+        Ok(SignalStrategy {
+            signals,
+            due,
+            rules,
+        })
+    }
+
+    /// At most how many orders and closed trades the signals can make (capped: a hint to
+    /// size the logs, see `Engine::reserve`). Each entry signal places at most a close, an
+    /// entry and its two legs; each exit signal at most a close.
+    pub fn log_sizes(&self) -> (usize, usize) {
+        const CAP: usize = 1 << 20;
+        let count = |c: Option<&[bool]>| c.map_or(0, |c| c.iter().filter(|&&b| b).count());
+        let (mut entries, mut exits) = (0, 0);
+        for sig in &self.signals {
+            entries += count(sig.entries) + count(sig.short_entries);
+            exits += count(sig.exits) + count(sig.short_exits);
+        }
+        let legs = usize::from(self.rules.stop_loss.is_some())
+            + usize::from(self.rules.take_profit.is_some());
+        ((entries * (2 + legs) + exits).min(CAP), entries.min(CAP))
     }
 
     fn enter(&self, ctx: &mut TickContext<'_>, symbol: usize, side: Side) -> Result<()> {
@@ -194,13 +258,18 @@ impl<'a> SignalStrategy<'a> {
 impl Strategy for SignalStrategy<'_> {
     #[inline]
     fn on_bar(&mut self, ctx: &mut TickContext<'_>, symbol: usize) -> Result<()> {
-        if ctx.now() < self.rules.trade_start {
-            return Ok(());
-        }
         let Some(i) = ctx.bar_index(symbol) else {
             return Ok(());
         };
+        let due = &mut self.due[symbol];
+        if i < due.bar {
+            return Ok(());
+        }
         let sig = &self.signals[symbol];
+        due.advance(sig, i + 1);
+        if ctx.now() < self.rules.trade_start {
+            return Ok(());
+        }
         let exit_long = at(sig.exits, i);
         let exit_short = at(sig.short_exits, i);
         let long_entry = at(sig.entries, i) && !exit_long;
@@ -236,7 +305,11 @@ pub fn run_grid(
         .map_err(|e| EngineError::State(format!("cannot start the grid's threads: {e}")))?;
     pool.install(|| {
         runs.into_par_iter()
-            .map(|(engine, mut strategy)| engine.run(&mut strategy))
+            .map(|(engine, mut strategy)| {
+                let (orders, trades) = strategy.log_sizes();
+                engine.reserve(orders, trades);
+                engine.run(&mut strategy)
+            })
             .collect::<Result<Vec<()>>>()
     })
     .map(drop)
