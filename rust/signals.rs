@@ -16,8 +16,15 @@
 //!   an entry on the side already held is ignored.
 //! - An entry is sized at the bar's close: `Amount` units, `Value` cash / close, or
 //!   `Percent` × equity / close; a non-positive or non-finite size places nothing.
-//! - Stops as fractions of that close: a long's stop-loss at close × (1 − sl) and
-//!   take-profit at close × (1 + tp), a short's mirrored; they become the book's bracket.
+//! - `TargetPercent` (vectorbt's `targetpercent`): an entry means "hold `size` × equity of
+//!   this side". One market order for the difference from what will be held (nothing if
+//!   an exit closes it on this bar): from flat it buys what `Percent` buys, a reversal is
+//!   one order that flips (its reducing part first), and an entry on the side already
+//!   held re-sizes the position to the target (skipped when it is there exactly).
+//! - Stops as fractions of that close — a long's stop-loss at close × (1 − sl) and
+//!   take-profit at close × (1 + tp), a short's mirrored — or as prices, one per bar (NaN:
+//!   none for an entry on that bar). They become the book's bracket of the order that
+//!   adds to the position (a re-sizing order that reduces it carries none).
 //!
 //! `run_grid` runs many independent backtests (engines, each with its own signals) on a
 //! pool of threads sharing one market: each result equals the same backtest run alone.
@@ -38,17 +45,20 @@ pub enum SizeType {
     Value,
     /// Fraction of current equity: units = size × equity / close.
     Percent,
+    /// Target position of size × equity / close units on the entry's side.
+    TargetPercent,
 }
 
 impl SizeType {
-    /// The option's spelling: `size_type="amount" | "value" | "percent"`.
+    /// The option's spelling: `size_type="amount" | "value" | "percent" | "target_percent"`.
     pub fn parse(value: &str) -> Result<SizeType> {
         match value {
             "amount" => Ok(SizeType::Amount),
             "value" => Ok(SizeType::Value),
             "percent" => Ok(SizeType::Percent),
+            "target_percent" => Ok(SizeType::TargetPercent),
             other => Err(EngineError::InvalidConfig(format!(
-                "size_type = {other:?}: must be 'amount', 'value' or 'percent'"
+                "size_type = {other:?}: must be 'amount', 'value', 'percent' or 'target_percent'"
             ))),
         }
     }
@@ -103,6 +113,26 @@ pub struct SymbolSignals<'a> {
     pub exits: Option<&'a [bool]>,
     pub short_entries: Option<&'a [bool]>,
     pub short_exits: Option<&'a [bool]>,
+    /// Stop-loss and take-profit prices of an entry decided on each bar (NaN: none);
+    /// instead of the rules' fractions.
+    pub stop_loss: Option<&'a [f64]>,
+    pub take_profit: Option<&'a [f64]>,
+}
+
+/// A stop of an entry decided on `bar` at `price`: the bar's own price when given per bar
+/// (NaN: none), else the fraction away from the price (`toward` −1 below, +1 above).
+#[inline]
+fn stop_at(
+    prices: Option<&[f64]>,
+    fraction: Option<f64>,
+    bar: usize,
+    price: f64,
+    toward: f64,
+) -> Option<f64> {
+    match prices {
+        Some(p) => Some(p[bar]).filter(|x| !x.is_nan()),
+        None => fraction.map(|f| price * (1.0 + toward * f)),
+    }
 }
 
 impl SymbolSignals<'_> {
@@ -186,16 +216,27 @@ impl<'a> SignalStrategy<'a> {
         }
         for (s, sig) in signals.iter().enumerate() {
             let bars = market.bars(s).ts.len();
-            for (name, column) in sig.columns() {
-                if let Some(c) = column {
-                    if c.len() != bars {
-                        return Err(EngineError::InvalidConfig(format!(
-                            "{name} of {}: {} values for its {bars} bars (signals are \
-                             aligned to each symbol's own bars)",
-                            market.name(s),
-                            c.len()
-                        )));
-                    }
+            let lengths = sig.columns().map(|(name, c)| (name, c.map(<[bool]>::len)));
+            let prices = [("sl", sig.stop_loss), ("tp", sig.take_profit)]
+                .map(|(name, c)| (name, c.map(<[f64]>::len)));
+            for (name, len) in lengths.into_iter().chain(prices) {
+                if let Some(len) = len.filter(|&len| len != bars) {
+                    return Err(EngineError::InvalidConfig(format!(
+                        "{name} of {}: {len} values for its {bars} bars (signals are \
+                         aligned to each symbol's own bars)",
+                        market.name(s),
+                    )));
+                }
+            }
+            for (name, prices, fraction) in [
+                ("sl", sig.stop_loss, rules.stop_loss),
+                ("tp", sig.take_profit, rules.take_profit),
+            ] {
+                if prices.is_some() && fraction.is_some() {
+                    return Err(EngineError::InvalidConfig(format!(
+                        "{name} of {}: give {name} as a fraction or as prices per bar, not both",
+                        market.name(s)
+                    )));
                 }
             }
         }
@@ -219,38 +260,33 @@ impl<'a> SignalStrategy<'a> {
             entries += count(sig.entries) + count(sig.short_entries);
             exits += count(sig.exits) + count(sig.short_exits);
         }
-        let legs = usize::from(self.rules.stop_loss.is_some())
-            + usize::from(self.rules.take_profit.is_some());
+        let prices = |f: fn(&SymbolSignals<'_>) -> bool| self.signals.iter().any(f);
+        let legs = usize::from(self.rules.stop_loss.is_some() || prices(|s| s.stop_loss.is_some()))
+            + usize::from(self.rules.take_profit.is_some() || prices(|s| s.take_profit.is_some()));
         ((entries * (2 + legs) + exits).min(CAP), entries.min(CAP))
     }
 
-    fn enter(&self, ctx: &mut TickContext<'_>, symbol: usize, side: Side) -> Result<()> {
-        let price = ctx.price(symbol);
-        let r = &self.rules;
-        let units = match r.size_type {
-            SizeType::Amount => r.size,
-            SizeType::Value => r.size / price,
-            SizeType::Percent => r.size * ctx.equity() / price,
-        };
-        if !(units.is_finite() && units > 0.0) {
+    /// Place an order of `units` (signed: + buys) for `symbol`, decided on bar `bar` at
+    /// `price`; the stops go with it when it adds to a position on the `want` side.
+    fn place(
+        &self,
+        ctx: &mut TickContext<'_>,
+        symbol: usize,
+        bar: usize,
+        price: f64,
+        units: f64,
+        want: f64,
+    ) -> Result<()> {
+        if !(units.is_finite() && units != 0.0) {
             return Ok(());
         }
-        let long = side == Side::Buy;
-        let mut req = OrderRequest::market(symbol, side, units);
-        req.stop_loss = r.stop_loss.map(|f| {
-            if long {
-                price * (1.0 - f)
-            } else {
-                price * (1.0 + f)
-            }
-        });
-        req.take_profit = r.take_profit.map(|f| {
-            if long {
-                price * (1.0 + f)
-            } else {
-                price * (1.0 - f)
-            }
-        });
+        let side = if units > 0.0 { Side::Buy } else { Side::Sell };
+        let mut req = OrderRequest::market(symbol, side, units.abs());
+        if side.sign() == want {
+            let (r, sig) = (&self.rules, &self.signals[symbol]);
+            req.stop_loss = stop_at(sig.stop_loss, r.stop_loss, bar, price, -want);
+            req.take_profit = stop_at(sig.take_profit, r.take_profit, bar, price, want);
+        }
         ctx.submit(req).map(drop)
     }
 }
@@ -275,44 +311,63 @@ impl Strategy for SignalStrategy<'_> {
         let long_entry = at(sig.entries, i) && !exit_long;
         let short_entry = at(sig.short_entries, i) && !exit_short;
         let want = match (long_entry, short_entry) {
-            (true, false) => 1,
-            (false, true) => -1,
-            _ => 0,
+            (true, false) => 1.0,
+            (false, true) => -1.0,
+            _ => 0.0,
         };
         let held = ctx.position(symbol).size;
-        if (held > 0.0 && (exit_long || want < 0)) || (held < 0.0 && (exit_short || want > 0)) {
+        let exits = (held > 0.0 && exit_long) || (held < 0.0 && exit_short);
+        let (size, price) = (self.rules.size, ctx.price(symbol));
+        if self.rules.size_type == SizeType::TargetPercent {
+            if exits {
+                ctx.close_position(symbol)?;
+            }
+            if want == 0.0 {
+                return Ok(());
+            }
+            let after = if exits { 0.0 } else { held };
+            let target = want * size * ctx.equity() / price;
+            return self.place(ctx, symbol, i, price, target - after, want);
+        }
+        if exits || held * want < 0.0 {
             ctx.close_position(symbol)?;
         }
-        if want > 0 && held <= 0.0 {
-            self.enter(ctx, symbol, Side::Buy)?;
-        } else if want < 0 && held >= 0.0 {
-            self.enter(ctx, symbol, Side::Sell)?;
+        if want == 0.0 || held * want > 0.0 {
+            return Ok(()); // no pyramiding
         }
-        Ok(())
+        let units = match self.rules.size_type {
+            SizeType::Amount => size,
+            SizeType::Value => size / price,
+            _ => size * ctx.equity() / price,
+        };
+        if !(units.is_finite() && units > 0.0) {
+            return Ok(());
+        }
+        self.place(ctx, symbol, i, price, want * units, want)
     }
 }
 
 /// Run each engine with its own signal strategy, on `threads` threads (all cores when
-/// `None`). Runs are independent: each result is the one the engine would give alone.
+/// `None`). Runs are independent: each result is the one the engine would give alone,
+/// and one run's error (returned in its place) leaves the others to finish.
 pub fn run_grid(
     runs: Vec<(&mut Engine, SignalStrategy<'_>)>,
     threads: Option<usize>,
-) -> Result<()> {
+) -> Result<Vec<Result<()>>> {
     use rayon::prelude::*;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.unwrap_or(0))
         .build()
         .map_err(|e| EngineError::State(format!("cannot start the grid's threads: {e}")))?;
-    pool.install(|| {
+    Ok(pool.install(|| {
         runs.into_par_iter()
             .map(|(engine, mut strategy)| {
                 let (orders, trades) = strategy.log_sizes();
                 engine.reserve(orders, trades);
                 engine.run(&mut strategy)
             })
-            .collect::<Result<Vec<()>>>()
-    })
-    .map(drop)
+            .collect()
+    }))
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ fn reversal_closes_then_enters_short_in_one_batch_and_conflicts_are_ignored() {
         entries: Some(&entries),
         exits: Some(&exits),
         short_entries: Some(&shorts),
-        short_exits: None,
+        ..Default::default()
     };
     let mut e = Engine::new(m.clone(), Config::default()).unwrap();
     let mut s = SignalStrategy::new(&m, vec![sig], rules(5.0, SizeType::Amount)).unwrap();
@@ -165,10 +165,83 @@ fn a_grid_gives_each_run_its_own_result() {
         .iter_mut()
         .zip(columns.iter().map(|c| strategy(&m, c)))
         .collect();
-    run_grid(runs, Some(2)).unwrap();
+    for outcome in run_grid(runs, Some(2)).unwrap() {
+        outcome.unwrap();
+    }
     for (a, b) in alone.iter().zip(&engines) {
         assert!(!a.fills().is_empty());
         assert_eq!(a.fills(), b.fills());
         assert_eq!(a.equity().to_bits(), b.equity().to_bits());
     }
+}
+
+#[test]
+fn target_percent_resizes_to_the_target_and_reverses_in_one_order() {
+    // Opens equal closes: 100, 100, 200, 200, 100.
+    let m = market(&[100.0, 100.0, 200.0, 200.0, 100.0]);
+    let entries = [true, false, true, false, false];
+    let shorts = [false, false, false, true, false];
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        short_entries: Some(&shorts),
+        ..Default::default()
+    };
+    let mut e = Engine::new(m.clone(), Config::default()).unwrap();
+    let mut s = SignalStrategy::new(&m, vec![sig], rules(0.5, SizeType::TargetPercent)).unwrap();
+    e.run(&mut s).unwrap();
+    let f: Vec<(i64, f64, f64)> = e
+        .fills()
+        .iter()
+        .map(|f| (f.ts, f.direction, f.size))
+        .collect();
+    // Bar 0: 0.5 x 10 000 / 100 = 50 units. Bar 2 (close 200): equity 5 000 + 50 x 200 =
+    // 15 000, target 37.5: sell 12.5. Bar 3: equity 7 500 + 37.5 x 200 = 15 000, target
+    // -37.5: one sell of 75 (37.5 closes the long, 37.5 opens the short).
+    assert_eq!(f, vec![(1, 1.0, 50.0), (3, -1.0, 12.5), (4, -1.0, 75.0)]);
+    assert_eq!(e.portfolio().position(0).size, -37.5);
+}
+
+#[test]
+fn stop_prices_per_bar_and_refusals_of_both_forms() {
+    let m = market(&[100.0, 100.0, 100.0, 94.0, 94.0]);
+    let entries = [true, false, true, false, false];
+    let exits = [false, true, false, false, false];
+    let sl = [97.0, f64::NAN, f64::NAN, f64::NAN, f64::NAN];
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        exits: Some(&exits),
+        stop_loss: Some(&sl),
+        ..Default::default()
+    };
+    let mut e = Engine::new(m.clone(), Config::default()).unwrap();
+    let mut s = SignalStrategy::new(&m, vec![sig], rules(1.0, SizeType::Amount)).unwrap();
+    e.run(&mut s).unwrap();
+    // The first entry carries the stop at 97 (its leg is cancelled by the exit); the second
+    // (NaN on its bar) none, so the drop to 94 does not close it.
+    let o = e.orders();
+    assert_eq!(o[0].stop_loss, 97.0);
+    assert_eq!(o[1].role, Role::StopLoss);
+    let second = o.iter().filter(|r| r.role == Role::Entry).nth(1).unwrap();
+    assert!(second.stop_loss.is_nan());
+    assert_eq!(e.portfolio().position(0).size, 1.0);
+    let mut r = rules(1.0, SizeType::Amount);
+    r.stop_loss = Some(0.1);
+    let err = SignalStrategy::new(&m, vec![sig], r)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("sl of X: give sl as a fraction or as prices per bar, not both"),
+        "{err}"
+    );
+    let short = [1.0; 2];
+    let bad = SymbolSignals {
+        take_profit: Some(&short),
+        ..Default::default()
+    };
+    let err = SignalStrategy::new(&m, vec![bad], rules(1.0, SizeType::Amount))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("tp of X: 2 values for its 5 bars"), "{err}");
 }

@@ -12,7 +12,7 @@ import tickstep
 from conftest import make_bars
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tickstep.signals import SIGNAL_KINDS
+from tickstep.signals import PRICE_KINDS, SIGNAL_KINDS
 
 
 class ByHand(tickstep.Strategy):
@@ -28,28 +28,50 @@ class ByHand(tickstep.Strategy):
         self.bar[symbol] += 1
         i = self.bar[symbol]
 
+        def column(kind):
+            return (self.signals.get(kind) or {}).get(symbol)
+
         def at(kind):
-            column = (self.signals.get(kind) or {}).get(symbol)
-            return column is not None and bool(column[i])
+            c = column(kind)
+            return c is not None and bool(c[i])
 
         exit_long, exit_short = at("exits"), at("short_exits")
         long_entry = at("entries") and not exit_long
         short_entry = at("short_entries") and not exit_short
         want = 1 if long_entry and not short_entry else -1 if short_entry and not long_entry else 0
         held = self.position_size(symbol)
-        if (held > 0 and (exit_long or want < 0)) or (held < 0 and (exit_short or want > 0)):
-            self.close(symbol)
-        if (want > 0 and held <= 0) or (want < 0 and held >= 0):
-            r = self.rules
-            price = self.price(symbol)
+        exits = (held > 0 and exit_long) or (held < 0 and exit_short)
+        r = self.rules
+        price = self.price(symbol)
+        if r["size_type"] == "target_percent":
+            if exits:
+                self.close(symbol)
+            if want == 0:
+                return
+            units = want * r["size"] * self.equity / price - (0.0 if exits else held)
+        else:
+            if exits or held * want < 0:
+                self.close(symbol)
+            if want == 0 or held * want > 0:
+                return
             units = {"amount": r["size"], "value": r["size"] / price,
                      "percent": r["size"] * self.equity / price}[r["size_type"]]
             if not (math.isfinite(units) and units > 0):
                 return
-            long = want > 0
-            sl = None if r["sl"] is None else price * (1 - r["sl"]) if long else price * (1 + r["sl"])
-            tp = None if r["tp"] is None else price * (1 + r["tp"]) if long else price * (1 - r["tp"])
-            (self.buy if long else self.sell)(symbol, size=units, sl=sl, tp=tp)
+            units = want * units
+        if not math.isfinite(units) or units == 0:
+            return
+        sl = tp = None
+        if (units > 0) == (want > 0):
+            sl, tp = self._stop("sl", r, i, price, -want, column), self._stop("tp", r, i, price, want, column)
+        (self.buy if units > 0 else self.sell)(symbol, size=abs(units), sl=sl, tp=tp)
+
+    @staticmethod
+    def _stop(name, r, i, price, toward, column):
+        prices = column(f"{name}_price")
+        if prices is not None:
+            return None if math.isnan(prices[i]) else float(prices[i])
+        return None if r[name] is None else price * (1 + toward * r[name])
 
 
 def _frames(result):
@@ -98,7 +120,9 @@ def test_stops_short_side_and_percent_sizing_by_hand():
 @st.composite
 def markets_and_signals(draw):
     n_symbols = draw(st.integers(1, 3))
-    data, signals = {}, {k: {} for k in SIGNAL_KINDS}
+    data, signals = {}, {k: {} for k in (*SIGNAL_KINDS, *PRICE_KINDS)}
+    # Stop prices per bar only with long entries alone (a long's stop is below its close).
+    price_stops = draw(st.booleans())
     for s in range(n_symbols):
         n = draw(st.integers(3, 40))
         start = draw(st.integers(0, 5))
@@ -109,19 +133,26 @@ def markets_and_signals(draw):
         name = f"S{s}"
         data[name] = make_bars(rows, start=f"2024-01-{1 + start:02d}")
         for kind in SIGNAL_KINDS:
+            if kind == "short_entries" and price_stops:
+                continue
             if draw(st.booleans()):
                 signals[kind][name] = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
-    size_type = draw(st.sampled_from(["amount", "value", "percent"]))
+        if price_stops:
+            for kind, toward in (("sl_price", -1), ("tp_price", 1)):
+                away = np.array(draw(st.lists(st.floats(0.005, 0.15), min_size=n, max_size=n)))
+                none = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+                signals[kind][name] = np.where(none, np.nan, closes * (1 + toward * away))
+    size_type = draw(st.sampled_from(["amount", "value", "percent", "target_percent"]))
     size = {"amount": draw(st.floats(1, 40)), "value": draw(st.floats(100, 6_000)),
-            "percent": draw(st.floats(0.05, 1.0))}[size_type]
-    sl = draw(st.none() | st.floats(0.01, 0.2))
-    tp = draw(st.none() | st.floats(0.01, 0.2))
+            "percent": draw(st.floats(0.05, 1.0)), "target_percent": draw(st.floats(0.05, 1.0))}[size_type]
+    sl = None if price_stops else draw(st.none() | st.floats(0.01, 0.2))
+    tp = None if price_stops else draw(st.none() | st.floats(0.01, 0.2))
     options = {"commission": draw(st.sampled_from([0.0, 0.001])),
                "trade_on_close": draw(st.booleans()), "record_every_bar": True}
     return data, signals, {"size": size, "size_type": size_type, "sl": sl, "tp": tp}, options
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(markets_and_signals())
 def test_signals_run_equals_the_same_orders_placed_in_next(case):
     data, signals, rules, options = case
@@ -164,7 +195,7 @@ def test_bad_signals_are_refused_by_name():
     a = make_bars([(100, 101, 99, 100)] * 5)
     b = make_bars([(100, 101, 99, 100)] * 4)
     bt = tickstep.Backtest({"A": a, "B": b}, tickstep.Strategy)
-    with pytest.raises(tickstep.ConfigError, match=r"entries\['B'\]: 5 signals for its 4 bars"):
+    with pytest.raises(tickstep.ConfigError, match=r"entries\['B'\]: 5 values for its 4 bars"):
         bt.run_signals(entries={"A": np.ones(5, bool), "B": np.ones(5, bool)})
     with pytest.raises(tickstep.ConfigError, match=r"must be booleans .* got dtype int64"):
         bt.run_signals(entries={"A": np.ones(5, dtype=np.int64)})
@@ -182,3 +213,124 @@ def test_bad_signals_are_refused_by_name():
         bt.run_signals(exits={"A": np.ones(5, bool)})
     with pytest.raises(tickstep.ConfigError, match=r"unknown signal 'entry'"):
         bt.run_signal_grid({1: {"entry": {"A": np.ones(5, bool)}}})
+    with pytest.raises(tickstep.ConfigError, match=r"sl_price\['A'\]: stop prices must be positive .* got -1.0 at row 2"):
+        bt.run_signals(entries={"A": np.ones(5, bool)}, sl_price={"A": [np.nan, 99, -1, 99, 99]})
+    with pytest.raises(tickstep.ConfigError, match=r"tp_price\['A'\]: stop prices must be numbers"):
+        bt.run_signals(entries={"A": np.ones(5, bool)}, tp_price={"A": np.ones(5, bool)})
+    with pytest.raises(tickstep.ConfigError, match=r"sl of A: give sl as a fraction or as prices"):
+        bt.run_signals(entries={"A": np.ones(5, bool)}, sl=0.1, sl_price={"A": np.full(5, 90.0)})
+    with pytest.raises(tickstep.ConfigError, match=r"size_type='targetpercent'.*did you mean 'target_percent'"):
+        bt.run_signals(entries={"A": np.ones(5, bool)}, size_type="targetpercent")
+
+
+def _walk(n, seed, start="2024-01-01"):
+    rng = np.random.default_rng(seed)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+    opens = np.concatenate([[100.0], closes[:-1]])
+    return make_bars([(o, max(o, c) * 1.01, min(o, c) * 0.99, c) for o, c in zip(opens, closes)],
+                     start=start)
+
+
+def test_grid_sets_with_their_own_sizes_and_stops_equal_runs_alone():
+    data = {"A": _walk(80, 1), "B": _walk(70, 2, "2024-01-05")}
+    bt = tickstep.Backtest(data, tickstep.Strategy, on_reject="ignore")
+    rng = np.random.default_rng(3)
+    sets = {}
+    for k, (size, size_type, sl) in enumerate([(0.3, "percent", None), (0.6, "target_percent", 0.05),
+                                               (20.0, "amount", None), (2_000.0, "value", 0.02)]):
+        entries = {s: rng.random(len(df)) < 0.2 for s, df in data.items()}
+        exits = {s: rng.random(len(df)) < 0.1 for s, df in data.items()}
+        sets[k] = {"entries": entries, "exits": exits, "size": size, "size_type": size_type, "sl": sl}
+    table = bt.run_signal_grid(sets, threads=2)
+    assert table["# Trades"].min() > 0
+    for key, sig in sets.items():
+        alone = bt.run_signals(**sig).stats
+        pd.testing.assert_series_equal(table.loc[key].rename(None), alone.rename(None)[table.columns],
+                                       check_exact=True, check_dtype=False)
+    # The sets differ only in their rules: the rows differ.
+    assert table["Equity Final [$]"].nunique() == len(sets)
+
+
+class Cross(tickstep.SignalStrategy):
+    """SMA cross signals from each symbol's own bars."""
+
+    size = 0.3
+    fast = 3
+    slow = 8
+
+    def signals(self, symbol, bars):
+        f = bars["close"].rolling(self.fast).mean().to_numpy()
+        s = bars["close"].rolling(self.slow).mean().to_numpy()
+        above, below = f > s, f < s
+        before_above = np.concatenate([[False], above[:-1]])
+        before_below = np.concatenate([[False], below[:-1]])
+        return {"entries": above & ~before_above, "exits": below & ~before_below}
+
+
+def _cross_signals(data, fast, slow):
+    by_symbol = {s: Cross.signals(type("P", (), {"fast": fast, "slow": slow})(), s, df)
+                 for s, df in data.items()}
+    return {k: {s: v[k] for s, v in by_symbol.items()} for k in ("entries", "exits")}
+
+
+def test_a_signal_strategy_runs_natively_and_its_grid_rows_equal_runs_alone():
+    data = {"A": _walk(120, 4), "B": _walk(100, 5, "2024-01-10"), "C": _walk(90, 6)}
+    bt = tickstep.Backtest(data, Cross, on_reject="ignore")
+    result = bt.run(fast=4, sl=0.05)
+    assert result.stats["# Trades"] > 0
+    assert result.strategy_name == "Cross"
+    by_signals = bt.run_signals(**_cross_signals(data, 4, 8), size=0.3, sl=0.05)
+    assert_same_run(result, by_signals)
+
+    rows = bt.optimize(fast=[2, 3, 4], slow=[8, 12], size=[0.2, 0.5], cache=False,
+                       constraint=lambda p: p.fast < p.slow)
+    assert len(rows) == 12 and set(rows["status"]) == {"ok"}
+    for _, row in rows.iterrows():
+        alone = bt.run(fast=int(row["fast"]), slow=int(row["slow"]), size=float(row["size"])).stats
+        for stat in ("Equity Final [$]", "# Trades", "Sharpe Ratio", "Max. Drawdown [%]"):
+            assert row[stat] == alone[stat] or (pd.isna(row[stat]) and pd.isna(alone[stat])), stat
+
+
+def test_run_batch_of_a_signal_strategy_natively_equals_worker_processes():
+    from tickstep.batch import run_batch
+
+    data = {"A": _walk(120, 7), "B": _walk(100, 8)}
+    params = {"fast": [2, 3], "slow": [9, 15]}
+    native = run_batch(Cross, data, params=params, cache=False, on_reject="ignore")
+    pooled = run_batch(Cross, data, params=params, cache=False, on_reject="ignore",
+                       executor="process", max_workers=2)
+    assert len(native) == 8 and set(native["status"]) == {"ok"}
+    columns = ["fast", "slow", "symbols", "Equity Final [$]", "# Trades", "Sharpe Ratio"]
+    pd.testing.assert_frame_equal(native.sort_index()[columns], pooled.sort_index()[columns])
+    bt = tickstep.Backtest({"B": data["B"]}, Cross, on_reject="ignore")
+    row = native[(native["symbols"] == "B") & (native["fast"] == 3) & (native["slow"] == 15)].iloc[0]
+    assert row["Equity Final [$]"] == bt.run(fast=3, slow=15).stats["Equity Final [$]"]
+
+
+class Failing(Cross):
+    def signals(self, symbol, bars):
+        if self.fast == 3:
+            raise ValueError("no signals for fast=3")
+        return super().signals(symbol, bars)
+
+
+def test_a_failing_parameter_set_is_its_own_error_row_and_misuse_is_refused():
+    data = {"A": _walk(60, 9)}
+    bt = tickstep.Backtest(data, Failing, on_reject="ignore")
+    rows = bt.optimize(fast=[2, 3, 4], cache=False)
+    status = dict(zip(rows["fast"], rows["status"]))
+    assert status == {2: "ok", 3: "error", 4: "ok"}
+    assert "no signals for fast=3" in rows.loc[rows["fast"] == 3, "error"].iloc[0]
+
+    class Unknown(tickstep.SignalStrategy):
+        def signals(self, symbol, bars):
+            return {"entry": np.ones(len(bars), bool)}
+
+    with pytest.raises(tickstep.ConfigError, match=r"unknown signal 'entry'.*did you mean 'entries'"):
+        tickstep.Backtest(data, Unknown).run()
+    with pytest.raises(TypeError, match=r"Cross has no parameter 'fats'"):
+        tickstep.Backtest(data, Cross).run(fats=2)
+    from tickstep.simulation import simulate
+
+    with pytest.raises(TypeError, match=r"Cross is a SignalStrategy: it runs in signals mode"):
+        simulate(tickstep.Backtest(data, Cross).market, Cross, tickstep.BacktestConfig())

@@ -13,6 +13,7 @@ from tickstep.config import BacktestConfig
 from tickstep.rejections import RejectedOrdersError, RejectedOrderWarning, TickstepWarning
 from tickstep.results import Result, load_result
 from tickstep.sizing import FixedSize, Limits, PercentOfEquity, RiskPerTrade, SizingRequest
+from tickstep.signals import SignalStrategy
 from tickstep.strategy import Position, Strategy
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "RejectedOrdersError",
     "Result",
     "RiskPerTrade",
+    "SignalStrategy",
     "SizingRequest",
     "StateError",
     "Strategy",

@@ -275,11 +275,14 @@ def run_signals(
     short_entries: list[list[npt.NDArray[np.bool_] | None]],
     short_exits: list[list[npt.NDArray[np.bool_] | None]],
     *,
-    size: float,
-    size_type: str,
-    sl: float | None = None,
-    tp: float | None = None,
+    size: list[float],
+    size_type: list[str],
+    sl: list[float | None],
+    tp: list[float | None],
+    sl_price: list[list[npt.NDArray[np.float64] | None]],
+    tp_price: list[list[npt.NDArray[np.float64] | None]],
     trade_start: int | None = None,
     threads: int | None = None,
-) -> None:
-    """Run each engine with its own signals (signals mode), on ``threads`` threads."""
+) -> list[BaseException | None]:
+    """Run each engine with its own signals and rules (signals mode), on ``threads``
+    threads; per engine None or the exception its run ended with."""

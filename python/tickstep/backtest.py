@@ -15,7 +15,7 @@ from tickstep.data._resolve import resolve_with_records
 from tickstep.data._stream import open_stream
 from tickstep.hints import did_you_mean
 from tickstep.results import Result, benchmark_prices
-from tickstep.signals import run_signal_grid, run_signals
+from tickstep.signals import is_signal_strategy, run_signal_grid, run_signals, run_strategy
 from tickstep.simulation import market_from_columns, session_ends, simulate, simulate_stream
 from tickstep.strategy import Strategy
 
@@ -204,8 +204,17 @@ class Backtest:
         """Run the strategy once with ``params`` overriding its class-level defaults.
 
         A strategy exception propagates unchanged (same type and traceback) with a note
-        naming the symbol and time at which it happened.
+        naming the symbol and time at which it happened. A `tickstep.SignalStrategy` runs
+        in signals mode (natively).
         """
+        if is_signal_strategy(self._strategy):
+            if self._records:
+                raise ConfigError(f"records=: {self._strategy.__name__} is a SignalStrategy, whose "
+                                  "signals() reads its bars only; analysis tables are for "
+                                  "strategies' next()")
+            return run_strategy(self._in_memory("run"), self._strategy, self._config, params,
+                                metadata=self._metadata, symbols=self._symbol_dtype,
+                                ends=self._session_ends)
         if self._stream is not None:
             return simulate_stream(self._stream, self._strategy, self._config, params,
                                    symbols=self._symbol_dtype, records=self._records)
@@ -221,19 +230,22 @@ class Backtest:
         )
     def run_signals(self, entries: Any = None, exits: Any = None, short_entries: Any = None,
                     short_exits: Any = None, *, size: float = 0.95, size_type: str = "percent",
-                    sl: float | None = None, tp: float | None = None) -> Result:
+                    sl: float | None = None, tp: float | None = None, sl_price: Any = None,
+                    tp_price: Any = None) -> Result:
         """Backtest boolean signals natively (signals mode), with this backtest's data and
         options; returns the same `Result` as `run`. The strategy class is not used.
 
         A signal on bar t acts like an order placed in ``next`` at bar t. Rules, sizes
-        (``size_type`` "amount", "value" or "percent" of equity as a fraction), stops
-        (``sl``/``tp`` as fractions of the entry bar's close) and the shapes signals may
-        take: `tickstep.signals`.
+        (``size_type`` "amount", "value", "percent" of equity as a fraction, or
+        "target_percent"), stops (``sl``/``tp`` as fractions of the entry bar's close, or
+        ``sl_price``/``tp_price`` per bar) and the shapes signals may take:
+        `tickstep.signals`.
         """
         return run_signals(
             self._in_memory("run_signals"), self._config, entries=entries, exits=exits,
             short_entries=short_entries, short_exits=short_exits, size=size,
-            size_type=size_type, sl=sl, tp=tp, metadata=self._metadata,
+            size_type=size_type, sl=sl, tp=tp, sl_price=sl_price, tp_price=tp_price,
+            metadata=self._metadata,
             symbols=self._symbol_dtype, ends=self._session_ends,
         )
 

@@ -17,25 +17,36 @@ Rules, per symbol and bar:
   a short entry while flat or long sells; an entry on the side already held is ignored;
 - an entry is sized at the bar's close: ``size_type="amount"`` units,
   ``"value"`` cash / close, ``"percent"`` (a fraction: 0.5 = half) x equity / close;
+- ``size_type="target_percent"`` (vectorbt's ``targetpercent``): an entry means "hold
+  ``size`` x equity on this side". One market order for the difference from what will be
+  held: from flat it buys what ``"percent"`` buys; a reversal is one order that flips
+  the position (its reducing part first); an entry on the side already held re-sizes the
+  position to the target (nothing when it is there exactly);
 - ``sl`` / ``tp`` are fractions of that close: a long's stop-loss at close x (1 - sl),
-  take-profit at close x (1 + tp), a short's mirrored; they become the order's bracket.
+  take-profit at close x (1 + tp), a short's mirrored; or ``sl_price`` / ``tp_price``
+  give the prices, one per bar in the shapes signals take (NaN: no stop for an entry on
+  that bar). They become the bracket of the order that adds to the position.
 
-Signals may be given as
+Signals (and stop prices) may be given as
 
-- a DataFrame of booleans, one column per symbol (any subset, by name), indexed by time:
-  each symbol reads the rows at its own bars' times (every one must be there); or with a
-  plain (non-time) index, one row per bar of each symbol it names;
-- a mapping ``{symbol: 1-D boolean array}``, each as long as that symbol's bars;
-- a 2-D boolean array ``(bars, symbols)`` in the market's symbol order, when every
-  symbol has that many bars (a 1-D array for a market of one symbol).
+- a DataFrame, one column per symbol (any subset, by name), indexed by time: each symbol
+  reads the rows at its own bars' times (every one must be there); or with a plain
+  (non-time) index, one row per bar of each symbol it names;
+- a mapping ``{symbol: 1-D array}``, each as long as that symbol's bars;
+- a 2-D array ``(bars, symbols)`` in the market's symbol order, when every symbol has
+  that many bars (a 1-D array for a market of one symbol).
 
-`run_signal_grid` runs many such signal sets in one native call on all cores.
+`run_signal_grid` runs many such signal sets in one native call on all cores, each
+with its own sizes and stops if it names them. `SignalStrategy` makes signals a function
+of parameters: `Backtest.run` trades it in signals mode, and ``optimize`` / `run_batch`
+run its parameter grid in one native call on all cores instead of a process pool.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,11 +59,16 @@ from tickstep.hints import did_you_mean
 from tickstep.rejections import check_rejections
 from tickstep.results import Result
 from tickstep.simulation import engine_for, result_of, session_ends, stats_of, trade_start_ns
+from tickstep.strategy import Strategy
 
-__all__ = ["run_signal_grid", "run_signals", "signal_columns"]
+__all__ = ["SignalStrategy", "run_signal_grid", "run_signals", "signal_columns"]
 
 SIGNAL_KINDS = ("entries", "exits", "short_entries", "short_exits")
-SIZE_TYPES = ("amount", "value", "percent")
+#: Stop prices per bar, in the shapes signals take.
+PRICE_KINDS = ("sl_price", "tp_price")
+SIZE_TYPES = ("amount", "value", "percent", "target_percent")
+#: What a signal set of a grid may set for itself (else the call's values apply).
+RULES = ("size", "size_type", "sl", "tp")
 
 Columns = list["np.ndarray | None"]
 
@@ -73,11 +89,29 @@ def _bools(values: Any, where: str, bars: int) -> np.ndarray:
     a = np.asarray(values)
     if a.dtype != np.bool_:
         raise ConfigError(f"{where}: signals must be booleans (True/False), got dtype {a.dtype}")
+    return _one_column(a, where, bars)
+
+
+def _prices(values: Any, where: str, bars: int) -> np.ndarray:
+    """``values`` as a contiguous float64 column of stop prices (NaN: none), or a refusal."""
+    a = np.asarray(values)
+    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ConfigError(f"{where}: stop prices must be numbers (NaN for none), got dtype {a.dtype}")
+    a = _one_column(a.astype(np.float64, copy=False), where, bars)
+    bad = ~np.isnan(a) & ~(np.isfinite(a) & (a > 0))
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ConfigError(f"{where}: stop prices must be positive and finite (NaN for none), "
+                          f"got {float(a[row])!r} at row {row}")
+    return a
+
+
+def _one_column(a: np.ndarray, where: str, bars: int) -> np.ndarray:
     if a.ndim != 1:
-        raise ConfigError(f"{where}: expected one column of signals, got shape {a.shape}")
+        raise ConfigError(f"{where}: expected one column of values, got shape {a.shape}")
     if len(a) != bars:
         raise ConfigError(
-            f"{where}: {len(a)} signals for its {bars} bars (signals are aligned to each "
+            f"{where}: {len(a)} values for its {bars} bars (signals are aligned to each "
             "symbol's own bars)"
         )
     return np.ascontiguousarray(a)
@@ -89,7 +123,10 @@ def _symbol_index(symbols: list[str], name: Any, what: str) -> int:
     return symbols.index(name)
 
 
-def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str) -> Columns:
+Convert = Callable[[Any, str, int], np.ndarray]
+
+
+def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str, convert: Convert) -> Columns:
     symbols = list(market.symbols)
     columns: Columns = [None] * len(symbols)
     timed = isinstance(frame.index, pd.DatetimeIndex)
@@ -110,69 +147,83 @@ def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str) -> Columns
                     f"bar time of {col})"
                 )
             values = values[rows]
-        columns[s] = _bools(values, where, _bar_count(market, s))
+        columns[s] = convert(values, where, _bar_count(market, s))
     return columns
 
 
 def signal_columns(market: _core.Market, signals: Any, name: str = "signals") -> Columns:
-    """One boolean column per symbol of ``market`` (None where no signal is given), each
-    aligned to that symbol's own bars; see the module documentation for the shapes."""
+    """One column per symbol of ``market`` (None where nothing is given), each aligned to
+    that symbol's own bars; see the module documentation for the shapes. Booleans for the
+    signal kinds, float prices for ``sl_price`` / ``tp_price``."""
+    convert: Convert = _prices if name in PRICE_KINDS else _bools
     symbols = list(market.symbols)
     n = len(symbols)
     if signals is None:
         return [None] * n
     if isinstance(signals, pd.DataFrame):
-        return _from_frame(market, signals, name)
+        return _from_frame(market, signals, name, convert)
     if isinstance(signals, pd.Series):
         if n != 1:
-            raise ConfigError(f"{name}: a Series is one symbol's signals; give a DataFrame "
+            raise ConfigError(f"{name}: a Series is one symbol's values; give a DataFrame "
                               f"with a column per symbol for these {n} symbols")
-        return _from_frame(market, signals.to_frame(symbols[0]), name)
+        return _from_frame(market, signals.to_frame(symbols[0]), name, convert)
     if isinstance(signals, Mapping):
         columns: Columns = [None] * n
         for key, values in signals.items():
             s = _symbol_index(symbols, key, name)
-            columns[s] = _bools(values, f"{name}[{key!r}]", _bar_count(market, s))
+            columns[s] = convert(values, f"{name}[{key!r}]", _bar_count(market, s))
         return columns
     a = np.asarray(signals)
     if a.ndim == 1 and n == 1:
-        return [_bools(a, f"{name} of {symbols[0]}", _bar_count(market, 0))]
+        return [convert(a, f"{name} of {symbols[0]}", _bar_count(market, 0))]
     if a.ndim != 2 or a.shape[1] != n:
         raise ConfigError(
-            f"{name}: an array of signals must have shape (bars, {n} symbols), got {a.shape}"
+            f"{name}: an array must have shape (bars, {n} symbols), got {a.shape}"
         )
-    return [_bools(a[:, s], f"{name} column {s} ({symbols[s]})", _bar_count(market, s))
+    return [convert(a[:, s], f"{name} column {s} ({symbols[s]})", _bar_count(market, s))
             for s in range(n)]
 
 
-def _rules(size: float, size_type: str, sl: float | None, tp: float | None) -> dict[str, Any]:
-    if size_type not in SIZE_TYPES:
-        raise ConfigError(f"size_type={size_type!r}: must be one of {', '.join(SIZE_TYPES)}"
-                          f"{did_you_mean(size_type, SIZE_TYPES)}")
+def _rules(size: Any, size_type: Any, sl: Any, tp: Any, where: str = "") -> dict[str, Any]:
+    """The order rules checked (option names as the user spells them)."""
+    if not isinstance(size_type, str) or size_type not in SIZE_TYPES:
+        hint = did_you_mean(size_type, SIZE_TYPES) if isinstance(size_type, str) else ""
+        raise ConfigError(f"{where}size_type={size_type!r}: must be one of "
+                          f"{', '.join(SIZE_TYPES)}{hint}")
+    for name, value in (("size", size), ("sl", sl), ("tp", tp)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
+            raise ConfigError(f"{where}{name}={value!r}: must be a number")
     return {"size": float(size), "size_type": size_type,
             "sl": None if sl is None else float(sl), "tp": None if tp is None else float(tp)}
 
 
-def _run_native(market: _core.Market, config: BacktestConfig, signal_sets: list[dict[str, Any]],
-                rules: dict[str, Any], ends: Any, threads: int | None) -> list[_core.Engine]:
-    """One engine per signal set, all run in one native call (the interpreter released)."""
-    if ends is _FROM_CONFIG:
-        ends = session_ends(market, config.timezone)
-    engines = [engine_for(market, config, ends) for _ in signal_sets]
-    kinds = {k: [signal_columns(market, sig.get(k), k) for sig in signal_sets] for k in SIGNAL_KINDS}
-    _core.run_signals(engines, kinds["entries"], kinds["exits"], kinds["short_entries"],
-                      kinds["short_exits"], **rules, trade_start=trade_start_ns(market, config),
-                      threads=threads)
-    return engines
-
-
-def _check_kinds(signals: Mapping[str, Any], what: str) -> None:
+def _check_kinds(signals: Mapping[str, Any], what: str, extra: Sequence[str] = ()) -> None:
+    known = (*SIGNAL_KINDS, *PRICE_KINDS, *extra)
     for key in signals:
-        if key not in SIGNAL_KINDS:
-            raise ConfigError(f"{what}: unknown signal {key!r}{did_you_mean(key, SIGNAL_KINDS)}; "
-                              f"signals are {', '.join(SIGNAL_KINDS)}")
+        if key not in known:
+            raise ConfigError(f"{what}: unknown signal {key!r}{did_you_mean(key, known)}; "
+                              f"signals are {', '.join(SIGNAL_KINDS)} (stop prices "
+                              f"{', '.join(PRICE_KINDS)})")
     if signals.get("entries") is None and signals.get("short_entries") is None:
         raise ConfigError(f"{what}: give entries and/or short_entries (nothing would be traded)")
+
+
+def _run_native(market: _core.Market, config: BacktestConfig, signal_sets: list[Mapping[str, Any]],
+                rules: list[dict[str, Any]], ends: Any,
+                threads: int | None) -> tuple[list[_core.Engine], list[BaseException | None]]:
+    """One engine per signal set, all run in one native call (the interpreter released);
+    the engines and, per engine, None or the exception its run ended with."""
+    if ends is _FROM_CONFIG:
+        ends = session_ends(market, config.timezone)
+    kinds = {k: [signal_columns(market, sig.get(k), k) for sig in signal_sets]
+             for k in (*SIGNAL_KINDS, *PRICE_KINDS)}
+    engines = [engine_for(market, config, ends) for _ in signal_sets]
+    outcomes = _core.run_signals(
+        engines, *(kinds[k] for k in SIGNAL_KINDS),
+        **{k: [r[k] for r in rules] for k in RULES},
+        sl_price=kinds["sl_price"], tp_price=kinds["tp_price"],
+        trade_start=trade_start_ns(market, config), threads=threads)
+    return engines, outcomes
 
 
 def run_signals(
@@ -187,25 +238,51 @@ def run_signals(
     size_type: str = "percent",
     sl: float | None = None,
     tp: float | None = None,
+    sl_price: Any = None,
+    tp_price: Any = None,
     metadata: pd.DataFrame | None = None,
     symbols: pd.CategoricalDtype | None = None,
     ends: Any = _FROM_CONFIG,
+    params: Mapping[str, Any] | None = None,
+    strategy: Any = None,
 ) -> Result:
     """Backtest boolean signals natively; the same `Result` as a strategy run.
 
     See the module documentation for the rules and the shapes signals may take.
     ``size`` with ``size_type`` sizes each entry (default: 95% of equity, like the
-    default sizer's share); ``sl``/``tp`` are fractions of the entry bar's close.
-    Options (cash, commission, trade_on_close, ...) come from ``config``.
+    default sizer's share); ``sl``/``tp`` are fractions of the entry bar's close,
+    ``sl_price``/``tp_price`` prices per bar. Options (cash, commission,
+    trade_on_close, ...) come from ``config``.
     """
     signals = {"entries": entries, "exits": exits, "short_entries": short_entries,
-               "short_exits": short_exits}
+               "short_exits": short_exits, "sl_price": sl_price, "tp_price": tp_price}
     _check_kinds(signals, "run_signals")
     rules = _rules(size, size_type, sl, tp)
-    (engine,) = _run_native(market, config, [signals], rules, ends, threads=1)
+    (engine,), (error,) = _run_native(market, config, [signals], [rules], ends, threads=1)
+    if error is not None:
+        raise error
     rejected = check_rejections(engine.orders(), list(market.symbols), config.on_reject)
-    return result_of(engine, market, config, params=rules, strategy=None, metadata=metadata,
-                     symbols=symbols, rejected=rejected)
+    return result_of(engine, market, config, params=dict(params or rules), strategy=strategy,
+                     metadata=metadata, symbols=symbols, rejected=rejected)
+
+
+def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping[str, Any]],
+                rules: list[dict[str, Any]], ends: Any,
+                threads: int | None) -> list[pd.Series | BaseException]:
+    """Per set, its statistics (as `run_signals(...).stats`) or the exception its run
+    ended with. Rejected orders are counted per set without a warning each."""
+    engines, outcomes = _run_native(market, config, sets, rules, ends, threads)
+    quiet = config.replace(on_reject="ignore") if config.on_reject == "warn" else config
+    symbols = list(market.symbols)
+    rows: list[pd.Series | BaseException] = []
+    for engine, error in zip(engines, outcomes):
+        if error is not None:
+            rows.append(error)
+            continue
+        rejected = check_rejections(engine.orders(), symbols, quiet.on_reject)
+        rows.append(stats_of(engine.trades(), engine.equity(), engine.carrying_costs(), market,
+                             config, rejected))
+    return rows
 
 
 def run_signal_grid(
@@ -225,25 +302,174 @@ def run_signal_grid(
 
     ``signal_sets`` maps a key (e.g. a parameter tuple) to the signals of one backtest,
     ``{"entries": ..., "exits": ..., "short_entries": ..., "short_exits": ...}``, each in
-    any shape `run_signals` takes. Each row equals ``run_signals(...).stats`` of that set
-    run alone. Rejected orders are counted per row (``# Orders Rejected``) without a
-    warning per set; ``on_reject="raise"`` still raises.
+    any shape `run_signals` takes, plus optionally its own ``size``, ``size_type``,
+    ``sl``, ``tp``, ``sl_price`` and ``tp_price`` (else the call's apply). Each row
+    equals ``run_signals(...).stats`` of that set run alone. Rejected orders are counted
+    per row (``# Orders Rejected``) without a warning per set; ``on_reject="raise"``
+    still raises.
     """
     if not signal_sets:
         raise ConfigError("run_signal_grid: signal_sets is empty")
     keys = list(signal_sets)
-    sets = [dict(signal_sets[k]) for k in keys]
-    for key, sig in zip(keys, sets):
-        _check_kinds(sig, f"signal set {key!r}")
-    rules = _rules(size, size_type, sl, tp)
-    engines = _run_native(market, config, sets, rules, ends, threads)
-    quiet = config.replace(on_reject="ignore") if config.on_reject == "warn" else config
-    symbols = list(market.symbols)
-    rows = []
-    for engine in engines:
-        rejected = check_rejections(engine.orders(), symbols, quiet.on_reject)
-        rows.append(stats_of(engine.trades(), engine.equity(), engine.carrying_costs(), market,
-                             config, rejected))
-    del engines
+    sets, rules = [], []
+    for key in keys:
+        sig = dict(signal_sets[key])
+        _check_kinds(sig, f"signal set {key!r}", RULES)
+        own = {"size": size, "size_type": size_type, "sl": sl, "tp": tp}
+        own.update((k, sig.pop(k)) for k in RULES if k in sig)
+        rules.append(_rules(**own, where=f"signal set {key!r}: "))
+        sets.append(sig)
+    rows = _grid_stats(market, config, sets, rules, ends, threads)
+    for row in rows:
+        if isinstance(row, BaseException):
+            raise row
     index = pd.MultiIndex.from_tuples(keys) if all(isinstance(k, tuple) for k in keys) else keys
     return pd.DataFrame(rows, index=index)
+
+
+# ---- signals as a function of parameters ----------------------------------------------------
+
+
+class SignalStrategy(Strategy):
+    """A strategy given as signals computed from each symbol's bars and parameters.
+
+    Subclass it, declare parameters as class attributes (as for any `Strategy`), and
+    write ``signals(symbol, bars)``: it receives one symbol's bars (a DataFrame of
+    ``open, high, low, close, volume`` indexed by time, read-only) and returns a mapping
+    with ``entries`` and/or ``short_entries`` (and optionally ``exits``, ``short_exits``,
+    ``sl_price``, ``tp_price``), each an array as long as ``bars``. A signal on bar t acts
+    like an order placed in ``next`` at bar t, so it may use bar t's close; the run never
+    shows it later bars.
+
+    The order rules are parameters too, so a grid may vary them: ``size``,
+    ``size_type`` (``"amount"``, ``"value"``, ``"percent"``, ``"target_percent"``),
+    ``sl`` and ``tp`` (fractions of the entry bar's close); see `tickstep.signals`.
+
+    `Backtest.run` trades it in signals mode (natively); ``Backtest.optimize`` and
+    `tickstep.batch.run_batch` run its parameter sets in one native call per symbol
+    group on all cores (``executor=None``), each row equal to the set run alone.
+
+    Examples
+    --------
+    >>> import numpy as np, tickstep
+    >>> class Cross(tickstep.SignalStrategy):
+    ...     size = 0.1  # of equity per entry: room for ten positions
+    ...     fast = 5
+    ...     slow = 20
+    ...     def signals(self, symbol, bars):
+    ...         f = bars.close.rolling(self.fast).mean()
+    ...         s = bars.close.rolling(self.slow).mean()
+    ...         above = (f > s).to_numpy()
+    ...         below = (f < s).to_numpy()
+    ...         return {"entries": above & ~np.roll(above, 1), "exits": below & ~np.roll(below, 1)}
+    >>> bt = tickstep.Backtest(tickstep.data.example_daily(), Cross, cash=100_000)
+    >>> int(bt.run(fast=10).stats["# Trades"]) > 0
+    True
+    """
+
+    size: float = 0.95
+    size_type: str = "percent"
+    sl: float | None = None
+    tp: float | None = None
+
+    def signals(self, symbol: str, bars: pd.DataFrame) -> Mapping[str, Any]:
+        """This symbol's signals from its bars (see the class documentation)."""
+        raise NotImplementedError(
+            f"{type(self).__name__}.signals(symbol, bars) must return the symbol's signals, "
+            "e.g. {'entries': ..., 'exits': ...}"
+        )
+
+    def init(self) -> None:
+        raise TypeError(
+            f"{type(self).__name__} is a SignalStrategy: it runs in signals mode "
+            "(Backtest.run, optimize, run_batch), not through next()"
+        )
+
+
+def _bars_frames(market: _core.Market) -> dict[str, pd.DataFrame]:
+    """Each symbol's bars as a read-only DataFrame (views of the market's columns)."""
+    frames = {}
+    for s, name in enumerate(market.symbols):
+        cols = {c: market.column(s, c, 0, sys.maxsize) for c in ("open", "high", "low", "close", "volume")}
+        index = pd.DatetimeIndex(np.asarray(_bar_times(market, s)).view("datetime64[ns]"), name="time")
+        frames[name] = pd.DataFrame(cols, index=index.tz_localize("UTC"), copy=False)
+    return frames
+
+
+def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: list[str],
+                frames: Mapping[str, pd.DataFrame],
+                metadata: pd.DataFrame | None) -> tuple[dict[str, Any], dict[str, Any], SignalStrategy]:
+    """One parameter set's signals ({kind: {symbol: column}}), order rules and the
+    strategy object that made them."""
+    instance = cls.__new__(cls)
+    for name, value in {**cls.parameters(), **params}.items():
+        setattr(instance, name, value)
+    instance._symbols = list(symbols)
+    instance.metadata = metadata
+    sets: dict[str, Any] = {}
+    for symbol in symbols:
+        out = instance.signals(symbol, frames[symbol])
+        if not isinstance(out, Mapping):
+            raise TypeError(f"{cls.__name__}.signals({symbol!r}, bars) returned "
+                            f"{type(out).__name__}, not a mapping of signals")
+        for kind, values in out.items():
+            if kind not in (*SIGNAL_KINDS, *PRICE_KINDS):
+                known = (*SIGNAL_KINDS, *PRICE_KINDS)
+                raise ConfigError(f"{cls.__name__}.signals({symbol!r}): unknown signal "
+                                  f"{kind!r}{did_you_mean(kind, known)}")
+            if values is not None:
+                sets.setdefault(kind, {})[symbol] = values
+    if not sets.get("entries") and not sets.get("short_entries"):
+        raise ConfigError(f"{cls.__name__}.signals: no entries or short_entries for any symbol "
+                          "(nothing would be traded)")
+    rules = _rules(instance.size, instance.size_type, instance.sl, instance.tp,
+                   where=f"{cls.__name__}: ")
+    return sets, rules, instance
+
+
+def is_signal_strategy(strategy: Any) -> bool:
+    """Whether ``strategy`` is a `SignalStrategy` class (run in signals mode)."""
+    return isinstance(strategy, type) and issubclass(strategy, SignalStrategy)
+
+
+def run_strategy(market: _core.Market, strategy: type[SignalStrategy], config: BacktestConfig,
+                 params: Mapping[str, Any] | None = None, *, metadata: pd.DataFrame | None = None,
+                 symbols: pd.CategoricalDtype | None = None, ends: Any = _FROM_CONFIG) -> Result:
+    """One run of a `SignalStrategy` with ``params``: its `Result`."""
+    params = strategy.check_parameters(params or {})
+    names = list(market.symbols)
+    sets, rules, instance = _signals_of(strategy, params, names, _bars_frames(market), metadata)
+    return run_signals(market, config, **sets, **rules, metadata=metadata, symbols=symbols,
+                       ends=ends, params={**strategy.parameters(), **params}, strategy=instance)
+
+
+def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
+                        config: BacktestConfig, param_sets: Sequence[Mapping[str, Any]], *,
+                        metadata: pd.DataFrame | None = None, ends: Any = _FROM_CONFIG,
+                        threads: int | None = None,
+                        batch: int | None = None) -> list[pd.Series | BaseException]:
+    """Statistics of a `SignalStrategy` for each parameter set (or the exception that set
+    ended with): the sets run ``batch`` at a time (default 4 per thread, so the signals
+    held stay bounded) in one native call each, on ``threads`` threads (all cores when
+    None). Each equals the set run alone."""
+    if ends is _FROM_CONFIG:
+        ends = session_ends(market, config.timezone)
+    names = list(market.symbols)
+    frames = _bars_frames(market)
+    workers = threads or os.cpu_count() or 1
+    step = batch or 4 * workers
+    out: list[pd.Series | BaseException] = []
+    for first in range(0, len(param_sets), step):
+        part = list(param_sets[first:first + step])
+        made: list[tuple[dict[str, Any], dict[str, Any], SignalStrategy] | BaseException] = []
+        for params in part:
+            try:
+                made.append(_signals_of(strategy, strategy.check_parameters(params), names,
+                                        frames, metadata))
+            except Exception as exc:  # noqa: BLE001 - the set's own error becomes its row
+                made.append(exc)
+        ready = [m for m in made if not isinstance(m, BaseException)]
+        stats = iter(_grid_stats(market, config, [m[0] for m in ready], [m[1] for m in ready],
+                                 ends, threads) if ready else [])
+        out.extend(m if isinstance(m, BaseException) else next(stats) for m in made)
+    return out

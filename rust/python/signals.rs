@@ -1,6 +1,7 @@
-//! Signals mode for Python: boolean numpy columns in, native runs (one or a grid) out.
+//! Signals mode for Python: boolean (and stop-price) numpy columns in, native runs (one or
+//! a grid) out.
 
-use numpy::PyReadonlyArray1;
+use numpy::{Element, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -8,23 +9,33 @@ use super::engine::PyEngine;
 use super::errors::IntoPyResult;
 use crate::signals::{run_grid, SignalRules, SignalStrategy, SizeType, SymbolSignals};
 
-/// Per run, per symbol: one optional boolean column.
-type Columns<'py> = Vec<Vec<Option<PyReadonlyArray1<'py, bool>>>>;
+/// Per run, per symbol: one optional column.
+type Columns<'py, T> = Vec<Vec<Option<PyReadonlyArray1<'py, T>>>>;
 
-fn slices<'a>(
+/// The columns as slices, checked to be one list per run and one column per symbol.
+fn slices<'a, T: Element>(
     name: &str,
-    columns: &'a Columns<'_>,
-    runs: usize,
-) -> PyResult<Vec<Vec<Option<&'a [bool]>>>> {
-    if columns.len() != runs {
+    columns: &'a Columns<'_, T>,
+    symbols: &[usize],
+) -> PyResult<Vec<Vec<Option<&'a [T]>>>> {
+    if columns.len() != symbols.len() {
         return Err(PyValueError::new_err(format!(
-            "{name}: {} lists of columns for {runs} engines",
-            columns.len()
+            "{name}: {} lists of columns for {} engines",
+            columns.len(),
+            symbols.len()
         )));
     }
     columns
         .iter()
-        .map(|run| {
+        .zip(symbols)
+        .enumerate()
+        .map(|(k, (run, &n))| {
+            if run.len() != n {
+                return Err(PyValueError::new_err(format!(
+                    "{name}: {} columns for the {n} symbols of engine {k}",
+                    run.len()
+                )));
+            }
             run.iter()
                 .map(|c| match c {
                     None => Ok(None),
@@ -37,64 +48,84 @@ fn slices<'a>(
         .collect()
 }
 
-/// Run each engine with its own signals (`entries[k][symbol]`, ...) on `threads` threads
-/// (all cores when None), the interpreter released. The engines are ready to read after.
+/// One value per run, or a clear refusal.
+fn per_run<T: Clone>(name: &str, values: Vec<T>, runs: usize) -> PyResult<Vec<T>> {
+    if values.len() != runs {
+        return Err(PyValueError::new_err(format!(
+            "{name}: {} values for {runs} engines",
+            values.len()
+        )));
+    }
+    Ok(values)
+}
+
+/// Run each engine with its own signals (`entries[k][symbol]`, ...) and rules (`size[k]`,
+/// ...) on `threads` threads (all cores when None), the interpreter released. The engines
+/// are ready to read after; returns per engine None, or the exception its run ended with.
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl=None, tp=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signals(
     py: Python<'_>,
     mut engines: Vec<PyRefMut<'_, PyEngine>>,
-    entries: Columns<'_>,
-    exits: Columns<'_>,
-    short_entries: Columns<'_>,
-    short_exits: Columns<'_>,
-    size: f64,
-    size_type: &str,
-    sl: Option<f64>,
-    tp: Option<f64>,
+    entries: Columns<'_, bool>,
+    exits: Columns<'_, bool>,
+    short_entries: Columns<'_, bool>,
+    short_exits: Columns<'_, bool>,
+    size: Vec<f64>,
+    size_type: Vec<String>,
+    sl: Vec<Option<f64>>,
+    tp: Vec<Option<f64>>,
+    sl_price: Columns<'_, f64>,
+    tp_price: Columns<'_, f64>,
     trade_start: Option<i64>,
     threads: Option<usize>,
-) -> PyResult<()> {
-    let rules = SignalRules {
-        size,
-        size_type: SizeType::parse(size_type).py_err(py)?,
-        stop_loss: sl,
-        take_profit: tp,
-        trade_start: trade_start.unwrap_or(i64::MIN),
-    };
+) -> PyResult<Vec<Option<Py<PyAny>>>> {
     let n = engines.len();
+    let symbols: Vec<usize> = engines
+        .iter()
+        .map(|e| e.engine.market().symbol_count())
+        .collect();
     let kinds = [
-        slices("entries", &entries, n)?,
-        slices("exits", &exits, n)?,
-        slices("short_entries", &short_entries, n)?,
-        slices("short_exits", &short_exits, n)?,
+        slices("entries", &entries, &symbols)?,
+        slices("exits", &exits, &symbols)?,
+        slices("short_entries", &short_entries, &symbols)?,
+        slices("short_exits", &short_exits, &symbols)?,
     ];
+    let stops = [
+        slices("sl_price", &sl_price, &symbols)?,
+        slices("tp_price", &tp_price, &symbols)?,
+    ];
+    let (size, size_type) = (
+        per_run("size", size, n)?,
+        per_run("size_type", size_type, n)?,
+    );
+    let (sl, tp) = (per_run("sl", sl, n)?, per_run("tp", tp, n)?);
     let mut runs = Vec::with_capacity(n);
     for (k, engine) in engines.iter_mut().enumerate() {
-        let symbols = engine.engine.market().symbol_count();
-        for (name, kind) in ["entries", "exits", "short_entries", "short_exits"]
-            .iter()
-            .zip(&kinds)
-        {
-            if kind[k].len() != symbols {
-                return Err(PyValueError::new_err(format!(
-                    "{name}: {} columns for the {symbols} symbols of engine {k}",
-                    kind[k].len()
-                )));
-            }
-        }
-        let column = |kind: usize, s: usize| kinds[kind][k][s];
-        let signals = (0..symbols)
+        let rules = SignalRules {
+            size: size[k],
+            size_type: SizeType::parse(&size_type[k]).py_err(py)?,
+            stop_loss: sl[k],
+            take_profit: tp[k],
+            trade_start: trade_start.unwrap_or(i64::MIN),
+        };
+        let signals = (0..symbols[k])
             .map(|s| SymbolSignals {
-                entries: column(0, s),
-                exits: column(1, s),
-                short_entries: column(2, s),
-                short_exits: column(3, s),
+                entries: kinds[0][k][s],
+                exits: kinds[1][k][s],
+                short_entries: kinds[2][k][s],
+                short_exits: kinds[3][k][s],
+                stop_loss: stops[0][k][s],
+                take_profit: stops[1][k][s],
             })
             .collect();
         let strategy = SignalStrategy::new(engine.engine.market(), signals, rules).py_err(py)?;
         runs.push((&mut engine.engine, strategy));
     }
-    py.detach(|| run_grid(runs, threads)).py_err(py)
+    let outcomes = py.detach(|| run_grid(runs, threads)).py_err(py)?;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.py_err(py).err().map(|e| e.into_value(py).into_any()))
+        .collect())
 }

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from tickstep import _core
+from tickstep._core import ConfigError
 from tickstep.batch.cache import ResultsCache, default_cache_dir
 from tickstep.batch.executors import execute, make_backend
 from tickstep.batch.jobs import (
@@ -36,6 +37,7 @@ from tickstep.data import LOAD_OPTIONS, BarStore, MarketColumns, SymbolBars, ope
 from tickstep.data._records import RecordTable, records_for_backtest, write_record_snapshot
 from tickstep.hints import did_you_mean
 from tickstep.metrics import STAT_LABELS
+from tickstep.signals import is_signal_strategy
 from tickstep.strategy import Strategy
 
 __all__ = ["optimize", "run_batch"]
@@ -230,6 +232,9 @@ def run_batch(
     load_options = {**dict(load_options or {}), **more_load_options}
     ref = resolve_strategy(strategy)
     cls = ref.load()
+    if records and is_signal_strategy(cls):
+        raise ConfigError(f"records=: {cls.__name__} is a SignalStrategy, whose signals() "
+                          "reads its bars only; analysis tables are for strategies' next()")
     param_sets = expand_grid(params, constraint)
     if not param_sets:
         raise ValueError("no parameter set to run (the constraint refused them all)")
@@ -292,7 +297,11 @@ def run_batch(
         t_prepared = time.perf_counter()
 
         if missing:
-            backend = make_backend(executor, len(missing), max_workers, cache=held)
+            # A SignalStrategy's sets run as native grids on all cores in this process
+            # (one chunk per symbol group); other strategies go to the executor's workers.
+            native = is_signal_strategy(cls) and executor is None
+            backend = make_backend("sequential" if native else executor, len(missing),
+                                   max_workers, cache=held)
             size = chunk_size or _chunk_size(len(missing), backend.capacity)
             source = prepared.source()
             if SHARE_WITH_FORKED_WORKERS and backend.shares_memory:
@@ -309,11 +318,18 @@ def run_batch(
                 path = snapshot_path(scratch, f"records_{name}")
                 write_record_snapshot(table, path)
                 snapshots.append((name, str(path)))
-            chunks = [
-                Chunk(ref, code_fp, source, config, tuple(missing[i : i + size]),
-                      records=tuple(snapshots))
-                for i in range(0, len(missing), size)
-            ]
+            if native:
+                by_group: dict[str, list[Job]] = {}
+                for job in missing:
+                    by_group.setdefault(job.label, []).append(job)
+                chunks = [Chunk(ref, code_fp, source, config, tuple(jobs), threads=max_workers)
+                          for jobs in by_group.values()]
+            else:
+                chunks = [
+                    Chunk(ref, code_fp, source, config, tuple(missing[i : i + size]),
+                          records=tuple(snapshots))
+                    for i in range(0, len(missing), size)
+                ]
             bar = make_progress(progress, len(jobs), len(rows))
 
             def collect(done: list[dict[str, Any]]) -> None:

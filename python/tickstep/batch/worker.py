@@ -25,6 +25,7 @@ from tickstep.batch.sources import DataSource
 from tickstep.batch.worker_cache import WorkerCache
 from tickstep.config import BacktestConfig
 from tickstep.data._records import RecordTable, read_record_snapshot
+from tickstep.signals import is_signal_strategy, strategy_grid_stats
 from tickstep.simulation import simulate_stats
 
 __all__ = ["Chunk", "forget_record_snapshots", "run_chunk"]
@@ -41,6 +42,8 @@ class Chunk:
     jobs: tuple[Job, ...]
     #: Analysis tables as (name, snapshot path) pairs (see `tickstep.data.RecordSet`).
     records: tuple[tuple[str, str], ...] = ()
+    #: Threads of a `~tickstep.SignalStrategy`'s native grid (None: all cores).
+    threads: int | None = 1
 
 
 def _plain(value: Any) -> Any:
@@ -88,6 +91,8 @@ def run_chunk(chunk: Chunk, cache: WorkerCache | None = None) -> list[dict[str, 
     with contextlib.suppress(Exception):
         cache.prefetch(chunk.source, sorted({s for job in chunk.jobs for s in job.symbols}))
     config = chunk.config
+    if is_signal_strategy(cls):
+        return _run_signal_chunk(chunk, cls, cache)
     for job in chunk.jobs:
         t0 = time.perf_counter()
         try:
@@ -118,6 +123,36 @@ def _record_table(path: str) -> RecordTable:
 def forget_record_snapshots() -> None:
     """Drop the tables read in this process (the batch that wrote them has ended)."""
     _record_table.cache_clear()
+def _run_signal_chunk(chunk: Chunk, cls: Any, cache: WorkerCache) -> list[dict[str, Any]]:
+    """The jobs of a `~tickstep.SignalStrategy`: each symbol group's parameter sets in
+    native grids (`tickstep.signals.strategy_grid_stats`), one row per job as if run alone;
+    a job's run time is its share of its group's."""
+    groups: dict[tuple[str, ...], list[Job]] = {}
+    for job in chunk.jobs:
+        groups.setdefault(job.symbols, []).append(job)
+    config = chunk.config
+    done: dict[int, dict[str, Any]] = {}
+    for symbols, jobs in groups.items():
+        t0 = time.perf_counter()
+        try:
+            market = cache.market(chunk.source, symbols)
+            results = strategy_grid_stats(
+                market.market, cls, config, [job.params for job in jobs],
+                metadata=market.metadata, ends=market.session_ends(config.timezone),
+                threads=chunk.threads,
+            )
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            results = [exc] * len(jobs)
+        share = (time.perf_counter() - t0) / len(jobs)
+        for job, result in zip(jobs, results):
+            if isinstance(result, BaseException):
+                done[job.index] = _row(job, {}, share, "error", _error_text(result))
+            else:
+                stats = {str(k): _plain(v) for k, v in result.items()}
+                done[job.index] = _row(job, stats, share, "ok", None)
+    return [done[job.index] for job in chunk.jobs]
 
 
 def _row(job: Job, stats: dict[str, Any], run_time: float, status: str, error: str | None) -> dict[str, Any]:
