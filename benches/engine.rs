@@ -353,7 +353,13 @@ fn sma_cross_signals(close: &[f64], fast: usize, slow: usize) -> (Vec<bool>, Vec
     let mut before = 0i8;
     for i in slow - 1..close.len() {
         let (f, s) = (mean(fast, i), mean(slow, i));
-        let now = if f > s { 1 } else if f < s { -1 } else { 0 };
+        let now = if f > s {
+            1
+        } else if f < s {
+            -1
+        } else {
+            0
+        };
         entries[i] = now == 1 && before != 1;
         exits[i] = now == -1 && before != -1;
         before = now;
@@ -368,7 +374,9 @@ fn signals(c: &mut Criterion) {
     let cross: Vec<_> = (0..n)
         .map(|s| sma_cross_signals(&market.bars(s).close, 10, 30))
         .collect();
-    let none: Vec<Vec<bool>> = (0..n).map(|s| vec![false; market.bars(s).close.len()]).collect();
+    let none: Vec<Vec<bool>> = (0..n)
+        .map(|s| vec![false; market.bars(s).close.len()])
+        .collect();
     let first: Vec<Vec<bool>> = none
         .iter()
         .map(|v| {
@@ -387,10 +395,25 @@ fn signals(c: &mut Criterion) {
     let mut g = c.benchmark_group("signals");
     g.sample_size(10);
     g.throughput(Throughput::Elements(market.bar_count() as u64));
-    let workloads: [(&str, Vec<(&[bool], &[bool])>); 3] = [
-        ("sma_cross", cross.iter().map(|(e, x)| (&e[..], &x[..])).collect()),
-        ("no_signals", none.iter().map(|v| (&v[..], &v[..])).collect()),
-        ("held", first.iter().zip(&none).map(|(e, x)| (&e[..], &x[..])).collect()),
+    // Per workload, per symbol: (entries, exits).
+    type Workload<'a> = (&'a str, Vec<(&'a [bool], &'a [bool])>);
+    let workloads: [Workload; 3] = [
+        (
+            "sma_cross",
+            cross.iter().map(|(e, x)| (&e[..], &x[..])).collect(),
+        ),
+        (
+            "no_signals",
+            none.iter().map(|v| (&v[..], &v[..])).collect(),
+        ),
+        (
+            "held",
+            first
+                .iter()
+                .zip(&none)
+                .map(|(e, x)| (&e[..], &x[..]))
+                .collect(),
+        ),
     ];
     for (name, columns) in &workloads {
         g.bench_function(*name, |b| {
@@ -416,6 +439,13 @@ fn signals(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tick_loop, bitmaps, resting_orders, order_types, signals);
+criterion_group!(
+    benches,
+    tick_loop,
+    bitmaps,
+    resting_orders,
+    order_types,
+    signals
+);
 criterion_group!(studies, rolling, candles, studies_loop);
 criterion_main!(benches, studies);

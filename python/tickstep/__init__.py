@@ -12,8 +12,8 @@ from tickstep.backtest import Backtest
 from tickstep.config import BacktestConfig
 from tickstep.rejections import RejectedOrdersError, RejectedOrderWarning, TickstepWarning
 from tickstep.results import Result, load_result
-from tickstep.sizing import FixedSize, Limits, PercentOfEquity, RiskPerTrade, SizingRequest
 from tickstep.signals import SignalStrategy
+from tickstep.sizing import FixedSize, Limits, PercentOfEquity, RiskPerTrade, SizingRequest
 from tickstep.strategy import Position, Strategy
 
 __all__ = [
