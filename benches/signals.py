@@ -5,7 +5,8 @@ Workloads (data ``minute_20x144k``: 20 symbols x 144,000 minutes, built outside 
 - ``single``: SMA(10)/SMA(30) cross signals (long entries and exits, made with numpy before
   timing) through ``_core.run_signals`` on one thread: symbol-bars/s of the native run
   (engine built outside the timing), then the whole ``Backtest.run_signals`` (the same run
-  plus the `Result`: frames and statistics).
+  plus the `Result`: frames and statistics), then the same bars with no signal set (what
+  the mode costs when nothing happens).
 - ``grid``: 100 (fast, slow) pairs x the same 20 symbols in one native call
   (``_core.run_signals`` over 100 engines) on 1 thread and on 2 threads: wall time, CPU
   time and the speed-up; then the whole ``Backtest.run_signal_grid`` (+ a row of
@@ -63,10 +64,11 @@ def native_run(market, config, sets, threads):  # type: ignore[no-untyped-def]
     def run() -> list:
         engines = [engine_for(market, config, None) for _ in sets]
         c0, t0 = time.process_time(), time.perf_counter()
-        _core.run_signals(engines, [e for e, _ in sets], [x for _, x in sets],
-                          [[None] * len(sets[0][0])] * len(sets),
-                          [[None] * len(sets[0][0])] * len(sets),
-                          size=0.04, size_type="percent", threads=threads)
+        nothing = [[None] * len(sets[0][0])] * len(sets)
+        _core.run_signals(engines, [e for e, _ in sets], [x for _, x in sets], nothing, nothing,
+                          size=[0.04] * len(sets), size_type=["percent"] * len(sets),
+                          sl=[None] * len(sets), tp=[None] * len(sets), sl_price=nothing,
+                          tp_price=nothing, threads=threads)
         return [time.perf_counter() - t0, time.process_time() - c0, engines]
 
     return run
@@ -130,6 +132,8 @@ def main() -> None:
     pairs = [sma_cross(c, 10, 30) for c in closes]
     one = [([e for e, _ in pairs], [x for _, x in pairs])]
     single = timed(native_run(market, config, one, 1), args.repeat)
+    quiet = [np.zeros(len(c), bool) for c in closes]
+    bare = timed(native_run(market, config, [(quiet, quiet)], 1), args.repeat)
     whole = h.Timings()
     entries = {sym: pairs[s][0] for s, sym in enumerate(market.symbols)}
     exits = {sym: pairs[s][1] for s, sym in enumerate(market.symbols)}
@@ -143,12 +147,15 @@ def main() -> None:
         "native_wall": single.median_wall, "native_cpu": single.median_cpu,
         "rate_wall": bars / single.median_wall, "rate_cpu": bars / single.median_cpu,
         "result_wall": whole.median_wall, "result_cpu": whole.median_cpu,
+        "no_signals_cpu": bare.median_cpu, "no_signals_rate_cpu": bars / bare.median_cpu,
     }
     print(f"single run, {n_sym} x {bars // n_sym:,} bars, SMA 10/30 cross, {trades} trades:\n"
           f"  native run: {single.median_wall * 1e3:.1f} ms wall ({bars / single.median_wall / 1e6:.0f} M "
           f"symbol-bars/s), {single.median_cpu * 1e3:.1f} ms CPU ({bars / single.median_cpu / 1e6:.0f} M/s)\n"
           f"  Backtest.run_signals with the Result: {whole.median_wall:.3f} s wall, "
-          f"{whole.median_cpu:.3f} s CPU")
+          f"{whole.median_cpu:.3f} s CPU\n"
+          f"  the same bars with no signal (the mode's bare loop): {bare.median_cpu * 1e3:.1f} ms "
+          f"CPU ({bars / bare.median_cpu / 1e6:.0f} M symbol-bars/s)")
 
     # ---- the peer ----------------------------------------------------------------------
     if len({len(c) for c in closes}) == 1:
