@@ -511,6 +511,13 @@ impl Book {
         }
     }
 
+    /// Whether bars entered since the last batch have orders to match (the batch will
+    /// read the account: every position must be marked at its open first).
+    #[inline]
+    pub fn is_matching(&self) -> bool {
+        !self.plays.is_empty()
+    }
+
     /// Match and execute every bar entered since the last call, as one batch (see the
     /// module documentation for the order). Positions must be marked at these bars' opens.
     pub fn execute_batch(&mut self, portfolio: &mut Portfolio, rules: Rules<'_>) {

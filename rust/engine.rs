@@ -30,7 +30,7 @@ use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
 use crate::market::Market;
 use crate::orders::OrderRecord;
-use crate::portfolio::Portfolio;
+use crate::portfolio::{Money, Portfolio};
 use crate::results::{EquityCurve, Fill};
 use crate::strategy::Strategy;
 use crate::studies::Studies;
@@ -254,6 +254,7 @@ impl Engine {
                         .update(s, i, market.local(s, i), market.bars(s));
                 }
             }
+            self.mark_opens(&market);
             let rules = Rules {
                 config: &self.config,
                 studies: &self.studies,
@@ -317,15 +318,33 @@ impl Engine {
         for column in [&b.open[..], &b.high[..], &b.low[..], &b.close[..]] {
             prefetch(column, j);
         }
-        let bar = Bar {
-            open: b.open[j],
-            high: b.high[j],
-            low: b.low[j],
-            close: b.close[j],
-        };
-        self.portfolio.mark(s, bar.open);
-        self.book.open_bar(s, i, b.ts[j], bar);
+        if self.book.has_working(s) {
+            let bar = Bar {
+                open: b.open[j],
+                high: b.high[j],
+                low: b.low[j],
+                close: b.close[j],
+            };
+            self.book.open_bar(s, i, b.ts[j], bar);
+        }
         self.touched.push((s, i));
+    }
+
+    /// Mark the positions of this tick's bars at their opens, before the book's batch.
+    /// Only a batch that matches orders reads the marks before the close replaces them;
+    /// without one, a position's term of the account's exact sums is the same whether or
+    /// not it passed through the open, so the mark is skipped — unless the open's value
+    /// is beyond what the account sums (the mark then stops the run, as it always did).
+    fn mark_opens(&mut self, market: &Market) {
+        let matching = self.book.is_matching();
+        for k in 0..self.touched.len() {
+            let (s, i) = self.touched[k];
+            let open = market.bars(s).open[market.local(s, i)];
+            let size = self.portfolio.position(s).size;
+            if matching || Money::from_f64(size * open).is_none() {
+                self.portfolio.mark(s, open);
+            }
+        }
     }
 
     /// After the batch: widen the open trades' excursions and mark to the close.
