@@ -254,7 +254,9 @@ impl Engine {
                         .update(s, i, market.local(s, i), market.bars(s));
                 }
             }
-            self.mark_opens(&market);
+            if !self.touched.is_empty() {
+                self.mark_opens(&market);
+            }
             let rules = Rules {
                 config: &self.config,
                 studies: &self.studies,
