@@ -114,6 +114,25 @@ impl SymbolBars {
         }
     }
 
+    /// Refuses a column set whose price and volume columns are not as long as its
+    /// timestamps (`name` says whose, in the message).
+    fn check_lengths(&self, name: &str) -> Result<()> {
+        let n = self.ts.len();
+        let lens = [
+            self.open.len(),
+            self.high.len(),
+            self.low.len(),
+            self.close.len(),
+            self.volume.len(),
+        ];
+        if lens.iter().any(|&l| l != n) {
+            return Err(EngineError::InvalidMarket(format!(
+                "{name}: columns have different lengths (ts {n}, open/high/low/close/volume {lens:?})"
+            )));
+        }
+        Ok(())
+    }
+
     /// Extra column `k` of the market, if this symbol has it.
     #[inline]
     pub fn extra(&self, k: usize) -> Option<&[f64]> {
@@ -206,19 +225,8 @@ impl Market {
             )));
         }
         for (name, b) in names.iter().zip(&bars) {
-            let n = b.ts.len();
-            let lens = [
-                b.open.len(),
-                b.high.len(),
-                b.low.len(),
-                b.close.len(),
-                b.volume.len(),
-            ];
-            if lens.iter().any(|&l| l != n) {
-                return Err(EngineError::InvalidMarket(format!(
-                    "{name}: columns have different lengths (ts {n}, open/high/low/close/volume {lens:?})"
-                )));
-            }
+            b.check_lengths(name)?;
+            let n = b.len();
             if n == 0 {
                 return Err(EngineError::InvalidMarket(format!("{name}: no bars")));
             }
@@ -310,19 +318,7 @@ impl Market {
             )));
         }
         for (name, b) in names.iter().zip(&bars) {
-            let n = b.ts.len();
-            let lens = [
-                b.open.len(),
-                b.high.len(),
-                b.low.len(),
-                b.close.len(),
-                b.volume.len(),
-            ];
-            if lens.iter().any(|&l| l != n) {
-                return Err(EngineError::InvalidMarket(format!(
-                    "{name}: columns have different lengths (ts {n}, open/high/low/close/volume {lens:?})"
-                )));
-            }
+            b.check_lengths(name)?;
             if !b.extra.is_empty() {
                 return Err(EngineError::InvalidMarket(format!(
                     "{name}: extra columns cannot be streamed yet"

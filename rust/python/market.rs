@@ -35,6 +35,38 @@ fn column<T: numpy::Element + Copy + Send + Sync + 'static>(
     }
 }
 
+type Prices<'a, 'py> = &'a [PyReadonlyArray1<'py, f64>];
+
+/// Each symbol's core columns from its arrays (`prices`: open, high, low, close, volume;
+/// `extra[k][symbol]`: extra column `k`, None where the symbol lacks it), adopted or
+/// copied per `adopt`. One array and one flag per symbol, or a refusal.
+fn symbol_bars(
+    ts: &[PyReadonlyArray1<'_, i64>],
+    prices: [Prices<'_, '_>; 5],
+    adopt: &[bool],
+    extra: &[Vec<Option<PyReadonlyArray1<'_, f64>>>],
+) -> PyResult<Vec<SymbolBars>> {
+    let n = ts.len();
+    if adopt.len() != n || prices.iter().any(|p| p.len() != n) {
+        return Err(PyValueError::new_err("one column array (and adopt flag) per symbol is required for each of ts/open/high/low/close/volume"));
+    }
+    let [open, high, low, close, volume] = prices;
+    Ok((0..n)
+        .map(|s| SymbolBars {
+            ts: column(&ts[s], adopt[s]),
+            open: column(&open[s], adopt[s]),
+            high: column(&high[s], adopt[s]),
+            low: column(&low[s], adopt[s]),
+            close: column(&close[s], adopt[s]),
+            volume: column(&volume[s], adopt[s]),
+            extra: extra
+                .iter()
+                .map(|per_symbol| per_symbol[s].as_ref().map(|a| column(a, adopt[s])))
+                .collect(),
+        })
+        .collect())
+}
+
 #[pymethods]
 impl PyMarket {
     /// Per-symbol columns for the core: `ts` int64 ns UTC, the rest float64. A symbol whose
@@ -62,20 +94,6 @@ impl PyMarket {
     ) -> PyResult<Self> {
         let n = symbols.len();
         let adopt = adopt.unwrap_or_else(|| vec![false; n]);
-        if [
-            ts.len(),
-            open.len(),
-            high.len(),
-            low.len(),
-            close.len(),
-            volume.len(),
-            adopt.len(),
-        ]
-        .iter()
-        .any(|&l| l != n)
-        {
-            return Err(PyValueError::new_err("one column array (and adopt flag) per symbol is required for each of ts/open/high/low/close/volume"));
-        }
         let columns = columns.unwrap_or_default();
         let extra = extra.unwrap_or_default();
         if extra.len() != columns.len() || extra.iter().any(|per_symbol| per_symbol.len() != n) {
@@ -83,20 +101,7 @@ impl PyMarket {
                 "extra must hold, for each name in columns, one array (or None) per symbol",
             ));
         }
-        let bars = (0..n)
-            .map(|s| SymbolBars {
-                ts: column(&ts[s], adopt[s]),
-                open: column(&open[s], adopt[s]),
-                high: column(&high[s], adopt[s]),
-                low: column(&low[s], adopt[s]),
-                close: column(&close[s], adopt[s]),
-                volume: column(&volume[s], adopt[s]),
-                extra: extra
-                    .iter()
-                    .map(|per_symbol| per_symbol[s].as_ref().map(|a| column(a, adopt[s])))
-                    .collect(),
-            })
-            .collect();
+        let bars = symbol_bars(&ts, [&open, &high, &low, &close, &volume], &adopt, &extra)?;
         let inner = py
             .detach(|| {
                 let market = Market::with_columns(symbols, bars, columns)?;
@@ -135,31 +140,7 @@ impl PyMarket {
     ) -> PyResult<Self> {
         let n = symbols.len();
         let adopt = adopt.unwrap_or_else(|| vec![false; n]);
-        if [
-            ts.len(),
-            open.len(),
-            high.len(),
-            low.len(),
-            close.len(),
-            volume.len(),
-            adopt.len(),
-        ]
-        .iter()
-        .any(|&l| l != n)
-        {
-            return Err(PyValueError::new_err("one column array (and adopt flag) per symbol is required for each of ts/open/high/low/close/volume"));
-        }
-        let bars = (0..n)
-            .map(|s| SymbolBars {
-                ts: column(&ts[s], adopt[s]),
-                open: column(&open[s], adopt[s]),
-                high: column(&high[s], adopt[s]),
-                low: column(&low[s], adopt[s]),
-                close: column(&close[s], adopt[s]),
-                volume: column(&volume[s], adopt[s]),
-                extra: Vec::new(),
-            })
-            .collect();
+        let bars = symbol_bars(&ts, [&open, &high, &low, &close, &volume], &adopt, &[])?;
         let inner = py
             .detach(|| {
                 let market = Market::window(symbols, bars, base, start)?;
