@@ -197,6 +197,12 @@ impl Engine {
                 "a window must hold the same symbols, in the same order, as the first".into(),
             ));
         }
+        if !self.market.same_columns(&market) {
+            return Err(EngineError::InvalidMarket(
+                "a window must hold the same extra columns, for the same symbols, as the first"
+                    .into(),
+            ));
+        }
         if ends.len() != market.timeline().len() {
             return Err(EngineError::InvalidConfig(format!(
                 "session ends has {} entries for {} ticks",

@@ -133,6 +133,30 @@ impl SymbolBars {
         Ok(())
     }
 
+    /// Refuses extra columns that do not match `columns` (one slot per name) or the
+    /// symbol's bars (one value per bar).
+    fn check_extra(&self, name: &str, columns: &[String]) -> Result<()> {
+        if self.extra.len() != columns.len() {
+            return Err(EngineError::InvalidMarket(format!(
+                "{name}: {} extra column slots for {} extra columns",
+                self.extra.len(),
+                columns.len()
+            )));
+        }
+        let n = self.len();
+        for (c, col) in columns.iter().zip(&self.extra) {
+            if let Some(col) = col {
+                if col.len() != n {
+                    return Err(EngineError::InvalidMarket(format!(
+                        "{name}: extra column {c:?} has {} values for {n} bars",
+                        col.len()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Extra column `k` of the market, if this symbol has it.
     #[inline]
     pub fn extra(&self, k: usize) -> Option<&[f64]> {
@@ -201,19 +225,7 @@ impl Market {
         bars: Vec<SymbolBars>,
         columns: Vec<String>,
     ) -> Result<Self> {
-        for (k, c) in columns.iter().enumerate() {
-            let lower = c.to_lowercase();
-            if c.is_empty() || PRICE_COLUMNS.contains(&lower.as_str()) || lower == "ts" {
-                return Err(EngineError::InvalidMarket(format!(
-                    "extra column {c:?}: names must be non-empty and differ from ts, open, high, low, close, volume"
-                )));
-            }
-            if columns[..k].iter().any(|o| o.to_lowercase() == lower) {
-                return Err(EngineError::InvalidMarket(format!(
-                    "extra column {c:?} is named twice (names are compared ignoring case)"
-                )));
-            }
-        }
+        check_column_names(&columns)?;
         if names.is_empty() {
             return Err(EngineError::InvalidMarket("no symbols".into()));
         }
@@ -226,27 +238,10 @@ impl Market {
         }
         for (name, b) in names.iter().zip(&bars) {
             b.check_lengths(name)?;
-            let n = b.len();
-            if n == 0 {
+            if b.is_empty() {
                 return Err(EngineError::InvalidMarket(format!("{name}: no bars")));
             }
-            if b.extra.len() != columns.len() {
-                return Err(EngineError::InvalidMarket(format!(
-                    "{name}: {} extra column slots for {} extra columns",
-                    b.extra.len(),
-                    columns.len()
-                )));
-            }
-            for (c, col) in columns.iter().zip(&b.extra) {
-                if let Some(col) = col {
-                    if col.len() != n {
-                        return Err(EngineError::InvalidMarket(format!(
-                            "{name}: extra column {c:?} has {} values for {n} bars",
-                            col.len()
-                        )));
-                    }
-                }
-            }
+            b.check_extra(name, &columns)?;
         }
         let timeline = union_timeline(&bars);
         let base = vec![0; names.len()];
@@ -302,13 +297,17 @@ impl Market {
     /// One window of a streamed run: per symbol the bars held (kept past, then the
     /// window's new bars; possibly none), the run index `base[s]` of its first held bar,
     /// and `from`, the window's first instant: the timeline holds the ticks at or after
-    /// it (the kept past was replayed in earlier windows).
+    /// it (the kept past was replayed in earlier windows). `columns` names the extra
+    /// columns as in `with_columns`; every window of a run names the same ones, and a
+    /// symbol has a column in every window or in none (the engine checks it).
     pub fn window(
         names: Vec<String>,
         bars: Vec<SymbolBars>,
+        columns: Vec<String>,
         base: Vec<usize>,
         from: i64,
     ) -> Result<Self> {
+        check_column_names(&columns)?;
         if names.is_empty() || names.len() != bars.len() || base.len() != bars.len() {
             return Err(EngineError::InvalidMarket(format!(
                 "a window needs one column set and one base per symbol ({} names, {} column sets, {} bases)",
@@ -319,11 +318,7 @@ impl Market {
         }
         for (name, b) in names.iter().zip(&bars) {
             b.check_lengths(name)?;
-            if !b.extra.is_empty() {
-                return Err(EngineError::InvalidMarket(format!(
-                    "{name}: extra columns cannot be streamed yet"
-                )));
-            }
+            b.check_extra(name, &columns)?;
         }
         let mut timeline = union_timeline(&bars);
         let first = timeline.partition_point(|&t| t < from);
@@ -333,10 +328,22 @@ impl Market {
             names,
             bars,
             timeline,
-            columns: Vec::new(),
+            columns,
             base,
             call_order,
         })
+    }
+
+    /// Whether `other` (a later window of the same run) holds the same extra columns as
+    /// this market, for the same symbols: a name reads the same column in every window.
+    pub fn same_columns(&self, other: &Market) -> bool {
+        self.columns == other.columns
+            && self.bars.iter().zip(&other.bars).all(|(a, b)| {
+                a.extra
+                    .iter()
+                    .map(Option::is_some)
+                    .eq(b.extra.iter().map(Option::is_some))
+            })
     }
 
     /// The run index of `symbol`'s first held bar (0 unless this is a streamed window).
@@ -387,6 +394,25 @@ impl Market {
     pub fn bar_count(&self) -> usize {
         self.bars.iter().map(|b| b.len()).sum()
     }
+}
+
+/// Extra column names are unique and differ from OHLCV and ts (also ignoring case): the
+/// door refuses collisions, and the core keeps the rule so a name reads one column only.
+fn check_column_names(columns: &[String]) -> Result<()> {
+    for (k, c) in columns.iter().enumerate() {
+        let lower = c.to_lowercase();
+        if c.is_empty() || PRICE_COLUMNS.contains(&lower.as_str()) || lower == "ts" {
+            return Err(EngineError::InvalidMarket(format!(
+                "extra column {c:?}: names must be non-empty and differ from ts, open, high, low, close, volume"
+            )));
+        }
+        if columns[..k].iter().any(|o| o.to_lowercase() == lower) {
+            return Err(EngineError::InvalidMarket(format!(
+                "extra column {c:?} is named twice (names are compared ignoring case)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Union of sorted timestamp columns: merged pairwise (a tournament of linear merges,
@@ -541,5 +567,71 @@ mod tests {
         let err =
             Market::with_columns(vec!["A".into()], vec![a], vec!["signal".into()]).unwrap_err();
         assert!(err.to_string().contains("2 extra column slots for 1"));
+    }
+
+    #[test]
+    fn a_window_holds_extra_columns_and_windows_must_agree_on_them() {
+        let mut a = bars_at(&[1, 2, 5], 1.0);
+        a.extra = vec![Some(vec![0.5, f64::NAN, 0.7].into()), None];
+        let b = bars_at(&[], 1.0);
+        let mut b = b;
+        b.extra = vec![Some(Vec::new().into()), Some(Vec::new().into())];
+        let names = vec!["A".to_string(), "B".to_string()];
+        let columns = vec!["signal".to_string(), "pe".to_string()];
+        // Bar 1 of A is kept past (run index 4): the timeline starts at the window.
+        let w = Market::window(
+            names.clone(),
+            vec![a.clone(), b.clone()],
+            columns.clone(),
+            vec![4, 0],
+            2,
+        )
+        .unwrap();
+        assert_eq!(w.timeline(), &[2, 5]);
+        assert_eq!(w.columns(), &columns[..]);
+        assert_eq!(w.bars(0).extra(0).unwrap()[2], 0.7);
+        assert_eq!(w.bars(0).extra(1), None);
+        assert_eq!(w.local(0, 6), 2);
+        let again = Market::window(
+            names.clone(),
+            vec![a.clone(), b.clone()],
+            columns.clone(),
+            vec![7, 0],
+            6,
+        )
+        .unwrap();
+        assert!(w.same_columns(&again));
+        // A symbol gaining a column, or another set of names, is another market.
+        let mut gained = a.clone();
+        gained.extra[1] = Some(vec![1.0, 2.0, 3.0].into());
+        let other = Market::window(
+            names.clone(),
+            vec![gained, b.clone()],
+            columns.clone(),
+            vec![7, 0],
+            6,
+        )
+        .unwrap();
+        assert!(!w.same_columns(&other));
+        let mut short = a.clone();
+        short.extra[0] = Some(vec![0.5].into());
+        let err = Market::window(
+            names.clone(),
+            vec![short, b.clone()],
+            columns,
+            vec![0, 0],
+            0,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("has 1 values for 3 bars"), "{err}");
+        let err = Market::window(
+            names,
+            vec![a, b],
+            vec!["Close".into(), "pe".into()],
+            vec![0, 0],
+            0,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("names must be non-empty"), "{err}");
     }
 }

@@ -47,6 +47,8 @@ class Market:
         start: int,
         adopt: list[bool] | None = None,
         order: list[int] | None = None,
+        columns: list[str] | None = None,
+        extra: list[list[npt.NDArray[np.float64] | None]] | None = None,
     ) -> Market: ...
     def base(self, symbol: int) -> int: ...
     @property

@@ -388,17 +388,21 @@ class _RunSummary:
 
 
 def _window_markets(windows: Any, symbols: list[str], keep: int, timezone: str,
-                    summary: _RunSummary, call_order: list[str] | None = None) -> Any:
+                    summary: _RunSummary, call_order: list[str] | None = None,
+                    columns: list[str] | None = None) -> Any:
     """Windows of bars -> the core's window markets and their day ends, one window
     behind the reader (a window's last day end needs the next window's first tick).
 
     Each market holds, per symbol, the last ``keep`` bars seen before the window (for
-    history reads) then the window's bars; its base is the run index of the first."""
+    history reads) then the window's bars, extra columns (``columns``) included; its
+    base is the run index of the first."""
     n = len(symbols)
+    columns = list(columns or ())
     index = {s: i for i, s in enumerate(symbols)}
     order = None if call_order is None else [index[s] for s in call_order]
     seen = [0] * n
     tail: list[list[np.ndarray]] = [[np.empty(0, np.int64)] + [np.empty(0)] * 5 for _ in range(n)]
+    tail_extra: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
     pending = None
     for window in itertools.chain(windows, [None]):
         if pending is not None:
@@ -407,26 +411,34 @@ def _window_markets(windows: Any, symbols: list[str], keep: int, timezone: str,
             yield market, _day_ends(ticks, following, timezone)
         if window is None:
             return
-        held, base, adopt = [], [], []
+        held, held_extra, base, adopt = [], [], [], []
         for s, part in enumerate(window.parts):
-            kept = tail[s]
-            cols = part if not len(kept[0]) else [np.concatenate((a, b)) for a, b in zip(kept, part)]
-            if cols is not part:
-                for c in cols:
+            part_extra = window.extra[s] if window.extra else {}
+            kept, kept_extra = tail[s], tail_extra[s]
+            if len(kept[0]):
+                cols = [np.concatenate((a, b)) for a, b in zip(kept, part)]
+                more = {name: np.concatenate((kept_extra[name], v)) for name, v in part_extra.items()}
+                for c in (*cols, *more.values()):
                     c.flags.writeable = False
+            else:
+                cols, more = part, part_extra
             held.append(cols)
+            held_extra.append(more)
             base.append(seen[s] - len(kept[0]))
-            adopt.append(all(_immutable(c) for c in cols))
+            adopt.append(all(_immutable(c) for c in (*cols, *more.values())))
             seen[s] += len(part[0])
-            tail[s] = [c[-keep:] for c in cols] if len(cols[0]) else kept
+            if len(cols[0]):
+                tail[s] = [c[-keep:] for c in cols]
+                tail_extra[s] = {name: v[-keep:] for name, v in more.items()}
         market = _core.Market.window(
-            symbols, *([h[k] for h in held] for k in range(6)), base, window.start, adopt, order
+            symbols, *([h[k] for h in held] for k in range(6)), base, window.start, adopt, order,
+            columns, [[e.get(name) for e in held_extra] for name in columns],
         )
         ticks = market.timeline()
         summary.observe(window.parts, ticks)
         # Only the market holds the bars now (the window's arrays were copied or adopted).
         pending = (market, ticks)
-        del held, cols, part
+        del held, held_extra, cols, more, part
 
 
 def simulate_stream(
@@ -459,7 +471,7 @@ def simulate_stream(
     summary = _RunSummary(names, since, bench)
     reader = read_ahead(stream.windows())
     markets = _window_markets(reader, names, keep, config.timezone, summary,
-                              getattr(stream, "call_order", None))
+                              getattr(stream, "call_order", None), getattr(stream, "columns", ()))
     try:
         try:
             first, ends = next(markets)

@@ -67,6 +67,25 @@ fn symbol_bars(
         .collect())
 }
 
+type ExtraArrays<'py> = Vec<Vec<Option<PyReadonlyArray1<'py, f64>>>>;
+
+/// The extra columns' names and arrays (none when not given): for each name, one array
+/// (or None) per symbol of `n`.
+fn extra_columns<'py>(
+    n: usize,
+    columns: Option<Vec<String>>,
+    extra: Option<ExtraArrays<'py>>,
+) -> PyResult<(Vec<String>, ExtraArrays<'py>)> {
+    let columns = columns.unwrap_or_default();
+    let extra = extra.unwrap_or_default();
+    if extra.len() != columns.len() || extra.iter().any(|per_symbol| per_symbol.len() != n) {
+        return Err(PyValueError::new_err(
+            "extra must hold, for each name in columns, one array (or None) per symbol",
+        ));
+    }
+    Ok((columns, extra))
+}
+
 #[pymethods]
 impl PyMarket {
     /// Per-symbol columns for the core: `ts` int64 ns UTC, the rest float64. A symbol whose
@@ -94,13 +113,7 @@ impl PyMarket {
     ) -> PyResult<Self> {
         let n = symbols.len();
         let adopt = adopt.unwrap_or_else(|| vec![false; n]);
-        let columns = columns.unwrap_or_default();
-        let extra = extra.unwrap_or_default();
-        if extra.len() != columns.len() || extra.iter().any(|per_symbol| per_symbol.len() != n) {
-            return Err(PyValueError::new_err(
-                "extra must hold, for each name in columns, one array (or None) per symbol",
-            ));
-        }
+        let (columns, extra) = extra_columns(n, columns, extra)?;
         let bars = symbol_bars(&ts, [&open, &high, &low, &close, &volume], &adopt, &extra)?;
         let inner = py
             .detach(|| {
@@ -119,10 +132,11 @@ impl PyMarket {
     /// One window of a streamed run (see the core's `Market::window`): per symbol the
     /// bars held (kept past, then the window's new bars; maybe none), `base` the run index
     /// of its first held bar, `start` the window's first instant (ns). Columns are copied
-    /// unless `adopt` vouches that they are immutable. `order` as for `Market(...)`; an
-    /// engine keeps the order of its first window.
+    /// unless `adopt` vouches that they are immutable. `order`, `columns` and `extra` as
+    /// for `Market(...)`; an engine keeps the order of its first window, and every window
+    /// holds the same extra columns for the same symbols.
     #[staticmethod]
-    #[pyo3(signature = (symbols, ts, open, high, low, close, volume, base, start, adopt=None, order=None))]
+    #[pyo3(signature = (symbols, ts, open, high, low, close, volume, base, start, adopt=None, order=None, columns=None, extra=None))]
     #[allow(clippy::too_many_arguments)]
     fn window(
         py: Python<'_>,
@@ -137,13 +151,16 @@ impl PyMarket {
         start: i64,
         adopt: Option<Vec<bool>>,
         order: Option<Vec<usize>>,
+        columns: Option<Vec<String>>,
+        extra: Option<Vec<Vec<Option<PyReadonlyArray1<'_, f64>>>>>,
     ) -> PyResult<Self> {
         let n = symbols.len();
         let adopt = adopt.unwrap_or_else(|| vec![false; n]);
-        let bars = symbol_bars(&ts, [&open, &high, &low, &close, &volume], &adopt, &[])?;
+        let (columns, extra) = extra_columns(n, columns, extra)?;
+        let bars = symbol_bars(&ts, [&open, &high, &low, &close, &volume], &adopt, &extra)?;
         let inner = py
             .detach(|| {
-                let market = Market::window(symbols, bars, base, start)?;
+                let market = Market::window(symbols, bars, columns, base, start)?;
                 match order {
                     Some(order) => market.with_call_order(order),
                     None => Ok(market),

@@ -138,20 +138,26 @@ def assemble(
 
 
 def window_parts(
-    symbol_id: np.ndarray, columns: dict[str, np.ndarray], ids: np.ndarray, symbols: list[str]
-) -> list[list[np.ndarray]]:
+    symbol_id: np.ndarray, columns: dict[str, np.ndarray], ids: np.ndarray, symbols: list[str],
+    extra: tuple[str, ...] = (), allow_nan: Any = (),
+) -> tuple[list[list[np.ndarray]], list[dict[str, np.ndarray]]]:
     """Rows of one time window of a streamed run -> per requested symbol (in ``symbols``
-    order, ``ids`` their store ids) its checked (ts, open, ..., volume) columns; a symbol
-    without bars in the window gets empty ones."""
+    order, ``ids`` their store ids) its checked (ts, open, ..., volume) columns and the
+    extra columns ``extra`` with a value in this window (checked as `assemble` does); a
+    symbol without bars in the window gets empty ones."""
     spans, take = _symbol_rows(symbol_id, np.asarray(ids, dtype=np.int64))
-    parts = []
+    parts, own = [], []
     for k, symbol in enumerate(symbols):
         span = spans.get(k)
         if span is None:
             parts.append([np.empty(0, np.int64)] + [np.empty(0, np.float64) for _ in VALUE_COLUMNS])
+            own.append({})
         else:
-            parts.append(_checked_part(symbol, columns, take[span] if take is not None else span)[0])
-    return parts
+            rows = take[span] if take is not None else span
+            part, values = _checked_part(symbol, columns, rows, extra, allow_nan)
+            parts.append(part)
+            own.append(values)
+    return parts, own
 
 
 def arrow_columns(table: pa.Table, n_extra: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:

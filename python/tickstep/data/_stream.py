@@ -14,6 +14,11 @@ reads the next window. `open_stream` is the streaming side of the door: the same
   cut into the same windows (views, no copy): the same run as from a store, handy for
   checking that streaming changes nothing.
 
+Extra columns come with each window. Which symbol has which column is decided for the
+whole run first (from a store: one counting statement at the start), so every window
+holds the same columns for the same symbols; gaps are checked against ``allow_nan`` in
+each window, as a load checks them.
+
 `read_ahead` reads the next windows on a thread while the engine runs the current one
 (DuckDB and the PostgreSQL driver release the interpreter while they work).
 
@@ -33,8 +38,9 @@ import numpy as np
 import pandas as pd
 
 from tickstep.data._assembly import window_parts
+from tickstep.data._bars_query import bars_query, extra_column
 from tickstep.data._calendars import FilterSpans, filter_spans
-from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
+from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns, check_extra_columns
 from tickstep.data._metadata import metadata_frame
 from tickstep.data._request import (
     check_options,
@@ -57,11 +63,14 @@ _COLUMNS = ("ts", *VALUE_COLUMNS)
 @dataclasses.dataclass(frozen=True)
 class Window:
     """The bars of ``[start, end)``: per symbol (in the stream's order) its columns
-    ``(ts, open, high, low, close, volume)``, maybe empty."""
+    ``(ts, open, high, low, close, volume)``, maybe empty, and its extra columns by name
+    (``extra[s]``: every column the symbol has over the whole run, NaN where a bar has
+    no value; none when the stream has no extra columns)."""
 
     start: int
     end: int
     parts: list[list[np.ndarray]]
+    extra: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)
 
     @property
     def first_tick(self) -> int:
@@ -86,6 +95,12 @@ class BarStream:
         The first and last bar's time (ns) the stream can meet.
     window : int
         Window length in ns.
+    columns : list of str
+        The extra columns beside OHLCV (as `MarketColumns.columns` of the whole load).
+    owned : list of tuple of str
+        Per symbol, the extra columns it has: decided for the whole run before the first
+        window (as a load decides it from all its rows), so a name reads the same column
+        in every window.
     """
 
     def __init__(self, symbols: list[str], metadata: pd.DataFrame | None, first: int, last: int,
@@ -97,6 +112,8 @@ class BarStream:
         self.first = first
         self.last = last
         self.window = window
+        self.columns: list[str] = []
+        self.owned: list[tuple[str, ...]] = [() for _ in symbols]
 
     def bounds(self) -> Iterator[tuple[int, int]]:
         """The windows ``[start, end)`` covering ``[first, last]``."""
@@ -133,14 +150,17 @@ class _MemoryStream(BarStream):
         last = max(int(b.ts[-1]) for b in market.bars)
         super().__init__(list(market.symbols), market.metadata, first, last, window)
         self.call_order = market.call_order
+        self.columns = market.columns
+        self.owned = [tuple(b.extra) for b in market.bars]
         self._bars = market.bars
 
     def _read(self, start: int, end: int) -> Window:
-        parts = []
+        parts, extra = [], []
         for b in self._bars:
             a, z = np.searchsorted(b.ts, [start, end])
             parts.append([getattr(b, c)[a:z] for c in _COLUMNS])
-        return Window(start, end, parts)
+            extra.append({name: values[a:z] for name, values in b.extra.items()})
+        return Window(start, end, parts, extra)
 
 
 class _StoreStream(BarStream):
@@ -152,7 +172,15 @@ class _StoreStream(BarStream):
         meta = store._metadata_rows(names, with_range=True)
         listed = meta["bar_columns"].iloc[0] if len(meta) else None
         stored = [] if listed is None else [str(c) for c in listed]
-        _refuse_extra_columns([name for name, _ in extra.pick(stored, (), None)])
+        picked = extra.pick(stored, (), None)
+        # As a load reads them: the stored labels, named as the user chose.
+        self._labels = tuple(label for _, label in picked)
+        self._names = tuple(name for name, _ in picked)
+        self._allow_nan = extra.allow_nan
+        try:
+            extra.check_nan_names(self._labels)
+        except DataError as err:
+            raise DataError(str(err).replace("data: ", "the store: ", 1), rule=err.rule) from None
         if names is not None:
             known = list(meta["symbol"])
             if len(known) < len(names):
@@ -182,6 +210,30 @@ class _StoreStream(BarStream):
             self.call_order = list(dict.fromkeys(order))
         self._store, self._opened = store, opened
         self._ids = meta["symbol_id"].to_numpy(np.int32)
+        if self._labels:
+            self._own_columns(lo, hi)
+
+    def _own_columns(self, lo: int, hi: int) -> None:
+        """Which symbol has which extra column over the whole run, in one statement: a
+        symbol has a column when any of its bars in range (after the filters) has a value
+        (`assemble`'s rule for a load), whichever window those bars fall in."""
+        sql, params = bars_query(self._store.dialect, self._ids, lo, hi, self._spans, None,
+                                 self._labels)
+        counts = ", ".join(f"count({extra_column(k)}) AS {extra_column(k)}"
+                           for k in range(len(self._labels)))
+        table = self._store._read_bars(
+            f"SELECT symbol_id, {counts} FROM ({sql}) q GROUP BY symbol_id", params)
+        found = {int(i): k for k, i in enumerate(table.column("symbol_id").to_pylist())}
+        counts_of = [table.column(extra_column(k)).to_pylist() for k in range(len(self._labels))]
+        self.owned = []
+        for symbol_id in self._ids:
+            row = found.get(int(symbol_id))
+            self.owned.append(tuple(
+                name for k, name in enumerate(self._names)
+                if row is not None and counts_of[k][row]
+            ))
+        # The order a load's `MarketColumns.columns` has: first met, symbols by name.
+        self.columns = list(dict.fromkeys(name for owned in self.owned for name in owned))
 
     def _read(self, start: int, end: int) -> Window | None:
         spans = self._spans
@@ -193,8 +245,12 @@ class _StoreStream(BarStream):
                 spans, group=spans.group[keep], start=spans.start[keep], end=spans.end[keep],
                 day=spans.day[keep], offset=spans.offset[keep],
             )
-        symbol_id, columns = self._store._fetch_bars(self._ids, start, end, spans, None)
-        return Window(start, end, window_parts(symbol_id, columns, self._ids, self.symbols))
+        symbol_id, columns = self._store._fetch_bars(self._ids, start, end, spans, None,
+                                                     self._labels)
+        parts, extra = window_parts(symbol_id, columns, self._ids, self.symbols, self._names,
+                                    self._allow_nan)
+        return Window(start, end, parts, _own_extra(self.symbols, parts, extra, self.owned,
+                                                     self._allow_nan))
 
     def close(self) -> None:
         if self._opened:
@@ -244,7 +300,6 @@ def open_stream(
         if opened:
             source.close()
         market = resolve(data, symbols=symbols, start=start, end=end, **load_options)
-        _refuse_extra_columns(market.columns)
         return _MemoryStream(market, size)
     try:
         check_options(load_options, ("regular_hours", "columns", "allow_nan"), repr(source))
@@ -260,14 +315,29 @@ def open_stream(
         raise
 
 
-def _refuse_extra_columns(names: Sequence[str]) -> None:
-    """Windows carry OHLCV only: extra columns are refused, never dropped unsaid."""
-    if names:
-        raise DataError(
-            f"extra columns ({', '.join(map(repr, names))}) cannot be streamed yet: pass "
-            "columns=[] to leave them out, or run without stream=",
-            rule="streamable load",
-        )
+def _own_extra(symbols: list[str], parts: list[list[np.ndarray]],
+               found: list[dict[str, np.ndarray]], owned: list[tuple[str, ...]],
+               allow_nan: Any) -> list[dict[str, np.ndarray]]:
+    """Each symbol's extra columns in a window: exactly those it has over the run. A
+    column with no value in this window is all NaN here (refused, as at load, unless
+    ``allow_nan`` names it); values of a column the symbol was found not to have mean
+    the store changed during the run."""
+    out = []
+    for s, symbol in enumerate(symbols):
+        have = found[s]
+        stray = set(have) - set(owned[s])
+        if stray:
+            raise DataError(
+                f"symbol {symbol!r}: the store gained values of column {sorted(stray)[0]!r} "
+                "while the backtest streamed it; run it again",
+                symbol=symbol, rule="unchanged store",
+            )
+        ts = parts[s][0]
+        gaps = {name: np.full(len(ts), np.nan) for name in owned[s] if name not in have}
+        if gaps and len(ts):
+            check_extra_columns(symbol, ts, gaps, allow_nan)
+        out.append({name: have[name] if name in have else gaps[name] for name in owned[s]})
+    return out
 
 
 _DONE = object()

@@ -1,0 +1,193 @@
+"""Streamed backtests of what a strategy sees beyond OHLCV: the same run as in memory.
+
+Extra per-bar columns (``self.value``, ``self.data(sym).<column>``, indicators with
+``source=<column>``) stream window by window: each window carries the columns, the kept
+past carries them too, a symbol has a column in every window or in none (decided for
+the whole run, as a load decides it), and ``allow_nan`` rules gaps as at load. Every test
+compares the streamed run with the in-memory run exactly (``check_exact``).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+import tickstep.data as td
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+MINUTE = pd.Timedelta("1min")
+TABLES = ("trades", "orders", "fills", "positions")
+
+
+def assert_same_run(a: tickstep.Result, b: tickstep.Result) -> None:
+    pd.testing.assert_series_equal(a.stats, b.stats, check_exact=True)
+    pd.testing.assert_series_equal(a.equity, b.equity, check_exact=True)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True,
+                                      obj=name)
+
+
+def _frames() -> dict[str, pd.DataFrame]:
+    """Five symbols of regular-hours minutes over four sessions with missing minutes: one
+    starts late, one ends early, one trades every 5 minutes. Extra columns: ``signal``
+    (a noisy z-score, NaN every 11th bar, and NaN for a whole session of one symbol: a
+    window may hold no value of it) and ``pe`` (held by all but one symbol)."""
+    base = td.sample(symbols=5, days=4, seed=11, missing=2.0)
+    frames = {b.symbol: b.to_frame() for b in base.bars}
+    names = sorted(frames)
+    late, early, coarse = names[1], names[2], names[3]
+    days = sorted({t.normalize() for t in frames[late].index})
+    frames[late] = frames[late][frames[late].index >= days[1]]
+    frames[early] = frames[early][frames[early].index < days[2] + pd.Timedelta("20h")]
+    frames[coarse] = frames[coarse][frames[coarse].index.minute % 5 == 0]
+    rng = np.random.default_rng(5)
+    for k, name in enumerate(names):
+        f = frames[name]
+        close = f["close"]
+        f["signal"] = (close - close.rolling(15, min_periods=1).mean()) / close * 100 + rng.normal(
+            0, 0.05, len(f))
+        f.loc[f.index[k::11], "signal"] = np.nan
+        if name == names[0]:
+            f.loc[(f.index >= days[2]) & (f.index < days[3]), "signal"] = np.nan
+        if name != names[4]:
+            f["pe"] = 10 + np.cumsum(rng.normal(0, 0.1, len(f)))
+    return frames
+
+
+FRAMES = _frames()
+LOAD = {"allow_nan": ["signal"]}
+
+
+class OnColumns(tickstep.Strategy):
+    """Decisions on every way a column is read: the current value, a history view of it
+    (40 bars, across window edges), a rolling mean of it (gaps skipped), and whether the
+    symbol has ``pe`` at all (a KeyError when it has not)."""
+
+    def init(self) -> None:
+        self.mean = self.sma(8, source="signal")
+        self.pe_mean = self.sma(20, source="pe") if "pe" in self.columns else self.mean
+
+    def next(self, symbol: str) -> None:
+        now = self.value("signal", symbol)
+        past = self.data(symbol, count=40).signal
+        try:
+            pe = self.value("pe", symbol)
+        except KeyError:
+            pe = 15.0
+        if not self.mean.is_ready() or len(past) < 40 or np.isnan(now):
+            return
+        drift = np.nansum(past[-10:]) - np.nansum(past[:10])
+        if not self.position and self.mean.value < -0.02 and drift < 0 and pe > 9:
+            self.buy(size=2)
+        elif not self.position and now > 0.3 and self.pe_mean.is_ready():
+            self.sell(size=1, limit=self.price() * 1.0005, tif="day")
+        elif self.position and (now > 0.1 or np.isnan(pe)):
+            self.position.close()
+
+
+@pytest.fixture(scope="module")
+def store() -> td.Store:
+    s = td.Store()
+    s.ingest(FRAMES, **LOAD)
+    return s
+
+
+@pytest.fixture(scope="module")
+def in_memory(store):
+    return tickstep.Backtest(store, OnColumns, cash=50_000, **LOAD).run()
+
+
+def test_the_columns_run_is_not_vacuous(in_memory):
+    assert len(in_memory.trades) > 10
+    assert (in_memory.orders["status"] == "expired").any()
+    # The same run from the frames: the store and the door agree.
+    again = tickstep.Backtest(FRAMES, OnColumns, cash=50_000, **LOAD).run()
+    assert_same_run(in_memory, again)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(minutes=st.one_of(st.integers(1, 30), st.integers(31, 6 * 24 * 60)), from_store=st.booleans())
+def test_streamed_extra_columns_equal_the_in_memory_run(store, in_memory, minutes, from_store):
+    # Windows from one minute (a few bars) to six days (all in one window).
+    data = store if from_store else FRAMES
+    streamed = tickstep.Backtest(data, OnColumns, cash=50_000, stream=minutes * MINUTE,
+                                 history=40, **LOAD).run()
+    assert_same_run(in_memory, streamed)
+
+
+def test_a_window_without_a_value_keeps_the_column(store):
+    # names[0]'s signal is NaN for a whole session: a one-hour window of that session
+    # holds no value of it, yet the symbol has the column (NaN), as in memory; names[4]
+    # has no pe in any window: a KeyError in every window, as in memory.
+    names = sorted(FRAMES)
+    seen: dict[str, set] = {"signal": set(), "pe": set()}
+
+    class Probe(tickstep.Strategy):
+        def next(self, symbol: str) -> None:
+            for column in seen:
+                try:
+                    value = self.value(column, symbol)
+                except KeyError:
+                    seen[column].add((symbol, "missing"))
+                else:
+                    seen[column].add((symbol, "nan" if np.isnan(value) else "value"))
+
+    tickstep.Backtest(store, Probe, stream="1h", **LOAD).run()
+    streamed = {k: set(v) for k, v in seen.items()}
+    for v in seen.values():
+        v.clear()
+    tickstep.Backtest(store, Probe, **LOAD).run()
+    assert streamed == seen
+    assert (names[0], "nan") in seen["signal"] and (names[4], "missing") in seen["pe"]
+    assert (names[4], "missing") not in seen["signal"]
+
+
+def test_chosen_columns_stream_as_loaded(store):
+    only_signal = tickstep.Backtest(store, OnColumns, columns=["signal"], **LOAD).run()
+    streamed = tickstep.Backtest(store, OnColumns, columns=["signal"], stream="3h",
+                                 history=40, **LOAD).run()
+    assert_same_run(only_signal, streamed)
+    # A name picked ignoring case is refused by allow_nan alike, before any window.
+    for stream in ({}, {"stream": "3h"}):
+        with pytest.raises(td.DataError, match="allow_nan names 'SIGNAL'"):
+            tickstep.Backtest(store, OnColumns, columns=["SIGNAL"], allow_nan=["SIGNAL"],
+                              **stream)
+
+
+def test_gaps_not_allowed_are_refused_when_streaming_as_at_load(store):
+    for data in (store, FRAMES):
+        with pytest.raises(td.DataError, match="allow_nan") as loaded:
+            tickstep.Backtest(data, OnColumns).run()
+        with pytest.raises(td.DataError, match="allow_nan") as streamed:
+            tickstep.Backtest(data, OnColumns, stream="1h", history=40).run()
+        assert loaded.value.rule == streamed.value.rule
+        assert "signal" in str(streamed.value)
+    # A misspelt allow_nan name is refused before any window is read.
+    with pytest.raises(td.DataError, match="did you mean"):
+        tickstep.Backtest(store, OnColumns, stream="1h", allow_nan=["signl"])
+
+
+URL = os.environ.get("TICKSTEP_PG_URL")
+
+
+@pytest.mark.skipif(not URL, reason="PostgreSQL tests need TICKSTEP_PG_URL (bash .ci/start-postgres.sh)")
+def test_streamed_extra_columns_from_postgres_equal_in_memory(in_memory):
+    schema = f"tickstep_streamfeat_{uuid.uuid4().hex[:8]}"
+    pg = td.PostgresStore(URL, schema=schema)
+    try:
+        pg.ingest(FRAMES, **LOAD)
+        loaded = tickstep.Backtest(pg, OnColumns, cash=50_000, **LOAD).run()
+        assert_same_run(in_memory, loaded)
+        for window in ("13min", "1D"):
+            streamed = tickstep.Backtest(pg, OnColumns, cash=50_000, stream=window, history=40,
+                                         **LOAD).run()
+            assert_same_run(in_memory, streamed)
+    finally:
+        pg._run(f'DROP SCHEMA "{schema}" CASCADE')
+        pg._con.commit()
+        pg.close()
