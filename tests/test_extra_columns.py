@@ -523,18 +523,31 @@ def test_resident_data_stays_within_one_and_a_half_times_the_raw_bytes():
     assert ratio <= 1.5, ratio
 
 
-def test_streamed_runs_refuse_extra_columns_rather_than_drop_them(frame):
+def test_streamed_runs_keep_extra_columns(frame):
+    """Streamed (tests/test_stream_features.py has the property over windows): the same
+    columns, values and gaps as the run in memory, never dropped."""
+
+    class Reads(tickstep.Strategy):
+        def init(self):
+            self.mean = self.sma(4, source="Adj Close")
+
+        def next(self, symbol):
+            pe = self.value("pe", symbol)
+            if self.mean.is_ready() and not self.position and (np.isnan(pe) or pe < 12):
+                self.buy(size=1)
+            elif self.position and self.data(symbol, count=3).signal[-1] > self.mean.value:
+                self.position.close()
+
     store = td.Store()
     store.ingest(frame, allow_nan=["pe"])
     for data in (frame, store):
-        with pytest.raises(DataError, match=r"extra columns \('signal', 'pe', 'Adj Close'\) "
-                                            r"cannot be streamed yet: pass columns=\[\]"):
-            tickstep.Backtest(data, tickstep.Strategy, stream="1D", allow_nan=["pe"])
+        whole = tickstep.Backtest(data, Reads, allow_nan=["pe"]).run()
+        streamed = tickstep.Backtest(data, Reads, stream="3h", allow_nan=["pe"]).run()
+        assert len(whole.trades) > 3
+        pd.testing.assert_frame_equal(whole.trades, streamed.trades, check_exact=True)
+        pd.testing.assert_series_equal(whole.stats, streamed.stats, check_exact=True)
         bt = tickstep.Backtest(data, tickstep.Strategy, stream="1D", columns=[])
-        assert bt.metadata is None or "bar_columns" not in bt.metadata.columns
         assert bt.run().stats["# Trades"] == 0
-    with pytest.raises(DataError, match=r"extra columns \('pe'\) cannot be streamed"):
-        tickstep.Backtest(store, tickstep.Strategy, stream="1D", columns=["pe"], allow_nan=["pe"])
 
 
 def test_batch_runs_carry_the_columns_to_their_workers(frame, tmp_path):
