@@ -181,7 +181,7 @@ def test_what_needs_every_bar_is_refused_when_streaming(store):
         tickstep.Backtest(store, Mixed, stream="1D", timeframe="15min")
     bt = tickstep.Backtest(store, Mixed, stream="1D")
     with pytest.raises(ConfigError, match="stream"):
-        bt.optimize(fast=[3, 5])
+        bt.walk_forward(train="2D", test="1D", fast=[3, 5])
 
 
 @pytest.mark.parametrize("bad", ["soon", 0, -5, "-1h", 1.5])

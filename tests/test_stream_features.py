@@ -191,3 +191,114 @@ def test_streamed_extra_columns_from_postgres_equal_in_memory(in_memory):
         pg._run(f'DROP SCHEMA "{schema}" CASCADE')
         pg._con.commit()
         pg.close()
+
+
+# ---- batches: optimize, run_batch, walk-forward with stream= -----------------------------------
+
+ROW_COLUMNS_VARY = ("run_time", "cached")
+
+
+def assert_same_rows(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    keep = [c for c in a.columns if c not in ROW_COLUMNS_VARY]
+    assert (a["status"] == "ok").all(), a["error"].dropna().tolist()[:1]
+    pd.testing.assert_frame_equal(a[keep], b[keep], check_exact=True)
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("streamfeat") / "bars.duckdb"
+    s = td.Store(str(path))
+    s.ingest(FRAMES, **LOAD)
+    s.close()
+    return str(path)
+
+
+GRID = {"fast": [3, 6], "slow": [12, 25]}
+
+
+class Crossing(OnColumns):
+    """OnColumns with the windows of its means as parameters."""
+
+    fast = 8
+    slow = 20
+
+    def init(self) -> None:
+        self.mean = self.sma(self.fast, source="signal")
+        self.pe_mean = self.sma(self.slow, source="pe" if "pe" in self.columns else "close")
+
+
+@pytest.mark.parametrize("executor", ["sequential", "process"])
+def test_optimize_rows_with_stream_equal_rows_without(store_path, executor):
+    whole = tickstep.Backtest(store_path, Crossing, cash=50_000, **LOAD).optimize(
+        **GRID, cache=False, executor=executor, maximize="Equity Final [$]")
+    streamed = tickstep.Backtest(store_path, Crossing, cash=50_000, stream="95min", history=40,
+                                 **LOAD).optimize(**GRID, cache=False, executor=executor,
+                                                  maximize="Equity Final [$]")
+    assert_same_rows(whole, streamed)
+    assert whole["# Trades"].min() > 0 and whole["Equity Final [$]"].nunique() > 1
+    # Each row is the streamed run of that set alone.
+    best = streamed.iloc[0]
+    alone = tickstep.Backtest(store_path, Crossing, cash=50_000, stream="1D", history=40,
+                              **LOAD).run(fast=int(best["fast"]), slow=int(best["slow"]))
+    assert alone.stats["Equity Final [$]"] == best["Equity Final [$]"]
+
+
+def test_streamed_optimize_from_memory_and_an_open_store(store):
+    for data in (FRAMES, store):
+        whole = tickstep.Backtest(data, Crossing, cash=50_000, **LOAD).optimize(
+            **GRID, cache=False, executor="sequential")
+        streamed = tickstep.Backtest(data, Crossing, cash=50_000, stream="4h", history=40,
+                                     symbols=sorted(FRAMES)[::-1], **LOAD).optimize(
+            **GRID, cache=False, executor="sequential")
+        in_order = tickstep.Backtest(data, Crossing, cash=50_000, history=40,
+                                     symbols=sorted(FRAMES)[::-1], **LOAD).optimize(
+            **GRID, cache=False, executor="sequential")
+        assert_same_rows(in_order, streamed)
+        assert len(whole) == len(streamed)
+
+
+def test_run_batch_streams_each_job_and_caches_by_streamed_fingerprints(store_path, tmp_path):
+    from tickstep.batch import ResultsCache, run_batch
+
+    kwargs = {"params": GRID, "executor": "sequential", "cash": 50_000, **LOAD}
+    whole = run_batch(Crossing, store_path, cache=False, **kwargs)
+    cache = ResultsCache(tmp_path / "rows.sqlite")
+    streamed = run_batch(Crossing, store_path, cache=cache, stream="2h", history=40, **kwargs)
+    assert_same_rows(whole, streamed)
+    assert len(streamed) == len(GRID["fast"]) * len(GRID["slow"]) * len(FRAMES)
+    again = run_batch(Crossing, store_path, cache=cache, stream="2h", history=40, **kwargs)
+    assert again["cached"].all()
+    assert_same_rows(streamed, again)
+
+
+def test_a_signal_strategy_is_refused_when_streaming_saying_why(store_path):
+    from tickstep.batch import run_batch
+
+    class Cross(tickstep.SignalStrategy):
+        def signals(self, symbol, bars):
+            up = bars["close"].to_numpy() > bars["open"].to_numpy()
+            return {"entries": up, "exits": ~up}
+
+    with pytest.raises(tickstep.ConfigError, match="signals mode"):
+        run_batch(Cross, store_path, stream="1D", cache=False, executor="sequential")
+    bt = tickstep.Backtest(store_path, Cross, stream="1D")
+    for call in (bt.run, lambda: bt.run_signals(entries=None)):
+        with pytest.raises(tickstep.ConfigError, match="signals mode"):
+            call()
+
+
+@pytest.mark.skipif(not URL, reason="PostgreSQL tests need TICKSTEP_PG_URL (bash .ci/start-postgres.sh)")
+def test_streamed_optimize_from_postgres_equals_rows_without():
+    schema = f"tickstep_streamfeat_{uuid.uuid4().hex[:8]}"
+    pg = td.PostgresStore(URL, schema=schema)
+    try:
+        pg.ingest(FRAMES, **LOAD)
+        whole = tickstep.Backtest(pg, Crossing, cash=50_000, **LOAD).optimize(
+            **GRID, cache=False, executor="sequential")
+        streamed = tickstep.Backtest(pg, Crossing, cash=50_000, stream="1D", history=40,
+                                     **LOAD).optimize(**GRID, cache=False)
+        assert_same_rows(whole, streamed)
+    finally:
+        pg._run(f'DROP SCHEMA "{schema}" CASCADE')
+        pg._con.commit()
+        pg.close()

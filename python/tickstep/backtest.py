@@ -110,6 +110,9 @@ class Backtest:
                 start = self._config.trade_start - _duration(warmup, "warmup")
             self._stream = open_stream(data, window=self._config.stream, symbols=symbols,
                                        start=start, end=end, **load_options)
+            # What optimize's runs stream again, each from the start.
+            self._stream_request = {"data": data, "symbols": symbols, "start": start,
+                                    "end": end, "load_options": load_options}
             # Analysis tables are small beside the bars: read whole, once, and looked up
             # by time as in memory.
             self._records = {} if records is None else records_for_backtest(
@@ -190,6 +193,14 @@ class Backtest:
                               f"(stream={self._config.stream}): build it without stream=")
         return self._market
 
+    def _refuse_signals_mode(self) -> None:
+        if self._stream is not None:
+            raise ConfigError(
+                f"signals mode cannot stream (stream={self._config.stream}): its signals are "
+                "arrays over every bar (or signals() computed over each symbol's whole "
+                "series), so the bars must all be in memory; run it without stream=, or write "
+                "the rule as a Strategy's next(), which streams")
+
     @property
     def records(self) -> dict[str, Any]:
         """The analysis tables loaded for this backtest, by name (`RecordTable`)."""
@@ -208,6 +219,7 @@ class Backtest:
         in signals mode (natively).
         """
         if is_signal_strategy(self._strategy):
+            self._refuse_signals_mode()
             if self._records:
                 raise ConfigError(f"records=: {self._strategy.__name__} is a SignalStrategy, whose "
                                   "signals() reads its bars only; analysis tables are for "
@@ -241,6 +253,7 @@ class Backtest:
         ``sl_price``/``tp_price`` per bar) and the shapes signals may take:
         `tickstep.signals`.
         """
+        self._refuse_signals_mode()
         return run_signals(
             self._in_memory("run_signals"), self._config, entries=entries, exits=exits,
             short_entries=short_entries, short_exits=short_exits, size=size,
@@ -255,6 +268,7 @@ class Backtest:
         """Backtest many signal sets (``{key: {"entries": ..., "exits": ...}}``) in one
         native call on all cores; a table of statistics, one row per key, each equal to
         `run_signals` of that set alone (`tickstep.signals.run_signal_grid`)."""
+        self._refuse_signals_mode()
         return run_signal_grid(
             self._in_memory("run_signal_grid"), self._config, signal_sets, size=size, size_type=size_type, sl=sl,
             tp=tp, threads=threads, ends=self._session_ends,
@@ -307,9 +321,19 @@ class Backtest:
         >>> len(rows), list(rows.columns[:3])
         (4, ['fast', 'slow', 'symbols'])
         """
-        from tickstep.batch import optimize
+        from tickstep.batch import optimize, run_batch
 
-        self._in_memory("optimize")
+        if self._stream is not None:
+            # Each parameter set streams the data again, as `run` does.
+            request = self._stream_request
+            return run_batch(
+                self._strategy, request["data"], params=ranges, symbols=request["symbols"],
+                portfolio=True, maximize=maximize, constraint=constraint, executor=executor,
+                max_workers=max_workers, cache=cache, progress=progress,
+                start=request["start"], end=request["end"],
+                load_options=request["load_options"], config=self._config,
+                records=self._records or None,
+            )
         return optimize(
             self,
             maximize=maximize,

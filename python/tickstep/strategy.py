@@ -338,7 +338,9 @@ class Strategy:
         return one value per bar. At a tick only values up to that tick's
         bar are readable, so the engine never shows it ahead of its bar (``func`` itself
         must not shift data backwards)."""
-        self._refuse_streamed("self.I (computed over each symbol's whole history)")
+        self._refuse_streamed("self.I (func is called once with each symbol's whole series; "
+                              "computed window by window its values could differ, and "
+                              "nothing shows that func reads no later bar)")
         values = []
         for i, sym in enumerate(self._symbols):
             if source is None:
@@ -364,8 +366,10 @@ class Strategy:
     def _refuse_streamed(self, what: str) -> None:
         if self._streamed:
             raise ConfigError(f"{what} needs every bar in memory at init(); this backtest streams "
-                              "its bars (stream=): run it without stream=, or use the rolling "
-                              "indicators (self.sma, self.ema, ...) and clock-aligned timeframes")
+                              "its bars (stream=): run it without stream=, use the rolling "
+                              "indicators (self.sma, self.ema, ...) and clock-aligned timeframes, "
+                              "or store precomputed values as an extra column of the bars (read "
+                              "with self.value or source=), which streams")
 
     def _bar_spacing(self, i: int) -> int:
         """The gcd of the gaps between symbol ``i``'s bars (0 with fewer than two): a

@@ -235,6 +235,10 @@ def run_batch(
     if records and is_signal_strategy(cls):
         raise ConfigError(f"records=: {cls.__name__} is a SignalStrategy, whose signals() "
                           "reads its bars only; analysis tables are for strategies' next()")
+    if config.stream is not None and is_signal_strategy(cls):
+        raise ConfigError(f"stream=: {cls.__name__} is a SignalStrategy, whose signals() are "
+                          "computed over every bar at once (signals mode holds the market in "
+                          "memory); run it without stream=, or as a Strategy with next()")
     param_sets = expand_grid(params, constraint)
     if not param_sets:
         raise ValueError("no parameter set to run (the constraint refused them all)")
@@ -262,6 +266,7 @@ def run_batch(
             load_options=load_options,
             cache=store,
             scratch_dir=Path(scratch_dir) if scratch_dir is not None else None,
+            stream=config.stream,
         )
         if groups is None:
             groups = (
@@ -304,7 +309,8 @@ def run_batch(
                                    max_workers, cache=held)
             size = chunk_size or _chunk_size(len(missing), backend.capacity)
             source = prepared.source()
-            if SHARE_WITH_FORKED_WORKERS and backend.shares_memory:
+            # A streamed batch's jobs each read their windows (nothing held to share).
+            if SHARE_WITH_FORKED_WORKERS and backend.shares_memory and config.stream is None:
                 # Workers forked from here (or this process itself) share what it holds;
                 # loading once here beats a query per task. Others load from `source`.
                 columns = prepared.loaded

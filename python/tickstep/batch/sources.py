@@ -143,6 +143,28 @@ def _metadata_rows(metadata: pd.DataFrame | None) -> dict[str, str]:
     }
 
 
+def fingerprint_stream(stream: Any) -> dict[str, str]:
+    """`fingerprint_columns` of a streamed batch: per symbol a hash of its bars read
+    window by window (timestamps, OHLCV and extra columns of each window in turn) and
+    its metadata row, keyed in the stream's call order; never all bars at once."""
+    meta = _metadata_rows(stream.metadata)
+    hashes = {}
+    for name, owned in zip(stream.symbols, stream.owned):
+        h = hashlib.blake2b(digest_size=20)
+        h.update(name.encode() + b"\0" + meta.get(name, "").encode() + b"\0stream\0")
+        h.update(canonical(list(owned)).encode())
+        hashes[name] = h
+    for window in stream.windows():
+        for s, name in enumerate(stream.symbols):
+            part = window.parts[s]
+            if not len(part[0]):
+                continue
+            h = hashes[name]
+            for values in (*part, *(window.extra[s].values() if window.extra else ())):
+                h.update(memoryview(np.ascontiguousarray(values)).cast("B"))
+    return {name: hashes[name].hexdigest() for name in stream.call_order}
+
+
 def fingerprint_columns(columns: MarketColumns) -> dict[str, str]:
     """Per symbol, a hash of its bars (timestamps, OHLCV bytes) and metadata row, keyed
     in the order the engine visits the symbols (`MarketColumns.call_order`), which the
@@ -224,6 +246,24 @@ class DataSource:
     def select(self, columns: MarketColumns, symbols: Sequence[str]) -> MarketColumns:
         """``symbols`` of ``columns`` within this source's ``start``/``end`` (the door's rule)."""
         return resolve(columns, symbols=sorted(symbols), start=self.start, end=self.end)
+
+    def stream(self, symbols: Sequence[str], window: Any) -> Any:
+        """``symbols`` (visited in their order) as a `~tickstep.data.BarStream` of
+        ``window``, with this source's request: a store is read window by window (its
+        own connection, closed with the stream); a snapshot or file is in memory anyway
+        and is cut into the same windows."""
+        from tickstep.data._stream import open_stream
+
+        names = list(symbols)
+        if self.kind == "snapshot":
+            columns = Snapshot.open(self.location).columns(sorted(names))
+            return open_stream(columns, window=window, symbols=names)
+        if self.kind == "file":
+            return open_stream(self.location, window=window, symbols=names, start=self.start,
+                               end=self.end, **dict(self.load_options))
+        # A connection of its own, closed with the stream.
+        return open_stream(self.connect(), window=window, symbols=names, start=self.start,
+                           end=self.end, close_store=True, **dict(self.load_options))
 
     def load(self, symbols: Sequence[str]) -> MarketColumns:
         """Load ``symbols`` once, holding nothing open afterwards (the parent's case;
@@ -411,6 +451,7 @@ def prepare_data(
     load_options: Mapping[str, Any],
     cache: Any,
     scratch_dir: Path | None,
+    stream: Any = None,
 ) -> PreparedData:
     """Resolve ``data`` into symbols, fingerprints and a source workers can load from.
 
@@ -426,6 +467,11 @@ def prepare_data(
         Where fingerprints of stores and files are remembered between batches.
     scratch_dir : path, optional
         Where snapshots of in-memory data go (see `default_scratch_dir`).
+    stream : window, optional
+        A streamed batch (``stream=`` of its config): a store the workers can open
+        themselves (a DuckDB path or read-only store, PostgreSQL) is fingerprinted
+        window by window and never loaded whole; other data are in memory anyway and
+        are prepared as without streaming (workers cut them into windows).
     """
     scratch = Path(scratch_dir) if scratch_dir is not None else default_scratch_dir()
     sweep_stale_snapshots(scratch)
@@ -433,6 +479,10 @@ def prepare_data(
     options = tuple(sorted(load_options.items()))
     if isinstance(data, _core.Market):
         raise TypeError("pass the data (store, path, DataFrame, MarketColumns), not a Market")
+    if stream is not None:
+        streamed = _streamed_store(data, request, start, end, load_options, cache, stream)
+        if streamed is not None:
+            return streamed
 
     def load() -> MarketColumns:  # the one door, as `Backtest` uses it
         return resolve(data, symbols=request, start=start, end=end, **load_options)
@@ -481,6 +531,61 @@ def prepare_data(
         sorted(fingerprints), fingerprints, None,
         _snapshot_source(lambda: columns, fingerprints, scratch), loaded=columns,
     )
+
+
+def _streamed_store(data: Any, request: list[str] | None, start: Any, end: Any,
+                    load_options: Mapping[str, Any], cache: Any,
+                    window: Any) -> PreparedData | None:
+    """The `PreparedData` of a streamed batch over a store workers open themselves, or
+    None (in-memory data, files, a store only this process can read)."""
+    from tickstep.data._stream import open_stream
+
+    options = tuple(sorted(load_options.items()))
+    is_path = isinstance(data, (str, PathLike))
+    if is_path and not str(data).startswith(_POSTGRES_SCHEMES):
+        path = str(Path(data).expanduser())
+        if file_format(path) is not None or not Path(path).exists():
+            return None
+        kind, location, payload = "store", path, None
+    elif is_path or isinstance(data, BarStore):
+        store = open_store(data) if is_path else data
+        path = getattr(store, "path", None)
+        if path is not None and str(path) != ":memory:":
+            if not getattr(store, "read_only", False):
+                return None  # this process holds the file's lock: workers could not open it
+            kind, location, payload = "store", str(path), None
+        else:
+            try:
+                payload = pickle.dumps(store, protocol=5)
+            except (TypeError, AttributeError, pickle.PicklingError):  # exists only here
+                return None
+            if len(payload) >= 1 << 16:
+                return None
+            kind, location = "store-object", repr(store)
+    else:
+        return None
+    identity = _digest(kind, _file_identity(location) if kind == "store" else location,
+                       canonical(request), canonical(start), canonical(end),
+                       canonical(list(options)), f"stream={canonical(window)}",
+                       loader_fingerprint())
+    fingerprints = (cache.get_fingerprint(identity)
+                    if cache is not None and kind == "store" else None)
+    if fingerprints is None:
+        source = DataSource(kind, location, identity, start, end, options, payload)
+        if request is not None:
+            streamed = source.stream(request, window)
+        else:  # every symbol of the store, in name order
+            streamed = open_stream(source.connect(), window=window, start=start, end=end,
+                                   close_store=True, **load_options)
+        try:
+            fingerprints = fingerprint_stream(streamed)
+        finally:
+            streamed.close()
+        if cache is not None and kind == "store":
+            cache.put_fingerprint(identity, fingerprints)
+    token = _digest(identity, *sorted(fingerprints.values()))
+    src = DataSource(kind, location, token, start, end, options, payload)
+    return PreparedData(sorted(fingerprints), fingerprints, src)
 
 
 def _stat_keyed(

@@ -26,7 +26,7 @@ from tickstep.batch.worker_cache import WorkerCache
 from tickstep.config import BacktestConfig
 from tickstep.data._records import RecordTable, read_record_snapshot
 from tickstep.signals import is_signal_strategy, strategy_grid_stats
-from tickstep.simulation import simulate_stats
+from tickstep.simulation import simulate_stats, simulate_stream
 
 __all__ = ["Chunk", "forget_record_snapshots", "run_chunk"]
 
@@ -87,10 +87,12 @@ def run_chunk(chunk: Chunk, cache: WorkerCache | None = None) -> list[dict[str, 
             raise
         text = _error_text(exc)
         return [_row(job, {}, 0.0, "error", text) for job in chunk.jobs]
+    config = chunk.config
+    if config.stream is not None:
+        return [_run_streamed(chunk, cls, job) for job in chunk.jobs]
     # One load for the whole chunk; a failure here is reported by each job below.
     with contextlib.suppress(Exception):
         cache.prefetch(chunk.source, sorted({s for job in chunk.jobs for s in job.symbols}))
-    config = chunk.config
     if is_signal_strategy(cls):
         return _run_signal_chunk(chunk, cls, cache)
     for job in chunk.jobs:
@@ -112,6 +114,27 @@ def run_chunk(chunk: Chunk, cache: WorkerCache | None = None) -> list[dict[str, 
             row = _row(job, {}, time.perf_counter() - t0, "error", _error_text(exc))
         rows.append(row)
     return rows
+
+
+def _run_streamed(chunk: Chunk, cls: Any, job: Job) -> dict[str, Any]:
+    """One job of a streamed batch (``stream=`` in its config): its bars read window by
+    window from the chunk's source, never held whole; the same statistics as the job
+    run in memory."""
+    t0 = time.perf_counter()
+    try:
+        stream = chunk.source.stream(job.symbols, chunk.config.stream)
+        try:
+            records = {name: _record_table(path).subset(list(stream.symbols))
+                       for name, path in chunk.records}
+            stats = simulate_stream(stream, cls, chunk.config, job.params, records=records).stats
+        finally:
+            stream.close()
+        return _row(job, {str(k): _plain(v) for k, v in stats.items()},
+                    time.perf_counter() - t0, "ok", None)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        return _row(job, {}, time.perf_counter() - t0, "error", _error_text(exc))
 
 
 @functools.lru_cache(maxsize=8)

@@ -278,6 +278,7 @@ def open_stream(
     symbols: str | Sequence[str] | None = None,
     start: Any = None,
     end: Any = None,
+    close_store: bool = False,
     **load_options: Any,
 ) -> BarStream:
     """The streaming door: ``data`` (anything `resolve` takes) as windows of ``window``.
@@ -285,6 +286,7 @@ def open_stream(
     Same ``symbols``, ``start`` and ``end`` rule and the same checks of each bar as
     `resolve`; a store is read one window at a time, anything else is resolved once and
     cut. ``regular_hours=True`` works with stores; ``timeframe=`` is refused.
+    ``close_store``: the stream closes ``data``, a store opened for it, when it closes.
     """
     size = window_ns(window)
     if load_options.get("timeframe") is not None:
@@ -296,6 +298,7 @@ def open_stream(
         )
     load_options.pop("timeframe", None)
     source, opened = _source(data)
+    opened = opened or close_store
     if not isinstance(source, BarStore):
         if opened:
             source.close()
