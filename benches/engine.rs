@@ -28,6 +28,7 @@
 
 use std::sync::Arc;
 
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tickstep::candles::{clock_bucket, CandleSeries};
 use tickstep::clock::Clock;
@@ -36,6 +37,69 @@ use tickstep::rolling::{Rolling, RollingKind, Source};
 use tickstep::{
     Config, Engine, Market, NoOp, OrderRequest, Setup, Side, Strategy, SymbolBars, TickContext,
 };
+
+/// What the benches time: wall time, or with `TICKSTEP_BENCH_CPU=1` the CPU time of the
+/// benchmarking thread (from `/proc/thread-self/schedstat`, Linux), which a busy machine
+/// disturbs far less. Figures are nanoseconds either way.
+pub struct Timer {
+    cpu: bool,
+    wall: WallTime,
+}
+
+impl Timer {
+    fn from_env() -> Self {
+        let cpu = std::env::var("TICKSTEP_BENCH_CPU").is_ok_and(|v| v == "1");
+        Timer {
+            cpu,
+            wall: WallTime,
+        }
+    }
+
+    fn thread_cpu_ns() -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
+            .expect("TICKSTEP_BENCH_CPU=1 needs Linux's /proc/thread-self/schedstat");
+        stat.split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse().ok())
+            .expect("schedstat starts with the thread's CPU time in ns")
+    }
+}
+
+impl Measurement for Timer {
+    type Intermediate = (std::time::Instant, u64);
+    type Value = u64;
+
+    fn start(&self) -> Self::Intermediate {
+        let cpu = if self.cpu { Self::thread_cpu_ns() } else { 0 };
+        (std::time::Instant::now(), cpu)
+    }
+
+    fn end(&self, (wall, cpu): Self::Intermediate) -> u64 {
+        if self.cpu {
+            Self::thread_cpu_ns() - cpu
+        } else {
+            wall.elapsed().as_nanos() as u64
+        }
+    }
+
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+
+    fn zero(&self) -> u64 {
+        0
+    }
+
+    fn to_f64(&self, value: &u64) -> f64 {
+        *value as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.wall.formatter()
+    }
+}
+
+type Bench = Criterion<Timer>;
 
 /// Deterministic minute bars: `symbols` × `minutes`, each symbol missing ~5% of minutes.
 pub fn minute_market(symbols: usize, minutes: usize) -> Market {
@@ -72,7 +136,7 @@ pub fn minute_market(symbols: usize, minutes: usize) -> Market {
     Market::new(names, all).unwrap()
 }
 
-fn tick_loop(c: &mut Criterion) {
+fn tick_loop(c: &mut Bench) {
     let mut g = c.benchmark_group("tick_loop");
     g.sample_size(10);
     for (symbols, minutes) in [(1, 2_880_000), (20, 144_000), (100, 28_800), (1000, 2_880)] {
@@ -89,7 +153,7 @@ fn tick_loop(c: &mut Criterion) {
     g.finish();
 }
 
-fn bitmaps(c: &mut Criterion) {
+fn bitmaps(c: &mut Bench) {
     let market = minute_market(20, 144_000);
     let mut g = c.benchmark_group("bitmaps");
     g.sample_size(10);
@@ -132,7 +196,7 @@ impl Strategy for RestingLimits {
     }
 }
 
-fn resting_orders(c: &mut Criterion) {
+fn resting_orders(c: &mut Bench) {
     let market = Arc::new(minute_market(20, 14_400));
     let mut g = c.benchmark_group("resting_orders");
     g.sample_size(10);
@@ -178,7 +242,7 @@ impl Strategy for TrailsAndGroups {
     }
 }
 
-fn order_types(c: &mut Criterion) {
+fn order_types(c: &mut Bench) {
     let market = Arc::new(minute_market(20, 14_400));
     let mut g = c.benchmark_group("order_types");
     g.sample_size(10);
@@ -201,7 +265,7 @@ fn order_types(c: &mut Criterion) {
 
 const MINUTE: i64 = 60_000_000_000;
 
-fn rolling(c: &mut Criterion) {
+fn rolling(c: &mut Bench) {
     let market = minute_market(20, 144_000);
     let mut g = c.benchmark_group("rolling");
     g.sample_size(10);
@@ -237,7 +301,7 @@ fn rolling(c: &mut Criterion) {
     g.finish();
 }
 
-fn candles(c: &mut Criterion) {
+fn candles(c: &mut Bench) {
     let market = minute_market(20, 144_000);
     let mut g = c.benchmark_group("candles");
     g.sample_size(10);
@@ -319,7 +383,7 @@ impl Strategy for SmaCross {
     }
 }
 
-fn studies_loop(c: &mut Criterion) {
+fn studies_loop(c: &mut Bench) {
     let sizes = [(1, 2_880_000), (20, 144_000), (100, 28_800)];
     let markets: Vec<_> = sizes
         .iter()
@@ -367,7 +431,7 @@ fn sma_cross_signals(close: &[f64], fast: usize, slow: usize) -> (Vec<bool>, Vec
     (entries, exits)
 }
 
-fn signals(c: &mut Criterion) {
+fn signals(c: &mut Bench) {
     use tickstep::signals::{SignalRules, SignalStrategy, SizeType, SymbolSignals};
     let market = Arc::new(minute_market(20, 144_000));
     let n = market.symbol_count();
@@ -440,12 +504,13 @@ fn signals(c: &mut Criterion) {
 }
 
 criterion_group!(
-    benches,
-    tick_loop,
-    bitmaps,
-    resting_orders,
-    order_types,
-    signals
+    name = benches;
+    config = Criterion::default().with_measurement(Timer::from_env());
+    targets = tick_loop, bitmaps, resting_orders, order_types, signals
 );
-criterion_group!(studies, rolling, candles, studies_loop);
+criterion_group!(
+    name = studies;
+    config = Criterion::default().with_measurement(Timer::from_env());
+    targets = rolling, candles, studies_loop
+);
 criterion_main!(benches, studies);

@@ -36,10 +36,13 @@
 //! definition, not against pandas. Inputs are assumed finite: they are checked once, at
 //! the door, in Python.
 
+#[path = "rolling_exact.rs"]
+mod exact;
 #[path = "rolling_window.rs"]
 mod window;
 
-use window::{CompensatedSum, WindowExtreme, WindowSum, WindowVariance};
+use exact::WindowSum;
+use window::{CompensatedSum, WindowExtreme, WindowVariance};
 
 /// The column of a bar a statistic reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,7 +224,8 @@ impl Rolling {
             ));
         }
         let state = match kind {
-            RollingKind::Sum(_) | RollingKind::Mean(_) => State::Sum(WindowSum::new(n)),
+            RollingKind::Sum(_) => State::Sum(WindowSum::new(n, 1.0)),
+            RollingKind::Mean(_) => State::Sum(WindowSum::new(n, n as f64)),
             RollingKind::Min(_) => State::Extreme(WindowExtreme::new(n, false)),
             RollingKind::Max(_) => State::Extreme(WindowExtreme::new(n, true)),
             RollingKind::Std(_) => State::Variance(WindowVariance::new(n)),
@@ -308,25 +312,17 @@ impl Rolling {
     pub fn feed(&mut self, bars: &BarColumns<'_>, out: &mut [f64]) {
         if let State::Sum(sum) = &mut self.state {
             let xs = &bars.of(self.source)[..out.len()];
+            sum.push_all(xs, out);
+            // The reading after bar j counts `self.count + j + 1` values.
             let n = self.kind.window();
-            let (mean, nf) = (matches!(self.kind, RollingKind::Mean(_)), n as f64);
-            let (mut count, mut value, mut prev) = (self.count, self.value, self.prev);
-            let mut slots = out.iter_mut();
-            sum.push_all(xs, |total| {
-                count += 1;
-                prev = value;
-                value = if count < n {
-                    f64::NAN
-                } else if mean {
-                    total / nf
-                } else {
-                    total
-                };
-                if let Some(slot) = slots.next() {
-                    *slot = value;
-                }
-            });
-            (self.count, self.value, self.prev) = (count, value, prev);
+            let warming = (n - 1).saturating_sub(self.count).min(out.len());
+            out[..warming].fill(f64::NAN);
+            self.count += out.len();
+            match out {
+                [] => {}
+                [last] => (self.prev, self.value) = (self.value, *last),
+                [.., before, last] => (self.prev, self.value) = (*before, *last),
+            }
             return;
         }
         for (k, slot) in out.iter_mut().enumerate() {
@@ -351,14 +347,12 @@ impl Rolling {
     }
 
     fn compute(&self) -> f64 {
-        let n = self.kind.window() as f64;
-        match (&self.state, self.kind) {
-            (State::Sum(sum), RollingKind::Mean(_)) => sum.sum() / n,
-            (State::Sum(sum), _) => sum.sum(),
-            (State::Extreme(extreme), _) => extreme.extreme(),
-            (State::Variance(variance), _) => variance.variance().sqrt(),
-            (State::Ema { average, .. }, _) => *average,
-            (State::Rsi { gain, loss, .. }, _) => {
+        match &self.state {
+            State::Sum(sum) => sum.reading(),
+            State::Extreme(extreme) => extreme.extreme(),
+            State::Variance(variance) => variance.variance().sqrt(),
+            State::Ema { average, .. } => *average,
+            State::Rsi { gain, loss, .. } => {
                 let (gain, loss) = (gain.average, loss.average);
                 if loss == 0.0 {
                     if gain == 0.0 {
@@ -370,7 +364,7 @@ impl Rolling {
                     100.0 - 100.0 / (1.0 + gain / loss)
                 }
             }
-            (State::Atr { range, .. }, _) => range.average,
+            State::Atr { range, .. } => range.average,
         }
     }
 

@@ -1,6 +1,7 @@
-//! Fixed-window accumulators behind [`super::Rolling`]: sum, min/max and variance over
-//! the last `window` values, each push O(1) (amortised for min/max and variance) and
-//! free of allocation once the window has filled.
+//! Fixed-window accumulators behind [`super::Rolling`]: min/max and variance over the
+//! last `window` values, each push amortised O(1) and free of allocation once the window
+//! has filled (the window sum is exact, in `rolling_exact.rs`), and the compensated sum
+//! of Wilder's first average.
 
 use std::collections::VecDeque;
 
@@ -27,113 +28,6 @@ impl CompensatedSum {
     #[inline]
     pub(super) fn value(&self) -> f64 {
         self.sum + self.compensation
-    }
-}
-
-/// Sum of the last `window` values.
-///
-/// Add/remove alone would let rounding residues pile up for the whole run, so a second
-/// sum (`fresh`) collects the values pushed since the start of the current epoch; after
-/// `window` pushes it covers exactly the window and replaces the running sum. The
-/// running sum is therefore never more than 2 × `window` pushes old, with no O(window)
-/// recompute on any single push.
-#[derive(Clone, Debug)]
-pub(super) struct WindowSum {
-    window: usize,
-    ring: Vec<f64>,
-    next: usize,
-    running: CompensatedSum,
-    fresh: CompensatedSum,
-    fresh_len: usize,
-}
-
-impl WindowSum {
-    pub(super) fn new(window: usize) -> Self {
-        Self {
-            window,
-            ring: Vec::new(),
-            next: 0,
-            running: CompensatedSum::default(),
-            fresh: CompensatedSum::default(),
-            fresh_len: 0,
-        }
-    }
-
-    #[inline(always)]
-    pub(super) fn push(&mut self, x: f64) {
-        if self.ring.len() < self.window {
-            self.ring.push(x);
-        } else {
-            let slot = &mut self.ring[self.next];
-            self.running.add(-*slot);
-            *slot = x;
-            // A compare, not a `%`: an integer division per push was a visible cost.
-            self.next += 1;
-            if self.next == self.window {
-                self.next = 0;
-            }
-        }
-        self.running.add(x);
-        self.fresh.add(x);
-        self.fresh_len += 1;
-        if self.fresh_len == self.window {
-            self.running = self.fresh;
-            self.fresh = CompensatedSum::default();
-            self.fresh_len = 0;
-        }
-    }
-
-    #[inline]
-    pub(super) fn sum(&self) -> f64 {
-        self.running.value()
-    }
-
-    /// Pushes `xs` in order, calling `each` with the sum after every push: the same
-    /// operations as `push` and `sum`, with the running state held in locals (registers)
-    /// for the whole loop once the ring has filled.
-    #[inline]
-    pub(super) fn push_all(&mut self, xs: &[f64], mut each: impl FnMut(f64)) {
-        let mut k = 0;
-        while k < xs.len() && self.ring.len() < self.window {
-            self.push(xs[k]);
-            each(self.sum());
-            k += 1;
-        }
-        let window = self.window;
-        let (mut running, mut fresh) = (self.running, self.fresh);
-        let (mut fresh_len, mut next) = (self.fresh_len, self.next);
-        let ring = &mut self.ring[..];
-        for &x in &xs[k..] {
-            let slot = &mut ring[next];
-            running.add(-*slot);
-            *slot = x;
-            next += 1;
-            if next == window {
-                next = 0;
-            }
-            running.add(x);
-            fresh.add(x);
-            fresh_len += 1;
-            if fresh_len == window {
-                running = fresh;
-                fresh = CompensatedSum::default();
-                fresh_len = 0;
-            }
-            each(running.value());
-        }
-        self.running = running;
-        self.fresh = fresh;
-        self.fresh_len = fresh_len;
-        self.next = next;
-    }
-
-    pub(super) fn clear(&mut self) {
-        // `clear` keeps the ring's capacity: a reset run does not allocate again.
-        self.ring.clear();
-        self.next = 0;
-        self.running = CompensatedSum::default();
-        self.fresh = CompensatedSum::default();
-        self.fresh_len = 0;
     }
 }
 
