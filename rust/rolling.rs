@@ -5,8 +5,8 @@
 //! has just completed), and strategies read [`Rolling::value`] / [`Rolling::prev`].
 //!
 //! Definitions, equal to the pandas expression beside them within 1e-9 relative on
-//! random data (`s` is the chosen column as a Series, `n` the window; for `Std` see
-//! below):
+//! random data (`s` is the chosen column as a Series, `n` the window; `Sum` and `Mean`
+//! are exact, and for `Std` see below):
 //!
 //! | kind | value once ready | ready after |
 //! |---|---|---|
@@ -26,8 +26,12 @@
 //!   first ATR is the mean of the first n TRs, then (prev · (n − 1) + TR) / n. Atr reads
 //!   high, low and close whatever the [`Source`].
 //!
-//! Before a statistic is ready its value is NaN. Sums do not drift over millions of
-//! bars, and `Std` keeps its digits when prices are large and moves small: it agrees
+//! Before a statistic is ready its value is NaN. `Sum` and `Mean` are exact: a reading
+//! is the exact sum of the window's values rounded once to the nearest f64 (Python's
+//! `math.fsum(window)`), divided by n for `Mean` (see `rolling_exact.rs`), so it depends
+//! on the window's values alone, never on the bars before it or on the path that fed
+//! them, and pandas' `rolling(n).sum()` / `.mean()` agree with it within their own
+//! rounding. `Std` keeps its digits when prices are large and moves small: it agrees
 //! with a two-pass computation over each window
 //! (`np.std(sliding_window_view(x, n), axis=1, ddof=1)`) to about 1e-15 relative (see
 //! `rolling_window.rs`). pandas' own `rolling(n).std()` is incremental and never

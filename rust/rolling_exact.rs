@@ -335,10 +335,14 @@ impl WindowSum {
             let (low, high) = (need.max(0), (bits - top).min(MAX_UNIT));
             (low <= high).then(|| low + (high - low) / 2)
         };
-        if let Some(fixed) = pick(i64::value_bits(window)).and_then(|k| Fixed::new(values, k, divisor)) {
+        if let Some(fixed) =
+            pick(i64::value_bits(window)).and_then(|k| Fixed::new(values, k, divisor))
+        {
             return Counts::Narrow(fixed);
         }
-        if let Some(fixed) = pick(i128::value_bits(window)).and_then(|k| Fixed::new(values, k, divisor)) {
+        if let Some(fixed) =
+            pick(i128::value_bits(window)).and_then(|k| Fixed::new(values, k, divisor))
+        {
             return Counts::Broad(fixed);
         }
         let values: std::collections::VecDeque<f64> = values.iter().copied().collect();

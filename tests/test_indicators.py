@@ -295,6 +295,71 @@ def test_rolling_values_match_reference(run, data, symbol, group):
         assert (np.isnan(values[:, j]) == ~expect_ready).all(), f"{what}: NaN exactly until ready"
 
 
+def fsum_windows(x, n):
+    """``math.fsum`` of every complete window of ``n`` values of ``x`` (the exact sum,
+    rounded once), NaN before the first."""
+    out = np.full(len(x), np.nan)
+    if len(x) >= n:
+        out[n - 1:] = [math.fsum(w) for w in sliding_window_view(x, n)]
+    return out
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS)
+def test_sums_and_means_are_the_exact_window_sum_rounded_once(run, data, symbol):
+    """Beyond pandas' tolerance: a rolling sum is bit for bit ``math.fsum`` of its window,
+    a mean that over n (so neither depends on the bars before the window)."""
+    frame = data[symbol]
+    values, _, _ = recorded(run, symbol, "base")
+    checked = 0
+    for j, (kind, n, source) in enumerate(run.base):
+        if kind not in ("sum", "mean") or n > len(frame):
+            continue
+        want = fsum_windows(frame[source].to_numpy(dtype=float), n)
+        if kind == "mean":
+            want = want / n
+        got = values[:, j]
+        same = (got == want) | (np.isnan(got) & np.isnan(want))
+        assert same.all(), f"{symbol} {kind}({n}, {source}) first differs at bar {np.argmin(same)}"
+        checked += 1
+    assert checked >= 5
+
+
+class _SumsOfVolume(tickstep.Strategy):
+    def init(self):
+        self.seen = {s: [] for s in self.symbols}
+        self.stats = [self.indicator("sum", 3, "volume"), self.sma(20, source="volume"),
+                      self.sma(20)]
+
+    def next(self, symbol):
+        self.seen[symbol].append([ind.value for ind in self.stats])
+
+
+def test_exact_sums_hold_for_values_far_apart():
+    """Volumes from 1e-9 to 1e12 in one window (wider than 64-bit counts hold) and a price
+    jumping between 1e-200 and 1e200 (wider than any integer count): still fsum, bit for bit."""
+    rng = np.random.default_rng(7)
+    n = 600
+    index = pd.date_range("2024-01-02", periods=n, freq="1min", tz="UTC")
+    frames = {}
+    volume = 10.0 ** rng.uniform(-9, 12, n)
+    volume[200:400] = np.round(rng.uniform(1, 1000, 200))  # then ordinary integers again
+    close = 100.0 + np.cumsum(rng.normal(0, 0.1, n))
+    close[::50] = 1e200
+    close[25::50] = 1e-200
+    for name, c in (("FRAC", 100.0 + np.cumsum(rng.normal(0, 0.1, n))), ("JUMP", close)):
+        frames[name] = pd.DataFrame({"open": c, "high": c, "low": c, "close": c,
+                                     "volume": volume}, index=index)
+    seen = tickstep.Backtest(frames, _SumsOfVolume, cash=1e6).run().strategy.seen
+    for name, frame in frames.items():
+        got = np.array(seen[name])
+        wants = (fsum_windows(frame["volume"].to_numpy(), 3),
+                 fsum_windows(frame["volume"].to_numpy(), 20) / 20,
+                 fsum_windows(frame["close"].to_numpy(), 20) / 20)
+        for j, want in enumerate(wants):
+            same = (got[:, j] == want) | (np.isnan(got[:, j]) & np.isnan(want))
+            assert same.all(), f"{name} statistic {j} first differs at bar {np.argmin(same)}"
+
+
 def test_window_longer_than_data_is_never_ready(run, data):
     for symbol in SYMBOLS:
         values, prevs, ready = recorded(run, symbol, "base")
