@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -47,7 +48,8 @@ def _kb(field: str) -> int:
     return 0
 
 
-def child(path: str, workload: str, stream: str | None, memory_limit: str | None = None) -> dict:
+def child(path: str, workload: str, stream: str | None, memory_limit: str | None = None,
+          end: str | None = None) -> dict:
     import tickstep
     from tickstep.strategies import SmaCross
 
@@ -59,7 +61,9 @@ def child(path: str, workload: str, stream: str | None, memory_limit: str | None
             self.slow = self.sma(30)
 
     strategy = {"native": Native, "sma_cross": SmaCross}[workload]
-    options = {} if stream is None else {"stream": stream}
+    options: dict = {} if stream is None else {"stream": stream}
+    if end:
+        options["end"] = end
     # Imports and first touches outside the measure: DuckDB, the store's catalog.
     import tickstep.data as td
 
@@ -74,28 +78,74 @@ def child(path: str, workload: str, stream: str | None, memory_limit: str | None
     c0, t0 = time.process_time(), time.perf_counter()
     result = tickstep.Backtest(data, strategy, cash=1_000_000, **options).run()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "workload": workload,
         "stream": stream,
+        "end": end,
         "wall_s": wall,
         "cpu_s": cpu,
         "peak_extra_bytes": (_kb("VmHWM") - before) * 1024,
+        "peak_bytes": _kb("VmHWM") * 1024,
+        "max_rss_bytes": usage.ru_maxrss * 1024,
+        "load_avg": os.getloadavg()[0],
         "trades": int(result.stats["# Trades"]),
         "final_equity": float(result.stats["Equity Final [$]"]),
     }
 
 
-def run_child(path: str, workload: str, stream: str | None, memory_limit: str | None) -> dict:
+def make_store(path: Path, symbols: int, days: int, memory_limit: str | None) -> None:
+    """The store of ``td.sample(symbols, days, seed=1)``'s symbols and days: in one ingest
+    when small; else ingested ``_CHUNK`` symbols at a time (each chunk its own sample, so
+    memory holds one chunk) and reordered by time once at the end (`Store.reorder`)."""
+    import tickstep.data as td
+
+    t0 = time.perf_counter()
+    with td.Store(path) as store:
+        if memory_limit:
+            store._run(f"SET memory_limit = '{memory_limit}'")
+        if symbols * days * 390 <= 20_000_000:
+            store.ingest(td.sample(symbols, days, seed=1))
+        else:
+            names = list(td.sample(symbols, 1, seed=1).symbols)
+            for k in range(0, symbols, _CHUNK):
+                store.ingest(td.sample(names[k:k + _CHUNK], days, seed=1 + k))
+                print(f"  ingested {k + _CHUNK} symbols in {time.perf_counter() - t0:.0f} s", flush=True)
+            store.reorder()
+        store._run("CHECKPOINT")
+    print(f"store: {path} made in {time.perf_counter() - t0:.1f} s", flush=True)
+
+
+# Symbols per ingest when making a large store.
+_CHUNK = 50
+
+
+def run_child(path: str, workload: str, stream: str | None, memory_limit: str | None,
+              end: str | None = None) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", path, workload, stream or "", memory_limit or ""],
+        [sys.executable, __file__, "--child", path, workload, stream or "", memory_limit or "",
+         end or ""],
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def count_bars(path: Path, end: str | None) -> int:
+    """Bars a run reads: all stored, or those up to ``end`` (a date: that whole day)."""
+    import pandas as pd
+    import tickstep.data as td
+
+    with td.Store(path, read_only=True) as store:
+        if end is None:
+            return int(store.symbols()["bars"].sum())
+        hi = int((pd.Timestamp(end, tz="UTC") + pd.Timedelta(days=1)).value)
+        return int(store._run(f"SELECT count(*) FROM bars WHERE ts < {hi}").fetchone()[0])
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "--child":
-        print(json.dumps(child(argv[1], argv[2], argv[3] or None, argv[4] or None)))
+        print(json.dumps(child(argv[1], argv[2], argv[3] or None, argv[4] or None,
+                               argv[5] or None)))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=200)
@@ -108,53 +158,62 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--duckdb-memory-limit",
                         help="DuckDB's memory_limit for both runs (e.g. 256MB): bounds the "
                              "blocks of the store file DuckDB keeps cached")
+    parser.add_argument("--memory-end",
+                        help="run in memory only up to this date (a subset that fits); the "
+                             "streamed run reads the whole store, compared per bar; a streamed "
+                             "run of the same subset is added")
     args = parser.parse_args(argv)
-
-    import tickstep.data as td
 
     tmp = None
     folder = Path(args.keep) if args.keep else Path(tmp := tempfile.mkdtemp())
     path = folder / f"stream_{args.symbols}x{args.days}.duckdb"
     try:
         if not path.exists():
-            t0 = time.perf_counter()
-            market = td.sample(args.symbols, args.days, seed=1)
-            with td.Store(path) as store:
-                store.ingest(market)
-            del market
-            print(f"store: {path} made in {time.perf_counter() - t0:.1f} s")
-        with td.Store(path, read_only=True) as store:
-            listing = store.symbols()
-        bars = int(listing["bars"].sum())
+            make_store(path, args.symbols, args.days, args.duckdb_memory_limit)
+        bars = count_bars(path, None)
+        subset = count_bars(path, args.memory_end) if args.memory_end else bars
         raw = bars * 48
-        print(f"data: sample({args.symbols}, {args.days}, seed=1) -> {bars:,} bars "
+        print(f"data: {args.symbols} sample symbols x {args.days} days -> {bars:,} bars "
               f"({raw / 1e6:.0f} MB raw), DuckDB file {path.stat().st_size / 1e6:.0f} MB")
+        if args.memory_end:
+            print(f"in memory: up to {args.memory_end}, {subset:,} bars ({subset * 48 / 1e6:.0f} MB raw)")
         print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
               f"window {args.window}\n")
+        # (label, stream, end, bars read)
+        runs_of = [("in memory", None, args.memory_end, subset),
+                   (f"stream {args.window}", args.window, None, bars)]
+        if args.memory_end:
+            runs_of.insert(1, (f"stream {args.window} subset", args.window, args.memory_end, subset))
         rows = []
         for workload in args.workloads.split(","):
-            runs: dict[str | None, list[dict]] = {None: [], args.window: []}
+            runs: dict[str, list[dict]] = {label: [] for label, *_ in runs_of}
             for _ in range(args.repeat):
-                for stream in (None, args.window):  # side by side, alternated
-                    runs[stream].append(run_child(str(path), workload, stream,
-                                                  args.duckdb_memory_limit))
-            med = {
-                s: {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "cpu_s", "peak_extra_bytes")}
-                for s, rs in runs.items()
-            }
-            for s, rs in runs.items():
-                m = med[s]
-                print(f"{workload:<10} {'in memory' if s is None else 'stream ' + s:<12} "
-                      f"{m['wall_s']:7.2f} s wall {m['cpu_s']:7.2f} s CPU  "
-                      f"{bars / m['wall_s'] / 1e6:6.2f} M bars/s  peak +{m['peak_extra_bytes'] / 1e6:7.0f} MB "
-                      f"({m['peak_extra_bytes'] / raw:.2f}x raw)  trades {rs[0]['trades']}")
-                rows.extend(rs)
-            a, b = med[None], med[args.window]
-            same = {(r["trades"], r["final_equity"]) for rs in runs.values() for r in rs}
-            print(f"{workload:<10} streamed/in memory: wall {b['wall_s'] / a['wall_s']:.2f}x, "
-                  f"CPU {b['cpu_s'] / a['cpu_s']:.2f}x, throughput {a['wall_s'] / b['wall_s']:.0%} "
-                  f"of in memory, peak memory {b['peak_extra_bytes'] / a['peak_extra_bytes']:.2f}x; "
-                  f"same results: {len(same) == 1}\n")
+                for label, stream, end, _n in runs_of:  # side by side, alternated
+                    runs[label].append(run_child(str(path), workload, stream,
+                                                 args.duckdb_memory_limit, end))
+            keys = ("wall_s", "cpu_s", "peak_extra_bytes", "peak_bytes", "load_avg")
+            med = {label: {k: statistics.median(r[k] for r in rs) for k in keys}
+                   for label, rs in runs.items()}
+            for label, _stream, _end, n in runs_of:
+                m = med[label]
+                print(f"{workload:<10} {label:<18} {n / 1e6:7.1f} M bars {m['wall_s']:8.2f} s wall "
+                      f"{m['cpu_s']:8.2f} s CPU {n / m['wall_s'] / 1e6:6.2f} M bars/s "
+                      f"(CPU {n / m['cpu_s'] / 1e6:5.2f})  peak RSS {m['peak_bytes'] / 1e6:6.0f} MB "
+                      f"(+{m['peak_extra_bytes'] / 1e6:.0f} MB, {m['peak_extra_bytes'] / (n * 48):.2f}x "
+                      f"raw)  load {m['load_avg']:.1f}  trades {runs[label][0]['trades']}")
+                rows.extend(runs[label])
+            base = med["in memory"]
+            for label, _stream, _end, n in runs_of[1:]:
+                m = med[label]
+                wall = (m["wall_s"] / n) / (base["wall_s"] / subset)
+                cpu = (m["cpu_s"] / n) / (base["cpu_s"] / subset)
+                print(f"{workload:<10} {label} / in memory, per bar: wall {wall:.2f}x, CPU {cpu:.2f}x, "
+                      f"throughput {1 / wall:.0%} of in memory, peak memory "
+                      f"{m['peak_extra_bytes'] / base['peak_extra_bytes']:.2f}x")
+            same = {(r["trades"], r["final_equity"]) for label, _, end, _n in runs_of
+                    if end == args.memory_end for r in runs[label]}
+            print(f"{workload:<10} same results in memory and streamed over the same bars: "
+                  f"{len(same) == 1}\n")
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=2))
     finally:

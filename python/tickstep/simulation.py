@@ -469,9 +469,11 @@ def simulate_stream(
         )
     bench = names.index(config.benchmark) if config.benchmark in names else None
     summary = _RunSummary(names, since, bench)
-    reader = read_ahead(stream.windows())
-    markets = _window_markets(reader, names, keep, config.timezone, summary,
-                              getattr(stream, "call_order", None), getattr(stream, "columns", ()))
+    # The reader thread reads each window and builds its market (the kept past joined,
+    # the columns handed to the core) while the engine runs the one before.
+    markets = read_ahead(_window_markets(stream.windows(), names, keep, config.timezone, summary,
+                                         getattr(stream, "call_order", None),
+                                         getattr(stream, "columns", ())))
     try:
         try:
             first, ends = next(markets)
@@ -492,7 +494,6 @@ def simulate_stream(
         engine.run_stream(ctx, markets, init=instance.init, next=next_call, on_tick=on_tick)
     finally:
         markets.close()
-        reader.close()
     start = trade_start_ns(summary, config)
     if start is not None:
         fills = engine.fills()["ts"]

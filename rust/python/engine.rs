@@ -10,7 +10,27 @@ use super::errors::IntoPyResult;
 use super::market::PyMarket;
 use crate::config::{Config, FillAt};
 use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::strategy::Strategy;
 use crate::portfolio::CarryRates;
+
+/// The strategy of a window without Python callbacks (see `run_stream`): the core's
+/// indicators and working orders only; Ctrl-C still stops the run.
+struct Detached;
+
+impl Strategy for Detached {
+    fn wants_bars(&self) -> bool {
+        false
+    }
+
+    fn check_interrupt(&mut self) -> crate::error::Result<()> {
+        Python::attach(|py| py.check_signals()).map_err(|e| EngineError::Strategy {
+            symbol: None,
+            timestamp: i64::MIN,
+            source: Box::new(e),
+        })
+    }
+}
 
 #[pyclass(name = "Engine", module = "tickstep._core", unsendable)]
 pub struct PyEngine {
@@ -132,7 +152,18 @@ impl PyEngine {
             symbols,
         };
         self.engine.start(&mut strategy).py_err(py)?;
-        self.engine.run_window(&mut strategy).py_err(py)?;
+        // Without next() or on_tick() nothing calls Python after init(): each window runs
+        // detached from the interpreter, so the thread reading the next window runs
+        // meanwhile (attached, the loop would hold it off for the whole window).
+        let native = strategy.next.is_none() && strategy.on_tick.is_none();
+        let mut run_window = |engine: &mut Engine| {
+            if native {
+                py.detach(|| engine.run_window(&mut Detached))
+            } else {
+                engine.run_window(&mut strategy)
+            }
+        };
+        run_window(&mut self.engine).py_err(py)?;
         for item in windows.try_iter()? {
             let (market, ends): (Py<PyMarket>, PyReadonlyArray1<'_, bool>) = item?.extract()?;
             let inner = market.get().inner.clone();
@@ -141,7 +172,7 @@ impl PyEngine {
                 .py_err(py)?;
             ctx.get().set_market(market.clone_ref(py));
             self.market = market;
-            self.engine.run_window(&mut strategy).py_err(py)?;
+            run_window(&mut self.engine).py_err(py)?;
         }
         Ok(())
     }

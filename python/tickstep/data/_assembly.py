@@ -20,7 +20,7 @@ from tickstep.data._columns import (
 )
 from tickstep.data._metadata import metadata_frame
 
-__all__ = ["arrow_columns", "assemble", "window_parts"]
+__all__ = ["arrow_columns", "assemble", "grouped_columns", "window_parts"]
 
 
 def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
@@ -158,6 +158,74 @@ def window_parts(
             parts.append(part)
             own.append(values)
     return parts, own
+
+
+def grouped_columns(
+    table: pa.Table, ids: np.ndarray, n_extra: int = 0
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The bars query's Arrow result -> numpy columns as `arrow_columns` gives them, with
+    each symbol's rows together (a symbol's rows in the order they came; ``ids``: the
+    symbols asked for), gathered from the record batches in one copy.
+
+    A store that keeps a day's bars of all symbols together (DuckDB's time order) returns
+    a symbol's rows in runs, one per day; a large result comes in several batches. Both
+    would cost a copy each (joining the batches, then sorting rows by symbol): here each
+    run is copied once, straight from its batch to its symbol's place. A result already
+    grouped in one batch is returned without a copy.
+    """
+    batches = [b for b in table.to_batches() if b.num_rows]
+    if len(batches) <= 1:
+        symbol_id, columns = arrow_columns(table, n_extra)
+        if _grouped(symbol_id):
+            return symbol_id, columns
+        batches_columns = [(symbol_id, columns)]
+    else:
+        batches_columns = [arrow_columns(pa.Table.from_batches([b]), n_extra) for b in batches]
+    ids = np.asarray(ids, dtype=np.int64)
+    by_id = np.argsort(ids)
+    # Runs of equal symbol ids in each batch: (batch, start, length, symbol's position).
+    runs = []
+    for k, (symbol_id, _) in enumerate(batches_columns):
+        n = len(symbol_id)
+        starts = np.concatenate(([0], np.flatnonzero(symbol_id[1:] != symbol_id[:-1]) + 1))
+        heads = symbol_id[starts].astype(np.int64)
+        pos = np.minimum(np.searchsorted(ids[by_id], heads), len(ids) - 1)
+        if not np.array_equal(ids[by_id][pos], heads):
+            raise DataError("the store returned bars for a symbol that was not requested")
+        runs.append((np.full(len(starts), k), starts, np.diff(np.append(starts, n)), by_id[pos]))
+    batch, start, length, code = (np.concatenate(r) for r in zip(*runs))
+    # Each run's place: its symbol's first row plus the rows of that symbol's earlier runs.
+    order = np.argsort(code, kind="stable")
+    first_row = np.concatenate(([0], np.cumsum(length[order])[:-1]))
+    place = np.empty_like(first_row)
+    place[order] = first_row
+    total = int(length.sum())
+    names = dict.fromkeys(name for _, cols in batches_columns for name in cols)
+    out = {}
+    for name in names:
+        dtype = next(cols[name].dtype for _, cols in batches_columns if name in cols)
+        # A batch without a null mask has no nulls there.
+        out[name] = np.zeros(total, dtype) if name.endswith(":null") else np.empty(total, dtype)
+    for k, (_, cols) in enumerate(batches_columns):
+        mine = batch == k
+        # Row i of the batch goes to its run's place plus its offset in the run.
+        to = np.repeat(place[mine] - start[mine], length[mine]) + np.arange(int(length[mine].sum()))
+        for name, values in cols.items():
+            out[name][to] = values
+        del to
+    for values in out.values():
+        values.flags.writeable = False  # nobody else holds them: the engine may adopt them
+    counts = np.bincount(code, weights=length, minlength=len(ids)).astype(np.int64)
+    dtype = batches_columns[0][0].dtype
+    return np.repeat(ids.astype(dtype), counts), out
+
+
+def _grouped(symbol_id: np.ndarray) -> bool:
+    """Whether each symbol's rows are together (one run per symbol id)."""
+    if len(symbol_id) < 2:
+        return True
+    heads = symbol_id[np.concatenate(([0], np.flatnonzero(symbol_id[1:] != symbol_id[:-1]) + 1))]
+    return len(np.unique(heads)) == len(heads)
 
 
 def arrow_columns(table: pa.Table, n_extra: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:

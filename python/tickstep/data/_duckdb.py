@@ -9,6 +9,16 @@ Tables (plain SQL, readable by any DuckDB client):
   symbol's data never had it: a load reads it in the same scan as the prices, and
   filters and resampling treat it in the same statement.
 * ``bars_view`` -- the same with the symbol's name and ``ts`` as a timestamp, for people.
+
+Rows of ``bars`` are written in time order by UTC day: each ingest appends its rows
+ordered by (day, symbol_id, ts), so a day's bars of all symbols lie together and each
+symbol's bars of a day form one run. DuckDB keeps the min and max of every column per
+row group (~122,880 rows) and skips row groups a filter rules out: a streamed window's
+query (``ts`` in ``[start, end)``) then reads only about its own days' rows, and a
+single symbol's load still skips most row groups by ``symbol_id`` (each spans few
+symbols of one day). A store whose bars were ingested symbol by symbol, or written
+before this order, holds each symbol's bars together instead: every window query then
+scans the whole table's ``ts``; `Store.reorder` rewrites it once.
 """
 
 from __future__ import annotations
@@ -26,11 +36,20 @@ from tickstep.data._bars_query import DUCKDB
 from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
 from tickstep.data._metadata import METADATA_COLUMNS, metadata_sql_type
 from tickstep.data._store_base import BarStore, stage_table
+from tickstep.timeframes import NS_PER_DAY
 
 __all__ = ["Store"]
 
 # Rows per Arrow record batch of a bars query: large enough that a load is a few batches.
 _BATCH_ROWS = 1 << 20
+
+
+
+def _row_order(table: str) -> str:
+    """The order ``bars`` rows are written in (see the module's note), for rows of
+    ``table``: by UTC day, then symbol, then time. (Integer division truncates below
+    zero: still a non-decreasing key of the time.)"""
+    return f"{table}.ts // {NS_PER_DAY}, {table}.symbol_id, {table}.ts"
 
 
 class Store(BarStore):
@@ -244,9 +263,39 @@ class Store(BarStore):
         added = self._run(
             f"INSERT INTO bars ({into}) SELECT {values} FROM _tickstep_bars_in n "
             "ANTI JOIN bars b ON b.symbol_id = n.symbol_id AND b.ts = n.ts "
-            "ORDER BY n.symbol_id, n.ts"
+            f"ORDER BY {_row_order('n')}"
         ).fetchone()[0]
         return int(added)
+
+    def reorder(self) -> None:
+        """Rewrite the stored bars in time order by day (one transaction).
+
+        New ingests write their rows in this order; a store whose bars were ingested
+        symbol by symbol (or before tickstep wrote them so) holds each symbol's bars
+        together, and a streamed backtest's window query then scans every stored bar's
+        time. Once reordered, a window reads only about its own days' rows. Results do
+        not change, only where rows lie in the file; the file may keep the old rows'
+        space until DuckDB reuses it.
+
+        Examples
+        --------
+        >>> import tickstep.data as td
+        >>> store = td.Store()
+        >>> store.ingest(td.sample(symbols=2, days=2, seed=1))
+        1482
+        >>> store.reorder()
+        >>> store.symbols()["bars"].tolist()
+        [780, 702]
+        """
+        with self._transaction():
+            self._run(
+                "CREATE TABLE _tickstep_bars_ordered AS SELECT * FROM bars b "
+                f"ORDER BY {_row_order('b')}"
+            )
+            self._run("DROP VIEW bars_view")
+            self._run("DROP TABLE bars")
+            self._run("ALTER TABLE _tickstep_bars_ordered RENAME TO bars")
+            self._create_schema()
 
     # --- reading ---------------------------------------------------------------------------
 

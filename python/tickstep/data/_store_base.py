@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from tickstep.data import _records
-from tickstep.data._assembly import arrow_columns, assemble
+from tickstep.data._assembly import assemble, grouped_columns
 from tickstep.data._bars_query import Dialect, bars_query, extra_column, quote
 from tickstep.data._calendars import FilterSpans, filter_spans
 from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
@@ -120,9 +120,10 @@ class BarStore:
         frame: Timeframe | None,
         extra: tuple[str, ...] = (),
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """One bulk query: symbol_id and {ts, open, ..., volume, e0, ...} numpy columns."""
+        """One bulk query: symbol_id and {ts, open, ..., volume, e0, ...} numpy columns,
+        each symbol's rows together (see `grouped_columns`)."""
         sql, params = bars_query(self.dialect, ids, lo, hi, spans, frame, extra)
-        return arrow_columns(self._read_bars(sql, params), len(extra))
+        return grouped_columns(self._read_bars(sql, params), ids, len(extra))
 
     def _stored_columns_sql(self) -> str:  # pragma: no cover
         """A scalar subquery: the names of the extra columns of ``bars``, in order (the

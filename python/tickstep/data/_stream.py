@@ -32,7 +32,7 @@ import dataclasses
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -344,12 +344,14 @@ def _own_extra(symbols: list[str], parts: list[list[np.ndarray]],
 
 
 _DONE = object()
+_T = TypeVar("_T")
 
 
-def read_ahead(windows: Iterator[Window]) -> Iterator[Window]:
-    """``windows`` read on a thread, one ahead of the consumer: the next window is read
-    while the consumer works on the one it took, and no further (a window read is held
-    until taken, so memory holds at most one window in flight).
+def read_ahead(windows: Iterator[_T]) -> Iterator[_T]:
+    """``windows`` (windows, or the markets made of them) produced on a thread, one ahead
+    of the consumer: the next is produced while the consumer works on the one it took,
+    and no further (one produced is held until taken, so memory holds at most one in
+    flight).
 
     Errors of the reader reach the consumer at the window where they happened; closing
     the returned generator (the run stopped) stops the reader.
