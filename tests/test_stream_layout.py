@@ -17,12 +17,11 @@ import tickstep
 import tickstep.data as td
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_stream import assert_same_run
 from tickstep.data._assembly import grouped_columns
 from tickstep.data._columns import VALUE_COLUMNS, DataError
 from tickstep.strategies import SmaCross
 from tickstep.timeframes import NS_PER_DAY
-
-from test_stream import assert_same_run
 
 
 def _days_in_row_order(store: td.Store) -> np.ndarray:
@@ -99,7 +98,7 @@ def test_reorder_is_one_transaction(monkeypatch):
 def _rows(draw_runs: list[tuple[int, int]], n_extra: int) -> pa.Table:
     """Rows in runs of (symbol id, length), times increasing per symbol, an extra column
     with a NULL every 7th row."""
-    sid, ts, extra = [], [], []
+    sid, ts = [], []
     clock: dict[int, int] = {}
     for symbol, length in draw_runs:
         t0 = clock.get(symbol, 0)

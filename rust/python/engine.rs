@@ -11,8 +11,8 @@ use super::market::PyMarket;
 use crate::config::{Config, FillAt};
 use crate::engine::Engine;
 use crate::error::EngineError;
-use crate::strategy::Strategy;
 use crate::portfolio::CarryRates;
+use crate::strategy::Strategy;
 
 /// The strategy of a window without Python callbacks (see `run_stream`): the core's
 /// indicators and working orders only; Ctrl-C still stops the run.

@@ -282,10 +282,10 @@ class Store(BarStore):
         >>> import tickstep.data as td
         >>> store = td.Store()
         >>> store.ingest(td.sample(symbols=2, days=2, seed=1))
-        1482
+        1070
         >>> store.reorder()
         >>> store.symbols()["bars"].tolist()
-        [780, 702]
+        [356, 714]
         """
         with self._transaction():
             self._run(
