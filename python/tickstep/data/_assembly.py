@@ -20,7 +20,7 @@ from tickstep.data._columns import (
 )
 from tickstep.data._metadata import metadata_frame
 
-__all__ = ["arrow_columns", "assemble", "grouped_columns", "window_parts"]
+__all__ = ["arrow_columns", "assemble", "assemble_symbols", "grouped_columns", "window_parts"]
 
 
 def _column(table: pa.Table, name: str, dtype: type) -> np.ndarray:
@@ -133,6 +133,33 @@ def assemble(
         span = spans[k]
         rows = take[span] if take is not None else span
         part, own = _checked_part(symbol, columns, rows, extra, allow_nan)
+        bars.append(SymbolBars._trusted(symbol, *part, extra=own))
+    return MarketColumns(bars, metadata_frame(meta))
+
+
+def assemble_symbols(
+    parts: dict[int, dict[str, np.ndarray]],
+    meta: pd.DataFrame,
+    filters: str,
+    extra: tuple[str, ...] = (),
+    allow_nan: Any = (),
+) -> MarketColumns:
+    """Each symbol's columns already apart ({store symbol id: columns as `assemble`
+    takes them}) -> MarketColumns, with the same checks and refusals as `assemble`."""
+    symbols = list(meta["symbol"])
+    ids = [int(i) for i in meta["symbol_id"]]
+    empty = [s for s, i in zip(symbols, ids) if i not in parts]
+    if empty:
+        raise DataError(
+            f"no bars for symbol(s) {', '.join(map(repr, empty[:20]))} after filters ({filters})",
+            symbol=empty[0],
+            rule="non-empty result",
+        )
+    if set(parts) - set(ids):
+        raise DataError("the store returned bars for a symbol that was not requested")
+    bars = []
+    for symbol, sid in zip(symbols, ids):
+        part, own = _checked_part(symbol, parts.pop(sid), slice(None), extra, allow_nan)
         bars.append(SymbolBars._trusted(symbol, *part, extra=own))
     return MarketColumns(bars, metadata_frame(meta))
 

@@ -24,7 +24,7 @@ from tickstep.data._calendars import FilterSpans
 from tickstep.data._request import Timeframe
 from tickstep.timeframes import NS_PER_DAY
 
-__all__ = ["DUCKDB", "POSTGRES", "Dialect", "bars_query", "extra_column", "quote"]
+__all__ = ["DUCKDB", "POSTGRES", "Dialect", "bars_query", "bucket_rows_query", "extra_column", "quote"]
 
 _COLUMNS = "b.symbol_id, b.ts, b.open, b.high, b.low, b.close, b.volume"
 INT64_MIN = -(2**63)
@@ -193,26 +193,14 @@ def bars_query(
         group = f"({dialect.int_array(group_of, 'int4', params)})[b.symbol_id + 1]"
         first_id, last_id = (int(ids.min()), int(ids.max())) if len(ids) else (0, -1)
         source = (
-            f"bars b JOIN units u ON u.grp = {group} "
-            f"AND u.unit = {dialect.floor_div('b.ts', unit)}"
+            f"bars b JOIN units u ON u.grp = {group} AND u.unit = {dialect.floor_div('b.ts', unit)}"
         )
         # The id range lets the scan skip other symbols' row groups.
         bounds = f"{bounds} AND b.symbol_id BETWEEN {first_id} AND {last_id}"
     head = "WITH " + ", ".join(ctes)
     if timeframe is None:
         return f"{head} SELECT {_COLUMNS}{picked} FROM {source} WHERE {bounds}", params
-    if timeframe.daily:
-        # Regular hours: a daily bar is the session's; else the bar's local date.
-        bucket = (
-            f"u.day * {NS_PER_DAY}"
-            if spans.sessions
-            else f"{dialect.floor_div('b.ts + u.off_ns', NS_PER_DAY)} * {NS_PER_DAY}"
-        )
-    else:
-        step = int(timeframe.step_ns)
-        bucket = f"b.ts - ((((b.ts + u.off_ns) % {step}) + {step}) % {step})"
-    int8 = dialect.int_types["int8"]
-    bucket = f"CAST({bucket} AS {int8})"
+    bucket = _bucket(dialect, spans, timeframe, "u.off_ns", "u.day")
     if dialect.index_ranges:
         return f"{head} {_aggregate_by_ranges(bucket, bounds, extra)}", params
     last_extra = "".join(
@@ -226,6 +214,89 @@ def bars_query(
         "GROUP BY b.symbol_id, 2 ORDER BY b.symbol_id, 2"
     )
     return f"{head} {aggregate}", params
+
+
+def _bucket(dialect: Dialect, spans: FilterSpans, timeframe: Timeframe, off: str, day: str) -> str:
+    """The start of the bar ``b.ts`` falls in, given its span's UTC offset and day."""
+    if timeframe.daily:
+        # Regular hours: a daily bar is the session's; else the bar's local date.
+        bucket = (
+            f"{day} * {NS_PER_DAY}"
+            if spans.sessions
+            else f"{dialect.floor_div(f'b.ts + {off}', NS_PER_DAY)} * {NS_PER_DAY}"
+        )
+    else:
+        step = int(timeframe.step_ns)
+        bucket = f"b.ts - ((((b.ts + {off}) % {step}) + {step}) % {step})"
+    return f"CAST({bucket} AS {dialect.int_types['int8']})"
+
+
+# Most units a bucket-rows query looks spans up in (4 bytes each, bound as a parameter):
+# 10 years of minutes of one group; beyond, the store resamples in SQL.
+MAX_UNITS = 1 << 22
+
+
+def bucket_rows_query(
+    dialect: Dialect,
+    ids: np.ndarray,
+    lo: int,
+    hi: int,
+    spans: FilterSpans,
+    timeframe: Timeframe,
+    extra: tuple[str, ...] = (),
+) -> tuple[str, dict[str, Any]] | None:
+    """The bars a resampled load keeps, in stored order, each with its bucket -- for
+    `tickstep.data._buckets` to fold as they stream in (DuckDB) -- or None when the
+    spans' lookup table would exceed `MAX_UNITS`.
+
+    Rows come as ``symbol_id, bucket, ts, open, high, low, close, volume, e0, ...``. No
+    join: a bar's span is read from a dense table of the spans' units, indexed by its
+    group and unit (-1: outside every span), so the scan's order is the result's.
+    """
+    params: dict[str, Any] = {}
+    unit = int(np.gcd.reduce(np.concatenate((spans.start, spans.end)))) or spans.unit_ns
+    if not len(spans.start) or not len(ids):
+        return None
+    first = int(spans.start.min()) // unit
+    width = int(spans.end.max()) // unit - first
+    n_groups = int(spans.group.max()) + 1
+    if n_groups * width > MAX_UNITS:
+        return None
+    span_of = np.full(n_groups * width, -1, dtype=np.int32)
+    for k, (g, a, b) in enumerate(zip(spans.group, spans.start // unit, spans.end // unit)):
+        span_of[int(g) * width + int(a) - first : int(g) * width + int(b) - first] = k
+    ids = np.asarray(ids, dtype=np.int64)
+    group_of = np.full(int(ids.max()) + 1, -1, dtype=np.int32)
+    group_of[ids] = spans.group_of
+    group = f"({dialect.int_array(group_of, 'int4', params)})[b.symbol_id + 1]"
+    slot = f"({dialect.floor_div('b.ts', unit)} - {first})"
+    # The bounds let the scan skip row groups; the CASE guards the lookup itself, as a
+    # negative index would count from the table's end.
+    where = (
+        f"{_time_bounds(dialect, lo, hi)} AND b.symbol_id BETWEEN {int(ids.min())} AND "
+        f"{int(ids.max())} AND b.ts >= CAST({first * unit} AS BIGINT) AND "
+        f"b.ts < CAST({(first + width) * unit} AS BIGINT)"
+    )
+    lookup = (
+        f"({dialect.int_array(span_of, 'int4', params)})[CASE WHEN {group} >= 0 AND "
+        f"{slot} >= 0 AND {slot} < {width} THEN {group} * {width} + {slot} + 1 END]"
+    )
+    picked = "".join(f", b.{quote(n)}" for n in extra)
+    located = (
+        f"SELECT b.symbol_id, b.ts, b.open, b.high, b.low, b.close, b.volume{picked}, "
+        f"{lookup} AS span FROM bars b WHERE {where}"
+    )
+    # Only the per-span values the bucket needs are bound (DuckDB refuses unused ones).
+    by_day = timeframe.daily and spans.sessions
+    per_span = f"({dialect.int_array(spans.day if by_day else spans.offset, 'int8', params)})"
+    value = f"{per_span}[b.span + 1]"
+    bucket = _bucket(dialect, spans, timeframe, value, value)
+    aliases = "".join(f", b.{quote(n)} AS {extra_column(k)}" for k, n in enumerate(extra))
+    sql = (
+        f"SELECT b.symbol_id, {bucket} AS bucket, b.ts, b.open, b.high, b.low, b.close, "
+        f"b.volume{aliases} FROM ({located}) b WHERE b.span >= 0"
+    )
+    return sql, params
 
 
 def _aggregate_by_ranges(bucket: str, bounds: str, extra: tuple[str, ...] = ()) -> str:

@@ -29,12 +29,16 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tickstep.data._bars_query import DUCKDB
+from tickstep.data._bars_query import DUCKDB, bucket_rows_query
+from tickstep.data._buckets import Interleaved, fold_buckets
+from tickstep.data._calendars import FilterSpans
 from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
 from tickstep.data._metadata import METADATA_COLUMNS, metadata_sql_type
+from tickstep.data._request import Timeframe
 from tickstep.data._store_base import BarStore, stage_table
 from tickstep.timeframes import NS_PER_DAY
 
@@ -42,6 +46,10 @@ __all__ = ["Store"]
 
 # Rows per Arrow record batch of a bars query: large enough that a load is a few batches.
 _BATCH_ROWS = 1 << 20
+# A resampled load's bars stream in batches of one DuckDB vector, with DuckDB's read-ahead
+# buffer cut from ~1 MB to as little, so a load holds little beyond its output.
+_BUCKET_BATCH_ROWS = 2048
+_BUCKET_SETTINGS = {"threads": "1", "streaming_buffer_size": "64KiB"}
 
 
 
@@ -147,6 +155,54 @@ class Store(BarStore):
         relation = self._con.sql(sql, params=params)
         stream = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
         return stream(_BATCH_ROWS).read_all()
+
+    def _fetch_buckets(
+        self,
+        ids: np.ndarray,
+        lo: int,
+        hi: int,
+        spans: FilterSpans | None,
+        frame: Timeframe,
+        extra: tuple[str, ...] = (),
+    ) -> dict[int, dict[str, np.ndarray]] | None:
+        # Resampling in SQL builds a hash table of every bucket (with first/last states,
+        # ~3x the output) and sorts the result. Here the kept bars stream out as small
+        # record batches and are folded into buckets as they come, so the load holds its
+        # output and a batch. One thread for the statement: the rows come in stored
+        # order (the result is the same bits on every run) with nothing buffered to
+        # restore that order, and one thread's scratch memory instead of several.
+        query = None
+        if spans is not None:
+            query = bucket_rows_query(self.dialect, ids, lo, hi, spans, frame, extra)
+        if query is None:
+            return None
+        sql, params = query
+        with self._settings(_BUCKET_SETTINGS):
+            self.queries_executed += 1
+            relation = self._con.sql(sql, params=params)
+            stream = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
+            try:
+                with stream(_BUCKET_BATCH_ROWS) as batches:
+                    return fold_buckets(batches, len(extra))
+            except Interleaved:
+                # A symbol's bars were stored into its past after later ones: the
+                # buckets are made in SQL instead (one more statement).
+                return None
+
+    @contextmanager
+    def _settings(self, settings: dict[str, str]) -> Iterator[None]:
+        """DuckDB settings changed for the statements inside, then put back."""
+        before = {
+            name: self._con.execute(f"SELECT current_setting('{name}')").fetchall()[0][0]
+            for name in settings
+        }
+        for name, value in settings.items():
+            self._con.execute(f"SET {name} = '{value}'").fetchall()
+        try:
+            yield
+        finally:
+            for name, value in before.items():
+                self._con.execute(f"SET {name} = '{value}'").fetchall()
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

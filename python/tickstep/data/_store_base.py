@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from tickstep.data import _records
-from tickstep.data._assembly import assemble, grouped_columns
+from tickstep.data._assembly import assemble, assemble_symbols, grouped_columns
 from tickstep.data._bars_query import Dialect, bars_query, extra_column, quote
 from tickstep.data._calendars import FilterSpans, filter_spans
 from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
@@ -124,6 +124,19 @@ class BarStore:
         each symbol's rows together (see `grouped_columns`)."""
         sql, params = bars_query(self.dialect, ids, lo, hi, spans, frame, extra)
         return grouped_columns(self._read_bars(sql, params), ids, len(extra))
+
+    def _fetch_buckets(
+        self,
+        ids: np.ndarray,
+        lo: int,
+        hi: int,
+        spans: FilterSpans | None,
+        frame: Timeframe,
+        extra: tuple[str, ...] = (),
+    ) -> dict[int, dict[str, np.ndarray]] | None:
+        """A resampled load's bars per symbol id, when the store resamples them as they
+        stream in (see `tickstep.data._buckets`); None: `_fetch_bars` resamples in SQL."""
+        return None
 
     def _stored_columns_sql(self) -> str:  # pragma: no cover
         """A scalar subquery: the names of the extra columns of ``bars``, in order (the
@@ -440,8 +453,12 @@ class BarStore:
                 str(err).replace("data: ", "the store: ", 1), rule=err.rule
             ) from None
         ids = meta["symbol_id"].to_numpy(np.int32)
-        symbol_id, values = self._fetch_bars(ids, lo, hi, spans, frame, extra)
         names_as = tuple(name for name, _ in wanted.pick(stored, (), None))
+        if frame is not None:
+            parts = self._fetch_buckets(ids, lo, hi, spans, frame, extra)
+            if parts is not None:
+                return assemble_symbols(parts, meta, filters, names_as, wanted.allow_nan)
+        symbol_id, values = self._fetch_bars(ids, lo, hi, spans, frame, extra)
         return assemble(symbol_id, values, meta, filters, names_as, wanted.allow_nan)
 
     # --- analysis tables (records; see tickstep.data._records) ---------------------------
