@@ -27,7 +27,7 @@ import pyarrow as pa
 from tickstep.data._bars_query import extra_column
 from tickstep.data._columns import VALUE_COLUMNS
 
-__all__ = ["Interleaved", "fold_buckets"]
+__all__ = ["Interleaved", "fold_buckets", "split_by_symbol"]
 
 
 def _sequential_sums(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -49,9 +49,10 @@ class _Batch:
         self.columns = columns
 
     @classmethod
-    def of(cls, batch: pa.RecordBatch, n_extra: int) -> _Batch:
+    def of(cls, batch: pa.RecordBatch, n_extra: int, bucketed: bool = True) -> _Batch:
         columns: dict[str, np.ndarray] = {}
-        for name in ("symbol_id", "bucket", "ts", *VALUE_COLUMNS):
+        keys = ("symbol_id", "bucket", "ts") if bucketed else ("symbol_id", "ts")
+        for name in (*keys, *VALUE_COLUMNS):
             columns[name] = batch.column(name).to_numpy(zero_copy_only=False)
         for k in range(n_extra):
             values = batch.column(extra_column(k))
@@ -220,3 +221,40 @@ def fold_buckets(
         symbol: _frozen(stretches[0][0] if len(stretches) == 1 else _join_stretches(stretches))
         for symbol, stretches in done.items()
     }
+
+
+def split_by_symbol(
+    batches: Iterable[pa.RecordBatch], n_extra: int = 0
+) -> dict[int, dict[str, np.ndarray]]:
+    """Stream of resampled bars ordered by symbol -> {symbol id: its columns}, as
+    `fold_buckets` gives them, each symbol's arrays joined when its rows end (so at most
+    one symbol's rows and one batch are held besides the output).
+
+    ``batches`` have columns ``symbol_id, ts, open, high, low, close, volume, e0, ...``,
+    each symbol's rows together (PostgreSQL's resampled bars, ORDER BY symbol_id, ts).
+    """
+    done: dict[int, dict[str, np.ndarray]] = {}
+    pieces: list[dict[str, np.ndarray]] = []
+
+    def finish() -> None:
+        sid = int(pieces[0]["symbol_id"][0])
+        if sid in done:  # pragma: no cover - the query orders by symbol
+            raise ValueError("the store returned a symbol's bars apart")
+        done[sid] = _frozen(
+            {n: np.concatenate([p[n] for p in pieces]) for n in pieces[0] if n != "symbol_id"}
+        )
+        pieces.clear()
+
+    for record_batch in batches:
+        if not record_batch.num_rows:
+            continue
+        batch = _Batch.of(record_batch, n_extra, bucketed=False).columns
+        sid = batch["symbol_id"]
+        cut = np.flatnonzero(sid[1:] != sid[:-1]) + 1
+        for lo, hi in zip(np.concatenate(([0], cut)), np.concatenate((cut, [len(sid)]))):
+            if pieces and pieces[0]["symbol_id"][0] != sid[lo]:
+                finish()
+            pieces.append({k: v[lo:hi] for k, v in batch.items()})
+    if pieces:
+        finish()
+    return done

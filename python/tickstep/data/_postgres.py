@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tickstep.data import _packs as packs
-from tickstep.data._bars_query import POSTGRES, quote
+from tickstep.data._bars_query import POSTGRES, bars_query, quote
+from tickstep.data._buckets import split_by_symbol
 from tickstep.data._calendars import FilterSpans
 from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
 from tickstep.data._metadata import METADATA_COLUMNS, metadata_sql_type
@@ -39,6 +40,9 @@ from tickstep.data._store_base import BarStore, stage_table
 __all__ = ["PostgresStore"]
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Bytes per Arrow batch of a resampled load's bars (the driver's default is 16 MB, the
+# whole result of most loads in one batch).
+_BUCKET_BATCH_BYTES = 1 << 16
 
 
 class PostgresStore(BarStore):
@@ -359,6 +363,39 @@ class PostgresStore(BarStore):
         table = self._arrow(sql, params or None)
         self._con.commit()  # end the read transaction
         return table
+
+    def _fetch_buckets(
+        self,
+        ids: np.ndarray,
+        lo: int,
+        hi: int,
+        spans: FilterSpans | None,
+        frame: Timeframe,
+        extra: tuple[str, ...] = (),
+    ) -> dict[int, dict[str, np.ndarray]] | None:
+        # The server resamples (see bars_query); its bars, ordered by symbol, arrive in
+        # small Arrow batches and each symbol's are joined into arrays when its rows end:
+        # the client never holds the whole result as a table beside the arrays.
+        if spans is None:
+            return None
+        sql, params = bars_query(self.dialect, ids, lo, hi, spans, frame, extra)
+        cur = self._con.cursor()
+        try:
+            cur.adbc_statement.set_options(
+                **{"adbc.postgresql.batch_size_hint_bytes": str(_BUCKET_BATCH_BYTES)}
+            )
+        except self._errors:  # pragma: no cover - an older driver: its default batches
+            pass
+        self.queries_executed += 1
+        try:
+            cur.execute(sql, parameters=params or None)
+            return split_by_symbol(cur.fetch_record_batch(), len(extra))
+        except self._errors as exc:
+            self._con.rollback()
+            raise DataError(f"PostgreSQL refused a statement: {exc}") from None
+        finally:
+            cur.close()
+            self._con.commit()  # end the read transaction
 
     def _fetch_bars(
         self,
