@@ -10,6 +10,7 @@ from tickstep._core import ConfigError, OrderError, StateError, TickstepError, U
 from tickstep._core import __version__ as __version__
 from tickstep.backtest import Backtest
 from tickstep.config import BacktestConfig
+from tickstep.parameters import ParameterError
 from tickstep.rejections import RejectedOrdersError, RejectedOrderWarning, TickstepWarning
 from tickstep.results import Result, load_result
 from tickstep.signals import SignalStrategy
@@ -23,6 +24,7 @@ __all__ = [
     "FixedSize",
     "Limits",
     "OrderError",
+    "ParameterError",
     "PercentOfEquity",
     "Position",
     "RejectedOrderWarning",

@@ -127,7 +127,7 @@ class Backtest:
                 self._config = self._config.replace(trade_start=first + _duration(warmup, "warmup"))
             benchmark = self._config.benchmark
             if isinstance(benchmark, str) and benchmark not in self._symbols:
-                raise KeyError(f"benchmark {benchmark!r} is not a symbol of the data"
+                raise _core.UnknownSymbolError(f"benchmark {benchmark!r} is not a symbol of the data"
                                f"{did_you_mean(benchmark, self._symbols)}")
             self._session_ends = None
             return

@@ -96,9 +96,19 @@ def _fraction(name: str, value: Any) -> float:
 
 
 def _annual_rate(name: str, value: Any) -> float:
-    rule = "a finite annual rate above -1 (0.02 = 2%)"
+    # A fraction per year: 5 would be 500% a year, almost surely 5% written as a percent.
+    rule = "a finite annual rate as a fraction, above -1 and below 1 (0.02 = 2%)"
     number = _number(name, value, rule)
-    if number <= -1:
+    if not -1 < number < 1:
+        raise _refuse(name, value, rule)
+    return number
+
+
+def _annual_cost(name: str, value: Any) -> float:
+    # As for the risk-free rate: a fraction per year, so 5 (meant as 5%) is refused.
+    rule = "a finite annual rate as a fraction in [0, 1) (0.05 = 5%)"
+    number = _number(name, value, rule)
+    if not 0 <= number < 1:
         raise _refuse(name, value, rule)
     return number
 
@@ -260,13 +270,16 @@ class BacktestConfig:
         each day's last tick, and daily returns (hence every annualised statistic) are
         grouped by them, with or without ``record_every_bar``.
     risk_free_rate : float, default 0
-        Annual rate for the Sharpe and Sortino ratios (finite, > -1).
+        Annual rate for the Sharpe and Sortino ratios, as a fraction (0.02 = 2%; above -1
+        and below 1).
     borrow_rate : float, default 0
         Annual fee on the market value of short positions (0.03 = 3%).
     margin_rate : float, default 0
-        Annual interest paid on negative cash (money borrowed to buy, ``leverage`` > 1).
+        Annual interest paid on negative cash (money borrowed to buy, ``leverage`` > 1), as a
+        fraction in [0, 1).
     cash_rate : float, default 0
-        Annual interest earned on positive cash (short sale proceeds included).
+        Annual interest earned on positive cash (short sale proceeds included), as a
+        fraction in [0, 1).
         The three carrying costs accrue for each calendar day (actual/365) at the end of
         each trading day, on the balances and prices of that moment: they move cash and
         equity, and the statistics sum them in ``Carrying Costs [$]``.
@@ -310,8 +323,8 @@ class BacktestConfig:
     risk_free_rate: float = _option(0.0, rule=_annual_rate)
     benchmark: str | BenchmarkPrices | None = _option(None, rule=_benchmark)
     borrow_rate: float = _option(0.0, rule=_non_negative, engine="borrow_rate")
-    margin_rate: float = _option(0.0, rule=_non_negative, engine="margin_rate")
-    cash_rate: float = _option(0.0, rule=_non_negative, engine="cash_rate")
+    margin_rate: float = _option(0.0, rule=_annual_cost, engine="margin_rate")
+    cash_rate: float = _option(0.0, rule=_annual_cost, engine="cash_rate")
     periods_per_year: int | None = _option(None, rule=_periods_per_year)
     on_reject: str = _option("warn", rule=_on_reject)
     trade_start: pd.Timestamp | None = _option(None, rule=_instant)

@@ -13,10 +13,20 @@ __all__ = ["closest", "did_you_mean"]
 
 
 def closest(name: object, known: Iterable[object]) -> str | None:
-    """The known name closest to ``name``, or None when nothing is close enough."""
+    """The known name closest to ``name``, or None when nothing is close enough: as
+    spelled, else ignoring case, else the one known name that starts with it
+    (``"sharpe"`` -> ``"Sharpe Ratio"``)."""
     names = [str(k) for k in known]
-    matches = difflib.get_close_matches(str(name), names, n=1)
-    return matches[0] if matches else None
+    text = str(name)
+    matches = difflib.get_close_matches(text, names, n=1)
+    if matches:
+        return matches[0]
+    folded = {n.lower(): n for n in names}
+    matches = difflib.get_close_matches(text.lower(), list(folded), n=1)
+    if matches:
+        return folded[matches[0]]
+    starting = [n for n in names if text and n.lower().startswith(text.lower())]
+    return starting[0] if len(starting) == 1 else None
 
 
 def did_you_mean(name: object, known: Iterable[object]) -> str:

@@ -12,8 +12,8 @@ A parameter is a class attribute of a `~tickstep.Strategy`. Its type is its anno
   its values, an instance.
 
 A default of None or of another type, without an annotation, declares no type: any value
-is taken. A refusal is a ``TypeError`` naming the strategy, the parameter, the value and
-the rule.
+is taken. A refusal is a `ParameterError` (a ``TypeError``) naming the strategy, the
+parameter, the value and the rule.
 """
 
 from __future__ import annotations
@@ -26,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_value", "declared_types"]
+from tickstep._core import TickstepError
+
+__all__ = ["ParameterError", "check_value", "declared_types"]
+
+
+class ParameterError(TickstepError, TypeError):
+    """A strategy parameter refused: a name the strategy does not declare, or a value not
+    of the parameter's declared type. The message names the strategy, the parameter, the
+    value and the rule."""
 
 _NO_TYPE: Any = object()
 
@@ -118,11 +126,11 @@ _RULES = {
 
 def check_value(owner: str, name: str, value: Any, declared: Any) -> Any:
     """``value`` for parameter ``name`` if it fits the ``declared`` type (the value to run
-    with), else a TypeError naming the strategy ``owner``, the parameter and the rule."""
+    with), else a `ParameterError` naming the strategy ``owner``, the parameter and the rule."""
     ok, kept = _accept(declared, value)
     if not ok:
         rule = _RULES.get(declared) or describe(declared)
-        raise TypeError(
+        raise ParameterError(
             f"{owner} parameter {name}={value!r}: must be {rule}, got {type(value).__name__}"
         )
     return kept

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tickstep._core import UnknownSymbolError
 from tickstep.hints import did_you_mean
 from tickstep.metrics import BenchmarkPrices, compute_stats, exposed, format_stats
 
@@ -603,7 +604,7 @@ def benchmark_prices(benchmark: Any, market: Any) -> pd.Series | None:
     if isinstance(benchmark, str):
         symbols = list(market.symbols)
         if benchmark not in symbols:
-            raise KeyError(
+            raise UnknownSymbolError(
                 f"benchmark {benchmark!r} is not a symbol of the data{did_you_mean(benchmark, symbols)}"
             )
         i = symbols.index(benchmark)

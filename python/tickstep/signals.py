@@ -408,10 +408,15 @@ def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: l
     instance.metadata = metadata
     sets: dict[str, Any] = {}
     for symbol in symbols:
-        out = instance.signals(symbol, frames[symbol])
+        try:
+            out = instance.signals(symbol, frames[symbol])
+        except Exception as err:
+            # The strategy's own error, unchanged, with where it was raised.
+            err.add_note(f"tickstep: raised by {cls.__name__}.signals({symbol!r}, bars)")
+            raise
         if not isinstance(out, Mapping):
-            raise TypeError(f"{cls.__name__}.signals({symbol!r}, bars) returned "
-                            f"{type(out).__name__}, not a mapping of signals")
+            raise ConfigError(f"{cls.__name__}.signals({symbol!r}, bars) returned "
+                              f"{type(out).__name__}, not a mapping of signals")
         for kind, values in out.items():
             if kind not in (*SIGNAL_KINDS, *PRICE_KINDS):
                 known = (*SIGNAL_KINDS, *PRICE_KINDS)

@@ -27,7 +27,7 @@ from tickstep._core import (
 )
 from tickstep.data._records import RecordBook, RecordSet
 from tickstep.hints import did_you_mean
-from tickstep.parameters import check_value, declared_types
+from tickstep.parameters import ParameterError, check_value, declared_types
 from tickstep.sizing import SizingRequest, order_to_target, rebalance_orders
 from tickstep.studies import Timeframe, session_buckets
 from tickstep.timeframes import timeframe_ns
@@ -160,7 +160,8 @@ class Strategy:
         Names that are not parameters of this strategy are refused with a hint; values
         are checked against the parameter's declared type -- its annotation, or else the
         type of its default (see `tickstep.parameters`): an int parameter given ``2.7``
-        or a bool parameter given ``"no"`` is a ``TypeError`` naming the parameter.
+        or a bool parameter given ``"no"`` is a `~tickstep.ParameterError` (a ``TypeError``)
+        naming the parameter.
         """
         known = list(cls._params)
         types = cls._param_types
@@ -170,7 +171,7 @@ class Strategy:
         for name, value in params.items():
             if name not in cls._params:
                 listing = ", ".join(known) if known else "none"
-                raise TypeError(
+                raise ParameterError(
                     f"{cls.__name__} has no parameter {name!r}{did_you_mean(name, known)} "
                     f"(parameters: {listing})"
                 )
@@ -222,7 +223,7 @@ class Strategy:
 
     def timeframe(
         self,
-        period: str | pd.Timedelta | int,
+        period: str | pd.Timedelta,
         *,
         align: str = "utc",
         timezone: str | None = None,
@@ -355,7 +356,8 @@ class Strategy:
                 n = len(arg)
             out = np.asarray(func(arg, *args, **kwargs), dtype=np.float64)
             if out.ndim != 1 or len(out) != n:
-                raise ValueError(f"{sym}: indicator {getattr(func, '__name__', func)!r} returned shape {out.shape}, expected ({n},)")
+                raise ConfigError(f"{sym}: indicator {getattr(func, '__name__', func)!r} returned shape {out.shape}, "
+                                  f"expected ({n},)")
             values.append(np.ascontiguousarray(out))
         sid = self._ctx.add_series(values)
         return Indicator(self._ctx, sid, name or getattr(func, "__name__", "I"))
@@ -475,7 +477,7 @@ class Strategy:
             pass
         index = -1 if symbol is None else self._sym(symbol)
         if count is not None and (isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0):
-            raise ValueError(f"data(count={count!r}): count must be a whole number of bars >= 0")
+            raise ConfigError(f"data(count={count!r}): count must be a whole number of bars >= 0")
         history = History(self._ctx, index, None if count is None else int(count))
         if len(self._histories) >= _MAX_HISTORIES:  # bounded, whatever counts a strategy asks for
             self._histories.clear()
@@ -636,11 +638,19 @@ class Strategy:
             size = self._size(symbol, buy, limit, stop, sl)
             if not size > 0:
                 return None
-        if valid is None and trail is None and sl_trail is None:
-            return self._ctx.submit(symbol, buy, size, limit, stop, sl, tp, tag, tif, None, None, None, None, oco)
-        valid_bars, valid_until = self._valid(valid)
-        return self._ctx.submit(symbol, buy, size, limit, stop, sl, tp, tag, tif, valid_bars, valid_until,
-                                _trail("trail", trail), _trail("sl_trail", sl_trail), oco)
+        elif size.__class__ is bool:  # a number of units, never read from True/False
+            raise OrderError(f"size={size!r}: must be a positive number of units, got bool")
+        try:
+            if valid is None and trail is None and sl_trail is None:
+                return self._ctx.submit(symbol, buy, size, limit, stop, sl, tp, tag, tif, None, None, None,
+                                        None, oco)
+            valid_bars, valid_until = self._valid(valid)
+            return self._ctx.submit(symbol, buy, size, limit, stop, sl, tp, tag, tif, valid_bars, valid_until,
+                                    _trail("trail", trail), _trail("sl_trail", sl_trail), oco)
+        except TypeError:
+            # The core could not read an argument: name it, then the original error.
+            _refuse_order_types(size=size, limit=limit, stop=stop, sl=sl, tp=tp, tag=tag, oco=oco)
+            raise
 
     def _valid(self, valid: Any) -> tuple[int | None, int | None]:
         """``valid=`` as (bars, until ns): an int counts the symbol's bars."""
@@ -810,6 +820,19 @@ class Strategy:
 
     def _name(self, i: int) -> str:
         return self._symbols[i if i >= 0 else self._current_index()]
+
+
+def _refuse_order_types(**arguments: Any) -> None:
+    """An `OrderError` naming the first order argument of the wrong type: prices and
+    sizes are real numbers (not bools), ``tag`` and ``oco`` whole numbers."""
+    for name, value in arguments.items():
+        if value is None:
+            continue
+        whole = name in ("tag", "oco")
+        kinds = (int, np.integer) if whole else (int, float, np.integer, np.floating)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, kinds):
+            rule = "a whole number" if whole else "a number"
+            raise OrderError(f"{name}={value!r}: must be {rule}, got {type(value).__name__}")
 
 
 def _trail(name: str, value: Any) -> tuple[str, float, int | None] | None:

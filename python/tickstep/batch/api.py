@@ -241,15 +241,20 @@ def run_batch(
                           "memory); run it without stream=, or as a Strategy with next()")
     param_sets = expand_grid(params, constraint)
     if not param_sets:
-        raise ValueError("no parameter set to run (the constraint refused them all)")
+        raise ConfigError("no parameter set to run (the constraint refused them all)")
     # Checked once here (names and declared types), then run with the checked values.
     param_sets = [cls.check_parameters(p) for p in param_sets]
     for p in param_sets:
         clash = sorted(set(p) & _RESERVED)
         if clash:
-            raise ValueError(f"parameter name(s) {clash} collide with result columns")
+            raise ConfigError(f"parameter name(s) {clash} collide with result columns")
     if isinstance(maximize, str) and maximize not in STAT_LABELS:
-        raise ValueError(f"maximize={maximize!r} is not a statistic{did_you_mean(maximize, STAT_LABELS)}")
+        raise ConfigError(f"maximize={maximize!r} is not a statistic{did_you_mean(maximize, STAT_LABELS)}")
+    if not isinstance(maximize, str) and not callable(maximize):
+        raise ConfigError(
+            f"maximize={maximize!r}: must be a statistic's name (e.g. 'Sharpe Ratio') or a "
+            "function of a run's statistics returning a number"
+        )
 
     store = _open_cache(cache, data)
     load_request, groups = _groups(symbols, portfolio)

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from tickstep._core import ConfigError
 from tickstep.strategy import Strategy
 
 __all__ = [
@@ -387,10 +388,15 @@ def expand_grid(
         values = [[v] if _is_scalar(v) else list(v) for v in params.values()]
         for name, vals in zip(names, values):
             if not vals:
-                raise ValueError(f"parameter {name!r} has no values to try")
+                raise ConfigError(f"parameter {name!r} has no values to try")
         sets = [dict(zip(names, combo)) for combo in itertools.product(*values)]
     else:
         sets = [dict(p) for p in params]
+    if constraint is not None and not callable(constraint):
+        raise ConfigError(
+            f"constraint={constraint!r}: must be a function of the parameter set returning "
+            "True to run it, e.g. constraint=lambda p: p.fast < p.slow"
+        )
     if constraint is not None:
         sets = [p for p in sets if constraint(Params(p))]
     return sets

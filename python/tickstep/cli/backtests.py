@@ -69,6 +69,10 @@ def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, e
     cls = _strategy(strategy)
     values = parse_assignments(params, cls.parameters(), what="parameter", lists=False)
     engine = parse_engine_options(options)
+    if report and not Path(report).resolve().parent.is_dir():
+        # Refused before the backtest runs, not after.
+        raise UsageError(f"--report {report!r}: its directory {str(Path(report).parent)!r} "
+                         "does not exist")
     source = open_data(data)
     try:
         t0 = time.perf_counter()
@@ -232,7 +236,12 @@ def runs(results: str | None, data: str | None, strategy: str | None, batch_id: 
         when = since_text(since) if since else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    db = RunsDB(target)
+    from sqlalchemy.exc import DatabaseError
+
+    try:
+        db = RunsDB(target)
+    except DatabaseError as exc:
+        raise UsageError(f"--results {target!r} is not a runs database ({exc.orig})") from None
     try:
         try:
             if per_strategy:
@@ -242,6 +251,8 @@ def runs(results: str | None, data: str | None, strategy: str | None, batch_id: 
                                       order_by=order_by, limit=top)
         except ValueError as exc:
             raise UsageError(f"--by: {exc}") from None
+        except DatabaseError as exc:
+            raise UsageError(f"--results {target!r} is not a runs database ({exc.orig})") from None
     finally:
         db.close()
     if as_json:

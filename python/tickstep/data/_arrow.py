@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -53,7 +54,12 @@ def _is_polars(data: Any) -> bool:
 
 
 def is_arrow_like(data: Any) -> bool:
-    """Whether ``data`` is a table the Arrow reader takes (checked without importing Polars)."""
+    """Whether ``data`` is a table the Arrow reader takes (checked without importing Polars).
+
+    A pandas Series (or Index) exports an Arrow stream too, but of one column of values,
+    not a table of bars: it is not taken (the door refuses it by its type)."""
+    if isinstance(data, (pd.Series, pd.Index)):
+        return False
     return (
         isinstance(data, (pa.Table, pa.RecordBatch, pa.RecordBatchReader))
         or _is_polars(data)

@@ -101,9 +101,33 @@ class Store(BarStore):
             raise DataError(f"cannot open store '{self.path}': {exc}", source=self.path) from None
         if not read_only:
             self._create_schema()
+        else:
+            self._check_tables()
 
     def __repr__(self) -> str:
         return f"Store({self.path!r}{', read_only=True' if self.read_only else ''})"
+
+    def _check_tables(self) -> None:
+        # A DuckDB file that is not a tickstep store: said now, not as a catalog error later.
+        found = self._con.execute(
+            "SELECT list(table_name) FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_name IN ('symbols', 'bars')"
+        ).fetchall()[0][0] or []
+        if self.path != ":memory:" and sorted(found) != ["bars", "symbols"]:
+            self._con.close()
+            raise DataError(
+                f"'{self.path}' is a DuckDB database but not a tickstep store (it has no "
+                "'symbols' and 'bars' tables): create one with tickstep.data.Store(path)",
+                source=self.path,
+            )
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise DataError(
+                f"store '{self.path}' is open read-only: open it with Store(path) to write",
+                source=self.path,
+                rule="writable store",
+            )
 
     def __getstate__(self) -> dict[str, Any]:
         # Batch workers reopen the file by path; no connection or data is pickled.

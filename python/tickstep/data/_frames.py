@@ -49,6 +49,14 @@ _AWARE_STRING = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[Zz]|UTC|GMT|[+-]\d{2}
 
 def float_column(series: pd.Series, name: str, symbol: str | None) -> np.ndarray:
     dtype = series.dtype
+    if pd.api.types.is_complex_dtype(dtype):
+        # numpy would drop the imaginary parts: refused rather than read as something else.
+        raise DataError(
+            f"{_where(symbol, 0)}: column {name!r} must be real numbers, has dtype {dtype}",
+            symbol=symbol,
+            row=0,
+            rule="numeric columns",
+        )
     if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
         coerced = pd.to_numeric(series, errors="coerce")
         bad = (coerced.isna() & series.notna()).to_numpy()
@@ -72,7 +80,8 @@ def extra_values(
     gives the symbol of each row of a long frame, for the message."""
     dtype = series.dtype
     boolean = pd.api.types.is_bool_dtype(dtype)
-    if (boolean and chosen) or (pd.api.types.is_numeric_dtype(dtype) and not boolean):
+    real = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype)
+    if (boolean and chosen) or (real and not boolean):
         return np.array(series.to_numpy(dtype=np.float64, na_value=np.nan), copy=True)
     present = series.notna().to_numpy()
     row = int(np.flatnonzero(present)[0]) if present.any() else 0
@@ -186,7 +195,17 @@ def _parse_object_timestamps(values: pd.Series, symbol: str | None) -> tuple[np.
 
 
 def _unwrap_index(df: pd.DataFrame, symbol_column: str | None) -> pd.DataFrame:
-    """Turn a (symbol, ts) MultiIndex or a named symbol/ts index into ordinary columns."""
+    """Turn a (symbol, ts) MultiIndex or a named symbol/ts index into ordinary columns.
+    Columns in several levels (one per symbol and price, as a multi-ticker download
+    gives them) are refused, saying how to pass them."""
+    if isinstance(df.columns, pd.MultiIndex):
+        first = df.columns[0] if len(df.columns) else ()
+        raise DataError(
+            f"the columns have {df.columns.nlevels} levels (e.g. {first!r}): give one table "
+            "per symbol, {symbol: frame}, e.g. {s: frame.xs(s, axis=1, level=1) for s in "
+            "symbols}, or a long table with a symbol column",
+            rule="one level of columns",
+        )
     names = [str(n).lower() for n in df.index.names if n is not None]
     wanted = {(symbol_column or "symbol").lower(), *TIMESTAMP_COLUMNS}
     if isinstance(df.index, pd.MultiIndex) or (names and names[0] in wanted):

@@ -62,6 +62,13 @@ def _to_ns(value: Any, name: str) -> tuple[int, bool]:
     """A user's date or time as UTC ns, and whether it names a whole day."""
     if isinstance(value, bool) or value is None:
         raise DataError(f"{name}={value!r} is not a date or time", rule="date or time")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        # 2024 would be read as 2,024 ns after 1970: a number alone is not a date.
+        raise DataError(
+            f"{name}={value!r}: a number is not a date or time; give a date such as "
+            "'2024-01-04', a time such as '2024-01-04 15:30' or a Timestamp",
+            rule="date or time",
+        )
     whole_day = isinstance(value, dt.date) and not isinstance(value, dt.datetime)
     if isinstance(value, np.datetime64):
         whole_day = np.datetime_data(value.dtype)[0] in ("D", "W", "M", "Y")
@@ -160,7 +167,13 @@ def refuse_unknown_symbols(unknown: Iterable[str], known: Iterable[str], where: 
 def describe_request(
     start: Any, end: Any, regular_hours: bool = False, timeframe: Any = None
 ) -> str:
-    """The filters of a load as the user wrote them, for messages."""
+    """The filters of a load as the user wrote them, for messages (``regular_hours`` is
+    checked here, the one place every load describes its filters)."""
+    if not isinstance(regular_hours, (bool, np.bool_)):
+        raise _core.ConfigError(
+            f"regular_hours={regular_hours!r}: must be True or False, got "
+            f"{type(regular_hours).__name__}"
+        )
     parts = [f"{k}={v!r}" for k, v in (("start", start), ("end", end)) if v is not None]
     if regular_hours:
         parts.append("regular_hours=True")

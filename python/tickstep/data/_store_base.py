@@ -125,6 +125,9 @@ class BarStore:
         sql, params = bars_query(self.dialect, ids, lo, hi, spans, frame, extra)
         return grouped_columns(self._read_bars(sql, params), ids, len(extra))
 
+    def _check_writable(self) -> None:
+        """Refuse a write to a store opened read-only (before any work, naming it)."""
+
     def _fetch_buckets(
         self,
         ids: np.ndarray,
@@ -312,6 +315,7 @@ class BarStore:
             Bad data (naming file, symbol and row) or conflicting rows. Nothing is
             written then: ingestion is one transaction.
         """
+        self._check_writable()
         if on_conflict not in _ON_CONFLICT:
             raise DataError(f"on_conflict must be 'refuse' or 'replace', got {on_conflict!r}")
         market = as_market(data, symbol=symbol, columns=columns, allow_nan=allow_nan)
@@ -332,6 +336,7 @@ class BarStore:
             added to the store. Missing values never erase stored ones. A missing
             timezone is taken from the exchange's calendar.
         """
+        self._check_writable()
         meta = clean_metadata(metadata)
         self._write_metadata(meta)
         return len(meta)
@@ -499,6 +504,7 @@ class BarStore:
             not hold, fields different from the stored table's, conflicting keys.
             Nothing is written then: an ingest is one transaction.
         """
+        self._check_writable()
         return _records.ingest_records(self, table, data, symbol=symbol,
                                        symbol_column=symbol_column, on_conflict=on_conflict)
 
