@@ -176,3 +176,43 @@ def test_overlapping_stretches_raise_interleaved():
     again = pa.concat_tables([table, table.slice(0, 100)])
     with pytest.raises(Interleaved):
         fold_buckets(again.to_batches(max_chunksize=500), 1)
+
+
+def by_day(table: pa.Table, days_order: list[int] | None = None) -> pa.Table:
+    """The rows as a store writes them: day by day, each symbol's bars of the day in time
+    (symbols take turns); ``days_order`` the order the days were ingested in."""
+    day = pa.compute.divide(table.column("ts"), np.int64(86_400 * 10**9)).to_numpy()
+    days = sorted(set(day.tolist()))
+    pieces = []
+    for d in [days[i] for i in (days_order or range(len(days)))]:
+        for sid in (1, 2, 3):
+            mask = (day == d) & (table.column("symbol_id").to_numpy() == sid)
+            pieces.append(table.filter(pa.array(mask)))
+    return pa.concat_tables(pieces)
+
+
+@pytest.mark.parametrize("rule", ["15min", "1h", "1D"])
+@pytest.mark.parametrize("days_order", [None, [1, 2, 0], [2, 0, 1]])
+def test_symbols_taking_turns_and_backfilled_days_fold_the_same(rule, days_order):
+    # Days end on a bucket's edge for these rules, so every sum is the reference's.
+    table = rows_table(rule)
+    expected = fold_buckets(table.to_batches(), 1)
+    turns = by_day(table, days_order)
+    for size in (1, 7, 1000, len(turns)):
+        folded = fold_buckets(turns.to_batches(max_chunksize=size), 1)
+        assert folded.keys() == expected.keys()
+        for sid, columns in expected.items():
+            assert folded[sid].keys() == columns.keys()
+            for name, values in columns.items():
+                np.testing.assert_array_equal(folded[sid][name], values, err_msg=f"{size} {name}")
+                assert not folded[sid][name].flags.writeable
+
+
+def test_a_backfill_inside_one_batch_overlapping_its_symbols_past_raises_interleaved():
+    table = rows_table("15min")
+    first = table.filter(pa.compute.equal(table.column("symbol_id"), 1))
+    # One symbol, rows 1000.. then rows 500..1500: time goes back inside a batch onto
+    # bars already folded.
+    again = pa.concat_tables([first.slice(1000), first.slice(500, 1000)])
+    with pytest.raises(Interleaved):
+        fold_buckets(again.to_batches(), 1)

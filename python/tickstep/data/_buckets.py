@@ -9,12 +9,14 @@ The rule of a bucket, as in SQL: open is the first bar's open, high the max, low
 min, close the last bar's close, volume the sum (added one bar after another in time
 order), an extra column's value the last bar's (a gap stays a gap).
 
-Stored order is each symbol's bars in time, symbol after symbol, per ingest: a symbol's
-rows come in stretches that each go forward in time. Stretches that follow each other in
-time (ingests of later days, or of earlier ones) are joined; a bucket two of them share
-(an ingest that ended inside it) is made one bar, its volume the sum of the two parts'.
-Stretches that overlap in time (bars stored between stored ones) raise `Interleaved`,
-and the store resamples in SQL instead.
+Stored order is per ingest, day by day, each symbol's bars of the day in time: a
+symbol's rows go forward in time, other symbols' between them, and each goes into its own
+arrays as it comes (no join, no sort). An ingest of days before those already stored
+takes a symbol back in time: a new stretch starts there, and the stretches, which follow
+each other in time, are joined when the rows end; a bucket two of them share (an ingest
+that ended inside it) is made one bar, its volume the sum of the two parts'. Stretches
+that overlap in time (bars stored between stored ones) raise `Interleaved`, and the store
+resamples in SQL instead.
 """
 
 from __future__ import annotations
@@ -107,66 +109,106 @@ class _Batch:
 
 
 class Interleaved(Exception):
-    """A symbol's stored stretches overlap in time (bars stored into its past after
-    later ones): buckets cannot be joined from finished stretches; the caller runs the
-    aggregate in SQL instead."""
+    """A symbol's stored stretches overlap in time (bars stored between stored ones):
+    its buckets cannot be made from the stretches; the caller resamples in SQL."""
 
 
-def _finish(chunks: list[dict[str, np.ndarray]]) -> tuple[dict[str, np.ndarray], int, int]:
-    """A stretch's partial bars, chunk after chunk -> its bars, and the times of the
-    first and last bar they were made of."""
-    if len(chunks) == 1:
-        parts = dict(chunks[0])
-    else:
-        parts = {n: np.concatenate([c[n] for c in chunks]) for n in chunks[0]}
-    first, last = int(parts["first_ts"][0]), int(parts["last_ts"][-1])
-    return (
-        {k: v for k, v in parts.items() if k not in ("symbol_id", "first_ts", "last_ts")},
-        first,
-        last,
-    )
+class _Stretch:
+    """A symbol's finished bars from rows that go forward in time, appended into arrays
+    that grow by doubling (``ndarray.resize``: a realloc, so pages are touched only as
+    bars arrive)."""
+
+    def __init__(self, first_ts: int) -> None:
+        self.columns: dict[str, np.ndarray] = {}
+        self.n = 0
+        self.first_ts = first_ts  # times of the first and last bar folded in
+        self.last_ts = first_ts
+
+    def append(self, part: dict[str, np.ndarray], lo: int, hi: int, last_ts: int) -> None:
+        """Partial bars ``part[lo:hi]``, made of bars after this stretch's last one;
+        ``last_ts`` the time of the last bar they were made of."""
+        if self.n and part["ts"][lo] == self.columns["ts"][self.n - 1]:
+            # The bucket the stretch ended in goes on: one bar, its volume the sum of
+            # the two parts'.
+            last = self.n - 1
+            c = self.columns
+            c["high"][last] = max(c["high"][last], part["high"][lo])
+            c["low"][last] = min(c["low"][last], part["low"][lo])
+            c["volume"][last] = c["volume"][last] + part["volume"][lo]
+            for name in c:
+                if name not in ("ts", "open", "high", "low", "volume"):
+                    c[name][last] = part[name][lo]  # close and extras: the last bar's
+            lo += 1
+        k = hi - lo
+        if k > 0:
+            if not self.columns:
+                self.columns = {n: np.empty(max(k, 64), dtype=part[n].dtype) for n in _names(part)}
+            capacity = len(self.columns["ts"])
+            if self.n + k > capacity:
+                grown = max(2 * capacity, self.n + k)
+                for values in self.columns.values():
+                    values.resize(grown, refcheck=False)
+            for name, values in self.columns.items():
+                values[self.n : self.n + k] = part[name][lo:hi]
+            self.n += k
+        self.last_ts = last_ts
+
+    def bars(self) -> dict[str, np.ndarray]:
+        """The arrays cut to their length."""
+        for values in self.columns.values():
+            values.resize(self.n, refcheck=False)
+        return self.columns
 
 
-def _join_stretches(
-    stretches: list[tuple[dict[str, np.ndarray], int, int]],
-) -> dict[str, np.ndarray]:
-    """A symbol's bars from stretches of stored rows that follow each other in time
-    (several ingests): concatenated, the bucket two stretches share made one bar."""
-    stretches = sorted(stretches, key=lambda s: s[1])
-    bars, _, end = stretches[0]
-    for nxt, first, last in stretches[1:]:
-        if first <= end:
-            raise Interleaved
-        if len(bars["ts"]) and len(nxt["ts"]) and bars["ts"][-1] == nxt["ts"][0]:
-            joined = {}
-            for name, values in nxt.items():
-                head = values[:1].copy()
-                if name == "open":
-                    head[0] = bars["open"][-1]
-                elif name == "high":
-                    head[0] = max(head[0], bars["high"][-1])
-                elif name == "low":
-                    head[0] = min(head[0], bars["low"][-1])
-                elif name == "volume":
-                    head[0] = bars["volume"][-1] + head[0]
-                joined[name] = np.concatenate((bars[name][:-1], head, values[1:]))
-            bars = joined
+def _names(part: dict[str, np.ndarray]) -> list[str]:
+    """A partial bars' columns that are the output's."""
+    return [n for n in part if n not in ("symbol_id", "first_ts", "last_ts")]
+
+
+class _SymbolBars:
+    """One symbol's bars as its rows arrive: stretches that each go forward in time (one
+    per ingest that went back before an earlier one's bars), joined at the end."""
+
+    def __init__(self) -> None:
+        self.stretches: list[_Stretch] = []
+
+    def add(self, part: dict[str, np.ndarray], lo: int, hi: int) -> None:
+        first, last = part["first_ts"], part["last_ts"]
+        # Time goes back between two of the part's runs: a new stretch starts there.
+        back = np.flatnonzero(first[lo + 1 : hi] <= last[lo : hi - 1]) + lo + 1
+        for a, b in zip(np.concatenate(([lo], back)), np.concatenate((back, [hi]))):
+            a, b = int(a), int(b)
+            if not self.stretches or first[a] <= self.stretches[-1].last_ts:
+                self.stretches.append(_Stretch(int(first[a])))
+            self.stretches[-1].append(part, a, b, int(last[b - 1]))
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """The bars, read-only (the engine adopts them in place); a null mask only if
+        some bar has a gap. Raises `Interleaved` when two stretches overlap in time."""
+        if len(self.stretches) == 1:
+            bars = self.stretches[0].bars()
         else:
-            bars = {n: np.concatenate((v, nxt[n])) for n, v in bars.items()}
-        end = last
-    return bars
-
-
-def _frozen(bars: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Read-only arrays (the engine adopts them in place); a null mask only if any null."""
-    out = {}
-    for name, values in bars.items():
-        if name.endswith(":null") and not values.any():
-            continue
-        values = np.ascontiguousarray(values)
-        values.flags.writeable = False
-        out[name] = values
-    return out
+            stretches = sorted(self.stretches, key=lambda s: s.first_ts)
+            for before, after in zip(stretches[:-1], stretches[1:]):
+                if after.first_ts <= before.last_ts:
+                    raise Interleaved
+            # Joined in time order into one stretch sized for them all.
+            joined = _Stretch(stretches[0].first_ts)
+            total = sum(s.n for s in stretches)
+            joined.columns = {
+                n: np.empty(total, dtype=v.dtype) for n, v in stretches[0].columns.items()
+            }
+            for stretch in stretches:
+                joined.append(stretch.bars(), 0, stretch.n, stretch.last_ts)
+                stretch.columns = {}
+            bars = joined.bars()
+        out = {}
+        for name, values in bars.items():
+            if name.endswith(":null") and not values.any():
+                continue
+            values.flags.writeable = False
+            out[name] = values
+        return out
 
 
 def fold_buckets(
@@ -175,34 +217,26 @@ def fold_buckets(
     """Stream of bucketed bars -> {symbol id: {"ts", "open", ..., "volume", "e0", ...}}.
 
     ``batches`` have columns ``symbol_id, bucket, ts, open, high, low, close, volume`` and
-    ``e0, e1, ...`` (the ``n_extra`` extra columns, NULL where a bar has none). The
-    output's ``e0:null`` (present only when some bar's is NULL) marks buckets whose last
-    bar had no value. A symbol's partial bars are joined into arrays when its rows end,
-    so at most one symbol's are held twice.
+    ``e0, e1, ...`` (the ``n_extra`` extra columns, NULL where a bar has none), each
+    symbol's bars in time order (symbols may take turns, e.g. day by day). The output's
+    ``e0:null`` (present only when some bar's is NULL) marks buckets whose last bar had
+    no value. Each symbol's bars are written into its own growing arrays as they come,
+    so the load holds its output and a batch.
 
-    Raises `Interleaved` when a symbol's stored stretches overlap in time.
+    Raises `Interleaved` when a symbol's stretches of bars going forward in time overlap.
     """
-    done: dict[int, list[tuple[dict[str, np.ndarray], int, int]]] = {}
-    chunks: list[dict[str, np.ndarray]] = []
-    previous = (-1, np.iinfo(np.int64).max)  # the last partial bar's symbol and time
+    growing: dict[int, _SymbolBars] = {}
     held = _Batch({})
 
     def add(part: dict[str, np.ndarray]) -> None:
-        # A stretch ends where the symbol changes or time goes back.
-        nonlocal chunks, previous
-        sid, first = part["symbol_id"], part["first_ts"]
-        before_sid = np.concatenate(([previous[0]], sid[:-1]))
-        before_ts = np.concatenate(([previous[1]], part["last_ts"][:-1]))
-        cut = np.flatnonzero((sid != before_sid) | (first <= before_ts))
-        bounds = np.concatenate((cut, [len(sid)]))
-        if not len(cut) or cut[0] != 0:
-            bounds = np.concatenate(([0], bounds))
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            if lo in cut and chunks:
-                done.setdefault(int(chunks[0]["symbol_id"][0]), []).append(_finish(chunks))
-                chunks = []
-            chunks.append({k: v[lo:hi] for k, v in part.items()})
-        previous = (int(sid[-1]), int(part["last_ts"][-1]))
+        sid = part["symbol_id"]
+        cut = np.flatnonzero(sid[1:] != sid[:-1]) + 1
+        for lo, hi in zip(np.concatenate(([0], cut)), np.concatenate((cut, [len(sid)]))):
+            symbol = int(sid[lo])
+            target = growing.get(symbol)
+            if target is None:
+                target = growing[symbol] = _SymbolBars()
+            target.add(part, int(lo), int(hi))
 
     for record_batch in batches:
         if not record_batch.num_rows:
@@ -215,12 +249,19 @@ def fold_buckets(
             add(ready.fold(bounds[:-1], n_extra))
     if len(held):
         add(held.fold(held.runs(), n_extra))
-    if chunks:
-        done.setdefault(int(chunks[0]["symbol_id"][0]), []).append(_finish(chunks))
-    return {
-        symbol: _frozen(stretches[0][0] if len(stretches) == 1 else _join_stretches(stretches))
-        for symbol, stretches in done.items()
-    }
+    return {symbol: bars.finish() for symbol, bars in growing.items()}
+
+
+def _frozen(bars: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Read-only arrays (the engine adopts them in place); a null mask only if any null."""
+    out = {}
+    for name, values in bars.items():
+        if name.endswith(":null") and not values.any():
+            continue
+        values = np.ascontiguousarray(values)
+        values.flags.writeable = False
+        out[name] = values
+    return out
 
 
 def split_by_symbol(
