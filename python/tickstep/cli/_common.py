@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "UsageError",
+    "load_strategy",
     "open_data",
     "parse_assignments",
     "parse_engine_options",
@@ -114,6 +115,67 @@ def parse_assignments(
         values = [read_value(name, p, defaults[name]) for p in parts]
         out[name] = values if len(values) > 1 else values[0]
     return out
+
+
+def load_strategy(text: str) -> type:
+    """A strategy class from the command line: a registered name (the plugin registry,
+    `tickstep.strategies.load`), ``package.module:Class`` (imported, the current directory
+    first on the path, as ``python -m`` does) or ``path/to/file.py:Class`` (the file run
+    as a module of its own). Any `tickstep.Strategy` subclass, `tickstep.SignalStrategy`
+    included; anything else is refused naming the argument."""
+    import importlib
+    import importlib.util
+    import os
+    import sys
+
+    from tickstep.strategies import UnknownStrategyError, load
+    from tickstep.strategy import Strategy
+
+    if ":" not in text:
+        try:
+            return load(text)
+        except UnknownStrategyError as exc:
+            raise UsageError(f"{exc} (or give package.module:Class or file.py:Class)") from None
+    where, _, qualname = text.rpartition(":")
+    where, qualname = where.strip(), qualname.strip()
+    if not where or not qualname:
+        raise UsageError(f"strategy {text!r}: expected package.module:Class or file.py:Class")
+    if where.endswith(".py"):
+        path = Path(where).resolve()
+        if not path.is_file():
+            raise UsageError(f"strategy {text!r}: no such file {where!r}")
+        # Its own module name (never a stdlib or installed one's); kept in sys.modules so
+        # annotations resolve and forked batch workers have it.
+        name = "tickstep_cli_" + "".join(c if c.isalnum() else "_" for c in path.stem)
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    else:
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(where)
+        except ModuleNotFoundError as exc:
+            raise UsageError(f"strategy {text!r}: no module {exc.name!r}") from None
+    obj: Any = module
+    for part in qualname.split("."):
+        if not hasattr(obj, part):
+            from tickstep.hints import did_you_mean
+
+            names = [n for n in vars(module) if not n.startswith("_")]
+            raise UsageError(f"strategy {text!r}: {where} has no {part!r}"
+                             f"{did_you_mean(part, names)}")
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Strategy)):
+        raise UsageError(f"strategy {text!r} is {obj!r}, not a tickstep.Strategy subclass "
+                         "(or tickstep.SignalStrategy)")
+    return obj
 
 
 def parse_engine_options(items: Iterable[str]) -> dict[str, Any]:

@@ -21,17 +21,24 @@ from tickstep.cli._common import (
 __all__ = ["batch", "run", "runs"]
 
 _DATA_HELP = "Bars: a DuckDB store file, a postgresql:// URL, or a CSV/Parquet file."
+_STRATEGY_HELP = ("STRATEGY: a registered name (see `tickstep strategies`), "
+                  "package.module:Class, or path/to/file.py:Class; a Strategy or a "
+                  "SignalStrategy (traded in signals mode).")
 _OPTION_HELP = ("Engine option NAME=VALUE, repeatable: cash, commission, commission_fixed, "
                 "slippage, trade_on_close, leverage, record_every_bar, timezone, risk_free_rate.")
 
 
-def _strategy(name: str) -> type:
-    from tickstep.strategies import UnknownStrategyError, load
+def _strategy(text: str) -> tuple[type, str | type]:
+    """STRATEGY as given -> (its class, what `run_batch` is handed: the text, or the class
+    of a file, which workers cannot import by name)."""
+    from tickstep.cli._common import load_strategy
 
-    try:
-        return load(name)
-    except UnknownStrategyError as exc:
-        raise UsageError(str(exc)) from None
+    cls = load_strategy(text)
+    return cls, (cls if _is_file(text) else text)
+
+
+def _is_file(text: str) -> bool:
+    return text.rpartition(":")[0].endswith(".py")
 
 
 def _data_options(f: Any) -> Any:
@@ -58,15 +65,18 @@ def _data_options(f: Any) -> Any:
 def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, end: str | None,
         options: tuple[str, ...], params: tuple[str, ...], report: str | None,
         as_json: bool) -> int:
-    """Backtest STRATEGY (a registered name, see `tickstep strategies`) once.
+    """Backtest STRATEGY once: a registered name (see `tickstep strategies`),
+    package.module:Class or path/to/file.py:Class; a Strategy, or a SignalStrategy
+    (traded in signals mode).
 
     \b
-    Example:
+    Examples:
       tickstep run sma_cross --data market.duckdb -p fast=5 -p slow=20 -o cash=100000
+      tickstep run my_signals.py:Cross --data market.duckdb -p fast=10
     """
     import tickstep
 
-    cls = _strategy(strategy)
+    cls, _ = _strategy(strategy)
     values = parse_assignments(params, cls.parameters(), what="parameter", lists=False)
     engine = parse_engine_options(options)
     if report and not Path(report).resolve().parent.is_dir():
@@ -126,7 +136,8 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
           options: tuple[str, ...], params: tuple[str, ...], portfolio: bool, sequential: bool,
           workers: int | None, maximize: str, top: int, out: str | None, results: str | None,
           no_cache: bool, progress: bool | None) -> int:
-    """Backtest STRATEGY over symbols x a parameter grid, in parallel, cached.
+    """Backtest STRATEGY over symbols x a parameter grid, in parallel, cached. STRATEGY
+    as for `tickstep run`; a SignalStrategy's grid runs in one native call on all cores.
 
     \b
     Example:
@@ -137,7 +148,7 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
 
     from tickstep.batch import run_batch
 
-    cls = _strategy(strategy)
+    cls, handed = _strategy(strategy)
     grid = parse_assignments(params, cls.parameters(), what="parameter", lists=True)
     engine = parse_engine_options(options)
     if out and Path(out).suffix.lower() not in (".parquet", ".csv", ".json"):
@@ -145,7 +156,7 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
     if not data.startswith(("postgresql://", "postgres://")) and not Path(data).exists():
         raise UsageError(f"--data {data!r}: no such file")
     rows = run_batch(
-        strategy, data, params=grid or None, symbols=parse_symbols(symbols), portfolio=portfolio,
+        handed, data, params=grid or None, symbols=parse_symbols(symbols), portfolio=portfolio,
         maximize=maximize, executor="sequential" if sequential else None, max_workers=workers,
         cache=not no_cache, progress=progress, start=start, end=end, **engine,
     )
