@@ -269,7 +269,7 @@ CALL_CASES = {
     "ema(nan)": (in_init(lambda s: s.ema(math.nan)), ["ema(n=nan)"]),
     "sma of an unknown source": (in_init(lambda s: s.sma(5, source="nope")), ["unknown source \"nope\"", "close"]),
     "an indicator of the wrong length": (in_init(lambda s: s.I(lambda frame: np.zeros(3))), ["shape (3,)", "expected (60,)"]),
-    "timeframe(15)": (in_init(lambda s: s.timeframe(15)), ["period=15", "no unit"]),
+    "timeframe(15.0)": (in_init(lambda s: s.timeframe(15.0)), ["period", "must be a string", "15.0"]),
     "timeframe(['1h'])": (in_init(lambda s: s.timeframe(["1h"])), ["period", "got list"]),
     "timeframe('0.5h')": (in_init(lambda s: s.timeframe("0.5h")), ["period='0.5h'", "whole number and a unit"]),
     "timeframe('1T')": (in_init(lambda s: s.timeframe("1T")), ["'T'", "write 'min' or 'm'"]),
@@ -298,15 +298,15 @@ def store_path(tmp_path_factory):
 
 
 LOAD_CASES = [
-    ({"timeframe": 15}, td.DataError, ["timeframe=15", "no unit"]),
+    ({"timeframe": 2.5}, td.DataError, ["timeframe", "must be a string", "2.5"]),
     ({"timeframe": "0.5h"}, td.DataError, ["'0.5h'", "whole number and a unit"]),
     ({"timeframe": "-5min"}, td.DataError, ["'-5min'"]),
     ({"timeframe": ""}, td.DataError, ["timeframe=''"]),
     ({"timeframe": "15"}, td.DataError, ["timeframe='15'", "accepted units"]),
     ({"timeframe": "1w"}, td.DataError, ["'1w'", "divide a day"]),
     ({"timeframe": "2D"}, td.DataError, ["'2D'", "one day (1D)"]),
-    ({"start": 2024}, td.DataError, ["start=2024", "a number is not a date"]),
-    ({"end": 1.5}, td.DataError, ["end=1.5", "a number is not a date"]),
+    ({"start": 2024.0}, td.DataError, ["start=2024.0", "a float is not a date"]),
+    ({"end": 1.5}, td.DataError, ["end=1.5", "a float is not a date"]),
     ({"regular_hours": "yes"}, tickstep.ConfigError, ["regular_hours='yes'", "True or False"]),
     ({"regular_hours": 1}, tickstep.ConfigError, ["regular_hours=1", "True or False"]),
     ({"symbols": 5}, td.DataError, ["symbols must be a name or a list of names"]),

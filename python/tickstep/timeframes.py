@@ -95,12 +95,8 @@ def timeframe_ns(value: Any, *, name: str = "timeframe") -> int:
         if delta is pd.NaT:
             raise ConfigError(f"{name}={value!r} is not a bar length")
         ns = int(delta.as_unit("ns").value)
-    elif isinstance(value, (int, float, np.integer, np.floating)):
-        # A bare number has no unit: 15 could mean minutes, seconds or nanoseconds.
-        raise ConfigError(
-            f"{name}={value!r}: a number alone has no unit; write a whole number and a unit "
-            f"(accepted units: {_ACCEPTED}) or pass a timedelta"
-        )
+    elif isinstance(value, (int, np.integer)):  # nanoseconds, as the bars' times are
+        ns = int(value)
     else:
         raise ConfigError(
             f"{name} must be a string such as '5m', '1h', '1d' or a timedelta, "

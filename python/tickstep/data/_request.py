@@ -62,11 +62,12 @@ def _to_ns(value: Any, name: str) -> tuple[int, bool]:
     """A user's date or time as UTC ns, and whether it names a whole day."""
     if isinstance(value, bool) or value is None:
         raise DataError(f"{name}={value!r} is not a date or time", rule="date or time")
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        # 2024 would be read as 2,024 ns after 1970: a number alone is not a date.
+    if isinstance(value, (float, np.floating)):
+        # Times are whole nanoseconds (as the bars' own); a float is none of the kinds.
         raise DataError(
-            f"{name}={value!r}: a number is not a date or time; give a date such as "
-            "'2024-01-04', a time such as '2024-01-04 15:30' or a Timestamp",
+            f"{name}={value!r}: a float is not a date or time; give a date such as "
+            "'2024-01-04', a time such as '2024-01-04 15:30', a Timestamp, or whole "
+            "nanoseconds since 1970 UTC (as the bars' ts)",
             rule="date or time",
         )
     whole_day = isinstance(value, dt.date) and not isinstance(value, dt.datetime)
