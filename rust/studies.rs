@@ -432,6 +432,21 @@ impl Studies {
         })
     }
 
+    /// `value` and `prev` in one read (what a strategy's `next` is given); None for no
+    /// such study.
+    #[inline]
+    pub fn value_and_prev(&self, id: usize, s: usize, bar: Option<usize>) -> Option<(f64, f64)> {
+        Some(match (self.studies.get(id)?, bar) {
+            (Study::Bars { per_symbol }, Some(i)) => (per_symbol[s].value(i), per_symbol[s].prev(i)),
+            (Study::Rolling { per_symbol, .. }, _) => (per_symbol[s].value(), per_symbol[s].prev()),
+            (Study::Series { values, .. }, Some(i)) => {
+                let v = &values[s];
+                (v[i], if i > 0 { v[i - 1] } else { f64::NAN })
+            }
+            (Study::Bars { .. } | Study::Series { .. }, None) => (f64::NAN, f64::NAN),
+        })
+    }
+
     pub fn is_ready(&self, id: usize, s: usize, bar: Option<usize>) -> Result<bool> {
         Ok(match self.study(id)? {
             Study::Bars { per_symbol } => bar.is_some_and(|i| per_symbol[s].is_ready(i)),

@@ -20,16 +20,16 @@ import pandas as pd
 from tickstep._core import (
     ConfigError,
     HistoryBase,
-    Indicator,
     OrderError,
     PositionBase,
+    StrategyBase,
     UnknownSymbolError,
 )
 from tickstep.data._records import RecordBook, RecordSet
 from tickstep.hints import did_you_mean
 from tickstep.parameters import ParameterError, check_value, declared_types
 from tickstep.sizing import SizingRequest, order_to_target, rebalance_orders
-from tickstep.studies import Timeframe, session_buckets
+from tickstep.studies import Indicator, Timeframe, session_buckets
 from tickstep.timeframes import timeframe_ns
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class Position(PositionBase):
         return f"Position({self.symbol!r}, size={self.size:g})"
 
 
-class Strategy:
+class Strategy(StrategyBase):
     """Base class of trading strategies.
 
     Subclass it, declare parameters as class attributes, override ``init`` and ``next``
@@ -118,7 +118,8 @@ class Strategy:
         The running symbol's position inside ``next(symbol)`` (truthy when not flat,
         ``.size``, ``.close()``, ...); ``self.position("AAPL")`` for a named symbol, as
         ``on_tick`` needs. One object for the whole run (a plain attribute: reading it
-        costs nothing), see :class:`Position`.
+        costs nothing; assigning to it is refused, as it would hide the engine's), see
+        :class:`Position`.
 
     Examples
     --------
@@ -184,7 +185,7 @@ class Strategy:
                  records: Mapping[str, Any] | None = None) -> None:
         params = type(self).check_parameters(params)
         for name, value in params.items():
-            setattr(self, name, value)
+            setattr(self, name, value)  # a parameter named "position" is refused here
         self._ctx = ctx
         self._symbols = list(symbols)
         self._index = {s: i for i, s in enumerate(symbols)}
@@ -198,7 +199,8 @@ class Strategy:
         # Reusable handles: nothing is allocated per bar. The running symbol's position
         # is a plain attribute, the cheapest read there is (see the class docstring).
         self._symbol_positions: list[Position | None] = [None] * len(self._symbols)
-        self.position = Position(ctx, -1, self, kept=self._symbol_positions)
+        # The one store of self.position: assigning to it later is refused (StrategyBase).
+        self._adopt_position(Position(ctx, -1, self, kept=self._symbol_positions))
         #: History views by (symbol, count) as asked for; each one reads live.
         self._histories: dict[tuple[Any, Any], History] = {}
         # Working orders of order_target/rebalance by symbol index: a new target replaces them.
@@ -680,11 +682,9 @@ class Strategy:
         return self._request(self._sym(symbol), side > 0, price, sl)
 
     def _request(self, symbol: Any, buy: bool, price: float | None, sl: float | None) -> SizingRequest:
-        # Everything the sizer is told, read from the core in one call.
-        i, last, equity, cash, held, open_positions, gross, pending = self._ctx.sizing(symbol)
-        # Positional: the field order of SizingRequest (half the cost of keywords).
-        return SizingRequest(self._symbols[i], 1 if buy else -1, last if price is None else price, sl,
-                             equity, cash, held, open_positions, gross, pending)
+        # Everything the sizer is told, read and made into a SizingRequest by the core in
+        # one call (its frozen __init__ would cost more than the rest of a sized order).
+        return self._ctx.sizing_request(SizingRequest, symbol, buy, price, sl)
 
     @property
     def open_position_count(self) -> int:
@@ -697,12 +697,10 @@ class Strategy:
         return self._ctx.gross_exposure()
 
     def _size(self, symbol: Any, buy: bool, limit: float | None, stop: float | None, sl: float | None) -> float:
-        price = limit if limit is not None else stop
-        req = self._request(symbol, buy, price, sl)
-        name = req.symbol
+        req = self._ctx.sizing_request(SizingRequest, symbol, buy, limit if limit is not None else stop, sl)
         size = float(self._sizer(req))
-        if math.isnan(size) or size < 0:
-            raise ValueError(f"{name}: sizer {self._sizer!r} returned {size!r}; expected units >= 0")
+        if not size >= 0:  # NaN or negative
+            raise ValueError(f"{req.symbol}: sizer {self._sizer!r} returned {size!r}; expected units >= 0")
         return size
 
     def close(self, symbol: str | None = None, *, portion: float = 1.0) -> int | None:

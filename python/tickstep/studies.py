@@ -28,12 +28,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from tickstep._core import IndicatorBase
 from tickstep.timeframes import NS_PER_DAY
 
 if TYPE_CHECKING:
     from tickstep._core import Context
 
-__all__ = ["Candle", "Timeframe", "session_buckets"]
+__all__ = ["Candle", "Indicator", "Timeframe", "session_buckets"]
 
 _INT64_MIN = np.iinfo(np.int64).min
 
@@ -120,6 +121,49 @@ def _localize(wall_ns: np.ndarray, timezone: str, summer: np.ndarray) -> np.ndar
     skipped ones move forward."""
     idx = pd.DatetimeIndex(wall_ns.astype("datetime64[ns]"))
     return idx.tz_localize(timezone, ambiguous=summer, nonexistent="shift_forward").asi8
+
+
+class Indicator(IndicatorBase):
+    """An indicator declared in ``init()`` (``self.sma(10)``, ``self.I(func)``, ...), read
+    for the symbol whose ``next()`` is running.
+
+    ``value`` and ``prev`` are attributes the engine sets before each ``next(symbol)`` to
+    that symbol's value at its latest bar and the value one update before (NaN until
+    ready), from the same study the methods read: reading them is as cheap as reading any
+    attribute. Outside ``next`` (``init``, ``on_tick``) they are read from the core when
+    asked, and reading them there without a running symbol is an error naming it; use
+    ``get(symbol)`` / ``previous(symbol)`` for a named symbol anywhere.
+
+    Other members: ``get(symbol)``, ``previous(symbol)``, ``is_ready(symbol=None)``,
+    ``reset(symbol=None)``, ``crossed_above(other)`` / ``crossed_below(other)`` (another
+    indicator or a level), ``float(indicator)``, ``id`` and ``name``.
+    """
+
+    __slots__ = {
+        "value": "Value for the symbol whose ``next()`` is running (NaN until ready).",
+        "prev": "The value one update earlier.",
+    }
+
+    def __init__(self, ctx: Context, id: int, name: str) -> None:
+        # The run follows it (its values are written before each next); until then it
+        # reads through the core.
+        ctx.adopt_indicator(self, _IndicatorOutsideNext)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{self!r}.{name} is read-only: an indicator's values are the engine's "
+                             "(keep your own numbers in attributes of the strategy)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{self!r}.{name} is read-only")
+
+
+class _IndicatorOutsideNext(Indicator):
+    """An `Indicator` while no ``next()`` runs: the same object, ``value`` and ``prev``
+    read through the core (the engine switches between the two classes)."""
+
+    __slots__ = ()
+    value = IndicatorBase.value  # type: ignore[assignment]
+    prev = IndicatorBase.prev  # type: ignore[assignment]
 
 
 class Timeframe:

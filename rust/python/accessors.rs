@@ -12,7 +12,8 @@ use numpy::npyffi::{self, npy_intp, NPY_ARRAY_ALIGNED, NPY_ARRAY_C_CONTIGUOUS, P
 use numpy::{Element, PyArrayDescrMethods};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyFloat, PyInt, PyList, PyString, PyType};
+use pyo3::exceptions::PyAttributeError;
+use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 
 use super::context::PyContext;
 use super::market::{view_column, PyMarket};
@@ -316,4 +317,76 @@ impl PyHistoryBase {
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
         self.ctx.get().history_len(py, self.symbol, self.count)
     }
+}
+
+/// The base of `tickstep.Strategy`: `self.position` belongs to the engine (the running
+/// symbol's position), so assigning to it — which would shadow it for the rest of the run
+/// — is refused with an error saying so. Every other attribute is set as usual. A type
+/// slot rather than a Python `__setattr__`: reads of the strategy's attributes (and of
+/// `self.position`, a plain attribute) stay the interpreter's fastest; a store costs a
+/// call into this slot.
+#[pyclass(name = "StrategyBase", module = "tickstep._core", frozen, subclass)]
+pub struct PyStrategyBase;
+
+#[pymethods]
+impl PyStrategyBase {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
+        PyStrategyBase
+    }
+
+    fn __setattr__(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, PyString>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        if is_position(name) {
+            return Err(position_refused(slf, "assign to"));
+        }
+        set_generic(slf.as_any(), name, value.as_ptr())
+    }
+
+    /// Set `self.position` once, when the strategy is made (the one store allowed).
+    fn _adopt_position(slf: &Bound<'_, Self>, position: &Bound<'_, PyAny>) -> PyResult<()> {
+        let name = pyo3::intern!(slf.py(), "position");
+        set_generic(slf.as_any(), name, position.as_ptr())
+    }
+
+    fn __delattr__(slf: &Bound<'_, Self>, name: &Bound<'_, PyString>) -> PyResult<()> {
+        if is_position(name) {
+            return Err(position_refused(slf, "delete"));
+        }
+        set_generic(slf.as_any(), name, std::ptr::null_mut())
+    }
+}
+
+/// Whether an attribute name is `position` (interned names by identity first).
+#[inline]
+fn is_position(name: &Bound<'_, PyString>) -> bool {
+    let position = pyo3::intern!(name.py(), "position");
+    name.is(position) || name.to_str().is_ok_and(|n| n == "position")
+}
+
+#[cold]
+fn position_refused(slf: &Bound<'_, PyStrategyBase>, what: &str) -> PyErr {
+    let class = slf
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    PyAttributeError::new_err(format!(
+        "cannot {what} {class}.position: it is the engine's (the running symbol's position: \
+         read self.position.size, test `if self.position:`, call self.position.close()); \
+         keep your own value under another name"
+    ))
+}
+
+/// The default attribute store (`value` NULL: delete).
+fn set_generic(obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>, value: *mut ffi::PyObject) -> PyResult<()> {
+    // SAFETY: valid objects under the GIL; a NULL value deletes, as for tp_setattro.
+    if unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value) } < 0 {
+        return Err(PyErr::fetch(obj.py()));
+    }
+    Ok(())
 }

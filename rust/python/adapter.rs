@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::context::PyContext;
+use super::indicators::LiveIndicators;
 use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
 use crate::strategy::Strategy;
@@ -17,6 +18,14 @@ pub struct PyStrategy<'py> {
     pub next: Option<Bound<'py, PyAny>>,
     pub on_tick: Option<Bound<'py, PyAny>>,
     pub symbols: Vec<Bound<'py, PyString>>,
+    /// The strategy's indicators, given the running symbol's values before its `next`.
+    pub indicators: LiveIndicators,
+}
+
+impl Drop for PyStrategy<'_> {
+    fn drop(&mut self) {
+        self.indicators.finish(&self.ctx);
+    }
 }
 
 fn failed(engine: &TickContext<'_>, symbol: Option<usize>, err: PyErr) -> EngineError {
@@ -46,7 +55,9 @@ impl Strategy for PyStrategy<'_> {
         };
         let outcome = {
             let _attached = self.ctx.attach(engine);
-            next.call1((&self.symbols[symbol],))
+            self.indicators
+                .enter_next(self.ctx.py(), &self.ctx, engine, symbol)
+                .and_then(|()| next.call1((&self.symbols[symbol],)))
         };
         outcome
             .map(drop)
@@ -57,6 +68,7 @@ impl Strategy for PyStrategy<'_> {
         let Some(on_tick) = &self.on_tick else {
             return Ok(());
         };
+        self.indicators.leave_next(&self.ctx);
         let outcome = {
             let _attached = self.ctx.attach(engine);
             on_tick.call0()

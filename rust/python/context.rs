@@ -6,15 +6,17 @@
 
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyKeyError;
-use pyo3::types::{PyBool, PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 
 use pyo3::prelude::*;
 
 use super::accessors::{bar_tuple, column_view};
+use super::indicators::{Followed, PyIndicator};
+use super::sizing::{request_values, RequestLayout};
 use super::errors::{config_error, order_error, state_error, unknown_symbol, IntoPyResult};
 use super::market::PyMarket;
 use crate::candles::Candle;
@@ -63,6 +65,11 @@ pub struct PyContext {
     lookup: Py<PyDict>,
     /// The class of the bars `bar()` returns: a tuple subclass with named fields.
     bar_class: Option<Py<PyType>>,
+    /// The strategy's indicator objects, whose values the adapter writes before each
+    /// `next(symbol)` (see `indicators.rs`).
+    pub(crate) followed: Followed,
+    /// Where the fields of the strategy's sizing request class are (found at first use).
+    request_layout: OnceLock<RequestLayout>,
 }
 
 /// Clears the context's pointers when a callback returns (or unwinds).
@@ -110,7 +117,7 @@ impl PyContext {
 
     // The context is the one path into the core while a callback runs (see `attach`).
     #[allow(clippy::mut_from_ref)]
-    fn context(&self) -> PyResult<&mut TickContext<'static>> {
+    pub(crate) fn context(&self) -> PyResult<&mut TickContext<'static>> {
         let setup = self.setup.load(Ordering::Relaxed);
         if !setup.is_null() {
             // SAFETY: as for `tick` below (set by `attach_setup`).
@@ -326,7 +333,22 @@ impl PyContext {
             names,
             lookup: lookup.unbind(),
             bar_class: bar_class.map(Bound::unbind),
+            followed: Followed::default(),
+            request_layout: OnceLock::new(),
         })
+    }
+
+    /// Take `indicator` (of the strategy's indicator class) as one of the run's: made
+    /// outside `next()`, it is switched to `outside_next` (the same layout, reading through
+    /// the core); when made while a run is attached, its values are written into it before
+    /// each `next(symbol)` (see `indicators.rs`).
+    fn adopt_indicator(
+        &self,
+        indicator: &Bound<'_, PyIndicator>,
+        outside_next: &Bound<'_, PyType>,
+    ) -> PyResult<()> {
+        self.followed
+            .adopt(indicator, outside_next, self.is_running())
     }
 
     /// The market this context reads (its columns, extra columns included).
@@ -436,26 +458,49 @@ impl PyContext {
         self.resolve(symbol)
     }
 
-    /// What a sizer is told, in one call: (symbol index, latest price, equity, cash,
-    /// position, open positions, gross exposure, pending entries).
-    #[allow(clippy::type_complexity)]
-    #[pyo3(signature = (symbol=None))]
-    fn sizing(
+    /// What a sizer is told about an order in `symbol` now, as an instance of `class`
+    /// (`tickstep.sizing.SizingRequest`) made in one call: `price` as given, else the
+    /// latest close; `sl` as given (None without one); the rest read from the core.
+    #[pyo3(signature = (class, symbol, buy, price=None, sl=None))]
+    fn sizing_request<'py>(
         &self,
-        symbol: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<(usize, f64, f64, f64, f64, usize, f64, usize)> {
+        py: Python<'py>,
+        class: &Bound<'py, PyType>,
+        symbol: Option<&Bound<'py, PyAny>>,
+        buy: bool,
+        price: Option<Bound<'py, PyAny>>,
+        sl: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let made;
+        let layout = match self.request_layout.get() {
+            Some(layout) if layout.is_for(class) => layout,
+            Some(_) => {
+                made = RequestLayout::new(class)?;
+                &made
+            }
+            None => {
+                let layout = RequestLayout::new(class)?;
+                self.request_layout.get_or_init(|| layout)
+            }
+        };
         let e = self.context()?;
         let s = self.index_of(e, symbol)?;
-        Ok((
-            s,
-            e.price(s),
-            e.equity(),
-            e.cash(),
-            e.position(s).size,
+        let price = match price {
+            Some(p) => p,
+            None => PyFloat::new(py, e.price(s)).into_any(),
+        };
+        let values = request_values(
+            py,
+            self.names[s].bind(py),
+            buy,
+            price,
+            sl.unwrap_or_else(|| py.None().into_bound(py)),
+            (e.equity(), e.cash(), e.position(s).size),
             e.portfolio().open_position_count(),
             e.gross_exposure(),
             e.pending_entry_count(),
-        ))
+        );
+        layout.make(py, values)
     }
 
     /// Signed position size in units.
@@ -711,7 +756,7 @@ impl PyContext {
     }
 
     #[pyo3(signature = (id, symbol=None))]
-    fn study_value(
+    pub(crate) fn study_value(
         &self,
         py: Python<'_>,
         id: usize,
@@ -723,7 +768,7 @@ impl PyContext {
     }
 
     #[pyo3(signature = (id, symbol=None))]
-    fn study_prev(
+    pub(crate) fn study_prev(
         &self,
         py: Python<'_>,
         id: usize,
@@ -735,7 +780,7 @@ impl PyContext {
     }
 
     #[pyo3(signature = (id, symbol=None))]
-    fn study_ready(
+    pub(crate) fn study_ready(
         &self,
         py: Python<'_>,
         id: usize,
@@ -747,7 +792,7 @@ impl PyContext {
     }
 
     #[pyo3(signature = (id, symbol=None))]
-    fn study_reset(
+    pub(crate) fn study_reset(
         &self,
         py: Python<'_>,
         id: usize,
@@ -839,129 +884,5 @@ impl PyContext {
         let series = e.studies().candles(timeframe, s).py_err(py)?;
         let c = series.index_at(ts).and_then(|i| series.get(i));
         Ok(c.map(candle_tuple))
-    }
-}
-
-/// A handle on one declared indicator: reads the current symbol's value in O(1).
-#[pyclass(name = "Indicator", module = "tickstep._core", frozen)]
-pub struct PyIndicator {
-    ctx: Py<PyContext>,
-    #[pyo3(get)]
-    id: usize,
-    #[pyo3(get)]
-    name: String,
-}
-
-/// What `crossed_above`/`crossed_below` compare with: another indicator or a level.
-#[derive(FromPyObject)]
-enum Other<'py> {
-    Indicator(Bound<'py, PyIndicator>),
-    Level(f64),
-}
-
-impl PyIndicator {
-    /// (value, previous value) of this indicator for a symbol, in one read.
-    #[inline]
-    fn pair(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<(f64, f64)> {
-        let ctx = self.ctx.get();
-        let e = ctx.context()?;
-        let s = ctx.index_of(e, symbol)?;
-        let (studies, bar) = (e.studies(), e.bar_index(s));
-        Ok((
-            studies.value(self.id, s, bar).py_err(py)?,
-            studies.prev(self.id, s, bar).py_err(py)?,
-        ))
-    }
-
-    /// (now, before) of `other` for the same symbol.
-    fn other_pair(
-        py: Python<'_>,
-        other: &Other<'_>,
-        symbol: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<(f64, f64)> {
-        match other {
-            Other::Indicator(i) => i.get().pair(py, symbol),
-            Other::Level(x) => Ok((*x, *x)),
-        }
-    }
-}
-
-#[pymethods]
-impl PyIndicator {
-    #[new]
-    fn new(ctx: Py<PyContext>, id: usize, name: String) -> Self {
-        PyIndicator { ctx, id, name }
-    }
-
-    /// Value for the symbol whose `next()` is running (NaN until ready).
-    #[getter]
-    fn value(&self, py: Python<'_>) -> PyResult<f64> {
-        self.ctx.get().study_value(py, self.id, None)
-    }
-
-    /// The value one update earlier.
-    #[getter]
-    fn prev(&self, py: Python<'_>) -> PyResult<f64> {
-        self.ctx.get().study_prev(py, self.id, None)
-    }
-
-    /// Value for another symbol (by name or index).
-    #[pyo3(signature = (symbol=None))]
-    fn get(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
-        self.ctx.get().study_value(py, self.id, symbol)
-    }
-
-    #[pyo3(signature = (symbol=None))]
-    fn previous(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
-        self.ctx.get().study_prev(py, self.id, symbol)
-    }
-
-    /// True once the window is full (or the series has left its warm-up NaNs).
-    #[pyo3(signature = (symbol=None))]
-    fn is_ready(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
-        self.ctx.get().study_ready(py, self.id, symbol)
-    }
-
-    /// Restart the statistic for a symbol: it refills from its next input.
-    #[pyo3(signature = (symbol=None))]
-    fn reset(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        self.ctx.get().study_reset(py, self.id, symbol)
-    }
-
-    /// Whether this indicator crossed above `other` (an indicator or a level) at the
-    /// latest update: ``prev <= other.prev and value > other.value`` in one read (False
-    /// while any of the four is NaN).
-    #[pyo3(signature = (other, symbol=None))]
-    fn crossed_above(
-        &self,
-        py: Python<'_>,
-        other: Other<'_>,
-        symbol: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        let (now, before) = self.pair(py, symbol)?;
-        let (other_now, other_before) = Self::other_pair(py, &other, symbol)?;
-        Ok(before <= other_before && now > other_now)
-    }
-
-    /// Whether this indicator crossed below `other` at the latest update:
-    /// ``prev >= other.prev and value < other.value`` (False while any is NaN).
-    #[pyo3(signature = (other, symbol=None))]
-    fn crossed_below(
-        &self,
-        py: Python<'_>,
-        other: Other<'_>,
-        symbol: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
-        let (now, before) = self.pair(py, symbol)?;
-        let (other_now, other_before) = Self::other_pair(py, &other, symbol)?;
-        Ok(before >= other_before && now < other_now)
-    }
-
-    fn __float__(&self, py: Python<'_>) -> PyResult<f64> {
-        self.value(py)
-    }
-
-    fn __repr__(&self) -> String {
-        format!("Indicator({})", self.name)
     }
 }

@@ -2,7 +2,7 @@
 
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList, PyString};
 
 use super::adapter::PyStrategy;
 use super::context::PyContext;
@@ -120,6 +120,7 @@ impl PyEngine {
             next,
             on_tick,
             symbols,
+            indicators: Default::default(),
         };
         self.engine.run(&mut strategy).py_err(py)
     }
@@ -150,6 +151,7 @@ impl PyEngine {
             next,
             on_tick,
             symbols,
+            indicators: Default::default(),
         };
         self.engine.start(&mut strategy).py_err(py)?;
         // Without next() or on_tick() nothing calls Python after init(): each window runs
@@ -271,7 +273,21 @@ impl PyEngine {
         put(&d, "placed_ts", o.iter().map(|x| x.placed_ts).collect())?;
         put(&d, "status", o.iter().map(|x| x.status as i8).collect())?;
         put(&d, "closed_ts", o.iter().map(|x| x.closed_ts).collect())?;
-        d.set_item("reason", o.iter().map(|x| x.reason).collect::<Vec<_>>())?;
+        // One string object per distinct phrase (a handful), not one per order.
+        let mut phrases: Vec<(&'static str, Bound<'py, PyString>)> = Vec::new();
+        let reasons = PyList::empty(py);
+        for x in o {
+            let known = phrases.iter().find(|(p, _)| *p == x.reason);
+            match known {
+                Some((_, s)) => reasons.append(s)?,
+                None => {
+                    let s = PyString::new(py, x.reason);
+                    reasons.append(&s)?;
+                    phrases.push((x.reason, s));
+                }
+            }
+        }
+        d.set_item("reason", reasons)?;
         put(&d, "filled_size", o.iter().map(|x| x.filled_size).collect())?;
         put(&d, "fill_price", o.iter().map(|x| x.fill_price).collect())?;
         // As a code of `results._EXECUTED`: 0 nothing, 1 bought, 2 sold.

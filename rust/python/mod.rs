@@ -6,8 +6,10 @@ mod adapter;
 mod context;
 mod engine;
 mod errors;
+mod indicators;
 mod market;
 mod signals;
+mod sizing;
 
 use pyo3::prelude::*;
 
@@ -16,9 +18,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<market::PyMarket>()?;
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<context::PyContext>()?;
-    m.add_class::<context::PyIndicator>()?;
+    m.add_class::<indicators::PyIndicator>()?;
     m.add_class::<accessors::PyPositionBase>()?;
     m.add_class::<accessors::PyHistoryBase>()?;
+    m.add_class::<accessors::PyStrategyBase>()?;
     m.add_function(wrap_pyfunction!(signals::run_signals, m)?)?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -1,0 +1,474 @@
+//! Indicators as a strategy reads them: `IndicatorBase`, the core's handle on one declared
+//! study, and the running symbol's values written into the strategy's indicator objects
+//! before each `next(symbol)`.
+//!
+//! Why written rather than read: the idioms users write read `self.fast.value` and
+//! `.prev` several times per bar. Through a getter each read is a call into the core
+//! (~25 ns: attribute lookup, descriptor, call, a new float); as a slot of the object it
+//! is one load the interpreter specialises (~1 ns). So a strategy's indicators are objects
+//! of `tickstep.studies.Indicator`, a subclass with `value`/`prev` slots, and the adapter
+//! writes the running symbol's value and previous value into them before calling
+//! `next(symbol)`: the same study read at the same bar as the getter (never a later bar).
+//! Outside `next` — `init`, `on_tick`, after the run — the objects are switched to a
+//! subclass of the same layout whose `value`/`prev` are the core's getters again, so a
+//! read there behaves exactly as before (e.g. the error that no symbol is running).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+
+use super::context::PyContext;
+use super::errors::IntoPyResult;
+use crate::context::TickContext;
+
+/// A handle on one declared indicator: reads the current symbol's value in O(1).
+#[pyclass(name = "IndicatorBase", module = "tickstep._core", frozen, subclass)]
+pub struct PyIndicator {
+    ctx: Py<PyContext>,
+    #[pyo3(get)]
+    id: usize,
+    #[pyo3(get)]
+    name: String,
+}
+
+/// What `crossed_above`/`crossed_below` compare with: another indicator or a level.
+#[derive(FromPyObject)]
+enum Other<'py> {
+    Indicator(Bound<'py, PyIndicator>),
+    Level(f64),
+}
+
+impl PyIndicator {
+    /// (value, previous value) of this indicator for a symbol, in one read.
+    #[inline]
+    fn pair(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<(f64, f64)> {
+        let ctx = self.ctx.get();
+        let e = ctx.context()?;
+        let s = ctx.index_of(e, symbol)?;
+        let (studies, bar) = (e.studies(), e.bar_index(s));
+        Ok((
+            studies.value(self.id, s, bar).py_err(py)?,
+            studies.prev(self.id, s, bar).py_err(py)?,
+        ))
+    }
+
+    /// (now, before) of `other` for the same symbol.
+    fn other_pair(
+        py: Python<'_>,
+        other: &Other<'_>,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<(f64, f64)> {
+        match other {
+            Other::Indicator(i) => i.get().pair(py, symbol),
+            Other::Level(x) => Ok((*x, *x)),
+        }
+    }
+
+    /// (now, before) of this indicator and of `other` for a symbol: inside the running
+    /// symbol's `next`, from the values written for it (the same reads, done already).
+    #[inline]
+    #[allow(clippy::type_complexity)]
+    fn crossing(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<((f64, f64), (f64, f64))> {
+        let py = slf.py();
+        let me = slf.get();
+        if symbol.is_none() {
+            if let Some(classes) = me.ctx.get().followed.classes.get() {
+                // SAFETY: the GIL is held; `written` checks the objects' class.
+                if let Some(mine) = unsafe { classes.written(slf.as_ptr()) } {
+                    if let Some(theirs) = unsafe { classes.written(other.as_ptr()) } {
+                        return Ok((mine, theirs));
+                    }
+                }
+            }
+        }
+        let other: Other<'_> = other.extract()?;
+        Ok((me.pair(py, symbol)?, Self::other_pair(py, &other, symbol)?))
+    }
+}
+
+#[pymethods]
+impl PyIndicator {
+    #[new]
+    fn new(ctx: Py<PyContext>, id: usize, name: String) -> Self {
+        PyIndicator { ctx, id, name }
+    }
+
+    /// Value for the symbol whose `next()` is running (NaN until ready).
+    #[getter]
+    fn value(&self, py: Python<'_>) -> PyResult<f64> {
+        self.ctx.get().study_value(py, self.id, None)
+    }
+
+    /// The value one update earlier.
+    #[getter]
+    fn prev(&self, py: Python<'_>) -> PyResult<f64> {
+        self.ctx.get().study_prev(py, self.id, None)
+    }
+
+    /// Value for another symbol (by name or index).
+    #[pyo3(signature = (symbol=None))]
+    fn get(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+        self.ctx.get().study_value(py, self.id, symbol)
+    }
+
+    #[pyo3(signature = (symbol=None))]
+    fn previous(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+        self.ctx.get().study_prev(py, self.id, symbol)
+    }
+
+    /// True once the window is full (or the series has left its warm-up NaNs).
+    #[pyo3(signature = (symbol=None))]
+    fn is_ready(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<bool> {
+        self.ctx.get().study_ready(py, self.id, symbol)
+    }
+
+    /// Restart the statistic for a symbol: it refills from its next input. Inside the
+    /// symbol's own `next()`, the values written for it are written again (NaN now).
+    #[pyo3(signature = (symbol=None))]
+    fn reset(
+        slf: &Bound<'_, Self>,
+        py: Python<'_>,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let me = slf.get();
+        let ctx = me.ctx.get();
+        ctx.study_reset(py, me.id, symbol)?;
+        let e = ctx.context()?;
+        let s = ctx.index_of(e, symbol)?;
+        if e.current_symbol() == Some(s) {
+            if let Some(classes) = ctx.followed.classes.get() {
+                // SAFETY: `slf` is a live object under the GIL; `write` checks its class.
+                unsafe { classes.write_if_live(py, slf.as_ptr(), me.id, e, s)? };
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this indicator crossed above `other` (an indicator or a level) at the
+    /// latest update: ``prev <= other.prev and value > other.value`` in one read (False
+    /// while any of the four is NaN).
+    #[pyo3(signature = (other, symbol=None))]
+    fn crossed_above(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let ((now, before), (other_now, other_before)) = Self::crossing(slf, other, symbol)?;
+        Ok(before <= other_before && now > other_now)
+    }
+
+    /// Whether this indicator crossed below `other` at the latest update:
+    /// ``prev >= other.prev and value < other.value`` (False while any is NaN).
+    #[pyo3(signature = (other, symbol=None))]
+    fn crossed_below(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        symbol: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let ((now, before), (other_now, other_before)) = Self::crossing(slf, other, symbol)?;
+        Ok(before >= other_before && now < other_now)
+    }
+
+    fn __float__(&self, py: Python<'_>) -> PyResult<f64> {
+        self.value(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Indicator({})", self.name)
+    }
+}
+
+/// The two classes of a strategy's indicator objects and where their value slots are.
+pub struct IndicatorClasses {
+    /// `value`/`prev` are slots, written before each `next(symbol)`.
+    live: Py<PyType>,
+    /// The same layout, `value`/`prev` read through the core (outside `next`).
+    idle: Py<PyType>,
+    /// Byte offsets of the `value` and `prev` slots in an object.
+    value_at: isize,
+    prev_at: isize,
+}
+
+/// `Py_RELATIVE_OFFSET` (Python 3.12+; unused before): an offset we do not handle.
+const RELATIVE_OFFSET: std::os::raw::c_int = 8;
+
+/// The byte offset of `class`'s own slot `name` (a `__slots__` member holding an object).
+pub(crate) fn slot_offset(class: &Bound<'_, PyType>, name: &str) -> PyResult<isize> {
+    let own = class.getattr("__dict__")?.get_item(name).ok();
+    let refused = || {
+        PyTypeError::new_err(format!(
+            "{}: {name:?} must be one of its own __slots__",
+            class.name().map(|n| n.to_string()).unwrap_or_default()
+        ))
+    };
+    let descr = own.ok_or_else(refused)?;
+    // SAFETY: a member descriptor (checked by its exact type) is a PyMemberDescrObject;
+    // its member definition lives as long as the class, which we keep.
+    unsafe {
+        let p = descr.as_ptr();
+        if ffi::Py_TYPE(p) != std::ptr::addr_of_mut!(ffi::PyMemberDescr_Type) {
+            return Err(refused());
+        }
+        let member = (*p.cast::<ffi::PyMemberDescrObject>()).d_member;
+        // Python's own slots: an object, writable, at an absolute offset.
+        if (*member).type_code != ffi::Py_T_OBJECT_EX
+            || (*member).flags & (ffi::Py_READONLY | RELATIVE_OFFSET) != 0
+        {
+            return Err(refused());
+        }
+        Ok((*member).offset)
+    }
+}
+
+impl IndicatorClasses {
+    fn new(live: &Bound<'_, PyType>, idle: &Bound<'_, PyType>) -> PyResult<Self> {
+        let same_layout = idle.is_subclass(live)?
+            && unsafe { (*live.as_type_ptr()).tp_basicsize == (*idle.as_type_ptr()).tp_basicsize };
+        if !same_layout || !live.is_subclass_of::<PyIndicator>()? {
+            return Err(PyTypeError::new_err(
+                "the indicator class outside next() must be a subclass of the indicator class \
+                 with no slots of its own",
+            ));
+        }
+        Ok(IndicatorClasses {
+            value_at: slot_offset(live, "value")?,
+            prev_at: slot_offset(live, "prev")?,
+            live: live.clone().unbind(),
+            idle: idle.clone().unbind(),
+        })
+    }
+
+    fn same(&self, live: &Bound<'_, PyType>, idle: &Bound<'_, PyType>) -> bool {
+        self.live.is(live) && self.idle.is(idle)
+    }
+
+    /// Switch `obj` (of either class) to `to`.
+    ///
+    /// SAFETY: `obj` is an object of the live or the idle class (same layout: a subclass
+    /// with no slots of its own, checked in `new`), and the GIL is held.
+    unsafe fn set_class(obj: *mut ffi::PyObject, to: &Py<PyType>) {
+        let to = to.as_ptr().cast::<ffi::PyTypeObject>();
+        let from = (*obj).ob_type;
+        if from != to {
+            ffi::Py_INCREF(to.cast());
+            (*obj).ob_type = to;
+            ffi::Py_DECREF(from.cast());
+        }
+    }
+
+    /// Write `value` and `prev` of study `id` for symbol `s` into `obj`'s slots.
+    ///
+    /// SAFETY: `obj` is an object of the live class (its slots at the offsets found in
+    /// `new`), and the GIL is held.
+    #[inline]
+    unsafe fn write(&self, obj: *mut ffi::PyObject, id: usize, e: &TickContext<'_>, s: usize) -> bool {
+        let Some((value, prev)) = e.studies().value_and_prev(id, s, e.bar_index(s)) else {
+            ffi::PyErr_SetString(
+                ffi::PyExc_LookupError,
+                c"a followed indicator names no study".as_ptr(),
+            );
+            return false;
+        };
+        put_float(obj, self.value_at, value) && put_float(obj, self.prev_at, prev)
+    }
+
+    /// (value, prev) written into `obj` if it is of the live class now (inside `next`).
+    ///
+    /// SAFETY: the GIL is held.
+    #[inline]
+    unsafe fn written(&self, obj: *mut ffi::PyObject) -> Option<(f64, f64)> {
+        if ffi::Py_TYPE(obj) != self.live.as_ptr().cast() {
+            return None;
+        }
+        Some((read_float(obj, self.value_at)?, read_float(obj, self.prev_at)?))
+    }
+
+    /// `write` if `obj` is of the live class now (it is inside `next`).
+    ///
+    /// SAFETY: `obj` is a live object; the GIL is held.
+    unsafe fn write_if_live(
+        &self,
+        py: Python<'_>,
+        obj: *mut ffi::PyObject,
+        id: usize,
+        e: &TickContext<'_>,
+        s: usize,
+    ) -> PyResult<()> {
+        if ffi::Py_TYPE(obj) == self.live.as_ptr().cast() && !self.write(obj, id, e, s) {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(())
+    }
+}
+
+/// The float in the object slot at byte `at` of `obj` (None if it holds no float).
+///
+/// SAFETY: `at` is the offset of an object slot of `obj`; the GIL is held.
+#[inline]
+unsafe fn read_float(obj: *mut ffi::PyObject, at: isize) -> Option<f64> {
+    let value = *obj.cast::<u8>().offset(at).cast::<*mut ffi::PyObject>();
+    (!value.is_null() && ffi::PyFloat_CheckExact(value) != 0)
+        .then(|| (*value.cast::<ffi::PyFloatObject>()).ob_fval)
+}
+
+/// Store `x` in the object slot at byte `at` of `obj`: into the float already there when
+/// nothing else holds it (no allocation per bar), else into a new float.
+///
+/// SAFETY: `at` is the offset of an object slot of `obj`; the GIL is held.
+#[inline]
+unsafe fn put_float(obj: *mut ffi::PyObject, at: isize, x: f64) -> bool {
+    let slot = obj.cast::<u8>().offset(at).cast::<*mut ffi::PyObject>();
+    let old = *slot;
+    if !old.is_null() && ffi::Py_REFCNT(old) == 1 && ffi::PyFloat_CheckExact(old) != 0 {
+        // Only the slot refers to it: no one can see the change but the next read.
+        (*old.cast::<ffi::PyFloatObject>()).ob_fval = x;
+        return true;
+    }
+    let new = ffi::PyFloat_FromDouble(x);
+    if new.is_null() {
+        return false;
+    }
+    *slot = new;
+    ffi::Py_XDECREF(old);
+    true
+}
+
+/// The indicators made while a run is attached to a context, for its adapter to follow.
+#[derive(Default)]
+pub struct Followed {
+    pub(crate) classes: OnceLock<IndicatorClasses>,
+    objects: Mutex<Vec<(Py<PyAny>, usize)>>,
+    /// How many were ever added: the adapter takes new ones when this moves.
+    added: AtomicUsize,
+}
+
+impl Followed {
+    /// Follow `obj` (of the live class, made outside `next`: switched to the idle class).
+    pub fn adopt(
+        &self,
+        obj: &Bound<'_, PyIndicator>,
+        idle: &Bound<'_, PyType>,
+        running: bool,
+    ) -> PyResult<()> {
+        let live = obj.get_type();
+        let classes = match self.classes.get() {
+            Some(c) => c,
+            None => {
+                let made = IndicatorClasses::new(&live, idle)?;
+                self.classes.get_or_init(|| made)
+            }
+        };
+        if !classes.same(&live, idle) {
+            return Err(PyTypeError::new_err(
+                "a backtest's indicators are all of one class (tickstep.studies.Indicator)",
+            ));
+        }
+        // SAFETY: `obj` is of the live class (checked just above); the GIL is held.
+        unsafe { IndicatorClasses::set_class(obj.as_ptr(), &classes.idle) };
+        if running {
+            let mut objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+            objects.push((obj.clone().into_any().unbind(), obj.get().id));
+            self.added.fetch_add(1, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn added(&self) -> usize {
+        self.added.load(Ordering::Acquire)
+    }
+
+    /// The objects added since the first `seen`.
+    fn since(&self, py: Python<'_>, seen: usize) -> Vec<(Py<PyAny>, usize)> {
+        let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        let start = objects.len().saturating_sub(self.added() - seen);
+        objects[start..]
+            .iter()
+            .map(|(o, id)| (o.clone_ref(py), *id))
+            .collect()
+    }
+
+    /// Forget them all (the run ended): no cycle through the context outlives it.
+    fn clear(&self) {
+        self.objects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+/// The adapter's side: the followed indicators and whether they are live now.
+#[derive(Default)]
+pub struct LiveIndicators {
+    objects: Vec<(Py<PyAny>, usize)>,
+    seen: usize,
+    live: bool,
+}
+
+impl LiveIndicators {
+    /// Make the indicators live and write symbol `s`'s values into them: what `next(s)`
+    /// reads.
+    #[inline]
+    pub fn enter_next(
+        &mut self,
+        py: Python<'_>,
+        ctx: &PyContext,
+        e: &TickContext<'_>,
+        s: usize,
+    ) -> PyResult<()> {
+        let followed = &ctx.followed;
+        if followed.added() != self.seen {
+            let seen = self.seen;
+            self.seen = followed.added();
+            self.objects.extend(followed.since(py, seen));
+            self.live = false;
+        }
+        let Some(classes) = followed.classes.get() else {
+            return Ok(());
+        };
+        if !self.live {
+            for (obj, _) in &self.objects {
+                // SAFETY: followed objects are of the live or the idle class.
+                unsafe { IndicatorClasses::set_class(obj.as_ptr(), &classes.live) };
+            }
+            self.live = true;
+        }
+        for (obj, id) in &self.objects {
+            // SAFETY: each is of the live class now; the GIL is held (a callback is due).
+            if !unsafe { classes.write(obj.as_ptr(), *id, e, s) } {
+                return Err(PyErr::take(py).unwrap_or_else(|| {
+                    PyTypeError::new_err(format!("indicator {id} cannot be read"))
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Back to the core's getters (before `on_tick`, and when the run ends).
+    pub fn leave_next(&mut self, ctx: &PyContext) {
+        if !self.live {
+            return;
+        }
+        if let Some(classes) = ctx.followed.classes.get() {
+            for (obj, _) in &self.objects {
+                // SAFETY: followed objects are of the live or the idle class.
+                unsafe { IndicatorClasses::set_class(obj.as_ptr(), &classes.idle) };
+            }
+        }
+        self.live = false;
+    }
+
+    /// The run ended: idle, and let go of the objects.
+    pub fn finish(&mut self, ctx: &PyContext) {
+        self.leave_next(ctx);
+        self.objects.clear();
+        ctx.followed.clear();
+    }
+}
