@@ -437,10 +437,20 @@ impl Studies {
     #[inline]
     pub fn value_and_prev(&self, id: usize, s: usize, bar: Option<usize>) -> Option<(f64, f64)> {
         Some(match (self.studies.get(id)?, bar) {
-            (Study::Bars { per_symbol }, Some(i)) => (per_symbol[s].value(i), per_symbol[s].prev(i)),
+            (Study::Bars { per_symbol }, Some(i)) => {
+                (per_symbol[s].value(i), per_symbol[s].prev(i))
+            }
             (Study::Rolling { per_symbol, .. }, _) => (per_symbol[s].value(), per_symbol[s].prev()),
             (Study::Series { values, .. }, Some(i)) => {
                 let v = &values[s];
+                // Each symbol's series is a stream of its own, read one value per bar: more
+                // streams than the hardware prefetcher follows once there are many symbols.
+                #[cfg(target_arch = "x86_64")]
+                if let Some(ahead) = v.get(i + 16) {
+                    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                    // SAFETY: a prefetch is only a hint and never faults; the address is in bounds.
+                    unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(ahead).cast::<i8>()) };
+                }
                 (v[i], if i > 0 { v[i - 1] } else { f64::NAN })
             }
             (Study::Bars { .. } | Study::Series { .. }, None) => (f64::NAN, f64::NAN),

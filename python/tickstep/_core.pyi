@@ -224,7 +224,6 @@ class IndicatorBase:
     def crossed_below(self, other: IndicatorBase | float, symbol: str | int | None = None) -> bool: ...
     def __float__(self) -> float: ...
 
-@disjoint_base
 class StrategyBase:
     """The core half of `tickstep.Strategy`: refuses assignment to ``position``."""
 

@@ -935,4 +935,4 @@ class History(HistoryBase):
 
 def _utc_index(ts: np.ndarray) -> pd.DatetimeIndex:
     """int64 ns UTC -> a UTC DatetimeIndex (a view: no parsing of each value)."""
-    return pd.DatetimeIndex(pd.to_datetime(np.asarray(ts).view("datetime64[ns]"), utc=True))
+    return pd.DatetimeIndex(np.asarray(ts).view("datetime64[ns]"), dtype="datetime64[ns, UTC]")
