@@ -10,9 +10,9 @@ use std::os::raw::c_void;
 
 use numpy::npyffi::{self, npy_intp, NPY_ARRAY_ALIGNED, NPY_ARRAY_C_CONTIGUOUS, PY_ARRAY_API};
 use numpy::{Element, PyArrayDescrMethods};
+use pyo3::exceptions::PyAttributeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::exceptions::PyAttributeError;
 use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 
 use super::context::PyContext;
@@ -383,7 +383,11 @@ fn position_refused(slf: &Bound<'_, PyStrategyBase>, what: &str) -> PyErr {
 }
 
 /// The default attribute store (`value` NULL: delete).
-fn set_generic(obj: &Bound<'_, PyAny>, name: &Bound<'_, PyString>, value: *mut ffi::PyObject) -> PyResult<()> {
+fn set_generic(
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyString>,
+    value: *mut ffi::PyObject,
+) -> PyResult<()> {
     // SAFETY: valid objects under the GIL; a NULL value deletes, as for tp_setattro.
     if unsafe { ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value) } < 0 {
         return Err(PyErr::fetch(obj.py()));

@@ -15,10 +15,10 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 use pyo3::prelude::*;
 
 use super::accessors::{bar_tuple, column_view};
-use super::indicators::{Followed, PyIndicator};
-use super::sizing::{request_values, RequestLayout};
 use super::errors::{config_error, order_error, state_error, unknown_symbol, IntoPyResult};
+use super::indicators::{Followed, PyIndicator};
 use super::market::PyMarket;
+use super::sizing::{request_values, RequestLayout};
 use crate::candles::Candle;
 use crate::context::{Setup, TickContext};
 use crate::orders::{OrderRequest, Side, TimeInForce, Trail};

@@ -269,7 +269,13 @@ impl IndicatorClasses {
     /// SAFETY: `obj` is an object of the live class (its slots at the offsets found in
     /// `new`), and the GIL is held.
     #[inline]
-    unsafe fn write(&self, obj: *mut ffi::PyObject, id: usize, e: &TickContext<'_>, s: usize) -> bool {
+    unsafe fn write(
+        &self,
+        obj: *mut ffi::PyObject,
+        id: usize,
+        e: &TickContext<'_>,
+        s: usize,
+    ) -> bool {
         let Some((value, prev)) = e.studies().value_and_prev(id, s, e.bar_index(s)) else {
             ffi::PyErr_SetString(
                 ffi::PyExc_LookupError,
@@ -288,7 +294,10 @@ impl IndicatorClasses {
         if ffi::Py_TYPE(obj) != self.live.as_ptr().cast() {
             return None;
         }
-        Some((read_float(obj, self.value_at)?, read_float(obj, self.prev_at)?))
+        Some((
+            read_float(obj, self.value_at)?,
+            read_float(obj, self.prev_at)?,
+        ))
     }
 
     /// `write` if `obj` is of the live class now (it is inside `next`).
