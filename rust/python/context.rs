@@ -458,14 +458,14 @@ impl PyContext {
         self.resolve(symbol)
     }
 
-    /// What a sizer is told about an order in `symbol` now, as an instance of `class`
+    /// What a sizer is told about an order in `symbol` now, as an instance of `cls`
     /// (`tickstep.sizing.SizingRequest`) made in one call: `price` as given, else the
     /// latest close; `sl` as given (None without one); the rest read from the core.
-    #[pyo3(signature = (class, symbol, buy, price=None, sl=None))]
+    #[pyo3(signature = (cls, symbol, buy, price=None, sl=None))]
     fn sizing_request<'py>(
         &self,
         py: Python<'py>,
-        class: &Bound<'py, PyType>,
+        cls: &Bound<'py, PyType>,
         symbol: Option<&Bound<'py, PyAny>>,
         buy: bool,
         price: Option<Bound<'py, PyAny>>,
@@ -473,13 +473,13 @@ impl PyContext {
     ) -> PyResult<Bound<'py, PyAny>> {
         let made;
         let layout = match self.request_layout.get() {
-            Some(layout) if layout.is_for(class) => layout,
+            Some(layout) if layout.is_for(cls) => layout,
             Some(_) => {
-                made = RequestLayout::new(class)?;
+                made = RequestLayout::new(cls)?;
                 &made
             }
             None => {
-                let layout = RequestLayout::new(class)?;
+                let layout = RequestLayout::new(cls)?;
                 self.request_layout.get_or_init(|| layout)
             }
         };
