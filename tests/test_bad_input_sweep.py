@@ -527,3 +527,88 @@ def test_bad_command_lines(case, cli_dir):
     for word in words:
         assert word in error, (word, error)
     assert not (cli_dir / "no").exists()  # nothing written where it was refused
+
+
+# ---- a misspelt option in every data path ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data_paths(tmp_path_factory):
+    """The same bars as each kind of data tickstep reads: in memory (frames, a mapping,
+    Arrow, MarketColumns), files (CSV, Parquet), DuckDB (a path, an open store) and, when
+    a server is configured, PostgreSQL (a URL, an open store)."""
+    import pyarrow as pa
+
+    root = tmp_path_factory.mktemp("paths")
+    frame = long_frame()
+    frame.to_csv(root / "bars.csv", index=False)
+    frame.to_parquet(root / "bars.parquet")
+    with td.Store(root / "bars.duckdb") as store:
+        store.ingest({"AAA": B, "BBB": B})
+    paths = {
+        "long frame": frame,
+        "mapping": {"AAA": B, "BBB": B},
+        "arrow": pa.Table.from_pandas(frame, preserve_index=False),
+        "market": td.resolve({"AAA": B, "BBB": B}),
+        "csv": str(root / "bars.csv"),
+        "parquet": str(root / "bars.parquet"),
+        "duckdb path": str(root / "bars.duckdb"),
+        "duckdb store": td.Store(root / "bars.duckdb", read_only=True),
+    }
+    url = os.environ.get("TICKSTEP_PG_URL")
+    pg = None
+    if url:
+        import uuid
+
+        schema = f"tickstep_sweep_{uuid.uuid4().hex[:8]}"
+        pg = td.PostgresStore(url, schema=schema)
+        pg.ingest({"AAA": B, "BBB": B})
+        paths["postgres store"] = pg
+        paths["postgres url"] = f"{url}?options=-csearch_path%3D{schema}"
+    yield paths
+    paths["duckdb store"].close()
+    if pg is not None:
+        pg._run(f'DROP SCHEMA "{schema}" CASCADE')
+        pg._con.commit()
+        pg.close()
+
+
+PATH_KINDS = ["long frame", "mapping", "arrow", "market", "csv", "parquet", "duckdb path",
+              "duckdb store", "postgres store", "postgres url"]
+
+
+@pytest.mark.parametrize("kind", PATH_KINDS)
+def test_a_misspelt_option_gets_the_hint_in_every_data_path(data_paths, kind):
+    from tickstep.batch import run_batch
+
+    if kind not in data_paths:
+        pytest.skip("needs TICKSTEP_PG_URL (bash .ci/start-postgres.sh)")
+    data = data_paths[kind]
+    hint = ["unknown option 'comission'", "did you mean 'commission'"]
+    check(lambda: tickstep.Backtest(data, SmaCross, comission=0.1), tickstep.ConfigError, ValueError, hint)
+    check(lambda: run_batch(SmaCross, data, comission=0.1, cache=False, executor="sequential"),
+          tickstep.ConfigError, ValueError, hint)
+    load_hint = ["unknown option 'regular_hour'", "did you mean 'regular_hours'"]
+    check(lambda: tickstep.Backtest(data, SmaCross, regular_hour=True), tickstep.ConfigError, ValueError, load_hint)
+    # The data's own load: a store's method, the door for the rest (td.load for paths).
+    if hasattr(data, "load"):
+        load = data.load
+    elif isinstance(data, str):
+        load = lambda **o: td.load(data, **o)  # noqa: E731
+    else:
+        load = lambda **o: td.resolve(data, **o)  # noqa: E731
+    check(lambda: load(regular_hour=True), tickstep.ConfigError, ValueError, load_hint)
+    check(lambda: load(timefram="1h"), tickstep.ConfigError, ValueError,
+          ["unknown option 'timefram'", "did you mean 'timeframe'"])
+
+
+def test_a_stores_writes_and_records_refuse_misspelt_options_with_the_hint():
+    store = store_with_sig()
+    rows = store.symbols()["bars"].sum()
+    check(lambda: store.ingest({"CCC": B}, on_conflcit="replace"), tickstep.ConfigError, ValueError,
+          ["Store.ingest()", "unknown option 'on_conflcit'", "did you mean 'on_conflict'"])
+    check(lambda: store.load_records("notes", strat="2024-01-02"), tickstep.ConfigError, ValueError,
+          ["Store.load_records()", "'strat'", "did you mean 'start'"])
+    check(lambda: store.ingest_records("notes", pd.DataFrame(), symbl="AAA"), tickstep.ConfigError,
+          ValueError, ["'symbl'", "did you mean 'symbol'"])
+    assert store.symbols()["bars"].sum() == rows  # nothing written

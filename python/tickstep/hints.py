@@ -7,9 +7,14 @@ suggest the same way: the closest known name by :func:`difflib.get_close_matches
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import functools
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-__all__ = ["closest", "did_you_mean"]
+__all__ = ["closest", "did_you_mean", "named_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def closest(name: object, known: Iterable[object]) -> str | None:
@@ -39,3 +44,38 @@ def did_you_mean(name: object, known: Iterable[object]) -> str:
     """
     match = closest(name, known)
     return f" — did you mean {match!r}?" if match is not None else ""
+
+
+def named_options(method: F) -> F:
+    """Refuse a keyword ``method`` does not take as an unknown option with the hint
+    (`tickstep.ConfigError`), instead of Python's "got an unexpected keyword argument".
+
+    >>> class Box:
+    ...     @named_options
+    ...     def load(self, *, start=None, regular_hours=False): ...
+    >>> Box().load(regular_hour=True)
+    Traceback (most recent call last):
+    ...
+    tickstep.ConfigError: Box.load(): unknown option 'regular_hour' — did you mean 'regular_hours'? (options: start, regular_hours)
+    """
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    names = [p.name for p in inspect.signature(method).parameters.values()
+             if p.kind in kinds and p.name != "self"]
+
+    @functools.wraps(method)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for name in kwargs:
+            if name not in names:
+                from tickstep._core import ConfigError
+
+                # Named by the class the caller has (Store, not the base defining it).
+                where = method.__qualname__
+                if args and "." in where:
+                    where = f"{type(args[0]).__name__}.{method.__name__}"
+                raise ConfigError(
+                    f"{where}(): unknown option {name!r}"
+                    f"{did_you_mean(name, names)} (options: {', '.join(names)})"
+                )
+        return method(*args, **kwargs)
+
+    return checked  # type: ignore[return-value]

@@ -35,6 +35,7 @@ from tickstep.data._request import (
     time_bounds,
 )
 from tickstep.data._shapes import ExtraColumns
+from tickstep.hints import named_options
 
 __all__ = ["BarStore"]
 
@@ -270,6 +271,7 @@ class BarStore:
         """Release the connection; the store cannot be used afterwards."""
         raise NotImplementedError
 
+    @named_options
     def ingest(
         self,
         data: Any,
@@ -362,6 +364,7 @@ class BarStore:
         rows = self._metadata_rows(names, with_range=False)
         return rows.drop(columns=["symbol_id", "bar_columns"]).set_index("symbol")
 
+    @named_options
     def load(
         self,
         symbols: str | Sequence[str] | None = None,
@@ -468,6 +471,7 @@ class BarStore:
 
     # --- analysis tables (records; see tickstep.data._records) ---------------------------
 
+    @named_options
     def ingest_records(
         self,
         table: str,
@@ -508,6 +512,7 @@ class BarStore:
         return _records.ingest_records(self, table, data, symbol=symbol,
                                        symbol_column=symbol_column, on_conflict=on_conflict)
 
+    @named_options
     def load_records(
         self,
         table: str,
