@@ -16,7 +16,9 @@ apart: it pays what the process keeps for every later load -- exchange calendars
 lazily imported modules, allocator arenas and, for DuckDB, the buffer pool that now
 holds the scanned table's blocks (shown; bounded by DuckDB's ``memory_limit``, none of
 it grows with the output). Each of ``--repeat`` timed loads then starts with nothing
-of the previous one alive; its extra memory is the peak resident set during the load
+of the previous one alive and the memory it freed given back to the system (Python's
+garbage collected, pyarrow's pool released, ``malloc_trim``: else the next load reuses
+it unseen and reads near 0); its extra memory is the peak resident set during the load
 (``VmHWM``, reset through ``/proc/self/clear_refs`` just before it) minus the resident
 set before it: what the load adds to the process at its peak, the output included.
 The median time and the median and largest extra memory are shown, with the output's
@@ -48,6 +50,23 @@ from pathlib import Path
 
 SPEC = {"symbols": 20, "days": 100, "hours": "24h", "missing": 0, "seed": 1}
 LOADS = ({"regular_hours": True, "timeframe": "15min"}, {"timeframe": "1h"})
+
+
+def _give_back() -> None:
+    """Return freed memory to the system (Python's garbage, pyarrow's pool, the C
+    heap), so that the resident set before a load is what is in use: memory the last
+    load freed but the allocators kept would otherwise be reused unseen."""
+    import ctypes
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _rss_kb() -> int:
@@ -110,6 +129,7 @@ def child(kind: str, location: str, schema: str | None, repeat: int, load: dict,
         sampler.start()
     times, cpus, extras = [], [], []
     for _ in range(repeat):
+        _give_back()
         before = _rss_kb()
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset the peak resident set (VmHWM) to the current one

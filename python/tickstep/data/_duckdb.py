@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tickstep.data._bars_query import DUCKDB, bucket_rows_query
+from tickstep.data._bars_query import DUCKDB, LOOKUP, bucket_rows_query
 from tickstep.data._buckets import Interleaved, fold_buckets
 from tickstep.data._calendars import FilterSpans
 from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
@@ -46,11 +46,12 @@ __all__ = ["Store"]
 
 # Rows per Arrow record batch of a bars query: large enough that a load is a few batches.
 _BATCH_ROWS = 1 << 20
-# A resampled load's bars stream in batches of one DuckDB vector, with DuckDB's read-ahead
-# buffer cut from ~1 MB to as little, so a load holds little beyond its output.
-_BUCKET_BATCH_ROWS = 2048
+# A resampled load's bars stream in batches of half a DuckDB vector, with DuckDB's
+# read-ahead buffer cut from ~1 MB to as little, so a load holds little beyond its
+# output (20 x 100 days, regular hours + 15 min: 1024-row batches peak at ~1.95x the
+# output's size, 2048-row ones at ~2.2x; benches/data_filters.py).
+_BUCKET_BATCH_ROWS = 1024
 _BUCKET_SETTINGS = {"threads": "1", "streaming_buffer_size": "64KiB"}
-
 
 
 def _row_order(table: str) -> str:
@@ -200,10 +201,14 @@ class Store(BarStore):
             query = bucket_rows_query(self.dialect, ids, lo, hi, spans, frame, extra)
         if query is None:
             return None
-        sql, params = query
-        with self._settings(_BUCKET_SETTINGS):
+        sql, lookups = query
+        row = pa.table({
+            name: pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), pa.array(values))
+            for name, values in lookups.items()
+        })
+        with self._settings(_BUCKET_SETTINGS), self._staged(LOOKUP, row):
             self.queries_executed += 1
-            relation = self._con.sql(sql, params=params)
+            relation = self._con.sql(sql)
             stream = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
             try:
                 with stream(_BUCKET_BATCH_ROWS) as batches:
@@ -386,12 +391,22 @@ class Store(BarStore):
             "FROM bars GROUP BY symbol_id) r USING (symbol_id)"
         )
 
-    def _metadata_sql(self, names: list[str] | None, with_range: bool) -> tuple[str, Any]:
+    def _metadata_sql(self, names: list[str] | None, with_range: bool | str) -> tuple[str, Any]:
         where = "" if names is None else "WHERE s.symbol IN (SELECT unnest($names::VARCHAR[]))"
         params = {} if names is None else {"names": names}
         stored = f"{self._stored_columns_sql()} AS bar_columns"
         if not with_range:
             return f"SELECT s.*, {stored} FROM symbols s {where}", params
+        if with_range == "overall":
+            # One min and max over the requested symbols' bars: an ungrouped aggregate
+            # holds two numbers, where grouping by symbol built a hash table over every
+            # bar's symbol (up to 1 MB for 2.9 M bars, kept by DuckDB after the query).
+            chosen = "" if names is None else f"WHERE symbol_id IN (SELECT symbol_id FROM symbols s {where})"
+            sql = (
+                f"SELECT s.*, (SELECT min(ts) FROM bars {chosen}) AS first_ts, "
+                f"(SELECT max(ts) FROM bars {chosen}) AS last_ts, {stored} FROM symbols s {where}"
+            )
+            return sql, params
         ranged = (
             ""
             if names is None

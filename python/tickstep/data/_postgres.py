@@ -336,7 +336,7 @@ class PostgresStore(BarStore):
             "FROM bars GROUP BY symbol_id) r USING (symbol_id)"
         )
 
-    def _metadata_rows(self, names: list[str] | None, *, with_range: bool) -> pd.DataFrame:
+    def _metadata_rows(self, names: list[str] | None, *, with_range: bool | str) -> pd.DataFrame:
         rows = super()._metadata_rows(names, with_range=with_range)
         if "packs_valid" in rows.columns:
             self._packs_valid = bool(rows["packs_valid"].all()) and len(rows) > 0
@@ -345,7 +345,7 @@ class PostgresStore(BarStore):
             self._stored = [] if listed is None else [str(c) for c in listed]
         return rows
 
-    def _metadata_sql(self, names: list[str] | None, with_range: bool) -> tuple[str, Any]:
+    def _metadata_sql(self, names: list[str] | None, with_range: bool | str) -> tuple[str, Any]:
         where = "" if names is None else "WHERE s.symbol = ANY($1::TEXT[])"
         params = None if names is None else (names,)
         valid = f"{packs.PACKS_VALID} AS packs_valid, {self._stored_columns_sql()} AS bar_columns"

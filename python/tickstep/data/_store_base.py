@@ -425,9 +425,11 @@ class BarStore:
         lo, hi = time_bounds(start, end)
         frame = parse_timeframe(timeframe)
         wanted = ExtraColumns.of(columns, allow_nan)
-        # Calendars are expanded over the data's own range, not the (maybe wide) bounds.
+        # Calendars are expanded over the data's own range, not the (maybe wide) bounds:
+        # the requested symbols' first and last bar ("overall": a store may give every
+        # symbol the range of them all, which is all this needs).
         need_range = regular_hours or frame is not None
-        meta = self._metadata_rows(names, with_range=need_range)
+        meta = self._metadata_rows(names, with_range="overall" if need_range else False)
         if names is not None:
             known = list(meta["symbol"])
             if len(known) < len(names):
@@ -535,7 +537,7 @@ class BarStore:
 
     # --- helpers shared by the dialects --------------------------------------------------
 
-    def _metadata_rows(self, names: list[str] | None, *, with_range: bool) -> pd.DataFrame:
+    def _metadata_rows(self, names: list[str] | None, *, with_range: bool | str) -> pd.DataFrame:
         sql, params = self._metadata_sql(names, with_range)
         rows = self._frame(sql, params)
         self._known_ids.update(zip(rows["symbol"], rows["symbol_id"].astype(int)))
