@@ -612,3 +612,44 @@ def test_a_stores_writes_and_records_refuse_misspelt_options_with_the_hint():
     check(lambda: store.ingest_records("notes", pd.DataFrame(), symbl="AAA"), tickstep.ConfigError,
           ValueError, ["'symbl'", "did you mean 'symbol'"])
     assert store.symbols()["bars"].sum() == rows  # nothing written
+
+
+# ---- files tickstep did not create are never overwritten ---------------------------------
+
+
+def test_cli_outputs_never_overwrite_a_users_file_but_replace_their_own(cli_dir):
+    """--report, --out and a store to write: a user's file (of any name) is refused before
+    any work and left byte for byte; what tickstep wrote there itself is replaced."""
+    mine = {name: cli_dir / name for name in ("notes.html", "rows.csv", "rows.json",
+                                              "rows.parquet", "prices.csv", "sheet.duckdb")}
+    for name, path in mine.items():
+        if name.endswith(".parquet"):
+            pd.DataFrame({"price": [1.0, 2.0]}).to_parquet(path)
+        else:
+            path.write_text(f"my own {name}\n")
+    before = {name: path.read_bytes() for name, path in mine.items()}
+    cases = [
+        (["run", "sma_cross", "-d", "s.duckdb", "--report", "notes.html"], ["--report", "notes.html", "never overwrites"]),
+        (["batch", "sma_cross", "-d", "s.duckdb", "--no-cache", "--out", "rows.csv"], ["--out", "rows.csv", "never overwrites"]),
+        (["batch", "sma_cross", "-d", "s.duckdb", "--no-cache", "--out", "rows.json"], ["--out", "rows.json", "never overwrites"]),
+        (["batch", "sma_cross", "-d", "s.duckdb", "--no-cache", "--out", "rows.parquet"], ["--out", "rows.parquet", "never overwrites"]),
+        (["data", "sample", "--symbols", "1", "--days", "1", "--out", "prices.csv"], ["--out", "prices.csv", "not a store"]),
+        (["data", "ingest", "prices.csv", "--metadata", "rows.csv"], ["STORE", "prices.csv", "not a store"]),
+        (["data", "sample", "--symbols", "1", "--days", "1", "--out", "sheet.duckdb"], ["sheet.duckdb"]),
+    ]
+    for args, words in cases:
+        done = subprocess.run([sys.executable, "-m", "tickstep", *args], cwd=cli_dir,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode in (1, 2), (args, done.stderr)
+        assert "Traceback" not in done.stderr and "AttributeError" not in done.stderr, done.stderr
+        for word in words:
+            assert word in done.stderr, (args, word, done.stderr)
+    assert {name: path.read_bytes() for name, path in mine.items()} == before
+    # Their own outputs: written, then replaced by the same command.
+    for args in (["run", "sma_cross", "-d", "s.duckdb", "--report", "own.html"],
+                 ["batch", "sma_cross", "-d", "s.duckdb", "--no-cache", "--out", "own.csv"],
+                 ["batch", "sma_cross", "-d", "s.duckdb", "--no-cache", "--out", "own.parquet"]):
+        for _ in range(2):
+            done = subprocess.run([sys.executable, "-m", "tickstep", *args], cwd=cli_dir,
+                                  capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, (args, done.stderr)

@@ -216,3 +216,47 @@ def test_a_backfill_inside_one_batch_overlapping_its_symbols_past_raises_interle
     again = pa.concat_tables([first.slice(1000), first.slice(500, 1000)])
     with pytest.raises(Interleaved):
         fold_buckets(again.to_batches(), 1)
+
+
+@pytest.mark.parametrize("capacity", [{}, {1: 1, 2: 5}, {1: 10_000, 2: 10_000, 3: 10_000}])
+def test_any_capacity_folds_the_same(capacity):
+    # Too small (the arrays grow), none, or more than needed: the same bars.
+    table = rows_table("15min")
+    expected = fold_buckets(table.to_batches(), 1)
+    folded = fold_buckets(by_day(table).to_batches(max_chunksize=100), 1, capacity)
+    for sid, columns in expected.items():
+        for name, values in columns.items():
+            np.testing.assert_array_equal(folded[sid][name], values, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"regular_hours": True, "timeframe": "15min"}, {"timeframe": "1h"}, {"timeframe": "1D"},
+     {"regular_hours": True, "timeframe": "1D"}, {"timeframe": "5min", "start": "2024-03-08 18:07"}],
+)
+def test_bucket_capacity_bounds_every_symbols_bars(options):
+    # Across a DST change (2024-03-10 in New York), in local time: no symbol gets more
+    # buckets than the capacity its arrays are made for.
+    from tickstep.data import _duckdb
+    from tickstep.data._bars_query import bucket_capacity
+
+    seen = {}
+
+    def spy(*args):
+        seen.update(bucket_capacity(*args))
+        return seen
+
+    market = td.sample(3, 12, hours="24h", missing=0.2, seed=5, start="2024-03-04")
+    meta = pd.DataFrame({"symbol": market.symbols, "exchange": "XNYS", "timezone": "America/New_York"})
+    store = Store()
+    store.ingest(market, metadata=meta)
+    ids = dict(zip(store.symbols().index, store._metadata_rows(None, with_range=False)["symbol_id"]))
+    original = _duckdb.bucket_capacity
+    _duckdb.bucket_capacity = spy
+    try:
+        loaded = store.load(**options)
+    finally:
+        _duckdb.bucket_capacity = original
+    assert seen
+    for bars in loaded.bars:
+        assert 0 < len(bars.ts) <= seen[int(ids[bars.symbol])], bars.symbol

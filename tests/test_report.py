@@ -223,7 +223,7 @@ def test_demo_writes_a_report_and_prints_its_path(tmp_path, capsys):
     mine = tmp_path / "mine.html"
     mine.write_text("my notes")
     assert main(["demo", "--store", str(store), "--symbols", "2", "--days", "2",
-                 "--report", str(mine)]) == 1
+                 "--report", str(mine)]) == 2
     assert mine.read_text() == "my notes" and "never overwrites" in capsys.readouterr().err
 
 

@@ -18,12 +18,14 @@ import numpy as np
 
 __all__ = [
     "UsageError",
+    "check_output",
     "load_strategy",
     "open_data",
     "parse_assignments",
     "parse_engine_options",
     "parse_symbols",
     "read_value",
+    "writable_store",
 ]
 
 _TRUE = {"true", "yes", "1", "on"}
@@ -198,6 +200,62 @@ def open_data(text: str) -> Any:
     if not text.startswith(("postgresql://", "postgres://")) and not Path(text).exists():
         raise UsageError(f"--data {text!r}: no such file")
     return data.open_store(text, read_only=True)
+
+
+def _tickstep_report(path: Path) -> bool:
+    return "tickstep backtest report" in path.read_text(errors="replace")[:5000]
+
+
+def _tickstep_rows(path: Path) -> bool:
+    """Whether ``path`` holds a batch's rows as ``tickstep batch --out`` writes them."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            names = set(pq.read_schema(path).names)
+        elif suffix == ".csv":
+            with open(path, errors="replace") as f:
+                names = set(f.readline().strip().split(","))
+        else:
+            rows = json.loads(path.read_text(errors="replace"))
+            names = set(rows[0]) if isinstance(rows, list) and rows and isinstance(rows[0], dict) else set()
+    except (OSError, ValueError, IndexError):
+        return False
+    except Exception:  # pyarrow's refusal of a file that is not Parquet
+        return False
+    return {"symbols", "status"} <= names
+
+
+_MADE_BY_TICKSTEP = {"report": _tickstep_report, "rows": _tickstep_rows}
+
+
+def check_output(text: str, option: str, kind: str) -> Path:
+    """The file ``option`` writes, refused (before any work) when its directory is missing
+    or it exists and tickstep did not write it: tickstep never overwrites a user's file.
+    ``kind`` is what tickstep writes there ("report" or "rows"), recognised by content."""
+    path = Path(text)
+    if not path.resolve().parent.is_dir():
+        raise UsageError(f"{option} {text!r}: its directory {str(path.parent)!r} does not exist")
+    if path.is_dir():
+        raise UsageError(f"{option} {text!r} is a directory")
+    if path.exists() and not _MADE_BY_TICKSTEP[kind](path):
+        raise UsageError(f"{option} {text!r} exists and is not a tickstep {kind} file; tickstep "
+                         "never overwrites a file it did not create: give another path")
+    return path
+
+
+def writable_store(text: str, option: str) -> Any:
+    """A store to write to: a DuckDB file (created if missing) or a ``postgresql://`` URL;
+    a file of bars (CSV, Parquet, ...) or any other file is refused naming ``option``."""
+    from tickstep import data
+
+    opened = data.open_store(text, read_only=False)
+    if not hasattr(opened, "ingest"):
+        opened.close()
+        raise UsageError(f"{option} {text!r} is a file of bars, not a store: write to a DuckDB "
+                         "file (e.g. market.duckdb) or a postgresql:// URL")
+    return opened
 
 
 def dumps(value: Any) -> str:

@@ -11,6 +11,7 @@ import click
 
 from tickstep.cli._common import (
     UsageError,
+    check_output,
     dumps,
     open_data,
     parse_assignments,
@@ -79,10 +80,8 @@ def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, e
     cls, _ = _strategy(strategy)
     values = parse_assignments(params, cls.parameters(), what="parameter", lists=False)
     engine = parse_engine_options(options)
-    if report and not Path(report).resolve().parent.is_dir():
-        # Refused before the backtest runs, not after.
-        raise UsageError(f"--report {report!r}: its directory {str(Path(report).parent)!r} "
-                         "does not exist")
+    if report:
+        check_output(report, "--report", "report")  # before the backtest runs, not after
     source = open_data(data)
     try:
         t0 = time.perf_counter()
@@ -153,6 +152,8 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
     engine = parse_engine_options(options)
     if out and Path(out).suffix.lower() not in (".parquet", ".csv", ".json"):
         raise UsageError(f"--out {out!r}: the file must end in .parquet, .csv or .json")
+    if out:
+        check_output(out, "--out", "rows")
     if not data.startswith(("postgresql://", "postgres://")) and not Path(data).exists():
         raise UsageError(f"--data {data!r}: no such file")
     rows = run_batch(

@@ -16,7 +16,7 @@ import time
 
 import click
 
-from tickstep.cli._common import UsageError
+from tickstep.cli._common import UsageError, writable_store
 
 __all__ = ["data"]
 
@@ -40,12 +40,11 @@ def data() -> None:
               help="Store to write: a DuckDB file or postgresql:// URL.")
 def sample(symbols: int, days: int, seed: int, freq: str, hours: str, start: str, out: str) -> int:
     """Write seeded, realistic minute bars to a store."""
-    from tickstep.data import open_store
     from tickstep.data import sample as make_sample
 
     t0 = time.perf_counter()
     market = make_sample(symbols, days, seed=seed, freq=freq, hours=hours, start=start)
-    with open_store(out, read_only=False) as store:
+    with writable_store(out, "--out") as store:
         added = store.ingest(market)
     click.echo(f"wrote {added:,} bars for {len(market.symbols)} symbols to {out} "
                f"({market.n_bars:,} generated, {time.perf_counter() - t0:.1f} s)")
@@ -65,14 +64,12 @@ def ingest(store: str, files: tuple[str, ...], symbol: str | None, metadata: str
            replace: bool, table: str | None) -> int:
     """Add CSV/Parquet FILES of bars (or, with --records, of an analysis table) to STORE
     (a DuckDB file, created if missing, or a postgresql:// URL)."""
-    from tickstep.data import open_store
-
     if not files and not metadata:
         raise UsageError("nothing to ingest: give files and/or --metadata")
     if symbol and len(files) != 1:
         raise UsageError("--symbol applies to exactly one file")
     on_conflict = "replace" if replace else "refuse"
-    with open_store(store, read_only=False) as opened:
+    with writable_store(store, "STORE") as opened:
         if metadata:
             click.echo(f"metadata for {opened.ingest_metadata(metadata)} symbols")
         for path in files:

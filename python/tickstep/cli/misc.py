@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from tickstep.cli._common import UsageError, dumps
+from tickstep.cli._common import UsageError, check_output, dumps
 
 __all__ = ["demo", "serve", "strategies"]
 
@@ -70,6 +70,8 @@ def demo(symbols: int, days: int, store: str, strategy: str, report: str | None)
     from tickstep.strategies import load as load_strategy
 
     cls = load_strategy(strategy)
+    if report:
+        check_output(report, "--report", "report")  # before any work
     path = Path(store)
     t0 = time.perf_counter()
     market = data.sample(symbols=symbols, days=days, seed=42)
@@ -111,11 +113,7 @@ def demo(symbols: int, days: int, store: str, strategy: str, report: str | None)
     if report is None:
         report = str(path.with_name("report.html"))
     if report:
-        target = Path(report)
-        if target.exists() and "tickstep backtest report" not in target.read_text(errors="replace")[:5000]:
-            raise click.ClickException(
-                f"{target} exists and is not a tickstep report; tickstep never overwrites a "
-                "file it did not create: give another --report")
+        target = check_output(report, "--report", "report")
         click.echo(f"\nreport: {result.report(target).resolve()}")
     return 0
 

@@ -235,6 +235,20 @@ def _bucket(dialect: Dialect, spans: FilterSpans, timeframe: Timeframe, off: str
 # 10 years of minutes of one group; beyond, the store resamples in SQL.
 MAX_UNITS = 1 << 22
 
+def bucket_capacity(
+    ids: np.ndarray, lo: int, hi: int, spans: FilterSpans, timeframe: Timeframe
+) -> dict[int, int]:
+    """Per symbol id, the most buckets a resampled load can give it: a stretch of time of
+    length L meets at most ceil(L / step) + 1 buckets of one step (a local day is at
+    least 22 hours), summed over its group's spans inside ``[lo, hi)``."""
+    step = 22 * 3_600 * 10**9 if timeframe.daily else int(timeframe.step_ns)
+    length = np.maximum(np.minimum(spans.end, hi) - np.maximum(spans.start, lo), 0)
+    per_span = np.where(length > 0, -(-length // step) + 1, 0)
+    n_groups = int(spans.group.max()) + 1 if len(spans.group) else 0
+    per_group = np.bincount(spans.group, weights=per_span, minlength=n_groups)
+    return {int(sid): int(per_group[g]) for sid, g in zip(ids, spans.group_of) if g >= 0}
+
+
 #: The one-row relation a bucket-rows query reads its lookup arrays from (as ``lk``).
 LOOKUP = "tickstep_bucket_lookup"
 

@@ -21,7 +21,7 @@ resamples in SQL instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -118,9 +118,10 @@ class _Stretch:
     that grow by doubling (``ndarray.resize``: a realloc, so pages are touched only as
     bars arrive)."""
 
-    def __init__(self, first_ts: int) -> None:
+    def __init__(self, first_ts: int, capacity: int = 64) -> None:
         self.columns: dict[str, np.ndarray] = {}
         self.n = 0
+        self.capacity = capacity  # bars the arrays are first made for
         self.first_ts = first_ts  # times of the first and last bar folded in
         self.last_ts = first_ts
 
@@ -142,7 +143,10 @@ class _Stretch:
         k = hi - lo
         if k > 0:
             if not self.columns:
-                self.columns = {n: np.empty(max(k, 64), dtype=part[n].dtype) for n in _names(part)}
+                # Pages of an array are touched only as bars are written: a generous
+                # capacity costs no memory, and saves the copies of growing.
+                size = max(k, self.capacity)
+                self.columns = {n: np.empty(size, dtype=part[n].dtype) for n in _names(part)}
             capacity = len(self.columns["ts"])
             if self.n + k > capacity:
                 grown = max(2 * capacity, self.n + k)
@@ -169,8 +173,9 @@ class _SymbolBars:
     """One symbol's bars as its rows arrive: stretches that each go forward in time (one
     per ingest that went back before an earlier one's bars), joined at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 64) -> None:
         self.stretches: list[_Stretch] = []
+        self.capacity = capacity
 
     def add(self, part: dict[str, np.ndarray], lo: int, hi: int) -> None:
         first, last = part["first_ts"], part["last_ts"]
@@ -179,7 +184,9 @@ class _SymbolBars:
         for a, b in zip(np.concatenate(([lo], back)), np.concatenate((back, [hi]))):
             a, b = int(a), int(b)
             if not self.stretches or first[a] <= self.stretches[-1].last_ts:
-                self.stretches.append(_Stretch(int(first[a])))
+                # The first stretch is made for all the symbol's bars (usually the only
+                # one); a later one (a backfill) grows as its bars come.
+                self.stretches.append(_Stretch(int(first[a]), 64 if self.stretches else self.capacity))
             self.stretches[-1].append(part, a, b, int(last[b - 1]))
 
     def finish(self) -> dict[str, np.ndarray]:
@@ -212,7 +219,7 @@ class _SymbolBars:
 
 
 def fold_buckets(
-    batches: Iterable[pa.RecordBatch], n_extra: int = 0
+    batches: Iterable[pa.RecordBatch], n_extra: int = 0, capacity: Mapping[int, int] | None = None
 ) -> dict[int, dict[str, np.ndarray]]:
     """Stream of bucketed bars -> {symbol id: {"ts", "open", ..., "volume", "e0", ...}}.
 
@@ -222,6 +229,9 @@ def fold_buckets(
     ``e0:null`` (present only when some bar's is NULL) marks buckets whose last bar had
     no value. Each symbol's bars are written into its own growing arrays as they come,
     so the load holds its output and a batch.
+
+    ``capacity``: per symbol id, how many buckets it may have at most (more only cost
+    the arrays' growing).
 
     Raises `Interleaved` when a symbol's stretches of bars going forward in time overlap.
     """
@@ -235,7 +245,7 @@ def fold_buckets(
             symbol = int(sid[lo])
             target = growing.get(symbol)
             if target is None:
-                target = growing[symbol] = _SymbolBars()
+                target = growing[symbol] = _SymbolBars((capacity or {}).get(symbol, 64))
             target.add(part, int(lo), int(hi))
 
     for record_batch in batches:

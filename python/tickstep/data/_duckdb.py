@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tickstep.data._bars_query import DUCKDB, LOOKUP, bucket_rows_query
+from tickstep.data._bars_query import DUCKDB, LOOKUP, bucket_capacity, bucket_rows_query
 from tickstep.data._buckets import Interleaved, fold_buckets
 from tickstep.data._calendars import FilterSpans
 from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns
@@ -212,7 +212,7 @@ class Store(BarStore):
             stream = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
             try:
                 with stream(_BUCKET_BATCH_ROWS) as batches:
-                    return fold_buckets(batches, len(extra))
+                    return fold_buckets(batches, len(extra), bucket_capacity(ids, lo, hi, spans, frame))
             except Interleaved:
                 # A symbol's bars were stored into its past after later ones: the
                 # buckets are made in SQL instead (one more statement).
