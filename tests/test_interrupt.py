@@ -54,10 +54,19 @@ SCRIPT = RESTORE_SIGINT + textwrap.dedent(
 )
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# "ignored": started as a background job of a non-interactive shell starts it, SIGINT
+# ignored from the start (so Python installs no handler): the script's own restore is
+# what makes it interruptible, whatever started the suite.
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
 @pytest.mark.parametrize("kind", ["python", "native"])
-def test_ctrl_c_stops_a_run_within_a_second(kind):
+def test_ctrl_c_stops_a_run_within_a_second(kind, inherited):
     proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, kind], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", SCRIPT, kind], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_ignore_sigint if inherited == "ignored" else None,
     )
     try:
         assert proc.stdout.readline().strip() == "running"
@@ -119,11 +128,12 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def _start_batch(scratch: Path) -> tuple[subprocess.Popen, list[int]]:
+def _start_batch(scratch: Path, inherited: str = "default") -> tuple[subprocess.Popen, list[int]]:
     """A batch in its own process group, once its two workers run and its snapshot exists."""
     script = BATCH.format(tests=str(TESTS), scratch=str(scratch))
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ignore_sigint if inherited == "ignored" else None)
     assert proc.stdout.readline().strip() == "running"
     deadline = time.monotonic() + 60
     while True:
@@ -136,8 +146,9 @@ def _start_batch(scratch: Path) -> tuple[subprocess.Popen, list[int]]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_ctrl_c_stops_a_batch_and_its_workers_within_a_second(tmp_path):
-    proc, workers = _start_batch(tmp_path)
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_ctrl_c_stops_a_batch_and_its_workers_within_a_second(tmp_path, inherited):
+    proc, workers = _start_batch(tmp_path, inherited)
     try:
         time.sleep(0.3)  # the workers are inside their 60 s jobs
         sent = time.monotonic()
