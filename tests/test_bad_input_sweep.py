@@ -653,3 +653,50 @@ def test_cli_outputs_never_overwrite_a_users_file_but_replace_their_own(cli_dir)
             done = subprocess.run([sys.executable, "-m", "tickstep", *args], cwd=cli_dir,
                                   capture_output=True, text=True, timeout=300)
             assert done.returncode == 0, (args, done.stderr)
+
+
+# ---- the door fuzzed through files and stores ----------------------------------------------
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from test_data_bad_inputs import perturbed_bars, small_tables  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(small_tables(), perturbed_bars()), st.sampled_from(["csv", "parquet", "store"]))
+def test_fuzzed_tables_as_files_and_ingests_run_or_are_refused_by_tickstep(drawn, where):
+    """The same small random tables written to a CSV or Parquet file, or ingested into a
+    store holding other bars: a run, or one of tickstep's own errors -- never another
+    exception -- and a refused ingest leaves the store's rows as they were."""
+    import tempfile
+
+    frame, _ = drawn
+    with tempfile.TemporaryDirectory() as tmp:
+        if where == "store":
+            store = td.Store()
+            store.ingest({"KEEP": B})
+            rows = int(store.symbols()["bars"].sum())
+            try:
+                store.ingest({"AAA": frame})
+            except tickstep.TickstepError:
+                assert int(store.symbols()["bars"].sum()) == rows
+                assert list(store.symbols().index) == ["KEEP"]
+                return
+            data = store
+        else:
+            path = os.path.join(tmp, f"AAA.{where}")
+            named = isinstance(frame.index, pd.DatetimeIndex)
+            try:
+                if where == "csv":
+                    frame.to_csv(path, index=named)
+                else:
+                    frame.to_parquet(path, index=named)
+            except Exception:  # noqa: BLE001 - a table the format cannot hold (the test's own write)
+                assume(False)
+            data = path
+        try:
+            market = td.resolve(data)
+        except tickstep.TickstepError:
+            return
+        result = tickstep.Backtest(market, tickstep.Strategy).run()
+        assert len(result.equity) >= 1
