@@ -177,8 +177,6 @@ def test_what_needs_every_bar_is_refused_when_streaming(store):
         with pytest.raises(ConfigError, match=re.escape(what)):
             tickstep.Backtest(store, strategy, stream="1D").run()
         tickstep.Backtest(store, strategy).run()  # in memory it runs
-    with pytest.raises(td.DataError, match="timeframe="):
-        tickstep.Backtest(store, Mixed, stream="1D", timeframe="15min")
     bt = tickstep.Backtest(store, Mixed, stream="1D")
     with pytest.raises(ConfigError, match="stream"):
         bt.walk_forward(train="2D", test="1D", fast=[3, 5])

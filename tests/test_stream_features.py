@@ -187,10 +187,86 @@ def test_streamed_extra_columns_from_postgres_equal_in_memory(in_memory):
             streamed = tickstep.Backtest(pg, OnColumns, cash=50_000, stream=window, history=40,
                                          **LOAD).run()
             assert_same_run(in_memory, streamed)
+        # Resampled at load, in the exchange's regular hours, from PostgreSQL.
+        pg.ingest_metadata(pd.DataFrame({"symbol": sorted(FRAMES), "exchange": "XNYS"}))
+        for timeframe in ("15min", "1h"):
+            options = {"timeframe": timeframe, "regular_hours": True, **LOAD}
+            whole = tickstep.Backtest(pg, Quick, **options).run()
+            assert len(whole.trades) > 0
+            for window in ("70min", "2D"):
+                assert_same_run(whole, tickstep.Backtest(pg, Quick, stream=window, history=4,
+                                                         **options).run())
     finally:
         pg._run(f'DROP SCHEMA "{schema}" CASCADE')
         pg._con.commit()
         pg.close()
+
+
+# ---- load-time resampling (timeframe=) with stream= --------------------------------------------
+
+
+class Quick(tickstep.Strategy):
+    """Few bars of warm-up, so resampled (hourly, daily) runs trade too."""
+
+    def init(self) -> None:
+        self.mean = self.sma(3)
+        self.signal = self.sma(2, source="signal")
+
+    def next(self, symbol: str) -> None:
+        closes = self.data(symbol, count=4).close
+        if not self.mean.is_ready() or len(closes) < 4:
+            return
+        if not self.position and closes[-1] > self.mean.value:
+            self.buy(size=1, tif="day", limit=closes[-1] * 1.001)
+        elif self.position and (closes[-1] < closes[0] or self.value("signal", symbol) > 0.2):
+            self.position.close()
+
+
+def _zoned_store(timezone: str) -> td.Store:
+    """Round-the-clock minutes with gaps, an extra column with gaps, in ``timezone``:
+    local days and hours fall across UTC days (Auckland's day starts the UTC day before,
+    Kolkata's hours are offset by 30 minutes)."""
+    market = td.sample(symbols=3, days=5, seed=3, hours="24h", missing=1.0)
+    frames = {b.symbol: b.to_frame() for b in market.bars}
+    for k, f in enumerate(frames.values()):
+        f["signal"] = f["close"].pct_change() * 100
+        f.loc[f.index[k::13], "signal"] = np.nan
+    s = td.Store()
+    s.ingest(frames, **LOAD)
+    s.ingest_metadata(pd.DataFrame({"symbol": market.symbols, "timezone": timezone}))
+    return s
+
+
+ZONED = {tz: _zoned_store(tz) for tz in ("Pacific/Auckland", "Asia/Kolkata")}
+
+
+@settings(max_examples=15, deadline=None)
+@given(timeframe=st.sampled_from(["15min", "1h", "4h", "1D"]),
+       zone=st.sampled_from(sorted(ZONED)),
+       minutes=st.one_of(st.integers(20, 300), st.integers(301, 6 * 24 * 60)))
+def test_streamed_resampled_loads_equal_the_loads(timeframe, zone, minutes):
+    # Windows cut anywhere (not on bucket edges): each bucket is read whole, in the
+    # window of its label, so every resampled bar is the load's.
+    store = ZONED[zone]
+    whole = tickstep.Backtest(store, Quick, timeframe=timeframe, **LOAD).run()
+    streamed = tickstep.Backtest(store, Quick, timeframe=timeframe, stream=minutes * MINUTE,
+                                 history=4, **LOAD).run()
+    assert_same_run(whole, streamed)
+
+
+def test_resampled_runs_trade_and_regular_hours_resample_alike(store):
+    hourly = tickstep.Backtest(ZONED["Pacific/Auckland"], Quick, timeframe="1h", **LOAD).run()
+    assert len(hourly.trades) > 20
+    daily = tickstep.Backtest(ZONED["Asia/Kolkata"], Quick, timeframe="1D", **LOAD).run()
+    assert len(daily.fills) >= 1
+    # Regular hours of an exchange, resampled to 30 minutes, from the five-symbol store.
+    store.ingest_metadata(pd.DataFrame({"symbol": sorted(FRAMES), "exchange": "XNYS"}))
+    options = {"timeframe": "30min", "regular_hours": True, "cash": 50_000, **LOAD}
+    whole = tickstep.Backtest(store, Quick, **options).run()
+    assert len(whole.trades) > 10
+    for window in ("50min", "1D"):
+        assert_same_run(whole, tickstep.Backtest(store, Quick, stream=window, history=4,
+                                                 **options).run())
 
 
 # ---- batches: optimize, run_batch, walk-forward with stream= -----------------------------------

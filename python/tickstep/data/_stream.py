@@ -22,8 +22,9 @@ each window, as a load checks them.
 `read_ahead` reads the next windows on a thread while the engine runs the current one
 (DuckDB and the PostgreSQL driver release the interpreter while they work).
 
-Resampling (``timeframe=`` of a load) is refused with streaming: a bucket could straddle
-two windows. Candles declared by the strategy (``self.timeframe``) stream fine.
+Resampling (``timeframe=`` of a store's load) streams by resampled bars: a window holds
+the buckets labelled in it, each read whole (its stored bars may lie past the window's
+edges), so no bucket is ever cut by a window edge.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from tickstep.data._metadata import metadata_frame
 from tickstep.data._request import (
     check_options,
     describe_request,
+    Timeframe,
+    parse_timeframe,
     refuse_unknown_symbols,
     symbol_list,
     symbols_in_order,
@@ -168,7 +171,8 @@ class _StoreStream(BarStream):
 
     def __init__(self, store: BarStore, opened: bool, names: list[str] | None, lo: int, hi: int,
                  regular_hours: bool, window: int, filters: str,
-                 extra: ExtraColumns = ALL_EXTRA, order: list[str] | None = None) -> None:
+                 extra: ExtraColumns = ALL_EXTRA, order: list[str] | None = None,
+                 frame: Timeframe | None = None) -> None:
         meta = store._metadata_rows(names, with_range=True)
         listed = meta["bar_columns"].iloc[0] if len(meta) else None
         stored = [] if listed is None else [str(c) for c in listed]
@@ -200,9 +204,12 @@ class _StoreStream(BarStream):
         first = max(lo, int(meta["first_ts"].min()))
         last = min(hi - 1, int(meta["last_ts"].max()))
         self._spans: FilterSpans | None = None
-        if regular_hours:
-            self._spans = filter_spans(meta, regular_hours=True, timeframe=None,
-                                       first_ns=first, last_ns=last)
+        self._frame = frame
+        if regular_hours or frame is not None:
+            # The spans a load computes (over the data's range within the bounds).
+            self._spans = filter_spans(meta, regular_hours=regular_hours, timeframe=frame,
+                                       first_ns=first, last_ns=min(hi, int(meta["last_ts"].max())))
+        self._lo, self._hi = lo, hi
         meta = meta.drop(columns=["first_ts", "last_ts", "bar_columns"])
         super().__init__(list(meta["symbol"]), metadata_frame(meta), first, last, window)
         # As `resolve` orders a store's symbols: a symbols= list's order, else name order.
@@ -217,8 +224,8 @@ class _StoreStream(BarStream):
         """Which symbol has which extra column over the whole run, in one statement: a
         symbol has a column when any of its bars in range (after the filters) has a value
         (`assemble`'s rule for a load), whichever window those bars fall in."""
-        sql, params = bars_query(self._store.dialect, self._ids, lo, hi, self._spans, None,
-                                 self._labels)
+        sql, params = bars_query(self._store.dialect, self._ids, lo, hi, self._spans,
+                                 self._frame, self._labels)
         counts = ", ".join(f"count({extra_column(k)}) AS {extra_column(k)}"
                            for k in range(len(self._labels)))
         table = self._store._read_bars(
@@ -236,6 +243,8 @@ class _StoreStream(BarStream):
         self.columns = list(dict.fromkeys(name for owned in self.owned for name in owned))
 
     def _read(self, start: int, end: int) -> Window | None:
+        if self._frame is not None:
+            return self._read_resampled(start, end)
         spans = self._spans
         if spans is not None:
             keep = (spans.end > start) & (spans.start < end)
@@ -249,6 +258,45 @@ class _StoreStream(BarStream):
                                                      self._labels)
         parts, extra = window_parts(symbol_id, columns, self._ids, self.symbols, self._names,
                                     self._allow_nan)
+        return Window(start, end, parts, _own_extra(self.symbols, parts, extra, self.owned,
+                                                     self._allow_nan))
+
+    def _read_resampled(self, start: int, end: int) -> Window | None:
+        """The resampled bars labelled in ``[start, end)`` (the first window: before
+        ``end``; the last: from ``start``), each bucket whole: its bars are read from
+        wherever they are, a margin beyond the window's edges (a bucket's bars lie in
+        ``[label, label + step)``, a day's within two days of its label), within the
+        load's bounds. So each bucket is aggregated from exactly the bars a load
+        aggregates it from, once, in the window of its label."""
+        frame, spans = self._frame, self._spans
+        assert frame is not None and spans is not None
+        before, after = (2 * NS_PER_DAY, 2 * NS_PER_DAY) if frame.daily else (0, int(frame.step_ns))
+        lo, hi = max(self._lo, start - before), min(self._hi, end + after)
+        keep = (spans.end > lo) & (spans.start < hi)
+        if not keep.any():
+            return None
+        spans = dataclasses.replace(
+            spans, group=spans.group[keep], start=spans.start[keep], end=spans.end[keep],
+            day=spans.day[keep], offset=spans.offset[keep],
+        )
+        symbol_id, columns = self._store._fetch_bars(self._ids, lo, hi, spans, frame,
+                                                     self._labels)
+        first_window, last_window = start <= self.first, end > self.last
+        label = columns["ts"]
+        mine = np.ones(len(label), dtype=bool)
+        if not first_window:
+            mine &= label >= start
+        if not last_window:
+            mine &= label < end
+        if not mine.all():
+            symbol_id = symbol_id[mine]
+            columns = {name: values[mine] for name, values in columns.items()}
+        if not len(symbol_id):
+            return None
+        parts, extra = window_parts(symbol_id, columns, self._ids, self.symbols, self._names,
+                                    self._allow_nan)
+        # The first window may hold buckets labelled before its first raw bar.
+        start = min(start, int(columns["ts"].min()))
         return Window(start, end, parts, _own_extra(self.symbols, parts, extra, self.owned,
                                                      self._allow_nan))
 
@@ -289,14 +337,6 @@ def open_stream(
     ``close_store``: the stream closes ``data``, a store opened for it, when it closes.
     """
     size = window_ns(window)
-    if load_options.get("timeframe") is not None:
-        raise DataError(
-            "timeframe= (resampling at load) cannot be streamed: a bucket could straddle two "
-            "windows; stream the stored bars and declare candles with self.timeframe(...), or "
-            "load without stream=",
-            rule="streamable load",
-        )
-    load_options.pop("timeframe", None)
     source, opened = _source(data)
     opened = opened or close_store
     if not isinstance(source, BarStore):
@@ -305,13 +345,16 @@ def open_stream(
         market = resolve(data, symbols=symbols, start=start, end=end, **load_options)
         return _MemoryStream(market, size)
     try:
-        check_options(load_options, ("regular_hours", "columns", "allow_nan"), repr(source))
+        check_options(load_options, ("regular_hours", "timeframe", "columns", "allow_nan"),
+                      repr(source))
         extra = ExtraColumns.of(load_options.get("columns"), load_options.get("allow_nan"))
         regular_hours = bool(load_options.get("regular_hours", False))
+        timeframe = load_options.get("timeframe")
         lo, hi = time_bounds(start, end)
-        filters = describe_request(start, end, regular_hours, None)
+        filters = describe_request(start, end, regular_hours, timeframe)
         return _StoreStream(source, opened, symbol_list(symbols), lo, hi, regular_hours, size,
-                            filters, extra, None if symbols is None else symbols_in_order(symbols))
+                            filters, extra, None if symbols is None else symbols_in_order(symbols),
+                            parse_timeframe(timeframe))
     except BaseException:
         if opened:
             source.close()
