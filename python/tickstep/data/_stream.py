@@ -44,9 +44,9 @@ from tickstep.data._calendars import FilterSpans, filter_spans
 from tickstep.data._columns import VALUE_COLUMNS, DataError, MarketColumns, check_extra_columns
 from tickstep.data._metadata import metadata_frame
 from tickstep.data._request import (
+    Timeframe,
     check_options,
     describe_request,
-    Timeframe,
     parse_timeframe,
     refuse_unknown_symbols,
     symbol_list,
