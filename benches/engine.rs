@@ -493,7 +493,7 @@ fn signals(c: &mut Bench) {
                         })
                         .collect();
                     let mut strategy = SignalStrategy::new(&market, sig, rules).unwrap();
-                    e.run(&mut strategy).unwrap();
+                    tickstep::signals::run(&mut e, &mut strategy).unwrap();
                     e
                 },
                 criterion::BatchSize::LargeInput,

@@ -148,6 +148,18 @@ impl Book {
         !self.working[symbol].is_empty()
     }
 
+    /// `symbol`'s working orders (after a barrier: those placed during the tick too).
+    #[inline]
+    pub fn working(&self, symbol: usize) -> &[Order] {
+        &self.working[symbol]
+    }
+
+    /// Whether orders placed during this tick wait for the barrier.
+    #[inline]
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     // ---- placing and cancelling ---------------------------------------------------------
 
     /// Check and queue a trader's order; it joins the book at this tick's barrier.

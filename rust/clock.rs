@@ -26,6 +26,26 @@ pub fn ends_day(timeline: &[i64], session_end: Option<&[bool]>, t: usize) -> boo
     }
 }
 
+/// The first tick at or after `from` that ends a trading day by `ends_day`'s rule
+/// (`timeline.len()` when none): found by a search, not by asking each tick, for drivers
+/// that visit only some ticks.
+pub fn next_day_end(timeline: &[i64], session_end: Option<&[bool]>, from: usize) -> usize {
+    match session_end {
+        Some(ends) => ends
+            .get(from..)
+            .and_then(|rest| rest.iter().position(|&e| e))
+            .map_or(timeline.len(), |k| from + k),
+        None => {
+            let Some(&ts) = timeline.get(from) else {
+                return timeline.len();
+            };
+            // The day's last tick: the one before the first tick of a later UTC day.
+            let next_day = (ts.div_euclid(NANOS_PER_DAY) + 1).saturating_mul(NANOS_PER_DAY);
+            from + timeline[from..].partition_point(|&x| x < next_day) - 1
+        }
+    }
+}
+
 pub struct Clock {
     words: usize,
     front: Vec<u64>,

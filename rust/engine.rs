@@ -81,6 +81,20 @@ pub struct Engine {
     history: Option<usize>,
 }
 
+/// An engine's pieces, lent to another driver of a whole run (see `Engine::parts`).
+pub(crate) struct Parts<'a> {
+    pub market: Arc<Market>,
+    pub config: &'a Config,
+    pub portfolio: &'a mut Portfolio,
+    pub book: &'a mut Book,
+    pub studies: &'a Studies,
+    pub equity: &'a mut EquityCurve,
+    pub session_end: Option<&'a [bool]>,
+    pub account_opens: i64,
+    /// The latest tick's time (the driver moves it).
+    pub now: &'a mut i64,
+}
+
 /// The tick context over the engine's fields (disjoint borrows, so the loop may keep
 /// reading `active` while a callback holds the context).
 macro_rules! tick_context {
@@ -165,6 +179,36 @@ impl Engine {
     pub fn reserve(&mut self, orders: usize, trades: usize) {
         self.book.reserve(orders);
         let _ = self.portfolio.closed.try_reserve(trades);
+    }
+
+    /// The pieces another driver of a whole run moves: signals mode's sparse driver
+    /// (`signals::run_sparse`) visits only the ticks where something can happen, with this
+    /// engine's book, portfolio and equity curve and the same rules. Counts as the run (an
+    /// engine runs once). Streamed windows are not driven this way.
+    pub(crate) fn parts(&mut self) -> Result<Parts<'_>> {
+        if self.started {
+            return Err(EngineError::State(
+                "this engine has already run; build a new one".into(),
+            ));
+        }
+        self.started = true;
+        Ok(Parts {
+            market: Arc::clone(&self.market),
+            config: &self.config,
+            portfolio: &mut self.portfolio,
+            book: &mut self.book,
+            studies: &self.studies,
+            equity: &mut self.equity,
+            session_end: self.session_end.as_deref(),
+            account_opens: self.account_opens,
+            now: &mut self.now,
+        })
+    }
+
+    /// After a run by another driver (`parts`): stop on an amount beyond the account's
+    /// exact range, as `run` does.
+    pub(crate) fn finish_parts(&self) -> Result<()> {
+        self.check_sums()
     }
 
     /// Replay the whole timeline through `strategy`. An engine runs once.

@@ -14,7 +14,7 @@
 //! names); equity is that exact sum rounded once to f64.
 
 use std::collections::VecDeque;
-use std::ops::{AddAssign, SubAssign};
+use std::ops::{AddAssign, Neg, SubAssign};
 
 // ---- exact sums of money ---------------------------------------------------------------
 
@@ -88,15 +88,25 @@ impl Money {
         self.0 as f64 * MONEY_UNIT
     }
 
+    /// Half of an even amount (exact): the short side of a parked gross and value.
     #[inline]
-    fn neg(self) -> Money {
-        Money(-self.0)
+    fn half(self) -> Money {
+        Money(self.0 / 2)
     }
 
     /// Whether a sum has left the range it is kept in (2⁷³, twice a term's limit).
     #[inline]
-    fn beyond_sum_limit(self) -> bool {
+    pub fn beyond_sum_limit(self) -> bool {
         self.0.unsigned_abs() >= 1u128 << 125
+    }
+}
+
+impl Neg for Money {
+    type Output = Money;
+
+    #[inline]
+    fn neg(self) -> Money {
+        Money(-self.0)
     }
 }
 
@@ -228,6 +238,10 @@ pub struct Portfolio {
     cash: Money,
     value: Money,
     gross: Money,
+    /// Σ size × mark and Σ |size| × mark of the parked positions (see `park`), summed by
+    /// the driver that parked them and set before anything reads the account.
+    parked_value: Money,
+    parked_gross: Money,
     /// The first amount that left `Money`'s range: (symbol, amount); the run stops on it.
     out_of_range: Option<(Option<usize>, f64)>,
     positions: Vec<Position>,
@@ -262,6 +276,8 @@ impl Portfolio {
             cash: Money::ZERO,
             value: Money::ZERO,
             gross: Money::ZERO,
+            parked_value: Money::ZERO,
+            parked_gross: Money::ZERO,
             out_of_range: None,
             positions: (0..symbols)
                 .map(|_| Position {
@@ -349,13 +365,17 @@ impl Portfolio {
         if *rates == CarryRates::default() {
             return 0.0;
         }
-        // Σ over shorts of −size × mark: their terms, summed exactly (in any order).
-        let short_value: Money = self
+        // Σ over shorts of −size × mark: their terms, summed exactly (in any order); a
+        // parked short's term is in the parked sums (gross − value = twice the shorts').
+        let mut short_value: Money = self
             .positions
             .iter()
             .filter(|p| p.size < 0.0)
             .map(|p| p.value.neg())
             .sum();
+        let mut parked_shorts = self.parked_gross;
+        parked_shorts -= self.parked_value;
+        short_value += parked_shorts.half();
         let cash = self.cash();
         let rate = if cash < 0.0 { rates.margin } else { rates.cash };
         let cost = (short_value.to_f64() * rates.borrow - cash * rate) * days / 365.0;
@@ -371,6 +391,7 @@ impl Portfolio {
     pub fn equity(&self) -> f64 {
         let mut total = self.cash;
         total += self.value;
+        total += self.parked_value;
         total.to_f64()
     }
 
@@ -383,7 +404,49 @@ impl Portfolio {
     /// Σ |size| × mark over all positions.
     #[inline]
     pub fn gross_exposure(&self) -> f64 {
-        self.gross.to_f64()
+        let mut total = self.gross;
+        total += self.parked_gross;
+        total.to_f64()
+    }
+
+    // ---- parked positions (signals mode's sparse driver) ----------------------------------
+
+    /// Take `symbol`'s terms out of the account's sums: a driver that visits only the
+    /// ticks where something can happen sums a held position's marks between them itself
+    /// (per tick, exactly) and hands them back through `set_parked_sums` before anything
+    /// reads the account. The position keeps its size and lots; its mark is left as it is
+    /// until `unpark`.
+    pub fn park(&mut self, symbol: usize) {
+        let p = &mut self.positions[symbol];
+        let (value, gross) = (p.value, p.gross);
+        p.value = Money::ZERO;
+        p.gross = Money::ZERO;
+        self.value -= value;
+        self.gross -= gross;
+    }
+
+    /// Bring a parked position back into the account's sums, marked at `price` (its
+    /// latest close): the same term as if it had been marked at every bar in between.
+    #[inline]
+    pub fn unpark(&mut self, symbol: usize, price: f64) {
+        self.mark(symbol, price);
+    }
+
+    /// The parked positions' Σ size × mark and Σ |size| × mark at the tick being run.
+    #[inline]
+    pub fn set_parked_sums(&mut self, value: Money, gross: Money) {
+        self.parked_value = value;
+        self.parked_gross = gross;
+        if value.beyond_sum_limit() || gross.beyond_sum_limit() {
+            let amount = self.equity();
+            self.flag(None, amount);
+        }
+    }
+
+    /// Record an amount beyond the exact range found outside the account (a parked
+    /// position's mark): the run stops on it like on any other.
+    pub fn flag_out_of_range(&mut self, symbol: usize, amount: f64) {
+        self.flag(Some(symbol), amount);
     }
 
     #[inline]

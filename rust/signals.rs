@@ -36,6 +36,8 @@ use crate::market::Market;
 use crate::orders::{OrderRequest, Side};
 use crate::strategy::Strategy;
 
+mod sparse;
+
 /// How an entry's `size` is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SizeType {
@@ -268,9 +270,9 @@ impl<'a> SignalStrategy<'a> {
 
     /// Place an order of `units` (signed: + buys) for `symbol`, decided on bar `bar` at
     /// `price`; the stops go with it when it adds to a position on the `want` side.
-    fn place(
+    fn place<D: Desk>(
         &self,
-        ctx: &mut TickContext<'_>,
+        desk: &mut D,
         symbol: usize,
         bar: usize,
         price: f64,
@@ -287,23 +289,30 @@ impl<'a> SignalStrategy<'a> {
             req.stop_loss = stop_at(sig.stop_loss, r.stop_loss, bar, price, -want);
             req.take_profit = stop_at(sig.take_profit, r.take_profit, bar, price, want);
         }
-        ctx.submit(req).map(drop)
+        desk.submit(req).map(drop)
     }
-}
 
-impl Strategy for SignalStrategy<'_> {
+    /// The first bar of `symbol` at or after `from` with a signal (`usize::MAX`: none).
     #[inline]
-    fn on_bar(&mut self, ctx: &mut TickContext<'_>, symbol: usize) -> Result<()> {
-        let Some(i) = ctx.bar_index(symbol) else {
-            return Ok(());
-        };
+    fn next_signal(&self, symbol: usize) -> usize {
+        self.due[symbol].bar
+    }
+
+    /// Signals before bar `from` are never acted on (the warm-up before `trade_start`).
+    fn skip_to(&mut self, symbol: usize, from: usize) {
+        self.due[symbol].advance(&self.signals[symbol], from);
+    }
+
+    /// `symbol`'s bar `i` (its latest, at the current tick), as the rules read it: nothing
+    /// unless a signal is set on it (see the module documentation for the rules).
+    fn on_symbol_bar<D: Desk>(&mut self, desk: &mut D, symbol: usize, i: usize) -> Result<()> {
         let due = &mut self.due[symbol];
         if i < due.bar {
             return Ok(());
         }
         let sig = &self.signals[symbol];
         due.advance(sig, i + 1);
-        if ctx.now() < self.rules.trade_start {
+        if desk.now() < self.rules.trade_start {
             return Ok(());
         }
         let exit_long = at(sig.exits, i);
@@ -315,22 +324,22 @@ impl Strategy for SignalStrategy<'_> {
             (false, true) => -1.0,
             _ => 0.0,
         };
-        let held = ctx.position(symbol).size;
+        let held = desk.held(symbol);
         let exits = (held > 0.0 && exit_long) || (held < 0.0 && exit_short);
-        let (size, price) = (self.rules.size, ctx.price(symbol));
+        let (size, price) = (self.rules.size, desk.price(symbol));
         if self.rules.size_type == SizeType::TargetPercent {
             if exits {
-                ctx.close_position(symbol)?;
+                desk.close_position(symbol)?;
             }
             if want == 0.0 {
                 return Ok(());
             }
             let after = if exits { 0.0 } else { held };
-            let target = want * size * ctx.equity() / price;
-            return self.place(ctx, symbol, i, price, target - after, want);
+            let target = want * size * desk.equity() / price;
+            return self.place(desk, symbol, i, price, target - after, want);
         }
         if exits || held * want < 0.0 {
-            ctx.close_position(symbol)?;
+            desk.close_position(symbol)?;
         }
         if want == 0.0 || held * want > 0.0 {
             return Ok(()); // no pyramiding
@@ -338,12 +347,62 @@ impl Strategy for SignalStrategy<'_> {
         let units = match self.rules.size_type {
             SizeType::Amount => size,
             SizeType::Value => size / price,
-            _ => size * ctx.equity() / price,
+            _ => size * desk.equity() / price,
         };
         if !(units.is_finite() && units > 0.0) {
             return Ok(());
         }
-        self.place(ctx, symbol, i, price, want * units, want)
+        self.place(desk, symbol, i, price, want * units, want)
+    }
+}
+
+/// What the signal rules read and do at a symbol's bar: the engine's tick context (the
+/// event-driven run) or the sparse driver's desk over the same book and portfolio.
+trait Desk {
+    /// The current tick's time.
+    fn now(&self) -> i64;
+    /// `symbol`'s position (signed units).
+    fn held(&self, symbol: usize) -> f64;
+    /// `symbol`'s latest close.
+    fn price(&self, symbol: usize) -> f64;
+    /// The account's equity now (a read: the sparse driver sums its parked positions).
+    fn equity(&mut self) -> f64;
+    fn submit(&mut self, req: OrderRequest) -> Result<u64>;
+    fn close_position(&mut self, symbol: usize) -> Result<Option<u64>>;
+}
+
+impl Desk for TickContext<'_> {
+    #[inline]
+    fn now(&self) -> i64 {
+        TickContext::now(self)
+    }
+    #[inline]
+    fn held(&self, symbol: usize) -> f64 {
+        self.position(symbol).size
+    }
+    #[inline]
+    fn price(&self, symbol: usize) -> f64 {
+        TickContext::price(self, symbol)
+    }
+    #[inline]
+    fn equity(&mut self) -> f64 {
+        TickContext::equity(self)
+    }
+    fn submit(&mut self, req: OrderRequest) -> Result<u64> {
+        TickContext::submit(self, req)
+    }
+    fn close_position(&mut self, symbol: usize) -> Result<Option<u64>> {
+        TickContext::close_position(self, symbol)
+    }
+}
+
+impl Strategy for SignalStrategy<'_> {
+    #[inline]
+    fn on_bar(&mut self, ctx: &mut TickContext<'_>, symbol: usize) -> Result<()> {
+        match ctx.bar_index(symbol) {
+            Some(i) => self.on_symbol_bar(ctx, symbol, i),
+            None => Ok(()),
+        }
     }
 }
 
@@ -361,13 +420,19 @@ pub fn run_grid(
         .map_err(|e| EngineError::State(format!("cannot start the grid's threads: {e}")))?;
     Ok(pool.install(|| {
         runs.into_par_iter()
-            .map(|(engine, mut strategy)| {
-                let (orders, trades) = strategy.log_sizes();
-                engine.reserve(orders, trades);
-                engine.run(&mut strategy)
-            })
+            .map(|(engine, mut strategy)| run(engine, &mut strategy))
             .collect()
     }))
+}
+
+/// Run one engine with its signal strategy: by the sparse driver (`sparse`), which visits
+/// only the ticks where something can happen and gives the same results as the
+/// event-driven run (`Engine::run` with the strategy), or by that run where the driver
+/// does not apply (an engine with studies declared).
+pub fn run(engine: &mut Engine, strategy: &mut SignalStrategy<'_>) -> Result<()> {
+    let (orders, trades) = strategy.log_sizes();
+    engine.reserve(orders, trades);
+    sparse::run(engine, strategy)
 }
 
 #[cfg(test)]

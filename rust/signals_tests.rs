@@ -245,3 +245,280 @@ fn stop_prices_per_bar_and_refusals_of_both_forms() {
         .to_string();
     assert!(err.contains("tp of X: 2 values for its 5 bars"), "{err}");
 }
+
+// ---- the sparse driver against the event-driven run -------------------------------------
+
+/// A deterministic stream of numbers (xorshift; no rand dependency in the core).
+struct Draw(u64);
+
+impl Draw {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+}
+
+/// One random case: symbols with their own (sparse, late, early-ending) bars on a minute
+/// timeline spanning several days, random signals, stops, sizes and options.
+struct Case {
+    market: Arc<Market>,
+    /// Per symbol: entries, exits, short entries, short exits (None: not given).
+    signals: Vec<[Option<Vec<bool>>; 4]>,
+    /// Per symbol: stop-loss and take-profit prices per bar, when given as prices.
+    prices: Vec<[Option<Vec<f64>>; 2]>,
+    rules: SignalRules,
+    config: Config,
+    session_ends: Option<Vec<bool>>,
+    account_opens: Option<i64>,
+}
+
+fn random_case(seed: u64) -> Case {
+    let mut d = Draw(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let n = 1 + d.below(5) as usize;
+    let ticks = 20 + d.below(400) as i64;
+    // Minutes, several per "day" (a day is 60 minutes here, in ns), so day ends are many.
+    let minute = 60_000_000_000i64;
+    let day = 86_400_000_000_000i64;
+    let per_day = 5 + d.below(40) as i64;
+    let stamp = |k: i64| (k / per_day) * day + (k % per_day) * minute;
+    let mut names = Vec::new();
+    let mut bars = Vec::new();
+    let mut signals = Vec::new();
+    let mut prices = Vec::new();
+    let shorts = d.chance(0.5);
+    let price_stops = d.chance(0.3);
+    let density = [0.02, 0.1, 0.3][d.below(3) as usize];
+    for s in 0..n {
+        let keep = [1.0, 0.9, 0.5, 0.15][d.below(4) as usize];
+        let (start, stop) = (
+            d.below(ticks as u64 / 3) as i64,
+            ticks - d.below(ticks as u64 / 3) as i64,
+        );
+        let ts: Vec<i64> = (start..stop)
+            .filter(|_| d.chance(keep))
+            .map(stamp)
+            .collect();
+        let ts = if ts.is_empty() {
+            vec![stamp(start)]
+        } else {
+            ts
+        };
+        let m = ts.len();
+        let mut close = 50.0 + d.unit() * 100.0;
+        let (mut o, mut h, mut l, mut c) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..m {
+            // Now and then a gap at the open (the batch reads positions marked there).
+            let gap = if d.chance(0.2) { 0.2 } else { 0.02 };
+            let open = close * (1.0 + (d.unit() - 0.5) * gap);
+            close = open * (1.0 + (d.unit() - 0.5) * 0.06);
+            let high = open.max(close) * (1.0 + d.unit() * 0.02);
+            let low = open.min(close) * (1.0 - d.unit() * 0.02);
+            o.push(open);
+            h.push(high);
+            l.push(low);
+            c.push(close);
+        }
+        let mut column = |p: f64| Some((0..m).map(|_| d.chance(p)).collect::<Vec<bool>>());
+        let mut kinds = [column(density), column(density), None, None];
+        if shorts {
+            kinds[2] = column(density);
+            kinds[3] = column(density);
+        }
+        if d.chance(0.2) {
+            kinds[1] = None;
+        }
+        signals.push(kinds);
+        let mut stops = [None, None];
+        if price_stops {
+            // Only long entries then (a long's stop below its close, its target above).
+            signals.last_mut().unwrap()[2] = None;
+            for (k, toward) in [(0, -1.0), (1, 1.0)] {
+                if d.chance(0.7) {
+                    stops[k] = Some(
+                        c.iter()
+                            .map(|&x| {
+                                if d.chance(0.2) {
+                                    f64::NAN
+                                } else {
+                                    x * (1.0 + toward * (0.002 + d.unit() * 0.05))
+                                }
+                            })
+                            .collect(),
+                    );
+                }
+            }
+        }
+        prices.push(stops);
+        names.push(format!("S{s}"));
+        bars.push(SymbolBars::from_vecs(ts, o, h, l, c, vec![1.0; m]));
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    for k in (1..n).rev() {
+        order.swap(k, d.below(k as u64 + 1) as usize);
+    }
+    let market = Market::new(names, bars)
+        .unwrap()
+        .with_call_order(order)
+        .unwrap();
+    let size_type = [
+        SizeType::Amount,
+        SizeType::Value,
+        SizeType::Percent,
+        SizeType::TargetPercent,
+    ][d.below(4) as usize];
+    let size = match size_type {
+        SizeType::Amount => 1.0 + d.unit() * 60.0,
+        SizeType::Value => 500.0 + d.unit() * 8_000.0,
+        _ => 0.05 + d.unit() * 0.9,
+    };
+    let fraction = |d: &mut Draw, max: f64| d.chance(0.5).then(|| 0.005 + d.unit() * max);
+    let rules = SignalRules {
+        size,
+        size_type,
+        stop_loss: if price_stops {
+            None
+        } else {
+            fraction(&mut d, 0.1)
+        },
+        take_profit: if price_stops {
+            None
+        } else {
+            fraction(&mut d, 0.1)
+        },
+        trade_start: if d.chance(0.3) {
+            stamp(ticks / 4)
+        } else {
+            i64::MIN
+        },
+    };
+    let config = Config {
+        // Low cash now and then, so increases are rejected for margin.
+        cash: [10_000.0, 2_000.0, 300.0][d.below(3) as usize],
+        commission_rate: [0.0, 0.001][d.below(2) as usize],
+        commission_fixed: [0.0, 1.0][d.below(2) as usize],
+        slippage_bps: [0.0, 5.0][d.below(2) as usize],
+        fill_at: if d.chance(0.3) {
+            crate::config::FillAt::Close
+        } else {
+            crate::config::FillAt::NextOpen
+        },
+        leverage: [1.0, 2.0][d.below(2) as usize],
+        record_every_bar: d.chance(0.5),
+        carry: crate::portfolio::CarryRates {
+            borrow: [0.0, 0.05][d.below(2) as usize],
+            margin: [0.0, 0.08][d.below(2) as usize],
+            cash: [0.0, 0.03][d.below(2) as usize],
+        },
+    };
+    let timeline_len = market.timeline().len();
+    let session_ends = d
+        .chance(0.3)
+        .then(|| (0..timeline_len).map(|_| d.chance(0.1)).collect());
+    let account_opens = d.chance(0.3).then(|| stamp(ticks / 3));
+    Case {
+        market: Arc::new(market),
+        signals,
+        prices,
+        rules,
+        config,
+        session_ends,
+        account_opens,
+    }
+}
+
+/// Everything a run leaves behind, as exact text (f64's Debug form round-trips).
+fn outcome(e: &Engine) -> Vec<String> {
+    let p = e.portfolio();
+    let positions: Vec<String> = p
+        .positions()
+        .iter()
+        .map(|x| format!("{} {} {:?}", x.size, x.mark, x.lots))
+        .collect();
+    vec![
+        format!("{:?}", e.fills()),
+        format!("{:?}", e.orders()),
+        format!("{:?}", p.closed),
+        format!("{:?}", e.equity_curve()),
+        format!("{positions:?}"),
+        format!(
+            "{} {} {} {}",
+            e.equity(),
+            e.cash(),
+            p.gross_exposure(),
+            p.carry_paid
+        ),
+    ]
+}
+
+fn case_engine(c: &Case) -> Engine {
+    let mut e = Engine::new(c.market.clone(), c.config.clone()).unwrap();
+    if let Some(ends) = &c.session_ends {
+        e.set_session_ends(ends.clone()).unwrap();
+    }
+    if let Some(ts) = c.account_opens {
+        e.set_account_opens(ts);
+    }
+    e
+}
+
+fn case_strategy(c: &Case) -> SignalStrategy<'_> {
+    let sig = c
+        .signals
+        .iter()
+        .zip(&c.prices)
+        .map(|(k, p)| SymbolSignals {
+            entries: k[0].as_deref(),
+            exits: k[1].as_deref(),
+            short_entries: k[2].as_deref(),
+            short_exits: k[3].as_deref(),
+            stop_loss: p[0].as_deref(),
+            take_profit: p[1].as_deref(),
+        })
+        .collect();
+    SignalStrategy::new(&c.market, sig, c.rules).unwrap()
+}
+
+#[test]
+fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
+    let (mut fills, mut rejected, mut stops) = (0, 0, 0);
+    for seed in 0..400 {
+        let c = random_case(seed);
+        let mut event = case_engine(&c);
+        event.run(&mut case_strategy(&c)).unwrap();
+        let mut sparse = case_engine(&c);
+        run(&mut sparse, &mut case_strategy(&c)).unwrap();
+        let (a, b) = (outcome(&event), outcome(&sparse));
+        for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(x == y, "seed {seed}, part {k}:\nevent  {x}\nsparse {y}");
+        }
+        fills += event.fills().len();
+        rejected += event
+            .orders()
+            .iter()
+            .filter(|o| o.status == crate::orders::Status::Rejected)
+            .count();
+        stops += event
+            .fills()
+            .iter()
+            .filter(|f| matches!(f.role, Role::StopLoss | Role::TakeProfit))
+            .count();
+    }
+    // The cases reach what they are meant to: fills, margin rejections, stops.
+    eprintln!("{fills} {rejected} {stops}");
+    assert!(
+        fills > 2_000 && rejected > 50 && stops > 200,
+        "{fills} {rejected} {stops}"
+    );
+}

@@ -1,0 +1,634 @@
+//! The sparse driver of signals mode: the same run as `Engine::run` with the signal
+//! strategy — same book, fill rules, portfolio, equity samples and carrying costs, bit for
+//! bit — visiting only the ticks where something can happen.
+//!
+//! A symbol needs its bar processed only when a signal is set on it, when it has a market
+//! order working (it fills at that bar), or when a working stop or limit (a bracket leg)
+//! could match in that bar's range. Each symbol is scheduled at its next such bar (its
+//! *event*) in a bucket per tick (first at the earliest tick the bar can have, which
+//! needs no look-up of its time, then moved to its own); a tick is visited when a symbol
+//! is due, when it ends a trading day (equity sample, carrying costs) or, with
+//! `record_every_bar`, always. At a
+//! visited tick the due symbols go through the engine's steps in the market's call order:
+//! marked to the open when the book matches orders, the batch, marked to the close, the
+//! rules at their signal bars, the barrier.
+//!
+//! Between two of its events a held position changes only by its marks. Rather than mark
+//! it at every bar, the driver *parks* it (`Portfolio::park`): its terms leave the
+//! account's sums and the driver sums the parked positions itself, only when something
+//! reads the account (a batch that matches orders, the rules' equity, the barrier): each
+//! parked position's term is then size × the close of its latest bar at that tick (or the
+//! open of its bar at the tick, for the batch, which reads positions marked at their
+//! opens). The account's sums being exact (fixed point), equity is the same bits however
+//! its terms were summed, so this gives what marking every bar gives. The lots'
+//! excursions (MAE/MFE) over the skipped bars are their lowest low and highest high,
+//! applied when the position comes back (`unpark`).
+
+use super::{Desk, SignalStrategy};
+use crate::book::{Book, Placing, Rules};
+use crate::broker::Bar;
+use crate::clock::next_day_end;
+use crate::config::FillAt;
+use crate::engine::{Engine, Parts};
+use crate::error::Result;
+use crate::market::Market;
+use crate::orders::{OrderRequest, Role, Side};
+use crate::portfolio::{Money, Portfolio};
+use crate::studies::Studies;
+use std::sync::Arc;
+
+/// No symbol (the end of a bucket's list; not parked).
+const NONE: u32 = u32::MAX;
+
+/// Run `engine` with `strategy` by the sparse driver, or by the engine's own loop when the
+/// engine has studies declared (their caches follow every bar) or holds a streamed
+/// window rather than the whole market (bar indices are then not positions in the columns).
+pub(super) fn run(engine: &mut Engine, strategy: &mut SignalStrategy<'_>) -> Result<()> {
+    let market = engine.market();
+    let whole = (0..market.symbol_count()).all(|s| market.base(s) == 0);
+    let fits = market.symbol_count() < NONE as usize;
+    if !engine.studies().is_empty() || !whole || !fits {
+        return engine.run(strategy);
+    }
+    let market = Arc::clone(market);
+    let outcome = Driver::new(engine.parts()?).run(&market, strategy);
+    outcome?;
+    engine.finish_parts()
+}
+
+struct Driver<'a> {
+    p: Parts<'a>,
+    /// Per symbol, its rank in the market's call order.
+    rank: Vec<usize>,
+    /// Per tick, the first symbol scheduled then (`NONE`); `link[s]`: the next one.
+    head: Vec<u32>,
+    link: Vec<u32>,
+    /// Per symbol, the bar of its event (once due: the bar being run).
+    event: Vec<usize>,
+    parked: ParkedPositions,
+    /// Whether the portfolio holds the parked sums of this tick's close (reads reuse them).
+    fresh: bool,
+    due: Vec<usize>,
+    touched: Vec<(usize, usize)>,
+}
+
+impl<'a> Driver<'a> {
+    fn new(p: Parts<'a>) -> Self {
+        let n = p.market.symbol_count();
+        let ticks = p.market.timeline().len();
+        let mut rank = vec![0; n];
+        for (r, &s) in p.market.call_order().iter().enumerate() {
+            rank[s] = r;
+        }
+        Driver {
+            p,
+            rank,
+            head: vec![NONE; ticks],
+            link: vec![NONE; n],
+            event: vec![usize::MAX; n],
+            parked: ParkedPositions::new(n),
+            fresh: false,
+            due: Vec::with_capacity(n),
+            touched: Vec::with_capacity(n),
+        }
+    }
+
+    /// Put `symbol`'s event, its bar `bar`, in the bucket of tick `tick` (its own tick or
+    /// an earlier one: it is moved on when that tick comes).
+    fn schedule(&mut self, symbol: usize, bar: usize, tick: usize) {
+        self.event[symbol] = bar;
+        self.link[symbol] = self.head[tick];
+        self.head[tick] = symbol as u32;
+    }
+
+    fn run(mut self, market: &Market, strategy: &mut SignalStrategy<'_>) -> Result<()> {
+        let timeline = market.timeline();
+        for s in 0..market.symbol_count() {
+            let ts = &market.bars(s).ts[..];
+            let first = ts.partition_point(|&x| x < strategy.rules.trade_start);
+            strategy.skip_to(s, first);
+            let bar = strategy.next_signal(s);
+            if bar < ts.len() {
+                let tick = timeline.partition_point(|&x| x < ts[bar]);
+                self.schedule(s, bar, tick);
+            }
+        }
+        let every_bar = self.p.config.record_every_bar;
+        let mut day_end = next_day_end(timeline, self.p.session_end, 0);
+        for (t, &now) in timeline.iter().enumerate() {
+            let ends_day = t == day_end;
+            if self.head[t] != NONE {
+                self.take_due(market, t, now);
+            }
+            if self.due.is_empty() && !ends_day && !every_bar {
+                continue;
+            }
+            *self.p.now = now;
+            self.p.book.expire_before(now);
+            self.fresh = false;
+            if !self.due.is_empty() {
+                self.market_phase(market, now);
+                for k in 0..self.due.len() {
+                    let s = self.due[k];
+                    let mut desk = SparseDesk {
+                        market,
+                        book: &mut *self.p.book,
+                        portfolio: &mut *self.p.portfolio,
+                        parked: &mut self.parked,
+                        fresh: &mut self.fresh,
+                        studies: self.p.studies,
+                        now,
+                        bar: self.event[s],
+                    };
+                    strategy.on_symbol_bar(&mut desk, s, self.event[s])?;
+                }
+            }
+            self.barrier(market, now, ends_day);
+            if ends_day {
+                day_end = next_day_end(timeline, self.p.session_end, t + 1);
+            }
+            for k in 0..self.due.len() {
+                let s = self.due[k];
+                self.reschedule(market, strategy, s, t);
+            }
+            self.due.clear();
+        }
+        // Back into the account, marked at their last bars (their lots see them all).
+        while let Some(symbol) = self.parked.list.last().map(|p| p.symbol) {
+            self.unpark(market, symbol, market.bars(symbol).len());
+        }
+        self.p.portfolio.set_parked_sums(Money::ZERO, Money::ZERO);
+        Ok(())
+    }
+
+    /// The symbols due at tick `t` (time `now`), in the market's call order; those in its
+    /// bucket whose bar comes later move on to their own tick.
+    fn take_due(&mut self, market: &Market, t: usize, now: i64) {
+        let mut s = std::mem::replace(&mut self.head[t], NONE);
+        while s != NONE {
+            let symbol = s as usize;
+            s = std::mem::replace(&mut self.link[symbol], NONE);
+            let at = market.bars(symbol).ts[self.event[symbol]];
+            if at == now {
+                self.due.push(symbol);
+            } else {
+                let tick = gallop(market.timeline(), t + 1, |x| x < at);
+                self.schedule(symbol, self.event[symbol], tick);
+            }
+        }
+        let rank = &self.rank;
+        self.due.sort_unstable_by_key(|&s| rank[s]);
+    }
+
+    /// Hand the parked positions' sums at time `now` to the portfolio, before something
+    /// reads the account: at the close, or at the open (positions with a bar now marked
+    /// there) for the batch.
+    fn read_parked(&mut self, market: &Market, now: i64, open: bool) {
+        if open || !self.fresh {
+            read_parked(market, &mut self.parked, self.p.portfolio, now, open);
+            self.fresh = !open;
+        }
+    }
+
+    /// Bring `symbol` back into the account before its bar `bar` (its number of bars at
+    /// the end of the run): marked at the close before it, its lots having seen the bars
+    /// in between.
+    fn unpark(&mut self, market: &Market, symbol: usize, bar: usize) {
+        let parked = self.parked.remove(symbol);
+        let b = market.bars(symbol);
+        if let Some((low, high)) = range(&b.low[parked.unseen..bar], &b.high[parked.unseen..bar]) {
+            self.p.portfolio.observe_range(symbol, low, high);
+        }
+        self.p.portfolio.unpark(symbol, b.close[bar - 1]);
+        self.fresh = false;
+    }
+
+    /// The engine's market phase for the due symbols (see `Engine::run_window`): the
+    /// bars enter the book's batch, positions are marked to the open when it matches
+    /// orders, the batch executes, positions are marked to the close.
+    fn market_phase(&mut self, market: &Market, now: i64) {
+        self.touched.clear();
+        // Only an entry can increase a position, the one fill that reads the account.
+        let mut entries = false;
+        for k in 0..self.due.len() {
+            let (s, i) = (self.due[k], self.event[self.due[k]]);
+            if self.parked.slot[s] != NONE {
+                self.unpark(market, s, i);
+            }
+            let working = self.p.book.working(s);
+            if working.is_empty() && self.p.portfolio.position(s).size == 0.0 {
+                continue;
+            }
+            if !working.is_empty() {
+                entries |= working.iter().any(|o| o.live && o.role == Role::Entry);
+                let b = market.bars(s);
+                let bar = Bar {
+                    open: b.open[i],
+                    high: b.high[i],
+                    low: b.low[i],
+                    close: b.close[i],
+                };
+                self.p.book.open_bar(s, i, b.ts[i], bar);
+            }
+            self.touched.push((s, i));
+        }
+        if self.touched.is_empty() {
+            return;
+        }
+        let matching = self.p.book.is_matching();
+        for &(s, i) in &self.touched {
+            let open = market.bars(s).open[i];
+            let size = self.p.portfolio.position(s).size;
+            if matching || Money::from_f64(size * open).is_none() {
+                self.p.portfolio.mark(s, open);
+            }
+        }
+        if matching {
+            if entries {
+                self.read_parked(market, now, true);
+            }
+            let rules = Rules {
+                config: self.p.config,
+                studies: self.p.studies,
+            };
+            self.p.book.execute_batch(self.p.portfolio, rules);
+        }
+        for &(s, i) in &self.touched {
+            let b = market.bars(s);
+            if !self.p.portfolio.position(s).lots.is_empty() {
+                self.p.portfolio.observe_range(s, b.low[i], b.high[i]);
+            }
+            self.p.portfolio.mark(s, b.close[i]);
+        }
+        self.fresh = false;
+    }
+
+    /// The engine's barrier (see `Engine::barrier`): orders placed at this tick join the
+    /// book (market orders fill at this close under trade-on-close), carrying costs at a
+    /// day's end, the equity sample.
+    fn barrier(&mut self, market: &Market, now: i64, ends_day: bool) {
+        let at_close = self.p.config.fill_at == FillAt::Close;
+        let pending = self.p.book.has_pending();
+        let sample = self.p.config.record_every_bar || ends_day;
+        if (pending && at_close) || sample {
+            self.read_parked(market, now, false);
+        }
+        if pending {
+            let rules = Rules {
+                config: self.p.config,
+                studies: self.p.studies,
+            };
+            let event = &self.event;
+            // Only due symbols place orders, so each has its bar at this tick.
+            self.p
+                .book
+                .admit_pending(now, self.p.portfolio, rules, |s| {
+                    if !at_close {
+                        return None;
+                    }
+                    let (i, b) = (event[s], market.bars(s));
+                    (b.ts.get(i) == Some(&now)).then(|| (i, b.close[i]))
+                });
+        }
+        if ends_day && now >= self.p.account_opens {
+            self.p.portfolio.accrue_carry(now, &self.p.config.carry);
+            self.p.book.end_day(now);
+        }
+        if sample {
+            let p = &*self.p.portfolio;
+            self.p
+                .equity
+                .push(now, p.equity(), p.cash(), p.gross_exposure());
+        }
+    }
+
+    /// After symbol `s`'s bar at tick `t`: find its next event, and park its position
+    /// until then.
+    fn reschedule(&mut self, market: &Market, strategy: &SignalStrategy<'_>, s: usize, t: usize) {
+        let b = market.bars(s);
+        let i = self.event[s];
+        let end = b.len();
+        let mut next = strategy.next_signal(s).min(end);
+        if let Some(bar) = self.next_match(market, s, i, next) {
+            next = bar;
+        }
+        // A position with bars before its next event is parked over them; without any,
+        // its term in the account stays right until then.
+        let size = self.p.portfolio.position(s).size;
+        if size != 0.0 && next > i + 1 {
+            self.p.portfolio.park(s);
+            let value = term(size, b.close[i]).unwrap_or(Money::ZERO);
+            self.parked.add(s, size, i, b.ts[i + 1], value);
+            prefetch_bar(b, i + 1);
+            prefetch_bar(b, i + 1 + PREFETCH_AHEAD / 2);
+            self.fresh = false;
+        }
+        if next < end {
+            prefetch_bar(b, next);
+            // Each bar of `s` has a tick of its own, so `next` comes `next - i` ticks
+            // after `i` at the earliest.
+            self.schedule(s, next, t + (next - i));
+        } else {
+            self.event[s] = usize::MAX;
+        }
+    }
+
+    /// The first bar of `s` after `i` and before `until` at which one of its working
+    /// orders could match (`None`: none before `until`). Market orders (and anything
+    /// that moves with each bar: trailing stops, stop-limits) make it the next bar; stops
+    /// and limits are looked for in the bars' ranges, loosely (`<=`/`>=` at the open and
+    /// at the extremes): a bar found that does not match is only run for nothing.
+    fn next_match(&self, market: &Market, s: usize, i: usize, until: usize) -> Option<usize> {
+        let working = self.p.book.working(s);
+        if working.is_empty() || until <= i + 1 {
+            return None;
+        }
+        // A bar matches a sell stop or a buy limit at or above its low side `below`, a buy
+        // stop or a sell limit at or below its high side `above`.
+        let (mut below, mut above) = (f64::NEG_INFINITY, f64::INFINITY);
+        for o in working.iter().filter(|o| o.live) {
+            let price = match (o.stop, o.limit) {
+                _ if o.trail.is_some() || o.triggered => return Some(i + 1),
+                (None, None) | (Some(_), Some(_)) => return Some(i + 1),
+                (Some(p), None) | (None, Some(p)) => p,
+            };
+            let low_side = (o.side == Side::Sell) == o.stop.is_some();
+            if low_side {
+                below = below.max(price);
+            } else {
+                above = above.min(price);
+            }
+        }
+        let b = market.bars(s);
+        let (from, to) = (i + 1, until.min(b.len()));
+        let (open, low, high) = (&b.open[from..to], &b.low[from..to], &b.high[from..to]);
+        (0..open.len())
+            .find(|&k| open[k] <= below || low[k] <= below || open[k] >= above || high[k] >= above)
+            .map(|k| i + 1 + k)
+    }
+}
+
+/// A parked position: its term in the parked sums is size × the close of `bar`, its
+/// latest bar when the account was last read.
+struct Parked {
+    symbol: usize,
+    size: f64,
+    bar: usize,
+    /// When its next bar comes (`i64::MAX`: none): the term is stale from then on.
+    next_ts: i64,
+    /// size × close of `bar`, exact (its term of the account's value).
+    value: Money,
+    /// The first bar its lots have not seen (their excursions are brought up to date
+    /// when it comes back).
+    unseen: usize,
+}
+
+/// The parked positions and their exact sums (value and gross exposure).
+#[derive(Default)]
+struct ParkedPositions {
+    list: Vec<Parked>,
+    /// Per symbol, its place in `list` (`NONE`: not parked).
+    slot: Vec<u32>,
+    value: Money,
+    gross: Money,
+}
+
+/// How far ahead of a parked position's latest bar its columns are fetched into cache:
+/// the account is read at scattered ticks, so its bars are not a stream the hardware
+/// follows, and each read would otherwise wait for memory.
+const PREFETCH_AHEAD: usize = 16;
+
+/// Hint the CPU to load `column[i]` into cache (nothing past the end; never faults).
+#[inline(always)]
+fn prefetch<T>(column: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x) = column.get(i) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is only a hint and never faults; the address is in bounds.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(x).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (column, i);
+}
+
+/// Fetch the bar `i` of `bars` into cache: its time and four prices.
+#[inline(always)]
+fn prefetch_bar(bars: &crate::market::SymbolBars, i: usize) {
+    prefetch(&bars.ts, i);
+    prefetch(&bars.open, i);
+    prefetch(&bars.high, i);
+    prefetch(&bars.low, i);
+    prefetch(&bars.close, i);
+}
+
+/// size × price in exact units, or the amount when it is beyond the exact range.
+#[inline]
+fn term(size: f64, price: f64) -> std::result::Result<Money, f64> {
+    let amount = size * price;
+    Money::from_f64(amount).ok_or(amount)
+}
+
+/// A term's part of the gross exposure (|size| × price: the conversion is symmetric).
+#[inline]
+fn gross_of(size: f64, value: Money) -> Money {
+    if size < 0.0 {
+        -value
+    } else {
+        value
+    }
+}
+
+impl ParkedPositions {
+    fn new(symbols: usize) -> Self {
+        ParkedPositions {
+            slot: vec![NONE; symbols],
+            ..Default::default()
+        }
+    }
+
+    /// Add `symbol`'s position of `size`, marked at the close of its bar `bar`, whose
+    /// term `value` left the account.
+    fn add(&mut self, symbol: usize, size: f64, bar: usize, next_ts: i64, value: Money) {
+        self.slot[symbol] = self.list.len() as u32;
+        self.list.push(Parked {
+            symbol,
+            size,
+            bar,
+            next_ts,
+            value,
+            unseen: bar + 1,
+        });
+        self.value += value;
+        self.gross += gross_of(size, value);
+    }
+
+    /// Take `symbol` out (it is parked): returns it.
+    fn remove(&mut self, symbol: usize) -> Parked {
+        let k = std::mem::replace(&mut self.slot[symbol], NONE) as usize;
+        let parked = self.list.swap_remove(k);
+        if let Some(moved) = self.list.get(k) {
+            self.slot[moved.symbol] = k as u32;
+        }
+        self.value -= parked.value;
+        self.gross -= gross_of(parked.size, parked.value);
+        parked
+    }
+
+    /// The sums at time `now`: each position marked at the close of its latest bar (at
+    /// the open of its bar at `now` when `open`). An amount beyond the exact range is
+    /// reported to `portfolio` (and counts as nothing, as the account does).
+    fn sums_at(
+        &mut self,
+        market: &Market,
+        now: i64,
+        open: bool,
+        portfolio: &mut Portfolio,
+    ) -> (Money, Money) {
+        for p in &mut self.list {
+            if p.next_ts > now {
+                continue;
+            }
+            let b = market.bars(p.symbol);
+            // The latest bar at or before `now`: the next one, or one further on.
+            let ts = &b.ts[..];
+            p.bar = gallop(ts, p.bar + 2, |x| x <= now) - 1;
+            prefetch_bar(b, p.bar + PREFETCH_AHEAD);
+            p.next_ts = ts.get(p.bar + 1).copied().unwrap_or(i64::MAX);
+            let value = term(p.size, b.close[p.bar]).unwrap_or_else(|amount| {
+                portfolio.flag_out_of_range(p.symbol, amount);
+                Money::ZERO
+            });
+            self.value -= p.value;
+            self.gross -= gross_of(p.size, p.value);
+            p.value = value;
+            self.value += value;
+            self.gross += gross_of(p.size, value);
+        }
+        let (mut value, mut gross) = (self.value, self.gross);
+        if open {
+            for p in &self.list {
+                let b = market.bars(p.symbol);
+                if b.ts[p.bar] != now {
+                    continue;
+                }
+                let at_open = term(p.size, b.open[p.bar]).unwrap_or_else(|amount| {
+                    portfolio.flag_out_of_range(p.symbol, amount);
+                    Money::ZERO
+                });
+                value -= p.value;
+                gross -= gross_of(p.size, p.value);
+                value += at_open;
+                gross += gross_of(p.size, at_open);
+            }
+        }
+        (value, gross)
+    }
+}
+
+/// Hand the parked positions' sums at time `now` to `portfolio` (see `Driver::read_parked`).
+fn read_parked(
+    market: &Market,
+    parked: &mut ParkedPositions,
+    portfolio: &mut Portfolio,
+    now: i64,
+    open: bool,
+) {
+    let (value, gross) = if parked.list.is_empty() {
+        (Money::ZERO, Money::ZERO)
+    } else {
+        parked.sums_at(market, now, open, portfolio)
+    };
+    portfolio.set_parked_sums(value, gross);
+}
+
+/// The lowest of `low` and the highest of `high` (`None` when empty): `f64::min` and
+/// `max` in any grouping give the same result (prices are never NaN, and a NaN is skipped
+/// either way), so the columns are folded four lanes at a time.
+fn range(low: &[f64], high: &[f64]) -> Option<(f64, f64)> {
+    if low.is_empty() {
+        return None;
+    }
+    let mut lo = [f64::INFINITY; 4];
+    let mut hi = [f64::NEG_INFINITY; 4];
+    let (lows, highs) = (low.chunks_exact(4), high.chunks_exact(4));
+    let (low_rest, high_rest) = (lows.remainder(), highs.remainder());
+    for (l, h) in lows.zip(highs) {
+        for k in 0..4 {
+            lo[k] = lo[k].min(l[k]);
+            hi[k] = hi[k].max(h[k]);
+        }
+    }
+    let mut low = lo[0].min(lo[1]).min(lo[2].min(lo[3]));
+    let mut high = hi[0].max(hi[1]).max(hi[2].max(hi[3]));
+    for (&l, &h) in low_rest.iter().zip(high_rest) {
+        low = low.min(l);
+        high = high.max(h);
+    }
+    Some((low, high))
+}
+
+/// The first index at or after `from` whose time is not `before` (sorted times), found
+/// by galloping from `from`: the place sought is usually a few steps away.
+fn gallop(times: &[i64], from: usize, before: impl Fn(i64) -> bool) -> usize {
+    // Everything in times[from..lo] is before; blocks of doubling length are skipped.
+    let (mut lo, mut len) = (from, 1);
+    while lo + len <= times.len() && before(times[lo + len - 1]) {
+        lo += len;
+        len *= 2;
+    }
+    let hi = (lo + len).min(times.len());
+    lo + times[lo..hi].partition_point(|&x| before(x))
+}
+
+/// The desk of one due symbol at its bar: the book and the portfolio as the engine's tick
+/// context shows them (the parked positions' sums handed over before equity is read).
+struct SparseDesk<'d> {
+    market: &'d Market,
+    book: &'d mut Book,
+    portfolio: &'d mut Portfolio,
+    parked: &'d mut ParkedPositions,
+    fresh: &'d mut bool,
+    studies: &'d Studies,
+    now: i64,
+    /// The symbol's bar at this tick.
+    bar: usize,
+}
+
+impl Desk for SparseDesk<'_> {
+    #[inline]
+    fn now(&self) -> i64 {
+        self.now
+    }
+    #[inline]
+    fn held(&self, symbol: usize) -> f64 {
+        self.portfolio.position(symbol).size
+    }
+    #[inline]
+    fn price(&self, symbol: usize) -> f64 {
+        self.market.bars(symbol).close[self.bar]
+    }
+    fn equity(&mut self) -> f64 {
+        if !*self.fresh {
+            read_parked(self.market, self.parked, self.portfolio, self.now, false);
+            *self.fresh = true;
+        }
+        self.portfolio.equity()
+    }
+    fn submit(&mut self, req: OrderRequest) -> Result<u64> {
+        let s = req.symbol;
+        let placing = Placing {
+            name: self.market.name(s),
+            price: self.price(s),
+            now: self.now,
+            next_bar: self.bar + 1,
+            symbol: s,
+            bar: Some(self.bar),
+            studies: self.studies,
+        };
+        self.book.submit(req, &placing)
+    }
+    fn close_position(&mut self, symbol: usize) -> Result<Option<u64>> {
+        let held = self.held(symbol);
+        self.book.close_position(symbol, held, 1.0, self.now)
+    }
+}
