@@ -454,6 +454,7 @@ fn signals(c: &mut Bench) {
         size_type: SizeType::Percent,
         stop_loss: None,
         take_profit: None,
+        stop_loss_trail: None,
         trade_start: i64::MIN,
     };
     let mut g = c.benchmark_group("signals");

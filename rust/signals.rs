@@ -25,6 +25,9 @@
 //!   take-profit at close × (1 + tp), a short's mirrored — or as prices, one per bar (NaN:
 //!   none for an entry on that bar). They become the book's bracket of the order that
 //!   adds to the position (a re-sizing order that reduces it carries none).
+//! - A trailing stop-loss (`sl_trail`, instead of `sl`): the same order's trailing
+//!   stop-loss leg at that fraction of the best price since the fill (the book's
+//!   `Trail::Fraction`, exactly what `sl_trail="x%"` on an order placed in `next` does).
 //!
 //! `run_grid` runs many independent backtests (engines, each with its own signals) on a
 //! pool of threads sharing one market: each result equals the same backtest run alone.
@@ -33,7 +36,7 @@ use crate::context::TickContext;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::market::Market;
-use crate::orders::{OrderRequest, Side};
+use crate::orders::{OrderRequest, Side, Trail};
 use crate::strategy::Strategy;
 
 mod sparse;
@@ -75,6 +78,9 @@ pub struct SignalRules {
     pub stop_loss: Option<f64>,
     /// Take-profit distance as a fraction of the entry bar's close, > 0 (< 1 for shorts).
     pub take_profit: Option<f64>,
+    /// Trailing stop-loss distance as a fraction of the best price since the entry filled,
+    /// in (0, 1) (instead of `stop_loss`).
+    pub stop_loss_trail: Option<f64>,
     /// Signals on bars before this timestamp are not acted on (the warm-up).
     pub trade_start: i64,
 }
@@ -91,6 +97,16 @@ impl SignalRules {
                 return bad(format!(
                     "sl = {sl}: must be a fraction of the price in (0, 1)"
                 ));
+            }
+        }
+        if let Some(trail) = self.stop_loss_trail {
+            if !(trail > 0.0 && trail < 1.0) {
+                return bad(format!(
+                    "sl_trail = {trail}: must be a fraction of the best price in (0, 1)"
+                ));
+            }
+            if self.stop_loss.is_some() {
+                return bad("give sl or sl_trail, not both".into());
             }
         }
         if let Some(tp) = self.take_profit {
@@ -241,6 +257,12 @@ impl<'a> SignalStrategy<'a> {
                     )));
                 }
             }
+            if sig.stop_loss.is_some() && rules.stop_loss_trail.is_some() {
+                return Err(EngineError::InvalidConfig(format!(
+                    "sl_price of {}: give sl_price or sl_trail, not both",
+                    market.name(s)
+                )));
+            }
         }
         rules.validate(signals.iter().any(|s| s.short_entries.is_some()))?;
         let due = signals.iter().map(Due::new).collect();
@@ -263,8 +285,13 @@ impl<'a> SignalStrategy<'a> {
             exits += count(sig.exits) + count(sig.short_exits);
         }
         let prices = |f: fn(&SymbolSignals<'_>) -> bool| self.signals.iter().any(f);
-        let legs = usize::from(self.rules.stop_loss.is_some() || prices(|s| s.stop_loss.is_some()))
-            + usize::from(self.rules.take_profit.is_some() || prices(|s| s.take_profit.is_some()));
+        let legs = usize::from(
+            self.rules.stop_loss.is_some()
+                || self.rules.stop_loss_trail.is_some()
+                || prices(|s| s.stop_loss.is_some()),
+        ) + usize::from(
+            self.rules.take_profit.is_some() || prices(|s| s.take_profit.is_some()),
+        );
         ((entries * (2 + legs) + exits).min(CAP), entries.min(CAP))
     }
 
@@ -288,6 +315,7 @@ impl<'a> SignalStrategy<'a> {
             let (r, sig) = (&self.rules, &self.signals[symbol]);
             req.stop_loss = stop_at(sig.stop_loss, r.stop_loss, bar, price, -want);
             req.take_profit = stop_at(sig.take_profit, r.take_profit, bar, price, want);
+            req.stop_loss_trail = r.stop_loss_trail.map(Trail::Fraction);
         }
         desk.submit(req).map(drop)
     }

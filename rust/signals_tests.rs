@@ -29,6 +29,7 @@ fn rules(size: f64, size_type: SizeType) -> SignalRules {
         size_type,
         stop_loss: None,
         take_profit: None,
+        stop_loss_trail: None,
         trade_start: i64::MIN,
     }
 }
@@ -104,6 +105,46 @@ fn stops_are_fractions_of_the_decision_close() {
     let exit = e.fills()[1];
     // The stop at 90 is gapped through: the bar opens at 80, so it fills at the open.
     assert_eq!((exit.ts, exit.price, exit.role), (3, 80.0, Role::StopLoss));
+}
+
+#[test]
+fn a_trailing_stop_loss_follows_the_best_price_since_the_fill() {
+    // Opens equal closes, highs 1 above, lows 1 below. The entry decided on bar 0 fills
+    // at bar 1's open 100; its stop trails 10% below the best price reached: bar 2's high
+    // 121 puts it at 108.9 for bar 3 on; bar 3 (low 114) leaves it, bar 4's low 108.5
+    // reaches it inside the bar. A fixed 10% stop would sit at 90 and not fill.
+    let m = market(&[100.0, 100.0, 120.0, 115.0, 109.5, 109.5]);
+    let entries = [true, false, false, false, false, false];
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        ..Default::default()
+    };
+    let mut r = rules(1.0, SizeType::Amount);
+    r.stop_loss_trail = Some(0.1);
+    for sparse in [false, true] {
+        let mut e = Engine::new(m.clone(), Config::default()).unwrap();
+        let mut s = SignalStrategy::new(&m, vec![sig], r).unwrap();
+        if sparse {
+            run(&mut e, &mut s).unwrap();
+        } else {
+            e.run(&mut s).unwrap();
+        }
+        let f = e.fills();
+        assert_eq!(f.len(), 2);
+        assert_eq!((f[0].ts, f[0].price), (1, 100.0));
+        assert_eq!(
+            (f[1].ts, f[1].price, f[1].role),
+            (4, 121.0 - 121.0 * 0.1, Role::StopLoss)
+        );
+    }
+    // With a fixed stop-loss, or not a fraction in (0, 1): refused by name.
+    r.stop_loss = Some(0.1);
+    let err = SignalStrategy::new(&m, vec![sig], r).err().unwrap();
+    assert!(err.to_string().contains("sl or sl_trail"), "{err}");
+    r.stop_loss = None;
+    r.stop_loss_trail = Some(1.5);
+    let err = SignalStrategy::new(&m, vec![sig], r).err().unwrap();
+    assert!(err.to_string().contains("sl_trail = 1.5"), "{err}");
 }
 
 #[test]
@@ -384,14 +425,17 @@ fn random_case(seed: u64) -> Case {
         _ => 0.05 + d.unit() * 0.9,
     };
     let fraction = |d: &mut Draw, max: f64| d.chance(0.5).then(|| 0.005 + d.unit() * max);
+    // A trailing stop-loss instead of a fixed one now and then (never with stop prices).
+    let trailing = !price_stops && d.chance(0.3);
     let rules = SignalRules {
         size,
         size_type,
-        stop_loss: if price_stops {
+        stop_loss: if price_stops || trailing {
             None
         } else {
             fraction(&mut d, 0.1)
         },
+        stop_loss_trail: trailing.then(|| 0.005 + d.unit() * 0.08),
         take_profit: if price_stops {
             None
         } else {
@@ -492,7 +536,7 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
 
 #[test]
 fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
-    let (mut fills, mut rejected, mut stops) = (0, 0, 0);
+    let (mut fills, mut rejected, mut stops, mut trailed) = (0, 0, 0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -514,11 +558,18 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             .iter()
             .filter(|f| matches!(f.role, Role::StopLoss | Role::TakeProfit))
             .count();
+        if c.rules.stop_loss_trail.is_some() {
+            trailed += event
+                .fills()
+                .iter()
+                .filter(|f| f.role == Role::StopLoss)
+                .count();
+        }
     }
     // The cases reach what they are meant to: fills, margin rejections, stops.
-    eprintln!("{fills} {rejected} {stops}");
+    eprintln!("{fills} {rejected} {stops} {trailed}");
     assert!(
-        fills > 2_000 && rejected > 50 && stops > 200,
-        "{fills} {rejected} {stops}"
+        fills > 2_000 && rejected > 50 && stops > 200 && trailed > 50,
+        "{fills} {rejected} {stops} {trailed}"
     );
 }

@@ -61,10 +61,12 @@ class ByHand(tickstep.Strategy):
             units = want * units
         if not math.isfinite(units) or units == 0:
             return
-        sl = tp = None
+        sl = tp = trail = None
         if (units > 0) == (want > 0):
             sl, tp = self._stop("sl", r, i, price, -want, column), self._stop("tp", r, i, price, want, column)
-        (self.buy if units > 0 else self.sell)(symbol, size=abs(units), sl=sl, tp=tp)
+            # The trailing stop as a user writes it: a percentage (its fraction, exactly).
+            trail = None if r.get("sl_trail_percent") is None else f"{r['sl_trail_percent']!r}%"
+        (self.buy if units > 0 else self.sell)(symbol, size=abs(units), sl=sl, tp=tp, sl_trail=trail)
 
     @staticmethod
     def _stop(name, r, i, price, toward, column):
@@ -147,20 +149,24 @@ def markets_and_signals(draw):
             "percent": draw(st.floats(0.05, 1.0)), "target_percent": draw(st.floats(0.05, 1.0))}[size_type]
     sl = None if price_stops else draw(st.none() | st.floats(0.01, 0.2))
     tp = None if price_stops else draw(st.none() | st.floats(0.01, 0.2))
+    # A trailing stop-loss instead of a fixed one, as a percentage (the order's form).
+    trail = None if price_stops or sl is not None else draw(st.none() | st.floats(0.5, 12.0))
     options = {"commission": draw(st.sampled_from([0.0, 0.001])),
                "trade_on_close": draw(st.booleans()), "record_every_bar": True}
-    return data, signals, {"size": size, "size_type": size_type, "sl": sl, "tp": tp}, options
+    rules = {"size": size, "size_type": size_type, "sl": sl, "tp": tp,
+             "sl_trail": None if trail is None else trail / 100.0}
+    return data, signals, rules, trail, options
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(markets_and_signals())
 def test_signals_run_equals_the_same_orders_placed_in_next(case):
-    data, signals, rules, options = case
+    data, signals, rules, trail_percent, options = case
     if not signals["entries"] and not signals["short_entries"]:
         signals["entries"] = {name: np.ones(len(df), dtype=bool) for name, df in data.items()}
     bt = tickstep.Backtest(data, ByHand, on_reject="ignore", **options)
     native = bt.run_signals(**signals, **rules)
-    by_hand = bt.run(signals=signals, rules=rules)
+    by_hand = bt.run(signals=signals, rules={**rules, "sl_trail_percent": trail_percent})
     assert_same_run(native, by_hand)
 
 

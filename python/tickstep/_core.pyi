@@ -292,6 +292,7 @@ def run_signals(
     tp: list[float | None],
     sl_price: list[list[npt.NDArray[np.float64] | None]],
     tp_price: list[list[npt.NDArray[np.float64] | None]],
+    sl_trail: list[float | None] | None = None,
     trade_start: int | None = None,
     threads: int | None = None,
 ) -> list[BaseException | None]:

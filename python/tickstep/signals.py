@@ -25,7 +25,11 @@ Rules, per symbol and bar:
 - ``sl`` / ``tp`` are fractions of that close: a long's stop-loss at close x (1 - sl),
   take-profit at close x (1 + tp), a short's mirrored; or ``sl_price`` / ``tp_price``
   give the prices, one per bar in the shapes signals take (NaN: no stop for an entry on
-  that bar). They become the bracket of the order that adds to the position.
+  that bar). They become the bracket of the order that adds to the position;
+- ``sl_trail`` (instead of ``sl``) is a trailing stop-loss: that fraction below the best
+  price since the entry filled (above, for a short), as ``sl_trail="x%"`` on an order
+  placed in ``next`` (the same book rule: it follows the open first, then the bar's
+  favourable extreme for the next bar).
 
 Signals (and stop prices) may be given as
 
@@ -68,7 +72,7 @@ SIGNAL_KINDS = ("entries", "exits", "short_entries", "short_exits")
 PRICE_KINDS = ("sl_price", "tp_price")
 SIZE_TYPES = ("amount", "value", "percent", "target_percent")
 #: What a signal set of a grid may set for itself (else the call's values apply).
-RULES = ("size", "size_type", "sl", "tp")
+RULES = ("size", "size_type", "sl", "tp", "sl_trail")
 
 Columns = list["np.ndarray | None"]
 
@@ -184,17 +188,19 @@ def signal_columns(market: _core.Market, signals: Any, name: str = "signals") ->
             for s in range(n)]
 
 
-def _rules(size: Any, size_type: Any, sl: Any, tp: Any, where: str = "") -> dict[str, Any]:
+def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
+           where: str = "") -> dict[str, Any]:
     """The order rules checked (option names as the user spells them)."""
     if not isinstance(size_type, str) or size_type not in SIZE_TYPES:
         hint = did_you_mean(size_type, SIZE_TYPES) if isinstance(size_type, str) else ""
         raise ConfigError(f"{where}size_type={size_type!r}: must be one of "
                           f"{', '.join(SIZE_TYPES)}{hint}")
-    for name, value in (("size", size), ("sl", sl), ("tp", tp)):
+    for name, value in (("size", size), ("sl", sl), ("tp", tp), ("sl_trail", sl_trail)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
             raise ConfigError(f"{where}{name}={value!r}: must be a number")
     return {"size": float(size), "size_type": size_type,
-            "sl": None if sl is None else float(sl), "tp": None if tp is None else float(tp)}
+            "sl": None if sl is None else float(sl), "tp": None if tp is None else float(tp),
+            "sl_trail": None if sl_trail is None else float(sl_trail)}
 
 
 def _check_kinds(signals: Mapping[str, Any], what: str, extra: Sequence[str] = ()) -> None:
@@ -240,6 +246,7 @@ def run_signals(
     tp: float | None = None,
     sl_price: Any = None,
     tp_price: Any = None,
+    sl_trail: float | None = None,
     metadata: pd.DataFrame | None = None,
     symbols: pd.CategoricalDtype | None = None,
     ends: Any = _FROM_CONFIG,
@@ -251,13 +258,14 @@ def run_signals(
     See the module documentation for the rules and the shapes signals may take.
     ``size`` with ``size_type`` sizes each entry (default: 95% of equity, like the
     default sizer's share); ``sl``/``tp`` are fractions of the entry bar's close,
-    ``sl_price``/``tp_price`` prices per bar. Options (cash, commission,
+    ``sl_price``/``tp_price`` prices per bar; ``sl_trail`` a trailing stop-loss as a
+    fraction of the best price since the entry. Options (cash, commission,
     trade_on_close, ...) come from ``config``.
     """
     signals = {"entries": entries, "exits": exits, "short_entries": short_entries,
                "short_exits": short_exits, "sl_price": sl_price, "tp_price": tp_price}
     _check_kinds(signals, "run_signals")
-    rules = _rules(size, size_type, sl, tp)
+    rules = _rules(size, size_type, sl, tp, sl_trail)
     (engine,), (error,) = _run_native(market, config, [signals], [rules], ends, threads=1)
     if error is not None:
         raise error
@@ -294,6 +302,7 @@ def run_signal_grid(
     size_type: str = "percent",
     sl: float | None = None,
     tp: float | None = None,
+    sl_trail: float | None = None,
     threads: int | None = None,
     ends: Any = _FROM_CONFIG,
 ) -> pd.DataFrame:
@@ -303,7 +312,7 @@ def run_signal_grid(
     ``signal_sets`` maps a key (e.g. a parameter tuple) to the signals of one backtest,
     ``{"entries": ..., "exits": ..., "short_entries": ..., "short_exits": ...}``, each in
     any shape `run_signals` takes, plus optionally its own ``size``, ``size_type``,
-    ``sl``, ``tp``, ``sl_price`` and ``tp_price`` (else the call's apply). Each row
+    ``sl``, ``tp``, ``sl_trail``, ``sl_price`` and ``tp_price`` (else the call's apply). Each row
     equals ``run_signals(...).stats`` of that set run alone. Rejected orders are counted
     per row (``# Orders Rejected``) without a warning per set; ``on_reject="raise"``
     still raises.
@@ -315,7 +324,7 @@ def run_signal_grid(
     for key in keys:
         sig = dict(signal_sets[key])
         _check_kinds(sig, f"signal set {key!r}", RULES)
-        own = {"size": size, "size_type": size_type, "sl": sl, "tp": tp}
+        own = {"size": size, "size_type": size_type, "sl": sl, "tp": tp, "sl_trail": sl_trail}
         own.update((k, sig.pop(k)) for k in RULES if k in sig)
         rules.append(_rules(**own, where=f"signal set {key!r}: "))
         sets.append(sig)
@@ -343,7 +352,8 @@ class SignalStrategy(Strategy):
 
     The order rules are parameters too, so a grid may vary them: ``size``,
     ``size_type`` (``"amount"``, ``"value"``, ``"percent"``, ``"target_percent"``),
-    ``sl`` and ``tp`` (fractions of the entry bar's close); see `tickstep.signals`.
+    ``sl`` and ``tp`` (fractions of the entry bar's close), ``sl_trail`` (a trailing
+    stop-loss, a fraction of the best price since the entry); see `tickstep.signals`.
 
     `Backtest.run` trades it in signals mode (natively); ``Backtest.optimize`` and
     `tickstep.batch.run_batch` run its parameter sets in one native call per symbol
@@ -371,6 +381,7 @@ class SignalStrategy(Strategy):
     size_type: str = "percent"
     sl: float | None = None
     tp: float | None = None
+    sl_trail: float | None = None
 
     def signals(self, symbol: str, bars: pd.DataFrame) -> Mapping[str, Any]:
         """This symbol's signals from its bars (see the class documentation)."""
@@ -428,7 +439,7 @@ def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: l
         raise ConfigError(f"{cls.__name__}.signals: no entries or short_entries for any symbol "
                           "(nothing would be traded)")
     rules = _rules(instance.size, instance.size_type, instance.sl, instance.tp,
-                   where=f"{cls.__name__}: ")
+                   instance.sl_trail, where=f"{cls.__name__}: ")
     return sets, rules, instance
 
 

@@ -60,10 +60,11 @@ fn per_run<T: Clone>(name: &str, values: Vec<T>, runs: usize) -> PyResult<Vec<T>
 }
 
 /// Run each engine with its own signals (`entries[k][symbol]`, ...) and rules (`size[k]`,
-/// ...) on `threads` threads (all cores when None), the interpreter released. The engines
+/// ..., `sl_trail[k]`: a trailing stop-loss fraction; none when not given) on `threads`
+/// threads (all cores when None), the interpreter released. The engines
 /// are ready to read after; returns per engine None, or the exception its run ended with.
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sl_trail=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signals(
     py: Python<'_>,
@@ -78,6 +79,7 @@ pub fn run_signals(
     tp: Vec<Option<f64>>,
     sl_price: Columns<'_, f64>,
     tp_price: Columns<'_, f64>,
+    sl_trail: Option<Vec<Option<f64>>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<Vec<Option<Py<PyAny>>>> {
@@ -101,6 +103,7 @@ pub fn run_signals(
         per_run("size_type", size_type, n)?,
     );
     let (sl, tp) = (per_run("sl", sl, n)?, per_run("tp", tp, n)?);
+    let sl_trail = per_run("sl_trail", sl_trail.unwrap_or_else(|| vec![None; n]), n)?;
     let mut runs = Vec::with_capacity(n);
     for (k, engine) in engines.iter_mut().enumerate() {
         let rules = SignalRules {
@@ -108,6 +111,7 @@ pub fn run_signals(
             size_type: SizeType::parse(&size_type[k]).py_err(py)?,
             stop_loss: sl[k],
             take_profit: tp[k],
+            stop_loss_trail: sl_trail[k],
             trade_start: trade_start.unwrap_or(i64::MIN),
         };
         let signals = (0..symbols[k])
