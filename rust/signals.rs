@@ -169,45 +169,96 @@ fn at(column: Option<&[bool]>, bar: usize) -> bool {
     column.is_some_and(|c| c[bar])
 }
 
-/// The first bar at or after `from` whose signal is set (`usize::MAX`: none).
-fn next_set(column: Option<&[bool]>, from: usize) -> usize {
-    let Some(c) = column else {
-        return usize::MAX;
-    };
-    let rest = c.get(from..).unwrap_or(&[]);
-    // SAFETY: a bool is one byte holding 0 or 1, so the slice reads as bytes.
-    let bytes = unsafe { std::slice::from_raw_parts(rest.as_ptr().cast::<u8>(), rest.len()) };
-    memchr::memchr(1, bytes).map_or(usize::MAX, |k| from + k)
+/// Eight signals (bytes holding 0 or 1, the first lowest) as eight bits: the multiply
+/// moves byte k's bit to bit 56 + k without carries (each partial product lands apart).
+#[inline]
+fn pack8(bytes: [u8; 8]) -> u64 {
+    u64::from_le_bytes(bytes).wrapping_mul(0x0102_0408_1020_4080) >> 56
 }
 
-/// Per symbol, where its next signal is: the bars in between need no work at all, so a
-/// symbol's signal columns are searched (vectorised) rather than read bar by bar.
-#[derive(Clone, Copy, Debug)]
+/// The bars of one symbol where any signal is set, one bit each (64 bars a word), and how
+/// many entries and exits are set: the bars in between need no work at all, so a
+/// symbol's next signal is found by scanning words (its columns are read once, here).
+#[derive(Clone, Debug, Default)]
+struct SignalBars {
+    words: Vec<u64>,
+    /// Long plus short entries, exits of both sides.
+    entries: usize,
+    exits: usize,
+}
+
+impl SignalBars {
+    fn new(sig: &SymbolSignals<'_>, bars: usize) -> Self {
+        let mut words = vec![0u64; bars.div_ceil(64)];
+        let (mut entries, mut exits) = (0, 0);
+        for (k, (_, column)) in sig.columns().into_iter().enumerate() {
+            let Some(c) = column else { continue };
+            // SAFETY: a bool is one byte holding 0 or 1, so the slice reads as bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(c.as_ptr().cast::<u8>(), c.len()) };
+            let mut set = 0;
+            for (word, chunk) in words.iter_mut().zip(bytes.chunks(64)) {
+                let mut w = 0u64;
+                for (j, eight) in chunk.chunks(8).enumerate() {
+                    let mut b = [0u8; 8];
+                    b[..eight.len()].copy_from_slice(eight);
+                    w |= pack8(b) << (8 * j);
+                }
+                set += w.count_ones() as usize;
+                *word |= w;
+            }
+            if k % 2 == 0 {
+                entries += set;
+            } else {
+                exits += set;
+            }
+        }
+        SignalBars {
+            words,
+            entries,
+            exits,
+        }
+    }
+
+    /// The first bar at or after `from` with a signal (`usize::MAX`: none).
+    #[inline]
+    fn next_from(&self, from: usize) -> usize {
+        let mut k = from / 64;
+        let Some(&first) = self.words.get(k) else {
+            return usize::MAX;
+        };
+        let mut w = first & (u64::MAX << (from % 64));
+        loop {
+            if w != 0 {
+                return k * 64 + w.trailing_zeros() as usize;
+            }
+            k += 1;
+            match self.words.get(k) {
+                Some(&next) => w = next,
+                None => return usize::MAX,
+            }
+        }
+    }
+}
+
+/// Per symbol, its signal bars and the next one to act on.
+#[derive(Clone, Debug)]
 struct Due {
-    /// Per kind (entries, exits, short entries, short exits), its next set bar.
-    next: [usize; 4],
-    /// The nearest of them.
+    bars: SignalBars,
+    /// The next bar with a signal (`usize::MAX`: none).
     bar: usize,
 }
 
 impl Due {
-    fn new(sig: &SymbolSignals<'_>) -> Self {
-        let mut due = Due {
-            next: [usize::MAX; 4],
-            bar: usize::MAX,
-        };
-        due.advance(sig, 0);
-        due
+    fn new(sig: &SymbolSignals<'_>, bars: usize) -> Self {
+        let bars = SignalBars::new(sig, bars);
+        let bar = bars.next_from(0);
+        Due { bars, bar }
     }
 
-    /// Move every kind whose next signal is before `from` to its next one from `from` on.
-    fn advance(&mut self, sig: &SymbolSignals<'_>, from: usize) {
-        for (k, (_, column)) in sig.columns().into_iter().enumerate() {
-            if self.next[k] == usize::MAX || self.next[k] < from {
-                self.next[k] = next_set(column, from);
-            }
-        }
-        self.bar = self.next.into_iter().min().unwrap_or(usize::MAX);
+    /// Move on to the first signal at or after `from`.
+    #[inline]
+    fn advance(&mut self, from: usize) {
+        self.bar = self.bars.next_from(from);
     }
 }
 
@@ -265,7 +316,11 @@ impl<'a> SignalStrategy<'a> {
             }
         }
         rules.validate(signals.iter().any(|s| s.short_entries.is_some()))?;
-        let due = signals.iter().map(Due::new).collect();
+        let due = signals
+            .iter()
+            .enumerate()
+            .map(|(s, sig)| Due::new(sig, market.bars(s).ts.len()))
+            .collect();
         Ok(SignalStrategy {
             signals,
             due,
@@ -278,12 +333,8 @@ impl<'a> SignalStrategy<'a> {
     /// entry and its two legs; each exit signal at most a close.
     pub fn log_sizes(&self) -> (usize, usize) {
         const CAP: usize = 1 << 20;
-        let count = |c: Option<&[bool]>| c.map_or(0, |c| c.iter().filter(|&&b| b).count());
-        let (mut entries, mut exits) = (0, 0);
-        for sig in &self.signals {
-            entries += count(sig.entries) + count(sig.short_entries);
-            exits += count(sig.exits) + count(sig.short_exits);
-        }
+        let entries: usize = self.due.iter().map(|d| d.bars.entries).sum();
+        let exits: usize = self.due.iter().map(|d| d.bars.exits).sum();
         let prices = |f: fn(&SymbolSignals<'_>) -> bool| self.signals.iter().any(f);
         let legs = usize::from(
             self.rules.stop_loss.is_some()
@@ -328,7 +379,7 @@ impl<'a> SignalStrategy<'a> {
 
     /// Signals before bar `from` are never acted on (the warm-up before `trade_start`).
     fn skip_to(&mut self, symbol: usize, from: usize) {
-        self.due[symbol].advance(&self.signals[symbol], from);
+        self.due[symbol].advance(from);
     }
 
     /// `symbol`'s bar `i` (its latest, at the current tick), as the rules read it: nothing
@@ -338,8 +389,8 @@ impl<'a> SignalStrategy<'a> {
         if i < due.bar {
             return Ok(());
         }
+        due.advance(i + 1);
         let sig = &self.signals[symbol];
-        due.advance(sig, i + 1);
         if desk.now() < self.rules.trade_start {
             return Ok(());
         }

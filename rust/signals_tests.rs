@@ -573,3 +573,32 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         "{fills} {rejected} {stops} {trailed}"
     );
 }
+
+#[test]
+fn signal_bars_find_each_next_signal_and_count_entries_and_exits() {
+    let mut d = Draw(0x5EED);
+    for len in [1usize, 7, 63, 64, 65, 130, 1_000] {
+        let column = |d: &mut Draw, p: f64| (0..len).map(|_| d.chance(p)).collect::<Vec<_>>();
+        let (e, x, se) = (
+            column(&mut d, 0.05),
+            column(&mut d, 0.02),
+            column(&mut d, 0.01),
+        );
+        let sig = SymbolSignals {
+            entries: Some(&e),
+            exits: Some(&x),
+            short_entries: Some(&se),
+            ..Default::default()
+        };
+        let bars = SignalBars::new(&sig, len);
+        let count = |c: &[bool]| c.iter().filter(|&&b| b).count();
+        assert_eq!(bars.entries, count(&e) + count(&se));
+        assert_eq!(bars.exits, count(&x));
+        for from in 0..=len + 1 {
+            let naive = (from..len)
+                .find(|&i| e[i] || x[i] || se[i])
+                .unwrap_or(usize::MAX);
+            assert_eq!(bars.next_from(from), naive, "len {len}, from {from}");
+        }
+    }
+}

@@ -484,44 +484,55 @@ impl ParkedPositions {
         open: bool,
         portfolio: &mut Portfolio,
     ) -> (Money, Money) {
+        let (mut value, mut gross) = (Money::ZERO, Money::ZERO);
+        let (mut at_open, mut gross_open) = (Money::ZERO, Money::ZERO);
         for p in &mut self.list {
-            if p.next_ts > now {
-                continue;
-            }
             let b = market.bars(p.symbol);
-            // The latest bar at or before `now`: the next one, or one further on.
-            let ts = &b.ts[..];
-            p.bar = gallop(ts, p.bar + 2, |x| x <= now) - 1;
-            prefetch_bar(b, p.bar + PREFETCH_AHEAD);
-            p.next_ts = ts.get(p.bar + 1).copied().unwrap_or(i64::MAX);
-            let value = term(p.size, b.close[p.bar]).unwrap_or_else(|amount| {
-                portfolio.flag_out_of_range(p.symbol, amount);
-                Money::ZERO
-            });
-            self.value -= p.value;
-            self.gross -= gross_of(p.size, p.value);
-            p.value = value;
-            self.value += value;
-            self.gross += gross_of(p.size, value);
-        }
-        let (mut value, mut gross) = (self.value, self.gross);
-        if open {
-            for p in &self.list {
-                let b = market.bars(p.symbol);
-                if b.ts[p.bar] != now {
-                    continue;
+            if p.next_ts <= now {
+                // The latest bar at or before `now`: usually the next one or a few on
+                // (the account is read often), else found by galloping.
+                let ts = &b.ts[..];
+                let mut bar = p.bar + 1;
+                let mut steps = 0;
+                while ts.get(bar + 1).is_some_and(|&x| x <= now) {
+                    bar += 1;
+                    steps += 1;
+                    if steps == 8 {
+                        bar = gallop(ts, bar + 1, |x| x <= now) - 1;
+                        break;
+                    }
                 }
-                let at_open = term(p.size, b.open[p.bar]).unwrap_or_else(|amount| {
+                p.bar = bar;
+                p.next_ts = ts.get(bar + 1).copied().unwrap_or(i64::MAX);
+                prefetch(ts, bar + PREFETCH_AHEAD);
+                prefetch(&b.close, bar + PREFETCH_AHEAD);
+                p.value = term(p.size, b.close[bar]).unwrap_or_else(|amount| {
                     portfolio.flag_out_of_range(p.symbol, amount);
                     Money::ZERO
                 });
-                value -= p.value;
-                gross -= gross_of(p.size, p.value);
-                value += at_open;
-                gross += gross_of(p.size, at_open);
             }
+            // Positions with a bar now are marked at its open for the batch.
+            let term_open = if open && b.ts[p.bar] == now {
+                prefetch(&b.open, p.bar + PREFETCH_AHEAD);
+                term(p.size, b.open[p.bar]).unwrap_or_else(|amount| {
+                    portfolio.flag_out_of_range(p.symbol, amount);
+                    Money::ZERO
+                })
+            } else {
+                p.value
+            };
+            value += p.value;
+            gross += gross_of(p.size, p.value);
+            at_open += term_open;
+            gross_open += gross_of(p.size, term_open);
         }
-        (value, gross)
+        self.value = value;
+        self.gross = gross;
+        if open {
+            (at_open, gross_open)
+        } else {
+            (value, gross)
+        }
     }
 }
 
