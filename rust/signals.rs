@@ -196,15 +196,23 @@ impl SignalBars {
             // SAFETY: a bool is one byte holding 0 or 1, so the slice reads as bytes.
             let bytes = unsafe { std::slice::from_raw_parts(c.as_ptr().cast::<u8>(), c.len()) };
             let mut set = 0;
-            for (word, chunk) in words.iter_mut().zip(bytes.chunks(64)) {
+            let full = bytes.chunks_exact(64);
+            let rest = full.remainder();
+            for (word, chunk) in words.iter_mut().zip(full) {
                 let mut w = 0u64;
-                for (j, eight) in chunk.chunks(8).enumerate() {
-                    let mut b = [0u8; 8];
-                    b[..eight.len()].copy_from_slice(eight);
-                    w |= pack8(b) << (8 * j);
+                for (j, eight) in chunk.chunks_exact(8).enumerate() {
+                    w |= pack8(eight.try_into().expect("8 bytes")) << (8 * j);
                 }
                 set += w.count_ones() as usize;
                 *word |= w;
+            }
+            if !rest.is_empty() {
+                let mut w = 0u64;
+                for (j, &b) in rest.iter().enumerate() {
+                    w |= u64::from(b) << j;
+                }
+                set += w.count_ones() as usize;
+                words[bars / 64] |= w;
             }
             if k % 2 == 0 {
                 entries += set;
