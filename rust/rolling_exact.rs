@@ -66,6 +66,34 @@ pub(super) trait Count: Copy + Default + std::fmt::Debug {
     fn wrapping_sub(self, other: Self) -> Self;
     /// The count as the nearest f64 (ties to even): exact for a value's count.
     fn round(self) -> f64;
+
+    /// `of` for each of `xs` into `counts`; false if any does not fit.
+    fn of_all(xs: &[f64], counts: &mut [Self], k: i32, scale: f64, bits: i32) -> bool {
+        let mut fits = true;
+        for (count, &x) in counts.iter_mut().zip(xs) {
+            let v = Self::of(x, k, scale, bits);
+            fits &= v.is_some();
+            *count = v.unwrap_or_default();
+        }
+        fits
+    }
+
+    /// The window's running totals over a block: `counts[window + j]` enters and
+    /// `counts[j]` leaves at step `j`, starting from `total`; the reading after each step,
+    /// `round(total) / per`, goes to `out[j]`. Returns the last total.
+    fn sweep(counts: &[Self], window: usize, total: Self, out: &mut [f64], per: f64) -> Self {
+        let mut total = total;
+        let entering = counts.get(window..).unwrap_or_default();
+        for ((slot, &new), &leaving) in out.iter_mut().zip(entering).zip(counts) {
+            total = total.wrapping_add(new.wrapping_sub(leaving));
+            *slot = total.round();
+        }
+        // The divisions apart, in a loop the compiler vectorises.
+        for slot in out.iter_mut() {
+            *slot /= per;
+        }
+        total
+    }
 }
 
 impl Count for i64 {
@@ -94,6 +122,198 @@ impl Count for i64 {
     #[inline(always)]
     fn round(self) -> f64 {
         self as f64
+    }
+
+    fn of_all(xs: &[f64], counts: &mut [Self], _k: i32, scale: f64, bits: i32) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if wide_vectors() {
+            // SAFETY: the CPU has the instructions the function is compiled for.
+            return unsafe { wide::narrow_counts(xs, counts, scale, bits) };
+        }
+        narrow_counts(xs, counts, scale, bits)
+    }
+
+    fn sweep(counts: &[Self], window: usize, total: Self, out: &mut [f64], per: f64) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if wide_vectors() {
+            // SAFETY: as above.
+            return unsafe { wide::sweep(counts, window, total, out, per) };
+        }
+        narrow_sweep(counts, window, total, out, per)
+    }
+}
+
+/// Counts of `2^-k` (`scale` = 2^k) of `xs` into `counts`: false if one is not an
+/// integer below 2^bits. Written to vectorise: no branch, the check folded into one flag.
+#[inline(always)]
+fn narrow_counts(xs: &[f64], counts: &mut [i64], scale: f64, bits: i32) -> bool {
+    let limit = 1u64 << bits;
+    let mut fits = true;
+    for (count, &x) in counts.iter_mut().zip(xs) {
+        let y = x * scale;
+        // Saturating: beyond the range, the limit check fails (it is at most 2^62).
+        let v = y as i64;
+        fits &= (v as f64 == y) & (v.unsigned_abs() < limit);
+        *count = v;
+    }
+    fits
+}
+
+/// `sweep` for 64-bit counts: each total's bits parked in its reading's slot, then the
+/// conversions and divisions in a loop of their own (which the compiler vectorises).
+#[inline(always)]
+fn narrow_sweep(counts: &[i64], window: usize, total: i64, out: &mut [f64], per: f64) -> i64 {
+    let mut total = total;
+    let entering = counts.get(window..).unwrap_or_default();
+    for ((slot, &new), &leaving) in out.iter_mut().zip(entering).zip(counts) {
+        total = total.wrapping_add(new.wrapping_sub(leaving));
+        *slot = f64::from_bits(total as u64);
+    }
+    for slot in out.iter_mut() {
+        *slot = slot.to_bits() as i64 as f64 / per;
+    }
+    total
+}
+
+/// Whether this CPU converts whole vectors between f64 and i64 (AVX-512 F and DQ): the
+/// count loops then run eight values an instruction. Same integers, same correctly
+/// rounded conversions and divisions: the same bits as the plain loops.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn wide_vectors() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
+/// The count loops compiled for AVX-512 (the same Rust code as above).
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use std::arch::x86_64::{
+        __m512d, __m512i, _mm512_abs_epi64, _mm512_abs_pd, _mm512_add_epi64, _mm512_alignr_epi64,
+        _mm512_and_si512, _mm512_castpd_si512, _mm512_castsi512_pd, _mm512_castsi512_si128,
+        _mm512_cmp_pd_mask, _mm512_cmpge_epu64_mask, _mm512_cvtepi64_pd, _mm512_cvttpd_epi64,
+        _mm512_div_pd, _mm512_fmadd_pd, _mm512_fnmadd_pd, _mm512_loadu_pd, _mm512_loadu_si512,
+        _mm512_mask_mov_pd, _mm512_mul_pd, _mm512_permutexvar_epi64, _mm512_set1_epi64,
+        _mm512_set1_pd, _mm512_setzero_si512, _mm512_storeu_pd, _mm512_storeu_si512,
+        _mm512_sub_epi64, _mm512_testn_epi64_mask, _mm_cvtsi128_si64, _CMP_LT_OQ, _CMP_NEQ_UQ,
+    };
+
+    /// Eight values an instruction: a truncating conversion that gives `i64::MIN` out of
+    /// range (then the limit check fails), the round trip and the limit as mask bits.
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+    pub(super) fn narrow_counts(xs: &[f64], counts: &mut [i64], scale: f64, bits: i32) -> bool {
+        let n = xs.len().min(counts.len());
+        let whole = n - n % 8;
+        let (scale8, limit8) = (_mm512_set1_pd(scale), _mm512_set1_epi64(1 << bits));
+        let mut misfits = 0u8;
+        for (x8, count8) in xs[..whole]
+            .chunks_exact(8)
+            .zip(counts[..whole].chunks_exact_mut(8))
+        {
+            // SAFETY: both chunks hold eight elements (unaligned loads and stores).
+            unsafe {
+                let y = _mm512_mul_pd(_mm512_loadu_pd(x8.as_ptr()), scale8);
+                let v = _mm512_cvttpd_epi64(y);
+                let inexact = _mm512_cmp_pd_mask::<_CMP_NEQ_UQ>(_mm512_cvtepi64_pd(v), y);
+                let beyond = _mm512_cmpge_epu64_mask(_mm512_abs_epi64(v), limit8);
+                misfits |= inexact | beyond;
+                _mm512_storeu_si512(count8.as_mut_ptr().cast(), v);
+            }
+        }
+        let rest = super::narrow_counts(&xs[whole..n], &mut counts[whole..n], scale, bits);
+        misfits == 0 && rest
+    }
+
+    /// `sweep` eight steps at a time: the eight changes of the total summed in three
+    /// shifted additions, plus the total before them; readings from the totals by
+    /// `Divisor::readings`. Integer additions wrap as the scalar ones do: the same totals.
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+    pub(super) fn sweep(
+        counts: &[i64],
+        window: usize,
+        total: i64,
+        out: &mut [f64],
+        per: f64,
+    ) -> i64 {
+        let n = out.len().min(counts.len().saturating_sub(window));
+        let whole = n - n % 8;
+        let divisor = Divisor::new(per);
+        let (zero, last) = (_mm512_setzero_si512(), _mm512_set1_epi64(7));
+        let mut before = _mm512_set1_epi64(total);
+        for (j, slots) in (0..whole).step_by(8).zip(out[..whole].chunks_exact_mut(8)) {
+            let (new, leaving) = (&counts[window + j..window + j + 8], &counts[j..j + 8]);
+            // SAFETY: `new`, `leaving` and `slots` hold eight elements each (unaligned
+            // loads and store).
+            unsafe {
+                let d = _mm512_sub_epi64(
+                    _mm512_loadu_si512(new.as_ptr().cast()),
+                    _mm512_loadu_si512(leaving.as_ptr().cast()),
+                );
+                // Lane i gets the sum of lanes 0..=i: add the lanes 1, 2 and 4 below.
+                let d = _mm512_add_epi64(d, _mm512_alignr_epi64::<7>(d, zero));
+                let d = _mm512_add_epi64(d, _mm512_alignr_epi64::<6>(d, zero));
+                let d = _mm512_add_epi64(d, _mm512_alignr_epi64::<4>(d, zero));
+                let totals = _mm512_add_epi64(d, before);
+                before = _mm512_permutexvar_epi64(last, totals);
+                _mm512_storeu_pd(slots.as_mut_ptr(), divisor.readings(totals));
+            }
+        }
+        let total = _mm_cvtsi128_si64(_mm512_castsi512_si128(before));
+        super::narrow_sweep(&counts[whole..], window, total, &mut out[whole..n], per)
+    }
+
+    /// Readings from totals, eight at a time, without a division where it can be proven
+    /// unneeded. The quotient `q` comes from the reciprocal and one correction (fused
+    /// multiply-adds); then `r = x - q·per`, rounded or not, tells whether `q` is the
+    /// correctly rounded `x / per`: `|x/per - q| = |r|/per`, and `|r| < per·h`, `h` half
+    /// the gap between `q` and its neighbours, puts `x/per` strictly closer to `q` than to
+    /// any other float (a rounded `r` cannot pass a wrong `q`: `per·h` is itself a float
+    /// and rounding is monotone). Lanes that fail (a total of 0, a quotient too near the
+    /// subnormals for `per·h` to be exact, the rare quotient the correction leaves off) are
+    /// divided, so every lane is exactly `x / per`: the same bits as the plain loop,
+    /// whichever lanes were divided.
+    struct Divisor {
+        per: __m512d,
+        inverse: __m512d,
+    }
+
+    impl Divisor {
+        #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+        fn new(per: f64) -> Self {
+            Divisor {
+                per: _mm512_set1_pd(per),
+                inverse: _mm512_set1_pd(1.0 / per),
+            }
+        }
+
+        #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+        #[inline]
+        fn readings(&self, totals: __m512i) -> __m512d {
+            let exponent = _mm512_set1_epi64(0x7ff0_0000_0000_0000);
+            let fraction = _mm512_set1_epi64(0x000f_ffff_ffff_ffff);
+            // Half the gap above 2^E is 2^(E-53); at q = 2^E the gap below is half that.
+            let half_gap = _mm512_set1_pd(2f64.powi(-53));
+            let half_gap_below = _mm512_set1_pd(2f64.powi(-54));
+            // Quotients below 2^-900 are divided: per·h stays a normal float (per ≥ 1).
+            let smallest = _mm512_set1_epi64((1023 - 900) << 52);
+            let x = _mm512_cvtepi64_pd(totals);
+            let q0 = _mm512_mul_pd(x, self.inverse);
+            let q = _mm512_fmadd_pd(_mm512_fnmadd_pd(q0, self.per, x), self.inverse, q0);
+            let r = _mm512_abs_pd(_mm512_fnmadd_pd(q, self.per, x));
+            let bits = _mm512_castpd_si512(q);
+            let power = _mm512_and_si512(bits, exponent);
+            let at_power = _mm512_testn_epi64_mask(bits, fraction);
+            let gap = _mm512_mask_mov_pd(half_gap, at_power, half_gap_below);
+            let bound = _mm512_mul_pd(self.per, _mm512_mul_pd(_mm512_castsi512_pd(power), gap));
+            let proven = _mm512_cmp_pd_mask::<_CMP_LT_OQ>(r, bound)
+                & _mm512_cmpge_epu64_mask(power, smallest);
+            if proven == u8::MAX {
+                q
+            } else {
+                _mm512_mask_mov_pd(_mm512_div_pd(x, self.per), proven, q)
+            }
+        }
     }
 }
 
@@ -232,30 +452,14 @@ impl<T: Count> Fixed<T> {
     fn push_all(&mut self, window: usize, xs: &[f64], out: &mut [f64]) -> bool {
         self.room(window, xs.len());
         let start = self.counts.len();
+        self.counts.resize(start + xs.len(), T::default());
         let (k, scale, bits) = (self.k, self.scale, self.bits);
-        let mut fits = true;
-        self.counts.extend(xs.iter().map(|&x| {
-            let v = T::of(x, k, scale, bits);
-            fits &= v.is_some();
-            v.unwrap_or_default()
-        }));
-        if !fits {
+        if !T::of_all(xs, &mut self.counts[start..], k, scale, bits) {
             self.counts.truncate(start);
             return false;
         }
-        // Running totals first (one integer add per bar), then the divisions in a
-        // separate loop the compiler vectorises.
-        let mut total = self.total;
         let counts = &self.counts[start - window..];
-        for ((slot, &new), &leaving) in out.iter_mut().zip(&counts[window..]).zip(counts) {
-            total = total.wrapping_add(new.wrapping_sub(leaving));
-            *slot = total.round();
-        }
-        self.total = total;
-        let per = self.per;
-        for slot in out.iter_mut() {
-            *slot /= per;
-        }
+        self.total = T::sweep(counts, window, self.total, out, self.per);
         true
     }
 

@@ -70,6 +70,117 @@ fn counts_round_like_the_conversion_of_the_standard_library() {
     }
 }
 
+/// A sweep's readings are `total as f64 / per` whichever path runs (on a CPU with wide
+/// vectors, lanes proven without a division and lanes divided): random totals and
+/// divisors, quotients at and next to powers of two, totals a hair from a tie between two
+/// quotients, zeros, and every length of tail. With a window of 1 each total is the
+/// count that entered; longer windows are covered by the tests of `WindowSum` below.
+#[test]
+fn readings_are_the_rounded_total_over_the_divisor() {
+    let mut rng = XorShift(23);
+    let check = |totals: &[i64], per: f64| {
+        let counts: Vec<i64> = std::iter::once(7).chain(totals.iter().copied()).collect();
+        let mut slots = vec![f64::NAN; totals.len()];
+        let last = i64::sweep(&counts, 1, 7, &mut slots, per);
+        assert_eq!(last, *totals.last().unwrap_or(&7));
+        for (&t, got) in totals.iter().zip(&slots) {
+            let want = t as f64 / per;
+            assert_eq!(got.to_bits(), want.to_bits(), "total {t} over {per}");
+        }
+    };
+    for round in 0..3000 {
+        let n = match round % 4 {
+            0 => 1 + rng.next_u64() % 40,
+            1 => 1 + rng.next_u64() % 100_000,
+            2 => 1 << (rng.next_u64() % 20),
+            _ => 3,
+        };
+        let per = n as f64 * 2f64.powi((rng.next_u64() % 1001) as i32);
+        let len = (rng.next_u64() % 40) as usize;
+        let totals: Vec<i64> = (0..len)
+            .map(|_| match rng.next_u64() % 4 {
+                0 => 0,
+                1 => (rng.next_u64() >> (2 + rng.next_u64() % 62)) as i64,
+                2 => -((rng.next_u64() >> (2 + rng.next_u64() % 62)) as i64),
+                _ => {
+                    // A total next to `per` times a power of two, or to a midpoint
+                    // between two quotients (the hard cases for a reciprocal).
+                    let e = (rng.next_u64() % 40) as i32;
+                    let q = 2f64.powi(e) * (1.0 + (rng.next_u64() % 8) as f64 * f64::EPSILON / 2.0);
+                    let x = (q * per / 2f64.powi((rng.next_u64() % 1001) as i32)).min(4e18);
+                    x as i64 + (rng.next_u64() % 5) as i64 - 2
+                }
+            })
+            .collect();
+        check(&totals, per);
+    }
+    // Midpoints exactly: x / 10 halfway between two floats needs x of 54 bits, so the
+    // nearest totals that are floats sit just beside it.
+    for m in [
+        (1u64 << 52) + 1,
+        (1 << 53) - 1,
+        1 << 52,
+        123_456_789_012_345,
+    ] {
+        let x = (m as f64 + 0.5) * 10.0;
+        check(
+            &[x as i64, x as i64 + 1, x as i64 - 1, x.next_up() as i64],
+            10.0,
+        );
+    }
+}
+
+/// The plain loops (what a CPU without wide vectors runs) and the dispatching ones (wide
+/// vectors where the CPU has them) give the same counts, fit verdicts, totals and
+/// readings, equal to `Count::of` value by value and to the running sum step by step.
+#[test]
+fn plain_and_wide_loops_agree() {
+    let mut rng = XorShift(31);
+    for round in 0..400 {
+        let len = (rng.next_u64() % 300) as usize;
+        let k = (rng.next_u64() % 60) as i32;
+        let scale = 2f64.powi(k);
+        let window = 1 + (rng.next_u64() % 40) as usize;
+        // As a window's unit allows: `window` counts of `bits` bits sum without overflow.
+        let bits = 20 + (rng.next_u64() % (i64::value_bits(window) - 19) as u64) as i32;
+        let xs: Vec<f64> = (0..len)
+            .map(|i| {
+                let v = (rng.next_u64() >> (64 - bits + (round % 3))) as f64;
+                let x = if i % 2 == 0 { v } else { -v } / scale;
+                // Now and then a value that does not fit: a finer digit, or too large.
+                match rng.next_u64() % 500 {
+                    0 => x + 0.5 / scale,
+                    1 => 2f64.powi(bits) / scale,
+                    _ => x,
+                }
+            })
+            .collect();
+        let (mut plain, mut wide) = (vec![0i64; len], vec![0i64; len]);
+        let fits = narrow_counts(&xs, &mut plain, scale, bits);
+        assert_eq!(i64::of_all(&xs, &mut wide, k, scale, bits), fits);
+        let each: Vec<Option<i64>> = xs.iter().map(|&x| i64::of(x, k, scale, bits)).collect();
+        assert_eq!(fits, each.iter().all(Option::is_some));
+        if !fits {
+            continue;
+        }
+        assert_eq!(plain, wide);
+        assert_eq!(plain, each.into_iter().flatten().collect::<Vec<_>>());
+        let steps = len.saturating_sub(window);
+        let per = (window as f64) * scale;
+        let (mut a, mut b) = (vec![0.0; steps], vec![0.0; steps]);
+        let total: i64 = plain[..window.min(len)].iter().sum();
+        let ta = narrow_sweep(&plain, window, total, &mut a, per);
+        let tb = i64::sweep(&plain, window, total, &mut b, per);
+        assert_eq!(ta, tb);
+        let mut running = total;
+        for j in 0..steps {
+            running += plain[window + j] - plain[j];
+            assert_eq!(a[j].to_bits(), (running as f64 / per).to_bits());
+            assert_eq!(a[j].to_bits(), b[j].to_bits());
+        }
+    }
+}
+
 /// Series of the kinds rolling sums see, and ones that force every representation.
 fn series(name: &str, len: usize) -> Vec<f64> {
     let mut rng = XorShift(name.len() as u64 * 7919 + 3);

@@ -83,9 +83,19 @@ impl Blocked {
             close: &b.close[j..end],
             volume: &b.volume[j..end],
         };
-        self.values.clear();
+        // Every slot is written by `feed`: resizing only when the length changes.
         self.values.resize(end - j, f64::NAN);
         self.rolling.feed(&bars, &mut self.values);
+        // The next block's inputs: ask for them now, so that block does not wait on
+        // memory (many symbols are more streams than the hardware prefetcher follows).
+        let next = (end + block).min(b.len());
+        self.rolling.prefetch(&BarColumns {
+            open: &b.open[end..next],
+            high: &b.high[end..next],
+            low: &b.low[end..next],
+            close: &b.close[end..next],
+            volume: &b.volume[end..next],
+        });
     }
 
     /// The value after bar `i`; a bar before `start` is the bar of a reset (NaN).
@@ -126,11 +136,12 @@ impl Blocked {
 }
 
 /// Bytes of values kept ahead per statistic (all symbols together): the block length
-/// is this over the symbol count, within [16, 256] bars.
+/// is this over the symbol count, within [16, 1024] bars (longer blocks spread the cost
+/// of starting one; beyond ~1,000 bars the values no longer stay in cache).
 const BLOCK_BUDGET: usize = 4 << 20;
 
 fn block_len(symbols: usize) -> usize {
-    (BLOCK_BUDGET / 8 / symbols.max(1)).clamp(16, 256)
+    (BLOCK_BUDGET / 8 / symbols.max(1)).clamp(16, 1024)
 }
 
 enum Study {
