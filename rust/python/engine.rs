@@ -273,20 +273,27 @@ impl PyEngine {
         put(&d, "placed_ts", o.iter().map(|x| x.placed_ts).collect())?;
         put(&d, "status", o.iter().map(|x| x.status as i8).collect())?;
         put(&d, "closed_ts", o.iter().map(|x| x.closed_ts).collect())?;
-        // One string object per distinct phrase (a handful), not one per order.
+        // One string object per distinct phrase (a handful), not one per order; a phrase
+        // is a `&'static str`, so the one of the order before is known by its address.
         let mut phrases: Vec<(&'static str, Bound<'py, PyString>)> = Vec::new();
-        let reasons = PyList::empty(py);
+        let mut last: Option<usize> = None;
+        let mut picked = Vec::with_capacity(o.len());
         for x in o {
-            let known = phrases.iter().find(|(p, _)| *p == x.reason);
-            match known {
-                Some((_, s)) => reasons.append(s)?,
-                None => {
-                    let s = PyString::new(py, x.reason);
-                    reasons.append(&s)?;
-                    phrases.push((x.reason, s));
-                }
-            }
+            let same = |p: &str| std::ptr::eq(p, x.reason) || p == x.reason;
+            let at = match last {
+                Some(i) if same(phrases[i].0) => i,
+                _ => match phrases.iter().position(|(p, _)| same(p)) {
+                    Some(i) => i,
+                    None => {
+                        phrases.push((x.reason, PyString::new(py, x.reason)));
+                        phrases.len() - 1
+                    }
+                },
+            };
+            last = Some(at);
+            picked.push(at);
         }
+        let reasons = PyList::new(py, picked.iter().map(|&i| &phrases[i].1))?;
         d.set_item("reason", reasons)?;
         put(&d, "filled_size", o.iter().map(|x| x.filled_size).collect())?;
         put(&d, "fill_price", o.iter().map(|x| x.fill_price).collect())?;

@@ -51,10 +51,19 @@ class SmaCross(Strategy):
         self.slow_sma = self.sma(self.slow)
 
     def next(self, symbol: str) -> None:
-        # One call each for prev <= prev and value > value (False while any is NaN).
-        golden = self.fast_sma.crossed_above(self.slow_sma)
-        death = not golden and self.fast_sma.crossed_below(self.slow_sma)
-        if not (golden or death):
+        # Inside next() an indicator's value and prev are plain attributes written for
+        # this bar, cheaper to read than a crossed_above() call; the same comparisons
+        # (False while any of the four is NaN).
+        fast, slow = self.fast_sma, self.slow_sma
+        if fast.value > slow.value:
+            if not fast.prev <= slow.prev:
+                return
+            golden = True
+        elif fast.value < slow.value:
+            if not fast.prev >= slow.prev:
+                return
+            golden = False
+        else:
             return
         size = self.position_size(symbol)
         if golden:
