@@ -18,7 +18,7 @@ import tickstep.data as td
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_stream import assert_same_run
-from tickstep.data._assembly import grouped_columns
+from tickstep.data._assembly import _checked_part, _symbol_rows, grouped_columns, window_parts
 from tickstep.data._columns import VALUE_COLUMNS, DataError
 from tickstep.strategies import SmaCross
 from tickstep.timeframes import NS_PER_DAY
@@ -172,3 +172,93 @@ def _row_groups(plan: str) -> tuple[int, int]:
     found = re.search(r"Row Groups Scanned:\s*([\d,]+)\s*/\s*([\d,]+)", plan)
     assert found is not None, f"DuckDB's plan no longer reports row groups scanned:\n{plan}"
     return tuple(int(g.replace(",", "")) for g in found.groups())  # type: ignore[return-value]
+
+
+def _per_symbol(symbol_id, columns, ids, symbols, extra, allow_nan):
+    """A window's parts as every symbol checked on its own (`_checked_part`): the
+    reference the whole-window check must match, result for result, error for error."""
+    spans, take = _symbol_rows(symbol_id, ids)
+    parts, own = [], []
+    for k, symbol in enumerate(symbols):
+        if k not in spans:
+            parts.append([np.empty(0, np.int64)] + [np.empty(0)] * 5)
+            own.append({})
+            continue
+        rows = take[spans[k]] if take is not None else spans[k]
+        part, values = _checked_part(symbol, columns, rows, extra, allow_nan)
+        parts.append(part)
+        own.append(values)
+    return parts, own
+
+
+_BREAKS = ("none", "high<low", "open>high", "close<low", "nan close", "inf high", "zero low",
+           "negative volume", "inf volume", "nan volume", "same ts", "ts back", "nat",
+           "inf extra", "nan extra")
+
+
+@settings(max_examples=150, deadline=None)
+@given(lengths=st.lists(st.integers(0, 6), min_size=1, max_size=5),
+       shuffle=st.randoms(use_true_random=False), breaks=st.sampled_from(_BREAKS),
+       where=st.integers(0, 10_000), n_extra=st.integers(0, 2),
+       nulls=st.sampled_from(("none", "some", "all of one symbol")),
+       allow_nan=st.sampled_from(((), ("x1",), True)))
+def test_a_window_checked_whole_equals_each_symbol_checked(lengths, shuffle, breaks, where,
+                                                            n_extra, nulls, allow_nan):
+    ids = np.array([7, 3, 5, 1, 4][:len(lengths)], dtype=np.int64)
+    symbols = [f"S{k}" for k in range(len(lengths))]
+    # Symbols' rows together, in a shuffled order of symbols (a store's id order).
+    order = list(range(len(lengths)))
+    shuffle.shuffle(order)
+    sid = np.concatenate([np.full(lengths[k], ids[k]) for k in order]).astype(np.int32)
+    n = len(sid)
+    if n == 0:
+        return
+    ts = np.concatenate([np.arange(lengths[k], dtype=np.int64) * 60 + 1_000 for k in order])
+    low = 10.0 + np.arange(n)
+    columns = {"ts": ts, "open": low + 0.5, "high": low + 1.0, "low": low, "close": low + 0.25,
+               "volume": np.full(n, 100.0)}
+    extra = tuple(f"x{j}" for j in range(n_extra))
+    for j in range(n_extra):
+        values = np.arange(n, dtype=np.float64)
+        if nulls != "none":
+            mask = np.zeros(n, bool)
+            if nulls == "some":
+                mask[::3] = True
+            else:
+                mask[:lengths[order[0]]] = True
+            values[mask] = np.nan
+            columns[f"e{j}:null"] = mask
+        columns[f"e{j}"] = values
+    i = where % n
+    edits = {"high<low": ("high", 1.0), "open>high": ("open", 1e9), "close<low": ("close", 1.0),
+             "nan close": ("close", np.nan), "inf high": ("high", np.inf),
+             "zero low": ("low", 0.0), "negative volume": ("volume", -1.0),
+             "inf volume": ("volume", np.inf), "nan volume": ("volume", np.nan)}
+    if breaks in edits:
+        name, value = edits[breaks]
+        columns[name][i] = value
+    elif breaks in ("same ts", "ts back") and i > 0 and sid[i] == sid[i - 1]:
+        ts[i] = ts[i - 1] - (breaks == "ts back")
+    elif breaks == "nat":
+        ts[i] = np.iinfo(np.int64).min
+    elif breaks in ("inf extra", "nan extra") and n_extra:
+        columns[f"e{n_extra - 1}"][i] = np.inf if breaks == "inf extra" else np.nan
+
+    def outcome(read):
+        try:
+            return read(sid, columns, ids, symbols, extra, allow_nan)
+        except DataError as err:
+            return str(err)
+
+    got, want = outcome(window_parts), outcome(_per_symbol)
+    if isinstance(want, str):
+        assert got == want
+        return
+    assert not isinstance(got, str), got
+    for k in range(len(symbols)):
+        for g, w in zip(got[0][k], want[0][k]):
+            np.testing.assert_array_equal(g, w)
+            assert g.dtype == w.dtype
+        assert list(got[1][k]) == list(want[1][k])
+        for name in want[1][k]:
+            np.testing.assert_array_equal(got[1][k][name], want[1][k][name])

@@ -20,6 +20,9 @@ from tickstep.data._columns import (
 )
 from tickstep.data._metadata import metadata_frame
 
+_COLUMNS = ("ts", *VALUE_COLUMNS)
+_NAT = np.iinfo(np.int64).min
+
 __all__ = ["arrow_columns", "assemble", "assemble_symbols", "grouped_columns", "window_parts"]
 
 
@@ -171,20 +174,75 @@ def window_parts(
     """Rows of one time window of a streamed run -> per requested symbol (in ``symbols``
     order, ``ids`` their store ids) its checked (ts, open, ..., volume) columns and the
     extra columns ``extra`` with a value in this window (checked as `assemble` does); a
-    symbol without bars in the window gets empty ones."""
+    symbol without bars in the window gets empty ones.
+
+    A window holds a few bars of many symbols, read hundreds of times a run: the rules are
+    checked over the whole window's columns at once (`_window_clean`), and a symbol's
+    columns are views of them. Only when some row breaks a rule (or a symbol's rows need
+    sorting) is every symbol checked on its own, which names the culprit."""
     spans, take = _symbol_rows(symbol_id, np.asarray(ids, dtype=np.int64))
+    owned = None if take is not None else _window_clean(columns, spans, extra, allow_nan)
     parts, own = [], []
     for k, symbol in enumerate(symbols):
         span = spans.get(k)
         if span is None:
             parts.append([np.empty(0, np.int64)] + [np.empty(0, np.float64) for _ in VALUE_COLUMNS])
             own.append({})
+        elif owned is not None:
+            parts.append([columns["ts"][span], *(columns[name][span] for name in VALUE_COLUMNS)])
+            own.append({name: columns[extra_column(j)][span]
+                        for j, name in enumerate(extra) if owned[j][k]})
         else:
             rows = take[span] if take is not None else span
             part, values = _checked_part(symbol, columns, rows, extra, allow_nan)
             parts.append(part)
             own.append(values)
     return parts, own
+
+
+def _window_clean(
+    columns: dict[str, np.ndarray], spans: dict[int, slice], extra: tuple[str, ...],
+    allow_nan: Any,
+) -> list[np.ndarray] | None:
+    """Whether every symbol's rows (``spans``: contiguous, in row order) pass every rule of
+    `check_bars` and `check_extra_columns` as they are (times increasing: no sort), checked
+    in whole-column passes; then, per extra column, which symbols have a value there (by
+    position in ``ids``: `_checked_part`'s rule). None when any symbol needs
+    `_checked_part` (to sort its rows or to name the row that breaks a rule)."""
+    if not spans:
+        return [np.zeros(0, bool) for _ in extra]
+    ts, o, h, lo, c, v = (columns[name] for name in _COLUMNS)
+    ok = lo > 0
+    # With low > 0 and low <= open, close <= high < inf, every price is positive and
+    # finite (NaN fails each comparison) and high >= low.
+    for rule in (lo <= o, o <= h, lo <= c, c <= h, h < np.inf, v >= 0, v < np.inf):
+        ok &= rule
+    if not ok.all() or (ts == _NAT).any():
+        return None
+    keys = sorted(spans, key=lambda k: spans[k].start)
+    starts = np.array([spans[k].start for k in keys], dtype=np.int64)
+    increasing = ts[1:] > ts[:-1]
+    increasing[starts[1:] - 1] = True  # a symbol's first row follows another symbol's rows
+    if not increasing.all():
+        return None
+    owned = []
+    for j, name in enumerate(extra):
+        values = columns[extra_column(j)]
+        if np.isinf(values).any():
+            return None
+        mine = np.zeros(max(keys) + 1, bool)
+        nulls = columns.get(f"{extra_column(j)}:null")
+        if nulls is None:
+            mine[keys] = True
+        else:
+            sizes = np.diff(np.append(starts, len(ts)))
+            mine[keys] = np.add.reduceat(nulls, starts, dtype=np.int64) < sizes
+        if allow_nan is not True and name not in allow_nan:
+            nan_rows = np.add.reduceat(np.isnan(values), starts, dtype=np.int64) > 0
+            if (nan_rows & mine[keys]).any():
+                return None
+        owned.append(mine)
+    return owned
 
 
 def grouped_columns(
