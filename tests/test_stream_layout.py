@@ -262,3 +262,43 @@ def test_a_window_checked_whole_equals_each_symbol_checked(lengths, shuffle, bre
         assert list(got[1][k]) == list(want[1][k])
         for name in want[1][k]:
             np.testing.assert_array_equal(got[1][k][name], want[1][k][name])
+
+
+def _memory_limit(store: td.Store) -> str:
+    return store._run("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+
+def test_a_stream_bounds_duckdbs_cache_on_its_own_connection_only(tmp_path):
+    # DuckDB caches every block it reads up to memory_limit (80% of RAM by default): a
+    # stream that opened the store bounds it, a store the user opened keeps its settings,
+    # and a database shared with the user's connection gets its limit back at the end.
+    from tickstep.data._duckdb import _READ_ONCE_MEMORY
+    from tickstep.data._stream import open_stream
+
+    path = tmp_path / "cache.duckdb"
+    with td.Store(path) as store:
+        store.ingest(MARKET)
+    bounded = td.Store(":memory:")
+    bounded._run(f"SET memory_limit = '{_READ_ONCE_MEMORY}'")
+    default = td.Store(":memory:")
+    assert _memory_limit(bounded) != _memory_limit(default)
+
+    own = open_stream(path, window="1D")
+    assert _memory_limit(own.store) == _memory_limit(bounded)
+    assert sum(w.n_bars for w in own.windows()) == sum(len(b) for b in MARKET.bars)
+    own.close()
+
+    mine = td.Store(path, read_only=True)
+    theirs = open_stream(mine, window="1D")
+    assert _memory_limit(mine) == _memory_limit(default)
+    theirs.close()
+
+    shared = open_stream(path, window="1D")  # the same database as ``mine``
+    assert _memory_limit(mine) == _memory_limit(bounded)
+    shared.close()
+    assert _memory_limit(mine) == _memory_limit(default)
+    mine._run("SET memory_limit = '1GB'")
+    before = _memory_limit(mine)
+    open_stream(path, window="1D").close()
+    assert _memory_limit(mine) == before
+    mine.close()

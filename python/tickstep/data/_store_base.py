@@ -142,6 +142,10 @@ class BarStore:
         stream in (see `tickstep.data._buckets`); None: `_fetch_bars` resamples in SQL."""
         return None
 
+    def _read_once(self) -> None:
+        """Set up a connection the caller opened for reading rows once each, in time order
+        (a streamed run's own connection): nothing to do by default."""
+
     def _stored_columns_sql(self) -> str:  # pragma: no cover
         """A scalar subquery: the names of the extra columns of ``bars``, in order (the
         metadata query carries it, so a load stays two statements)."""

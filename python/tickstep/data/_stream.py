@@ -173,6 +173,8 @@ class _StoreStream(BarStream):
                  regular_hours: bool, window: int, filters: str,
                  extra: ExtraColumns = ALL_EXTRA, order: list[str] | None = None,
                  frame: Timeframe | None = None) -> None:
+        if opened:  # a connection of the stream's own (a store you opened keeps its settings)
+            store._read_once()
         meta = store._metadata_rows(names, with_range=True)
         listed = meta["bar_columns"].iloc[0] if len(meta) else None
         stored = [] if listed is None else [str(c) for c in listed]
