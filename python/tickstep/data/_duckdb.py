@@ -64,6 +64,7 @@ def _default_memory_limit() -> str:
     with duckdb.connect() as con:
         return str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
 
+
 def _row_order(table: str) -> str:
     """The order ``bars`` rows are written in (see the module's note), for rows of
     ``table``: by UTC day, then symbol, then time. (Integer division truncates below
