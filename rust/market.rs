@@ -34,6 +34,35 @@ impl<T: Copy + Send + Sync + 'static> Column<T> {
     }
 }
 
+impl<T: Copy + Send + Sync + 'static> Column<T> {
+    /// The last `n` values (all of them when fewer), sharing this column's buffer.
+    pub fn tail(&self, n: usize) -> Self {
+        let skip = self.len.saturating_sub(n);
+        Column {
+            // SAFETY: `skip <= len`, so the pointer stays inside (or one past) the buffer.
+            ptr: unsafe { self.ptr.add(skip) },
+            len: self.len - skip,
+            owner: Arc::clone(&self.owner),
+        }
+    }
+
+    /// The last `keep` values of this column followed by `new`: `new`'s own buffer when
+    /// nothing is kept, this one's when nothing is new, else one copy of both.
+    fn followed_by(&self, keep: usize, new: &Column<T>) -> Self {
+        let kept = self.tail(keep);
+        if kept.len == 0 {
+            return new.clone();
+        }
+        if new.len == 0 {
+            return kept;
+        }
+        let mut joined = Vec::with_capacity(kept.len + new.len);
+        joined.extend_from_slice(&kept);
+        joined.extend_from_slice(new);
+        joined.into()
+    }
+}
+
 impl<T: Copy + Send + Sync + 'static> From<Vec<T>> for Column<T> {
     fn from(v: Vec<T>) -> Self {
         let (ptr, len) = (v.as_ptr(), v.len());
@@ -155,6 +184,42 @@ impl SymbolBars {
             }
         }
         Ok(())
+    }
+
+    /// The next window's bars of this symbol: the last `keep` of these (the kept past,
+    /// for history reads) followed by `new`, which continues them in time and has the
+    /// same extra columns (`name` says whose, in a refusal).
+    fn followed_by(&self, keep: usize, new: &SymbolBars, name: &str) -> Result<Self> {
+        if let (Some(&last), Some(&first)) = (self.ts.last(), new.ts.first()) {
+            if first <= last {
+                return Err(EngineError::InvalidMarket(format!(
+                    "{name}: the next window's first bar ({first}) is not after the bars before \
+                     it (last at {last})"
+                )));
+            }
+        }
+        let extra = self
+            .extra
+            .iter()
+            .zip(&new.extra)
+            .map(|(had, has)| match (had, has) {
+                (Some(had), Some(has)) => Ok(Some(had.followed_by(keep, has))),
+                (None, None) => Ok(None),
+                _ => Err(EngineError::InvalidMarket(format!(
+                    "{name}: a window must hold the same extra columns, for the same symbols, \
+                     as the first"
+                ))),
+            })
+            .collect::<Result<_>>()?;
+        Ok(SymbolBars {
+            ts: self.ts.followed_by(keep, &new.ts),
+            open: self.open.followed_by(keep, &new.open),
+            high: self.high.followed_by(keep, &new.high),
+            low: self.low.followed_by(keep, &new.low),
+            close: self.close.followed_by(keep, &new.close),
+            volume: self.volume.followed_by(keep, &new.volume),
+            extra,
+        })
     }
 
     /// Extra column `k` of the market, if this symbol has it.
@@ -334,6 +399,39 @@ impl Market {
         })
     }
 
+    /// The window after this one in a streamed run: per symbol, the last `keep` bars this
+    /// window holds (the kept past) followed by `new[s]`, the symbol's bars of the next
+    /// window (maybe none; after every bar held here, with the same extra columns). The
+    /// timeline is the union of the new bars; symbols, columns and call order are this
+    /// window's. The kept past and the new bars are joined here, in one copy per column
+    /// (none when either side is empty), so a window costs no more than its bars.
+    pub fn following(&self, keep: usize, new: &[SymbolBars]) -> Result<Self> {
+        if new.len() != self.bars.len() {
+            return Err(EngineError::InvalidMarket(format!(
+                "the next window needs one column set per symbol ({} for {} symbols)",
+                new.len(),
+                self.bars.len()
+            )));
+        }
+        let mut bars = Vec::with_capacity(new.len());
+        let mut base = Vec::with_capacity(new.len());
+        for (s, (held, new)) in self.bars.iter().zip(new).enumerate() {
+            let name = &self.names[s];
+            new.check_lengths(name)?;
+            new.check_extra(name, &self.columns)?;
+            base.push(self.base[s] + held.len().saturating_sub(keep));
+            bars.push(held.followed_by(keep, new, name)?);
+        }
+        Ok(Market {
+            names: self.names.clone(),
+            bars,
+            timeline: union_of(new.iter().map(|b| &b.ts[..])),
+            columns: self.columns.clone(),
+            base,
+            call_order: self.call_order.clone(),
+        })
+    }
+
     /// Whether `other` (a later window of the same run) holds the same extra columns as
     /// this market, for the same symbols: a name reads the same column in every window.
     pub fn same_columns(&self, other: &Market) -> bool {
@@ -418,19 +516,32 @@ fn check_column_names(columns: &[String]) -> Result<()> {
 /// Union of sorted timestamp columns: merged pairwise (a tournament of linear merges,
 /// O(n log k)), dropping repeats.
 fn union_timeline(bars: &[SymbolBars]) -> Vec<i64> {
-    let mut runs: Vec<Vec<i64>> = bars.iter().map(|b| b.ts.to_vec()).collect();
-    while runs.len() > 1 {
-        let mut next = Vec::with_capacity(runs.len().div_ceil(2));
-        let mut it = runs.into_iter();
+    union_of(bars.iter().map(|b| &b.ts[..]))
+}
+
+/// Union of sorted runs, as `union_timeline`; the first round merges the runs where they
+/// lie (no copy of each run first).
+fn union_of<'a>(runs: impl Iterator<Item = &'a [i64]>) -> Vec<i64> {
+    let runs: Vec<&[i64]> = runs.collect();
+    let mut merged: Vec<Vec<i64>> = runs
+        .chunks(2)
+        .map(|pair| match pair {
+            [a, b] => merge_unique(a, b),
+            one => one.concat(),
+        })
+        .collect();
+    while merged.len() > 1 {
+        let mut next = Vec::with_capacity(merged.len().div_ceil(2));
+        let mut it = merged.into_iter();
         while let Some(a) = it.next() {
             match it.next() {
                 Some(b) => next.push(merge_unique(&a, &b)),
                 None => next.push(a),
             }
         }
-        runs = next;
+        merged = next;
     }
-    let mut out = runs.pop().unwrap_or_default();
+    let mut out = merged.pop().unwrap_or_default();
     out.dedup();
     out
 }
@@ -633,5 +744,120 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("names must be non-empty"), "{err}");
+    }
+
+    #[test]
+    fn the_next_window_keeps_the_last_bars_then_the_new_ones() {
+        let names = vec!["A".to_string(), "B".to_string(), "C".to_string()];
+        let columns = vec!["signal".to_string()];
+        let with_signal = |ts: &[i64], price: f64| {
+            let mut b = bars_at(ts, price);
+            b.extra = vec![Some(
+                ts.iter()
+                    .map(|&t| t as f64 / 10.0)
+                    .collect::<Vec<_>>()
+                    .into(),
+            )];
+            b
+        };
+        let first = Market::window(
+            names.clone(),
+            vec![
+                with_signal(&[1, 2, 3, 4], 1.0),
+                with_signal(&[2, 4], 2.0),
+                with_signal(&[], 3.0),
+            ],
+            columns.clone(),
+            vec![0, 0, 0],
+            1,
+        )
+        .unwrap()
+        .with_call_order(vec![2, 0, 1])
+        .unwrap();
+        // A: 4 held, 3 kept + 2 new; B: nothing new (its kept past only); C: first bars.
+        let next = first
+            .following(
+                3,
+                &[
+                    with_signal(&[5, 7], 1.5),
+                    with_signal(&[], 2.0),
+                    with_signal(&[6], 3.5),
+                ],
+            )
+            .unwrap();
+        assert_eq!(next.timeline(), &[5, 6, 7]);
+        assert_eq!(&next.bars(0).ts[..], &[2, 3, 4, 5, 7]);
+        assert_eq!(&next.bars(0).close[..], &[1.0, 1.0, 1.0, 1.5, 1.5]);
+        assert_eq!(next.bars(0).extra(0).unwrap(), &[0.2, 0.3, 0.4, 0.5, 0.7]);
+        assert_eq!((next.base(0), next.local(0, 5), next.end(0)), (1, 4, 6));
+        assert_eq!(&next.bars(1).ts[..], &[2, 4]);
+        assert_eq!((next.base(1), next.end(1)), (0, 2));
+        // Nothing new: the kept bars are the held ones, not a copy.
+        assert_eq!(next.bars(1).ts.as_ptr(), first.bars(1).ts.as_ptr());
+        assert_eq!(&next.bars(2).ts[..], &[6]);
+        assert_eq!((next.base(2), next.end(2)), (0, 1));
+        assert_eq!(next.call_order(), &[2, 0, 1]);
+        assert!(first.same_columns(&next));
+        // Keeping nothing: a window holds its new bars only, numbered on.
+        let bare = next
+            .following(
+                0,
+                &[
+                    with_signal(&[8], 1.0),
+                    with_signal(&[9], 2.0),
+                    with_signal(&[], 3.0),
+                ],
+            )
+            .unwrap();
+        assert_eq!(&bare.bars(0).ts[..], &[8]);
+        assert_eq!((bare.base(0), bare.base(1), bare.base(2)), (6, 2, 1));
+        assert_eq!(bare.bars(2).len(), 0);
+
+        // New bars must come after the held ones, with the same columns, one set a symbol.
+        let err = next
+            .following(
+                3,
+                &[
+                    with_signal(&[7], 1.0),
+                    with_signal(&[], 2.0),
+                    with_signal(&[], 3.0),
+                ],
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("A: the next window's first bar (7) is not after"),
+            "{err}"
+        );
+        let err = next
+            .following(
+                3,
+                &[
+                    with_signal(&[8], 1.0),
+                    bars_at(&[], 2.0),
+                    with_signal(&[], 3.0),
+                ],
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("B: 0 extra column slots for 1"),
+            "{err}"
+        );
+        let mut lost = with_signal(&[8], 1.0);
+        lost.extra = vec![None];
+        let err = next
+            .following(3, &[lost, with_signal(&[], 2.0), with_signal(&[], 3.0)])
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("A: a window must hold the same extra columns"),
+            "{err}"
+        );
+        let err = next.following(3, &[with_signal(&[8], 1.0)]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("one column set per symbol (1 for 3 symbols)"),
+            "{err}"
+        );
     }
 }

@@ -20,7 +20,7 @@ import tickstep
 import tickstep.data as td
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tickstep import ConfigError
+from tickstep import ConfigError, _core
 from tickstep._core import StateError
 
 MINUTE = pd.Timedelta("1min")
@@ -153,6 +153,28 @@ def test_a_history_read_beyond_the_bound_is_refused_saying_how_to_keep_more(stor
         assert "pass history=N to Backtest" in message
     # Within the bound (the default 1,000 when streaming) it reads as in memory.
     tickstep.Backtest(store, Greedy, stream="1D").run()
+
+
+def test_the_next_window_keeps_the_last_history_bars_then_the_new_ones():
+    # The core joins each symbol's kept past and its new bars (Market.following):
+    # run indices continue, the timeline holds only the new ticks.
+    def cols(ts, price):
+        ts = np.asarray(ts, dtype=np.int64)
+        return [ts] + [np.full(len(ts), price)] * 4 + [np.ones(len(ts))]
+
+    a, b = cols([1, 2, 3, 4], 1.0), cols([2, 4], 2.0)
+    first = _core.Market.window(["A", "B"], *([a[k], b[k]] for k in range(6)), [0, 0], 1)
+    new_a, new_b = cols([5, 7], 1.5), cols([], 2.0)
+    second = first.following(3, *([new_a[k], new_b[k]] for k in range(6)))
+    assert list(second.timeline()) == [5, 7]
+    # Run indices: A's bars 1..5 are held (bar 0 let go), B's 0..1.
+    assert (second.base(0), second.base(1)) == (1, 0)
+    assert list(second.column(0, "ts", 0, 6)) == [2, 3, 4, 5, 7]
+    assert list(second.column(0, "close", 0, 6)) == [1.0, 1.0, 1.0, 1.5, 1.5]
+    assert list(second.column(1, "ts", 0, 2)) == [2, 4]
+    late = cols([7], 1.0)
+    with pytest.raises(td.DataError, match=r"A: the next window's first bar \(7\) is not after"):
+        second.following(3, *([late[k], new_b[k]] for k in range(6)))
 
 
 def test_reading_every_bar_so_far_is_refused_when_streaming(store):

@@ -50,6 +50,18 @@ class Market:
         columns: list[str] | None = None,
         extra: list[list[npt.NDArray[np.float64] | None]] | None = None,
     ) -> Market: ...
+    def following(
+        self,
+        keep: int,
+        ts: list[npt.NDArray[np.int64]],
+        open: list[npt.NDArray[np.float64]],
+        high: list[npt.NDArray[np.float64]],
+        low: list[npt.NDArray[np.float64]],
+        close: list[npt.NDArray[np.float64]],
+        volume: list[npt.NDArray[np.float64]],
+        adopt: list[bool] | None = None,
+        extra: list[list[npt.NDArray[np.float64] | None]] | None = None,
+    ) -> Market: ...
     def base(self, symbol: int) -> int: ...
     @property
     def symbols(self) -> list[str]: ...

@@ -395,50 +395,34 @@ def _window_markets(windows: Any, symbols: list[str], keep: int, timezone: str,
 
     Each market holds, per symbol, the last ``keep`` bars seen before the window (for
     history reads) then the window's bars, extra columns (``columns``) included; its
-    base is the run index of the first."""
-    n = len(symbols)
+    base is the run index of the first. The first window's market is made of its bars;
+    each next one by the core from the one before (`Market.following`), which joins the
+    kept past and the new bars without the interpreter, so the engine running a Python
+    strategy meanwhile is not held up."""
     columns = list(columns or ())
     index = {s: i for i, s in enumerate(symbols)}
     order = None if call_order is None else [index[s] for s in call_order]
-    seen = [0] * n
-    tail: list[list[np.ndarray]] = [[np.empty(0, np.int64)] + [np.empty(0)] * 5 for _ in range(n)]
-    tail_extra: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
-    pending = None
+    market = pending = None
     for window in itertools.chain(windows, [None]):
         if pending is not None:
-            market, ticks = pending
             following = None if window is None else window.first_tick
-            yield market, _day_ends(ticks, following, timezone)
+            yield pending, _day_ends(pending.timeline(), following, timezone)
         if window is None:
             return
-        held, held_extra, base, adopt = [], [], [], []
-        for s, part in enumerate(window.parts):
-            part_extra = window.extra[s] if window.extra else {}
-            kept, kept_extra = tail[s], tail_extra[s]
-            if len(kept[0]):
-                cols = [np.concatenate((a, b)) for a, b in zip(kept, part)]
-                more = {name: np.concatenate((kept_extra[name], v)) for name, v in part_extra.items()}
-                for c in (*cols, *more.values()):
-                    c.flags.writeable = False
-            else:
-                cols, more = part, part_extra
-            held.append(cols)
-            held_extra.append(more)
-            base.append(seen[s] - len(kept[0]))
-            adopt.append(all(_immutable(c) for c in (*cols, *more.values())))
-            seen[s] += len(part[0])
-            if len(cols[0]):
-                tail[s] = [c[-keep:] for c in cols]
-                tail_extra[s] = {name: v[-keep:] for name, v in more.items()}
-        market = _core.Market.window(
-            symbols, *([h[k] for h in held] for k in range(6)), base, window.start, adopt, order,
-            columns, [[e.get(name) for e in held_extra] for name in columns],
-        )
-        ticks = market.timeline()
-        summary.observe(window.parts, ticks)
+        parts = window.parts
+        extra = window.extra or [{} for _ in parts]
+        new = [[p[k] for p in parts] for k in range(6)]
+        more = [[e.get(name) for e in extra] for name in columns]
+        adopt = [all(_immutable(c) for c in (*p, *e.values())) for p, e in zip(parts, extra)]
+        if market is None:
+            market = _core.Market.window(symbols, *new, [0] * len(symbols), window.start, adopt,
+                                         order, columns, more)
+        else:
+            market = market.following(keep, *new, adopt, more)
+        summary.observe(parts, market.timeline())
         # Only the market holds the bars now (the window's arrays were copied or adopted).
-        pending = (market, ticks)
-        del held, held_extra, cols, more, part
+        pending = market
+        del window, parts, extra, new, more
 
 
 def simulate_stream(

@@ -172,6 +172,40 @@ impl PyMarket {
         })
     }
 
+    /// The next window of a streamed run (see the core's `Market::following`): per
+    /// symbol, the last `keep` bars this window holds followed by its new bars (maybe
+    /// none), which come after them; `extra[k][symbol]` as for `Market(...)`, for this
+    /// window's columns. The joining runs without the interpreter: immutable arrays
+    /// (`adopt`) are read in place, others copied first.
+    #[pyo3(signature = (keep, ts, open, high, low, close, volume, adopt=None, extra=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn following(
+        &self,
+        py: Python<'_>,
+        keep: usize,
+        ts: Vec<PyReadonlyArray1<'_, i64>>,
+        open: Vec<PyReadonlyArray1<'_, f64>>,
+        high: Vec<PyReadonlyArray1<'_, f64>>,
+        low: Vec<PyReadonlyArray1<'_, f64>>,
+        close: Vec<PyReadonlyArray1<'_, f64>>,
+        volume: Vec<PyReadonlyArray1<'_, f64>>,
+        adopt: Option<Vec<bool>>,
+        extra: Option<ExtraArrays<'_>>,
+    ) -> PyResult<Self> {
+        let n = ts.len();
+        let adopt = adopt.unwrap_or_else(|| vec![false; n]);
+        let columns = self.inner.columns().to_vec();
+        let (_, extra) = extra_columns(n, Some(columns), extra)?;
+        let new = symbol_bars(&ts, [&open, &high, &low, &close, &volume], &adopt, &extra)?;
+        let previous = Arc::clone(&self.inner);
+        let inner = py.detach(|| previous.following(keep, &new)).py_err(py)?;
+        // The new columns (which may hold arrays) are let go here, with the interpreter.
+        drop(new);
+        Ok(PyMarket {
+            inner: Arc::new(inner),
+        })
+    }
+
     /// Run index of `symbol`'s first held bar (0 unless this is a streamed window).
     fn base(&self, symbol: usize) -> PyResult<usize> {
         if symbol >= self.inner.symbol_count() {
