@@ -260,3 +260,45 @@ def test_bucket_capacity_bounds_every_symbols_bars(options):
     assert seen
     for bars in loaded.bars:
         assert 0 < len(bars.ts) <= seen[int(ids[bars.symbol])], bars.symbol
+
+
+def test_batch_rows_grow_with_the_output_between_a_floor_and_a_ceiling():
+    from tickstep.data._duckdb import (
+        _BUCKET_BATCH_ROWS,
+        _OUTPUT_BYTES_PER_BATCH_ROW,
+        _bucket_batch_rows,
+    )
+
+    low, high = _BUCKET_BATCH_ROWS
+    assert _bucket_batch_rows({}, 0) == low
+    assert _bucket_batch_rows({1: 10}, 2) == low
+    assert _bucket_batch_rows({1: 10**9}, 0) == high
+    previous = low
+    for buckets in (10**4, 10**5, 3 * 10**5, 10**6, 10**7):
+        rows = _bucket_batch_rows({1: buckets // 2, 2: buckets - buckets // 2}, 1)
+        assert rows & (rows - 1) == 0 and low <= rows <= high  # a power of two
+        # A batch's rows stay within the output's bytes over the rule's ratio (or the floor).
+        assert rows == low or rows * _OUTPUT_BYTES_PER_BATCH_ROW <= buckets * (48 + 9)
+        assert rows * 2 * _OUTPUT_BYTES_PER_BATCH_ROW > buckets * (48 + 9) or rows == high
+        assert rows >= previous
+        previous = rows
+
+
+@pytest.mark.parametrize("rows", [1, 7, 1000, 4096])
+def test_a_store_load_is_the_same_bits_for_any_batch_size(rows, monkeypatch):
+    # Batches whose edges fall inside buckets (7 and 1000 rows of minute bars into
+    # 15-minute buckets) fold into the same bars as one batch of everything.
+    from tickstep.data import _duckdb
+
+    store = ingest(Store(), [{k: v.iloc[:1007] for k, v in FULL.items()}, {k: v.iloc[1007:] for k, v in FULL.items()}])
+    monkeypatch.setattr(_duckdb, "_bucket_batch_rows", lambda capacity, n_extra: 1 << 20)
+    whole = store.load(timeframe="15min", allow_nan=["sig"])
+    monkeypatch.setattr(_duckdb, "_bucket_batch_rows", lambda capacity, n_extra: rows)
+    before = store.queries_executed
+    batched = store.load(timeframe="15min", allow_nan=["sig"])
+    assert store.queries_executed - before == 2  # folded, not resampled in SQL
+    for ours, theirs in zip(batched.bars, whole.bars):
+        assert ours.symbol == theirs.symbol
+        for name in ("ts", "open", "high", "low", "close", "volume"):
+            np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name), err_msg=f"{rows} {name}")
+        pd.testing.assert_frame_equal(ours.to_frame(), theirs.to_frame())

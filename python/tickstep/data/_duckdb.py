@@ -46,11 +46,26 @@ __all__ = ["Store"]
 
 # Rows per Arrow record batch of a bars query: large enough that a load is a few batches.
 _BATCH_ROWS = 1 << 20
-# A resampled load's bars stream in batches of half a DuckDB vector, with DuckDB's
-# read-ahead buffer cut from ~1 MB to as little, so a load holds little beyond its
-# output (20 x 100 days, regular hours + 15 min: 1024-row batches peak at ~1.95x the
-# output's size, 2048-row ones at ~2.2x; benches/data_filters.py).
-_BUCKET_BATCH_ROWS = 1024
+# A resampled load's bars stream in batches sized from its output, with DuckDB's
+# read-ahead buffer cut from ~1 MB to 64 KiB. Each row of a batch costs ~400 bytes held
+# at the peak (DuckDB's chunk, the Arrow batch, the fold's copies; benches/data_filters.py:
+# 20 x 100 days, 1024 -> 4096 -> 16384 rows added ~0.35-0.43 KB a row), and each batch
+# a fixed Python cost: a batch of one row per 2 KB of the output's bars keeps the batch
+# at ~1/5 of the output (under the issue's 2x with the output itself), as few batches as
+# that allows. At least 1024 rows (half a DuckDB vector), at most 65536.
+_BUCKET_BATCH_ROWS = (1024, 65536)
+_OUTPUT_BYTES_PER_BATCH_ROW = 2048
+
+
+def _bucket_batch_rows(capacity: dict[int, int], n_extra: int) -> int:
+    """Rows per batch of a resampled load whose symbols have at most ``capacity``
+    buckets: the largest power of two within `_BUCKET_BATCH_ROWS` not above the
+    output's bytes over `_OUTPUT_BYTES_PER_BATCH_ROW` (a bar: ts and five floats, and
+    a float and a null flag per extra column)."""
+    output_bytes = sum(capacity.values()) * (48 + 9 * n_extra)
+    low, high = _BUCKET_BATCH_ROWS
+    rows = max(output_bytes // _OUTPUT_BYTES_PER_BATCH_ROW, 1)
+    return min(max(1 << (rows.bit_length() - 1), low), high)
 _BUCKET_SETTINGS = {"threads": "1", "streaming_buffer_size": "64KiB"}
 
 # DuckDB's memory on a connection opened for a streamed run (see `Store._read_once`).
@@ -249,8 +264,9 @@ class Store(BarStore):
             relation = self._con.sql(sql)
             stream = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
             try:
-                with stream(_BUCKET_BATCH_ROWS) as batches:
-                    return fold_buckets(batches, len(extra), bucket_capacity(ids, lo, hi, spans, frame))
+                capacity = bucket_capacity(ids, lo, hi, spans, frame)
+                with stream(_bucket_batch_rows(capacity, len(extra))) as batches:
+                    return fold_buckets(batches, len(extra), capacity)
             except Interleaved:
                 # A symbol's bars were stored into its past after later ones: the
                 # buckets are made in SQL instead (one more statement).
