@@ -209,6 +209,10 @@ class Strategy(StrategyBase):
         self.metadata = metadata
         # Analysis tables with a read cursor per (table, symbol): see records().
         self._record_book = RecordBook(records)
+        # Bar times per symbol index as self.I gives them (made when first asked for). An
+        # attribute like the others: reading the instance's __dict__ would make the
+        # interpreter's attribute reads of this strategy (self.fast, ...) slower for the run.
+        self._full_indexes: dict[int, pd.DatetimeIndex] = {}
 
     # ---- hooks ---------------------------------------------------------------------------
 
@@ -394,7 +398,7 @@ class Strategy(StrategyBase):
 
     def _full_index(self, i: int) -> pd.DatetimeIndex:
         """Symbol ``i``'s bar times, made once per run (``self.I`` reuses it)."""
-        cache = self.__dict__.setdefault("_full_indexes", {})
+        cache = self._full_indexes
         index = cache.get(i)
         if index is None:
             index = cache[i] = _utc_index(self._all_ts(i)).rename("time")

@@ -177,13 +177,14 @@ impl PyPositionBase {
     /// Signed units: positive long, negative short, 0 flat.
     #[getter]
     fn size(&self) -> PyResult<f64> {
-        self.ctx.get().position_at(self.symbol).map(|p| p.0)
+        self.ctx.get().size_at(self.symbol)
     }
 
     /// Volume-weighted entry price of the open trades (NaN when flat).
     #[getter]
     fn average_price(&self) -> PyResult<f64> {
-        self.ctx.get().position_at(self.symbol).map(|p| p.1)
+        let (_, average, _) = self.ctx.get().position_at(self.symbol)?;
+        Ok(average)
     }
 
     /// Signed market value at the latest price: size x price (negative when short).

@@ -1,10 +1,17 @@
 //! The adapter that turns Python callables into the core's `Strategy`.
 //!
-//! Per call it only points the Python context at the core's tick context and calls a bound method found once,
-//! with a symbol string created once: no Python objects are allocated per bar here.
+//! Per call it only points the Python context at the core's tick context and calls the
+//! strategy's `next` with a symbol string created once: no Python objects are allocated
+//! per bar here. `next` is almost always a bound method of a Python function: it is then
+//! called as its function with the strategy as first argument, through the function's
+//! own vectorcall entry found once (no method object, no argument tuple, no look-up of
+//! the entry per bar).
 
+use std::ptr;
+
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyString, PyType};
 
 use super::context::PyContext;
 use super::indicators::LiveIndicators;
@@ -20,6 +27,89 @@ pub struct PyStrategy<'py> {
     pub symbols: Vec<Bound<'py, PyString>>,
     /// The strategy's indicators, given the running symbol's values before its `next`.
     pub indicators: LiveIndicators,
+    /// `next` unbound, when it is a bound method with a vectorcall entry.
+    direct: Option<Direct<'py>>,
+}
+
+/// A bound method taken apart: its function, the object it is bound to, and the
+/// function's vectorcall entry.
+struct Direct<'py> {
+    function: Bound<'py, PyAny>,
+    receiver: Bound<'py, PyAny>,
+    entry: ffi::vectorcallfunc,
+}
+
+impl<'py> Direct<'py> {
+    /// `method` taken apart if it is a bound method (`types.MethodType`) whose function
+    /// has a vectorcall entry (every Python function has); None otherwise.
+    fn of(method: &Bound<'py, PyAny>) -> PyResult<Option<Self>> {
+        let py = method.py();
+        let method_type = py.import("types")?.getattr("MethodType")?;
+        if !method.get_type().is(method_type.cast::<PyType>()?) {
+            return Ok(None);
+        }
+        let function = method.getattr("__func__")?;
+        let receiver = method.getattr("__self__")?;
+        // SAFETY: a live object under the GIL.
+        let entry = unsafe { ffi::PyVectorcall_Function(function.as_ptr()) };
+        Ok(entry.map(|entry| Direct {
+            function,
+            receiver,
+            entry,
+        }))
+    }
+
+    /// `function(receiver, symbol)`, what calling the bound method does.
+    #[inline]
+    fn call(&self, symbol: &Bound<'py, PyString>) -> PyResult<()> {
+        let py = symbol.py();
+        // One slot before the arguments, as PY_VECTORCALL_ARGUMENTS_OFFSET allows the
+        // callee to use.
+        let mut args = [ptr::null_mut(), self.receiver.as_ptr(), symbol.as_ptr()];
+        // SAFETY: the entry is the function's own (found on it, which we hold); the
+        // arguments are live objects borrowed for the call; the GIL is held. A NULL result
+        // comes with the exception set (fetched below); a result is a new reference.
+        unsafe {
+            let result = (self.entry)(
+                self.function.as_ptr(),
+                args.as_mut_ptr().add(1),
+                2 | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+                ptr::null_mut(),
+            );
+            if result.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            ffi::Py_DECREF(result);
+        }
+        Ok(())
+    }
+}
+
+impl<'py> PyStrategy<'py> {
+    /// The adapter of one run: the context's own name objects are what `next(symbol)`
+    /// receives (a name handed back is known by identity).
+    pub fn new(
+        ctx: PyRef<'py, PyContext>,
+        init: Option<Bound<'py, PyAny>>,
+        next: Option<Bound<'py, PyAny>>,
+        on_tick: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Self> {
+        let py = ctx.py();
+        let symbols = ctx.names().iter().map(|n| n.bind(py).clone()).collect();
+        let direct = match &next {
+            Some(next) => Direct::of(next)?,
+            None => None,
+        };
+        Ok(PyStrategy {
+            ctx,
+            init,
+            next,
+            on_tick,
+            symbols,
+            indicators: LiveIndicators::default(),
+            direct,
+        })
+    }
 }
 
 impl Drop for PyStrategy<'_> {
@@ -57,11 +147,12 @@ impl Strategy for PyStrategy<'_> {
             let _attached = self.ctx.attach(engine);
             self.indicators
                 .enter_next(self.ctx.py(), &self.ctx, engine, symbol)
-                .and_then(|()| next.call1((&self.symbols[symbol],)))
+                .and_then(|()| match &self.direct {
+                    Some(direct) => direct.call(&self.symbols[symbol]),
+                    None => next.call1((&self.symbols[symbol],)).map(drop),
+                })
         };
-        outcome
-            .map(drop)
-            .map_err(|e| failed(engine, Some(symbol), e))
+        outcome.map_err(|e| failed(engine, Some(symbol), e))
     }
 
     fn on_tick(&mut self, engine: &mut TickContext<'_>) -> Result<()> {

@@ -249,6 +249,15 @@ impl PyContext {
         Ok((p.size, p.average_price(), e.price(s)))
     }
 
+    /// Signed units held in a symbol (-1: the running one): what a position's truth
+    /// value and `size` read, without its prices.
+    #[inline]
+    pub fn size_at(&self, symbol: isize) -> PyResult<f64> {
+        let e = self.context()?;
+        let s = Self::symbol(e, symbol)?;
+        Ok(e.position(s).size)
+    }
+
     pub fn close_at(&self, py: Python<'_>, symbol: isize, portion: f64) -> PyResult<Option<u64>> {
         let e = self.context()?;
         let s = Self::symbol(e, symbol)?;

@@ -112,16 +112,7 @@ impl PyEngine {
                 "the context was made for another market (its symbols differ)",
             ));
         }
-        // The context's own name objects: a name handed back is known by identity.
-        let symbols = ctx.names().iter().map(|n| n.bind(py).clone()).collect();
-        let mut strategy = PyStrategy {
-            ctx,
-            init,
-            next,
-            on_tick,
-            symbols,
-            indicators: Default::default(),
-        };
+        let mut strategy = PyStrategy::new(ctx, init, next, on_tick)?;
         self.engine.run(&mut strategy).py_err(py)
     }
 
@@ -138,21 +129,7 @@ impl PyEngine {
         next: Option<Bound<'_, PyAny>>,
         on_tick: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        // The context's own name objects: a name handed back is known by identity.
-        let symbols = ctx
-            .get()
-            .names()
-            .iter()
-            .map(|n| n.bind(py).clone())
-            .collect();
-        let mut strategy = PyStrategy {
-            ctx: ctx.borrow(),
-            init,
-            next,
-            on_tick,
-            symbols,
-            indicators: Default::default(),
-        };
+        let mut strategy = PyStrategy::new(ctx.borrow(), init, next, on_tick)?;
         self.engine.start(&mut strategy).py_err(py)?;
         // Without next() or on_tick() nothing calls Python after init(): each window runs
         // detached from the interpreter, so the thread reading the next window runs

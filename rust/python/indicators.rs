@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyLookupError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyType;
@@ -449,9 +449,21 @@ impl LiveIndicators {
             }
             self.live = true;
         }
+        // The symbol's bar and the studies once for all the objects.
+        let (studies, bar) = (e.studies(), e.bar_index(s));
         for (obj, id) in &self.objects {
-            // SAFETY: each is of the live class now; the GIL is held (a callback is due).
-            if !unsafe { classes.write(obj.as_ptr(), *id, e, s) } {
+            let Some((value, prev)) = studies.value_and_prev(*id, s, bar) else {
+                return Err(PyLookupError::new_err(format!(
+                    "indicator {id} names no study of this run"
+                )));
+            };
+            // SAFETY: each is of the live class now (its slots at the offsets found for
+            // it); the GIL is held (a callback is due).
+            let written = unsafe {
+                put_float(obj.as_ptr(), classes.value_at, value)
+                    && put_float(obj.as_ptr(), classes.prev_at, prev)
+            };
+            if !written {
                 return Err(PyErr::take(py).unwrap_or_else(|| {
                     PyTypeError::new_err(format!("indicator {id} cannot be read"))
                 }));
