@@ -655,6 +655,14 @@ impl Book {
         let _ = self.fills.try_reserve(orders);
     }
 
+    /// Exchange the order log and the fills with `orders` and `fills`: buffers a grid
+    /// thread lends each run and takes back after it (`Engine::swap_logs`), so their
+    /// memory is written again rather than freshly mapped for every run.
+    pub(crate) fn swap_logs(&mut self, orders: &mut Vec<OrderRecord>, fills: &mut Vec<Fill>) {
+        std::mem::swap(&mut self.log, orders);
+        std::mem::swap(&mut self.fills, fills);
+    }
+
     fn next_id(&self) -> u64 {
         self.log.len() as u64 + 1
     }

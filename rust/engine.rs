@@ -30,7 +30,7 @@ use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
 use crate::market::Market;
 use crate::orders::OrderRecord;
-use crate::portfolio::{Money, Portfolio};
+use crate::portfolio::{ClosedTrade, Money, Portfolio};
 use crate::results::{EquityCurve, Fill};
 use crate::strategy::Strategy;
 use crate::studies::Studies;
@@ -79,6 +79,23 @@ pub struct Engine {
     ticks_run: u64,
     /// How many past bars of a symbol a strategy may read (None: all held).
     history: Option<usize>,
+}
+
+/// The logs a run writes: its orders, fills and closed trades (see `Engine::swap_logs`).
+#[derive(Debug, Default)]
+pub(crate) struct Logs {
+    pub orders: Vec<OrderRecord>,
+    pub fills: Vec<Fill>,
+    pub trades: Vec<ClosedTrade>,
+}
+
+impl Logs {
+    /// Empty, keeping the room (the next run writes over the same memory).
+    pub fn clear(&mut self) {
+        self.orders.clear();
+        self.fills.clear();
+        self.trades.clear();
+    }
 }
 
 /// An engine's pieces, lent to another driver of a whole run (see `Engine::parts`).
@@ -179,6 +196,15 @@ impl Engine {
     pub fn reserve(&mut self, orders: usize, trades: usize) {
         self.book.reserve(orders);
         let _ = self.portfolio.closed.try_reserve(trades);
+    }
+
+    /// Exchange the engine's logs with `logs`: before a run, to lend it empty buffers with
+    /// room (a grid thread reuses one set across its runs instead of mapping fresh memory
+    /// for each, which costs page faults that do not scale across threads); after it, to
+    /// take them back. Only between runs: the book finds an order's record by its id.
+    pub(crate) fn swap_logs(&mut self, logs: &mut Logs) {
+        self.book.swap_logs(&mut logs.orders, &mut logs.fills);
+        std::mem::swap(&mut self.portfolio.closed, &mut logs.trades);
     }
 
     /// The pieces another driver of a whole run moves: signals mode's sparse driver

@@ -29,8 +29,9 @@
 //!   stop-loss leg at that fraction of the best price since the fill (the book's
 //!   `Trail::Fraction`, exactly what `sl_trail="x%"` on an order placed in `next` does).
 //!
-//! `run_grid` runs many independent backtests (engines, each with its own signals) on a
-//! pool of threads sharing one market: each result equals the same backtest run alone.
+//! `run_grid` and `summarise_grid` (`grid`) run many independent backtests (engines, each
+//! with its own signals) on a pool of threads sharing one market: each result equals the
+//! same backtest run alone.
 
 use crate::context::TickContext;
 use crate::engine::Engine;
@@ -39,7 +40,10 @@ use crate::market::Market;
 use crate::orders::{OrderRequest, Side, Trail};
 use crate::strategy::Strategy;
 
+mod grid;
 mod sparse;
+
+pub use grid::{run_grid, summarise_grid, RunSummary, TradeColumns};
 
 /// How an entry's `size` is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -491,25 +495,6 @@ impl Strategy for SignalStrategy<'_> {
             None => Ok(()),
         }
     }
-}
-
-/// Run each engine with its own signal strategy, on `threads` threads (all cores when
-/// `None`). Runs are independent: each result is the one the engine would give alone,
-/// and one run's error (returned in its place) leaves the others to finish.
-pub fn run_grid(
-    runs: Vec<(&mut Engine, SignalStrategy<'_>)>,
-    threads: Option<usize>,
-) -> Result<Vec<Result<()>>> {
-    use rayon::prelude::*;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.unwrap_or(0))
-        .build()
-        .map_err(|e| EngineError::State(format!("cannot start the grid's threads: {e}")))?;
-    Ok(pool.install(|| {
-        runs.into_par_iter()
-            .map(|(engine, mut strategy)| run(engine, &mut strategy))
-            .collect()
-    }))
 }
 
 /// Run one engine with its signal strategy: by the sparse driver (`sparse`), which visits

@@ -214,22 +214,31 @@ def _check_kinds(signals: Mapping[str, Any], what: str, extra: Sequence[str] = (
         raise ConfigError(f"{what}: give entries and/or short_entries (nothing would be traded)")
 
 
-def _run_native(market: _core.Market, config: BacktestConfig, signal_sets: list[Mapping[str, Any]],
-                rules: list[dict[str, Any]], ends: Any,
-                threads: int | None) -> tuple[list[_core.Engine], list[BaseException | None]]:
-    """One engine per signal set, all run in one native call (the interpreter released);
-    the engines and, per engine, None or the exception its run ended with."""
+def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
+                 signal_sets: list[Mapping[str, Any]], rules: list[dict[str, Any]], ends: Any,
+                 threads: int | None) -> tuple[list[_core.Engine], list[Any]]:
+    """One engine per signal set, all run by ``call`` (`_core.run_signals` or
+    `_core.run_signal_summaries`) in one native call, the interpreter released; the
+    engines and what the call returns per engine."""
     if ends is _FROM_CONFIG:
         ends = session_ends(market, config.timezone)
     kinds = {k: [signal_columns(market, sig.get(k), k) for sig in signal_sets]
              for k in (*SIGNAL_KINDS, *PRICE_KINDS)}
     engines = [engine_for(market, config, ends) for _ in signal_sets]
-    outcomes = _core.run_signals(
+    outcomes = call(
         engines, *(kinds[k] for k in SIGNAL_KINDS),
         **{k: [r[k] for r in rules] for k in RULES},
         sl_price=kinds["sl_price"], tp_price=kinds["tp_price"],
         trade_start=trade_start_ns(market, config), threads=threads)
     return engines, outcomes
+
+
+def _run_native(market: _core.Market, config: BacktestConfig, signal_sets: list[Mapping[str, Any]],
+                rules: list[dict[str, Any]], ends: Any,
+                threads: int | None) -> tuple[list[_core.Engine], list[BaseException | None]]:
+    """One engine per signal set, all run in one native call (the interpreter released);
+    the engines and, per engine, None or the exception its run ended with."""
+    return _native_call(_core.run_signals, market, config, signal_sets, rules, ends, threads)
 
 
 def run_signals(
@@ -278,17 +287,21 @@ def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping
                 rules: list[dict[str, Any]], ends: Any,
                 threads: int | None) -> list[pd.Series | BaseException]:
     """Per set, its statistics (as `run_signals(...).stats`) or the exception its run
-    ended with. Rejected orders are counted per set without a warning each."""
-    engines, outcomes = _run_native(market, config, sets, rules, ends, threads)
+    ended with. Rejected orders are counted per set without a warning each.
+
+    The core keeps of each run only what its statistics read (equity samples, the trade
+    columns, carrying costs, the rejected orders): no order or fill log is built."""
+    _, outcomes = _native_call(_core.run_signal_summaries, market, config, sets, rules, ends,
+                               threads)
     quiet = config.replace(on_reject="ignore") if config.on_reject == "warn" else config
     symbols = list(market.symbols)
     rows: list[pd.Series | BaseException] = []
-    for engine, error in zip(engines, outcomes):
-        if error is not None:
-            rows.append(error)
+    for run in outcomes:
+        if isinstance(run, BaseException):
+            rows.append(run)
             continue
-        rejected = check_rejections(engine.orders(), symbols, quiet.on_reject)
-        rows.append(stats_of(engine.trades(), engine.equity(), engine.carrying_costs(), market,
+        rejected = check_rejections(run["rejected"], symbols, quiet.on_reject)
+        rows.append(stats_of(run["trades"], run["equity"], run["carrying_costs"], market,
                              config, rejected))
     return rows
 

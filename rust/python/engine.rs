@@ -11,6 +11,7 @@ use super::market::PyMarket;
 use crate::config::{Config, FillAt};
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::orders::OrderRecord;
 use crate::portfolio::CarryRates;
 use crate::strategy::Strategy;
 
@@ -40,6 +41,64 @@ pub struct PyEngine {
 
 fn put<'py, T: numpy::Element>(d: &Bound<'py, PyDict>, key: &str, v: Vec<T>) -> PyResult<()> {
     d.set_item(key, PyArray1::from_vec(d.py(), v))
+}
+
+/// Order records as columns (`Engine.orders`): order_id, symbol, side, size, limit, stop, sl,
+/// tp, role, tag, placed_ts, status, closed_ts, reason, filled_size, fill_price, filled_side.
+pub(super) fn order_columns<'py>(
+    py: Python<'py>,
+    o: &[OrderRecord],
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    put(&d, "order_id", o.iter().map(|x| x.id as i64).collect())?;
+    put(&d, "symbol", o.iter().map(|x| x.symbol as i64).collect())?;
+    put(&d, "side", o.iter().map(|x| x.side.sign() as i8).collect())?;
+    put(&d, "size", o.iter().map(|x| x.size).collect())?;
+    put(&d, "limit", o.iter().map(|x| x.limit).collect())?;
+    put(&d, "stop", o.iter().map(|x| x.stop).collect())?;
+    put(&d, "sl", o.iter().map(|x| x.stop_loss).collect())?;
+    put(&d, "tp", o.iter().map(|x| x.take_profit).collect())?;
+    put(&d, "role", o.iter().map(|x| x.role as i8).collect())?;
+    put(&d, "tag", o.iter().map(|x| x.tag).collect())?;
+    put(&d, "placed_ts", o.iter().map(|x| x.placed_ts).collect())?;
+    put(&d, "status", o.iter().map(|x| x.status as i8).collect())?;
+    put(&d, "closed_ts", o.iter().map(|x| x.closed_ts).collect())?;
+    // One string object per distinct phrase (a handful), not one per order; a phrase
+    // is a `&'static str`, so the one of the order before is known by its address.
+    let mut phrases: Vec<(&'static str, Bound<'py, PyString>)> = Vec::new();
+    let mut last: Option<usize> = None;
+    let mut picked = Vec::with_capacity(o.len());
+    for x in o {
+        let same = |p: &str| std::ptr::eq(p, x.reason) || p == x.reason;
+        let at = match last {
+            Some(i) if same(phrases[i].0) => i,
+            _ => match phrases.iter().position(|(p, _)| same(p)) {
+                Some(i) => i,
+                None => {
+                    phrases.push((x.reason, PyString::new(py, x.reason)));
+                    phrases.len() - 1
+                }
+            },
+        };
+        last = Some(at);
+        picked.push(at);
+    }
+    let reasons = PyList::new(py, picked.iter().map(|&i| &phrases[i].1))?;
+    d.set_item("reason", reasons)?;
+    put(&d, "filled_size", o.iter().map(|x| x.filled_size).collect())?;
+    put(&d, "fill_price", o.iter().map(|x| x.fill_price).collect())?;
+    // As a code of `results._EXECUTED`: 0 nothing, 1 bought, 2 sold.
+    let executed = |side: i8| match side {
+        1 => 1i8,
+        -1 => 2,
+        _ => 0,
+    };
+    put(
+        &d,
+        "filled_side",
+        o.iter().map(|x| executed(x.filled_side)).collect(),
+    )?;
+    Ok(d)
 }
 
 #[pymethods]
@@ -235,57 +294,7 @@ impl PyEngine {
 
     /// Every order placed, with where its life ended.
     fn orders<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let o = self.engine.orders();
-        let d = PyDict::new(py);
-        put(&d, "order_id", o.iter().map(|x| x.id as i64).collect())?;
-        put(&d, "symbol", o.iter().map(|x| x.symbol as i64).collect())?;
-        put(&d, "side", o.iter().map(|x| x.side.sign() as i8).collect())?;
-        put(&d, "size", o.iter().map(|x| x.size).collect())?;
-        put(&d, "limit", o.iter().map(|x| x.limit).collect())?;
-        put(&d, "stop", o.iter().map(|x| x.stop).collect())?;
-        put(&d, "sl", o.iter().map(|x| x.stop_loss).collect())?;
-        put(&d, "tp", o.iter().map(|x| x.take_profit).collect())?;
-        put(&d, "role", o.iter().map(|x| x.role as i8).collect())?;
-        put(&d, "tag", o.iter().map(|x| x.tag).collect())?;
-        put(&d, "placed_ts", o.iter().map(|x| x.placed_ts).collect())?;
-        put(&d, "status", o.iter().map(|x| x.status as i8).collect())?;
-        put(&d, "closed_ts", o.iter().map(|x| x.closed_ts).collect())?;
-        // One string object per distinct phrase (a handful), not one per order; a phrase
-        // is a `&'static str`, so the one of the order before is known by its address.
-        let mut phrases: Vec<(&'static str, Bound<'py, PyString>)> = Vec::new();
-        let mut last: Option<usize> = None;
-        let mut picked = Vec::with_capacity(o.len());
-        for x in o {
-            let same = |p: &str| std::ptr::eq(p, x.reason) || p == x.reason;
-            let at = match last {
-                Some(i) if same(phrases[i].0) => i,
-                _ => match phrases.iter().position(|(p, _)| same(p)) {
-                    Some(i) => i,
-                    None => {
-                        phrases.push((x.reason, PyString::new(py, x.reason)));
-                        phrases.len() - 1
-                    }
-                },
-            };
-            last = Some(at);
-            picked.push(at);
-        }
-        let reasons = PyList::new(py, picked.iter().map(|&i| &phrases[i].1))?;
-        d.set_item("reason", reasons)?;
-        put(&d, "filled_size", o.iter().map(|x| x.filled_size).collect())?;
-        put(&d, "fill_price", o.iter().map(|x| x.fill_price).collect())?;
-        // As a code of `results._EXECUTED`: 0 nothing, 1 bought, 2 sold.
-        let executed = |side: i8| match side {
-            1 => 1i8,
-            -1 => 2,
-            _ => 0,
-        };
-        put(
-            &d,
-            "filled_side",
-            o.iter().map(|x| executed(x.filled_side)).collect(),
-        )?;
-        Ok(d)
+        order_columns(py, self.engine.orders())
     }
 
     /// Carrying costs charged over the run (borrow fees and margin interest, net of

@@ -23,6 +23,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<accessors::PyHistoryBase>()?;
     m.add_class::<accessors::PyStrategyBase>()?;
     m.add_function(wrap_pyfunction!(signals::run_signals, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::run_signal_summaries, m)?)?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

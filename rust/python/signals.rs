@@ -1,13 +1,17 @@
 //! Signals mode for Python: boolean (and stop-price) numpy columns in, native runs (one or
 //! a grid) out.
 
-use numpy::{Element, PyReadonlyArray1};
+use numpy::{Element, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
-use super::engine::PyEngine;
+use super::engine::{order_columns, PyEngine};
 use super::errors::IntoPyResult;
-use crate::signals::{run_grid, SignalRules, SignalStrategy, SizeType, SymbolSignals};
+use crate::engine::Engine;
+use crate::signals::{
+    run_grid, summarise_grid, RunSummary, SignalRules, SignalStrategy, SizeType, SymbolSignals,
+};
 
 /// Per run, per symbol: one optional column.
 type Columns<'py, T> = Vec<Vec<Option<PyReadonlyArray1<'py, T>>>>;
@@ -59,6 +63,69 @@ fn per_run<T: Clone>(name: &str, values: Vec<T>, runs: usize) -> PyResult<Vec<T>
     Ok(values)
 }
 
+/// The runs of a grid call: per engine, its signal strategy (signals and rules checked).
+#[allow(clippy::too_many_arguments)]
+fn strategies<'e, 'a>(
+    py: Python<'_>,
+    engines: &'e mut [PyRefMut<'_, PyEngine>],
+    kinds: &'a [Vec<Vec<Option<&'a [bool]>>>; 4],
+    stops: &'a [Vec<Vec<Option<&'a [f64]>>>; 2],
+    size: Vec<f64>,
+    size_type: Vec<String>,
+    sl: Vec<Option<f64>>,
+    tp: Vec<Option<f64>>,
+    sl_trail: Option<Vec<Option<f64>>>,
+    trade_start: Option<i64>,
+) -> PyResult<Vec<(&'e mut Engine, SignalStrategy<'a>)>> {
+    let n = engines.len();
+    let (size, size_type) = (
+        per_run("size", size, n)?,
+        per_run("size_type", size_type, n)?,
+    );
+    let (sl, tp) = (per_run("sl", sl, n)?, per_run("tp", tp, n)?);
+    let sl_trail = per_run("sl_trail", sl_trail.unwrap_or_else(|| vec![None; n]), n)?;
+    let mut runs = Vec::with_capacity(n);
+    for (k, engine) in engines.iter_mut().enumerate() {
+        let rules = SignalRules {
+            size: size[k],
+            size_type: SizeType::parse(&size_type[k]).py_err(py)?,
+            stop_loss: sl[k],
+            take_profit: tp[k],
+            stop_loss_trail: sl_trail[k],
+            trade_start: trade_start.unwrap_or(i64::MIN),
+        };
+        let signals = (0..engine.engine.market().symbol_count())
+            .map(|s| SymbolSignals {
+                entries: kinds[0][k][s],
+                exits: kinds[1][k][s],
+                short_entries: kinds[2][k][s],
+                short_exits: kinds[3][k][s],
+                stop_loss: stops[0][k][s],
+                take_profit: stops[1][k][s],
+            })
+            .collect();
+        let strategy = SignalStrategy::new(engine.engine.market(), signals, rules).py_err(py)?;
+        runs.push((&mut engine.engine, strategy));
+    }
+    Ok(runs)
+}
+
+/// Each engine's number of symbols.
+fn symbol_counts(engines: &[PyRefMut<'_, PyEngine>]) -> Vec<usize> {
+    engines
+        .iter()
+        .map(|e| e.engine.market().symbol_count())
+        .collect()
+}
+
+/// Per run, None or the exception it ended with.
+fn errors_of<T>(py: Python<'_>, outcomes: Vec<crate::error::Result<T>>) -> Vec<Option<Py<PyAny>>> {
+    outcomes
+        .into_iter()
+        .map(|o| o.py_err(py).err().map(|e| e.into_value(py).into_any()))
+        .collect()
+}
+
 /// Run each engine with its own signals (`entries[k][symbol]`, ...) and rules (`size[k]`,
 /// ..., `sl_trail[k]`: a trailing stop-loss fraction; none when not given) on `threads`
 /// threads (all cores when None), the interpreter released. The engines
@@ -83,11 +150,7 @@ pub fn run_signals(
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<Vec<Option<Py<PyAny>>>> {
-    let n = engines.len();
-    let symbols: Vec<usize> = engines
-        .iter()
-        .map(|e| e.engine.market().symbol_count())
-        .collect();
+    let symbols = symbol_counts(&engines);
     let kinds = [
         slices("entries", &entries, &symbols)?,
         slices("exits", &exits, &symbols)?,
@@ -98,38 +161,101 @@ pub fn run_signals(
         slices("sl_price", &sl_price, &symbols)?,
         slices("tp_price", &tp_price, &symbols)?,
     ];
-    let (size, size_type) = (
-        per_run("size", size, n)?,
-        per_run("size_type", size_type, n)?,
-    );
-    let (sl, tp) = (per_run("sl", sl, n)?, per_run("tp", tp, n)?);
-    let sl_trail = per_run("sl_trail", sl_trail.unwrap_or_else(|| vec![None; n]), n)?;
-    let mut runs = Vec::with_capacity(n);
-    for (k, engine) in engines.iter_mut().enumerate() {
-        let rules = SignalRules {
-            size: size[k],
-            size_type: SizeType::parse(&size_type[k]).py_err(py)?,
-            stop_loss: sl[k],
-            take_profit: tp[k],
-            stop_loss_trail: sl_trail[k],
-            trade_start: trade_start.unwrap_or(i64::MIN),
-        };
-        let signals = (0..symbols[k])
-            .map(|s| SymbolSignals {
-                entries: kinds[0][k][s],
-                exits: kinds[1][k][s],
-                short_entries: kinds[2][k][s],
-                short_exits: kinds[3][k][s],
-                stop_loss: stops[0][k][s],
-                take_profit: stops[1][k][s],
-            })
-            .collect();
-        let strategy = SignalStrategy::new(engine.engine.market(), signals, rules).py_err(py)?;
-        runs.push((&mut engine.engine, strategy));
-    }
+    let runs = strategies(
+        py,
+        &mut engines,
+        &kinds,
+        &stops,
+        size,
+        size_type,
+        sl,
+        tp,
+        sl_trail,
+        trade_start,
+    )?;
     let outcomes = py.detach(|| run_grid(runs, threads)).py_err(py)?;
-    Ok(outcomes
+    Ok(errors_of(py, outcomes))
+}
+
+/// `run_signals`, keeping of each run only what its row of statistics reads: per engine
+/// a dict (``equity``: ts, equity, gross_exposure; ``trades``: pnl, return_pct,
+/// commission, bars_held, mae, mfe, in the order they closed; ``carrying_costs``;
+/// ``rejected``: the rejected orders, as `Engine.orders` gives its columns) or the
+/// exception its run ended with. The engines are spent (their logs read as empty).
+#[pyfunction]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sl_trail=None, trade_start=None, threads=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn run_signal_summaries(
+    py: Python<'_>,
+    mut engines: Vec<PyRefMut<'_, PyEngine>>,
+    entries: Columns<'_, bool>,
+    exits: Columns<'_, bool>,
+    short_entries: Columns<'_, bool>,
+    short_exits: Columns<'_, bool>,
+    size: Vec<f64>,
+    size_type: Vec<String>,
+    sl: Vec<Option<f64>>,
+    tp: Vec<Option<f64>>,
+    sl_price: Columns<'_, f64>,
+    tp_price: Columns<'_, f64>,
+    sl_trail: Option<Vec<Option<f64>>>,
+    trade_start: Option<i64>,
+    threads: Option<usize>,
+) -> PyResult<Vec<Py<PyAny>>> {
+    let symbols = symbol_counts(&engines);
+    let kinds = [
+        slices("entries", &entries, &symbols)?,
+        slices("exits", &exits, &symbols)?,
+        slices("short_entries", &short_entries, &symbols)?,
+        slices("short_exits", &short_exits, &symbols)?,
+    ];
+    let stops = [
+        slices("sl_price", &sl_price, &symbols)?,
+        slices("tp_price", &tp_price, &symbols)?,
+    ];
+    let runs = strategies(
+        py,
+        &mut engines,
+        &kinds,
+        &stops,
+        size,
+        size_type,
+        sl,
+        tp,
+        sl_trail,
+        trade_start,
+    )?;
+    let outcomes = py.detach(|| summarise_grid(runs, threads)).py_err(py)?;
+    outcomes
         .into_iter()
-        .map(|o| o.py_err(py).err().map(|e| e.into_value(py).into_any()))
-        .collect())
+        .map(|o| match o.py_err(py) {
+            Ok(summary) => summary_dict(py, summary).map(|d| d.into_any().unbind()),
+            Err(e) => Ok(e.into_value(py).into_any()),
+        })
+        .collect()
+}
+
+/// A run's summary as a dict of numpy columns (the vectors handed over, not copied).
+fn summary_dict(py: Python<'_>, s: RunSummary) -> PyResult<Bound<'_, PyDict>> {
+    let equity = PyDict::new(py);
+    equity.set_item("ts", PyArray1::from_vec(py, s.equity.ts))?;
+    equity.set_item("equity", PyArray1::from_vec(py, s.equity.equity))?;
+    equity.set_item(
+        "gross_exposure",
+        PyArray1::from_vec(py, s.equity.gross_exposure),
+    )?;
+    let t = s.trades;
+    let trades = PyDict::new(py);
+    trades.set_item("pnl", PyArray1::from_vec(py, t.pnl))?;
+    trades.set_item("return_pct", PyArray1::from_vec(py, t.return_pct))?;
+    trades.set_item("commission", PyArray1::from_vec(py, t.commission))?;
+    trades.set_item("bars_held", PyArray1::from_vec(py, t.bars_held))?;
+    trades.set_item("mae", PyArray1::from_vec(py, t.mae))?;
+    trades.set_item("mfe", PyArray1::from_vec(py, t.mfe))?;
+    let d = PyDict::new(py);
+    d.set_item("equity", equity)?;
+    d.set_item("trades", trades)?;
+    d.set_item("carrying_costs", s.carrying_costs)?;
+    d.set_item("rejected", order_columns(py, &s.rejected)?)?;
+    Ok(d)
 }

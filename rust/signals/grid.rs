@@ -1,0 +1,156 @@
+//! The native grid of signals mode: many independent backtests (engines, each with its
+//! own signals and rules) on a pool of threads sharing one market, which is only read.
+//!
+//! Each result is the one its engine gives alone: runs share nothing but the market. A
+//! free thread takes the next run in the given order, so threads stay busy to the end
+//! whatever each run costs. One run's error is returned in its place; the others finish.
+//!
+//! `run_grid` leaves each engine's logs in it for the caller to read. `summarise_grid`
+//! keeps of each run only what its row of statistics reads (`RunSummary`: the equity
+//! samples, the closed trades' columns the statistics use, the carrying costs and the
+//! rejected orders) and lends all the runs of a thread the same log buffers: the logs
+//! of a busy grid are tens of megabytes per run, and memory mapped fresh for each run
+//! costs page faults (the kernel zeroing pages, under a lock the threads share) that do
+//! not scale across threads, where written-over memory costs nothing more.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::{run, SignalStrategy};
+use crate::engine::{Engine, Logs};
+use crate::error::{EngineError, Result};
+use crate::orders::{OrderRecord, Status};
+use crate::results::EquityCurve;
+
+/// The closed trades' columns a row of statistics reads, in the order they closed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TradeColumns {
+    pub pnl: Vec<f64>,
+    pub return_pct: Vec<f64>,
+    pub commission: Vec<f64>,
+    pub bars_held: Vec<i64>,
+    pub mae: Vec<f64>,
+    pub mfe: Vec<f64>,
+}
+
+/// What a row of statistics reads of a finished run, as the engine's own accessors give
+/// it (`equity_curve`, `portfolio().closed`, `carry_paid`, the orders with status
+/// rejected): the rest of its logs is not kept.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    pub equity: EquityCurve,
+    pub trades: TradeColumns,
+    pub carrying_costs: f64,
+    /// The orders the broker rejected, in id order (their count and the first few are
+    /// reported).
+    pub rejected: Vec<OrderRecord>,
+}
+
+impl RunSummary {
+    /// The summary of `engine`'s finished run.
+    pub fn of(engine: &Engine) -> Self {
+        let closed = &engine.portfolio().closed;
+        let column = |f: fn(&crate::portfolio::ClosedTrade) -> f64| closed.iter().map(f).collect();
+        RunSummary {
+            equity: engine.equity_curve().clone(),
+            trades: TradeColumns {
+                pnl: column(|t| t.pnl),
+                return_pct: column(|t| t.return_pct),
+                commission: column(|t| t.commission),
+                bars_held: closed.iter().map(|t| t.bars_held as i64).collect(),
+                mae: column(|t| t.mae),
+                mfe: column(|t| t.mfe),
+            },
+            carrying_costs: engine.portfolio().carry_paid,
+            rejected: engine
+                .orders()
+                .iter()
+                .filter(|o| o.status == Status::Rejected)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// Run each engine with its own signal strategy, on `threads` threads (all cores when
+/// `None`). Each result is the one the engine would give alone, and one run's error
+/// (returned in its place) leaves the others to finish. The engines keep their logs.
+pub fn run_grid(
+    runs: Vec<(&mut Engine, SignalStrategy<'_>)>,
+    threads: Option<usize>,
+) -> Result<Vec<Result<()>>> {
+    on_threads(
+        runs,
+        threads,
+        || (),
+        |_, (engine, mut strategy)| run(engine, &mut strategy),
+    )
+}
+
+/// Run each engine with its own signal strategy as `run_grid` does, and return per run
+/// its `RunSummary` (or the error it ended with). The engines are spent: their logs are
+/// the threads' buffers, taken back after each run (they read as empty).
+pub fn summarise_grid(
+    runs: Vec<(&mut Engine, SignalStrategy<'_>)>,
+    threads: Option<usize>,
+) -> Result<Vec<Result<RunSummary>>> {
+    on_threads(
+        runs,
+        threads,
+        Logs::default,
+        |logs, (engine, mut strategy)| {
+            logs.clear();
+            engine.swap_logs(logs);
+            let outcome = run(engine, &mut strategy).map(|()| RunSummary::of(engine));
+            engine.swap_logs(logs);
+            outcome
+        },
+    )
+}
+
+/// Do `work` on each job on a pool of `threads` threads (all cores when `None`), each
+/// thread with its own `scratch` (made once) and taking the next job when free; the
+/// results in the jobs' order.
+fn on_threads<J, R, S>(
+    jobs: Vec<J>,
+    threads: Option<usize>,
+    scratch: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, J) -> R + Sync,
+) -> Result<Vec<R>>
+where
+    J: Send,
+    R: Send,
+{
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .map_err(|e| EngineError::State(format!("cannot start the grid's threads: {e}")))?;
+    let n = jobs.len();
+    let workers = pool.current_num_threads().clamp(1, n.max(1));
+    // A job is taken once (by its index); a lock poisoned by a panicking job still
+    // hands out the others (the panic itself reaches the caller).
+    let jobs: Vec<Mutex<Option<J>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
+    let done: Mutex<Vec<(usize, R)>> = Mutex::new(Vec::with_capacity(n));
+    let next = AtomicUsize::new(0);
+    pool.scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|_| {
+                let mut own = scratch();
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(slot) = jobs.get(k) else { break };
+                    let job = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some(job) = job {
+                        let result = work(&mut own, job);
+                        done.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((k, result));
+                    }
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_unstable_by_key(|&(k, _)| k);
+    Ok(done.into_iter().map(|(_, r)| r).collect())
+}
