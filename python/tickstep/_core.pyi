@@ -8,7 +8,7 @@ import numpy.typing as npt
 from typing_extensions import disjoint_base
 
 __version__: str
-__all__ = ["ConfigError", "Context", "Engine", "HistoryBase", "IndicatorBase", "Market", "OrderError", "PositionBase", "StateError", "StrategyBase", "TickstepError", "UnknownSymbolError", "__version__", "run_signals"]
+__all__ = ["ConfigError", "Context", "Engine", "HistoryBase", "IndicatorBase", "Market", "OrderError", "PositionBase", "StateError", "StrategyBase", "TickstepError", "UnknownSymbolError", "__version__", "run_signal_summaries", "run_signals"]
 
 class TickstepError(Exception): ...
 class OrderError(TickstepError, ValueError): ...
@@ -310,3 +310,24 @@ def run_signals(
 ) -> list[BaseException | None]:
     """Run each engine with its own signals and rules (signals mode), on ``threads``
     threads; per engine None or the exception its run ended with."""
+
+def run_signal_summaries(
+    engines: list[Engine],
+    entries: list[list[npt.NDArray[np.bool_] | None]],
+    exits: list[list[npt.NDArray[np.bool_] | None]],
+    short_entries: list[list[npt.NDArray[np.bool_] | None]],
+    short_exits: list[list[npt.NDArray[np.bool_] | None]],
+    *,
+    size: list[float],
+    size_type: list[str],
+    sl: list[float | None],
+    tp: list[float | None],
+    sl_price: list[list[npt.NDArray[np.float64] | None]],
+    tp_price: list[list[npt.NDArray[np.float64] | None]],
+    sl_trail: list[float | None] | None = None,
+    trade_start: int | None = None,
+    threads: int | None = None,
+) -> list[dict[str, Any] | BaseException]:
+    """``run_signals``, keeping of each run only what its statistics read: per engine a
+    dict (``equity``, ``trades``, ``carrying_costs``, ``rejected``) or the exception its
+    run ended with. The engines are spent."""

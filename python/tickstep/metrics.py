@@ -300,8 +300,7 @@ def compute_stats(
     >>> stats["Max. Drawdown Duration"]
     Timedelta('2 days 00:00:00')
     """
-    if initial_cash is None or not initial_cash > 0:
-        raise ValueError(f"initial_cash must be positive, got {initial_cash!r}")
+    _check_cash(initial_cash)
     if not isinstance(equity.index, pd.DatetimeIndex):
         raise TypeError(f"equity index must be a DatetimeIndex, got {type(equity.index).__name__}")
     for column in ("equity", "gross_exposure"):
@@ -309,19 +308,62 @@ def compute_stats(
             raise ValueError(f"equity frame lacks the {column!r} column")
     if len(equity) == 0:
         raise ValueError("equity frame is empty: nothing to measure")
+    if len(trades):
+        missing = [c for c in _TRADE_COLUMNS if c not in trades.columns]
+        if missing:
+            raise ValueError(f"trades frame lacks column(s) {missing}")
+    return stats_of_columns(
+        _as_utc(equity.index).asi8,
+        equity["equity"].to_numpy(dtype=float),
+        equity["gross_exposure"].to_numpy(dtype=float),
+        {c: trades[c].to_numpy() for c in _TRADE_COLUMNS} if len(trades) else {},
+        initial_cash=initial_cash, risk_free_rate=risk_free_rate,
+        periods_per_year=periods_per_year, start=start, end=end, timezone=timezone,
+        buy_and_hold=buy_and_hold, benchmark=benchmark, orders_rejected=orders_rejected,
+        carrying_costs=carrying_costs,
+    )
 
-    index = _as_utc(equity.index)
-    if not index.is_monotonic_increasing:
+
+def stats_of_columns(
+    ts: np.ndarray,
+    equity: np.ndarray,
+    gross_exposure: np.ndarray,
+    trades: dict[str, np.ndarray],
+    *,
+    initial_cash: float,
+    risk_free_rate: float = 0.0,
+    periods_per_year: int | None = None,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    timezone: str = "UTC",
+    buy_and_hold: tuple[np.ndarray, np.ndarray] | None = None,
+    benchmark: pd.Series | BenchmarkPrices | None = None,
+    orders_rejected: int = 0,
+    carrying_costs: float = 0.0,
+) -> pd.Series:
+    """:func:`compute_stats` of plain columns, without building frames: equity samples
+    as their times (``ts``, int ns UTC), ``equity`` and ``gross_exposure``; the trades as
+    ``{column: values}`` for the trade columns :func:`compute_stats` names (empty: no
+    trades). The same rules and the same bits (`compute_stats` is this on its frames'
+    columns); a grid of many runs calls it once per run.
+    """
+    _check_cash(initial_cash)
+    ts = np.asarray(ts, dtype=np.int64)
+    values = np.asarray(equity, dtype=float)
+    if len(ts) == 0:
+        raise ValueError("equity frame is empty: nothing to measure")
+    if len(values) != len(ts) or len(gross_exposure) != len(ts):
+        raise ValueError(f"equity columns differ in length: {len(ts)} times, {len(values)} "
+                         f"equity, {len(gross_exposure)} gross exposure")
+    if len(ts) > 1 and np.any(ts[1:] < ts[:-1]):
         raise ValueError("equity index must be sorted in time order")
-    values = equity["equity"].to_numpy(dtype=float)
     if np.isnan(values).any():
-        raise ValueError(f"equity holds NaN at {index[np.isnan(values)][0]}")
-    start = index[0] if start is None else _as_utc_timestamp(start)
-    end = index[-1] if end is None else _as_utc_timestamp(end)
-    if index[0] < start or index[-1] > end:
-        raise ValueError(
-            f"equity samples span {index[0]} .. {index[-1]}, outside start={start} end={end}"
-        )
+        raise ValueError(f"equity holds NaN at {_utc(int(ts[np.argmax(np.isnan(values))]))}")
+    first, last = _utc(int(ts[0])), _utc(int(ts[-1]))
+    start = first if start is None else _as_utc_timestamp(start)
+    end = last if end is None else _as_utc_timestamp(end)
+    if first < start or last > end:
+        raise ValueError(f"equity samples span {first} .. {last}, outside start={start} end={end}")
 
     initial_cash = float(initial_cash)
     final = float(values[-1])
@@ -329,19 +371,20 @@ def compute_stats(
     max_dd = float(np.min(values / peak - 1.0, initial=0.0))
 
     cagr = _cagr(final / initial_cash, end - start)
-    days = _day_numbers(index, timezone)
+    local = _local_ns(ts, timezone)
+    days = local // NS_PER_DAY
     if periods_per_year is None:
         periods_per_year = periods_per_year_of(days)
     daily = _period_returns(values, days, initial_cash)
     rf_daily = (1.0 + risk_free_rate) ** (1.0 / periods_per_year) - 1.0
     sharpe, sortino, volatility = _risk_ratios(daily, rf_daily, periods_per_year)
 
-    exposure = equity["gross_exposure"].to_numpy(dtype=float)
-    months = _period_returns(values, _month_numbers(index, timezone), initial_cash)
+    exposure = np.asarray(gross_exposure, dtype=float)
+    months = _period_returns(values, _months_of_local(local), initial_cash)
     if benchmark is not None:
         if isinstance(benchmark, BenchmarkPrices):
             benchmark = benchmark.prices
-        bench = _benchmark_daily_returns(benchmark, index, start, days)
+        bench = _benchmark_daily_returns(benchmark, ts, start, days)
         alpha, beta = alpha_beta(daily - rf_daily, bench - rf_daily, periods_per_year)
     else:
         alpha, beta = math.nan, math.nan
@@ -365,7 +408,7 @@ def compute_stats(
         "Beta": beta,
         # + 0.0 turns a -0.0 (no drawdown) into 0.0 for display.
         "Max. Drawdown [%]": max_dd * 100.0 + 0.0,
-        "Max. Drawdown Duration": _max_drawdown_duration(values, index, initial_cash, start, end),
+        "Max. Drawdown Duration": _max_drawdown_duration(values, ts, initial_cash, start, end),
         "Best Month [%]": float(np.max(months)) * 100.0 if len(months) else math.nan,
         "Worst Month [%]": float(np.min(months)) * 100.0 if len(months) else math.nan,
     }
@@ -374,6 +417,15 @@ def compute_stats(
     stats["Carrying Costs [$]"] = float(carrying_costs)
     return pd.Series([stats[k] for k in STAT_LABELS], index=_STATS_INDEX, dtype=object,
                      name="stats")
+
+
+def _check_cash(initial_cash: float) -> None:
+    if initial_cash is None or not initial_cash > 0:
+        raise ValueError(f"initial_cash must be positive, got {initial_cash!r}")
+
+
+def _utc(ns: int) -> pd.Timestamp:
+    return pd.Timestamp(ns, tz="UTC")
 
 
 def format_stats(s: pd.Series) -> str:
@@ -446,24 +498,20 @@ def _as_utc_timestamp(ts: pd.Timestamp | str) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")
 
 
-def _local_ns(index: pd.DatetimeIndex, timezone: str) -> np.ndarray:
-    """Local wall-clock times in ``timezone`` as int ns (UTC: the instants themselves)."""
+def _local_ns(ts: np.ndarray, timezone: str) -> np.ndarray:
+    """Local wall-clock times in ``timezone`` of instants ``ts`` (int ns UTC), as int ns
+    (UTC: the instants themselves). Whole days of them (``// NS_PER_DAY``) number the
+    trading days of the backtest's calendar."""
     if timezone.upper() == "UTC":
-        return index.as_unit("ns").asi8
+        return ts
+    index = pd.DatetimeIndex(ts.view("datetime64[ns]")).tz_localize("UTC")
     return index.tz_convert(timezone).tz_localize(None).as_unit("ns").asi8
 
 
-def _day_numbers(index: pd.DatetimeIndex, timezone: str = "UTC") -> np.ndarray:
-    """The trading day of each sample: whole days since the epoch on the calendar of
-    ``timezone`` (the backtest's)."""
-    # (normalize() would also infer a frequency: slow.)
-    return _local_ns(index, timezone) // NS_PER_DAY
-
-
-def _month_numbers(index: pd.DatetimeIndex, timezone: str = "UTC") -> np.ndarray:
-    """The calendar month in ``timezone`` of each sample, as year * 12 + month - 1."""
-    local = pd.DatetimeIndex(_local_ns(index, timezone).view("datetime64[ns]"))
-    return np.asarray(local.year, dtype=np.int64) * 12 + np.asarray(local.month, dtype=np.int64) - 1
+def _months_of_local(local: np.ndarray) -> np.ndarray:
+    """The calendar month of each local time (int ns), as year * 12 + month - 1."""
+    # Months since 1970-01 (numpy floors a time to its month, before 1970 too).
+    return local.view("datetime64[ns]").astype("datetime64[M]").astype(np.int64) + 1970 * 12
 
 
 def periods_per_year_of(days: np.ndarray) -> int:
@@ -486,7 +534,7 @@ def _period_returns(values: np.ndarray, periods: np.ndarray, initial_cash: float
 
 
 def _benchmark_daily_returns(
-    benchmark: pd.Series, index: pd.DatetimeIndex, start: pd.Timestamp, days: np.ndarray
+    benchmark: pd.Series, ts: np.ndarray, start: pd.Timestamp, days: np.ndarray
 ) -> np.ndarray:
     """The benchmark's returns over the same days as the equity's daily returns.
 
@@ -502,7 +550,7 @@ def _benchmark_daily_returns(
     if len(times) > 1 and np.any(times[1:] < times[:-1]):
         raise ValueError("benchmark index must be sorted in time order")
     prices = benchmark.to_numpy(dtype=float)
-    day_ends = index.asi8[_last_of_period(days)]
+    day_ends = ts[_last_of_period(days)]
     at = np.concatenate(([start.value], day_ends))
     pos = np.searchsorted(times, at, side="right") - 1
     read = np.where(pos >= 0, prices[np.maximum(pos, 0)], np.nan)
@@ -550,7 +598,7 @@ def monthly_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC
     [0.1, -0.1]
     """
     index = _as_utc(pd.DatetimeIndex(equity.index))
-    months = _month_numbers(index, timezone)
+    months = _months_of_local(_local_ns(index.asi8, timezone))
     returns = _period_returns(equity.to_numpy(dtype=float), months, float(initial_cash))
     firsts = np.unique(months)
     starts = pd.to_datetime({"year": firsts // 12, "month": firsts % 12 + 1, "day": 1}, utc=True)
@@ -674,7 +722,7 @@ def _cagr(growth: float, span: pd.Timedelta) -> float:
 
 def _max_drawdown_duration(
     values: np.ndarray,
-    index: pd.DatetimeIndex,
+    ts: np.ndarray,
     initial_cash: float,
     start: pd.Timestamp,
     end: pd.Timestamp,
@@ -682,7 +730,7 @@ def _max_drawdown_duration(
     """Longest time from a peak until equity is back at it (or until end)."""
     # initial_cash is the first sample, at start: it is the first peak.
     curve = np.concatenate(([initial_cash], values))
-    times = np.concatenate(([start.value], index.asi8))
+    times = np.concatenate(([start.value], ts))
     at_peak = curve >= np.maximum.accumulate(curve)
     positions = np.arange(len(curve))
     last_peak = np.maximum.accumulate(np.where(at_peak, positions, 0))
@@ -694,8 +742,10 @@ def _max_drawdown_duration(
     return pd.Timedelta(int(durations.max(initial=0)), unit="ns")
 
 
-def _trade_stats(trades: pd.DataFrame) -> dict[str, object]:
-    if len(trades) == 0:
+def _trade_stats(trades: dict[str, np.ndarray]) -> dict[str, object]:
+    """The trade statistics of the closed trades' columns (empty: no trades)."""
+    n = len(trades["pnl"]) if trades else 0
+    if n == 0:
         nan = math.nan
         return {
             "# Trades": 0,
@@ -712,14 +762,17 @@ def _trade_stats(trades: pd.DataFrame) -> dict[str, object]:
             "Commissions [$]": 0.0,
             "Avg. Bars Held": nan,
         }
-    missing = [c for c in _TRADE_COLUMNS if c not in trades.columns]
+    missing = [c for c in _TRADE_COLUMNS if c not in trades]
     if missing:
         raise ValueError(f"trades frame lacks column(s) {missing}")
 
     # Each column's values sorted before any sum: trades of one instant are listed in the
     # order they executed, which may follow the symbols; sums of a sorted column are the
-    # same bits whatever that order was.
-    column = {c: np.sort(trades[c].to_numpy(dtype=float)) for c in _TRADE_COLUMNS}
+    # same bits whatever that order was. Bars held are whole numbers: every partial sum
+    # is exact (below 2**53), so any order gives the same sum and they need no sort.
+    column = {c: np.sort(np.asarray(trades[c], dtype=float)) for c in _TRADE_COLUMNS
+              if c != "bars_held"}
+    bars_held = np.asarray(trades["bars_held"], dtype=float)
     pnl = column["pnl"]
     returns = column["return_pct"]
     gross_profit = float(pnl[pnl > 0].sum())
@@ -729,7 +782,7 @@ def _trade_stats(trades: pd.DataFrame) -> dict[str, object]:
     else:
         profit_factor = math.inf if gross_profit > 0 else math.nan
     return {
-        "# Trades": len(trades),
+        "# Trades": n,
         "Win Rate [%]": float(np.mean(pnl > 0)) * 100.0,
         "Best Trade [%]": float(np.max(returns)) * 100.0,
         "Worst Trade [%]": float(np.min(returns)) * 100.0,
@@ -741,5 +794,5 @@ def _trade_stats(trades: pd.DataFrame) -> dict[str, object]:
         "Avg. MAE [%]": float(np.mean(column["mae"])) * 100.0,
         "Avg. MFE [%]": float(np.mean(column["mfe"])) * 100.0,
         "Commissions [$]": float(np.sum(column["commission"])),
-        "Avg. Bars Held": float(np.mean(column["bars_held"])),
+        "Avg. Bars Held": float(np.mean(bars_held)),
     }

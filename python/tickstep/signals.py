@@ -62,7 +62,14 @@ from tickstep.config import BacktestConfig
 from tickstep.hints import did_you_mean
 from tickstep.rejections import check_rejections
 from tickstep.results import Result
-from tickstep.simulation import engine_for, result_of, session_ends, stats_of, trade_start_ns
+from tickstep.simulation import (
+    engine_for,
+    result_of,
+    session_ends,
+    stats_inputs,
+    stats_of,
+    trade_start_ns,
+)
 from tickstep.strategy import Strategy
 
 __all__ = ["SignalStrategy", "run_signal_grid", "run_signals", "signal_columns"]
@@ -295,6 +302,7 @@ def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping
                                threads)
     quiet = config.replace(on_reject="ignore") if config.on_reject == "warn" else config
     symbols = list(market.symbols)
+    inputs = stats_inputs(market, config)
     rows: list[pd.Series | BaseException] = []
     for run in outcomes:
         if isinstance(run, BaseException):
@@ -302,7 +310,7 @@ def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping
             continue
         rejected = check_rejections(run["rejected"], symbols, quiet.on_reject)
         rows.append(stats_of(run["trades"], run["equity"], run["carrying_costs"], market,
-                             config, rejected))
+                             config, rejected, inputs))
     return rows
 
 

@@ -20,7 +20,7 @@ from tickstep import _core
 from tickstep._core import ConfigError
 from tickstep.config import BacktestConfig
 from tickstep.data import MarketColumns
-from tickstep.metrics import compute_stats
+from tickstep.metrics import stats_of_columns
 from tickstep.rejections import check_rejections
 from tickstep.results import Result, build_result, market_stats_inputs, samples_since
 from tickstep.strategy import Bar, Strategy
@@ -28,7 +28,7 @@ from tickstep.timeframes import NS_PER_DAY
 
 __all__ = [
     "engine_for", "market_from_columns", "result_of", "session_ends", "simulate", "simulate_stats",
-    "simulate_stream", "stats_of", "trade_start_ns",
+    "simulate_stream", "stats_inputs", "stats_of", "trade_start_ns",
 ]
 
 _TRADE_STAT_COLUMNS = ("pnl", "return_pct", "commission", "bars_held", "mae", "mfe")
@@ -293,25 +293,32 @@ def simulate_stats(
     return stats_of(raw, eq, carrying_costs, market, config, rejected)
 
 
+def stats_inputs(market: _core.Market, config: BacktestConfig) -> dict[str, Any]:
+    """What the statistics of any run of ``market`` under ``config`` read besides the run
+    (its span, the buy-and-hold basket, the benchmark): computed once for many runs."""
+    start, end = _span(market, config)
+    return {"start": start, "end": end,
+            **market_stats_inputs(market, config.benchmark, since=start.value)}
+
+
 def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], carrying_costs: float,
-             market: _core.Market, config: BacktestConfig, rejected: int) -> pd.Series:
+             market: _core.Market, config: BacktestConfig, rejected: int,
+             inputs: dict[str, Any] | None = None) -> pd.Series:
     """Statistics of a finished run from its trades and equity columns and carrying costs
     (the engine's ``trades()``, ``equity()`` and ``carrying_costs()``): equal to its
-    `result_of(...).stats` bit for bit."""
-    start, end = _span(market, config)
-    eq = samples_since(eq, start.value)
-    trades = pd.DataFrame({c: raw[c] for c in _TRADE_STAT_COLUMNS})
-    equity = pd.DataFrame(
-        {"equity": eq["equity"], "gross_exposure": eq["gross_exposure"]}, index=_times(eq["ts"])
-    )
-    return compute_stats(
-        equity,
-        trades,
+    `result_of(...).stats` bit for bit. ``inputs``: `stats_inputs` of the market and
+    config when the caller has them (a grid of runs)."""
+    if inputs is None:
+        inputs = stats_inputs(market, config)
+    eq = samples_since(eq, inputs["start"].value)
+    return stats_of_columns(
+        eq["ts"],
+        eq["equity"],
+        eq["gross_exposure"],
+        {c: raw[c] for c in _TRADE_STAT_COLUMNS},
         initial_cash=config.cash,
         risk_free_rate=config.risk_free_rate,
-        start=start,
-        end=end,
-        **market_stats_inputs(market, config.benchmark, since=start.value),
+        **inputs,
         orders_rejected=rejected,
         timezone=config.timezone,
         periods_per_year=config.periods_per_year,

@@ -154,3 +154,7 @@ where
     done.sort_unstable_by_key(|&(k, _)| k);
     Ok(done.into_iter().map(|(_, r)| r).collect())
 }
+
+#[cfg(test)]
+#[path = "grid_tests.rs"]
+mod tests;

@@ -1,0 +1,118 @@
+"""The native grid's rows of statistics (the core keeping of each run only what they
+read) against each set run alone: edge cases of the statistics, rejected orders under
+each ``on_reject``, calendars, warm-ups, benchmarks and symbol names."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+from conftest import make_bars
+
+
+def _walk(n, seed, start="2024-01-01", freq="h"):
+    rng = np.random.default_rng(seed)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    opens = np.concatenate([[100.0], closes[:-1]])
+    return make_bars([(o, max(o, c) * 1.005, min(o, c) * 0.995, c) for o, c in zip(opens, closes)],
+                     start=start, freq=freq)
+
+
+def _falling(n, start="2024-01-01", freq="h"):
+    closes = 100.0 * 0.99 ** np.arange(1, n + 1)
+    opens = np.concatenate([[100.0], closes[:-1]])
+    return make_bars([(o, o * 1.001, c * 0.999, c) for o, c in zip(opens, closes)],
+                     start=start, freq=freq)
+
+
+def _same_row(row, alone):
+    pd.testing.assert_series_equal(row.rename(None), alone.rename(None)[row.index],
+                                   check_exact=True, check_dtype=False)
+
+
+def _sets(data, rng):
+    """Signal sets covering the statistics' edge cases (by name)."""
+    never = {s: np.zeros(len(df), bool) for s, df in data.items()}
+    often = {s: rng.random(len(df)) < 0.2 for s, df in data.items()}
+    exits = {s: rng.random(len(df)) < 0.1 for s, df in data.items()}
+    first = {s: np.arange(len(df)) == 3 for s, df in data.items()}
+    return {
+        "no trades": {"entries": never},
+        "one open position, no closed trade": {"entries": first},
+        "busy": {"entries": often, "exits": exits, "sl": 0.01},
+        "shorts with stops": {"short_entries": often, "short_exits": exits, "tp": 0.02,
+                              "size_type": "target_percent", "size": 0.3},
+        # Amounts far beyond the cash: the broker rejects most of them.
+        "rejected": {"entries": often, "exits": exits, "size": 5_000.0, "size_type": "amount"},
+    }
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"commission": 0.001, "timezone": "America/New_York", "benchmark": "A"},
+    {"trade_start": "2024-01-05", "borrow_rate": 0.05, "cash_rate": 0.02, "timezone": "Asia/Tokyo"},
+    {"record_every_bar": True, "risk_free_rate": 0.03, "commission_fixed": 1.0},
+])
+def test_grid_rows_equal_runs_alone_in_the_statistics_edge_cases(options):
+    data = {"A": _walk(300, 1), "B": _walk(250, 2, "2024-01-02"), "C": _falling(280)}
+    bt = tickstep.Backtest(data, tickstep.Strategy, on_reject="ignore", **options)
+    sets = _sets(data, np.random.default_rng(5))
+    table = bt.run_signal_grid(sets, threads=2)
+    assert list(table.index) == list(sets)
+    assert table.loc["no trades", "# Trades"] == 0
+    assert table.loc["one open position, no closed trade", "# Trades"] == 0
+    assert table.loc["rejected", "# Orders Rejected"] > 0
+    for key, sig in sets.items():
+        _same_row(table.loc[key], bt.run_signals(**sig).stats)
+
+
+def test_all_losing_trades_equal_runs_alone():
+    data = {"X": _falling(200), "Y": _falling(150, "2024-01-03")}
+    bt = tickstep.Backtest(data, tickstep.Strategy, commission=0.002)
+    every = {s: np.arange(len(df)) % 4 == 0 for s, df in data.items()}
+    out = {s: np.arange(len(df)) % 4 == 2 for s, df in data.items()}
+    sets = {k: {"entries": every, "exits": out, "size": 0.1 * (k + 1)} for k in range(3)}
+    table = bt.run_signal_grid(sets)
+    assert (table["Win Rate [%]"] == 0).all()
+    assert table["Profit Factor"].eq(0).all()
+    for key, sig in sets.items():
+        _same_row(table.loc[key], bt.run_signals(**sig).stats)
+
+
+def test_rejections_are_counted_quietly_or_raised_as_a_run_alone_raises_them():
+    data = {"A": _walk(120, 3), "B": _walk(120, 4)}
+    sig = {"entries": {s: np.arange(120) % 5 == 0 for s in data},
+           "exits": {s: np.arange(120) % 5 == 3 for s in data},
+           "size": 1_000.0, "size_type": "amount"}
+    warn = tickstep.Backtest(data, tickstep.Strategy)  # on_reject="warn"
+    with pytest.warns(tickstep.RejectedOrderWarning):
+        alone = warn.run_signals(**sig).stats
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = warn.run_signal_grid({"big": sig, "small": {**sig, "size": 1.0}})
+    _same_row(table.loc["big"], alone)
+    assert table.loc["big", "# Orders Rejected"] > 0
+    assert table.loc["small", "# Orders Rejected"] == 0
+    strict = tickstep.Backtest(data, tickstep.Strategy, on_reject="raise")
+    with pytest.raises(tickstep.RejectedOrdersError) as by_itself:
+        strict.run_signals(**sig)
+    with pytest.raises(tickstep.RejectedOrdersError) as in_grid:
+        strict.run_signal_grid({"small": {**sig, "size": 1.0}, "big": sig})
+    assert str(in_grid.value) == str(by_itself.value)
+
+
+def test_grid_rows_do_not_depend_on_the_symbols_names():
+    a, b = _walk(200, 8), _walk(180, 9, "2024-01-02")
+    rng = np.random.default_rng(2)
+    en = [rng.random(200) < 0.2, rng.random(180) < 0.2]
+    ex = [rng.random(200) < 0.1, rng.random(180) < 0.1]
+    rows = []
+    for names in (("A", "B"), ("Z", "M")):
+        bt = tickstep.Backtest(dict(zip(names, (a, b))), tickstep.Strategy, on_reject="ignore")
+        sets = {k: {"entries": dict(zip(names, en)), "exits": dict(zip(names, ex)),
+                    "size": 0.2 + 0.1 * k} for k in range(3)}
+        rows.append(bt.run_signal_grid(sets, threads=2))
+    pd.testing.assert_frame_equal(rows[0], rows[1], check_exact=True)
