@@ -62,7 +62,10 @@ fn same(a: &RunSummary, b: &RunSummary) {
     let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(a.equity.ts, b.equity.ts);
     assert_eq!(bits(&a.equity.equity), bits(&b.equity.equity));
-    assert_eq!(bits(&a.equity.gross_exposure), bits(&b.equity.gross_exposure));
+    assert_eq!(
+        bits(&a.equity.gross_exposure),
+        bits(&b.equity.gross_exposure)
+    );
     let (x, y) = (&a.trades, &b.trades);
     for (p, q) in [
         (&x.pnl, &y.pnl),
