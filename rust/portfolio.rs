@@ -26,6 +26,27 @@ const MONEY_UNIT: f64 = 1.0 / (1u64 << MONEY_FRACTION_BITS) as f64;
 /// below 2⁷³, so adding a term to a sum never leaves i128 (2¹²⁷ units) and cannot wrap.
 pub const MONEY_LIMIT: f64 = 4_722_366_482_869_645_213_696.0; // 2^72
 
+const TWO_POW_52: f64 = 4_503_599_627_370_496.0;
+const TWO_POW_62: f64 = 4_611_686_018_427_387_904.0;
+
+/// `x` (|x| < 2⁶²) as its whole part and its fraction in units of 2⁻⁵², rounded to
+/// nearest (ties to even, symmetric in sign). Both steps are exact: the whole part is a
+/// truncation, `x − whole` is representable (a multiple of x's spacing below 1), and the
+/// scaling by 2⁵² is a power of two; only the fraction of an `|x| < 1` can have bits
+/// below one unit, rounded by adding and taking away 2⁵² (the spacing there is 1).
+#[inline(always)]
+fn split(x: f64) -> (i64, i64) {
+    debug_assert!(x.abs() < TWO_POW_62);
+    // SAFETY: |x| < 2⁶² (the caller's check), so its whole part is an i64.
+    let whole: i64 = unsafe { x.to_int_unchecked() };
+    let scaled = (x - whole as f64) * TWO_POW_52;
+    let rounded = (scaled.abs() + TWO_POW_52) - TWO_POW_52;
+    // SAFETY: |rounded| <= 2⁵², a whole number.
+    (whole, unsafe {
+        rounded.copysign(scaled).to_int_unchecked()
+    })
+}
+
 /// An amount of money in fixed point: an i128 count of 2⁻⁵² units.
 ///
 /// Every f64 of magnitude ≥ 1 is a multiple of 2⁻⁵², so amounts from 1 to `MONEY_LIMIT`
@@ -44,6 +65,19 @@ impl Money {
     /// below `MONEY_LIMIT` or `x` is not finite.
     #[inline]
     pub fn from_f64(x: f64) -> Option<Money> {
+        // Amounts below 2⁶² (all but the largest) in a few float operations, without the
+        // bit fields: the whole part and the fraction are exact (see `split`).
+        if x.abs() < TWO_POW_62 {
+            let (whole, units) = split(x);
+            return Some(Money(
+                ((whole as i128) << MONEY_FRACTION_BITS) + units as i128,
+            ));
+        }
+        Money::from_f64_fields(x)
+    }
+
+    /// `from_f64` from the bit fields of `x`: any magnitude.
+    fn from_f64_fields(x: f64) -> Option<Money> {
         let bits = x.to_bits();
         let exponent = ((bits >> 52) & 0x7ff) as i32;
         if exponent == 0 {
@@ -209,11 +243,12 @@ impl Position {
     }
 }
 
-/// What one fill did to the trades of its symbol.
+/// What one fill did to the trades of its symbol (the bracket legs of the lots it closed
+/// completely are in `Portfolio::closed_legs`).
 #[derive(Debug, Default)]
 pub struct FillEffect {
-    /// Lots closed completely: their bracket legs must be cancelled.
-    pub closed_lots: Vec<Lot>,
+    /// How many lots it closed completely.
+    pub closed_lots: usize,
     /// The lot this fill opened, if any.
     pub opened_lot: Option<u64>,
 }
@@ -247,6 +282,9 @@ pub struct Portfolio {
     positions: Vec<Position>,
     next_lot_id: u64,
     pub closed: Vec<ClosedTrade>,
+    /// The bracket legs of the lots the latest fill closed completely (they must be
+    /// cancelled); a buffer kept between fills, so a fill allocates nothing.
+    closed_legs: Vec<u64>,
     /// Carrying costs charged so far, net of interest earned.
     pub carry_paid: f64,
     /// The day end carrying costs were last accrued at (ns UTC).
@@ -287,6 +325,7 @@ impl Portfolio {
                 .collect(),
             next_lot_id: 1,
             closed: Vec::new(),
+            closed_legs: Vec::new(),
             carry_paid: 0.0,
             last_accrual: None,
         };
@@ -504,6 +543,7 @@ impl Portfolio {
     /// closed-trade records, and the incremental value/gross.
     pub fn apply(&mut self, x: Execution) -> FillEffect {
         let mut effect = FillEffect::default();
+        self.closed_legs.clear();
         let paid = self.money(Some(x.symbol), x.direction * x.size * x.price);
         let fee = self.money(Some(x.symbol), x.commission);
         self.cash -= paid;
@@ -517,7 +557,8 @@ impl Portfolio {
         if let Some(lot_id) = x.closes_lot {
             if let Some(k) = pos.lots.iter().position(|l| l.id == lot_id) {
                 let take = remaining.min(pos.lots[k].size);
-                close_part(pos, k, take, &x, &mut self.closed, &mut effect);
+                let legs = &mut self.closed_legs;
+                close_part(pos, k, take, &x, &mut self.closed, legs, &mut effect);
                 remaining -= take;
             }
         } else {
@@ -527,7 +568,8 @@ impl Portfolio {
                     break;
                 }
                 let take = remaining.min(front.size);
-                close_part(pos, 0, take, &x, &mut self.closed, &mut effect);
+                let legs = &mut self.closed_legs;
+                close_part(pos, 0, take, &x, &mut self.closed, legs, &mut effect);
                 remaining -= take;
                 if remaining <= x.size * DUST {
                     remaining = 0.0;
@@ -561,6 +603,12 @@ impl Portfolio {
         effect
     }
 
+    /// The bracket legs of the lots the latest `apply` closed completely.
+    #[inline]
+    pub fn closed_legs(&self) -> &[u64] {
+        &self.closed_legs
+    }
+
     pub fn lot_mut(&mut self, symbol: usize, lot_id: u64) -> Option<&mut Lot> {
         self.positions[symbol]
             .lots
@@ -582,6 +630,7 @@ fn close_part(
     take: f64,
     x: &Execution,
     closed: &mut Vec<ClosedTrade>,
+    legs: &mut Vec<u64>,
     effect: &mut FillEffect,
 ) {
     let lot = &mut pos.lots[k];
@@ -618,7 +667,8 @@ fn close_part(
     lot.size -= take;
     if lot.size <= take * DUST {
         let done = pos.lots.remove(k).expect("lot index in range");
-        effect.closed_lots.push(done);
+        legs.extend([done.stop_loss, done.take_profit].into_iter().flatten());
+        effect.closed_lots += 1;
     }
 }
 
@@ -681,6 +731,45 @@ mod tests {
         assert_eq!(Money::from_f64(-0.0).unwrap(), Money(0));
         for bad in [MONEY_LIMIT, -MONEY_LIMIT, 1e30, f64::INFINITY, f64::NAN] {
             assert_eq!(Money::from_f64(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn money_fast_conversion_is_the_bit_field_one() {
+        // Every magnitude the fast path takes (and the edges around it): random bit
+        // patterns per exponent, ties of half a unit, powers of two, both signs.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut check = |x: f64| {
+            for v in [x, -x] {
+                assert_eq!(Money::from_f64(v), Money::from_f64_fields(v), "{v:e}");
+            }
+        };
+        for exponent in 0..=1100u64 {
+            for _ in 0..200 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                check(f64::from_bits((exponent << 52) | (state >> 12)));
+            }
+            check(f64::from_bits(exponent << 52));
+            check(f64::from_bits((exponent << 52) | ((1 << 52) - 1)));
+        }
+        for k in 0..2_000i64 {
+            check((k as f64 + 0.5) * MONEY_UNIT);
+            check(k as f64 * MONEY_UNIT);
+            check(1.0 + k as f64 * f64::EPSILON);
+            check(TWO_POW_62 - k as f64 * 1024.0);
+        }
+        for x in [
+            0.0,
+            f64::MIN_POSITIVE,
+            5e-324,
+            TWO_POW_62,
+            MONEY_LIMIT,
+            f64::NAN,
+            f64::INFINITY,
+        ] {
+            check(x);
         }
     }
 
@@ -817,7 +906,7 @@ mod tests {
         check_identity(&p);
         // Buy 6: closes the 4 short (+20) and opens 2 long at 45.
         let e = p.apply(exec(1.0, 6.0, 45.0, 0.0));
-        assert_eq!(e.closed_lots.len(), 1);
+        assert_eq!(e.closed_lots, 1);
         assert!(e.opened_lot.is_some());
         assert!((p.closed[0].pnl - 20.0).abs() < 1e-12);
         assert_eq!(p.position(0).size, 2.0);

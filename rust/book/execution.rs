@@ -168,7 +168,11 @@ impl Book {
         rules: Rules<'_>,
     ) {
         let s = at.symbol;
-        let order = self.working[s][k].clone();
+        let order = &self.working[s][k];
+        let (id, role, oco) = (order.id, order.role, order.oco);
+        let bracket = order.stop_loss.is_some()
+            || order.take_profit.is_some()
+            || order.stop_loss_trail.is_some();
         let effect = portfolio.apply(Execution {
             symbol: s,
             direction,
@@ -177,26 +181,27 @@ impl Book {
             commission,
             ts: at.ts,
             bar: at.bar,
-            order_id: order.id,
+            order_id: id,
             closes_lot: order.trade,
         });
-        for lot in effect.closed_lots {
-            for leg in [lot.stop_loss, lot.take_profit].into_iter().flatten() {
-                self.cancel_working(leg, at.ts, "its trade was closed");
-            }
+        for j in 0..portfolio.closed_legs().len() {
+            let leg = portfolio.closed_legs()[j];
+            self.cancel_working(leg, at.ts, "its trade was closed");
         }
-        if let Some(group) = order.oco {
+        if let Some(group) = oco {
             let others: Vec<u64> = self.working[s]
                 .iter()
                 .chain(self.pending.iter())
-                .filter(|o| o.live && o.oco == Some(group) && o.id != order.id)
+                .filter(|o| o.live && o.oco == Some(group) && o.id != id)
                 .map(|o| o.id)
                 .collect();
             for other in others {
                 self.cancel_working(other, at.ts, "its one-cancels-other group filled");
             }
         }
-        if let (Some(lot), Role::Entry) = (effect.opened_lot, order.role) {
+        // A new lot's legs are none until attached: only an entry with a bracket has any.
+        if let (Some(lot), Role::Entry, true) = (effect.opened_lot, role, bracket) {
+            let order = self.working[s][k].clone();
             self.attach_bracket(&order, lot, at, moment, portfolio, rules);
         }
     }
