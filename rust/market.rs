@@ -270,6 +270,9 @@ pub struct Market {
     /// sorted by name): the order the engine visits the symbols of a tick in, so that
     /// no name decides which symbol comes first. Name order unless `with_call_order`.
     call_order: Vec<usize>,
+    /// Whether every open and close is above zero (found on first use, then shared by
+    /// every run on this market).
+    marks_positive: std::sync::OnceLock<bool>,
 }
 
 /// The OHLCV columns every symbol has, by name.
@@ -318,6 +321,7 @@ impl Market {
             columns,
             base,
             call_order,
+            marks_positive: Default::default(),
         })
     }
 
@@ -396,6 +400,7 @@ impl Market {
             columns,
             base,
             call_order,
+            marks_positive: Default::default(),
         })
     }
 
@@ -429,6 +434,19 @@ impl Market {
             columns: self.columns.clone(),
             base,
             call_order: self.call_order.clone(),
+            marks_positive: Default::default(),
+        })
+    }
+
+    /// Whether every open and close of every symbol is above zero (the door refuses other
+    /// prices; a market built in Rust may hold any): positions are marked at these, so a
+    /// long position is then worth more than nothing.
+    pub fn marks_positive(&self) -> bool {
+        *self.marks_positive.get_or_init(|| {
+            let positive = |c: &[f64]| c.iter().fold(true, |all, &x| all & (x > 0.0));
+            self.bars
+                .iter()
+                .all(|b| positive(&b.open) && positive(&b.close))
         })
     }
 

@@ -440,6 +440,13 @@ impl Portfolio {
         self.cash.to_f64()
     }
 
+    /// Whether a short position counts in the account's own sums (not parked) with a
+    /// term other than zero: Σ |size| × mark differs from Σ size × mark exactly then.
+    #[inline]
+    pub fn has_short_terms(&self) -> bool {
+        self.gross != self.value
+    }
+
     /// Σ |size| × mark over all positions.
     #[inline]
     pub fn gross_exposure(&self) -> f64 {

@@ -26,7 +26,7 @@
 
 use super::{Desk, SignalStrategy};
 use crate::book::{Book, Placing, Rules};
-use crate::broker::Bar;
+use crate::broker::{slipped, Bar};
 use crate::clock::next_day_end;
 use crate::config::FillAt;
 use crate::engine::{Engine, Parts};
@@ -243,10 +243,16 @@ impl<'a> Driver<'a> {
                 self.p.portfolio.mark(s, open);
             }
         }
-        if matching {
-            if entries {
+        if matching && entries {
+            if self.surely_affordable(market) {
+                // Any sums of long positions do (see `surely_affordable`): the last ones.
+                let value = self.parked.value;
+                self.p.portfolio.set_parked_sums(value, value);
+            } else {
                 self.read_parked(market, now, true);
             }
+        }
+        if matching {
             let rules = Rules {
                 config: self.p.config,
                 studies: self.p.studies,
@@ -261,6 +267,60 @@ impl<'a> Driver<'a> {
             self.p.portfolio.mark(s, b.close[i]);
         }
         self.fresh = false;
+    }
+
+    /// Whether every increase the coming batch can execute surely passes the margin check
+    /// (`Book::execute_increase`) whatever the parked positions are worth at the open, so
+    /// their sums need not be read for it. It is so when every position is long or flat
+    /// and stays so (no short counted in the account nor parked; the batch's symbols hold
+    /// no short, and its only orders that can add are market buys), marks are positive,
+    /// leverage is at least 1, and the cash now covers every buy of the batch (at its slipped
+    /// open, with its commission) plus the fixed commission of every other order (a sale
+    /// of a long brings in at least its proceeds less its commission, which is more than
+    /// nothing but the fixed part), with a margin for rounding:
+    /// - with longs only, gross exposure is the account's value exactly (Σ |size| × mark =
+    ///   Σ size × mark, term by term), so after a buy gross − equity × leverage × (1 +
+    ///   1e-12) ≤ −(cash after the buy) − 1e-12 × equity: below zero while cash stays at or
+    ///   above zero, and the parked positions (worth P ≥ 0 at any time: long, marks
+    ///   positive) only add to both sides, which is why any P ≥ 0 gives the same answer;
+    /// - the rounding of these f64 sums is a few units of 1e-16 of their size, far inside
+    ///   the 1e-12 of equity and the 1e-9 of cash margin asked here.
+    fn surely_affordable(&self, market: &Market) -> bool {
+        let config = self.p.config;
+        let portfolio = &*self.p.portfolio;
+        if !(config.leverage >= 1.0 && config.slippage_bps < 10_000.0)
+            || self.parked.shorts > 0
+            || portfolio.has_short_terms()
+            || !market.marks_positive()
+        {
+            return false;
+        }
+        let mut spend = 0.0;
+        for &(s, i) in &self.touched {
+            if portfolio.position(s).size < 0.0 {
+                return false;
+            }
+            let open = market.bars(s).open[i];
+            for o in self.p.book.working(s).iter().filter(|o| o.live) {
+                match o.role {
+                    Role::Entry if o.side == Side::Buy && o.is_market() => {
+                        let price = slipped(o, 1.0, open, config.slippage_bps);
+                        // Its bracket legs may sell in this bar too.
+                        let legs = [
+                            o.stop_loss.is_some() || o.stop_loss_trail.is_some(),
+                            o.take_profit.is_some(),
+                        ];
+                        let legs = legs.into_iter().filter(|&x| x).count() as f64;
+                        spend += o.size * price + config.commission(o.size, price);
+                        spend += legs * config.commission_fixed;
+                    }
+                    Role::Entry => return false,
+                    _ => spend += config.commission_fixed,
+                }
+            }
+        }
+        let cash = portfolio.cash();
+        cash - spend >= 1e-9 * (cash.abs() + spend)
     }
 
     /// The engine's barrier (see `Engine::barrier`): orders placed at this tick join the
@@ -393,6 +453,8 @@ struct ParkedPositions {
     slot: Vec<u32>,
     value: Money,
     gross: Money,
+    /// How many of them are short.
+    shorts: usize,
 }
 
 /// How far ahead of a parked position's latest bar its columns are fetched into cache:
@@ -463,6 +525,7 @@ impl ParkedPositions {
         });
         self.value += value;
         self.gross += gross_of(size, value);
+        self.shorts += usize::from(size < 0.0);
     }
 
     /// Take `symbol` out (it is parked): returns it.
@@ -474,6 +537,7 @@ impl ParkedPositions {
         }
         self.value -= parked.value;
         self.gross -= gross_of(parked.size, parked.value);
+        self.shorts -= usize::from(parked.size < 0.0);
         parked
     }
 
