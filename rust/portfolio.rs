@@ -746,7 +746,7 @@ mod tests {
         // Every magnitude the fast path takes (and the edges around it): random bit
         // patterns per exponent, ties of half a unit, powers of two, both signs.
         let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut check = |x: f64| {
+        let check = |x: f64| {
             for v in [x, -x] {
                 assert_eq!(Money::from_f64(v), Money::from_f64_fields(v), "{v:e}");
             }

@@ -757,7 +757,7 @@ mod tests {
         for len in 0..70 {
             for _ in 0..20 {
                 let price = |x: u64| {
-                    if x % 23 == 0 {
+                    if x.is_multiple_of(23) {
                         f64::NAN
                     } else {
                         1.0 + (x % 10_000) as f64 / 100.0
