@@ -46,6 +46,17 @@ pub fn next_day_end(timeline: &[i64], session_end: Option<&[bool]>, from: usize)
     }
 }
 
+/// Bytes of plan kept per symbol and statistic ahead of the ticks (see `plan_ticks`).
+const PLAN_BUDGET: usize = 4 << 20;
+
+/// How many ticks one plan covers for `symbols` symbols: about `PLAN_BUDGET` bytes of f64
+/// per statistic over all symbols (the studies compute their values a plan at a time),
+/// within [16, 1024] ticks (longer plans spread the cost of starting one; beyond ~1,000
+/// ticks the values no longer stay in cache).
+pub fn plan_ticks(symbols: usize) -> usize {
+    (PLAN_BUDGET / 8 / symbols.max(1)).clamp(16, 1024)
+}
+
 pub struct Clock {
     words: usize,
     front: Vec<u64>,
@@ -54,6 +65,17 @@ pub struct Clock {
     tick: usize,
     /// Per symbol, the index of the next bar not yet processed.
     next_bar: Vec<usize>,
+    /// The bitmaps of ticks `planned_from..planned_to`, `words` per tick (see `plan`).
+    plan: Vec<u64>,
+    planned_from: usize,
+    planned_to: usize,
+    /// Per symbol, the run index of its first bar not in the plan (its bars before it fall
+    /// on ticks before `planned_to`).
+    placed: Vec<usize>,
+    /// Ticks per plan.
+    span: usize,
+    /// Whether the latest `prepare` made a new plan.
+    replanned: bool,
 }
 
 impl Clock {
@@ -66,6 +88,12 @@ impl Clock {
             back: vec![0; words],
             tick: usize::MAX,
             next_bar: vec![0; n],
+            plan: Vec::new(),
+            planned_from: 0,
+            planned_to: 0,
+            placed: vec![0; n],
+            span: plan_ticks(n),
+            replanned: false,
         }
     }
 
@@ -88,21 +116,80 @@ impl Clock {
 
     /// Fill the back bitmap with the symbols whose next unprocessed bar is at tick `t`.
     /// Returns false when `t` is past the end of the timeline.
+    ///
+    /// The bitmaps come from a plan of the next ticks, made when `t` leaves the current
+    /// one: every symbol with a bar at a tick takes it (`take_bar`) before the next tick
+    /// is prepared, so the cursors at the start of a plan decide its ticks. A new market
+    /// (the next window of a streamed run) needs `forget_plan` first.
     pub fn prepare(&mut self, market: &Market, t: usize) -> bool {
-        let Some(&ts) = market.timeline().get(t) else {
+        if t >= market.timeline().len() {
+            self.replanned = false;
             return false;
-        };
-        self.back.iter_mut().for_each(|w| *w = 0);
-        for (s, &next) in self.next_bar.iter().enumerate() {
-            let b = market.bars(s);
+        }
+        self.replanned = !(self.planned_from..self.planned_to).contains(&t);
+        if self.replanned {
+            self.make_plan(market, t);
+        }
+        let at = (t - self.planned_from) * self.words;
+        self.back.copy_from_slice(&self.plan[at..at + self.words]);
+        true
+    }
+
+    /// Whether the latest `prepare` made a new plan (what the studies compute ahead for).
+    #[inline]
+    pub fn replanned(&self) -> bool {
+        self.replanned
+    }
+
+    /// Per symbol, the run index of its first bar after the plan.
+    pub fn placed(&self) -> &[usize] {
+        &self.placed
+    }
+
+    /// Drop the plan: the market changes (a streamed run's next window).
+    pub fn forget_plan(&mut self) {
+        self.planned_from = 0;
+        self.planned_to = 0;
+    }
+
+    /// The bitmaps of the ticks from `from` on, in one pass over each symbol's times from
+    /// its cursor: its bars in order, each set at the tick of its time (the timeline is the
+    /// union of the times, so that tick exists; a search skips the ticks it has no bar
+    /// at). Reading the times a symbol at a time streams them, where asking every symbol
+    /// at every tick reads many columns at once (more streams than the hardware follows).
+    fn make_plan(&mut self, market: &Market, from: usize) {
+        let timeline = market.timeline();
+        let to = (from + self.span).min(timeline.len());
+        let ticks = &timeline[from..to];
+        let last = ticks[ticks.len() - 1];
+        let words = self.words;
+        self.plan.clear();
+        self.plan.resize(ticks.len() * words, 0);
+        for (s, (&next, placed)) in self.next_bar.iter().zip(&mut self.placed).enumerate() {
+            let ts = &market.bars(s).ts[..];
             // Cursors count the symbol's bars over the whole run; a streamed window holds
             // them from `base` on (a cursor is never behind it: wrapping makes that miss).
-            let j = next.wrapping_sub(market.base(s));
-            if j < b.ts.len() && b.ts[j] == ts {
-                self.back[s >> 6] |= 1 << (s & 63);
+            let first = next.wrapping_sub(market.base(s));
+            let mut j = first;
+            let mut k = 0;
+            let (word, bit) = (s >> 6, 1u64 << (s & 63));
+            while let Some(&x) = ts.get(j).filter(|&&x| x <= last) {
+                if ticks.get(k) != Some(&x) {
+                    k += ticks[k..].partition_point(|&y| y < x);
+                    // A bar before the plan's first tick, or a repeated time: never at a
+                    // tick (as when each tick asked), and nor are the bars after it.
+                    if ticks.get(k) != Some(&x) {
+                        break;
+                    }
+                }
+                self.plan[k * words + word] |= bit;
+                k += 1;
+                j += 1;
             }
+            *placed = next + (j.wrapping_sub(first));
         }
-        true
+        self.planned_from = from;
+        self.planned_to = to;
     }
 
     /// Start tick `t`: the back bitmap prepared for it becomes the front one.

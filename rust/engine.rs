@@ -309,7 +309,9 @@ impl Engine {
         let market = Arc::clone(&self.market);
         let (bars, ticks) = (strategy.wants_bars(), strategy.wants_ticks());
         let mut t = 0;
+        self.clock.forget_plan();
         let mut more = self.clock.prepare(&market, 0);
+        self.compute_ahead(&market);
         while more {
             self.clock.begin(t);
             self.now = market.timeline()[t];
@@ -320,14 +322,17 @@ impl Engine {
             if let Some(rank) = &self.call_rank {
                 active.sort_unstable_by_key(|&s| rank[s]);
             }
-            let studies = !self.studies.is_empty();
+            // Base-bar statistics were computed with the clock's plan (`compute_ahead`):
+            // only those of extra columns and timeframes follow each bar here.
+            let follows = self.studies.follows_bars();
             self.touched.clear();
             for &s in &active {
                 let i = self.clock.take_bar(s);
-                self.open_bar(&market, s, i);
-                if studies {
-                    self.studies
-                        .update(s, i, market.local(s, i), market.bars(s));
+                if self.book.has_working(s) || self.portfolio.position(s).size != 0.0 {
+                    self.open_bar(&market, s, i);
+                }
+                if follows {
+                    self.studies.update(s, market.local(s, i), market.bars(s));
                 }
             }
             if !self.touched.is_empty() {
@@ -363,6 +368,7 @@ impl Engine {
             self.active = active;
             self.barrier(&market, t);
             more = self.clock.prepare(&market, t + 1);
+            self.compute_ahead(&market);
             self.ticks_run += 1;
             if self.ticks_run.is_multiple_of(4096) {
                 strategy.check_interrupt()?;
@@ -383,14 +389,20 @@ impl Engine {
         }
     }
 
-    /// Mark `s`'s position to the open of its bar `i` and enter the bar in the book's
-    /// batch. A flat symbol with no working orders needs no prices now: its mark is read
-    /// lazily (`price`), which keeps the loop off most of the columns' memory.
+    /// After the clock's `prepare`: the base-bar statistics of the bars on a new plan's
+    /// ticks (or again after a reset), each symbol's in one pass over its columns.
     #[inline]
-    fn open_bar(&mut self, market: &Market, s: usize, i: usize) {
-        if !self.book.has_working(s) && self.portfolio.position(s).size == 0.0 {
-            return;
+    fn compute_ahead(&mut self, market: &Market) {
+        if self.studies.needs_computing(self.clock.replanned()) {
+            self.studies.compute_ahead(market, self.clock.placed());
         }
+    }
+
+    /// Mark `s`'s position to the open of its bar `i` and enter the bar in the book's
+    /// batch; for a symbol with a position or working orders only. A flat symbol with no
+    /// working orders needs no prices now: its mark is read lazily (`price`), which keeps
+    /// the loop off most of the columns' memory.
+    fn open_bar(&mut self, market: &Market, s: usize, i: usize) {
         let (b, j) = (market.bars(s), market.local(s, i));
         prefetch(&b.ts[..], j);
         for column in [&b.open[..], &b.high[..], &b.low[..], &b.close[..]] {

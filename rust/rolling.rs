@@ -341,18 +341,6 @@ impl Rolling {
         }
     }
 
-    /// Hint the CPU to bring the columns this statistic reads from `bars` into cache
-    /// (a block fed later; nothing is read now).
-    pub fn prefetch(&self, bars: &BarColumns<'_>) {
-        if matches!(self.kind, RollingKind::Atr(_)) {
-            for column in [bars.high, bars.low, bars.close] {
-                prefetch_lines(column);
-            }
-        } else {
-            prefetch_lines(bars.of(self.source));
-        }
-    }
-
     /// Whether the statistic is ready after `count` bars (see [`Rolling::is_ready`]).
     pub fn ready_after(&self, count: usize) -> bool {
         let n = self.kind.window();
@@ -428,18 +416,6 @@ impl Rolling {
         self.value = f64::NAN;
         self.prev = f64::NAN;
     }
-}
-
-/// Prefetch every cache line of `xs` (a hint: never faults, changes no result).
-fn prefetch_lines(xs: &[f64]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in xs.chunks(8) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: a prefetch is only a hint and never faults; the address is in bounds.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast::<i8>()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = xs;
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use crate::candles::{clock_bucket, CandleSeries};
 use crate::error::{EngineError, Result};
-use crate::market::SymbolBars;
+use crate::market::{Market, SymbolBars};
 use crate::rolling::{BarColumns, Rolling, RollingKind, Source};
 
 /// How a timeframe assigns base bars to buckets.
@@ -28,10 +28,11 @@ struct Timeframe {
 
 /// A rolling statistic of one symbol's base bars, computed a block of bars at a time.
 ///
-/// The market holds every bar already, so when a symbol's bar `i` first needs a value
-/// the next `block` values are computed in one tight loop over the columns (the same
-/// operations as bar-by-bar updates: the same bits). Nothing looks ahead: a value is
-/// read only at its own bar or later (`value(.., bar)` with the symbol's latest bar).
+/// The market holds every bar already, so when the clock plans its next ticks, the values
+/// of each symbol's bars on them are computed in one tight loop over the columns (the same
+/// operations as bar-by-bar updates: the same bits); a tick then only reads them. Nothing
+/// looks ahead: a value is read only at its own bar or later (`value(.., bar)` with the
+/// symbol's latest bar).
 #[derive(Clone)]
 struct Blocked {
     /// The statistic's state after the last bar of the block.
@@ -57,25 +58,27 @@ impl Blocked {
         }
     }
 
-    /// Make bar `i` (the symbol's next bar, run index; `j` its position in `b`) readable.
+    /// The run index of the first bar without a value.
     #[inline]
-    fn advance(&mut self, i: usize, j: usize, b: &SymbolBars, block: usize) {
-        if i < self.start + self.values.len() {
-            return;
-        }
-        self.refill(i, j, b, block);
+    fn computed(&self) -> usize {
+        self.start + self.values.len()
     }
 
-    /// Compute the values of bars `i`.. (up to `block` of them, as far as `b` holds).
-    #[cold]
-    fn refill(&mut self, i: usize, j: usize, b: &SymbolBars, block: usize) {
-        debug_assert_eq!(i, self.start + self.values.len(), "bars arrive in order");
+    /// Compute the values of the bars from `computed()` up to run index `to` (`base` the
+    /// run index of `b[0]`); they replace the ones before.
+    fn refill(&mut self, to: usize, base: usize, b: &SymbolBars) {
+        let i = self.computed();
+        // The first bar without a value is held (a streamed window keeps the bars from the
+        // first one not yet processed on); if not, nothing to compute from.
+        let Some(j) = i.checked_sub(base).filter(|&j| j <= b.len()) else {
+            return;
+        };
         if let Some(&last) = self.values.last() {
             self.before = last;
         }
         self.fed_before += self.values.len();
         self.start = i;
-        let end = (j + block).min(b.len());
+        let end = (j + to.saturating_sub(i)).min(b.len());
         let bars = BarColumns {
             open: &b.open[j..end],
             high: &b.high[j..end],
@@ -86,16 +89,6 @@ impl Blocked {
         // Every slot is written by `feed`: resizing only when the length changes.
         self.values.resize(end - j, f64::NAN);
         self.rolling.feed(&bars, &mut self.values);
-        // The next block's inputs: ask for them now, so that block does not wait on
-        // memory (many symbols are more streams than the hardware prefetcher follows).
-        let next = (end + block).min(b.len());
-        self.rolling.prefetch(&BarColumns {
-            open: &b.open[end..next],
-            high: &b.high[end..next],
-            low: &b.low[end..next],
-            close: &b.close[end..next],
-            volume: &b.volume[end..next],
-        });
     }
 
     /// The value after bar `i`; a bar before `start` is the bar of a reset (NaN).
@@ -135,17 +128,8 @@ impl Blocked {
     }
 }
 
-/// Bytes of values kept ahead per statistic (all symbols together): the block length
-/// is this over the symbol count, within [16, 1024] bars (longer blocks spread the cost
-/// of starting one; beyond ~1,000 bars the values no longer stay in cache).
-const BLOCK_BUDGET: usize = 4 << 20;
-
-fn block_len(symbols: usize) -> usize {
-    (BLOCK_BUDGET / 8 / symbols.max(1)).clamp(16, 1024)
-}
-
 enum Study {
-    /// On base bars, a block of bars at a time.
+    /// On base bars, the bars of a plan of the clock at a time.
     Bars { per_symbol: Vec<Blocked> },
     /// On a timeframe's completed candles, one candle at a time.
     Rolling { per_symbol: Vec<Rolling> },
@@ -165,11 +149,9 @@ pub struct Studies {
     base_rolling: Vec<usize>,
     /// Rolling studies on base bars fed by an extra column: (study, column index).
     column_rolling: Vec<(usize, usize)>,
-    /// Bars computed at a time per base-bar statistic (see `Blocked`).
-    block: usize,
-    /// Per symbol, the first bar whose base-bar statistics are not computed yet: the
-    /// market phase's whole cost for them is this one comparison on most bars.
-    due: Vec<usize>,
+    /// A base-bar statistic was reset: its values from the next bar on are to be computed
+    /// again (`compute_ahead`).
+    stale: bool,
 }
 
 impl Studies {
@@ -263,8 +245,6 @@ impl Studies {
         match timeframe {
             None => {
                 self.base_rolling.push(id);
-                self.block = block_len(symbols);
-                self.due = vec![0; symbols];
                 self.studies.push(Study::Bars {
                     per_symbol: vec![Blocked::new(proto); symbols],
                 });
@@ -336,35 +316,39 @@ impl Studies {
         Ok(self.studies.len() - 1)
     }
 
-    /// Market-phase update for `symbol`'s bar with run index `run`, at position `i` of the
-    /// columns `b` (the two differ in a streamed window; reads use run indices).
+    /// Whether some statistic follows the bars one at a time (`update`): those of extra
+    /// columns and timeframes. Base-bar statistics are computed ahead (`compute_ahead`).
     #[inline]
-    pub fn update(&mut self, s: usize, run: usize, i: usize, b: &SymbolBars) {
-        if self.due.get(s).is_some_and(|&due| run >= due) {
-            self.compute_ahead(s, run, i, b);
-        }
-        if !(self.column_rolling.is_empty() && self.timeframes.is_empty()) {
-            self.update_incremental(s, i, b);
-        }
+    pub fn follows_bars(&self) -> bool {
+        !(self.column_rolling.is_empty() && self.timeframes.is_empty())
     }
 
-    /// Compute the next block of `symbol`'s base-bar statistics that have none for bar
-    /// `run` (at position `i` of `b`).
-    fn compute_ahead(&mut self, s: usize, run: usize, i: usize, b: &SymbolBars) {
-        let block = self.block;
-        let mut due = usize::MAX;
+    /// Whether `compute_ahead` has work: a plan of the clock was just made, or a base-bar
+    /// statistic was reset since the last call.
+    #[inline]
+    pub fn needs_computing(&self, replanned: bool) -> bool {
+        !self.base_rolling.is_empty() && (replanned || self.stale)
+    }
+
+    /// Compute the base-bar statistics of every symbol `s` up to its bar with run index
+    /// `to[s]` (the clock's plan: its first bar after the planned ticks), from the first
+    /// bar without values. Values are only read at their own bar or later.
+    pub fn compute_ahead(&mut self, market: &Market, to: &[usize]) {
         for &id in &self.base_rolling {
             if let Study::Bars { per_symbol } = &mut self.studies[id] {
-                let blocked = &mut per_symbol[s];
-                blocked.advance(run, i, b, block);
-                due = due.min(blocked.start + blocked.values.len());
+                for (s, (blocked, &to)) in per_symbol.iter_mut().zip(to).enumerate() {
+                    if blocked.computed() < to {
+                        blocked.refill(to, market.base(s), market.bars(s));
+                    }
+                }
             }
         }
-        self.due[s] = due;
+        self.stale = false;
     }
 
-    /// Statistics of extra columns and timeframes: updated bar by bar.
-    fn update_incremental(&mut self, s: usize, i: usize, b: &SymbolBars) {
+    /// Market-phase update, bar by bar, of the statistics of extra columns and timeframes,
+    /// for `symbol`'s bar at position `i` of the columns `b`.
+    pub fn update(&mut self, s: usize, i: usize, b: &SymbolBars) {
         for &(id, k) in &self.column_rolling {
             if let (Some(values), Study::Rolling { per_symbol, .. }) =
                 (b.extra(k), &mut self.studies[id])
@@ -482,8 +466,8 @@ impl Studies {
         match self.studies.get_mut(id) {
             Some(Study::Bars { per_symbol }) => {
                 per_symbol[s].reset(bar);
-                // It refills from the next bar: make sure that bar computes it.
-                self.due[s] = self.due[s].min(per_symbol[s].start);
+                // It refills from the next bar, before that bar's tick.
+                self.stale = true;
                 Ok(())
             }
             Some(Study::Rolling { per_symbol, .. }) => {
@@ -568,9 +552,16 @@ mod tests {
             .add_rolling(1, RollingKind::Mean(2), Source::Close, None)
             .unwrap();
         assert!(!studies.is_empty());
+        // The base-bar mean reads the prices alone.
+        let prices = SymbolBars {
+            extra: Vec::new(),
+            ..b.clone()
+        };
+        let market = Market::new(vec!["X".into()], vec![prices]).unwrap();
+        studies.compute_ahead(&market, &[n]);
         let mut seen = Vec::new();
         for i in 0..n {
-            studies.update(0, i, i, &b);
+            studies.update(0, i, &b);
             seen.push(studies.value(mean, 0, Some(i)).unwrap());
             assert_eq!(studies.value(close, 0, Some(i)).unwrap().is_nan(), i == 0);
         }
@@ -598,8 +589,8 @@ mod tests {
         let id = studies
             .add_rolling_on_column(1, RollingKind::Sum(1), 0)
             .unwrap();
-        studies.update(0, 0, 0, &b);
-        studies.update(0, 1, 1, &b);
+        studies.update(0, 0, &b);
+        studies.update(0, 1, &b);
         assert!(!studies.is_ready(id, 0, Some(1)).unwrap());
         assert!(studies.value(id, 0, Some(1)).unwrap().is_nan());
     }
@@ -633,6 +624,7 @@ mod tests {
     #[test]
     fn blocks_read_what_bar_by_bar_updates_give() {
         let b = bars(700);
+        let market = Market::new(vec!["X".into()], vec![b.clone()]).unwrap();
         let kinds = [
             (RollingKind::Mean(10), Source::Close),
             (RollingKind::Sum(7), Source::Volume),
@@ -649,13 +641,22 @@ mod tests {
                 .iter()
                 .map(|&(k, src)| studies.add_rolling(1, k, src, None).unwrap())
                 .collect();
-            studies.block = block;
             let mut reference: Vec<Rolling> = kinds
                 .iter()
                 .map(|&(k, src)| Rolling::new(k, src).unwrap())
                 .collect();
+            // As the engine: a plan of `block` bars when the last one is used up, and
+            // again after a reset (its bars from the next on).
+            let mut planned = 0;
             for i in 0..b.len() {
-                studies.update(0, i, i, &b);
+                let replanned = i == planned;
+                if replanned {
+                    planned = (i + block).min(b.len());
+                }
+                if studies.needs_computing(replanned) {
+                    studies.compute_ahead(&market, &[planned]);
+                }
+                studies.update(0, i, &b);
                 let (o, h, l, c, v) = b.ohlcv(i);
                 for (k, r) in reference.iter_mut().enumerate() {
                     r.update(o, h, l, c, v);
