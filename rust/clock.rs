@@ -146,6 +146,13 @@ impl Clock {
         &self.placed
     }
 
+    /// Plans of `ticks` ticks (tests: plans end at many places).
+    #[cfg(test)]
+    pub(crate) fn set_plan_ticks(&mut self, ticks: usize) {
+        self.span = ticks.max(1);
+        self.forget_plan();
+    }
+
     /// Drop the plan: the market changes (a streamed run's next window).
     pub fn forget_plan(&mut self) {
         self.planned_from = 0;

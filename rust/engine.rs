@@ -170,6 +170,12 @@ impl Engine {
         self.history = bars;
     }
 
+    /// Clock plans of `ticks` ticks (tests: plans end at many places).
+    #[cfg(test)]
+    pub(crate) fn set_plan_ticks(&mut self, ticks: usize) {
+        self.clock.set_plan_ticks(ticks);
+    }
+
     /// The instant the account opens (`trade_start` after a warm-up): carrying costs and
     /// interest accrue from the first day end at or after it, never before.
     pub fn set_account_opens(&mut self, ts: i64) {

@@ -22,6 +22,8 @@ pub mod studies;
 
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod market_phase_tests;
 
 #[cfg(feature = "python")]
 mod python;

@@ -65,19 +65,25 @@ impl Blocked {
     }
 
     /// Compute the values of the bars from `computed()` up to run index `to` (`base` the
-    /// run index of `b[0]`); they replace the ones before.
+    /// run index of `b[0]`). They replace the ones before except the last: a plan is made
+    /// before its first tick, while a symbol's latest bar is still an earlier one, and may
+    /// be read by then (its `prev` is then `before`).
     fn refill(&mut self, to: usize, base: usize, b: &SymbolBars) {
+        const KEPT: usize = 1;
         let i = self.computed();
         // The first bar without a value is held (a streamed window keeps the bars from the
         // first one not yet processed on); if not, nothing to compute from.
         let Some(j) = i.checked_sub(base).filter(|&j| j <= b.len()) else {
             return;
         };
-        if let Some(&last) = self.values.last() {
+        let gone = self.values.len().saturating_sub(KEPT);
+        if let Some(&last) = gone.checked_sub(1).and_then(|k| self.values.get(k)) {
             self.before = last;
         }
-        self.fed_before += self.values.len();
-        self.start = i;
+        self.fed_before += gone;
+        self.start += gone;
+        self.values.drain(..gone);
+        let kept = self.values.len();
         let end = (j + to.saturating_sub(i)).min(b.len());
         let bars = BarColumns {
             open: &b.open[j..end],
@@ -86,9 +92,9 @@ impl Blocked {
             close: &b.close[j..end],
             volume: &b.volume[j..end],
         };
-        // Every slot is written by `feed`: resizing only when the length changes.
-        self.values.resize(end - j, f64::NAN);
-        self.rolling.feed(&bars, &mut self.values);
+        // Every new slot is written by `feed`: resizing only when the length changes.
+        self.values.resize(kept + end - j, f64::NAN);
+        self.rolling.feed(&bars, &mut self.values[kept..]);
     }
 
     /// The value after bar `i`; a bar before `start` is the bar of a reset (NaN).
@@ -620,7 +626,9 @@ mod tests {
 
     /// Base-bar statistics computed a block at a time read exactly (bit for bit) what
     /// bar-by-bar updates give: value, previous value and readiness at every bar,
-    /// across block boundaries and after resets in the middle of a block.
+    /// across block boundaries and after resets in the middle of a block; and the latest
+    /// bar still reads the same once the next block is computed (a plan starts before the
+    /// tick of its first bar, when another symbol's bar may be the latest).
     #[test]
     fn blocks_read_what_bar_by_bar_updates_give() {
         let b = bars(700);
@@ -635,7 +643,12 @@ mod tests {
             (RollingKind::Atr(3), Source::Close),
         ];
         let resets = [5usize, 40, 41, 300, 517];
-        for block in [16, 37, 256] {
+        let reading = |studies: &Studies, id, i| {
+            let value = studies.value(id, 0, Some(i)).unwrap().to_bits();
+            let prev = studies.prev(id, 0, Some(i)).unwrap().to_bits();
+            (value, prev, studies.is_ready(id, 0, Some(i)).unwrap())
+        };
+        for block in [1, 2, 3, 16, 37, 256] {
             let mut studies = Studies::default();
             let ids: Vec<usize> = kinds
                 .iter()
@@ -648,6 +661,7 @@ mod tests {
             // As the engine: a plan of `block` bars when the last one is used up, and
             // again after a reset (its bars from the next on).
             let mut planned = 0;
+            let mut latest = vec![None; kinds.len()];
             for i in 0..b.len() {
                 let replanned = i == planned;
                 if replanned {
@@ -655,6 +669,11 @@ mod tests {
                 }
                 if studies.needs_computing(replanned) {
                     studies.compute_ahead(&market, &[planned]);
+                }
+                for (k, &seen) in latest.iter().enumerate() {
+                    if let Some(seen) = seen {
+                        assert_eq!(reading(&studies, ids[k], i - 1), seen, "block {block}");
+                    }
                 }
                 studies.update(0, i, &b);
                 let (o, h, l, c, v) = b.ohlcv(i);
@@ -673,6 +692,7 @@ mod tests {
                         assert!(studies.prev(id, 0, Some(i)).unwrap().is_nan());
                         assert!(!studies.is_ready(id, 0, Some(i)).unwrap());
                     }
+                    latest[k] = Some(reading(&studies, id, i));
                 }
             }
         }
