@@ -182,7 +182,13 @@ impl Clock {
             let (word, bit) = (s >> 6, 1u64 << (s & 63));
             while let Some(&x) = ts.get(j).filter(|&&x| x <= last) {
                 if ticks.get(k) != Some(&x) {
-                    k += ticks[k..].partition_point(|&y| y < x);
+                    // Mostly a tick or two without a bar: step over them; a search for
+                    // longer gaps (a symbol trading less often than the others).
+                    let gap = ticks[k..].iter().take(16).take_while(|&&y| y < x).count();
+                    k += gap;
+                    if gap == 16 {
+                        k += ticks[k..].partition_point(|&y| y < x);
+                    }
                     // A bar before the plan's first tick, or a repeated time: never at a
                     // tick (as when each tick asked), and nor are the bars after it.
                     if ticks.get(k) != Some(&x) {
