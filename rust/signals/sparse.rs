@@ -554,48 +554,13 @@ impl ParkedPositions {
         // Σ |term| is Σ term less twice the shorts' terms (negative): the shorts are summed
         // apart, only when there are any.
         let (mut value, mut shorts) = (Money::ZERO, Money::ZERO);
-        let (mut at_open, mut shorts_open) = (Money::ZERO, Money::ZERO);
         for p in &mut self.list {
-            let b = market.bars(p.symbol);
             if p.next_ts <= now {
-                // The latest bar at or before `now`: usually the next one or a few on
-                // (the account is read often), else found by galloping.
-                let ts = &b.ts[..];
-                let mut bar = p.bar + 1;
-                let mut steps = 0;
-                while ts.get(bar + 1).is_some_and(|&x| x <= now) {
-                    bar += 1;
-                    steps += 1;
-                    if steps == 8 {
-                        bar = gallop(ts, bar + 1, |x| x <= now) - 1;
-                        break;
-                    }
-                }
-                p.bar = bar;
-                p.bar_ts = ts[bar];
-                p.next_ts = ts.get(bar + 1).copied().unwrap_or(i64::MAX);
-                prefetch(ts, bar + PREFETCH_AHEAD);
-                prefetch(&b.close, bar + PREFETCH_AHEAD);
-                p.value = term(p.size, b.close[bar]).unwrap_or_else(|amount| {
-                    portfolio.flag_out_of_range(p.symbol, amount);
-                    Money::ZERO
-                });
+                p.advance(market.bars(p.symbol), now, portfolio);
             }
-            // Positions with a bar now are marked at its open for the batch.
-            let term_open = if open && p.bar_ts == now {
-                prefetch(&b.open, p.bar + PREFETCH_AHEAD);
-                term(p.size, b.open[p.bar]).unwrap_or_else(|amount| {
-                    portfolio.flag_out_of_range(p.symbol, amount);
-                    Money::ZERO
-                })
-            } else {
-                p.value
-            };
             value += p.value;
-            at_open += term_open;
             if p.size < 0.0 {
                 shorts += p.value;
-                shorts_open += term_open;
             }
         }
         let gross_of = |mut sum: Money, shorts: Money| {
@@ -605,11 +570,59 @@ impl ParkedPositions {
         };
         self.value = value;
         self.gross = gross_of(value, shorts);
-        if open {
-            (at_open, gross_of(at_open, shorts_open))
-        } else {
-            (value, self.gross)
+        if !open {
+            return (value, self.gross);
         }
+        // Positions with a bar now are marked at its open for the batch: their terms at the
+        // open replace those at the close (exact sums: the same as summing them afresh).
+        let (mut at_open, mut shorts_open) = (value, shorts);
+        for p in &self.list {
+            if p.bar_ts != now {
+                continue;
+            }
+            let b = market.bars(p.symbol);
+            prefetch(&b.open, p.bar + PREFETCH_AHEAD);
+            let term_open = term(p.size, b.open[p.bar]).unwrap_or_else(|amount| {
+                portfolio.flag_out_of_range(p.symbol, amount);
+                Money::ZERO
+            });
+            at_open -= p.value;
+            at_open += term_open;
+            if p.size < 0.0 {
+                shorts_open -= p.value;
+                shorts_open += term_open;
+            }
+        }
+        (at_open, gross_of(at_open, shorts_open))
+    }
+}
+
+impl Parked {
+    /// Move on to the latest bar at or before `now` (its next bar, at `next_ts`, is not
+    /// after `now`): usually that one or a few on (the account is read often), else found
+    /// by galloping; its term is then size × that bar's close.
+    #[inline]
+    fn advance(&mut self, b: &crate::market::SymbolBars, now: i64, portfolio: &mut Portfolio) {
+        let ts = &b.ts[..];
+        let mut bar = self.bar + 1;
+        let mut steps = 0;
+        while ts.get(bar + 1).is_some_and(|&x| x <= now) {
+            bar += 1;
+            steps += 1;
+            if steps == 8 {
+                bar = gallop(ts, bar + 1, |x| x <= now) - 1;
+                break;
+            }
+        }
+        self.bar = bar;
+        self.bar_ts = ts[bar];
+        self.next_ts = ts.get(bar + 1).copied().unwrap_or(i64::MAX);
+        prefetch(ts, bar + PREFETCH_AHEAD);
+        prefetch(&b.close, bar + PREFETCH_AHEAD);
+        self.value = term(self.size, b.close[bar]).unwrap_or_else(|amount| {
+            portfolio.flag_out_of_range(self.symbol, amount);
+            Money::ZERO
+        });
     }
 }
 
