@@ -64,7 +64,10 @@ impl Play {
                 Stage::Done => return None,
                 Stage::Open => {
                     let Some(o) = working.get_mut(self.k) else {
-                        self.stage = Stage::Stops;
+                        // After the open only stops and limits can fill (and only a fill
+                        // adds orders): with none working the bar is done.
+                        let rest = working.iter().any(|o| o.live && !o.is_market());
+                        self.stage = if rest { Stage::Stops } else { Stage::Done };
                         self.k = 0;
                         continue;
                     };
