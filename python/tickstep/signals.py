@@ -51,6 +51,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -290,21 +291,28 @@ def run_signals(
                      metadata=metadata, symbols=symbols, rejected=rejected)
 
 
-def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping[str, Any]],
-                rules: list[dict[str, Any]], ends: Any,
-                threads: int | None) -> list[pd.Series | BaseException]:
-    """Per set, its statistics (as `run_signals(...).stats`) or the exception its run
-    ended with. Rejected orders are counted per set without a warning each.
+def _grid_summaries(market: _core.Market, config: BacktestConfig, sets: list[Mapping[str, Any]],
+                    rules: list[dict[str, Any]], ends: Any,
+                    threads: int | None) -> list[dict[str, Any] | BaseException]:
+    """Per set, what its statistics read (`_core.run_signal_summaries`: no order or fill
+    log is built) or the exception its run ended with."""
+    engines, outcomes = _native_call(_core.run_signal_summaries, market, config, sets, rules,
+                                     ends, threads)
+    # The engines die on the thread that made them (they are bound to it).
+    del engines
+    return outcomes
 
-    The core keeps of each run only what its statistics read (equity samples, the trade
-    columns, carrying costs, the rejected orders): no order or fill log is built."""
-    _, outcomes = _native_call(_core.run_signal_summaries, market, config, sets, rules, ends,
-                               threads)
+
+def _rows_of(summaries: list[dict[str, Any] | BaseException], market: _core.Market,
+             config: BacktestConfig) -> list[pd.Series | BaseException]:
+    """Per set, its statistics (as `run_signals(...).stats`) from its run's summary, or
+    the exception its run ended with. Rejected orders are counted per set without a
+    warning each (``on_reject="raise"`` raises)."""
     quiet = config.replace(on_reject="ignore") if config.on_reject == "warn" else config
     symbols = list(market.symbols)
     inputs = stats_inputs(market, config)
     rows: list[pd.Series | BaseException] = []
-    for run in outcomes:
+    for run in summaries:
         if isinstance(run, BaseException):
             rows.append(run)
             continue
@@ -312,6 +320,14 @@ def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping
         rows.append(stats_of(run["trades"], run["equity"], run["carrying_costs"], market,
                              config, rejected, inputs))
     return rows
+
+
+def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping[str, Any]],
+                rules: list[dict[str, Any]], ends: Any,
+                threads: int | None) -> list[pd.Series | BaseException]:
+    """Per set, its statistics (as `run_signals(...).stats`) or the exception its run
+    ended with (see `_rows_of`)."""
+    return _rows_of(_grid_summaries(market, config, sets, rules, ends, threads), market, config)
 
 
 def run_signal_grid(
@@ -488,7 +504,11 @@ def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
     """Statistics of a `SignalStrategy` for each parameter set (or the exception that set
     ended with): the sets run ``batch`` at a time (default 4 per thread, so the signals
     held stay bounded) in one native call each, on ``threads`` threads (all cores when
-    None). Each equals the set run alone."""
+    None). Each equals the set run alone.
+
+    The strategy's ``signals`` run on this thread while the batch before runs natively
+    (on a helper thread that makes the engines and waits for the core, the interpreter
+    released), so the cores are not idle while the next signals are computed."""
     if ends is _FROM_CONFIG:
         ends = session_ends(market, config.timezone)
     names = list(market.symbols)
@@ -496,17 +516,27 @@ def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
     workers = threads or os.cpu_count() or 1
     step = batch or 4 * workers
     out: list[pd.Series | BaseException] = []
-    for first in range(0, len(param_sets), step):
-        part = list(param_sets[first:first + step])
-        made: list[tuple[dict[str, Any], dict[str, Any], SignalStrategy] | BaseException] = []
-        for params in part:
-            try:
-                made.append(_signals_of(strategy, strategy.check_parameters(params), names,
-                                        frames, metadata))
-            except Exception as exc:  # noqa: BLE001 - the set's own error becomes its row
-                made.append(exc)
-        ready = [m for m in made if not isinstance(m, BaseException)]
-        stats = iter(_grid_stats(market, config, [m[0] for m in ready], [m[1] for m in ready],
-                                 ends, threads) if ready else [])
-        out.extend(m if isinstance(m, BaseException) else next(stats) for m in made)
+
+    def finish(made: list[Any], running: Future[list[Any]] | None) -> None:
+        rows = iter(_rows_of(running.result(), market, config) if running is not None else [])
+        out.extend(m if isinstance(m, BaseException) else next(rows) for m in made)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tickstep-grid") as native:
+        pending: tuple[list[Any], Future[list[Any]] | None] | None = None
+        for first in range(0, len(param_sets), step):
+            made: list[tuple[dict[str, Any], dict[str, Any], SignalStrategy] | BaseException] = []
+            for params in param_sets[first:first + step]:
+                try:
+                    made.append(_signals_of(strategy, strategy.check_parameters(params), names,
+                                            frames, metadata))
+                except Exception as exc:  # noqa: BLE001 - the set's own error becomes its row
+                    made.append(exc)
+            ready = [m for m in made if not isinstance(m, BaseException)]
+            running = native.submit(_grid_summaries, market, config, [m[0] for m in ready],
+                                    [m[1] for m in ready], ends, threads) if ready else None
+            if pending is not None:
+                finish(*pending)
+            pending = (made, running)
+        if pending is not None:
+            finish(*pending)
     return out
