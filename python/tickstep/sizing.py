@@ -143,6 +143,26 @@ def rebalance_orders(weights: dict[str, float], positions: dict[str, float], pri
     return first + then
 
 
+def native_sizing(sizer: object) -> tuple[str, float, float | None] | None:
+    """``(kind, amount, lot_size)`` of a shipped sizer whose rule the core computes itself
+    (by the same float operations as its ``__call__``, so the same units) -- an exact
+    `FixedSize` ("fixed", units) or `PercentOfEquity` ("percent", fraction) with no lot
+    size or a finite one -- else None: the sizer is called with a `SizingRequest`.
+    A subclass may size otherwise, so only these two classes themselves qualify."""
+    kind = type(sizer)
+    if kind is FixedSize:
+        name, amount = "fixed", sizer.units  # type: ignore[attr-defined]
+    elif kind is PercentOfEquity:
+        name, amount = "percent", sizer.fraction  # type: ignore[attr-defined]
+    else:
+        return None
+    lot = sizer.lot_size  # type: ignore[attr-defined]
+    plain = (int, float)
+    if type(amount) not in plain or not (lot is None or (type(lot) in plain and math.isfinite(lot))):
+        return None
+    return name, float(amount), None if lot is None else float(lot)
+
+
 @dataclass(frozen=True)
 class FixedSize:
     """Always the same number of units."""

@@ -28,8 +28,8 @@ from tickstep._core import (
 from tickstep.data._records import RecordBook, RecordSet
 from tickstep.hints import did_you_mean
 from tickstep.parameters import ParameterError, check_value, declared_types
-from tickstep.sizing import SizingRequest, order_to_target, rebalance_orders
-from tickstep.studies import Indicator, Timeframe, session_buckets
+from tickstep.sizing import SizingRequest, native_sizing, order_to_target, rebalance_orders
+from tickstep.studies import Crossing, Indicator, Timeframe, session_buckets
 from tickstep.timeframes import timeframe_ns
 
 if TYPE_CHECKING:
@@ -193,6 +193,9 @@ class Strategy(StrategyBase):
         order = getattr(market, "call_order", None)
         self._call_order = list(order) if order is not None else list(range(len(self._symbols)))
         self._sizer = sizer
+        # Orders without a size are sized by the core: FixedSize and PercentOfEquity
+        # computed there, any other sizer called with a SizingRequest it makes.
+        ctx.use_sizer(sizer, SizingRequest, native_sizing(sizer))
         self._market = market
         # Extra columns (beside OHLCV) by name -> the core's index, for self.value().
         self._column_index = {c: k for k, c in enumerate(getattr(market, "columns", ()))}
@@ -336,6 +339,30 @@ class Strategy(StrategyBase):
     def lowest(self, n: int, source: str = "low", timeframe: Timeframe | None = None) -> Indicator:
         """Lowest ``source`` (default the low) of the last ``n`` bars or candles."""
         return self._rolling("lowest", "min", n, source, timeframe)
+
+    def crossing(self, indicator: Indicator, other: Indicator | float) -> Crossing:
+        """Declare the crossing of ``indicator`` with ``other`` (another indicator or a
+        level), read in one: its ``value`` is ``1`` on the update ``indicator`` crossed
+        above ``other``, ``-1`` on the one it crossed below, else ``0`` (see `Crossing`).
+
+        >>> def init(self):                                      # doctest: +SKIP
+        ...     self.cross = self.crossing(self.sma(10), self.sma(30))
+        ... def next(self, symbol):
+        ...     if self.cross.value == 1:   # a golden cross at this bar
+        ...         self.buy()
+        """
+        if not isinstance(indicator, Indicator):
+            raise TypeError(f"crossing(indicator={indicator!r}): give an indicator declared in init() "
+                            "(self.sma(10), self.I(...), ...)")
+        if isinstance(other, Indicator):
+            name = f"{indicator.name} x {other.name}"
+        elif isinstance(other, (int, float, np.integer, np.floating)) and not isinstance(other, bool) \
+                and math.isfinite(other):
+            name = f"{indicator.name} x {float(other):g}"
+            other = float(other)
+        else:
+            raise TypeError(f"crossing(other={other!r}): give another indicator or a finite level")
+        return Crossing(self._ctx, indicator, other, name)
 
     def I(self, func: Any, *args: Any, source: str | None = "close", name: str | None = None, **kwargs: Any) -> Indicator:  # noqa: E743, N802
         """A vectorised indicator computed once over each symbol's whole history and
@@ -613,6 +640,14 @@ class Strategy(StrategyBase):
         oco : the id of an open order of the same symbol: the two (and any others that
             join) form a one-cancels-other group.
         """
+        if valid is None and trail is None and sl_trail is None:
+            # The common order in one call into the core: sized there when no size is
+            # given, the symbol resolved there (the running symbol's own name first).
+            try:
+                return self._ctx.place(symbol, True, size, limit, stop, sl, tp, tag, tif, oco)
+            except TypeError:
+                _refuse_order_types(size=size, limit=limit, stop=stop, sl=sl, tp=tp, tag=tag, oco=oco)
+                raise
         return self._order(symbol, True, size, limit, stop, sl, tp, tag,
                            trail=trail, sl_trail=sl_trail, tif=tif, valid=valid, oco=oco)
 
@@ -633,15 +668,22 @@ class Strategy(StrategyBase):
         oco: int | None = None,
     ) -> int | None:
         """Sell (or sell short) ``size`` units; see :meth:`buy`."""
+        if valid is None and trail is None and sl_trail is None:
+            try:
+                return self._ctx.place(symbol, False, size, limit, stop, sl, tp, tag, tif, oco)
+            except TypeError:
+                _refuse_order_types(size=size, limit=limit, stop=stop, sl=sl, tp=tp, tag=tag, oco=oco)
+                raise
         return self._order(symbol, False, size, limit, stop, sl, tp, tag,
                            trail=trail, sl_trail=sl_trail, tif=tif, valid=valid, oco=oco)
 
     def _order(self, symbol, buy, size, limit, stop, sl, tp, tag, *, trail=None, sl_trail=None,  # type: ignore[no-untyped-def]
                tif="gtc", valid=None, oco=None):
-        # The symbol goes to the core as given: it is resolved there (the running
-        # symbol's own name object first), with the same "did you mean" refusal.
+        # An order good till a date or trailing (the others take buy()'s one call). The
+        # symbol goes to the core as given: it is resolved there (the running symbol's own
+        # name object first), with the same "did you mean" refusal.
         if size is None:
-            size = self._size(symbol, buy, limit, stop, sl)
+            size = self._ctx.size_order(symbol, buy, limit if limit is not None else stop, sl)
             if not size > 0:
                 return None
         elif size.__class__ is bool:  # a number of units, never read from True/False
@@ -699,13 +741,6 @@ class Strategy(StrategyBase):
     def gross_exposure(self) -> float:
         """Sum of ``|units| x latest price`` over all positions."""
         return self._ctx.gross_exposure()
-
-    def _size(self, symbol: Any, buy: bool, limit: float | None, stop: float | None, sl: float | None) -> float:
-        req = self._ctx.sizing_request(SizingRequest, symbol, buy, limit if limit is not None else stop, sl)
-        size = float(self._sizer(req))
-        if not size >= 0:  # NaN or negative
-            raise ValueError(f"{req.symbol}: sizer {self._sizer!r} returned {size!r}; expected units >= 0")
-        return size
 
     def close(self, symbol: str | None = None, *, portion: float = 1.0) -> int | None:
         """Flatten ``symbol`` at its next fill — or close ``portion`` of it (0 < portion

@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from tickstep._core import IndicatorBase
+from tickstep._core import CrossingBase, IndicatorBase
 from tickstep.timeframes import NS_PER_DAY
 
 if TYPE_CHECKING:
     from tickstep._core import Context
 
-__all__ = ["Candle", "Indicator", "Timeframe", "session_buckets"]
+__all__ = ["Candle", "Crossing", "Indicator", "Timeframe", "session_buckets"]
 
 _INT64_MIN = np.iinfo(np.int64).min
 
@@ -164,6 +164,39 @@ class _IndicatorOutsideNext(Indicator):
     __slots__ = ()
     value = IndicatorBase.value  # type: ignore[assignment]
     prev = IndicatorBase.prev  # type: ignore[assignment]
+
+
+class Crossing(CrossingBase):
+    """How an indicator crossed another indicator (or a level) at its latest update, read
+    in one: made by :meth:`tickstep.Strategy.crossing` in ``init()``.
+
+    ``value`` is ``1`` when the indicator crossed above (it was at or below the other on
+    the update before and is above it now), ``-1`` when it crossed below (at or above
+    before, below now), ``0`` otherwise -- also while any of the four values is NaN
+    (warm-up). ``crossing.value == 1`` is ``fast.crossed_above(slow)``, ``-1``
+    ``fast.crossed_below(slow)``. Like an indicator's ``value``, the engine sets it before
+    each ``next(symbol)`` for that symbol's latest bar, so reading it costs one attribute
+    read; outside ``next`` it is read from the core (an error naming it without a running
+    symbol). ``get(symbol)`` reads it for a named symbol anywhere.
+    """
+
+    __slots__ = {"value": "1 (crossed above), -1 (crossed below) or 0, for the running symbol."}
+
+    def __init__(self, ctx: Context, indicator: Indicator, other: Indicator | float, name: str) -> None:
+        ctx.adopt_crossing(self, _CrossingOutsideNext)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{self!r}.{name} is read-only: a crossing is the engine's")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{self!r}.{name} is read-only")
+
+
+class _CrossingOutsideNext(Crossing):
+    """A `Crossing` while no ``next()`` runs: ``value`` read through the core."""
+
+    __slots__ = ()
+    value = CrossingBase.value  # type: ignore[assignment]
 
 
 class Timeframe:

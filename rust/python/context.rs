@@ -16,9 +16,9 @@ use pyo3::prelude::*;
 
 use super::accessors::{bar_tuple, column_view};
 use super::errors::{config_error, order_error, state_error, unknown_symbol, IntoPyResult};
-use super::indicators::{Followed, PyIndicator};
+use super::indicators::{Followed, PyCrossing, PyIndicator};
 use super::market::PyMarket;
-use super::sizing::{request_values, RequestLayout};
+use super::sizing::{computed_units, request_values, RequestLayout, Rule, Sizing};
 use crate::candles::Candle;
 use crate::context::{Setup, TickContext};
 use crate::orders::{OrderRequest, Side, TimeInForce, Trail};
@@ -41,6 +41,39 @@ fn to_trail(py: Python<'_>, (kind, value, study): (String, f64, Option<usize>)) 
             format!("trail kind {kind:?}: must be 'distance', 'fraction' or 'atr' (with its ATR)"),
         )),
     }
+}
+
+/// `tif` with `valid=` as bars or an instant: how long an order works.
+fn time_in_force(
+    py: Python<'_>,
+    tif: &str,
+    valid_bars: Option<usize>,
+    valid_until: Option<i64>,
+) -> PyResult<TimeInForce> {
+    Ok(match (tif, valid_bars, valid_until) {
+        ("gtc", None, None) => TimeInForce::GoodTillCancelled,
+        ("gtc", Some(n), None) => TimeInForce::Bars(n),
+        ("gtc", None, Some(ts)) => TimeInForce::Until(ts),
+        ("day", None, None) => TimeInForce::Day,
+        ("ioc", None, None) => TimeInForce::ImmediateOrCancel,
+        (other, ..) if !matches!(other, "gtc" | "day" | "ioc") => {
+            return Err(order_error(
+                py,
+                format!("tif={other:?}: must be 'gtc', 'day' or 'ioc'"),
+            ))
+        }
+        _ => {
+            return Err(order_error(
+                py,
+                "valid= makes an order good till a date: it goes with tif='gtc' only",
+            ))
+        }
+    })
+}
+
+/// An order's price argument as given (None, or a number).
+fn price_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<f64>> {
+    value.map(|v| v.extract::<f64>()).transpose()
 }
 
 fn candle_tuple(c: Candle) -> CandleTuple {
@@ -70,6 +103,8 @@ pub struct PyContext {
     pub(crate) followed: Followed,
     /// Where the fields of the strategy's sizing request class are (found at first use).
     request_layout: OnceLock<RequestLayout>,
+    /// How orders without a size are sized (`use_sizer`).
+    sizing: Mutex<Option<Sizing>>,
 }
 
 /// Clears the context's pointers when a callback returns (or unwinds).
@@ -249,6 +284,108 @@ impl PyContext {
         Ok((p.size, p.average_price(), e.price(s)))
     }
 
+    /// What a sizer is told about an order in symbol `s` now, as an instance of `cls`.
+    #[allow(clippy::too_many_arguments)]
+    fn request<'py>(
+        &self,
+        py: Python<'py>,
+        cls: &Bound<'py, PyType>,
+        e: &TickContext<'_>,
+        s: usize,
+        buy: bool,
+        price: Option<Bound<'py, PyAny>>,
+        sl: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let made;
+        let layout = match self.request_layout.get() {
+            Some(layout) if layout.is_for(cls) => layout,
+            Some(_) => {
+                made = RequestLayout::new(cls)?;
+                &made
+            }
+            None => {
+                let layout = RequestLayout::new(cls)?;
+                self.request_layout.get_or_init(|| layout)
+            }
+        };
+        let price = match price {
+            Some(p) => p,
+            None => PyFloat::new(py, e.price(s)).into_any(),
+        };
+        let values = request_values(
+            py,
+            self.names[s].bind(py),
+            buy,
+            price,
+            sl.unwrap_or_else(|| py.None().into_bound(py)),
+            (e.equity(), e.cash(), e.position(s).size),
+            e.portfolio().open_position_count(),
+            e.gross_exposure(),
+            e.pending_entry_count(),
+        );
+        layout.make(py, values)
+    }
+
+    /// The units the strategy's sizer gives an order in symbol `s` now: computed here for
+    /// the shipped sizers that are a formula, else the sizer called with a request. Units
+    /// below 0 (or NaN) are refused naming the sizer.
+    fn sized(
+        &self,
+        py: Python<'_>,
+        s: usize,
+        buy: bool,
+        price: Option<Bound<'_, PyAny>>,
+        sl: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<f64> {
+        let sizing = self
+            .sizing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|sizing| sizing.clone_ref(py))
+            .ok_or_else(|| state_error(py, "no sizer: the strategy was made without one"))?;
+        let e = self.context()?;
+        let units = match &sizing.rule {
+            Rule::Called { request } => {
+                let req = self.request(py, request.bind(py), e, s, buy, price, sl)?;
+                // The sizer is the strategy's own code: the core's context is not used
+                // while it runs (it may place orders itself).
+                let given = sizing.sizer.bind(py).call1((req,))?;
+                match given.cast_exact::<PyFloat>() {
+                    Ok(f) => f.value(),
+                    Err(_) => py.get_type::<PyFloat>().call1((given,))?.extract()?,
+                }
+            }
+            rule => {
+                let at = match &price {
+                    Some(p) if matches!(rule, Rule::PercentOfEquity { .. }) => p.extract()?,
+                    _ => e.price(s),
+                };
+                computed_units(rule, e.equity(), at)?
+            }
+        };
+        if units.is_nan() || units < 0.0 {
+            return Err(self.bad_units(py, sizing.sizer.bind(py), s, units));
+        }
+        Ok(units)
+    }
+
+    #[cold]
+    fn bad_units(&self, py: Python<'_>, sizer: &Bound<'_, PyAny>, s: usize, units: f64) -> PyErr {
+        let sizer = sizer
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| "?".into());
+        let units = PyFloat::new(py, units)
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| units.to_string());
+        pyo3::exceptions::PyValueError::new_err(format!(
+            "{}: sizer {sizer} returned {units}; expected units >= 0",
+            self.names[s].bind(py)
+        ))
+    }
+
     /// Signed units held in a symbol (-1: the running one): what a position's truth
     /// value and `size` read, without its prices.
     #[inline]
@@ -344,6 +481,7 @@ impl PyContext {
             bar_class: bar_class.map(Bound::unbind),
             followed: Followed::default(),
             request_layout: OnceLock::new(),
+            sizing: Mutex::new(None),
         })
     }
 
@@ -358,6 +496,19 @@ impl PyContext {
     ) -> PyResult<()> {
         self.followed
             .adopt(indicator, outside_next, self.is_running())
+    }
+
+    /// Take `crossing` as one of the run's, as `adopt_indicator` an indicator (its value
+    /// written before each `next(symbol)`; read through the core outside it).
+    fn adopt_crossing(
+        &self,
+        crossing: &Bound<'_, PyCrossing>,
+        outside_next: &Bound<'_, PyType>,
+    ) -> PyResult<()> {
+        // Declared once like an indicator: one made per bar would be followed for ever.
+        self.declare(crossing.py(), "a crossing")?;
+        self.followed
+            .adopt_crossing(crossing, outside_next, self.is_running())
     }
 
     /// The market this context reads (its columns, extra columns included).
@@ -480,36 +631,102 @@ impl PyContext {
         price: Option<Bound<'py, PyAny>>,
         sl: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let made;
-        let layout = match self.request_layout.get() {
-            Some(layout) if layout.is_for(cls) => layout,
-            Some(_) => {
-                made = RequestLayout::new(cls)?;
-                &made
-            }
-            None => {
-                let layout = RequestLayout::new(cls)?;
-                self.request_layout.get_or_init(|| layout)
-            }
-        };
         let e = self.context()?;
         let s = self.index_of(e, symbol)?;
-        let price = match price {
-            Some(p) => p,
-            None => PyFloat::new(py, e.price(s)).into_any(),
+        self.request(py, cls, e, s, buy, price, sl)
+    }
+
+    /// Size orders without a size by `sizer` from now on: computed in the core when
+    /// `native` describes it (see `sizing::Sizing`), else called with an instance of
+    /// `request` (`tickstep.sizing.SizingRequest`).
+    #[pyo3(signature = (sizer, request, native=None))]
+    fn use_sizer(
+        &self,
+        sizer: Bound<'_, PyAny>,
+        request: Bound<'_, PyType>,
+        native: Option<(String, f64, Option<f64>)>,
+    ) -> PyResult<()> {
+        let sizing = Sizing::new(sizer, request, native)?;
+        *self.sizing.lock().unwrap_or_else(|e| e.into_inner()) = Some(sizing);
+        Ok(())
+    }
+
+    /// The units the sizer gives an order in `symbol` now (0: no order): `price` is the
+    /// order's limit or stop (None: a market order, sized at the latest close), `sl` its
+    /// stop-loss.
+    #[pyo3(signature = (symbol, buy, price=None, sl=None))]
+    fn size_order(
+        &self,
+        py: Python<'_>,
+        symbol: Option<&Bound<'_, PyAny>>,
+        buy: bool,
+        price: Option<Bound<'_, PyAny>>,
+        sl: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<f64> {
+        let e = self.context()?;
+        let s = self.index_of(e, symbol)?;
+        self.sized(py, s, buy, price, sl)
+    }
+
+    /// Place an order in one call: `size` units, or as many as the sizer gives when None
+    /// (None is returned, and nothing placed, when it gives 0). The arguments are those
+    /// of `submit` without the good-till and trailing ones; a price or size of the wrong
+    /// type is a TypeError (the caller names the argument).
+    #[pyo3(signature = (symbol, buy, size, limit, stop, sl, tp, tag, tif, oco))]
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &self,
+        py: Python<'_>,
+        symbol: Option<&Bound<'_, PyAny>>,
+        buy: bool,
+        size: Option<&Bound<'_, PyAny>>,
+        limit: Option<&Bound<'_, PyAny>>,
+        stop: Option<&Bound<'_, PyAny>>,
+        sl: Option<&Bound<'_, PyAny>>,
+        tp: Option<f64>,
+        tag: i64,
+        tif: &str,
+        oco: Option<u64>,
+    ) -> PyResult<Option<u64>> {
+        let (limit_at, stop_at, sl_at) = (price_arg(limit)?, price_arg(stop)?, price_arg(sl)?);
+        let e = self.context()?;
+        let s = self.index_of(e, symbol)?;
+        let size = match size {
+            Some(given) => {
+                if given.is_instance_of::<PyBool>() {
+                    return Err(order_error(
+                        py,
+                        format!("size={given}: must be a positive number of units, got bool"),
+                    ));
+                }
+                given.extract::<f64>()?
+            }
+            None => {
+                let price = limit.or(stop).cloned();
+                let units = self.sized(py, s, buy, price, sl.cloned())?;
+                if units.is_nan() || units <= 0.0 {
+                    return Ok(None);
+                }
+                units
+            }
         };
-        let values = request_values(
-            py,
-            self.names[s].bind(py),
-            buy,
-            price,
-            sl.unwrap_or_else(|| py.None().into_bound(py)),
-            (e.equity(), e.cash(), e.position(s).size),
-            e.portfolio().open_position_count(),
-            e.gross_exposure(),
-            e.pending_entry_count(),
-        );
-        layout.make(py, values)
+        // Again: a sizer called above may have run Python code.
+        let e = self.context()?;
+        let req = OrderRequest {
+            symbol: s,
+            side: if buy { Side::Buy } else { Side::Sell },
+            size,
+            limit: limit_at,
+            stop: stop_at,
+            stop_loss: sl_at,
+            take_profit: tp,
+            tag,
+            time_in_force: time_in_force(py, tif, None, None)?,
+            trail: None,
+            stop_loss_trail: None,
+            oco,
+        };
+        e.submit(req).py_err(py).map(Some)
     }
 
     /// Signed position size in units.
@@ -600,25 +817,7 @@ impl PyContext {
         let e = self.context()?;
         let s = self.index_of(e, symbol)?;
         let side = if buy { Side::Buy } else { Side::Sell };
-        let time_in_force = match (tif, valid_bars, valid_until) {
-            ("gtc", None, None) => TimeInForce::GoodTillCancelled,
-            ("gtc", Some(n), None) => TimeInForce::Bars(n),
-            ("gtc", None, Some(ts)) => TimeInForce::Until(ts),
-            ("day", None, None) => TimeInForce::Day,
-            ("ioc", None, None) => TimeInForce::ImmediateOrCancel,
-            (other, ..) if !matches!(other, "gtc" | "day" | "ioc") => {
-                return Err(order_error(
-                    py,
-                    format!("tif={other:?}: must be 'gtc', 'day' or 'ioc'"),
-                ))
-            }
-            _ => {
-                return Err(order_error(
-                    py,
-                    "valid= makes an order good till a date: it goes with tif='gtc' only",
-                ))
-            }
-        };
+        let time_in_force = time_in_force(py, tif, valid_bars, valid_until)?;
         let req = OrderRequest {
             symbol: s,
             side,

@@ -42,6 +42,117 @@ enum Other<'py> {
     Level(f64),
 }
 
+/// How a line crossed another at its latest update, from (now, before) of each: +1 when
+/// it crossed above (at or below before, above now), -1 when it crossed below (at or
+/// above before, below now), 0 otherwise — also while any of the four is NaN. The one
+/// rule of `crossed_above`, `crossed_below` and `Crossing`.
+#[inline]
+pub fn crossing((now, before): (f64, f64), (other_now, other_before): (f64, f64)) -> i64 {
+    if before <= other_before && now > other_now {
+        1
+    } else if before >= other_before && now < other_now {
+        -1
+    } else {
+        0
+    }
+}
+
+/// What a `Crossing` compares its indicator with: another study or a level.
+#[derive(Clone, Copy)]
+pub enum Against {
+    Study(usize),
+    Level(f64),
+}
+
+/// The crossing of study `id` with `against` for symbol `s` at its bar `bar` (None for
+/// a study that does not exist).
+#[inline]
+fn crossing_of(
+    studies: &crate::studies::Studies,
+    id: usize,
+    against: Against,
+    s: usize,
+    bar: Option<usize>,
+) -> Option<i64> {
+    let mine = studies.value_and_prev(id, s, bar)?;
+    let theirs = match against {
+        Against::Study(other) => studies.value_and_prev(other, s, bar)?,
+        Against::Level(x) => (x, x),
+    };
+    Some(crossing(mine, theirs))
+}
+
+/// A crossing of an indicator with another indicator or a level, read in one: the base
+/// of `tickstep.studies.Crossing`, whose `value` the adapter writes before each
+/// `next(symbol)` like an indicator's (see the module doc).
+#[pyclass(name = "CrossingBase", module = "tickstep._core", frozen, subclass)]
+pub struct PyCrossing {
+    ctx: Py<PyContext>,
+    study: usize,
+    against: Against,
+    #[pyo3(get)]
+    name: String,
+}
+
+impl PyCrossing {
+    fn read(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<i64> {
+        let ctx = self.ctx.get();
+        let e = ctx.context()?;
+        let s = ctx.index_of(e, symbol)?;
+        match crossing_of(e.studies(), self.study, self.against, s, e.bar_index(s)) {
+            Some(c) => Ok(c),
+            None => Err(PyLookupError::new_err(format!(
+                "{}: its indicators are not studies of this run",
+                self.name
+            ))),
+        }
+    }
+}
+
+#[pymethods]
+impl PyCrossing {
+    #[new]
+    fn new(
+        ctx: Py<PyContext>,
+        indicator: &Bound<'_, PyIndicator>,
+        other: &Bound<'_, PyAny>,
+        name: String,
+    ) -> PyResult<Self> {
+        let against = match other.extract::<Other<'_>>() {
+            Ok(Other::Indicator(i)) => Against::Study(i.get().id),
+            Ok(Other::Level(x)) if x.is_finite() => Against::Level(x),
+            _ => {
+                return Err(PyTypeError::new_err(format!(
+                "a crossing is of two indicators, or of an indicator and a finite level; got {}",
+                other.repr().map(|r| r.to_string()).unwrap_or_default()
+            )))
+            }
+        };
+        Ok(PyCrossing {
+            ctx,
+            study: indicator.get().id,
+            against,
+            name,
+        })
+    }
+
+    /// +1 (crossed above), -1 (crossed below) or 0 for the symbol whose `next()` is running.
+    #[getter]
+    fn value(&self) -> PyResult<i64> {
+        self.read(None)
+    }
+
+    /// The same for a named symbol (by name or index).
+    #[pyo3(signature = (symbol=None))]
+    fn get(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<i64> {
+        self.read(symbol)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Crossing({})", self.name)
+    }
+}
+
 impl PyIndicator {
     /// (value, previous value) of this indicator for a symbol, in one read.
     #[inline]
@@ -161,8 +272,8 @@ impl PyIndicator {
         other: &Bound<'_, PyAny>,
         symbol: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let ((now, before), (other_now, other_before)) = Self::crossing(slf, other, symbol)?;
-        Ok(before <= other_before && now > other_now)
+        let (mine, theirs) = Self::crossing(slf, other, symbol)?;
+        Ok(crossing(mine, theirs) == 1)
     }
 
     /// Whether this indicator crossed below `other` at the latest update:
@@ -173,8 +284,8 @@ impl PyIndicator {
         other: &Bound<'_, PyAny>,
         symbol: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let ((now, before), (other_now, other_before)) = Self::crossing(slf, other, symbol)?;
-        Ok(before >= other_before && now < other_now)
+        let (mine, theirs) = Self::crossing(slf, other, symbol)?;
+        Ok(crossing(mine, theirs) == -1)
     }
 
     fn __float__(&self, py: Python<'_>) -> PyResult<f64> {
@@ -250,20 +361,6 @@ impl IndicatorClasses {
         self.live.is(live) && self.idle.is(idle)
     }
 
-    /// Switch `obj` (of either class) to `to`.
-    ///
-    /// SAFETY: `obj` is an object of the live or the idle class (same layout: a subclass
-    /// with no slots of its own, checked in `new`), and the GIL is held.
-    unsafe fn set_class(obj: *mut ffi::PyObject, to: &Py<PyType>) {
-        let to = to.as_ptr().cast::<ffi::PyTypeObject>();
-        let from = (*obj).ob_type;
-        if from != to {
-            ffi::Py_INCREF(to.cast());
-            (*obj).ob_type = to;
-            ffi::Py_DECREF(from.cast());
-        }
-    }
-
     /// Write `value` and `prev` of study `id` for symbol `s` into `obj`'s slots.
     ///
     /// SAFETY: `obj` is an object of the live class (its slots at the offsets found in
@@ -318,6 +415,21 @@ impl IndicatorClasses {
     }
 }
 
+/// Switch `obj` (of a live or an idle class) to `to`.
+///
+/// SAFETY: `obj` is an object of the live or the idle class of its kind (same layout: a
+/// subclass with no slots of its own, checked when the classes were taken), and the GIL
+/// is held.
+unsafe fn set_class(obj: *mut ffi::PyObject, to: &Py<PyType>) {
+    let to = to.as_ptr().cast::<ffi::PyTypeObject>();
+    let from = (*obj).ob_type;
+    if from != to {
+        ffi::Py_INCREF(to.cast());
+        (*obj).ob_type = to;
+        ffi::Py_DECREF(from.cast());
+    }
+}
+
 /// The float in the object slot at byte `at` of `obj` (None if it holds no float).
 ///
 /// SAFETY: `at` is the offset of an object slot of `obj`; the GIL is held.
@@ -350,11 +462,46 @@ unsafe fn put_float(obj: *mut ffi::PyObject, at: isize, x: f64) -> bool {
     true
 }
 
-/// The indicators made while a run is attached to a context, for its adapter to follow.
+/// What the adapter writes into a followed object: an indicator's value and previous
+/// value, or a crossing's value.
+#[derive(Clone, Copy)]
+enum Source {
+    Indicator(usize),
+    Crossing(usize, Against),
+}
+
+/// The two classes of a strategy's crossing objects and where their value slot is.
+pub struct CrossingClasses {
+    live: Py<PyType>,
+    idle: Py<PyType>,
+    value_at: isize,
+}
+
+impl CrossingClasses {
+    fn new(live: &Bound<'_, PyType>, idle: &Bound<'_, PyType>) -> PyResult<Self> {
+        let same_layout = idle.is_subclass(live)?
+            && unsafe { (*live.as_type_ptr()).tp_basicsize == (*idle.as_type_ptr()).tp_basicsize };
+        if !same_layout || !live.is_subclass_of::<PyCrossing>()? {
+            return Err(PyTypeError::new_err(
+                "the crossing class outside next() must be a subclass of the crossing class \
+                 with no slots of its own",
+            ));
+        }
+        Ok(CrossingClasses {
+            value_at: slot_offset(live, "value")?,
+            live: live.clone().unbind(),
+            idle: idle.clone().unbind(),
+        })
+    }
+}
+
+/// The indicators (and crossings) made while a run is attached to a context, for its
+/// adapter to follow.
 #[derive(Default)]
 pub struct Followed {
     pub(crate) classes: OnceLock<IndicatorClasses>,
-    objects: Mutex<Vec<(Py<PyAny>, usize)>>,
+    crossing_classes: OnceLock<CrossingClasses>,
+    objects: Mutex<Vec<(Py<PyAny>, Source)>>,
     /// How many were ever added: the adapter takes new ones when this moves.
     added: AtomicUsize,
 }
@@ -381,13 +528,46 @@ impl Followed {
             ));
         }
         // SAFETY: `obj` is of the live class (checked just above); the GIL is held.
-        unsafe { IndicatorClasses::set_class(obj.as_ptr(), &classes.idle) };
+        unsafe { set_class(obj.as_ptr(), &classes.idle) };
         if running {
-            let mut objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-            objects.push((obj.clone().into_any().unbind(), obj.get().id));
-            self.added.fetch_add(1, Ordering::Release);
+            self.push(obj.as_any(), Source::Indicator(obj.get().id));
         }
         Ok(())
+    }
+
+    /// Follow a crossing as `adopt` an indicator.
+    pub fn adopt_crossing(
+        &self,
+        obj: &Bound<'_, PyCrossing>,
+        idle: &Bound<'_, PyType>,
+        running: bool,
+    ) -> PyResult<()> {
+        let live = obj.get_type();
+        let classes = match self.crossing_classes.get() {
+            Some(c) => c,
+            None => {
+                let made = CrossingClasses::new(&live, idle)?;
+                self.crossing_classes.get_or_init(|| made)
+            }
+        };
+        if !(classes.live.is(&live) && classes.idle.is(idle)) {
+            return Err(PyTypeError::new_err(
+                "a backtest's crossings are all of one class (tickstep.studies.Crossing)",
+            ));
+        }
+        // SAFETY: `obj` is of the live class (checked just above); the GIL is held.
+        unsafe { set_class(obj.as_ptr(), &classes.idle) };
+        if running {
+            let me = obj.get();
+            self.push(obj.as_any(), Source::Crossing(me.study, me.against));
+        }
+        Ok(())
+    }
+
+    fn push(&self, obj: &Bound<'_, PyAny>, source: Source) {
+        let mut objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        objects.push((obj.clone().unbind(), source));
+        self.added.fetch_add(1, Ordering::Release);
     }
 
     fn added(&self) -> usize {
@@ -395,13 +575,39 @@ impl Followed {
     }
 
     /// The objects added since the first `seen`.
-    fn since(&self, py: Python<'_>, seen: usize) -> Vec<(Py<PyAny>, usize)> {
+    fn since(&self, py: Python<'_>, seen: usize) -> Vec<(Py<PyAny>, Source)> {
         let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         let start = objects.len().saturating_sub(self.added() - seen);
         objects[start..]
             .iter()
-            .map(|(o, id)| (o.clone_ref(py), *id))
+            .map(|(o, source)| (o.clone_ref(py), *source))
             .collect()
+    }
+
+    /// The class `obj` takes inside `next` (live) or outside it.
+    fn class_of(&self, source: Source, live: bool) -> Option<&Py<PyType>> {
+        match source {
+            Source::Indicator(_) => self
+                .classes
+                .get()
+                .map(|c| if live { &c.live } else { &c.idle }),
+            Source::Crossing(..) => {
+                self.crossing_classes
+                    .get()
+                    .map(|c| if live { &c.live } else { &c.idle })
+            }
+        }
+    }
+
+    /// Switch every object to its class inside `next` (`live`) or outside it.
+    fn switch(&self, objects: &[(Py<PyAny>, Source)], live: bool) {
+        for (obj, source) in objects {
+            if let Some(class) = self.class_of(*source, live) {
+                // SAFETY: followed objects are of their kind's live or idle class; the
+                // GIL is held.
+                unsafe { set_class(obj.as_ptr(), class) };
+            }
+        }
     }
 
     /// Forget them all (the run ended): no cycle through the context outlives it.
@@ -416,7 +622,7 @@ impl Followed {
 /// The adapter's side: the followed indicators and whether they are live now.
 #[derive(Default)]
 pub struct LiveIndicators {
-    objects: Vec<(Py<PyAny>, usize)>,
+    objects: Vec<(Py<PyAny>, Source)>,
     seen: usize,
     live: bool,
 }
@@ -439,33 +645,44 @@ impl LiveIndicators {
             self.objects.extend(followed.since(py, seen));
             self.live = false;
         }
-        let Some(classes) = followed.classes.get() else {
+        if self.objects.is_empty() {
             return Ok(());
-        };
+        }
         if !self.live {
-            for (obj, _) in &self.objects {
-                // SAFETY: followed objects are of the live or the idle class.
-                unsafe { IndicatorClasses::set_class(obj.as_ptr(), &classes.live) };
-            }
+            followed.switch(&self.objects, true);
             self.live = true;
         }
         // The symbol's bar and the studies once for all the objects.
         let (studies, bar) = (e.studies(), e.bar_index(s));
-        for (obj, id) in &self.objects {
-            let Some((value, prev)) = studies.value_and_prev(*id, s, bar) else {
-                return Err(PyLookupError::new_err(format!(
-                    "indicator {id} names no study of this run"
-                )));
-            };
-            // SAFETY: each is of the live class now (its slots at the offsets found for
-            // it); the GIL is held (a callback is due).
-            let written = unsafe {
-                put_float(obj.as_ptr(), classes.value_at, value)
-                    && put_float(obj.as_ptr(), classes.prev_at, prev)
+        for (obj, source) in &self.objects {
+            // SAFETY (both arms): each object is of its kind's live class now, whose
+            // classes exist (it was adopted through them), its slots at the offsets found
+            // for them; the GIL is held (a callback is due).
+            let written = match *source {
+                Source::Indicator(id) => {
+                    let (Some((value, prev)), Some(classes)) =
+                        (studies.value_and_prev(id, s, bar), followed.classes.get())
+                    else {
+                        return Err(unreadable(id));
+                    };
+                    unsafe {
+                        put_float(obj.as_ptr(), classes.value_at, value)
+                            && put_float(obj.as_ptr(), classes.prev_at, prev)
+                    }
+                }
+                Source::Crossing(id, against) => {
+                    let (Some(c), Some(classes)) = (
+                        crossing_of(studies, id, against, s, bar),
+                        followed.crossing_classes.get(),
+                    ) else {
+                        return Err(unreadable(id));
+                    };
+                    unsafe { put_int(obj.as_ptr(), classes.value_at, c) }
+                }
             };
             if !written {
                 return Err(PyErr::take(py).unwrap_or_else(|| {
-                    PyTypeError::new_err(format!("indicator {id} cannot be read"))
+                    PyTypeError::new_err("an indicator's values cannot be written")
                 }));
             }
         }
@@ -477,12 +694,7 @@ impl LiveIndicators {
         if !self.live {
             return;
         }
-        if let Some(classes) = ctx.followed.classes.get() {
-            for (obj, _) in &self.objects {
-                // SAFETY: followed objects are of the live or the idle class.
-                unsafe { IndicatorClasses::set_class(obj.as_ptr(), &classes.idle) };
-            }
-        }
+        ctx.followed.switch(&self.objects, false);
         self.live = false;
     }
 
@@ -492,4 +704,25 @@ impl LiveIndicators {
         self.objects.clear();
         ctx.followed.clear();
     }
+}
+
+#[cold]
+fn unreadable(id: usize) -> PyErr {
+    PyLookupError::new_err(format!("indicator {id} names no study of this run"))
+}
+
+/// Store the int `x` in the object slot at byte `at` of `obj` (-1, 0 and 1 are the
+/// interpreter's shared small ints: nothing is allocated).
+///
+/// SAFETY: `at` is the offset of an object slot of `obj`; the GIL is held.
+#[inline]
+unsafe fn put_int(obj: *mut ffi::PyObject, at: isize, x: i64) -> bool {
+    let slot = obj.cast::<u8>().offset(at).cast::<*mut ffi::PyObject>();
+    let new = ffi::PyLong_FromLongLong(x);
+    if new.is_null() {
+        return false;
+    }
+    let old = std::mem::replace(&mut *slot, new);
+    ffi::Py_XDECREF(old);
+    true
 }

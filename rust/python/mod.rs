@@ -19,6 +19,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<context::PyContext>()?;
     m.add_class::<indicators::PyIndicator>()?;
+    m.add_class::<indicators::PyCrossing>()?;
     m.add_class::<accessors::PyPositionBase>()?;
     m.add_class::<accessors::PyHistoryBase>()?;
     m.add_class::<accessors::PyStrategyBase>()?;

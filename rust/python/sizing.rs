@@ -7,7 +7,7 @@
 //! directly, as that `__init__` would (no `__post_init__` exists to skip), so the object
 //! is the same: same class, equality, repr, hash and immutability.
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyInt, PyString, PyType};
@@ -109,4 +109,113 @@ pub fn request_values<'py>(
         PyFloat::new(py, gross_exposure).into_any(),
         PyInt::new(py, pending_entries).into_any(),
     ]
+}
+
+/// How a strategy's orders without a size are sized: the shipped sizers whose rule is a
+/// formula of the core's figures are computed here (no request object, no call into
+/// Python per order); any other sizer is called with a request.
+pub struct Sizing {
+    /// The strategy's sizer (named in errors; called unless its rule is computed here).
+    pub sizer: Py<PyAny>,
+    pub rule: Rule,
+}
+
+pub enum Rule {
+    /// `FixedSize(units, lot_size)`.
+    Fixed { units: f64, lot: Option<f64> },
+    /// `PercentOfEquity(fraction, lot_size)`.
+    PercentOfEquity { fraction: f64, lot: Option<f64> },
+    /// Any other sizer, called with a `SizingRequest` (of class `request`).
+    Called { request: Py<PyType> },
+}
+
+impl Sizing {
+    /// The sizing of `sizer`: `native` is what `tickstep.sizing` says of a shipped sizer
+    /// computed here — `(kind, amount, lot_size)` with kind "fixed" or "percent" — or None.
+    pub fn new(
+        sizer: Bound<'_, PyAny>,
+        request: Bound<'_, PyType>,
+        native: Option<(String, f64, Option<f64>)>,
+    ) -> PyResult<Self> {
+        let rule = match native {
+            None => Rule::Called {
+                request: request.unbind(),
+            },
+            Some((kind, amount, lot)) => match kind.as_str() {
+                "fixed" => Rule::Fixed { units: amount, lot },
+                "percent" => Rule::PercentOfEquity {
+                    fraction: amount,
+                    lot,
+                },
+                other => {
+                    return Err(PyTypeError::new_err(format!(
+                        "native sizing {other:?}: must be 'fixed' or 'percent'"
+                    )))
+                }
+            },
+        };
+        Ok(Sizing {
+            sizer: sizer.unbind(),
+            rule,
+        })
+    }
+
+    pub fn clone_ref(&self, py: Python<'_>) -> Self {
+        let rule = match &self.rule {
+            Rule::Fixed { units, lot } => Rule::Fixed {
+                units: *units,
+                lot: *lot,
+            },
+            Rule::PercentOfEquity { fraction, lot } => Rule::PercentOfEquity {
+                fraction: *fraction,
+                lot: *lot,
+            },
+            Rule::Called { request } => Rule::Called {
+                request: request.clone_ref(py),
+            },
+        };
+        Sizing {
+            sizer: self.sizer.clone_ref(py),
+            rule,
+        }
+    }
+}
+
+/// `tickstep.sizing.round_to_lot` by the same float operations (so the same units):
+/// down to whole lots, never below 0; 0 for a non-finite size.
+pub fn round_to_lot(units: f64, lot: Option<f64>) -> PyResult<f64> {
+    if !units.is_finite() {
+        return Ok(0.0);
+    }
+    // Python's max(x, 0.0): x unless 0.0 is greater.
+    let at_least_zero = |x: f64| if 0.0 > x { 0.0 } else { x };
+    match lot {
+        Some(lot) if lot != 0.0 => {
+            let lots = units / lot + 1e-9;
+            if !lots.is_finite() {
+                // What math.floor says of it.
+                return Err(if lots.is_nan() {
+                    PyValueError::new_err("cannot convert float NaN to integer")
+                } else {
+                    PyOverflowError::new_err("cannot convert float infinity to integer")
+                });
+            }
+            Ok(at_least_zero(lots.floor() * lot))
+        }
+        _ => Ok(at_least_zero(units)),
+    }
+}
+
+/// The units of a computed rule for an order at `price` with `equity`.
+pub fn computed_units(rule: &Rule, equity: f64, price: f64) -> PyResult<f64> {
+    match *rule {
+        Rule::Fixed { units, lot } => round_to_lot(units, lot),
+        Rule::PercentOfEquity { fraction, lot } => {
+            if equity <= 0.0 || price.is_nan() || price <= 0.0 {
+                return Ok(0.0);
+            }
+            round_to_lot(fraction * equity / price, lot)
+        }
+        Rule::Called { .. } => Err(PyTypeError::new_err("a called sizer is not computed")),
+    }
 }

@@ -49,24 +49,16 @@ class SmaCross(Strategy):
             raise ValueError(f"need 0 < fast < slow, got fast={self.fast!r}, slow={self.slow!r}")
         self.fast_sma = self.sma(self.fast)
         self.slow_sma = self.sma(self.slow)
+        # +1 on a golden cross, -1 on a death cross, 0 on every other bar: one attribute
+        # read per bar (the engine sets it before each next()).
+        self.cross = self.crossing(self.fast_sma, self.slow_sma)
 
     def next(self, symbol: str) -> None:
-        # Inside next() an indicator's value and prev are plain attributes written for
-        # this bar, cheaper to read than a crossed_above() call; the same comparisons
-        # (False while any of the four is NaN).
-        fast, slow = self.fast_sma, self.slow_sma
-        if fast.value > slow.value:
-            if not fast.prev <= slow.prev:
-                return
-            golden = True
-        elif fast.value < slow.value:
-            if not fast.prev >= slow.prev:
-                return
-            golden = False
-        else:
+        cross = self.cross.value
+        if not cross:
             return
         size = self.position_size(symbol)
-        if golden:
+        if cross > 0:
             if size < 0:
                 self.close(symbol)
             if size <= 0:
