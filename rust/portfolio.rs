@@ -76,7 +76,10 @@ impl Money {
         Money::from_f64_fields(x)
     }
 
-    /// `from_f64` from the bit fields of `x`: any magnitude.
+    /// `from_f64` from the bit fields of `x`: any magnitude (kept out of line: amounts
+    /// this large are rare, and inlined it would weigh on every conversion).
+    #[cold]
+    #[inline(never)]
     fn from_f64_fields(x: f64) -> Option<Money> {
         let bits = x.to_bits();
         let exponent = ((bits >> 52) & 0x7ff) as i32;
@@ -388,7 +391,11 @@ impl Portfolio {
         self.value -= old_value;
         self.gross += gross;
         self.gross -= old_gross;
-        self.check_sums(Some(symbol));
+        // Only these two sums moved (cash is watched where it moves).
+        if self.value.beyond_sum_limit() || self.gross.beyond_sum_limit() {
+            let amount = self.equity();
+            self.flag(Some(symbol), amount);
+        }
     }
 
     /// Charge the carrying costs of the calendar days since the previous day end (one for
@@ -607,6 +614,10 @@ impl Portfolio {
         // Recount the position from its lots rather than accumulating float deltas.
         pos.size = pos.lots.iter().map(|l| l.direction * l.size).sum();
         self.revalue(x.symbol);
+        if self.cash.beyond_sum_limit() {
+            let amount = self.equity();
+            self.flag(Some(x.symbol), amount);
+        }
         effect
     }
 
