@@ -12,6 +12,10 @@ import pytest
 import tickstep
 from conftest import make_bars
 
+# An engine is bound to the thread that made it: one dropped elsewhere (e.g. kept alive by
+# a row's exception) is reported as unraisable; here that fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+
 
 def _walk(n, seed, start="2024-01-01", freq="h"):
     rng = np.random.default_rng(seed)
@@ -116,3 +120,37 @@ def test_grid_rows_do_not_depend_on_the_symbols_names():
                     "size": 0.2 + 0.1 * k} for k in range(3)}
         rows.append(bt.run_signal_grid(sets, threads=2))
     pd.testing.assert_frame_equal(rows[0], rows[1], check_exact=True)
+
+
+class _WithStops(tickstep.SignalStrategy):
+    """Entries every 5 bars, a stop-loss price 2% under each close; ``size`` in units."""
+
+    size = 5.0
+    size_type = "amount"
+
+    def signals(self, symbol, bars):
+        close = bars["close"].to_numpy()
+        n = len(close)
+        return {"entries": np.arange(n) % 5 == 0, "exits": np.arange(n) % 5 == 3,
+                "sl_price": close * 0.98}
+
+
+def test_a_set_the_core_refuses_or_whose_rejections_raise_is_its_own_row():
+    data = {"A": _walk(150, 11), "B": _walk(140, 12, "2024-01-02")}
+    strict = tickstep.Backtest(data, _WithStops, on_reject="raise")
+    market = strict._in_memory("test")
+    sets = [{"size": 5.0}, {"sl": 0.05}, {"size": 1_000.0}, {"size": 2.0}]
+    rows = tickstep.signals.strategy_grid_stats(market, _WithStops, strict._config, sets,
+                                                threads=2, batch=3)
+    assert isinstance(rows[1], tickstep.ConfigError)
+    assert "give sl as a fraction or as prices" in str(rows[1])
+    assert isinstance(rows[2], tickstep.RejectedOrdersError)
+    for k in (0, 3):
+        _same_row(rows[k], strict.run(**sets[k]).stats)
+    with pytest.raises(tickstep.RejectedOrdersError) as alone:
+        strict.run(**sets[2])
+    assert str(rows[2]) == str(alone.value)
+    with pytest.raises(tickstep.ConfigError, match="give sl as a fraction or as prices"):
+        strict.run_signal_grid({"fine": {"entries": {"A": np.arange(150) % 5 == 0}},
+                                "both": {"entries": {"A": np.arange(150) % 5 == 0}, "sl": 0.05,
+                                         "sl_price": {"A": np.full(150, 90.0)}}})

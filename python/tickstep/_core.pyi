@@ -354,10 +354,12 @@ def run_signal_summaries(
     tp: list[float | None],
     sl_price: list[list[npt.NDArray[np.float64] | None]],
     tp_price: list[list[npt.NDArray[np.float64] | None]],
+    on_run: Callable[[int, dict[str, Any] | BaseException], object],
     sl_trail: list[float | None] | None = None,
     trade_start: int | None = None,
     threads: int | None = None,
-) -> list[dict[str, Any] | BaseException]:
-    """``run_signals``, keeping of each run only what its statistics read: per engine a
-    dict (``equity``, ``trades``, ``carrying_costs``, ``rejected``) or the exception its
-    run ended with. The engines are spent."""
+) -> None:
+    """``run_signals``, keeping of each run only what its statistics read: calls
+    ``on_run(k, summary)`` as run ``k`` ends, the summary a dict (``equity``, ``trades``,
+    ``carrying_costs``, ``rejected``) or the exception the run ended with. The engines
+    are spent."""

@@ -224,10 +224,10 @@ def _check_kinds(signals: Mapping[str, Any], what: str, extra: Sequence[str] = (
 
 def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
                  signal_sets: list[Mapping[str, Any]], rules: list[dict[str, Any]], ends: Any,
-                 threads: int | None) -> tuple[list[_core.Engine], list[Any]]:
+                 threads: int | None, **extra: Any) -> tuple[list[_core.Engine], Any]:
     """One engine per signal set, all run by ``call`` (`_core.run_signals` or
-    `_core.run_signal_summaries`) in one native call, the interpreter released; the
-    engines and what the call returns per engine."""
+    `_core.run_signal_summaries`, with ``extra`` keywords) in one native call, the
+    interpreter released; the engines and what the call returns."""
     if ends is _FROM_CONFIG:
         ends = session_ends(market, config.timezone)
     kinds = {k: [signal_columns(market, sig.get(k), k) for sig in signal_sets]
@@ -237,7 +237,7 @@ def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
         engines, *(kinds[k] for k in SIGNAL_KINDS),
         **{k: [r[k] for r in rules] for k in RULES},
         sl_price=kinds["sl_price"], tp_price=kinds["tp_price"],
-        trade_start=trade_start_ns(market, config), threads=threads)
+        trade_start=trade_start_ns(market, config), threads=threads, **extra)
     return engines, outcomes
 
 
@@ -291,43 +291,51 @@ def run_signals(
                      metadata=metadata, symbols=symbols, rejected=rejected)
 
 
-def _grid_summaries(market: _core.Market, config: BacktestConfig, sets: list[Mapping[str, Any]],
-                    rules: list[dict[str, Any]], ends: Any,
-                    threads: int | None) -> list[dict[str, Any] | BaseException]:
-    """Per set, what its statistics read (`_core.run_signal_summaries`: no order or fill
-    log is built) or the exception its run ended with."""
-    engines, outcomes = _native_call(_core.run_signal_summaries, market, config, sets, rules,
-                                     ends, threads)
-    # The engines die on the thread that made them (they are bound to it).
-    del engines
-    return outcomes
-
-
-def _rows_of(summaries: list[dict[str, Any] | BaseException], market: _core.Market,
-             config: BacktestConfig) -> list[pd.Series | BaseException]:
-    """Per set, its statistics (as `run_signals(...).stats`) from its run's summary, or
-    the exception its run ended with. Rejected orders are counted per set without a
-    warning each (``on_reject="raise"`` raises)."""
+def _row_maker(market: _core.Market, config: BacktestConfig) -> Callable[[Any], Any]:
+    """A run's statistics (as `run_signals(...).stats`) from its summary (see
+    `_core.run_signal_summaries`), or the exception it ended with. Rejected orders are
+    counted without a warning each (``on_reject="raise"`` raises, as the run alone)."""
     quiet = config.replace(on_reject="ignore") if config.on_reject == "warn" else config
     symbols = list(market.symbols)
     inputs = stats_inputs(market, config)
-    rows: list[pd.Series | BaseException] = []
-    for run in summaries:
+
+    def row_of(run: Any) -> pd.Series | BaseException:
         if isinstance(run, BaseException):
-            rows.append(run)
-            continue
+            return run
         rejected = check_rejections(run["rejected"], symbols, quiet.on_reject)
-        rows.append(stats_of(run["trades"], run["equity"], run["carrying_costs"], market,
-                             config, rejected, inputs))
-    return rows
+        return stats_of(run["trades"], run["equity"], run["carrying_costs"], market, config,
+                        rejected, inputs)
+
+    return row_of
 
 
 def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping[str, Any]],
                 rules: list[dict[str, Any]], ends: Any,
                 threads: int | None) -> list[pd.Series | BaseException]:
-    """Per set, its statistics (as `run_signals(...).stats`) or the exception its run
-    ended with (see `_rows_of`)."""
-    return _rows_of(_grid_summaries(market, config, sets, rules, ends, threads), market, config)
+    """Per set, its statistics (as `run_signals(...).stats`) or the exception its run (or
+    its statistics: rejected orders under ``on_reject="raise"``) ended with.
+
+    The core keeps of each run only what its statistics read (no order or fill log is
+    built) and hands it over as the run ends: its statistics are computed on this thread
+    while the other runs go on."""
+    row_of = _row_maker(market, config)
+    rows: list[pd.Series | BaseException | None] = [None] * len(sets)
+
+    def on_run(k: int, run: Any) -> None:
+        try:
+            rows[k] = row_of(run)
+        except Exception as exc:  # noqa: BLE001 - the set's own error becomes its row
+            rows[k] = exc
+
+    engines, _ = _native_call(_core.run_signal_summaries, market, config, sets, rules, ends,
+                              threads, on_run=on_run)
+    # The engines die on the thread that made them (they are bound to it): emptied, not
+    # just unnamed, as a row's exception holds the frames of this call (and their names).
+    engines.clear()
+    done = [row for row in rows if row is not None]
+    if len(done) != len(rows):
+        raise RuntimeError("the native grid did not hand back every run")  # never expected
+    return done
 
 
 def run_signal_grid(
@@ -507,8 +515,9 @@ def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
     None). Each equals the set run alone.
 
     The strategy's ``signals`` run on this thread while the batch before runs natively
-    (on a helper thread that makes the engines and waits for the core, the interpreter
-    released), so the cores are not idle while the next signals are computed."""
+    (on a helper thread that makes the engines, waits for the core, the interpreter
+    released, and computes each run's statistics), so the cores are not idle while the
+    next signals are computed."""
     if ends is _FROM_CONFIG:
         ends = session_ends(market, config.timezone)
     names = list(market.symbols)
@@ -518,7 +527,7 @@ def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
     out: list[pd.Series | BaseException] = []
 
     def finish(made: list[Any], running: Future[list[Any]] | None) -> None:
-        rows = iter(_rows_of(running.result(), market, config) if running is not None else [])
+        rows = iter(running.result() if running is not None else [])
         out.extend(m if isinstance(m, BaseException) else next(rows) for m in made)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tickstep-grid") as native:
@@ -532,7 +541,7 @@ def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
                 except Exception as exc:  # noqa: BLE001 - the set's own error becomes its row
                     made.append(exc)
             ready = [m for m in made if not isinstance(m, BaseException)]
-            running = native.submit(_grid_summaries, market, config, [m[0] for m in ready],
+            running = native.submit(_grid_stats, market, config, [m[0] for m in ready],
                                     [m[1] for m in ready], ends, threads) if ready else None
             if pending is not None:
                 finish(*pending)

@@ -8,9 +8,9 @@ use pyo3::types::PyDict;
 
 use super::engine::{order_columns, PyEngine};
 use super::errors::IntoPyResult;
-use crate::engine::Engine;
 use crate::signals::{
-    run_grid, summarise_grid, RunSummary, SignalRules, SignalStrategy, SizeType, SymbolSignals,
+    run_grid, summarise_grid, GridRun, RunSummary, SignalRules, SignalStrategy, SizeType,
+    SymbolSignals,
 };
 
 /// Per run, per symbol: one optional column.
@@ -63,9 +63,10 @@ fn per_run<T: Clone>(name: &str, values: Vec<T>, runs: usize) -> PyResult<Vec<T>
     Ok(values)
 }
 
-/// The runs of a grid call: per engine, its signal strategy (signals and rules checked).
+/// The runs of a grid call: per engine, its signals (one per symbol) and its rules (the
+/// size type read; the rest checked with the signals, by `SignalStrategy::new`).
 #[allow(clippy::too_many_arguments)]
-fn strategies<'e, 'a>(
+fn grid_runs<'e, 'a>(
     py: Python<'_>,
     engines: &'e mut [PyRefMut<'_, PyEngine>],
     kinds: &'a [Vec<Vec<Option<&'a [bool]>>>; 4],
@@ -76,7 +77,7 @@ fn strategies<'e, 'a>(
     tp: Vec<Option<f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
     trade_start: Option<i64>,
-) -> PyResult<Vec<(&'e mut Engine, SignalStrategy<'a>)>> {
+) -> PyResult<Vec<GridRun<'a, 'e>>> {
     let n = engines.len();
     let (size, size_type) = (
         per_run("size", size, n)?,
@@ -104,8 +105,11 @@ fn strategies<'e, 'a>(
                 take_profit: stops[1][k][s],
             })
             .collect();
-        let strategy = SignalStrategy::new(engine.engine.market(), signals, rules).py_err(py)?;
-        runs.push((&mut engine.engine, strategy));
+        runs.push(GridRun {
+            engine: &mut engine.engine,
+            signals,
+            rules,
+        });
     }
     Ok(runs)
 }
@@ -161,7 +165,7 @@ pub fn run_signals(
         slices("sl_price", &sl_price, &symbols)?,
         slices("tp_price", &tp_price, &symbols)?,
     ];
-    let runs = strategies(
+    let runs = grid_runs(
         py,
         &mut engines,
         &kinds,
@@ -172,18 +176,27 @@ pub fn run_signals(
         tp,
         sl_trail,
         trade_start,
-    )?;
+    )?
+    .into_iter()
+    .map(|r| {
+        let strategy = SignalStrategy::new(r.engine.market(), r.signals, r.rules);
+        strategy.map(|s| (r.engine, s)).py_err(py)
+    })
+    .collect::<PyResult<Vec<_>>>()?;
     let outcomes = py.detach(|| run_grid(runs, threads)).py_err(py)?;
     Ok(errors_of(py, outcomes))
 }
 
-/// `run_signals`, keeping of each run only what its row of statistics reads: per engine
+/// `run_signals`, keeping of each run only what its row of statistics reads: calls
+/// ``on_run(k, summary)`` on this thread as run ``k`` ends (in any order), the summary
 /// a dict (``equity``: ts, equity, gross_exposure; ``trades``: pnl, return_pct,
 /// commission, bars_held, mae, mfe, in the order they closed; ``carrying_costs``;
 /// ``rejected``: the rejected orders, as `Engine.orders` gives its columns) or the
-/// exception its run ended with. The engines are spent (their logs read as empty).
+/// exception the run ended with (its signals refused included). The interpreter is
+/// released while runs go on; an exception of ``on_run`` (or Ctrl-C) stops the runs not
+/// started yet and is raised. The engines are spent (their logs read as empty).
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sl_trail=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sl_trail=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signal_summaries(
     py: Python<'_>,
@@ -198,10 +211,11 @@ pub fn run_signal_summaries(
     tp: Vec<Option<f64>>,
     sl_price: Columns<'_, f64>,
     tp_price: Columns<'_, f64>,
+    on_run: Py<PyAny>,
     sl_trail: Option<Vec<Option<f64>>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
-) -> PyResult<Vec<Py<PyAny>>> {
+) -> PyResult<()> {
     let symbols = symbol_counts(&engines);
     let kinds = [
         slices("entries", &entries, &symbols)?,
@@ -213,7 +227,7 @@ pub fn run_signal_summaries(
         slices("sl_price", &sl_price, &symbols)?,
         slices("tp_price", &tp_price, &symbols)?,
     ];
-    let runs = strategies(
+    let runs = grid_runs(
         py,
         &mut engines,
         &kinds,
@@ -225,14 +239,23 @@ pub fn run_signal_summaries(
         sl_trail,
         trade_start,
     )?;
-    let outcomes = py.detach(|| summarise_grid(runs, threads)).py_err(py)?;
-    outcomes
-        .into_iter()
-        .map(|o| match o.py_err(py) {
-            Ok(summary) => summary_dict(py, summary).map(|d| d.into_any().unbind()),
-            Err(e) => Ok(e.into_value(py).into_any()),
+    let mut failure: Option<PyErr> = None;
+    py.detach(|| {
+        summarise_grid(runs, threads, |k, outcome| {
+            Python::attach(|py| {
+                let handed = py.check_signals().and_then(|()| {
+                    let summary = match outcome.py_err(py) {
+                        Ok(s) => summary_dict(py, s)?.into_any().unbind(),
+                        Err(e) => e.into_value(py).into_any(),
+                    };
+                    on_run.call1(py, (k, summary))
+                });
+                handed.map_err(|e| failure = Some(e)).is_ok()
+            })
         })
-        .collect()
+    })
+    .py_err(py)?;
+    failure.map_or(Ok(()), Err)
 }
 
 /// A run's summary as a dict of numpy columns (the vectors handed over, not copied).

@@ -11,12 +11,15 @@
 //! rejected orders) and lends all the runs of a thread the same log buffers: the logs
 //! of a busy grid are tens of megabytes per run, and memory mapped fresh for each run
 //! costs page faults (the kernel zeroing pages, under a lock the threads share) that do
-//! not scale across threads, where written-over memory costs nothing more.
+//! not scale across threads, where written-over memory costs nothing more. It hands each
+//! summary to the caller's thread as soon as its run ends, so the caller's work on it
+//! (the statistics) overlaps the runs still going; and each run's strategy (its signals
+//! checked and their bits packed) is made by the thread that runs it, not beforehand.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
 
-use super::{run, SignalStrategy};
+use super::{run, SignalRules, SignalStrategy, SymbolSignals};
 use crate::engine::{Engine, Logs};
 use crate::error::{EngineError, Result};
 use crate::orders::{OrderRecord, Status};
@@ -79,44 +82,67 @@ pub fn run_grid(
     runs: Vec<(&mut Engine, SignalStrategy<'_>)>,
     threads: Option<usize>,
 ) -> Result<Vec<Result<()>>> {
+    let mut done: Vec<Option<Result<()>>> = (0..runs.len()).map(|_| None).collect();
     on_threads(
         runs,
         threads,
         || (),
         |_, (engine, mut strategy)| run(engine, &mut strategy),
-    )
+        |k, result| {
+            done[k] = Some(result);
+            true
+        },
+    )?;
+    Ok(done.into_iter().flatten().collect())
 }
 
-/// Run each engine with its own signal strategy as `run_grid` does, and return per run
-/// its `RunSummary` (or the error it ended with). The engines are spent: their logs are
-/// the threads' buffers, taken back after each run (they read as empty).
+/// One run of a summarised grid: its engine, its signals (one per symbol) and its
+/// rules. The thread that runs it makes its strategy (`SignalStrategy::new`).
+pub struct GridRun<'a, 'e> {
+    pub engine: &'e mut Engine,
+    pub signals: Vec<SymbolSignals<'a>>,
+    pub rules: SignalRules,
+}
+
+/// Run each engine with its own signals and rules as `run_grid` does, and hand each
+/// run's `RunSummary` (or the error it ended with, its signals' refusal included) to
+/// `each` with the run's index, on the calling thread, as the runs end (in any order).
+/// `each` returning false stops the grid: runs not started yet are not run. The
+/// engines are spent: their logs are the threads' buffers, taken back after each run
+/// (they read as empty).
 pub fn summarise_grid(
-    runs: Vec<(&mut Engine, SignalStrategy<'_>)>,
+    runs: Vec<GridRun<'_, '_>>,
     threads: Option<usize>,
-) -> Result<Vec<Result<RunSummary>>> {
+    each: impl FnMut(usize, Result<RunSummary>) -> bool,
+) -> Result<()> {
     on_threads(
         runs,
         threads,
         Logs::default,
-        |logs, (engine, mut strategy)| {
+        |logs, r| {
+            let market = r.engine.market().clone();
+            let mut strategy = SignalStrategy::new(&market, r.signals, r.rules)?;
             logs.clear();
-            engine.swap_logs(logs);
-            let outcome = run(engine, &mut strategy).map(|()| RunSummary::of(engine));
-            engine.swap_logs(logs);
+            r.engine.swap_logs(logs);
+            let outcome = run(r.engine, &mut strategy).map(|()| RunSummary::of(r.engine));
+            r.engine.swap_logs(logs);
             outcome
         },
+        each,
     )
 }
 
 /// Do `work` on each job on a pool of `threads` threads (all cores when `None`), each
-/// thread with its own `scratch` (made once) and taking the next job when free; the
-/// results in the jobs' order.
+/// thread with its own `scratch` (made once) and taking the next job when free; each
+/// result goes to `done` (with its job's index) on the calling thread as it comes.
+/// `done` returning false stops the threads from taking more jobs.
 fn on_threads<J, R, S>(
     jobs: Vec<J>,
     threads: Option<usize>,
     scratch: impl Fn() -> S + Sync,
     work: impl Fn(&mut S, J) -> R + Sync,
-) -> Result<Vec<R>>
+    mut done: impl FnMut(usize, R) -> bool,
+) -> Result<()>
 where
     J: Send,
     R: Send,
@@ -130,29 +156,37 @@ where
     // A job is taken once (by its index); a lock poisoned by a panicking job still
     // hands out the others (the panic itself reaches the caller).
     let jobs: Vec<Mutex<Option<J>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
-    let done: Mutex<Vec<(usize, R)>> = Mutex::new(Vec::with_capacity(n));
     let next = AtomicUsize::new(0);
-    pool.scope(|scope| {
+    let stop = AtomicBool::new(false);
+    let (sender, results) = mpsc::channel::<(usize, R)>();
+    let (jobs, next, stop, scratch, work) = (&jobs, &next, &stop, &scratch, &work);
+    // The calling thread is not one of the pool's: it receives while they run.
+    pool.in_place_scope(|scope| {
         for _ in 0..workers {
-            scope.spawn(|_| {
+            let sender = sender.clone();
+            scope.spawn(move |_| {
                 let mut own = scratch();
-                loop {
+                while !stop.load(Ordering::Relaxed) {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(slot) = jobs.get(k) else { break };
                     let job = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
                     if let Some(job) = job {
-                        let result = work(&mut own, job);
-                        done.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push((k, result));
+                        if sender.send((k, work(&mut own, job))).is_err() {
+                            break;
+                        }
                     }
                 }
             });
         }
+        drop(sender);
+        for (k, result) in results.iter() {
+            if !done(k, result) {
+                stop.store(true, Ordering::Relaxed);
+                break;
+            }
+        }
     });
-    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
-    done.sort_unstable_by_key(|&(k, _)| k);
-    Ok(done.into_iter().map(|(_, r)| r).collect())
+    Ok(())
 }
 
 #[cfg(test)]

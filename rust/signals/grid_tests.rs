@@ -38,24 +38,52 @@ fn signals(symbols: usize, bars: usize, k: usize) -> Vec<(Vec<bool>, Vec<bool>)>
         .collect()
 }
 
-fn strategy<'a>(m: &Market, c: &'a [(Vec<bool>, Vec<bool>)], size: f64) -> SignalStrategy<'a> {
-    let sigs = c
-        .iter()
+fn symbol_signals(c: &[(Vec<bool>, Vec<bool>)]) -> Vec<SymbolSignals<'_>> {
+    c.iter()
         .map(|(en, ex)| SymbolSignals {
             entries: Some(&en[..]),
             exits: Some(&ex[..]),
             ..Default::default()
         })
-        .collect();
-    let rules = SignalRules {
+        .collect()
+}
+
+fn rules(size: f64) -> SignalRules {
+    SignalRules {
         size,
         size_type: SizeType::Value,
         stop_loss: None,
         take_profit: None,
         stop_loss_trail: None,
         trade_start: i64::MIN,
-    };
-    SignalStrategy::new(m, sigs, rules).unwrap()
+    }
+}
+
+fn strategy<'a>(m: &Market, c: &'a [(Vec<bool>, Vec<bool>)], size: f64) -> SignalStrategy<'a> {
+    SignalStrategy::new(m, symbol_signals(c), rules(size)).unwrap()
+}
+
+fn grid_run<'a, 'e>(
+    e: &'e mut Engine,
+    c: &'a [(Vec<bool>, Vec<bool>)],
+    size: f64,
+) -> GridRun<'a, 'e> {
+    GridRun {
+        engine: e,
+        signals: symbol_signals(c),
+        rules: rules(size),
+    }
+}
+
+/// The summaries of a grid, by run (each handed over once).
+fn summaries(runs: Vec<GridRun<'_, '_>>, threads: usize) -> Vec<Result<RunSummary>> {
+    let mut out: Vec<Option<Result<RunSummary>>> = (0..runs.len()).map(|_| None).collect();
+    summarise_grid(runs, Some(threads), |k, r| {
+        assert!(out[k].replace(r).is_none());
+        true
+    })
+    .unwrap();
+    out.into_iter().map(Option::unwrap).collect()
 }
 
 fn same(a: &RunSummary, b: &RunSummary) {
@@ -116,11 +144,11 @@ fn summaries_equal_runs_alone_on_one_thread_and_on_two() {
         let runs = engines
             .iter_mut()
             .zip(sets.iter().zip(sizes))
-            .map(|(e, (c, size))| (e, strategy(&m, c, size)))
+            .map(|(e, (c, size))| grid_run(e, c, size))
             .collect();
-        let summaries = summarise_grid(runs, Some(threads)).unwrap();
-        assert_eq!(summaries.len(), alone.len());
-        for (got, want) in summaries.iter().zip(&alone) {
+        let got = summaries(runs, threads);
+        assert_eq!(got.len(), alone.len());
+        for (got, want) in got.iter().zip(&alone) {
             same(got.as_ref().unwrap(), want);
         }
         // The engines are spent: their logs went back to the threads.
@@ -136,16 +164,57 @@ fn a_failing_run_returns_its_error_in_its_place_and_the_others_finish() {
     run(&mut spent, &mut strategy(&m, &c, 1_000.0)).unwrap();
     let mut fresh = Engine::new(m.clone(), Config::default()).unwrap();
     let mut after = Engine::new(m.clone(), Config::default()).unwrap();
+    let mut refused = Engine::new(m.clone(), Config::default()).unwrap();
+    let short: Vec<_> = c
+        .iter()
+        .map(|(en, ex)| (en[..50].to_vec(), ex.clone()))
+        .collect();
     let runs = vec![
-        (&mut fresh, strategy(&m, &c, 1_000.0)),
-        (&mut spent, strategy(&m, &c, 1_000.0)),
-        (&mut after, strategy(&m, &c, 1_000.0)),
+        grid_run(&mut fresh, &c, 1_000.0),
+        grid_run(&mut spent, &c, 1_000.0),
+        grid_run(&mut refused, &short, 1_000.0),
+        grid_run(&mut after, &c, 1_000.0),
     ];
-    let out = summarise_grid(runs, Some(1)).unwrap();
-    assert!(out[0].is_ok() && out[2].is_ok());
+    let out = summaries(runs, 1);
+    assert!(out[0].is_ok() && out[3].is_ok());
     let err = out[1].as_ref().unwrap_err().to_string();
     assert!(err.contains("already run"), "{err}");
-    same(out[0].as_ref().unwrap(), out[2].as_ref().unwrap());
+    let err = out[2].as_ref().unwrap_err().to_string();
+    assert!(
+        err.contains("entries of S0: 50 values for its 100 bars"),
+        "{err}"
+    );
+    same(out[0].as_ref().unwrap(), out[3].as_ref().unwrap());
     // The failed engine kept its own logs (lent and taken back unchanged).
     assert!(!spent.orders().is_empty());
+}
+
+#[test]
+fn the_caller_stops_the_grid_and_runs_not_started_are_left_intact() {
+    let m = market(2, 100);
+    let c = signals(2, 100, 5);
+    let mut engines: Vec<Engine> = (0..16)
+        .map(|_| Engine::new(m.clone(), Config::default()).unwrap())
+        .collect();
+    let runs = engines
+        .iter_mut()
+        .map(|e| grid_run(e, &c, 1_000.0))
+        .collect();
+    let mut seen = Vec::new();
+    summarise_grid(runs, Some(1), |k, r| {
+        seen.push((k, r.is_ok()));
+        false
+    })
+    .unwrap();
+    // Nothing more is handed over; runs under way when it stopped finish, the others
+    // are not started (which ones depends on timing): each of those runs now as alone.
+    assert_eq!(seen, [(0, true)]);
+    let mut alone = Engine::new(m.clone(), Config::default()).unwrap();
+    run(&mut alone, &mut strategy(&m, &c, 1_000.0)).unwrap();
+    for e in &mut engines[1..] {
+        match run(e, &mut strategy(&m, &c, 1_000.0)) {
+            Ok(()) => same(&RunSummary::of(e), &RunSummary::of(&alone)),
+            Err(err) => assert!(err.to_string().contains("already run"), "{err}"),
+        }
+    }
 }
