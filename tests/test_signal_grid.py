@@ -154,3 +154,25 @@ def test_a_set_the_core_refuses_or_whose_rejections_raise_is_its_own_row():
         strict.run_signal_grid({"fine": {"entries": {"A": np.arange(150) % 5 == 0}},
                                 "both": {"entries": {"A": np.arange(150) % 5 == 0}, "sl": 0.05,
                                          "sl_price": {"A": np.full(150, 90.0)}}})
+
+
+class _Ragged(tickstep.SignalStrategy):
+    """Entries one bar short of B's bars when ``ragged``."""
+
+    ragged = False
+
+    def signals(self, symbol, bars):
+        n = len(bars) - (1 if self.ragged and symbol == "B" else 0)
+        return {"entries": np.arange(n) % 4 == 0, "exits": np.arange(n) % 4 == 2}
+
+
+def test_a_set_with_refused_signals_is_its_own_row_in_a_signal_strategy_grid():
+    data = {"A": _walk(90, 13), "B": _walk(80, 14)}
+    bt = tickstep.Backtest(data, _Ragged, on_reject="ignore")
+    sets = [{}, {"ragged": True}, {"size": 0.5}]
+    rows = tickstep.signals.strategy_grid_stats(bt._in_memory("test"), _Ragged, bt._config, sets,
+                                                threads=2)
+    assert isinstance(rows[1], tickstep.ConfigError)
+    assert "entries['B']: 79 values for its 80 bars" in str(rows[1])
+    for k in (0, 2):
+        _same_row(rows[k], bt.run(**sets[k]).stats)

@@ -536,8 +536,11 @@ def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
             made: list[tuple[dict[str, Any], dict[str, Any], SignalStrategy] | BaseException] = []
             for params in param_sets[first:first + step]:
                 try:
-                    made.append(_signals_of(strategy, strategy.check_parameters(params), names,
-                                            frames, metadata))
+                    signals, rules, instance = _signals_of(
+                        strategy, strategy.check_parameters(params), names, frames, metadata)
+                    for kind, columns in signals.items():
+                        signal_columns(market, columns, kind)  # a refusal is this set's own
+                    made.append((signals, rules, instance))
                 except Exception as exc:  # noqa: BLE001 - the set's own error becomes its row
                     made.append(exc)
             ready = [m for m in made if not isinstance(m, BaseException)]
