@@ -5,6 +5,12 @@
 //! answers for the tick being closed (the barrier's trade-on-close fills ask it), and the
 //! two swap when the next tick begins (`begin`). Building the back map advances nothing:
 //! each symbol's cursor moves only in the market phase.
+//!
+//! The back maps are copied from a plan of the next ticks (up to 1,024), made in one pass
+//! over each symbol's times when a tick leaves the previous plan: one stream of times per
+//! symbol at a time, where asking every symbol at every tick reads all their columns at
+//! once. A plan holds times only, no prices: the engine computes the base-bar statistics
+//! of the bars on it then (`Studies::compute_ahead`), each read only from its own bar on.
 
 use crate::market::Market;
 

@@ -3,7 +3,9 @@
 //! timeline of all symbols.
 //!
 //! - Market phase: every symbol with a bar moves its cursor and marks its position to the
-//!   open; studies are updated with the bar; then the book matches and executes the
+//!   open; candles and statistics of extra columns are updated with the bar (statistics of
+//!   base bars were computed for the bars of the clock's plan when it was made, each
+//!   readable from its own bar on); then the book matches and executes the
 //!   working orders of all these bars as one batch (reductions before increases, see
 //!   `book`); then positions are marked to the close.
 //! - Strategy phase: `on_bar` for each symbol with a bar, in the market's call order (the

@@ -82,8 +82,8 @@ impl Blocked {
         }
         self.fed_before += gone;
         self.start += gone;
-        self.values.drain(..gone);
-        let kept = self.values.len();
+        let kept = self.values.len() - gone;
+        self.values.copy_within(gone.., 0);
         let end = (j + to.saturating_sub(i)).min(b.len());
         let bars = BarColumns {
             open: &b.open[j..end],
@@ -92,7 +92,8 @@ impl Blocked {
             close: &b.close[j..end],
             volume: &b.volume[j..end],
         };
-        // Every new slot is written by `feed`: resizing only when the length changes.
+        // Every new slot is written by `feed`: the buffer is filled only where it grows
+        // (a plan's bars are about as many as the last one's).
         self.values.resize(kept + end - j, f64::NAN);
         self.rolling.feed(&bars, &mut self.values[kept..]);
     }
@@ -339,12 +340,16 @@ impl Studies {
     /// Compute the base-bar statistics of every symbol `s` up to its bar with run index
     /// `to[s]` (the clock's plan: its first bar after the planned ticks), from the first
     /// bar without values. Values are only read at their own bar or later.
+    ///
+    /// A symbol at a time, so its columns come from memory once for all its statistics.
     pub fn compute_ahead(&mut self, market: &Market, to: &[usize]) {
-        for &id in &self.base_rolling {
-            if let Study::Bars { per_symbol } = &mut self.studies[id] {
-                for (s, (blocked, &to)) in per_symbol.iter_mut().zip(to).enumerate() {
+        for (s, &to) in to.iter().enumerate() {
+            let (base, b) = (market.base(s), market.bars(s));
+            for &id in &self.base_rolling {
+                if let Study::Bars { per_symbol } = &mut self.studies[id] {
+                    let blocked = &mut per_symbol[s];
                     if blocked.computed() < to {
-                        blocked.refill(to, market.base(s), market.bars(s));
+                        blocked.refill(to, base, b);
                     }
                 }
             }
