@@ -63,14 +63,45 @@ fn per_run<T: Clone>(name: &str, values: Vec<T>, runs: usize) -> PyResult<Vec<T>
     Ok(values)
 }
 
+/// A grid call's columns as slices, per run and symbol: the four signal kinds (entries,
+/// exits, short entries, short exits) and the two stop prices (sl, tp).
+struct GridColumns<'a> {
+    kinds: [Vec<Vec<Option<&'a [bool]>>>; 4],
+    stops: [Vec<Vec<Option<&'a [f64]>>>; 2],
+}
+
+impl<'a> GridColumns<'a> {
+    /// Each column checked by `slices` against the engines' symbols.
+    fn of(
+        engines: &[PyRefMut<'_, PyEngine>],
+        signals: [&'a Columns<'_, bool>; 4],
+        stop_prices: [&'a Columns<'_, f64>; 2],
+    ) -> PyResult<Self> {
+        let symbols = symbol_counts(engines);
+        let [entries, exits, short_entries, short_exits] = signals;
+        let [sl_price, tp_price] = stop_prices;
+        Ok(GridColumns {
+            kinds: [
+                slices("entries", entries, &symbols)?,
+                slices("exits", exits, &symbols)?,
+                slices("short_entries", short_entries, &symbols)?,
+                slices("short_exits", short_exits, &symbols)?,
+            ],
+            stops: [
+                slices("sl_price", sl_price, &symbols)?,
+                slices("tp_price", tp_price, &symbols)?,
+            ],
+        })
+    }
+}
+
 /// The runs of a grid call: per engine, its signals (one per symbol) and its rules (the
 /// size type read; the rest checked with the signals, by `SignalStrategy::new`).
 #[allow(clippy::too_many_arguments)]
 fn grid_runs<'e, 'a>(
     py: Python<'_>,
     engines: &'e mut [PyRefMut<'_, PyEngine>],
-    kinds: &'a [Vec<Vec<Option<&'a [bool]>>>; 4],
-    stops: &'a [Vec<Vec<Option<&'a [f64]>>>; 2],
+    columns: &'a GridColumns<'a>,
     size: Vec<f64>,
     size_type: Vec<String>,
     sl: Vec<Option<f64>>,
@@ -85,6 +116,7 @@ fn grid_runs<'e, 'a>(
     );
     let (sl, tp) = (per_run("sl", sl, n)?, per_run("tp", tp, n)?);
     let sl_trail = per_run("sl_trail", sl_trail.unwrap_or_else(|| vec![None; n]), n)?;
+    let (kinds, stops) = (&columns.kinds, &columns.stops);
     let mut runs = Vec::with_capacity(n);
     for (k, engine) in engines.iter_mut().enumerate() {
         let rules = SignalRules {
@@ -154,22 +186,15 @@ pub fn run_signals(
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<Vec<Option<Py<PyAny>>>> {
-    let symbols = symbol_counts(&engines);
-    let kinds = [
-        slices("entries", &entries, &symbols)?,
-        slices("exits", &exits, &symbols)?,
-        slices("short_entries", &short_entries, &symbols)?,
-        slices("short_exits", &short_exits, &symbols)?,
-    ];
-    let stops = [
-        slices("sl_price", &sl_price, &symbols)?,
-        slices("tp_price", &tp_price, &symbols)?,
-    ];
+    let columns = GridColumns::of(
+        &engines,
+        [&entries, &exits, &short_entries, &short_exits],
+        [&sl_price, &tp_price],
+    )?;
     let runs = grid_runs(
         py,
         &mut engines,
-        &kinds,
-        &stops,
+        &columns,
         size,
         size_type,
         sl,
@@ -216,22 +241,15 @@ pub fn run_signal_summaries(
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<()> {
-    let symbols = symbol_counts(&engines);
-    let kinds = [
-        slices("entries", &entries, &symbols)?,
-        slices("exits", &exits, &symbols)?,
-        slices("short_entries", &short_entries, &symbols)?,
-        slices("short_exits", &short_exits, &symbols)?,
-    ];
-    let stops = [
-        slices("sl_price", &sl_price, &symbols)?,
-        slices("tp_price", &tp_price, &symbols)?,
-    ];
+    let columns = GridColumns::of(
+        &engines,
+        [&entries, &exits, &short_entries, &short_exits],
+        [&sl_price, &tp_price],
+    )?;
     let runs = grid_runs(
         py,
         &mut engines,
-        &kinds,
-        &stops,
+        &columns,
         size,
         size_type,
         sl,
