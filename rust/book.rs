@@ -515,10 +515,12 @@ impl Book {
     // ---- the market phase: one batch per timestamp ---------------------------------------
 
     /// Enter `symbol`'s bar `bar` (at `ts`) in this timestamp's batch, if it has working
-    /// orders. Call for every symbol with a bar, then `execute_batch` once.
+    /// orders that can act in it (see `matching::is_quiet`). Call for every symbol with a
+    /// bar, then `execute_batch` once.
     #[inline]
     pub fn open_bar(&mut self, symbol: usize, bar: usize, ts: i64, prices: Bar) {
-        if !self.working[symbol].is_empty() {
+        let working = &mut self.working[symbol];
+        if !working.is_empty() && !matching::is_quiet(working, bar, &prices) {
             self.plays.push(Play::new(symbol, bar, ts, prices));
         }
     }

@@ -19,6 +19,31 @@ enum Stage {
     Done,
 }
 
+/// Whether a play of `working` in bar `bar` would find nothing to do: every order is
+/// live, none has a trail (it would move with the bar) or a last bar (its life would be
+/// checked at the bar's end), and each is either not eligible yet or a plain stop or a
+/// plain limit that neither the open nor the bar's range reaches (`match_order` at both
+/// moments says no). Such a bar fills nothing and changes no order, so it is not played:
+/// the batch then reads no account either (most bars of a position protected by a
+/// stop-loss are such bars). A stop-limit, a market order or a dead order (swept by a
+/// play) always plays. (`&mut` only because `match_order` takes it: it changes only a
+/// stop-limit, never played here.)
+pub(super) fn is_quiet(working: &mut [Order], bar: usize, prices: &Bar) -> bool {
+    working.iter_mut().all(|o| {
+        if !o.live || o.trail.is_some() || o.last_bar.is_some() {
+            return false;
+        }
+        if o.eligible_from > bar {
+            return true;
+        }
+        if o.stop.is_some() == o.limit.is_some() {
+            return false;
+        }
+        match_order(o, prices, Moment::Open).is_none()
+            && match_order(o, prices, Moment::Intrabar).is_none()
+    })
+}
+
 /// One symbol's bar being matched.
 #[derive(Clone, Debug)]
 pub(super) struct Play {
@@ -210,5 +235,135 @@ impl Play {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orders::{Role, Side};
+
+    /// A deterministic stream of numbers (no rand dependency in the core).
+    struct Stream(u64);
+
+    impl Stream {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn pick(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        /// A price near 100 on a coarse grid, so prices often coincide (ties matter).
+        fn price(&mut self) -> f64 {
+            95.0 + self.pick(21) as f64 * 0.5
+        }
+    }
+
+    fn random_order(r: &mut Stream, id: u64) -> Order {
+        let side = if r.pick(2) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let mut o = Order::new(id, 0, side, 1.0 + r.pick(3) as f64, Role::Entry);
+        match r.pick(6) {
+            0 => {}
+            1 | 2 => o.stop = Some(r.price()),
+            3 | 4 => o.limit = Some(r.price()),
+            _ => {
+                o.stop = Some(r.price());
+                o.limit = Some(r.price());
+                o.triggered = r.pick(3) == 0;
+            }
+        }
+        if r.pick(8) == 0 {
+            o.trail = Some(Trail::Distance(1.0));
+            o.stop = Some(r.price());
+            o.limit = None;
+        }
+        o.live = r.pick(10) != 0;
+        o.eligible_from = r.pick(3) as usize;
+        if r.pick(8) == 0 {
+            o.last_bar = Some(r.pick(4) as usize);
+        }
+        if r.pick(6) == 0 {
+            o.oco = Some(1);
+        }
+        o
+    }
+
+    /// What a play may not change in an order of a quiet bar: all but `checked_bar`
+    /// (the walk's own bookmark within a bar, never read across bars).
+    fn state(o: &Order) -> String {
+        let mut o = o.clone();
+        o.checked_bar = 0;
+        format!("{o:?}")
+    }
+
+    #[test]
+    fn a_quiet_bar_is_one_a_play_would_fill_nothing_in_and_change_no_order_of() {
+        let studies = Studies::default();
+        let mut r = Stream(0x9E37_79B9_7F4A_7C15);
+        let (mut quiet, mut loud) = (0, 0);
+        for _ in 0..20_000 {
+            let working: Vec<Order> = (0..1 + r.pick(3))
+                .map(|k| random_order(&mut r, k + 1))
+                .collect();
+            let (a, b, c, d) = (r.price(), r.price(), r.price(), r.price());
+            let prices = Bar {
+                open: a,
+                high: a.max(b).max(c).max(d),
+                low: a.min(b).min(c).min(d),
+                close: d,
+            };
+            let bar = 1 + r.pick(2) as usize;
+            let mut probed = working.clone();
+            if !is_quiet(&mut probed, bar, &prices) {
+                loud += 1;
+                continue;
+            }
+            quiet += 1;
+            let before: Vec<String> = working.iter().map(state).collect();
+            assert_eq!(before, probed.iter().map(state).collect::<Vec<_>>());
+            let mut played = working.clone();
+            let mut play = Play::new(0, bar, 0, prices);
+            assert!(
+                play.next_match(&mut played, &studies).is_none(),
+                "{working:?} {prices:?}"
+            );
+            assert_eq!(before, played.iter().map(state).collect::<Vec<_>>());
+        }
+        // Both kinds are common enough for the property to mean something.
+        assert!(quiet > 1_000 && loud > 1_000, "{quiet} quiet, {loud} not");
+    }
+
+    #[test]
+    fn a_bar_that_reaches_a_stop_or_a_limit_is_not_quiet() {
+        let prices = Bar {
+            open: 100.0,
+            high: 102.0,
+            low: 99.0,
+            close: 101.0,
+        };
+        let stop = |side, at| {
+            let mut o = Order::new(1, 0, side, 1.0, Role::StopLoss);
+            o.stop = Some(at);
+            vec![o]
+        };
+        assert!(is_quiet(&mut stop(Side::Sell, 98.5), 0, &prices));
+        assert!(!is_quiet(&mut stop(Side::Sell, 99.0), 0, &prices)); // the low touches it
+        assert!(!is_quiet(&mut stop(Side::Buy, 102.0), 0, &prices)); // the high touches it
+        assert!(!is_quiet(&mut stop(Side::Buy, 100.0), 0, &prices)); // the open gaps through
+        let mut later = stop(Side::Sell, 99.5);
+        later[0].eligible_from = 1;
+        assert!(is_quiet(&mut later, 0, &prices)); // not eligible in this bar
+        let mut market = stop(Side::Sell, 1.0);
+        market[0].stop = None;
+        assert!(!is_quiet(&mut market, 0, &prices));
     }
 }
