@@ -118,6 +118,18 @@ impl Blocked {
         }
     }
 
+    /// `(value(i), prev(i))` in one look at the buffer (what a strategy's `next` reads).
+    #[inline(always)]
+    fn value_and_prev(&self, i: usize) -> (f64, f64) {
+        let v = &self.values;
+        match i.checked_sub(self.start) {
+            None => (f64::NAN, f64::NAN),
+            Some(0) => (v.first().copied().unwrap_or(f64::NAN), self.before),
+            Some(k) if k < v.len() => (v[k], v[k - 1]),
+            Some(k) => (f64::NAN, v.get(k - 1).copied().unwrap_or(f64::NAN)),
+        }
+    }
+
     fn is_ready(&self, i: usize) -> bool {
         i >= self.start
             && self
@@ -439,13 +451,11 @@ impl Studies {
     }
 
     /// `value` and `prev` in one read (what a strategy's `next` is given); None for no
-    /// such study.
-    #[inline]
+    /// such study. Inlined into its callers: it runs for every indicator at every bar.
+    #[inline(always)]
     pub fn value_and_prev(&self, id: usize, s: usize, bar: Option<usize>) -> Option<(f64, f64)> {
         Some(match (self.studies.get(id)?, bar) {
-            (Study::Bars { per_symbol }, Some(i)) => {
-                (per_symbol[s].value(i), per_symbol[s].prev(i))
-            }
+            (Study::Bars { per_symbol }, Some(i)) => per_symbol[s].value_and_prev(i),
             (Study::Rolling { per_symbol, .. }, _) => (per_symbol[s].value(), per_symbol[s].prev()),
             (Study::Series { values, .. }, Some(i)) => {
                 let v = &values[s];

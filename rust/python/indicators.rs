@@ -652,32 +652,33 @@ impl LiveIndicators {
             followed.switch(&self.objects, true);
             self.live = true;
         }
-        // The symbol's bar and the studies once for all the objects.
+        // The symbol's bar, the studies and the slots' places once for all the objects.
         let (studies, bar) = (e.studies(), e.bar_index(s));
+        let indicator_slots = followed.classes.get().map(|c| (c.value_at, c.prev_at));
+        let crossing_slot = followed.crossing_classes.get().map(|c| c.value_at);
         for (obj, source) in &self.objects {
             // SAFETY (both arms): each object is of its kind's live class now, whose
             // classes exist (it was adopted through them), its slots at the offsets found
             // for them; the GIL is held (a callback is due).
             let written = match *source {
                 Source::Indicator(id) => {
-                    let (Some((value, prev)), Some(classes)) =
-                        (studies.value_and_prev(id, s, bar), followed.classes.get())
+                    let (Some((value, prev)), Some((value_at, prev_at))) =
+                        (studies.value_and_prev(id, s, bar), indicator_slots)
                     else {
                         return Err(unreadable(id));
                     };
                     unsafe {
-                        put_float(obj.as_ptr(), classes.value_at, value)
-                            && put_float(obj.as_ptr(), classes.prev_at, prev)
+                        put_float(obj.as_ptr(), value_at, value)
+                            && put_float(obj.as_ptr(), prev_at, prev)
                     }
                 }
                 Source::Crossing(id, against) => {
-                    let (Some(c), Some(classes)) = (
-                        crossing_of(studies, id, against, s, bar),
-                        followed.crossing_classes.get(),
-                    ) else {
+                    let (Some(c), Some(value_at)) =
+                        (crossing_of(studies, id, against, s, bar), crossing_slot)
+                    else {
                         return Err(unreadable(id));
                     };
-                    unsafe { put_int(obj.as_ptr(), classes.value_at, c) }
+                    unsafe { put_int(obj.as_ptr(), value_at, c) }
                 }
             };
             if !written {
