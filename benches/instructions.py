@@ -33,7 +33,6 @@ def child(idiom: str, data: str) -> None:
     """Run one idiom once (under callgrind, started by `main`) and report its trades."""
     import _harness as h
     import accessors
-
     import tickstep
 
     columns = h.load(data)
