@@ -356,13 +356,19 @@ impl Engine {
                 self.close_bar(&market, s, i);
             }
             if bars {
+                // One context for the tick's symbols, pointed at each in turn.
+                let mut ctx = tick_context!(self, &active, None);
+                let mut outcome = Ok(());
                 for &s in &active {
-                    let mut ctx = tick_context!(self, &active, Some(s));
-                    let outcome = strategy.on_bar(&mut ctx, s);
+                    ctx.current = Some(s);
+                    outcome = strategy.on_bar(&mut ctx, s);
                     if outcome.is_err() {
-                        self.active = active;
-                        return outcome;
+                        break;
                     }
+                }
+                if outcome.is_err() {
+                    self.active = active;
+                    return outcome;
                 }
             }
             if ticks {

@@ -147,6 +147,66 @@ impl Blocked {
     }
 }
 
+/// A precomputed series' values, per symbol one per base bar, read where they are: owned
+/// here, or borrowed from memory that `owner` keeps alive (numpy arrays the bindings hold,
+/// so an indicator computed in Python is not copied) and that nothing changes while it
+/// is held.
+pub struct SeriesValues {
+    /// Per symbol, where its values start and how many there are.
+    columns: Vec<(*const f64, usize)>,
+    _owner: Box<dyn std::any::Any + Send + Sync>,
+}
+
+// SAFETY: the columns are read-only memory owned by (or kept alive by) `owner`, which is
+// Send and Sync; nothing is ever written through them.
+unsafe impl Send for SeriesValues {}
+unsafe impl Sync for SeriesValues {}
+
+impl SeriesValues {
+    /// Values owned by the studies.
+    pub fn owned(values: Vec<Vec<f64>>) -> Self {
+        let columns = values.iter().map(|v| (v.as_ptr(), v.len())).collect();
+        // Moving the vectors into the box moves none of their buffers.
+        SeriesValues {
+            columns,
+            _owner: Box::new(values),
+        }
+    }
+
+    /// Values borrowed from memory `owner` keeps alive: per symbol (start, count).
+    ///
+    /// # Safety
+    /// Each (start, count) must describe `count` initialised f64 that stay valid, and
+    /// unchanged, as long as `owner` lives.
+    pub unsafe fn borrowed(
+        columns: Vec<(*const f64, usize)>,
+        owner: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Self {
+        SeriesValues {
+            columns,
+            _owner: owner,
+        }
+    }
+
+    /// Symbols held.
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// Symbol `s`'s values.
+    #[inline(always)]
+    pub fn column(&self, s: usize) -> &[f64] {
+        let (start, len) = self.columns[s];
+        // SAFETY: (start, len) describe a live slice for as long as `owner`, which `self`
+        // holds, lives (`owned` and `borrowed`).
+        unsafe { std::slice::from_raw_parts(start, len) }
+    }
+}
+
 enum Study {
     /// On base bars, the bars of a plan of the clock at a time.
     Bars { per_symbol: Vec<Blocked> },
@@ -154,7 +214,7 @@ enum Study {
     Rolling { per_symbol: Vec<Rolling> },
     /// A vectorised indicator computed over the whole history, one value per base bar.
     Series {
-        values: Vec<Vec<f64>>,
+        values: SeriesValues,
         warmup_done: Vec<usize>,
     },
 }
@@ -308,25 +368,27 @@ impl Studies {
         Ok(id)
     }
 
-    /// A precomputed series: `values[symbol][bar]`, revealed as bars are processed.
-    pub fn add_series(&mut self, bars: &[&SymbolBars], values: Vec<Vec<f64>>) -> Result<usize> {
+    /// A precomputed series: `values.column(symbol)[bar]`, revealed as bars are processed.
+    pub fn add_series(&mut self, bars: &[&SymbolBars], values: SeriesValues) -> Result<usize> {
         if values.len() != bars.len() {
             return Err(EngineError::InvalidConfig(
                 "one value array per symbol is required".into(),
             ));
         }
         for (s, b) in bars.iter().enumerate() {
-            if values[s].len() != b.len() {
+            if values.column(s).len() != b.len() {
                 return Err(EngineError::InvalidConfig(format!(
                     "symbol {s}: the indicator has {} values for {} bars",
-                    values[s].len(),
+                    values.column(s).len(),
                     b.len()
                 )));
             }
         }
-        let warmup_done = values
-            .iter()
-            .map(|v| v.iter().position(|x| !x.is_nan()).unwrap_or(usize::MAX))
+        let warmup_done = (0..values.len())
+            .map(|s| {
+                let v = values.column(s);
+                v.iter().position(|x| !x.is_nan()).unwrap_or(usize::MAX)
+            })
             .collect();
         self.studies.push(Study::Series {
             values,
@@ -433,7 +495,7 @@ impl Studies {
         Ok(match self.study(id)? {
             Study::Bars { per_symbol } => bar.map_or(f64::NAN, |i| per_symbol[s].value(i)),
             Study::Rolling { per_symbol, .. } => per_symbol[s].value(),
-            Study::Series { values, .. } => bar.map_or(f64::NAN, |i| values[s][i]),
+            Study::Series { values, .. } => bar.map_or(f64::NAN, |i| values.column(s)[i]),
         })
     }
 
@@ -444,7 +506,7 @@ impl Studies {
             Study::Bars { per_symbol } => bar.map_or(f64::NAN, |i| per_symbol[s].prev(i)),
             Study::Rolling { per_symbol, .. } => per_symbol[s].prev(),
             Study::Series { values, .. } => match bar {
-                Some(i) if i > 0 => values[s][i - 1],
+                Some(i) if i > 0 => values.column(s)[i - 1],
                 _ => f64::NAN,
             },
         })
@@ -458,7 +520,7 @@ impl Studies {
             (Study::Bars { per_symbol }, Some(i)) => per_symbol[s].value_and_prev(i),
             (Study::Rolling { per_symbol, .. }, _) => (per_symbol[s].value(), per_symbol[s].prev()),
             (Study::Series { values, .. }, Some(i)) => {
-                let v = &values[s];
+                let v = values.column(s);
                 // Each symbol's series is a stream of its own, read one value per bar: more
                 // streams than the hardware prefetcher follows once there are many symbols.
                 #[cfg(target_arch = "x86_64")]

@@ -309,3 +309,46 @@ def test_strategy_attributes_are_stored_and_read_as_usual():
     s = tickstep.Backtest(DATA, Counts, cash=1e6).run().strategy
     assert s.bars == {k: len(v) for k, v in DATA.items()}
     assert not hasattr(s, "last")  # CCC, the last symbol called at the last tick, deleted it
+
+
+# ---- a position's truth value ----------------------------------------------------------------
+
+
+def test_a_position_s_truth_is_its_size_read_live_and_refused_where_no_symbol_runs():
+    """``bool(self.position)`` (read without pyo3's wrapper) is ``size != 0`` at every bar,
+    for the running symbol's position and for named ones, also through ``__bool__``; where
+    no symbol runs (``on_tick``, ``init``) and outside a run it raises as ``.size`` does."""
+
+    class Truths(tickstep.Strategy):
+        def init(self):
+            self.rows = []
+            self.refused = []
+            try:
+                bool(self.position)
+            except UnknownSymbolError as err:
+                self.refused.append(("init", str(err)))
+
+        def next(self, symbol):
+            p = self.position
+            named = self.position(symbol)
+            self.rows.append((bool(p), p.size != 0, bool(named), p.__bool__(), not p))
+            if len(self.rows) % 9 == 0 and not p:
+                self.buy(size=1)
+            elif len(self.rows) % 9 == 0:
+                self.close()
+
+        def on_tick(self):
+            try:
+                bool(self.position)
+            except UnknownSymbolError as err:
+                if not self.refused or self.refused[-1][0] != "on_tick":
+                    self.refused.append(("on_tick", str(err)))
+
+    result = tickstep.Backtest(make_data(), Truths, cash=1e6).run()
+    rows = result.strategy.rows
+    assert len(rows) > 500 and len(result.trades) > 10
+    assert all(truth == sized == named == dunder == (not negated) for truth, sized, named, dunder, negated in rows)
+    assert any(truth for truth, *_ in rows) and not all(truth for truth, *_ in rows)
+    assert [w for w, _ in result.strategy.refused] == ["init", "on_tick"]
+    with pytest.raises(tickstep.TickstepError, match="only usable inside"):
+        bool(result.strategy.position)

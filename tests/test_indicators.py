@@ -583,3 +583,64 @@ def test_I_cannot_be_reset(data):
 
     with pytest.raises(tickstep.ConfigError):
         tickstep.Backtest({"AAA": data["AAA"].iloc[:50]}, ResetSeries).run()
+
+
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
+# How self.I may get its values: a read-only contiguous array is read where it is (kept
+# alive by the run, not copied); any other kind is copied when declared.
+I_ARRAY_KINDS = {
+    "read-only, held by nobody else": lambda c: _read_only(c.to_numpy() * 2.0),
+    "read-only view of pandas' result": lambda c: np.asarray((c * 2.0).rolling(1).mean()),
+    "writeable": lambda c: c.to_numpy() * 2.0,
+    "read-only, strided": lambda c: _read_only(np.repeat(c.to_numpy() * 2.0, 2))[::2],
+    "float32": lambda c: (c.to_numpy() * 2.0).astype(np.float32),
+}
+
+
+def test_I_reads_every_kind_of_array_alike_and_keeps_it_alive(data):
+    class Kinds(tickstep.Strategy):
+        def init(self):
+            self.series = {kind: self.I(func) for kind, func in I_ARRAY_KINDS.items()}
+            import gc
+
+            gc.collect()  # nothing but the run holds the arrays read in place now
+            self.rows = {s: [] for s in self.symbols}
+
+        def next(self, symbol):
+            self.rows[symbol].append([(i.value, i.prev) for i in self.series.values()])
+
+    strategy = tickstep.Backtest(data, Kinds, cash=1e6).run().strategy
+    for symbol in SYMBOLS:
+        doubled = data[symbol]["close"].to_numpy() * 2.0
+        got = np.array(strategy.rows[symbol], dtype=float)
+        for j, kind in enumerate(I_ARRAY_KINDS):
+            want = doubled.astype(np.float32).astype(float) if kind == "float32" else doubled
+            np.testing.assert_array_equal(got[:, j, 0], want, err_msg=f"{symbol} {kind}")
+            np.testing.assert_array_equal(got[:, j, 1], np.r_[np.nan, want[:-1]], err_msg=f"{symbol} {kind}")
+
+
+def test_I_copies_a_writeable_array_so_later_writes_do_not_reach_the_run(data):
+    class Scribbler(tickstep.Strategy):
+        def init(self):
+            self.kept = []
+
+            def doubled(c):
+                out = c.to_numpy() * 2.0
+                self.kept.append(out)
+                return out
+
+            self.x = self.I(doubled)
+            self.rows = []
+
+        def next(self, symbol):
+            for a in self.kept:
+                a[:] = -1.0  # the strategy's own array, changed after it was declared
+            self.rows.append((symbol, len(self.data()), self.x.value))
+
+    strategy = tickstep.Backtest(data, Scribbler, cash=1e6).run().strategy
+    for symbol, n, value in strategy.rows:
+        assert value == data[symbol]["close"].iloc[n - 1] * 2.0

@@ -371,7 +371,8 @@ class Strategy(StrategyBase):
         DataFrame of OHLCV and the symbol's extra columns when ``source`` is None) and must
         return one value per bar. At a tick only values up to that tick's
         bar are readable, so the engine never shows it ahead of its bar (``func`` itself
-        must not shift data backwards)."""
+        must not shift data backwards). A read-only result (pandas' are) is read where it
+        is, not copied; any other is copied here, so changing it later changes nothing."""
         self._refuse_streamed("self.I (func is called once with each symbol's whole series; "
                               "computed window by window its values could differ, and "
                               "nothing shows that func reads no later bar)")

@@ -6,7 +6,7 @@
 //! and read the core when asked, so nothing is allocated per bar for them. Their Python
 //! subclasses (`strategy.py`) add documentation and the rarely used members.
 
-use std::os::raw::c_void;
+use std::os::raw::{c_int, c_void};
 
 use numpy::npyffi::{self, npy_intp, NPY_ARRAY_ALIGNED, NPY_ARRAY_C_CONTIGUOUS, PY_ARRAY_API};
 use numpy::{Element, PyArrayDescrMethods};
@@ -177,7 +177,11 @@ impl PyPositionBase {
     /// Signed units: positive long, negative short, 0 flat.
     #[getter]
     fn size(&self) -> PyResult<f64> {
-        self.ctx.get().size_at(self.symbol)
+        let ctx = self.ctx.get();
+        match ctx.live_size(self.symbol) {
+            Some(size) => Ok(size),
+            None => ctx.size_at(self.symbol),
+        }
     }
 
     /// Volume-weighted entry price of the open trades (NaN when flat).
@@ -227,6 +231,77 @@ impl PyPositionBase {
     fn __bool__(&self) -> PyResult<bool> {
         Ok(self.size()? != 0.0)
     }
+}
+
+/// `bool(position)` (`if self.position:`), read without pyo3's wrapper around a slot.
+///
+/// The idioms test a position's truth at most bars; the read itself is a few loads, and
+/// the wrapper (the attach count in a thread-local, the deferred reference counts, the
+/// panic guard) cost several times it. This reads the same size through the same context
+/// (`PyPositionBase::size`) and raises the same errors; a panic (none is expected) becomes
+/// a `SystemError` instead of crossing into the interpreter.
+///
+/// SAFETY: installed as the `nb_bool` slot of `PositionBase` (`install_position_truth`):
+/// the interpreter calls it with the GIL held and `obj` an instance of that class or of a
+/// subclass (whose Rust part is at the same place).
+unsafe extern "C" fn position_truth(obj: *mut ffi::PyObject) -> c_int {
+    let outcome = std::panic::catch_unwind(|| {
+        let py = unsafe { Python::assume_attached() };
+        let position = unsafe { Borrowed::from_ptr(py, obj).cast_unchecked::<PyPositionBase>() };
+        let me = position.get();
+        match me.ctx.get().live_size(me.symbol) {
+            Some(size) => Ok(size != 0.0),
+            None => me.size().map(|size| size != 0.0),
+        }
+    });
+    match outcome {
+        Ok(Ok(truth)) => c_int::from(truth),
+        Ok(Err(err)) => {
+            err.restore(unsafe { Python::assume_attached() });
+            -1
+        }
+        Err(_) => {
+            unsafe {
+                ffi::PyErr_SetString(
+                    ffi::PyExc_SystemError,
+                    c"tickstep: reading a position's truth value failed".as_ptr(),
+                )
+            };
+            -1
+        }
+    }
+}
+
+/// Make `position_truth` the truth slot of `PositionBase`, before any subclass is made.
+/// Both places the interpreter takes it from are set: the slot itself, and the function
+/// its `__bool__` descriptor wraps (a Python subclass such as `tickstep.Position` takes
+/// its slot from that descriptor when its class is created). Anything unexpected leaves
+/// pyo3's own slot in place.
+pub fn install_position_truth(py: Python<'_>) -> PyResult<()> {
+    let ty = py.get_type::<PyPositionBase>();
+    let descriptor = ty.getattr("__dict__")?.get_item("__bool__")?;
+    // SAFETY: the descriptor is checked to be a slot wrapper (a PyWrapperDescrObject) that
+    // wraps the type's present slot; a heap type's number methods live in its own type
+    // object. Both are replaced once, at module init, before any instance or subclass of
+    // the class exists, and the type's caches are told (`PyType_Modified`).
+    unsafe {
+        let d = descriptor.as_ptr();
+        let t = ty.as_type_ptr();
+        let numbers = (*t).tp_as_number;
+        if numbers.is_null() || ffi::Py_TYPE(d) != std::ptr::addr_of_mut!(ffi::PyWrapperDescr_Type)
+        {
+            return Ok(());
+        }
+        let wrapper = d.cast::<ffi::PyWrapperDescrObject>();
+        let present = (*numbers).nb_bool;
+        if present.map(|f| f as *mut c_void) != Some((*wrapper).d_wrapped) {
+            return Ok(());
+        }
+        (*wrapper).d_wrapped = position_truth as *mut c_void;
+        (*numbers).nb_bool = Some(position_truth);
+        ffi::PyType_Modified(t);
+    }
+    Ok(())
 }
 
 /// The base of `tickstep.History`: read-only numpy views of one symbol's last `count`

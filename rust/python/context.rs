@@ -8,7 +8,8 @@ use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use numpy::{PyArray1, PyReadonlyArray1};
+use numpy::npyffi::{NPY_ARRAY_ALIGNED, NPY_ARRAY_C_CONTIGUOUS, NPY_ARRAY_WRITEABLE};
+use numpy::{PyArray1, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::PyKeyError;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyList, PyString, PyTuple, PyType};
 
@@ -22,7 +23,7 @@ use super::sizing::{computed_units, request_values, RequestLayout, Rule, Sizing}
 use crate::candles::Candle;
 use crate::context::{Setup, TickContext};
 use crate::orders::{OrderRequest, Side, TimeInForce, Trail};
-use crate::studies::{self, Studies};
+use crate::studies::{self, SeriesValues, Studies};
 
 /// (ts, end, open, high, low, close, volume) as handed to Python.
 type CandleTuple = (i64, i64, f64, f64, f64, f64, f64);
@@ -74,6 +75,45 @@ fn time_in_force(
 /// An order's price argument as given (None, or a number).
 fn price_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<f64>> {
     value.map(|v| v.extract::<f64>()).transpose()
+}
+
+/// The arrays of `self.I` as the studies hold them: each read-only, contiguous and
+/// aligned one borrowed (the array kept alive with them), the others copied.
+fn series_values(arrays: &[Bound<'_, PyArray1<f64>>]) -> PyResult<SeriesValues> {
+    let mut kept: Vec<Py<PyArray1<f64>>> = Vec::new();
+    let mut copies: Vec<Vec<f64>> = Vec::new();
+    // Per array: borrowed (index into `kept`) or copied (index into `copies`).
+    let mut places = Vec::with_capacity(arrays.len());
+    for a in arrays {
+        // SAFETY: reading the flags of a live array under the GIL.
+        let flags = unsafe { (*a.as_array_ptr()).fields.flags };
+        let in_place = NPY_ARRAY_C_CONTIGUOUS | NPY_ARRAY_ALIGNED;
+        if flags & in_place == in_place && flags & NPY_ARRAY_WRITEABLE == 0 {
+            places.push(Ok(kept.len()));
+            kept.push(a.clone().unbind());
+        } else {
+            places.push(Err(copies.len()));
+            copies.push(a.to_vec()?);
+        }
+    }
+    let py = match arrays.first() {
+        Some(a) => a.py(),
+        None => return Ok(SeriesValues::owned(Vec::new())),
+    };
+    let columns = places
+        .iter()
+        .map(|place| match *place {
+            // SAFETY: a contiguous array of f64 (checked above), alive while `kept` is.
+            Ok(k) => unsafe { kept[k].bind(py).as_slice() }
+                .map(|c| (c.as_ptr(), c.len()))
+                .map_err(PyErr::from),
+            Err(k) => Ok((copies[k].as_ptr(), copies[k].len())),
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    // SAFETY: the borrowed slices live in arrays `kept` holds, which no one can write
+    // through (not writeable); the copies' buffers live in `copies` and do not move when
+    // it moves into the box.
+    Ok(unsafe { SeriesValues::borrowed(columns, Box::new((kept, copies))) })
 }
 
 fn candle_tuple(c: Candle) -> CandleTuple {
@@ -384,6 +424,27 @@ impl PyContext {
             "{}: sizer {sizer} returned {units}; expected units >= 0",
             self.names[s].bind(py)
         ))
+    }
+
+    /// `size_at` while `next()` or `on_tick()` runs and the symbol is known, else None
+    /// (then `size_at` says why): the few loads a position's truth value needs.
+    #[inline(always)]
+    pub fn live_size(&self, symbol: isize) -> Option<f64> {
+        if !self.setup.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
+        let p = self.tick.load(Ordering::Relaxed);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: as in `context`.
+        let e = unsafe { &*p };
+        let s = match usize::try_from(symbol) {
+            Ok(s) if s < e.market().symbol_count() => s,
+            Ok(_) => return None,
+            Err(_) => e.current_symbol()?,
+        };
+        Some(e.position(s).size)
     }
 
     /// Signed units held in a symbol (-1: the running one): what a position's truth
@@ -950,16 +1011,14 @@ impl PyContext {
             .py_err(py)
     }
 
-    /// Declare a precomputed series (one float per base bar per symbol), revealed bar by bar.
-    fn add_series(
-        &self,
-        py: Python<'_>,
-        values: Vec<PyReadonlyArray1<'_, f64>>,
-    ) -> PyResult<usize> {
+    /// Declare a precomputed series (one float per base bar per symbol), revealed bar by
+    /// bar. A read-only, contiguous array is read where it is (kept alive, not copied: an
+    /// array nobody may write through, such as pandas hands out); any other is copied.
+    fn add_series(&self, py: Python<'_>, values: Vec<Bound<'_, PyArray1<f64>>>) -> PyResult<usize> {
         let market = self.context()?.market().clone();
         let studies = self.declare(py, "an indicator (self.I)")?;
         let bars: Vec<_> = (0..market.symbol_count()).map(|s| market.bars(s)).collect();
-        let values = values.iter().map(|a| a.as_array().to_vec()).collect();
+        let values = series_values(&values)?;
         studies.add_series(&bars, values).py_err(py)
     }
 

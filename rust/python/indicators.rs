@@ -19,7 +19,7 @@ use std::sync::{Mutex, OnceLock};
 use pyo3::exceptions::{PyLookupError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyType;
+use pyo3::types::{PyInt, PyType};
 
 use super::context::PyContext;
 use super::errors::IntoPyResult;
@@ -623,8 +623,94 @@ impl Followed {
 #[derive(Default)]
 pub struct LiveIndicators {
     objects: Vec<(Py<PyAny>, Source)>,
+    /// What is written before each `next(symbol)`.
+    plan: Plan,
     seen: usize,
     live: bool,
+}
+
+/// The studies the followed objects show, each read once per bar (an indicator and a
+/// crossing of it read the same values), and what is written where from them.
+#[derive(Default)]
+struct Plan {
+    /// Each study once: its id and (value, previous value) for the running symbol's bar.
+    reads: Vec<(usize, (f64, f64))>,
+    /// Per object: the object (held in `objects`) and what it is given.
+    writes: Vec<(*mut ffi::PyObject, Write)>,
+    /// The int objects -1, 0 and 1 a crossing's value slot holds (held here).
+    signs: Vec<Py<PyAny>>,
+}
+
+/// What one followed object is given: places in `Plan::reads`, and the byte offsets of
+/// the object's slots.
+#[derive(Clone, Copy)]
+enum Write {
+    Indicator {
+        read: usize,
+        value_at: isize,
+        prev_at: isize,
+    },
+    Crossing {
+        read: usize,
+        theirs: Theirs,
+        value_at: isize,
+    },
+}
+
+/// What a crossing's indicator is compared with: another study's read or a level.
+#[derive(Clone, Copy)]
+enum Theirs {
+    Read(usize),
+    Level(f64),
+}
+
+impl Plan {
+    fn new(py: Python<'_>, followed: &Followed, objects: &[(Py<PyAny>, Source)]) -> PyResult<Self> {
+        let mut plan = Plan {
+            signs: [-1i64, 0, 1]
+                .iter()
+                .map(|&x| PyInt::new(py, x).into_any().unbind())
+                .collect(),
+            ..Plan::default()
+        };
+        for (obj, source) in objects {
+            // An object was adopted through its kind's classes, which are found then.
+            let write = match *source {
+                Source::Indicator(id) => {
+                    let classes = followed.classes.get().ok_or_else(unwritable)?;
+                    Write::Indicator {
+                        read: plan.read(id),
+                        value_at: classes.value_at,
+                        prev_at: classes.prev_at,
+                    }
+                }
+                Source::Crossing(id, against) => {
+                    let classes = followed.crossing_classes.get().ok_or_else(unwritable)?;
+                    Write::Crossing {
+                        read: plan.read(id),
+                        theirs: match against {
+                            Against::Study(other) => Theirs::Read(plan.read(other)),
+                            Against::Level(x) => Theirs::Level(x),
+                        },
+                        value_at: classes.value_at,
+                    }
+                }
+            };
+            plan.writes.push((obj.as_ptr(), write));
+        }
+        Ok(plan)
+    }
+
+    /// Where study `id`'s read is (added if new).
+    fn read(&mut self, id: usize) -> usize {
+        match self.reads.iter().position(|&(x, _)| x == id) {
+            Some(k) => k,
+            None => {
+                self.reads.push((id, (f64::NAN, f64::NAN)));
+                self.reads.len() - 1
+            }
+        }
+    }
 }
 
 impl LiveIndicators {
@@ -643,6 +729,7 @@ impl LiveIndicators {
             let seen = self.seen;
             self.seen = followed.added();
             self.objects.extend(followed.since(py, seen));
+            self.plan = Plan::new(py, followed, &self.objects)?;
             self.live = false;
         }
         if self.objects.is_empty() {
@@ -652,39 +739,45 @@ impl LiveIndicators {
             followed.switch(&self.objects, true);
             self.live = true;
         }
-        // The symbol's bar, the studies and the slots' places once for all the objects.
+        // Each study once for the symbol's bar, then the objects from those values.
         let (studies, bar) = (e.studies(), e.bar_index(s));
-        let indicator_slots = followed.classes.get().map(|c| (c.value_at, c.prev_at));
-        let crossing_slot = followed.crossing_classes.get().map(|c| c.value_at);
-        for (obj, source) in &self.objects {
-            // SAFETY (both arms): each object is of its kind's live class now, whose
-            // classes exist (it was adopted through them), its slots at the offsets found
-            // for them; the GIL is held (a callback is due).
-            let written = match *source {
-                Source::Indicator(id) => {
-                    let (Some((value, prev)), Some((value_at, prev_at))) =
-                        (studies.value_and_prev(id, s, bar), indicator_slots)
-                    else {
-                        return Err(unreadable(id));
-                    };
-                    unsafe {
-                        put_float(obj.as_ptr(), value_at, value)
-                            && put_float(obj.as_ptr(), prev_at, prev)
+        let plan = &mut self.plan;
+        for (id, pair) in plan.reads.iter_mut() {
+            *pair = studies
+                .value_and_prev(*id, s, bar)
+                .ok_or_else(|| unreadable(*id))?;
+        }
+        let (reads, signs) = (&plan.reads, &plan.signs);
+        for &(obj, write) in &plan.writes {
+            // SAFETY (both arms): `obj` is held by `objects`; it is of its kind's live
+            // class now, its slots at the offsets found for that class; the GIL is held
+            // (a callback is due).
+            match write {
+                Write::Indicator {
+                    read,
+                    value_at,
+                    prev_at,
+                } => {
+                    let (value, prev) = reads[read].1;
+                    let written =
+                        unsafe { put_float(obj, value_at, value) && put_float(obj, prev_at, prev) };
+                    if !written {
+                        return Err(PyErr::take(py).unwrap_or_else(unwritable));
                     }
                 }
-                Source::Crossing(id, against) => {
-                    let (Some(c), Some(value_at)) =
-                        (crossing_of(studies, id, against, s, bar), crossing_slot)
-                    else {
-                        return Err(unreadable(id));
+                Write::Crossing {
+                    read,
+                    theirs,
+                    value_at,
+                } => {
+                    let theirs = match theirs {
+                        Theirs::Read(k) => reads[k].1,
+                        Theirs::Level(x) => (x, x),
                     };
-                    unsafe { put_int(obj.as_ptr(), value_at, c) }
+                    // `crossing` is -1, 0 or 1: the place of its int object in `signs`.
+                    let sign = &signs[(crossing(reads[read].1, theirs) + 1) as usize];
+                    unsafe { put_object(obj, value_at, sign.as_ptr()) };
                 }
-            };
-            if !written {
-                return Err(PyErr::take(py).unwrap_or_else(|| {
-                    PyTypeError::new_err("an indicator's values cannot be written")
-                }));
             }
         }
         Ok(())
@@ -702,9 +795,15 @@ impl LiveIndicators {
     /// The run ended: idle, and let go of the objects.
     pub fn finish(&mut self, ctx: &PyContext) {
         self.leave_next(ctx);
+        self.plan = Plan::default();
         self.objects.clear();
         ctx.followed.clear();
     }
+}
+
+#[cold]
+fn unwritable() -> PyErr {
+    PyTypeError::new_err("an indicator's values cannot be written")
 }
 
 #[cold]
@@ -712,18 +811,16 @@ fn unreadable(id: usize) -> PyErr {
     PyLookupError::new_err(format!("indicator {id} names no study of this run"))
 }
 
-/// Store the int `x` in the object slot at byte `at` of `obj` (-1, 0 and 1 are the
-/// interpreter's shared small ints: nothing is allocated).
+/// Store `new` (a live object, borrowed) in the object slot at byte `at` of `obj`, unless
+/// it holds that object already (a crossing's value is mostly the same 0 bar after bar).
 ///
-/// SAFETY: `at` is the offset of an object slot of `obj`; the GIL is held.
+/// SAFETY: `at` is the offset of an object slot of `obj`; `new` is live; the GIL is held.
 #[inline]
-unsafe fn put_int(obj: *mut ffi::PyObject, at: isize, x: i64) -> bool {
+unsafe fn put_object(obj: *mut ffi::PyObject, at: isize, new: *mut ffi::PyObject) {
     let slot = obj.cast::<u8>().offset(at).cast::<*mut ffi::PyObject>();
-    let new = ffi::PyLong_FromLongLong(x);
-    if new.is_null() {
-        return false;
+    if *slot != new {
+        ffi::Py_INCREF(new);
+        let old = std::mem::replace(&mut *slot, new);
+        ffi::Py_XDECREF(old);
     }
-    let old = std::mem::replace(&mut *slot, new);
-    ffi::Py_XDECREF(old);
-    true
 }

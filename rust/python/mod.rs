@@ -21,6 +21,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<indicators::PyIndicator>()?;
     m.add_class::<indicators::PyCrossing>()?;
     m.add_class::<accessors::PyPositionBase>()?;
+    accessors::install_position_truth(m.py())?;
     m.add_class::<accessors::PyHistoryBase>()?;
     m.add_class::<accessors::PyStrategyBase>()?;
     m.add_function(wrap_pyfunction!(signals::run_signals, m)?)?;
