@@ -45,6 +45,15 @@ def dask_client():
     path_finder = importlib.machinery.PathFinder
     find_distributions = path_finder.__dict__.get("find_distributions")
     distributed = pytest.importorskip("distributed")
+    import dask
+
+    # A LocalCluster closes a worker's nanny for good when no worker of that name is back
+    # `lost-worker-timeout` (15 s) after one was lost. On a loaded machine a worker killed
+    # twice by a test's crashing jobs can take longer than that to restart: the cluster
+    # then kills the restarted worker as it registers -- with the next job, an innocent
+    # one, already sent to it (KilledWorker: "crashed") -- and is left short of workers.
+    # Here workers are lost on purpose and always restarted: never give up on one.
+    settings = dask.config.set({"distributed.deploy.lost-worker-timeout": "1 hour"})
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
         # No retries of a task whose worker died: the batch isolates crashes itself.
@@ -54,6 +63,7 @@ def dask_client():
     yield client
     client.close()
     cluster.close()
+    settings.__exit__(None, None, None)
     sys.meta_path[:] = [
         f for f in sys.meta_path
         if f in finders or not type(f).__module__.startswith("importlib_metadata")
