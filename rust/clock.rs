@@ -12,7 +12,7 @@
 //! once. A plan holds times only, no prices: the engine computes the base-bar statistics
 //! of the bars on it then (`Studies::compute_ahead`), each read only from its own bar on.
 
-use crate::market::Market;
+use crate::market::{prefetch, Market, PREFETCH_AHEAD};
 
 /// Nanoseconds in a UTC day: the one definition of the core.
 pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SECOND;
@@ -174,38 +174,23 @@ impl Clock {
         let timeline = market.timeline();
         let to = (from + self.span).min(timeline.len());
         let ticks = &timeline[from..to];
-        let last = ticks[ticks.len() - 1];
         let words = self.words;
         self.plan.clear();
         self.plan.resize(ticks.len() * words, 0);
-        for (s, (&next, placed)) in self.next_bar.iter().zip(&mut self.placed).enumerate() {
-            let ts = &market.bars(s).ts[..];
+        let symbols = self.next_bar.len();
+        for s in 0..symbols {
             // Cursors count the symbol's bars over the whole run; a streamed window holds
             // them from `base` on (a cursor is never behind it: wrapping makes that miss).
-            let first = next.wrapping_sub(market.base(s));
-            let mut j = first;
-            let mut k = 0;
-            let (word, bit) = (s >> 6, 1u64 << (s & 63));
-            while let Some(&x) = ts.get(j).filter(|&&x| x <= last) {
-                if ticks.get(k) != Some(&x) {
-                    // Mostly a tick or two without a bar: step over them; a search for
-                    // longer gaps (a symbol trading less often than the others).
-                    let gap = ticks[k..].iter().take(16).take_while(|&&y| y < x).count();
-                    k += gap;
-                    if gap == 16 {
-                        k += ticks[k..].partition_point(|&y| y < x);
-                    }
-                    // A bar before the plan's first tick, or a repeated time: never at a
-                    // tick (as when each tick asked), and nor are the bars after it.
-                    if ticks.get(k) != Some(&x) {
-                        break;
-                    }
+            let bars = times_from(market, s, self.next_bar[s]);
+            if s + 1 < symbols {
+                // The next symbol's first times, while this one's are placed.
+                let after = times_from(market, s + 1, self.next_bar[s + 1]);
+                for i in (0..PREFETCH_AHEAD).step_by(8) {
+                    prefetch(after, i);
                 }
-                self.plan[k * words + word] |= bit;
-                k += 1;
-                j += 1;
             }
-            *placed = next + (j.wrapping_sub(first));
+            let rows = &mut self.plan[s >> 6..];
+            self.placed[s] = self.next_bar[s] + place(bars, ticks, rows, words, 1 << (s & 63));
         }
         self.planned_from = from;
         self.planned_to = to;
@@ -250,6 +235,66 @@ impl Clock {
     }
 }
 
+/// `symbol`'s times from its bar with run index `next` on (none if the market does not
+/// hold it).
+#[inline]
+fn times_from(market: &Market, symbol: usize, next: usize) -> &[i64] {
+    let first = next.wrapping_sub(market.base(symbol));
+    market.bars(symbol).ts.get(first..).unwrap_or_default()
+}
+
+/// Set `bit` in the row of each tick (`rows[k * words]` for `ticks[k]`) that one of `bars`
+/// falls on, the bars in order from the first; returns how many were placed. A bar whose
+/// time is no tick of `ticks` (after the last, before the first, or a repeated time)
+/// ends the placing: never at a tick (as when each tick asked), and nor are the bars
+/// after it.
+///
+/// Eight bars at a time where they fall on the next eight ticks (a symbol with a bar at
+/// most ticks: one comparison of eight times), else one at a time with a search over the
+/// ticks it has no bar at: the same bits either way.
+fn place(bars: &[i64], ticks: &[i64], rows: &mut [u64], words: usize, bit: u64) -> usize {
+    let (mut j, mut k, mut hinted) = (0, 0, 0);
+    while j < bars.len() {
+        if j >= hinted {
+            prefetch(bars, j + PREFETCH_AHEAD);
+            hinted = j + 8;
+        }
+        if let (Some(eight), Some(next)) = (bars.get(j..j + 8), ticks.get(k..k + 8)) {
+            let differ = eight.iter().zip(next).fold(0, |d, (x, y)| d | (x ^ y));
+            if differ == 0 {
+                if words == 1 {
+                    for row in &mut rows[k..k + 8] {
+                        *row |= bit;
+                    }
+                } else {
+                    for row in rows[k * words..].iter_mut().step_by(words).take(8) {
+                        *row |= bit;
+                    }
+                }
+                (j, k) = (j + 8, k + 8);
+                continue;
+            }
+        }
+        let x = bars[j];
+        if ticks.get(k) != Some(&x) {
+            // Mostly a tick or two without a bar: step over them; a search for longer
+            // gaps (a symbol trading less often than the others).
+            let rest = ticks.get(k..).unwrap_or_default();
+            let gap = rest.iter().take(16).take_while(|&&y| y < x).count();
+            k += gap;
+            if gap == 16 {
+                k += ticks[k..].partition_point(|&y| y < x);
+            }
+            if ticks.get(k) != Some(&x) {
+                return j;
+            }
+        }
+        rows[k * words] |= bit;
+        (j, k) = (j + 1, k + 1);
+    }
+    bars.len()
+}
+
 /// Iterator over the set bits of a bitmap.
 pub struct ActiveSymbols<'a> {
     words: &'a [u64],
@@ -292,6 +337,68 @@ mod tests {
             vec![1.0; n],
             vec![1.0; n],
         )
+    }
+
+    /// Each tick's map holds exactly the symbols with a bar at that tick, and a new plan's
+    /// `placed` counts each symbol's bars before its end, whatever the plan's length:
+    /// symbols with a bar at every tick (placed eight at a time), short and long gaps
+    /// (stepped over, searched), a late start, an early end and a single bar, over two
+    /// map words.
+    #[test]
+    fn plans_place_every_bar_at_its_tick() {
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let minutes = 700i64;
+        let mut times: Vec<Vec<i64>> = vec![
+            (0..minutes).collect(),
+            (0..minutes).filter(|m| m % 9 != 4).collect(),
+            (0..minutes).filter(|m| !(100..140).contains(m)).collect(),
+            (0..minutes).filter(|m| m % 37 == 0).collect(),
+            (250..minutes).collect(),
+            (0..333).collect(),
+            vec![421],
+        ];
+        // Symbols missing a pseudo-random 2%, 20% and 60% of the minutes.
+        for missing in [2, 20, 60] {
+            times.push((0..minutes).filter(|_| next() % 100 >= missing).collect());
+        }
+        // Up to 70 symbols: the maps take two words.
+        while times.len() < 70 {
+            let k = times.len() % 10;
+            times.push(times[k].clone());
+        }
+        let names = (0..times.len()).map(|s| format!("S{s:02}")).collect();
+        let m = Market::new(names, times.iter().map(|t| at(t)).collect()).unwrap();
+        for span in [1, 3, 8, 9, 16, 17, 64, 1024] {
+            let mut c = Clock::new(&m);
+            c.set_plan_ticks(span);
+            let mut t = 0;
+            while c.advance_to(&m, t) {
+                let now = m.timeline()[t];
+                let want: Vec<usize> = (0..times.len())
+                    .filter(|&s| times[s].binary_search(&now).is_ok())
+                    .collect();
+                let active: Vec<usize> = c.active().collect();
+                assert_eq!(active, want, "plans of {span} ticks, tick {t}");
+                if c.replanned() {
+                    let end = m.timeline().get(t + span).copied().unwrap_or(i64::MAX);
+                    for (s, ts) in times.iter().enumerate() {
+                        let before_end = ts.partition_point(|&x| x < end);
+                        assert_eq!(c.placed()[s], before_end, "span {span} tick {t} symbol {s}");
+                    }
+                }
+                for &s in &active {
+                    c.take_bar(s);
+                }
+                t += 1;
+            }
+            assert_eq!(t, m.timeline().len());
+        }
     }
 
     #[test]

@@ -11,6 +11,25 @@ use std::sync::Arc;
 
 use crate::error::{EngineError, Result};
 
+/// How many values ahead of a loop over a column it is prefetched (`prefetch`): this
+/// machine's hardware prefetcher alone leaves a short loop over one symbol's column
+/// waiting for memory at many of its cache lines (measured: ~0.5 ns a value without the
+/// hint), and a kilobyte ahead is loaded by the time the loop gets there.
+pub(crate) const PREFETCH_AHEAD: usize = 128;
+
+/// Hint the CPU to load `column[i]` into cache (nothing past the end).
+#[inline(always)]
+pub(crate) fn prefetch<T>(column: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(x) = column.get(i) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is only a hint and never faults; the address is in bounds.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(x).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (column, i);
+}
+
 /// One column of values: owned by the core, or adopted from an immutable buffer that
 /// someone else owns (e.g. a frozen numpy array), without a copy.
 pub struct Column<T: Copy + 'static> {

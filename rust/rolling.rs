@@ -82,7 +82,19 @@ pub struct BarColumns<'a> {
 }
 
 impl<'a> BarColumns<'a> {
-    fn of(&self, source: Source) -> &'a [f64] {
+    /// Every bar of `bars`.
+    pub fn of_bars(bars: &'a crate::market::SymbolBars) -> Self {
+        BarColumns {
+            open: &bars.open,
+            high: &bars.high,
+            low: &bars.low,
+            close: &bars.close,
+            volume: &bars.volume,
+        }
+    }
+
+    /// The column `source` reads.
+    pub fn of(&self, source: Source) -> &'a [f64] {
         match source {
             Source::Open => self.open,
             Source::High => self.high,

@@ -21,6 +21,8 @@
 //! representation are chosen again whenever a value does not fit (and a wider one is
 //! narrowed back once the window allows it).
 
+use crate::market::{prefetch, PREFETCH_AHEAD};
+
 /// The largest unit exponent used: `2^-k`, `window · 2^k` and the readings stay normal
 /// floats, so scaling by powers of two is exact.
 const MAX_UNIT: i32 = 1000;
@@ -189,6 +191,7 @@ fn wide_vectors() -> bool {
 /// The count loops compiled for AVX-512 (the same Rust code as above).
 #[cfg(target_arch = "x86_64")]
 mod wide {
+    use crate::market::{prefetch, PREFETCH_AHEAD};
     use std::arch::x86_64::{
         __m512d, __m512i, _mm512_abs_epi64, _mm512_abs_pd, _mm512_add_epi64, _mm512_alignr_epi64,
         _mm512_and_si512, _mm512_castpd_si512, _mm512_castsi512_pd, _mm512_castsi512_si128,
@@ -207,10 +210,13 @@ mod wide {
         let whole = n - n % 8;
         let (scale8, limit8) = (_mm512_set1_pd(scale), _mm512_set1_epi64(1 << bits));
         let mut misfits = 0u8;
-        for (x8, count8) in xs[..whole]
+        for (i, (x8, count8)) in xs[..whole]
             .chunks_exact(8)
             .zip(counts[..whole].chunks_exact_mut(8))
+            .enumerate()
         {
+            // A cache line a step: the one a kilobyte ahead (see `prefetch`).
+            prefetch(xs, 8 * i + PREFETCH_AHEAD);
             // SAFETY: both chunks hold eight elements (unaligned loads and stores).
             unsafe {
                 let y = _mm512_mul_pd(_mm512_loadu_pd(x8.as_ptr()), scale8);
@@ -612,7 +618,14 @@ impl WindowSum {
     /// `xs`): the same readings as `push` then `reading`, computed a block at a time.
     pub(super) fn push_all(&mut self, xs: &[f64], out: &mut [f64]) {
         let (window, chunk) = (self.window, self.window + SLACK);
-        for (xs, out) in xs.chunks(chunk).zip(out.chunks_mut(chunk)) {
+        for (c, (xs_c, out)) in xs.chunks(chunk).zip(out.chunks_mut(chunk)).enumerate() {
+            // The next chunk's first values, while this one is counted (which prefetches
+            // its own from a kilobyte ahead).
+            let next = (c + 1) * chunk;
+            for i in (next..next + PREFETCH_AHEAD).step_by(8) {
+                prefetch(xs, i);
+            }
+            let xs = xs_c;
             let done = match &mut self.counts {
                 Counts::Narrow(f) => f.push_all(window, xs, out),
                 _ => false,

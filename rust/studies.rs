@@ -6,7 +6,7 @@
 
 use crate::candles::{clock_bucket, CandleSeries};
 use crate::error::{EngineError, Result};
-use crate::market::{Market, SymbolBars};
+use crate::market::{prefetch, Market, SymbolBars, PREFETCH_AHEAD};
 use crate::rolling::{BarColumns, Rolling, RollingKind, Source};
 
 /// How a timeframe assigns base bars to buckets.
@@ -417,8 +417,12 @@ impl Studies {
     ///
     /// A symbol at a time, so its columns come from memory once for all its statistics.
     pub fn compute_ahead(&mut self, market: &Market, to: &[usize]) {
+        let symbols = to.len();
         for (s, &to) in to.iter().enumerate() {
             let (base, b) = (market.base(s), market.bars(s));
+            if s + 1 < symbols {
+                self.prefetch_first(market, s + 1);
+            }
             for &id in &self.base_rolling {
                 if let Study::Bars { per_symbol } = &mut self.studies[id] {
                     let blocked = &mut per_symbol[s];
@@ -429,6 +433,23 @@ impl Studies {
             }
         }
         self.stale = false;
+    }
+
+    /// Hint the CPU to load the first values `symbol`'s base-bar statistics will read
+    /// (while the symbol before it is computed): the loops over a column prefetch it from
+    /// a kilobyte ahead, so its first kilobyte is what would wait for memory.
+    fn prefetch_first(&self, market: &Market, symbol: usize) {
+        let (base, b) = (market.base(symbol), market.bars(symbol));
+        for &id in &self.base_rolling {
+            if let Study::Bars { per_symbol } = &self.studies[id] {
+                let blocked = &per_symbol[symbol];
+                let first = blocked.computed().wrapping_sub(base);
+                let column = BarColumns::of_bars(b).of(blocked.rolling.source());
+                for i in (first..first.saturating_add(PREFETCH_AHEAD)).step_by(8) {
+                    prefetch(column, i);
+                }
+            }
+        }
     }
 
     /// Market-phase update, bar by bar, of the statistics of extra columns and timeframes,
