@@ -18,6 +18,10 @@
 //! - `tick_loop_studies/{1,20,100}`: the tick loop with a no-op strategy and two rolling
 //!   means declared (the market phase of an SMA(10)/SMA(30) crossover), same sizes as
 //!   `tick_loop`.
+//! - `first_run/{no_studies,two_means}/20`: `tick_loop/20` and `tick_loop_studies/20` on a
+//!   market no engine has run on yet (built outside the timed part): what a single run
+//!   costs, with the market's maps of who has a bar at each tick made during it (later
+//!   runs on the same market read them, as the two benches above do after their first).
 //! - `sma_cross_native/{1,20,100}`: the same with a Rust SMA(10)/SMA(30) crossover strategy
 //!   reading the engine's rolling means and trading 1 unit: the native ceiling of the
 //!   Python `sma_cross` workload in `benches/workloads.py`.
@@ -409,6 +413,46 @@ fn studies_loop(c: &mut Bench) {
     }
 }
 
+/// A run on a market fresh from its columns (no maps of who has a bar at each tick yet),
+/// with nothing declared and with the two rolling means.
+fn first_run(c: &mut Bench) {
+    let market = minute_market(20, 144_000);
+    let fresh = || {
+        let bars = (0..market.symbol_count())
+            .map(|s| market.bars(s).clone())
+            .collect();
+        Arc::new(Market::new(market.names().to_vec(), bars).unwrap())
+    };
+    let mut g = c.benchmark_group("first_run");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(market.bar_count() as u64));
+    g.bench_function("no_studies/20", |b| {
+        b.iter_batched(
+            || Engine::new(fresh(), Config::default()).unwrap(),
+            |mut e| {
+                e.run(&mut NoOp).unwrap();
+                e
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.bench_function("two_means/20", |b| {
+        b.iter_batched(
+            || Engine::new(fresh(), Config::default()).unwrap(),
+            |mut e| {
+                e.run(&mut SmaCross {
+                    trade: false,
+                    ids: (0, 0),
+                })
+                .unwrap();
+                e
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
 /// Entries where the mean of the last `fast` closes crosses above that of the last
 /// `slow`, exits where it crosses below (both means over complete windows only).
 fn sma_cross_signals(close: &[f64], fast: usize, slow: usize) -> (Vec<bool>, Vec<bool>) {
@@ -512,6 +556,6 @@ criterion_group!(
 criterion_group!(
     name = studies;
     config = Criterion::default().with_measurement(Timer::from_env());
-    targets = rolling, candles, studies_loop
+    targets = rolling, candles, studies_loop, first_run
 );
 criterion_main!(benches, studies);

@@ -9,8 +9,12 @@
 //! The back maps are copied from a plan of the next ticks (up to 1,024), made in one pass
 //! over each symbol's times when a tick leaves the previous plan: one stream of times per
 //! symbol at a time, where asking every symbol at every tick reads all their columns at
-//! once. A plan holds times only, no prices: the engine computes the base-bar statistics
-//! of the bars on it then (`Studies::compute_ahead`), each read only from its own bar on.
+//! once. The maps depend on the market alone, so a market keeps them for its whole
+//! timeline once made (`market_maps`, where they are small beside the times): the plans of
+//! every run on it then read them, with no pass over the times, wherever each cursor
+//! stands where taking every bar at its tick leaves it (else the plan is made as before).
+//! A plan holds times only, no prices: the engine computes the base-bar statistics of the
+//! next bars then (`Studies::compute_ahead`), each read only from its own bar on.
 
 use crate::market::{prefetch, Market, PREFETCH_AHEAD};
 
@@ -71,13 +75,16 @@ pub struct Clock {
     tick: usize,
     /// Per symbol, the index of the next bar not yet processed.
     next_bar: Vec<usize>,
-    /// The bitmaps of ticks `planned_from..planned_to`, `words` per tick (see `plan`).
+    /// The bitmaps of ticks `planned_from..planned_to`, `words` per tick, when the plan
+    /// is made here (see `on_market_maps`).
     plan: Vec<u64>,
     planned_from: usize,
     planned_to: usize,
-    /// Per symbol, the run index of its first bar not in the plan (its bars before it fall
-    /// on ticks before `planned_to`).
-    placed: Vec<usize>,
+    /// Whether the current plan's bitmaps are the market's maps (`market_maps`), where
+    /// every cursor stands where they expect it; else they are made into `plan`.
+    on_market_maps: bool,
+    /// Whether the market's maps may be used (tests compare both ways).
+    market_maps_allowed: bool,
     /// Ticks per plan.
     span: usize,
     /// Whether the latest `prepare` made a new plan.
@@ -97,7 +104,8 @@ impl Clock {
             plan: Vec::new(),
             planned_from: 0,
             planned_to: 0,
-            placed: vec![0; n],
+            on_market_maps: false,
+            market_maps_allowed: true,
             span: plan_ticks(n),
             replanned: false,
         }
@@ -136,8 +144,15 @@ impl Clock {
         if self.replanned {
             self.make_plan(market, t);
         }
-        let at = (t - self.planned_from) * self.words;
-        self.back.copy_from_slice(&self.plan[at..at + self.words]);
+        let words = self.words;
+        let (rows, at) = match market
+            .tick_maps(market_maps)
+            .filter(|_| self.on_market_maps)
+        {
+            Some(maps) => (maps, t * words),
+            None => (&self.plan[..], (t - self.planned_from) * words),
+        };
+        self.back.copy_from_slice(&rows[at..at + words]);
         true
     }
 
@@ -147,9 +162,14 @@ impl Clock {
         self.replanned
     }
 
-    /// Per symbol, the run index of its first bar after the plan.
-    pub fn placed(&self) -> &[usize] {
-        &self.placed
+    /// Per symbol, the run index of its next bar (the first not yet processed).
+    pub fn next_bars(&self) -> &[usize] {
+        &self.next_bar
+    }
+
+    /// Ticks per plan: a symbol has at most that many bars on one.
+    pub fn plan_span(&self) -> usize {
+        self.span
     }
 
     /// Plans of `ticks` ticks (tests: plans end at many places).
@@ -159,20 +179,33 @@ impl Clock {
         self.forget_plan();
     }
 
+    /// Whether plans may be the market's maps (tests: the same bitmaps either way).
+    #[cfg(test)]
+    pub(crate) fn allow_market_maps(&mut self, allowed: bool) {
+        self.market_maps_allowed = allowed;
+        self.forget_plan();
+    }
+
     /// Drop the plan: the market changes (a streamed run's next window).
     pub fn forget_plan(&mut self) {
         self.planned_from = 0;
         self.planned_to = 0;
     }
 
-    /// The bitmaps of the ticks from `from` on, in one pass over each symbol's times from
-    /// its cursor: its bars in order, each set at the tick of its time (the timeline is the
-    /// union of the times, so that tick exists; a search skips the ticks it has no bar
-    /// at). Reading the times a symbol at a time streams them, where asking every symbol
-    /// at every tick reads many columns at once (more streams than the hardware follows).
+    /// The plan of the ticks from `from` on: the market's maps where it has them and every
+    /// cursor stands at its first bar from tick `from` on (its bars before that tick taken,
+    /// none after it: what taking each bar at its tick leaves); else made here.
     fn make_plan(&mut self, market: &Market, from: usize) {
         let timeline = market.timeline();
         let to = (from + self.span).min(timeline.len());
+        self.planned_from = from;
+        self.planned_to = to;
+        self.on_market_maps = self.market_maps_allowed
+            && market.tick_maps(market_maps).is_some()
+            && self.cursors_at(market, timeline[from]);
+        if self.on_market_maps {
+            return;
+        }
         let ticks = &timeline[from..to];
         let words = self.words;
         self.plan.clear();
@@ -189,11 +222,21 @@ impl Clock {
                     prefetch(after, i);
                 }
             }
-            let rows = &mut self.plan[s >> 6..];
-            self.placed[s] = self.next_bar[s] + place(bars, ticks, rows, words, 1 << (s & 63));
+            place(bars, ticks, &mut self.plan[s >> 6..], words, 1 << (s & 63));
         }
-        self.planned_from = from;
-        self.planned_to = to;
+    }
+
+    /// Whether every symbol's cursor is at its first bar at or after `time` (or past its
+    /// last bar, all of them before `time`).
+    fn cursors_at(&self, market: &Market, time: i64) -> bool {
+        self.next_bar.iter().enumerate().all(|(s, &next)| {
+            let ts = &market.bars(s).ts[..];
+            let Some(j) = next.checked_sub(market.base(s)).filter(|&j| j <= ts.len()) else {
+                return false;
+            };
+            let before = j.checked_sub(1).is_none_or(|i| ts[i] < time);
+            before && ts.get(j).is_none_or(|&x| x >= time)
+        })
     }
 
     /// Start tick `t`: the back bitmap prepared for it becomes the front one.
@@ -233,6 +276,48 @@ impl Clock {
             bits: self.front.first().copied().unwrap_or(0),
         }
     }
+}
+
+/// Ticks per block when the market's maps are made (as a plan's: one block of the
+/// timeline stays in cache while each symbol's bars are placed on it).
+const MAPS_BLOCK: usize = 1024;
+
+/// The maps of who has a bar at each tick of `market`'s whole timeline, for every run on
+/// it (`Market::tick_maps`): the plans then read them, where each run made its own from
+/// the symbols' times. Made as plans are (a block of ticks, each symbol's bars placed on
+/// it in turn), each symbol from its first bar on the timeline (a streamed window's kept
+/// past is before it). Kept where they are small beside the times (an eighth of their
+/// bytes, or under 64 KB): one bit per symbol and tick, where a time is 64 bits per bar.
+pub(crate) fn market_maps(market: &Market) -> Option<Vec<u64>> {
+    let timeline = market.timeline();
+    let symbols = market.symbol_count();
+    let words = symbols.div_ceil(64);
+    let size = timeline.len().checked_mul(words)?;
+    if size > (market.bar_count() / 8).max(8 << 10) {
+        return None;
+    }
+    let first = *timeline.first()?;
+    let mut next: Vec<usize> = (0..symbols)
+        .map(|s| market.bars(s).ts.partition_point(|&x| x < first))
+        .collect();
+    let mut maps = vec![0u64; size];
+    for from in (0..timeline.len()).step_by(MAPS_BLOCK) {
+        let ticks = &timeline[from..(from + MAPS_BLOCK).min(timeline.len())];
+        let rows = &mut maps[from * words..];
+        for s in 0..symbols {
+            let bars = market.bars(s).ts.get(next[s]..).unwrap_or_default();
+            if let Some(after) = next
+                .get(s + 1)
+                .and_then(|&j| market.bars(s + 1).ts.get(j..))
+            {
+                for i in (0..PREFETCH_AHEAD).step_by(8) {
+                    prefetch(after, i);
+                }
+            }
+            next[s] += place(bars, ticks, &mut rows[s >> 6..], words, 1 << (s & 63));
+        }
+    }
+    Some(maps)
 }
 
 /// `symbol`'s times from its bar with run index `next` on (none if the market does not
@@ -339,11 +424,12 @@ mod tests {
         )
     }
 
-    /// Each tick's map holds exactly the symbols with a bar at that tick, and a new plan's
-    /// `placed` counts each symbol's bars before its end, whatever the plan's length:
-    /// symbols with a bar at every tick (placed eight at a time), short and long gaps
-    /// (stepped over, searched), a late start, an early end and a single bar, over two
-    /// map words.
+    /// Each tick's map holds exactly the symbols with a bar at that tick, whatever the
+    /// plan's length and whether plans are the market's maps or made per run: symbols with
+    /// a bar at every tick (placed eight at a time), short and long gaps (stepped over,
+    /// searched), a late start, an early end and a single bar, over two map words. A
+    /// symbol whose bar is not taken at its tick (what the engine never does) is then seen
+    /// alike both ways: the plan made from the cursors leaves it out from the next plan on.
     #[test]
     fn plans_place_every_bar_at_its_tick() {
         let mut state = 0x853c_49e6_748f_ea9bu64;
@@ -374,30 +460,41 @@ mod tests {
         }
         let names = (0..times.len()).map(|s| format!("S{s:02}")).collect();
         let m = Market::new(names, times.iter().map(|t| at(t)).collect()).unwrap();
+        assert!(m.tick_maps(market_maps).is_some());
         for span in [1, 3, 8, 9, 16, 17, 64, 1024] {
-            let mut c = Clock::new(&m);
-            c.set_plan_ticks(span);
-            let mut t = 0;
-            while c.advance_to(&m, t) {
-                let now = m.timeline()[t];
-                let want: Vec<usize> = (0..times.len())
-                    .filter(|&s| times[s].binary_search(&now).is_ok())
-                    .collect();
-                let active: Vec<usize> = c.active().collect();
-                assert_eq!(active, want, "plans of {span} ticks, tick {t}");
-                if c.replanned() {
-                    let end = m.timeline().get(t + span).copied().unwrap_or(i64::MAX);
-                    for (s, ts) in times.iter().enumerate() {
-                        let before_end = ts.partition_point(|&x| x < end);
-                        assert_eq!(c.placed()[s], before_end, "span {span} tick {t} symbol {s}");
+            for (maps, skip) in [
+                (true, None),
+                (false, None),
+                (true, Some(500)),
+                (false, Some(500)),
+            ] {
+                let mut c = Clock::new(&m);
+                c.set_plan_ticks(span);
+                c.allow_market_maps(maps);
+                let mut t = 0;
+                let mut skipped = None;
+                while c.advance_to(&m, t) {
+                    let now = m.timeline()[t];
+                    let active: Vec<usize> = c.active().collect();
+                    // Symbol 1 stops taking its bars at minute 500 (`skip`): it is seen
+                    // until the plan that holds that minute ends.
+                    let gone = skipped.filter(|&at| t >= at - at % span + span);
+                    let want: Vec<usize> = (0..times.len())
+                        .filter(|&s| times[s].binary_search(&now).is_ok())
+                        .filter(|&s| s != 1 || gone.is_none())
+                        .collect();
+                    assert_eq!(active, want, "plans of {span} ticks, maps {maps}, tick {t}");
+                    for &s in &active {
+                        if s == 1 && (skipped.is_some() || Some(now) >= skip) {
+                            skipped = skipped.or(Some(t));
+                            continue;
+                        }
+                        c.take_bar(s);
                     }
+                    t += 1;
                 }
-                for &s in &active {
-                    c.take_bar(s);
-                }
-                t += 1;
+                assert_eq!(t, m.timeline().len());
             }
-            assert_eq!(t, m.timeline().len());
         }
     }
 

@@ -178,6 +178,12 @@ impl Engine {
         self.clock.set_plan_ticks(ticks);
     }
 
+    /// Whether clock plans may be the market's maps (tests: the same either way).
+    #[cfg(test)]
+    pub(crate) fn allow_market_maps(&mut self, allowed: bool) {
+        self.clock.allow_market_maps(allowed);
+    }
+
     /// The instant the account opens (`trade_start` after a warm-up): carrying costs and
     /// interest accrue from the first day end at or after it, never before.
     pub fn set_account_opens(&mut self, ts: i64) {
@@ -408,7 +414,8 @@ impl Engine {
     #[inline]
     fn compute_ahead(&mut self, market: &Market) {
         if self.studies.needs_computing(self.clock.replanned()) {
-            self.studies.compute_ahead(market, self.clock.placed());
+            let (next, span) = (self.clock.next_bars(), self.clock.plan_span());
+            self.studies.compute_ahead(market, next, span);
         }
     }
 

@@ -292,6 +292,9 @@ pub struct Market {
     /// Whether every open and close is above zero (found on first use, then shared by
     /// every run on this market).
     marks_positive: std::sync::OnceLock<bool>,
+    /// The clock's maps of who has a bar at each tick (see `tick_maps`), built on first
+    /// use and then shared by every run on this market.
+    tick_maps: std::sync::OnceLock<Option<Vec<u64>>>,
 }
 
 /// The OHLCV columns every symbol has, by name.
@@ -341,6 +344,7 @@ impl Market {
             base,
             call_order,
             marks_positive: Default::default(),
+            tick_maps: Default::default(),
         })
     }
 
@@ -420,6 +424,7 @@ impl Market {
             base,
             call_order,
             marks_positive: Default::default(),
+            tick_maps: Default::default(),
         })
     }
 
@@ -454,6 +459,7 @@ impl Market {
             base,
             call_order: self.call_order.clone(),
             marks_positive: Default::default(),
+            tick_maps: Default::default(),
         })
     }
 
@@ -467,6 +473,13 @@ impl Market {
                 .iter()
                 .all(|b| positive(&b.open) && positive(&b.close))
         })
+    }
+
+    /// The clock's maps of the whole timeline (`Clock`'s layout: one bit per symbol, the
+    /// words of each tick in turn), made by `build` on first use and shared by every run on
+    /// this market; None where `build` declined to keep them.
+    pub(crate) fn tick_maps(&self, build: fn(&Market) -> Option<Vec<u64>>) -> Option<&[u64]> {
+        self.tick_maps.get_or_init(|| build(self)).as_deref()
     }
 
     /// Whether `other` (a later window of the same run) holds the same extra columns as

@@ -162,15 +162,18 @@ fn every_reading_is_the_bar_by_bar_one_whatever_the_plan() {
     let want = reference(&bars);
     let market = Arc::new(Market::new(names(), bars).unwrap());
     for plan in [1, 2, 5, 16, 1024] {
-        let mut e = Engine::new(Arc::clone(&market), Config::default()).unwrap();
-        e.set_plan_ticks(plan);
-        let mut check = Check {
-            want: &want,
-            ids: Vec::new(),
-            checked: 0,
-        };
-        e.run(&mut check).unwrap();
-        assert_eq!(check.checked, market.timeline().len() * 5 * KINDS.len());
+        for maps in [true, false] {
+            let mut e = Engine::new(Arc::clone(&market), Config::default()).unwrap();
+            e.set_plan_ticks(plan);
+            e.allow_market_maps(maps);
+            let mut check = Check {
+                want: &want,
+                ids: Vec::new(),
+                checked: 0,
+            };
+            e.run(&mut check).unwrap();
+            assert_eq!(check.checked, market.timeline().len() * 5 * KINDS.len());
+        }
     }
 }
 
@@ -200,7 +203,13 @@ fn a_streamed_run_reads_what_one_run_reads() {
         (vec![0, 1, 14, 64, 164, TICKS], 3),
         (vec![0, 100, TICKS], 60),
     ] {
-        for plan in [1, 4, 1024] {
+        for (plan, maps) in [
+            (1, true),
+            (4, true),
+            (4, false),
+            (1024, true),
+            (1024, false),
+        ] {
             let first = |s: &SymbolBars| between(s, cuts[0] * 60, cuts[1] * 60);
             let mut market = Arc::new(
                 Market::window(
@@ -214,6 +223,7 @@ fn a_streamed_run_reads_what_one_run_reads() {
             );
             let mut e = Engine::new(Arc::clone(&market), Config::default()).unwrap();
             e.set_plan_ticks(plan);
+            e.allow_market_maps(maps);
             let mut check = Check {
                 want: &want,
                 ids: Vec::new(),

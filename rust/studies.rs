@@ -65,18 +65,18 @@ impl Blocked {
     }
 
     /// Compute the values of the bars from `computed()` up to run index `to` (`base` the
-    /// run index of `b[0]`). They replace the ones before except the last: a plan is made
-    /// before its first tick, while a symbol's latest bar is still an earlier one, and may
-    /// be read by then (its `prev` is then `before`).
-    fn refill(&mut self, to: usize, base: usize, b: &SymbolBars) {
-        const KEPT: usize = 1;
+    /// run index of `b[0]`), keeping those from bar `kept` on (the symbol's latest bar,
+    /// which may still be read, and the ones after it): a plan is made before its first
+    /// tick, while a symbol's latest bar is still an earlier one (its `prev` is then
+    /// `before`).
+    fn refill(&mut self, kept: usize, to: usize, base: usize, b: &SymbolBars) {
         let i = self.computed();
         // The first bar without a value is held (a streamed window keeps the bars from the
         // first one not yet processed on); if not, nothing to compute from.
         let Some(j) = i.checked_sub(base).filter(|&j| j <= b.len()) else {
             return;
         };
-        let gone = self.values.len().saturating_sub(KEPT);
+        let gone = kept.saturating_sub(self.start).min(self.values.len());
         if let Some(&last) = gone.checked_sub(1).and_then(|k| self.values.get(k)) {
             self.before = last;
         }
@@ -411,23 +411,25 @@ impl Studies {
         !self.base_rolling.is_empty() && (replanned || self.stale)
     }
 
-    /// Compute the base-bar statistics of every symbol `s` up to its bar with run index
-    /// `to[s]` (the clock's plan: its first bar after the planned ticks), from the first
-    /// bar without values. Values are only read at their own bar or later.
+    /// Compute the base-bar statistics of every symbol `s` for its next `span` bars (the
+    /// clock's plan of `span` ticks holds no more of them), from its first bar without
+    /// values, `next[s]` being its next bar; values before its latest bar are dropped.
+    /// Values are only read at their own bar or later.
     ///
     /// A symbol at a time, so its columns come from memory once for all its statistics.
-    pub fn compute_ahead(&mut self, market: &Market, to: &[usize]) {
-        let symbols = to.len();
-        for (s, &to) in to.iter().enumerate() {
+    pub fn compute_ahead(&mut self, market: &Market, next: &[usize], span: usize) {
+        let symbols = next.len();
+        for (s, &next) in next.iter().enumerate() {
             let (base, b) = (market.base(s), market.bars(s));
             if s + 1 < symbols {
                 self.prefetch_first(market, s + 1);
             }
+            let (latest, to) = (next.saturating_sub(1), next.saturating_add(span));
             for &id in &self.base_rolling {
                 if let Study::Bars { per_symbol } = &mut self.studies[id] {
                     let blocked = &mut per_symbol[s];
                     if blocked.computed() < to {
-                        blocked.refill(to, base, b);
+                        blocked.refill(latest, to, base, b);
                     }
                 }
             }
@@ -662,7 +664,7 @@ mod tests {
             ..b.clone()
         };
         let market = Market::new(vec!["X".into()], vec![prices]).unwrap();
-        studies.compute_ahead(&market, &[n]);
+        studies.compute_ahead(&market, &[0], n);
         let mut seen = Vec::new();
         for i in 0..n {
             studies.update(0, i, &b);
@@ -766,7 +768,7 @@ mod tests {
                     planned = (i + block).min(b.len());
                 }
                 if studies.needs_computing(replanned) {
-                    studies.compute_ahead(&market, &[planned]);
+                    studies.compute_ahead(&market, &[i], block);
                 }
                 for (k, &seen) in latest.iter().enumerate() {
                     if let Some(seen) = seen {
