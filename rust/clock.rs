@@ -498,6 +498,35 @@ mod tests {
         }
     }
 
+    /// A market keeps its maps where they are small beside its times (an eighth of their
+    /// bytes, or under 64 KB), and declines them where they are not: 20 symbols with a
+    /// bar at each of 20,000 ticks need 20,000 words of maps for 400,000 times, but two
+    /// symbols taking turns over 40,000 ticks hold 40,000 bars, whose maps would be 40,000
+    /// words (one symbol alone: as many words as times).
+    #[test]
+    fn maps_are_kept_only_where_small_beside_the_times() {
+        let every = || at(&(0..20_000).collect::<Vec<_>>());
+        let names = (0..20).map(|s| format!("S{s}")).collect();
+        let dense = Market::new(names, (0..20).map(|_| every()).collect()).unwrap();
+        assert!(dense.tick_maps(market_maps).is_some());
+        let alone = Market::new(vec!["A".into()], vec![every()]).unwrap();
+        assert!(alone.tick_maps(market_maps).is_none());
+        let turns = |first: i64| at(&(0..20_000).map(|i| 2 * i + first).collect::<Vec<_>>());
+        let sparse = Market::new(vec!["A".into(), "B".into()], vec![turns(0), turns(1)]);
+        let sparse = sparse.unwrap();
+        assert_eq!(sparse.timeline().len(), 40_000);
+        assert!(sparse.tick_maps(market_maps).is_none());
+        // Their plans are made per run, from the times.
+        let mut c = Clock::new(&sparse);
+        for t in 0..40_000 {
+            assert!(c.advance_to(&sparse, t));
+            let active: Vec<usize> = c.active().collect();
+            assert_eq!(active, vec![t % 2], "tick {t}");
+            c.take_bar(t % 2);
+        }
+        assert!(!c.advance_to(&sparse, 40_000));
+    }
+
     #[test]
     fn bitmaps_follow_each_symbols_bars() {
         // 70 symbols so the map spans two words; symbol 65 misses tick 1.
