@@ -11,6 +11,9 @@ Workloads (data ``minute_20x144k``: 20 symbols x 144,000 minutes, built outside 
   (``_core.run_signals`` over 100 engines) on 1 thread and on 2 threads: wall time, CPU
   time and the speed-up; then the whole ``Backtest.run_signal_grid`` (the stats table: a
   row of statistics per set) on 1 thread and on 2 threads, side by side.
+- ``optimize``: ``Backtest.optimize`` of a `SignalStrategy` whose ``signals`` are a pandas
+  SMA cross (rolling means of each symbol's closes), 16 (fast, slow) pairs on all cores: wall and CPU time, beside the time ``signals`` alone takes for those sets
+  on one thread (the Python part the native grid overlaps).
 - ``peer``: vectorbt's ``Portfolio.from_signals`` on the same closes and signals, when
   vectorbt is importable (``--vectorbt-python`` may name another interpreter with it;
   the closes and signals are handed over in an .npz file).
@@ -19,8 +22,8 @@ Wall time is what a user waits; CPU time (this process, all threads) is the bett
 estimate of an idle machine's figures on a busy one. Both are printed, with the load.
 
 Run: ``.venv/bin/python benches/signals.py [--repeat 5] [--grid-repeat 3] [--single-only |
---grid-only]`` (``--single-only``: the single run and the peer, no grid; ``--grid-only``:
-the grid alone).
+--grid-only | --optimize-only]`` (``--single-only``: the single run and the peer, no grid;
+``--grid-only``: the grid and the optimize row; ``--optimize-only``: that row alone).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402
@@ -58,6 +62,23 @@ def sma_cross(close: np.ndarray, fast: int, slow: int) -> tuple[np.ndarray, np.n
     prev_above = np.concatenate([[False], above[:-1]])
     prev_below = np.concatenate([[False], below[:-1]])
     return above & ~prev_above & ~np.isnan(s), below & ~prev_below & ~np.isnan(s)
+
+
+class PandasSmaCross(tickstep.SignalStrategy):
+    """SMA cross signals as a pandas user writes them: entries where the fast rolling mean
+    of the closes crosses above the slow one, exits where it crosses below."""
+
+    size = 0.04
+    fast = 10
+    slow = 30
+
+    def signals(self, symbol, bars):  # type: ignore[no-untyped-def]
+        f = bars["close"].rolling(self.fast).mean()
+        s = bars["close"].rolling(self.slow).mean()
+        above, below = (f > s).to_numpy(), (f < s).to_numpy()
+        was_above = np.concatenate([[False], above[:-1]])
+        was_below = np.concatenate([[False], below[:-1]])
+        return {"entries": above & ~was_above, "exits": below & ~was_below}
 
 
 def native_run(market, config, sets, threads):  # type: ignore[no-untyped-def]
@@ -171,12 +192,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--grid-repeat", type=int, default=3)
+    ap.add_argument("--no-optimize", action="store_true",
+                    help="skip the optimize row of a SignalStrategy")
     ap.add_argument("--vectorbt-python", default=sys.executable,
                     help="an interpreter with vectorbt (default: this one)")
     ap.add_argument("--single-only", action="store_true",
                     help="the single run and the peer only (no grid)")
     ap.add_argument("--grid-only", action="store_true",
                     help="only the grid (no single run, no vectorbt)")
+    ap.add_argument("--optimize-only", action="store_true",
+                    help="only the optimize row of a SignalStrategy")
     args = ap.parse_args()
     print(f"signals mode bench, load average {h.load_average()}")
     columns = h.load("minute_20x144k")
@@ -189,6 +214,11 @@ def main() -> None:
     bt = tickstep.Backtest(market, tickstep.Strategy, config)
     out: dict = {}
 
+    if args.optimize_only:
+        optimize_row(args, market, config, out)
+        print(f"load average now {h.load_average()}")
+        print("RESULT " + json.dumps(out))
+        return
     single = vb = None
     if not args.grid_only:
         single, vb = one_run(args, market, config, bt, closes, bars, n_sym, out)
@@ -264,8 +294,43 @@ def main() -> None:
           f"{t1.median_wall / t2.median_wall:.2f}x by wall")
     print(f"  the stats table: {table_wall:.2f} s wall, {table_cpu / 2:.2f} s (CPU time / 2); "
           f"speed-up {tt1.median_wall / table_wall:.2f}x by wall")
+    if not args.no_optimize:
+        optimize_row(args, market, config, out)
     print(f"load average now {h.load_average()}")
     print("RESULT " + json.dumps(out))
+
+
+def optimize_row(args, market, config, out) -> None:  # type: ignore[no-untyped-def]
+    """``Backtest.optimize`` of `PandasSmaCross` on all cores, beside its signals alone."""
+    fast, slow = [5, 8, 10, 12], [30, 40, 50, 60]
+    bt = tickstep.Backtest(market, PandasSmaCross, config)
+    frames = {}
+    for s, name in enumerate(market.symbols):
+        index = np.asarray(market.column(s, "ts", 0, sys.maxsize)).view("datetime64[ns]")
+        frames[name] = pd.DataFrame({"close": market.column(s, "close", 0, sys.maxsize)},
+                                    index=pd.DatetimeIndex(index, tz="UTC"))
+    n_sets = len(fast) * len(slow)
+    c0, t0 = time.process_time(), time.perf_counter()
+    for f in fast:
+        for s in slow:
+            one = PandasSmaCross.__new__(PandasSmaCross)
+            one.fast, one.slow = f, s
+            for name, bars in frames.items():
+                one.signals(name, bars)
+    signals_wall, signals_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t = h.Timings()
+    for _ in range(args.grid_repeat):
+        c0, t0 = time.process_time(), time.perf_counter()
+        rows = bt.optimize(fast=fast, slow=slow, cache=False, progress=False)
+        t.add(time.perf_counter() - t0, time.process_time() - c0)
+    assert len(rows) == n_sets and (rows["status"] == "ok").all(), rows["error"].dropna()[:1]
+    out["optimize"] = {"sets": n_sets, "wall": t.median_wall, "cpu": t.median_cpu,
+                       "signals_wall": signals_wall, "signals_cpu": signals_cpu}
+    print(f"optimize of a SignalStrategy (pandas SMA cross), {n_sets} sets x "
+          f"{len(market.symbols)} symbols, all cores: {t.median_wall:.2f} s wall, "
+          f"{t.median_cpu:.2f} s CPU\n"
+          f"  its signals() alone on one thread: {signals_wall:.2f} s wall, "
+          f"{signals_cpu:.2f} s CPU")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ each ``on_reject``, calendars, warm-ups, benchmarks and symbol names."""
 
 from __future__ import annotations
 
+import gc
 import warnings
 
 import numpy as np
@@ -176,3 +177,69 @@ def test_a_set_with_refused_signals_is_its_own_row_in_a_signal_strategy_grid():
     assert "entries['B']: 79 values for its 80 bars" in str(rows[1])
     for k in (0, 2):
         _same_row(rows[k], bt.run(**sets[k]).stats)
+
+
+class _EveryK(tickstep.SignalStrategy):
+    """Entries every ``k`` bars (exits two bars later); refuses ``k`` = 0 itself."""
+
+    k = 3
+    size = 0.3
+
+    def signals(self, symbol, bars):
+        if self.k == 0:
+            raise ValueError("k must be positive")
+        n = len(bars)
+        return {"entries": np.arange(n) % self.k == 0, "exits": np.arange(n) % self.k == 2}
+
+
+def test_signals_made_on_several_threads_give_rows_in_order_equal_to_runs_alone():
+    data = {"A": _walk(160, 21), "B": _walk(150, 22, "2024-01-02")}
+    bt = tickstep.Backtest(data, _EveryK, on_reject="ignore")
+    sets = [{"k": 3}, {"k": 0}, {"k": 4, "size": 0.2}, {"k": 5}, {"k": 0}, {"k": 7},
+            {"k": 2, "sl": 0.01}, {"k": 9}, {"k": 6}]
+    for threads, batch in ((3, 2), (2, None), (1, 4)):
+        rows = tickstep.signals.strategy_grid_stats(bt._in_memory("test"), _EveryK, bt._config,
+                                                    sets, threads=threads, batch=batch)
+        assert len(rows) == len(sets)
+        for params, row in zip(sets, rows):
+            if params["k"] == 0:
+                assert isinstance(row, ValueError) and "k must be positive" in str(row)
+                assert any("_EveryK.signals" in note for note in row.__notes__)
+            else:
+                _same_row(row, bt.run(**params).stats)
+
+
+class _DropsGarbage(_EveryK):
+    """Lets go of ``held`` (a reference cycle holding an engine) in ``signals`` and asks for
+    a collection at almost every allocation from then on, on whichever thread."""
+
+    held: list = []
+
+    def signals(self, symbol, bars):
+        if _DropsGarbage.held:
+            _DropsGarbage.held.clear()
+            gc.set_threshold(1, 1, 1)
+        return super().signals(symbol, bars)
+
+
+def test_an_engine_left_in_garbage_is_not_dropped_on_a_signals_thread():
+    from tickstep.simulation import engine_for
+
+    data = {"A": _walk(120, 23)}
+    bt = tickstep.Backtest(data, _DropsGarbage, on_reject="ignore")
+    market = bt._in_memory("test")
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.set_threshold(10**8)  # the cycle stays in the youngest generation until it is garbage
+    try:
+        cycle: list = [engine_for(market, bt._config, None)]  # bound to this thread
+        cycle.append(cycle)
+        _DropsGarbage.held.append(cycle)
+        del cycle
+        rows = tickstep.signals.strategy_grid_stats(market, _DropsGarbage, bt._config,
+                                                    [{"k": k} for k in range(2, 12)], threads=2)
+        assert gc.isenabled()
+        gc.collect()  # here, on the engine's own thread
+    finally:
+        gc.set_threshold(*threshold)
+    assert all(isinstance(row, pd.Series) for row in rows)

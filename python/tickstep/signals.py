@@ -48,8 +48,10 @@ run its parameter grid in one native call on all cores instead of a process pool
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -402,7 +404,9 @@ class SignalStrategy(Strategy):
 
     `Backtest.run` trades it in signals mode (natively); ``Backtest.optimize`` and
     `tickstep.batch.run_batch` run its parameter sets in one native call per symbol
-    group on all cores (``executor=None``), each row equal to the set run alone.
+    group on all cores (``executor=None``), each row equal to the set run alone. There,
+    ``signals`` of different parameter sets run on several threads at once (each set with
+    its own strategy object): keep it free of state shared between calls.
 
     Examples
     --------
@@ -440,6 +444,10 @@ class SignalStrategy(Strategy):
             f"{type(self).__name__} is a SignalStrategy: it runs in signals mode "
             "(Backtest.run, optimize, run_batch), not through next()"
         )
+
+
+#: A parameter set's signals, order rules and strategy object, or the error making them.
+Made = tuple[dict[str, Any], dict[str, Any], SignalStrategy] | BaseException
 
 
 def _bars_frames(market: _core.Market) -> dict[str, pd.DataFrame]:
@@ -510,45 +518,68 @@ def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
                         threads: int | None = None,
                         batch: int | None = None) -> list[pd.Series | BaseException]:
     """Statistics of a `SignalStrategy` for each parameter set (or the exception that set
-    ended with): the sets run ``batch`` at a time (default 4 per thread, so the signals
-    held stay bounded) in one native call each, on ``threads`` threads (all cores when
-    None). Each equals the set run alone.
+    ended with), in the order of ``param_sets``: the sets run ``batch`` at a time (default
+    4 per thread, so the signals held stay bounded) in one native call each, on
+    ``threads`` threads (all cores when None). Each equals the set run alone.
 
-    The strategy's ``signals`` run on this thread while the batch before runs natively
-    (on a helper thread that makes the engines, waits for the core, the interpreter
-    released, and computes each run's statistics), so the cores are not idle while the
-    next signals are computed."""
+    The strategy's ``signals`` of the next batch are made on ``threads`` threads (one set
+    at a time each; numpy and pandas release the interpreter in their kernels) while the
+    batch before runs natively (on a helper thread that makes the engines, waits for the
+    core, the interpreter released, and computes each run's statistics), so the cores
+    are not idle while signals are computed."""
     if ends is _FROM_CONFIG:
         ends = session_ends(market, config.timezone)
     names = list(market.symbols)
-    frames = _bars_frames(market)
     workers = threads or os.cpu_count() or 1
     step = batch or 4 * workers
+    # Each thread reads its own frames (views of the same columns): pandas objects are
+    # not shared between threads that may touch their caches at once.
+    local = threading.local()
+
+    def make(params: Mapping[str, Any]) -> Made:
+        try:
+            frames = getattr(local, "frames", None)
+            if frames is None:
+                frames = local.frames = _bars_frames(market)
+            signals, rules, instance = _signals_of(
+                strategy, strategy.check_parameters(params), names, frames, metadata)
+            for kind, columns in signals.items():
+                signal_columns(market, columns, kind)  # a refusal is this set's own
+            return signals, rules, instance
+        except Exception as exc:  # noqa: BLE001 - the set's own error becomes its row
+            return exc
+
     out: list[pd.Series | BaseException] = []
 
-    def finish(made: list[Any], running: Future[list[Any]] | None) -> None:
+    def finish(made: list[Made], running: Future[list[Any]] | None) -> None:
         rows = iter(running.result() if running is not None else [])
         out.extend(m if isinstance(m, BaseException) else next(rows) for m in made)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tickstep-grid") as native:
-        pending: tuple[list[Any], Future[list[Any]] | None] | None = None
-        for first in range(0, len(param_sets), step):
-            made: list[tuple[dict[str, Any], dict[str, Any], SignalStrategy] | BaseException] = []
-            for params in param_sets[first:first + step]:
-                try:
-                    signals, rules, instance = _signals_of(
-                        strategy, strategy.check_parameters(params), names, frames, metadata)
-                    for kind, columns in signals.items():
-                        signal_columns(market, columns, kind)  # a refusal is this set's own
-                    made.append((signals, rules, instance))
-                except Exception as exc:  # noqa: BLE001 - the set's own error becomes its row
-                    made.append(exc)
-            ready = [m for m in made if not isinstance(m, BaseException)]
-            running = native.submit(_grid_stats, market, config, [m[0] for m in ready],
-                                    [m[1] for m in ready], ends, threads) if ready else None
+    batches = [param_sets[first:first + step] for first in range(0, len(param_sets), step)]
+    # No collection of cyclic garbage on the helper threads: garbage made before this call
+    # may hold engines (of a run that raised, in its frames), which are bound to the
+    # thread that made them and cannot be dropped on another. It is collected after.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tickstep-grid") as native, \
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tickstep-signals") as makers:
+            making = [makers.submit(make, params) for params in batches[0]] if batches else []
+            pending: tuple[list[Made], Future[list[Any]] | None] | None = None
+            for b in range(len(batches)):
+                made = [m.result() for m in making]  # in the order of the sets
+                ready = [m for m in made if not isinstance(m, BaseException)]
+                running = native.submit(_grid_stats, market, config, [m[0] for m in ready],
+                                        [m[1] for m in ready], ends, threads) if ready else None
+                if pending is not None:
+                    finish(*pending)
+                pending = (made, running)
+                # The next batch's signals are made while this one runs (two batches held).
+                making = ([makers.submit(make, params) for params in batches[b + 1]]
+                          if b + 1 < len(batches) else [])
             if pending is not None:
                 finish(*pending)
-            pending = (made, running)
-        if pending is not None:
-            finish(*pending)
+    finally:
+        if collecting:
+            gc.enable()
     return out
