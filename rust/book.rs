@@ -622,10 +622,11 @@ impl Book {
         // The batch leaves `pending` empty while it executes, as a new queue would.
         let mut batch = std::mem::take(&mut self.admitting);
         std::mem::swap(&mut batch, &mut self.pending);
-        for o in batch.drain(..) {
+        for o in &batch {
             let s = o.symbol;
             let at_close = if o.is_market() { fill_now(s) } else { None };
-            self.working[s].push(o);
+            // Copied straight into the working orders (not moved out of the batch first).
+            self.working[s].push(o.clone());
             let Some((bar, close)) = at_close else {
                 continue;
             };
@@ -639,6 +640,7 @@ impl Book {
                 Executed::Waits(w) => increases.push((at, w)),
             }
         }
+        batch.clear();
         self.admitting = batch;
         for (at, w) in increases {
             self.execute_increase(at, w, portfolio, rules);

@@ -69,7 +69,15 @@ struct Driver<'a> {
     /// Whether the portfolio holds the parked sums of this tick's close (reads reuse them).
     fresh: bool,
     due: Vec<usize>,
-    touched: Vec<(usize, usize)>,
+    touched: Vec<Touched>,
+}
+
+/// A symbol the market phase runs at this tick: its bar, and whether its lots have seen
+/// that bar already (taken out of the parked positions with it, having no orders).
+struct Touched {
+    symbol: usize,
+    bar: usize,
+    seen: bool,
 }
 
 impl<'a> Driver<'a> {
@@ -176,8 +184,10 @@ impl<'a> Driver<'a> {
                 self.schedule(symbol, self.event[symbol], tick);
             }
         }
-        let rank = &self.rank;
-        self.due.sort_unstable_by_key(|&s| rank[s]);
+        if self.due.len() > 1 {
+            let rank = &self.rank;
+            self.due.sort_unstable_by_key(|&s| rank[s]);
+        }
     }
 
     /// Hand the parked positions' sums at time `now` to the portfolio, before something
@@ -194,26 +204,58 @@ impl<'a> Driver<'a> {
     /// the end of the run): marked at the close before it, its lots having seen the bars
     /// in between.
     fn unpark(&mut self, market: &Market, symbol: usize, bar: usize) {
+        self.take_out(market, symbol, bar);
+        self.p
+            .portfolio
+            .unpark(symbol, market.bars(symbol).close[bar - 1]);
+    }
+
+    /// Take `symbol` out of the parked positions at its bar `bar`, its lots having seen
+    /// the bars before `seen_to`, without marking it: its term stays out of the account's
+    /// sums until its next mark, which must come before anything reads them (the market
+    /// phase marks every symbol it touches, at the open when the batch reads the account
+    /// and at the close always). An amount the mark at the close before `bar` would find
+    /// beyond the exact range is still reported as that mark would.
+    fn take_out(&mut self, market: &Market, symbol: usize, seen_to: usize) {
         let parked = self.parked.remove(symbol);
         let b = market.bars(symbol);
-        if let Some((low, high)) = range(&b.low[parked.unseen..bar], &b.high[parked.unseen..bar]) {
+        let (low, high) = (
+            &b.low[parked.unseen..seen_to],
+            &b.high[parked.unseen..seen_to],
+        );
+        if let Some((low, high)) = range(low, high) {
             self.p.portfolio.observe_range(symbol, low, high);
         }
-        self.p.portfolio.unpark(symbol, b.close[bar - 1]);
         self.fresh = false;
     }
 
     /// The engine's market phase for the due symbols (see `Engine::run_window`): the
     /// bars enter the book's batch, positions are marked to the open when it matches
     /// orders, the batch executes, positions are marked to the close.
+    ///
+    /// Marks nothing reads are left out, as the results cannot tell: a position taken
+    /// out of the parked ones is marked at the open or the close of this bar rather than
+    /// first at the close before it, and positions are marked at the open only when the
+    /// batch reads the account (it can execute an entry: only an entry can increase a
+    /// position, the one fill that reads equity). A reduction books the same cash, lots
+    /// and trades whatever the mark, and the close mark then sets every touched term.
+    /// An amount beyond the exact range at a skipped mark is still reported.
     fn market_phase(&mut self, market: &Market, now: i64) {
         self.touched.clear();
-        // Only an entry can increase a position, the one fill that reads the account.
         let mut entries = false;
         for k in 0..self.due.len() {
             let (s, i) = (self.due[k], self.event[self.due[k]]);
-            if self.parked.slot[s] != NONE {
-                self.unpark(market, s, i);
+            let working = self.p.book.working(s);
+            // A position with no orders to match: its lots see this bar with the skipped
+            // ones (nothing executes in between).
+            let seen_to = if working.is_empty() { i + 1 } else { i };
+            let parked = self.parked.slot[s] != NONE;
+            if parked {
+                self.take_out(market, s, seen_to);
+                let (size, close) = (self.p.portfolio.position(s).size, &market.bars(s).close);
+                if term(size, close[i - 1]).is_err() {
+                    self.p.portfolio.mark(s, close[i - 1]);
+                }
             }
             let working = self.p.book.working(s);
             if working.is_empty() && self.p.portfolio.position(s).size == 0.0 {
@@ -230,20 +272,25 @@ impl<'a> Driver<'a> {
                 };
                 self.p.book.open_bar(s, i, b.ts[i], bar);
             }
-            self.touched.push((s, i));
+            self.touched.push(Touched {
+                symbol: s,
+                bar: i,
+                seen: parked && seen_to > i,
+            });
         }
         if self.touched.is_empty() {
             return;
         }
         let matching = self.p.book.is_matching();
-        for &(s, i) in &self.touched {
-            let open = market.bars(s).open[i];
-            let size = self.p.portfolio.position(s).size;
-            if matching || Money::from_f64(size * open).is_none() {
-                self.p.portfolio.mark(s, open);
+        let reads = matching && entries;
+        for t in &self.touched {
+            let open = market.bars(t.symbol).open[t.bar];
+            let size = self.p.portfolio.position(t.symbol).size;
+            if reads || term(size, open).is_err() {
+                self.p.portfolio.mark(t.symbol, open);
             }
         }
-        if matching && entries {
+        if reads {
             if self.surely_affordable(market) {
                 // Any sums of long positions do (see `surely_affordable`): the last ones.
                 let value = self.parked.value;
@@ -259,9 +306,9 @@ impl<'a> Driver<'a> {
             };
             self.p.book.execute_batch(self.p.portfolio, rules);
         }
-        for &(s, i) in &self.touched {
-            let b = market.bars(s);
-            if !self.p.portfolio.position(s).lots.is_empty() {
+        for t in &self.touched {
+            let (s, i, b) = (t.symbol, t.bar, market.bars(t.symbol));
+            if !t.seen && !self.p.portfolio.position(s).lots.is_empty() {
                 self.p.portfolio.observe_range(s, b.low[i], b.high[i]);
             }
             self.p.portfolio.mark(s, b.close[i]);
@@ -296,7 +343,8 @@ impl<'a> Driver<'a> {
             return false;
         }
         let mut spend = 0.0;
-        for &(s, i) in &self.touched {
+        for t in &self.touched {
+            let (s, i) = (t.symbol, t.bar);
             if portfolio.position(s).size < 0.0 {
                 return false;
             }
@@ -462,14 +510,16 @@ struct ParkedPositions {
 /// follows, and each read would otherwise wait for memory.
 const PREFETCH_AHEAD: usize = 16;
 
-/// Hint the CPU to load `column[i]` into cache (nothing past the end; never faults).
+/// Hint the CPU to load `column[i]` into cache. A prefetch never faults, so an index
+/// past the end needs no check (the address is computed, never dereferenced).
 #[inline(always)]
 fn prefetch<T>(column: &[T], i: usize) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(x) = column.get(i) {
+    {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: a prefetch is only a hint and never faults; the address is in bounds.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(x).cast::<i8>()) };
+        let at = column.as_ptr().wrapping_add(i);
+        // SAFETY: a prefetch is only a hint: it reads nothing and never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>()) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (column, i);
@@ -604,19 +654,27 @@ impl Parked {
     #[inline]
     fn advance(&mut self, b: &crate::market::SymbolBars, now: i64, portfolio: &mut Portfolio) {
         let ts = &b.ts[..];
-        let mut bar = self.bar + 1;
-        let mut steps = 0;
-        while ts.get(bar + 1).is_some_and(|&x| x <= now) {
-            bar += 1;
-            steps += 1;
-            if steps == 8 {
-                bar = gallop(ts, bar + 1, |x| x <= now) - 1;
-                break;
+        // Bar `self.bar + 1` is at `next_ts` (not after `now`): step on while the one after
+        // it is not after `now` either; the first that is gives `next_ts`.
+        let (mut bar, mut steps) = (self.bar + 1, 0);
+        self.bar_ts = self.next_ts;
+        self.next_ts = loop {
+            match ts.get(bar + 1) {
+                Some(&x) if x <= now => {
+                    bar += 1;
+                    self.bar_ts = x;
+                    steps += 1;
+                    if steps == 8 {
+                        bar = gallop(ts, bar + 1, |x| x <= now) - 1;
+                        self.bar_ts = ts[bar];
+                        break ts.get(bar + 1).copied().unwrap_or(i64::MAX);
+                    }
+                }
+                Some(&x) => break x,
+                None => break i64::MAX,
             }
-        }
+        };
         self.bar = bar;
-        self.bar_ts = ts[bar];
-        self.next_ts = ts.get(bar + 1).copied().unwrap_or(i64::MAX);
         prefetch(ts, bar + PREFETCH_AHEAD);
         prefetch(&b.close, bar + PREFETCH_AHEAD);
         self.value = term(self.size, b.close[bar]).unwrap_or_else(|amount| {
