@@ -625,8 +625,9 @@ impl Book {
         for o in &batch {
             let s = o.symbol;
             let at_close = if o.is_market() { fill_now(s) } else { None };
-            // Copied straight into the working orders (not moved out of the batch first).
-            self.working[s].push(o.clone());
+            // Copied straight into the working orders, as one block (not moved out of the
+            // batch first, nor cloned field by field).
+            self.working[s].extend_from_slice(std::slice::from_ref(o));
             let Some((bar, close)) = at_close else {
                 continue;
             };

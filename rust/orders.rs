@@ -126,8 +126,9 @@ impl OrderRequest {
     }
 }
 
-/// A working order inside the broker.
-#[derive(Clone, Debug)]
+/// A working order inside the broker: plain data, copied as a block (the book copies the
+/// orders placed during a tick into the working ones at the barrier).
+#[derive(Clone, Copy, Debug)]
 pub struct Order {
     pub id: u64,
     pub symbol: usize,

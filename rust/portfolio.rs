@@ -615,8 +615,12 @@ impl Portfolio {
             effect.opened_lot = Some(id);
         }
 
-        // Recount the position from its lots rather than accumulating float deltas.
-        pos.size = pos.lots.iter().map(|l| l.direction * l.size).sum();
+        // Recount the position from its lots rather than accumulating float deltas (one
+        // lot, the usual case, is its own sum: its term is never zero).
+        pos.size = match pos.lots.as_slices() {
+            ([lot], []) | ([], [lot]) => lot.direction * lot.size,
+            _ => pos.lots.iter().map(|l| l.direction * l.size).sum(),
+        };
         self.revalue(x.symbol);
         if self.cash.beyond_sum_limit() {
             let amount = self.equity();

@@ -201,7 +201,7 @@ impl Book {
         }
         // A new lot's legs are none until attached: only an entry with a bracket has any.
         if let (Some(lot), Role::Entry, true) = (effect.opened_lot, role, bracket) {
-            let order = self.working[s][k].clone();
+            let order = self.working[s][k];
             self.attach_bracket(&order, lot, at, moment, portfolio, rules);
         }
     }

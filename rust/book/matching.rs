@@ -182,7 +182,7 @@ impl Play {
             if m.moment == Moment::Intrabar && o.is_market() {
                 continue;
             }
-            let mut probe = o.clone();
+            let mut probe = *o;
             if let Some(price) = match_order(&mut probe, &self.prices, m.moment) {
                 let candidate = key(o, price);
                 if candidate < best.0 {

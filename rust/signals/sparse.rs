@@ -56,7 +56,7 @@ pub(super) fn run(engine: &mut Engine, strategy: &mut SignalStrategy<'_>) -> Res
     engine.finish_parts()
 }
 
-struct Driver<'a> {
+struct Driver<'a, 'm> {
     p: Parts<'a>,
     /// Per symbol, its rank in the market's call order.
     rank: Vec<usize>,
@@ -65,7 +65,7 @@ struct Driver<'a> {
     link: Vec<u32>,
     /// Per symbol, the bar of its event (once due: the bar being run).
     event: Vec<usize>,
-    parked: ParkedPositions,
+    parked: ParkedPositions<'m>,
     /// Whether the portfolio holds the parked sums of this tick's close (reads reuse them).
     fresh: bool,
     due: Vec<usize>,
@@ -80,7 +80,7 @@ struct Touched {
     seen: bool,
 }
 
-impl<'a> Driver<'a> {
+impl<'a, 'm> Driver<'a, 'm> {
     fn new(p: Parts<'a>) -> Self {
         let n = p.market.symbol_count();
         let ticks = p.market.timeline().len();
@@ -109,7 +109,7 @@ impl<'a> Driver<'a> {
         self.head[tick] = symbol as u32;
     }
 
-    fn run(mut self, market: &Market, strategy: &mut SignalStrategy<'_>) -> Result<()> {
+    fn run(mut self, market: &'m Market, strategy: &mut SignalStrategy<'_>) -> Result<()> {
         let timeline = market.timeline();
         for s in 0..market.symbol_count() {
             let ts = &market.bars(s).ts[..];
@@ -412,7 +412,13 @@ impl<'a> Driver<'a> {
 
     /// After symbol `s`'s bar at tick `t`: find its next event, and park its position
     /// until then.
-    fn reschedule(&mut self, market: &Market, strategy: &SignalStrategy<'_>, s: usize, t: usize) {
+    fn reschedule(
+        &mut self,
+        market: &'m Market,
+        strategy: &SignalStrategy<'_>,
+        s: usize,
+        t: usize,
+    ) {
         let b = market.bars(s);
         let i = self.event[s];
         let end = b.len();
@@ -426,7 +432,7 @@ impl<'a> Driver<'a> {
         if size != 0.0 && next > i + 1 {
             self.p.portfolio.park(s);
             let value = term(size, b.close[i]).unwrap_or(Money::ZERO);
-            self.parked.add(s, size, i, [b.ts[i], b.ts[i + 1]], value);
+            self.parked.add(s, size, b, i, value);
             prefetch_bar(b, i + 1);
             prefetch_bar(b, i + 1 + PREFETCH_AHEAD / 2);
             self.fresh = false;
@@ -478,12 +484,13 @@ impl<'a> Driver<'a> {
 
 /// A parked position: its term in the parked sums is size × the close of `bar`, its
 /// latest bar when the account was last read.
-struct Parked {
+struct Parked<'m> {
     symbol: usize,
     size: f64,
+    /// Its symbol's times and closes (read at each read of the account).
+    ts: &'m [i64],
+    close: &'m [f64],
     bar: usize,
-    /// When `bar` is.
-    bar_ts: i64,
     /// When its next bar comes (`i64::MAX`: none): the term is stale from then on.
     next_ts: i64,
     /// size × close of `bar`, exact (its term of the account's value).
@@ -495,8 +502,8 @@ struct Parked {
 
 /// The parked positions and their exact sums (value and gross exposure).
 #[derive(Default)]
-struct ParkedPositions {
-    list: Vec<Parked>,
+struct ParkedPositions<'m> {
+    list: Vec<Parked<'m>>,
     /// Per symbol, its place in `list` (`NONE`: not parked).
     slot: Vec<u32>,
     value: Money,
@@ -552,7 +559,7 @@ fn gross_of(size: f64, value: Money) -> Money {
     }
 }
 
-impl ParkedPositions {
+impl<'m> ParkedPositions<'m> {
     fn new(symbols: usize) -> Self {
         ParkedPositions {
             slot: vec![NONE; symbols],
@@ -560,16 +567,24 @@ impl ParkedPositions {
         }
     }
 
-    /// Add `symbol`'s position of `size`, marked at the close of its bar `bar`, whose
-    /// term `value` left the account.
-    fn add(&mut self, symbol: usize, size: f64, bar: usize, ts: [i64; 2], value: Money) {
+    /// Add `symbol`'s position of `size`, marked at the close of its bar `bar` (one of
+    /// `bars`, not its last), whose term `value` left the account.
+    fn add(
+        &mut self,
+        symbol: usize,
+        size: f64,
+        bars: &'m crate::market::SymbolBars,
+        bar: usize,
+        value: Money,
+    ) {
         self.slot[symbol] = self.list.len() as u32;
         self.list.push(Parked {
             symbol,
             size,
+            ts: &bars.ts,
+            close: &bars.close,
             bar,
-            bar_ts: ts[0],
-            next_ts: ts[1],
+            next_ts: bars.ts[bar + 1],
             value,
             unseen: bar + 1,
         });
@@ -579,7 +594,7 @@ impl ParkedPositions {
     }
 
     /// Take `symbol` out (it is parked): returns it.
-    fn remove(&mut self, symbol: usize) -> Parked {
+    fn remove(&mut self, symbol: usize) -> Parked<'m> {
         let k = std::mem::replace(&mut self.slot[symbol], NONE) as usize;
         let parked = self.list.swap_remove(k);
         if let Some(moved) = self.list.get(k) {
@@ -606,7 +621,7 @@ impl ParkedPositions {
         let (mut value, mut shorts) = (Money::ZERO, Money::ZERO);
         for p in &mut self.list {
             if p.next_ts <= now {
-                p.advance(market.bars(p.symbol), now, portfolio);
+                p.advance(now, portfolio);
             }
             value += p.value;
             if p.size < 0.0 {
@@ -627,7 +642,7 @@ impl ParkedPositions {
         // open replace those at the close (exact sums: the same as summing them afresh).
         let (mut at_open, mut shorts_open) = (value, shorts);
         for p in &self.list {
-            if p.bar_ts != now {
+            if p.ts[p.bar] != now {
                 continue;
             }
             let b = market.bars(p.symbol);
@@ -647,26 +662,23 @@ impl ParkedPositions {
     }
 }
 
-impl Parked {
+impl Parked<'_> {
     /// Move on to the latest bar at or before `now` (its next bar, at `next_ts`, is not
     /// after `now`): usually that one or a few on (the account is read often), else found
     /// by galloping; its term is then size × that bar's close.
     #[inline]
-    fn advance(&mut self, b: &crate::market::SymbolBars, now: i64, portfolio: &mut Portfolio) {
-        let ts = &b.ts[..];
+    fn advance(&mut self, now: i64, portfolio: &mut Portfolio) {
+        let ts = self.ts;
         // Bar `self.bar + 1` is at `next_ts` (not after `now`): step on while the one after
         // it is not after `now` either; the first that is gives `next_ts`.
         let (mut bar, mut steps) = (self.bar + 1, 0);
-        self.bar_ts = self.next_ts;
         self.next_ts = loop {
             match ts.get(bar + 1) {
                 Some(&x) if x <= now => {
                     bar += 1;
-                    self.bar_ts = x;
                     steps += 1;
                     if steps == 8 {
                         bar = gallop(ts, bar + 1, |x| x <= now) - 1;
-                        self.bar_ts = ts[bar];
                         break ts.get(bar + 1).copied().unwrap_or(i64::MAX);
                     }
                 }
@@ -676,8 +688,8 @@ impl Parked {
         };
         self.bar = bar;
         prefetch(ts, bar + PREFETCH_AHEAD);
-        prefetch(&b.close, bar + PREFETCH_AHEAD);
-        self.value = term(self.size, b.close[bar]).unwrap_or_else(|amount| {
+        prefetch(self.close, bar + PREFETCH_AHEAD);
+        self.value = term(self.size, self.close[bar]).unwrap_or_else(|amount| {
             portfolio.flag_out_of_range(self.symbol, amount);
             Money::ZERO
         });
@@ -687,7 +699,7 @@ impl Parked {
 /// Hand the parked positions' sums at time `now` to `portfolio` (see `Driver::read_parked`).
 fn read_parked(
     market: &Market,
-    parked: &mut ParkedPositions,
+    parked: &mut ParkedPositions<'_>,
     portfolio: &mut Portfolio,
     now: i64,
     open: bool,
@@ -760,11 +772,11 @@ fn gallop(times: &[i64], from: usize, before: impl Fn(i64) -> bool) -> usize {
 
 /// The desk of one due symbol at its bar: the book and the portfolio as the engine's tick
 /// context shows them (the parked positions' sums handed over before equity is read).
-struct SparseDesk<'d> {
+struct SparseDesk<'d, 'm> {
     market: &'d Market,
     book: &'d mut Book,
     portfolio: &'d mut Portfolio,
-    parked: &'d mut ParkedPositions,
+    parked: &'d mut ParkedPositions<'m>,
     fresh: &'d mut bool,
     studies: &'d Studies,
     now: i64,
@@ -772,7 +784,7 @@ struct SparseDesk<'d> {
     bar: usize,
 }
 
-impl Desk for SparseDesk<'_> {
+impl Desk for SparseDesk<'_, '_> {
     #[inline]
     fn now(&self) -> i64 {
         self.now
