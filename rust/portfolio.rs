@@ -469,14 +469,15 @@ impl Portfolio {
     /// ticks where something can happen sums a held position's marks between them itself
     /// (per tick, exactly) and hands them back through `set_parked_sums` before anything
     /// reads the account. The position keeps its size and lots; its mark is left as it is
-    /// until `unpark`.
-    pub fn park(&mut self, symbol: usize) {
+    /// until `unpark`. Returns the term of value taken out (size × mark, as last booked).
+    pub fn park(&mut self, symbol: usize) -> Money {
         let p = &mut self.positions[symbol];
         let (value, gross) = (p.value, p.gross);
         p.value = Money::ZERO;
         p.gross = Money::ZERO;
         self.value -= value;
         self.gross -= gross;
+        value
     }
 
     /// Bring a parked position back into the account's sums, marked at `price` (its

@@ -184,9 +184,20 @@ impl<'a, 'm> Driver<'a, 'm> {
                 self.schedule(symbol, self.event[symbol], tick);
             }
         }
-        if self.due.len() > 1 {
-            let rank = &self.rank;
-            self.due.sort_unstable_by_key(|&s| rank[s]);
+        // Ranks are distinct, so any sort gives the one order; a few due symbols (the usual
+        // case) are put in order in place rather than by the general sort.
+        let (due, rank) = (&mut self.due, &self.rank);
+        if due.len() > 8 {
+            due.sort_unstable_by_key(|&s| rank[s]);
+        } else {
+            for k in 1..due.len() {
+                let (symbol, mut j) = (due[k], k);
+                while j > 0 && rank[due[j - 1]] > rank[symbol] {
+                    due[j] = due[j - 1];
+                    j -= 1;
+                }
+                due[j] = symbol;
+            }
         }
     }
 
@@ -430,8 +441,10 @@ impl<'a, 'm> Driver<'a, 'm> {
         // its term in the account stays right until then.
         let size = self.p.portfolio.position(s).size;
         if size != 0.0 && next > i + 1 {
-            self.p.portfolio.park(s);
-            let value = term(size, b.close[i]).unwrap_or(Money::ZERO);
+            // Its term as booked: it was marked at this bar's close (the market phase
+            // marks every position it touches there, a fill at the close books it there).
+            let value = self.p.portfolio.park(s);
+            debug_assert_eq!(value, term(size, b.close[i]).unwrap_or(Money::ZERO));
             self.parked.add(s, size, b, i, value);
             prefetch_bar(b, i + 1);
             prefetch_bar(b, i + 1 + PREFETCH_AHEAD / 2);
