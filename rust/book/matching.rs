@@ -300,7 +300,7 @@ mod tests {
     /// What a play may not change in an order of a quiet bar: all but `checked_bar`
     /// (the walk's own bookmark within a bar, never read across bars).
     fn state(o: &Order) -> String {
-        let mut o = o.clone();
+        let mut o = *o;
         o.checked_bar = 0;
         format!("{o:?}")
     }
