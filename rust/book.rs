@@ -585,6 +585,11 @@ impl Book {
     fn play_on(&mut self, p: usize, portfolio: &mut Portfolio, rules: Rules<'_>) {
         let at = self.at(p);
         loop {
+            // With no live order left (the usual end: its one order filled) the rest of
+            // the bar has nothing to match; the walk would find that out order by order.
+            if !self.working[at.symbol].iter().any(|o| o.live) {
+                return;
+            }
             let play = &mut self.plays[p];
             let Some(m) = play.next_match(&mut self.working[play.symbol], rules.studies) else {
                 return;

@@ -184,20 +184,9 @@ impl<'a, 'm> Driver<'a, 'm> {
                 self.schedule(symbol, self.event[symbol], tick);
             }
         }
-        // Ranks are distinct, so any sort gives the one order; a few due symbols (the usual
-        // case) are put in order in place rather than by the general sort.
-        let (due, rank) = (&mut self.due, &self.rank);
-        if due.len() > 8 {
-            due.sort_unstable_by_key(|&s| rank[s]);
-        } else {
-            for k in 1..due.len() {
-                let (symbol, mut j) = (due[k], k);
-                while j > 0 && rank[due[j - 1]] > rank[symbol] {
-                    due[j] = due[j - 1];
-                    j -= 1;
-                }
-                due[j] = symbol;
-            }
+        if self.due.len() > 1 {
+            let rank = &self.rank;
+            self.due.sort_unstable_by_key(|&s| rank[s]);
         }
     }
 
