@@ -9,7 +9,8 @@ tick, each accessor is called ``--calls`` times in a tight loop; the time of the
 loop with nothing in it is subtracted. Each figure is the median of ``--repeat`` such
 loops. The accessors: a no-op method (the Python call floor), ``position_size``,
 ``self.position`` (its truth value and ``.size``), ``self.position(symbol)``, ``price()``,
-``bar()`` and ``bar().close``, ``data(count=10).close``, an indicator's ``.value``, a
+``bar()`` and ``bar().close``, ``data(count=10).close``, an indicator's ``.value`` (an
+engine statistic's and a ``self.I`` series'), a
 crossover read as four reads, as one ``crossed_above`` call and as a ``self.crossing``'s
 ``value``, ``buy(size=10)`` (also with ``sl=``), a sized ``buy()`` (the backtest's sizer
 decides: ``PercentOfEquity(0.95)``, computed in the core) and ``close()``. Orders placed by
@@ -82,6 +83,7 @@ ACCESSORS: dict[str, str] = {
     "bar().close": "self.bar().close",
     "data(count=10).close": "self.data(count=10).close",
     "indicator .value": "self.fast.value",
+    "self.I series .value": "self.series.value",
     "indicator .value + .prev x2 (crossover)": "self.fast.value > self.slow.value and self.fast.prev <= self.slow.prev",
     "indicator .crossed_above(other)": "self.fast.crossed_above(self.slow)",
     "crossing .value (self.crossing)": "self.cross.value",
@@ -106,6 +108,7 @@ class MicroProbe(Strategy):
         self.slow = self.sma(30)
         if hasattr(self, "crossing"):  # builds from before it existed have none
             self.cross = self.crossing(self.fast, self.slow)
+        self.series = self.I(lambda close: close.rolling(10).mean())
         self.bars = 0
         self.figures: dict[str, float] = {}
 

@@ -266,11 +266,49 @@ class CrossingBase:
     def value(self) -> int: ...
     def get(self, symbol: str | int | None = None) -> int: ...
 
+@disjoint_base
 class StrategyBase:
-    """The core half of `tickstep.Strategy`: refuses assignment to ``position``."""
+    """The core half of `tickstep.Strategy`: refuses assignment to ``position``; the
+    orders and reads made at many bars, one call into the core each."""
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self: ...
     def _adopt_position(self, position: Any) -> None: ...
+    def _adopt_context(self, ctx: Context) -> None: ...
+    def buy(
+        self,
+        symbol: str | int | None = None,
+        *,
+        size: float | None = None,
+        limit: float | None = None,
+        stop: float | None = None,
+        sl: float | None = None,
+        tp: float | None = None,
+        tag: int = 0,
+        trail: Any = None,
+        sl_trail: Any = None,
+        tif: str = "gtc",
+        valid: Any = None,
+        oco: int | None = None,
+    ) -> int | None: ...
+    def sell(
+        self,
+        symbol: str | int | None = None,
+        *,
+        size: float | None = None,
+        limit: float | None = None,
+        stop: float | None = None,
+        sl: float | None = None,
+        tp: float | None = None,
+        tag: int = 0,
+        trail: Any = None,
+        sl_trail: Any = None,
+        tif: str = "gtc",
+        valid: Any = None,
+        oco: int | None = None,
+    ) -> int | None: ...
+    def close(self, symbol: str | int | None = None, *, portion: float = 1.0) -> int | None: ...
+    def price(self, symbol: str | int | None = None) -> float: ...
+    def position_size(self, symbol: str | int | None = None) -> float: ...
 
 @disjoint_base
 class PositionBase:

@@ -187,6 +187,9 @@ class Strategy(StrategyBase):
         for name, value in params.items():
             setattr(self, name, value)  # a parameter named "position" is refused here
         self._ctx = ctx
+        # Orders and reads at many bars (buy, sell, close, price, position_size) are the
+        # core base's methods: one call into the core, no Python function in between.
+        self._adopt_context(ctx)
         self._symbols = list(symbols)
         self._index = {s: i for i, s in enumerate(symbols)}
         # The symbols in the order the engine visits them (the order the user gave them).
@@ -489,9 +492,7 @@ class Strategy(StrategyBase):
 
     # ---- prices --------------------------------------------------------------------------
 
-    def price(self, symbol: str | None = None) -> float:
-        """Latest close of ``symbol`` (the current symbol inside ``next``)."""
-        return self._ctx.price(symbol)
+    price = StrategyBase.price
 
     def bar(self, symbol: str | None = None) -> Bar | None:
         """Latest bar as a named tuple (time, open, high, low, close, volume); None
@@ -561,9 +562,7 @@ class Strategy(StrategyBase):
 
     # ---- portfolio -----------------------------------------------------------------------
 
-    def position_size(self, symbol: str | None = None) -> float:
-        """Signed units held in ``symbol`` (the fast path of ``position(symbol).size``)."""
-        return self._ctx.position(symbol)
+    position_size = StrategyBase.position_size
 
     @property
     def positions(self) -> dict[str, Position]:
@@ -604,79 +603,10 @@ class Strategy(StrategyBase):
 
     # ---- orders --------------------------------------------------------------------------
 
-    def buy(
-        self,
-        symbol: str | None = None,
-        *,
-        size: float | None = None,
-        limit: float | None = None,
-        stop: float | None = None,
-        sl: float | None = None,
-        tp: float | None = None,
-        tag: int = 0,
-        trail: Any = None,
-        sl_trail: Any = None,
-        tif: str = "gtc",
-        valid: Any = None,
-        oco: int | None = None,
-    ) -> int | None:
-        """Buy ``size`` units (market, limit, stop or stop-limit), optionally with a
-        stop-loss ``sl`` and take-profit ``tp`` that cancel each other.
+    # The core's (see StrategyBase), named here to be documented with the class.
+    buy = StrategyBase.buy
 
-        Without ``size`` the backtest's sizer decides; a sized order of 0 units is not
-        placed and None is returned. Returns the order id.
-
-        Parameters
-        ----------
-        trail : a trailing stop order (instead of ``stop=``): its stop follows the best
-            price since it was placed by a distance — a number (price units), a string
-            ``"2%"``, or ``(atr_indicator, 3.0)`` for 3 × an ATR declared in ``init()``.
-        sl_trail : a trailing stop-loss for the trade the order opens (instead of ``sl``),
-            in the same forms, starting from the entry price.
-        tif : ``"gtc"`` (good till cancelled, default), ``"day"`` (until the end of the
-            trading day, in the backtest's timezone) or ``"ioc"`` (a limit that may fill
-            only on the symbol's next bar).
-        valid : good till a date: a number of the symbol's bars, a ``timedelta`` from
-            now, or a timestamp. What has not filled by then expires.
-        oco : the id of an open order of the same symbol: the two (and any others that
-            join) form a one-cancels-other group.
-        """
-        if valid is None and trail is None and sl_trail is None:
-            # The common order in one call into the core: sized there when no size is
-            # given, the symbol resolved there (the running symbol's own name first).
-            try:
-                return self._ctx.place(symbol, True, size, limit, stop, sl, tp, tag, tif, oco)
-            except TypeError:
-                _refuse_order_types(size=size, limit=limit, stop=stop, sl=sl, tp=tp, tag=tag, oco=oco)
-                raise
-        return self._order(symbol, True, size, limit, stop, sl, tp, tag,
-                           trail=trail, sl_trail=sl_trail, tif=tif, valid=valid, oco=oco)
-
-    def sell(
-        self,
-        symbol: str | None = None,
-        *,
-        size: float | None = None,
-        limit: float | None = None,
-        stop: float | None = None,
-        sl: float | None = None,
-        tp: float | None = None,
-        tag: int = 0,
-        trail: Any = None,
-        sl_trail: Any = None,
-        tif: str = "gtc",
-        valid: Any = None,
-        oco: int | None = None,
-    ) -> int | None:
-        """Sell (or sell short) ``size`` units; see :meth:`buy`."""
-        if valid is None and trail is None and sl_trail is None:
-            try:
-                return self._ctx.place(symbol, False, size, limit, stop, sl, tp, tag, tif, oco)
-            except TypeError:
-                _refuse_order_types(size=size, limit=limit, stop=stop, sl=sl, tp=tp, tag=tag, oco=oco)
-                raise
-        return self._order(symbol, False, size, limit, stop, sl, tp, tag,
-                           trail=trail, sl_trail=sl_trail, tif=tif, valid=valid, oco=oco)
+    sell = StrategyBase.sell
 
     def _order(self, symbol, buy, size, limit, stop, sl, tp, tag, *, trail=None, sl_trail=None,  # type: ignore[no-untyped-def]
                tif="gtc", valid=None, oco=None):
@@ -743,10 +673,7 @@ class Strategy(StrategyBase):
         """Sum of ``|units| x latest price`` over all positions."""
         return self._ctx.gross_exposure()
 
-    def close(self, symbol: str | None = None, *, portion: float = 1.0) -> int | None:
-        """Flatten ``symbol`` at its next fill — or close ``portion`` of it (0 < portion
-        <= 1), the oldest trades first (FIFO), sized when it fills. None if already flat."""
-        return self._ctx.close_position(symbol, portion)
+    close = StrategyBase.close
 
     def cancel(self, order_id: int) -> bool:
         """Cancel a working order (bracket legs too); False if it had already ended."""

@@ -10,12 +10,16 @@ use std::os::raw::{c_int, c_void};
 
 use numpy::npyffi::{self, npy_intp, NPY_ARRAY_ALIGNED, NPY_ARRAY_C_CONTIGUOUS, PY_ARRAY_API};
 use numpy::{Element, PyArrayDescrMethods};
-use pyo3::exceptions::PyAttributeError;
+use std::sync::OnceLock;
+
+use pyo3::exceptions::{PyAttributeError, PyTypeError};
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 
-use super::context::PyContext;
+use super::context::{OrderPrices, PyContext};
+use super::errors::state_error;
 use super::market::{view_column, PyMarket};
 use crate::context::TickContext;
 
@@ -401,15 +405,252 @@ impl PyHistoryBase {
 /// slot rather than a Python `__setattr__`: reads of the strategy's attributes (and of
 /// `self.position`, a plain attribute) stay the interpreter's fastest; a store costs a
 /// call into this slot.
+///
+/// The orders and reads a strategy makes at many bars (`buy`, `sell`, `close`, `price`,
+/// `position_size`) are methods of this base: one call from the strategy into the core,
+/// with no Python function in between.
 #[pyclass(name = "StrategyBase", module = "tickstep._core", frozen, subclass)]
-pub struct PyStrategyBase;
+pub struct PyStrategyBase {
+    /// The context its orders and reads go through (`_adopt_context`, once).
+    ctx: OnceLock<Py<PyContext>>,
+}
+
+/// An order's arguments as `buy`/`sell` take them.
+struct OrderArgs<'a, 'py> {
+    symbol: Option<&'a Bound<'py, PyAny>>,
+    size: Option<&'a Bound<'py, PyAny>>,
+    limit: Option<&'a Bound<'py, PyAny>>,
+    stop: Option<&'a Bound<'py, PyAny>>,
+    sl: Option<&'a Bound<'py, PyAny>>,
+    tp: Option<&'a Bound<'py, PyAny>>,
+    tag: Option<&'a Bound<'py, PyAny>>,
+    trail: Option<&'a Bound<'py, PyAny>>,
+    sl_trail: Option<&'a Bound<'py, PyAny>>,
+    tif: Option<&'a Bound<'py, PyAny>>,
+    valid: Option<&'a Bound<'py, PyAny>>,
+    oco: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl PyStrategyBase {
+    fn context(&self) -> PyResult<&PyContext> {
+        match self.ctx.get() {
+            Some(ctx) => Ok(ctx.get()),
+            None => Err(Python::attach(|py| {
+                state_error(
+                    py,
+                    "this strategy was not made by a Backtest: it has no engine to trade with",
+                )
+            })),
+        }
+    }
+
+    /// `buy`/`sell`: an order without `valid=`, `trail=` or `sl_trail=` in one call into
+    /// the core; the others through `Strategy._order`. A size, price, tag or oco of the
+    /// wrong type is refused naming it (`tickstep.strategy._refuse_order_types`).
+    fn order(slf: &Bound<'_, Self>, buy: bool, a: &OrderArgs<'_, '_>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if a.valid.is_none() && a.trail.is_none() && a.sl_trail.is_none() {
+            return match Self::place(slf.get(), py, buy, a) {
+                Ok(id) => Ok(id.into_pyobject(py)?.into_any().unbind()),
+                Err(err) if err.is_instance_of::<PyTypeError>(py) => {
+                    refuse_order_types(py, a)?;
+                    Err(err)
+                }
+                Err(err) => Err(err),
+            };
+        }
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("trail", a.trail)?;
+        kwargs.set_item("sl_trail", a.sl_trail)?;
+        match a.tif {
+            Some(tif) => kwargs.set_item("tif", tif)?,
+            None => kwargs.set_item("tif", "gtc")?,
+        }
+        kwargs.set_item("valid", a.valid)?;
+        kwargs.set_item("oco", a.oco)?;
+        let tag = match a.tag {
+            Some(tag) => tag.clone(),
+            None => 0i64.into_pyobject(py)?.into_any(),
+        };
+        let args = (a.symbol, buy, a.size, a.limit, a.stop, a.sl, a.tp, tag);
+        slf.call_method(intern!(py, "_order"), args, Some(&kwargs))
+            .map(Bound::unbind)
+    }
+
+    fn place(&self, py: Python<'_>, buy: bool, a: &OrderArgs<'_, '_>) -> PyResult<Option<u64>> {
+        let tp = a.tp.map(|x| x.extract::<f64>()).transpose()?;
+        let tag = a.tag.map_or(Ok(0), |x| x.extract::<i64>())?;
+        let oco = a.oco.map(|x| x.extract::<u64>()).transpose()?;
+        let tif = match a.tif {
+            Some(x) => x.cast::<PyString>()?.to_cow()?,
+            None => "gtc".into(),
+        };
+        let prices = OrderPrices {
+            limit: a.limit,
+            stop: a.stop,
+            sl: a.sl,
+            tp,
+        };
+        self.context()?
+            .place_order(py, a.symbol, buy, a.size, prices, tag, &tif, oco)
+    }
+}
+
+/// The clear refusal of an order argument of the wrong type, when there is one.
+#[cold]
+fn refuse_order_types(py: Python<'_>, a: &OrderArgs<'_, '_>) -> PyResult<()> {
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("size", a.size)?;
+    kwargs.set_item("limit", a.limit)?;
+    kwargs.set_item("stop", a.stop)?;
+    kwargs.set_item("sl", a.sl)?;
+    kwargs.set_item("tp", a.tp)?;
+    match a.tag {
+        Some(tag) => kwargs.set_item("tag", tag)?,
+        None => kwargs.set_item("tag", 0)?,
+    }
+    kwargs.set_item("oco", a.oco)?;
+    py.import("tickstep.strategy")?
+        .getattr("_refuse_order_types")?
+        .call((), Some(&kwargs))?;
+    Ok(())
+}
 
 #[pymethods]
 impl PyStrategyBase {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
-        PyStrategyBase
+        PyStrategyBase {
+            ctx: OnceLock::new(),
+        }
+    }
+
+    /// Take `ctx` as the context the strategy trades and reads through (once, when the
+    /// strategy is made).
+    fn _adopt_context(&self, ctx: Py<PyContext>) -> PyResult<()> {
+        self.ctx
+            .set(ctx)
+            .map_err(|_| PyTypeError::new_err("a strategy's context is set once"))
+    }
+
+    /// Buy ``size`` units (market, limit, stop or stop-limit), optionally with a
+    /// stop-loss ``sl`` and take-profit ``tp`` that cancel each other.
+    ///
+    /// Without ``size`` the backtest's sizer decides; a sized order of 0 units is not
+    /// placed and None is returned. Returns the order id.
+    ///
+    /// Parameters
+    /// ----------
+    /// trail : a trailing stop order (instead of ``stop=``): its stop follows the best
+    ///     price since it was placed by a distance — a number (price units), a string
+    ///     ``"2%"``, or ``(atr_indicator, 3.0)`` for 3 × an ATR declared in ``init()``.
+    /// sl_trail : a trailing stop-loss for the trade the order opens (instead of ``sl``),
+    ///     in the same forms, starting from the entry price.
+    /// tif : ``"gtc"`` (good till cancelled, default), ``"day"`` (until the end of the
+    ///     trading day, in the backtest's timezone) or ``"ioc"`` (a limit that may fill
+    ///     only on the symbol's next bar).
+    /// valid : good till a date: a number of the symbol's bars, a ``timedelta`` from
+    ///     now, or a timestamp. What has not filled by then expires.
+    /// oco : the id of an open order of the same symbol: the two (and any others that
+    ///     join) form a one-cancels-other group.
+    #[pyo3(
+        signature = (symbol=None, *, size=None, limit=None, stop=None, sl=None, tp=None, tag=None, trail=None, sl_trail=None, tif=None, valid=None, oco=None),
+        text_signature = "($self, symbol=None, *, size=None, limit=None, stop=None, sl=None, tp=None, tag=0, trail=None, sl_trail=None, tif='gtc', valid=None, oco=None)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn buy(
+        slf: &Bound<'_, Self>,
+        symbol: Option<&Bound<'_, PyAny>>,
+        size: Option<&Bound<'_, PyAny>>,
+        limit: Option<&Bound<'_, PyAny>>,
+        stop: Option<&Bound<'_, PyAny>>,
+        sl: Option<&Bound<'_, PyAny>>,
+        tp: Option<&Bound<'_, PyAny>>,
+        tag: Option<&Bound<'_, PyAny>>,
+        trail: Option<&Bound<'_, PyAny>>,
+        sl_trail: Option<&Bound<'_, PyAny>>,
+        tif: Option<&Bound<'_, PyAny>>,
+        valid: Option<&Bound<'_, PyAny>>,
+        oco: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let a = OrderArgs {
+            symbol,
+            size,
+            limit,
+            stop,
+            sl,
+            tp,
+            tag,
+            trail,
+            sl_trail,
+            tif,
+            valid,
+            oco,
+        };
+        Self::order(slf, true, &a)
+    }
+
+    /// Sell (or sell short) ``size`` units; see :meth:`buy`.
+    #[pyo3(
+        signature = (symbol=None, *, size=None, limit=None, stop=None, sl=None, tp=None, tag=None, trail=None, sl_trail=None, tif=None, valid=None, oco=None),
+        text_signature = "($self, symbol=None, *, size=None, limit=None, stop=None, sl=None, tp=None, tag=0, trail=None, sl_trail=None, tif='gtc', valid=None, oco=None)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn sell(
+        slf: &Bound<'_, Self>,
+        symbol: Option<&Bound<'_, PyAny>>,
+        size: Option<&Bound<'_, PyAny>>,
+        limit: Option<&Bound<'_, PyAny>>,
+        stop: Option<&Bound<'_, PyAny>>,
+        sl: Option<&Bound<'_, PyAny>>,
+        tp: Option<&Bound<'_, PyAny>>,
+        tag: Option<&Bound<'_, PyAny>>,
+        trail: Option<&Bound<'_, PyAny>>,
+        sl_trail: Option<&Bound<'_, PyAny>>,
+        tif: Option<&Bound<'_, PyAny>>,
+        valid: Option<&Bound<'_, PyAny>>,
+        oco: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let a = OrderArgs {
+            symbol,
+            size,
+            limit,
+            stop,
+            sl,
+            tp,
+            tag,
+            trail,
+            sl_trail,
+            tif,
+            valid,
+            oco,
+        };
+        Self::order(slf, false, &a)
+    }
+
+    /// Flatten ``symbol`` at its next fill — or close ``portion`` of it (0 < portion
+    /// <= 1), the oldest trades first (FIFO), sized when it fills. None if already flat.
+    #[pyo3(signature = (symbol=None, *, portion=1.0))]
+    fn close(
+        &self,
+        py: Python<'_>,
+        symbol: Option<&Bound<'_, PyAny>>,
+        portion: f64,
+    ) -> PyResult<Option<u64>> {
+        self.context()?.close_position(py, symbol, portion)
+    }
+
+    /// Latest close of ``symbol`` (the current symbol inside ``next``).
+    #[pyo3(signature = (symbol=None))]
+    fn price(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+        self.context()?.price(symbol)
+    }
+
+    /// Signed units held in ``symbol`` (the fast path of ``position(symbol).size``).
+    #[pyo3(signature = (symbol=None))]
+    fn position_size(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+        self.context()?.position(symbol)
     }
 
     fn __setattr__(

@@ -72,6 +72,15 @@ fn time_in_force(
     })
 }
 
+/// An order's prices as given: limit, stop and stop-loss as the caller passed them
+/// (read here, a TypeError naming nothing if not numbers), the take-profit read already.
+pub(crate) struct OrderPrices<'a, 'py> {
+    pub limit: Option<&'a Bound<'py, PyAny>>,
+    pub stop: Option<&'a Bound<'py, PyAny>>,
+    pub sl: Option<&'a Bound<'py, PyAny>>,
+    pub tp: Option<f64>,
+}
+
 /// An order's price argument as given (None, or a number).
 fn price_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<f64>> {
     value.map(|v| v.extract::<f64>()).transpose()
@@ -426,6 +435,67 @@ impl PyContext {
         ))
     }
 
+    /// `place` (and `Strategy.buy`/`sell`): an order of `size` units, or as many as the
+    /// sizer gives when None (None is returned, and nothing placed, when it gives 0).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn place_order(
+        &self,
+        py: Python<'_>,
+        symbol: Option<&Bound<'_, PyAny>>,
+        buy: bool,
+        size: Option<&Bound<'_, PyAny>>,
+        prices: OrderPrices<'_, '_>,
+        tag: i64,
+        tif: &str,
+        oco: Option<u64>,
+    ) -> PyResult<Option<u64>> {
+        let OrderPrices {
+            limit,
+            stop,
+            sl,
+            tp,
+        } = prices;
+        let (limit_at, stop_at, sl_at) = (price_arg(limit)?, price_arg(stop)?, price_arg(sl)?);
+        let e = self.context()?;
+        let s = self.index_of(e, symbol)?;
+        let size = match size {
+            Some(given) => {
+                if given.is_instance_of::<PyBool>() {
+                    return Err(order_error(
+                        py,
+                        format!("size={given}: must be a positive number of units, got bool"),
+                    ));
+                }
+                given.extract::<f64>()?
+            }
+            None => {
+                let price = limit.or(stop).cloned();
+                let units = self.sized(py, s, buy, price, sl.cloned())?;
+                if units.is_nan() || units <= 0.0 {
+                    return Ok(None);
+                }
+                units
+            }
+        };
+        // Again: a sizer called above may have run Python code.
+        let e = self.context()?;
+        let req = OrderRequest {
+            symbol: s,
+            side: if buy { Side::Buy } else { Side::Sell },
+            size,
+            limit: limit_at,
+            stop: stop_at,
+            stop_loss: sl_at,
+            take_profit: tp,
+            tag,
+            time_in_force: time_in_force(py, tif, None, None)?,
+            trail: None,
+            stop_loss_trail: None,
+            oco,
+        };
+        e.submit(req).py_err(py).map(Some)
+    }
+
     /// `size_at` while `next()` or `on_tick()` runs and the symbol is known, else None
     /// (then `size_at` says why): the few loads a position's truth value needs.
     #[inline(always)]
@@ -608,7 +678,7 @@ impl PyContext {
 
     /// Latest close (NaN before the symbol's first bar).
     #[pyo3(signature = (symbol=None))]
-    fn price(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+    pub(crate) fn price(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         let e = self.context()?;
         Ok(e.price(self.index_of(e, symbol)?))
     }
@@ -749,50 +819,18 @@ impl PyContext {
         tif: &str,
         oco: Option<u64>,
     ) -> PyResult<Option<u64>> {
-        let (limit_at, stop_at, sl_at) = (price_arg(limit)?, price_arg(stop)?, price_arg(sl)?);
-        let e = self.context()?;
-        let s = self.index_of(e, symbol)?;
-        let size = match size {
-            Some(given) => {
-                if given.is_instance_of::<PyBool>() {
-                    return Err(order_error(
-                        py,
-                        format!("size={given}: must be a positive number of units, got bool"),
-                    ));
-                }
-                given.extract::<f64>()?
-            }
-            None => {
-                let price = limit.or(stop).cloned();
-                let units = self.sized(py, s, buy, price, sl.cloned())?;
-                if units.is_nan() || units <= 0.0 {
-                    return Ok(None);
-                }
-                units
-            }
+        let prices = OrderPrices {
+            limit,
+            stop,
+            sl,
+            tp,
         };
-        // Again: a sizer called above may have run Python code.
-        let e = self.context()?;
-        let req = OrderRequest {
-            symbol: s,
-            side: if buy { Side::Buy } else { Side::Sell },
-            size,
-            limit: limit_at,
-            stop: stop_at,
-            stop_loss: sl_at,
-            take_profit: tp,
-            tag,
-            time_in_force: time_in_force(py, tif, None, None)?,
-            trail: None,
-            stop_loss_trail: None,
-            oco,
-        };
-        e.submit(req).py_err(py).map(Some)
+        self.place_order(py, symbol, buy, size, prices, tag, tif, oco)
     }
 
     /// Signed position size in units.
     #[pyo3(signature = (symbol=None))]
-    fn position(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+    pub(crate) fn position(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         let e = self.context()?;
         Ok(e.position(self.index_of(e, symbol)?).size)
     }
@@ -899,7 +937,7 @@ impl PyContext {
     /// Flatten the symbol's position (or `portion` of it, oldest trades first) at its next
     /// fill; None if already flat.
     #[pyo3(signature = (symbol, portion=1.0))]
-    fn close_position(
+    pub(crate) fn close_position(
         &self,
         py: Python<'_>,
         symbol: Option<&Bound<'_, PyAny>>,
