@@ -331,8 +331,8 @@ impl Engine {
             self.now = market.timeline()[t];
             self.book.expire_before(self.now);
             let mut active = std::mem::take(&mut self.active);
-            active.clear();
-            active.extend(self.clock.active());
+            // Every symbol with a bar now takes it (its cursor moves onto it).
+            self.clock.take_bars(&mut active);
             if let Some(rank) = &self.call_rank {
                 active.sort_unstable_by_key(|&s| rank[s]);
             }
@@ -341,11 +341,11 @@ impl Engine {
             let follows = self.studies.follows_bars();
             self.touched.clear();
             for &s in &active {
-                let i = self.clock.take_bar(s);
                 if self.book.has_working(s) || self.portfolio.position(s).size != 0.0 {
-                    self.open_bar(&market, s, i);
+                    self.open_bar(&market, s, self.clock.taken_bar(s));
                 }
                 if follows {
+                    let i = self.clock.taken_bar(s);
                     self.studies.update(s, market.local(s, i), market.bars(s));
                 }
             }

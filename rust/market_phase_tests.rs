@@ -14,10 +14,13 @@ use crate::rolling::{Rolling, RollingKind, Source};
 use crate::strategy::Strategy;
 use crate::Config;
 
-const KINDS: [(RollingKind, Source); 9] = [
+/// The means and the sum of the close are computed two at a time in one pass over it
+/// (10 with 30, 50 with the sum of 4, which alone would count in another unit).
+const KINDS: [(RollingKind, Source); 10] = [
     (RollingKind::Mean(10), Source::Close),
     (RollingKind::Mean(30), Source::Close),
     (RollingKind::Mean(50), Source::Close),
+    (RollingKind::Sum(4), Source::Close),
     (RollingKind::Sum(3), Source::Volume),
     (RollingKind::Std(5), Source::Close),
     (RollingKind::Max(4), Source::High),
@@ -26,9 +29,18 @@ const KINDS: [(RollingKind, Source); 9] = [
     (RollingKind::Atr(3), Source::Close),
 ];
 
-/// (symbol, bar) after which the first statistic is reset, and the fourth for the
-/// second pair: in the strategy phase, before the tick's readings.
-const RESETS: [(usize, usize, usize); 4] = [(0, 0, 40), (0, 0, 41), (1, 3, 9), (0, 3, 150)];
+/// (symbol, statistic, bar) after which a statistic is reset: in the strategy phase,
+/// before the tick's readings. Either of two statistics computed in one pass is reset
+/// (the two then part until their windows hold the same bars again).
+const RESETS: [(usize, usize, usize); 7] = [
+    (0, 0, 40),
+    (0, 0, 41),
+    (1, 4, 9),
+    (0, 4, 150),
+    (2, 1, 20),
+    (0, 3, 100),
+    (0, 2, 180),
+];
 
 const TICKS: i64 = 240;
 

@@ -329,16 +329,7 @@ impl Rolling {
         if let State::Sum(sum) = &mut self.state {
             let xs = &bars.of(self.source)[..out.len()];
             sum.push_all(xs, out);
-            // The reading after bar j counts `self.count + j + 1` values.
-            let n = self.kind.window();
-            let warming = (n - 1).saturating_sub(self.count).min(out.len());
-            out[..warming].fill(f64::NAN);
-            self.count += out.len();
-            match out {
-                [] => {}
-                [last] => (self.prev, self.value) = (self.value, *last),
-                [.., before, last] => (self.prev, self.value) = (*before, *last),
-            }
+            self.after_sums(out);
             return;
         }
         for (k, slot) in out.iter_mut().enumerate() {
@@ -351,6 +342,50 @@ impl Rolling {
             );
             *slot = self.value;
         }
+    }
+
+    /// `a.feed(bars, out_a)` and `b.feed(bars, out_b)`, the same values bit for bit, with
+    /// one pass over the column where both are sums (or means) of it: two moving averages
+    /// of the close, the usual crossover, convert each close to an exact count once.
+    pub fn feed_pair(
+        a: &mut Rolling,
+        b: &mut Rolling,
+        bars: &BarColumns<'_>,
+        out_a: &mut [f64],
+        out_b: &mut [f64],
+    ) {
+        if let (State::Sum(sum_a), State::Sum(sum_b)) = (&mut a.state, &mut b.state) {
+            if a.source == b.source && out_a.len() == out_b.len() {
+                let xs = &bars.of(a.source)[..out_a.len()];
+                WindowSum::push_all_pair(sum_a, sum_b, xs, out_a, out_b);
+                a.after_sums(out_a);
+                b.after_sums(out_b);
+                return;
+            }
+        }
+        a.feed(bars, out_a);
+        b.feed(bars, out_b);
+    }
+
+    /// After a block of sums' readings `out`: NaN until the window is full, and the
+    /// latest two readings kept.
+    fn after_sums(&mut self, out: &mut [f64]) {
+        // The reading after bar j counts `self.count + j + 1` values.
+        let n = self.kind.window();
+        let warming = (n - 1).saturating_sub(self.count).min(out.len());
+        out[..warming].fill(f64::NAN);
+        self.count += out.len();
+        match out {
+            [] => {}
+            [last] => (self.prev, self.value) = (self.value, *last),
+            [.., before, last] => (self.prev, self.value) = (*before, *last),
+        }
+    }
+
+    /// Whether `feed_pair` shares one pass between this statistic and `other`.
+    pub fn sums_same_column(&self, other: &Rolling) -> bool {
+        matches!((&self.state, &other.state), (State::Sum(_), State::Sum(_)))
+            && self.source == other.source
     }
 
     /// Whether the statistic is ready after `count` bars (see [`Rolling::is_ready`]).

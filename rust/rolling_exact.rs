@@ -385,8 +385,8 @@ fn truncate(y: f64) -> i64 {
     }
 }
 
-/// The window as integer counts of `2^-k`: `counts[len - window..]` are the last
-/// `window` values (zeros stand for values not fed yet), `total` their sum (exact:
+/// The window as integer counts of `2^-k`: `counts[filled - window..filled]` are the
+/// last `window` values (zeros stand for values not fed yet), `total` their sum (exact:
 /// every count has at most `bits` bits, so `window` of them cannot overflow, and
 /// wrapping arithmetic gives the exact sum of the window whatever happened before).
 #[derive(Clone, Debug)]
@@ -396,7 +396,11 @@ pub(super) struct Fixed<T: Count> {
     bits: i32,
     /// `divisor · 2^k`: a reading is `round(total) / per`.
     per: f64,
+    /// Room for the window and the counts of a block after it, allocated (and zeroed)
+    /// once: a block's counts are written over the slots after `filled`, with no pass
+    /// that clears them first.
     counts: Vec<T>,
+    filled: usize,
     total: T,
 }
 
@@ -414,12 +418,14 @@ impl<T: Count> Fixed<T> {
             counts.push(v);
             total = total.wrapping_add(v);
         }
+        counts.resize(2 * window + SLACK, T::default());
         Some(Self {
             k,
             scale,
             bits,
             per: divisor * scale,
             counts,
+            filled: window,
             total,
         })
     }
@@ -429,14 +435,18 @@ impl<T: Count> Fixed<T> {
         self.total.round() / self.per
     }
 
-    /// Make room for `more` counts after the window.
+    /// Make room for `more` counts after the window: the window moves to the front when
+    /// they would not fit after it (and the buffer grows, zeroed, for a longer block).
     #[inline]
     fn room(&mut self, window: usize, more: usize) {
-        if self.counts.len() + more > self.counts.capacity() {
-            let len = self.counts.len();
-            self.counts.copy_within(len - window.., 0);
-            self.counts.truncate(window);
-            self.counts.reserve(window + more.max(SLACK));
+        if self.filled + more > self.counts.len() {
+            let filled = self.filled;
+            self.counts.copy_within(filled - window..filled, 0);
+            self.filled = window;
+            if window + more > self.counts.len() {
+                self.counts
+                    .resize(2 * window + more.max(SLACK), T::default());
+            }
         }
     }
 
@@ -447,8 +457,9 @@ impl<T: Count> Fixed<T> {
             return false;
         };
         self.room(window, 1);
-        let leaving = self.counts[self.counts.len() - window];
-        self.counts.push(v);
+        let leaving = self.counts[self.filled - window];
+        self.counts[self.filled] = v;
+        self.filled += 1;
         self.total = self.total.wrapping_add(v.wrapping_sub(leaving));
         true
     }
@@ -457,22 +468,37 @@ impl<T: Count> Fixed<T> {
     /// the unit; false (and nothing changed) otherwise.
     fn push_all(&mut self, window: usize, xs: &[f64], out: &mut [f64]) -> bool {
         self.room(window, xs.len());
-        let start = self.counts.len();
-        self.counts.resize(start + xs.len(), T::default());
+        let (start, end) = (self.filled, self.filled + xs.len());
         let (k, scale, bits) = (self.k, self.scale, self.bits);
-        if !T::of_all(xs, &mut self.counts[start..], k, scale, bits) {
-            self.counts.truncate(start);
+        // Counts past `filled` are not the window's: a block that does not fit leaves
+        // its partial counts there, unread.
+        if !T::of_all(xs, &mut self.counts[start..end], k, scale, bits) {
             return false;
         }
-        let counts = &self.counts[start - window..];
+        let counts = &self.counts[start - window..end];
         self.total = T::sweep(counts, window, self.total, out, self.per);
+        self.filled = end;
         true
+    }
+
+    /// Whether this window's values (`window` of them) are the last of `other`'s
+    /// (`other_window ≥ window` of them): the same counts where the unit is the same.
+    fn is_tail_of(&self, window: usize, other: &Fixed<T>, other_window: usize) -> bool
+    where
+        T: PartialEq,
+    {
+        debug_assert!(other_window >= window);
+        if self.k == other.k {
+            let mine = &self.counts[self.filled - window..self.filled];
+            return mine == &other.counts[other.filled - window..other.filled];
+        }
+        self.values(window).eq(other.values(window))
     }
 
     /// The window's values as fed, oldest first.
     fn values(&self, window: usize) -> impl Iterator<Item = f64> + '_ {
         let unscale = f64::from_bits(((1023 - self.k) as u64) << 52);
-        self.counts[self.counts.len() - window..]
+        self.counts[self.filled - window..self.filled]
             .iter()
             .map(move |v| v.round() * unscale)
     }
@@ -617,31 +643,114 @@ impl WindowSum {
     /// Pushes `xs` in order, writing the reading after each push into `out` (as long as
     /// `xs`): the same readings as `push` then `reading`, computed a block at a time.
     pub(super) fn push_all(&mut self, xs: &[f64], out: &mut [f64]) {
-        let (window, chunk) = (self.window, self.window + SLACK);
+        let chunk = self.window + SLACK;
         for (c, (xs_c, out)) in xs.chunks(chunk).zip(out.chunks_mut(chunk)).enumerate() {
-            // The next chunk's first values, while this one is counted (which prefetches
-            // its own from a kilobyte ahead).
-            let next = (c + 1) * chunk;
-            for i in (next..next + PREFETCH_AHEAD).step_by(8) {
-                prefetch(xs, i);
-            }
-            let xs = xs_c;
-            let done = match &mut self.counts {
-                Counts::Narrow(f) => f.push_all(window, xs, out),
-                _ => false,
-            };
-            if !done {
-                for (&x, slot) in xs.iter().zip(out.iter_mut()) {
-                    self.push(x);
-                    *slot = self.reading();
-                }
+            prefetch_chunk(xs, (c + 1) * chunk);
+            self.push_chunk(xs_c, out);
+        }
+    }
+
+    /// `push_all` of at most `window + SLACK` values.
+    #[inline]
+    fn push_chunk(&mut self, xs: &[f64], out: &mut [f64]) {
+        let done = match &mut self.counts {
+            Counts::Narrow(f) => f.push_all(self.window, xs, out),
+            _ => false,
+        };
+        if !done {
+            for (&x, slot) in xs.iter().zip(out.iter_mut()) {
+                self.push(x);
+                *slot = self.reading();
             }
         }
+    }
+
+    /// `push_all` of the same values to two sums (`out_a`, `out_b` their readings), with
+    /// one conversion of the values to counts where it can: when both hold 64-bit counts
+    /// and the shorter window's values are the last of the longer one's (the same values
+    /// fed since either's latest reset), the longer one counts the new values in its
+    /// unit and both totals run over that one buffer. The same readings as two
+    /// `push_all`: a window's exact sum does not depend on the unit it is counted in.
+    pub(super) fn push_all_pair(
+        a: &mut WindowSum,
+        b: &mut WindowSum,
+        xs: &[f64],
+        out_a: &mut [f64],
+        out_b: &mut [f64],
+    ) {
+        let (long, short, out_long, out_short) = if a.window >= b.window {
+            (a, b, out_a, out_b)
+        } else {
+            (b, a, out_b, out_a)
+        };
+        let chunk = long.window + SLACK;
+        let chunks = xs
+            .chunks(chunk)
+            .zip(out_long.chunks_mut(chunk))
+            .zip(out_short.chunks_mut(chunk));
+        for (c, ((xs_c, out_l), out_s)) in chunks.enumerate() {
+            prefetch_chunk(xs, (c + 1) * chunk);
+            if !Self::push_chunk_shared(long, short, xs_c, out_l, out_s) {
+                long.push_chunk(xs_c, out_l);
+                short.push_all(xs_c, out_s);
+            }
+        }
+    }
+
+    /// One chunk of `push_all_pair` over the longer window's counts; false (nothing
+    /// pushed: the windows hold the same values, maybe in another unit) where that
+    /// cannot be done.
+    fn push_chunk_shared(
+        long: &mut WindowSum,
+        short: &mut WindowSum,
+        xs: &[f64],
+        out_long: &mut [f64],
+        out_short: &mut [f64],
+    ) -> bool {
+        let (Counts::Narrow(l), Counts::Narrow(s)) = (&mut long.counts, &mut short.counts) else {
+            return false;
+        };
+        let (wl, ws) = (long.window, short.window);
+        if !s.is_tail_of(ws, l, wl) {
+            return false;
+        }
+        if s.k != l.k {
+            // The same values in the longer window's unit (they fit it with room for
+            // `wl ≥ ws` of them).
+            let values: Vec<f64> = s.values(ws).collect();
+            match Fixed::new(&values, l.k, short.divisor) {
+                Some(same_unit) => *s = same_unit,
+                None => return false,
+            }
+        }
+        l.room(wl, xs.len());
+        let (start, end) = (l.filled, l.filled + xs.len());
+        if !i64::of_all(xs, &mut l.counts[start..end], l.k, l.scale, l.bits) {
+            return false;
+        }
+        #[cfg(test)]
+        tests::SHARED_CHUNKS.with(|n| n.set(n.get() + 1));
+        s.total = i64::sweep(&l.counts[start - ws..end], ws, s.total, out_short, s.per);
+        l.total = i64::sweep(&l.counts[start - wl..end], wl, l.total, out_long, l.per);
+        l.filled = end;
+        // The shorter window keeps its own last values, for when the two part.
+        s.counts[..ws].copy_from_slice(&l.counts[end - ws..end]);
+        s.filled = ws;
+        true
     }
 
     /// Forget every value (the window is all zeros again).
     pub(super) fn clear(&mut self) {
         *self = Self::new(self.window, self.divisor);
+    }
+}
+
+/// Prefetch the first values of the chunk that starts at `next` (while the one before it
+/// is counted, which prefetches its own from a kilobyte ahead).
+#[inline(always)]
+fn prefetch_chunk(xs: &[f64], next: usize) {
+    for i in (next..next + PREFETCH_AHEAD).step_by(8) {
+        prefetch(xs, i);
     }
 }
 

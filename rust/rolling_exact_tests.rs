@@ -256,6 +256,93 @@ fn every_reading_is_the_exact_window_sum_rounded_once() {
     }
 }
 
+thread_local! {
+    /// Chunks two sums fed together counted once (`WindowSum::push_all_pair`).
+    pub(super) static SHARED_CHUNKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Two sums fed the same values together (one pass where they can share it) read, after
+/// every value, the exact sum of each one's window rounded once — whichever window is
+/// the longer, in blocks of any length, when one of them forgets its window in between
+/// (the two then differ until the shorter one's values are the longer one's last again),
+/// and when each alone would count in another unit. The pass is shared (most chunks of
+/// the prices), also where the shorter window had to be moved to the longer one's unit.
+#[test]
+fn two_sums_fed_together_read_what_each_reads_alone() {
+    let unit = |w: &WindowSum| match &w.counts {
+        Counts::Narrow(f) => Some(f.k),
+        _ => None,
+    };
+    for name in SERIES {
+        let data = series(name, 1500);
+        for (wa, wb) in [(10, 30), (30, 10), (10, 50), (1, 1000), (7, 7), (257, 3)] {
+            let (da, db) = (wa as f64, 1.0);
+            let (mut a, mut b) = (WindowSum::new(wa, da), WindowSum::new(wb, db));
+            let (mut got_a, mut got_b) = (vec![0.0; data.len()], vec![0.0; data.len()]);
+            // Where each forgets its window (after the value at that index).
+            let (clears_a, clears_b) = ([200usize, 201, 900], [450usize, 1100]);
+            let (mut from_a, mut from_b) = (0, 0);
+            let mut lengths = [300usize, 1, 7, 513, 64, 2].into_iter().cycle();
+            let before = SHARED_CHUNKS.with(|n| n.get());
+            let mut at = 0;
+            while at < data.len() {
+                let mut end = (at + lengths.next().unwrap()).min(data.len());
+                // A block ends at each clear.
+                if let Some(&c) = clears_a.iter().chain(&clears_b).filter(|&&c| c >= at).min() {
+                    end = end.min(c + 1);
+                }
+                let (out_a, out_b) = (&mut got_a[at..end], &mut got_b[at..end]);
+                WindowSum::push_all_pair(&mut a, &mut b, &data[at..end], out_a, out_b);
+                if clears_a.contains(&(end - 1)) {
+                    a.clear();
+                    from_a = end;
+                }
+                if clears_b.contains(&(end - 1)) {
+                    b.clear();
+                    from_b = end;
+                }
+                at = end;
+            }
+            let shared = SHARED_CHUNKS.with(|n| n.get()) - before;
+            let mut expected_from = (0, 0);
+            for i in 0..data.len() {
+                for (window, divisor, got, from, label) in [
+                    (wa, da, &got_a, &mut expected_from.0, "a"),
+                    (wb, db, &got_b, &mut expected_from.1, "b"),
+                ] {
+                    let clears = if label == "a" {
+                        &clears_a[..]
+                    } else {
+                        &clears_b[..]
+                    };
+                    if i > 0 && clears.contains(&(i - 1)) {
+                        *from = i;
+                    }
+                    let w = &data[(i + 1).saturating_sub(window).max(*from)..=i];
+                    let want = exact_sum(w.iter().copied()) / divisor;
+                    let what = format!("{name} windows {wa}/{wb}: {label} at value {i}");
+                    assert_eq!(got[i].to_bits(), want.to_bits(), "{what}");
+                }
+            }
+            assert_eq!(expected_from, (from_a, from_b));
+            // (A window of 1,000 full-precision prices needs 128-bit counts.)
+            if matches!(name, "cents" | "drift") && wa.max(wb) <= 257 {
+                assert!(shared > 0, "{name} windows {wa}/{wb}: never shared");
+            }
+            if (name, wa, wb) == ("cents", 10, 50) {
+                // Alone, the two would count in different units; together, in one.
+                let (mut alone_a, mut alone_b) = (WindowSum::new(wa, da), WindowSum::new(wb, db));
+                for &x in &data {
+                    alone_a.push(x);
+                    alone_b.push(x);
+                }
+                assert_ne!(unit(&alone_a), unit(&alone_b));
+                assert_eq!(unit(&a), unit(&b));
+            }
+        }
+    }
+}
+
 /// The representations the series above are meant to reach are reached (so the test
 /// covers each), and a window that went wide comes back to 64-bit counts.
 #[test]

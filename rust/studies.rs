@@ -70,12 +70,56 @@ impl Blocked {
     /// tick, while a symbol's latest bar is still an earlier one (its `prev` is then
     /// `before`).
     fn refill(&mut self, kept: usize, to: usize, base: usize, b: &SymbolBars) {
+        if let Some((bars, from)) = self.make_room(kept, to, base, b) {
+            self.rolling.feed(&bars, &mut self.values[from..]);
+        }
+    }
+
+    /// `refill` of two statistics of the same symbol whose values end at the same bar,
+    /// in one pass over a column where they read the same one (`Rolling::feed_pair`).
+    fn refill_pair(
+        x: &mut Blocked,
+        y: &mut Blocked,
+        kept: usize,
+        to: usize,
+        base: usize,
+        b: &SymbolBars,
+    ) {
+        match (
+            x.make_room(kept, to, base, b),
+            y.make_room(kept, to, base, b),
+        ) {
+            (Some((bars, from_x)), Some((_, from_y))) => Rolling::feed_pair(
+                &mut x.rolling,
+                &mut y.rolling,
+                &bars,
+                &mut x.values[from_x..],
+                &mut y.values[from_y..],
+            ),
+            (on_x, on_y) => {
+                if let Some((bars, from)) = on_x {
+                    x.rolling.feed(&bars, &mut x.values[from..]);
+                }
+                if let Some((bars, from)) = on_y {
+                    y.rolling.feed(&bars, &mut y.values[from..]);
+                }
+            }
+        }
+    }
+
+    /// `refill`'s bookkeeping: drop the values before bar `kept` and make room for the
+    /// new ones; returns the bars to compute and where their values go in `values`.
+    fn make_room<'b>(
+        &mut self,
+        kept: usize,
+        to: usize,
+        base: usize,
+        b: &'b SymbolBars,
+    ) -> Option<(BarColumns<'b>, usize)> {
         let i = self.computed();
         // The first bar without a value is held (a streamed window keeps the bars from the
         // first one not yet processed on); if not, nothing to compute from.
-        let Some(j) = i.checked_sub(base).filter(|&j| j <= b.len()) else {
-            return;
-        };
+        let j = i.checked_sub(base).filter(|&j| j <= b.len())?;
         let gone = kept.saturating_sub(self.start).min(self.values.len());
         if let Some(&last) = gone.checked_sub(1).and_then(|k| self.values.get(k)) {
             self.before = last;
@@ -95,7 +139,7 @@ impl Blocked {
         // Every new slot is written by `feed`: the buffer is filled only where it grows
         // (a plan's bars are about as many as the last one's).
         self.values.resize(kept + end - j, f64::NAN);
-        self.rolling.feed(&bars, &mut self.values[kept..]);
+        Some((bars, kept))
     }
 
     /// The value after bar `i`; a bar before `start` is the bar of a reset (NaN).
@@ -416,7 +460,9 @@ impl Studies {
     /// values, `next[s]` being its next bar; values before its latest bar are dropped.
     /// Values are only read at their own bar or later.
     ///
-    /// A symbol at a time, so its columns come from memory once for all its statistics.
+    /// A symbol at a time, so its columns come from memory once for all its statistics;
+    /// sums and means of the same column two at a time, in one pass over it (in the order
+    /// declared: each with the next one it can share a pass with).
     pub fn compute_ahead(&mut self, market: &Market, next: &[usize], span: usize) {
         let symbols = next.len();
         for (s, &next) in next.iter().enumerate() {
@@ -425,16 +471,79 @@ impl Studies {
                 self.prefetch_first(market, s + 1);
             }
             let (latest, to) = (next.saturating_sub(1), next.saturating_add(span));
-            for &id in &self.base_rolling {
-                if let Study::Bars { per_symbol } = &mut self.studies[id] {
-                    let blocked = &mut per_symbol[s];
-                    if blocked.computed() < to {
-                        blocked.refill(latest, to, base, b);
-                    }
+            // A sum waiting for a partner: (its study, its first bar without a value).
+            let mut waiting: Option<(usize, usize)> = None;
+            for k in 0..self.base_rolling.len() {
+                let id = self.base_rolling[k];
+                let Study::Bars { per_symbol } = &self.studies[id] else {
+                    continue;
+                };
+                let blocked = &per_symbol[s];
+                let computed = blocked.computed();
+                if computed >= to {
+                    continue;
                 }
+                let partner = waiting.filter(|&(other, from)| {
+                    from == computed
+                        && self
+                            .blocked(other, s)
+                            .rolling
+                            .sums_same_column(&blocked.rolling)
+                });
+                if let Some((other, _)) = partner {
+                    waiting = None;
+                    let (x, y) = self.two_blocked(other, id, s);
+                    Blocked::refill_pair(x, y, latest, to, base, b);
+                    continue;
+                }
+                if matches!(
+                    blocked.rolling.kind(),
+                    RollingKind::Sum(_) | RollingKind::Mean(_)
+                ) {
+                    // Wait for a partner; the one waiting so far goes alone.
+                    if let Some((other, _)) = waiting.replace((id, computed)) {
+                        self.blocked_mut(other, s).refill(latest, to, base, b);
+                    }
+                    continue;
+                }
+                self.blocked_mut(id, s).refill(latest, to, base, b);
+            }
+            if let Some((other, _)) = waiting {
+                self.blocked_mut(other, s).refill(latest, to, base, b);
             }
         }
         self.stale = false;
+    }
+
+    /// Base-bar statistic `id`'s state for symbol `s`.
+    fn blocked(&self, id: usize, s: usize) -> &Blocked {
+        match &self.studies[id] {
+            Study::Bars { per_symbol } => &per_symbol[s],
+            _ => unreachable!("base_rolling lists base-bar statistics only"),
+        }
+    }
+
+    fn blocked_mut(&mut self, id: usize, s: usize) -> &mut Blocked {
+        match &mut self.studies[id] {
+            Study::Bars { per_symbol } => &mut per_symbol[s],
+            _ => unreachable!("base_rolling lists base-bar statistics only"),
+        }
+    }
+
+    /// Two base-bar statistics' states for symbol `s` (`first < second`).
+    fn two_blocked(
+        &mut self,
+        first: usize,
+        second: usize,
+        s: usize,
+    ) -> (&mut Blocked, &mut Blocked) {
+        let (before, after) = self.studies.split_at_mut(second);
+        match (&mut before[first], &mut after[0]) {
+            (Study::Bars { per_symbol: x }, Study::Bars { per_symbol: y }) => {
+                (&mut x[s], &mut y[s])
+            }
+            _ => unreachable!("base_rolling lists base-bar statistics only"),
+        }
     }
 
     /// Hint the CPU to load the first values `symbol`'s base-bar statistics will read
