@@ -48,6 +48,9 @@ pub struct Book {
     plays: Vec<Play>,
     /// Per play, the increase it waits to execute.
     waiting: Vec<Option<Waiting>>,
+    /// How many plays of the batch have reached their first increase or their end (the
+    /// first pass over the batch's plays).
+    entered: usize,
     /// Plays waiting with an increase, by (open before intrabar, placement order).
     queue: BinaryHeap<Reverse<(u8, u64, usize)>>,
     /// Day and good-till-date orders by expiry time.
@@ -135,6 +138,7 @@ impl Book {
             fills: Vec::new(),
             plays: Vec::new(),
             waiting: Vec::new(),
+            entered: 0,
             queue: BinaryHeap::new(),
             expiries: BinaryHeap::new(),
             day_orders: Vec::new(),
@@ -172,87 +176,19 @@ impl Book {
                 req.size
             ));
         }
-        for (what, v) in [
-            ("limit", req.limit),
-            ("stop", req.stop),
-            ("sl", req.stop_loss),
-            ("tp", req.take_profit),
-        ] {
-            if let Some(p) = v {
-                if !(p.is_finite() && p > 0.0) {
-                    return bad(format!("{what} price must be positive and finite, got {p}"));
-                }
-            }
-        }
-        for (what, trail) in [("trail", req.trail), ("sl_trail", req.stop_loss_trail)] {
-            if let Some(t) = trail {
-                if let Err(rule) = check_trail(t, at) {
-                    return bad(format!("{what}: {rule}"));
-                }
-            }
-        }
-        if req.trail.is_some() && (req.limit.is_some() || req.stop.is_some()) {
-            return bad("a trailing stop (trail=) takes neither stop= nor limit=: its stop follows the price".into());
-        }
-        if req.trail.is_some() && !at.price.is_finite() {
-            return bad("a trailing stop needs a price to trail from: place it after the symbol's first bar".into());
-        }
-        if req.stop_loss.is_some() && req.stop_loss_trail.is_some() {
-            return bad("give sl= or sl_trail=, not both".into());
-        }
-        match req.time_in_force {
-            TimeInForce::ImmediateOrCancel
-                if req.limit.is_none() || req.stop.is_some() || req.trail.is_some() =>
-            {
-                return bad("immediate-or-cancel applies to limit orders only".into());
-            }
-            TimeInForce::Bars(0) => {
-                return bad("valid=0 bars: an order must be valid for at least 1 bar".into());
-            }
-            TimeInForce::Until(ts) if ts <= at.now => {
-                return bad(format!(
-                    "valid= until {ts} ns is not after the current time {} ns",
-                    at.now
-                ));
-            }
-            _ => {}
-        }
-        if let Some(other) = req.oco {
-            let Some(rec) = other.checked_sub(1).and_then(|i| self.log.get(i as usize)) else {
-                return bad(format!("oco={other}: no such order"));
-            };
-            if rec.status != Status::Open || rec.role != Role::Entry {
-                return bad(format!(
-                    "oco={other}: order {other} is not an open order of the trader's own (it is {:?} {:?})",
-                    rec.status, rec.role
-                ));
-            }
-            if rec.symbol != req.symbol {
-                return bad(format!(
-                    "oco={other}: order {other} is for another symbol; a one-cancels-other group holds one symbol's orders"
-                ));
-            }
-        }
-        let reference = req.limit.or(req.stop).unwrap_or(at.price);
-        if reference.is_finite() {
-            let long = req.side == Side::Buy;
-            if let Some(sl) = req.stop_loss {
-                if (long && sl >= reference) || (!long && sl <= reference) {
-                    let rel = if long { "below" } else { "above" };
-                    return bad(format!(
-                        "sl {sl} must be {rel} the entry price {reference} for a {}",
-                        req.side.word()
-                    ));
-                }
-            }
-            if let Some(tp) = req.take_profit {
-                if (long && tp <= reference) || (!long && tp >= reference) {
-                    let rel = if long { "above" } else { "below" };
-                    return bad(format!(
-                        "tp {tp} must be {rel} the entry price {reference} for a {}",
-                        req.side.word()
-                    ));
-                }
+        // A plain market order (good till cancelled, nothing attached) has no other rule
+        // to break: the rest are rules about what it would carry.
+        let plain = req.limit.is_none()
+            && req.stop.is_none()
+            && req.stop_loss.is_none()
+            && req.take_profit.is_none()
+            && req.trail.is_none()
+            && req.stop_loss_trail.is_none()
+            && req.oco.is_none()
+            && req.time_in_force == TimeInForce::GoodTillCancelled;
+        if !plain {
+            if let Err(m) = self.refusal(&req, at) {
+                return bad(m);
             }
         }
         let mut o = Order::new(self.next_id(), req.symbol, req.side, req.size, Role::Entry);
@@ -284,6 +220,95 @@ impl Book {
             o.oco = Some(group);
         }
         Ok(self.enqueue(o, at.now))
+    }
+
+    /// Why the book refuses `req` for what it carries besides its size (prices, trails,
+    /// time in force, one-cancels-other, bracket sides), if it does.
+    fn refusal(&self, req: &OrderRequest, at: &Placing<'_>) -> std::result::Result<(), String> {
+        for (what, v) in [
+            ("limit", req.limit),
+            ("stop", req.stop),
+            ("sl", req.stop_loss),
+            ("tp", req.take_profit),
+        ] {
+            if let Some(p) = v {
+                if !(p.is_finite() && p > 0.0) {
+                    return Err(format!("{what} price must be positive and finite, got {p}"));
+                }
+            }
+        }
+        for (what, trail) in [("trail", req.trail), ("sl_trail", req.stop_loss_trail)] {
+            if let Some(t) = trail {
+                if let Err(rule) = check_trail(t, at) {
+                    return Err(format!("{what}: {rule}"));
+                }
+            }
+        }
+        if req.trail.is_some() && (req.limit.is_some() || req.stop.is_some()) {
+            return Err("a trailing stop (trail=) takes neither stop= nor limit=: its stop follows the price".into());
+        }
+        if req.trail.is_some() && !at.price.is_finite() {
+            return Err("a trailing stop needs a price to trail from: place it after the symbol's first bar".into());
+        }
+        if req.stop_loss.is_some() && req.stop_loss_trail.is_some() {
+            return Err("give sl= or sl_trail=, not both".into());
+        }
+        match req.time_in_force {
+            TimeInForce::ImmediateOrCancel
+                if req.limit.is_none() || req.stop.is_some() || req.trail.is_some() =>
+            {
+                return Err("immediate-or-cancel applies to limit orders only".into());
+            }
+            TimeInForce::Bars(0) => {
+                return Err("valid=0 bars: an order must be valid for at least 1 bar".into());
+            }
+            TimeInForce::Until(ts) if ts <= at.now => {
+                return Err(format!(
+                    "valid= until {ts} ns is not after the current time {} ns",
+                    at.now
+                ));
+            }
+            _ => {}
+        }
+        if let Some(other) = req.oco {
+            let Some(rec) = other.checked_sub(1).and_then(|i| self.log.get(i as usize)) else {
+                return Err(format!("oco={other}: no such order"));
+            };
+            if rec.status != Status::Open || rec.role != Role::Entry {
+                return Err(format!(
+                    "oco={other}: order {other} is not an open order of the trader's own (it is {:?} {:?})",
+                    rec.status, rec.role
+                ));
+            }
+            if rec.symbol != req.symbol {
+                return Err(format!(
+                    "oco={other}: order {other} is for another symbol; a one-cancels-other group holds one symbol's orders"
+                ));
+            }
+        }
+        let reference = req.limit.or(req.stop).unwrap_or(at.price);
+        if reference.is_finite() {
+            let long = req.side == Side::Buy;
+            if let Some(sl) = req.stop_loss {
+                if (long && sl >= reference) || (!long && sl <= reference) {
+                    let rel = if long { "below" } else { "above" };
+                    return Err(format!(
+                        "sl {sl} must be {rel} the entry price {reference} for a {}",
+                        req.side.word()
+                    ));
+                }
+            }
+            if let Some(tp) = req.take_profit {
+                if (long && tp <= reference) || (!long && tp >= reference) {
+                    let rel = if long { "above" } else { "below" };
+                    return Err(format!(
+                        "tp {tp} must be {rel} the entry price {reference} for a {}",
+                        req.side.word()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The OCO group of open order `other`, made a group if it is not one yet.
@@ -537,8 +562,10 @@ impl Book {
     pub fn execute_batch(&mut self, portfolio: &mut Portfolio, rules: Rules<'_>) {
         self.waiting.clear();
         self.waiting.resize(self.plays.len(), None);
+        self.entered = 0;
         for p in 0..self.plays.len() {
             self.play_on(p, portfolio, rules);
+            self.entered = p + 1;
         }
         while let Some(Reverse((_, _, p))) = self.queue.pop() {
             let w = self.waiting[p].take().expect("a queued play waits");
@@ -596,6 +623,9 @@ impl Book {
             };
             match self.execute_reduction(at, m.k, m.raw_price, m.moment, portfolio, rules) {
                 Executed::Done => {}
+                Executed::Waits(w) if self.its_turn() => {
+                    self.execute_increase(at, w, portfolio, rules);
+                }
                 Executed::Waits(w) => {
                     let rank = u8::from(w.moment != Moment::Open);
                     self.queue.push(Reverse((rank, w.order_id, p)));
@@ -604,6 +634,15 @@ impl Book {
                 }
             }
         }
+    }
+
+    /// Whether an increase just reached by the play being walked is the next in turn
+    /// without queueing: no other increase waits, and every other play of the batch has
+    /// reached its first increase or its end (so no reduction is still to come before
+    /// it). The queue would hand it back at once; this only saves the round trip.
+    #[inline]
+    fn its_turn(&self) -> bool {
+        self.queue.is_empty() && self.entered + 1 >= self.plays.len()
     }
 
     // ---- the barrier ----------------------------------------------------------------------

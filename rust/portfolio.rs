@@ -564,9 +564,12 @@ impl Portfolio {
         let mut effect = FillEffect::default();
         self.closed_legs.clear();
         let paid = self.money(Some(x.symbol), x.direction * x.size * x.price);
-        let fee = self.money(Some(x.symbol), x.commission);
         self.cash -= paid;
-        self.cash -= fee;
+        // No commission converts to no money (the usual case without one: skip the work).
+        if x.commission != 0.0 {
+            let fee = self.money(Some(x.symbol), x.commission);
+            self.cash -= fee;
+        }
         let pos = &mut self.positions[x.symbol];
         if pos.mark.is_nan() {
             pos.mark = x.price;
@@ -693,8 +696,19 @@ fn close_part(
     });
     lot.size -= take;
     if lot.size <= take * DUST {
-        let done = pos.lots.remove(k).expect("lot index in range");
-        legs.extend([done.stop_loss, done.take_profit].into_iter().flatten());
+        // The oldest lot (FIFO) leaves from the front, without `remove`'s general shuffle.
+        let done = if k == 0 {
+            pos.lots.pop_front()
+        } else {
+            pos.lots.remove(k)
+        }
+        .expect("lot index in range");
+        if let Some(leg) = done.stop_loss {
+            legs.push(leg);
+        }
+        if let Some(leg) = done.take_profit {
+            legs.push(leg);
+        }
         effect.closed_lots += 1;
     }
 }
