@@ -204,7 +204,7 @@ impl Book {
             TimeInForce::ImmediateOrCancel => o.last_bar = Some(at.next_bar),
             TimeInForce::Bars(n) => o.last_bar = Some(at.next_bar + n - 1),
             TimeInForce::Day => {} // its end is set when its trading day ends (`end_day`)
-            TimeInForce::Until(ts) => o.expires_at = Some(ts),
+            TimeInForce::Until(_) => {} // its time is in its time in force (`enqueue`)
         }
         if let Some(trail) = req.trail {
             o.trail = Some(trail);
@@ -351,10 +351,11 @@ impl Book {
         Ok(Some(self.enqueue(o, now)))
     }
 
+    #[inline]
     fn enqueue(&mut self, o: Order, now: i64) -> u64 {
         let id = o.id;
         self.log_order(&o, now);
-        if let Some(ts) = o.expires_at {
+        if let TimeInForce::Until(ts) = o.time_in_force {
             self.expiries.push(Reverse((ts, id)));
         }
         if o.time_in_force == TimeInForce::Day {

@@ -127,7 +127,9 @@ impl OrderRequest {
 }
 
 /// A working order inside the broker: plain data, copied as a block (the book copies the
-/// orders placed during a tick into the working ones at the barrier).
+/// orders placed during a tick into the working ones at the barrier). Kept within 256
+/// bytes: a copy of that size or less is one block move of a smaller size class (a
+/// good-till-date order's time lives in its `time_in_force`, not in a field of its own).
 #[derive(Clone, Copy, Debug)]
 pub struct Order {
     pub id: u64,
@@ -153,8 +155,6 @@ pub struct Order {
     pub time_in_force: TimeInForce,
     /// Last bar index (of its symbol) on which it may fill (bars / immediate-or-cancel).
     pub last_bar: Option<usize>,
-    /// It may fill on bars stamped up to this time (day, good-till-date).
-    pub expires_at: Option<i64>,
     /// Trailing stop: how far `stop` follows `best`, the best price seen so far.
     pub trail: Option<Trail>,
     pub best: f64,
@@ -165,6 +165,8 @@ pub struct Order {
     /// For `close()`: the fraction of the position to close when it fills (1 = all).
     pub portion: f64,
 }
+
+const _: () = assert!(std::mem::size_of::<Order>() <= 256);
 
 impl Order {
     /// A new working order with nothing set beyond what it is.
@@ -187,7 +189,6 @@ impl Order {
             tag: 0,
             time_in_force: TimeInForce::GoodTillCancelled,
             last_bar: None,
-            expires_at: None,
             trail: None,
             best: f64::NAN,
             stop_loss_trail: None,
