@@ -191,7 +191,12 @@ impl Book {
                 return bad(m);
             }
         }
-        let mut o = Order::new(self.next_id(), req.symbol, req.side, req.size, Role::Entry);
+        let group = req.oco.map(|other| self.join_group(other));
+        // Written straight into its place in the queue (no copy of the whole order).
+        let id = self.next_id();
+        self.pending
+            .push(Order::new(id, req.symbol, req.side, req.size, Role::Entry));
+        let o = self.pending.last_mut().expect("just queued");
         o.limit = req.limit;
         o.stop = req.stop;
         o.stop_loss = req.stop_loss;
@@ -199,12 +204,13 @@ impl Book {
         o.tag = req.tag;
         o.stop_loss_trail = req.stop_loss_trail;
         o.time_in_force = req.time_in_force;
+        o.oco = group;
         match req.time_in_force {
             TimeInForce::GoodTillCancelled => {}
             TimeInForce::ImmediateOrCancel => o.last_bar = Some(at.next_bar),
             TimeInForce::Bars(n) => o.last_bar = Some(at.next_bar + n - 1),
             TimeInForce::Day => {} // its end is set when its trading day ends (`end_day`)
-            TimeInForce::Until(_) => {} // its time is in its time in force (`enqueue`)
+            TimeInForce::Until(_) => {} // its time is in its time in force (`enqueued`)
         }
         if let Some(trail) = req.trail {
             o.trail = Some(trail);
@@ -213,13 +219,9 @@ impl Book {
                 Trail::Atr { study, .. } => at.atr(study),
                 _ => f64::NAN,
             };
-            ratchet(&mut o, at.price, atr);
+            ratchet(o, at.price, atr);
         }
-        if let Some(other) = req.oco {
-            let group = self.join_group(other);
-            o.oco = Some(group);
-        }
-        Ok(self.enqueue(o, at.now))
+        Ok(self.enqueued(at.now))
     }
 
     /// Why the book refuses `req` for what it carries besides its size (prices, trails,
@@ -340,31 +342,29 @@ impl Book {
             return Ok(None);
         }
         let side = if held > 0.0 { Side::Sell } else { Side::Buy };
-        let mut o = Order::new(
-            self.next_id(),
-            symbol,
-            side,
-            held.abs() * portion,
-            Role::ClosePosition,
-        );
-        o.portion = portion;
-        Ok(Some(self.enqueue(o, now)))
+        let id = self.next_id();
+        let size = held.abs() * portion;
+        self.pending
+            .push(Order::new(id, symbol, side, size, Role::ClosePosition));
+        self.pending.last_mut().expect("just queued").portion = portion;
+        Ok(Some(self.enqueued(now)))
     }
 
+    /// Log the order just queued (the last pending one) and note when it expires.
     #[inline]
-    fn enqueue(&mut self, o: Order, now: i64) -> u64 {
-        let id = o.id;
-        self.log_order(&o, now);
-        if let TimeInForce::Until(ts) = o.time_in_force {
+    fn enqueued(&mut self, now: i64) -> u64 {
+        let o = self.pending.last().expect("an order was just queued");
+        let (id, time_in_force, limited) = (o.id, o.time_in_force, o.last_bar.is_some());
+        self.log.push(record_of(o, now));
+        if let TimeInForce::Until(ts) = time_in_force {
             self.expiries.push(Reverse((ts, id)));
         }
-        if o.time_in_force == TimeInForce::Day {
+        if time_in_force == TimeInForce::Day {
             self.day_orders.push((id, now));
         }
-        if o.last_bar.is_some() {
+        if limited {
             self.bar_limited += 1;
         }
-        self.pending.push(o);
         id
     }
 
@@ -718,25 +718,7 @@ impl Book {
     }
 
     fn log_order(&mut self, o: &Order, ts: i64) {
-        self.log.push(OrderRecord {
-            id: o.id,
-            symbol: o.symbol,
-            side: o.side,
-            size: o.size,
-            limit: o.limit.unwrap_or(f64::NAN),
-            stop: o.stop.unwrap_or(f64::NAN),
-            stop_loss: o.stop_loss.unwrap_or(f64::NAN),
-            take_profit: o.take_profit.unwrap_or(f64::NAN),
-            role: o.role,
-            tag: o.tag,
-            placed_ts: ts,
-            status: Status::Open,
-            closed_ts: i64::MIN,
-            reason: "",
-            filled_size: 0.0,
-            fill_price: f64::NAN,
-            filled_side: 0,
-        });
+        self.log.push(record_of(o, ts));
     }
 
     fn finish(&mut self, id: u64, status: Status, ts: i64, reason: &'static str) {
@@ -744,6 +726,30 @@ impl Book {
         r.status = status;
         r.closed_ts = ts;
         r.reason = reason;
+    }
+}
+
+/// The record of order `o`, placed at `ts`, as it starts its life.
+#[inline]
+fn record_of(o: &Order, ts: i64) -> OrderRecord {
+    OrderRecord {
+        id: o.id,
+        symbol: o.symbol,
+        side: o.side,
+        size: o.size,
+        limit: o.limit.unwrap_or(f64::NAN),
+        stop: o.stop.unwrap_or(f64::NAN),
+        stop_loss: o.stop_loss.unwrap_or(f64::NAN),
+        take_profit: o.take_profit.unwrap_or(f64::NAN),
+        role: o.role,
+        tag: o.tag,
+        placed_ts: ts,
+        status: Status::Open,
+        closed_ts: i64::MIN,
+        reason: "",
+        filled_size: 0.0,
+        fill_price: f64::NAN,
+        filled_side: 0,
     }
 }
 

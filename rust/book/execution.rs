@@ -184,25 +184,40 @@ impl Book {
             order_id: id,
             closes_lot: order.trade,
         });
-        for j in 0..portfolio.closed_legs().len() {
-            let leg = portfolio.closed_legs()[j];
-            self.cancel_working(leg, at.ts, "its trade was closed");
+        if !portfolio.closed_legs().is_empty() {
+            self.cancel_closed_legs(portfolio, at.ts);
         }
         if let Some(group) = oco {
-            let others: Vec<u64> = self.working[s]
-                .iter()
-                .chain(self.pending.iter())
-                .filter(|o| o.live && o.oco == Some(group) && o.id != id)
-                .map(|o| o.id)
-                .collect();
-            for other in others {
-                self.cancel_working(other, at.ts, "its one-cancels-other group filled");
-            }
+            self.cancel_group(s, group, id, at.ts);
         }
         // A new lot's legs are none until attached: only an entry with a bracket has any.
         if let (Some(lot), Role::Entry, true) = (effect.opened_lot, role, bracket) {
             let order = self.working[s][k];
             self.attach_bracket(&order, lot, at, moment, portfolio, rules);
+        }
+    }
+
+    /// Cancel the bracket legs of the lots the latest fill closed completely. (Out of
+    /// line, as are the other rarer steps of a fill: the common fill keeps its registers.)
+    #[inline(never)]
+    fn cancel_closed_legs(&mut self, portfolio: &Portfolio, ts: i64) {
+        for &leg in portfolio.closed_legs() {
+            self.cancel_working(leg, ts, "its trade was closed");
+        }
+    }
+
+    /// Cancel the other orders of one-cancels-other group `group`, one of which (`id`)
+    /// just filled.
+    #[inline(never)]
+    fn cancel_group(&mut self, s: usize, group: u64, id: u64, ts: i64) {
+        let others: Vec<u64> = self.working[s]
+            .iter()
+            .chain(self.pending.iter())
+            .filter(|o| o.live && o.oco == Some(group) && o.id != id)
+            .map(|o| o.id)
+            .collect();
+        for other in others {
+            self.cancel_working(other, ts, "its one-cancels-other group filled");
         }
     }
 
@@ -229,6 +244,7 @@ impl Book {
     /// Create the stop-loss / take-profit legs of a freshly opened trade. After an entry at
     /// the open, both legs watch the rest of that bar; after an intrabar entry the stop-loss
     /// still does (conservative), the take-profit from the next bar.
+    #[inline(never)]
     fn attach_bracket(
         &mut self,
         entry: &Order,
