@@ -329,3 +329,172 @@ fn a_close_after_a_flip_in_the_same_bar_executes_on_the_other_side_and_slips_the
         (Side::Sell, 1, 10.0)
     );
 }
+
+#[test]
+fn increases_of_one_batch_execute_in_placement_order_whichever_bar_is_reached_last() {
+    // Two symbols, one account of 1,000; both bars open at 100. Symbol 0's buy of 6 is
+    // placed first, symbol 1's buy of 6 second: only one fits. Symbol 0's bar is walked
+    // first, so its increase waits in the queue while symbol 1's bar — the last of the
+    // batch — reaches its own: that one must queue behind it, not execute at once.
+    let config = Config {
+        cash: 1_000.0,
+        ..Config::default()
+    };
+    let studies = Studies::default();
+    let rules = Rules {
+        config: &config,
+        studies: &studies,
+    };
+    let mut book = Book::new(2);
+    let mut portfolio = Portfolio::new(config.cash, 2);
+    let first = book
+        .submit(
+            OrderRequest::market(0, Side::Buy, 6.0),
+            &placing(&studies, 100.0, 0),
+        )
+        .unwrap();
+    let mut at = placing(&studies, 100.0, 0);
+    at.symbol = 1;
+    let second = book
+        .submit(OrderRequest::market(1, Side::Buy, 6.0), &at)
+        .unwrap();
+    book.admit_pending(0, &mut portfolio, rules, |_| None);
+    for s in 0..2 {
+        portfolio.mark(s, 100.0);
+        book.open_bar(s, 1, 1, bar(100.0, 100.0, 100.0, 100.0));
+    }
+    book.execute_batch(&mut portfolio, rules);
+    assert_eq!(book.orders()[(first - 1) as usize].status, Status::Filled);
+    let refused = &book.orders()[(second - 1) as usize];
+    assert_eq!(
+        (refused.status, refused.reason),
+        (Status::Rejected, "insufficient margin")
+    );
+    assert_eq!(
+        (portfolio.position(0).size, portfolio.position(1).size),
+        (6.0, 0.0)
+    );
+
+    // The same two orders placed the other way round: symbol 1's now comes first.
+    let mut book = Book::new(2);
+    let mut portfolio = Portfolio::new(config.cash, 2);
+    let first = book
+        .submit(OrderRequest::market(1, Side::Buy, 6.0), &at)
+        .unwrap();
+    book.submit(
+        OrderRequest::market(0, Side::Buy, 6.0),
+        &placing(&studies, 100.0, 0),
+    )
+    .unwrap();
+    book.admit_pending(0, &mut portfolio, rules, |_| None);
+    for s in 0..2 {
+        portfolio.mark(s, 100.0);
+        book.open_bar(s, 1, 1, bar(100.0, 100.0, 100.0, 100.0));
+    }
+    book.execute_batch(&mut portfolio, rules);
+    assert_eq!(book.orders()[(first - 1) as usize].status, Status::Filled);
+    assert_eq!(
+        (portfolio.position(0).size, portfolio.position(1).size),
+        (0.0, 6.0)
+    );
+}
+
+#[test]
+fn a_market_order_carrying_any_one_thing_more_is_held_to_that_things_rules() {
+    // A plain market order is checked for its size alone; each single addition below
+    // brings its own rule back (the other rules apply to what an order carries).
+    let studies = Studies::default();
+    let refused = |f: &dyn Fn(&mut OrderRequest), price: f64| {
+        let mut book = Book::new(1);
+        let mut r = OrderRequest::market(X, Side::Buy, 1.0);
+        f(&mut r);
+        book.submit(r, &placing(&studies, price, 5))
+            .unwrap_err()
+            .to_string()
+    };
+    let cases: Vec<(Box<dyn Fn(&mut OrderRequest)>, &str)> = vec![
+        (
+            Box::new(|r| r.limit = Some(-1.0)),
+            "limit price must be positive",
+        ),
+        (
+            Box::new(|r| r.stop = Some(f64::NAN)),
+            "stop price must be positive",
+        ),
+        (
+            Box::new(|r| r.stop_loss = Some(120.0)),
+            "sl 120 must be below",
+        ),
+        (
+            Box::new(|r| r.take_profit = Some(80.0)),
+            "tp 80 must be above",
+        ),
+        (
+            Box::new(|r| r.trail = Some(Trail::Fraction(1.5))),
+            "trail: a trailing percentage must be above 0%",
+        ),
+        (
+            Box::new(|r| r.stop_loss_trail = Some(Trail::Distance(0.0))),
+            "sl_trail: a trailing distance must be a positive",
+        ),
+        (Box::new(|r| r.oco = Some(7)), "oco=7: no such order"),
+        (
+            Box::new(|r| r.time_in_force = TimeInForce::Until(5)),
+            "is not after the current time",
+        ),
+        (
+            Box::new(|r| r.time_in_force = TimeInForce::Bars(0)),
+            "valid=0 bars",
+        ),
+        (
+            Box::new(|r| r.time_in_force = TimeInForce::ImmediateOrCancel),
+            "immediate-or-cancel applies to limit orders only",
+        ),
+    ];
+    for (f, rule) in &cases {
+        let err = refused(f.as_ref(), 100.0);
+        assert!(err.contains(rule), "{rule}: {err}");
+    }
+    let err = refused(&|r| r.trail = Some(Trail::Distance(1.0)), f64::NAN);
+    assert!(err.contains("needs a price to trail from"), "{err}");
+    // And the plain order itself is accepted, logged as placed.
+    let mut book = Book::new(1);
+    let id = book
+        .submit(
+            OrderRequest::market(X, Side::Sell, 2.5),
+            &placing(&studies, 100.0, 5),
+        )
+        .unwrap();
+    let rec = &book.orders()[(id - 1) as usize];
+    assert_eq!(
+        (rec.side, rec.size, rec.status, rec.placed_ts),
+        (Side::Sell, 2.5, Status::Open, 5)
+    );
+    assert!(rec.limit.is_nan() && rec.stop.is_nan() && rec.stop_loss.is_nan());
+}
+
+#[test]
+fn a_good_till_date_order_expires_after_its_time_and_fills_before_it() {
+    let mut d = desk(Config::default());
+    let until = d.order(Side::Buy, 1.0, |r| {
+        r.limit = Some(90.0);
+        r.time_in_force = TimeInForce::Until(2);
+    });
+    // Bar 1 (ts 1): not reached. At ts 3 the order's time has passed: expired first.
+    d.next(bar(100.0, 100.0, 95.0, 100.0));
+    d.book.expire_before(3);
+    assert_eq!(
+        d.status(until),
+        (Status::Expired, "good till date: its time passed")
+    );
+    d.next(bar(80.0, 80.0, 80.0, 80.0));
+    assert!(d.prices().is_empty());
+    // Another, good till 5, fills on a bar stamped before then.
+    let filled = d.order(Side::Buy, 1.0, |r| {
+        r.limit = Some(90.0);
+        r.time_in_force = TimeInForce::Until(5);
+    });
+    d.book.expire_before(3);
+    d.next(bar(85.0, 85.0, 85.0, 85.0));
+    assert_eq!(d.status(filled).0, Status::Filled);
+}
