@@ -412,7 +412,8 @@ fn a_market_order_carrying_any_one_thing_more_is_held_to_that_things_rules() {
             .unwrap_err()
             .to_string()
     };
-    let cases: Vec<(Box<dyn Fn(&mut OrderRequest)>, &str)> = vec![
+    type Addition = Box<dyn Fn(&mut OrderRequest)>;
+    let cases: Vec<(Addition, &str)> = vec![
         (
             Box::new(|r| r.limit = Some(-1.0)),
             "limit price must be positive",
