@@ -518,11 +518,17 @@ impl Portfolio {
     }
 
     /// Move `symbol`'s mark to `price`, replacing its term of value and gross exposure.
-    #[inline]
+    /// (Inlined into its callers: it runs for every bar of every position.)
+    #[inline(always)]
     pub fn mark(&mut self, symbol: usize, price: f64) {
         let p = &mut self.positions[symbol];
+        // The price it is marked at already (a close like the one before, often on minute
+        // bars): a booked term is size × this price, so the sums stay as they are. Every
+        // change of size books the term again; a term of 0 is booked afresh (a parked
+        // position's, taken out of the sums, or one too small to count).
+        let booked = price == p.mark && p.value != Money::ZERO;
         p.mark = price;
-        if p.size != 0.0 {
+        if p.size != 0.0 && !booked {
             self.revalue(symbol);
         }
     }
@@ -872,6 +878,76 @@ mod tests {
         // ... the account's sums do not.
         assert_eq!(run(&forward), run(&backward));
         assert_eq!(run(&forward), run(&shuffled));
+    }
+
+    /// The account's sums as they would be booked from scratch: every position's terms
+    /// size × mark and |size| × mark (0 for a parked one), summed exactly.
+    fn sums_from_scratch(p: &Portfolio, parked: &[bool]) -> (Money, Money) {
+        let (mut value, mut gross) = (Money::ZERO, Money::ZERO);
+        for (s, q) in p.positions().iter().enumerate() {
+            if q.size != 0.0 && !parked[s] {
+                value += Money::from_f64(q.size * q.mark).unwrap();
+                gross += Money::from_f64(q.size.abs() * q.mark).unwrap();
+            }
+        }
+        (value, gross)
+    }
+
+    #[test]
+    fn marking_at_the_same_price_again_keeps_the_sums_booked_from_scratch() {
+        // Prices on a coarse grid repeat often (as minute closes do); fills change sizes
+        // between marks, and positions are parked and brought back at the price they
+        // were parked at, which a mark at an unchanged price must not mistake for booked.
+        let n = 4;
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut pick = |k: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % k
+        };
+        let mut p = Portfolio::new(1_000_000.0, n);
+        let mut parked = vec![false; n];
+        let mut repeated = 0;
+        for _ in 0..20_000 {
+            let s = pick(n as u64) as usize;
+            let price = 50.0 + pick(4) as f64 * 0.25;
+            match pick(10) {
+                0 if !parked[s] => {
+                    let mut x = exec(
+                        if pick(2) == 0 { 1.0 } else { -1.0 },
+                        1.0 + pick(3) as f64,
+                        price,
+                        0.5,
+                    );
+                    x.symbol = s;
+                    p.mark(s, price);
+                    p.apply(x);
+                }
+                1 if !parked[s] => {
+                    p.park(s);
+                    parked[s] = true;
+                }
+                2 if parked[s] => {
+                    // Back at the price it was parked at, or at a new one.
+                    let at = if pick(2) == 0 {
+                        p.position(s).mark
+                    } else {
+                        price
+                    };
+                    p.unpark(s, at);
+                    parked[s] = false;
+                }
+                _ if !parked[s] => {
+                    repeated +=
+                        usize::from(price == p.position(s).mark && p.position(s).size != 0.0);
+                    p.mark(s, price);
+                }
+                _ => {}
+            }
+            assert_eq!((p.value, p.gross), sums_from_scratch(&p, &parked));
+        }
+        assert!(repeated > 1_000, "{repeated} marks at an unchanged price");
     }
 
     #[test]

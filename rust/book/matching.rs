@@ -22,25 +22,36 @@ enum Stage {
 /// Whether a play of `working` in bar `bar` would find nothing to do: every order is
 /// live, none has a trail (it would move with the bar) or a last bar (its life would be
 /// checked at the bar's end), and each is either not eligible yet or a plain stop or a
-/// plain limit that neither the open nor the bar's range reaches (`match_order` at both
-/// moments says no). Such a bar fills nothing and changes no order, so it is not played:
-/// the batch then reads no account either (most bars of a position protected by a
-/// stop-loss are such bars). A stop-limit, a market order or a dead order (swept by a
-/// play) always plays. (`&mut` only because `match_order` takes it: it changes only a
-/// stop-limit, never played here.)
-pub(super) fn is_quiet(working: &mut [Order], bar: usize, prices: &Bar) -> bool {
-    working.iter_mut().all(|o| {
+/// plain limit that neither the open nor the bar's range reaches. Such a bar fills nothing
+/// and changes no order, so it is not played: the batch then reads no account either
+/// (most bars of a position protected by a stop-loss are such bars). A stop-limit, a
+/// market order or a dead order (swept by a play) always plays.
+///
+/// "Reaches" is `broker::match_order`'s rule at both moments, written out for the two
+/// plain kinds (it runs for every bar of a protected position): a sell stop or a buy
+/// limit fills when the open or the low is at or below its price, a buy stop or a sell
+/// limit when the open or the high is at or above it (a NaN price reaches nothing, in
+/// both).
+#[inline]
+pub(super) fn is_quiet(working: &[Order], bar: usize, prices: &Bar) -> bool {
+    working.iter().all(|o| {
         if !o.live || o.trail.is_some() || o.last_bar.is_some() {
             return false;
         }
         if o.eligible_from > bar {
             return true;
         }
-        if o.stop.is_some() == o.limit.is_some() {
-            return false;
-        }
-        match_order(o, prices, Moment::Open).is_none()
-            && match_order(o, prices, Moment::Intrabar).is_none()
+        let (level, falling) = match (o.stop, o.limit) {
+            (Some(stop), None) => (stop, o.side == Side::Sell),
+            (None, Some(limit)) => (limit, o.side == Side::Buy),
+            _ => return false,
+        };
+        let reached = if falling {
+            prices.open <= level || prices.low <= level
+        } else {
+            prices.open >= level || prices.high >= level
+        };
+        !reached
     })
 }
 
@@ -297,6 +308,63 @@ mod tests {
         o
     }
 
+    /// The rule `is_quiet` writes out, through the broker's own matching: an order that
+    /// can act is live, has no trail and no last bar, and is not yet eligible, or is a
+    /// plain stop or limit that `match_order` fills at neither moment.
+    fn quiet_by_the_broker(working: &[Order], bar: usize, prices: &Bar) -> bool {
+        working.iter().all(|o| {
+            if !o.live || o.trail.is_some() || o.last_bar.is_some() {
+                return false;
+            }
+            if o.eligible_from > bar {
+                return true;
+            }
+            if o.stop.is_some() == o.limit.is_some() {
+                return false;
+            }
+            let mut probe = *o;
+            match_order(&mut probe, prices, Moment::Open).is_none()
+                && match_order(&mut probe, prices, Moment::Intrabar).is_none()
+        })
+    }
+
+    #[test]
+    fn quiet_is_the_brokers_rule_also_for_missing_prices() {
+        let mut r = Stream(0x2545_F491_4F6C_DD1D);
+        let price = |r: &mut Stream| {
+            if r.pick(12) == 0 {
+                f64::NAN
+            } else {
+                r.price()
+            }
+        };
+        let (mut quiet, mut loud) = (0, 0);
+        for _ in 0..50_000 {
+            let working: Vec<Order> = (0..1 + r.pick(3))
+                .map(|k| random_order(&mut r, k + 1))
+                .collect();
+            let prices = Bar {
+                open: price(&mut r),
+                high: price(&mut r),
+                low: price(&mut r),
+                close: price(&mut r),
+            };
+            let bar = r.pick(3) as usize;
+            let expected = quiet_by_the_broker(&working, bar, &prices);
+            assert_eq!(
+                is_quiet(&working, bar, &prices),
+                expected,
+                "{working:?} {prices:?}"
+            );
+            if expected {
+                quiet += 1;
+            } else {
+                loud += 1;
+            }
+        }
+        assert!(quiet > 1_000 && loud > 1_000, "{quiet} quiet, {loud} not");
+    }
+
     /// What a play may not change in an order of a quiet bar: all but `checked_bar`
     /// (the walk's own bookmark within a bar, never read across bars).
     fn state(o: &Order) -> String {
@@ -322,8 +390,8 @@ mod tests {
                 close: d,
             };
             let bar = 1 + r.pick(2) as usize;
-            let mut probed = working.clone();
-            if !is_quiet(&mut probed, bar, &prices) {
+            let probed = working.clone();
+            if !is_quiet(&probed, bar, &prices) {
                 loud += 1;
                 continue;
             }
@@ -355,15 +423,15 @@ mod tests {
             o.stop = Some(at);
             vec![o]
         };
-        assert!(is_quiet(&mut stop(Side::Sell, 98.5), 0, &prices));
-        assert!(!is_quiet(&mut stop(Side::Sell, 99.0), 0, &prices)); // the low touches it
-        assert!(!is_quiet(&mut stop(Side::Buy, 102.0), 0, &prices)); // the high touches it
-        assert!(!is_quiet(&mut stop(Side::Buy, 100.0), 0, &prices)); // the open gaps through
+        assert!(is_quiet(&stop(Side::Sell, 98.5), 0, &prices));
+        assert!(!is_quiet(&stop(Side::Sell, 99.0), 0, &prices)); // the low touches it
+        assert!(!is_quiet(&stop(Side::Buy, 102.0), 0, &prices)); // the high touches it
+        assert!(!is_quiet(&stop(Side::Buy, 100.0), 0, &prices)); // the open gaps through
         let mut later = stop(Side::Sell, 99.5);
         later[0].eligible_from = 1;
-        assert!(is_quiet(&mut later, 0, &prices)); // not eligible in this bar
+        assert!(is_quiet(&later, 0, &prices)); // not eligible in this bar
         let mut market = stop(Side::Sell, 1.0);
         market[0].stop = None;
-        assert!(!is_quiet(&mut market, 0, &prices));
+        assert!(!is_quiet(&market, 0, &prices));
     }
 }

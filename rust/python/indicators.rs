@@ -629,35 +629,34 @@ pub struct LiveIndicators {
     live: bool,
 }
 
-/// The studies the followed objects show, each read once per bar (an indicator and a
-/// crossing of it read the same values), and what is written where from them.
+/// What is written before each `next(symbol)`: each followed indicator's study read for
+/// the running symbol and written into its object in one pass, then each crossing's
+/// value from the pairs read (a crossing's study is mostly one of those indicators',
+/// read once for both).
 #[derive(Default)]
 struct Plan {
-    /// Each study once: its id and (value, previous value) for the running symbol's bar.
-    reads: Vec<(usize, (f64, f64))>,
-    /// Per object: the object (held in `objects`) and what it is given.
-    writes: Vec<(*mut ffi::PyObject, Write)>,
+    /// Per indicator object: the object (held in `objects`), its study, and its place in
+    /// `pairs`.
+    indicators: Vec<(*mut ffi::PyObject, usize, usize)>,
+    /// Studies a crossing compares that no indicator object shows: id and place.
+    extra_reads: Vec<(usize, usize)>,
+    /// Per crossing object: the object, its study's place in `pairs`, what it is
+    /// compared with.
+    crossings: Vec<(*mut ffi::PyObject, usize, Theirs)>,
+    /// (value, previous value) of each study read, for the running symbol's bar.
+    pairs: Vec<(f64, f64)>,
+    /// The study each place of `pairs` holds.
+    studies: Vec<usize>,
+    /// Byte offsets of the value and prev slots of an indicator object, and of the value
+    /// slot of a crossing object (one class each per run).
+    value_at: isize,
+    prev_at: isize,
+    crossing_value_at: isize,
     /// The int objects -1, 0 and 1 a crossing's value slot holds (held here).
     signs: Vec<Py<PyAny>>,
 }
 
-/// What one followed object is given: places in `Plan::reads`, and the byte offsets of
-/// the object's slots.
-#[derive(Clone, Copy)]
-enum Write {
-    Indicator {
-        read: usize,
-        value_at: isize,
-        prev_at: isize,
-    },
-    Crossing {
-        read: usize,
-        theirs: Theirs,
-        value_at: isize,
-    },
-}
-
-/// What a crossing's indicator is compared with: another study's read or a level.
+/// What a crossing's indicator is compared with: another study's pair or a level.
 #[derive(Clone, Copy)]
 enum Theirs {
     Read(usize),
@@ -673,41 +672,42 @@ impl Plan {
                 .collect(),
             ..Plan::default()
         };
+        // An object was adopted through its kind's classes, which are found then.
         for (obj, source) in objects {
-            // An object was adopted through its kind's classes, which are found then.
-            let write = match *source {
-                Source::Indicator(id) => {
-                    let classes = followed.classes.get().ok_or_else(unwritable)?;
-                    Write::Indicator {
-                        read: plan.read(id),
-                        value_at: classes.value_at,
-                        prev_at: classes.prev_at,
-                    }
-                }
-                Source::Crossing(id, against) => {
-                    let classes = followed.crossing_classes.get().ok_or_else(unwritable)?;
-                    Write::Crossing {
-                        read: plan.read(id),
-                        theirs: match against {
-                            Against::Study(other) => Theirs::Read(plan.read(other)),
-                            Against::Level(x) => Theirs::Level(x),
-                        },
-                        value_at: classes.value_at,
-                    }
-                }
-            };
-            plan.writes.push((obj.as_ptr(), write));
+            if let Source::Indicator(id) = *source {
+                let classes = followed.classes.get().ok_or_else(unwritable)?;
+                (plan.value_at, plan.prev_at) = (classes.value_at, classes.prev_at);
+                let place = plan.place(id);
+                plan.indicators.push((obj.as_ptr(), id, place));
+            }
         }
+        let shown = plan.studies.len();
+        for (obj, source) in objects {
+            if let Source::Crossing(id, against) = *source {
+                let classes = followed.crossing_classes.get().ok_or_else(unwritable)?;
+                plan.crossing_value_at = classes.value_at;
+                let mine = plan.place(id);
+                let theirs = match against {
+                    Against::Study(other) => Theirs::Read(plan.place(other)),
+                    Against::Level(x) => Theirs::Level(x),
+                };
+                plan.crossings.push((obj.as_ptr(), mine, theirs));
+            }
+        }
+        plan.extra_reads = (shown..plan.studies.len())
+            .map(|k| (plan.studies[k], k))
+            .collect();
+        plan.pairs = vec![(f64::NAN, f64::NAN); plan.studies.len()];
         Ok(plan)
     }
 
-    /// Where study `id`'s read is (added if new).
-    fn read(&mut self, id: usize) -> usize {
-        match self.reads.iter().position(|&(x, _)| x == id) {
+    /// Where study `id`'s pair is (added if new).
+    fn place(&mut self, id: usize) -> usize {
+        match self.studies.iter().position(|&x| x == id) {
             Some(k) => k,
             None => {
-                self.reads.push((id, (f64::NAN, f64::NAN)));
-                self.reads.len() - 1
+                self.studies.push(id);
+                self.studies.len() - 1
             }
         }
     }
@@ -739,46 +739,39 @@ impl LiveIndicators {
             followed.switch(&self.objects, true);
             self.live = true;
         }
-        // Each study once for the symbol's bar, then the objects from those values.
         let (studies, bar) = (e.studies(), e.bar_index(s));
         let plan = &mut self.plan;
-        for (id, pair) in plan.reads.iter_mut() {
-            *pair = studies
-                .value_and_prev(*id, s, bar)
-                .ok_or_else(|| unreadable(*id))?;
-        }
-        let (reads, signs) = (&plan.reads, &plan.signs);
-        for &(obj, write) in &plan.writes {
-            // SAFETY (both arms): `obj` is held by `objects`; it is of its kind's live
-            // class now, its slots at the offsets found for that class; the GIL is held
-            // (a callback is due).
-            match write {
-                Write::Indicator {
-                    read,
-                    value_at,
-                    prev_at,
-                } => {
-                    let (value, prev) = reads[read].1;
-                    let written =
-                        unsafe { put_float(obj, value_at, value) && put_float(obj, prev_at, prev) };
-                    if !written {
-                        return Err(PyErr::take(py).unwrap_or_else(unwritable));
-                    }
-                }
-                Write::Crossing {
-                    read,
-                    theirs,
-                    value_at,
-                } => {
-                    let theirs = match theirs {
-                        Theirs::Read(k) => reads[k].1,
-                        Theirs::Level(x) => (x, x),
-                    };
-                    // `crossing` is -1, 0 or 1: the place of its int object in `signs`.
-                    let sign = &signs[(crossing(reads[read].1, theirs) + 1) as usize];
-                    unsafe { put_object(obj, value_at, sign.as_ptr()) };
-                }
+        let (value_at, prev_at) = (plan.value_at, plan.prev_at);
+        for &(obj, id, place) in &plan.indicators {
+            let (value, prev) = studies
+                .value_and_prev(id, s, bar)
+                .ok_or_else(|| unreadable(id))?;
+            plan.pairs[place] = (value, prev);
+            // SAFETY: `obj` is held by `objects`; it is of the indicators' live class
+            // now, its slots at the offsets found for that class; the GIL is held (a
+            // callback is due).
+            if !unsafe { put_float(obj, value_at, value) && put_float(obj, prev_at, prev) } {
+                return Err(PyErr::take(py).unwrap_or_else(unwritable));
             }
+        }
+        if plan.crossings.is_empty() {
+            return Ok(());
+        }
+        for &(id, place) in &plan.extra_reads {
+            plan.pairs[place] = studies
+                .value_and_prev(id, s, bar)
+                .ok_or_else(|| unreadable(id))?;
+        }
+        let pairs = &plan.pairs;
+        for &(obj, mine, theirs) in &plan.crossings {
+            let theirs = match theirs {
+                Theirs::Read(k) => pairs[k],
+                Theirs::Level(x) => (x, x),
+            };
+            // `crossing` is -1, 0 or 1: the place of its int object in `signs`.
+            let sign = &plan.signs[(crossing(pairs[mine], theirs) + 1) as usize];
+            // SAFETY: as above, for the crossings' live class and its value slot.
+            unsafe { put_object(obj, plan.crossing_value_at, sign.as_ptr()) };
         }
         Ok(())
     }
