@@ -32,7 +32,7 @@ use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
 use crate::market::Market;
 use crate::orders::OrderRecord;
-use crate::portfolio::{ClosedTrade, Money, Portfolio};
+use crate::portfolio::{ClosedTrade, Portfolio};
 use crate::results::{EquityCurve, Fill};
 use crate::strategy::Strategy;
 use crate::studies::Studies;
@@ -55,6 +55,14 @@ fn prefetch<T>(column: &[T], i: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (column, i);
+}
+
+/// Whether `Money::from_f64` takes `amount`: it refuses exactly the amounts whose
+/// magnitude is not below `MONEY_LIMIT` (and NaN), so this is its test without the
+/// conversion (run for every bar of a position).
+#[inline(always)]
+pub(crate) fn in_money_range(amount: f64) -> bool {
+    amount.abs() < crate::portfolio::MONEY_LIMIT
 }
 
 pub struct Engine {
@@ -452,7 +460,7 @@ impl Engine {
             let (s, i) = self.touched[k];
             let open = market.bars(s).open[market.local(s, i)];
             let size = self.portfolio.position(s).size;
-            if matching || Money::from_f64(size * open).is_none() {
+            if matching || !in_money_range(size * open) {
                 self.portfolio.mark(s, open);
             }
         }

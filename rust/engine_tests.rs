@@ -216,3 +216,42 @@ fn stop_loss_born_intrabar_is_matched_before_later_limits() {
     assert_eq!((t.entry_price, t.exit_price), (98.0, 95.0));
     assert_eq!(t.pnl, -30.0);
 }
+
+#[test]
+fn the_range_check_of_an_open_is_the_one_money_conversion_makes() {
+    use crate::engine::in_money_range;
+    use crate::portfolio::{Money, MONEY_LIMIT};
+    let limit = MONEY_LIMIT;
+    let mut amounts = vec![
+        0.0,
+        -0.0,
+        1e-300,
+        1.0,
+        123.456,
+        2f64.powi(62),
+        2f64.powi(62) * 1.5,
+        limit,
+        limit * (1.0 - f64::EPSILON),
+        limit * (1.0 + f64::EPSILON),
+        limit * 2.0,
+        f64::MAX,
+        f64::INFINITY,
+        f64::NAN,
+        f64::MIN_POSITIVE,
+    ];
+    // Every binary exponent around the limit, just below, at and just above each power.
+    for e in 50..80 {
+        let p = 2f64.powi(e);
+        amounts.extend([
+            p,
+            p * (1.0 - f64::EPSILON),
+            p * (1.0 + f64::EPSILON),
+            p * 1.75,
+        ]);
+    }
+    for x in amounts {
+        for x in [x, -x] {
+            assert_eq!(in_money_range(x), Money::from_f64(x).is_some(), "{x:e}");
+        }
+    }
+}

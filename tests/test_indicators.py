@@ -644,3 +644,63 @@ def test_I_copies_a_writeable_array_so_later_writes_do_not_reach_the_run(data):
     strategy = tickstep.Backtest(data, Scribbler, cash=1e6).run().strategy
     for symbol, n, value in strategy.rows:
         assert value == data[symbol]["close"].iloc[n - 1] * 2.0
+
+
+def test_I_functions_may_write_to_their_series_without_reaching_the_data_or_each_other(data):
+    """Each call gets a Series of its own over the core's memory: a function that writes
+    to it (values or index name) changes only its own copy, never the bars, a later
+    call's Series or another run's."""
+
+    def clobber(close):
+        close.iloc[:] = -1.0
+        close.index.name = "clobbered"
+        close.name = "clobbered"
+        return close
+
+    class Writer(tickstep.Strategy):
+        def init(self):
+            self.seen = []
+
+            def keep(close):
+                self.seen.append((close.to_numpy().copy(), close.index.name, close.name))
+                return close
+
+            self.first = self.I(keep)
+            self.clobbered = self.I(clobber)
+            self.second = self.I(keep)
+            self.rows = []
+
+        def next(self, symbol):
+            self.rows.append((symbol, len(self.data()), self.first.value, self.clobbered.value, self.second.value,
+                              self.price()))
+
+    bt = tickstep.Backtest(data, Writer, cash=1e6)
+    for _ in range(2):  # a second run on the same market reuses its bar times
+        strategy = bt.run().strategy
+        for values, index_name, name in strategy.seen:
+            assert (index_name, name) == ("time", "close")
+            assert (values > 0).all()
+        for symbol, n, first, clobbered, second, price in strategy.rows:
+            close = data[symbol]["close"].iloc[n - 1]
+            assert (first, clobbered, second, price) == (close, -1.0, close, close)
+
+
+def test_I_makes_each_symbols_bar_times_once_per_market(data, monkeypatch):
+    import tickstep.strategy as strategy_module
+
+    made = []
+    real = strategy_module._utc_index
+    monkeypatch.setattr(strategy_module, "_utc_index", lambda ts: made.append(len(ts)) or real(ts))
+
+    class Twice(tickstep.Strategy):
+        def init(self):
+            self.a = self.I(lambda c: c.rolling(3).mean())
+            self.b = self.I(lambda c: c.rolling(5).mean())
+
+    bt = tickstep.Backtest(data, Twice, cash=1e6)
+    bt.run()
+    assert sorted(made) == sorted(len(data[s]) for s in SYMBOLS)
+    bt.run()  # the same market: its bar times are made already
+    assert len(made) == len(SYMBOLS)
+    tickstep.Backtest(data, Twice, cash=1e6).run()  # a new market makes its own
+    assert len(made) == 2 * len(SYMBOLS)

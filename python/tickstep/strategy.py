@@ -9,6 +9,7 @@ the end of the tick and fill from the symbol's next bar on.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping
 from datetime import timedelta
 from operator import itemgetter
@@ -215,10 +216,13 @@ class Strategy(StrategyBase):
         self.metadata = metadata
         # Analysis tables with a read cursor per (table, symbol): see records().
         self._record_book = RecordBook(records)
-        # Bar times per symbol index as self.I gives them (made when first asked for). An
-        # attribute like the others: reading the instance's __dict__ would make the
-        # interpreter's attribute reads of this strategy (self.fast, ...) slower for the run.
-        self._full_indexes: dict[int, pd.DatetimeIndex] = {}
+        # Bar times per symbol index as self.I gives them (made when first asked for, kept
+        # with the market for every run on it), and the columns self.I hands out views of
+        # (see _full_series). Attributes like the others: reading the instance's __dict__
+        # would make the interpreter's attribute reads of this strategy (self.fast, ...)
+        # slower for the run.
+        self._full_indexes = _bar_times(market)
+        self._full_columns: dict[tuple[int, str], pd.Series] = {}
 
     # ---- hooks ---------------------------------------------------------------------------
 
@@ -428,7 +432,8 @@ class Strategy(StrategyBase):
         return self._market.column(i, "ts", 0, 1 << 62)
 
     def _full_index(self, i: int) -> pd.DatetimeIndex:
-        """Symbol ``i``'s bar times, made once per run (``self.I`` reuses it)."""
+        """Symbol ``i``'s bar times, made once per market (``self.I`` reuses it; an index
+        is immutable, and each Series handed out has its own view of it)."""
         cache = self._full_indexes
         index = cache.get(i)
         if index is None:
@@ -436,9 +441,16 @@ class Strategy(StrategyBase):
         return index
 
     def _full_series(self, i: int, source: str) -> pd.Series:
-        """Column ``source`` of symbol ``i``'s whole history as a Series by time: a
-        read-only view of the core's memory (pandas copies it if the function writes)."""
-        return pd.Series(self._market.column(i, source, 0, 1 << 62), index=self._full_index(i), name=source)
+        """Column ``source`` of symbol ``i``'s whole history as a Series by time, sharing
+        the core's memory: a shallow copy of one Series per column and run, so pandas
+        copies the values (copy-on-write) only if the function writes to them, and each
+        call gets a Series (and index) of its own."""
+        key = (i, source)
+        column = self._full_columns.get(key)
+        if column is None:
+            values = self._market.column(i, source, 0, 1 << 62)
+            column = self._full_columns[key] = pd.Series(values, index=self._full_index(i), name=source, copy=False)
+        return column.copy(deep=False)
 
     def _full_frame(self, i: int) -> pd.DataFrame:
         """Symbol ``i``'s whole history: OHLCV and the extra columns it has."""
@@ -898,6 +910,21 @@ class History(HistoryBase):
     def _symbol(self) -> int:
         i = self.symbol_index
         return i if i >= 0 else self._ctx.current()
+
+
+#: Per market, its symbols' bar times as ``self.I`` gives them (symbol index -> index),
+#: kept while the market lives: every run on it (``optimize``, repeated ``run``) reuses
+#: them instead of making each again.
+_BAR_TIMES: weakref.WeakKeyDictionary[Any, dict[int, pd.DatetimeIndex]] = weakref.WeakKeyDictionary()
+
+
+def _bar_times(market: Any) -> dict[int, pd.DatetimeIndex]:
+    """The bar-times cache of ``market`` (a fresh one for an object that cannot be
+    referred to weakly)."""
+    try:
+        return _BAR_TIMES.setdefault(market, {})
+    except TypeError:
+        return {}
 
 
 def _utc_index(ts: np.ndarray) -> pd.DatetimeIndex:

@@ -12,7 +12,7 @@ use super::errors::IntoPyResult;
 use crate::market::{Column, Market, SymbolBars};
 
 /// Immutable market data shared by any number of engine runs.
-#[pyclass(name = "Market", module = "tickstep._core", frozen)]
+#[pyclass(name = "Market", module = "tickstep._core", frozen, weakref)]
 pub struct PyMarket {
     pub inner: Arc<Market>,
 }
