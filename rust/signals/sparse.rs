@@ -132,6 +132,7 @@ impl<'a, 'm> Driver<'a, 'm> {
                 continue;
             }
             *self.p.now = now;
+            self.parked.tick = t;
             self.p.book.expire_before(now);
             self.fresh = false;
             if !self.due.is_empty() {
@@ -485,7 +486,7 @@ impl<'a, 'm> Driver<'a, 'm> {
 }
 
 /// A parked position: its term in the parked sums is size × the close of `bar`, its
-/// latest bar when the account was last read.
+/// latest bar at tick `tick` (when the account was last read, or it was parked).
 struct Parked<'m> {
     symbol: usize,
     size: f64,
@@ -493,8 +494,7 @@ struct Parked<'m> {
     ts: &'m [i64],
     close: &'m [f64],
     bar: usize,
-    /// When its next bar comes (`i64::MAX`: none): the term is stale from then on.
-    next_ts: i64,
+    tick: usize,
     /// size × close of `bar`, exact (its term of the account's value).
     value: Money,
     /// The first bar its lots have not seen (their excursions are brought up to date
@@ -512,6 +512,8 @@ struct ParkedPositions<'m> {
     gross: Money,
     /// How many of them are short.
     shorts: usize,
+    /// The tick being run (its index in the timeline).
+    tick: usize,
 }
 
 /// How far ahead of a parked position's latest bar its columns are fetched into cache:
@@ -586,7 +588,7 @@ impl<'m> ParkedPositions<'m> {
             ts: &bars.ts,
             close: &bars.close,
             bar,
-            next_ts: bars.ts[bar + 1],
+            tick: self.tick,
             value,
             unseen: bar + 1,
         });
@@ -620,16 +622,23 @@ impl<'m> ParkedPositions<'m> {
     ) -> (Money, Money) {
         // Σ |term| is Σ term less twice the shorts' terms (negative): the shorts are summed
         // apart, only when there are any.
-        let (mut value, mut shorts) = (Money::ZERO, Money::ZERO);
+        let t = self.tick;
+        let mut value = Money::ZERO;
         for p in &mut self.list {
-            if p.next_ts <= now {
-                p.advance(now, portfolio);
+            if p.tick != t {
+                p.advance(t, now, portfolio);
             }
             value += p.value;
-            if p.size < 0.0 {
-                shorts += p.value;
-            }
         }
+        let shorts = if self.shorts == 0 {
+            Money::ZERO
+        } else {
+            self.list
+                .iter()
+                .filter(|p| p.size < 0.0)
+                .map(|p| p.value)
+                .sum()
+        };
         let gross_of = |mut sum: Money, shorts: Money| {
             sum -= shorts;
             sum -= shorts;
@@ -665,29 +674,22 @@ impl<'m> ParkedPositions<'m> {
 }
 
 impl Parked<'_> {
-    /// Move on to the latest bar at or before `now` (its next bar, at `next_ts`, is not
-    /// after `now`): usually that one or a few on (the account is read often), else found
-    /// by galloping; its term is then size × that bar's close.
+    /// Move on to the latest bar at tick `t` (time `now`), a later tick than `tick`, and
+    /// take its term: size × that bar's close. Each bar of a symbol has a tick of its
+    /// own, so that bar is at most `t - tick` bars on: that one when it is at `now` (the
+    /// symbol has a bar now, the usual case), else found by galloping.
     #[inline]
-    fn advance(&mut self, now: i64, portfolio: &mut Portfolio) {
+    fn advance(&mut self, t: usize, now: i64, portfolio: &mut Portfolio) {
         let ts = self.ts;
-        // Bar `self.bar + 1` is at `next_ts` (not after `now`): step on while the one after
-        // it is not after `now` either; the first that is gives `next_ts`.
-        let (mut bar, mut steps) = (self.bar + 1, 0);
-        self.next_ts = loop {
-            match ts.get(bar + 1) {
-                Some(&x) if x <= now => {
-                    bar += 1;
-                    steps += 1;
-                    if steps == 8 {
-                        bar = gallop(ts, bar + 1, |x| x <= now) - 1;
-                        break ts.get(bar + 1).copied().unwrap_or(i64::MAX);
-                    }
-                }
-                Some(&x) => break x,
-                None => break i64::MAX,
-            }
+        let guess = self.bar + (t - self.tick);
+        self.tick = t;
+        let bar = match ts.get(guess) {
+            Some(&x) if x == now => guess,
+            _ => gallop(ts, self.bar + 1, |x| x <= now) - 1,
         };
+        if bar == self.bar {
+            return;
+        }
         self.bar = bar;
         prefetch(ts, bar + PREFETCH_AHEAD);
         prefetch(self.close, bar + PREFETCH_AHEAD);
