@@ -825,6 +825,8 @@ mod tests {
             check(k as f64 * MONEY_UNIT);
             check(1.0 + k as f64 * f64::EPSILON);
             check(TWO_POW_62 - k as f64 * 1024.0);
+            check(MONEY_LIMIT - k as f64 * 1_048_576.0);
+            check(MONEY_LIMIT + k as f64 * 1_048_576.0);
             // Both sides of 2¹¹, where the conversion in one step ends.
             check(TWO_POW_11 - k as f64 * 2.0 * f64::EPSILON);
             check(TWO_POW_11 + k as f64 * 4.0 * f64::EPSILON);

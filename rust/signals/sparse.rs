@@ -29,7 +29,7 @@ use crate::book::{Book, Placing, Rules};
 use crate::broker::{slipped, Bar};
 use crate::clock::next_day_end;
 use crate::config::FillAt;
-use crate::engine::{Engine, Parts};
+use crate::engine::{in_money_range, Engine, Parts};
 use crate::error::Result;
 use crate::market::Market;
 use crate::orders::{OrderRequest, Role, Side};
@@ -138,7 +138,12 @@ impl<'a, 'm> Driver<'a, 'm> {
             if !self.due.is_empty() {
                 self.market_phase(market, now);
                 for k in 0..self.due.len() {
-                    let s = self.due[k];
+                    let (s, i) = (self.due[k], self.event[self.due[k]]);
+                    // The rules read nothing at a bar without a signal (a bar run for
+                    // its orders): they are called at signal bars only.
+                    if i < strategy.next_signal(s) {
+                        continue;
+                    }
                     let mut desk = SparseDesk {
                         market,
                         book: &mut *self.p.book,
@@ -147,9 +152,9 @@ impl<'a, 'm> Driver<'a, 'm> {
                         fresh: &mut self.fresh,
                         studies: self.p.studies,
                         now,
-                        bar: self.event[s],
+                        bar: i,
                     };
-                    strategy.on_symbol_bar(&mut desk, s, self.event[s])?;
+                    strategy.on_symbol_bar(&mut desk, s, i)?;
                 }
             }
             self.barrier(market, now, ends_day);
@@ -246,25 +251,24 @@ impl<'a, 'm> Driver<'a, 'm> {
         let mut entries = false;
         for k in 0..self.due.len() {
             let (s, i) = (self.due[k], self.event[self.due[k]]);
-            let working = self.p.book.working(s);
+            let b = market.bars(s);
             // A position with no orders to match: its lots see this bar with the skipped
             // ones (nothing executes in between).
-            let seen_to = if working.is_empty() { i + 1 } else { i };
+            let idle = self.p.book.working(s).is_empty();
+            let seen_to = if idle { i + 1 } else { i };
             let parked = self.parked.slot[s] != NONE;
             if parked {
                 self.take_out(market, s, seen_to);
-                let (size, close) = (self.p.portfolio.position(s).size, &market.bars(s).close);
-                if term(size, close[i - 1]).is_err() {
-                    self.p.portfolio.mark(s, close[i - 1]);
+                let size = self.p.portfolio.position(s).size;
+                if !in_money_range(size * b.close[i - 1]) {
+                    self.p.portfolio.mark(s, b.close[i - 1]);
                 }
-            }
-            let working = self.p.book.working(s);
-            if working.is_empty() && self.p.portfolio.position(s).size == 0.0 {
+            } else if idle && self.p.portfolio.position(s).size == 0.0 {
                 continue;
             }
-            if !working.is_empty() {
+            if !idle {
+                let working = self.p.book.working(s);
                 entries |= working.iter().any(|o| o.live && o.role == Role::Entry);
-                let b = market.bars(s);
                 let bar = Bar {
                     open: b.open[i],
                     high: b.high[i],
@@ -287,7 +291,7 @@ impl<'a, 'm> Driver<'a, 'm> {
         for t in &self.touched {
             let open = market.bars(t.symbol).open[t.bar];
             let size = self.p.portfolio.position(t.symbol).size;
-            if reads || term(size, open).is_err() {
+            if reads || !in_money_range(size * open) {
                 self.p.portfolio.mark(t.symbol, open);
             }
         }
@@ -677,7 +681,8 @@ impl Parked<'_> {
     /// Move on to the latest bar at tick `t` (time `now`), a later tick than `tick`, and
     /// take its term: size × that bar's close. Each bar of a symbol has a tick of its
     /// own, so that bar is at most `t - tick` bars on: that one when it is at `now` (the
-    /// symbol has a bar now, the usual case), else found by galloping.
+    /// symbol has a bar now, the usual case), else a few bars back (as many as it lacks
+    /// since), else found by galloping.
     #[inline]
     fn advance(&mut self, t: usize, now: i64, portfolio: &mut Portfolio) {
         let ts = self.ts;
@@ -685,7 +690,18 @@ impl Parked<'_> {
         self.tick = t;
         let bar = match ts.get(guess) {
             Some(&x) if x == now => guess,
-            _ => gallop(ts, self.bar + 1, |x| x <= now) - 1,
+            _ => {
+                // ts[self.bar] is not after `now`: the steps back stop there at the latest.
+                let mut k = guess.min(ts.len() - 1);
+                let stop = k.saturating_sub(4).max(self.bar);
+                while k > stop && ts[k] > now {
+                    k -= 1;
+                }
+                if ts[k] > now {
+                    k = gallop(ts, self.bar + 1, |x| x <= now) - 1;
+                }
+                k
+            }
         };
         if bar == self.bar {
             return;
@@ -829,7 +845,69 @@ impl Desk for SparseDesk<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use super::range;
+    use super::{range, term, Parked};
+    use crate::portfolio::Portfolio;
+
+    /// A deterministic stream of numbers (xorshift).
+    fn draws(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
+    #[test]
+    fn a_parked_position_advances_to_its_latest_bar_and_takes_its_term() {
+        // Symbols with bars at some ticks of a timeline (every one, most, few: gaps of any
+        // length), read at rising ticks a few or many apart: the bar found is the last
+        // one at or before the tick (the plain search), the term size x its close.
+        let mut draw = draws(0x9E37_79B9_7F4A_7C15);
+        let mut portfolio = Portfolio::new(0.0, 1);
+        for case in 0..300 {
+            let ticks = 2 + (draw() % 300) as usize;
+            let timeline: Vec<i64> = (0..ticks as i64).map(|k| 1_000 + 7 * k).collect();
+            let keep = [1000, 950, 500, 100][case % 4];
+            let mut ts: Vec<i64> = timeline
+                .iter()
+                .copied()
+                .filter(|_| draw() % 1000 < keep)
+                .collect();
+            if ts.len() < 2 {
+                ts = timeline[..2].to_vec();
+            }
+            let close: Vec<f64> = (0..ts.len())
+                .map(|_| 1.0 + (draw() % 10_000) as f64 / 7.0)
+                .collect();
+            let size = [3.5, -0.25, 1e-3][case % 3];
+            // Parked at one of its bars (not its last), at that bar's tick.
+            let bar = (draw() % (ts.len() as u64 - 1)) as usize;
+            let mut tick = timeline.partition_point(|&x| x < ts[bar]);
+            let mut p = Parked {
+                symbol: 0,
+                size,
+                ts: &ts,
+                close: &close,
+                bar,
+                tick,
+                value: term(size, close[bar]).unwrap(),
+                unseen: bar + 1,
+            };
+            loop {
+                tick += 1 + (draw() % [2, 6, 40][case % 3]) as usize;
+                if tick >= ticks {
+                    break;
+                }
+                let now = timeline[tick];
+                p.advance(tick, now, &mut portfolio);
+                let latest = ts.partition_point(|&x| x <= now) - 1;
+                assert_eq!((p.bar, p.tick), (latest, tick), "case {case} tick {tick}");
+                assert_eq!(p.value, term(size, close[latest]).unwrap(), "case {case}");
+            }
+        }
+        assert_eq!(portfolio.out_of_range(), None);
+    }
 
     #[test]
     fn range_is_the_running_min_and_max_a_lot_sees_bar_by_bar() {
