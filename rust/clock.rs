@@ -145,14 +145,20 @@ impl Clock {
             self.make_plan(market, t);
         }
         let words = self.words;
-        let (rows, at) = match market
-            .tick_maps(market_maps)
-            .filter(|_| self.on_market_maps)
+        let (rows, at) = match self
+            .on_market_maps
+            .then(|| market.tick_maps(market_maps))
+            .flatten()
         {
             Some(maps) => (maps, t * words),
             None => (&self.plan[..], (t - self.planned_from) * words),
         };
-        self.back.copy_from_slice(&rows[at..at + words]);
+        if words == 1 {
+            // Up to 64 symbols (the usual case): one word, no copy of a slice.
+            self.back[0] = rows[at];
+        } else {
+            self.back.copy_from_slice(&rows[at..at + words]);
+        }
         true
     }
 
@@ -268,8 +274,9 @@ impl Clock {
     #[inline]
     pub fn take_bars(&mut self, active: &mut Vec<usize>) {
         active.clear();
+        // Room for every symbol (once: the list keeps it from tick to tick).
+        active.reserve(self.next_bar.len());
         let front = &self.front[..self.words];
-        active.reserve(front.iter().map(|w| w.count_ones() as usize).sum());
         let slots = active.spare_capacity_mut();
         let mut taken = 0;
         for (w, &word) in front.iter().enumerate() {
@@ -282,8 +289,8 @@ impl Clock {
                 taken += 1;
             }
         }
-        // SAFETY: the first `taken` slots were written just above (within the capacity
-        // reserved for the map's set bits).
+        // SAFETY: the first `taken` slots were written just above (one per set bit, at
+        // most one per symbol).
         unsafe { active.set_len(taken) };
     }
 
