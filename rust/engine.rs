@@ -357,7 +357,7 @@ impl Engine {
                     self.studies.update(s, market.local(s, i), market.bars(s));
                 }
             }
-            if !self.touched.is_empty() {
+            if self.book.is_matching() {
                 self.mark_opens(&market);
             }
             let rules = Rules {
@@ -437,32 +437,34 @@ impl Engine {
         for column in [&b.open[..], &b.high[..], &b.low[..], &b.close[..]] {
             prefetch(column, j);
         }
+        let open = b.open[j];
         if self.book.has_working(s) {
             let bar = Bar {
-                open: b.open[j],
+                open,
                 high: b.high[j],
                 low: b.low[j],
                 close: b.close[j],
             };
             self.book.open_bar(s, i, b.ts[j], bar);
         }
+        // Without a batch that matches orders the open's mark is skipped (`mark_opens`),
+        // unless its value is beyond what the account sums: marked now, the mark stops
+        // the run as it always did (in the same order of symbols).
+        if !in_money_range(self.portfolio.position(s).size * open) {
+            self.portfolio.mark(s, open);
+        }
         self.touched.push((s, i));
     }
 
-    /// Mark the positions of this tick's bars at their opens, before the book's batch.
-    /// Only a batch that matches orders reads the marks before the close replaces them;
-    /// without one, a position's term of the account's exact sums is the same whether or
-    /// not it passed through the open, so the mark is skipped — unless the open's value
-    /// is beyond what the account sums (the mark then stops the run, as it always did).
+    /// Mark the positions of this tick's bars at their opens, before a batch that matches
+    /// orders (it reads the account). Without one, a position's term of the account's
+    /// exact sums is the same whether or not it passed through the open, so the mark is
+    /// skipped (`open_bar` marks an open beyond the account's range).
     fn mark_opens(&mut self, market: &Market) {
-        let matching = self.book.is_matching();
         for k in 0..self.touched.len() {
             let (s, i) = self.touched[k];
             let open = market.bars(s).open[market.local(s, i)];
-            let size = self.portfolio.position(s).size;
-            if matching || !in_money_range(size * open) {
-                self.portfolio.mark(s, open);
-            }
+            self.portfolio.mark(s, open);
         }
     }
 
