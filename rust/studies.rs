@@ -656,10 +656,14 @@ impl Studies {
                 // Each symbol's series is a stream of its own, read one value per bar: more
                 // streams than the hardware prefetcher follows once there are many symbols.
                 #[cfg(target_arch = "x86_64")]
-                if let Some(ahead) = v.get(i + 16) {
+                {
                     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                    // SAFETY: a prefetch is only a hint and never faults; the address is in bounds.
-                    unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(ahead).cast::<i8>()) };
+                    // SAFETY: a prefetch is only a hint: it reads nothing and never faults,
+                    // whatever the address (past the column's end it fetches nothing of use),
+                    // and the pointer is only formed (wrapping), never dereferenced.
+                    unsafe {
+                        _mm_prefetch::<_MM_HINT_T0>(v.as_ptr().wrapping_add(i + 16).cast::<i8>())
+                    };
                 }
                 (v[i], if i > 0 { v[i - 1] } else { f64::NAN })
             }
@@ -839,6 +843,38 @@ mod tests {
     /// bar still reads the same once the next block is computed (a plan starts before the
     /// tick of its first bar, when another symbol's bar may be the latest).
     #[test]
+    fn a_series_is_read_as_its_value_and_the_one_before_at_every_bar() {
+        let (a, b) = (bars(6), bars(3));
+        let values = vec![
+            vec![1.5, f64::NAN, 3.0, -4.0, 5.25, 6.0],
+            vec![7.0, 8.0, 9.5],
+        ];
+        let mut studies = Studies::default();
+        let id = studies
+            .add_series(&[&a, &b], SeriesValues::owned(values.clone()))
+            .unwrap();
+        for (s, column) in values.iter().enumerate() {
+            assert!(studies
+                .value_and_prev(id, s, None)
+                .is_some_and(|(v, p)| v.is_nan() && p.is_nan()));
+            for i in 0..column.len() {
+                let (value, prev) = studies.value_and_prev(id, s, Some(i)).unwrap();
+                let want_prev = if i == 0 { f64::NAN } else { column[i - 1] };
+                assert_eq!(value.to_bits(), column[i].to_bits(), "symbol {s} bar {i}");
+                assert_eq!(prev.to_bits(), want_prev.to_bits(), "symbol {s} bar {i}");
+                assert_eq!(
+                    value.to_bits(),
+                    studies.value(id, s, Some(i)).unwrap().to_bits()
+                );
+                assert_eq!(
+                    prev.to_bits(),
+                    studies.prev(id, s, Some(i)).unwrap().to_bits()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn blocks_read_what_bar_by_bar_updates_give() {
         let b = bars(700);
         let market = Market::new(vec!["X".into()], vec![b.clone()]).unwrap();
@@ -891,6 +927,11 @@ mod tests {
                     let id = ids[k];
                     let got = studies.value(id, 0, Some(i)).unwrap();
                     let prev = studies.prev(id, 0, Some(i)).unwrap();
+                    let pair = studies.value_and_prev(id, 0, Some(i)).unwrap();
+                    assert_eq!(
+                        (pair.0.to_bits(), pair.1.to_bits()),
+                        (got.to_bits(), prev.to_bits())
+                    );
                     assert_eq!(got.to_bits(), r.value().to_bits(), "{:?} bar {i}", kinds[k]);
                     assert_eq!(prev.to_bits(), r.prev().to_bits(), "{:?} bar {i}", kinds[k]);
                     assert_eq!(studies.is_ready(id, 0, Some(i)).unwrap(), r.is_ready());
@@ -899,6 +940,8 @@ mod tests {
                         r.reset();
                         assert!(studies.value(id, 0, Some(i)).unwrap().is_nan());
                         assert!(studies.prev(id, 0, Some(i)).unwrap().is_nan());
+                        let (v, p) = studies.value_and_prev(id, 0, Some(i)).unwrap();
+                        assert!(v.is_nan() && p.is_nan());
                         assert!(!studies.is_ready(id, 0, Some(i)).unwrap());
                     }
                     latest[k] = Some(reading(&studies, id, i));
