@@ -89,8 +89,6 @@ pub struct Clock {
     span: usize,
     /// Whether the latest `prepare` made a new plan.
     replanned: bool,
-    /// Whether `take_bars` takes eight symbols an instruction (AVX-512).
-    eight_at_a_time: bool,
 }
 
 impl Clock {
@@ -110,7 +108,6 @@ impl Clock {
             market_maps_allowed: true,
             span: plan_ticks(n),
             replanned: false,
-            eight_at_a_time: wide::available(),
         }
     }
 
@@ -187,12 +184,6 @@ impl Clock {
     pub(crate) fn set_plan_ticks(&mut self, ticks: usize) {
         self.span = ticks.max(1);
         self.forget_plan();
-    }
-
-    /// Whether `take_bars` may take eight symbols at a time (tests: the same either way).
-    #[cfg(test)]
-    pub(crate) fn allow_eight_at_a_time(&mut self, allowed: bool) {
-        self.eight_at_a_time = allowed && wide::available();
     }
 
     /// Whether plans may be the market's maps (tests: the same bitmaps either way).
@@ -281,24 +272,13 @@ impl Clock {
 
     /// `take_bar` for every symbol with a bar at this tick, listing them in `active`
     /// (ascending): one walk over the front map does both, with no iterator between the
-    /// bits and the list (what the bare loop pays per symbol-bar); eight symbols at a
-    /// time where the CPU has the vector instructions for it.
+    /// bits and the list (what the bare loop pays per symbol-bar).
     #[inline]
     pub fn take_bars(&mut self, active: &mut Vec<usize>) {
         active.clear();
-        // Room for every symbol and a vector's overhang (once: the list keeps it from
-        // tick to tick).
-        active.reserve(self.next_bar.len() + 8);
+        // Room for every symbol (once: the list keeps it from tick to tick).
+        active.reserve(self.next_bar.len());
         let front = &self.front[..self.words];
-        #[cfg(target_arch = "x86_64")]
-        if self.eight_at_a_time {
-            // SAFETY: the CPU has the instructions the function is compiled for.
-            let taken =
-                unsafe { wide::take_bars(front, &mut self.next_bar, active.spare_capacity_mut()) };
-            // SAFETY: `wide::take_bars` wrote the first `taken` slots.
-            unsafe { active.set_len(taken) };
-            return;
-        }
         let slots = active.spare_capacity_mut();
         let mut taken = 0;
         for (w, &word) in front.iter().enumerate() {
@@ -440,78 +420,6 @@ fn place(bars: &[i64], ticks: &[i64], rows: &mut [u64], words: usize, bit: u64) 
     bars.len()
 }
 
-/// `Clock::take_bars` with AVX-512: per group of eight symbols with a bar, one masked
-/// add moves their cursors and one compression lists them (the same cursors and list as
-/// the plain loop, which runs elsewhere).
-mod wide {
-    #[cfg(target_arch = "x86_64")]
-    use std::arch::x86_64::{
-        _mm512_add_epi64, _mm512_mask_storeu_epi64, _mm512_maskz_compress_epi64,
-        _mm512_maskz_loadu_epi64, _mm512_set1_epi64, _mm512_setr_epi64, _mm512_storeu_si512,
-    };
-    use std::mem::MaybeUninit;
-
-    /// Whether this CPU has the instructions `take_bars` is compiled for.
-    pub(super) fn available() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("popcnt")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
-    }
-
-    /// Move the cursor of each symbol whose bit is set in `front` and list those symbols
-    /// in `slots` (ascending); returns how many. `slots` must have room for every symbol
-    /// and eight more (a vector is stored whole past the listed ones).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,popcnt")]
-    pub(super) fn take_bars(
-        front: &[u64],
-        cursors: &mut [usize],
-        slots: &mut [MaybeUninit<usize>],
-    ) -> usize {
-        let symbols = cursors.len();
-        assert!(
-            slots.len() >= symbols + 8,
-            "room for every symbol and eight more"
-        );
-        let (one, lanes) = (
-            _mm512_set1_epi64(1),
-            _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),
-        );
-        let mut taken = 0;
-        for (w, &word) in front.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                // The group of eight symbols of the lowest set bit.
-                let shift = bits.trailing_zeros() & !7;
-                bits &= !(0xff << shift);
-                let first = 64 * w + shift as usize;
-                // Lanes past the last symbol stay out of every load and store (the maps
-                // set no bit there).
-                let room = symbols.saturating_sub(first).min(8);
-                let mask = (word >> shift) as u8 & (((1u16 << room) - 1) as u8);
-                // SAFETY: a masked load or store touches only the lanes of `mask`, each a
-                // cursor of `cursors` (`first + lane < symbols`); the listed indices go
-                // to `slots[taken..taken + 8]`, in bounds as `taken ≤ first < symbols`
-                // and `slots` holds `symbols + 8`.
-                unsafe {
-                    let at = cursors.as_mut_ptr().wrapping_add(first).cast::<i64>();
-                    let moved = _mm512_add_epi64(_mm512_maskz_loadu_epi64(mask, at), one);
-                    _mm512_mask_storeu_epi64(at, mask, moved);
-                    let symbols8 = _mm512_add_epi64(lanes, _mm512_set1_epi64(first as i64));
-                    let listed = _mm512_maskz_compress_epi64(mask, symbols8);
-                    _mm512_storeu_si512(slots.as_mut_ptr().add(taken).cast(), listed);
-                }
-                taken += mask.count_ones() as usize;
-            }
-        }
-        taken
-    }
-}
-
 /// Iterator over the set bits of a bitmap.
 pub struct ActiveSymbols<'a> {
     words: &'a [u64],
@@ -631,10 +539,9 @@ mod tests {
     }
 
     /// `take_bars` moves the cursors and lists the symbols that `take_bar` for each
-    /// active symbol does, eight at a time or one by one: symbols with a bar at every
-    /// tick, missing 2%, 20% or 60% of them, a late start, an early end and a single bar,
-    /// over 75 symbols (two map words, the second one partly used, groups of eight with
-    /// none, some or all of their symbols).
+    /// active symbol does: symbols with a bar at every tick, missing 2%, 20% or 60% of
+    /// them, a late start, an early end and a single bar, over 75 symbols (two map
+    /// words, the second one partly used).
     #[test]
     fn take_bars_moves_and_lists_what_take_bar_does() {
         let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -658,24 +565,21 @@ mod tests {
             .collect();
         let names = (0..times.len()).map(|s| format!("S{s:02}")).collect();
         let m = Market::new(names, times.iter().map(|t| at(t)).collect()).unwrap();
-        for eight in [true, false] {
-            let (mut one_by_one, mut all) = (Clock::new(&m), Clock::new(&m));
-            all.allow_eight_at_a_time(eight);
-            let mut listed = Vec::new();
-            let mut t = 0;
-            while one_by_one.advance_to(&m, t) {
-                assert!(all.advance_to(&m, t));
-                let active: Vec<usize> = one_by_one.active().collect();
-                for &s in &active {
-                    one_by_one.take_bar(s);
-                }
-                all.take_bars(&mut listed);
-                assert_eq!(listed, active, "eight at a time {eight}, tick {t}");
-                assert_eq!(all.next_bars(), one_by_one.next_bars(), "tick {t}");
-                t += 1;
+        let (mut one_by_one, mut all) = (Clock::new(&m), Clock::new(&m));
+        let mut listed = vec![7; 3];
+        let mut t = 0;
+        while one_by_one.advance_to(&m, t) {
+            assert!(all.advance_to(&m, t));
+            let active: Vec<usize> = one_by_one.active().collect();
+            for &s in &active {
+                one_by_one.take_bar(s);
             }
-            assert_eq!(t, m.timeline().len());
+            all.take_bars(&mut listed);
+            assert_eq!(listed, active, "tick {t}");
+            assert_eq!(all.next_bars(), one_by_one.next_bars(), "tick {t}");
+            t += 1;
         }
+        assert_eq!(t, m.timeline().len());
     }
 
     /// A market keeps its maps where they are small beside its times (an eighth of their
@@ -720,18 +624,11 @@ mod tests {
         }
         let names = (0..70).map(|s| format!("S{s}")).collect();
         let m = Market::new(names, bars).unwrap();
-        for eight in [true, false] {
-            bitmaps_follow_bars(&m, eight);
-        }
-    }
-
-    fn bitmaps_follow_bars(m: &Market, eight_at_a_time: bool) {
-        let mut c = Clock::new(m);
-        c.allow_eight_at_a_time(eight_at_a_time);
+        let mut c = Clock::new(&m);
         let mut seen = Vec::new();
         let mut t = 0;
         let mut taken = vec![7; 3];
-        while c.advance_to(m, t) {
+        while c.advance_to(&m, t) {
             let active: Vec<usize> = c.active().collect();
             // `take_bars` lists the same symbols and moves the same cursors as
             // `take_bar` for each (the list's old entries dropped).
