@@ -837,11 +837,6 @@ mod tests {
         SymbolBars::from_vecs(ts, open, high, low, close, volume)
     }
 
-    /// Base-bar statistics computed a block at a time read exactly (bit for bit) what
-    /// bar-by-bar updates give: value, previous value and readiness at every bar,
-    /// across block boundaries and after resets in the middle of a block; and the latest
-    /// bar still reads the same once the next block is computed (a plan starts before the
-    /// tick of its first bar, when another symbol's bar may be the latest).
     #[test]
     fn a_series_is_read_as_its_value_and_the_one_before_at_every_bar() {
         let (a, b) = (bars(6), bars(3));
@@ -874,6 +869,11 @@ mod tests {
         }
     }
 
+    /// Base-bar statistics computed a block at a time read exactly (bit for bit) what
+    /// bar-by-bar updates give: value, previous value and readiness at every bar,
+    /// across block boundaries and after resets in the middle of a block; and the latest
+    /// bar still reads the same once the next block is computed (a plan starts before the
+    /// tick of its first bar, when another symbol's bar may be the latest).
     #[test]
     fn blocks_read_what_bar_by_bar_updates_give() {
         let b = bars(700);
