@@ -14,8 +14,9 @@ use crate::rolling::{Rolling, RollingKind, Source};
 use crate::strategy::Strategy;
 use crate::Config;
 
-/// The means and the sum of the close are computed two at a time in one pass over it
-/// (10 with 30, 50 with the sum of 4, which alone would count in another unit).
+/// The means and the sum of the close are computed two at a time (10 with 30, 50 with
+/// the sum of 4, which alone would count in another unit), in one pass over it where the
+/// CPU gains by it (`Rolling::feed_pair`).
 const KINDS: [(RollingKind, Source); 10] = [
     (RollingKind::Mean(10), Source::Close),
     (RollingKind::Mean(30), Source::Close),

@@ -345,8 +345,9 @@ impl Rolling {
     }
 
     /// `a.feed(bars, out_a)` and `b.feed(bars, out_b)`, the same values bit for bit, with
-    /// one pass over the column where both are sums (or means) of it: two moving averages
-    /// of the close, the usual crossover, convert each close to an exact count once.
+    /// one pass over the column where both are sums (or means) of it and the CPU gains by
+    /// it (`exact::shares_passes`): two moving averages of the close, the usual
+    /// crossover, convert each close to an exact count once.
     pub fn feed_pair(
         a: &mut Rolling,
         b: &mut Rolling,
@@ -355,7 +356,7 @@ impl Rolling {
         out_b: &mut [f64],
     ) {
         if let (State::Sum(sum_a), State::Sum(sum_b)) = (&mut a.state, &mut b.state) {
-            if a.source == b.source && out_a.len() == out_b.len() {
+            if a.source == b.source && out_a.len() == out_b.len() && exact::shares_passes() {
                 let xs = &bars.of(a.source)[..out_a.len()];
                 WindowSum::push_all_pair(sum_a, sum_b, xs, out_a, out_b);
                 a.after_sums(out_a);

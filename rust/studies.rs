@@ -461,8 +461,9 @@ impl Studies {
     /// Values are only read at their own bar or later.
     ///
     /// A symbol at a time, so its columns come from memory once for all its statistics;
-    /// sums and means of the same column two at a time, in one pass over it (in the order
-    /// declared: each with the next one it can share a pass with).
+    /// sums and means of the same column two at a time, in one pass over it where the CPU
+    /// gains by it (`Rolling::feed_pair`; in the order declared: each with the next one it
+    /// can share a pass with).
     pub fn compute_ahead(&mut self, market: &Market, next: &[usize], span: usize) {
         let symbols = next.len();
         for (s, &next) in next.iter().enumerate() {
