@@ -32,7 +32,7 @@ use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
 use crate::market::Market;
 use crate::orders::OrderRecord;
-use crate::portfolio::{ClosedTrade, Portfolio};
+use crate::portfolio::{ClosedTrade, Money, Portfolio};
 use crate::results::{EquityCurve, Fill};
 use crate::strategy::Strategy;
 use crate::studies::Studies;
@@ -55,14 +55,6 @@ fn prefetch<T>(column: &[T], i: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (column, i);
-}
-
-/// Whether `Money::from_f64` takes `amount`: it refuses exactly the amounts whose
-/// magnitude is not below `MONEY_LIMIT` (and NaN), so this is its test without the
-/// conversion (run for every bar of a position).
-#[inline(always)]
-pub(crate) fn in_money_range(amount: f64) -> bool {
-    amount.abs() < crate::portfolio::MONEY_LIMIT
 }
 
 pub struct Engine {
@@ -450,7 +442,7 @@ impl Engine {
         // Without a batch that matches orders the open's mark is skipped (`mark_opens`),
         // unless its value is beyond what the account sums: marked now, the mark stops
         // the run as it always did (in the same order of symbols).
-        if !in_money_range(self.portfolio.position(s).size * open) {
+        if !Money::in_range(self.portfolio.position(s).size * open) {
             self.portfolio.mark(s, open);
         }
         self.touched.push((s, i));

@@ -219,7 +219,6 @@ fn stop_loss_born_intrabar_is_matched_before_later_limits() {
 
 #[test]
 fn the_range_check_of_an_open_is_the_one_money_conversion_makes() {
-    use crate::engine::in_money_range;
     use crate::portfolio::{Money, MONEY_LIMIT};
     let limit = MONEY_LIMIT;
     let mut amounts = vec![
@@ -251,7 +250,7 @@ fn the_range_check_of_an_open_is_the_one_money_conversion_makes() {
     }
     for x in amounts {
         for x in [x, -x] {
-            assert_eq!(in_money_range(x), Money::from_f64(x).is_some(), "{x:e}");
+            assert_eq!(Money::in_range(x), Money::from_f64(x).is_some(), "{x:e}");
         }
     }
 }

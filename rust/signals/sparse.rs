@@ -29,7 +29,7 @@ use crate::book::{Book, Placing, Rules};
 use crate::broker::{slipped, Bar};
 use crate::clock::next_day_end;
 use crate::config::FillAt;
-use crate::engine::{in_money_range, Engine, Parts};
+use crate::engine::{Engine, Parts};
 use crate::error::Result;
 use crate::market::Market;
 use crate::orders::{OrderRequest, Role, Side};
@@ -260,7 +260,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             if parked {
                 self.take_out(market, s, seen_to);
                 let size = self.p.portfolio.position(s).size;
-                if !in_money_range(size * b.close[i - 1]) {
+                if !Money::in_range(size * b.close[i - 1]) {
                     self.p.portfolio.mark(s, b.close[i - 1]);
                 }
             } else if idle && self.p.portfolio.position(s).size == 0.0 {
@@ -291,7 +291,7 @@ impl<'a, 'm> Driver<'a, 'm> {
         for t in &self.touched {
             let open = market.bars(t.symbol).open[t.bar];
             let size = self.p.portfolio.position(t.symbol).size;
-            if reads || !in_money_range(size * open) {
+            if reads || !Money::in_range(size * open) {
                 self.p.portfolio.mark(t.symbol, open);
             }
         }
