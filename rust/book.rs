@@ -46,13 +46,15 @@ pub struct Book {
     fills: Vec<Fill>,
     /// The bars of this timestamp being matched (symbols with working orders).
     plays: Vec<Play>,
-    /// Per play, the increase it waits to execute.
-    waiting: Vec<Option<Waiting>>,
+    /// The increases waiting for their turn in this batch, as queued (`queue` holds
+    /// their slots here).
+    waiting: Vec<Waiting>,
     /// How many plays of the batch have reached their first increase or their end (the
     /// first pass over the batch's plays).
     entered: usize,
-    /// Plays waiting with an increase, by (open before intrabar, placement order).
-    queue: BinaryHeap<Reverse<(u8, u64, usize)>>,
+    /// Plays waiting with an increase, by (open before intrabar, placement order): the
+    /// order's id decides, the play and the slot in `waiting` come with it.
+    queue: BinaryHeap<Reverse<(u8, u64, usize, usize)>>,
     /// Day and good-till-date orders by expiry time.
     expiries: BinaryHeap<Reverse<(i64, u64)>>,
     /// Day orders whose day has not ended yet: (id, time placed). A day order is good
@@ -192,27 +194,30 @@ impl Book {
             }
         }
         let group = req.oco.map(|other| self.join_group(other));
-        // Written straight into its place in the queue (no copy of the whole order).
+        let last_bar = match req.time_in_force {
+            TimeInForce::ImmediateOrCancel => Some(at.next_bar),
+            TimeInForce::Bars(n) => Some(at.next_bar + n - 1),
+            // A day order's end is set when its trading day ends (`end_day`); a
+            // good-till-date order's time is in its time in force (`enqueued`).
+            TimeInForce::GoodTillCancelled | TimeInForce::Day | TimeInForce::Until(_) => None,
+        };
+        // Written straight into its place in the queue, whole (no copy of the order, no
+        // field written twice).
         let id = self.next_id();
-        self.pending
-            .push(Order::new(id, req.symbol, req.side, req.size, Role::Entry));
-        let o = self.pending.last_mut().expect("just queued");
-        o.limit = req.limit;
-        o.stop = req.stop;
-        o.stop_loss = req.stop_loss;
-        o.take_profit = req.take_profit;
-        o.tag = req.tag;
-        o.stop_loss_trail = req.stop_loss_trail;
-        o.time_in_force = req.time_in_force;
-        o.oco = group;
-        match req.time_in_force {
-            TimeInForce::GoodTillCancelled => {}
-            TimeInForce::ImmediateOrCancel => o.last_bar = Some(at.next_bar),
-            TimeInForce::Bars(n) => o.last_bar = Some(at.next_bar + n - 1),
-            TimeInForce::Day => {} // its end is set when its trading day ends (`end_day`)
-            TimeInForce::Until(_) => {} // its time is in its time in force (`enqueued`)
-        }
+        self.pending.push(Order {
+            limit: req.limit,
+            stop: req.stop,
+            stop_loss: req.stop_loss,
+            take_profit: req.take_profit,
+            tag: req.tag,
+            stop_loss_trail: req.stop_loss_trail,
+            time_in_force: req.time_in_force,
+            oco: group,
+            last_bar,
+            ..Order::new(id, req.symbol, req.side, req.size, Role::Entry)
+        });
         if let Some(trail) = req.trail {
+            let o = self.pending.last_mut().expect("just queued");
             o.trail = Some(trail);
             o.stop = Some(f64::NAN);
             let atr = match trail {
@@ -344,9 +349,10 @@ impl Book {
         let side = if held > 0.0 { Side::Sell } else { Side::Buy };
         let id = self.next_id();
         let size = held.abs() * portion;
-        self.pending
-            .push(Order::new(id, symbol, side, size, Role::ClosePosition));
-        self.pending.last_mut().expect("just queued").portion = portion;
+        self.pending.push(Order {
+            portion,
+            ..Order::new(id, symbol, side, size, Role::ClosePosition)
+        });
         Ok(Some(self.enqueued(now)))
     }
 
@@ -562,14 +568,13 @@ impl Book {
     /// module documentation for the order). Positions must be marked at these bars' opens.
     pub fn execute_batch(&mut self, portfolio: &mut Portfolio, rules: Rules<'_>) {
         self.waiting.clear();
-        self.waiting.resize(self.plays.len(), None);
         self.entered = 0;
         for p in 0..self.plays.len() {
             self.play_on(p, portfolio, rules);
             self.entered = p + 1;
         }
-        while let Some(Reverse((_, _, p))) = self.queue.pop() {
-            let w = self.waiting[p].take().expect("a queued play waits");
+        while let Some(Reverse((_, _, p, slot))) = self.queue.pop() {
+            let w = self.waiting[slot];
             let at = self.at(p);
             self.execute_increase(at, w, portfolio, rules);
             self.play_on(p, portfolio, rules);
@@ -579,7 +584,7 @@ impl Book {
             if self.bar_limited > 0 {
                 self.expire_at_bar(at);
             }
-            self.working[at.symbol].retain(|o| o.live);
+            sweep(&mut self.working[at.symbol]);
         }
         self.plays.clear();
     }
@@ -615,7 +620,7 @@ impl Book {
         loop {
             // With no live order left (the usual end: its one order filled) the rest of
             // the bar has nothing to match; the walk would find that out order by order.
-            if !self.working[at.symbol].iter().any(|o| o.live) {
+            if !has_live(&self.working[at.symbol]) {
                 return;
             }
             let play = &mut self.plays[p];
@@ -629,8 +634,9 @@ impl Book {
                 }
                 Executed::Waits(w) => {
                     let rank = u8::from(w.moment != Moment::Open);
-                    self.queue.push(Reverse((rank, w.order_id, p)));
-                    self.waiting[p] = Some(w);
+                    self.queue
+                        .push(Reverse((rank, w.order_id, p, self.waiting.len())));
+                    self.waiting.push(w);
                     return;
                 }
             }
@@ -692,7 +698,7 @@ impl Book {
             self.execute_increase(at, w, portfolio, rules);
         }
         for s in touched {
-            self.working[s].retain(|o| o.live);
+            sweep(&mut self.working[s]);
         }
     }
 
@@ -726,6 +732,31 @@ impl Book {
         r.status = status;
         r.closed_ts = ts;
         r.reason = reason;
+    }
+}
+
+/// Whether any of `working` is live (one order, the usual case, without the loop).
+#[inline(always)]
+fn has_live(working: &[Order]) -> bool {
+    match working {
+        [only] => only.live,
+        _ => working.iter().any(|o| o.live),
+    }
+}
+
+/// Drop the orders of `working` that are no longer live (filled, cancelled, expired),
+/// keeping the rest in order. One order, the usual case, is cleared or kept as it is
+/// without the general shuffle.
+#[inline(always)]
+fn sweep(working: &mut Vec<Order>) {
+    match working.as_slice() {
+        [] => {}
+        [only] => {
+            if !only.live {
+                working.clear();
+            }
+        }
+        _ => working.retain(|o| o.live),
     }
 }
 

@@ -711,6 +711,8 @@ impl Portfolio {
 /// Close `take` units of lot `k`, writing a closed-trade record with its share of the
 /// entry and exit commissions: the lot's entry commission in proportion to the units
 /// closed, the closing fill's commission in proportion to the units it closes here.
+/// (Inlined: a fill that closes a trade, every other fill, keeps its registers.)
+#[inline(always)]
 fn close_part(
     pos: &mut Position,
     k: usize,

@@ -108,7 +108,6 @@ impl Book {
         let rest = size - reduce;
         if rest <= size * DUST {
             self.record_fill(at, k, direction, reduce, price, reduce * fee_per_unit);
-            self.finish(id, Status::Filled, at.ts, "");
             return Executed::Done;
         }
         Executed::Waits(Waiting {
@@ -139,18 +138,24 @@ impl Book {
         if grows
             && (equity_after <= 0.0 || gross_after > equity_after * config.leverage * (1.0 + 1e-12))
         {
-            if w.done > 0.0 {
-                let fee = w.done * w.fee_per_unit;
-                self.record_fill(at, w.k, w.direction, w.done, w.price, fee);
-            }
-            self.finish(w.order_id, Status::Rejected, at.ts, "insufficient margin");
+            self.reject_increase(at, &w);
             return;
         }
         let part = (w.size, w.price, fee);
         self.apply_part(at, w.k, w.direction, part, w.moment, portfolio, rules);
         let units = w.done + w.size;
         self.record_fill(at, w.k, w.direction, units, w.price, units * w.fee_per_unit);
-        self.finish(w.order_id, Status::Filled, at.ts, "");
+    }
+
+    /// An increase the buying power left does not allow: rejected, with the fill row of
+    /// its reducing part if it had one. (Out of line: the common fill keeps its registers.)
+    #[inline(never)]
+    fn reject_increase(&mut self, at: At, w: &Waiting) {
+        if w.done > 0.0 {
+            let fee = w.done * w.fee_per_unit;
+            self.record_fill(at, w.k, w.direction, w.done, w.price, fee);
+        }
+        self.finish(w.order_id, Status::Rejected, at.ts, "insufficient margin");
     }
 
     /// Book one executed part `(units, price, commission)` of the order at
@@ -224,7 +229,8 @@ impl Book {
     }
 
     /// One fill row per order, written when it is done, and what its record says was
-    /// executed.
+    /// executed; the record is closed as filled (a rejection of the rest of an order
+    /// whose reducing part filled then overwrites its status).
     #[inline]
     fn record_fill(&mut self, at: At, k: usize, direction: f64, size: f64, price: f64, fee: f64) {
         let order = &self.working[at.symbol][k];
@@ -242,6 +248,9 @@ impl Book {
         rec.filled_size = size;
         rec.fill_price = price;
         rec.filled_side = direction as i8;
+        rec.status = Status::Filled;
+        rec.closed_ts = at.ts;
+        rec.reason = "";
     }
 
     /// Create the stop-loss / take-profit legs of a freshly opened trade. After an entry at
