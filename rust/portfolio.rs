@@ -13,8 +13,7 @@
 //! any order, so the account cannot depend on the order symbols are visited in (their
 //! names); equity is that exact sum rounded once to f64.
 
-use std::collections::VecDeque;
-use std::ops::{AddAssign, Neg, SubAssign};
+use std::ops::{AddAssign, Index, IndexMut, Neg, SubAssign};
 
 // ---- exact sums of money ---------------------------------------------------------------
 
@@ -242,6 +241,112 @@ pub struct Lot {
     pub take_profit: Option<u64>,
 }
 
+/// A position's open lots (trades), oldest first: a fill that closes takes from the
+/// front (FIFO), one that opens adds at the back. They are kept in one vector from `head`
+/// on, so they read as one slice: the oldest leaves by moving `head` (a position of one
+/// lot, the usual case, is pushed and cleared, with none of a ring's index arithmetic),
+/// and the room before `head` is reclaimed once it is half the vector or more (each lot
+/// is moved at most once per lot that left before it: constant work per lot).
+#[derive(Clone, Default)]
+pub struct Lots {
+    items: Vec<Lot>,
+    head: usize,
+}
+
+impl Lots {
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.items.len() - self.head
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.items.len() == self.head
+    }
+
+    /// The open lots, oldest first.
+    #[inline]
+    pub fn as_slice(&self) -> &[Lot] {
+        &self.items[self.head..]
+    }
+
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [Lot] {
+        &mut self.items[self.head..]
+    }
+
+    #[inline]
+    pub fn iter(&self) -> std::slice::Iter<'_, Lot> {
+        self.as_slice().iter()
+    }
+
+    #[inline]
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Lot> {
+        self.as_mut_slice().iter_mut()
+    }
+
+    /// The oldest open lot: the next a closing fill takes from.
+    #[inline]
+    pub fn front(&self) -> Option<&Lot> {
+        self.items.get(self.head)
+    }
+
+    #[inline]
+    fn push_back(&mut self, lot: Lot) {
+        self.items.push(lot);
+    }
+
+    /// Remove the lot at `k` (0: the oldest), keeping the others in order.
+    #[inline]
+    fn remove(&mut self, k: usize) -> Lot {
+        let lot = if k == 0 {
+            self.head += 1;
+            self.items[self.head - 1].clone()
+        } else {
+            self.items.remove(self.head + k)
+        };
+        if self.head == self.items.len() {
+            self.items.clear();
+            self.head = 0;
+        } else if self.head * 2 >= self.items.len() {
+            self.items.drain(..self.head);
+            self.head = 0;
+        }
+        lot
+    }
+}
+
+impl Index<usize> for Lots {
+    type Output = Lot;
+
+    #[inline]
+    fn index(&self, k: usize) -> &Lot {
+        &self.as_slice()[k]
+    }
+}
+
+impl IndexMut<usize> for Lots {
+    #[inline]
+    fn index_mut(&mut self, k: usize) -> &mut Lot {
+        &mut self.as_mut_slice()[k]
+    }
+}
+
+impl<'a> IntoIterator for &'a Lots {
+    type Item = &'a Lot;
+    type IntoIter = std::slice::Iter<'a, Lot>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl std::fmt::Debug for Lots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// A finished trade (or the closed part of one).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClosedTrade {
@@ -274,7 +379,7 @@ pub struct Position {
     pub size: f64,
     /// Latest price (NaN before the symbol's first bar).
     pub mark: f64,
-    pub lots: VecDeque<Lot>,
+    pub lots: Lots,
     /// This position's terms of the account's value and gross exposure: size × mark and
     /// |size| × mark, as last booked (0 when flat).
     value: Money,
@@ -587,10 +692,7 @@ impl Portfolio {
     /// Widen the excursion range of `symbol`'s open lots with a bar's low and high.
     #[inline]
     pub fn observe_range(&mut self, symbol: usize, low: f64, high: f64) {
-        // The ring's two runs as plain slices: one loop each, without the ring's index
-        // arithmetic per lot (a position has one lot, mostly).
-        let (first, second) = self.positions[symbol].lots.as_mut_slices();
-        for lot in first.iter_mut().chain(second) {
+        for lot in self.positions[symbol].lots.iter_mut() {
             lot.low = lot.low.min(low);
             lot.high = lot.high.max(high);
         }
@@ -678,9 +780,9 @@ impl Portfolio {
 
         // Recount the position from its lots rather than accumulating float deltas (one
         // lot, the usual case, is its own sum: its term is never zero).
-        pos.size = match pos.lots.as_slices() {
-            ([lot], []) | ([], [lot]) => lot.direction * lot.size,
-            _ => pos.lots.iter().map(|l| l.direction * l.size).sum(),
+        pos.size = match pos.lots.as_slice() {
+            [lot] => lot.direction * lot.size,
+            lots => lots.iter().map(|l| l.direction * l.size).sum(),
         };
         self.revalue(x.symbol);
         if self.cash.beyond_sum_limit() {
@@ -755,13 +857,7 @@ fn close_part(
     });
     lot.size -= take;
     if lot.size <= take * DUST {
-        // The oldest lot (FIFO) leaves from the front, without `remove`'s general shuffle.
-        let done = if k == 0 {
-            pos.lots.pop_front()
-        } else {
-            pos.lots.remove(k)
-        }
-        .expect("lot index in range");
+        let done = pos.lots.remove(k);
         if let Some(leg) = done.stop_loss {
             legs.push(leg);
         }
@@ -926,6 +1022,75 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn lot(id: u64) -> Lot {
+        Lot {
+            id,
+            direction: 1.0,
+            size: id as f64,
+            entry_price: 10.0,
+            entry_ts: 0,
+            entry_bar: 0,
+            entry_commission: 0.0,
+            high: 10.0,
+            low: 10.0,
+            stop_loss: None,
+            take_profit: None,
+        }
+    }
+
+    #[test]
+    fn lots_keep_the_order_of_a_ring_of_lots_and_bounded_room() {
+        // Random opens, FIFO closes and closes of a named lot (bracket legs), against a
+        // VecDeque doing the same: the same lots in the same order after every step,
+        // the oldest first, and never more room kept than twice the open lots.
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut pick = |k: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % k
+        };
+        let mut lots = Lots::default();
+        let mut reference = std::collections::VecDeque::new();
+        let mut next_id = 1;
+        let (mut fronts, mut named, mut deep) = (0, 0, 0);
+        for _ in 0..50_000 {
+            let grow = pick(100) < if reference.len() > 40 { 30 } else { 55 };
+            if grow || reference.is_empty() {
+                lots.push_back(lot(next_id));
+                reference.push_back(lot(next_id));
+                next_id += 1;
+            } else {
+                let k = if pick(4) == 0 {
+                    named += 1;
+                    pick(reference.len() as u64) as usize
+                } else {
+                    fronts += 1;
+                    0
+                };
+                let (got, want) = (lots.remove(k), reference.remove(k).unwrap());
+                assert_eq!(got.id, want.id);
+            }
+            deep = deep.max(reference.len());
+            let ids: Vec<u64> = lots.iter().map(|l| l.id).collect();
+            let want: Vec<u64> = reference.iter().map(|l| l.id).collect();
+            assert_eq!(ids, want);
+            assert_eq!(lots.len(), reference.len());
+            assert_eq!(lots.front().map(|l| l.id), reference.front().map(|l| l.id));
+            if !reference.is_empty() {
+                let k = pick(reference.len() as u64) as usize;
+                assert_eq!(lots[k].id, reference[k].id);
+            }
+            assert!(lots.head == 0 || lots.head * 2 < lots.items.len());
+            assert!(
+                lots.items.len() <= 2 * lots.len() + 1,
+                "{} kept",
+                lots.items.len()
+            );
+        }
+        assert!(fronts > 10_000 && named > 3_000 && deep > 30);
     }
 
     /// A deterministic stream of awkward amounts (no rand dependency in the core).
