@@ -168,10 +168,13 @@ impl SymbolSignals<'_> {
     }
 }
 
-#[inline]
-fn at(column: Option<&[bool]>, bar: usize) -> bool {
-    column.is_some_and(|c| c[bar])
-}
+/// Which signals are set on a bar, one bit per column of `SymbolSignals::columns`.
+const ENTRY: u64 = 1;
+const EXIT: u64 = 2;
+const SHORT_ENTRY: u64 = 4;
+const SHORT_EXIT: u64 = 8;
+/// The bits of a signal bar's record holding which signals are set (the rest: its bar).
+const KIND_BITS: u32 = 4;
 
 /// Eight signals (bytes holding 0 or 1, the first lowest) as eight bits: the multiply
 /// moves byte k's bit to bit 56 + k without carries (each partial product lands apart).
@@ -180,12 +183,31 @@ fn pack8(bytes: [u8; 8]) -> u64 {
     u64::from_le_bytes(bytes).wrapping_mul(0x0102_0408_1020_4080) >> 56
 }
 
-/// The bars of one symbol where any signal is set, one bit each (64 bars a word), and how
-/// many entries and exits are set: the bars in between need no work at all, so a
-/// symbol's next signal is found by scanning words (its columns are read once, here).
+/// Up to 64 signals from `start` (bytes holding 0 or 1) as bits, the first lowest.
+#[inline]
+fn word_of(bytes: &[u8], start: usize) -> u64 {
+    let chunk = &bytes[start..bytes.len().min(start + 64)];
+    let mut w = 0u64;
+    if let Ok(full) = <&[u8; 64]>::try_from(chunk) {
+        for (j, eight) in full.chunks_exact(8).enumerate() {
+            w |= pack8(eight.try_into().expect("8 bytes")) << (8 * j);
+        }
+    } else {
+        for (j, &b) in chunk.iter().enumerate() {
+            w |= u64::from(b) << j;
+        }
+    }
+    w
+}
+
+/// One symbol's signal bars in order, each with which signals are set there: the bars in
+/// between need no work at all, so a symbol's next signal is the next record, and the
+/// rules read what is set on a bar from it (the columns are read once, here). Also how
+/// many entries and exits are set.
 #[derive(Clone, Debug, Default)]
 struct SignalBars {
-    words: Vec<u64>,
+    /// Per bar with a signal set: bar << KIND_BITS | its signals (`ENTRY` ... `SHORT_EXIT`).
+    marks: Vec<u64>,
     /// Long plus short entries, exits of both sides.
     entries: usize,
     exits: usize,
@@ -193,62 +215,46 @@ struct SignalBars {
 
 impl SignalBars {
     fn new(sig: &SymbolSignals<'_>, bars: usize) -> Self {
-        let mut words = vec![0u64; bars.div_ceil(64)];
-        let (mut entries, mut exits) = (0, 0);
-        for (k, (_, column)) in sig.columns().into_iter().enumerate() {
-            let Some(c) = column else { continue };
-            // SAFETY: a bool is one byte holding 0 or 1, so the slice reads as bytes.
-            let bytes = unsafe { std::slice::from_raw_parts(c.as_ptr().cast::<u8>(), c.len()) };
-            let mut set = 0;
-            let full = bytes.chunks_exact(64);
-            let rest = full.remainder();
-            for (word, chunk) in words.iter_mut().zip(full) {
-                let mut w = 0u64;
-                for (j, eight) in chunk.chunks_exact(8).enumerate() {
-                    w |= pack8(eight.try_into().expect("8 bytes")) << (8 * j);
-                }
-                set += w.count_ones() as usize;
-                *word |= w;
-            }
-            if !rest.is_empty() {
-                let mut w = 0u64;
-                for (j, &b) in rest.iter().enumerate() {
-                    w |= u64::from(b) << j;
-                }
-                set += w.count_ones() as usize;
-                words[bars / 64] |= w;
-            }
-            if k % 2 == 0 {
-                entries += set;
-            } else {
-                exits += set;
+        // SAFETY: a bool is one byte holding 0 or 1, so the slice reads as bytes.
+        let bytes = sig.columns().map(|(_, c)| {
+            c.map(|c| unsafe { std::slice::from_raw_parts(c.as_ptr().cast::<u8>(), c.len()) })
+        });
+        let (mut marks, mut entries, mut exits) = (Vec::new(), 0, 0);
+        for start in (0..bars).step_by(64) {
+            // This block of 64 bars, one word per column.
+            let words = bytes.map(|b| b.map_or(0, |b| word_of(b, start)));
+            entries += (words[0].count_ones() + words[2].count_ones()) as usize;
+            exits += (words[1].count_ones() + words[3].count_ones()) as usize;
+            let mut any = words[0] | words[1] | words[2] | words[3];
+            while any != 0 {
+                let j = any.trailing_zeros();
+                any &= any - 1;
+                let kinds = words
+                    .iter()
+                    .enumerate()
+                    .fold(0, |k, (c, w)| k | ((w >> j) & 1) << c);
+                marks.push(((start + j as usize) as u64) << KIND_BITS | kinds);
             }
         }
         SignalBars {
-            words,
+            marks,
             entries,
             exits,
         }
     }
 
-    /// The first bar at or after `from` with a signal (`usize::MAX`: none).
+    /// The place in `marks` of the first signal bar at or after `from`, looking from
+    /// place `k` on (the records before `k` are before `from`).
     #[inline]
-    fn next_from(&self, from: usize) -> usize {
-        let mut k = from / 64;
-        let Some(&first) = self.words.get(k) else {
-            return usize::MAX;
-        };
-        let mut w = first & (u64::MAX << (from % 64));
-        loop {
-            if w != 0 {
-                return k * 64 + w.trailing_zeros() as usize;
-            }
+    fn next_from(&self, mut k: usize, from: usize) -> usize {
+        while self
+            .marks
+            .get(k)
+            .is_some_and(|&m| ((m >> KIND_BITS) as usize) < from)
+        {
             k += 1;
-            match self.words.get(k) {
-                Some(&next) => w = next,
-                None => return usize::MAX,
-            }
         }
+        k
     }
 }
 
@@ -256,21 +262,39 @@ impl SignalBars {
 #[derive(Clone, Debug)]
 struct Due {
     bars: SignalBars,
-    /// The next bar with a signal (`usize::MAX`: none).
+    /// The place in `bars.marks` of the next signal bar.
+    next: usize,
+    /// That bar (`usize::MAX`: none) and its signals.
     bar: usize,
+    kinds: u64,
 }
 
 impl Due {
     fn new(sig: &SymbolSignals<'_>, bars: usize) -> Self {
-        let bars = SignalBars::new(sig, bars);
-        let bar = bars.next_from(0);
-        Due { bars, bar }
+        let mut due = Due {
+            bars: SignalBars::new(sig, bars),
+            next: 0,
+            bar: 0,
+            kinds: 0,
+        };
+        due.at(0);
+        due
+    }
+
+    /// Make the record at place `k` the next one.
+    #[inline]
+    fn at(&mut self, k: usize) {
+        self.next = k;
+        (self.bar, self.kinds) = match self.bars.marks.get(k) {
+            Some(&m) => ((m >> KIND_BITS) as usize, m & ((1 << KIND_BITS) - 1)),
+            None => (usize::MAX, 0),
+        };
     }
 
     /// Move on to the first signal at or after `from`.
     #[inline]
     fn advance(&mut self, from: usize) {
-        self.bar = self.bars.next_from(from);
+        self.at(self.bars.next_from(self.next, from));
     }
 }
 
@@ -401,15 +425,22 @@ impl<'a> SignalStrategy<'a> {
         if i < due.bar {
             return Ok(());
         }
-        due.advance(i + 1);
-        let sig = &self.signals[symbol];
+        if i > due.bar {
+            // A signal bar passed without being seen (neither run skips one).
+            due.advance(i);
+            if i < due.bar {
+                return Ok(());
+            }
+        }
+        let kinds = due.kinds;
+        due.at(due.next + 1);
         if desk.now() < self.rules.trade_start {
             return Ok(());
         }
-        let exit_long = at(sig.exits, i);
-        let exit_short = at(sig.short_exits, i);
-        let long_entry = at(sig.entries, i) && !exit_long;
-        let short_entry = at(sig.short_entries, i) && !exit_short;
+        let exit_long = kinds & EXIT != 0;
+        let exit_short = kinds & SHORT_EXIT != 0;
+        let long_entry = kinds & ENTRY != 0 && !exit_long;
+        let short_entry = kinds & SHORT_ENTRY != 0 && !exit_short;
         let want = match (long_entry, short_entry) {
             (true, false) => 1.0,
             (false, true) => -1.0,

@@ -661,30 +661,56 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
 }
 
 #[test]
-fn signal_bars_find_each_next_signal_and_count_entries_and_exits() {
+fn signal_bars_find_each_next_signal_and_its_signals_and_count_entries_and_exits() {
+    // Random columns (some not given) of lengths around the 64-bar blocks, against the
+    // plain scan: each bar with a signal in order, what is set on it, the counts, and the
+    // next one from any bar.
     let mut d = Draw(0x5EED);
-    for len in [1usize, 7, 63, 64, 65, 130, 1_000] {
-        let column = |d: &mut Draw, p: f64| (0..len).map(|_| d.chance(p)).collect::<Vec<_>>();
-        let (e, x, se) = (
-            column(&mut d, 0.05),
-            column(&mut d, 0.02),
-            column(&mut d, 0.01),
-        );
-        let sig = SymbolSignals {
-            entries: Some(&e),
-            exits: Some(&x),
-            short_entries: Some(&se),
-            ..Default::default()
-        };
-        let bars = SignalBars::new(&sig, len);
-        let count = |c: &[bool]| c.iter().filter(|&&b| b).count();
-        assert_eq!(bars.entries, count(&e) + count(&se));
-        assert_eq!(bars.exits, count(&x));
-        for from in 0..=len + 1 {
-            let naive = (from..len)
-                .find(|&i| e[i] || x[i] || se[i])
-                .unwrap_or(usize::MAX);
-            assert_eq!(bars.next_from(from), naive, "len {len}, from {from}");
+    for len in [1usize, 7, 63, 64, 65, 127, 128, 130, 1_000] {
+        for round in 0..8 {
+            let column = |d: &mut Draw, p: f64| (0..len).map(|_| d.chance(p)).collect::<Vec<_>>();
+            let p = [0.05, 0.5, 0.01, 0.9][round % 4];
+            let cols = [
+                column(&mut d, p),
+                column(&mut d, p / 2.0),
+                column(&mut d, p / 3.0),
+                column(&mut d, p),
+            ];
+            let given: Vec<bool> = (0..4).map(|k| round < 4 || k != round % 4).collect();
+            let pick = |k: usize| given[k].then(|| &cols[k][..]);
+            let sig = SymbolSignals {
+                entries: pick(0),
+                exits: pick(1),
+                short_entries: pick(2),
+                short_exits: pick(3),
+                ..Default::default()
+            };
+            let bars = SignalBars::new(&sig, len);
+            let set = |k: usize, i: usize| given[k] && cols[k][i];
+            let count = |k: usize| (0..len).filter(|&i| set(k, i)).count();
+            assert_eq!(bars.entries, count(0) + count(2));
+            assert_eq!(bars.exits, count(1) + count(3));
+            let plain: Vec<(usize, u64)> = (0..len)
+                .map(|i| (i, (0..4).fold(0, |m, k| m | u64::from(set(k, i)) << k)))
+                .filter(|&(_, m)| m != 0)
+                .collect();
+            let got: Vec<(usize, u64)> = bars
+                .marks
+                .iter()
+                .map(|&m| ((m >> KIND_BITS) as usize, m & 15))
+                .collect();
+            assert_eq!(got, plain, "len {len}, round {round}");
+            for from in 0..=len + 1 {
+                let naive = plain
+                    .iter()
+                    .position(|&(i, _)| i >= from)
+                    .unwrap_or(plain.len());
+                assert_eq!(bars.next_from(0, from), naive, "len {len}, from {from}");
+                let mut due = Due::new(&sig, len);
+                due.advance(from);
+                let (bar, kinds) = plain.get(naive).copied().unwrap_or((usize::MAX, 0));
+                assert_eq!((due.bar, due.kinds), (bar, kinds), "len {len}, from {from}");
+            }
         }
     }
 }

@@ -136,7 +136,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             self.p.book.expire_before(now);
             self.fresh = false;
             if !self.due.is_empty() {
-                self.market_phase(market, now);
+                self.market_phase(market, strategy, now);
                 for k in 0..self.due.len() {
                     let (s, i) = (self.due[k], self.event[self.due[k]]);
                     // The rules read nothing at a bar without a signal (a bar run for
@@ -246,9 +246,10 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// position, the one fill that reads equity). A reduction books the same cash, lots
     /// and trades whatever the mark, and the close mark then sets every touched term.
     /// An amount beyond the exact range at a skipped mark is still reported.
-    fn market_phase(&mut self, market: &Market, now: i64) {
+    fn market_phase(&mut self, market: &'m Market, strategy: &SignalStrategy<'_>, now: i64) {
         self.touched.clear();
         let mut entries = false;
+        let at_close = self.p.config.fill_at == FillAt::Close;
         for k in 0..self.due.len() {
             let (s, i) = (self.due[k], self.event[self.due[k]]);
             let b = market.bars(s);
@@ -257,6 +258,12 @@ impl<'a, 'm> Driver<'a, 'm> {
             let idle = self.p.book.working(s).is_empty();
             let seen_to = if idle { i + 1 } else { i };
             let parked = self.parked.slot[s] != NONE;
+            if parked && idle && !at_close {
+                // Its signal bar, with no orders to match: it stays parked through it (the
+                // rules read its size; its term at this close is in the parked sums). Not
+                // when orders fill at the close: the barrier marks and fills it there.
+                continue;
+            }
             if parked {
                 self.take_out(market, s, seen_to);
                 let size = self.p.portfolio.position(s).size;
@@ -311,13 +318,40 @@ impl<'a, 'm> Driver<'a, 'm> {
             };
             self.p.book.execute_batch(self.p.portfolio, rules);
         }
-        for t in &self.touched {
-            let (s, i, b) = (t.symbol, t.bar, market.bars(t.symbol));
-            if !t.seen && !self.p.portfolio.position(s).lots.is_empty() {
+        for k in 0..self.touched.len() {
+            let (s, i) = (self.touched[k].symbol, self.touched[k].bar);
+            let b = market.bars(s);
+            let position = self.p.portfolio.position(s);
+            if !self.touched[k].seen && !position.lots.is_empty() {
                 self.p.portfolio.observe_range(s, b.low[i], b.high[i]);
             }
-            self.p.portfolio.mark(s, b.close[i]);
+            // A position that nothing can change before the next bar or more (no orders,
+            // no signal on this bar nor the next) is parked at this close at once rather
+            // than marked there first (`reschedule` would park it right after).
+            let next = strategy.next_signal(s).min(b.len());
+            let size = self.p.portfolio.position(s).size;
+            if size != 0.0 && i < next && next > i + 1 && self.p.book.working(s).is_empty() {
+                self.park(market, s, i);
+            } else {
+                self.p.portfolio.mark(s, b.close[i]);
+            }
         }
+        self.fresh = false;
+    }
+
+    /// Park `symbol`'s position at the close of its bar `i`, taking its term as booked
+    /// (at any mark) out of the account's sums.
+    fn park(&mut self, market: &'m Market, symbol: usize, i: usize) {
+        let b = market.bars(symbol);
+        let size = self.p.portfolio.position(symbol).size;
+        self.p.portfolio.park(symbol);
+        let value = term(size, b.close[i]).unwrap_or_else(|amount| {
+            self.p.portfolio.flag_out_of_range(symbol, amount);
+            Money::ZERO
+        });
+        self.parked.add(symbol, size, b, i, value);
+        prefetch_bar(b, i + 1);
+        prefetch_bar(b, i + 1 + PREFETCH_AHEAD / 2);
         self.fresh = false;
     }
 
@@ -434,15 +468,8 @@ impl<'a, 'm> Driver<'a, 'm> {
         // A position with bars before its next event is parked over them; without any,
         // its term in the account stays right until then.
         let size = self.p.portfolio.position(s).size;
-        if size != 0.0 && next > i + 1 {
-            // Its term as booked: it was marked at this bar's close (the market phase
-            // marks every position it touches there, a fill at the close books it there).
-            let value = self.p.portfolio.park(s);
-            debug_assert_eq!(value, term(size, b.close[i]).unwrap_or(Money::ZERO));
-            self.parked.add(s, size, b, i, value);
-            prefetch_bar(b, i + 1);
-            prefetch_bar(b, i + 1 + PREFETCH_AHEAD / 2);
-            self.fresh = false;
+        if size != 0.0 && next > i + 1 && self.parked.slot[s] == NONE {
+            self.park(market, s, i);
         }
         if next < end {
             prefetch_bar(b, next);
