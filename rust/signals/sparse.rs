@@ -22,7 +22,12 @@
 //! opens). The account's sums being exact (fixed point), equity is the same bits however
 //! its terms were summed, so this gives what marking every bar gives. The lots'
 //! excursions (MAE/MFE) over the skipped bars are their lowest low and highest high,
-//! applied when the position comes back (`unpark`).
+//! applied when the position comes back (`unpark`). A position is parked at the close of
+//! the bar where nothing can change it before its next event (no orders working, no
+//! signal on this bar nor the next), without being marked there first; it stays parked
+//! through a signal bar with no orders to match (the rules read only its size, and its
+//! term at that close is in the parked sums) and comes back at the bar where its orders
+//! can fill.
 
 use super::{Desk, SignalStrategy};
 use crate::book::{Book, Placing, Rules};
