@@ -764,49 +764,69 @@ fn read_parked(
     portfolio.set_parked_sums(value, gross);
 }
 
-/// The lowest of `low` and the highest of `high` (`None` when empty). Each lane keeps
-/// the lower (higher) of itself and the next price by a plain comparison, which skips a
-/// NaN as `f64::min` (`max`) does and compiles to the processor's vector min (max); the
-/// lowest of the same prices is the same in any grouping (prices are never ±0), so the
-/// columns are folded eight lanes at a time.
+/// The lowest of `low` and the highest of `high` (`None` when empty), skipping NaNs as
+/// `f64::min` (`max`) does. The lowest of the same prices is the same in any grouping and
+/// with any price taken twice (prices are never ±0), so the columns are folded two pairs
+/// at a time and the last pair or two close the fold (overlapping the prices before)
+/// rather than a loop over the rest one price at a time.
 fn range(low: &[f64], high: &[f64]) -> Option<(f64, f64)> {
-    #[inline(always)]
-    fn lower(a: f64, b: f64) -> f64 {
-        if b < a {
-            b
-        } else {
-            a
+    let n = low.len().min(high.len());
+    if n < 2 {
+        return (n == 1).then(|| (low[0], high[0])).map(|(l, h)| {
+            // A lone NaN is skipped: the fold of nothing.
+            (
+                if l.is_nan() { f64::INFINITY } else { l },
+                if h.is_nan() { f64::NEG_INFINITY } else { h },
+            )
+        });
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            _mm_cvtsd_f64, _mm_loadu_pd, _mm_max_pd, _mm_min_pd, _mm_set1_pd, _mm_unpackhi_pd,
+        };
+        // SAFETY: SSE2 is part of every x86_64 processor, and every pair loaded starts at
+        // most at n - 2 (unaligned loads of two values in bounds). `_mm_min_pd(x, acc)` is
+        // `if x < acc { x } else { acc }`: a NaN price leaves the lane as it was.
+        unsafe {
+            let (l, h) = (low.as_ptr(), high.as_ptr());
+            let mut lo = [_mm_set1_pd(f64::INFINITY); 2];
+            let mut hi = [_mm_set1_pd(f64::NEG_INFINITY); 2];
+            let mut k = 0;
+            while k + 4 <= n {
+                lo[0] = _mm_min_pd(_mm_loadu_pd(l.add(k)), lo[0]);
+                lo[1] = _mm_min_pd(_mm_loadu_pd(l.add(k + 2)), lo[1]);
+                hi[0] = _mm_max_pd(_mm_loadu_pd(h.add(k)), hi[0]);
+                hi[1] = _mm_max_pd(_mm_loadu_pd(h.add(k + 2)), hi[1]);
+                k += 4;
+            }
+            let rest = n - k;
+            if rest > 0 {
+                lo[0] = _mm_min_pd(_mm_loadu_pd(l.add(n - 2)), lo[0]);
+                hi[0] = _mm_max_pd(_mm_loadu_pd(h.add(n - 2)), hi[0]);
+            }
+            if rest == 3 {
+                lo[1] = _mm_min_pd(_mm_loadu_pd(l.add(n - 3)), lo[1]);
+                hi[1] = _mm_max_pd(_mm_loadu_pd(h.add(n - 3)), hi[1]);
+            }
+            // The lanes hold no NaN (each starts infinite and keeps a price or itself).
+            let lo = _mm_min_pd(lo[0], lo[1]);
+            let hi = _mm_max_pd(hi[0], hi[1]);
+            let low = _mm_cvtsd_f64(_mm_min_pd(_mm_unpackhi_pd(lo, lo), lo));
+            let high = _mm_cvtsd_f64(_mm_max_pd(_mm_unpackhi_pd(hi, hi), hi));
+            Some((low, high))
         }
     }
-    #[inline(always)]
-    fn higher(a: f64, b: f64) -> f64 {
-        if b > a {
-            b
-        } else {
-            a
-        }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let lo = low[..n]
+            .iter()
+            .fold(f64::INFINITY, |a, &b| if b < a { b } else { a });
+        let hi = high[..n]
+            .iter()
+            .fold(f64::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+        Some((lo, hi))
     }
-    if low.is_empty() {
-        return None;
-    }
-    const LANES: usize = 8;
-    let mut lo = [f64::INFINITY; LANES];
-    let mut hi = [f64::NEG_INFINITY; LANES];
-    let (lows, highs) = (low.chunks_exact(LANES), high.chunks_exact(LANES));
-    let (low_rest, high_rest) = (lows.remainder(), highs.remainder());
-    for (l, h) in lows.zip(highs) {
-        for k in 0..LANES {
-            lo[k] = lower(lo[k], l[k]);
-            hi[k] = higher(hi[k], h[k]);
-        }
-    }
-    for (k, (&l, &h)) in low_rest.iter().zip(high_rest).enumerate() {
-        lo[k] = lower(lo[k], l);
-        hi[k] = higher(hi[k], h);
-    }
-    let low = lo.into_iter().fold(f64::INFINITY, lower);
-    let high = hi.into_iter().fold(f64::NEG_INFINITY, higher);
-    Some((low, high))
 }
 
 /// The first index at or after `from` whose time is not `before` (sorted times), found
