@@ -24,7 +24,9 @@ beside the same strategy on ``self.sma`` (ratio = the ``self.I`` time over the
 ``self.sma`` time, and the same without the CPU time of the pandas functions themselves:
 what the library adds); the same crossover read in one attribute (``self.crossing``);
 and the native tick loop with two rolling means declared and no
-callback (the market phase of the SMA strategies). Repeats are interleaved; medians of
+callback (the market phase of the SMA strategies); between the two, the same two means
+with a ``next`` that reads nothing (``next_only_two_means``: what the call and the values
+written before it add to the market phase). Repeats are interleaved; medians of
 wall and CPU time are reported, the CPU figures being the better guide on a busy
 machine.
 
@@ -245,6 +247,18 @@ class CrossOnCrossing(Strategy):
             self.close()
 
 
+class NextOnly(Strategy):
+    """Two averages declared and a ``next`` that reads nothing: what every Python strategy
+    pays per symbol-bar before its own code (the market phase, the call, the values written
+    into its indicators)."""
+
+    def init(self) -> None:
+        self.f, self.s = self.sma(10), self.sma(30)
+
+    def next(self, symbol: str) -> None:
+        pass
+
+
 class CrossOnI(CrossOnSma):
     """The same, averages from ``self.I(<pandas rolling mean>)`` (backtesting.py's way)."""
 
@@ -258,6 +272,7 @@ IDIOMS: dict[str, tuple[type[Strategy], dict[str, Any]]] = {
     "cross_on_sma": (CrossOnSma, {}),
     "cross_on_I": (CrossOnI, {}),
     "cross_on_crossing": (CrossOnCrossing, {}),
+    "next_only_two_means": (NextOnly, {}),
 }
 
 

@@ -106,6 +106,53 @@ def test_a_value_the_strategy_kept_is_not_changed_by_later_bars(reads):
         np.testing.assert_allclose(reads.kept[symbol], frame["close"].rolling(5).mean(), rtol=1e-12)
 
 
+class ReadsWithCrossings(Reads):
+    """The same reads with crossings declared too (the engine then also keeps each pair it
+    writes, for the crossings to compare): of two indicators, of an indicator and a
+    ``self.I`` series, and of an indicator and a level."""
+
+    def init(self):
+        super().init()
+        inds = self.inds
+        self.crossings = [
+            (self.crossing(inds["sma"], inds["ema"]), inds["sma"], inds["ema"]),
+            (self.crossing(inds["I"], inds["sma"]), inds["I"], inds["sma"]),
+            (self.crossing(inds["rsi"], 50.0), inds["rsi"], 50.0),
+        ]
+        self.crossed = {s: [] for s in self.symbols}
+
+    def next(self, symbol):
+        super().next(symbol)
+        row = []
+        for crossing, line, other in self.crossings:
+            now, before = line.get(symbol), line.previous(symbol)
+            if isinstance(other, float):
+                other_now = other_before = other
+            else:
+                other_now, other_before = other.get(symbol), other.previous(symbol)
+            # The rule by hand, from the core's reads (NaN compares false: 0).
+            expected = 1 if before <= other_before and now > other_now else \
+                -1 if before >= other_before and now < other_now else 0
+            row.append((crossing.value, expected))
+        self.crossed[symbol].append(row)
+
+
+def test_with_crossings_declared_the_written_values_and_crossings_equal_the_core_reads():
+    s = tickstep.Backtest(DATA, ReadsWithCrossings, cash=1e6).run().strategy
+    seen = set()
+    for symbol, frame in DATA.items():
+        assert len(s.rows[symbol]) == len(s.crossed[symbol]) == len(frame)
+        for k, (row, crossed) in enumerate(zip(s.rows[symbol], s.crossed[symbol])):
+            for name, (value, prev, got, previous, got_running, previous_running) in zip(s.inds, row):
+                assert same(value, got) and same(value, got_running), (symbol, k, name)
+                assert same(prev, previous) and same(prev, previous_running), (symbol, k, name)
+            for j, (value, expected) in enumerate(crossed):
+                assert value == expected, (symbol, k, j)
+                seen.add((j, value))
+    # Every crossing crossed both ways somewhere (the test compares more than zeros).
+    assert {(j, v) for j in range(3) for v in (-1, 1)} <= seen
+
+
 @pytest.mark.parametrize("cut", [0, 57, 150, 299])
 def test_no_read_shows_a_bar_after_its_own(cut):
     """Perturb the prices of every bar after AAA's bar ``cut`` (so also what the self.I

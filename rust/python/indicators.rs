@@ -742,11 +742,27 @@ impl LiveIndicators {
         let (studies, bar) = (e.studies(), e.bar_index(s));
         let plan = &mut self.plan;
         let (value_at, prev_at) = (plan.value_at, plan.prev_at);
+        if plan.crossings.is_empty() {
+            // Nothing compares the pairs: each is written and forgotten.
+            for &(obj, id, _) in &plan.indicators {
+                let (value, prev) = studies
+                    .value_and_prev(id, s, bar)
+                    .ok_or_else(|| unreadable(id))?;
+                // SAFETY: as below.
+                if !unsafe { put_float(obj, value_at, value) && put_float(obj, prev_at, prev) } {
+                    return Err(PyErr::take(py).unwrap_or_else(unwritable));
+                }
+            }
+            return Ok(());
+        }
+        let pairs = plan.pairs.as_mut_ptr();
         for &(obj, id, place) in &plan.indicators {
             let (value, prev) = studies
                 .value_and_prev(id, s, bar)
                 .ok_or_else(|| unreadable(id))?;
-            plan.pairs[place] = (value, prev);
+            // SAFETY: every place is below `pairs.len()` (`Plan::new`: one pair per study
+            // listed, each place an index into that list).
+            unsafe { *pairs.add(place) = (value, prev) };
             // SAFETY: `obj` is held by `objects`; it is of the indicators' live class
             // now, its slots at the offsets found for that class; the GIL is held (a
             // callback is due).
@@ -754,24 +770,27 @@ impl LiveIndicators {
                 return Err(PyErr::take(py).unwrap_or_else(unwritable));
             }
         }
-        if plan.crossings.is_empty() {
-            return Ok(());
-        }
         for &(id, place) in &plan.extra_reads {
-            plan.pairs[place] = studies
+            let pair = studies
                 .value_and_prev(id, s, bar)
                 .ok_or_else(|| unreadable(id))?;
+            // SAFETY: as above.
+            unsafe { *pairs.add(place) = pair };
         }
-        let pairs = &plan.pairs;
+        let signs = [&plan.signs[0], &plan.signs[1], &plan.signs[2]].map(|o| o.as_ptr());
         for &(obj, mine, theirs) in &plan.crossings {
-            let theirs = match theirs {
-                Theirs::Read(k) => pairs[k],
-                Theirs::Level(x) => (x, x),
+            // SAFETY: as above (the crossings' places too).
+            let (mine, theirs) = unsafe {
+                let theirs = match theirs {
+                    Theirs::Read(k) => *pairs.add(k),
+                    Theirs::Level(x) => (x, x),
+                };
+                (*pairs.add(mine), theirs)
             };
             // `crossing` is -1, 0 or 1: the place of its int object in `signs`.
-            let sign = &plan.signs[(crossing(pairs[mine], theirs) + 1) as usize];
+            let sign = signs[(crossing(mine, theirs) + 1) as usize];
             // SAFETY: as above, for the crossings' live class and its value slot.
-            unsafe { put_object(obj, plan.crossing_value_at, sign.as_ptr()) };
+            unsafe { put_object(obj, plan.crossing_value_at, sign) };
         }
         Ok(())
     }
