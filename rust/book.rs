@@ -458,7 +458,16 @@ impl Book {
 
     /// Expire the orders whose time ran out before `now` (day and good-till-date orders):
     /// called before a tick's market phase, so they never fill on a later bar.
+    /// (Inlined: most ticks have nothing to expire, which one look at the earliest says.)
+    #[inline]
     pub fn expire_before(&mut self, now: i64) {
+        if matches!(self.expiries.peek(), Some(&Reverse((ts, _))) if ts < now) {
+            self.expire_due(now);
+        }
+    }
+
+    #[inline(never)]
+    fn expire_due(&mut self, now: i64) {
         while let Some(&Reverse((ts, id))) = self.expiries.peek() {
             if ts >= now {
                 break;
