@@ -718,7 +718,9 @@ impl Portfolio {
     }
 
     /// Book a fill: cash, lots (FIFO against the opposite side, or the named lot),
-    /// closed-trade records, and the incremental value/gross.
+    /// closed-trade records, and the incremental value/gross. (Inlined into the book's
+    /// one caller: the execution's fields stay in registers.)
+    #[inline(always)]
     pub fn apply(&mut self, x: Execution) -> FillEffect {
         let mut effect = FillEffect::default();
         self.closed_legs.clear();
