@@ -20,6 +20,7 @@
 
 mod execution;
 mod matching;
+mod working;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -31,12 +32,14 @@ use crate::orders::{Order, OrderRecord, OrderRequest, Role, Side, Status, TimeIn
 use crate::portfolio::Portfolio;
 use crate::results::Fill;
 use crate::studies::Studies;
+use crate::symbol_set::SymbolSet;
 use execution::{At, Executed, Waiting};
 use matching::Play;
+use working::Working;
 
 pub struct Book {
-    /// Working orders per symbol, in id order.
-    working: Vec<Vec<Order>>,
+    /// Working orders per symbol, in id order, and the symbols that have any.
+    working: Working,
     /// Orders placed during this tick's strategy phase: they join at the barrier.
     pending: Vec<Order>,
     /// An empty buffer that trades places with `pending` at each barrier (no allocation).
@@ -133,7 +136,7 @@ fn expiry_reason(order: Option<&Order>) -> &'static str {
 impl Book {
     pub fn new(symbols: usize) -> Self {
         Book {
-            working: (0..symbols).map(|_| Vec::new()).collect(),
+            working: Working::new(symbols),
             pending: Vec::new(),
             admitting: Vec::new(),
             log: Vec::new(),
@@ -152,6 +155,12 @@ impl Book {
     #[inline]
     pub fn has_working(&self, symbol: usize) -> bool {
         !self.working[symbol].is_empty()
+    }
+
+    /// The symbols with working orders (`has_working`), as a set kept with the orders.
+    #[inline]
+    pub fn working_symbols(&self) -> &SymbolSet {
+        self.working.symbols()
     }
 
     /// `symbol`'s working orders (after a barrier: those placed during the tick too).
@@ -481,7 +490,7 @@ impl Book {
             let reason = expiry_reason(self.working[s].iter().find(|o| o.id == id));
             if self.cancel_working(id, ts, reason) {
                 self.log[(id - 1) as usize].status = Status::Expired;
-                self.working[s].retain(|o| o.live);
+                self.working.retain_live(s);
             }
         }
     }
@@ -490,9 +499,7 @@ impl Book {
     pub fn cancel(&mut self, id: u64, now: i64) -> bool {
         let done = self.cancel_working(id, now, "cancelled by the strategy");
         if done {
-            for book in self.working.iter_mut() {
-                book.retain(|o| o.live);
-            }
+            self.working.retain_live_everywhere();
         }
         done
     }
@@ -593,7 +600,7 @@ impl Book {
             if self.bar_limited > 0 {
                 self.expire_at_bar(at);
             }
-            sweep(&mut self.working[at.symbol]);
+            self.working.retain_live(at.symbol);
         }
         self.plays.clear();
     }
@@ -687,7 +694,7 @@ impl Book {
             let at_close = if o.is_market() { fill_now(s) } else { None };
             // Copied straight into the working orders, as one block (not moved out of the
             // batch first, nor cloned field by field).
-            self.working[s].extend_from_slice(std::slice::from_ref(o));
+            self.working.push_copy(o);
             let Some((bar, close)) = at_close else {
                 continue;
             };
@@ -707,7 +714,7 @@ impl Book {
             self.execute_increase(at, w, portfolio, rules);
         }
         for s in touched {
-            sweep(&mut self.working[s]);
+            self.working.retain_live(s);
         }
     }
 
@@ -750,22 +757,6 @@ fn has_live(working: &[Order]) -> bool {
     match working {
         [only] => only.live,
         _ => working.iter().any(|o| o.live),
-    }
-}
-
-/// Drop the orders of `working` that are no longer live (filled, cancelled, expired),
-/// keeping the rest in order. One order, the usual case, is cleared or kept as it is
-/// without the general shuffle.
-#[inline(always)]
-fn sweep(working: &mut Vec<Order>) {
-    match working.as_slice() {
-        [] => {}
-        [only] => {
-            if !only.live {
-                working.clear();
-            }
-        }
-        _ => working.retain(|o| o.live),
     }
 }
 

@@ -73,16 +73,16 @@ pub struct Clock {
     back: Vec<u64>,
     /// Index into the market timeline of the current tick (`usize::MAX` before the first).
     tick: usize,
-    /// Per symbol, the index of the next bar not yet processed.
+    symbols: usize,
+    /// Per symbol, the index of the next bar not yet processed; then cursors for the rest
+    /// of the last map word's bits, which are never set (so a walk over a map's bits
+    /// indexes cursors in bounds without a check per bit).
     next_bar: Vec<usize>,
-    /// The bitmaps of ticks `planned_from..planned_to`, `words` per tick, when the plan
-    /// is made here (see `on_market_maps`).
+    /// The bitmaps of ticks `planned_from..planned_to`, `words` per tick: a copy of the
+    /// market's maps where they serve (`make_plan`), else made here from the times.
     plan: Vec<u64>,
     planned_from: usize,
     planned_to: usize,
-    /// Whether the current plan's bitmaps are the market's maps (`market_maps`), where
-    /// every cursor stands where they expect it; else they are made into `plan`.
-    on_market_maps: bool,
     /// Whether the market's maps may be used (tests compare both ways).
     market_maps_allowed: bool,
     /// Ticks per plan.
@@ -100,11 +100,11 @@ impl Clock {
             front: vec![0; words],
             back: vec![0; words],
             tick: usize::MAX,
-            next_bar: vec![0; n],
+            symbols: n,
+            next_bar: vec![0; words * 64],
             plan: Vec::new(),
             planned_from: 0,
             planned_to: 0,
-            on_market_maps: false,
             market_maps_allowed: true,
             span: plan_ticks(n),
             replanned: false,
@@ -146,19 +146,12 @@ impl Clock {
             self.make_plan(market, t);
         }
         let words = self.words;
-        let (rows, at) = match self
-            .on_market_maps
-            .then(|| market.tick_maps(market_maps))
-            .flatten()
-        {
-            Some(maps) => (maps, t * words),
-            None => (&self.plan[..], (t - self.planned_from) * words),
-        };
+        let at = (t - self.planned_from) * words;
         if words == 1 {
             // Up to 64 symbols (the usual case): one word, no copy of a slice.
-            self.back[0] = rows[at];
+            self.back[0] = self.plan[at];
         } else {
-            self.back.copy_from_slice(&rows[at..at + words]);
+            self.back.copy_from_slice(&self.plan[at..at + words]);
         }
         true
     }
@@ -171,7 +164,7 @@ impl Clock {
 
     /// Per symbol, the run index of its next bar (the first not yet processed).
     pub fn next_bars(&self) -> &[usize] {
-        &self.next_bar
+        &self.next_bar[..self.symbols]
     }
 
     /// Ticks per plan: a symbol has at most that many bars on one.
@@ -201,24 +194,27 @@ impl Clock {
 
     /// The plan of the ticks from `from` on: the market's maps where it has them and every
     /// cursor stands at its first bar from tick `from` on (its bars before that tick taken,
-    /// none after it: what taking each bar at its tick leaves); else made here.
+    /// none after it: what taking each bar at its tick leaves); else made here. Those maps
+    /// are copied (a plan's rows are a few kilobytes): each tick then reads its row from the
+    /// plan alike, with no question about where the plan came from.
     #[inline(never)]
     fn make_plan(&mut self, market: &Market, from: usize) {
         let timeline = market.timeline();
         let to = (from + self.span).min(timeline.len());
         self.planned_from = from;
         self.planned_to = to;
-        self.on_market_maps = self.market_maps_allowed
-            && market.tick_maps(market_maps).is_some()
-            && self.cursors_at(market, timeline[from]);
-        if self.on_market_maps {
+        let words = self.words;
+        self.plan.clear();
+        if let Some(maps) = market
+            .tick_maps(market_maps)
+            .filter(|_| self.market_maps_allowed && self.cursors_at(market, timeline[from]))
+        {
+            self.plan.extend_from_slice(&maps[from * words..to * words]);
             return;
         }
         let ticks = &timeline[from..to];
-        let words = self.words;
-        self.plan.clear();
         self.plan.resize(ticks.len() * words, 0);
-        let symbols = self.next_bar.len();
+        let symbols = self.symbols;
         for s in 0..symbols {
             // Cursors count the symbol's bars over the whole run; a streamed window holds
             // them from `base` on (a cursor is never behind it: wrapping makes that miss).
@@ -237,7 +233,7 @@ impl Clock {
     /// Whether every symbol's cursor is at its first bar at or after `time` (or past its
     /// last bar, all of them before `time`).
     fn cursors_at(&self, market: &Market, time: i64) -> bool {
-        self.next_bar.iter().enumerate().all(|(s, &next)| {
+        self.next_bars().iter().enumerate().all(|(s, &next)| {
             let ts = &market.bars(s).ts[..];
             let Some(j) = next.checked_sub(market.base(s)).filter(|&j| j <= ts.len()) else {
                 return false;
@@ -272,28 +268,46 @@ impl Clock {
 
     /// `take_bar` for every symbol with a bar at this tick, listing them in `active`
     /// (ascending): one walk over the front map does both, with no iterator between the
-    /// bits and the list (what the bare loop pays per symbol-bar).
+    /// bits and the list (what the bare loop pays per symbol-bar): a bit's cursor is found
+    /// in its word's 64 (`next_bar` has one for every bit of the map, so no bounds check).
     #[inline]
     pub fn take_bars(&mut self, active: &mut Vec<usize>) {
         active.clear();
-        // Room for every symbol (once: the list keeps it from tick to tick).
+        // Room for a symbol per bit of the map (once: the list keeps it from tick to tick).
         active.reserve(self.next_bar.len());
-        let front = &self.front[..self.words];
         let slots = active.spare_capacity_mut();
         let mut taken = 0;
-        for (w, &word) in front.iter().enumerate() {
+        for (w, (&word, cursors)) in self
+            .front
+            .iter()
+            .zip(self.next_bar.chunks_exact_mut(64))
+            .enumerate()
+        {
             let mut bits = word;
             while bits != 0 {
-                let s = w * 64 + bits.trailing_zeros() as usize;
+                let b = bits.trailing_zeros() as usize & 63;
                 bits &= bits - 1;
-                self.next_bar[s] += 1;
-                slots[taken].write(s);
+                cursors[b] += 1;
+                // SAFETY: `slots` has room for a symbol per bit of the map (reserved above,
+                // the list cleared), and each bit is listed once.
+                unsafe { slots.get_unchecked_mut(taken).write(w * 64 + b) };
                 taken += 1;
             }
         }
-        // SAFETY: the first `taken` slots were written just above (one per set bit, at
-        // most one per symbol).
+        // SAFETY: the first `taken` slots were written just above.
         unsafe { active.set_len(taken) };
+    }
+
+    /// `take_bars` without the list: only the cursors move (a tick nobody visits).
+    #[inline]
+    pub fn take_bars_unlisted(&mut self) {
+        for (&word, cursors) in self.front.iter().zip(self.next_bar.chunks_exact_mut(64)) {
+            let mut bits = word;
+            while bits != 0 {
+                cursors[bits.trailing_zeros() as usize & 63] += 1;
+                bits &= bits - 1;
+            }
+        }
     }
 
     /// Index of `symbol`'s bar at this tick, once taken (`take_bar`, `take_bars`).
@@ -539,7 +553,7 @@ mod tests {
     }
 
     /// `take_bars` moves the cursors and lists the symbols that `take_bar` for each
-    /// active symbol does: symbols with a bar at every tick, missing 2%, 20% or 60% of
+    /// active symbol does (`take_bars_unlisted` moves them alike): symbols with a bar at every tick, missing 2%, 20% or 60% of
     /// them, a late start, an early end and a single bar, over 75 symbols (two map
     /// words, the second one partly used).
     #[test]
@@ -566,10 +580,12 @@ mod tests {
         let names = (0..times.len()).map(|s| format!("S{s:02}")).collect();
         let m = Market::new(names, times.iter().map(|t| at(t)).collect()).unwrap();
         let (mut one_by_one, mut all) = (Clock::new(&m), Clock::new(&m));
+        let mut unlisted = Clock::new(&m);
         let mut listed = vec![7; 3];
         let mut t = 0;
         while one_by_one.advance_to(&m, t) {
             assert!(all.advance_to(&m, t));
+            assert!(unlisted.advance_to(&m, t));
             let active: Vec<usize> = one_by_one.active().collect();
             for &s in &active {
                 one_by_one.take_bar(s);
@@ -577,6 +593,13 @@ mod tests {
             all.take_bars(&mut listed);
             assert_eq!(listed, active, "tick {t}");
             assert_eq!(all.next_bars(), one_by_one.next_bars(), "tick {t}");
+            // Every fourth tick without the list (its plans see the same cursors).
+            if t % 4 == 0 {
+                unlisted.take_bars_unlisted();
+            } else {
+                unlisted.take_bars(&mut listed);
+            }
+            assert_eq!(unlisted.next_bars(), one_by_one.next_bars(), "tick {t}");
             t += 1;
         }
         assert_eq!(t, m.timeline().len());
@@ -609,6 +632,44 @@ mod tests {
             c.take_bar(t % 2);
         }
         assert!(!c.advance_to(&sparse, 40_000));
+    }
+
+    /// `next_day_end` finds, from every tick, the first tick at or after it that
+    /// `ends_day` says ends a day: UTC days over timelines with gaps of minutes to days,
+    /// before and after 1970 (negative times), a day of one tick, and given session ends
+    /// (none at the last ticks: then no day end is found). The engine's loop finds its day
+    /// ends so, and the sparse driver too.
+    #[test]
+    fn next_day_end_finds_the_ticks_ends_day_marks() {
+        let mut state = 0x6a09_e667_f3bc_c909u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for first in [-3 * NANOS_PER_DAY - 7, 0, 1_700_000_000 * NANOS_PER_SECOND] {
+            let mut timeline = vec![first];
+            for _ in 0..3000 {
+                let step = match next() % 10 {
+                    0 => NANOS_PER_DAY + 1,
+                    1 => 3 * 3_600 * NANOS_PER_SECOND,
+                    _ => 60 * NANOS_PER_SECOND,
+                };
+                timeline.push(timeline.last().unwrap() + step);
+            }
+            let sessions: Vec<bool> = (0..timeline.len())
+                .map(|t| t + 5 < timeline.len() && next() % 50 == 0)
+                .collect();
+            for ends in [None, Some(&sessions[..])] {
+                for from in 0..=timeline.len() {
+                    let want = (from..timeline.len())
+                        .find(|&t| ends_day(&timeline, ends, t))
+                        .unwrap_or(timeline.len());
+                    assert_eq!(next_day_end(&timeline, ends, from), want, "from {from}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::book::{Book, Rules};
 use crate::broker::Bar;
-use crate::clock::{ends_day, Clock};
+use crate::clock::{next_day_end, Clock};
 use crate::config::{Config, FillAt};
 use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
@@ -322,71 +322,76 @@ impl Engine {
     pub fn run_window<S: Strategy>(&mut self, strategy: &mut S) -> Result<()> {
         let market = Arc::clone(&self.market);
         let (bars, ticks) = (strategy.wants_bars(), strategy.wants_ticks());
+        let follows = self.studies.follows_bars();
         let mut t = 0;
         self.clock.forget_plan();
         let mut more = self.clock.prepare(&market, 0);
         self.compute_ahead(&market);
+        // The next tick that ends a trading day (found again after each).
+        let mut day_end = next_day_end(market.timeline(), self.session_end.as_deref(), 0);
         while more {
             self.clock.begin(t);
             self.now = market.timeline()[t];
             self.book.expire_before(self.now);
+            // Only symbols with working orders or a position need their bar's prices now:
+            // when none of this tick's has either (every tick of a run that holds nothing
+            // and has no orders), a few words of the sets say so and nothing is visited.
+            let priced = self.any_needs_prices();
             let mut active = std::mem::take(&mut self.active);
-            // Every symbol with a bar now takes it (its cursor moves onto it).
-            self.clock.take_bars(&mut active);
-            if let Some(rank) = &self.call_rank {
-                active.sort_unstable_by_key(|&s| rank[s]);
+            // Every symbol with a bar now takes it (its cursor moves onto it); listed when
+            // anything below visits them.
+            if priced || follows || bars || ticks {
+                self.clock.take_bars(&mut active);
+                if let Some(rank) = &self.call_rank {
+                    active.sort_unstable_by_key(|&s| rank[s]);
+                }
+            } else {
+                self.clock.take_bars_unlisted();
+                active.clear();
+            }
+            self.touched.clear();
+            if priced {
+                for &s in &active {
+                    if self.needs_prices(s) {
+                        self.open_bar(&market, s, self.clock.taken_bar(s));
+                    }
+                }
             }
             // Base-bar statistics were computed with the clock's plan (`compute_ahead`):
             // only those of extra columns and timeframes follow each bar here.
-            let follows = self.studies.follows_bars();
-            self.touched.clear();
-            for &s in &active {
-                if self.book.has_working(s) || self.portfolio.position(s).size != 0.0 {
-                    self.open_bar(&market, s, self.clock.taken_bar(s));
-                }
-                if follows {
+            if follows {
+                for &s in &active {
                     let i = self.clock.taken_bar(s);
                     self.studies.update(s, market.local(s, i), market.bars(s));
                 }
             }
+            // A batch with no bar to match (no symbol of the tick has orders that can act
+            // in its bar) does nothing: no marks at the opens either.
             if self.book.is_matching() {
                 self.mark_opens(&market);
+                let rules = Rules {
+                    config: &self.config,
+                    studies: &self.studies,
+                };
+                self.book.execute_batch(&mut self.portfolio, rules);
             }
-            let rules = Rules {
-                config: &self.config,
-                studies: &self.studies,
-            };
-            self.book.execute_batch(&mut self.portfolio, rules);
             for k in 0..self.touched.len() {
                 let (s, i) = self.touched[k];
                 self.close_bar(&market, s, i);
             }
-            if bars {
-                // One context for the tick's symbols, pointed at each in turn.
-                let mut ctx = tick_context!(self, &active, None);
-                let mut outcome = Ok(());
-                for &s in &active {
-                    ctx.current = Some(s);
-                    outcome = strategy.on_bar(&mut ctx, s);
-                    if outcome.is_err() {
-                        break;
-                    }
-                }
-                if outcome.is_err() {
-                    self.active = active;
-                    return outcome;
-                }
-            }
-            if ticks {
-                let mut ctx = tick_context!(self, &active, None);
-                let outcome = strategy.on_tick(&mut ctx);
+            if bars || ticks {
+                let outcome = self.strategy_phase(strategy, &active, bars, ticks);
                 if outcome.is_err() {
                     self.active = active;
                     return outcome;
                 }
             }
             self.active = active;
-            self.barrier(&market, t);
+            let day_ends = t == day_end;
+            if day_ends {
+                day_end = next_day_end(market.timeline(), self.session_end.as_deref(), t + 1);
+            }
+            self.barrier(&market, t, day_ends);
             more = self.clock.prepare(&market, t + 1);
             self.compute_ahead(&market);
             self.ticks_run += 1;
@@ -397,6 +402,30 @@ impl Engine {
             t += 1;
         }
         self.check_sums()
+    }
+
+    /// The strategy phase: `on_bar` for each of the tick's symbols (`active`, in the call
+    /// order) when the strategy wants bars, then `on_tick` when it wants ticks.
+    fn strategy_phase<S: Strategy>(
+        &mut self,
+        strategy: &mut S,
+        active: &[usize],
+        bars: bool,
+        ticks: bool,
+    ) -> Result<()> {
+        if bars {
+            // One context for the tick's symbols, pointed at each in turn.
+            let mut ctx = tick_context!(self, active, None);
+            for &s in active {
+                ctx.current = Some(s);
+                strategy.on_bar(&mut ctx, s)?;
+            }
+        }
+        if ticks {
+            let mut ctx = tick_context!(self, active, None);
+            strategy.on_tick(&mut ctx)?;
+        }
+        Ok(())
     }
 
     /// Stop on an amount beyond the account's exact range. The portfolio flags it as it
@@ -417,6 +446,26 @@ impl Engine {
             let (next, span) = (self.clock.next_bars(), self.clock.plan_span());
             self.studies.compute_ahead(market, next, span);
         }
+    }
+
+    /// Whether `s` (with a bar now) has working orders or a position: its bar's prices are
+    /// needed now (`open_bar`). The same as asking the book and the portfolio about `s`;
+    /// the sets they keep answer with a bit each.
+    #[inline(always)]
+    fn needs_prices(&self, s: usize) -> bool {
+        self.book.working_symbols().contains(s) || self.portfolio.holding().contains(s)
+    }
+
+    /// Whether any symbol with a bar now `needs_prices`: a word of each set per 64 symbols.
+    #[inline(always)]
+    fn any_needs_prices(&self) -> bool {
+        let working = self.book.working_symbols().words();
+        let holding = self.portfolio.holding().words();
+        let now = self.clock.bitmap();
+        now.iter()
+            .zip(working)
+            .zip(holding)
+            .any(|((&now, &w), &h)| now & (w | h) != 0)
     }
 
     /// Mark `s`'s position to the open of its bar `i` and enter the bar in the book's
@@ -470,8 +519,26 @@ impl Engine {
         self.portfolio.mark(s, b.close[j]);
     }
 
-    fn barrier(&mut self, market: &Market, t: usize) {
+    /// The barrier of tick `t` (`day_ends`: it ends a trading day, by `ends_day`'s rule).
+    fn barrier(&mut self, market: &Market, t: usize, day_ends: bool) {
         let ts = market.timeline()[t];
+        if self.book.has_pending() {
+            self.admit_pending(market, ts);
+        }
+        if day_ends && ts >= self.account_opens {
+            self.portfolio.accrue_carry(ts, &self.config.carry);
+            self.book.end_day(ts);
+        }
+        if self.config.record_every_bar || day_ends {
+            let p = &self.portfolio;
+            self.equity
+                .push(ts, p.equity(), p.cash(), p.gross_exposure());
+        }
+    }
+
+    /// Orders placed during the tick join the book; market orders fill at this bar's
+    /// close under `FillAt::Close` (for symbols with a bar now).
+    fn admit_pending(&mut self, market: &Market, ts: i64) {
         let clock = &self.clock;
         let at_close = self.config.fill_at == FillAt::Close;
         let rules = Rules {
@@ -486,17 +553,6 @@ impl Engine {
                 let i = clock.current_bar(s)?;
                 Some((i, market.bars(s).close[market.local(s, i)]))
             });
-        let timeline = market.timeline();
-        let day_ends = ends_day(timeline, self.session_end.as_deref(), t);
-        if day_ends && ts >= self.account_opens {
-            self.portfolio.accrue_carry(ts, &self.config.carry);
-            self.book.end_day(ts);
-        }
-        if self.config.record_every_bar || day_ends {
-            let p = &self.portfolio;
-            self.equity
-                .push(ts, p.equity(), p.cash(), p.gross_exposure());
-        }
     }
 
     /// The account left the range it sums exactly (`MONEY_LIMIT`): say where and what.

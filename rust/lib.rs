@@ -19,6 +19,7 @@ pub mod rolling;
 pub mod signals;
 pub mod strategy;
 pub mod studies;
+pub mod symbol_set;
 
 #[cfg(test)]
 mod engine_tests;

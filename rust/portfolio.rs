@@ -15,6 +15,8 @@
 
 use std::ops::{AddAssign, Index, IndexMut, Neg, SubAssign};
 
+use crate::symbol_set::SymbolSet;
+
 // ---- exact sums of money ---------------------------------------------------------------
 
 /// Fractional bits of [`Money`]: one unit is 2⁻⁵² ≈ 2.2e-16.
@@ -439,6 +441,8 @@ pub struct Portfolio {
     /// The first amount that left `Money`'s range: (symbol, amount); the run stops on it.
     out_of_range: Option<(Option<usize>, f64)>,
     positions: Vec<Position>,
+    /// The symbols whose position is open (size not 0), set where a size is booked.
+    holding: SymbolSet,
     next_lot_id: u64,
     pub closed: Vec<ClosedTrade>,
     /// The bracket legs of the lots the latest fill closed completely (they must be
@@ -482,6 +486,7 @@ impl Portfolio {
                     ..Default::default()
                 })
                 .collect(),
+            holding: SymbolSet::new(symbols),
             next_lot_id: 1,
             closed: Vec::new(),
             closed_legs: Vec::new(),
@@ -669,6 +674,12 @@ impl Portfolio {
         &self.positions
     }
 
+    /// The symbols with an open position (size not 0), as a set kept with the sizes.
+    #[inline]
+    pub fn holding(&self) -> &SymbolSet {
+        &self.holding
+    }
+
     pub fn open_position_count(&self) -> usize {
         self.positions.iter().filter(|p| p.size != 0.0).count()
     }
@@ -786,6 +797,7 @@ impl Portfolio {
             [lot] => lot.direction * lot.size,
             lots => lots.iter().map(|l| l.direction * l.size).sum(),
         };
+        self.holding.set(x.symbol, pos.size != 0.0);
         self.revalue(x.symbol);
         if self.cash.beyond_sum_limit() {
             let amount = self.equity();

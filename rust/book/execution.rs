@@ -315,7 +315,7 @@ impl Book {
         o.id = self.next_id();
         self.log_order(&o, ts);
         let id = o.id;
-        self.working[o.symbol].push(o);
+        self.working.push(o);
         id
     }
 }

@@ -1,0 +1,98 @@
+//! The working orders of every symbol, and the set of symbols that have any.
+//!
+//! Kept together so the set changes exactly when a symbol's list becomes empty or not:
+//! orders are added and removed here only, and a symbol's orders are otherwise lent as a
+//! slice (which can change an order, never how many there are).
+
+use std::ops::{Index, IndexMut};
+
+use crate::orders::Order;
+use crate::symbol_set::SymbolSet;
+
+pub(super) struct Working {
+    /// Per symbol, its working orders in id order (dead ones until the next `retain_live`).
+    lists: Vec<Vec<Order>>,
+    /// The symbols whose list is not empty.
+    symbols: SymbolSet,
+}
+
+impl Working {
+    pub fn new(symbols: usize) -> Self {
+        Working {
+            lists: (0..symbols).map(|_| Vec::new()).collect(),
+            symbols: SymbolSet::new(symbols),
+        }
+    }
+
+    /// The symbols with at least one order in their list.
+    #[inline]
+    pub fn symbols(&self) -> &SymbolSet {
+        &self.symbols
+    }
+
+    /// Add `order` at the end of its symbol's list.
+    #[inline]
+    pub fn push(&mut self, order: Order) {
+        let s = order.symbol;
+        self.lists[s].push(order);
+        self.symbols.set(s, true);
+    }
+
+    /// `push` of a copy of `order`, written as one block.
+    #[inline]
+    pub fn push_copy(&mut self, order: &Order) {
+        let s = order.symbol;
+        self.lists[s].extend_from_slice(std::slice::from_ref(order));
+        self.symbols.set(s, true);
+    }
+
+    /// Drop `symbol`'s orders that are no longer live (filled, cancelled, expired),
+    /// keeping the rest in order. One order, the usual case, is cleared or kept as it is
+    /// without the general shuffle.
+    #[inline(always)]
+    pub fn retain_live(&mut self, symbol: usize) {
+        let list = &mut self.lists[symbol];
+        match list.as_slice() {
+            [] => {}
+            [only] => {
+                if !only.live {
+                    list.clear();
+                }
+            }
+            _ => list.retain(|o| o.live),
+        }
+        self.symbols.set(symbol, !list.is_empty());
+    }
+
+    /// `retain_live` for every symbol.
+    pub fn retain_live_everywhere(&mut self) {
+        for s in 0..self.lists.len() {
+            self.retain_live(s);
+        }
+    }
+
+    /// Every symbol's orders, by symbol.
+    pub fn iter(&self) -> impl Iterator<Item = &[Order]> {
+        self.lists.iter().map(Vec::as_slice)
+    }
+}
+
+impl Index<usize> for Working {
+    type Output = [Order];
+
+    #[inline]
+    fn index(&self, symbol: usize) -> &[Order] {
+        &self.lists[symbol]
+    }
+}
+
+impl IndexMut<usize> for Working {
+    #[inline]
+    fn index_mut(&mut self, symbol: usize) -> &mut [Order] {
+        &mut self.lists[symbol]
+    }
+}
+
+#[cfg(test)]
+#[path = "working_tests.rs"]
+mod tests;

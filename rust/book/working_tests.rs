@@ -1,0 +1,277 @@
+//! The sets of symbols the market phase reads instead of each symbol's orders and
+//! position (`Book::working_symbols`, `Portfolio::holding`), checked against the plain
+//! per-symbol tests after every step of random sequences: orders of every kind placed,
+//! admitted (filled at the close or not), matched and filled bar by bar with their
+//! bracket legs, cancelled, expired (day, good-till-date, bars, immediate-or-cancel),
+//! and positions closed whole or in part.
+
+use super::Working;
+use crate::book::{Book, Placing, Rules};
+use crate::broker::Bar;
+use crate::config::Config;
+use crate::orders::{Order, OrderRequest, Role, Side, Status, TimeInForce, Trail};
+use crate::portfolio::Portfolio;
+use crate::studies::Studies;
+
+/// 70 symbols: the sets take two words, the second one partly used.
+const SYMBOLS: usize = 70;
+
+struct Desk {
+    book: Book,
+    portfolio: Portfolio,
+    config: Config,
+    studies: Studies,
+    /// Per symbol, how many bars it has had and its latest close (NaN before the first).
+    bars: Vec<usize>,
+    last: Vec<f64>,
+    now: i64,
+    state: u64,
+}
+
+impl Desk {
+    fn new(seed: u64) -> Self {
+        let config = Config {
+            cash: 1e6,
+            ..Config::default()
+        };
+        Desk {
+            book: Book::new(SYMBOLS),
+            portfolio: Portfolio::new(config.cash, SYMBOLS),
+            config,
+            studies: Studies::default(),
+            bars: vec![0; SYMBOLS],
+            last: vec![f64::NAN; SYMBOLS],
+            now: 0,
+            state: seed | 1,
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state
+    }
+
+    /// True with probability `percent` / 100.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.random() % 100 < percent
+    }
+
+    /// The sets hold exactly the symbols with working orders, and with a position.
+    fn check(&self, step: &str) {
+        for s in 0..SYMBOLS {
+            let working = !self.book.working(s).is_empty();
+            assert_eq!(
+                self.book.working_symbols().contains(s),
+                working,
+                "{step}: symbol {s}'s orders"
+            );
+            let held = self.portfolio.position(s).size != 0.0;
+            assert_eq!(
+                self.portfolio.holding().contains(s),
+                held,
+                "{step}: symbol {s}'s position"
+            );
+        }
+    }
+
+    /// A random order of a random kind for a random symbol (refused ones are fine).
+    fn place(&mut self) {
+        let s = (self.random() % SYMBOLS as u64) as usize;
+        let side = if self.chance(50) {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let size = 1.0 + (self.random() % 5) as f64;
+        let price = if self.last[s].is_nan() {
+            100.0
+        } else {
+            self.last[s]
+        };
+        let off = |d: &mut Desk| price * (1.0 + ((d.random() % 41) as f64 - 20.0) * 1e-3);
+        let mut r = OrderRequest::market(s, side, size);
+        match self.random() % 5 {
+            0 => {}
+            1 => r.limit = Some(off(self)),
+            2 => r.stop = Some(off(self)),
+            3 => (r.limit, r.stop) = (Some(off(self)), Some(off(self))),
+            _ => r.trail = Some(Trail::Fraction(0.01)),
+        }
+        if self.chance(30) {
+            let sign = if side == Side::Buy { 1.0 } else { -1.0 };
+            r.stop_loss = Some(price * (1.0 - sign * 0.01));
+            r.take_profit = Some(price * (1.0 + sign * 0.01));
+        }
+        r.time_in_force = match self.random() % 6 {
+            0 => TimeInForce::Day,
+            1 => TimeInForce::ImmediateOrCancel,
+            2 => TimeInForce::Bars(1 + (self.random() % 3) as usize),
+            3 => TimeInForce::Until(self.now + (self.random() % 4) as i64),
+            _ => TimeInForce::GoodTillCancelled,
+        };
+        let at = Placing {
+            name: "X",
+            price: self.last[s],
+            now: self.now,
+            next_bar: self.bars[s],
+            symbol: s,
+            bar: self.bars[s].checked_sub(1),
+            studies: &self.studies,
+        };
+        let _ = self.book.submit(r, &at);
+    }
+
+    /// The barrier: pending orders join; market orders of some symbols with a bar now
+    /// fill at its close (as under `FillAt::Close`).
+    fn admit(&mut self, at_close: &[bool]) {
+        let rules = Rules {
+            config: &self.config,
+            studies: &self.studies,
+        };
+        let (bars, last) = (&self.bars, &self.last);
+        self.book
+            .admit_pending(self.now, &mut self.portfolio, rules, |s| {
+                (at_close[s] && bars[s] > 0).then(|| (bars[s] - 1, last[s]))
+            });
+    }
+
+    /// A tick: orders past their time expire, some symbols have a bar (matched as one
+    /// batch as the engine does), then they are marked to the close.
+    fn tick(&mut self) -> Vec<bool> {
+        self.now += 1;
+        self.book.expire_before(self.now);
+        self.check("expiry");
+        let with_bar: Vec<bool> = (0..SYMBOLS).map(|_| self.chance(70)).collect();
+        let mut touched = Vec::new();
+        for s in (0..SYMBOLS).filter(|&s| with_bar[s]) {
+            let was = if self.last[s].is_nan() {
+                100.0
+            } else {
+                self.last[s]
+            };
+            let open = was * (1.0 + ((self.random() % 21) as f64 - 10.0) * 1e-3);
+            let close = open * (1.0 + ((self.random() % 21) as f64 - 10.0) * 1e-3);
+            let bar = Bar {
+                open,
+                high: open.max(close) * 1.004,
+                low: open.min(close) * 0.996,
+                close,
+            };
+            let i = self.bars[s];
+            self.bars[s] += 1;
+            self.last[s] = close;
+            self.portfolio.mark(s, open);
+            self.book.open_bar(s, i, self.now, bar);
+            touched.push((s, bar));
+        }
+        let rules = Rules {
+            config: &self.config,
+            studies: &self.studies,
+        };
+        self.book.execute_batch(&mut self.portfolio, rules);
+        self.check("a batch of fills");
+        for (s, bar) in touched {
+            self.portfolio.observe_range(s, bar.low, bar.high);
+            self.portfolio.mark(s, bar.close);
+        }
+        with_bar
+    }
+}
+
+#[test]
+fn the_sets_of_symbols_follow_every_fill_cancel_expiry_and_close() {
+    for seed in [1u64, 0x5eed, 0xdead_beef, 0x1234_5678_9abc] {
+        let mut d = Desk::new(seed);
+        d.check("start");
+        let (mut filled, mut cancelled, mut expired, mut closes) = (0, 0, 0, 0);
+        for _ in 0..400 {
+            let with_bar = d.tick();
+            for _ in 0..d.random() % 12 {
+                match d.random() % 10 {
+                    0..=4 => d.place(),
+                    5..=7 => {
+                        // One of a random symbol's open orders (a bracket leg too).
+                        let s = (d.random() % SYMBOLS as u64) as usize;
+                        let open = d.book.open_orders(s);
+                        if !open.is_empty() {
+                            let id = open[(d.random() % open.len() as u64) as usize];
+                            cancelled += usize::from(d.book.cancel(id, d.now));
+                            d.check("a cancel");
+                        }
+                    }
+                    _ => {
+                        let s = (d.random() % SYMBOLS as u64) as usize;
+                        let held = d.portfolio.position(s).size;
+                        let portion = if d.chance(50) { 1.0 } else { 0.5 };
+                        closes += usize::from(matches!(
+                            d.book.close_position(s, held, portion, d.now),
+                            Ok(Some(_))
+                        ));
+                    }
+                }
+            }
+            let at_close: Vec<bool> = with_bar.iter().map(|&b| b && d.chance(20)).collect();
+            d.admit(&at_close);
+            d.check("the barrier");
+            if d.chance(10) {
+                d.book.end_day(d.now);
+                d.check("a day's end");
+            }
+            filled = d.book.fills().len();
+            expired = d
+                .book
+                .orders()
+                .iter()
+                .filter(|o| o.status == Status::Expired)
+                .count();
+        }
+        // The sequences did what they are for: many fills, cancels, expiries, closes.
+        assert!(filled > 500, "seed {seed}: {filled} fills");
+        assert!(cancelled > 40, "seed {seed}: {cancelled} cancels");
+        assert!(expired > 50, "seed {seed}: {expired} expiries");
+        assert!(closes > 100, "seed {seed}: {closes} closes");
+    }
+}
+
+/// `Working` alone: each way of adding an order (to an empty list or not), of dropping
+/// dead ones (one symbol, every symbol) and of killing an order through the lent slice
+/// leaves the set holding exactly the symbols whose list is not empty.
+#[test]
+fn the_set_of_working_symbols_follows_each_list() {
+    let mut w = Working::new(SYMBOLS);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for id in 1..3000u64 {
+        let s = (random() % SYMBOLS as u64) as usize;
+        match random() % 6 {
+            0 => w.push(Order::new(id, s, Side::Buy, 1.0, Role::Entry)),
+            1 => w.push_copy(&Order::new(id, s, Side::Sell, 1.0, Role::Entry)),
+            2 => {
+                if let Some(o) = w[s].first_mut() {
+                    o.live = false;
+                }
+            }
+            3 => w.retain_live(s),
+            4 if random() % 20 == 0 => w.retain_live_everywhere(),
+            _ => {
+                for o in w[s].iter_mut() {
+                    o.live = random() % 2 == 0;
+                }
+            }
+        }
+        for k in 0..SYMBOLS {
+            assert_eq!(
+                w.symbols().contains(k),
+                !w[k].is_empty(),
+                "step {id}: symbol {k}"
+            );
+        }
+    }
+}
