@@ -146,19 +146,22 @@ impl Count for i64 {
 }
 
 /// Counts of `2^-k` (`scale` = 2^k) of `xs` into `counts`: false if one is not an
-/// integer below 2^bits. Written to vectorise: no branch, the check folded into one flag.
+/// integer below 2^bits. No branch: the checks are folded into two words over the block,
+/// the bits in which a count's round trip differs from its value (a value that is no
+/// integer, or beyond i64, whose conversion gives `i64::MIN`), and the counts' magnitudes
+/// OR-ed (below the power of two 2^bits exactly when each one is).
 #[inline(always)]
 fn narrow_counts(xs: &[f64], counts: &mut [i64], scale: f64, bits: i32) -> bool {
-    let limit = 1u64 << bits;
-    let mut fits = true;
+    let (mut differ, mut magnitudes) = (0u64, 0u64);
     for (count, &x) in counts.iter_mut().zip(xs) {
         let y = x * scale;
-        // Saturating: beyond the range, the limit check fails (it is at most 2^62).
-        let v = y as i64;
-        fits &= (v as f64 == y) & (v.unsigned_abs() < limit);
+        let v = truncate(y);
+        // `+ 0.0` makes a -0.0 the +0.0 its count converts back to (as `==` would).
+        differ |= (v as f64).to_bits() ^ (y + 0.0).to_bits();
+        magnitudes |= v.unsigned_abs();
         *count = v;
     }
-    fits
+    differ == 0 && magnitudes >> bits == 0
 }
 
 /// `sweep` for 64-bit counts: each total's bits parked in its reading's slot, then the

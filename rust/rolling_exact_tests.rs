@@ -147,10 +147,16 @@ fn plain_and_wide_loops_agree() {
             .map(|i| {
                 let v = (rng.next_u64() >> (64 - bits + (round % 3))) as f64;
                 let x = if i % 2 == 0 { v } else { -v } / scale;
-                // Now and then a value that does not fit: a finer digit, or too large.
+                // Now and then a value that does not fit (a finer digit, too large, far
+                // too large, not a number), or a zero of either sign (they fit).
                 match rng.next_u64() % 500 {
                     0 => x + 0.5 / scale,
                     1 => 2f64.powi(bits) / scale,
+                    2 => -0.0,
+                    3 => 0.0,
+                    4 => -(2f64.powi(63)) / scale,
+                    5 => 1e300,
+                    6 => f64::NAN,
                     _ => x,
                 }
             })
