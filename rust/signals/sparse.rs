@@ -56,25 +56,67 @@ pub(super) fn run(engine: &mut Engine, strategy: &mut SignalStrategy<'_>) -> Res
         return engine.run(strategy);
     }
     let market = Arc::clone(market);
-    let outcome = Driver::new(engine.parts()?).run(&market, strategy);
+    let outcome = Driver::new(engine.parts()?, &market).run(&market, strategy);
     outcome?;
     engine.finish_parts()
 }
 
 struct Driver<'a, 'm> {
     p: Parts<'a>,
-    /// Per symbol, its rank in the market's call order.
-    rank: Vec<usize>,
-    /// Per tick, the first symbol scheduled then (`NONE`); `link[s]`: the next one.
+    /// Per symbol, what the driver keeps and reads of it at its events.
+    lanes: Vec<Lane<'m>>,
+    /// Per tick, the first symbol scheduled then (`NONE`; each lane links the next one).
     head: Vec<u32>,
-    link: Vec<u32>,
-    /// Per symbol, the bar of its event (once due: the bar being run).
-    event: Vec<usize>,
+    /// Whether orders fill at the close of the bar they are placed on.
+    at_close: bool,
+    /// Whether the run's terms let `surely_affordable` answer yes at all (leverage at
+    /// least 1, slippage below 100%).
+    longs_affordable: bool,
     parked: ParkedPositions<'m>,
     /// Whether the portfolio holds the parked sums of this tick's close (reads reuse them).
     fresh: bool,
     due: Vec<usize>,
     touched: Vec<Touched>,
+}
+
+/// One symbol as the driver keeps it, in one record: its columns, its event and its place
+/// in the schedule (read together at each event).
+struct Lane<'m> {
+    bars: Columns<'m>,
+    /// The bar of its event (once due: the bar being run; `usize::MAX`: none).
+    event: usize,
+    /// The next symbol in the same tick's bucket (`NONE`: the last).
+    link: u32,
+    /// Its rank in the market's call order.
+    rank: u32,
+}
+
+/// A symbol's columns the driver reads (its bars' times and prices).
+#[derive(Clone, Copy)]
+struct Columns<'m> {
+    ts: &'m [i64],
+    open: &'m [f64],
+    high: &'m [f64],
+    low: &'m [f64],
+    close: &'m [f64],
+}
+
+impl<'m> Columns<'m> {
+    fn of(bars: &'m crate::market::SymbolBars) -> Self {
+        Columns {
+            ts: &bars.ts,
+            open: &bars.open,
+            high: &bars.high,
+            low: &bars.low,
+            close: &bars.close,
+        }
+    }
+
+    /// How many bars.
+    #[inline]
+    fn len(&self) -> usize {
+        self.ts.len()
+    }
 }
 
 /// A symbol the market phase runs at this tick: its bar, and whether its lots have seen
@@ -86,19 +128,30 @@ struct Touched {
 }
 
 impl<'a, 'm> Driver<'a, 'm> {
-    fn new(p: Parts<'a>) -> Self {
+    /// The driver of the engine's `p` over `market`, the engine's market (whose columns
+    /// the lanes borrow for the run).
+    fn new(p: Parts<'a>, market: &'m Market) -> Self {
         let n = p.market.symbol_count();
         let ticks = p.market.timeline().len();
-        let mut rank = vec![0; n];
+        let mut lanes: Vec<Lane<'m>> = (0..n)
+            .map(|s| Lane {
+                bars: Columns::of(market.bars(s)),
+                event: usize::MAX,
+                link: NONE,
+                rank: 0,
+            })
+            .collect();
         for (r, &s) in p.market.call_order().iter().enumerate() {
-            rank[s] = r;
+            lanes[s].rank = r as u32;
         }
+        let at_close = p.config.fill_at == FillAt::Close;
+        let longs_affordable = p.config.leverage >= 1.0 && p.config.slippage_bps < 10_000.0;
         Driver {
             p,
-            rank,
+            lanes,
             head: vec![NONE; ticks],
-            link: vec![NONE; n],
-            event: vec![usize::MAX; n],
+            at_close,
+            longs_affordable,
             parked: ParkedPositions::new(n),
             fresh: false,
             due: Vec::with_capacity(n),
@@ -109,8 +162,9 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// Put `symbol`'s event, its bar `bar`, in the bucket of tick `tick` (its own tick or
     /// an earlier one: it is moved on when that tick comes).
     fn schedule(&mut self, symbol: usize, bar: usize, tick: usize) {
-        self.event[symbol] = bar;
-        self.link[symbol] = self.head[tick];
+        let lane = &mut self.lanes[symbol];
+        lane.event = bar;
+        lane.link = self.head[tick];
         self.head[tick] = symbol as u32;
     }
 
@@ -142,23 +196,27 @@ impl<'a, 'm> Driver<'a, 'm> {
             self.fresh = false;
             if !self.due.is_empty() {
                 self.market_phase(market, strategy, now);
-                for k in 0..self.due.len() {
-                    let (s, i) = (self.due[k], self.event[self.due[k]]);
+                let mut desk = SparseDesk {
+                    market,
+                    book: &mut *self.p.book,
+                    portfolio: &mut *self.p.portfolio,
+                    parked: &mut self.parked,
+                    fresh: &mut self.fresh,
+                    studies: self.p.studies,
+                    now,
+                    symbol: 0,
+                    bar: 0,
+                    close: f64::NAN,
+                };
+                for &s in &self.due {
+                    let i = self.lanes[s].event;
                     // The rules read nothing at a bar without a signal (a bar run for
                     // its orders): they are called at signal bars only.
                     if i < strategy.next_signal(s) {
                         continue;
                     }
-                    let mut desk = SparseDesk {
-                        market,
-                        book: &mut *self.p.book,
-                        portfolio: &mut *self.p.portfolio,
-                        parked: &mut self.parked,
-                        fresh: &mut self.fresh,
-                        studies: self.p.studies,
-                        now,
-                        bar: i,
-                    };
+                    (desk.symbol, desk.bar) = (s, i);
+                    desk.close = self.lanes[s].bars.close[i];
                     strategy.on_symbol_bar(&mut desk, s, i)?;
                 }
             }
@@ -168,13 +226,13 @@ impl<'a, 'm> Driver<'a, 'm> {
             }
             for k in 0..self.due.len() {
                 let s = self.due[k];
-                self.reschedule(market, strategy, s, t);
+                self.reschedule(strategy, s, t);
             }
             self.due.clear();
         }
         // Back into the account, marked at their last bars (their lots see them all).
         while let Some(symbol) = self.parked.list.last().map(|p| p.symbol) {
-            self.unpark(market, symbol, market.bars(symbol).len());
+            self.unpark(symbol, self.lanes[symbol].bars.len());
         }
         self.p.portfolio.set_parked_sums(Money::ZERO, Money::ZERO);
         Ok(())
@@ -186,18 +244,19 @@ impl<'a, 'm> Driver<'a, 'm> {
         let mut s = std::mem::replace(&mut self.head[t], NONE);
         while s != NONE {
             let symbol = s as usize;
-            s = std::mem::replace(&mut self.link[symbol], NONE);
-            let at = market.bars(symbol).ts[self.event[symbol]];
+            let lane = &mut self.lanes[symbol];
+            s = std::mem::replace(&mut lane.link, NONE);
+            let (bar, at) = (lane.event, lane.bars.ts[lane.event]);
             if at == now {
                 self.due.push(symbol);
             } else {
                 let tick = gallop(market.timeline(), t + 1, |x| x < at);
-                self.schedule(symbol, self.event[symbol], tick);
+                self.schedule(symbol, bar, tick);
             }
         }
         if self.due.len() > 1 {
-            let rank = &self.rank;
-            self.due.sort_unstable_by_key(|&s| rank[s]);
+            let lanes = &self.lanes;
+            self.due.sort_unstable_by_key(|&s| lanes[s].rank);
         }
     }
 
@@ -214,11 +273,10 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// Bring `symbol` back into the account before its bar `bar` (its number of bars at
     /// the end of the run): marked at the close before it, its lots having seen the bars
     /// in between.
-    fn unpark(&mut self, market: &Market, symbol: usize, bar: usize) {
-        self.take_out(market, symbol, bar);
-        self.p
-            .portfolio
-            .unpark(symbol, market.bars(symbol).close[bar - 1]);
+    fn unpark(&mut self, symbol: usize, bar: usize) {
+        self.take_out(symbol, bar);
+        let close = self.lanes[symbol].bars.close[bar - 1];
+        self.p.portfolio.unpark(symbol, close);
     }
 
     /// Take `symbol` out of the parked positions at its bar `bar`, its lots having seen
@@ -227,9 +285,9 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// phase marks every symbol it touches, at the open when the batch reads the account
     /// and at the close always). An amount the mark at the close before `bar` would find
     /// beyond the exact range is still reported as that mark would.
-    fn take_out(&mut self, market: &Market, symbol: usize, seen_to: usize) {
+    fn take_out(&mut self, symbol: usize, seen_to: usize) {
         let parked = self.parked.remove(symbol);
-        let b = market.bars(symbol);
+        let b = self.lanes[symbol].bars;
         let (low, high) = (
             &b.low[parked.unseen..seen_to],
             &b.high[parked.unseen..seen_to],
@@ -254,32 +312,26 @@ impl<'a, 'm> Driver<'a, 'm> {
     fn market_phase(&mut self, market: &'m Market, strategy: &SignalStrategy<'_>, now: i64) {
         self.touched.clear();
         let mut entries = false;
-        let at_close = self.p.config.fill_at == FillAt::Close;
         for k in 0..self.due.len() {
-            let (s, i) = (self.due[k], self.event[self.due[k]]);
-            let b = market.bars(s);
+            let s = self.due[k];
+            let (b, i) = (self.lanes[s].bars, self.lanes[s].event);
             // A position with no orders to match: its lots see this bar with the skipped
             // ones (nothing executes in between).
-            let idle = self.p.book.working(s).is_empty();
-            let seen_to = if idle { i + 1 } else { i };
+            let working = self.p.book.working(s);
+            let idle = working.is_empty();
             let parked = self.parked.slot[s] != NONE;
-            if parked && idle && !at_close {
-                // Its signal bar, with no orders to match: it stays parked through it (the
-                // rules read its size; its term at this close is in the parked sums). Not
-                // when orders fill at the close: the barrier marks and fills it there.
-                continue;
-            }
-            if parked {
-                self.take_out(market, s, seen_to);
-                let size = self.p.portfolio.position(s).size;
-                if !Money::in_range(size * b.close[i - 1]) {
-                    self.p.portfolio.mark(s, b.close[i - 1]);
+            if idle {
+                if parked && !self.at_close {
+                    // Its signal bar, with no orders to match: it stays parked through it
+                    // (the rules read its size; its term at this close is in the parked
+                    // sums). Not when orders fill at the close: the barrier marks and
+                    // fills it there.
+                    continue;
                 }
-            } else if idle && self.p.portfolio.position(s).size == 0.0 {
-                continue;
-            }
-            if !idle {
-                let working = self.p.book.working(s);
+                if !parked && self.p.portfolio.position(s).size == 0.0 {
+                    continue;
+                }
+            } else {
                 entries |= working.iter().any(|o| o.live && o.role == Role::Entry);
                 let bar = Bar {
                     open: b.open[i],
@@ -289,10 +341,17 @@ impl<'a, 'm> Driver<'a, 'm> {
                 };
                 self.p.book.open_bar(s, i, b.ts[i], bar);
             }
+            if parked {
+                self.take_out(s, if idle { i + 1 } else { i });
+                let size = self.p.portfolio.position(s).size;
+                if !Money::in_range(size * b.close[i - 1]) {
+                    self.p.portfolio.mark(s, b.close[i - 1]);
+                }
+            }
             self.touched.push(Touched {
                 symbol: s,
                 bar: i,
-                seen: parked && seen_to > i,
+                seen: parked && idle,
             });
         }
         if self.touched.is_empty() {
@@ -301,7 +360,7 @@ impl<'a, 'm> Driver<'a, 'm> {
         let matching = self.p.book.is_matching();
         let reads = matching && entries;
         for t in &self.touched {
-            let open = market.bars(t.symbol).open[t.bar];
+            let open = self.lanes[t.symbol].bars.open[t.bar];
             let size = self.p.portfolio.position(t.symbol).size;
             if reads || !Money::in_range(size * open) {
                 self.p.portfolio.mark(t.symbol, open);
@@ -324,19 +383,23 @@ impl<'a, 'm> Driver<'a, 'm> {
             self.p.book.execute_batch(self.p.portfolio, rules);
         }
         for k in 0..self.touched.len() {
-            let (s, i) = (self.touched[k].symbol, self.touched[k].bar);
-            let b = market.bars(s);
+            let Touched {
+                symbol: s,
+                bar: i,
+                seen,
+            } = self.touched[k];
+            let b = self.lanes[s].bars;
             let position = self.p.portfolio.position(s);
-            if !self.touched[k].seen && !position.lots.is_empty() {
+            let size = position.size;
+            if !seen && !position.lots.is_empty() {
                 self.p.portfolio.observe_range(s, b.low[i], b.high[i]);
             }
             // A position that nothing can change before the next bar or more (no orders,
             // no signal on this bar nor the next) is parked at this close at once rather
             // than marked there first (`reschedule` would park it right after).
             let next = strategy.next_signal(s).min(b.len());
-            let size = self.p.portfolio.position(s).size;
             if size != 0.0 && i < next && next > i + 1 && self.p.book.working(s).is_empty() {
-                self.park(market, s, i);
+                self.park(s, i);
             } else {
                 self.p.portfolio.mark(s, b.close[i]);
             }
@@ -346,8 +409,8 @@ impl<'a, 'm> Driver<'a, 'm> {
 
     /// Park `symbol`'s position at the close of its bar `i`, taking its term as booked
     /// (at any mark) out of the account's sums.
-    fn park(&mut self, market: &'m Market, symbol: usize, i: usize) {
-        let b = market.bars(symbol);
+    fn park(&mut self, symbol: usize, i: usize) {
+        let b = self.lanes[symbol].bars;
         let size = self.p.portfolio.position(symbol).size;
         self.p.portfolio.park(symbol);
         let value = term(size, b.close[i]).unwrap_or_else(|amount| {
@@ -355,8 +418,8 @@ impl<'a, 'm> Driver<'a, 'm> {
             Money::ZERO
         });
         self.parked.add(symbol, size, b, i, value);
-        prefetch_bar(b, i + 1);
-        prefetch_bar(b, i + 1 + PREFETCH_AHEAD / 2);
+        prefetch_bar(&b, i + 1);
+        prefetch_bar(&b, i + 1 + PREFETCH_AHEAD / 2);
         self.fresh = false;
     }
 
@@ -379,7 +442,7 @@ impl<'a, 'm> Driver<'a, 'm> {
     fn surely_affordable(&self, market: &Market) -> bool {
         let config = self.p.config;
         let portfolio = &*self.p.portfolio;
-        if !(config.leverage >= 1.0 && config.slippage_bps < 10_000.0)
+        if !self.longs_affordable
             || self.parked.shorts > 0
             || portfolio.has_short_terms()
             || !market.marks_positive()
@@ -392,7 +455,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             if portfolio.position(s).size < 0.0 {
                 return false;
             }
-            let open = market.bars(s).open[i];
+            let open = self.lanes[s].bars.open[i];
             for o in self.p.book.working(s).iter().filter(|o| o.live) {
                 match o.role {
                     Role::Entry if o.side == Side::Buy && o.is_market() => {
@@ -419,7 +482,7 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// book (market orders fill at this close under trade-on-close), carrying costs at a
     /// day's end, the equity sample.
     fn barrier(&mut self, market: &Market, now: i64, ends_day: bool) {
-        let at_close = self.p.config.fill_at == FillAt::Close;
+        let at_close = self.at_close;
         let pending = self.p.book.has_pending();
         let sample = self.p.config.record_every_bar || ends_day;
         if (pending && at_close) || sample {
@@ -430,7 +493,7 @@ impl<'a, 'm> Driver<'a, 'm> {
                 config: self.p.config,
                 studies: self.p.studies,
             };
-            let event = &self.event;
+            let lanes = &self.lanes;
             // Only due symbols place orders, so each has its bar at this tick.
             self.p
                 .book
@@ -438,7 +501,7 @@ impl<'a, 'm> Driver<'a, 'm> {
                     if !at_close {
                         return None;
                     }
-                    let (i, b) = (event[s], market.bars(s));
+                    let (i, b) = (lanes[s].event, lanes[s].bars);
                     (b.ts.get(i) == Some(&now)).then(|| (i, b.close[i]))
                 });
         }
@@ -456,33 +519,26 @@ impl<'a, 'm> Driver<'a, 'm> {
 
     /// After symbol `s`'s bar at tick `t`: find its next event, and park its position
     /// until then.
-    fn reschedule(
-        &mut self,
-        market: &'m Market,
-        strategy: &SignalStrategy<'_>,
-        s: usize,
-        t: usize,
-    ) {
-        let b = market.bars(s);
-        let i = self.event[s];
+    fn reschedule(&mut self, strategy: &SignalStrategy<'_>, s: usize, t: usize) {
+        let (b, i) = (self.lanes[s].bars, self.lanes[s].event);
         let end = b.len();
         let mut next = strategy.next_signal(s).min(end);
-        if let Some(bar) = self.next_match(market, s, i, next) {
+        if let Some(bar) = self.next_match(s, i, next) {
             next = bar;
         }
         // A position with bars before its next event is parked over them; without any,
         // its term in the account stays right until then.
         let size = self.p.portfolio.position(s).size;
         if size != 0.0 && next > i + 1 && self.parked.slot[s] == NONE {
-            self.park(market, s, i);
+            self.park(s, i);
         }
         if next < end {
-            prefetch_bar(b, next);
+            prefetch_bar(&b, next);
             // Each bar of `s` has a tick of its own, so `next` comes `next - i` ticks
             // after `i` at the earliest.
             self.schedule(s, next, t + (next - i));
         } else {
-            self.event[s] = usize::MAX;
+            self.lanes[s].event = usize::MAX;
         }
     }
 
@@ -491,7 +547,7 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// that moves with each bar: trailing stops, stop-limits) make it the next bar; stops
     /// and limits are looked for in the bars' ranges, loosely (`<=`/`>=` at the open and
     /// at the extremes): a bar found that does not match is only run for nothing.
-    fn next_match(&self, market: &Market, s: usize, i: usize, until: usize) -> Option<usize> {
+    fn next_match(&self, s: usize, i: usize, until: usize) -> Option<usize> {
         let working = self.p.book.working(s);
         if working.is_empty() || until <= i + 1 {
             return None;
@@ -512,7 +568,7 @@ impl<'a, 'm> Driver<'a, 'm> {
                 above = above.min(price);
             }
         }
-        let b = market.bars(s);
+        let b = self.lanes[s].bars;
         let (from, to) = (i + 1, until.min(b.len()));
         let (open, low, high) = (&b.open[from..to], &b.low[from..to], &b.high[from..to]);
         (0..open.len())
@@ -574,12 +630,12 @@ fn prefetch<T>(column: &[T], i: usize) {
 
 /// Fetch the bar `i` of `bars` into cache: its time and four prices.
 #[inline(always)]
-fn prefetch_bar(bars: &crate::market::SymbolBars, i: usize) {
-    prefetch(&bars.ts, i);
-    prefetch(&bars.open, i);
-    prefetch(&bars.high, i);
-    prefetch(&bars.low, i);
-    prefetch(&bars.close, i);
+fn prefetch_bar(bars: &Columns<'_>, i: usize) {
+    prefetch(bars.ts, i);
+    prefetch(bars.open, i);
+    prefetch(bars.high, i);
+    prefetch(bars.low, i);
+    prefetch(bars.close, i);
 }
 
 /// size × price in exact units, or the amount when it is beyond the exact range.
@@ -609,20 +665,13 @@ impl<'m> ParkedPositions<'m> {
 
     /// Add `symbol`'s position of `size`, marked at the close of its bar `bar` (one of
     /// `bars`, not its last), whose term `value` left the account.
-    fn add(
-        &mut self,
-        symbol: usize,
-        size: f64,
-        bars: &'m crate::market::SymbolBars,
-        bar: usize,
-        value: Money,
-    ) {
+    fn add(&mut self, symbol: usize, size: f64, bars: Columns<'m>, bar: usize, value: Money) {
         self.slot[symbol] = self.list.len() as u32;
         self.list.push(Parked {
             symbol,
             size,
-            ts: &bars.ts,
-            close: &bars.close,
+            ts: bars.ts,
+            close: bars.close,
             bar,
             tick: self.tick,
             value,
@@ -852,8 +901,11 @@ struct SparseDesk<'d, 'm> {
     fresh: &'d mut bool,
     studies: &'d Studies,
     now: i64,
-    /// The symbol's bar at this tick.
+    /// The symbol (the one the rules ask about) and its bar at this tick, and that bar's
+    /// close.
+    symbol: usize,
     bar: usize,
+    close: f64,
 }
 
 impl Desk for SparseDesk<'_, '_> {
@@ -867,7 +919,8 @@ impl Desk for SparseDesk<'_, '_> {
     }
     #[inline]
     fn price(&self, symbol: usize) -> f64 {
-        self.market.bars(symbol).close[self.bar]
+        debug_assert_eq!(symbol, self.symbol);
+        self.close
     }
     fn equity(&mut self) -> f64 {
         if !*self.fresh {
