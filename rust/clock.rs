@@ -465,6 +465,7 @@ impl Iterator for ActiveSymbols<'_> {
 mod tests {
     use super::*;
     use crate::market::SymbolBars;
+    use crate::test_draws::draws;
 
     fn at(ts: &[i64]) -> SymbolBars {
         let n = ts.len();
@@ -486,13 +487,7 @@ mod tests {
     /// alike both ways: the plan made from the cursors leaves it out from the next plan on.
     #[test]
     fn plans_place_every_bar_at_its_tick() {
-        let mut state = 0x853c_49e6_748f_ea9bu64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = draws(0x853c_49e6_748f_ea9b);
         let minutes = 700i64;
         let mut times: Vec<Vec<i64>> = vec![
             (0..minutes).collect(),
@@ -558,13 +553,7 @@ mod tests {
     /// words, the second one partly used).
     #[test]
     fn take_bars_moves_and_lists_what_take_bar_does() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = draws(0x2545_f491_4f6c_dd1d);
         let minutes = 400i64;
         let times: Vec<Vec<i64>> = (0..75)
             .map(|s| match s % 7 {
@@ -641,13 +630,7 @@ mod tests {
     /// ends so, and the sparse driver too.
     #[test]
     fn next_day_end_finds_the_ticks_ends_day_marks() {
-        let mut state = 0x6a09_e667_f3bc_c909u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = draws(0x6a09_e667_f3bc_c909);
         for first in [-3 * NANOS_PER_DAY - 7, 0, 1_700_000_000 * NANOS_PER_SECOND] {
             let mut timeline = vec![first];
             for _ in 0..3000 {
@@ -659,7 +642,7 @@ mod tests {
                 timeline.push(timeline.last().unwrap() + step);
             }
             let sessions: Vec<bool> = (0..timeline.len())
-                .map(|t| t + 5 < timeline.len() && next() % 50 == 0)
+                .map(|t| t + 5 < timeline.len() && next().is_multiple_of(50))
                 .collect();
             for ends in [None, Some(&sessions[..])] {
                 for from in 0..=timeline.len() {

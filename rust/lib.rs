@@ -25,6 +25,8 @@ pub mod symbol_set;
 mod engine_tests;
 #[cfg(test)]
 mod market_phase_tests;
+#[cfg(test)]
+mod test_draws;
 
 #[cfg(feature = "python")]
 mod python;

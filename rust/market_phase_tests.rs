@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::market::{Market, SymbolBars};
 use crate::rolling::{Rolling, RollingKind, Source};
 use crate::strategy::Strategy;
+use crate::test_draws::draws;
 use crate::Config;
 
 /// The means and the sum of the close are computed two at a time (10 with 30, 50 with
@@ -48,13 +49,7 @@ const TICKS: i64 = 240;
 /// Five symbols over 240 minutes: one missing a pseudo-random ~15% of them, one every 7th
 /// minute, one starting at minute 120, one with a single bar, one ending at minute 30.
 fn symbols() -> Vec<SymbolBars> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = draws(0x2545_f491_4f6c_dd1d);
     let times: [Vec<i64>; 5] = [
         (0..TICKS).filter(|&t| t % 7 != 3 && t % 11 != 5).collect(),
         (0..TICKS).filter(|&t| t % 7 == 0).collect(),

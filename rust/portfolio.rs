@@ -885,6 +885,7 @@ fn close_part(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_draws::draws;
 
     fn exec(direction: f64, size: f64, price: f64, commission: f64) -> Execution {
         Execution {
@@ -948,7 +949,7 @@ mod tests {
     fn money_fast_conversion_is_the_bit_field_one() {
         // Every magnitude the fast path takes (and the edges around it): random bit
         // patterns per exponent, ties of half a unit, powers of two, both signs.
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = draws(0x2545_F491_4F6C_DD1D);
         let check = |x: f64| {
             for v in [x, -x] {
                 assert_eq!(Money::from_f64(v), Money::from_f64_fields(v), "{v:e}");
@@ -956,10 +957,7 @@ mod tests {
         };
         for exponent in 0..=1100u64 {
             for _ in 0..200 {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                check(f64::from_bits((exponent << 52) | (state >> 12)));
+                check(f64::from_bits((exponent << 52) | (next() >> 12)));
             }
             check(f64::from_bits(exponent << 52));
             check(f64::from_bits((exponent << 52) | ((1 << 52) - 1)));
@@ -1002,13 +1000,7 @@ mod tests {
                 assert_eq!(m.to_f64().to_bits(), reference(m).to_bits(), "{v}");
             }
         };
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = draws(0x2545_F491_4F6C_DD1D);
         check(0);
         check(i128::MAX);
         check(i128::MIN);
@@ -1059,13 +1051,8 @@ mod tests {
         // Random opens, FIFO closes and closes of a named lot (bracket legs), against a
         // VecDeque doing the same: the same lots in the same order after every step,
         // the oldest first, and never more room kept than twice the open lots.
-        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut pick = |k: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % k
-        };
+        let mut next = draws(0x9E37_79B9_7F4A_7C15);
+        let mut pick = |k: u64| next() % k;
         let mut lots = Lots::default();
         let mut reference = std::collections::VecDeque::new();
         let mut next_id = 1;
@@ -1108,12 +1095,11 @@ mod tests {
     }
 
     /// A deterministic stream of awkward amounts (no rand dependency in the core).
-    fn amounts(n: usize, mut state: u64) -> Vec<f64> {
+    fn amounts(n: usize, seed: u64) -> Vec<f64> {
+        let mut next = draws(seed);
         (0..n)
             .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
+                let state = next();
                 let u = (state >> 11) as f64 / (1u64 << 53) as f64;
                 (u - 0.4) * 10f64.powi((state % 6) as i32) / 3.0
             })
@@ -1186,13 +1172,8 @@ mod tests {
         // between marks, and positions are parked and brought back at the price they
         // were parked at, which a mark at an unchanged price must not mistake for booked.
         let n = 4;
-        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut pick = |k: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % k
-        };
+        let mut next = draws(0x9E37_79B9_7F4A_7C15);
+        let mut pick = |k: u64| next() % k;
         let mut p = Portfolio::new(1_000_000.0, n);
         let mut parked = vec![false; n];
         let mut repeated = 0;

@@ -5,20 +5,7 @@
 use super::*;
 
 /// xorshift64*: reproducible pseudo-random numbers without a crate.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+use crate::test_draws::XorShift;
 
 #[test]
 fn exact_sum_rounds_the_exact_sum_once() {

@@ -59,6 +59,7 @@ impl SymbolSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_draws::draws;
 
     /// Membership over three words (the last one partly used) follows every `set`, and
     /// the bits sit where the clock's maps put them.
@@ -67,11 +68,9 @@ mod tests {
         let mut set = SymbolSet::new(150);
         assert_eq!(set.words().len(), 3);
         let mut plain = [false; 150];
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = draws(0x9e37_79b9_7f4a_7c15);
         for _ in 0..2000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
+            let state = next();
             let (s, on) = ((state % 150) as usize, (state >> 32) & 1 == 1);
             set.set(s, on);
             plain[s] = on;

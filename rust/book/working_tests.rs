@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::orders::{Order, OrderRequest, Role, Side, Status, TimeInForce, Trail};
 use crate::portfolio::Portfolio;
 use crate::studies::Studies;
+use crate::test_draws::draws;
 
 /// 70 symbols: the sets take two words, the second one partly used.
 const SYMBOLS: usize = 70;
@@ -241,13 +242,7 @@ fn the_sets_of_symbols_follow_every_fill_cancel_expiry_and_close() {
 #[test]
 fn the_set_of_working_symbols_follows_each_list() {
     let mut w = Working::new(SYMBOLS);
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut random = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut random = draws(0x2545_f491_4f6c_dd1d);
     for id in 1..3000u64 {
         let s = (random() % SYMBOLS as u64) as usize;
         match random() % 6 {
@@ -259,10 +254,10 @@ fn the_set_of_working_symbols_follows_each_list() {
                 }
             }
             3 => w.retain_live(s),
-            4 if random() % 20 == 0 => w.retain_live_everywhere(),
+            4 if random().is_multiple_of(20) => w.retain_live_everywhere(),
             _ => {
                 for o in w[s].iter_mut() {
-                    o.live = random() % 2 == 0;
+                    o.live = random().is_multiple_of(2);
                 }
             }
         }

@@ -952,16 +952,7 @@ impl Desk for SparseDesk<'_, '_> {
 mod tests {
     use super::{range, term, Parked};
     use crate::portfolio::Portfolio;
-
-    /// A deterministic stream of numbers (xorshift).
-    fn draws(mut state: u64) -> impl FnMut() -> u64 {
-        move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        }
-    }
+    use crate::test_draws::draws;
 
     #[test]
     fn a_parked_position_advances_to_its_latest_bar_and_takes_its_term() {
@@ -1017,13 +1008,7 @@ mod tests {
     #[test]
     fn range_is_the_running_min_and_max_a_lot_sees_bar_by_bar() {
         // Every length around the lanes, with NaNs now and then (skipped by both).
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut draw = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut draw = draws(0x9E37_79B9_7F4A_7C15);
         for len in 0..70 {
             for _ in 0..20 {
                 let price = |x: u64| {
