@@ -324,11 +324,7 @@ impl Clock {
 
     /// Symbols with a bar at this tick, ascending: iterates set bits of the front map.
     pub fn active(&self) -> ActiveSymbols<'_> {
-        ActiveSymbols {
-            words: &self.front[..self.words],
-            word: 0,
-            bits: self.front.first().copied().unwrap_or(0),
-        }
+        ActiveSymbols::of(&self.front[..self.words])
     }
 }
 
@@ -439,6 +435,17 @@ pub struct ActiveSymbols<'a> {
     words: &'a [u64],
     word: usize,
     bits: u64,
+}
+
+impl<'a> ActiveSymbols<'a> {
+    /// The set bits of `words`, ascending (symbol 0 is word 0's lowest bit).
+    pub fn of(words: &'a [u64]) -> Self {
+        ActiveSymbols {
+            words,
+            word: 0,
+            bits: words.first().copied().unwrap_or(0),
+        }
+    }
 }
 
 impl Iterator for ActiveSymbols<'_> {

@@ -6,6 +6,8 @@
 //! learns from a few words, not from every symbol's orders and position, which of the
 //! tick's symbols need their bar's prices (mostly none, in a run that holds nothing).
 
+use crate::clock::ActiveSymbols;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SymbolSet {
     words: Vec<u64>,
@@ -41,18 +43,9 @@ impl SymbolSet {
         &self.words
     }
 
-    /// The symbols in the set, ascending.
-    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.words.iter().enumerate().flat_map(|(w, &word)| {
-            let mut bits = word;
-            std::iter::from_fn(move || {
-                (bits != 0).then(|| {
-                    let s = w * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    s
-                })
-            })
-        })
+    /// The symbols in the set, ascending (the clock's walk over a map's bits).
+    pub fn iter(&self) -> ActiveSymbols<'_> {
+        ActiveSymbols::of(&self.words)
     }
 }
 
