@@ -47,8 +47,9 @@ class RejectedOrdersError(TickstepError):
 
 
 def check_rejections(orders: dict[str, Any], symbols: list[str], on_reject: str) -> int:
-    """Count the rejected orders of a run's order log (the core's columns) and warn or
-    raise about them as ``on_reject`` says. Returns the count."""
+    """Count the rejected orders of a run's order log (the core's columns: every order,
+    or only the rejected ones, `Engine.rejected_orders`) and warn or raise about them as
+    ``on_reject`` says. Returns the count."""
     rejected = np.flatnonzero(np.asarray(orders["status"]) == _REJECTED)
     if len(rejected) == 0 or on_reject == "ignore":
         return len(rejected)

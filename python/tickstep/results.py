@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from tickstep._core import UnknownSymbolError
 from tickstep.hints import did_you_mean
@@ -131,10 +132,28 @@ def _pandas_column(col: _Column, values: Any, symbols: pd.CategoricalDtype) -> A
     if col.kind == "symbol":
         return pd.Categorical.from_codes(np.asarray(values, dtype="int64"), dtype=symbols)
     if col.kind == "choice":
-        return np.asarray(col.labels, dtype=object)[np.asarray(values, dtype=np.int64)]
+        codes = np.asarray(values, dtype=np.int64)
+        if len(codes) and _TEXT_IN_ARROW:
+            return _labels_at(col.labels, codes)
+        return np.asarray(col.labels, dtype=object)[codes]
     if col.kind == "sign":
+        if len(values) and _TEXT_IN_ARROW:
+            return _labels_at(col.labels, np.where(np.asarray(values) > 0, 0, 1))
         return np.where(np.asarray(values) > 0, col.labels[0], col.labels[1])
+    if len(values) and _TEXT_IN_ARROW:
+        return pd.array(pa.array(values, type=pa.large_string()), dtype=_TEXT)
     return list(values)  # text
+
+
+#: The dtype pandas gives a column of strings (``str``, Arrow-backed, since pandas 3).
+_TEXT = pd.Series(np.array(["text"], dtype=object)).dtype
+_TEXT_IN_ARROW = isinstance(_TEXT, pd.StringDtype) and _TEXT.storage == "pyarrow"
+
+
+def _labels_at(labels: tuple[str, ...], codes: np.ndarray) -> Any:
+    """``labels[codes]`` as the column of strings pandas would make of them (`_TEXT`):
+    one take of the few labels in Arrow, instead of pandas reading every string."""
+    return pd.array(pa.array(labels, type=pa.large_string()).take(pa.array(codes)), dtype=_TEXT)
 
 
 def _frame(table: str, raw: dict[str, Any], symbols: pd.CategoricalDtype) -> pd.DataFrame:
@@ -275,11 +294,19 @@ class Result:
 
     @cached_property
     def fills(self) -> pd.DataFrame:
-        return _frame("fills", self._raw["fills"], self._symbols)
+        return _frame("fills", self._log("fills"), self._symbols)
 
     @cached_property
     def orders(self) -> pd.DataFrame:
-        return _frame("orders", self._raw["orders"], self._symbols)
+        return _frame("orders", self._log("orders"), self._symbols)
+
+    def _log(self, table: str) -> dict[str, Any]:
+        """The raw columns of ``table``; the order log and the fills may still be the
+        core's logs (`tickstep._core.OrderLog`, ``FillLog``), exported on first read."""
+        raw = self._raw[table]
+        if not isinstance(raw, dict):
+            raw = self._raw[table] = raw.columns()
+        return raw
 
     @cached_property
     def positions(self) -> pd.DataFrame:
@@ -332,7 +359,7 @@ class Result:
             if self._prices is None:
                 raise ValueError("this result was built without prices")
             return _long_prices(self._prices)
-        return self._raw[table]
+        return self._log(table)
 
     # ---- plots and the report ------------------------------------------------------------
 
@@ -388,6 +415,8 @@ class Result:
     # ---- pickling, saving, loading -------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
+        for log in ("fills", "orders"):
+            self._log(log)  # plain columns, not the core's logs
         state = self.__dict__.copy()
         state["strategy"] = None  # lives with the engine that ran it
         for lazy in ("fills", "orders", "positions"):
@@ -627,7 +656,8 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
                  options: dict[str, Any] | None = None, metadata: pd.DataFrame | None = None,
                  benchmark: Any = None, orders_rejected: int = 0, timezone: str = "UTC",
                  periods_per_year: int | None = None, keep_prices: bool = True) -> Result:
-    """A finished engine's columns as a `Result` (the engine is not kept)."""
+    """A finished engine's columns as a `Result` (the engine is not kept; its order log and
+    fills move to the result)."""
     symbols = names if isinstance(names, pd.CategoricalDtype) else pd.CategoricalDtype(names)
     trades_raw = engine.trades()
     trades = _frame("trades", trades_raw, symbols)
@@ -643,7 +673,9 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
         carrying_costs=engine.carrying_costs(),
         **(market_stats_inputs(market, benchmark, start.value) if market is not None else {}),
     )
-    raw = {"fills": engine.fills(), "orders": engine.orders(), "positions": engine.positions(),
+    # The order log and the fills are exported when the result's orders or fills are read.
+    orders, fills = engine.take_logs()
+    raw = {"fills": fills, "orders": orders, "positions": engine.positions(),
            "equity": eq_raw, "trades": trades_raw}
     return Result(stats=stats, trades=trades, equity_frame=eq, raw=raw, symbols=symbols,
                   params=params, strategy=strategy, options=_jsonable(options or {}),

@@ -288,7 +288,7 @@ def run_signals(
     (engine,), (error,) = _run_native(market, config, [signals], [rules], ends, threads=1)
     if error is not None:
         raise error
-    rejected = check_rejections(engine.orders(), list(market.symbols), config.on_reject)
+    rejected = check_rejections(engine.rejected_orders(), list(market.symbols), config.on_reject)
     return result_of(engine, market, config, params=dict(params or rules), strategy=strategy,
                      metadata=metadata, symbols=symbols, rejected=rejected)
 

@@ -149,7 +149,7 @@ def _run(
                 f"during the warm-up before trade_start={config.trade_start}: place orders from "
                 "next() or on_tick(), which are called from trade_start on"
             )
-    rejected = check_rejections(engine.orders(), list(market.symbols), config.on_reject)
+    rejected = check_rejections(engine.rejected_orders(), list(market.symbols), config.on_reject)
     return engine, instance, rejected
 
 
@@ -494,7 +494,7 @@ def simulate_stream(
                 f"during the warm-up before trade_start={config.trade_start}: place orders from "
                 "next() or on_tick(), which are called from trade_start on"
             )
-    rejected = check_rejections(engine.orders(), names, config.on_reject)
+    rejected = check_rejections(engine.rejected_orders(), names, config.on_reject)
     return result_of(engine, summary, config, params={**strategy.parameters(), **params},
                      strategy=instance, metadata=stream.metadata,
                      symbols=symbols if symbols is not None else pd.CategoricalDtype(names),

@@ -9,10 +9,11 @@ use super::context::PyContext;
 use super::errors::IntoPyResult;
 use super::market::PyMarket;
 use crate::config::{Config, FillAt};
-use crate::engine::Engine;
+use crate::engine::{Engine, Logs};
 use crate::error::EngineError;
-use crate::orders::OrderRecord;
+use crate::orders::{OrderRecord, Status};
 use crate::portfolio::CarryRates;
+use crate::results::Fill;
 use crate::strategy::Strategy;
 
 /// The strategy of a window without Python callbacks (see `run_stream`): the core's
@@ -43,62 +44,160 @@ fn put<'py, T: numpy::Element>(d: &Bound<'py, PyDict>, key: &str, v: Vec<T>) -> 
     d.set_item(key, PyArray1::from_vec(d.py(), v))
 }
 
+/// Records exported per block of this many: a block of any log's records fits in the
+/// cache (orders are the largest, ~130 bytes each).
+const BLOCK: usize = 1024;
+
+/// Per column `name: value` of a record `x`, a vector named `name` of the records'
+/// values, filled a block of records at a time: every column reads the block while it is
+/// in the cache. A log of 100k records is larger than the cache, so a whole pass per
+/// column reads it from memory once per column; one pass filling every column at once
+/// juggles more vectors than there are registers.
+macro_rules! columns_of {
+    ($records:expr, |$x:ident| $($name:ident: $value:expr),+ $(,)?) => {
+        let records = $records;
+        $(let mut $name = Vec::with_capacity(records.len());)+
+        for block in records.chunks(BLOCK) {
+            $($name.extend(block.iter().map(|$x| $value));)+
+        }
+    };
+}
+
 /// Order records as columns (`Engine.orders`): order_id, symbol, side, size, limit, stop, sl,
 /// tp, role, tag, placed_ts, status, closed_ts, reason, filled_size, fill_price, filled_side.
 pub(super) fn order_columns<'py>(
     py: Python<'py>,
     o: &[OrderRecord],
 ) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    put(&d, "order_id", o.iter().map(|x| x.id as i64).collect())?;
-    put(&d, "symbol", o.iter().map(|x| x.symbol as i64).collect())?;
-    put(&d, "side", o.iter().map(|x| x.side.sign() as i8).collect())?;
-    put(&d, "size", o.iter().map(|x| x.size).collect())?;
-    put(&d, "limit", o.iter().map(|x| x.limit).collect())?;
-    put(&d, "stop", o.iter().map(|x| x.stop).collect())?;
-    put(&d, "sl", o.iter().map(|x| x.stop_loss).collect())?;
-    put(&d, "tp", o.iter().map(|x| x.take_profit).collect())?;
-    put(&d, "role", o.iter().map(|x| x.role as i8).collect())?;
-    put(&d, "tag", o.iter().map(|x| x.tag).collect())?;
-    put(&d, "placed_ts", o.iter().map(|x| x.placed_ts).collect())?;
-    put(&d, "status", o.iter().map(|x| x.status as i8).collect())?;
-    put(&d, "closed_ts", o.iter().map(|x| x.closed_ts).collect())?;
     // One string object per distinct phrase (a handful), not one per order; a phrase
     // is a `&'static str`, so the one of the order before is known by its address.
-    let mut phrases: Vec<(&'static str, Bound<'py, PyString>)> = Vec::new();
-    let mut last: Option<usize> = None;
-    let mut picked = Vec::with_capacity(o.len());
-    for x in o {
-        let same = |p: &str| std::ptr::eq(p, x.reason) || p == x.reason;
-        let at = match last {
-            Some(i) if same(phrases[i].0) => i,
-            _ => match phrases.iter().position(|(p, _)| same(p)) {
+    let mut phrases: Vec<&'static str> = Vec::new();
+    let mut last = usize::MAX;
+    let mut phrase_of = |reason: &'static str| {
+        let same = |p: &str| std::ptr::eq(p, reason) || p == reason;
+        if last == usize::MAX || !same(phrases[last]) {
+            last = match phrases.iter().position(|p| same(p)) {
                 Some(i) => i,
                 None => {
-                    phrases.push((x.reason, PyString::new(py, x.reason)));
+                    phrases.push(reason);
                     phrases.len() - 1
                 }
-            },
-        };
-        last = Some(at);
-        picked.push(at);
-    }
-    let reasons = PyList::new(py, picked.iter().map(|&i| &phrases[i].1))?;
-    d.set_item("reason", reasons)?;
-    put(&d, "filled_size", o.iter().map(|x| x.filled_size).collect())?;
-    put(&d, "fill_price", o.iter().map(|x| x.fill_price).collect())?;
+            };
+        }
+        last
+    };
     // As a code of `results._EXECUTED`: 0 nothing, 1 bought, 2 sold.
     let executed = |side: i8| match side {
         1 => 1i8,
         -1 => 2,
         _ => 0,
     };
-    put(
-        &d,
-        "filled_side",
-        o.iter().map(|x| executed(x.filled_side)).collect(),
+    columns_of!(o, |x|
+        order_id: x.id as i64,
+        symbol: x.symbol as i64,
+        side: x.side.sign() as i8,
+        size: x.size,
+        limit: x.limit,
+        stop: x.stop,
+        sl: x.stop_loss,
+        tp: x.take_profit,
+        role: x.role as i8,
+        tag: x.tag,
+        placed_ts: x.placed_ts,
+        status: x.status as i8,
+        closed_ts: x.closed_ts,
+        reason: phrase_of(x.reason),
+        filled_size: x.filled_size,
+        fill_price: x.fill_price,
+        filled_side: executed(x.filled_side),
+    );
+    let d = PyDict::new(py);
+    put(&d, "order_id", order_id)?;
+    put(&d, "symbol", symbol)?;
+    put(&d, "side", side)?;
+    put(&d, "size", size)?;
+    put(&d, "limit", limit)?;
+    put(&d, "stop", stop)?;
+    put(&d, "sl", sl)?;
+    put(&d, "tp", tp)?;
+    put(&d, "role", role)?;
+    put(&d, "tag", tag)?;
+    put(&d, "placed_ts", placed_ts)?;
+    put(&d, "status", status)?;
+    put(&d, "closed_ts", closed_ts)?;
+    let strings: Vec<Bound<'py, PyString>> = phrases.iter().map(|p| PyString::new(py, p)).collect();
+    d.set_item(
+        "reason",
+        PyList::new(py, reason.iter().map(|&i| &strings[i]))?,
     )?;
+    put(&d, "filled_size", filled_size)?;
+    put(&d, "fill_price", fill_price)?;
+    put(&d, "filled_side", filled_side)?;
     Ok(d)
+}
+
+/// Fill records as columns (`Engine.fills`): order_id, symbol, ts, side, size, price,
+/// commission, role.
+fn fill_columns<'py>(py: Python<'py>, f: &[Fill]) -> PyResult<Bound<'py, PyDict>> {
+    columns_of!(f, |x|
+        order_id: x.order_id as i64,
+        symbol: x.symbol as i64,
+        ts: x.ts,
+        side: x.direction as i8,
+        size: x.size,
+        price: x.price,
+        commission: x.commission,
+        role: x.role as i8,
+    );
+    let d = PyDict::new(py);
+    put(&d, "order_id", order_id)?;
+    put(&d, "symbol", symbol)?;
+    put(&d, "ts", ts)?;
+    put(&d, "side", side)?;
+    put(&d, "size", size)?;
+    put(&d, "price", price)?;
+    put(&d, "commission", commission)?;
+    put(&d, "role", role)?;
+    Ok(d)
+}
+
+/// The order log of a finished run, moved out of its engine (`Engine.take_logs`): a
+/// result keeps it and exports its columns only when they are read, as most results
+/// never read their orders (100k orders take longer to export than the rest of a result).
+#[pyclass(name = "OrderLog", module = "tickstep._core", frozen)]
+pub struct PyOrderLog {
+    orders: Vec<OrderRecord>,
+}
+
+#[pymethods]
+impl PyOrderLog {
+    /// The orders as columns, as `Engine.orders` gives them.
+    fn columns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        order_columns(py, &self.orders)
+    }
+
+    fn __len__(&self) -> usize {
+        self.orders.len()
+    }
+}
+
+/// The fills of a finished run, moved out of its engine (`Engine.take_logs`), exported
+/// as columns when read (see `OrderLog`).
+#[pyclass(name = "FillLog", module = "tickstep._core", frozen)]
+pub struct PyFillLog {
+    fills: Vec<Fill>,
+}
+
+#[pymethods]
+impl PyFillLog {
+    /// The fills as columns, as `Engine.fills` gives them.
+    fn columns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        fill_columns(py, &self.fills)
+    }
+
+    fn __len__(&self) -> usize {
+        self.fills.len()
+    }
 }
 
 #[pymethods]
@@ -237,59 +336,75 @@ impl PyEngine {
 
     /// Fills as columns: order_id, symbol (index), ts, side (+1/-1), size, price, commission, role.
     fn fills<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let f = self.engine.fills();
-        let d = PyDict::new(py);
-        put(
-            &d,
-            "order_id",
-            f.iter().map(|x| x.order_id as i64).collect(),
-        )?;
-        put(&d, "symbol", f.iter().map(|x| x.symbol as i64).collect())?;
-        put(&d, "ts", f.iter().map(|x| x.ts).collect())?;
-        put(&d, "side", f.iter().map(|x| x.direction as i8).collect())?;
-        put(&d, "size", f.iter().map(|x| x.size).collect())?;
-        put(&d, "price", f.iter().map(|x| x.price).collect())?;
-        put(&d, "commission", f.iter().map(|x| x.commission).collect())?;
-        put(&d, "role", f.iter().map(|x| x.role as i8).collect())?;
-        Ok(d)
+        fill_columns(py, self.engine.fills())
     }
 
     /// Closed trades as columns.
     fn trades<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let t = &self.engine.portfolio().closed;
+        columns_of!(t, |x|
+            trade_id: x.trade_id as i64,
+            symbol: x.symbol as i64,
+            direction: x.direction as i8,
+            size: x.size,
+            entry_ts: x.entry_ts,
+            exit_ts: x.exit_ts,
+            entry_price: x.entry_price,
+            exit_price: x.exit_price,
+            pnl: x.pnl,
+            return_pct: x.return_pct,
+            commission: x.commission,
+            bars_held: x.bars_held as i64,
+            mae: x.mae,
+            mfe: x.mfe,
+            exit_order: x.exit_order as i64,
+        );
         let d = PyDict::new(py);
-        put(
-            &d,
-            "trade_id",
-            t.iter().map(|x| x.trade_id as i64).collect(),
-        )?;
-        put(&d, "symbol", t.iter().map(|x| x.symbol as i64).collect())?;
-        put(
-            &d,
-            "direction",
-            t.iter().map(|x| x.direction as i8).collect(),
-        )?;
-        put(&d, "size", t.iter().map(|x| x.size).collect())?;
-        put(&d, "entry_ts", t.iter().map(|x| x.entry_ts).collect())?;
-        put(&d, "exit_ts", t.iter().map(|x| x.exit_ts).collect())?;
-        put(&d, "entry_price", t.iter().map(|x| x.entry_price).collect())?;
-        put(&d, "exit_price", t.iter().map(|x| x.exit_price).collect())?;
-        put(&d, "pnl", t.iter().map(|x| x.pnl).collect())?;
-        put(&d, "return_pct", t.iter().map(|x| x.return_pct).collect())?;
-        put(&d, "commission", t.iter().map(|x| x.commission).collect())?;
-        put(
-            &d,
-            "bars_held",
-            t.iter().map(|x| x.bars_held as i64).collect(),
-        )?;
-        put(&d, "mae", t.iter().map(|x| x.mae).collect())?;
-        put(&d, "mfe", t.iter().map(|x| x.mfe).collect())?;
-        put(
-            &d,
-            "exit_order",
-            t.iter().map(|x| x.exit_order as i64).collect(),
-        )?;
+        put(&d, "trade_id", trade_id)?;
+        put(&d, "symbol", symbol)?;
+        put(&d, "direction", direction)?;
+        put(&d, "size", size)?;
+        put(&d, "entry_ts", entry_ts)?;
+        put(&d, "exit_ts", exit_ts)?;
+        put(&d, "entry_price", entry_price)?;
+        put(&d, "exit_price", exit_price)?;
+        put(&d, "pnl", pnl)?;
+        put(&d, "return_pct", return_pct)?;
+        put(&d, "commission", commission)?;
+        put(&d, "bars_held", bars_held)?;
+        put(&d, "mae", mae)?;
+        put(&d, "mfe", mfe)?;
+        put(&d, "exit_order", exit_order)?;
         Ok(d)
+    }
+
+    /// The rejected orders as columns (as `orders` gives them): what the end of a run
+    /// reports about them, without exporting every order.
+    fn rejected_orders<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let rejected: Vec<OrderRecord> = (self.engine.orders().iter())
+            .filter(|o| o.status == Status::Rejected)
+            .cloned()
+            .collect();
+        order_columns(py, &rejected)
+    }
+
+    /// The order log and the fills, moved out of the finished engine (no copy; its
+    /// `orders` and `fills` read as empty after): what a result keeps, exported when read.
+    fn take_logs(&mut self) -> (PyOrderLog, PyFillLog) {
+        let mut taken = Logs::default();
+        self.engine.swap_logs(&mut taken);
+        // The closed trades go back: `trades` and the portfolio still read them.
+        let mut kept = Logs {
+            trades: std::mem::take(&mut taken.trades),
+            ..Logs::default()
+        };
+        self.engine.swap_logs(&mut kept);
+        (
+            PyOrderLog {
+                orders: taken.orders,
+            },
+            PyFillLog { fills: taken.fills },
+        )
     }
 
     /// Every order placed, with where its life ended.

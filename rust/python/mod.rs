@@ -17,6 +17,8 @@ use pyo3::prelude::*;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<market::PyMarket>()?;
     m.add_class::<engine::PyEngine>()?;
+    m.add_class::<engine::PyOrderLog>()?;
+    m.add_class::<engine::PyFillLog>()?;
     m.add_class::<context::PyContext>()?;
     m.add_class::<indicators::PyIndicator>()?;
     m.add_class::<indicators::PyCrossing>()?;
