@@ -5,8 +5,9 @@ Workloads (data ``minute_20x144k``: 20 symbols x 144,000 minutes, built outside 
 - ``single``: SMA(10)/SMA(30) cross signals (long entries and exits, made with numpy before
   timing) through ``_core.run_signals`` on one thread: symbol-bars/s of the native run
   (engine built outside the timing), then the whole ``Backtest.run_signals`` (the same run
-  plus the `Result`: frames and statistics), then the same bars with no signal set (what
-  the mode costs when nothing happens).
+  plus the `Result`: frames and statistics) and the building of that `Result` alone (from
+  a finished engine: the end-of-run rejection check, the logs, frames and statistics), then
+  the same bars with no signal set (what the mode costs when nothing happens).
 - ``grid``: 100 (fast, slow) pairs x the same 20 symbols in one native call
   (``_core.run_signals`` over 100 engines) on 1 thread and on 2 threads: wall time, CPU
   time and the speed-up; then the whole ``Backtest.run_signal_grid`` (the stats table: a
@@ -43,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness as h  # noqa: E402
 import tickstep  # noqa: E402
 from tickstep import _core  # noqa: E402
-from tickstep.simulation import engine_for, market_from_columns  # noqa: E402
+from tickstep.rejections import check_rejections  # noqa: E402
+from tickstep.simulation import engine_for, market_from_columns, result_of  # noqa: E402
 
 
 def rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
@@ -97,6 +99,25 @@ def native_run(market, config, sets, threads):  # type: ignore[no-untyped-def]
     return run
 
 
+def result_building(market, config, sets):  # type: ignore[no-untyped-def]
+    """A finished engine made outside the timing; returns a function timing what
+    ``Backtest.run_signals`` does after the native run: the rejection check and the
+    `Result` (frames and statistics)."""
+    native = native_run(market, config, sets, 1)
+
+    def run() -> list:
+        (engine,) = native()[2]
+        # The rejected orders alone where the engine exports them so (else every order).
+        rejected_orders = getattr(engine, "rejected_orders", engine.orders)
+        c0, t0 = time.process_time(), time.perf_counter()
+        rejected = check_rejections(rejected_orders(), list(market.symbols), config.on_reject)
+        result = result_of(engine, market, config, params={}, strategy=None, metadata=None,
+                           symbols=None, rejected=rejected)
+        return [time.perf_counter() - t0, time.process_time() - c0, result]
+
+    return run
+
+
 def timed(run, times: int) -> h.Timings:  # type: ignore[no-untyped-def]
     t = h.Timings()
     for _ in range(times):
@@ -142,6 +163,7 @@ def one_run(args, market, config, bt, closes, bars, n_sym, out):  # type: ignore
     single = timed(native_run(market, config, one, 1), args.repeat)
     quiet = [np.zeros(len(c), bool) for c in closes]
     bare = timed(native_run(market, config, [(quiet, quiet)], 1), args.repeat)
+    building = timed(result_building(market, config, one), args.repeat)
     whole = h.Timings()
     entries = {sym: pairs[s][0] for s, sym in enumerate(market.symbols)}
     exits = {sym: pairs[s][1] for s, sym in enumerate(market.symbols)}
@@ -155,13 +177,17 @@ def one_run(args, market, config, bt, closes, bars, n_sym, out):  # type: ignore
         "native_wall": single.median_wall, "native_cpu": single.median_cpu,
         "rate_wall": bars / single.median_wall, "rate_cpu": bars / single.median_cpu,
         "result_wall": whole.median_wall, "result_cpu": whole.median_cpu,
+        "building_wall": building.median_wall, "building_cpu": building.median_cpu,
         "no_signals_cpu": bare.median_cpu, "no_signals_rate_cpu": bars / bare.median_cpu,
     }
     print(f"single run, {n_sym} x {bars // n_sym:,} bars, SMA 10/30 cross, {trades} trades:\n"
           f"  native run: {single.median_wall * 1e3:.1f} ms wall ({bars / single.median_wall / 1e6:.0f} M "
           f"symbol-bars/s), {single.median_cpu * 1e3:.1f} ms CPU ({bars / single.median_cpu / 1e6:.0f} M/s)\n"
           f"  Backtest.run_signals with the Result: {whole.median_wall:.3f} s wall, "
-          f"{whole.median_cpu:.3f} s CPU\n"
+          f"{whole.median_cpu:.3f} s CPU ({whole.median_cpu / single.median_cpu:.2f}x the native "
+          f"run's CPU)\n"
+          f"  its Result alone (rejection check, frames, statistics): "
+          f"{building.median_wall * 1e3:.1f} ms wall, {building.median_cpu * 1e3:.1f} ms CPU\n"
           f"  the same bars with no signal (the mode's bare loop): {bare.median_cpu * 1e3:.1f} ms "
           f"CPU ({bars / bare.median_cpu / 1e6:.0f} M symbol-bars/s)")
 
