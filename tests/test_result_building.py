@@ -1,7 +1,7 @@
 """How a Result is built from a finished engine: the fast way gives the frames of the plain way.
 
 The plain way, written out here as a reference: every log exported whole by the engine,
-every label column handed to pandas as strings (it infers their dtype). The result's way:
+every label column handed to pandas (or Arrow) as strings. The result's way:
 the order log and the fills moved out of the engine and exported only when read
 (`Engine.take_logs`), labels taken from their codes in Arrow, logs exported a block of
 records at a time. Every frame, column, dtype, index and value must be the same.
@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import tickstep
 from test_results_io import _NoCoreObjects
@@ -94,6 +95,43 @@ def _assert_same_frame(got, want):
             assert a.type == b.type, column
 
 
+def _plain_arrow(table, raw, symbols):
+    """The Arrow table as `Result.to_arrow` built it before: labels as string objects."""
+    utc = pa.timestamp("ns", tz="UTC")
+    arrays = {}
+    for c in results._TABLES[table]:
+        v = raw[c.raw]
+        if c.kind in ("float", "int"):
+            arrays[c.name] = pa.array(np.asarray(v, dtype=c.dtype if c.kind == "int" else "float64"))
+        elif c.kind == "time":
+            arrays[c.name] = pa.array(np.asarray(v, dtype="int64"), type=pa.int64()).cast(utc)
+        elif c.kind == "maybe_time":
+            ns = np.asarray(v, dtype="int64")
+            arrays[c.name] = pa.array(ns, mask=ns == np.iinfo(np.int64).min, type=pa.int64()).cast(utc)
+        elif c.kind == "symbol":
+            arrays[c.name] = pa.DictionaryArray.from_arrays(
+                pa.array(np.asarray(v, dtype="int32")), pa.array(symbols, type=pa.string()))
+        elif c.kind == "choice":
+            arrays[c.name] = pa.array(np.asarray(c.labels, dtype=object)[np.asarray(v, dtype=np.int64)],
+                                      type=pa.string())
+        elif c.kind == "sign":
+            arrays[c.name] = pa.array(np.where(np.asarray(v) > 0, c.labels[0], c.labels[1]),
+                                      type=pa.string())
+        else:
+            arrays[c.name] = pa.array(list(v), type=pa.string())
+    return pa.table(arrays)
+
+
+def _assert_same_table(got, want):
+    assert got.schema == want.schema
+    for name in want.column_names:
+        a, b = got.column(name), want.column(name)
+        if pa.types.is_floating(b.type):  # NaN (no price) equals NaN here
+            np.testing.assert_array_equal(a.to_numpy(), b.to_numpy(), err_msg=name)
+        else:
+            assert a.equals(b), name
+
+
 def _assert_built_the_plain_way(result, rec, market, config):
     symbols = pd.CategoricalDtype(list(market.symbols))
     raw = rec.raw
@@ -107,6 +145,9 @@ def _assert_built_the_plain_way(result, rec, market, config):
     positions = positions.set_index(pd.Index(list(symbols.categories), name="symbol"))
     positions = positions.drop(columns="symbol")
     _assert_same_frame(result.positions, positions[positions["size"] != 0])
+    names = list(symbols.categories)
+    for table in ("trades", "fills", "orders"):
+        _assert_same_table(result.to_arrow(table), _plain_arrow(table, raw[table], names))
     # The statistics from the plain exports (the grid's way: columns, no frames).
     rejected = int((raw["orders"]["status"] == 3).sum())
     want = simulation.stats_of(raw["trades"], raw["equity"], rec.carrying_costs(), market,

@@ -162,8 +162,6 @@ def _frame(table: str, raw: dict[str, Any], symbols: pd.CategoricalDtype) -> pd.
 
 def _arrow_table(table: str, raw: dict[str, Any], symbols: list[str]) -> Any:
     """The same table as pyarrow, straight from the raw columns (no pandas on the way)."""
-    import pyarrow as pa
-
     utc = pa.timestamp("ns", tz="UTC")
     arrays = {}
     for c in _TABLES[table]:
@@ -180,11 +178,12 @@ def _arrow_table(table: str, raw: dict[str, Any], symbols: list[str]) -> Any:
                 pa.array(np.asarray(v, dtype="int32")), pa.array(symbols, type=pa.string())
             )
         elif c.kind == "choice":
-            arrays[c.name] = pa.array(np.asarray(c.labels, dtype=object)[np.asarray(v, dtype=np.int64)],
-                                      type=pa.string())
+            # One take of the few labels, not a string object per row.
+            labels = pa.array(c.labels, type=pa.string())
+            arrays[c.name] = labels.take(pa.array(np.asarray(v, dtype=np.int64)))
         elif c.kind == "sign":
-            arrays[c.name] = pa.array(np.where(np.asarray(v) > 0, c.labels[0], c.labels[1]),
-                                      type=pa.string())
+            labels = pa.array(c.labels, type=pa.string())
+            arrays[c.name] = labels.take(pa.array(np.where(np.asarray(v) > 0, 0, 1)))
         else:
             arrays[c.name] = pa.array(list(v), type=pa.string())
     return pa.table(arrays)
@@ -192,7 +191,6 @@ def _arrow_table(table: str, raw: dict[str, Any], symbols: list[str]) -> Any:
 
 def _raw_from_arrow(table: str, arrow: Any, symbols: list[str]) -> dict[str, Any]:
     """Back from an Arrow table (e.g. read from Parquet) to the raw engine columns."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     raw: dict[str, Any] = {}
