@@ -384,6 +384,7 @@ impl<'a> SignalStrategy<'a> {
 
     /// Place an order of `units` (signed: + buys) for `symbol`, decided on bar `bar` at
     /// `price`; the stops go with it when it adds to a position on the `want` side.
+    #[inline]
     fn place<D: Desk>(
         &self,
         desk: &mut D,
@@ -420,6 +421,7 @@ impl<'a> SignalStrategy<'a> {
 
     /// `symbol`'s bar `i` (its latest, at the current tick), as the rules read it: nothing
     /// unless a signal is set on it (see the module documentation for the rules).
+    #[inline]
     fn on_symbol_bar<D: Desk>(&mut self, desk: &mut D, symbol: usize, i: usize) -> Result<()> {
         let due = &mut self.due[symbol];
         if i < due.bar {

@@ -922,6 +922,7 @@ impl Desk for SparseDesk<'_, '_> {
         debug_assert_eq!(symbol, self.symbol);
         self.close
     }
+    #[inline]
     fn equity(&mut self) -> f64 {
         if !*self.fresh {
             read_parked(self.market, self.parked, self.portfolio, self.now, false);
@@ -929,6 +930,7 @@ impl Desk for SparseDesk<'_, '_> {
         }
         self.portfolio.equity()
     }
+    #[inline]
     fn submit(&mut self, req: OrderRequest) -> Result<u64> {
         let s = req.symbol;
         let placing = Placing {
@@ -942,6 +944,7 @@ impl Desk for SparseDesk<'_, '_> {
         };
         self.book.submit(req, &placing)
     }
+    #[inline]
     fn close_position(&mut self, symbol: usize) -> Result<Option<u64>> {
         let held = self.held(symbol);
         self.book.close_position(symbol, held, 1.0, self.now)
