@@ -140,7 +140,44 @@ def _symbol_index(symbols: list[str], name: Any, what: str) -> int:
 Convert = Callable[[Any, str, int], np.ndarray]
 
 
-def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str, convert: Convert) -> Columns:
+class _BarRows:
+    """Where each symbol's bars are in the rows of time-indexed frames of signals (-1: no
+    row), looked up once per index and symbol for every frame of a call with that index:
+    entries and exits (and every set of a grid) usually share one, and a lookup of a
+    symbol's 100k bar times costs as much as reading its column."""
+
+    def __init__(self, market: _core.Market) -> None:
+        self._market = market
+        # Per index seen (as UTC ns): the index to look up in, and rows by symbol.
+        self._seen: list[tuple[np.ndarray, pd.Index, dict[int, np.ndarray]]] = []
+
+    def of(self, times: np.ndarray, s: int) -> np.ndarray:
+        """Symbol ``s``'s rows in a frame indexed by ``times`` (UTC ns)."""
+        same = (seen for seen in self._seen
+                if len(seen[0]) == len(times) and np.array_equal(seen[0], times))
+        _, index, rows = next(same, None) or self._add(times)
+        if s not in rows:
+            rows[s] = _rows_in(times, index, _bar_times(self._market, s))
+        return rows[s]
+
+    def _add(self, times: np.ndarray) -> tuple[np.ndarray, pd.Index, dict[int, np.ndarray]]:
+        self._seen.append((times, pd.Index(times), {}))
+        return self._seen[-1]
+
+
+def _rows_in(times: np.ndarray, index: pd.Index, ts: np.ndarray) -> np.ndarray:
+    """``index.get_indexer(ts)``: the row of each time of ``ts`` in ``times`` (``index``'s
+    values), -1 where there is none. A strictly increasing index (a timeline) is searched
+    in order, without building its hash table."""
+    if not index.is_monotonic_increasing or not index.is_unique:
+        return index.get_indexer(ts)
+    rows = np.searchsorted(times, ts)
+    found = times[np.minimum(rows, len(times) - 1)] == ts if len(times) else rows < 0
+    return np.where(found, rows, -1)
+
+
+def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str, convert: Convert,
+                bar_rows: _BarRows) -> Columns:
     symbols = list(market.symbols)
     columns: Columns = [None] * len(symbols)
     timed = isinstance(frame.index, pd.DatetimeIndex)
@@ -152,9 +189,9 @@ def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str, convert: C
         where = f"{name} column {col!r}"
         values = frame[col].to_numpy()
         if timed:
-            ts = _bar_times(market, s)
-            rows = pd.Index(times).get_indexer(ts)
+            rows = bar_rows.of(times, s)
             if (rows < 0).any():
+                ts = _bar_times(market, s)
                 missing = pd.Timestamp(int(ts[np.argmax(rows < 0)]), tz="UTC")
                 raise ConfigError(
                     f"{where}: no row for the bar at {missing} (the index must hold every "
@@ -165,22 +202,25 @@ def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str, convert: C
     return columns
 
 
-def signal_columns(market: _core.Market, signals: Any, name: str = "signals") -> Columns:
+def signal_columns(market: _core.Market, signals: Any, name: str = "signals", *,
+                   bar_rows: _BarRows | None = None) -> Columns:
     """One column per symbol of ``market`` (None where nothing is given), each aligned to
     that symbol's own bars; see the module documentation for the shapes. Booleans for the
-    signal kinds, float prices for ``sl_price`` / ``tp_price``."""
+    signal kinds, float prices for ``sl_price`` / ``tp_price``. ``bar_rows``: the symbols'
+    rows in time-indexed frames looked up so far by a caller converting many frames."""
     convert: Convert = _prices if name in PRICE_KINDS else _bools
+    bar_rows = bar_rows if bar_rows is not None else _BarRows(market)
     symbols = list(market.symbols)
     n = len(symbols)
     if signals is None:
         return [None] * n
     if isinstance(signals, pd.DataFrame):
-        return _from_frame(market, signals, name, convert)
+        return _from_frame(market, signals, name, convert, bar_rows)
     if isinstance(signals, pd.Series):
         if n != 1:
             raise ConfigError(f"{name}: a Series is one symbol's values; give a DataFrame "
                               f"with a column per symbol for these {n} symbols")
-        return _from_frame(market, signals.to_frame(symbols[0]), name, convert)
+        return _from_frame(market, signals.to_frame(symbols[0]), name, convert, bar_rows)
     if isinstance(signals, Mapping):
         columns: Columns = [None] * n
         for key, values in signals.items():
@@ -232,7 +272,8 @@ def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
     interpreter released; the engines and what the call returns."""
     if ends is _FROM_CONFIG:
         ends = session_ends(market, config.timezone)
-    kinds = {k: [signal_columns(market, sig.get(k), k) for sig in signal_sets]
+    bar_rows = _BarRows(market)  # one lookup per frame index and symbol for every set
+    kinds = {k: [signal_columns(market, sig.get(k), k, bar_rows=bar_rows) for sig in signal_sets]
              for k in (*SIGNAL_KINDS, *PRICE_KINDS)}
     engines = [engine_for(market, config, ends) for _ in signal_sets]
     outcomes = call(
