@@ -288,3 +288,19 @@ def test_rejections_still_warn_from_the_rejected_rows():
     n = int((r.orders["status"] == "rejected").sum())
     assert n > 0 and str(w.message).startswith(f"{n} order(s) rejected ({n} insufficient margin)")
     assert r.stats["# Orders Rejected"] == n
+
+
+def test_strings_follow_pandas_when_it_keeps_them_as_objects(recorded):
+    """With pandas' string inference switched off (a deprecated option of pandas 3), label
+    columns are objects, as the plain way makes them."""
+    market = _market(example_daily())
+    config = tickstep.BacktestConfig(cash=100_000, on_reject="ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the option's deprecation
+        if not hasattr(pd.options.future, "infer_string"):
+            pytest.skip("this pandas has no option to switch string inference off")
+        with pd.option_context("future.infer_string", False):
+            r = tickstep.Backtest(market, SmaCross, config).run()
+            assert r.trades["side"].dtype == object and r.orders["reason"].dtype == object
+            (rec,) = recorded
+            _assert_built_the_plain_way(r, rec, market, config)

@@ -118,7 +118,8 @@ def _times(ns: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(np.asarray(ns, dtype="int64").view("M8[ns]")).tz_localize("UTC")
 
 
-def _pandas_column(col: _Column, values: Any, symbols: pd.CategoricalDtype) -> Any:
+def _pandas_column(col: _Column, values: Any, symbols: pd.CategoricalDtype, text: Any) -> Any:
+    """One output column for pandas; ``text``: `_text_dtype` (None: strings as numpy)."""
     if col.kind == "float":
         return np.asarray(values, dtype="float64")
     if col.kind == "int":
@@ -133,31 +134,35 @@ def _pandas_column(col: _Column, values: Any, symbols: pd.CategoricalDtype) -> A
         return pd.Categorical.from_codes(np.asarray(values, dtype="int64"), dtype=symbols)
     if col.kind == "choice":
         codes = np.asarray(values, dtype=np.int64)
-        if len(codes) and _TEXT_IN_ARROW:
-            return _labels_at(col.labels, codes)
+        if len(codes) and text is not None:
+            return _labels_at(col.labels, codes, text)
         return np.asarray(col.labels, dtype=object)[codes]
     if col.kind == "sign":
-        if len(values) and _TEXT_IN_ARROW:
-            return _labels_at(col.labels, np.where(np.asarray(values) > 0, 0, 1))
+        if len(values) and text is not None:
+            return _labels_at(col.labels, np.where(np.asarray(values) > 0, 0, 1), text)
         return np.where(np.asarray(values) > 0, col.labels[0], col.labels[1])
-    if len(values) and _TEXT_IN_ARROW:
-        return pd.array(pa.array(values, type=pa.large_string()), dtype=_TEXT)
+    if len(values) and text is not None:
+        return pd.array(pa.array(values, type=pa.large_string()), dtype=text)
     return list(values)  # text
 
 
-#: The dtype pandas gives a column of strings (``str``, Arrow-backed, since pandas 3).
-_TEXT = pd.Series(np.array(["text"], dtype=object)).dtype
-_TEXT_IN_ARROW = isinstance(_TEXT, pd.StringDtype) and _TEXT.storage == "pyarrow"
+def _text_dtype() -> Any:
+    """The dtype pandas gives a column of strings, when Arrow-backed (``str``, the default
+    since pandas 3), else None. Asked per frame: a pandas option may change it."""
+    dtype = pd.Series(np.array(["text"], dtype=object)).dtype
+    return dtype if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow" else None
 
 
-def _labels_at(labels: tuple[str, ...], codes: np.ndarray) -> Any:
-    """``labels[codes]`` as the column of strings pandas would make of them (`_TEXT`):
+def _labels_at(labels: tuple[str, ...], codes: np.ndarray, text: Any) -> Any:
+    """``labels[codes]`` as the column of strings pandas would make of them (``text``):
     one take of the few labels in Arrow, instead of pandas reading every string."""
-    return pd.array(pa.array(labels, type=pa.large_string()).take(pa.array(codes)), dtype=_TEXT)
+    return pd.array(pa.array(labels, type=pa.large_string()).take(pa.array(codes)), dtype=text)
 
 
 def _frame(table: str, raw: dict[str, Any], symbols: pd.CategoricalDtype) -> pd.DataFrame:
-    return pd.DataFrame({c.name: _pandas_column(c, raw[c.raw], symbols) for c in _TABLES[table]})
+    text = _text_dtype()
+    return pd.DataFrame({c.name: _pandas_column(c, raw[c.raw], symbols, text)
+                         for c in _TABLES[table]})
 
 
 def _arrow_table(table: str, raw: dict[str, Any], symbols: list[str]) -> Any:
