@@ -472,6 +472,7 @@ impl Engine {
     /// batch; for a symbol with a position or working orders only. A flat symbol with no
     /// working orders needs no prices now: its mark is read lazily (`price`), which keeps
     /// the loop off most of the columns' memory.
+    #[inline(always)]
     fn open_bar(&mut self, market: &Market, s: usize, i: usize) {
         let (b, j) = (market.bars(s), market.local(s, i));
         prefetch(&b.ts[..], j);
@@ -510,7 +511,7 @@ impl Engine {
     }
 
     /// After the batch: widen the open trades' excursions and mark to the close.
-    #[inline]
+    #[inline(always)]
     fn close_bar(&mut self, market: &Market, s: usize, i: usize) {
         let (b, j) = (market.bars(s), market.local(s, i));
         if !self.portfolio.position(s).lots.is_empty() {
