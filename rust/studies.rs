@@ -889,6 +889,38 @@ mod tests {
         }
     }
 
+    /// `value_and_prev` of a base-bar statistic is `value` and `prev` read apart, at
+    /// every bar a strategy could name: before the values kept (dropped with an earlier
+    /// block, or before a reset), at the first kept one, inside them, and past the last
+    /// one computed.
+    #[test]
+    fn a_pair_is_the_value_and_the_previous_value_at_every_bar() {
+        let b = bars(300);
+        let market = Market::new(vec!["X".into()], vec![b.clone()]).unwrap();
+        let mut studies = Studies::default();
+        let id = studies
+            .add_rolling(1, RollingKind::Mean(4), Source::Close, None)
+            .unwrap();
+        let apart = |studies: &Studies, i| {
+            let value = studies.value(id, 0, Some(i)).unwrap().to_bits();
+            let prev = studies.prev(id, 0, Some(i)).unwrap().to_bits();
+            (value, prev)
+        };
+        let mut checked = 0;
+        for (from, reset_at) in [(0, None), (64, None), (128, Some(150)), (200, None)] {
+            if let Some(r) = reset_at {
+                studies.reset(id, 0, Some(r)).unwrap();
+            }
+            studies.compute_ahead(&market, &[from], 64);
+            for i in 0..b.len() + 3 {
+                let (value, prev) = studies.value_and_prev(id, 0, Some(i)).unwrap();
+                assert_eq!((value.to_bits(), prev.to_bits()), apart(&studies, i), "bar {i}");
+                checked += usize::from(!value.is_nan() && !prev.is_nan());
+            }
+        }
+        assert!(checked > 100, "the values inside the buffer were read ({checked})");
+    }
+
     /// Base-bar statistics computed a block at a time read exactly (bit for bit) what
     /// bar-by-bar updates give: value, previous value and readiness at every bar,
     /// across block boundaries and after resets in the middle of a block; and the latest
