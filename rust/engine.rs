@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::book::{Book, Rules};
 use crate::broker::Bar;
-use crate::clock::{next_day_end, Clock};
+use crate::clock::{next_day_end, Clock, NANOS_PER_DAY};
 use crate::config::{Config, FillAt};
 use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
@@ -325,6 +325,7 @@ impl Engine {
         let follows = self.studies.follows_bars();
         let mut t = 0;
         self.clock.forget_plan();
+        self.reserve_samples(&market);
         let mut more = self.clock.prepare(&market, 0);
         self.compute_ahead(&market);
         // The next tick that ends a trading day (found again after each).
@@ -402,6 +403,34 @@ impl Engine {
             t += 1;
         }
         self.check_sums()
+    }
+
+    /// Make room in the equity curve for the samples this window records: one per tick
+    /// with `record_every_bar`, else one per trading day end (counted from the day ends,
+    /// or bounded by the UTC days the timeline spans). Known before the window runs, so
+    /// the curve's columns are allocated once instead of regrowing (and copying
+    /// themselves) as it runs. Only room: the samples do not depend on it.
+    fn reserve_samples(&mut self, market: &Market) {
+        let timeline = market.timeline();
+        let samples = if self.config.record_every_bar {
+            timeline.len()
+        } else if let Some(ends) = self.session_end.as_deref() {
+            ends.iter().filter(|&&e| e).count()
+        } else if let (Some(&first), Some(&last)) = (timeline.first(), timeline.last()) {
+            let days = last.div_euclid(NANOS_PER_DAY) - first.div_euclid(NANOS_PER_DAY);
+            usize::try_from(days).map_or(0, |d| d.saturating_add(1).min(timeline.len()))
+        } else {
+            0
+        };
+        let curve = &mut self.equity;
+        curve.ts.reserve(samples);
+        for column in [
+            &mut curve.equity,
+            &mut curve.cash,
+            &mut curve.gross_exposure,
+        ] {
+            column.reserve(samples);
+        }
     }
 
     /// The strategy phase: `on_bar` for each of the tick's symbols (`active`, in the call

@@ -254,3 +254,41 @@ fn the_range_check_of_an_open_is_the_one_money_conversion_makes() {
         }
     }
 }
+
+/// The equity curve has room for every sample of the run before it starts (one per tick
+/// with `record_every_bar`, else one per day end): its columns are allocated once, never
+/// regrown (amortised growth would leave them at a power of two).
+#[test]
+fn the_equity_curve_is_allocated_once_for_its_samples() {
+    const HOUR: i64 = 3_600 * 1_000_000_000;
+    let ticks = 10 * 24;
+    let ts: Vec<i64> = (0..ticks).map(|k| k * HOUR).collect();
+    let n = ts.len();
+    let bars = SymbolBars::from_vecs(
+        ts,
+        vec![100.0; n],
+        vec![101.0; n],
+        vec![99.0; n],
+        vec![100.0; n],
+        vec![1.0; n],
+    );
+    let market = Arc::new(Market::new(vec!["X".into()], vec![bars]).unwrap());
+    for (every_bar, samples) in [(false, 10), (true, ticks as usize)] {
+        let config = Config {
+            record_every_bar: every_bar,
+            ..Config::default()
+        };
+        let mut e = Engine::new(Arc::clone(&market), config).unwrap();
+        e.run(&mut crate::strategy::NoOp).unwrap();
+        let curve = e.equity_curve();
+        assert_eq!(curve.ts.len(), samples);
+        for capacity in [
+            curve.ts.capacity(),
+            curve.equity.capacity(),
+            curve.cash.capacity(),
+            curve.gross_exposure.capacity(),
+        ] {
+            assert_eq!(capacity, samples, "record_every_bar={every_bar}");
+        }
+    }
+}

@@ -914,11 +914,18 @@ mod tests {
             studies.compute_ahead(&market, &[from], 64);
             for i in 0..b.len() + 3 {
                 let (value, prev) = studies.value_and_prev(id, 0, Some(i)).unwrap();
-                assert_eq!((value.to_bits(), prev.to_bits()), apart(&studies, i), "bar {i}");
+                assert_eq!(
+                    (value.to_bits(), prev.to_bits()),
+                    apart(&studies, i),
+                    "bar {i}"
+                );
                 checked += usize::from(!value.is_nan() && !prev.is_nan());
             }
         }
-        assert!(checked > 100, "the values inside the buffer were read ({checked})");
+        assert!(
+            checked > 100,
+            "the values inside the buffer were read ({checked})"
+        );
     }
 
     /// Base-bar statistics computed a block at a time read exactly (bit for bit) what
