@@ -285,13 +285,11 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// phase marks every symbol it touches, at the open when the batch reads the account
     /// and at the close always). An amount the mark at the close before `bar` would find
     /// beyond the exact range is still reported as that mark would.
+    #[inline]
     fn take_out(&mut self, symbol: usize, seen_to: usize) {
-        let parked = self.parked.remove(symbol);
+        let unseen = self.parked.remove(symbol);
         let b = self.lanes[symbol].bars;
-        let (low, high) = (
-            &b.low[parked.unseen..seen_to],
-            &b.high[parked.unseen..seen_to],
-        );
+        let (low, high) = (&b.low[unseen..seen_to], &b.high[unseen..seen_to]);
         if let Some((low, high)) = range(low, high) {
             self.p.portfolio.observe_range(symbol, low, high);
         }
@@ -390,17 +388,18 @@ impl<'a, 'm> Driver<'a, 'm> {
             } = self.touched[k];
             let b = self.lanes[s].bars;
             let position = self.p.portfolio.position(s);
-            let size = position.size;
-            if !seen && !position.lots.is_empty() {
-                self.p.portfolio.observe_range(s, b.low[i], b.high[i]);
-            }
+            let (size, lots) = (position.size, !position.lots.is_empty());
             // A position that nothing can change before the next bar or more (no orders,
             // no signal on this bar nor the next) is parked at this close at once rather
-            // than marked there first (`reschedule` would park it right after).
+            // than marked there first (`reschedule` would park it right after). Its lots
+            // see this bar with the parked ones when it comes back, in one fold.
             let next = strategy.next_signal(s).min(b.len());
             if size != 0.0 && i < next && next > i + 1 && self.p.book.working(s).is_empty() {
-                self.park(s, i);
+                self.park(s, i, if seen { i + 1 } else { i });
             } else {
+                if !seen && lots {
+                    self.p.portfolio.observe_range(s, b.low[i], b.high[i]);
+                }
                 self.p.portfolio.mark(s, b.close[i]);
             }
         }
@@ -408,8 +407,10 @@ impl<'a, 'm> Driver<'a, 'm> {
     }
 
     /// Park `symbol`'s position at the close of its bar `i`, taking its term as booked
-    /// (at any mark) out of the account's sums.
-    fn park(&mut self, symbol: usize, i: usize) {
+    /// (at any mark) out of the account's sums; its lots have seen the bars before
+    /// `unseen` (`i + 1`, or `i`: they see that bar too when the position comes back).
+    #[inline]
+    fn park(&mut self, symbol: usize, i: usize, unseen: usize) {
         let b = self.lanes[symbol].bars;
         let size = self.p.portfolio.position(symbol).size;
         self.p.portfolio.park(symbol);
@@ -417,7 +418,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             self.p.portfolio.flag_out_of_range(symbol, amount);
             Money::ZERO
         });
-        self.parked.add(symbol, size, b, i, value);
+        self.parked.add(symbol, size, b, i, value, unseen);
         prefetch_bar(&b, i + 1);
         prefetch_bar(&b, i + 1 + PREFETCH_AHEAD / 2);
         self.fresh = false;
@@ -530,7 +531,7 @@ impl<'a, 'm> Driver<'a, 'm> {
         // its term in the account stays right until then.
         let size = self.p.portfolio.position(s).size;
         if size != 0.0 && next > i + 1 && self.parked.slot[s] == NONE {
-            self.park(s, i);
+            self.park(s, i, i + 1);
         }
         if next < end {
             prefetch_bar(&b, next);
@@ -594,14 +595,13 @@ struct Parked<'m> {
     unseen: usize,
 }
 
-/// The parked positions and their exact sums (value and gross exposure).
+/// The parked positions and the exact sum of their terms of value.
 #[derive(Default)]
 struct ParkedPositions<'m> {
     list: Vec<Parked<'m>>,
     /// Per symbol, its place in `list` (`NONE`: not parked).
     slot: Vec<u32>,
     value: Money,
-    gross: Money,
     /// How many of them are short.
     shorts: usize,
     /// The tick being run (its index in the timeline).
@@ -645,16 +645,6 @@ fn term(size: f64, price: f64) -> std::result::Result<Money, f64> {
     Money::from_f64(amount).ok_or(amount)
 }
 
-/// A term's part of the gross exposure (|size| × price: the conversion is symmetric).
-#[inline]
-fn gross_of(size: f64, value: Money) -> Money {
-    if size < 0.0 {
-        -value
-    } else {
-        value
-    }
-}
-
 impl<'m> ParkedPositions<'m> {
     fn new(symbols: usize) -> Self {
         ParkedPositions {
@@ -664,8 +654,17 @@ impl<'m> ParkedPositions<'m> {
     }
 
     /// Add `symbol`'s position of `size`, marked at the close of its bar `bar` (one of
-    /// `bars`, not its last), whose term `value` left the account.
-    fn add(&mut self, symbol: usize, size: f64, bars: Columns<'m>, bar: usize, value: Money) {
+    /// `bars`, not its last), whose term `value` left the account, its lots having seen
+    /// the bars before `unseen`.
+    fn add(
+        &mut self,
+        symbol: usize,
+        size: f64,
+        bars: Columns<'m>,
+        bar: usize,
+        value: Money,
+        unseen: usize,
+    ) {
         self.slot[symbol] = self.list.len() as u32;
         self.list.push(Parked {
             symbol,
@@ -675,24 +674,22 @@ impl<'m> ParkedPositions<'m> {
             bar,
             tick: self.tick,
             value,
-            unseen: bar + 1,
+            unseen,
         });
         self.value += value;
-        self.gross += gross_of(size, value);
         self.shorts += usize::from(size < 0.0);
     }
 
-    /// Take `symbol` out (it is parked): returns it.
-    fn remove(&mut self, symbol: usize) -> Parked<'m> {
+    /// Take `symbol` out (it is parked): returns the first bar its lots have not seen.
+    fn remove(&mut self, symbol: usize) -> usize {
         let k = std::mem::replace(&mut self.slot[symbol], NONE) as usize;
         let parked = self.list.swap_remove(k);
         if let Some(moved) = self.list.get(k) {
             self.slot[moved.symbol] = k as u32;
         }
         self.value -= parked.value;
-        self.gross -= gross_of(parked.size, parked.value);
         self.shorts -= usize::from(parked.size < 0.0);
-        parked
+        parked.unseen
     }
 
     /// The sums at time `now`: each position marked at the close of its latest bar (at
@@ -730,9 +727,8 @@ impl<'m> ParkedPositions<'m> {
             sum
         };
         self.value = value;
-        self.gross = gross_of(value, shorts);
         if !open {
-            return (value, self.gross);
+            return (value, gross_of(value, shorts));
         }
         // Positions with a bar now are marked at its open for the batch: their terms at the
         // open replace those at the close (exact sums: the same as summing them afresh).
