@@ -527,14 +527,18 @@ impl<'a, 'm> Driver<'a, 'm> {
         if let Some(bar) = self.next_match(s, i, next) {
             next = bar;
         }
-        // A position with bars before its next event is parked over them; without any,
-        // its term in the account stays right until then.
-        let size = self.p.portfolio.position(s).size;
-        if size != 0.0 && next > i + 1 && self.parked.slot[s] == NONE {
-            self.park(s, i, i + 1);
+        if next > i + 1 {
+            // A position with bars before its next event is parked over them; without
+            // any, its term in the account stays right until then.
+            let size = self.p.portfolio.position(s).size;
+            if size != 0.0 && self.parked.slot[s] == NONE {
+                self.park(s, i, i + 1);
+            }
+            // That bar into cache (the bar after this one shares the lines just read,
+            // most likely; one past the last is never read, and a prefetch never faults).
+            prefetch_bar(&b, next);
         }
         if next < end {
-            prefetch_bar(&b, next);
             // Each bar of `s` has a tick of its own, so `next` comes `next - i` ticks
             // after `i` at the earliest.
             self.schedule(s, next, t + (next - i));
@@ -794,6 +798,7 @@ impl Parked<'_> {
 }
 
 /// Hand the parked positions' sums at time `now` to `portfolio` (see `Driver::read_parked`).
+#[inline]
 fn read_parked(
     market: &Market,
     parked: &mut ParkedPositions<'_>,
