@@ -119,11 +119,13 @@ impl<'m> Columns<'m> {
     }
 }
 
-/// A symbol the market phase runs at this tick: its bar, and whether its lots have seen
-/// that bar already (taken out of the parked positions with it, having no orders).
+/// A symbol the market phase runs at this tick: its bar and that bar's prices (read once,
+/// for every step of the phase), and whether its lots have seen that bar already (taken
+/// out of the parked positions with it, having no orders).
 struct Touched {
     symbol: usize,
     bar: usize,
+    prices: Bar,
     seen: bool,
 }
 
@@ -329,15 +331,16 @@ impl<'a, 'm> Driver<'a, 'm> {
                 if !parked && self.p.portfolio.position(s).size == 0.0 {
                     continue;
                 }
-            } else {
+            }
+            let prices = Bar {
+                open: b.open[i],
+                high: b.high[i],
+                low: b.low[i],
+                close: b.close[i],
+            };
+            if !idle {
                 entries |= working.iter().any(|o| o.live && o.role == Role::Entry);
-                let bar = Bar {
-                    open: b.open[i],
-                    high: b.high[i],
-                    low: b.low[i],
-                    close: b.close[i],
-                };
-                self.p.book.open_bar(s, i, b.ts[i], bar);
+                self.p.book.open_bar(s, i, b.ts[i], prices);
             }
             if parked {
                 self.take_out(s, if idle { i + 1 } else { i });
@@ -349,6 +352,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             self.touched.push(Touched {
                 symbol: s,
                 bar: i,
+                prices,
                 seen: parked && idle,
             });
         }
@@ -358,7 +362,7 @@ impl<'a, 'm> Driver<'a, 'm> {
         let matching = self.p.book.is_matching();
         let reads = matching && entries;
         for t in &self.touched {
-            let open = self.lanes[t.symbol].bars.open[t.bar];
+            let open = t.prices.open;
             let size = self.p.portfolio.position(t.symbol).size;
             if reads || !Money::in_range(size * open) {
                 self.p.portfolio.mark(t.symbol, open);
@@ -384,23 +388,23 @@ impl<'a, 'm> Driver<'a, 'm> {
             let Touched {
                 symbol: s,
                 bar: i,
+                prices,
                 seen,
             } = self.touched[k];
-            let b = self.lanes[s].bars;
             let position = self.p.portfolio.position(s);
             let (size, lots) = (position.size, !position.lots.is_empty());
             // A position that nothing can change before the next bar or more (no orders,
             // no signal on this bar nor the next) is parked at this close at once rather
             // than marked there first (`reschedule` would park it right after). Its lots
             // see this bar with the parked ones when it comes back, in one fold.
-            let next = strategy.next_signal(s).min(b.len());
+            let next = strategy.next_signal(s).min(self.lanes[s].bars.len());
             if size != 0.0 && i < next && next > i + 1 && self.p.book.working(s).is_empty() {
                 self.park(s, i, if seen { i + 1 } else { i });
             } else {
                 if !seen && lots {
-                    self.p.portfolio.observe_range(s, b.low[i], b.high[i]);
+                    self.p.portfolio.observe_range(s, prices.low, prices.high);
                 }
-                self.p.portfolio.mark(s, b.close[i]);
+                self.p.portfolio.mark(s, prices.close);
             }
         }
         self.fresh = false;
@@ -452,11 +456,11 @@ impl<'a, 'm> Driver<'a, 'm> {
         }
         let mut spend = 0.0;
         for t in &self.touched {
-            let (s, i) = (t.symbol, t.bar);
+            let s = t.symbol;
             if portfolio.position(s).size < 0.0 {
                 return false;
             }
-            let open = self.lanes[s].bars.open[i];
+            let open = t.prices.open;
             for o in self.p.book.working(s).iter().filter(|o| o.live) {
                 match o.role {
                     Role::Entry if o.side == Side::Buy && o.is_market() => {
