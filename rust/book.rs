@@ -1,6 +1,7 @@
-//! The order book: working orders per symbol, orders placed during the current tick
-//! (pending until the barrier), matching against each bar (`matching`), execution into
-//! the portfolio (`execution`), bracket legs, and the log of every order's life and fill.
+//! The order book: working orders per symbol (an order placed during a tick is written
+//! there at once, and joins at the barrier), matching against each bar (`matching`),
+//! execution into the portfolio (`execution`), bracket legs, and the log of every order's
+//! life and fill.
 //!
 //! The fill-price rules live in `broker`. This module decides which orders are tried, in
 //! what order, and when each fill executes:
@@ -28,7 +29,9 @@ use std::collections::BinaryHeap;
 use crate::broker::{ratchet, Bar, Moment};
 use crate::config::Config;
 use crate::error::{EngineError, Result};
-use crate::orders::{Order, OrderRecord, OrderRequest, Role, Side, Status, TimeInForce, Trail};
+use crate::orders::{
+    Order, OrderRecord, OrderRequest, Role, Side, Status, TimeInForce, Trail, UNADMITTED,
+};
 use crate::portfolio::Portfolio;
 use crate::results::Fill;
 use crate::studies::Studies;
@@ -38,12 +41,12 @@ use matching::Play;
 use working::Working;
 
 pub struct Book {
-    /// Working orders per symbol, in id order, and the symbols that have any.
+    /// Working orders per symbol, in id order, and the symbols that have any. An order
+    /// placed during the tick is already there, `UNADMITTED` until the barrier: written
+    /// once, where it will work, rather than queued and copied over.
     working: Working,
-    /// Orders placed during this tick's strategy phase: they join at the barrier.
-    pending: Vec<Order>,
-    /// An empty buffer that trades places with `pending` at each barrier (no allocation).
-    admitting: Vec<Order>,
+    /// The symbol and id of each order placed since the last barrier, in placement order.
+    placed: Vec<(usize, u64)>,
     /// Every order ever placed; index = id - 1.
     log: Vec<OrderRecord>,
     fills: Vec<Fill>,
@@ -137,8 +140,7 @@ impl Book {
     pub fn new(symbols: usize) -> Self {
         Book {
             working: Working::new(symbols),
-            pending: Vec::new(),
-            admitting: Vec::new(),
+            placed: Vec::new(),
             log: Vec::new(),
             fills: Vec::new(),
             plays: Vec::new(),
@@ -163,7 +165,8 @@ impl Book {
         self.working.symbols()
     }
 
-    /// `symbol`'s working orders (after a barrier: those placed during the tick too).
+    /// `symbol`'s working orders, those placed during the tick included (`UNADMITTED`
+    /// until the barrier).
     #[inline]
     pub fn working(&self, symbol: usize) -> &[Order] {
         &self.working[symbol]
@@ -172,7 +175,7 @@ impl Book {
     /// Whether orders placed during this tick wait for the barrier.
     #[inline]
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        !self.placed.is_empty()
     }
 
     // ---- placing and cancelling ---------------------------------------------------------
@@ -210,10 +213,10 @@ impl Book {
             // good-till-date order's time is in its time in force (`enqueued`).
             TimeInForce::GoodTillCancelled | TimeInForce::Day | TimeInForce::Until(_) => None,
         };
-        // Written straight into its place in the queue, whole (no copy of the order, no
-        // field written twice).
+        // Written straight into its place among the working orders, whole (no copy of the
+        // order, no field written twice).
         let id = self.next_id();
-        self.pending.push(Order {
+        self.working.push(Order {
             limit: req.limit,
             stop: req.stop,
             stop_loss: req.stop_loss,
@@ -223,10 +226,11 @@ impl Book {
             time_in_force: req.time_in_force,
             oco: group,
             last_bar,
+            eligible_from: UNADMITTED,
             ..Order::new(id, req.symbol, req.side, req.size, Role::Entry)
         });
         if let Some(trail) = req.trail {
-            let o = self.pending.last_mut().expect("just queued");
+            let o = self.working[req.symbol].last_mut().expect("just placed");
             o.trail = Some(trail);
             o.stop = Some(f64::NAN);
             let atr = match trail {
@@ -235,7 +239,7 @@ impl Book {
             };
             ratchet(o, at.price, atr);
         }
-        Ok(self.enqueued(at.now))
+        Ok(self.enqueued(req.symbol, at.now))
     }
 
     /// Why the book refuses `req` for what it carries besides its size (prices, trails,
@@ -332,9 +336,8 @@ impl Book {
         let s = self.log[(other - 1) as usize].symbol;
         let order = self.working[s]
             .iter_mut()
-            .chain(self.pending.iter_mut())
             .find(|o| o.id == other)
-            .expect("an open order is working or pending");
+            .expect("an open order is working");
         *order.oco.get_or_insert(other)
     }
 
@@ -358,18 +361,23 @@ impl Book {
         let side = if held > 0.0 { Side::Sell } else { Side::Buy };
         let id = self.next_id();
         let size = held.abs() * portion;
-        self.pending.push(Order {
+        self.working.push(Order {
             portion,
+            eligible_from: UNADMITTED,
             ..Order::new(id, symbol, side, size, Role::ClosePosition)
         });
-        Ok(Some(self.enqueued(now)))
+        Ok(Some(self.enqueued(symbol, now)))
     }
 
-    /// Log the order just queued (the last pending one) and note when it expires.
+    /// Log the order just placed (the last of `symbol`'s working orders), note when it
+    /// expires, and that it joins the book at the barrier.
     #[inline]
-    fn enqueued(&mut self, now: i64) -> u64 {
-        let o = self.pending.last().expect("an order was just queued");
+    fn enqueued(&mut self, symbol: usize, now: i64) -> u64 {
+        let o = self.working[symbol]
+            .last()
+            .expect("an order was just placed");
         let (id, time_in_force, limited) = (o.id, o.time_in_force, o.last_bar.is_some());
+        self.placed.push((symbol, id));
         self.log.push(record_of(o, now));
         if let TimeInForce::Until(ts) = time_in_force {
             self.expiries.push(Reverse((ts, id)));
@@ -417,9 +425,8 @@ impl Book {
         let s = rec.symbol;
         let o = self.working[s]
             .iter_mut()
-            .chain(self.pending.iter_mut())
             .find(|o| o.id == id && o.live)
-            .expect("an open order is working or pending");
+            .expect("an open order is working");
         if limit.is_some() && o.limit.is_none() {
             return bad("it has no limit price to change (its type stays what it is)".into());
         }
@@ -495,7 +502,8 @@ impl Book {
         }
     }
 
-    /// Cancel a working or pending order (a bracket leg too). False if it was not working.
+    /// Cancel a working order (placed during this tick or before; a bracket leg too). False
+    /// if it was not working.
     pub fn cancel(&mut self, id: u64, now: i64) -> bool {
         let done = self.cancel_working(id, now, "cancelled by the strategy");
         if done {
@@ -512,28 +520,20 @@ impl Book {
             return false;
         }
         let s = rec.symbol;
-        if let Some(o) = self.working[s].iter_mut().find(|o| o.id == id && o.live) {
-            o.live = false;
-        } else if let Some(k) = self.pending.iter().position(|o| o.id == id) {
-            self.pending.remove(k);
-        } else {
+        let Some(o) = self.working[s].iter_mut().find(|o| o.id == id && o.live) else {
             return false;
-        }
+        };
+        o.live = false;
         self.finish(id, Status::Cancelled, ts, reason);
         true
     }
 
     // ---- what a strategy may read -------------------------------------------------------
 
-    /// Ids of `symbol`'s working and pending orders.
+    /// Ids of `symbol`'s working orders (those placed during this tick too), in id order.
     pub fn open_orders(&self, symbol: usize) -> Vec<u64> {
-        let working = self.working[symbol].iter().filter(|o| o.live).map(|o| o.id);
-        let pending = self
-            .pending
-            .iter()
-            .filter(|o| o.symbol == symbol)
-            .map(|o| o.id);
-        working.chain(pending).collect()
+        let working = self.working[symbol].iter().filter(|o| o.live);
+        working.map(|o| o.id).collect()
     }
 
     /// Symbols now flat with an entry order working or pending: positions on their way.
@@ -543,8 +543,7 @@ impl Book {
             if portfolio.position(s).size != 0.0 {
                 continue;
             }
-            let entry = |o: &Order| o.live && o.role == Role::Entry && o.symbol == s;
-            if book.iter().any(entry) || self.pending.iter().any(entry) {
+            if book.iter().any(|o| o.live && o.role == Role::Entry) {
                 count += 1;
             }
         }
@@ -610,7 +609,8 @@ impl Book {
     fn expire_at_bar(&mut self, at: At) {
         let ending: Vec<u64> = self.working[at.symbol]
             .iter()
-            .filter(|o| o.live && o.last_bar == Some(at.bar))
+            // (Not one placed since the last barrier: its bars start after it joins.)
+            .filter(|o| o.live && o.last_bar == Some(at.bar) && o.eligible_from != UNADMITTED)
             .map(|o| o.id)
             .collect();
         for id in ending {
@@ -670,10 +670,12 @@ impl Book {
 
     // ---- the barrier ----------------------------------------------------------------------
 
-    /// Orders placed during the tick join the book. `fill_now(symbol)` gives (bar, close)
-    /// when a market order of that symbol fills at this bar's close (`FillAt::Close` and
-    /// the symbol has a bar now); such orders form one batch: the reducing parts first,
-    /// then the increases, each in placement order.
+    /// Orders placed during the tick join the book, one by one in placement order (they are
+    /// among the working orders already: each becomes eligible where it is).
+    /// `fill_now(symbol)` gives (bar, close) when a market order of that symbol fills at
+    /// this bar's close (`FillAt::Close` and the symbol has a bar now): it executes its
+    /// reducing part as it joins, and its increase once all have joined, in placement
+    /// order (reducing parts first, then increases).
     pub fn admit_pending(
         &mut self,
         ts: i64,
@@ -681,35 +683,53 @@ impl Book {
         rules: Rules<'_>,
         fill_now: impl Fn(usize) -> Option<(usize, f64)>,
     ) {
-        if self.pending.is_empty() {
+        if self.placed.is_empty() {
             return;
         }
+        if self.placed.iter().all(|&(s, _)| fill_now(s).is_none()) {
+            // Nothing fills now (the usual barrier): they only become eligible, where they
+            // are (the end of each symbol's orders).
+            for &(s, _) in &self.placed {
+                self.working.admit(s);
+            }
+            self.placed.clear();
+            return;
+        }
+        self.admit_filling_at_close(ts, portfolio, rules, fill_now);
+    }
+
+    /// `admit_pending` when market orders may fill at this close.
+    #[inline(never)]
+    fn admit_filling_at_close(
+        &mut self,
+        ts: i64,
+        portfolio: &mut Portfolio,
+        rules: Rules<'_>,
+        fill_now: impl Fn(usize) -> Option<(usize, f64)>,
+    ) {
         let mut increases = Vec::new();
         let mut touched = Vec::new();
-        // The batch leaves `pending` empty while it executes, as a new queue would.
-        let mut batch = std::mem::take(&mut self.admitting);
-        std::mem::swap(&mut batch, &mut self.pending);
-        for o in &batch {
-            let s = o.symbol;
-            let at_close = if o.is_market() { fill_now(s) } else { None };
-            // Copied straight into the working orders, as one block (not moved out of the
-            // batch first, nor cloned field by field).
-            self.working.push_copy(o);
-            let Some((bar, close)) = at_close else {
+        for j in 0..self.placed.len() {
+            let (s, id) = self.placed[j];
+            // Placed last, so near the end (gone if cancelled since).
+            let Some(k) = self.working[s].iter().rposition(|o| o.id == id) else {
+                continue;
+            };
+            let o = &mut self.working[s][k];
+            o.eligible_from = 0;
+            let Some((bar, close)) = (if o.is_market() { fill_now(s) } else { None }) else {
                 continue;
             };
             let at = At { symbol: s, bar, ts };
             // The symbol may not have been marked this tick (flat, no orders till now).
             portfolio.mark(s, close);
-            let k = self.working[s].len() - 1;
             touched.push(s);
             match self.execute_reduction(at, k, close, Moment::Intrabar, portfolio, rules) {
                 Executed::Done => {}
                 Executed::Waits(w) => increases.push((at, w)),
             }
         }
-        batch.clear();
-        self.admitting = batch;
+        self.placed.clear();
         for (at, w) in increases {
             self.execute_increase(at, w, portfolio, rules);
         }

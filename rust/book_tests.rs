@@ -499,3 +499,76 @@ fn a_good_till_date_order_expires_after_its_time_and_fills_before_it() {
     d.next(bar(85.0, 85.0, 85.0, 85.0));
     assert_eq!(d.status(filled).0, Status::Filled);
 }
+
+#[test]
+fn an_order_placed_during_a_tick_works_only_from_its_barrier_on() {
+    // Orders sit in the working orders from the moment they are placed, but until the
+    // barrier no bar may fill or end them: here a bar of the symbol is played before the
+    // barrier (as the first tick's market phase follows orders placed in `init`). A
+    // market order, a limit the bar reaches and an immediate-or-cancel limit whose one
+    // bar this would be: none fills, none expires, all are still open. After the barrier
+    // the next bar fills the market order and the limit.
+    let mut d = desk(Config::default());
+    let at = placing(&d.studies, 100.0, 0);
+    let market = d
+        .book
+        .submit(OrderRequest::market(X, Side::Buy, 1.0), &at)
+        .unwrap();
+    let mut limit = OrderRequest::market(X, Side::Buy, 1.0);
+    limit.limit = Some(99.0);
+    let limit = d.book.submit(limit, &at).unwrap();
+    let mut ioc = OrderRequest::market(X, Side::Buy, 1.0);
+    (ioc.limit, ioc.time_in_force) = (Some(99.0), TimeInForce::ImmediateOrCancel);
+    let ioc = d.book.submit(ioc, &at).unwrap();
+    assert_eq!(d.book.open_orders(X), vec![market, limit, ioc]);
+    assert!(d.book.has_pending());
+    // Bar 1 (the immediate-or-cancel's `next_bar`), played before the barrier.
+    d.next(bar(98.0, 99.0, 97.0, 98.0));
+    assert!(d.book.fills().is_empty());
+    for id in [market, limit, ioc] {
+        assert_eq!(d.status(id), (Status::Open, ""));
+    }
+    d.admit();
+    assert!(!d.book.has_pending());
+    d.next(bar(98.0, 99.0, 97.0, 98.0));
+    let filled: Vec<u64> = d.book.fills().iter().map(|f| f.order_id).collect();
+    assert_eq!(filled[..2], [market, limit]);
+}
+
+#[test]
+fn at_a_barrier_filling_at_the_close_orders_join_one_by_one() {
+    // Trade-on-close, long 1 unit. In one tick: a market sell of it (A), then a sell
+    // limit (B) joining A's one-cancels-other group. At the barrier A joins and fills at
+    // the close as it joins; B joins after it, so A's fill finds no other order of its
+    // group to cancel: B stays working.
+    let mut d = desk(Config::default());
+    let studies = Studies::default();
+    let rules = |config| Rules {
+        config,
+        studies: &studies,
+    };
+    let at = placing(&studies, 100.0, 0);
+    d.book
+        .submit(OrderRequest::market(X, Side::Buy, 1.0), &at)
+        .unwrap();
+    d.book
+        .admit_pending(0, &mut d.portfolio, rules(&d.config), |_| Some((0, 100.0)));
+    assert_eq!(d.portfolio.position(X).size, 1.0);
+    let at = placing(&studies, 101.0, 1);
+    let sell = d
+        .book
+        .submit(OrderRequest::market(X, Side::Sell, 1.0), &at)
+        .unwrap();
+    let mut limit = OrderRequest::market(X, Side::Sell, 1.0);
+    (limit.limit, limit.oco) = (Some(120.0), Some(sell));
+    let limit = d.book.submit(limit, &at).unwrap();
+    d.book
+        .admit_pending(1, &mut d.portfolio, rules(&d.config), |_| Some((1, 101.0)));
+    assert_eq!(d.portfolio.position(X).size, 0.0);
+    assert_eq!(d.status(sell), (Status::Filled, ""));
+    assert_eq!(d.status(limit), (Status::Open, ""));
+    let working: Vec<u64> = d.book.working(X).iter().map(|o| o.id).collect();
+    assert_eq!(working, vec![limit]);
+    assert!(d.book.working(X).iter().all(|o| o.eligible_from == 0));
+    assert!(!d.book.has_pending());
+}

@@ -145,7 +145,8 @@ pub struct Order {
     pub trade: Option<u64>,
     /// A stop-limit whose stop has been touched now rests as a plain limit.
     pub triggered: bool,
-    /// First bar index (of its symbol) at which it may fill.
+    /// First bar index (of its symbol) at which it may fill; `UNADMITTED` from when it is
+    /// placed until it joins the book at the barrier.
     pub eligible_from: usize,
     /// Bar index at which it was last checked, to check each order once per bar phase.
     pub checked_bar: usize,
@@ -167,6 +168,11 @@ pub struct Order {
 }
 
 const _: () = assert!(std::mem::size_of::<Order>() <= 256);
+
+/// The `eligible_from` of an order placed during a tick, until the barrier: it already
+/// sits in its symbol's working orders (written there once, where it will work), but no
+/// bar can fill it, nor end it, before it joins the book.
+pub const UNADMITTED: usize = usize::MAX;
 
 impl Order {
     /// A new working order with nothing set beyond what it is.

@@ -11,7 +11,7 @@
 
 use super::{Book, Rules};
 use crate::broker::{ratchet, slipped, Moment};
-use crate::orders::{Order, Role, Status};
+use crate::orders::{Order, Role, Status, UNADMITTED};
 use crate::portfolio::{Execution, Portfolio};
 use crate::results::Fill;
 
@@ -214,13 +214,15 @@ impl Book {
     }
 
     /// Cancel the other orders of one-cancels-other group `group`, one of which (`id`)
-    /// just filled.
+    /// just filled. Orders that have not joined the book yet are not among them: at a
+    /// barrier that fills market orders at the close, the orders placed after the one
+    /// filling join after it.
     #[inline(never)]
     fn cancel_group(&mut self, s: usize, group: u64, id: u64, ts: i64) {
         let others: Vec<u64> = self.working[s]
             .iter()
-            .chain(self.pending.iter())
             .filter(|o| o.live && o.oco == Some(group) && o.id != id)
+            .filter(|o| o.eligible_from != UNADMITTED)
             .map(|o| o.id)
             .collect();
         for other in others {

@@ -6,7 +6,7 @@
 
 use std::ops::{Index, IndexMut};
 
-use crate::orders::Order;
+use crate::orders::{Order, UNADMITTED};
 use crate::symbol_set::SymbolSet;
 
 pub(super) struct Working {
@@ -38,12 +38,16 @@ impl Working {
         self.symbols.set(s, true);
     }
 
-    /// `push` of a copy of `order`, written as one block.
+    /// `symbol`'s orders placed since the last barrier join the book: they are the end of
+    /// its list (nothing else adds orders between a tick's strategy phase and its barrier).
     #[inline]
-    pub fn push_copy(&mut self, order: &Order) {
-        let s = order.symbol;
-        self.lists[s].extend_from_slice(std::slice::from_ref(order));
-        self.symbols.set(s, true);
+    pub fn admit(&mut self, symbol: usize) {
+        for o in self.lists[symbol].iter_mut().rev() {
+            if o.eligible_from != UNADMITTED {
+                break;
+            }
+            o.eligible_from = 0;
+        }
     }
 
     /// Drop `symbol`'s orders that are no longer live (filled, cancelled, expired),

@@ -247,7 +247,7 @@ fn the_set_of_working_symbols_follows_each_list() {
         let s = (random() % SYMBOLS as u64) as usize;
         match random() % 6 {
             0 => w.push(Order::new(id, s, Side::Buy, 1.0, Role::Entry)),
-            1 => w.push_copy(&Order::new(id, s, Side::Sell, 1.0, Role::Entry)),
+            1 => w.push(Order::new(id, s, Side::Sell, 1.0, Role::ClosePosition)),
             2 => {
                 if let Some(o) = w[s].first_mut() {
                     o.live = false;
