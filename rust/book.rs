@@ -588,7 +588,8 @@ impl Book {
             self.play_on(p, portfolio, rules);
             self.entered = p + 1;
         }
-        while let Some(Reverse((_, _, p, slot))) = self.queue.pop() {
+        // (Most batches queue nothing: the empty queue is not even asked.)
+        while let Some(Reverse((_, _, p, slot))) = self.next_in_turn() {
             let w = self.waiting[slot];
             let at = self.at(p);
             self.execute_increase(at, w, portfolio, rules);
@@ -602,6 +603,16 @@ impl Book {
             self.working.retain_live(at.symbol);
         }
         self.plays.clear();
+    }
+
+    /// The queued increase whose turn it is.
+    #[inline(always)]
+    fn next_in_turn(&mut self) -> Option<Reverse<(u8, u64, usize, usize)>> {
+        if self.queue.is_empty() {
+            None
+        } else {
+            self.queue.pop()
+        }
     }
 
     /// Orders whose last bar this was (bars / immediate-or-cancel) and that did not fill
