@@ -722,8 +722,9 @@ impl Book {
         let mut touched = Vec::new();
         for j in 0..self.placed.len() {
             let (s, id) = self.placed[j];
-            // Placed last, so near the end (gone if cancelled since).
-            let Some(k) = self.working[s].iter().rposition(|o| o.id == id) else {
+            // Placed last, so near the end. Skipped if cancelled since: by the strategy
+            // (gone) or by its one-cancels-other group filling earlier in this batch.
+            let Some(k) = self.working[s].iter().rposition(|o| o.id == id && o.live) else {
                 continue;
             };
             let o = &mut self.working[s][k];
@@ -742,7 +743,11 @@ impl Book {
         }
         self.placed.clear();
         for (at, w) in increases {
-            self.execute_increase(at, w, portfolio, rules);
+            // Not one its one-cancels-other group cancelled while it waited (several of a
+            // group's orders may wait here at once; in a bar's play only one can).
+            if self.log[(w.order_id - 1) as usize].status == Status::Open {
+                self.execute_increase(at, w, portfolio, rules);
+            }
         }
         for s in touched {
             self.working.retain_live(s);

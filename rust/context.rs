@@ -180,12 +180,33 @@ impl TickContext<'_> {
             name: self.market.name(s),
             price: self.price(s),
             now: self.now,
-            next_bar: bar.map_or(0, |i| i + 1),
+            next_bar: self.first_bar_after_barrier(s, bar),
             symbol: s,
             bar,
             studies: self.studies,
         };
         self.book.submit(req, &placing)
+    }
+
+    /// The first bar of `symbol` an order placed now can fill on. Orders join the book at
+    /// the barrier of the tick they are placed in, after that tick's bars: the bar after
+    /// the symbol's latest. Before the first tick (in `init`) the barrier they join at is
+    /// the first tick's, so a symbol with a bar at that tick starts at its second bar (an
+    /// immediate-or-cancel or `valid=n` order counts its bars from there, not from a bar
+    /// it could never fill on).
+    fn first_bar_after_barrier(&self, symbol: usize, bar: Option<usize>) -> usize {
+        match bar {
+            Some(i) => i + 1,
+            None => {
+                let joins_at = self
+                    .market
+                    .timeline()
+                    .first()
+                    .map_or(self.now, |&t| t.max(self.now));
+                let first = self.market.bars(symbol).ts.first();
+                usize::from(first.is_some_and(|&t| t <= joins_at))
+            }
+        }
     }
 
     /// Flatten `symbol` at its next fill (size decided at fill time). `None` when flat.

@@ -194,6 +194,59 @@ def test_immediate_or_cancel_limit_fills_on_its_next_bar_or_expires():
     assert rec(filled, filled.strategy.ids["ioc"]).status == "filled"
 
 
+class PlaceInInit(tickstep.Strategy):
+    """Places ``order(self)`` in ``init()`` and keeps its id."""
+
+    order = None
+
+    def init(self):
+        self.id = self.order(self)
+
+    def next(self, symbol):
+        pass
+
+
+def placed_in_init(data, order):
+    return tickstep.Backtest(data, PlaceInInit, record_every_bar=True).run(order=order)
+
+
+@pytest.mark.parametrize(("low_at", "status"), [(1, "filled"), (2, "expired")])
+def test_immediate_or_cancel_placed_in_init_has_the_first_bar_it_can_fill_on(low_at, status):
+    # Placed in init(), it joins the book at the first tick's end: bar 0 is behind it, so
+    # its one bar is bar 1 (a touch there fills; one at bar 2 comes after it expired).
+    rows = [(100, 100, 95 if i == low_at else 100, 100) for i in range(4)]
+    r = placed_in_init({"X": make_bars(rows)}, lambda s: s.buy("X", size=1, limit=96, tif="ioc"))
+    o = rec(r, r.strategy.id)
+    assert o.status == status
+    if status == "filled":
+        assert (o.closed_time, r.fills.price.iloc[0]) == (T(1), 96.0)
+    else:
+        assert (o.reason, o.closed_time) == ("immediate-or-cancel: not filled on its bar", T(1))
+        assert len(r.fills) == 0
+
+
+@pytest.mark.parametrize(("low_at", "status"), [(2, "filled"), (3, "expired")])
+def test_good_for_bars_placed_in_init_counts_from_the_first_bar_it_can_fill_on(low_at, status):
+    # valid=2 from init(): bars 1 and 2 (bar 0 was played before it joined).
+    rows = [(100, 100, 95 if i == low_at else 100, 100) for i in range(5)]
+    r = placed_in_init({"X": make_bars(rows)}, lambda s: s.buy("X", size=1, limit=96, valid=2))
+    o = rec(r, r.strategy.id)
+    assert o.status == status
+    if status == "expired":
+        assert o.closed_time == T(2)
+
+
+def test_immediate_or_cancel_placed_in_init_for_a_symbol_that_starts_later():
+    # B's first bar is at the second tick: the order has joined by then, so B's bar 0 is
+    # its one bar (low 99 misses 96), and B's bar 1 (low 95) comes after it expired.
+    a = make_bars([(100, 100, 100, 100)] * 4)
+    b = make_bars([(100, 100, 99, 100), (100, 100, 95, 100), (100, 100, 100, 100)], start="2024-01-02")
+    r = placed_in_init({"A": a, "B": b}, lambda s: s.buy("B", size=1, limit=96, tif="ioc"))
+    o = rec(r, r.strategy.id)
+    assert (o.status, o.closed_time) == ("expired", T(1))
+    assert len(r.fills) == 0
+
+
 # ---- one-cancels-other -----------------------------------------------------------------------
 
 
@@ -223,6 +276,71 @@ def test_oco_leg_nearest_the_open_wins_whatever_the_placement_order():
     assert list(r.fills.order_id) == [r.strategy.ids["down"]]
     assert r.positions["size"].to_dict() == {"X": -2.0}
     assert rec(r, r.strategy.ids["up"]).status == "cancelled"
+
+
+ROWS_AT_CLOSE = [(100, 100, 100, 100), (101, 101, 101, 101), (102, 102, 102, 102)]
+
+
+def oco_at_close(second):
+    """Long 1 and a resting limit x from bar 0; at bar 1 a sell of 1 with oco=x (it closes
+    the long at the close), then ``second`` with oco=x; market orders fill at the close."""
+
+    def start(s, sym):
+        s.ids["long"] = s.buy(size=1)
+        s.ids["x"] = s.buy(size=1, limit=50)
+
+    def both_legs(s, sym):
+        s.ids["a"] = s.sell(size=1, oco=s.ids["x"])
+        s.ids["b"] = second(s)
+
+    script = {0: start, 1: both_legs}
+    return run_script({"X": make_bars(ROWS_AT_CLOSE)}, script, trade_on_close=True)
+
+
+@pytest.mark.parametrize(
+    "second",
+    [lambda s: s.buy(size=2, oco=s.ids["x"]), lambda s: s.buy(size=2, limit=120, oco=s.ids["x"])],
+    ids=["market", "limit"],
+)
+def test_oco_order_filling_at_the_close_cancels_the_group_orders_placed_after_it(second):
+    # a fills at bar 1's close (101), before b has joined the book (b was placed after
+    # it); x and b are its group: both cancelled, so one fill of the group (b, market or
+    # limit, would have filled at bar 1's close or bar 2's open).
+    r = oco_at_close(second)
+    ids = r.strategy.ids
+    assert list(r.fills.order_id) == [ids["long"], ids["a"]]
+    assert list(r.fills.price) == [100.0, 101.0]
+    for other in ("x", "b"):
+        o = rec(r, ids[other])
+        assert (o.status, o.reason, o.closed_time) == (
+            "cancelled", "its one-cancels-other group filled", T(1))
+    assert r.trades.pnl.tolist() == [1.0]  # (101 - 100) x 1
+    assert r.positions.empty or (r.positions["size"] == 0).all()
+
+
+def test_oco_order_reducing_at_the_close_cancels_a_group_order_waiting_to_increase():
+    # Long 1 from bar 0. At bar 1: a (buy 1, oco=x) then b (sell 3, oco=x). The batch at the
+    # close executes reductions first: b closes the long 1 first, so b is the group's fill
+    # and cancels a (waiting with its increase) and x; then b's increase opens the short 2.
+    def start(s, sym):
+        s.ids["long"] = s.buy(size=1)
+        s.ids["x"] = s.buy(size=1, limit=50)
+
+    def legs(s, sym):
+        s.ids["a"] = s.buy(size=1, oco=s.ids["x"])
+        s.ids["b"] = s.sell(size=3, oco=s.ids["x"])
+
+    r = run_script({"X": make_bars(ROWS_AT_CLOSE)}, {0: start, 1: legs}, trade_on_close=True)
+    ids = r.strategy.ids
+    assert list(r.fills.order_id) == [ids["long"], ids["b"]]
+    assert list(r.fills.price) == [100.0, 101.0]
+    assert rec(r, ids["b"]).filled_size == 3.0
+    for other in ("a", "x"):
+        o = rec(r, ids[other])
+        assert (o.status, o.reason, o.closed_time) == (
+            "cancelled", "its one-cancels-other group filled", T(1))
+    assert r.positions["size"].to_dict() == {"X": -2.0}
+    assert r.trades.pnl.tolist() == [1.0]  # (101 - 100) x 1
 
 
 def test_oco_group_cannot_mix_symbols():

@@ -11,7 +11,7 @@
 
 use super::{Book, Rules};
 use crate::broker::{ratchet, slipped, Moment};
-use crate::orders::{Order, Role, Status, UNADMITTED};
+use crate::orders::{Order, Role, Status};
 use crate::portfolio::{Execution, Portfolio};
 use crate::results::Fill;
 
@@ -214,19 +214,29 @@ impl Book {
     }
 
     /// Cancel the other orders of one-cancels-other group `group`, one of which (`id`)
-    /// just filled. Orders that have not joined the book yet are not among them: at a
-    /// barrier that fills market orders at the close, the orders placed after the one
-    /// filling join after it.
+    /// just filled: every one still open, those placed during this tick included (at a
+    /// barrier filling market orders at the close, one placed after the filling one has
+    /// not joined yet) and those waiting with their increase in this batch (taken out of
+    /// the book to execute, so not live, but not filled).
     #[inline(never)]
     fn cancel_group(&mut self, s: usize, group: u64, id: u64, ts: i64) {
+        let log = &self.log;
         let others: Vec<u64> = self.working[s]
             .iter()
-            .filter(|o| o.live && o.oco == Some(group) && o.id != id)
-            .filter(|o| o.eligible_from != UNADMITTED)
+            .filter(|o| o.oco == Some(group) && o.id != id)
+            .filter(|o| log[(o.id - 1) as usize].status == Status::Open)
             .map(|o| o.id)
             .collect();
         for other in others {
-            self.cancel_working(other, ts, "its one-cancels-other group filled");
+            if let Some(o) = self.working[s].iter_mut().find(|o| o.id == other) {
+                o.live = false;
+            }
+            self.finish(
+                other,
+                Status::Cancelled,
+                ts,
+                "its one-cancels-other group filled",
+            );
         }
     }
 
