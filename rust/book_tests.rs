@@ -537,10 +537,10 @@ fn an_order_placed_during_a_tick_works_only_from_its_barrier_on() {
 
 #[test]
 fn at_a_barrier_filling_at_the_close_orders_join_one_by_one() {
-    // Trade-on-close, long 1 unit. In one tick: a market sell of it (A), then a sell
-    // limit (B) joining A's one-cancels-other group. At the barrier A joins and fills at
-    // the close as it joins; B joins after it, so A's fill finds no other order of its
-    // group to cancel: B stays working.
+    // Trade-on-close, long 1 unit. In one tick: a market sell of it (A), a sell limit (B)
+    // joining A's one-cancels-other group, and a buy limit (C) of no group. At the barrier
+    // A joins and fills at the close as it joins; its fill cancels B, which had not joined
+    // yet (a group's fill cancels all of it); C joins after them and stays working.
     let mut d = desk(Config::default());
     let studies = Studies::default();
     let rules = |config| Rules {
@@ -562,13 +562,20 @@ fn at_a_barrier_filling_at_the_close_orders_join_one_by_one() {
     let mut limit = OrderRequest::market(X, Side::Sell, 1.0);
     (limit.limit, limit.oco) = (Some(120.0), Some(sell));
     let limit = d.book.submit(limit, &at).unwrap();
+    let mut other = OrderRequest::market(X, Side::Buy, 1.0);
+    other.limit = Some(90.0);
+    let other = d.book.submit(other, &at).unwrap();
     d.book
         .admit_pending(1, &mut d.portfolio, rules(&d.config), |_| Some((1, 101.0)));
     assert_eq!(d.portfolio.position(X).size, 0.0);
     assert_eq!(d.status(sell), (Status::Filled, ""));
-    assert_eq!(d.status(limit), (Status::Open, ""));
+    assert_eq!(
+        d.status(limit),
+        (Status::Cancelled, "its one-cancels-other group filled")
+    );
+    assert_eq!(d.status(other), (Status::Open, ""));
     let working: Vec<u64> = d.book.working(X).iter().map(|o| o.id).collect();
-    assert_eq!(working, vec![limit]);
+    assert_eq!(working, vec![other]);
     assert!(d.book.working(X).iter().all(|o| o.eligible_from == 0));
     assert!(!d.book.has_pending());
 }
