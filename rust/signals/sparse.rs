@@ -75,8 +75,47 @@ struct Driver<'a, 'm> {
     parked: ParkedPositions<'m>,
     /// Whether the portfolio holds the parked sums of this tick's close (reads reuse them).
     fresh: bool,
-    due: Vec<usize>,
+    /// The symbols due at the tick being run, in the market's call order, each as its
+    /// rank in that order above its index (`due_key`: sorting the keys sorts by rank).
+    due: Vec<u64>,
     touched: Vec<Touched>,
+}
+
+/// A due symbol's sort key: its rank in the call order, then the symbol itself.
+#[inline]
+fn due_key(rank: u32, symbol: usize) -> u64 {
+    u64::from(rank) << 32 | symbol as u64
+}
+
+/// The symbol of a `due_key`.
+#[inline]
+fn due_symbol(key: u64) -> usize {
+    key as u32 as usize
+}
+
+/// Sort a tick's due keys: usually one or two, ordered in place (a library sort costs a
+/// call and its set-up for them); many at once go to the library's sort.
+#[inline]
+fn sort_due(keys: &mut [u64]) {
+    match keys.len() {
+        0 | 1 => {}
+        2 => {
+            let (a, b) = (keys[0], keys[1]);
+            (keys[0], keys[1]) = (a.min(b), a.max(b));
+        }
+        3..=16 => {
+            for k in 1..keys.len() {
+                let key = keys[k];
+                let mut j = k;
+                while j > 0 && keys[j - 1] > key {
+                    keys[j] = keys[j - 1];
+                    j -= 1;
+                }
+                keys[j] = key;
+            }
+        }
+        _ => keys.sort_unstable(),
+    }
 }
 
 /// One symbol as the driver keeps it, in one record: its columns, its event and its place
@@ -210,7 +249,8 @@ impl<'a, 'm> Driver<'a, 'm> {
                     bar: 0,
                     close: f64::NAN,
                 };
-                for &s in &self.due {
+                for &key in &self.due {
+                    let s = due_symbol(key);
                     let i = self.lanes[s].event;
                     // The rules read nothing at a bar without a signal (a bar run for
                     // its orders): they are called at signal bars only.
@@ -227,7 +267,7 @@ impl<'a, 'm> Driver<'a, 'm> {
                 day_end = next_day_end(timeline, self.p.session_end, t + 1);
             }
             for k in 0..self.due.len() {
-                let s = self.due[k];
+                let s = due_symbol(self.due[k]);
                 self.reschedule(strategy, s, t);
             }
             self.due.clear();
@@ -250,16 +290,13 @@ impl<'a, 'm> Driver<'a, 'm> {
             s = std::mem::replace(&mut lane.link, NONE);
             let (bar, at) = (lane.event, lane.bars.ts[lane.event]);
             if at == now {
-                self.due.push(symbol);
+                self.due.push(due_key(lane.rank, symbol));
             } else {
                 let tick = gallop(market.timeline(), t + 1, |x| x < at);
                 self.schedule(symbol, bar, tick);
             }
         }
-        if self.due.len() > 1 {
-            let lanes = &self.lanes;
-            self.due.sort_unstable_by_key(|&s| lanes[s].rank);
-        }
+        sort_due(&mut self.due);
     }
 
     /// Hand the parked positions' sums at time `now` to the portfolio, before something
@@ -313,7 +350,7 @@ impl<'a, 'm> Driver<'a, 'm> {
         self.touched.clear();
         let mut entries = false;
         for k in 0..self.due.len() {
-            let s = self.due[k];
+            let s = due_symbol(self.due[k]);
             let (b, i) = (self.lanes[s].bars, self.lanes[s].event);
             // A position with no orders to match: its lots see this bar with the skipped
             // ones (nothing executes in between).
@@ -820,8 +857,8 @@ fn read_parked(
 
 /// The lowest of `low` and the highest of `high` (`None` when empty), skipping NaNs as
 /// `f64::min` (`max`) does. The lowest of the same prices is the same in any grouping and
-/// with any price taken twice (prices are never ±0), so the columns are folded two pairs
-/// at a time and the last pair or two close the fold (overlapping the prices before)
+/// with any price taken twice (prices are never ±0), so the columns are folded in vectors
+/// of prices and the last vector or two close the fold (overlapping the prices before)
 /// rather than a loop over the rest one price at a time.
 fn range(low: &[f64], high: &[f64]) -> Option<(f64, f64)> {
     let n = low.len().min(high.len());
@@ -836,40 +873,13 @@ fn range(low: &[f64], high: &[f64]) -> Option<(f64, f64)> {
     }
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{
-            _mm_cvtsd_f64, _mm_loadu_pd, _mm_max_pd, _mm_min_pd, _mm_set1_pd, _mm_unpackhi_pd,
-        };
-        // SAFETY: SSE2 is part of every x86_64 processor, and every pair loaded starts at
-        // most at n - 2 (unaligned loads of two values in bounds). `_mm_min_pd(x, acc)` is
-        // `if x < acc { x } else { acc }`: a NaN price leaves the lane as it was.
-        unsafe {
-            let (l, h) = (low.as_ptr(), high.as_ptr());
-            let mut lo = [_mm_set1_pd(f64::INFINITY); 2];
-            let mut hi = [_mm_set1_pd(f64::NEG_INFINITY); 2];
-            let mut k = 0;
-            while k + 4 <= n {
-                lo[0] = _mm_min_pd(_mm_loadu_pd(l.add(k)), lo[0]);
-                lo[1] = _mm_min_pd(_mm_loadu_pd(l.add(k + 2)), lo[1]);
-                hi[0] = _mm_max_pd(_mm_loadu_pd(h.add(k)), hi[0]);
-                hi[1] = _mm_max_pd(_mm_loadu_pd(h.add(k + 2)), hi[1]);
-                k += 4;
-            }
-            let rest = n - k;
-            if rest > 0 {
-                lo[0] = _mm_min_pd(_mm_loadu_pd(l.add(n - 2)), lo[0]);
-                hi[0] = _mm_max_pd(_mm_loadu_pd(h.add(n - 2)), hi[0]);
-            }
-            if rest == 3 {
-                lo[1] = _mm_min_pd(_mm_loadu_pd(l.add(n - 3)), lo[1]);
-                hi[1] = _mm_max_pd(_mm_loadu_pd(h.add(n - 3)), hi[1]);
-            }
-            // The lanes hold no NaN (each starts infinite and keeps a price or itself).
-            let lo = _mm_min_pd(lo[0], lo[1]);
-            let hi = _mm_max_pd(hi[0], hi[1]);
-            let low = _mm_cvtsd_f64(_mm_min_pd(_mm_unpackhi_pd(lo, lo), lo));
-            let high = _mm_cvtsd_f64(_mm_max_pd(_mm_unpackhi_pd(hi, hi), hi));
-            Some((low, high))
+        // A position's skipped bars are a few dozen most often: four prices at a time
+        // where the processor has AVX (found at run time, a cached flag), two otherwise.
+        if n >= 8 && std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the processor has AVX (checked just above), and n >= 8.
+            return Some(unsafe { range_avx(&low[..n], &high[..n]) });
         }
+        Some(range_sse2(&low[..n], &high[..n]))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -880,6 +890,98 @@ fn range(low: &[f64], high: &[f64]) -> Option<(f64, f64)> {
             .iter()
             .fold(f64::NEG_INFINITY, |a, &b| if b > a { b } else { a });
         Some((lo, hi))
+    }
+}
+
+/// `range` of two columns of the same length, at least 2, two prices at a time.
+#[cfg(target_arch = "x86_64")]
+fn range_sse2(low: &[f64], high: &[f64]) -> (f64, f64) {
+    use std::arch::x86_64::{
+        _mm_cvtsd_f64, _mm_loadu_pd, _mm_max_pd, _mm_min_pd, _mm_set1_pd, _mm_unpackhi_pd,
+    };
+    let n = low.len();
+    assert!(n >= 2 && high.len() == n);
+    // SAFETY: SSE2 is part of every x86_64 processor, and every pair loaded starts at
+    // most at n - 2 (unaligned loads of two values in bounds). `_mm_min_pd(x, acc)` is
+    // `if x < acc { x } else { acc }`: a NaN price leaves the lane as it was.
+    unsafe {
+        let (l, h) = (low.as_ptr(), high.as_ptr());
+        let mut lo = [_mm_set1_pd(f64::INFINITY); 2];
+        let mut hi = [_mm_set1_pd(f64::NEG_INFINITY); 2];
+        let mut k = 0;
+        while k + 4 <= n {
+            lo[0] = _mm_min_pd(_mm_loadu_pd(l.add(k)), lo[0]);
+            lo[1] = _mm_min_pd(_mm_loadu_pd(l.add(k + 2)), lo[1]);
+            hi[0] = _mm_max_pd(_mm_loadu_pd(h.add(k)), hi[0]);
+            hi[1] = _mm_max_pd(_mm_loadu_pd(h.add(k + 2)), hi[1]);
+            k += 4;
+        }
+        let rest = n - k;
+        if rest > 0 {
+            lo[0] = _mm_min_pd(_mm_loadu_pd(l.add(n - 2)), lo[0]);
+            hi[0] = _mm_max_pd(_mm_loadu_pd(h.add(n - 2)), hi[0]);
+        }
+        if rest == 3 {
+            lo[1] = _mm_min_pd(_mm_loadu_pd(l.add(n - 3)), lo[1]);
+            hi[1] = _mm_max_pd(_mm_loadu_pd(h.add(n - 3)), hi[1]);
+        }
+        // The lanes hold no NaN (each starts infinite and keeps a price or itself).
+        let lo = _mm_min_pd(lo[0], lo[1]);
+        let hi = _mm_max_pd(hi[0], hi[1]);
+        let low = _mm_cvtsd_f64(_mm_min_pd(_mm_unpackhi_pd(lo, lo), lo));
+        let high = _mm_cvtsd_f64(_mm_max_pd(_mm_unpackhi_pd(hi, hi), hi));
+        (low, high)
+    }
+}
+
+/// `range` of two columns of the same length, at least 8, four prices at a time (eight
+/// per step, the last four or eight closing the fold).
+///
+/// # Safety
+/// The processor must have AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn range_avx(low: &[f64], high: &[f64]) -> (f64, f64) {
+    use std::arch::x86_64::{
+        _mm256_castpd256_pd128, _mm256_extractf128_pd, _mm256_loadu_pd, _mm256_max_pd,
+        _mm256_min_pd, _mm256_set1_pd, _mm_cvtsd_f64, _mm_max_pd, _mm_min_pd, _mm_unpackhi_pd,
+    };
+    let n = low.len();
+    assert!(n >= 8 && high.len() == n);
+    // SAFETY: every four loaded start at most at n - 4 (unaligned loads in bounds); as
+    // with two, `_mm256_min_pd(x, acc)` leaves a lane as it was for a NaN price.
+    unsafe {
+        let (l, h) = (low.as_ptr(), high.as_ptr());
+        let (mut lo0, mut lo1) = (_mm256_set1_pd(f64::INFINITY), _mm256_set1_pd(f64::INFINITY));
+        let (mut hi0, mut hi1) = (
+            _mm256_set1_pd(f64::NEG_INFINITY),
+            _mm256_set1_pd(f64::NEG_INFINITY),
+        );
+        let mut k = 0;
+        while k + 8 <= n {
+            lo0 = _mm256_min_pd(_mm256_loadu_pd(l.add(k)), lo0);
+            lo1 = _mm256_min_pd(_mm256_loadu_pd(l.add(k + 4)), lo1);
+            hi0 = _mm256_max_pd(_mm256_loadu_pd(h.add(k)), hi0);
+            hi1 = _mm256_max_pd(_mm256_loadu_pd(h.add(k + 4)), hi1);
+            k += 8;
+        }
+        let rest = n - k;
+        if rest > 0 {
+            lo0 = _mm256_min_pd(_mm256_loadu_pd(l.add(n - 4)), lo0);
+            hi0 = _mm256_max_pd(_mm256_loadu_pd(h.add(n - 4)), hi0);
+        }
+        if rest > 4 {
+            lo1 = _mm256_min_pd(_mm256_loadu_pd(l.add(n - 8)), lo1);
+            hi1 = _mm256_max_pd(_mm256_loadu_pd(h.add(n - 8)), hi1);
+        }
+        // The lanes hold no NaN (each starts infinite and keeps a price or itself).
+        let lo = _mm256_min_pd(lo0, lo1);
+        let hi = _mm256_max_pd(hi0, hi1);
+        let lo = _mm_min_pd(_mm256_castpd256_pd128(lo), _mm256_extractf128_pd::<1>(lo));
+        let hi = _mm_max_pd(_mm256_castpd256_pd128(hi), _mm256_extractf128_pd::<1>(hi));
+        let low = _mm_cvtsd_f64(_mm_min_pd(_mm_unpackhi_pd(lo, lo), lo));
+        let high = _mm_cvtsd_f64(_mm_max_pd(_mm_unpackhi_pd(hi, hi), hi));
+        (low, high)
     }
 }
 
@@ -958,7 +1060,9 @@ impl Desk for SparseDesk<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{range, term, Parked};
+    use super::{due_key, due_symbol, range, sort_due, term, Parked};
+    #[cfg(target_arch = "x86_64")]
+    use super::{range_avx, range_sse2};
     use crate::portfolio::Portfolio;
     use crate::test_draws::draws;
 
@@ -1014,6 +1118,32 @@ mod tests {
     }
 
     #[test]
+    fn due_symbols_are_sorted_by_their_rank_in_the_call_order() {
+        // Every count around the in-place sorts' limits, ranks drawn at random (each
+        // symbol has its own): the keys come out in rank order, each with its symbol.
+        let mut draw = draws(0x2545_F491_4F6C_DD1D);
+        for len in 0..40 {
+            for _ in 0..50 {
+                let mut ranks: Vec<u32> = (0..len as u32).collect();
+                for k in (1..ranks.len()).rev() {
+                    ranks.swap(k, (draw() % (k as u64 + 1)) as usize);
+                }
+                let symbols: Vec<usize> = (0..len).map(|k| (k * 7 + 3) % 1000).collect();
+                let mut keys: Vec<u64> = (0..len).map(|k| due_key(ranks[k], symbols[k])).collect();
+                sort_due(&mut keys);
+                let mut expected: Vec<(u32, usize)> =
+                    ranks.iter().copied().zip(symbols.iter().copied()).collect();
+                expected.sort();
+                let got: Vec<(u32, usize)> = keys
+                    .iter()
+                    .map(|&k| ((k >> 32) as u32, due_symbol(k)))
+                    .collect();
+                assert_eq!(got, expected, "len {len}");
+            }
+        }
+    }
+
+    #[test]
     fn range_is_the_running_min_and_max_a_lot_sees_bar_by_bar() {
         // Every length around the lanes, with NaNs now and then (skipped by both).
         let mut draw = draws(0x9E37_79B9_7F4A_7C15);
@@ -1038,6 +1168,19 @@ mod tests {
                 });
                 let got = range(&low, &high).map(|(l, h)| (l.to_bits(), h.to_bits()));
                 assert_eq!(got, bar_by_bar, "len {len}");
+                // Each kernel on its own, whichever `range` picks on this processor.
+                #[cfg(target_arch = "x86_64")]
+                {
+                    let bits = |(l, h): (f64, f64)| Some((l.to_bits(), h.to_bits()));
+                    if len >= 2 {
+                        assert_eq!(bits(range_sse2(&low, &high)), bar_by_bar, "len {len}");
+                    }
+                    if len >= 8 && std::arch::is_x86_feature_detected!("avx") {
+                        // SAFETY: the processor has AVX.
+                        let avx = unsafe { range_avx(&low, &high) };
+                        assert_eq!(bits(avx), bar_by_bar, "len {len}");
+                    }
+                }
             }
         }
     }
