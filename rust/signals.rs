@@ -303,6 +303,9 @@ pub struct SignalStrategy<'a> {
     signals: Vec<SymbolSignals<'a>>,
     due: Vec<Due>,
     rules: SignalRules,
+    /// Whether any entry can carry a stop (as a fraction, a trail or a price per bar):
+    /// decided once, so a run without stops places its entries without looking.
+    stops: bool,
 }
 
 impl<'a> SignalStrategy<'a> {
@@ -357,10 +360,17 @@ impl<'a> SignalStrategy<'a> {
             .enumerate()
             .map(|(s, sig)| Due::new(sig, market.bars(s).ts.len()))
             .collect();
+        let stops = rules.stop_loss.is_some()
+            || rules.take_profit.is_some()
+            || rules.stop_loss_trail.is_some()
+            || signals
+                .iter()
+                .any(|s| s.stop_loss.is_some() || s.take_profit.is_some());
         Ok(SignalStrategy {
             signals,
             due,
             rules,
+            stops,
         })
     }
 
@@ -399,7 +409,7 @@ impl<'a> SignalStrategy<'a> {
         }
         let side = if units > 0.0 { Side::Buy } else { Side::Sell };
         let mut req = OrderRequest::market(symbol, side, units.abs());
-        if side.sign() == want {
+        if self.stops && side.sign() == want {
             let (r, sig) = (&self.rules, &self.signals[symbol]);
             req.stop_loss = stop_at(sig.stop_loss, r.stop_loss, bar, price, -want);
             req.take_profit = stop_at(sig.take_profit, r.take_profit, bar, price, want);
