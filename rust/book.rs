@@ -30,10 +30,10 @@ use crate::broker::{ratchet, Bar, Moment};
 use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::orders::{
-    Order, OrderRecord, OrderRequest, Role, Side, Status, TimeInForce, Trail, UNADMITTED,
+    Order, OrderRequest, Reason, Role, Side, Status, TimeInForce, Trail, UNADMITTED,
 };
 use crate::portfolio::Portfolio;
-use crate::results::Fill;
+use crate::results::{Fill, OrderLog};
 use crate::studies::Studies;
 use crate::symbol_set::SymbolSet;
 use execution::{At, Executed, Waiting};
@@ -47,8 +47,8 @@ pub struct Book {
     working: Working,
     /// The symbol and id of each order placed since the last barrier, in placement order.
     placed: Vec<(usize, u64)>,
-    /// Every order ever placed; index = id - 1.
-    log: Vec<OrderRecord>,
+    /// Every order ever placed, in id order.
+    log: OrderLog,
     fills: Vec<Fill>,
     /// The bars of this timestamp being matched (symbols with working orders).
     plays: Vec<Play>,
@@ -127,12 +127,12 @@ fn check_trail(trail: Trail, at: &Placing<'_>) -> std::result::Result<(), String
     }
 }
 
-fn expiry_reason(order: Option<&Order>) -> &'static str {
+fn expiry_reason(order: Option<&Order>) -> Reason {
     match order.map(|o| o.time_in_force) {
-        Some(TimeInForce::Day) => "day order: its trading day ended",
-        Some(TimeInForce::ImmediateOrCancel) => "immediate-or-cancel: not filled on its bar",
-        Some(TimeInForce::Bars(_)) => "good for a number of bars: they passed",
-        _ => "good till date: its time passed",
+        Some(TimeInForce::Day) => Reason::DayEnded,
+        Some(TimeInForce::ImmediateOrCancel) => Reason::NotFilledOnItsBar,
+        Some(TimeInForce::Bars(_)) => Reason::BarsPassed,
+        _ => Reason::TimePassed,
     }
 }
 
@@ -141,7 +141,7 @@ impl Book {
         Book {
             working: Working::new(symbols),
             placed: Vec::new(),
-            log: Vec::new(),
+            log: OrderLog::default(),
             fills: Vec::new(),
             plays: Vec::new(),
             waiting: Vec::new(),
@@ -291,7 +291,7 @@ impl Book {
             _ => {}
         }
         if let Some(other) = req.oco {
-            let Some(rec) = other.checked_sub(1).and_then(|i| self.log.get(i as usize)) else {
+            let Some(rec) = self.log.get(other) else {
                 return Err(format!("oco={other}: no such order"));
             };
             if rec.status != Status::Open || rec.role != Role::Entry {
@@ -300,7 +300,7 @@ impl Book {
                     rec.status, rec.role
                 ));
             }
-            if rec.symbol != req.symbol {
+            if rec.symbol as usize != req.symbol {
                 return Err(format!(
                     "oco={other}: order {other} is for another symbol; a one-cancels-other group holds one symbol's orders"
                 ));
@@ -333,7 +333,7 @@ impl Book {
 
     /// The OCO group of open order `other`, made a group if it is not one yet.
     fn join_group(&mut self, other: u64) -> u64 {
-        let s = self.log[(other - 1) as usize].symbol;
+        let s = self.log.record(other).symbol as usize;
         let order = self.working[s]
             .iter_mut()
             .find(|o| o.id == other)
@@ -378,7 +378,7 @@ impl Book {
             .expect("an order was just placed");
         let (id, time_in_force, limited) = (o.id, o.time_in_force, o.last_bar.is_some());
         self.placed.push((symbol, id));
-        self.log.push(record_of(o, now));
+        self.log.push(o, now);
         if let TimeInForce::Until(ts) = time_in_force {
             self.expiries.push(Reverse((ts, id)));
         }
@@ -402,7 +402,7 @@ impl Book {
         size: Option<f64>,
     ) -> Result<()> {
         let bad = |m: String| Err(EngineError::InvalidOrder(format!("modify order {id}: {m}")));
-        let Some(rec) = id.checked_sub(1).and_then(|i| self.log.get(i as usize)) else {
+        let Some(rec) = self.log.get(id) else {
             return bad("no such order in this backtest".into());
         };
         if rec.status != Status::Open {
@@ -422,7 +422,7 @@ impl Book {
                 }
             }
         }
-        let s = rec.symbol;
+        let s = rec.symbol as usize;
         let o = self.working[s]
             .iter_mut()
             .find(|o| o.id == id && o.live)
@@ -450,10 +450,9 @@ impl Book {
         if let Some(v) = size {
             o.size = v;
         }
-        let r = &mut self.log[(id - 1) as usize];
-        r.limit = o.limit.unwrap_or(f64::NAN);
-        r.stop = o.stop.unwrap_or(f64::NAN);
-        r.size = o.size;
+        let (limit, stop, size) = (o.limit, o.stop, o.size);
+        self.log.record_mut(id).size = size;
+        (self.log).set_prices(id, limit.unwrap_or(f64::NAN), stop.unwrap_or(f64::NAN));
         Ok(())
     }
 
@@ -489,14 +488,14 @@ impl Book {
                 break;
             }
             self.expiries.pop();
-            let rec = &self.log[(id - 1) as usize];
+            let rec = self.log.record(id);
             if rec.status != Status::Open {
                 continue;
             }
-            let s = rec.symbol;
+            let s = rec.symbol as usize;
             let reason = expiry_reason(self.working[s].iter().find(|o| o.id == id));
             if self.cancel_working(id, ts, reason) {
-                self.log[(id - 1) as usize].status = Status::Expired;
+                self.log.record_mut(id).status = Status::Expired;
                 self.working.retain_live(s);
             }
         }
@@ -505,21 +504,21 @@ impl Book {
     /// Cancel a working order (placed during this tick or before; a bracket leg too). False
     /// if it was not working.
     pub fn cancel(&mut self, id: u64, now: i64) -> bool {
-        let done = self.cancel_working(id, now, "cancelled by the strategy");
+        let done = self.cancel_working(id, now, Reason::CancelledByStrategy);
         if done {
             self.working.retain_live_everywhere();
         }
         done
     }
 
-    fn cancel_working(&mut self, id: u64, ts: i64, reason: &'static str) -> bool {
-        let Some(rec) = id.checked_sub(1).and_then(|i| self.log.get(i as usize)) else {
+    fn cancel_working(&mut self, id: u64, ts: i64, reason: Reason) -> bool {
+        let Some(rec) = self.log.get(id) else {
             return false;
         };
         if rec.status != Status::Open {
             return false;
         }
-        let s = rec.symbol;
+        let s = rec.symbol as usize;
         let Some(o) = self.working[s].iter_mut().find(|o| o.id == id && o.live) else {
             return false;
         };
@@ -551,10 +550,12 @@ impl Book {
     }
 
     /// Every order placed so far, with where its life ended.
-    pub fn orders(&self) -> &[OrderRecord] {
+    pub fn orders(&self) -> &OrderLog {
         &self.log
     }
 
+    /// Every fill so far, in the order they were executed (one per order at most; the
+    /// rest of each is in its order's record, see `OrderLog::fill_row`).
     pub fn fills(&self) -> &[Fill] {
         &self.fills
     }
@@ -627,7 +628,7 @@ impl Book {
         for id in ending {
             let reason = expiry_reason(self.working[at.symbol].iter().find(|o| o.id == id));
             if self.cancel_working(id, at.ts, reason) {
-                self.log[(id - 1) as usize].status = Status::Expired;
+                self.log.record_mut(id).status = Status::Expired;
             }
         }
     }
@@ -745,7 +746,7 @@ impl Book {
         for (at, w) in increases {
             // Not one its one-cancels-other group cancelled while it waited (several of a
             // group's orders may wait here at once; in a bar's play only one can).
-            if self.log[(w.order_id - 1) as usize].status == Status::Open {
+            if self.log.record(w.order_id).status == Status::Open {
                 self.execute_increase(at, w, portfolio, rules);
             }
         }
@@ -759,28 +760,24 @@ impl Book {
     /// Make room for about `orders` more orders and fills, when a strategy knows roughly
     /// how many it will place (a hint: the log still grows past it; refused room is fine).
     pub fn reserve(&mut self, orders: usize) {
-        let _ = self.log.try_reserve(orders);
+        self.log.reserve(orders);
         let _ = self.fills.try_reserve(orders);
     }
 
     /// Exchange the order log and the fills with `orders` and `fills`: buffers a grid
     /// thread lends each run and takes back after it (`Engine::swap_logs`), so their
     /// memory is written again rather than freshly mapped for every run.
-    pub(crate) fn swap_logs(&mut self, orders: &mut Vec<OrderRecord>, fills: &mut Vec<Fill>) {
+    pub(crate) fn swap_logs(&mut self, orders: &mut OrderLog, fills: &mut Vec<Fill>) {
         std::mem::swap(&mut self.log, orders);
         std::mem::swap(&mut self.fills, fills);
     }
 
     fn next_id(&self) -> u64 {
-        self.log.len() as u64 + 1
+        self.log.next_id()
     }
 
-    fn log_order(&mut self, o: &Order, ts: i64) {
-        self.log.push(record_of(o, ts));
-    }
-
-    fn finish(&mut self, id: u64, status: Status, ts: i64, reason: &'static str) {
-        let r = &mut self.log[(id - 1) as usize];
+    fn finish(&mut self, id: u64, status: Status, ts: i64, reason: Reason) {
+        let r = self.log.record_mut(id);
         r.status = status;
         r.closed_ts = ts;
         r.reason = reason;
@@ -793,30 +790,6 @@ fn has_live(working: &[Order]) -> bool {
     match working {
         [only] => only.live,
         _ => working.iter().any(|o| o.live),
-    }
-}
-
-/// The record of order `o`, placed at `ts`, as it starts its life.
-#[inline]
-fn record_of(o: &Order, ts: i64) -> OrderRecord {
-    OrderRecord {
-        id: o.id,
-        symbol: o.symbol,
-        side: o.side,
-        size: o.size,
-        limit: o.limit.unwrap_or(f64::NAN),
-        stop: o.stop.unwrap_or(f64::NAN),
-        stop_loss: o.stop_loss.unwrap_or(f64::NAN),
-        take_profit: o.take_profit.unwrap_or(f64::NAN),
-        role: o.role,
-        tag: o.tag,
-        placed_ts: ts,
-        status: Status::Open,
-        closed_ts: i64::MIN,
-        reason: "",
-        filled_size: 0.0,
-        fill_price: f64::NAN,
-        filled_side: 0,
     }
 }
 

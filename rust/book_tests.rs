@@ -39,6 +39,12 @@ fn desk(config: Config) -> Desk {
     }
 }
 
+/// The book's fills with every field.
+fn fill_rows(book: &Book) -> Vec<crate::results::FillRow> {
+    let orders = book.orders();
+    book.fills().iter().map(|f| orders.fill_row(f)).collect()
+}
+
 fn bar(open: f64, high: f64, low: f64, close: f64) -> Bar {
     Bar {
         open,
@@ -92,16 +98,15 @@ impl Desk {
     }
 
     fn prices(&self) -> Vec<(u64, f64, f64)> {
-        self.book
-            .fills()
+        fill_rows(&self.book)
             .iter()
             .map(|f| (f.order_id, f.direction * f.size, f.price))
             .collect()
     }
 
     fn status(&self, id: u64) -> (Status, &'static str) {
-        let r = &self.book.orders()[(id - 1) as usize];
-        (r.status, r.reason)
+        let r = self.book.orders().row(id);
+        (r.status, r.reason.phrase())
     }
 }
 
@@ -167,7 +172,7 @@ fn bracket_stop_loss_wins_when_both_legs_are_inside_one_bar() {
     });
     d.next(bar(100.0, 100.0, 100.0, 100.0));
     d.next(bar(100.0, 112.0, 94.0, 100.0));
-    let exit = d.book.fills()[1];
+    let exit = fill_rows(&d.book)[1];
     assert_eq!(
         (exit.role, exit.price, exit.size),
         (Role::StopLoss, 95.0, 2.0)
@@ -175,11 +180,11 @@ fn bracket_stop_loss_wins_when_both_legs_are_inside_one_bar() {
     let tp = d
         .book
         .orders()
-        .iter()
+        .rows()
         .find(|o| o.role == Role::TakeProfit)
         .unwrap();
     assert_eq!(
-        (tp.status, tp.reason),
+        (tp.status, tp.reason.phrase()),
         (Status::Cancelled, "its trade was closed")
     );
     assert_eq!(d.portfolio.position(X).size, 0.0);
@@ -191,7 +196,7 @@ fn entry_at_the_open_lets_both_legs_watch_the_same_bar() {
     d.order(Side::Buy, 1.0, |r| r.take_profit = Some(104.0));
     // Entry at the open 100, the high 105 reaches the take-profit in that bar.
     d.next(bar(100.0, 105.0, 99.0, 101.0));
-    let exit = d.book.fills()[1];
+    let exit = fill_rows(&d.book)[1];
     assert_eq!((exit.role, exit.price), (Role::TakeProfit, 104.0));
 }
 
@@ -301,7 +306,7 @@ fn reductions_of_any_symbol_execute_before_increases_of_any_symbol() {
     book.execute_batch(&mut portfolio, rules);
     let executed: Vec<u64> = book.fills().iter().skip(1).map(|f| f.order_id).collect();
     assert_eq!(executed, vec![sell, buy]);
-    assert_eq!(book.orders()[(buy - 1) as usize].status, Status::Filled);
+    assert_eq!(book.orders().row(buy).status, Status::Filled);
     assert_eq!(portfolio.position(0).size, 9.0);
     assert_eq!(portfolio.position(1).size, 0.0);
 }
@@ -323,7 +328,7 @@ fn a_close_after_a_flip_in_the_same_bar_executes_on_the_other_side_and_slips_the
     assert!((fills[1].2 - 119.88).abs() < 1e-12);
     assert_eq!((fills[2].0, fills[2].1), (close, 10.0));
     assert!((fills[2].2 - 120.12).abs() < 1e-12);
-    let rec = &d.book.orders()[(close - 1) as usize];
+    let rec = d.book.orders().row(close);
     assert_eq!(
         (rec.side, rec.filled_side, rec.filled_size),
         (Side::Sell, 1, 10.0)
@@ -364,10 +369,10 @@ fn increases_of_one_batch_execute_in_placement_order_whichever_bar_is_reached_la
         book.open_bar(s, 1, 1, bar(100.0, 100.0, 100.0, 100.0));
     }
     book.execute_batch(&mut portfolio, rules);
-    assert_eq!(book.orders()[(first - 1) as usize].status, Status::Filled);
-    let refused = &book.orders()[(second - 1) as usize];
+    assert_eq!(book.orders().row(first).status, Status::Filled);
+    let refused = book.orders().row(second);
     assert_eq!(
-        (refused.status, refused.reason),
+        (refused.status, refused.reason.phrase()),
         (Status::Rejected, "insufficient margin")
     );
     assert_eq!(
@@ -392,7 +397,7 @@ fn increases_of_one_batch_execute_in_placement_order_whichever_bar_is_reached_la
         book.open_bar(s, 1, 1, bar(100.0, 100.0, 100.0, 100.0));
     }
     book.execute_batch(&mut portfolio, rules);
-    assert_eq!(book.orders()[(first - 1) as usize].status, Status::Filled);
+    assert_eq!(book.orders().row(first).status, Status::Filled);
     assert_eq!(
         (portfolio.position(0).size, portfolio.position(1).size),
         (0.0, 6.0)
@@ -466,7 +471,7 @@ fn a_market_order_carrying_any_one_thing_more_is_held_to_that_things_rules() {
             &placing(&studies, 100.0, 5),
         )
         .unwrap();
-    let rec = &book.orders()[(id - 1) as usize];
+    let rec = book.orders().row(id);
     assert_eq!(
         (rec.side, rec.size, rec.status, rec.placed_ts),
         (Side::Sell, 2.5, Status::Open, 5)

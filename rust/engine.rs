@@ -31,9 +31,9 @@ use crate::config::{Config, FillAt};
 use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
 use crate::market::Market;
-use crate::orders::OrderRecord;
+use crate::orders::OrderRow;
 use crate::portfolio::{ClosedTrade, Money, Portfolio};
-use crate::results::{EquityCurve, Fill};
+use crate::results::{EquityCurve, Fill, FillRow, OrderLog};
 use crate::strategy::Strategy;
 use crate::studies::Studies;
 
@@ -86,7 +86,7 @@ pub struct Engine {
 /// The logs a run writes: its orders, fills and closed trades (see `Engine::swap_logs`).
 #[derive(Debug, Default)]
 pub(crate) struct Logs {
-    pub orders: Vec<OrderRecord>,
+    pub orders: OrderLog,
     pub fills: Vec<Fill>,
     pub trades: Vec<ClosedTrade>,
 }
@@ -632,12 +632,30 @@ impl Engine {
         &self.studies
     }
 
-    pub fn fills(&self) -> &[Fill] {
+    /// The fills as the book keeps them (an order id and a commission each; the rest is
+    /// in the order log, see `OrderLog::fill_row`).
+    pub fn fill_log(&self) -> &[Fill] {
         self.book.fills()
     }
 
-    pub fn orders(&self) -> &[OrderRecord] {
+    /// Every order placed, as the book keeps them (`OrderLog::row` gives every field).
+    pub fn order_log(&self) -> &OrderLog {
         self.book.orders()
+    }
+
+    /// Every fill with every field, in the order they were executed.
+    pub fn fills(&self) -> Vec<FillRow> {
+        let orders = self.book.orders();
+        self.book
+            .fills()
+            .iter()
+            .map(|f| orders.fill_row(f))
+            .collect()
+    }
+
+    /// Every order with every field, in id order.
+    pub fn orders(&self) -> Vec<OrderRow> {
+        self.book.orders().rows().collect()
     }
 
     pub fn equity_curve(&self) -> &EquityCurve {

@@ -92,7 +92,7 @@ fn stop_loss_gapped_through_fills_at_the_open_and_cancels_take_profit() {
     assert_eq!((exit.ts, exit.price, exit.role), (2, 90.0, Role::StopLoss));
     let tp = e
         .orders()
-        .iter()
+        .into_iter()
         .find(|o| o.role == Role::TakeProfit)
         .unwrap();
     assert_eq!(tp.status, Status::Cancelled);

@@ -214,9 +214,133 @@ impl Order {
     }
 }
 
-/// One order's life, for the results.
-#[derive(Clone, Debug)]
+/// Why an order ended other than filled: one of a fixed set of phrases (so reasons can
+/// be counted), kept in the order's record as its code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Reason {
+    /// Filled, or still open.
+    None = 0,
+    CancelledByStrategy,
+    DayEnded,
+    NotFilledOnItsBar,
+    BarsPassed,
+    TimePassed,
+    PositionAlreadyFlat,
+    TradeAlreadyClosed,
+    InsufficientMargin,
+    ItsTradeWasClosed,
+    ItsGroupFilled,
+}
+
+impl Reason {
+    /// Every reason, by code.
+    pub const ALL: [Reason; 11] = [
+        Reason::None,
+        Reason::CancelledByStrategy,
+        Reason::DayEnded,
+        Reason::NotFilledOnItsBar,
+        Reason::BarsPassed,
+        Reason::TimePassed,
+        Reason::PositionAlreadyFlat,
+        Reason::TradeAlreadyClosed,
+        Reason::InsufficientMargin,
+        Reason::ItsTradeWasClosed,
+        Reason::ItsGroupFilled,
+    ];
+
+    /// The phrase the results show ("" for none).
+    pub fn phrase(self) -> &'static str {
+        match self {
+            Reason::None => "",
+            Reason::CancelledByStrategy => "cancelled by the strategy",
+            Reason::DayEnded => "day order: its trading day ended",
+            Reason::NotFilledOnItsBar => "immediate-or-cancel: not filled on its bar",
+            Reason::BarsPassed => "good for a number of bars: they passed",
+            Reason::TimePassed => "good till date: its time passed",
+            Reason::PositionAlreadyFlat => "position already flat",
+            Reason::TradeAlreadyClosed => "trade already closed",
+            Reason::InsufficientMargin => "insufficient margin",
+            Reason::ItsTradeWasClosed => "its trade was closed",
+            Reason::ItsGroupFilled => "its one-cancels-other group filled",
+        }
+    }
+}
+
+/// One order's life as the log keeps it: what every order has, in 56 bytes. Its id is
+/// its place in the log (index + 1); what only some orders carry (prices, a tag) is in
+/// the log's table of terms; the fill row of an order is its id and commission, the rest
+/// of the fill being here (see `results::OrderLog`, which gives every field back).
+#[derive(Clone, Copy, Debug)]
 pub struct OrderRecord {
+    pub size: f64,
+    pub placed_ts: i64,
+    /// When it was filled, cancelled or rejected (`i64::MIN` while open).
+    pub closed_ts: i64,
+    /// What was executed: units, price (after slippage) and side (+1 buy, -1 sell, 0 for
+    /// nothing). The side can differ from `side` for a `close()`, which is sized and
+    /// sided when it fills; units can be below `size` when only the reducing part of an
+    /// order that flips a position was executed and the rest was rejected.
+    pub filled_size: f64,
+    pub fill_price: f64,
+    pub symbol: u32,
+    /// Its row in the log's terms, or `NO_TERMS` for an order that carries none.
+    pub(crate) terms: u32,
+    pub side: Side,
+    pub role: Role,
+    pub status: Status,
+    /// Why it ended other than filled.
+    pub reason: Reason,
+    pub filled_side: i8,
+}
+
+const _: () = assert!(std::mem::size_of::<OrderRecord>() == 56);
+
+/// The `terms` of an order that carries no prices and no tag (a plain market order).
+pub(crate) const NO_TERMS: u32 = u32::MAX;
+
+/// What only some orders carry: their prices (NaN for none) and the strategy's tag.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OrderTerms {
+    pub limit: f64,
+    pub stop: f64,
+    pub stop_loss: f64,
+    pub take_profit: f64,
+    pub tag: i64,
+}
+
+impl OrderTerms {
+    /// The terms of an order that carries none.
+    pub const NONE: OrderTerms = OrderTerms {
+        limit: f64::NAN,
+        stop: f64::NAN,
+        stop_loss: f64::NAN,
+        take_profit: f64::NAN,
+        tag: 0,
+    };
+
+    /// `o`'s terms, or `None` when it carries none.
+    #[inline]
+    pub fn of(o: &Order) -> Option<OrderTerms> {
+        // (One test of all five, not five branches: most orders carry none.)
+        let plain = o.limit.is_none()
+            & o.stop.is_none()
+            & o.stop_loss.is_none()
+            & o.take_profit.is_none()
+            & (o.tag == 0);
+        (!plain).then(|| OrderTerms {
+            limit: o.limit.unwrap_or(f64::NAN),
+            stop: o.stop.unwrap_or(f64::NAN),
+            stop_loss: o.stop_loss.unwrap_or(f64::NAN),
+            take_profit: o.take_profit.unwrap_or(f64::NAN),
+            tag: o.tag,
+        })
+    }
+}
+
+/// One order's life with every field, as the results show it (`results::OrderLog::row`).
+#[derive(Clone, Copy, Debug)]
+pub struct OrderRow {
     pub id: u64,
     pub symbol: usize,
     pub side: Side,
@@ -229,14 +353,8 @@ pub struct OrderRecord {
     pub tag: i64,
     pub placed_ts: i64,
     pub status: Status,
-    /// When it was filled, cancelled or rejected (`i64::MIN` while open).
     pub closed_ts: i64,
-    /// Why it ended other than filled (a fixed phrase per cause, so reasons can be counted).
-    pub reason: &'static str,
-    /// What was executed: units, price (after slippage) and side (+1 buy, -1 sell, 0 for
-    /// nothing). The side can differ from `side` for a `close()`, which is sized and
-    /// sided when it fills; units can be below `size` when only the reducing part of an
-    /// order that flips a position was executed and the rest was rejected.
+    pub reason: Reason,
     pub filled_size: f64,
     pub fill_price: f64,
     pub filled_side: i8,

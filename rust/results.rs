@@ -1,10 +1,20 @@
-//! What a run leaves behind: fills, equity samples (closed trades live in the portfolio,
-//! orders in the broker's log).
+//! What a run leaves behind: the order log, fills, equity samples (closed trades live in
+//! the portfolio).
 
-use crate::orders::Role;
+use crate::orders::{Order, OrderRecord, OrderRow, OrderTerms, Reason, Role, Status, NO_TERMS};
 
+/// One fill as the log keeps it: the order that filled and the commission it paid. The
+/// rest of the fill (symbol, time, side, units, price, role) is in the order's record,
+/// written with it: an order fills once (`OrderLog::fill_row` gives every field).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Fill {
+    pub order_id: u64,
+    pub commission: f64,
+}
+
+/// One fill with every field, as the results show it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FillRow {
     pub order_id: u64,
     pub symbol: usize,
     pub ts: i64,
@@ -14,6 +24,172 @@ pub struct Fill {
     pub price: f64,
     pub commission: f64,
     pub role: Role,
+}
+
+/// Every order placed in a run, in id order (an order's id is its place + 1), with where
+/// its life ended. Compact: a record of what every order has, and a table of the terms
+/// only some carry (prices, a tag), so a run of plain market orders writes 56 bytes per
+/// order; `row` gives every field back.
+#[derive(Clone, Debug, Default)]
+pub struct OrderLog {
+    records: Vec<OrderRecord>,
+    terms: Vec<OrderTerms>,
+}
+
+impl OrderLog {
+    /// How many orders were placed.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The id the next order placed gets.
+    #[inline]
+    pub fn next_id(&self) -> u64 {
+        self.records.len() as u64 + 1
+    }
+
+    /// The record of order `id`, if there is one.
+    #[inline]
+    pub fn get(&self, id: u64) -> Option<&OrderRecord> {
+        id.checked_sub(1).and_then(|k| self.records.get(k as usize))
+    }
+
+    /// The record of order `id` (an id the book gave out).
+    #[inline]
+    pub(crate) fn record(&self, id: u64) -> &OrderRecord {
+        &self.records[(id - 1) as usize]
+    }
+
+    #[inline]
+    pub(crate) fn record_mut(&mut self, id: u64) -> &mut OrderRecord {
+        &mut self.records[(id - 1) as usize]
+    }
+
+    /// The records, in id order.
+    #[inline]
+    pub fn records(&self) -> &[OrderRecord] {
+        &self.records
+    }
+
+    /// Log order `o` (whose id is `next_id`), placed at `ts`, as it starts its life.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, o: &Order, ts: i64) {
+        debug_assert_eq!(o.id, self.next_id());
+        let terms = match OrderTerms::of(o) {
+            None => NO_TERMS,
+            Some(t) => {
+                self.terms.push(t);
+                // (A table of 2^32 terms would hold 170 GB: an index fits in 32 bits.)
+                (self.terms.len() - 1) as u32
+            }
+        };
+        self.records.push(OrderRecord {
+            size: o.size,
+            placed_ts: ts,
+            closed_ts: i64::MIN,
+            filled_size: 0.0,
+            fill_price: f64::NAN,
+            symbol: o.symbol as u32,
+            terms,
+            side: o.side,
+            role: o.role,
+            status: Status::Open,
+            reason: Reason::None,
+            filled_side: 0,
+        });
+    }
+
+    /// The terms of order `id`'s record `rec` (`OrderTerms::NONE` for a plain order).
+    #[inline]
+    pub fn terms(&self, rec: &OrderRecord) -> OrderTerms {
+        match rec.terms {
+            NO_TERMS => OrderTerms::NONE,
+            k => self.terms[k as usize],
+        }
+    }
+
+    /// Order `id`'s limit and stop after a change (`Book::modify`); an order with either
+    /// price has terms, as it had the price when it was placed.
+    pub(crate) fn set_prices(&mut self, id: u64, limit: f64, stop: f64) {
+        let k = self.records[(id - 1) as usize].terms;
+        if k != NO_TERMS {
+            let t = &mut self.terms[k as usize];
+            t.limit = limit;
+            t.stop = stop;
+        } else {
+            debug_assert!(limit.is_nan() && stop.is_nan());
+        }
+    }
+
+    /// Order `id` with every field.
+    pub fn row(&self, id: u64) -> OrderRow {
+        let rec = &self.records[(id - 1) as usize];
+        let t = self.terms(rec);
+        OrderRow {
+            id,
+            symbol: rec.symbol as usize,
+            side: rec.side,
+            size: rec.size,
+            limit: t.limit,
+            stop: t.stop,
+            stop_loss: t.stop_loss,
+            take_profit: t.take_profit,
+            role: rec.role,
+            tag: t.tag,
+            placed_ts: rec.placed_ts,
+            status: rec.status,
+            closed_ts: rec.closed_ts,
+            reason: rec.reason,
+            filled_size: rec.filled_size,
+            fill_price: rec.fill_price,
+            filled_side: rec.filled_side,
+        }
+    }
+
+    /// Every order with every field, in id order.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = OrderRow> + '_ {
+        (0..self.records.len()).map(|k| self.row(k as u64 + 1))
+    }
+
+    /// The orders whose life ended with `status`, with every field, in id order.
+    pub fn rows_with(&self, status: Status) -> Vec<OrderRow> {
+        let ids = (1..).zip(&self.records);
+        let matching = ids.filter(|(_, r)| r.status == status);
+        matching.map(|(id, _)| self.row(id)).collect()
+    }
+
+    /// Fill `f` with every field: the rest is in its order's record.
+    #[inline]
+    pub fn fill_row(&self, f: &Fill) -> FillRow {
+        let rec = &self.records[(f.order_id - 1) as usize];
+        FillRow {
+            order_id: f.order_id,
+            symbol: rec.symbol as usize,
+            ts: rec.closed_ts,
+            direction: f64::from(rec.filled_side),
+            size: rec.filled_size,
+            price: rec.fill_price,
+            commission: f.commission,
+            role: rec.role,
+        }
+    }
+
+    /// Empty, keeping the room.
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.terms.clear();
+    }
+
+    /// Make room for about `orders` more orders (a hint; refused room is fine).
+    pub fn reserve(&mut self, orders: usize) {
+        let _ = self.records.try_reserve(orders);
+    }
 }
 
 /// Equity as recorded at the end of each trading day (and at every bar when asked).
@@ -31,5 +207,186 @@ impl EquityCurve {
         self.equity.push(equity);
         self.cash.push(cash);
         self.gross_exposure.push(gross);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orders::Side;
+    use crate::test_draws::draws;
+
+    /// The record an order's life writes, every field kept as it is written (the log as
+    /// it was before it was made compact): the reference the compact log is read against.
+    fn full_row(o: &Order, ts: i64) -> OrderRow {
+        OrderRow {
+            id: o.id,
+            symbol: o.symbol,
+            side: o.side,
+            size: o.size,
+            limit: o.limit.unwrap_or(f64::NAN),
+            stop: o.stop.unwrap_or(f64::NAN),
+            stop_loss: o.stop_loss.unwrap_or(f64::NAN),
+            take_profit: o.take_profit.unwrap_or(f64::NAN),
+            role: o.role,
+            tag: o.tag,
+            placed_ts: ts,
+            status: Status::Open,
+            closed_ts: i64::MIN,
+            reason: Reason::None,
+            filled_size: 0.0,
+            fill_price: f64::NAN,
+            filled_side: 0,
+        }
+    }
+
+    /// Every field, floats by their bits (NaN included).
+    fn fields(r: &OrderRow) -> String {
+        let b = |x: f64| x.to_bits();
+        format!(
+            "{} {} {:?} {} {} {} {} {} {:?} {} {} {:?} {} {:?} {} {} {}",
+            r.id,
+            r.symbol,
+            r.side,
+            b(r.size),
+            b(r.limit),
+            b(r.stop),
+            b(r.stop_loss),
+            b(r.take_profit),
+            r.role,
+            r.tag,
+            r.placed_ts,
+            r.status,
+            r.closed_ts,
+            r.reason,
+            b(r.filled_size),
+            b(r.fill_price),
+            r.filled_side
+        )
+    }
+
+    /// Orders of every kind (plain, with any of the four prices, tagged) placed, filled
+    /// (some only in part, then rejected), ended with each reason and modified at random:
+    /// every field the exports read of every order and every fill, as the compact log
+    /// gives it back, is the field as written.
+    #[test]
+    fn the_compact_log_gives_back_every_field_as_written() {
+        let mut next = draws(0x2545_F491_4F6C_DD1D);
+        let mut pick = |n: u64| next() % n;
+        let mut log = OrderLog::default();
+        let mut fills = Vec::new();
+        let (mut want, mut want_fills) = (Vec::<OrderRow>::new(), Vec::<FillRow>::new());
+        let price = |k: u64| 90.0 + k as f64 * 0.25;
+        let (mut plain, mut carrying) = (0, 0);
+        for step in 0..20_000i64 {
+            let open: Vec<u64> = (want.iter().filter(|r| r.status == Status::Open))
+                .map(|r| r.id)
+                .collect();
+            match pick(4) {
+                0 | 1 if !open.is_empty() => {
+                    let id = open[pick(open.len() as u64) as usize];
+                    let (r, rec) = (&mut want[(id - 1) as usize], log.record_mut(id));
+                    match pick(3) {
+                        0 => {
+                            // Filled (in part, then rejected, now and then).
+                            let (size, at, side) = (1.0 + pick(7) as f64, price(pick(40)), pick(2));
+                            let direction = if side == 0 { 1.0 } else { -1.0 };
+                            (r.filled_size, r.fill_price, r.filled_side) =
+                                (size, at, direction as i8);
+                            (r.status, r.closed_ts, r.reason) =
+                                (Status::Filled, step, Reason::None);
+                            (rec.filled_size, rec.fill_price) = (size, at);
+                            rec.filled_side = direction as i8;
+                            (rec.status, rec.closed_ts, rec.reason) =
+                                (Status::Filled, step, Reason::None);
+                            let commission = pick(100) as f64 / 7.0;
+                            fills.push(Fill {
+                                order_id: id,
+                                commission,
+                            });
+                            want_fills.push(FillRow {
+                                order_id: id,
+                                symbol: r.symbol,
+                                ts: step,
+                                direction,
+                                size,
+                                price: at,
+                                commission,
+                                role: r.role,
+                            });
+                            if pick(4) == 0 {
+                                (r.status, r.reason) =
+                                    (Status::Rejected, Reason::InsufficientMargin);
+                                (rec.status, rec.reason) =
+                                    (Status::Rejected, Reason::InsufficientMargin);
+                            }
+                        }
+                        1 => {
+                            let reason = Reason::ALL[1 + pick(10) as usize];
+                            let status = [Status::Cancelled, Status::Rejected, Status::Expired]
+                                [pick(3) as usize];
+                            (r.status, r.closed_ts, r.reason) = (status, step, reason);
+                            (rec.status, rec.closed_ts, rec.reason) = (status, step, reason);
+                        }
+                        _ => {
+                            // Modified: its size, and the prices it has.
+                            r.size = 1.0 + pick(9) as f64;
+                            rec.size = r.size;
+                            if !r.limit.is_nan() {
+                                r.limit = price(pick(40));
+                            }
+                            if !r.stop.is_nan() {
+                                r.stop = price(pick(40));
+                            }
+                            log.set_prices(id, r.limit, r.stop);
+                        }
+                    }
+                }
+                _ => {
+                    let id = log.next_id();
+                    let side = if pick(2) == 0 { Side::Buy } else { Side::Sell };
+                    let role = [
+                        Role::Entry,
+                        Role::StopLoss,
+                        Role::TakeProfit,
+                        Role::ClosePosition,
+                    ][pick(4) as usize];
+                    let mut o =
+                        Order::new(id, pick(300) as usize, side, 1.0 + pick(9) as f64, role);
+                    let mut maybe = |o: &mut Option<f64>| {
+                        if pick(5) == 0 {
+                            *o = Some(price(pick(40)));
+                        }
+                    };
+                    maybe(&mut o.limit);
+                    maybe(&mut o.stop);
+                    maybe(&mut o.stop_loss);
+                    maybe(&mut o.take_profit);
+                    if pick(6) == 0 {
+                        o.tag = pick(1000) as i64 - 500;
+                    }
+                    if OrderTerms::of(&o).is_some() {
+                        carrying += 1;
+                    } else {
+                        plain += 1;
+                    }
+                    log.push(&o, step);
+                    want.push(full_row(&o, step));
+                }
+            }
+        }
+        assert_eq!(log.len(), want.len());
+        let got: Vec<String> = log.rows().map(|r| fields(&r)).collect();
+        assert_eq!(got, want.iter().map(fields).collect::<Vec<_>>());
+        let got: Vec<FillRow> = fills.iter().map(|f| log.fill_row(f)).collect();
+        assert_eq!(got, want_fills);
+        let rejected: Vec<String> = log.rows_with(Status::Rejected).iter().map(fields).collect();
+        let want_rejected = want.iter().filter(|r| r.status == Status::Rejected);
+        assert_eq!(rejected, want_rejected.map(fields).collect::<Vec<_>>());
+        // Both kinds of order, and fills, are common enough to mean something.
+        assert!(plain > 3_000 && carrying > 3_000 && want_fills.len() > 2_000);
+        assert!(want
+            .iter()
+            .any(|r| r.status == Status::Rejected && r.filled_size > 0.0));
     }
 }

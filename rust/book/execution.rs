@@ -11,7 +11,7 @@
 
 use super::{Book, Rules};
 use crate::broker::{ratchet, slipped, Moment};
-use crate::orders::{Order, Role, Status};
+use crate::orders::{Order, Reason, Role, Status};
 use crate::portfolio::{Execution, Portfolio};
 use crate::results::Fill;
 
@@ -73,7 +73,7 @@ impl Book {
             Role::Entry => (ordered, side.sign()),
             Role::ClosePosition => {
                 if held == 0.0 {
-                    self.finish(id, Status::Cancelled, at.ts, "position already flat");
+                    self.finish(id, Status::Cancelled, at.ts, Reason::PositionAlreadyFlat);
                     return Executed::Done;
                 }
                 (held.abs() * portion, -held.signum())
@@ -82,7 +82,7 @@ impl Book {
                 match trade.and_then(|lot| portfolio.lot(s, lot)) {
                     Some(lot) => (lot.size, -lot.direction),
                     None => {
-                        self.finish(id, Status::Cancelled, at.ts, "trade already closed");
+                        self.finish(id, Status::Cancelled, at.ts, Reason::TradeAlreadyClosed);
                         return Executed::Done;
                     }
                 }
@@ -155,7 +155,12 @@ impl Book {
             let fee = w.done * w.fee_per_unit;
             self.record_fill(at, w.k, w.direction, w.done, w.price, fee);
         }
-        self.finish(w.order_id, Status::Rejected, at.ts, "insufficient margin");
+        self.finish(
+            w.order_id,
+            Status::Rejected,
+            at.ts,
+            Reason::InsufficientMargin,
+        );
     }
 
     /// Book one executed part `(units, price, commission)` of the order at
@@ -209,7 +214,7 @@ impl Book {
     #[inline(never)]
     fn cancel_closed_legs(&mut self, portfolio: &Portfolio, ts: i64) {
         for &leg in portfolio.closed_legs() {
-            self.cancel_working(leg, ts, "its trade was closed");
+            self.cancel_working(leg, ts, Reason::ItsTradeWasClosed);
         }
     }
 
@@ -224,45 +229,35 @@ impl Book {
         let others: Vec<u64> = self.working[s]
             .iter()
             .filter(|o| o.oco == Some(group) && o.id != id)
-            .filter(|o| log[(o.id - 1) as usize].status == Status::Open)
+            .filter(|o| log.record(o.id).status == Status::Open)
             .map(|o| o.id)
             .collect();
         for other in others {
             if let Some(o) = self.working[s].iter_mut().find(|o| o.id == other) {
                 o.live = false;
             }
-            self.finish(
-                other,
-                Status::Cancelled,
-                ts,
-                "its one-cancels-other group filled",
-            );
+            self.finish(other, Status::Cancelled, ts, Reason::ItsGroupFilled);
         }
     }
 
-    /// One fill row per order, written when it is done, and what its record says was
-    /// executed; the record is closed as filled (a rejection of the rest of an order
-    /// whose reducing part filled then overwrites its status).
+    /// One fill row per order (its id and commission), written when it is done, and what
+    /// its record says was executed (the rest of the fill row); the record is closed as
+    /// filled (a rejection of the rest of an order whose reducing part filled then
+    /// overwrites its status and reason, at the same time).
     #[inline]
     fn record_fill(&mut self, at: At, k: usize, direction: f64, size: f64, price: f64, fee: f64) {
-        let order = &self.working[at.symbol][k];
+        let id = self.working[at.symbol][k].id;
         self.fills.push(Fill {
-            order_id: order.id,
-            symbol: at.symbol,
-            ts: at.ts,
-            direction,
-            size,
-            price,
+            order_id: id,
             commission: fee,
-            role: order.role,
         });
-        let rec = &mut self.log[(order.id - 1) as usize];
+        let rec = self.log.record_mut(id);
         rec.filled_size = size;
         rec.fill_price = price;
         rec.filled_side = direction as i8;
         rec.status = Status::Filled;
         rec.closed_ts = at.ts;
-        rec.reason = "";
+        rec.reason = Reason::None;
     }
 
     /// Create the stop-loss / take-profit legs of a freshly opened trade. After an entry at
@@ -325,7 +320,7 @@ impl Book {
     /// Log an order the book creates itself (a bracket leg) and make it work now.
     fn add_working(&mut self, mut o: Order, ts: i64) -> u64 {
         o.id = self.next_id();
-        self.log_order(&o, ts);
+        self.log.push(&o, ts);
         let id = o.id;
         self.working.push(o);
         id

@@ -224,6 +224,7 @@ fn the_sets_of_symbols_follow_every_fill_cancel_expiry_and_close() {
             expired = d
                 .book
                 .orders()
+                .records()
                 .iter()
                 .filter(|o| o.status == Status::Expired)
                 .count();

@@ -1,5 +1,7 @@
 //! `Engine` for Python: options in, one run, results out as dicts of numpy columns.
 
+use std::sync::Arc;
+
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
@@ -11,9 +13,9 @@ use super::market::PyMarket;
 use crate::config::{Config, FillAt};
 use crate::engine::{Engine, Logs};
 use crate::error::EngineError;
-use crate::orders::{OrderRecord, Status};
+use crate::orders::{OrderRow, Reason, Status};
 use crate::portfolio::CarryRates;
-use crate::results::Fill;
+use crate::results::{Fill, OrderLog};
 use crate::strategy::Strategy;
 
 /// The strategy of a window without Python callbacks (see `run_stream`): the core's
@@ -44,55 +46,77 @@ fn put<'py, T: numpy::Element>(d: &Bound<'py, PyDict>, key: &str, v: Vec<T>) -> 
     d.set_item(key, PyArray1::from_vec(d.py(), v))
 }
 
-/// Records exported per block of this many: a block of any log's records fits in the
-/// cache (orders are the largest, ~130 bytes each).
-const BLOCK: usize = 1024;
-
-/// Per column `name: value` of a record `x`, a vector named `name` of the records'
-/// values, filled a block of records at a time: every column reads the block while it is
-/// in the cache. A log of 100k records is larger than the cache, so a whole pass per
-/// column reads it from memory once per column; one pass filling every column at once
-/// juggles more vectors than there are registers.
-macro_rules! columns_of {
-    ($records:expr, |$x:ident| $($name:ident: $value:expr),+ $(,)?) => {
-        let records = $records;
-        $(let mut $name = Vec::with_capacity(records.len());)+
-        for block in records.chunks(BLOCK) {
-            $($name.extend(block.iter().map(|$x| $value));)+
-        }
-    };
+/// A column of an export, as the dict holds it: numbers as a numpy array, reasons as a
+/// list of their phrases (one string object per distinct phrase, not one per order).
+trait Column {
+    fn into_column<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>>;
 }
 
-/// Order records as columns (`Engine.orders`): order_id, symbol, side, size, limit, stop, sl,
-/// tp, role, tag, placed_ts, status, closed_ts, reason, filled_size, fill_price, filled_side.
+impl<T: numpy::Element> Column for Vec<T> {
+    fn into_column<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(PyArray1::from_vec(py, self).into_any())
+    }
+}
+
+impl Column for Vec<Reason> {
+    fn into_column<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let phrases = Reason::ALL.map(|r| PyString::new(py, r.phrase()));
+        let list = PyList::new(py, self.iter().map(|&r| &phrases[r as usize]))?;
+        Ok(list.into_any())
+    }
+}
+
+/// Rows exported per block of this many: a block of any log's rows fits in the cache
+/// (orders are the largest, ~130 bytes each).
+const BLOCK: usize = 1024;
+
+/// A dict of columns, one per `name: value` of a row `x` of `rows` (an exact-size
+/// iterator), each named once: the column `name`, in the order given, of the rows'
+/// values. Filled a block of rows at a time: every column reads the block while it is in
+/// the cache (a log of 100k rows is larger than the cache, so a whole pass per column
+/// would read it from memory once per column; one pass filling every column at once
+/// juggles more vectors than there are registers).
+macro_rules! columns_of {
+    ($py:expr, $rows:expr, |$x:ident| $($name:ident: $value:expr),+ $(,)?) => {{
+        let mut rows = $rows;
+        let n = rows.len();
+        $(let mut $name = Vec::with_capacity(n);)+
+        let mut block = Vec::with_capacity(n.min(BLOCK));
+        loop {
+            block.clear();
+            block.extend(rows.by_ref().take(BLOCK));
+            if block.is_empty() {
+                break;
+            }
+            $($name.extend(block.iter().map(|$x| $value));)+
+        }
+        let d = PyDict::new($py);
+        $(d.set_item(stringify!($name), Column::into_column($name, $py)?)?;)+
+        Ok::<_, PyErr>(d)
+    }};
+}
+
+/// Some orders' rows as columns, as `Engine.orders` gives them (`order_columns_of`).
 pub(super) fn order_columns<'py>(
     py: Python<'py>,
-    o: &[OrderRecord],
+    rows: &[OrderRow],
 ) -> PyResult<Bound<'py, PyDict>> {
-    // One string object per distinct phrase (a handful), not one per order; a phrase
-    // is a `&'static str`, so the one of the order before is known by its address.
-    let mut phrases: Vec<&'static str> = Vec::new();
-    let mut last = usize::MAX;
-    let mut phrase_of = |reason: &'static str| {
-        let same = |p: &str| std::ptr::eq(p, reason) || p == reason;
-        if last == usize::MAX || !same(phrases[last]) {
-            last = match phrases.iter().position(|p| same(p)) {
-                Some(i) => i,
-                None => {
-                    phrases.push(reason);
-                    phrases.len() - 1
-                }
-            };
-        }
-        last
-    };
+    order_columns_of(py, rows.iter().copied())
+}
+
+/// Order rows as columns (`Engine.orders`): order_id, symbol, side, size, limit, stop, sl,
+/// tp, role, tag, placed_ts, status, closed_ts, reason, filled_size, fill_price, filled_side.
+fn order_columns_of<'py>(
+    py: Python<'py>,
+    rows: impl ExactSizeIterator<Item = OrderRow>,
+) -> PyResult<Bound<'py, PyDict>> {
     // As a code of `results._EXECUTED`: 0 nothing, 1 bought, 2 sold.
     let executed = |side: i8| match side {
         1 => 1i8,
         -1 => 2,
         _ => 0,
     };
-    columns_of!(o, |x|
+    columns_of!(py, rows, |x|
         order_id: x.id as i64,
         symbol: x.symbol as i64,
         side: x.side.sign() as i8,
@@ -106,40 +130,21 @@ pub(super) fn order_columns<'py>(
         placed_ts: x.placed_ts,
         status: x.status as i8,
         closed_ts: x.closed_ts,
-        reason: phrase_of(x.reason),
+        reason: x.reason,
         filled_size: x.filled_size,
         fill_price: x.fill_price,
         filled_side: executed(x.filled_side),
-    );
-    let d = PyDict::new(py);
-    put(&d, "order_id", order_id)?;
-    put(&d, "symbol", symbol)?;
-    put(&d, "side", side)?;
-    put(&d, "size", size)?;
-    put(&d, "limit", limit)?;
-    put(&d, "stop", stop)?;
-    put(&d, "sl", sl)?;
-    put(&d, "tp", tp)?;
-    put(&d, "role", role)?;
-    put(&d, "tag", tag)?;
-    put(&d, "placed_ts", placed_ts)?;
-    put(&d, "status", status)?;
-    put(&d, "closed_ts", closed_ts)?;
-    let strings: Vec<Bound<'py, PyString>> = phrases.iter().map(|p| PyString::new(py, p)).collect();
-    d.set_item(
-        "reason",
-        PyList::new(py, reason.iter().map(|&i| &strings[i]))?,
-    )?;
-    put(&d, "filled_size", filled_size)?;
-    put(&d, "fill_price", fill_price)?;
-    put(&d, "filled_side", filled_side)?;
-    Ok(d)
+    )
 }
 
-/// Fill records as columns (`Engine.fills`): order_id, symbol, ts, side, size, price,
-/// commission, role.
-fn fill_columns<'py>(py: Python<'py>, f: &[Fill]) -> PyResult<Bound<'py, PyDict>> {
-    columns_of!(f, |x|
+/// Fills as columns (`Engine.fills`): order_id, symbol, ts, side, size, price,
+/// commission, role; what a fill row does not keep is read from its order's record.
+fn fill_columns<'py>(
+    py: Python<'py>,
+    f: &[Fill],
+    orders: &OrderLog,
+) -> PyResult<Bound<'py, PyDict>> {
+    columns_of!(py, f.iter().map(|f| orders.fill_row(f)), |x|
         order_id: x.order_id as i64,
         symbol: x.symbol as i64,
         ts: x.ts,
@@ -148,17 +153,7 @@ fn fill_columns<'py>(py: Python<'py>, f: &[Fill]) -> PyResult<Bound<'py, PyDict>
         price: x.price,
         commission: x.commission,
         role: x.role as i8,
-    );
-    let d = PyDict::new(py);
-    put(&d, "order_id", order_id)?;
-    put(&d, "symbol", symbol)?;
-    put(&d, "ts", ts)?;
-    put(&d, "side", side)?;
-    put(&d, "size", size)?;
-    put(&d, "price", price)?;
-    put(&d, "commission", commission)?;
-    put(&d, "role", role)?;
-    Ok(d)
+    )
 }
 
 /// The order log of a finished run, moved out of its engine (`Engine.take_logs`): a
@@ -166,14 +161,14 @@ fn fill_columns<'py>(py: Python<'py>, f: &[Fill]) -> PyResult<Bound<'py, PyDict>
 /// never read their orders (100k orders take longer to export than the rest of a result).
 #[pyclass(name = "OrderLog", module = "tickstep._core", frozen)]
 pub struct PyOrderLog {
-    orders: Vec<OrderRecord>,
+    orders: Arc<OrderLog>,
 }
 
 #[pymethods]
 impl PyOrderLog {
     /// The orders as columns, as `Engine.orders` gives them.
     fn columns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        order_columns(py, &self.orders)
+        order_columns_of(py, self.orders.rows())
     }
 
     fn __len__(&self) -> usize {
@@ -182,17 +177,19 @@ impl PyOrderLog {
 }
 
 /// The fills of a finished run, moved out of its engine (`Engine.take_logs`), exported
-/// as columns when read (see `OrderLog`).
+/// as columns when read (see `OrderLog`). A fill keeps its order id and commission; the
+/// rest is read from the order log, shared with the run's `OrderLog`.
 #[pyclass(name = "FillLog", module = "tickstep._core", frozen)]
 pub struct PyFillLog {
     fills: Vec<Fill>,
+    orders: Arc<OrderLog>,
 }
 
 #[pymethods]
 impl PyFillLog {
     /// The fills as columns, as `Engine.fills` gives them.
     fn columns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        fill_columns(py, &self.fills)
+        fill_columns(py, &self.fills, &self.orders)
     }
 
     fn __len__(&self) -> usize {
@@ -336,13 +333,13 @@ impl PyEngine {
 
     /// Fills as columns: order_id, symbol (index), ts, side (+1/-1), size, price, commission, role.
     fn fills<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        fill_columns(py, self.engine.fills())
+        fill_columns(py, self.engine.fill_log(), self.engine.order_log())
     }
 
     /// Closed trades as columns.
     fn trades<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let t = &self.engine.portfolio().closed;
-        columns_of!(t, |x|
+        columns_of!(py, t.iter(), |x|
             trade_id: x.trade_id as i64,
             symbol: x.symbol as i64,
             direction: x.direction as i8,
@@ -358,33 +355,13 @@ impl PyEngine {
             mae: x.mae,
             mfe: x.mfe,
             exit_order: x.exit_order as i64,
-        );
-        let d = PyDict::new(py);
-        put(&d, "trade_id", trade_id)?;
-        put(&d, "symbol", symbol)?;
-        put(&d, "direction", direction)?;
-        put(&d, "size", size)?;
-        put(&d, "entry_ts", entry_ts)?;
-        put(&d, "exit_ts", exit_ts)?;
-        put(&d, "entry_price", entry_price)?;
-        put(&d, "exit_price", exit_price)?;
-        put(&d, "pnl", pnl)?;
-        put(&d, "return_pct", return_pct)?;
-        put(&d, "commission", commission)?;
-        put(&d, "bars_held", bars_held)?;
-        put(&d, "mae", mae)?;
-        put(&d, "mfe", mfe)?;
-        put(&d, "exit_order", exit_order)?;
-        Ok(d)
+        )
     }
 
     /// The rejected orders as columns (as `orders` gives them): what the end of a run
     /// reports about them, without exporting every order.
     fn rejected_orders<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let rejected: Vec<OrderRecord> = (self.engine.orders().iter())
-            .filter(|o| o.status == Status::Rejected)
-            .cloned()
-            .collect();
+        let rejected = self.engine.order_log().rows_with(Status::Rejected);
         order_columns(py, &rejected)
     }
 
@@ -399,17 +376,21 @@ impl PyEngine {
             ..Logs::default()
         };
         self.engine.swap_logs(&mut kept);
+        let orders = Arc::new(taken.orders);
         (
             PyOrderLog {
-                orders: taken.orders,
+                orders: Arc::clone(&orders),
             },
-            PyFillLog { fills: taken.fills },
+            PyFillLog {
+                fills: taken.fills,
+                orders,
+            },
         )
     }
 
     /// Every order placed, with where its life ended.
     fn orders<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        order_columns(py, self.engine.orders())
+        order_columns_of(py, self.engine.order_log().rows())
     }
 
     /// Carrying costs charged over the run (borrow fees and margin interest, net of

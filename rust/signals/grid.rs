@@ -22,7 +22,7 @@ use std::sync::{mpsc, Mutex};
 use super::{run, SignalRules, SignalStrategy, SymbolSignals};
 use crate::engine::{Engine, Logs};
 use crate::error::{EngineError, Result};
-use crate::orders::{OrderRecord, Status};
+use crate::orders::{OrderRow, Status};
 use crate::results::EquityCurve;
 
 /// The closed trades' columns a row of statistics reads, in the order they closed.
@@ -46,7 +46,7 @@ pub struct RunSummary {
     pub carrying_costs: f64,
     /// The orders the broker rejected, in id order (their count and the first few are
     /// reported).
-    pub rejected: Vec<OrderRecord>,
+    pub rejected: Vec<OrderRow>,
 }
 
 impl RunSummary {
@@ -65,12 +65,7 @@ impl RunSummary {
                 mfe: column(|t| t.mfe),
             },
             carrying_costs: engine.portfolio().carry_paid,
-            rejected: engine
-                .orders()
-                .iter()
-                .filter(|o| o.status == Status::Rejected)
-                .cloned()
-                .collect(),
+            rejected: engine.order_log().rows_with(Status::Rejected),
         }
     }
 }

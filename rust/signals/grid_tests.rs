@@ -106,7 +106,7 @@ fn same(a: &RunSummary, b: &RunSummary) {
     }
     assert_eq!(x.bars_held, y.bars_held);
     assert_eq!(a.carrying_costs.to_bits(), b.carrying_costs.to_bits());
-    let ids = |r: &[OrderRecord]| r.iter().map(|o| (o.id, o.reason)).collect::<Vec<_>>();
+    let ids = |r: &[OrderRow]| r.iter().map(|o| (o.id, o.reason)).collect::<Vec<_>>();
     assert_eq!(ids(&a.rejected), ids(&b.rejected));
 }
 
