@@ -663,7 +663,7 @@ impl Book {
                 Executed::Waits(w) => {
                     let rank = u8::from(w.moment != Moment::Open);
                     self.queue
-                        .push(Reverse((rank, w.order_id, p, self.waiting.len())));
+                        .push(Reverse((rank, w.order.id, p, self.waiting.len())));
                     self.waiting.push(w);
                     return;
                 }
@@ -746,7 +746,7 @@ impl Book {
         for (at, w) in increases {
             // Not one its one-cancels-other group cancelled while it waited (several of a
             // group's orders may wait here at once; in a bar's play only one can).
-            if self.log.record(w.order_id).status == Status::Open {
+            if self.log.record(w.order.id).status == Status::Open {
                 self.execute_increase(at, w, portfolio, rules);
             }
         }

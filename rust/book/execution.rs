@@ -26,12 +26,40 @@ pub(super) struct At {
     pub ts: i64,
 }
 
+/// What executing a matched order reads of it, read once when it is matched: it is no
+/// longer live, so nothing changes these (nor its place among its symbol's working
+/// orders, which only the end of a batch or a barrier compacts) until it is done.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Matched {
+    /// Index of the order in its symbol's working orders.
+    pub k: usize,
+    pub id: u64,
+    pub role: Role,
+    /// For bracket legs: the trade (lot) they close.
+    pub trade: Option<u64>,
+    pub oco: Option<u64>,
+    /// Whether it carries a stop-loss or take-profit for the trade it opens.
+    pub bracket: bool,
+}
+
+impl Matched {
+    #[inline(always)]
+    fn of(o: &Order, k: usize) -> Self {
+        Matched {
+            k,
+            id: o.id,
+            role: o.role,
+            trade: o.trade,
+            oco: o.oco,
+            bracket: o.stop_loss.is_some() | o.take_profit.is_some() | o.stop_loss_trail.is_some(),
+        }
+    }
+}
+
 /// The increasing part of a matched order, waiting for its turn.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Waiting {
-    /// Index of the order in its symbol's working orders.
-    pub k: usize,
-    pub order_id: u64,
+    pub order: Matched,
     pub moment: Moment,
     /// +1 buy, -1 sell.
     pub direction: f64,
@@ -64,36 +92,30 @@ impl Book {
     ) -> Executed {
         let config = rules.config;
         let s = at.symbol;
+        // The order is read here once: what the rest of its execution needs is `matched`.
         let order = &mut self.working[s][k];
         order.live = false;
-        let (id, role, trade) = (order.id, order.role, order.trade);
-        let (ordered, side, portion) = (order.size, order.side, order.portion);
+        let matched = Matched::of(order, k);
         let held = portfolio.position(s).size;
-        let (size, direction) = match role {
-            Role::Entry => (ordered, side.sign()),
+        let sized = match matched.role {
+            Role::Entry => Some((order.size, order.side.sign())),
             Role::ClosePosition => {
-                if held == 0.0 {
-                    self.finish(id, Status::Cancelled, at.ts, Reason::PositionAlreadyFlat);
-                    return Executed::Done;
-                }
-                (held.abs() * portion, -held.signum())
+                (held != 0.0).then(|| (held.abs() * order.portion, -held.signum()))
             }
-            Role::StopLoss | Role::TakeProfit => {
-                match trade.and_then(|lot| portfolio.lot(s, lot)) {
-                    Some(lot) => (lot.size, -lot.direction),
-                    None => {
-                        self.finish(id, Status::Cancelled, at.ts, Reason::TradeAlreadyClosed);
-                        return Executed::Done;
-                    }
-                }
-            }
+            Role::StopLoss | Role::TakeProfit => (matched.trade)
+                .and_then(|lot| portfolio.lot(s, lot))
+                .map(|lot| (lot.size, -lot.direction)),
         };
-        let price = slipped(
-            &self.working[s][k],
-            direction,
-            raw_price,
-            config.slippage_bps,
-        );
+        let Some((size, direction)) = sized else {
+            let reason = if matched.role == Role::ClosePosition {
+                Reason::PositionAlreadyFlat
+            } else {
+                Reason::TradeAlreadyClosed
+            };
+            self.finish(matched.id, Status::Cancelled, at.ts, reason);
+            return Executed::Done;
+        };
+        let price = slipped(order, direction, raw_price, config.slippage_bps);
         let fee_per_unit = config.commission(size, price) / size;
         // A position is all long or all short, so what opposes it reduces it up to its size.
         let reduce = if held * direction < 0.0 {
@@ -103,16 +125,16 @@ impl Book {
         };
         if reduce > 0.0 {
             let part = (reduce, price, reduce * fee_per_unit);
-            self.apply_part(at, k, direction, part, moment, portfolio, rules);
+            self.apply_part(at, matched, direction, part, moment, portfolio, rules);
         }
         let rest = size - reduce;
         if rest <= size * DUST {
-            self.record_fill(at, k, direction, reduce, price, reduce * fee_per_unit);
+            let fee = reduce * fee_per_unit;
+            self.record_fill(at, matched.id, direction, reduce, price, fee);
             return Executed::Done;
         }
         Executed::Waits(Waiting {
-            k,
-            order_id: id,
+            order: matched,
             moment,
             direction,
             size: rest,
@@ -142,9 +164,10 @@ impl Book {
             return;
         }
         let part = (w.size, w.price, fee);
-        self.apply_part(at, w.k, w.direction, part, w.moment, portfolio, rules);
+        self.apply_part(at, w.order, w.direction, part, w.moment, portfolio, rules);
         let units = w.done + w.size;
-        self.record_fill(at, w.k, w.direction, units, w.price, units * w.fee_per_unit);
+        let fee = units * w.fee_per_unit;
+        self.record_fill(at, w.order.id, w.direction, units, w.price, fee);
     }
 
     /// An increase the buying power left does not allow: rejected, with the fill row of
@@ -153,26 +176,22 @@ impl Book {
     fn reject_increase(&mut self, at: At, w: &Waiting) {
         if w.done > 0.0 {
             let fee = w.done * w.fee_per_unit;
-            self.record_fill(at, w.k, w.direction, w.done, w.price, fee);
+            self.record_fill(at, w.order.id, w.direction, w.done, w.price, fee);
         }
-        self.finish(
-            w.order_id,
-            Status::Rejected,
-            at.ts,
-            Reason::InsufficientMargin,
-        );
+        let reason = Reason::InsufficientMargin;
+        self.finish(w.order.id, Status::Rejected, at.ts, reason);
     }
 
-    /// Book one executed part `(units, price, commission)` of the order at
-    /// `working[s][k]` in the portfolio, and its bracket legs: cancelled with their trade,
-    /// attached to a trade just opened.
+    /// Book one executed part `(units, price, commission)` of the matched order in the
+    /// portfolio, and its bracket legs: cancelled with their trade, attached to a trade
+    /// just opened.
     #[allow(clippy::too_many_arguments)]
     // Inlined into both of its callers: its nine arguments stay in registers.
     #[inline(always)]
     fn apply_part(
         &mut self,
         at: At,
-        k: usize,
+        order: Matched,
         direction: f64,
         (size, price, commission): (f64, f64, f64),
         moment: Moment,
@@ -180,11 +199,7 @@ impl Book {
         rules: Rules<'_>,
     ) {
         let s = at.symbol;
-        let order = &self.working[s][k];
         let (id, role, oco) = (order.id, order.role, order.oco);
-        let bracket = order.stop_loss.is_some()
-            || order.take_profit.is_some()
-            || order.stop_loss_trail.is_some();
         let effect = portfolio.apply(Execution {
             symbol: s,
             direction,
@@ -203,8 +218,8 @@ impl Book {
             self.cancel_group(s, group, id, at.ts);
         }
         // A new lot's legs are none until attached: only an entry with a bracket has any.
-        if let (Some(lot), Role::Entry, true) = (effect.opened_lot, role, bracket) {
-            let order = self.working[s][k];
+        if let (Some(lot), Role::Entry, true) = (effect.opened_lot, role, order.bracket) {
+            let order = self.working[s][order.k];
             self.attach_bracket(&order, lot, at, moment, portfolio, rules);
         }
     }
@@ -245,8 +260,7 @@ impl Book {
     /// filled (a rejection of the rest of an order whose reducing part filled then
     /// overwrites its status and reason, at the same time).
     #[inline]
-    fn record_fill(&mut self, at: At, k: usize, direction: f64, size: f64, price: f64, fee: f64) {
-        let id = self.working[at.symbol][k].id;
+    fn record_fill(&mut self, at: At, id: u64, direction: f64, size: f64, price: f64, fee: f64) {
         self.fills.push(Fill {
             order_id: id,
             commission: fee,
