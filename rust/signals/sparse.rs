@@ -710,6 +710,8 @@ impl<'m> ParkedPositions<'m> {
         value: Money,
         unseen: usize,
     ) {
+        // `Parked::advance` reads a close at each bar it finds in the times.
+        assert_eq!(bars.close.len(), bars.ts.len(), "a symbol's columns");
         self.slot[symbol] = self.list.len() as u32;
         self.list.push(Parked {
             symbol,
@@ -831,7 +833,10 @@ impl Parked<'_> {
         self.bar = bar;
         prefetch(ts, bar + PREFETCH_AHEAD);
         prefetch(self.close, bar + PREFETCH_AHEAD);
-        self.value = term(self.size, self.close[bar]).unwrap_or_else(|amount| {
+        // SAFETY: `bar` is an index of `ts` (found there), and `close` is as long as `ts`
+        // (asserted where the position was parked).
+        let close = unsafe { *self.close.get_unchecked(bar) };
+        self.value = term(self.size, close).unwrap_or_else(|amount| {
             portfolio.flag_out_of_range(self.symbol, amount);
             Money::ZERO
         });
