@@ -562,8 +562,8 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// After symbol `s`'s bar at tick `t`: find its next event, and park its position
     /// until then.
     fn reschedule(&mut self, strategy: &SignalStrategy<'_>, s: usize, t: usize) {
-        let (b, i) = (self.lanes[s].bars, self.lanes[s].event);
-        let end = b.len();
+        // Its columns are read again where needed (no copy kept across the calls).
+        let (i, end) = (self.lanes[s].event, self.lanes[s].bars.len());
         let mut next = strategy.next_signal(s).min(end);
         if let Some(bar) = self.next_match(s, i, next) {
             next = bar;
@@ -577,7 +577,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             }
             // That bar into cache (the bar after this one shares the lines just read,
             // most likely; one past the last is never read, and a prefetch never faults).
-            prefetch_bar(&b, next);
+            prefetch_bar(&self.lanes[s].bars, next);
         }
         if next < end {
             // Each bar of `s` has a tick of its own, so `next` comes `next - i` ticks
