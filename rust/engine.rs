@@ -445,10 +445,7 @@ impl Engine {
         if bars {
             // One context for the tick's symbols, pointed at each in turn.
             let mut ctx = tick_context!(self, active, None);
-            for &s in active {
-                ctx.current = Some(s);
-                strategy.on_bar(&mut ctx, s)?;
-            }
+            strategy.on_bars(&mut ctx, active)?;
         }
         if ticks {
             let mut ctx = tick_context!(self, active, None);

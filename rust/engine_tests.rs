@@ -145,6 +145,41 @@ fn symbol_without_a_bar_is_not_called_and_does_not_fill() {
     assert_eq!((e.fills()[0].ts, e.fills()[0].price), (2, 105.0));
 }
 
+/// The tick's bar calls (`Strategy::on_bars`, here its default): one per symbol with a
+/// bar, in the market's call order, each with the context's current symbol at it.
+#[test]
+fn each_bar_call_runs_in_the_call_order_with_its_symbol_current() {
+    let a = SymbolBars {
+        ts: vec![0, 1, 2].into(),
+        ..bars(&[FLAT, FLAT, FLAT])
+    };
+    let b = SymbolBars {
+        ts: vec![0, 2].into(),
+        ..bars(&[FLAT, FLAT])
+    };
+    let m = Market::new(vec!["A".into(), "B".into()], vec![a, b])
+        .unwrap()
+        .with_call_order(vec![1, 0])
+        .unwrap();
+    let mut e = Engine::new(Arc::new(m), Config::default()).unwrap();
+    let mut calls = Vec::new();
+    e.run(&mut Script(|e: &mut TickContext, s, _| {
+        calls.push((e.now(), s, e.current_symbol(), e.active_symbols().to_vec()));
+    }))
+    .unwrap();
+    let both = vec![1, 0];
+    assert_eq!(
+        calls,
+        vec![
+            (0, 1, Some(1), both.clone()),
+            (0, 0, Some(0), both.clone()),
+            (1, 0, Some(0), vec![0]),
+            (2, 1, Some(1), both.clone()),
+            (2, 0, Some(0), both),
+        ]
+    );
+}
+
 #[test]
 fn orders_beyond_margin_are_rejected_not_filled() {
     let mut e = engine(

@@ -671,24 +671,37 @@ impl Studies {
         Some(match (self.studies.get(id)?, bar) {
             (Study::Bars { per_symbol }, Some(i)) => per_symbol[s].value_and_prev(i),
             (Study::Rolling { per_symbol, .. }, _) => (per_symbol[s].value(), per_symbol[s].prev()),
-            (Study::Series { values, .. }, Some(i)) => {
-                let v = values.column(s);
-                // Each symbol's series is a stream of its own, read one value per bar: more
-                // streams than the hardware prefetcher follows once there are many symbols.
-                #[cfg(target_arch = "x86_64")]
-                {
-                    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                    // SAFETY: a prefetch is only a hint: it reads nothing and never faults,
-                    // whatever the address (past the column's end it fetches nothing of use),
-                    // and the pointer is only formed (wrapping), never dereferenced.
-                    unsafe {
-                        _mm_prefetch::<_MM_HINT_T0>(v.as_ptr().wrapping_add(i + 16).cast::<i8>())
-                    };
-                }
-                (v[i], if i > 0 { v[i - 1] } else { f64::NAN })
-            }
+            (Study::Series { values, .. }, Some(i)) => series_pair(values, s, i),
             (Study::Bars { .. } | Study::Series { .. }, None) => (f64::NAN, f64::NAN),
         })
+    }
+
+    /// Whether study `id` was declared.
+    pub fn has(&self, id: usize) -> bool {
+        id < self.studies.len()
+    }
+
+    /// `value_and_prev` at symbol `s`'s bar `i` (the running symbol's, before its `next`),
+    /// for a study whose existence the caller checked once (`value_and_prev` is None for
+    /// no such study; here that is NaN): a base-bar statistic, the usual kind, is read
+    /// straight from its symbol's buffer, with no Option to unwrap per read.
+    #[inline(always)]
+    pub fn pair_at(&self, id: usize, s: usize, i: usize) -> (f64, f64) {
+        match self.studies.get(id) {
+            Some(Study::Bars { per_symbol }) if s < per_symbol.len() => {
+                per_symbol[s].value_and_prev(i)
+            }
+            Some(Study::Series { values, .. }) => series_pair(values, s, i),
+            _ => self.pair_at_other(id, s, i),
+        }
+    }
+
+    /// `pair_at` of the other kind (candles' statistics).
+    #[cold]
+    #[inline(never)]
+    fn pair_at_other(&self, id: usize, s: usize, i: usize) -> (f64, f64) {
+        self.value_and_prev(id, s, Some(i))
+            .unwrap_or((f64::NAN, f64::NAN))
     }
 
     pub fn is_ready(&self, id: usize, s: usize, bar: Option<usize>) -> Result<bool> {
@@ -726,6 +739,23 @@ impl Studies {
             .map(|t| &t.series[s])
             .ok_or_else(|| EngineError::InvalidConfig(format!("no timeframe {tf}")))
     }
+}
+
+/// A precomputed series' value at symbol `s`'s bar `i` and the one before it.
+#[inline(always)]
+fn series_pair(values: &SeriesValues, s: usize, i: usize) -> (f64, f64) {
+    let v = values.column(s);
+    // Each symbol's series is a stream of its own, read one value per bar: more streams
+    // than the hardware prefetcher follows once there are many symbols.
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is only a hint: it reads nothing and never faults, whatever
+        // the address (past the column's end it fetches nothing of use), and the pointer
+        // is only formed (wrapping), never dereferenced.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(v.as_ptr().wrapping_add(i + 16).cast::<i8>()) };
+    }
+    (v[i], if i > 0 { v[i - 1] } else { f64::NAN })
 }
 
 #[cold]
@@ -885,8 +915,45 @@ mod tests {
                     prev.to_bits(),
                     studies.prev(id, s, Some(i)).unwrap().to_bits()
                 );
+                let (v, p) = studies.pair_at(id, s, i);
+                assert_eq!(
+                    (v.to_bits(), p.to_bits()),
+                    (value.to_bits(), prev.to_bits())
+                );
             }
         }
+    }
+
+    /// `pair_at` of a statistic on a timeframe's candles is its value and previous value
+    /// (read through the general path), and NaN for a study never declared.
+    #[test]
+    fn a_pair_at_a_bar_of_a_candles_statistic_is_its_value_and_prev() {
+        let b = bars(40);
+        let mut studies = Studies::default();
+        let tf = studies
+            .add_clock_timeframe(1, 5 * 60_000_000_000, 0, 8)
+            .unwrap();
+        let id = studies
+            .add_rolling(1, RollingKind::Mean(2), Source::Close, Some(tf))
+            .unwrap();
+        let mut ready = 0;
+        for i in 0..b.len() {
+            studies.update(0, i, &b);
+            let (v, p) = studies.pair_at(id, 0, i);
+            let want = (
+                studies.value(id, 0, Some(i)).unwrap(),
+                studies.prev(id, 0, Some(i)).unwrap(),
+            );
+            assert_eq!(
+                (v.to_bits(), p.to_bits()),
+                (want.0.to_bits(), want.1.to_bits())
+            );
+            ready += usize::from(!v.is_nan() && !p.is_nan());
+        }
+        assert!(ready > 3, "candles completed and were read ({ready})");
+        assert!(!studies.has(id + 1));
+        let (v, p) = studies.pair_at(id + 1, 0, 3);
+        assert!(v.is_nan() && p.is_nan());
     }
 
     /// `value_and_prev` of a base-bar statistic is `value` and `prev` read apart, at
@@ -919,6 +986,8 @@ mod tests {
                     apart(&studies, i),
                     "bar {i}"
                 );
+                let (v, p) = studies.pair_at(id, 0, i);
+                assert_eq!((v.to_bits(), p.to_bits()), apart(&studies, i), "bar {i}");
                 checked += usize::from(!value.is_nan() && !prev.is_nan());
             }
         }
@@ -989,6 +1058,11 @@ mod tests {
                     let pair = studies.value_and_prev(id, 0, Some(i)).unwrap();
                     assert_eq!(
                         (pair.0.to_bits(), pair.1.to_bits()),
+                        (got.to_bits(), prev.to_bits())
+                    );
+                    let at = studies.pair_at(id, 0, i);
+                    assert_eq!(
+                        (at.0.to_bits(), at.1.to_bits()),
                         (got.to_bits(), prev.to_bits())
                     );
                     assert_eq!(got.to_bits(), r.value().to_bits(), "{:?} bar {i}", kinds[k]);

@@ -24,6 +24,7 @@ use pyo3::types::{PyInt, PyType};
 use super::context::PyContext;
 use super::errors::IntoPyResult;
 use crate::context::TickContext;
+use crate::studies::Studies;
 
 /// A handle on one declared indicator: reads the current symbol's value in O(1).
 #[pyclass(name = "IndicatorBase", module = "tickstep._core", frozen, subclass)]
@@ -652,8 +653,9 @@ struct Plan {
     value_at: isize,
     prev_at: isize,
     crossing_value_at: isize,
-    /// The int objects -1, 0 and 1 a crossing's value slot holds (held here).
-    signs: Vec<Py<PyAny>>,
+    /// The int objects -1, 0 and 1 a crossing's value slot holds (held here; none before
+    /// a plan is made).
+    signs: Option<[Py<PyAny>; 3]>,
 }
 
 /// What a crossing's indicator is compared with: another study's pair or a level.
@@ -666,10 +668,7 @@ enum Theirs {
 impl Plan {
     fn new(py: Python<'_>, followed: &Followed, objects: &[(Py<PyAny>, Source)]) -> PyResult<Self> {
         let mut plan = Plan {
-            signs: [-1i64, 0, 1]
-                .iter()
-                .map(|&x| PyInt::new(py, x).into_any().unbind())
-                .collect(),
+            signs: Some([-1i64, 0, 1].map(|x| PyInt::new(py, x).into_any().unbind())),
             ..Plan::default()
         };
         // An object was adopted through its kind's classes, which are found then.
@@ -701,6 +700,33 @@ impl Plan {
         Ok(plan)
     }
 
+    /// Each crossing's value from the pairs read for the running symbol.
+    #[inline]
+    fn write_crossings(&self) {
+        let Some(signs) = &self.signs else {
+            return;
+        };
+        // Four places (the last one unused), so the index below needs no bounds check.
+        let signs = [&signs[0], &signs[1], &signs[2], &signs[1]].map(|o| o.as_ptr());
+        let pairs = self.pairs.as_ptr();
+        for &(obj, mine, theirs) in &self.crossings {
+            // SAFETY: every place is below `pairs.len()` (`Plan::new`: one pair per study
+            // listed, each place an index into that list).
+            let (mine, theirs) = unsafe {
+                let theirs = match theirs {
+                    Theirs::Read(k) => *pairs.add(k),
+                    Theirs::Level(x) => (x, x),
+                };
+                (*pairs.add(mine), theirs)
+            };
+            // `crossing` is -1, 0 or 1: the place of its int object in `signs`.
+            let sign = signs[(crossing(mine, theirs) + 1) as usize & 3];
+            // SAFETY: `obj` is held by `objects`; it is of the crossings' live class now,
+            // its value slot at the offset found for that class; the GIL is held.
+            unsafe { put_object(obj, self.crossing_value_at, sign) };
+        }
+    }
+
     /// Where study `id`'s pair is (added if new).
     fn place(&mut self, id: usize) -> usize {
         match self.studies.iter().position(|&x| x == id) {
@@ -725,29 +751,21 @@ impl LiveIndicators {
         s: usize,
     ) -> PyResult<()> {
         let followed = &ctx.followed;
-        if followed.added() != self.seen {
-            let seen = self.seen;
-            self.seen = followed.added();
-            self.objects.extend(followed.since(py, seen));
-            self.plan = Plan::new(py, followed, &self.objects)?;
-            self.live = false;
+        // One test per bar: nothing new to follow, and the objects live already.
+        if followed.added() != self.seen || !self.live {
+            self.prepare(py, followed, e.studies())?;
         }
-        if self.objects.is_empty() {
-            return Ok(());
-        }
-        if !self.live {
-            followed.switch(&self.objects, true);
-            self.live = true;
-        }
-        let (studies, bar) = (e.studies(), e.bar_index(s));
+        let studies = e.studies();
+        // The running symbol has a bar now: its pairs are read at it.
+        let Some(i) = e.bar_index(s) else {
+            return self.write_without_bar(py, studies, s);
+        };
         let plan = &mut self.plan;
         let (value_at, prev_at) = (plan.value_at, plan.prev_at);
         if plan.crossings.is_empty() {
             // Nothing compares the pairs: each is written and forgotten.
             for &(obj, id, _) in &plan.indicators {
-                let (value, prev) = studies
-                    .value_and_prev(id, s, bar)
-                    .ok_or_else(|| unreadable(id))?;
+                let (value, prev) = studies.pair_at(id, s, i);
                 // SAFETY: as below.
                 if !unsafe { put_float(obj, value_at, value) && put_float(obj, prev_at, prev) } {
                     return Err(PyErr::take(py).unwrap_or_else(unwritable));
@@ -757,9 +775,7 @@ impl LiveIndicators {
         }
         let pairs = plan.pairs.as_mut_ptr();
         for &(obj, id, place) in &plan.indicators {
-            let (value, prev) = studies
-                .value_and_prev(id, s, bar)
-                .ok_or_else(|| unreadable(id))?;
+            let (value, prev) = studies.pair_at(id, s, i);
             // SAFETY: every place is below `pairs.len()` (`Plan::new`: one pair per study
             // listed, each place an index into that list).
             unsafe { *pairs.add(place) = (value, prev) };
@@ -771,27 +787,58 @@ impl LiveIndicators {
             }
         }
         for &(id, place) in &plan.extra_reads {
-            let pair = studies
-                .value_and_prev(id, s, bar)
-                .ok_or_else(|| unreadable(id))?;
             // SAFETY: as above.
-            unsafe { *pairs.add(place) = pair };
+            unsafe { *pairs.add(place) = studies.pair_at(id, s, i) };
         }
-        let signs = [&plan.signs[0], &plan.signs[1], &plan.signs[2]].map(|o| o.as_ptr());
-        for &(obj, mine, theirs) in &plan.crossings {
-            // SAFETY: as above (the crossings' places too).
-            let (mine, theirs) = unsafe {
-                let theirs = match theirs {
-                    Theirs::Read(k) => *pairs.add(k),
-                    Theirs::Level(x) => (x, x),
-                };
-                (*pairs.add(mine), theirs)
-            };
-            // `crossing` is -1, 0 or 1: the place of its int object in `signs`.
-            let sign = signs[(crossing(mine, theirs) + 1) as usize];
-            // SAFETY: as above, for the crossings' live class and its value slot.
-            unsafe { put_object(obj, plan.crossing_value_at, sign) };
+        plan.write_crossings();
+        Ok(())
+    }
+
+    /// Before a `next`: a plan for the objects followed since the last one (each study
+    /// they read checked once to exist: the reads per bar then cannot miss), and the
+    /// objects switched to their live classes.
+    #[cold]
+    fn prepare(&mut self, py: Python<'_>, followed: &Followed, studies: &Studies) -> PyResult<()> {
+        if followed.added() != self.seen {
+            let seen = self.seen;
+            self.seen = followed.added();
+            self.objects.extend(followed.since(py, seen));
+            self.plan = Plan::new(py, followed, &self.objects)?;
+            if let Some(&id) = self.plan.studies.iter().find(|&&id| !studies.has(id)) {
+                self.plan = Plan::default();
+                return Err(unreadable(id));
+            }
         }
+        followed.switch(&self.objects, true);
+        self.live = true;
+        Ok(())
+    }
+
+    /// `enter_next` for a symbol without a bar so far (no `next` runs for one; kept for
+    /// completeness): every pair is NaN, as the core's getters read then.
+    #[cold]
+    fn write_without_bar(&mut self, py: Python<'_>, studies: &Studies, s: usize) -> PyResult<()> {
+        let plan = &mut self.plan;
+        for k in 0..plan.indicators.len() {
+            let (obj, id, place) = plan.indicators[k];
+            let pair = studies
+                .value_and_prev(id, s, None)
+                .ok_or_else(|| unreadable(id))?;
+            plan.pairs[place] = pair;
+            // SAFETY: as in `enter_next`.
+            if !unsafe {
+                put_float(obj, plan.value_at, pair.0) && put_float(obj, plan.prev_at, pair.1)
+            } {
+                return Err(PyErr::take(py).unwrap_or_else(unwritable));
+            }
+        }
+        for k in 0..plan.extra_reads.len() {
+            let (id, place) = plan.extra_reads[k];
+            plan.pairs[place] = studies
+                .value_and_prev(id, s, None)
+                .ok_or_else(|| unreadable(id))?;
+        }
+        plan.write_crossings();
         Ok(())
     }
 
