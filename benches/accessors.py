@@ -26,9 +26,10 @@ what the library adds); the same crossover read in one attribute (``self.crossin
 and the native tick loop with two rolling means declared and no
 callback (the market phase of the SMA strategies); between the two, the same two means
 with a ``next`` that reads nothing (``next_only_two_means``: what the call and the values
-written before it add to the market phase). Repeats are interleaved; medians of
-wall and CPU time are reported, the CPU figures being the better guide on a busy
-machine.
+written before it add to the market phase), and the same with the two means' crossing
+declared too (``next_only_crossing``: what writing a crossing adds). Repeats are
+interleaved; medians of wall and CPU time are reported, the CPU figures being the better
+guide on a busy machine.
 
 Run the same file with another build's interpreter to compare side by side, e.g. main's
 ``.venv/bin/python benches/accessors.py`` and this checkout's. Prints a table and one
@@ -259,6 +260,19 @@ class NextOnly(Strategy):
         pass
 
 
+class NextOnlyCrossing(Strategy):
+    """The two averages and their crossing declared (the shipped ``SmaCross``'s set-up) and
+    a ``next`` that reads nothing: what the values and the crossing written before each
+    call add to ``next_only_two_means``."""
+
+    def init(self) -> None:
+        self.f, self.s = self.sma(10), self.sma(30)
+        self.cross = self.crossing(self.f, self.s)
+
+    def next(self, symbol: str) -> None:
+        pass
+
+
 class CrossOnI(CrossOnSma):
     """The same, averages from ``self.I(<pandas rolling mean>)`` (backtesting.py's way)."""
 
@@ -273,6 +287,7 @@ IDIOMS: dict[str, tuple[type[Strategy], dict[str, Any]]] = {
     "cross_on_I": (CrossOnI, {}),
     "cross_on_crossing": (CrossOnCrossing, {}),
     "next_only_two_means": (NextOnly, {}),
+    "next_only_crossing": (NextOnlyCrossing, {}),
 }
 
 
@@ -289,7 +304,7 @@ def idioms(repeat: int) -> dict[str, dict[str, Any]]:
     market = market_from_columns(columns)
     jobs: dict[str, Any] = {}
     for name, (strategy, options) in IDIOMS.items():
-        if strategy is CrossOnCrossing and not hasattr(Strategy, "crossing"):
+        if strategy in (CrossOnCrossing, NextOnlyCrossing) and not hasattr(Strategy, "crossing"):
             continue  # a build from before it existed
         bt = tickstep.Backtest(columns, strategy, cash=1e9, **_options(options))
         jobs[name] = bt.run

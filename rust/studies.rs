@@ -683,25 +683,20 @@ impl Studies {
 
     /// `value_and_prev` at symbol `s`'s bar `i` (the running symbol's, before its `next`),
     /// for a study whose existence the caller checked once (`value_and_prev` is None for
-    /// no such study; here that is NaN): a base-bar statistic, the usual kind, is read
-    /// straight from its symbol's buffer, with no Option to unwrap per read.
+    /// no such study; here that is NaN): each kind read straight from its symbol's state,
+    /// with no Option to unwrap per read.
     #[inline(always)]
     pub fn pair_at(&self, id: usize, s: usize, i: usize) -> (f64, f64) {
         match self.studies.get(id) {
             Some(Study::Bars { per_symbol }) if s < per_symbol.len() => {
                 per_symbol[s].value_and_prev(i)
             }
+            Some(Study::Rolling { per_symbol }) if s < per_symbol.len() => {
+                (per_symbol[s].value(), per_symbol[s].prev())
+            }
             Some(Study::Series { values, .. }) => series_pair(values, s, i),
-            _ => self.pair_at_other(id, s, i),
+            _ => (f64::NAN, f64::NAN),
         }
-    }
-
-    /// `pair_at` of the other kind (candles' statistics).
-    #[cold]
-    #[inline(never)]
-    fn pair_at_other(&self, id: usize, s: usize, i: usize) -> (f64, f64) {
-        self.value_and_prev(id, s, Some(i))
-            .unwrap_or((f64::NAN, f64::NAN))
     }
 
     pub fn is_ready(&self, id: usize, s: usize, bar: Option<usize>) -> Result<bool> {
