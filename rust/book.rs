@@ -239,7 +239,9 @@ impl Book {
             };
             ratchet(o, at.price, atr);
         }
-        Ok(self.enqueued(req.symbol, at.now))
+        // A plain market order without a tag carries no terms for the log.
+        let carries = !plain || req.tag != 0;
+        Ok(self.enqueued(req.symbol, at.now, carries))
     }
 
     /// Why the book refuses `req` for what it carries besides its size (prices, trails,
@@ -366,19 +368,24 @@ impl Book {
             eligible_from: UNADMITTED,
             ..Order::new(id, symbol, side, size, Role::ClosePosition)
         });
-        Ok(Some(self.enqueued(symbol, now)))
+        Ok(Some(self.enqueued(symbol, now, false)))
     }
 
-    /// Log the order just placed (the last of `symbol`'s working orders), note when it
-    /// expires, and that it joins the book at the barrier.
+    /// Log the order just placed (the last of `symbol`'s working orders; `carries`: it
+    /// may carry terms, prices or a tag), note when it expires, and that it joins the
+    /// book at the barrier.
     #[inline]
-    fn enqueued(&mut self, symbol: usize, now: i64) -> u64 {
+    fn enqueued(&mut self, symbol: usize, now: i64, carries: bool) -> u64 {
         let o = self.working[symbol]
             .last()
             .expect("an order was just placed");
         let (id, time_in_force, limited) = (o.id, o.time_in_force, o.last_bar.is_some());
         self.placed.push((symbol, id));
-        self.log.push(o, now);
+        if carries {
+            self.log.push(o, now);
+        } else {
+            self.log.push_plain(o, now);
+        }
         if let TimeInForce::Until(ts) = time_in_force {
             self.expiries.push(Reverse((ts, id)));
         }

@@ -349,30 +349,36 @@ impl std::fmt::Debug for Lots {
     }
 }
 
-/// A finished trade (or the closed part of one).
+/// A finished trade (or the closed part of one), as the portfolio keeps it: what its
+/// exit order's record does not say. Its symbol, side (the opposite of the exit fill's)
+/// and exit time are that order's (`results::OrderLog::trade_row` gives every field).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClosedTrade {
-    pub symbol: usize,
     pub trade_id: u64,
-    pub direction: f64,
+    /// The order whose fill closed it.
+    pub exit_order: u64,
     pub size: f64,
     pub entry_ts: i64,
-    pub exit_ts: i64,
     pub entry_price: f64,
     pub exit_price: f64,
     /// Net of the entry and exit commissions attributed to this size.
     pub pnl: f64,
-    /// Net return on everything the trade cost: `pnl / (entry_price × size + commission)`.
-    /// Costs count in the base so that a small piece carrying a fixed fee reads as the
-    /// loss of (nearly) all it cost, never as a loss of many times its notional; a long
-    /// can never lose more than 100%.
-    pub return_pct: f64,
     pub commission: f64,
     pub bars_held: usize,
     /// Maximum adverse / favourable excursion as a fraction of the entry price (≤ 0 / ≥ 0).
     pub mae: f64,
     pub mfe: f64,
-    pub exit_order: u64,
+}
+
+impl ClosedTrade {
+    /// Net return on everything the trade cost: `pnl / (entry_price × size + commission)`.
+    /// Costs count in the base so that a small piece carrying a fixed fee reads as the
+    /// loss of (nearly) all it cost, never as a loss of many times its notional; a long
+    /// can never lose more than 100%.
+    #[inline]
+    pub fn return_pct(&self) -> f64 {
+        self.pnl / (self.entry_price * self.size + self.commission)
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -853,21 +859,17 @@ fn close_part(
         (lot.high, lot.low)
     };
     closed.push(ClosedTrade {
-        symbol: x.symbol,
         trade_id: lot.id,
-        direction: lot.direction,
+        exit_order: x.order_id,
         size: take,
         entry_ts: lot.entry_ts,
-        exit_ts: x.ts,
         entry_price: lot.entry_price,
         exit_price: x.price,
         pnl,
-        return_pct: pnl / (lot.entry_price * take + commission),
         commission,
         bars_held: x.bar.saturating_sub(lot.entry_bar),
         mae: lot.direction * (adverse / lot.entry_price - 1.0),
         mfe: lot.direction * (favourable / lot.entry_price - 1.0),
-        exit_order: x.order_id,
     });
     lot.size -= take;
     if lot.size <= take * DUST {
@@ -1276,7 +1278,7 @@ mod tests {
         let t = &p.closed[0];
         // (110 - 100) × 10 - (2 + 3) = 95, on 1000 + 5 of cost.
         assert!((t.pnl - 95.0).abs() < 1e-12);
-        assert!((t.return_pct - 95.0 / 1005.0).abs() < 1e-12);
+        assert!((t.return_pct() - 95.0 / 1005.0).abs() < 1e-12);
         assert!((p.equity() - 10_095.0).abs() < 1e-9);
         assert_eq!(p.position(0).size, 0.0);
     }
@@ -1338,10 +1340,10 @@ mod tests {
         // 0.01 × (11 - 10) - 1 - exit share = -0.9901..., on 0.10 + 1 + exit share.
         let pnl = 0.01 - 1.0 - exit_share;
         assert!((sliver.pnl - pnl).abs() < 1e-12);
-        assert!((sliver.return_pct - pnl / (0.1 + 1.0 + exit_share)).abs() < 1e-12);
-        assert!(sliver.return_pct > -1.0);
+        assert!((sliver.return_pct() - pnl / (0.1 + 1.0 + exit_share)).abs() < 1e-12);
+        assert!(sliver.return_pct() > -1.0);
         let big_fees = 1.0 + 100.0 / 100.01;
-        assert!((big.return_pct - (100.0 - big_fees) / (1000.0 + big_fees)).abs() < 1e-12);
+        assert!((big.return_pct() - (100.0 - big_fees) / (1000.0 + big_fees)).abs() < 1e-12);
     }
 
     #[test]

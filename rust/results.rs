@@ -2,6 +2,7 @@
 //! the portfolio).
 
 use crate::orders::{Order, OrderRecord, OrderRow, OrderTerms, Reason, Role, Status, NO_TERMS};
+use crate::portfolio::ClosedTrade;
 
 /// One fill as the log keeps it: the order that filled and the commission it paid. The
 /// rest of the fill (symbol, time, side, units, price, role) is in the order's record,
@@ -24,6 +25,27 @@ pub struct FillRow {
     pub price: f64,
     pub commission: f64,
     pub role: Role,
+}
+
+/// A closed trade with every field, as the results show it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TradeRow {
+    pub symbol: usize,
+    pub trade_id: u64,
+    /// +1 long, -1 short.
+    pub direction: f64,
+    pub size: f64,
+    pub entry_ts: i64,
+    pub exit_ts: i64,
+    pub entry_price: f64,
+    pub exit_price: f64,
+    pub pnl: f64,
+    pub return_pct: f64,
+    pub commission: f64,
+    pub bars_held: usize,
+    pub mae: f64,
+    pub mfe: f64,
+    pub exit_order: u64,
 }
 
 /// Every order placed in a run, in id order (an order's id is its place + 1), with where
@@ -80,7 +102,6 @@ impl OrderLog {
     /// Log order `o` (whose id is `next_id`), placed at `ts`, as it starts its life.
     #[inline(always)]
     pub(crate) fn push(&mut self, o: &Order, ts: i64) {
-        debug_assert_eq!(o.id, self.next_id());
         let terms = match OrderTerms::of(o) {
             None => NO_TERMS,
             Some(t) => {
@@ -89,6 +110,19 @@ impl OrderLog {
                 (self.terms.len() - 1) as u32
             }
         };
+        self.push_record(o, ts, terms);
+    }
+
+    /// `push` for an order known to carry no terms (a plain market order or a close).
+    #[inline(always)]
+    pub(crate) fn push_plain(&mut self, o: &Order, ts: i64) {
+        debug_assert!(OrderTerms::of(o).is_none());
+        self.push_record(o, ts, NO_TERMS);
+    }
+
+    #[inline(always)]
+    fn push_record(&mut self, o: &Order, ts: i64, terms: u32) {
+        debug_assert_eq!(o.id, self.next_id());
         self.records.push(OrderRecord {
             size: o.size,
             placed_ts: ts,
@@ -177,6 +211,30 @@ impl OrderLog {
             price: rec.fill_price,
             commission: f.commission,
             role: rec.role,
+        }
+    }
+
+    /// Closed trade `t` with every field: its symbol, side and exit time are its exit
+    /// order's (whose fill closed it, on the other side).
+    #[inline]
+    pub fn trade_row(&self, t: &ClosedTrade) -> TradeRow {
+        let exit = &self.records[(t.exit_order - 1) as usize];
+        TradeRow {
+            symbol: exit.symbol as usize,
+            trade_id: t.trade_id,
+            direction: -f64::from(exit.filled_side),
+            size: t.size,
+            entry_ts: t.entry_ts,
+            exit_ts: exit.closed_ts,
+            entry_price: t.entry_price,
+            exit_price: t.exit_price,
+            pnl: t.pnl,
+            return_pct: t.return_pct(),
+            commission: t.commission,
+            bars_held: t.bars_held,
+            mae: t.mae,
+            mfe: t.mfe,
+            exit_order: t.exit_order,
         }
     }
 

@@ -3,7 +3,8 @@
 //! per-symbol tests after every step of random sequences: orders of every kind placed,
 //! admitted (filled at the close or not), matched and filled bar by bar with their
 //! bracket legs, cancelled, expired (day, good-till-date, bars, immediate-or-cancel),
-//! and positions closed whole or in part.
+//! and positions closed whole or in part. The same sequences check the closed trades as
+//! the compact log gives them back (`OrderLog::trade_row`).
 
 use super::Working;
 use crate::book::{Book, Placing, Rules};
@@ -234,6 +235,77 @@ fn the_sets_of_symbols_follow_every_fill_cancel_expiry_and_close() {
         assert!(cancelled > 40, "seed {seed}: {cancelled} cancels");
         assert!(expired > 50, "seed {seed}: {expired} expiries");
         assert!(closes > 100, "seed {seed}: {closes} closes");
+    }
+}
+
+/// Every open lot's symbol and side, by trade id.
+fn open_lots(p: &Portfolio) -> std::collections::HashMap<u64, (usize, f64)> {
+    let mut lots = std::collections::HashMap::new();
+    for (s, position) in p.positions().iter().enumerate() {
+        for lot in &position.lots {
+            lots.insert(lot.id, (s, lot.direction));
+        }
+    }
+    lots
+}
+
+/// A closed trade keeps neither its symbol, nor its side, nor its exit time: its exit
+/// order's record says them. Read back, they are those of the lot it closed (as it was
+/// open before the step that closed it) and the time of that step, for every trade.
+#[test]
+fn closed_trades_read_back_the_symbol_side_and_exit_time_they_were_booked_with() {
+    for seed in [7u64, 0xfeed, 0x0bad_cafe] {
+        let mut d = Desk::new(seed);
+        let (mut checked, mut fresh, mut shorts) = (0, 0, 0);
+        let mut booked = 0;
+        let mut check = |d: &Desk, before: &std::collections::HashMap<u64, (usize, f64)>| {
+            let log = d.book.orders();
+            for t in &d.portfolio.closed[booked..] {
+                let row = log.trade_row(t);
+                assert_eq!(row.exit_ts, d.now, "trade {}", t.trade_id);
+                assert_eq!((row.trade_id, row.exit_order), (t.trade_id, t.exit_order));
+                assert_eq!(
+                    row.return_pct,
+                    t.pnl / (t.entry_price * t.size + t.commission)
+                );
+                // A lot opened in the same step is not in the snapshot (it is counted).
+                match before.get(&t.trade_id) {
+                    Some(&(s, direction)) => {
+                        assert_eq!((row.symbol, row.direction), (s, direction));
+                        checked += 1;
+                        shorts += usize::from(direction < 0.0);
+                    }
+                    None => fresh += 1,
+                }
+            }
+            booked = d.portfolio.closed.len();
+        };
+        for _ in 0..400 {
+            let before = open_lots(&d.portfolio);
+            let with_bar = d.tick();
+            check(&d, &before);
+            for _ in 0..d.random() % 12 {
+                if d.chance(60) {
+                    d.place();
+                } else {
+                    let s = (d.random() % SYMBOLS as u64) as usize;
+                    let held = d.portfolio.position(s).size;
+                    let _ = d.book.close_position(s, held, 0.5, d.now);
+                }
+            }
+            let before = open_lots(&d.portfolio);
+            let at_close: Vec<bool> = with_bar.iter().map(|&b| b && d.chance(20)).collect();
+            d.admit(&at_close);
+            check(&d, &before);
+        }
+        assert!(
+            checked > 300 && shorts > 100,
+            "seed {seed}: {checked} ({shorts} short)"
+        );
+        assert!(
+            checked > 4 * fresh,
+            "seed {seed}: {checked} checked, {fresh} not"
+        );
     }
 }
 

@@ -40,6 +40,9 @@ impl Strategy for Detached {
 pub struct PyEngine {
     pub(super) engine: Engine,
     market: Py<PyMarket>,
+    /// The order log once `take_logs` moved it out: the closed trades, which stay, read
+    /// their symbol, side and exit time from their exit orders there.
+    orders_taken: Option<Arc<OrderLog>>,
 }
 
 fn put<'py, T: numpy::Element>(d: &Bound<'py, PyDict>, key: &str, v: Vec<T>) -> PyResult<()> {
@@ -231,7 +234,11 @@ impl PyEngine {
             },
         };
         let engine = Engine::new(market.get().inner.clone(), config).py_err(py)?;
-        Ok(PyEngine { engine, market })
+        Ok(PyEngine {
+            engine,
+            market,
+            orders_taken: None,
+        })
     }
 
     /// Per tick of the timeline, whether it ends a trading day (equity is sampled there).
@@ -338,8 +345,9 @@ impl PyEngine {
 
     /// Closed trades as columns.
     fn trades<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let orders = (self.orders_taken.as_deref()).unwrap_or(self.engine.order_log());
         let t = &self.engine.portfolio().closed;
-        columns_of!(py, t.iter(), |x|
+        columns_of!(py, t.iter().map(|t| orders.trade_row(t)), |x|
             trade_id: x.trade_id as i64,
             symbol: x.symbol as i64,
             direction: x.direction as i8,
@@ -377,6 +385,9 @@ impl PyEngine {
         };
         self.engine.swap_logs(&mut kept);
         let orders = Arc::new(taken.orders);
+        // The trades read their exit orders here from now on (a second take finds the
+        // engine's logs empty: the first log stays the one they read).
+        self.orders_taken.get_or_insert_with(|| Arc::clone(&orders));
         (
             PyOrderLog {
                 orders: Arc::clone(&orders),

@@ -58,7 +58,7 @@ impl RunSummary {
             equity: engine.equity_curve().clone(),
             trades: TradeColumns {
                 pnl: column(|t| t.pnl),
-                return_pct: column(|t| t.return_pct),
+                return_pct: column(|t| t.return_pct()),
                 commission: column(|t| t.commission),
                 bars_held: closed.iter().map(|t| t.bars_held as i64).collect(),
                 mae: column(|t| t.mae),
