@@ -445,7 +445,10 @@ impl Engine {
         if bars {
             // One context for the tick's symbols, pointed at each in turn.
             let mut ctx = tick_context!(self, active, None);
-            strategy.on_bars(&mut ctx, active)?;
+            for &s in active {
+                ctx.current = Some(s);
+                strategy.on_bar(&mut ctx, s)?;
+            }
         }
         if ticks {
             let mut ctx = tick_context!(self, active, None);

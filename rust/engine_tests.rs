@@ -145,8 +145,8 @@ fn symbol_without_a_bar_is_not_called_and_does_not_fill() {
     assert_eq!((e.fills()[0].ts, e.fills()[0].price), (2, 105.0));
 }
 
-/// The tick's bar calls (`Strategy::on_bars`, here its default): one per symbol with a
-/// bar, in the market's call order, each with the context's current symbol at it.
+/// The tick's bar calls: one per symbol with a bar, in the market's call order, each with
+/// the context's current symbol at it.
 #[test]
 fn each_bar_call_runs_in_the_call_order_with_its_symbol_current() {
     let a = SymbolBars {

@@ -16,18 +16,6 @@ pub trait Strategy {
         Ok(())
     }
 
-    /// The tick's `on_bar` calls: one for each of `active` (the symbols with a bar now, in
-    /// the call order), with the context's current symbol pointed at it. A strategy that
-    /// prepares something once per tick around them (the Python adapter: its context)
-    /// overrides this, keeping the same calls in the same order.
-    fn on_bars(&mut self, ctx: &mut TickContext<'_>, active: &[usize]) -> Result<()> {
-        for &s in active {
-            ctx.current = Some(s);
-            self.on_bar(ctx, s)?;
-        }
-        Ok(())
-    }
-
     /// Called once per tick after every `on_bar`, for portfolio-level decisions.
     fn on_tick(&mut self, _ctx: &mut TickContext<'_>) -> Result<()> {
         Ok(())

@@ -140,40 +140,19 @@ impl Strategy for PyStrategy<'_> {
 
     #[inline]
     fn on_bar(&mut self, engine: &mut TickContext<'_>, symbol: usize) -> Result<()> {
-        engine.current = Some(symbol);
-        self.on_bars(engine, &[symbol])
-    }
-
-    /// `next(symbol)` for each symbol of the tick, the context attached once for all of
-    /// them: before each call, the context points at the symbol and its indicators' values
-    /// are written.
-    fn on_bars(&mut self, engine: &mut TickContext<'_>, active: &[usize]) -> Result<()> {
         let Some(next) = &self.next else {
             return Ok(());
         };
-        // While Python can reach the context, every use of it goes through this pointer.
-        let e: *mut TickContext<'_> = engine;
-        let _attached = self.ctx.attach_ptr(e);
-        let py = self.ctx.py();
-        for &symbol in active {
-            // SAFETY: `e` is the live context lent to this call; no reference to it is
-            // held across the statements below (Python reaches it through the same
-            // pointer only while `next` runs, and holds nothing after it returns).
-            unsafe { (*e).current = Some(symbol) };
-            let name = &self.symbols[symbol];
-            let outcome = self
-                .indicators
-                .enter_next(py, &self.ctx, unsafe { &*e }, symbol)
+        let outcome = {
+            let _attached = self.ctx.attach(engine);
+            self.indicators
+                .enter_next(self.ctx.py(), &self.ctx, engine, symbol)
                 .and_then(|()| match &self.direct {
-                    Some(direct) => direct.call(name),
-                    None => next.call1((name,)).map(drop),
-                });
-            if let Err(err) = outcome {
-                // SAFETY: as above.
-                return Err(failed(unsafe { &*e }, Some(symbol), err));
-            }
-        }
-        Ok(())
+                    Some(direct) => direct.call(&self.symbols[symbol]),
+                    None => next.call1((&self.symbols[symbol],)).map(drop),
+                })
+        };
+        outcome.map_err(|e| failed(engine, Some(symbol), e))
     }
 
     fn on_tick(&mut self, engine: &mut TickContext<'_>) -> Result<()> {

@@ -187,13 +187,8 @@ impl PyContext {
     /// Let Python reach `ctx` until the returned guard drops. The caller must not use
     /// `ctx` itself while the guard lives (Python holds the only way in).
     pub fn attach<'a>(&'a self, ctx: &mut TickContext<'_>) -> Attached<'a> {
-        self.attach_ptr(ctx)
-    }
-
-    /// `attach` through a pointer the caller keeps using for the context while the guard
-    /// lives (and for nothing else: every use then goes through the one pointer).
-    pub fn attach_ptr<'a>(&'a self, ctx: *mut TickContext<'_>) -> Attached<'a> {
-        self.tick.store(ctx.cast(), Ordering::Relaxed);
+        let p: *mut TickContext<'static> = (ctx as *mut TickContext<'_>).cast();
+        self.tick.store(p, Ordering::Relaxed);
         Attached(self)
     }
 
