@@ -689,3 +689,38 @@ def test_benchmark_prices_are_a_value():
     import pickle
 
     assert pickle.loads(pickle.dumps(BenchmarkPrices(a))) == BenchmarkPrices(a)
+
+
+def _same_bits(a, b) -> bool:
+    return np.float64(a).tobytes() == np.float64(b).tobytes() or (math.isnan(a) and math.isnan(b))
+
+
+# P&Ls with ties, zeros of both signs, tiny and huge values, and sometimes a NaN.
+_PNL = st.lists(
+    st.one_of(
+        st.floats(min_value=-1e6, max_value=1e6, allow_nan=False),
+        st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e-300, -1e-300]),
+        st.just(math.nan),
+    ),
+    min_size=1,
+    max_size=400,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pnl=_PNL)
+def test_win_rate_profit_factor_and_kelly_are_those_of_the_masks(pnl):
+    """The trade statistics read the wins and losses as the two ends of the sorted P&L
+    (no copy through a mask): the same bits as ``pnl[pnl > 0]`` and ``pnl[pnl < 0]`` of
+    it, as the rule was first written (a NaN P&L is neither)."""
+    n = len(pnl)
+    trades = {"pnl": np.array(pnl), "return_pct": np.zeros(n), "commission": np.zeros(n),
+              "bars_held": np.ones(n, dtype=np.int64), "mae": np.zeros(n), "mfe": np.zeros(n)}
+    got = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), pd.DataFrame(trades),
+                        initial_cash=100.0)
+    p = np.sort(np.array(pnl))
+    profit, loss = float(p[p > 0].sum()), float(-p[p < 0].sum())
+    factor = profit / loss if loss > 0 else (math.inf if profit > 0 else math.nan)
+    assert _same_bits(got["Win Rate [%]"], float(np.mean(p > 0)) * 100.0)
+    assert _same_bits(got["Profit Factor"], factor)
+    assert _same_bits(got["Kelly Criterion"], kelly_criterion(p))

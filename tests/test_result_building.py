@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 import tickstep
 from test_results_io import _NoCoreObjects
-from tickstep import results, simulation
+from tickstep import metrics, results, simulation
 from tickstep.data import example_daily, sample
 from tickstep.strategies import SmaCross
 
@@ -154,6 +154,15 @@ def _assert_built_the_plain_way(result, rec, market, config):
                                config, rejected)
     pd.testing.assert_series_equal(result.stats, want, check_exact=True)
     assert [type(v) for v in result.stats] == [type(v) for v in want]
+    # And as `compute_stats` of the plain frames (what the result's statistics mean).
+    end = simulation._span(market, config)[1]
+    frames = metrics.compute_stats(
+        _plain_equity(raw["equity"], start.value), _plain_frame("trades", raw["trades"], symbols),
+        initial_cash=config.cash, risk_free_rate=config.risk_free_rate, start=start, end=end,
+        orders_rejected=rejected, timezone=config.timezone,
+        periods_per_year=config.periods_per_year, carrying_costs=rec.carrying_costs(),
+        **results.market_stats_inputs(market, config.benchmark, start.value))
+    pd.testing.assert_series_equal(result.stats, frames, check_exact=True)
 
 
 def _market(data):
@@ -277,6 +286,20 @@ def test_a_result_pickles_its_logs_as_columns_before_they_are_read():
     back = pickle.loads(buffer)
     _assert_same_frame(back.orders, bt.run().orders)
     _assert_same_frame(back.fills, bt.run().fills)
+
+
+def test_the_trades_frame_is_built_when_first_read():
+    bt = tickstep.Backtest(example_daily(), SmaCross, cash=100_000, on_reject="ignore")
+    r = bt.run()
+    assert "trades" not in vars(r)  # not built by the run (its statistics read the columns)
+    back = pickle.loads(pickle.dumps(r))  # nor by a pickle
+    assert "trades" not in vars(back)
+    assert len(r.trades) > 0 and "trades" in vars(r)
+    assert r.trades is r.trades  # built once
+    _assert_same_frame(back.trades, r.trades)
+    # A frame read (and changed) before pickling goes as it is.
+    r.trades["note"] = 1
+    assert "note" in pickle.loads(pickle.dumps(r)).trades.columns
 
 
 def test_rejections_still_warn_from_the_rejected_rows():

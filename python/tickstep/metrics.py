@@ -656,10 +656,15 @@ def kelly_criterion(pnl: np.ndarray) -> float:
     0.25
     """
     pnl = np.asarray(pnl, dtype=float)
-    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+    return _kelly(pnl[pnl > 0], pnl[pnl < 0], len(pnl))
+
+
+def _kelly(wins: np.ndarray, losses: np.ndarray, trades: int) -> float:
+    """`kelly_criterion` of ``trades`` trades whose winning (``pnl > 0``) and losing
+    (``pnl < 0``) P&Ls are ``wins`` and ``losses``, each in the order of the trades."""
     if len(wins) == 0 or len(losses) == 0:
         return math.nan
-    win_rate = len(wins) / len(pnl)
+    win_rate = len(wins) / trades
     ratio = float(np.mean(wins)) / -float(np.mean(losses))
     return win_rate - (1.0 - win_rate) / ratio
 
@@ -742,6 +747,15 @@ def _max_drawdown_duration(
     return pd.Timedelta(int(durations.max(initial=0)), unit="ns")
 
 
+def _wins_and_losses(pnl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pnl[pnl > 0]`` and ``pnl[pnl < 0]`` of a sorted ``pnl``: the two ends of it, read
+    in place (the same values in the same order, so the same sums), unless it holds NaN
+    (sorted last), which neither takes."""
+    if len(pnl) == 0 or np.isnan(pnl[-1]):
+        return pnl[pnl > 0], pnl[pnl < 0]
+    return pnl[np.searchsorted(pnl, 0.0, side="right"):], pnl[:np.searchsorted(pnl, 0.0)]
+
+
 def _trade_stats(trades: dict[str, np.ndarray]) -> dict[str, object]:
     """The trade statistics of the closed trades' columns (empty: no trades)."""
     n = len(trades["pnl"]) if trades else 0
@@ -775,22 +789,24 @@ def _trade_stats(trades: dict[str, np.ndarray]) -> dict[str, object]:
     bars_held = np.asarray(trades["bars_held"], dtype=float)
     pnl = column["pnl"]
     returns = column["return_pct"]
-    gross_profit = float(pnl[pnl > 0].sum())
-    gross_loss = float(-pnl[pnl < 0].sum())
+    wins, losses = _wins_and_losses(pnl)
+    gross_profit = float(wins.sum())
+    gross_loss = float(-losses.sum())
     if gross_loss > 0:
         profit_factor = gross_profit / gross_loss
     else:
         profit_factor = math.inf if gross_profit > 0 else math.nan
     return {
         "# Trades": n,
-        "Win Rate [%]": float(np.mean(pnl > 0)) * 100.0,
+        # The share of wins: len / n is the division numpy's mean of the mask makes.
+        "Win Rate [%]": len(wins) / n * 100.0,
         "Best Trade [%]": float(np.max(returns)) * 100.0,
         "Worst Trade [%]": float(np.min(returns)) * 100.0,
         "Avg. Trade [%]": float(np.mean(returns)) * 100.0,
         "Profit Factor": profit_factor,
         "Expectancy [$]": float(np.mean(pnl)),
         "SQN": sqn(pnl),
-        "Kelly Criterion": kelly_criterion(pnl),
+        "Kelly Criterion": _kelly(wins, losses, n),
         "Avg. MAE [%]": float(np.mean(column["mae"])) * 100.0,
         "Avg. MFE [%]": float(np.mean(column["mfe"])) * 100.0,
         "Commissions [$]": float(np.sum(column["commission"])),

@@ -23,7 +23,13 @@ import pyarrow as pa
 
 from tickstep._core import UnknownSymbolError
 from tickstep.hints import did_you_mean
-from tickstep.metrics import BenchmarkPrices, compute_stats, exposed, format_stats
+from tickstep.metrics import (
+    _TRADE_COLUMNS,
+    BenchmarkPrices,
+    exposed,
+    format_stats,
+    stats_of_columns,
+)
 
 __all__ = ["Result", "build_result", "load_result", "market_stats_inputs", "samples_since"]
 
@@ -235,7 +241,7 @@ class Result:
         Performance statistics (see :func:`tickstep.metrics.compute_stats`).
     trades : pandas.DataFrame
         Closed trades: symbol, side, size, entry/exit time and price, pnl (net of
-        commission), return_pct, commission, bars_held, mae, mfe.
+        commission), return_pct, commission, bars_held, mae, mfe (built on first access).
     equity : pandas.Series
         Equity at the end of every trading day (or every bar with ``record_every_bar``).
     equity_frame : pandas.DataFrame
@@ -262,14 +268,15 @@ class Result:
         process that ran it: None after pickling or loading (it belongs to the engine).
     """
 
-    def __init__(self, stats: pd.Series, trades: pd.DataFrame, equity_frame: pd.DataFrame,
+    def __init__(self, stats: pd.Series, trades: pd.DataFrame | None, equity_frame: pd.DataFrame,
                  raw: dict[str, Any], symbols: pd.CategoricalDtype, params: dict[str, Any],
                  strategy: Any = None, *, strategy_name: str | None = None,
                  options: dict[str, Any] | None = None, metadata: pd.DataFrame | None = None,
                  prices: list[tuple[np.ndarray, np.ndarray]] | None = None,
                  initial_cash: float | None = None) -> None:
         self.stats = stats
-        self.trades = trades
+        if trades is not None:
+            self.trades = trades  # else built from the raw columns when first read
         self.equity_frame = equity_frame
         self.params = params
         self.strategy = strategy
@@ -294,6 +301,10 @@ class Result:
     def symbols(self) -> list[str]:
         """The symbols the backtest ran on, in the engine's order."""
         return list(self._symbols.categories)
+
+    @cached_property
+    def trades(self) -> pd.DataFrame:
+        return _frame("trades", self._raw["trades"], self._symbols)
 
     @cached_property
     def fills(self) -> pd.DataFrame:
@@ -424,6 +435,8 @@ class Result:
         state["strategy"] = None  # lives with the engine that ran it
         for lazy in ("fills", "orders", "positions"):
             state.pop(lazy, None)  # rebuilt on access from the raw columns
+        # The trades frame goes as it is when it was read (else it is built from the raw
+        # columns when read after loading, as here).
         return state
 
     def save(self, path: str | Path) -> Path:
@@ -510,7 +523,7 @@ def load_result(path: str | Path) -> Result:
     )
     return Result(
         stats=stats,
-        trades=_frame("trades", raw["trades"], dtype),
+        trades=None,
         equity_frame=_equity_frame(raw["equity"]),
         raw=raw,
         symbols=dtype,
@@ -663,15 +676,18 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     fills move to the result)."""
     symbols = names if isinstance(names, pd.CategoricalDtype) else pd.CategoricalDtype(names)
     trades_raw = engine.trades()
-    trades = _frame("trades", trades_raw, symbols)
     eq_raw = samples_since(engine.equity(), start.value)
     # A flat book's exposure is 0, not the float dust the incremental sum leaves.
     eq_raw["gross_exposure"] = np.where(
         exposed(eq_raw["gross_exposure"], eq_raw["equity"]), eq_raw["gross_exposure"], 0.0
     )
     eq = _equity_frame(eq_raw)
-    stats = compute_stats(
-        eq, trades, initial_cash=cash, risk_free_rate=risk_free_rate, start=start, end=end,
+    # `compute_stats` of the equity and trades frames, from the columns they are made of
+    # (the same values): the trades frame is built only when the result's trades are read.
+    stats = stats_of_columns(
+        eq_raw["ts"], eq_raw["equity"], eq_raw["gross_exposure"],
+        {c: trades_raw[c] for c in _TRADE_COLUMNS} if len(trades_raw["pnl"]) else {},
+        initial_cash=cash, risk_free_rate=risk_free_rate, start=start, end=end,
         orders_rejected=orders_rejected, timezone=timezone, periods_per_year=periods_per_year,
         carrying_costs=engine.carrying_costs(),
         **(market_stats_inputs(market, benchmark, start.value) if market is not None else {}),
@@ -680,7 +696,7 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     orders, fills = engine.take_logs()
     raw = {"fills": fills, "orders": orders, "positions": engine.positions(),
            "equity": eq_raw, "trades": trades_raw}
-    return Result(stats=stats, trades=trades, equity_frame=eq, raw=raw, symbols=symbols,
+    return Result(stats=stats, trades=None, equity_frame=eq, raw=raw, symbols=symbols,
                   params=params, strategy=strategy, options=_jsonable(options or {}),
                   metadata=metadata,
                   prices=(_close_prices(market, start.value)
