@@ -5,13 +5,15 @@ Workloads (data ``minute_20x144k``: 20 symbols x 144,000 minutes, built outside 
 - ``single``: SMA(10)/SMA(30) cross signals (long entries and exits, made with numpy before
   timing) through ``_core.run_signals`` on one thread: symbol-bars/s of the native run
   (engine built outside the timing), then the whole ``Backtest.run_signals`` (the same run
-  plus the `Result`: frames and statistics) and the building of that `Result` alone (from
+  plus the `Result`: frames and statistics), the same calls split where the native call
+  starts and ends (before it, in it, after it), and the building of that `Result` alone (from
   a finished engine: the end-of-run rejection check, the logs, frames and statistics), then
   the same bars with no signal set (what the mode costs when nothing happens).
 - ``grid``: 100 (fast, slow) pairs x the same 20 symbols in one native call
   (``_core.run_signals`` over 100 engines) on 1 thread and on 2 threads: wall time, CPU
   time and the speed-up; then the whole ``Backtest.run_signal_grid`` (the stats table: a
-  row of statistics per set) on 1 thread and on 2 threads, side by side.
+  row of statistics per set) on 1 thread and on 2 threads, side by side, with the CPU time
+  the statistics take on the calling thread (each run's, as its summary comes in).
 - ``optimize``: ``Backtest.optimize`` of a `SignalStrategy` whose ``signals`` are a pandas
   SMA cross (rolling means of each symbol's closes), 16 (fast, slow) pairs on all cores: wall and CPU time, beside the time ``signals`` alone takes for those sets
   on one thread (the Python part the native grid overlaps).
@@ -118,6 +120,62 @@ def result_building(market, config, sets):  # type: ignore[no-untyped-def]
     return run
 
 
+class _NativeMarks:
+    """`tickstep._core` as `tickstep.signals` sees it, noting the wall and CPU times at
+    which each ``run_signals`` call starts and ends (everything else passes through)."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[float, float]] = []
+        #: CPU seconds of the calling thread in the summaries' ``on_run`` (the statistics).
+        self.on_run_cpu = 0.0
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(_core, name)
+
+    def run_signals(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.marks.append((time.perf_counter(), time.process_time()))
+        try:
+            return _core.run_signals(*args, **kwargs)
+        finally:
+            self.marks.append((time.perf_counter(), time.process_time()))
+
+    def run_signal_summaries(self, *args, on_run, **kwargs):  # type: ignore[no-untyped-def]
+        def timed_on_run(k, summary):  # type: ignore[no-untyped-def]
+            c0 = time.thread_time()
+            try:
+                return on_run(k, summary)
+            finally:
+                self.on_run_cpu += time.thread_time() - c0
+
+        return _core.run_signal_summaries(*args, on_run=timed_on_run, **kwargs)
+
+
+def split_calls(bt, entries, exits, times: int) -> dict[str, h.Timings]:  # type: ignore[no-untyped-def]
+    """``Backtest.run_signals`` timed in three parts within the same calls: before its
+    native call (signals checked and converted, engine made), the native call, after it
+    (the rejection check and the `Result`). Parts of one call add up to that call, where
+    medians of separate timings (native run, Result alone, whole call) taken at different
+    moments of a shared machine need not."""
+    import tickstep.signals as signals_module
+
+    marked = _NativeMarks()
+    parts = {"before": h.Timings(), "native": h.Timings(), "after": h.Timings()}
+    signals_module._core = marked  # type: ignore[assignment]
+    try:
+        for _ in range(times):
+            marked.marks.clear()
+            c0, t0 = time.process_time(), time.perf_counter()
+            bt.run_signals(entries, exits, size=0.04)
+            t3, c3 = time.perf_counter(), time.process_time()
+            (t1, c1), (t2, c2) = marked.marks
+            parts["before"].add(t1 - t0, c1 - c0)
+            parts["native"].add(t2 - t1, c2 - c1)
+            parts["after"].add(t3 - t2, c3 - c2)
+    finally:
+        signals_module._core = _core
+    return parts
+
+
 def timed(run, times: int) -> h.Timings:  # type: ignore[no-untyped-def]
     t = h.Timings()
     for _ in range(times):
@@ -172,6 +230,7 @@ def one_run(args, market, config, bt, closes, bars, n_sym, out):  # type: ignore
         result = bt.run_signals(entries, exits, size=0.04)
         whole.add(time.perf_counter() - t0, time.process_time() - c0)
     trades = int(result.stats["# Trades"])
+    parts = split_calls(bt, entries, exits, args.repeat)
     out["single"] = {
         "symbol_bars": bars, "trades": trades,
         "native_wall": single.median_wall, "native_cpu": single.median_cpu,
@@ -179,6 +238,7 @@ def one_run(args, market, config, bt, closes, bars, n_sym, out):  # type: ignore
         "result_wall": whole.median_wall, "result_cpu": whole.median_cpu,
         "building_wall": building.median_wall, "building_cpu": building.median_cpu,
         "no_signals_cpu": bare.median_cpu, "no_signals_rate_cpu": bars / bare.median_cpu,
+        **{f"split_{part}_cpu": t.median_cpu for part, t in parts.items()},
     }
     print(f"single run, {n_sym} x {bars // n_sym:,} bars, SMA 10/30 cross, {trades} trades:\n"
           f"  native run: {single.median_wall * 1e3:.1f} ms wall ({bars / single.median_wall / 1e6:.0f} M "
@@ -186,6 +246,9 @@ def one_run(args, market, config, bt, closes, bars, n_sym, out):  # type: ignore
           f"  Backtest.run_signals with the Result: {whole.median_wall:.3f} s wall, "
           f"{whole.median_cpu:.3f} s CPU ({whole.median_cpu / single.median_cpu:.2f}x the native "
           f"run's CPU)\n"
+          f"  within the same calls: {parts['before'].median_cpu * 1e3:.1f} ms CPU before the "
+          f"native call (signals converted, engine made), {parts['native'].median_cpu * 1e3:.1f} "
+          f"ms in it, {parts['after'].median_cpu * 1e3:.1f} ms after (rejection check, Result)\n"
           f"  its Result alone (rejection check, frames, statistics): "
           f"{building.median_wall * 1e3:.1f} ms wall, {building.median_cpu * 1e3:.1f} ms CPU\n"
           f"  the same bars with no signal (the mode's bare loop): {bare.median_cpu * 1e3:.1f} ms "
@@ -275,11 +338,23 @@ def main() -> None:
 
     tables: dict = {}
 
+    import tickstep.signals as signals_module
+
+    marked = _NativeMarks()
+    on_run_cpu: dict[int, list[float]] = {1: [], 2: []}
+
     def stats_table(threads: int):  # type: ignore[no-untyped-def]
         def run() -> list:
-            c0, t0 = time.process_time(), time.perf_counter()
-            tables[threads] = bt.run_signal_grid(signal_sets, size=0.04, threads=threads)
-            return [time.perf_counter() - t0, time.process_time() - c0, None]
+            marked.on_run_cpu = 0.0
+            signals_module._core = marked  # type: ignore[assignment]
+            try:
+                c0, t0 = time.process_time(), time.perf_counter()
+                tables[threads] = bt.run_signal_grid(signal_sets, size=0.04, threads=threads)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            finally:
+                signals_module._core = _core
+            on_run_cpu[threads].append(marked.on_run_cpu)
+            return [wall, cpu, None]
 
         return run
 
@@ -295,7 +370,9 @@ def main() -> None:
         "table_wall": table_wall, "table_cpu": table_cpu, "rows": len(table),
         "table_wall_1": tt1.median_wall, "table_cpu_1": tt1.median_cpu,
         "table_speedup_wall": tt1.median_wall / tt2.median_wall,
+        "table_stats_cpu_2": sorted(on_run_cpu[2])[len(on_run_cpu[2]) // 2],
     }
+    stats_cpu = out["grid"]["table_stats_cpu_2"]
     print(f"grid, {len(grid)} parameter sets x {n_sym} symbols x {bars // n_sym:,} bars "
           f"({total / 1e6:.0f} M symbol-bars):\n"
           f"  1 thread:  {t1.median_wall:.2f} s wall, {t1.median_cpu:.2f} s CPU\n"
@@ -304,7 +381,9 @@ def main() -> None:
           f"  Backtest.run_signal_grid with the stats table, 1 thread: {tt1.median_wall:.2f} s "
           f"wall, {tt1.median_cpu:.2f} s CPU\n"
           f"  Backtest.run_signal_grid with the stats table (2 threads): {table_wall:.2f} s wall, "
-          f"{table_cpu:.2f} s CPU -> speed-up {tt1.median_wall / table_wall:.2f}x (wall)")
+          f"{table_cpu:.2f} s CPU -> speed-up {tt1.median_wall / table_wall:.2f}x (wall)\n"
+          f"    of which the statistics on the calling thread (on_run): {stats_cpu:.2f} s CPU "
+          f"({stats_cpu / len(grid) * 1e3:.1f} ms per set)")
     # The issue's targets, side by side with what this run measured (CPU time is the
     # better estimate on a shared machine; an idle one gives wall == CPU for one thread).
     print("targets (issue 15):")
