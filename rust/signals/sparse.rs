@@ -575,11 +575,12 @@ impl<'a, 'm> Driver<'a, 'm> {
             if size != 0.0 && self.parked.slot[s] == NONE {
                 self.park(s, i, i + 1);
             }
-            // That bar into cache (the bar after this one shares the lines just read,
-            // most likely; one past the last is never read, and a prefetch never faults).
-            prefetch_bar(&self.lanes[s].bars, next);
         }
         if next < end {
+            // Its bar then into cache, the next bar's too: this bar's time and close were
+            // read (their lines most likely hold the next bar's), but not its open, high
+            // and low, which a signal bar's orders fill from at the next bar.
+            prefetch_bar(&self.lanes[s].bars, next);
             // Each bar of `s` has a tick of its own, so `next` comes `next - i` ticks
             // after `i` at the earliest.
             self.schedule(s, next, t + (next - i));
