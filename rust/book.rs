@@ -373,8 +373,8 @@ impl Book {
 
     /// Log the order just placed (the last of `symbol`'s working orders; `carries`: it
     /// may carry terms, prices or a tag), note when it expires, and that it joins the
-    /// book at the barrier.
-    #[inline]
+    /// book at the barrier. (Inlined into its two callers, which place an order each.)
+    #[inline(always)]
     fn enqueued(&mut self, symbol: usize, now: i64, carries: bool) -> u64 {
         let o = self.working[symbol]
             .last()
@@ -694,7 +694,9 @@ impl Book {
     /// `fill_now(symbol)` gives (bar, close) when a market order of that symbol fills at
     /// this bar's close (`FillAt::Close` and the symbol has a bar now): it executes its
     /// reducing part as it joins, and its increase once all have joined, in placement
-    /// order (reducing parts first, then increases).
+    /// order (reducing parts first, then increases). (Inlined into the barrier: most
+    /// barriers admit nothing, or only orders that fill later.)
+    #[inline]
     pub fn admit_pending(
         &mut self,
         ts: i64,

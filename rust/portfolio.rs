@@ -716,7 +716,9 @@ impl Portfolio {
     }
 
     /// Equity and gross exposure if `size` units were bought (direction +1) or sold (-1)
-    /// at `price` paying `commission`: used for the margin check before a fill.
+    /// at `price` paying `commission`: used for the margin check before a fill. (Inlined
+    /// into the book's one caller, where its inputs are in registers.)
+    #[inline(always)]
     pub fn after_fill(
         &self,
         symbol: usize,

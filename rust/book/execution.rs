@@ -81,6 +81,10 @@ pub(super) enum Executed {
 
 impl Book {
     /// Execute the reducing part of the order at `working[s][k]`, matched at `raw_price`.
+    /// (Inlined: an order that reduces nothing — an entry while flat, the usual entry —
+    /// is resolved and handed back to wait for its turn without a call; what reduces is
+    /// executed out of line, in `execute_reducing_part`.)
+    #[inline(always)]
     pub(super) fn execute_reduction(
         &mut self,
         at: At,
@@ -107,41 +111,65 @@ impl Book {
                 .map(|lot| (lot.size, -lot.direction)),
         };
         let Some((size, direction)) = sized else {
-            let reason = if matched.role == Role::ClosePosition {
-                Reason::PositionAlreadyFlat
-            } else {
-                Reason::TradeAlreadyClosed
-            };
-            self.finish(matched.id, Status::Cancelled, at.ts, reason);
+            self.cancel_unsized(matched, at.ts);
             return Executed::Done;
         };
         let price = slipped(order, direction, raw_price, config.slippage_bps);
         let fee_per_unit = config.commission(size, price) / size;
-        // A position is all long or all short, so what opposes it reduces it up to its size.
-        let reduce = if held * direction < 0.0 {
-            size.min(held.abs())
-        } else {
-            0.0
-        };
-        if reduce > 0.0 {
-            let part = (reduce, price, reduce * fee_per_unit);
-            self.apply_part(at, matched, direction, part, moment, portfolio, rules);
-        }
-        let rest = size - reduce;
-        if rest <= size * DUST {
-            let fee = reduce * fee_per_unit;
-            self.record_fill(at, matched.id, direction, reduce, price, fee);
-            return Executed::Done;
-        }
-        Executed::Waits(Waiting {
+        let waiting = Waiting {
             order: matched,
             moment,
             direction,
-            size: rest,
+            size,
             price,
             fee_per_unit,
-            done: reduce,
-        })
+            done: 0.0,
+        };
+        // A position is all long or all short, so only what opposes it reduces it (up to
+        // its size); all of an order that does not oppose it increases it.
+        if held * direction < 0.0 {
+            self.execute_reducing_part(at, waiting, held, portfolio, rules)
+        } else {
+            Executed::Waits(waiting)
+        }
+    }
+
+    /// A matched order with nothing to execute: a `close()` of a position already flat,
+    /// a bracket leg whose trade is already closed.
+    #[inline(never)]
+    fn cancel_unsized(&mut self, matched: Matched, ts: i64) {
+        let reason = if matched.role == Role::ClosePosition {
+            Reason::PositionAlreadyFlat
+        } else {
+            Reason::TradeAlreadyClosed
+        };
+        self.finish(matched.id, Status::Cancelled, ts, reason);
+    }
+
+    /// Execute what `w` (all of a resolved order, nothing done yet) reduces of the
+    /// position `held`, which it opposes: up to its size. The rest, if any, waits.
+    #[inline(never)]
+    fn execute_reducing_part(
+        &mut self,
+        at: At,
+        mut w: Waiting,
+        held: f64,
+        portfolio: &mut Portfolio,
+        rules: Rules<'_>,
+    ) -> Executed {
+        let size = w.size;
+        let reduce = size.min(held.abs());
+        let part = (reduce, w.price, reduce * w.fee_per_unit);
+        self.apply_part(at, w.order, w.direction, part, w.moment, portfolio, rules);
+        let rest = size - reduce;
+        if rest <= size * DUST {
+            let fee = reduce * w.fee_per_unit;
+            self.record_fill(at, w.order.id, w.direction, reduce, w.price, fee);
+            return Executed::Done;
+        }
+        w.size = rest;
+        w.done = reduce;
+        Executed::Waits(w)
     }
 
     /// Execute a waiting increase if the buying power left allows it, else reject it.
