@@ -600,7 +600,7 @@ impl Book {
         while let Some(Reverse((_, _, p, slot))) = self.next_in_turn() {
             let w = self.waiting[slot];
             let at = self.at(p);
-            self.execute_increase(at, w, portfolio, rules);
+            self.execute_increase(at, &w, portfolio, rules);
             self.play_on(p, portfolio, rules);
         }
         for p in 0..self.plays.len() {
@@ -665,7 +665,7 @@ impl Book {
             match self.execute_reduction(at, m.k, m.raw_price, m.moment, portfolio, rules) {
                 Executed::Done => {}
                 Executed::Waits(w) if self.its_turn() => {
-                    self.execute_increase(at, w, portfolio, rules);
+                    self.execute_increase(at, &w, portfolio, rules);
                 }
                 Executed::Waits(w) => {
                     let rank = u8::from(w.moment != Moment::Open);
@@ -756,7 +756,7 @@ impl Book {
             // Not one its one-cancels-other group cancelled while it waited (several of a
             // group's orders may wait here at once; in a bar's play only one can).
             if self.log.record(w.order.id).status == Status::Open {
-                self.execute_increase(at, w, portfolio, rules);
+                self.execute_increase(at, &w, portfolio, rules);
             }
         }
         for s in touched {

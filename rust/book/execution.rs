@@ -104,7 +104,9 @@ impl Book {
         let sized = match matched.role {
             Role::Entry => Some((order.size, order.side.sign())),
             Role::ClosePosition => {
-                (held != 0.0).then(|| (held.abs() * order.portion, -held.signum()))
+                // (Against the position: held is not 0, nor NaN.)
+                let against = if held > 0.0 { -1.0 } else { 1.0 };
+                (held != 0.0).then(|| (held.abs() * order.portion, against))
             }
             Role::StopLoss | Role::TakeProfit => (matched.trade)
                 .and_then(|lot| portfolio.lot(s, lot))
@@ -176,7 +178,7 @@ impl Book {
     pub(super) fn execute_increase(
         &mut self,
         at: At,
-        w: Waiting,
+        w: &Waiting,
         portfolio: &mut Portfolio,
         rules: Rules<'_>,
     ) {
@@ -188,7 +190,7 @@ impl Book {
         if grows
             && (equity_after <= 0.0 || gross_after > equity_after * config.leverage * (1.0 + 1e-12))
         {
-            self.reject_increase(at, &w);
+            self.reject_increase(at, w);
             return;
         }
         let part = (w.size, w.price, fee);
