@@ -48,6 +48,44 @@ pub struct TradeRow {
     pub exit_order: u64,
 }
 
+/// The closed trades' columns a row of statistics reads, in the order they closed: what
+/// the statistics need of the trades, without the rest of each trade's row (its times,
+/// prices and exit order are exported only when the trades themselves are read).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TradeColumns {
+    pub pnl: Vec<f64>,
+    pub return_pct: Vec<f64>,
+    pub commission: Vec<f64>,
+    pub bars_held: Vec<i64>,
+    pub mae: Vec<f64>,
+    pub mfe: Vec<f64>,
+}
+
+impl TradeColumns {
+    /// The columns of `closed`, in one pass over the trades (a pass per column would read
+    /// every trade's record six times: megabytes for a busy run).
+    pub fn of(closed: &[ClosedTrade]) -> Self {
+        let n = closed.len();
+        let mut c = TradeColumns {
+            pnl: Vec::with_capacity(n),
+            return_pct: Vec::with_capacity(n),
+            commission: Vec::with_capacity(n),
+            bars_held: Vec::with_capacity(n),
+            mae: Vec::with_capacity(n),
+            mfe: Vec::with_capacity(n),
+        };
+        for t in closed {
+            c.pnl.push(t.pnl);
+            c.return_pct.push(t.return_pct());
+            c.commission.push(t.commission);
+            c.bars_held.push(t.bars_held as i64);
+            c.mae.push(t.mae);
+            c.mfe.push(t.mfe);
+        }
+        c
+    }
+}
+
 /// Every order placed in a run, in id order (an order's id is its place + 1), with where
 /// its life ended. Compact: a record of what every order has, and a table of the terms
 /// only some carry (prices, a tag), so a run of plain market orders writes 56 bytes per

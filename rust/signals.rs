@@ -43,7 +43,7 @@ use crate::strategy::Strategy;
 mod grid;
 mod sparse;
 
-pub use grid::{run_grid, summarise_grid, GridRun, RunSummary, TradeColumns};
+pub use grid::{run_grid, summarise_grid, GridRun, RunSummary};
 
 /// How an entry's `size` is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 
 The plain way, written out here as a reference: every log exported whole by the engine,
 every label column handed to pandas (or Arrow) as strings. The result's way:
-the order log and the fills moved out of the engine and exported only when read
-(`Engine.take_logs`), labels taken from their codes in Arrow, logs exported a block of
+the order log, the fills and the trades moved out of the engine and exported only when
+read (`Engine.take_logs`), labels taken from their codes in Arrow, logs exported a block of
 records at a time. Every frame, column, dtype, index and value must be the same.
 """
 
@@ -230,17 +230,28 @@ def _assert_same_columns(got, want):
             np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
-def test_take_logs_moves_the_order_log_and_the_fills_out_of_the_engine():
+def test_take_logs_moves_the_order_log_the_fills_and_the_trades_out_of_the_engine():
     engine = _finished_engine()
     orders, fills, trades = engine.orders(), engine.fills(), engine.trades()
-    assert len(orders["order_id"]) > 2 * 1024
-    order_log, fill_log = engine.take_logs()
+    assert len(orders["order_id"]) > 2 * 1024 and len(trades["exit_order"]) > 1024
+    order_log, fill_log, trade_log = engine.take_logs()
     assert len(order_log) == len(orders["order_id"]) and len(fill_log) == len(fills["ts"])
+    assert len(trade_log) == len(trades["exit_order"])
     _assert_same_columns(order_log.columns(), orders)
     _assert_same_columns(fill_log.columns(), fills)
-    # Moved, not copied: the engine has none left; its closed trades stay.
+    _assert_same_columns(trade_log.columns(), trades)  # joined with the moved order log
+    # Moved, not copied: the engine has none left.
     assert len(engine.orders()["order_id"]) == 0 and len(engine.fills()["ts"]) == 0
-    _assert_same_columns(engine.trades(), trades)
+    assert len(engine.trades()["exit_order"]) == 0
+    assert len(engine.trade_stat_columns()["pnl"]) == 0
+
+
+def test_the_trade_columns_of_the_statistics_are_those_of_the_trades():
+    engine = _finished_engine()
+    trades, stat_columns = engine.trades(), engine.trade_stat_columns()
+    assert len(trades["pnl"]) > 1024
+    assert list(stat_columns) == list(metrics._TRADE_COLUMNS)
+    _assert_same_columns(stat_columns, {c: trades[c] for c in metrics._TRADE_COLUMNS})
 
 
 def test_the_logs_exported_by_blocks_keep_each_record_whole():

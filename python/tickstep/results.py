@@ -304,7 +304,7 @@ class Result:
 
     @cached_property
     def trades(self) -> pd.DataFrame:
-        return _frame("trades", self._raw["trades"], self._symbols)
+        return _frame("trades", self._log("trades"), self._symbols)
 
     @cached_property
     def fills(self) -> pd.DataFrame:
@@ -315,8 +315,9 @@ class Result:
         return _frame("orders", self._log("orders"), self._symbols)
 
     def _log(self, table: str) -> dict[str, Any]:
-        """The raw columns of ``table``; the order log and the fills may still be the
-        core's logs (`tickstep._core.OrderLog`, ``FillLog``), exported on first read."""
+        """The raw columns of ``table``; the order log, the fills and the trades may still
+        be the core's logs (`tickstep._core.OrderLog`, ``FillLog``, ``TradeLog``), exported
+        on first read."""
         raw = self._raw[table]
         if not isinstance(raw, dict):
             raw = self._raw[table] = raw.columns()
@@ -429,7 +430,7 @@ class Result:
     # ---- pickling, saving, loading -------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
-        for log in ("fills", "orders"):
+        for log in ("fills", "orders", "trades"):
             self._log(log)  # plain columns, not the core's logs
         state = self.__dict__.copy()
         state["strategy"] = None  # lives with the engine that ran it
@@ -675,7 +676,7 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     """A finished engine's columns as a `Result` (the engine is not kept; its order log and
     fills move to the result)."""
     symbols = names if isinstance(names, pd.CategoricalDtype) else pd.CategoricalDtype(names)
-    trades_raw = engine.trades()
+    trade_stats = engine.trade_stat_columns()
     eq_raw = samples_since(engine.equity(), start.value)
     # A flat book's exposure is 0, not the float dust the incremental sum leaves.
     eq_raw["gross_exposure"] = np.where(
@@ -683,19 +684,20 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     )
     eq = _equity_frame(eq_raw)
     # `compute_stats` of the equity and trades frames, from the columns they are made of
-    # (the same values): the trades frame is built only when the result's trades are read.
+    # (the same values): the trades are exported and their frame built only when the
+    # result's trades are read.
     stats = stats_of_columns(
         eq_raw["ts"], eq_raw["equity"], eq_raw["gross_exposure"],
-        {c: trades_raw[c] for c in _TRADE_COLUMNS} if len(trades_raw["pnl"]) else {},
+        {c: trade_stats[c] for c in _TRADE_COLUMNS} if len(trade_stats["pnl"]) else {},
         initial_cash=cash, risk_free_rate=risk_free_rate, start=start, end=end,
         orders_rejected=orders_rejected, timezone=timezone, periods_per_year=periods_per_year,
         carrying_costs=engine.carrying_costs(),
         **(market_stats_inputs(market, benchmark, start.value) if market is not None else {}),
     )
-    # The order log and the fills are exported when the result's orders or fills are read.
-    orders, fills = engine.take_logs()
+    # The logs are exported when the result's orders, fills or trades are read.
+    orders, fills, trades = engine.take_logs()
     raw = {"fills": fills, "orders": orders, "positions": engine.positions(),
-           "equity": eq_raw, "trades": trades_raw}
+           "equity": eq_raw, "trades": trades}
     return Result(stats=stats, trades=None, equity_frame=eq, raw=raw, symbols=symbols,
                   params=params, strategy=strategy, options=_jsonable(options or {}),
                   metadata=metadata,

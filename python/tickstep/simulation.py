@@ -20,7 +20,7 @@ from tickstep import _core
 from tickstep._core import ConfigError
 from tickstep.config import BacktestConfig
 from tickstep.data import MarketColumns
-from tickstep.metrics import stats_of_columns
+from tickstep.metrics import _TRADE_COLUMNS, stats_of_columns
 from tickstep.rejections import check_rejections
 from tickstep.results import Result, build_result, market_stats_inputs, samples_since
 from tickstep.strategy import Bar, Strategy
@@ -30,8 +30,6 @@ __all__ = [
     "engine_for", "market_from_columns", "result_of", "session_ends", "simulate", "simulate_stats",
     "simulate_stream", "stats_inputs", "stats_of", "trade_start_ns",
 ]
-
-_TRADE_STAT_COLUMNS = ("pnl", "return_pct", "commission", "bars_held", "mae", "mfe")
 
 
 def _immutable(array: np.ndarray) -> bool:
@@ -284,7 +282,7 @@ def simulate_stats(
     """
     engine, instance, rejected = _run(market, strategy, config, params or {}, metadata, ends,
                                       records)
-    raw = engine.trades()
+    raw = engine.trade_stat_columns()
     eq = engine.equity()
     carrying_costs = engine.carrying_costs()
     # The core's objects must die on this thread: a profiler holding this frame (Dask's
@@ -305,7 +303,7 @@ def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], carrying_cos
              market: _core.Market, config: BacktestConfig, rejected: int,
              inputs: dict[str, Any] | None = None) -> pd.Series:
     """Statistics of a finished run from its trades and equity columns and carrying costs
-    (the engine's ``trades()``, ``equity()`` and ``carrying_costs()``): equal to its
+    (the engine's ``trade_stat_columns()``, ``equity()`` and ``carrying_costs()``): equal to its
     `result_of(...).stats` bit for bit. ``inputs``: `stats_inputs` of the market and
     config when the caller has them (a grid of runs)."""
     if inputs is None:
@@ -315,7 +313,7 @@ def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], carrying_cos
         eq["ts"],
         eq["equity"],
         eq["gross_exposure"],
-        {c: raw[c] for c in _TRADE_STAT_COLUMNS},
+        {c: raw[c] for c in _TRADE_COLUMNS},
         initial_cash=config.cash,
         risk_free_rate=config.risk_free_rate,
         **inputs,

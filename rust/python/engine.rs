@@ -15,7 +15,8 @@ use crate::engine::{Engine, Logs};
 use crate::error::EngineError;
 use crate::orders::{OrderRow, Reason, Status};
 use crate::portfolio::CarryRates;
-use crate::results::{Fill, OrderLog};
+use crate::portfolio::ClosedTrade;
+use crate::results::{Fill, OrderLog, TradeColumns};
 use crate::strategy::Strategy;
 
 /// The strategy of a window without Python callbacks (see `run_stream`): the core's
@@ -40,9 +41,6 @@ impl Strategy for Detached {
 pub struct PyEngine {
     pub(super) engine: Engine,
     market: Py<PyMarket>,
-    /// The order log once `take_logs` moved it out: the closed trades, which stay, read
-    /// their symbol, side and exit time from their exit orders there.
-    orders_taken: Option<Arc<OrderLog>>,
 }
 
 fn put<'py, T: numpy::Element>(d: &Bound<'py, PyDict>, key: &str, v: Vec<T>) -> PyResult<()> {
@@ -159,6 +157,46 @@ fn fill_columns<'py>(
     )
 }
 
+/// Closed trades as columns (`Engine.trades`): trade_id, symbol, direction, size,
+/// entry/exit ts and price, pnl, return_pct, commission, bars_held, mae, mfe,
+/// exit_order; a trade's symbol, side and exit time are read from its exit order.
+fn trade_columns<'py>(
+    py: Python<'py>,
+    trades: &[ClosedTrade],
+    orders: &OrderLog,
+) -> PyResult<Bound<'py, PyDict>> {
+    columns_of!(py, trades.iter().map(|t| orders.trade_row(t)), |x|
+        trade_id: x.trade_id as i64,
+        symbol: x.symbol as i64,
+        direction: x.direction as i8,
+        size: x.size,
+        entry_ts: x.entry_ts,
+        exit_ts: x.exit_ts,
+        entry_price: x.entry_price,
+        exit_price: x.exit_price,
+        pnl: x.pnl,
+        return_pct: x.return_pct,
+        commission: x.commission,
+        bars_held: x.bars_held as i64,
+        mae: x.mae,
+        mfe: x.mfe,
+        exit_order: x.exit_order as i64,
+    )
+}
+
+/// The closed trades' columns the statistics read (`TradeColumns`), as numpy arrays
+/// (the vectors handed over, not copied).
+pub(super) fn trade_stat_columns(py: Python<'_>, t: TradeColumns) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    put(&d, "pnl", t.pnl)?;
+    put(&d, "return_pct", t.return_pct)?;
+    put(&d, "commission", t.commission)?;
+    put(&d, "bars_held", t.bars_held)?;
+    put(&d, "mae", t.mae)?;
+    put(&d, "mfe", t.mfe)?;
+    Ok(d)
+}
+
 /// The order log of a finished run, moved out of its engine (`Engine.take_logs`): a
 /// result keeps it and exports its columns only when they are read, as most results
 /// never read their orders (100k orders take longer to export than the rest of a result).
@@ -200,6 +238,27 @@ impl PyFillLog {
     }
 }
 
+/// The closed trades of a finished run, moved out of its engine (`Engine.take_logs`),
+/// exported as columns when read (see `OrderLog`): a trade's row joins it with its exit
+/// order, read from the run's `OrderLog`, which it shares.
+#[pyclass(name = "TradeLog", module = "tickstep._core", frozen)]
+pub struct PyTradeLog {
+    trades: Vec<ClosedTrade>,
+    orders: Arc<OrderLog>,
+}
+
+#[pymethods]
+impl PyTradeLog {
+    /// The closed trades as columns, as `Engine.trades` gives them.
+    fn columns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        trade_columns(py, &self.trades, &self.orders)
+    }
+
+    fn __len__(&self) -> usize {
+        self.trades.len()
+    }
+}
+
 #[pymethods]
 impl PyEngine {
     #[new]
@@ -234,11 +293,7 @@ impl PyEngine {
             },
         };
         let engine = Engine::new(market.get().inner.clone(), config).py_err(py)?;
-        Ok(PyEngine {
-            engine,
-            market,
-            orders_taken: None,
-        })
+        Ok(PyEngine { engine, market })
     }
 
     /// Per tick of the timeline, whether it ends a trading day (equity is sampled there).
@@ -345,25 +400,13 @@ impl PyEngine {
 
     /// Closed trades as columns.
     fn trades<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let orders = (self.orders_taken.as_deref()).unwrap_or(self.engine.order_log());
-        let t = &self.engine.portfolio().closed;
-        columns_of!(py, t.iter().map(|t| orders.trade_row(t)), |x|
-            trade_id: x.trade_id as i64,
-            symbol: x.symbol as i64,
-            direction: x.direction as i8,
-            size: x.size,
-            entry_ts: x.entry_ts,
-            exit_ts: x.exit_ts,
-            entry_price: x.entry_price,
-            exit_price: x.exit_price,
-            pnl: x.pnl,
-            return_pct: x.return_pct,
-            commission: x.commission,
-            bars_held: x.bars_held as i64,
-            mae: x.mae,
-            mfe: x.mfe,
-            exit_order: x.exit_order as i64,
-        )
+        trade_columns(py, &self.engine.portfolio().closed, self.engine.order_log())
+    }
+
+    /// The closed trades' columns the statistics read: pnl, return_pct, commission,
+    /// bars_held, mae, mfe (a result's statistics need no more of its trades).
+    fn trade_stat_columns<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        trade_stat_columns(py, TradeColumns::of(&self.engine.portfolio().closed))
     }
 
     /// The rejected orders as columns (as `orders` gives them): what the end of a run
@@ -373,27 +416,23 @@ impl PyEngine {
         order_columns(py, &rejected)
     }
 
-    /// The order log and the fills, moved out of the finished engine (no copy; its
-    /// `orders` and `fills` read as empty after): what a result keeps, exported when read.
-    fn take_logs(&mut self) -> (PyOrderLog, PyFillLog) {
+    /// The order log, the fills and the closed trades, moved out of the finished engine
+    /// (no copy; its `orders`, `fills` and `trades` read as empty after): what a result
+    /// keeps, exported when read.
+    fn take_logs(&mut self) -> (PyOrderLog, PyFillLog, PyTradeLog) {
         let mut taken = Logs::default();
         self.engine.swap_logs(&mut taken);
-        // The closed trades go back: `trades` and the portfolio still read them.
-        let mut kept = Logs {
-            trades: std::mem::take(&mut taken.trades),
-            ..Logs::default()
-        };
-        self.engine.swap_logs(&mut kept);
         let orders = Arc::new(taken.orders);
-        // The trades read their exit orders here from now on (a second take finds the
-        // engine's logs empty: the first log stays the one they read).
-        self.orders_taken.get_or_insert_with(|| Arc::clone(&orders));
         (
             PyOrderLog {
                 orders: Arc::clone(&orders),
             },
             PyFillLog {
                 fills: taken.fills,
+                orders: Arc::clone(&orders),
+            },
+            PyTradeLog {
+                trades: taken.trades,
                 orders,
             },
         )

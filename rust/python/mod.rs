@@ -19,6 +19,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::PyEngine>()?;
     m.add_class::<engine::PyOrderLog>()?;
     m.add_class::<engine::PyFillLog>()?;
+    m.add_class::<engine::PyTradeLog>()?;
     m.add_class::<context::PyContext>()?;
     m.add_class::<indicators::PyIndicator>()?;
     m.add_class::<indicators::PyCrossing>()?;

@@ -6,7 +6,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::engine::{order_columns, PyEngine};
+use super::engine::{order_columns, trade_stat_columns, PyEngine};
 use super::errors::IntoPyResult;
 use crate::signals::{
     run_grid, summarise_grid, GridRun, RunSummary, SignalRules, SignalStrategy, SizeType,
@@ -285,14 +285,7 @@ fn summary_dict(py: Python<'_>, s: RunSummary) -> PyResult<Bound<'_, PyDict>> {
         "gross_exposure",
         PyArray1::from_vec(py, s.equity.gross_exposure),
     )?;
-    let t = s.trades;
-    let trades = PyDict::new(py);
-    trades.set_item("pnl", PyArray1::from_vec(py, t.pnl))?;
-    trades.set_item("return_pct", PyArray1::from_vec(py, t.return_pct))?;
-    trades.set_item("commission", PyArray1::from_vec(py, t.commission))?;
-    trades.set_item("bars_held", PyArray1::from_vec(py, t.bars_held))?;
-    trades.set_item("mae", PyArray1::from_vec(py, t.mae))?;
-    trades.set_item("mfe", PyArray1::from_vec(py, t.mfe))?;
+    let trades = trade_stat_columns(py, s.trades)?;
     let d = PyDict::new(py);
     d.set_item("equity", equity)?;
     d.set_item("trades", trades)?;

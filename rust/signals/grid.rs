@@ -23,18 +23,7 @@ use super::{run, SignalRules, SignalStrategy, SymbolSignals};
 use crate::engine::{Engine, Logs};
 use crate::error::{EngineError, Result};
 use crate::orders::{OrderRow, Status};
-use crate::results::EquityCurve;
-
-/// The closed trades' columns a row of statistics reads, in the order they closed.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TradeColumns {
-    pub pnl: Vec<f64>,
-    pub return_pct: Vec<f64>,
-    pub commission: Vec<f64>,
-    pub bars_held: Vec<i64>,
-    pub mae: Vec<f64>,
-    pub mfe: Vec<f64>,
-}
+use crate::results::{EquityCurve, TradeColumns};
 
 /// What a row of statistics reads of a finished run, as the engine's own accessors give
 /// it (`equity_curve`, `portfolio().closed`, `carry_paid`, the orders with status
@@ -52,18 +41,9 @@ pub struct RunSummary {
 impl RunSummary {
     /// The summary of `engine`'s finished run.
     pub fn of(engine: &Engine) -> Self {
-        let closed = &engine.portfolio().closed;
-        let column = |f: fn(&crate::portfolio::ClosedTrade) -> f64| closed.iter().map(f).collect();
         RunSummary {
             equity: engine.equity_curve().clone(),
-            trades: TradeColumns {
-                pnl: column(|t| t.pnl),
-                return_pct: column(|t| t.return_pct()),
-                commission: column(|t| t.commission),
-                bars_held: closed.iter().map(|t| t.bars_held as i64).collect(),
-                mae: column(|t| t.mae),
-                mfe: column(|t| t.mfe),
-            },
+            trades: TradeColumns::of(&engine.portfolio().closed),
             carrying_costs: engine.portfolio().carry_paid,
             rejected: engine.order_log().rows_with(Status::Rejected),
         }
