@@ -8,7 +8,7 @@ import numpy.typing as npt
 from typing_extensions import disjoint_base
 
 __version__: str
-__all__ = ["ConfigError", "Context", "CrossingBase", "Engine", "FillLog", "HistoryBase", "IndicatorBase", "Market", "OrderError", "OrderLog", "PositionBase", "StateError", "StrategyBase", "TickstepError", "UnknownSymbolError", "__version__", "run_signal_summaries", "run_signals"]
+__all__ = ["ConfigError", "Context", "CrossingBase", "Engine", "FillLog", "HistoryBase", "IndicatorBase", "Market", "OrderError", "OrderLog", "PositionBase", "StateError", "StrategyBase", "TickstepError", "TradeLog", "UnknownSymbolError", "__version__", "run_signal_summaries", "run_signals"]
 
 class TickstepError(Exception): ...
 class OrderError(TickstepError, ValueError): ...
