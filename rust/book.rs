@@ -786,10 +786,7 @@ impl Book {
     }
 
     fn finish(&mut self, id: u64, status: Status, ts: i64, reason: Reason) {
-        let r = self.log.record_mut(id);
-        r.status = status;
-        r.closed_ts = ts;
-        r.reason = reason;
+        self.log.finish(id, status, ts, reason);
     }
 }
 

@@ -94,6 +94,9 @@ impl TradeColumns {
 pub struct OrderLog {
     records: Vec<OrderRecord>,
     terms: Vec<OrderTerms>,
+    /// The ids of the orders rejected, as they were: what the end of a run reports
+    /// (usually none) without a scan of every record.
+    rejected: Vec<u64>,
 }
 
 impl OrderLog {
@@ -229,6 +232,28 @@ impl OrderLog {
         (0..self.records.len()).map(|k| self.row(k as u64 + 1))
     }
 
+    /// End order `id`'s life: `status` at `ts`, for `reason`.
+    #[inline]
+    pub(crate) fn finish(&mut self, id: u64, status: Status, ts: i64, reason: Reason) {
+        let r = self.record_mut(id);
+        r.status = status;
+        r.closed_ts = ts;
+        r.reason = reason;
+        if status == Status::Rejected {
+            self.rejected.push(id);
+        }
+    }
+
+    /// The rejected orders with every field, in id order: `rows_with(Status::Rejected)`
+    /// of the orders whose life `finish` ended so, read from their ids rather than found
+    /// by a scan of every order.
+    pub fn rejected_rows(&self) -> Vec<OrderRow> {
+        let mut ids = self.rejected.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter().map(|id| self.row(id)).collect()
+    }
+
     /// The orders whose life ended with `status`, with every field, in id order.
     pub fn rows_with(&self, status: Status) -> Vec<OrderRow> {
         let ids = (1..).zip(&self.records);
@@ -280,6 +305,7 @@ impl OrderLog {
     pub fn clear(&mut self) {
         self.records.clear();
         self.terms.clear();
+        self.rejected.clear();
     }
 
     /// Make room for about `orders` more orders (a hint; refused room is fine).
@@ -484,5 +510,39 @@ mod tests {
         assert!(want
             .iter()
             .any(|r| r.status == Status::Rejected && r.filled_size > 0.0));
+    }
+
+    #[test]
+    fn the_rejected_rows_are_the_rows_rejected_in_id_order() {
+        let mut log = OrderLog::default();
+        let statuses = [
+            Status::Filled,
+            Status::Rejected,
+            Status::Cancelled,
+            Status::Expired,
+        ];
+        for k in 0..300u64 {
+            let side = if k % 2 == 0 { Side::Buy } else { Side::Sell };
+            log.push(
+                &Order::new(k + 1, (k % 7) as usize, side, 1.0, Role::Entry),
+                k as i64,
+            );
+        }
+        // Ended out of id order (as fills and rejections at later ticks come), some left open.
+        let mut next = draws(7);
+        for id in (1..=300u64).rev() {
+            let draw = next();
+            if draw.is_multiple_of(4) {
+                continue;
+            }
+            let status = statuses[(draw >> 8) as usize % 4];
+            log.finish(id, status, 1_000 + id as i64, Reason::InsufficientMargin);
+        }
+        let want = log.rows_with(Status::Rejected);
+        assert!(want.len() > 20 && want.len() < 200);
+        let got: Vec<String> = log.rejected_rows().iter().map(fields).collect();
+        assert_eq!(got, want.iter().map(fields).collect::<Vec<_>>());
+        log.clear();
+        assert!(log.rejected_rows().is_empty());
     }
 }

@@ -13,7 +13,7 @@ use super::market::PyMarket;
 use crate::config::{Config, FillAt};
 use crate::engine::{Engine, Logs};
 use crate::error::EngineError;
-use crate::orders::{OrderRow, Reason, Status};
+use crate::orders::{OrderRow, Reason};
 use crate::portfolio::CarryRates;
 use crate::portfolio::ClosedTrade;
 use crate::results::{Fill, OrderLog, TradeColumns};
@@ -412,7 +412,7 @@ impl PyEngine {
     /// The rejected orders as columns (as `orders` gives them): what the end of a run
     /// reports about them, without exporting every order.
     fn rejected_orders<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let rejected = self.engine.order_log().rows_with(Status::Rejected);
+        let rejected = self.engine.order_log().rejected_rows();
         order_columns(py, &rejected)
     }
 

@@ -22,7 +22,7 @@ use std::sync::{mpsc, Mutex};
 use super::{run, SignalRules, SignalStrategy, SymbolSignals};
 use crate::engine::{Engine, Logs};
 use crate::error::{EngineError, Result};
-use crate::orders::{OrderRow, Status};
+use crate::orders::OrderRow;
 use crate::results::{EquityCurve, TradeColumns};
 
 /// What a row of statistics reads of a finished run, as the engine's own accessors give
@@ -45,7 +45,7 @@ impl RunSummary {
             equity: engine.equity_curve().clone(),
             trades: TradeColumns::of(&engine.portfolio().closed),
             carrying_costs: engine.portfolio().carry_paid,
-            rejected: engine.order_log().rows_with(Status::Rejected),
+            rejected: engine.order_log().rejected_rows(),
         }
     }
 }
