@@ -313,6 +313,20 @@ def test_the_trades_frame_is_built_when_first_read():
     assert "note" in pickle.loads(pickle.dumps(r)).trades.columns
 
 
+def test_the_equity_frame_is_built_when_first_read():
+    bt = tickstep.Backtest(example_daily(), SmaCross, cash=100_000, on_reject="ignore")
+    r = bt.run()
+    assert "equity_frame" not in vars(r)  # not built by the run (its statistics read the columns)
+    back = pickle.loads(pickle.dumps(r))  # nor by a pickle
+    assert "equity_frame" not in vars(back)
+    assert len(r.equity) > 0 and "equity_frame" in vars(r)
+    assert r.equity_frame is r.equity_frame  # built once
+    _assert_same_frame(back.equity_frame, r.equity_frame)  # the plain way's: see above
+    # A frame read (and changed) before pickling goes as it is.
+    r.equity_frame["note"] = 1
+    assert "note" in pickle.loads(pickle.dumps(r)).equity_frame.columns
+
+
 def test_rejections_still_warn_from_the_rejected_rows():
     bt = tickstep.Backtest(example_daily(), SmaCross, cash=100_000)
     with warnings.catch_warnings(record=True) as caught:

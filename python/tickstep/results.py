@@ -245,7 +245,8 @@ class Result:
     equity : pandas.Series
         Equity at the end of every trading day (or every bar with ``record_every_bar``).
     equity_frame : pandas.DataFrame
-        The same samples with cash and gross exposure (float dust of a flat book reads 0).
+        The same samples with cash and gross exposure (float dust of a flat book reads 0;
+        built on first access).
     fills : pandas.DataFrame
         Every fill, in order (built on first access).
     orders : pandas.DataFrame
@@ -268,7 +269,8 @@ class Result:
         process that ran it: None after pickling or loading (it belongs to the engine).
     """
 
-    def __init__(self, stats: pd.Series, trades: pd.DataFrame | None, equity_frame: pd.DataFrame,
+    def __init__(self, stats: pd.Series, trades: pd.DataFrame | None,
+                 equity_frame: pd.DataFrame | None,
                  raw: dict[str, Any], symbols: pd.CategoricalDtype, params: dict[str, Any],
                  strategy: Any = None, *, strategy_name: str | None = None,
                  options: dict[str, Any] | None = None, metadata: pd.DataFrame | None = None,
@@ -277,7 +279,8 @@ class Result:
         self.stats = stats
         if trades is not None:
             self.trades = trades  # else built from the raw columns when first read
-        self.equity_frame = equity_frame
+        if equity_frame is not None:
+            self.equity_frame = equity_frame  # else built from the raw columns when first read
         self.params = params
         self.strategy = strategy
         self.strategy_name = strategy_name or (type(strategy).__name__ if strategy is not None else "")
@@ -291,6 +294,10 @@ class Result:
         self._prices = prices
 
     # ---- tables --------------------------------------------------------------------------
+
+    @cached_property
+    def equity_frame(self) -> pd.DataFrame:
+        return _equity_frame(self._raw["equity"])
 
     @property
     def equity(self) -> pd.Series:
@@ -436,8 +443,8 @@ class Result:
         state["strategy"] = None  # lives with the engine that ran it
         for lazy in ("fills", "orders", "positions"):
             state.pop(lazy, None)  # rebuilt on access from the raw columns
-        # The trades frame goes as it is when it was read (else it is built from the raw
-        # columns when read after loading, as here).
+        # The trades and equity frames go as they are when they were read (else they are
+        # built from the raw columns when read after loading, as here).
         return state
 
     def save(self, path: str | Path) -> Path:
@@ -682,7 +689,6 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     eq_raw["gross_exposure"] = np.where(
         exposed(eq_raw["gross_exposure"], eq_raw["equity"]), eq_raw["gross_exposure"], 0.0
     )
-    eq = _equity_frame(eq_raw)
     # `compute_stats` of the equity and trades frames, from the columns they are made of
     # (the same values): the trades are exported and their frame built only when the
     # result's trades are read.
@@ -698,7 +704,7 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     orders, fills, trades = engine.take_logs()
     raw = {"fills": fills, "orders": orders, "positions": engine.positions(),
            "equity": eq_raw, "trades": trades}
-    return Result(stats=stats, trades=None, equity_frame=eq, raw=raw, symbols=symbols,
+    return Result(stats=stats, trades=None, equity_frame=None, raw=raw, symbols=symbols,
                   params=params, strategy=strategy, options=_jsonable(options or {}),
                   metadata=metadata,
                   prices=(_close_prices(market, start.value)
