@@ -581,6 +581,13 @@ def test_kelly_and_sqn_undefined_cases():
     assert math.isnan(sqn(np.array([5.0, 5.0])))  # zero spread
     # a zero P&L trade counts in W (it is not a win): W = 1/3, R = 10 / 5 -> 1/3 - 2/3 / 2 = 0
     assert kelly_criterion(np.array([10.0, -5.0, 0.0])) == pytest.approx(0.0, abs=1e-15)
+    # R = (5e-324 / 1) / 2 rounds to 0: the limit of W - (1 - W) / R, not a ZeroDivisionError
+    # (a case hypothesis found); the statistics of such trades carry it too.
+    assert kelly_criterion(np.array([5e-324, -2.0])) == -math.inf
+    assert kelly_criterion(np.array([1e-300, -2.0])) == pytest.approx(0.5 - 0.5 / 5e-301)
+    trades = trades_frame([5e-324, -2.0], [0.0, -0.02], [0.0] * 2, [1] * 2, [0.0] * 2, [0.0] * 2)
+    s = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), trades, initial_cash=100.0)
+    assert s["Kelly Criterion"] == -math.inf
 
 
 def test_buy_and_hold_is_an_equal_weight_basket():

@@ -648,7 +648,8 @@ def kelly_criterion(pnl: np.ndarray) -> float:
 
     ``W`` is the share of winning trades (``pnl > 0``) among all trades, ``R`` the average
     win over the average loss (as a positive number). NaN without a win or without a loss
-    (the ratio is undefined).
+    (the ratio is undefined); minus infinity when ``R`` rounds to 0 (wins vanishingly
+    small beside the losses, e.g. a win of 5e-324 against a loss of 2).
 
     Examples
     --------
@@ -666,6 +667,10 @@ def _kelly(wins: np.ndarray, losses: np.ndarray, trades: int) -> float:
         return math.nan
     win_rate = len(wins) / trades
     ratio = float(np.mean(wins)) / -float(np.mean(losses))
+    if ratio == 0.0:
+        # The average win so small beside the average loss that their ratio rounds to 0:
+        # the formula's limit (an edge of minus infinity), not a division by zero.
+        return -math.inf
     return win_rate - (1.0 - win_rate) / ratio
 
 
