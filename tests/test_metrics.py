@@ -18,6 +18,8 @@ from tickstep.metrics import (
     alpha_beta,
     compute_stats,
     drawdown,
+    exact_mean,
+    exact_sum,
     format_stats,
     kelly_criterion,
     monthly_returns,
@@ -714,20 +716,84 @@ _PNL = st.lists(
 )
 
 
+_VALUES = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+
+
+def _fsum_mean(values) -> float:
+    return math.fsum(values) / len(values) if len(values) else math.nan
+
+
 @settings(max_examples=300, deadline=None)
-@given(pnl=_PNL)
-def test_win_rate_profit_factor_and_kelly_are_those_of_the_masks(pnl):
-    """The trade statistics read the wins and losses as the two ends of the sorted P&L
-    (no copy through a mask): the same bits as ``pnl[pnl > 0]`` and ``pnl[pnl < 0]`` of
-    it, as the rule was first written (a NaN P&L is neither)."""
+@given(pnl=_PNL, data=st.data())
+def test_trade_statistics_are_exact_sums_in_any_order(pnl, data):
+    """Every sum over the trades is exact (math.fsum's value, an independent exact sum), so
+    any order of the same trades gives the same bits: the rule that keeps statistics from
+    depending on the symbols' names (trades of one instant come in execution order)."""
     n = len(pnl)
-    trades = {"pnl": np.array(pnl), "return_pct": np.zeros(n), "commission": np.zeros(n),
-              "bars_held": np.ones(n, dtype=np.int64), "mae": np.zeros(n), "mfe": np.zeros(n)}
-    got = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), pd.DataFrame(trades),
-                        initial_cash=100.0)
-    p = np.sort(np.array(pnl))
-    profit, loss = float(p[p > 0].sum()), float(-p[p < 0].sum())
+    column = st.lists(_VALUES, min_size=n, max_size=n)
+    trades = pd.DataFrame({
+        "pnl": np.array(pnl), "return_pct": np.array(data.draw(column)),
+        "commission": np.abs(np.array(data.draw(column))),
+        "bars_held": np.array(data.draw(st.lists(st.integers(0, 10**6), min_size=n, max_size=n))),
+        "mae": np.array(data.draw(column)), "mfe": np.array(data.draw(column)),
+    })
+    got = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), trades, initial_cash=100.0)
+
+    p = np.array(pnl)
+    wins, losses = p[p > 0], p[p < 0]
+    profit, loss = math.fsum(wins), -math.fsum(losses)
     factor = profit / loss if loss > 0 else (math.inf if profit > 0 else math.nan)
-    assert _same_bits(got["Win Rate [%]"], float(np.mean(p > 0)) * 100.0)
-    assert _same_bits(got["Profit Factor"], factor)
-    assert _same_bits(got["Kelly Criterion"], kelly_criterion(p))
+    w = len(wins) / n
+    if len(wins) and len(losses):
+        ratio = _fsum_mean(wins) / -_fsum_mean(losses)
+        kelly = -math.inf if ratio == 0.0 else w - (1.0 - w) / ratio
+    else:
+        kelly = math.nan
+    mean = _fsum_mean(p)
+    std = math.sqrt(math.fsum((p - mean) ** 2) / (n - 1)) if n > 1 else math.nan
+    want = {
+        "Win Rate [%]": w * 100.0,
+        "Profit Factor": factor,
+        "Kelly Criterion": kelly,
+        "Expectancy [$]": mean,
+        "SQN": math.sqrt(n) * mean / std if std > 1e-12 else math.nan,
+        "Avg. Trade [%]": _fsum_mean(trades["return_pct"].to_numpy()) * 100.0,
+        "Avg. MAE [%]": _fsum_mean(trades["mae"].to_numpy()) * 100.0,
+        "Avg. MFE [%]": _fsum_mean(trades["mfe"].to_numpy()) * 100.0,
+        "Commissions [$]": math.fsum(trades["commission"]),
+        "Avg. Bars Held": math.fsum(trades["bars_held"].astype(float)) / n,
+    }
+    for label, value in want.items():
+        # + 0.0: an exactly zero sum is +0.0 here, where fsum keeps a -0.0.
+        assert _same_bits(got[label] + 0.0, value + 0.0), (label, got[label], value)
+
+    order = data.draw(st.permutations(range(n)))
+    shuffled = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES),
+                             trades.iloc[order].reset_index(drop=True), initial_cash=100.0)
+    for label in want:
+        assert _same_bits(shuffled[label], got[label]), label
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.floats(min_value=-1e300, max_value=1e300), max_size=60),
+       data=st.data())
+def test_exact_sum_is_fsum_in_any_order(values, data):
+    """exact_sum is the exactly rounded sum (math.fsum's bits; +0.0 for a zero sum) and
+    the same bits in any order, where numpy's sum differs in its last bits."""
+    got = exact_sum(np.array(values))
+    assert _same_bits(got, math.fsum(values) + 0.0)
+    order = data.draw(st.permutations(values))
+    assert _same_bits(exact_sum(np.array(order)), got)
+    assert _same_bits(exact_mean(np.array(order)), got / len(values) if values else math.nan)
+
+
+def test_exact_sum_of_special_values():
+    assert exact_sum(np.array([1e16, 1.0, -1e16])) == 1.0  # np.sum gives 0.0
+    assert exact_sum(np.array([0.1] * 10)) == 1.0  # a running sum gives 0.9999999999999999
+    assert exact_sum(np.array([])) == 0.0
+    assert exact_sum(np.array([1e308, 1e308])) == math.inf  # fsum raises OverflowError
+    assert exact_sum(np.array([math.inf, 1.0])) == math.inf
+    assert math.isnan(exact_sum(np.array([math.inf, -math.inf])))  # fsum raises ValueError
+    assert math.isnan(exact_sum(np.array([1.0, math.nan])))
+    assert exact_sum(np.arange(10.0)[::2]) == 20.0  # a strided view is read as its values
+    assert exact_sum([1, 2, 3]) == 6.0  # a list of ints, as float64

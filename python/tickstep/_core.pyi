@@ -8,7 +8,7 @@ import numpy.typing as npt
 from typing_extensions import disjoint_base
 
 __version__: str
-__all__ = ["ConfigError", "Context", "CrossingBase", "Engine", "FillLog", "HistoryBase", "IndicatorBase", "Market", "OrderError", "OrderLog", "PositionBase", "StateError", "StrategyBase", "TickstepError", "TradeLog", "UnknownSymbolError", "__version__", "run_signal_summaries", "run_signals"]
+__all__ = ["ConfigError", "Context", "CrossingBase", "Engine", "FillLog", "HistoryBase", "IndicatorBase", "Market", "OrderError", "OrderLog", "PositionBase", "StateError", "StrategyBase", "TickstepError", "TradeLog", "UnknownSymbolError", "__version__", "exact_sum", "run_signal_summaries", "run_signals"]
 
 class TickstepError(Exception): ...
 class OrderError(TickstepError, ValueError): ...
@@ -425,3 +425,8 @@ def run_signal_summaries(
     ``on_run(k, summary)`` as run ``k`` ends, the summary a dict (``equity``, ``trades``,
     ``carrying_costs``, ``rejected``) or the exception the run ended with. The engines
     are spent."""
+
+def exact_sum(values: npt.NDArray[np.float64]) -> float:
+    """The sum of a contiguous float64 array rounded once from its exact sum: the same bits
+    in any order (``math.fsum``'s value, but +0.0 for an exactly zero sum; NaN with a NaN
+    or both infinities)."""

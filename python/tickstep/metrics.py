@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tickstep import _core
 from tickstep.timeframes import NS_PER_DAY
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "buy_and_hold_return",
     "compute_stats",
     "drawdown",
+    "exact_mean",
+    "exact_sum",
     "exposed",
     "format_stat",
     "format_stats",
@@ -288,6 +291,10 @@ def compute_stats(
       gross loss: ``inf`` with profit and no loss, NaN with neither. Trade
       statistics are NaN without trades, except ``# Trades`` (0) and
       ``Commissions [$]`` (0.0). ``[%]`` values are fractions times 100.
+    * Every sum and mean over the trades (and over the symbols, for Buy & Hold)
+      is exact (:func:`exact_sum`: the exact sum rounded once), so the
+      statistics are the same bits whatever order the trades or symbols are
+      listed in.
 
     Examples
     --------
@@ -621,15 +628,39 @@ def buy_and_hold_return(first: np.ndarray, last: np.ndarray) -> float:
         raise ValueError(f"first and last prices differ in shape: {first.shape} vs {last.shape}")
     if len(first) == 0:
         return math.nan
-    # Sorted: the mean of the same returns is the same bits whatever order (names) the
-    # symbols come in.
-    return float(np.mean(np.sort(last / first - 1.0)))
+    # An exact mean: the same bits whatever order (names) the symbols come in.
+    return exact_mean(last / first - 1.0)
+
+
+def exact_sum(values: np.ndarray) -> float:
+    """The sum of ``values`` rounded once from their exact sum, as :func:`math.fsum`
+    gives it (but ``0.0`` for an exactly zero sum, and NaN rather than an error for NaN
+    or both infinities): the same bits in any order.
+
+    The statistics sum trades with it. Trades closed at one instant are listed in the
+    order they executed, which may follow the symbols' names; a running or pairwise sum
+    (``np.sum``) depends on that order in its last bits.
+
+    Examples
+    --------
+    >>> exact_sum(np.array([1e16, 1.0, -1e16])), float(np.sum([1e16, 1.0, -1e16]))
+    (1.0, 0.0)
+    """
+    return _core.exact_sum(np.ascontiguousarray(values, dtype=np.float64))
+
+
+def exact_mean(values: np.ndarray) -> float:
+    """``exact_sum(values) / len(values)`` (NaN for none): the same bits in any order."""
+    n = len(values)
+    return exact_sum(values) / n if n else math.nan
 
 
 def sqn(pnl: np.ndarray) -> float:
     """System Quality Number (Van Tharp): ``sqrt(n) * mean(pnl) / std(pnl, ddof=1)``.
 
-    NaN with fewer than 2 trades or a zero standard deviation.
+    NaN with fewer than 2 trades or a zero standard deviation. The mean and the squared
+    deviations are summed exactly (:func:`exact_sum`): the same bits in any order of the
+    trades.
 
     Examples
     --------
@@ -637,10 +668,12 @@ def sqn(pnl: np.ndarray) -> float:
     1.85164
     """
     pnl = np.asarray(pnl, dtype=float)
-    if len(pnl) < 2:
+    n = len(pnl)
+    if n < 2:
         return math.nan
-    std = float(np.std(pnl, ddof=1))
-    return math.sqrt(len(pnl)) * float(np.mean(pnl)) / std if std > _ZERO_STD else math.nan
+    mean = exact_mean(pnl)
+    std = math.sqrt(exact_sum((pnl - mean) ** 2) / (n - 1))
+    return math.sqrt(n) * mean / std if std > _ZERO_STD else math.nan
 
 
 def kelly_criterion(pnl: np.ndarray) -> float:
@@ -662,11 +695,11 @@ def kelly_criterion(pnl: np.ndarray) -> float:
 
 def _kelly(wins: np.ndarray, losses: np.ndarray, trades: int) -> float:
     """`kelly_criterion` of ``trades`` trades whose winning (``pnl > 0``) and losing
-    (``pnl < 0``) P&Ls are ``wins`` and ``losses``, each in the order of the trades."""
+    (``pnl < 0``) P&Ls are ``wins`` and ``losses``."""
     if len(wins) == 0 or len(losses) == 0:
         return math.nan
     win_rate = len(wins) / trades
-    ratio = float(np.mean(wins)) / -float(np.mean(losses))
+    ratio = exact_mean(wins) / -exact_mean(losses)
     if ratio == 0.0:
         # The average win so small beside the average loss that their ratio rounds to 0:
         # the formula's limit (an edge of minus infinity), not a division by zero.
@@ -752,15 +785,6 @@ def _max_drawdown_duration(
     return pd.Timedelta(int(durations.max(initial=0)), unit="ns")
 
 
-def _wins_and_losses(pnl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``pnl[pnl > 0]`` and ``pnl[pnl < 0]`` of a sorted ``pnl``: the two ends of it, read
-    in place (the same values in the same order, so the same sums), unless it holds NaN
-    (sorted last), which neither takes."""
-    if len(pnl) == 0 or np.isnan(pnl[-1]):
-        return pnl[pnl > 0], pnl[pnl < 0]
-    return pnl[np.searchsorted(pnl, 0.0, side="right"):], pnl[:np.searchsorted(pnl, 0.0)]
-
-
 def _trade_stats(trades: dict[str, np.ndarray]) -> dict[str, object]:
     """The trade statistics of the closed trades' columns (empty: no trades)."""
     n = len(trades["pnl"]) if trades else 0
@@ -785,18 +809,15 @@ def _trade_stats(trades: dict[str, np.ndarray]) -> dict[str, object]:
     if missing:
         raise ValueError(f"trades frame lacks column(s) {missing}")
 
-    # Each column's values sorted before any sum: trades of one instant are listed in the
-    # order they executed, which may follow the symbols; sums of a sorted column are the
-    # same bits whatever that order was. Bars held are whole numbers: every partial sum
-    # is exact (below 2**53), so any order gives the same sum and they need no sort.
-    column = {c: np.sort(np.asarray(trades[c], dtype=float)) for c in _TRADE_COLUMNS
-              if c != "bars_held"}
-    bars_held = np.asarray(trades["bars_held"], dtype=float)
+    # Every sum exact (`exact_sum`): trades of one instant are listed in the order they
+    # executed, which may follow the symbols, and the statistics must not. Bars held are
+    # whole numbers: every partial sum is exact (below 2**53), so numpy's mean is too.
+    column = {c: np.asarray(trades[c], dtype=float) for c in _TRADE_COLUMNS}
     pnl = column["pnl"]
     returns = column["return_pct"]
-    wins, losses = _wins_and_losses(pnl)
-    gross_profit = float(wins.sum())
-    gross_loss = float(-losses.sum())
+    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+    gross_profit = exact_sum(wins)
+    gross_loss = -exact_sum(losses)
     if gross_loss > 0:
         profit_factor = gross_profit / gross_loss
     else:
@@ -807,13 +828,13 @@ def _trade_stats(trades: dict[str, np.ndarray]) -> dict[str, object]:
         "Win Rate [%]": len(wins) / n * 100.0,
         "Best Trade [%]": float(np.max(returns)) * 100.0,
         "Worst Trade [%]": float(np.min(returns)) * 100.0,
-        "Avg. Trade [%]": float(np.mean(returns)) * 100.0,
+        "Avg. Trade [%]": exact_mean(returns) * 100.0,
         "Profit Factor": profit_factor,
-        "Expectancy [$]": float(np.mean(pnl)),
+        "Expectancy [$]": exact_mean(pnl),
         "SQN": sqn(pnl),
         "Kelly Criterion": _kelly(wins, losses, n),
-        "Avg. MAE [%]": float(np.mean(column["mae"])) * 100.0,
-        "Avg. MFE [%]": float(np.mean(column["mfe"])) * 100.0,
-        "Commissions [$]": float(np.sum(column["commission"])),
-        "Avg. Bars Held": float(np.mean(bars_held)),
+        "Avg. MAE [%]": exact_mean(column["mae"]) * 100.0,
+        "Avg. MFE [%]": exact_mean(column["mfe"]) * 100.0,
+        "Commissions [$]": exact_sum(column["commission"]),
+        "Avg. Bars Held": float(np.mean(column["bars_held"])),
     }

@@ -10,6 +10,7 @@ mod indicators;
 mod market;
 mod signals;
 mod sizing;
+mod statistics;
 
 use pyo3::prelude::*;
 
@@ -29,6 +30,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<accessors::PyStrategyBase>()?;
     m.add_function(wrap_pyfunction!(signals::run_signals, m)?)?;
     m.add_function(wrap_pyfunction!(signals::run_signal_summaries, m)?)?;
+    m.add_function(wrap_pyfunction!(statistics::exact_sum, m)?)?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
