@@ -668,10 +668,14 @@ def sqn(pnl: np.ndarray) -> float:
     1.85164
     """
     pnl = np.asarray(pnl, dtype=float)
+    return _sqn(pnl, exact_mean(pnl))
+
+
+def _sqn(pnl: np.ndarray, mean: float) -> float:
+    """`sqn` of ``pnl`` whose exact mean is ``mean`` (the trade statistics have it)."""
     n = len(pnl)
     if n < 2:
         return math.nan
-    mean = exact_mean(pnl)
     std = math.sqrt(exact_sum((pnl - mean) ** 2) / (n - 1))
     return math.sqrt(n) * mean / std if std > _ZERO_STD else math.nan
 
@@ -690,16 +694,17 @@ def kelly_criterion(pnl: np.ndarray) -> float:
     0.25
     """
     pnl = np.asarray(pnl, dtype=float)
-    return _kelly(pnl[pnl > 0], pnl[pnl < 0], len(pnl))
+    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+    return _kelly(exact_sum(wins), len(wins), -exact_sum(losses), len(losses), len(pnl))
 
 
-def _kelly(wins: np.ndarray, losses: np.ndarray, trades: int) -> float:
-    """`kelly_criterion` of ``trades`` trades whose winning (``pnl > 0``) and losing
-    (``pnl < 0``) P&Ls are ``wins`` and ``losses``."""
-    if len(wins) == 0 or len(losses) == 0:
+def _kelly(profit: float, wins: int, loss: float, losses: int, trades: int) -> float:
+    """`kelly_criterion` of ``trades`` trades of which ``wins`` (``pnl > 0``) made
+    ``profit`` and ``losses`` (``pnl < 0``) lost ``loss`` (> 0), both exact sums."""
+    if wins == 0 or losses == 0:
         return math.nan
-    win_rate = len(wins) / trades
-    ratio = exact_mean(wins) / -exact_mean(losses)
+    win_rate = wins / trades
+    ratio = (profit / wins) / (loss / losses)
     if ratio == 0.0:
         # The average win so small beside the average loss that their ratio rounds to 0:
         # the formula's limit (an edge of minus infinity), not a division by zero.
@@ -818,6 +823,7 @@ def _trade_stats(trades: dict[str, np.ndarray]) -> dict[str, object]:
     wins, losses = pnl[pnl > 0], pnl[pnl < 0]
     gross_profit = exact_sum(wins)
     gross_loss = -exact_sum(losses)
+    expectancy = exact_mean(pnl)
     if gross_loss > 0:
         profit_factor = gross_profit / gross_loss
     else:
@@ -830,9 +836,9 @@ def _trade_stats(trades: dict[str, np.ndarray]) -> dict[str, object]:
         "Worst Trade [%]": float(np.min(returns)) * 100.0,
         "Avg. Trade [%]": exact_mean(returns) * 100.0,
         "Profit Factor": profit_factor,
-        "Expectancy [$]": exact_mean(pnl),
-        "SQN": sqn(pnl),
-        "Kelly Criterion": _kelly(wins, losses, n),
+        "Expectancy [$]": expectancy,
+        "SQN": _sqn(pnl, expectancy),
+        "Kelly Criterion": _kelly(gross_profit, len(wins), gross_loss, len(losses), n),
         "Avg. MAE [%]": exact_mean(column["mae"]) * 100.0,
         "Avg. MFE [%]": exact_mean(column["mfe"]) * 100.0,
         "Commissions [$]": exact_sum(column["commission"]),
