@@ -299,32 +299,20 @@ def test_a_result_pickles_its_logs_as_columns_before_they_are_read():
     _assert_same_frame(back.fills, bt.run().fills)
 
 
-def test_the_trades_frame_is_built_when_first_read():
+@pytest.mark.parametrize("frame", ["trades", "equity_frame"])
+def test_a_lazy_frame_is_built_when_first_read(frame):
     bt = tickstep.Backtest(example_daily(), SmaCross, cash=100_000, on_reject="ignore")
     r = bt.run()
-    assert "trades" not in vars(r)  # not built by the run (its statistics read the columns)
+    assert frame not in vars(r)  # not built by the run (its statistics read the columns)
     back = pickle.loads(pickle.dumps(r))  # nor by a pickle
-    assert "trades" not in vars(back)
-    assert len(r.trades) > 0 and "trades" in vars(r)
-    assert r.trades is r.trades  # built once
-    _assert_same_frame(back.trades, r.trades)
+    assert frame not in vars(back)
+    read = getattr(r, frame)
+    assert len(read) > 0 and frame in vars(r)
+    assert getattr(r, frame) is read  # built once
+    _assert_same_frame(getattr(back, frame), read)  # the plain way's: see above
     # A frame read (and changed) before pickling goes as it is.
-    r.trades["note"] = 1
-    assert "note" in pickle.loads(pickle.dumps(r)).trades.columns
-
-
-def test_the_equity_frame_is_built_when_first_read():
-    bt = tickstep.Backtest(example_daily(), SmaCross, cash=100_000, on_reject="ignore")
-    r = bt.run()
-    assert "equity_frame" not in vars(r)  # not built by the run (its statistics read the columns)
-    back = pickle.loads(pickle.dumps(r))  # nor by a pickle
-    assert "equity_frame" not in vars(back)
-    assert len(r.equity) > 0 and "equity_frame" in vars(r)
-    assert r.equity_frame is r.equity_frame  # built once
-    _assert_same_frame(back.equity_frame, r.equity_frame)  # the plain way's: see above
-    # A frame read (and changed) before pickling goes as it is.
-    r.equity_frame["note"] = 1
-    assert "note" in pickle.loads(pickle.dumps(r)).equity_frame.columns
+    read["note"] = 1
+    assert "note" in getattr(pickle.loads(pickle.dumps(r)), frame).columns
 
 
 def test_rejections_still_warn_from_the_rejected_rows():
