@@ -787,6 +787,34 @@ def test_exact_sum_is_fsum_in_any_order(values, data):
     assert _same_bits(exact_mean(np.array(order)), got / len(values) if values else math.nan)
 
 
+@settings(max_examples=200, deadline=None)
+@given(rows=st.integers(0, 6), columns=st.integers(0, 6), data=st.data())
+def test_exact_sums_along_an_axis_are_fsum_of_each_row_or_column(rows, columns, data):
+    """axis=1 / axis=0: math.fsum of each row / column, bit for bit, whatever the
+    matrix's layout (a transposed or strided view is read as its values)."""
+    values = np.array(data.draw(st.lists(st.floats(min_value=-1e300, max_value=1e300),
+                                         min_size=rows * columns, max_size=rows * columns)),
+                      dtype=float).reshape(rows, columns)
+    for matrix in (values, np.asfortranarray(values), np.repeat(values, 2, axis=1)[:, ::2]):
+        by_row = exact_sum(matrix, axis=1)
+        by_column = exact_sum(matrix, axis=0)
+        assert by_row.shape == (rows,) and by_column.shape == (columns,)
+        for k in range(rows):
+            assert _same_bits(by_row[k], math.fsum(values[k]) + 0.0)
+        for k in range(columns):
+            assert _same_bits(by_column[k], math.fsum(values[:, k]) + 0.0)
+        assert _same_bits(exact_sum(matrix, axis=-1)[0] if rows else 0.0,
+                          by_row[0] if rows else 0.0)
+
+
+def test_exact_sum_refuses_an_axis_it_cannot_sum_along():
+    with pytest.raises(ValueError, match=r"axis=2 .* 2-D array"):
+        exact_sum(np.ones((2, 2)), axis=2)
+    with pytest.raises(ValueError, match=r"axis=0 .* 1-D array"):
+        exact_sum(np.ones(3), axis=0)
+    assert exact_sum(np.ones((2, 3))) == 6.0  # no axis: every value
+
+
 def test_exact_sum_of_special_values():
     assert exact_sum(np.array([1e16, 1.0, -1e16])) == 1.0  # np.sum gives 0.0
     assert exact_sum(np.array([0.1] * 10)) == 1.0  # a running sum gives 0.9999999999999999

@@ -92,6 +92,51 @@ def test_breakdown_adds_up_to_the_account_on_a_busy_run():
     assert set(rejected["reason"]) == {"insufficient margin"}
 
 
+class _Listed:
+    """``result`` with its symbols listed in the order ``symbols`` (what other names would
+    make of it: the engine lists symbols by name) and the sectors ``metadata``."""
+
+    def __init__(self, result, symbols, metadata):
+        self.symbols = list(symbols)
+        self.fills = result.fills.assign(
+            symbol=result.fills["symbol"].cat.reorder_categories(self.symbols))
+        self.trades = result.trades.assign(
+            symbol=result.trades["symbol"].cat.reorder_categories(self.symbols))
+        self.metadata = metadata
+        self.equity, self.positions = result.equity, result.positions
+        self.initial_cash, self.prices = result.initial_cash, result.prices
+
+
+def test_the_breakdowns_are_exact_sums_the_same_bits_in_any_order_of_the_symbols():
+    """Each sector's figures are math.fsum of its symbols' (per sample for the exposure),
+    so listing the symbols in another order gives the same bits; four symbols a sector
+    (with two, any sum is the same either way round)."""
+    import math
+
+    r = busy_result()
+    metadata = pd.DataFrame({"sector": ["Odd", "Even"] * 4}, index=pd.Index(r.symbols, name="symbol"))
+    base = _Listed(r, r.symbols, metadata)
+    by_symbol, sectors = symbol_breakdown(base), sector_breakdown(base)
+    values = position_values(base).abs()
+    for sector, members in (("Odd", r.symbols[0::2]), ("Even", r.symbols[1::2])):
+        for column in ("P&L [$]", "Contribution [%]", "Commissions [$]"):
+            assert sectors.loc[sector, column] == math.fsum(by_symbol.loc[members, column]) + 0.0
+        held = [math.fsum(row) for row in values[members].to_numpy()]
+        want = math.fsum(np.array(held) / np.abs(r.equity.to_numpy())) / len(held) * 100.0
+        assert sectors.loc[sector, "Avg. Exposure [%]"] == want
+    # Each symbol's P&L and commissions: math.fsum of its fills.
+    fills = r.fills
+    for symbol in r.symbols:
+        mine = fills[fills["symbol"] == symbol]
+        assert by_symbol.loc[symbol, "Commissions [$]"] == math.fsum(mine["commission"]) + 0.0
+    rng = np.random.default_rng(7)
+    for _ in range(6):
+        listed = _Listed(r, [r.symbols[k] for k in rng.permutation(len(r.symbols))], metadata)
+        pd.testing.assert_frame_equal(sector_breakdown(listed), sectors, check_exact=True)
+        pd.testing.assert_frame_equal(symbol_breakdown(listed).loc[r.symbols], by_symbol,
+                                      check_exact=True)
+
+
 # --- downsampling -------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ import numpy.typing as npt
 from typing_extensions import disjoint_base
 
 __version__: str
-__all__ = ["ConfigError", "Context", "CrossingBase", "Engine", "FillLog", "HistoryBase", "IndicatorBase", "Market", "OrderError", "OrderLog", "PositionBase", "StateError", "StrategyBase", "TickstepError", "TradeLog", "UnknownSymbolError", "__version__", "exact_sum", "run_signal_summaries", "run_signals"]
+__all__ = ["ConfigError", "Context", "CrossingBase", "Engine", "FillLog", "HistoryBase", "IndicatorBase", "Market", "OrderError", "OrderLog", "PositionBase", "StateError", "StrategyBase", "TickstepError", "TradeLog", "UnknownSymbolError", "__version__", "exact_row_sums", "exact_sum", "run_signal_summaries", "run_signals"]
 
 class TickstepError(Exception): ...
 class OrderError(TickstepError, ValueError): ...
@@ -430,3 +430,6 @@ def exact_sum(values: npt.NDArray[np.float64]) -> float:
     """The sum of a contiguous float64 array rounded once from its exact sum: the same bits
     in any order (``math.fsum``'s value, but +0.0 for an exactly zero sum; NaN with a NaN
     or both infinities)."""
+
+def exact_row_sums(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``exact_sum`` of each row of a float64 matrix."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -632,7 +632,11 @@ def buy_and_hold_return(first: np.ndarray, last: np.ndarray) -> float:
     return exact_mean(last / first - 1.0)
 
 
-def exact_sum(values: np.ndarray) -> float:
+@overload
+def exact_sum(values: Any, axis: None = None) -> float: ...
+@overload
+def exact_sum(values: Any, axis: int) -> np.ndarray: ...
+def exact_sum(values: Any, axis: int | None = None) -> float | np.ndarray:
     """The sum of ``values`` rounded once from their exact sum, as :func:`math.fsum`
     gives it (but ``0.0`` for an exactly zero sum, and NaN rather than an error for NaN
     or both infinities): the same bits in any order.
@@ -641,12 +645,31 @@ def exact_sum(values: np.ndarray) -> float:
     order they executed, which may follow the symbols' names; a running or pairwise sum
     (``np.sum``) depends on that order in its last bits.
 
+    Parameters
+    ----------
+    values : array_like of float
+        The numbers to add up.
+    axis : {None, 0, 1}, optional
+        None: one sum of every value. 0 or 1 (``values`` 2-D): the exact sum of each
+        column or of each row, as an array.
+
     Examples
     --------
     >>> exact_sum(np.array([1e16, 1.0, -1e16])), float(np.sum([1e16, 1.0, -1e16]))
     (1.0, 0.0)
+    >>> exact_sum(np.array([[0.1, 0.2, 0.3], [1e16, 1.0, -1e16]]), axis=1).tolist()
+    [0.6, 1.0]
     """
-    return _core.exact_sum(np.ascontiguousarray(values, dtype=np.float64))
+    values = np.asarray(values, dtype=np.float64)
+    if axis is None:
+        return _core.exact_sum(np.ascontiguousarray(values.reshape(-1)))
+    if values.ndim != 2 or axis not in (0, 1, -1, -2):
+        raise ValueError(
+            f"exact_sum: axis={axis!r} sums the rows (1) or the columns (0) of a 2-D array; "
+            f"got axis {axis!r} of a {values.ndim}-D array"
+        )
+    rows = values if axis in (1, -1) else values.T
+    return _core.exact_row_sums(np.ascontiguousarray(rows))
 
 
 def exact_mean(values: np.ndarray) -> float:

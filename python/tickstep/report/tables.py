@@ -5,6 +5,10 @@ of its signed fills up to that sample's time; its value is that position at the 
 last close at or before the sample. P&L per symbol is its fills' cash flow, less
 commissions, plus what its open position is worth at the end, so the symbols' P&L adds
 up to the account's (costs charged to the account as a whole are not a symbol's).
+
+Every sum here is exact (`tickstep.metrics.exact_sum`), as the statistics' are: fills
+and symbols are added up in the order they are listed, which can follow the symbols'
+names, and an exact sum is the same bits in any order.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from tickstep.metrics import exact_sum
 
 # A `tickstep.Result`, read through its public attributes. Not imported: `Result.plot`
 # and `Result.report` delegate here, and an import back would close a circle.
@@ -28,6 +34,14 @@ def _signed_fills(result: Result) -> tuple[pd.DataFrame, np.ndarray]:
     fills = result.fills
     signed = np.where(fills["side"].to_numpy() == "buy", 1.0, -1.0) * fills["size"].to_numpy()
     return fills, signed
+
+
+def _sums_by(codes: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
+    """The exact sum of ``values`` per code ``0 .. groups - 1`` (0.0 for a code with none)."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(groups + 1))
+    ordered = values[order]
+    return np.array([exact_sum(ordered[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
 
 
 def position_values(result: Result) -> pd.DataFrame:
@@ -73,8 +87,8 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
     fills, signed = _signed_fills(result)
     codes = fills["symbol"].cat.codes.to_numpy()
     n = len(result.symbols)
-    flow = np.bincount(codes, weights=-signed * fills["price"].to_numpy(), minlength=n)
-    commission = np.bincount(codes, weights=fills["commission"].to_numpy(), minlength=n)
+    flow = _sums_by(codes, -signed * fills["price"].to_numpy(), n)
+    commission = _sums_by(codes, fills["commission"].to_numpy(dtype=float), n)
     positions = result.positions
     end_value = (positions["size"] * positions["last_price"]).reindex(result.symbols, fill_value=0.0)
     pnl = flow - commission + end_value.to_numpy()
@@ -93,7 +107,7 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
             "Win Rate [%]": np.where(count > 0, wins / np.maximum(count, 1) * 100.0, np.nan),
             "Commissions [$]": commission,
             "Exposure Time [%]": (held > 0).mean(axis=0) * 100.0,
-            "Avg. Exposure [%]": (held / np.abs(equity)[:, None]).mean(axis=0) * 100.0,
+            "Avg. Exposure [%]": exact_sum(held / np.abs(equity)[:, None], axis=0) / len(held) * 100.0,
         },
         index=pd.Index(result.symbols, name="symbol"),
     )
@@ -115,24 +129,33 @@ def sector_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
         return None
     values = position_values(result) if values is None else values
     by_symbol = symbol_breakdown(result, values)
-    wins = by_symbol["Win Rate [%]"].fillna(0.0) / 100.0 * by_symbol["# Trades"]
-    grouped = by_symbol.groupby("Sector", sort=True)
-    held = values.abs().T.groupby(sectors.to_numpy()).sum().T  # samples x sectors
+    names, codes = np.unique(sectors.to_numpy(), return_inverse=True)  # sectors sorted
+    trades = result.trades
+    trade_sector = codes[trades["symbol"].cat.codes.to_numpy()]
+    count = np.bincount(trade_sector, minlength=len(names))
+    wins = np.bincount(trade_sector[trades["pnl"].to_numpy() > 0], minlength=len(names))
+    held = np.abs(values.to_numpy())
+    # Per sample, the sector's summed absolute position values.
+    held = np.column_stack([exact_sum(held[:, codes == k], axis=1) for k in range(len(names))])
+    held = held.reshape(len(values), len(names))
     equity = np.abs(result.equity.to_numpy())[:, None]
-    trades = grouped["# Trades"].sum()
+
+    def summed(column: str) -> np.ndarray:
+        return _sums_by(codes, by_symbol[column].to_numpy(dtype=float), len(names))
+
     frame = pd.DataFrame(
         {
-            "P&L [$]": grouped["P&L [$]"].sum(),
-            "Contribution [%]": grouped["Contribution [%]"].sum(),
-            "# Symbols": grouped.size(),
-            "# Trades": trades,
-            "Win Rate [%]": (wins.groupby(by_symbol["Sector"]).sum() / trades.where(trades > 0)) * 100.0,
-            "Commissions [$]": grouped["Commissions [$]"].sum(),
-            "Exposure Time [%]": pd.Series((held.to_numpy() > 0).mean(axis=0) * 100.0, index=held.columns),
-            "Avg. Exposure [%]": pd.Series((held.to_numpy() / equity).mean(axis=0) * 100.0, index=held.columns),
-        }
+            "P&L [$]": summed("P&L [$]"),
+            "Contribution [%]": summed("Contribution [%]"),
+            "# Symbols": np.bincount(codes, minlength=len(names)),
+            "# Trades": count,
+            "Win Rate [%]": np.where(count > 0, wins / np.maximum(count, 1) * 100.0, np.nan),
+            "Commissions [$]": summed("Commissions [$]"),
+            "Exposure Time [%]": (held > 0).mean(axis=0) * 100.0,
+            "Avg. Exposure [%]": exact_sum(held / equity, axis=0) / len(held) * 100.0,
+        },
+        index=pd.Index(names, name="sector"),
     )
-    frame.index.name = "sector"
     return frame
 
 
