@@ -58,6 +58,33 @@ def test_a_repeat_is_answered_from_the_cache_beside_the_store(store_path):
     assert_frame_equal(first.drop(columns="cached"), again.drop(columns="cached"))
 
 
+@pytest.mark.parametrize("portfolio", [False, True])
+def test_without_a_cache_the_data_is_not_fingerprinted_nor_the_jobs_keyed(
+        store_path, tmp_path, monkeypatch, portfolio):
+    """Nothing keys on them without a cache, so a store is loaded once and not hashed;
+    the rows (and a portfolio's order of symbols) are those of a batch with a cache."""
+    from tickstep.batch import api, sources
+
+    calls = {"fingerprints": 0, "keys": 0}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(sources, "fingerprint_columns",
+                        counted("fingerprints", sources.fingerprint_columns))
+    monkeypatch.setattr(api, "job_key", counted("keys", api.job_key))
+    plain = _run(RaiseOn, str(store_path), False, portfolio=portfolio)
+    assert calls == {"fingerprints": 0, "keys": 0}
+    cached = _run(RaiseOn, str(store_path), tmp_path / "cache", portfolio=portfolio)
+    assert calls["fingerprints"] == 1 and calls["keys"] == len(cached)
+    assert_frame_equal(plain.drop(columns=["run_time", "cached"]),
+                       cached.drop(columns=["run_time", "cached"]))
+    assert _counts(plain) == (0, len(plain)) and (plain["status"] != "crashed").all()
+
+
 def test_changed_bars_miss_only_for_their_symbol(store_path, market, tmp_path):
     cache = tmp_path / "cache"
     _run(RaiseOn, str(store_path), cache)

@@ -284,19 +284,23 @@ def run_batch(
             for p in param_sets:
                 jobs.append(Job(len(jobs), label, syms, p))
 
-        engine_fp = engine_fingerprint()
         code_fp = code_fingerprint(cls)
-        options_fp = options_fingerprint(config.options())
-        data_keys = {label: prepared.data_key(syms) for label, syms in groups.items()}
         tables = _record_tables(data, records, prepared.symbols, symbols is not None, start, end)
-        if tables:  # the records are part of every job's data
-            records_fp = _digest(*(f"{n}={t.fingerprint()}" for n, t in sorted(tables.items())))
-            data_keys = {label: _digest(key, records_fp) for label, key in data_keys.items()}
-        keys = [
-            job_key(engine=engine_fp, code=code_fp, options=options_fp,
-                    data=data_keys[job.label], params=job.params)
-            for job in jobs
-        ]
+        # The jobs' cache keys, when there is a cache to look them up in (without one,
+        # the data need not even be fingerprinted).
+        keys: list[str] = []
+        if store is not None:
+            engine_fp = engine_fingerprint()
+            options_fp = options_fingerprint(config.options())
+            data_keys = {label: prepared.data_key(syms) for label, syms in groups.items()}
+            if tables:  # the records are part of every job's data
+                records_fp = _digest(*(f"{n}={t.fingerprint()}" for n, t in sorted(tables.items())))
+                data_keys = {label: _digest(key, records_fp) for label, key in data_keys.items()}
+            keys = [
+                job_key(engine=engine_fp, code=code_fp, options=options_fp,
+                        data=data_keys[job.label], params=job.params)
+                for job in jobs
+            ]
         found = store.get_many(keys) if store is not None and not refresh else {}
         rows: dict[int, dict[str, Any]] = {}
         for job, key in zip(jobs, keys):
@@ -348,7 +352,7 @@ def run_batch(
                 for row in done:
                     row = {**row, "cached": False}
                     rows[row["job"]] = row
-                    if row["status"] != "crashed":  # a crash may not happen again
+                    if store is not None and row["status"] != "crashed":  # a crash may not recur
                         fresh[keys[row["job"]]] = {k: v for k, v in row.items()
                                                    if k not in ("job", "cached")}
                 if store is not None:

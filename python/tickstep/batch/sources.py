@@ -388,11 +388,13 @@ class PreparedData:
     symbols : list of str
         Every symbol available to the batch (after the ``symbols`` selection), sorted.
     fingerprints : dict
-        ``symbol -> hash`` of its bars and metadata.
+        ``symbol -> hash`` of its bars and metadata, in the order ``next`` sees the
+        symbols; computed from ``loaded`` on first need when the batch did not ask for
+        them up front (no results cache to key).
     """
 
     symbols: list[str]
-    fingerprints: dict[str, str]
+    _fingerprints: dict[str, str] | None
     _source: DataSource | None
     _materialize: Callable[[], DataSource] | None = None
     #: The bars, when this process holds them anyway (in-memory data, or loaded to
@@ -400,8 +402,17 @@ class PreparedData:
     loaded: MarketColumns | None = None
 
     @property
+    def fingerprints(self) -> dict[str, str]:
+        if self._fingerprints is None:
+            assert self.loaded is not None, "fingerprints come from the cache or the bars"
+            self._fingerprints = fingerprint_columns(self.loaded)
+        return self._fingerprints
+
+    @property
     def call_order(self) -> list[str]:
         """The symbols in the order ``next`` sees them (the fingerprints keep it)."""
+        if self._fingerprints is None and self.loaded is not None:
+            return list(self.loaded.call_order)
         return list(self.fingerprints)
 
     def source(self) -> DataSource:
@@ -617,7 +628,9 @@ def _stat_keyed(
     loaded: list[MarketColumns] = []
     if fingerprints is None:
         loaded.append(load())
-        fingerprints = fingerprint_columns(loaded[0])
+        # Without a results cache nothing keys on them, unless a snapshot is named by them.
+        if cache is not None or snapshot_dir is not None:
+            fingerprints = fingerprint_columns(loaded[0])
         if cache is not None:
             cache.put_fingerprint(identity, fingerprints)
     held = loaded[0] if loaded else None
@@ -627,4 +640,5 @@ def _stat_keyed(
         )
         return PreparedData(sorted(fingerprints), fingerprints, None, materialize, held)
     src = DataSource(kind, location, identity, start, end, options)
-    return PreparedData(sorted(fingerprints), fingerprints, src, loaded=held)
+    symbols = sorted(fingerprints) if fingerprints is not None else sorted(loaded[0].symbols)
+    return PreparedData(symbols, fingerprints, src, loaded=held)
