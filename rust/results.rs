@@ -99,6 +99,77 @@ pub fn exact_sum(values: &[f64]) -> f64 {
     values.iter().copied().collect::<SumF64>().value()
 }
 
+/// The sums the trade statistics read (`tickstep.metrics`), each exact (`exact_sum`), so
+/// the same bits in any order of the trades: computed here in one place, by the grid's
+/// threads as each run ends (off the thread that makes the rows) and for any other
+/// Result through `_core.trade_sums`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TradeSums {
+    /// P&L of the winning trades (P&L > 0), and how many.
+    pub gross_profit: f64,
+    pub wins: usize,
+    /// P&L of the losing trades (P&L < 0: a negative sum), and how many.
+    pub gross_loss: f64,
+    pub losses: usize,
+    /// Every trade's P&L (NaN with a NaN P&L, which is neither a win nor a loss).
+    pub pnl: f64,
+    /// The squared deviations from the mean P&L (`pnl` / trades): (P&L - mean)², each
+    /// rounded as numpy's `(pnl - mean) ** 2` rounds it (SQN's spread).
+    pub squared_deviations: f64,
+    pub return_pct: f64,
+    pub mae: f64,
+    pub mfe: f64,
+    pub commission: f64,
+}
+
+impl TradeSums {
+    /// The sums of the trades' columns (each summed on its own: any lengths).
+    pub fn of(
+        pnl: &[f64],
+        return_pct: &[f64],
+        mae: &[f64],
+        mfe: &[f64],
+        commission: &[f64],
+    ) -> Self {
+        let (mut profit, mut loss, mut all) = (SumF64::new(), SumF64::new(), SumF64::new());
+        let (mut wins, mut losses) = (0, 0);
+        for &p in pnl {
+            all.add(p);
+            if p > 0.0 {
+                profit.add(p);
+                wins += 1;
+            } else if p < 0.0 {
+                loss.add(p);
+                losses += 1;
+            }
+        }
+        let total = all.value();
+        let mean = total / pnl.len() as f64;
+        let squared_deviations = pnl
+            .iter()
+            .map(|&p| (p - mean) * (p - mean))
+            .collect::<SumF64>()
+            .value();
+        TradeSums {
+            gross_profit: profit.value(),
+            wins,
+            gross_loss: loss.value(),
+            losses,
+            pnl: total,
+            squared_deviations,
+            return_pct: exact_sum(return_pct),
+            mae: exact_sum(mae),
+            mfe: exact_sum(mfe),
+            commission: exact_sum(commission),
+        }
+    }
+
+    /// The sums of `TradeColumns`.
+    pub fn of_columns(c: &TradeColumns) -> Self {
+        TradeSums::of(&c.pnl, &c.return_pct, &c.mae, &c.mfe, &c.commission)
+    }
+}
+
 /// Every order placed in a run, in id order (an order's id is its place + 1), with where
 /// its life ended. Compact: a record of what every order has, and a table of the terms
 /// only some carry (prices, a tag), so a run of plain market orders writes 56 bytes per
@@ -595,6 +666,61 @@ mod tests {
             running_differs,
             "the cases never tell an exact sum from a running one"
         );
+    }
+
+    #[test]
+    fn the_trade_sums_are_the_exact_sums_of_their_parts() {
+        // P&Ls of every sign, zeros of both signs, a NaN now and then: each sum is the
+        // exact sum of the values it takes, the counts those of > 0 and < 0, and the
+        // spread the exact sum of (p - mean)² with mean = the P&L's sum / n.
+        let mut draw = draws(77);
+        for case in 0..300 {
+            let n = (draw() % 60) as usize;
+            let value = |x: u64| match x % 11 {
+                0 => 0.0,
+                1 => -0.0,
+                2 if case % 5 == 0 => f64::NAN,
+                _ => ((x >> 8) % 100_000) as f64 / 7.0 - 7_000.0,
+            };
+            let pnl: Vec<f64> = (0..n).map(|_| value(draw())).collect();
+            let other: Vec<f64> = (0..n / 2).map(|_| value(draw())).collect();
+            let s = TradeSums::of(&pnl, &other, &pnl, &other, &pnl);
+            let wins: Vec<f64> = pnl.iter().copied().filter(|&p| p > 0.0).collect();
+            let losses: Vec<f64> = pnl.iter().copied().filter(|&p| p < 0.0).collect();
+            let bits = |x: f64| if x.is_nan() { u64::MAX } else { x.to_bits() };
+            assert_eq!(
+                (s.wins, s.losses),
+                (wins.len(), losses.len()),
+                "case {case}"
+            );
+            assert_eq!(bits(s.gross_profit), bits(exact_sum(&wins)), "case {case}");
+            assert_eq!(bits(s.gross_loss), bits(exact_sum(&losses)), "case {case}");
+            assert_eq!(bits(s.pnl), bits(exact_sum(&pnl)), "case {case}");
+            let mean = exact_sum(&pnl) / n as f64;
+            let spread: Vec<f64> = pnl.iter().map(|&p| (p - mean).powi(2)).collect();
+            assert_eq!(
+                bits(s.squared_deviations),
+                bits(exact_sum(&spread)),
+                "case {case}"
+            );
+            for (got, column) in [
+                (s.return_pct, &other),
+                (s.mae, &pnl),
+                (s.mfe, &other),
+                (s.commission, &pnl),
+            ] {
+                assert_eq!(bits(got), bits(exact_sum(column)), "case {case}");
+            }
+            // Listed in another order: the same bits.
+            let mut turned = pnl.clone();
+            turned.reverse();
+            let t = TradeSums::of(&turned, &other, &turned, &other, &turned);
+            assert_eq!(
+                [t.gross_profit, t.gross_loss, t.pnl, t.squared_deviations].map(bits),
+                [s.gross_profit, s.gross_loss, s.pnl, s.squared_deviations].map(bits),
+                "case {case}"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ import numpy.typing as npt
 from typing_extensions import disjoint_base
 
 __version__: str
-__all__ = ["ConfigError", "Context", "CrossingBase", "Engine", "FillLog", "HistoryBase", "IndicatorBase", "Market", "OrderError", "OrderLog", "PositionBase", "StateError", "StrategyBase", "TickstepError", "TradeLog", "UnknownSymbolError", "__version__", "exact_row_sums", "exact_sum", "run_signal_summaries", "run_signals"]
+__all__ = ["ConfigError", "Context", "CrossingBase", "Engine", "FillLog", "HistoryBase", "IndicatorBase", "Market", "OrderError", "OrderLog", "PositionBase", "StateError", "StrategyBase", "TickstepError", "TradeLog", "UnknownSymbolError", "__version__", "exact_row_sums", "exact_sum", "run_signal_summaries", "run_signals", "trade_sums"]
 
 class TickstepError(Exception): ...
 class OrderError(TickstepError, ValueError): ...
@@ -433,3 +433,14 @@ def exact_sum(values: npt.NDArray[np.float64]) -> float:
 
 def exact_row_sums(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """``exact_sum`` of each row of a float64 matrix."""
+
+def trade_sums(
+    pnl: npt.NDArray[np.float64],
+    return_pct: npt.NDArray[np.float64],
+    mae: npt.NDArray[np.float64],
+    mfe: npt.NDArray[np.float64],
+    commission: npt.NDArray[np.float64],
+) -> dict[str, Any]:
+    """The exact sums the trade statistics read (``results::TradeSums``) of contiguous
+    float64 columns: ``gross_profit``, ``wins``, ``gross_loss``, ``losses``, ``pnl``,
+    ``squared_deviations``, ``return_pct``, ``mae``, ``mfe``, ``commission``."""

@@ -33,6 +33,7 @@ __all__ = [
     "monthly_returns",
     "periods_per_year_of",
     "sqn",
+    "trade_sums",
 ]
 
 #: Index labels of the Series returned by :func:`compute_stats`, in order.
@@ -347,12 +348,14 @@ def stats_of_columns(
     benchmark: pd.Series | BenchmarkPrices | None = None,
     orders_rejected: int = 0,
     carrying_costs: float = 0.0,
+    trade_sums: dict[str, Any] | None = None,
 ) -> pd.Series:
     """:func:`compute_stats` of plain columns, without building frames: equity samples
     as their times (``ts``, int ns UTC), ``equity`` and ``gross_exposure``; the trades as
     ``{column: values}`` for the trade columns :func:`compute_stats` names (empty: no
     trades). The same rules and the same bits (`compute_stats` is this on its frames'
-    columns); a grid of many runs calls it once per run.
+    columns); a grid of many runs calls it once per run, with the trades'
+    :func:`trade_sums` its threads made (``trade_sums``).
     """
     _check_cash(initial_cash)
     ts = np.asarray(ts, dtype=np.int64)
@@ -419,7 +422,7 @@ def stats_of_columns(
         "Best Month [%]": float(np.max(months)) * 100.0 if len(months) else math.nan,
         "Worst Month [%]": float(np.min(months)) * 100.0 if len(months) else math.nan,
     }
-    stats.update(_trade_stats(trades))
+    stats.update(_trade_stats(trades, trade_sums))
     stats["# Orders Rejected"] = int(orders_rejected)
     stats["Carrying Costs [$]"] = float(carrying_costs)
     return pd.Series([stats[k] for k in STAT_LABELS], index=_STATS_INDEX, dtype=object,
@@ -690,17 +693,39 @@ def sqn(pnl: np.ndarray) -> float:
     >>> round(sqn(np.array([10.0, -5.0, 20.0, 15.0])), 6)  # mean 10, std 10.801234
     1.85164
     """
-    pnl = np.asarray(pnl, dtype=float)
-    return _sqn(pnl, exact_mean(pnl))
+    sums = trade_sums({"pnl": pnl})
+    n = len(np.asarray(pnl))
+    return _sqn(n, sums["pnl"] / n if n else math.nan, sums["squared_deviations"])
 
 
-def _sqn(pnl: np.ndarray, mean: float) -> float:
-    """`sqn` of ``pnl`` whose exact mean is ``mean`` (the trade statistics have it)."""
-    n = len(pnl)
+def _sqn(n: int, mean: float, squared_deviations: float) -> float:
+    """`sqn` of ``n`` trades of exact mean P&L ``mean`` whose squared deviations from it
+    sum (exactly) to ``squared_deviations``."""
     if n < 2:
         return math.nan
-    std = math.sqrt(exact_sum((pnl - mean) ** 2) / (n - 1))
+    std = math.sqrt(squared_deviations / (n - 1))
     return math.sqrt(n) * mean / std if std > _ZERO_STD else math.nan
+
+
+def trade_sums(trades: dict[str, Any]) -> dict[str, Any]:
+    """The exact sums the trade statistics read, from the trades' columns (``pnl``,
+    ``return_pct``, ``mae``, ``mfe``, ``commission``; a column not given sums to 0.0):
+    ``gross_profit`` and ``wins`` (P&L > 0), ``gross_loss`` and ``losses`` (P&L < 0, a
+    negative sum), ``pnl``, ``squared_deviations`` (of each P&L from the mean P&L) and
+    the sum of each other column. Each is :func:`exact_sum`'s, made in the core in one
+    place (`results::TradeSums`), which a native grid computes on its own threads.
+
+    Examples
+    --------
+    >>> s = trade_sums({"pnl": np.array([30.0, 10.0, -10.0, -10.0])})
+    >>> s["gross_profit"], s["wins"], s["gross_loss"], s["squared_deviations"]
+    (40.0, 2, -20.0, 1100.0)
+    """
+    empty = np.empty(0)
+    return _core.trade_sums(*(
+        np.ascontiguousarray(trades[c], dtype=np.float64) if c in trades else empty
+        for c in ("pnl", "return_pct", "mae", "mfe", "commission")
+    ))
 
 
 def kelly_criterion(pnl: np.ndarray) -> float:
@@ -716,9 +741,8 @@ def kelly_criterion(pnl: np.ndarray) -> float:
     >>> kelly_criterion(np.array([30.0, 10.0, -10.0, -10.0]))  # W = 0.5, R = 20 / 10
     0.25
     """
-    pnl = np.asarray(pnl, dtype=float)
-    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
-    return _kelly(exact_sum(wins), len(wins), -exact_sum(losses), len(losses), len(pnl))
+    s = trade_sums({"pnl": pnl})
+    return _kelly(s["gross_profit"], s["wins"], -s["gross_loss"], s["losses"], len(np.asarray(pnl)))
 
 
 def _kelly(profit: float, wins: int, loss: float, losses: int, trades: int) -> float:
@@ -813,8 +837,9 @@ def _max_drawdown_duration(
     return pd.Timedelta(int(durations.max(initial=0)), unit="ns")
 
 
-def _trade_stats(trades: dict[str, np.ndarray]) -> dict[str, object]:
-    """The trade statistics of the closed trades' columns (empty: no trades)."""
+def _trade_stats(trades: dict[str, np.ndarray], sums: dict[str, Any] | None = None) -> dict[str, object]:
+    """The trade statistics of the closed trades' columns (empty: no trades); ``sums``:
+    their `trade_sums` when the caller has them (a native grid's run)."""
     n = len(trades["pnl"]) if trades else 0
     if n == 0:
         nan = math.nan
@@ -837,16 +862,16 @@ def _trade_stats(trades: dict[str, np.ndarray]) -> dict[str, object]:
     if missing:
         raise ValueError(f"trades frame lacks column(s) {missing}")
 
-    # Every sum exact (`exact_sum`): trades of one instant are listed in the order they
+    # Every sum exact (`trade_sums`): trades of one instant are listed in the order they
     # executed, which may follow the symbols, and the statistics must not. Bars held are
     # whole numbers: every partial sum is exact (below 2**53), so numpy's mean is too.
     column = {c: np.asarray(trades[c], dtype=float) for c in _TRADE_COLUMNS}
-    pnl = column["pnl"]
+    if sums is None:
+        sums = trade_sums(column)
     returns = column["return_pct"]
-    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
-    gross_profit = exact_sum(wins)
-    gross_loss = -exact_sum(losses)
-    expectancy = exact_mean(pnl)
+    gross_profit = sums["gross_profit"]
+    gross_loss = -sums["gross_loss"]
+    expectancy = sums["pnl"] / n
     if gross_loss > 0:
         profit_factor = gross_profit / gross_loss
     else:
@@ -854,16 +879,16 @@ def _trade_stats(trades: dict[str, np.ndarray]) -> dict[str, object]:
     return {
         "# Trades": n,
         # The share of wins: len / n is the division numpy's mean of the mask makes.
-        "Win Rate [%]": len(wins) / n * 100.0,
+        "Win Rate [%]": sums["wins"] / n * 100.0,
         "Best Trade [%]": float(np.max(returns)) * 100.0,
         "Worst Trade [%]": float(np.min(returns)) * 100.0,
-        "Avg. Trade [%]": exact_mean(returns) * 100.0,
+        "Avg. Trade [%]": sums["return_pct"] / n * 100.0,
         "Profit Factor": profit_factor,
         "Expectancy [$]": expectancy,
-        "SQN": _sqn(pnl, expectancy),
-        "Kelly Criterion": _kelly(gross_profit, len(wins), gross_loss, len(losses), n),
-        "Avg. MAE [%]": exact_mean(column["mae"]) * 100.0,
-        "Avg. MFE [%]": exact_mean(column["mfe"]) * 100.0,
-        "Commissions [$]": exact_sum(column["commission"]),
+        "SQN": _sqn(n, expectancy, sums["squared_deviations"]),
+        "Kelly Criterion": _kelly(gross_profit, sums["wins"], gross_loss, sums["losses"], n),
+        "Avg. MAE [%]": sums["mae"] / n * 100.0,
+        "Avg. MFE [%]": sums["mfe"] / n * 100.0,
+        "Commissions [$]": sums["commission"],
         "Avg. Bars Held": float(np.mean(column["bars_held"])),
     }

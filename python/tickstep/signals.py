@@ -347,7 +347,7 @@ def _row_maker(market: _core.Market, config: BacktestConfig) -> Callable[[Any], 
             return run
         rejected = check_rejections(run["rejected"], symbols, quiet.on_reject)
         return stats_of(run["trades"], run["equity"], run["carrying_costs"], market, config,
-                        rejected, inputs)
+                        rejected, inputs, trade_sums=run["trade_sums"])
 
     return row_of
 

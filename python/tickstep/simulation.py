@@ -301,11 +301,13 @@ def stats_inputs(market: _core.Market, config: BacktestConfig) -> dict[str, Any]
 
 def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], carrying_costs: float,
              market: _core.Market, config: BacktestConfig, rejected: int,
-             inputs: dict[str, Any] | None = None) -> pd.Series:
+             inputs: dict[str, Any] | None = None,
+             trade_sums: dict[str, Any] | None = None) -> pd.Series:
     """Statistics of a finished run from its trades and equity columns and carrying costs
     (the engine's ``trade_stat_columns()``, ``equity()`` and ``carrying_costs()``): equal to its
     `result_of(...).stats` bit for bit. ``inputs``: `stats_inputs` of the market and
-    config when the caller has them (a grid of runs)."""
+    config when the caller has them (a grid of runs); ``trade_sums``: the trades'
+    `tickstep.metrics.trade_sums`, when the core made them (a native grid's run)."""
     if inputs is None:
         inputs = stats_inputs(market, config)
     eq = samples_since(eq, inputs["start"].value)
@@ -321,6 +323,7 @@ def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], carrying_cos
         timezone=config.timezone,
         periods_per_year=config.periods_per_year,
         carrying_costs=carrying_costs,
+        trade_sums=trade_sums,
     )
 
 

@@ -32,6 +32,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(signals::run_signal_summaries, m)?)?;
     m.add_function(wrap_pyfunction!(statistics::exact_sum, m)?)?;
     m.add_function(wrap_pyfunction!(statistics::exact_row_sums, m)?)?;
+    m.add_function(wrap_pyfunction!(statistics::trade_sums, m)?)?;
     errors::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

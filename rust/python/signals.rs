@@ -285,10 +285,12 @@ fn summary_dict(py: Python<'_>, s: RunSummary) -> PyResult<Bound<'_, PyDict>> {
         "gross_exposure",
         PyArray1::from_vec(py, s.equity.gross_exposure),
     )?;
+    let trade_sums = super::statistics::trade_sums_dict(py, &s.trade_sums)?;
     let trades = trade_stat_columns(py, s.trades)?;
     let d = PyDict::new(py);
     d.set_item("equity", equity)?;
     d.set_item("trades", trades)?;
+    d.set_item("trade_sums", trade_sums)?;
     d.set_item("carrying_costs", s.carrying_costs)?;
     d.set_item("rejected", order_columns(py, &s.rejected)?)?;
     Ok(d)

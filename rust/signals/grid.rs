@@ -23,7 +23,7 @@ use super::{run, SignalRules, SignalStrategy, SymbolSignals};
 use crate::engine::{Engine, Logs};
 use crate::error::{EngineError, Result};
 use crate::orders::OrderRow;
-use crate::results::{EquityCurve, TradeColumns};
+use crate::results::{EquityCurve, TradeColumns, TradeSums};
 
 /// What a row of statistics reads of a finished run, as the engine's own accessors give
 /// it (`equity_curve`, `portfolio().closed`, `carry_paid`, the orders with status
@@ -32,6 +32,9 @@ use crate::results::{EquityCurve, TradeColumns};
 pub struct RunSummary {
     pub equity: EquityCurve,
     pub trades: TradeColumns,
+    /// The trades' exact sums (what most trade statistics read), made by the run's thread
+    /// rather than the one that makes the rows.
+    pub trade_sums: TradeSums,
     pub carrying_costs: f64,
     /// The orders the broker rejected, in id order (their count and the first few are
     /// reported).
@@ -41,9 +44,11 @@ pub struct RunSummary {
 impl RunSummary {
     /// The summary of `engine`'s finished run.
     pub fn of(engine: &Engine) -> Self {
+        let trades = TradeColumns::of(&engine.portfolio().closed);
         RunSummary {
             equity: engine.equity_curve().clone(),
-            trades: TradeColumns::of(&engine.portfolio().closed),
+            trade_sums: TradeSums::of_columns(&trades),
+            trades,
             carrying_costs: engine.portfolio().carry_paid,
             rejected: engine.order_log().rejected_rows(),
         }
