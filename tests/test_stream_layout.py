@@ -9,6 +9,8 @@ equal a plain stable sort of the rows by symbol.
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -18,6 +20,7 @@ import tickstep.data as td
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_stream import assert_same_run
+from tickstep.data import _assembly as assembly
 from tickstep.data._assembly import _checked_part, _symbol_rows, grouped_columns, window_parts
 from tickstep.data._columns import VALUE_COLUMNS, DataError
 from tickstep.strategies import SmaCross
@@ -117,12 +120,16 @@ def _rows(draw_runs: list[tuple[int, int]], n_extra: int) -> pa.Table:
 
 @settings(max_examples=60, deadline=None)
 @given(runs=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 9)), min_size=1, max_size=40),
-       batch=st.integers(1, 50), n_extra=st.integers(0, 1))
-def test_grouped_columns_equal_a_stable_sort_by_symbol(runs, batch, n_extra):
+       batch=st.integers(1, 50), n_extra=st.integers(0, 1),
+       sort_below=st.sampled_from([0, 5, 10**9]))
+def test_grouped_columns_equal_a_stable_sort_by_symbol(runs, batch, n_extra, sort_below):
+    """Placed run by run (sort_below 0), sorted by symbol (10**9), or as the runs'
+    average length decides (5): the same columns."""
     table = _rows(runs, n_extra)
     table = pa.Table.from_batches(table.to_batches(max_chunksize=batch))
     ids = np.array([5, 3, 1, 4, 2], dtype=np.int32)  # the order symbols are wanted in
-    symbol_id, columns = grouped_columns(table, ids, n_extra)
+    with mock.patch.object(assembly, "SORT_BELOW_RUN_LENGTH", sort_below):
+        symbol_id, columns = grouped_columns(table, ids, n_extra)
     raw = table.to_pydict()
     # Each symbol's rows together (one run per symbol), in the order they came.
     heads = symbol_id[np.concatenate(([0], np.flatnonzero(np.diff(symbol_id)) + 1))]
@@ -143,10 +150,12 @@ def test_grouped_columns_equal_a_stable_sort_by_symbol(runs, batch, n_extra):
     assert all(not columns[name].flags.writeable for name in ("ts", *VALUE_COLUMNS))
 
 
-def test_grouped_columns_refuse_rows_of_a_symbol_not_asked_for():
+@pytest.mark.parametrize("sort_below", [0, 10**9])
+def test_grouped_columns_refuse_rows_of_a_symbol_not_asked_for(sort_below):
     table = _rows([(1, 3), (9, 2)], 0)
     table = pa.Table.from_batches(table.to_batches(max_chunksize=2))
-    with pytest.raises(DataError, match="not requested"):
+    with mock.patch.object(assembly, "SORT_BELOW_RUN_LENGTH", sort_below), \
+            pytest.raises(DataError, match="not requested"):
         grouped_columns(table, np.array([1, 2], dtype=np.int32))
 
 

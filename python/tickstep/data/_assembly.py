@@ -256,7 +256,9 @@ def grouped_columns(
     a symbol's rows in runs, one per day; a large result comes in several batches. Both
     would cost a copy each (joining the batches, then sorting rows by symbol): here each
     run is copied once, straight from its batch to its symbol's place. A result already
-    grouped in one batch is returned without a copy.
+    grouped in one batch is returned without a copy. Runs of a few rows (daily bars: one
+    row per symbol and day) cost more to place one by one than the rows cost to sort:
+    those are joined and sorted by symbol instead (`_sorted_by_symbol`).
     """
     batches = [b for b in table.to_batches() if b.num_rows]
     if len(batches) <= 1:
@@ -266,6 +268,11 @@ def grouped_columns(
         batches_columns = [(symbol_id, columns)]
     else:
         batches_columns = [arrow_columns(pa.Table.from_batches([b]), n_extra) for b in batches]
+    rows = sum(len(symbol_id) for symbol_id, _ in batches_columns)
+    runs = sum(int(np.count_nonzero(symbol_id[1:] != symbol_id[:-1])) + 1
+               for symbol_id, _ in batches_columns)
+    if runs * SORT_BELOW_RUN_LENGTH > rows and len(ids) <= 1 << 16:
+        return _sorted_by_symbol(batches_columns, ids)
     ids = np.asarray(ids, dtype=np.int64)
     by_id = np.argsort(ids)
     # Runs of equal symbol ids in each batch: (batch, start, length, symbol's position).
@@ -303,6 +310,41 @@ def grouped_columns(
     counts = np.bincount(code, weights=length, minlength=len(ids)).astype(np.int64)
     dtype = batches_columns[0][0].dtype
     return np.repeat(ids.astype(dtype), counts), out
+
+
+#: Below this many rows per run on average, `grouped_columns` sorts the rows by symbol
+#: rather than placing run by run: measured on a day-major DuckDB store, daily bars (runs
+#: of one row) gather in 12 ms sorted against 34 ms by runs, minute bars (runs of 390)
+#: in 50-60 ms by runs against 110-130 ms sorted; the costs cross near five rows a run.
+SORT_BELOW_RUN_LENGTH = 5
+
+
+def _sorted_by_symbol(
+    batches_columns: list[tuple[np.ndarray, dict[str, np.ndarray]]], ids: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """`grouped_columns` of batches of short runs: the batches joined, then every column
+    gathered in the order of a stable sort by the symbol's place in ``ids`` (a radix sort
+    of 16-bit places: linear), so each symbol's rows stay in the order they came."""
+    ids = np.asarray(ids, dtype=np.int64)
+    symbol_id = np.concatenate([sid for sid, _ in batches_columns])
+    by_id = np.argsort(ids)
+    wanted = ids[by_id]
+    pos = np.minimum(np.searchsorted(wanted, symbol_id), len(ids) - 1)
+    if not np.array_equal(wanted[pos], symbol_id):
+        raise DataError("the store returned bars for a symbol that was not requested")
+    place = by_id[pos].astype(np.uint16)
+    order = np.argsort(place, kind="stable")
+    names = dict.fromkeys(name for _, cols in batches_columns for name in cols)
+    out = {}
+    for name in names:
+        dtype = next(cols[name].dtype for _, cols in batches_columns if name in cols)
+        # A batch without a null mask has no nulls there.
+        parts = [cols[name] if name in cols else np.zeros(len(sid), dtype)
+                 for sid, cols in batches_columns]
+        out[name] = np.concatenate(parts).take(order)
+        out[name].flags.writeable = False  # nobody else holds them: the engine may adopt them
+    counts = np.bincount(place, minlength=len(ids))
+    return np.repeat(ids.astype(symbol_id.dtype), counts), out
 
 
 def _grouped(symbol_id: np.ndarray) -> bool:
