@@ -131,12 +131,9 @@ def assemble(
             symbol=empty[0],
             rule="non-empty result",
         )
-    bars = []
-    for k, symbol in enumerate(symbols):
-        span = spans[k]
-        rows = take[span] if take is not None else span
-        part, own = _checked_part(symbol, columns, rows, extra, allow_nan)
-        bars.append(SymbolBars._trusted(symbol, *part, extra=own))
+    parts, own = _parts(spans, take, columns, symbols, extra, allow_nan)
+    bars = [SymbolBars._trusted(symbol, *part, extra=values)
+            for symbol, part, values in zip(symbols, parts, own)]
     return MarketColumns(bars, metadata_frame(meta))
 
 
@@ -176,11 +173,22 @@ def window_parts(
     extra columns ``extra`` with a value in this window (checked as `assemble` does); a
     symbol without bars in the window gets empty ones.
 
-    A window holds a few bars of many symbols, read hundreds of times a run: the rules are
-    checked over the whole window's columns at once (`_window_clean`), and a symbol's
-    columns are views of them. Only when some row breaks a rule (or a symbol's rows need
+    A window holds a few bars of many symbols, read hundreds of times a run (and a whole
+    load, `assemble`, bars of hundreds of symbols): the rules are checked over the whole
+    window's columns at once (`_window_clean`), and a symbol's columns are views of them. Only when some row breaks a rule (or a symbol's rows need
     sorting) is every symbol checked on its own, which names the culprit."""
     spans, take = _symbol_rows(symbol_id, np.asarray(ids, dtype=np.int64))
+    return _parts(spans, take, columns, symbols, extra, allow_nan)
+
+
+def _parts(
+    spans: dict[int, slice], take: np.ndarray | None, columns: dict[str, np.ndarray],
+    symbols: list[str], extra: tuple[str, ...], allow_nan: Any,
+) -> tuple[list[list[np.ndarray]], list[dict[str, np.ndarray]]]:
+    """Per symbol of ``symbols`` (``spans``: where its rows are, after ``take``), its
+    checked columns and extra columns (`window_parts`): the rules checked over whole
+    columns at once when the rows are grouped, each symbol on its own otherwise or when
+    a rule is broken (which names the symbol and the row)."""
     owned = None if take is not None else _window_clean(columns, spans, extra, allow_nan)
     parts, own = [], []
     for k, symbol in enumerate(symbols):
@@ -271,7 +279,7 @@ def grouped_columns(
     rows = sum(len(symbol_id) for symbol_id, _ in batches_columns)
     runs = sum(int(np.count_nonzero(symbol_id[1:] != symbol_id[:-1])) + 1
                for symbol_id, _ in batches_columns)
-    if runs * SORT_BELOW_RUN_LENGTH > rows and len(ids) <= 1 << 16:
+    if runs * SORT_BELOW_RUN_LENGTH > rows and len(ids) < 0xFFFF and _small_ids(ids):
         return _sorted_by_symbol(batches_columns, ids)
     ids = np.asarray(ids, dtype=np.int64)
     by_id = np.argsort(ids)
@@ -319,6 +327,12 @@ def grouped_columns(
 SORT_BELOW_RUN_LENGTH = 5
 
 
+def _small_ids(ids: np.ndarray) -> bool:
+    """Whether store ids ``ids`` are small enough for `_sorted_by_symbol`'s table."""
+    ids = np.asarray(ids)
+    return bool(len(ids)) and int(ids.min()) >= 0 and int(ids.max()) <= 64 * len(ids) + 4096
+
+
 def _sorted_by_symbol(
     batches_columns: list[tuple[np.ndarray, dict[str, np.ndarray]]], ids: np.ndarray
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -327,12 +341,16 @@ def _sorted_by_symbol(
     of 16-bit places: linear), so each symbol's rows stay in the order they came."""
     ids = np.asarray(ids, dtype=np.int64)
     symbol_id = np.concatenate([sid for sid, _ in batches_columns])
-    by_id = np.argsort(ids)
-    wanted = ids[by_id]
-    pos = np.minimum(np.searchsorted(wanted, symbol_id), len(ids) - 1)
-    if not np.array_equal(wanted[pos], symbol_id):
+    # Each row's place in ``ids``, by a table indexed by store id (ids are small numbers
+    # a store hands out in turn; 0xFFFF: not requested).
+    lo, hi = int(symbol_id.min()), int(symbol_id.max())
+    if lo < 0 or hi > 64 * len(ids) + 4096:
         raise DataError("the store returned bars for a symbol that was not requested")
-    place = by_id[pos].astype(np.uint16)
+    table = np.full(max(hi, int(ids.max())) + 1, 0xFFFF, dtype=np.uint16)
+    table[ids] = np.arange(len(ids), dtype=np.uint16)
+    place = table[symbol_id]
+    if (place == 0xFFFF).any():
+        raise DataError("the store returned bars for a symbol that was not requested")
     order = np.argsort(place, kind="stable")
     names = dict.fromkeys(name for _, cols in batches_columns for name in cols)
     out = {}
