@@ -175,8 +175,9 @@ def window_parts(
 
     A window holds a few bars of many symbols, read hundreds of times a run (and a whole
     load, `assemble`, bars of hundreds of symbols): the rules are checked over the whole
-    window's columns at once (`_window_clean`), and a symbol's columns are views of them. Only when some row breaks a rule (or a symbol's rows need
-    sorting) is every symbol checked on its own, which names the culprit."""
+    window's columns at once (`_window_clean`), and a symbol's columns are views of them.
+    Only when some row breaks a rule (or a symbol's rows need sorting) is every symbol
+    checked on its own, which names the culprit."""
     spans, take = _symbol_rows(symbol_id, np.asarray(ids, dtype=np.int64))
     return _parts(spans, take, columns, symbols, extra, allow_nan)
 
@@ -327,10 +328,16 @@ def grouped_columns(
 SORT_BELOW_RUN_LENGTH = 5
 
 
+def _id_limit(wanted: int) -> int:
+    """The largest store id `_sorted_by_symbol`'s table of places takes, for ``wanted``
+    symbols asked for (a store hands out ids in turn: they stay small)."""
+    return 64 * wanted + 4096
+
+
 def _small_ids(ids: np.ndarray) -> bool:
-    """Whether store ids ``ids`` are small enough for `_sorted_by_symbol`'s table."""
+    """Whether store ids ``ids`` fit `_sorted_by_symbol`'s table."""
     ids = np.asarray(ids)
-    return bool(len(ids)) and int(ids.min()) >= 0 and int(ids.max()) <= 64 * len(ids) + 4096
+    return bool(len(ids)) and int(ids.min()) >= 0 and int(ids.max()) <= _id_limit(len(ids))
 
 
 def _sorted_by_symbol(
@@ -344,7 +351,7 @@ def _sorted_by_symbol(
     # Each row's place in ``ids``, by a table indexed by store id (ids are small numbers
     # a store hands out in turn; 0xFFFF: not requested).
     lo, hi = int(symbol_id.min()), int(symbol_id.max())
-    if lo < 0 or hi > 64 * len(ids) + 4096:
+    if lo < 0 or hi > _id_limit(len(ids)):  # not one of ``ids``, which fit the table
         raise DataError("the store returned bars for a symbol that was not requested")
     table = np.full(max(hi, int(ids.max())) + 1, 0xFFFF, dtype=np.uint16)
     table[ids] = np.arange(len(ids), dtype=np.uint16)
