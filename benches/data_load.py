@@ -20,6 +20,11 @@ Workloads (each timed ``--repeat`` times; the median is reported, with bars/s):
   URL is given (``--pg-url`` or ``TICKSTEP_PG_URL``; ``bash .ci/start-postgres.sh``
   starts a local server and prints one). Works in a scratch schema, dropped at the end.
 
+- ``duckdb daily load`` (and ``-> engine``): ``sample_daily(211, days=1260, seed=3)`` (the
+  batch bench's data, 265,860 bars) from a store file. A store keeps its bars in time
+  order by day, so a query returns each symbol's rows in runs of one row: the case
+  `grouped_columns` sorts rather than places run by run.
+
 - ``duckdb+3 extra load -> engine`` (and ``rth+15min``, and the same for ``postgres``):
   the same bars with three extra columns (a signal, a P/E, an adjusted close) stored
   beside them, loaded in the same single query and handed to the core (issue 16's
@@ -138,6 +143,21 @@ def store_workloads(rows, label, store, repeat, n_bars, quick=False) -> None:
         report(rows, f"{label} {name}", median, times, n_bars)
 
 
+def daily_workloads(rows, repeat) -> None:
+    """``duckdb daily load`` and ``-> engine`` (see the module doc)."""
+    daily = td.sample_daily(211, days=1260, seed=3)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "daily.duckdb"
+        with td.Store(path) as store:
+            store.ingest(daily)
+        with td.Store(path, read_only=True) as store:
+            median, times = timed(store.load, repeat)
+            report(rows, "duckdb daily load", median, times, daily.n_bars)
+            if market_from_columns is not None:
+                median, times = timed(lambda: market_from_columns(store.load()), repeat)
+                report(rows, "duckdb daily load -> engine", median, times, daily.n_bars)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -179,6 +199,7 @@ def main(argv: list[str]) -> int:
             with td.Store(path) as store:
                 store_workloads(rows, "duckdb", store, args.repeat, n, args.quick)
         if not args.quick:
+            daily_workloads(rows, args.repeat)
             extra_only(rows, market, args, postgres=False)
 
     if args.extra_only:
