@@ -7,7 +7,9 @@ instructions the CPU executes for the same run do not. This counts them with val
 callgrind for the run phase only (the core's ``Engine.run``: ``init()`` and every tick,
 not the data's loading, the set-up of the backtest or the results' tables), for each
 idiom of ``benches/accessors.py`` (all by default) on 10 symbols x 14,400 minutes, and
-prints them per symbol-bar with the number of trades. Run it with another build's
+prints them per symbol-bar with the number of trades. ``signals_run`` counts the signals
+mode's native run instead (``tickstep::signals::run``: SMA 10/30 cross signals, 4 percent
+of equity, one thread, on 20 symbols x 144,000 minutes, the signals bench's market). Run it with another build's
 interpreter for the figures side by side (main's ``.venv/bin/python benches/instructions.py``).
 Needs ``valgrind`` on the PATH; each idiom takes a minute or so under it.
 """
@@ -27,6 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 #: Where callgrind starts and stops counting: the binding's `Engine.run` (pyo3's wrapper).
 RUN_PHASE = "*PyEngine*__pymethod_run__*"
+#: The signals mode's native run, by its name in `benches/signals.py`, its phase and its data.
+SIGNALS_RUN = "signals_run"
+SIGNALS_PHASE = "tickstep::signals::run"
+SIGNALS_DATA = "minute_20x144k"
 
 
 def child(idiom: str, data: str) -> None:
@@ -41,10 +47,28 @@ def child(idiom: str, data: str) -> None:
     print("CHILD " + json.dumps({"trades": len(out.trades), "symbol_bars": h.symbol_bars(columns)}))
 
 
+def signals_child(data: str) -> None:
+    """Run the signals bench's single run natively once (under callgrind) and report its trades."""
+    import _harness as h
+    import numpy as np
+    import signals
+    import tickstep
+    from tickstep.simulation import market_from_columns
+
+    market = market_from_columns(h.load(data))
+    closes = [np.asarray(market.column(s, "close", 0, sys.maxsize)) for s in range(len(market.symbols))]
+    pairs = [signals.sma_cross(c, 10, 30) for c in closes]
+    config = tickstep.BacktestConfig(on_reject="ignore")
+    (engine,) = signals.native_run(market, config, [([e for e, _ in pairs], [x for _, x in pairs])], 1)()[2]
+    trades = len(engine.take_logs()[2])
+    print("CHILD " + json.dumps({"trades": trades, "symbol_bars": sum(len(c) for c in closes)}))
+
+
 def count(idiom: str, data: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         out_file = Path(tmp) / "callgrind.out"
-        cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", f"--toggle-collect={RUN_PHASE}",
+        phase = SIGNALS_PHASE if idiom == SIGNALS_RUN else RUN_PHASE
+        cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", f"--toggle-collect={phase}",
                f"--callgrind-out-file={out_file}", sys.executable, __file__, "--child", idiom, "--data", data]
         env = dict(os.environ, TQDM_DISABLE="1", PYTHONHASHSEED="0")
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -56,28 +80,35 @@ def count(idiom: str, data: str) -> dict[str, float]:
         if total is None:
             raise SystemExit(f"{idiom}: no instruction total in callgrind's output")
     instructions = int(total.group(1))
-    return {"instructions": instructions, "per_bar": instructions / report["symbol_bars"], **report}
+    per_trade = {"per_trade": instructions / report["trades"]} if report["trades"] else {}
+    return {"instructions": instructions, "per_bar": instructions / report["symbol_bars"], **per_trade, **report}
 
 
 def main() -> None:
     import accessors
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("idioms", nargs="*", help=f"of {', '.join(accessors.IDIOMS)} (default all)")
-    ap.add_argument("--data", default="minute_10x14k")
+    ap.add_argument("idioms", nargs="*",
+                    help=f"of {', '.join(accessors.IDIOMS)}, {SIGNALS_RUN} (default all idioms)")
+    ap.add_argument("--data", help="the idioms' data (default minute_10x14k; signals_run's minute_20x144k)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child == SIGNALS_RUN:
+        signals_child(args.data)
+        return
     if args.child:
         child(args.child, args.data)
         return
-    unknown = [name for name in args.idioms if name not in accessors.IDIOMS]
+    unknown = [name for name in args.idioms if name not in accessors.IDIOMS and name != SIGNALS_RUN]
     if unknown:
         raise SystemExit(f"unknown idiom(s) {', '.join(unknown)}; known: {', '.join(accessors.IDIOMS)}")
     results = {}
-    print(f"instructions per symbol-bar, run phase ({args.data}; {sys.executable})")
+    print(f"instructions per symbol-bar, run phase ({sys.executable})")
     for name in args.idioms or list(accessors.IDIOMS):
-        r = results[name] = count(name, args.data)
-        print(f"  {name:<20} {r['per_bar']:8,.0f}  ({r['instructions']:,} in all, trades={r['trades']})", flush=True)
+        data = args.data or (SIGNALS_DATA if name == SIGNALS_RUN else "minute_10x14k")
+        r = results[name] = count(name, data)
+        print(f"  {name:<20} {r['per_bar']:8,.0f}  ({r['instructions']:,} in all on {data}, "
+              f"trades={r['trades']})", flush=True)
     print("RESULT " + json.dumps(results))
 
 
