@@ -8,9 +8,10 @@ callgrind for the run phase only (the core's ``Engine.run``: ``init()`` and ever
 not the data's loading, the set-up of the backtest or the results' tables), for each
 idiom of ``benches/accessors.py`` (all by default) on 10 symbols x 14,400 minutes, and
 prints them per symbol-bar with the number of trades. ``signals_run`` counts the signals
-mode's native run instead (``tickstep::signals::run``: SMA 10/30 cross signals, 4 percent
-of equity, one thread, on 20 symbols x 144,000 minutes, the signals bench's market). Run it with another build's
-interpreter for the figures side by side (main's ``.venv/bin/python benches/instructions.py``).
+mode's native run instead (``tickstep::signals::run``: the single run of
+``benches/signals.py``, SMA 10/30 cross signals, 4 percent of equity, one thread, on 20
+symbols x 144,000 minutes). Run it with another build's interpreter for the figures side
+by side (main's ``.venv/bin/python benches/instructions.py``).
 Needs ``valgrind`` on the PATH; each idiom takes a minute or so under it.
 """
 
@@ -50,16 +51,14 @@ def child(idiom: str, data: str) -> None:
 def signals_child(data: str) -> None:
     """Run the signals bench's single run natively once (under callgrind) and report its trades."""
     import _harness as h
-    import numpy as np
     import signals
     import tickstep
     from tickstep.simulation import market_from_columns
 
     market = market_from_columns(h.load(data))
-    closes = [np.asarray(market.column(s, "close", 0, sys.maxsize)) for s in range(len(market.symbols))]
-    pairs = [signals.sma_cross(c, 10, 30) for c in closes]
+    closes = signals.market_closes(market)
     config = tickstep.BacktestConfig(on_reject="ignore")
-    (engine,) = signals.native_run(market, config, [([e for e, _ in pairs], [x for _, x in pairs])], 1)()[2]
+    (engine,) = signals.native_run(market, config, signals.single_set(closes), 1)()[2]
     trades = len(engine.take_logs()[2])
     print("CHILD " + json.dumps({"trades": trades, "symbol_bars": sum(len(c) for c in closes)}))
 
@@ -101,7 +100,8 @@ def main() -> None:
         return
     unknown = [name for name in args.idioms if name not in accessors.IDIOMS and name != SIGNALS_RUN]
     if unknown:
-        raise SystemExit(f"unknown idiom(s) {', '.join(unknown)}; known: {', '.join(accessors.IDIOMS)}")
+        known = [*accessors.IDIOMS, SIGNALS_RUN]
+        raise SystemExit(f"unknown idiom(s) {', '.join(unknown)}; known: {', '.join(known)}")
     results = {}
     print(f"instructions per symbol-bar, run phase ({sys.executable})")
     for name in args.idioms or list(accessors.IDIOMS):

@@ -85,6 +85,17 @@ class PandasSmaCross(tickstep.SignalStrategy):
         return {"entries": above & ~was_above, "exits": below & ~was_below}
 
 
+def market_closes(market) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+    """Each symbol's closes, in the market's symbol order (views of the core's columns)."""
+    return [np.asarray(market.column(s, "close", 0, sys.maxsize)) for s in range(len(market.symbols))]
+
+
+def single_set(closes: list[np.ndarray]) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
+    """The single run's one signal set: SMA 10/30 cross entries and exits per symbol."""
+    pairs = [sma_cross(c, 10, 30) for c in closes]
+    return [([e for e, _ in pairs], [x for _, x in pairs])]
+
+
 def native_run(market, config, sets, threads):  # type: ignore[no-untyped-def]
     """Engines built outside the timing; returns a function timing only the native call."""
 
@@ -216,15 +227,15 @@ def one_run(args, market, config, bt, closes, bars, n_sym, out):  # type: ignore
     """The single run, its Result and the bare loop, then vectorbt on the same signals;
     their timings (and vectorbt's figures or None)."""
     # ---- one run ------------------------------------------------------------------------
-    pairs = [sma_cross(c, 10, 30) for c in closes]
-    one = [([e for e, _ in pairs], [x for _, x in pairs])]
+    one = single_set(closes)
+    entry_cols, exit_cols = one[0]
     single = timed(native_run(market, config, one, 1), args.repeat)
     quiet = [np.zeros(len(c), bool) for c in closes]
     bare = timed(native_run(market, config, [(quiet, quiet)], 1), args.repeat)
     building = timed(result_building(market, config, one), args.repeat)
     whole = h.Timings()
-    entries = {sym: pairs[s][0] for s, sym in enumerate(market.symbols)}
-    exits = {sym: pairs[s][1] for s, sym in enumerate(market.symbols)}
+    entries = dict(zip(market.symbols, entry_cols))
+    exits = dict(zip(market.symbols, exit_cols))
     for _ in range(args.repeat):
         c0, t0 = time.process_time(), time.perf_counter()
         result = bt.run_signals(entries, exits, size=0.04)
@@ -257,8 +268,7 @@ def one_run(args, market, config, bt, closes, bars, n_sym, out):  # type: ignore
     # ---- the peer ----------------------------------------------------------------------
     if len({len(c) for c in closes}) == 1:
         vb = vectorbt_rate(args.vectorbt_python, np.column_stack(closes),
-                           np.column_stack([e for e, _ in pairs]),
-                           np.column_stack([x for _, x in pairs]), args.repeat)
+                           np.column_stack(entry_cols), np.column_stack(exit_cols), args.repeat)
     else:
         # vectorbt needs one index: align on the union timeline, NaN where a symbol has no bar.
         timeline = np.asarray(market.timeline())
@@ -267,7 +277,7 @@ def one_run(args, market, config, bt, closes, bars, n_sym, out):  # type: ignore
         ex = np.zeros((len(timeline), n_sym), bool)
         for s in range(n_sym):
             rows = np.searchsorted(timeline, np.asarray(market.column(s, "ts", 0, sys.maxsize)))
-            full[rows, s], en[rows, s], ex[rows, s] = closes[s], pairs[s][0], pairs[s][1]
+            full[rows, s], en[rows, s], ex[rows, s] = closes[s], entry_cols[s], exit_cols[s]
         vb = vectorbt_rate(args.vectorbt_python, full, en, ex, args.repeat)
     if vb is not None:
         out["vectorbt"] = vb
@@ -297,7 +307,7 @@ def main() -> None:
     market = market_from_columns(columns)
     del columns
     n_sym = len(market.symbols)
-    closes = [np.asarray(market.column(s, "close", 0, sys.maxsize)) for s in range(n_sym)]
+    closes = market_closes(market)
     bars = sum(len(c) for c in closes)
     config = tickstep.BacktestConfig(on_reject="ignore")
     bt = tickstep.Backtest(market, tickstep.Strategy, config)
