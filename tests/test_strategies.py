@@ -8,6 +8,8 @@ average: the trades must be identical, not merely close.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from importlib.metadata import EntryPoint
 
 import numpy as np
@@ -159,12 +161,70 @@ def test_registry_reads_entry_points(monkeypatch):
         EntryPoint("not_a_strategy", "tickstep.sizing:FixedSize", group),
     ]
     monkeypatch.setattr(strategies, "entry_points", lambda group: plugins)
+    monkeypatch.setattr(strategies, "_read", None)  # the installed registry, read before
     names = strategies.available()
     assert isinstance(names["my_cross"], EntryPoint)  # listed, not imported
     assert set(names) == {"my_cross", "not_a_strategy"}  # the entry points are the one list
     assert strategies.load("my-cross") is SmaCross
     with pytest.raises(TypeError, match="not a tickstep.Strategy subclass"):
         strategies.load("not_a_strategy")
+
+
+def _install_plugin(folder, name: str, target: str) -> None:
+    """A distribution's metadata in ``folder``, registering strategy ``name`` as ``target``."""
+    info = folder / f"{name}_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{strategies.ENTRY_POINT_GROUP}]\n{name} = {target}\n")
+
+
+def _touch(folder, step: int) -> None:
+    """Give ``folder`` a last change of its own, whatever the file system clock's resolution."""
+    stamp = folder.stat().st_mtime_ns + step * 1_000_000_000
+    os.utime(folder, ns=(stamp, stamp))
+
+
+def test_registry_is_read_once_while_nothing_is_installed(monkeypatch):
+    reads = []
+    real = strategies.entry_points
+
+    def counted(group):
+        reads.append(group)
+        return real(group=group)
+
+    monkeypatch.setattr(strategies, "entry_points", counted)
+    monkeypatch.setattr(strategies, "_read", None)
+    first = strategies.available()
+    assert strategies.load("sma_cross") is SmaCross
+    assert strategies.load("Fakeout") is Fakeout
+    assert strategies.available() == first
+    assert reads == [strategies.ENTRY_POINT_GROUP]
+    first["mine"] = first["fakeout"]  # the caller's copy: the registry is not changed
+    assert "mine" not in strategies.available()
+    with pytest.raises(strategies.UnknownStrategyError):
+        strategies.load("no_such_strategy")
+    assert len(reads) == 1
+
+
+def test_registry_sees_plugins_installed_and_removed_while_running(tmp_path, monkeypatch):
+    monkeypatch.setattr(strategies, "_read", None)
+    before = strategies.available()
+    assert "cross_one" not in before
+    _install_plugin(tmp_path, "cross_one", "tickstep.strategies.classic:SmaCross")
+    monkeypatch.syspath_prepend(str(tmp_path))  # a new folder on the import path
+    assert "cross_one" in strategies.available()
+    assert strategies.load("cross-one") is SmaCross
+    # Installed into a folder already read: its last change moves.
+    _install_plugin(tmp_path, "cross_two", "tickstep.strategies.classic:RsiMeanReversion")
+    _touch(tmp_path, 1)
+    assert set(strategies.available()) == set(before) | {"cross_one", "cross_two"}
+    assert strategies.load("cross_two") is RsiMeanReversion
+    # Removed: gone from the list.
+    shutil.rmtree(tmp_path / "cross_one_plugin-1.0.dist-info")
+    _touch(tmp_path, 2)
+    assert "cross_one" not in strategies.available()
+    with pytest.raises(strategies.UnknownStrategyError, match="cross_one"):
+        strategies.load("cross_one")
 
 
 def test_installed_entry_points_are_the_pyproject_table():
