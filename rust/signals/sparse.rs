@@ -459,7 +459,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             // see this bar with the parked ones when it comes back, in one fold.
             let next = strategy.next_signal(s).min(self.lanes[s].bars.len());
             if size != 0.0 && i < next && next > i + 1 && self.p.book.working(s).is_empty() {
-                self.park(s, i, if seen { i + 1 } else { i });
+                self.park(s, i, if seen { i + 1 } else { i }, next);
             } else {
                 if !seen && lots {
                     self.p.portfolio.observe_range(s, prices.low, prices.high);
@@ -473,8 +473,9 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// Park `symbol`'s position at the close of its bar `i`, taking its term as booked
     /// (at any mark) out of the account's sums; its lots have seen the bars before
     /// `unseen` (`i + 1`, or `i`: they see that bar too when the position comes back).
+    /// Its next event is at its bar `until` (or its number of bars).
     #[inline]
-    fn park(&mut self, symbol: usize, i: usize, unseen: usize) {
+    fn park(&mut self, symbol: usize, i: usize, unseen: usize, until: usize) {
         let b = self.lanes[symbol].bars;
         let size = self.p.portfolio.position(symbol).size;
         self.p.portfolio.park(symbol);
@@ -485,6 +486,12 @@ impl<'a, 'm> Driver<'a, 'm> {
         self.parked.add(symbol, size, b, i, value, unseen);
         prefetch_bar(&b, i + 1);
         prefetch_bar(&b, i + 1 + PREFETCH_AHEAD / 2);
+        // The lows and highs `take_out` folds when it comes back (up to `RANGE_AHEAD`
+        // bars of them, a line of eight at a time): read once each, and cold otherwise.
+        for k in (i + 1..until.min(i + 1 + RANGE_AHEAD)).step_by(8) {
+            prefetch(b.low, k);
+            prefetch(b.high, k);
+        }
         self.fresh = false;
     }
 
@@ -596,14 +603,15 @@ impl<'a, 'm> Driver<'a, 'm> {
             // any, its term in the account stays right until then.
             let size = self.p.portfolio.position(s).size;
             if size != 0.0 && self.parked.slot[s] == NONE {
-                self.park(s, i, i + 1);
+                self.park(s, i, i + 1, next);
             }
         }
         if next < end {
-            // Its bar then into cache, the next bar's too: this bar's time and close were
-            // read (their lines most likely hold the next bar's), but not its open, high
-            // and low, which a signal bar's orders fill from at the next bar.
+            // Its bar then into cache, and the bar after it, where a signal bar's orders
+            // fill (from its open, high and low: lines nothing at the signal bar reads,
+            // and one bar in eight starts a line of its own).
             prefetch_bar(&self.lanes[s].bars, next);
+            prefetch_bar(&self.lanes[s].bars, next + 1);
             // Each bar of `s` has a tick of its own, so `next` comes `next - i` ticks
             // after `i` at the earliest.
             self.schedule(s, next, t + (next - i));
@@ -681,6 +689,10 @@ struct ParkedPositions<'m> {
 /// the account is read at scattered ticks, so its bars are not a stream the hardware
 /// follows, and each read would otherwise wait for memory.
 const PREFETCH_AHEAD: usize = 16;
+
+/// How many of a parked position's coming bars have their lows and highs fetched into
+/// cache when it is parked (a position is parked a few dozen bars most often).
+const RANGE_AHEAD: usize = 64;
 
 /// Hint the CPU to load `column[i]` into cache. A prefetch never faults, so an index
 /// past the end needs no check (the address is computed, never dereferenced).
