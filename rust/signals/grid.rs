@@ -115,7 +115,8 @@ pub fn summarise_grid(
 /// Do `work` on each job on a pool of `threads` threads (all cores when `None`), each
 /// thread with its own `scratch` (made once) and taking the next job when free; each
 /// result goes to `done` (with its job's index) on the calling thread as it comes.
-/// `done` returning false stops the threads from taking more jobs.
+/// `done` returning false stops the threads from taking more jobs. A single job runs on
+/// the calling thread.
 fn on_threads<J, R, S>(
     jobs: Vec<J>,
     threads: Option<usize>,
@@ -127,6 +128,17 @@ where
     J: Send,
     R: Send,
 {
+    if jobs.len() < 2 {
+        // A single run (`run_signals`) runs here, on the calling thread: a pool would start
+        // a thread for it and hand its result back, tens of microseconds a call, several
+        // percent of a one-symbol run. (With more jobs, `done` on this thread overlaps
+        // the workers' next jobs, even with one worker.)
+        let mut own = scratch();
+        for (k, job) in jobs.into_iter().enumerate() {
+            done(k, work(&mut own, job));
+        }
+        return Ok(());
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.unwrap_or(0))
         .build()
