@@ -49,11 +49,26 @@ pub fn next_day_end(timeline: &[i64], session_end: Option<&[bool]>, from: usize)
             let Some(&ts) = timeline.get(from) else {
                 return timeline.len();
             };
-            // The day's last tick: the one before the first tick of a later UTC day.
+            // The day's last tick: the one before the first tick of a later UTC day. A day
+            // is a day's ticks on (hundreds of minutes): galloped to, not bisected out of the rest of the
+            // timeline (whose far ticks each step would wait for from memory).
             let next_day = (ts.div_euclid(NANOS_PER_DAY) + 1).saturating_mul(NANOS_PER_DAY);
-            from + timeline[from..].partition_point(|&x| x < next_day) - 1
+            gallop(timeline, from, |x| x < next_day) - 1
         }
     }
+}
+
+/// The first index at or after `from` whose time is not `before` (sorted times), found
+/// by galloping from `from`: for a place a few steps away, as the places sought are.
+pub fn gallop(times: &[i64], from: usize, before: impl Fn(i64) -> bool) -> usize {
+    // Everything in times[from..lo] is before; blocks of doubling length are skipped.
+    let (mut lo, mut len) = (from, 1);
+    while lo + len <= times.len() && before(times[lo + len - 1]) {
+        lo += len;
+        len *= 2;
+    }
+    let hi = (lo + len).min(times.len());
+    lo + times[lo..hi].partition_point(|&x| before(x))
 }
 
 /// Bytes of plan kept per symbol and statistic ahead of the ticks (see `plan_ticks`).
