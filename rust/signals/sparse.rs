@@ -90,8 +90,12 @@ struct Driver<'a, 'm> {
 /// ring reaches and moved on from there when it comes, as an event filed at the earliest
 /// tick its bar can have is. The ring stays in cache, where a bucket per tick of the run
 /// was memory to fill at each run (3.5% of a one-symbol run) and to wait for at each event.
+/// A bit per bucket says which hold a symbol: the next busy tick is found 64 ticks at a
+/// time.
 struct Calendar {
     buckets: Vec<u32>,
+    /// Bit `b % 64` of word `b / 64`: whether bucket `b` holds a symbol.
+    busy: Vec<u64>,
     /// `len - 1`: a tick's bucket is `tick & mask`.
     mask: usize,
 }
@@ -106,9 +110,15 @@ const CALENDAR_TICKS: usize = 8;
 impl Calendar {
     /// The calendar of a timeline of `ticks` ticks.
     fn new(ticks: usize) -> Self {
-        let len = ticks.next_power_of_two().clamp(2, CALENDAR_TICKS);
+        Self::with_len(ticks.next_power_of_two().clamp(2, CALENDAR_TICKS))
+    }
+
+    /// A ring of `len` buckets (a power of two, at least 2).
+    fn with_len(len: usize) -> Self {
+        debug_assert!(len.is_power_of_two() && len >= 2);
         Calendar {
             buckets: vec![NONE; len],
+            busy: vec![0; len.div_ceil(64)],
             mask: len - 1,
         }
     }
@@ -120,10 +130,27 @@ impl Calendar {
         tick.min(now + self.mask)
     }
 
-    /// The bucket of `tick` (at most `len - 1` ticks from the one being run).
+    /// Whether `tick`'s bucket holds a symbol.
     #[inline]
-    fn bucket(&mut self, tick: usize) -> &mut u32 {
-        &mut self.buckets[tick & self.mask]
+    fn is_busy(&self, tick: usize) -> bool {
+        self.buckets[tick & self.mask] != NONE
+    }
+
+    /// Make `symbol` the first of `tick`'s bucket (at most `len - 1` ticks from the one
+    /// being run); returns the one that was first (`NONE`: none).
+    #[inline]
+    fn push(&mut self, tick: usize, symbol: u32) -> u32 {
+        let b = tick & self.mask;
+        self.busy[b >> 6] |= 1 << (b & 63);
+        std::mem::replace(&mut self.buckets[b], symbol)
+    }
+
+    /// Empty `tick`'s bucket; returns its first symbol (`NONE`: none).
+    #[inline]
+    fn take(&mut self, tick: usize) -> u32 {
+        let b = tick & self.mask;
+        self.busy[b >> 6] &= !(1 << (b & 63));
+        std::mem::replace(&mut self.buckets[b], NONE)
     }
 
     /// The first tick from `from` on, before `until`, whose bucket holds a symbol
@@ -132,35 +159,18 @@ impl Calendar {
     fn next_busy(&self, from: usize, until: usize) -> usize {
         let mut t = from;
         while t < until {
-            // The ticks from `t` whose buckets run to the ring's end without wrapping.
-            let start = t & self.mask;
-            let n = (until - t).min(self.buckets.len() - start);
-            let k = next_busy(&self.buckets, start, start + n);
-            if k < start + n {
-                return t + (k - start);
+            // The buckets from `t`'s to the end of its word (or of the ring, if shorter: a
+            // word's bits past the ring's end are never set).
+            let b = t & self.mask;
+            let span = (64 - (b & 63)).min(self.buckets.len() - b);
+            let bits = self.busy[b >> 6] >> (b & 63);
+            if bits != 0 {
+                return (t + bits.trailing_zeros() as usize).min(until);
             }
-            t += n;
+            t += span;
         }
         until
     }
-}
-
-/// The first place from `from` on, before `until`, whose bucket in `buckets` holds a symbol
-/// (`until`: none). Most gaps between events are a few ticks, looked at one by one; a
-/// market of few symbols has long ones, looked at eight buckets at a time.
-#[inline]
-fn next_busy(buckets: &[u32], from: usize, until: usize) -> usize {
-    let buckets = &buckets[from..until];
-    let near = buckets.len().min(8);
-    if let Some(k) = buckets[..near].iter().position(|&h| h != NONE) {
-        return from + k;
-    }
-    let mut k = near;
-    while k + 8 <= buckets.len() && buckets[k..k + 8].iter().fold(NONE, |all, &h| all & h) == NONE {
-        k += 8;
-    }
-    let rest = &buckets[k..];
-    from + k + rest.iter().position(|&h| h != NONE).unwrap_or(rest.len())
 }
 
 /// A due symbol's sort key: its rank in the call order, then the symbol itself.
@@ -287,10 +297,9 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// an earlier one: it is moved on when that tick comes), seen from tick `now`.
     fn schedule(&mut self, symbol: usize, bar: usize, tick: usize, now: usize) {
         let tick = self.calendar.reach(now, tick);
-        let bucket = self.calendar.bucket(tick);
         let lane = &mut self.lanes[symbol];
         lane.event = bar;
-        lane.link = std::mem::replace(bucket, symbol as u32);
+        lane.link = self.calendar.push(tick, symbol as u32);
         // The run reads the tick's time first when it comes, after a jump over quiet
         // ticks whose times it does not read (a wait for memory otherwise).
         prefetch(self.timeline, tick);
@@ -313,7 +322,7 @@ impl<'a, 'm> Driver<'a, 'm> {
         let mut t = 0;
         while let Some(&now) = timeline.get(t) {
             let ends_day = t == day_end;
-            if *self.calendar.bucket(t) != NONE {
+            if self.calendar.is_busy(t) {
                 self.take_due(market, t, now);
             }
             if self.due.is_empty() && !ends_day && !every_bar {
@@ -375,7 +384,7 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// The symbols due at tick `t` (time `now`), in the market's call order; those in its
     /// bucket whose bar comes later move on to their own tick.
     fn take_due(&mut self, market: &Market, t: usize, now: i64) {
-        let mut s = std::mem::replace(self.calendar.bucket(t), NONE);
+        let mut s = self.calendar.take(t);
         while s != NONE {
             let symbol = s as usize;
             let lane = &mut self.lanes[symbol];
@@ -1157,10 +1166,7 @@ impl Desk for SparseDesk<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{
-        due_key, due_symbol, next_busy, range, sort_due, term, Calendar, Parked, CALENDAR_TICKS,
-        NONE,
-    };
+    use super::{due_key, due_symbol, range, sort_due, term, Calendar, Parked, CALENDAR_TICKS};
     #[cfg(target_arch = "x86_64")]
     use super::{range_avx, range_sse2};
     use crate::portfolio::Portfolio;
@@ -1218,74 +1224,44 @@ mod tests {
     }
 
     #[test]
-    fn the_next_busy_tick_is_the_first_bucket_holding_a_symbol() {
-        // Buckets filled at every density (every tick to one in hundreds), searched from
-        // every start to limits short and long: the tick found is the plain scan's.
-        let mut draw = draws(0x9E37_79B9_7F4A_7C15);
-        for one_in in [1u64, 2, 5, 9, 17, 64, 300, u64::MAX] {
-            let head: Vec<u32> = (0..700)
-                .map(|_| {
-                    if draw().is_multiple_of(one_in) {
-                        (draw() % 20) as u32
-                    } else {
-                        NONE
-                    }
-                })
-                .collect();
-            for from in 0..head.len() {
-                for until in [
-                    from,
-                    from + 1,
-                    from + 7,
-                    from + 8,
-                    from + 9,
-                    from + 70,
-                    head.len(),
-                ] {
-                    let until = until.min(head.len());
-                    let plain = (from..until).find(|&t| head[t] != NONE).unwrap_or(until);
-                    assert_eq!(
-                        next_busy(&head, from, until),
-                        plain,
-                        "1 in {one_in}, {from}..{until}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
     fn the_calendar_files_events_within_its_reach_and_finds_the_next_busy_tick() {
-        // Rings of every size the tests have (2 to 8 buckets), the ticks being run anywhere (the
-        // buckets wrap), events at random ticks from there on: each is filed at its tick
-        // or at the last the ring reaches, and the next busy tick from there, to limits
-        // short and long, is the plain scan's over the ticks filed.
-        let mut draw = draws(0x6A09_E667_F3BC_C908);
-        for ticks in [2usize, 3, 17, 64, 100_000] {
-            let mut calendar = Calendar::new(ticks);
-            let len = calendar.buckets.len();
-            // Two buckets at least, the whole timeline when the cap allows.
+        // A run's ring covers its timeline when the cap allows, in a power of two.
+        for ticks in [0usize, 1, 2, 3, 17, 64, 100_000] {
+            let len = Calendar::new(ticks).buckets.len();
             assert!(len.is_power_of_two() && len >= ticks.clamp(2, CALENDAR_TICKS));
             assert!(len <= CALENDAR_TICKS);
-            for now in [0usize, 1, 5, len - 1, len, 3 * len + 2, 1_000_003] {
-                calendar.buckets.fill(NONE);
-                let mut filed = vec![NONE; 4 * len + 8];
-                for _ in 0..draw() % 6 {
+        }
+        // Rings of one word of bits and of many (the tests' runs use eight buckets), the
+        // tick being run anywhere (the buckets wrap), events at random ticks from there on,
+        // some taken out again: each is filed at its tick or at the last the ring reaches,
+        // and the next busy tick, to limits within a word, across words and around the
+        // ring, is the plain scan's over the ticks filed.
+        let mut draw = draws(0x6A09_E667_F3BC_C908);
+        for len in [2usize, 8, 64, 128, 4096] {
+            for now in [0usize, 1, 5, 63, 64, len - 1, len, 3 * len + 2, 1_000_003] {
+                let mut calendar = Calendar::with_len(len);
+                let mut filed = vec![false; 2 * len + 131];
+                let events = [0, 1, 3, 40][(draw() % 4) as usize];
+                for _ in 0..events {
                     let tick = now + (draw() % (2 * len as u64 + 3)) as usize;
                     let at = calendar.reach(now, tick);
                     assert_eq!(at, tick.min(now + len - 1));
-                    *calendar.bucket(at) = 7;
-                    filed[at - now] = 7;
+                    calendar.push(at, 7);
+                    filed[at - now] = true;
                 }
-                for until in [now, now + 1, now + 9, now + len, now + 2 * len + 5] {
-                    let plain = (now..until)
-                        .find(|&t| filed[t - now] != NONE)
-                        .unwrap_or(until);
-                    assert_eq!(
-                        calendar.next_busy(now, until),
-                        plain,
-                        "{len} buckets, {now}..{until}"
-                    );
+                for round in 0..3 {
+                    for until in [0, 1, 9, 63, 64, 65, 130, len, 2 * len + 5].map(|d| now + d) {
+                        let plain = (now..until).find(|&t| filed[t - now]).unwrap_or(until);
+                        let found = calendar.next_busy(now, until);
+                        assert_eq!(found, plain, "{len} buckets, {now}..{until}, round {round}");
+                    }
+                    // Take out the first busy tick's symbols, when there is one.
+                    if let Some(d) = filed.iter().position(|&f| f) {
+                        assert!(calendar.is_busy(now + d));
+                        assert_eq!(calendar.take(now + d), 7);
+                        assert!(!calendar.is_busy(now + d));
+                        filed[d] = false;
+                    }
                 }
             }
         }
