@@ -49,9 +49,9 @@ pub fn next_day_end(timeline: &[i64], session_end: Option<&[bool]>, from: usize)
             let Some(&ts) = timeline.get(from) else {
                 return timeline.len();
             };
-            // The day's last tick: the one before the first tick of a later UTC day. A day
-            // is a day's ticks on (hundreds of minutes): galloped to, not bisected out of the rest of the
-            // timeline (whose far ticks each step would wait for from memory).
+            // The day's last tick: the one before the first tick of a later UTC day. That
+            // tick is a day's ticks on (hundreds of minutes): galloped to, not bisected out
+            // of the rest of the timeline, whose far ticks would each wait for memory.
             let next_day = (ts.div_euclid(NANOS_PER_DAY) + 1).saturating_mul(NANOS_PER_DAY);
             gallop(timeline, from, |x| x < next_day) - 1
         }

@@ -323,7 +323,7 @@ impl<'a, 'm> Driver<'a, 'm> {
         while let Some(&now) = timeline.get(t) {
             let ends_day = t == day_end;
             if self.calendar.is_busy(t) {
-                self.take_due(market, t, now);
+                self.take_due(t, now);
             }
             if self.due.is_empty() && !ends_day && !every_bar {
                 // Nothing to run at this tick: nor at the ones before the next that has
@@ -383,7 +383,7 @@ impl<'a, 'm> Driver<'a, 'm> {
 
     /// The symbols due at tick `t` (time `now`), in the market's call order; those in its
     /// bucket whose bar comes later move on to their own tick.
-    fn take_due(&mut self, market: &Market, t: usize, now: i64) {
+    fn take_due(&mut self, t: usize, now: i64) {
         let mut s = self.calendar.take(t);
         while s != NONE {
             let symbol = s as usize;
@@ -393,7 +393,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             if at == now {
                 self.due.push(due_key(lane.rank, symbol));
             } else {
-                let tick = gallop(market.timeline(), t + 1, |x| x < at);
+                let tick = gallop(self.timeline, t + 1, |x| x < at);
                 self.schedule(symbol, bar, tick, t);
             }
         }
@@ -566,7 +566,8 @@ impl<'a, 'm> Driver<'a, 'm> {
         prefetch_bar(&b, i + 1 + PREFETCH_AHEAD / 2);
         // The lows and highs `take_out` folds when it comes back (up to `RANGE_AHEAD`
         // bars of them, a line of eight at a time): read once each, and cold otherwise.
-        for k in (i + 1..until.min(i + 1 + RANGE_AHEAD)).step_by(8) {
+        // The first two lines were fetched just above.
+        for k in (i + 1 + PREFETCH_AHEAD..until.min(i + 1 + RANGE_AHEAD)).step_by(8) {
             prefetch(b.low, k);
             prefetch(b.high, k);
         }
