@@ -58,6 +58,51 @@ pub fn next_day_end(timeline: &[i64], session_end: Option<&[bool]>, from: usize)
     }
 }
 
+/// The ticks that end trading days, found in turn by a run that visits only some ticks
+/// (see `next_day_end`). A day most often has as many ticks as the day before: its end is
+/// first looked for there (one line of times, where a search reads a dozen far apart).
+pub struct DayEnds<'a> {
+    timeline: &'a [i64],
+    session_end: Option<&'a [bool]>,
+    /// How many ticks the last day found had (1 before any).
+    last_len: usize,
+}
+
+impl<'a> DayEnds<'a> {
+    pub fn new(timeline: &'a [i64], session_end: Option<&'a [bool]>) -> Self {
+        DayEnds {
+            timeline,
+            session_end,
+            last_len: 1,
+        }
+    }
+
+    /// The first tick at or after `from` that ends a trading day (`timeline.len()`: none),
+    /// as `next_day_end` finds it.
+    pub fn from(&mut self, from: usize) -> usize {
+        let end = match (self.session_end, self.timeline.get(from)) {
+            (None, Some(&ts)) => {
+                let next_day = (ts.div_euclid(NANOS_PER_DAY) + 1).saturating_mul(NANOS_PER_DAY);
+                let guess = from + self.last_len - 1;
+                let ends_there = |g: usize| {
+                    self.timeline.get(g).is_some_and(|&x| x < next_day)
+                        && self.timeline.get(g + 1).is_none_or(|&x| x >= next_day)
+                };
+                if ends_there(guess) {
+                    guess
+                } else {
+                    next_day_end(self.timeline, None, from)
+                }
+            }
+            _ => next_day_end(self.timeline, self.session_end, from),
+        };
+        if end < self.timeline.len() {
+            self.last_len = end + 1 - from;
+        }
+        end
+    }
+}
+
 /// The first index at or after `from` whose time is not `before` (sorted times), found
 /// by galloping from `from`: for a place a few steps away, as the places sought are.
 pub fn gallop(times: &[i64], from: usize, before: impl Fn(i64) -> bool) -> usize {
@@ -673,6 +718,48 @@ mod tests {
                         .unwrap_or(timeline.len());
                     assert_eq!(next_day_end(&timeline, ends, from), want, "from {from}");
                 }
+            }
+        }
+    }
+
+    /// `DayEnds` finds in turn, from the tick after each day end, the day ends
+    /// `next_day_end` finds: over days of equal length (found at the guess), of lengths
+    /// that change (found by the search), and with given session ends.
+    #[test]
+    fn day_ends_in_turn_are_next_day_ends() {
+        let mut next = draws(0x3c6e_f372_fe94_f82b);
+        let minute = 60 * NANOS_PER_SECOND;
+        for first in [
+            -2 * NANOS_PER_DAY + 11 * minute,
+            0,
+            1_700_000_000 * NANOS_PER_SECOND,
+        ] {
+            let mut timeline = vec![first];
+            for _ in 0..20_000 {
+                let last = *timeline.last().unwrap();
+                // Mostly whole days of minutes; now and then a gap of hours or of a day.
+                let step = match next() % 500 {
+                    0 => NANOS_PER_DAY + minute,
+                    1 => 5 * 3_600 * NANOS_PER_SECOND,
+                    2 => 7 * minute,
+                    _ => minute,
+                };
+                timeline.push(last + step);
+            }
+            let sessions: Vec<bool> = (0..timeline.len()).map(|t| t % 390 == 389).collect();
+            for ends in [None, Some(&sessions[..])] {
+                let mut days = DayEnds::new(&timeline, ends);
+                let (mut from, mut found) = (0, 0);
+                loop {
+                    let end = days.from(from);
+                    assert_eq!(end, next_day_end(&timeline, ends, from), "from {from}");
+                    if end == timeline.len() {
+                        break;
+                    }
+                    (from, found) = (end + 1, found + 1);
+                }
+                assert!(found > 10, "{found} days");
+                assert_eq!(days.from(timeline.len()), timeline.len());
             }
         }
     }

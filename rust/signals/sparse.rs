@@ -32,7 +32,7 @@
 use super::{Desk, SignalStrategy};
 use crate::book::{Book, Placing, Rules};
 use crate::broker::{slipped, Bar};
-use crate::clock::{gallop, next_day_end};
+use crate::clock::{gallop, DayEnds};
 use crate::config::FillAt;
 use crate::engine::{Engine, Parts};
 use crate::error::Result;
@@ -318,7 +318,8 @@ impl<'a, 'm> Driver<'a, 'm> {
             }
         }
         let every_bar = self.p.config.record_every_bar;
-        let mut day_end = next_day_end(timeline, self.p.session_end, 0);
+        let mut day_ends = DayEnds::new(timeline, self.p.session_end);
+        let mut day_end = day_ends.from(0);
         let mut t = 0;
         while let Some(&now) = timeline.get(t) {
             let ends_day = t == day_end;
@@ -364,7 +365,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             }
             self.barrier(market, now, ends_day);
             if ends_day {
-                day_end = next_day_end(timeline, self.p.session_end, t + 1);
+                day_end = day_ends.from(t + 1);
             }
             for k in 0..self.due.len() {
                 let s = due_symbol(self.due[k]);
