@@ -20,6 +20,9 @@ Workloads (data ``minute_20x144k``: 20 symbols x 144,000 minutes, built outside 
 - ``peer``: vectorbt's ``Portfolio.from_signals`` on the same closes and signals, when
   vectorbt is importable (``--vectorbt-python`` may name another interpreter with it;
   the closes and signals are handed over in an .npz file).
+- ``cache scan`` (``--cache-scan 1000,5000,...``, alone): the single run on the first N
+  bars of each of the 20 symbols, for each N: how the rate falls as the market outgrows
+  the caches (about 48 bytes a symbol-bar: 1,000 bars of 20 symbols fit a core's L2).
 - ``peers' data``: the native run and vectorbt's ``from_signals`` again, on the peer
   comparison's data (``benches/peers/compare.py``: one symbol, 100,800 minutes), where
   issue 15 sets its 30x target; a run there takes about a millisecond, so it is repeated
@@ -29,7 +32,8 @@ Wall time is what a user waits; CPU time (this process, all threads) is the bett
 estimate of an idle machine's figures on a busy one. Both are printed, with the load.
 
 Run: ``.venv/bin/python benches/signals.py [--repeat 5] [--grid-repeat 3] [--single-only |
---grid-only | --optimize-only]`` (``--single-only``: the single run and the peer, no grid;
+--grid-only | --optimize-only | --cache-scan N,N,...]`` (``--single-only``: the single run
+and the peer, no grid;
 ``--grid-only``: the grid and the optimize row; ``--optimize-only``: that row alone).
 """
 
@@ -322,6 +326,26 @@ def peers_data_run(args, config, out):  # type: ignore[no-untyped-def]
     return native, vb
 
 
+def cache_scan(args, config) -> dict:  # type: ignore[no-untyped-def]
+    """The single run on the first N bars of each symbol, for each N of `--cache-scan`."""
+    from tickstep.data import MarketColumns
+
+    columns = h.load("minute_20x144k")
+    out = {}
+    print("single run on the first N bars of each symbol (the market's size against the caches):")
+    for n in (int(x) for x in args.cache_scan.split(",")):
+        market = market_from_columns(MarketColumns([b.slice(0, n) for b in columns.bars]))
+        closes = market_closes(market)
+        bars = sum(len(c) for c in closes)
+        # About 20 M symbol-bars in all per size, at least five runs.
+        t = timed(native_run(market, config, single_set(closes), 1), max(5, 20_000_000 // bars))
+        out[n] = {"symbol_bars": bars, "native_cpu": t.median_cpu, "fastest_cpu": min(t.cpu)}
+        print(f"  {len(closes)} x {n:>7,} bars ({bars * 48 / 2**20:6.1f} MiB): "
+              f"{t.median_cpu * 1e3:8.3f} ms CPU, {bars / t.median_cpu / 1e6:4.0f} M symbol-bars/s "
+              f"(fastest {bars / min(t.cpu) / 1e6:.0f} M/s)")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=5)
@@ -336,8 +360,15 @@ def main() -> None:
                     help="only the grid (no single run, no vectorbt)")
     ap.add_argument("--optimize-only", action="store_true",
                     help="only the optimize row of a SignalStrategy")
+    ap.add_argument("--cache-scan", metavar="N,N,...",
+                    help="only the single run on the first N bars of each symbol, for each N")
     args = ap.parse_args()
     print(f"signals mode bench, load average {h.load_average()}")
+    if args.cache_scan:
+        scan = cache_scan(args, tickstep.BacktestConfig(on_reject="ignore"))
+        print(f"load average now {h.load_average()}")
+        print("RESULT " + json.dumps({"cache_scan": scan}))
+        return
     columns = h.load("minute_20x144k")
     market = market_from_columns(columns)
     del columns
