@@ -19,7 +19,9 @@ Workloads (data ``minute_20x144k``: 20 symbols x 144,000 minutes, built outside 
   on one thread (the Python part the native grid overlaps).
 - ``peer``: vectorbt's ``Portfolio.from_signals`` on the same closes and signals, when
   vectorbt is importable (``--vectorbt-python`` may name another interpreter with it;
-  the closes and signals are handed over in an .npz file).
+  the closes and signals are handed over in an .npz file). Its calls are timed in turn
+  with the native runs (one of each, ``--repeat`` times; on the peers' data five of each),
+  so a slow spell of the shared machine falls on both sides alike.
 - ``cache scan`` (``--cache-scan 1000,5000,...``, alone): the single run on the first N
   bars of each of the 20 symbols, for each N: how the rate falls as the market outgrows
   the caches (about 48 bytes a symbol-bar: 1,000 bars of 20 symbols fit a core's L2).
@@ -41,10 +43,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -204,35 +209,108 @@ def timed(run, times: int) -> h.Timings:  # type: ignore[no-untyped-def]
     return t
 
 
-def vectorbt_rate(python: str, closes, entries, exits, repeat: int) -> dict | None:  # type: ignore[no-untyped-def]
-    code = r"""
+#: The child interpreter's side of `VectorbtPeer`: loads the closes and signals, makes
+#: one untimed call, says it is ready, then times as many calls as each line asks for.
+VECTORBT_CHILD = r"""
 import json, sys, time, numpy as np, pandas as pd, vectorbt as vbt
-z = np.load(sys.argv[1]); reps = int(sys.argv[2])
+z = np.load(sys.argv[1])
 close = pd.DataFrame(z["close"]); en = pd.DataFrame(z["entries"]); ex = pd.DataFrame(z["exits"])
-# numba compiles on first use, for the arrays' exact types and layouts (a call on a slice
-# of them compiled other variants and left ~4 s in the first timed call): one untimed call
-# exactly like the timed ones
-vbt.Portfolio.from_signals(close, en, ex, size=0.04, size_type="percent", init_cash=10_000,
-                           cash_sharing=True).final_value()
-walls, cpus = [], []
-for _ in range(reps):
-    c0, t0 = time.process_time(), time.perf_counter()
+
+def call():
     pf = vbt.Portfolio.from_signals(close, en, ex, size=0.04, size_type="percent",
                                     init_cash=10_000, cash_sharing=True)
     pf.final_value()
-    walls.append(time.perf_counter() - t0); cpus.append(time.process_time() - c0)
-print(json.dumps({"wall": sorted(walls)[len(walls) // 2], "cpu": sorted(cpus)[len(cpus) // 2],
-                  "version": vbt.__version__}))
+
+# numba compiles on first use, for the arrays' exact types and layouts (a call on a slice
+# of them compiled other variants and left ~4 s in the first timed call): one untimed call
+# exactly like the timed ones
+call()
+print(json.dumps({"version": vbt.__version__}), flush=True)
+for line in sys.stdin:
+    call()  # after the other side's block, with the caches refilled (not timed)
+    times = []
+    for _ in range(int(line)):
+        c0, t0 = time.process_time(), time.perf_counter()
+        call()
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
+    print(json.dumps(times), flush=True)
 """
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "signals.npz"
-        np.savez(path, close=closes, entries=entries, exits=exits)
-        proc = subprocess.run([python, "-c", code, str(path), str(repeat)],
-                              capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(f"vectorbt not run ({python}): {proc.stderr.strip().splitlines()[-1:]}")
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+class VectorbtPeer:
+    """vectorbt's ``Portfolio.from_signals`` timed in a child interpreter (one with vectorbt)
+    on demand, so that its rounds alternate with tickstep's: on this shared machine a
+    process can run at half speed for seconds, and timing one side after the other let
+    such a spell fall on either and move the ratio by a quarter. Both sides run on one
+    core (see `one_core`), and each side's block starts with a call it does not time."""
+
+    def __init__(self, proc: subprocess.Popen, version: str) -> None:
+        self.proc, self.version = proc, version
+
+    @classmethod
+    def start(cls, python: str, closes, entries, exits) -> VectorbtPeer | None:  # type: ignore[no-untyped-def]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "signals.npz"
+            np.savez(path, close=closes, entries=entries, exits=exits)
+            proc = subprocess.Popen([python, "-c", VECTORBT_CHILD, str(path)], text=True,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+            assert proc.stdout is not None
+            ready = proc.stdout.readline()  # the data is loaded once this line comes
+        if not ready:
+            assert proc.stderr is not None
+            print(f"vectorbt not run ({python}): {proc.stderr.read().strip().splitlines()[-1:]}")
+            proc.wait()
+            return None
+        return cls(proc, json.loads(ready)["version"])
+
+    def time(self, calls: int, into: h.Timings) -> None:
+        """Time `calls` more calls, adding them to `into`."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{calls}\n")
+        self.proc.stdin.flush()
+        for wall, cpu in json.loads(self.proc.stdout.readline()):
+            into.add(wall, cpu)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+@contextmanager
+def one_core() -> Iterator[None]:
+    """This process (and the children it starts meanwhile) on one core. Two processes
+    taking turns on two cores leave each core idle while the other works, and a core
+    coming back from idle here runs the next few milliseconds at up to half speed: the
+    native run's first runs after each of vectorbt's blocks took 1.2-2.0 ms against 0.9."""
+    if not hasattr(os, "sched_setaffinity"):  # not on Linux: as the system places them
+        yield
+        return
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cores)
+
+
+def alternate(run, peer: VectorbtPeer | None, rounds: int, each: int) -> tuple[h.Timings, dict | None]:  # type: ignore[no-untyped-def]
+    """`rounds` rounds of `each` native runs then `each` of vectorbt's calls, each block
+    after a run or call it does not time: both sides' timings, vectorbt's as the dict the
+    figures read (None without vectorbt). Call within `one_core`, the peer started there."""
+    native, theirs = h.Timings(), h.Timings()
+    for _ in range(rounds):
+        run()
+        for _ in range(each):
+            wall, cpu, _ = run()
+            native.add(wall, cpu)
+        if peer is not None:
+            peer.time(each, theirs)
+    if peer is None:
+        return native, None
+    peer.close()
+    return native, {"wall": theirs.median_wall, "cpu": theirs.median_cpu, "version": peer.version}
 
 
 def one_run(args, market, config, bt, closes, bars, n_sym, out):  # type: ignore[no-untyped-def]
@@ -241,7 +319,22 @@ def one_run(args, market, config, bt, closes, bars, n_sym, out):  # type: ignore
     # ---- one run ------------------------------------------------------------------------
     one = single_set(closes)
     entry_cols, exit_cols = one[0]
-    single = timed(native_run(market, config, one, 1), args.repeat)
+    if len({len(c) for c in closes}) == 1:
+        peer_data = (np.column_stack(closes), np.column_stack(entry_cols), np.column_stack(exit_cols))
+    else:
+        # vectorbt needs one index: align on the union timeline, NaN where a symbol has no bar.
+        timeline = np.asarray(market.timeline())
+        full = np.full((len(timeline), n_sym), np.nan)
+        en = np.zeros((len(timeline), n_sym), bool)
+        ex = np.zeros((len(timeline), n_sym), bool)
+        for s in range(n_sym):
+            rows = np.searchsorted(timeline, np.asarray(market.column(s, "ts", 0, sys.maxsize)))
+            full[rows, s], en[rows, s], ex[rows, s] = closes[s], entry_cols[s], exit_cols[s]
+        peer_data = (full, en, ex)
+    # The native run and vectorbt's, one of each in turn.
+    with one_core():
+        peer = VectorbtPeer.start(args.vectorbt_python, *peer_data)
+        single, vb = alternate(native_run(market, config, one, 1), peer, args.repeat, 1)
     quiet = [np.zeros(len(c), bool) for c in closes]
     bare = timed(native_run(market, config, [(quiet, quiet)], 1), args.repeat)
     building = timed(result_building(market, config, one), args.repeat)
@@ -277,20 +370,7 @@ def one_run(args, market, config, bt, closes, bars, n_sym, out):  # type: ignore
           f"  the same bars with no signal (the mode's bare loop): {bare.median_cpu * 1e3:.1f} ms "
           f"CPU ({bars / bare.median_cpu / 1e6:.0f} M symbol-bars/s)")
 
-    # ---- the peer ----------------------------------------------------------------------
-    if len({len(c) for c in closes}) == 1:
-        vb = vectorbt_rate(args.vectorbt_python, np.column_stack(closes),
-                           np.column_stack(entry_cols), np.column_stack(exit_cols), args.repeat)
-    else:
-        # vectorbt needs one index: align on the union timeline, NaN where a symbol has no bar.
-        timeline = np.asarray(market.timeline())
-        full = np.full((len(timeline), n_sym), np.nan)
-        en = np.zeros((len(timeline), n_sym), bool)
-        ex = np.zeros((len(timeline), n_sym), bool)
-        for s in range(n_sym):
-            rows = np.searchsorted(timeline, np.asarray(market.column(s, "ts", 0, sys.maxsize)))
-            full[rows, s], en[rows, s], ex[rows, s] = closes[s], entry_cols[s], exit_cols[s]
-        vb = vectorbt_rate(args.vectorbt_python, full, en, ex, args.repeat)
+    # ---- the peer (timed above, in turn with the native run) -------------------------
     if vb is not None:
         out["vectorbt"] = vb
         print(f"  vectorbt {vb['version']} from_signals, same signals: {vb['wall']:.3f} s wall, "
@@ -306,8 +386,12 @@ def peers_data_run(args, config, out):  # type: ignore[no-untyped-def]
     closes = market_closes(market)
     bars = sum(len(c) for c in closes)
     one = single_set(closes)
-    times = 5 * args.repeat
-    native = timed(native_run(market, config, one, 1), times)
+    entries, exits = one[0]
+    # Five runs of each in turn, as many rounds as `--repeat`.
+    with one_core():
+        peer = VectorbtPeer.start(args.vectorbt_python, np.column_stack(closes),
+                                  np.column_stack(entries), np.column_stack(exits))
+        native, vb = alternate(native_run(market, config, one, 1), peer, args.repeat, 5)
     (engine,) = native_run(market, config, one, 1)()[2]
     trades = len(engine.take_logs()[2])
     out["peers_data"] = {"data": PEERS_DATA, "symbol_bars": bars, "trades": trades,
@@ -315,9 +399,6 @@ def peers_data_run(args, config, out):  # type: ignore[no-untyped-def]
     print(f"the peers' data ({PEERS_DATA}: {len(closes)} x {bars:,} minutes), {trades} trades:\n"
           f"  native run: {native.median_wall * 1e3:.2f} ms wall, {native.median_cpu * 1e3:.2f} ms "
           f"CPU ({bars / native.median_cpu / 1e6:.0f} M symbol-bars/s)")
-    entries, exits = one[0]
-    vb = vectorbt_rate(args.vectorbt_python, np.column_stack(closes), np.column_stack(entries),
-                       np.column_stack(exits), times)
     if vb is not None:
         out["peers_data"]["vectorbt"] = vb
         print(f"  vectorbt {vb['version']} from_signals, same signals: {vb['wall'] * 1e3:.1f} ms "
