@@ -248,21 +248,28 @@ class VectorbtPeer:
         self.proc, self.version = proc, version
 
     @classmethod
-    def start(cls, python: str, closes, entries, exits) -> VectorbtPeer | None:  # type: ignore[no-untyped-def]
-        with tempfile.TemporaryDirectory() as tmp:
+    @contextmanager
+    def started(cls, python: str, closes, entries, exits) -> Iterator[VectorbtPeer | None]:  # type: ignore[no-untyped-def]
+        """The peer on these closes and signals (None when `python` cannot run vectorbt),
+        its child ended on leaving."""
+        # Its messages go to a file: a pipe nobody reads while it runs could fill and stop it.
+        with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile("w+") as errors:
             path = Path(tmp) / "signals.npz"
             np.savez(path, close=closes, entries=entries, exits=exits)
             proc = subprocess.Popen([python, "-c", VECTORBT_CHILD, str(path)], text=True,
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE)
-            assert proc.stdout is not None
-            ready = proc.stdout.readline()  # the data is loaded once this line comes
-        if not ready:
-            assert proc.stderr is not None
-            print(f"vectorbt not run ({python}): {proc.stderr.read().strip().splitlines()[-1:]}")
-            proc.wait()
-            return None
-        return cls(proc, json.loads(ready)["version"])
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                ready = proc.stdout.readline()  # the data is loaded once this line comes
+                if not ready:
+                    errors.seek(0)
+                    print(f"vectorbt not run ({python}): {errors.read().strip().splitlines()[-1:]}")
+                    yield None
+                else:
+                    yield cls(proc, json.loads(ready)["version"])
+            finally:
+                proc.stdin.close()
+                proc.wait()
 
     def time(self, calls: int, into: h.Timings) -> None:
         """Time `calls` more calls, adding them to `into`."""
@@ -271,11 +278,6 @@ class VectorbtPeer:
         self.proc.stdin.flush()
         for wall, cpu in json.loads(self.proc.stdout.readline()):
             into.add(wall, cpu)
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait()
 
 
 @contextmanager
@@ -309,7 +311,6 @@ def alternate(run, peer: VectorbtPeer | None, rounds: int, each: int) -> tuple[h
             peer.time(each, theirs)
     if peer is None:
         return native, None
-    peer.close()
     return native, {"wall": theirs.median_wall, "cpu": theirs.median_cpu, "version": peer.version}
 
 
@@ -332,8 +333,7 @@ def one_run(args, market, config, bt, closes, bars, n_sym, out):  # type: ignore
             full[rows, s], en[rows, s], ex[rows, s] = closes[s], entry_cols[s], exit_cols[s]
         peer_data = (full, en, ex)
     # The native run and vectorbt's, one of each in turn.
-    with one_core():
-        peer = VectorbtPeer.start(args.vectorbt_python, *peer_data)
+    with one_core(), VectorbtPeer.started(args.vectorbt_python, *peer_data) as peer:
         single, vb = alternate(native_run(market, config, one, 1), peer, args.repeat, 1)
     quiet = [np.zeros(len(c), bool) for c in closes]
     bare = timed(native_run(market, config, [(quiet, quiet)], 1), args.repeat)
@@ -388,9 +388,8 @@ def peers_data_run(args, config, out):  # type: ignore[no-untyped-def]
     one = single_set(closes)
     entries, exits = one[0]
     # Five runs of each in turn, as many rounds as `--repeat`.
-    with one_core():
-        peer = VectorbtPeer.start(args.vectorbt_python, np.column_stack(closes),
-                                  np.column_stack(entries), np.column_stack(exits))
+    with one_core(), VectorbtPeer.started(args.vectorbt_python, np.column_stack(closes),
+                                          np.column_stack(entries), np.column_stack(exits)) as peer:
         native, vb = alternate(native_run(market, config, one, 1), peer, args.repeat, 5)
     (engine,) = native_run(market, config, one, 1)()[2]
     trades = len(engine.take_logs()[2])

@@ -49,13 +49,19 @@ pub fn next_day_end(timeline: &[i64], session_end: Option<&[bool]>, from: usize)
             let Some(&ts) = timeline.get(from) else {
                 return timeline.len();
             };
-            // The day's last tick: the one before the first tick of a later UTC day. That
-            // tick is a day's ticks on (hundreds of minutes): galloped to, not bisected out
+            // The day's last tick: the one before the first tick of a later UTC day, which
+            // is a day's ticks on (hundreds of minutes): galloped to, not bisected out
             // of the rest of the timeline, whose far ticks would each wait for memory.
-            let next_day = (ts.div_euclid(NANOS_PER_DAY) + 1).saturating_mul(NANOS_PER_DAY);
+            let next_day = next_utc_day(ts);
             gallop(timeline, from, |x| x < next_day) - 1
         }
     }
+}
+
+/// The start of the UTC day after the one holding `ts`: a UTC day's last tick is the one
+/// before the first tick at or after it.
+fn next_utc_day(ts: i64) -> i64 {
+    (ts.div_euclid(NANOS_PER_DAY) + 1).saturating_mul(NANOS_PER_DAY)
 }
 
 /// The ticks that end trading days, found in turn by a run that visits only some ticks
@@ -82,7 +88,7 @@ impl<'a> DayEnds<'a> {
     pub fn from(&mut self, from: usize) -> usize {
         let end = match (self.session_end, self.timeline.get(from)) {
             (None, Some(&ts)) => {
-                let next_day = (ts.div_euclid(NANOS_PER_DAY) + 1).saturating_mul(NANOS_PER_DAY);
+                let next_day = next_utc_day(ts);
                 let guess = from + self.last_len - 1;
                 let ends_there = |g: usize| {
                     self.timeline.get(g).is_some_and(|&x| x < next_day)
