@@ -494,7 +494,7 @@ fn signals(c: &mut Bench) {
         })
         .collect();
     let rules = SignalRules {
-        size: 0.04,
+        size: Some(0.04),
         size_type: SizeType::Percent,
         stop_loss: None,
         take_profit: None,

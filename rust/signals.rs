@@ -16,6 +16,9 @@
 //!   an entry on the side already held is ignored.
 //! - An entry is sized at the bar's close: `Amount` units, `Value` cash / close, or
 //!   `Percent` × equity / close; a non-positive or non-finite size places nothing.
+//!   The size is the rules' one, or the symbol's own per bar: NaN or 0 there (or any
+//!   size not above 0) sets no entry on that bar, as if none were signalled (its exits
+//!   still act).
 //! - `TargetPercent` (vectorbt's `targetpercent`): an entry means "hold `size` × equity of
 //!   this side". One market order for the difference from what will be held (nothing if
 //!   an exit closes it on this bar): from flat it buys what `Percent` buys, a reversal is
@@ -76,7 +79,9 @@ impl SizeType {
 /// How signals become orders: sizing, stops and when trading starts.
 #[derive(Clone, Copy, Debug)]
 pub struct SignalRules {
-    pub size: f64,
+    /// The size of every entry; `None` when each symbol with entries gives its own per bar
+    /// (`SymbolSignals::size`).
+    pub size: Option<f64>,
     pub size_type: SizeType,
     /// Stop-loss distance as a fraction of the entry bar's close, in (0, 1).
     pub stop_loss: Option<f64>,
@@ -93,8 +98,8 @@ impl SignalRules {
     /// Refuse rules out of range, naming the option and the rule.
     pub fn validate(&self, shorts: bool) -> Result<()> {
         let bad = |m: String| Err(EngineError::InvalidConfig(m));
-        if !(self.size.is_finite() && self.size > 0.0) {
-            return bad(format!("size = {}: must be finite and > 0", self.size));
+        if let Some(size) = self.size.filter(|x| !(x.is_finite() && *x > 0.0)) {
+            return bad(format!("size = {size}: must be finite and > 0"));
         }
         if let Some(sl) = self.stop_loss {
             if !(sl > 0.0 && sl < 1.0) {
@@ -139,6 +144,9 @@ pub struct SymbolSignals<'a> {
     /// instead of the rules' fractions.
     pub stop_loss: Option<&'a [f64]>,
     pub take_profit: Option<&'a [f64]>,
+    /// The size of an entry decided on each bar, instead of the rules' size (NaN or 0: no
+    /// entry on that bar; validated at the door as NaN or finite and >= 0).
+    pub size: Option<&'a [f64]>,
 }
 
 /// A stop of an entry decided on `bar` at `price`: the bar's own price when given per bar
@@ -220,6 +228,15 @@ fn word_of_64(bytes: &[u8; 64]) -> u64 {
     })
 }
 
+/// Up to 64 sizes from `start` as bits, the first lowest: whether each is above 0.
+#[inline]
+fn sized_word(sizes: &[f64], start: usize) -> u64 {
+    sizes[start..sizes.len().min(start + 64)]
+        .iter()
+        .enumerate()
+        .fold(0, |w, (j, &x)| w | u64::from(x > 0.0) << j)
+}
+
 /// One symbol's signal bars in order, each with which signals are set there: the bars in
 /// between need no work at all, so a symbol's next signal is the next record, and the
 /// rules read what is set on a bar from it (the columns are read once, here). Also how
@@ -244,10 +261,13 @@ impl SignalBars {
             // This block of 64 bars, one word per column (written out rather than an
             // array's `map`, which is not inlined: its words went through memory).
             let word = |c: Option<&[u8]>| c.map_or(0, |b| word_of(b, start));
+            // An entry on a bar whose own size is not above 0 (NaN or 0) is not set at all:
+            // the rule costs the runs nothing (the rules' one size is always above 0).
+            let sized = sig.size.map_or(u64::MAX, |sizes| sized_word(sizes, start));
             let words = [
-                word(bytes[0]),
+                word(bytes[0]) & sized,
                 word(bytes[1]),
-                word(bytes[2]),
+                word(bytes[2]) & sized,
                 word(bytes[3]),
             ];
             entries += (words[0].count_ones() + words[2].count_ones()) as usize;
@@ -352,8 +372,12 @@ impl<'a> SignalStrategy<'a> {
         for (s, sig) in signals.iter().enumerate() {
             let bars = market.bars(s).ts.len();
             let lengths = sig.columns().map(|(name, c)| (name, c.map(<[bool]>::len)));
-            let prices = [("sl", sig.stop_loss), ("tp", sig.take_profit)]
-                .map(|(name, c)| (name, c.map(<[f64]>::len)));
+            let prices = [
+                ("sl", sig.stop_loss),
+                ("tp", sig.take_profit),
+                ("size", sig.size),
+            ]
+            .map(|(name, c)| (name, c.map(<[f64]>::len)));
             for (name, len) in lengths.into_iter().chain(prices) {
                 if let Some(len) = len.filter(|&len| len != bars) {
                     return Err(EngineError::InvalidConfig(format!(
@@ -373,6 +397,14 @@ impl<'a> SignalStrategy<'a> {
                         market.name(s)
                     )));
                 }
+            }
+            let enters = sig.entries.is_some() || sig.short_entries.is_some();
+            if rules.size.is_none() && sig.size.is_none() && enters {
+                return Err(EngineError::InvalidConfig(format!(
+                    "size: sizes are given per bar, but none for {}, which has entry \
+                     signals (give every symbol with entries its sizes)",
+                    market.name(s)
+                )));
             }
             if sig.stop_loss.is_some() && rules.stop_loss_trail.is_some() {
                 return Err(EngineError::InvalidConfig(format!(
@@ -445,6 +477,16 @@ impl<'a> SignalStrategy<'a> {
         desk.submit(req).map(drop)
     }
 
+    /// The size of `symbol`'s entry decided on `bar`: its own per bar, or the rules' one.
+    #[inline]
+    fn size(&self, symbol: usize, bar: usize) -> f64 {
+        match self.signals[symbol].size {
+            Some(sizes) => sizes[bar],
+            // (`new` refuses a symbol with entries and neither.)
+            None => self.rules.size.unwrap_or(f64::NAN),
+        }
+    }
+
     /// The first bar of `symbol` at or after `from` with a signal (`usize::MAX`: none).
     #[inline]
     fn next_signal(&self, symbol: usize) -> usize {
@@ -476,6 +518,7 @@ impl<'a> SignalStrategy<'a> {
         if desk.now() < self.rules.trade_start {
             return Ok(());
         }
+        // (An entry whose size on this bar is not above 0 was never set: `SignalBars`.)
         let exit_long = kinds & EXIT != 0;
         let exit_short = kinds & SHORT_EXIT != 0;
         let long_entry = kinds & ENTRY != 0 && !exit_long;
@@ -487,7 +530,7 @@ impl<'a> SignalStrategy<'a> {
         };
         let held = desk.held(symbol);
         let exits = (held > 0.0 && exit_long) || (held < 0.0 && exit_short);
-        let (size, price) = (self.rules.size, desk.price(symbol));
+        let price = desk.price(symbol);
         if self.rules.size_type == SizeType::TargetPercent {
             if exits {
                 desk.close_position(symbol)?;
@@ -496,7 +539,7 @@ impl<'a> SignalStrategy<'a> {
                 return Ok(());
             }
             let after = if exits { 0.0 } else { held };
-            let target = want * size * desk.equity() / price;
+            let target = want * self.size(symbol, i) * desk.equity() / price;
             return self.place(desk, symbol, i, price, target - after, want);
         }
         if exits || held * want < 0.0 {
@@ -505,6 +548,7 @@ impl<'a> SignalStrategy<'a> {
         if want == 0.0 || held * want > 0.0 {
             return Ok(()); // no pyramiding
         }
+        let size = self.size(symbol, i);
         let units = match self.rules.size_type {
             SizeType::Amount => size,
             SizeType::Value => size / price,

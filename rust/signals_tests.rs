@@ -25,7 +25,7 @@ fn market(values: &[f64]) -> Arc<Market> {
 
 fn rules(size: f64, size_type: SizeType) -> SignalRules {
     SignalRules {
-        size,
+        size: Some(size),
         size_type,
         stop_loss: None,
         take_profit: None,
@@ -287,6 +287,84 @@ fn stop_prices_per_bar_and_refusals_of_both_forms() {
     assert!(err.contains("tp of X: 2 values for its 5 bars"), "{err}");
 }
 
+#[test]
+fn sizes_per_bar_size_each_entry_and_nan_or_zero_sets_none() {
+    // Closes (= next opens) 100, 110, 120, 90, 95, 100, 105.
+    let m = market(&[100.0, 110.0, 120.0, 90.0, 95.0, 100.0, 105.0]);
+    let entries = [true, false, true, false, true, false, true];
+    let exits = [false, true, false, true, false, true, false];
+    // Bar 0: 1 000 of cash; bar 2: NaN and bar 4: 0 (no entry either); bar 6: 2 100. The
+    // exits on bars 1, 3 and 5 act whatever the sizes (nothing is held at 3 and 5).
+    let sizes = [1_000.0, 5.0, f64::NAN, 7.0, 0.0, 9.0, 2_100.0];
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        exits: Some(&exits),
+        size: Some(&sizes),
+        ..Default::default()
+    };
+    let per_bar = |size_type| SignalRules {
+        size: None,
+        ..rules(1.0, size_type)
+    };
+    let mut e = Engine::new(m.clone(), Config::default()).unwrap();
+    let mut s = SignalStrategy::new(&m, vec![sig], per_bar(SizeType::Value)).unwrap();
+    e.run(&mut s).unwrap();
+    let f = e.fills();
+    // 1 000 / close 100 = 10 units at bar 1's open 110, closed at bar 2's open 120; bar 6's
+    // entry (2 100 / 105 = 20 units) has no next bar to fill on.
+    assert_eq!(f.len(), 2, "{f:?}");
+    assert_eq!((f[0].ts, f[0].size, f[0].price), (1, 10.0, 110.0));
+    assert_eq!((f[1].ts, f[1].size, f[1].price), (2, 10.0, 120.0));
+    assert_eq!(e.equity(), 10_000.0 + 100.0);
+    // As amounts, by the sparse driver: 1 000 units bought at 110 cost more than the cash
+    // (rejected); the exits find nothing held.
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        exits: Some(&exits),
+        size: Some(&sizes),
+        ..Default::default()
+    };
+    let mut a = Engine::new(m.clone(), Config::default()).unwrap();
+    let mut s = SignalStrategy::new(&m, vec![sig], per_bar(SizeType::Amount)).unwrap();
+    run(&mut a, &mut s).unwrap();
+    let sizes_asked: Vec<f64> = a.orders().iter().map(|o| o.size).collect();
+    assert_eq!(sizes_asked, [1_000.0, 2_100.0]);
+    assert!(a.fills().is_empty());
+}
+
+#[test]
+fn sizes_per_bar_must_cover_every_symbol_with_entries() {
+    let m = market(&[100.0, 110.0, 120.0]);
+    let entries = [true, false, false];
+    let r = SignalRules {
+        size: None,
+        ..rules(1.0, SizeType::Amount)
+    };
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        ..Default::default()
+    };
+    let err = SignalStrategy::new(&m, vec![sig], r)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("size: sizes are given per bar, but none for X, which has entry signals"),
+        "{err}"
+    );
+    let short = [1.0; 2];
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        size: Some(&short),
+        ..Default::default()
+    };
+    let err = SignalStrategy::new(&m, vec![sig], r)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("size of X: 2 values for its 3 bars"), "{err}");
+}
+
 // ---- the sparse driver against the event-driven run -------------------------------------
 
 /// A deterministic stream of numbers (xorshift; no rand dependency in the core).
@@ -319,6 +397,8 @@ struct Case {
     signals: Vec<[Option<Vec<bool>>; 4]>,
     /// Per symbol: stop-loss and take-profit prices per bar, when given as prices.
     prices: Vec<[Option<Vec<f64>>; 2]>,
+    /// Per symbol: the entries' sizes per bar, when given so.
+    sizes: Vec<Option<Vec<f64>>>,
     rules: SignalRules,
     config: Config,
     session_ends: Option<Vec<bool>>,
@@ -427,8 +507,8 @@ fn random_case(seed: u64) -> Case {
     let fraction = |d: &mut Draw, max: f64| d.chance(0.5).then(|| 0.005 + d.unit() * max);
     // A trailing stop-loss instead of a fixed one now and then (never with stop prices).
     let trailing = !price_stops && d.chance(0.3);
-    let rules = SignalRules {
-        size,
+    let mut rules = SignalRules {
+        size: Some(size),
         size_type,
         stop_loss: if price_stops || trailing {
             None
@@ -471,10 +551,31 @@ fn random_case(seed: u64) -> Case {
         .chance(0.3)
         .then(|| (0..timeline_len).map(|_| d.chance(0.1)).collect());
     let account_opens = d.chance(0.3).then(|| stamp(ticks / 3));
+    // Sizes per bar now and then (drawn last: the draws before stay those of each seed),
+    // around the rules' size, with bars of no entry (NaN or 0) among them.
+    let per_bar = d.chance(0.3);
+    let sizes = (0..n)
+        .map(|s| {
+            let bars = market.bars(s).ts.len();
+            per_bar.then(|| {
+                (0..bars)
+                    .map(|_| match d.below(10) {
+                        0 => f64::NAN,
+                        1 => 0.0,
+                        _ => size * (0.2 + d.unit() * 1.6),
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    if per_bar {
+        rules.size = None;
+    }
     Case {
         market: Arc::new(market),
         signals,
         prices,
+        sizes,
         rules,
         config,
         session_ends,
@@ -522,13 +623,15 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
         .signals
         .iter()
         .zip(&c.prices)
-        .map(|(k, p)| SymbolSignals {
+        .zip(&c.sizes)
+        .map(|((k, p), z)| SymbolSignals {
             entries: k[0].as_deref(),
             exits: k[1].as_deref(),
             short_entries: k[2].as_deref(),
             short_exits: k[3].as_deref(),
             stop_loss: p[0].as_deref(),
             take_profit: p[1].as_deref(),
+            size: z.as_deref(),
         })
         .collect();
     SignalStrategy::new(&c.market, sig, c.rules).unwrap()
@@ -537,6 +640,7 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
 #[test]
 fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut fills, mut rejected, mut stops, mut trailed) = (0, 0, 0, 0);
+    let mut sized_per_bar = 0;
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -548,6 +652,9 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             assert!(x == y, "seed {seed}, part {k}:\nevent  {x}\nsparse {y}");
         }
         fills += event.fills().len();
+        if c.rules.size.is_none() {
+            sized_per_bar += event.fills().len();
+        }
         rejected += event
             .orders()
             .iter()
@@ -566,11 +673,12 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
                 .count();
         }
     }
-    // The cases reach what they are meant to: fills, margin rejections, stops.
-    eprintln!("{fills} {rejected} {stops} {trailed}");
+    // The cases reach what they are meant to: fills, margin rejections, stops, entries
+    // sized per bar.
+    eprintln!("{fills} {rejected} {stops} {trailed} {sized_per_bar}");
     assert!(
-        fills > 2_000 && rejected > 50 && stops > 200 && trailed > 50,
-        "{fills} {rejected} {stops} {trailed}"
+        fills > 2_000 && rejected > 50 && stops > 200 && trailed > 50 && sized_per_bar > 500,
+        "{fills} {rejected} {stops} {trailed} {sized_per_bar}"
     );
 }
 
@@ -618,7 +726,7 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
         let leverage = [1.0, 1.0, 1.5, 2.0][d.below(4) as usize];
         let edge = leverage * [0.9, 0.999, 1.0, 1.001, 1.2][d.below(5) as usize];
         let rules = SignalRules {
-            size: edge / n as f64,
+            size: Some(edge / n as f64),
             size_type: SizeType::Percent,
             stop_loss: d.chance(0.3).then_some(0.05),
             take_profit: d.chance(0.3).then_some(0.05),
@@ -637,6 +745,7 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
             market: Arc::new(market),
             signals,
             prices: vec![[None, None]; n],
+            sizes: vec![None; n],
             rules,
             config,
             session_ends: None,

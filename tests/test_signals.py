@@ -35,9 +35,13 @@ class ByHand(tickstep.Strategy):
             c = column(kind)
             return c is not None and bool(c[i])
 
+        # Sizes per bar, when given: NaN or 0 means no entry on that bar.
+        sizes = column("size")
+        size = self.rules["size"] if sizes is None else float(sizes[i])
+        sized = size > 0
         exit_long, exit_short = at("exits"), at("short_exits")
-        long_entry = at("entries") and not exit_long
-        short_entry = at("short_entries") and not exit_short
+        long_entry = at("entries") and not exit_long and sized
+        short_entry = at("short_entries") and not exit_short and sized
         want = 1 if long_entry and not short_entry else -1 if short_entry and not long_entry else 0
         held = self.position_size(symbol)
         exits = (held > 0 and exit_long) or (held < 0 and exit_short)
@@ -48,14 +52,14 @@ class ByHand(tickstep.Strategy):
                 self.close(symbol)
             if want == 0:
                 return
-            units = want * r["size"] * self.equity / price - (0.0 if exits else held)
+            units = want * size * self.equity / price - (0.0 if exits else held)
         else:
             if exits or held * want < 0:
                 self.close(symbol)
             if want == 0 or held * want > 0:
                 return
-            units = {"amount": r["size"], "value": r["size"] / price,
-                     "percent": r["size"] * self.equity / price}[r["size_type"]]
+            units = {"amount": size, "value": size / price,
+                     "percent": size * self.equity / price}[r["size_type"]]
             if not (math.isfinite(units) and units > 0):
                 return
             units = want * units
@@ -155,6 +159,22 @@ def markets_and_signals(draw):
                "trade_on_close": draw(st.booleans()), "record_every_bar": True}
     rules = {"size": size, "size_type": size_type, "sl": sl, "tp": tp,
              "sl_trail": None if trail is None else trail / 100.0}
+    if draw(st.booleans()):
+        # Sizes per bar around that size, for every symbol (any may get entries), with bars
+        # of no entry (NaN or 0) among them; given as a DataFrame by time or per symbol.
+        sizes = {}
+        for name, df in data.items():
+            n = len(df)
+            scale = np.array(draw(st.lists(st.floats(0.2, 1.8), min_size=n, max_size=n)))
+            none = np.array(draw(st.lists(st.sampled_from([None, None, None, None, np.nan, 0.0]), min_size=n,
+                                          max_size=n)), dtype=object)
+            sizes[name] = np.where(none == None, size * scale, none).astype(float)  # noqa: E711
+        signals["size"] = sizes
+        rules["size"] = sizes
+        if draw(st.booleans()):
+            union = pd.DatetimeIndex(sorted(set().union(*(df.index for df in data.values()))))
+            rules["size"] = pd.DataFrame({name: pd.Series(v, index=data[name].index)
+                                          for name, v in sizes.items()}).reindex(union)
     return data, signals, rules, trail, options
 
 
@@ -165,7 +185,8 @@ def test_signals_run_equals_the_same_orders_placed_in_next(case):
     if not signals["entries"] and not signals["short_entries"]:
         signals["entries"] = {name: np.ones(len(df), dtype=bool) for name, df in data.items()}
     bt = tickstep.Backtest(data, ByHand, on_reject="ignore", **options)
-    native = bt.run_signals(**signals, **rules)
+    # (Sizes per bar are the `size` rule; the strategy by hand reads them as a column.)
+    native = bt.run_signals(**{k: v for k, v in signals.items() if k != "size"}, **rules)
     by_hand = bt.run(signals=signals, rules={**rules, "sl_trail_percent": trail_percent})
     assert_same_run(native, by_hand)
 
@@ -229,6 +250,61 @@ def test_bad_signals_are_refused_by_name():
         bt.run_signals(entries={"A": np.ones(5, bool)}, size_type="targetpercent")
 
 
+def test_sizes_per_bar_by_hand_as_a_frame_beside_the_signals():
+    # Closes (= next opens) A: 100, 110, 120, 90, 95; B: 50, 40, 60, 55, 50.
+    a = make_bars([(100, 101, 99, 100), (100, 111, 99, 110), (110, 121, 109, 120),
+                   (120, 121, 89, 90), (90, 96, 89, 95)])
+    b = make_bars([(50, 51, 49, 50), (50, 51, 39, 40), (40, 61, 39, 60), (60, 61, 54, 55),
+                   (55, 56, 49, 50)])
+    bt = tickstep.Backtest({"A": a, "B": b}, tickstep.Strategy)
+    entries = pd.DataFrame({"A": [True, False, True, False, False],
+                            "B": [True, False, False, True, False]}, index=a.index)
+    exits = pd.DataFrame({"A": [False, True, False, True, False],
+                          "B": [False, True, False, False, False]}, index=a.index)
+    # A: 1 000 of cash on bar 0, NaN on bar 2 (no entry); B: 500 on bar 0, 0 on bar 3.
+    sizes = pd.DataFrame({"A": [1_000.0, 7.0, np.nan, 7.0, 7.0],
+                          "B": [500.0, 7.0, 7.0, 0.0, 7.0]}, index=a.index)
+    result = bt.run_signals(entries=entries, exits=exits, size=sizes, size_type="value")
+    fills = result.fills.sort_values(["time", "symbol"]).reset_index(drop=True)
+    # A: 1 000 / close 100 = 10 units at bar 1's open 100, out at bar 2's open 110 (+100);
+    # B: 500 / 50 = 10 units at 50, out at 40 (-100). Nothing else: bar 2's entry of A and
+    # bar 3's of B have no size.
+    assert list(fills["symbol"]) == ["A", "B", "A", "B"]
+    assert list(fills["size"]) == [10.0, 10.0, 10.0, 10.0]
+    assert list(fills["price"]) == [100.0, 50.0, 110.0, 40.0]
+    assert sorted(result.trades["pnl"]) == [-100.0, 100.0]
+    assert result.stats["Equity Final [$]"] == 10_000.0
+    assert result.params["size"] == "per bar"
+
+
+def test_bad_sizes_per_bar_are_refused_by_name():
+    a = make_bars([(100, 101, 99, 100)] * 5)
+    b = make_bars([(100, 101, 99, 100)] * 4)
+    bt = tickstep.Backtest({"A": a, "B": b}, tickstep.Strategy)
+    both = {"A": np.ones(5, bool), "B": np.ones(4, bool)}
+    with pytest.raises(tickstep.ConfigError, match=r"size\['A'\]: sizes must be finite and >= 0 "
+                                                   r"\(NaN or 0: no entry on that bar\), got -2.0 at row 3"):
+        bt.run_signals(entries=both, size={"A": [1, 1, 1, -2, 1], "B": np.ones(4)})
+    with pytest.raises(tickstep.ConfigError, match=r"size column 'B': sizes must be finite .* got inf at row 0"):
+        bt.run_signals(entries=both, size=pd.DataFrame({"A": np.ones(5), "B": [np.inf, 1, 1, 1, 1]},
+                                                       index=a.index))
+    with pytest.raises(tickstep.ConfigError, match=r"size\['B'\]: sizes must be numbers .* got dtype bool"):
+        bt.run_signals(entries=both, size={"A": np.ones(5), "B": np.ones(4, bool)})
+    with pytest.raises(tickstep.ConfigError, match=r"size\['B'\]: 5 values for its 4 bars"):
+        bt.run_signals(entries=both, size={"A": np.ones(5), "B": np.ones(5)})
+    with pytest.raises(tickstep.ConfigError, match=r"sizes are given per bar, but none for B, "
+                                                   r"which has entry signals"):
+        bt.run_signals(entries=both, size={"A": np.ones(5)})
+    with pytest.raises(tickstep.ConfigError, match=r"size='all': must be a number, or one per bar"):
+        bt.run_signals(entries=both, size="all")
+    with pytest.raises(tickstep.ConfigError, match=r"signal set 1: size=None: must be a number"):
+        bt.run_signal_grid({1: {"entries": both, "size": None}})
+    # Sizes only for the symbol with entries are enough.
+    only_a = bt.run_signals(entries={"A": np.ones(5, bool)}, size={"A": np.full(5, 2.0)},
+                            size_type="amount")
+    assert list(only_a.fills["size"]) == [2.0]
+
+
 def _walk(n, seed, start="2024-01-01"):
     rng = np.random.default_rng(seed)
     closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
@@ -254,6 +330,35 @@ def test_grid_sets_with_their_own_sizes_and_stops_equal_runs_alone():
         pd.testing.assert_series_equal(table.loc[key].rename(None), alone.rename(None)[table.columns],
                                        check_exact=True, check_dtype=False)
     # The sets differ only in their rules: the rows differ.
+    assert table["Equity Final [$]"].nunique() == len(sets)
+
+
+def test_grid_sets_with_sizes_per_bar_equal_runs_alone():
+    data = {"A": _walk(80, 4), "B": _walk(70, 5, "2024-01-05")}
+    bt = tickstep.Backtest(data, tickstep.Strategy, on_reject="ignore")
+    rng = np.random.default_rng(6)
+    entries = {s: rng.random(len(df)) < 0.2 for s, df in data.items()}
+    exits = {s: rng.random(len(df)) < 0.1 for s, df in data.items()}
+
+    def sizes(scale):
+        return {s: np.where(rng.random(len(df)) < 0.2, np.nan, scale * rng.random(len(df)))
+                for s, df in data.items()}
+
+    sets = {("per bar", "value"): {"entries": entries, "exits": exits, "size": sizes(3_000.0),
+                                   "size_type": "value"},
+            ("per bar", "target_percent"): {"entries": entries, "exits": exits,
+                                             "size": sizes(0.5), "size_type": "target_percent"},
+            ("one", "value"): {"entries": entries, "exits": exits, "size": 1_500.0,
+                               "size_type": "value"}}
+    # And sizes per bar given to the call, for every set that names none.
+    call_sizes = sizes(20.0)
+    sets[("call", "amount")] = {"entries": entries, "exits": exits, "size_type": "amount"}
+    table = bt.run_signal_grid(sets, size=call_sizes, threads=2)
+    assert table["# Trades"].min() > 0
+    for key, sig in sets.items():
+        alone = bt.run_signals(**{"size": call_sizes, **sig}).stats
+        pd.testing.assert_series_equal(table.loc[key].rename(None), alone.rename(None)[table.columns],
+                                       check_exact=True, check_dtype=False)
     assert table["Equity Final [$]"].nunique() == len(sets)
 
 
@@ -295,6 +400,41 @@ def test_a_signal_strategy_runs_natively_and_its_grid_rows_equal_runs_alone():
         alone = bt.run(fast=int(row["fast"]), slow=int(row["slow"]), size=float(row["size"])).stats
         for stat in ("Equity Final [$]", "# Trades", "Sharpe Ratio", "Max. Drawdown [%]"):
             assert row[stat] == alone[stat] or (pd.isna(row[stat]) and pd.isna(alone[stat])), stat
+
+
+def _risk_sizes(bars, risk):
+    """``risk`` / the bars' recent range as a fraction of the close (NaN before it is known)."""
+    spread = (bars["high"] - bars["low"]).rolling(5).mean() / bars["close"]
+    return (risk / spread).to_numpy()
+
+
+class VolSizedCross(Cross):
+    """The cross, each entry sized per bar to a cash risk: ``risk`` / the close's recent
+    range (NaN, so no entry, before the range is known)."""
+
+    size_type = "value"
+    risk = 50.0
+
+    def signals(self, symbol, bars):
+        return {**super().signals(symbol, bars), "size": _risk_sizes(bars, self.risk)}
+
+
+def test_a_signal_strategy_may_size_its_entries_per_bar():
+    data = {"A": _walk(120, 7), "B": _walk(100, 8, "2024-01-10")}
+    bt = tickstep.Backtest(data, VolSizedCross, on_reject="ignore")
+    result = bt.run(fast=4)
+    assert result.stats["# Trades"] > 0
+    sig = _cross_signals(data, 4, 8)
+    sizes = {s: _risk_sizes(df, 50.0) for s, df in data.items()}
+    assert_same_run(result, bt.run_signals(**sig, size=sizes, size_type="value"))
+    # Each entry's value is risk / spread at its bar: fills differ from a fixed size's.
+    fixed = bt.run_signals(**sig, size=1_000.0, size_type="value")
+    assert not result.fills["size"].equals(fixed.fills["size"])
+    rows = bt.optimize(fast=[3, 4], risk=[20.0, 50.0], cache=False)
+    assert set(rows["status"]) == {"ok"}
+    for _, row in rows.iterrows():
+        alone = bt.run(fast=int(row["fast"]), risk=float(row["risk"])).stats
+        assert row["Equity Final [$]"] == alone["Equity Final [$]"]
 
 
 def test_run_batch_of_a_signal_strategy_natively_equals_worker_processes():

@@ -241,7 +241,7 @@ class Backtest:
             records=self._records,
         )
     def run_signals(self, entries: Any = None, exits: Any = None, short_entries: Any = None,
-                    short_exits: Any = None, *, size: float = 0.95, size_type: str = "percent",
+                    short_exits: Any = None, *, size: Any = 0.95, size_type: str = "percent",
                     sl: float | None = None, tp: float | None = None, sl_price: Any = None,
                     tp_price: Any = None, sl_trail: float | None = None) -> Result:
         """Backtest boolean signals natively (signals mode), with this backtest's data and
@@ -249,7 +249,8 @@ class Backtest:
 
         A signal on bar t acts like an order placed in ``next`` at bar t. Rules, sizes
         (``size_type`` "amount", "value", "percent" of equity as a fraction, or
-        "target_percent"), stops (``sl``/``tp`` as fractions of the entry bar's close, or
+        "target_percent"; ``size`` one number, or one per bar in the shapes signals take,
+        NaN or 0 for no entry on that bar), stops (``sl``/``tp`` as fractions of the entry bar's close, or
         ``sl_price``/``tp_price`` per bar; ``sl_trail`` a trailing stop-loss as a fraction
         of the best price since the entry) and the shapes signals may take:
         `tickstep.signals`.
@@ -263,7 +264,7 @@ class Backtest:
             symbols=self._symbol_dtype, ends=self._session_ends,
         )
 
-    def run_signal_grid(self, signal_sets: Any, *, size: float = 0.95, size_type: str = "percent",
+    def run_signal_grid(self, signal_sets: Any, *, size: Any = 0.95, size_type: str = "percent",
                         sl: float | None = None, tp: float | None = None,
                         sl_trail: float | None = None, threads: int | None = None) -> pd.DataFrame:
         """Backtest many signal sets (``{key: {"entries": ..., "exits": ...}}``) in one

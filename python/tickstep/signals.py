@@ -17,6 +17,10 @@ Rules, per symbol and bar:
   a short entry while flat or long sells; an entry on the side already held is ignored;
 - an entry is sized at the bar's close: ``size_type="amount"`` units,
   ``"value"`` cash / close, ``"percent"`` (a fraction: 0.5 = half) x equity / close;
+  ``size`` is one number for every entry, or one per bar in the shapes signals take
+  (e.g. a DataFrame of sizes beside the DataFrame of entries), read on the entry's bar:
+  NaN or 0 there means no entry on that bar (its exits still act); every symbol with
+  entries then needs its sizes;
 - ``size_type="target_percent"`` (vectorbt's ``targetpercent``): an entry means "hold
   ``size`` x equity on this side". One market order for the difference from what will be
   held: from flat it buys what ``"percent"`` buys; a reversal is one order that flips
@@ -80,6 +84,12 @@ __all__ = ["SignalStrategy", "run_signal_grid", "run_signals", "signal_columns"]
 SIGNAL_KINDS = ("entries", "exits", "short_entries", "short_exits")
 #: Stop prices per bar, in the shapes signals take.
 PRICE_KINDS = ("sl_price", "tp_price")
+#: Entries' sizes per bar, in the shapes signals take (``size`` given per bar).
+SIZE_KIND = "size"
+#: The rules' size when sizes are given per bar (as the run's parameter reads).
+PER_BAR = "per bar"
+#: What a set of signals may hold: the signals, numbers per bar.
+BAR_KINDS = (*SIGNAL_KINDS, *PRICE_KINDS, SIZE_KIND)
 SIZE_TYPES = ("amount", "value", "percent", "target_percent")
 #: What a signal set of a grid may set for itself (else the call's values apply).
 RULES = ("size", "size_type", "sl", "tp", "sl_trail")
@@ -118,6 +128,32 @@ def _prices(values: Any, where: str, bars: int) -> np.ndarray:
         raise ConfigError(f"{where}: stop prices must be positive and finite (NaN for none), "
                           f"got {float(a[row])!r} at row {row}")
     return a
+
+
+def _sizes(values: Any, where: str, bars: int) -> np.ndarray:
+    """``values`` as a contiguous float64 column of entries' sizes (NaN or 0: no entry on
+    that bar), or a clear refusal."""
+    a = np.asarray(values)
+    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ConfigError(f"{where}: sizes must be numbers (NaN or 0 for no entry), got dtype {a.dtype}")
+    a = _one_column(a.astype(np.float64, copy=False), where, bars)
+    bad = ~np.isnan(a) & ~(np.isfinite(a) & (a >= 0))
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ConfigError(f"{where}: sizes must be finite and >= 0 (NaN or 0: no entry on that "
+                          f"bar), got {float(a[row])!r} at row {row}")
+    return a
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+
+
+def _gives_per_bar(size: Any) -> bool:
+    """Whether ``size`` is given per bar (in a shape signals take), not as one number."""
+    if isinstance(size, np.ndarray):
+        return size.ndim > 0
+    return isinstance(size, (pd.DataFrame, pd.Series, Mapping, list, tuple))
 
 
 def _one_column(a: np.ndarray, where: str, bars: int) -> np.ndarray:
@@ -206,9 +242,10 @@ def signal_columns(market: _core.Market, signals: Any, name: str = "signals", *,
                    bar_rows: _BarRows | None = None) -> Columns:
     """One column per symbol of ``market`` (None where nothing is given), each aligned to
     that symbol's own bars; see the module documentation for the shapes. Booleans for the
-    signal kinds, float prices for ``sl_price`` / ``tp_price``. ``bar_rows``: the symbols'
-    rows in time-indexed frames looked up so far by a caller converting many frames."""
-    convert: Convert = _prices if name in PRICE_KINDS else _bools
+    signal kinds, float prices for ``sl_price`` / ``tp_price``, float sizes for ``size``.
+    ``bar_rows``: the symbols' rows in time-indexed frames looked up so far by a caller
+    converting many frames."""
+    convert: Convert = _prices if name in PRICE_KINDS else _sizes if name == SIZE_KIND else _bools
     bar_rows = bar_rows if bar_rows is not None else _BarRows(market)
     symbols = list(market.symbols)
     n = len(symbols)
@@ -238,28 +275,41 @@ def signal_columns(market: _core.Market, signals: Any, name: str = "signals", *,
             for s in range(n)]
 
 
+def _sized(signals: dict[str, Any], size: Any) -> Any:
+    """``size`` as the rules take it: the number, or `PER_BAR` when it is given per bar
+    (then put in ``signals``, as their ``"size"``)."""
+    if _gives_per_bar(size):
+        signals[SIZE_KIND] = size
+        return PER_BAR
+    return size
+
+
 def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
            where: str = "") -> dict[str, Any]:
-    """The order rules checked (option names as the user spells them)."""
+    """The order rules checked (option names as the user spells them); ``size`` a number
+    or `PER_BAR` (the rules' size is then None)."""
     if not isinstance(size_type, str) or size_type not in SIZE_TYPES:
         hint = did_you_mean(size_type, SIZE_TYPES) if isinstance(size_type, str) else ""
         raise ConfigError(f"{where}size_type={size_type!r}: must be one of "
                           f"{', '.join(SIZE_TYPES)}{hint}")
-    for name, value in (("size", size), ("sl", sl), ("tp", tp), ("sl_trail", sl_trail)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
+    if size is not PER_BAR and not _is_number(size):
+        raise ConfigError(f"{where}size={size!r}: must be a number, or one per bar (in the "
+                          "shapes signals take)")
+    for name, value in (("sl", sl), ("tp", tp), ("sl_trail", sl_trail)):
+        if value is not None and not _is_number(value):
             raise ConfigError(f"{where}{name}={value!r}: must be a number")
-    return {"size": float(size), "size_type": size_type,
+    return {"size": None if size is PER_BAR else float(size), "size_type": size_type,
             "sl": None if sl is None else float(sl), "tp": None if tp is None else float(tp),
             "sl_trail": None if sl_trail is None else float(sl_trail)}
 
 
 def _check_kinds(signals: Mapping[str, Any], what: str, extra: Sequence[str] = ()) -> None:
-    known = (*SIGNAL_KINDS, *PRICE_KINDS, *extra)
+    known = tuple(dict.fromkeys((*BAR_KINDS, *extra)))
     for key in signals:
         if key not in known:
             raise ConfigError(f"{what}: unknown signal {key!r}{did_you_mean(key, known)}; "
                               f"signals are {', '.join(SIGNAL_KINDS)} (stop prices "
-                              f"{', '.join(PRICE_KINDS)})")
+                              f"{', '.join(PRICE_KINDS)}, sizes {SIZE_KIND})")
     if signals.get("entries") is None and signals.get("short_entries") is None:
         raise ConfigError(f"{what}: give entries and/or short_entries (nothing would be traded)")
 
@@ -274,12 +324,12 @@ def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
         ends = session_ends(market, config.timezone)
     bar_rows = _BarRows(market)  # one lookup per frame index and symbol for every set
     kinds = {k: [signal_columns(market, sig.get(k), k, bar_rows=bar_rows) for sig in signal_sets]
-             for k in (*SIGNAL_KINDS, *PRICE_KINDS)}
+             for k in BAR_KINDS}
     engines = [engine_for(market, config, ends) for _ in signal_sets]
     outcomes = call(
         engines, *(kinds[k] for k in SIGNAL_KINDS),
         **{k: [r[k] for r in rules] for k in RULES},
-        sl_price=kinds["sl_price"], tp_price=kinds["tp_price"],
+        sl_price=kinds["sl_price"], tp_price=kinds["tp_price"], sizes=kinds[SIZE_KIND],
         trade_start=trade_start_ns(market, config), threads=threads, **extra)
     return engines, outcomes
 
@@ -300,7 +350,7 @@ def run_signals(
     exits: Any = None,
     short_entries: Any = None,
     short_exits: Any = None,
-    size: float = 0.95,
+    size: Any = 0.95,
     size_type: str = "percent",
     sl: float | None = None,
     tp: float | None = None,
@@ -317,7 +367,8 @@ def run_signals(
 
     See the module documentation for the rules and the shapes signals may take.
     ``size`` with ``size_type`` sizes each entry (default: 95% of equity, like the
-    default sizer's share); ``sl``/``tp`` are fractions of the entry bar's close,
+    default sizer's share), one number or one per bar (NaN or 0: no entry on that bar);
+    ``sl``/``tp`` are fractions of the entry bar's close,
     ``sl_price``/``tp_price`` prices per bar; ``sl_trail`` a trailing stop-loss as a
     fraction of the best price since the entry. Options (cash, commission,
     trade_on_close, ...) come from ``config``.
@@ -325,12 +376,13 @@ def run_signals(
     signals = {"entries": entries, "exits": exits, "short_entries": short_entries,
                "short_exits": short_exits, "sl_price": sl_price, "tp_price": tp_price}
     _check_kinds(signals, "run_signals")
-    rules = _rules(size, size_type, sl, tp, sl_trail)
+    rules = _rules(_sized(signals, size), size_type, sl, tp, sl_trail)
     (engine,), (error,) = _run_native(market, config, [signals], [rules], ends, threads=1)
     if error is not None:
         raise error
     rejected = check_rejections(engine.rejected_orders(), list(market.symbols), config.on_reject)
-    return result_of(engine, market, config, params=dict(params or rules), strategy=strategy,
+    shown = params or {**rules, "size": PER_BAR if rules["size"] is None else rules["size"]}
+    return result_of(engine, market, config, params=dict(shown), strategy=strategy,
                      metadata=metadata, symbols=symbols, rejected=rejected)
 
 
@@ -386,7 +438,7 @@ def run_signal_grid(
     config: BacktestConfig,
     signal_sets: Mapping[Any, Mapping[str, Any]],
     *,
-    size: float = 0.95,
+    size: Any = 0.95,
     size_type: str = "percent",
     sl: float | None = None,
     tp: float | None = None,
@@ -399,8 +451,9 @@ def run_signal_grid(
 
     ``signal_sets`` maps a key (e.g. a parameter tuple) to the signals of one backtest,
     ``{"entries": ..., "exits": ..., "short_entries": ..., "short_exits": ...}``, each in
-    any shape `run_signals` takes, plus optionally its own ``size``, ``size_type``,
-    ``sl``, ``tp``, ``sl_trail``, ``sl_price`` and ``tp_price`` (else the call's apply). Each row
+    any shape `run_signals` takes, plus optionally its own ``size`` (a number or one per
+    bar), ``size_type``, ``sl``, ``tp``, ``sl_trail``, ``sl_price`` and ``tp_price`` (else
+    the call's apply; ``size`` given per bar to the call applies to every set). Each row
     equals ``run_signals(...).stats`` of that set run alone. Rejected orders are counted
     per row (``# Orders Rejected``) without a warning per set; ``on_reject="raise"``
     still raises.
@@ -414,6 +467,7 @@ def run_signal_grid(
         _check_kinds(sig, f"signal set {key!r}", RULES)
         own = {"size": size, "size_type": size_type, "sl": sl, "tp": tp, "sl_trail": sl_trail}
         own.update((k, sig.pop(k)) for k in RULES if k in sig)
+        own["size"] = _sized(sig, own["size"])
         rules.append(_rules(**own, where=f"signal set {key!r}: "))
         sets.append(sig)
     rows = _grid_stats(market, config, sets, rules, ends, threads)
@@ -434,7 +488,8 @@ class SignalStrategy(Strategy):
     write ``signals(symbol, bars)``: it receives one symbol's bars (a DataFrame of
     ``open, high, low, close, volume`` indexed by time, read-only) and returns a mapping
     with ``entries`` and/or ``short_entries`` (and optionally ``exits``, ``short_exits``,
-    ``sl_price``, ``tp_price``), each an array as long as ``bars``. A signal on bar t acts
+    ``sl_price``, ``tp_price``, and ``size``: the entries' sizes per bar, instead of the
+    ``size`` parameter), each an array as long as ``bars``. A signal on bar t acts
     like an order placed in ``next`` at bar t, so it may use bar t's close; the run never
     shows it later bars.
 
@@ -523,16 +578,17 @@ def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: l
             raise ConfigError(f"{cls.__name__}.signals({symbol!r}, bars) returned "
                               f"{type(out).__name__}, not a mapping of signals")
         for kind, values in out.items():
-            if kind not in (*SIGNAL_KINDS, *PRICE_KINDS):
-                known = (*SIGNAL_KINDS, *PRICE_KINDS)
+            if kind not in BAR_KINDS:
                 raise ConfigError(f"{cls.__name__}.signals({symbol!r}): unknown signal "
-                                  f"{kind!r}{did_you_mean(kind, known)}")
+                                  f"{kind!r}{did_you_mean(kind, BAR_KINDS)}")
             if values is not None:
                 sets.setdefault(kind, {})[symbol] = values
     if not sets.get("entries") and not sets.get("short_entries"):
         raise ConfigError(f"{cls.__name__}.signals: no entries or short_entries for any symbol "
                           "(nothing would be traded)")
-    rules = _rules(instance.size, instance.size_type, instance.sl, instance.tp,
+    # Sizes per bar from `signals` stand instead of the `size` parameter.
+    size = PER_BAR if SIZE_KIND in sets else instance.size
+    rules = _rules(size, instance.size_type, instance.sl, instance.tp,
                    instance.sl_trail, where=f"{cls.__name__}: ")
     return sets, rules, instance
 
@@ -549,7 +605,8 @@ def run_strategy(market: _core.Market, strategy: type[SignalStrategy], config: B
     params = strategy.check_parameters(params or {})
     names = list(market.symbols)
     sets, rules, instance = _signals_of(strategy, params, names, _bars_frames(market), metadata)
-    return run_signals(market, config, **sets, **rules, metadata=metadata, symbols=symbols,
+    # (Sizes per bar, if any, are in `sets`: they stand for the rules' None.)
+    return run_signals(market, config, **{**rules, **sets}, metadata=metadata, symbols=symbols,
                        ends=ends, params={**strategy.parameters(), **params}, strategy=instance)
 
 

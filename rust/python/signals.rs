@@ -64,10 +64,11 @@ fn per_run<T: Clone>(name: &str, values: Vec<T>, runs: usize) -> PyResult<Vec<T>
 }
 
 /// A grid call's columns as slices, per run and symbol: the four signal kinds (entries,
-/// exits, short entries, short exits) and the two stop prices (sl, tp).
+/// exits, short entries, short exits) and the numbers per bar: the two stop prices (sl,
+/// tp) and the entries' sizes.
 struct GridColumns<'a> {
     kinds: [Vec<Vec<Option<&'a [bool]>>>; 4],
-    stops: [Vec<Vec<Option<&'a [f64]>>>; 2],
+    numbers: [Vec<Vec<Option<&'a [f64]>>>; 3],
 }
 
 impl<'a> GridColumns<'a> {
@@ -75,11 +76,11 @@ impl<'a> GridColumns<'a> {
     fn of(
         engines: &[PyRefMut<'_, PyEngine>],
         signals: [&'a Columns<'_, bool>; 4],
-        stop_prices: [&'a Columns<'_, f64>; 2],
+        numbers: [&'a Columns<'_, f64>; 3],
     ) -> PyResult<Self> {
         let symbols = symbol_counts(engines);
         let [entries, exits, short_entries, short_exits] = signals;
-        let [sl_price, tp_price] = stop_prices;
+        let [sl_price, tp_price, sizes] = numbers;
         Ok(GridColumns {
             kinds: [
                 slices("entries", entries, &symbols)?,
@@ -87,9 +88,10 @@ impl<'a> GridColumns<'a> {
                 slices("short_entries", short_entries, &symbols)?,
                 slices("short_exits", short_exits, &symbols)?,
             ],
-            stops: [
+            numbers: [
                 slices("sl_price", sl_price, &symbols)?,
                 slices("tp_price", tp_price, &symbols)?,
+                slices("sizes", sizes, &symbols)?,
             ],
         })
     }
@@ -102,7 +104,7 @@ fn grid_runs<'e, 'a>(
     py: Python<'_>,
     engines: &'e mut [PyRefMut<'_, PyEngine>],
     columns: &'a GridColumns<'a>,
-    size: Vec<f64>,
+    size: Vec<Option<f64>>,
     size_type: Vec<String>,
     sl: Vec<Option<f64>>,
     tp: Vec<Option<f64>>,
@@ -116,7 +118,7 @@ fn grid_runs<'e, 'a>(
     );
     let (sl, tp) = (per_run("sl", sl, n)?, per_run("tp", tp, n)?);
     let sl_trail = per_run("sl_trail", sl_trail.unwrap_or_else(|| vec![None; n]), n)?;
-    let (kinds, stops) = (&columns.kinds, &columns.stops);
+    let (kinds, numbers) = (&columns.kinds, &columns.numbers);
     let mut runs = Vec::with_capacity(n);
     for (k, engine) in engines.iter_mut().enumerate() {
         let rules = SignalRules {
@@ -133,8 +135,9 @@ fn grid_runs<'e, 'a>(
                 exits: kinds[1][k][s],
                 short_entries: kinds[2][k][s],
                 short_exits: kinds[3][k][s],
-                stop_loss: stops[0][k][s],
-                take_profit: stops[1][k][s],
+                stop_loss: numbers[0][k][s],
+                take_profit: numbers[1][k][s],
+                size: numbers[2][k][s],
             })
             .collect();
         runs.push(GridRun {
@@ -144,6 +147,14 @@ fn grid_runs<'e, 'a>(
         });
     }
     Ok(runs)
+}
+
+/// No sizes per bar: per engine, no column for any symbol.
+fn no_sizes<'py>(engines: &[PyRefMut<'_, PyEngine>]) -> Columns<'py, f64> {
+    symbol_counts(engines)
+        .into_iter()
+        .map(|n| (0..n).map(|_| None).collect())
+        .collect()
 }
 
 /// Each engine's number of symbols.
@@ -162,12 +173,13 @@ fn errors_of<T>(py: Python<'_>, outcomes: Vec<crate::error::Result<T>>) -> Vec<O
         .collect()
 }
 
-/// Run each engine with its own signals (`entries[k][symbol]`, ...) and rules (`size[k]`,
-/// ..., `sl_trail[k]`: a trailing stop-loss fraction; none when not given) on `threads`
+/// Run each engine with its own signals (`entries[k][symbol]`, ..., `sizes[k][symbol]`:
+/// entries' sizes per bar) and rules (`size[k]`: None when sizes are per bar, ...,
+/// `sl_trail[k]`: a trailing stop-loss fraction; none when not given) on `threads`
 /// threads (all cores when None), the interpreter released. The engines
 /// are ready to read after; returns per engine None, or the exception its run ended with.
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sl_trail=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_trail=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signals(
     py: Python<'_>,
@@ -176,20 +188,22 @@ pub fn run_signals(
     exits: Columns<'_, bool>,
     short_entries: Columns<'_, bool>,
     short_exits: Columns<'_, bool>,
-    size: Vec<f64>,
+    size: Vec<Option<f64>>,
     size_type: Vec<String>,
     sl: Vec<Option<f64>>,
     tp: Vec<Option<f64>>,
     sl_price: Columns<'_, f64>,
     tp_price: Columns<'_, f64>,
+    sizes: Option<Columns<'_, f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<Vec<Option<Py<PyAny>>>> {
+    let sizes = sizes.unwrap_or_else(|| no_sizes(&engines));
     let columns = GridColumns::of(
         &engines,
         [&entries, &exits, &short_entries, &short_exits],
-        [&sl_price, &tp_price],
+        [&sl_price, &tp_price, &sizes],
     )?;
     let runs = grid_runs(
         py,
@@ -221,7 +235,7 @@ pub fn run_signals(
 /// released while runs go on; an exception of ``on_run`` (or Ctrl-C) stops the runs not
 /// started yet and is raised. The engines are spent (their logs read as empty).
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sl_trail=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_trail=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signal_summaries(
     py: Python<'_>,
@@ -230,21 +244,23 @@ pub fn run_signal_summaries(
     exits: Columns<'_, bool>,
     short_entries: Columns<'_, bool>,
     short_exits: Columns<'_, bool>,
-    size: Vec<f64>,
+    size: Vec<Option<f64>>,
     size_type: Vec<String>,
     sl: Vec<Option<f64>>,
     tp: Vec<Option<f64>>,
     sl_price: Columns<'_, f64>,
     tp_price: Columns<'_, f64>,
     on_run: Py<PyAny>,
+    sizes: Option<Columns<'_, f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<()> {
+    let sizes = sizes.unwrap_or_else(|| no_sizes(&engines));
     let columns = GridColumns::of(
         &engines,
         [&entries, &exits, &short_entries, &short_exits],
-        [&sl_price, &tp_price],
+        [&sl_price, &tp_price, &sizes],
     )?;
     let runs = grid_runs(
         py,

@@ -50,7 +50,7 @@ fn symbol_signals(c: &[(Vec<bool>, Vec<bool>)]) -> Vec<SymbolSignals<'_>> {
 
 fn rules(size: f64) -> SignalRules {
     SignalRules {
-        size,
+        size: Some(size),
         size_type: SizeType::Value,
         stop_loss: None,
         take_profit: None,
