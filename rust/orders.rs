@@ -107,6 +107,14 @@ pub struct OrderRequest {
     pub oco: Option<u64>,
 }
 
+/// `units` (>= 0) rounded down to a whole number of lots of `lot` (> 0): what a sizer or
+/// the signals' rules may buy in whole shares, contracts or board lots. The 1e-9 lot
+/// forgives a quotient a hair below a whole number (3 × 0.1 / 0.1 is 2.9999999999999996).
+/// The one rule of it (Python's `tickstep.sizing.round_to_lot` calls it).
+pub fn round_to_lot(units: f64, lot: f64) -> f64 {
+    ((units / lot + 1e-9).floor() * lot).max(0.0)
+}
+
 impl OrderRequest {
     pub fn market(symbol: usize, side: Side, size: f64) -> Self {
         OrderRequest {

@@ -24,6 +24,9 @@
 //!   an exit closes it on this bar): from flat it buys what `Percent` buys, a reversal is
 //!   one order that flips (its reducing part first), and an entry on the side already
 //!   held re-sizes the position to the target (skipped when it is there exactly).
+//! - With a lot size (`SymbolSignals::lot_size`) an entry's units are rounded down to
+//!   whole lots (nothing when below one lot), and a `TargetPercent` target towards zero
+//!   (never overshot), as `tickstep.sizing.order_to_target` rounds it.
 //! - Stops as fractions of that close — a long's stop-loss at close × (1 − sl) and
 //!   take-profit at close × (1 + tp), a short's mirrored — or as prices, one per bar (NaN:
 //!   none for an entry on that bar). They become the book's bracket of the order that
@@ -40,7 +43,7 @@ use crate::context::TickContext;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::market::Market;
-use crate::orders::{OrderRequest, Side, Trail};
+use crate::orders::{round_to_lot, OrderRequest, Side, Trail};
 use crate::strategy::Strategy;
 
 mod grid;
@@ -147,6 +150,8 @@ pub struct SymbolSignals<'a> {
     /// The size of an entry decided on each bar, instead of the rules' size (NaN or 0: no
     /// entry on that bar; validated at the door as NaN or finite and >= 0).
     pub size: Option<&'a [f64]>,
+    /// Entries in whole lots of this many units (shares, contracts, a board lot), > 0.
+    pub lot_size: Option<f64>,
 }
 
 /// A stop of an entry decided on `bar` at `price`: the bar's own price when given per bar
@@ -406,6 +411,12 @@ impl<'a> SignalStrategy<'a> {
                     market.name(s)
                 )));
             }
+            if let Some(lot) = sig.lot_size.filter(|x| !(x.is_finite() && *x > 0.0)) {
+                return Err(EngineError::InvalidConfig(format!(
+                    "lot_size of {} = {lot}: must be a finite number of units > 0",
+                    market.name(s)
+                )));
+            }
             if sig.stop_loss.is_some() && rules.stop_loss_trail.is_some() {
                 return Err(EngineError::InvalidConfig(format!(
                     "sl_price of {}: give sl_price or sl_trail, not both",
@@ -539,7 +550,11 @@ impl<'a> SignalStrategy<'a> {
                 return Ok(());
             }
             let after = if exits { 0.0 } else { held };
-            let target = want * self.size(symbol, i) * desk.equity() / price;
+            let mut target = want * self.size(symbol, i) * desk.equity() / price;
+            if let (Some(lot), true) = (self.signals[symbol].lot_size, target.is_finite()) {
+                // Towards zero: a target in lots is never overshot.
+                target = round_to_lot(target.abs(), lot).copysign(target);
+            }
             return self.place(desk, symbol, i, price, target - after, want);
         }
         if exits || held * want < 0.0 {
@@ -549,11 +564,14 @@ impl<'a> SignalStrategy<'a> {
             return Ok(()); // no pyramiding
         }
         let size = self.size(symbol, i);
-        let units = match self.rules.size_type {
+        let mut units = match self.rules.size_type {
             SizeType::Amount => size,
             SizeType::Value => size / price,
             _ => size * desk.equity() / price,
         };
+        if let (Some(lot), true) = (self.signals[symbol].lot_size, units.is_finite()) {
+            units = round_to_lot(units, lot);
+        }
         if !(units.is_finite() && units > 0.0) {
             return Ok(());
         }

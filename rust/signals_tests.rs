@@ -333,6 +333,47 @@ fn sizes_per_bar_size_each_entry_and_nan_or_zero_sets_none() {
 }
 
 #[test]
+fn entries_in_whole_lots_round_down_and_targets_towards_zero() {
+    // The rule: down to whole lots, forgiving a quotient a hair below a whole number.
+    assert_eq!(crate::orders::round_to_lot(135.135, 10.0), 130.0);
+    assert_eq!(crate::orders::round_to_lot(0.3, 0.1), 0.30000000000000004);
+    assert_eq!(crate::orders::round_to_lot(9.99, 10.0), 0.0);
+    // Closes (and opens) 37, then 40; half the equity each entry, in lots of 10.
+    let m = market(&[37.0, 40.0, 40.0, 40.0]);
+    let entries = [true, false, false, false];
+    let shorts = [false, false, true, false];
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        short_entries: Some(&shorts),
+        lot_size: Some(10.0),
+        ..Default::default()
+    };
+    let mut e = Engine::new(m.clone(), Config::default()).unwrap();
+    let r = rules(0.5, SizeType::TargetPercent);
+    run(&mut e, &mut SignalStrategy::new(&m, vec![sig], r).unwrap()).unwrap();
+    let f = e.fills();
+    // 0.5 x 10 000 / 37 = 135.1 -> 130 units, bought at bar 1's open 40; then a target
+    // of -0.5 x 10 000 / 40 = -125 -> -120 (towards zero): one sell of 250.
+    assert_eq!(f.len(), 2, "{f:?}");
+    assert_eq!((f[0].ts, f[0].size, f[0].price), (1, 130.0, 40.0));
+    assert_eq!((f[1].ts, f[1].size, f[1].direction), (3, 250.0, -1.0));
+    assert_eq!(e.portfolio().position(0).size, -120.0);
+    let bad = SymbolSignals {
+        entries: Some(&entries),
+        lot_size: Some(0.0),
+        ..Default::default()
+    };
+    let err = SignalStrategy::new(&m, vec![bad], r)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("lot_size of X = 0: must be a finite number of units > 0"),
+        "{err}"
+    );
+}
+
+#[test]
 fn sizes_per_bar_must_cover_every_symbol_with_entries() {
     let m = market(&[100.0, 110.0, 120.0]);
     let entries = [true, false, false];
@@ -399,6 +440,8 @@ struct Case {
     prices: Vec<[Option<Vec<f64>>; 2]>,
     /// Per symbol: the entries' sizes per bar, when given so.
     sizes: Vec<Option<Vec<f64>>>,
+    /// Per symbol: its lot size, if any.
+    lot_size: Vec<Option<f64>>,
     rules: SignalRules,
     config: Config,
     session_ends: Option<Vec<bool>>,
@@ -571,11 +614,17 @@ fn random_case(seed: u64) -> Case {
     if per_bar {
         rules.size = None;
     }
+    // Lot sizes now and then, per symbol (some without), for any size type.
+    let lots = d.chance(0.3);
+    let lot_size = (0..n)
+        .map(|_| (lots && d.chance(0.7)).then(|| [0.5, 1.0, 3.0][d.below(3) as usize]))
+        .collect();
     Case {
         market: Arc::new(market),
         signals,
         prices,
         sizes,
+        lot_size,
         rules,
         config,
         session_ends,
@@ -624,7 +673,8 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
         .iter()
         .zip(&c.prices)
         .zip(&c.sizes)
-        .map(|((k, p), z)| SymbolSignals {
+        .zip(&c.lot_size)
+        .map(|(((k, p), z), &lot_size)| SymbolSignals {
             entries: k[0].as_deref(),
             exits: k[1].as_deref(),
             short_entries: k[2].as_deref(),
@@ -632,6 +682,7 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
             stop_loss: p[0].as_deref(),
             take_profit: p[1].as_deref(),
             size: z.as_deref(),
+            lot_size,
         })
         .collect();
     SignalStrategy::new(&c.market, sig, c.rules).unwrap()
@@ -640,7 +691,7 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
 #[test]
 fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut fills, mut rejected, mut stops, mut trailed) = (0, 0, 0, 0);
-    let mut sized_per_bar = 0;
+    let (mut sized_per_bar, mut in_lots) = (0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -655,6 +706,11 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         if c.rules.size.is_none() {
             sized_per_bar += event.fills().len();
         }
+        in_lots += event
+            .fills()
+            .iter()
+            .filter(|f| f.role == Role::Entry && c.lot_size[f.symbol].is_some())
+            .count();
         rejected += event
             .orders()
             .iter()
@@ -674,11 +730,17 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         }
     }
     // The cases reach what they are meant to: fills, margin rejections, stops, entries
-    // sized per bar.
-    eprintln!("{fills} {rejected} {stops} {trailed} {sized_per_bar}");
+    // sized per bar, entries in lots.
+    let reached = [fills, rejected, stops, trailed, sized_per_bar, in_lots];
+    eprintln!("{reached:?}");
     assert!(
-        fills > 2_000 && rejected > 50 && stops > 200 && trailed > 50 && sized_per_bar > 500,
-        "{fills} {rejected} {stops} {trailed} {sized_per_bar}"
+        fills > 2_000
+            && rejected > 50
+            && stops > 200
+            && trailed > 50
+            && sized_per_bar > 500
+            && in_lots > 300,
+        "{reached:?}"
     );
 }
 
@@ -746,6 +808,7 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
             signals,
             prices: vec![[None, None]; n],
             sizes: vec![None; n],
+            lot_size: vec![None; n],
             rules,
             config,
             session_ends: None,

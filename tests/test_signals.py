@@ -13,6 +13,7 @@ from conftest import make_bars
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tickstep.signals import PRICE_KINDS, SIGNAL_KINDS
+from tickstep.sizing import order_to_target, round_to_lot
 
 
 class ByHand(tickstep.Strategy):
@@ -46,20 +47,23 @@ class ByHand(tickstep.Strategy):
         held = self.position_size(symbol)
         exits = (held > 0 and exit_long) or (held < 0 and exit_short)
         r = self.rules
+        lots = r.get("lot_size")
+        lot = lots.get(symbol) if isinstance(lots, dict) else lots
         price = self.price(symbol)
         if r["size_type"] == "target_percent":
             if exits:
                 self.close(symbol)
             if want == 0:
                 return
-            units = want * size * self.equity / price - (0.0 if exits else held)
+            target = want * size * self.equity / price
+            units = order_to_target(0.0 if exits else held, target, price, lot_size=lot)
         else:
             if exits or held * want < 0:
                 self.close(symbol)
             if want == 0 or held * want > 0:
                 return
-            units = {"amount": size, "value": size / price,
-                     "percent": size * self.equity / price}[r["size_type"]]
+            units = round_to_lot({"amount": size, "value": size / price,
+                                  "percent": size * self.equity / price}[r["size_type"]], lot)
             if not (math.isfinite(units) and units > 0):
                 return
             units = want * units
@@ -175,6 +179,10 @@ def markets_and_signals(draw):
             union = pd.DatetimeIndex(sorted(set().union(*(df.index for df in data.values()))))
             rules["size"] = pd.DataFrame({name: pd.Series(v, index=data[name].index)
                                           for name, v in sizes.items()}).reindex(union)
+    # Entries in whole lots now and then: one lot size for all, or some symbols' own.
+    rules["lot_size"] = draw(st.none() | st.sampled_from([0.5, 1.0, 3.0])
+                             | st.dictionaries(st.sampled_from(sorted(data)),
+                                               st.sampled_from([1.0, 2.0]), max_size=2))
     return data, signals, rules, trail, options
 
 
@@ -277,6 +285,22 @@ def test_sizes_per_bar_by_hand_as_a_frame_beside_the_signals():
     assert result.params["size"] == "per bar"
 
 
+def test_entries_in_whole_lots_by_hand():
+    # Closes (= next opens) 37, 40, 40, 40; half the equity an entry.
+    rows = [(37, 38, 36, 37), (37, 41, 36, 40), (40, 41, 39, 40), (40, 41, 39, 40)]
+    bt = tickstep.Backtest({"A": make_bars(rows), "B": make_bars(rows)}, tickstep.Strategy)
+    entries = np.array([True, False, False, False])
+    result = bt.run_signals(entries={"A": entries, "B": entries}, size=0.3,
+                            lot_size={"A": 10})
+    fills = result.fills.set_index("symbol")
+    # A: 0.3 x 10 000 / 37 = 81.08 -> 80 units (lots of 10); B: no lot size, 81.08...
+    assert fills.loc["A", "size"] == 80.0
+    assert fills.loc["B", "size"] == pytest.approx(3_000 / 37)
+    # Below one lot: nothing placed.
+    none = bt.run_signals(entries={"A": entries}, size=300.0, size_type="value", lot_size=10)
+    assert len(none.fills) == 0 and len(none.orders) == 0
+
+
 def test_bad_sizes_per_bar_are_refused_by_name():
     a = make_bars([(100, 101, 99, 100)] * 5)
     b = make_bars([(100, 101, 99, 100)] * 4)
@@ -299,6 +323,12 @@ def test_bad_sizes_per_bar_are_refused_by_name():
         bt.run_signals(entries=both, size="all")
     with pytest.raises(tickstep.ConfigError, match=r"signal set 1: size=None: must be a number"):
         bt.run_signal_grid({1: {"entries": both, "size": None}})
+    with pytest.raises(tickstep.ConfigError, match=r"lot_size of A = 0: must be a finite number of units > 0"):
+        bt.run_signals(entries=both, lot_size=0)
+    with pytest.raises(tickstep.ConfigError, match=r"lot_size: 'Z' is not a symbol"):
+        bt.run_signals(entries=both, lot_size={"Z": 1})
+    with pytest.raises(tickstep.ConfigError, match=r"lot_size='ten': must be a number of units"):
+        bt.run_signals(entries=both, lot_size="ten")
     # Sizes only for the symbol with entries are enough.
     only_a = bt.run_signals(entries={"A": np.ones(5, bool)}, size={"A": np.full(5, 2.0)},
                             size_type="amount")
@@ -323,6 +353,7 @@ def test_grid_sets_with_their_own_sizes_and_stops_equal_runs_alone():
         entries = {s: rng.random(len(df)) < 0.2 for s, df in data.items()}
         exits = {s: rng.random(len(df)) < 0.1 for s, df in data.items()}
         sets[k] = {"entries": entries, "exits": exits, "size": size, "size_type": size_type, "sl": sl}
+    sets["lots"] = {**sets[0], "lot_size": {"A": 5.0}}  # A's entries in lots of 5
     table = bt.run_signal_grid(sets, threads=2)
     assert table["# Trades"].min() > 0
     for key, sig in sets.items():

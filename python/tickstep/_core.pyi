@@ -8,7 +8,7 @@ import numpy.typing as npt
 from typing_extensions import disjoint_base
 
 __version__: str
-__all__ = ["ConfigError", "Context", "CrossingBase", "Engine", "FillLog", "HistoryBase", "IndicatorBase", "Market", "OrderError", "OrderLog", "PositionBase", "StateError", "StrategyBase", "TickstepError", "TradeLog", "UnknownSymbolError", "__version__", "exact_row_sums", "exact_sum", "run_signal_summaries", "run_signals", "trade_sums"]
+__all__ = ["ConfigError", "Context", "CrossingBase", "Engine", "FillLog", "HistoryBase", "IndicatorBase", "Market", "OrderError", "OrderLog", "PositionBase", "StateError", "StrategyBase", "TickstepError", "TradeLog", "UnknownSymbolError", "__version__", "exact_row_sums", "exact_sum", "round_to_lot", "run_signal_summaries", "run_signals", "trade_sums"]
 
 class TickstepError(Exception): ...
 class OrderError(TickstepError, ValueError): ...
@@ -398,6 +398,7 @@ def run_signals(
     tp_price: list[list[npt.NDArray[np.float64] | None]],
     sizes: list[list[npt.NDArray[np.float64] | None]] | None = None,
     sl_trail: list[float | None] | None = None,
+    lot_size: list[list[float | None]] | None = None,
     trade_start: int | None = None,
     threads: int | None = None,
 ) -> list[BaseException | None]:
@@ -420,6 +421,7 @@ def run_signal_summaries(
     on_run: Callable[[int, dict[str, Any] | BaseException], object],
     sizes: list[list[npt.NDArray[np.float64] | None]] | None = None,
     sl_trail: list[float | None] | None = None,
+    lot_size: list[list[float | None]] | None = None,
     trade_start: int | None = None,
     threads: int | None = None,
 ) -> None:
@@ -427,6 +429,9 @@ def run_signal_summaries(
     ``on_run(k, summary)`` as run ``k`` ends, the summary a dict (``equity``, ``trades``,
     ``carrying_costs``, ``rejected``) or the exception the run ended with. The engines
     are spent."""
+
+def round_to_lot(units: float, lot_size: float) -> float:
+    """``units`` (>= 0) rounded down to whole lots of ``lot_size`` (> 0)."""
 
 def exact_sum(values: npt.NDArray[np.float64]) -> float:
     """The sum of a contiguous float64 array rounded once from its exact sum: the same bits

@@ -21,6 +21,10 @@ Rules, per symbol and bar:
   (e.g. a DataFrame of sizes beside the DataFrame of entries), read on the entry's bar:
   NaN or 0 there means no entry on that bar (its exits still act); every symbol with
   entries then needs its sizes;
+- ``lot_size`` (a number, or ``{symbol: number}``) buys and sells entries in whole lots
+  (shares, contracts, board lots): units are rounded down to whole lots, nothing below
+  one lot; a ``"target_percent"`` target is rounded towards zero (never overshot), as
+  `tickstep.sizing.order_to_target` does;
 - ``size_type="target_percent"`` (vectorbt's ``targetpercent``): an entry means "hold
   ``size`` x equity on this side". One market order for the difference from what will be
   held: from flat it buys what ``"percent"`` buys; a reversal is one order that flips
@@ -92,7 +96,7 @@ PER_BAR = "per bar"
 BAR_KINDS = (*SIGNAL_KINDS, *PRICE_KINDS, SIZE_KIND)
 SIZE_TYPES = ("amount", "value", "percent", "target_percent")
 #: What a signal set of a grid may set for itself (else the call's values apply).
-RULES = ("size", "size_type", "sl", "tp", "sl_trail")
+RULES = ("size", "size_type", "sl", "tp", "sl_trail", "lot_size")
 
 Columns = list["np.ndarray | None"]
 
@@ -285,7 +289,7 @@ def _sized(signals: dict[str, Any], size: Any) -> Any:
 
 
 def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
-           where: str = "") -> dict[str, Any]:
+           lot_size: Any = None, where: str = "") -> dict[str, Any]:
     """The order rules checked (option names as the user spells them); ``size`` a number
     or `PER_BAR` (the rules' size is then None)."""
     if not isinstance(size_type, str) or size_type not in SIZE_TYPES:
@@ -298,9 +302,24 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
     for name, value in (("sl", sl), ("tp", tp), ("sl_trail", sl_trail)):
         if value is not None and not _is_number(value):
             raise ConfigError(f"{where}{name}={value!r}: must be a number")
+    lots = lot_size.values() if isinstance(lot_size, Mapping) else [lot_size]
+    if not all(lot is None or _is_number(lot) for lot in lots):
+        raise ConfigError(f"{where}lot_size={lot_size!r}: must be a number of units, or "
+                          "{symbol: number}")
     return {"size": None if size is PER_BAR else float(size), "size_type": size_type,
             "sl": None if sl is None else float(sl), "tp": None if tp is None else float(tp),
-            "sl_trail": None if sl_trail is None else float(sl_trail)}
+            "sl_trail": None if sl_trail is None else float(sl_trail), "lot_size": lot_size}
+
+
+def _lots(market: _core.Market, lot_size: Any) -> list[float | None]:
+    """Each symbol's lot size (None: units as computed): one for all, or by symbol."""
+    symbols = list(market.symbols)
+    if not isinstance(lot_size, Mapping):
+        return [None if lot_size is None else float(lot_size)] * len(symbols)
+    lots: list[float | None] = [None] * len(symbols)
+    for name, lot in lot_size.items():
+        lots[_symbol_index(symbols, name, "lot_size")] = None if lot is None else float(lot)
+    return lots
 
 
 def _check_kinds(signals: Mapping[str, Any], what: str, extra: Sequence[str] = ()) -> None:
@@ -328,9 +347,9 @@ def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
     engines = [engine_for(market, config, ends) for _ in signal_sets]
     outcomes = call(
         engines, *(kinds[k] for k in SIGNAL_KINDS),
-        **{k: [r[k] for r in rules] for k in RULES},
+        **{k: [r[k] for r in rules] for k in RULES if k != "lot_size"},
         sl_price=kinds["sl_price"], tp_price=kinds["tp_price"], sizes=kinds[SIZE_KIND],
-        trade_start=trade_start_ns(market, config), threads=threads, **extra)
+        lot_size=[_lots(market, r["lot_size"]) for r in rules], trade_start=trade_start_ns(market, config), threads=threads, **extra)
     return engines, outcomes
 
 
@@ -357,6 +376,7 @@ def run_signals(
     sl_price: Any = None,
     tp_price: Any = None,
     sl_trail: float | None = None,
+    lot_size: Any = None,
     metadata: pd.DataFrame | None = None,
     symbols: pd.CategoricalDtype | None = None,
     ends: Any = _FROM_CONFIG,
@@ -370,13 +390,14 @@ def run_signals(
     default sizer's share), one number or one per bar (NaN or 0: no entry on that bar);
     ``sl``/``tp`` are fractions of the entry bar's close,
     ``sl_price``/``tp_price`` prices per bar; ``sl_trail`` a trailing stop-loss as a
-    fraction of the best price since the entry. Options (cash, commission,
+    fraction of the best price since the entry; ``lot_size`` (a number, or
+    ``{symbol: number}``) trades entries in whole lots. Options (cash, commission,
     trade_on_close, ...) come from ``config``.
     """
     signals = {"entries": entries, "exits": exits, "short_entries": short_entries,
                "short_exits": short_exits, "sl_price": sl_price, "tp_price": tp_price}
     _check_kinds(signals, "run_signals")
-    rules = _rules(_sized(signals, size), size_type, sl, tp, sl_trail)
+    rules = _rules(_sized(signals, size), size_type, sl, tp, sl_trail, lot_size)
     (engine,), (error,) = _run_native(market, config, [signals], [rules], ends, threads=1)
     if error is not None:
         raise error
@@ -443,6 +464,7 @@ def run_signal_grid(
     sl: float | None = None,
     tp: float | None = None,
     sl_trail: float | None = None,
+    lot_size: Any = None,
     threads: int | None = None,
     ends: Any = _FROM_CONFIG,
 ) -> pd.DataFrame:
@@ -452,7 +474,8 @@ def run_signal_grid(
     ``signal_sets`` maps a key (e.g. a parameter tuple) to the signals of one backtest,
     ``{"entries": ..., "exits": ..., "short_entries": ..., "short_exits": ...}``, each in
     any shape `run_signals` takes, plus optionally its own ``size`` (a number or one per
-    bar), ``size_type``, ``sl``, ``tp``, ``sl_trail``, ``sl_price`` and ``tp_price`` (else
+    bar), ``size_type``, ``sl``, ``tp``, ``sl_trail``, ``lot_size``, ``sl_price`` and
+    ``tp_price`` (else
     the call's apply; ``size`` given per bar to the call applies to every set). Each row
     equals ``run_signals(...).stats`` of that set run alone. Rejected orders are counted
     per row (``# Orders Rejected``) without a warning per set; ``on_reject="raise"``
@@ -465,7 +488,8 @@ def run_signal_grid(
     for key in keys:
         sig = dict(signal_sets[key])
         _check_kinds(sig, f"signal set {key!r}", RULES)
-        own = {"size": size, "size_type": size_type, "sl": sl, "tp": tp, "sl_trail": sl_trail}
+        own = {"size": size, "size_type": size_type, "sl": sl, "tp": tp, "sl_trail": sl_trail,
+               "lot_size": lot_size}
         own.update((k, sig.pop(k)) for k in RULES if k in sig)
         own["size"] = _sized(sig, own["size"])
         rules.append(_rules(**own, where=f"signal set {key!r}: "))
@@ -496,7 +520,8 @@ class SignalStrategy(Strategy):
     The order rules are parameters too, so a grid may vary them: ``size``,
     ``size_type`` (``"amount"``, ``"value"``, ``"percent"``, ``"target_percent"``),
     ``sl`` and ``tp`` (fractions of the entry bar's close), ``sl_trail`` (a trailing
-    stop-loss, a fraction of the best price since the entry); see `tickstep.signals`.
+    stop-loss, a fraction of the best price since the entry), ``lot_size`` (entries in
+    whole lots); see `tickstep.signals`.
 
     `Backtest.run` trades it in signals mode (natively); ``Backtest.optimize`` and
     `tickstep.batch.run_batch` run its parameter sets in one native call per symbol
@@ -527,6 +552,7 @@ class SignalStrategy(Strategy):
     sl: float | None = None
     tp: float | None = None
     sl_trail: float | None = None
+    lot_size: float | None = None
 
     def signals(self, symbol: str, bars: pd.DataFrame) -> Mapping[str, Any]:
         """This symbol's signals from its bars (see the class documentation)."""
@@ -589,7 +615,7 @@ def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: l
     # Sizes per bar from `signals` stand instead of the `size` parameter.
     size = PER_BAR if SIZE_KIND in sets else instance.size
     rules = _rules(size, instance.size_type, instance.sl, instance.tp,
-                   instance.sl_trail, where=f"{cls.__name__}: ")
+                   instance.sl_trail, instance.lot_size, where=f"{cls.__name__}: ")
     return sets, rules, instance
 
 

@@ -25,6 +25,8 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
+from tickstep import _core
+
 __all__ = [
     "FixedSize",
     "Limits",
@@ -84,10 +86,12 @@ class Sizer(Protocol):
 
 
 def round_to_lot(units: float, lot_size: float | None) -> float:
-    """Round ``units`` down (towards zero) to a whole number of lots; no-op without a lot size."""
+    """Round ``units`` down (towards zero) to a whole number of lots; no-op without a lot size.
+
+    The rounding is the core's (signals mode rounds its entries by the same rule)."""
     if not lot_size or not math.isfinite(units):
         return max(units, 0.0) if math.isfinite(units) else 0.0
-    return max(math.floor(units / lot_size + 1e-9) * lot_size, 0.0)
+    return _core.round_to_lot(units, lot_size)
 
 
 def _lot_toward_zero(units: float, lot_size: float | None) -> float:

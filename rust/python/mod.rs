@@ -29,6 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<accessors::PyHistoryBase>()?;
     m.add_class::<accessors::PyStrategyBase>()?;
     m.add_function(wrap_pyfunction!(signals::run_signals, m)?)?;
+    m.add_function(wrap_pyfunction!(signals::round_to_lot, m)?)?;
     m.add_function(wrap_pyfunction!(signals::run_signal_summaries, m)?)?;
     m.add_function(wrap_pyfunction!(statistics::exact_sum, m)?)?;
     m.add_function(wrap_pyfunction!(statistics::exact_row_sums, m)?)?;

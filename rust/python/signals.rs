@@ -109,6 +109,7 @@ fn grid_runs<'e, 'a>(
     sl: Vec<Option<f64>>,
     tp: Vec<Option<f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
+    lot_size: Option<Vec<Vec<Option<f64>>>>,
     trade_start: Option<i64>,
 ) -> PyResult<Vec<GridRun<'a, 'e>>> {
     let n = engines.len();
@@ -118,6 +119,19 @@ fn grid_runs<'e, 'a>(
     );
     let (sl, tp) = (per_run("sl", sl, n)?, per_run("tp", tp, n)?);
     let sl_trail = per_run("sl_trail", sl_trail.unwrap_or_else(|| vec![None; n]), n)?;
+    let symbols = symbol_counts(engines);
+    let lot_size = match lot_size {
+        Some(lots) => per_run("lot_size", lots, n)?,
+        None => symbols.iter().map(|&m| vec![None; m]).collect(),
+    };
+    for (k, (lots, &m)) in lot_size.iter().zip(&symbols).enumerate() {
+        if lots.len() != m {
+            return Err(PyValueError::new_err(format!(
+                "lot_size: {} values for the {m} symbols of engine {k}",
+                lots.len()
+            )));
+        }
+    }
     let (kinds, numbers) = (&columns.kinds, &columns.numbers);
     let mut runs = Vec::with_capacity(n);
     for (k, engine) in engines.iter_mut().enumerate() {
@@ -138,6 +152,7 @@ fn grid_runs<'e, 'a>(
                 stop_loss: numbers[0][k][s],
                 take_profit: numbers[1][k][s],
                 size: numbers[2][k][s],
+                lot_size: lot_size[k][s],
             })
             .collect();
         runs.push(GridRun {
@@ -173,13 +188,20 @@ fn errors_of<T>(py: Python<'_>, outcomes: Vec<crate::error::Result<T>>) -> Vec<O
         .collect()
 }
 
+/// `units` (>= 0) rounded down to whole lots of `lot_size` (> 0): the core's rule
+/// (`orders::round_to_lot`), which `tickstep.sizing.round_to_lot` calls.
+#[pyfunction]
+pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
+    crate::orders::round_to_lot(units, lot_size)
+}
+
 /// Run each engine with its own signals (`entries[k][symbol]`, ..., `sizes[k][symbol]`:
 /// entries' sizes per bar) and rules (`size[k]`: None when sizes are per bar, ...,
-/// `sl_trail[k]`: a trailing stop-loss fraction; none when not given) on `threads`
-/// threads (all cores when None), the interpreter released. The engines
+/// `sl_trail[k]`: a trailing stop-loss fraction; none when not given; `lot_size[k]
+/// [symbol]`: its entries in whole lots, none when not given) on `threads` threads (all cores when None), the interpreter released. The engines
 /// are ready to read after; returns per engine None, or the exception its run ended with.
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_trail=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_trail=None, lot_size=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signals(
     py: Python<'_>,
@@ -196,6 +218,7 @@ pub fn run_signals(
     tp_price: Columns<'_, f64>,
     sizes: Option<Columns<'_, f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
+    lot_size: Option<Vec<Vec<Option<f64>>>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<Vec<Option<Py<PyAny>>>> {
@@ -214,6 +237,7 @@ pub fn run_signals(
         sl,
         tp,
         sl_trail,
+        lot_size,
         trade_start,
     )?
     .into_iter()
@@ -235,7 +259,7 @@ pub fn run_signals(
 /// released while runs go on; an exception of ``on_run`` (or Ctrl-C) stops the runs not
 /// started yet and is raised. The engines are spent (their logs read as empty).
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_trail=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_trail=None, lot_size=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signal_summaries(
     py: Python<'_>,
@@ -253,6 +277,7 @@ pub fn run_signal_summaries(
     on_run: Py<PyAny>,
     sizes: Option<Columns<'_, f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
+    lot_size: Option<Vec<Vec<Option<f64>>>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<()> {
@@ -271,6 +296,7 @@ pub fn run_signal_summaries(
         sl,
         tp,
         sl_trail,
+        lot_size,
         trade_start,
     )?;
     let mut failure: Option<PyErr> = None;

@@ -48,6 +48,7 @@ const NONE: u32 = u32::MAX;
 /// Run `engine` with `strategy` by the sparse driver, or by the engine's own loop when the
 /// engine has studies declared (their caches follow every bar) or holds a streamed
 /// window rather than the whole market (bar indices are then not positions in the columns).
+#[inline(never)]
 pub(super) fn run(engine: &mut Engine, strategy: &mut SignalStrategy<'_>) -> Result<()> {
     let market = engine.market();
     let whole = (0..market.symbol_count()).all(|s| market.base(s) == 0);
@@ -1137,7 +1138,9 @@ impl Desk for SparseDesk<'_, '_> {
         debug_assert_eq!(symbol, self.symbol);
         self.close
     }
-    #[inline]
+    // (Always: left to itself the compiler stopped inlining it once the rules grew, and
+    // the driver's code around it came out slower.)
+    #[inline(always)]
     fn equity(&mut self) -> f64 {
         if !*self.fresh {
             read_parked(self.market, self.parked, self.portfolio, self.now, false);
