@@ -500,6 +500,7 @@ fn signals(c: &mut Bench) {
         take_profit: None,
         stop_loss_trail: None,
         trade_start: i64::MIN,
+        accumulate: false,
     };
     let mut g = c.benchmark_group("signals");
     g.sample_size(10);

@@ -13,7 +13,8 @@
 //!   long entry: close it.
 //! - A long entry while flat or short (a reversal) buys; a short entry while flat or long
 //!   sells. The close and the new entry fill in one batch (the close first). No pyramiding:
-//!   an entry on the side already held is ignored.
+//!   an entry on the side already held is ignored, unless the rules `accumulate`: then it
+//!   adds an order of its size (with its own stops), as another `buy` in `next` would.
 //! - An entry is sized at the bar's close: `Amount` units, `Value` cash / close, or
 //!   `Percent` × equity / close; a non-positive or non-finite size places nothing.
 //!   The size is the rules' one, or the symbol's own per bar: NaN or 0 there (or any
@@ -95,6 +96,9 @@ pub struct SignalRules {
     pub stop_loss_trail: Option<f64>,
     /// Signals on bars before this timestamp are not acted on (the warm-up).
     pub trade_start: i64,
+    /// Whether an entry on the side already held adds to the position (pyramiding; not
+    /// with `TargetPercent`, whose entries re-size the position to the target).
+    pub accumulate: bool,
 }
 
 impl SignalRules {
@@ -120,6 +124,13 @@ impl SignalRules {
             if self.stop_loss.is_some() {
                 return bad("give sl or sl_trail, not both".into());
             }
+        }
+        if self.accumulate && self.size_type == SizeType::TargetPercent {
+            return bad(
+                "accumulate with size_type 'target_percent': its entries already \
+                        re-size the position to the target (give one or the other)"
+                    .into(),
+            );
         }
         if let Some(tp) = self.take_profit {
             if !(tp.is_finite() && tp > 0.0) {
@@ -560,8 +571,8 @@ impl<'a> SignalStrategy<'a> {
         if exits || held * want < 0.0 {
             desk.close_position(symbol)?;
         }
-        if want == 0.0 || held * want > 0.0 {
-            return Ok(()); // no pyramiding
+        if want == 0.0 || (held * want > 0.0 && !self.rules.accumulate) {
+            return Ok(()); // no pyramiding, unless the rules accumulate
         }
         let size = self.size(symbol, i);
         let mut units = match self.rules.size_type {

@@ -31,6 +31,7 @@ fn rules(size: f64, size_type: SizeType) -> SignalRules {
         take_profit: None,
         stop_loss_trail: None,
         trade_start: i64::MIN,
+        accumulate: false,
     }
 }
 
@@ -569,6 +570,7 @@ fn random_case(seed: u64) -> Case {
         } else {
             i64::MIN
         },
+        accumulate: false,
     };
     let config = Config {
         // Low cash now and then, so increases are rejected for margin.
@@ -614,6 +616,8 @@ fn random_case(seed: u64) -> Case {
     if per_bar {
         rules.size = None;
     }
+    // Pyramiding now and then (not with target percent, which re-sizes instead).
+    rules.accumulate = size_type != SizeType::TargetPercent && d.chance(0.3);
     // Lot sizes now and then, per symbol (some without), for any size type.
     let lots = d.chance(0.3);
     let lot_size = (0..n)
@@ -691,7 +695,7 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
 #[test]
 fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut fills, mut rejected, mut stops, mut trailed) = (0, 0, 0, 0);
-    let (mut sized_per_bar, mut in_lots) = (0, 0);
+    let (mut sized_per_bar, mut in_lots, mut added) = (0, 0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -705,6 +709,16 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         fills += event.fills().len();
         if c.rules.size.is_none() {
             sized_per_bar += event.fills().len();
+        }
+        if c.rules.accumulate {
+            // Entries filled while the position was already on their side.
+            let mut held = vec![0.0; c.market.symbol_count()];
+            for f in event.fills() {
+                if f.role == Role::Entry && held[f.symbol] * f.direction > 0.0 {
+                    added += 1;
+                }
+                held[f.symbol] += f.direction * f.size;
+            }
         }
         in_lots += event
             .fills()
@@ -731,7 +745,15 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     }
     // The cases reach what they are meant to: fills, margin rejections, stops, entries
     // sized per bar, entries in lots.
-    let reached = [fills, rejected, stops, trailed, sized_per_bar, in_lots];
+    let reached = [
+        fills,
+        rejected,
+        stops,
+        trailed,
+        sized_per_bar,
+        in_lots,
+        added,
+    ];
     eprintln!("{reached:?}");
     assert!(
         fills > 2_000
@@ -739,7 +761,8 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && stops > 200
             && trailed > 50
             && sized_per_bar > 500
-            && in_lots > 300,
+            && in_lots > 300
+            && added > 300,
         "{reached:?}"
     );
 }
@@ -794,6 +817,7 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
             take_profit: d.chance(0.3).then_some(0.05),
             stop_loss_trail: None,
             trade_start: i64::MIN,
+            accumulate: false,
         };
         let config = Config {
             commission_rate: [0.0, 0.001][d.below(2) as usize],

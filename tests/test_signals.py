@@ -60,7 +60,7 @@ class ByHand(tickstep.Strategy):
         else:
             if exits or held * want < 0:
                 self.close(symbol)
-            if want == 0 or held * want > 0:
+            if want == 0 or (held * want > 0 and not r.get("accumulate")):
                 return
             units = round_to_lot({"amount": size, "value": size / price,
                                   "percent": size * self.equity / price}[r["size_type"]], lot)
@@ -179,6 +179,8 @@ def markets_and_signals(draw):
             union = pd.DatetimeIndex(sorted(set().union(*(df.index for df in data.values()))))
             rules["size"] = pd.DataFrame({name: pd.Series(v, index=data[name].index)
                                           for name, v in sizes.items()}).reindex(union)
+    # Pyramiding now and then (entries on the side held add to it), not with target percent.
+    rules["accumulate"] = size_type != "target_percent" and draw(st.booleans())
     # Entries in whole lots now and then: one lot size for all, or some symbols' own.
     rules["lot_size"] = draw(st.none() | st.sampled_from([0.5, 1.0, 3.0])
                              | st.dictionaries(st.sampled_from(sorted(data)),
@@ -301,6 +303,26 @@ def test_entries_in_whole_lots_by_hand():
     assert len(none.fills) == 0 and len(none.orders) == 0
 
 
+def test_accumulate_adds_entries_on_the_side_held_by_hand():
+    rows = [(100, 101, 99, 100)] * 3 + [(100, 111, 99, 110), (110, 111, 109, 110)]
+    bt = tickstep.Backtest(make_bars(rows), tickstep.Strategy)
+    entries = np.array([True, True, False, False, False])
+    exits = np.array([False, False, False, True, False])
+    once = bt.run_signals(entries=entries, exits=exits, size=10.0, size_type="amount")
+    twice = bt.run_signals(entries=entries, exits=exits, size=10.0, size_type="amount",
+                           accumulate=True)
+    # Without: the second entry is ignored (10 units); with: 10 + 10 bought at 100, all 20
+    # sold on bar 4's open 110 (two trades, one per entry's lot: +100 each).
+    assert list(once.fills["size"]) == [10.0, 10.0]
+    assert list(twice.fills["size"]) == [10.0, 10.0, 20.0]
+    assert list(twice.fills["price"]) == [100.0, 100.0, 110.0]
+    assert twice.stats["Equity Final [$]"] == 10_000.0 + 200.0
+    with pytest.raises(tickstep.ConfigError, match=r"accumulate with size_type 'target_percent'"):
+        bt.run_signals(entries=entries, size_type="target_percent", accumulate=True)
+    with pytest.raises(tickstep.ConfigError, match=r"accumulate='yes': must be True or False"):
+        bt.run_signals(entries=entries, accumulate="yes")
+
+
 def test_bad_sizes_per_bar_are_refused_by_name():
     a = make_bars([(100, 101, 99, 100)] * 5)
     b = make_bars([(100, 101, 99, 100)] * 4)
@@ -354,6 +376,7 @@ def test_grid_sets_with_their_own_sizes_and_stops_equal_runs_alone():
         exits = {s: rng.random(len(df)) < 0.1 for s, df in data.items()}
         sets[k] = {"entries": entries, "exits": exits, "size": size, "size_type": size_type, "sl": sl}
     sets["lots"] = {**sets[0], "lot_size": {"A": 5.0}}  # A's entries in lots of 5
+    sets["pyramid"] = {**sets[2], "accumulate": True}    # entries add to the side held
     table = bt.run_signal_grid(sets, threads=2)
     assert table["# Trades"].min() > 0
     for key, sig in sets.items():

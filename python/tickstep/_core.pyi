@@ -399,6 +399,7 @@ def run_signals(
     sizes: list[list[npt.NDArray[np.float64] | None]] | None = None,
     sl_trail: list[float | None] | None = None,
     lot_size: list[list[float | None]] | None = None,
+    accumulate: list[bool] | None = None,
     trade_start: int | None = None,
     threads: int | None = None,
 ) -> list[BaseException | None]:
@@ -422,6 +423,7 @@ def run_signal_summaries(
     sizes: list[list[npt.NDArray[np.float64] | None]] | None = None,
     sl_trail: list[float | None] | None = None,
     lot_size: list[list[float | None]] | None = None,
+    accumulate: list[bool] | None = None,
     trade_start: int | None = None,
     threads: int | None = None,
 ) -> None:

@@ -14,7 +14,10 @@ Rules, per symbol and bar:
 - long and an exit (or a short entry): close; short and a short exit (or a long entry):
   close;
 - a long entry while flat or short buys (a reversal fills the close first, in one batch);
-  a short entry while flat or long sells; an entry on the side already held is ignored;
+  a short entry while flat or long sells; an entry on the side already held is ignored,
+  unless ``accumulate=True`` (pyramiding): then it adds an order of its size, with its
+  own stops, as another ``buy`` in ``next`` would (not with ``"target_percent"``, whose
+  entries re-size the position to the target instead);
 - an entry is sized at the bar's close: ``size_type="amount"`` units,
   ``"value"`` cash / close, ``"percent"`` (a fraction: 0.5 = half) x equity / close;
   ``size`` is one number for every entry, or one per bar in the shapes signals take
@@ -96,7 +99,9 @@ PER_BAR = "per bar"
 BAR_KINDS = (*SIGNAL_KINDS, *PRICE_KINDS, SIZE_KIND)
 SIZE_TYPES = ("amount", "value", "percent", "target_percent")
 #: What a signal set of a grid may set for itself (else the call's values apply).
-RULES = ("size", "size_type", "sl", "tp", "sl_trail", "lot_size")
+RULES = ("size", "size_type", "sl", "tp", "sl_trail", "lot_size", "accumulate")
+#: Rules the core takes one per run (``lot_size`` goes to it per symbol).
+RUN_RULES = ("size", "size_type", "sl", "tp", "sl_trail", "accumulate")
 
 Columns = list["np.ndarray | None"]
 
@@ -289,7 +294,7 @@ def _sized(signals: dict[str, Any], size: Any) -> Any:
 
 
 def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
-           lot_size: Any = None, where: str = "") -> dict[str, Any]:
+           lot_size: Any = None, accumulate: Any = False, where: str = "") -> dict[str, Any]:
     """The order rules checked (option names as the user spells them); ``size`` a number
     or `PER_BAR` (the rules' size is then None)."""
     if not isinstance(size_type, str) or size_type not in SIZE_TYPES:
@@ -302,13 +307,16 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
     for name, value in (("sl", sl), ("tp", tp), ("sl_trail", sl_trail)):
         if value is not None and not _is_number(value):
             raise ConfigError(f"{where}{name}={value!r}: must be a number")
+    if not isinstance(accumulate, (bool, np.bool_)):
+        raise ConfigError(f"{where}accumulate={accumulate!r}: must be True or False")
     lots = lot_size.values() if isinstance(lot_size, Mapping) else [lot_size]
     if not all(lot is None or _is_number(lot) for lot in lots):
         raise ConfigError(f"{where}lot_size={lot_size!r}: must be a number of units, or "
                           "{symbol: number}")
     return {"size": None if size is PER_BAR else float(size), "size_type": size_type,
             "sl": None if sl is None else float(sl), "tp": None if tp is None else float(tp),
-            "sl_trail": None if sl_trail is None else float(sl_trail), "lot_size": lot_size}
+            "sl_trail": None if sl_trail is None else float(sl_trail), "lot_size": lot_size,
+            "accumulate": bool(accumulate)}
 
 
 def _lots(market: _core.Market, lot_size: Any) -> list[float | None]:
@@ -347,7 +355,7 @@ def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
     engines = [engine_for(market, config, ends) for _ in signal_sets]
     outcomes = call(
         engines, *(kinds[k] for k in SIGNAL_KINDS),
-        **{k: [r[k] for r in rules] for k in RULES if k != "lot_size"},
+        **{k: [r[k] for r in rules] for k in RUN_RULES},
         sl_price=kinds["sl_price"], tp_price=kinds["tp_price"], sizes=kinds[SIZE_KIND],
         lot_size=[_lots(market, r["lot_size"]) for r in rules], trade_start=trade_start_ns(market, config), threads=threads, **extra)
     return engines, outcomes
@@ -377,6 +385,7 @@ def run_signals(
     tp_price: Any = None,
     sl_trail: float | None = None,
     lot_size: Any = None,
+    accumulate: bool = False,
     metadata: pd.DataFrame | None = None,
     symbols: pd.CategoricalDtype | None = None,
     ends: Any = _FROM_CONFIG,
@@ -391,13 +400,14 @@ def run_signals(
     ``sl``/``tp`` are fractions of the entry bar's close,
     ``sl_price``/``tp_price`` prices per bar; ``sl_trail`` a trailing stop-loss as a
     fraction of the best price since the entry; ``lot_size`` (a number, or
-    ``{symbol: number}``) trades entries in whole lots. Options (cash, commission,
+    ``{symbol: number}``) trades entries in whole lots; ``accumulate`` lets an entry add to
+    a position on its side (pyramiding). Options (cash, commission,
     trade_on_close, ...) come from ``config``.
     """
     signals = {"entries": entries, "exits": exits, "short_entries": short_entries,
                "short_exits": short_exits, "sl_price": sl_price, "tp_price": tp_price}
     _check_kinds(signals, "run_signals")
-    rules = _rules(_sized(signals, size), size_type, sl, tp, sl_trail, lot_size)
+    rules = _rules(_sized(signals, size), size_type, sl, tp, sl_trail, lot_size, accumulate)
     (engine,), (error,) = _run_native(market, config, [signals], [rules], ends, threads=1)
     if error is not None:
         raise error
@@ -465,6 +475,7 @@ def run_signal_grid(
     tp: float | None = None,
     sl_trail: float | None = None,
     lot_size: Any = None,
+    accumulate: bool = False,
     threads: int | None = None,
     ends: Any = _FROM_CONFIG,
 ) -> pd.DataFrame:
@@ -474,8 +485,8 @@ def run_signal_grid(
     ``signal_sets`` maps a key (e.g. a parameter tuple) to the signals of one backtest,
     ``{"entries": ..., "exits": ..., "short_entries": ..., "short_exits": ...}``, each in
     any shape `run_signals` takes, plus optionally its own ``size`` (a number or one per
-    bar), ``size_type``, ``sl``, ``tp``, ``sl_trail``, ``lot_size``, ``sl_price`` and
-    ``tp_price`` (else
+    bar), ``size_type``, ``sl``, ``tp``, ``sl_trail``, ``lot_size``, ``accumulate``,
+    ``sl_price`` and ``tp_price`` (else
     the call's apply; ``size`` given per bar to the call applies to every set). Each row
     equals ``run_signals(...).stats`` of that set run alone. Rejected orders are counted
     per row (``# Orders Rejected``) without a warning per set; ``on_reject="raise"``
@@ -489,7 +500,7 @@ def run_signal_grid(
         sig = dict(signal_sets[key])
         _check_kinds(sig, f"signal set {key!r}", RULES)
         own = {"size": size, "size_type": size_type, "sl": sl, "tp": tp, "sl_trail": sl_trail,
-               "lot_size": lot_size}
+               "lot_size": lot_size, "accumulate": accumulate}
         own.update((k, sig.pop(k)) for k in RULES if k in sig)
         own["size"] = _sized(sig, own["size"])
         rules.append(_rules(**own, where=f"signal set {key!r}: "))
@@ -521,7 +532,7 @@ class SignalStrategy(Strategy):
     ``size_type`` (``"amount"``, ``"value"``, ``"percent"``, ``"target_percent"``),
     ``sl`` and ``tp`` (fractions of the entry bar's close), ``sl_trail`` (a trailing
     stop-loss, a fraction of the best price since the entry), ``lot_size`` (entries in
-    whole lots); see `tickstep.signals`.
+    whole lots), ``accumulate`` (pyramiding); see `tickstep.signals`.
 
     `Backtest.run` trades it in signals mode (natively); ``Backtest.optimize`` and
     `tickstep.batch.run_batch` run its parameter sets in one native call per symbol
@@ -553,6 +564,7 @@ class SignalStrategy(Strategy):
     tp: float | None = None
     sl_trail: float | None = None
     lot_size: float | None = None
+    accumulate: bool = False
 
     def signals(self, symbol: str, bars: pd.DataFrame) -> Mapping[str, Any]:
         """This symbol's signals from its bars (see the class documentation)."""
@@ -615,7 +627,8 @@ def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: l
     # Sizes per bar from `signals` stand instead of the `size` parameter.
     size = PER_BAR if SIZE_KIND in sets else instance.size
     rules = _rules(size, instance.size_type, instance.sl, instance.tp,
-                   instance.sl_trail, instance.lot_size, where=f"{cls.__name__}: ")
+                   instance.sl_trail, instance.lot_size, instance.accumulate,
+                   where=f"{cls.__name__}: ")
     return sets, rules, instance
 
 

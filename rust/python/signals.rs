@@ -110,6 +110,7 @@ fn grid_runs<'e, 'a>(
     tp: Vec<Option<f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
     lot_size: Option<Vec<Vec<Option<f64>>>>,
+    accumulate: Option<Vec<bool>>,
     trade_start: Option<i64>,
 ) -> PyResult<Vec<GridRun<'a, 'e>>> {
     let n = engines.len();
@@ -119,6 +120,11 @@ fn grid_runs<'e, 'a>(
     );
     let (sl, tp) = (per_run("sl", sl, n)?, per_run("tp", tp, n)?);
     let sl_trail = per_run("sl_trail", sl_trail.unwrap_or_else(|| vec![None; n]), n)?;
+    let accumulate = per_run(
+        "accumulate",
+        accumulate.unwrap_or_else(|| vec![false; n]),
+        n,
+    )?;
     let symbols = symbol_counts(engines);
     let lot_size = match lot_size {
         Some(lots) => per_run("lot_size", lots, n)?,
@@ -142,6 +148,7 @@ fn grid_runs<'e, 'a>(
             take_profit: tp[k],
             stop_loss_trail: sl_trail[k],
             trade_start: trade_start.unwrap_or(i64::MIN),
+            accumulate: accumulate[k],
         };
         let signals = (0..engine.engine.market().symbol_count())
             .map(|s| SymbolSignals {
@@ -198,10 +205,11 @@ pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
 /// Run each engine with its own signals (`entries[k][symbol]`, ..., `sizes[k][symbol]`:
 /// entries' sizes per bar) and rules (`size[k]`: None when sizes are per bar, ...,
 /// `sl_trail[k]`: a trailing stop-loss fraction; none when not given; `lot_size[k]
-/// [symbol]`: its entries in whole lots, none when not given) on `threads` threads (all cores when None), the interpreter released. The engines
+/// [symbol]`: its entries in whole lots, none when not given; `accumulate[k]`: entries
+/// add to a position on their side, false when not given) on `threads` threads (all cores when None), the interpreter released. The engines
 /// are ready to read after; returns per engine None, or the exception its run ended with.
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_trail=None, lot_size=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_trail=None, lot_size=None, accumulate=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signals(
     py: Python<'_>,
@@ -219,6 +227,7 @@ pub fn run_signals(
     sizes: Option<Columns<'_, f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
     lot_size: Option<Vec<Vec<Option<f64>>>>,
+    accumulate: Option<Vec<bool>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<Vec<Option<Py<PyAny>>>> {
@@ -238,6 +247,7 @@ pub fn run_signals(
         tp,
         sl_trail,
         lot_size,
+        accumulate,
         trade_start,
     )?
     .into_iter()
@@ -259,7 +269,7 @@ pub fn run_signals(
 /// released while runs go on; an exception of ``on_run`` (or Ctrl-C) stops the runs not
 /// started yet and is raised. The engines are spent (their logs read as empty).
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_trail=None, lot_size=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_trail=None, lot_size=None, accumulate=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signal_summaries(
     py: Python<'_>,
@@ -278,6 +288,7 @@ pub fn run_signal_summaries(
     sizes: Option<Columns<'_, f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
     lot_size: Option<Vec<Vec<Option<f64>>>>,
+    accumulate: Option<Vec<bool>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<()> {
@@ -297,6 +308,7 @@ pub fn run_signal_summaries(
         tp,
         sl_trail,
         lot_size,
+        accumulate,
         trade_start,
     )?;
     let mut failure: Option<PyErr> = None;

@@ -56,6 +56,7 @@ fn rules(size: f64) -> SignalRules {
         take_profit: None,
         stop_loss_trail: None,
         trade_start: i64::MIN,
+        accumulate: false,
     }
 }
 
