@@ -486,6 +486,11 @@ def test_a_signal_strategy_may_size_its_entries_per_bar():
     assert not result.fills["size"].equals(fixed.fills["size"])
     rows = bt.optimize(fast=[3, 4], risk=[20.0, 50.0], cache=False)
     assert set(rows["status"]) == {"ok"}
+    # The rules are parameters too: whole lots (one for all, or by symbol), pyramiding.
+    in_lots = bt.run(fast=4, lot_size={"A": 10.0}, accumulate=True)
+    assert (in_lots.fills.query("symbol == 'A'")["size"] % 10 == 0).all()
+    assert_same_run(in_lots, bt.run_signals(**sig, size=sizes, size_type="value",
+                                            lot_size={"A": 10.0}, accumulate=True))
     for _, row in rows.iterrows():
         alone = bt.run(fast=int(row["fast"]), risk=float(row["risk"])).stats
         assert row["Equity Final [$]"] == alone["Equity Final [$]"]

@@ -563,7 +563,7 @@ class SignalStrategy(Strategy):
     sl: float | None = None
     tp: float | None = None
     sl_trail: float | None = None
-    lot_size: float | None = None
+    lot_size: float | dict[str, float] | None = None
     accumulate: bool = False
 
     def signals(self, symbol: str, bars: pd.DataFrame) -> Mapping[str, Any]:
