@@ -351,6 +351,11 @@ def test_bad_sizes_per_bar_are_refused_by_name():
         bt.run_signals(entries=both, lot_size={"Z": 1})
     with pytest.raises(tickstep.ConfigError, match=r"lot_size='ten': must be a number of units"):
         bt.run_signals(entries=both, lot_size="ten")
+    # One size per symbol: each symbol's own number for all its bars.
+    per_symbol = bt.run_signals(entries=both, size={"A": 3.0, "B": 2.0}, size_type="amount")
+    assert per_symbol.fills.groupby("symbol")["size"].first().to_dict() == {"A": 3.0, "B": 2.0}
+    with pytest.raises(tickstep.ConfigError, match=r"size\['B'\]: sizes must be finite .* got -1.0 at row 0"):
+        bt.run_signals(entries=both, size={"A": 3.0, "B": -1.0})
     # Sizes only for the symbol with entries are enough.
     only_a = bt.run_signals(entries={"A": np.ones(5, bool)}, size={"A": np.full(5, 2.0)},
                             size_type="amount")

@@ -20,8 +20,9 @@ Rules, per symbol and bar:
   entries re-size the position to the target instead);
 - an entry is sized at the bar's close: ``size_type="amount"`` units,
   ``"value"`` cash / close, ``"percent"`` (a fraction: 0.5 = half) x equity / close;
-  ``size`` is one number for every entry, or one per bar in the shapes signals take
-  (e.g. a DataFrame of sizes beside the DataFrame of entries), read on the entry's bar:
+  ``size`` is one number for every entry, one per symbol (``{symbol: number}``), or one
+  per bar in the shapes signals take (e.g. a DataFrame of sizes beside the DataFrame of
+  entries, or ``{symbol: array}``), read on the entry's bar:
   NaN or 0 there means no entry on that bar (its exits still act); every symbol with
   entries then needs its sizes;
 - ``lot_size`` (a number, or ``{symbol: number}``) buys and sells entries in whole lots
@@ -141,10 +142,13 @@ def _prices(values: Any, where: str, bars: int) -> np.ndarray:
 
 def _sizes(values: Any, where: str, bars: int) -> np.ndarray:
     """``values`` as a contiguous float64 column of entries' sizes (NaN or 0: no entry on
-    that bar), or a clear refusal."""
+    that bar), or a clear refusal. One number (a symbol's own size, from a mapping) stands
+    for every bar of the symbol."""
     a = np.asarray(values)
     if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise ConfigError(f"{where}: sizes must be numbers (NaN or 0 for no entry), got dtype {a.dtype}")
+    if a.ndim == 0:
+        a = np.full(bars, a, dtype=np.float64)
     a = _one_column(a.astype(np.float64, copy=False), where, bars)
     bad = ~np.isnan(a) & ~(np.isfinite(a) & (a >= 0))
     if bad.any():
