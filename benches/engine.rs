@@ -501,6 +501,7 @@ fn signals(c: &mut Bench) {
         stop_loss_trail: None,
         trade_start: i64::MIN,
         accumulate: false,
+        exit_after_bars: None,
     };
     let mut g = c.benchmark_group("signals");
     g.sample_size(10);

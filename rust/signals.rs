@@ -28,6 +28,10 @@
 //! - With a lot size (`SymbolSignals::lot_size`) an entry's units are rounded down to
 //!   whole lots (nothing when below one lot), and a `TargetPercent` target towards zero
 //!   (never overshot), as `tickstep.sizing.order_to_target` rounds it.
+//! - A time exit (`exit_after_bars` = n): a position whose oldest open lot was entered n
+//!   or more of the symbol's bars before this one is exited here, as by an exit signal of
+//!   its side on this bar (so an entry of that side on it is ignored, an opposite one
+//!   reverses).
 //! - Stops as fractions of that close — a long's stop-loss at close × (1 − sl) and
 //!   take-profit at close × (1 + tp), a short's mirrored — or as prices, one per bar (NaN:
 //!   none for an entry on that bar). They become the book's bracket of the order that
@@ -99,6 +103,8 @@ pub struct SignalRules {
     /// Whether an entry on the side already held adds to the position (pyramiding; not
     /// with `TargetPercent`, whose entries re-size the position to the target).
     pub accumulate: bool,
+    /// Exit a position this many bars (>= 1) after its oldest open lot was entered.
+    pub exit_after_bars: Option<usize>,
 }
 
 impl SignalRules {
@@ -124,6 +130,9 @@ impl SignalRules {
             if self.stop_loss.is_some() {
                 return bad("give sl or sl_trail, not both".into());
             }
+        }
+        if self.exit_after_bars == Some(0) {
+            return bad("exit_after_bars = 0: must be a whole number of bars >= 1".into());
         }
         if self.accumulate && self.size_type == SizeType::TargetPercent {
             return bad(
@@ -499,6 +508,33 @@ impl<'a> SignalStrategy<'a> {
         desk.submit(req).map(drop)
     }
 
+    /// Whether `symbol`'s position, at its bar `i`, is due its time exit.
+    #[inline]
+    fn times_out<D: Desk>(&self, desk: &D, symbol: usize, i: usize) -> bool {
+        self.times_exits() && self.exit_deadline(desk, symbol).is_some_and(|due| i >= due)
+    }
+
+    /// The bar at which `symbol`'s position is due its time exit (`None`: no time exit, or
+    /// nothing held).
+    #[inline]
+    fn exit_deadline<D: Desk>(&self, desk: &D, symbol: usize) -> Option<usize> {
+        self.deadline(|| desk.opened_at(symbol))
+    }
+
+    /// The bar at which a position whose oldest open lot was entered at bar `opened` is due
+    /// its time exit (`None`: no time exit, or nothing held; `opened` asked only with one).
+    #[inline]
+    fn deadline(&self, opened: impl FnOnce() -> Option<usize>) -> Option<usize> {
+        let n = self.rules.exit_after_bars?;
+        opened().map(|bar| bar + n)
+    }
+
+    /// Whether the rules must read every bar the run visits (a time exit may fall on any).
+    #[inline]
+    fn times_exits(&self) -> bool {
+        self.rules.exit_after_bars.is_some()
+    }
+
     /// The size of `symbol`'s entry decided on `bar`: its own per bar, or the rules' one.
     #[inline]
     fn size(&self, symbol: usize, bar: usize) -> f64 {
@@ -525,24 +561,26 @@ impl<'a> SignalStrategy<'a> {
     #[inline]
     fn on_symbol_bar<D: Desk>(&mut self, desk: &mut D, symbol: usize, i: usize) -> Result<()> {
         let due = &mut self.due[symbol];
-        if i < due.bar {
-            return Ok(());
-        }
         if i > due.bar {
             // A signal bar passed without being seen (neither run skips one).
             due.advance(i);
-            if i < due.bar {
-                return Ok(());
-            }
         }
-        let kinds = due.kinds;
-        due.at(due.next + 1);
+        let kinds = if i == due.bar {
+            let kinds = due.kinds;
+            due.at(due.next + 1);
+            kinds
+        } else if self.times_out(desk, symbol, i) {
+            0 // a bar with no signal, where the time exit acts (signal bars have kinds)
+        } else {
+            return Ok(());
+        };
+        let timed_out = kinds == 0 || self.times_out(desk, symbol, i);
         if desk.now() < self.rules.trade_start {
             return Ok(());
         }
         // (An entry whose size on this bar is not above 0 was never set: `SignalBars`.)
-        let exit_long = kinds & EXIT != 0;
-        let exit_short = kinds & SHORT_EXIT != 0;
+        let exit_long = kinds & EXIT != 0 || (timed_out && desk.held(symbol) > 0.0);
+        let exit_short = kinds & SHORT_EXIT != 0 || (timed_out && desk.held(symbol) < 0.0);
         let long_entry = kinds & ENTRY != 0 && !exit_long;
         let short_entry = kinds & SHORT_ENTRY != 0 && !exit_short;
         let want = match (long_entry, short_entry) {
@@ -597,6 +635,8 @@ trait Desk {
     fn now(&self) -> i64;
     /// `symbol`'s position (signed units).
     fn held(&self, symbol: usize) -> f64;
+    /// The bar at which `symbol`'s oldest open lot was entered (`None`: nothing held).
+    fn opened_at(&self, symbol: usize) -> Option<usize>;
     /// `symbol`'s latest close.
     fn price(&self, symbol: usize) -> f64;
     /// The account's equity now (a read: the sparse driver sums its parked positions).
@@ -613,6 +653,10 @@ impl Desk for TickContext<'_> {
     #[inline]
     fn held(&self, symbol: usize) -> f64 {
         self.position(symbol).size
+    }
+    #[inline]
+    fn opened_at(&self, symbol: usize) -> Option<usize> {
+        self.position(symbol).lots.front().map(|lot| lot.entry_bar)
     }
     #[inline]
     fn price(&self, symbol: usize) -> f64 {

@@ -32,6 +32,7 @@ fn rules(size: f64, size_type: SizeType) -> SignalRules {
         stop_loss_trail: None,
         trade_start: i64::MIN,
         accumulate: false,
+        exit_after_bars: None,
     }
 }
 
@@ -571,6 +572,7 @@ fn random_case(seed: u64) -> Case {
             i64::MIN
         },
         accumulate: false,
+        exit_after_bars: None,
     };
     let config = Config {
         // Low cash now and then, so increases are rejected for margin.
@@ -618,6 +620,8 @@ fn random_case(seed: u64) -> Case {
     }
     // Pyramiding now and then (not with target percent, which re-sizes instead).
     rules.accumulate = size_type != SizeType::TargetPercent && d.chance(0.3);
+    // A time exit now and then, one to eight bars after the entry.
+    rules.exit_after_bars = d.chance(0.3).then(|| 1 + d.below(8) as usize);
     // Lot sizes now and then, per symbol (some without), for any size type.
     let lots = d.chance(0.3);
     let lot_size = (0..n)
@@ -695,7 +699,7 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
 #[test]
 fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut fills, mut rejected, mut stops, mut trailed) = (0, 0, 0, 0);
-    let (mut sized_per_bar, mut in_lots, mut added) = (0, 0, 0);
+    let (mut sized_per_bar, mut in_lots, mut added, mut timed) = (0, 0, 0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -709,6 +713,16 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         fills += event.fills().len();
         if c.rules.size.is_none() {
             sized_per_bar += event.fills().len();
+        }
+        if c.rules.exit_after_bars.is_some() {
+            // Cases where the time exit changed the run (against the same without it).
+            let mut without = case_engine(&c);
+            let mut rules = c.rules;
+            rules.exit_after_bars = None;
+            let mut strategy = case_strategy(&c);
+            strategy.rules = rules;
+            without.run(&mut strategy).unwrap();
+            timed += usize::from(outcome(&without) != a);
         }
         if c.rules.accumulate {
             // Entries filled while the position was already on their side.
@@ -753,6 +767,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         sized_per_bar,
         in_lots,
         added,
+        timed,
     ];
     eprintln!("{reached:?}");
     assert!(
@@ -762,7 +777,8 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && trailed > 50
             && sized_per_bar > 500
             && in_lots > 300
-            && added > 300,
+            && added > 200
+            && timed > 40,
         "{reached:?}"
     );
 }
@@ -818,6 +834,7 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
             stop_loss_trail: None,
             trade_start: i64::MIN,
             accumulate: false,
+            exit_after_bars: None,
         };
         let config = Config {
             commission_rate: [0.0, 0.001][d.below(2) as usize],
@@ -909,4 +926,26 @@ fn signal_bars_find_each_next_signal_and_its_signals_and_count_entries_and_exits
             }
         }
     }
+}
+
+#[test]
+fn a_time_exit_of_zero_bars_is_refused() {
+    let m = market(&[100.0, 110.0, 120.0]);
+    let entries = [true, false, false];
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        ..Default::default()
+    };
+    let r = SignalRules {
+        exit_after_bars: Some(0),
+        ..rules(1.0, SizeType::Amount)
+    };
+    let err = SignalStrategy::new(&m, vec![sig], r)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("exit_after_bars = 0: must be a whole number of bars >= 1"),
+        "{err}"
+    );
 }

@@ -24,10 +24,12 @@ class ByHand(tickstep.Strategy):
 
     def init(self):
         self.bar = dict.fromkeys(self.symbols, -1)
+        self.bar_at = {s: {} for s in self.symbols}  # each bar's index by its time
 
     def next(self, symbol):
         self.bar[symbol] += 1
         i = self.bar[symbol]
+        self.bar_at[symbol][self.now] = i
 
         def column(kind):
             return (self.signals.get(kind) or {}).get(symbol)
@@ -40,11 +42,16 @@ class ByHand(tickstep.Strategy):
         sizes = column("size")
         size = self.rules["size"] if sizes is None else float(sizes[i])
         sized = size > 0
-        exit_long, exit_short = at("exits"), at("short_exits")
+        # A time exit: the oldest open trade entered `exit_after_bars` bars ago or more.
+        held = self.position_size(symbol)
+        n = self.rules.get("exit_after_bars")
+        trades = self.open_trades(symbol) if n is not None and held != 0 else []
+        timed_out = bool(trades) and i - self.bar_at[symbol][min(t["entry_ts"] for t in trades)] >= n
+        exit_long = at("exits") or (timed_out and held > 0)
+        exit_short = at("short_exits") or (timed_out and held < 0)
         long_entry = at("entries") and not exit_long and sized
         short_entry = at("short_entries") and not exit_short and sized
         want = 1 if long_entry and not short_entry else -1 if short_entry and not long_entry else 0
-        held = self.position_size(symbol)
         exits = (held > 0 and exit_long) or (held < 0 and exit_short)
         r = self.rules
         lots = r.get("lot_size")
@@ -181,6 +188,8 @@ def markets_and_signals(draw):
                                           for name, v in sizes.items()}).reindex(union)
     # Pyramiding now and then (entries on the side held add to it), not with target percent.
     rules["accumulate"] = size_type != "target_percent" and draw(st.booleans())
+    # A time exit now and then, one to eight bars after the entry.
+    rules["exit_after_bars"] = draw(st.none() | st.integers(1, 8))
     # Entries in whole lots now and then: one lot size for all, or some symbols' own.
     rules["lot_size"] = draw(st.none() | st.sampled_from([0.5, 1.0, 3.0])
                              | st.dictionaries(st.sampled_from(sorted(data)),
@@ -323,6 +332,30 @@ def test_accumulate_adds_entries_on_the_side_held_by_hand():
         bt.run_signals(entries=entries, accumulate="yes")
 
 
+def test_a_time_exit_closes_n_bars_after_the_entry_by_hand():
+    closes = [100, 101, 102, 103, 104, 105]
+    opens = [100, *closes[:-1]]
+    rows = [(o, max(o, c) + 1, min(o, c) - 1, c) for o, c in zip(opens, closes)]
+    bt = tickstep.Backtest(make_bars(rows), tickstep.Strategy)
+    entries = np.array([True, False, False, True, False, False])
+    run = bt.run_signals(entries=entries, size=10.0, size_type="amount", exit_after_bars=2)
+    # Bought at bar 1's open 100 (the entry's bar); 2 bars later, on bar 3, the time exit
+    # acts like an exit signal: bar 3's own entry (same side) is ignored, and the close
+    # fills at bar 4's open 103: +30.
+    assert list(run.fills["price"]) == [100.0, 103.0]
+    assert list(run.fills["role"]) == ["entry", "close"]
+    assert run.trades.iloc[0]["pnl"] == pytest.approx(30.0)
+    # At the close: bought at bar 0's close 100, sold at bar 2's close 102; bar 3's entry
+    # then opens again, its time exit due at bar 5 (fills at that close 105).
+    on_close = tickstep.Backtest(make_bars(rows), tickstep.Strategy, trade_on_close=True)
+    run = on_close.run_signals(entries=entries, size=10.0, size_type="amount", exit_after_bars=2)
+    assert list(run.fills["price"]) == [100.0, 102.0, 103.0, 105.0]
+    with pytest.raises(tickstep.ConfigError, match=r"exit_after_bars=0: must be a whole number of bars >= 1"):
+        bt.run_signals(entries=entries, exit_after_bars=0)
+    with pytest.raises(tickstep.ConfigError, match=r"exit_after_bars=2.5: must be a whole number"):
+        bt.run_signals(entries=entries, exit_after_bars=2.5)
+
+
 def test_bad_sizes_per_bar_are_refused_by_name():
     a = make_bars([(100, 101, 99, 100)] * 5)
     b = make_bars([(100, 101, 99, 100)] * 4)
@@ -382,6 +415,7 @@ def test_grid_sets_with_their_own_sizes_and_stops_equal_runs_alone():
         sets[k] = {"entries": entries, "exits": exits, "size": size, "size_type": size_type, "sl": sl}
     sets["lots"] = {**sets[0], "lot_size": {"A": 5.0}}  # A's entries in lots of 5
     sets["pyramid"] = {**sets[2], "accumulate": True}    # entries add to the side held
+    sets["timed"] = {**sets[1], "exit_after_bars": 3}     # positions held 3 bars at most
     table = bt.run_signal_grid(sets, threads=2)
     assert table["# Trades"].min() > 0
     for key, sig in sets.items():
@@ -492,10 +526,11 @@ def test_a_signal_strategy_may_size_its_entries_per_bar():
     rows = bt.optimize(fast=[3, 4], risk=[20.0, 50.0], cache=False)
     assert set(rows["status"]) == {"ok"}
     # The rules are parameters too: whole lots (one for all, or by symbol), pyramiding.
-    in_lots = bt.run(fast=4, lot_size={"A": 10.0}, accumulate=True)
+    in_lots = bt.run(fast=4, lot_size={"A": 10.0}, accumulate=True, exit_after_bars=5)
     assert (in_lots.fills.query("symbol == 'A'")["size"] % 10 == 0).all()
     assert_same_run(in_lots, bt.run_signals(**sig, size=sizes, size_type="value",
-                                            lot_size={"A": 10.0}, accumulate=True))
+                                            lot_size={"A": 10.0}, accumulate=True,
+                                            exit_after_bars=5))
     for _, row in rows.iterrows():
         alone = bt.run(fast=int(row["fast"]), risk=float(row["risk"])).stats
         assert row["Equity Final [$]"] == alone["Equity Final [$]"]

@@ -400,6 +400,7 @@ def run_signals(
     sl_trail: list[float | None] | None = None,
     lot_size: list[list[float | None]] | None = None,
     accumulate: list[bool] | None = None,
+    exit_after_bars: list[int | None] | None = None,
     trade_start: int | None = None,
     threads: int | None = None,
 ) -> list[BaseException | None]:
@@ -424,6 +425,7 @@ def run_signal_summaries(
     sl_trail: list[float | None] | None = None,
     lot_size: list[list[float | None]] | None = None,
     accumulate: list[bool] | None = None,
+    exit_after_bars: list[int | None] | None = None,
     trade_start: int | None = None,
     threads: int | None = None,
 ) -> None:

@@ -244,7 +244,8 @@ class Backtest:
                     short_exits: Any = None, *, size: Any = 0.95, size_type: str = "percent",
                     sl: float | None = None, tp: float | None = None, sl_price: Any = None,
                     tp_price: Any = None, sl_trail: float | None = None,
-                    lot_size: Any = None, accumulate: bool = False) -> Result:
+                    lot_size: Any = None, accumulate: bool = False,
+                    exit_after_bars: int | None = None) -> Result:
         """Backtest boolean signals natively (signals mode), with this backtest's data and
         options; returns the same `Result` as `run`. The strategy class is not used.
 
@@ -254,8 +255,8 @@ class Backtest:
         NaN or 0 for no entry on that bar), stops (``sl``/``tp`` as fractions of the entry bar's close, or
         ``sl_price``/``tp_price`` per bar; ``sl_trail`` a trailing stop-loss as a fraction
         of the best price since the entry; ``lot_size``, a number or ``{symbol: number}``:
-        entries in whole lots; ``accumulate`` for pyramiding) and the shapes signals may
-        take:
+        entries in whole lots; ``accumulate`` for pyramiding; ``exit_after_bars`` a time
+        exit) and the shapes signals may take:
         `tickstep.signals`.
         """
         self._refuse_signals_mode()
@@ -263,21 +264,24 @@ class Backtest:
             self._in_memory("run_signals"), self._config, entries=entries, exits=exits,
             short_entries=short_entries, short_exits=short_exits, size=size,
             size_type=size_type, sl=sl, tp=tp, sl_price=sl_price, tp_price=tp_price,
-            sl_trail=sl_trail, lot_size=lot_size, accumulate=accumulate, metadata=self._metadata,
+            sl_trail=sl_trail, lot_size=lot_size, accumulate=accumulate,
+            exit_after_bars=exit_after_bars, metadata=self._metadata,
             symbols=self._symbol_dtype, ends=self._session_ends,
         )
 
     def run_signal_grid(self, signal_sets: Any, *, size: Any = 0.95, size_type: str = "percent",
                         sl: float | None = None, tp: float | None = None,
                         sl_trail: float | None = None, lot_size: Any = None,
-                        accumulate: bool = False, threads: int | None = None) -> pd.DataFrame:
+                        accumulate: bool = False, exit_after_bars: int | None = None,
+                        threads: int | None = None) -> pd.DataFrame:
         """Backtest many signal sets (``{key: {"entries": ..., "exits": ...}}``) in one
         native call on all cores; a table of statistics, one row per key, each equal to
         `run_signals` of that set alone (`tickstep.signals.run_signal_grid`)."""
         self._refuse_signals_mode()
         return run_signal_grid(
             self._in_memory("run_signal_grid"), self._config, signal_sets, size=size, size_type=size_type, sl=sl,
-            tp=tp, sl_trail=sl_trail, lot_size=lot_size, accumulate=accumulate, threads=threads,
+            tp=tp, sl_trail=sl_trail, lot_size=lot_size, accumulate=accumulate,
+            exit_after_bars=exit_after_bars, threads=threads,
             ends=self._session_ends,
         )
 

@@ -25,6 +25,10 @@ Rules, per symbol and bar:
   entries, or ``{symbol: array}``), read on the entry's bar:
   NaN or 0 there means no entry on that bar (its exits still act); every symbol with
   entries then needs its sizes;
+- ``exit_after_bars=n`` is a time exit: a position whose oldest open lot was entered n or
+  more of the symbol's bars before is exited on this bar, as by an exit signal of its
+  side (an entry of that side on the bar is then ignored, an opposite one reverses); it
+  fills as any exit does (the next open, or this close with ``trade_on_close``);
 - ``lot_size`` (a number, or ``{symbol: number}``) buys and sells entries in whole lots
   (shares, contracts, board lots): units are rounded down to whole lots, nothing below
   one lot; a ``"target_percent"`` target is rounded towards zero (never overshot), as
@@ -100,9 +104,9 @@ PER_BAR = "per bar"
 BAR_KINDS = (*SIGNAL_KINDS, *PRICE_KINDS, SIZE_KIND)
 SIZE_TYPES = ("amount", "value", "percent", "target_percent")
 #: What a signal set of a grid may set for itself (else the call's values apply).
-RULES = ("size", "size_type", "sl", "tp", "sl_trail", "lot_size", "accumulate")
+RULES = ("size", "size_type", "sl", "tp", "sl_trail", "lot_size", "accumulate", "exit_after_bars")
 #: Rules the core takes one per run (``lot_size`` goes to it per symbol).
-RUN_RULES = ("size", "size_type", "sl", "tp", "sl_trail", "accumulate")
+RUN_RULES = ("size", "size_type", "sl", "tp", "sl_trail", "accumulate", "exit_after_bars")
 
 Columns = list["np.ndarray | None"]
 
@@ -298,7 +302,8 @@ def _sized(signals: dict[str, Any], size: Any) -> Any:
 
 
 def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
-           lot_size: Any = None, accumulate: Any = False, where: str = "") -> dict[str, Any]:
+           lot_size: Any = None, accumulate: Any = False, exit_after_bars: Any = None,
+           where: str = "") -> dict[str, Any]:
     """The order rules checked (option names as the user spells them); ``size`` a number
     or `PER_BAR` (the rules' size is then None)."""
     if not isinstance(size_type, str) or size_type not in SIZE_TYPES:
@@ -313,6 +318,11 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
             raise ConfigError(f"{where}{name}={value!r}: must be a number")
     if not isinstance(accumulate, (bool, np.bool_)):
         raise ConfigError(f"{where}accumulate={accumulate!r}: must be True or False")
+    if exit_after_bars is not None and (isinstance(exit_after_bars, (bool, np.bool_))
+                                        or not isinstance(exit_after_bars, (int, np.integer))
+                                        or exit_after_bars < 1):
+        raise ConfigError(f"{where}exit_after_bars={exit_after_bars!r}: must be a whole number "
+                          "of bars >= 1 (or None: no time exit)")
     lots = lot_size.values() if isinstance(lot_size, Mapping) else [lot_size]
     if not all(lot is None or _is_number(lot) for lot in lots):
         raise ConfigError(f"{where}lot_size={lot_size!r}: must be a number of units, or "
@@ -320,7 +330,8 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
     return {"size": None if size is PER_BAR else float(size), "size_type": size_type,
             "sl": None if sl is None else float(sl), "tp": None if tp is None else float(tp),
             "sl_trail": None if sl_trail is None else float(sl_trail), "lot_size": lot_size,
-            "accumulate": bool(accumulate)}
+            "accumulate": bool(accumulate),
+            "exit_after_bars": None if exit_after_bars is None else int(exit_after_bars)}
 
 
 def _lots(market: _core.Market, lot_size: Any) -> list[float | None]:
@@ -390,6 +401,7 @@ def run_signals(
     sl_trail: float | None = None,
     lot_size: Any = None,
     accumulate: bool = False,
+    exit_after_bars: int | None = None,
     metadata: pd.DataFrame | None = None,
     symbols: pd.CategoricalDtype | None = None,
     ends: Any = _FROM_CONFIG,
@@ -405,13 +417,15 @@ def run_signals(
     ``sl_price``/``tp_price`` prices per bar; ``sl_trail`` a trailing stop-loss as a
     fraction of the best price since the entry; ``lot_size`` (a number, or
     ``{symbol: number}``) trades entries in whole lots; ``accumulate`` lets an entry add to
-    a position on its side (pyramiding). Options (cash, commission,
+    a position on its side (pyramiding); ``exit_after_bars`` exits a position that many
+    bars after its entry (a time exit). Options (cash, commission,
     trade_on_close, ...) come from ``config``.
     """
     signals = {"entries": entries, "exits": exits, "short_entries": short_entries,
                "short_exits": short_exits, "sl_price": sl_price, "tp_price": tp_price}
     _check_kinds(signals, "run_signals")
-    rules = _rules(_sized(signals, size), size_type, sl, tp, sl_trail, lot_size, accumulate)
+    rules = _rules(_sized(signals, size), size_type, sl, tp, sl_trail, lot_size, accumulate,
+                   exit_after_bars)
     (engine,), (error,) = _run_native(market, config, [signals], [rules], ends, threads=1)
     if error is not None:
         raise error
@@ -480,6 +494,7 @@ def run_signal_grid(
     sl_trail: float | None = None,
     lot_size: Any = None,
     accumulate: bool = False,
+    exit_after_bars: int | None = None,
     threads: int | None = None,
     ends: Any = _FROM_CONFIG,
 ) -> pd.DataFrame:
@@ -490,7 +505,7 @@ def run_signal_grid(
     ``{"entries": ..., "exits": ..., "short_entries": ..., "short_exits": ...}``, each in
     any shape `run_signals` takes, plus optionally its own ``size`` (a number or one per
     bar), ``size_type``, ``sl``, ``tp``, ``sl_trail``, ``lot_size``, ``accumulate``,
-    ``sl_price`` and ``tp_price`` (else
+    ``exit_after_bars``, ``sl_price`` and ``tp_price`` (else
     the call's apply; ``size`` given per bar to the call applies to every set). Each row
     equals ``run_signals(...).stats`` of that set run alone. Rejected orders are counted
     per row (``# Orders Rejected``) without a warning per set; ``on_reject="raise"``
@@ -504,7 +519,7 @@ def run_signal_grid(
         sig = dict(signal_sets[key])
         _check_kinds(sig, f"signal set {key!r}", RULES)
         own = {"size": size, "size_type": size_type, "sl": sl, "tp": tp, "sl_trail": sl_trail,
-               "lot_size": lot_size, "accumulate": accumulate}
+               "lot_size": lot_size, "accumulate": accumulate, "exit_after_bars": exit_after_bars}
         own.update((k, sig.pop(k)) for k in RULES if k in sig)
         own["size"] = _sized(sig, own["size"])
         rules.append(_rules(**own, where=f"signal set {key!r}: "))
@@ -536,7 +551,8 @@ class SignalStrategy(Strategy):
     ``size_type`` (``"amount"``, ``"value"``, ``"percent"``, ``"target_percent"``),
     ``sl`` and ``tp`` (fractions of the entry bar's close), ``sl_trail`` (a trailing
     stop-loss, a fraction of the best price since the entry), ``lot_size`` (entries in
-    whole lots), ``accumulate`` (pyramiding); see `tickstep.signals`.
+    whole lots), ``accumulate`` (pyramiding), ``exit_after_bars`` (a time exit); see
+    `tickstep.signals`.
 
     `Backtest.run` trades it in signals mode (natively); ``Backtest.optimize`` and
     `tickstep.batch.run_batch` run its parameter sets in one native call per symbol
@@ -569,6 +585,7 @@ class SignalStrategy(Strategy):
     sl_trail: float | None = None
     lot_size: float | dict[str, float] | None = None
     accumulate: bool = False
+    exit_after_bars: int | None = None
 
     def signals(self, symbol: str, bars: pd.DataFrame) -> Mapping[str, Any]:
         """This symbol's signals from its bars (see the class documentation)."""
@@ -632,7 +649,7 @@ def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: l
     size = PER_BAR if SIZE_KIND in sets else instance.size
     rules = _rules(size, instance.size_type, instance.sl, instance.tp,
                    instance.sl_trail, instance.lot_size, instance.accumulate,
-                   where=f"{cls.__name__}: ")
+                   instance.exit_after_bars, where=f"{cls.__name__}: ")
     return sets, rules, instance
 
 

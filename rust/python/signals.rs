@@ -111,6 +111,7 @@ fn grid_runs<'e, 'a>(
     sl_trail: Option<Vec<Option<f64>>>,
     lot_size: Option<Vec<Vec<Option<f64>>>>,
     accumulate: Option<Vec<bool>>,
+    exit_after_bars: Option<Vec<Option<usize>>>,
     trade_start: Option<i64>,
 ) -> PyResult<Vec<GridRun<'a, 'e>>> {
     let n = engines.len();
@@ -123,6 +124,11 @@ fn grid_runs<'e, 'a>(
     let accumulate = per_run(
         "accumulate",
         accumulate.unwrap_or_else(|| vec![false; n]),
+        n,
+    )?;
+    let exit_after_bars = per_run(
+        "exit_after_bars",
+        exit_after_bars.unwrap_or_else(|| vec![None; n]),
         n,
     )?;
     let symbols = symbol_counts(engines);
@@ -149,6 +155,7 @@ fn grid_runs<'e, 'a>(
             stop_loss_trail: sl_trail[k],
             trade_start: trade_start.unwrap_or(i64::MIN),
             accumulate: accumulate[k],
+            exit_after_bars: exit_after_bars[k],
         };
         let signals = (0..engine.engine.market().symbol_count())
             .map(|s| SymbolSignals {
@@ -206,10 +213,11 @@ pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
 /// entries' sizes per bar) and rules (`size[k]`: None when sizes are per bar, ...,
 /// `sl_trail[k]`: a trailing stop-loss fraction; none when not given; `lot_size[k]
 /// [symbol]`: its entries in whole lots, none when not given; `accumulate[k]`: entries
-/// add to a position on their side, false when not given) on `threads` threads (all cores when None), the interpreter released. The engines
+/// add to a position on their side, false when not given; `exit_after_bars[k]`: the time
+/// exit, none when not given) on `threads` threads (all cores when None), the interpreter released. The engines
 /// are ready to read after; returns per engine None, or the exception its run ended with.
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_trail=None, lot_size=None, accumulate=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signals(
     py: Python<'_>,
@@ -228,6 +236,7 @@ pub fn run_signals(
     sl_trail: Option<Vec<Option<f64>>>,
     lot_size: Option<Vec<Vec<Option<f64>>>>,
     accumulate: Option<Vec<bool>>,
+    exit_after_bars: Option<Vec<Option<usize>>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<Vec<Option<Py<PyAny>>>> {
@@ -248,6 +257,7 @@ pub fn run_signals(
         sl_trail,
         lot_size,
         accumulate,
+        exit_after_bars,
         trade_start,
     )?
     .into_iter()
@@ -269,7 +279,7 @@ pub fn run_signals(
 /// released while runs go on; an exception of ``on_run`` (or Ctrl-C) stops the runs not
 /// started yet and is raised. The engines are spent (their logs read as empty).
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_trail=None, lot_size=None, accumulate=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signal_summaries(
     py: Python<'_>,
@@ -289,6 +299,7 @@ pub fn run_signal_summaries(
     sl_trail: Option<Vec<Option<f64>>>,
     lot_size: Option<Vec<Vec<Option<f64>>>>,
     accumulate: Option<Vec<bool>>,
+    exit_after_bars: Option<Vec<Option<usize>>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<()> {
@@ -309,6 +320,7 @@ pub fn run_signal_summaries(
         sl_trail,
         lot_size,
         accumulate,
+        exit_after_bars,
         trade_start,
     )?;
     let mut failure: Option<PyErr> = None;

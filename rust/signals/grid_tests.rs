@@ -57,6 +57,7 @@ fn rules(size: f64) -> SignalRules {
         stop_loss_trail: None,
         trade_start: i64::MIN,
         accumulate: false,
+        exit_after_bars: None,
     }
 }
 

@@ -355,8 +355,9 @@ impl<'a, 'm> Driver<'a, 'm> {
                     let s = due_symbol(key);
                     let i = self.lanes[s].event;
                     // The rules read nothing at a bar without a signal (a bar run for
-                    // its orders): they are called at signal bars only.
-                    if i < strategy.next_signal(s) {
+                    // its orders): they are called at signal bars only, or at every bar
+                    // visited when a time exit may fall on it.
+                    if i < strategy.next_signal(s) && !strategy.times_exits() {
                         continue;
                     }
                     (desk.symbol, desk.bar) = (s, i);
@@ -537,7 +538,11 @@ impl<'a, 'm> Driver<'a, 'm> {
             // no signal on this bar nor the next) is parked at this close at once rather
             // than marked there first (`reschedule` would park it right after). Its lots
             // see this bar with the parked ones when it comes back, in one fold.
-            let next = strategy.next_signal(s).min(self.lanes[s].bars.len());
+            let next = if strategy.times_exits() {
+                self.rules_next(strategy, s, 0)
+            } else {
+                strategy.next_signal(s).min(self.lanes[s].bars.len())
+            };
             if size != 0.0 && i < next && next > i + 1 && self.p.book.working(s).is_empty() {
                 self.park(s, i, if seen { i + 1 } else { i }, next);
             } else {
@@ -675,7 +680,12 @@ impl<'a, 'm> Driver<'a, 'm> {
     fn reschedule(&mut self, strategy: &SignalStrategy<'_>, s: usize, t: usize) {
         // Its columns are read again where needed (no copy kept across the calls).
         let (i, end) = (self.lanes[s].event, self.lanes[s].bars.len());
-        let mut next = strategy.next_signal(s).min(end);
+        // (A time exit due at or before this bar acted here: its close is working.)
+        let mut next = if strategy.times_exits() {
+            self.rules_next(strategy, s, i + 1)
+        } else {
+            strategy.next_signal(s).min(end)
+        };
         if let Some(bar) = self.next_match(s, i, next) {
             next = bar;
         }
@@ -699,6 +709,19 @@ impl<'a, 'm> Driver<'a, 'm> {
         } else {
             self.lanes[s].event = usize::MAX;
         }
+    }
+
+    /// The bar at which the rules next act on `s` (its number of bars: never): its next
+    /// signal bar, or its position's time exit if that is sooner and at or after `from`.
+    #[inline]
+    fn rules_next(&self, strategy: &SignalStrategy<'_>, s: usize, from: usize) -> usize {
+        let lots = &self.p.portfolio.position(s).lots;
+        let exit = strategy
+            .deadline(|| lots.front().map(|lot| lot.entry_bar))
+            .filter(|&bar| bar >= from);
+        let signal = strategy.next_signal(s);
+        exit.map_or(signal, |bar| bar.min(signal))
+            .min(self.lanes[s].bars.len())
     }
 
     /// The first bar of `s` after `i` and before `until` at which one of its working
@@ -1132,6 +1155,14 @@ impl Desk for SparseDesk<'_, '_> {
     #[inline]
     fn held(&self, symbol: usize) -> f64 {
         self.portfolio.position(symbol).size
+    }
+    #[inline]
+    fn opened_at(&self, symbol: usize) -> Option<usize> {
+        self.portfolio
+            .position(symbol)
+            .lots
+            .front()
+            .map(|lot| lot.entry_bar)
     }
     #[inline]
     fn price(&self, symbol: usize) -> f64 {
