@@ -408,6 +408,13 @@ impl Position {
             f64::NAN
         }
     }
+
+    /// The bar at which the oldest open lot was entered (`None`: flat): where the
+    /// position's holding period starts (a time exit counts from it).
+    #[inline]
+    pub fn opened_at(&self) -> Option<usize> {
+        self.lots.front().map(|lot| lot.entry_bar)
+    }
 }
 
 /// What one fill did to the trades of its symbol (the bracket legs of the lots it closed

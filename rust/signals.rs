@@ -511,17 +511,11 @@ impl<'a> SignalStrategy<'a> {
     /// Whether `symbol`'s position, at its bar `i`, is due its time exit.
     #[inline]
     fn times_out<D: Desk>(&self, desk: &D, symbol: usize, i: usize) -> bool {
-        self.times_exits() && self.exit_deadline(desk, symbol).is_some_and(|due| i >= due)
-    }
-
-    /// The bar at which `symbol`'s position is due its time exit (`None`: no time exit, or
-    /// nothing held).
-    #[inline]
-    fn exit_deadline<D: Desk>(&self, desk: &D, symbol: usize) -> Option<usize> {
         self.deadline(|| desk.opened_at(symbol))
+            .is_some_and(|due| i >= due)
     }
 
-    /// The bar at which a position whose oldest open lot was entered at bar `opened` is due
+    /// The bar at which a position opened at bar `opened` (`Position::opened_at`) is due
     /// its time exit (`None`: no time exit, or nothing held; `opened` asked only with one).
     #[inline]
     fn deadline(&self, opened: impl FnOnce() -> Option<usize>) -> Option<usize> {
@@ -565,22 +559,25 @@ impl<'a> SignalStrategy<'a> {
             // A signal bar passed without being seen (neither run skips one).
             due.advance(i);
         }
-        let kinds = if i == due.bar {
+        let signal = (i == due.bar).then(|| {
             let kinds = due.kinds;
             due.at(due.next + 1);
             kinds
-        } else if self.times_out(desk, symbol, i) {
-            0 // a bar with no signal, where the time exit acts (signal bars have kinds)
-        } else {
-            return Ok(());
+        });
+        // The time exit acts on any bar, with a signal or not.
+        let timed_out = self.times_out(desk, symbol, i);
+        let kinds = match signal {
+            Some(kinds) => kinds,
+            None if timed_out => 0,
+            None => return Ok(()),
         };
-        let timed_out = kinds == 0 || self.times_out(desk, symbol, i);
         if desk.now() < self.rules.trade_start {
             return Ok(());
         }
+        let held = desk.held(symbol);
         // (An entry whose size on this bar is not above 0 was never set: `SignalBars`.)
-        let exit_long = kinds & EXIT != 0 || (timed_out && desk.held(symbol) > 0.0);
-        let exit_short = kinds & SHORT_EXIT != 0 || (timed_out && desk.held(symbol) < 0.0);
+        let exit_long = kinds & EXIT != 0 || (timed_out && held > 0.0);
+        let exit_short = kinds & SHORT_EXIT != 0 || (timed_out && held < 0.0);
         let long_entry = kinds & ENTRY != 0 && !exit_long;
         let short_entry = kinds & SHORT_ENTRY != 0 && !exit_short;
         let want = match (long_entry, short_entry) {
@@ -588,7 +585,6 @@ impl<'a> SignalStrategy<'a> {
             (false, true) => -1.0,
             _ => 0.0,
         };
-        let held = desk.held(symbol);
         let exits = (held > 0.0 && exit_long) || (held < 0.0 && exit_short);
         let price = desk.price(symbol);
         if self.rules.size_type == SizeType::TargetPercent {
@@ -635,7 +631,7 @@ trait Desk {
     fn now(&self) -> i64;
     /// `symbol`'s position (signed units).
     fn held(&self, symbol: usize) -> f64;
-    /// The bar at which `symbol`'s oldest open lot was entered (`None`: nothing held).
+    /// The bar at which `symbol`'s position was opened (`Position::opened_at`).
     fn opened_at(&self, symbol: usize) -> Option<usize>;
     /// `symbol`'s latest close.
     fn price(&self, symbol: usize) -> f64;
@@ -656,7 +652,7 @@ impl Desk for TickContext<'_> {
     }
     #[inline]
     fn opened_at(&self, symbol: usize) -> Option<usize> {
-        self.position(symbol).lots.front().map(|lot| lot.entry_bar)
+        self.position(symbol).opened_at()
     }
     #[inline]
     fn price(&self, symbol: usize) -> f64 {

@@ -23,6 +23,14 @@ fn market(values: &[f64]) -> Arc<Market> {
     Arc::new(Market::new(vec!["X".into()], vec![closes(values)]).unwrap())
 }
 
+/// What `SignalStrategy::new` says when it refuses `signals` with `rules` (it must).
+fn refusal(m: &Market, signals: Vec<SymbolSignals<'_>>, rules: SignalRules) -> String {
+    SignalStrategy::new(m, signals, rules)
+        .err()
+        .expect("refused")
+        .to_string()
+}
+
 fn rules(size: f64, size_type: SizeType) -> SignalRules {
     SignalRules {
         size: Some(size),
@@ -141,12 +149,12 @@ fn a_trailing_stop_loss_follows_the_best_price_since_the_fill() {
     }
     // With a fixed stop-loss, or not a fraction in (0, 1): refused by name.
     r.stop_loss = Some(0.1);
-    let err = SignalStrategy::new(&m, vec![sig], r).err().unwrap();
-    assert!(err.to_string().contains("sl or sl_trail"), "{err}");
+    let err = refusal(&m, vec![sig], r);
+    assert!(err.contains("sl or sl_trail"), "{err}");
     r.stop_loss = None;
     r.stop_loss_trail = Some(1.5);
-    let err = SignalStrategy::new(&m, vec![sig], r).err().unwrap();
-    assert!(err.to_string().contains("sl_trail = 1.5"), "{err}");
+    let err = refusal(&m, vec![sig], r);
+    assert!(err.contains("sl_trail = 1.5"), "{err}");
 }
 
 #[test]
@@ -157,17 +165,11 @@ fn misaligned_signals_and_bad_rules_are_refused_by_name() {
         exits: Some(&short),
         ..Default::default()
     };
-    let err = SignalStrategy::new(&m, vec![sig], rules(1.0, SizeType::Amount))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = refusal(&m, vec![sig], rules(1.0, SizeType::Amount));
     assert!(err.contains("exits of X: 2 values for its 3 bars"), "{err}");
     let mut r = rules(1.0, SizeType::Amount);
     r.stop_loss = Some(1.5);
-    let err = SignalStrategy::new(&m, vec![SymbolSignals::default()], r)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = refusal(&m, vec![SymbolSignals::default()], r);
     assert!(err.contains("sl = 1.5"), "{err}");
     let err = SizeType::parse("shares").unwrap_err().to_string();
     assert!(err.contains("size_type = \"shares\""), "{err}");
@@ -269,10 +271,7 @@ fn stop_prices_per_bar_and_refusals_of_both_forms() {
     assert_eq!(e.portfolio().position(0).size, 1.0);
     let mut r = rules(1.0, SizeType::Amount);
     r.stop_loss = Some(0.1);
-    let err = SignalStrategy::new(&m, vec![sig], r)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = refusal(&m, vec![sig], r);
     assert!(
         err.contains("sl of X: give sl as a fraction or as prices per bar, not both"),
         "{err}"
@@ -282,10 +281,7 @@ fn stop_prices_per_bar_and_refusals_of_both_forms() {
         take_profit: Some(&short),
         ..Default::default()
     };
-    let err = SignalStrategy::new(&m, vec![bad], rules(1.0, SizeType::Amount))
-        .err()
-        .unwrap()
-        .to_string();
+    let err = refusal(&m, vec![bad], rules(1.0, SizeType::Amount));
     assert!(err.contains("tp of X: 2 values for its 5 bars"), "{err}");
 }
 
@@ -365,10 +361,7 @@ fn entries_in_whole_lots_round_down_and_targets_towards_zero() {
         lot_size: Some(0.0),
         ..Default::default()
     };
-    let err = SignalStrategy::new(&m, vec![bad], r)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = refusal(&m, vec![bad], r);
     assert!(
         err.contains("lot_size of X = 0: must be a finite number of units > 0"),
         "{err}"
@@ -387,10 +380,7 @@ fn sizes_per_bar_must_cover_every_symbol_with_entries() {
         entries: Some(&entries),
         ..Default::default()
     };
-    let err = SignalStrategy::new(&m, vec![sig], r)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = refusal(&m, vec![sig], r);
     assert!(
         err.contains("size: sizes are given per bar, but none for X, which has entry signals"),
         "{err}"
@@ -401,10 +391,7 @@ fn sizes_per_bar_must_cover_every_symbol_with_entries() {
         size: Some(&short),
         ..Default::default()
     };
-    let err = SignalStrategy::new(&m, vec![sig], r)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = refusal(&m, vec![sig], r);
     assert!(err.contains("size of X: 2 values for its 3 bars"), "{err}");
 }
 
@@ -940,10 +927,7 @@ fn a_time_exit_of_zero_bars_is_refused() {
         exit_after_bars: Some(0),
         ..rules(1.0, SizeType::Amount)
     };
-    let err = SignalStrategy::new(&m, vec![sig], r)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = refusal(&m, vec![sig], r);
     assert!(
         err.contains("exit_after_bars = 0: must be a whole number of bars >= 1"),
         "{err}"

@@ -372,7 +372,8 @@ def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
         engines, *(kinds[k] for k in SIGNAL_KINDS),
         **{k: [r[k] for r in rules] for k in RUN_RULES},
         sl_price=kinds["sl_price"], tp_price=kinds["tp_price"], sizes=kinds[SIZE_KIND],
-        lot_size=[_lots(market, r["lot_size"]) for r in rules], trade_start=trade_start_ns(market, config), threads=threads, **extra)
+        lot_size=[_lots(market, r["lot_size"]) for r in rules],
+        trade_start=trade_start_ns(market, config), threads=threads, **extra)
     return engines, outcomes
 
 
@@ -412,7 +413,8 @@ def run_signals(
 
     See the module documentation for the rules and the shapes signals may take.
     ``size`` with ``size_type`` sizes each entry (default: 95% of equity, like the
-    default sizer's share), one number or one per bar (NaN or 0: no entry on that bar);
+    default sizer's share), one number, one per symbol or one per bar (NaN or 0: no entry
+    on that bar);
     ``sl``/``tp`` are fractions of the entry bar's close,
     ``sl_price``/``tp_price`` prices per bar; ``sl_trail`` a trailing stop-loss as a
     fraction of the best price since the entry; ``lot_size`` (a number, or

@@ -538,11 +538,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             // no signal on this bar nor the next) is parked at this close at once rather
             // than marked there first (`reschedule` would park it right after). Its lots
             // see this bar with the parked ones when it comes back, in one fold.
-            let next = if strategy.times_exits() {
-                self.rules_next(strategy, s, 0)
-            } else {
-                strategy.next_signal(s).min(self.lanes[s].bars.len())
-            };
+            let next = self.rules_next(strategy, s, 0);
             if size != 0.0 && i < next && next > i + 1 && self.p.book.working(s).is_empty() {
                 self.park(s, i, if seen { i + 1 } else { i }, next);
             } else {
@@ -681,11 +677,7 @@ impl<'a, 'm> Driver<'a, 'm> {
         // Its columns are read again where needed (no copy kept across the calls).
         let (i, end) = (self.lanes[s].event, self.lanes[s].bars.len());
         // (A time exit due at or before this bar acted here: its close is working.)
-        let mut next = if strategy.times_exits() {
-            self.rules_next(strategy, s, i + 1)
-        } else {
-            strategy.next_signal(s).min(end)
-        };
+        let mut next = self.rules_next(strategy, s, i + 1);
         if let Some(bar) = self.next_match(s, i, next) {
             next = bar;
         }
@@ -715,13 +707,15 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// signal bar, or its position's time exit if that is sooner and at or after `from`.
     #[inline]
     fn rules_next(&self, strategy: &SignalStrategy<'_>, s: usize, from: usize) -> usize {
-        let lots = &self.p.portfolio.position(s).lots;
-        let exit = strategy
-            .deadline(|| lots.front().map(|lot| lot.entry_bar))
-            .filter(|&bar| bar >= from);
-        let signal = strategy.next_signal(s);
-        exit.map_or(signal, |bar| bar.min(signal))
-            .min(self.lanes[s].bars.len())
+        let signal = strategy.next_signal(s).min(self.lanes[s].bars.len());
+        if !strategy.times_exits() {
+            return signal; // (the usual run: nothing more to read)
+        }
+        let position = self.p.portfolio.position(s);
+        strategy
+            .deadline(|| position.opened_at())
+            .filter(|&bar| bar >= from)
+            .map_or(signal, |bar| bar.min(signal))
     }
 
     /// The first bar of `s` after `i` and before `until` at which one of its working
@@ -1158,11 +1152,7 @@ impl Desk for SparseDesk<'_, '_> {
     }
     #[inline]
     fn opened_at(&self, symbol: usize) -> Option<usize> {
-        self.portfolio
-            .position(symbol)
-            .lots
-            .front()
-            .map(|lot| lot.entry_bar)
+        self.portfolio.position(symbol).opened_at()
     }
     #[inline]
     fn price(&self, symbol: usize) -> f64 {
