@@ -269,6 +269,31 @@ def test_bad_signals_are_refused_by_name():
         bt.run_signals(entries={"A": np.ones(5, bool)}, size_type="targetpercent")
 
 
+def test_a_backtest_without_a_strategy_serves_signals_mode_and_refuses_the_rest():
+    bars = {"A": _walk(300, 5), "B": _walk(250, 6, "2024-02-01")}
+    signals = _cross_signals(bars, 5, 20)
+    entries, exits = signals["entries"], signals["exits"]
+    bare = tickstep.Backtest(bars, cash=50_000, commission=0.001)
+    with_class = tickstep.Backtest(bars, tickstep.Strategy, cash=50_000, commission=0.001)
+    result = bare.run_signals(entries, exits, size=0.2)
+    assert len(result.trades) > 0
+    assert_same_run(result, with_class.run_signals(entries, exits, size=0.2))
+    grid = bare.run_signal_grid({"x": {"entries": entries, "exits": exits}}, size=0.2)
+    assert grid.loc["x", "Equity Final [$]"] == result.stats["Equity Final [$]"]
+    # What needs a strategy says so, naming the way out, rather than failing inside.
+    without = r"made without a strategy.*run_signals.*Backtest\(data, MyStrategy"
+    with pytest.raises(tickstep.ConfigError, match=without):
+        bare.run()
+    with pytest.raises(tickstep.ConfigError, match=without):
+        bare.optimize(fast=[5, 10], cache=False)
+    with pytest.raises(tickstep.ConfigError, match=without):
+        bare.walk_forward(train="100D", test="50D", fast=[5, 10], cache=False)
+    with pytest.raises(tickstep.ConfigError, match=without):
+        bare.strategy  # noqa: B018 (the property is what raises)
+    with pytest.raises(TypeError, match="strategy must be a subclass of tickstep.Strategy, got 'SmaCross'"):
+        tickstep.Backtest(bars, "SmaCross")
+
+
 def test_sizes_per_bar_by_hand_as_a_frame_beside_the_signals():
     # Closes (= next opens) A: 100, 110, 120, 90, 95; B: 50, 40, 60, 55, 50.
     a = make_bars([(100, 101, 99, 100), (100, 111, 99, 110), (110, 121, 109, 120),

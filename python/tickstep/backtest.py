@@ -42,7 +42,9 @@ class Backtest:
         Arrow), a store (``tickstep.data.Store``) or a path / ``postgresql://`` URL of
         one -- anything `tickstep.data.resolve` takes -- or a prepared
         ``tickstep._core.Market``.
-    strategy : type[Strategy]
+    strategy : type[Strategy], optional
+        What `run`, `optimize` and `walk_forward` trade. Without one the backtest serves
+        signals mode alone (`run_signals`, `run_signal_grid`), which needs no class.
     config : BacktestConfig, optional
         Every engine and accounting option at once; options passed by name below
         override it.
@@ -81,7 +83,7 @@ class Backtest:
     def __init__(
         self,
         data: Any,
-        strategy: type[Strategy],
+        strategy: type[Strategy] | None = None,
         config: BacktestConfig | None = None,
         *,
         symbols: list[str] | None = None,
@@ -91,7 +93,7 @@ class Backtest:
         records: Any = None,
         **options: Any,
     ) -> None:
-        if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
+        if strategy is not None and not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
             raise TypeError(f"strategy must be a subclass of tickstep.Strategy, got {strategy!r}")
         if config is not None and not isinstance(config, BacktestConfig):
             raise TypeError(f"config must be a tickstep.BacktestConfig, got {type(config).__name__}")
@@ -169,7 +171,13 @@ class Backtest:
 
     @property
     def strategy(self) -> type[Strategy]:
-        """The strategy class."""
+        """The strategy class. A backtest made without one has none to give: reading it
+        raises `ConfigError` (what `run`, `optimize` and `walk_forward` then say)."""
+        if self._strategy is None:
+            raise ConfigError(
+                "this Backtest was made without a strategy, so it serves signals mode alone "
+                "(run_signals, run_signal_grid); to run, optimize or walk forward a strategy, "
+                "pass its class: Backtest(data, MyStrategy, ...)")
         return self._strategy
 
     @property
@@ -218,21 +226,22 @@ class Backtest:
         naming the symbol and time at which it happened. A `tickstep.SignalStrategy` runs
         in signals mode (natively).
         """
-        if is_signal_strategy(self._strategy):
+        strategy = self.strategy
+        if is_signal_strategy(strategy):
             self._refuse_signals_mode()
             if self._records:
-                raise ConfigError(f"records=: {self._strategy.__name__} is a SignalStrategy, whose "
+                raise ConfigError(f"records=: {strategy.__name__} is a SignalStrategy, whose "
                                   "signals() reads its bars only; analysis tables are for "
                                   "strategies' next()")
-            return run_strategy(self._in_memory("run"), self._strategy, self._config, params,
+            return run_strategy(self._in_memory("run"), strategy, self._config, params,
                                 metadata=self._metadata, symbols=self._symbol_dtype,
                                 ends=self._session_ends)
         if self._stream is not None:
-            return simulate_stream(self._stream, self._strategy, self._config, params,
+            return simulate_stream(self._stream, strategy, self._config, params,
                                    symbols=self._symbol_dtype, records=self._records)
         return simulate(
             self._market,
-            self._strategy,
+            strategy,
             self._config,
             params,
             metadata=self._metadata,
@@ -247,7 +256,8 @@ class Backtest:
                     lot_size: Any = None, accumulate: bool = False,
                     exit_after_bars: int | None = None) -> Result:
         """Backtest boolean signals natively (signals mode), with this backtest's data and
-        options; returns the same `Result` as `run`. The strategy class is not used.
+        options; returns the same `Result` as `run`. No strategy class is used (a backtest
+        made without one, ``Backtest(data, cash=...)``, serves it).
 
         A signal on bar t acts like an order placed in ``next`` at bar t. Rules, sizes
         (``size_type`` "amount", "value", "percent" of equity as a fraction, or
@@ -338,7 +348,7 @@ class Backtest:
             # Each parameter set streams the data again, as `run` does.
             request = self._stream_request
             return run_batch(
-                self._strategy, request["data"], params=ranges, symbols=request["symbols"],
+                self.strategy, request["data"], params=ranges, symbols=request["symbols"],
                 portfolio=True, maximize=maximize, constraint=constraint, executor=executor,
                 max_workers=max_workers, cache=cache, progress=progress,
                 start=request["start"], end=request["end"],
