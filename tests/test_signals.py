@@ -294,6 +294,71 @@ def test_a_backtest_without_a_strategy_serves_signals_mode_and_refuses_the_rest(
         tickstep.Backtest(bars, "SmaCross")
 
 
+def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, cash):
+    """Signals on one account, written as a plain loop from the stated rules alone.
+
+    At each open the orders placed at the close before fill, those that reduce a position
+    first, at the open slipped against the trader; at each close the equity is cash + size
+    x close summed over symbols, and each symbol in turn (by name) reads its signals: it
+    closes a position on an exit of its side or an entry of the other side, and opens one
+    on an entry while flat or reversing, sized percent x equity / close (an entry with an
+    exit of its side on the same bar, or with the other side's entry, is ignored)."""
+    names = sorted(bars)
+    n = len(bars[names[0]])
+    held = dict.fromkeys(names, 0.0)
+    pending, trades, entered, curve = [], [], {}, []
+    for t in range(n):
+        for s, side, size, reduces in sorted(pending, key=lambda order: not order[3]):
+            price = bars[s]["open"].iloc[t] * (1 + side * slippage_bps * 1e-4)
+            fee = commission * size * price
+            cash -= side * size * price + fee
+            held[s] += side * size
+            if reduces:
+                opened, entry_price, units, entry_fee = entered.pop(s)
+                pnl = -side * (price - entry_price) * units - entry_fee - fee
+                trades.append((s, opened, -side * units, entry_price, price, pnl))
+            else:
+                entered[s] = (bars[s].index[t], price, size, fee)
+        pending = []
+        close = {s: bars[s]["close"].iloc[t] for s in names}
+        equity = cash + sum(held[s] * close[s] for s in names)
+        curve.append(equity)
+        for s in names:
+            kinds = {k: bool(v[s][t]) for k, v in signals.items()}
+            long_entry = kinds["entries"] and not kinds["exits"]
+            short_entry = kinds["short_entries"] and not kinds["short_exits"]
+            want = (1 if long_entry else -1) if long_entry != short_entry else 0
+            h = held[s]
+            exits = (h > 0 and kinds["exits"]) or (h < 0 and kinds["short_exits"])
+            if h != 0 and (exits or h * want < 0):
+                pending.append((s, -np.sign(h), abs(h), True))
+                h = 0.0
+            if want != 0 and h == 0:
+                pending.append((s, want, percent * equity / close[s], False))
+    return sorted(trades, key=lambda row: (row[0], row[1])), curve
+
+
+@pytest.mark.parametrize(("seed", "shorts"), [(1, False), (2, True), (3, True)])
+def test_a_shared_account_equals_a_plain_loop_of_the_stated_rules(seed, shorts):
+    rng = np.random.default_rng(seed)
+    bars = {f"S{k}": _walk(300, 10 * seed + k) for k in range(4)}
+    kinds = ["entries", "exits", "short_entries", "short_exits"]
+    signals = {k: {s: rng.random(300) < (0.08 if shorts or k in kinds[:2] else 0.0) for s in bars}
+               for k in kinds}
+    result = tickstep.Backtest(bars, cash=100_000, commission=0.001, slippage=5).run_signals(
+        **signals, size=0.2, size_type="percent")
+    trades, curve = _shared_account_by_loop(bars, signals, 0.2, 0.001, 5, 100_000.0)
+    t = result.trades
+    got = sorted(zip(t["symbol"].astype(str), t["entry_time"], np.where(t["side"] == "long", 1, -1) * t["size"],
+                     t["entry_price"], t["exit_price"], t["pnl"]), key=lambda row: (row[0], row[1]))
+    assert len(got) == len(trades) > 20
+    assert (t["side"] == "short").any() == shorts
+    assert [row[:2] for row in got] == [row[:2] for row in trades]
+    np.testing.assert_allclose([row[2:] for row in got], [row[2:] for row in trades], rtol=1e-12)
+    # Daily bars: the equity is sampled at every bar's close.
+    np.testing.assert_allclose(result.equity.to_numpy(), curve, rtol=1e-12)
+
+
 def test_sizes_per_bar_by_hand_as_a_frame_beside_the_signals():
     # Closes (= next opens) A: 100, 110, 120, 90, 95; B: 50, 40, 60, 55, 50.
     a = make_bars([(100, 101, 99, 100), (100, 111, 99, 110), (110, 121, 109, 120),
