@@ -477,6 +477,21 @@ def test_bad_sizes_per_bar_are_refused_by_name():
     # One size per symbol: each symbol's own number for all its bars.
     per_symbol = bt.run_signals(entries=both, size={"A": 3.0, "B": 2.0}, size_type="amount")
     assert per_symbol.fills.groupby("symbol")["size"].first().to_dict() == {"A": 3.0, "B": 2.0}
+    # A Series indexed by symbol reads as that dict (a row of a table of weights); sizes by
+    # bar in a Series need a symbol to belong to, and a symbol given twice is refused.
+    by_series = bt.run_signals(entries=both, size=pd.Series({"B": 2.0, "A": 3.0}), size_type="amount")
+    assert_same_run(by_series, per_symbol)
+    with pytest.raises(tickstep.ConfigError, match=r"size: 'A' is given twice"):
+        bt.run_signals(entries=both, size=pd.Series([3.0, 2.0], index=["A", "A"]), size_type="amount")
+    with pytest.raises(tickstep.ConfigError, match=r"size: 'Z' is not a symbol of the data"):
+        bt.run_signals(entries=both, size=pd.Series({"A": 3.0, "Z": 2.0}), size_type="amount")
+    with pytest.raises(tickstep.ConfigError, match=r"a Series is one symbol's values by bar; .*"
+                                                   r"or index it by symbol for one size per symbol"):
+        bt.run_signals(entries=both, size=pd.Series(np.ones(5)), size_type="amount")
+    lots = bt.run_signals(entries=both, size=10.0, size_type="amount", lot_size=pd.Series({"A": 4.0, "B": 3.0}))
+    assert lots.fills.groupby("symbol")["size"].first().to_dict() == {"A": 8.0, "B": 9.0}
+    with pytest.raises(tickstep.ConfigError, match=r"lot_size: 'B' is given twice"):
+        bt.run_signals(entries=both, lot_size=pd.Series([4.0, 3.0], index=["B", "B"]))
     with pytest.raises(tickstep.ConfigError, match=r"size\['B'\]: sizes must be finite .* got -1.0 at row 0"):
         bt.run_signals(entries=both, size={"A": 3.0, "B": -1.0})
     # Sizes only for the symbol with entries are enough.

@@ -20,19 +20,20 @@ Rules, per symbol and bar:
   entries re-size the position to the target instead);
 - an entry is sized at the bar's close: ``size_type="amount"`` units,
   ``"value"`` cash / close, ``"percent"`` (a fraction: 0.5 = half) x equity / close;
-  ``size`` is one number for every entry, one per symbol (``{symbol: number}``), or one
-  per bar in the shapes signals take (e.g. a DataFrame of sizes beside the DataFrame of
-  entries, or ``{symbol: array}``), read on the entry's bar:
+  ``size`` is one number for every entry, one per symbol (``{symbol: number}``, or a
+  Series indexed by symbol), or one per bar in the shapes signals take (e.g. a DataFrame
+  of sizes beside the DataFrame of entries, or ``{symbol: array}``), read on the entry's
+  bar:
   NaN or 0 there means no entry on that bar (its exits still act); every symbol with
   entries then needs its sizes;
 - ``exit_after_bars=n`` is a time exit: a position whose oldest open lot was entered n or
   more of the symbol's bars before is exited on this bar, as by an exit signal of its
   side (an entry of that side on the bar is then ignored, an opposite one reverses); it
   fills as any exit does (the next open, or this close with ``trade_on_close``);
-- ``lot_size`` (a number, or ``{symbol: number}``) buys and sells entries in whole lots
-  (shares, contracts, board lots): units are rounded down to whole lots, nothing below
-  one lot; a ``"target_percent"`` target is rounded towards zero (never overshot), as
-  `tickstep.sizing.order_to_target` does;
+- ``lot_size`` (a number, or ``{symbol: number}`` or a Series indexed by symbol) buys and
+  sells entries in whole lots (shares, contracts, board lots): units are rounded down to
+  whole lots, nothing below one lot; a ``"target_percent"`` target is rounded towards
+  zero (never overshot), as `tickstep.sizing.order_to_target` does;
 - ``size_type="target_percent"`` (vectorbt's ``targetpercent``): an entry means "hold
   ``size`` x equity on this side". One market order for the difference from what will be
   held: from flat it buys what ``"percent"`` buys; a reversal is one order that flips
@@ -184,6 +185,25 @@ def _one_column(a: np.ndarray, where: str, bars: int) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def _by_symbol(series: pd.Series, symbols: list[str]) -> bool:
+    """Whether ``series`` is indexed by symbols rather than by bars: its labels are all
+    names and one at least is a symbol of the data (bars are indexed by times or by
+    position; a name that is not a symbol is then refused as such, by name)."""
+    index = series.index
+    if len(index) == 0 or isinstance(index, pd.DatetimeIndex):
+        return False
+    return all(isinstance(label, str) for label in index) and not set(index).isdisjoint(symbols)
+
+
+def _per_symbol(series: pd.Series, what: str) -> dict[Any, Any]:
+    """A Series indexed by symbol as ``{symbol: value}``; a symbol given twice is refused
+    (a dict would keep one of its values silently)."""
+    repeated = series.index[series.index.duplicated()]
+    if len(repeated):
+        raise ConfigError(f"{what}: {repeated[0]!r} is given twice (one value per symbol)")
+    return series.to_dict()
+
+
 def _symbol_index(symbols: list[str], name: Any, what: str) -> int:
     if name not in symbols:
         raise ConfigError(f"{what}: {name!r} is not a symbol of the data{did_you_mean(name, symbols)}")
@@ -270,10 +290,16 @@ def signal_columns(market: _core.Market, signals: Any, name: str = "signals", *,
         return [None] * n
     if isinstance(signals, pd.DataFrame):
         return _from_frame(market, signals, name, convert, bar_rows)
-    if isinstance(signals, pd.Series):
+    if name == SIZE_KIND and isinstance(signals, pd.Series) and _by_symbol(signals, symbols):
+        # Sizes indexed by symbols (e.g. a row of a table of weights): one size per symbol,
+        # as {symbol: number} gives.
+        signals = _per_symbol(signals, name)
+    elif isinstance(signals, pd.Series):
         if n != 1:
-            raise ConfigError(f"{name}: a Series is one symbol's values; give a DataFrame "
-                              f"with a column per symbol for these {n} symbols")
+            per_symbol = ", or index it by symbol for one size per symbol" if name == SIZE_KIND else ""
+            raise ConfigError(f"{name}: a Series is one symbol's values by bar; give a "
+                              f"DataFrame with a column per symbol for these {n} symbols"
+                              f"{per_symbol}")
         return _from_frame(market, signals.to_frame(symbols[0]), name, convert, bar_rows)
     if isinstance(signals, Mapping):
         columns: Columns = [None] * n
@@ -323,6 +349,8 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
                                         or exit_after_bars < 1):
         raise ConfigError(f"{where}exit_after_bars={exit_after_bars!r}: must be a whole number "
                           "of bars >= 1 (or None: no time exit)")
+    if isinstance(lot_size, pd.Series):  # by symbol: a lot size per bar means nothing
+        lot_size = _per_symbol(lot_size, f"{where}lot_size")
     lots = lot_size.values() if isinstance(lot_size, Mapping) else [lot_size]
     if not all(lot is None or _is_number(lot) for lot in lots):
         raise ConfigError(f"{where}lot_size={lot_size!r}: must be a number of units, or "
