@@ -678,6 +678,21 @@ def test_a_failing_parameter_set_is_its_own_error_row_and_misuse_is_refused():
 
     with pytest.raises(tickstep.ConfigError, match=r"unknown signal 'entry'.*did you mean 'entries'"):
         tickstep.Backtest(data, Unknown).run()
+
+    class Short(tickstep.SignalStrategy):
+        fast = 2
+
+        def signals(self, symbol, bars):
+            return {"entries": np.ones(len(bars) - 1, bool)}
+
+    # A refusal of what signals() returned names the symbol and the rule, and says where
+    # the values came from; in a grid, in that set's error row.
+    with pytest.raises(tickstep.ConfigError, match=r"entries\['A'\]: 59 values for its 60 bars") as refused:
+        tickstep.Backtest(data, Short).run()
+    assert refused.value.__notes__ == ["tickstep: in what Short.signals(symbol, bars) returned"]
+    rows = tickstep.Backtest(data, Short).optimize(fast=[2, 3], cache=False)
+    assert list(rows["status"]) == ["error", "error"]
+    assert all("in what Short.signals(symbol, bars) returned" in e for e in rows["error"])
     with pytest.raises(TypeError, match=r"Cross has no parameter 'fats'"):
         tickstep.Backtest(data, Cross).run(fats=2)
     from tickstep.simulation import simulate

@@ -69,8 +69,9 @@ import gc
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -683,6 +684,17 @@ def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: l
     return sets, rules, instance
 
 
+@contextmanager
+def _returned_by(cls: type[SignalStrategy]) -> Iterator[None]:
+    """A refusal of signals a `SignalStrategy` made names where they came from (the
+    message names the symbol and the rule; the note, the strategy's method)."""
+    try:
+        yield
+    except ConfigError as err:
+        err.add_note(f"tickstep: in what {cls.__name__}.signals(symbol, bars) returned")
+        raise
+
+
 def is_signal_strategy(strategy: Any) -> bool:
     """Whether ``strategy`` is a `SignalStrategy` class (run in signals mode)."""
     return isinstance(strategy, type) and issubclass(strategy, SignalStrategy)
@@ -696,8 +708,10 @@ def run_strategy(market: _core.Market, strategy: type[SignalStrategy], config: B
     names = list(market.symbols)
     sets, rules, instance = _signals_of(strategy, params, names, _bars_frames(market), metadata)
     # (Sizes per bar, if any, are in `sets`: they stand for the rules' None.)
-    return run_signals(market, config, **{**rules, **sets}, metadata=metadata, symbols=symbols,
-                       ends=ends, params={**strategy.parameters(), **params}, strategy=instance)
+    with _returned_by(strategy):
+        return run_signals(market, config, **{**rules, **sets}, metadata=metadata,
+                           symbols=symbols, ends=ends,
+                           params={**strategy.parameters(), **params}, strategy=instance)
 
 
 def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
@@ -731,8 +745,9 @@ def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
                 frames = local.frames = _bars_frames(market)
             signals, rules, instance = _signals_of(
                 strategy, strategy.check_parameters(params), names, frames, metadata)
-            for kind, columns in signals.items():
-                signal_columns(market, columns, kind)  # a refusal is this set's own
+            with _returned_by(strategy):
+                for kind, columns in signals.items():
+                    signal_columns(market, columns, kind)  # a refusal is this set's own
             return signals, rules, instance
         except Exception as exc:  # noqa: BLE001 - the set's own error becomes its row
             return exc
