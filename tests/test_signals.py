@@ -245,6 +245,17 @@ def test_bad_signals_are_refused_by_name():
         bt.run_signals(entries={"A": np.ones(5, bool), "B": np.ones(5, bool)})
     with pytest.raises(tickstep.ConfigError, match=r"must be booleans .* got dtype int64"):
         bt.run_signals(entries={"A": np.ones(5, dtype=np.int64)})
+    # A missing value (a NaN left by shift(), pandas' NA) is neither True nor False.
+    shifted = pd.DataFrame({"A": [True, False, True, False, True]}, index=a.index).shift()
+    with pytest.raises(tickstep.ConfigError, match=r"entries column 'A': .* got dtype object with a missing value \(nan\) at row 0; "
+                                                   r"fill them, False for no signal"):
+        bt.run_signals(entries=shifted)
+    with pytest.raises(tickstep.ConfigError, match=r"got dtype object with a missing value \(<NA>\) at row 3"):
+        bt.run_signals(entries={"A": pd.array([True, False, True, None, True], dtype="boolean")})
+    # Booleans pandas holds as objects are booleans still.
+    as_objects = bt.run_signals(entries=shifted.fillna(False).astype(object), size=1.0, size_type="amount")
+    assert_same_run(as_objects, bt.run_signals(entries=shifted.fillna(False).astype(bool), size=1.0,
+                                                size_type="amount"))
     with pytest.raises(tickstep.ConfigError, match=r"'C' is not a symbol"):
         bt.run_signals(entries=pd.DataFrame({"C": [True] * 5}, index=a.index))
     with pytest.raises(tickstep.ConfigError, match=r"column 'A': no row for the bar at 2024-01-05"):

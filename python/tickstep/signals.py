@@ -127,7 +127,17 @@ def _bar_count(market: _core.Market, s: int) -> int:
 def _bools(values: Any, where: str, bars: int) -> np.ndarray:
     """``values`` as a contiguous boolean column of ``bars`` values, or a clear refusal."""
     a = np.asarray(values)
+    if a.dtype == object and all(isinstance(v, (bool, np.bool_)) for v in a.ravel()):
+        a = a.astype(np.bool_)  # booleans held as objects (pandas leaves some so): exact
     if a.dtype != np.bool_:
+        # A missing value (pandas' NA, a NaN left by shift()) is named with its row: it is
+        # neither True nor False, and treating it as either would be a guess.
+        missing = pd.isna(a) if a.dtype.kind in "fO" and a.ndim == 1 else np.zeros(0, bool)
+        if missing.any():
+            row = int(np.argmax(missing))
+            raise ConfigError(f"{where}: signals must be booleans (True/False), got dtype "
+                              f"{a.dtype} with a missing value ({a[row]}) at row {row}; fill "
+                              "them, False for no signal")
         raise ConfigError(f"{where}: signals must be booleans (True/False), got dtype {a.dtype}")
     return _one_column(a, where, bars)
 
