@@ -243,3 +243,22 @@ def test_an_engine_left_in_garbage_is_not_dropped_on_a_signals_thread():
     finally:
         gc.set_threshold(*threshold)
     assert all(isinstance(row, pd.Series) for row in rows)
+
+
+def test_a_misshapen_grid_is_refused_naming_the_set_or_the_option():
+    data = {"A": _walk(30, 1), "B": _walk(30, 2)}
+    bt = tickstep.Backtest(data)
+    good = {"entries": {s: np.arange(30) % 7 == 0 for s in data}}
+    with pytest.raises(tickstep.ConfigError, match=r"signal_sets must be a mapping \{key: .*got list"):
+        bt.run_signal_grid([good])
+    with pytest.raises(tickstep.ConfigError, match=r"signal set 'x': must be a mapping of its signals .* got DataFrame"):
+        bt.run_signal_grid({"x": pd.DataFrame(good["entries"], index=data["A"].index)})
+    # A set whose signals are refused is named first, whatever the refusal.
+    with pytest.raises(tickstep.ConfigError, match=r"^signal set 2: entries\['B'\]: signals must be booleans"):
+        bt.run_signal_grid({1: good, 2: {"entries": {"B": np.ones(30, dtype=int)}}})
+    with pytest.raises(tickstep.ConfigError, match=r"^signal set 2: entries: 'C' is not a symbol"):
+        bt.run_signal_grid({1: good, 2: {"entries": {"C": np.ones(30, bool)}}})
+    for threads in (0, -1, 1.5, "2", True):
+        with pytest.raises(tickstep.ConfigError, match=r"threads=.*: must be a whole number of threads >= 1"):
+            bt.run_signal_grid({1: good}, threads=threads)
+    assert bt.run_signal_grid({1: good, 2: good}, threads=1).equals(bt.run_signal_grid({1: good, 2: good}))

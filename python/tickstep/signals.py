@@ -397,15 +397,28 @@ def _check_kinds(signals: Mapping[str, Any], what: str, extra: Sequence[str] = (
 
 def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
                  signal_sets: list[Mapping[str, Any]], rules: list[dict[str, Any]], ends: Any,
-                 threads: int | None, **extra: Any) -> tuple[list[_core.Engine], Any]:
+                 threads: int | None, *, names: Sequence[Any] | None = None,
+                 **extra: Any) -> tuple[list[_core.Engine], Any]:
     """One engine per signal set, all run by ``call`` (`_core.run_signals` or
     `_core.run_signal_summaries`, with ``extra`` keywords) in one native call, the
-    interpreter released; the engines and what the call returns."""
+    interpreter released; the engines and what the call returns. ``names``: the sets'
+    keys, which a refusal of one set's signals names."""
+    if threads is not None and (isinstance(threads, (bool, np.bool_))
+                                or not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise ConfigError(f"threads={threads!r}: must be a whole number of threads >= 1 (or "
+                          "None: all cores)")
     if ends is _FROM_CONFIG:
         ends = session_ends(market, config.timezone)
     bar_rows = _BarRows(market)  # one lookup per frame index and symbol for every set
-    kinds = {k: [signal_columns(market, sig.get(k), k, bar_rows=bar_rows) for sig in signal_sets]
-             for k in BAR_KINDS}
+    kinds: dict[str, list[Columns]] = {k: [] for k in BAR_KINDS}
+    for j, sig in enumerate(signal_sets):
+        try:
+            for k in BAR_KINDS:
+                kinds[k].append(signal_columns(market, sig.get(k), k, bar_rows=bar_rows))
+        except ConfigError as err:
+            if names is not None:  # the set's key first, as for its other refusals
+                err.args = (f"signal set {names[j]!r}: {err}", *err.args[1:])
+            raise
     engines = [engine_for(market, config, ends) for _ in signal_sets]
     outcomes = call(
         engines, *(kinds[k] for k in SIGNAL_KINDS),
@@ -495,8 +508,8 @@ def _row_maker(market: _core.Market, config: BacktestConfig) -> Callable[[Any], 
 
 
 def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping[str, Any]],
-                rules: list[dict[str, Any]], ends: Any,
-                threads: int | None) -> list[pd.Series | BaseException]:
+                rules: list[dict[str, Any]], ends: Any, threads: int | None,
+                names: Sequence[Any] | None = None) -> list[pd.Series | BaseException]:
     """Per set, its statistics (as `run_signals(...).stats`) or the exception its run (or
     its statistics: rejected orders under ``on_reject="raise"``) ended with.
 
@@ -513,7 +526,7 @@ def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping
             rows[k] = exc
 
     engines, _ = _native_call(_core.run_signal_summaries, market, config, sets, rules, ends,
-                              threads, on_run=on_run)
+                              threads, names=names, on_run=on_run)
     # The engines die on the thread that made them (they are bound to it): emptied, not
     # just unnamed, as a row's exception holds the frames of this call (and their names).
     engines.clear()
@@ -552,11 +565,19 @@ def run_signal_grid(
     per row (``# Orders Rejected``) without a warning per set; ``on_reject="raise"``
     still raises.
     """
+    if not isinstance(signal_sets, Mapping):
+        raise ConfigError("run_signal_grid: signal_sets must be a mapping {key: {'entries': "
+                          "..., 'exits': ...}}, one signal set per key; got "
+                          + type(signal_sets).__name__)
     if not signal_sets:
         raise ConfigError("run_signal_grid: signal_sets is empty")
     keys = list(signal_sets)
     sets, rules = [], []
     for key in keys:
+        if not isinstance(signal_sets[key], Mapping):
+            raise ConfigError(f"signal set {key!r}: must be a mapping of its signals "
+                              f"({{'entries': ..., 'exits': ...}}), got "
+                              f"{type(signal_sets[key]).__name__}")
         sig = dict(signal_sets[key])
         _check_kinds(sig, f"signal set {key!r}", RULES)
         own = {"size": size, "size_type": size_type, "sl": sl, "tp": tp, "sl_trail": sl_trail,
@@ -565,7 +586,7 @@ def run_signal_grid(
         own["size"] = _sized(sig, own["size"])
         rules.append(_rules(**own, where=f"signal set {key!r}: "))
         sets.append(sig)
-    rows = _grid_stats(market, config, sets, rules, ends, threads)
+    rows = _grid_stats(market, config, sets, rules, ends, threads, names=keys)
     for row in rows:
         if isinstance(row, BaseException):
             raise row
