@@ -305,22 +305,26 @@ def test_a_backtest_without_a_strategy_serves_signals_mode_and_refuses_the_rest(
         tickstep.Backtest(bars, "SmaCross")
 
 
-def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, cash):
+def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, cash, on_close=False):
     """Signals on one account, written as a plain loop from the stated rules alone.
 
-    At each open the orders placed at the close before fill, those that reduce a position
-    first, at the open slipped against the trader; at each close the equity is cash + size
-    x close summed over symbols, and each symbol in turn (by name) reads its signals: it
-    closes a position on an exit of its side or an entry of the other side, and opens one
-    on an entry while flat or reversing, sized percent x equity / close (an entry with an
-    exit of its side on the same bar, or with the other side's entry, is ignored)."""
+    The orders placed at a close fill at the next open (``on_close``: at that close, after
+    every symbol's rules), those that reduce a position first, slipped against the
+    trader. At each close the equity is cash + size x close summed over symbols, and each
+    symbol in turn (by name) reads its signals: it closes a position on an exit of its
+    side or an entry of the other side, and opens one on an entry while flat or
+    reversing, sized percent x equity / close (an entry with an exit of its side on the
+    same bar, or with the other side's entry, is ignored). Equity is sampled at each close
+    after its fills."""
     names = sorted(bars)
     n = len(bars[names[0]])
     held = dict.fromkeys(names, 0.0)
-    pending, trades, entered, curve = [], [], {}, []
-    for t in range(n):
-        for s, side, size, reduces in sorted(pending, key=lambda order: not order[3]):
-            price = bars[s]["open"].iloc[t] * (1 + side * slippage_bps * 1e-4)
+    trades, entered, curve = [], {}, []
+
+    def fill(orders, t, column):
+        nonlocal cash
+        for s, side, size, reduces in sorted(orders, key=lambda order: not order[3]):
+            price = bars[s][column].iloc[t] * (1 + side * slippage_bps * 1e-4)
             fee = commission * size * price
             cash -= side * size * price + fee
             held[s] += side * size
@@ -330,10 +334,13 @@ def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, ca
                 trades.append((s, opened, -side * units, entry_price, price, pnl))
             else:
                 entered[s] = (bars[s].index[t], price, size, fee)
+
+    pending = []
+    for t in range(n):
+        fill(pending, t, "open")
         pending = []
         close = {s: bars[s]["close"].iloc[t] for s in names}
         equity = cash + sum(held[s] * close[s] for s in names)
-        curve.append(equity)
         for s in names:
             kinds = {k: bool(v[s][t]) for k, v in signals.items()}
             long_entry = kinds["entries"] and not kinds["exits"]
@@ -346,6 +353,10 @@ def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, ca
                 h = 0.0
             if want != 0 and h == 0:
                 pending.append((s, want, percent * equity / close[s], False))
+        if on_close:
+            fill(pending, t, "close")
+            pending = []
+        curve.append(cash + sum(held[s] * close[s] for s in names))
     return sorted(trades, key=lambda row: (row[0], row[1])), curve
 
 
@@ -368,6 +379,32 @@ def test_a_shared_account_equals_a_plain_loop_of_the_stated_rules(seed, shorts):
     np.testing.assert_allclose([row[2:] for row in got], [row[2:] for row in trades], rtol=1e-12)
     # Daily bars: the equity is sampled at every bar's close.
     np.testing.assert_allclose(result.equity.to_numpy(), curve, rtol=1e-12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), symbols=st.integers(1, 4), bars=st.integers(30, 160),
+       rate=st.floats(0.02, 0.25), shorts=st.booleans(), percent=st.floats(0.01, 0.3),
+       commission=st.sampled_from([0.0, 0.0005, 0.004]), slippage=st.sampled_from([0.0, 2.5, 20.0]),
+       on_close=st.booleans())
+def test_a_shared_account_equals_the_plain_loop_for_drawn_markets_and_rules(
+        seed, symbols, bars, rate, shorts, percent, commission, slippage, on_close):
+    rng = np.random.default_rng(seed)
+    data = {f"S{k}": _walk(bars, seed % 1000 + k) for k in range(symbols)}
+    kinds = ["entries", "exits", "short_entries", "short_exits"]
+    signals = {k: {s: rng.random(bars) < (rate if shorts or k in kinds[:2] else 0.0) for s in data}
+               for k in kinds}
+    # Leverage enough that no order is ever refused: the loop has no margin rule.
+    result = tickstep.Backtest(data, cash=50_000, commission=commission, slippage=slippage, leverage=20,
+                               trade_on_close=on_close).run_signals(**signals, size=percent, size_type="percent")
+    assert result.stats["# Orders Rejected"] == 0
+    trades, curve = _shared_account_by_loop(data, signals, percent, commission, slippage, 50_000.0, on_close)
+    t = result.trades
+    got = sorted(zip(t["symbol"].astype(str), t["entry_time"], np.where(t["side"] == "long", 1, -1) * t["size"],
+                     t["entry_price"], t["exit_price"], t["pnl"]), key=lambda row: (row[0], row[1]))
+    assert [row[:2] for row in got] == [row[:2] for row in trades]
+    if trades:
+        np.testing.assert_allclose([row[2:] for row in got], [row[2:] for row in trades], rtol=1e-11)
+    np.testing.assert_allclose(result.equity.to_numpy(), curve, rtol=1e-11)
 
 
 def test_sizes_per_bar_by_hand_as_a_frame_beside_the_signals():
