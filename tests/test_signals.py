@@ -407,6 +407,104 @@ def test_a_shared_account_equals_the_plain_loop_for_drawn_markets_and_rules(
     np.testing.assert_allclose(result.equity.to_numpy(), curve, rtol=1e-11)
 
 
+def _gapping_walk(n, seed):
+    """Bars whose opens gap from the close before, with wicks beyond both."""
+    rng = np.random.default_rng(seed)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+    opens = np.concatenate([[100.0], closes[:-1]]) * np.exp(rng.normal(0, 0.01, n))
+    highs = np.maximum(opens, closes) * np.exp(np.abs(rng.normal(0, 0.01, n)))
+    lows = np.minimum(opens, closes) * np.exp(-np.abs(rng.normal(0, 0.01, n)))
+    return make_bars(list(zip(opens, highs, lows, closes)))
+
+
+def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippage_bps, cash):
+    """Long signals with a stop-loss and a take-profit ``sl`` / ``tp`` of the signal bar's
+    close away, on one account, as a plain loop from the stated rules alone.
+
+    At each open, in the order the orders were placed: a trade's legs (placed when it
+    opened) fill at the open when it is through them, then the market orders of the
+    close before (closes, then entries: an entry's new legs may fill at once if the open
+    is through them). Then within the bar, stops before limits: a stop at its price, a
+    take-profit at its price. Market orders and stops slip against the trader, limits do
+    not; one leg filling ends the trade and the other leg."""
+    names = sorted(bars)
+    held = dict.fromkeys(names, 0.0)
+    legs, entered, trades, curve, pending = {}, {}, [], [], []
+
+    def sell(s, price, slips):
+        nonlocal cash
+        price = price * (1 - slippage_bps * 1e-4) if slips else price
+        units, fee = held[s], commission * held[s] * price
+        cash += units * price - fee
+        held[s] = 0.0
+        opened, entry_price, entry_fee = entered.pop(s)
+        trades.append((s, opened, units, entry_price, price, (price - entry_price) * units - entry_fee - fee))
+        legs.pop(s, None)
+
+    def at_open(s, price):
+        stop, take = legs[s]
+        if price <= stop:
+            sell(s, price, True)
+        elif price >= take:
+            sell(s, price, False)
+
+    for t in range(len(bars[names[0]])):
+        bar = {s: bars[s].iloc[t] for s in names}
+        for s in [s for s in names if s in legs]:
+            at_open(s, bar[s]["open"])
+        for s, kind, (units, signal_close) in sorted(pending, key=lambda order: order[1] != "close"):
+            if kind == "close":
+                if held[s] > 0:
+                    sell(s, bar[s]["open"], True)
+                continue
+            price = bar[s]["open"] * (1 + slippage_bps * 1e-4)
+            fee = commission * units * price
+            cash -= units * price + fee
+            held[s] = units
+            entered[s] = (bars[s].index[t], price, fee)
+            legs[s] = (signal_close * (1 - sl), signal_close * (1 + tp))
+            at_open(s, bar[s]["open"])
+        pending = []
+        for s in [s for s in names if s in legs]:
+            stop, take = legs[s]
+            if bar[s]["low"] <= stop:
+                sell(s, stop, True)
+            elif bar[s]["high"] >= take:
+                sell(s, take, False)
+        equity = cash + sum(held[s] * bar[s]["close"] for s in names)
+        for s in names:
+            if exits[s][t] and held[s] > 0:
+                pending.append((s, "close", (None, None)))
+            elif entries[s][t] and not exits[s][t] and held[s] == 0:
+                pending.append((s, "entry", (percent * equity / bar[s]["close"], bar[s]["close"])))
+        curve.append(equity)
+    return sorted(trades, key=lambda row: (row[0], row[1])), curve
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), symbols=st.integers(1, 4), bars=st.integers(30, 160),
+       rate=st.floats(0.02, 0.2), percent=st.floats(0.01, 0.3), sl=st.floats(0.003, 0.05),
+       tp=st.floats(0.003, 0.06), commission=st.sampled_from([0.0, 0.001]),
+       slippage=st.sampled_from([0.0, 5.0]))
+def test_brackets_on_a_shared_account_equal_the_plain_loop(seed, symbols, bars, rate, percent, sl, tp,
+                                                           commission, slippage):
+    rng = np.random.default_rng(seed)
+    data = {f"S{k}": _gapping_walk(bars, seed % 1000 + k) for k in range(symbols)}
+    entries = {s: rng.random(bars) < rate for s in data}
+    exits = {s: rng.random(bars) < rate for s in data}
+    result = tickstep.Backtest(data, cash=50_000, commission=commission, slippage=slippage, leverage=20
+                               ).run_signals(entries, exits, size=percent, size_type="percent", sl=sl, tp=tp)
+    assert result.stats["# Orders Rejected"] == 0
+    trades, curve = _bracketed_by_loop(data, entries, exits, percent, sl, tp, commission, slippage, 50_000.0)
+    t = result.trades
+    got = sorted(zip(t["symbol"].astype(str), t["entry_time"], t["size"], t["entry_price"], t["exit_price"],
+                     t["pnl"]), key=lambda row: (row[0], row[1]))
+    assert [row[:2] for row in got] == [row[:2] for row in trades]
+    if trades:
+        np.testing.assert_allclose([row[2:] for row in got], [row[2:] for row in trades], rtol=1e-11)
+    np.testing.assert_allclose(result.equity.to_numpy(), curve, rtol=1e-11)
+
+
 def test_sizes_per_bar_by_hand_as_a_frame_beside_the_signals():
     # Closes (= next opens) A: 100, 110, 120, 90, 95; B: 50, 40, 60, 55, 50.
     a = make_bars([(100, 101, 99, 100), (100, 111, 99, 110), (110, 121, 109, 120),
