@@ -417,16 +417,19 @@ def _gapping_walk(n, seed):
     return make_bars(list(zip(opens, highs, lows, closes)))
 
 
-def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippage_bps, cash):
-    """Long signals with a stop-loss and a take-profit ``sl`` / ``tp`` of the signal bar's
-    close away, on one account, as a plain loop from the stated rules alone.
+def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippage_bps, cash, trail=False):
+    """Long signals with a stop-loss ``sl`` below the signal bar's close (with ``trail``:
+    ``sl`` below the best price since the entry filled) and a take-profit ``tp`` above it
+    (None: none), on one account, as a plain loop from the stated rules alone.
 
     At each open, in the order the orders were placed: a trade's legs (placed when it
     opened) fill at the open when it is through them, then the market orders of the
     close before (closes, then entries: an entry's new legs may fill at once if the open
     is through them). Then within the bar, stops before limits: a stop at its price, a
     take-profit at its price. Market orders and stops slip against the trader, limits do
-    not; one leg filling ends the trade and the other leg."""
+    not; one leg filling ends the trade and the other leg. A trailing stop starts from the
+    entry's fill price, follows each open before it is checked there, and follows a bar's
+    high only after surviving that bar (for the next one)."""
     names = sorted(bars)
     held = dict.fromkeys(names, 0.0)
     legs, entered, trades, curve, pending = {}, {}, [], [], []
@@ -441,11 +444,16 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
         trades.append((s, opened, units, entry_price, price, (price - entry_price) * units - entry_fee - fee))
         legs.pop(s, None)
 
+    def stop_of(leg):
+        return leg["best"] * (1 - sl) if trail else leg["stop"]
+
     def at_open(s, price):
-        stop, take = legs[s]
-        if price <= stop:
+        leg = legs[s]
+        if trail:
+            leg["best"] = max(leg["best"], price)
+        if price <= stop_of(leg):
             sell(s, price, True)
-        elif price >= take:
+        elif leg["take"] is not None and price >= leg["take"]:
             sell(s, price, False)
 
     for t in range(len(bars[names[0]])):
@@ -462,15 +470,18 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
             cash -= units * price + fee
             held[s] = units
             entered[s] = (bars[s].index[t], price, fee)
-            legs[s] = (signal_close * (1 - sl), signal_close * (1 + tp))
+            legs[s] = {"stop": signal_close * (1 - sl), "best": price,
+                       "take": None if tp is None else signal_close * (1 + tp)}
             at_open(s, bar[s]["open"])
         pending = []
         for s in [s for s in names if s in legs]:
-            stop, take = legs[s]
-            if bar[s]["low"] <= stop:
-                sell(s, stop, True)
-            elif bar[s]["high"] >= take:
-                sell(s, take, False)
+            leg = legs[s]
+            if bar[s]["low"] <= stop_of(leg):
+                sell(s, stop_of(leg), True)
+            elif leg["take"] is not None and bar[s]["high"] >= leg["take"]:
+                sell(s, leg["take"], False)
+            elif trail:
+                leg["best"] = max(leg["best"], bar[s]["high"])
         equity = cash + sum(held[s] * bar[s]["close"] for s in names)
         for s in names:
             if exits[s][t] and held[s] > 0:
@@ -481,21 +492,23 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
     return sorted(trades, key=lambda row: (row[0], row[1])), curve
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), symbols=st.integers(1, 4), bars=st.integers(30, 160),
        rate=st.floats(0.02, 0.2), percent=st.floats(0.01, 0.3), sl=st.floats(0.003, 0.05),
-       tp=st.floats(0.003, 0.06), commission=st.sampled_from([0.0, 0.001]),
-       slippage=st.sampled_from([0.0, 5.0]))
-def test_brackets_on_a_shared_account_equal_the_plain_loop(seed, symbols, bars, rate, percent, sl, tp,
+       tp=st.one_of(st.none(), st.floats(0.003, 0.06)), trail=st.booleans(),
+       commission=st.sampled_from([0.0, 0.001]), slippage=st.sampled_from([0.0, 5.0]))
+def test_brackets_on_a_shared_account_equal_the_plain_loop(seed, symbols, bars, rate, percent, sl, tp, trail,
                                                            commission, slippage):
     rng = np.random.default_rng(seed)
     data = {f"S{k}": _gapping_walk(bars, seed % 1000 + k) for k in range(symbols)}
     entries = {s: rng.random(bars) < rate for s in data}
     exits = {s: rng.random(bars) < rate for s in data}
+    stops = {"sl_trail": sl} if trail else {"sl": sl}
     result = tickstep.Backtest(data, cash=50_000, commission=commission, slippage=slippage, leverage=20
-                               ).run_signals(entries, exits, size=percent, size_type="percent", sl=sl, tp=tp)
+                               ).run_signals(entries, exits, size=percent, size_type="percent", tp=tp, **stops)
     assert result.stats["# Orders Rejected"] == 0
-    trades, curve = _bracketed_by_loop(data, entries, exits, percent, sl, tp, commission, slippage, 50_000.0)
+    trades, curve = _bracketed_by_loop(data, entries, exits, percent, sl, tp, commission, slippage, 50_000.0,
+                                       trail)
     t = result.trades
     got = sorted(zip(t["symbol"].astype(str), t["entry_time"], t["size"], t["entry_price"], t["exit_price"],
                      t["pnl"]), key=lambda row: (row[0], row[1]))
