@@ -417,10 +417,12 @@ def _gapping_walk(n, seed):
     return make_bars(list(zip(opens, highs, lows, closes)))
 
 
-def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippage_bps, cash, trail=False):
-    """Long signals with a stop-loss ``sl`` below the signal bar's close (with ``trail``:
-    ``sl`` below the best price since the entry filled) and a take-profit ``tp`` above it
-    (None: none), on one account, as a plain loop from the stated rules alone.
+def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippage_bps, cash, trail=False,
+                      side=1):
+    """Signals of one side (``side`` +1 long, -1 short) with a stop-loss ``sl`` from the
+    signal bar's close (with ``trail``: ``sl`` from the best price since the entry filled)
+    and a take-profit ``tp`` beyond it (None: none), on one account, as a plain loop from
+    the stated rules alone.
 
     At each open, in the order the orders were placed: a trade's legs (placed when it
     opened) fill at the open when it is through them, then the market orders of the
@@ -428,33 +430,42 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
     is through them). Then within the bar, stops before limits: a stop at its price, a
     take-profit at its price. Market orders and stops slip against the trader, limits do
     not; one leg filling ends the trade and the other leg. A trailing stop starts from the
-    entry's fill price, follows each open before it is checked there, and follows a bar's
-    high only after surviving that bar (for the next one)."""
+    entry's fill price, follows each open before it is checked there, and follows the
+    bar's favourable extreme only after surviving that bar (for the next one). A short's
+    rules are a long's mirrored."""
     names = sorted(bars)
     held = dict.fromkeys(names, 0.0)
     legs, entered, trades, curve, pending = {}, {}, [], [], []
+    best_of = max if side > 0 else min
 
-    def sell(s, price, slips):
+    def exit_at(s, price, slips):
         nonlocal cash
-        price = price * (1 - slippage_bps * 1e-4) if slips else price
-        units, fee = held[s], commission * held[s] * price
-        cash += units * price - fee
-        held[s] = 0.0
+        price = price * (1 - side * slippage_bps * 1e-4) if slips else price
+        units, fee = abs(held[s]), commission * abs(held[s]) * price
+        cash += held[s] * price - fee
         opened, entry_price, entry_fee = entered.pop(s)
-        trades.append((s, opened, units, entry_price, price, (price - entry_price) * units - entry_fee - fee))
+        trades.append((s, opened, held[s], entry_price, price,
+                       side * (price - entry_price) * units - entry_fee - fee))
+        held[s] = 0.0
         legs.pop(s, None)
 
     def stop_of(leg):
-        return leg["best"] * (1 - sl) if trail else leg["stop"]
+        return leg["best"] * (1 - side * sl) if trail else leg["stop"]
+
+    def through(price, level):  # a stop: at or beyond its level on the losing side
+        return side * (price - level) <= 0
+
+    def reached(price, take):  # a take-profit: at or beyond it on the winning side
+        return take is not None and side * (price - take) >= 0
 
     def at_open(s, price):
         leg = legs[s]
         if trail:
-            leg["best"] = max(leg["best"], price)
-        if price <= stop_of(leg):
-            sell(s, price, True)
-        elif leg["take"] is not None and price >= leg["take"]:
-            sell(s, price, False)
+            leg["best"] = best_of(leg["best"], price)
+        if through(price, stop_of(leg)):
+            exit_at(s, price, True)
+        elif reached(price, leg["take"]):
+            exit_at(s, price, False)
 
     for t in range(len(bars[names[0]])):
         bar = {s: bars[s].iloc[t] for s in names}
@@ -462,29 +473,30 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
             at_open(s, bar[s]["open"])
         for s, kind, (units, signal_close) in sorted(pending, key=lambda order: order[1] != "close"):
             if kind == "close":
-                if held[s] > 0:
-                    sell(s, bar[s]["open"], True)
+                if held[s] != 0:
+                    exit_at(s, bar[s]["open"], True)
                 continue
-            price = bar[s]["open"] * (1 + slippage_bps * 1e-4)
+            price = bar[s]["open"] * (1 + side * slippage_bps * 1e-4)
             fee = commission * units * price
-            cash -= units * price + fee
-            held[s] = units
+            cash -= side * units * price + fee
+            held[s] = side * units
             entered[s] = (bars[s].index[t], price, fee)
-            legs[s] = {"stop": signal_close * (1 - sl), "best": price,
-                       "take": None if tp is None else signal_close * (1 + tp)}
+            legs[s] = {"stop": signal_close * (1 - side * sl), "best": price,
+                       "take": None if tp is None else signal_close * (1 + side * tp)}
             at_open(s, bar[s]["open"])
         pending = []
         for s in [s for s in names if s in legs]:
             leg = legs[s]
-            if bar[s]["low"] <= stop_of(leg):
-                sell(s, stop_of(leg), True)
-            elif leg["take"] is not None and bar[s]["high"] >= leg["take"]:
-                sell(s, leg["take"], False)
+            adverse, favourable = (bar[s]["low"], bar[s]["high"])[::side]
+            if through(adverse, stop_of(leg)):
+                exit_at(s, stop_of(leg), True)
+            elif reached(favourable, leg["take"]):
+                exit_at(s, leg["take"], False)
             elif trail:
-                leg["best"] = max(leg["best"], bar[s]["high"])
+                leg["best"] = best_of(leg["best"], favourable)
         equity = cash + sum(held[s] * bar[s]["close"] for s in names)
         for s in names:
-            if exits[s][t] and held[s] > 0:
+            if exits[s][t] and held[s] != 0:
                 pending.append((s, "close", (None, None)))
             elif entries[s][t] and not exits[s][t] and held[s] == 0:
                 pending.append((s, "entry", (percent * equity / bar[s]["close"], bar[s]["close"])))
@@ -495,23 +507,25 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), symbols=st.integers(1, 4), bars=st.integers(30, 160),
        rate=st.floats(0.02, 0.2), percent=st.floats(0.01, 0.3), sl=st.floats(0.003, 0.05),
-       tp=st.one_of(st.none(), st.floats(0.003, 0.06)), trail=st.booleans(),
+       tp=st.one_of(st.none(), st.floats(0.003, 0.06)), trail=st.booleans(), side=st.sampled_from([1, -1]),
        commission=st.sampled_from([0.0, 0.001]), slippage=st.sampled_from([0.0, 5.0]))
 def test_brackets_on_a_shared_account_equal_the_plain_loop(seed, symbols, bars, rate, percent, sl, tp, trail,
-                                                           commission, slippage):
+                                                           side, commission, slippage):
     rng = np.random.default_rng(seed)
     data = {f"S{k}": _gapping_walk(bars, seed % 1000 + k) for k in range(symbols)}
     entries = {s: rng.random(bars) < rate for s in data}
     exits = {s: rng.random(bars) < rate for s in data}
     stops = {"sl_trail": sl} if trail else {"sl": sl}
+    signals = {"entries": entries, "exits": exits} if side > 0 else {"short_entries": entries,
+                                                                     "short_exits": exits}
     result = tickstep.Backtest(data, cash=50_000, commission=commission, slippage=slippage, leverage=20
-                               ).run_signals(entries, exits, size=percent, size_type="percent", tp=tp, **stops)
+                               ).run_signals(**signals, size=percent, size_type="percent", tp=tp, **stops)
     assert result.stats["# Orders Rejected"] == 0
     trades, curve = _bracketed_by_loop(data, entries, exits, percent, sl, tp, commission, slippage, 50_000.0,
-                                       trail)
+                                       trail, side)
     t = result.trades
-    got = sorted(zip(t["symbol"].astype(str), t["entry_time"], t["size"], t["entry_price"], t["exit_price"],
-                     t["pnl"]), key=lambda row: (row[0], row[1]))
+    got = sorted(zip(t["symbol"].astype(str), t["entry_time"], np.where(t["side"] == "long", 1, -1) * t["size"],
+                     t["entry_price"], t["exit_price"], t["pnl"]), key=lambda row: (row[0], row[1]))
     assert [row[:2] for row in got] == [row[:2] for row in trades]
     if trades:
         np.testing.assert_allclose([row[2:] for row in got], [row[2:] for row in trades], rtol=1e-11)
