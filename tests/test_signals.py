@@ -305,7 +305,8 @@ def test_a_backtest_without_a_strategy_serves_signals_mode_and_refuses_the_rest(
         tickstep.Backtest(bars, "SmaCross")
 
 
-def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, cash, on_close=False):
+def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, cash, on_close=False,
+                            exit_after=None, lot=None):
     """Signals on one account, written as a plain loop from the stated rules alone.
 
     The orders placed at a close fill at the next open (``on_close``: at that close, after
@@ -314,12 +315,14 @@ def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, ca
     symbol in turn (by name) reads its signals: it closes a position on an exit of its
     side or an entry of the other side, and opens one on an entry while flat or
     reversing, sized percent x equity / close (an entry with an exit of its side on the
-    same bar, or with the other side's entry, is ignored). Equity is sampled at each close
-    after its fills."""
+    same bar, or with the other side's entry, is ignored). With ``exit_after`` a position
+    entered that many of its bars before or more is exited as by an exit signal of its
+    side; with ``lot`` entries buy or sell whole lots, rounded down (none below one lot).
+    Equity is sampled at each close after its fills."""
     names = sorted(bars)
     n = len(bars[names[0]])
     held = dict.fromkeys(names, 0.0)
-    trades, entered, curve = [], {}, []
+    trades, entered, curve, entry_bar = [], {}, [], {}
 
     def fill(orders, t, column):
         nonlocal cash
@@ -334,6 +337,7 @@ def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, ca
                 trades.append((s, opened, -side * units, entry_price, price, pnl))
             else:
                 entered[s] = (bars[s].index[t], price, size, fee)
+                entry_bar[s] = t
 
     pending = []
     for t in range(n):
@@ -343,16 +347,22 @@ def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, ca
         equity = cash + sum(held[s] * close[s] for s in names)
         for s in names:
             kinds = {k: bool(v[s][t]) for k, v in signals.items()}
-            long_entry = kinds["entries"] and not kinds["exits"]
-            short_entry = kinds["short_entries"] and not kinds["short_exits"]
-            want = (1 if long_entry else -1) if long_entry != short_entry else 0
             h = held[s]
-            exits = (h > 0 and kinds["exits"]) or (h < 0 and kinds["short_exits"])
+            timed_out = exit_after is not None and h != 0 and t - entry_bar[s] >= exit_after
+            exit_long = kinds["exits"] or (timed_out and h > 0)
+            exit_short = kinds["short_exits"] or (timed_out and h < 0)
+            long_entry = kinds["entries"] and not exit_long
+            short_entry = kinds["short_entries"] and not exit_short
+            want = (1 if long_entry else -1) if long_entry != short_entry else 0
+            exits = (h > 0 and exit_long) or (h < 0 and exit_short)
             if h != 0 and (exits or h * want < 0):
                 pending.append((s, -np.sign(h), abs(h), True))
                 h = 0.0
-            if want != 0 and h == 0:
-                pending.append((s, want, percent * equity / close[s], False))
+            units = percent * equity / close[s]
+            if lot is not None:
+                units = np.floor(units / lot) * lot
+            if want != 0 and h == 0 and units > 0:
+                pending.append((s, want, units, False))
         if on_close:
             fill(pending, t, "close")
             pending = []
@@ -385,9 +395,10 @@ def test_a_shared_account_equals_a_plain_loop_of_the_stated_rules(seed, shorts):
 @given(seed=st.integers(0, 2**32 - 1), symbols=st.integers(1, 4), bars=st.integers(30, 160),
        rate=st.floats(0.02, 0.25), shorts=st.booleans(), percent=st.floats(0.01, 0.3),
        commission=st.sampled_from([0.0, 0.0005, 0.004]), slippage=st.sampled_from([0.0, 2.5, 20.0]),
-       on_close=st.booleans())
+       on_close=st.booleans(), exit_after=st.one_of(st.none(), st.integers(1, 12)),
+       lot=st.sampled_from([None, 1.0, 7.0, 0.25]))
 def test_a_shared_account_equals_the_plain_loop_for_drawn_markets_and_rules(
-        seed, symbols, bars, rate, shorts, percent, commission, slippage, on_close):
+        seed, symbols, bars, rate, shorts, percent, commission, slippage, on_close, exit_after, lot):
     rng = np.random.default_rng(seed)
     data = {f"S{k}": _walk(bars, seed % 1000 + k) for k in range(symbols)}
     kinds = ["entries", "exits", "short_entries", "short_exits"]
@@ -395,9 +406,11 @@ def test_a_shared_account_equals_the_plain_loop_for_drawn_markets_and_rules(
                for k in kinds}
     # Leverage enough that no order is ever refused: the loop has no margin rule.
     result = tickstep.Backtest(data, cash=50_000, commission=commission, slippage=slippage, leverage=20,
-                               trade_on_close=on_close).run_signals(**signals, size=percent, size_type="percent")
+                               trade_on_close=on_close).run_signals(
+        **signals, size=percent, size_type="percent", exit_after_bars=exit_after, lot_size=lot)
     assert result.stats["# Orders Rejected"] == 0
-    trades, curve = _shared_account_by_loop(data, signals, percent, commission, slippage, 50_000.0, on_close)
+    trades, curve = _shared_account_by_loop(data, signals, percent, commission, slippage, 50_000.0, on_close,
+                                            exit_after, lot)
     t = result.trades
     got = sorted(zip(t["symbol"].astype(str), t["entry_time"], np.where(t["side"] == "long", 1, -1) * t["size"],
                      t["entry_price"], t["exit_price"], t["pnl"]), key=lambda row: (row[0], row[1]))
