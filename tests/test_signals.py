@@ -370,6 +370,18 @@ def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, ca
     return sorted(trades, key=lambda row: (row[0], row[1])), curve
 
 
+def _assert_equals_loop(result, trades, curve):
+    """The run's trades (symbol, entry time, signed size, prices, P&L) and its equity at
+    every close (daily bars: sampled at each) equal the loop's, to 1e-11."""
+    t = result.trades
+    got = sorted(zip(t["symbol"].astype(str), t["entry_time"], np.where(t["side"] == "long", 1, -1) * t["size"],
+                     t["entry_price"], t["exit_price"], t["pnl"]), key=lambda row: (row[0], row[1]))
+    assert [row[:2] for row in got] == [row[:2] for row in trades]
+    if trades:
+        np.testing.assert_allclose([row[2:] for row in got], [row[2:] for row in trades], rtol=1e-11)
+    np.testing.assert_allclose(result.equity.to_numpy(), curve, rtol=1e-11)
+
+
 @pytest.mark.parametrize(("seed", "shorts"), [(1, False), (2, True), (3, True)])
 def test_a_shared_account_equals_a_plain_loop_of_the_stated_rules(seed, shorts):
     rng = np.random.default_rng(seed)
@@ -380,15 +392,9 @@ def test_a_shared_account_equals_a_plain_loop_of_the_stated_rules(seed, shorts):
     result = tickstep.Backtest(bars, cash=100_000, commission=0.001, slippage=5).run_signals(
         **signals, size=0.2, size_type="percent")
     trades, curve = _shared_account_by_loop(bars, signals, 0.2, 0.001, 5, 100_000.0)
-    t = result.trades
-    got = sorted(zip(t["symbol"].astype(str), t["entry_time"], np.where(t["side"] == "long", 1, -1) * t["size"],
-                     t["entry_price"], t["exit_price"], t["pnl"]), key=lambda row: (row[0], row[1]))
-    assert len(got) == len(trades) > 20
-    assert (t["side"] == "short").any() == shorts
-    assert [row[:2] for row in got] == [row[:2] for row in trades]
-    np.testing.assert_allclose([row[2:] for row in got], [row[2:] for row in trades], rtol=1e-12)
-    # Daily bars: the equity is sampled at every bar's close.
-    np.testing.assert_allclose(result.equity.to_numpy(), curve, rtol=1e-12)
+    assert len(trades) > 20
+    assert (result.trades["side"] == "short").any() == shorts
+    _assert_equals_loop(result, trades, curve)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -411,13 +417,7 @@ def test_a_shared_account_equals_the_plain_loop_for_drawn_markets_and_rules(
     assert result.stats["# Orders Rejected"] == 0
     trades, curve = _shared_account_by_loop(data, signals, percent, commission, slippage, 50_000.0, on_close,
                                             exit_after, lot)
-    t = result.trades
-    got = sorted(zip(t["symbol"].astype(str), t["entry_time"], np.where(t["side"] == "long", 1, -1) * t["size"],
-                     t["entry_price"], t["exit_price"], t["pnl"]), key=lambda row: (row[0], row[1]))
-    assert [row[:2] for row in got] == [row[:2] for row in trades]
-    if trades:
-        np.testing.assert_allclose([row[2:] for row in got], [row[2:] for row in trades], rtol=1e-11)
-    np.testing.assert_allclose(result.equity.to_numpy(), curve, rtol=1e-11)
+    _assert_equals_loop(result, trades, curve)
 
 
 def _gapping_walk(n, seed):
@@ -536,13 +536,7 @@ def test_brackets_on_a_shared_account_equal_the_plain_loop(seed, symbols, bars, 
     assert result.stats["# Orders Rejected"] == 0
     trades, curve = _bracketed_by_loop(data, entries, exits, percent, sl, tp, commission, slippage, 50_000.0,
                                        trail, side)
-    t = result.trades
-    got = sorted(zip(t["symbol"].astype(str), t["entry_time"], np.where(t["side"] == "long", 1, -1) * t["size"],
-                     t["entry_price"], t["exit_price"], t["pnl"]), key=lambda row: (row[0], row[1]))
-    assert [row[:2] for row in got] == [row[:2] for row in trades]
-    if trades:
-        np.testing.assert_allclose([row[2:] for row in got], [row[2:] for row in trades], rtol=1e-11)
-    np.testing.assert_allclose(result.equity.to_numpy(), curve, rtol=1e-11)
+    _assert_equals_loop(result, trades, curve)
 
 
 def test_sizes_per_bar_by_hand_as_a_frame_beside_the_signals():
