@@ -306,7 +306,7 @@ def test_a_backtest_without_a_strategy_serves_signals_mode_and_refuses_the_rest(
 
 
 def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, cash, on_close=False,
-                            exit_after=None, lot=None):
+                            exit_after=None, lot=None, accumulate=False):
     """Signals on one account, written as a plain loop from the stated rules alone.
 
     The orders placed at a close fill at the next open (``on_close``: at that close, after
@@ -317,8 +317,10 @@ def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, ca
     reversing, sized percent x equity / close (an entry with an exit of its side on the
     same bar, or with the other side's entry, is ignored). With ``exit_after`` a position
     entered that many of its bars before or more is exited as by an exit signal of its
-    side; with ``lot`` entries buy or sell whole lots, rounded down (none below one lot).
-    Equity is sampled at each close after its fills."""
+    side; with ``lot`` entries buy or sell whole lots, rounded down (none below one lot);
+    with ``accumulate`` an entry on the side held adds a lot, and an exit closes every lot,
+    a trade each, oldest first (the time exit counts from the oldest). Equity is sampled
+    at each close after its fills."""
     names = sorted(bars)
     n = len(bars[names[0]])
     held = dict.fromkeys(names, 0.0)
@@ -332,12 +334,14 @@ def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, ca
             cash -= side * size * price + fee
             held[s] += side * size
             if reduces:
-                opened, entry_price, units, entry_fee = entered.pop(s)
-                pnl = -side * (price - entry_price) * units - entry_fee - fee
-                trades.append((s, opened, -side * units, entry_price, price, pnl))
+                for opened, entry_price, units, entry_fee in entered.pop(s):
+                    exit_fee = commission * units * price
+                    pnl = -side * (price - entry_price) * units - entry_fee - exit_fee
+                    trades.append((s, opened, -side * units, entry_price, price, pnl))
             else:
-                entered[s] = (bars[s].index[t], price, size, fee)
-                entry_bar[s] = t
+                if s not in entered:
+                    entry_bar[s] = t
+                entered.setdefault(s, []).append((bars[s].index[t], price, size, fee))
 
     pending = []
     for t in range(n):
@@ -361,7 +365,7 @@ def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, ca
             units = percent * equity / close[s]
             if lot is not None:
                 units = np.floor(units / lot) * lot
-            if want != 0 and h == 0 and units > 0:
+            if want != 0 and (h == 0 or (accumulate and h * want > 0)) and units > 0:
                 pending.append((s, want, units, False))
         if on_close:
             fill(pending, t, "close")
@@ -402,9 +406,9 @@ def test_a_shared_account_equals_a_plain_loop_of_the_stated_rules(seed, shorts):
        rate=st.floats(0.02, 0.25), shorts=st.booleans(), percent=st.floats(0.01, 0.3),
        commission=st.sampled_from([0.0, 0.0005, 0.004]), slippage=st.sampled_from([0.0, 2.5, 20.0]),
        on_close=st.booleans(), exit_after=st.one_of(st.none(), st.integers(1, 12)),
-       lot=st.sampled_from([None, 1.0, 7.0, 0.25]))
+       lot=st.sampled_from([None, 1.0, 7.0, 0.25]), accumulate=st.booleans())
 def test_a_shared_account_equals_the_plain_loop_for_drawn_markets_and_rules(
-        seed, symbols, bars, rate, shorts, percent, commission, slippage, on_close, exit_after, lot):
+        seed, symbols, bars, rate, shorts, percent, commission, slippage, on_close, exit_after, lot, accumulate):
     rng = np.random.default_rng(seed)
     data = {f"S{k}": _walk(bars, seed % 1000 + k) for k in range(symbols)}
     kinds = ["entries", "exits", "short_entries", "short_exits"]
@@ -413,10 +417,11 @@ def test_a_shared_account_equals_the_plain_loop_for_drawn_markets_and_rules(
     # Leverage enough that no order is ever refused: the loop has no margin rule.
     result = tickstep.Backtest(data, cash=50_000, commission=commission, slippage=slippage, leverage=20,
                                trade_on_close=on_close).run_signals(
-        **signals, size=percent, size_type="percent", exit_after_bars=exit_after, lot_size=lot)
+        **signals, size=percent, size_type="percent", exit_after_bars=exit_after, lot_size=lot,
+        accumulate=accumulate)
     assert result.stats["# Orders Rejected"] == 0
     trades, curve = _shared_account_by_loop(data, signals, percent, commission, slippage, 50_000.0, on_close,
-                                            exit_after, lot)
+                                            exit_after, lot, accumulate)
     _assert_equals_loop(result, trades, curve)
 
 
