@@ -306,42 +306,55 @@ def test_a_backtest_without_a_strategy_serves_signals_mode_and_refuses_the_rest(
 
 
 def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, cash, on_close=False,
-                            exit_after=None, lot=None, accumulate=False):
+                            exit_after=None, lot=None, accumulate=False, target=False):
     """Signals on one account, written as a plain loop from the stated rules alone.
 
     The orders placed at a close fill at the next open (``on_close``: at that close, after
     every symbol's rules), those that reduce a position first, slipped against the
-    trader. At each close the equity is cash + size x close summed over symbols, and each
-    symbol in turn (by name) reads its signals: it closes a position on an exit of its
-    side or an entry of the other side, and opens one on an entry while flat or
-    reversing, sized percent x equity / close (an entry with an exit of its side on the
-    same bar, or with the other side's entry, is ignored). With ``exit_after`` a position
-    entered that many of its bars before or more is exited as by an exit signal of its
-    side; with ``lot`` entries buy or sell whole lots, rounded down (none below one lot);
-    with ``accumulate`` an entry on the side held adds a lot, and an exit closes every lot,
-    a trade each, oldest first (the time exit counts from the oldest). Equity is sampled
-    at each close after its fills."""
+    trader. An order first reduces what it opposes, oldest lot first (a trade per lot or
+    part of one), and opens a lot with the rest. At each close the equity is cash + size x
+    close summed over symbols, and each symbol in turn (by name) reads its signals: it
+    closes a position on an exit of its side or an entry of the other side, and opens one
+    on an entry while flat or reversing, sized percent x equity / close (an entry with an
+    exit of its side on the same bar, or with the other side's entry, is ignored). With
+    ``exit_after`` a position whose oldest lot was entered that many of its bars before or
+    more is exited as by an exit signal of its side; with ``lot`` entries buy or sell
+    whole lots, rounded down (none below one lot); with ``accumulate`` an entry on the
+    side held adds a lot. With ``target`` (size_type "target_percent") an entry is one
+    order for the difference between what will be held and percent x equity / close on
+    its side (a lot size rounds that target towards zero). Equity is sampled at each close
+    after its fills."""
     names = sorted(bars)
     n = len(bars[names[0]])
     held = dict.fromkeys(names, 0.0)
-    trades, entered, curve, entry_bar = [], {}, [], {}
+    lots = {s: [] for s in names}  # [entry time, entry bar, price, units, commission left]
+    trades, curve = [], []
 
     def fill(orders, t, column):
         nonlocal cash
-        for s, side, size, reduces in sorted(orders, key=lambda order: not order[3]):
+        # (Reductions first: closes, and orders against what is held.)
+        for s, units in sorted(orders, key=lambda o: not (o[1] is None or o[1] * held[o[0]] < 0)):
+            units = -held[s] if units is None else units  # a close: all that is held then
+            side = np.sign(units)
             price = bars[s][column].iloc[t] * (1 + side * slippage_bps * 1e-4)
-            fee = commission * size * price
-            cash -= side * size * price + fee
-            held[s] += side * size
-            if reduces:
-                for opened, entry_price, units, entry_fee in entered.pop(s):
-                    exit_fee = commission * units * price
-                    pnl = -side * (price - entry_price) * units - entry_fee - exit_fee
-                    trades.append((s, opened, -side * units, entry_price, price, pnl))
-            else:
-                if s not in entered:
-                    entry_bar[s] = t
-                entered.setdefault(s, []).append((bars[s].index[t], price, size, fee))
+            cash -= units * price + commission * abs(units) * price
+            left = abs(units)
+            while left > 0 and lots[s] and np.sign(held[s]) == -side:
+                opened, _, entry_price, size, entry_fee = lot = lots[s][0]
+                take = min(left, size)
+                fee = entry_fee * take / size
+                trades.append((s, opened, bars[s].index[t], -side * take, entry_price, price,
+                               -side * (price - entry_price) * take - fee - commission * take * price))
+                lot[3], lot[4] = size - take, entry_fee - fee
+                held[s] += side * take
+                left -= take
+                if lot[3] <= size * 1e-9:
+                    lots[s].pop(0)
+            if left > abs(units) * 1e-9:
+                lots[s].append([bars[s].index[t], t, price, left, commission * left * price])
+                held[s] += side * left
+            if not lots[s]:
+                held[s] = 0.0
 
     pending = []
     for t in range(n):
@@ -352,37 +365,44 @@ def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, ca
         for s in names:
             kinds = {k: bool(v[s][t]) for k, v in signals.items()}
             h = held[s]
-            timed_out = exit_after is not None and h != 0 and t - entry_bar[s] >= exit_after
+            timed_out = exit_after is not None and h != 0 and t - lots[s][0][1] >= exit_after
             exit_long = kinds["exits"] or (timed_out and h > 0)
             exit_short = kinds["short_exits"] or (timed_out and h < 0)
             long_entry = kinds["entries"] and not exit_long
             short_entry = kinds["short_entries"] and not exit_short
             want = (1 if long_entry else -1) if long_entry != short_entry else 0
             exits = (h > 0 and exit_long) or (h < 0 and exit_short)
-            if h != 0 and (exits or h * want < 0):
-                pending.append((s, -np.sign(h), abs(h), True))
-                h = 0.0
             units = percent * equity / close[s]
             if lot is not None:
                 units = np.floor(units / lot) * lot
+            if target:
+                if exits:
+                    pending.append((s, None))
+                if want != 0 and want * units - (0.0 if exits else h) != 0:
+                    pending.append((s, want * units - (0.0 if exits else h)))
+                continue
+            if h != 0 and (exits or h * want < 0):
+                pending.append((s, None))
+                h = 0.0
             if want != 0 and (h == 0 or (accumulate and h * want > 0)) and units > 0:
-                pending.append((s, want, units, False))
+                pending.append((s, want * units))
         if on_close:
             fill(pending, t, "close")
             pending = []
         curve.append(cash + sum(held[s] * close[s] for s in names))
-    return sorted(trades, key=lambda row: (row[0], row[1])), curve
+    return sorted(trades, key=lambda row: (row[0], row[1], row[2])), curve
 
 
 def _assert_equals_loop(result, trades, curve):
-    """The run's trades (symbol, entry time, signed size, prices, P&L) and its equity at
-    every close (daily bars: sampled at each) equal the loop's, to 1e-11."""
+    """The run's trades (symbol, entry and exit times, signed size, prices, P&L) and its
+    equity at every close (daily bars: sampled at each) equal the loop's, to 1e-11."""
     t = result.trades
-    got = sorted(zip(t["symbol"].astype(str), t["entry_time"], np.where(t["side"] == "long", 1, -1) * t["size"],
-                     t["entry_price"], t["exit_price"], t["pnl"]), key=lambda row: (row[0], row[1]))
-    assert [row[:2] for row in got] == [row[:2] for row in trades]
+    got = sorted(zip(t["symbol"].astype(str), t["entry_time"], t["exit_time"],
+                     np.where(t["side"] == "long", 1, -1) * t["size"], t["entry_price"], t["exit_price"],
+                     t["pnl"]), key=lambda row: (row[0], row[1], row[2]))
+    assert [row[:3] for row in got] == [row[:3] for row in trades]
     if trades:
-        np.testing.assert_allclose([row[2:] for row in got], [row[2:] for row in trades], rtol=1e-11)
+        np.testing.assert_allclose([row[3:] for row in got], [row[3:] for row in trades], rtol=1e-11)
     np.testing.assert_allclose(result.equity.to_numpy(), curve, rtol=1e-11)
 
 
@@ -406,9 +426,10 @@ def test_a_shared_account_equals_a_plain_loop_of_the_stated_rules(seed, shorts):
        rate=st.floats(0.02, 0.25), shorts=st.booleans(), percent=st.floats(0.01, 0.3),
        commission=st.sampled_from([0.0, 0.0005, 0.004]), slippage=st.sampled_from([0.0, 2.5, 20.0]),
        on_close=st.booleans(), exit_after=st.one_of(st.none(), st.integers(1, 12)),
-       lot=st.sampled_from([None, 1.0, 7.0, 0.25]), accumulate=st.booleans())
+       lot=st.sampled_from([None, 1.0, 7.0, 0.25]),
+       adding=st.sampled_from(["no", "accumulate", "target_percent"]))
 def test_a_shared_account_equals_the_plain_loop_for_drawn_markets_and_rules(
-        seed, symbols, bars, rate, shorts, percent, commission, slippage, on_close, exit_after, lot, accumulate):
+        seed, symbols, bars, rate, shorts, percent, commission, slippage, on_close, exit_after, lot, adding):
     rng = np.random.default_rng(seed)
     data = {f"S{k}": _walk(bars, seed % 1000 + k) for k in range(symbols)}
     kinds = ["entries", "exits", "short_entries", "short_exits"]
@@ -417,11 +438,11 @@ def test_a_shared_account_equals_the_plain_loop_for_drawn_markets_and_rules(
     # Leverage enough that no order is ever refused: the loop has no margin rule.
     result = tickstep.Backtest(data, cash=50_000, commission=commission, slippage=slippage, leverage=20,
                                trade_on_close=on_close).run_signals(
-        **signals, size=percent, size_type="percent", exit_after_bars=exit_after, lot_size=lot,
-        accumulate=accumulate)
+        **signals, size=percent, size_type="target_percent" if adding == "target_percent" else "percent",
+        exit_after_bars=exit_after, lot_size=lot, accumulate=adding == "accumulate")
     assert result.stats["# Orders Rejected"] == 0
     trades, curve = _shared_account_by_loop(data, signals, percent, commission, slippage, 50_000.0, on_close,
-                                            exit_after, lot, accumulate)
+                                            exit_after, lot, adding == "accumulate", adding == "target_percent")
     _assert_equals_loop(result, trades, curve)
 
 
@@ -462,7 +483,7 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
         units, fee = abs(held[s]), commission * abs(held[s]) * price
         cash += held[s] * price - fee
         opened, entry_price, entry_fee = entered.pop(s)
-        trades.append((s, opened, held[s], entry_price, price,
+        trades.append((s, opened, bars[s].index[now], held[s], entry_price, price,
                        side * (price - entry_price) * units - entry_fee - fee))
         held[s] = 0.0
         legs.pop(s, None)
@@ -485,8 +506,8 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
         elif reached(price, leg["take"]):
             exit_at(s, price, False)
 
-    for t in range(len(bars[names[0]])):
-        bar = {s: bars[s].iloc[t] for s in names}
+    for now in range(len(bars[names[0]])):
+        bar = {s: bars[s].iloc[now] for s in names}
         for s in [s for s in names if s in legs]:
             at_open(s, bar[s]["open"])
         for s, kind, (units, signal_close) in sorted(pending, key=lambda order: order[1] != "close"):
@@ -498,7 +519,7 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
             fee = commission * units * price
             cash -= side * units * price + fee
             held[s] = side * units
-            entered[s] = (bars[s].index[t], price, fee)
+            entered[s] = (bars[s].index[now], price, fee)
             legs[s] = {"stop": signal_close * (1 - side * sl), "best": price,
                        "take": None if tp is None else signal_close * (1 + side * tp)}
             at_open(s, bar[s]["open"])
@@ -514,12 +535,12 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
                 leg["best"] = best_of(leg["best"], favourable)
         equity = cash + sum(held[s] * bar[s]["close"] for s in names)
         for s in names:
-            if exits[s][t] and held[s] != 0:
+            if exits[s][now] and held[s] != 0:
                 pending.append((s, "close", (None, None)))
-            elif entries[s][t] and not exits[s][t] and held[s] == 0:
+            elif entries[s][now] and not exits[s][now] and held[s] == 0:
                 pending.append((s, "entry", (percent * equity / bar[s]["close"], bar[s]["close"])))
         curve.append(equity)
-    return sorted(trades, key=lambda row: (row[0], row[1])), curve
+    return sorted(trades, key=lambda row: (row[0], row[1], row[2])), curve
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
