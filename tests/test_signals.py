@@ -305,8 +305,8 @@ def test_a_backtest_without_a_strategy_serves_signals_mode_and_refuses_the_rest(
         tickstep.Backtest(bars, "SmaCross")
 
 
-def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, cash, on_close=False,
-                            exit_after=None, lot=None, accumulate=False, target=False):
+def _shared_account_by_loop(bars, signals, size, commission, slippage_bps, cash, on_close=False,
+                            exit_after=None, lot=None, accumulate=False, size_type="percent"):
     """Signals on one account, written as a plain loop from the stated rules alone.
 
     The orders placed at a close fill at the next open (``on_close``: at that close, after
@@ -315,15 +315,17 @@ def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, ca
     part of one), and opens a lot with the rest. At each close the equity is cash + size x
     close summed over symbols, and each symbol in turn (by name) reads its signals: it
     closes a position on an exit of its side or an entry of the other side, and opens one
-    on an entry while flat or reversing, sized percent x equity / close (an entry with an
-    exit of its side on the same bar, or with the other side's entry, is ignored). With
-    ``exit_after`` a position whose oldest lot was entered that many of its bars before or
-    more is exited as by an exit signal of its side; with ``lot`` entries buy or sell
-    whole lots, rounded down (none below one lot); with ``accumulate`` an entry on the
-    side held adds a lot. With ``target`` (size_type "target_percent") an entry is one
-    order for the difference between what will be held and percent x equity / close on
-    its side (a lot size rounds that target towards zero). Equity is sampled at each close
-    after its fills."""
+    on an entry while flat or reversing, sized by ``size`` (one number, or ``{symbol:
+    sizes by bar}``) as ``size_type`` says: "percent" of equity / close, "value" / close,
+    "amount" (an entry with an exit of its side on the same bar, or with the other side's
+    entry, is ignored). With ``exit_after`` a position whose oldest lot was entered that
+    many of its bars before or more is exited as by an exit signal of its side; with
+    ``lot`` entries buy or sell whole lots, rounded down (a quotient within 1e-9 below a
+    whole number counts as it; none below one lot); with ``accumulate`` an entry on the
+    side held adds a lot. With "target_percent" an entry is one order for the difference
+    between what will be held and size x equity / close on its side (a lot size rounds
+    that target towards zero). Equity is sampled at each close after its fills."""
+    target = size_type == "target_percent"
     names = sorted(bars)
     n = len(bars[names[0]])
     held = dict.fromkeys(names, 0.0)
@@ -372,9 +374,10 @@ def _shared_account_by_loop(bars, signals, percent, commission, slippage_bps, ca
             short_entry = kinds["short_entries"] and not exit_short
             want = (1 if long_entry else -1) if long_entry != short_entry else 0
             exits = (h > 0 and exit_long) or (h < 0 and exit_short)
-            units = percent * equity / close[s]
-            if lot is not None:
-                units = np.floor(units / lot) * lot
+            amount = size[s][t] if isinstance(size, dict) else size
+            units = {"amount": amount, "value": amount / close[s]}.get(size_type, amount * equity / close[s])
+            if lot is not None:  # down to whole lots, forgiving a hair of float noise
+                units = np.floor(units / lot + 1e-9) * lot
             if target:
                 if exits:
                     pending.append((s, None))
@@ -427,22 +430,33 @@ def test_a_shared_account_equals_a_plain_loop_of_the_stated_rules(seed, shorts):
        commission=st.sampled_from([0.0, 0.0005, 0.004]), slippage=st.sampled_from([0.0, 2.5, 20.0]),
        on_close=st.booleans(), exit_after=st.one_of(st.none(), st.integers(1, 12)),
        lot=st.sampled_from([None, 1.0, 7.0, 0.25]),
-       adding=st.sampled_from(["no", "accumulate", "target_percent"]))
+       adding=st.sampled_from(["no", "accumulate", "target_percent"]),
+       size_type=st.sampled_from(["percent", "value", "amount"]), per_bar=st.booleans())
 def test_a_shared_account_equals_the_plain_loop_for_drawn_markets_and_rules(
-        seed, symbols, bars, rate, shorts, percent, commission, slippage, on_close, exit_after, lot, adding):
+        seed, symbols, bars, rate, shorts, percent, commission, slippage, on_close, exit_after, lot, adding,
+        size_type, per_bar):
     rng = np.random.default_rng(seed)
     data = {f"S{k}": _walk(bars, seed % 1000 + k) for k in range(symbols)}
     kinds = ["entries", "exits", "short_entries", "short_exits"]
     signals = {k: {s: rng.random(bars) < (rate if shorts or k in kinds[:2] else 0.0) for s in data}
                for k in kinds}
+    size_type = "target_percent" if adding == "target_percent" else size_type
+    size = percent * {"value": 50_000, "amount": 500}.get(size_type, 1)
+    rules = signals
+    if per_bar:
+        # Sizes by bar; NaN or 0 on a bar means no entry there, of either side (exits act).
+        size = {s: size * rng.uniform(0.5, 1.5, bars) * rng.choice([1.0, 0.0, np.nan], bars, p=[0.75, 0.125, 0.125])
+                for s in data}
+        sized = {s: np.nan_to_num(size[s]) > 0 for s in data}
+        rules = {k: {s: v & sized[s] if "entries" in k else v for s, v in by.items()} for k, by in signals.items()}
     # Leverage enough that no order is ever refused: the loop has no margin rule.
     result = tickstep.Backtest(data, cash=50_000, commission=commission, slippage=slippage, leverage=20,
                                trade_on_close=on_close).run_signals(
-        **signals, size=percent, size_type="target_percent" if adding == "target_percent" else "percent",
-        exit_after_bars=exit_after, lot_size=lot, accumulate=adding == "accumulate")
+        **signals, size=size, size_type=size_type, exit_after_bars=exit_after, lot_size=lot,
+        accumulate=adding == "accumulate")
     assert result.stats["# Orders Rejected"] == 0
-    trades, curve = _shared_account_by_loop(data, signals, percent, commission, slippage, 50_000.0, on_close,
-                                            exit_after, lot, adding == "accumulate", adding == "target_percent")
+    trades, curve = _shared_account_by_loop(data, rules, size, commission, slippage, 50_000.0, on_close,
+                                            exit_after, lot, adding == "accumulate", size_type)
     _assert_equals_loop(result, trades, curve)
 
 

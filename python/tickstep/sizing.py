@@ -88,7 +88,10 @@ class Sizer(Protocol):
 def round_to_lot(units: float, lot_size: float | None) -> float:
     """Round ``units`` down (towards zero) to a whole number of lots; no-op without a lot size.
 
-    The rounding is the core's (signals mode rounds its entries by the same rule)."""
+    A quotient ``units / lot_size`` less than 1e-9 below a whole number counts as that
+    number: float arithmetic leaves such hairs (``3 * 0.1 / 0.1`` is 2.9999999999999996),
+    and rounding them down would drop a whole lot. The rounding is the core's (signals
+    mode rounds its entries by the same rule)."""
     if not lot_size or not math.isfinite(units):
         return max(units, 0.0) if math.isfinite(units) else 0.0
     return _core.round_to_lot(units, lot_size)
