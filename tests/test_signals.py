@@ -471,11 +471,12 @@ def _gapping_walk(n, seed):
 
 
 def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippage_bps, cash, trail=False,
-                      side=1):
+                      side=1, prices=None):
     """Signals of one side (``side`` +1 long, -1 short) with a stop-loss ``sl`` from the
     signal bar's close (with ``trail``: ``sl`` from the best price since the entry filled)
-    and a take-profit ``tp`` beyond it (None: none), on one account, as a plain loop from
-    the stated rules alone.
+    and a take-profit ``tp`` beyond it (None: none), or at the prices ``prices["sl"]`` /
+    ``prices["tp"]`` give on the signal bar (NaN: none), on one account, as a plain loop
+    from the stated rules alone.
 
     At each open, in the order the orders were placed: a trade's legs (placed when it
     opened) fill at the open when it is through them, then the market orders of the
@@ -506,7 +507,7 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
         return leg["best"] * (1 - side * sl) if trail else leg["stop"]
 
     def through(price, level):  # a stop: at or beyond its level on the losing side
-        return side * (price - level) <= 0
+        return level is not None and side * (price - level) <= 0
 
     def reached(price, take):  # a take-profit: at or beyond it on the winning side
         return take is not None and side * (price - take) >= 0
@@ -524,7 +525,7 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
         bar = {s: bars[s].iloc[now] for s in names}
         for s in [s for s in names if s in legs]:
             at_open(s, bar[s]["open"])
-        for s, kind, (units, signal_close) in sorted(pending, key=lambda order: order[1] != "close"):
+        for s, kind, (units, signal_close, signal_bar) in sorted(pending, key=lambda order: order[1] != "close"):
             if kind == "close":
                 if held[s] != 0:
                     exit_at(s, bar[s]["open"], True)
@@ -534,8 +535,12 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
             cash -= side * units * price + fee
             held[s] = side * units
             entered[s] = (bars[s].index[now], price, fee)
-            legs[s] = {"stop": signal_close * (1 - side * sl), "best": price,
-                       "take": None if tp is None else signal_close * (1 + side * tp)}
+            if prices is None:
+                stop, take = signal_close * (1 - side * sl), None if tp is None else signal_close * (1 + side * tp)
+            else:
+                stop, take = (None if np.isnan(level) else level
+                              for level in (prices["sl"][s][signal_bar], prices["tp"][s][signal_bar]))
+            legs[s] = {"stop": stop, "best": price, "take": take}
             at_open(s, bar[s]["open"])
         pending = []
         for s in [s for s in names if s in legs]:
@@ -550,9 +555,9 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
         equity = cash + sum(held[s] * bar[s]["close"] for s in names)
         for s in names:
             if exits[s][now] and held[s] != 0:
-                pending.append((s, "close", (None, None)))
+                pending.append((s, "close", (None, None, None)))
             elif entries[s][now] and not exits[s][now] and held[s] == 0:
-                pending.append((s, "entry", (percent * equity / bar[s]["close"], bar[s]["close"])))
+                pending.append((s, "entry", (percent * equity / bar[s]["close"], bar[s]["close"], now)))
         curve.append(equity)
     return sorted(trades, key=lambda row: (row[0], row[1], row[2])), curve
 
@@ -560,22 +565,30 @@ def _bracketed_by_loop(bars, entries, exits, percent, sl, tp, commission, slippa
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), symbols=st.integers(1, 4), bars=st.integers(30, 160),
        rate=st.floats(0.02, 0.2), percent=st.floats(0.01, 0.3), sl=st.floats(0.003, 0.05),
-       tp=st.one_of(st.none(), st.floats(0.003, 0.06)), trail=st.booleans(), side=st.sampled_from([1, -1]),
-       commission=st.sampled_from([0.0, 0.001]), slippage=st.sampled_from([0.0, 5.0]))
-def test_brackets_on_a_shared_account_equal_the_plain_loop(seed, symbols, bars, rate, percent, sl, tp, trail,
+       tp=st.one_of(st.none(), st.floats(0.003, 0.06)), stops=st.sampled_from(["fractions", "trail", "prices"]),
+       side=st.sampled_from([1, -1]), commission=st.sampled_from([0.0, 0.001]),
+       slippage=st.sampled_from([0.0, 5.0]))
+def test_brackets_on_a_shared_account_equal_the_plain_loop(seed, symbols, bars, rate, percent, sl, tp, stops,
                                                            side, commission, slippage):
     rng = np.random.default_rng(seed)
     data = {f"S{k}": _gapping_walk(bars, seed % 1000 + k) for k in range(symbols)}
     entries = {s: rng.random(bars) < rate for s in data}
     exits = {s: rng.random(bars) < rate for s in data}
-    stops = {"sl_trail": sl} if trail else {"sl": sl}
+    rules, prices = {"tp": tp, "sl_trail" if stops == "trail" else "sl": sl}, None
+    if stops == "prices":
+        # Stop prices by bar about sl / tp from each close, NaN (none) on some bars.
+        def levels(away):
+            return {s: df["close"].to_numpy() * (1 + away * rng.uniform(0.5, 1.5, bars))
+                    * rng.choice([1.0, np.nan], bars, p=[0.8, 0.2]) for s, df in data.items()}
+        prices = {"sl": levels(-side * sl), "tp": levels(side * (tp or 0.02))}
+        rules = {"sl_price": prices["sl"], "tp_price": prices["tp"]}
     signals = {"entries": entries, "exits": exits} if side > 0 else {"short_entries": entries,
                                                                      "short_exits": exits}
     result = tickstep.Backtest(data, cash=50_000, commission=commission, slippage=slippage, leverage=20
-                               ).run_signals(**signals, size=percent, size_type="percent", tp=tp, **stops)
+                               ).run_signals(**signals, size=percent, size_type="percent", **rules)
     assert result.stats["# Orders Rejected"] == 0
     trades, curve = _bracketed_by_loop(data, entries, exits, percent, sl, tp, commission, slippage, 50_000.0,
-                                       trail, side)
+                                       stops == "trail", side, prices)
     _assert_equals_loop(result, trades, curve)
 
 
