@@ -23,9 +23,8 @@ Rules, per symbol and bar:
   ``size`` is one number for every entry, one per symbol (``{symbol: number}``, or a
   Series indexed by symbol), or one per bar in the shapes signals take (e.g. a DataFrame
   of sizes beside the DataFrame of entries, or ``{symbol: array}``), read on the entry's
-  bar:
-  NaN or 0 there means no entry on that bar (its exits still act); every symbol with
-  entries then needs its sizes;
+  bar: NaN or 0 there means no entry on that bar (its exits still act); every symbol
+  with entries then needs its sizes;
 - ``exit_after_bars=n`` is a time exit: a position whose oldest open lot was entered n or
   more of the symbol's bars before is exited on this bar, as by an exit signal of its
   side (an entry of that side on the bar is then ignored, an opposite one reverses); it
@@ -466,14 +465,13 @@ def run_signals(
     See the module documentation for the rules and the shapes signals may take.
     ``size`` with ``size_type`` sizes each entry (default: 95% of equity, like the
     default sizer's share), one number, one per symbol or one per bar (NaN or 0: no entry
-    on that bar);
-    ``sl``/``tp`` are fractions of the entry bar's close,
+    on that bar); ``sl``/``tp`` are fractions of the entry bar's close,
     ``sl_price``/``tp_price`` prices per bar; ``sl_trail`` a trailing stop-loss as a
-    fraction of the best price since the entry; ``lot_size`` (a number, or
-    ``{symbol: number}``) trades entries in whole lots; ``accumulate`` lets an entry add to
-    a position on its side (pyramiding); ``exit_after_bars`` exits a position that many
-    bars after its entry (a time exit). Options (cash, commission,
-    trade_on_close, ...) come from ``config``.
+    fraction of the best price since the entry; ``lot_size`` (a number, or ``{symbol:
+    number}``) trades entries in whole lots; ``accumulate`` lets an entry add to a
+    position on its side (pyramiding); ``exit_after_bars`` exits a position that many
+    bars after its entry (a time exit). Options (cash, commission, trade_on_close, ...)
+    come from ``config``.
     """
     signals = {"entries": entries, "exits": exits, "short_entries": short_entries,
                "short_exits": short_exits, "sl_price": sl_price, "tp_price": tp_price}
@@ -559,8 +557,8 @@ def run_signal_grid(
     ``{"entries": ..., "exits": ..., "short_entries": ..., "short_exits": ...}``, each in
     any shape `run_signals` takes, plus optionally its own ``size`` (a number or one per
     bar), ``size_type``, ``sl``, ``tp``, ``sl_trail``, ``lot_size``, ``accumulate``,
-    ``exit_after_bars``, ``sl_price`` and ``tp_price`` (else
-    the call's apply; ``size`` given per bar to the call applies to every set). Each row
+    ``exit_after_bars``, ``sl_price`` and ``tp_price`` (else the call's apply; ``size``
+    given per bar to the call applies to every set). Each row
     equals ``run_signals(...).stats`` of that set run alone. Rejected orders are counted
     per row (``# Orders Rejected``) without a warning per set; ``on_reject="raise"``
     still raises.

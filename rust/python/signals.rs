@@ -214,8 +214,9 @@ pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
 /// `sl_trail[k]`: a trailing stop-loss fraction; none when not given; `lot_size[k]
 /// [symbol]`: its entries in whole lots, none when not given; `accumulate[k]`: entries
 /// add to a position on their side, false when not given; `exit_after_bars[k]`: the time
-/// exit, none when not given) on `threads` threads (all cores when None), the interpreter released. The engines
-/// are ready to read after; returns per engine None, or the exception its run ended with.
+/// exit, none when not given) on `threads` threads (all cores when None), the interpreter
+/// released. The engines are ready to read after; returns per engine None, or the
+/// exception its run ended with.
 #[pyfunction]
 #[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
