@@ -86,3 +86,80 @@ def test_the_stats_only_path_counts_them_too():
     assert stats["# Orders Rejected"] == 3
     full = tickstep.Backtest(DATA, TooBig, cash=1_000, on_reject="ignore").run().stats
     assert stats.drop(["Start", "End"]).equals(full.drop(["Start", "End"]))
+
+
+class Sized(tickstep.Strategy):
+    """TooBig with the AAA order's size as a parameter: 30 never fits, 1 always does."""
+
+    size = 30
+
+    def next(self, symbol):
+        if symbol == "AAA" and len(self.data(symbol)) <= 3:
+            self.buy(size=self.size)
+        if symbol == "BBB" and len(self.data(symbol)) == 1:
+            self.buy(size=10)
+
+
+@pytest.mark.parametrize("executor", ["sequential", "process"])
+def test_a_batch_warns_once_for_all_its_runs_naming_those_with_rejections(executor, tmp_path):
+    from tickstep.batch import run_batch
+
+    def batch():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            rows = run_batch(Sized, DATA, params={"size": [1, 30, 40]}, cash=1_000,
+                             executor=executor, max_workers=2, cache=tmp_path)
+        return rows, [w for w in caught if issubclass(w.category, tickstep.RejectedOrderWarning)]
+
+    rows, (warning,) = batch()
+    message = str(warning.message)
+    # Per symbol and size: AAA's three orders of 30 or 40 are rejected, of 1 filled; BBB's fits.
+    counts = rows.set_index(["symbols", "size"])["# Orders Rejected"]
+    assert counts.to_dict() == {("AAA", 1): 0, ("AAA", 30): 3, ("AAA", 40): 3,
+                                ("BBB", 1): 0, ("BBB", 30): 0, ("BBB", 40): 0}
+    assert message.startswith("2 of 6 runs had orders the broker rejected (6 order(s) in all)")
+    assert "  AAA (size=30): 3 order(s)\n  AAA (size=40): 3 order(s)\n" in message
+    assert "BBB" not in message and "size=1)" not in message
+    assert warning.filename == __file__  # the caller's line, not a worker's
+    # Answered from the cache, the same runs had the same rejections: the same warning.
+    again, (cached,) = batch()
+    assert again["cached"].all() and str(cached.message) == message
+
+
+def test_a_batch_warning_can_become_an_error_in_the_caller():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tickstep.RejectedOrderWarning)
+        with pytest.raises(tickstep.RejectedOrderWarning, match="1 of 2 runs"):
+            tickstep.Backtest(DATA, Sized, cash=1_000).optimize(size=[1, 30], cache=False)
+
+
+def test_a_batch_under_ignore_says_nothing_and_under_raise_fails_those_runs():
+    from tickstep.batch import run_batch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet = run_batch(Sized, DATA, params={"size": [1, 30]}, cash=1_000, on_reject="ignore",
+                          executor="sequential", cache=False)
+        strict = run_batch(Sized, DATA, params={"size": [1, 30]}, cash=1_000, on_reject="raise",
+                           executor="sequential", cache=False)
+    assert quiet["# Orders Rejected"].sum() == 3
+    failed = strict[strict["status"] == "error"]
+    assert list(zip(failed["symbols"], failed["size"])) == [("AAA", 30)]
+    assert "RejectedOrdersError: 3 order(s) rejected" in failed["error"].iloc[0]
+    assert (strict.loc[strict["status"] == "ok", "# Orders Rejected"] == 0).all()
+
+
+def test_the_summary_counts_only_runs_with_rejections_and_skips_failed_ones():
+    from tickstep.rejections import warn_of_rejected_runs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert warn_of_rejected_runs([("a", 0), ("b", None), ("c", float("nan"))], "warn") == 0
+        assert warn_of_rejected_runs([("a", 2)], "ignore") == 1
+    runs = [(f"run {k}", k % 3) for k in range(10)]  # runs 1, 2, 4, 5, 7, 8 have 1 or 2
+    with pytest.warns(tickstep.RejectedOrderWarning) as record:
+        assert warn_of_rejected_runs(runs, "warn") == 6
+    lines = str(record[0].message).splitlines()
+    assert lines[0] == "6 of 10 runs had orders the broker rejected (9 order(s) in all); the first:"
+    assert lines[1:6] == ["  run 1: 1 order(s)", "  run 2: 2 order(s)", "  run 4: 1 order(s)",
+                          "  run 5: 2 order(s)", "  run 7: 1 order(s)"]

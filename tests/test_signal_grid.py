@@ -5,7 +5,6 @@ each ``on_reject``, calendars, warm-ups, benchmarks and symbol names."""
 from __future__ import annotations
 
 import gc
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -87,7 +86,7 @@ def test_all_losing_trades_equal_runs_alone():
         _same_row(table.loc[key], bt.run_signals(**sig).stats)
 
 
-def test_rejections_are_counted_quietly_or_raised_as_a_run_alone_raises_them():
+def test_rejections_are_counted_and_warned_of_once_or_raised_as_a_run_alone_raises_them():
     data = {"A": _walk(120, 3), "B": _walk(120, 4)}
     sig = {"entries": {s: np.arange(120) % 5 == 0 for s in data},
            "exits": {s: np.arange(120) % 5 == 3 for s in data},
@@ -95,9 +94,13 @@ def test_rejections_are_counted_quietly_or_raised_as_a_run_alone_raises_them():
     warn = tickstep.Backtest(data, tickstep.Strategy)  # on_reject="warn"
     with pytest.warns(tickstep.RejectedOrderWarning):
         alone = warn.run_signals(**sig).stats
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(tickstep.RejectedOrderWarning) as record:
         table = warn.run_signal_grid({"big": sig, "small": {**sig, "size": 1.0}})
+    (summary,) = record  # one for the grid, naming the set with rejections
+    n = table.loc["big", "# Orders Rejected"]
+    assert str(summary.message).startswith(f"1 of 2 runs had orders the broker rejected ({n} ")
+    assert f"  signal set 'big': {n} order(s)" in str(summary.message)
+    assert "'small'" not in str(summary.message)
     _same_row(table.loc["big"], alone)
     assert table.loc["big", "# Orders Rejected"] > 0
     assert table.loc["small", "# Orders Rejected"] == 0
@@ -247,7 +250,7 @@ def test_an_engine_left_in_garbage_is_not_dropped_on_a_signals_thread():
 
 def test_a_misshapen_grid_is_refused_naming_the_set_or_the_option():
     data = {"A": _walk(30, 1), "B": _walk(30, 2)}
-    bt = tickstep.Backtest(data)
+    bt = tickstep.Backtest(data, on_reject="ignore")  # (both symbols' 95% entries clash)
     good = {"entries": {s: np.arange(30) % 7 == 0 for s in data}}
     with pytest.raises(tickstep.ConfigError, match=r"signal_sets must be a mapping \{key: .*got list"):
         bt.run_signal_grid([good])

@@ -11,6 +11,14 @@ An order the broker refuses (today: a fill that would take gross exposure past
 - ``"ignore"``: says nothing.
 
 Either way the statistics carry ``# Orders Rejected``.
+
+Many runs in one call (`tickstep.batch.run_batch`, ``Backtest.optimize``,
+``Backtest.run_signal_grid``) warn once for the whole call rather than once per run: a
+grid of hundreds of runs would otherwise print hundreds of warnings (from worker
+processes, where the caller's filters do not reach), and a count in a column alone
+would be silent. Each run is run with ``on_reject="ignore"`` under ``"warn"``
+(`quiet_runs`); the call then warns with how many runs had rejections and which
+(`warn_of_rejected_runs`). ``"raise"`` fails each run that has any, as it would alone.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import os
 import sys
 import warnings
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -26,7 +35,15 @@ import pandas as pd
 
 from tickstep._core import TickstepError
 
-__all__ = ["ON_REJECT", "RejectedOrderWarning", "RejectedOrdersError", "TickstepWarning", "check_rejections"]
+__all__ = [
+    "ON_REJECT",
+    "RejectedOrderWarning",
+    "RejectedOrdersError",
+    "TickstepWarning",
+    "check_rejections",
+    "quiet_runs",
+    "warn_of_rejected_runs",
+]
 
 #: The accepted values of ``BacktestConfig.on_reject``.
 ON_REJECT = ("warn", "raise", "ignore")
@@ -58,6 +75,32 @@ def check_rejections(orders: dict[str, Any], symbols: list[str], on_reject: str)
         raise RejectedOrdersError(message)
     warnings.warn(message, RejectedOrderWarning, stacklevel=_caller_outside_tickstep())
     return len(rejected)
+
+
+def quiet_runs(config: Any) -> Any:
+    """The config each of many runs in one call is run with: ``on_reject="warn"`` becomes
+    ``"ignore"`` (the call warns once, `warn_of_rejected_runs`); the others are kept."""
+    return config.replace(on_reject="ignore") if config.on_reject == "warn" else config
+
+
+def warn_of_rejected_runs(counts: Iterable[tuple[str, Any]], on_reject: str) -> int:
+    """Warn once, under ``on_reject="warn"``, about the runs of one call that had orders
+    rejected. ``counts`` gives each run's label (its symbols and parameters, or its key)
+    and its ``# Orders Rejected`` (None or NaN for a run that failed: not counted).
+    Returns how many runs had any."""
+    counts = list(counts)
+    hit = [(label, int(n)) for label, n in counts if n is not None and n == n and n > 0]
+    if not hit or on_reject != "warn":
+        return len(hit)
+    total = sum(n for _, n in hit)
+    lines = [f"{len(hit)} of {len(counts)} runs had orders the broker rejected ({total} "
+             f"order(s) in all); the first:"]
+    lines += [f"  {label}: {n} order(s)" for label, n in hit[:_SHOWN]]
+    lines.append("The '# Orders Rejected' column counts each run's; a run alone lists its "
+                 "orders (Result.orders). BacktestConfig(on_reject='raise' | 'ignore') "
+                 "changes this warning.")
+    warnings.warn("\n".join(lines), RejectedOrderWarning, stacklevel=_caller_outside_tickstep())
+    return len(hit)
 
 
 def _describe(orders: dict[str, Any], symbols: list[str], rejected: np.ndarray) -> str:

@@ -80,7 +80,7 @@ from tickstep import _core
 from tickstep._core import ConfigError
 from tickstep.config import BacktestConfig
 from tickstep.hints import did_you_mean
-from tickstep.rejections import check_rejections
+from tickstep.rejections import check_rejections, quiet_runs, warn_of_rejected_runs
 from tickstep.results import Result
 from tickstep.simulation import (
     engine_for,
@@ -491,7 +491,7 @@ def _row_maker(market: _core.Market, config: BacktestConfig) -> Callable[[Any], 
     """A run's statistics (as `run_signals(...).stats`) from its summary (see
     `_core.run_signal_summaries`), or the exception it ended with. Rejected orders are
     counted without a warning each (``on_reject="raise"`` raises, as the run alone)."""
-    quiet = config.replace(on_reject="ignore") if config.on_reject == "warn" else config
+    quiet = quiet_runs(config)
     symbols = list(market.symbols)
     inputs = stats_inputs(market, config)
 
@@ -560,8 +560,8 @@ def run_signal_grid(
     ``exit_after_bars``, ``sl_price`` and ``tp_price`` (else the call's apply; ``size``
     given per bar to the call applies to every set). Each row
     equals ``run_signals(...).stats`` of that set run alone. Rejected orders are counted
-    per row (``# Orders Rejected``) without a warning per set; ``on_reject="raise"``
-    still raises.
+    per row (``# Orders Rejected``), with one warning for the grid naming the sets that
+    had any (not one per set); ``on_reject="raise"`` still raises.
     """
     if not isinstance(signal_sets, Mapping):
         raise ConfigError("run_signal_grid: signal_sets must be a mapping {key: {'entries': "
@@ -588,6 +588,8 @@ def run_signal_grid(
     for row in rows:
         if isinstance(row, BaseException):
             raise row
+    warn_of_rejected_runs(((f"signal set {key!r}", row["# Orders Rejected"])
+                           for key, row in zip(keys, rows)), config.on_reject)
     index = pd.MultiIndex.from_tuples(keys) if all(isinstance(k, tuple) for k in keys) else keys
     return pd.DataFrame(rows, index=index)
 

@@ -37,6 +37,7 @@ from tickstep.data import LOAD_OPTIONS, BarStore, MarketColumns, SymbolBars, ope
 from tickstep.data._records import RecordTable, records_for_backtest, write_record_snapshot
 from tickstep.hints import did_you_mean
 from tickstep.metrics import STAT_LABELS
+from tickstep.rejections import warn_of_rejected_runs
 from tickstep.signals import is_signal_strategy
 from tickstep.strategy import Strategy
 
@@ -377,6 +378,10 @@ def run_batch(
         if store is not None and store is not cache:
             store.close()
     frame = _frame(jobs, rows, maximize)
+    # One warning for the batch (its runs, here or in workers, warn of none themselves),
+    # cached rows included: they are this call's results too.
+    warn_of_rejected_runs(((_job_label(job), rows[job.index]["stats"].get("# Orders Rejected"))
+                           for job in jobs), config.on_reject)
     frame.attrs["batch"] = {
         "jobs": len(jobs),
         "cached": len(jobs) - len(missing),
@@ -386,6 +391,12 @@ def run_batch(
         "cache": None if store is None else str(store.path),
     }
     return frame
+
+
+def _job_label(job: Job) -> str:
+    """A job as a warning names it: its symbols' label and its parameters."""
+    params = ", ".join(f"{k}={v!r}" for k, v in job.params.items())
+    return f"{job.label} ({params})" if params else str(job.label)
 
 
 def _frame(

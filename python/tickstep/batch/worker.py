@@ -25,6 +25,7 @@ from tickstep.batch.sources import DataSource
 from tickstep.batch.worker_cache import WorkerCache
 from tickstep.config import BacktestConfig
 from tickstep.data._records import RecordTable, read_record_snapshot
+from tickstep.rejections import quiet_runs
 from tickstep.signals import is_signal_strategy, strategy_grid_stats
 from tickstep.simulation import simulate_stats, simulate_stream
 
@@ -87,7 +88,8 @@ def run_chunk(chunk: Chunk, cache: WorkerCache | None = None) -> list[dict[str, 
             raise
         text = _error_text(exc)
         return [_row(job, {}, 0.0, "error", text) for job in chunk.jobs]
-    config = chunk.config
+    # Rejections are counted in each row and warned about once by the batch.
+    config = quiet_runs(chunk.config)
     if config.stream is not None:
         return [_run_streamed(chunk, cls, job) for job in chunk.jobs]
     # One load for the whole chunk; a failure here is reported by each job below.
@@ -126,7 +128,8 @@ def _run_streamed(chunk: Chunk, cls: Any, job: Job) -> dict[str, Any]:
         try:
             records = {name: _record_table(path).subset(list(stream.symbols))
                        for name, path in chunk.records}
-            stats = simulate_stream(stream, cls, chunk.config, job.params, records=records).stats
+            config = quiet_runs(chunk.config)
+            stats = simulate_stream(stream, cls, config, job.params, records=records).stats
         finally:
             stream.close()
         return _row(job, {str(k): _plain(v) for k, v in stats.items()},
@@ -153,7 +156,7 @@ def _run_signal_chunk(chunk: Chunk, cls: Any, cache: WorkerCache) -> list[dict[s
     groups: dict[tuple[str, ...], list[Job]] = {}
     for job in chunk.jobs:
         groups.setdefault(job.symbols, []).append(job)
-    config = chunk.config
+    config = quiet_runs(chunk.config)
     done: dict[int, dict[str, Any]] = {}
     for symbols, jobs in groups.items():
         t0 = time.perf_counter()
