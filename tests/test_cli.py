@@ -120,6 +120,29 @@ def test_errors_from_a_real_process(store):
         "Error: fast=2.7: expected a whole number (fast defaults to 10)"]
 
 
+def test_rejections_print_as_one_warning_line_then_the_message(store):
+    # 500 of cash: the portfolio's entries soon exceed it, and are rejected.
+    args = ("--data", str(store), "-p", "oversold=25,30", "-o", "cash=500", "--portfolio",
+            "--no-cache")
+    done = tickstep_cli("batch", "rsi_mean_reversion", *args)
+    assert done.returncode == 0, done.stderr
+    rows = tickstep.batch.run_batch("rsi_mean_reversion", str(store), params={"oversold": [25, 30]},
+                                    cash=500, portfolio=True, cache=False, on_reject="ignore")
+    counts = rows.set_index("oversold")["# Orders Rejected"]
+    assert counts.gt(0).all()
+    lines = done.stderr.splitlines()
+    assert lines[0] == (f"warning: 2 of 2 runs had orders the broker rejected "
+                        f"({counts.sum()} order(s) in all); the first:")
+    assert lines[1:3] == [f"  portfolio (oversold={k!r}): {counts[k]} order(s)" for k in (25.0, 30.0)]
+    assert "click" not in done.stderr and "callback" not in done.stderr
+    alone = tickstep_cli("run", "rsi_mean_reversion", "--data", str(store), "-o", "cash=500",
+                         "-p", "oversold=30")
+    assert alone.stderr.startswith(f"warning: {counts[30.0]} order(s) rejected"), alone.stderr
+    quiet = tickstep_cli("run", "rsi_mean_reversion", "--data", str(store), "-o", "cash=500",
+                         "-p", "oversold=30", "-o", "on_reject=ignore")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
 def test_help_everywhere_and_strategies_json(capsys):
     for command in ([], ["run"], ["batch"], ["runs"], ["serve"], ["data"], ["data", "list"],
                     ["strategies"], ["demo"]):

@@ -5,7 +5,9 @@ Commands: ``run`` (one backtest), ``batch`` (a strategy over symbols x a paramet
 ``strategies``, ``demo``. ``tickstep COMMAND --help`` describes each.
 
 Errors print one line (``error: ...``) on stderr and exit non-zero: 2 for a bad command
-line, 1 for anything else (``--debug`` shows the traceback). Output piped into a command
+line, 1 for anything else (``--debug`` shows the traceback). tickstep's warnings (rejected
+orders) print as ``warning: ...`` on stderr, without the source line Python would show
+(which, here, is the command line library's). Output piped into a command
 that stops reading (``tickstep data list | head``) ends quietly.
 """
 
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -65,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args[:1] or os.environ.get("TICKSTEP_DEBUG") == "1"
     try:
         try:
-            code = cli.main(args=args, prog_name="tickstep", standalone_mode=False)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                code = cli.main(args=args, prog_name="tickstep", standalone_mode=False)
         finally:
             sys.stdout.flush()
         return code if isinstance(code, int) else 0
@@ -87,6 +93,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         click.echo(f"error: {_one_line(exc)}", err=True)
         return 1
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """tickstep's warnings as ``warning: ...`` (what a user of the command line can act
+    on); any other as Python shows it."""
+    from tickstep.rejections import TickstepWarning
+
+    if issubclass(category, TickstepWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 def _one_line(exc: BaseException) -> str:
