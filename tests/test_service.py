@@ -136,6 +136,26 @@ def test_results_by_content_negotiation(client):
     assert refused.status_code == 406 and "text/csv" in refused.json()["detail"]
 
 
+def test_a_batchs_status_counts_the_runs_with_rejected_orders(client, store):
+    # A portfolio on 500 of cash: RSI entries soon exceed it, and are rejected.
+    body = {"strategy": "rsi_mean_reversion", "params": {"oversold": [25, 30]},
+            "portfolio": True, "options": {"cash": 500}, "cache": False}
+    status = wait_done(client, submit(client, body).json()["batch_id"])
+    reference = run_batch("rsi_mean_reversion", str(store), params={"oversold": [25, 30]},
+                          portfolio=True, cash=500, cache=False, on_reject="ignore")
+    counts = reference["# Orders Rejected"]
+    assert counts.gt(0).sum() > 0  # the case tests something
+    assert status["runs_with_rejections"] == int(counts.gt(0).sum())
+    assert status["orders_rejected"] == int(counts.sum())
+    # Each symbol alone, on the default cash: one position at a time, nothing rejected.
+    alone = {**body, "portfolio": False, "options": {}}
+    clean = wait_done(client, submit(client, alone).json()["batch_id"])
+    assert run_batch("rsi_mean_reversion", str(store), params={"oversold": [25, 30]},
+                     cache=False)["# Orders Rejected"].sum() == 0
+    assert (clean["runs_with_rejections"], clean["orders_rejected"]) == (0, 0)
+    assert clean["jobs_done"] == 16
+
+
 def test_progress_events_stream_to_the_end(client):
     batch_id = submit(client, {"strategy": "sma_cross", "params": {"fast": [5, 7, 9]},
                                "cache": False}).json()["batch_id"]

@@ -316,7 +316,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @app.get("/batches/{batch_id}", response_model=BatchStatus, tags=["batches"])
     def status(batch_id: str) -> BatchStatus:
         """Status, jobs done of total, rate and time left."""
-        return _status(batch_or_404(batch_id))
+        return _status(batch_or_404(batch_id), state.db)
 
     @app.get("/batches/{batch_id}/events", tags=["batches"])
     async def events(batch_id: str, request: Request) -> EventSourceResponse:
@@ -327,7 +327,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             last = None
             while True:
                 batch = await anyio.to_thread.run_sync(state.db.batch, batch_id)
-                now = _status(batch).model_dump(mode="json")
+                now = _status(batch, state.db).model_dump(mode="json")
                 final = now["status"] in FINAL_STATES
                 if now != last:
                     yield {"event": "end" if final else "progress", "data": json.dumps(now)}
@@ -363,7 +363,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         """Cancel: its workers stop at once; finished jobs stay stored."""
         batch_or_404(batch_id)
         state.manager.cancel(batch_id)
-        return _status(batch_or_404(batch_id))
+        return _status(batch_or_404(batch_id), state.db)
 
     @app.post("/batches/{batch_id}/resume", status_code=202, response_model=BatchStatus,
               tags=["batches"])
@@ -377,7 +377,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                                     "interrupted, cancelled or failed batches resume")
         except QueueFull as exc:
             raise HTTPException(429, str(exc), headers={"Retry-After": "5"}) from None
-        return _status(batch_or_404(batch_id))
+        return _status(batch_or_404(batch_id), state.db)
 
     @app.get("/runs", tags=["runs"])
     def list_runs(strategy: str | None = None, batch: str | None = None,
@@ -502,8 +502,11 @@ def _accepted(batch: dict[str, Any], response: Response, digest: str) -> BatchAc
                          jobs_total=batch["jobs_total"], location=location)
 
 
-def _status(batch: dict[str, Any]) -> BatchStatus:
+def _status(batch: dict[str, Any], db: RunsDB) -> BatchStatus:
     rate = left = None
+    # Rejections are counted in each run's row; the status says how many runs had any, as
+    # `run_batch` warns once for a batch rather than per run.
+    runs_rejecting, orders_rejected = db.rejections(batch["batch_id"])
     started = batch.get("started")
     if started is not None and batch["status"] in ("running", "done"):
         end = batch.get("finished") or datetime.now(UTC)
@@ -514,7 +517,8 @@ def _status(batch: dict[str, Any]) -> BatchStatus:
     return BatchStatus(
         batch_id=batch["batch_id"], strategy=batch["strategy"], status=batch["status"],
         jobs_done=batch["jobs_done"], jobs_total=batch["jobs_total"],
-        jobs_cached=batch["jobs_cached"], rate=rate, seconds_left=left, error=batch["error"],
+        jobs_cached=batch["jobs_cached"], runs_with_rejections=runs_rejecting,
+        orders_rejected=orders_rejected, rate=rate, seconds_left=left, error=batch["error"],
         created=batch["created"], started=started, finished=batch.get("finished"))
 
 

@@ -70,6 +70,9 @@ class BatchStatus(BaseModel):
     jobs_done: int
     jobs_total: int
     jobs_cached: int
+    runs_with_rejections: int = Field(0, description="Runs (of those done) with orders the "
+                                      "broker rejected: their rows' '# Orders Rejected'.")
+    orders_rejected: int = Field(0, description="Orders rejected in all those runs.")
     rate: float | None = Field(None, description="Jobs per second.")
     seconds_left: float | None = None
     error: str | None = None
