@@ -93,6 +93,43 @@ def test_hand_checked_example():
     assert len(fig.layout.shapes) == len(wf.windows)
 
 
+class BuyOnce(tickstep.Strategy):
+    """Buys ``size`` units at its first call (filled at the next open, or rejected)."""
+
+    size = 5
+
+    def init(self):
+        self.placed = False
+
+    def next(self, symbol):
+        if not self.placed:
+            self.buy(symbol, size=self.size)
+            self.placed = True
+
+
+def test_rejections_are_counted_per_window_and_warned_of_once():
+    # Cash 1,000 at prices 100-119: 5 units fit, 20 never do (one rejected order a run).
+    # Windows 1 and 2 train on rising prices: 5 units gain, 20 (rejected) gain nothing, so
+    # 5 trades the test; window 3 trains on falling prices: 5 lose, 20 is chosen, and its
+    # test window's order is rejected too.
+    bt = tickstep.Backtest({"ZZ": zigzag()}, BuyOnce, cash=1_000)
+    with pytest.warns(tickstep.RejectedOrderWarning) as record:
+        wf = bt.walk_forward(train="10D", test="10D", maximize="Return [%]", size=[5, 20],
+                             cache=False, executor="sequential")
+    assert list(wf.windows["size"]) == [5, 5, 20]
+    assert list(wf.windows["# Orders Rejected"]) == [0, 0, 1]
+    assert wf.stats["# Orders Rejected"] == 1 == sum(r.stats["# Orders Rejected"] for r in wf.results)
+    (warning,) = record  # one for the walk-forward, not one per run
+    assert str(warning.message).splitlines()[:5] == [
+        "4 of 9 runs had orders the broker rejected (4 order(s) in all); the first:",
+        "  window 1 train (size=20): 1 order(s)",
+        "  window 2 train (size=20): 1 order(s)",
+        "  window 3 train (size=20): 1 order(s)",
+        "  window 3 test (size=20): 1 order(s)",
+    ]
+    assert warning.filename == __file__
+
+
 class SmaSide(tickstep.Strategy):
     """Long when close > SMA(n), short when below; records the first call's readiness."""
 

@@ -18,6 +18,10 @@ what was chosen for it or how it traded.
 Each test window is its own run, starting flat with the backtest's cash. The stitched
 out-of-sample equity compounds them: window ``k``'s curve is scaled by the equity the
 windows before it reached, as if its account had been carried over.
+
+Orders the broker rejects are counted per test window (``windows["# Orders Rejected"]``,
+summed in ``stats``) and warned of once for the whole walk-forward, naming the train and
+test runs that had any (see `tickstep.rejections`), not once per run.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import pandas as pd
 from tickstep.batch import run_batch
 from tickstep.data import MarketColumns, SymbolBars
 from tickstep.metrics import compute_stats, format_stats
+from tickstep.rejections import quiet_runs, warn_of_rejected_runs
 from tickstep.results import Result
 from tickstep.simulation import market_from_columns, simulate
 
@@ -146,13 +151,15 @@ class WalkForwardResult:
     windows : pandas.DataFrame
         One row per window: train and test bounds (UTC; starts inclusive, ends
         exclusive), the chosen parameters, the in-sample and out-of-sample value of the
-        objective, and the test window's return and trade count.
+        objective, and the test window's return, trade count and rejected orders
+        (``# Orders Rejected``).
     equity : pandas.Series
         The stitched out-of-sample equity (see the module notes).
     equity_frame : pandas.DataFrame
         The same with cash and gross exposure, scaled alike.
     stats : pandas.Series
-        Statistics of the stitched equity and of all test windows' trades.
+        Statistics of the stitched equity and of all test windows' trades (``# Orders
+        Rejected``: all test windows' rejected orders).
     results : list of Result
         Each test window's own run.
     trades : pandas.DataFrame
@@ -234,6 +241,10 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
             f"test={test!r}, warmup={warmup!r}"
         )
     lead = _span(warmup, "warmup") if warmup is not None else pd.Timedelta(0)
+    # Its runs (every train grid's and every test window's) warn of no rejected order
+    # themselves: the walk-forward warns once, naming the runs that had any.
+    quiet = quiet_runs(config)
+    rejections: list[tuple[str, Any]] = []
 
     rows, results, trades = [], [], []
     for w in windows:
@@ -242,9 +253,11 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
         tried = run_batch(
             strategy, train_data, params=grid, portfolio=True, maximize=maximize,
             constraint=constraint, executor=executor, max_workers=max_workers, cache=cache,
-            progress=progress, config=config.replace(trade_start=w.train_start),
+            progress=progress, config=quiet.replace(trade_start=w.train_start),
             records=records,
         )
+        rejections += [(f"window {w.number} train ({_params_text(tried.loc[job], grid)})", n)
+                       for job, n in tried["# Orders Rejected"].sort_index().items()]
         ok = tried[tried["status"] == "ok"]
         if len(ok) == 0:
             first = tried["error"].dropna()
@@ -260,8 +273,10 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
         # Test: the chosen set on [test_start, test_end), warmed up the same way.
         test_data = _columns(market, metadata, (w.test_start - lead).value, w.test_end.value)
         result = simulate(market_from_columns(test_data), strategy,
-                          config.replace(trade_start=w.test_start), chosen,
+                          quiet.replace(trade_start=w.test_start), chosen,
                           metadata=test_data.metadata, records=records)
+        rejected = int(result.stats["# Orders Rejected"])
+        rejections.append((f"window {w.number} test ({_params_text(chosen, grid)})", rejected))
         results.append(result)
         trades.append(result.trades.assign(window=w.number))
         rows.append({
@@ -269,6 +284,7 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
             "test_start": w.test_start, "test_end": w.test_end, **chosen,
             "in_sample": in_sample, "out_of_sample": _objective(maximize, result.stats),
             "Return [%]": result.stats["Return [%]"], "# Trades": result.stats["# Trades"],
+            "# Orders Rejected": rejected,
         })
 
     table = pd.DataFrame(rows).set_index("window")
@@ -277,9 +293,16 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
     stats = compute_stats(frame, all_trades, initial_cash=config.cash,
                           risk_free_rate=config.risk_free_rate, start=windows[0].test_start,
                           end=frame.index[-1], timezone=config.timezone,
-                          periods_per_year=config.periods_per_year)
+                          periods_per_year=config.periods_per_year,
+                          orders_rejected=int(table["# Orders Rejected"].sum()))
+    warn_of_rejected_runs(rejections, config.on_reject)
     return WalkForwardResult(windows=table, equity_frame=frame, stats=stats, results=results,
                              trades=all_trades, initial_cash=config.cash)
+
+
+def _params_text(values: Any, grid: dict[str, Any]) -> str:
+    """A parameter set as a warning names it: ``fast=5, slow=30``."""
+    return ", ".join(f"{name}={_plain(values[name])!r}" for name in grid)
 
 
 def _stitch(frames: list[pd.DataFrame], cash: float) -> pd.DataFrame:
