@@ -81,6 +81,8 @@ def test_hand_checked_example():
     assert wf.equity.iloc[-1] == pytest.approx(10_000 * 1.008 * 0.992 * 1.008)
     assert wf.stats["Return [%]"] == pytest.approx((1.008 * 0.992 * 1.008 - 1) * 100)
     assert wf.stats["# Trades"] == 0  # positions are still open at each window's end
+    # Buy and hold over the out-of-sample span: from d10's close (110) to d39's (99).
+    assert wf.stats["Buy & Hold Return [%]"] == pytest.approx((99 / 110 - 1) * 100)
     assert wf.equity.index[0] >= wf.windows["test_start"].iloc[0]
     t0 = pd.Timestamp("2024-01-01", tz="UTC")
     assert list(wf.windows["test_start"]) == [t0 + 10 * DAY, t0 + 20 * DAY, t0 + 30 * DAY]
@@ -91,6 +93,20 @@ def test_hand_checked_example():
     assert [t.name for t in fig.data] == ["equity", "peak", "drawdown [%]"]
     np.testing.assert_allclose(fig.data[0].y, wf.equity.to_numpy())
     assert len(fig.layout.shapes) == len(wf.windows)
+
+
+def test_stitched_stats_carry_the_test_windows_costs_and_the_benchmark():
+    # Short 10 units in every window (direction -1 only): a borrow fee accrues each day.
+    bt = tickstep.Backtest({"ZZ": zigzag()}, Direction, cash=10_000, borrow_rate=0.5,
+                           benchmark="ZZ")
+    wf = bt.walk_forward(train="10D", test="10D", direction=[-1], cache=False,
+                         executor="sequential")
+    costs = [r.stats["Carrying Costs [$]"] for r in wf.results]
+    assert all(c > 0 for c in costs)
+    assert wf.stats["Carrying Costs [$]"] == pytest.approx(sum(costs), rel=1e-15)
+    # Against ZZ itself: a short of 10 units at 99-119 on about 10,000 of equity moves
+    # about -0.1 times as much (without a benchmark, both are NaN).
+    assert np.isfinite(wf.stats["Alpha [%]"]) and -0.125 < wf.stats["Beta"] < -0.08
 
 
 class BuyOnce(tickstep.Strategy):

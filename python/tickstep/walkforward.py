@@ -36,9 +36,9 @@ import pandas as pd
 
 from tickstep.batch import run_batch
 from tickstep.data import MarketColumns, SymbolBars
-from tickstep.metrics import compute_stats, format_stats
+from tickstep.metrics import compute_stats, exact_sum, format_stats
 from tickstep.rejections import quiet_runs, warn_of_rejected_runs
-from tickstep.results import Result
+from tickstep.results import Result, market_stats_inputs
 from tickstep.simulation import market_from_columns, simulate
 
 __all__ = ["Window", "WalkForwardResult", "plan_windows", "walk_forward"]
@@ -158,8 +158,10 @@ class WalkForwardResult:
     equity_frame : pandas.DataFrame
         The same with cash and gross exposure, scaled alike.
     stats : pandas.Series
-        Statistics of the stitched equity and of all test windows' trades (``# Orders
-        Rejected``: all test windows' rejected orders).
+        Statistics of the stitched equity and of all test windows' trades; ``# Orders
+        Rejected`` and ``Carrying Costs [$]`` sum the test windows' own, ``Buy & Hold
+        Return [%]`` holds the basket from the first test window's start, and ``Alpha
+        [%]`` / ``Beta`` compare with the config's benchmark over the same days.
     results : list of Result
         Each test window's own run.
     trades : pandas.DataFrame
@@ -290,11 +292,18 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
     table = pd.DataFrame(rows).set_index("window")
     frame = _stitch([r.equity_frame for r in results], config.cash)
     all_trades = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame()
+    # What a single run's statistics read besides its run, over the out-of-sample span:
+    # the buy-and-hold basket from the first test window on, the benchmark, and the test
+    # windows' rejected orders and carrying costs (in their own money, as their trades).
+    carried = exact_sum([float(r.stats["Carrying Costs [$]"]) for r in results])
     stats = compute_stats(frame, all_trades, initial_cash=config.cash,
                           risk_free_rate=config.risk_free_rate, start=windows[0].test_start,
                           end=frame.index[-1], timezone=config.timezone,
                           periods_per_year=config.periods_per_year,
-                          orders_rejected=int(table["# Orders Rejected"].sum()))
+                          orders_rejected=int(table["# Orders Rejected"].sum()),
+                          carrying_costs=carried,
+                          **market_stats_inputs(market, config.benchmark,
+                                                since=windows[0].test_start.value))
     warn_of_rejected_runs(rejections, config.on_reject)
     return WalkForwardResult(windows=table, equity_frame=frame, stats=stats, results=results,
                              trades=all_trades, initial_cash=config.cash)
