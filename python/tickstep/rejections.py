@@ -83,11 +83,17 @@ def quiet_runs(config: Any) -> Any:
     return config.replace(on_reject="ignore") if config.on_reject == "warn" else config
 
 
-def warn_of_rejected_runs(counts: Iterable[tuple[str, Any]], on_reject: str) -> int:
+#: Where a call's rejections are counted run by run, as its warning says (the default: a
+#: table with a row per run).
+PER_RUN = "The '# Orders Rejected' column counts each run's"
+
+
+def warn_of_rejected_runs(counts: Iterable[tuple[str, Any]], on_reject: str, *,
+                          where: str = PER_RUN) -> int:
     """Warn once, under ``on_reject="warn"``, about the runs of one call that had orders
     rejected. ``counts`` gives each run's label (its symbols and parameters, or its key)
-    and its ``# Orders Rejected`` (None or NaN for a run that failed: not counted).
-    Returns how many runs had any."""
+    and its ``# Orders Rejected`` (None or NaN for a run that failed: not counted);
+    ``where`` says where the caller finds each run's count. Returns how many runs had any."""
     counts = list(counts)
     hit = [(label, int(n)) for label, n in counts if n is not None and n == n and n > 0]
     if not hit or on_reject != "warn":
@@ -96,9 +102,8 @@ def warn_of_rejected_runs(counts: Iterable[tuple[str, Any]], on_reject: str) -> 
     lines = [f"{len(hit)} of {len(counts)} runs had orders the broker rejected ({total} "
              f"order(s) in all); the first:"]
     lines += [f"  {label}: {n} order(s)" for label, n in hit[:_SHOWN]]
-    lines.append("The '# Orders Rejected' column counts each run's; a run alone lists its "
-                 "orders (Result.orders). BacktestConfig(on_reject='raise' | 'ignore') "
-                 "changes this warning.")
+    lines.append(f"{where}; a run alone lists its orders (Result.orders). "
+                 "BacktestConfig(on_reject='raise' | 'ignore') changes this warning.")
     warnings.warn("\n".join(lines), RejectedOrderWarning, stacklevel=_caller_outside_tickstep())
     return len(hit)
 

@@ -304,7 +304,9 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
                           carrying_costs=carried,
                           **market_stats_inputs(market, config.benchmark,
                                                 since=windows[0].test_start.value))
-    warn_of_rejected_runs(rejections, config.on_reject)
+    warn_of_rejected_runs(rejections, config.on_reject,
+                          where="wf.windows['# Orders Rejected'] counts each test window's "
+                                "(wf.results: their runs)")
     return WalkForwardResult(windows=table, equity_frame=frame, stats=stats, results=results,
                              trades=all_trades, initial_cash=config.cash)
 
