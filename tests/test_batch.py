@@ -12,7 +12,14 @@ import tickstep
 import tickstep.data as td
 from pandas.testing import assert_frame_equal
 from test_batch_helpers import CrashOn, MetadataCheck, RaiseOn, add_to_path
-from tickstep.batch import SequentialExecutor, expand_grid, optimize, resolve_strategy, run_batch
+from tickstep.batch import (
+    FailedRunWarning,
+    SequentialExecutor,
+    expand_grid,
+    optimize,
+    resolve_strategy,
+    run_batch,
+)
 from tickstep.simulation import simulate_stats
 from tickstep.strategies import RsiMeanReversion
 
@@ -124,8 +131,17 @@ def test_named_symbol_groups_are_portfolios(market, scratch):
 @pytest.mark.parametrize("executor", ["sequential", None])
 def test_a_job_that_raises_is_reported_and_the_others_complete(market, scratch, executor):
     bad = market.symbols[5]
-    rows = run_batch(RaiseOn, market, params={"bad": bad, "hold": [3, 5]}, cache=False,
-                     executor=executor, scratch_dir=scratch)
+    with pytest.warns(FailedRunWarning) as record:
+        rows = run_batch(RaiseOn, market, params={"bad": bad, "hold": [3, 5]}, cache=False,
+                         executor=executor, scratch_dir=scratch)
+    # One warning for the batch, naming its failed runs by the exception that ended each.
+    (warning,) = [w for w in record if w.category is FailedRunWarning]
+    lines = str(warning.message).splitlines()
+    assert lines[0] == "2 of 16 runs failed; the first:"
+    for hold, line in zip((3, 5), lines[1:3]):
+        assert line.startswith(f"  {bad} (bad={bad!r}, hold={hold}): ValueError: refusing to trade {bad}; "
+                               f"tickstep: raised by the strategy while handling symbol"), line
+    assert warning.filename == __file__
     failed = rows[rows["status"] != "ok"]
     assert len(rows) == 16 and len(failed) == 2
     assert set(failed["symbols"]) == {bad} and set(failed["status"]) == {"error"}
@@ -140,8 +156,10 @@ def test_a_job_that_raises_is_reported_and_the_others_complete(market, scratch, 
 
 def test_a_job_that_kills_its_worker_is_crashed_and_the_others_complete(market, scratch):
     bad = market.symbols[2]
-    rows = run_batch(CrashOn, market, params={"bad": bad, "hold": [2, 3, 4]}, cache=False,
-                     max_workers=2, chunk_size=4, scratch_dir=scratch)
+    with pytest.warns(FailedRunWarning, match=r"^3 of 24 runs failed; the first:\n"
+                      rf"  {bad} \(bad='{bad}', hold=2\): the worker process died"):
+        rows = run_batch(CrashOn, market, params={"bad": bad, "hold": [2, 3, 4]}, cache=False,
+                         max_workers=2, chunk_size=4, scratch_dir=scratch)
     crashed = rows[rows["status"] == "crashed"]
     assert len(rows) == 24
     assert set(crashed["symbols"]) == {bad} and len(crashed) == 3

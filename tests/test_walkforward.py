@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import tickstep
 from conftest import make_bars
+from tickstep.batch import FailedRunWarning
 from tickstep.walkforward import plan_windows
 
 DAY = pd.Timedelta(days=1)
@@ -107,6 +108,29 @@ def test_stitched_stats_carry_the_test_windows_costs_and_the_benchmark():
     # Against ZZ itself: a short of 10 units at 99-119 on about 10,000 of equity moves
     # about -0.1 times as much (without a benchmark, both are NaN).
     assert np.isfinite(wf.stats["Alpha [%]"]) and -0.125 < wf.stats["Beta"] < -0.08
+
+
+class NoFlat(Direction):
+    """Direction that refuses direction=0 (every run of it raises)."""
+
+    def next(self, symbol):
+        if self.direction == 0:
+            raise ValueError("direction 0 is not a direction")
+        super().next(symbol)
+
+
+def test_failed_train_runs_are_warned_of_once_and_the_others_trade():
+    bt = tickstep.Backtest({"ZZ": zigzag()}, NoFlat, cash=10_000)
+    with pytest.warns(FailedRunWarning) as record:
+        wf = bt.walk_forward(train="10D", test="10D", maximize="Return [%]", direction=[1, 0],
+                             cache=False, executor="sequential")
+    assert list(wf.windows["direction"]) == [1, 1, 1]
+    (warning,) = record  # one for the walk-forward, not one per window
+    lines = str(warning.message).splitlines()
+    assert lines[0] == "3 of 6 runs failed; the first:"
+    assert [line.split(": ValueError: direction 0 is not a direction")[0] for line in lines[1:4]] == [
+        f"  window {k} train (direction=0)" for k in (1, 2, 3)]
+    assert warning.filename == __file__
 
 
 class BuyOnce(tickstep.Strategy):

@@ -21,12 +21,16 @@ windows before it reached, as if its account had been carried over.
 
 Orders the broker rejects are counted per test window (``windows["# Orders Rejected"]``,
 summed in ``stats``) and warned of once for the whole walk-forward, naming the train and
-test runs that had any (see `tickstep.rejections`), not once per run.
+test runs that had any (see `tickstep.rejections`), not once per run. Train runs that
+fail are warned of once too (`tickstep.batch.FailedRunWarning`); the best of the others
+is chosen, and a window whose runs all fail stops the walk-forward with their first
+error.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +38,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tickstep.batch import run_batch
+from tickstep.batch import FailedRunWarning, run_batch
+from tickstep.batch.api import warn_of_failed_runs
 from tickstep.data import MarketColumns, SymbolBars
 from tickstep.metrics import compute_stats, exact_sum, format_stats
 from tickstep.rejections import quiet_runs, warn_of_rejected_runs
@@ -247,19 +252,26 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
     # themselves: the walk-forward warns once, naming the runs that had any.
     quiet = quiet_runs(config)
     rejections: list[tuple[str, Any]] = []
+    failures: list[tuple[str, dict[str, Any]]] = []
 
     rows, results, trades = [], [], []
     for w in windows:
         # Train: the grid on [train_start, train_end), warmed up on the bars before it.
         train_data = _columns(market, metadata, (w.train_start - lead).value, w.train_end.value)
-        tried = run_batch(
-            strategy, train_data, params=grid, portfolio=True, maximize=maximize,
-            constraint=constraint, executor=executor, max_workers=max_workers, cache=cache,
-            progress=progress, config=quiet.replace(trade_start=w.train_start),
-            records=records,
-        )
-        rejections += [(f"window {w.number} train ({_params_text(tried.loc[job], grid)})", n)
-                       for job, n in tried["# Orders Rejected"].sort_index().items()]
+        with warnings.catch_warnings():
+            # Its failed runs are named once for the whole walk-forward, below.
+            warnings.simplefilter("ignore", FailedRunWarning)
+            tried = run_batch(
+                strategy, train_data, params=grid, portfolio=True, maximize=maximize,
+                constraint=constraint, executor=executor, max_workers=max_workers,
+                cache=cache, progress=progress, config=quiet.replace(trade_start=w.train_start),
+                records=records,
+            )
+        for job in tried.index.sort_values():
+            run = tried.loc[job]
+            label = f"window {w.number} train ({_params_text(run, grid)})"
+            failures.append((label, {"status": run["status"], "error": run["error"]}))
+            rejections.append((label, run["# Orders Rejected"]))
         ok = tried[tried["status"] == "ok"]
         if len(ok) == 0:
             first = tried["error"].dropna()
@@ -304,6 +316,8 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
                           carrying_costs=carried,
                           **market_stats_inputs(market, config.benchmark,
                                                 since=windows[0].test_start.value))
+    warn_of_failed_runs(failures, where="The best of the others traded each test window "
+                                        "(a window whose runs all fail stops the walk-forward)")
     warn_of_rejected_runs(rejections, config.on_reject,
                           where="wf.windows['# Orders Rejected'] counts each test window's "
                                 "(wf.results: their runs)")

@@ -10,10 +10,10 @@ an existing `tickstep.Backtest` (``Backtest.optimize`` calls it).
 
 Workers load their own bars (store, file, or a snapshot written once for in-memory
 data); a job that raises or kills its worker is reported in its row while every other
-job completes.
+job completes, and the call warns once naming those runs (`FailedRunWarning`).
 """
 
-from tickstep.batch.api import optimize, run_batch
+from tickstep.batch.api import FailedRunWarning, optimize, run_batch
 from tickstep.batch.cache import ResultsCache, default_cache_dir
 from tickstep.batch.executors import SequentialExecutor
 from tickstep.batch.jobs import Params, expand_grid, resolve_strategy
@@ -21,6 +21,7 @@ from tickstep.batch.sources import DataSource
 
 __all__ = [
     "DataSource",
+    "FailedRunWarning",
     "Params",
     "ResultsCache",
     "SequentialExecutor",

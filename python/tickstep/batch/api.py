@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -37,7 +38,7 @@ from tickstep.data import LOAD_OPTIONS, BarStore, MarketColumns, SymbolBars, ope
 from tickstep.data._records import RecordTable, records_for_backtest, write_record_snapshot
 from tickstep.hints import did_you_mean
 from tickstep.metrics import STAT_LABELS
-from tickstep.rejections import warn_of_rejected_runs
+from tickstep.rejections import TickstepWarning, _caller_outside_tickstep, warn_of_rejected_runs
 from tickstep.signals import is_signal_strategy
 from tickstep.strategy import Strategy
 
@@ -382,6 +383,8 @@ def run_batch(
     # cached rows included: they are this call's results too.
     warn_of_rejected_runs(((_job_label(job), rows[job.index]["stats"].get("# Orders Rejected"))
                            for job in jobs), config.on_reject)
+    # A run that raised is its row (the others go on), never silent: one warning names them.
+    warn_of_failed_runs([(_job_label(job), rows[job.index]) for job in jobs])
     frame.attrs["batch"] = {
         "jobs": len(jobs),
         "cached": len(jobs) - len(missing),
@@ -391,6 +394,41 @@ def run_batch(
         "cache": None if store is None else str(store.path),
     }
     return frame
+
+
+class FailedRunWarning(TickstepWarning):
+    """A batch (``run_batch``, ``Backtest.optimize``, a walk-forward's train windows) had
+    runs that raised or killed their worker process: their rows' ``status`` is
+    ``"error"`` or ``"crashed"``, with the traceback or the cause in ``error``."""
+
+
+def warn_of_failed_runs(runs: list[tuple[str, dict[str, Any]]], *,
+                        where: str = "Their rows' status is 'error' ('crashed': the run "
+                                     "killed its worker process), their 'error' the "
+                                     "traceback") -> int:
+    """Warn once about the runs (label, row) of one call whose status is not ``"ok"``,
+    naming the first few with the last line of their error; ``where`` says where the
+    caller finds the rest. Returns how many failed."""
+    failed = [(label, row) for label, row in runs if row["status"] != "ok"]
+    if failed:
+        lines = [f"{len(failed)} of {len(runs)} runs failed; the first:"]
+        lines += [f"  {label}: {_last_line(row['error'])}" for label, row in failed[:5]]
+        lines.append(f"{where}.")
+        warnings.warn("\n".join(lines), FailedRunWarning, stacklevel=_caller_outside_tickstep())
+    return len(failed)
+
+
+def _last_line(error: str | None) -> str:
+    """A run's error in a line: of a traceback, the exception that ended it (the lines
+    after its last frame: the exception, then the context notes added to it); else the
+    text's first line (a crash's cause)."""
+    text = (error or "").strip()
+    if not text:
+        return "no error recorded"
+    last = text.rsplit("Traceback (most recent call last):", 1)[-1]
+    # Frames are indented; the exception and its notes are not.
+    tail = [line.strip() for line in last.splitlines() if line.strip() and not line[0].isspace()]
+    return "; ".join(tail) if tail else text.splitlines()[0]
 
 
 def _job_label(job: Job) -> str:
