@@ -120,6 +120,27 @@ def test_errors_from_a_real_process(store):
         "Error: fast=2.7: expected a whole number (fast defaults to 10)"]
 
 
+def test_a_strategys_exception_is_one_line_with_its_type_and_where(store, tmp_path, capsys):
+    plugin = tmp_path / "boom.py"
+    plugin.write_text(
+        "import tickstep\n"
+        "class Boom(tickstep.Strategy):\n"
+        "    def next(self, symbol):\n"
+        "        if len(self.data(symbol)) > 5:\n"
+        "            raise ValueError('no row for this bar')\n")
+    code, _, err = in_process(capsys, "run", f"{plugin}:Boom", "--data", str(store))
+    # The same strategy through the API: its exception, and the note saying where.
+    from tickstep.cli._common import load_strategy
+
+    with pytest.raises(ValueError, match="no row for this bar") as raised:
+        tickstep.Backtest(str(store), load_strategy(f"{plugin}:Boom")).run()
+    (note,) = raised.value.__notes__
+    assert note.startswith("tickstep: raised by the strategy while handling symbol ")
+    assert code == 1
+    assert err.strip() == (f"error: ValueError: no row for this bar ({note.removeprefix('tickstep: ')}"
+                           f"; --debug shows the traceback)")
+
+
 def test_rejections_print_as_one_warning_line_then_the_message(store):
     # 500 of cash: the portfolio's entries soon exceed it, and are rejected.
     args = ("--data", str(store), "-p", "oversold=25,30", "-o", "cash=500", "--portfolio",

@@ -5,7 +5,8 @@ Commands: ``run`` (one backtest), ``batch`` (a strategy over symbols x a paramet
 ``strategies``, ``demo``. ``tickstep COMMAND --help`` describes each.
 
 Errors print one line (``error: ...``) on stderr and exit non-zero: 2 for a bad command
-line, 1 for anything else (``--debug`` shows the traceback). tickstep's warnings (rejected
+line, 1 for anything else (``--debug`` shows the traceback); a strategy's own exception
+keeps its type and the note saying where it was raised (symbol and time). tickstep's warnings (rejected
 orders) print as ``warning: ...`` on stderr, without the source line Python would show
 (which, here, is the command line library's). Output piped into a command
 that stops reading (``tickstep data list | head``) ends quietly.
@@ -118,6 +119,13 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     if isinstance(exc, UnknownStrategyError):
         return text
+    # A strategy's own exception (the core notes where it was raised): its type, message
+    # and that note, whatever its type, so nothing the user needs is left out.
+    notes = [n.removeprefix("tickstep: ") for n in getattr(exc, "__notes__", ())
+             if n.startswith("tickstep: raised by the strategy")]
+    if notes:
+        first = text.splitlines()[0] if text else ""
+        return f"{type(exc).__name__}: {first} ({notes[0]}; --debug shows the traceback)"
     if isinstance(exc, (TickstepError, DataError, ValueError, TypeError, LookupError, OSError)):
         first = text.splitlines()[0] if text else type(exc).__name__
     else:  # an unexpected kind: its type says what happened
