@@ -134,14 +134,22 @@ def test_a_batch_warning_can_become_an_error_in_the_caller():
 
 
 def test_a_batch_under_ignore_says_nothing_and_under_raise_fails_those_runs():
-    from tickstep.batch import run_batch
+    from tickstep.batch import FailedRunWarning, run_batch
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         quiet = run_batch(Sized, DATA, params={"size": [1, 30]}, cash=1_000, on_reject="ignore",
                           executor="sequential", cache=False)
+    # Under "raise" a run with rejections fails as it would alone: a failed run (warned of
+    # as one), no rejection warning.
+    with pytest.warns(FailedRunWarning) as record:
         strict = run_batch(Sized, DATA, params={"size": [1, 30]}, cash=1_000, on_reject="raise",
                            executor="sequential", cache=False)
+    (failed_runs,) = record
+    assert str(failed_runs.message).splitlines()[:2] == [
+        "1 of 4 runs failed; the first:",
+        "  AAA (size=30): tickstep.rejections.RejectedOrdersError: 3 order(s) rejected "
+        "(3 insufficient margin); the first:"]
     assert quiet["# Orders Rejected"].sum() == 3
     failed = strict[strict["status"] == "error"]
     assert list(zip(failed["symbols"], failed["size"])) == [("AAA", 30)]

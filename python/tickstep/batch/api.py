@@ -419,16 +419,18 @@ def warn_of_failed_runs(runs: list[tuple[str, dict[str, Any]]], *,
 
 
 def _last_line(error: str | None) -> str:
-    """A run's error in a line: of a traceback, the exception that ended it (the lines
-    after its last frame: the exception, then the context notes added to it); else the
-    text's first line (a crash's cause)."""
+    """A run's error in a line: of a traceback, the exception that ended it (the first
+    line after its last frame) and the notes tickstep added to it (where it was raised);
+    else the text's first line (a crash's cause)."""
     text = (error or "").strip()
     if not text:
         return "no error recorded"
     last = text.rsplit("Traceback (most recent call last):", 1)[-1]
-    # Frames are indented; the exception and its notes are not.
+    # Frames are indented; the exception's first line is not, nor are the notes.
     tail = [line.strip() for line in last.splitlines() if line.strip() and not line[0].isspace()]
-    return "; ".join(tail) if tail else text.splitlines()[0]
+    if not tail:
+        return text.splitlines()[0]
+    return "; ".join([tail[0], *(line for line in tail[1:] if line.startswith("tickstep: "))])
 
 
 def _job_label(job: Job) -> str:
