@@ -153,7 +153,18 @@ def test_a_batchs_status_counts_the_runs_with_rejected_orders(client, store):
     assert run_batch("rsi_mean_reversion", str(store), params={"oversold": [25, 30]},
                      cache=False)["# Orders Rejected"].sum() == 0
     assert (clean["runs_with_rejections"], clean["orders_rejected"]) == (0, 0)
-    assert clean["jobs_done"] == 16
+    assert clean["jobs_done"] == 16 and clean["jobs_failed"] == 0
+
+
+def test_a_batchs_status_counts_its_failed_runs(client):
+    # sma_cross refuses fast >= slow when it starts: those runs fail, the others run.
+    body = {"strategy": "sma_cross", "params": {"fast": [5, 50], "slow": [20]},
+            "symbols": ["BARP", "TEW", "KIMC"], "cache": False}
+    status = wait_done(client, submit(client, body).json()["batch_id"])
+    assert status["status"] == "done"
+    assert (status["jobs_done"], status["jobs_failed"]) == (6, 3)
+    rows = client.get(f"/batches/{status['batch_id']}/results").json()["rows"]
+    assert sorted((r["fast"], r["status"]) for r in rows) == [(5, "ok")] * 3 + [(50, "error")] * 3
 
 
 def test_progress_events_stream_to_the_end(client):

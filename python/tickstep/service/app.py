@@ -504,9 +504,9 @@ def _accepted(batch: dict[str, Any], response: Response, digest: str) -> BatchAc
 
 def _status(batch: dict[str, Any], db: RunsDB) -> BatchStatus:
     rate = left = None
-    # Rejections are counted in each run's row; the status says how many runs had any, as
-    # `run_batch` warns once for a batch rather than per run.
-    runs_rejecting, orders_rejected = db.rejections(batch["batch_id"])
+    # Failures and rejections are in each run's row; the status says how many runs had
+    # any, as `run_batch` warns once for a batch rather than per run.
+    failed, runs_rejecting, orders_rejected = db.troubles(batch["batch_id"])
     started = batch.get("started")
     if started is not None and batch["status"] in ("running", "done"):
         end = batch.get("finished") or datetime.now(UTC)
@@ -517,7 +517,7 @@ def _status(batch: dict[str, Any], db: RunsDB) -> BatchStatus:
     return BatchStatus(
         batch_id=batch["batch_id"], strategy=batch["strategy"], status=batch["status"],
         jobs_done=batch["jobs_done"], jobs_total=batch["jobs_total"],
-        jobs_cached=batch["jobs_cached"], runs_with_rejections=runs_rejecting,
+        jobs_cached=batch["jobs_cached"], jobs_failed=failed, runs_with_rejections=runs_rejecting,
         orders_rejected=orders_rejected, rate=rate, seconds_left=left, error=batch["error"],
         created=batch["created"], started=started, finished=batch.get("finished"))
 

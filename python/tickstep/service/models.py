@@ -70,6 +70,8 @@ class BatchStatus(BaseModel):
     jobs_done: int
     jobs_total: int
     jobs_cached: int
+    jobs_failed: int = Field(0, description="Runs (of those done) that raised or killed "
+                             "their worker: their rows' status is not 'ok'.")
     runs_with_rejections: int = Field(0, description="Runs (of those done) with orders the "
                                       "broker rejected: their rows' '# Orders Rejected'.")
     orders_rejected: int = Field(0, description="Orders rejected in all those runs.")

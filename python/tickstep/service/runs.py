@@ -328,17 +328,22 @@ class RunsDB:
                 sa.select(sa.func.count()).select_from(self.runs).where(self.runs.c.batch_id == batch_id)
             ).scalar_one()
 
-    def rejections(self, batch_id: str) -> tuple[int, int]:
-        """How many of the batch's stored runs had orders the broker rejected, and how
-        many orders in all (its ``# Orders Rejected``, summed)."""
+    def troubles(self, batch_id: str) -> tuple[int, int, int]:
+        """Of the batch's stored runs: how many failed (status not ``ok``), how many had
+        orders the broker rejected, and how many orders in all (``# Orders Rejected``,
+        summed)."""
         count = self.runs.c[self.stat_columns["# Orders Rejected"]]
+
+        def how_many(condition: Any) -> Any:
+            return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
         with self.engine.connect() as con:
-            runs, orders = con.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(sa.case((count > 0, 1), else_=0)), 0),
+            failed, runs, orders = con.execute(
+                sa.select(how_many(self.runs.c.status != "ok"), how_many(count > 0),
                           sa.func.coalesce(sa.func.sum(count), 0))
                 .where(self.runs.c.batch_id == batch_id)
             ).one()
-        return int(runs), int(orders)
+        return int(failed), int(runs), int(orders)
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as con:
