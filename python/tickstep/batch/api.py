@@ -407,18 +407,18 @@ def warn_of_failed_runs(runs: list[tuple[str, dict[str, Any]]], *,
                                      "killed its worker process), their 'error' the "
                                      "traceback") -> int:
     """Warn once about the runs (label, row) of one call whose status is not ``"ok"``,
-    naming the first few with the last line of their error; ``where`` says where the
+    naming the first few with their error in a line; ``where`` says where the
     caller finds the rest. Returns how many failed."""
     failed = [(label, row) for label, row in runs if row["status"] != "ok"]
     if failed:
         lines = [f"{len(failed)} of {len(runs)} runs failed; the first:"]
-        lines += [f"  {label}: {_last_line(row['error'])}" for label, row in failed[:5]]
+        lines += [f"  {label}: {_error_in_a_line(row['error'])}" for label, row in failed[:5]]
         lines.append(f"{where}.")
         warnings.warn("\n".join(lines), FailedRunWarning, stacklevel=_caller_outside_tickstep())
     return len(failed)
 
 
-def _last_line(error: str | None) -> str:
+def _error_in_a_line(error: str | None) -> str:
     """A run's error in a line: of a traceback, the exception that ended it (the first
     line after its last frame) and the notes tickstep added to it (where it was raised);
     else the text's first line (a crash's cause)."""
