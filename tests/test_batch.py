@@ -361,3 +361,30 @@ def test_on_dask_a_job_that_kills_its_worker_is_crashed(market, scratch, dask_cl
     assert all("KilledWorker" in e for e in crashed["error"])
     assert (rows.loc[rows["symbols"] != bad, "status"] == "ok").all() and len(rows) == 16
     dask_client.wait_for_workers(2, timeout=60)
+
+
+class NeverTrades(tickstep.Strategy):
+    """Places nothing: every run's equity is flat, its Sharpe Ratio undefined (NaN)."""
+
+    n = 1
+
+    def next(self, symbol):
+        pass
+
+
+def test_a_statistic_nan_in_every_run_is_warned_of_as_no_best(market, scratch):
+    import warnings
+
+    bt = tickstep.Backtest(market, NeverTrades)
+    with pytest.warns(tickstep.TickstepWarning) as record:
+        rows = bt.optimize(n=[1, 2, 3], cache=False, executor="sequential")
+    assert rows["Sharpe Ratio"].isna().all() and list(rows.index) == [0, 1, 2]  # job order
+    (warning,) = record
+    assert str(warning.message).startswith(
+        "'Sharpe Ratio' is NaN in every run that finished (3 of 3): the rows keep job order "
+        "and none is best")
+    assert warning.filename == __file__
+    # Another statistic, defined in every run (0 here), is a ranking: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bt.optimize(n=[1, 2], cache=False, executor="sequential", maximize="Return [%]")

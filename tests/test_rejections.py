@@ -139,12 +139,12 @@ def test_a_batch_under_ignore_says_nothing_and_under_raise_fails_those_runs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         quiet = run_batch(Sized, DATA, params={"size": [1, 30]}, cash=1_000, on_reject="ignore",
-                          executor="sequential", cache=False)
+                          executor="sequential", cache=False, maximize="Return [%]")
     # Under "raise" a run with rejections fails as it would alone: a failed run (warned of
     # as one), no rejection warning.
     with pytest.warns(FailedRunWarning) as record:
         strict = run_batch(Sized, DATA, params={"size": [1, 30]}, cash=1_000, on_reject="raise",
-                           executor="sequential", cache=False)
+                           executor="sequential", cache=False, maximize="Return [%]")
     (failed_runs,) = record
     assert str(failed_runs.message).splitlines()[:2] == [
         "1 of 4 runs failed; the first:",

@@ -385,6 +385,7 @@ def run_batch(
                            for job in jobs), config.on_reject)
     # A run that raised is its row (the others go on), never silent: one warning names them.
     warn_of_failed_runs([(_job_label(job), rows[job.index]) for job in jobs])
+    _warn_if_none_is_best(frame, maximize)
     frame.attrs["batch"] = {
         "jobs": len(jobs),
         "cached": len(jobs) - len(missing),
@@ -416,6 +417,20 @@ def warn_of_failed_runs(runs: list[tuple[str, dict[str, Any]]], *,
         lines.append(f"{where}.")
         warnings.warn("\n".join(lines), FailedRunWarning, stacklevel=_caller_outside_tickstep())
     return len(failed)
+
+
+def _warn_if_none_is_best(frame: pd.DataFrame, maximize: str | Callable[[pd.Series], float]) -> None:
+    """Warn when the statistic maximised is NaN in every run that finished: the rows then
+    keep job order and the first is no better than the others (no trades, or a flat
+    equity, leave a Sharpe Ratio undefined)."""
+    by = "score" if callable(maximize) else maximize
+    ok = frame[frame["status"] == "ok"]
+    if len(ok) and ok[by].isna().all():
+        what = "the score maximize= returns" if callable(maximize) else repr(maximize)
+        warnings.warn(
+            f"{what} is NaN in every run that finished ({len(ok)} of {len(frame)}): the rows "
+            "keep job order and none is best; check the runs' # Trades, or maximize another "
+            "statistic", TickstepWarning, stacklevel=_caller_outside_tickstep())
 
 
 def _error_in_a_line(error: str | None) -> str:
