@@ -133,6 +133,27 @@ def test_failed_train_runs_are_warned_of_once_and_the_others_trade():
     assert warning.filename == __file__
 
 
+class Idle(tickstep.Strategy):
+    """Never trades: its Sharpe Ratio is NaN in every window."""
+
+    n = 1
+
+    def next(self, symbol):
+        pass
+
+
+def test_an_objective_nan_in_every_train_run_is_warned_of_once():
+    bt = tickstep.Backtest({"ZZ": zigzag()}, Idle, cash=10_000)
+    with pytest.warns(tickstep.TickstepWarning) as record:
+        wf = bt.walk_forward(train="10D", test="10D", n=[1, 2], cache=False,
+                             executor="sequential")
+    assert list(wf.windows["n"]) == [1, 1, 1]  # the first set, in job order
+    (warning,) = record  # one for the walk-forward, not one per window
+    assert str(warning.message).startswith(
+        "'Sharpe Ratio' is NaN in every train run of window(s) 1, 2, 3: none was best")
+    assert warning.filename == __file__
+
+
 class BuyOnce(tickstep.Strategy):
     """Buys ``size`` units at its first call (filled at the next open, or rejected)."""
 

@@ -38,11 +38,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tickstep.batch import FailedRunWarning, run_batch
-from tickstep.batch.api import warn_of_failed_runs
+from tickstep.batch import run_batch
+from tickstep.batch.api import ranked_by, warn_of_failed_runs
 from tickstep.data import MarketColumns, SymbolBars
 from tickstep.metrics import compute_stats, exact_sum, format_stats
-from tickstep.rejections import quiet_runs, warn_of_rejected_runs
+from tickstep.rejections import (
+    TickstepWarning,
+    _caller_outside_tickstep,
+    quiet_runs,
+    warn_of_rejected_runs,
+)
 from tickstep.results import Result, market_stats_inputs
 from tickstep.simulation import market_from_columns, simulate
 
@@ -253,14 +258,17 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
     quiet = quiet_runs(config)
     rejections: list[tuple[str, Any]] = []
     failures: list[tuple[str, dict[str, Any]]] = []
+    undecided: list[int] = []  # windows whose train runs all left the objective NaN
+    by, objective = ranked_by(maximize)
 
     rows, results, trades = [], [], []
     for w in windows:
         # Train: the grid on [train_start, train_end), warmed up on the bars before it.
         train_data = _columns(market, metadata, (w.train_start - lead).value, w.train_end.value)
         with warnings.catch_warnings():
-            # Its failed runs are named once for the whole walk-forward, below.
-            warnings.simplefilter("ignore", FailedRunWarning)
+            # Its failed runs, and a statistic NaN in all of them, are named once for the
+            # whole walk-forward, below (its rejections are counted quietly already).
+            warnings.simplefilter("ignore", TickstepWarning)
             tried = run_batch(
                 strategy, train_data, params=grid, portfolio=True, maximize=maximize,
                 constraint=constraint, executor=executor, max_workers=max_workers,
@@ -281,8 +289,10 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
                 f"{first.iloc[0] if len(first) else 'none recorded'}"
             )
         best = ok.iloc[0]
+        if ok[by].isna().all():
+            undecided.append(w.number)
         chosen = {name: _plain(best[name]) for name in grid}
-        in_sample = float(best["score"] if callable(maximize) else best[maximize])
+        in_sample = float(best[by])
 
         # Test: the chosen set on [test_start, test_end), warmed up the same way.
         test_data = _columns(market, metadata, (w.test_start - lead).value, w.test_end.value)
@@ -316,6 +326,12 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
                           carrying_costs=carried,
                           **market_stats_inputs(market, config.benchmark,
                                                 since=windows[0].test_start.value))
+    if undecided:
+        warnings.warn(
+            f"{objective} is NaN in every train run of window(s) "
+            f"{', '.join(map(str, undecided))}: none was best, and the first parameter set "
+            "traded the test window; check the runs' # Trades, or maximize another statistic",
+            TickstepWarning, stacklevel=_caller_outside_tickstep())
     warn_of_failed_runs(failures, where="The best of the others traded each test window "
                                         "(a window whose runs all fail stops the walk-forward)")
     warn_of_rejected_runs(rejections, config.on_reject,

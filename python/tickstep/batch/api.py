@@ -419,14 +419,21 @@ def warn_of_failed_runs(runs: list[tuple[str, dict[str, Any]]], *,
     return len(failed)
 
 
+def ranked_by(maximize: str | Callable[[pd.Series], float]) -> tuple[str, str]:
+    """The column rows are ranked by (a statistic, or ``score`` for a function of the
+    statistics) and how a message names it."""
+    if callable(maximize):
+        return "score", "the score maximize= returns"
+    return maximize, repr(maximize)
+
+
 def _warn_if_none_is_best(frame: pd.DataFrame, maximize: str | Callable[[pd.Series], float]) -> None:
     """Warn when the statistic maximised is NaN in every run that finished: the rows then
     keep job order and the first is no better than the others (no trades, or a flat
     equity, leave a Sharpe Ratio undefined)."""
-    by = "score" if callable(maximize) else maximize
+    by, what = ranked_by(maximize)
     ok = frame[frame["status"] == "ok"]
     if len(ok) and ok[by].isna().all():
-        what = "the score maximize= returns" if callable(maximize) else repr(maximize)
         warnings.warn(
             f"{what} is NaN in every run that finished ({len(ok)} of {len(frame)}): the rows "
             "keep job order and none is best; check the runs' # Trades, or maximize another "
@@ -489,7 +496,7 @@ def _frame(
     for n in stat_names:  # all-NaN columns of timestamps/durations keep their dtype
         if frame[n].dtype == object:
             frame[n] = _infer(frame[n])
-    by = "score" if callable(maximize) else maximize
+    by, _ = ranked_by(maximize)
     return frame.sort_values([by, "job"], ascending=[False, True], na_position="last",
                              kind="stable")
 
