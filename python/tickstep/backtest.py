@@ -263,8 +263,9 @@ class Backtest:
         (``size_type`` "amount", "value", "percent" of equity as a fraction, or
         "target_percent"; ``size`` one number, one per symbol, or one per bar in the shapes
         signals take, NaN or 0 for no entry on that bar), stops (``sl``/``tp`` as fractions
-        of the entry bar's close, or ``sl_price``/``tp_price`` per bar; ``sl_trail`` a trailing stop-loss as a fraction
-        of the best price since the entry; ``lot_size``, a number or ``{symbol: number}``:
+        of the entry bar's close, or ``sl_price``/``tp_price`` per bar; ``sl_trail`` a
+        trailing stop-loss as a fraction of the best price since the entry; ``lot_size``, a
+        number or ``{symbol: number}``:
         entries in whole lots; ``accumulate`` for pyramiding; ``exit_after_bars`` a time
         exit) and the shapes signals may take:
         `tickstep.signals`.

@@ -73,7 +73,7 @@ def check_rejections(orders: dict[str, Any], symbols: list[str], on_reject: str)
     message = _describe(orders, symbols, rejected)
     if on_reject == "raise":
         raise RejectedOrdersError(message)
-    warnings.warn(message, RejectedOrderWarning, stacklevel=_caller_outside_tickstep())
+    warnings.warn(message, RejectedOrderWarning, stacklevel=caller_outside_tickstep())
     return len(rejected)
 
 
@@ -104,7 +104,7 @@ def warn_of_rejected_runs(counts: Iterable[tuple[str, Any]], on_reject: str, *,
     lines += [f"  {label}: {n} order(s)" for label, n in hit[:_SHOWN]]
     lines.append(f"{where}; a run alone lists its orders (Result.orders). "
                  "BacktestConfig(on_reject='raise' | 'ignore') changes this warning.")
-    warnings.warn("\n".join(lines), RejectedOrderWarning, stacklevel=_caller_outside_tickstep())
+    warnings.warn("\n".join(lines), RejectedOrderWarning, stacklevel=caller_outside_tickstep())
     return len(hit)
 
 
@@ -122,7 +122,7 @@ def _describe(orders: dict[str, Any], symbols: list[str], rejected: np.ndarray) 
     return "\n".join(lines)
 
 
-def _caller_outside_tickstep() -> int:
+def caller_outside_tickstep() -> int:
     """The stacklevel of the first frame outside the tickstep package: the warning points
     at the user's line that ran the backtest."""
     package = os.path.dirname(os.path.abspath(__file__))

@@ -39,12 +39,12 @@ import numpy as np
 import pandas as pd
 
 from tickstep.batch import run_batch
-from tickstep.batch.api import ranked_by, warn_of_failed_runs
+from tickstep.batch.api import ranked_by, run_label, warn_of_failed_runs
 from tickstep.data import MarketColumns, SymbolBars
 from tickstep.metrics import compute_stats, exact_sum, format_stats
 from tickstep.rejections import (
     TickstepWarning,
-    _caller_outside_tickstep,
+    caller_outside_tickstep,
     quiet_runs,
     warn_of_rejected_runs,
 )
@@ -277,7 +277,7 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
             )
         for job in tried.index.sort_values():
             run = tried.loc[job]
-            label = f"window {w.number} train ({_params_text(run, grid)})"
+            label = run_label(f"window {w.number} train", {n: _plain(run[n]) for n in grid})
             failures.append((label, {"status": run["status"], "error": run["error"]}))
             rejections.append((label, run["# Orders Rejected"]))
         ok = tried[tried["status"] == "ok"]
@@ -300,7 +300,7 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
                           quiet.replace(trade_start=w.test_start), chosen,
                           metadata=test_data.metadata, records=records)
         rejected = int(result.stats["# Orders Rejected"])
-        rejections.append((f"window {w.number} test ({_params_text(chosen, grid)})", rejected))
+        rejections.append((run_label(f"window {w.number} test", chosen), rejected))
         results.append(result)
         trades.append(result.trades.assign(window=w.number))
         rows.append({
@@ -331,7 +331,7 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
             f"{objective} is NaN in every train run of window(s) "
             f"{', '.join(map(str, undecided))}: none was best, and the first parameter set "
             "traded the test window; check the runs' # Trades, or maximize another statistic",
-            TickstepWarning, stacklevel=_caller_outside_tickstep())
+            TickstepWarning, stacklevel=caller_outside_tickstep())
     warn_of_failed_runs(failures, where="The best of the others traded each test window "
                                         "(a window whose runs all fail stops the walk-forward)")
     warn_of_rejected_runs(rejections, config.on_reject,
@@ -339,11 +339,6 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
                                 "(wf.results: their runs)")
     return WalkForwardResult(windows=table, equity_frame=frame, stats=stats, results=results,
                              trades=all_trades, initial_cash=config.cash)
-
-
-def _params_text(values: Any, grid: dict[str, Any]) -> str:
-    """A parameter set as a warning names it: ``fast=5, slow=30``."""
-    return ", ".join(f"{name}={_plain(values[name])!r}" for name in grid)
 
 
 def _stitch(frames: list[pd.DataFrame], cash: float) -> pd.DataFrame:

@@ -38,7 +38,7 @@ from tickstep.data import LOAD_OPTIONS, BarStore, MarketColumns, SymbolBars, ope
 from tickstep.data._records import RecordTable, records_for_backtest, write_record_snapshot
 from tickstep.hints import did_you_mean
 from tickstep.metrics import STAT_LABELS
-from tickstep.rejections import TickstepWarning, _caller_outside_tickstep, warn_of_rejected_runs
+from tickstep.rejections import TickstepWarning, caller_outside_tickstep, warn_of_rejected_runs
 from tickstep.signals import is_signal_strategy
 from tickstep.strategy import Strategy
 
@@ -415,7 +415,7 @@ def warn_of_failed_runs(runs: list[tuple[str, dict[str, Any]]], *,
         lines = [f"{len(failed)} of {len(runs)} runs failed; the first:"]
         lines += [f"  {label}: {_error_in_a_line(row['error'])}" for label, row in failed[:5]]
         lines.append(f"{where}.")
-        warnings.warn("\n".join(lines), FailedRunWarning, stacklevel=_caller_outside_tickstep())
+        warnings.warn("\n".join(lines), FailedRunWarning, stacklevel=caller_outside_tickstep())
     return len(failed)
 
 
@@ -437,7 +437,7 @@ def _warn_if_none_is_best(frame: pd.DataFrame, maximize: str | Callable[[pd.Seri
         warnings.warn(
             f"{what} is NaN in every run that finished ({len(ok)} of {len(frame)}): the rows "
             "keep job order and none is best; check the runs' # Trades, or maximize another "
-            "statistic", TickstepWarning, stacklevel=_caller_outside_tickstep())
+            "statistic", TickstepWarning, stacklevel=caller_outside_tickstep())
 
 
 def _error_in_a_line(error: str | None) -> str:
@@ -455,10 +455,15 @@ def _error_in_a_line(error: str | None) -> str:
     return "; ".join([tail[0], *(line for line in tail[1:] if line.startswith("tickstep: "))])
 
 
+def run_label(label: Any, params: Mapping[str, Any]) -> str:
+    """A run of many as a warning names it: ``label (name=value, ...)``."""
+    text = ", ".join(f"{k}={v!r}" for k, v in params.items())
+    return f"{label} ({text})" if text else str(label)
+
+
 def _job_label(job: Job) -> str:
     """A job as a warning names it: its symbols' label and its parameters."""
-    params = ", ".join(f"{k}={v!r}" for k, v in job.params.items())
-    return f"{job.label} ({params})" if params else str(job.label)
+    return run_label(job.label, job.params)
 
 
 def _frame(

@@ -6,10 +6,11 @@ Commands: ``run`` (one backtest), ``batch`` (a strategy over symbols x a paramet
 
 Errors print one line (``error: ...``) on stderr and exit non-zero: 2 for a bad command
 line, 1 for anything else (``--debug`` shows the traceback); a strategy's own exception
-keeps its type and the note saying where it was raised (symbol and time). tickstep's warnings (rejected
-orders) print as ``warning: ...`` on stderr, without the source line Python would show
-(which, here, is the command line library's). Output piped into a command
-that stops reading (``tickstep data list | head``) ends quietly.
+keeps its type and the note saying where it was raised (symbol and time). tickstep's
+warnings (rejected orders, a batch's failed runs) print as ``warning: ...`` on stderr,
+without the source line Python would show (which, here, is the command line library's).
+Output piped into a command that stops reading (``tickstep data list | head``) ends
+quietly.
 """
 
 from __future__ import annotations
