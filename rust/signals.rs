@@ -330,6 +330,12 @@ impl SignalBars {
     }
 }
 
+/// How many records ahead of the next one a symbol's signal bars are fetched into cache
+/// (a line of eight): each symbol reads its own records at its own pace, so they are
+/// twenty streams (or more) no hardware prefetcher follows, and the read of every eighth
+/// record waited for memory (3% of the 20 symbols' run).
+const MARKS_AHEAD: usize = 8;
+
 /// Per symbol, its signal bars and the next one to act on.
 #[derive(Clone, Debug)]
 struct Due {
@@ -357,6 +363,7 @@ impl Due {
     #[inline]
     fn at(&mut self, k: usize) {
         self.next = k;
+        sparse::prefetch(&self.bars.marks, k + MARKS_AHEAD);
         (self.bar, self.kinds) = match self.bars.marks.get(k) {
             Some(&m) => ((m >> KIND_BITS) as usize, m & ((1 << KIND_BITS) - 1)),
             None => (usize::MAX, 0),
