@@ -510,7 +510,9 @@ impl<'a, 'm> Driver<'a, 'm> {
             }
         }
         if reads {
-            if self.surely_affordable(market) {
+            // With nothing parked the sums are nothing, read at once; else a batch that
+            // surely affords every buy needs no read of the parked positions.
+            if !self.parked.list.is_empty() && self.surely_affordable(market) {
                 // Any sums of long positions do (see `surely_affordable`): the last ones.
                 let value = self.parked.value;
                 self.p.portfolio.set_parked_sums(value, value);
