@@ -652,6 +652,29 @@ impl Book {
     /// Match and execute play `p` until its bar is done or an increase must wait.
     fn play_on(&mut self, p: usize, portfolio: &mut Portfolio, rules: Rules<'_>) {
         let at = self.at(p);
+        if let [only] = &self.working[at.symbol] {
+            // A lone market order that can fill, with nothing attached (the usual play: an
+            // entry or a close placed at the bar before), fills at the open: the walk's
+            // first match, and its last, as executing it leaves nothing live in the bar (no
+            // legs, no group). Resumed after waiting, the play finds nothing live.
+            let lone = only.live && only.eligible_from <= at.bar && only.is_market();
+            let bare = only.stop_loss.is_none()
+                && only.take_profit.is_none()
+                && only.stop_loss_trail.is_none()
+                && only.trail.is_none()
+                && only.oco.is_none();
+            if lone && bare {
+                let open = self.plays[p].prices.open;
+                match self.execute_reduction(at, 0, open, Moment::Open, portfolio, rules) {
+                    Executed::Done => {}
+                    Executed::Waits(w) if self.its_turn() => {
+                        self.execute_increase(at, &w, portfolio, rules);
+                    }
+                    Executed::Waits(w) => self.queue_increase(p, w),
+                }
+                return;
+            }
+        }
         loop {
             // With no live order left (the usual end: its one order filled) the rest of
             // the bar has nothing to match; the walk would find that out order by order.
@@ -668,14 +691,19 @@ impl Book {
                     self.execute_increase(at, &w, portfolio, rules);
                 }
                 Executed::Waits(w) => {
-                    let rank = u8::from(w.moment != Moment::Open);
-                    self.queue
-                        .push(Reverse((rank, w.order.id, p, self.waiting.len())));
-                    self.waiting.push(w);
+                    self.queue_increase(p, w);
                     return;
                 }
             }
         }
+    }
+
+    /// Queue the increase `w` reached by play `p` for its turn (the play pauses there).
+    fn queue_increase(&mut self, p: usize, w: Waiting) {
+        let rank = u8::from(w.moment != Moment::Open);
+        self.queue
+            .push(Reverse((rank, w.order.id, p, self.waiting.len())));
+        self.waiting.push(w);
     }
 
     /// Whether an increase just reached by the play being walked is the next in turn
