@@ -790,6 +790,13 @@ struct ParkedPositions<'m> {
 /// follows, and each read would otherwise wait for memory.
 const PREFETCH_AHEAD: usize = 16;
 
+/// How far ahead of its latest bar a parked position's time and close are fetched at each
+/// read of the account: the next line of each. Reads come every few bars (each entry's
+/// size reads the account), so the next line is wanted soon; fetched two lines ahead, it
+/// was more often gone again by its read (the 20 symbols' run 29.0-29.9 ms against
+/// 30.1-30.5, three rounds).
+const READ_AHEAD: usize = 8;
+
 /// How many of a parked position's coming bars have their lows and highs fetched into
 /// cache when it is parked (a position is parked a few dozen bars most often).
 const RANGE_AHEAD: usize = 64;
@@ -971,8 +978,8 @@ impl Parked<'_> {
             return;
         }
         self.bar = bar;
-        prefetch(ts, bar + PREFETCH_AHEAD);
-        prefetch(self.close, bar + PREFETCH_AHEAD);
+        prefetch(ts, bar + READ_AHEAD);
+        prefetch(self.close, bar + READ_AHEAD);
         // SAFETY: `bar` is an index of `ts` (found there), and `close` is as long as `ts`
         // (asserted where the position was parked).
         let close = unsafe { *self.close.get_unchecked(bar) };
