@@ -363,7 +363,7 @@ impl Due {
     #[inline]
     fn at(&mut self, k: usize) {
         self.next = k;
-        sparse::prefetch(&self.bars.marks, k + MARKS_AHEAD);
+        crate::market::prefetch_far(&self.bars.marks, k + MARKS_AHEAD);
         (self.bar, self.kinds) = match self.bars.marks.get(k) {
             Some(&m) => ((m >> KIND_BITS) as usize, m & ((1 << KIND_BITS) - 1)),
             None => (usize::MAX, 0),

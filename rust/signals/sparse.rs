@@ -36,7 +36,7 @@ use crate::clock::{gallop, DayEnds};
 use crate::config::FillAt;
 use crate::engine::{Engine, Parts};
 use crate::error::Result;
-use crate::market::Market;
+use crate::market::{prefetch_far, Market};
 use crate::orders::{OrderRequest, Role, Side};
 use crate::portfolio::{Money, Portfolio};
 use crate::studies::Studies;
@@ -303,7 +303,7 @@ impl<'a, 'm> Driver<'a, 'm> {
         lane.link = self.calendar.push(tick, symbol as u32);
         // The run reads the tick's time first when it comes, after a jump over quiet
         // ticks whose times it does not read (a wait for memory otherwise).
-        prefetch(self.timeline, tick);
+        prefetch_far(self.timeline, tick);
     }
 
     fn run(mut self, market: &'m Market, strategy: &mut SignalStrategy<'_>) -> Result<()> {
@@ -573,8 +573,8 @@ impl<'a, 'm> Driver<'a, 'm> {
         // bars of them, a line of eight at a time): read once each, and cold otherwise.
         // The first two lines were fetched just above.
         for k in (i + 1 + PREFETCH_AHEAD..until.min(i + 1 + RANGE_AHEAD)).step_by(8) {
-            prefetch(b.low, k);
-            prefetch(b.high, k);
+            prefetch_far(b.low, k);
+            prefetch_far(b.high, k);
         }
         self.fresh = false;
     }
@@ -801,33 +801,14 @@ const READ_AHEAD: usize = 8;
 /// cache when it is parked (a position is parked a few dozen bars most often).
 const RANGE_AHEAD: usize = 64;
 
-/// Hint the CPU to load `column[i]` into cache: the core's second-level cache (hint T1),
-/// not the first. Lines fetched ahead wait there for their read, most of them many
-/// ticks later; fetched into the first-level cache (32 KiB) they pushed out lines the
-/// visits in between were using, and were often gone themselves by their read (the 20
-/// symbols' run took 36–37 ms so against 31–32 ms). A prefetch never faults, so an
-/// index past the end needs no check (the address is computed, never dereferenced).
-#[inline(always)]
-pub(super) fn prefetch<T>(column: &[T], i: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        let at = column.as_ptr().wrapping_add(i);
-        // SAFETY: a prefetch is only a hint: it reads nothing and never faults.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(at.cast::<i8>()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (column, i);
-}
-
 /// Fetch the bar `i` of `bars` into cache: its time and four prices.
 #[inline(always)]
 fn prefetch_bar(bars: &Columns<'_>, i: usize) {
-    prefetch(bars.ts, i);
-    prefetch(bars.open, i);
-    prefetch(bars.high, i);
-    prefetch(bars.low, i);
-    prefetch(bars.close, i);
+    prefetch_far(bars.ts, i);
+    prefetch_far(bars.open, i);
+    prefetch_far(bars.high, i);
+    prefetch_far(bars.low, i);
+    prefetch_far(bars.close, i);
 }
 
 /// size × price in exact units, or the amount when it is beyond the exact range.
@@ -932,7 +913,7 @@ impl<'m> ParkedPositions<'m> {
                 continue;
             }
             let b = market.bars(p.symbol);
-            prefetch(&b.open, p.bar + PREFETCH_AHEAD);
+            prefetch_far(&b.open, p.bar + PREFETCH_AHEAD);
             let term_open = term(p.size, b.open[p.bar]).unwrap_or_else(|amount| {
                 portfolio.flag_out_of_range(p.symbol, amount);
                 Money::ZERO
@@ -978,8 +959,8 @@ impl Parked<'_> {
             return;
         }
         self.bar = bar;
-        prefetch(ts, bar + READ_AHEAD);
-        prefetch(self.close, bar + READ_AHEAD);
+        prefetch_far(ts, bar + READ_AHEAD);
+        prefetch_far(self.close, bar + READ_AHEAD);
         // SAFETY: `bar` is an index of `ts` (found there), and `close` is as long as `ts`
         // (asserted where the position was parked).
         let close = unsafe { *self.close.get_unchecked(bar) };
