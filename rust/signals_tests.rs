@@ -864,7 +864,8 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
 fn signal_bars_find_each_next_signal_and_its_signals_and_count_entries_and_exits() {
     // Random columns (some not given) of lengths around the 64-bar blocks, against the
     // plain scan: each bar with a signal in order, what is set on it, the counts, and the
-    // next one from any bar.
+    // next one from any bar. Every other round has sizes per bar, some not above 0 (an
+    // entry there is not set at all).
     let mut d = Draw(0x5EED);
     for len in [1usize, 7, 63, 64, 65, 127, 128, 130, 1_000] {
         for round in 0..8 {
@@ -878,15 +879,24 @@ fn signal_bars_find_each_next_signal_and_its_signals_and_count_entries_and_exits
             ];
             let given: Vec<bool> = (0..4).map(|k| round < 4 || k != round % 4).collect();
             let pick = |k: usize| given[k].then(|| &cols[k][..]);
+            let sizes: Vec<f64> = (0..len)
+                .map(|_| [1.0, 0.0, f64::NAN, -2.0, 3.5][d.below(5) as usize])
+                .collect();
+            let sized = round % 2 == 1;
             let sig = SymbolSignals {
                 entries: pick(0),
                 exits: pick(1),
                 short_entries: pick(2),
                 short_exits: pick(3),
+                size: sized.then_some(&sizes[..]),
                 ..Default::default()
             };
             let bars = SignalBars::new(&sig, len);
-            let set = |k: usize, i: usize| given[k] && cols[k][i];
+            let entry = |k: usize| k.is_multiple_of(2);
+            let set = |k: usize, i: usize| {
+                let above_zero = sizes[i] > 0.0;
+                given[k] && cols[k][i] && !(sized && entry(k) && !above_zero)
+            };
             let count = |k: usize| (0..len).filter(|&i| set(k, i)).count();
             assert_eq!(bars.entries, count(0) + count(2));
             assert_eq!(bars.exits, count(1) + count(3));
