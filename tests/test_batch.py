@@ -388,3 +388,43 @@ def test_a_statistic_nan_in_every_run_is_warned_of_as_no_best(market, scratch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         bt.optimize(n=[1, 2], cache=False, executor="sequential", maximize="Return [%]")
+
+
+def test_the_results_table_holds_each_jobs_parameters_statistics_and_status_ranked():
+    # The table alone, from rows as workers hand them back: parameters first (NaN where a
+    # job's set lacks one), then symbols, every statistic, the score for a function, and
+    # the row's tail; ranked best first, a failed run last; a statistic of timestamps
+    # keeps its dtype with NaT in the failed row.
+    from tickstep.batch.api import ROW_TAIL, _frame
+    from tickstep.batch.jobs import Job
+    from tickstep.metrics import STAT_LABELS
+
+    start = pd.Timestamp("2024-01-02 14:30", tz="UTC")
+    jobs = [Job(0, "AAA", ("AAA",), {"n": 1}), Job(1, "BBB", ("BBB",), {"n": 2, "m": 0.5}),
+            Job(2, "AAA", ("AAA",), {"n": 3})]
+
+    def row(job, stats, status="ok", error=None):
+        return {"job": job, "stats": stats, "run_time": 0.25 * job, "status": status,
+                "error": error, "cached": job == 1}
+
+    rows = {0: row(0, {"Sharpe Ratio": 1.5, "Start": start, "# Trades": 4, "Extra": "x"}),
+            1: row(1, {"Sharpe Ratio": 2.5, "Start": start, "# Trades": 6}),
+            2: row(2, {}, "error", "Traceback: boom")}
+    frame = _frame(jobs, rows, "Sharpe Ratio")
+    assert list(frame.columns) == ["n", "m", "symbols", *STAT_LABELS, "Extra", *ROW_TAIL]
+    assert list(frame.index) == [1, 0, 2]
+    assert frame["n"].tolist() == [2, 1, 3]
+    assert np.isnan(frame.loc[0, "m"]) and frame.loc[1, "m"] == 0.5
+    assert frame["Sharpe Ratio"].dtype == np.float64
+    assert isinstance(frame["Start"].dtype, pd.DatetimeTZDtype) and str(frame["Start"].dt.tz) == "UTC"
+    assert frame.loc[1, "Start"] == start and pd.isna(frame.loc[2, "Start"])
+    assert frame.loc[0, "Extra"] == "x" and pd.isna(frame.loc[1, "Extra"])
+    assert frame["status"].tolist() == ["ok", "ok", "error"]
+    assert frame.loc[2, "error"] == "Traceback: boom"
+    assert frame["cached"].tolist() == [True, False, False]
+    assert frame["run_time"].tolist() == [0.25, 0.0, 0.5]
+
+    scored = _frame(jobs, rows, lambda s: -s["Sharpe Ratio"])
+    assert list(scored.columns[-5:]) == ["score", *ROW_TAIL]
+    assert list(scored.index) == [0, 1, 2]
+    assert scored["score"].tolist()[:2] == [-1.5, -2.5] and np.isnan(scored.loc[2, "score"])

