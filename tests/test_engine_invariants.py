@@ -824,7 +824,9 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
         walks: dict[str, deque] = {}
         for f in group:
             walks.setdefault(f.symbol, deque()).append(f)
-        for oid, k in sorted(placement.items(), key=lambda x: x[1]):
+        # The places are among the batch's own rows: the last first, so that each insert
+        # leaves the places before it where they were.
+        for oid, k in sorted(placement.items(), key=lambda x: (-x[1], -x[0])):
             walks[orders[oid].symbol].insert(k, ("refused", oid, expected[oid].at_open))
         queue: list = []  # (after the open, order id, symbol, row, units, direction)
 
