@@ -821,14 +821,6 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
         """The batch ``group`` from ``cash`` and ``pos`` (copied), each refused order of
         ``placement`` at its place in its symbol's walk: (problems, states, cash, pos)."""
         pos, states, problems = dict(pos), [], []
-        walks: dict[str, deque] = {}
-        for f in group:
-            walks.setdefault(f.symbol, deque()).append(f)
-        # The places are among the batch's own rows: the last first, so that each insert
-        # leaves the places before it where they were.
-        for oid, k in sorted(placement.items(), key=lambda x: (-x[1], -x[0])):
-            walks[orders[oid].symbol].insert(k, ("refused", oid, expected[oid].at_open))
-        queue: list = []  # (after the open, order id, symbol, row, units, direction)
 
         def execute(f, size, d, check):
             nonlocal cash
@@ -876,6 +868,14 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
             for f, units, d in increases:
                 execute(f, units, d, True)
             return problems, states, cash, pos
+        walks: dict[str, deque] = {}
+        for f in group:
+            walks.setdefault(f.symbol, deque()).append(f)
+        # The places are among the batch's own rows: the last first, so that each insert
+        # leaves the places before it where they were.
+        for oid, k in sorted(placement.items(), key=lambda x: (-x[1], -x[0])):
+            walks[orders[oid].symbol].insert(k, ("refused", oid, expected[oid].at_open))
+        queue: list = []  # (after the open, order id, symbol, row, units, direction)
         for s in walks:
             walk(s)
         while queue:
