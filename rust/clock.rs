@@ -22,6 +22,38 @@ use crate::market::{prefetch, Market, PREFETCH_AHEAD};
 pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SECOND;
 pub const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
+/// Nanoseconds since the epoch as an ISO-8601 UTC string (for messages: the
+/// core's errors name times so, and the bindings' notes).
+pub fn iso_time(ns: i64) -> String {
+    if ns == i64::MIN {
+        return "start-up (before the first tick)".into();
+    }
+    let days = ns.div_euclid(NANOS_PER_DAY);
+    let nanos = ns.rem_euclid(NANOS_PER_SECOND);
+    let sod = ns.rem_euclid(NANOS_PER_DAY) / NANOS_PER_SECOND;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let frac = if nanos == 0 {
+        String::new()
+    } else {
+        format!(".{nanos:09}")
+    };
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}{frac} UTC",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
 /// Whether tick `t` of `timeline` ends a trading day: as `session_end` says (the
 /// backtest's timezone, computed by the caller), else at the last tick of each UTC day.
 /// The one rule for equity samples and day orders.

@@ -44,6 +44,7 @@
 //! with its own signals) on a pool of threads sharing one market: each result equals the
 //! same backtest run alone.
 
+use crate::clock::iso_time;
 use crate::context::TickContext;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -187,6 +188,24 @@ fn stop_at(
     match prices {
         Some(p) => Some(p[bar]).filter(|x| !x.is_nan()),
         None => fraction.map(|f| price * (1.0 + toward * f)),
+    }
+}
+
+/// The book's refusal of an entry the rules placed, with the bar it was signalled on.
+/// Only stop prices given per bar (`sl_price`, `tp_price`) can be refused (on the wrong
+/// side of the close they are checked against); fractions never are.
+#[cold]
+#[inline(never)]
+fn refused_entry(err: EngineError, bar: usize, now: i64) -> EngineError {
+    match err {
+        EngineError::InvalidOrder(m) => EngineError::InvalidOrder(format!(
+            "{m}, from the stop prices given per bar (sl_price, tp_price) on the bar at {} \
+             (the symbol's bar {bar}), where an entry was signalled: a long entry's stop-loss \
+             must be below that bar's close and its take-profit above it, a short's the \
+             other way round (NaN: no stop on that bar)",
+            iso_time(now)
+        )),
+        other => other,
     }
 }
 
@@ -529,7 +548,10 @@ impl<'a> SignalStrategy<'a> {
             req.take_profit = stop_at(sig.take_profit, r.take_profit, bar, price, want);
             req.stop_loss_trail = r.stop_loss_trail.map(Trail::Fraction);
         }
-        desk.submit(req).map(drop)
+        match desk.submit(req) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(refused_entry(e, bar, desk.now())),
+        }
     }
 
     /// Whether `symbol`'s position, at its bar `i`, is due its time exit.

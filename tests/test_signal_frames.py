@@ -100,7 +100,7 @@ def test_grid_sets_with_their_own_indexes_equal_runs_alone(setup):
                                        check_exact=True, check_dtype=False)
 
 
-def test_a_missing_or_repeated_time_is_refused_as_before(setup):
+def test_a_missing_or_repeated_time_or_a_repeated_column_is_refused(setup):
     bt, rng, union, extra = setup
     short = union.delete(len(union) // 2)
     frame = pd.DataFrame(True, index=short, columns=["A", "B", "C"])
@@ -111,6 +111,11 @@ def test_a_missing_or_repeated_time_is_refused_as_before(setup):
     with pytest.raises(tickstep.ConfigError,
                        match=re.escape(f"exits column '{first}': no row for the bar at {missing} ")):
         bt.run_signals(pd.DataFrame(True, index=union, columns=["A", "B", "C"]), frame)
-    repeated = union.append(union[:1]).sort_values()
-    with pytest.raises(pd.errors.InvalidIndexError):
+    # Which of two rows would the bar read? Neither is assumed: the time is named.
+    repeated = union.append(union[3:4]).sort_values()
+    with pytest.raises(tickstep.ConfigError,
+                       match=re.escape(f"entries: the index holds the time {union[3]} more than once")):
         bt.run_signals(pd.DataFrame(True, index=repeated, columns=["A", "B", "C"]))
+    with pytest.raises(tickstep.ConfigError, match="exits: column 'B' appears more than once"):
+        bt.run_signals(pd.DataFrame(True, index=union, columns=["A", "B", "C"]),
+                       pd.DataFrame(False, index=union, columns=["A", "B", "B"]))

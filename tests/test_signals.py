@@ -272,6 +272,19 @@ def test_bad_signals_are_refused_by_name():
         bt.run_signal_grid({1: {"entry": {"A": np.ones(5, bool)}}})
     with pytest.raises(tickstep.ConfigError, match=r"sl_price\['A'\]: stop prices must be positive .* got -1.0 at row 2"):
         bt.run_signals(entries={"A": np.ones(5, bool)}, sl_price={"A": [np.nan, 99, -1, 99, 99]})
+    # A stop price on the wrong side of the entry bar's close stops the run, as `buy(sl=)`
+    # in `next` would, naming the symbol, the bar and the option.
+    closes = a["close"].to_numpy()
+    wrong = {"A": np.where(np.arange(5) == 2, closes * 1.01, closes * 0.99)}
+    with pytest.raises(tickstep.OrderError, match=(
+            r"A: sl [0-9.]+ must be below the entry price [0-9.]+ for a buy, from the stop prices "
+            r"given per bar \(sl_price, tp_price\) on the bar at 2024-01-03 00:00:00 UTC \(the "
+            r"symbol's bar 2\)")):
+        bt.run_signals(entries={"A": np.ones(5, bool)}, sl_price=wrong, size=1.0, size_type="amount")
+    with pytest.raises(tickstep.OrderError, match=r"A: tp [0-9.]+ must be below .* for a sell, "
+                                                  r"from the stop prices given per bar .* bar 2\)"):
+        bt.run_signals(short_entries={"A": np.arange(5) == 2}, tp_price=wrong, size=1.0,
+                       size_type="amount")
     with pytest.raises(tickstep.ConfigError, match=r"tp_price\['A'\]: stop prices must be numbers"):
         bt.run_signals(entries={"A": np.ones(5, bool)}, tp_price={"A": np.ones(5, bool)})
     with pytest.raises(tickstep.ConfigError, match=r"sl of A: give sl as a fraction or as prices"):

@@ -263,9 +263,18 @@ def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str, convert: C
                 bar_rows: _BarRows) -> Columns:
     symbols = list(market.symbols)
     columns: Columns = [None] * len(symbols)
+    if not frame.columns.is_unique:
+        twice = frame.columns[frame.columns.duplicated()][0]
+        raise ConfigError(f"{name}: column {twice!r} appears more than once (one column "
+                          "per symbol)")
     timed = isinstance(frame.index, pd.DatetimeIndex)
     if timed:
         index = frame.index if frame.index.tz is not None else frame.index.tz_localize("UTC")
+        if not index.is_unique:
+            # Which of the rows would the bar read? Neither is assumed.
+            twice = index[index.duplicated()][0]
+            raise ConfigError(f"{name}: the index holds the time {twice} more than once "
+                              "(one row per bar time)")
         times = index.tz_convert("UTC").as_unit("ns").asi8
     for col in frame.columns:
         s = _symbol_index(symbols, col, f"{name} column {col!r}")
