@@ -1,0 +1,187 @@
+"""Signals mode against an independent reference: vectorbt's ``Portfolio.from_signals``.
+
+Where the two libraries define the same thing, they must agree on every fill (its bar,
+side, size, price and fee) and on the final equity. These are random walks with random
+signals: long and short, reversals, market fills at the signal bar's close or at the next
+bar's open, commission and slippage, stop-losses and take-profits, one symbol or several.
+
+Where they differ by design, the comparison is kept to the ground they share, and each
+difference is named here:
+
+- vectorbt executes at most one order per bar and column. A stop that fills on a bar
+  leaves that bar's entry signal unacted; tickstep acts on it, at that bar's close or
+  the next open, as a strategy's ``buy`` in ``next`` would. A first tickstep run finds
+  such bars, and their entries are left out of the compared signals.
+- A reversal is one order in vectorbt and two fills in tickstep (the close, then the
+  entry) at one price: they are compared as their sum. A fixed fee per fill would then
+  differ, so none is charged.
+- A stop-loss and a take-profit both inside one bar: tickstep fills the one nearer the
+  open, vectorbt the stop-loss. The bars drawn here are narrower than the distance between
+  the two.
+- With fills at the next open, an entry of ``size_type="value"`` is priced at the signal
+  bar's close in tickstep (what ``buy`` in ``next`` knows) and at the fill price in
+  vectorbt, and its stops are set from the signal bar's close in tickstep and from the
+  fill bar's close in vectorbt: those runs size in units and carry no stops.
+- Slippage on stops: tickstep slips a stop's fill like a market order's (a triggered
+  stop is one); vectorbt fills stops at the stop price. The runs with stops charge none.
+- Trailing stops: tickstep raises the best price with the bar's open before checking the
+  bar's low against it; vectorbt raises it with the highs of the bars before only. They
+  are not compared.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+import vectorbt as vbt
+
+CASH = 1_000_000.0
+
+
+def walk(seed: int, n: int, symbols: int) -> dict[str, np.ndarray]:
+    """OHLC random walks on one timeline, one column per symbol. Each bar's range stays
+    under 2% of its close (the stops below are 2.5% apart), while opens gap from the
+    close before by up to about 1% (some bars open beyond a stop)."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (n, symbols)), axis=0))
+    before = np.vstack([np.full((1, symbols), 100.0), close[:-1]])
+    open_ = before * np.exp(np.clip(rng.normal(0, 0.004, (n, symbols)), -0.009, 0.009))
+    open_ = np.clip(open_, close / 1.009, close * 1.009)
+    wick = np.clip(np.abs(rng.normal(0, 0.002, (n, symbols))), 0, 0.004)
+    high = np.maximum(open_, close) * np.exp(wick)
+    low = np.minimum(open_, close) * np.exp(-wick[::-1])
+    return {"open": open_, "high": high, "low": low, "close": close}
+
+
+def draw_signals(seed: int, n: int, symbols: int, p: float, shorts: bool) -> dict[str, np.ndarray]:
+    """Random entries and exits; at most one signal per bar and column (no conflicts for
+    either library to resolve its own way)."""
+    rng = np.random.default_rng(seed + 1_000)
+    kinds = ["entries", "exits"] + (["short_entries", "short_exits"] if shorts else [])
+    which = rng.integers(0, len(kinds), (n, symbols))
+    fires = rng.random((n, symbols)) < p
+    return {k: fires & (which == j) for j, k in enumerate(kinds)}
+
+
+def tickstep_run(bars, signals, *, next_open: bool, options: dict, run: dict):  # type: ignore[no-untyped-def]
+    n, symbols = bars["close"].shape
+    index = pd.date_range("2024-01-02 09:30", periods=n, freq="1min", tz="UTC")
+    names = [f"S{k}" for k in range(symbols)]
+    data = {name: pd.DataFrame({c: bars[c][:, k] for c in ("open", "high", "low", "close")}
+                               | {"volume": 1.0}, index=index)
+            for k, name in enumerate(names)}
+    bt = tickstep.Backtest(data, cash=CASH, trade_on_close=not next_open, **options)
+    frames = {k: pd.DataFrame(v, index=index, columns=names) for k, v in signals.items()}
+    return bt.run_signals(**frames, **run), index, names
+
+
+def tickstep_fills(result, index, names) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """(bar, symbol, side, size, price, fee) per fill, the legs of one order at one price
+    and bar (a reversal's close and entry) summed."""
+    f = result.fills
+    rows = [(int(index.get_loc(t)), names.index(str(s)), side, size, price, fee)
+            for t, s, side, size, price, fee in zip(f["time"], f["symbol"], f["side"], f["size"],
+                                                   f["price"], f["commission"])]
+    merged: list[tuple] = []
+    for row in sorted(rows, key=lambda r: (r[1], r[0])):  # stable: fills' order within a bar
+        last = merged[-1] if merged else None
+        if last is not None and last[:3] == row[:3] and last[4] == row[4]:
+            merged[-1] = (*last[:3], last[3] + row[3], last[4], last[5] + row[5])
+        else:
+            merged.append(row)
+    return merged
+
+
+def vectorbt_run(bars, signals, *, next_open: bool, options: dict, run: dict):  # type: ignore[no-untyped-def]
+    n, symbols = bars["close"].shape
+    index = pd.date_range("2024-01-02 09:30", periods=n, freq="1min")
+    frame = lambda a: pd.DataFrame(a, index=index)  # noqa: E731
+    kw = {"size": run["size"], "size_type": run["size_type"], "init_cash": CASH, "freq": "1min",
+          "fees": options.get("commission", 0.0), "slippage": options.get("slippage", 0.0) / 1e4,
+          "open": frame(bars["open"]), "high": frame(bars["high"]), "low": frame(bars["low"])}
+    if "sl" in run:
+        kw["sl_stop"] = run["sl"]
+    if "tp" in run:
+        kw["tp_stop"] = run["tp"]
+    sig = dict(signals)
+    if next_open:
+        # Decided at bar t's close, filled at bar t+1's open: vectorbt is told so.
+        sig = {k: np.vstack([np.zeros((1, symbols), bool), v[:-1]]) for k, v in sig.items()}
+        kw["price"] = frame(bars["open"])
+    pf = vbt.Portfolio.from_signals(frame(bars["close"]), frame(sig["entries"]), frame(sig["exits"]),
+                                    short_entries=frame(sig["short_entries"]) if "short_entries" in sig else None,
+                                    short_exits=frame(sig["short_exits"]) if "short_exits" in sig else None,
+                                    **kw)
+    o = pf.orders.records_arr
+    fills = sorted(((int(r["idx"]), int(r["col"]), "buy" if r["side"] == 0 else "sell",
+                     float(r["size"]), float(r["price"]), float(r["fees"])) for r in o),
+                   key=lambda r: (r[1], r[0]))
+    # Each column is its own account of CASH: the profits add up to the one account's.
+    return fills, float(np.sum(pf.final_value().to_numpy() - CASH))
+
+
+def acted_only_by_tickstep(result, index, names, signals) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Where a stop filled on a bar with an entry signal (vectorbt's one order per bar
+    leaves that entry unacted): a mask of those bars and columns."""
+    mask = np.zeros_like(signals["entries"])
+    f = result.fills
+    stops = f[f["role"].isin(["stop_loss", "take_profit"])]
+    for t, s in zip(stops["time"], stops["symbol"]):
+        mask[index.get_loc(t), names.index(str(s))] = True
+    return mask
+
+
+CASES = {
+    "at the close, long and short, commission and slippage": dict(
+        next_open=False, shorts=True, options={"commission": 0.001, "slippage": 3.0},
+        run={"size": 2.0, "size_type": "amount"}),
+    "at the close, long only, sized by value": dict(
+        next_open=False, shorts=False, options={"commission": 0.002},
+        run={"size": 1_000.0, "size_type": "value"}),
+    "at the next open, long and short, commission and slippage": dict(
+        next_open=True, shorts=True, options={"commission": 0.0005, "slippage": 5.0},
+        run={"size": 3.0, "size_type": "amount"}),
+    "at the close, stop-loss and take-profit, long and short": dict(
+        next_open=False, shorts=True, options={"commission": 0.001},
+        run={"size": 1.0, "size_type": "amount", "sl": 0.01, "tp": 0.015}),
+    "at the close, stops and commission, three symbols": dict(
+        next_open=False, shorts=True, options={"commission": 0.0002}, symbols=3,
+        run={"size": 5.0, "size_type": "amount", "sl": 0.008, "tp": 0.02}),
+}
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("case", list(CASES), ids=str)
+def test_signals_mode_fills_as_vectorbt_does_where_both_define_the_same(case, seed):
+    c = CASES[case]
+    symbols = c.get("symbols", 1)
+    bars = walk(seed, 2_000, symbols)
+    signals = draw_signals(seed, 2_000, symbols, 0.08, c["shorts"])
+    same = dict(next_open=c["next_open"], options=c["options"], run=c["run"])
+    result, index, names = tickstep_run(bars, signals, **same)
+    # Keep to the ground both share: entries on a bar where a stop filled go (a few
+    # rounds: leaving one out can move a later stop).
+    for _ in range(20):
+        clash = acted_only_by_tickstep(result, index, names, signals) & signals["entries"]
+        if "short_entries" in signals:
+            clash |= acted_only_by_tickstep(result, index, names, signals) & signals["short_entries"]
+        if not clash.any():
+            break
+        signals = {k: v & ~clash if k.endswith("entries") else v for k, v in signals.items()}
+        result, index, names = tickstep_run(bars, signals, **same)
+    else:
+        pytest.fail("the entries on stop bars did not settle")
+    ours = tickstep_fills(result, index, names)
+    theirs, profit = vectorbt_run(bars, signals, **same)
+    assert len(ours) > 20, "too few fills to compare"
+    assert [r[:3] for r in ours] == [r[:3] for r in theirs]
+    np.testing.assert_allclose([r[3] for r in ours], [r[3] for r in theirs], rtol=1e-12)
+    np.testing.assert_allclose([r[4] for r in ours], [r[4] for r in theirs], rtol=1e-12)
+    np.testing.assert_allclose([r[5] for r in ours], [r[5] for r in theirs], rtol=1e-9, atol=1e-12)
+    equity = float(result.stats["Equity Final [$]"])
+    assert equity - CASH == pytest.approx(profit, rel=1e-9, abs=1e-7)
+    if "sl" in c["run"]:
+        roles = set(result.fills["role"])
+        assert {"stop_loss", "take_profit"} <= roles, roles  # the stops were exercised
