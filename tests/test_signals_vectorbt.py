@@ -24,6 +24,9 @@ difference is named here:
   fill bar's close in vectorbt: those runs size in units and carry no stops.
 - Slippage on stops: tickstep slips a stop's fill like a market order's (a triggered
   stop is one); vectorbt fills stops at the stop price. The runs with stops charge none.
+- ``size_type="percent"``: a fraction of equity here, units priced at the close; in
+  vectorbt a fraction of the cash, fees and slippage included. They coincide from flat
+  without fees or slippage, as that run is.
 - Trailing stops: tickstep raises the best price with the bar's open before checking the
   bar's low against it; vectorbt raises it with the highs of the bars before only. They
   are not compared.
@@ -140,6 +143,9 @@ CASES = {
     "at the close, long only, sized by value": dict(
         next_open=False, shorts=False, options={"commission": 0.002},
         run={"size": 1_000.0, "size_type": "value"}),
+    "at the close, long only, sized by percent of equity": dict(
+        next_open=False, shorts=False, options={},
+        run={"size": 0.3, "size_type": "percent"}),
     "at the next open, long and short, commission and slippage": dict(
         next_open=True, shorts=True, options={"commission": 0.0005, "slippage": 5.0},
         run={"size": 3.0, "size_type": "amount"}),
