@@ -10,9 +10,11 @@ equity.
 Where the two define things differently, the orders here keep to the ground they share:
 
 - Fills at the next bar's open (both libraries' default). With ``trade_on_close=True``,
-  backtesting.py also fills a stop that the next bar gaps through at the stop price (it
-  compares the stop with the previous close); tickstep fills it at that bar's open, the
-  first price there was.
+  backtesting.py fills a stop that the next bar gaps through at the stop price (it
+  compares the stop with the previous close), where tickstep fills it at that bar's open,
+  the first price there was; and it executes a market order filled at a bar's close
+  after the orders resting from before that fill at the next bar's open (so a reduction
+  closes other lots), where tickstep executes fills in the order of their times.
 - A stop-loss and a take-profit both inside one bar: tickstep fills the one nearer the
   open. The bars drawn here are narrower than the distance between the two.
 - Units are whole: backtesting.py reads a size below 1 as a fraction of equity.
