@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import tickstep
@@ -13,6 +14,23 @@ def make_bars(rows, start="2024-01-01", freq="D", volume=1000.0) -> pd.DataFrame
     frame = pd.DataFrame(rows, columns=["open", "high", "low", "close"], index=index, dtype=float)
     frame["volume"] = volume
     return frame
+
+
+def walk(seed: int, n: int, symbols: int) -> dict[str, np.ndarray]:
+    """OHLC random walks on one timeline, one column per symbol, for the comparisons with
+    independent libraries (`test_signals_vectorbt.py`, `test_engine_backtesting_py.py`).
+    Each bar's range stays under 2% of its close (their stop-losses and take-profits are
+    2.5% apart, so never both inside one bar), while opens gap from the close before by
+    up to about 1% (some bars open beyond a stop)."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (n, symbols)), axis=0))
+    before = np.vstack([np.full((1, symbols), 100.0), close[:-1]])
+    open_ = before * np.exp(np.clip(rng.normal(0, 0.004, (n, symbols)), -0.009, 0.009))
+    open_ = np.clip(open_, close / 1.009, close * 1.009)
+    wick = np.clip(np.abs(rng.normal(0, 0.002, (n, symbols))), 0, 0.004)
+    high = np.maximum(open_, close) * np.exp(wick)
+    low = np.minimum(open_, close) * np.exp(-wick[::-1])
+    return {"open": open_, "high": high, "low": low, "close": close}
 
 
 class Scripted(tickstep.Strategy):

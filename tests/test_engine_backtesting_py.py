@@ -28,7 +28,7 @@ import pytest
 import tickstep
 from backtesting import Backtest as ReferenceBacktest
 from backtesting import Strategy as ReferenceStrategy
-from test_signals_vectorbt import walk
+from conftest import walk
 
 CASH = 1_000_000.0
 COMMISSION = 0.001

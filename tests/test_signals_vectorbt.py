@@ -39,23 +39,9 @@ import pandas as pd
 import pytest
 import tickstep
 import vectorbt as vbt
+from conftest import walk
 
 CASH = 1_000_000.0
-
-
-def walk(seed: int, n: int, symbols: int) -> dict[str, np.ndarray]:
-    """OHLC random walks on one timeline, one column per symbol. Each bar's range stays
-    under 2% of its close (the stops below are 2.5% apart), while opens gap from the
-    close before by up to about 1% (some bars open beyond a stop)."""
-    rng = np.random.default_rng(seed)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (n, symbols)), axis=0))
-    before = np.vstack([np.full((1, symbols), 100.0), close[:-1]])
-    open_ = before * np.exp(np.clip(rng.normal(0, 0.004, (n, symbols)), -0.009, 0.009))
-    open_ = np.clip(open_, close / 1.009, close * 1.009)
-    wick = np.clip(np.abs(rng.normal(0, 0.002, (n, symbols))), 0, 0.004)
-    high = np.maximum(open_, close) * np.exp(wick)
-    low = np.minimum(open_, close) * np.exp(-wick[::-1])
-    return {"open": open_, "high": high, "low": low, "close": close}
 
 
 def draw_signals(seed: int, n: int, symbols: int, p: float, shorts: bool) -> dict[str, np.ndarray]:
