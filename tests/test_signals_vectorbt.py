@@ -177,3 +177,49 @@ def test_signals_mode_fills_as_vectorbt_does_where_both_define_the_same(case, se
     if "sl" in c["run"]:
         roles = set(result.fills["role"])
         assert {"stop_loss", "take_profit"} <= roles, roles  # the stops were exercised
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("commission", [0.0, 0.001])
+def test_trade_statistics_agree_with_vectorbts(seed, commission):
+    """The statistics both libraries define alike, on the same run: return, the number of
+    closed trades, win rate, profit factor and expectancy (P&L net of fees in both), and,
+    without fees, the best, worst and average trade's return and the maximum drawdown of
+    equity sampled at every bar. (With fees, a trade's return here is its P&L over what it
+    cost, fees included, and vectorbt's over its entry value; vectorbt's drawdown starts
+    from the first bar's value, here from the starting cash. Sharpe and the other
+    annualised ratios are computed here from daily returns, in vectorbt from the bars'.)"""
+    n = 2_000
+    bars, signals = walk(seed, n, 1), draw_signals(seed, n, 1, 0.08, shorts=True)
+    index = pd.date_range("2024-01-02 09:30", periods=n, freq="1min", tz="UTC")
+    data = {"S0": pd.DataFrame({c: bars[c][:, 0] for c in ("open", "high", "low", "close")}
+                               | {"volume": 1.0}, index=index)}
+    bt = tickstep.Backtest(data, cash=CASH, commission=commission, trade_on_close=True,
+                           record_every_bar=True)
+    ours = bt.run_signals(**{k: pd.DataFrame(v, index=index, columns=["S0"])
+                             for k, v in signals.items()}, size=2.0, size_type="amount").stats
+    frame = lambda a: pd.DataFrame(a, index=index.tz_localize(None))  # noqa: E731
+    pf = vbt.Portfolio.from_signals(frame(bars["close"]), frame(signals["entries"]),
+                                    frame(signals["exits"]),
+                                    short_entries=frame(signals["short_entries"]),
+                                    short_exits=frame(signals["short_exits"]), size=2.0,
+                                    size_type="amount", fees=commission, init_cash=CASH,
+                                    freq="1min")
+    closed = pf.trades.closed
+    theirs = {
+        "Return [%]": pf.total_return().iloc[0] * 100,
+        "# Trades": closed.count().iloc[0],
+        "Win Rate [%]": closed.win_rate().iloc[0] * 100,
+        "Profit Factor": closed.profit_factor().iloc[0],
+        "Expectancy [$]": closed.expectancy().iloc[0],
+    }
+    if commission == 0:
+        theirs |= {
+            "Best Trade [%]": closed.returns.max().iloc[0] * 100,
+            "Worst Trade [%]": closed.returns.min().iloc[0] * 100,
+            "Avg. Trade [%]": closed.returns.mean().iloc[0] * 100,
+            "Max. Drawdown [%]": pf.max_drawdown().iloc[0] * 100,
+        }
+    assert theirs["# Trades"] > 30
+    for name, value in theirs.items():
+        assert float(ours[name]) == pytest.approx(float(value), rel=1e-9), name
