@@ -1,7 +1,8 @@
 """Signals mode against an independent reference: vectorbt's ``Portfolio.from_signals``.
 
 Where the two libraries define the same thing, they must agree on every fill (its bar,
-side, size, price and fee) and on the final equity. These are random walks with random
+side, size, price and fee), on the final equity, and on the statistics both define alike
+(`test_trade_statistics_agree_with_vectorbts`). These are random walks with random
 signals: long and short, reversals, market fills at the signal bar's close or at the next
 bar's open, commission and slippage, stop-losses and take-profits, one symbol or several.
 
