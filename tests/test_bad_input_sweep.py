@@ -423,6 +423,8 @@ SIGNAL_CASES = {
     "one bar short": ({"entries": ENTRY[:-1]}, ["59 values for its 60 bars"]),
     "three columns for one symbol": ({"entries": np.zeros((N, 3), bool)}, ["shape (bars, 1 symbols)", "(60, 3)"]),
     "a Series on other times": ({"entries": pd.Series(ENTRY, index=B.index + pd.Timedelta("1D"))}, ["no row for the bar", "every bar time"]),
+    "a frame indexed by dates as text": ({"entries": pd.DataFrame({"ASSET": ENTRY}, index=B.index.astype(str))}, ["indexed by time", "dtype", "pd.to_datetime"]),
+    "a frame indexed by bar numbers in reverse": ({"entries": pd.DataFrame({"ASSET": ENTRY}, index=np.arange(N)[::-1])}, ["by position (0, 1, 2, ...)", "starting 59"]),
     "a frame of an unknown symbol": ({"entries": pd.DataFrame({"ASSTE": ENTRY}, index=B.index)}, ["'ASSTE'", "not a symbol", "did you mean 'ASSET'"]),
     "a mapping of an unknown symbol": ({"entries": {"NOPE": ENTRY}}, ["'NOPE'", "not a symbol"]),
     "text as entries": ({"entries": "yes"}, ["entries", "shape"]),

@@ -50,8 +50,9 @@ Rules, per symbol and bar:
 Signals (and stop prices) may be given as
 
 - a DataFrame, one column per symbol (any subset, by name), indexed by time: each symbol
-  reads the rows at its own bars' times (every one must be there); or with a plain
-  (non-time) index, one row per bar of each symbol it names;
+  reads the rows at its own bars' times (every one must be there); or indexed by
+  position (0, 1, 2, ...: a default index), one row per bar of each symbol it names
+  (any other index, dates held as text say, is refused);
 - a mapping ``{symbol: 1-D array}``, each as long as that symbol's bars;
 - a 2-D array ``(bars, symbols)`` in the market's symbol order, when every symbol has
   that many bars (a 1-D array for a market of one symbol).
@@ -276,6 +277,17 @@ def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str, convert: C
             raise ConfigError(f"{name}: the index holds the time {twice} more than once "
                               "(one row per bar time)")
         times = index.tz_convert("UTC").as_unit("ns").asi8
+    elif not (pd.api.types.is_integer_dtype(frame.index.dtype)
+              and frame.index.equals(pd.RangeIndex(len(frame)))):
+        # Rows are then read by position: only positions say so. Dates held as text, say,
+        # would be read in whatever order they are in.
+        first = frame.index[0] if len(frame) else None
+        first = first.item() if isinstance(first, np.generic) else first
+        raise ConfigError(
+            f"{name}: a frame of signals is indexed by time (a DatetimeIndex) or by "
+            f"position (0, 1, 2, ...); got an index of dtype {frame.index.dtype} starting "
+            f"{first!r}: convert times with pd.to_datetime"
+        )
     for col in frame.columns:
         s = _symbol_index(symbols, col, f"{name} column {col!r}")
         where = f"{name} column {col!r}"
