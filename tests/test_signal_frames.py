@@ -119,3 +119,35 @@ def test_a_missing_or_repeated_time_or_a_repeated_column_is_refused(setup):
     with pytest.raises(tickstep.ConfigError, match="exits: column 'B' appears more than once"):
         bt.run_signals(pd.DataFrame(True, index=union, columns=["A", "B", "C"]),
                        pd.DataFrame(False, index=union, columns=["A", "B", "B"]))
+
+
+def test_a_series_per_symbol_is_read_by_its_index_as_a_frames_column_is(setup):
+    """``{symbol: Series}`` (what `SignalStrategy.signals` returns) reads each Series by
+    its times, as the frame's column of that symbol: on the symbol's own bar times, on
+    more times, in reverse order, naive. A Series indexed by positions is read by
+    position; by anything else (dates held as text), refused; shifted off the bars' times,
+    refused naming the first bar without a row."""
+    bt, rng, union, extra = setup
+    frame = pd.DataFrame(rng.random((len(extra), 3)) < 0.2, index=extra, columns=["A", "B", "C"])
+    exits = frame.shift(3, fill_value=False)
+    want = bt.run_signals(frame, exits)
+    times = {s: pd.DatetimeIndex(bt.market.column(k, "ts", 0, 2**62), tz="UTC")
+             for k, s in enumerate(bt.market.symbols)}
+    own = {s: frame[s].reindex(times[s]) for s in frame.columns}
+    shapes = {
+        "own bar times": own,
+        "more times": {s: frame[s] for s in frame.columns},
+        "reversed": {s: frame[s][::-1] for s in frame.columns},
+        "naive": {s: frame[s].tz_localize(None) for s in frame.columns},
+        "positions": {s: v.reset_index(drop=True) for s, v in own.items()},
+    }
+    for shape, entries in shapes.items():
+        got = bt.run_signals(entries, {s: exits[s] for s in exits.columns})
+        pd.testing.assert_frame_equal(got.fills, want.fills, obj=shape)
+        pd.testing.assert_series_equal(got.equity, want.equity, obj=shape)
+    with pytest.raises(tickstep.ConfigError, match=r"indexed by time .* or by position .* dtype str"):
+        bt.run_signals({"A": own["A"].set_axis(own["A"].index.astype(str))})
+    first = own["A"].index[0]
+    with pytest.raises(tickstep.ConfigError,
+                       match=re.escape(f"entries column 'A': no row for the bar at {first} ")):
+        bt.run_signals({"A": own["A"].shift(1, freq="D")})

@@ -53,7 +53,8 @@ Signals (and stop prices) may be given as
   reads the rows at its own bars' times (every one must be there); or indexed by
   position (0, 1, 2, ...: a default index), one row per bar of each symbol it names
   (any other index, dates held as text say, is refused);
-- a mapping ``{symbol: 1-D array}``, each as long as that symbol's bars;
+- a mapping ``{symbol: 1-D array}``, each as long as that symbol's bars (a Series is
+  read by its index, as a frame's column is: what `SignalStrategy.signals` returns);
 - a 2-D array ``(bars, symbols)`` in the market's symbol order, when every symbol has
   that many bars (a 1-D array for a market of one symbol).
 
@@ -260,6 +261,17 @@ def _rows_in(times: np.ndarray, index: pd.Index, ts: np.ndarray) -> np.ndarray:
     return np.where(found, rows, -1)
 
 
+def _on_bars(market: _core.Market, series: pd.Series, s: int) -> bool:
+    """Whether ``series`` is indexed by symbol ``s``'s own bar times, in order (what
+    `SignalStrategy.signals` gets back from pandas on its ``bars``): its values are then
+    the bars' values as they stand, with no look-up."""
+    index = series.index
+    if not isinstance(index, pd.DatetimeIndex) or len(index) != _bar_count(market, s):
+        return False
+    utc = index if index.tz is not None else index.tz_localize("UTC")
+    return bool(np.array_equal(utc.tz_convert("UTC").as_unit("ns").asi8, _bar_times(market, s)))
+
+
 def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str, convert: Convert,
                 bar_rows: _BarRows) -> Columns:
     symbols = list(market.symbols)
@@ -284,7 +296,7 @@ def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str, convert: C
         first = frame.index[0] if len(frame) else None
         first = first.item() if isinstance(first, np.generic) else first
         raise ConfigError(
-            f"{name}: a frame of signals is indexed by time (a DatetimeIndex) or by "
+            f"{name}: signals in a frame or a Series are indexed by time (a DatetimeIndex) or by "
             f"position (0, 1, 2, ...); got an index of dtype {frame.index.dtype} starting "
             f"{first!r}: convert times with pd.to_datetime"
         )
@@ -336,7 +348,13 @@ def signal_columns(market: _core.Market, signals: Any, name: str = "signals", *,
         columns: Columns = [None] * n
         for key, values in signals.items():
             s = _symbol_index(symbols, key, name)
-            columns[s] = convert(values, f"{name}[{key!r}]", _bar_count(market, s))
+            if isinstance(values, pd.Series) and not _on_bars(market, values, s):
+                # A Series is read by its index, as a frame's column is (never by position
+                # past an index that says otherwise).
+                columns[s] = _from_frame(market, values.to_frame(symbols[s]), name, convert,
+                                         bar_rows)[s]
+            else:
+                columns[s] = convert(values, f"{name}[{key!r}]", _bar_count(market, s))
         return columns
     a = np.asarray(signals)
     if a.ndim == 1 and n == 1:
