@@ -573,6 +573,43 @@ def test_I_refuses_a_wrong_length(data):
         tickstep.Backtest({"AAA": data["AAA"].iloc[:50]}, Short).run()
 
 
+def test_I_reads_a_series_by_its_index(data):
+    """A Series returned on the bars' times, on more times or in another order, or naive,
+    is read by its times; on the positions 0, 1, 2, ... by position (as an array). One
+    shifted off the bars' times (``shift(1, freq=...)``) or indexed by text is refused:
+    read by position, each bar would see another bar's value."""
+    frame = {"AAA": data["AAA"].iloc[:80]}
+    shapes = {
+        "the bars' times": lambda s: s.rolling(3).mean(),
+        "reversed": lambda s: s.rolling(3).mean()[::-1],
+        "naive": lambda s: s.rolling(3).mean().tz_localize(None),
+        "more times": lambda s: s.rolling(3).mean().reindex(
+            s.index.append(s.index[-1:] + pd.Timedelta("1D"))),
+        "positions": lambda s: s.rolling(3).mean().reset_index(drop=True),
+    }
+
+    class Reads(tickstep.Strategy):
+        func = None
+
+        def init(self):
+            self.x = self.I(type(self).func)
+            self.seen = []
+
+        def next(self, symbol):
+            self.seen.append(self.x.value)
+
+    want = frame["AAA"]["close"].rolling(3).mean().to_numpy()
+    for shape, func in shapes.items():
+        reads = type("Reads", (Reads,), {"func": staticmethod(func)})
+        got = tickstep.Backtest(frame, reads).run().strategy.seen
+        assert_series(np.array(got, dtype=float), want, shape)
+    for func, words in ((lambda s: s.shift(1, freq="D"), "no value at the bar"),
+                        (lambda s: s.set_axis(s.index.astype(str)), "indexed by str")):
+        refused = type("Reads", (Reads,), {"func": staticmethod(func)})
+        with pytest.raises(tickstep.ConfigError, match=words):
+            tickstep.Backtest(frame, refused).run()
+
+
 def test_I_cannot_be_reset(data):
     class ResetSeries(tickstep.Strategy):
         def init(self):

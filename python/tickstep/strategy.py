@@ -106,6 +106,30 @@ class Position(PositionBase):
         return f"Position({self.symbol!r}, size={self.size:g})"
 
 
+
+def _on_bar_times(out: pd.Series, bars: pd.Index, what: str) -> pd.Series:
+    """A Series an indicator's function returned on another index than the bars' times,
+    read by its times, or by position when indexed 0, 1, 2, ... (never by position past
+    an index that says otherwise: a Series shifted with ``freq=`` or reordered would show
+    each bar another bar's value)."""
+    index = out.index
+    if isinstance(index, pd.DatetimeIndex):
+        index = index if index.tz is not None else index.tz_localize("UTC")
+        if not index.is_unique:
+            raise ConfigError(f"{what} returned a Series holding the time "
+                              f"{index[index.duplicated()][0]} more than once")
+        rows = index.get_indexer(bars)
+        if (rows >= 0).all():
+            return pd.Series(out.to_numpy()[rows], index=bars)
+        raise ConfigError(f"{what} returned a Series with no value at the bar "
+                          f"{bars[np.argmax(rows < 0)]}: return one value per bar, on the "
+                          "bars' times (the index of the Series it was given) or as an array")
+    if pd.api.types.is_integer_dtype(index.dtype) and index.equals(pd.RangeIndex(len(index))):
+        return out  # by position (0, 1, 2, ...), as an array would be
+    raise ConfigError(f"{what} returned a Series indexed by {index.dtype}, not by the bars' "
+                      "times nor by position (0, 1, 2, ...): return it on the index of the "
+                      "Series it was given, or as an array")
+
 class Strategy(StrategyBase):
     """Base class of trading strategies.
 
@@ -376,7 +400,8 @@ class Strategy(StrategyBase):
         revealed bar by bar: ``func(series, *args, **kwargs)`` gets the symbol's ``source``
         column as a pandas Series by time (a price, volume or an extra column; the whole
         DataFrame of OHLCV and the symbol's extra columns when ``source`` is None) and must
-        return one value per bar. At a tick only values up to that tick's
+        return one value per bar: an array, or a Series, read by its times (it must hold
+        every bar's) or by position when indexed 0, 1, 2, .... At a tick only values up to that tick's
         bar are readable, so the engine never shows it ahead of its bar (``func`` itself
         must not shift data backwards). A read-only result (pandas' are) is read where it
         is, not copied; any other is copied here, so changing it later changes nothing."""
@@ -395,7 +420,10 @@ class Strategy(StrategyBase):
                                    f"(columns: {', '.join(names)})")
                 arg = self._full_series(i, source)
                 n = len(arg)
-            out = np.asarray(func(arg, *args, **kwargs), dtype=np.float64)
+            out = func(arg, *args, **kwargs)
+            if isinstance(out, pd.Series) and not out.index.equals(arg.index):
+                out = _on_bar_times(out, arg.index, f"{sym}: indicator {getattr(func, '__name__', func)!r}")
+            out = np.asarray(out, dtype=np.float64)
             if out.ndim != 1 or len(out) != n:
                 raise ConfigError(f"{sym}: indicator {getattr(func, '__name__', func)!r} returned shape {out.shape}, "
                                   f"expected ({n},)")
