@@ -92,7 +92,7 @@ from tickstep.simulation import (
     stats_of,
     trade_start_ns,
 )
-from tickstep.strategy import Strategy
+from tickstep.strategy import Strategy, indexed_by_position
 
 __all__ = ["SignalStrategy", "run_signal_grid", "run_signals", "signal_columns"]
 
@@ -289,8 +289,7 @@ def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str, convert: C
             raise ConfigError(f"{name}: the index holds the time {twice} more than once "
                               "(one row per bar time)")
         times = index.tz_convert("UTC").as_unit("ns").asi8
-    elif not (pd.api.types.is_integer_dtype(frame.index.dtype)
-              and frame.index.equals(pd.RangeIndex(len(frame)))):
+    elif not indexed_by_position(frame.index):
         # Rows are then read by position: only positions say so. Dates held as text, say,
         # would be read in whatever order they are in.
         first = frame.index[0] if len(frame) else None

@@ -106,8 +106,14 @@ class Position(PositionBase):
         return f"Position({self.symbol!r}, size={self.size:g})"
 
 
+def indexed_by_position(index: pd.Index) -> bool:
+    """Whether ``index`` is the positions 0, 1, 2, ... (a default index): the one index
+    besides times by which values a user hands over per bar (signals, an indicator's
+    Series) are read, by position. Any other says something the reader cannot check."""
+    return pd.api.types.is_integer_dtype(index.dtype) and index.equals(pd.RangeIndex(len(index)))
 
-def _on_bar_times(out: pd.Series, bars: pd.Index, what: str) -> pd.Series:
+
+def _on_bar_times(out: pd.Series, bars: pd.Index, what: str) -> np.ndarray | pd.Series:
     """A Series an indicator's function returned on another index than the bars' times,
     read by its times, or by position when indexed 0, 1, 2, ... (never by position past
     an index that says otherwise: a Series shifted with ``freq=`` or reordered would show
@@ -120,15 +126,16 @@ def _on_bar_times(out: pd.Series, bars: pd.Index, what: str) -> pd.Series:
                               f"{index[index.duplicated()][0]} more than once")
         rows = index.get_indexer(bars)
         if (rows >= 0).all():
-            return pd.Series(out.to_numpy()[rows], index=bars)
+            return out.to_numpy()[rows]
         raise ConfigError(f"{what} returned a Series with no value at the bar "
                           f"{bars[np.argmax(rows < 0)]}: return one value per bar, on the "
                           "bars' times (the index of the Series it was given) or as an array")
-    if pd.api.types.is_integer_dtype(index.dtype) and index.equals(pd.RangeIndex(len(index))):
-        return out  # by position (0, 1, 2, ...), as an array would be
+    if indexed_by_position(index):
+        return out  # by position, as an array would be
     raise ConfigError(f"{what} returned a Series indexed by {index.dtype}, not by the bars' "
                       "times nor by position (0, 1, 2, ...): return it on the index of the "
                       "Series it was given, or as an array")
+
 
 class Strategy(StrategyBase):
     """Base class of trading strategies.
