@@ -265,3 +265,84 @@ def test_a_misshapen_grid_is_refused_naming_the_set_or_the_option():
         with pytest.raises(tickstep.ConfigError, match=r"threads=.*: must be a whole number of threads >= 1"):
             bt.run_signal_grid({1: good}, threads=threads)
     assert bt.run_signal_grid({1: good, 2: good}, threads=1).equals(bt.run_signal_grid({1: good, 2: good}))
+
+
+def _crosses(close, fast, slow):
+    f, s = close.rolling(fast).mean(), close.rolling(slow).mean()
+    return (f > s) & (f.shift() <= s.shift()), (f < s) & (f.shift() >= s.shift())
+
+
+def test_frames_of_sets_as_columns_equal_each_set_run_alone():
+    data = {"A": _walk(200, 1), "B": _walk(160, 2, "2024-01-03"), "C": _walk(180, 3)}
+    bt = tickstep.Backtest(data, on_reject="ignore", commission=0.001)
+    close = pd.DataFrame({s: df["close"] for s, df in data.items()})
+    rng = np.random.default_rng(7)
+    keys = [(f, s) for f in (3, 6) for s in (12, 30)]
+    entries, sizes, stops = {}, {}, {}
+    for key in keys:
+        entries[key] = _crosses(close, *key)[0]
+        # Sizes per bar (NaN: no entry there) and stop prices per bar, each set its own.
+        sizes[key] = pd.DataFrame(rng.uniform(0.05, 0.3, close.shape), index=close.index,
+                                  columns=close.columns).mask(rng.random(close.shape) < 0.2)
+        stops[key] = close * (1 - rng.uniform(0.005, 0.03, close.shape))
+    exits = _crosses(close, 5, 20)[1]  # one frame by symbol: shared by every set
+    names = ["fast", "slow", "symbol"]
+    wide = {kind: pd.concat(frames, axis=1, names=names)
+            for kind, frames in (("entries", entries), ("size", sizes), ("sl_price", stops))}
+    table = bt.run_signal_grid(entries=wide["entries"], exits=exits, size=wide["size"],
+                               sl_price=wide["sl_price"], size_type="percent", threads=2)
+    assert list(table.index) == keys and list(table.index.names) == ["fast", "slow"]
+    assert (table["# Trades"] > 0).all()
+    for key in keys:
+        alone = bt.run_signals(entries=entries[key], exits=exits, size=sizes[key],
+                               sl_price=stops[key]).stats
+        _same_row(table.loc[key], alone)
+    # The symbol's level may come first when it is named so; the sets keep their order.
+    first = wide["entries"].reorder_levels(["symbol", "fast", "slow"], axis=1)
+    again = bt.run_signal_grid(entries=first, exits=exits, size=wide["size"],
+                               sl_price=wide["sl_price"])
+    assert again.equals(table)
+
+
+def test_vectorbts_frames_of_crossings_run_as_a_grid():
+    import vectorbt as vbt
+
+    data = {"A": _walk(300, 4), "B": _walk(300, 5)}
+    bt = tickstep.Backtest(data, on_reject="ignore")
+    close = pd.DataFrame({s: df["close"] for s, df in data.items()}).rename_axis(columns="symbol")
+    fast, slow = vbt.MA.run_combs(close, window=[4, 9, 21], r=2, short_names=["fast", "slow"])
+    entries, exits = fast.ma_crossed_above(slow), fast.ma_crossed_below(slow)
+    table = bt.run_signal_grid(entries=entries, exits=exits, size=0.4)
+    assert list(table.index.names) == ["fast_window", "slow_window"]
+    assert list(table.index) == [(4, 9), (4, 21), (9, 21)]
+    for key in table.index:
+        alone = bt.run_signals(entries=entries[key], exits=exits[key], size=0.4).stats
+        assert alone["# Trades"] > 0
+        _same_row(table.loc[key], alone)
+
+
+def test_frames_of_sets_that_do_not_fit_are_refused_by_name():
+    data = {"A": _walk(40, 1), "B": _walk(40, 2)}
+    bt = tickstep.Backtest(data, on_reject="ignore")
+    close = pd.DataFrame({s: df["close"] for s, df in data.items()})
+    entries = pd.concat({n: _crosses(close, 2, n)[0] for n in (5, 8)}, axis=1, names=["slow", "symbol"])
+    exits = pd.concat({n: _crosses(close, 2, n)[1] for n in (5, 8, 13)}, axis=1, names=["slow", "symbol"])
+    with pytest.raises(tickstep.ConfigError, match=r"^entries: no columns for the signal set 13, which "
+                                                   r"exits has; every frame of signal sets must name the same sets"):
+        bt.run_signal_grid(entries=entries, exits=exits)
+    with pytest.raises(tickstep.ConfigError, match=r"^exits: no columns for the signal set 13, which entries has"):
+        bt.run_signal_grid(entries=exits, exits=entries)
+    # The symbol's level: the one named so, else the last.
+    swapped = entries.swaplevel(axis=1).rename_axis(columns=["x", "y"])
+    with pytest.raises(tickstep.ConfigError, match=r"^entries: column level 1 \(the last\) holds 5, not a "
+                                                   r"symbol of the data; .* the others name the set"):
+        bt.run_signal_grid(entries=swapped)
+    with pytest.raises(tickstep.ConfigError, match=r"^run_signal_grid: no frame of signal sets among "
+                                                   r"entries=, exits=: give frames whose columns are a MultiIndex"):
+        bt.run_signal_grid(entries=close > 0, exits=close < 0)
+    with pytest.raises(tickstep.ConfigError, match=r"either as signal_sets \(a mapping\) or as frames of sets"):
+        bt.run_signal_grid({1: {"entries": close > 0}}, entries=entries)
+    # A set's own refusal names the set, as in the mapping form.
+    twice = pd.concat([entries, entries.xs(8, axis=1, level="slow", drop_level=False)], axis=1)
+    with pytest.raises(tickstep.ConfigError, match=r"^signal set 8: entries: column 'A' appears more than once"):
+        bt.run_signal_grid(entries=twice)

@@ -280,17 +280,23 @@ class Backtest:
             symbols=self._symbol_dtype, ends=self._session_ends,
         )
 
-    def run_signal_grid(self, signal_sets: Any, *, size: Any = 0.95, size_type: str = "percent",
+    def run_signal_grid(self, signal_sets: Any = None, *, entries: Any = None, exits: Any = None,
+                        short_entries: Any = None, short_exits: Any = None,
+                        sl_price: Any = None, tp_price: Any = None,
+                        size: Any = 0.95, size_type: str = "percent",
                         sl: float | None = None, tp: float | None = None,
                         sl_trail: float | None = None, lot_size: Any = None,
                         accumulate: bool = False, exit_after_bars: int | None = None,
                         threads: int | None = None) -> pd.DataFrame:
-        """Backtest many signal sets (``{key: {"entries": ..., "exits": ...}}``) in one
-        native call on all cores; a table of statistics, one row per key, each equal to
-        `run_signals` of that set alone (`tickstep.signals.run_signal_grid`)."""
+        """Backtest many signal sets (``{key: {"entries": ..., "exits": ...}}``, or frames
+        with one column per set and symbol as ``entries=``, ``exits=``, ...: vectorbt's
+        layout) in one native call on all cores; a table of statistics, one row per set,
+        each equal to `run_signals` of that set alone (`tickstep.signals.run_signal_grid`)."""
         self._refuse_signals_mode()
         return run_signal_grid(
-            self._in_memory("run_signal_grid"), self._config, signal_sets, size=size, size_type=size_type, sl=sl,
+            self._in_memory("run_signal_grid"), self._config, signal_sets, entries=entries,
+            exits=exits, short_entries=short_entries, short_exits=short_exits,
+            sl_price=sl_price, tp_price=tp_price, size=size, size_type=size_type, sl=sl,
             tp=tp, sl_trail=sl_trail, lot_size=lot_size, accumulate=accumulate,
             exit_after_bars=exit_after_bars, threads=threads,
             ends=self._session_ends,

@@ -59,7 +59,8 @@ Signals (and stop prices) may be given as
   that many bars (a 1-D array for a market of one symbol).
 
 `run_signal_grid` runs many such signal sets in one native call on all cores, each
-with its own sizes and stops if it names them. `SignalStrategy` makes signals a function
+with its own sizes and stops if it names them; the sets come as a mapping, or as frames
+with one column per set and symbol (vectorbt's layout). `SignalStrategy` makes signals a function
 of parameters: `Backtest.run` trades it in signals mode, and ``optimize`` / `run_batch`
 run its parameter grid in one native call on all cores instead of a process pool.
 """
@@ -572,11 +573,77 @@ def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping
     return done
 
 
+def _frames_of_sets(market: _core.Market, given: Mapping[str, Any]
+                    ) -> tuple[dict[Any, dict[str, Any]], list[Any]]:
+    """Signal sets from frames holding one column per set and symbol (``given``: kind ->
+    what the call got), the layout vectorbt's indicators make: a MultiIndex of columns
+    whose level named ``symbol`` (else the last) names the symbol and whose other levels
+    name the set. A kind given in any other shape (a frame by symbol, a mapping, an array)
+    is shared by every set. Returns the sets, in the order their columns first come, and
+    the names of the levels that name them."""
+    symbols = set(market.symbols)
+    wide: dict[str, tuple[pd.DataFrame, list[int]]] = {}
+    for kind, frame in given.items():
+        if not (isinstance(frame, pd.DataFrame) and isinstance(frame.columns, pd.MultiIndex)):
+            continue
+        columns = frame.columns
+        named = [k for k, n in enumerate(columns.names) if n == "symbol"]
+        level = named[0] if len(named) == 1 else columns.nlevels - 1
+        strangers = [v for v in columns.levels[level][np.unique(columns.codes[level])]
+                     if v not in symbols]
+        if strangers:
+            label = "'symbol'" if named else f"{level} (the last)"
+            raise ConfigError(
+                f"{kind}: column level {label} holds {strangers[0]!r}, not a symbol of the "
+                "data; in a frame of signal sets one column level names the symbol (the "
+                "one named 'symbol', else the last) and the others name the set")
+        wide[kind] = (frame, [k for k in range(columns.nlevels) if k != level])
+    if not wide:
+        raise ConfigError(
+            "run_signal_grid: no frame of signal sets among " + ", ".join(f"{k}=" for k in given)
+            + ": give frames whose columns are a MultiIndex (set..., symbol), one column per "
+            "set and symbol, or a mapping {key: {'entries': ..., ...}}; for one set, use "
+            "run_signals")
+    keys_of: dict[str, list[Any]] = {}
+    for kind, (frame, levels) in wide.items():
+        heads = frame.columns.droplevel([k for k in range(frame.columns.nlevels)
+                                         if k not in levels])
+        keys_of[kind] = list(dict.fromkeys(heads))
+    first, keys = next(iter(keys_of.items()))
+    for kind, theirs in keys_of.items():
+        lacking = [(kind, first, k) for k in keys if k not in set(theirs)]
+        lacking += [(first, kind, k) for k in theirs if k not in set(keys)]
+        if lacking:
+            lacks, has, key = lacking[0]
+            raise ConfigError(
+                f"{lacks}: no columns for the signal set {key!r}, which {has} has; every "
+                "frame of signal sets must name the same sets (or be one frame by symbol, "
+                "shared by every set)")
+    sets: dict[Any, dict[str, Any]] = {}
+    for key in keys:
+        sig = {}
+        for kind, value in given.items():
+            if kind in wide:
+                frame, levels = wide[kind]
+                value = frame.xs(key if isinstance(key, tuple) else (key,), axis=1,
+                                 level=levels, drop_level=True)
+            sig[kind] = value
+        sets[key] = sig
+    frame, levels = next(iter(wide.values()))
+    return sets, [frame.columns.names[k] for k in levels]
+
+
 def run_signal_grid(
     market: _core.Market,
     config: BacktestConfig,
-    signal_sets: Mapping[Any, Mapping[str, Any]],
+    signal_sets: Mapping[Any, Mapping[str, Any]] | None = None,
     *,
+    entries: Any = None,
+    exits: Any = None,
+    short_entries: Any = None,
+    short_exits: Any = None,
+    sl_price: Any = None,
+    tp_price: Any = None,
     size: Any = 0.95,
     size_type: str = "percent",
     sl: float | None = None,
@@ -600,7 +667,28 @@ def run_signal_grid(
     equals ``run_signals(...).stats`` of that set run alone. Rejected orders are counted
     per row (``# Orders Rejected``), with one warning for the grid naming the sets that
     had any (not one per set); ``on_reject="raise"`` still raises.
+
+    Or, instead of ``signal_sets``, the sets as columns (vectorbt's layout): ``entries``,
+    ``exits``, ``short_entries``, ``short_exits``, ``sl_price``, ``tp_price`` or ``size``
+    as DataFrames by time whose columns are a MultiIndex, one column per set and symbol:
+    the level named ``symbol`` (else the last) names the symbol, the other levels the set
+    (and the rows of the table, with their names). One given as a frame by symbol (or in
+    any other shape signals take) is shared by every set.
     """
+    given = {kind: value for kind, value in (
+        ("entries", entries), ("exits", exits), ("short_entries", short_entries),
+        ("short_exits", short_exits), ("sl_price", sl_price), ("tp_price", tp_price))
+        if value is not None}
+    level_names: list[Any] = []
+    if given or (isinstance(size, pd.DataFrame) and isinstance(size.columns, pd.MultiIndex)):
+        if signal_sets is not None:
+            raise ConfigError("run_signal_grid: give the signal sets either as signal_sets "
+                              "(a mapping) or as frames of sets (entries=, exits=, ...), "
+                              "not both")
+        if isinstance(size, pd.DataFrame) and isinstance(size.columns, pd.MultiIndex):
+            given[SIZE_KIND] = size
+            size = 0.95  # (each set has its own, per bar)
+        signal_sets, level_names = _frames_of_sets(market, given)
     if not isinstance(signal_sets, Mapping):
         raise ConfigError("run_signal_grid: signal_sets must be a mapping {key: {'entries': "
                           "..., 'exits': ...}}, one signal set per key; got "
@@ -628,7 +716,10 @@ def run_signal_grid(
             raise row
     warn_of_rejected_runs(((f"signal set {key!r}", row["# Orders Rejected"])
                            for key, row in zip(keys, rows)), config.on_reject)
-    index = pd.MultiIndex.from_tuples(keys) if all(isinstance(k, tuple) for k in keys) else keys
+    if all(isinstance(k, tuple) for k in keys):
+        index = pd.MultiIndex.from_tuples(keys, names=level_names or None)
+    else:
+        index = pd.Index(keys, name=level_names[0] if len(level_names) == 1 else None)
     return pd.DataFrame(rows, index=index)
 
 
