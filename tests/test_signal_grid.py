@@ -342,6 +342,10 @@ def test_frames_of_sets_that_do_not_fit_are_refused_by_name():
         bt.run_signal_grid(entries=close > 0, exits=close < 0)
     with pytest.raises(tickstep.ConfigError, match=r"either as signal_sets \(a mapping\) or as frames of sets"):
         bt.run_signal_grid({1: {"entries": close > 0}}, entries=entries)
+    # One run takes one column per symbol: a frame of sets is pointed to the grid.
+    with pytest.raises(tickstep.ConfigError, match=r"^entries: the columns are a MultiIndex \(slow, symbol\), "
+                                                   r"one column per signal set and symbol: run_signal_grid runs"):
+        bt.run_signals(entries=entries)
     # A set's own refusal names the set, as in the mapping form.
     twice = pd.concat([entries, entries.xs(8, axis=1, level="slow", drop_level=False)], axis=1)
     with pytest.raises(tickstep.ConfigError, match=r"^signal set 8: entries: column 'A' appears more than once"):

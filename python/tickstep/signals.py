@@ -277,6 +277,12 @@ def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str, convert: C
                 bar_rows: _BarRows) -> Columns:
     symbols = list(market.symbols)
     columns: Columns = [None] * len(symbols)
+    if isinstance(frame.columns, pd.MultiIndex):
+        # One column per set and symbol (vectorbt's layout) is many runs, not one.
+        levels = ", ".join(str(n) for n in frame.columns.names)
+        raise ConfigError(f"{name}: the columns are a MultiIndex ({levels}), one column per "
+                          "signal set and symbol: run_signal_grid runs each set (with "
+                          f"{name}= such a frame); one run takes one column per symbol")
     if not frame.columns.is_unique:
         twice = frame.columns[frame.columns.duplicated()][0]
         raise ConfigError(f"{name}: column {twice!r} appears more than once (one column "
