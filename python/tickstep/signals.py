@@ -579,6 +579,19 @@ def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping
     return done
 
 
+def _columns_of_set(frame: pd.DataFrame, places: list[int], set_levels: list[int]
+                    ) -> pd.DataFrame:
+    """The columns at ``places`` of a frame of signal sets (one set's), by symbol: a view
+    of the frame when they are side by side (a set's columns most often are), so a grid
+    of many sets holds no second copy of their signals."""
+    start = places[0]
+    if places == list(range(start, start + len(places))):
+        part = frame.iloc[:, start:start + len(places)]
+    else:
+        part = frame.iloc[:, places]
+    return part.set_axis(part.columns.droplevel(set_levels), axis=1)
+
+
 def _frames_of_sets(market: _core.Market, given: Mapping[str, Any]
                     ) -> tuple[dict[Any, dict[str, Any]], list[Any]]:
     """Signal sets from frames holding one column per set and symbol (``given``: kind ->
@@ -595,8 +608,7 @@ def _frames_of_sets(market: _core.Market, given: Mapping[str, Any]
         columns = frame.columns
         named = [k for k, n in enumerate(columns.names) if n == "symbol"]
         level = named[0] if len(named) == 1 else columns.nlevels - 1
-        strangers = [v for v in columns.levels[level][np.unique(columns.codes[level])]
-                     if v not in symbols]
+        strangers = [v for v in columns.get_level_values(level).unique() if v not in symbols]
         if strangers:
             label = "'symbol'" if named else f"{level} (the last)"
             raise ConfigError(
@@ -610,15 +622,20 @@ def _frames_of_sets(market: _core.Market, given: Mapping[str, Any]
             + ": give frames whose columns are a MultiIndex (set..., symbol), one column per "
             "set and symbol, or a mapping {key: {'entries': ..., ...}}; for one set, use "
             "run_signals")
-    keys_of: dict[str, list[Any]] = {}
+    keys_of: dict[str, dict[Any, list[int]]] = {}
     for kind, (frame, levels) in wide.items():
         heads = frame.columns.droplevel([k for k in range(frame.columns.nlevels)
                                          if k not in levels])
-        keys_of[kind] = list(dict.fromkeys(heads))
+        places: dict[Any, list[int]] = {}
+        for k, head in enumerate(heads):
+            places.setdefault(head, []).append(k)
+        keys_of[kind] = places
     first, keys = next(iter(keys_of.items()))
+    ours = set(keys)
     for kind, theirs in keys_of.items():
-        lacking = [(kind, first, k) for k in keys if k not in set(theirs)]
-        lacking += [(first, kind, k) for k in theirs if k not in set(keys)]
+        named = set(theirs)
+        lacking = [(kind, first, k) for k in keys if k not in named]
+        lacking += [(first, kind, k) for k in theirs if k not in ours]
         if lacking:
             lacks, has, key = lacking[0]
             raise ConfigError(
@@ -630,9 +647,7 @@ def _frames_of_sets(market: _core.Market, given: Mapping[str, Any]
         sig = {}
         for kind, value in given.items():
             if kind in wide:
-                frame, levels = wide[kind]
-                value = frame.xs(key if isinstance(key, tuple) else (key,), axis=1,
-                                 level=levels, drop_level=True)
+                value = _columns_of_set(wide[kind][0], keys_of[kind][key], wide[kind][1])
             sig[kind] = value
         sets[key] = sig
     frame, levels = next(iter(wide.values()))
