@@ -70,3 +70,24 @@ def test_heatmap_of_a_real_optimisation():
                          maximize=lambda s: -s["Max. Drawdown [%]"])
     assert heatmap_table(scored, x="fast", y="slow").to_numpy().ravel().tolist() == pytest.approx(
         [-scored.set_index("fast").loc[f, "Max. Drawdown [%]"] for f in (5, 10)])
+
+
+def test_a_signal_grid_s_table_is_read_by_the_levels_of_its_index():
+    data = tickstep.data.example_daily()
+    closes = data.to_frame().pivot(index="ts", columns="symbol", values="close")
+
+    def crossing(f, s):
+        fast, slow = closes.rolling(f).mean(), closes.rolling(s).mean()
+        return (fast > slow) & (fast.shift() <= slow.shift()), (fast < slow) & (fast.shift() >= slow.shift())
+
+    sets = {(f, s): crossing(f, s) for f in (5, 10, 20) for s in (30, 60)}
+    frames = [pd.concat({k: v[j] for k, v in sets.items()}, axis=1, names=["fast", "slow", "symbol"])
+              for j in (0, 1)]
+    bt = tickstep.Backtest(data, cash=100_000, on_reject="ignore")
+    table = bt.run_signal_grid(entries=frames[0], exits=frames[1], size=0.1)
+    heat = heatmap_table(table, x="fast", y="slow", metric="Return [%]")
+    assert list(heat.index) == [30, 60] and list(heat.columns) == [5, 10, 20]
+    for (f, s), value in table["Return [%]"].items():
+        assert heat.loc[s, f] == value
+    with pytest.raises(KeyError, match="no parameter 'fats'"):
+        heatmap_table(table, x="fats", y="slow", metric="Return [%]")

@@ -40,9 +40,10 @@ def heatmap_table(results: pd.DataFrame, x: str, y: str, metric: str | None = No
     Parameters
     ----------
     results : pandas.DataFrame
-        Rows of `tickstep.Backtest.optimize` or `tickstep.batch.run_batch`.
+        Rows of `tickstep.Backtest.optimize` or `tickstep.batch.run_batch`, or the table of
+        `tickstep.Backtest.run_signal_grid` (its sets named by levels of its index).
     x, y : str
-        Two parameter columns (different ones).
+        Two parameters (different ones): columns, or levels of the index by name.
     metric : str, optional
         A statistic column (default ``"score"`` when present, else ``"Sharpe Ratio"``).
     agg : {"max", "min", "mean", "median"} or callable, default "max"
@@ -62,6 +63,11 @@ def heatmap_table(results: pd.DataFrame, x: str, y: str, metric: str | None = No
     >>> heatmap_table(rows, x="fast", y="slow", metric="Return [%]").to_numpy().tolist()
     [[5.0, -1.0], [nan, 2.0]]
     """
+    # A grid's table names its sets by the levels of its index (e.g. fast, slow).
+    levels = [n for n in dict.fromkeys((x, y))
+              if n not in results.columns and n is not None and n in results.index.names]
+    if levels:
+        results = results.reset_index(levels)
     for name in (x, y):
         if name not in results.columns:
             raise KeyError(
