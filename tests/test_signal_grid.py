@@ -333,6 +333,14 @@ def test_frames_of_sets_that_do_not_fit_are_refused_by_name():
         bt.run_signal_grid(entries=entries, exits=exits)
     with pytest.raises(tickstep.ConfigError, match=r"^exits: no columns for the signal set 13, which entries has"):
         bt.run_signal_grid(entries=exits, exits=entries)
+    by_two = pd.concat({(2, n): _crosses(close, 2, n)[1] for n in (5, 8)}, axis=1,
+                       names=["fast", "slow", "symbol"])
+    with pytest.raises(tickstep.ConfigError, match=r"^exits names its signal sets by the column levels "
+                                                   r"\(fast, slow\), entries by \(slow\): every frame"):
+        bt.run_signal_grid(entries=entries, exits=by_two)
+    with pytest.raises(tickstep.ConfigError, match=r"^exits names its signal sets by the column levels "
+                                                   r"\(fast\), entries by \(slow\)"):
+        bt.run_signal_grid(entries=entries, exits=exits.rename_axis(columns=["fast", "symbol"]))
     # The symbol's level: the one named so, else the last.
     swapped = entries.swaplevel(axis=1).rename_axis(columns=["x", "y"])
     with pytest.raises(tickstep.ConfigError, match=r"^entries: column level 1 \(the last\) holds 5, not a "

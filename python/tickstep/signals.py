@@ -592,6 +592,10 @@ def _columns_of_set(frame: pd.DataFrame, places: list[int], set_levels: list[int
     return part.set_axis(part.columns.droplevel(set_levels), axis=1)
 
 
+def _levels(names: list[Any]) -> str:
+    return ", ".join("unnamed" if n is None else str(n) for n in names)
+
+
 def _frames_of_sets(market: _core.Market, given: Mapping[str, Any]
                     ) -> tuple[dict[Any, dict[str, Any]], list[Any]]:
     """Signal sets from frames holding one column per set and symbol (``given``: kind ->
@@ -622,6 +626,15 @@ def _frames_of_sets(market: _core.Market, given: Mapping[str, Any]
             + ": give frames whose columns are a MultiIndex (set..., symbol), one column per "
             "set and symbol, or a mapping {key: {'entries': ..., ...}}; for one set, use "
             "run_signals")
+    # The sets are named alike by every frame: by as many levels, of the same names.
+    named_by = {kind: [frame.columns.names[k] for k in levels] for kind, (frame, levels) in wide.items()}
+    (first, theirs), *rest = named_by.items()
+    for kind, names in rest:
+        if len(names) != len(theirs) or (None not in names + theirs and names != theirs):
+            raise ConfigError(
+                f"{kind} names its signal sets by the column levels ({_levels(names)}), {first} "
+                f"by ({_levels(theirs)}): every frame of signal sets must name them by the "
+                "same levels (a frame by symbol is shared by every set)")
     keys_of: dict[str, dict[Any, list[int]]] = {}
     for kind, (frame, levels) in wide.items():
         heads = frame.columns.droplevel([k for k in range(frame.columns.nlevels)
