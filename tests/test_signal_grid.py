@@ -359,3 +359,14 @@ def test_frames_of_sets_that_do_not_fit_are_refused_by_name():
     twice = pd.concat([entries, entries.xs(8, axis=1, level="slow", drop_level=False)], axis=1)
     with pytest.raises(tickstep.ConfigError, match=r"^signal set 8: entries: column 'A' appears more than once"):
         bt.run_signal_grid(entries=twice)
+
+
+def test_a_column_index_of_one_level_is_read_as_the_symbols():
+    data = {"A": _walk(60, 1), "B": _walk(60, 2)}
+    bt = tickstep.Backtest(data, on_reject="ignore")
+    close = pd.DataFrame({s: df["close"] for s, df in data.items()})
+    entries, exits = _crosses(close, 3, 9)
+    one_level = entries.set_axis(pd.MultiIndex.from_arrays([entries.columns], names=["symbol"]), axis=1)
+    flat, wrapped = bt.run_signals(entries=entries, exits=exits), bt.run_signals(entries=one_level, exits=exits)
+    assert len(flat.fills) > 0
+    pd.testing.assert_frame_equal(wrapped.fills, flat.fills)

@@ -60,9 +60,10 @@ Signals (and stop prices) may be given as
 
 `run_signal_grid` runs many such signal sets in one native call on all cores, each
 with its own sizes and stops if it names them; the sets come as a mapping, or as frames
-with one column per set and symbol (vectorbt's layout). `SignalStrategy` makes signals a function
-of parameters: `Backtest.run` trades it in signals mode, and ``optimize`` / `run_batch`
-run its parameter grid in one native call on all cores instead of a process pool.
+with one column per set and symbol (vectorbt's layout). `SignalStrategy` makes signals a
+function of parameters: `Backtest.run` trades it in signals mode, and ``optimize`` /
+`run_batch` run its parameter grid in one native call on all cores instead of a process
+pool.
 """
 
 from __future__ import annotations
@@ -277,6 +278,8 @@ def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str, convert: C
                 bar_rows: _BarRows) -> Columns:
     symbols = list(market.symbols)
     columns: Columns = [None] * len(symbols)
+    if isinstance(frame.columns, pd.MultiIndex) and frame.columns.nlevels == 1:
+        frame = frame.set_axis(frame.columns.get_level_values(0), axis=1)
     if isinstance(frame.columns, pd.MultiIndex):
         # One column per set and symbol (vectorbt's layout) is many runs, not one.
         levels = ", ".join(str(n) for n in frame.columns.names)
@@ -607,7 +610,8 @@ def _frames_of_sets(market: _core.Market, given: Mapping[str, Any]
     symbols = set(market.symbols)
     wide: dict[str, tuple[pd.DataFrame, list[int]]] = {}
     for kind, frame in given.items():
-        if not (isinstance(frame, pd.DataFrame) and isinstance(frame.columns, pd.MultiIndex)):
+        if not (isinstance(frame, pd.DataFrame) and isinstance(frame.columns, pd.MultiIndex)
+                and frame.columns.nlevels > 1):
             continue
         columns = frame.columns
         named = [k for k, n in enumerate(columns.names) if n == "symbol"]
@@ -627,14 +631,16 @@ def _frames_of_sets(market: _core.Market, given: Mapping[str, Any]
             "set and symbol, or a mapping {key: {'entries': ..., ...}}; for one set, use "
             "run_signals")
     # The sets are named alike by every frame: by as many levels, of the same names.
-    named_by = {kind: [frame.columns.names[k] for k in levels] for kind, (frame, levels) in wide.items()}
-    (first, theirs), *rest = named_by.items()
+    named_by = {kind: [frame.columns.names[k] for k in levels]
+                for kind, (frame, levels) in wide.items()}
+    (first, first_names), *rest = named_by.items()
     for kind, names in rest:
-        if len(names) != len(theirs) or (None not in names + theirs and names != theirs):
+        if len(names) != len(first_names) or (None not in names + first_names
+                                              and names != first_names):
             raise ConfigError(
-                f"{kind} names its signal sets by the column levels ({_levels(names)}), {first} "
-                f"by ({_levels(theirs)}): every frame of signal sets must name them by the "
-                "same levels (a frame by symbol is shared by every set)")
+                f"{kind} names its signal sets by the column levels ({_levels(names)}), "
+                f"{first} by ({_levels(first_names)}): every frame of signal sets must name "
+                "them by the same levels (a frame by symbol is shared by every set)")
     keys_of: dict[str, dict[Any, list[int]]] = {}
     for kind, (frame, levels) in wide.items():
         heads = frame.columns.droplevel([k for k in range(frame.columns.nlevels)
@@ -643,7 +649,7 @@ def _frames_of_sets(market: _core.Market, given: Mapping[str, Any]
         for k, head in enumerate(heads):
             places.setdefault(head, []).append(k)
         keys_of[kind] = places
-    first, keys = next(iter(keys_of.items()))
+    keys = keys_of[first]
     ours = set(keys)
     for kind, theirs in keys_of.items():
         named = set(theirs)
@@ -663,8 +669,7 @@ def _frames_of_sets(market: _core.Market, given: Mapping[str, Any]
                 value = _columns_of_set(wide[kind][0], keys_of[kind][key], wide[kind][1])
             sig[kind] = value
         sets[key] = sig
-    frame, levels = next(iter(wide.values()))
-    return sets, [frame.columns.names[k] for k in levels]
+    return sets, first_names
 
 
 def run_signal_grid(
