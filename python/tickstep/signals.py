@@ -784,6 +784,12 @@ class SignalStrategy(Strategy):
     whole lots), ``accumulate`` (pyramiding), ``exit_after_bars`` (a time exit); see
     `tickstep.signals`.
 
+    Signals that depend on other symbols (a rank across them, a spread, a pair) are
+    written ``market_signals(bars)`` instead: it receives every symbol's bars at once
+    (``{symbol: DataFrame}``, each as ``signals`` gets it) and returns the same kinds for
+    all of them, each in any shape `run_signals` takes: most often a DataFrame by time
+    with a column per symbol (any subset). A class defines one of the two.
+
     `Backtest.run` trades it in signals mode (natively); ``Backtest.optimize`` and
     `tickstep.batch.run_batch` run its parameter sets in one native call per symbol
     group on all cores (``executor=None``), each row equal to the set run alone. There,
@@ -821,8 +827,14 @@ class SignalStrategy(Strategy):
         """This symbol's signals from its bars (see the class documentation)."""
         raise NotImplementedError(
             f"{type(self).__name__}.signals(symbol, bars) must return the symbol's signals, "
-            "e.g. {'entries': ..., 'exits': ...}"
+            "e.g. {'entries': ..., 'exits': ...} (or define market_signals(bars), every "
+            "symbol's at once)"
         )
+
+    def market_signals(self, bars: Mapping[str, pd.DataFrame]) -> Mapping[str, Any]:
+        """Every symbol's signals at once from every symbol's bars, for rules across
+        symbols (see the class documentation); defined instead of `signals`."""
+        raise NotImplementedError(f"{type(self).__name__} defines signals(symbol, bars)")
 
     def init(self) -> None:
         raise TypeError(
@@ -856,24 +868,21 @@ def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: l
     instance._symbols = list(symbols)
     instance.metadata = metadata
     sets: dict[str, Any] = {}
-    for symbol in symbols:
-        try:
-            out = instance.signals(symbol, frames[symbol])
-        except Exception as err:
-            # The strategy's own error, unchanged, with where it was raised.
-            err.add_note(f"tickstep: raised by {cls.__name__}.signals({symbol!r}, bars)")
-            raise
-        if not isinstance(out, Mapping):
-            raise ConfigError(f"{cls.__name__}.signals({symbol!r}, bars) returned "
-                              f"{type(out).__name__}, not a mapping of signals")
-        for kind, values in out.items():
-            if kind not in BAR_KINDS:
-                raise ConfigError(f"{cls.__name__}.signals({symbol!r}): unknown signal "
-                                  f"{kind!r}{did_you_mean(kind, BAR_KINDS)}")
-            if values is not None:
-                sets.setdefault(kind, {})[symbol] = values
-    if not sets.get("entries") and not sets.get("short_entries"):
-        raise ConfigError(f"{cls.__name__}.signals: no entries or short_entries for any symbol "
+    if _across_symbols(cls):
+        # One call for every symbol (a fresh mapping: the strategy may keep or change it).
+        where = f"{cls.__name__}.market_signals(bars)"
+        out = _called(where, instance.market_signals, {s: frames[s] for s in symbols})
+        sets = {kind: values for kind, values in _kinds(where, out) if values is not None}
+    else:
+        for symbol in symbols:
+            where = f"{cls.__name__}.signals({symbol!r}, bars)"
+            out = _called(where, instance.signals, symbol, frames[symbol])
+            for kind, values in _kinds(where, out):
+                if values is not None:
+                    sets.setdefault(kind, {})[symbol] = values
+    if not _given(sets.get("entries")) and not _given(sets.get("short_entries")):
+        method = "market_signals" if _across_symbols(cls) else "signals"
+        raise ConfigError(f"{cls.__name__}.{method}: no entries or short_entries for any symbol "
                           "(nothing would be traded)")
     # Sizes per bar from `signals` stand instead of the `size` parameter.
     size = PER_BAR if SIZE_KIND in sets else instance.size
@@ -883,6 +892,45 @@ def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: l
     return sets, rules, instance
 
 
+def _across_symbols(cls: type[SignalStrategy]) -> bool:
+    """Whether ``cls`` makes its signals across symbols (``market_signals``) rather than
+    per symbol (``signals``); a class defining both is refused (which would run?)."""
+    across = cls.market_signals is not SignalStrategy.market_signals
+    if across and cls.signals is not SignalStrategy.signals:
+        raise ConfigError(f"{cls.__name__} defines both signals(symbol, bars) and "
+                          "market_signals(bars): define one (market_signals for signals "
+                          "across symbols, signals for each symbol alone)")
+    return across
+
+
+def _called(where: str, method: Callable[..., Any], *args: Any) -> Any:
+    """``method(*args)``; the strategy's own error unchanged, with where it was raised."""
+    try:
+        return method(*args)
+    except Exception as err:
+        err.add_note(f"tickstep: raised by {where}")
+        raise
+
+
+def _kinds(where: str, out: Any) -> Iterator[tuple[str, Any]]:
+    """The signals a strategy's method returned, by kind (each kind checked)."""
+    if not isinstance(out, Mapping):
+        raise ConfigError(f"{where} returned {type(out).__name__}, not a mapping of signals")
+    for kind, values in out.items():
+        if kind not in BAR_KINDS:
+            raise ConfigError(f"{where}: unknown signal {kind!r}{did_you_mean(kind, BAR_KINDS)}")
+        yield kind, values
+
+
+def _given(values: Any) -> bool:
+    """Whether signals of one kind were given for some symbol (a non-empty shape)."""
+    if values is None:
+        return False
+    if isinstance(values, (pd.DataFrame, Mapping)):
+        return len(values.columns if isinstance(values, pd.DataFrame) else values) > 0
+    return True
+
+
 @contextmanager
 def _returned_by(cls: type[SignalStrategy]) -> Iterator[None]:
     """A refusal of signals a `SignalStrategy` made names where they came from (the
@@ -890,7 +938,8 @@ def _returned_by(cls: type[SignalStrategy]) -> Iterator[None]:
     try:
         yield
     except ConfigError as err:
-        err.add_note(f"tickstep: in what {cls.__name__}.signals(symbol, bars) returned")
+        method = "market_signals(bars)" if _across_symbols(cls) else "signals(symbol, bars)"
+        err.add_note(f"tickstep: in what {cls.__name__}.{method} returned")
         raise
 
 
