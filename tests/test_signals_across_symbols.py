@@ -117,3 +117,36 @@ def test_what_market_signals_may_not_do_is_refused_by_name():
     with pytest.raises(KeyError, match="nope") as caught:
         tickstep.Backtest(data, Failing).run()
     assert "raised by Failing.market_signals(bars)" in "".join(caught.value.__notes__)
+
+
+class SectorLeaders(Leader):
+    """`Leader` with at most one symbol per sector among those held (`self.metadata`)."""
+
+    def market_signals(self, bars):
+        closes = pd.DataFrame({s: b["close"] for s, b in bars.items()})
+        momentum = closes / closes.shift(self.lookback) - 1
+        # Each sector's best at each bar, then the best `top` of those.
+        sector = self.metadata.loc[closes.columns, "sector"]
+        best_of_sector = momentum.T.groupby(sector.to_numpy()).rank(ascending=False, method="first").T == 1
+        leading = momentum.where(best_of_sector).rank(axis=1, ascending=False, method="first") <= self.top
+        before = leading.shift(1, fill_value=False)
+        return {"entries": leading & ~before, "exits": before & ~leading}
+
+
+def test_signals_across_symbols_read_the_symbols_metadata():
+    market = tickstep.data.example_daily()
+    sectors = market.metadata["sector"]
+    assert sectors.duplicated().any()  # two symbols share a sector in the example data
+    runs = {cls: tickstep.Backtest(market, cls, cash=100_000, on_reject="ignore").run(lookback=10, top=3, size=0.3)
+            for cls in (Leader, SectorLeaders)}
+    for cls, result in runs.items():
+        assert result.stats["# Trades"] > 10
+    # Held together at some time: two of a sector for Leader, never for SectorLeaders.
+    def shared_sectors(result):
+        fills = result.fills.assign(symbol=result.fills["symbol"].astype(str))
+        held = fills.assign(units=np.where(fills["side"] == "buy", 1, -1) * fills["size"])
+        held = held.pivot_table(index="time", columns="symbol", values="units", aggfunc="sum").fillna(0).cumsum()
+        counts = (held.abs() > 1e-9).T.groupby(sectors.loc[held.columns].to_numpy()).sum().T
+        return int((counts > 1).any(axis=1).sum())
+    assert shared_sectors(runs[Leader]) > 0
+    assert shared_sectors(runs[SectorLeaders]) == 0
