@@ -286,3 +286,45 @@ def test_walk_forward_refusals():
         bt.walk_forward(train="10D", test="10D")
     with pytest.raises(ValueError, match="no walk-forward window fits"):
         bt.walk_forward(train="100D", test="10D", direction=[1, -1], cache=False)
+
+
+class SideSignals(tickstep.SignalStrategy):
+    """Long while the close is above its mean over `n` bars, out below (per symbol)."""
+
+    n = 5
+    size = 0.4
+
+    def signals(self, symbol, bars):
+        above = (bars["close"] > bars["close"].rolling(self.n).mean()).to_numpy()
+        before = np.concatenate([[False], above[:-1]])
+        return {"entries": above & ~before, "exits": before & ~above}
+
+
+class StrongestSignals(tickstep.SignalStrategy):
+    """Long the symbol with the best return over `n` bars (across symbols)."""
+
+    n = 5
+    size = 0.8
+
+    def market_signals(self, bars):
+        closes = pd.DataFrame({s: b["close"] for s, b in bars.items()})
+        best = (closes / closes.shift(self.n)).rank(axis=1, ascending=False, method="first") == 1
+        before = best.shift(1, fill_value=False)
+        return {"entries": best & ~before, "exits": before & ~best}
+
+
+@pytest.mark.parametrize("strategy", [SideSignals, StrongestSignals])
+def test_a_signal_strategy_walks_forward_in_signals_mode(strategy):
+    data = {"AAA": noisy(seed=6), "BBB": noisy(seed=7), "CCC": noisy(seed=8)}
+    wf = tickstep.Backtest(data, strategy, cash=10_000, on_reject="ignore").walk_forward(
+        train="30D", test="20D", warmup="10D", maximize="Return [%]", n=[3, 5, 8], cache=False)
+    assert len(wf.results) >= 3 and sum(len(r.fills) for r in wf.results) > 0
+    # Each test window equals a run of its own, warmed up on the 10 days before it.
+    for (_, w), result in zip(wf.windows.iterrows(), wf.results):
+        start = w["test_start"]
+        window = {s: df[(df.index >= start - 10 * DAY) & (df.index < w["test_end"])] for s, df in data.items()}
+        alone = tickstep.Backtest(window, strategy, cash=10_000, start=start, warmup="10D",
+                                  on_reject="ignore").run(n=int(w["n"]))
+        pd.testing.assert_frame_equal(result.fills, alone.fills)
+        assert result.stats["Return [%]"] == alone.stats["Return [%]"]
+        assert (result.fills["time"] >= start).all()

@@ -49,6 +49,7 @@ from tickstep.rejections import (
     warn_of_rejected_runs,
 )
 from tickstep.results import Result, market_stats_inputs
+from tickstep.signals import is_signal_strategy, run_strategy
 from tickstep.simulation import market_from_columns, simulate
 
 __all__ = ["Window", "WalkForwardResult", "plan_windows", "walk_forward"]
@@ -296,9 +297,13 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
 
         # Test: the chosen set on [test_start, test_end), warmed up the same way.
         test_data = _columns(market, metadata, (w.test_start - lead).value, w.test_end.value)
-        result = simulate(market_from_columns(test_data), strategy,
-                          quiet.replace(trade_start=w.test_start), chosen,
-                          metadata=test_data.metadata, records=records)
+        test_config = quiet.replace(trade_start=w.test_start)
+        if is_signal_strategy(strategy):  # (run_batch refused its records= above)
+            result = run_strategy(market_from_columns(test_data), strategy, test_config,
+                                  chosen, metadata=test_data.metadata)
+        else:
+            result = simulate(market_from_columns(test_data), strategy, test_config, chosen,
+                              metadata=test_data.metadata, records=records)
         rejected = int(result.stats["# Orders Rejected"])
         rejections.append((run_label(f"window {w.number} test", chosen), rejected))
         results.append(result)
