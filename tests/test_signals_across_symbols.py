@@ -139,8 +139,7 @@ def test_signals_across_symbols_read_the_symbols_metadata():
     assert sectors.duplicated().any()  # two symbols share a sector in the example data
     runs = {cls: tickstep.Backtest(market, cls, cash=100_000, on_reject="ignore").run(lookback=10, top=3, size=0.3)
             for cls in (Leader, SectorLeaders)}
-    for cls, result in runs.items():
-        assert result.stats["# Trades"] > 10
+    assert all(result.stats["# Trades"] > 10 for result in runs.values())
     # Held together at some time: two of a sector for Leader, never for SectorLeaders.
     def shared_sectors(result):
         fills = result.fills.assign(symbol=result.fills["symbol"].astype(str))
