@@ -349,6 +349,9 @@ def test_frames_of_sets_that_do_not_fit_are_refused_by_name():
     with pytest.raises(tickstep.ConfigError, match=r"^run_signal_grid: no frame of signal sets among "
                                                    r"entries=, exits=: give frames whose columns are a MultiIndex"):
         bt.run_signal_grid(entries=close > 0, exits=close < 0)
+    with pytest.raises(tickstep.ConfigError, match=r"^run_signal_grid: no signal sets: give signal_sets, a "
+                                                   r"mapping .* or frames of sets \(entries=, exits=, \.\.\.\)"):
+        bt.run_signal_grid(size=0.5)
     with pytest.raises(tickstep.ConfigError, match=r"either as signal_sets \(a mapping\) or as frames of sets"):
         bt.run_signal_grid({1: {"entries": close > 0}}, entries=entries)
     # One run takes one column per symbol: a frame of sets is pointed to the grid.

@@ -728,6 +728,10 @@ def run_signal_grid(
             given[SIZE_KIND] = size
             size = 0.95  # (each set has its own, per bar)
         signal_sets, level_names = _frames_of_sets(market, given)
+    if signal_sets is None:
+        raise ConfigError("run_signal_grid: no signal sets: give signal_sets, a mapping {key: "
+                          "{'entries': ..., 'exits': ...}}, or frames of sets (entries=, "
+                          "exits=, ...) with one column per set and symbol")
     if not isinstance(signal_sets, Mapping):
         raise ConfigError("run_signal_grid: signal_sets must be a mapping {key: {'entries': "
                           "..., 'exits': ...}}, one signal set per key; got "
