@@ -94,7 +94,7 @@ from tickstep.simulation import (
     stats_of,
     trade_start_ns,
 )
-from tickstep.strategy import Strategy, indexed_by_position
+from tickstep.strategy import Strategy, as_utc, indexed_by_position
 
 __all__ = ["SignalStrategy", "run_signal_grid", "run_signals", "signal_columns"]
 
@@ -270,8 +270,8 @@ def _on_bars(market: _core.Market, series: pd.Series, s: int) -> bool:
     index = series.index
     if not isinstance(index, pd.DatetimeIndex) or len(index) != _bar_count(market, s):
         return False
-    utc = index if index.tz is not None else index.tz_localize("UTC")
-    return bool(np.array_equal(utc.tz_convert("UTC").as_unit("ns").asi8, _bar_times(market, s)))
+    return bool(np.array_equal(as_utc(index).tz_convert("UTC").as_unit("ns").asi8,
+                               _bar_times(market, s)))
 
 
 def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str, convert: Convert,
@@ -292,7 +292,7 @@ def _from_frame(market: _core.Market, frame: pd.DataFrame, name: str, convert: C
                           "per symbol)")
     timed = isinstance(frame.index, pd.DatetimeIndex)
     if timed:
-        index = frame.index if frame.index.tz is not None else frame.index.tz_localize("UTC")
+        index = as_utc(frame.index)
         if not index.is_unique:
             # Which of the rows would the bar read? Neither is assumed.
             twice = index[index.duplicated()][0]
@@ -582,6 +582,13 @@ def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping
     return done
 
 
+def _of_sets(value: Any) -> bool:
+    """Whether ``value`` is a frame of signal sets: columns a MultiIndex of two levels or
+    more (the sets' and the symbol's)."""
+    return (isinstance(value, pd.DataFrame) and isinstance(value.columns, pd.MultiIndex)
+            and value.columns.nlevels > 1)
+
+
 def _columns_of_set(frame: pd.DataFrame, places: list[int], set_levels: list[int]
                     ) -> pd.DataFrame:
     """The columns at ``places`` of a frame of signal sets (one set's), by symbol: a view
@@ -610,8 +617,7 @@ def _frames_of_sets(market: _core.Market, given: Mapping[str, Any]
     symbols = set(market.symbols)
     wide: dict[str, tuple[pd.DataFrame, list[int]]] = {}
     for kind, frame in given.items():
-        if not (isinstance(frame, pd.DataFrame) and isinstance(frame.columns, pd.MultiIndex)
-                and frame.columns.nlevels > 1):
+        if not _of_sets(frame):
             continue
         columns = frame.columns
         named = [k for k, n in enumerate(columns.names) if n == "symbol"]
@@ -719,12 +725,13 @@ def run_signal_grid(
         ("short_exits", short_exits), ("sl_price", sl_price), ("tp_price", tp_price))
         if value is not None}
     level_names: list[Any] = []
-    if given or (isinstance(size, pd.DataFrame) and isinstance(size.columns, pd.MultiIndex)):
+    sized_per_set = _of_sets(size)
+    if given or sized_per_set:
         if signal_sets is not None:
             raise ConfigError("run_signal_grid: give the signal sets either as signal_sets "
                               "(a mapping) or as frames of sets (entries=, exits=, ...), "
                               "not both")
-        if isinstance(size, pd.DataFrame) and isinstance(size.columns, pd.MultiIndex):
+        if sized_per_set:
             given[SIZE_KIND] = size
             size = 0.95  # (each set has its own, per bar)
         signal_sets, level_names = _frames_of_sets(market, given)
@@ -928,11 +935,11 @@ def _kinds(where: str, out: Any) -> Iterator[tuple[str, Any]]:
 
 def _given(values: Any) -> bool:
     """Whether signals of one kind were given for some symbol (a non-empty shape)."""
-    if values is None:
-        return False
-    if isinstance(values, (pd.DataFrame, Mapping)):
-        return len(values.columns if isinstance(values, pd.DataFrame) else values) > 0
-    return True
+    if isinstance(values, pd.DataFrame):
+        return len(values.columns) > 0
+    if isinstance(values, Mapping):
+        return len(values) > 0
+    return values is not None
 
 
 @contextmanager

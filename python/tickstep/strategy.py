@@ -113,6 +113,12 @@ def indexed_by_position(index: pd.Index) -> bool:
     return pd.api.types.is_integer_dtype(index.dtype) and index.equals(pd.RangeIndex(len(index)))
 
 
+def as_utc(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """``index`` with naive times read as UTC (the bars' own zone), aware ones as they are:
+    how times handed over per bar (signals, an indicator's Series) meet the bars' times."""
+    return index if index.tz is not None else index.tz_localize("UTC")
+
+
 def _on_bar_times(out: pd.Series, bars: pd.Index, what: str) -> np.ndarray | pd.Series:
     """A Series an indicator's function returned on another index than the bars' times,
     read by its times, or by position when indexed 0, 1, 2, ... (never by position past
@@ -120,7 +126,7 @@ def _on_bar_times(out: pd.Series, bars: pd.Index, what: str) -> np.ndarray | pd.
     each bar another bar's value)."""
     index = out.index
     if isinstance(index, pd.DatetimeIndex):
-        index = index if index.tz is not None else index.tz_localize("UTC")
+        index = as_utc(index)
         if not index.is_unique:
             raise ConfigError(f"{what} returned a Series holding the time "
                               f"{index[index.duplicated()][0]} more than once")
