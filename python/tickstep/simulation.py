@@ -132,13 +132,12 @@ def _run(
     ctx = _core.Context(market, bar_class=Bar)
     instance = strategy(ctx, list(market.symbols), params, config.sizer, market, metadata,
                         records=records)
-    next_call = instance.next if strategy.next is not Strategy.next else None
-    on_tick = instance.on_tick if strategy.on_tick is not Strategy.on_tick else None
+    init, next_call, on_tick = instance._hooks()
     start = trade_start_ns(market, config)
     if start is not None:
         next_call, on_tick = _from(ctx, start, next_call), _from(ctx, start, on_tick)
         engine.set_account_opens(start)  # no interest or costs for the warm-up's days
-    engine.run(ctx, init=instance.init, next=next_call, on_tick=on_tick)
+    engine.run(ctx, init=init, next=next_call, on_tick=on_tick)
     if start is not None:
         fills = engine.fills()["ts"]
         if len(fills) and int(fills.min()) < start:
@@ -478,12 +477,11 @@ def simulate_stream(
         instance = strategy(ctx, names, params, config.sizer, first, stream.metadata,
                             records=records)
         instance._streamed = True
-        next_call = instance.next if strategy.next is not Strategy.next else None
-        on_tick = instance.on_tick if strategy.on_tick is not Strategy.on_tick else None
+        init, next_call, on_tick = instance._hooks()
         if since is not None:
             next_call, on_tick = _from(ctx, since, next_call), _from(ctx, since, on_tick)
             engine.set_account_opens(since)  # no interest or costs for the warm-up's days
-        engine.run_stream(ctx, markets, init=instance.init, next=next_call, on_tick=on_tick)
+        engine.run_stream(ctx, markets, init=init, next=next_call, on_tick=on_tick)
     finally:
         markets.close()
     start = trade_start_ns(summary, config)

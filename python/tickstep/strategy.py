@@ -8,6 +8,7 @@ the end of the tick and fill from the symbol's next bar on.
 
 from __future__ import annotations
 
+import inspect
 import math
 import weakref
 from collections.abc import Mapping
@@ -158,6 +159,11 @@ class Strategy(StrategyBase):
         ``on_tick`` needs. One object for the whole run (a plain attribute: reading it
         costs nothing; assigning to it is refused, as it would hide the engine's), see
         :class:`Position`.
+    data : Bars
+        The running symbol's bars up to the current tick (``self.data.close``,
+        backtesting.py's ``self.data.Close[-1]``); ``self.data("AAPL", count=10)`` for
+        any symbol's last bars. In ``init()`` its columns are each symbol's whole column,
+        for ``self.I(func, self.data.Close, ...)``. See `Bars`.
 
     Examples
     --------
@@ -222,6 +228,12 @@ class Strategy(StrategyBase):
                  market: Any = None, metadata: pd.DataFrame | None = None, *,
                  records: Mapping[str, Any] | None = None) -> None:
         params = type(self).check_parameters(params)
+        #: History views by (symbol, count) as asked for; each one reads live.
+        self._histories: dict[tuple[Any, Any], History] = {}
+        # One object for the run, as self.position (before the parameters: one named
+        # "data" keeps its value, as it hid the method this was).
+        self.data = Bars(ctx, -1, None)
+        self.data._serve(self._histories, self._history)
         for name, value in params.items():
             setattr(self, name, value)  # a parameter named "position" is refused here
         self._ctx = ctx
@@ -245,8 +257,6 @@ class Strategy(StrategyBase):
         self._symbol_positions: list[Position | None] = [None] * len(self._symbols)
         # The one store of self.position: assigning to it later is refused (StrategyBase).
         self._adopt_position(Position(ctx, -1, self, kept=self._symbol_positions))
-        #: History views by (symbol, count) as asked for; each one reads live.
-        self._histories: dict[tuple[Any, Any], History] = {}
         # Working orders of order_target/rebalance by symbol index: a new target replaces them.
         self._target_orders: dict[int, int] = {}
         #: Symbol metadata (sector, exchange, timezone, ...) indexed by symbol, if any.
@@ -262,6 +272,32 @@ class Strategy(StrategyBase):
         self._full_columns: dict[tuple[int, str], pd.Series] = {}
 
     # ---- hooks ---------------------------------------------------------------------------
+
+    def _hooks(self) -> tuple[Any, Any, Any]:
+        """What the engine calls: ``init`` (with ``self.data``'s columns standing for
+        each symbol's, for ``self.I``), ``next`` (None when not overridden; one written
+        as backtesting.py's ``next(self)``, without the symbol, is called so) and
+        ``on_tick`` (None when not overridden)."""
+        cls = type(self)
+
+        def init() -> None:
+            bars = self.data
+            if type(bars) is Bars:  # (not a parameter named "data")
+                self.data = _BarsAtInit(bars, self._column_index)
+            try:
+                self.init()
+            finally:
+                if type(bars) is Bars:
+                    self.data = bars
+
+        step = None
+        if cls.next is not Strategy.next:
+            step = self.next
+            if _takes_no_symbol(step):
+                call = step
+                step = lambda symbol: call()  # noqa: E731
+        on_tick = self.on_tick if cls.on_tick is not Strategy.on_tick else None
+        return init, step, on_tick
 
     def init(self) -> None:
         """Declare indicators and state. Runs once, before the first tick."""
@@ -417,25 +453,34 @@ class Strategy(StrategyBase):
         every bar's) or by position when indexed 0, 1, 2, .... At a tick only values up to that tick's
         bar are readable, so the engine never shows it ahead of its bar (``func`` itself
         must not shift data backwards). A read-only result (pandas' are) is read where it
-        is, not copied; any other is copied here, so changing it later changes nothing."""
+        is, not copied; any other is copied here, so changing it later changes nothing.
+
+        backtesting.py's form names the columns among the arguments instead:
+        ``self.I(SMA, self.data.Close, 10)`` calls ``SMA(closes, 10)`` with each symbol's
+        closes, and ``self.I(f, self.data.High, self.data.Low, n)`` hands over two columns
+        (``source`` is then not used: giving another one is refused)."""
         self._refuse_streamed("self.I (func is called once with each symbol's whole series; "
                               "computed window by window its values could differ, and "
                               "nothing shows that func reads no later bar)")
+        named = [a for a in (*args, *kwargs.values()) if isinstance(a, EachSymbols)]
+        if named and source != "close":
+            raise ConfigError(f"self.I(source={source!r}) with {named[0]!r} among the arguments: "
+                              "name the columns one way, as arguments or by source=")
         values = []
         for i, sym in enumerate(self._symbols):
-            if source is None:
-                frame = self._full_frame(i)
-                arg, n = frame, len(frame)
+            if named:
+                each = {id(a): self._source(i, sym, a.column) for a in named}
+                call_args = [each[id(a)] if isinstance(a, EachSymbols) else a for a in args]
+                call_kwargs = {k: each[id(v)] if isinstance(v, EachSymbols) else v for k, v in kwargs.items()}
+                index = each[id(named[0])].index
+                out = func(*call_args, **call_kwargs)
             else:
-                names = self._frame_columns(i)
-                if source not in names:
-                    raise KeyError(f"self.I(source={source!r}): {sym} has no column {source!r} "
-                                   f"(columns: {', '.join(names)})")
-                arg = self._full_series(i, source)
-                n = len(arg)
-            out = func(arg, *args, **kwargs)
-            if isinstance(out, pd.Series) and not out.index.equals(arg.index):
-                out = _on_bar_times(out, arg.index, f"{sym}: indicator {getattr(func, '__name__', func)!r}")
+                arg = self._full_frame(i) if source is None else self._source(i, sym, source)
+                index = arg.index
+                out = func(arg, *args, **kwargs)
+            n = len(index)
+            if isinstance(out, pd.Series) and not out.index.equals(index):
+                out = _on_bar_times(out, index, f"{sym}: indicator {getattr(func, '__name__', func)!r}")
             out = np.asarray(out, dtype=np.float64)
             if out.ndim != 1 or len(out) != n:
                 raise ConfigError(f"{sym}: indicator {getattr(func, '__name__', func)!r} returned shape {out.shape}, "
@@ -443,6 +488,14 @@ class Strategy(StrategyBase):
             values.append(np.ascontiguousarray(out))
         sid = self._ctx.add_series(values)
         return Indicator(self._ctx, sid, name or getattr(func, "__name__", "I"))
+
+    def _source(self, i: int, sym: str, source: str) -> pd.Series:
+        """Symbol ``i``'s (``sym``'s) whole column ``source`` for ``self.I``, refused
+        naming the symbol and its columns when it has none so named."""
+        names = self._frame_columns(i)
+        if source not in names:
+            raise KeyError(f"self.I: {sym} has no column {source!r} (columns: {', '.join(names)})")
+        return self._full_series(i, source)
 
     #: Set on a streamed run's instance: the market holds one window, not every bar.
     _streamed = False
@@ -552,24 +605,16 @@ class Strategy(StrategyBase):
         before the symbol's first bar."""
         return self._ctx.bar(symbol)
 
-    def data(self, symbol: str | None = None, count: int | None = None) -> History:
-        """The last ``count`` bars (all so far by default) as read-only numpy columns,
-        extra columns included (``.signal``, or ``["Adj Close"]`` for any name).
-
-        The same ``(symbol, count)`` gives the same object for the whole run: it reads the
-        bars up to the current tick whenever a column is read."""
-        key = (symbol, count)
-        try:
-            return self._histories[key]
-        except (KeyError, TypeError):
-            pass
+    def _history(self, symbol: str | None, count: int | None) -> History:
+        """``self.data(symbol, count)`` the first time (see `Bars`): the view, checked,
+        made and kept in ``self._histories`` by ``(symbol, count)``."""
         index = -1 if symbol is None else self._sym(symbol)
         if count is not None and (isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0):
             raise ConfigError(f"data(count={count!r}): count must be a whole number of bars >= 0")
         history = History(self._ctx, index, None if count is None else int(count))
         if len(self._histories) >= _MAX_HISTORIES:  # bounded, whatever counts a strategy asks for
             self._histories.clear()
-        self._histories[key] = history
+        self._histories[(symbol, count)] = history
         return history
 
     @property
@@ -923,9 +968,14 @@ class History(HistoryBase):
         return self.column(name)
 
     def __getattr__(self, name: str) -> np.ndarray:
-        # Extra columns read like prices: self.data("AAPL").signal.
+        # Extra columns read like prices: self.data("AAPL").signal. The bar columns also
+        # answer to backtesting.py's names (self.data.Close[-1]): the data door reads
+        # them ignoring case, and no extra column may be named so.
         if name.startswith("_"):
             raise AttributeError(name)
+        bar_column = _BAR_COLUMNS.get(name)
+        if bar_column is not None:
+            return getattr(self, bar_column)
         try:
             return self._col(name)
         except KeyError as err:
@@ -951,6 +1001,93 @@ class History(HistoryBase):
     def _symbol(self) -> int:
         i = self.symbol_index
         return i if i >= 0 else self._ctx.current()
+
+
+def _takes_no_symbol(method: Any) -> bool:
+    """Whether a bound ``next`` is written without the symbol, as backtesting.py's is
+    (``def next(self)``): it takes no positional argument at all."""
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: called with the symbol
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                  inspect.Parameter.VAR_POSITIONAL)
+    return not any(p.kind in positional for p in parameters)
+
+
+#: backtesting.py's names of the bar columns, which a `History` also answers to.
+_BAR_COLUMNS = {"Open": "open", "High": "high", "Low": "low", "Close": "close", "Volume": "volume"}
+
+
+class Bars(History):
+    """``self.data``: the running symbol's bars up to the current tick, a `History`
+    (``self.data.close``, or backtesting.py's ``self.data.Close[-1]``, ``len(self.data)``),
+    and, called, any symbol's: ``self.data("AAPL", count=10).close``.
+
+    ``self.data(symbol=None, count=None)`` gives the last ``count`` bars (all so far by
+    default) of ``symbol`` (the running one by default) as read-only numpy columns, extra
+    columns included (``.signal``, or ``["Adj Close"]`` for any name). The same
+    ``(symbol, count)`` gives the same object for the whole run: it reads the bars up to
+    the current tick whenever a column is read.
+
+    One object for the whole run, as ``self.position`` is. In ``init()``, where no symbol
+    is running, its columns stand for every symbol's whole column, for `Strategy.I`:
+    ``self.I(SMA, self.data.Close, 10)`` calls ``SMA`` with each symbol's closes.
+    """
+
+    __slots__ = ()
+
+
+class _BarsAtInit:
+    """``self.data`` while ``init()`` runs: its columns (``self.data.Close``,
+    ``self.data.signal``, ``self.data["Adj Close"]``) are `EachSymbols`, what `Strategy.I`
+    hands ``func`` symbol by symbol; called, it is ``self.data`` as ever."""
+
+    __slots__ = ("_bars", "_columns")
+
+    def __init__(self, bars: Bars, columns: Mapping[str, int]) -> None:
+        self._bars, self._columns = bars, columns
+
+    def __call__(self, symbol: str | None = None, count: int | None = None) -> History:
+        return self._bars(symbol, count)
+
+    def __getattr__(self, name: str) -> EachSymbols:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __getitem__(self, name: str) -> EachSymbols:
+        column = _BAR_COLUMNS.get(name, name)
+        if column not in _BAR_COLUMNS.values() and column not in self._columns:
+            known = [*_BAR_COLUMNS.values(), *self._columns]
+            hint = did_you_mean(name, [*known, *_BAR_COLUMNS])
+            raise AttributeError(f"self.data.{name}: the data has no column {name!r}{hint} "
+                                 f"(columns: {', '.join(known)})")
+        return EachSymbols(name, column)
+
+    def __len__(self) -> int:
+        raise UnknownSymbolError("len(self.data) in init(): no symbol is running and no bar has "
+                                 "come yet; each symbol's whole history is read through self.I")
+
+
+class EachSymbols:
+    """A column of ``self.data`` read in ``init()`` (``self.data.Close``): it stands for
+    that column of each symbol in turn, and only `Strategy.I` reads it. Given as an
+    argument, ``self.I(func, self.data.Close, self.data.High, n)`` calls ``func`` with
+    each symbol's columns as pandas Series by time in their place."""
+
+    __slots__ = ("name", "column")
+
+    def __init__(self, name: str, column: str) -> None:
+        self.name, self.column = name, column
+
+    def __repr__(self) -> str:
+        return f"self.data.{self.name} (each symbol's {self.column!r} column, for self.I)"
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise TypeError(f"{self!r} is no array in init(): hand it to self.I, which calls its "
+                        f"function with each symbol's column in turn (self.I(func, "
+                        f"self.data.{self.name}, ...)), and compute with it there")
 
 
 #: Per market, its symbols' bar times as ``self.I`` gives them (symbol index -> index),

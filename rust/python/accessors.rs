@@ -315,11 +315,110 @@ pub struct PyHistoryBase {
     ctx: Py<PyContext>,
     symbol: isize,
     count: usize,
+    /// What calling these bars serves (`_serve`, once; `self.data` only): the views made
+    /// so far by `(symbol, count)`, and the function that makes one. A call is the core's
+    /// own (one look-up, no Python frame): `self.data(count=10)` is read at many bars.
+    served: OnceLock<(Py<PyDict>, Py<PyAny>)>,
+    /// `bars_call`, where the interpreter finds it when the class calls by vectorcall
+    /// (see `_serve`).
+    call: Option<ffi::vectorcallfunc>,
 }
 
 impl PyHistoryBase {
     fn view<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
         self.ctx.get().history_at(py, self.symbol, name, self.count)
+    }
+
+    /// What calling these bars with `symbol` and `count` gives (None for either when not
+    /// given): the view made before for them, else the one `make` makes.
+    fn serve<'py>(
+        &self,
+        py: Python<'py>,
+        symbol: Option<Bound<'py, PyAny>>,
+        count: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let Some((views, make)) = self.served.get() else {
+            return Err(PyTypeError::new_err(
+                "only self.data is called (self.data(symbol, count=n)); these bars are one view",
+            ));
+        };
+        let none = || py.None().into_bound(py);
+        let (symbol, count) = (symbol.unwrap_or_else(none), count.unwrap_or_else(none));
+        let key = PyTuple::new(py, [&symbol, &count])?;
+        // An unhashable key is no error here: `make` says what is wrong with it.
+        if let Ok(Some(view)) = views.bind(py).get_item(&key) {
+            return Ok(view);
+        }
+        make.bind(py).call1((symbol, count))
+    }
+}
+
+/// A call of served bars (`self.data(count=10)`) by the interpreter's vectorcall: the
+/// arguments read where they lie, with no tuple and dictionary made for them, which a
+/// class's `__call__` otherwise costs at every call (most of the call's time). The same
+/// answers and errors as `__call__`; a panic (none is expected) becomes a `SystemError`.
+///
+/// SAFETY: the interpreter calls it with the GIL held, `callable` an instance of a class
+/// `_serve` enabled (a subclass of `HistoryBase`, whose Rust part is at the same place),
+/// `nargsf`'s count of positional arguments in `args`, followed by one per name in
+/// `kwnames` (a tuple of strings, or null).
+unsafe extern "C" fn bars_call(
+    callable: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargsf: usize,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let outcome = std::panic::catch_unwind(|| {
+        let py = unsafe { Python::assume_attached() };
+        let bars = unsafe { Borrowed::from_ptr(py, callable).cast_unchecked::<PyHistoryBase>() };
+        let given = unsafe { ffi::PyVectorcall_NARGS(nargsf) } as usize;
+        if given > 2 {
+            return Err(PyTypeError::new_err(format!(
+                "self.data(symbol=None, count=None) takes at most 2 arguments ({given} given)"
+            )));
+        }
+        let arg = |k: usize| unsafe { Borrowed::from_ptr(py, *args.add(k)) }.to_owned();
+        let mut slots = [None, None];
+        for (k, slot) in slots.iter_mut().enumerate().take(given) {
+            *slot = Some(arg(k));
+        }
+        if !kwnames.is_null() {
+            let names = unsafe { Borrowed::from_ptr(py, kwnames).cast_unchecked::<PyTuple>() };
+            for (j, name) in names.iter().enumerate() {
+                let slot = match name.cast::<PyString>().map(|n| n.to_str()) {
+                    Ok(Ok("symbol")) => 0,
+                    Ok(Ok("count")) => 1,
+                    _ => {
+                        return Err(PyTypeError::new_err(format!(
+                            "self.data(symbol=None, count=None) got an unexpected argument {name}"
+                        )))
+                    }
+                };
+                if slots[slot].replace(arg(given + j)).is_some() {
+                    return Err(PyTypeError::new_err(format!(
+                        "self.data(symbol=None, count=None) got {name} twice"
+                    )));
+                }
+            }
+        }
+        let [symbol, count] = slots;
+        bars.get().serve(py, symbol, count).map(Bound::into_ptr)
+    });
+    match outcome {
+        Ok(Ok(view)) => view,
+        Ok(Err(err)) => {
+            err.restore(unsafe { Python::assume_attached() });
+            std::ptr::null_mut()
+        }
+        Err(_) => {
+            unsafe {
+                ffi::PyErr_SetString(
+                    ffi::PyExc_SystemError,
+                    c"tickstep: calling self.data failed".as_ptr(),
+                )
+            };
+            std::ptr::null_mut()
+        }
     }
 }
 
@@ -337,7 +436,53 @@ impl PyHistoryBase {
             ctx,
             symbol,
             count: count.unwrap_or(usize::MAX),
+            served: OnceLock::new(),
+            call: Some(bars_call),
         }
+    }
+
+    /// Make calling these bars give `views[(symbol, count)]`, made by `make(symbol,
+    /// count)` the first time (which files it in `views`). Once.
+    ///
+    /// Their class then calls by vectorcall (`bars_call`), when it has no other: the
+    /// interpreter reads the function from each instance at the offset the class names,
+    /// that of the `call` field (the same in every subclass). A class made in Python
+    /// does not take vectorcall from its base before Python 3.12; this sets it on the
+    /// class of the served bars. Anything unexpected leaves calls to `__call__`.
+    fn _serve(slf: &Bound<'_, Self>, views: Py<PyDict>, make: Py<PyAny>) -> PyResult<()> {
+        let me = slf.get();
+        me.served
+            .set((views, make))
+            .map_err(|_| PyTypeError::new_err("these bars are served once"))?;
+        let field = std::ptr::addr_of!(me.call) as isize;
+        let offset = field - slf.as_ptr() as isize;
+        // SAFETY: the class is the instance's own (a heap type, as pyo3's and Python's
+        // classes are); `offset` is where every instance of it holds `call` (a function
+        // pointer, never null), within the instance. The flag and the offset are set
+        // together, once, and the type's caches are told (`PyType_Modified`).
+        unsafe {
+            let t = ffi::Py_TYPE(slf.as_ptr());
+            let has = (*t).tp_flags & ffi::Py_TPFLAGS_HAVE_VECTORCALL != 0;
+            if has || (*t).tp_vectorcall_offset != 0 || offset <= 0 {
+                return Ok(()); // set before (or another's): as it is
+            }
+            (*t).tp_vectorcall_offset = offset as ffi::Py_ssize_t;
+            (*t).tp_flags |= ffi::Py_TPFLAGS_HAVE_VECTORCALL;
+            ffi::PyType_Modified(t);
+        }
+        Ok(())
+    }
+
+    /// The bars of `symbol` (the running one by default), the last `count` (all so far
+    /// by default): see `tickstep.Bars`.
+    #[pyo3(signature = (symbol=None, count=None))]
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        symbol: Option<Bound<'py, PyAny>>,
+        count: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.serve(py, symbol, count)
     }
 
     /// The context these bars are read through.

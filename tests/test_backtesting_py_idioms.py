@@ -1,0 +1,277 @@
+"""backtesting.py's idioms, as a strategy ported from it writes them: ``self.data.Close``
+handed to ``self.I`` in ``init``, ``self.data.Close[-1]`` in ``next``, and ``next(self)``
+without the symbol.
+
+The quick-start strategy of backtesting.py's documentation, one class body for both
+libraries (each with its own crossover), must trade as backtesting.py trades it; the
+idioms must read what tickstep's own forms read; what cannot mean anything is refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+from backtesting import Backtest as ReferenceBacktest
+from backtesting import Strategy as ReferenceStrategy
+from backtesting.lib import crossover
+from conftest import walk
+from tickstep.data import example_daily
+
+
+def SMA(values, n):  # noqa: N802 (backtesting.py's spelling)
+    return pd.Series(values).rolling(n).mean()
+
+
+def quick_start(base, cross):  # type: ignore[no-untyped-def]
+    """backtesting.py's quick-start strategy on ``base``, crossing with ``cross``."""
+
+    class SmaCross(base):  # type: ignore[misc, valid-type]
+        n1 = 10
+        n2 = 20
+
+        def init(self):  # type: ignore[no-untyped-def]
+            close = self.data.Close
+            self.sma1 = self.I(SMA, close, self.n1)
+            self.sma2 = self.I(SMA, close, self.n2)
+
+        def next(self):  # type: ignore[no-untyped-def]
+            if cross(self.sma1, self.sma2):
+                self.position.close()
+                self.buy(size=10)
+            elif cross(self.sma2, self.sma1):
+                self.position.close()
+                self.sell(size=10)
+
+    return SmaCross
+
+
+def crosses(a, b) -> bool:  # type: ignore[no-untyped-def]
+    """backtesting.lib.crossover on tickstep's indicators: ``a`` from below ``b`` to above."""
+    return a.prev < b.prev and a.value > b.value
+
+
+def frame(seed: int, n: int) -> pd.DataFrame:
+    bars = walk(seed, n, 1)
+    index = pd.date_range("2020-01-01", periods=n, freq="D")
+    return pd.DataFrame({c.capitalize(): bars[c][:, 0] for c in ("open", "high", "low", "close")}
+                        | {"Volume": 1_000.0}, index=index)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+def test_the_quick_start_trades_as_backtesting_py_trades_it(seed):
+    df = frame(seed, 400)
+    theirs = ReferenceBacktest(df, quick_start(ReferenceStrategy, crossover), cash=100_000,
+                               commission=0.002).run()
+    ours = tickstep.Backtest(df, quick_start(tickstep.Strategy, crosses), cash=100_000,
+                             commission=0.002).run()
+    ref = theirs._trades
+    assert len(ref) > 10
+    assert len(ours.trades) == len(ref)
+    for (_, t), (_, r) in zip(ours.trades.iterrows(), ref.iterrows()):
+        assert (1 if t["side"] == "long" else -1) * t["size"] == r["Size"]
+        assert t["entry_price"] == pytest.approx(r["EntryPrice"], rel=1e-12)
+        assert t["exit_price"] == pytest.approx(r["ExitPrice"], rel=1e-12)
+        assert t["entry_time"].tz_localize(None) == r["EntryTime"]
+        assert t["exit_time"].tz_localize(None) == r["ExitTime"]
+        assert t["pnl"] == pytest.approx(r["PnL"], rel=1e-9)  # net of both commissions
+    # The last position is still open in both, marked at the last close.
+    assert ours.stats["Equity Final [$]"] == pytest.approx(theirs["Equity Final [$]"], rel=1e-12)
+
+
+class Reads(tickstep.Strategy):
+    """At each symbol's bar, backtesting.py's reads beside tickstep's own."""
+
+    def init(self):
+        self.log = []
+
+    def next(self, symbol):
+        self.log.append((symbol, self.data.Close[-1], self.price(), self.data.High[-3:].copy(),
+                         self.data(count=3).high.copy(), len(self.data), len(self.data(symbol)),
+                         self.data.Volume[-1], self.bar().volume, self.data.index[-1], self.time))
+
+
+def test_the_running_symbols_bars_read_by_backtesting_py_names():
+    market = example_daily()
+    result = tickstep.Backtest(market, Reads, cash=10_000).run()
+    log = result.strategy.log
+    seen: dict[str, int] = {}
+    for symbol, close, price, highs, last_highs, n, n_named, volume, bar_volume, at, now in log:
+        seen[symbol] = seen.get(symbol, 0) + 1
+        assert close == price
+        np.testing.assert_array_equal(highs, last_highs)
+        assert n == n_named == seen[symbol]  # the bars so far, this one included
+        assert volume == bar_volume
+        assert at == now
+    assert len(seen) == len(market.symbols) > 1
+
+
+def test_init_columns_stand_for_each_symbols_columns_in_self_I():
+    def spread(high, low, n):
+        return (high - low).rolling(n).mean()
+
+    def spread_of_frame(df, n):
+        return (df["high"] - df["low"]).rolling(n).mean()
+
+    class Both(tickstep.Strategy):
+        def init(self):
+            self.a = self.I(spread, self.data.High, self.data.Low, 5)
+            self.b = self.I(spread_of_frame, 5, source=None)
+            self.c = self.I(spread, low=self.data.Low, high=self.data["High"], n=5)
+            self.d = self.I(SMA, self.data.close, 7)   # tickstep's spelling reads the same
+            self.e = self.I(SMA, 7)
+            self.rows = []
+
+        def next(self, symbol):
+            # The symbol's own last five ranges, by numpy (nothing before five bars).
+            last = self.data(count=5)
+            by_hand = np.mean(last.high - last.low) if len(self.data) >= 5 else np.nan
+            self.rows.append((self.a.value, self.b.value, self.c.value, by_hand,
+                              self.d.value, self.e.value))
+
+    result = tickstep.Backtest(example_daily(), Both, cash=10_000).run()
+    rows = np.array(result.strategy.rows)
+    assert np.isfinite(rows[:, 0]).sum() > 100
+    np.testing.assert_array_equal(rows[:, 0], rows[:, 1])
+    np.testing.assert_array_equal(rows[:, 2], rows[:, 1])
+    np.testing.assert_allclose(rows[:, 0], rows[:, 3], rtol=1e-12, equal_nan=True)
+    np.testing.assert_array_equal(rows[:, 4], rows[:, 5])
+
+
+def test_an_extra_column_named_in_init():
+    frame = example_daily_frame()
+    frame["signal"] = np.arange(len(frame), dtype=float)
+
+    class Extra(tickstep.Strategy):
+        def init(self):
+            self.x = self.I(lambda s: s * 2, self.data.signal)
+            self.seen = []
+
+        def next(self, symbol):
+            self.seen.append((self.x.value, self.data.signal[-1] * 2))
+
+    seen = tickstep.Backtest(frame, Extra, cash=1_000).run().strategy.seen
+    assert len(seen) == len(frame)
+    assert all(x == y for x, y in seen)
+
+
+def example_daily_frame() -> pd.DataFrame:
+    return frame(3, 60)
+
+
+def test_next_without_the_symbol_runs_as_next_with_it():
+    class WithSymbol(tickstep.Strategy):
+        def init(self):
+            self.fast, self.slow = self.sma(5), self.sma(15)
+
+        def next(self, symbol):
+            if self.fast.value > self.slow.value and not self.position:
+                self.buy(size=3)
+            elif self.fast.value < self.slow.value and self.position:
+                self.position.close()
+
+    class WithoutSymbol(WithSymbol):
+        def next(self):
+            if self.fast.value > self.slow.value and not self.position:
+                self.buy(size=3)
+            elif self.fast.value < self.slow.value and self.position:
+                self.position.close()
+
+    market = example_daily()
+    one = tickstep.Backtest(market, WithSymbol, cash=100_000).run()
+    other = tickstep.Backtest(market, WithoutSymbol, cash=100_000).run()
+    assert len(one.fills) > 20 and one.trades["symbol"].nunique() > 1
+    pd.testing.assert_frame_equal(one.fills, other.fills)
+    pd.testing.assert_series_equal(one.equity, other.equity)
+
+
+def test_what_cannot_mean_anything_is_refused():
+    def run(init=None, on_tick=None, **params):  # type: ignore[no-untyped-def]
+        body = {"init": init or (lambda self: None)}
+        if on_tick is not None:
+            body["on_tick"] = on_tick
+        body.update(params)
+        return tickstep.Backtest(example_daily(), type("S", (tickstep.Strategy,), body), cash=1_000).run()
+
+    with pytest.raises(AttributeError, match=r"self\.data\.Clos: the data has no column 'Clos'.*did you mean 'Close'"):
+        run(lambda self: self.data.Clos)
+    with pytest.raises(TypeError, match=r"self\.data\.Close .*is no array in init\(\): hand it to self\.I"):
+        run(lambda self: np.asarray(self.data.Close))
+    with pytest.raises(tickstep.ConfigError, match=r"self\.I\(source='high'\) with self\.data\.Close .*name the columns one way"):
+        run(lambda self: self.I(SMA, self.data.Close, 5, source="high"))
+    with pytest.raises(tickstep.UnknownSymbolError, match=r"len\(self\.data\) in init\(\): no symbol is running"):
+        run(lambda self: len(self.data))
+    # In on_tick no symbol is running either: name one, as with self.position.
+    with pytest.raises(tickstep.UnknownSymbolError, match="no current symbol here"):
+        run(on_tick=lambda self: self.data.Close)
+
+
+def test_a_parameter_named_data_keeps_its_value():
+    class Named(tickstep.Strategy):
+        data = 3
+
+        def init(self):
+            self.seen = self.data
+
+    assert tickstep.Backtest(example_daily(), Named, cash=1_000).run(data=5).strategy.seen == 5
+
+
+def test_calling_self_data_gives_one_view_per_symbol_and_count_and_names_what_is_wrong():
+    errors: list[str] = []
+
+    class Calls(tickstep.Strategy):
+        def next(self, symbol):
+            assert self.data(count=3) is self.data(None, 3)
+            assert self.data(symbol) is self.data(symbol=symbol)
+            # The same view however the call is written (the interpreter calls the core in
+            # two ways: the arguments where they lie, or as a tuple and a dictionary).
+            kw = {"count": 3}
+            assert self.data(**kw) is self.data(count=3)
+            other = self.symbols[-1]
+            np.testing.assert_array_equal(self.data(other, count=2).close, self.data(other).close[-2:])
+            if errors:
+                return
+            for call in (lambda: self.data(symbol, 3, 4), lambda: self.data(cnt=3),
+                         lambda: self.data(symbol, symbol=symbol), lambda: self.data(count=-1),
+                         lambda: self.data("NOPE"), lambda: self.data(count=[1]),
+                         lambda: self.data(**{"cnt": 3}), lambda: self.data(count=3)(count=2)):
+                try:
+                    call()
+                    errors.append("no error")
+                except Exception as error:  # noqa: BLE001 (each is looked at below)
+                    errors.append(f"{type(error).__name__}: {error}")
+
+    tickstep.Backtest(example_daily(), Calls, cash=1_000).run()
+    assert errors[0] == "TypeError: self.data(symbol=None, count=None) takes at most 2 arguments (3 given)"
+    assert errors[1] == "TypeError: self.data(symbol=None, count=None) got an unexpected argument cnt"
+    assert errors[2] == "TypeError: self.data(symbol=None, count=None) got symbol twice"
+    assert errors[3] == "ConfigError: data(count=-1): count must be a whole number of bars >= 0"
+    assert errors[4].startswith("UnknownSymbolError: \"unknown symbol 'NOPE'")
+    assert errors[5] == "ConfigError: data(count=[1]): count must be a whole number of bars >= 0"
+    assert errors[6].startswith("TypeError: ") and "cnt" in errors[6]
+    assert errors[7].startswith("TypeError: only self.data is called")
+
+
+def test_a_streamed_run_calls_next_without_the_symbol_and_reads_self_data_alike():
+    import tickstep.data as td
+
+    class Window(tickstep.Strategy):
+        def init(self):
+            self.f = self.sma(5)
+
+        def next(self):
+            closes = self.data(count=10).Close  # (a streamed run keeps `history` bars)
+            if len(closes) == 10 and not self.position and closes[-1] > closes.mean():
+                self.buy(size=1)
+            elif self.position and self.f.value > closes[-1]:
+                self.position.close()
+
+    store = td.Store()
+    store.ingest(td.sample(symbols=3, days=3, seed=5))
+    whole = tickstep.Backtest(store, Window, cash=10_000).run()
+    streamed = tickstep.Backtest(store, Window, cash=10_000, stream="45min", history=20).run()
+    assert len(whole.fills) > 10
+    pd.testing.assert_frame_equal(whole.fills, streamed.fills, check_exact=True)
+    pd.testing.assert_series_equal(whole.equity, streamed.equity, check_exact=True)
