@@ -275,3 +275,25 @@ def test_a_streamed_run_calls_next_without_the_symbol_and_reads_self_data_alike(
     assert len(whole.fills) > 10
     pd.testing.assert_frame_equal(whole.fills, streamed.fills, check_exact=True)
     pd.testing.assert_series_equal(whole.equity, streamed.equity, check_exact=True)
+
+
+def test_a_finished_run_leaves_no_strategy_behind():
+    # self.data refers to its strategy and the strategy to it: the collector must see
+    # the whole cycle, or every run of an optimize would stay in memory.
+    import gc
+    import weakref
+
+    made = []
+
+    class Reads(tickstep.Strategy):
+        def init(self):
+            made.append(weakref.ref(self))
+
+        def next(self, symbol):
+            self.data(count=3).close
+
+    result = tickstep.Backtest(example_daily(), Reads, cash=1_000).run()
+    assert made[0]() is result.strategy
+    del result
+    gc.collect()
+    assert made[0]() is None

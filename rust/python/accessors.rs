@@ -17,6 +17,7 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::{PyTraverseError, PyVisit};
 
 use super::context::{OrderPrices, PyContext};
 use super::errors::state_error;
@@ -483,6 +484,18 @@ impl PyHistoryBase {
         count: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.serve(py, symbol, count)
+    }
+
+    /// What these bars hold of Python's, for its cycle collector: served bars refer to
+    /// the strategy (`make`), which refers to them (`self.data`), and such a cycle is
+    /// freed only when every reference in it is seen.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.ctx)?;
+        if let Some((views, make)) = self.served.get() {
+            visit.call(views)?;
+            visit.call(make)?;
+        }
+        Ok(())
     }
 
     /// The context these bars are read through.
