@@ -217,6 +217,15 @@ def test_a_parameter_named_data_keeps_its_value():
 
     assert tickstep.Backtest(example_daily(), Named, cash=1_000).run(data=5).strategy.seen == 5
 
+    class Own(tickstep.Strategy):
+        def data(self, n):  # a helper of the strategy's own, as it could have before
+            return n * 2
+
+        def init(self):
+            self.seen = self.data(4)
+
+    assert tickstep.Backtest(example_daily(), Own, cash=1_000).run().strategy.seen == 8
+
 
 def test_calling_self_data_gives_one_view_per_symbol_and_count_and_names_what_is_wrong():
     errors: list[str] = []
@@ -290,7 +299,7 @@ def test_a_finished_run_leaves_no_strategy_behind():
             made.append(weakref.ref(self))
 
         def next(self, symbol):
-            self.data(count=3).close
+            self.last = self.data(count=3).close
 
     result = tickstep.Backtest(example_daily(), Reads, cash=1_000).run()
     assert made[0]() is result.strategy

@@ -230,10 +230,11 @@ class Strategy(StrategyBase):
         params = type(self).check_parameters(params)
         #: History views by (symbol, count) as asked for; each one reads live.
         self._histories: dict[tuple[Any, Any], History] = {}
-        # One object for the run, as self.position (before the parameters: one named
-        # "data" keeps its value, as it hid the method this was).
-        self.data = Bars(ctx, -1, None)
-        self.data._serve(self._histories, self._history)
+        # One object for the run, as self.position; unless the class has a `data` of its
+        # own (a parameter, a method), which stays its own as it hid the method this was.
+        if not hasattr(type(self), "data"):
+            self.data = Bars(ctx, -1, None)
+            self.data._serve(self._histories, self._history)
         for name, value in params.items():
             setattr(self, name, value)  # a parameter named "position" is refused here
         self._ctx = ctx
