@@ -1,10 +1,11 @@
 """backtesting.py's idioms, as a strategy ported from it writes them: ``self.data.Close``
-handed to ``self.I`` in ``init``, ``self.data.Close[-1]`` in ``next``, and ``next(self)``
-without the symbol.
+handed to ``self.I`` in ``init``, ``self.data.Close[-1]`` and ``self.sma1[-1]`` in
+``next``, ``backtesting.lib.crossover`` on indicators, and ``next(self)`` without the
+symbol.
 
 The quick-start strategy of backtesting.py's documentation, one class body for both
-libraries (each with its own crossover), must trade as backtesting.py trades it; the
-idioms must read what tickstep's own forms read; what cannot mean anything is refused.
+libraries, must trade as backtesting.py trades it; the idioms must read what tickstep's
+own forms read; what cannot mean anything is refused.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def SMA(values, n):  # noqa: N802 (backtesting.py's spelling)
     return pd.Series(values).rolling(n).mean()
 
 
-def quick_start(base, cross):  # type: ignore[no-untyped-def]
-    """backtesting.py's quick-start strategy on ``base``, crossing with ``cross``."""
+def quick_start(base):  # type: ignore[no-untyped-def]
+    """backtesting.py's quick-start strategy, as its documentation writes it, on ``base``."""
 
     class SmaCross(base):  # type: ignore[misc, valid-type]
         n1 = 10
@@ -37,19 +38,14 @@ def quick_start(base, cross):  # type: ignore[no-untyped-def]
             self.sma2 = self.I(SMA, close, self.n2)
 
         def next(self):  # type: ignore[no-untyped-def]
-            if cross(self.sma1, self.sma2):
+            if crossover(self.sma1, self.sma2):
                 self.position.close()
                 self.buy(size=10)
-            elif cross(self.sma2, self.sma1):
+            elif crossover(self.sma2, self.sma1):
                 self.position.close()
                 self.sell(size=10)
 
     return SmaCross
-
-
-def crosses(a, b) -> bool:  # type: ignore[no-untyped-def]
-    """backtesting.lib.crossover on tickstep's indicators: ``a`` from below ``b`` to above."""
-    return a.prev < b.prev and a.value > b.value
 
 
 def frame(seed: int, n: int) -> pd.DataFrame:
@@ -63,9 +59,9 @@ def frame(seed: int, n: int) -> pd.DataFrame:
 @pytest.mark.filterwarnings("ignore:Some trades remain open")
 def test_the_quick_start_trades_as_backtesting_py_trades_it(seed):
     df = frame(seed, 400)
-    theirs = ReferenceBacktest(df, quick_start(ReferenceStrategy, crossover), cash=100_000,
+    theirs = ReferenceBacktest(df, quick_start(ReferenceStrategy), cash=100_000,
                                commission=0.002).run()
-    ours = tickstep.Backtest(df, quick_start(tickstep.Strategy, crosses), cash=100_000,
+    ours = tickstep.Backtest(df, quick_start(tickstep.Strategy), cash=100_000,
                              commission=0.002).run()
     ref = theirs._trades
     assert len(ref) > 10
@@ -306,3 +302,45 @@ def test_a_finished_run_leaves_no_strategy_behind():
     del result
     gc.collect()
     assert made[0]() is None
+
+
+def test_an_indicator_reads_its_value_and_the_one_before_as_backtesting_py_slices():
+    class Sliced(tickstep.Strategy):
+        def init(self):
+            self.engine = self.ema(4)
+            self.series = self.I(SMA, self.data.Close, 6)
+            self.rows = []
+            self.refused = []
+
+        def next(self, symbol):
+            self.rows.append([self.engine[-1], self.engine.value, self.engine[-2], self.engine.prev,
+                              self.series[np.int64(-1)], self.series.value, self.series[-2],
+                              self.series.prev])
+            if not self.refused:
+                for index in (-3, 0, 1, -1.0, True, "x", slice(-2, None)):
+                    try:
+                        self.engine[index]
+                        self.refused.append(f"{index!r}: no error")
+                    except (IndexError, TypeError) as error:
+                        self.refused.append(f"{type(error).__name__}: {error}")
+                try:
+                    list(self.series)
+                except TypeError as error:
+                    self.refused.append(str(error))
+
+    strategy = tickstep.Backtest(example_daily(), Sliced, cash=1_000).run().strategy
+    rows = np.array(strategy.rows)
+    assert np.isfinite(rows).all(axis=1).sum() > 100
+    for k in (0, 2, 4, 6):
+        np.testing.assert_array_equal(rows[:, k], rows[:, k + 1])
+    name = "Indicator(ema(4, close))"
+    keeps = ("an indicator keeps its value at the latest bar ([-1], .value) and the one before "
+             "([-2], .prev); keep earlier values yourself, or read self.data(count=n) for the bars")
+    whole = "indices are whole numbers, [-1] (.value) or [-2] (.prev)"
+    assert strategy.refused == [
+        f"IndexError: {name}[-3]: {keeps}", f"IndexError: {name}[0]: {keeps}",
+        f"IndexError: {name}[1]: {keeps}", f"TypeError: {name}[-1.0]: {whole}",
+        f"TypeError: {name}[True]: {whole}", f"TypeError: {name}['x']: {whole}",
+        f"TypeError: {name}[slice(-2, None, None)]: {whole}",
+        "'Indicator' object is not iterable",
+    ]

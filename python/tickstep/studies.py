@@ -136,7 +136,10 @@ class Indicator(IndicatorBase):
 
     Other members: ``get(symbol)``, ``previous(symbol)``, ``is_ready(symbol=None)``,
     ``reset(symbol=None)``, ``crossed_above(other)`` / ``crossed_below(other)`` (another
-    indicator or a level), ``float(indicator)``, ``id`` and ``name``.
+    indicator or a level), ``float(indicator)``, ``id`` and ``name``. backtesting.py's
+    reads are the same two values: ``indicator[-1]`` is ``value`` and ``indicator[-2]``
+    is ``prev`` (so ``backtesting.lib.crossover(fast, slow)`` reads them as it reads
+    arrays); an indicator keeps no more than these two.
     """
 
     __slots__ = {
@@ -148,6 +151,21 @@ class Indicator(IndicatorBase):
         # The run follows it (its values are written before each next); until then it
         # reads through the core.
         ctx.adopt_indicator(self, _IndicatorOutsideNext)
+
+    # Two values are no sequence: iterating one is refused, not tried index by index.
+    __iter__ = None
+
+    def __getitem__(self, index: int) -> float:
+        if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
+            raise TypeError(f"{self!r}[{index!r}]: indices are whole numbers, [-1] (.value) or "
+                            "[-2] (.prev)")
+        if index == -1:
+            return self.value
+        if index == -2:
+            return self.prev
+        raise IndexError(f"{self!r}[{index!r}]: an indicator keeps its value at the latest bar "
+                         "([-1], .value) and the one before ([-2], .prev); keep earlier values "
+                         "yourself, or read self.data(count=n) for the bars")
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{self!r}.{name} is read-only: an indicator's values are the engine's "
