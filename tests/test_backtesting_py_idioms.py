@@ -344,3 +344,125 @@ def test_an_indicator_reads_its_value_and_the_one_before_as_backtesting_py_slice
         f"TypeError: {name}[slice(-2, None, None)]: {whole}",
         "'Indicator' object is not iterable",
     ]
+
+
+def bands(values, n):  # (upper, lower): two lines, as backtesting.py indicators may return
+    close = pd.Series(values)
+    mean, spread = close.rolling(n).mean(), 2 * close.rolling(n).std()
+    return mean + spread, mean - spread
+
+
+def band_reversion(base):  # type: ignore[no-untyped-def]
+    """A mean reversion on two-line Bollinger bands, one class body for both libraries:
+    in when the close crosses below the lower band, out when it crosses above the upper.
+    (A cross reads the bar before too: backtesting.py calls ``next`` from the bar after
+    the indicators' first values, and a cross cannot happen at that first one.)"""
+
+    class Bands(base):  # type: ignore[misc, valid-type]
+        n = 15
+
+        def init(self):  # type: ignore[no-untyped-def]
+            self.upper, self.lower = self.I(bands, self.data.Close, self.n)
+
+        def next(self):  # type: ignore[no-untyped-def]
+            if len(self.data) < 2:  # (tickstep calls next from the first bar on)
+                return
+            close, before = self.data.Close[-1], self.data.Close[-2]
+            if not self.position and close < self.lower[-1] and before >= self.lower[-2]:
+                self.buy(size=5)
+            elif self.position and close > self.upper[-1] and before <= self.upper[-2]:
+                self.position.close()
+
+    return Bands
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+def test_an_indicator_of_two_lines_trades_as_backtesting_py_trades_it(seed):
+    df = frame(seed, 500)
+    theirs = ReferenceBacktest(df, band_reversion(ReferenceStrategy), cash=100_000, commission=0.001).run()
+    ours = tickstep.Backtest(df, band_reversion(tickstep.Strategy), cash=100_000, commission=0.001).run()
+    ref = theirs._trades
+    assert len(ref) >= 3
+    assert len(ours.trades) == len(ref)
+    for (_, t), (_, r) in zip(ours.trades.iterrows(), ref.iterrows()):
+        assert t["size"] == r["Size"]
+        assert t["entry_price"] == pytest.approx(r["EntryPrice"], rel=1e-12)
+        assert t["exit_price"] == pytest.approx(r["ExitPrice"], rel=1e-12)
+        assert t["entry_time"].tz_localize(None) == r["EntryTime"]
+        assert t["exit_time"].tz_localize(None) == r["ExitTime"]
+    assert ours.stats["Equity Final [$]"] == pytest.approx(theirs["Equity Final [$]"], rel=1e-12)
+
+
+def test_the_forms_of_several_lines_give_the_same_indicators():
+    def as_frame(close, n):
+        upper, lower = bands(close, n)
+        return pd.DataFrame({"upper": upper, "lower": lower})
+
+    def rows(close, n):
+        return np.vstack([line.to_numpy() for line in bands(close, n)])
+
+    def columns(close, n):
+        return np.column_stack([line.to_numpy() for line in bands(close, n)])
+
+    class Forms(tickstep.Strategy):
+        def init(self):
+            self.alone = (self.I(lambda c: bands(c, 10)[0]), self.I(lambda c: bands(c, 10)[1]))
+            self.forms = [self.I(bands, self.data.Close, 10), self.I(as_frame, 10), self.I(rows, 10),
+                          self.I(columns, 10), self.I(bands, 10, name=["up", "down"])]
+            self.seen = []
+
+        def next(self, symbol):
+            self.seen.append([self.alone[0].value, self.alone[1].value]
+                             + [line.value for form in self.forms for line in form])
+
+    strategy = tickstep.Backtest(example_daily(), Forms, cash=1_000).run().strategy
+    seen = np.array(strategy.seen)
+    assert np.isfinite(seen).all(axis=1).sum() > 100
+    for k in range(2, seen.shape[1], 2):
+        np.testing.assert_array_equal(seen[:, k:k + 2], seen[:, :2])
+    assert [[line.name for line in form] for form in strategy.forms] == [
+        ["bands[0]", "bands[1]"], ["as_frame[upper]", "as_frame[lower]"], ["rows[0]", "rows[1]"],
+        ["columns[0]", "columns[1]"], ["up", "down"]]
+
+
+def test_several_lines_refused_where_they_cannot_be_read():
+    market = example_daily()
+    n = len(market.bars[0].ts) if hasattr(market, "bars") else None
+
+    def run(init):  # type: ignore[no-untyped-def]
+        return tickstep.Backtest(market, type("S", (tickstep.Strategy,), {"init": init}), cash=1_000).run()
+
+    calls = []
+
+    def uneven(close):
+        calls.append(1)
+        return tuple(close for _ in range(2 if len(calls) == 1 else 3))
+
+    with pytest.raises(tickstep.ConfigError, match=r"indicator 'uneven' returned 3 lines, for \w+ 2 lines: "
+                                                   r"every symbol's indicator has the same lines"):
+        run(lambda self: self.I(uneven))
+    with pytest.raises(tickstep.ConfigError, match=r"the indicator has 2 lines; name each"):
+        run(lambda self: self.I(bands, 5, name=["only one"]))
+    with pytest.raises(tickstep.ConfigError, match=r"one name for an indicator of one line"):
+        run(lambda self: self.I(SMA, 5, name=["a", "b"]))
+    with pytest.raises(tickstep.ConfigError, match=r"returned shape \((\d+), \1\): expected \(\1,\) for one line, "
+                                                   r"or \(lines, \1\) or \(\1, lines\) for several \(with as many "
+                                                   r"lines as bars, say which: return a tuple of lines\)"):
+        run(lambda self: self.I(lambda c: np.zeros((len(c), len(c)))))
+    with pytest.raises(tickstep.ConfigError, match=r"line 1 returned shape \(3,\), expected \(\d+,\)"):
+        run(lambda self: self.I(lambda c: (c, c.to_numpy()[:3])))
+    assert n is None or n > 0
+
+
+def test_a_list_of_numbers_is_one_line():
+    class Listed(tickstep.Strategy):
+        def init(self):
+            self.double = self.I(lambda c: [2 * x for x in c])
+            self.seen = []
+
+        def next(self, symbol):
+            self.seen.append((self.double.value, 2 * self.price()))
+
+    seen = tickstep.Backtest(example_daily(), Listed, cash=1_000).run().strategy.seen
+    assert all(a == b for a, b in seen)

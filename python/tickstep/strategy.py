@@ -144,6 +144,63 @@ def _on_bar_times(out: pd.Series, bars: pd.Index, what: str) -> np.ndarray | pd.
                       "Series it was given, or as an array")
 
 
+def _indicator_lines(out: Any, bars: pd.Index, what: str) -> tuple[list[str] | None, list[np.ndarray]]:
+    """What an indicator's function returned for one symbol, as its lines (one value per
+    bar each) and their labels: None and one line for a single series (an array, a
+    Series, a list of numbers); a label per line for several, given as backtesting.py
+    takes them: a tuple or list of series, a 2-D array (a row per line, or a column per
+    line when its other side is the bars'), or a DataFrame (a column per line)."""
+    if isinstance(out, pd.DataFrame):
+        return [str(c) for c in out.columns], [_indicator_line(out[c], bars, f"{what} column {c!r}")
+                                               for c in out.columns]
+    if isinstance(out, (tuple, list)) and out and all(np.ndim(x) >= 1 for x in out):
+        return [str(j) for j in range(len(out))], [_indicator_line(x, bars, f"{what} line {j}")
+                                                   for j, x in enumerate(out)]
+    if not isinstance(out, pd.Series):
+        array = np.asarray(out, dtype=np.float64)
+        if array.ndim == 2:
+            n = len(bars)
+            if array.shape[1] == n and array.shape[0] != n:
+                rows = array
+            elif array.shape[0] == n and array.shape[1] != n:
+                rows = array.T  # a column per line, as np.column_stack or df.to_numpy() give
+            else:
+                raise ConfigError(f"{what} returned shape {array.shape}: expected ({n},) for one "
+                                  f"line, or (lines, {n}) or ({n}, lines) for several"
+                                  + (" (with as many lines as bars, say which: return a tuple of "
+                                     "lines)" if array.shape == (n, n) else ""))
+            return [str(j) for j in range(len(rows))], [np.ascontiguousarray(r) for r in rows]
+    return None, [_indicator_line(out, bars, what)]
+
+
+def _indicator_line(out: Any, bars: pd.Index, what: str) -> np.ndarray:
+    """One line of an indicator: one float per bar, read by the bars' times when it is a
+    Series on other times (see `_on_bar_times`)."""
+    if isinstance(out, pd.Series) and not out.index.equals(bars):
+        out = _on_bar_times(out, bars, what)
+    out = np.asarray(out, dtype=np.float64)
+    if out.ndim != 1 or len(out) != len(bars):
+        raise ConfigError(f"{what} returned shape {out.shape}, expected ({len(bars)},)")
+    return np.ascontiguousarray(out)
+
+
+def _count_lines(labels: list[str] | None, lines: list[np.ndarray]) -> str:
+    return "one series" if labels is None else f"{len(lines)} lines"
+
+
+def _line_names(name: Any, base: str, labels: list[str]) -> list[str]:
+    """The names of an indicator's lines: ``name`` when it names each (a list, as
+    backtesting.py takes it), else ``name`` (or the function's) with each line's label."""
+    if isinstance(name, (list, tuple)):
+        if len(name) != len(labels) or not all(isinstance(x, str) for x in name):
+            raise ConfigError(f"self.I(name={name!r}): the indicator has {len(labels)} lines; "
+                              f"name each with a string, or give one name for all")
+        return list(name)
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"self.I(name={name!r}): a string, or a list naming each line")
+    return [f"{name or base}[{label}]" for label in labels]
+
+
 class Strategy(StrategyBase):
     """Base class of trading strategies.
 
@@ -445,7 +502,8 @@ class Strategy(StrategyBase):
             raise TypeError(f"crossing(other={other!r}): give another indicator or a finite level")
         return Crossing(self._ctx, indicator, other, name)
 
-    def I(self, func: Any, *args: Any, source: str | None = "close", name: str | None = None, **kwargs: Any) -> Indicator:  # noqa: E743, N802
+    def I(self, func: Any, *args: Any, source: str | None = "close", name: str | list[str] | None = None,  # noqa: E743, N802
+          **kwargs: Any) -> Indicator | tuple[Indicator, ...]:
         """A vectorised indicator computed once over each symbol's whole history and
         revealed bar by bar: ``func(series, *args, **kwargs)`` gets the symbol's ``source``
         column as a pandas Series by time (a price, volume or an extra column; the whole
@@ -455,6 +513,12 @@ class Strategy(StrategyBase):
         bar are readable, so the engine never shows it ahead of its bar (``func`` itself
         must not shift data backwards). A read-only result (pandas' are) is read where it
         is, not copied; any other is copied here, so changing it later changes nothing.
+
+        A function may return several lines, as backtesting.py's may (bands, a MACD and
+        its signal): a tuple or list of series, a 2-D array (a row per line, or a column
+        per line) or a DataFrame (a column per line). ``self.I`` then returns a tuple of
+        indicators, one per line (``upper, lower = self.I(bands, 20)``), named by ``name``
+        (a list names each line) or the function, with the line's number or column.
 
         backtesting.py's form names the columns among the arguments instead:
         ``self.I(SMA, self.data.Close, 10)`` calls ``SMA(closes, 10)`` with each symbol's
@@ -467,7 +531,8 @@ class Strategy(StrategyBase):
         if named and source != "close":
             raise ConfigError(f"self.I(source={source!r}) with {named[0]!r} among the arguments: "
                               "name the columns one way, as arguments or by source=")
-        values = []
+        what = getattr(func, "__name__", func)
+        values: list[tuple[list[str] | None, list[np.ndarray]]] = []  # per symbol, its lines
         for i, sym in enumerate(self._symbols):
             if named:
                 each = {id(a): self._source(i, sym, a.column) for a in named}
@@ -479,16 +544,22 @@ class Strategy(StrategyBase):
                 arg = self._full_frame(i) if source is None else self._source(i, sym, source)
                 index = arg.index
                 out = func(arg, *args, **kwargs)
-            n = len(index)
-            if isinstance(out, pd.Series) and not out.index.equals(index):
-                out = _on_bar_times(out, index, f"{sym}: indicator {getattr(func, '__name__', func)!r}")
-            out = np.asarray(out, dtype=np.float64)
-            if out.ndim != 1 or len(out) != n:
-                raise ConfigError(f"{sym}: indicator {getattr(func, '__name__', func)!r} returned shape {out.shape}, "
-                                  f"expected ({n},)")
-            values.append(np.ascontiguousarray(out))
-        sid = self._ctx.add_series(values)
-        return Indicator(self._ctx, sid, name or getattr(func, "__name__", "I"))
+            labels, lines = _indicator_lines(out, index, f"{sym}: indicator {what!r}")
+            if values and _count_lines(labels, lines) != _count_lines(*values[0]):
+                raise ConfigError(f"{sym}: indicator {what!r} returned {_count_lines(labels, lines)}, "
+                                  f"for {self._symbols[0]} {_count_lines(*values[0])}: every symbol's "
+                                  "indicator has the same lines")
+            values.append((labels, lines))
+        base = getattr(func, "__name__", "I")
+        labels = values[0][0]
+        if labels is None:
+            if name is not None and not isinstance(name, str):
+                raise ConfigError(f"self.I(name={name!r}): one name for an indicator of one line")
+            sid = self._ctx.add_series([lines[0] for _, lines in values])
+            return Indicator(self._ctx, sid, name or base)
+        names = _line_names(name, base, labels)
+        return tuple(Indicator(self._ctx, self._ctx.add_series([lines[j] for _, lines in values]), names[j])
+                     for j in range(len(labels)))
 
     def _source(self, i: int, sym: str, source: str) -> pd.Series:
         """Symbol ``i``'s (``sym``'s) whole column ``source`` for ``self.I``, refused
