@@ -10,6 +10,8 @@ own forms read; what cannot mean anything is refused.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -193,8 +195,11 @@ def test_what_cannot_mean_anything_is_refused():
 
     with pytest.raises(AttributeError, match=r"self\.data\.Clos: the data has no column 'Clos'.*did you mean 'Close'"):
         run(lambda self: self.data.Clos)
-    with pytest.raises(TypeError, match=r"self\.data\.Close .*is no array in init\(\): hand it to self\.I"):
-        run(lambda self: np.asarray(self.data.Close))
+    for use, read in (("read as an array", np.asarray), ("its length", len), ("[-1]", lambda c: c[-1]),
+                      (".s", lambda c: c.s), (".mean", np.mean)):
+        with pytest.raises(TypeError, match=rf"self\.data\.Close \(each symbol's 'close' column, for self\.I\) "
+                                            rf"is no array in init\(\) \({re.escape(use)}\): hand it to self\.I"):
+            run(lambda self, read=read: read(self.data.Close))
     with pytest.raises(tickstep.ConfigError, match=r"self\.I\(source='high'\) with self\.data\.Close .*name the columns one way"):
         run(lambda self: self.I(SMA, self.data.Close, 5, source="high"))
     with pytest.raises(tickstep.UnknownSymbolError, match=r"len\(self\.data\) in init\(\): no symbol is running"):

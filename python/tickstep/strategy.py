@@ -1156,10 +1156,24 @@ class EachSymbols:
     def __repr__(self) -> str:
         return f"self.data.{self.name} (each symbol's {self.column!r} column, for self.I)"
 
+    def _refuse(self, use: str) -> TypeError:
+        return TypeError(f"{self!r} is no array in init() ({use}): hand it to self.I, which calls "
+                         f"its function with each symbol's column in turn (self.I(func, "
+                         f"self.data.{self.name}, ...)), and compute with it there")
+
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
-        raise TypeError(f"{self!r} is no array in init(): hand it to self.I, which calls its "
-                        f"function with each symbol's column in turn (self.I(func, "
-                        f"self.data.{self.name}, ...)), and compute with it there")
+        raise self._refuse("read as an array")
+
+    def __len__(self) -> int:
+        raise self._refuse("its length")
+
+    def __getitem__(self, index: Any) -> Any:
+        raise self._refuse(f"[{index!r}]")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise self._refuse(f".{name}")
 
 
 #: Per market, its symbols' bar times as ``self.I`` gives them (symbol index -> index),
