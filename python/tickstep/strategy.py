@@ -1035,19 +1035,21 @@ class History(HistoryBase):
     low = HistoryBase.low
     close = HistoryBase.close
     volume = HistoryBase.volume
+    # backtesting.py's names of the same columns (self.data.Close[-1]), read as fast: the
+    # data door reads them ignoring case, and no extra column may be named so.
+    Open = HistoryBase.open
+    High = HistoryBase.high
+    Low = HistoryBase.low
+    Close = HistoryBase.close
+    Volume = HistoryBase.volume
 
     def _col(self, name: str) -> np.ndarray:
         return self.column(name)
 
     def __getattr__(self, name: str) -> np.ndarray:
-        # Extra columns read like prices: self.data("AAPL").signal. The bar columns also
-        # answer to backtesting.py's names (self.data.Close[-1]): the data door reads
-        # them ignoring case, and no extra column may be named so.
+        # Extra columns read like prices: self.data("AAPL").signal.
         if name.startswith("_"):
             raise AttributeError(name)
-        bar_column = _BAR_COLUMNS.get(name)
-        if bar_column is not None:
-            return getattr(self, bar_column)
         try:
             return self._col(name)
         except KeyError as err:
