@@ -1089,7 +1089,8 @@ def _takes_no_symbol(method: Any) -> bool:
     return not any(p.kind in positional for p in parameters)
 
 
-#: backtesting.py's names of the bar columns, which a `History` also answers to.
+#: backtesting.py's names of the bar columns: a `History`'s attributes too, and in
+#: ``init()`` the columns ``self.data.Close`` and the like stand for.
 _BAR_COLUMNS = {"Open": "open", "High": "high", "Low": "low", "Close": "close", "Volume": "volume"}
 
 
