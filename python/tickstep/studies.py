@@ -156,9 +156,11 @@ class Indicator(IndicatorBase):
     __iter__ = None
 
     def __getitem__(self, index: int) -> float:
-        if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
-            raise TypeError(f"{self!r}[{index!r}]: indices are whole numbers, [-1] (.value) or "
-                            "[-2] (.prev)")
+        if index.__class__ is not int:  # (one test on the usual read; a bool is no int here)
+            if not isinstance(index, np.integer):
+                raise TypeError(f"{self!r}[{index!r}]: indices are whole numbers, [-1] (.value) "
+                                "or [-2] (.prev)")
+            index = int(index)
         if index == -1:
             return self.value
         if index == -2:
