@@ -178,11 +178,13 @@ def test_next_without_the_symbol_runs_as_next_with_it():
                 self.position.close()
 
     market = example_daily()
-    one = tickstep.Backtest(market, WithSymbol, cash=100_000).run()
-    other = tickstep.Backtest(market, WithoutSymbol, cash=100_000).run()
-    assert len(one.fills) > 20 and one.trades["symbol"].nunique() > 1
-    pd.testing.assert_frame_equal(one.fills, other.fills)
-    pd.testing.assert_series_equal(one.equity, other.equity)
+    for options in ({}, {"trade_start": "2020-03-02"}):  # (and after a warm-up)
+        one = tickstep.Backtest(market, WithSymbol, cash=100_000, **options).run()
+        other = tickstep.Backtest(market, WithoutSymbol, cash=100_000, **options).run()
+        assert len(one.fills) > 20 and one.trades["symbol"].nunique() > 1
+        pd.testing.assert_frame_equal(one.fills, other.fills)
+        pd.testing.assert_series_equal(one.equity, other.equity)
+    assert one.fills["time"].min() > pd.Timestamp("2020-03-02", tz="UTC")
 
 
 def test_what_cannot_mean_anything_is_refused():

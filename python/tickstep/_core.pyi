@@ -101,16 +101,18 @@ class Engine:
         self,
         ctx: Context,
         init: Callable[[], Any] | None = None,
-        next: Callable[[str], Any] | None = None,
+        next: Callable[[str], Any] | Callable[[], Any] | None = None,
         on_tick: Callable[[], Any] | None = None,
+        next_takes_symbol: bool = True,
     ) -> None: ...
     def run_stream(
         self,
         ctx: Context,
         windows: Iterable[tuple[Market, npt.NDArray[np.bool_]]],
         init: Callable[[], Any] | None = None,
-        next: Callable[[str], Any] | None = None,
+        next: Callable[[str], Any] | Callable[[], Any] | None = None,
         on_tick: Callable[[], Any] | None = None,
+        next_takes_symbol: bool = True,
     ) -> None: ...
     def set_history(self, bars: int | None) -> None: ...
     @property

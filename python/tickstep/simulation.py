@@ -132,12 +132,12 @@ def _run(
     ctx = _core.Context(market, bar_class=Bar)
     instance = strategy(ctx, list(market.symbols), params, config.sizer, market, metadata,
                         records=records)
-    init, next_call, on_tick = instance._hooks()
+    hooks = instance._hooks()
     start = trade_start_ns(market, config)
     if start is not None:
-        next_call, on_tick = _from(ctx, start, next_call), _from(ctx, start, on_tick)
+        hooks["next"], hooks["on_tick"] = _from(ctx, start, hooks["next"]), _from(ctx, start, hooks["on_tick"])
         engine.set_account_opens(start)  # no interest or costs for the warm-up's days
-    engine.run(ctx, init=init, next=next_call, on_tick=on_tick)
+    engine.run(ctx, **hooks)
     if start is not None:
         fills = engine.fills()["ts"]
         if len(fills) and int(fills.min()) < start:
@@ -477,11 +477,11 @@ def simulate_stream(
         instance = strategy(ctx, names, params, config.sizer, first, stream.metadata,
                             records=records)
         instance._streamed = True
-        init, next_call, on_tick = instance._hooks()
+        hooks = instance._hooks()
         if since is not None:
-            next_call, on_tick = _from(ctx, since, next_call), _from(ctx, since, on_tick)
+            hooks["next"], hooks["on_tick"] = _from(ctx, since, hooks["next"]), _from(ctx, since, hooks["on_tick"])
             engine.set_account_opens(since)  # no interest or costs for the warm-up's days
-        engine.run_stream(ctx, markets, init=init, next=next_call, on_tick=on_tick)
+        engine.run_stream(ctx, markets, **hooks)
     finally:
         markets.close()
     start = trade_start_ns(summary, config)

@@ -331,11 +331,12 @@ class Strategy(StrategyBase):
 
     # ---- hooks ---------------------------------------------------------------------------
 
-    def _hooks(self) -> tuple[Any, Any, Any]:
-        """What the engine calls: ``init`` (with ``self.data``'s columns standing for
-        each symbol's, for ``self.I``), ``next`` (None when not overridden; one written
-        as backtesting.py's ``next(self)``, without the symbol, is called so) and
-        ``on_tick`` (None when not overridden)."""
+    def _hooks(self) -> dict[str, Any]:
+        """What the engine calls, as ``Engine.run`` takes it: ``init`` (with
+        ``self.data``'s columns standing for each symbol's, for ``self.I``), ``next``
+        (None when not overridden) and whether it takes the symbol (one written as
+        backtesting.py's ``next(self)`` is called without it), ``on_tick`` (None when not
+        overridden)."""
         cls = type(self)
 
         def init() -> None:
@@ -348,14 +349,13 @@ class Strategy(StrategyBase):
                 if type(bars) is Bars:
                     self.data = bars
 
-        step = None
-        if cls.next is not Strategy.next:
-            step = self.next
-            if _takes_no_symbol(step):
-                call = step
-                step = lambda symbol: call()  # noqa: E731
-        on_tick = self.on_tick if cls.on_tick is not Strategy.on_tick else None
-        return init, step, on_tick
+        step = self.next if cls.next is not Strategy.next else None
+        return {
+            "init": init,
+            "next": step,
+            "on_tick": self.on_tick if cls.on_tick is not Strategy.on_tick else None,
+            "next_takes_symbol": step is None or not _takes_no_symbol(step),
+        }
 
     def init(self) -> None:
         """Declare indicators and state. Runs once, before the first tick."""

@@ -27,6 +27,9 @@ pub struct PyStrategy<'py> {
     pub symbols: Vec<Bound<'py, PyString>>,
     /// The strategy's indicators, given the running symbol's values before its `next`.
     pub indicators: LiveIndicators,
+    /// Whether `next` is given the symbol (`next(symbol)`), or called without it
+    /// (backtesting.py's `next()`, the running symbol being the context's).
+    takes_symbol: bool,
     /// `next` unbound, when it is a bound method with a vectorcall entry.
     direct: Option<Direct<'py>>,
 }
@@ -59,13 +62,15 @@ impl<'py> Direct<'py> {
         }))
     }
 
-    /// `function(receiver, symbol)`, what calling the bound method does.
+    /// `function(receiver, symbol)`, what calling the bound method does; without the
+    /// symbol (`function(receiver)`) when it is None.
     #[inline]
-    fn call(&self, symbol: &Bound<'py, PyString>) -> PyResult<()> {
-        let py = symbol.py();
+    fn call(&self, py: Python<'py>, symbol: Option<&Bound<'py, PyString>>) -> PyResult<()> {
         // One slot before the arguments, as PY_VECTORCALL_ARGUMENTS_OFFSET allows the
         // callee to use.
-        let mut args = [ptr::null_mut(), self.receiver.as_ptr(), symbol.as_ptr()];
+        let given = symbol.map_or(ptr::null_mut(), |s| s.as_ptr());
+        let mut args = [ptr::null_mut(), self.receiver.as_ptr(), given];
+        let count = if symbol.is_some() { 2 } else { 1 };
         // SAFETY: the entry is the function's own (found on it, which we hold); the
         // arguments are live objects borrowed for the call; the GIL is held. A NULL result
         // comes with the exception set (fetched below); a result is a new reference.
@@ -73,7 +78,7 @@ impl<'py> Direct<'py> {
             let result = (self.entry)(
                 self.function.as_ptr(),
                 args.as_mut_ptr().add(1),
-                2 | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+                count | ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
                 ptr::null_mut(),
             );
             if result.is_null() {
@@ -93,6 +98,7 @@ impl<'py> PyStrategy<'py> {
         init: Option<Bound<'py, PyAny>>,
         next: Option<Bound<'py, PyAny>>,
         on_tick: Option<Bound<'py, PyAny>>,
+        takes_symbol: bool,
     ) -> PyResult<Self> {
         let py = ctx.py();
         let symbols = ctx.names().iter().map(|n| n.bind(py).clone()).collect();
@@ -107,6 +113,7 @@ impl<'py> PyStrategy<'py> {
             on_tick,
             symbols,
             indicators: LiveIndicators::default(),
+            takes_symbol,
             direct,
         })
     }
@@ -147,9 +154,15 @@ impl Strategy for PyStrategy<'_> {
             let _attached = self.ctx.attach(engine);
             self.indicators
                 .enter_next(self.ctx.py(), &self.ctx, engine, symbol)
-                .and_then(|()| match &self.direct {
-                    Some(direct) => direct.call(&self.symbols[symbol]),
-                    None => next.call1((&self.symbols[symbol],)).map(drop),
+                .and_then(|()| {
+                    let py = self.ctx.py();
+                    let name = &self.symbols[symbol];
+                    match (&self.direct, self.takes_symbol) {
+                        (Some(direct), true) => direct.call(py, Some(name)),
+                        (Some(direct), false) => direct.call(py, None),
+                        (None, true) => next.call1((name,)).map(drop),
+                        (None, false) => next.call0().map(drop),
+                    }
                 })
         };
         outcome.map_err(|e| failed(engine, Some(symbol), e))

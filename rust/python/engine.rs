@@ -313,9 +313,10 @@ impl PyEngine {
         self.engine.set_account_opens(ts);
     }
 
-    /// Run the backtest, calling `init()` once, `next(symbol)` per symbol with a bar and
-    /// `on_tick()` per tick (each optional). The context is live only during those calls.
-    #[pyo3(signature = (ctx, init=None, next=None, on_tick=None))]
+    /// Run the backtest, calling `init()` once, `next(symbol)` per symbol with a bar (or
+    /// `next()`, with `next_takes_symbol=False`) and `on_tick()` per tick (each optional).
+    /// The context is live only during those calls.
+    #[pyo3(signature = (ctx, init=None, next=None, on_tick=None, next_takes_symbol=true))]
     fn run(
         &mut self,
         py: Python<'_>,
@@ -323,20 +324,22 @@ impl PyEngine {
         init: Option<Bound<'_, PyAny>>,
         next: Option<Bound<'_, PyAny>>,
         on_tick: Option<Bound<'_, PyAny>>,
+        next_takes_symbol: bool,
     ) -> PyResult<()> {
         if ctx.names().len() != self.engine.market().symbol_count() {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "the context was made for another market (its symbols differ)",
             ));
         }
-        let mut strategy = PyStrategy::new(ctx, init, next, on_tick)?;
+        let mut strategy = PyStrategy::new(ctx, init, next, on_tick, next_takes_symbol)?;
         self.engine.run(&mut strategy).py_err(py)
     }
 
     /// A streamed run: `init()` and the ticks of the engine's market (the first window),
     /// then, for each `(market, ends)` that `windows` yields (a `Market.window` and its
     /// day ends), the ticks of that window. Results are those of one run over all of them.
-    #[pyo3(signature = (ctx, windows, init=None, next=None, on_tick=None))]
+    #[pyo3(signature = (ctx, windows, init=None, next=None, on_tick=None, next_takes_symbol=true))]
+    #[allow(clippy::too_many_arguments)] // (Python's keyword arguments, as `run`'s)
     fn run_stream(
         &mut self,
         py: Python<'_>,
@@ -345,8 +348,9 @@ impl PyEngine {
         init: Option<Bound<'_, PyAny>>,
         next: Option<Bound<'_, PyAny>>,
         on_tick: Option<Bound<'_, PyAny>>,
+        next_takes_symbol: bool,
     ) -> PyResult<()> {
-        let mut strategy = PyStrategy::new(ctx.borrow(), init, next, on_tick)?;
+        let mut strategy = PyStrategy::new(ctx.borrow(), init, next, on_tick, next_takes_symbol)?;
         self.engine.start(&mut strategy).py_err(py)?;
         // Without next() or on_tick() nothing calls Python after init(): each window runs
         // detached from the interpreter, so the thread reading the next window runs
