@@ -282,11 +282,34 @@ class CrossOnI(CrossOnSma):
         return self.I(_pandas_mean(self.fast)), self.I(_pandas_mean(self.slow))
 
 
+class CrossBacktestingPy(Strategy):
+    """``cross_on_I`` written in backtesting.py's words: ``next(self)``, the closes handed
+    to ``self.I`` as ``self.data.Close``, the crossover read by ``[-1]`` and ``[-2]`` (the
+    same trades as ``cross_on_I``)."""
+
+    fast = 10
+    slow = 30
+
+    def init(self) -> None:
+        close = self.data.Close
+        self.f = self.I(_pandas_mean(self.fast), close)
+        self.s = self.I(_pandas_mean(self.slow), close)
+
+    def next(self) -> None:  # type: ignore[override]
+        f, s = self.f, self.s
+        if f[-1] > s[-1] and f[-2] <= s[-2]:
+            if not self.position:
+                self.buy(size=1)
+        elif f[-1] < s[-1] and f[-2] >= s[-2] and self.position:
+            self.position.close()
+
+
 IDIOMS: dict[str, tuple[type[Strategy], dict[str, Any]]] = {
     "readme_sma": (ReadmeSmaCross, {}),
     "shipped_sma_cross": (SmaCross, {"sizer": "fixed1"}),
     "cross_on_sma": (CrossOnSma, {}),
     "cross_on_I": (CrossOnI, {}),
+    "cross_backtesting_py": (CrossBacktestingPy, {}),
     "cross_on_crossing": (CrossOnCrossing, {}),
     "next_only_two_means": (NextOnly, {}),
     "next_only_crossing": (NextOnlyCrossing, {}),
@@ -308,6 +331,8 @@ def idioms(repeat: int) -> dict[str, dict[str, Any]]:
     for name, (strategy, options) in IDIOMS.items():
         if strategy in (CrossOnCrossing, NextOnlyCrossing) and not hasattr(Strategy, "crossing"):
             continue  # a build from before it existed
+        if strategy is CrossBacktestingPy and not hasattr(tickstep.strategy, "Bars"):
+            continue  # a build from before backtesting.py's idioms
         bt = tickstep.Backtest(columns, strategy, cash=1e9, **_options(options))
         jobs[name] = bt.run
 

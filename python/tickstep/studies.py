@@ -155,20 +155,6 @@ class Indicator(IndicatorBase):
     # Two values are no sequence: iterating one is refused, not tried index by index.
     __iter__ = None
 
-    def __getitem__(self, index: int) -> float:
-        if index.__class__ is not int:  # (one test on the usual read; a bool is no int here)
-            if not isinstance(index, np.integer):
-                raise TypeError(f"{self!r}[{index!r}]: indices are whole numbers, [-1] (.value) "
-                                "or [-2] (.prev)")
-            index = int(index)
-        if index == -1:
-            return self.value
-        if index == -2:
-            return self.prev
-        raise IndexError(f"{self!r}[{index!r}]: an indicator keeps its value at the latest bar "
-                         "([-1], .value) and the one before ([-2], .prev); keep earlier values "
-                         "yourself, or read self.data(count=n) for the bars")
-
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{self!r}.{name} is read-only: an indicator's values are the engine's "
                              "(keep your own numbers in attributes of the strategy)")

@@ -16,10 +16,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use pyo3::exceptions::{PyLookupError, PyTypeError};
+use pyo3::exceptions::{PyIndexError, PyLookupError, PyTypeError};
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyInt, PyType};
+use pyo3::types::{PyBool, PyInt, PyType};
 
 use super::context::PyContext;
 use super::errors::IntoPyResult;
@@ -293,6 +294,40 @@ impl PyIndicator {
         self.value(py)
     }
 
+    /// backtesting.py's reads of an indicator: `[-1]` is `value`, `[-2]` is `prev` (what
+    /// `backtesting.lib.crossover` reads); an indicator keeps no other. Read through the
+    /// attributes, so the same as they are in and outside `next` (inside it, the live
+    /// class answers these two from its slots: `live_subscript`).
+    fn __getitem__<'py>(
+        slf: &Bound<'py, Self>,
+        index: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let said = || {
+            let repr = |o: &Bound<'py, PyAny>| o.repr().map(|r| r.to_string()).unwrap_or_default();
+            format!("{}[{}]", repr(slf.as_any()), repr(index))
+        };
+        if index.is_instance_of::<PyBool>() || !index.hasattr(intern!(py, "__index__"))? {
+            return Err(PyTypeError::new_err(format!(
+                "{}: indices are whole numbers, [-1] (.value) or [-2] (.prev)",
+                said()
+            )));
+        }
+        match index
+            .call_method0(intern!(py, "__index__"))?
+            .extract::<i64>()
+        {
+            Ok(-1) => slf.getattr(intern!(py, "value")),
+            Ok(-2) => slf.getattr(intern!(py, "prev")),
+            _ => Err(PyIndexError::new_err(format!(
+                "{}: an indicator keeps its value at the latest bar ([-1], .value) and the \
+                 one before ([-2], .prev); keep earlier values yourself, or read \
+                 self.data(count=n) for the bars",
+                said()
+            ))),
+        }
+    }
+
     fn __repr__(&self) -> String {
         format!("Indicator({})", self.name)
     }
@@ -307,6 +342,94 @@ pub struct IndicatorClasses {
     /// Byte offsets of the `value` and `prev` slots in an object.
     value_at: isize,
     prev_at: isize,
+}
+
+/// The live indicator class whose `indicator[-1]` / `indicator[-2]` (backtesting.py's
+/// reads of `value` and `prev`) `live_subscript` answers, where its slots are, and the
+/// subscript the class had (`PyIndicator::__getitem__`), which answers everything else.
+struct LiveSubscript {
+    class: usize,
+    value_at: isize,
+    prev_at: isize,
+    fallback: ffi::binaryfunc,
+}
+
+static LIVE_SUBSCRIPT: OnceLock<LiveSubscript> = OnceLock::new();
+
+/// Make `live_subscript` the subscript slot of the live indicator class `live` (once: the
+/// first class taken; `tickstep.studies.Indicator` for the life of the process). Inside
+/// `next`, `fast[-1] > slow[-1] and fast[-2] <= slow[-2]` (`backtesting.lib.crossover`)
+/// is read at many bars, and here each read is a few loads rather than an attribute
+/// look-up through pyo3's wrapper. The class made for outside `next` keeps
+/// `PyIndicator::__getitem__` (it reads through the core). Anything unexpected leaves
+/// the class as it is. (The class must define no `__getitem__` of its own in Python:
+/// the interpreter would call that one directly, past the slot.)
+fn install_live_subscript(live: &Bound<'_, PyType>, value_at: isize, prev_at: isize) {
+    let t = live.as_type_ptr();
+    // SAFETY: a heap type's mapping methods live in its own type object; the slot is
+    // replaced once, under the GIL, after its present value is kept as the fallback, and
+    // the type's caches are told (`PyType_Modified`).
+    unsafe {
+        let mapping = (*t).tp_as_mapping;
+        if mapping.is_null() {
+            return;
+        }
+        let Some(present) = (*mapping).mp_subscript else {
+            return;
+        };
+        if std::ptr::fn_addr_eq(present, live_subscript as ffi::binaryfunc) {
+            return;
+        }
+        let installed = LIVE_SUBSCRIPT.set(LiveSubscript {
+            class: t as usize,
+            value_at,
+            prev_at,
+            fallback: present,
+        });
+        if installed.is_ok() {
+            (*mapping).mp_subscript = Some(live_subscript);
+            ffi::PyType_Modified(t);
+        }
+    }
+}
+
+/// `indicator[key]` of the live class (see `install_live_subscript`): an exact int -1 or
+/// -2 gives the object in the `value` or `prev` slot, as reading the attribute does;
+/// anything else (another index, another type, an empty slot) goes to
+/// `PyIndicator::__getitem__`, which answers or refuses it.
+///
+/// SAFETY: installed as the subscript slot of the live class only; the interpreter calls
+/// it with the GIL held and `obj` of that class or a subclass made later (whose exact
+/// class is checked before its slots are read).
+unsafe extern "C" fn live_subscript(
+    obj: *mut ffi::PyObject,
+    key: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    let Some(s) = LIVE_SUBSCRIPT.get() else {
+        ffi::PyErr_SetString(
+            ffi::PyExc_SystemError,
+            c"tickstep: indicator subscript".as_ptr(),
+        );
+        return std::ptr::null_mut();
+    };
+    if ffi::Py_TYPE(obj) as usize == s.class && ffi::PyLong_CheckExact(key) != 0 {
+        let k = ffi::PyLong_AsLong(key);
+        let at = match k {
+            -1 if ffi::PyErr_Occurred().is_null() => Some(s.value_at),
+            -2 => Some(s.prev_at),
+            _ => None,
+        };
+        if !ffi::PyErr_Occurred().is_null() {
+            ffi::PyErr_Clear(); // (too large for a long: the fallback refuses it)
+        }
+        if let Some(at) = at {
+            let held = *obj.cast::<u8>().offset(at).cast::<*mut ffi::PyObject>();
+            if !held.is_null() {
+                return ffi::Py_NewRef(held);
+            }
+        }
+    }
+    (s.fallback)(obj, key)
 }
 
 /// `Py_RELATIVE_OFFSET` (Python 3.12+; unused before): an offset we do not handle.
@@ -350,9 +473,11 @@ impl IndicatorClasses {
                  with no slots of its own",
             ));
         }
+        let (value_at, prev_at) = (slot_offset(live, "value")?, slot_offset(live, "prev")?);
+        install_live_subscript(live, value_at, prev_at);
         Ok(IndicatorClasses {
-            value_at: slot_offset(live, "value")?,
-            prev_at: slot_offset(live, "prev")?,
+            value_at,
+            prev_at,
             live: live.clone().unbind(),
             idle: idle.clone().unbind(),
         })
