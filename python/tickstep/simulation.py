@@ -135,7 +135,7 @@ def _run(
     hooks = instance._hooks()
     start = trade_start_ns(market, config)
     if start is not None:
-        hooks["next"], hooks["on_tick"] = _from(ctx, start, hooks["next"]), _from(ctx, start, hooks["on_tick"])
+        hooks = _from(ctx, start, hooks)
         engine.set_account_opens(start)  # no interest or costs for the warm-up's days
     engine.run(ctx, **hooks)
     if start is not None:
@@ -164,19 +164,24 @@ def trade_start_ns(market: _core.Market, config: BacktestConfig) -> int | None:
     return start if start > int(timeline[0]) else None
 
 
-def _from(ctx: _core.Context, start: int, callback: Any) -> Any:
-    """``callback`` called only from tick ``start`` on: before it the market phase still
-    runs (indicators, candles), the strategy is not asked anything."""
-    if callback is None:
-        return None
+def _from(ctx: _core.Context, start: int, hooks: dict[str, Any]) -> dict[str, Any]:
+    """The strategy's hooks (`Strategy._hooks`) with ``next`` and ``on_tick`` called only
+    from tick ``start`` on: before it the market phase still runs (indicators, candles),
+    the strategy is not asked anything."""
     now = ctx.now
 
-    def from_start(*args: Any) -> Any:
-        if now() >= start:
-            return callback(*args)
-        return None
+    def from_start(callback: Any) -> Any:
+        if callback is None:
+            return None
 
-    return from_start
+        def called(*args: Any) -> Any:
+            if now() >= start:
+                return callback(*args)
+            return None
+
+        return called
+
+    return {**hooks, "next": from_start(hooks["next"]), "on_tick": from_start(hooks["on_tick"])}
 
 
 def _span(market: _core.Market, config: BacktestConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -479,7 +484,7 @@ def simulate_stream(
         instance._streamed = True
         hooks = instance._hooks()
         if since is not None:
-            hooks["next"], hooks["on_tick"] = _from(ctx, since, hooks["next"]), _from(ctx, since, hooks["on_tick"])
+            hooks = _from(ctx, since, hooks)
             engine.set_account_opens(since)  # no interest or costs for the warm-up's days
         engine.run_stream(ctx, markets, **hooks)
     finally:

@@ -341,13 +341,14 @@ class Strategy(StrategyBase):
 
         def init() -> None:
             bars = self.data
-            if type(bars) is Bars:  # (not a parameter named "data")
-                self.data = _BarsAtInit(bars, self._column_index)
+            if type(bars) is not Bars:  # the class's own `data` (a parameter, a method)
+                self.init()
+                return
+            self.data = _BarsAtInit(bars, self._column_index)
             try:
                 self.init()
             finally:
-                if type(bars) is Bars:
-                    self.data = bars
+                self.data = bars
 
         step = self.next if cls.next is not Strategy.next else None
         return {

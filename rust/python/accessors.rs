@@ -329,35 +329,13 @@ impl PyHistoryBase {
     fn view<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
         self.ctx.get().history_at(py, self.symbol, name, self.count)
     }
-
-    /// What calling these bars with `symbol` and `count` gives (None for either when not
-    /// given): the view made before for them, else the one `make` makes.
-    fn serve<'py>(
-        &self,
-        py: Python<'py>,
-        symbol: Option<Bound<'py, PyAny>>,
-        count: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let Some((views, make)) = self.served.get() else {
-            return Err(PyTypeError::new_err(
-                "only self.data is called (self.data(symbol, count=n)); these bars are one view",
-            ));
-        };
-        let none = || py.None().into_bound(py);
-        let (symbol, count) = (symbol.unwrap_or_else(none), count.unwrap_or_else(none));
-        let key = PyTuple::new(py, [&symbol, &count])?;
-        // An unhashable key is no error here: `make` says what is wrong with it.
-        if let Ok(Some(view)) = views.bind(py).get_item(&key) {
-            return Ok(view);
-        }
-        make.bind(py).call1((symbol, count))
-    }
 }
 
 /// A call of served bars (`self.data(count=10)`) by the interpreter's vectorcall: the
 /// arguments read where they lie, with no tuple and dictionary made for them, which a
 /// class's `__call__` otherwise costs at every call (most of the call's time). The same
-/// answers and errors as `__call__`; a panic (none is expected) becomes a `SystemError`.
+/// answers and errors as `__call__` (which it calls); a panic (none is expected) becomes
+/// a `SystemError`.
 ///
 /// SAFETY: the interpreter calls it with the GIL held, `callable` an instance of a class
 /// `_serve` enabled (a subclass of `HistoryBase`, whose Rust part is at the same place),
@@ -403,7 +381,7 @@ unsafe extern "C" fn bars_call(
             }
         }
         let [symbol, count] = slots;
-        bars.get().serve(py, symbol, count).map(Bound::into_ptr)
+        bars.get().__call__(py, symbol, count).map(Bound::into_ptr)
     });
     match outcome {
         Ok(Ok(view)) => view,
@@ -475,7 +453,8 @@ impl PyHistoryBase {
     }
 
     /// The bars of `symbol` (the running one by default), the last `count` (all so far
-    /// by default): see `tickstep.Bars`.
+    /// by default), see `tickstep.Bars`: the view made before for them, else the one
+    /// `make` makes. (Calls by vectorcall, `bars_call`, come here too.)
     #[pyo3(signature = (symbol=None, count=None))]
     fn __call__<'py>(
         &self,
@@ -483,7 +462,19 @@ impl PyHistoryBase {
         symbol: Option<Bound<'py, PyAny>>,
         count: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.serve(py, symbol, count)
+        let Some((views, make)) = self.served.get() else {
+            return Err(PyTypeError::new_err(
+                "only self.data is called (self.data(symbol, count=n)); these bars are one view",
+            ));
+        };
+        let none = || py.None().into_bound(py);
+        let (symbol, count) = (symbol.unwrap_or_else(none), count.unwrap_or_else(none));
+        let key = PyTuple::new(py, [&symbol, &count])?;
+        // An unhashable key is no error here: `make` says what is wrong with it.
+        if let Ok(Some(view)) = views.bind(py).get_item(&key) {
+            return Ok(view);
+        }
+        make.bind(py).call1((symbol, count))
     }
 
     /// What these bars hold of Python's, for its cycle collector: served bars refer to
