@@ -32,7 +32,7 @@ use crate::error::{EngineError, Result};
 use crate::orders::{
     Order, OrderRequest, Reason, Role, Side, Status, TimeInForce, Trail, UNADMITTED,
 };
-use crate::portfolio::Portfolio;
+use crate::portfolio::{Lot, Portfolio};
 use crate::results::{Fill, OrderLog};
 use crate::studies::Studies;
 use crate::symbol_set::SymbolSet;
@@ -369,6 +369,127 @@ impl Book {
             ..Order::new(id, symbol, side, size, Role::ClosePosition)
         });
         Ok(Some(self.enqueued(symbol, now, false)))
+    }
+
+    /// Close `portion` (0 < portion <= 1) of open trade `lot` of `symbol` at its next
+    /// fill, that trade and no other (a position's other trades stay as they are, where a
+    /// `close_position` takes the oldest first); sized when it fills, as a portion of what
+    /// is left of the trade then (cancelled if nothing is).
+    pub fn close_trade(&mut self, symbol: usize, lot: &Lot, portion: f64, now: i64) -> Result<u64> {
+        if !(portion.is_finite() && portion > 0.0 && portion <= 1.0) {
+            return Err(EngineError::InvalidOrder(format!(
+                "close trade {}: portion must be in (0, 1], got {portion}",
+                lot.id
+            )));
+        }
+        let side = if lot.direction > 0.0 {
+            Side::Sell
+        } else {
+            Side::Buy
+        };
+        let id = self.next_id();
+        self.working.push(Order {
+            portion,
+            trade: Some(lot.id),
+            eligible_from: UNADMITTED,
+            ..Order::new(id, symbol, side, lot.size * portion, Role::ClosePosition)
+        });
+        Ok(self.enqueued(symbol, now, false))
+    }
+
+    /// Set open trade `lot`'s stop-loss (`Role::StopLoss`, a stop at `price`) or
+    /// take-profit (`Role::TakeProfit`, a limit at `price`), as backtesting.py's
+    /// `trade.sl = price` does, or take it away (`price` None). A fixed leg of that role
+    /// still working is moved to `price` (the same order, from the symbol's next bar);
+    /// otherwise a new leg is placed, joining the book at this tick's barrier, and a
+    /// trailing one it replaces is cancelled. The new leg is the trade's from now on: it
+    /// closes that trade alone, and is cancelled when the trade closes. Returns the leg's
+    /// id (None when taken away).
+    pub fn set_trade_exit(
+        &mut self,
+        portfolio: &mut Portfolio,
+        symbol: usize,
+        lot: u64,
+        role: Role,
+        price: Option<f64>,
+        now: i64,
+    ) -> Result<Option<u64>> {
+        let what = if role == Role::StopLoss { "sl" } else { "tp" };
+        let Some(trade) = portfolio.lot(symbol, lot).cloned() else {
+            return Err(EngineError::InvalidOrder(format!(
+                "trade {lot} is not open (closed, or never opened): its {what} cannot be set"
+            )));
+        };
+        if let Some(p) = price {
+            if !(p.is_finite() && p > 0.0) {
+                return Err(EngineError::InvalidOrder(format!(
+                    "trade {lot}: {what} price must be positive and finite, got {p}"
+                )));
+            }
+        }
+        let leg = if role == Role::StopLoss {
+            trade.stop_loss
+        } else {
+            trade.take_profit
+        };
+        let working = leg.and_then(|id| {
+            let o = self.working[symbol].iter().find(|o| o.id == id && o.live)?;
+            let fixed = if role == Role::StopLoss {
+                o.trail.is_none()
+            } else {
+                true
+            };
+            Some((id, fixed))
+        });
+        match (working, price) {
+            (Some((id, true)), Some(p)) => {
+                let (limit, stop) = if role == Role::StopLoss {
+                    (None, Some(p))
+                } else {
+                    (Some(p), None)
+                };
+                self.modify(id, limit, stop, None)?;
+                return Ok(Some(id));
+            }
+            (Some((id, _)), _) => {
+                self.cancel_working(id, now, Reason::CancelledByStrategy);
+                self.working.retain_live(symbol);
+            }
+            (None, _) => {}
+        }
+        let placed = price.map(|p| {
+            let id = self.next_id();
+            let side = if trade.direction > 0.0 {
+                Side::Sell
+            } else {
+                Side::Buy
+            };
+            let mut o = Order::new(id, symbol, side, trade.size, role);
+            if role == Role::StopLoss {
+                o.stop = Some(p);
+            } else {
+                o.limit = Some(p);
+            }
+            o.trade = Some(lot);
+            o.eligible_from = UNADMITTED;
+            self.working.push(o);
+            self.enqueued(symbol, now, true)
+        });
+        let l = portfolio.lot_mut(symbol, lot).expect("the trade is open");
+        if role == Role::StopLoss {
+            l.stop_loss = placed;
+        } else {
+            l.take_profit = placed;
+        }
+        Ok(placed)
+    }
+
+    /// The price of working order `id` of `symbol` that closes a trade at a price: a
+    /// stop-loss leg's stop (where it trails to by now), a take-profit leg's limit. None
+    /// when `id` is no longer working.
+    pub fn exit_price(&self, symbol: usize, id: u64) -> Option<f64> {
+        let o = self.working[symbol].iter().find(|o| o.id == id && o.live)?;
+        o.stop.or(o.limit)
     }
 
     /// Log the order just placed (the last of `symbol`'s working orders; `carries`: it

@@ -1,7 +1,8 @@
 //! The tick context: what a strategy may use while its callbacks run, and nothing more.
 //!
 //! `TickContext` borrows from the engine only the pieces a callback needs — the book (to
-//! place, cancel and list orders), the portfolio (read only), the studies (read, and reset
+//! place, cancel and list orders), the portfolio (read only, but for the links from a
+//! trade to the exit orders the book places for it), the studies (read, and reset
 //! a statistic), the market and the clock (read only) — so a callback cannot reach the
 //! loop, the equity log or the clock's cursors. `Setup` is the same context during
 //! `init()`, plus the one thing only `init()` may do: declare studies. A declaration in
@@ -15,8 +16,9 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::market::Market;
-use crate::orders::OrderRequest;
+use crate::orders::{OrderRequest, Role};
 use crate::portfolio::{Portfolio, Position};
+use crate::results::TradeRow;
 use crate::studies::Studies;
 
 pub struct TickContext<'a> {
@@ -27,7 +29,9 @@ pub struct TickContext<'a> {
     pub(crate) now: i64,
     pub(crate) current: Option<usize>,
     pub(crate) book: &'a mut Book,
-    pub(crate) portfolio: &'a Portfolio,
+    /// Read only but for a trade's links to its exit orders, which the book writes when
+    /// the strategy sets them (`set_trade_exit`).
+    pub(crate) portfolio: &'a mut Portfolio,
     pub(crate) studies: &'a mut Studies,
     /// How many past bars of a symbol may be read (None: all the market holds).
     pub(crate) history: Option<usize>,
@@ -219,14 +223,57 @@ impl TickContext<'_> {
     pub fn close_portion(&mut self, symbol: usize, portion: f64) -> Result<Option<u64>> {
         self.check_symbol(symbol)?;
         let held = self.portfolio.position(symbol).size;
-        self.book
+        let name = self.market.name(symbol);
+        (self.book)
             .close_position(symbol, held, portion, self.now)
-            .map_err(|e| match e {
-                EngineError::InvalidOrder(m) => {
-                    EngineError::InvalidOrder(format!("{}: {m}", self.market.name(symbol)))
-                }
-                other => other,
-            })
+            .map_err(|e| named_order_error(name, e))
+    }
+
+    /// Close `portion` (0 < portion <= 1) of `symbol`'s open trade `trade` at its next
+    /// fill (sized then: that portion of what is left of it).
+    pub fn close_trade(&mut self, symbol: usize, trade: u64, portion: f64) -> Result<u64> {
+        self.check_symbol(symbol)?;
+        let name = self.market.name(symbol);
+        let Some(lot) = self.portfolio.lot(symbol, trade) else {
+            return Err(EngineError::InvalidOrder(format!(
+                "{name}: trade {trade} is not open (closed, or never opened): it cannot be closed"
+            )));
+        };
+        let named = |e| named_order_error(name, e);
+        self.book
+            .close_trade(symbol, lot, portion, self.now)
+            .map_err(named)
+    }
+
+    /// Set `symbol`'s open trade `trade`'s stop-loss (`Role::StopLoss`) or take-profit
+    /// (`Role::TakeProfit`) at `price`, or take it away (None); see
+    /// `Book::set_trade_exit`. Returns the exit order's id.
+    pub fn set_trade_exit(
+        &mut self,
+        symbol: usize,
+        trade: u64,
+        role: Role,
+        price: Option<f64>,
+    ) -> Result<Option<u64>> {
+        self.check_symbol(symbol)?;
+        let name = self.market.name(symbol);
+        (self.book)
+            .set_trade_exit(self.portfolio, symbol, trade, role, price, self.now)
+            .map_err(|e| named_order_error(name, e))
+    }
+
+    /// Where `symbol`'s exit order `id` (a trade's stop-loss or take-profit) would close
+    /// its trade: its stop or limit price now. None once it no longer works.
+    pub fn exit_price(&self, symbol: usize, id: u64) -> Option<f64> {
+        self.book.exit_price(symbol, id)
+    }
+
+    /// The trades closed so far from the `from`-th on (each closing fill's part of a
+    /// trade is one), in the order they closed, with every field of the results' table.
+    pub fn closed_trades(&self, from: usize) -> impl Iterator<Item = TradeRow> + '_ {
+        let log = self.book.orders();
+        let closed = self.portfolio.closed.get(from..).unwrap_or(&[]);
+        closed.iter().map(move |t| log.trade_row(t))
     }
 
     /// Change a working order's `limit`, `stop` or `size` from the next bar on.
@@ -263,6 +310,14 @@ impl TickContext<'_> {
             )));
         }
         Ok(())
+    }
+}
+
+/// An order refused by the book, its message led by the symbol's name.
+fn named_order_error(name: &str, e: EngineError) -> EngineError {
+    match e {
+        EngineError::InvalidOrder(m) => EngineError::InvalidOrder(format!("{name}: {m}")),
+        other => other,
     }
 }
 

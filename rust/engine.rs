@@ -126,7 +126,7 @@ macro_rules! tick_context {
             now: $e.now,
             current: $current,
             book: &mut $e.book,
-            portfolio: &$e.portfolio,
+            portfolio: &mut $e.portfolio,
             studies: &mut $e.studies,
             history: $e.history,
         }

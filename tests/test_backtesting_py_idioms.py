@@ -57,16 +57,12 @@ def frame(seed: int, n: int) -> pd.DataFrame:
                         | {"Volume": 1_000.0}, index=index)
 
 
-@pytest.mark.parametrize("seed", range(4))
-@pytest.mark.filterwarnings("ignore:Some trades remain open")
-def test_the_quick_start_trades_as_backtesting_py_trades_it(seed):
-    df = frame(seed, 400)
-    theirs = ReferenceBacktest(df, quick_start(ReferenceStrategy), cash=100_000,
-                               commission=0.002).run()
-    ours = tickstep.Backtest(df, quick_start(tickstep.Strategy), cash=100_000,
-                             commission=0.002).run()
+def assert_trades_as_backtesting_py_trades(ours, theirs, least: int) -> None:  # type: ignore[no-untyped-def]
+    """Every trade of tickstep's result `ours` equal to backtesting.py's `theirs` (at
+    least `least` of them): side and size, prices, times, net P&L; and the final equity
+    (an open position marked at the last close in both)."""
     ref = theirs._trades
-    assert len(ref) > 10
+    assert len(ref) >= least
     assert len(ours.trades) == len(ref)
     for (_, t), (_, r) in zip(ours.trades.iterrows(), ref.iterrows()):
         assert (1 if t["side"] == "long" else -1) * t["size"] == r["Size"]
@@ -75,8 +71,18 @@ def test_the_quick_start_trades_as_backtesting_py_trades_it(seed):
         assert t["entry_time"].tz_localize(None) == r["EntryTime"]
         assert t["exit_time"].tz_localize(None) == r["ExitTime"]
         assert t["pnl"] == pytest.approx(r["PnL"], rel=1e-9)  # net of both commissions
-    # The last position is still open in both, marked at the last close.
     assert ours.stats["Equity Final [$]"] == pytest.approx(theirs["Equity Final [$]"], rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+def test_the_quick_start_trades_as_backtesting_py_trades_it(seed):
+    df = frame(seed, 400)
+    theirs = ReferenceBacktest(df, quick_start(ReferenceStrategy), cash=100_000,
+                               commission=0.002).run()
+    ours = tickstep.Backtest(df, quick_start(tickstep.Strategy), cash=100_000,
+                             commission=0.002).run()
+    assert_trades_as_backtesting_py_trades(ours, theirs, least=11)
 
 
 class Reads(tickstep.Strategy):
@@ -389,16 +395,7 @@ def test_an_indicator_of_two_lines_trades_as_backtesting_py_trades_it(seed):
     df = frame(seed, 500)
     theirs = ReferenceBacktest(df, band_reversion(ReferenceStrategy), cash=100_000, commission=0.001).run()
     ours = tickstep.Backtest(df, band_reversion(tickstep.Strategy), cash=100_000, commission=0.001).run()
-    ref = theirs._trades
-    assert len(ref) >= 3
-    assert len(ours.trades) == len(ref)
-    for (_, t), (_, r) in zip(ours.trades.iterrows(), ref.iterrows()):
-        assert t["size"] == r["Size"]
-        assert t["entry_price"] == pytest.approx(r["EntryPrice"], rel=1e-12)
-        assert t["exit_price"] == pytest.approx(r["ExitPrice"], rel=1e-12)
-        assert t["entry_time"].tz_localize(None) == r["EntryTime"]
-        assert t["exit_time"].tz_localize(None) == r["ExitTime"]
-    assert ours.stats["Equity Final [$]"] == pytest.approx(theirs["Equity Final [$]"], rel=1e-12)
+    assert_trades_as_backtesting_py_trades(ours, theirs, least=3)
 
 
 def test_the_forms_of_several_lines_give_the_same_indicators():
@@ -473,3 +470,74 @@ def test_a_list_of_numbers_is_one_line():
 
     seen = tickstep.Backtest(example_daily(), Listed, cash=1_000).run().strategy.seen
     assert all(a == b for a, b in seen)
+
+
+def trailing_stops(base):  # type: ignore[no-untyped-def]
+    """A trend entry whose stop-loss trails the close by hand, one class body for both
+    libraries: each bar, every open trade's ``sl`` is raised (long) or lowered (short)
+    to ``k`` of the close, never loosened; in on the close's side of its mean when flat."""
+
+    class Trailing(base):  # type: ignore[misc, valid-type]
+        n = 10
+        k = 0.03
+
+        def init(self):  # type: ignore[no-untyped-def]
+            self.sma = self.I(SMA, self.data.Close, self.n)
+
+        def next(self):  # type: ignore[no-untyped-def]
+            if len(self.data) <= self.n:  # (backtesting.py starts after the mean's warm-up)
+                return
+            price = self.data.Close[-1]
+            for trade in self.trades:
+                if trade.is_long:
+                    trade.sl = max(trade.sl or 0, price * (1 - self.k))
+                else:
+                    trade.sl = min(trade.sl or np.inf, price * (1 + self.k))
+            if not self.position:
+                if price > self.sma[-1]:
+                    self.buy(size=10)
+                elif price < self.sma[-1]:
+                    self.sell(size=10)
+
+    return Trailing
+
+
+def trades_in_parts(base):  # type: ignore[no-untyped-def]
+    """Two entries a cycle, the newer trade closed alone, half the older, a take-profit
+    set on what is left, the rest closed: ``self.trades[i].close(portion)`` and
+    ``.tp =`` on one trade of several, one class body for both libraries."""
+
+    class Parts(base):  # type: ignore[misc, valid-type]
+        def init(self):  # type: ignore[no-untyped-def]
+            pass
+
+        def next(self):  # type: ignore[no-untyped-def]
+            step = len(self.data) % 40
+            if step == 5:
+                self.buy(size=10)
+            elif step == 10:
+                self.buy(size=6)
+            elif step == 15 and len(self.trades) == 2:
+                self.trades[-1].close()
+            elif step == 20 and self.trades:
+                self.trades[0].close(0.5)
+            elif step == 25 and self.trades:
+                self.trades[0].tp = self.data.Close[-1] * 1.01
+            elif step == 35:
+                self.position.close()
+
+    return Parts
+
+
+@pytest.mark.parametrize("make", [trailing_stops, trades_in_parts])
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+def test_trades_set_their_stops_and_close_as_backtesting_py_trades_do(make, seed):
+    df = frame(seed, 400)
+    theirs = ReferenceBacktest(df, make(ReferenceStrategy), cash=1e6, commission=0.001).run()
+    ours = tickstep.Backtest(df, make(tickstep.Strategy), cash=1e6, commission=0.001).run()
+    assert_trades_as_backtesting_py_trades(ours, theirs, least=15)
+    # The stops ride one order per trade, moved in place (backtesting.py places a new
+    # one at every move): no order piles up per bar.
+    stops = ours.orders[ours.orders["role"] == "stop_loss"]
+    assert len(stops) <= len(ours.trades) + 1

@@ -15,7 +15,7 @@ from tickstep.rejections import RejectedOrdersError, RejectedOrderWarning, Ticks
 from tickstep.results import Result, load_result
 from tickstep.signals import SignalStrategy
 from tickstep.sizing import FixedSize, Limits, PercentOfEquity, RiskPerTrade, SizingRequest
-from tickstep.strategy import Position, Strategy
+from tickstep.strategy import Position, Strategy, Trade
 
 __all__ = [
     "Backtest",
@@ -37,6 +37,7 @@ __all__ = [
     "Strategy",
     "TickstepError",
     "TickstepWarning",
+    "Trade",
     "UnknownSymbolError",
     "data",
     "load_result",

@@ -107,6 +107,133 @@ class Position(PositionBase):
         return f"Position({self.symbol!r}, size={self.size:g})"
 
 
+class Trade:
+    """A trade (one entry, possibly partly closed since), as backtesting.py's
+    ``self.trades`` and ``self.closed_trades`` give them.
+
+    Its fields are those of the moment ``self.trades`` (or ``self.closed_trades``) was
+    read: read it again at a later bar for fresh ones. ``pl``, ``pl_pct`` and ``value``
+    of an open trade mark it at its symbol's latest price when read. Setting ``sl`` or
+    ``tp`` and ``close()`` act on the trade as it is now, from the symbol's next bar,
+    and are refused once it has closed.
+    """
+
+    __slots__ = ("_s", "symbol", "id", "size", "entry_price", "_entry_ns", "entry_bar",
+                 "exit_price", "_exit_ns", "_sl", "_tp", "_closed")
+
+    def __init__(self, strategy: Strategy, symbol: str, trade_id: int, size: float,
+                 entry_price: float, entry_ns: int) -> None:
+        self._s = strategy
+        #: The symbol traded.
+        self.symbol = symbol
+        #: The trade's id (``trade_id`` in the results' trades).
+        self.id = trade_id
+        #: Units still open (of a closed trade: the units this close took), negative
+        #: for a short trade.
+        self.size = size
+        self.entry_price = entry_price
+        # Times kept as ns and made Timestamps when read (making one costs more than the
+        # rest of a trade read).
+        self._entry_ns = entry_ns
+        #: The symbol's bar the trade was entered on (``len(self.data) - 1`` then);
+        #: None for a closed trade.
+        self.entry_bar: int | None = None
+        self.exit_price: float | None = None
+        self._exit_ns: int | None = None
+        self._sl: float | None = None
+        self._tp: float | None = None
+        #: A closed trade's (net P&L, return) as the results' trades give them.
+        self._closed: tuple[float, float] | None = None
+
+    @property
+    def entry_time(self) -> pd.Timestamp:
+        return pd.Timestamp(self._entry_ns, tz="UTC")
+
+    @property
+    def exit_time(self) -> pd.Timestamp | None:
+        """When a closed trade (this part of it) closed; None for an open one."""
+        return None if self._exit_ns is None else pd.Timestamp(self._exit_ns, tz="UTC")
+
+    @property
+    def is_long(self) -> bool:
+        return self.size > 0
+
+    @property
+    def is_short(self) -> bool:
+        return self.size < 0
+
+    def _price(self) -> float:
+        return self.exit_price if self.exit_price is not None else self._s.price(self.symbol)
+
+    @property
+    def pl(self) -> float:
+        """Profit or loss in cash: of an open trade, marked at the latest price, before
+        commissions (as ``self.position.pl``); of a closed one, net of its commissions
+        (``pnl`` in the results' trades)."""
+        if self._closed is not None:
+            return self._closed[0]
+        return self.size * (self._price() - self.entry_price)
+
+    @property
+    def pl_pct(self) -> float:
+        """Return as a fraction: of an open trade, of its entry price at the latest price;
+        of a closed one, ``return_pct`` of the results' trades (net, of all it cost)."""
+        if self._closed is not None:
+            return self._closed[1]
+        return math.copysign(1.0, self.size) * (self._price() / self.entry_price - 1.0)
+
+    @property
+    def value(self) -> float:
+        """Units times the latest price (the exit price of a closed trade)."""
+        return abs(self.size) * self._price()
+
+    @property
+    def sl(self) -> float | None:
+        """The stop-loss price, None without one (where a trailing one has moved to, as
+        read). Set it to place or move the trade's stop-loss, None to cancel it: it works
+        from the symbol's next bar and closes this trade alone."""
+        return self._sl
+
+    @sl.setter
+    def sl(self, price: float | None) -> None:
+        self._sl = self._set_exit("sl", price)
+
+    @property
+    def tp(self) -> float | None:
+        """The take-profit (limit) price, None without one; set it as ``sl``."""
+        return self._tp
+
+    @tp.setter
+    def tp(self, price: float | None) -> None:
+        self._tp = self._set_exit("tp", price)
+
+    def _set_exit(self, which: str, price: float | None) -> float | None:
+        self._open_only(f"set its {which}")
+        if price is not None:
+            if isinstance(price, bool) or not isinstance(price, (int, float, np.integer, np.floating)):
+                raise OrderError(f"{self.symbol}: trade {self.id}: {which} must be a price or None, "
+                                 f"got {type(price).__name__}")
+            price = float(price)
+        self._s._ctx.set_trade_exit(self.symbol, self.id, which, price)
+        return price
+
+    def close(self, portion: float = 1.0) -> int:
+        """Close ``portion`` (0 < portion <= 1) of what is left of this trade at the
+        symbol's next fill (sized then), leaving the position's other trades as they are.
+        Returns the order's id."""
+        self._open_only("close it")
+        return self._s._ctx.close_trade(self.symbol, self.id, portion)
+
+    def _open_only(self, what: str) -> None:
+        if self._closed is not None:
+            raise OrderError(f"{self.symbol}: trade {self.id} is closed: cannot {what}")
+
+    def __repr__(self) -> str:
+        state = f"exit={self.exit_price:g}" if self.exit_price is not None else "open"
+        return (f"Trade({self.symbol!r}, id={self.id}, size={self.size:g}, "
+                f"entry={self.entry_price:g}, {state})")
+
+
 def indexed_by_position(index: pd.Index) -> bool:
     """Whether ``index`` is the positions 0, 1, 2, ... (a default index): the one index
     besides times by which values a user hands over per bar (signals, an indicator's
@@ -300,6 +427,9 @@ class Strategy(StrategyBase):
         self._adopt_context(ctx)
         self._symbols = list(symbols)
         self._index = {s: i for i, s in enumerate(symbols)}
+        #: `closed_trades` as built so far: all, and by symbol.
+        self._closed_trades: list[Trade] = []
+        self._closed_by_symbol: list[list[Trade]] = [[] for _ in self._symbols]
         # The symbols in the order the engine visits them (the order the user gave them).
         order = getattr(market, "call_order", None)
         self._call_order = list(order) if order is not None else list(range(len(self._symbols)))
@@ -768,9 +898,48 @@ class Strategy(StrategyBase):
         return self._ctx.cash()
 
     def open_trades(self, symbol: str | None = None) -> list[dict[str, Any]]:
-        """Open trades of ``symbol``: id, direction, size, entry price/time, bracket order ids."""
-        keys = ("trade_id", "direction", "size", "entry_price", "entry_ts", "sl_order", "tp_order")
+        """Open trades of ``symbol``, oldest first: id, direction, size, entry price, time
+        (ns) and bar, and their stop-loss and take-profit orders' ids and prices (None
+        without one). ``self.trades`` gives them as objects that also act."""
+        keys = ("trade_id", "direction", "size", "entry_price", "entry_ts", "entry_bar",
+                "sl_order", "tp_order", "sl", "tp")
         return [dict(zip(keys, t)) for t in self._ctx.trades(symbol)]
+
+    @property
+    def trades(self) -> tuple[Trade, ...]:
+        """Open trades as `Trade` objects, oldest first, as backtesting.py's
+        ``self.trades``: the running symbol's inside ``next``; in ``on_tick``, where no
+        symbol runs, every symbol's (symbols in the order ``next`` sees them).
+        ``for trade in self.trades: trade.sl = ...`` moves their stop-losses."""
+        ctx, names = self._ctx, self._symbols
+        i = ctx.current()
+        held = [i] if i >= 0 else [k for k in self._call_order if ctx.position(k) != 0]
+        out = []
+        for k in held:
+            symbol = names[k]
+            for trade_id, direction, size, price, ts, bar, _, _, sl, tp in ctx.trades(k):
+                t = Trade(self, symbol, trade_id, direction * size, price, ts)
+                t.entry_bar, t._sl, t._tp = bar, sl, tp
+                out.append(t)
+        return tuple(out)
+
+    @property
+    def closed_trades(self) -> tuple[Trade, ...]:
+        """Closed trades as `Trade` objects, in the order they closed, as backtesting.py's
+        ``self.closed_trades``: the running symbol's inside ``next``, every symbol's in
+        ``on_tick``. A trade closed in parts is there once per part (as a row of the
+        results' trades), with the units that part took."""
+        closed, by_symbol, names = self._closed_trades, self._closed_by_symbol, self._symbols
+        # Built once each: only the trades closed since the last read are new.
+        for (k, trade_id, direction, size, entry_ts, exit_ts, entry_price, exit_price, pnl, ret, _,
+             _) in self._ctx.closed_trades(len(closed)):
+            t = Trade(self, names[k], trade_id, direction * size, entry_price, entry_ts)
+            t.exit_price, t._exit_ns = exit_price, exit_ts
+            t._closed = (pnl, ret)
+            closed.append(t)
+            by_symbol[k].append(t)
+        i = self._ctx.current()
+        return tuple(by_symbol[i] if i >= 0 else closed)
 
     # ---- orders --------------------------------------------------------------------------
 

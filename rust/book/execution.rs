@@ -103,6 +103,10 @@ impl Book {
         let held = portfolio.position(s).size;
         let sized = match matched.role {
             Role::Entry => Some((order.size, order.side.sign())),
+            // A close of one trade (`Trade.close()`): its portion of what is left of it.
+            Role::ClosePosition if matched.trade.is_some() => (matched.trade)
+                .and_then(|lot| portfolio.lot(s, lot))
+                .map(|lot| (lot.size * order.portion, -lot.direction)),
             Role::ClosePosition => {
                 // (Against the position: held is not 0, nor NaN.)
                 let against = if held > 0.0 { -1.0 } else { 1.0 };
@@ -137,10 +141,10 @@ impl Book {
     }
 
     /// A matched order with nothing to execute: a `close()` of a position already flat,
-    /// a bracket leg whose trade is already closed.
+    /// a bracket leg or a close of one trade whose trade is already closed.
     #[inline(never)]
     fn cancel_unsized(&mut self, matched: Matched, ts: i64) {
-        let reason = if matched.role == Role::ClosePosition {
+        let reason = if matched.role == Role::ClosePosition && matched.trade.is_none() {
             Reason::PositionAlreadyFlat
         } else {
             Reason::TradeAlreadyClosed

@@ -22,11 +22,39 @@ use super::market::PyMarket;
 use super::sizing::{computed_units, request_values, RequestLayout, Rule, Sizing};
 use crate::candles::Candle;
 use crate::context::{Setup, TickContext};
-use crate::orders::{OrderRequest, Side, TimeInForce, Trail};
+use crate::orders::{OrderRequest, Role, Side, TimeInForce, Trail};
 use crate::studies::{self, SeriesValues, Studies};
 
 /// (ts, end, open, high, low, close, volume) as handed to Python.
 type CandleTuple = (i64, i64, f64, f64, f64, f64, f64);
+/// An open trade as `trades` gives it (see there).
+type OpenTrade = (
+    u64,
+    f64,
+    f64,
+    f64,
+    i64,
+    usize,
+    Option<u64>,
+    Option<u64>,
+    Option<f64>,
+    Option<f64>,
+);
+/// A closed trade as `closed_trades` gives it (see there).
+type ClosedTradeRow = (
+    usize,
+    u64,
+    f64,
+    f64,
+    i64,
+    i64,
+    f64,
+    f64,
+    f64,
+    f64,
+    f64,
+    usize,
+);
 
 /// A trail as Python gives it: (kind, value, study).
 fn to_trail(py: Python<'_>, (kind, value, study): (String, f64, Option<usize>)) -> PyResult<Trail> {
@@ -842,30 +870,99 @@ impl PyContext {
         Ok(e.position(self.index_of(e, symbol)?).average_price())
     }
 
-    /// Open trades of a symbol: (trade id, direction, size, entry price, entry ts, sl order, tp order).
-    #[allow(clippy::type_complexity)]
+    /// Open trades of a symbol, oldest first: (trade id, direction, size, entry price,
+    /// entry ts, entry bar, sl order, tp order, sl price, tp price), an exit's order and
+    /// price None when it has none working.
     #[pyo3(signature = (symbol=None))]
-    fn trades(
-        &self,
-        symbol: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<(u64, f64, f64, f64, i64, Option<u64>, Option<u64>)>> {
+    fn trades(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<OpenTrade>> {
         let e = self.context()?;
         let s = self.index_of(e, symbol)?;
-        Ok(e.position(s)
-            .lots
-            .iter()
+        let exit = |leg: Option<u64>| leg.and_then(|id| Some((id, e.exit_price(s, id)?))).unzip();
+        let lots = e.position(s).lots.iter();
+        Ok(lots
             .map(|l| {
+                let ((sl_order, sl), (tp_order, tp)) = (exit(l.stop_loss), exit(l.take_profit));
+                let (price, ts, bar) = (l.entry_price, l.entry_ts, l.entry_bar);
                 (
                     l.id,
                     l.direction,
                     l.size,
-                    l.entry_price,
-                    l.entry_ts,
-                    l.stop_loss,
-                    l.take_profit,
+                    price,
+                    ts,
+                    bar,
+                    sl_order,
+                    tp_order,
+                    sl,
+                    tp,
                 )
             })
             .collect())
+    }
+
+    /// The trades closed so far from the `start`-th on, in the order they closed (a
+    /// partly closed trade once per closing fill): (symbol, trade id, direction, size,
+    /// entry ts, exit ts, entry price, exit price, pnl, return, commission, bars held).
+    fn closed_trades(&self, start: usize) -> PyResult<Vec<ClosedTradeRow>> {
+        let rows = self.context()?.closed_trades(start);
+        Ok(rows
+            .map(|t| {
+                let (id, d, size) = (t.trade_id, t.direction, t.size);
+                let (ets, xts, ep, xp) = (t.entry_ts, t.exit_ts, t.entry_price, t.exit_price);
+                (
+                    t.symbol,
+                    id,
+                    d,
+                    size,
+                    ets,
+                    xts,
+                    ep,
+                    xp,
+                    t.pnl,
+                    t.return_pct,
+                    t.commission,
+                    t.bars_held,
+                )
+            })
+            .collect())
+    }
+
+    /// Close `portion` of `symbol`'s open trade `trade` at its next fill; the order's id.
+    #[pyo3(signature = (symbol, trade, portion=1.0))]
+    fn close_trade(
+        &self,
+        py: Python<'_>,
+        symbol: &Bound<'_, PyAny>,
+        trade: u64,
+        portion: f64,
+    ) -> PyResult<u64> {
+        let e = self.context()?;
+        let s = self.index_of(e, Some(symbol))?;
+        e.close_trade(s, trade, portion).py_err(py)
+    }
+
+    /// Set (`price`) or take away (None) `symbol`'s open trade `trade`'s stop-loss
+    /// (`which` "sl") or take-profit ("tp"); the exit order's id, None when taken away.
+    fn set_trade_exit(
+        &self,
+        py: Python<'_>,
+        symbol: &Bound<'_, PyAny>,
+        trade: u64,
+        which: &str,
+        price: Option<f64>,
+    ) -> PyResult<Option<u64>> {
+        let role = match which {
+            "sl" => Role::StopLoss,
+            "tp" => Role::TakeProfit,
+            other => {
+                return Err(config_error(
+                    py,
+                    format!("a trade's exit is 'sl' or 'tp', got {other:?}"),
+                ))
+            }
+        };
+        let e = self.context()?;
+        let s = self.index_of(e, Some(symbol))?;
+        e.set_trade_exit(s, trade, role, price).py_err(py)
     }
 
     fn equity(&self) -> PyResult<f64> {

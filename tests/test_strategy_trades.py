@@ -1,0 +1,256 @@
+"""A strategy's trades as objects (backtesting.py's ``self.trades`` and
+``self.closed_trades``): what they read, and what setting ``sl``/``tp`` and ``close()``
+do to the one trade they stand for, fill by fill on hand-made bars."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import tickstep
+from tickstep import OrderError
+
+EXACT = {"rel": 0, "abs": 1e-9}
+
+ROWS = [
+    # open  high  low  close
+    (100, 101, 99, 100),   # 0
+    (100, 102, 99, 101),   # 1  first entry fills at 100
+    (102, 104, 101, 103),  # 2  second entry fills at 102
+    (103, 105, 102, 104),  # 3
+    (104, 106, 103, 105),  # 4
+    (105, 106, 96, 97),    # 5  low 96
+    (97, 99, 95, 98),      # 6
+    (98, 99, 97, 98),      # 7
+    (98, 99, 97, 98),      # 8
+]
+
+
+def T(i: int) -> pd.Timestamp:
+    return pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(days=i)
+
+
+def order(result, order_id):
+    return result.orders.set_index("order_id").loc[order_id]
+
+
+def test_trades_read_each_open_trade_as_it_is(bars, run):
+    seen = {}
+
+    def read(s, sym):
+        seen["trades"] = first, second = s.trades
+        seen["price"] = s.price()
+        seen["marked"] = (first.pl, first.pl_pct, second.value)
+
+    r = run(bars(ROWS), {0: lambda s, sym: s.buy(size=10), 1: lambda s, sym: s.buy(size=5, sl=90),
+                         3: read})
+    assert seen["price"] == 104.0
+    first, second = seen["trades"]
+    assert (first.symbol, first.size, first.entry_price, first.entry_time, first.entry_bar) == (
+        "ASSET", 10.0, 100.0, T(1), 1)
+    assert (second.size, second.entry_price, second.entry_time, second.entry_bar) == (5.0, 102.0, T(2), 2)
+    assert first.is_long and not first.is_short
+    assert (first.sl, first.tp, second.sl, second.tp) == (None, None, 90.0, None)
+    # Marked at the latest close (104) when read, before commissions.
+    pl, pl_pct, value = seen["marked"]
+    assert pl == pytest.approx(10 * (104 - 100), **EXACT)
+    assert pl_pct == pytest.approx(104 / 100 - 1, **EXACT)
+    assert value == pytest.approx(5 * 104, **EXACT)
+    assert first.id != second.id
+    assert r.trades.empty  # both still open at the end
+
+
+def test_setting_sl_on_the_newer_trade_closes_that_trade_alone(bars, run):
+    def set_sl(s, sym):
+        newer = s.trades[-1]
+        newer.sl = 99.5
+        s.ids["sl"] = s.open_trades()[-1]["sl_order"]
+        s.ids["newer"], s.ids["older"] = newer.id, s.trades[0].id
+
+    r = run(bars(ROWS), {0: lambda s, sym: s.buy(size=10), 1: lambda s, sym: s.buy(size=5),
+                         3: set_sl})
+    # Bar 4 (low 103) does not reach 99.5; bar 5 (open 105, low 96) does: stop fills at 99.5.
+    stop = r.fills[r.fills["order_id"] == r.strategy.ids["sl"]]
+    assert list(stop["role"]) == ["stop_loss"] and stop["time"].iloc[0] == T(5)
+    assert stop["price"].iloc[0] == 99.5 and stop["size"].iloc[0] == 5.0
+    closed = r.trades.set_index("trade_id")
+    # The newer trade (entered at 102) is the one closed, not the oldest (FIFO would take it).
+    assert list(closed.index) == [r.strategy.ids["newer"]]
+    assert closed.loc[r.strategy.ids["newer"], "entry_price"] == 102.0
+    assert r.positions["size"].iloc[-1] == 10.0
+
+
+def test_moving_an_sl_keeps_its_order_and_works_from_the_next_bar(bars, run):
+    def first(s, sym):
+        (t,) = s.trades
+        t.sl = 90
+        assert t.sl == 90
+        s.ids["sl"] = s.open_trades()[0]["sl_order"]
+
+    def move(s, sym):
+        (t,) = s.trades
+        assert t.sl == 90
+        t.sl = 103.5  # above the entry: a stop that locks a profit
+        s.ids["moved"] = s.open_trades()[0]["sl_order"]
+
+    r = run(bars(ROWS), {0: lambda s, sym: s.buy(size=10), 1: first, 3: move})
+    assert r.strategy.ids["moved"] == r.strategy.ids["sl"]  # the same order, moved
+    assert (r.orders["role"] == "stop_loss").sum() == 1
+    # Bar 4's low is 103 <= 103.5: the stop fills there, at 103.5 (it opened above it).
+    stop = r.fills[r.fills["role"] == "stop_loss"].iloc[0]
+    assert (stop["time"], stop["price"], stop["size"]) == (T(4), 103.5, 10.0)
+    assert r.trades["pnl"].iloc[0] == pytest.approx(10 * 3.5, **EXACT)
+
+
+def test_tp_set_and_sl_taken_away(bars, run):
+    def legs(s, sym):
+        (t,) = s.trades
+        assert (t.sl, t.tp) == (95.0, None)
+        t.sl = None
+        t.tp = 104.5
+        s.ids["sl"], s.ids["tp"] = s.ids["bracket_sl"], s.open_trades()[0]["tp_order"]
+        assert (t.sl, t.tp) == (None, 104.5)
+
+    def entry(s, sym):
+        s.buy(size=10, sl=95)
+
+    def note_sl(s, sym):
+        s.ids["bracket_sl"] = s.open_trades()[0]["sl_order"]
+
+    r = run(bars(ROWS), {0: entry, 1: note_sl, 2: legs})
+    assert order(r, r.strategy.ids["sl"]).status == "cancelled"
+    tp = r.fills[r.fills["order_id"] == r.strategy.ids["tp"]].iloc[0]
+    # Bar 3 (high 105) reaches 104.5 from an open of 103: filled at the limit.
+    assert (tp["role"], tp["time"], tp["price"]) == ("take_profit", T(3), 104.5)
+    assert r.positions.empty  # flat at the end
+
+
+def test_a_trailing_sl_is_replaced_by_a_fixed_one(bars, run):
+    def fix(s, sym):
+        (t,) = s.trades
+        s.ids["trailing"] = s.open_trades()[0]["sl_order"]
+        # Where the trailing stop has moved to by now: up from the entry's 100 - 5.
+        assert t.sl == s.open_trades()[0]["sl"] > 95.0
+        t.sl = 100.5
+        s.ids["fixed"] = s.open_trades()[0]["sl_order"]
+
+    r = run(bars(ROWS), {0: lambda s, sym: s.buy(size=10, sl_trail=5.0), 3: fix})
+    assert order(r, r.strategy.ids["trailing"]).status == "cancelled"
+    assert r.strategy.ids["fixed"] != r.strategy.ids["trailing"]
+    stop = r.fills[r.fills["order_id"] == r.strategy.ids["fixed"]].iloc[0]
+    assert (stop["time"], stop["price"]) == (T(5), 100.5)
+
+
+def test_close_of_one_trade_and_of_a_portion(bars, run):
+    def close_newer(s, sym):
+        s.ids["newer"] = s.trades[-1].id
+        s.trades[-1].close()
+
+    def half_of_older(s, sym):
+        (t,) = s.trades
+        s.ids["older"] = t.id
+        t.close(0.5)
+
+    r = run(bars(ROWS), {0: lambda s, sym: s.buy(size=10), 1: lambda s, sym: s.buy(size=6),
+                         2: close_newer, 3: half_of_older})
+    trades = r.trades
+    # Bar 3's open 103 closes the newer trade (6 from 102); bar 4's open 104 half the older.
+    assert list(trades["trade_id"]) == [r.strategy.ids["newer"], r.strategy.ids["older"]]
+    assert list(trades["size"]) == [6.0, 5.0]
+    assert list(trades["entry_price"]) == [102.0, 100.0]
+    assert list(trades["exit_price"]) == [103.0, 104.0]
+    assert list(trades["exit_time"]) == [T(3), T(4)]
+    assert r.positions["size"].iloc[-1] == 5.0
+
+
+def test_closed_trades_read_as_the_results_trades(bars, run):
+    seen = []
+
+    def read(s, sym):
+        seen.append(s.closed_trades)
+
+    script = {0: lambda s, sym: s.buy(size=10), 1: lambda s, sym: s.buy(size=6),
+              2: lambda s, sym: s.trades[-1].close(), 3: lambda s, sym: s.trades[0].close(0.5),
+              5: read, 6: read}
+    r = run(bars(ROWS), script, commission=0.001)
+    first, again = seen
+    assert [t.id for t in first] == [t.id for t in again] == list(r.trades["trade_id"])
+    for t, (_, row) in zip(first, r.trades.iterrows()):
+        assert t.size == row["size"] and t.exit_price == row["exit_price"]
+        assert t.exit_time == row["exit_time"] and t.entry_time == row["entry_time"]
+        assert t.pl == row["pnl"] and t.pl_pct == row["return_pct"]
+        with pytest.raises(OrderError, match=f"trade {t.id} is closed: cannot close it"):
+            t.close()
+
+
+
+def test_refusals_name_the_trade_and_the_rule(bars, run):
+    errors = {}
+
+    def attempt(key, action):
+        try:
+            action()
+        except OrderError as e:
+            errors[key] = str(e)
+
+    def kept(s, sym):
+        s.ids["kept"] = s.trades[0]
+
+    def misuse(s, sym):
+        t = s.trades[0]
+        attempt("negative", lambda: setattr(t, "sl", -1.0))
+        attempt("nan", lambda: setattr(t, "tp", float("nan")))
+        attempt("text", lambda: setattr(t, "sl", "99"))
+        attempt("bool", lambda: setattr(t, "tp", True))
+        attempt("portion", lambda: t.close(1.5))
+        attempt("zero", lambda: t.close(0))
+        s.close()
+
+    def stale(s, sym):
+        t = s.ids["kept"]  # read two bars ago; the position closed since
+        attempt("stale_sl", lambda: setattr(t, "sl", 90.0))
+        attempt("stale_close", lambda: t.close())
+
+    r = run(bars(ROWS), {0: lambda s, sym: s.buy(size=10), 1: kept, 2: misuse, 4: stale})
+    tid = r.strategy.ids["kept"].id
+    assert errors == {
+        "negative": f"ASSET: trade {tid}: sl price must be positive and finite, got -1",
+        "nan": f"ASSET: trade {tid}: tp price must be positive and finite, got NaN",
+        "text": f"ASSET: trade {tid}: sl must be a price or None, got str",
+        "bool": f"ASSET: trade {tid}: tp must be a price or None, got bool",
+        "portion": f"ASSET: close trade {tid}: portion must be in (0, 1], got 1.5",
+        "zero": f"ASSET: close trade {tid}: portion must be in (0, 1], got 0",
+        "stale_sl": f"ASSET: trade {tid} is not open (closed, or never opened): its sl cannot be set",
+        "stale_close": f"ASSET: trade {tid} is not open (closed, or never opened): it cannot be closed",
+    }
+    # Nothing was placed by the refused calls: the entry and the close only.
+    assert list(r.orders["role"]) == ["entry", "close"]
+
+
+def test_trades_are_the_running_symbols_in_next_and_all_in_on_tick(bars):
+    a = bars(ROWS)
+    b = bars([(o * 2, h * 2, lo * 2, c * 2) for o, h, lo, c in ROWS])
+
+    class Both(tickstep.Strategy):
+        def init(self):
+            self.seen = []
+
+        def next(self, symbol):
+            if len(self.data) == 1:
+                self.buy(size=1 if symbol == "A" else 2)
+            if len(self.data) == 3 and symbol == "B":
+                self.trades[0].close()
+            self.seen.append((symbol, [(t.symbol, t.size) for t in self.trades],
+                              [t.symbol for t in self.closed_trades]))
+
+        def on_tick(self):
+            self.seen.append(("tick", [(t.symbol, t.size) for t in self.trades],
+                              [t.symbol for t in self.closed_trades]))
+
+    r = tickstep.Backtest({"A": a, "B": b}, Both, cash=10_000).run()
+    seen = r.strategy.seen
+    # Bar 3 (index 3): each symbol sees its own trade; on_tick sees both.
+    assert ("A", [("A", 1.0)], []) in seen
+    assert ("B", [("B", 2.0)], []) in seen
+    assert ("tick", [("A", 1.0), ("B", 2.0)], []) in seen
+    # After B's trade closed (bar 3's open): B's closed trade in B's next and on_tick only.
+    assert seen[-3:] == [("A", [("A", 1.0)], []), ("B", [], ["B"]), ("tick", [("A", 1.0)], ["B"])]
