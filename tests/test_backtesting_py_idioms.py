@@ -541,3 +541,17 @@ def test_trades_set_their_stops_and_close_as_backtesting_py_trades_do(make, seed
     # one at every move): no order piles up per bar.
     stops = ours.orders[ours.orders["role"] == "stop_loss"]
     assert len(stops) <= len(ours.trades) + 1
+
+
+def test_a_result_reads_a_statistic_by_its_label_as_backtesting_pys_stats():
+    df = frame(1, 300)
+    stats = tickstep.Backtest(df, quick_start(tickstep.Strategy), cash=100_000, commission=0.002).run()
+    for label in ("Equity Final [$]", "Sharpe Ratio", "# Trades", "Return [%]"):
+        assert label in stats
+        assert stats[label] == stats.stats[label] or (np.isnan(stats[label]) and np.isnan(stats.stats[label]))
+    assert "Sharp Ratio" not in stats
+    with pytest.raises(KeyError, match=re.escape("'Sharp Ratio' is no statistic of this result — "
+                                                 "did you mean 'Sharpe Ratio'? (result.stats lists them)")):
+        stats["Sharp Ratio"]
+    with pytest.raises(TypeError, match="not iterable"):
+        list(stats)

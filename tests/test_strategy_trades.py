@@ -4,6 +4,7 @@ do to the one trade they stand for, fill by fill on hand-made bars."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import tickstep
@@ -162,6 +163,16 @@ def test_close_of_one_trade_and_of_a_portion(bars, run):
     assert r.positions["size"].iloc[-1] == 5.0
 
 
+def test_close_of_one_trade_at_the_close_with_trade_on_close(bars, run):
+    r = run(bars(ROWS), {0: lambda s, sym: s.buy(size=10), 1: lambda s, sym: s.buy(size=6),
+                         2: lambda s, sym: s.trades[-1].close(0.5)}, trade_on_close=True)
+    # Entries at the closes of bars 0 and 1 (100, 101); half the newer at bar 2's (103).
+    closed = r.trades.iloc[0]
+    assert (closed["size"], closed["entry_price"], closed["exit_price"]) == (3.0, 101.0, 103.0)
+    assert r.fills["role"].iloc[-1] == "close" and r.fills["time"].iloc[-1] == T(2)
+    assert r.positions["size"].iloc[0] == 13.0
+
+
 def test_closed_trades_read_as_the_results_trades(bars, run):
     seen = []
 
@@ -254,3 +265,111 @@ def test_trades_are_the_running_symbols_in_next_and_all_in_on_tick(bars):
     assert ("tick", [("A", 1.0), ("B", 2.0)], []) in seen
     # After B's trade closed (bar 3's open): B's closed trade in B's next and on_tick only.
     assert seen[-3:] == [("A", [("A", 1.0)], []), ("B", [], ["B"]), ("tick", [("A", 1.0)], ["B"])]
+
+
+# ---- against backtesting.py, on random actions ------------------------------------------
+
+
+def draw_actions(seed: int, n: int) -> list[tuple | None]:
+    """What a strategy does at each bar, if anything: buy a few units (a new trade), set
+    or move one trade's exit at a distance from the close, cancel it, or close one trade
+    (half, or all). Nothing at the first bar (backtesting.py does not call ``next``
+    there) nor at the last (it fills nothing placed there)."""
+    rng = np.random.default_rng(seed + 11)
+    out: list[tuple | None] = [None] * n
+    for i in range(1, n - 1):
+        r, pick = rng.random(), int(rng.integers(0, 8))
+        if r < 0.08:
+            out[i] = ("buy", int(rng.choice([2, 4, 6, 10])))
+        elif r < 0.22:
+            out[i] = ("exit", pick, float(rng.uniform(0.002, 0.03)))
+        elif r < 0.25:
+            out[i] = ("cancel", pick)
+        elif r < 0.30:
+            out[i] = ("close", pick, float(rng.choice([0.5, 1.0])))
+    return out
+
+
+def act(strategy, action, price: float, exit_kind: str) -> None:  # type: ignore[no-untyped-def]
+    """Do `action` with backtesting.py's words, which both libraries take."""
+    if action is None:
+        return
+    if action[0] == "buy":
+        strategy.buy(size=action[1])
+        return
+    trades = strategy.trades
+    if not trades:
+        return
+    trade = trades[action[1] % len(trades)]
+    if action[0] == "exit":
+        distance = action[2]
+        setattr(trade, exit_kind, price * (1 - distance) if exit_kind == "sl" else price * (1 + distance))
+    elif action[0] == "cancel":
+        setattr(trade, exit_kind, None)
+    else:
+        # Half of an even number of units (backtesting.py rounds a portion to whole units).
+        trade.close(action[2] if abs(trade.size) % 2 == 0 else 1.0)
+
+
+def acting(base, actions, exit_kind):  # type: ignore[no-untyped-def]
+    class Acting(base):  # type: ignore[misc, valid-type]
+        def init(self):  # type: ignore[no-untyped-def]
+            pass
+
+        def next(self):  # type: ignore[no-untyped-def]
+            act(self, actions[len(self.data) - 1], float(self.data.Close[-1]), exit_kind)
+
+    return Acting
+
+
+def closed_by_bars(trades) -> list[tuple[tuple[int, int], float, tuple[float, float]]]:  # type: ignore[no-untyped-def]
+    """Closed trades (entry bar, exit bar, signed units, entry and exit price) summed by
+    their entry and exit bars: units, and the prices weighted by them. A trade's close
+    and its exit both filling at one open are executed in the other order by the two
+    (tickstep: the earlier placed first; backtesting.py: the close), which splits the
+    same units at the same price into one record or two."""
+    summed: dict[tuple[int, int], list[float]] = {}
+    for entry_bar, exit_bar, units, entry_price, exit_price in trades:
+        row = summed.setdefault((entry_bar, exit_bar), [0.0, 0.0, 0.0])
+        row[0] += units
+        row[1] += units * entry_price
+        row[2] += units * exit_price
+    return [(bars, u, (e / u, x / u)) for bars, (u, e, x) in sorted(summed.items())]
+
+
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("exit_kind", ["sl", "tp"])
+def test_random_trade_management_trades_as_backtesting_py(exit_kind, seed):
+    """Random entries (trades piling up in one position), exits set, moved and cancelled
+    on any of them, and closes of one trade or half of it, by backtesting.py's words in
+    both libraries: the same closed trades (entry and exit bars, size, prices) and final
+    equity. One exit kind per run: a stop-loss and a take-profit of one trade both inside
+    one bar are matched differently by the two (tickstep takes the one nearer the open)."""
+    from backtesting import Backtest as ReferenceBacktest
+    from backtesting import Strategy as ReferenceStrategy
+    from conftest import walk
+
+    n = 1_500
+    b = walk(seed, n, 1)
+    index = pd.date_range("2024-01-02 09:30", periods=n, freq="1min")
+    frame = pd.DataFrame({c.capitalize(): b[c][:, 0] for c in ("open", "high", "low", "close")}
+                         | {"Volume": 1.0}, index=index)
+    actions = draw_actions(seed, n)
+    theirs = ReferenceBacktest(frame, acting(ReferenceStrategy, actions, exit_kind), cash=1e6,
+                               commission=0.001, finalize_trades=False).run()
+    ours = tickstep.Backtest(frame, acting(tickstep.Strategy, actions, exit_kind), cash=1e6,
+                             commission=0.001).run()
+    at = {ts: k for k, ts in enumerate(frame.index.tz_localize("UTC"))}
+    mine = closed_by_bars((at[t.entry_time], at[t.exit_time], (1 if t.side == "long" else -1) * t.size,
+                           t.entry_price, t.exit_price) for t in ours.trades.itertuples())
+    reference = closed_by_bars((t.entry_bar, t.exit_bar, float(t.size), t.entry_price, t.exit_price)
+                               for t in theirs["_strategy"].closed_trades)
+    assert len(reference) > 40, "too few closed trades to compare"
+    assert [(bars, units) for bars, units, _ in mine] == [(bars, units) for bars, units, _ in reference]
+    np.testing.assert_allclose([p for *_, p in mine], [p for *_, p in reference], rtol=1e-12)
+    # The exits that filled are the trades' own legs.
+    assert (ours.fills["role"] == ("stop_loss" if exit_kind == "sl" else "take_profit")).sum() > 5
+    assert float(ours.stats["Equity Final [$]"]) == pytest.approx(
+        float(theirs["Equity Final [$]"]), rel=1e-12)

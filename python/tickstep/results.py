@@ -293,6 +293,24 @@ class Result:
         # Close prices: per symbol (in symbol order) a pair of arrays (times, closes).
         self._prices = prices
 
+    # ---- a statistic by its label --------------------------------------------------------
+
+    def __getitem__(self, label: str) -> Any:
+        """A statistic by its label: ``result["Sharpe Ratio"]`` is
+        ``result.stats["Sharpe Ratio"]``, as backtesting.py's ``stats = bt.run()`` reads."""
+        try:
+            return self.stats[label]
+        except KeyError:
+            labels = [str(x) for x in self.stats.index]
+            raise KeyError(f"{label!r} is no statistic of this result"
+                           f"{did_you_mean(str(label), labels)} (result.stats lists them)") from None
+
+    def __contains__(self, label: object) -> bool:
+        return label in self.stats.index
+
+    # A result is not a sequence: iterating it would read statistics 0, 1, 2, ...
+    __iter__ = None
+
     # ---- tables --------------------------------------------------------------------------
 
     @cached_property
