@@ -373,3 +373,22 @@ def test_random_trade_management_trades_as_backtesting_py(exit_kind, seed):
     assert (ours.fills["role"] == ("stop_loss" if exit_kind == "sl" else "take_profit")).sum() > 5
     assert float(ours.stats["Equity Final [$]"]) == pytest.approx(
         float(theirs["Equity Final [$]"]), rel=1e-12)
+
+
+def test_an_open_trade_is_the_same_object_at_every_read(bars, run):
+    seen = []
+
+    def keep(s, sym):
+        s.ids["first"] = s.trades[0]
+
+    def check(s, sym):
+        trades = s.trades
+        seen.append((s.ids["first"] in trades, [t.size for t in trades]))
+
+    r = run(bars(ROWS), {0: lambda s, sym: s.buy(size=10), 1: keep, 2: lambda s, sym: s.trades[0].close(0.5),
+                         3: check, 4: lambda s, sym: s.close(), 5: check})
+    # Still open at bar 3, the same object, its size read afresh (half closed at bar 3's
+    # open); after the close at bar 5's open, no longer among the open trades.
+    assert seen == [(True, [5.0]), (False, [])]
+    assert r.strategy.ids["first"].size == 5.0  # as last read
+    assert len(r.trades) == 2

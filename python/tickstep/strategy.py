@@ -111,9 +111,10 @@ class Trade:
     """A trade (one entry, possibly partly closed since), as backtesting.py's
     ``self.trades`` and ``self.closed_trades`` give them.
 
-    Its fields are those of the moment ``self.trades`` (or ``self.closed_trades``) was
-    read: read it again at a later bar for fresh ones. ``pl``, ``pl_pct`` and ``value``
-    of an open trade mark it at its symbol's latest price when read. Setting ``sl`` or
+    Its fields are those of the moment ``self.trades`` (or ``self.closed_trades``) last
+    read it: an open trade is the same object at every read of ``self.trades``, its size
+    and exits read afresh there. ``pl``, ``pl_pct`` and ``value`` of an open trade mark it
+    at its symbol's latest price when read. Setting ``sl`` or
     ``tp`` and ``close()`` act on the trade as it is now, from the symbol's next bar,
     and are refused once it has closed.
     """
@@ -427,6 +428,8 @@ class Strategy(StrategyBase):
         self._adopt_context(ctx)
         self._symbols = list(symbols)
         self._index = {s: i for i, s in enumerate(symbols)}
+        #: The open trades' objects by symbol, by trade id, as `trades` last read them.
+        self._open_trades: list[dict[int, Trade]] = [{} for _ in self._symbols]
         #: `closed_trades` as built so far: all, and by symbol.
         self._closed_trades: list[Trade] = []
         self._closed_by_symbol: list[list[Trade]] = [[] for _ in self._symbols]
@@ -910,17 +913,27 @@ class Strategy(StrategyBase):
         """Open trades as `Trade` objects, oldest first, as backtesting.py's
         ``self.trades``: the running symbol's inside ``next``; in ``on_tick``, where no
         symbol runs, every symbol's (symbols in the order ``next`` sees them).
-        ``for trade in self.trades: trade.sl = ...`` moves their stop-losses."""
-        ctx, names = self._ctx, self._symbols
+        ``for trade in self.trades: trade.sl = ...`` moves their stop-losses.
+
+        A trade is the same object at every read while it is open (``trade in
+        self.trades`` holds until it closes), its size and exits read afresh."""
+        ctx, names, kept = self._ctx, self._symbols, self._open_trades
         i = ctx.current()
         held = [i] if i >= 0 else [k for k in self._call_order if ctx.position(k) != 0]
         out = []
         for k in held:
-            symbol = names[k]
+            before, now = kept[k], {}
             for trade_id, direction, size, price, ts, bar, _, _, sl, tp in ctx.trades(k):
-                t = Trade(self, symbol, trade_id, direction * size, price, ts)
-                t.entry_bar, t._sl, t._tp = bar, sl, tp
+                t = before.get(trade_id)
+                if t is None:
+                    t = Trade(self, names[k], trade_id, direction * size, price, ts)
+                    t.entry_bar = bar
+                else:
+                    t.size = direction * size
+                t._sl, t._tp = sl, tp
+                now[trade_id] = t
                 out.append(t)
+            kept[k] = now  # the trades closed since are let go
         return tuple(out)
 
     @property
