@@ -639,6 +639,28 @@ impl Book {
         done
     }
 
+    /// Whether a close of `symbol`'s whole position (`close_position`) is working.
+    pub fn closing(&self, symbol: usize) -> bool {
+        let mut working = self.working[symbol].iter();
+        working.any(|o| o.live && o.role == Role::ClosePosition && o.trade.is_none())
+    }
+
+    /// Cancel `symbol`'s entry orders still working (not the exits of its trades, nor
+    /// the closes placed): what `exclusive_orders` does before an order is placed.
+    pub fn cancel_entries(&mut self, symbol: usize, now: i64) {
+        let entries: Vec<u64> = self.working[symbol]
+            .iter()
+            .filter(|o| o.live && o.role == Role::Entry)
+            .map(|o| o.id)
+            .collect();
+        if !entries.is_empty() {
+            for id in entries {
+                self.cancel_working(id, now, Reason::ReplacedByALaterOrder);
+            }
+            self.working.retain_live(symbol);
+        }
+    }
+
     fn cancel_working(&mut self, id: u64, ts: i64, reason: Reason) -> bool {
         let Some(rec) = self.log.get(id) else {
             return false;

@@ -46,6 +46,10 @@ pub struct Config {
     pub leverage: f64,
     /// `record_every_bar`: record equity at every tick, not only at each trading day's end.
     pub record_every_bar: bool,
+    /// `exclusive_orders`: an order a strategy places cancels its symbol's entry orders
+    /// still working and closes its position first (backtesting.py's option of that
+    /// name): at most one trade per symbol, on the side of the latest order.
+    pub exclusive_orders: bool,
     /// `borrow_rate`, `margin_rate`, `cash_rate`: annual carrying costs, accrued at each
     /// trading day's end.
     pub carry: CarryRates,
@@ -61,6 +65,7 @@ impl Default for Config {
             fill_at: FillAt::NextOpen,
             leverage: 1.0,
             record_every_bar: false,
+            exclusive_orders: false,
             carry: CarryRates::default(),
         }
     }

@@ -175,10 +175,19 @@ impl TickContext<'_> {
 
     // ---- orders ----------------------------------------------------------------------------
 
-    /// Place an order; it joins the book at this tick's barrier. Returns its id.
+    /// Place an order; it joins the book at this tick's barrier. Returns its id. With
+    /// `exclusive_orders`, the symbol's entry orders still working are cancelled and its
+    /// position is closed first (the close fills before the order, in the same batch).
     pub fn submit(&mut self, req: OrderRequest) -> Result<u64> {
         self.check_symbol(req.symbol)?;
         let s = req.symbol;
+        if self.config.exclusive_orders {
+            self.book.cancel_entries(s, self.now);
+            // One close suffices (sized when it fills): not one more per order placed.
+            if !self.book.closing(s) {
+                self.close_position(s)?;
+            }
+        }
         let bar = self.clock.current_bar(s);
         let placing = Placing {
             name: self.market.name(s),

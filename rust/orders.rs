@@ -239,11 +239,13 @@ pub enum Reason {
     InsufficientMargin,
     ItsTradeWasClosed,
     ItsGroupFilled,
+    /// `exclusive_orders`: the strategy placed another order for the symbol.
+    ReplacedByALaterOrder,
 }
 
 impl Reason {
     /// Every reason, by code.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::None,
         Reason::CancelledByStrategy,
         Reason::DayEnded,
@@ -255,6 +257,7 @@ impl Reason {
         Reason::InsufficientMargin,
         Reason::ItsTradeWasClosed,
         Reason::ItsGroupFilled,
+        Reason::ReplacedByALaterOrder,
     ];
 
     /// The phrase the results show ("" for none).
@@ -271,6 +274,7 @@ impl Reason {
             Reason::InsufficientMargin => "insufficient margin",
             Reason::ItsTradeWasClosed => "its trade was closed",
             Reason::ItsGroupFilled => "its one-cancels-other group filled",
+            Reason::ReplacedByALaterOrder => "exclusive_orders: a later order replaced it",
         }
     }
 }

@@ -574,6 +574,9 @@ fn random_case(seed: u64) -> Case {
         },
         leverage: [1.0, 2.0][d.below(2) as usize],
         record_every_bar: d.chance(0.5),
+        // The signal rules close before an opposite entry themselves (Python refuses the
+        // option for signals mode).
+        exclusive_orders: false,
         carry: crate::portfolio::CarryRates {
             borrow: [0.0, 0.05][d.below(2) as usize],
             margin: [0.0, 0.08][d.below(2) as usize],

@@ -27,8 +27,10 @@ def SMA(values, n):  # noqa: N802 (backtesting.py's spelling)
     return pd.Series(values).rolling(n).mean()
 
 
-def quick_start(base):  # type: ignore[no-untyped-def]
-    """backtesting.py's quick-start strategy, as its documentation writes it, on ``base``."""
+def quick_start(base, close_first: bool = True):  # type: ignore[no-untyped-def]
+    """backtesting.py's quick-start strategy, as its documentation writes it, on ``base``:
+    the position closed before each order, or (``close_first=False``) as its README
+    writes it, run with ``exclusive_orders=True``, which closes it."""
 
     class SmaCross(base):  # type: ignore[misc, valid-type]
         n1 = 10
@@ -41,10 +43,12 @@ def quick_start(base):  # type: ignore[no-untyped-def]
 
         def next(self):  # type: ignore[no-untyped-def]
             if crossover(self.sma1, self.sma2):
-                self.position.close()
+                if close_first:
+                    self.position.close()
                 self.buy(size=10)
             elif crossover(self.sma2, self.sma1):
-                self.position.close()
+                if close_first:
+                    self.position.close()
                 self.sell(size=10)
 
     return SmaCross
@@ -555,3 +559,25 @@ def test_a_result_reads_a_statistic_by_its_label_as_backtesting_pys_stats():
         stats["Sharp Ratio"]
     with pytest.raises(TypeError, match="not iterable"):
         list(stats)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+def test_exclusive_orders_trade_as_backtesting_pys_option(seed):
+    df = frame(seed, 500)
+    theirs = ReferenceBacktest(df, quick_start(ReferenceStrategy, close_first=False), cash=100_000,
+                               commission=0.002, exclusive_orders=True).run()
+    ours = tickstep.Backtest(df, quick_start(tickstep.Strategy, close_first=False), cash=100_000,
+                             commission=0.002, exclusive_orders=True).run()
+    assert_trades_as_backtesting_py_trades(ours, theirs, least=20)
+    # Never more than one trade at a time: each exit is the next entry's time.
+    trades = ours.trades
+    assert (trades["exit_time"].iloc[:-1].to_numpy() <= trades["entry_time"].iloc[1:].to_numpy()).all()
+
+
+def test_exclusive_orders_are_refused_in_signals_mode():
+    market = example_daily()
+    bt = tickstep.Backtest(market, tickstep.Strategy, cash=10_000, exclusive_orders=True)
+    with pytest.raises(tickstep.ConfigError, match=re.escape(
+            "exclusive_orders=True is for orders a strategy places; signals mode does not take it")):
+        bt.run_signals({s: np.zeros(1, bool) for s in market.symbols})

@@ -26,6 +26,7 @@ def test_defaults():
         "slippage": 0.0,
         "trade_on_close": False,
         "leverage": 1.0,
+        "exclusive_orders": False,
         "sizer": PercentOfEquity(0.95),
         "record_every_bar": False,
         "timezone": "UTC",
@@ -59,10 +60,11 @@ def test_numbers_are_kept_as_floats_not_coerced_from_text():
 
 def test_engine_options_are_the_cores_spelling():
     config = BacktestConfig(cash=5_000, commission=0.002, commission_fixed=1.0, slippage=3.0,
-                            trade_on_close=True, leverage=2.0, record_every_bar=True)
+                            trade_on_close=True, leverage=2.0, record_every_bar=True,
+                            exclusive_orders=True)
     assert config.engine_options() == {
         "cash": 5_000.0, "commission": 0.002, "commission_fixed": 1.0, "slippage_bps": 3.0,
-        "fill_at": "close", "leverage": 2.0, "record_every_bar": True,
+        "fill_at": "close", "leverage": 2.0, "exclusive_orders": True, "record_every_bar": True,
         "borrow_rate": 0.0, "margin_rate": 0.0, "cash_rate": 0.0,
     }
     tickstep._core.Engine(_tiny_market(), **config.engine_options())  # the core takes them

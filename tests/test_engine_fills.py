@@ -715,3 +715,44 @@ def test_stats_agree_with_the_trades_and_equity(bars, run):
     # Open short 5 @ 105 (bar 3 open), marked at 106: final equity
     # 10000 + (104 - 102) * 10 - 2 fees - 1 fee + 5 * (105 - 106) = 10012.
     assert r.equity.iloc[-1] == approx(10012.0)
+
+
+# --- exclusive_orders ------------------------------------------------------------------
+
+SIX = [
+    # open  high  low  close
+    (100, 101, 99, 100),   # 0  buy 10 with a stop-loss at 90
+    (102, 105, 101, 104),  # 1  long 10 at 102; a buy limit at 95, then sell 4
+    (104, 106, 103, 105),  # 2  the long closed at 104, the short of 4 opened at 104
+    (105, 107, 104, 106),  # 3  buy 3
+    (106, 107, 105, 106),  # 4  the short closed at 106, the long of 3 opened at 106
+    (106, 107, 105, 106),  # 5
+]
+
+
+def test_exclusive_orders_close_the_position_and_cancel_the_entries_first(bars, run):
+    script = {0: lambda s, sym: s.ids.update(entry=s.buy(size=10, sl=90)),
+              1: lambda s, sym: s.ids.update(limit=s.buy(size=5, limit=95), short=s.sell(size=4)),
+              3: lambda s, sym: s.ids.update(long=s.buy(size=3))}
+    r = run(bars(SIX), script, exclusive_orders=True)
+    fills = r.fills[["time", "side", "size", "price", "role"]]
+    assert [tuple(x) for x in fills.itertuples(index=False)] == [
+        (T(1), "buy", 10.0, 102.0, "entry"),
+        (T(2), "sell", 10.0, 104.0, "close"),   # the long closed first ...
+        (T(2), "sell", 4.0, 104.0, "entry"),    # ... then the short opened, in one batch
+        (T(4), "buy", 4.0, 106.0, "close"),
+        (T(4), "buy", 3.0, 106.0, "entry"),
+    ]
+    limit = order(r, r.strategy.ids["limit"])
+    assert (limit.status, limit.reason) == ("cancelled", "exclusive_orders: a later order replaced it")
+    # One close for the two orders of bar 1 (a close sizes itself when it fills).
+    assert list(r.orders["role"]).count("close") == 2
+    # The long's stop-loss leg went with its trade.
+    sl = r.orders[r.orders["role"] == "stop_loss"].iloc[0]
+    assert (sl.status, sl.reason) == ("cancelled", "its trade was closed")
+    assert r.positions["size"].iloc[0] == 3.0
+    # Without the option the same orders pile up: long 10, then the limit (never reached)
+    # and the short of 4 against it.
+    plain = run(bars(SIX), script)
+    assert list(plain.fills["role"]) == ["entry", "entry", "entry"]
+    assert plain.positions["size"].iloc[0] == 10 - 4 + 3

@@ -90,6 +90,7 @@ class Engine:
         fill_at: str = "next_open",
         leverage: float = 1.0,
         record_every_bar: bool = False,
+        exclusive_orders: bool = False,
         borrow_rate: float = 0.0,
         margin_rate: float = 0.0,
         cash_rate: float = 0.0,

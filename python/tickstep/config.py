@@ -259,6 +259,12 @@ class BacktestConfig:
     trade_on_close : bool, default False
         Fill market orders at the close of the bar on which they are placed instead of
         the next bar's open.
+    exclusive_orders : bool, default False
+        Each order a strategy places first cancels its symbol's entry orders still working
+        and closes its position, as backtesting.py's option of that name: at most one
+        trade per symbol, on the side of the latest order (the close fills just before
+        the order). Not for signals mode, whose rules already say what an entry against a
+        position does.
     leverage : float, default 1
         Gross exposure may reach ``leverage`` x equity; fills beyond it are rejected (> 0).
     sizer : callable, default ``PercentOfEquity(0.95)``
@@ -317,6 +323,7 @@ class BacktestConfig:
         False, rule=_flag, engine="fill_at", to_engine=lambda v: "close" if v else "next_open"
     )
     leverage: float = _option(1.0, rule=_positive, engine="leverage")
+    exclusive_orders: bool = _option(False, rule=_flag, engine="exclusive_orders")
     sizer: Sizer = _option(rule=_sizer, default_factory=lambda: PercentOfEquity(0.95))
     record_every_bar: bool = _option(False, rule=_flag, engine="record_every_bar")
     timezone: str = _option("UTC", rule=_timezone)

@@ -450,6 +450,10 @@ def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
     `_core.run_signal_summaries`, with ``extra`` keywords) in one native call, the
     interpreter released; the engines and what the call returns. ``names``: the sets'
     keys, which a refusal of one set's signals names."""
+    if config.exclusive_orders:
+        raise ConfigError("exclusive_orders=True is for orders a strategy places; signals mode "
+                          "does not take it: its own rules already close a position before an "
+                          "opposite entry (a reversal) and ignore an entry of the same side")
     if threads is not None and (isinstance(threads, (bool, np.bool_))
                                 or not isinstance(threads, (int, np.integer)) or threads < 1):
         raise ConfigError(f"threads={threads!r}: must be a whole number of threads >= 1 (or "

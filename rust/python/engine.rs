@@ -262,7 +262,7 @@ impl PyTradeLog {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, slippage_bps=0.0, fill_at="next_open", leverage=1.0, record_every_bar=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
+    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, slippage_bps=0.0, fill_at="next_open", leverage=1.0, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -274,6 +274,7 @@ impl PyEngine {
         fill_at: &str,
         leverage: f64,
         record_every_bar: bool,
+        exclusive_orders: bool,
         borrow_rate: f64,
         margin_rate: f64,
         cash_rate: f64,
@@ -286,6 +287,7 @@ impl PyEngine {
             fill_at: FillAt::parse(fill_at).py_err(py)?,
             leverage,
             record_every_bar,
+            exclusive_orders,
             carry: CarryRates {
                 borrow: borrow_rate,
                 margin: margin_rate,

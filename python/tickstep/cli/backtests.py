@@ -26,8 +26,9 @@ _STRATEGY_HELP = ("STRATEGY: a registered name (see `tickstep strategies`), "
                   "package.module:Class, or path/to/file.py:Class; a Strategy or a "
                   "SignalStrategy (traded in signals mode).")
 _OPTION_HELP = ("Engine option NAME=VALUE, repeatable: cash, commission, commission_fixed, "
-                "slippage, trade_on_close, leverage, record_every_bar, timezone, risk_free_rate, "
-                "on_reject (warn, raise or ignore: what a run with rejected orders does).")
+                "slippage, trade_on_close, exclusive_orders, leverage, record_every_bar, timezone, "
+                "risk_free_rate, on_reject (warn, raise or ignore: what a run with rejected orders "
+                "does).")
 
 
 def _strategy(text: str) -> tuple[type, str | type]:
