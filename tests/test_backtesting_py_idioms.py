@@ -559,6 +559,11 @@ def test_a_result_reads_a_statistic_by_its_label_as_backtesting_pys_stats():
         stats["Sharp Ratio"]
     with pytest.raises(TypeError, match="not iterable"):
         list(stats)
+    # backtesting.py's tables among its statistics: where a result keeps them.
+    with pytest.raises(KeyError, match=re.escape("'_trades' is backtesting.py's; here it is result.trades")):
+        stats["_trades"]
+    with pytest.raises(KeyError, match=re.escape("'_equity_curve' is backtesting.py's; here it is result.equity")):
+        stats["_equity_curve"]
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -229,6 +229,14 @@ def _raw_from_arrow(table: str, arrow: Any, symbols: list[str]) -> dict[str, Any
     return raw
 
 
+#: What backtesting.py keeps among its statistics, and where a result keeps it.
+_BACKTESTING_PY_TABLES = {
+    "_trades": "result.trades (columns in snake case: entry_time, entry_price, pnl, ...)",
+    "_equity_curve": "result.equity, or result.equity_frame with cash and gross exposure",
+    "_strategy": "result.strategy",
+}
+
+
 class Result:
     """The outcome of one backtest.
 
@@ -301,6 +309,9 @@ class Result:
         try:
             return self.stats[label]
         except KeyError:
+            if label in _BACKTESTING_PY_TABLES:
+                raise KeyError(f"{label!r} is backtesting.py's; here it is "
+                               f"{_BACKTESTING_PY_TABLES[label]}") from None
             labels = [str(x) for x in self.stats.index]
             raise KeyError(f"{label!r} is no statistic of this result"
                            f"{did_you_mean(str(label), labels)} (result.stats lists them)") from None

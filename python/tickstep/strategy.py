@@ -209,8 +209,10 @@ class Trade:
         self._tp = self._set_exit("tp", price)
 
     def _set_exit(self, which: str, price: float | None) -> float | None:
-        self._open_only(f"set its {which}")
-        if price is not None:
+        # (Set at every bar by a stop trailed by hand: a float goes straight to the core.)
+        if self._closed is not None:
+            self._refuse_closed(f"set its {which}")
+        if price is not None and price.__class__ is not float:
             if isinstance(price, bool) or not isinstance(price, (int, float, np.integer, np.floating)):
                 raise OrderError(f"{self.symbol}: trade {self.id}: {which} must be a price or None, "
                                  f"got {type(price).__name__}")
@@ -222,12 +224,12 @@ class Trade:
         """Close ``portion`` (0 < portion <= 1) of what is left of this trade at the
         symbol's next fill (sized then), leaving the position's other trades as they are.
         Returns the order's id."""
-        self._open_only("close it")
+        if self._closed is not None:
+            self._refuse_closed("close it")
         return self._s._ctx.close_trade(self.symbol, self.id, portion)
 
-    def _open_only(self, what: str) -> None:
-        if self._closed is not None:
-            raise OrderError(f"{self.symbol}: trade {self.id} is closed: cannot {what}")
+    def _refuse_closed(self, what: str) -> None:
+        raise OrderError(f"{self.symbol}: trade {self.id} is closed: cannot {what}")
 
     def __repr__(self) -> str:
         state = f"exit={self.exit_price:g}" if self.exit_price is not None else "open"
