@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import tickstep
 
 EXACT = dict(rel=1e-12, abs=1e-9)
 
@@ -682,8 +683,6 @@ def test_default_sizer_is_95_percent_of_equity(bars, run):
 
 
 def test_explicit_sizer(bars, run):
-    import tickstep
-
     def no_size(s, sym):
         s.sell()
 
@@ -756,3 +755,19 @@ def test_exclusive_orders_close_the_position_and_cancel_the_entries_first(bars, 
     plain = run(bars(SIX), script)
     assert list(plain.fills["role"]) == ["entry", "entry", "entry"]
     assert plain.positions["size"].iloc[0] == 10 - 4 + 3
+
+
+def test_exclusive_orders_refuse_targets(bars, run):
+    errors = []
+
+    def target(s, sym):
+        for attempt in (lambda: s.order_target(size=5), lambda: s.rebalance({"ASSET": 0.5})):
+            try:
+                attempt()
+            except tickstep.ConfigError as e:
+                errors.append(str(e))
+
+    r = run(bars(SIX), {1: target}, exclusive_orders=True)
+    assert errors == ["order_target() and rebalance() trade the difference from what is held, and "
+                      "exclusive_orders=True closes what is held before each order: use one or the other"] * 2
+    assert r.orders.empty

@@ -263,8 +263,9 @@ class BacktestConfig:
         Each order a strategy places first cancels its symbol's entry orders still working
         and closes its position, as backtesting.py's option of that name: at most one
         trade per symbol, on the side of the latest order (the close fills just before
-        the order). Not for signals mode, whose rules already say what an entry against a
-        position does.
+        the order). Not with ``order_target``/``rebalance`` (they trade the difference from
+        what is held), nor in signals mode, whose rules already say what an entry against
+        a position does.
     leverage : float, default 1
         Gross exposure may reach ``leverage`` x equity; fills beyond it are rejected (> 0).
     sizer : callable, default ``PercentOfEquity(0.95)``

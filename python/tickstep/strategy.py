@@ -1127,6 +1127,12 @@ class Strategy(StrategyBase):
         return placed
 
     def _place_target(self, i: int, units: float) -> int | None:
+        if self._ctx.exclusive_orders():
+            # Its order trades the difference from what is held, which the option would
+            # close first: the position would end at the difference, not the target.
+            raise ConfigError("order_target() and rebalance() trade the difference from what is "
+                              "held, and exclusive_orders=True closes what is held before each "
+                              "order: use one or the other")
         previous = self._target_orders.pop(i, None)
         if previous is not None:
             self._ctx.cancel(previous)

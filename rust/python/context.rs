@@ -965,6 +965,12 @@ impl PyContext {
         e.set_trade_exit(s, trade, role, price).py_err(py)
     }
 
+    /// Whether the run's orders are exclusive (`exclusive_orders`): each one placed
+    /// closes the symbol's position first.
+    fn exclusive_orders(&self) -> PyResult<bool> {
+        Ok(self.context()?.config().exclusive_orders)
+    }
+
     fn equity(&self) -> PyResult<f64> {
         Ok(self.context()?.equity())
     }
