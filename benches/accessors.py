@@ -97,6 +97,8 @@ ACCESSORS: dict[str, str] = {
     "buy(size=10, sl=...)": "self.buy(size=10, sl=1.0)",
     "buy() sized by the sizer": "self.buy()",
     "close()": "self.close()",
+    "self.orders(symbol) (ids)": "self.orders(symbol)",
+    "not self.orders (backtesting.py's test)": "not self.orders",
     "self.trades (one open trade)": "self.trades",
     "self.trades[0].sl = price (moved in place)": "self.trades[0].sl = 0.5",
 }

@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::market::Market;
-use crate::orders::{OrderRequest, Role};
+use crate::orders::{Order, OrderRequest, Role};
 use crate::portfolio::{Portfolio, Position};
 use crate::results::TradeRow;
 use crate::studies::Studies;
@@ -304,6 +304,11 @@ impl TickContext<'_> {
     /// Ids of `symbol`'s working and pending orders.
     pub fn open_orders(&self, symbol: usize) -> Vec<u64> {
         self.book.open_orders(symbol)
+    }
+
+    /// `symbol`'s working and pending orders themselves, in id order.
+    pub fn working_orders(&self, symbol: usize) -> impl Iterator<Item = &Order> {
+        self.book.working(symbol).iter().filter(|o| o.live)
     }
 
     /// Symbols now flat with an entry order working or pending: positions on their way.

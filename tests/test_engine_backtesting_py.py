@@ -128,11 +128,12 @@ def tickstep_run(frame: pd.DataFrame, orders: list[str | None],
 
         def next(self, symbol) -> None:  # type: ignore[no-untyped-def]
             self.bar += 1
-            if self.orders() and self.bar - self.placed >= STALE:
-                for working in self.orders():
-                    self.cancel(working)
+            # backtesting.py's words for the working orders, as the reference above.
+            if self.orders and self.bar - self.placed >= STALE:
+                for working in list(self.orders):
+                    working.cancel()
             order = orders[self.bar]
-            if order is not None and not self.orders():
+            if order is not None and not self.orders:
                 self.placed = self.bar
                 place(self.buy, self.sell, self.close, order, self.price())
 

@@ -771,3 +771,56 @@ def test_exclusive_orders_refuse_targets(bars, run):
     assert errors == ["order_target() and rebalance() trade the difference from what is held, and "
                       "exclusive_orders=True closes what is held before each order: use one or the other"] * 2
     assert r.orders.empty
+
+
+# --- self.orders as backtesting.py reads it ----------------------------------------------
+
+
+def test_orders_read_as_objects_counted_tested_and_cancelled(bars, run):
+    seen = {}
+
+    def place(s, sym):
+        assert not s.orders and len(s.orders) == 0
+        s.ids["limit"] = s.buy(size=10, limit=101, sl=95, tp=110, tag=7)
+        s.ids["stop"] = s.sell(size=3, stop=98)
+        seen["placed"] = [(o.id, o.role, o.size, o.limit, o.stop, o.sl, o.tp, o.tag) for o in s.orders]
+
+    def read(s, sym):
+        seen["bar2"] = list(s.orders)
+        seen["trade"] = s.trades[0].id
+        seen["ids"] = s.orders(sym)
+        seen["count"] = (len(s.orders), bool(s.orders))
+        (stop,) = [o for o in s.orders if o.stop == 98]
+        seen["cancelled"] = stop.cancel()
+        seen["after"] = [o.id for o in s.orders]
+
+    rows = [(100, 101, 99, 100), (102, 103, 100.5, 102), (102, 104, 101, 103), (103, 104, 102, 103)]
+    r = run(bars(rows), {0: place, 2: read})
+    limit, stop = r.strategy.ids["limit"], r.strategy.ids["stop"]
+    assert seen["placed"] == [(limit, "entry", 10.0, 101.0, None, 95.0, 110.0, 7),
+                              (stop, "entry", -3.0, None, 98.0, None, None, 0)]
+    # Bar 1 (low 100.5) filled the limit at 101; its legs work now, the stop entry too.
+    legs = [o for o in seen["bar2"] if o.is_contingent]
+    assert sorted((o.role, o.size, o.stop, o.limit) for o in legs) == [
+        ("stop_loss", -10.0, 95.0, None), ("take_profit", -10.0, None, 110.0)]
+    assert [o.trade_id for o in legs] == [seen["trade"]] * 2
+    assert seen["ids"] == [o.id for o in seen["bar2"]] and stop in seen["ids"]
+    assert seen["count"] == (3, True)
+    assert seen["cancelled"] is True and stop not in seen["after"] and len(seen["after"]) == 2
+    assert order(r, stop).status == "cancelled"
+
+
+def test_orders_in_on_tick_are_every_symbols(bars):
+    class Both(tickstep.Strategy):
+        def init(self):
+            self.seen = []
+
+        def next(self, symbol):
+            if len(self.data) == 1:
+                self.buy(size=1, limit=1.0)  # never reached
+
+        def on_tick(self):
+            self.seen.append(sorted(o.symbol for o in self.orders))
+
+    r = tickstep.Backtest({"A": bars(FOUR), "B": bars(FOUR)}, Both, cash=10_000).run()
+    assert r.strategy.seen[0] == ["A", "B"] and r.strategy.seen[-1] == ["A", "B"]

@@ -15,7 +15,7 @@ from tickstep.rejections import RejectedOrdersError, RejectedOrderWarning, Ticks
 from tickstep.results import Result, load_result
 from tickstep.signals import SignalStrategy
 from tickstep.sizing import FixedSize, Limits, PercentOfEquity, RiskPerTrade, SizingRequest
-from tickstep.strategy import Position, Strategy, Trade
+from tickstep.strategy import Order, Position, Strategy, Trade
 
 __all__ = [
     "Backtest",
@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError",
     "FixedSize",
     "Limits",
+    "Order",
     "OrderError",
     "ParameterError",
     "PercentOfEquity",

@@ -33,7 +33,9 @@ from tickstep.metrics import (
 
 __all__ = ["Result", "build_result", "load_result", "market_stats_inputs", "samples_since"]
 
-_ROLES = ("entry", "stop_loss", "take_profit", "close")
+#: An order's role by its code in the core: what the results' `role` columns and a
+#: strategy's `Order.role` read.
+ROLES = ("entry", "stop_loss", "take_profit", "close")
 _STATUS = ("open", "filled", "cancelled", "rejected", "expired")
 _EXECUTED = ("", "buy", "sell")  # nothing executed, bought, sold
 _NO_TIME = np.iinfo(np.int64).min  # the engine's "no time": still open, or placed in init()
@@ -76,7 +78,7 @@ _TABLES: dict[str, tuple[_Column, ...]] = {
         _Column("size", "float", "size"),
         _Column("price", "float", "price"),
         _Column("commission", "float", "commission"),
-        _Column("role", "choice", "role", "int8", _ROLES),
+        _Column("role", "choice", "role", "int8", ROLES),
         _Column("order_id", "int", "order_id", "int64"),
     ),
     "orders": (
@@ -88,7 +90,7 @@ _TABLES: dict[str, tuple[_Column, ...]] = {
         _Column("stop", "float", "stop"),
         _Column("sl", "float", "sl"),
         _Column("tp", "float", "tp"),
-        _Column("role", "choice", "role", "int8", _ROLES),
+        _Column("role", "choice", "role", "int8", ROLES),
         _Column("tag", "int", "tag", "int64"),
         _Column("placed_time", "maybe_time", "placed_ts", "int64"),
         _Column("status", "choice", "status", "int8", _STATUS),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -23,6 +23,7 @@ from tickstep._core import (
     ConfigError,
     HistoryBase,
     OrderError,
+    OrdersBase,
     PositionBase,
     StrategyBase,
     UnknownSymbolError,
@@ -30,6 +31,7 @@ from tickstep._core import (
 from tickstep.data._records import RecordBook, RecordSet
 from tickstep.hints import did_you_mean
 from tickstep.parameters import ParameterError, check_value, declared_types
+from tickstep.results import ROLES
 from tickstep.sizing import SizingRequest, native_sizing, order_to_target, rebalance_orders
 from tickstep.studies import Crossing, Indicator, Timeframe, session_buckets
 from tickstep.timeframes import timeframe_ns
@@ -107,7 +109,22 @@ class Position(PositionBase):
         return f"Position({self.symbol!r}, size={self.size:g})"
 
 
-class Trade:
+class _Sided:
+    """``is_long`` and ``is_short`` of what has a signed ``size`` (a trade, an order)."""
+
+    __slots__ = ()
+    size: float
+
+    @property
+    def is_long(self) -> bool:
+        return self.size > 0
+
+    @property
+    def is_short(self) -> bool:
+        return self.size < 0
+
+
+class Trade(_Sided):
     """A trade (one entry, possibly partly closed since), as backtesting.py's
     ``self.trades`` and ``self.closed_trades`` give them.
 
@@ -154,14 +171,6 @@ class Trade:
     def exit_time(self) -> pd.Timestamp | None:
         """When a closed trade (this part of it) closed; None for an open one."""
         return None if self._exit_ns is None else pd.Timestamp(self._exit_ns, tz="UTC")
-
-    @property
-    def is_long(self) -> bool:
-        return self.size > 0
-
-    @property
-    def is_short(self) -> bool:
-        return self.size < 0
 
     def _price(self) -> float:
         return self.exit_price if self.exit_price is not None else self._s.price(self.symbol)
@@ -235,6 +244,69 @@ class Trade:
         state = f"exit={self.exit_price:g}" if self.exit_price is not None else "open"
         return (f"Trade({self.symbol!r}, id={self.id}, size={self.size:g}, "
                 f"entry={self.entry_price:g}, {state})")
+
+
+class Order(_Sided):
+    """A working order, as backtesting.py's ``self.orders`` gives them: ``id``,
+    ``symbol``, ``size`` (negative for a sell), ``limit``, ``stop``, ``sl``, ``tp`` (None
+    when it has none), ``tag``, ``role`` (``"entry"``, ``"stop_loss"``, ``"take_profit"``
+    or ``"close"``), ``trade_id`` (the trade an exit or a close of one trade is for, else
+    None), and ``cancel()``. Its fields are those of the moment ``self.orders`` was read.
+    """
+
+    __slots__ = ("_s", "id", "symbol", "size", "limit", "stop", "sl", "tp", "role", "trade_id", "tag")
+
+    def __init__(self, strategy: Strategy, symbol: str, row: tuple) -> None:
+        self._s, self.symbol = strategy, symbol
+        order_id, side, size, self.limit, self.stop, self.sl, self.tp, role, self.trade_id, self.tag = row
+        self.id, self.size, self.role = order_id, side * size, ROLES[role]
+
+    @property
+    def is_contingent(self) -> bool:
+        """Whether it exits a trade or closes a position (not an entry of the strategy's
+        own): backtesting.py's contingent orders."""
+        return self.role != "entry"
+
+    def cancel(self) -> bool:
+        """Cancel it (a trade's exit too); False if it had already ended."""
+        return self._s._ctx.cancel(self.id)
+
+    def __repr__(self) -> str:
+        prices = "".join(f", {k}={v:g}" for k in ("limit", "stop", "sl", "tp")
+                         if (v := getattr(self, k)) is not None)
+        return f"Order({self.symbol!r}, id={self.id}, {self.role}, size={self.size:g}{prices})"
+
+
+class Orders(OrdersBase):
+    """``self.orders``: the working orders (those placed this tick included), as
+    backtesting.py's ``self.orders`` reads: iterated, counted or tested, the running
+    symbol's inside ``next`` (every symbol's in ``on_tick``) as `Order` objects, oldest
+    first (``for order in self.orders: order.cancel()``, ``if not self.orders:``).
+    Called, their ids: ``self.orders("AAPL")`` (the running symbol's without one).
+
+    One object for the run; calling, counting and testing it are the core's (one call,
+    no object made), iterating it makes the orders."""
+
+    __slots__ = ("_s",)
+
+    def __init__(self, ctx: Context, strategy: Strategy) -> None:
+        self._s = strategy
+
+    def _all(self) -> list[Order]:
+        s = self._s
+        names, ctx = s._symbols, s._ctx
+        i = ctx.current()
+        symbols = [i] if i >= 0 else s._call_order
+        return [Order(s, names[k], row) for k in symbols for row in ctx.working_orders(k)]
+
+    def __iter__(self) -> Iterator[Order]:
+        return iter(self._all())
+
+    def __getitem__(self, i: int) -> Order:
+        return self._all()[i]
+
+    def __repr__(self) -> str:
+        return f"Orders({self._all()!r})"
 
 
 def indexed_by_position(index: pd.Index) -> bool:
@@ -422,6 +494,8 @@ class Strategy(StrategyBase):
         if not hasattr(type(self), "data"):
             self.data = Bars(ctx, -1, None)
             self.data._serve(self._histories, self._history)
+        if not hasattr(type(self), "orders"):  # the same for self.orders
+            self.orders = Orders(ctx, self)
         for name, value in params.items():
             setattr(self, name, value)  # a parameter named "position" is refused here
         self._ctx = ctx
@@ -1040,10 +1114,6 @@ class Strategy(StrategyBase):
         symbol's next bar, like a new order. Refused (``OrderError``) for filled,
         cancelled, expired or unknown orders, and for what the order does not have."""
         self._ctx.modify(order_id, limit, stop, size)
-
-    def orders(self, symbol: str | None = None) -> list[int]:
-        """Ids of ``symbol``'s working orders."""
-        return self._ctx.open_orders(symbol)
 
     # ---- targets -------------------------------------------------------------------------
 

@@ -309,6 +309,51 @@ pub fn install_position_truth(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
+/// The base of `tickstep.Orders` (a strategy's `self.orders`): called, the ids of a
+/// symbol's working orders in one call into the core, as the method it replaced;
+/// counted or tested, the running symbol's working orders (every symbol's where none
+/// runs), without making them. The subclass makes them into `Order` objects.
+#[pyclass(name = "OrdersBase", module = "tickstep._core", frozen, subclass)]
+pub struct PyOrdersBase {
+    ctx: Py<PyContext>,
+}
+
+#[pymethods]
+impl PyOrdersBase {
+    #[new]
+    #[pyo3(signature = (ctx, *_rest))]
+    fn new(ctx: Py<PyContext>, _rest: &Bound<'_, PyAny>) -> Self {
+        PyOrdersBase { ctx }
+    }
+
+    /// Ids of ``symbol``'s working orders (the running symbol's when None), oldest first.
+    #[pyo3(signature = (symbol=None))]
+    fn __call__(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<u64>> {
+        let ctx = self.ctx.get();
+        let e = ctx.context()?;
+        Ok(e.open_orders(ctx.index_of(e, symbol)?))
+    }
+
+    /// How many orders work: the running symbol's, or every symbol's where none runs.
+    fn __len__(&self) -> PyResult<usize> {
+        let e = self.ctx.get().context()?;
+        Ok(match e.current_symbol() {
+            Some(s) => e.working_orders(s).count(),
+            None => (0..e.market().symbol_count())
+                .map(|s| e.working_orders(s).count())
+                .sum(),
+        })
+    }
+
+    fn __bool__(&self) -> PyResult<bool> {
+        let e = self.ctx.get().context()?;
+        Ok(match e.current_symbol() {
+            Some(s) => e.working_orders(s).next().is_some(),
+            None => (0..e.market().symbol_count()).any(|s| e.working_orders(s).next().is_some()),
+        })
+    }
+}
+
 /// The base of `tickstep.History`: read-only numpy views of one symbol's last `count`
 /// bars up to the current tick (index -1: the running symbol's), made when read.
 #[pyclass(name = "HistoryBase", module = "tickstep._core", frozen, subclass)]

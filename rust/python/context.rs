@@ -22,7 +22,7 @@ use super::market::PyMarket;
 use super::sizing::{computed_units, request_values, RequestLayout, Rule, Sizing};
 use crate::candles::Candle;
 use crate::context::{Setup, TickContext};
-use crate::orders::{OrderRequest, Role, Side, TimeInForce, Trail};
+use crate::orders::{Order, OrderRequest, Role, Side, TimeInForce, Trail};
 use crate::studies::{self, SeriesValues, Studies};
 
 /// (ts, end, open, high, low, close, volume) as handed to Python.
@@ -39,6 +39,19 @@ type OpenTrade = (
     Option<u64>,
     Option<f64>,
     Option<f64>,
+);
+/// A working order as `working_orders` gives it (see there).
+type WorkingOrder = (
+    u64,
+    f64,
+    f64,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    Option<f64>,
+    u8,
+    Option<u64>,
+    i64,
 );
 /// A closed trade as `closed_trades` gives it (see there).
 type ClosedTradeRow = (
@@ -1077,6 +1090,23 @@ impl PyContext {
         let e = self.context()?;
         let s = self.index_of(e, symbol)?;
         Ok(e.open_orders(s))
+    }
+
+    /// The symbol's working and pending orders, in id order: (id, side +1/-1, size,
+    /// limit, stop, sl, tp, role code, trade id, tag). A close's size is the position's
+    /// share when placed (it is sized again when it fills).
+    #[pyo3(signature = (symbol=None))]
+    fn working_orders(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<WorkingOrder>> {
+        let e = self.context()?;
+        let s = self.index_of(e, symbol)?;
+        let row = |o: &Order| {
+            let (side, role) = (o.side.sign(), o.role as u8);
+            let (limit, stop, sl, tp) = (o.limit, o.stop, o.stop_loss, o.take_profit);
+            (
+                o.id, side, o.size, limit, stop, sl, tp, role, o.trade, o.tag,
+            )
+        };
+        Ok(e.working_orders(s).map(row).collect())
     }
 
     // ---- indicators and timeframes: declared in `init()`, read in O(1) per call ----

@@ -25,6 +25,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<indicators::PyIndicator>()?;
     m.add_class::<indicators::PyCrossing>()?;
     m.add_class::<accessors::PyPositionBase>()?;
+    m.add_class::<accessors::PyOrdersBase>()?;
     accessors::install_position_truth(m.py())?;
     m.add_class::<accessors::PyHistoryBase>()?;
     m.add_class::<accessors::PyStrategyBase>()?;
