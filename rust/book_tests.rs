@@ -584,3 +584,101 @@ fn at_a_barrier_filling_at_the_close_orders_join_one_by_one() {
     assert!(d.book.working(X).iter().all(|o| o.eligible_from == 0));
     assert!(!d.book.has_pending());
 }
+
+impl Desk {
+    /// The open trades' ids, oldest first.
+    fn trade_ids(&self) -> Vec<u64> {
+        let lots = self.portfolio.position(X).lots.iter();
+        lots.map(|l| l.id).collect()
+    }
+
+    fn set_exit(&mut self, trade: u64, role: Role, price: Option<f64>) -> Option<u64> {
+        let now = self.bar as i64;
+        let leg = (self.book)
+            .set_trade_exit(&mut self.portfolio, X, trade, role, price, now)
+            .unwrap();
+        self.admit();
+        leg
+    }
+}
+
+#[test]
+fn a_trades_own_exit_closes_that_trade_and_moves_in_place() {
+    let mut d = desk(Config::default());
+    d.order(Side::Buy, 10.0, |_| {});
+    d.next(bar(100.0, 101.0, 99.0, 100.0)); // long 10 at 100
+    d.order(Side::Buy, 5.0, |_| {});
+    d.next(bar(102.0, 103.0, 101.0, 102.0)); // 5 more at 102
+    let [older, newer] = d.trade_ids()[..] else {
+        panic!("two trades")
+    };
+    let sl = d.set_exit(newer, Role::StopLoss, Some(95.0)).unwrap();
+    // Moved in place: the same order, at 100.5 from the next bar.
+    assert_eq!(d.set_exit(newer, Role::StopLoss, Some(100.5)), Some(sl));
+    // Opens at 101, the low 100 reaches the stop: the newer trade's 5 units at 100.5.
+    d.next(bar(101.0, 101.5, 100.0, 100.8));
+    assert_eq!(d.prices().last(), Some(&(sl, -5.0, 100.5)));
+    assert_eq!(d.trade_ids(), vec![older]);
+    let closed = &d.portfolio.closed[0];
+    assert_eq!((closed.trade_id, closed.entry_price), (newer, 102.0));
+}
+
+#[test]
+fn a_trades_exit_taken_away_or_gone_with_its_trade() {
+    let mut d = desk(Config::default());
+    d.order(Side::Sell, 4.0, |_| {});
+    d.next(bar(100.0, 101.0, 99.0, 100.0)); // short 4 at 100
+    let [trade] = d.trade_ids()[..] else {
+        panic!("one trade")
+    };
+    let tp = d.set_exit(trade, Role::TakeProfit, Some(90.0)).unwrap();
+    let sl = d.set_exit(trade, Role::StopLoss, Some(110.0)).unwrap();
+    assert_eq!(d.set_exit(trade, Role::TakeProfit, None), None);
+    assert_eq!(
+        d.status(tp),
+        (Status::Cancelled, "cancelled by the strategy")
+    );
+    // The position closed by hand: its trade's stop-loss goes with it.
+    d.close();
+    d.next(bar(99.0, 100.0, 98.0, 99.0));
+    assert_eq!(d.status(sl), (Status::Cancelled, "its trade was closed"));
+    assert!(d.trade_ids().is_empty());
+    // A closed trade's exit cannot be set.
+    let now = d.bar as i64;
+    let err = (d.book)
+        .set_trade_exit(&mut d.portfolio, X, trade, Role::StopLoss, Some(1.0), now)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("trade {trade} is not open")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_close_of_one_trade_takes_a_portion_of_it_alone() {
+    let mut d = desk(Config::default());
+    d.order(Side::Buy, 10.0, |_| {});
+    d.next(bar(100.0, 101.0, 99.0, 100.0)); // 10 at 100
+    d.order(Side::Buy, 6.0, |_| {});
+    d.next(bar(102.0, 103.0, 101.0, 102.0)); // 6 at 102
+    let newer = d.trade_ids()[1];
+    let lot = d.portfolio.lot(X, newer).unwrap().clone();
+    let id = d.book.close_trade(X, &lot, 0.5, d.bar as i64).unwrap();
+    d.admit();
+    d.next(bar(104.0, 105.0, 103.0, 104.0)); // half the newer at the open, 104
+    assert_eq!(d.prices().last(), Some(&(id, -3.0, 104.0)));
+    let closed = &d.portfolio.closed[0];
+    assert_eq!(
+        (closed.trade_id, closed.size, closed.entry_price),
+        (newer, 3.0, 102.0)
+    );
+    let sizes: Vec<f64> = d
+        .portfolio
+        .position(X)
+        .lots
+        .iter()
+        .map(|l| l.size)
+        .collect();
+    assert_eq!(sizes, vec![10.0, 3.0]);
+}

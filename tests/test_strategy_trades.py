@@ -392,3 +392,25 @@ def test_an_open_trade_is_the_same_object_at_every_read(bars, run):
     assert seen == [(True, [5.0]), (False, [])]
     assert r.strategy.ids["first"].size == 5.0  # as last read
     assert len(r.trades) == 2
+
+
+def test_a_short_trade_reads_negative_open_and_closed(bars, run):
+    seen = {}
+
+    def read_open(s, sym):
+        (t,) = s.trades
+        seen["open"] = (t.size, t.is_short, t.pl)
+        t.sl = 110  # a buy stop, above: a short's stop-loss
+
+    def read_closed(s, sym):
+        (t,) = s.closed_trades
+        seen["closed"] = (t.size, t.is_short, t.exit_price, t.pl)
+
+    rows = [(100, 101, 99, 100), (100, 101, 97, 98), (97, 98, 96, 97), (97, 98, 96, 97)]
+    r = run(bars(rows), {0: lambda s, sym: s.sell(size=4), 1: read_open, 2: lambda s, sym: s.close(),
+                         3: read_closed})
+    # Short 4 at 100, marked at 98: +8; closed at bar 3's open, 97: +12 (no commission).
+    assert seen["open"] == (-4.0, True, pytest.approx(8.0, **EXACT))
+    assert seen["closed"] == (-4.0, True, 97.0, pytest.approx(12.0, **EXACT))
+    sl = r.orders[r.orders["role"] == "stop_loss"].iloc[0]
+    assert (sl.side, sl.stop, sl.status) == ("buy", 110.0, "cancelled")
