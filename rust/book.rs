@@ -136,6 +136,23 @@ fn expiry_reason(order: Option<&Order>) -> Reason {
     }
 }
 
+/// Why a price given for `what` (an order's limit or stop, a trade's sl or tp) is
+/// refused, if it is: prices are positive and finite.
+fn price_refusal(what: &str, p: f64) -> Option<String> {
+    (!(p.is_finite() && p > 0.0))
+        .then(|| format!("{what} price must be positive and finite, got {p}"))
+}
+
+/// Open trade `lot` of `symbol`, or the refusal of what was asked of it (`then`: what
+/// cannot be done, e.g. "it cannot be closed") once it has closed or never opened.
+fn open_trade(portfolio: &Portfolio, symbol: usize, lot: u64, then: &str) -> Result<Lot> {
+    portfolio.lot(symbol, lot).cloned().ok_or_else(|| {
+        EngineError::InvalidOrder(format!(
+            "trade {lot} is not open (closed, or never opened): {then}"
+        ))
+    })
+}
+
 impl Book {
     pub fn new(symbols: usize) -> Self {
         Book {
@@ -253,10 +270,8 @@ impl Book {
             ("sl", req.stop_loss),
             ("tp", req.take_profit),
         ] {
-            if let Some(p) = v {
-                if !(p.is_finite() && p > 0.0) {
-                    return Err(format!("{what} price must be positive and finite, got {p}"));
-                }
+            if let Some(rule) = v.and_then(|p| price_refusal(what, p)) {
+                return Err(rule);
             }
         }
         for (what, trail) in [("trail", req.trail), ("sl_trail", req.stop_loss_trail)] {
@@ -375,24 +390,32 @@ impl Book {
     /// fill, that trade and no other (a position's other trades stay as they are, where a
     /// `close_position` takes the oldest first); sized when it fills, as a portion of what
     /// is left of the trade then (cancelled if nothing is).
-    pub fn close_trade(&mut self, symbol: usize, lot: &Lot, portion: f64, now: i64) -> Result<u64> {
+    pub fn close_trade(
+        &mut self,
+        portfolio: &Portfolio,
+        symbol: usize,
+        lot: u64,
+        portion: f64,
+        now: i64,
+    ) -> Result<u64> {
+        let trade = open_trade(portfolio, symbol, lot, "it cannot be closed")?;
         if !(portion.is_finite() && portion > 0.0 && portion <= 1.0) {
             return Err(EngineError::InvalidOrder(format!(
-                "close trade {}: portion must be in (0, 1], got {portion}",
-                lot.id
+                "close trade {lot}: portion must be in (0, 1], got {portion}"
             )));
         }
-        let side = if lot.direction > 0.0 {
-            Side::Sell
-        } else {
-            Side::Buy
-        };
         let id = self.next_id();
         self.working.push(Order {
             portion,
-            trade: Some(lot.id),
+            trade: Some(lot),
             eligible_from: UNADMITTED,
-            ..Order::new(id, symbol, side, lot.size * portion, Role::ClosePosition)
+            ..Order::new(
+                id,
+                symbol,
+                trade.closing_side(),
+                trade.size * portion,
+                Role::ClosePosition,
+            )
         });
         Ok(self.enqueued(symbol, now, false))
     }
@@ -415,17 +438,9 @@ impl Book {
         now: i64,
     ) -> Result<Option<u64>> {
         let what = if role == Role::StopLoss { "sl" } else { "tp" };
-        let Some(trade) = portfolio.lot(symbol, lot).cloned() else {
-            return Err(EngineError::InvalidOrder(format!(
-                "trade {lot} is not open (closed, or never opened): its {what} cannot be set"
-            )));
-        };
-        if let Some(p) = price {
-            if !(p.is_finite() && p > 0.0) {
-                return Err(EngineError::InvalidOrder(format!(
-                    "trade {lot}: {what} price must be positive and finite, got {p}"
-                )));
-            }
+        let trade = open_trade(portfolio, symbol, lot, &format!("its {what} cannot be set"))?;
+        if let Some(rule) = price.and_then(|p| price_refusal(what, p)) {
+            return Err(EngineError::InvalidOrder(format!("trade {lot}: {rule}")));
         }
         let leg = if role == Role::StopLoss {
             trade.stop_loss
@@ -459,12 +474,7 @@ impl Book {
         }
         let placed = price.map(|p| {
             let id = self.next_id();
-            let side = if trade.direction > 0.0 {
-                Side::Sell
-            } else {
-                Side::Buy
-            };
-            let mut o = Order::new(id, symbol, side, trade.size, role);
+            let mut o = Order::new(id, symbol, trade.closing_side(), trade.size, role);
             if role == Role::StopLoss {
                 o.stop = Some(p);
             } else {

@@ -663,8 +663,11 @@ fn a_close_of_one_trade_takes_a_portion_of_it_alone() {
     d.order(Side::Buy, 6.0, |_| {});
     d.next(bar(102.0, 103.0, 101.0, 102.0)); // 6 at 102
     let newer = d.trade_ids()[1];
-    let lot = d.portfolio.lot(X, newer).unwrap().clone();
-    let id = d.book.close_trade(X, &lot, 0.5, d.bar as i64).unwrap();
+    let now = d.bar as i64;
+    let id = d
+        .book
+        .close_trade(&d.portfolio, X, newer, 0.5, now)
+        .unwrap();
     d.admit();
     d.next(bar(104.0, 105.0, 103.0, 104.0)); // half the newer at the open, 104
     assert_eq!(d.prices().last(), Some(&(id, -3.0, 104.0)));

@@ -243,15 +243,9 @@ impl TickContext<'_> {
     pub fn close_trade(&mut self, symbol: usize, trade: u64, portion: f64) -> Result<u64> {
         self.check_symbol(symbol)?;
         let name = self.market.name(symbol);
-        let Some(lot) = self.portfolio.lot(symbol, trade) else {
-            return Err(EngineError::InvalidOrder(format!(
-                "{name}: trade {trade} is not open (closed, or never opened): it cannot be closed"
-            )));
-        };
-        let named = |e| named_order_error(name, e);
-        self.book
-            .close_trade(symbol, lot, portion, self.now)
-            .map_err(named)
+        (self.book)
+            .close_trade(self.portfolio, symbol, trade, portion, self.now)
+            .map_err(|e| named_order_error(name, e))
     }
 
     /// Set `symbol`'s open trade `trade`'s stop-loss (`Role::StopLoss`) or take-profit
@@ -304,6 +298,15 @@ impl TickContext<'_> {
     /// Ids of `symbol`'s working and pending orders.
     pub fn open_orders(&self, symbol: usize) -> Vec<u64> {
         self.book.open_orders(symbol)
+    }
+
+    /// The symbols a read that names none is about: the running one inside `next`, every
+    /// symbol where none runs (`on_tick`, `init`).
+    pub fn symbols_in_view(&self) -> Range<usize> {
+        match self.current_symbol() {
+            Some(s) => s..s + 1,
+            None => 0..self.market.symbol_count(),
+        }
     }
 
     /// `symbol`'s working and pending orders themselves, in id order.

@@ -15,6 +15,7 @@
 
 use std::ops::{AddAssign, Index, IndexMut, Neg, SubAssign};
 
+use crate::orders::Side;
 use crate::symbol_set::SymbolSet;
 
 // ---- exact sums of money ---------------------------------------------------------------
@@ -241,6 +242,17 @@ pub struct Lot {
     pub low: f64,
     pub stop_loss: Option<u64>,
     pub take_profit: Option<u64>,
+}
+
+impl Lot {
+    /// The side of an order that closes it: a sell for a long, a buy for a short.
+    pub fn closing_side(&self) -> Side {
+        if self.direction > 0.0 {
+            Side::Sell
+        } else {
+            Side::Buy
+        }
+    }
 }
 
 /// A position's open lots (trades), oldest first: a fill that closes takes from the

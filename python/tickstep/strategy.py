@@ -222,7 +222,7 @@ class Trade(_Sided):
         if self._closed is not None:
             self._refuse_closed(f"set its {which}")
         if price is not None and price.__class__ is not float:
-            if isinstance(price, bool) or not isinstance(price, (int, float, np.integer, np.floating)):
+            if not _is_number(price):
                 raise OrderError(f"{self.symbol}: trade {self.id}: {which} must be a price or None, "
                                  f"got {type(price).__name__}")
             price = float(price)
@@ -295,9 +295,7 @@ class Orders(OrdersBase):
     def _all(self) -> list[Order]:
         s = self._s
         names, ctx = s._symbols, s._ctx
-        i = ctx.current()
-        symbols = [i] if i >= 0 else s._call_order
-        return [Order(s, names[k], row) for k in symbols for row in ctx.working_orders(k)]
+        return [Order(s, names[k], row) for k in s._in_view() for row in ctx.working_orders(k)]
 
     def __iter__(self) -> Iterator[Order]:
         return iter(self._all())
@@ -959,6 +957,12 @@ class Strategy(StrategyBase):
             cached = self._symbol_positions[i] = Position(self._ctx, i, self)
         return cached
 
+    def _in_view(self) -> list[int]:
+        """The symbols (indices) a read that names none is about: the running one inside
+        ``next``, every symbol in the order ``next`` sees them where none runs."""
+        i = self._ctx.current()
+        return [i] if i >= 0 else self._call_order
+
     def _current_index(self) -> int:
         i = self._ctx.current()
         if i < 0:
@@ -994,10 +998,11 @@ class Strategy(StrategyBase):
         A trade is the same object at every read while it is open (``trade in
         self.trades`` holds until it closes), its size and exits read afresh."""
         ctx, names, kept = self._ctx, self._symbols, self._open_trades
-        i = ctx.current()
-        held = [i] if i >= 0 else [k for k in self._call_order if ctx.position(k) != 0]
         out = []
-        for k in held:
+        for k in self._in_view():
+            if ctx.position(k) == 0:
+                kept[k] = {}  # flat: no trade open, none to keep
+                continue
             before, now = kept[k], {}
             for trade_id, direction, size, price, ts, bar, _, _, sl, tp in ctx.trades(k):
                 t = before.get(trade_id)
@@ -1218,6 +1223,13 @@ class Strategy(StrategyBase):
         return self._symbols[i if i >= 0 else self._current_index()]
 
 
+def _is_number(value: Any, whole: bool = False) -> bool:
+    """Whether ``value`` is what an order's price or size (``whole``: its tag or group)
+    may be: a real number (a whole one), never a bool."""
+    kinds = (int, np.integer) if whole else (int, float, np.integer, np.floating)
+    return isinstance(value, kinds) and not isinstance(value, (bool, np.bool_))
+
+
 def _refuse_order_types(**arguments: Any) -> None:
     """An `OrderError` naming the first order argument of the wrong type: prices and
     sizes are real numbers (not bools), ``tag`` and ``oco`` whole numbers."""
@@ -1225,8 +1237,7 @@ def _refuse_order_types(**arguments: Any) -> None:
         if value is None:
             continue
         whole = name in ("tag", "oco")
-        kinds = (int, np.integer) if whole else (int, float, np.integer, np.floating)
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, kinds):
+        if not _is_number(value, whole):
             rule = "a whole number" if whole else "a number"
             raise OrderError(f"{name}={value!r}: must be {rule}, got {type(value).__name__}")
 

@@ -337,20 +337,15 @@ impl PyOrdersBase {
     /// How many orders work: the running symbol's, or every symbol's where none runs.
     fn __len__(&self) -> PyResult<usize> {
         let e = self.ctx.get().context()?;
-        Ok(match e.current_symbol() {
-            Some(s) => e.working_orders(s).count(),
-            None => (0..e.market().symbol_count())
-                .map(|s| e.working_orders(s).count())
-                .sum(),
-        })
+        Ok(e.symbols_in_view()
+            .map(|s| e.working_orders(s).count())
+            .sum())
     }
 
     fn __bool__(&self) -> PyResult<bool> {
         let e = self.ctx.get().context()?;
-        Ok(match e.current_symbol() {
-            Some(s) => e.working_orders(s).next().is_some(),
-            None => (0..e.market().symbol_count()).any(|s| e.working_orders(s).next().is_some()),
-        })
+        Ok(e.symbols_in_view()
+            .any(|s| e.working_orders(s).next().is_some()))
     }
 }
 
