@@ -414,3 +414,21 @@ def test_a_short_trade_reads_negative_open_and_closed(bars, run):
     assert seen["closed"] == (-4.0, True, 97.0, pytest.approx(12.0, **EXACT))
     sl = r.orders[r.orders["role"] == "stop_loss"].iloc[0]
     assert (sl.side, sl.stop, sl.status) == ("buy", 110.0, "cancelled")
+
+
+def test_a_portion_is_a_number_never_a_bool(bars, run):
+    errors = []
+
+    def attempt(s, sym):
+        for close in (lambda: s.trades[0].close(True), lambda: s.position.close(True),
+                      lambda: s.close(portion=False)):
+            try:
+                close()
+            except OrderError as e:
+                errors.append(str(e))
+
+    r = run(bars(ROWS), {0: lambda s, sym: s.buy(size=10), 2: attempt})
+    assert errors == ["portion=True: must be a fraction in (0, 1], got bool",
+                      "portion=True: must be a fraction in (0, 1], got bool",
+                      "portion=False: must be a fraction in (0, 1], got bool"]
+    assert list(r.orders["role"]) == ["entry"]  # nothing placed by them

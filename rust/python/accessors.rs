@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 
-use super::context::{OrderPrices, PyContext};
+use super::context::{OrderPrices, Portion, PyContext};
 use super::errors::state_error;
 use super::market::{view_column, PyMarket};
 use crate::context::TickContext;
@@ -228,9 +228,9 @@ impl PyPositionBase {
 
     /// Flatten (or close ``portion`` of it, oldest trades first) at the next fill;
     /// returns the order id (None if flat).
-    #[pyo3(signature = (portion=1.0))]
-    fn close(&self, py: Python<'_>, portion: f64) -> PyResult<Option<u64>> {
-        self.ctx.get().close_at(py, self.symbol, portion)
+    #[pyo3(signature = (portion=Portion::WHOLE), text_signature = "($self, portion=1.0)")]
+    fn close(&self, py: Python<'_>, portion: Portion) -> PyResult<Option<u64>> {
+        self.ctx.get().close_at(py, self.symbol, portion.0)
     }
 
     fn __bool__(&self) -> PyResult<bool> {
@@ -820,12 +820,12 @@ impl PyStrategyBase {
 
     /// Flatten ``symbol`` at its next fill — or close ``portion`` of it (0 < portion
     /// <= 1), the oldest trades first (FIFO), sized when it fills. None if already flat.
-    #[pyo3(signature = (symbol=None, *, portion=1.0))]
+    #[pyo3(signature = (symbol=None, *, portion=Portion::WHOLE), text_signature = "($self, symbol=None, *, portion=1.0)")]
     fn close(
         &self,
         py: Python<'_>,
         symbol: Option<&Bound<'_, PyAny>>,
-        portion: f64,
+        portion: Portion,
     ) -> PyResult<Option<u64>> {
         self.context()?.close_position(py, symbol, portion)
     }

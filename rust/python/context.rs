@@ -122,6 +122,28 @@ pub(crate) struct OrderPrices<'a, 'py> {
     pub tp: Option<f64>,
 }
 
+/// The `portion` of a close (of a position, or of one trade) as given: a number, never a
+/// bool, which would read as 1 or 0.
+pub(crate) struct Portion(pub f64);
+
+impl Portion {
+    /// All of it: the default.
+    pub const WHOLE: Portion = Portion(1.0);
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Portion {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if obj.is_instance_of::<PyBool>() {
+            let word = if obj.is_truthy()? { "True" } else { "False" };
+            let message = format!("portion={word}: must be a fraction in (0, 1], got bool");
+            return Err(order_error(obj.py(), message));
+        }
+        Ok(Portion(obj.extract::<f64>()?))
+    }
+}
+
 /// An order's price argument as given (None, or a number).
 fn price_arg(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<f64>> {
     value.map(|v| v.extract::<f64>()).transpose()
@@ -940,17 +962,17 @@ impl PyContext {
     }
 
     /// Close `portion` of `symbol`'s open trade `trade` at its next fill; the order's id.
-    #[pyo3(signature = (symbol, trade, portion=1.0))]
+    #[pyo3(signature = (symbol, trade, portion=Portion::WHOLE), text_signature = "($self, symbol, trade, portion=1.0)")]
     fn close_trade(
         &self,
         py: Python<'_>,
         symbol: &Bound<'_, PyAny>,
         trade: u64,
-        portion: f64,
+        portion: Portion,
     ) -> PyResult<u64> {
         let e = self.context()?;
         let s = self.index_of(e, Some(symbol))?;
-        e.close_trade(s, trade, portion).py_err(py)
+        e.close_trade(s, trade, portion.0).py_err(py)
     }
 
     /// Set (`price`) or take away (None) `symbol`'s open trade `trade`'s stop-loss
@@ -1052,16 +1074,16 @@ impl PyContext {
 
     /// Flatten the symbol's position (or `portion` of it, oldest trades first) at its next
     /// fill; None if already flat.
-    #[pyo3(signature = (symbol, portion=1.0))]
+    #[pyo3(signature = (symbol, portion=Portion::WHOLE), text_signature = "($self, symbol, portion=1.0)")]
     pub(crate) fn close_position(
         &self,
         py: Python<'_>,
         symbol: Option<&Bound<'_, PyAny>>,
-        portion: f64,
+        portion: Portion,
     ) -> PyResult<Option<u64>> {
         let e = self.context()?;
         let s = self.index_of(e, symbol)?;
-        e.close_portion(s, portion).py_err(py)
+        e.close_portion(s, portion.0).py_err(py)
     }
 
     /// Change a working order's limit, stop or size from the next bar on.
