@@ -14,15 +14,20 @@ engine statistic's and a ``self.I`` series'), what declaring a ``self.I`` costs 
 around the user's function (in ``init()``, with a function returning its argument), a
 crossover read as four reads, as one ``crossed_above`` call and as a ``self.crossing``'s
 ``value``, ``buy(size=10)`` (also with ``sl=``), a sized ``buy()`` (the backtest's sizer
-decides: ``PercentOfEquity(0.95)``, computed in the core) and ``close()``. Orders placed by
-the loops are cancelled before the tick ends.
+decides: ``PercentOfEquity(0.95)``, computed in the core), ``close()``, the working
+orders (``self.orders``), the open trades (``self.trades``), a trade's stop-loss read and
+moved, and backtesting.py's stop trailed by hand over them. Orders placed by the loops
+are cancelled before the tick ends.
 
 **Idioms** (symbol-bars per second; 20 symbols x 144,000 minute bars): the README's
 ``SmaCross`` as printed there; the shipped ``SmaCross`` (``FixedSize(1)``); the same
 crossover written the backtesting.py way, ``self.I(lambda c: c.rolling(n).mean())``,
 beside the same strategy on ``self.sma`` (ratio = the ``self.I`` time over the
 ``self.sma`` time, and the same without the CPU time of the pandas functions themselves:
-what the library adds); the same crossover read in one attribute (``self.crossing``);
+what the library adds); the same in backtesting.py's words (``next(self)``,
+``self.data.Close``, ``[-1]`` and ``[-2]``), and that with every open trade's stop-loss
+trailed by hand at each bar (backtesting.lib's ``TrailingStrategy`` loop,
+``trailed_by_hand``); the same crossover read in one attribute (``self.crossing``);
 and the native tick loop with two rolling means declared and no
 callback (the market phase of the SMA strategies); between the two, the same two means
 with a ``next`` that reads nothing (``next_only_two_means``: what the call and the values
@@ -40,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -101,6 +107,9 @@ ACCESSORS: dict[str, str] = {
     "not self.orders (backtesting.py's test)": "not self.orders",
     "self.trades (one open trade)": "self.trades",
     "self.trades[0].sl = price (moved in place)": "self.trades[0].sl = 0.5",
+    "self.trades[0].sl (read)": "self.trades[0].sl",
+    "a stop trailed by hand (backtesting.py's loop, one trade)":
+        "for t in self.trades: t.sl = max(t.sl or 0.0, 0.5)",
 }
 #: The figure of ``self.I`` declared in ``init()`` (ns per symbol, not a call in ``next``).
 I_DECLARED = "self.I(lambda c: c) in init(), per symbol"
@@ -308,12 +317,32 @@ class CrossBacktestingPy(Strategy):
             self.position.close()
 
 
+class TrailedByHand(CrossBacktestingPy):
+    """``cross_backtesting_py`` with backtesting.lib's ``TrailingStrategy`` loop: at every
+    bar each open trade's stop-loss is trailed by hand, 2% under the close, never lowered
+    (``for trade in self.trades: trade.sl = max(trade.sl or -inf, ...)``)."""
+
+    def next(self) -> None:  # type: ignore[override]
+        # (The crossover written out again: a call of the parent's `next` would add its
+        # own cost to the loop's.)
+        f, s = self.f, self.s
+        if f[-1] > s[-1] and f[-2] <= s[-2]:
+            if not self.position:
+                self.buy(size=1)
+        elif f[-1] < s[-1] and f[-2] >= s[-2] and self.position:
+            self.position.close()
+        floor = self.data.Close[-1] * 0.98
+        for trade in self.trades:
+            trade.sl = max(trade.sl or -math.inf, floor)
+
+
 IDIOMS: dict[str, tuple[type[Strategy], dict[str, Any]]] = {
     "readme_sma": (ReadmeSmaCross, {}),
     "shipped_sma_cross": (SmaCross, {"sizer": "fixed1"}),
     "cross_on_sma": (CrossOnSma, {}),
     "cross_on_I": (CrossOnI, {}),
     "cross_backtesting_py": (CrossBacktestingPy, {}),
+    "trailed_by_hand": (TrailedByHand, {}),
     "cross_on_crossing": (CrossOnCrossing, {}),
     "next_only_two_means": (NextOnly, {}),
     "next_only_crossing": (NextOnlyCrossing, {}),
@@ -337,6 +366,8 @@ def idioms(repeat: int) -> dict[str, dict[str, Any]]:
             continue  # a build from before it existed
         if strategy is CrossBacktestingPy and not hasattr(tickstep.strategy, "Bars"):
             continue  # a build from before backtesting.py's idioms
+        if strategy is TrailedByHand and not hasattr(tickstep, "Trade"):
+            continue  # a build from before trades as objects
         bt = tickstep.Backtest(columns, strategy, cash=1e9, **_options(options))
         jobs[name] = bt.run
 

@@ -432,3 +432,93 @@ def test_a_portion_is_a_number_never_a_bool(bars, run):
                       "portion=True: must be a fraction in (0, 1], got bool",
                       "portion=False: must be a fraction in (0, 1], got bool"]
     assert list(r.orders["role"]) == ["entry"]  # nothing placed by them
+
+
+def test_a_trade_object_reads_the_book_when_asked_and_its_last_close_once_closed(bars, run):
+    seen: dict[str, list] = {"sl": [], "size": []}
+
+    def keep(s, sym):
+        s.ids["kept"] = s.trades[0]
+
+    def look(s, sym):
+        kept = s.ids["kept"]
+        # The object read at bar 1: the same one, reading the book as it is now.
+        assert s.trades == (kept,)
+        seen["sl"].append((kept.sl, s.open_trades()[0]["sl"]))
+        seen["size"].append(kept.size)
+
+    def look_and_half(s, sym):
+        look(s, sym)
+        s.position.close(0.5)
+
+    def read_closed(s, sym):
+        kept = s.ids["kept"]
+        assert s.trades == ()
+        seen["closed"] = (kept.size, kept.exit_price, kept.exit_time, kept.pl, kept.sl, kept.tp)
+
+    r = run(bars(ROWS), {0: lambda s, sym: s.buy(size=10, sl_trail=5.0), 1: keep, 2: look_and_half,
+                         3: look, 4: lambda s, sym: (look(s, sym), s.close()), 6: read_closed})
+    # Half closed at bar 3's open (103): 10 -> 5, read live by the object kept at bar 1.
+    assert seen["size"] == [10.0, 5.0, 5.0]
+    # The trailing stop where it has moved to at each read, as the book's own row says.
+    assert all(mine == book for mine, book in seen["sl"])
+    assert seen["sl"][-1][0] > seen["sl"][0][0] > 95.0
+    # Closed at bar 5's open (105): the object reads as that close, no exits left.
+    last = r.trades.iloc[-1]
+    assert seen["closed"] == (5.0, 105.0, T(5), pytest.approx(last.pnl, **EXACT), None, None)
+    assert last.pnl == pytest.approx(5 * (105 - 100), **EXACT)
+    # After the run: as last read in it.
+    assert (r.strategy.ids["kept"].size, r.strategy.ids["kept"].sl) == (5.0, None)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_trades_read_every_bar_are_the_books_open_trades(seed):
+    """Random entries, exits set and cancelled, closes of one trade or half of it, the
+    position closed whole, on three symbols: at every bar, inside ``next`` (before and
+    after acting) and in ``on_tick``, ``self.trades`` (kept between reads while no trade
+    opens or closes) gives the book's open trades as ``open_trades`` lists them, each
+    with its units and exits as they are then, and an open trade stays the same object."""
+    from conftest import walk
+
+    n, names = 400, ["B", "A", "C"]
+    b = walk(seed, n, len(names))
+    frames = {}
+    for k, name in enumerate(names):
+        index = pd.date_range("2024-01-02 09:30", periods=n, freq="1min", tz="UTC")
+        frames[name] = pd.DataFrame({c: b[c][:, k] for c in ("open", "high", "low", "close")}
+                                    | {"volume": 1.0}, index=index)
+    actions = {name: draw_actions(seed + 7 * k, n) for k, name in enumerate(names)}
+    rng = np.random.default_rng(seed)
+    closes_whole = set(rng.choice(n, 12).tolist())
+    checks = {"reads": 0, "open": 0}
+    objects: dict[int, tickstep.Trade] = {}
+
+    def same_as_book(s, sym):  # type: ignore[no-untyped-def]
+        trades = s.trades
+        symbols = [sym] if sym is not None else s.symbols
+        book = [(name, row) for name in symbols for row in s.open_trades(name)]
+        got = [(t.symbol, t.id, t.size, t.entry_price, t.entry_bar, t.sl, t.tp) for t in trades]
+        want = [(name, r["trade_id"], r["direction"] * r["size"], r["entry_price"], r["entry_bar"],
+                 r["sl"], r["tp"]) for name, r in book]
+        assert got == want
+        for t in trades:
+            assert objects.setdefault(t.id, t) is t
+        checks["reads"] += 1
+        checks["open"] += len(got)
+
+    class Checked(tickstep.Strategy):
+        def next(self, symbol):  # type: ignore[no-untyped-def]
+            i = len(self.data) - 1
+            same_as_book(self, symbol)
+            if i in closes_whole:
+                self.close()
+            else:
+                act(self, actions[symbol][i], self.price(), "sl" if i % 2 else "tp")
+            same_as_book(self, symbol)
+
+        def on_tick(self):  # type: ignore[no-untyped-def]
+            same_as_book(self, None)
+
+    tickstep.Backtest(frames, Checked, cash=1e6, commission=0.001).run()
+    assert checks["reads"] == 2 * n * len(names) + n
+    assert checks["open"] > 2_000, "too few open trades to compare"

@@ -25,6 +25,7 @@ from tickstep._core import (
     OrderError,
     OrdersBase,
     PositionBase,
+    StateError,
     StrategyBase,
     UnknownSymbolError,
 )
@@ -128,27 +129,32 @@ class Trade(_Sided):
     """A trade (one entry, possibly partly closed since), as backtesting.py's
     ``self.trades`` and ``self.closed_trades`` give them.
 
-    Its fields are those of the moment ``self.trades`` (or ``self.closed_trades``) last
-    read it: an open trade is the same object at every read of ``self.trades``, its size
-    and exits read afresh there. ``pl``, ``pl_pct`` and ``value`` of an open trade mark it
-    at its symbol's latest price when read. Setting ``sl`` or
-    ``tp`` and ``close()`` act on the trade as it is now, from the symbol's next bar,
-    and are refused once it has closed.
+    An open trade is the same object at every read of ``self.trades`` while it is open,
+    and reads the book when asked: ``size``, ``sl`` and ``tp`` are as they are now, and
+    ``pl``, ``pl_pct`` and ``value`` mark it at its symbol's latest price. Setting ``sl``
+    or ``tp`` and ``close()`` act on the trade as it is now, from the symbol's next bar,
+    and are refused once it has closed. Once it has closed, an object read while it was
+    open reads as its last close (``self.closed_trades``' last part of it): the units
+    that close took, its exit price and time, its P&L; no exits. After the run, a trade
+    gives what it gave when last read in it.
     """
 
-    __slots__ = ("_s", "symbol", "id", "size", "entry_price", "_entry_ns", "entry_bar",
-                 "exit_price", "_exit_ns", "_sl", "_tp", "_closed")
+    __slots__ = ("_s", "_c", "_k", "symbol", "id", "_size", "_sl", "_tp", "entry_price",
+                 "_entry_ns", "entry_bar", "exit_price", "_exit_ns", "_closed")
 
-    def __init__(self, strategy: Strategy, symbol: str, trade_id: int, size: float,
+    def __init__(self, strategy: Strategy, k: int, trade_id: int, size: float,
                  entry_price: float, entry_ns: int) -> None:
-        self._s = strategy
+        # The strategy, its context and the symbol's index, for the core's reads.
+        self._s, self._c, self._k = strategy, strategy._ctx, k
         #: The symbol traded.
-        self.symbol = symbol
+        self.symbol = strategy._symbols[k]
         #: The trade's id (``trade_id`` in the results' trades).
         self.id = trade_id
-        #: Units still open (of a closed trade: the units this close took), negative
-        #: for a short trade.
-        self.size = size
+        # As last read (what a read after the run gives): of a closed trade (or part), the
+        # units it took.
+        self._size = size
+        self._sl: float | None = None
+        self._tp: float | None = None
         self.entry_price = entry_price
         # Times kept as ns and made Timestamps when read (making one costs more than the
         # rest of a trade read).
@@ -158,10 +164,37 @@ class Trade(_Sided):
         self.entry_bar: int | None = None
         self.exit_price: float | None = None
         self._exit_ns: int | None = None
-        self._sl: float | None = None
-        self._tp: float | None = None
         #: A closed trade's (net P&L, return) as the results' trades give them.
         self._closed: tuple[float, float] | None = None
+
+    @property
+    def size(self) -> float:
+        """Units still open, negative for a short trade; of a closed trade, the units
+        that close took."""
+        if self._closed is None:
+            try:
+                size = self._c.trade_size(self._k, self.id)
+            except StateError:
+                return self._size  # after the run: as last read in it
+            if size is None:
+                self._settle()
+            else:
+                self._size = size
+        return self._size
+
+    @property
+    def is_long(self) -> bool:
+        return self._size > 0  # (the side never changes: no read of the book)
+
+    @property
+    def is_short(self) -> bool:
+        return self._size < 0
+
+    def _settle(self) -> None:
+        """The trade has closed since this object was read open: read as its last close."""
+        part = next(t for t in reversed(self._s._closed_parts(self._k)) if t.id == self.id)
+        self._size, self.exit_price, self._exit_ns = part._size, part.exit_price, part._exit_ns
+        self._closed, self._sl, self._tp = part._closed, None, None
 
     @property
     def entry_time(self) -> pd.Timestamp:
@@ -170,38 +203,46 @@ class Trade(_Sided):
     @property
     def exit_time(self) -> pd.Timestamp | None:
         """When a closed trade (this part of it) closed; None for an open one."""
+        self.size  # noqa: B018 (an object read open settles here if its trade has closed)
         return None if self._exit_ns is None else pd.Timestamp(self._exit_ns, tz="UTC")
-
-    def _price(self) -> float:
-        return self.exit_price if self.exit_price is not None else self._s.price(self.symbol)
 
     @property
     def pl(self) -> float:
         """Profit or loss in cash: of an open trade, marked at the latest price, before
         commissions (as ``self.position.pl``); of a closed one, net of its commissions
         (``pnl`` in the results' trades)."""
+        size = self.size
         if self._closed is not None:
             return self._closed[0]
-        return self.size * (self._price() - self.entry_price)
+        return size * (self._s.price(self.symbol) - self.entry_price)
 
     @property
     def pl_pct(self) -> float:
         """Return as a fraction: of an open trade, of its entry price at the latest price;
         of a closed one, ``return_pct`` of the results' trades (net, of all it cost)."""
+        self.size  # noqa: B018 (settles a trade closed since)
         if self._closed is not None:
             return self._closed[1]
-        return math.copysign(1.0, self.size) * (self._price() / self.entry_price - 1.0)
+        return math.copysign(1.0, self._size) * (self._s.price(self.symbol) / self.entry_price - 1.0)
 
     @property
     def value(self) -> float:
         """Units times the latest price (the exit price of a closed trade)."""
-        return abs(self.size) * self._price()
+        size = self.size
+        price = self.exit_price if self._closed is not None else self._s.price(self.symbol)
+        return abs(size) * price
 
     @property
     def sl(self) -> float | None:
-        """The stop-loss price, None without one (where a trailing one has moved to, as
-        read). Set it to place or move the trade's stop-loss, None to cancel it: it works
-        from the symbol's next bar and closes this trade alone."""
+        """The stop-loss price working now, None without one (where a trailing one has
+        moved to; None once the trade has closed). Set it to place or move the trade's
+        stop-loss, None to cancel it: it works from the symbol's next bar and closes this
+        trade alone."""
+        if self._closed is None:
+            try:
+                self._sl = self._c.trade_exit(self._k, self.id, False)
+            except StateError:
+                pass  # after the run: as last read in it
         return self._sl
 
     @sl.setter
@@ -210,7 +251,12 @@ class Trade(_Sided):
 
     @property
     def tp(self) -> float | None:
-        """The take-profit (limit) price, None without one; set it as ``sl``."""
+        """The take-profit (limit) price working now, None without one; set it as ``sl``."""
+        if self._closed is None:
+            try:
+                self._tp = self._c.trade_exit(self._k, self.id, True)
+            except StateError:
+                pass
         return self._tp
 
     @tp.setter
@@ -226,7 +272,7 @@ class Trade(_Sided):
                 raise OrderError(f"{self.symbol}: trade {self.id}: {which} must be a price or None, "
                                  f"got {type(price).__name__}")
             price = float(price)
-        self._s._ctx.set_trade_exit(self.symbol, self.id, which, price)
+        self._c.set_trade_exit(self._k, self.id, which, price)
         return price
 
     def close(self, portion: float = 1.0) -> int:
@@ -235,14 +281,15 @@ class Trade(_Sided):
         Returns the order's id."""
         if self._closed is not None:
             self._refuse_closed("close it")
-        return self._s._ctx.close_trade(self.symbol, self.id, portion)
+        return self._c.close_trade(self._k, self.id, portion)
 
     def _refuse_closed(self, what: str) -> None:
         raise OrderError(f"{self.symbol}: trade {self.id} is closed: cannot {what}")
 
     def __repr__(self) -> str:
-        state = f"exit={self.exit_price:g}" if self.exit_price is not None else "open"
-        return (f"Trade({self.symbol!r}, id={self.id}, size={self.size:g}, "
+        size = self.size
+        state = f"exit={self.exit_price:g}" if self._closed is not None else "open"
+        return (f"Trade({self.symbol!r}, id={self.id}, size={size:g}, "
                 f"entry={self.entry_price:g}, {state})")
 
 
@@ -503,7 +550,8 @@ class Strategy(StrategyBase):
         self._symbols = list(symbols)
         self._index = {s: i for i, s in enumerate(symbols)}
         #: The open trades' objects by symbol, by trade id, as `trades` last read them.
-        self._open_trades: list[dict[int, Trade]] = [{} for _ in self._symbols]
+        # `trades` as last read, per symbol: the core's key of its open trades, and them.
+        self._open_trades: list[tuple[int, tuple[Trade, ...]]] = [(0, ()) for _ in self._symbols]
         #: `closed_trades` as built so far: all, and by symbol.
         self._closed_trades: list[Trade] = []
         self._closed_by_symbol: list[list[Trade]] = [[] for _ in self._symbols]
@@ -996,26 +1044,38 @@ class Strategy(StrategyBase):
         ``for trade in self.trades: trade.sl = ...`` moves their stop-losses.
 
         A trade is the same object at every read while it is open (``trade in
-        self.trades`` holds until it closes), its size and exits read afresh."""
-        ctx, names, kept = self._ctx, self._symbols, self._open_trades
+        self.trades`` holds until it closes); its size and exits are read from the book
+        when asked."""
+        ctx = self._ctx
+        i = ctx.current()
+        if i >= 0:
+            # (The usual read, inside next, inlined: the same trades as last read while no
+            # trade of the symbol has opened or closed since.)
+            key, kept = self._open_trades[i]
+            return kept if key == ctx.trades_key(i) and key >= 0 else self._open_trades_of(i)
+        return tuple(t for k in self._call_order for t in self._open_trades_of(k))
+
+    def _open_trades_of(self, k: int) -> tuple[Trade, ...]:
+        """Symbol ``k``'s open trades: the same tuple while no trade of it has opened or
+        closed (the core's key says so), else made anew, keeping the objects of the
+        trades still open."""
+        ctx = self._ctx
+        key = ctx.trades_key(k)
+        kept_key, kept = self._open_trades[k]
+        if key == kept_key and key >= 0:
+            return kept
+        before = {t.id: t for t in kept}
         out = []
-        for k in self._in_view():
-            if ctx.position(k) == 0:
-                kept[k] = {}  # flat: no trade open, none to keep
-                continue
-            before, now = kept[k], {}
-            for trade_id, direction, size, price, ts, bar, _, _, sl, tp in ctx.trades(k):
-                t = before.get(trade_id)
-                if t is None:
-                    t = Trade(self, names[k], trade_id, direction * size, price, ts)
-                    t.entry_bar = bar
-                else:
-                    t.size = direction * size
-                t._sl, t._tp = sl, tp
-                now[trade_id] = t
-                out.append(t)
-            kept[k] = now  # the trades closed since are let go
-        return tuple(out)
+        for trade_id, direction, size, price, ts, bar, _, _, sl, tp in ctx.trades(k):
+            t = before.get(trade_id)
+            if t is None:
+                t = Trade(self, k, trade_id, direction * size, price, ts)
+                t.entry_bar = bar
+            t._size, t._sl, t._tp = direction * size, sl, tp
+            out.append(t)
+        trades = tuple(out)  # the trades closed since are let go
+        self._open_trades[k] = (key, trades)
+        return trades
 
     @property
     def closed_trades(self) -> tuple[Trade, ...]:
@@ -1023,17 +1083,21 @@ class Strategy(StrategyBase):
         ``self.closed_trades``: the running symbol's inside ``next``, every symbol's in
         ``on_tick``. A trade closed in parts is there once per part (as a row of the
         results' trades), with the units that part took."""
-        closed, by_symbol, names = self._closed_trades, self._closed_by_symbol, self._symbols
-        # Built once each: only the trades closed since the last read are new.
-        for (k, trade_id, direction, size, entry_ts, exit_ts, entry_price, exit_price, pnl, ret, _,
+        i = self._ctx.current()
+        return tuple(self._closed_parts(i) if i >= 0 else self._closed_trades)
+
+    def _closed_parts(self, k: int) -> list[Trade]:
+        """Symbol ``k``'s closed trades (parts) so far, in the order they closed; all
+        symbols' are built up to now, each once (a read makes only those closed since)."""
+        closed, by_symbol = self._closed_trades, self._closed_by_symbol
+        for (s, trade_id, direction, size, entry_ts, exit_ts, entry_price, exit_price, pnl, ret, _,
              _) in self._ctx.closed_trades(len(closed)):
-            t = Trade(self, names[k], trade_id, direction * size, entry_price, entry_ts)
+            t = Trade(self, s, trade_id, direction * size, entry_price, entry_ts)
             t.exit_price, t._exit_ns = exit_price, exit_ts
             t._closed = (pnl, ret)
             closed.append(t)
-            by_symbol[k].append(t)
-        i = self._ctx.current()
-        return tuple(by_symbol[i] if i >= 0 else closed)
+            by_symbol[s].append(t)
+        return by_symbol[k]
 
     # ---- orders --------------------------------------------------------------------------
 
