@@ -271,6 +271,11 @@ impl TickContext<'_> {
         self.book.exit_price(symbol, id)
     }
 
+    /// Order `id`'s tag (the strategy's; 0 without one): of a trade, its entry order's.
+    pub fn order_tag(&self, id: u64) -> i64 {
+        self.book.orders().tag(id)
+    }
+
     /// The trades closed so far from the `from`-th on (each closing fill's part of a
     /// trade is one), in the order they closed, with every field of the results' table.
     pub fn closed_trades(&self, from: usize) -> impl Iterator<Item = TradeRow> + '_ {

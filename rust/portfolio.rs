@@ -228,6 +228,8 @@ impl std::iter::Sum for Money {
 #[derive(Clone, Debug)]
 pub struct Lot {
     pub id: u64,
+    /// The order whose fill opened it (its tag is the trade's).
+    pub entry_order: u64,
     /// +1 long, -1 short.
     pub direction: f64,
     /// Units still open (> 0).
@@ -367,6 +369,8 @@ impl std::fmt::Debug for Lots {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClosedTrade {
     pub trade_id: u64,
+    /// The order whose fill opened the trade.
+    pub entry_order: u64,
     /// The order whose fill closed it.
     pub exit_order: u64,
     pub size: f64,
@@ -804,6 +808,7 @@ impl Portfolio {
             let entry_commission = x.commission * remaining / x.size;
             pos.lots.push_back(Lot {
                 id,
+                entry_order: x.order_id,
                 direction: x.direction,
                 size: remaining,
                 entry_price: x.price,
@@ -881,6 +886,7 @@ fn close_part(
     };
     closed.push(ClosedTrade {
         trade_id: lot.id,
+        entry_order: lot.entry_order,
         exit_order: x.order_id,
         size: take,
         entry_ts: lot.entry_ts,
@@ -1053,9 +1059,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_closed_trade_names_the_orders_that_opened_and_closed_it() {
+        // Two entries (orders 3 and 5), a close of 12 (order 8: all of the first, 2 of the
+        // second) and one of the rest (order 9): each part names its entry and its exit.
+        let mut p = Portfolio::new(1e6, 1);
+        let order = |id: u64, x: Execution| Execution { order_id: id, ..x };
+        p.apply(order(3, exec(1.0, 10.0, 100.0, 0.0)));
+        p.apply(order(5, exec(1.0, 4.0, 101.0, 0.0)));
+        p.apply(order(8, exec(-1.0, 12.0, 102.0, 0.0)));
+        p.apply(order(9, exec(-1.0, 2.0, 103.0, 0.0)));
+        let parts: Vec<(u64, u64, f64)> = p
+            .closed
+            .iter()
+            .map(|t| (t.entry_order, t.exit_order, t.size))
+            .collect();
+        assert_eq!(parts, [(3, 8, 10.0), (5, 8, 2.0), (5, 9, 2.0)]);
+        assert!(p.position(0).lots.is_empty());
+    }
+
     fn lot(id: u64) -> Lot {
         Lot {
             id,
+            entry_order: id,
             direction: 1.0,
             size: id as f64,
             entry_price: 10.0,

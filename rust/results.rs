@@ -46,7 +46,10 @@ pub struct TradeRow {
     pub bars_held: usize,
     pub mae: f64,
     pub mfe: f64,
+    pub entry_order: u64,
     pub exit_order: u64,
+    /// The entry order's tag (the strategy's; 0 without one).
+    pub tag: i64,
 }
 
 /// The closed trades' columns a row of statistics reads, in the order they closed: what
@@ -286,6 +289,12 @@ impl OrderLog {
         }
     }
 
+    /// Order `id`'s tag (0 without one).
+    #[inline]
+    pub fn tag(&self, id: u64) -> i64 {
+        self.terms(&self.records[(id - 1) as usize]).tag
+    }
+
     /// Order `id` with every field.
     pub fn row(&self, id: u64) -> OrderRow {
         let rec = &self.records[(id - 1) as usize];
@@ -381,7 +390,9 @@ impl OrderLog {
             bars_held: t.bars_held,
             mae: t.mae,
             mfe: t.mfe,
+            entry_order: t.entry_order,
             exit_order: t.exit_order,
+            tag: self.tag(t.entry_order),
         }
     }
 

@@ -116,6 +116,33 @@ def test_the_running_symbols_bars_read_by_backtesting_py_names():
     assert len(seen) == len(market.symbols) > 1
 
 
+def test_self_data_df_is_the_bars_so_far_as_backtesting_pys():
+    # backtesting.py's self.data.df at every bar, beside tickstep's, on one frame with an
+    # extra column: the same rows, columns and values (times as UTC here).
+    data = frame(3, 60)
+    data["signal"] = np.arange(len(data)) % 4 - 1.5
+
+    def reading(base):  # type: ignore[no-untyped-def]
+        class ReadsFrame(base):  # type: ignore[misc, valid-type]
+            def init(self):  # type: ignore[no-untyped-def]
+                self.frames = []
+
+            def next(self):  # type: ignore[no-untyped-def]
+                self.frames.append(self.data.df)
+
+        return ReadsFrame
+
+    ours = tickstep.Backtest(data, reading(tickstep.Strategy), cash=10_000).run().strategy.frames
+    theirs = ReferenceBacktest(data, reading(ReferenceStrategy), cash=10_000).run()["_strategy"].frames
+    assert len(ours) == len(data) and len(theirs) >= len(data) - 2
+    by_rows = {len(f): f for f in ours}
+    for reference in theirs:
+        mine = by_rows[len(reference)]
+        expected = reference.set_axis(reference.index.tz_localize("UTC").as_unit("ns"))
+        pd.testing.assert_frame_equal(mine, expected, check_freq=False, check_names=False)
+    assert list(ours[-1].columns) == ["Open", "High", "Low", "Close", "Volume", "signal"]
+
+
 def test_init_columns_stand_for_each_symbols_columns_in_self_I():
     def spread(high, low, n):
         return (high - low).rolling(n).mean()

@@ -271,7 +271,7 @@ def test_trades_are_the_running_symbols_in_next_and_all_in_on_tick(bars):
 
 
 def draw_actions(seed: int, n: int) -> list[tuple | None]:
-    """What a strategy does at each bar, if anything: buy a few units (a new trade), set
+    """What a strategy does at each bar, if anything: buy a few units (a new trade, tagged), set
     or move one trade's exit at a distance from the close, cancel it, or close one trade
     (half, or all). Nothing at the first bar (backtesting.py does not call ``next``
     there) nor at the last (it fills nothing placed there)."""
@@ -280,7 +280,7 @@ def draw_actions(seed: int, n: int) -> list[tuple | None]:
     for i in range(1, n - 1):
         r, pick = rng.random(), int(rng.integers(0, 8))
         if r < 0.08:
-            out[i] = ("buy", int(rng.choice([2, 4, 6, 10])))
+            out[i] = ("buy", int(rng.choice([2, 4, 6, 10])), int(rng.integers(-5, 50)))
         elif r < 0.22:
             out[i] = ("exit", pick, float(rng.uniform(0.002, 0.03)))
         elif r < 0.25:
@@ -295,7 +295,7 @@ def act(strategy, action, price: float, exit_kind: str) -> None:  # type: ignore
     if action is None:
         return
     if action[0] == "buy":
-        strategy.buy(size=action[1])
+        strategy.buy(size=action[1], tag=action[2])
         return
     trades = strategy.trades
     if not trades:
@@ -371,6 +371,9 @@ def test_random_trade_management_trades_as_backtesting_py(exit_kind, seed):
     np.testing.assert_allclose([p for *_, p in mine], [p for *_, p in reference], rtol=1e-12)
     # The exits that filled are the trades' own legs.
     assert (ours.fills["role"] == ("stop_loss" if exit_kind == "sl" else "take_profit")).sum() > 5
+    # Each closed trade carries the tag of the buy that opened it, in both.
+    tags = sorted({(at[t.entry_time], int(t.tag)) for t in ours.trades.itertuples()})
+    assert tags == sorted({(t.entry_bar, t.tag) for t in theirs["_strategy"].closed_trades})
     assert float(ours.stats["Equity Final [$]"]) == pytest.approx(
         float(theirs["Equity Final [$]"]), rel=1e-12)
 
@@ -522,3 +525,42 @@ def test_trades_read_every_bar_are_the_books_open_trades(seed):
     tickstep.Backtest(frames, Checked, cash=1e6, commission=0.001).run()
     assert checks["reads"] == 2 * n * len(names) + n
     assert checks["open"] > 2_000, "too few open trades to compare"
+
+
+def test_a_trade_carries_the_tag_and_id_of_the_order_that_opened_it(bars, run):
+    seen = {}
+
+    def entries(s, sym):
+        s.ids["first"] = s.buy(size=10, tag=7)
+
+    def second(s, sym):
+        s.ids["second"] = s.buy(size=5)  # no tag: 0
+
+    def read(s, sym):
+        seen["open"] = [(t.id, t.tag) for t in s.trades]
+        seen["rows"] = [(r["trade_id"], r["tag"]) for r in s.open_trades()]
+        s.trades[0].close(0.5)
+
+    def reverse(s, sym):
+        s.ids["reversal"] = s.sell(size=20, tag=-3)
+
+    def read_closed(s, sym):
+        seen["closed"] = [(t.size, t.tag) for t in s.closed_trades]
+        seen["short"] = [(t.size, t.tag) for t in s.trades]
+
+    r = run(bars(ROWS), {0: entries, 1: second, 2: read, 4: reverse, 6: read_closed})
+    first_id, second_id = seen["open"][0][0], seen["open"][1][0]
+    assert seen["open"] == [(first_id, 7), (second_id, 0)]
+    assert seen["rows"] == seen["open"]
+    # Half of the first closed at bar 3's open; the reversal at bar 5's open closes the
+    # other 5 of it and the second's 5, and opens a short of 10 tagged as the sell.
+    assert seen["closed"] == [(5.0, 7), (5.0, 7), (5.0, 0)]
+    assert seen["short"] == [(-10.0, -3)]
+    trades = r.trades
+    assert trades["tag"].tolist() == [7, 7, 0]
+    ids = r.strategy.ids
+    assert trades["entry_order"].tolist() == [ids["first"], ids["first"], ids["second"]]
+    # The entry order of each row is an order of the log that filled, with that tag.
+    orders = r.orders.set_index("order_id")
+    assert orders.loc[trades["entry_order"], "tag"].tolist() == trades["tag"].tolist()
+    assert (orders.loc[trades["entry_order"], "status"] == "filled").all()

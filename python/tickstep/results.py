@@ -39,7 +39,8 @@ ROLES = ("entry", "stop_loss", "take_profit", "close")
 _STATUS = ("open", "filled", "cancelled", "rejected", "expired")
 _EXECUTED = ("", "buy", "sell")  # nothing executed, bought, sold
 _NO_TIME = np.iinfo(np.int64).min  # the engine's "no time": still open, or placed in init()
-FORMAT_VERSION = 1
+#: The version `Result.save` writes; `load_result` reads it and every one before.
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class _Column:
     raw: str
     dtype: str = "float64"  # of the raw column (restored on load)
     labels: tuple[str, ...] = ()  # choice: label per code; sign: (positive, negative)
+    since: int = 1  # the first format version that saves it (results saved before lack it)
 
 
 _TABLES: dict[str, tuple[_Column, ...]] = {
@@ -69,7 +71,9 @@ _TABLES: dict[str, tuple[_Column, ...]] = {
         _Column("mae", "float", "mae"),
         _Column("mfe", "float", "mfe"),
         _Column("trade_id", "int", "trade_id", "int64"),
+        _Column("entry_order", "int", "entry_order", "int64", since=2),
         _Column("exit_order", "int", "exit_order", "int64"),
+        _Column("tag", "int", "tag", "int64", since=2),
     ),
     "fills": (
         _Column("time", "time", "ts", "int64"),
@@ -167,17 +171,23 @@ def _labels_at(labels: tuple[str, ...], codes: np.ndarray, text: Any) -> Any:
     return pd.array(pa.array(labels, type=pa.large_string()).take(pa.array(codes)), dtype=text)
 
 
+def _columns(table: str, raw: dict[str, Any]) -> list[_Column]:
+    """The columns of ``table`` that ``raw`` holds: all of them, but for a result saved
+    by an earlier format version, which lacks the columns added since."""
+    return [c for c in _TABLES[table] if c.since == 1 or c.raw in raw]
+
+
 def _frame(table: str, raw: dict[str, Any], symbols: pd.CategoricalDtype) -> pd.DataFrame:
     text = _text_dtype()
     return pd.DataFrame({c.name: _pandas_column(c, raw[c.raw], symbols, text)
-                         for c in _TABLES[table]})
+                         for c in _columns(table, raw)})
 
 
 def _arrow_table(table: str, raw: dict[str, Any], symbols: list[str]) -> Any:
     """The same table as pyarrow, straight from the raw columns (no pandas on the way)."""
     utc = pa.timestamp("ns", tz="UTC")
     arrays = {}
-    for c in _TABLES[table]:
+    for c in _columns(table, raw):
         v = raw[c.raw]
         if c.kind in ("float", "int"):
             arrays[c.name] = pa.array(np.asarray(v, dtype=c.dtype if c.kind == "int" else "float64"))
@@ -202,12 +212,15 @@ def _arrow_table(table: str, raw: dict[str, Any], symbols: list[str]) -> Any:
     return pa.table(arrays)
 
 
-def _raw_from_arrow(table: str, arrow: Any, symbols: list[str]) -> dict[str, Any]:
-    """Back from an Arrow table (e.g. read from Parquet) to the raw engine columns."""
+def _raw_from_arrow(table: str, arrow: Any, symbols: list[str], version: int = FORMAT_VERSION) -> dict[str, Any]:
+    """Back from an Arrow table (e.g. read from Parquet) of format ``version`` to the raw
+    engine columns (those added since that version are not there)."""
     import pyarrow.compute as pc
 
     raw: dict[str, Any] = {}
     for c in _TABLES[table]:
+        if c.since > version:
+            continue
         if c.name not in arrow.column_names:
             raise ValueError(f"saved {table} table lacks the {c.name!r} column")
         col = arrow.column(c.name)
@@ -497,14 +510,21 @@ class Result:
         tables = ["trades", "equity", "orders", "fills", "positions"]
         if self._prices is not None:
             tables.append("prices")
+        # The version whose columns the tables hold: a result loaded from an earlier
+        # version lacks the columns added since, and is saved as that version again.
+        version = FORMAT_VERSION
         for name in tables:
-            pq.write_table(self.to_arrow(name), directory / f"{name}.parquet", compression="zstd")
+            arrow = self.to_arrow(name)
+            pq.write_table(arrow, directory / f"{name}.parquet", compression="zstd")
+            for c in _TABLES[name]:
+                if c.name not in arrow.column_names:
+                    version = min(version, c.since - 1)
         if self.metadata is not None:
             self.metadata.to_parquet(directory / "metadata.parquet")
             tables.append("metadata")
         meta = {
             "format": "tickstep.result",
-            "version": FORMAT_VERSION,
+            "version": version,
             "strategy": self.strategy_name,
             "initial_cash": self.initial_cash,
             "symbols": self.symbols,
@@ -537,16 +557,17 @@ def load_result(path: str | Path) -> Result:
     if not meta_file.is_file():
         raise FileNotFoundError(f"{directory} holds no saved result (no result.json)")
     meta = json.loads(meta_file.read_text())
-    if meta.get("format") != "tickstep.result" or meta.get("version") != FORMAT_VERSION:
+    version = meta.get("version")
+    if meta.get("format") != "tickstep.result" or version not in range(1, FORMAT_VERSION + 1):
         raise ValueError(
-            f"{meta_file} is not a tickstep result of format version {FORMAT_VERSION} "
-            f"(format={meta.get('format')!r}, version={meta.get('version')!r})"
+            f"{meta_file} is not a tickstep result of format version 1 to {FORMAT_VERSION} "
+            f"(format={meta.get('format')!r}, version={version!r})"
         )
     symbols = list(meta["symbols"])
     dtype = pd.CategoricalDtype(symbols)
 
     def read(name: str) -> dict[str, Any]:
-        return _raw_from_arrow(name, pq.read_table(directory / f"{name}.parquet"), symbols)
+        return _raw_from_arrow(name, pq.read_table(directory / f"{name}.parquet"), symbols, version)
 
     raw = {name: read(name) for name in ("trades", "equity", "fills", "orders")}
     positions = read("positions")

@@ -139,17 +139,19 @@ class Trade(_Sided):
     gives what it gave when last read in it.
     """
 
-    __slots__ = ("_s", "_c", "_k", "symbol", "id", "_size", "_sl", "_tp", "entry_price",
+    __slots__ = ("_s", "_c", "_k", "symbol", "id", "tag", "_size", "_sl", "_tp", "entry_price",
                  "_entry_ns", "entry_bar", "exit_price", "_exit_ns", "_closed")
 
     def __init__(self, strategy: Strategy, k: int, trade_id: int, size: float,
-                 entry_price: float, entry_ns: int) -> None:
+                 entry_price: float, entry_ns: int, tag: int) -> None:
         # The strategy, its context and the symbol's index, for the core's reads.
         self._s, self._c, self._k = strategy, strategy._ctx, k
         #: The symbol traded.
         self.symbol = strategy._symbols[k]
         #: The trade's id (``trade_id`` in the results' trades).
         self.id = trade_id
+        #: The tag of the order that opened it (``buy(tag=...)``; 0 without one).
+        self.tag = tag
         # As last read (what a read after the run gives): of a closed trade (or part), the
         # units it took.
         self._size = size
@@ -1030,10 +1032,11 @@ class Strategy(StrategyBase):
 
     def open_trades(self, symbol: str | None = None) -> list[dict[str, Any]]:
         """Open trades of ``symbol``, oldest first: id, direction, size, entry price, time
-        (ns) and bar, and their stop-loss and take-profit orders' ids and prices (None
-        without one). ``self.trades`` gives them as objects that also act."""
+        (ns) and bar, their stop-loss and take-profit orders' ids and prices (None without
+        one), and the tag of the order that opened them. ``self.trades`` gives them as
+        objects that also act."""
         keys = ("trade_id", "direction", "size", "entry_price", "entry_ts", "entry_bar",
-                "sl_order", "tp_order", "sl", "tp")
+                "sl_order", "tp_order", "sl", "tp", "tag")
         return [dict(zip(keys, t)) for t in self._ctx.trades(symbol)]
 
     @property
@@ -1066,10 +1069,10 @@ class Strategy(StrategyBase):
             return kept
         before = {t.id: t for t in kept}
         out = []
-        for trade_id, direction, size, price, ts, bar, _, _, sl, tp in ctx.trades(k):
+        for trade_id, direction, size, price, ts, bar, _, _, sl, tp, tag in ctx.trades(k):
             t = before.get(trade_id)
             if t is None:
-                t = Trade(self, k, trade_id, direction * size, price, ts)
+                t = Trade(self, k, trade_id, direction * size, price, ts, tag)
                 t.entry_bar = bar
             t._size, t._sl, t._tp = direction * size, sl, tp
             out.append(t)
@@ -1090,9 +1093,9 @@ class Strategy(StrategyBase):
         """Symbol ``k``'s closed trades (parts) so far, in the order they closed; all
         symbols' are built up to now, each once (a read makes only those closed since)."""
         closed, by_symbol = self._closed_trades, self._closed_by_symbol
-        for (s, trade_id, direction, size, entry_ts, exit_ts, entry_price, exit_price, pnl, ret, _,
-             _) in self._ctx.closed_trades(len(closed)):
-            t = Trade(self, s, trade_id, direction * size, entry_price, entry_ts)
+        for (s, trade_id, direction, size, entry_ts, exit_ts, entry_price, exit_price, pnl, ret,
+             tag) in self._ctx.closed_trades(len(closed)):
+            t = Trade(self, s, trade_id, direction * size, entry_price, entry_ts, tag)
             t.exit_price, t._exit_ns = exit_price, exit_ts
             t._closed = (pnl, ret)
             closed.append(t)
@@ -1447,6 +1450,14 @@ class Bars(History):
     """
 
     __slots__ = ()
+
+    @property
+    def df(self) -> pd.DataFrame:  # type: ignore[override]
+        """backtesting.py's ``self.data.df``: the running symbol's bars so far as a
+        DataFrame indexed by UTC time (a copy), OHLCV named as backtesting.py names them
+        (``Open`` ... ``Volume``), then the symbol's extra columns. (Called,
+        ``self.data(symbol).df()`` gives any symbol's with the engine's names.)"""
+        return History.df(self).rename(columns={v: k for k, v in _BAR_COLUMNS.items()})
 
 
 class _BarsAtInit:

@@ -39,6 +39,7 @@ type OpenTrade = (
     Option<u64>,
     Option<f64>,
     Option<f64>,
+    i64,
 );
 /// A working order as `working_orders` gives it (see there).
 type WorkingOrder = (
@@ -54,20 +55,7 @@ type WorkingOrder = (
     i64,
 );
 /// A closed trade as `closed_trades` gives it (see there).
-type ClosedTradeRow = (
-    usize,
-    u64,
-    f64,
-    f64,
-    i64,
-    i64,
-    f64,
-    f64,
-    f64,
-    f64,
-    f64,
-    usize,
-);
+type ClosedTradeRow = (usize, u64, f64, f64, i64, i64, f64, f64, f64, f64, i64);
 
 /// A trail as Python gives it: (kind, value, study).
 fn to_trail(py: Python<'_>, (kind, value, study): (String, f64, Option<usize>)) -> PyResult<Trail> {
@@ -906,8 +894,8 @@ impl PyContext {
     }
 
     /// Open trades of a symbol, oldest first: (trade id, direction, size, entry price,
-    /// entry ts, entry bar, sl order, tp order, sl price, tp price), an exit's order and
-    /// price None when it has none working.
+    /// entry ts, entry bar, sl order, tp order, sl price, tp price, tag), an exit's order
+    /// and price None when it has none working, the tag its entry order's.
     #[pyo3(signature = (symbol=None))]
     fn trades(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<OpenTrade>> {
         let e = self.context()?;
@@ -929,6 +917,7 @@ impl PyContext {
                     tp_order,
                     sl,
                     tp,
+                    e.order_tag(l.entry_order),
                 )
             })
             .collect())
@@ -984,7 +973,7 @@ impl PyContext {
 
     /// The trades closed so far from the `start`-th on, in the order they closed (a
     /// partly closed trade once per closing fill): (symbol, trade id, direction, size,
-    /// entry ts, exit ts, entry price, exit price, pnl, return, commission, bars held).
+    /// entry ts, exit ts, entry price, exit price, pnl, return, the entry order's tag).
     fn closed_trades(&self, start: usize) -> PyResult<Vec<ClosedTradeRow>> {
         let rows = self.context()?.closed_trades(start);
         Ok(rows
@@ -1002,8 +991,7 @@ impl PyContext {
                     xp,
                     t.pnl,
                     t.return_pct,
-                    t.commission,
-                    t.bars_held,
+                    t.tag,
                 )
             })
             .collect())

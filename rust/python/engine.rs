@@ -159,7 +159,8 @@ fn fill_columns<'py>(
 
 /// Closed trades as columns (`Engine.trades`): trade_id, symbol, direction, size,
 /// entry/exit ts and price, pnl, return_pct, commission, bars_held, mae, mfe,
-/// exit_order; a trade's symbol, side and exit time are read from its exit order.
+/// entry_order, exit_order, tag; a trade's symbol, side and exit time are read from its
+/// exit order, its tag from its entry order.
 fn trade_columns<'py>(
     py: Python<'py>,
     trades: &[ClosedTrade],
@@ -180,7 +181,9 @@ fn trade_columns<'py>(
         bars_held: x.bars_held as i64,
         mae: x.mae,
         mfe: x.mfe,
+        entry_order: x.entry_order as i64,
         exit_order: x.exit_order as i64,
+        tag: x.tag,
     )
 }
 
