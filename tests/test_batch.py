@@ -19,6 +19,7 @@ from tickstep.batch import (
     optimize,
     resolve_strategy,
     run_batch,
+    sample_sets,
 )
 from tickstep.simulation import simulate_stats
 from tickstep.strategies import RsiMeanReversion
@@ -299,6 +300,62 @@ def test_backtest_optimize_method(market):
     rows = bt.optimize(oversold=[25.0, 35.0], cache=False, executor="sequential")
     assert_frame_equal(rows, optimize(bt, oversold=[25.0, 35.0], cache=False,
                                       executor="sequential").assign(run_time=rows["run_time"]))
+
+
+def test_max_tries_draws_sets_of_the_grid_without_replacement_in_grid_order():
+    # Grids of every size up to 40 sets, counts and fractions around the limits, seeds:
+    # the sets drawn are distinct sets of the grid, as many as asked (all when asked for
+    # as many or more), in grid order, the same for the same seed.
+    rng = np.random.default_rng(3)
+    for n in range(1, 41):
+        grid = expand_grid({"a": list(range(n))})
+        for max_tries in [1, 2, n - 1, n, n + 5, 0.01, 0.5, 1.0, float(rng.uniform(0.01, 1))]:
+            if max_tries == 0:
+                continue
+            for seed in (0, 1, 12345):
+                got = sample_sets(grid, max_tries, seed)
+                want = min(n, max_tries) if isinstance(max_tries, int) else max(1, int(max_tries * n))
+                picked = [p["a"] for p in got]
+                assert len(picked) == want, (n, max_tries)
+                assert picked == sorted(set(picked)) and set(picked) <= set(range(n))
+                assert got == sample_sets(grid, max_tries, seed)
+    grid = expand_grid({"a": list(range(30))})
+    draws = {tuple(p["a"] for p in sample_sets(grid, 5, seed)) for seed in range(10)}
+    assert len(draws) > 5  # seeds draw different sets
+    assert sample_sets(grid, None) == grid
+
+
+@pytest.mark.parametrize("bad", [0, -3, 1.5, 0.0, -0.5, True, "3", float("nan")])
+def test_max_tries_out_of_range_is_refused_by_name(bad):
+    with pytest.raises(tickstep.ConfigError, match=r"max_tries=.*whole number of parameter sets >= 1"):
+        sample_sets(expand_grid({"a": [1, 2, 3]}), bad)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "7", None])
+def test_random_state_must_be_a_whole_number(bad):
+    with pytest.raises(tickstep.ConfigError, match=r"random_state=.*whole number >= 0"):
+        sample_sets(expand_grid({"a": [1, 2, 3]}), 2, bad)
+
+
+def test_a_random_search_gives_the_full_grids_rows_for_the_sets_it_draws(market):
+    bt = tickstep.Backtest(market, RsiMeanReversion, cash=100_000, commission=0.001)
+    grid = {"oversold": [20.0, 25.0, 30.0, 35.0], "overbought": [65.0, 70.0, 75.0]}
+    full = bt.optimize(**grid, cache=False, executor="sequential", maximize="Return [%]",
+                       constraint=lambda p: p.overbought - p.oversold > 35)
+    some = bt.optimize(**grid, cache=False, executor="sequential", maximize="Return [%]",
+                       constraint=lambda p: p.overbought - p.oversold > 35, max_tries=0.5,
+                       random_state=11)
+    assert len(full) == 9 and len(some) == 4  # half of 9, rounded down
+    by_set = full.set_index(["oversold", "overbought"])
+    for _, row in some.iterrows():
+        reference = by_set.loc[(row["oversold"], row["overbought"])]
+        assert row["Return [%]"] == reference["Return [%]"]
+        assert row["Sharpe Ratio"] == reference["Sharpe Ratio"] or np.isnan(row["Sharpe Ratio"])
+    assert some["Return [%]"].is_monotonic_decreasing
+    again = bt.optimize(**grid, cache=False, executor="sequential", maximize="Return [%]",
+                        constraint=lambda p: p.overbought - p.oversold > 35, max_tries=0.5,
+                        random_state=11)
+    assert_frame_equal(_comparable(again), _comparable(some))
 
 
 @pytest.mark.parametrize("share", [True, False])

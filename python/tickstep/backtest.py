@@ -307,6 +307,8 @@ class Backtest:
         *,
         maximize: str | Callable[[pd.Series], float] = "Sharpe Ratio",
         constraint: Callable[[Any], bool] | None = None,
+        max_tries: int | float | None = None,
+        random_state: int = 0,
         executor: Any = None,
         max_workers: int | None = None,
         cache: Any = True,
@@ -322,6 +324,12 @@ class Backtest:
         constraint : callable, optional
             ``constraint(p) -> bool`` keeps the parameter sets it accepts; ``p`` reads as a
             dict or by attribute: ``lambda p: p.fast < p.slow``.
+        max_tries : int or float, optional
+            A random search, as backtesting.py's: only this many of the sets the
+            constraint keeps (or this fraction of them, a float in (0, 1]), drawn without
+            replacement; all of them by default.
+        random_state : int, default 0
+            The draw's seed: the same one draws the same sets.
         executor : None, "process", "sequential", dask Client or Executor
             Where the runs go (local processes by default); see `tickstep.batch.run_batch`.
         max_workers : int, optional
@@ -356,8 +364,9 @@ class Backtest:
             request = self._stream_request
             return run_batch(
                 self.strategy, request["data"], params=ranges, symbols=request["symbols"],
-                portfolio=True, maximize=maximize, constraint=constraint, executor=executor,
-                max_workers=max_workers, cache=cache, progress=progress,
+                portfolio=True, maximize=maximize, constraint=constraint, max_tries=max_tries,
+                random_state=random_state, executor=executor, max_workers=max_workers,
+                cache=cache, progress=progress,
                 start=request["start"], end=request["end"],
                 load_options=request["load_options"], config=self._config,
                 records=self._records or None,
@@ -366,6 +375,8 @@ class Backtest:
             self,
             maximize=maximize,
             constraint=constraint,
+            max_tries=max_tries,
+            random_state=random_state,
             executor=executor,
             max_workers=max_workers,
             cache=cache,

@@ -16,7 +16,7 @@ job completes, and the call warns once naming those runs (`FailedRunWarning`).
 from tickstep.batch.api import FailedRunWarning, optimize, run_batch
 from tickstep.batch.cache import ResultsCache, default_cache_dir
 from tickstep.batch.executors import SequentialExecutor
-from tickstep.batch.jobs import Params, expand_grid, resolve_strategy
+from tickstep.batch.jobs import Params, expand_grid, resolve_strategy, sample_sets
 from tickstep.batch.sources import DataSource
 
 __all__ = [
@@ -30,4 +30,5 @@ __all__ = [
     "optimize",
     "resolve_strategy",
     "run_batch",
+    "sample_sets",
 ]

@@ -28,6 +28,7 @@ from tickstep.batch.jobs import (
     job_key,
     options_fingerprint,
     resolve_strategy,
+    sample_sets,
 )
 from tickstep.batch.progress import make_progress
 from tickstep.batch.sources import default_scratch_dir, prepare_data, snapshot_path
@@ -106,6 +107,8 @@ def run_batch(
     portfolio: bool = False,
     maximize: str | Callable[[pd.Series], float] = "Sharpe Ratio",
     constraint: Callable[[Params], bool] | None = None,
+    max_tries: int | float | None = None,
+    random_state: int = 0,
     executor: Any = None,
     max_workers: int | None = None,
     chunk_size: int | None = None,
@@ -146,6 +149,14 @@ def run_batch(
     constraint : callable, optional
         ``constraint(p) -> bool`` keeps the parameter sets it accepts; ``p`` reads as a
         dict or by attribute (``lambda p: p.fast < p.slow``).
+    max_tries : int or float, optional
+        A random search: run only this many of the parameter sets the constraint keeps,
+        drawn without replacement (a whole number), or this fraction of them (a float in
+        (0, 1], at least one set), in grid order (backtesting.py's ``max_tries``). All of
+        them by default.
+    random_state : int, default 0
+        The seed of that draw: the same one draws the same sets, so a search is
+        repeatable (and cached) as a whole grid is.
     executor : None, "process", "sequential", dask Client or Executor
         None or ``"process"``: local worker processes, ``min(cores, tasks)`` of them
         (or ``max_workers``). ``"sequential"``: in this process, for debugging. A
@@ -241,7 +252,7 @@ def run_batch(
         raise ConfigError(f"stream=: {cls.__name__} is a SignalStrategy, whose signals() are "
                           "computed over every bar at once (signals mode holds the market in "
                           "memory); run it without stream=, or as a Strategy with next()")
-    param_sets = expand_grid(params, constraint)
+    param_sets = sample_sets(expand_grid(params, constraint), max_tries, random_state)
     if not param_sets:
         raise ConfigError("no parameter set to run (the constraint refused them all)")
     # Checked once here (names and declared types), then run with the checked values.
@@ -540,6 +551,8 @@ def optimize(
     *,
     maximize: str | Callable[[pd.Series], float] = "Sharpe Ratio",
     constraint: Callable[[Params], bool] | None = None,
+    max_tries: int | float | None = None,
+    random_state: int = 0,
     executor: Any = None,
     max_workers: int | None = None,
     cache: bool | str | PathLike[str] | ResultsCache = True,
@@ -555,8 +568,8 @@ def optimize(
     ----------
     backtest : tickstep.Backtest
         Its strategy, market, metadata and config (read through its public API).
-    maximize, constraint, executor, max_workers, cache, progress
-        As for `run_batch`.
+    maximize, constraint, max_tries, random_state, executor, max_workers, cache, progress
+        As for `run_batch` (``max_tries``: a random search over the grid).
     **ranges
         ``name=values`` for each parameter to vary (a scalar is a fixed value).
 
@@ -587,6 +600,8 @@ def optimize(
         portfolio=True,
         maximize=maximize,
         constraint=constraint,
+        max_tries=max_tries,
+        random_state=random_state,
         executor=executor,
         max_workers=max_workers,
         cache=cache,

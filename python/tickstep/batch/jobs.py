@@ -40,6 +40,7 @@ __all__ = [
     "code_fingerprint",
     "engine_fingerprint",
     "expand_grid",
+    "sample_sets",
     "job_key",
     "loader_fingerprint",
     "options_fingerprint",
@@ -400,6 +401,42 @@ def expand_grid(
     if constraint is not None:
         sets = [p for p in sets if constraint(Params(p))]
     return sets
+
+
+def sample_sets(sets: list[dict[str, Any]], max_tries: int | float | None,
+                random_state: int = 0) -> list[dict[str, Any]]:
+    """A random search's parameter sets: ``max_tries`` of ``sets`` drawn without
+    replacement (a whole number), or that fraction of them (a float in (0, 1], at least
+    one), kept in grid order; all of them for None or a number at least their count.
+    The same ``random_state`` draws the same sets.
+
+    Examples
+    --------
+    >>> grid = expand_grid({"fast": [5, 10, 20], "slow": [30, 60]})
+    >>> sample_sets(grid, 2, random_state=1) == sample_sets(grid, 2, random_state=1)
+    True
+    >>> len(sample_sets(grid, 0.5)), all(p in grid for p in sample_sets(grid, 0.5))
+    (3, True)
+    """
+    if max_tries is None:
+        return sets
+    whole = isinstance(max_tries, (int, np.integer)) and not isinstance(max_tries, (bool, np.bool_))
+    fraction = isinstance(max_tries, (float, np.floating))
+    if not ((whole and max_tries >= 1) or (fraction and 0.0 < max_tries <= 1.0)):
+        raise ConfigError(
+            f"max_tries={max_tries!r}: must be a whole number of parameter sets >= 1, or a "
+            "fraction of the grid in (0, 1]"
+        )
+    if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, (int, np.integer)) \
+            or random_state < 0:
+        raise ConfigError(f"random_state={random_state!r}: must be a whole number >= 0 (the "
+                          "draw's seed: the same one draws the same parameter sets)")
+    n = len(sets)
+    k = int(max_tries) if whole else max(1, int(max_tries * n))
+    if k >= n:
+        return sets
+    picked = np.random.default_rng(int(random_state)).choice(n, size=k, replace=False)
+    return [sets[i] for i in sorted(picked.tolist())]
 
 
 @dataclass(frozen=True)
