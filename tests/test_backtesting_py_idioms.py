@@ -89,6 +89,43 @@ def test_the_quick_start_trades_as_backtesting_py_trades_it(seed):
     assert_trades_as_backtesting_py_trades(ours, theirs, least=11)
 
 
+def charted(base):  # type: ignore[no-untyped-def]
+    """The quick-start with backtesting.py's chart options on its indicators."""
+
+    class Charted(quick_start(base)):  # type: ignore[misc]
+        def init(self):  # type: ignore[no-untyped-def]
+            close = self.data.Close
+            self.sma1 = self.I(SMA, close, self.n1, name="fast", overlay=True, color="red")
+            self.sma2 = self.I(SMA, close, self.n2, plot=False, scatter=False, overlay=None,
+                               color=None)
+
+    return Charted
+
+
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+def test_chart_options_of_self_I_are_taken_as_backtesting_py_takes_them():
+    # Not handed to the function (SMA takes none of them): the strategy runs as written
+    # and trades as backtesting.py trades it.
+    df = frame(5, 400)
+    theirs = ReferenceBacktest(df, charted(ReferenceStrategy), cash=100_000, commission=0.002).run()
+    ours = tickstep.Backtest(df, charted(tickstep.Strategy), cash=100_000, commission=0.002).run()
+    assert_trades_as_backtesting_py_trades(ours, theirs, least=11)
+
+
+@pytest.mark.parametrize(("option", "value", "rule"), [
+    ("plot", "yes", "True or False"), ("scatter", 1, "True or False"),
+    ("overlay", "price", "True, False or None"), ("color", 3, "a colour name"),
+    ("color", ["red", 2], "a colour name"),
+])
+def test_chart_options_of_the_wrong_type_are_refused_by_name(option, value, rule):
+    class Bad(tickstep.Strategy):
+        def init(self):  # type: ignore[no-untyped-def]
+            self.I(SMA, self.data.Close, 5, **{option: value})
+
+    with pytest.raises(tickstep.ConfigError, match=rf"self.I\({option}=.*{rule}"):
+        tickstep.Backtest(frame(1, 50), Bad).run()
+
+
 class Reads(tickstep.Strategy):
     """At each symbol's bar, backtesting.py's reads beside tickstep's own."""
 
@@ -572,6 +609,32 @@ def test_trades_set_their_stops_and_close_as_backtesting_py_trades_do(make, seed
     # one at every move): no order piles up per bar.
     stops = ours.orders[ours.orders["role"] == "stop_loss"]
     assert len(stops) <= len(ours.trades) + 1
+
+
+#: The statistics both libraries compute by one formula (the rest differ by definition:
+#: see "Differences that matter when porting" in docs/guide/coming-from.md).
+SHARED_FORMULAS = ("Equity Final [$]", "Equity Peak [$]", "Commissions [$]", "Return [%]",
+                   "CAGR [%]", "Max. Drawdown [%]", "# Trades", "Win Rate [%]", "SQN",
+                   "Kelly Criterion")
+
+
+@pytest.mark.parametrize("calendar", ["D", "B"])
+@pytest.mark.parametrize("seed", range(3))
+def test_statistics_of_one_formula_are_backtesting_pys_on_the_same_trades(seed, calendar):
+    # The quick-start's crossovers, long and short, with a commission, on every day or on
+    # weekdays only: the same trades in both, and so the same values of the statistics
+    # both compute by one formula (and the same span).
+    data = frame(seed, 700).set_axis(pd.date_range("2019-01-01", periods=700, freq=calendar))
+    ours = tickstep.Backtest(data, quick_start(tickstep.Strategy), cash=100_000,
+                             commission=0.002).run().stats
+    theirs = ReferenceBacktest(data, quick_start(ReferenceStrategy), cash=100_000, commission=0.002,
+                               finalize_trades=False).run()
+    assert theirs["# Trades"] > 15
+    for label in SHARED_FORMULAS:
+        assert float(ours[label]) == pytest.approx(float(theirs[label]), rel=1e-9, abs=1e-12), label
+    assert ours["Max. Drawdown Duration"] == theirs["Max. Drawdown Duration"]
+    assert (ours["Start"], ours["End"]) == (theirs["Start"].tz_localize("UTC"), theirs["End"].tz_localize("UTC"))
+    assert ours["Duration"] == theirs["Duration"]
 
 
 def test_a_result_reads_a_statistic_by_its_label_as_backtesting_pys_stats():

@@ -356,6 +356,22 @@ class Orders(OrdersBase):
         return f"Orders({self._all()!r})"
 
 
+def _check_chart_options(**options: Any) -> None:
+    """backtesting.py's chart options of ``self.I``, refused by name when of the wrong type:
+    ``plot`` and ``scatter`` are bools, ``overlay`` a bool or None, ``color`` a colour name
+    (or one per line) or None."""
+    for name in ("plot", "scatter", "overlay"):
+        value = options[name]
+        if not (isinstance(value, (bool, np.bool_)) or (name == "overlay" and value is None)):
+            rule = "True, False or None" if name == "overlay" else "True or False"
+            raise ConfigError(f"self.I({name}={value!r}): backtesting.py's chart option is {rule}")
+    color = options["color"]
+    colors = [color] if isinstance(color, str) else color
+    if color is not None and not (isinstance(colors, (list, tuple)) and all(isinstance(c, str) for c in colors)):
+        raise ConfigError(f"self.I(color={color!r}): backtesting.py's chart option is a colour name, "
+                          "a list of them (one per line) or None")
+
+
 def indexed_by_position(index: pd.Index) -> bool:
     """Whether ``index`` is the positions 0, 1, 2, ... (a default index): the one index
     besides times by which values a user hands over per bar (signals, an indicator's
@@ -761,6 +777,7 @@ class Strategy(StrategyBase):
         return Crossing(self._ctx, indicator, other, name)
 
     def I(self, func: Any, *args: Any, source: str | None = "close", name: str | list[str] | None = None,  # noqa: E743, N802
+          plot: bool = True, overlay: bool | None = None, color: Any = None, scatter: bool = False,
           **kwargs: Any) -> Indicator | tuple[Indicator, ...]:
         """A vectorised indicator computed once over each symbol's whole history and
         revealed bar by bar: ``func(series, *args, **kwargs)`` gets the symbol's ``source``
@@ -781,7 +798,13 @@ class Strategy(StrategyBase):
         backtesting.py's form names the columns among the arguments instead:
         ``self.I(SMA, self.data.Close, 10)`` calls ``SMA(closes, 10)`` with each symbol's
         closes, and ``self.I(f, self.data.High, self.data.Low, n)`` hands over two columns
-        (``source`` is then not used: giving another one is refused)."""
+        (``source`` is then not used: giving another one is refused).
+
+        backtesting.py's chart options ``plot``, ``overlay``, ``color`` and ``scatter``
+        are taken as it takes them, not handed to ``func``, so that its strategies run as
+        written; their types are checked. tickstep's report draws no indicators, so they
+        change nothing here."""
+        _check_chart_options(plot=plot, overlay=overlay, color=color, scatter=scatter)
         self._refuse_streamed("self.I (func is called once with each symbol's whole series; "
                               "computed window by window its values could differ, and "
                               "nothing shows that func reads no later bar)")
