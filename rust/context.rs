@@ -276,6 +276,11 @@ impl TickContext<'_> {
         self.book.orders().tag(id)
     }
 
+    /// How many trades (parts) have closed so far.
+    pub fn closed_count(&self) -> usize {
+        self.portfolio.closed.len()
+    }
+
     /// The trades closed so far from the `from`-th on (each closing fill's part of a
     /// trade is one), in the order they closed, with every field of the results' table.
     pub fn closed_trades(&self, from: usize) -> impl Iterator<Item = TradeRow> + '_ {

@@ -564,3 +564,45 @@ def test_a_trade_carries_the_tag_and_id_of_the_order_that_opened_it(bars, run):
     orders = r.orders.set_index("order_id")
     assert orders.loc[trades["entry_order"], "tag"].tolist() == trades["tag"].tolist()
     assert (orders.loc[trades["entry_order"], "status"] == "filled").all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_closed_trades_read_every_bar_are_the_results_trades_so_far(seed):
+    """Read at every bar (inside ``next``, before and after acting, and in ``on_tick``)
+    on random trade management over three symbols: ``self.closed_trades`` is the same
+    tuple while nothing closed since, the running symbol's are every symbol's of that
+    symbol in the same order, and the last read of all is the results' trades, part for
+    part."""
+    from conftest import walk
+
+    n, names = 300, ["B", "A", "C"]
+    b = walk(seed, n, len(names))
+    index = pd.date_range("2024-01-02 09:30", periods=n, freq="1min", tz="UTC")
+    frames = {name: pd.DataFrame({c: b[c][:, k] for c in ("open", "high", "low", "close")}
+                                 | {"volume": 1.0}, index=index) for k, name in enumerate(names)}
+    actions = {name: draw_actions(seed + 5 * k, n) for k, name in enumerate(names)}
+    seen: dict[str, object] = {"same": 0}
+
+    class Reading(tickstep.Strategy):
+        def next(self, symbol):  # type: ignore[no-untyped-def]
+            first = self.closed_trades
+            assert self.closed_trades is first  # nothing closed between two reads
+            i = len(self.data) - 1
+            act(self, actions[symbol][i], self.price(), "sl" if i % 2 else "tp")
+            assert self.closed_trades is first  # orders placed close nothing before they fill
+            seen[symbol] = first
+
+        def on_tick(self):  # type: ignore[no-untyped-def]
+            # (Nothing fills between a tick's next calls and its on_tick.)
+            every = self.closed_trades
+            for name in names:
+                assert list(seen[name]) == [t for t in every if t.symbol == name]
+            seen["last"] = every
+
+    r = tickstep.Backtest(frames, Reading, cash=1e6, commission=0.001).run()
+    last = seen["last"]
+    assert len(last) == len(r.trades) > 30
+    got = [(t.symbol, t.id, abs(t.size), t.exit_price, t.tag, t.pl) for t in last]
+    want = [(str(x.symbol), x.trade_id, x.size, x.exit_price, x.tag, pytest.approx(x.pnl, rel=1e-12))
+            for x in r.trades.itertuples()]
+    assert got == want

@@ -573,6 +573,9 @@ class Strategy(StrategyBase):
         #: `closed_trades` as built so far: all, and by symbol.
         self._closed_trades: list[Trade] = []
         self._closed_by_symbol: list[list[Trade]] = [[] for _ in self._symbols]
+        # `closed_trades` as last handed out, by symbol (-1: all), until another closes:
+        # a read every bar copies nothing (a tuple of all so far was O(trades) a read).
+        self._closed_views: dict[int, tuple[Trade, ...]] = {}
         # The symbols in the order the engine visits them (the order the user gave them).
         order = getattr(market, "call_order", None)
         self._call_order = list(order) if order is not None else list(range(len(self._symbols)))
@@ -1108,9 +1111,17 @@ class Strategy(StrategyBase):
         """Closed trades as `Trade` objects, in the order they closed, as backtesting.py's
         ``self.closed_trades``: the running symbol's inside ``next``, every symbol's in
         ``on_tick``. A trade closed in parts is there once per part (as a row of the
-        results' trades), with the units that part took."""
-        i = self._ctx.current()
-        return tuple(self._closed_parts(i) if i >= 0 else self._closed_trades)
+        results' trades), with the units that part took. The same tuple is handed back
+        while no trade closes: a read at every bar copies nothing."""
+        ctx = self._ctx
+        i = ctx.current()
+        if ctx.closed_count() == len(self._closed_trades):  # none closed since the last read
+            view = self._closed_views.get(i)
+            if view is not None:
+                return view
+        mine = self._closed_parts(max(i, 0))  # (builds every symbol's up to now)
+        view = self._closed_views[i] = tuple(mine if i >= 0 else self._closed_trades)
+        return view
 
     def _closed_parts(self, k: int) -> list[Trade]:
         """Symbol ``k``'s closed trades (parts) so far, in the order they closed; all
@@ -1123,6 +1134,7 @@ class Strategy(StrategyBase):
             t._closed = (pnl, ret)
             closed.append(t)
             by_symbol[s].append(t)
+            self._closed_views.clear()
         return by_symbol[k]
 
     # ---- orders --------------------------------------------------------------------------

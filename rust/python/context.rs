@@ -997,6 +997,12 @@ impl PyContext {
             .collect())
     }
 
+    /// How many trades (parts) have closed so far: `closed_trades(start)` has something
+    /// new exactly when this is above `start`.
+    fn closed_count(&self) -> PyResult<usize> {
+        Ok(self.context()?.closed_count())
+    }
+
     /// Close `portion` of `symbol`'s open trade `trade` at its next fill; the order's id.
     #[pyo3(signature = (symbol, trade, portion=Portion::WHOLE), text_signature = "($self, symbol, trade, portion=1.0)")]
     fn close_trade(
