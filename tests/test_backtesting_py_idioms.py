@@ -212,6 +212,48 @@ def test_init_columns_stand_for_each_symbols_columns_in_self_I():
     np.testing.assert_array_equal(rows[:, 4], rows[:, 5])
 
 
+def series_forms(base):  # type: ignore[no-untyped-def]
+    """The quick-start's two means handed backtesting.py's other forms of the data in
+    ``init()``: the column as a Series (``self.data.Close.s``) and the whole bars
+    (``self.data.df``)."""
+
+    class SeriesForms(quick_start(base)):  # type: ignore[misc]
+        def init(self):  # type: ignore[no-untyped-def]
+            self.sma1 = self.I(lambda s, n: s.rolling(n).mean(), self.data.Close.s, self.n1)
+            self.sma2 = self.I(lambda df, n: df.Close.rolling(n).mean(), self.data.df, self.n2)
+
+    return SeriesForms
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+def test_self_I_takes_the_column_as_a_series_and_the_whole_bars_as_backtesting_py_does(seed):
+    df = frame(seed, 400)
+    theirs = ReferenceBacktest(df, series_forms(ReferenceStrategy), cash=100_000, commission=0.002).run()
+    ours = tickstep.Backtest(df, series_forms(tickstep.Strategy), cash=100_000, commission=0.002).run()
+    assert_trades_as_backtesting_py_trades(ours, theirs, least=11)
+
+
+def test_the_whole_bars_in_init_are_each_symbols_with_backtesting_pys_names():
+    market = example_daily()
+    seen = {}
+
+    class Frames(tickstep.Strategy):
+        def init(self):  # type: ignore[no-untyped-def]
+            def keep(bars):  # type: ignore[no-untyped-def]
+                seen[len(seen)] = bars
+                return bars.Close
+
+            self.close = self.I(keep, self.data.df)
+
+    result = tickstep.Backtest(market, Frames).run()
+    assert len(seen) == len(market.symbols)
+    for k, symbol in enumerate(result.symbols):
+        bars = seen[k]
+        assert list(bars.columns[:5]) == ["Open", "High", "Low", "Close", "Volume"]
+        assert bars["Close"].tolist() == result.prices(symbol).tolist()
+
+
 def test_an_extra_column_named_in_init():
     frame = example_daily_frame()
     frame["signal"] = np.arange(len(frame), dtype=float)
@@ -272,7 +314,7 @@ def test_what_cannot_mean_anything_is_refused():
     with pytest.raises(AttributeError, match=r"self\.data\.Clos: the data has no column 'Clos'.*did you mean 'Close'"):
         run(lambda self: self.data.Clos)
     for use, read in (("read as an array", np.asarray), ("its length", len), ("[-1]", lambda c: c[-1]),
-                      (".s", lambda c: c.s), (".mean", np.mean)):
+                      (".values", lambda c: c.values), (".mean", np.mean)):
         with pytest.raises(TypeError, match=rf"self\.data\.Close \(each symbol's 'close' column, for self\.I\) "
                                             rf"is no array in init\(\) \({re.escape(use)}\): hand it to self\.I"):
             run(lambda self, read=read: read(self.data.Close))

@@ -801,7 +801,9 @@ class Strategy(StrategyBase):
         backtesting.py's form names the columns among the arguments instead:
         ``self.I(SMA, self.data.Close, 10)`` calls ``SMA(closes, 10)`` with each symbol's
         closes, and ``self.I(f, self.data.High, self.data.Low, n)`` hands over two columns
-        (``source`` is then not used: giving another one is refused).
+        (``source`` is then not used: giving another one is refused). As there,
+        ``self.data.Close.s`` is the column as a Series and ``self.data.df`` the symbol's
+        whole bars as a DataFrame (``Open`` ... ``Volume`` and its extra columns).
 
         backtesting.py's chart options ``plot``, ``overlay``, ``color`` and ``scatter``
         are taken as it takes them, not handed to ``func``, so that its strategies run as
@@ -845,9 +847,11 @@ class Strategy(StrategyBase):
         return tuple(Indicator(self._ctx, self._ctx.add_series([lines[j] for _, lines in values]), names[j])
                      for j in range(len(labels)))
 
-    def _source(self, i: int, sym: str, source: str) -> pd.Series:
+    def _source(self, i: int, sym: str, source: str) -> pd.Series | pd.DataFrame:
         """Symbol ``i``'s (``sym``'s) whole column ``source`` for ``self.I``, refused
         naming the symbol and its columns when it has none so named."""
+        if source == _WHOLE_FRAME:  # self.data.df: the bars, with backtesting.py's names
+            return self._full_frame(i).rename(columns={v: k for k, v in _BAR_COLUMNS.items()})
         names = self._frame_columns(i)
         if source not in names:
             raise KeyError(f"self.I: {sym} has no column {source!r} (columns: {', '.join(names)})")
@@ -1466,6 +1470,8 @@ def _takes_no_symbol(method: Any) -> bool:
 #: backtesting.py's names of the bar columns: a `History`'s attributes too, and in
 #: ``init()`` the columns ``self.data.Close`` and the like stand for.
 _BAR_COLUMNS = {"Open": "open", "High": "high", "Low": "low", "Close": "close", "Volume": "volume"}
+#: The "column" of `EachSymbols` standing for a symbol's whole bars (``self.data.df``).
+_WHOLE_FRAME = "<bars>"
 
 
 class Bars(History):
@@ -1513,6 +1519,12 @@ class _BarsAtInit:
             raise AttributeError(name)
         return self[name]
 
+    @property
+    def df(self) -> EachSymbols:
+        """backtesting.py's ``self.data.df`` in ``init()``: each symbol's whole bars as a
+        DataFrame (its column names), for `Strategy.I`."""
+        return EachSymbols("df", _WHOLE_FRAME)
+
     def __getitem__(self, name: str) -> EachSymbols:
         column = _BAR_COLUMNS.get(name, name)
         if column not in _BAR_COLUMNS.values() and column not in self._columns:
@@ -1539,7 +1551,14 @@ class EachSymbols:
         self.name, self.column = name, column
 
     def __repr__(self) -> str:
-        return f"self.data.{self.name} (each symbol's {self.column!r} column, for self.I)"
+        what = "bars" if self.column == _WHOLE_FRAME else f"{self.column!r} column"
+        return f"self.data.{self.name} (each symbol's {what}, for self.I)"
+
+    @property
+    def s(self) -> EachSymbols:
+        """backtesting.py's ``self.data.Close.s`` (the column as a Series): the same column,
+        which `Strategy.I` hands over as a Series by time."""
+        return self
 
     def _refuse(self, use: str) -> TypeError:
         return TypeError(f"{self!r} is no array in init() ({use}): hand it to self.I, which calls "
