@@ -78,14 +78,19 @@ def assert_trades_as_backtesting_py_trades(ours, theirs, least: int) -> None:  #
     assert ours.stats["Equity Final [$]"] == pytest.approx(theirs["Equity Final [$]"], rel=1e-12)
 
 
+def run_both(make, data: pd.DataFrame, **options):  # type: ignore[no-untyped-def]
+    """``make(base)`` run by tickstep and by backtesting.py on ``data`` with the same
+    options (cash 100,000 unless given): (ours, theirs)."""
+    options = {"cash": 100_000, **options}
+    ours = tickstep.Backtest(data, make(tickstep.Strategy), **options).run()
+    theirs = ReferenceBacktest(data, make(ReferenceStrategy), **options).run()
+    return ours, theirs
+
+
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.filterwarnings("ignore:Some trades remain open")
 def test_the_quick_start_trades_as_backtesting_py_trades_it(seed):
-    df = frame(seed, 400)
-    theirs = ReferenceBacktest(df, quick_start(ReferenceStrategy), cash=100_000,
-                               commission=0.002).run()
-    ours = tickstep.Backtest(df, quick_start(tickstep.Strategy), cash=100_000,
-                             commission=0.002).run()
+    ours, theirs = run_both(quick_start, frame(seed, 400), commission=0.002)
     assert_trades_as_backtesting_py_trades(ours, theirs, least=11)
 
 
@@ -106,9 +111,7 @@ def charted(base):  # type: ignore[no-untyped-def]
 def test_chart_options_of_self_I_are_taken_as_backtesting_py_takes_them():
     # Not handed to the function (SMA takes none of them): the strategy runs as written
     # and trades as backtesting.py trades it.
-    df = frame(5, 400)
-    theirs = ReferenceBacktest(df, charted(ReferenceStrategy), cash=100_000, commission=0.002).run()
-    ours = tickstep.Backtest(df, charted(tickstep.Strategy), cash=100_000, commission=0.002).run()
+    ours, theirs = run_both(charted, frame(5, 400), commission=0.002)
     assert_trades_as_backtesting_py_trades(ours, theirs, least=11)
 
 
@@ -228,9 +231,7 @@ def series_forms(base):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.filterwarnings("ignore:Some trades remain open")
 def test_self_I_takes_the_column_as_a_series_and_the_whole_bars_as_backtesting_py_does(seed):
-    df = frame(seed, 400)
-    theirs = ReferenceBacktest(df, series_forms(ReferenceStrategy), cash=100_000, commission=0.002).run()
-    ours = tickstep.Backtest(df, series_forms(tickstep.Strategy), cash=100_000, commission=0.002).run()
+    ours, theirs = run_both(series_forms, frame(seed, 400), commission=0.002)
     assert_trades_as_backtesting_py_trades(ours, theirs, least=11)
 
 
@@ -502,9 +503,7 @@ def band_reversion(base):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.filterwarnings("ignore:Some trades remain open")
 def test_an_indicator_of_two_lines_trades_as_backtesting_py_trades_it(seed):
-    df = frame(seed, 500)
-    theirs = ReferenceBacktest(df, band_reversion(ReferenceStrategy), cash=100_000, commission=0.001).run()
-    ours = tickstep.Backtest(df, band_reversion(tickstep.Strategy), cash=100_000, commission=0.001).run()
+    ours, theirs = run_both(band_reversion, frame(seed, 500), commission=0.001)
     assert_trades_as_backtesting_py_trades(ours, theirs, least=3)
 
 
@@ -643,9 +642,7 @@ def trades_in_parts(base):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.filterwarnings("ignore:Some trades remain open")
 def test_trades_set_their_stops_and_close_as_backtesting_py_trades_do(make, seed):
-    df = frame(seed, 400)
-    theirs = ReferenceBacktest(df, make(ReferenceStrategy), cash=1e6, commission=0.001).run()
-    ours = tickstep.Backtest(df, make(tickstep.Strategy), cash=1e6, commission=0.001).run()
+    ours, theirs = run_both(make, frame(seed, 400), cash=1e6, commission=0.001)
     assert_trades_as_backtesting_py_trades(ours, theirs, least=15)
     # The stops ride one order per trade, moved in place (backtesting.py places a new
     # one at every move): no order piles up per bar.
@@ -701,11 +698,8 @@ def test_a_result_reads_a_statistic_by_its_label_as_backtesting_pys_stats():
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.filterwarnings("ignore:Some trades remain open")
 def test_exclusive_orders_trade_as_backtesting_pys_option(seed):
-    df = frame(seed, 500)
-    theirs = ReferenceBacktest(df, quick_start(ReferenceStrategy, close_first=False), cash=100_000,
-                               commission=0.002, exclusive_orders=True).run()
-    ours = tickstep.Backtest(df, quick_start(tickstep.Strategy, close_first=False), cash=100_000,
-                             commission=0.002, exclusive_orders=True).run()
+    ours, theirs = run_both(lambda base: quick_start(base, close_first=False), frame(seed, 500),
+                            commission=0.002, exclusive_orders=True)
     assert_trades_as_backtesting_py_trades(ours, theirs, least=20)
     # Never more than one trade at a time: each exit is the next entry's time.
     trades = ours.trades
