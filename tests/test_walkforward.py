@@ -328,3 +328,19 @@ def test_a_signal_strategy_walks_forward_in_signals_mode(strategy):
         pd.testing.assert_frame_equal(result.fills, alone.fills)
         assert result.stats["Return [%]"] == alone.stats["Return [%]"]
         assert (result.fills["time"] >= start).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_random_search_draws_the_same_sets_in_every_window(seed):
+    # One set of the two drawn: every window trades it, and the walk-forward is the one
+    # with that set alone.
+    from tickstep.batch import expand_grid, sample_sets
+
+    drawn = sample_sets(expand_grid({"direction": [1, -1]}), 1, seed)[0]["direction"]
+    bt = tickstep.Backtest({"ZZ": zigzag()}, Direction, cash=10_000)
+    options = {"train": "10D", "test": "10D", "maximize": "Return [%]", "cache": False,
+               "executor": "sequential"}
+    wf = bt.walk_forward(direction=[1, -1], max_tries=1, random_state=seed, **options)
+    alone = bt.walk_forward(direction=[drawn], **options)
+    assert list(wf.windows["direction"]) == [drawn] * 3
+    pd.testing.assert_series_equal(wf.equity, alone.equity)

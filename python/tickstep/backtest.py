@@ -393,6 +393,8 @@ class Backtest:
         anchored: bool = False,
         warmup: Any = None,
         constraint: Callable[[Any], bool] | None = None,
+        max_tries: int | float | None = None,
+        random_state: int = 0,
         executor: Any = None,
         max_workers: int | None = None,
         cache: Any = True,
@@ -415,8 +417,9 @@ class Backtest:
         warmup : duration, optional
             Bars before each window fed to indicators without calling the strategy, so no
             window starts cold (the first window starts ``warmup`` after the data).
-        constraint, executor, max_workers, cache, progress :
-            As in `optimize`, for each train window's grid.
+        constraint, max_tries, random_state, executor, max_workers, cache, progress :
+            As in `optimize`, for each train window's grid (a random search draws the
+            same sets in every window: the grid and the seed are the same).
         **ranges
             ``name=values`` per parameter to vary.
 
@@ -442,5 +445,6 @@ class Backtest:
 
         self._in_memory("walk_forward")
         return walk_forward(self, train=train, test=test, maximize=maximize, anchored=anchored,
-                            warmup=warmup, constraint=constraint, executor=executor,
+                            warmup=warmup, constraint=constraint, max_tries=max_tries,
+                            random_state=random_state, executor=executor,
                             max_workers=max_workers, cache=cache, progress=progress, **ranges)

@@ -231,8 +231,9 @@ def _objective(maximize: str | Callable[[pd.Series], float], stats: pd.Series) -
 def walk_forward(backtest: Any, *, train: Any, test: Any,
                  maximize: str | Callable[[pd.Series], float] = "Sharpe Ratio",
                  anchored: bool = False, warmup: Any = None,
-                 constraint: Callable[[Any], bool] | None = None, executor: Any = None,
-                 max_workers: int | None = None, cache: Any = True,
+                 constraint: Callable[[Any], bool] | None = None,
+                 max_tries: int | float | None = None, random_state: int = 0,
+                 executor: Any = None, max_workers: int | None = None, cache: Any = True,
                  progress: bool | None = False, **grid: Any) -> WalkForwardResult:
     """Walk-forward optimisation of ``backtest``'s strategy (see the module notes).
 
@@ -272,8 +273,9 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
             warnings.simplefilter("ignore", TickstepWarning)
             tried = run_batch(
                 strategy, train_data, params=grid, portfolio=True, maximize=maximize,
-                constraint=constraint, executor=executor, max_workers=max_workers,
-                cache=cache, progress=progress, config=quiet.replace(trade_start=w.train_start),
+                constraint=constraint, max_tries=max_tries, random_state=random_state,
+                executor=executor, max_workers=max_workers, cache=cache, progress=progress,
+                config=quiet.replace(trade_start=w.train_start),
                 records=records,
             )
         for job in tried.index.sort_values():
