@@ -228,10 +228,25 @@ def series_forms(base):  # type: ignore[no-untyped-def]
     return SeriesForms
 
 
+def made_series(base):  # type: ignore[no-untyped-def]
+    """The quick-start's means of the closes made a Series by the strategy, as
+    backtesting.py's users write it: ``self.I(f, pd.Series(self.data.Close), n)``."""
+
+    class MadeSeries(quick_start(base)):  # type: ignore[misc]
+        def init(self):  # type: ignore[no-untyped-def]
+            close = pd.Series(self.data.Close)
+            self.sma1 = self.I(lambda s, n: s.rolling(n).mean(), close, n=self.n1)
+            self.sma2 = self.I(lambda s, n: s.rolling(n).mean(), close, self.n2)
+
+    return MadeSeries
+
+
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.filterwarnings("ignore:Some trades remain open")
 def test_self_I_takes_the_column_as_a_series_and_the_whole_bars_as_backtesting_py_does(seed):
     ours, theirs = run_both(series_forms, frame(seed, 400), commission=0.002)
+    assert_trades_as_backtesting_py_trades(ours, theirs, least=11)
+    ours, theirs = run_both(made_series, frame(seed, 400), commission=0.002)
     assert_trades_as_backtesting_py_trades(ours, theirs, least=11)
 
 

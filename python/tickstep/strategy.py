@@ -356,6 +356,16 @@ class Orders(OrdersBase):
         return f"Orders({self._all()!r})"
 
 
+def _placeholder_in(arg: Any) -> Any:
+    """``arg``, or the column it wraps when it is backtesting.py's ``pd.Series(self.data.Close)``
+    written in ``init()``: pandas makes of the column (a placeholder there) a Series of one
+    object, which can mean nothing but the column as a Series (``self.data.Close.s``)."""
+    if isinstance(arg, pd.Series) and arg.dtype == object and len(arg) == 1 \
+            and isinstance(arg.iloc[0], EachSymbols):
+        return arg.iloc[0]
+    return arg
+
+
 def _check_chart_options(**options: Any) -> None:
     """backtesting.py's chart options of ``self.I``, refused by name when of the wrong type:
     ``plot`` and ``scatter`` are bools, ``overlay`` a bool or None, ``color`` a colour name
@@ -813,6 +823,8 @@ class Strategy(StrategyBase):
         self._refuse_streamed("self.I (func is called once with each symbol's whole series; "
                               "computed window by window its values could differ, and "
                               "nothing shows that func reads no later bar)")
+        args = tuple(_placeholder_in(a) for a in args)
+        kwargs = {k: _placeholder_in(v) for k, v in kwargs.items()}
         named = [a for a in (*args, *kwargs.values()) if isinstance(a, EachSymbols)]
         if named and source != "close":
             raise ConfigError(f"self.I(source={source!r}) with {named[0]!r} among the arguments: "
@@ -1563,7 +1575,9 @@ class EachSymbols:
     def _refuse(self, use: str) -> TypeError:
         return TypeError(f"{self!r} is no array in init() ({use}): hand it to self.I, which calls "
                          f"its function with each symbol's column in turn (self.I(func, "
-                         f"self.data.{self.name}, ...)), and compute with it there")
+                         f"self.data.{self.name}, ...)), and compute with it there (as a "
+                         f"Series: self.data.{self.name}.s or pd.Series(self.data.{self.name}) "
+                         f"among self.I's arguments)")
 
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise self._refuse("read as an array")
