@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::market::Market;
 use crate::orders::{Order, OrderRequest, Role};
-use crate::portfolio::{Portfolio, Position};
+use crate::portfolio::{Lot, Portfolio, Position};
 use crate::results::TradeRow;
 use crate::studies::Studies;
 
@@ -269,6 +269,23 @@ impl TickContext<'_> {
     /// its trade: its stop or limit price now. None once it no longer works.
     pub fn exit_price(&self, symbol: usize, id: u64) -> Option<f64> {
         self.book.exit_price(symbol, id)
+    }
+
+    /// `symbol`'s open trade `trade` (None once it has closed, or never opened).
+    pub fn open_trade(&self, symbol: usize, trade: u64) -> Option<&Lot> {
+        self.portfolio.lot(symbol, trade)
+    }
+
+    /// The price of `symbol`'s open trade `trade`'s exit of `role` (its stop-loss or
+    /// take-profit) working now, a trailing one where it has moved to; None without one,
+    /// or once the trade has closed.
+    pub fn trade_exit(&self, symbol: usize, trade: u64, role: Role) -> Option<f64> {
+        let lot = self.open_trade(symbol, trade)?;
+        let leg = match role {
+            Role::TakeProfit => lot.take_profit,
+            _ => lot.stop_loss,
+        };
+        leg.and_then(|id| self.exit_price(symbol, id))
     }
 
     /// Order `id`'s tag (the strategy's; 0 without one): of a trade, its entry order's.

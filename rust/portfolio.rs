@@ -247,6 +247,12 @@ pub struct Lot {
 }
 
 impl Lot {
+    /// Its units, signed: negative when short.
+    #[inline]
+    pub fn signed_size(&self) -> f64 {
+        self.direction * self.size
+    }
+
     /// The side of an order that closes it: a sell for a long, a buy for a short.
     pub fn closing_side(&self) -> Side {
         if self.direction > 0.0 {
@@ -299,6 +305,16 @@ impl Lots {
     #[inline]
     pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Lot> {
         self.as_mut_slice().iter_mut()
+    }
+
+    /// Which lots are open, as one number: `last id << 32 | count` (0 when none; None when
+    /// an id or the count is too large to say so). Two reads give the same number only if
+    /// no lot opened or closed between them: an opening adds an id above every open one
+    /// (the last changes), and closings alone lower the count.
+    pub fn key(&self) -> Option<i64> {
+        let count = self.len() as u64;
+        let last = self.as_slice().last().map_or(0, |l| l.id);
+        (count >> 32 == 0 && last >> 31 == 0).then_some((last << 32 | count) as i64)
     }
 
     /// The oldest open lot: the next a closing fill takes from.
@@ -826,8 +842,8 @@ impl Portfolio {
         // Recount the position from its lots rather than accumulating float deltas (one
         // lot, the usual case, is its own sum: its term is never zero).
         pos.size = match pos.lots.as_slice() {
-            [lot] => lot.direction * lot.size,
-            lots => lots.iter().map(|l| l.direction * l.size).sum(),
+            [lot] => lot.signed_size(),
+            lots => lots.iter().map(Lot::signed_size).sum(),
         };
         self.holding.set(x.symbol, pos.size != 0.0);
         self.revalue(x.symbol);

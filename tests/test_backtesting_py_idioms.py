@@ -241,12 +241,11 @@ def made_series(base):  # type: ignore[no-untyped-def]
     return MadeSeries
 
 
+@pytest.mark.parametrize("make", [series_forms, made_series])
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.filterwarnings("ignore:Some trades remain open")
-def test_self_I_takes_the_column_as_a_series_and_the_whole_bars_as_backtesting_py_does(seed):
-    ours, theirs = run_both(series_forms, frame(seed, 400), commission=0.002)
-    assert_trades_as_backtesting_py_trades(ours, theirs, least=11)
-    ours, theirs = run_both(made_series, frame(seed, 400), commission=0.002)
+def test_self_I_takes_the_column_as_a_series_and_the_whole_bars_as_backtesting_py_does(make, seed):
+    ours, theirs = run_both(make, frame(seed, 400), commission=0.002)
     assert_trades_as_backtesting_py_trades(ours, theirs, least=11)
 
 

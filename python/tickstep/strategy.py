@@ -173,6 +173,11 @@ class Trade(_Sided):
     def size(self) -> float:
         """Units still open, negative for a short trade; of a closed trade, the units
         that close took."""
+        return self._now()
+
+    def _now(self) -> float:
+        """The units read from the book (kept: what a read after the run gives); an
+        object read open whose trade has closed since becomes its last close here."""
         if self._closed is None:
             try:
                 size = self._c.trade_size(self._k, self.id)
@@ -205,7 +210,7 @@ class Trade(_Sided):
     @property
     def exit_time(self) -> pd.Timestamp | None:
         """When a closed trade (this part of it) closed; None for an open one."""
-        self.size  # noqa: B018 (an object read open settles here if its trade has closed)
+        self._now()
         return None if self._exit_ns is None else pd.Timestamp(self._exit_ns, tz="UTC")
 
     @property
@@ -213,7 +218,7 @@ class Trade(_Sided):
         """Profit or loss in cash: of an open trade, marked at the latest price, before
         commissions (as ``self.position.pl``); of a closed one, net of its commissions
         (``pnl`` in the results' trades)."""
-        size = self.size
+        size = self._now()
         if self._closed is not None:
             return self._closed[0]
         return size * (self._s.price(self.symbol) - self.entry_price)
@@ -222,7 +227,7 @@ class Trade(_Sided):
     def pl_pct(self) -> float:
         """Return as a fraction: of an open trade, of its entry price at the latest price;
         of a closed one, ``return_pct`` of the results' trades (net, of all it cost)."""
-        self.size  # noqa: B018 (settles a trade closed since)
+        self._now()
         if self._closed is not None:
             return self._closed[1]
         return math.copysign(1.0, self._size) * (self._s.price(self.symbol) / self.entry_price - 1.0)
@@ -230,7 +235,7 @@ class Trade(_Sided):
     @property
     def value(self) -> float:
         """Units times the latest price (the exit price of a closed trade)."""
-        size = self.size
+        size = self._now()
         price = self.exit_price if self._closed is not None else self._s.price(self.symbol)
         return abs(size) * price
 
@@ -289,7 +294,7 @@ class Trade(_Sided):
         raise OrderError(f"{self.symbol}: trade {self.id} is closed: cannot {what}")
 
     def __repr__(self) -> str:
-        size = self.size
+        size = self._now()
         state = f"exit={self.exit_price:g}" if self._closed is not None else "open"
         return (f"Trade({self.symbol!r}, id={self.id}, size={size:g}, "
                 f"entry={self.entry_price:g}, {state})")
@@ -577,7 +582,6 @@ class Strategy(StrategyBase):
         self._adopt_context(ctx)
         self._symbols = list(symbols)
         self._index = {s: i for i, s in enumerate(symbols)}
-        #: The open trades' objects by symbol, by trade id, as `trades` last read them.
         # `trades` as last read, per symbol: the core's key of its open trades, and them.
         self._open_trades: list[tuple[int, tuple[Trade, ...]]] = [(0, ()) for _ in self._symbols]
         #: `closed_trades` as built so far: all, and by symbol.
@@ -1096,22 +1100,21 @@ class Strategy(StrategyBase):
         if i >= 0:
             # (The usual read, inside next, inlined: the same trades as last read while no
             # trade of the symbol has opened or closed since.)
-            key, kept = self._open_trades[i]
-            return kept if key == ctx.trades_key(i) and key >= 0 else self._open_trades_of(i)
-        return tuple(t for k in self._call_order for t in self._open_trades_of(k))
+            key = ctx.trades_key(i)
+            kept_key, kept = self._open_trades[i]
+            return kept if key == kept_key and key >= 0 else self._open_trades_of(i, key)
+        return tuple(t for k in self._call_order for t in self._open_trades_of(k, ctx.trades_key(k)))
 
-    def _open_trades_of(self, k: int) -> tuple[Trade, ...]:
+    def _open_trades_of(self, k: int, key: int) -> tuple[Trade, ...]:
         """Symbol ``k``'s open trades: the same tuple while no trade of it has opened or
-        closed (the core's key says so), else made anew, keeping the objects of the
-        trades still open."""
-        ctx = self._ctx
-        key = ctx.trades_key(k)
+        closed (``key``, the core's key of them, says so), else made anew, keeping the
+        objects of the trades still open."""
         kept_key, kept = self._open_trades[k]
         if key == kept_key and key >= 0:
             return kept
         before = {t.id: t for t in kept}
         out = []
-        for trade_id, direction, size, price, ts, bar, _, _, sl, tp, tag in ctx.trades(k):
+        for trade_id, direction, size, price, ts, bar, _, _, sl, tp, tag in self._ctx.trades(k):
             t = before.get(trade_id)
             if t is None:
                 t = Trade(self, k, trade_id, direction * size, price, ts, tag)
@@ -1135,13 +1138,18 @@ class Strategy(StrategyBase):
             view = self._closed_views.get(i)
             if view is not None:
                 return view
-        mine = self._closed_parts(max(i, 0))  # (builds every symbol's up to now)
-        view = self._closed_views[i] = tuple(mine if i >= 0 else self._closed_trades)
+        self._build_closed()
+        view = self._closed_views[i] = tuple(self._closed_by_symbol[i] if i >= 0 else self._closed_trades)
         return view
 
     def _closed_parts(self, k: int) -> list[Trade]:
-        """Symbol ``k``'s closed trades (parts) so far, in the order they closed; all
-        symbols' are built up to now, each once (a read makes only those closed since)."""
+        """Symbol ``k``'s closed trades (parts) so far, in the order they closed."""
+        self._build_closed()
+        return self._closed_by_symbol[k]
+
+    def _build_closed(self) -> None:
+        """Every symbol's closed trades (parts) up to now, each built once: only those
+        closed since the last build are new."""
         closed, by_symbol = self._closed_trades, self._closed_by_symbol
         for (s, trade_id, direction, size, entry_ts, exit_ts, entry_price, exit_price, pnl, ret,
              tag) in self._ctx.closed_trades(len(closed)):
@@ -1151,7 +1159,6 @@ class Strategy(StrategyBase):
             closed.append(t)
             by_symbol[s].append(t)
             self._closed_views.clear()
-        return by_symbol[k]
 
     # ---- orders --------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ use super::sizing::{computed_units, request_values, RequestLayout, Rule, Sizing}
 use crate::candles::Candle;
 use crate::context::{Setup, TickContext};
 use crate::orders::{Order, OrderRequest, Role, Side, TimeInForce, Trail};
+use crate::portfolio::Lot;
 use crate::studies::{self, SeriesValues, Studies};
 
 /// (ts, end, open, high, low, close, volume) as handed to Python.
@@ -923,52 +924,35 @@ impl PyContext {
             .collect())
     }
 
-    /// Which trades of a symbol (index; -1: the running one) are open, as one number:
-    /// `last id << 32 | count` (0 when flat; -1 when an id or the count is too large to
-    /// say so, which keys nothing). Two reads give the same number only if no trade
-    /// opened or closed between them: an opening adds an id above every open one (the
-    /// last changes), and closings alone lower the count. `self.trades` keeps its
-    /// objects while the number stays.
+    /// The key of a symbol's (index; -1: the running one) open trades (`Lots::key`; -1
+    /// when there is none, which keys nothing): `self.trades` keeps its objects while it
+    /// stays.
     fn trades_key(&self, symbol: isize) -> PyResult<i64> {
         let e = self.context()?;
-        let lots = &e.position(Self::symbol(e, symbol)?).lots;
-        let (count, last) = (
-            lots.len() as u64,
-            lots.as_slice().last().map_or(0, |l| l.id),
-        );
-        Ok(if count >> 32 == 0 && last >> 31 == 0 {
-            (last << 32 | count) as i64
-        } else {
-            -1
-        })
+        Ok(e.position(Self::symbol(e, symbol)?)
+            .lots
+            .key()
+            .unwrap_or(-1))
     }
 
     /// A symbol's (index; -1: the running one) open trade `trade`: its units (negative
     /// when short), None once it has closed (or never opened).
     fn trade_size(&self, symbol: isize, trade: u64) -> PyResult<Option<f64>> {
         let e = self.context()?;
-        let lots = &e.position(Self::symbol(e, symbol)?).lots;
-        Ok(lots
-            .iter()
-            .find(|l| l.id == trade)
-            .map(|l| l.direction * l.size))
+        Ok(e.open_trade(Self::symbol(e, symbol)?, trade)
+            .map(Lot::signed_size))
     }
 
-    /// The price of a symbol's (index; -1: the running one) open trade `trade`'s
-    /// stop-loss (`take_profit` false) or take-profit working now (a trailing one where
-    /// it has moved to); None without one, or once the trade has closed.
+    /// `TickContext::trade_exit` of a symbol (index; -1: the running one): the stop-loss
+    /// (`take_profit` false) or the take-profit.
     fn trade_exit(&self, symbol: isize, trade: u64, take_profit: bool) -> PyResult<Option<f64>> {
         let e = self.context()?;
-        let s = Self::symbol(e, symbol)?;
-        let Some(lot) = e.position(s).lots.iter().find(|l| l.id == trade) else {
-            return Ok(None);
-        };
-        let leg = if take_profit {
-            lot.take_profit
+        let role = if take_profit {
+            Role::TakeProfit
         } else {
-            lot.stop_loss
+            Role::StopLoss
         };
-        Ok(leg.and_then(|id| e.exit_price(s, id)))
+        Ok(e.trade_exit(Self::symbol(e, symbol)?, trade, role))
     }
 
     /// The trades closed so far from the `start`-th on, in the order they closed (a
