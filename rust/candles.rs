@@ -57,6 +57,61 @@ pub fn clock_bucket(ts: i64, period: i64, origin: i64) -> (i64, i64) {
     (fits(label), fits(label + period))
 }
 
+/// The bucket label of a base bar that belongs to no candle (e.g. outside the session).
+pub const NO_BUCKET: i64 = i64::MIN;
+
+/// One symbol's whole history fed through a [`CandleSeries`] bar by bar, as the engine
+/// feeds it tick by tick: every candle that completed, and for each base bar which
+/// candle it joined and how many had completed once it was fed. A function of the
+/// candles computed once over all of them (`self.I(..., timeframe=)`) is then revealed
+/// at each bar only as far as the candles complete there: nothing a bar sees comes from
+/// a candle still forming.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CandleHistory {
+    /// The completed candles, oldest first (a final candle still forming at the last
+    /// bar never completes and is not among them).
+    pub candles: CandleColumns,
+    /// Per base bar, the index in `candles` of the candle it joined (`candles.len()`
+    /// for the final one still forming); -1 for a bar in no bucket.
+    pub joined: Vec<i64>,
+    /// Per base bar, how many candles had completed once the bar was fed.
+    pub completed: Vec<i64>,
+}
+
+/// [`CandleHistory`] of the bars `ts` with columns `open`, `high`, `low`, `close`,
+/// `volume` (each as long as `ts`), bar `i` of bucket `bucket(i)` ([`NO_BUCKET`] for
+/// none). Bars must come in time order.
+pub fn history(
+    ts: &[i64],
+    [open, high, low, close, volume]: [&[f64]; 5],
+    bucket: impl Fn(usize) -> (i64, i64),
+) -> CandleHistory {
+    let mut series = CandleSeries::new(1);
+    let mut out = CandleHistory {
+        candles: CandleColumns::default(),
+        joined: Vec::with_capacity(ts.len()),
+        completed: Vec::with_capacity(ts.len()),
+    };
+    for (i, &t) in ts.iter().enumerate() {
+        let at = bucket(i);
+        let done = series.feed(t, at, (open[i], high[i], low[i], close[i], volume[i]));
+        for candle in done.iter() {
+            out.candles.push(candle);
+        }
+        let count = out.candles.ts.len() as i64;
+        // The bar's candle is the one forming after it, or else the one it completed
+        // (every older candle completed before a newer one started).
+        out.joined
+            .push(match (at.0 == NO_BUCKET, series.forming.is_some()) {
+                (true, _) => -1,
+                (false, true) => count,
+                (false, false) => count - 1,
+            });
+        out.completed.push(count);
+    }
+    out
+}
+
 /// One candle: its bucket `[ts, end)` and prices.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Candle {
@@ -273,6 +328,26 @@ impl CandleSeries {
             }
         }
         done
+    }
+
+    /// Feeds the symbol's base bar starting at `ts` with its bucket `(label, end)` and
+    /// its `(open, high, low, close, volume)`: [`update`](Self::update), or
+    /// [`observe_time`](Self::observe_time) when `label` is [`NO_BUCKET`] (the bar
+    /// belongs to no candle). The engine's market phase and [`history`] feed bars
+    /// through here alike.
+    #[inline]
+    pub fn feed(
+        &mut self,
+        ts: i64,
+        (label, end): (i64, i64),
+        (open, high, low, close, volume): (f64, f64, f64, f64, f64),
+    ) -> Completed {
+        if label == NO_BUCKET {
+            // Outside any bucket: no prices join a candle, but time has passed.
+            self.observe_time(ts)
+        } else {
+            self.update(ts, label, end, open, high, low, close, volume)
+        }
     }
 
     /// A base bar of the symbol that belongs to no bucket (e.g. outside the session)

@@ -476,3 +476,47 @@ fn a_bar_for_a_completed_bucket_starts_a_candle_of_its_own() {
     assert_eq!(series.index_at(11 * MINUTE), Some(0));
     assert_eq!(series.index_at(12 * MINUTE), Some(1));
 }
+
+/// `history` of the given bar times (prices: the bar's number) in hourly clock buckets,
+/// a bar at `outside` in no bucket.
+fn history_of(times: &[i64], outside: Option<i64>) -> CandleHistory {
+    let prices: Vec<f64> = (0..times.len()).map(|i| i as f64).collect();
+    let p = &prices[..];
+    history(times, [p, p, p, p, p], |i| {
+        if Some(times[i]) == outside {
+            (NO_BUCKET, 0)
+        } else {
+            clock_bucket(times[i], HOUR, 0)
+        }
+    })
+}
+
+#[test]
+fn history_says_which_candle_each_bar_joined_and_how_many_had_completed() {
+    // 30-minute bars: the 00:30 bar ends its hour; the 01:30 one is missing, so the
+    // 01:00 candle completes with the 02:00 bar, whose own candle is still forming at
+    // the end and never listed.
+    let h = history_of(&[0, 30 * MINUTE, HOUR, 2 * HOUR], None);
+    assert_eq!(h.candles.ts, vec![0, HOUR]);
+    assert_eq!(h.candles.close, vec![1.0, 2.0]);
+    assert_eq!(h.candles.open, vec![0.0, 2.0]);
+    assert_eq!(h.candles.volume, vec![1.0, 2.0]);
+    assert_eq!(h.joined, vec![0, 0, 1, 2]);
+    assert_eq!(h.completed, vec![0, 1, 1, 2]);
+}
+
+#[test]
+fn history_gives_a_late_bar_its_own_candle_and_skips_a_bar_in_no_bucket() {
+    // The first bar's spacing is unknown; at 00:30 it is 30 minutes, so the 00:30 bar
+    // completes 00:00's candle; 00:45 then shows finer bars: a candle of its own,
+    // labelled 00:45, which ends the hour at once (15-minute bars now). The 01:00 bar
+    // is in no bucket: it completes nothing and joins nothing.
+    let h = history_of(
+        &[0, 30 * MINUTE, 45 * MINUTE, HOUR, HOUR + 15 * MINUTE],
+        Some(HOUR),
+    );
+    assert_eq!(h.candles.ts, vec![0, 45 * MINUTE]);
+    assert_eq!(h.candles.end, vec![HOUR, HOUR]);
+    assert_eq!(h.joined, vec![0, 0, 1, -1, 2]);
+    assert_eq!(h.completed, vec![0, 1, 2, 2, 2]);
+}

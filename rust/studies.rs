@@ -4,7 +4,7 @@
 //!
 //! Every value read during a tick reflects bars up to and including that tick only.
 
-use crate::candles::{clock_bucket, CandleSeries};
+use crate::candles::{self, clock_bucket, CandleHistory, CandleSeries};
 use crate::error::{EngineError, Result};
 use crate::market::{prefetch, Market, SymbolBars, PREFETCH_AHEAD};
 use crate::rolling::{BarColumns, Rolling, RollingKind, Source};
@@ -13,12 +13,66 @@ use crate::rolling::{BarColumns, Rolling, RollingKind, Source};
 enum Buckets {
     /// Fixed periods from an origin (ns UTC): clock-aligned candles.
     Clock { period: i64, origin: i64 },
-    /// Per symbol and per base bar, the bucket's (label, end); `i64::MIN` label = bar not
+    /// Per symbol and per base bar, the bucket's (label, end); `NO_BUCKET` label = bar not
     /// part of any candle (e.g. outside the session).
     Given {
         labels: Vec<Vec<i64>>,
         ends: Vec<Vec<i64>>,
     },
+}
+
+impl Buckets {
+    /// The bucket `(label, end)` of symbol `s`'s bar `i`, starting at `ts`.
+    #[inline]
+    fn of(&self, s: usize, i: usize, ts: i64) -> (i64, i64) {
+        match self {
+            Buckets::Clock { period, origin } => clock_bucket(ts, *period, *origin),
+            Buckets::Given { labels, ends } => (labels[s][i], ends[s][i]),
+        }
+    }
+
+    /// Symbol `s`'s whole history in these buckets (see [`CandleHistory`]).
+    fn history(&self, s: usize, b: &SymbolBars) -> CandleHistory {
+        let ts = &b.ts[..];
+        let columns = [
+            &b.open[..],
+            &b.high[..],
+            &b.low[..],
+            &b.close[..],
+            &b.volume[..],
+        ];
+        candles::history(ts, columns, |i| self.of(s, i, ts[i]))
+    }
+}
+
+/// The candles of clock buckets (`period` ns from `origin`) over one symbol's whole
+/// bars, bar by bar as the engine would build them, with no timeframe declared (nothing
+/// in the market phase keeps them).
+pub fn clock_history(b: &SymbolBars, period: i64, origin: i64) -> Result<CandleHistory> {
+    if period <= 0 {
+        return Err(EngineError::InvalidConfig(format!(
+            "timeframe period {period} ns must be positive"
+        )));
+    }
+    Ok(Buckets::Clock { period, origin }.history(0, b))
+}
+
+/// The candles of buckets computed by the caller (a label and an end per bar, the label
+/// [`NO_BUCKET`](candles::NO_BUCKET) for a bar in none) over one symbol's whole bars.
+pub fn given_history(b: &SymbolBars, labels: Vec<i64>, ends: Vec<i64>) -> Result<CandleHistory> {
+    if labels.len() != b.len() || ends.len() != b.len() {
+        return Err(EngineError::InvalidConfig(format!(
+            "labels ({}) and ends ({}) must have one entry per bar ({})",
+            labels.len(),
+            ends.len(),
+            b.len()
+        )));
+    }
+    let buckets = Buckets::Given {
+        labels: vec![labels],
+        ends: vec![ends],
+    };
+    Ok(buckets.history(0, b))
 }
 
 struct Timeframe {
@@ -600,19 +654,10 @@ impl Studies {
             return;
         }
         // Candles carry every column.
-        let (o, h, l, c, v) = b.ohlcv(i);
+        let ohlcv = b.ohlcv(i);
         for (tf_id, tf) in self.timeframes.iter_mut().enumerate() {
             let ts = b.ts[i];
-            let (label, end) = match &tf.buckets {
-                Buckets::Clock { period, origin } => clock_bucket(ts, *period, *origin),
-                Buckets::Given { labels, ends } => (labels[s][i], ends[s][i]),
-            };
-            let done = if label == i64::MIN {
-                // Outside any bucket: no prices join a candle, but time has passed.
-                tf.series[s].observe_time(ts)
-            } else {
-                tf.series[s].update(ts, label, end, o, h, l, c, v)
-            };
+            let done = tf.series[s].feed(ts, tf.buckets.of(s, i, ts), ohlcv);
             for candle in done.iter() {
                 for &id in &self.by_timeframe[tf_id] {
                     if let Study::Rolling { per_symbol, .. } = &mut self.studies[id] {
@@ -726,6 +771,15 @@ impl Studies {
             )),
             None => Err(EngineError::InvalidConfig(format!("no indicator {id}"))),
         }
+    }
+
+    /// Symbol `s`'s whole bars `b` in timeframe `tf`'s buckets, fed afresh (the
+    /// timeframe's own candles, kept by the market phase, are left as they are).
+    pub fn candle_history(&self, tf: usize, s: usize, b: &SymbolBars) -> Result<CandleHistory> {
+        self.timeframes
+            .get(tf)
+            .map(|t| t.buckets.history(s, b))
+            .ok_or_else(|| EngineError::InvalidConfig(format!("no timeframe {tf}")))
     }
 
     pub fn candles(&self, tf: usize, s: usize) -> Result<&CandleSeries> {

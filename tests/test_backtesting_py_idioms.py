@@ -11,11 +11,14 @@ own forms read; what cannot mean anything is refused.
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
+import backtesting.lib
 import numpy as np
 import pandas as pd
 import pytest
 import tickstep
+import tickstep.lib
 from backtesting import Backtest as ReferenceBacktest
 from backtesting import Strategy as ReferenceStrategy
 from backtesting.lib import crossover
@@ -726,3 +729,84 @@ def test_exclusive_orders_are_refused_in_signals_mode():
     with pytest.raises(tickstep.ConfigError, match=re.escape(
             "exclusive_orders=True is for orders a strategy places; signals mode does not take it")):
         bt.run_signals({s: np.zeros(1, bool) for s in market.symbols})
+
+
+def weekly_trend(base, rule: str = "W"):  # type: ignore[no-untyped-def]
+    """A daily crossover traded only with the higher timeframe's trend, written with
+    ``resample_apply`` and ``crossover`` of each library's ``lib`` (``base`` says which):
+    long when the close crosses above its 10-day mean while above the mean of the last
+    4 closes of ``rule``'s periods, out when it crosses below."""
+    lib = tickstep.lib if base is tickstep.Strategy else backtesting.lib
+
+    class WeeklyTrend(base):  # type: ignore[misc, valid-type]
+        def init(self):  # type: ignore[no-untyped-def]
+            self.fast = self.I(SMA, self.data.Close, 10)
+            self.slow = lib.resample_apply(rule, SMA, self.data.Close, 4)
+
+        def next(self):  # type: ignore[no-untyped-def]
+            if lib.crossover(self.data.Close, self.fast) and self.data.Close[-1] > self.slow[-1]:
+                self.buy(size=10)
+            elif lib.crossover(self.fast, self.data.Close):
+                self.position.close()
+
+    return WeeklyTrend
+
+
+def business_days(seed: int, n: int) -> pd.DataFrame:
+    """`frame`'s bars on weekdays only, as a stock's daily bars come."""
+    return frame(seed, n).set_axis(pd.bdate_range("2020-01-01", periods=n))
+
+
+@pytest.mark.parametrize("rule", ["W", "W-FRI", "ME"])
+@pytest.mark.parametrize("calendar", [frame, business_days])
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+def test_resample_apply_on_daily_bars_trades_as_backtesting_pys(rule, calendar, seed):
+    # A period of daily bars shows from the bar that ends it (every day) or the first bar
+    # after it (weekdays, weeks ending on Sunday) in both libraries.
+    ours, theirs = run_both(lambda base: weekly_trend(base, rule), calendar(seed, 500), commission=0.002)
+    assert_trades_as_backtesting_py_trades(ours, theirs, least=5)
+
+
+def recorded_daily_mean(base):  # type: ignore[no-untyped-def]
+    """Records, at each bar, its time and ``resample_apply("D", SMA, Close, 3)``'s value."""
+    lib = tickstep.lib if base is tickstep.Strategy else backtesting.lib
+
+    class Recorded(base):  # type: ignore[misc, valid-type]
+        seen: ClassVar[list] = []
+
+        def init(self):  # type: ignore[no-untyped-def]
+            self.daily = lib.resample_apply("D", SMA, self.data.Close, 3)
+            self.seen.clear()
+
+        def next(self):  # type: ignore[no-untyped-def]
+            self.seen.append((pd.Timestamp(self.data.index[-1]).tz_localize(None), self.daily[-1]))
+
+    return Recorded
+
+
+def test_resample_apply_intraday_shows_a_period_at_its_last_bar_one_bar_before_backtesting_py():
+    # Hourly bars every hour: a day completes with its 23:00 bar (whose close ends the
+    # day) here; backtesting.py labels the day by its end and shows it from 00:00, the
+    # bar after. Every value is theirs one bar earlier.
+    data = frame(3, 24 * 30).set_axis(pd.date_range("2021-03-01", periods=24 * 30, freq="h"))
+    ours_cls, theirs_cls = recorded_daily_mean(tickstep.Strategy), recorded_daily_mean(ReferenceStrategy)
+    tickstep.Backtest(data, ours_cls, cash=100_000).run()
+    ReferenceBacktest(data, theirs_cls, cash=100_000).run()
+    ours = pd.Series(dict(ours_cls.seen))
+    theirs = pd.Series(dict(theirs_cls.seen))
+    shown = ours.shift(1).reindex(theirs.index)  # ours at the bar before each of theirs
+    assert shown.notna().sum() > 24 * 20
+    pd.testing.assert_series_equal(shown, theirs, check_names=False, rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_crossover_and_cross_read_as_backtesting_libs(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        a, b = rng.integers(0, 3, size=(2, rng.integers(0, 4))).astype(float)
+        forms = [a, list(a), pd.Series(a), float(a[-1]) if len(a) else 1.0]
+        for x in forms:
+            for y in [b, pd.Series(b), 1.0]:
+                assert tickstep.lib.crossover(x, y) == backtesting.lib.crossover(x, y)
+                assert tickstep.lib.cross(x, y) == backtesting.lib.cross(x, y)

@@ -464,6 +464,42 @@ def _indicator_line(out: Any, bars: pd.Index, what: str) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+def _in_candles(bars: pd.Series | pd.DataFrame, history: dict[str, np.ndarray],
+                agg: Any) -> pd.Series | pd.DataFrame:
+    """A symbol's column (or bars) by bar, as its completed candles in ``history`` (the
+    core's ``candle_history``) have it, indexed by candle start: with ``agg`` None the
+    candles' own open, high, low, close and volume, and the last value in each candle of
+    any other column; else pandas' ``agg`` of each candle's bars."""
+    n = len(history["ts"])
+    index = _utc_index(history["ts"]).rename("time")
+    joined = history["joined"]
+    inside = (joined >= 0) & (joined < n)  # the final candle never completed: left out
+
+    def grouped(values: pd.Series | pd.DataFrame, how: Any) -> pd.Series | pd.DataFrame:
+        out = values[inside].groupby(joined[inside]).agg(how).reindex(range(n))
+        out.index = index
+        return out
+
+    if agg is not None:
+        return grouped(bars, agg)
+
+    def column(values: pd.Series) -> pd.Series:
+        key = _BAR_COLUMNS.get(str(values.name), values.name)
+        if key in _BAR_COLUMNS.values():  # open first, high max, low min, close last, volume sum
+            return pd.Series(history[key], index=index, name=values.name)
+        return grouped(values, "last")
+
+    if isinstance(bars, pd.DataFrame):
+        return pd.DataFrame({c: column(bars[c]) for c in bars.columns}, index=index)
+    return column(bars)
+
+
+def _revealed(line: np.ndarray, completed: np.ndarray) -> np.ndarray:
+    """A value per candle as a value per bar: at each bar, the value of the latest candle
+    completed by then (``completed`` of them), NaN before the first."""
+    return np.ascontiguousarray(np.concatenate(([np.nan], line))[completed])
+
+
 def _count_lines(labels: list[str] | None, lines: list[np.ndarray]) -> str:
     return "one series" if labels is None else f"{len(lines)} lines"
 
@@ -700,12 +736,7 @@ class Strategy(StrategyBase):
         arriving for an already completed bucket starts a new candle of that bucket,
         labelled by the bar's own time.
         """
-        ns = timeframe_ns(period, name="period")
-        for i, symbol in enumerate(self._symbols):
-            spacing = self._bar_spacing(i)
-            if spacing and ns % spacing:
-                raise ValueError(f"timeframe {period!r} is not a multiple of {symbol}'s bar spacing "
-                                 f"({pd.Timedelta(spacing)})")
+        ns = self._period_ns(period, "period")
         name = str(period)
         if align == "utc":
             origin_ns = 0 if origin is None else int(pd.Timestamp(origin).value)
@@ -724,6 +755,17 @@ class Strategy(StrategyBase):
         else:
             raise ValueError(f"align must be 'utc' or 'exchange', got {align!r}")
         return Timeframe(self._ctx, tf, ns, name)
+
+    def _period_ns(self, period: Any, what: str) -> int:
+        """A timeframe's period in ns (`timeframe_ns`'s grammar, refused as ``what``),
+        refused when it is not a multiple of some symbol's bar spacing."""
+        ns = timeframe_ns(period, name=what)
+        for i, symbol in enumerate(self._symbols):
+            spacing = self._bar_spacing(i)
+            if spacing and ns % spacing:
+                raise ValueError(f"timeframe {period!r} is not a multiple of {symbol}'s bar spacing "
+                                 f"({pd.Timedelta(spacing)})")
+        return ns
 
     def indicator(self, kind: str, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
         """Declare a rolling statistic: kind in sum, mean, min, max, std, ema, rsi, atr."""
@@ -794,6 +836,7 @@ class Strategy(StrategyBase):
         return Crossing(self._ctx, indicator, other, name)
 
     def I(self, func: Any, *args: Any, source: str | None = "close", name: str | list[str] | None = None,  # noqa: E743, N802
+          timeframe: Timeframe | str | timedelta | None = None,
           plot: bool = True, overlay: bool | None = None, color: Any = None, scatter: bool = False,
           **kwargs: Any) -> Indicator | tuple[Indicator, ...]:
         """A vectorised indicator computed once over each symbol's whole history and
@@ -819,11 +862,42 @@ class Strategy(StrategyBase):
         ``self.data.Close.s`` is the column as a Series and ``self.data.df`` the symbol's
         whole bars as a DataFrame (``Open`` ... ``Volume`` and its extra columns).
 
+        With ``timeframe`` (a `Timeframe` from `timeframe`, or a period such as ``"1d"``,
+        clock-aligned from the epoch as `timeframe`'s are, declaring no candles of the
+        engine's), ``func`` gets each symbol's completed candles on it instead of its bars
+        (their ``source`` column, or backtesting.py's columns among the arguments: each a
+        Series by candle start; open, high, low, close and volume as the candles have
+        them, any other column its last value in the candle) and returns one value per
+        candle. At each bar the indicator reads the value of the latest candle completed
+        by that bar, by the rule `timeframe`'s candles complete by (NaN before the
+        first): ``self.I(SMA, 10, timeframe="1d")`` is a 10-day mean seen intraday, as
+        ``self.sma(10, timeframe=...)`` is, and ``[-2]`` is its value at the bar before.
+        (backtesting.py's ``resample_apply`` is `tickstep.lib.resample_apply`.)
+
         backtesting.py's chart options ``plot``, ``overlay``, ``color`` and ``scatter``
         are taken as it takes them, not handed to ``func``, so that its strategies run as
         written; their types are checked. tickstep's report draws no indicators, so they
         change nothing here."""
         _check_chart_options(plot=plot, overlay=overlay, color=color, scatter=scatter)
+        candles = None if timeframe is None else self._buckets_of(timeframe)
+        return self._declare_series(func, args, kwargs, source=source, name=name, candles=candles)
+
+    def _buckets_of(self, timeframe: Any) -> Any:
+        """``self.I``'s ``timeframe=`` as what the core's ``candle_history`` takes for
+        symbol ``i``: a declared timeframe's id, or clock buckets of a period."""
+        if isinstance(timeframe, Timeframe):
+            tf_id = timeframe.id
+            return lambda i: {"timeframe": tf_id}
+        ns = self._period_ns(timeframe, "self.I(timeframe=)")
+        return lambda i: {"period": ns, "origin": 0}
+
+    def _declare_series(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *,
+                        source: str | None, name: Any, candles: Any = None,
+                        agg: Any = None) -> Indicator | tuple[Indicator, ...]:
+        """`I`'s work (see there): ``candles``, when given, maps a symbol's index to the
+        buckets ``func`` sees its candles in (`_buckets_of`); ``agg`` is how a candle's
+        value of a column is made from its bars (pandas' ``agg``; None: the candle's own
+        prices, the last value of other columns)."""
         self._refuse_streamed("self.I (func is called once with each symbol's whole series; "
                               "computed window by window its values could differ, and "
                               "nothing shows that func reads no later bar)")
@@ -836,17 +910,20 @@ class Strategy(StrategyBase):
         what = getattr(func, "__name__", func)
         values: list[tuple[list[str] | None, list[np.ndarray]]] = []  # per symbol, its lines
         for i, sym in enumerate(self._symbols):
+            history = None if candles is None else self._ctx.candle_history(i, **candles(i))
             if named:
-                each = {id(a): self._source(i, sym, a.column) for a in named}
+                each = {id(a): self._given(i, sym, a.column, history, agg) for a in named}
                 call_args = [each[id(a)] if isinstance(a, EachSymbols) else a for a in args]
                 call_kwargs = {k: each[id(v)] if isinstance(v, EachSymbols) else v for k, v in kwargs.items()}
                 index = each[id(named[0])].index
                 out = func(*call_args, **call_kwargs)
             else:
-                arg = self._full_frame(i) if source is None else self._source(i, sym, source)
+                arg = self._given(i, sym, source, history, agg)
                 index = arg.index
                 out = func(arg, *args, **kwargs)
             labels, lines = _indicator_lines(out, index, f"{sym}: indicator {what!r}")
+            if history is not None:
+                lines = [_revealed(line, history["completed"]) for line in lines]
             if values and _count_lines(labels, lines) != _count_lines(*values[0]):
                 raise ConfigError(f"{sym}: indicator {what!r} returned {_count_lines(labels, lines)}, "
                                   f"for {self._symbols[0]} {_count_lines(*values[0])}: every symbol's "
@@ -862,6 +939,13 @@ class Strategy(StrategyBase):
         names = _line_names(name, base, labels)
         return tuple(Indicator(self._ctx, self._ctx.add_series([lines[j] for _, lines in values]), names[j])
                      for j in range(len(labels)))
+
+    def _given(self, i: int, sym: str, source: str | None, history: dict[str, np.ndarray] | None,
+               agg: Any) -> pd.Series | pd.DataFrame:
+        """What ``self.I`` hands its function for symbol ``i`` (``sym``): its column
+        ``source`` (its whole bars when None), by bar, or in the candles of ``history``."""
+        bars = self._full_frame(i) if source is None else self._source(i, sym, source)
+        return bars if history is None else _in_candles(bars, history, agg)
 
     def _source(self, i: int, sym: str, source: str) -> pd.Series | pd.DataFrame:
         """Symbol ``i``'s (``sym``'s) whole column ``source`` for ``self.I``, refused

@@ -20,7 +20,7 @@ use super::errors::{config_error, order_error, state_error, unknown_symbol, Into
 use super::indicators::{Followed, PyCrossing, PyIndicator};
 use super::market::PyMarket;
 use super::sizing::{computed_units, request_values, RequestLayout, Rule, Sizing};
-use crate::candles::Candle;
+use crate::candles::{Candle, CandleColumns};
 use crate::context::{Setup, TickContext};
 use crate::orders::{Order, OrderRequest, Role, Side, TimeInForce, Trail};
 use crate::portfolio::Lot;
@@ -1307,17 +1307,50 @@ impl PyContext {
             .candles(timeframe, s)
             .py_err(py)?
             .columns(count, forming);
-        let d = PyDict::new(py);
-        d.set_item("ts", PyArray1::from_vec(py, c.ts))?;
-        d.set_item("end", PyArray1::from_vec(py, c.end))?;
-        d.set_item("open", PyArray1::from_vec(py, c.open))?;
-        d.set_item("high", PyArray1::from_vec(py, c.high))?;
-        d.set_item("low", PyArray1::from_vec(py, c.low))?;
-        d.set_item("close", PyArray1::from_vec(py, c.close))?;
-        d.set_item("volume", PyArray1::from_vec(py, c.volume))?;
-        for (_, v) in d.iter() {
-            v.cast::<numpy::PyUntypedArray>()?
-                .call_method1("setflags", (false,))?;
+        candle_dict(py, c)
+    }
+
+    /// Symbol `symbol`'s whole bars fed afresh into candles, bar by bar as the market
+    /// phase feeds them (`candles::CandleHistory`): those of declared `timeframe`, of
+    /// clock buckets (`period` ns from `origin`), or of buckets given per bar (`labels`,
+    /// `ends`; label int64 min skips the bar). A dict of read-only numpy columns: the
+    /// completed candles' ts, end, open, high, low, close, volume, and per bar `joined`
+    /// (its candle's index, -1 for none) and `completed` (candles complete once it is
+    /// fed). Declares nothing.
+    #[pyo3(signature = (symbol, *, timeframe=None, period=None, origin=0, labels=None, ends=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn candle_history<'py>(
+        &self,
+        py: Python<'py>,
+        symbol: &Bound<'_, PyAny>,
+        timeframe: Option<usize>,
+        period: Option<i64>,
+        origin: i64,
+        labels: Option<PyReadonlyArray1<'_, i64>>,
+        ends: Option<PyReadonlyArray1<'_, i64>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let e = self.context()?;
+        let s = self.index_of(e, Some(symbol))?;
+        let bars = e.market().bars(s);
+        let history = match (timeframe, period, labels, ends) {
+            (Some(tf), None, None, None) => e.studies().candle_history(tf, s, bars),
+            (None, Some(period), None, None) => studies::clock_history(bars, period, origin),
+            (None, None, Some(labels), Some(ends)) => {
+                studies::given_history(bars, labels.as_array().to_vec(), ends.as_array().to_vec())
+            }
+            _ => {
+                return Err(config_error(
+                    py,
+                    "candle_history: give one of timeframe=, period= or labels= with ends=",
+                ))
+            }
+        }
+        .py_err(py)?;
+        let d = candle_dict(py, history.candles)?;
+        for (key, column) in [("joined", history.joined), ("completed", history.completed)] {
+            let array = PyArray1::from_vec(py, column);
+            array.call_method1("setflags", (false,))?;
+            d.set_item(key, array)?;
         }
         Ok(d)
     }
@@ -1371,4 +1404,21 @@ impl PyContext {
         let c = series.index_at(ts).and_then(|i| series.get(i));
         Ok(c.map(candle_tuple))
     }
+}
+
+/// Candles as a dict of read-only numpy columns: ts, end, open, high, low, close, volume.
+fn candle_dict(py: Python<'_>, c: CandleColumns) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("ts", PyArray1::from_vec(py, c.ts))?;
+    d.set_item("end", PyArray1::from_vec(py, c.end))?;
+    d.set_item("open", PyArray1::from_vec(py, c.open))?;
+    d.set_item("high", PyArray1::from_vec(py, c.high))?;
+    d.set_item("low", PyArray1::from_vec(py, c.low))?;
+    d.set_item("close", PyArray1::from_vec(py, c.close))?;
+    d.set_item("volume", PyArray1::from_vec(py, c.volume))?;
+    for (_, v) in d.iter() {
+        v.cast::<numpy::PyUntypedArray>()?
+            .call_method1("setflags", (false,))?;
+    }
+    Ok(d)
 }

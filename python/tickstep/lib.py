@@ -1,0 +1,152 @@
+"""backtesting.py's strategy helpers (``backtesting.lib``) for strategies ported to tickstep.
+
+``from tickstep.lib import crossover, resample_apply`` in place of
+``from backtesting.lib import crossover, resample_apply``: the same calls, read the same
+way. Where tickstep's rule differs, it is its own everywhere (a higher timeframe's value
+shows when its candle completes, by the rule `Strategy.timeframe`'s candles complete by),
+and the docstring says so.
+"""
+
+from __future__ import annotations
+
+import inspect
+from numbers import Number
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.tseries.frequencies import to_offset
+
+from tickstep._core import ConfigError
+from tickstep.strategy import (
+    _WHOLE_FRAME,
+    EachSymbols,
+    Strategy,
+    _BarsAtInit,
+    _placeholder_in,
+    _utc_index,
+)
+from tickstep.studies import Indicator
+
+__all__ = ["cross", "crossover", "resample_apply"]
+
+
+def _last_two(series: Any) -> Any:
+    """A number as a constant series, a Series by position; anything else as it is (an
+    indicator, an array, a list: read with ``[-2]`` and ``[-1]``)."""
+    if isinstance(series, Number):
+        return (series, series)
+    if isinstance(series, pd.Series):
+        return series.to_numpy()
+    return series
+
+
+def crossover(series1: Any, series2: Any) -> bool:
+    """Whether ``series1`` crossed above ``series2`` at this bar: below it at the bar
+    before (``[-2]``), above it now (``[-1]``). Either may be an indicator, an array, a
+    Series or a number; with fewer than two values (or a NaN) it is False, as in
+    backtesting.py."""
+    a, b = _last_two(series1), _last_two(series2)
+    try:
+        return bool(a[-2] < b[-2] and a[-1] > b[-1])
+    except IndexError:
+        return False
+
+
+def cross(series1: Any, series2: Any) -> bool:
+    """Whether the two crossed at this bar, either way (`crossover` one way or the other)."""
+    return crossover(series1, series2) or crossover(series2, series1)
+
+
+def resample_apply(rule: str, func: Any, series: Any, *args: Any, agg: Any = None, **kwargs: Any) -> Any:
+    """backtesting.py's ``resample_apply``: ``func`` applied to ``series`` on the higher
+    timeframe ``rule``, declared as an indicator of the strategy whose ``init()`` calls it,
+    e.g. ``self.daily = resample_apply("D", SMA, self.data.Close, 10)``.
+
+    - ``rule``: a pandas offset. Fixed lengths (``"4h"``, ``"30min"``, ``"D"``, ``"2D"``)
+      are clock buckets counted from the epoch, as `Strategy.timeframe`'s; weeks
+      (``"W"`` ends on Sunday, ``"W-FRI"`` on Friday), months (``"ME"``), quarters
+      (``"QE"``) and years (``"YE"``) are calendar periods in UTC, one at a time.
+    - ``series``: a column of the data (``self.data.Close``, ``.s``, backtesting.py's
+      ``pd.Series(self.data.Close)``) or its whole bars (``self.data.df``, ``self.data``).
+      ``func`` gets each symbol's completed candles' column (a DataFrame for the bars),
+      indexed by candle start; ``func=None`` gives the candles' values themselves.
+    - ``agg``: how a candle's value is made from its bars, any pandas ``agg`` (a name,
+      a function, a dict by column). By default a candle's open, high, low, close and
+      volume (first, max, min, last, sum, as backtesting.py's ``OHLCV_AGG``), and the
+      last value of any other column.
+
+    At each bar the indicator reads ``func``'s value for the latest candle completed by
+    then, NaN before the first. A candle completes at the bar that ends its period (the
+    23:00 hourly bar completes a day), or else at the first bar of a later one (a week
+    of daily bars completes on Monday): intraday, a value shows one bar earlier than in
+    backtesting.py, whose ``resample_apply`` labels a period by its end and shows it from
+    there (the bar after). Neither sees a bar before its time.
+    """
+    strategy = _calling_strategy()
+    if func is None:
+        def func(values: Any, *_: Any, **__: Any) -> Any:
+            return values
+        func.__name__ = "resample_apply"
+    elif not callable(func):
+        raise ConfigError(f"resample_apply(func={func!r}): a function of the resampled series, or None")
+    column = _column_of(series)
+    return strategy._declare_series(func, (column, *args), kwargs, source="close", name=None,
+                                    candles=_rule_buckets(strategy, rule), agg=agg)
+
+
+def _calling_strategy() -> Strategy:
+    """The strategy whose method (``init()``) called `resample_apply`: the nearest caller
+    a few frames up holding a `Strategy` as ``self``, as backtesting.py finds it."""
+    frame = inspect.currentframe()
+    try:
+        for _ in range(6):
+            frame = frame.f_back if frame is not None else None
+            if frame is None:
+                break
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, Strategy):
+                return owner
+    finally:
+        del frame
+    raise ConfigError("resample_apply: call it in a strategy's init() (it declares an indicator "
+                      "of that strategy, as self.I does)")
+
+
+def _column_of(series: Any) -> EachSymbols:
+    """``series`` as the column (or bars) of the data it names, refused by name otherwise."""
+    if isinstance(series, _BarsAtInit):
+        return EachSymbols("df", _WHOLE_FRAME)
+    series = _placeholder_in(series)
+    if isinstance(series, EachSymbols):
+        return series
+    what = "an indicator" if isinstance(series, Indicator) else type(series).__name__
+    raise ConfigError(f"resample_apply(series={what}): a column of the data "
+                      "(self.data.Close, self.data.Close.s) or its bars (self.data.df) in init(); "
+                      "for an indicator's own function on the higher timeframe, give the column "
+                      "and the function")
+
+
+def _rule_buckets(strategy: Strategy, rule: Any) -> Any:
+    """``rule`` as the buckets the core's ``candle_history`` takes for symbol ``i``: clock
+    buckets for fixed lengths, each bar's calendar period otherwise."""
+    try:
+        offset = to_offset(rule)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"resample_apply(rule={rule!r}): not a pandas offset ({exc})") from None
+    if isinstance(offset, (pd.offsets.Tick, pd.offsets.Day)):
+        # A day is 24 hours in UTC, so days are fixed lengths too.
+        return strategy._buckets_of(pd.Timedelta(offset.n, "D") if isinstance(offset, pd.offsets.Day)
+                                    else pd.Timedelta(offset.nanos, "ns"))
+    calendar = (pd.offsets.Week, pd.offsets.MonthEnd, pd.offsets.QuarterEnd, pd.offsets.YearEnd)
+    if not isinstance(offset, calendar) or offset.n != 1:
+        raise ConfigError(f"resample_apply(rule={rule!r}): a fixed length (\"4h\", \"D\", \"2D\") or "
+                          "one calendar week, month, quarter or year (\"W\", \"W-FRI\", \"ME\", "
+                          "\"QE\", \"YE\")")
+
+    def periods(i: int) -> dict[str, np.ndarray]:
+        times = _utc_index(strategy._all_ts(i)).tz_localize(None).to_period(offset)
+        labels = times.start_time.as_unit("ns").asi8
+        return {"labels": labels, "ends": times.end_time.as_unit("ns").asi8 + 1}
+
+    return periods
