@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import tickstep
 import tickstep.data as td
+from tickstep.batch import expand_grid, sample_sets
 from tickstep.strategies import SmaCross
 
 
@@ -81,6 +82,24 @@ def test_batch_writes_rows_and_stores_runs_then_runs_queries_them(store, tmp_pat
     assert table.returncode == 0 and table.stdout.count("sma_cross") == 12
 
 
+def test_batch_runs_a_random_search_of_the_grid(store, tmp_path, capsys):
+    out = tmp_path / "rows.parquet"
+    code, _, err = in_process(capsys, "batch", "sma_cross", "--data", str(store), "-p",
+                              "fast=5,7,9,11", "-p", "slow=20,40", "--max-tries", "3",
+                              "--random-state", "2", "--sequential", "--no-cache", "--out", str(out))
+    assert code == 0, err
+    rows = pd.read_parquet(out)
+    drawn = sample_sets(expand_grid({"fast": [5, 7, 9, 11], "slow": [20, 40]}), 3, random_state=2)
+    assert sorted(set(zip(rows["fast"], rows["slow"]))) == sorted((p["fast"], p["slow"]) for p in drawn)
+    assert len(rows) == 3 * rows["symbols"].nunique()
+    code, _, err = in_process(capsys, "batch", "sma_cross", "--data", str(store), "-p",
+                              "fast=5,7,9,11", "--max-tries", "0.5", "--sequential", "--no-cache",
+                              "--out", str(out))
+    assert code == 0, err
+    assert set(pd.read_parquet(out)["fast"]) == {p["fast"] for p in sample_sets(
+        expand_grid({"fast": [5, 7, 9, 11]}), 0.5)}
+
+
 def test_sequential_batch_equals_parallel(store, tmp_path, capsys):
     frames = []
     for flag in ("--sequential", "--workers=2"):
@@ -101,6 +120,8 @@ def test_sequential_batch_equals_parallel(store, tmp_path, capsys):
     (["run", "sma_cross", "--data", "missing.duckdb"], 2, "no such file"),
     (["run", "sma_cross", "--data", "STORE", "-p", "fast=50", "-p", "slow=20"], 1, "fast < slow"),
     (["batch", "sma_cross", "--data", "STORE", "--out", "rows.xlsx"], 2, ".parquet, .csv or .json"),
+    (["batch", "sma_cross", "--data", "STORE", "--max-tries", "some"], 2, "--max-tries 'some': a whole number"),
+    (["batch", "sma_cross", "--data", "STORE", "--max-tries", "0"], 2, "max_tries=0: must be a whole number"),
     (["runs"], 2, "--results DB or --data STORE"),
     (["runs", "--results", "nowhere.sqlite"], 2, "no runs database"),
     (["frobnicate"], 2, "No such command"),

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import tickstep.data as td
 from service_support import TOKEN, Server, wait_done, wait_for
-from tickstep.batch import run_batch
+from tickstep.batch import expand_grid, run_batch, sample_sets
 from tickstep.metrics import STAT_LABELS
 
 RSI_GRID = {"oversold": [25, 30]}
@@ -167,6 +167,30 @@ def test_a_batchs_status_counts_its_failed_runs(client):
     assert sorted((r["fast"], r["status"]) for r in rows) == [(5, "ok")] * 3 + [(50, "error")] * 3
 
 
+def test_a_random_search_runs_the_sets_run_batch_draws(client, store):
+    grid = {"fast": [5, 7, 9, 11], "slow": [20, 40]}
+    body = {"strategy": "sma_cross", "params": grid, "max_tries": 3, "random_state": 2,
+            "symbols": ["BARP", "TEW"], "cache": False}
+    accepted = submit(client, body).json()
+    assert accepted["jobs_total"] == 6  # 3 of the 8 sets x 2 symbols
+    status = wait_done(client, accepted["batch_id"])
+    assert (status["status"], status["jobs_done"]) == ("done", 6)
+    rows = pd.DataFrame(client.get(f"/batches/{accepted['batch_id']}/results").json()["rows"])
+    drawn = sample_sets(expand_grid(grid), 3, random_state=2)
+    assert sorted(map(tuple, rows[["fast", "slow"]].drop_duplicates().to_numpy().tolist())) \
+        == sorted((p["fast"], p["slow"]) for p in drawn)
+    reference = run_batch("sma_cross", str(store), params=grid, max_tries=3, random_state=2,
+                          symbols=["BARP", "TEW"], cache=False)
+    key = ["fast", "slow", "symbols"]
+    ours = rows.set_index(key).sort_index()["Return [%]"]
+    theirs = reference.set_index(key).sort_index()["Return [%]"]
+    np.testing.assert_array_equal(ours.to_numpy(), theirs.to_numpy())
+    assert list(ours.index) == list(theirs.index)
+    # A fraction of the grid: half of the 8 sets.
+    half = submit(client, {**body, "max_tries": 0.5}).json()
+    assert half["jobs_total"] == 8
+
+
 def test_progress_events_stream_to_the_end(client):
     batch_id = submit(client, {"strategy": "sma_cross", "params": {"fast": [5, 7, 9]},
                                "cache": False}).json()["batch_id"]
@@ -279,6 +303,10 @@ def test_no_token_and_wrong_token(server):
     ({"strategy": "sma_cross", "data": "postgresql://x@evil/db"}, "data", "inside"),
     ({"strategy": "sma_cross", "code": "import os"}, "code", "Extra inputs"),
     ({"strategy": "sma_cross", "start": "2023-01-01", "end": "2022-01-01"}, "start", "after end"),
+    ({"strategy": "sma_cross", "max_tries": 0}, "max_tries", "a whole number of parameter sets >= 1"),
+    ({"strategy": "sma_cross", "max_tries": 1.5}, "max_tries", "a fraction of the grid in (0, 1]"),
+    ({"strategy": "sma_cross", "max_tries": "all"}, "max_tries", "valid"),
+    ({"strategy": "sma_cross", "random_state": -1}, "random_state", "greater than or equal to 0"),
 ])
 def test_bad_requests_are_422_naming_the_field(client, body, where, words):
     response = submit(client, body)

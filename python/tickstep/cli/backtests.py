@@ -118,6 +118,11 @@ def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, e
 @_data_options
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=V1[,V2...]",
               help="Parameter values to try, repeatable; the grid is every combination.")
+@click.option("--max-tries", metavar="N|FRACTION",
+              help="A random search: N of the grid's parameter sets, or that fraction of "
+                   "them (0.25), drawn without replacement (default: every set).")
+@click.option("--random-state", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The random search's seed: the same one draws the same sets.")
 @click.option("--portfolio", is_flag=True,
               help="All symbols in one backtest (default: each symbol alone).")
 @click.option("--sequential", is_flag=True, help="Run in this process, one job after another.")
@@ -134,7 +139,8 @@ def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, e
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
 def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, end: str | None,
-          options: tuple[str, ...], params: tuple[str, ...], portfolio: bool, sequential: bool,
+          options: tuple[str, ...], params: tuple[str, ...], max_tries: str | None,
+          random_state: int, portfolio: bool, sequential: bool,
           workers: int | None, maximize: str, top: int, out: str | None, results: str | None,
           no_cache: bool, progress: bool | None) -> int:
     """Backtest STRATEGY over symbols x a parameter grid, in parallel, cached. STRATEGY
@@ -158,8 +164,10 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
         check_output(out, "--out", "rows")
     if not data.startswith(("postgresql://", "postgres://")) and not Path(data).exists():
         raise UsageError(f"--data {data!r}: no such file")
+    tries = _max_tries(max_tries)
     rows = run_batch(
-        handed, data, params=grid or None, symbols=parse_symbols(symbols), portfolio=portfolio,
+        handed, data, params=grid or None, max_tries=tries, random_state=random_state,
+        symbols=parse_symbols(symbols), portfolio=portfolio,
         maximize=maximize, executor="sequential" if sequential else None, max_workers=workers,
         cache=not no_cache, progress=progress, start=start, end=end, **engine,
     )
@@ -174,6 +182,7 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
         try:
             batch_id = uuid.uuid4().hex[:16]
             request = {"strategy": strategy, "data": data, "params": grid,
+                       "max_tries": tries, "random_state": random_state,
                        "symbols": parse_symbols(symbols), "portfolio": portfolio,
                        "options": engine, "start": start, "end": end, "source": "cli"}
             db.create_batch(batch_id, strategy, jsonable(request), total=len(rows),
@@ -290,3 +299,21 @@ def runs(results: str | None, data: str | None, strategy: str | None, batch_id: 
         click.echo(frame.to_string(index=False))
     return 0
 
+
+def _max_tries(text: str | None) -> int | float | None:
+    """``--max-tries`` as `run_batch` takes it: digits alone are a number of sets, a
+    number with a point a fraction (its range is `sample_sets`'s to check)."""
+    from tickstep import ConfigError
+    from tickstep.batch import sample_sets
+
+    if text is None:
+        return None
+    try:
+        tries = float(text) if any(c in text for c in ".eE") else int(text)
+        sample_sets([], tries)  # its rule, checked before any data is read
+    except ConfigError as exc:  # a ValueError too: first
+        raise UsageError(f"--max-tries {text!r}: {exc}") from None
+    except ValueError:
+        raise UsageError(f"--max-tries {text!r}: a whole number of parameter sets, or a "
+                         "fraction of the grid such as 0.25") from None
+    return tries

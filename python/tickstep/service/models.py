@@ -39,6 +39,11 @@ class BatchRequest(BaseModel):
     params: dict[str, Scalar | list[Scalar]] | list[dict[str, Scalar]] | None = Field(
         None, description="A grid {name: [values]} (every combination) or a list of "
         "parameter sets; none: the strategy's defaults.")
+    max_tries: StrictInt | StrictFloat | None = Field(
+        None, description="A random search: that many of the parameter sets (a whole number), "
+        "or that fraction of them (in (0, 1]), drawn without replacement; none: every set.")
+    random_state: StrictInt = Field(0, ge=0, description="The random search's seed: the same "
+                                    "one draws the same parameter sets.")
     symbols: list[StrictStr] | dict[str, list[StrictStr]] | None = Field(
         None, description="Symbols (each its own backtest), or named groups {name: [symbols]} "
         "(one portfolio each); none: every symbol of the store.")
@@ -204,6 +209,7 @@ def check_batch(req: BatchRequest, *, store_symbols: list[str], max_jobs: int,
     sets = check_params(cls, req.params)
     if sets == 0:
         raise Problem(("body", "params"), "no parameter set to run")
+    sets = _tried(sets, req.max_tries, req.random_state)
     check_options(req.options)
     known = set(store_symbols)
     if isinstance(req.symbols, dict):
@@ -235,6 +241,18 @@ def check_batch(req: BatchRequest, *, store_symbols: list[str], max_jobs: int,
     if req.start is not None and req.end is not None and _ts(req.start) > _ts(req.end):
         raise Problem(("body", "start"), f"start {req.start} is after end {req.end}")
     return cls, jobs
+
+
+def _tried(sets: int, max_tries: int | float | None, random_state: int) -> int:
+    """How many of ``sets`` parameter sets a random search of ``max_tries`` runs, by
+    the one rule of `tickstep.batch.sample_sets`, refused at ``max_tries`` by it."""
+    from tickstep import ConfigError
+    from tickstep.batch import sample_sets
+
+    try:
+        return len(sample_sets(list(range(sets)), max_tries, random_state))  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise Problem(("body", "max_tries"), str(exc)) from None
 
 
 def _ts(value: datetime | date) -> datetime:
