@@ -810,3 +810,72 @@ def test_crossover_and_cross_read_as_backtesting_libs(seed):
             for y in [b, pd.Series(b), 1.0]:
                 assert tickstep.lib.crossover(x, y) == backtesting.lib.crossover(x, y)
                 assert tickstep.lib.cross(x, y) == backtesting.lib.cross(x, y)
+
+
+def trailed(base, pct: float | None = None):  # type: ignore[no-untyped-def]
+    """The quick-start on each library's ``TrailingStrategy`` (``base`` says which): its
+    trades' stop-losses trail the close by 1.5 mean true ranges of 20 bars, or by
+    ``pct`` of the close."""
+    lib = tickstep.lib if base is tickstep.Strategy else backtesting.lib
+
+    class Trailed(quick_start(lib.TrailingStrategy)):  # type: ignore[misc]
+        def init(self):  # type: ignore[no-untyped-def]
+            super().init()
+            self.set_atr_periods(20)
+            if pct is None:
+                self.set_trailing_sl(1.5)
+            else:
+                self.set_trailing_pct(pct)
+
+        def next(self):  # type: ignore[no-untyped-def]
+            super().next()
+            lib.TrailingStrategy.next(self)
+
+    return Trailed
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+def test_trailing_strategy_trades_as_backtesting_libs(seed):
+    # No entry before the mean true range has its 20 bars (the crossover of a 20-bar mean
+    # needs 21), so backtesting.py's back-filled first values are never used.
+    ours, theirs = run_both(trailed, frame(seed, 500), commission=0.002)
+    assert_trades_as_backtesting_py_trades(ours, theirs, least=11)
+    assert (ours.fills["role"] == "stop_loss").sum() > 5  # the trailed stops closed trades
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+def test_trailing_by_a_fraction_of_the_close_moves_each_stop_to_it(seed):
+    data = frame(seed, 400)
+
+    class Seen(trailed(tickstep.Strategy, pct=0.02)):  # type: ignore[misc]
+        checked: ClassVar[list] = []
+
+        def next(self):  # type: ignore[no-untyped-def]
+            super().next()
+            close = self.data.Close[-1]
+            for trade in self.trades:
+                floor = close * (0.98 if trade.is_long else 1.02)
+                assert trade.sl == pytest.approx(floor) or (trade.sl > floor if trade.is_long
+                                                            else trade.sl < floor)
+                self.checked.append(trade.sl)
+
+    Seen.checked.clear()
+    tickstep.Backtest(data, Seen, cash=100_000, commission=0.002).run()
+    assert len(Seen.checked) > 50
+
+
+@pytest.mark.parametrize(("call", "words"), [
+    (lambda s: s.set_atr_periods(0), r"set_atr_periods\(periods=0\): a whole number of bars >= 1"),
+    (lambda s: s.set_trailing_sl(-1), r"set_trailing_sl\(n_atr=-1\): a positive number"),
+    (lambda s: s.set_trailing_pct(5), r"set_trailing_pct\(pct=5\): a fraction of the close in \(0, 1\)"),
+])
+def test_trailing_settings_out_of_range_are_refused_by_name(call, words):
+    class Bad(tickstep.lib.TrailingStrategy):
+        def init(self):  # type: ignore[no-untyped-def]
+            super().init()
+            call(self)
+
+    with pytest.raises(tickstep.ConfigError, match=words):
+        tickstep.Backtest(frame(0, 50), Bad, cash=100_000).run()

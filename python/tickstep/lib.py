@@ -28,7 +28,7 @@ from tickstep.strategy import (
 )
 from tickstep.studies import Indicator
 
-__all__ = ["cross", "crossover", "resample_apply"]
+__all__ = ["TrailingStrategy", "cross", "crossover", "resample_apply"]
 
 
 def _last_two(series: Any) -> Any:
@@ -150,3 +150,73 @@ def _rule_buckets(strategy: Strategy, rule: Any) -> Any:
         return {"labels": labels, "ends": times.end_time.as_unit("ns").asi8 + 1}
 
     return periods
+
+
+def _mean_true_range(bars: pd.DataFrame, periods: int) -> np.ndarray:
+    """The mean of the last ``periods`` true ranges (high - low, or from the close before
+    when it gapped), NaN until ``periods`` bars have one: the first bar has no close
+    before it."""
+    close_before = bars["close"].shift(1)
+    true_range = np.max([bars["high"] - bars["low"], (close_before - bars["high"]).abs(),
+                         (close_before - bars["low"]).abs()], axis=0)
+    return pd.Series(true_range).rolling(periods).mean().to_numpy()
+
+
+class TrailingStrategy(Strategy):
+    """backtesting.py's ``TrailingStrategy``: every open trade's stop-loss trails the
+    close, ``n_atr`` mean true ranges behind it (6 by default, of the last 100 bars), and
+    only ever tightens. Subclass it and call ``super().init()`` and ``super().next()``
+    from your own, as there.
+
+    Two differences, both to keep the future out of the past: the mean true range is
+    NaN until it has its ``periods`` bars, and no stop is set before (backtesting.py
+    fills those bars with the first mean, made of later bars); and
+    `set_trailing_pct` trails by that fraction of the close itself (backtesting.py turns
+    it into a multiple of the mean true range by an average over the whole data).
+    tickstep's own trailing stops, which the book moves at every bar, are ``sl_trail=``
+    on an order.
+    """
+
+    _n_atr: float = 6.0
+    _pct: float | None = None
+
+    def init(self) -> None:
+        super().init()
+        self.set_atr_periods()
+
+    def set_atr_periods(self, periods: int = 100) -> None:
+        """The number of bars the mean true range is taken over (100 by default: a
+        steady one)."""
+        if isinstance(periods, bool) or not isinstance(periods, (int, np.integer)) or periods < 1:
+            raise ConfigError(f"set_atr_periods(periods={periods!r}): a whole number of bars >= 1")
+        self._atr = self.I(_mean_true_range, int(periods), source=None, name=f"ATR({periods})")
+
+    def set_trailing_sl(self, n_atr: float = 6) -> None:
+        """Trail each stop-loss ``n_atr`` mean true ranges from the close."""
+        if isinstance(n_atr, bool) or not isinstance(n_atr, (int, float, np.number)) \
+                or not (np.isfinite(n_atr) and n_atr > 0):
+            raise ConfigError(f"set_trailing_sl(n_atr={n_atr!r}): a positive number of mean true ranges")
+        self._n_atr, self._pct = float(n_atr), None
+
+    def set_trailing_pct(self, pct: float = 0.05) -> None:
+        """Trail each stop-loss ``pct`` of the close from it (0.05: 5% below a long's
+        close, above a short's)."""
+        if isinstance(pct, bool) or not isinstance(pct, (int, float, np.number)) or not 0 < pct < 1:
+            raise ConfigError(f"set_trailing_pct(pct={pct!r}): a fraction of the close in (0, 1), "
+                              "0.05 for 5%")
+        self._pct = float(pct)
+
+    def next(self, symbol: str | None = None) -> None:
+        close = self.data.Close[-1]
+        distance = close * self._pct if self._pct is not None else self._atr[-1] * self._n_atr
+        if not np.isfinite(distance):
+            return  # the mean true range has not its bars yet
+        for trade in self.trades:
+            if trade.is_long:
+                floor = close - distance
+                if floor > 0 and (trade.sl is None or floor > trade.sl):
+                    trade.sl = floor
+            else:
+                ceiling = close + distance
+                if trade.sl is None or ceiling < trade.sl:
+                    trade.sl = ceiling
