@@ -271,6 +271,16 @@ class Context:
     def candles(
         self, timeframe: int, symbol: str | int | None, count: int, forming: bool = False
     ) -> dict[str, npt.NDArray[Any]]: ...
+    def candle_history(
+        self,
+        symbol: str | int,
+        *,
+        timeframe: int | None = None,
+        period: int | None = None,
+        origin: int = 0,
+        labels: npt.NDArray[np.int64] | None = None,
+        ends: npt.NDArray[np.int64] | None = None,
+    ) -> dict[str, npt.NDArray[Any]]: ...
     def candle_count(self, timeframe: int, symbol: str | int | None = None) -> int: ...
     def last_candle(
         self, timeframe: int, symbol: str | int | None = None
