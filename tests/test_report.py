@@ -282,3 +282,104 @@ def test_monthly_heatmap_uses_the_months_of_the_statistics():
     assert ny.round(9).tolist() == [0.21, -0.2]  # January ends at 121, February at 96.8
     utc = monthly_returns(eq, 100.0)
     assert utc.round(9).tolist() == [0.1, -0.12]
+
+
+# --- the strategy's indicators ------------------------------------------------------------
+
+
+def SMA(values, n):  # noqa: N802 (backtesting.py's spelling)
+    return pd.Series(values).rolling(n).mean()
+
+
+def RSI(values, n):  # noqa: N802
+    change = pd.Series(values).diff()
+    up = change.clip(lower=0).rolling(n).mean()
+    down = (-change.clip(upper=0)).rolling(n).mean()
+    return 100 - 100 / (1 + up / down)
+
+
+def bands(values, n):
+    mean, spread = SMA(values, n), pd.Series(values).rolling(n).std()
+    return mean + 2 * spread, mean - 2 * spread
+
+
+class Charted(tickstep.Strategy):
+    """Indicators of every kind the report draws, read at every bar."""
+
+    def init(self):
+        close = self.data.Close
+        self.fast = self.I(SMA, close, 10)
+        self.slow = self.I(SMA, close, 20, color="black")
+        self.again = self.I(SMA, close, 10)  # the same label as `fast`: numbered
+        self.rsi = self.I(RSI, close, 14)  # 0-100: drawn below the prices
+        self.upper, self.lower = self.I(bands, close, 20, color=["red", "green"])
+        self.flat = self.I(lambda c: c * 0 + 1, close, overlay=True, scatter=True, name="one")
+        self.hidden = self.I(SMA, close, 5, plot=False)
+        self.weekly = self.I(SMA, 4, timeframe="1w")
+        self.read = []
+
+    def next(self, symbol):
+        self.read.append((symbol, self.time, self.fast[-1], self.rsi[-1], self.lower[-1], self.weekly[-1]))
+        if self.fast.prev <= self.slow.prev and self.fast.value > self.slow.value:
+            self.buy(size=10)
+        elif self.fast.prev >= self.slow.prev and self.fast.value < self.slow.value and self.position:
+            self.position.close()
+
+
+@pytest.fixture(scope="module")
+def charted():
+    return tickstep.Backtest(tickstep.data.example_daily(), Charted, cash=100_000).run()
+
+
+NAMES = ["SMA(Close, 10)", "SMA(Close, 20)", "SMA(Close, 10) (2)", "RSI(Close, 14)",
+         "bands(Close, 20) 0", "bands(Close, 20) 1", "one", "SMA(close, 4)@1w"]
+
+
+def test_a_result_keeps_each_charted_indicator_as_the_strategy_read_it(charted):
+    read = pd.DataFrame(charted.strategy.read, columns=["symbol", "time", "fast", "rsi", "lower", "weekly"])
+    for symbol in charted.symbols:
+        kept = charted.indicators(symbol)
+        assert list(kept.columns) == NAMES  # plot=False left out
+        assert kept.index.equals(charted.prices(symbol).index)
+        mine = read[read["symbol"] == symbol].set_index("time")
+        for column, name in [("fast", NAMES[0]), ("rsi", NAMES[3]), ("lower", NAMES[5]), ("weekly", NAMES[7])]:
+            np.testing.assert_array_equal(kept[name].to_numpy(), mine[column].to_numpy())
+        assert kept[NAMES[7]].notna().sum() > 100  # the weekly mean is shown once weeks complete
+
+
+def test_plot_draws_indicators_over_the_prices_or_in_a_pane_below(charted):
+    symbol = charted.symbols[0]
+    fig = charted.plot(symbols=[symbol])
+    kept = charted.indicators(symbol)
+    price = next(t for t in fig.data if t.name == symbol)
+    lines = {t.name: t for t in fig.data if t.name in NAMES}
+    assert sorted(lines) == sorted(NAMES)
+    below = {"RSI(Close, 14)"}
+    for name, trace in lines.items():
+        # Drawn whole (fewer bars than points) at the bars' times.
+        np.testing.assert_array_equal(np.asarray(trace.y, dtype=float), kept[name].to_numpy())
+        np.testing.assert_array_equal(np.asarray(trace.x, dtype=float), kept.index.asi8 / 1e6)
+        over = (trace.xaxis, trace.yaxis) == (price.xaxis, price.yaxis)
+        assert over == (name not in below), name
+    rsi = lines["RSI(Close, 14)"]
+    assert rsi.yaxis != price.yaxis and fig.layout[rsi.yaxis.replace("y", "yaxis")].title.text == "indicators"
+    assert lines["SMA(Close, 20)"].line.color == "black"
+    assert (lines["bands(Close, 20) 0"].line.color, lines["bands(Close, 20) 1"].line.color) == ("red", "green")
+    assert lines["one"].mode == "markers"
+    # The pane below follows the price's rows and zooms with them.
+    assert fig.layout[rsi.xaxis.replace("x", "xaxis")].matches == "x"
+
+
+def test_a_loaded_result_keeps_its_indicators_and_draws_the_same_report(charted, tmp_path):
+    loaded = tickstep.load_result(charted.save(tmp_path / "saved"))
+    for symbol in charted.symbols:
+        pd.testing.assert_frame_equal(loaded.indicators(symbol), charted.indicators(symbol))
+    assert charted.report(tmp_path / "a.html").read_bytes() == loaded.report(tmp_path / "b.html").read_bytes()
+
+
+def test_a_strategy_without_indicators_draws_no_pane():
+    r = busy_result()
+    assert r.indicators(r.symbols[0]).columns.empty
+    fig = r.plot(symbols=[r.symbols[0]])
+    assert not any(getattr(fig.layout[f"yaxis{k}"].title, "text", None) == "indicators"
+                   for k in range(2, 8) if f"yaxis{k}" in fig.layout)

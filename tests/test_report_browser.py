@@ -174,3 +174,14 @@ def test_minute_bars_report_in_a_browser(browser, tmp_path):
     result = bt.run(cycle=400)
     path = result.report(tmp_path / "minutes.html", max_points=1500)
     check_report(browser, result, path, ["fig-equity", "fig-prices", "fig-monthly", "fig-trades"])
+
+
+def test_a_report_with_indicators_in_a_browser(browser, tmp_path):
+    # Lines over the prices and a pane below each symbol's prices: every trace drawn.
+    from test_report import Charted
+
+    result = tickstep.Backtest(tickstep.data.example_daily(), Charted, cash=100_000).run()
+    path = result.report(tmp_path / "charted.html", symbols=list(result.symbols[:2]))
+    check_report(browser, result, path, ["fig-equity", "fig-prices", "fig-monthly", "fig-trades"])
+    names = [t.get("name") for t in figure_specs(path)["fig-prices"]["data"]]
+    assert names.count("RSI(Close, 14)") == 2

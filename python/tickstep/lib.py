@@ -23,12 +23,16 @@ from tickstep.strategy import (
     EachSymbols,
     Strategy,
     _BarsAtInit,
+    _check_chart_options,
     _placeholder_in,
     _utc_index,
 )
 from tickstep.studies import Indicator
 
 __all__ = ["TrailingStrategy", "cross", "crossover", "resample_apply"]
+
+#: backtesting.py's chart options of an indicator and their defaults (as `Strategy.I`'s).
+_CHART_DEFAULTS = {"plot": True, "overlay": None, "color": None, "scatter": False}
 
 
 def _last_two(series: Any) -> Any:
@@ -91,8 +95,11 @@ def resample_apply(rule: str, func: Any, series: Any, *args: Any, agg: Any = Non
     elif not callable(func):
         raise ConfigError(f"resample_apply(func={func!r}): a function of the resampled series, or None")
     column = _column_of(series)
+    # backtesting.py hands its chart options to self.I, not to func.
+    chart = _check_chart_options(**{k: kwargs.pop(k, d) for k, d in _CHART_DEFAULTS.items()})
+    chart["where"] = f"[{rule}]"
     return strategy._declare_series(func, (column, *args), kwargs, source="close", name=None,
-                                    candles=_rule_buckets(strategy, rule), agg=agg)
+                                    candles=_rule_buckets(strategy, rule), agg=agg, chart=chart)
 
 
 def _calling_strategy() -> Strategy:

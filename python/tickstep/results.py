@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ from tickstep.metrics import (
     stats_of_columns,
 )
 
-__all__ = ["Result", "build_result", "load_result", "market_stats_inputs", "samples_since"]
+__all__ = ["IndicatorLine", "Result", "build_result", "load_result", "market_stats_inputs", "samples_since"]
 
 #: An order's role by its code in the core: what the results' `role` columns and a
 #: strategy's `Order.role` read.
@@ -41,6 +41,20 @@ _EXECUTED = ("", "buy", "sell")  # nothing executed, bought, sold
 _NO_TIME = np.iinfo(np.int64).min  # the engine's "no time": still open, or placed in init()
 #: The version `Result.save` writes; `load_result` reads it and every one before.
 FORMAT_VERSION = 2
+
+
+class IndicatorLine(NamedTuple):
+    """One line of an indicator a strategy declared with ``self.I(..., plot=True)``, kept
+    for the report: its name, backtesting.py's chart options (``overlay`` None: decided
+    by the report from the prices), and per symbol its value at each bar, as the strategy
+    read it there."""
+
+    name: str
+    overlay: bool | None
+    color: str | None
+    scatter: bool
+    #: Per symbol (in symbol order) a value per bar of the result's prices.
+    values: list[np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -298,7 +312,8 @@ class Result:
                  strategy: Any = None, *, strategy_name: str | None = None,
                  options: dict[str, Any] | None = None, metadata: pd.DataFrame | None = None,
                  prices: list[tuple[np.ndarray, np.ndarray]] | None = None,
-                 initial_cash: float | None = None) -> None:
+                 initial_cash: float | None = None,
+                 indicators: list[IndicatorLine] | None = None) -> None:
         self.stats = stats
         if trades is not None:
             self.trades = trades  # else built from the raw columns when first read
@@ -315,6 +330,8 @@ class Result:
         self._symbols = symbols
         # Close prices: per symbol (in symbol order) a pair of arrays (times, closes).
         self._prices = prices
+        # self.I's lines drawn in the report, on the bars of the prices.
+        self._indicators = list(indicators or [])
 
     # ---- a statistic by its label --------------------------------------------------------
 
@@ -392,6 +409,20 @@ class Result:
             raise ValueError("this result was built without prices")
         ts, close = self._prices[self._symbols.categories.get_loc(symbol)]
         return pd.Series(close, index=_times(ts).rename("time"), name=symbol)
+
+    def indicators(self, symbol: str) -> pd.DataFrame:
+        """The strategy's ``self.I`` indicators kept for the report (those declared with
+        ``plot=True``, the default) at each of ``symbol``'s bars over the backtest, a
+        column per line by its name: the value the strategy read at that bar (NaN where
+        it had none). On the index of :meth:`prices`; no columns when none was kept."""
+        prices = self.prices(symbol)
+        s = self._symbols.categories.get_loc(symbol)
+        return pd.DataFrame({line.name: line.values[s] for line in self._indicators},
+                            index=prices.index, columns=[line.name for line in self._indicators])
+
+    def _indicator_meta(self) -> list[dict[str, Any]]:
+        return [{"name": x.name, "overlay": x.overlay, "color": x.color, "scatter": x.scatter}
+                for x in self._indicators]
 
     def to_arrow(self, table: str | None = None) -> Any:
         """The result's tables as ``pyarrow.Table`` (for Polars and other Arrow users).
@@ -495,8 +526,9 @@ class Result:
         """Write the result to directory ``path``: Parquet tables and ``result.json``.
 
         ``result.json`` holds the statistics, parameters, options and the list of tables;
-        the tables are trades, equity, orders, fills, positions, prices (and metadata when
-        there is some). Files of a previous save in the same directory are replaced.
+        the tables are trades, equity, orders, fills, positions, prices (and metadata, and
+        the indicators kept for the report, when there are some). Files of a previous save
+        in the same directory are replaced.
         Parameters that JSON cannot hold are saved as their ``repr`` text.
 
         Returns the directory. Read it back with :func:`tickstep.load_result`.
@@ -522,6 +554,10 @@ class Result:
         if self.metadata is not None:
             self.metadata.to_parquet(directory / "metadata.parquet")
             tables.append("metadata")
+        if self._indicators and self._prices is not None:
+            pq.write_table(pa.table(_long_indicators(self._indicators)), directory / "indicators.parquet",
+                           compression="zstd")
+            tables.append("indicators")
         meta = {
             "format": "tickstep.result",
             "version": version,
@@ -532,6 +568,7 @@ class Result:
             "options": _jsonable(self.options),
             "stats": [_stat_to_json(label, value) for label, value in self.stats.items()],
             "tables": tables,
+            "indicators": self._indicator_meta(),
         }
         (directory / "result.json").write_text(json.dumps(meta, indent=1, allow_nan=False))
         return directory
@@ -575,6 +612,14 @@ def load_result(path: str | Path) -> Result:
     tables = meta["tables"]
     prices = _per_symbol_prices(read("prices"), len(symbols)) if "prices" in tables else None
     metadata = pd.read_parquet(directory / "metadata.parquet") if "metadata" in tables else None
+    indicators = []
+    if "indicators" in tables and prices is not None:
+        columns = pq.read_table(directory / "indicators.parquet")
+        bounds = np.cumsum([0] + [len(ts) for ts, _ in prices])
+        for j, line in enumerate(meta.get("indicators", [])):
+            values = columns.column(str(j)).to_numpy()
+            indicators.append(IndicatorLine(line["name"], line["overlay"], line["color"], line["scatter"],
+                                            [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]))
     stats = pd.Series(
         [_stat_from_json(s) for s in meta["stats"]],
         index=pd.Index([s["label"] for s in meta["stats"]], dtype=object),
@@ -593,6 +638,7 @@ def load_result(path: str | Path) -> Result:
         options=meta["options"],
         metadata=metadata,
         prices=prices,
+        indicators=indicators,
     )
 
 
@@ -672,6 +718,22 @@ def samples_since(equity: dict[str, np.ndarray], since: int) -> dict[str, np.nda
     if keep.all():
         return dict(equity)
     return {name: np.asarray(column)[keep] for name, column in equity.items()}
+
+
+def _charted_since(strategy: Any, market: Any, since: int) -> list[IndicatorLine]:
+    """The lines ``strategy`` kept for the report (`Strategy.I`), from each symbol's
+    first bar at or after ``since`` on: on the bars of `_close_prices`."""
+    lines = getattr(strategy, "_charted", ())
+    if not lines:
+        return []
+    firsts = [_first_bar(market, i, since) for i in range(len(market.symbols))]
+    return [line._replace(values=[v[f:] for v, f in zip(line.values, firsts)]) for line in lines]
+
+
+def _long_indicators(lines: list[IndicatorLine]) -> dict[str, np.ndarray]:
+    """The lines as one table, a column per line (named by its position), the symbols'
+    bars one after another as in `_long_prices`."""
+    return {str(j): np.concatenate(line.values) for j, line in enumerate(lines)}
 
 
 def _long_prices(prices: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -756,9 +818,10 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     orders, fills, trades = engine.take_logs()
     raw = {"fills": fills, "orders": orders, "positions": engine.positions(),
            "equity": eq_raw, "trades": trades}
+    keep = market is not None and keep_prices
     return Result(stats=stats, trades=None, equity_frame=None, raw=raw, symbols=symbols,
                   params=params, strategy=strategy, options=_jsonable(options or {}),
                   metadata=metadata,
-                  prices=(_close_prices(market, start.value)
-                          if market is not None and keep_prices else None),
-                  initial_cash=cash)
+                  prices=_close_prices(market, start.value) if keep else None,
+                  initial_cash=cash,
+                  indicators=_charted_since(strategy, market, start.value) if keep else None)

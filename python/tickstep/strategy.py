@@ -32,7 +32,7 @@ from tickstep._core import (
 from tickstep.data._records import RecordBook, RecordSet
 from tickstep.hints import did_you_mean
 from tickstep.parameters import ParameterError, check_value, declared_types
-from tickstep.results import ROLES
+from tickstep.results import ROLES, IndicatorLine
 from tickstep.sizing import SizingRequest, native_sizing, order_to_target, rebalance_orders
 from tickstep.studies import Crossing, Indicator, Timeframe, session_buckets
 from tickstep.timeframes import timeframe_ns
@@ -371,10 +371,36 @@ def _placeholder_in(arg: Any) -> Any:
     return arg
 
 
-def _check_chart_options(**options: Any) -> None:
+def _call_label(base: str, args: tuple[Any, ...], kwargs: dict[str, Any], source: str | None) -> str:
+    """An indicator's label in the report, as backtesting.py labels it: the function and
+    its arguments, ``SMA(Close, 10)`` (the column it was given first when not among them)."""
+    def shown(value: Any) -> str:
+        if isinstance(value, EachSymbols):
+            return value.name
+        if isinstance(value, (bool, int, float, str, np.number)):
+            return repr(value) if isinstance(value, str) else str(value)
+        return type(value).__name__
+
+    named = any(isinstance(a, EachSymbols) for a in (*args, *kwargs.values()))
+    parts = ([] if named else ["bars" if source is None else source]) + [shown(a) for a in args] \
+        + [f"{k}={shown(v)}" for k, v in kwargs.items()]
+    return f"{base}({', '.join(parts)})"
+
+
+def _unchangeable(values: np.ndarray) -> np.ndarray:
+    """``values`` as the report keeps them: as they are when nobody may write to them (the
+    core reads those where they are too), else a read-only copy."""
+    if not values.flags.writeable:
+        return values
+    kept = values.copy()
+    kept.flags.writeable = False
+    return kept
+
+
+def _check_chart_options(**options: Any) -> dict[str, Any]:
     """backtesting.py's chart options of ``self.I``, refused by name when of the wrong type:
     ``plot`` and ``scatter`` are bools, ``overlay`` a bool or None, ``color`` a colour name
-    (or one per line) or None."""
+    (or one per line) or None. Returns them."""
     for name in ("plot", "scatter", "overlay"):
         value = options[name]
         if not (isinstance(value, (bool, np.bool_)) or (name == "overlay" and value is None)):
@@ -385,6 +411,7 @@ def _check_chart_options(**options: Any) -> None:
     if color is not None and not (isinstance(colors, (list, tuple)) and all(isinstance(c, str) for c in colors)):
         raise ConfigError(f"self.I(color={color!r}): backtesting.py's chart option is a colour name, "
                           "a list of them (one per line) or None")
+    return options
 
 
 def indexed_by_position(index: pd.Index) -> bool:
@@ -654,6 +681,8 @@ class Strategy(StrategyBase):
         # slower for the run.
         self._full_indexes = _bar_times(market)
         self._full_columns: dict[tuple[int, str], pd.Series] = {}
+        #: self.I's lines to draw in the report (its plot=True ones), in declaration order.
+        self._charted: list[IndicatorLine] = []
 
     # ---- hooks ---------------------------------------------------------------------------
 
@@ -875,12 +904,17 @@ class Strategy(StrategyBase):
         (backtesting.py's ``resample_apply`` is `tickstep.lib.resample_apply`.)
 
         backtesting.py's chart options ``plot``, ``overlay``, ``color`` and ``scatter``
-        are taken as it takes them, not handed to ``func``, so that its strategies run as
-        written; their types are checked. tickstep's report draws no indicators, so they
-        change nothing here."""
-        _check_chart_options(plot=plot, overlay=overlay, color=color, scatter=scatter)
+        are taken as it takes them, not handed to ``func``: with ``plot`` (the default)
+        the lines are kept in the result (`Result.indicators`, each symbol's values as
+        ``next`` read them) and drawn by its plot and report, over the prices when
+        ``overlay`` (None: when most values lie in the prices' range), else in a pane
+        below them, in ``color`` (one, or one per line), as points with ``scatter``."""
+        chart = _check_chart_options(plot=plot, overlay=overlay, color=color, scatter=scatter)
+        if timeframe is not None:
+            chart["where"] = f"@{timeframe.name if isinstance(timeframe, Timeframe) else timeframe}"
         candles = None if timeframe is None else self._buckets_of(timeframe)
-        return self._declare_series(func, args, kwargs, source=source, name=name, candles=candles)
+        return self._declare_series(func, args, kwargs, source=source, name=name, candles=candles,
+                                    chart=chart)
 
     def _buckets_of(self, timeframe: Any) -> Any:
         """``self.I``'s ``timeframe=`` as what the core's ``candle_history`` takes for
@@ -893,11 +927,13 @@ class Strategy(StrategyBase):
 
     def _declare_series(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *,
                         source: str | None, name: Any, candles: Any = None,
-                        agg: Any = None) -> Indicator | tuple[Indicator, ...]:
+                        agg: Any = None, chart: dict[str, Any] | None = None,
+                        ) -> Indicator | tuple[Indicator, ...]:
         """`I`'s work (see there): ``candles``, when given, maps a symbol's index to the
         buckets ``func`` sees its candles in (`_buckets_of`); ``agg`` is how a candle's
         value of a column is made from its bars (pandas' ``agg``; None: the candle's own
-        prices, the last value of other columns)."""
+        prices, the last value of other columns); ``chart``, the checked chart options
+        (`_check_chart_options`): with ``plot`` true the lines are kept for the report."""
         self._refuse_streamed("self.I (func is called once with each symbol's whole series; "
                               "computed window by window its values could differ, and "
                               "nothing shows that func reads no later bar)")
@@ -934,11 +970,34 @@ class Strategy(StrategyBase):
         if labels is None:
             if name is not None and not isinstance(name, str):
                 raise ConfigError(f"self.I(name={name!r}): one name for an indicator of one line")
-            sid = self._ctx.add_series([lines[0] for _, lines in values])
-            return Indicator(self._ctx, sid, name or base)
-        names = _line_names(name, base, labels)
-        return tuple(Indicator(self._ctx, self._ctx.add_series([lines[j] for _, lines in values]), names[j])
-                     for j in range(len(labels)))
+            names = [name or base]
+        else:
+            names = _line_names(name, base, labels)
+        per_line = [[lines[j] for _, lines in values] for j in range(len(names))]
+        made = tuple(Indicator(self._ctx, self._ctx.add_series(line), names[j])
+                     for j, line in enumerate(per_line))
+        if chart is not None and chart["plot"]:
+            call = name if isinstance(name, str) else _call_label(base, args, kwargs, source) \
+                + chart.get("where", "")
+            shown = [call] if labels is None else names if isinstance(name, (list, tuple)) \
+                else [f"{call} {label}" for label in labels]
+            self._chart_lines(shown, per_line, chart)
+        return made[0] if labels is None else made
+
+    def _chart_lines(self, names: list[str], lines: list[list[np.ndarray]], chart: dict[str, Any]) -> None:
+        """Keep an indicator's ``lines`` (per line, per symbol) for the report, each under
+        its name in ``names`` (numbered when an earlier line has it), with the colours of
+        ``chart`` (one for all, or one per line in turn)."""
+        colors = list(chart["color"]) if isinstance(chart["color"], (list, tuple)) else [chart["color"]]
+        colors = colors or [None]
+        taken = {x.name for x in self._charted}
+        for j, line in enumerate(lines):
+            label, k = names[j], 2
+            while label in taken:
+                label, k = f"{names[j]} ({k})", k + 1
+            taken.add(label)
+            self._charted.append(IndicatorLine(label, chart["overlay"], colors[j % len(colors)],
+                                               chart["scatter"], [_unchangeable(v) for v in line]))
 
     def _given(self, i: int, sym: str, source: str | None, history: dict[str, np.ndarray] | None,
                agg: Any) -> pd.Series | pd.DataFrame:

@@ -194,6 +194,75 @@ def add_price(canvas: Canvas, cell: int, result: Result, symbol: str,
     canvas.y_axis(cell, title={"text": symbol})
 
 
+#: Colours of indicator lines given none, in turn.
+_LINE_COLORS = ("#ff7f0e", "#9467bd", "#17becf", "#8c564b", "#e377c2", "#bcbd22", "#1f77b4")
+
+
+def _overlays(values: np.ndarray, closes: np.ndarray) -> bool:
+    """Whether an indicator whose overlay was left open (None) is drawn over the prices:
+    most of its values (60%) lie in the prices' range, widened by 40% either way, as
+    backtesting.py decides it."""
+    seen = values[np.isfinite(values)]
+    if len(seen) == 0 or len(closes) == 0:
+        return True
+    low, high = np.nanmin(closes) * 0.6, np.nanmax(closes) * 1.4
+    return bool(((seen > low) & (seen < high)).mean() > 0.6)
+
+
+def indicator_panes(result: Result, symbol: str) -> tuple[list[tuple[Any, str]], list[tuple[Any, str]]]:
+    """``symbol``'s indicators kept for the report (`Result.indicators`), each with its
+    colour: those drawn over its prices, and those drawn in a pane of their own below."""
+    lines = result._indicators
+    if not lines:
+        return [], []
+    s = result.symbols.index(symbol)
+    closes = result.prices(symbol).to_numpy()
+    over: list[tuple[Any, str]] = []
+    below: list[tuple[Any, str]] = []
+    for k, line in enumerate(lines):
+        color = line.color or _LINE_COLORS[k % len(_LINE_COLORS)]
+        on_prices = line.overlay if line.overlay is not None else _overlays(line.values[s], closes)
+        (over if on_prices else below).append((line, color))
+    return over, below
+
+
+def symbol_rows(result: Result, symbols: list[str], height: float) -> list[tuple[float, int]]:
+    """The canvas rows of `add_symbol` for each of ``symbols``: its prices (``height``),
+    and a pane of 40% of that below when it has indicators not drawn over them."""
+    rows = []
+    for symbol in symbols:
+        rows.append((height, 1))
+        if indicator_panes(result, symbol)[1]:
+            rows.append((height * 0.4, 1))
+    return rows
+
+
+def add_symbol(canvas: Canvas, cell: int, result: Result, symbol: str,
+               max_points: int = DEFAULT_POINTS) -> list[int]:
+    """``symbol``'s prices and fills (`add_price`) with the indicators drawn over them in
+    ``cell``, and its other indicators in the cell after it (as `symbol_rows` laid the
+    rows out). Returns the cells drawn in."""
+    add_price(canvas, cell, result, symbol, max_points)
+    over, below = indicator_panes(result, symbol)
+    ts = result.prices(symbol).index.asi8
+    s = result.symbols.index(symbol)
+    cells = [cell]
+    for lines, at in ((over, cell), (below, cell + 1)):
+        for line, color in lines:
+            x, y = _line(ts, line.values[s], max_points)
+            trace = {"type": "scatter", "x": x, "y": y, "name": line.name, "showlegend": False,
+                     "connectgaps": False, "hovertemplate": f"{line.name} %{{y:.4g}}<extra>{symbol}</extra>"}
+            if line.scatter:
+                trace.update(mode="markers", marker={"color": color, "size": 4})
+            else:
+                trace.update(mode="lines", line={"color": color, "width": 1.2})
+            canvas.add(at, trace)
+    if below:
+        canvas.y_axis(cell + 1, title={"text": "indicators"})
+        cells.append(cell + 1)
+    return cells
+
+
 def _add_bracket_levels(canvas: Canvas, cell: int, result: Result, symbol: str, last: int) -> None:
     """Each stop-loss and take-profit as a dotted level while it was working: from the
     entry's fill to its own fill or cancellation (or the end of the data)."""
@@ -275,15 +344,19 @@ def add_symbol_pnl(canvas: Canvas, cell: int, result: Result,
 
 def plot_spec(result: Result, symbols: list[str], max_points: int = DEFAULT_POINTS) -> Canvas:
     """Everything in one canvas: the time rows, then monthly returns beside trade returns."""
-    rows = [(0.3, 1), (0.1, 1), (0.1, 1)] + [(0.2, 1)] * len(symbols) + [(0.25, 2)]
-    canvas = Canvas(rows, height=300 + 180 * (3 + len(symbols)), title=result.strategy_name)
+    prices = symbol_rows(result, symbols, 0.2)
+    rows = [(0.3, 1), (0.1, 1), (0.1, 1)] + prices + [(0.25, 2)]
+    canvas = Canvas(rows, height=int(300 + 180 * (3 + sum(h for h, _ in prices) / 0.2)),
+                    title=result.strategy_name)
     add_equity(canvas, 1, result, max_points)
     add_drawdown(canvas, 2, result, max_points)
     add_exposure(canvas, 3, result, max_points)
-    for i, symbol in enumerate(symbols):
-        add_price(canvas, 4 + i, result, symbol, max_points)
-        canvas.caption(4 + i, f"{symbol}: close and fills")
-    last = 3 + len(symbols)
+    cell = 4
+    for symbol in symbols:
+        cells = add_symbol(canvas, cell, result, symbol, max_points)
+        canvas.caption(cell, f"{symbol}: close, fills and indicators")
+        cell = cells[-1] + 1
+    last = cell - 1
     for cell in range(1, last + 1):
         canvas.time_axis(cell, first=1, labels=cell == last)
     add_monthly_returns(canvas, last + 1, result)

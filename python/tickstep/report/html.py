@@ -162,11 +162,14 @@ def _figures(result: Result, symbols: list[str], max_points: int,
     out.append(("fig-equity", "Equity, drawdown and exposure", canvas))
 
     if symbols:
-        canvas = charts.Canvas([(1.0, 1)] * len(symbols), height=120 + 220 * len(symbols))
-        for i, symbol in enumerate(symbols):
-            charts.add_price(canvas, i + 1, result, symbol, max_points)
-            canvas.time_axis(i + 1, first=1)
-        out.append(("fig-prices", "Prices and fills: " + ", ".join(symbols), canvas))
+        rows = charts.symbol_rows(result, symbols, 1.0)
+        canvas = charts.Canvas(rows, height=int(120 + 220 * sum(h for h, _ in rows)))
+        cell = 1
+        for symbol in symbols:
+            for drawn in charts.add_symbol(canvas, cell, result, symbol, max_points):
+                canvas.time_axis(drawn, first=1)
+                cell = drawn + 1
+        out.append(("fig-prices", "Prices, fills and indicators: " + ", ".join(symbols), canvas))
 
     years = len(set(result.equity.index.year))
     canvas = charts.Canvas([(1.0, 1)], height=140 + 28 * years)
