@@ -879,3 +879,35 @@ def test_trailing_settings_out_of_range_are_refused_by_name(call, words):
 
     with pytest.raises(tickstep.ConfigError, match=words):
         tickstep.Backtest(frame(0, 50), Bad, cash=100_000).run()
+
+
+class ReferenceQuickStart(quick_start(ReferenceStrategy)):  # type: ignore[misc]
+    """The quick-start for backtesting.py's optimize, whose worker processes take the
+    class by its name."""
+
+
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_optimize_returns_backtesting_pys_heatmap_and_plot_heatmaps_draws_each_pair():
+    data = frame(2, 400)
+    grid = {"n1": [5, 10, 15], "n2": [20, 30]}
+    ours = tickstep.Backtest(data, quick_start(tickstep.Strategy), cash=100_000, commission=0.002)
+    rows, heatmap = ours.optimize(**grid, maximize="Equity Final [$]", return_heatmap=True,
+                                  cache=False, executor="sequential")
+    theirs = ReferenceBacktest(data, ReferenceQuickStart, cash=100_000, commission=0.002)
+    _, reference = theirs.optimize(**grid, maximize="Equity Final [$]", return_heatmap=True)
+    assert list(heatmap.index.names) == list(reference.index.names) == ["n1", "n2"]
+    assert heatmap.name == "Equity Final [$]" and len(heatmap) == 6
+    pd.testing.assert_series_equal(heatmap, reference.sort_index().astype(float), check_names=False,
+                                   rtol=1e-12)
+    assert rows.set_index(["n1", "n2"])["Equity Final [$]"].sort_index().equals(heatmap)
+
+    fig = tickstep.lib.plot_heatmaps(heatmap.rename("equity").to_frame().assign(
+        stop=1).set_index("stop", append=True)["equity"], agg="max", open_browser=False)
+    assert [t.name for t in fig.data] == ["n2 by n1", "stop by n1", "stop by n2"]
+    first = np.array(fig.data[0].z, dtype=float)
+    np.testing.assert_array_equal(first, heatmap.unstack("n1").to_numpy())
+    with pytest.raises(tickstep.ConfigError, match=r"at least two named parameters"):
+        tickstep.lib.plot_heatmaps(heatmap.groupby("n1").max(), open_browser=False)
+    with pytest.raises(tickstep.ConfigError, match=r"return_heatmap='yes'\): True or False"):
+        ours.optimize(**grid, return_heatmap="yes")

@@ -313,8 +313,9 @@ class Backtest:
         max_workers: int | None = None,
         cache: Any = True,
         progress: bool | None = None,
+        return_heatmap: bool = False,
         **ranges: Any,
-    ) -> pd.DataFrame:
+    ) -> pd.DataFrame | tuple[pd.DataFrame, pd.Series]:
         """Run the strategy over a grid of parameters, in parallel; one row per set, best first.
 
         Parameters
@@ -338,6 +339,8 @@ class Backtest:
             The on-disk results cache (``~/.cache/tickstep``); False to bypass it.
         progress : bool, optional
             Progress bar on stderr (by default only on a terminal).
+        return_heatmap : bool, default False
+            Also return backtesting.py's heatmap: ``(rows, heatmap)``.
         **ranges
             ``name=values`` per parameter to vary; a scalar is a fixed value.
 
@@ -346,6 +349,10 @@ class Backtest:
         pandas.DataFrame
             One row per parameter set: the parameters, every statistic, run time, status
             and error text, sorted by ``maximize`` (``.iloc[0]`` is the best).
+        pandas.Series
+            With ``return_heatmap``: the value maximised (the statistic, or ``score``) of
+            each set that ran, indexed by the parameters of ``ranges`` in grid order, as
+            backtesting.py's (`tickstep.lib.plot_heatmaps` draws it).
 
         Examples
         --------
@@ -357,6 +364,18 @@ class Backtest:
         >>> len(rows), list(rows.columns[:3])
         (4, ['fast', 'slow', 'symbols'])
         """
+        if return_heatmap is not True and return_heatmap is not False:
+            raise ConfigError(f"optimize(return_heatmap={return_heatmap!r}): True or False")
+        rows = self._optimize(maximize=maximize, constraint=constraint, max_tries=max_tries,
+                              random_state=random_state, executor=executor,
+                              max_workers=max_workers, cache=cache, progress=progress, **ranges)
+        if not return_heatmap:
+            return rows
+        return rows, _heatmap_of(rows, list(ranges), maximize)
+
+    def _optimize(self, *, maximize: Any, constraint: Any, max_tries: Any, random_state: Any,
+                  executor: Any, max_workers: Any, cache: Any, progress: Any,
+                  **ranges: Any) -> pd.DataFrame:
         from tickstep.batch import optimize, run_batch
 
         if self._stream is not None:
@@ -448,3 +467,14 @@ class Backtest:
                             warmup=warmup, constraint=constraint, max_tries=max_tries,
                             random_state=random_state, executor=executor,
                             max_workers=max_workers, cache=cache, progress=progress, **ranges)
+
+
+def _heatmap_of(rows: pd.DataFrame, names: list[str], maximize: Any) -> pd.Series:
+    """backtesting.py's heatmap of an optimisation's ``rows``: the value maximised (the
+    statistic ``maximize`` names, or ``score`` for a function) of each set that ran,
+    indexed by the parameters ``names``, sorted by them."""
+    metric = "score" if callable(maximize) else maximize
+    ok = rows[rows["status"] == "ok"] if "status" in rows.columns else rows
+    heatmap = ok.set_index(names)[metric].astype(float).sort_index()
+    heatmap.name = metric
+    return heatmap

@@ -29,7 +29,7 @@ from tickstep.strategy import (
 )
 from tickstep.studies import Indicator
 
-__all__ = ["TrailingStrategy", "cross", "crossover", "resample_apply"]
+__all__ = ["TrailingStrategy", "cross", "crossover", "plot_heatmaps", "resample_apply"]
 
 #: backtesting.py's chart options of an indicator and their defaults (as `Strategy.I`'s).
 _CHART_DEFAULTS = {"plot": True, "overlay": None, "color": None, "scatter": False}
@@ -227,3 +227,54 @@ class TrailingStrategy(Strategy):
                 ceiling = close + distance
                 if trade.sl is None or ceiling < trade.sl:
                     trade.sl = ceiling
+
+
+def plot_heatmaps(heatmap: pd.Series, agg: str | Any = "max", *, ncols: int = 3, plot_width: int = 1200,
+                  filename: str = "", open_browser: bool = True) -> Any:
+    """backtesting.py's ``plot_heatmaps``: the heatmap of ``Backtest.optimize(...,
+    return_heatmap=True)`` drawn for every pair of its parameters, ``ncols`` to a row,
+    the other parameters aggregated by ``agg`` (``"max"``, ``"min"``, ``"mean"``,
+    ``"median"`` or a function: `tickstep.report.heatmap.heatmap_table`'s rule).
+
+    Returns the Plotly figure; with ``filename`` it is also written there as HTML
+    (opened in a browser when ``open_browser``). Needs ``tickstep[plot]``.
+    """
+    from itertools import combinations
+
+    from tickstep.report._deps import plotly_objects
+    from tickstep.report.heatmap import heatmap_table
+
+    names = [n for n in heatmap.index.names if n is not None]
+    if not isinstance(heatmap, pd.Series) or len(names) < 2 or len(names) != heatmap.index.nlevels:
+        raise ConfigError("plot_heatmaps(heatmap=): the Series of optimize(..., return_heatmap=True) "
+                          "over at least two named parameters")
+    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
+        raise ConfigError(f"plot_heatmaps(ncols={ncols!r}): a whole number >= 1")
+    metric = str(heatmap.name or "value")
+    rows = heatmap.rename(metric).reset_index()
+    pairs = list(combinations(names, 2))
+    cols = min(ncols, len(pairs))
+    nrows = -(-len(pairs) // cols)
+    go = plotly_objects()
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[f"{y} by {x}" for x, y in pairs],
+                        horizontal_spacing=0.08, vertical_spacing=0.12)
+    for k, (x, y) in enumerate(pairs):
+        table = heatmap_table(rows, x=x, y=y, metric=metric, agg=agg)
+        z = table.to_numpy(dtype=float)
+        fig.add_trace(go.Heatmap(
+            z=[[None if np.isnan(v) else float(v) for v in row] for row in z],
+            x=[str(v) for v in table.columns], y=[str(v) for v in table.index],
+            coloraxis="coloraxis", name=f"{y} by {x}",
+            hovertemplate=f"{x}=%{{x}}<br>{y}=%{{y}}<br>{metric}: %{{z:.4g}}<extra></extra>",
+        ), row=k // cols + 1, col=k % cols + 1)
+        fig.update_xaxes(title_text=x, type="category", row=k // cols + 1, col=k % cols + 1)
+        fig.update_yaxes(title_text=y, type="category", row=k // cols + 1, col=k % cols + 1)
+    fig.update_layout(template="plotly_white", width=plot_width, height=120 + 320 * nrows,
+                      coloraxis={"colorscale": "Viridis", "colorbar": {"title": {"text": metric}}},
+                      title={"text": f"{metric} (other parameters: "
+                                     f"{agg if isinstance(agg, str) else getattr(agg, '__name__', 'agg')})"})
+    if filename:
+        fig.write_html(filename, include_plotlyjs=True, auto_open=bool(open_browser))
+    return fig
