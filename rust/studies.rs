@@ -23,7 +23,9 @@ enum Buckets {
 
 impl Buckets {
     /// The bucket `(label, end)` of symbol `s`'s bar `i`, starting at `ts`.
-    #[inline]
+    // Always inlined: the market phase calls it per bar and timeframe, where a call costs
+    // about as much as the bucket's arithmetic.
+    #[inline(always)]
     fn of(&self, s: usize, i: usize, ts: i64) -> (i64, i64) {
         match self {
             Buckets::Clock { period, origin } => clock_bucket(ts, *period, *origin),
