@@ -911,3 +911,66 @@ def test_optimize_returns_backtesting_pys_heatmap_and_plot_heatmaps_draws_each_p
         tickstep.lib.plot_heatmaps(heatmap.groupby("n1").max(), open_browser=False)
     with pytest.raises(tickstep.ConfigError, match=r"return_heatmap='yes'\): True or False"):
         ours.optimize(**grid, return_heatmap="yes")
+
+
+def recorded_period_mean(base, rule: str):  # type: ignore[no-untyped-def]
+    """Records, at each bar, its time and ``resample_apply(rule, SMA, Close, 3)``'s value."""
+    lib = tickstep.lib if base is tickstep.Strategy else backtesting.lib
+
+    class Recorded(base):  # type: ignore[misc, valid-type]
+        seen: ClassVar[list] = []
+
+        def init(self):  # type: ignore[no-untyped-def]
+            self.mean = lib.resample_apply(rule, SMA, self.data.Close, 3)
+            self.seen.clear()
+
+        def next(self):  # type: ignore[no-untyped-def]
+            self.seen.append((pd.Timestamp(self.data.index[-1]), self.mean[-1]))
+
+    return Recorded
+
+
+def periods_in_both(rule: str, zone: str) -> tuple[pd.Series, pd.Series]:
+    """`recorded_period_mean`'s values by local time: here on bars in ``zone`` with
+    ``timezone=zone``, and backtesting.py's on the same bars in local time (daily bars
+    at local midnight on weekdays, or 6-hourly ones for days)."""
+    freq = "6h" if rule == "D" else "B"
+    local = frame(4, 300).set_axis(pd.date_range("2021-01-04", periods=300, freq=freq))
+    ours_cls = recorded_period_mean(tickstep.Strategy, rule)
+    theirs_cls = recorded_period_mean(ReferenceStrategy, rule)
+    aware = local.tz_localize(zone)
+    tickstep.Backtest(aware, ours_cls, cash=100_000, timezone=zone).run()
+    ReferenceBacktest(local, theirs_cls, cash=100_000).run()
+    ours = pd.Series(dict((t.tz_convert(zone).tz_localize(None), v) for t, v in ours_cls.seen))
+    theirs = pd.Series(dict(theirs_cls.seen))
+    assert theirs.notna().sum() > 20
+    return ours, theirs
+
+
+@pytest.mark.parametrize("rule", ["W", "ME", "D"])
+@pytest.mark.parametrize("zone", ["Asia/Tokyo", "Asia/Kolkata"])
+def test_resample_apply_periods_are_the_backtests_calendar(rule, zone):
+    # East of Greenwich a local midnight is the day before in UTC: with timezone= the
+    # bars' zone, days, weeks and months are local ones, as backtesting.py's on the same
+    # bars in local time.
+    ours, theirs = periods_in_both(rule, zone)
+    if rule == "D":  # the day's last bar completes it here, bt.py shows it from the next
+        ours = ours.shift(1)
+    pd.testing.assert_series_equal(ours.reindex(theirs.index), theirs, check_names=False, rtol=1e-12)
+
+
+@pytest.mark.parametrize("rule", ["W", "ME", "D"])
+def test_resample_apply_across_a_daylight_saving_change_is_never_early(rule):
+    # After a change of UTC offset the gaps between the bars (71 hours over a weekend,
+    # 5 hours overnight) make their spacing read as an hour, so a period can complete a
+    # bar later than by its last bar: one bar later than before the change, never earlier.
+    ours, theirs = periods_in_both(rule, "America/New_York")
+    ours = ours.reindex(theirs.index)
+    # Before the change a day shows at its last bar here, a bar before backtesting.py.
+    usual = theirs.shift(-1) if rule == "D" else theirs
+    late = theirs if rule == "D" else theirs.shift(1)
+    same = (ours == usual) | (ours.isna() & usual.isna())
+    assert (same | (ours == late) | (ours.isna() & late.isna())).all()
+    assert same[theirs.index < pd.Timestamp("2021-03-13")].all()  # up to the change
+    if rule == "ME":  # a month's last bar no longer ends it: its value shows a bar later
+        assert (~same).sum() > 3

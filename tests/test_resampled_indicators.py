@@ -165,7 +165,7 @@ def declaring(declare):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(("declare", "error", "message"), [
     (lambda s: resample_apply("2W", SMA, s.data.Close, 3), tickstep.ConfigError,
-     r"resample_apply\(rule='2W'\): a fixed length .* or one calendar week, month"),
+     r"resample_apply\(rule='2W'\): a fixed length .* or one calendar day, week, month"),
     (lambda s: resample_apply("B", SMA, s.data.Close, 3), tickstep.ConfigError, r"rule='B'"),
     (lambda s: resample_apply("fortnight", SMA, s.data.Close, 3), tickstep.ConfigError,
      r"resample_apply\(rule='fortnight'\): not a pandas offset"),

@@ -67,10 +67,12 @@ def resample_apply(rule: str, func: Any, series: Any, *args: Any, agg: Any = Non
     timeframe ``rule``, declared as an indicator of the strategy whose ``init()`` calls it,
     e.g. ``self.daily = resample_apply("D", SMA, self.data.Close, 10)``.
 
-    - ``rule``: a pandas offset. Fixed lengths (``"4h"``, ``"30min"``, ``"D"``, ``"2D"``)
-      are clock buckets counted from the epoch, as `Strategy.timeframe`'s; weeks
-      (``"W"`` ends on Sunday, ``"W-FRI"`` on Friday), months (``"ME"``), quarters
-      (``"QE"``) and years (``"YE"``) are calendar periods in UTC, one at a time.
+    - ``rule``: a pandas offset. Fixed lengths within a day (``"4h"``, ``"30min"``) are
+      clock buckets counted from the epoch, as `Strategy.timeframe`'s; days (``"D"``),
+      weeks (``"W"`` ends on Sunday, ``"W-FRI"`` on Friday), months (``"ME"``),
+      quarters (``"QE"``) and years (``"YE"``) are calendar periods, one at a time, in
+      the backtest's ``timezone=`` (its trading calendar, UTC by default; in UTC days
+      are fixed lengths, ``"2D"`` too).
     - ``series``: a column of the data (``self.data.Close``, ``.s``, backtesting.py's
       ``pd.Series(self.data.Close)``) or its whole bars (``self.data.df``, ``self.data``).
       ``func`` gets each symbol's completed candles' column (a DataFrame for the bars),
@@ -85,7 +87,10 @@ def resample_apply(rule: str, func: Any, series: Any, *args: Any, agg: Any = Non
     23:00 hourly bar completes a day), or else at the first bar of a later one (a week
     of daily bars completes on Monday): intraday, a value shows one bar earlier than in
     backtesting.py, whose ``resample_apply`` labels a period by its end and shows it from
-    there (the bar after). Neither sees a bar before its time.
+    there (the bar after). Neither sees a bar before its time. Bars stamped at local
+    midnight across a change of UTC offset (daylight saving) have gaps of 23 or 71 hours,
+    which make their spacing read as an hour: a period they end then completes at the
+    next bar, a bar later.
     """
     strategy = _calling_strategy()
     if func is None:
@@ -136,25 +141,35 @@ def _column_of(series: Any) -> EachSymbols:
 
 def _rule_buckets(strategy: Strategy, rule: Any) -> Any:
     """``rule`` as the buckets the core's ``candle_history`` takes for symbol ``i``: clock
-    buckets for fixed lengths, each bar's calendar period otherwise."""
+    buckets for fixed lengths within a day (and for days in UTC), else each bar's
+    calendar period in the backtest's ``timezone=`` (its trading calendar)."""
     try:
         offset = to_offset(rule)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"resample_apply(rule={rule!r}): not a pandas offset ({exc})") from None
-    if isinstance(offset, (pd.offsets.Tick, pd.offsets.Day)):
-        # A day is 24 hours in UTC, so days are fixed lengths too.
+    zone = strategy._calendar
+    utc = zone == "UTC"
+    if isinstance(offset, pd.offsets.Tick) or (isinstance(offset, pd.offsets.Day) and utc):
+        # A day is 24 hours in UTC, so days there are fixed lengths too.
         return strategy._buckets_of(pd.Timedelta(offset.n, "D") if isinstance(offset, pd.offsets.Day)
                                     else pd.Timedelta(offset.nanos, "ns"))
-    calendar = (pd.offsets.Week, pd.offsets.MonthEnd, pd.offsets.QuarterEnd, pd.offsets.YearEnd)
+    calendar = (pd.offsets.Day, pd.offsets.Week, pd.offsets.MonthEnd, pd.offsets.QuarterEnd,
+                pd.offsets.YearEnd)
     if not isinstance(offset, calendar) or offset.n != 1:
-        raise ConfigError(f"resample_apply(rule={rule!r}): a fixed length (\"4h\", \"D\", \"2D\") or "
-                          "one calendar week, month, quarter or year (\"W\", \"W-FRI\", \"ME\", "
-                          "\"QE\", \"YE\")")
+        raise ConfigError(f"resample_apply(rule={rule!r}): a fixed length (\"4h\", \"D\", \"2D\" "
+                          "in UTC) or one calendar day, week, month, quarter or year (\"D\", \"W\", "
+                          f"\"W-FRI\", \"ME\", \"QE\", \"YE\"){'' if utc else f' in {zone}'}")
 
     def periods(i: int) -> dict[str, np.ndarray]:
-        times = _utc_index(strategy._all_ts(i)).tz_localize(None).to_period(offset)
-        labels = times.start_time.as_unit("ns").asi8
-        return {"labels": labels, "ends": times.end_time.as_unit("ns").asi8 + 1}
+        local = _utc_index(strategy._all_ts(i)).tz_convert(zone).tz_localize(None)
+        times = local.to_period(offset)
+
+        def at(naive: pd.DatetimeIndex) -> np.ndarray:  # a local wall time as UTC ns
+            return naive.tz_localize(zone, ambiguous=True, nonexistent="shift_forward") \
+                .tz_convert("UTC").as_unit("ns").asi8
+
+        end = times.end_time.as_unit("ns") + pd.Timedelta(1, "ns")
+        return {"labels": at(times.start_time.as_unit("ns")), "ends": at(end)}
 
     return periods
 

@@ -131,7 +131,7 @@ def _run(
     engine.set_history(config.history)
     ctx = _core.Context(market, bar_class=Bar)
     instance = strategy(ctx, list(market.symbols), params, config.sizer, market, metadata,
-                        records=records)
+                        records=records, calendar=config.timezone)
     hooks = instance._hooks()
     start = trade_start_ns(market, config)
     if start is not None:
@@ -480,7 +480,7 @@ def simulate_stream(
         engine.set_history(keep)
         ctx = _core.Context(first, bar_class=Bar)
         instance = strategy(ctx, names, params, config.sizer, first, stream.metadata,
-                            records=records)
+                            records=records, calendar=config.timezone)
         instance._streamed = True
         hooks = instance._hooks()
         if since is not None:

@@ -626,7 +626,7 @@ class Strategy(StrategyBase):
 
     def __init__(self, ctx: Context, symbols: list[str], params: dict[str, Any], sizer: Sizer,
                  market: Any = None, metadata: pd.DataFrame | None = None, *,
-                 records: Mapping[str, Any] | None = None) -> None:
+                 records: Mapping[str, Any] | None = None, calendar: str = "UTC") -> None:
         params = type(self).check_parameters(params)
         #: History views by (symbol, count) as asked for; each one reads live.
         self._histories: dict[tuple[Any, Any], History] = {}
@@ -674,6 +674,9 @@ class Strategy(StrategyBase):
         self.metadata = metadata
         # Analysis tables with a read cursor per (table, symbol): see records().
         self._record_book = RecordBook(records)
+        # The backtest's timezone= (whose calendar days are its trading days): the days,
+        # weeks and months of tickstep.lib.resample_apply.
+        self._calendar = calendar
         # Bar times per symbol index as self.I gives them (made when first asked for, kept
         # with the market for every run on it), and the columns self.I hands out views of
         # (see _full_series). Attributes like the others: reading the instance's __dict__
