@@ -974,3 +974,25 @@ def test_resample_apply_across_a_daylight_saving_change_is_never_early(rule):
     assert same[theirs.index < pd.Timestamp("2021-03-13")].all()  # up to the change
     if rule == "ME":  # a month's last bar no longer ends it: its value shows a bar later
         assert (~same).sum() > 3
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # backtesting.py's mean of nothing
+def test_barssince_and_quantile_read_as_backtesting_libs(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(300):
+        n = int(rng.integers(0, 8))
+        values = rng.integers(0, 4, n).astype(float)
+        condition = values > 1
+        for form in (condition, list(condition)):
+            assert tickstep.lib.barssince(form) == backtesting.lib.barssince(form)
+            assert tickstep.lib.barssince(form, -1) == backtesting.lib.barssince(form, -1)
+        if n:
+            values[rng.random(n) < 0.2] = np.nan
+        ours, theirs = tickstep.lib.quantile(values), backtesting.lib.quantile(values)
+        assert ours == theirs or (np.isnan(ours) and np.isnan(theirs))
+        if np.isfinite(values).any():
+            for q in (0.0, 0.1, 0.5, 1.0):
+                assert tickstep.lib.quantile(values, q) == backtesting.lib.quantile(values, q)
+    with pytest.raises(tickstep.ConfigError, match=r"quantile\(quantile=10\): a fraction in \[0, 1\]"):
+        tickstep.lib.quantile([1.0, 2.0], 10)

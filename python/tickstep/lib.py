@@ -29,7 +29,7 @@ from tickstep.strategy import (
 )
 from tickstep.studies import Indicator
 
-__all__ = ["TrailingStrategy", "cross", "crossover", "plot_heatmaps", "resample_apply"]
+__all__ = ["TrailingStrategy", "barssince", "cross", "crossover", "plot_heatmaps", "quantile", "resample_apply"]
 
 #: backtesting.py's chart options of an indicator and their defaults (as `Strategy.I`'s).
 _CHART_DEFAULTS = {"plot": True, "overlay": None, "color": None, "scatter": False}
@@ -60,6 +60,28 @@ def crossover(series1: Any, series2: Any) -> bool:
 def cross(series1: Any, series2: Any) -> bool:
     """Whether the two crossed at this bar, either way (`crossover` one way or the other)."""
     return crossover(series1, series2) or crossover(series2, series1)
+
+
+def barssince(condition: Any, default: Any = np.inf) -> Any:
+    """The number of bars since ``condition`` (a sequence of truth values, oldest first,
+    such as ``self.data.Close > self.data.Open``) was last true: 0 when it is true now,
+    ``default`` when it never was."""
+    true = np.flatnonzero(np.asarray(condition, dtype=bool))
+    return default if len(true) == 0 else len(condition) - 1 - int(true[-1])
+
+
+def quantile(series: Any, quantile: float | None = None) -> float:
+    """With ``quantile`` None, the share of ``series``' earlier values below its last one
+    (the last value's rank, 0 to 1; NaN with no value); else the value of ``series`` at
+    that quantile (0 to 1; NaNs left out)."""
+    values = np.asarray(series, dtype=float)
+    if quantile is None:
+        return float(np.mean(values[:-1] < values[-1])) if len(values) else float("nan")
+    if isinstance(quantile, bool) or not isinstance(quantile, (int, float, np.number)) \
+            or not 0 <= quantile <= 1:
+        raise ConfigError(f"quantile(quantile={quantile!r}): a fraction in [0, 1] (0.1 for the "
+                          "10th percentile), or None for the last value's rank")
+    return float(np.nanpercentile(values, quantile * 100))
 
 
 def resample_apply(rule: str, func: Any, series: Any, *args: Any, agg: Any = None, **kwargs: Any) -> Any:
