@@ -996,3 +996,33 @@ def test_barssince_and_quantile_read_as_backtesting_libs(seed):
                 assert tickstep.lib.quantile(values, q) == backtesting.lib.quantile(values, q)
     with pytest.raises(tickstep.ConfigError, match=r"quantile\(quantile=10\): a fraction in \[0, 1\]"):
         tickstep.lib.quantile([1.0, 2.0], 10)
+
+
+class OurQuickStart(quick_start(tickstep.Strategy)):  # type: ignore[misc]
+    """The quick-start for tickstep's batch workers, which take the class by its name."""
+
+
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_multi_backtest_runs_each_frame_alone_as_backtesting_libs():
+    frames = [frame(seed, 300) for seed in range(3)]
+    options = {"cash": 100_000, "commission": 0.002}
+    ours = tickstep.lib.MultiBacktest(frames, OurQuickStart, **options)
+    theirs = backtesting.lib.MultiBacktest(frames, ReferenceQuickStart, **options)
+    table = ours.run(n1=10, n2=20)
+    assert list(table.columns) == [0, 1, 2]
+    for k, data in enumerate(frames):  # each column is that frame's backtest alone
+        alone = tickstep.Backtest(data, OurQuickStart, **options).run(n1=10, n2=20).stats
+        for label in table.index:
+            assert table.loc[label, k] == alone[label] or (pd.isna(table.loc[label, k]) and pd.isna(alone[label]))
+    reference = theirs.run(n1=10, n2=20)
+    same = ["Equity Final [$]", "Equity Peak [$]", "Commissions [$]", "Return [%]", "# Trades",
+            "Win Rate [%]", "Max. Drawdown [%]"]
+    np.testing.assert_allclose(table.loc[same].to_numpy(float), reference.loc[same].to_numpy(float),
+                               rtol=1e-9)
+
+    heatmaps = ours.optimize(n1=[5, 10], n2=[20, 30], maximize="Equity Final [$]")
+    expected = theirs.optimize(n1=[5, 10], n2=[20, 30], maximize="Equity Final [$]")
+    pd.testing.assert_frame_equal(heatmaps, expected.sort_index().astype(float), rtol=1e-12)
+    with pytest.raises(tickstep.ConfigError, match=r"a list of at least one DataFrame"):
+        tickstep.lib.MultiBacktest([], OurQuickStart)

@@ -29,7 +29,7 @@ from tickstep.strategy import (
 )
 from tickstep.studies import Indicator
 
-__all__ = ["TrailingStrategy", "barssince", "cross", "crossover", "plot_heatmaps", "quantile", "resample_apply"]
+__all__ = ["MultiBacktest", "TrailingStrategy", "barssince", "cross", "crossover", "plot_heatmaps", "quantile", "resample_apply"]
 
 #: backtesting.py's chart options of an indicator and their defaults (as `Strategy.I`'s).
 _CHART_DEFAULTS = {"plot": True, "overlay": None, "color": None, "scatter": False}
@@ -315,3 +315,51 @@ def plot_heatmaps(heatmap: pd.Series, agg: str | Any = "max", *, ncols: int = 3,
     if filename:
         fig.write_html(filename, include_plotlyjs=True, auto_open=bool(open_browser))
     return fig
+
+
+class MultiBacktest:
+    """backtesting.py's ``MultiBacktest``: one strategy on several instruments, each
+    frame of ``df_list`` a backtest of its own (``**kwargs`` are `tickstep.Backtest`'s
+    options), run in parallel by `tickstep.batch.run_batch` (its ``executor=`` and
+    ``max_workers=`` may be given too; its results cache is not used). For one account
+    over all of them, give `tickstep.Backtest` the frames as a mapping instead.
+    """
+
+    def __init__(self, df_list: Any, strategy_cls: type[Strategy], *, executor: Any = None,
+                 max_workers: int | None = None, **kwargs: Any) -> None:
+        frames = list(df_list)
+        if not frames or not all(isinstance(f, pd.DataFrame) for f in frames):
+            raise ConfigError("MultiBacktest(df_list=): a list of at least one DataFrame of bars")
+        self._data = {str(i): f for i, f in enumerate(frames)}
+        self._strategy = strategy_cls
+        self._options = kwargs
+        self._where = {"executor": executor, "max_workers": max_workers}
+
+    def _rows(self, params: Any, **search: Any) -> pd.DataFrame:
+        from tickstep.batch import run_batch
+
+        return run_batch(self._strategy, self._data, params=params, cache=False, progress=False,
+                         **self._where, **search, **self._options)
+
+    def run(self, **params: Any) -> pd.DataFrame:
+        """The strategy with ``params`` on each frame: its statistics, a column per frame
+        (0, 1, ... in the order given), as backtesting.py's."""
+        from tickstep.metrics import STAT_LABELS
+
+        rows = self._rows([params] if params else None).set_index("symbols")
+        table = rows.loc[list(self._data), [c for c in STAT_LABELS if c in rows.columns]]
+        table.index = range(len(self._data))
+        return table.transpose()
+
+    def optimize(self, *, maximize: Any = "Sharpe Ratio", constraint: Any = None,
+                 max_tries: int | float | None = None, random_state: int = 0,
+                 **ranges: Any) -> pd.DataFrame:
+        """`tickstep.Backtest.optimize` on each frame, as backtesting.py's: each frame's
+        heatmap (the value maximised of each parameter set that ran, indexed by the
+        parameters) as a column (0, 1, ...)."""
+        from tickstep.backtest import _heatmap_of
+
+        rows = self._rows(ranges, maximize=maximize, constraint=constraint, max_tries=max_tries,
+                          random_state=random_state)
+        return pd.DataFrame({i: _heatmap_of(rows[rows["symbols"] == name], list(ranges), maximize)
+                             for i, name in enumerate(self._data)})
