@@ -383,3 +383,16 @@ def test_a_strategy_without_indicators_draws_no_pane():
     fig = r.plot(symbols=[r.symbols[0]])
     assert not any(getattr(fig.layout[f"yaxis{k}"].title, "text", None) == "indicators"
                    for k in range(2, 8) if f"yaxis{k}" in fig.layout)
+
+
+def test_an_open_overlay_is_decided_by_backtesting_pys_rule():
+    from tickstep.report.figures import _overlays
+
+    closes = np.linspace(100.0, 200.0, 100)
+    assert _overlays(closes * 1.3, closes) and not _overlays(closes * 1.5, closes)
+    assert not _overlays(closes * 0.5, closes)  # an oscillator's scale
+    warm = closes.copy()
+    warm[:45] = np.nan  # 55% of the bars with a value near the close: not a strong majority
+    assert not _overlays(warm, closes)
+    warm[:35] = closes[:35]  # 65%
+    assert _overlays(warm, closes)

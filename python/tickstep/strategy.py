@@ -910,7 +910,7 @@ class Strategy(StrategyBase):
         are taken as it takes them, not handed to ``func``: with ``plot`` (the default)
         the lines are kept in the result (`Result.indicators`, each symbol's values as
         ``next`` read them) and drawn by its plot and report, over the prices when
-        ``overlay`` (None: when most values lie in the prices' range), else in a pane
+        ``overlay`` (None: when most values are within 40% of their bar's close), else in a pane
         below them, in ``color`` (one, or one per line), as points with ``scatter``."""
         chart = _check_chart_options(plot=plot, overlay=overlay, color=color, scatter=scatter)
         if timeframe is not None:
