@@ -396,3 +396,16 @@ def test_an_open_overlay_is_decided_by_backtesting_pys_rule():
     assert not _overlays(warm, closes)
     warm[:35] = closes[:35]  # 65%
     assert _overlays(warm, closes)
+
+
+def test_kept_indicators_start_with_the_results_prices_after_a_warm_up(charted):
+    # trade_start= leaves the bars before it out of the result: the indicators too, each
+    # value still the one next() read at its bar.
+    start = pd.Timestamp("2021-06-01", tz="UTC")
+    later = tickstep.Backtest(tickstep.data.example_daily(), Charted, cash=100_000,
+                              trade_start=start).run()
+    for symbol in later.symbols:
+        kept = later.indicators(symbol)
+        assert kept.index.equals(later.prices(symbol).index) and kept.index[0] >= start
+        whole = charted.indicators(symbol)
+        pd.testing.assert_frame_equal(kept, whole.loc[kept.index])
