@@ -279,10 +279,10 @@ def plot_heatmaps(heatmap: pd.Series, agg: str | Any = "max", *, ncols: int = 3,
     from itertools import combinations
 
     from tickstep.report._deps import plotly_objects
-    from tickstep.report.heatmap import heatmap_table
+    from tickstep.report.heatmap import agg_name, heatmap_cells, heatmap_table
 
-    names = [n for n in heatmap.index.names if n is not None]
-    if not isinstance(heatmap, pd.Series) or len(names) < 2 or len(names) != heatmap.index.nlevels:
+    names = [n for n in heatmap.index.names if n is not None] if isinstance(heatmap, pd.Series) else []
+    if len(names) < 2 or len(names) != heatmap.index.nlevels:
         raise ConfigError("plot_heatmaps(heatmap=): the Series of optimize(..., return_heatmap=True) "
                           "over at least two named parameters")
     if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
@@ -299,9 +299,8 @@ def plot_heatmaps(heatmap: pd.Series, agg: str | Any = "max", *, ncols: int = 3,
                         horizontal_spacing=0.08, vertical_spacing=0.12)
     for k, (x, y) in enumerate(pairs):
         table = heatmap_table(rows, x=x, y=y, metric=metric, agg=agg)
-        z = table.to_numpy(dtype=float)
         fig.add_trace(go.Heatmap(
-            z=[[None if np.isnan(v) else float(v) for v in row] for row in z],
+            z=heatmap_cells(table),
             x=[str(v) for v in table.columns], y=[str(v) for v in table.index],
             coloraxis="coloraxis", name=f"{y} by {x}",
             hovertemplate=f"{x}=%{{x}}<br>{y}=%{{y}}<br>{metric}: %{{z:.4g}}<extra></extra>",
@@ -310,8 +309,7 @@ def plot_heatmaps(heatmap: pd.Series, agg: str | Any = "max", *, ncols: int = 3,
         fig.update_yaxes(title_text=y, type="category", row=k // cols + 1, col=k % cols + 1)
     fig.update_layout(template="plotly_white", width=plot_width, height=120 + 320 * nrows,
                       coloraxis={"colorscale": "Viridis", "colorbar": {"title": {"text": metric}}},
-                      title={"text": f"{metric} (other parameters: "
-                                     f"{agg if isinstance(agg, str) else getattr(agg, '__name__', 'agg')})"})
+                      title={"text": f"{metric} (other parameters: {agg_name(agg)})"})
     if filename:
         fig.write_html(filename, include_plotlyjs=True, auto_open=bool(open_browser))
     return fig

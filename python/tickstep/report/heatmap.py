@@ -33,6 +33,16 @@ def _metric(results: pd.DataFrame, metric: str | None) -> str:
     return metric
 
 
+def agg_name(agg: str | Callable[[pd.Series], float]) -> str:
+    """How the other parameters were aggregated, as a title says it."""
+    return agg if isinstance(agg, str) else getattr(agg, "__name__", "agg")
+
+
+def heatmap_cells(table: pd.DataFrame) -> list[list[float | None]]:
+    """A `heatmap_table` as Plotly's ``z``: its values by row, None where there is none."""
+    return [[None if np.isnan(v) else float(v) for v in row] for row in table.to_numpy(dtype=float)]
+
+
 def heatmap_table(results: pd.DataFrame, x: str, y: str, metric: str | None = None,
                   agg: str | Callable[[pd.Series], float] = "max") -> pd.DataFrame:
     """``metric`` by ``y`` (rows) and ``x`` (columns), other parameters aggregated by ``agg``.
@@ -106,10 +116,10 @@ def plot_heatmap(results: pd.DataFrame, x: str, y: str, metric: str | None = Non
     metric = _metric(results, metric)
     z = table.to_numpy(dtype=float)
     text = [["" if np.isnan(v) else f"{v:.3g}" for v in row] for row in z]
-    how = agg if isinstance(agg, str) else getattr(agg, "__name__", "agg")
+    how = agg_name(agg)
     spec = {
         "data": [{
-            "type": "heatmap", "z": [[None if np.isnan(v) else float(v) for v in row] for row in z],
+            "type": "heatmap", "z": heatmap_cells(table),
             "x": [str(v) for v in table.columns], "y": [str(v) for v in table.index],
             "text": text, "texttemplate": "%{text}", "colorscale": "Viridis",
             "colorbar": {"title": {"text": metric}},
