@@ -10,8 +10,13 @@
 //! * **When a candle completes** is decided from this symbol's own bars up to the current
 //!   one — nothing later, nothing from other symbols. A bar starting at `ts` is taken to
 //!   end at `ts + spacing`, where `spacing` is the greatest common divisor of the gaps
-//!   between the symbol's bars so far (unknown before its second bar). The candle is
-//!   complete, and visible in [`CandleSeries::last`] and friends:
+//!   between the symbol's bars so far (unknown before its second bar), read on the clock
+//!   the bars keep: UTC, or the calendar's wall clock ([`WallClock`], the backtest's
+//!   timezone), whichever gives the coarser spacing. Daily bars stamped at local
+//!   midnight are 23 or 25 hours apart in UTC across a change of offset (daylight
+//!   saving), which would make their spacing an hour; on the wall clock they stay a day
+//!   apart, and such a bar ends at the next local midnight. The candle is complete, and
+//!   visible in [`CandleSeries::last`] and friends:
 //!   - with the bar that ends at or after the bucket end (its last bar by the spacing
 //!     seen so far), or
 //!   - else with the symbol's first bar of a later bucket (the bucket's final bars were
@@ -35,6 +40,7 @@
 
 use std::collections::VecDeque;
 use std::ops::Deref;
+use std::sync::Arc;
 
 use crate::rolling::Rolling;
 
@@ -80,13 +86,14 @@ pub struct CandleHistory {
 
 /// [`CandleHistory`] of the bars `ts` with columns `open`, `high`, `low`, `close`,
 /// `volume` (each as long as `ts`), bar `i` of bucket `bucket(i)` ([`NO_BUCKET`] for
-/// none). Bars must come in time order.
+/// none), their spacing read on `clock` too. Bars must come in time order.
 pub fn history(
     ts: &[i64],
     [open, high, low, close, volume]: [&[f64]; 5],
+    clock: Arc<WallClock>,
     bucket: impl Fn(usize) -> (i64, i64),
 ) -> CandleHistory {
-    let mut series = CandleSeries::new(1);
+    let mut series = CandleSeries::with_clock(1, clock);
     let mut out = CandleHistory {
         candles: CandleColumns::default(),
         joined: Vec::with_capacity(ts.len()),
@@ -205,40 +212,208 @@ pub struct CandleSeries {
     completed_bucket: Option<i64>,
     /// The symbol's bar spacing known so far; see the module docs.
     spacing: BarSpacing,
+    /// The calendar's wall clock, on which the spacing is read too (None: UTC, where
+    /// there is nothing more to read).
+    clock: Option<Arc<WallClock>>,
+}
+
+/// The calendar's wall clock: the UTC offset in force from each instant on (the
+/// backtest's timezone, its daylight saving included), read where bars may be stamped on
+/// local time. UTC by default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WallClock {
+    /// The instant (ns UTC) from which each offset is in force, ascending; the first
+    /// offset also holds before its start, and a sentinel `i64::MAX` closes the last.
+    starts: Vec<i64>,
+    /// The offsets (ns, local minus UTC), one per start.
+    offsets: Vec<i64>,
+    /// Every offset is 0: the wall clock is UTC and nothing is converted.
+    utc: bool,
+}
+
+impl Default for WallClock {
+    fn default() -> Self {
+        WallClock::utc()
+    }
+}
+
+impl WallClock {
+    /// UTC: no offset, ever.
+    pub fn utc() -> Self {
+        WallClock {
+            starts: vec![i64::MIN, i64::MAX],
+            offsets: vec![0],
+            utc: true,
+        }
+    }
+
+    /// The offset `offsets[k]` (ns, local minus UTC) in force from instant `starts[k]` on
+    /// (ns UTC, strictly ascending; the first offset also holds before `starts[0]`).
+    pub fn new(starts: Vec<i64>, offsets: Vec<i64>) -> std::result::Result<Self, String> {
+        if starts.is_empty() || starts.len() != offsets.len() {
+            return Err(format!(
+                "a wall clock needs one offset per start, at least one: got {} starts and {} offsets",
+                starts.len(),
+                offsets.len()
+            ));
+        }
+        if let Some(k) = (1..starts.len()).find(|&k| starts[k] <= starts[k - 1]) {
+            return Err(format!(
+                "the wall clock's starts must be strictly ascending: start {k} ({}) is not after start {} ({})",
+                starts[k],
+                k - 1,
+                starts[k - 1]
+            ));
+        }
+        if starts[starts.len() - 1] == i64::MAX {
+            return Err(
+                "the wall clock's last start must be before the end of time (i64 max)".into(),
+            );
+        }
+        // A day either way spans every offset a timezone has had (-12:00 to +14:00).
+        const DAY: i64 = 86_400_000_000_000;
+        if let Some(k) = offsets.iter().position(|o| o.abs() > DAY) {
+            return Err(format!(
+                "the wall clock's offset {k} ({} ns) is more than a day from UTC",
+                offsets[k]
+            ));
+        }
+        let utc = offsets.iter().all(|&o| o == 0);
+        let mut starts = starts;
+        starts[0] = i64::MIN;
+        starts.push(i64::MAX);
+        Ok(WallClock {
+            starts,
+            offsets,
+            utc,
+        })
+    }
+
+    /// The period (index of its offset) of the instant `ts`, looked for from period
+    /// `from` on: instants come in time order, so the walk is short.
+    #[inline]
+    fn period_of(&self, ts: i64, mut from: usize) -> usize {
+        while ts >= self.starts[from + 1] {
+            from += 1;
+        }
+        from
+    }
+
+    /// The instant (ns UTC) at which the wall clock reads `wall`, looked for from
+    /// period `from` on. A wall time read twice (the hour repeated when clocks go back)
+    /// gives the later instant, one skipped (clocks going forward) the first instant
+    /// after it, the change itself: a bar taken to end there never ends early.
+    fn instant(&self, wall: i64, from: usize) -> i64 {
+        // The last period whose offset puts `wall` at or after the period's start.
+        let mut k = from;
+        let mut at = wall.saturating_sub(self.offsets[k]);
+        while k + 1 < self.offsets.len() {
+            let next = wall.saturating_sub(self.offsets[k + 1]);
+            if next < self.starts[k + 1] {
+                break;
+            }
+            (k, at) = (k + 1, next);
+        }
+        // Past that period's end: the wall time was skipped.
+        at.min(self.starts[k + 1])
+    }
 }
 
 /// The spacing of one symbol's bars as known from its bars so far: the greatest common
-/// divisor of the gaps between them (never more than the smallest gap).
+/// divisor of the gaps between them (never more than the smallest gap), in UTC and, with
+/// a wall clock, on it; the coarser of the two is the bars' own.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct BarSpacing {
     last_ts: Option<i64>,
+    /// The gcd of the gaps in UTC.
     gcd: Option<i64>,
+    /// The same bars on the calendar's wall clock (left at its default in UTC).
+    wall: WallSpacing,
+}
+
+/// A symbol's bar spacing on the calendar's wall clock.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct WallSpacing {
+    /// The last bar's wall time.
+    last: i64,
+    /// The gcd of the gaps on the wall clock (a gap of none or less, the hour clocks go
+    /// back, left out).
+    gcd: Option<i64>,
+    /// The wall clock's period of the last bar.
+    period: usize,
+    /// The bars keep the wall clock: its gcd is coarser than UTC's.
+    kept: bool,
 }
 
 impl BarSpacing {
-    /// Takes the bar at `ts` into account (bars come in time order).
-    fn observe(&mut self, ts: i64) {
+    /// Takes the bar at `ts` into account (bars come in time order), on the wall `clock`
+    /// too when there is one.
+    // Always inlined: the market phase calls it per bar and timeframe, where a call costs
+    // about as much as the gcd. The wall clock's part is out of line: UTC runs skip it.
+    #[inline(always)]
+    fn observe(&mut self, ts: i64, clock: Option<&WallClock>) {
         if let Some(last) = self.last_ts {
             let gap = ts.saturating_sub(last);
             if gap > 0 {
                 self.gcd = Some(self.gcd.map_or(gap, |g| gcd(g, gap)));
             }
         }
+        if let Some(clock) = clock {
+            self.observe_wall(ts, clock);
+        }
         self.last_ts = Some(ts);
     }
 
-    /// The spacing known so far (None before the second bar).
-    fn get(&self) -> Option<i64> {
-        self.gcd
+    #[inline(never)]
+    fn observe_wall(&mut self, ts: i64, clock: &WallClock) {
+        let w = &mut self.wall;
+        w.period = clock.period_of(ts, w.period);
+        // Wrapping: no bar is within a day of i64's ends (years 1678 and 2262), and a gap
+        // that wrapped would be left out as none.
+        let wall = ts.wrapping_add(clock.offsets[w.period]);
+        let gap = wall.wrapping_sub(w.last);
+        if self.last_ts.is_some() && gap > 0 {
+            w.gcd = Some(w.gcd.map_or(gap, |g| gcd(g, gap)));
+        }
+        w.last = wall;
+        w.kept = matches!((self.gcd, w.gcd), (Some(u), Some(g)) if g > u);
     }
 
-    /// The instant the bar at `ts` is taken to end, if the spacing is known.
-    fn bar_end(&self, ts: i64) -> Option<i64> {
-        self.gcd.map(|g| ts.saturating_add(g))
+    /// The spacing known so far (None before the second bar), on the bars' own clock.
+    fn get(&self) -> Option<i64> {
+        if self.wall.kept {
+            self.wall.gcd
+        } else {
+            self.gcd
+        }
+    }
+
+    /// The instant the bar at `ts`, the last observed, is taken to end, if the spacing
+    /// is known: a spacing later on the clock the bars keep.
+    #[inline(always)]
+    fn bar_end(&self, ts: i64, clock: Option<&WallClock>) -> Option<i64> {
+        match clock {
+            Some(clock) if self.wall.kept => Some(self.wall.end(clock)),
+            _ => self.gcd.map(|g| ts.saturating_add(g)),
+        }
     }
 }
 
+impl WallSpacing {
+    /// The instant the last bar ends on the wall clock (its spacing is known).
+    #[inline(never)]
+    fn end(&self, clock: &WallClock) -> i64 {
+        let g = self.gcd.expect("a wall clock's spacing is known once kept");
+        clock.instant(self.last.saturating_add(g), self.period)
+    }
+}
+
+#[inline(always)]
 fn gcd(mut a: i64, mut b: i64) -> i64 {
+    // Regular bars: the gap is the spacing already, and a division costs tens of cycles.
+    if a == b {
+        return a;
+    }
     while b != 0 {
         (a, b) = (b, a % b);
     }
@@ -251,6 +426,16 @@ impl CandleSeries {
     /// # Panics
     /// If `capacity` is 0.
     pub fn new(capacity: usize) -> Self {
+        Self::with_clock(capacity, Arc::new(WallClock::utc()))
+    }
+
+    /// [`new`](Self::new), the bars' spacing read on the calendar's wall `clock` too
+    /// (see the module docs).
+    ///
+    /// # Panics
+    /// If `capacity` is 0.
+    pub fn with_clock(capacity: usize, clock: Arc<WallClock>) -> Self {
+        let clock = (!clock.utc).then_some(clock);
         assert!(
             capacity >= 1,
             "a candle series must keep at least 1 completed candle"
@@ -263,6 +448,7 @@ impl CandleSeries {
             forming_bucket: i64::MIN,
             completed_bucket: None,
             spacing: BarSpacing::default(),
+            clock,
         }
     }
 
@@ -284,7 +470,7 @@ impl CandleSeries {
         close: f64,
         volume: f64,
     ) -> Completed {
-        self.spacing.observe(ts);
+        self.spacing.observe(ts, self.clock.as_deref());
         let mut done = Completed::default();
         match &mut self.forming {
             Some(forming) if self.forming_bucket == label => {
@@ -320,7 +506,7 @@ impl CandleSeries {
         }
         if self
             .spacing
-            .bar_end(ts)
+            .bar_end(ts, self.clock.as_deref())
             .is_some_and(|bar_end| bar_end >= end)
         {
             if let Some(forming) = self.forming.take() {
@@ -354,7 +540,7 @@ impl CandleSeries {
     /// still tells the time: once its `ts` reaches the forming candle's end, that candle
     /// is complete. It also counts for the symbol's bar spacing.
     pub fn observe_time(&mut self, ts: i64) -> Completed {
-        self.spacing.observe(ts);
+        self.spacing.observe(ts, self.clock.as_deref());
         let mut done = Completed::default();
         if self.forming.is_some_and(|f| ts >= f.end) {
             let forming = self.forming.take().expect("checked above");
@@ -363,8 +549,8 @@ impl CandleSeries {
         done
     }
 
-    /// The symbol's bar spacing known so far (the gcd of its gaps; None before its
-    /// second bar).
+    /// The symbol's bar spacing known so far (the gcd of its gaps on the clock the bars
+    /// keep; None before its second bar).
     pub fn spacing(&self) -> Option<i64> {
         self.spacing.get()
     }

@@ -482,7 +482,7 @@ fn a_bar_for_a_completed_bucket_starts_a_candle_of_its_own() {
 fn history_of(times: &[i64], outside: Option<i64>) -> CandleHistory {
     let prices: Vec<f64> = (0..times.len()).map(|i| i as f64).collect();
     let p = &prices[..];
-    history(times, [p, p, p, p, p], |i| {
+    history(times, [p, p, p, p, p], Default::default(), |i| {
         if Some(times[i]) == outside {
             (NO_BUCKET, 0)
         } else {
@@ -519,4 +519,167 @@ fn history_gives_a_late_bar_its_own_candle_and_skips_a_bar_in_no_bucket() {
     assert_eq!(h.candles.end, vec![HOUR, HOUR]);
     assert_eq!(h.joined, vec![0, 0, 1, -1, 2]);
     assert_eq!(h.completed, vec![0, 1, 2, 2, 2]);
+}
+
+// ---- the calendar's wall clock ---------------------------------------------------------
+
+/// New York in 2024: EST (−5h) until 2024-03-10 07:00 UTC, EDT (−4h) until 2024-11-03
+/// 06:00 UTC, EST again.
+fn new_york_2024() -> (WallClock, i64, i64) {
+    let spring = 1_710_054_000 * 1_000_000_000; // 2024-03-10 07:00 UTC
+    let fall = 1_730_613_600 * 1_000_000_000; // 2024-11-03 06:00 UTC
+    let clock = WallClock::new(
+        vec![spring - 400 * DAY, spring, fall],
+        vec![-5 * HOUR, -4 * HOUR, -5 * HOUR],
+    )
+    .expect("a valid clock");
+    (clock, spring, fall)
+}
+
+#[test]
+fn a_wall_time_is_found_in_its_period_and_never_early_where_clocks_change() {
+    let (clock, spring, fall) = new_york_2024();
+    let local = |utc: i64, offset: i64| utc + offset;
+    // Ordinary times on either side of a change, looked for from an earlier period.
+    assert_eq!(
+        clock.instant(local(spring - DAY, -5 * HOUR), 0),
+        spring - DAY
+    );
+    assert_eq!(
+        clock.instant(local(spring + DAY, -4 * HOUR), 0),
+        spring + DAY
+    );
+    assert_eq!(clock.instant(local(fall + DAY, -5 * HOUR), 1), fall + DAY);
+    // 02:30 on 2024-03-10 never happens (01:59 EST is followed by 03:00 EDT): the change.
+    let skipped = local(spring, -5 * HOUR) + 30 * MINUTE;
+    assert_eq!(clock.instant(skipped, 0), spring);
+    // 01:30 on 2024-11-03 happens twice (EDT, then EST an hour later): the later one.
+    let twice = local(fall, -4 * HOUR) - 30 * MINUTE;
+    assert_eq!(clock.instant(twice, 1), fall + 30 * MINUTE);
+    // Before the first start the first offset holds.
+    assert_eq!(clock.instant(-5 * HOUR, 0), 0);
+}
+
+#[test]
+fn a_wall_clock_is_refused_with_what_is_wrong() {
+    let err = |starts: Vec<i64>, offsets: Vec<i64>| WallClock::new(starts, offsets).unwrap_err();
+    assert!(err(vec![], vec![]).contains("one offset per start"));
+    assert!(err(vec![0, 1], vec![0]).contains("got 2 starts and 1 offsets"));
+    assert!(err(vec![0, 5, 5], vec![0, 1, 2]).contains("start 2 (5) is not after start 1 (5)"));
+    assert!(err(vec![0, i64::MAX], vec![0, 0]).contains("before the end of time"));
+    assert!(err(vec![0], vec![DAY + 1]).contains("more than a day from UTC"));
+}
+
+/// Feeds `timestamps` (each bar's bucket from `bucket`) and lists, per bar, the labels
+/// of the candles it completed.
+fn completions(
+    series: &mut CandleSeries,
+    timestamps: &[i64],
+    bucket: impl Fn(i64) -> (i64, i64),
+) -> Vec<Vec<i64>> {
+    timestamps
+        .iter()
+        .map(|&ts| {
+            series
+                .feed(ts, bucket(ts), (1.0, 1.0, 1.0, 1.0, 1.0))
+                .iter()
+                .map(|c| c.ts)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn daily_bars_at_local_midnight_complete_their_day_across_both_changes() {
+    let (clock, spring, fall) = new_york_2024();
+    let clock = Arc::new(clock);
+    // A bar at each New York midnight from 2024-03-04 to 2024-03-15 and from 2024-10-28
+    // to 2024-11-08, weekdays only (Monday 00:00 EST = 05:00 UTC).
+    let first_monday = spring - 6 * DAY - 2 * HOUR; // 2024-03-04 05:00 UTC
+    let fall_monday = fall - 6 * DAY - 2 * HOUR; // 2024-10-28 04:00 UTC
+    let mut bars = Vec::new();
+    for monday in [first_monday, fall_monday] {
+        for day in (0..12).filter(|d| d % 7 < 5) {
+            let utc = monday + day * DAY;
+            // Past a change the same wall time is an hour earlier or later in UTC.
+            let shift = if monday == first_monday && utc > spring {
+                -HOUR
+            } else if monday == fall_monday && utc > fall {
+                HOUR
+            } else {
+                0
+            };
+            bars.push(utc + shift);
+        }
+    }
+    // Local days as the caller gives them: a bar's bucket is its own local day.
+    let own_day = |ts: i64| {
+        let k = bars.iter().position(|&b| b == ts).expect("a bar");
+        let next = bars.get(k + 1).copied().unwrap_or(ts + 3 * DAY);
+        let end = if next - ts < 2 * DAY { next } else { ts + DAY };
+        (ts, end)
+    };
+    let mut wall = CandleSeries::with_clock(5, Arc::clone(&clock));
+    let on_wall = completions(&mut wall, &bars, own_day);
+    // Every bar from the second on completes its own day (the first: the spacing is not
+    // known yet, so its day completes with the next bar).
+    assert_eq!(on_wall[0], Vec::<i64>::new());
+    assert_eq!(on_wall[1], vec![bars[0], bars[1]]);
+    for (k, done) in on_wall.iter().enumerate().skip(2) {
+        assert_eq!(done, &vec![bars[k]], "bar {k}");
+    }
+    assert_eq!(wall.spacing(), Some(DAY));
+    // In UTC alone the 71- and 73-hour weekends make the spacing an hour: past the first
+    // change, a day completes only with the next bar.
+    let mut utc = CandleSeries::new(5);
+    let in_utc = completions(&mut utc, &bars, own_day);
+    assert_eq!(utc.spacing(), Some(HOUR));
+    let late = (0..bars.len())
+        .find(|&k| in_utc[k] != on_wall[k])
+        .expect("a difference");
+    assert!(bars[late] > spring, "the same up to the first change");
+}
+
+#[test]
+fn bars_kept_on_utc_keep_their_utc_spacing_under_a_wall_clock() {
+    // Four-hourly bars on the UTC clock around New York's spring change: on the wall
+    // clock they are 3 hours apart once, so UTC's spacing (4 hours) is the coarser and
+    // every candle completes as without the wall clock.
+    let (clock, spring, _) = new_york_2024();
+    let bars: Vec<i64> = (0..36)
+        .map(|k| spring - 3 * HOUR - 2 * DAY + k * 4 * HOUR)
+        .collect();
+    let day = |ts: i64| clock_bucket(ts, DAY, 0);
+    let mut wall = CandleSeries::with_clock(5, Arc::new(clock));
+    let mut utc = CandleSeries::new(5);
+    assert_eq!(
+        completions(&mut wall, &bars, day),
+        completions(&mut utc, &bars, day)
+    );
+    assert_eq!(wall.spacing(), Some(4 * HOUR));
+}
+
+#[test]
+fn minute_bars_complete_the_same_candles_under_a_wall_clock() {
+    // Random minute bars with gaps across both of New York's changes: both clocks read a
+    // spacing of a minute, so the wall clock changes no candle, bar for bar.
+    let (clock, spring, fall) = new_york_2024();
+    let clock = Arc::new(clock);
+    let mut rng = XorShift(41);
+    let mut bars = Vec::new();
+    for change in [spring, fall] {
+        let mut ts = change - 3 * HOUR;
+        for _ in 0..2_000 {
+            ts += MINUTE * (1 + (rng.unit() * 3.0) as i64) * if rng.unit() < 0.01 { 30 } else { 1 };
+            bars.push(ts);
+        }
+    }
+    for period in [15 * MINUTE, HOUR, DAY] {
+        let bucket = |t: i64| clock_bucket(t, period, 0);
+        let mut wall = CandleSeries::with_clock(5, Arc::clone(&clock));
+        let mut utc = CandleSeries::new(5);
+        let done = completions(&mut wall, &bars, bucket);
+        assert_eq!(done, completions(&mut utc, &bars, bucket));
+        assert!(done.iter().filter(|d| !d.is_empty()).count() >= 4);
+    }
 }

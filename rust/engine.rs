@@ -204,6 +204,12 @@ impl Engine {
         Ok(())
     }
 
+    /// The calendar's wall clock (the backtest's timezone), set before the run: each
+    /// timeframe reads its bars' spacing on it too (see [`crate::candles`]).
+    pub fn set_wall_clock(&mut self, clock: crate::candles::WallClock) {
+        self.studies.set_wall_clock(clock);
+    }
+
     /// Make room for about `orders` orders (and fills) and `trades` closed trades before a
     /// run whose strategy can bound them (signals mode): the logs then grow without
     /// copying themselves. Only a hint; results do not depend on it.

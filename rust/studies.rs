@@ -4,7 +4,9 @@
 //!
 //! Every value read during a tick reflects bars up to and including that tick only.
 
-use crate::candles::{self, clock_bucket, CandleHistory, CandleSeries};
+use std::sync::Arc;
+
+use crate::candles::{self, clock_bucket, CandleHistory, CandleSeries, WallClock};
 use crate::error::{EngineError, Result};
 use crate::market::{prefetch, Market, SymbolBars, PREFETCH_AHEAD};
 use crate::rolling::{BarColumns, Rolling, RollingKind, Source};
@@ -33,8 +35,9 @@ impl Buckets {
         }
     }
 
-    /// Symbol `s`'s whole history in these buckets (see [`CandleHistory`]).
-    fn history(&self, s: usize, b: &SymbolBars) -> CandleHistory {
+    /// Symbol `s`'s whole history in these buckets (see [`CandleHistory`]), its bars'
+    /// spacing read on `clock` too.
+    fn history(&self, s: usize, b: &SymbolBars, clock: &Arc<WallClock>) -> CandleHistory {
         let ts = &b.ts[..];
         let columns = [
             &b.open[..],
@@ -43,25 +46,36 @@ impl Buckets {
             &b.close[..],
             &b.volume[..],
         ];
-        candles::history(ts, columns, |i| self.of(s, i, ts[i]))
+        candles::history(ts, columns, Arc::clone(clock), |i| self.of(s, i, ts[i]))
     }
 }
 
 /// The candles of clock buckets (`period` ns from `origin`) over one symbol's whole
-/// bars, bar by bar as the engine would build them, with no timeframe declared (nothing
-/// in the market phase keeps them).
-pub fn clock_history(b: &SymbolBars, period: i64, origin: i64) -> Result<CandleHistory> {
+/// bars, bar by bar as the engine would build them on the calendar's wall `clock`, with
+/// no timeframe declared (nothing in the market phase keeps them).
+pub fn clock_history(
+    b: &SymbolBars,
+    period: i64,
+    origin: i64,
+    clock: &Arc<WallClock>,
+) -> Result<CandleHistory> {
     if period <= 0 {
         return Err(EngineError::InvalidConfig(format!(
             "timeframe period {period} ns must be positive"
         )));
     }
-    Ok(Buckets::Clock { period, origin }.history(0, b))
+    Ok(Buckets::Clock { period, origin }.history(0, b, clock))
 }
 
 /// The candles of buckets computed by the caller (a label and an end per bar, the label
-/// [`NO_BUCKET`](candles::NO_BUCKET) for a bar in none) over one symbol's whole bars.
-pub fn given_history(b: &SymbolBars, labels: Vec<i64>, ends: Vec<i64>) -> Result<CandleHistory> {
+/// [`NO_BUCKET`](candles::NO_BUCKET) for a bar in none) over one symbol's whole bars, on
+/// the calendar's wall `clock`.
+pub fn given_history(
+    b: &SymbolBars,
+    labels: Vec<i64>,
+    ends: Vec<i64>,
+    clock: &Arc<WallClock>,
+) -> Result<CandleHistory> {
     if labels.len() != b.len() || ends.len() != b.len() {
         return Err(EngineError::InvalidConfig(format!(
             "labels ({}) and ends ({}) must have one entry per bar ({})",
@@ -74,11 +88,13 @@ pub fn given_history(b: &SymbolBars, labels: Vec<i64>, ends: Vec<i64>) -> Result
         labels: vec![labels],
         ends: vec![ends],
     };
-    Ok(buckets.history(0, b))
+    Ok(buckets.history(0, b, clock))
 }
 
 struct Timeframe {
     buckets: Buckets,
+    /// Completed candles kept per symbol.
+    capacity: usize,
     series: Vec<CandleSeries>,
 }
 
@@ -350,9 +366,27 @@ pub struct Studies {
     /// A base-bar statistic was reset: its values from the next bar on are to be computed
     /// again (`compute_ahead`).
     stale: bool,
+    /// The calendar's wall clock, on which every timeframe reads its bars' spacing too.
+    clock: Arc<WallClock>,
 }
 
 impl Studies {
+    /// The calendar's wall clock (the backtest's timezone): the timeframes read their
+    /// bars' spacing on it too (see [`candles`]), those declared already included.
+    pub fn set_wall_clock(&mut self, clock: WallClock) {
+        self.clock = Arc::new(clock);
+        for timeframe in &mut self.timeframes {
+            timeframe.series = (0..timeframe.series.len())
+                .map(|_| CandleSeries::with_clock(timeframe.capacity, Arc::clone(&self.clock)))
+                .collect();
+        }
+    }
+
+    /// The calendar's wall clock.
+    pub fn wall_clock(&self) -> &Arc<WallClock> {
+        &self.clock
+    }
+
     pub fn is_empty(&self) -> bool {
         self.timeframes.is_empty() && self.base_rolling.is_empty() && self.column_rolling.is_empty()
     }
@@ -423,7 +457,10 @@ impl Studies {
     ) -> Result<usize> {
         self.timeframes.push(Timeframe {
             buckets,
-            series: (0..symbols).map(|_| CandleSeries::new(capacity)).collect(),
+            capacity,
+            series: (0..symbols)
+                .map(|_| CandleSeries::with_clock(capacity, Arc::clone(&self.clock)))
+                .collect(),
         });
         self.by_timeframe.push(Vec::new());
         Ok(self.timeframes.len() - 1)
@@ -780,7 +817,7 @@ impl Studies {
     pub fn candle_history(&self, tf: usize, s: usize, b: &SymbolBars) -> Result<CandleHistory> {
         self.timeframes
             .get(tf)
-            .map(|t| t.buckets.history(s, b))
+            .map(|t| t.buckets.history(s, b, &self.clock))
             .ok_or_else(|| EngineError::InvalidConfig(format!("no timeframe {tf}")))
     }
 

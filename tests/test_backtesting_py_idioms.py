@@ -933,9 +933,10 @@ def recorded_period_mean(base, rule: str):  # type: ignore[no-untyped-def]
 def periods_in_both(rule: str, zone: str) -> tuple[pd.Series, pd.Series]:
     """`recorded_period_mean`'s values by local time: here on bars in ``zone`` with
     ``timezone=zone``, and backtesting.py's on the same bars in local time (daily bars
-    at local midnight on weekdays, or 6-hourly ones for days)."""
-    freq = "6h" if rule == "D" else "B"
-    local = frame(4, 300).set_axis(pd.date_range("2021-01-04", periods=300, freq=freq))
+    at local midnight on weekdays, or 6-hourly ones for days; both span the changes of
+    offset of spring 2021 in either hemisphere)."""
+    freq, n = ("6h", 640) if rule == "D" else ("B", 300)
+    local = frame(4, n).set_axis(pd.date_range("2021-01-04", periods=n, freq=freq))
     ours_cls = recorded_period_mean(tickstep.Strategy, rule)
     theirs_cls = recorded_period_mean(ReferenceStrategy, rule)
     aware = local.tz_localize(zone)
@@ -960,20 +961,17 @@ def test_resample_apply_periods_are_the_backtests_calendar(rule, zone):
 
 
 @pytest.mark.parametrize("rule", ["W", "ME", "D"])
-def test_resample_apply_across_a_daylight_saving_change_is_never_early(rule):
-    # After a change of UTC offset the gaps between the bars (71 hours over a weekend,
-    # 5 hours overnight) make their spacing read as an hour, so a period can complete a
-    # bar later than by its last bar: one bar later than before the change, never earlier.
-    ours, theirs = periods_in_both(rule, "America/New_York")
-    ours = ours.reindex(theirs.index)
-    # Before the change a day shows at its last bar here, a bar before backtesting.py.
-    usual = theirs.shift(-1) if rule == "D" else theirs
-    late = theirs if rule == "D" else theirs.shift(1)
-    same = (ours == usual) | (ours.isna() & usual.isna())
-    assert (same | (ours == late) | (ours.isna() & late.isna())).all()
-    assert same[theirs.index < pd.Timestamp("2021-03-13")].all()  # up to the change
-    if rule == "ME":  # a month's last bar no longer ends it: its value shows a bar later
-        assert (~same).sum() > 3
+@pytest.mark.parametrize("zone", ["America/New_York", "Europe/London", "Australia/Sydney"])
+def test_resample_apply_across_daylight_saving_changes_keeps_the_local_calendar(rule, zone):
+    # Across a change of UTC offset, bars at local midnight are 71 or 73 hours apart over
+    # a weekend in UTC (6-hourly ones 5 or 7 hours overnight), which in UTC would read
+    # as hourly bars and complete a period a bar late. On the calendar's wall clock they
+    # stay a day (6 hours) apart: every period shows as it does in a zone without a
+    # change, backtesting.py's values (a day a bar earlier, at its last bar).
+    ours, theirs = periods_in_both(rule, zone)
+    if rule == "D":
+        ours = ours.shift(1)
+    pd.testing.assert_series_equal(ours.reindex(theirs.index), theirs, check_names=False, rtol=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -40,6 +40,8 @@ def ns(period):
         return int(pd.Timedelta(minutes=int(period[:-1])).value)
     if period.endswith("d"):
         return int(pd.Timedelta(days=int(period[:-1])).value)
+    if period.endswith("w"):
+        return int(pd.Timedelta(weeks=int(period[:-1])).value)
     return int(pd.Timedelta(period).value)
 
 
@@ -210,15 +212,37 @@ def spacing_so_far(ts):
     return np.r_[0, np.gcd.accumulate(np.diff(ts))] if len(ts) else np.zeros(0, np.int64)
 
 
-def expected_view(frame, label, end):
+def bar_ends(ts, zone=None):
+    """Where each bar is taken to end, as known at that bar (-1: not yet known): a
+    spacing after it, the spacing read on the clock the bars keep: UTC, or the wall clock
+    of the backtest's ``zone`` when its gcd of the gaps (those above 0) is the coarser,
+    the wall time a spacing on then placed in the zone (the later of a repeated wall time,
+    the change itself for a skipped one)."""
+    utc = spacing_so_far(ts)
+    ends = np.where(utc > 0, ts + utc, -1)
+    if zone is None or not len(ts):
+        return ends
+    wall = i8(pd.to_datetime(ts, utc=True).tz_convert(zone).tz_localize(None))
+    gaps = np.diff(wall)
+    spacing = np.r_[0, np.gcd.accumulate(np.where(gaps > 0, gaps, 0))]
+    on_wall = spacing > utc
+    if on_wall.any():
+        local = pd.DatetimeIndex((wall + spacing)[on_wall].astype("datetime64[ns]"))
+        later = np.maximum(*(i8(local.tz_localize(zone, ambiguous=np.full(len(local), dst),
+                                                  nonexistent="shift_forward")) for dst in (True, False)))
+        ends[on_wall] = later
+    return ends
+
+
+def expected_view(frame, label, end, zone=None):
     """What a strategy must see after each bar: count of complete candles, and the
-    forming candle (or None)."""
+    forming candle (or None); bar spacing read on ``zone``'s wall clock too."""
     candles, running, inside = candles_from_buckets(frame, label, end)
     ends = candles["end"].to_numpy()
     assert (np.diff(ends) > 0).all() and (np.diff(candles.index.to_numpy()) > 0).all()
     ts = i8(frame.index)
-    spacing = spacing_so_far(ts)
-    reaches = inside & (spacing > 0) & (ts + spacing >= end)
+    bar_end = bar_ends(ts, zone)
+    reaches = inside & (bar_end >= 0) & (bar_end >= end)
     # These data never complete a bucket before its last bar (that case has its own test).
     assert not (reaches[:-1] & (label[1:] == label[:-1])).any()
     # Each candle completes at its bar that reaches its end, else at the symbol's first
@@ -287,9 +311,10 @@ class CandleRecorder(tickstep.Strategy):
                 "len": len(tf.candles(count=BIG)["ts"])}
 
 
-def run_recorder(data, specs):
+def run_recorder(data, specs, timezone="UTC"):
     final = {s: int(i8(f.index)[-1]) for s, f in data.items()}
-    return tickstep.Backtest(data, CandleRecorder, cash=1e6).run(specs=specs, final=final).strategy
+    bt = tickstep.Backtest(data, CandleRecorder, cash=1e6, timezone=timezone)
+    return bt.run(specs=specs, final=final).strategy
 
 
 def as_frame(candles):
@@ -333,9 +358,9 @@ def _compact(cols):
     return np.take_along_axis(arr, order, axis=1)
 
 
-def check_visibility(rec, frame, label, end, what):
+def check_visibility(rec, frame, label, end, what, zone=None):
     """After each bar: count(), last(), candles(count=2, forming=True) and at(now)."""
-    candles, running, done, forming = expected_view(frame, label, end)
+    candles, running, done, forming = expected_view(frame, label, end, zone)
     labels, ends = candles.index.to_numpy(), candles["end"].to_numpy()
     rows = candles[["open", "high", "low", "close", "volume"]].to_numpy()
     run_lab, run_end = running["label"].to_numpy(), running["end"].to_numpy()
@@ -597,6 +622,91 @@ def test_exchange_wallclock_candles_across_dst(ny24, period):
         assert_candles_equal(as_frame(got), as_frame(candles), what)
         assert (got["end"].to_numpy() == candles["end"].to_numpy()).all(), what + ": ends"
         check_visibility(run.rec[(period, symbol)], frame, label, end, what)
+
+
+# ---- bars on local time in the backtest's timezone, across changes of UTC offset -----------------
+# Daily bars stamped at local midnight are 23 or 25 hours apart across a change (71 or 73
+# over a weekend): in UTC their spacing would read as an hour. The engine reads it on the
+# backtest's wall clock too (`bar_ends`), so a day still ends at the next local midnight.
+
+
+def local_days(zone, seed):
+    """Two symbols' bars: at local midnight on weekdays of 2024 (about one day in twenty
+    missing), and at local 00:00/06:00/12:00/18:00 every day of 2024."""
+    rng = np.random.default_rng(seed)
+    days = pd.date_range("2024-01-01", "2024-12-31", freq="B")
+    days = days[rng.uniform(size=len(days)) > 0.05]
+    six = pd.date_range("2024-01-01", "2024-12-31 18:00", freq="6h")
+    return {"DAILY": bars_at(rng, days.tz_localize(zone).tz_convert("UTC")),
+            "SIXHOURLY": bars_at(rng, six.tz_localize(zone).tz_convert("UTC"), 40.0)}
+
+
+def zone_buckets(frame, period, zone):
+    """Exchange buckets without a session in ``zone``: local calendar days, or periods
+    counted in absolute time from the local midnight, the last cut at the next one."""
+    local = frame.index.tz_convert(zone).tz_localize(None).normalize()
+    start = i8(local.tz_localize(zone).tz_convert("UTC"))
+    stop = i8((local + pd.Timedelta(days=1)).tz_localize(zone).tz_convert("UTC"))
+    if period == "1d":
+        return start, stop
+    p = ns(period)
+    label = start + (i8(frame.index) - start) // p * p
+    return label, np.minimum(label + p, stop)
+
+
+LOCAL_SPECS = {"1d@local": {"period": "1d", "align": "exchange"}, "4h@local": {"period": "4h", "align": "exchange"},
+               "1d": {"period": "1d"}, "1w": {"period": "1w"}}
+
+
+@pytest.fixture(scope="module", params=["America/New_York", "Europe/London", "Australia/Sydney"])
+def local_run(request):
+    zone = request.param
+    data = local_days(zone, seed=len(zone))
+    specs = {name: {**spec, "history": 100_000} | ({"timezone": zone} if "align" in spec else {})
+             for name, spec in LOCAL_SPECS.items()}
+    return zone, data, run_recorder(data, specs, timezone=zone)
+
+
+@pytest.mark.parametrize("symbol", ["DAILY", "SIXHOURLY"])
+@pytest.mark.parametrize("name", list(LOCAL_SPECS))
+def test_bars_on_local_time_complete_by_the_wall_clock_across_changes(local_run, symbol, name):
+    zone, data, run = local_run
+    frame = data[symbol]
+    period = LOCAL_SPECS[name]["period"]
+    label, end = zone_buckets(frame, period, zone) if "@local" in name else clock_buckets(frame, period)
+    what = f"{symbol} {name} in {zone}"
+    candles, _, _ = candles_from_buckets(frame, label, end)
+    assert_candles_equal(as_frame(run.end[symbol][name]["every"]), as_frame(candles), what)
+    # The reference's bars end no sooner than the nearest two are apart (23 or 5 hours,
+    # on the wall clock a day or 6 hours), not UTC's gcd of an hour.
+    ts = i8(frame.index)
+    assert (bar_ends(ts, zone)[1:] - ts[1:] >= np.diff(ts).min()).all()
+    check_visibility(run.rec[(name, symbol)], frame, label, end, what, zone)
+
+
+def test_each_local_midnight_bar_completes_its_own_day(local_run):
+    # By hand: after its first bar (the spacing unknown), each daily bar completes its
+    # own local day, the same bar, before and after both changes of the year.
+    zone, data, run = local_run
+    counts = [r[0] for r in run.rec[("1d@local", "DAILY")]]
+    assert counts[0] == 0
+    assert counts[1:] == list(range(2, len(counts) + 1)), zone
+
+
+def test_bars_on_utc_keep_their_utc_spacing_in_a_zone_with_changes():
+    # Four-hourly bars on the UTC clock are 3 or 5 hours apart on New York's wall clock
+    # across a change: UTC's spacing is the coarser, and a UTC day completes at its
+    # 20:00 bar all year, as in a UTC backtest.
+    rng = np.random.default_rng(5)
+    index = pd.date_range("2024-01-01", "2024-12-31 20:00", freq="4h", tz="UTC")
+    data = {"UTC4H": bars_at(rng, index)}
+    specs = {"1d": {"period": "1d", "history": 100_000}}
+    ny, utc = (run_recorder(data, specs, timezone=zone).rec[("1d", "UTC4H")] for zone in (NY, "UTC"))
+    assert [r[0] for r in ny] == [r[0] for r in utc]
+    counts = np.array([r[0] for r in ny])
+    assert (counts[5::6] == np.arange(1, len(counts) // 6 + 1)).all()
+    label, end = clock_buckets(data["UTC4H"], "1d")
+    check_visibility(ny, data["UTC4H"], label, end, "UTC4H 1d in New York", NY)
 
 
 # ---- when a candle completes: the symbol's own bars so far, nothing else ----------------------

@@ -236,3 +236,37 @@ def test_streamed_from_postgres_equals_in_memory(in_memory):
         pg._run(f'DROP SCHEMA "{schema}" CASCADE')
         pg._con.commit()
         pg.close()
+
+
+class DayCounter(tickstep.Strategy):
+    """Records how many UTC-day candles each bar sees complete, and trades on them."""
+
+    def init(self) -> None:
+        self.tf = self.timeframe("1d", history=5)
+        self.seen: list[int] = []
+
+    def next(self, symbol: str) -> None:
+        self.seen.append(self.tf.count())
+        last = self.tf.last()
+        if last is not None and not self.position and last.close > last.open:
+            self.buy(size=1)
+        elif self.position and last is not None and last.close < last.open:
+            self.position.close()
+
+
+def test_a_streamed_run_reads_bar_spacing_on_the_wall_clock_as_in_memory():
+    # Daily bars at New York midnight over three years (six changes of offset), streamed a
+    # week at a time: each bar completes its own day in both runs (the wall clock's
+    # span is the stream's, not its first window's), and the runs are the same.
+    rng = np.random.default_rng(3)
+    days = pd.date_range("2022-01-03", "2024-12-31", freq="B").tz_localize("America/New_York")
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(days))))
+    frame = pd.DataFrame({"open": close * (1 + rng.normal(0, 0.005, len(days))), "close": close,
+                          "volume": 1.0}, index=days)
+    frame["high"], frame["low"] = frame[["open", "close"]].max(axis=1), frame[["open", "close"]].min(axis=1)
+    options = {"cash": 10_000, "timezone": "America/New_York"}
+    whole = tickstep.Backtest({"NYD": frame}, DayCounter, **options).run()
+    streamed = tickstep.Backtest({"NYD": frame}, DayCounter, stream="7D", history=5, **options).run()
+    assert whole.strategy.seen == streamed.strategy.seen == [0, *range(2, len(days) + 1)]
+    assert_same_run(whole, streamed)
+    assert len(whole.trades) > 10

@@ -110,9 +110,8 @@ def resample_apply(rule: str, func: Any, series: Any, *args: Any, agg: Any = Non
     of daily bars completes on Monday): intraday, a value shows one bar earlier than in
     backtesting.py, whose ``resample_apply`` labels a period by its end and shows it from
     there (the bar after). Neither sees a bar before its time. Bars stamped at local
-    midnight across a change of UTC offset (daylight saving) have gaps of 23 or 71 hours,
-    which make their spacing read as an hour: a period they end then completes at the
-    next bar, a bar later.
+    midnight keep their day's spacing across a change of UTC offset (daylight saving):
+    it is read on the wall clock of the backtest's ``timezone=``.
     """
     strategy = _calling_strategy()
     if func is None:

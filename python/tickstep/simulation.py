@@ -9,6 +9,7 @@ batch row does not keep (fills, orders, positions).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Mapping
 from typing import Any
@@ -97,18 +98,59 @@ def session_ends(market: _core.Market, timezone: str) -> np.ndarray | None:
     return ends
 
 
+@functools.lru_cache(maxsize=64)
+def wall_clock(timezone: str, first: int, last: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The UTC offsets of ``timezone`` from bars at ``first`` to ``last`` (ns UTC) and a
+    year beyond (a bar ends a spacing after it starts): ``(starts, offsets)``, the offset
+    (ns, local minus UTC) in force from each start on, to the instant; None for UTC.
+
+    The engine reads each symbol's bar spacing on this clock as well as in UTC, so daily
+    bars stamped at local midnight stay a day apart across a daylight-saving change.
+    Offsets are probed hourly (no zone has changed its offset twice within an hour) and
+    each change found to the nanosecond by bisection. Cached: a batch's runs share it."""
+    if timezone.upper() == "UTC":
+        return None
+
+    def offsets_at(ns: np.ndarray) -> np.ndarray:
+        local = pd.DatetimeIndex(pd.to_datetime(ns, utc=True)).tz_convert(timezone)
+        return local.tz_localize(None).asi8 - ns
+
+    hour = 3_600 * 10**9
+    probes = np.arange(first - 2 * NS_PER_DAY, last + 366 * NS_PER_DAY + hour, hour, dtype=np.int64)
+    offsets = offsets_at(probes)
+    changes = np.flatnonzero(offsets[1:] != offsets[:-1])
+    lo, hi = probes[changes], probes[changes + 1]
+    # The first instant of each new offset: lo keeps the old offset, hi has the new one.
+    while len(lo) and np.any(hi - lo > 1):
+        mid = lo + (hi - lo) // 2
+        new = offsets_at(mid) == offsets[changes + 1]
+        hi, lo = np.where(new, mid, hi), np.where(new, lo, mid)
+    starts = np.concatenate([probes[:1], hi]).astype(np.int64)
+    return starts, np.concatenate([offsets[:1], offsets[changes + 1]]).astype(np.int64)
+
+
 _UNSET: Any = object()
 
 
 def engine_for(market: _core.Market, config: BacktestConfig, ends: Any = _UNSET) -> _core.Engine:
     """A fresh engine for one run of ``market`` under ``config`` (equity sampled at the
-    day ends of ``config.timezone``; ``ends`` when the caller computed them already)."""
+    day ends of ``config.timezone``, whose wall clock the candles read too; ``ends`` when
+    the caller computed them already)."""
     engine = _core.Engine(market, **config.engine_options())
     if ends is _UNSET:
         ends = session_ends(market, config.timezone)
     if ends is not None:
         engine.set_session_ends(ends)
+    timeline = market.timeline()
+    if len(timeline):
+        _set_wall_clock(engine, config.timezone, int(timeline[0]), int(timeline[-1]))
     return engine
+
+
+def _set_wall_clock(engine: _core.Engine, timezone: str, first: int, last: int) -> None:
+    clock = wall_clock(timezone, first, last)
+    if clock is not None:
+        engine.set_wall_clock(*clock)
 
 
 def _run(
@@ -477,6 +519,7 @@ def simulate_stream(
             raise ConfigError("the stream has no bars") from None
         engine = _core.Engine(first, **config.engine_options())
         engine.set_session_ends(ends)
+        _set_wall_clock(engine, config.timezone, int(stream.first), int(stream.last))
         engine.set_history(keep)
         ctx = _core.Context(first, bar_class=Bar)
         instance = strategy(ctx, names, params, config.sizer, first, stream.metadata,

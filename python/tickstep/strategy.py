@@ -752,7 +752,11 @@ class Strategy(StrategyBase):
         When a candle completes is decided per symbol from its own bars up to the current
         tick: nothing later in the data, nothing from other symbols. A bar starting at
         ``ts`` is taken to end at ``ts + spacing``, ``spacing`` being the greatest common
-        divisor of the gaps between the symbol's bars so far. The candle completes, and
+        divisor of the gaps between the symbol's bars so far, read on the clock the bars
+        keep: UTC, or the wall clock of the backtest's ``timezone=`` when that gives the
+        coarser spacing (daily bars at local midnight stay a day apart across a
+        daylight-saving change; a bar on local time ends a spacing later on that clock).
+        The candle completes, and
         ``last()``, ``count()`` and the indicators on this timeframe change,
 
         - at the tick of the bar that ends at or after the candle's end (with 5-minute

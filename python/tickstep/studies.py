@@ -16,8 +16,8 @@ Candles are labelled by their bucket start; open/high/low/close/volume = first/m
 last/sum of the base bars in the bucket. A candle becomes visible once its last base bar
 has been processed, judged from the symbol's own bars so far (never later data, never
 other symbols): the bar that ends at or after the bucket's end by the symbol's bar
-spacing known so far (the gcd of its gaps), or else the symbol's first bar of a later
-bucket. Never earlier. See :meth:`tickstep.Strategy.timeframe` for the whole rule.
+spacing known so far (the gcd of its gaps, in UTC or on the backtest's wall clock,
+whichever is coarser), or else the symbol's first bar of a later bucket. Never earlier. See :meth:`tickstep.Strategy.timeframe` for the whole rule.
 """
 
 from __future__ import annotations

@@ -1334,10 +1334,15 @@ impl PyContext {
         let bars = e.market().bars(s);
         let history = match (timeframe, period, labels, ends) {
             (Some(tf), None, None, None) => e.studies().candle_history(tf, s, bars),
-            (None, Some(period), None, None) => studies::clock_history(bars, period, origin),
-            (None, None, Some(labels), Some(ends)) => {
-                studies::given_history(bars, labels.as_array().to_vec(), ends.as_array().to_vec())
+            (None, Some(period), None, None) => {
+                studies::clock_history(bars, period, origin, e.studies().wall_clock())
             }
+            (None, None, Some(labels), Some(ends)) => studies::given_history(
+                bars,
+                labels.as_array().to_vec(),
+                ends.as_array().to_vec(),
+                e.studies().wall_clock(),
+            ),
             _ => {
                 return Err(config_error(
                     py,

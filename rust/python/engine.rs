@@ -8,8 +8,9 @@ use pyo3::types::{PyDict, PyList, PyString};
 
 use super::adapter::PyStrategy;
 use super::context::PyContext;
-use super::errors::IntoPyResult;
+use super::errors::{config_error, IntoPyResult};
 use super::market::PyMarket;
+use crate::candles::WallClock;
 use crate::config::{Config, FillAt};
 use crate::engine::{Engine, Logs};
 use crate::error::EngineError;
@@ -310,6 +311,21 @@ impl PyEngine {
         self.engine
             .set_session_ends(ends.as_array().to_vec())
             .py_err(py)
+    }
+
+    /// The calendar's wall clock, set before the run: the UTC offset `offsets[k]` (ns,
+    /// local minus UTC) in force from instant `starts[k]` (ns UTC, ascending) on, the first
+    /// also before it. Timeframes read their bars' spacing on it too.
+    fn set_wall_clock(
+        &mut self,
+        py: Python<'_>,
+        starts: PyReadonlyArray1<'_, i64>,
+        offsets: PyReadonlyArray1<'_, i64>,
+    ) -> PyResult<()> {
+        let clock = WallClock::new(starts.as_array().to_vec(), offsets.as_array().to_vec())
+            .map_err(|m| config_error(py, m))?;
+        self.engine.set_wall_clock(clock);
+        Ok(())
     }
 
     /// The instant (ns) the account opens, after a warm-up: carrying costs and interest
