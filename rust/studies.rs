@@ -368,6 +368,8 @@ pub struct Studies {
     stale: bool,
     /// The calendar's wall clock, on which every timeframe reads its bars' spacing too.
     clock: Arc<WallClock>,
+    /// The statistics a strategy reset during the run (their values then depend on when).
+    reset: Vec<usize>,
 }
 
 impl Studies {
@@ -794,6 +796,9 @@ impl Studies {
     /// Forget a rolling statistic's window for `symbol` (it refills from the next input);
     /// `bar` is the symbol's latest bar.
     pub fn reset(&mut self, id: usize, s: usize, bar: Option<usize>) -> Result<()> {
+        if !self.reset.contains(&id) && id < self.studies.len() {
+            self.reset.push(id);
+        }
         match self.studies.get_mut(id) {
             Some(Study::Bars { per_symbol }) => {
                 per_symbol[s].reset(bar);
@@ -809,6 +814,72 @@ impl Studies {
                 "a precomputed series cannot be reset".into(),
             )),
             None => Err(EngineError::InvalidConfig(format!("no indicator {id}"))),
+        }
+    }
+
+    /// Rolling statistic `id`'s value at each of symbol `s`'s bars `b` (its whole
+    /// history), as the run reads it there: on base bars fed in one pass (the same bits
+    /// as the run's blocks), on an extra column with its missing values skipped, on a
+    /// timeframe the value after the candles completed by each bar (NaN before the
+    /// first). Computed afresh, after the run or before it, for the record of what the
+    /// strategy saw. None for a precomputed series (its values are the caller's) and for
+    /// a statistic reset during the run (afresh they would not be the run's).
+    pub fn values_over(&self, id: usize, s: usize, b: &SymbolBars) -> Result<Option<Vec<f64>>> {
+        let study = self.study(id)?;
+        if self.reset.contains(&id) {
+            return Ok(None);
+        }
+        let fresh =
+            |r: &Rolling| Rolling::new(r.kind(), r.source()).map_err(EngineError::InvalidConfig);
+        let n = b.len();
+        match study {
+            Study::Series { .. } => Ok(None),
+            Study::Bars { per_symbol } => {
+                let mut out = vec![f64::NAN; n];
+                fresh(&per_symbol[s].rolling)?.feed(&BarColumns::of_bars(b), &mut out);
+                Ok(Some(out))
+            }
+            Study::Rolling { per_symbol } => {
+                let mut rolling = fresh(&per_symbol[s])?;
+                if let Some(&(_, k)) = self.column_rolling.iter().find(|(c, _)| *c == id) {
+                    let Some(column) = b.extra(k) else {
+                        return Ok(Some(vec![f64::NAN; n]));
+                    };
+                    let out = column
+                        .iter()
+                        .map(|&x| {
+                            if !x.is_nan() {
+                                rolling.update(x, x, x, x, x);
+                            }
+                            rolling.value()
+                        })
+                        .collect();
+                    return Ok(Some(out));
+                }
+                let tf = self
+                    .by_timeframe
+                    .iter()
+                    .position(|ids| ids.contains(&id))
+                    .ok_or_else(|| {
+                        EngineError::InvalidConfig(format!("indicator {id} has no timeframe"))
+                    })?;
+                let history = self.candle_history(tf, s, b)?;
+                let c = &history.candles;
+                // The value after each candle, then each bar's after those it completed.
+                let mut after = Vec::with_capacity(c.ts.len() + 1);
+                after.push(f64::NAN);
+                for k in 0..c.ts.len() {
+                    rolling.update(c.open[k], c.high[k], c.low[k], c.close[k], c.volume[k]);
+                    after.push(rolling.value());
+                }
+                Ok(Some(
+                    history
+                        .completed
+                        .iter()
+                        .map(|&k| after[k as usize])
+                        .collect(),
+                ))
+            }
         }
     }
 

@@ -409,3 +409,136 @@ def test_kept_indicators_start_with_the_results_prices_after_a_warm_up(charted):
         assert kept.index.equals(later.prices(symbol).index) and kept.index[0] >= start
         whole = charted.indicators(symbol)
         pd.testing.assert_frame_equal(kept, whole.loc[kept.index])
+
+
+# --- the engine's own indicators --------------------------------------------------------------
+
+
+def gappy_minutes(seed: int = 2) -> dict[str, pd.DataFrame]:
+    """Three symbols of minute bars, about one in six missing, one symbol starting late,
+    and an extra column ``signal`` with gaps (NaN)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k in range(3):
+        index = pd.date_range("2024-03-04 09:00", periods=900, freq="1min", tz="UTC")
+        close = 50 * np.exp(np.cumsum(rng.normal(0, 0.002, len(index))))
+        frame = pd.DataFrame({"open": close * (1 + rng.normal(0, 5e-4, len(index))), "close": close,
+                              "volume": rng.integers(1, 50, len(index)).astype(float)}, index=index)
+        frame["high"] = frame[["open", "close"]].max(axis=1) * 1.001
+        frame["low"] = frame[["open", "close"]].min(axis=1) * 0.999
+        frame["signal"] = np.where(rng.random(len(index)) < 0.2, np.nan, rng.normal(0, 1, len(index)))
+        keep = rng.random(len(index)) > 1 / 6
+        if k == 2:
+            keep &= index >= index[200]
+        out[f"M{k}"] = frame[keep]
+    return out
+
+
+class EngineCharted(tickstep.Strategy):
+    """The engine's indicators of every kind, on bars, on an extra column and on hourly
+    candles, read at every bar; one is reset during the run."""
+
+    def init(self):
+        self.hour = self.timeframe("1h")
+        self.lines = {
+            "SMA(close, 10)": self.sma(10),
+            "EMA(close, 30)": self.ema(30),
+            "SMA(close, 10) (2)": self.sma(10),  # the same name: numbered
+            "STD(close, 15)": self.rolling_std(15),
+            "MAX(high, 20)": self.highest(20),
+            "ATR(5)": self.atr(5),
+            "SMA(signal, 4)": self.sma(4, source="signal"),
+            "RSI(close, 3)@1h": self.rsi(3, timeframe=self.hour),
+            "MIN(low, 2)@1h": self.lowest(2, timeframe=self.hour),
+        }
+        self.reset_one = self.sma(7)  # reset below: its values depend on when, not kept
+        self.mean = self.I(SMA, self.data.Close, 10)  # beside them, in the order declared
+        self.read = []
+
+    def next(self, symbol):
+        self.read.append({"symbol": symbol, "time": self.time}
+                         | {name: line.value for name, line in self.lines.items()})
+        if len(self.read) == 400:
+            self.reset_one.reset()
+        fast, slow = self.lines["SMA(close, 10)"], self.lines["EMA(close, 30)"]
+        if fast.value > slow.value and not self.position:
+            self.buy(size=10)
+        elif fast.value < slow.value and self.position:
+            self.position.close()
+
+
+@pytest.fixture(scope="module")
+def engine_charted():
+    return tickstep.Backtest(gappy_minutes(), EngineCharted, cash=100_000, allow_nan=["signal"]).run()
+
+
+ENGINE_NAMES = ["SMA(close, 10)", "EMA(close, 30)", "SMA(close, 10) (2)", "STD(close, 15)", "MAX(high, 20)",
+                "ATR(5)", "SMA(signal, 4)", "RSI(close, 3)@1h", "MIN(low, 2)@1h"]
+
+
+def test_a_result_keeps_the_engines_indicators_as_the_strategy_read_them(engine_charted):
+    # Computed again once the run is over, bit for bit the values next() read at each
+    # bar (NaN where it read NaN), the self.I line after them as declared.
+    read = pd.DataFrame(engine_charted.strategy.read)
+    assert len(engine_charted.trades) > 5
+    for symbol in engine_charted.symbols:
+        kept = engine_charted.indicators(symbol)
+        assert list(kept.columns) == [*ENGINE_NAMES, "SMA(Close, 10)"]
+        assert kept.index.equals(engine_charted.prices(symbol).index)
+        mine = read[read["symbol"] == symbol].set_index("time")
+        for name in ENGINE_NAMES:
+            np.testing.assert_array_equal(kept[name].to_numpy(), mine[name].to_numpy(), err_msg=f"{symbol} {name}")
+            assert kept[name].notna().sum() > len(kept) / 2, name
+    # By hand, away from the run: the mean of the last ten closes, pandas' rolling mean.
+    symbol = engine_charted.symbols[0]
+    closes = engine_charted.prices(symbol)
+    np.testing.assert_allclose(engine_charted.indicators(symbol)["SMA(close, 10)"],
+                               closes.rolling(10).mean(), rtol=1e-12)
+
+
+def test_the_engines_indicators_are_drawn_by_the_overlay_rule_and_saved(engine_charted, tmp_path):
+    symbol = engine_charted.symbols[0]
+    fig = engine_charted.plot(symbols=[symbol])
+    price = next(t for t in fig.data if t.name == symbol)
+    lines = {t.name: t for t in fig.data if t.name in ENGINE_NAMES}
+    assert sorted(lines) == sorted(ENGINE_NAMES)
+    kept = engine_charted.indicators(symbol)
+    # Near the close: over the prices; an oscillator, a spread or a column's mean: below.
+    below = {"STD(close, 15)", "ATR(5)", "SMA(signal, 4)", "RSI(close, 3)@1h"}
+    for name, trace in lines.items():
+        np.testing.assert_array_equal(np.asarray(trace.y, dtype=float), kept[name].to_numpy())
+        over = (trace.xaxis, trace.yaxis) == (price.xaxis, price.yaxis)
+        assert over == (name not in below), name
+    loaded = tickstep.load_result(engine_charted.save(tmp_path / "saved"))
+    pd.testing.assert_frame_equal(loaded.indicators(symbol), kept)
+
+
+def test_the_engines_daily_indicator_on_local_midnight_bars_is_kept_as_read():
+    # Daily candles of bars at New York midnight, across both changes of offset: the
+    # kept values are computed on the same wall clock the run read them on.
+    class Daily(tickstep.Strategy):
+        def init(self):
+            self.week = self.sma(2, timeframe=self.timeframe("1w"))
+            self.read = []
+
+        def next(self, symbol):
+            self.read.append(self.week.value)
+
+    days = pd.date_range("2024-01-01", "2024-12-31", freq="B").tz_localize("America/New_York")
+    close = 100 + np.cumsum(np.random.default_rng(4).normal(0, 1, len(days)))
+    frame = make_bars([(c, c + 1, c - 1, c) for c in close]).set_axis(days)
+    result = tickstep.Backtest({"NYD": frame}, Daily, cash=1_000, timezone="America/New_York").run()
+    kept = result.indicators("NYD")["SMA(close, 2)@1w"].to_numpy()
+    np.testing.assert_array_equal(kept, np.array(result.strategy.read))
+    assert np.isfinite(kept).sum() > 200
+
+
+def test_a_result_pickled_before_its_indicators_are_read_keeps_them(engine_charted):
+    # The engine's lines are computed when first read: a pickle computes them first, so
+    # the copy holds the values, not the engine.
+    import pickle
+
+    fresh = tickstep.Backtest(gappy_minutes(), EngineCharted, cash=100_000, allow_nan=["signal"]).run()
+    copy = pickle.loads(pickle.dumps(fresh))
+    for symbol in fresh.symbols:
+        pd.testing.assert_frame_equal(copy.indicators(symbol), engine_charted.indicators(symbol))

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,7 +32,7 @@ from tickstep.metrics import (
     stats_of_columns,
 )
 
-__all__ = ["IndicatorLine", "Result", "build_result", "load_result", "market_stats_inputs", "samples_since"]
+__all__ = ["EngineLine", "IndicatorLine", "Result", "build_result", "load_result", "market_stats_inputs", "samples_since"]
 
 #: An order's role by its code in the core: what the results' `role` columns and a
 #: strategy's `Order.role` read.
@@ -55,6 +56,17 @@ class IndicatorLine(NamedTuple):
     scatter: bool
     #: Per symbol (in symbol order) a value per bar of the result's prices.
     values: list[np.ndarray]
+
+
+class EngineLine(NamedTuple):
+    """An engine indicator a strategy declared (``self.sma(10)``, ``self.rsi(14)``, ...),
+    kept for the report by its study ``id``: the run computes its values bar by bar
+    without keeping them, so they are computed again from the engine once it has run
+    (`Engine.indicator_values`), the same values the strategy read, and become an
+    `IndicatorLine` (its overlay left to the report)."""
+
+    name: str
+    id: int
 
 
 @dataclass(frozen=True)
@@ -269,8 +281,9 @@ _BACKTESTING_PY_TABLES = {
 class Result:
     """The outcome of one backtest.
 
-    Holds plain numpy/pandas data only (no engine object), so it pickles; `save` writes
-    it to Parquet files and `tickstep.load_result` reads it back equal.
+    Holds plain numpy/pandas data (and the engine that ran it only until its indicators
+    are first read; a pickle reads them first), so it pickles; `save` writes it to
+    Parquet files and `tickstep.load_result` reads it back equal.
 
     Attributes
     ----------
@@ -313,7 +326,7 @@ class Result:
                  options: dict[str, Any] | None = None, metadata: pd.DataFrame | None = None,
                  prices: list[tuple[np.ndarray, np.ndarray]] | None = None,
                  initial_cash: float | None = None,
-                 indicators: list[IndicatorLine] | None = None) -> None:
+                 indicators: list[IndicatorLine] | Callable[[], list[IndicatorLine]] | None = None) -> None:
         self.stats = stats
         if trades is not None:
             self.trades = trades  # else built from the raw columns when first read
@@ -330,8 +343,17 @@ class Result:
         self._symbols = symbols
         # Close prices: per symbol (in symbol order) a pair of arrays (times, closes).
         self._prices = prices
-        # self.I's lines drawn in the report, on the bars of the prices.
-        self._indicators = list(indicators or [])
+        # The indicators' lines drawn in the report, on the bars of the prices: given, or
+        # computed when first read (the engine's are computed again from the engine, a
+        # cost a run whose result nobody draws need not pay).
+        self._pending_lines = indicators if callable(indicators) else None
+        self._lines = [] if callable(indicators) else list(indicators or [])
+
+    @property
+    def _indicators(self) -> list[IndicatorLine]:
+        if self._pending_lines is not None:
+            self._lines, self._pending_lines = list(self._pending_lines()), None
+        return self._lines
 
     # ---- a statistic by its label --------------------------------------------------------
 
@@ -411,10 +433,13 @@ class Result:
         return pd.Series(close, index=_times(ts).rename("time"), name=symbol)
 
     def indicators(self, symbol: str) -> pd.DataFrame:
-        """The strategy's ``self.I`` indicators kept for the report (those declared with
-        ``plot=True``, the default) at each of ``symbol``'s bars over the backtest, a
-        column per line by its name: the value the strategy read at that bar (NaN where
-        it had none). On the index of :meth:`prices`; no columns when none was kept."""
+        """The strategy's indicators kept for the report at each of ``symbol``'s bars over
+        the backtest, a column per line by its name: its ``self.I`` indicators (those
+        declared with ``plot=True``, the default) and the engine's (``self.sma(10)`` as
+        ``SMA(close, 10)``, ``self.rsi(14, timeframe=tf)`` as ``RSI(close, 14)@1h``,
+        except one reset during the run), in the order declared. Each value is the one
+        the strategy read at that bar (NaN where it had none). On the index of
+        :meth:`prices`; no columns when none was kept."""
         prices = self.prices(symbol)
         s = self._symbols.categories.get_loc(symbol)
         return pd.DataFrame({line.name: line.values[s] for line in self._indicators},
@@ -514,6 +539,7 @@ class Result:
     def __getstate__(self) -> dict[str, Any]:
         for log in ("fills", "orders", "trades"):
             self._log(log)  # plain columns, not the core's logs
+        self._indicators  # computed, so that no engine goes with them  # noqa: B018
         state = self.__dict__.copy()
         state["strategy"] = None  # lives with the engine that ran it
         for lazy in ("fills", "orders", "positions"):
@@ -720,14 +746,27 @@ def samples_since(equity: dict[str, np.ndarray], since: int) -> dict[str, np.nda
     return {name: np.asarray(column)[keep] for name, column in equity.items()}
 
 
-def _charted_since(strategy: Any, market: Any, since: int) -> list[IndicatorLine]:
-    """The lines ``strategy`` kept for the report (`Strategy.I`), from each symbol's
-    first bar at or after ``since`` on: on the bars of `_close_prices`."""
-    lines = getattr(strategy, "_charted", ())
+def _charted_since(strategy: Any, market: Any, since: int, engine: Any) -> list[IndicatorLine]:
+    """The lines ``strategy`` kept for the report (`Strategy.I` and the engine's
+    indicators, in the order declared), from each symbol's first bar at or after
+    ``since`` on: on the bars of `_close_prices`."""
+    lines = [_line_of(line, engine, len(market.symbols)) for line in getattr(strategy, "_charted", ())]
     if not lines:
         return []
     firsts = [_first_bar(market, i, since) for i in range(len(market.symbols))]
-    return [line._replace(values=[v[f:] for v, f in zip(line.values, firsts)]) for line in lines]
+    return [line._replace(values=[v[f:] for v, f in zip(line.values, firsts)])
+            for line in lines if line is not None]
+
+
+def _line_of(line: IndicatorLine | EngineLine, engine: Any, symbols: int) -> IndicatorLine | None:
+    """``line`` with its values: an engine indicator's computed from ``engine`` (None
+    for one reset during the run, whose values afresh would not be the run's)."""
+    if isinstance(line, IndicatorLine):
+        return line
+    values = [engine.indicator_values(line.id, i) for i in range(symbols)]
+    if any(v is None for v in values):
+        return None
+    return IndicatorLine(line.name, None, None, False, values)
 
 
 def _long_indicators(lines: list[IndicatorLine]) -> dict[str, np.ndarray]:
@@ -824,4 +863,4 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
                   metadata=metadata,
                   prices=_close_prices(market, start.value) if keep else None,
                   initial_cash=cash,
-                  indicators=_charted_since(strategy, market, start.value) if keep else None)
+                  indicators=partial(_charted_since, strategy, market, start.value, engine) if keep else None)

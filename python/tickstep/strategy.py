@@ -32,7 +32,7 @@ from tickstep._core import (
 from tickstep.data._records import RecordBook, RecordSet
 from tickstep.hints import did_you_mean
 from tickstep.parameters import ParameterError, check_value, declared_types
-from tickstep.results import ROLES, IndicatorLine
+from tickstep.results import ROLES, EngineLine, IndicatorLine
 from tickstep.sizing import SizingRequest, native_sizing, order_to_target, rebalance_orders
 from tickstep.studies import Crossing, Indicator, Timeframe, session_buckets
 from tickstep.timeframes import timeframe_ns
@@ -45,6 +45,9 @@ __all__ = ["Position", "Strategy"]
 
 #: The longest rolling window accepted, in bars: beyond any real history.
 _MAX_WINDOW = 2**32
+#: How the report names the engine's indicators, by the method declaring them.
+_CHART_NAMES = {"sma": "SMA", "ema": "EMA", "rsi": "RSI", "atr": "ATR", "rolling_std": "STD",
+                "highest": "MAX", "lowest": "MIN"}
 
 
 def _finite(call: str, what: str, value: Any) -> float:
@@ -685,7 +688,7 @@ class Strategy(StrategyBase):
         self._full_indexes = _bar_times(market)
         self._full_columns: dict[tuple[int, str], pd.Series] = {}
         #: self.I's lines to draw in the report (its plot=True ones), in declaration order.
-        self._charted: list[IndicatorLine] = []
+        self._charted: list[IndicatorLine | EngineLine] = []
 
     # ---- hooks ---------------------------------------------------------------------------
 
@@ -817,6 +820,10 @@ class Strategy(StrategyBase):
         except ValueError as err:  # the core's rule (e.g. std needs n >= 2), named as called
             raise type(err)(f"{call}(n={n!r}): {err}") from None
         where = "" if timeframe is None else f"@{timeframe.name}"
+        # Kept for the report under its trader's name (SMA(close, 10), ATR(14)@1d).
+        label = _CHART_NAMES.get(call, call.upper())
+        shown = f"{label}({n})" if kind == "atr" else f"{label}({source}, {n})"
+        self._charted.append(EngineLine(self._unique_chart_name(shown + where), sid))
         return Indicator(self._ctx, sid, f"{kind}({n}, {source}){where}")
 
     def sma(self, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
@@ -997,14 +1004,18 @@ class Strategy(StrategyBase):
         ``chart`` (one for all, or one per line in turn)."""
         colors = list(chart["color"]) if isinstance(chart["color"], (list, tuple)) else [chart["color"]]
         colors = colors or [None]
-        taken = {x.name for x in self._charted}
         for j, line in enumerate(lines):
-            label, k = names[j], 2
-            while label in taken:
-                label, k = f"{names[j]} ({k})", k + 1
-            taken.add(label)
-            self._charted.append(IndicatorLine(label, chart["overlay"], colors[j % len(colors)],
-                                               chart["scatter"], [_unchangeable(v) for v in line]))
+            self._charted.append(IndicatorLine(self._unique_chart_name(names[j]), chart["overlay"],
+                                               colors[j % len(colors)], chart["scatter"],
+                                               [_unchangeable(v) for v in line]))
+
+    def _unique_chart_name(self, name: str) -> str:
+        """``name``, numbered when a line kept before has it (``SMA(Close, 10) (2)``)."""
+        taken = {x.name for x in self._charted}
+        label, k = name, 2
+        while label in taken:
+            label, k = f"{name} ({k})", k + 1
+        return label
 
     def _given(self, i: int, sym: str, source: str | None, history: dict[str, np.ndarray] | None,
                agg: Any) -> pd.Series | pd.DataFrame:

@@ -468,6 +468,33 @@ impl PyEngine {
         order_columns_of(py, self.engine.order_log().rows())
     }
 
+    /// Indicator `id`'s value at each bar of symbol `symbol` (its index) in the market the
+    /// engine holds, as the run read it there, computed afresh (`Studies::values_over`);
+    /// None for a precomputed series or an indicator reset during the run.
+    fn indicator_values<'py>(
+        &self,
+        py: Python<'py>,
+        id: usize,
+        symbol: usize,
+    ) -> PyResult<Option<Bound<'py, PyArray1<f64>>>> {
+        let market = self.engine.market();
+        if symbol >= market.symbol_count() {
+            return Err(config_error(
+                py,
+                format!(
+                    "symbol index {symbol} out of range: the market has {} symbols",
+                    market.symbol_count()
+                ),
+            ));
+        }
+        let values = self
+            .engine
+            .studies()
+            .values_over(id, symbol, market.bars(symbol))
+            .py_err(py)?;
+        Ok(values.map(|v| PyArray1::from_vec(py, v)))
+    }
+
     /// Carrying costs charged over the run (borrow fees and margin interest, net of
     /// interest earned on cash).
     fn carrying_costs(&self) -> f64 {
