@@ -758,6 +758,16 @@ def _charted_since(strategy: Any, market: Any, since: int, engine: Any) -> list[
             for line in lines if line is not None]
 
 
+def _kept_lines(strategy: Any, market: Any, since: int,
+                engine: Any) -> list[IndicatorLine] | Callable[[], list[IndicatorLine]]:
+    """`_charted_since`, now when every line is the strategy's own (``self.I``), else
+    when first read: the engine's indicators are computed again from ``engine``, which
+    the result holds until then (not for a result nobody draws)."""
+    if any(isinstance(line, EngineLine) for line in getattr(strategy, "_charted", ())):
+        return partial(_charted_since, strategy, market, since, engine)
+    return _charted_since(strategy, market, since, engine)
+
+
 def _line_of(line: IndicatorLine | EngineLine, engine: Any, symbols: int) -> IndicatorLine | None:
     """``line`` with its values: an engine indicator's computed from ``engine`` (None
     for one reset during the run, whose values afresh would not be the run's)."""
@@ -863,4 +873,4 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
                   metadata=metadata,
                   prices=_close_prices(market, start.value) if keep else None,
                   initial_cash=cash,
-                  indicators=partial(_charted_since, strategy, market, start.value, engine) if keep else None)
+                  indicators=_kept_lines(strategy, market, start.value, engine) if keep else None)
