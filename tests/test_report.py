@@ -542,3 +542,104 @@ def test_a_result_pickled_before_its_indicators_are_read_keeps_them(engine_chart
     copy = pickle.loads(pickle.dumps(fresh))
     for symbol in fresh.symbols:
         pd.testing.assert_frame_equal(copy.indicators(symbol), engine_charted.indicators(symbol))
+
+
+# --- backtesting.py's bt.plot() ---------------------------------------------------------------
+
+
+def _traces(fig):
+    return {t.name: (np.asarray(t.x, dtype=float), np.asarray(t.y, dtype=float)) for t in fig.data
+            if t.type == "scatter"}
+
+
+def test_backtest_plot_draws_the_latest_run_as_results_plot_does(tmp_path, monkeypatch):
+    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCrossForPlot, cash=100_000)
+    with pytest.raises(tickstep.ConfigError, match=r"nothing has run yet: call run\(\)"):
+        bt.plot()
+    result = bt.run()
+    opened = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    fig = bt.plot()  # no filename: nothing written, nothing opened
+    assert opened == []
+    want = _traces(result.plot())
+    got = _traces(fig)
+    assert sorted(got) == sorted(want)
+    for name, (x, y) in want.items():
+        np.testing.assert_array_equal(got[name][0], x)
+        np.testing.assert_array_equal(got[name][1], y)
+    # backtesting.py's filename= and open_browser=: the figure written, then opened.
+    path = tmp_path / "plot.html"
+    bt.plot(filename=path)
+    assert opened == [path.resolve().as_uri()]
+    assert "plotly" in path.read_text()[:100_000].lower()
+    bt.plot(filename=tmp_path / "quiet.html", open_browser=False)
+    assert len(opened) == 1 and (tmp_path / "quiet.html").exists()
+    # results= draws another run.
+    other = bt.run(fast=5)
+    np.testing.assert_array_equal(_traces(bt.plot(results=result))["equity"][1], want["equity"][1])
+    assert not np.array_equal(_traces(bt.plot())["equity"][1], want["equity"][1])
+    assert other.equity.iloc[-1] != result.equity.iloc[-1]
+
+
+def test_backtest_plot_takes_backtesting_pys_pane_options():
+    bt = tickstep.Backtest(tickstep.data.example_daily(), Charted, cash=100_000)
+    result = bt.run()
+    symbol = result.symbols[0]
+    full = _traces(bt.plot(symbols=[symbol]))
+    bare = _traces(bt.plot(symbols=[symbol], plot_equity=False, plot_drawdown=False, plot_trades=False))
+    account = {"equity", "peak", "drawdown [%]", "exposure [%]"}
+    marks = {name for name in full if name.startswith(f"{symbol} ")}
+    assert account <= set(full) and marks
+    assert set(bare) == set(full) - account - marks - {None}
+    assert "drawdown [%]" not in _traces(bt.plot(plot_drawdown=False))
+    assert "equity" in _traces(bt.plot(plot_drawdown=False))
+    # resample=False draws every point; otherwise lines are cut to max_points.
+    bars = len(result.prices(symbol))
+    assert len(_traces(bt.plot(symbols=[symbol], max_points=100))[symbol][0]) <= 100 < bars
+    assert len(_traces(bt.plot(symbols=[symbol], max_points=100, resample=False))[symbol][0]) == bars
+    fig = bt.plot(plot_width=900, show_legend=False)
+    assert (fig.layout.width, fig.layout.showlegend) == (900, False)
+
+
+def test_backtest_plot_after_optimize_draws_the_best_set():
+    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCrossForPlot, cash=100_000)
+    rows = bt.optimize(fast=[5, 10], slow=[20, 40], maximize="Equity Final [$]", cache=False,
+                       executor="sequential")
+    best = rows.iloc[0]
+    alone = tickstep.Backtest(tickstep.data.example_daily(), SmaCrossForPlot, cash=100_000).run(
+        fast=int(best["fast"]), slow=int(best["slow"]))
+    drawn = _traces(bt.plot())["equity"][1]
+    assert drawn[-1] == alone.equity.iloc[-1] == best["Equity Final [$]"]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"plot_volume": False}, r"plot\(plot_volume=\): not an option of tickstep's plot"),
+    ({"superimpose": "1W"}, r"plot\(superimpose=\): not an option"),
+    ({"plot_width": 0}, r"plot\(plot_width=0\): a width in pixels"),
+    ({"plot_width": 1.5}, r"plot\(plot_width=1.5\)"),
+    ({"plot_width": True}, r"plot\(plot_width=True\)"),
+    ({"resample": "4h"}, r"plot\(resample='4h'\): True or False"),
+    ({"open_browser": 1}, r"plot\(open_browser=1\): True or False"),
+    ({"results": "stats"}, r"plot\(results=str\): a tickstep Result"),
+])
+def test_backtest_plot_refuses_what_it_does_not_draw_by_name(options, message):
+    bt = tickstep.Backtest(tickstep.data.example_daily(), Charted, cash=100_000)
+    bt.run()
+    with pytest.raises(tickstep.ConfigError, match=message):
+        bt.plot(**options)
+
+
+class SmaCrossForPlot(tickstep.Strategy):
+    """The README's crossover, its windows parameters (optimize's workers import it by name)."""
+
+    fast = 10
+    slow = 30
+
+    def init(self):
+        self.f, self.s = self.sma(self.fast), self.sma(self.slow)
+
+    def next(self, symbol):
+        if self.f.value > self.s.value and not self.position:
+            self.buy(size=100)
+        elif self.f.value < self.s.value and self.position:
+            self.position.close()

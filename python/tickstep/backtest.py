@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import numbers
+import sys
+import webbrowser
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -102,6 +106,8 @@ class Backtest:
         base = config if config is not None else BacktestConfig()
         self._config = base.replace(**config_options) if config_options else base
         self._strategy = strategy
+        # What `plot` draws: the latest run's result, or optimize's best set to run again.
+        self._latest: Result | dict[str, Any] | None = None
         self._stream = None
         if self._config.stream is not None:
             # Streamed: the data are read window by window at each run, never held whole.
@@ -233,22 +239,18 @@ class Backtest:
                 raise ConfigError(f"records=: {strategy.__name__} is a SignalStrategy, whose "
                                   "signals() reads its bars only; analysis tables are for "
                                   "strategies' next()")
-            return run_strategy(self._in_memory("run"), strategy, self._config, params,
-                                metadata=self._metadata, symbols=self._symbol_dtype,
-                                ends=self._session_ends)
+            self._latest = run_strategy(self._in_memory("run"), strategy, self._config, params,
+                                        metadata=self._metadata, symbols=self._symbol_dtype,
+                                        ends=self._session_ends)
+            return self._latest
         if self._stream is not None:
-            return simulate_stream(self._stream, strategy, self._config, params,
-                                   symbols=self._symbol_dtype, records=self._records)
-        return simulate(
-            self._market,
-            strategy,
-            self._config,
-            params,
-            metadata=self._metadata,
-            symbols=self._symbol_dtype,
-            ends=self._session_ends,
-            records=self._records,
-        )
+            result = simulate_stream(self._stream, strategy, self._config, params,
+                                     symbols=self._symbol_dtype, records=self._records)
+        else:
+            result = simulate(self._market, strategy, self._config, params, metadata=self._metadata,
+                              symbols=self._symbol_dtype, ends=self._session_ends, records=self._records)
+        self._latest = result
+        return result
     def run_signals(self, entries: Any = None, exits: Any = None, short_entries: Any = None,
                     short_exits: Any = None, *, size: Any = 0.95, size_type: str = "percent",
                     sl: float | None = None, tp: float | None = None, sl_price: Any = None,
@@ -271,7 +273,7 @@ class Backtest:
         `tickstep.signals`.
         """
         self._refuse_signals_mode()
-        return run_signals(
+        self._latest = run_signals(
             self._in_memory("run_signals"), self._config, entries=entries, exits=exits,
             short_entries=short_entries, short_exits=short_exits, size=size,
             size_type=size_type, sl=sl, tp=tp, sl_price=sl_price, tp_price=tp_price,
@@ -279,6 +281,7 @@ class Backtest:
             exit_after_bars=exit_after_bars, metadata=self._metadata,
             symbols=self._symbol_dtype, ends=self._session_ends,
         )
+        return self._latest
 
     def run_signal_grid(self, signal_sets: Any = None, *, entries: Any = None, exits: Any = None,
                         short_entries: Any = None, short_exits: Any = None,
@@ -369,6 +372,13 @@ class Backtest:
         rows = self._optimize(maximize=maximize, constraint=constraint, max_tries=max_tries,
                               random_state=random_state, executor=executor,
                               max_workers=max_workers, cache=cache, progress=progress, **ranges)
+        # `plot` then draws the best set's run, run again when asked (a batch keeps no
+        # prices), as backtesting.py's plot after its optimize.
+        ok = rows[rows["status"] == "ok"] if "status" in rows else rows
+        if len(ok) and self.strategy is not None and not is_signal_strategy(self.strategy):
+            best = ok.iloc[0]
+            self._latest = {name: best[name].item() if hasattr(best[name], "item") else best[name]
+                            for name in ranges}
         if not return_heatmap:
             return rows
         return rows, _heatmap_of(rows, list(ranges), maximize)
@@ -402,6 +412,68 @@ class Backtest:
             progress=progress,
             **ranges,
         )
+
+    def plot(self, *, results: Result | None = None, filename: str | Path | None = None,
+             open_browser: bool = True, symbols: list[str] | None = None, max_points: int = 2000,
+             plot_equity: bool = True, plot_drawdown: bool = True, plot_trades: bool = True,
+             resample: bool = True, plot_width: int | None = None, show_legend: bool = True,
+             **others: Any) -> Any:
+        """backtesting.py's ``bt.plot()``: the figure of the latest `run` (`Result.plot`;
+        after `optimize`, of its best set, run again here), or of ``results``.
+
+        backtesting.py's options that mean the same here: ``plot_equity`` and
+        ``plot_drawdown`` (the account's rows; exposure is drawn with the equity),
+        ``plot_trades`` (fills and bracket levels on the prices), ``resample`` (False
+        draws every point, else lines are downsampled to ``max_points``),
+        ``plot_width`` (pixels; None fills the page), ``show_legend``, ``filename`` (the
+        figure written there as HTML) and ``open_browser`` (opens that file; nothing is
+        opened without a ``filename``: the figure is returned, and a notebook shows it).
+        Its other options draw panes this figure does not have (``plot_volume``,
+        ``plot_pl``, ``plot_return``, ``superimpose``, ...) and are refused by name.
+        Needs ``pip install 'tickstep[plot]'``.
+        """
+        if others:
+            raise ConfigError(
+                f"plot({', '.join(f'{k}=' for k in others)}): not an option of tickstep's plot; it "
+                "takes results, filename, open_browser, symbols, max_points, plot_equity, "
+                "plot_drawdown, plot_trades, resample, plot_width and show_legend (backtesting.py's "
+                "volume, P/L, return and superimposed panes are not drawn here)")
+        for name, value in (("open_browser", open_browser), ("plot_equity", plot_equity),
+                            ("plot_drawdown", plot_drawdown), ("plot_trades", plot_trades),
+                            ("resample", resample), ("show_legend", show_legend)):
+            if value is not True and value is not False:
+                raise ConfigError(f"plot({name}={value!r}): True or False")
+        if plot_width is not None and not (isinstance(plot_width, numbers.Integral)
+                                           and not isinstance(plot_width, bool) and plot_width > 0):
+            raise ConfigError(f"plot(plot_width={plot_width!r}): a width in pixels (a positive whole "
+                              "number), or None to fill the page")
+        if results is None:
+            results = self._latest_result()
+        elif not isinstance(results, Result):
+            raise ConfigError(f"plot(results={type(results).__name__}): a tickstep Result (what "
+                              "run() returns), or None for the latest run")
+        from tickstep.report.figures import plot
+
+        rows = ("equity", "exposure") * plot_equity + ("drawdown",) * plot_drawdown
+        fig = plot(results, symbols, max_points=max_points if resample else sys.maxsize,
+                   rows=tuple(r for r in ("equity", "drawdown", "exposure") if r in rows),
+                   trades=plot_trades)
+        fig.update_layout(showlegend=show_legend, **({"width": plot_width} if plot_width else {}))
+        if filename is not None:
+            path = Path(filename)
+            fig.write_html(path, include_plotlyjs=True)
+            if open_browser:
+                webbrowser.open(path.resolve().as_uri())
+        return fig
+
+    def _latest_result(self) -> Result:
+        latest = getattr(self, "_latest", None)
+        if latest is None:
+            raise ConfigError("plot(): nothing has run yet: call run() (or optimize()) first, or "
+                              "pass results=")
+        if isinstance(latest, dict):  # optimize's best set, run again to be drawn
+            latest = self.run(**latest)
+        return latest
 
     def walk_forward(
         self,

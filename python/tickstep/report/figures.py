@@ -170,12 +170,16 @@ def add_exposure(canvas: Canvas, cell: int, result: Result, max_points: int = DE
 
 
 def add_price(canvas: Canvas, cell: int, result: Result, symbol: str,
-              max_points: int = DEFAULT_POINTS) -> None:
-    """``symbol``'s closes with every fill marked at its price: entries, exits, stops."""
+              max_points: int = DEFAULT_POINTS, trades: bool = True) -> None:
+    """``symbol``'s closes with every fill marked at its price: entries, exits, stops
+    (and each bracket's levels while working), unless ``trades`` is False."""
     prices = result.prices(symbol)
     x, y = _line(prices.index.asi8, prices.to_numpy(), max_points)
     canvas.add(cell, {"type": "scatter", "x": x, "y": y, "name": symbol,
                       "line": {"color": "#444", "width": 1}})
+    canvas.y_axis(cell, title={"text": symbol})
+    if not trades:
+        return
     fills = result.fills
     mine = fills[(fills["symbol"] == symbol).to_numpy()]
     roles, sides = mine["role"].to_numpy(), mine["side"].to_numpy()
@@ -191,7 +195,6 @@ def add_price(canvas: Canvas, cell: int, result: Result, symbol: str,
             "hovertemplate": f"{label} %{{y:.4g}}<extra>{symbol}</extra>",
         })
     _add_bracket_levels(canvas, cell, result, symbol, int(prices.index.asi8[-1]))
-    canvas.y_axis(cell, title={"text": symbol})
 
 
 #: Colours of indicator lines given none, in turn.
@@ -236,11 +239,11 @@ def symbol_rows(result: Result, symbols: list[str], height: float) -> list[tuple
 
 
 def add_symbol(canvas: Canvas, cell: int, result: Result, symbol: str,
-               max_points: int = DEFAULT_POINTS) -> list[int]:
+               max_points: int = DEFAULT_POINTS, trades: bool = True) -> list[int]:
     """``symbol``'s prices and fills (`add_price`) with the indicators drawn over them in
     ``cell``, and its other indicators in the cell after it (as `symbol_rows` laid the
     rows out). Returns the cells drawn in."""
-    add_price(canvas, cell, result, symbol, max_points)
+    add_price(canvas, cell, result, symbol, max_points, trades)
     over, below = indicator_panes(result, symbol)
     ts = result.prices(symbol).index.asi8
     s = result.symbols.index(symbol)
@@ -340,18 +343,25 @@ def add_symbol_pnl(canvas: Canvas, cell: int, result: Result,
     canvas.y_axis(cell, title={"text": "P&L"})
 
 
-def plot_spec(result: Result, symbols: list[str], max_points: int = DEFAULT_POINTS) -> Canvas:
-    """Everything in one canvas: the time rows, then monthly returns beside trade returns."""
+#: The account's rows of the figure, in order: name, relative height, how it is drawn.
+_ACCOUNT_ROWS = (("equity", 0.3, add_equity), ("drawdown", 0.1, add_drawdown), ("exposure", 0.1, add_exposure))
+
+
+def plot_spec(result: Result, symbols: list[str], max_points: int = DEFAULT_POINTS, *,
+              rows: tuple[str, ...] = ("equity", "drawdown", "exposure"), trades: bool = True) -> Canvas:
+    """Everything in one canvas: the account's ``rows`` (equity, drawdown, exposure), the
+    symbols' prices (their fills marked unless ``trades`` is False) and indicators, then
+    monthly returns beside trade returns."""
+    account = [(name, height, draw) for name, height, draw in _ACCOUNT_ROWS if name in rows]
     prices = symbol_rows(result, symbols, 0.2)
-    rows = [(0.3, 1), (0.1, 1), (0.1, 1)] + prices + [(0.25, 2)]
-    canvas = Canvas(rows, height=int(300 + 180 * (3 + sum(h for h, _ in prices) / 0.2)),
+    layout = [(height, 1) for _, height, _ in account] + prices + [(0.25, 2)]
+    canvas = Canvas(layout, height=int(300 + 180 * (len(account) + sum(h for h, _ in prices) / 0.2)),
                     title=result.strategy_name)
-    add_equity(canvas, 1, result, max_points)
-    add_drawdown(canvas, 2, result, max_points)
-    add_exposure(canvas, 3, result, max_points)
-    cell = 4
+    for cell, (_, _, draw) in enumerate(account, start=1):
+        draw(canvas, cell, result, max_points)
+    cell = len(account) + 1
     for symbol in symbols:
-        cells = add_symbol(canvas, cell, result, symbol, max_points)
+        cells = add_symbol(canvas, cell, result, symbol, max_points, trades)
         canvas.caption(cell, f"{symbol}: close, fills and indicators")
         cell = cells[-1] + 1
     last = cell - 1
@@ -376,8 +386,10 @@ def check_symbols(result: Result, symbols: list[str] | None,
 
 
 def plot(result: Result, symbols: list[str] | None = None, *,
-         max_points: int = DEFAULT_POINTS) -> Any:
-    """One interactive figure of a result (see :meth:`tickstep.Result.plot`)."""
+         max_points: int = DEFAULT_POINTS, rows: tuple[str, ...] = ("equity", "drawdown", "exposure"),
+         trades: bool = True) -> Any:
+    """One interactive figure of a result (see :meth:`tickstep.Result.plot`; ``rows`` and
+    ``trades`` as `plot_spec` takes them)."""
     go = plotly_objects()
-    canvas = plot_spec(result, check_symbols(result, symbols), max_points)
+    canvas = plot_spec(result, check_symbols(result, symbols), max_points, rows=rows, trades=trades)
     return go.Figure(canvas.spec())
