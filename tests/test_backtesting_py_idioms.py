@@ -800,6 +800,28 @@ def test_resample_apply_intraday_shows_a_period_at_its_last_bar_one_bar_before_b
     pd.testing.assert_series_equal(shown, theirs, check_names=False, rtol=1e-12)
 
 
+@pytest.mark.parametrize("rule", ["h", "4h", "90min"])
+@pytest.mark.parametrize("zone", ["Asia/Kolkata", "America/New_York"])
+def test_resample_apply_within_a_day_counts_the_local_clock(rule, zone):
+    # 15-minute bars in a backtest with timezone=zone: lengths that divide a day count
+    # from each local midnight (Kolkata's hours start at its own :00, half an hour off
+    # UTC's; New York's across its spring change), as backtesting.py's on the same bars
+    # in local time. Intraday, each value shows at the period's last bar, theirs one bar
+    # later.
+    utc = pd.date_range("2021-03-01", periods=4 * 24 * 30, freq="15min", tz="UTC")
+    local = utc.tz_convert(zone).tz_localize(None)
+    bars = frame(6, len(utc))
+    ours_cls = recorded_period_mean(tickstep.Strategy, rule)
+    theirs_cls = recorded_period_mean(ReferenceStrategy, rule)
+    tickstep.Backtest(bars.set_axis(utc), ours_cls, cash=100_000, timezone=zone).run()
+    ReferenceBacktest(bars.set_axis(local), theirs_cls, cash=100_000).run()
+    ours = pd.Series(dict((t.tz_convert(zone).tz_localize(None), v) for t, v in ours_cls.seen))
+    theirs = pd.Series(dict(theirs_cls.seen))
+    shown = ours.shift(1).reindex(theirs.index)  # ours at the bar before each of theirs
+    assert shown.notna().sum() > 2000
+    pd.testing.assert_series_equal(shown, theirs, check_names=False, rtol=1e-12)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_crossover_and_cross_read_as_backtesting_libs(seed):
     rng = np.random.default_rng(seed)

@@ -28,6 +28,7 @@ from tickstep.strategy import (
     _utc_index,
 )
 from tickstep.studies import Indicator
+from tickstep.timeframes import NS_PER_DAY
 
 __all__ = ["MultiBacktest", "TrailingStrategy", "barssince", "cross", "crossover", "plot_heatmaps", "quantile", "resample_apply"]
 
@@ -89,8 +90,10 @@ def resample_apply(rule: str, func: Any, series: Any, *args: Any, agg: Any = Non
     timeframe ``rule``, declared as an indicator of the strategy whose ``init()`` calls it,
     e.g. ``self.daily = resample_apply("D", SMA, self.data.Close, 10)``.
 
-    - ``rule``: a pandas offset. Fixed lengths within a day (``"4h"``, ``"30min"``) are
-      clock buckets counted from the epoch, as `Strategy.timeframe`'s; days (``"D"``),
+    - ``rule``: a pandas offset. Fixed lengths that divide a day (``"4h"``, ``"30min"``,
+      ``"90min"``) count on the wall clock of the backtest's ``timezone=`` from each
+      local midnight (in UTC, clock buckets from the epoch, as `Strategy.timeframe`'s;
+      other lengths are such clock buckets in any zone); days (``"D"``),
       weeks (``"W"`` ends on Sunday, ``"W-FRI"`` on Friday), months (``"ME"``),
       quarters (``"QE"``) and years (``"YE"``) are calendar periods, one at a time, in
       the backtest's ``timezone=`` (its trading calendar, UTC by default; in UTC days
@@ -162,33 +165,43 @@ def _column_of(series: Any) -> EachSymbols:
 
 def _rule_buckets(strategy: Strategy, rule: Any) -> Any:
     """``rule`` as the buckets the core's ``candle_history`` takes for symbol ``i``: clock
-    buckets for fixed lengths within a day (and for days in UTC), else each bar's
-    calendar period in the backtest's ``timezone=`` (its trading calendar)."""
+    buckets for fixed lengths in UTC (days too) and for lengths no day divides into, else
+    each bar's period on the wall clock of the backtest's ``timezone=`` (its trading
+    calendar): a length that divides a day from the local midnight, or a calendar one."""
     try:
         offset = to_offset(rule)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"resample_apply(rule={rule!r}): not a pandas offset ({exc})") from None
     zone = strategy._calendar
     utc = zone == "UTC"
-    if isinstance(offset, pd.offsets.Tick) or (isinstance(offset, pd.offsets.Day) and utc):
-        # A day is 24 hours in UTC, so days there are fixed lengths too.
+    # (A Day is a Tick before pandas 3: a calendar day either way here.)
+    fixed = isinstance(offset, pd.offsets.Tick) and not isinstance(offset, pd.offsets.Day)
+    within_day = fixed and NS_PER_DAY % offset.nanos == 0
+    if (fixed and (utc or not within_day)) or (isinstance(offset, pd.offsets.Day) and utc):
+        # A day is 24 hours in UTC, so days there are fixed lengths too; so is a length
+        # that no day divides into, in any zone.
         return strategy._buckets_of(pd.Timedelta(offset.n, "D") if isinstance(offset, pd.offsets.Day)
                                     else pd.Timedelta(offset.nanos, "ns"))
     calendar = (pd.offsets.Day, pd.offsets.Week, pd.offsets.MonthEnd, pd.offsets.QuarterEnd,
                 pd.offsets.YearEnd)
-    if not isinstance(offset, calendar) or offset.n != 1:
+    if not within_day and (not isinstance(offset, calendar) or offset.n != 1):
         raise ConfigError(f"resample_apply(rule={rule!r}): a fixed length (\"4h\", \"D\", \"2D\" "
                           "in UTC) or one calendar day, week, month, quarter or year (\"D\", \"W\", "
                           f"\"W-FRI\", \"ME\", \"QE\", \"YE\"){'' if utc else f' in {zone}'}")
 
+    def at(naive: pd.DatetimeIndex) -> np.ndarray:  # a local wall time as UTC ns
+        return naive.tz_localize(zone, ambiguous=True, nonexistent="shift_forward") \
+            .tz_convert("UTC").as_unit("ns").asi8
+
     def periods(i: int) -> dict[str, np.ndarray]:
         local = _utc_index(strategy._all_ts(i)).tz_convert(zone).tz_localize(None)
+        if within_day:
+            # Lengths that divide a day, on the wall clock from each local midnight (an
+            # hour is the local hour, also where the zone is half an hour off UTC).
+            step = pd.Timedelta(offset.nanos, "ns")
+            start = local.floor(step)
+            return {"labels": at(start), "ends": at(start + step)}
         times = local.to_period(offset)
-
-        def at(naive: pd.DatetimeIndex) -> np.ndarray:  # a local wall time as UTC ns
-            return naive.tz_localize(zone, ambiguous=True, nonexistent="shift_forward") \
-                .tz_convert("UTC").as_unit("ns").asi8
-
         end = times.end_time.as_unit("ns") + pd.Timedelta(1, "ns")
         return {"labels": at(times.start_time.as_unit("ns")), "ends": at(end)}
 
