@@ -1046,3 +1046,16 @@ def test_multi_backtest_runs_each_frame_alone_as_backtesting_libs():
     pd.testing.assert_frame_equal(heatmaps, expected.sort_index().astype(float), rtol=1e-12)
     with pytest.raises(tickstep.ConfigError, match=r"a list of at least one DataFrame"):
         tickstep.lib.MultiBacktest([], OurQuickStart)
+
+
+def test_optimize_takes_backtesting_pys_method_grid_and_refuses_sambo():
+    bt = tickstep.Backtest(frame(1, 200), OurQuickStart, cash=100_000)
+    grid = {"n1": [5, 10], "n2": [20, 30]}
+    rows = bt.optimize(method="grid", maximize="Equity Final [$]", cache=False, executor="sequential", **grid)
+    same = bt.optimize(maximize="Equity Final [$]", cache=False, executor="sequential", **grid)
+    pd.testing.assert_frame_equal(rows.drop(columns=["run_time"]),
+                                  same.drop(columns=["run_time"]))
+    with pytest.raises(tickstep.ConfigError, match=r"optimize\(method='sambo'\): 'grid'"):
+        bt.optimize(method="sambo", **grid)
+    with pytest.raises(tickstep.ConfigError, match=r"return_optimization=\.\.\.\): backtesting.py's SAMBO"):
+        bt.optimize(return_optimization=True, **grid)

@@ -317,6 +317,7 @@ class Backtest:
         cache: Any = True,
         progress: bool | None = None,
         return_heatmap: bool = False,
+        method: str = "grid",
         **ranges: Any,
     ) -> pd.DataFrame | tuple[pd.DataFrame, pd.Series]:
         """Run the strategy over a grid of parameters, in parallel; one row per set, best first.
@@ -344,6 +345,10 @@ class Backtest:
             Progress bar on stderr (by default only on a terminal).
         return_heatmap : bool, default False
             Also return backtesting.py's heatmap: ``(rows, heatmap)``.
+        method : "grid"
+            backtesting.py's: the grid (or, with ``max_tries``, a random draw of it).
+            Its model-based ``"sambo"`` search is not built in and is refused, as is its
+            ``return_optimization=``.
         **ranges
             ``name=values`` per parameter to vary; a scalar is a fixed value.
 
@@ -369,6 +374,14 @@ class Backtest:
         """
         if return_heatmap is not True and return_heatmap is not False:
             raise ConfigError(f"optimize(return_heatmap={return_heatmap!r}): True or False")
+        if method != "grid":
+            raise ConfigError(f"optimize(method={method!r}): 'grid' (every set, or a random draw of "
+                              "them with max_tries=); backtesting.py's model-based 'sambo' search is "
+                              "not built in")
+        if "return_optimization" in ranges:
+            raise ConfigError("optimize(return_optimization=...): backtesting.py's SAMBO result; "
+                              "tickstep's optimize is a grid or random search and returns its rows "
+                              "(return_heatmap=True adds the heatmap)")
         rows = self._optimize(maximize=maximize, constraint=constraint, max_tries=max_tries,
                               random_state=random_state, executor=executor,
                               max_workers=max_workers, cache=cache, progress=progress, **ranges)
