@@ -643,3 +643,16 @@ class SmaCrossForPlot(tickstep.Strategy):
             self.buy(size=100)
         elif self.f.value < self.s.value and self.position:
             self.position.close()
+
+
+def test_a_result_pickled_by_the_version_before_loads_with_its_indicators(charted):
+    # The version before kept the lines as `_indicators` in the pickled state.
+    import pickle
+
+    state = pickle.loads(pickle.dumps(charted)).__dict__.copy()
+    state["_indicators"] = state.pop("_lines")
+    del state["_pending_lines"]
+    old = object.__new__(tickstep.Result)
+    old.__setstate__(state)
+    for symbol in charted.symbols:
+        pd.testing.assert_frame_equal(old.indicators(symbol), charted.indicators(symbol))

@@ -548,6 +548,14 @@ class Result:
         # built from the raw columns when read after loading, as here).
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Pickled by an earlier version: its lines were computed already, under the old name.
+        if "_indicators" in state:
+            state["_lines"] = state.pop("_indicators")
+        state.setdefault("_lines", [])
+        state.setdefault("_pending_lines", None)
+        self.__dict__.update(state)
+
     def save(self, path: str | Path) -> Path:
         """Write the result to directory ``path``: Parquet tables and ``result.json``.
 
