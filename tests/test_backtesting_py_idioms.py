@@ -1059,3 +1059,10 @@ def test_optimize_takes_backtesting_pys_method_grid_and_refuses_sambo():
         bt.optimize(method="sambo", **grid)
     with pytest.raises(tickstep.ConfigError, match=r"return_optimization=\.\.\.\): backtesting.py's SAMBO"):
         bt.optimize(return_optimization=True, **grid)
+
+    class Methodical(OurQuickStart):  # a strategy's own parameter of that name is varied
+        method = "a"
+
+    rows = tickstep.Backtest(frame(1, 200), Methodical, cash=100_000).optimize(
+        method=["a", "b"], n1=[5], cache=False, executor="sequential")
+    assert sorted(rows["method"]) == ["a", "b"]

@@ -188,7 +188,8 @@ def test_bad_parameters(params, words):
 GRID_CASES = [
     ({"fast": "5"}, tickstep.ParameterError, TypeError, ["fast='5'", "int"]),
     ({"fats": [5]}, tickstep.ParameterError, TypeError, ["'fats'", "did you mean 'fast'"]),
-    ({"method": "grid", "fast": [5]}, tickstep.ParameterError, TypeError, ["no parameter 'method'"]),
+    ({"method": "random", "fast": [5]}, tickstep.ConfigError, ValueError, ["method='random'", "'grid'"]),
+    ({"methd": "grid", "fast": [5]}, tickstep.ParameterError, TypeError, ["no parameter 'methd'"]),
     ({"fast": range(0)}, tickstep.ConfigError, ValueError, ["'fast'", "no values to try"]),
     ({"fast": [5], "maximize": None}, tickstep.ConfigError, ValueError, ["maximize=None", "statistic's name"]),
     ({"fast": [5], "maximize": "sharpe"}, tickstep.ConfigError, ValueError, ["maximize='sharpe'", "did you mean 'Sharpe Ratio'"]),

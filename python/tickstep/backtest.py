@@ -317,7 +317,6 @@ class Backtest:
         cache: Any = True,
         progress: bool | None = None,
         return_heatmap: bool = False,
-        method: str = "grid",
         **ranges: Any,
     ) -> pd.DataFrame | tuple[pd.DataFrame, pd.Series]:
         """Run the strategy over a grid of parameters, in parallel; one row per set, best first.
@@ -348,7 +347,8 @@ class Backtest:
         method : "grid"
             backtesting.py's: the grid (or, with ``max_tries``, a random draw of it).
             Its model-based ``"sambo"`` search is not built in and is refused, as is its
-            ``return_optimization=``.
+            ``return_optimization=``. (A strategy with a parameter named ``method``
+            varies it instead.)
         **ranges
             ``name=values`` per parameter to vary; a scalar is a fixed value.
 
@@ -374,11 +374,12 @@ class Backtest:
         """
         if return_heatmap is not True and return_heatmap is not False:
             raise ConfigError(f"optimize(return_heatmap={return_heatmap!r}): True or False")
+        method = "grid" if self._has_parameter("method") else ranges.pop("method", "grid")
         if method != "grid":
             raise ConfigError(f"optimize(method={method!r}): 'grid' (every set, or a random draw of "
                               "them with max_tries=); backtesting.py's model-based 'sambo' search is "
                               "not built in")
-        if "return_optimization" in ranges:
+        if "return_optimization" in ranges and not self._has_parameter("return_optimization"):
             raise ConfigError("optimize(return_optimization=...): backtesting.py's SAMBO result; "
                               "tickstep's optimize is a grid or random search and returns its rows "
                               "(return_heatmap=True adds the heatmap)")
@@ -395,6 +396,10 @@ class Backtest:
         if not return_heatmap:
             return rows
         return rows, _heatmap_of(rows, list(ranges), maximize)
+
+    def _has_parameter(self, name: str) -> bool:
+        strategy = self.strategy
+        return strategy is not None and name in strategy.parameters()
 
     def _optimize(self, *, maximize: Any, constraint: Any, max_tries: Any, random_state: Any,
                   executor: Any, max_workers: Any, cache: Any, progress: Any,
