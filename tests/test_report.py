@@ -656,3 +656,38 @@ def test_a_result_pickled_by_the_version_before_loads_with_its_indicators(charte
     old.__setstate__(state)
     for symbol in charted.symbols:
         pd.testing.assert_frame_equal(old.indicators(symbol), charted.indicators(symbol))
+
+
+def test_the_engines_indicators_take_self_is_chart_options():
+    class Charting(tickstep.Strategy):
+        def init(self):
+            self.hidden = self.sma(5, plot=False)
+            self.oscillator = self.rsi(14, overlay=True, color="red")  # over the prices, as asked
+            self.mean = self.ema(20, color=["green"], scatter=True)
+            self.range = self.atr(5, overlay=False)
+
+    result = tickstep.Backtest(tickstep.data.example_daily(), Charting, cash=100_000).run()
+    symbol = result.symbols[0]
+    assert list(result.indicators(symbol).columns) == ["RSI(close, 14)", "EMA(close, 20)", "ATR(5)"]
+    fig = result.plot(symbols=[symbol])
+    price = next(t for t in fig.data if t.name == symbol)
+    lines = {t.name: t for t in fig.data if t.name in ("RSI(close, 14)", "EMA(close, 20)", "ATR(5)")}
+    on_price = {name for name, t in lines.items() if (t.xaxis, t.yaxis) == (price.xaxis, price.yaxis)}
+    assert on_price == {"RSI(close, 14)", "EMA(close, 20)"}
+    assert lines["RSI(close, 14)"].line.color == "red"
+    assert lines["EMA(close, 20)"].mode == "markers" and lines["EMA(close, 20)"].marker.color == "green"
+
+
+@pytest.mark.parametrize(("declare", "message"), [
+    (lambda s: s.sma(5, overlay="yes"), r"sma\(overlay='yes'\): backtesting.py's chart option is True, False or None"),
+    (lambda s: s.atr(5, plot=1), r"atr\(plot=1\): backtesting.py's chart option is True or False"),
+    (lambda s: s.highest(5, color=3), r"highest\(color=3\): backtesting.py's chart option is a colour name"),
+    (lambda s: s.ema(5, colour="red"), r"ema\(colour=\.\.\.\): not an option.*did you mean 'color'"),
+])
+def test_an_engine_indicators_bad_chart_option_is_refused_by_name(declare, message):
+    class Bad(tickstep.Strategy):
+        def init(self):
+            declare(self)
+
+    with pytest.raises(tickstep.ConfigError, match=message):
+        tickstep.Backtest(tickstep.data.example_daily(), Bad, cash=100_000).run()

@@ -63,10 +63,13 @@ class EngineLine(NamedTuple):
     kept for the report by its study ``id``: the run computes its values bar by bar
     without keeping them, so they are computed again from the engine once it has run
     (`Engine.indicator_values`), the same values the strategy read, and become an
-    `IndicatorLine` (its overlay left to the report)."""
+    `IndicatorLine` with its chart options (the overlay, None, left to the report)."""
 
     name: str
     id: int
+    overlay: bool | None = None
+    color: str | None = None
+    scatter: bool = False
 
 
 @dataclass(frozen=True)
@@ -784,7 +787,7 @@ def _line_of(line: IndicatorLine | EngineLine, engine: Any, symbols: int) -> Ind
     values = [engine.indicator_values(line.id, i) for i in range(symbols)]
     if any(v is None for v in values):
         return None
-    return IndicatorLine(line.name, None, None, False, values)
+    return IndicatorLine(line.name, line.overlay, line.color, line.scatter, values)
 
 
 def _long_indicators(lines: list[IndicatorLine]) -> dict[str, np.ndarray]:

@@ -45,6 +45,8 @@ __all__ = ["Position", "Strategy"]
 
 #: The longest rolling window accepted, in bars: beyond any real history.
 _MAX_WINDOW = 2**32
+#: The chart options an engine indicator takes (``self.I``'s), and their defaults.
+_ENGINE_CHART = {"plot": True, "overlay": None, "color": None, "scatter": False}
 #: How the report names the engine's indicators, by the method declaring them.
 _CHART_NAMES = {"sma": "SMA", "ema": "EMA", "rsi": "RSI", "atr": "ATR", "rolling_std": "STD",
                 "highest": "MAX", "lowest": "MIN"}
@@ -400,19 +402,20 @@ def _unchangeable(values: np.ndarray) -> np.ndarray:
     return kept
 
 
-def _check_chart_options(**options: Any) -> dict[str, Any]:
-    """backtesting.py's chart options of ``self.I``, refused by name when of the wrong type:
-    ``plot`` and ``scatter`` are bools, ``overlay`` a bool or None, ``color`` a colour name
-    (or one per line) or None. Returns them."""
+def _check_chart_options(call: str = "self.I", **options: Any) -> dict[str, Any]:
+    """backtesting.py's chart options of ``self.I`` (and of the engine's indicators,
+    ``call`` naming which), refused by name when of the wrong type: ``plot`` and
+    ``scatter`` are bools, ``overlay`` a bool or None, ``color`` a colour name (or one per
+    line) or None. Returns them."""
     for name in ("plot", "scatter", "overlay"):
         value = options[name]
         if not (isinstance(value, (bool, np.bool_)) or (name == "overlay" and value is None)):
             rule = "True, False or None" if name == "overlay" else "True or False"
-            raise ConfigError(f"self.I({name}={value!r}): backtesting.py's chart option is {rule}")
+            raise ConfigError(f"{call}({name}={value!r}): backtesting.py's chart option is {rule}")
     color = options["color"]
     colors = [color] if isinstance(color, str) else color
     if color is not None and not (isinstance(colors, (list, tuple)) and all(isinstance(c, str) for c in colors)):
-        raise ConfigError(f"self.I(color={color!r}): backtesting.py's chart option is a colour name, "
+        raise ConfigError(f"{call}(color={color!r}): backtesting.py's chart option is a colour name, "
                           "a list of them (one per line) or None")
     return options
 
@@ -806,11 +809,23 @@ class Strategy(StrategyBase):
                                  f"({pd.Timedelta(spacing)})")
         return ns
 
-    def indicator(self, kind: str, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
-        """Declare a rolling statistic: kind in sum, mean, min, max, std, ema, rsi, atr."""
-        return self._rolling(kind, kind, n, source, timeframe)
+    def indicator(self, kind: str, n: int, source: str = "close", timeframe: Timeframe | None = None,
+                  **chart: Any) -> Indicator:
+        """Declare a rolling statistic: kind in sum, mean, min, max, std, ema, rsi, atr.
 
-    def _rolling(self, call: str, kind: str, n: int, source: str, timeframe: Timeframe | None) -> Indicator:
+        Every engine indicator (this, `sma`, `ema`, ...) takes ``self.I``'s chart options
+        as keywords: ``plot=False`` keeps it out of the plot and report, ``overlay``,
+        ``color`` and ``scatter`` draw it as `I` says."""
+        return self._rolling(kind, kind, n, source, timeframe, chart)
+
+    def _rolling(self, call: str, kind: str, n: int, source: str, timeframe: Timeframe | None,
+                 chart: dict[str, Any]) -> Indicator:
+        unknown = sorted(set(chart) - set(_ENGINE_CHART))
+        if unknown:
+            raise ConfigError(f"{call}({unknown[0]}=...): not an option; besides n, source and timeframe "
+                              f"an indicator takes the chart options {', '.join(_ENGINE_CHART)}"
+                              f"{did_you_mean(unknown[0], list(_ENGINE_CHART))}")
+        chart = _check_chart_options(call, **(_ENGINE_CHART | chart))
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= _MAX_WINDOW:
             raise ConfigError(f"{call}(n={n!r}): n, the window in bars (or candles), must be a whole "
                              f"number from 1 to {_MAX_WINDOW:,}")
@@ -823,36 +838,45 @@ class Strategy(StrategyBase):
         # Kept for the report under its trader's name (SMA(close, 10), ATR(14)@1d).
         label = _CHART_NAMES.get(call, call.upper())
         shown = f"{label}({n})" if kind == "atr" else f"{label}({source}, {n})"
-        self._charted.append(EngineLine(self._unique_chart_name(shown + where), sid))
+        if chart["plot"]:
+            color = chart["color"][0] if isinstance(chart["color"], (list, tuple)) else chart["color"]
+            self._charted.append(EngineLine(self._unique_chart_name(shown + where), sid, chart["overlay"],
+                                            color, chart["scatter"]))
         return Indicator(self._ctx, sid, f"{kind}({n}, {source}){where}")
 
-    def sma(self, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
+    def sma(self, n: int, source: str = "close", timeframe: Timeframe | None = None,
+            **chart: Any) -> Indicator:
         """Simple moving average over ``n`` bars (or completed candles)."""
-        return self._rolling("sma", "mean", n, source, timeframe)
+        return self._rolling("sma", "mean", n, source, timeframe, chart)
 
-    def ema(self, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
+    def ema(self, n: int, source: str = "close", timeframe: Timeframe | None = None,
+            **chart: Any) -> Indicator:
         """Exponential moving average: ``ewm(span=n, adjust=False)``, ready from the n-th value."""
-        return self._rolling("ema", "ema", n, source, timeframe)
+        return self._rolling("ema", "ema", n, source, timeframe, chart)
 
-    def rsi(self, n: int = 14, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
+    def rsi(self, n: int = 14, source: str = "close", timeframe: Timeframe | None = None,
+            **chart: Any) -> Indicator:
         """Relative strength index over ``n`` changes, Wilder's smoothing."""
-        return self._rolling("rsi", "rsi", n, source, timeframe)
+        return self._rolling("rsi", "rsi", n, source, timeframe, chart)
 
-    def atr(self, n: int = 14, timeframe: Timeframe | None = None) -> Indicator:
+    def atr(self, n: int = 14, timeframe: Timeframe | None = None, **chart: Any) -> Indicator:
         """Average true range over ``n`` bars (or completed candles), Wilder's smoothing."""
-        return self._rolling("atr", "atr", n, "close", timeframe)
+        return self._rolling("atr", "atr", n, "close", timeframe, chart)
 
-    def rolling_std(self, n: int, source: str = "close", timeframe: Timeframe | None = None) -> Indicator:
+    def rolling_std(self, n: int, source: str = "close", timeframe: Timeframe | None = None,
+                    **chart: Any) -> Indicator:
         """Rolling standard deviation over ``n`` values (ddof=1, as pandas)."""
-        return self._rolling("rolling_std", "std", n, source, timeframe)
+        return self._rolling("rolling_std", "std", n, source, timeframe, chart)
 
-    def highest(self, n: int, source: str = "high", timeframe: Timeframe | None = None) -> Indicator:
+    def highest(self, n: int, source: str = "high", timeframe: Timeframe | None = None,
+                **chart: Any) -> Indicator:
         """Highest ``source`` (default the high) of the last ``n`` bars or candles."""
-        return self._rolling("highest", "max", n, source, timeframe)
+        return self._rolling("highest", "max", n, source, timeframe, chart)
 
-    def lowest(self, n: int, source: str = "low", timeframe: Timeframe | None = None) -> Indicator:
+    def lowest(self, n: int, source: str = "low", timeframe: Timeframe | None = None,
+               **chart: Any) -> Indicator:
         """Lowest ``source`` (default the low) of the last ``n`` bars or candles."""
-        return self._rolling("lowest", "min", n, source, timeframe)
+        return self._rolling("lowest", "min", n, source, timeframe, chart)
 
     def crossing(self, indicator: Indicator, other: Indicator | float) -> Crossing:
         """Declare the crossing of ``indicator`` with ``other`` (another indicator or a
