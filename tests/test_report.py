@@ -691,3 +691,11 @@ def test_an_engine_indicators_bad_chart_option_is_refused_by_name(declare, messa
 
     with pytest.raises(tickstep.ConfigError, match=message):
         tickstep.Backtest(tickstep.data.example_daily(), Bad, cash=100_000).run()
+
+
+def test_a_streamed_results_plot_says_why_it_has_no_prices():
+    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCrossForPlot, cash=100_000, stream="30D")
+    result = bt.run()
+    for draw in (bt.plot, result.plot, lambda: result.prices(result.symbols[0])):
+        with pytest.raises(ValueError, match=r"keeps no prices: a streamed run \(stream=\)"):
+            draw()

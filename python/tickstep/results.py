@@ -40,6 +40,10 @@ ROLES = ("entry", "stop_loss", "take_profit", "close")
 _STATUS = ("open", "filled", "cancelled", "rejected", "expired")
 _EXECUTED = ("", "buy", "sell")  # nothing executed, bought, sold
 _NO_TIME = np.iinfo(np.int64).min  # the engine's "no time": still open, or placed in init()
+#: Why a result has no prices to show: the runs that keep none.
+_NO_PRICES = ("this result keeps no prices: a streamed run (stream=) keeps none, nor a result saved "
+              "from one, so its prices, indicators, plot and report need the same backtest run in "
+              "memory (without stream=)")
 #: The version `Result.save` writes; `load_result` reads it and every one before.
 FORMAT_VERSION = 2
 
@@ -431,7 +435,7 @@ class Result:
         if symbol not in self._symbols.categories:
             raise KeyError(f"no symbol {symbol!r} in this result (symbols: {self.symbols})")
         if self._prices is None:
-            raise ValueError("this result was built without prices")
+            raise ValueError(_NO_PRICES)
         ts, close = self._prices[self._symbols.categories.get_loc(symbol)]
         return pd.Series(close, index=_times(ts).rename("time"), name=symbol)
 
@@ -482,7 +486,7 @@ class Result:
             return self._positions_raw()
         if table == "prices":
             if self._prices is None:
-                raise ValueError("this result was built without prices")
+                raise ValueError(_NO_PRICES)
             return _long_prices(self._prices)
         return self._log(table)
 
