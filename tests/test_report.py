@@ -16,6 +16,7 @@ from conftest import make_bars, run_script
 from test_report_runs import Busy, busy_result
 from tickstep.report import position_values, rejected_orders, sector_breakdown, symbol_breakdown
 from tickstep.report.downsample import downsample
+from tickstep.strategies import SmaCross
 
 # --- the tables, by hand ------------------------------------------------------------------
 
@@ -553,7 +554,7 @@ def _traces(fig):
 
 
 def test_backtest_plot_draws_the_latest_run_as_results_plot_does(tmp_path, monkeypatch):
-    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCrossForPlot, cash=100_000)
+    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000)
     with pytest.raises(tickstep.ConfigError, match=r"nothing has run yet: call run\(\)"):
         bt.plot()
     result = bt.run()
@@ -602,11 +603,11 @@ def test_backtest_plot_takes_backtesting_pys_pane_options():
 
 
 def test_backtest_plot_after_optimize_draws_the_best_set():
-    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCrossForPlot, cash=100_000)
+    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000)
     rows = bt.optimize(fast=[5, 10], slow=[20, 40], maximize="Equity Final [$]", cache=False,
                        executor="sequential")
     best = rows.iloc[0]
-    alone = tickstep.Backtest(tickstep.data.example_daily(), SmaCrossForPlot, cash=100_000).run(
+    alone = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000).run(
         fast=int(best["fast"]), slow=int(best["slow"]))
     drawn = _traces(bt.plot())["equity"][1]
     assert drawn[-1] == alone.equity.iloc[-1] == best["Equity Final [$]"]
@@ -627,22 +628,6 @@ def test_backtest_plot_refuses_what_it_does_not_draw_by_name(options, message):
     bt.run()
     with pytest.raises(tickstep.ConfigError, match=message):
         bt.plot(**options)
-
-
-class SmaCrossForPlot(tickstep.Strategy):
-    """The README's crossover, its windows parameters (optimize's workers import it by name)."""
-
-    fast = 10
-    slow = 30
-
-    def init(self):
-        self.f, self.s = self.sma(self.fast), self.sma(self.slow)
-
-    def next(self, symbol):
-        if self.f.value > self.s.value and not self.position:
-            self.buy(size=100)
-        elif self.f.value < self.s.value and self.position:
-            self.position.close()
 
 
 def test_a_result_pickled_by_the_version_before_loads_with_its_indicators(charted):
@@ -694,7 +679,7 @@ def test_an_engine_indicators_bad_chart_option_is_refused_by_name(declare, messa
 
 
 def test_a_streamed_results_plot_says_why_it_has_no_prices():
-    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCrossForPlot, cash=100_000, stream="30D")
+    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000, stream="30D")
     result = bt.run()
     for draw in (bt.plot, result.plot, lambda: result.prices(result.symbols[0])):
         with pytest.raises(ValueError, match=r"keeps no prices: a streamed run \(stream=\)"):

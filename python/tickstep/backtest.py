@@ -390,9 +390,9 @@ class Backtest:
         # prices), as backtesting.py's plot after its optimize.
         ok = rows[rows["status"] == "ok"] if "status" in rows else rows
         if len(ok) and self.strategy is not None and not is_signal_strategy(self.strategy):
-            best = ok.iloc[0]
-            self._latest = {name: best[name].item() if hasattr(best[name], "item") else best[name]
-                            for name in ranges}
+            from tickstep.walkforward import _plain
+
+            self._latest = {name: _plain(ok.iloc[0][name]) for name in ranges}
         if not return_heatmap:
             return rows
         return rows, _heatmap_of(rows, list(ranges), maximize)
@@ -485,7 +485,7 @@ class Backtest:
         return fig
 
     def _latest_result(self) -> Result:
-        latest = getattr(self, "_latest", None)
+        latest = self._latest
         if latest is None:
             raise ConfigError("plot(): nothing has run yet: call run() (or optimize()) first, or "
                               "pass results=")

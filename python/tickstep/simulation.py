@@ -125,8 +125,11 @@ def wall_clock(timezone: str, first: int, last: int) -> tuple[np.ndarray, np.nda
         mid = lo + (hi - lo) // 2
         new = offsets_at(mid) == offsets[changes + 1]
         hi, lo = np.where(new, mid, hi), np.where(new, lo, mid)
-    starts = np.concatenate([probes[:1], hi]).astype(np.int64)
-    return starts, np.concatenate([offsets[:1], offsets[changes + 1]]).astype(np.int64)
+    clock = (np.concatenate([probes[:1], hi]).astype(np.int64),
+             np.concatenate([offsets[:1], offsets[changes + 1]]).astype(np.int64))
+    for column in clock:  # cached and shared: nobody may write to them
+        column.setflags(write=False)
+    return clock
 
 
 _UNSET: Any = object()
