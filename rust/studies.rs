@@ -762,6 +762,16 @@ impl Studies {
         })
     }
 
+    /// The values precomputed series `id` has revealed for symbol `s` whose latest bar is
+    /// `bar`: one per bar up to it (none before its first bar). None when the study is a
+    /// rolling statistic, which keeps its latest two values only.
+    pub fn series_so_far(&self, id: usize, s: usize, bar: Option<usize>) -> Result<Option<&[f64]>> {
+        Ok(match self.study(id)? {
+            Study::Series { values, .. } => Some(bar.map_or(&[][..], |i| &values.column(s)[..=i])),
+            Study::Bars { .. } | Study::Rolling { .. } => None,
+        })
+    }
+
     /// Whether study `id` was declared.
     pub fn has(&self, id: usize) -> bool {
         id < self.studies.len()

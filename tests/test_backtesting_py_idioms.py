@@ -475,16 +475,80 @@ def test_an_indicator_reads_its_value_and_the_one_before_as_backtesting_py_slice
     for k in (0, 2, 4, 6):
         np.testing.assert_array_equal(rows[:, k], rows[:, k + 1])
     name = "Indicator(ema(4, close))"
-    keeps = ("an indicator keeps its value at the latest bar ([-1], .value) and the one before "
-             "([-2], .prev); keep earlier values yourself, or read self.data(count=n) for the bars")
-    whole = "indices are whole numbers, [-1] (.value) or [-2] (.prev)"
+    keeps = ("a rolling statistic keeps its value at the latest bar ([-1], .value) and the one "
+             "before ([-2], .prev); an indicator of self.I keeps every bar's, or keep earlier "
+             "values yourself, or read self.data(count=n) for the bars")
+    whole = "indices are whole numbers ([-1] is .value, [-2] .prev) or slices"
     assert strategy.refused == [
         f"IndexError: {name}[-3]: {keeps}", f"IndexError: {name}[0]: {keeps}",
         f"IndexError: {name}[1]: {keeps}", f"TypeError: {name}[-1.0]: {whole}",
         f"TypeError: {name}[True]: {whole}", f"TypeError: {name}['x']: {whole}",
-        f"TypeError: {name}[slice(-2, None, None)]: {whole}",
+        f"IndexError: {name}[slice(-2, None, None)]: {keeps}",
         "'Indicator' object is not iterable",
     ]
+
+
+def test_an_indicator_of_self_I_reads_any_bar_so_far_as_backtesting_py_arrays_do():
+    """Inside ``next`` an indicator of ``self.I`` is, as backtesting.py's array cut at the
+    current bar, readable at any bar so far: ``[-k]``, ``[k]`` and slices, each equal to
+    the pandas rolling mean cut at that bar; NaN before the symbol's first bar (as ``[-2]``
+    is at it); a bar not reached yet refused (no look-ahead), on every symbol."""
+    keys = (-1, -2, -3, -7, -40, 0, 3, slice(-5, None), slice(None, 4), slice(-9, -2, 3),
+            slice(None, None, -4), slice(2, 2))
+
+    class Looks(tickstep.Strategy):
+        def init(self):
+            self.mean = self.I(SMA, self.data.Close, 6)
+            self.seen = {s: [] for s in self.symbols}
+            self.ahead = []
+
+        def next(self, symbol):
+            bars = len(self.data)
+            self.seen[symbol].append([self.mean[k] for k in keys if not isinstance(k, int) or k < bars])
+            try:
+                self.mean[bars]
+                self.ahead.append("no error")
+            except IndexError as error:
+                self.ahead.append(str(error))
+
+    a, b = frame(1, 60), frame(2, 45)
+    result = tickstep.Backtest({"A": a, "B": b}, Looks, cash=1_000).run()
+    strategy = result.strategy
+    for symbol, bars in (("A", a), ("B", b)):
+        mean = bars["Close"].rolling(6).mean().to_numpy()
+        assert len(strategy.seen[symbol]) == len(bars)
+        for i, reads in enumerate(strategy.seen[symbol]):
+            so_far = mean[: i + 1]
+            expected = [so_far[k] if isinstance(k, slice) or -len(so_far) <= k else np.nan
+                        for k in keys if not isinstance(k, int) or k < i + 1]
+            assert len(reads) == len(expected)
+            for got, want in zip(reads, expected):
+                if isinstance(want, np.ndarray):
+                    np.testing.assert_array_equal(got, want)
+                else:
+                    np.testing.assert_equal(got, want)
+    assert strategy.ahead[0] == ("Indicator(SMA)[1]: the symbol's bar 1 is not reached yet (its "
+                                 "latest is bar 0): an indicator shows no value ahead of its bar")
+    assert len(strategy.ahead) == len(a) + len(b)
+    assert all(m.startswith("Indicator(SMA)[") and "not reached yet" in m for m in strategy.ahead)
+
+
+def lookback(base):  # type: ignore[no-untyped-def]
+    """A trend entry reading an indicator three bars back and a slice of it, one class body
+    for both libraries."""
+
+    class Lookback(base):  # type: ignore[misc, valid-type]
+        def init(self):  # type: ignore[no-untyped-def]
+            self.mean = self.I(SMA, self.data.Close, 8)
+
+        def next(self):  # type: ignore[no-untyped-def]
+            rising = self.mean[-1] > self.mean[-3] and self.mean[-5:].min() == self.mean[-5]
+            if not self.position and rising and self.data.Close[-1] > self.mean[-1]:
+                self.buy(size=7)
+            elif self.position and self.data.Close[-1] < self.mean[-2]:
+                self.position.close()
+
+    return Lookback
 
 
 def bands(values, n):  # (upper, lower): two lines, as backtesting.py indicators may return
@@ -517,11 +581,13 @@ def band_reversion(base):  # type: ignore[no-untyped-def]
     return Bands
 
 
+@pytest.mark.parametrize(("make", "bars", "least"), [(band_reversion, 500, 3), (lookback, 400, 5)],
+                         ids=["two lines", "bars back"])
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.filterwarnings("ignore:Some trades remain open")
-def test_an_indicator_of_two_lines_trades_as_backtesting_py_trades_it(seed):
-    ours, theirs = run_both(band_reversion, frame(seed, 500), commission=0.001)
-    assert_trades_as_backtesting_py_trades(ours, theirs, least=3)
+def test_indicators_of_two_lines_or_read_bars_back_trade_as_backtesting_py_trades_them(make, bars, least, seed):
+    ours, theirs = run_both(make, frame(seed, bars), commission=0.001)
+    assert_trades_as_backtesting_py_trades(ours, theirs, least=least)
 
 
 def test_the_forms_of_several_lines_give_the_same_indicators():

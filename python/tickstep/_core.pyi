@@ -1,7 +1,7 @@
 """Type stubs for tickstep's compiled core (``tickstep._core``)."""
 
 from collections.abc import Callable, Iterable
-from typing import Any, Self, TypeAlias, final
+from typing import Any, Self, TypeAlias, final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -311,7 +311,10 @@ class IndicatorBase:
     def crossed_above(self, other: IndicatorBase | float, symbol: str | int | None = None) -> bool: ...
     def crossed_below(self, other: IndicatorBase | float, symbol: str | int | None = None) -> bool: ...
     def __float__(self) -> float: ...
+    @overload
     def __getitem__(self, key: int, /) -> float: ...
+    @overload
+    def __getitem__(self, key: slice, /) -> np.ndarray: ...
 
 @disjoint_base
 class CrossingBase:

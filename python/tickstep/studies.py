@@ -139,7 +139,10 @@ class Indicator(IndicatorBase):
     indicator or a level), ``float(indicator)``, ``id`` and ``name``. backtesting.py's
     reads are the same two values: ``indicator[-1]`` is ``value`` and ``indicator[-2]``
     is ``prev`` (so ``backtesting.lib.crossover(fast, slow)`` reads them as it reads
-    arrays); an indicator keeps no more than these two.
+    arrays). An indicator of ``self.I`` reads any bar so far of the running symbol too,
+    as backtesting.py's array cut at the current bar: ``[-k]`` (NaN before the symbol's
+    first bar), ``[k]`` (a bar not reached yet is refused), a slice as a numpy array; a
+    rolling statistic (``self.sma``, ...) keeps no more than its two values.
     """
 
     __slots__ = {
@@ -152,7 +155,8 @@ class Indicator(IndicatorBase):
         # reads through the core.
         ctx.adopt_indicator(self, _IndicatorOutsideNext)
 
-    # Two values are no sequence: iterating one is refused, not tried index by index.
+    # An indicator is no sequence (a rolling one holds two values, a series grows bar by
+    # bar): iterating one is refused, not tried index by index.
     __iter__ = None
 
     def __setattr__(self, name: str, value: Any) -> None:

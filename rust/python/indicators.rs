@@ -16,11 +16,12 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use numpy::PyArray1;
 use pyo3::exceptions::{PyIndexError, PyLookupError, PyTypeError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyInt, PyType};
+use pyo3::types::{PyBool, PyInt, PySlice, PyType};
 
 use super::context::PyContext;
 use super::errors::IntoPyResult;
@@ -295,9 +296,14 @@ impl PyIndicator {
     }
 
     /// backtesting.py's reads of an indicator: `[-1]` is `value`, `[-2]` is `prev` (what
-    /// `backtesting.lib.crossover` reads); an indicator keeps no other. Read through the
-    /// attributes, so the same as they are in and outside `next` (inside it, the live
-    /// class answers these two from its slots: `live_subscript`).
+    /// `backtesting.lib.crossover` reads), read through the attributes, so the same as they
+    /// are in and outside `next` (inside it, the live class answers these two from its
+    /// slots: `live_subscript`). An indicator of `self.I` (a precomputed series) answers
+    /// any other bar up to the symbol's latest too, as backtesting.py's arrays do within
+    /// `next`: `[-k]` the value k - 1 bars back (NaN before the symbol's first bar, as
+    /// `[-2]` is at it), `[k]` the value at its bar k (a later bar is refused: no
+    /// look-ahead), a slice the values so far it selects, as a numpy array (a copy). A
+    /// rolling statistic (`self.sma`, ...) keeps its latest two values only.
     fn __getitem__<'py>(
         slf: &Bound<'py, Self>,
         index: &Bound<'py, PyAny>,
@@ -307,23 +313,66 @@ impl PyIndicator {
             let repr = |o: &Bound<'py, PyAny>| o.repr().map(|r| r.to_string()).unwrap_or_default();
             format!("{}[{}]", repr(slf.as_any()), repr(index))
         };
-        if index.is_instance_of::<PyBool>() || !index.hasattr(intern!(py, "__index__"))? {
+        let slice = index.cast::<PySlice>().ok();
+        let whole = !index.is_instance_of::<PyBool>() && index.hasattr(intern!(py, "__index__"))?;
+        if slice.is_none() && !whole {
             return Err(PyTypeError::new_err(format!(
-                "{}: indices are whole numbers, [-1] (.value) or [-2] (.prev)",
+                "{}: indices are whole numbers ([-1] is .value, [-2] .prev) or slices",
                 said()
             )));
         }
-        match index
-            .call_method0(intern!(py, "__index__"))?
-            .extract::<i64>()
-        {
-            Ok(-1) => slf.getattr(intern!(py, "value")),
-            Ok(-2) => slf.getattr(intern!(py, "prev")),
-            _ => Err(PyIndexError::new_err(format!(
-                "{}: an indicator keeps its value at the latest bar ([-1], .value) and the \
-                 one before ([-2], .prev); keep earlier values yourself, or read \
-                 self.data(count=n) for the bars",
+        let k = match slice {
+            Some(_) => None,
+            None => Some(
+                index
+                    .call_method0(intern!(py, "__index__"))?
+                    .extract::<i64>()?,
+            ),
+        };
+        match k {
+            Some(-1) => return slf.getattr(intern!(py, "value")),
+            Some(-2) => return slf.getattr(intern!(py, "prev")),
+            _ => {}
+        }
+        let me = slf.get();
+        let ctx = me.ctx.get();
+        let e = ctx.context()?;
+        let s = ctx.index_of(e, None)?;
+        let Some(so_far) = e
+            .studies()
+            .series_so_far(me.id, s, e.bar_index(s))
+            .py_err(py)?
+        else {
+            return Err(PyIndexError::new_err(format!(
+                "{}: a rolling statistic keeps its value at the latest bar ([-1], .value) and \
+                 the one before ([-2], .prev); an indicator of self.I keeps every bar's, or \
+                 keep earlier values yourself, or read self.data(count=n) for the bars",
                 said()
+            )));
+        };
+        let bars = so_far.len();
+        let Some(k) = k else {
+            // A slice: the values so far it selects.
+            let part = slice.map_or(Ok(None), |s| s.indices(bars as isize).map(Some))?;
+            let picked: Vec<f64> = part.map_or_else(Vec::new, |p| {
+                (0..p.slicelength)
+                    .map(|j| so_far[(p.start + j as isize * p.step) as usize])
+                    .collect()
+            });
+            return Ok(PyArray1::from_vec(py, picked).into_any());
+        };
+        if k < 0 {
+            let back = usize::try_from(k.unsigned_abs()).unwrap_or(usize::MAX);
+            let value = bars.checked_sub(back).map_or(f64::NAN, |i| so_far[i]);
+            return Ok(value.into_pyobject(py)?.into_any());
+        }
+        match usize::try_from(k).ok().filter(|&i| i < bars) {
+            Some(i) => Ok(so_far[i].into_pyobject(py)?.into_any()),
+            None => Err(PyIndexError::new_err(format!(
+                "{}: the symbol's bar {k} is not reached yet (its latest is bar {}): an \
+                 indicator shows no value ahead of its bar",
+                said(),
+                bars as i64 - 1
             ))),
         }
     }
