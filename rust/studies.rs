@@ -117,6 +117,9 @@ struct Blocked {
     before: f64,
     /// Bars fed before `start`, since the beginning or the latest reset.
     fed_before: usize,
+    /// Values kept before the latest bar's previous one, for an indicator declared to
+    /// look further back than `value` and `prev` (`Studies::set_lookback`).
+    keep_back: usize,
 }
 
 impl Blocked {
@@ -127,6 +130,7 @@ impl Blocked {
             values: Vec::new(),
             before: f64::NAN,
             fed_before: 0,
+            keep_back: 0,
         }
     }
 
@@ -192,6 +196,7 @@ impl Blocked {
         // The first bar without a value is held (a streamed window keeps the bars from the
         // first one not yet processed on); if not, nothing to compute from.
         let j = i.checked_sub(base).filter(|&j| j <= b.len())?;
+        let kept = kept.saturating_sub(self.keep_back);
         let gone = kept.saturating_sub(self.start).min(self.values.len());
         if let Some(&last) = gone.checked_sub(1).and_then(|k| self.values.get(k)) {
             self.before = last;
@@ -258,6 +263,16 @@ impl Blocked {
             Some(0) => (v.first().copied().unwrap_or(f64::NAN), self.before),
             Some(k) if k < v.len() => (v[k], v[k - 1]),
             Some(k) => (f64::NAN, v.get(k - 1).copied().unwrap_or(f64::NAN)),
+        }
+    }
+
+    /// The value `k` bars before bar `i` (0: `value(i)`, 1: `prev(i)`), for `k` up to
+    /// `keep_back + 1`: NaN before the first bar or the latest reset.
+    fn back(&self, i: usize, k: usize) -> f64 {
+        match i.checked_sub(k) {
+            Some(j) if j >= self.start => self.value(j),
+            Some(j) if j + 1 == self.start => self.before,
+            _ => f64::NAN,
         }
     }
 
@@ -338,6 +353,45 @@ impl SeriesValues {
     }
 }
 
+/// A rolling statistic's values before its previous one, newest last, for an indicator
+/// declared to look further back than `value` and `prev` (`Studies::set_lookback`): a
+/// ring written before each update with the value that update makes the one before
+/// `prev`.
+#[derive(Clone)]
+struct Earlier {
+    ring: Vec<f64>,
+    /// Where the next value goes (the oldest one is there).
+    next: usize,
+}
+
+impl Earlier {
+    fn new(len: usize) -> Self {
+        Earlier {
+            ring: vec![f64::NAN; len],
+            next: 0,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, x: f64) {
+        if let Some(slot) = self.ring.get_mut(self.next) {
+            *slot = x;
+            self.next = (self.next + 1) % self.ring.len();
+        }
+    }
+
+    /// The value `k` updates before `prev`'s (0: the one just before it); None past the
+    /// ring.
+    fn get(&self, k: usize) -> Option<f64> {
+        let len = self.ring.len();
+        (k < len).then(|| self.ring[(self.next + len - 1 - k) % len])
+    }
+
+    fn clear(&mut self) {
+        self.ring.fill(f64::NAN);
+    }
+}
+
 // An explicit tag: `value_and_prev` tells the kinds apart at every indicator and bar,
 // and a tag byte is one compare where the kinds hidden in a field's unused values took a
 // dozen instructions to tell apart.
@@ -345,8 +399,13 @@ impl SeriesValues {
 enum Study {
     /// On base bars, the bars of a plan of the clock at a time.
     Bars { per_symbol: Vec<Blocked> },
-    /// On a timeframe's completed candles, one candle at a time.
-    Rolling { per_symbol: Vec<Rolling> },
+    /// On a timeframe's completed candles, one candle at a time (or on an extra column,
+    /// one value at a time); `earlier` per symbol when declared to look further back
+    /// (else empty).
+    Rolling {
+        per_symbol: Vec<Rolling>,
+        earlier: Vec<Earlier>,
+    },
     /// A vectorised indicator computed over the whole history, one value per base bar.
     Series {
         values: SeriesValues,
@@ -494,6 +553,7 @@ impl Studies {
                 list.push(id);
                 self.studies.push(Study::Rolling {
                     per_symbol: vec![proto; symbols],
+                    earlier: Vec::new(),
                 });
             }
         }
@@ -522,6 +582,7 @@ impl Studies {
         self.column_rolling.push((id, column));
         self.studies.push(Study::Rolling {
             per_symbol: vec![proto; symbols],
+            earlier: Vec::new(),
         });
         Ok(id)
     }
@@ -682,11 +743,19 @@ impl Studies {
     /// for `symbol`'s bar at position `i` of the columns `b`.
     pub fn update(&mut self, s: usize, i: usize, b: &SymbolBars) {
         for &(id, k) in &self.column_rolling {
-            if let (Some(values), Study::Rolling { per_symbol, .. }) =
-                (b.extra(k), &mut self.studies[id])
+            if let (
+                Some(values),
+                Study::Rolling {
+                    per_symbol,
+                    earlier,
+                },
+            ) = (b.extra(k), &mut self.studies[id])
             {
                 let x = values[i];
                 if !x.is_nan() {
+                    if let Some(earlier) = earlier.get_mut(s) {
+                        earlier.push(per_symbol[s].prev());
+                    }
                     per_symbol[s].update(x, x, x, x, x);
                 }
             }
@@ -701,7 +770,14 @@ impl Studies {
             let done = tf.series[s].feed(ts, tf.buckets.of(s, i, ts), ohlcv);
             for candle in done.iter() {
                 for &id in &self.by_timeframe[tf_id] {
-                    if let Study::Rolling { per_symbol, .. } = &mut self.studies[id] {
+                    if let Study::Rolling {
+                        per_symbol,
+                        earlier,
+                    } = &mut self.studies[id]
+                    {
+                        if let Some(earlier) = earlier.get_mut(s) {
+                            earlier.push(per_symbol[s].prev());
+                        }
                         candle.feed(&mut per_symbol[s]);
                     }
                 }
@@ -762,6 +838,71 @@ impl Studies {
         })
     }
 
+    /// Let rolling statistic `id` be read `lookback` values back (its latest included, so
+    /// 2 is `value` and `prev` alone, as declared): its values per symbol are kept that
+    /// far. A precomputed series keeps every bar's already.
+    pub fn set_lookback(&mut self, id: usize, lookback: usize) -> Result<()> {
+        let back = lookback.checked_sub(2).ok_or_else(|| {
+            EngineError::InvalidConfig(format!(
+                "lookback = {lookback}: an indicator keeps its latest value and the one \
+                 before at least (lookback >= 2)"
+            ))
+        })?;
+        match self.studies.get_mut(id) {
+            Some(Study::Bars { per_symbol }) => {
+                per_symbol.iter_mut().for_each(|b| b.keep_back = back);
+            }
+            Some(Study::Rolling {
+                per_symbol,
+                earlier,
+            }) => {
+                *earlier = if back == 0 {
+                    Vec::new()
+                } else {
+                    vec![Earlier::new(back); per_symbol.len()]
+                };
+            }
+            Some(Study::Series { .. }) => {}
+            None => return Err(no_study(id)),
+        }
+        Ok(())
+    }
+
+    /// How many values back study `id` can be read (its latest included); None for a
+    /// precomputed series, which keeps every bar's.
+    pub fn lookback(&self, id: usize) -> Result<Option<usize>> {
+        Ok(match self.study(id)? {
+            Study::Bars { per_symbol } => Some(per_symbol.first().map_or(0, |b| b.keep_back) + 2),
+            Study::Rolling { earlier, .. } => Some(earlier.first().map_or(0, |e| e.ring.len()) + 2),
+            Study::Series { .. } => None,
+        })
+    }
+
+    /// Study `id`'s value for symbol `s`, whose latest bar is `bar`, `k` updates before
+    /// its latest (0: `value`, 1: `prev`; on base bars and a precomputed series an update
+    /// is a bar): NaN where it had none yet (or before a reset), None past what it keeps
+    /// (`lookback`).
+    pub fn back(&self, id: usize, s: usize, bar: Option<usize>, k: usize) -> Result<Option<f64>> {
+        Ok(match self.study(id)? {
+            Study::Bars { per_symbol } => {
+                let b = &per_symbol[s];
+                (k <= b.keep_back + 1).then(|| bar.map_or(f64::NAN, |i| b.back(i, k)))
+            }
+            Study::Rolling {
+                per_symbol,
+                earlier,
+            } => match k {
+                0 => Some(per_symbol[s].value()),
+                1 => Some(per_symbol[s].prev()),
+                _ => earlier.get(s).and_then(|e| e.get(k - 2)),
+            },
+            Study::Series { values, .. } => Some(
+                bar.and_then(|i| i.checked_sub(k))
+                    .map_or(f64::NAN, |j| values.column(s)[j]),
+            ),
+        })
+    }
+
     /// The values precomputed series `id` has revealed for symbol `s` whose latest bar is
     /// `bar`: one per bar up to it (none before its first bar). None when the study is a
     /// rolling statistic, which keeps its latest two values only.
@@ -787,7 +928,7 @@ impl Studies {
             Some(Study::Bars { per_symbol }) if s < per_symbol.len() => {
                 per_symbol[s].value_and_prev(i)
             }
-            Some(Study::Rolling { per_symbol }) if s < per_symbol.len() => {
+            Some(Study::Rolling { per_symbol, .. }) if s < per_symbol.len() => {
                 (per_symbol[s].value(), per_symbol[s].prev())
             }
             Some(Study::Series { values, .. }) => series_pair(values, s, i),
@@ -816,8 +957,14 @@ impl Studies {
                 self.stale = true;
                 Ok(())
             }
-            Some(Study::Rolling { per_symbol, .. }) => {
+            Some(Study::Rolling {
+                per_symbol,
+                earlier,
+            }) => {
                 per_symbol[s].reset();
+                if let Some(earlier) = earlier.get_mut(s) {
+                    earlier.clear();
+                }
                 Ok(())
             }
             Some(Study::Series { .. }) => Err(EngineError::InvalidConfig(
@@ -849,7 +996,7 @@ impl Studies {
                 fresh(&per_symbol[s].rolling)?.feed(&BarColumns::of_bars(b), &mut out);
                 Ok(Some(out))
             }
-            Study::Rolling { per_symbol } => {
+            Study::Rolling { per_symbol, .. } => {
                 let mut rolling = fresh(&per_symbol[s])?;
                 if let Some(&(_, k)) = self.column_rolling.iter().find(|(c, _)| *c == id) {
                     let Some(column) = b.extra(k) else {

@@ -458,7 +458,7 @@ def test_an_indicator_reads_its_value_and_the_one_before_as_backtesting_py_slice
                               self.series[np.int64(-1)], self.series.value, self.series[-2],
                               self.series.prev])
             if not self.refused:
-                for index in (-3, 0, 1, -1.0, True, "x", slice(-2, None)):
+                for index in (-3, 0, 1, -1.0, True, "x", slice(-3, None)):
                     try:
                         self.engine[index]
                         self.refused.append(f"{index!r}: no error")
@@ -475,15 +475,15 @@ def test_an_indicator_reads_its_value_and_the_one_before_as_backtesting_py_slice
     for k in (0, 2, 4, 6):
         np.testing.assert_array_equal(rows[:, k], rows[:, k + 1])
     name = "Indicator(ema(4, close))"
-    keeps = ("a rolling statistic keeps its value at the latest bar ([-1], .value) and the one "
-             "before ([-2], .prev); an indicator of self.I keeps every bar's, or keep earlier "
-             "values yourself, or read self.data(count=n) for the bars")
+    keeps = ("this rolling statistic keeps its latest 2 values ([-1] to [-2], or a slice [-m:] of "
+             "them); declare it with lookback=n to read n values back, or use self.I, whose "
+             "indicators keep every bar's")
     whole = "indices are whole numbers ([-1] is .value, [-2] .prev) or slices"
     assert strategy.refused == [
         f"IndexError: {name}[-3]: {keeps}", f"IndexError: {name}[0]: {keeps}",
         f"IndexError: {name}[1]: {keeps}", f"TypeError: {name}[-1.0]: {whole}",
         f"TypeError: {name}[True]: {whole}", f"TypeError: {name}['x']: {whole}",
-        f"IndexError: {name}[slice(-2, None, None)]: {keeps}",
+        f"IndexError: {name}[slice(-3, None, None)]: {keeps}",
         "'Indicator' object is not iterable",
     ]
 

@@ -741,3 +741,159 @@ def test_I_makes_each_symbols_bar_times_once_per_market(data, monkeypatch):
     assert len(made) == len(SYMBOLS)
     tickstep.Backtest(data, Twice, cash=1e6).run()  # a new market makes its own
     assert len(made) == 2 * len(SYMBOLS)
+
+
+# ---- looking further back: lookback= --------------------------------------------------------
+
+
+LOOKBACK = 7
+LOOKBACK_BASE = (("mean", 14, "close"), ("ema", 5, "close"), ("max", 30, "high"), ("atr", 3, "close"),
+                 ("std", 2, "close"), ("sum", 1, "volume"))
+
+
+class LookingBack(tickstep.Strategy):
+    """The Recorder's base-bar, reset and timeframe statistics again, declared with a
+    lookback, recording at each bar ``[-1]`` ... ``[-lookback]`` and ``[-lookback:]`` of
+    each (the reset ones reset after the same bars as the Recorder's)."""
+
+    def init(self):
+        self.base = {spec: self.indicator(*spec, lookback=LOOKBACK) for spec in LOOKBACK_BASE}
+        self.resettable = {(k, n): self.indicator(k, n, SOURCE_OF[k], lookback=5) for k, n in RESET_SPECS}
+        self.tfs = {p: self.timeframe(p) for p in HTF_SPECS}
+        self.htf = {(p, spec): self.indicator(*spec, timeframe=self.tfs[p], lookback=4)
+                    for p, specs in HTF_SPECS.items() for spec in specs}
+        self.groups = {"base": (self.base, LOOKBACK), "reset": (self.resettable, 5), "htf": (self.htf, 4)}
+        self.rec = {s: {g: [] for g in self.groups} for s in self.symbols}
+        self.bar_no = dict.fromkeys(self.symbols, -1)
+
+    def next(self, symbol):
+        self.bar_no[symbol] += 1
+        for name, (group, back) in self.groups.items():
+            reads = []
+            for ind in group.values():
+                each = [ind[-k] for k in range(1, back + 1)]
+                np.testing.assert_array_equal(ind[-back:], each[::-1])  # the slice: oldest first
+                np.testing.assert_array_equal(ind[-2:], each[1::-1])
+                assert each[0] is not None and same_or_both_nan(each[0], ind.value)
+                reads.append(each)
+            self.rec[symbol][name].append(reads)
+        if self.bar_no[symbol] in RESET_AT.get(symbol, ()):
+            for ind in self.resettable.values():
+                ind.reset()
+
+
+@pytest.fixture(scope="module")
+def looked_back(data):
+    return tickstep.Backtest(data, LookingBack, cash=1e6).run().strategy
+
+
+def _back(values, k):
+    """Per bar, ``values`` (one per bar) ``k`` bars before it (NaN before the first)."""
+    return np.r_[np.full(min(k, len(values)), np.nan), values[: len(values) - k]]
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS)
+def test_a_lookback_reads_the_values_of_the_bars_before(looked_back, data, symbol):
+    """``[-k]`` of a base-bar statistic is the pandas reference k - 1 bars before, on
+    symbols with gaps, across the blocks the engine computes ahead."""
+    frame = data[symbol]
+    reads = np.array(looked_back.rec[symbol]["base"], dtype=float)  # (bars, indicators, k)
+    assert reads.shape == (len(frame), len(LOOKBACK_BASE), LOOKBACK)
+    for j, (kind, n, source) in enumerate(LOOKBACK_BASE):
+        want = ref_rolling(kind, frame, n, source)
+        atol = std_atol(frame) if kind == "std" else 0.0
+        for k in range(LOOKBACK):
+            assert_series(reads[:, j, k], _back(want, k), f"{symbol} {kind}({n}, {source})[-{k + 1}]",
+                          atol=atol)
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS)
+def test_a_lookback_reads_nan_before_a_reset(looked_back, run, symbol):
+    """After a reset at bar r, the bars up to r read NaN; otherwise ``[-k]`` is what the
+    Recorder's same statistics read k - 1 bars before."""
+    values = recorded(run, symbol, "reset")[0]
+    reads = np.array(looked_back.rec[symbol]["reset"], dtype=float)
+    bars = np.arange(len(values))
+    resets = np.array(RESET_AT.get(symbol, ()), dtype=int)
+    for k in range(5):
+        source = bars - k
+        # A reset at r, after bar r's next: bars up to r are forgotten from bar r + 1 on.
+        forgotten = np.array([((source <= r) & (r < bars)) for r in resets]).any(axis=0) \
+            if len(resets) else np.zeros(len(bars), dtype=bool)
+        for j, spec in enumerate(RESET_SPECS):
+            want = np.where(forgotten, np.nan, _back(values[:, j], k))
+            assert_series(reads[:, j, k], want, f"{symbol} {spec}[-{k + 1}] with resets at {resets}")
+    assert len(resets) == 0 or np.isnan(reads[resets[0] + 1, :, 1:]).all()
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS)
+@pytest.mark.parametrize("period", list(HTF_SPECS))
+def test_a_lookback_on_a_timeframe_reads_the_candles_before(looked_back, data, symbol, period):
+    """On a timeframe ``[-k]`` is the statistic k - 1 completed candles before (NaN
+    before the first): an update is a candle, not a bar."""
+    frame = data[symbol]
+    candles = resample(frame, period)
+    done = completed_counts(i8(frame.index), int(pd.Timedelta(period).value))
+    assert done[-1] > 8
+    reads = np.array(looked_back.rec[symbol]["htf"], dtype=float)
+    keys = list(looked_back.htf)
+    for spec in HTF_SPECS[period]:
+        j = keys.index((period, spec))
+        ref = ref_rolling(spec[0], candles, spec[1], spec[2])
+        atol = std_atol(frame) if spec[0] == "std" else 0.0
+        for k in range(4):
+            at = done - k
+            want = np.where(at >= 1, ref[np.clip(at - 1, 0, len(ref) - 1)], np.nan)
+            assert_series(reads[:, j, k], want, f"{symbol} {spec}@{period}[-{k + 1}]", atol=atol)
+
+
+def test_a_lookback_is_refused_past_what_it_keeps_and_declared_by_its_rule(data):
+    refused = []
+
+    class Reads(tickstep.Strategy):
+        def init(self):
+            self.kept = self.sma(3, lookback=4)
+            self.plain = self.ema(3)
+
+        def next(self, symbol):
+            if refused:
+                return
+            for ind, index in ((self.kept, -5), (self.kept, 0), (self.kept, slice(-5, None)),
+                               (self.kept, slice(-3, -1)), (self.kept, slice(None, None, -1)),
+                               (self.plain, -3)):
+                try:
+                    ind[index]
+                    refused.append(f"{index!r}: no error")
+                except IndexError as error:
+                    refused.append(str(error))
+
+    tickstep.Backtest(data, Reads, cash=1e6).run()
+    four = ("this rolling statistic keeps its latest 4 values ([-1] to [-4], or a slice [-m:] of "
+            "them); declare it with lookback=n to read n values back, or use self.I, whose "
+            "indicators keep every bar's")
+    two = four.replace("4", "2")
+    name = "Indicator(mean(3, close))"
+    assert refused == [f"{name}[-5]: {four}", f"{name}[0]: {four}", f"{name}[slice(-5, None, None)]: {four}",
+                       f"{name}[slice(-3, -1, None)]: {four}", f"{name}[slice(None, None, -1)]: {four}",
+                       f"Indicator(ema(3, close))[-3]: {two}"]
+
+    for bad, rule in ((1, "from 2"), (True, "from 2"), (2.5, "from 2"), (0, "from 2")):
+        class Bad(tickstep.Strategy):
+            def init(self, bad=bad):
+                self.sma(3, lookback=bad)
+
+            def next(self, symbol):
+                pass
+
+        with pytest.raises(tickstep.ConfigError, match=rf"sma\(lookback={bad!r}\): .*{rule}"):
+            tickstep.Backtest(data, Bad, cash=1e6).run()
+
+    class Misspelt(tickstep.Strategy):
+        def init(self):
+            self.sma(3, lookbak=4)
+
+        def next(self, symbol):
+            pass
+
+    with pytest.raises(tickstep.ConfigError, match="lookbak=...\\): not an option.*did you mean 'lookback'"):
+        tickstep.Backtest(data, Misspelt, cash=1e6).run()

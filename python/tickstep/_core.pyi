@@ -254,7 +254,12 @@ class Context:
         ]
     ]: ...
     def add_rolling(
-        self, kind: str, window: int, source: str = "close", timeframe: int | None = None
+        self,
+        kind: str,
+        window: int,
+        source: str = "close",
+        timeframe: int | None = None,
+        lookback: int = 2,
     ) -> int: ...
     def add_clock_timeframe(
         self, period: int, origin: int, history: int

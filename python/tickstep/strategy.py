@@ -810,28 +810,36 @@ class Strategy(StrategyBase):
         return ns
 
     def indicator(self, kind: str, n: int, source: str = "close", timeframe: Timeframe | None = None,
-                  **chart: Any) -> Indicator:
+                  lookback: int = 2, **chart: Any) -> Indicator:
         """Declare a rolling statistic: kind in sum, mean, min, max, std, ema, rsi, atr.
 
-        Every engine indicator (this, `sma`, `ema`, ...) takes ``self.I``'s chart options
-        as keywords: ``plot=False`` keeps it out of the plot and report, ``overlay``,
-        ``color`` and ``scatter`` draw it as `I` says."""
-        return self._rolling(kind, kind, n, source, timeframe, chart)
+        ``lookback`` is how many of its values ``next`` can read, the latest included:
+        ``[-1]`` (``.value``) and ``[-2]`` (``.prev``) by default; with ``lookback=5``
+        also ``[-3]`` to ``[-5]`` and the slice ``[-5:]`` (on a timeframe, values of the
+        candles before). Every engine indicator (this, `sma`, `ema`, ...) takes it, and
+        ``self.I``'s chart options as keywords: ``plot=False`` keeps it out of the plot
+        and report, ``overlay``, ``color`` and ``scatter`` draw it as `I` says."""
+        return self._rolling(kind, kind, n, source, timeframe, chart, lookback)
 
     def _rolling(self, call: str, kind: str, n: int, source: str, timeframe: Timeframe | None,
-                 chart: dict[str, Any]) -> Indicator:
+                 chart: dict[str, Any], lookback: int = 2) -> Indicator:
         unknown = sorted(set(chart) - set(_ENGINE_CHART))
         if unknown:
-            raise ConfigError(f"{call}({unknown[0]}=...): not an option; besides n, source and timeframe "
-                              f"an indicator takes the chart options {', '.join(_ENGINE_CHART)}"
-                              f"{did_you_mean(unknown[0], list(_ENGINE_CHART))}")
+            raise ConfigError(f"{call}({unknown[0]}=...): not an option; besides n, source, timeframe "
+                              f"and lookback an indicator takes the chart options {', '.join(_ENGINE_CHART)}"
+                              f"{did_you_mean(unknown[0], [*_ENGINE_CHART, 'lookback'])}")
         chart = _check_chart_options(call, **(_ENGINE_CHART | chart))
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= _MAX_WINDOW:
             raise ConfigError(f"{call}(n={n!r}): n, the window in bars (or candles), must be a whole "
                              f"number from 1 to {_MAX_WINDOW:,}")
+        if isinstance(lookback, bool) or not isinstance(lookback, (int, np.integer)) \
+                or not 2 <= lookback <= _MAX_WINDOW:
+            raise ConfigError(f"{call}(lookback={lookback!r}): how many values next reads, the latest "
+                              f"included ([-1] to [-lookback]), must be a whole number from 2 to "
+                              f"{_MAX_WINDOW:,}")
         tf = None if timeframe is None else timeframe.id
         try:
-            sid = self._ctx.add_rolling(kind, int(n), source, tf)
+            sid = self._ctx.add_rolling(kind, int(n), source, tf, int(lookback))
         except ValueError as err:  # the core's rule (e.g. std needs n >= 2), named as called
             raise type(err)(f"{call}(n={n!r}): {err}") from None
         where = "" if timeframe is None else f"@{timeframe.name}"
@@ -845,38 +853,39 @@ class Strategy(StrategyBase):
         return Indicator(self._ctx, sid, f"{kind}({n}, {source}){where}")
 
     def sma(self, n: int, source: str = "close", timeframe: Timeframe | None = None,
-            **chart: Any) -> Indicator:
+            lookback: int = 2, **chart: Any) -> Indicator:
         """Simple moving average over ``n`` bars (or completed candles)."""
-        return self._rolling("sma", "mean", n, source, timeframe, chart)
+        return self._rolling("sma", "mean", n, source, timeframe, chart, lookback)
 
     def ema(self, n: int, source: str = "close", timeframe: Timeframe | None = None,
-            **chart: Any) -> Indicator:
+            lookback: int = 2, **chart: Any) -> Indicator:
         """Exponential moving average: ``ewm(span=n, adjust=False)``, ready from the n-th value."""
-        return self._rolling("ema", "ema", n, source, timeframe, chart)
+        return self._rolling("ema", "ema", n, source, timeframe, chart, lookback)
 
     def rsi(self, n: int = 14, source: str = "close", timeframe: Timeframe | None = None,
-            **chart: Any) -> Indicator:
+            lookback: int = 2, **chart: Any) -> Indicator:
         """Relative strength index over ``n`` changes, Wilder's smoothing."""
-        return self._rolling("rsi", "rsi", n, source, timeframe, chart)
+        return self._rolling("rsi", "rsi", n, source, timeframe, chart, lookback)
 
-    def atr(self, n: int = 14, timeframe: Timeframe | None = None, **chart: Any) -> Indicator:
+    def atr(self, n: int = 14, timeframe: Timeframe | None = None, lookback: int = 2,
+            **chart: Any) -> Indicator:
         """Average true range over ``n`` bars (or completed candles), Wilder's smoothing."""
-        return self._rolling("atr", "atr", n, "close", timeframe, chart)
+        return self._rolling("atr", "atr", n, "close", timeframe, chart, lookback)
 
     def rolling_std(self, n: int, source: str = "close", timeframe: Timeframe | None = None,
-                    **chart: Any) -> Indicator:
+                    lookback: int = 2, **chart: Any) -> Indicator:
         """Rolling standard deviation over ``n`` values (ddof=1, as pandas)."""
-        return self._rolling("rolling_std", "std", n, source, timeframe, chart)
+        return self._rolling("rolling_std", "std", n, source, timeframe, chart, lookback)
 
     def highest(self, n: int, source: str = "high", timeframe: Timeframe | None = None,
-                **chart: Any) -> Indicator:
+                lookback: int = 2, **chart: Any) -> Indicator:
         """Highest ``source`` (default the high) of the last ``n`` bars or candles."""
-        return self._rolling("highest", "max", n, source, timeframe, chart)
+        return self._rolling("highest", "max", n, source, timeframe, chart, lookback)
 
     def lowest(self, n: int, source: str = "low", timeframe: Timeframe | None = None,
-               **chart: Any) -> Indicator:
+               lookback: int = 2, **chart: Any) -> Indicator:
         """Lowest ``source`` (default the low) of the last ``n`` bars or candles."""
-        return self._rolling("lowest", "min", n, source, timeframe, chart)
+        return self._rolling("lowest", "min", n, source, timeframe, chart, lookback)
 
     def crossing(self, indicator: Indicator, other: Indicator | float) -> Crossing:
         """Declare the crossing of ``indicator`` with ``other`` (another indicator or a

@@ -1160,8 +1160,9 @@ impl PyContext {
     // ---- indicators and timeframes: declared in `init()`, read in O(1) per call ----
 
     /// Declare a rolling statistic (sum, mean, min, max, std, ema, rsi, atr) of `source`
-    /// over `window` base bars, or over a timeframe's completed candles.
-    #[pyo3(signature = (kind, window, source="close", timeframe=None))]
+    /// over `window` base bars, or over a timeframe's completed candles, read `lookback`
+    /// values back (its latest included; 2: `value` and `prev`).
+    #[pyo3(signature = (kind, window, source="close", timeframe=None, lookback=2))]
     fn add_rolling(
         &self,
         py: Python<'_>,
@@ -1169,32 +1170,36 @@ impl PyContext {
         window: usize,
         source: &str,
         timeframe: Option<usize>,
+        lookback: usize,
     ) -> PyResult<usize> {
         let n = self.context()?.market().symbol_count();
         let studies = self.declare(py, "an indicator")?;
         let kind = studies::rolling_kind(kind, window).py_err(py)?;
         let market = self.current_market(py);
-        if let Some(column) = market.get().inner.column_index(source) {
+        let id = if let Some(column) = market.get().inner.column_index(source) {
             if timeframe.is_some() {
                 return Err(config_error(py, format!(
                     "source {source:?} is an extra column: candles of a timeframe carry open, high, low, close and volume only; use it on base bars (no timeframe) or through self.I"
                 )));
             }
-            return studies.add_rolling_on_column(n, kind, column).py_err(py);
-        }
-        let source = studies::source(source).map_err(|err| {
-            let extra = market.get().inner.columns().join(", ");
-            if extra.is_empty() {
-                err
-            } else {
-                crate::error::EngineError::InvalidConfig(format!(
-                    "{err} or an extra column ({extra})"
-                ))
-            }
-        });
-        studies
-            .add_rolling(n, kind, source.py_err(py)?, timeframe)
-            .py_err(py)
+            studies.add_rolling_on_column(n, kind, column).py_err(py)?
+        } else {
+            let source = studies::source(source).map_err(|err| {
+                let extra = market.get().inner.columns().join(", ");
+                if extra.is_empty() {
+                    err
+                } else {
+                    crate::error::EngineError::InvalidConfig(format!(
+                        "{err} or an extra column ({extra})"
+                    ))
+                }
+            });
+            studies
+                .add_rolling(n, kind, source.py_err(py)?, timeframe)
+                .py_err(py)?
+        };
+        studies.set_lookback(id, lookback).py_err(py)?;
+        Ok(id)
     }
 
     /// Declare clock-aligned candles of `period` ns from `origin` ns.

@@ -182,6 +182,66 @@ impl PyIndicator {
         }
     }
 
+    /// `indicator[index]` of a rolling statistic beyond `[-1]` and `[-2]`: `[-k]` within
+    /// its `lookback` (NaN where it had no value yet), `[-m:]` the last m as a numpy
+    /// array, oldest first; anything else is refused, naming what it keeps.
+    fn rolling_back<'py>(
+        slf: &Bound<'py, Self>,
+        k: Option<i64>,
+        slice: Option<&Bound<'py, PySlice>>,
+        s: usize,
+        bar: Option<usize>,
+        said: impl Fn() -> String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let me = slf.get();
+        let e = me.ctx.get().context()?;
+        let studies = e.studies();
+        let lookback = studies.lookback(me.id).py_err(py)?.unwrap_or(2);
+        let keeps = || {
+            format!(
+                "{}: this rolling statistic keeps its latest {lookback} values ([-1] to \
+                 [-{lookback}], or a slice [-m:] of them); declare it with lookback=n to \
+                 read n values back, or use self.I, whose indicators keep every bar's",
+                said()
+            )
+        };
+        let back = |k: usize| studies.back(me.id, s, bar, k).py_err(py);
+        // How many values back the index reads: [-k] is k - 1, [-m:] the last m.
+        let last = match (k, slice) {
+            (Some(k), _) if k < 0 => Some((k.unsigned_abs() as usize, false)),
+            (None, Some(slice)) => {
+                let (start, stop, step) = (
+                    slice.getattr(intern!(py, "start"))?,
+                    slice.getattr(intern!(py, "stop"))?,
+                    slice.getattr(intern!(py, "step"))?,
+                );
+                let step_one = step.is_none() || step.extract::<i64>().is_ok_and(|x| x == 1);
+                match start.extract::<i64>() {
+                    Ok(m) if m < 0 && stop.is_none() && step_one => {
+                        Some((m.unsigned_abs() as usize, true))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match last {
+            Some((m, false)) => match back(m - 1)? {
+                Some(value) => Ok(value.into_pyobject(py)?.into_any()),
+                None => Err(PyIndexError::new_err(keeps())),
+            },
+            Some((m, true)) if m <= lookback => {
+                let mut values = Vec::with_capacity(m);
+                for j in (0..m).rev() {
+                    values.push(back(j)?.unwrap_or(f64::NAN));
+                }
+                Ok(PyArray1::from_vec(py, values).into_any())
+            }
+            _ => Err(PyIndexError::new_err(keeps())),
+        }
+    }
+
     /// (now, before) of this indicator and of `other` for a symbol: inside the running
     /// symbol's `next`, from the values written for it (the same reads, done already).
     #[inline]
@@ -338,17 +398,10 @@ impl PyIndicator {
         let ctx = me.ctx.get();
         let e = ctx.context()?;
         let s = ctx.index_of(e, None)?;
-        let Some(so_far) = e
-            .studies()
-            .series_so_far(me.id, s, e.bar_index(s))
-            .py_err(py)?
-        else {
-            return Err(PyIndexError::new_err(format!(
-                "{}: a rolling statistic keeps its value at the latest bar ([-1], .value) and \
-                 the one before ([-2], .prev); an indicator of self.I keeps every bar's, or \
-                 keep earlier values yourself, or read self.data(count=n) for the bars",
-                said()
-            )));
+        let studies = e.studies();
+        let bar = e.bar_index(s);
+        let Some(so_far) = studies.series_so_far(me.id, s, bar).py_err(py)? else {
+            return Self::rolling_back(slf, k, slice, s, bar, said);
         };
         let bars = so_far.len();
         let Some(k) = k else {
