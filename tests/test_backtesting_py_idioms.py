@@ -476,8 +476,8 @@ def test_an_indicator_reads_its_value_and_the_one_before_as_backtesting_py_slice
         np.testing.assert_array_equal(rows[:, k], rows[:, k + 1])
     name = "Indicator(ema(4, close))"
     keeps = ("this rolling statistic keeps its latest 2 values ([-1] to [-2], or a slice [-m:] of "
-             "them); declare it with lookback=n to read n values back, or use self.I, whose "
-             "indicators keep every bar's")
+             "them; get(ago=0) to get(ago=1)); declare it with lookback=n to read n values back, "
+             "or use self.I, whose indicators keep every bar's")
     whole = "indices are whole numbers ([-1] is .value, [-2] .prev) or slices"
     assert strategy.refused == [
         f"IndexError: {name}[-3]: {keeps}", f"IndexError: {name}[0]: {keeps}",

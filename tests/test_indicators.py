@@ -765,6 +765,9 @@ class LookingBack(tickstep.Strategy):
         self.groups = {"base": (self.base, LOOKBACK), "reset": (self.resettable, 5), "htf": (self.htf, 4)}
         self.rec = {s: {g: [] for g in self.groups} for s in self.symbols}
         self.bar_no = dict.fromkeys(self.symbols, -1)
+        self.watched = (self.base[("mean", 14, "close")], self.htf[("15m", ("mean", 4, "close"))],
+                        self.I(lambda close: close.rolling(6).mean(), name="mean6"))
+        self.ticks = []
 
     def next(self, symbol):
         self.bar_no[symbol] += 1
@@ -780,6 +783,14 @@ class LookingBack(tickstep.Strategy):
         if self.bar_no[symbol] in RESET_AT.get(symbol, ()):
             for ind in self.resettable.values():
                 ind.reset()
+
+    def on_tick(self):
+        # Every symbol's, named, at every tick: a base-bar mean, a timeframe mean and a
+        # self.I mean, each read with ago=0 ... 6 (the self.I one further: it keeps all).
+        self.ticks.append((self.now, {s: ([self.watched[0].get(s, ago=k) for k in range(LOOKBACK)],
+                                          [self.watched[1].get(s, ago=k) for k in range(4)],
+                                          [self.watched[2].get(s, ago=k) for k in range(40)])
+                                      for s in self.symbols}))
 
 
 @pytest.fixture(scope="module")
@@ -866,16 +877,24 @@ def test_a_lookback_is_refused_past_what_it_keeps_and_declared_by_its_rule(data)
                     refused.append(f"{index!r}: no error")
                 except IndexError as error:
                     refused.append(str(error))
+            for ago in (4, -1):
+                try:
+                    self.kept.get(symbol, ago=ago)
+                    refused.append(f"ago={ago}: no error")
+                except (IndexError, ValueError) as error:
+                    refused.append(f"{type(error).__name__}: {error}")
 
     tickstep.Backtest(data, Reads, cash=1e6).run()
     four = ("this rolling statistic keeps its latest 4 values ([-1] to [-4], or a slice [-m:] of "
-            "them); declare it with lookback=n to read n values back, or use self.I, whose "
-            "indicators keep every bar's")
-    two = four.replace("4", "2")
+            "them; get(ago=0) to get(ago=3)); declare it with lookback=n to read n values back, "
+            "or use self.I, whose indicators keep every bar's")
+    two = four.replace("4", "2").replace("ago=3", "ago=1")
     name = "Indicator(mean(3, close))"
     assert refused == [f"{name}[-5]: {four}", f"{name}[0]: {four}", f"{name}[slice(-5, None, None)]: {four}",
                        f"{name}[slice(-3, -1, None)]: {four}", f"{name}[slice(None, None, -1)]: {four}",
-                       f"Indicator(ema(3, close))[-3]: {two}"]
+                       f"Indicator(ema(3, close))[-3]: {two}",
+                       f"IndexError: {name}.get(ago=4): {four}",
+                       f"ValueError: {name}.get(ago=-1): ago is how many updates back, a whole number >= 0"]
 
     for bad, rule in ((1, "from 2"), (True, "from 2"), (2.5, "from 2"), (0, "from 2")):
         class Bad(tickstep.Strategy):
@@ -897,3 +916,33 @@ def test_a_lookback_is_refused_past_what_it_keeps_and_declared_by_its_rule(data)
 
     with pytest.raises(tickstep.ConfigError, match="lookbak=...\\): not an option.*did you mean 'lookback'"):
         tickstep.Backtest(data, Misspelt, cash=1e6).run()
+
+
+@pytest.mark.parametrize("symbol", SYMBOLS)
+def test_get_ago_reads_a_named_symbols_values_back_at_every_tick(looked_back, data, symbol):
+    """In ``on_tick``, ``ind.get(symbol, ago=k)`` is the symbol's value k updates before
+    its latest bar's (whether or not it has a bar at this tick): a base-bar mean k bars
+    before, a timeframe mean k candles before, a ``self.I`` mean k bars before."""
+    frame = data[symbol]
+    times = i8(frame.index)
+    mean = ref_rolling("mean", frame, 14, "close")
+    series = frame["close"].rolling(6).mean().to_numpy()
+    candles = ref_rolling("mean", resample(frame, "15m"), 4, "close")
+    done = completed_counts(times, int(pd.Timedelta("15m").value))
+    seen = 0
+    for now, reads in looked_back.ticks:
+        latest = np.searchsorted(times, pd.Timestamp(now).value, side="right") - 1
+        base, htf, mine = (np.array(r, dtype=float) for r in reads[symbol])
+        if latest < 0:
+            assert np.isnan(base).all() and np.isnan(mine).all()
+            continue
+        seen += 1
+        back = latest - np.arange(LOOKBACK)
+        want = np.where(back >= 0, mean[np.clip(back, 0, None)], np.nan)
+        assert np.allclose(base, want, rtol=RTOL, atol=0, equal_nan=True)
+        back = latest - np.arange(40)
+        assert same_or_both_nan(mine, np.where(back >= 0, series[np.clip(back, 0, None)], np.nan)).all()  # as given
+        at = done[latest] - np.arange(4)
+        want = np.where(at >= 1, candles[np.clip(at - 1, 0, len(candles) - 1)], np.nan)
+        assert np.allclose(htf, want, rtol=RTOL, atol=0, equal_nan=True)
+    assert seen > len(frame) // 2

@@ -142,7 +142,9 @@ class Indicator(IndicatorBase):
     arrays). An indicator of ``self.I`` reads any bar so far of the running symbol too,
     as backtesting.py's array cut at the current bar: ``[-k]`` (NaN before the symbol's
     first bar), ``[k]`` (a bar not reached yet is refused), a slice as a numpy array; a
-    rolling statistic (``self.sma``, ...) keeps no more than its two values.
+    rolling statistic (``self.sma``, ...) keeps its last ``lookback`` values (two unless
+    declared with more: ``[-1]`` to ``[-lookback]``, ``[-m:]``). ``get(symbol, ago=k)``
+    reads a named symbol's value k updates before its latest the same way.
     """
 
     __slots__ = {

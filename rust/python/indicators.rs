@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use numpy::PyArray1;
-use pyo3::exceptions::{PyIndexError, PyLookupError, PyTypeError};
+use pyo3::exceptions::{PyIndexError, PyLookupError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -198,14 +198,7 @@ impl PyIndicator {
         let e = me.ctx.get().context()?;
         let studies = e.studies();
         let lookback = studies.lookback(me.id).py_err(py)?.unwrap_or(2);
-        let keeps = || {
-            format!(
-                "{}: this rolling statistic keeps its latest {lookback} values ([-1] to \
-                 [-{lookback}], or a slice [-m:] of them); declare it with lookback=n to \
-                 read n values back, or use self.I, whose indicators keep every bar's",
-                said()
-            )
-        };
+        let keeps = || keeps(&said(), lookback);
         let back = |k: usize| studies.back(me.id, s, bar, k).py_err(py);
         // How many values back the index reads: [-k] is k - 1, [-m:] the last m.
         let last = match (k, slice) {
@@ -287,10 +280,36 @@ impl PyIndicator {
         self.ctx.get().study_prev(py, self.id, None)
     }
 
-    /// Value for another symbol (by name or index).
-    #[pyo3(signature = (symbol=None))]
-    fn get(&self, py: Python<'_>, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
-        self.ctx.get().study_value(py, self.id, symbol)
+    /// Value for another symbol (by name or index); with `ago`, its value that many
+    /// updates before the latest (bars, or a timeframe's candles), as `[-1 - ago]` reads
+    /// the running symbol's.
+    #[pyo3(signature = (symbol=None, ago=0))]
+    fn get(slf: &Bound<'_, Self>, symbol: Option<&Bound<'_, PyAny>>, ago: i64) -> PyResult<f64> {
+        let (py, me) = (slf.py(), slf.get());
+        if ago == 0 {
+            return me.ctx.get().study_value(py, me.id, symbol);
+        }
+        let said = || {
+            let repr = slf.repr().map(|r| r.to_string()).unwrap_or_default();
+            format!("{repr}.get(ago={ago})")
+        };
+        let back = usize::try_from(ago).map_err(|_| {
+            PyValueError::new_err(format!(
+                "{}: ago is how many updates back, a whole number >= 0",
+                said()
+            ))
+        })?;
+        let ctx = me.ctx.get();
+        let e = ctx.context()?;
+        let s = ctx.index_of(e, symbol)?;
+        let studies = e.studies();
+        match studies.back(me.id, s, e.bar_index(s), back).py_err(py)? {
+            Some(value) => Ok(value),
+            None => {
+                let lookback = studies.lookback(me.id).py_err(py)?.unwrap_or(2);
+                Err(PyIndexError::new_err(keeps(&said(), lookback)))
+            }
+        }
     }
 
     #[pyo3(signature = (symbol=None))]
@@ -433,6 +452,17 @@ impl PyIndicator {
     fn __repr__(&self) -> String {
         format!("Indicator({})", self.name)
     }
+}
+
+/// The refusal of a read of rolling statistic `said` past the `lookback` values it keeps.
+fn keeps(said: &str, lookback: usize) -> String {
+    format!(
+        "{said}: this rolling statistic keeps its latest {lookback} values ([-1] to \
+         [-{lookback}], or a slice [-m:] of them; get(ago=0) to get(ago={})); declare it \
+         with lookback=n to read n values back, or use self.I, whose indicators keep every \
+         bar's",
+        lookback - 1
+    )
 }
 
 /// The two classes of a strategy's indicator objects and where their value slots are.
