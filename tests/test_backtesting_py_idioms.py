@@ -186,6 +186,42 @@ def test_self_data_df_is_the_bars_so_far_as_backtesting_pys():
     assert list(ours[-1].columns) == ["Open", "High", "Low", "Close", "Volume", "signal"]
 
 
+def marks(base):  # type: ignore[no-untyped-def]
+    """Adds to a long position every 9 bars and closes it every 31, recording at each bar
+    the position's ``pl`` and ``pl_pct`` and each open trade's ``pl`` and ``pl_pct``."""
+
+    class Marks(base):  # type: ignore[misc, valid-type]
+        def init(self):  # type: ignore[no-untyped-def]
+            self.seen = {}
+
+        def next(self):  # type: ignore[no-untyped-def]
+            bar = len(self.data)
+            self.seen[bar] = (self.position.pl, self.position.pl_pct,
+                              [x for t in self.trades for x in (t.pl, t.pl_pct)])
+            if bar % 31 == 0:
+                self.position.close()
+            elif bar % 9 == 0:
+                self.buy(size=7)
+
+    return Marks
+
+
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+def test_a_position_and_its_trades_mark_their_profit_as_backtesting_py_does():
+    """``position.pl_pct`` is in percent, a trade's ``pl_pct`` a fraction, both net of
+    commissions, as backtesting.py's (a port comparing ``pl_pct < -5`` means 5% there)."""
+    ours, theirs = run_both(marks, frame(3, 300), commission=0.002)
+    mine, reference = ours.strategy.seen, theirs["_strategy"].seen
+    compared = [bar for bar in reference if bar in mine and reference[bar][2]]
+    assert len(compared) > 150
+    for bar in compared:
+        (pl, pct, trades), (want_pl, want_pct, want_trades) = mine[bar], reference[bar]
+        assert pl == pytest.approx(want_pl, rel=1e-9)
+        assert pct == pytest.approx(want_pct, rel=1e-9) and abs(want_pct) > 1e-3
+        assert trades == pytest.approx(want_trades, rel=1e-9)
+    assert max(abs(mine[bar][1]) for bar in compared) > 1  # percent, not a fraction
+
+
 def test_init_columns_stand_for_each_symbols_columns_in_self_I():
     def spread(high, low, n):
         return (high - low).rolling(n).mean()

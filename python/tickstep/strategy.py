@@ -107,9 +107,11 @@ class Position(PositionBase):
 
     @property
     def pl_pct(self) -> float:
-        """Unrealised return of the open trades as a fraction of their entry value."""
+        """Unrealised profit (or loss) of the open trades **in percent** of their entry
+        value, as backtesting.py's ``position.pl_pct`` (``-5`` is a 5% loss; 0 when flat).
+        A trade's ``pl_pct`` is a fraction, as there."""
         size = self.size
-        return 0.0 if size == 0 else self.pl / (abs(size) * self.average_price)
+        return 0.0 if size == 0 else self.pl / (abs(size) * self.average_price) * 100.0
 
     def __repr__(self) -> str:
         return f"Position({self.symbol!r}, size={self.size:g})"
