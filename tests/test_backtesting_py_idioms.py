@@ -222,6 +222,62 @@ def test_a_position_and_its_trades_mark_their_profit_as_backtesting_py_does():
     assert max(abs(mine[bar][1]) for bar in compared) > 1  # percent, not a fraction
 
 
+def leveraged(base):  # type: ignore[no-untyped-def]
+    """Every 12 bars three entries, each closed 3 bars on: of about 0.8x the equity in
+    units, of 1.5x and of 2.6x (beyond 2:1). With a required margin of 0.5 the first two
+    fill and the third is refused; with 1 the first alone fills."""
+
+    class Leveraged(base):  # type: ignore[misc, valid-type]
+        def init(self):  # type: ignore[no-untyped-def]
+            pass
+
+        def next(self):  # type: ignore[no-untyped-def]
+            bar = len(self.data)
+            if bar % 4 == 0 and not self.position:
+                times = {0: 0.8, 4: 1.5, 8: 2.6}[bar % 12]
+                self.buy(size=int(times * self.equity / self.data.Close[-1]))
+            elif bar % 4 == 3:
+                self.position.close()
+
+    return Leveraged
+
+
+@pytest.mark.filterwarnings("ignore:Some trades remain open", "ignore:.*rejected")
+@pytest.mark.parametrize("options", [{"margin": 0.5}, {"margin": 1.0}, {"commission": (3.0, 0.002)},
+                                     {"margin": 0.5, "commission": (1.0, 0.001)}],
+                         ids=["margin 0.5", "margin 1", "commission pair", "both"])
+def test_backtesting_py_s_margin_and_commission_pair_mean_what_they_mean_there(options):
+    """``margin=m`` is leverage 1 / m and ``commission=(fixed, relative)`` a fixed amount
+    and a fraction per fill, as backtesting.py's ``Backtest`` takes them: the same trades."""
+    ours, theirs = run_both(leveraged, frame(4, 400), **options)
+    assert_trades_as_backtesting_py_trades(ours, theirs, least=20)
+    entries = (ours.trades["size"] * ours.trades["entry_price"]).to_numpy()
+    equity = ours.equity.reindex(ours.trades["entry_time"]).to_numpy()
+    levered = entries > 1.2 * equity
+    assert levered.any() if options.get("margin") == 0.5 else not levered.any()
+    if "commission" in options:
+        fixed, relative = options["commission"]
+        fills = ours.fills
+        np.testing.assert_allclose(fills["commission"], fixed + relative * fills["size"].abs() * fills["price"],
+                                   rtol=1e-12)
+
+
+def test_backtesting_py_s_terms_are_refused_in_other_shapes_and_beside_tickstep_s():
+    data = frame(0, 50)
+    for options, message in (
+            ({"margin": 0}, r"margin=0: backtesting.py's required margin ratio is in \(0, 1\]"),
+            ({"margin": 2}, r"margin=2: .*in \(0, 1\]"),
+            ({"margin": True}, r"margin=True: "),
+            ({"margin": 0.5, "leverage": 2}, r"margin= and leverage=: give one"),
+            ({"commission": (1.0, 0.1, 2)}, r"commission=\(1.0, 0.1, 2\): backtesting.py's pair is \(fixed, relative\)"),
+            ({"commission": (1.0, 0.1), "commission_fixed": 1}, r"give the fixed part once"),
+            ({"commission": lambda size, price: 1.0}, r"a commission function is not taken"),
+            ({"commission": (-1.0, 0.1)}, r"commission_fixed"),
+            ({"commission": (1.0, 1.5)}, r"commission")):
+        with pytest.raises(tickstep.ConfigError, match=message):
+            tickstep.Backtest(data, tickstep.Strategy, cash=1_000, **options)
+
+
 def test_init_columns_stand_for_each_symbols_columns_in_self_I():
     def spread(high, low, n):
         return (high - low).rolling(n).mean()

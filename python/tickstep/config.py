@@ -383,6 +383,38 @@ def check_names(options: Iterable[str], also: Iterable[str] = ()) -> None:
             )
 
 
+def _backtesting_py_terms(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with backtesting.py's spellings of two terms in tickstep's, as its
+    ``Backtest`` takes them: ``commission=(fixed, relative)`` is ``commission_fixed=fixed``
+    and ``commission=relative`` (both per fill; one order fills once there), and
+    ``margin=m``, the required margin ratio, is ``leverage=1 / m``. Given beside the
+    option it stands for, or in another shape, it is refused by name."""
+    out = dict(options)
+    commission = out.get("commission")
+    if isinstance(commission, (tuple, list)):
+        if len(commission) != 2:
+            raise ConfigError(f"commission={commission!r}: backtesting.py's pair is (fixed, relative), "
+                              "e.g. (2.0, 0.001) for 2 per fill plus 0.1% of its notional")
+        if "commission_fixed" in out:
+            raise ConfigError("commission=(fixed, relative) and commission_fixed=: give the fixed "
+                              "part once")
+        out["commission_fixed"], out["commission"] = commission
+    elif callable(commission):
+        raise ConfigError(f"commission={commission!r}: a commission function is not taken; give "
+                          "commission= (a fraction of each fill's notional) and commission_fixed= "
+                          "(an amount per fill)")
+    if "margin" in out:
+        margin = out.pop("margin")
+        if "leverage" in out:
+            raise ConfigError("margin= and leverage=: give one (backtesting.py's margin m is "
+                              "leverage 1 / m)")
+        if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not 0 < margin <= 1:
+            raise ConfigError(f"margin={margin!r}: backtesting.py's required margin ratio is in "
+                              "(0, 1] (leverage 1 / margin: 0.02 is 50:1)")
+        out["leverage"] = 1.0 / float(margin)
+    return out
+
+
 def split_options(
     options: Mapping[str, Any], load_options: Iterable[str] = ()
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -392,6 +424,7 @@ def split_options(
     name that is neither gets "unknown option ... did you mean ...?" over both lists.
     """
     loads = tuple(load_options)
+    options = _backtesting_py_terms(options)
     check_names(options, loads)
     config = {k: v for k, v in options.items() if k in _NAMES}
     load = {k: v for k, v in options.items() if k not in _NAMES}
