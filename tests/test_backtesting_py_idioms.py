@@ -273,7 +273,10 @@ def test_backtesting_py_s_terms_are_refused_in_other_shapes_and_beside_tickstep_
             ({"commission": (1.0, 0.1), "commission_fixed": 1}, r"give the fixed part once"),
             ({"commission": lambda size, price: 1.0}, r"a commission function is not taken"),
             ({"commission": (-1.0, 0.1)}, r"commission_fixed"),
-            ({"commission": (1.0, 1.5)}, r"commission")):
+            ({"commission": (1.0, 1.5)}, r"commission"),
+            ({"spread": 0.001}, r"spread=: not an option; backtesting.py's spread= .* slippage="),
+            ({"hedging": True}, r"hedging=: not an option; .* one net size per symbol"),
+            ({"finalize_trades": True}, r"finalize_trades=: not an option; .* result.positions")):
         with pytest.raises(tickstep.ConfigError, match=message):
             tickstep.Backtest(data, tickstep.Strategy, cash=1_000, **options)
 

@@ -373,10 +373,26 @@ class BacktestConfig:
 _NAMES = BacktestConfig.option_names()
 
 
+#: backtesting.py's ``Backtest`` options that mean nothing tickstep does, with what to
+#: give instead: refused by these, not by a look-alike name's hint.
+_BACKTESTING_PY_ONLY = {
+    "spread": "backtesting.py's spread= moves only the price new trades are entered at; "
+              "tickstep's nearest is slippage= (basis points against the trader on every "
+              "market and stop fill)",
+    "hedging": "backtesting.py's hedging= keeps long and short trades of one asset open "
+               "together; a tickstep position is one net size per symbol",
+    "finalize_trades": "backtesting.py's finalize_trades= closes the trades still open at "
+                       "the end; tickstep leaves them open, marked at the last close, in "
+                       "result.positions (close them in the strategy to count them as trades)",
+}
+
+
 def check_names(options: Iterable[str], also: Iterable[str] = ()) -> None:
     """Refuse any name that is not an option (nor one of ``also``), with a hint."""
     known = (*_NAMES, *also)
     for name in options:
+        if name in _BACKTESTING_PY_ONLY and name not in known:
+            raise ConfigError(f"{name}=: not an option; {_BACKTESTING_PY_ONLY[name]}")
         if name not in known:
             raise ConfigError(
                 f"unknown option {name!r}{did_you_mean(name, known)} (options: {', '.join(known)})"
