@@ -905,7 +905,7 @@ impl Studies {
 
     /// The values precomputed series `id` has revealed for symbol `s` whose latest bar is
     /// `bar`: one per bar up to it (none before its first bar). None when the study is a
-    /// rolling statistic, which keeps its latest two values only.
+    /// rolling statistic, which keeps its latest `lookback` values only (`back`).
     pub fn series_so_far(&self, id: usize, s: usize, bar: Option<usize>) -> Result<Option<&[f64]>> {
         Ok(match self.study(id)? {
             Study::Series { values, .. } => Some(bar.map_or(&[][..], |i| &values.column(s)[..=i])),
@@ -1201,6 +1201,46 @@ mod tests {
         let volume: Vec<f64> = (0..n).map(|i| 1000.0 + i as f64).collect();
         let ts: Vec<i64> = (0..n as i64).map(|i| i * 60_000_000_000).collect();
         SymbolBars::from_vecs(ts, open, high, low, close, volume)
+    }
+
+    #[test]
+    fn earlier_values_are_read_newest_first_within_their_ring() {
+        let mut ring = Earlier::new(3);
+        assert!(ring.get(0).is_some_and(f64::is_nan));
+        for x in 1..=5 {
+            ring.push(f64::from(x));
+        }
+        assert_eq!(
+            (ring.get(0), ring.get(1), ring.get(2), ring.get(3)),
+            (Some(5.0), Some(4.0), Some(3.0), None)
+        );
+        ring.clear();
+        assert!(ring.get(2).is_some_and(f64::is_nan));
+        let mut none = Earlier::new(0);
+        none.push(1.0);
+        assert_eq!(none.get(0), None);
+    }
+
+    #[test]
+    fn a_lookback_keeps_at_least_value_and_prev() {
+        let mut studies = Studies::default();
+        let id = studies
+            .add_rolling(2, RollingKind::Mean(2), Source::Close, None)
+            .unwrap();
+        assert_eq!(studies.lookback(id).unwrap(), Some(2));
+        let refused = studies.set_lookback(id, 1).unwrap_err().to_string();
+        assert!(
+            refused.contains("lookback = 1:") && refused.contains("lookback >= 2"),
+            "{refused}"
+        );
+        studies.set_lookback(id, 6).unwrap();
+        assert_eq!(studies.lookback(id).unwrap(), Some(6));
+        assert_eq!(
+            studies.back(id, 1, None, 5).unwrap().map(f64::is_nan),
+            Some(true)
+        );
+        assert_eq!(studies.back(id, 1, None, 6).unwrap(), None);
+        assert!(studies.set_lookback(id + 1, 3).is_err());
     }
 
     #[test]

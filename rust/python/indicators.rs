@@ -382,7 +382,8 @@ impl PyIndicator {
     /// `next`: `[-k]` the value k - 1 bars back (NaN before the symbol's first bar, as
     /// `[-2]` is at it), `[k]` the value at its bar k (a later bar is refused: no
     /// look-ahead), a slice the values so far it selects, as a numpy array (a copy). A
-    /// rolling statistic (`self.sma`, ...) keeps its latest two values only.
+    /// rolling statistic (`self.sma`, ...) answers within the `lookback` values it keeps
+    /// (`rolling_back`).
     fn __getitem__<'py>(
         slf: &Bound<'py, Self>,
         index: &Bound<'py, PyAny>,
