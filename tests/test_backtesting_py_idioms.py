@@ -11,6 +11,7 @@ own forms read; what cannot mean anything is refused.
 from __future__ import annotations
 
 import re
+import warnings
 from typing import ClassVar
 
 import backtesting.lib
@@ -242,15 +243,22 @@ def leveraged(base):  # type: ignore[no-untyped-def]
     return Leveraged
 
 
-@pytest.mark.filterwarnings("ignore:Some trades remain open", "ignore:.*rejected")
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
 @pytest.mark.parametrize("options", [{"margin": 0.5}, {"margin": 1.0}, {"commission": (3.0, 0.002)},
                                      {"margin": 0.5, "commission": (1.0, 0.001)}],
                          ids=["margin 0.5", "margin 1", "commission pair", "both"])
 def test_backtesting_py_s_margin_and_commission_pair_mean_what_they_mean_there(options):
     """``margin=m`` is leverage 1 / m and ``commission=(fixed, relative)`` a fixed amount
-    and a fraction per fill, as backtesting.py's ``Backtest`` takes them: the same trades."""
-    ours, theirs = run_both(leveraged, frame(4, 400), **options)
+    and a fraction per fill, as backtesting.py's ``Backtest`` takes them: the same trades,
+    and the same entries refused for want of margin (each warned of by both)."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        ours, theirs = run_both(leveraged, frame(4, 400), **options)
     assert_trades_as_backtesting_py_trades(ours, theirs, least=20)
+    cancelled = sum("canceled the order due to insufficient margin" in str(w.message) for w in seen)
+    assert cancelled > 20
+    assert (ours.orders["status"] == "rejected").sum() == cancelled
+    assert sum("rejected (" in str(w.message) for w in seen) == 1  # tickstep's, once for the run
     entries = (ours.trades["size"] * ours.trades["entry_price"]).to_numpy()
     equity = ours.equity.reindex(ours.trades["entry_time"]).to_numpy()
     levered = entries > 1.2 * equity
