@@ -372,6 +372,16 @@ impl Earlier {
         }
     }
 
+    /// Before an update of symbol `s`'s statistic `rolling`: the value the update pushes
+    /// past `prev` joins the symbol's ring, when its indicator keeps one (`earlier` is
+    /// empty otherwise).
+    #[inline]
+    fn before_update(earlier: &mut [Earlier], s: usize, rolling: &Rolling) {
+        if let Some(ring) = earlier.get_mut(s) {
+            ring.push(rolling.prev());
+        }
+    }
+
     #[inline]
     fn push(&mut self, x: f64) {
         if let Some(slot) = self.ring.get_mut(self.next) {
@@ -753,9 +763,7 @@ impl Studies {
             {
                 let x = values[i];
                 if !x.is_nan() {
-                    if let Some(earlier) = earlier.get_mut(s) {
-                        earlier.push(per_symbol[s].prev());
-                    }
+                    Earlier::before_update(earlier, s, &per_symbol[s]);
                     per_symbol[s].update(x, x, x, x, x);
                 }
             }
@@ -775,9 +783,7 @@ impl Studies {
                         earlier,
                     } = &mut self.studies[id]
                     {
-                        if let Some(earlier) = earlier.get_mut(s) {
-                            earlier.push(per_symbol[s].prev());
-                        }
+                        Earlier::before_update(earlier, s, &per_symbol[s]);
                         candle.feed(&mut per_symbol[s]);
                     }
                 }

@@ -182,57 +182,64 @@ impl PyIndicator {
         }
     }
 
-    /// `indicator[index]` of a rolling statistic beyond `[-1]` and `[-2]`: `[-k]` within
-    /// its `lookback` (NaN where it had no value yet), `[-m:]` the last m as a numpy
-    /// array, oldest first; anything else is refused, naming what it keeps.
-    fn rolling_back<'py>(
-        slf: &Bound<'py, Self>,
-        k: Option<i64>,
-        slice: Option<&Bound<'py, PySlice>>,
+    /// Its value for symbol `s` (latest bar `bar`) `k` updates before the latest: what
+    /// `[-1 - k]` and `get(ago=k)` read, refused past what a rolling statistic keeps.
+    fn back_or_refuse(
+        &self,
+        py: Python<'_>,
+        studies: &Studies,
         s: usize,
         bar: Option<usize>,
-        said: impl Fn() -> String,
+        k: usize,
+        said: &dyn Fn() -> String,
+    ) -> PyResult<f64> {
+        match studies.back(self.id, s, bar, k).py_err(py)? {
+            Some(value) => Ok(value),
+            None => {
+                let lookback = studies.lookback(self.id).py_err(py)?.unwrap_or(2);
+                Err(PyIndexError::new_err(keeps(&said(), lookback)))
+            }
+        }
+    }
+
+    /// A rolling statistic's slice `[-m:]`, its last m values as a numpy array, oldest
+    /// first, within the `lookback` it keeps; any other slice is refused, naming what it
+    /// keeps (it has no first bar to count from).
+    fn recent<'py>(
+        &self,
+        py: Python<'py>,
+        studies: &Studies,
+        s: usize,
+        bar: Option<usize>,
+        slice: Option<&Bound<'py, PySlice>>,
+        said: &dyn Fn() -> String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let me = slf.get();
-        let e = me.ctx.get().context()?;
-        let studies = e.studies();
-        let lookback = studies.lookback(me.id).py_err(py)?.unwrap_or(2);
-        let keeps = || keeps(&said(), lookback);
-        let back = |k: usize| studies.back(me.id, s, bar, k).py_err(py);
-        // How many values back the index reads: [-k] is k - 1, [-m:] the last m.
-        let last = match (k, slice) {
-            (Some(k), _) if k < 0 => Some((k.unsigned_abs() as usize, false)),
-            (None, Some(slice)) => {
+        let lookback = studies.lookback(self.id).py_err(py)?.unwrap_or(2);
+        let last = match slice {
+            Some(slice) => {
                 let (start, stop, step) = (
                     slice.getattr(intern!(py, "start"))?,
                     slice.getattr(intern!(py, "stop"))?,
                     slice.getattr(intern!(py, "step"))?,
                 );
                 let step_one = step.is_none() || step.extract::<i64>().is_ok_and(|x| x == 1);
-                match start.extract::<i64>() {
-                    Ok(m) if m < 0 && stop.is_none() && step_one => {
-                        Some((m.unsigned_abs() as usize, true))
-                    }
-                    _ => None,
-                }
+                start
+                    .extract::<i64>()
+                    .ok()
+                    .filter(|&m| m < 0 && stop.is_none() && step_one)
+                    .map(|m| m.unsigned_abs() as usize)
+                    .filter(|&m| m <= lookback)
             }
-            _ => None,
+            None => None,
         };
-        match last {
-            Some((m, false)) => match back(m - 1)? {
-                Some(value) => Ok(value.into_pyobject(py)?.into_any()),
-                None => Err(PyIndexError::new_err(keeps())),
-            },
-            Some((m, true)) if m <= lookback => {
-                let mut values = Vec::with_capacity(m);
-                for j in (0..m).rev() {
-                    values.push(back(j)?.unwrap_or(f64::NAN));
-                }
-                Ok(PyArray1::from_vec(py, values).into_any())
-            }
-            _ => Err(PyIndexError::new_err(keeps())),
+        let Some(m) = last else {
+            return Err(PyIndexError::new_err(keeps(&said(), lookback)));
+        };
+        let mut values = Vec::with_capacity(m);
+        for k in (0..m).rev() {
+            values.push(self.back_or_refuse(py, studies, s, bar, k, said)?);
         }
+        Ok(PyArray1::from_vec(py, values).into_any())
     }
 
     /// (now, before) of this indicator and of `other` for a symbol: inside the running
@@ -302,14 +309,7 @@ impl PyIndicator {
         let ctx = me.ctx.get();
         let e = ctx.context()?;
         let s = ctx.index_of(e, symbol)?;
-        let studies = e.studies();
-        match studies.back(me.id, s, e.bar_index(s), back).py_err(py)? {
-            Some(value) => Ok(value),
-            None => {
-                let lookback = studies.lookback(me.id).py_err(py)?.unwrap_or(2);
-                Err(PyIndexError::new_err(keeps(&said(), lookback)))
-            }
-        }
+        me.back_or_refuse(py, e.studies(), s, e.bar_index(s), back, &said)
     }
 
     #[pyo3(signature = (symbol=None))]
@@ -420,8 +420,14 @@ impl PyIndicator {
         let s = ctx.index_of(e, None)?;
         let studies = e.studies();
         let bar = e.bar_index(s);
+        if let Some(k) = k.filter(|&k| k < 0) {
+            // [-k]: k - 1 updates back, whatever the kind (NaN before the first).
+            let back = k.unsigned_abs() as usize - 1;
+            let value = me.back_or_refuse(py, studies, s, bar, back, &said)?;
+            return Ok(value.into_pyobject(py)?.into_any());
+        }
         let Some(so_far) = studies.series_so_far(me.id, s, bar).py_err(py)? else {
-            return Self::rolling_back(slf, k, slice, s, bar, said);
+            return me.recent(py, studies, s, bar, slice, &said);
         };
         let bars = so_far.len();
         let Some(k) = k else {
@@ -434,11 +440,6 @@ impl PyIndicator {
             });
             return Ok(PyArray1::from_vec(py, picked).into_any());
         };
-        if k < 0 {
-            let back = usize::try_from(k.unsigned_abs()).unwrap_or(usize::MAX);
-            let value = bars.checked_sub(back).map_or(f64::NAN, |i| so_far[i]);
-            return Ok(value.into_pyobject(py)?.into_any());
-        }
         match usize::try_from(k).ok().filter(|&i| i < bars) {
             Some(i) => Ok(so_far[i].into_pyobject(py)?.into_any()),
             None => Err(PyIndexError::new_err(format!(
