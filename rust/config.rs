@@ -28,15 +28,54 @@ impl FillAt {
     }
 }
 
-/// Engine options. Commission = `commission_rate` × notional + `commission_fixed` per fill.
+/// What one fill pays the broker: `rate` × notional + `per_unit` × units + `fixed`, at
+/// least `minimum`, and at most `cap` × notional when there is a cap (a broker's
+/// schedule such as 0.005 a share, 1.00 at least, 1% of the trade's value at most). An
+/// order fills once, so these are per order too.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Commission {
+    /// `commission`: fraction of the fill's notional.
+    pub rate: f64,
+    /// `commission_fixed`: amount charged per fill.
+    pub fixed: f64,
+    /// `commission_per_unit`: amount charged per unit (share, contract, coin) filled.
+    pub per_unit: f64,
+    /// `commission_min`: the least a fill pays.
+    pub minimum: f64,
+    /// `commission_cap`: the most a fill pays, as a fraction of its notional; the cap
+    /// wins over the minimum where the two disagree (a small fill pays the cap).
+    pub cap: Option<f64>,
+}
+
+impl Commission {
+    /// Commission of a fill of `size` units at `price`.
+    #[inline]
+    pub fn of(&self, size: f64, price: f64) -> f64 {
+        let notional = size * price;
+        let fee = (notional * self.rate + size * self.per_unit + self.fixed).max(self.minimum);
+        match self.cap {
+            Some(cap) => fee.min(cap * notional),
+            None => fee,
+        }
+    }
+
+    /// The most a sale of a long position can cost beyond what it brings in, whatever its
+    /// size and price: its commission less its proceeds is at most the larger of the fixed
+    /// part and the minimum (the rate is below 1, a cap only lowers it). None with a fee
+    /// per unit, which a unit priced below it pays beyond its proceeds.
+    pub fn most_beyond_a_sale(&self) -> Option<f64> {
+        (self.per_unit == 0.0).then_some(self.fixed.max(self.minimum))
+    }
+}
+
+/// Engine options.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// `cash`: starting cash of the one account.
     pub cash: f64,
-    /// `commission`: fraction of each fill's notional.
-    pub commission_rate: f64,
-    /// `commission_fixed`: amount charged per fill.
-    pub commission_fixed: f64,
+    /// `commission`, `commission_fixed`, `commission_per_unit`, `commission_min`,
+    /// `commission_cap`: what each fill pays.
+    pub commission: Commission,
     /// `slippage_bps`: basis points against the trader on market and stop fills.
     pub slippage_bps: f64,
     /// `fill_at`: when market orders fill.
@@ -59,8 +98,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             cash: 10_000.0,
-            commission_rate: 0.0,
-            commission_fixed: 0.0,
+            commission: Commission::default(),
             slippage_bps: 0.0,
             fill_at: FillAt::NextOpen,
             leverage: 1.0,
@@ -82,19 +120,24 @@ impl Config {
         if !(self.cash.is_finite() && self.cash > 0.0) {
             return bad("cash", self.cash, "a positive finite amount");
         }
-        if !(self.commission_rate.is_finite() && (0.0..1.0).contains(&self.commission_rate)) {
-            return bad(
-                "commission",
-                self.commission_rate,
-                "a fraction of notional in [0, 1)",
-            );
+        let c = &self.commission;
+        if !(c.rate.is_finite() && (0.0..1.0).contains(&c.rate)) {
+            return bad("commission", c.rate, "a fraction of notional in [0, 1)");
         }
-        if !(self.commission_fixed.is_finite() && self.commission_fixed >= 0.0) {
-            return bad(
-                "commission_fixed",
-                self.commission_fixed,
-                "a finite amount >= 0",
-            );
+        let amounts = [
+            ("commission_fixed", c.fixed),
+            ("commission_per_unit", c.per_unit),
+            ("commission_min", c.minimum),
+        ];
+        for (name, amount) in amounts {
+            if !(amount.is_finite() && amount >= 0.0) {
+                return bad(name, amount, "a finite amount >= 0");
+            }
+        }
+        if let Some(cap) = c.cap {
+            if !(cap.is_finite() && cap > 0.0 && cap < 1.0) {
+                return bad("commission_cap", cap, "a fraction of notional in (0, 1)");
+            }
         }
         if !(self.slippage_bps.is_finite() && (0.0..10_000.0).contains(&self.slippage_bps)) {
             return bad(
@@ -118,12 +161,6 @@ impl Config {
         }
         Ok(())
     }
-
-    /// Commission of a fill of `size` units at `price`.
-    #[inline]
-    pub fn commission(&self, size: f64, price: f64) -> f64 {
-        size * price * self.commission_rate + self.commission_fixed
-    }
 }
 
 #[cfg(test)]
@@ -142,10 +179,43 @@ mod tests {
             ),
             (
                 Config {
-                    commission_rate: 1.5,
+                    commission: Commission {
+                        rate: 1.5,
+                        ..Commission::default()
+                    },
                     ..Config::default()
                 },
                 "commission = 1.5",
+            ),
+            (
+                Config {
+                    commission: Commission {
+                        per_unit: -0.005,
+                        ..Commission::default()
+                    },
+                    ..Config::default()
+                },
+                "commission_per_unit = -0.005: must be a finite amount >= 0",
+            ),
+            (
+                Config {
+                    commission: Commission {
+                        minimum: f64::INFINITY,
+                        ..Commission::default()
+                    },
+                    ..Config::default()
+                },
+                "commission_min = inf: must be a finite amount >= 0",
+            ),
+            (
+                Config {
+                    commission: Commission {
+                        cap: Some(1.0),
+                        ..Commission::default()
+                    },
+                    ..Config::default()
+                },
+                "commission_cap = 1: must be a fraction of notional in (0, 1)",
             ),
             (
                 Config {
@@ -169,5 +239,61 @@ mod tests {
         assert!(Config::default().validate().is_ok());
         let fill_at = FillAt::parse("open").unwrap_err().to_string();
         assert!(fill_at.contains("fill_at = \"open\""), "{fill_at}");
+    }
+
+    /// A broker's schedule: 0.005 a share, at least 1.00, at most 1% of the trade.
+    const SCHEDULE: Commission = Commission {
+        rate: 0.0,
+        fixed: 0.0,
+        per_unit: 0.005,
+        minimum: 1.0,
+        cap: Some(0.01),
+    };
+
+    #[test]
+    fn a_schedule_charges_per_unit_at_least_its_minimum_and_at_most_its_cap() {
+        // 1,000 shares at 50: 5.00 by the share (between 1.00 and 500.00).
+        assert_eq!(SCHEDULE.of(1_000.0, 50.0), 5.0);
+        // 100 shares at 50: 0.50 by the share, raised to the minimum.
+        assert_eq!(SCHEDULE.of(100.0, 50.0), 1.0);
+        // 10 shares at 5: the minimum would be 2% of the 50 traded; the cap wins, 0.50.
+        assert_eq!(SCHEDULE.of(10.0, 5.0), 0.5);
+        // 100,000 shares at 0.20: 500.00 by the share, capped at 1% of 20,000.
+        assert_eq!(SCHEDULE.of(100_000.0, 0.2), 200.0);
+        // The rate and the fixed part add to the per-unit part before the bounds.
+        let both = Commission {
+            rate: 0.001,
+            fixed: 2.0,
+            per_unit: 0.01,
+            minimum: 0.0,
+            cap: None,
+        };
+        assert_eq!(both.of(200.0, 10.0), 2.0 + 2.0 + 2.0);
+        assert_eq!(Commission::default().of(123.0, 4.5), 0.0);
+    }
+
+    #[test]
+    fn a_sale_costs_at_most_the_fixed_part_or_the_minimum_beyond_its_proceeds() {
+        let schedule = Commission {
+            rate: 0.002,
+            fixed: 0.5,
+            minimum: 1.0,
+            ..Commission::default()
+        };
+        assert_eq!(schedule.most_beyond_a_sale(), Some(1.0));
+        for (size, price) in [(1e-6, 1e-3), (1.0, 0.7), (3.0, 100.0), (1e6, 0.01)] {
+            let beyond = schedule.of(size, price) - size * price;
+            assert!(beyond <= 1.0, "{size} at {price}: {beyond}");
+        }
+        // A fee per unit has no such bound: 1,000 units at 0.001 pay 5 for 1 of proceeds.
+        assert_eq!(SCHEDULE.most_beyond_a_sale(), None);
+        assert!(
+            Commission {
+                per_unit: 0.005,
+                ..Commission::default()
+            }
+            .of(1_000.0, 0.001)
+                > 1.0
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::config::{Config, FillAt};
+use crate::config::{Commission, Config, FillAt};
 use crate::context::TickContext;
 use crate::engine::Engine;
 use crate::error::Result;
@@ -204,8 +204,11 @@ fn orders_beyond_margin_are_rejected_not_filled() {
 fn commission_and_slippage_arithmetic() {
     let rows = [FLAT, FLAT, (120.0, 121.0, 119.0, 120.0)];
     let cfg = Config {
-        commission_rate: 0.001,
-        commission_fixed: 1.0,
+        commission: Commission {
+            rate: 0.001,
+            fixed: 1.0,
+            ..Commission::default()
+        },
         slippage_bps: 10.0,
         ..Config::default()
     };

@@ -31,7 +31,7 @@ mod test_draws;
 #[cfg(feature = "python")]
 mod python;
 
-pub use config::{Config, FillAt};
+pub use config::{Commission, Config, FillAt};
 pub use context::{Setup, TickContext};
 pub use engine::Engine;
 pub use error::{EngineError, Result};

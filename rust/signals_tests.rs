@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::config::Config;
+use crate::config::{Commission, Config};
 use crate::market::{Market, SymbolBars};
 use crate::orders::Role;
 
@@ -564,8 +564,11 @@ fn random_case(seed: u64) -> Case {
     let config = Config {
         // Low cash now and then, so increases are rejected for margin.
         cash: [10_000.0, 2_000.0, 300.0][d.below(3) as usize],
-        commission_rate: [0.0, 0.001][d.below(2) as usize],
-        commission_fixed: [0.0, 1.0][d.below(2) as usize],
+        commission: Commission {
+            rate: [0.0, 0.001][d.below(2) as usize],
+            fixed: [0.0, 1.0][d.below(2) as usize],
+            ..Commission::default()
+        },
         slippage_bps: [0.0, 5.0][d.below(2) as usize],
         fill_at: if d.chance(0.3) {
             crate::config::FillAt::Close
@@ -617,6 +620,8 @@ fn random_case(seed: u64) -> Case {
     let lot_size = (0..n)
         .map(|_| (lots && d.chance(0.7)).then(|| [0.5, 1.0, 3.0][d.below(3) as usize]))
         .collect();
+    let mut config = config;
+    schedule_now_and_then(&mut d, &mut config.commission);
     Case {
         market: Arc::new(market),
         signals,
@@ -627,6 +632,18 @@ fn random_case(seed: u64) -> Case {
         config,
         session_ends,
         account_opens,
+    }
+}
+
+/// A broker's schedule now and then (drawn after the rest: a seed's other draws stay
+/// its own): a fee per unit, a minimum per fill, a cap, on top of the rate and the fixed
+/// part drawn before. The minimum and the fee per unit are of the order of the fills of
+/// these prices (about 100), so they bind on some fills and not on others.
+fn schedule_now_and_then(d: &mut Draw, commission: &mut Commission) {
+    if d.chance(0.4) {
+        commission.per_unit = [0.0, 0.01, 0.05][d.below(3) as usize];
+        commission.minimum = [0.0, 1.0, 5.0][d.below(3) as usize];
+        commission.cap = [None, Some(0.002), Some(0.01)][d.below(3) as usize];
     }
 }
 
@@ -827,13 +844,18 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
             exit_after_bars: None,
         };
         let config = Config {
-            commission_rate: [0.0, 0.001][d.below(2) as usize],
-            commission_fixed: [0.0, 0.5][d.below(2) as usize],
+            commission: Commission {
+                rate: [0.0, 0.001][d.below(2) as usize],
+                fixed: [0.0, 0.5][d.below(2) as usize],
+                ..Commission::default()
+            },
             slippage_bps: [0.0, 3.0][d.below(2) as usize],
             leverage,
             record_every_bar: d.chance(0.5),
             ..Config::default()
         };
+        let mut config = config;
+        schedule_now_and_then(&mut d, &mut config.commission);
         let case = Case {
             market: Arc::new(market),
             signals,

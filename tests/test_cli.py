@@ -54,6 +54,22 @@ def test_run_prints_the_same_statistics_as_the_api(store):
     assert text.returncode == 0 and "Return [%]" in text.stdout
 
 
+def test_options_off_by_default_are_given_by_number(store):
+    # commission_cap and periods_per_year default to None; given, they are numbers.
+    schedule = dict(commission_per_unit=0.01, commission_min=1.0, commission_cap=0.003)
+    done = tickstep_cli("run", "sma_cross", "--data", str(store), "-o", "commission_per_unit=0.01",
+                        "-o", "commission_min=1", "-o", "commission_cap=0.003",
+                        "-o", "periods_per_year=365", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)["stats"]
+    expected = tickstep.Backtest(str(store), SmaCross, periods_per_year=365, **schedule).run().stats
+    assert out["Commissions [$]"] == expected["Commissions [$]"] > 0
+    assert out["Sharpe Ratio"] == expected["Sharpe Ratio"]
+    refused = tickstep_cli("run", "sma_cross", "--data", str(store), "-o", "commission_cap=2")
+    assert refused.returncode != 0 and "commission_cap=2" in refused.stderr
+    assert "a fraction of notional in (0, 1)" in refused.stderr
+
+
 def test_batch_writes_rows_and_stores_runs_then_runs_queries_them(store, tmp_path, capsys):
     out, db = tmp_path / "rows.csv", tmp_path / "runs.sqlite"
     done = tickstep_cli("batch", "sma_cross", "--data", str(store), "-p", "fast=5,10",

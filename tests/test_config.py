@@ -23,6 +23,9 @@ def test_defaults():
         "cash": 10_000.0,
         "commission": 0.0,
         "commission_fixed": 0.0,
+        "commission_per_unit": 0.0,
+        "commission_min": 0.0,
+        "commission_cap": None,
         "slippage": 0.0,
         "trade_on_close": False,
         "leverage": 1.0,
@@ -61,9 +64,11 @@ def test_numbers_are_kept_as_floats_not_coerced_from_text():
 def test_engine_options_are_the_cores_spelling():
     config = BacktestConfig(cash=5_000, commission=0.002, commission_fixed=1.0, slippage=3.0,
                             trade_on_close=True, leverage=2.0, record_every_bar=True,
-                            exclusive_orders=True)
+                            exclusive_orders=True, commission_per_unit=0.005, commission_min=1,
+                            commission_cap=0.01)
     assert config.engine_options() == {
-        "cash": 5_000.0, "commission": 0.002, "commission_fixed": 1.0, "slippage_bps": 3.0,
+        "cash": 5_000.0, "commission": 0.002, "commission_fixed": 1.0, "commission_per_unit": 0.005,
+        "commission_min": 1.0, "commission_cap": 0.01, "slippage_bps": 3.0,
         "fill_at": "close", "leverage": 2.0, "exclusive_orders": True, "record_every_bar": True,
         "borrow_rate": 0.0, "margin_rate": 0.0, "cash_rate": 0.0,
     }
@@ -90,6 +95,13 @@ def test_every_option_is_documented_and_has_a_rule():
         ({"commission": -0.001}, "commission=-0.001", "[0, 1)"),
         ({"commission": "0.1%"}, "commission='0.1%'", "got str"),
         ({"commission_fixed": -1}, "commission_fixed=-1", ">= 0"),
+        ({"commission_per_unit": -0.005}, "commission_per_unit=-0.005", ">= 0"),
+        ({"commission_per_unit": "0.5c"}, "commission_per_unit='0.5c'", "got str"),
+        ({"commission_min": math.inf}, "commission_min=inf", "finite"),
+        ({"commission_min": True}, "commission_min=True", "got bool"),
+        ({"commission_cap": 0}, "commission_cap=0", "fraction of notional in (0, 1)"),
+        ({"commission_cap": 1.0}, "commission_cap=1.0", "fraction of notional in (0, 1)"),
+        ({"commission_cap": "1%"}, "commission_cap='1%'", "got str"),
         ({"slippage": math.nan}, "slippage=nan", "finite"),
         ({"slippage": [1]}, "slippage=[1]", "got list"),
         ({"trade_on_close": "no"}, "trade_on_close='no'", "True or False"),

@@ -415,6 +415,44 @@ def test_commission_and_slippage_arithmetic(bars, run):
     assert r.equity.iloc[-1] == approx(10000 + t.pnl)
 
 
+#: A broker's schedule: half a cent a unit, at least 1.00 a fill, at most 1% of its value.
+SCHEDULE = dict(commission_per_unit=0.005, commission_min=1.0, commission_cap=0.01)
+
+
+def test_a_schedule_charges_per_unit_its_minimum_and_its_cap_on_every_fill(bars, run):
+    rows = [
+        (100, 101, 99, 100),
+        (100, 102, 99, 101),   # buy 1,000 at 100: 5.00 by the unit (1.00 < 5 < 1,000)
+        (101, 103, 100, 102),  # sell 150 at 101: 0.75 by the unit, raised to the minimum
+        (102, 103, 80, 81),    # close the 850 left at 102: 4.25 by the unit
+        (81, 82, 80, 81),      # buy 1 at 81: 0.005, the minimum 1.00 over the cap 0.81
+        (81, 82, 80, 81),
+    ]
+    r = run(bars(rows), {0: buy(1_000), 1: sell(150), 2: close, 3: buy(1)},
+            cash=1_000_000, **SCHEDULE)
+    assert list(r.fills["size"]) == [1_000, 150, 850, 1]
+    assert list(r.fills["price"]) == approx([100.0, 101.0, 102.0, 81.0])
+    assert list(r.fills["commission"]) == approx([5.0, 1.0, 4.25, 0.81])
+    # The two trades share the entry's 5.00 by their units: 0.75 and 4.25.
+    assert list(r.trades["commission"]) == approx([0.75 + 1.0, 4.25 + 4.25])
+    assert list(r.trades["pnl"]) == approx([150 * 1 - 1.75, 850 * 2 - 8.5])
+    # (The statistics count the closed trades' commissions; the open unit's is in equity.)
+    assert r["Commissions [$]"] == approx(1.75 + 8.5)
+    # The unit held is worth what it cost at the last close: equity lacks its fee only.
+    assert r.equity.iloc[-1] == approx(1_000_000 + 148.25 + 1_691.5 - 0.81)
+
+
+def test_a_schedule_adds_per_unit_to_the_rate_and_the_fixed_part(bars, run):
+    r = run(bars([(100, 101, 99, 100), (50, 51, 49, 50), (50, 51, 49, 50)]), {0: buy(40)},
+            commission=0.001, commission_fixed=2.0, commission_per_unit=0.05, commission_min=3.0)
+    # 40 at 50: 2.00 by the rate + 2.00 fixed + 2.00 by the unit = 6.00 (over the minimum 3).
+    assert only(r.fills).commission == approx(6.0)
+    r = run(bars([(100, 101, 99, 100), (50, 51, 49, 50), (50, 51, 49, 50)]), {0: buy(4)},
+            commission=0.001, commission_fixed=0.5, commission_per_unit=0.05, commission_min=3.0)
+    # 4 at 50: 0.20 + 0.50 + 0.20 = 0.90, raised to the minimum 3.00.
+    assert only(r.fills).commission == approx(3.0)
+
+
 def test_slippage_on_stop_exits_and_market_shorts(bars, run):
     rows = [
         (100, 101, 99, 100),

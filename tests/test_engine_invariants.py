@@ -353,8 +353,18 @@ class Lot:
     exits: list = field(default_factory=list)
 
 
-def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, fixed, leverage):
+def reference_fee(size, price, *, commission, fixed, per_unit=0.0, minimum=0.0, cap=None):
+    """A fill's commission as the options' documentation states it: the rate on the
+    notional, the fixed part and the fee per unit, at least the minimum, at most the cap
+    (a fraction of the notional)."""
+    fee = max(size * price * commission + fixed + size * per_unit, minimum)
+    return fee if cap is None else min(fee, cap * size * price)
+
+
+def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, fixed, leverage,
+                   per_unit=0.0, minimum=0.0, cap=None):
     problems: list[str] = []
+    schedule = dict(commission=commission, fixed=fixed, per_unit=per_unit, minimum=minimum, cap=cap)
     names = sorted(frames)
     B = {s: Bars.of(frames[s]) for s in names}
     # Plain rows: much faster to read than pandas rows.
@@ -385,9 +395,9 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
             problems.append(f"order {oid}: record says it executed {o.filled_side!r}, the fill {f.side!r}")
         if B[f.symbol].at(ns(f.time)) is None:
             problems.append(f"fill of order {oid} at {f.time}: {f.symbol} has no bar then")
-        fee = f["size"] * f.price * commission + fixed
+        fee = reference_fee(f["size"], f.price, **schedule)
         if partial:  # the units executed pay their share of the whole order's commission
-            fee = (o["size"] * f.price * commission + fixed) * f["size"] / o["size"]
+            fee = reference_fee(o["size"], f.price, **schedule) * f["size"] / o["size"]
         if not math.isclose(f.commission, fee, rel_tol=1e-12, abs_tol=1e-12):
             problems.append(f"fill of order {oid}: commission {f.commission} != {fee}")
         if not trade_on_close and o.role in ("entry", "close") and not f.time > o.placed_time:
@@ -653,7 +663,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
 
     problems += check_margin(
         B, orders, fill_rows, expected, trade_on_close=trade_on_close, leverage=leverage,
-        slippage_bps=slippage_bps, commission=commission, fixed=fixed,
+        slippage_bps=slippage_bps, schedule=schedule,
     )
 
     # -- equity at every sample ---------------------------------------------------------------
@@ -705,7 +715,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
     return problems
 
 
-def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippage_bps, commission, fixed):
+def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippage_bps, schedule):
     """A fill that grows a position keeps gross exposure <= leverage x equity; a rejected
     order would have broken that rule.
 
@@ -812,7 +822,7 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
         o, ev = orders[oid], expected[oid]
         t, buy, size = int(pd.Timestamp(o.closed_time).value), o.side == "buy", o["size"]
         price = slipped(ev.raw, buy, slippage_bps) if slips(kind_of(o)) else ev.raw
-        fee = size * price * commission + fixed
+        fee = reference_fee(size, price, **schedule)
         verdicts = [verdict(c, p, t, o.symbol, ev.barrier, 1 if buy else -1, size, price, fee)
                     for c, p in states]
         return all(grows and fits_strict for grows, _, fits_strict in verdicts)
@@ -955,7 +965,19 @@ def scenarios(draw):
         slippage=draw(st.sampled_from([0.0, 5.0])),
         leverage=draw(st.sampled_from([1.0, 3.0])),
         trade_on_close=draw(st.booleans()),
+        # A broker's schedule on top now and then: a fee per unit, a minimum and a cap
+        # that bind on some of these fills (prices about 100, a few units to hundreds).
+        schedule=draw(st.sampled_from([
+            {},
+            dict(per_unit=0.05, minimum=2.0),
+            dict(per_unit=0.01, minimum=5.0, cap=0.002),
+            dict(minimum=1.0, cap=0.01),
+        ])),
     )
+
+
+#: The schedule's parts by the options' names.
+OPTION_OF = {"per_unit": "commission_per_unit", "minimum": "commission_min", "cap": "commission_cap"}
 
 
 def run_random(sc):
@@ -966,6 +988,7 @@ def run_random(sc):
         cash=CASH,
         commission=sc["commission"],
         commission_fixed=sc["commission_fixed"],
+        **{OPTION_OF[k]: v for k, v in sc.get("schedule", {}).items()},
         slippage=sc["slippage"],
         leverage=sc["leverage"],
         trade_on_close=sc["trade_on_close"],
@@ -985,6 +1008,7 @@ def assert_consistent(sc):
         commission=sc["commission"],
         fixed=sc["commission_fixed"],
         leverage=sc["leverage"],
+        **sc.get("schedule", {}),
     )
     assert not problems, "\n".join(problems[:20])
     return result

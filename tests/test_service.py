@@ -136,6 +136,22 @@ def test_results_by_content_negotiation(client):
     assert refused.status_code == 406 and "text/csv" in refused.json()["detail"]
 
 
+def test_a_broker_schedule_given_over_http_charges_as_in_python(client, store):
+    # commission_cap defaults to None: over HTTP it is given as a number all the same.
+    schedule = {"commission_per_unit": 0.01, "commission_min": 1.0, "commission_cap": 0.003}
+    batch_id = submit(client, {"strategy": "sma_cross", "params": {"fast": [5, 10]},
+                               "symbols": ["BARP", "TEW"], "options": schedule,
+                               "cache": False}).json()["batch_id"]
+    assert wait_done(client, batch_id)["status"] == "done"
+    rows = pd.DataFrame(client.get(f"/batches/{batch_id}/results").json()["rows"])
+    reference = run_batch("sma_cross", str(store), params={"fast": [5, 10]},
+                          symbols=["BARP", "TEW"], cache=False, **schedule)
+    got = rows.sort_values(["symbols", "fast"])["Commissions [$]"].to_numpy()
+    want = reference.sort_values(["symbols", "fast"])["Commissions [$]"].to_numpy()
+    assert len(got) == 4 and (want > 0).all()
+    np.testing.assert_array_equal(got, want)
+
+
 def test_a_batchs_status_counts_the_runs_with_rejected_orders(client, store):
     # A portfolio on 500 of cash: RSI entries soon exceed it, and are rejected.
     body = {"strategy": "rsi_mean_reversion", "params": {"oversold": [25, 30]},
@@ -296,6 +312,8 @@ def test_no_token_and_wrong_token(server):
     ({"strategy": "sma_cross", "options": {"cash": "lots"}}, "cash", "expected a number"),
     ({"strategy": "sma_cross", "options": {"commission": 1.5}}, "commission", "must be"),
     ({"strategy": "sma_cross", "options": {"timezone": "Mars/Phobos"}}, "timezone", "Mars"),
+    ({"strategy": "sma_cross", "options": {"commission_cap": 2}}, "commission_cap", "(0, 1)"),
+    ({"strategy": "sma_cross", "options": {"commission_cap": "1%"}}, "commission_cap", "got str"),
     ({"strategy": "sma_cross", "symbols": ["NOPE"]}, "symbols", "'NOPE'"),
     ({"strategy": "sma_cross", "params": {"fast": list(range(1, 400))}}, "params", "limit is 2,000"),
     ({"strategy": "sma_cross", "data": "../../../etc/passwd"}, "data", "outside"),

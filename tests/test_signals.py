@@ -194,6 +194,9 @@ def markets_and_signals(draw):
     rules["lot_size"] = draw(st.none() | st.sampled_from([0.5, 1.0, 3.0])
                              | st.dictionaries(st.sampled_from(sorted(data)),
                                                st.sampled_from([1.0, 2.0]), max_size=2))
+    # A broker's schedule now and then: both modes charge every fill by the one rule.
+    options.update(draw(st.sampled_from([{}, {"commission_per_unit": 0.02, "commission_min": 2.0},
+                                         {"commission_min": 1.0, "commission_cap": 0.002}])))
     return data, signals, rules, trail, options
 
 

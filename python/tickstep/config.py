@@ -95,6 +95,16 @@ def _fraction(name: str, value: Any) -> float:
     return number
 
 
+def _cap(name: str, value: Any) -> float | None:
+    rule = "None (no cap) or a fraction of notional in (0, 1) (0.01 = 1%)"
+    if value is None:
+        return None
+    number = _number(name, value, rule)
+    if not 0 < number < 1:
+        raise _refuse(name, value, rule)
+    return number
+
+
 def _annual_rate(name: str, value: Any) -> float:
     # A fraction per year: 5 would be 500% a year, almost surely 5% written as a percent.
     rule = "a finite annual rate as a fraction, above -1 and below 1 (0.02 = 2%)"
@@ -254,6 +264,17 @@ class BacktestConfig:
         Fraction of each fill's notional charged as commission, in [0, 1) (0.001 = 0.1%).
     commission_fixed : float, default 0
         Fixed amount charged per fill, on top (>= 0).
+    commission_per_unit : float, default 0
+        Amount charged per unit filled (a share, a contract, a coin), on top (>= 0):
+        0.005 is half a cent a share.
+    commission_min : float, default 0
+        The least a fill pays (>= 0): a fill whose commission comes to less pays this.
+    commission_cap : float, optional
+        The most a fill pays, as a fraction of its notional in (0, 1); where it is below
+        ``commission_min`` (a small fill), the cap is what the fill pays. A broker's
+        schedule of half a cent a share, at least 1.00 and at most 1% of the trade's
+        value is ``commission_per_unit=0.005, commission_min=1.0, commission_cap=0.01``.
+        Every part is per fill, and an order fills once: per order too.
     slippage : float, default 0
         Basis points against the trader on market and stop fills; limits never slip (>= 0).
     trade_on_close : bool, default False
@@ -319,6 +340,9 @@ class BacktestConfig:
     cash: float = _option(10_000.0, rule=_positive, engine="cash")
     commission: float = _option(0.0, rule=_fraction, engine="commission")
     commission_fixed: float = _option(0.0, rule=_non_negative, engine="commission_fixed")
+    commission_per_unit: float = _option(0.0, rule=_non_negative, engine="commission_per_unit")
+    commission_min: float = _option(0.0, rule=_non_negative, engine="commission_min")
+    commission_cap: float | None = _option(None, rule=_cap, engine="commission_cap")
     slippage: float = _option(0.0, rule=_non_negative, engine="slippage_bps")
     trade_on_close: bool = _option(
         False, rule=_flag, engine="fill_at", to_engine=lambda v: "close" if v else "next_open"
@@ -417,8 +441,10 @@ def _backtesting_py_terms(options: Mapping[str, Any]) -> dict[str, Any]:
         out["commission_fixed"], out["commission"] = commission
     elif callable(commission):
         raise ConfigError(f"commission={commission!r}: a commission function is not taken; give "
-                          "commission= (a fraction of each fill's notional) and commission_fixed= "
-                          "(an amount per fill)")
+                          "the schedule by its parts: commission= (a fraction of each fill's "
+                          "notional), commission_fixed= (an amount per fill), commission_per_unit= "
+                          "(an amount per unit), commission_min= and commission_cap= (the least a "
+                          "fill pays, and the most as a fraction of its notional)")
     if "margin" in out:
         margin = out.pop("margin")
         if "leverage" in out:

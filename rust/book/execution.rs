@@ -121,7 +121,7 @@ impl Book {
             return Executed::Done;
         };
         let price = slipped(order, direction, raw_price, config.slippage_bps);
-        let fee_per_unit = config.commission(size, price) / size;
+        let fee_per_unit = config.commission.of(size, price) / size;
         let waiting = Waiting {
             order: matched,
             moment,

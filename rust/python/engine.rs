@@ -11,7 +11,7 @@ use super::context::PyContext;
 use super::errors::{config_error, IntoPyResult};
 use super::market::PyMarket;
 use crate::candles::WallClock;
-use crate::config::{Config, FillAt};
+use crate::config::{Commission, Config, FillAt};
 use crate::engine::{Engine, Logs};
 use crate::error::EngineError;
 use crate::orders::{OrderRow, Reason};
@@ -266,7 +266,7 @@ impl PyTradeLog {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, slippage_bps=0.0, fill_at="next_open", leverage=1.0, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
+    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, slippage_bps=0.0, fill_at="next_open", leverage=1.0, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -274,6 +274,9 @@ impl PyEngine {
         cash: f64,
         commission: f64,
         commission_fixed: f64,
+        commission_per_unit: f64,
+        commission_min: f64,
+        commission_cap: Option<f64>,
         slippage_bps: f64,
         fill_at: &str,
         leverage: f64,
@@ -285,8 +288,13 @@ impl PyEngine {
     ) -> PyResult<Self> {
         let config = Config {
             cash,
-            commission_rate: commission,
-            commission_fixed,
+            commission: Commission {
+                rate: commission,
+                fixed: commission_fixed,
+                per_unit: commission_per_unit,
+                minimum: commission_min,
+                cap: commission_cap,
+            },
             slippage_bps,
             fill_at: FillAt::parse(fill_at).py_err(py)?,
             leverage,

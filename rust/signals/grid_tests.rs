@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::config::Config;
+use crate::config::{Commission, Config};
 use crate::market::{Market, SymbolBars};
 use crate::signals::{SignalRules, SizeType, SymbolSignals};
 
@@ -117,7 +117,10 @@ fn summaries_equal_runs_alone_on_one_thread_and_on_two() {
     let (symbols, bars) = (3, 400);
     let m = market(symbols, bars);
     let config = Config {
-        commission_rate: 0.001,
+        commission: Commission {
+            rate: 0.001,
+            ..Commission::default()
+        },
         ..Config::default()
     };
     // Dense and sparse signals in turn (a thread's buffers hold a longer run's logs

@@ -585,9 +585,9 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// and stays so (no short counted in the account nor parked; the batch's symbols hold
     /// no short, and its only orders that can add are market buys), marks are positive,
     /// leverage is at least 1, and the cash now covers every buy of the batch (at its slipped
-    /// open, with its commission) plus the fixed commission of every other order (a sale
-    /// of a long brings in at least its proceeds less its commission, which is more than
-    /// nothing but the fixed part), with a margin for rounding:
+    /// open, with its commission) plus, for every other order, the most a sale of a long
+    /// can cost beyond its proceeds (`Commission::most_beyond_a_sale`: the fixed part or
+    /// the minimum; no answer with a fee per unit), with a margin for rounding:
     /// - with longs only, gross exposure is the account's value exactly (Σ |size| × mark =
     ///   Σ size × mark, term by term), so after a buy gross − equity × leverage × (1 +
     ///   1e-12) ≤ −(cash after the buy) − 1e-12 × equity: below zero while cash stays at or
@@ -605,6 +605,9 @@ impl<'a, 'm> Driver<'a, 'm> {
         {
             return false;
         }
+        let Some(beyond_a_sale) = config.commission.most_beyond_a_sale() else {
+            return false;
+        };
         let mut spend = 0.0;
         for t in &self.touched {
             let s = t.symbol;
@@ -622,11 +625,11 @@ impl<'a, 'm> Driver<'a, 'm> {
                             o.take_profit.is_some(),
                         ];
                         let legs = legs.into_iter().filter(|&x| x).count() as f64;
-                        spend += o.size * price + config.commission(o.size, price);
-                        spend += legs * config.commission_fixed;
+                        spend += o.size * price + config.commission.of(o.size, price);
+                        spend += legs * beyond_a_sale;
                     }
                     Role::Entry => return false,
-                    _ => spend += config.commission_fixed,
+                    _ => spend += beyond_a_sale,
                 }
             }
         }

@@ -1,13 +1,15 @@
 """Engine options a client may set by value, and the registered strategies as plain data.
 
 The service and the command line accept every `tickstep.BacktestConfig` option whose
-value is plain data (numbers, booleans, a timezone name); the sizer, an object, keeps
-its default. The config itself holds each option's rule: values are checked by building
+value is plain data (numbers, booleans, a timezone name), and those off by default that
+take a number when given (``commission_cap``, ``periods_per_year``, ``history``); the
+sizer, an object, keeps its default. The config itself holds each option's rule: values are checked by building
 one (`check_config`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any
 
@@ -18,11 +20,16 @@ __all__ = ["ENGINE_DEFAULTS", "PLAIN_TYPES", "check_config", "describe_strategie
 
 PLAIN_TYPES = (bool, int, float, str)
 
-#: Engine options given by value, with their defaults (from `BacktestConfig`).
+#: Options off by default (None) that take a plain number when given (``commission_cap``,
+#: ``periods_per_year``, ``history``), by their declared types.
+_NUMBER_OR_NONE = ("float | None", "int | None")
+
+#: Engine options given by value, with their defaults (from `BacktestConfig`); a value
+#: given for one whose default is None is checked by the config's rule alone.
 ENGINE_DEFAULTS: dict[str, Any] = {
-    name: value
-    for name, value in BacktestConfig().options().items()
-    if isinstance(value, PLAIN_TYPES)
+    f.name: getattr(BacktestConfig(), f.name)
+    for f in dataclasses.fields(BacktestConfig)
+    if isinstance(getattr(BacktestConfig(), f.name), PLAIN_TYPES) or f.type in _NUMBER_OR_NONE
 }
 
 
