@@ -31,7 +31,9 @@ impl FillAt {
 /// What one fill pays the broker: `rate` × notional + `per_unit` × units + `fixed`, at
 /// least `minimum`, and at most `cap` × notional when there is a cap (a broker's
 /// schedule such as 0.005 a share, 1.00 at least, 1% of the trade's value at most). An
-/// order fills once, so these are per order too.
+/// order fills once, so these are per order too. A maker's fill (a limit order filled at
+/// its own limit price: it rested and the market came to it) pays the `maker` rate
+/// instead of `rate` when there is one, as exchanges charge makers and takers.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Commission {
     /// `commission`: fraction of the fill's notional.
@@ -45,14 +47,20 @@ pub struct Commission {
     /// `commission_cap`: the most a fill pays, as a fraction of its notional; the cap
     /// wins over the minimum where the two disagree (a small fill pays the cap).
     pub cap: Option<f64>,
+    /// `commission_maker`: the fraction of notional a maker's fill pays instead of `rate`.
+    pub maker: Option<f64>,
 }
 
 impl Commission {
-    /// Commission of a fill of `size` units at `price`.
+    /// Commission of a fill of `size` units at `price`, a maker's fill or a taker's.
     #[inline]
-    pub fn of(&self, size: f64, price: f64) -> f64 {
+    pub fn of(&self, size: f64, price: f64, maker: bool) -> f64 {
         let notional = size * price;
-        let fee = (notional * self.rate + size * self.per_unit + self.fixed).max(self.minimum);
+        let rate = match self.maker {
+            Some(rate) if maker => rate,
+            _ => self.rate,
+        };
+        let fee = (notional * rate + size * self.per_unit + self.fixed).max(self.minimum);
         match self.cap {
             Some(cap) => fee.min(cap * notional),
             None => fee,
@@ -61,7 +69,7 @@ impl Commission {
 
     /// The most a sale of a long position can cost beyond what it brings in, whatever its
     /// size and price: its commission less its proceeds is at most the larger of the fixed
-    /// part and the minimum (the rate is below 1, a cap only lowers it). None with a fee
+    /// part and the minimum (either rate is below 1, a cap only lowers it). None with a fee
     /// per unit, which a unit priced below it pays beyond its proceeds.
     pub fn most_beyond_a_sale(&self) -> Option<f64> {
         (self.per_unit == 0.0).then_some(self.fixed.max(self.minimum))
@@ -137,6 +145,15 @@ impl Config {
         if let Some(cap) = c.cap {
             if !(cap.is_finite() && cap > 0.0 && cap < 1.0) {
                 return bad("commission_cap", cap, "a fraction of notional in (0, 1)");
+            }
+        }
+        if let Some(maker) = c.maker {
+            if !(maker.is_finite() && (0.0..1.0).contains(&maker)) {
+                return bad(
+                    "commission_maker",
+                    maker,
+                    "a fraction of notional in [0, 1)",
+                );
             }
         }
         if !(self.slippage_bps.is_finite() && (0.0..10_000.0).contains(&self.slippage_bps)) {
@@ -219,6 +236,16 @@ mod tests {
             ),
             (
                 Config {
+                    commission: Commission {
+                        maker: Some(-0.0001),
+                        ..Commission::default()
+                    },
+                    ..Config::default()
+                },
+                "commission_maker = -0.0001: must be a fraction of notional in [0, 1)",
+            ),
+            (
+                Config {
                     slippage_bps: f64::NAN,
                     ..Config::default()
                 },
@@ -248,18 +275,19 @@ mod tests {
         per_unit: 0.005,
         minimum: 1.0,
         cap: Some(0.01),
+        maker: None,
     };
 
     #[test]
     fn a_schedule_charges_per_unit_at_least_its_minimum_and_at_most_its_cap() {
         // 1,000 shares at 50: 5.00 by the share (between 1.00 and 500.00).
-        assert_eq!(SCHEDULE.of(1_000.0, 50.0), 5.0);
+        assert_eq!(SCHEDULE.of(1_000.0, 50.0, false), 5.0);
         // 100 shares at 50: 0.50 by the share, raised to the minimum.
-        assert_eq!(SCHEDULE.of(100.0, 50.0), 1.0);
+        assert_eq!(SCHEDULE.of(100.0, 50.0, false), 1.0);
         // 10 shares at 5: the minimum would be 2% of the 50 traded; the cap wins, 0.50.
-        assert_eq!(SCHEDULE.of(10.0, 5.0), 0.5);
+        assert_eq!(SCHEDULE.of(10.0, 5.0, false), 0.5);
         // 100,000 shares at 0.20: 500.00 by the share, capped at 1% of 20,000.
-        assert_eq!(SCHEDULE.of(100_000.0, 0.2), 200.0);
+        assert_eq!(SCHEDULE.of(100_000.0, 0.2, false), 200.0);
         // The rate and the fixed part add to the per-unit part before the bounds.
         let both = Commission {
             rate: 0.001,
@@ -267,9 +295,32 @@ mod tests {
             per_unit: 0.01,
             minimum: 0.0,
             cap: None,
+            maker: None,
         };
-        assert_eq!(both.of(200.0, 10.0), 2.0 + 2.0 + 2.0);
-        assert_eq!(Commission::default().of(123.0, 4.5), 0.0);
+        assert_eq!(both.of(200.0, 10.0, false), 2.0 + 2.0 + 2.0);
+        assert_eq!(Commission::default().of(123.0, 4.5, true), 0.0);
+    }
+
+    #[test]
+    fn a_makers_fill_pays_the_maker_rate_with_the_rest_of_the_schedule() {
+        let fees = Commission {
+            rate: 0.0004,
+            maker: Some(0.0002),
+            fixed: 0.1,
+            minimum: 0.5,
+            ..Commission::default()
+        };
+        // 10 at 1,000: a taker pays 4.00 + 0.10, a maker 2.00 + 0.10.
+        assert_eq!(fees.of(10.0, 1_000.0, false), 4.0 + 0.1);
+        assert_eq!(fees.of(10.0, 1_000.0, true), 2.0 + 0.1);
+        // 1 at 1,000: the maker's 0.30 is raised to the minimum as a taker's would be.
+        assert_eq!(fees.of(1.0, 1_000.0, true), 0.5);
+        // Without a maker rate, a maker pays the one rate.
+        let one = Commission {
+            maker: None,
+            ..fees
+        };
+        assert_eq!(one.of(10.0, 1_000.0, true), one.of(10.0, 1_000.0, false));
     }
 
     #[test]
@@ -282,7 +333,7 @@ mod tests {
         };
         assert_eq!(schedule.most_beyond_a_sale(), Some(1.0));
         for (size, price) in [(1e-6, 1e-3), (1.0, 0.7), (3.0, 100.0), (1e6, 0.01)] {
-            let beyond = schedule.of(size, price) - size * price;
+            let beyond = schedule.of(size, price, false) - size * price;
             assert!(beyond <= 1.0, "{size} at {price}: {beyond}");
         }
         // A fee per unit has no such bound: 1,000 units at 0.001 pay 5 for 1 of proceeds.
@@ -292,7 +343,7 @@ mod tests {
                 per_unit: 0.005,
                 ..Commission::default()
             }
-            .of(1_000.0, 0.001)
+            .of(1_000.0, 0.001, false)
                 > 1.0
         );
     }

@@ -26,6 +26,7 @@ def test_defaults():
         "commission_per_unit": 0.0,
         "commission_min": 0.0,
         "commission_cap": None,
+        "commission_maker": None,
         "slippage": 0.0,
         "trade_on_close": False,
         "leverage": 1.0,
@@ -65,10 +66,10 @@ def test_engine_options_are_the_cores_spelling():
     config = BacktestConfig(cash=5_000, commission=0.002, commission_fixed=1.0, slippage=3.0,
                             trade_on_close=True, leverage=2.0, record_every_bar=True,
                             exclusive_orders=True, commission_per_unit=0.005, commission_min=1,
-                            commission_cap=0.01)
+                            commission_cap=0.01, commission_maker=0.0002)
     assert config.engine_options() == {
         "cash": 5_000.0, "commission": 0.002, "commission_fixed": 1.0, "commission_per_unit": 0.005,
-        "commission_min": 1.0, "commission_cap": 0.01, "slippage_bps": 3.0,
+        "commission_min": 1.0, "commission_cap": 0.01, "commission_maker": 0.0002, "slippage_bps": 3.0,
         "fill_at": "close", "leverage": 2.0, "exclusive_orders": True, "record_every_bar": True,
         "borrow_rate": 0.0, "margin_rate": 0.0, "cash_rate": 0.0,
     }
@@ -102,6 +103,8 @@ def test_every_option_is_documented_and_has_a_rule():
         ({"commission_cap": 0}, "commission_cap=0", "fraction of notional in (0, 1)"),
         ({"commission_cap": 1.0}, "commission_cap=1.0", "fraction of notional in (0, 1)"),
         ({"commission_cap": "1%"}, "commission_cap='1%'", "got str"),
+        ({"commission_maker": -0.0001}, "commission_maker=-0.0001", "[0, 1)"),
+        ({"commission_maker": True}, "commission_maker=True", "got bool"),
         ({"slippage": math.nan}, "slippage=nan", "finite"),
         ({"slippage": [1]}, "slippage=[1]", "got list"),
         ({"trade_on_close": "no"}, "trade_on_close='no'", "True or False"),

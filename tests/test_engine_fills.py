@@ -453,6 +453,24 @@ def test_a_schedule_adds_per_unit_to_the_rate_and_the_fixed_part(bars, run):
     assert only(r.fills).commission == approx(3.0)
 
 
+def test_a_limit_filled_at_its_limit_pays_the_makers_rate_and_other_fills_the_takers(bars, run):
+    rows = [
+        (100, 101, 99, 100),
+        (100, 101, 98, 99),    # the buy limit 99 rests; the bar comes down to it: maker
+        (99, 106, 99, 105),    # its take-profit 104 is reached inside the bar: maker
+        (103, 104, 102, 103),  # a buy limit 104 meets the open 103, a better price: taker
+        (103, 104, 96, 97),    # its stop-loss 98 fills at 98 (a stop): taker
+        (97, 98, 96, 97),
+    ]
+    r = run(bars(rows), {0: buy(10, limit=99, tp=104), 2: buy(10, limit=104, sl=98)},
+            commission=0.001, commission_maker=0.0002, commission_fixed=0.5)
+    assert list(r.fills["role"]) == ["entry", "take_profit", "entry", "stop_loss"]
+    assert list(r.fills["price"]) == approx([99.0, 104.0, 103.0, 98.0])
+    # 990 x 0.0002 + 0.5; 1,040 x 0.0002 + 0.5; 1,030 x 0.001 + 0.5; 980 x 0.001 + 0.5.
+    assert list(r.fills["commission"]) == approx([0.698, 0.708, 1.53, 1.48])
+    assert list(r.trades["pnl"]) == approx([50 - 0.698 - 0.708, -50 - 1.53 - 1.48])
+
+
 def test_slippage_on_stop_exits_and_market_shorts(bars, run):
     rows = [
         (100, 101, 99, 100),

@@ -353,18 +353,22 @@ class Lot:
     exits: list = field(default_factory=list)
 
 
-def reference_fee(size, price, *, commission, fixed, per_unit=0.0, minimum=0.0, cap=None):
+def reference_fee(size, price, *, commission, fixed, per_unit=0.0, minimum=0.0, cap=None,
+                  maker=None, limit=None):
     """A fill's commission as the options' documentation states it: the rate on the
-    notional, the fixed part and the fee per unit, at least the minimum, at most the cap
-    (a fraction of the notional)."""
-    fee = max(size * price * commission + fixed + size * per_unit, minimum)
+    notional (the maker's rate for a limit order filled at its ``limit``), the fixed part
+    and the fee per unit, at least the minimum, at most the cap (a fraction of the
+    notional)."""
+    rate = maker if maker is not None and limit is not None and price == limit else commission
+    fee = max(size * price * rate + fixed + size * per_unit, minimum)
     return fee if cap is None else min(fee, cap * size * price)
 
 
 def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, fixed, leverage,
-                   per_unit=0.0, minimum=0.0, cap=None):
+                   per_unit=0.0, minimum=0.0, cap=None, maker=None):
     problems: list[str] = []
-    schedule = dict(commission=commission, fixed=fixed, per_unit=per_unit, minimum=minimum, cap=cap)
+    schedule = dict(commission=commission, fixed=fixed, per_unit=per_unit, minimum=minimum, cap=cap,
+                    maker=maker)
     names = sorted(frames)
     B = {s: Bars.of(frames[s]) for s in names}
     # Plain rows: much faster to read than pandas rows.
@@ -395,9 +399,10 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
             problems.append(f"order {oid}: record says it executed {o.filled_side!r}, the fill {f.side!r}")
         if B[f.symbol].at(ns(f.time)) is None:
             problems.append(f"fill of order {oid} at {f.time}: {f.symbol} has no bar then")
-        fee = reference_fee(f["size"], f.price, **schedule)
+        limit = None if pd.isna(o.limit) else o.limit
+        fee = reference_fee(f["size"], f.price, limit=limit, **schedule)
         if partial:  # the units executed pay their share of the whole order's commission
-            fee = reference_fee(o["size"], f.price, **schedule) * f["size"] / o["size"]
+            fee = reference_fee(o["size"], f.price, limit=limit, **schedule) * f["size"] / o["size"]
         if not math.isclose(f.commission, fee, rel_tol=1e-12, abs_tol=1e-12):
             problems.append(f"fill of order {oid}: commission {f.commission} != {fee}")
         if not trade_on_close and o.role in ("entry", "close") and not f.time > o.placed_time:
@@ -822,7 +827,7 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
         o, ev = orders[oid], expected[oid]
         t, buy, size = int(pd.Timestamp(o.closed_time).value), o.side == "buy", o["size"]
         price = slipped(ev.raw, buy, slippage_bps) if slips(kind_of(o)) else ev.raw
-        fee = reference_fee(size, price, **schedule)
+        fee = reference_fee(size, price, limit=None if pd.isna(o.limit) else o.limit, **schedule)
         verdicts = [verdict(c, p, t, o.symbol, ev.barrier, 1 if buy else -1, size, price, fee)
                     for c, p in states]
         return all(grows and fits_strict for grows, _, fits_strict in verdicts)
@@ -972,12 +977,15 @@ def scenarios(draw):
             dict(per_unit=0.05, minimum=2.0),
             dict(per_unit=0.01, minimum=5.0, cap=0.002),
             dict(minimum=1.0, cap=0.01),
+            dict(maker=0.0),
+            dict(maker=0.0005, minimum=1.0),
         ])),
     )
 
 
 #: The schedule's parts by the options' names.
-OPTION_OF = {"per_unit": "commission_per_unit", "minimum": "commission_min", "cap": "commission_cap"}
+OPTION_OF = {"per_unit": "commission_per_unit", "minimum": "commission_min", "cap": "commission_cap",
+             "maker": "commission_maker"}
 
 
 def run_random(sc):

@@ -89,6 +89,7 @@ class Engine:
         commission_per_unit: float = 0.0,
         commission_min: float = 0.0,
         commission_cap: float | None = None,
+        commission_maker: float | None = None,
         slippage_bps: float = 0.0,
         fill_at: str = "next_open",
         leverage: float = 1.0,

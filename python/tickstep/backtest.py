@@ -67,7 +67,7 @@ class Backtest:
         and orders begin there too (`BacktestConfig.trade_start`).
     **options :
         Any option of `tickstep.BacktestConfig` by name -- ``cash``, ``commission``,
-        ``commission_fixed``, ``commission_per_unit``, ``commission_min``, ``commission_cap``,
+        ``commission_fixed``, ``commission_per_unit``, ``commission_min``, ``commission_cap``, ``commission_maker``,
         ``slippage``, ``trade_on_close``, ``exclusive_orders``, ``leverage``, ``sizer``,
         ``record_every_bar``, ``timezone``, ``risk_free_rate``, ``benchmark`` -- or a load option of the
         data source (``regular_hours=True``, ``timeframe="1d"``, ``symbol_column="ticker"``,

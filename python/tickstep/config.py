@@ -105,6 +105,10 @@ def _cap(name: str, value: Any) -> float | None:
     return number
 
 
+def _maker_rate(name: str, value: Any) -> float | None:
+    return None if value is None else _fraction(name, value)
+
+
 def _annual_rate(name: str, value: Any) -> float:
     # A fraction per year: 5 would be 500% a year, almost surely 5% written as a percent.
     rule = "a finite annual rate as a fraction, above -1 and below 1 (0.02 = 2%)"
@@ -275,6 +279,13 @@ class BacktestConfig:
         schedule of half a cent a share, at least 1.00 and at most 1% of the trade's
         value is ``commission_per_unit=0.005, commission_min=1.0, commission_cap=0.01``.
         Every part is per fill, and an order fills once: per order too.
+    commission_maker : float, optional
+        The fraction of notional a maker's fill pays instead of ``commission``, in [0, 1),
+        as exchanges charge makers less than takers (``commission=0.0004,
+        commission_maker=0.0002``). A maker's fill is a limit order's (an entry, a
+        take-profit, a triggered stop-limit) at its own limit price: it rested until the
+        market came to it. A limit filled at a better price (the bar opened through it)
+        and every market or stop fill are takers'. The other parts apply to both.
     slippage : float, default 0
         Basis points against the trader on market and stop fills; limits never slip (>= 0).
     trade_on_close : bool, default False
@@ -343,6 +354,7 @@ class BacktestConfig:
     commission_per_unit: float = _option(0.0, rule=_non_negative, engine="commission_per_unit")
     commission_min: float = _option(0.0, rule=_non_negative, engine="commission_min")
     commission_cap: float | None = _option(None, rule=_cap, engine="commission_cap")
+    commission_maker: float | None = _option(None, rule=_maker_rate, engine="commission_maker")
     slippage: float = _option(0.0, rule=_non_negative, engine="slippage_bps")
     trade_on_close: bool = _option(
         False, rule=_flag, engine="fill_at", to_engine=lambda v: "close" if v else "next_open"
@@ -444,7 +456,8 @@ def _backtesting_py_terms(options: Mapping[str, Any]) -> dict[str, Any]:
                           "the schedule by its parts: commission= (a fraction of each fill's "
                           "notional), commission_fixed= (an amount per fill), commission_per_unit= "
                           "(an amount per unit), commission_min= and commission_cap= (the least a "
-                          "fill pays, and the most as a fraction of its notional)")
+                          "fill pays, and the most as a fraction of its notional), "
+                          "commission_maker= (the rate of a limit filled at its limit)")
     if "margin" in out:
         margin = out.pop("margin")
         if "leverage" in out:

@@ -121,7 +121,11 @@ impl Book {
             return Executed::Done;
         };
         let price = slipped(order, direction, raw_price, config.slippage_bps);
-        let fee_per_unit = config.commission.of(size, price) / size;
+        // A limit order filled at its own limit price rested until the market came to it:
+        // a maker's fill. At a better price (the bar opened through the limit), or any
+        // market or stop fill, it took the price there was: a taker's.
+        let maker = order.limit == Some(raw_price);
+        let fee_per_unit = config.commission.of(size, price, maker) / size;
         let waiting = Waiting {
             order: matched,
             moment,

@@ -266,7 +266,7 @@ impl PyTradeLog {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, slippage_bps=0.0, fill_at="next_open", leverage=1.0, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
+    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", leverage=1.0, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -277,6 +277,7 @@ impl PyEngine {
         commission_per_unit: f64,
         commission_min: f64,
         commission_cap: Option<f64>,
+        commission_maker: Option<f64>,
         slippage_bps: f64,
         fill_at: &str,
         leverage: f64,
@@ -294,6 +295,7 @@ impl PyEngine {
                 per_unit: commission_per_unit,
                 minimum: commission_min,
                 cap: commission_cap,
+                maker: commission_maker,
             },
             slippage_bps,
             fill_at: FillAt::parse(fill_at).py_err(py)?,

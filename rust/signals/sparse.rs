@@ -625,7 +625,7 @@ impl<'a, 'm> Driver<'a, 'm> {
                             o.take_profit.is_some(),
                         ];
                         let legs = legs.into_iter().filter(|&x| x).count() as f64;
-                        spend += o.size * price + config.commission.of(o.size, price);
+                        spend += o.size * price + config.commission.of(o.size, price, false);
                         spend += legs * beyond_a_sale;
                     }
                     Role::Entry => return false,

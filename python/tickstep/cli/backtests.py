@@ -26,7 +26,7 @@ _STRATEGY_HELP = ("STRATEGY: a registered name (see `tickstep strategies`), "
                   "package.module:Class, or path/to/file.py:Class; a Strategy or a "
                   "SignalStrategy (traded in signals mode).")
 _OPTION_HELP = ("Engine option NAME=VALUE, repeatable: cash, commission, commission_fixed, "
-                "commission_per_unit, commission_min, commission_cap, slippage, trade_on_close, exclusive_orders, leverage, record_every_bar, timezone, "
+                "commission_per_unit, commission_min, commission_cap, commission_maker, slippage, trade_on_close, exclusive_orders, leverage, record_every_bar, timezone, "
                 "risk_free_rate, on_reject (warn, raise or ignore: what a run with rejected orders "
                 "does).")
 

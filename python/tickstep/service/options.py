@@ -2,7 +2,8 @@
 
 The service and the command line accept every `tickstep.BacktestConfig` option whose
 value is plain data (numbers, booleans, a timezone name), and those off by default that
-take a number when given (``commission_cap``, ``periods_per_year``, ``history``); the
+take a number when given (``commission_cap``, ``commission_maker``, ``periods_per_year``,
+``history``); the
 sizer, an object, keeps its default. The config itself holds each option's rule: values are checked by building
 one (`check_config`).
 """
@@ -21,7 +22,7 @@ __all__ = ["ENGINE_DEFAULTS", "PLAIN_TYPES", "check_config", "describe_strategie
 PLAIN_TYPES = (bool, int, float, str)
 
 #: Options off by default (None) that take a plain number when given (``commission_cap``,
-#: ``periods_per_year``, ``history``), by their declared types.
+#: ``commission_maker``, ``periods_per_year``, ``history``), by their declared types.
 _NUMBER_OR_NONE = ("float | None", "int | None")
 
 #: Engine options given by value, with their defaults (from `BacktestConfig`); a value
