@@ -380,8 +380,10 @@ impl std::fmt::Debug for Lots {
 }
 
 /// A finished trade (or the closed part of one), as the portfolio keeps it: what its
-/// exit order's record does not say. Its symbol, side (the opposite of the exit fill's)
-/// and exit time are that order's (`results::OrderLog::trade_row` gives every field).
+/// exit order's record does not say, and its exit time (which a run for its statistics
+/// alone, keeping no order log, reads for its duration). Its symbol and side (the
+/// opposite of the exit fill's) are that order's (`results::OrderLog::trade_row` gives
+/// every field).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClosedTrade {
     pub trade_id: u64,
@@ -391,6 +393,8 @@ pub struct ClosedTrade {
     pub exit_order: u64,
     pub size: f64,
     pub entry_ts: i64,
+    /// When the exit fill closed it.
+    pub exit_ts: i64,
     pub entry_price: f64,
     pub exit_price: f64,
     /// Net of the entry and exit commissions attributed to this size.
@@ -906,6 +910,7 @@ fn close_part(
         exit_order: x.order_id,
         size: take,
         entry_ts: lot.entry_ts,
+        exit_ts: x.ts,
         entry_price: lot.entry_price,
         exit_price: x.price,
         pnl,

@@ -839,8 +839,12 @@ def test_trades_set_their_stops_and_close_as_backtesting_py_trades_do(make, seed
 #: The statistics both libraries compute by one formula (the rest differ by definition:
 #: see "Differences that matter when porting" in docs/guide/coming-from.md).
 SHARED_FORMULAS = ("Equity Final [$]", "Equity Peak [$]", "Commissions [$]", "Return [%]",
-                   "CAGR [%]", "Max. Drawdown [%]", "# Trades", "Win Rate [%]", "SQN",
-                   "Kelly Criterion")
+                   "CAGR [%]", "Max. Drawdown [%]", "Avg. Drawdown [%]", "# Trades",
+                   "Win Rate [%]", "SQN", "Kelly Criterion")
+#: The lengths of time both compute by one formula; backtesting.py rounds each up to its
+#: data's resolution (days here).
+SHARED_DURATIONS = ("Max. Drawdown Duration", "Avg. Drawdown Duration", "Max. Trade Duration",
+                    "Avg. Trade Duration")
 
 
 @pytest.mark.parametrize("calendar", ["D", "B"])
@@ -857,7 +861,8 @@ def test_statistics_of_one_formula_are_backtesting_pys_on_the_same_trades(seed, 
     assert theirs["# Trades"] > 15
     for label in SHARED_FORMULAS:
         assert float(ours[label]) == pytest.approx(float(theirs[label]), rel=1e-9, abs=1e-12), label
-    assert ours["Max. Drawdown Duration"] == theirs["Max. Drawdown Duration"]
+    for label in SHARED_DURATIONS:
+        assert ours[label].ceil("D") == theirs[label], label
     assert (ours["Start"], ours["End"]) == (theirs["Start"].tz_localize("UTC"), theirs["End"].tz_localize("UTC"))
     assert ours["Duration"] == theirs["Duration"]
 

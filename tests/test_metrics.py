@@ -7,6 +7,7 @@ written out in the test), never copied from a run of the code under test.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -98,7 +99,9 @@ def test_labels_are_stable_and_ordered(five_day_stats):
         "Alpha [%]",
         "Beta",
         "Max. Drawdown [%]",
+        "Avg. Drawdown [%]",
         "Max. Drawdown Duration",
+        "Avg. Drawdown Duration",
         "Best Month [%]",
         "Worst Month [%]",
         "# Trades",
@@ -107,6 +110,8 @@ def test_labels_are_stable_and_ordered(five_day_stats):
         "Best Trade [%]",
         "Worst Trade [%]",
         "Avg. Trade [%]",
+        "Max. Trade Duration",
+        "Avg. Trade Duration",
         "Profit Factor",
         "Expectancy [$]",
         "SQN",
@@ -145,6 +150,9 @@ def test_five_days_by_hand(five_day_stats):
     assert s["Max. Drawdown [%]"] == pytest.approx(-1.99, **APPROX)
     # 102 is regained on Jan 4 (102.969306): Jan 1 -> Jan 4
     assert s["Max. Drawdown Duration"] == pd.Timedelta(days=3)
+    # The one drawdown is the average one too.
+    assert s["Avg. Drawdown [%]"] == pytest.approx(-1.99, **APPROX)
+    assert s["Avg. Drawdown Duration"] == pd.Timedelta(days=3)
     # CAGR over 4 days: 1.0502869212 ** (365.25 / 4) - 1
     assert s["CAGR [%]"] == pytest.approx((1.0502869212 ** (365.25 / 4) - 1) * 100, rel=1e-9)
     assert s["Calmar Ratio"] == pytest.approx(s["CAGR [%]"] / 1.99, rel=1e-9)
@@ -478,6 +486,46 @@ def test_bad_input_is_refused(frame, kwargs, error):
         compute_stats(frame, NO_TRADES, **kwargs)
 
 
+def test_drawdowns_average_their_depths_and_durations():
+    # From 100: 90 (a drawdown of -10% from Jan 1's start), back to 100 on Jan 3; a new
+    # peak 120, then 96 (-20%) and 108 (-10%), never back by the end (Jan 7).
+    times = pd.date_range("2024-01-01", periods=7, freq="D", tz="UTC")
+    s = compute_stats(equity_frame(times, [100, 90, 100, 120, 96, 108, 110]), NO_TRADES,
+                      initial_cash=100.0)
+    # The first runs from the peak of Jan 1 (100) through 90 on Jan 2, back on Jan 3: 2
+    # days. The second from the peak 120 of Jan 4, under until the end, Jan 7: 3 days.
+    assert s["Max. Drawdown [%]"] == pytest.approx(-20.0, **APPROX)
+    assert s["Avg. Drawdown [%]"] == pytest.approx((-10.0 - 20.0) / 2, **APPROX)
+    assert s["Max. Drawdown Duration"] == pd.Timedelta(days=3)
+    assert s["Avg. Drawdown Duration"] == pd.Timedelta(days=2.5)
+    flat = compute_stats(equity_frame(times, [100, 101, 102, 103, 104, 105, 106]), NO_TRADES,
+                         initial_cash=100.0)
+    assert (flat["Avg. Drawdown [%]"], flat["Avg. Drawdown Duration"]) == (0.0, pd.Timedelta(0))
+
+
+def test_trade_durations_from_entry_to_exit():
+    trades = trades_frame([1.0, -1.0, 2.0], [0.01, -0.01, 0.02], [0.0] * 3, [1, 1, 1],
+                          [0.0] * 3, [0.01] * 3)
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    trades["entry_time"] = [t0, t0, t0 + pd.Timedelta(hours=5)]
+    # Held 1 ns, 2 ns and 1 day: the longest is the day, the mean (86,400e9 + 3) / 3 ns
+    # = 28,800e9 + 1 ns exactly.
+    trades["exit_time"] = [t0 + pd.Timedelta(1, "ns"), t0 + pd.Timedelta(2, "ns"),
+                           t0 + pd.Timedelta(hours=29)]
+    s = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), trades, initial_cash=100.0)
+    assert s["Max. Trade Duration"] == pd.Timedelta(days=1)
+    assert s["Avg. Trade Duration"] == pd.Timedelta(hours=8) + pd.Timedelta(1, "ns")
+    # Halves round up: 1 ns and 2 ns average 1.5 ns, shown as 2 ns.
+    s = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), trades.iloc[:2], initial_cash=100.0)
+    assert s["Avg. Trade Duration"] == pd.Timedelta(2, "ns")
+    # Without the trades' times, no durations; without trades, none either.
+    untimed = trades.drop(columns=["entry_time", "exit_time"])
+    s = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), untimed, initial_cash=100.0)
+    assert s["Max. Trade Duration"] is pd.NaT and s["Avg. Trade Duration"] is pd.NaT
+    s = compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), NO_TRADES, initial_cash=100.0)
+    assert s["Max. Trade Duration"] is pd.NaT and s["# Trades"] == 0
+
+
 def test_trades_missing_a_column_are_refused():
     trades = trades_frame([1.0], [0.01], [0.0], [1], [0.0], [0.01]).drop(columns="mae")
     with pytest.raises(ValueError, match="mae"):
@@ -488,20 +536,24 @@ def test_trades_missing_a_column_are_refused():
 
 
 def naive_drawdown(values, times, initial, start, end):
-    """Max drawdown (fraction) and its longest duration, one sample at a time."""
+    """Max drawdown (fraction), its longest duration and every drawdown as (duration,
+    depth), one sample at a time."""
     peak, peak_time, under = initial, start, False
-    worst, longest = 0.0, pd.Timedelta(0)
+    worst, longest, episodes, depth = 0.0, pd.Timedelta(0), [], 0.0
     for value, time in zip(values, times):
         if value >= peak:
             if under:
                 longest = max(longest, time - peak_time)
-            peak, peak_time, under = value, time, False
+                episodes.append((time - peak_time, depth))
+            peak, peak_time, under, depth = value, time, False, 0.0
         else:
             under = True
             worst = min(worst, value / peak - 1)
+            depth = min(depth, value / peak - 1)
     if under:
         longest = max(longest, end - peak_time)
-    return worst, longest
+        episodes.append((end - peak_time, depth))
+    return worst, longest, episodes
 
 
 @settings(max_examples=300, deadline=None)
@@ -519,9 +571,16 @@ def test_drawdown_and_return_match_a_naive_loop(values, initial, data):
     times = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.cumsum(gaps), unit="h")
     stats = compute_stats(equity_frame(times, values), NO_TRADES, initial_cash=initial)
 
-    worst, longest = naive_drawdown(values, list(times), initial, times[0], times[-1])
+    worst, longest, episodes = naive_drawdown(values, list(times), initial, times[0], times[-1])
     assert stats["Max. Drawdown [%]"] == pytest.approx(worst * 100, rel=1e-9, abs=1e-9)
     assert stats["Max. Drawdown Duration"] == longest
+    depths = [d for _, d in episodes]
+    assert stats["Avg. Drawdown [%]"] == pytest.approx(
+        sum(depths) / len(depths) * 100 if depths else 0.0, rel=1e-9, abs=1e-9)
+    # The mean duration in whole ns, halves up.
+    total = sum(t.value for t, _ in episodes)
+    mean = math.floor(Fraction(total, len(episodes)) + Fraction(1, 2)) if episodes else 0
+    assert stats["Avg. Drawdown Duration"] == pd.Timedelta(mean, unit="ns")
     assert stats["Return [%]"] == pytest.approx((values[-1] / initial - 1) * 100, rel=1e-9)
     assert stats["Equity Peak [$]"] == max([initial, *values])
 

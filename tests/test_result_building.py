@@ -150,8 +150,9 @@ def _assert_built_the_plain_way(result, rec, market, config):
         _assert_same_table(result.to_arrow(table), _plain_arrow(table, raw[table], names))
     # The statistics from the plain exports (the grid's way: columns, no frames).
     rejected = int((raw["orders"]["status"] == 3).sum())
-    want = simulation.stats_of(raw["trades"], raw["equity"], rec.carrying_costs(), market,
-                               config, rejected)
+    columns = {**raw["trades"], "duration": raw["trades"]["exit_ts"] - raw["trades"]["entry_ts"]}
+    want = simulation.stats_of(columns, raw["equity"], rec.carrying_costs(), market, config,
+                               rejected)
     pd.testing.assert_series_equal(result.stats, want, check_exact=True)
     assert [type(v) for v in result.stats] == [type(v) for v in want]
     # And as `compute_stats` of the plain frames (what the result's statistics mean).
@@ -250,8 +251,9 @@ def test_the_trade_columns_of_the_statistics_are_those_of_the_trades():
     engine = _finished_engine()
     trades, stat_columns = engine.trades(), engine.trade_stat_columns()
     assert len(trades["pnl"]) > 1024
-    assert list(stat_columns) == list(metrics._TRADE_COLUMNS)
-    _assert_same_columns(stat_columns, {c: trades[c] for c in metrics._TRADE_COLUMNS})
+    assert list(stat_columns) == list(metrics._STAT_TRADE_COLUMNS)
+    _assert_same_columns(stat_columns, {c: trades[c] for c in metrics._TRADE_COLUMNS}
+                         | {"duration": trades["exit_ts"] - trades["entry_ts"]})
 
 
 def test_the_logs_exported_by_blocks_keep_each_record_whole():

@@ -509,7 +509,9 @@ def trade_sums(
     mae: npt.NDArray[np.float64],
     mfe: npt.NDArray[np.float64],
     commission: npt.NDArray[np.float64],
+    duration: npt.NDArray[np.int64],
 ) -> dict[str, Any]:
     """The exact sums the trade statistics read (``results::TradeSums``) of contiguous
-    float64 columns: ``gross_profit``, ``wins``, ``gross_loss``, ``losses``, ``pnl``,
-    ``squared_deviations``, ``return_pct``, ``mae``, ``mfe``, ``commission``."""
+    float64 columns and the int64 durations (ns): ``gross_profit``, ``wins``,
+    ``gross_loss``, ``losses``, ``pnl``, ``squared_deviations``, ``return_pct``, ``mae``,
+    ``mfe``, ``commission``, ``duration`` (a Python int) and ``longest_duration``."""

@@ -55,7 +55,9 @@ STAT_LABELS: tuple[str, ...] = (
     "Alpha [%]",
     "Beta",
     "Max. Drawdown [%]",
+    "Avg. Drawdown [%]",
     "Max. Drawdown Duration",
+    "Avg. Drawdown Duration",
     "Best Month [%]",
     "Worst Month [%]",
     "# Trades",
@@ -64,6 +66,8 @@ STAT_LABELS: tuple[str, ...] = (
     "Best Trade [%]",
     "Worst Trade [%]",
     "Avg. Trade [%]",
+    "Max. Trade Duration",
+    "Avg. Trade Duration",
     "Profit Factor",
     "Expectancy [$]",
     "SQN",
@@ -76,6 +80,9 @@ STAT_LABELS: tuple[str, ...] = (
 )
 
 _TRADE_COLUMNS = ("pnl", "return_pct", "commission", "bars_held", "mae", "mfe")
+#: The columns of the trades the core hands to the statistics (``trade_stat_columns``):
+#: those, and each trade's ``duration`` (exit time less entry time, int ns).
+_STAT_TRADE_COLUMNS = (*_TRADE_COLUMNS, "duration")
 _DAYS_PER_YEAR = 365.25
 # A standard deviation this small is rounding noise (e.g. an equity growing by a
 # constant factor); dividing by it would report a Sharpe ratio of ~1e15.
@@ -197,8 +204,9 @@ def compute_stats(
     trades : pd.DataFrame
         One row per closed trade. Columns used: ``pnl``, ``return_pct``
         (net fractional return), ``commission``, ``bars_held``, ``mae``
-        (fraction, ``<= 0``) and ``mfe`` (fraction, ``>= 0``). An empty
-        frame, even one without columns, means no trades.
+        (fraction, ``<= 0``) and ``mfe`` (fraction, ``>= 0``), and, when
+        present, ``entry_time`` and ``exit_time`` (for the trade durations). An
+        empty frame, even one without columns, means no trades.
     initial_cash : float
         Equity before the first sample; must be positive.
     risk_free_rate : float, default 0.0
@@ -274,6 +282,14 @@ def compute_stats(
     * **Max. Drawdown Duration**: the longest time from a peak until equity
       is back at or above it, or until ``end`` if it never is;
       ``Timedelta(0)`` without drawdown.
+    * **Avg. Drawdown [%]** and **Avg. Drawdown Duration**: the mean over the
+      drawdowns (each from a peak until equity is back at it, or until ``end``) of
+      their depths (each its deepest point, ``<= 0``) and of their durations, as
+      backtesting.py's; 0 and ``Timedelta(0)`` without drawdown.
+    * **Max. / Avg. Trade Duration**: the longest and the mean time from a
+      trade's entry to its exit, over the closed trades (the mean rounded to the
+      nanosecond); ``NaT`` without trades, or when the trades give no times
+      (``entry_time`` and ``exit_time``).
     * **Calmar Ratio**: ``CAGR / |max drawdown|``; NaN without drawdown.
     * **Exposure Time [%]**: share of equity samples holding a position:
       ``gross_exposure > 1e-9 * |equity|`` (see :func:`exposed`), so the float
@@ -316,15 +332,20 @@ def compute_stats(
             raise ValueError(f"equity frame lacks the {column!r} column")
     if len(equity) == 0:
         raise ValueError("equity frame is empty: nothing to measure")
+    columns: dict[str, np.ndarray] = {}
     if len(trades):
         missing = [c for c in _TRADE_COLUMNS if c not in trades.columns]
         if missing:
             raise ValueError(f"trades frame lacks column(s) {missing}")
+        columns = {c: trades[c].to_numpy() for c in _TRADE_COLUMNS}
+        if "entry_time" in trades.columns and "exit_time" in trades.columns:
+            held = pd.to_datetime(trades["exit_time"]) - pd.to_datetime(trades["entry_time"])
+            columns["duration"] = held.to_numpy(dtype="timedelta64[ns]").view(np.int64)
     return stats_of_columns(
         _as_utc(equity.index).asi8,
         equity["equity"].to_numpy(dtype=float),
         equity["gross_exposure"].to_numpy(dtype=float),
-        {c: trades[c].to_numpy() for c in _TRADE_COLUMNS} if len(trades) else {},
+        columns,
         initial_cash=initial_cash, risk_free_rate=risk_free_rate,
         periods_per_year=periods_per_year, start=start, end=end, timezone=timezone,
         buy_and_hold=buy_and_hold, benchmark=benchmark, orders_rejected=orders_rejected,
@@ -352,7 +373,8 @@ def stats_of_columns(
 ) -> pd.Series:
     """:func:`compute_stats` of plain columns, without building frames: equity samples
     as their times (``ts``, int ns UTC), ``equity`` and ``gross_exposure``; the trades as
-    ``{column: values}`` for the trade columns :func:`compute_stats` names (empty: no
+    ``{column: values}`` for the trade columns :func:`compute_stats` names, and
+    ``duration`` (exit time less entry time, int ns) for the trade durations (empty: no
     trades). The same rules and the same bits (`compute_stats` is this on its frames'
     columns); a grid of many runs calls it once per run, with the trades'
     :func:`trade_sums` its threads made (``trade_sums``).
@@ -379,6 +401,7 @@ def stats_of_columns(
     final = float(values[-1])
     peak = np.maximum(np.maximum.accumulate(values), initial_cash)
     max_dd = float(np.min(values / peak - 1.0, initial=0.0))
+    dd_durations, dd_depths = _drawdowns(values, ts, initial_cash, start, end)
 
     cagr = _cagr(final / initial_cash, end - start)
     local = _local_ns(ts, timezone)
@@ -418,7 +441,9 @@ def stats_of_columns(
         "Beta": beta,
         # + 0.0 turns a -0.0 (no drawdown) into 0.0 for display.
         "Max. Drawdown [%]": max_dd * 100.0 + 0.0,
-        "Max. Drawdown Duration": _max_drawdown_duration(values, ts, initial_cash, start, end),
+        "Avg. Drawdown [%]": float(np.mean(dd_depths)) * 100.0 + 0.0 if len(dd_depths) else 0.0,
+        "Max. Drawdown Duration": pd.Timedelta(int(dd_durations.max(initial=0)), unit="ns"),
+        "Avg. Drawdown Duration": _mean_duration(int(dd_durations.sum(dtype=object)), len(dd_durations)),
         "Best Month [%]": float(np.max(months)) * 100.0 if len(months) else math.nan,
         "Worst Month [%]": float(np.min(months)) * 100.0 if len(months) else math.nan,
     }
@@ -709,10 +734,11 @@ def _sqn(n: int, mean: float, squared_deviations: float) -> float:
 
 def trade_sums(trades: dict[str, Any]) -> dict[str, Any]:
     """The exact sums the trade statistics read, from the trades' columns (``pnl``,
-    ``return_pct``, ``mae``, ``mfe``, ``commission``; a column not given sums to 0.0):
-    ``gross_profit`` and ``wins`` (P&L > 0), ``gross_loss`` and ``losses`` (P&L < 0, a
-    negative sum), ``pnl``, ``squared_deviations`` (of each P&L from the mean P&L) and
-    the sum of each other column. Each is :func:`exact_sum`'s, made in the core in one
+    ``return_pct``, ``mae``, ``mfe``, ``commission``, ``duration``; a column not given
+    sums to 0): ``gross_profit`` and ``wins`` (P&L > 0), ``gross_loss`` and ``losses``
+    (P&L < 0, a negative sum), ``pnl``, ``squared_deviations`` (of each P&L from the mean
+    P&L), the sum of each other column (``duration`` in whole ns, a Python int) and
+    ``longest_duration``. Each is :func:`exact_sum`'s, made in the core in one
     place (`results::TradeSums`), which a native grid computes on its own threads.
 
     Examples
@@ -722,10 +748,11 @@ def trade_sums(trades: dict[str, Any]) -> dict[str, Any]:
     (40.0, 2, -20.0, 1100.0)
     """
     empty = np.empty(0)
+    duration = np.ascontiguousarray(trades.get("duration", np.empty(0, dtype=np.int64)), dtype=np.int64)
     return _core.trade_sums(*(
         np.ascontiguousarray(trades[c], dtype=np.float64) if c in trades else empty
         for c in ("pnl", "return_pct", "mae", "mfe", "commission")
-    ))
+    ), duration)
 
 
 def kelly_criterion(pnl: np.ndarray) -> float:
@@ -815,26 +842,36 @@ def _cagr(growth: float, span: pd.Timedelta) -> float:
         return float(np.power(growth, 1.0 / years)) - 1.0
 
 
-def _max_drawdown_duration(
+def _drawdowns(
     values: np.ndarray,
     ts: np.ndarray,
     initial_cash: float,
     start: pd.Timestamp,
     end: pd.Timestamp,
-) -> pd.Timedelta:
-    """Longest time from a peak until equity is back at it (or until end)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every drawdown's duration (ns: from its peak until equity is back at it, or until
+    ``end``) and depth (its deepest point as a fraction of the peak, < 0), in time order."""
     # initial_cash is the first sample, at start: it is the first peak.
     curve = np.concatenate(([initial_cash], values))
     times = np.concatenate(([start.value], ts))
-    at_peak = curve >= np.maximum.accumulate(curve)
-    positions = np.arange(len(curve))
-    last_peak = np.maximum.accumulate(np.where(at_peak, positions, 0))
-    # A drawdown ends where equity is back at its peak right after being under it.
-    recovered = np.flatnonzero(at_peak[1:] & ~at_peak[:-1]) + 1
-    durations = times[recovered] - times[last_peak[recovered - 1]]
-    if not at_peak[-1]:
-        durations = np.append(durations, end.value - times[last_peak[-1]])
-    return pd.Timedelta(int(durations.max(initial=0)), unit="ns")
+    peak = np.maximum.accumulate(curve)
+    under = curve < peak
+    # A drawdown is a run of samples under the peak: from the first (its peak is the
+    # sample before) to the last (the sample after is back at the peak, if there is one).
+    edges = np.diff(np.concatenate(([False], under, [False])).astype(np.int8))
+    first, last = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    ends = np.where(last + 1 < len(curve), times[np.minimum(last + 1, len(curve) - 1)], end.value)
+    durations = ends - times[first - 1]
+    # Each drawdown's deepest point: the minimum from its first sample to the next one's
+    # first (the samples between are back at the peak: 0, above any of its own).
+    depths = np.minimum.reduceat(curve / peak - 1.0, first) if len(first) else np.empty(0)
+    return durations.astype(np.int64), depths
+
+
+def _mean_duration(total_ns: int, n: int) -> pd.Timedelta:
+    """``total_ns / n`` rounded to the nanosecond (half up), exactly: ``Timedelta(0)``
+    with nothing to average."""
+    return pd.Timedelta((2 * total_ns + n) // (2 * n) if n else 0, unit="ns")
 
 
 def _trade_stats(trades: dict[str, np.ndarray], sums: dict[str, Any] | None = None) -> dict[str, object]:
@@ -857,6 +894,8 @@ def _trade_stats(trades: dict[str, np.ndarray], sums: dict[str, Any] | None = No
             "Avg. MFE [%]": nan,
             "Commissions [$]": 0.0,
             "Avg. Bars Held": nan,
+            "Max. Trade Duration": pd.NaT,
+            "Avg. Trade Duration": pd.NaT,
         }
     missing = [c for c in _TRADE_COLUMNS if c not in trades]
     if missing:
@@ -867,7 +906,7 @@ def _trade_stats(trades: dict[str, np.ndarray], sums: dict[str, Any] | None = No
     # whole numbers: every partial sum is exact (below 2**53), so numpy's mean is too.
     column = {c: np.asarray(trades[c], dtype=float) for c in _TRADE_COLUMNS}
     if sums is None:
-        sums = trade_sums(column)
+        sums = trade_sums({**column, **({"duration": trades["duration"]} if "duration" in trades else {})})
     returns = column["return_pct"]
     gross_profit = sums["gross_profit"]
     gross_loss = -sums["gross_loss"]
@@ -876,8 +915,15 @@ def _trade_stats(trades: dict[str, np.ndarray], sums: dict[str, Any] | None = No
         profit_factor = gross_profit / gross_loss
     else:
         profit_factor = math.inf if gross_profit > 0 else math.nan
+    if "duration" in trades:
+        longest = pd.Timedelta(int(sums["longest_duration"]), unit="ns")
+        mean_duration = _mean_duration(int(sums["duration"]), n)
+    else:
+        longest = mean_duration = pd.NaT
     return {
         "# Trades": n,
+        "Max. Trade Duration": longest,
+        "Avg. Trade Duration": mean_duration,
         # The share of wins: len / n is the division numpy's mean of the mask makes.
         "Win Rate [%]": sums["wins"] / n * 100.0,
         "Best Trade [%]": float(np.max(returns)) * 100.0,

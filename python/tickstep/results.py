@@ -25,7 +25,7 @@ import pyarrow as pa
 from tickstep._core import UnknownSymbolError
 from tickstep.hints import did_you_mean
 from tickstep.metrics import (
-    _TRADE_COLUMNS,
+    _STAT_TRADE_COLUMNS,
     BenchmarkPrices,
     exposed,
     format_stats,
@@ -872,7 +872,7 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     # result's trades are read.
     stats = stats_of_columns(
         eq_raw["ts"], eq_raw["equity"], eq_raw["gross_exposure"],
-        {c: trade_stats[c] for c in _TRADE_COLUMNS} if len(trade_stats["pnl"]) else {},
+        {c: trade_stats[c] for c in _STAT_TRADE_COLUMNS} if len(trade_stats["pnl"]) else {},
         initial_cash=cash, risk_free_rate=risk_free_rate, start=start, end=end,
         orders_rejected=orders_rejected, timezone=timezone, periods_per_year=periods_per_year,
         carrying_costs=engine.carrying_costs(),

@@ -21,7 +21,7 @@ from tickstep import _core
 from tickstep._core import ConfigError
 from tickstep.config import BacktestConfig
 from tickstep.data import MarketColumns
-from tickstep.metrics import _TRADE_COLUMNS, stats_of_columns
+from tickstep.metrics import _STAT_TRADE_COLUMNS, stats_of_columns
 from tickstep.rejections import check_rejections
 from tickstep.results import Result, build_result, market_stats_inputs, samples_since
 from tickstep.strategy import Bar, Strategy
@@ -364,7 +364,7 @@ def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], carrying_cos
         eq["ts"],
         eq["equity"],
         eq["gross_exposure"],
-        {c: raw[c] for c in _TRADE_COLUMNS},
+        {c: raw[c] for c in _STAT_TRADE_COLUMNS},
         initial_cash=config.cash,
         risk_free_rate=config.risk_free_rate,
         **inputs,

@@ -160,8 +160,8 @@ fn fill_columns<'py>(
 
 /// Closed trades as columns (`Engine.trades`): trade_id, symbol, direction, size,
 /// entry/exit ts and price, pnl, return_pct, commission, bars_held, mae, mfe,
-/// entry_order, exit_order, tag; a trade's symbol, side and exit time are read from its
-/// exit order, its tag from its entry order.
+/// entry_order, exit_order, tag; a trade's symbol and side are read from its exit order,
+/// its tag from its entry order.
 fn trade_columns<'py>(
     py: Python<'py>,
     trades: &[ClosedTrade],
@@ -198,6 +198,7 @@ pub(super) fn trade_stat_columns(py: Python<'_>, t: TradeColumns) -> PyResult<Bo
     put(&d, "bars_held", t.bars_held)?;
     put(&d, "mae", t.mae)?;
     put(&d, "mfe", t.mfe)?;
+    put(&d, "duration", t.duration)?;
     Ok(d)
 }
 

@@ -42,6 +42,7 @@ pub fn trade_sums<'py>(
     mae: PyReadonlyArray1<'py, f64>,
     mfe: PyReadonlyArray1<'py, f64>,
     commission: PyReadonlyArray1<'py, f64>,
+    duration: PyReadonlyArray1<'py, i64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let sums = TradeSums::of(
         pnl.as_slice()?,
@@ -49,6 +50,7 @@ pub fn trade_sums<'py>(
         mae.as_slice()?,
         mfe.as_slice()?,
         commission.as_slice()?,
+        duration.as_slice()?,
     );
     trade_sums_dict(py, &sums)
 }
@@ -66,5 +68,7 @@ pub(super) fn trade_sums_dict<'py>(py: Python<'py>, s: &TradeSums) -> PyResult<B
     d.set_item("mae", s.mae)?;
     d.set_item("mfe", s.mfe)?;
     d.set_item("commission", s.commission)?;
+    d.set_item("duration", s.duration)?;
+    d.set_item("longest_duration", s.longest)?;
     Ok(d)
 }

@@ -50,7 +50,9 @@ __all__ = [
 BATCH_STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 FINAL_STATES = frozenset({"done", "failed", "cancelled", "interrupted"})
 _TIMESTAMP_STATS = {"Start", "End"}
-_DURATION_STATS = {"Duration", "Max. Drawdown Duration"}
+#: The statistics that are lengths of time ("Duration", "Avg. Trade Duration", ...),
+#: stored in seconds.
+_DURATION_STATS = {label for label in STAT_LABELS if label.endswith("Duration")}
 _COUNT_STATS = {"# Trades"}
 
 
