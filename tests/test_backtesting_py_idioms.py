@@ -636,6 +636,50 @@ def test_an_indicator_of_self_I_reads_any_bar_so_far_as_backtesting_py_arrays_do
     assert all(m.startswith("Indicator(SMA)[") and "not reached yet" in m for m in strategy.ahead)
 
 
+def test_an_indicators_length_is_the_bars_so_far_as_backtesting_pys_array_is():
+    """``len(indicator)`` inside ``next`` is the running symbol's bars so far, as the
+    length of backtesting.py's array cut at the current bar: the same as backtesting.py's
+    at every bar it calls ``next`` on, for an indicator of ``self.I`` and an engine
+    statistic alike, on two symbols of different lengths; refused where no symbol runs."""
+
+    def lengths(base):  # type: ignore[no-untyped-def]
+        class Lengths(base):  # type: ignore[misc, valid-type]
+            def init(self):  # type: ignore[no-untyped-def]
+                self.mean = self.I(SMA, self.data.Close, 5)
+                self.seen = []
+
+            def next(self):  # type: ignore[no-untyped-def]
+                self.seen.append((len(self.data), len(self.mean)))
+
+        return Lengths
+
+    class Both(lengths(tickstep.Strategy)):
+        def init(self):
+            super().init()
+            self.sma5 = self.sma(5)
+            self.refused = []
+
+        def next(self, symbol):
+            super().next()
+            assert len(self.sma5) == len(self.mean)
+
+        def on_tick(self):
+            assert self.sma5 and self.mean  # an object's truth, as before it had a length
+            try:
+                len(self.sma5)
+            except tickstep.StateError as error:
+                self.refused.append(str(error))
+
+    a, b = frame(1, 60), frame(2, 45)
+    ours = tickstep.Backtest({"A": a, "B": b}, Both, cash=1_000).run().strategy
+    theirs = ReferenceBacktest(a, lengths(ReferenceStrategy), cash=1_000).run()._strategy
+    assert sorted(ours.seen) == sorted([(n, n) for n in range(1, 61)] + [(n, n) for n in range(1, 46)])
+    assert theirs.seen and set(theirs.seen) <= set(ours.seen)  # from after its warm-up
+    assert ours.refused[0] == ("len(Indicator(mean(5, close))) is the running symbol's bars so far, and no "
+                               "symbol runs here (init() or on_tick()): read len(self.data(symbol))")
+    assert len(ours.refused) == 60
+
+
 def lookback(base):  # type: ignore[no-untyped-def]
     """A trend entry reading an indicator three bars back and a slice of it, one class body
     for both libraries."""

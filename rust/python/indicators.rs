@@ -24,7 +24,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt, PySlice, PyType};
 
 use super::context::PyContext;
-use super::errors::IntoPyResult;
+use super::errors::{state_error, IntoPyResult};
 use crate::context::TickContext;
 use crate::studies::Studies;
 
@@ -449,6 +449,31 @@ impl PyIndicator {
                 bars as i64 - 1
             ))),
         }
+    }
+
+    /// True, as any object: an indicator's truth is not its length (which `len` gives as
+    /// the running symbol's bars so far, and which there is not outside `next`), nor its
+    /// value (read `.value`).
+    fn __bool__(&self) -> bool {
+        true
+    }
+
+    /// backtesting.py's `len(self.sma)`: its array in `next` is cut at the running
+    /// symbol's bar, one value a bar, so its length is the symbol's bars so far (as
+    /// `len(self.data)`), whatever the indicator keeps of them.
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        let e = self.ctx.get().context()?;
+        let Some(s) = e.current_symbol() else {
+            return Err(state_error(
+                py,
+                format!(
+                    "len(Indicator({})) is the running symbol's bars so far, and no symbol \
+                     runs here (init() or on_tick()): read len(self.data(symbol))",
+                    self.name
+                ),
+            ));
+        };
+        Ok(e.bar_index(s).map_or(0, |bar| bar + 1))
     }
 
     fn __repr__(&self) -> String {
