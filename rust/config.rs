@@ -29,11 +29,13 @@ impl FillAt {
 }
 
 /// What one fill pays the broker: `rate` × notional + `per_unit` × units + `fixed`, at
-/// least `minimum`, and at most `cap` × notional when there is a cap (a broker's
-/// schedule such as 0.005 a share, 1.00 at least, 1% of the trade's value at most). An
-/// order fills once, so these are per order too. A maker's fill (a limit order filled at
-/// its own limit price: it rested and the market came to it) pays the `maker` rate
-/// instead of `rate` when there is one, as exchanges charge makers and takers.
+/// least `minimum` when there is one, and at most `cap` × notional when there is a cap
+/// (a broker's schedule such as 0.005 a share, 1.00 at least, 1% of the trade's value at
+/// most). An order fills once, so these are per order too. A maker's fill (a limit order
+/// filled at its own limit price: it rested and the market came to it) pays the `maker`
+/// rate instead of `rate` when there is one, as exchanges charge makers and takers. A
+/// negative rate is a rebate (a market maker's), down to -10% as backtesting.py takes
+/// it: the fill is paid rather than charged, unless a minimum says otherwise.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Commission {
     /// `commission`: fraction of the fill's notional.
@@ -42,7 +44,7 @@ pub struct Commission {
     pub fixed: f64,
     /// `commission_per_unit`: amount charged per unit (share, contract, coin) filled.
     pub per_unit: f64,
-    /// `commission_min`: the least a fill pays.
+    /// `commission_min`: the least a fill pays (0: no minimum, so a rebate stays one).
     pub minimum: f64,
     /// `commission_cap`: the most a fill pays, as a fraction of its notional; the cap
     /// wins over the minimum where the two disagree (a small fill pays the cap).
@@ -60,7 +62,10 @@ impl Commission {
             Some(rate) if maker => rate,
             _ => self.rate,
         };
-        let fee = (notional * rate + size * self.per_unit + self.fixed).max(self.minimum);
+        let mut fee = notional * rate + size * self.per_unit + self.fixed;
+        if self.minimum > 0.0 {
+            fee = fee.max(self.minimum);
+        }
         match self.cap {
             Some(cap) => fee.min(cap * notional),
             None => fee,
@@ -69,8 +74,8 @@ impl Commission {
 
     /// The most a sale of a long position can cost beyond what it brings in, whatever its
     /// size and price: its commission less its proceeds is at most the larger of the fixed
-    /// part and the minimum (either rate is below 1, a cap only lowers it). None with a fee
-    /// per unit, which a unit priced below it pays beyond its proceeds.
+    /// part and the minimum (either rate is below 1, a rebate or a cap only lowers it).
+    /// None with a fee per unit, which a unit priced below it pays beyond its proceeds.
     pub fn most_beyond_a_sale(&self) -> Option<f64> {
         (self.per_unit == 0.0).then_some(self.fixed.max(self.minimum))
     }
@@ -82,7 +87,7 @@ pub struct Config {
     /// `cash`: starting cash of the one account.
     pub cash: f64,
     /// `commission`, `commission_fixed`, `commission_per_unit`, `commission_min`,
-    /// `commission_cap`: what each fill pays.
+    /// `commission_cap`, `commission_maker`: what each fill pays.
     pub commission: Commission,
     /// `slippage_bps`: basis points against the trader on market and stop fills.
     pub slippage_bps: f64,
@@ -129,8 +134,17 @@ impl Config {
             return bad("cash", self.cash, "a positive finite amount");
         }
         let c = &self.commission;
-        if !(c.rate.is_finite() && (0.0..1.0).contains(&c.rate)) {
-            return bad("commission", c.rate, "a fraction of notional in [0, 1)");
+        for (name, rate) in [("commission", Some(c.rate)), ("commission_maker", c.maker)] {
+            match rate {
+                Some(rate) if !(rate.is_finite() && (-0.1..1.0).contains(&rate)) => {
+                    return bad(
+                        name,
+                        rate,
+                        "a fraction of notional in [-0.1, 1) (negative: a rebate)",
+                    );
+                }
+                _ => {}
+            }
         }
         let amounts = [
             ("commission_fixed", c.fixed),
@@ -145,15 +159,6 @@ impl Config {
         if let Some(cap) = c.cap {
             if !(cap.is_finite() && cap > 0.0 && cap < 1.0) {
                 return bad("commission_cap", cap, "a fraction of notional in (0, 1)");
-            }
-        }
-        if let Some(maker) = c.maker {
-            if !(maker.is_finite() && (0.0..1.0).contains(&maker)) {
-                return bad(
-                    "commission_maker",
-                    maker,
-                    "a fraction of notional in [0, 1)",
-                );
             }
         }
         if !(self.slippage_bps.is_finite() && (0.0..10_000.0).contains(&self.slippage_bps)) {
@@ -237,12 +242,12 @@ mod tests {
             (
                 Config {
                     commission: Commission {
-                        maker: Some(-0.0001),
+                        maker: Some(-0.2),
                         ..Commission::default()
                     },
                     ..Config::default()
                 },
-                "commission_maker = -0.0001: must be a fraction of notional in [0, 1)",
+                "commission_maker = -0.2: must be a fraction of notional in [-0.1, 1)",
             ),
             (
                 Config {
@@ -315,6 +320,19 @@ mod tests {
         assert_eq!(fees.of(10.0, 1_000.0, true), 2.0 + 0.1);
         // 1 at 1,000: the maker's 0.30 is raised to the minimum as a taker's would be.
         assert_eq!(fees.of(1.0, 1_000.0, true), 0.5);
+        // A maker's rebate: 10 at 1,000 with a rate of -0.0001 is paid 1.00, less the 0.10
+        // fixed; with a minimum, the minimum is paid instead.
+        let rebate = Commission {
+            maker: Some(-0.0001),
+            minimum: 0.0,
+            ..fees
+        };
+        assert_eq!(rebate.of(10.0, 1_000.0, true), -1.0 + 0.1);
+        let floored = Commission {
+            maker: Some(-0.0001),
+            ..fees
+        };
+        assert_eq!(floored.of(10.0, 1_000.0, true), 0.5);
         // Without a maker rate, a maker pays the one rate.
         let one = Commission {
             maker: None,

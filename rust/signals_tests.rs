@@ -636,15 +636,19 @@ fn random_case(seed: u64) -> Case {
 }
 
 /// A broker's schedule now and then (drawn after the rest: a seed's other draws stay
-/// its own): a fee per unit, a minimum per fill, a cap, a maker's rate (take-profits
-/// filled at their limits), on top of the rate and the fixed part drawn before. The minimum and the fee per unit are of the order of the fills of
+/// its own): a fee per unit, a minimum per fill, a cap, a maker's rate or rebate
+/// (take-profits filled at their limits), on top of the rate and the fixed part drawn
+/// before. The minimum and the fee per unit are of the order of the fills of
 /// these prices (about 100), so they bind on some fills and not on others.
 fn schedule_now_and_then(d: &mut Draw, commission: &mut Commission) {
     if d.chance(0.4) {
         commission.per_unit = [0.0, 0.01, 0.05][d.below(3) as usize];
         commission.minimum = [0.0, 1.0, 5.0][d.below(3) as usize];
         commission.cap = [None, Some(0.002), Some(0.01)][d.below(3) as usize];
-        commission.maker = [None, Some(0.0), Some(0.0005)][d.below(3) as usize];
+        commission.maker = [None, Some(0.0), Some(0.0005), Some(-0.0002)][d.below(4) as usize];
+        if d.chance(0.2) {
+            commission.rate = -0.0003; // a rebate on every fill
+        }
     }
 }
 

@@ -245,8 +245,9 @@ def leveraged(base):  # type: ignore[no-untyped-def]
 
 @pytest.mark.filterwarnings("ignore:Some trades remain open")
 @pytest.mark.parametrize("options", [{"margin": 0.5}, {"margin": 1.0}, {"commission": (3.0, 0.002)},
-                                     {"margin": 0.5, "commission": (1.0, 0.001)}],
-                         ids=["margin 0.5", "margin 1", "commission pair", "both"])
+                                     {"margin": 0.5, "commission": (1.0, 0.001)},
+                                     {"commission": (0.0, -0.0005)}],
+                         ids=["margin 0.5", "margin 1", "commission pair", "both", "a rebate"])
 def test_backtesting_py_s_margin_and_commission_pair_mean_what_they_mean_there(options):
     """``margin=m`` is leverage 1 / m and ``commission=(fixed, relative)`` a fixed amount
     and a fraction per fill, as backtesting.py's ``Backtest`` takes them: the same trades,

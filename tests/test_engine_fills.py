@@ -471,6 +471,20 @@ def test_a_limit_filled_at_its_limit_pays_the_makers_rate_and_other_fills_the_ta
     assert list(r.trades["pnl"]) == approx([50 - 0.698 - 0.708, -50 - 1.53 - 1.48])
 
 
+def test_a_negative_rate_is_a_rebate_unless_a_minimum_says_otherwise(bars, run):
+    rows = [(100, 101, 99, 100), (100, 102, 99, 101), (102, 103, 101, 102), (102, 103, 101, 102)]
+    r = run(bars(rows), {0: buy(10), 1: close}, commission=-0.0005, commission_fixed=0.2)
+    # 1,000 x -0.0005 + 0.2 = -0.30 at the entry, 1,020 x -0.0005 + 0.2 = -0.31 at the exit:
+    # the trade is paid 0.61 on top of its 20.00.
+    assert list(r.fills["commission"]) == approx([-0.3, -0.31])
+    assert only(r.trades).pnl == approx(20.0 + 0.61)
+    assert r.equity.iloc[-1] == approx(10_000 + 20.61)
+    # A minimum of 0.25 is paid instead of either rebate.
+    r = run(bars(rows), {0: buy(10), 1: close}, commission=-0.0005, commission_fixed=0.2,
+            commission_min=0.25)
+    assert list(r.fills["commission"]) == approx([0.25, 0.25])
+
+
 def test_slippage_on_stop_exits_and_market_shorts(bars, run):
     rows = [
         (100, 101, 99, 100),

@@ -360,7 +360,9 @@ def reference_fee(size, price, *, commission, fixed, per_unit=0.0, minimum=0.0, 
     and the fee per unit, at least the minimum, at most the cap (a fraction of the
     notional)."""
     rate = maker if maker is not None and limit is not None and price == limit else commission
-    fee = max(size * price * rate + fixed + size * per_unit, minimum)
+    fee = size * price * rate + fixed + size * per_unit
+    if minimum > 0:  # (no minimum keeps a rebate one)
+        fee = max(fee, minimum)
     return fee if cap is None else min(fee, cap * size * price)
 
 
@@ -965,7 +967,7 @@ def scenarios(draw):
             freq=draw(st.sampled_from(["D", "min", "h"])),
         ),
         strategy_seed=draw(st.integers(0, 2**32 - 1)),
-        commission=draw(st.sampled_from([0.0, 0.001])),
+        commission=draw(st.sampled_from([0.0, 0.001, -0.0005])),
         commission_fixed=draw(st.sampled_from([0.0, 1.0])),
         slippage=draw(st.sampled_from([0.0, 5.0])),
         leverage=draw(st.sampled_from([1.0, 3.0])),
@@ -979,6 +981,7 @@ def scenarios(draw):
             dict(minimum=1.0, cap=0.01),
             dict(maker=0.0),
             dict(maker=0.0005, minimum=1.0),
+            dict(maker=-0.0002),
         ])),
     )
 

@@ -87,14 +87,6 @@ def _non_negative(name: str, value: Any) -> float:
     return number
 
 
-def _fraction(name: str, value: Any) -> float:
-    rule = "a fraction of notional in [0, 1) (0.001 = 0.1%)"
-    number = _number(name, value, rule)
-    if not 0 <= number < 1:
-        raise _refuse(name, value, rule)
-    return number
-
-
 def _cap(name: str, value: Any) -> float | None:
     rule = "None (no cap) or a fraction of notional in (0, 1) (0.01 = 1%)"
     if value is None:
@@ -105,8 +97,17 @@ def _cap(name: str, value: Any) -> float | None:
     return number
 
 
+def _commission_rate(name: str, value: Any) -> float:
+    # A rebate (a negative rate, a market maker's) down to -10%, as backtesting.py takes it.
+    rule = "a fraction of notional in [-0.1, 1) (0.001 = 0.1%; negative: a rebate)"
+    number = _number(name, value, rule)
+    if not -0.1 <= number < 1:
+        raise _refuse(name, value, rule)
+    return number
+
+
 def _maker_rate(name: str, value: Any) -> float | None:
-    return None if value is None else _fraction(name, value)
+    return None if value is None else _commission_rate(name, value)
 
 
 def _annual_rate(name: str, value: Any) -> float:
@@ -265,7 +266,9 @@ class BacktestConfig:
     cash : float, default 10_000
         Starting cash of the one account all symbols share (> 0).
     commission : float, default 0
-        Fraction of each fill's notional charged as commission, in [0, 1) (0.001 = 0.1%).
+        Fraction of each fill's notional charged as commission, in [-0.1, 1) (0.001 =
+        0.1%). A negative rate is a rebate, paid to the trader (a market maker's, as
+        backtesting.py takes one).
     commission_fixed : float, default 0
         Fixed amount charged per fill, on top (>= 0).
     commission_per_unit : float, default 0
@@ -273,6 +276,7 @@ class BacktestConfig:
         0.005 is half a cent a share.
     commission_min : float, default 0
         The least a fill pays (>= 0): a fill whose commission comes to less pays this.
+        0 is no minimum, so that a rebate stays one.
     commission_cap : float, optional
         The most a fill pays, as a fraction of its notional in (0, 1); where it is below
         ``commission_min`` (a small fill), the cap is what the fill pays. A broker's
@@ -280,9 +284,9 @@ class BacktestConfig:
         value is ``commission_per_unit=0.005, commission_min=1.0, commission_cap=0.01``.
         Every part is per fill, and an order fills once: per order too.
     commission_maker : float, optional
-        The fraction of notional a maker's fill pays instead of ``commission``, in [0, 1),
-        as exchanges charge makers less than takers (``commission=0.0004,
-        commission_maker=0.0002``). A maker's fill is a limit order's (an entry, a
+        The fraction of notional a maker's fill pays instead of ``commission``, in [-0.1,
+        1), as exchanges charge makers less than takers (``commission=0.0004,
+        commission_maker=0.0002``; a negative rate is a maker's rebate). A maker's fill is a limit order's (an entry, a
         take-profit, a triggered stop-limit) at its own limit price: it rested until the
         market came to it. A limit filled at a better price (the bar opened through it)
         and every market or stop fill are takers'. The other parts apply to both.
@@ -349,7 +353,7 @@ class BacktestConfig:
     """
 
     cash: float = _option(10_000.0, rule=_positive, engine="cash")
-    commission: float = _option(0.0, rule=_fraction, engine="commission")
+    commission: float = _option(0.0, rule=_commission_rate, engine="commission")
     commission_fixed: float = _option(0.0, rule=_non_negative, engine="commission_fixed")
     commission_per_unit: float = _option(0.0, rule=_non_negative, engine="commission_per_unit")
     commission_min: float = _option(0.0, rule=_non_negative, engine="commission_min")

@@ -400,8 +400,8 @@ def stats_of_columns(
     initial_cash = float(initial_cash)
     final = float(values[-1])
     peak = np.maximum(np.maximum.accumulate(values), initial_cash)
-    max_dd = float(np.min(values / peak - 1.0, initial=0.0))
     dd_durations, dd_depths = _drawdowns(values, ts, initial_cash, start, end)
+    max_dd = float(np.min(dd_depths, initial=0.0))
 
     cagr = _cagr(final / initial_cash, end - start)
     local = _local_ns(ts, timezone)
@@ -906,7 +906,7 @@ def _trade_stats(trades: dict[str, np.ndarray], sums: dict[str, Any] | None = No
     # whole numbers: every partial sum is exact (below 2**53), so numpy's mean is too.
     column = {c: np.asarray(trades[c], dtype=float) for c in _TRADE_COLUMNS}
     if sums is None:
-        sums = trade_sums({**column, **({"duration": trades["duration"]} if "duration" in trades else {})})
+        sums = trade_sums({**column, "duration": trades["duration"]} if "duration" in trades else column)
     returns = column["return_pct"]
     gross_profit = sums["gross_profit"]
     gross_loss = -sums["gross_loss"]

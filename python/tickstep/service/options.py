@@ -3,9 +3,8 @@
 The service and the command line accept every `tickstep.BacktestConfig` option whose
 value is plain data (numbers, booleans, a timezone name), and those off by default that
 take a number when given (``commission_cap``, ``commission_maker``, ``periods_per_year``,
-``history``); the
-sizer, an object, keeps its default. The config itself holds each option's rule: values are checked by building
-one (`check_config`).
+``history``); the sizer, an object, keeps its default. The config itself holds each
+option's rule: values are checked by building one (`check_config`).
 """
 
 from __future__ import annotations
@@ -28,9 +27,9 @@ _NUMBER_OR_NONE = ("float | None", "int | None")
 #: Engine options given by value, with their defaults (from `BacktestConfig`); a value
 #: given for one whose default is None is checked by the config's rule alone.
 ENGINE_DEFAULTS: dict[str, Any] = {
-    f.name: getattr(BacktestConfig(), f.name)
-    for f in dataclasses.fields(BacktestConfig)
-    if isinstance(getattr(BacktestConfig(), f.name), PLAIN_TYPES) or f.type in _NUMBER_OR_NONE
+    f.name: default
+    for f, default in zip(dataclasses.fields(BacktestConfig), BacktestConfig().options().values())
+    if isinstance(default, PLAIN_TYPES) or f.type in _NUMBER_OR_NONE
 }
 
 
