@@ -33,9 +33,9 @@ impl FillAt {
 /// (a broker's schedule such as 0.005 a share, 1.00 at least, 1% of the trade's value at
 /// most). An order fills once, so these are per order too. A maker's fill (a limit order
 /// filled at its own limit price: it rested and the market came to it) pays the `maker`
-/// rate instead of `rate` when there is one, as exchanges charge makers and takers. A
-/// negative rate is a rebate (a market maker's), down to -10% as backtesting.py takes
-/// it: the fill is paid rather than charged, unless a minimum says otherwise.
+/// rate instead of `rate` when there is one, as exchanges charge makers and takers; a
+/// negative maker's rate is a rebate (down to -10%): the fill is paid rather than
+/// charged, unless a minimum says otherwise. A taker's rate is a charge.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Commission {
     /// `commission`: fraction of the fill's notional.
@@ -49,7 +49,8 @@ pub struct Commission {
     /// `commission_cap`: the most a fill pays, as a fraction of its notional; the cap
     /// wins over the minimum where the two disagree (a small fill pays the cap).
     pub cap: Option<f64>,
-    /// `commission_maker`: the fraction of notional a maker's fill pays instead of `rate`.
+    /// `commission_maker`: the fraction of notional a maker's fill pays instead of `rate`
+    /// (negative: a rebate).
     pub maker: Option<f64>,
 }
 
@@ -74,7 +75,7 @@ impl Commission {
 
     /// The most a sale of a long position can cost beyond what it brings in, whatever its
     /// size and price: its commission less its proceeds is at most the larger of the fixed
-    /// part and the minimum (either rate is below 1, a rebate or a cap only lowers it).
+    /// part and the minimum (either rate is below 1; a rebate or a cap only lowers it).
     /// None with a fee per unit, which a unit priced below it pays beyond its proceeds.
     pub fn most_beyond_a_sale(&self) -> Option<f64> {
         (self.per_unit == 0.0).then_some(self.fixed.max(self.minimum))
@@ -134,14 +135,25 @@ impl Config {
             return bad("cash", self.cash, "a positive finite amount");
         }
         let c = &self.commission;
-        for (name, rate) in [("commission", Some(c.rate)), ("commission_maker", c.maker)] {
+        // A taker pays; a maker may be paid (a rebate, down to -10%).
+        let rates = [
+            (
+                "commission",
+                Some(c.rate),
+                0.0,
+                "a fraction of notional in [0, 1)",
+            ),
+            (
+                "commission_maker",
+                c.maker,
+                -0.1,
+                "a fraction of notional in [-0.1, 1) (negative: a rebate)",
+            ),
+        ];
+        for (name, rate, least, rule) in rates {
             match rate {
-                Some(rate) if !(rate.is_finite() && (-0.1..1.0).contains(&rate)) => {
-                    return bad(
-                        name,
-                        rate,
-                        "a fraction of notional in [-0.1, 1) (negative: a rebate)",
-                    );
+                Some(rate) if !(rate.is_finite() && (least..1.0).contains(&rate)) => {
+                    return bad(name, rate, rule);
                 }
                 _ => {}
             }
@@ -201,56 +213,6 @@ mod tests {
             ),
             (
                 Config {
-                    commission: Commission {
-                        rate: 1.5,
-                        ..Commission::default()
-                    },
-                    ..Config::default()
-                },
-                "commission = 1.5",
-            ),
-            (
-                Config {
-                    commission: Commission {
-                        per_unit: -0.005,
-                        ..Commission::default()
-                    },
-                    ..Config::default()
-                },
-                "commission_per_unit = -0.005: must be a finite amount >= 0",
-            ),
-            (
-                Config {
-                    commission: Commission {
-                        minimum: f64::INFINITY,
-                        ..Commission::default()
-                    },
-                    ..Config::default()
-                },
-                "commission_min = inf: must be a finite amount >= 0",
-            ),
-            (
-                Config {
-                    commission: Commission {
-                        cap: Some(1.0),
-                        ..Commission::default()
-                    },
-                    ..Config::default()
-                },
-                "commission_cap = 1: must be a fraction of notional in (0, 1)",
-            ),
-            (
-                Config {
-                    commission: Commission {
-                        maker: Some(-0.2),
-                        ..Commission::default()
-                    },
-                    ..Config::default()
-                },
-                "commission_maker = -0.2: must be a fraction of notional in [-0.1, 1)",
-            ),
-            (
-                Config {
                     slippage_bps: f64::NAN,
                     ..Config::default()
                 },
@@ -265,6 +227,60 @@ mod tests {
             ),
         ];
         for (config, expected) in cases {
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains(expected), "{message}");
+        }
+        // What a fill pays, each part out of its range.
+        let nothing = Commission::default();
+        let fees = [
+            (
+                Commission {
+                    rate: 1.5,
+                    ..nothing
+                },
+                "commission = 1.5",
+            ),
+            (
+                Commission {
+                    rate: -0.001,
+                    ..nothing
+                },
+                "commission = -0.001: must be a fraction of notional in [0, 1)",
+            ),
+            (
+                Commission {
+                    per_unit: -0.005,
+                    ..nothing
+                },
+                "commission_per_unit = -0.005: must be a finite amount >= 0",
+            ),
+            (
+                Commission {
+                    minimum: f64::INFINITY,
+                    ..nothing
+                },
+                "commission_min = inf: must be a finite amount >= 0",
+            ),
+            (
+                Commission {
+                    cap: Some(1.0),
+                    ..nothing
+                },
+                "commission_cap = 1: must be a fraction of notional in (0, 1)",
+            ),
+            (
+                Commission {
+                    maker: Some(-0.2),
+                    ..nothing
+                },
+                "commission_maker = -0.2: must be a fraction of notional in [-0.1, 1)",
+            ),
+        ];
+        for (commission, expected) in fees {
+            let config = Config {
+                commission,
+                ..Config::default()
+            };
             let message = config.validate().unwrap_err().to_string();
             assert!(message.contains(expected), "{message}");
         }

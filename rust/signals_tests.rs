@@ -646,9 +646,6 @@ fn schedule_now_and_then(d: &mut Draw, commission: &mut Commission) {
         commission.minimum = [0.0, 1.0, 5.0][d.below(3) as usize];
         commission.cap = [None, Some(0.002), Some(0.01)][d.below(3) as usize];
         commission.maker = [None, Some(0.0), Some(0.0005), Some(-0.0002)][d.below(4) as usize];
-        if d.chance(0.2) {
-            commission.rate = -0.0003; // a rebate on every fill
-        }
     }
 }
 

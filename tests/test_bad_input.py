@@ -32,7 +32,7 @@ OPTION_CASES = [
     ({"cash": None}, tickstep.ConfigError, ["cash=None", "number"]),
     ({"cash": -1}, tickstep.ConfigError, ["cash=-1", "positive"]),
     ({"commission": None}, tickstep.ConfigError, ["commission=None", "fraction"]),
-    ({"commission": 2}, tickstep.ConfigError, ["commission=2", "[-0.1, 1)"]),
+    ({"commission": 2}, tickstep.ConfigError, ["commission=2", "[0, 1)"]),
     ({"commission_fixed": math.inf}, tickstep.ConfigError, ["commission_fixed=inf", "finite"]),
     ({"slippage": -3}, tickstep.ConfigError, ["slippage=-3", ">= 0"]),
     ({"trade_on_close": "no"}, tickstep.ConfigError, ["trade_on_close='no'", "True or False"]),

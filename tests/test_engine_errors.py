@@ -246,7 +246,7 @@ def test_high_below_low_is_refused():
 
 @pytest.mark.parametrize(
     "option",
-    [dict(cash=0), dict(cash=-1), dict(commission=1.5), dict(commission=-0.2),
+    [dict(cash=0), dict(cash=-1), dict(commission=1.5), dict(commission=-0.1),
      dict(commission_fixed=-1), dict(slippage=-1), dict(leverage=0), dict(cash=math.nan)],
 )
 def test_bad_options_are_refused_at_construction(option):

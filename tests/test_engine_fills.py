@@ -471,17 +471,22 @@ def test_a_limit_filled_at_its_limit_pays_the_makers_rate_and_other_fills_the_ta
     assert list(r.trades["pnl"]) == approx([50 - 0.698 - 0.708, -50 - 1.53 - 1.48])
 
 
-def test_a_negative_rate_is_a_rebate_unless_a_minimum_says_otherwise(bars, run):
-    rows = [(100, 101, 99, 100), (100, 102, 99, 101), (102, 103, 101, 102), (102, 103, 101, 102)]
-    r = run(bars(rows), {0: buy(10), 1: close}, commission=-0.0005, commission_fixed=0.2)
-    # 1,000 x -0.0005 + 0.2 = -0.30 at the entry, 1,020 x -0.0005 + 0.2 = -0.31 at the exit:
-    # the trade is paid 0.61 on top of its 20.00.
-    assert list(r.fills["commission"]) == approx([-0.3, -0.31])
-    assert only(r.trades).pnl == approx(20.0 + 0.61)
-    assert r.equity.iloc[-1] == approx(10_000 + 20.61)
+def test_a_negative_makers_rate_is_a_rebate_unless_a_minimum_says_otherwise(bars, run):
+    rows = [
+        (100, 101, 99, 100),
+        (100, 101, 98, 99),    # the buy limit 99 rests; the bar comes down to it: maker
+        (99, 106, 99, 105),    # its take-profit 104 is reached inside the bar: maker
+        (105, 106, 104, 105),
+    ]
+    fees = dict(commission=0.001, commission_maker=-0.0005, commission_fixed=0.2)
+    r = run(bars(rows), {0: buy(10, limit=99, tp=104)}, **fees)
+    # 990 x -0.0005 + 0.2 = -0.295 and 1,040 x -0.0005 + 0.2 = -0.32: both fills are paid,
+    # and the trade gains 0.615 on top of its 50.00.
+    assert list(r.fills["commission"]) == approx([-0.295, -0.32])
+    assert only(r.trades).pnl == approx(50.0 + 0.615)
+    assert r.equity.iloc[-1] == approx(10_000 + 50.615)
     # A minimum of 0.25 is paid instead of either rebate.
-    r = run(bars(rows), {0: buy(10), 1: close}, commission=-0.0005, commission_fixed=0.2,
-            commission_min=0.25)
+    r = run(bars(rows), {0: buy(10, limit=99, tp=104)}, commission_min=0.25, **fees)
     assert list(r.fills["commission"]) == approx([0.25, 0.25])
 
 

@@ -967,7 +967,7 @@ def scenarios(draw):
             freq=draw(st.sampled_from(["D", "min", "h"])),
         ),
         strategy_seed=draw(st.integers(0, 2**32 - 1)),
-        commission=draw(st.sampled_from([0.0, 0.001, -0.0005])),
+        commission=draw(st.sampled_from([0.0, 0.001])),
         commission_fixed=draw(st.sampled_from([0.0, 1.0])),
         slippage=draw(st.sampled_from([0.0, 5.0])),
         leverage=draw(st.sampled_from([1.0, 3.0])),

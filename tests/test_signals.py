@@ -198,7 +198,7 @@ def markets_and_signals(draw):
     options.update(draw(st.sampled_from([{}, {"commission_per_unit": 0.02, "commission_min": 2.0},
                                          {"commission_min": 1.0, "commission_cap": 0.002},
                                          {"commission_maker": 0.0002},
-                                         {"commission": -0.0003, "commission_maker": -0.0001}])))
+                                         {"commission_maker": -0.0001}])))
     return data, signals, rules, trail, options
 
 

@@ -98,16 +98,24 @@ def _cap(name: str, value: Any) -> float | None:
 
 
 def _commission_rate(name: str, value: Any) -> float:
-    # A rebate (a negative rate, a market maker's) down to -10%, as backtesting.py takes it.
-    rule = "a fraction of notional in [-0.1, 1) (0.001 = 0.1%; negative: a rebate)"
+    # A taker pays: a negative rate here is a mistake (a rebate is a maker's).
+    rule = ("a fraction of notional in [0, 1) (0.001 = 0.1%; a maker's rebate is "
+            "commission_maker=, which may be negative)")
     number = _number(name, value, rule)
-    if not -0.1 <= number < 1:
+    if not 0 <= number < 1:
         raise _refuse(name, value, rule)
     return number
 
 
 def _maker_rate(name: str, value: Any) -> float | None:
-    return None if value is None else _commission_rate(name, value)
+    # A maker may be paid: a rebate down to -10%.
+    rule = "None or a fraction of notional in [-0.1, 1) (0.0002 = 0.02%; negative: a rebate)"
+    if value is None:
+        return None
+    number = _number(name, value, rule)
+    if not -0.1 <= number < 1:
+        raise _refuse(name, value, rule)
+    return number
 
 
 def _annual_rate(name: str, value: Any) -> float:
@@ -266,9 +274,7 @@ class BacktestConfig:
     cash : float, default 10_000
         Starting cash of the one account all symbols share (> 0).
     commission : float, default 0
-        Fraction of each fill's notional charged as commission, in [-0.1, 1) (0.001 =
-        0.1%). A negative rate is a rebate, paid to the trader (a market maker's, as
-        backtesting.py takes one).
+        Fraction of each fill's notional charged as commission, in [0, 1) (0.001 = 0.1%).
     commission_fixed : float, default 0
         Fixed amount charged per fill, on top (>= 0).
     commission_per_unit : float, default 0
@@ -286,7 +292,8 @@ class BacktestConfig:
     commission_maker : float, optional
         The fraction of notional a maker's fill pays instead of ``commission``, in [-0.1,
         1), as exchanges charge makers less than takers (``commission=0.0004,
-        commission_maker=0.0002``; a negative rate is a maker's rebate). A maker's fill is a limit order's (an entry, a
+        commission_maker=0.0002``). A negative rate is a rebate: the fill is paid (down
+        to -10%), as exchanges pay some makers. A maker's fill is a limit order's (an entry, a
         take-profit, a triggered stop-limit) at its own limit price: it rested until the
         market came to it. A limit filled at a better price (the bar opened through it)
         and every market or stop fill are takers'. The other parts apply to both.
