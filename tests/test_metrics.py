@@ -526,6 +526,14 @@ def test_trade_durations_from_entry_to_exit():
     assert s["Max. Trade Duration"] is pd.NaT and s["# Trades"] == 0
 
 
+@pytest.mark.parametrize("exit_time", [pd.NaT, pd.Timestamp("2023-12-31", tz="UTC")])
+def test_a_trade_without_an_exit_or_exiting_before_its_entry_is_refused(exit_time):
+    trades = trades_frame([1.0, 2.0], [0.01, 0.02], [0.0] * 2, [1, 1], [0.0] * 2, [0.01] * 2)
+    trades.loc[1, "exit_time"] = exit_time
+    with pytest.raises(ValueError, match=r"trades frame row 1: entry_time .* no closed trade's"):
+        compute_stats(equity_frame(FIVE_DAYS, FIVE_CLOSES), trades, initial_cash=100.0)
+
+
 def test_trades_missing_a_column_are_refused():
     trades = trades_frame([1.0], [0.01], [0.0], [1], [0.0], [0.01]).drop(columns="mae")
     with pytest.raises(ValueError, match="mae"):

@@ -340,6 +340,14 @@ def compute_stats(
         columns = {c: trades[c].to_numpy() for c in _TRADE_COLUMNS}
         if "entry_time" in trades.columns and "exit_time" in trades.columns:
             held = pd.to_datetime(trades["exit_time"]) - pd.to_datetime(trades["entry_time"])
+            # A closed trade has both times, the exit not before the entry: a NaT would
+            # read as -2**63 ns, a negative span as a duration.
+            bad = np.flatnonzero(held.isna().to_numpy() | (held < pd.Timedelta(0)).to_numpy())
+            if len(bad):
+                row = int(bad[0])
+                raise ValueError(f"trades frame row {row}: entry_time {trades['entry_time'].iloc[row]} "
+                                 f"and exit_time {trades['exit_time'].iloc[row]} are no closed trade's "
+                                 "(both times, the exit at or after the entry)")
             columns["duration"] = held.to_numpy(dtype="timedelta64[ns]").view(np.int64)
     return stats_of_columns(
         _as_utc(equity.index).asi8,
