@@ -69,6 +69,8 @@ pub struct Book {
     day_orders: Vec<(u64, i64)>,
     /// Orders ever placed with a last bar (bars / immediate-or-cancel): 0 skips the check.
     bar_limited: usize,
+    /// Margin calls so far (`liquidate`).
+    margin_calls: u32,
 }
 
 /// What the book needs to know about the moment an order is placed.
@@ -167,6 +169,7 @@ impl Book {
             expiries: BinaryHeap::new(),
             day_orders: Vec::new(),
             bar_limited: 0,
+            margin_calls: 0,
         }
     }
 
@@ -943,6 +946,49 @@ impl Book {
         for s in touched {
             self.working.retain_live(s);
         }
+    }
+
+    /// A margin call at `ts`: every working order is cancelled, then each position of
+    /// `held` — (symbol, its latest bar, the price equity was marked at), in the
+    /// market's call order — is closed by a market order filled there at once, slipped
+    /// and charged as any market order. The records of both say why.
+    #[inline(never)]
+    pub fn liquidate(
+        &mut self,
+        ts: i64,
+        held: &[(usize, usize, f64)],
+        portfolio: &mut Portfolio,
+        rules: Rules<'_>,
+    ) {
+        debug_assert!(self.placed.is_empty(), "a margin call comes before orders are placed");
+        let working: Vec<u64> = (self.working.iter().flatten())
+            .filter(|o| o.live)
+            .map(|o| o.id)
+            .collect();
+        for id in working {
+            self.cancel_working(id, ts, Reason::MarginCall);
+        }
+        self.working.retain_live_everywhere();
+        let mut closes = Vec::with_capacity(held.len());
+        for &(s, _, _) in held {
+            let size = portfolio.position(s).size;
+            if let Ok(Some(id)) = self.close_position(s, size, 1.0, ts) {
+                closes.push(id);
+            }
+        }
+        self.admit_filling_at_close(ts, portfolio, rules, |s| {
+            let &(_, bar, price) = held.iter().find(|h| h.0 == s)?;
+            Some((bar, price))
+        });
+        for id in closes {
+            self.log.record_mut(id).reason = Reason::MarginCall;
+        }
+        self.margin_calls += 1;
+    }
+
+    /// How many margin calls the account has had (each closes every position).
+    pub fn margin_calls(&self) -> u32 {
+        self.margin_calls
     }
 
     // ---- the order log -------------------------------------------------------------------

@@ -97,6 +97,10 @@ pub struct Config {
     /// `leverage`: gross exposure may reach `leverage` × equity; increases beyond it are
     /// rejected.
     pub leverage: f64,
+    /// `maintenance_margin`: the least equity the account keeps, as a fraction of its
+    /// gross exposure, before the broker closes every position (a margin call); an
+    /// account whose equity falls to zero or below is closed out whatever this is.
+    pub maintenance_margin: f64,
     /// `record_every_bar`: record equity at every tick, not only at each trading day's end.
     pub record_every_bar: bool,
     /// `exclusive_orders`: an order a strategy places cancels its symbol's entry orders
@@ -116,6 +120,7 @@ impl Default for Config {
             slippage_bps: 0.0,
             fill_at: FillAt::NextOpen,
             leverage: 1.0,
+            maintenance_margin: 0.0,
             record_every_bar: false,
             exclusive_orders: false,
             carry: CarryRates::default(),
@@ -124,6 +129,14 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Whether an account holding positions, with `equity` and `gross` exposure at the
+    /// marks of this tick, is margin called: its equity is gone (zero or below), or below
+    /// `maintenance_margin` × gross exposure.
+    #[inline]
+    pub fn margin_called(&self, equity: f64, gross: f64) -> bool {
+        equity <= 0.0 || equity < self.maintenance_margin * gross
+    }
+
     /// Refuse options out of range, naming the option and the rule.
     pub fn validate(&self) -> Result<()> {
         let bad = |name: &str, v: f64, rule: &str| {
@@ -182,6 +195,13 @@ impl Config {
         }
         if !(self.leverage.is_finite() && self.leverage > 0.0) {
             return bad("leverage", self.leverage, "finite and > 0");
+        }
+        if !(self.maintenance_margin.is_finite() && (0.0..1.0).contains(&self.maintenance_margin)) {
+            return bad(
+                "maintenance_margin",
+                self.maintenance_margin,
+                "a fraction of gross exposure in [0, 1)",
+            );
         }
         let annual = [
             ("borrow_rate", self.carry.borrow),

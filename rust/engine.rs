@@ -386,6 +386,12 @@ impl Engine {
                 let (s, i) = self.touched[k];
                 self.close_bar(&market, s, i);
             }
+            // Marked at this tick's closes, the account may be margin called: never while
+            // cash is above zero and every position is long at a positive mark (the usual
+            // run skips the check on two words).
+            if self.portfolio.margin_exposed() && self.portfolio.holds_any() {
+                self.check_margin(&market);
+            }
             if bars || ticks {
                 let outcome = self.strategy_phase(strategy, &active, bars, ticks);
                 if outcome.is_err() {
@@ -555,6 +561,29 @@ impl Engine {
         self.portfolio.mark(s, b.close[j]);
     }
 
+    /// The broker's margin call, before the strategy's turn: when equity at this tick's
+    /// marks is gone or below the maintenance margin (`Config::margin_called`), every
+    /// working order is cancelled and every position closed at its mark (its latest
+    /// close), so that the strategy sees the account as the broker left it.
+    #[inline(never)]
+    fn check_margin(&mut self, market: &Market) {
+        let p = &self.portfolio;
+        if !self.config.margin_called(p.equity(), p.gross_exposure()) {
+            return;
+        }
+        let held: Vec<(usize, usize, f64)> = (market.call_order().iter())
+            .filter(|&&s| p.position(s).size != 0.0)
+            // (A held symbol has filled at a bar, so the clock has one for it.)
+            .map(|&s| (s, self.clock.current_bar(s).unwrap_or_default(), p.position(s).mark))
+            .collect();
+        let rules = Rules {
+            config: &self.config,
+            studies: &self.studies,
+        };
+        self.book
+            .liquidate(self.now, &held, &mut self.portfolio, rules);
+    }
+
     /// The barrier of tick `t` (`day_ends`: it ends a trading day, by `ends_day`'s rule).
     fn barrier(&mut self, market: &Market, t: usize, day_ends: bool) {
         let ts = market.timeline()[t];
@@ -640,6 +669,11 @@ impl Engine {
 
     /// The fills as the book keeps them (an order id and a commission each; the rest is
     /// in the order log, see `OrderLog::fill_row`).
+    /// How many margin calls closed the account's positions (`Book::liquidate`).
+    pub fn margin_calls(&self) -> u32 {
+        self.book.margin_calls()
+    }
+
     pub fn fill_log(&self) -> &[Fill] {
         self.book.fills()
     }

@@ -241,11 +241,14 @@ pub enum Reason {
     ItsGroupFilled,
     /// `exclusive_orders`: the strategy placed another order for the symbol.
     ReplacedByALaterOrder,
+    /// The account's equity fell to its maintenance margin: its positions were closed
+    /// (this order's fill) and its working orders cancelled (this order).
+    MarginCall,
 }
 
 impl Reason {
     /// Every reason, by code.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::None,
         Reason::CancelledByStrategy,
         Reason::DayEnded,
@@ -258,6 +261,7 @@ impl Reason {
         Reason::ItsTradeWasClosed,
         Reason::ItsGroupFilled,
         Reason::ReplacedByALaterOrder,
+        Reason::MarginCall,
     ];
 
     /// The phrase the results show ("" for none).
@@ -275,6 +279,7 @@ impl Reason {
             Reason::ItsTradeWasClosed => "its trade was closed",
             Reason::ItsGroupFilled => "its one-cancels-other group filled",
             Reason::ReplacedByALaterOrder => "exclusive_orders: a later order replaced it",
+            Reason::MarginCall => "margin call: equity fell to the maintenance margin",
         }
     }
 }

@@ -665,6 +665,22 @@ impl Portfolio {
         self.gross != self.value
     }
 
+    /// Whether the account's own sums (the parked positions' aside) may put it under a
+    /// margin call at some marks. Not while cash is above zero and every term is a
+    /// long's at a positive mark (Σ |size| × mark = Σ size × mark): equity is then cash
+    /// plus gross exposure, above zero and above any fraction below 1 of the exposure,
+    /// whatever the marks do until cash or a position changes (`Config::margin_called`).
+    #[inline]
+    pub fn margin_exposed(&self) -> bool {
+        self.cash <= Money::ZERO || self.gross != self.value
+    }
+
+    /// Whether any position is open.
+    #[inline]
+    pub fn holds_any(&self) -> bool {
+        self.holding.words().iter().any(|&w| w != 0)
+    }
+
     /// Σ |size| × mark over all positions.
     #[inline]
     pub fn gross_exposure(&self) -> f64 {

@@ -557,7 +557,7 @@ mod tests {
                             }
                         }
                         1 => {
-                            let reason = Reason::ALL[1 + pick(11) as usize];
+                            let reason = Reason::ALL[1 + pick(12) as usize];
                             let status = [Status::Cancelled, Status::Rejected, Status::Expired]
                                 [pick(3) as usize];
                             (r.status, r.closed_ts, r.reason) = (status, step, reason);

@@ -136,6 +136,16 @@ def _annual_cost(name: str, value: Any) -> float:
     return number
 
 
+def _maintenance(name: str, value: Any) -> float:
+    # A fraction of exposure, so 25 (meant as 25%) is refused; 1 or more would call an
+    # account with no borrowing at all.
+    rule = "a fraction of gross exposure in [0, 1) (0.25 = 25%; 0: only when equity is gone)"
+    number = _number(name, value, rule)
+    if not 0 <= number < 1:
+        raise _refuse(name, value, rule)
+    return number
+
+
 def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise _refuse(name, value, "True or False", wrong_type=True)
@@ -311,6 +321,16 @@ class BacktestConfig:
         a position does.
     leverage : float, default 1
         Gross exposure may reach ``leverage`` x equity; fills beyond it are rejected (> 0).
+    maintenance_margin : float, default 0
+        The least equity the account keeps, as a fraction of its gross exposure, in [0,
+        1): at a tick whose closes put equity below ``maintenance_margin`` x gross
+        exposure, or at zero or below whatever this is, the broker makes a margin call:
+        every working order is cancelled and every position closed at its latest close
+        (a market order, slipped and charged as any), before the strategy's turn at that
+        tick. Their rows in ``Result.orders`` give the reason ``margin call``, and the
+        statistics count the calls (``# Margin Calls``). 0.25 is a stock broker's usual
+        maintenance; with ``leverage=4`` (an initial margin of 25%) an account fully
+        invested would be called at once, so keep it below ``1 / leverage``.
     sizer : callable, default ``PercentOfEquity(0.95)``
         Sizes orders placed without ``size`` (see `tickstep.sizing`).
     record_every_bar : bool, default False
@@ -371,6 +391,7 @@ class BacktestConfig:
         False, rule=_flag, engine="fill_at", to_engine=lambda v: "close" if v else "next_open"
     )
     leverage: float = _option(1.0, rule=_positive, engine="leverage")
+    maintenance_margin: float = _option(0.0, rule=_maintenance, engine="maintenance_margin")
     exclusive_orders: bool = _option(False, rule=_flag, engine="exclusive_orders")
     sizer: Sizer = _option(rule=_sizer, default_factory=lambda: PercentOfEquity(0.95))
     record_every_bar: bool = _option(False, rule=_flag, engine="record_every_bar")

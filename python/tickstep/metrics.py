@@ -62,6 +62,7 @@ STAT_LABELS: tuple[str, ...] = (
     "Worst Month [%]",
     "# Trades",
     "# Orders Rejected",
+    "# Margin Calls",
     "Win Rate [%]",
     "Best Trade [%]",
     "Worst Trade [%]",
@@ -191,6 +192,7 @@ def compute_stats(
     benchmark: pd.Series | BenchmarkPrices | None = None,
     orders_rejected: int = 0,
     carrying_costs: float = 0.0,
+    margin_calls: int = 0,
 ) -> pd.Series:
     """Summary statistics of a backtest, as a readable ``pd.Series``.
 
@@ -233,6 +235,9 @@ def compute_stats(
     carrying_costs : float, default 0.0
         Borrow fees and margin interest net of interest earned on cash
         (``Carrying Costs [$]``; already in the equity).
+    margin_calls : int, default 0
+        How many times the broker closed every position because equity fell to the
+        maintenance margin (``# Margin Calls``; see ``BacktestConfig.maintenance_margin``).
 
     Returns
     -------
@@ -357,7 +362,7 @@ def compute_stats(
         initial_cash=initial_cash, risk_free_rate=risk_free_rate,
         periods_per_year=periods_per_year, start=start, end=end, timezone=timezone,
         buy_and_hold=buy_and_hold, benchmark=benchmark, orders_rejected=orders_rejected,
-        carrying_costs=carrying_costs,
+        carrying_costs=carrying_costs, margin_calls=margin_calls,
     )
 
 
@@ -377,6 +382,7 @@ def stats_of_columns(
     benchmark: pd.Series | BenchmarkPrices | None = None,
     orders_rejected: int = 0,
     carrying_costs: float = 0.0,
+    margin_calls: int = 0,
     trade_sums: dict[str, Any] | None = None,
 ) -> pd.Series:
     """:func:`compute_stats` of plain columns, without building frames: equity samples
@@ -457,6 +463,7 @@ def stats_of_columns(
     }
     stats.update(_trade_stats(trades, trade_sums))
     stats["# Orders Rejected"] = int(orders_rejected)
+    stats["# Margin Calls"] = int(margin_calls)
     stats["Carrying Costs [$]"] = float(carrying_costs)
     return pd.Series([stats[k] for k in STAT_LABELS], index=_STATS_INDEX, dtype=object,
                      name="stats")

@@ -552,7 +552,8 @@ def _row_maker(market: _core.Market, config: BacktestConfig) -> Callable[[Any], 
             return run
         rejected = check_rejections(run["rejected"], symbols, quiet.on_reject)
         return stats_of(run["trades"], run["equity"], run["carrying_costs"], market, config,
-                        rejected, inputs, trade_sums=run["trade_sums"])
+                        rejected, inputs, trade_sums=run["trade_sums"],
+                        margin_calls=run["margin_calls"])
 
     return row_of
 

@@ -334,10 +334,12 @@ def simulate_stats(
     raw = engine.trade_stat_columns()
     eq = engine.equity()
     carrying_costs = engine.carrying_costs()
+    margin_calls = engine.margin_calls()
     # The core's objects must die on this thread: a profiler holding this frame (Dask's
     # samples every worker thread) would otherwise free them on its own thread.
     del engine, instance
-    return stats_of(raw, eq, carrying_costs, market, config, rejected)
+    return stats_of(raw, eq, carrying_costs, market, config, rejected,
+                    margin_calls=margin_calls)
 
 
 def stats_inputs(market: _core.Market, config: BacktestConfig) -> dict[str, Any]:
@@ -351,7 +353,7 @@ def stats_inputs(market: _core.Market, config: BacktestConfig) -> dict[str, Any]
 def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], carrying_costs: float,
              market: _core.Market, config: BacktestConfig, rejected: int,
              inputs: dict[str, Any] | None = None,
-             trade_sums: dict[str, Any] | None = None) -> pd.Series:
+             trade_sums: dict[str, Any] | None = None, margin_calls: int = 0) -> pd.Series:
     """Statistics of a finished run from its trades and equity columns and carrying costs
     (the engine's ``trade_stat_columns()``, ``equity()`` and ``carrying_costs()``): equal to its
     `result_of(...).stats` bit for bit. ``inputs``: `stats_inputs` of the market and
@@ -372,6 +374,7 @@ def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], carrying_cos
         timezone=config.timezone,
         periods_per_year=config.periods_per_year,
         carrying_costs=carrying_costs,
+        margin_calls=margin_calls,
         trade_sums=trade_sums,
     )
 

@@ -316,6 +316,7 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
             "in_sample": in_sample, "out_of_sample": _objective(maximize, result.stats),
             "Return [%]": result.stats["Return [%]"], "# Trades": result.stats["# Trades"],
             "# Orders Rejected": rejected,
+            "# Margin Calls": int(result.stats["# Margin Calls"]),
         })
 
     table = pd.DataFrame(rows).set_index("window")
@@ -331,6 +332,7 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
                           periods_per_year=config.periods_per_year,
                           orders_rejected=int(table["# Orders Rejected"].sum()),
                           carrying_costs=carried,
+                          margin_calls=int(table["# Margin Calls"].sum()),
                           **market_stats_inputs(market, config.benchmark,
                                                 since=windows[0].test_start.value))
     if undecided:

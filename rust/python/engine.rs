@@ -267,7 +267,7 @@ impl PyTradeLog {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", leverage=1.0, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
+    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", leverage=1.0, maintenance_margin=0.0, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -282,6 +282,7 @@ impl PyEngine {
         slippage_bps: f64,
         fill_at: &str,
         leverage: f64,
+        maintenance_margin: f64,
         record_every_bar: bool,
         exclusive_orders: bool,
         borrow_rate: f64,
@@ -301,6 +302,7 @@ impl PyEngine {
             slippage_bps,
             fill_at: FillAt::parse(fill_at).py_err(py)?,
             leverage,
+            maintenance_margin,
             record_every_bar,
             exclusive_orders,
             carry: CarryRates {
@@ -510,6 +512,11 @@ impl PyEngine {
     /// interest earned on cash).
     fn carrying_costs(&self) -> f64 {
         self.engine.portfolio().carry_paid
+    }
+
+    /// How many margin calls closed the account's positions during the run.
+    fn margin_calls(&self) -> u32 {
+        self.engine.margin_calls()
     }
 
     /// Equity samples: ts, equity, cash, gross_exposure.

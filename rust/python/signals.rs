@@ -360,5 +360,6 @@ fn summary_dict(py: Python<'_>, s: RunSummary) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("trade_sums", trade_sums)?;
     d.set_item("carrying_costs", s.carrying_costs)?;
     d.set_item("rejected", order_columns(py, &s.rejected)?)?;
+    d.set_item("margin_calls", s.margin_calls)?;
     Ok(d)
 }

@@ -39,6 +39,8 @@ pub struct RunSummary {
     /// The orders the broker rejected, in id order (their count and the first few are
     /// reported).
     pub rejected: Vec<OrderRow>,
+    /// How many margin calls the run had.
+    pub margin_calls: u32,
 }
 
 impl RunSummary {
@@ -51,6 +53,7 @@ impl RunSummary {
             trades,
             carrying_costs: engine.portfolio().carry_paid,
             rejected: engine.order_log().rejected_rows(),
+            margin_calls: engine.margin_calls(),
         }
     }
 }

@@ -78,6 +78,13 @@ struct Driver<'a, 'm> {
     parked: ParkedPositions<'m>,
     /// Whether the portfolio holds the parked sums of this tick's close (reads reuse them).
     fresh: bool,
+    /// Whether every mark of the market is above zero (a parked long's term is then).
+    marks_positive: bool,
+    /// Whether the account may be margin called at some marks (`Portfolio::margin_exposed`,
+    /// the parked positions counted): every tick is then visited and the account read at
+    /// its closes, as the engine checks it at every tick. Found after each visited tick
+    /// (cash and positions change only there).
+    exposed: bool,
     /// The symbols due at the tick being run, in the market's call order, each as its
     /// rank in that order above its index (`due_key`: sorting the keys sorts by rank).
     due: Vec<u64>,
@@ -289,6 +296,8 @@ impl<'a, 'm> Driver<'a, 'm> {
             longs_affordable,
             parked: ParkedPositions::new(n),
             fresh: false,
+            marks_positive: market.marks_positive(),
+            exposed: false,
             due: Vec::with_capacity(n),
             touched: Vec::with_capacity(n),
         }
@@ -327,7 +336,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             if self.calendar.is_busy(t) {
                 self.take_due(t, now);
             }
-            if self.due.is_empty() && !ends_day && !every_bar {
+            if self.due.is_empty() && !ends_day && !every_bar && !self.exposed {
                 // Nothing to run at this tick: nor at the ones before the next that has
                 // symbols due or ends a day, which the run goes straight to.
                 t = self.calendar.next_busy(t + 1, day_end.min(timeline.len()));
@@ -339,6 +348,11 @@ impl<'a, 'm> Driver<'a, 'm> {
             self.fresh = false;
             if !self.due.is_empty() {
                 self.market_phase(market, strategy, now);
+            }
+            if self.exposed {
+                self.check_margin(market, now);
+            }
+            if !self.due.is_empty() {
                 let mut desk = SparseDesk {
                     market,
                     book: &mut *self.p.book,
@@ -374,6 +388,9 @@ impl<'a, 'm> Driver<'a, 'm> {
                 self.reschedule(strategy, s, t);
             }
             self.due.clear();
+            let p = &*self.p.portfolio;
+            self.exposed = p.holds_any()
+                && (p.margin_exposed() || self.parked.shorts > 0 || !self.marks_positive);
             t += 1;
         }
         // Back into the account, marked at their last bars (their lots see them all).
@@ -401,6 +418,41 @@ impl<'a, 'm> Driver<'a, 'm> {
             }
         }
         sort_due(&mut self.due);
+    }
+
+    /// The engine's margin call (`Engine::check_margin`): the account read at this tick's
+    /// closes, the parked positions' included.
+    fn check_margin(&mut self, market: &Market, now: i64) {
+        self.read_parked(market, now, false);
+        let p = &*self.p.portfolio;
+        if self.p.config.margin_called(p.equity(), p.gross_exposure()) {
+            self.liquidate(market, now);
+        }
+    }
+
+    /// Close every position at its latest close and cancel every working order, as the
+    /// engine's margin call does: the parked positions first come back into the account
+    /// at their latest bars (their lots having seen the bars in between).
+    #[inline(never)]
+    fn liquidate(&mut self, market: &Market, now: i64) {
+        // Each symbol's bars up to now (the one at this tick included).
+        let seen = |lane: &Lane<'_>| lane.bars.ts.partition_point(|&x| x <= now);
+        while let Some(symbol) = self.parked.list.last().map(|p| p.symbol) {
+            let bar = seen(&self.lanes[symbol]);
+            self.unpark(symbol, bar);
+        }
+        self.p.portfolio.set_parked_sums(Money::ZERO, Money::ZERO);
+        self.fresh = false;
+        let p = &*self.p.portfolio;
+        let held: Vec<(usize, usize, f64)> = (market.call_order().iter())
+            .filter(|&&s| p.position(s).size != 0.0)
+            .map(|&s| (s, seen(&self.lanes[s]).saturating_sub(1), p.position(s).mark))
+            .collect();
+        let rules = Rules {
+            config: self.p.config,
+            studies: self.p.studies,
+        };
+        self.p.book.liquidate(now, &held, self.p.portfolio, rules);
     }
 
     /// Hand the parked positions' sums at time `now` to the portfolio, before something

@@ -53,7 +53,7 @@ _TIMESTAMP_STATS = {"Start", "End"}
 #: The statistics that are lengths of time ("Duration", "Avg. Trade Duration", ...),
 #: stored in seconds.
 _DURATION_STATS = {label for label in STAT_LABELS if label.endswith("Duration")}
-_COUNT_STATS = {"# Trades"}
+_COUNT_STATS = {"# Trades", "# Margin Calls"}
 
 
 def stat_column(label: str) -> str:
