@@ -960,7 +960,10 @@ impl Book {
         portfolio: &mut Portfolio,
         rules: Rules<'_>,
     ) {
-        debug_assert!(self.placed.is_empty(), "a margin call comes before orders are placed");
+        debug_assert!(
+            self.placed.is_empty(),
+            "a margin call comes before orders are placed"
+        );
         let working: Vec<u64> = (self.working.iter().flatten())
             .filter(|o| o.live)
             .map(|o| o.id)

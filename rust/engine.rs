@@ -574,7 +574,13 @@ impl Engine {
         let held: Vec<(usize, usize, f64)> = (market.call_order().iter())
             .filter(|&&s| p.position(s).size != 0.0)
             // (A held symbol has filled at a bar, so the clock has one for it.)
-            .map(|&s| (s, self.clock.current_bar(s).unwrap_or_default(), p.position(s).mark))
+            .map(|&s| {
+                (
+                    s,
+                    self.clock.current_bar(s).unwrap_or_default(),
+                    p.position(s).mark,
+                )
+            })
             .collect();
         let rules = Rules {
             config: &self.config,

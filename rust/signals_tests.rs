@@ -576,6 +576,7 @@ fn random_case(seed: u64) -> Case {
             crate::config::FillAt::NextOpen
         },
         leverage: [1.0, 2.0][d.below(2) as usize],
+        maintenance_margin: 0.0,
         record_every_bar: d.chance(0.5),
         // The signal rules close before an opposite entry themselves (Python refuses the
         // option for signals mode).
@@ -622,6 +623,13 @@ fn random_case(seed: u64) -> Case {
         .collect();
     let mut config = config;
     schedule_now_and_then(&mut d, &mut config.commission);
+    // More leverage and a maintenance margin now and then (drawn after the rest), so
+    // that accounts are margin called: longs and shorts, positions parked at the call or
+    // not, calls again after the strategy enters anew.
+    if d.chance(0.4) {
+        config.leverage = [1.0, 2.0, 4.0, 8.0][d.below(4) as usize];
+        config.maintenance_margin = [0.0, 0.1, 0.3][d.below(3) as usize];
+    }
     Case {
         market: Arc::new(market),
         signals,
@@ -709,6 +717,7 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
 fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut fills, mut rejected, mut stops, mut trailed) = (0, 0, 0, 0);
     let (mut sized_per_bar, mut in_lots, mut added, mut timed) = (0, 0, 0, 0);
+    let (mut called, mut called_quiet) = (0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -720,6 +729,20 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             assert!(x == y, "seed {seed}, part {k}:\nevent  {x}\nsparse {y}");
         }
         fills += event.fills().len();
+        called += event.margin_calls();
+        // Positions closed by a call that had no other fill at the call's tick: ones
+        // the sparse driver had left alone there (parked, or waiting for a later event).
+        let orders = event.orders();
+        let calls = orders.iter().filter(|o| {
+            o.reason == crate::orders::Reason::MarginCall
+                && o.status == crate::orders::Status::Filled
+        });
+        called_quiet += calls
+            .filter(|o| {
+                !(event.fills().iter())
+                    .any(|f| f.symbol == o.symbol && f.ts == o.closed_ts && f.order_id != o.id)
+            })
+            .count();
         if c.rules.size.is_none() {
             sized_per_bar += event.fills().len();
         }
@@ -777,6 +800,8 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         in_lots,
         added,
         timed,
+        called as usize,
+        called_quiet,
     ];
     eprintln!("{reached:?}");
     assert!(
@@ -787,7 +812,9 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && sized_per_bar > 500
             && in_lots > 300
             && added > 200
-            && timed > 40,
+            && timed > 40
+            && called > 30
+            && called_quiet > 30,
         "{reached:?}"
     );
 }

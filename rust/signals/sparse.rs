@@ -348,6 +348,8 @@ impl<'a, 'm> Driver<'a, 'm> {
             self.fresh = false;
             if !self.due.is_empty() {
                 self.market_phase(market, strategy, now);
+                // (Its fills may have exposed the account.)
+                self.exposed = self.exposure();
             }
             if self.exposed {
                 self.check_margin(market, now);
@@ -388,9 +390,7 @@ impl<'a, 'm> Driver<'a, 'm> {
                 self.reschedule(strategy, s, t);
             }
             self.due.clear();
-            let p = &*self.p.portfolio;
-            self.exposed = p.holds_any()
-                && (p.margin_exposed() || self.parked.shorts > 0 || !self.marks_positive);
+            self.exposed = self.exposure();
             t += 1;
         }
         // Back into the account, marked at their last bars (their lots see them all).
@@ -420,6 +420,13 @@ impl<'a, 'm> Driver<'a, 'm> {
         sort_due(&mut self.due);
     }
 
+    /// Whether the account may be margin called at some marks before cash or a position
+    /// changes (`Portfolio::margin_exposed`, the parked positions counted).
+    fn exposure(&self) -> bool {
+        let p = &*self.p.portfolio;
+        p.holds_any() && (p.margin_exposed() || self.parked.shorts > 0 || !self.marks_positive)
+    }
+
     /// The engine's margin call (`Engine::check_margin`): the account read at this tick's
     /// closes, the parked positions' included.
     fn check_margin(&mut self, market: &Market, now: i64) {
@@ -446,7 +453,13 @@ impl<'a, 'm> Driver<'a, 'm> {
         let p = &*self.p.portfolio;
         let held: Vec<(usize, usize, f64)> = (market.call_order().iter())
             .filter(|&&s| p.position(s).size != 0.0)
-            .map(|&s| (s, seen(&self.lanes[s]).saturating_sub(1), p.position(s).mark))
+            .map(|&s| {
+                (
+                    s,
+                    seen(&self.lanes[s]).saturating_sub(1),
+                    p.position(s).mark,
+                )
+            })
             .collect();
         let rules = Rules {
             config: self.p.config,
