@@ -30,6 +30,7 @@ def test_defaults():
         "slippage": 0.0,
         "trade_on_close": False,
         "leverage": 1.0,
+        "maintenance_margin": 0.0,
         "exclusive_orders": False,
         "sizer": PercentOfEquity(0.95),
         "record_every_bar": False,
@@ -66,11 +67,12 @@ def test_engine_options_are_the_cores_spelling():
     config = BacktestConfig(cash=5_000, commission=0.002, commission_fixed=1.0, slippage=3.0,
                             trade_on_close=True, leverage=2.0, record_every_bar=True,
                             exclusive_orders=True, commission_per_unit=0.005, commission_min=1,
-                            commission_cap=0.01, commission_maker=0.0002)
+                            commission_cap=0.01, commission_maker=0.0002, maintenance_margin=0.25)
     assert config.engine_options() == {
         "cash": 5_000.0, "commission": 0.002, "commission_fixed": 1.0, "commission_per_unit": 0.005,
         "commission_min": 1.0, "commission_cap": 0.01, "commission_maker": 0.0002, "slippage_bps": 3.0,
-        "fill_at": "close", "leverage": 2.0, "exclusive_orders": True, "record_every_bar": True,
+        "fill_at": "close", "leverage": 2.0, "maintenance_margin": 0.25, "exclusive_orders": True,
+        "record_every_bar": True,
         "borrow_rate": 0.0, "margin_rate": 0.0, "cash_rate": 0.0,
     }
     tickstep._core.Engine(_tiny_market(), **config.engine_options())  # the core takes them
@@ -93,6 +95,9 @@ def test_every_option_is_documented_and_has_a_rule():
         ({"cash": None}, "cash=None", "got NoneType"),
         ({"commission": None}, "commission=None", "fraction"),
         ({"commission": 1.0}, "commission=1.0", "[0, 1)"),
+        ({"maintenance_margin": 25}, "maintenance_margin=25", "fraction of gross exposure in [0, 1)"),
+        ({"maintenance_margin": -0.1}, "maintenance_margin=-0.1", "[0, 1)"),
+        ({"maintenance_margin": True}, "maintenance_margin=True", "got bool"),
         ({"commission": -0.001}, "commission=-0.001", "commission_maker=, which may be negative"),
         ({"commission": "0.1%"}, "commission='0.1%'", "got str"),
         ({"commission_fixed": -1}, "commission_fixed=-1", ">= 0"),

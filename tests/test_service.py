@@ -152,6 +152,24 @@ def test_a_broker_schedule_given_over_http_charges_as_in_python(client, store):
     np.testing.assert_array_equal(got, want)
 
 
+def test_margin_calls_over_http_are_stored_and_counted_as_in_python(client, store):
+    # Crosses traded both ways (short on a death cross, 95% of equity) under a maintenance
+    # of 99%: a rise of a few percent against a short calls the account.
+    options = {"maintenance_margin": 0.99, "on_reject": "ignore"}
+    params = {"fast": [5, 10], "reverse": [True]}
+    batch_id = submit(client, {"strategy": "sma_cross", "params": params,
+                               "symbols": ["BARP", "TEW"], "options": options,
+                               "cache": False}).json()["batch_id"]
+    assert wait_done(client, batch_id)["status"] == "done"
+    rows = pd.DataFrame(client.get(f"/batches/{batch_id}/results").json()["rows"])
+    reference = run_batch("sma_cross", str(store), params=params, symbols=["BARP", "TEW"],
+                          cache=False, **options)
+    got = rows.sort_values(["symbols", "fast"])["# Margin Calls"].to_numpy()
+    want = reference.sort_values(["symbols", "fast"])["# Margin Calls"].to_numpy()
+    assert len(got) == 4 and want.sum() > 0
+    np.testing.assert_array_equal(got, want)
+
+
 def test_a_batchs_status_counts_the_runs_with_rejected_orders(client, store):
     # A portfolio on 500 of cash: RSI entries soon exceed it, and are rejected.
     body = {"strategy": "rsi_mean_reversion", "params": {"oversold": [25, 30]},

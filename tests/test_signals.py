@@ -199,6 +199,14 @@ def markets_and_signals(draw):
                                          {"commission_min": 1.0, "commission_cap": 0.002},
                                          {"commission_maker": 0.0002},
                                          {"commission_maker": -0.0001}])))
+    # Borrowed buying power and a maintenance margin now and then, entries sized up to
+    # match (one size for all bars): both modes call the account by the one rule.
+    margin = draw(st.sampled_from([{}, {}, {"leverage": 2.0},
+                                   {"leverage": 4.0, "maintenance_margin": 0.2},
+                                   {"leverage": 8.0, "maintenance_margin": 0.1}]))
+    options.update(margin)
+    if margin and isinstance(rules["size"], float):
+        rules["size"] *= margin["leverage"] * 0.9
     return data, signals, rules, trail, options
 
 
