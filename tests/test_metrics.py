@@ -106,6 +106,7 @@ def test_labels_are_stable_and_ordered(five_day_stats):
         "Worst Month [%]",
         "# Trades",
         "# Orders Rejected",
+        "# Margin Calls",
         "Win Rate [%]",
         "Best Trade [%]",
         "Worst Trade [%]",
