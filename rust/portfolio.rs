@@ -672,7 +672,7 @@ impl Portfolio {
     /// whatever the marks do until cash or a position changes (`Config::margin_called`).
     #[inline]
     pub fn margin_exposed(&self) -> bool {
-        self.cash <= Money::ZERO || self.gross != self.value
+        (self.cash.0 <= 0) | (self.gross.0 != self.value.0)
     }
 
     /// Whether any position is open.

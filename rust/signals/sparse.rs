@@ -347,9 +347,12 @@ impl<'a, 'm> Driver<'a, 'm> {
             self.p.book.expire_before(now);
             self.fresh = false;
             if !self.due.is_empty() {
+                let fills = self.p.book.fills().len();
                 self.market_phase(market, strategy, now);
-                // (Its fills may have exposed the account.)
-                self.exposed = self.exposure();
+                // Its fills may have exposed the account (most visits fill nothing).
+                if self.p.book.fills().len() != fills {
+                    self.exposed = self.exposure();
+                }
             }
             if self.exposed {
                 self.check_margin(market, now);
@@ -424,7 +427,8 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// changes (`Portfolio::margin_exposed`, the parked positions counted).
     fn exposure(&self) -> bool {
         let p = &*self.p.portfolio;
-        p.holds_any() && (p.margin_exposed() || self.parked.shorts > 0 || !self.marks_positive)
+        // (The usual run, long with cash to spare, answers on the first three.)
+        (p.margin_exposed() || self.parked.shorts > 0 || !self.marks_positive) && p.holds_any()
     }
 
     /// The engine's margin call (`Engine::check_margin`): the account read at this tick's
