@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 import tickstep
 from conftest import make_bars, run_script
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tickstep import ConfigError
 
 EXACT = dict(rel=1e-12, abs=1e-9)
@@ -222,3 +224,96 @@ def test_a_native_grid_counts_each_sets_calls_as_its_run_alone():
     for key, result in alone.items():
         assert table.loc[key, "# Margin Calls"] == result.stats["# Margin Calls"]
         assert table.loc[key, "Equity Final [$]"] == result.stats["Equity Final [$]"]
+
+
+# --- a property: calls come exactly where the rule says, on random levered trading -------
+
+
+class LeveredTrader(tickstep.Strategy):
+    """Random market orders of up to twice equity's worth, long or short, and a resting
+    limit now and then, on every symbol; seeded by ``seed``."""
+
+    seed = 0
+
+    def init(self):
+        self.rng = np.random.default_rng(self.seed)
+
+    def next(self, symbol):
+        draw = self.rng.random()
+        price = self.price()
+        units = float(np.floor(self.rng.uniform(0.2, 2.0) * max(self.equity, 0.0) / price))
+        if draw < 0.25 and units > 0:
+            self.buy(size=units)
+        elif draw < 0.5 and units > 0:
+            self.sell(size=units)
+        elif draw < 0.6:
+            self.buy(size=1, limit=round(price * 0.5, 2))
+        elif draw < 0.7:
+            self.position.close()
+
+
+def _random_market(seed, symbols, ticks):
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2024-01-01", periods=ticks, freq="D", tz="UTC")
+    frames = {}
+    for k in range(symbols):
+        keep = rng.random(ticks) >= 0.2
+        keep[0] = True
+        close = np.round(50 * np.exp(np.cumsum(rng.normal(0, 0.06, ticks))), 2)
+        frames[f"S{k}"] = make_bars([(c, c, c, c) for c in close]).set_axis(index)[keep]
+    return frames
+
+
+@settings(max_examples=120, derandomize=True, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), symbols=st.integers(1, 3), ticks=st.integers(5, 60),
+       maintenance=st.sampled_from([0.0, 0.1, 0.3]), leverage=st.sampled_from([2.0, 5.0]))
+def test_calls_come_exactly_where_equity_falls_to_the_maintenance_margin(
+        seed, symbols, ticks, maintenance, leverage):
+    frames = _random_market(seed, symbols, ticks)
+    r = tickstep.Backtest(frames, LeveredTrader, cash=10_000, leverage=leverage,
+                          maintenance_margin=maintenance, record_every_bar=True,
+                          on_reject="ignore", commission=0.001).run(seed=seed)
+    called = "margin call: equity fell to the maintenance margin"
+    eq = r.equity_frame
+    calls = r.orders[(r.orders["reason"] == called) & (r.orders["status"] == "filled")]
+    call_times = set(calls["closed_time"])
+    assert r.stats["# Margin Calls"] == len(call_times)
+    # Between calls the account is above the line at every tick's closes: orders fill at
+    # the opens (no trade on close, no carrying costs), so the sample at a tick is the
+    # account the broker checked there.
+    for t, row in eq.iterrows():
+        if t in call_times:
+            assert row["gross_exposure"] == 0.0  # everything closed at that tick
+        elif row["gross_exposure"] > 0:
+            assert row["equity"] > 0 and row["equity"] >= maintenance * row["gross_exposure"], t
+    fills = r.fills.set_index("order_id")
+    for t in call_times:
+        closing = fills.loc[calls[calls["closed_time"] == t]["order_id"]]
+        # Each position closed at its symbol's latest close at or before the call.
+        for _, f in closing.iterrows():
+            bars = frames[f["symbol"]]
+            assert f["price"] == bars["close"][bars.index <= t].iloc[-1]
+        # The account as the broker saw it: closing at the marks changes equity only by
+        # the closes' commissions.
+        before = eq.loc[t, "equity"] + closing["commission"].sum()
+        gross = (closing["size"] * closing["price"]).sum()
+        assert before <= 1e-6 * gross or before < maintenance * gross * (1 + 1e-12), t
+        # Every order still working then was cancelled by the call.
+        working = r.orders[(r.orders["placed_time"] < t) & (r.orders["closed_time"].isna()
+                                                            | (r.orders["closed_time"] > t))]
+        assert working.empty
+        cancelled = r.orders[(r.orders["closed_time"] == t) & (r.orders["status"] == "cancelled")]
+        assert set(cancelled["reason"]) <= {called}
+
+
+def test_the_random_levered_trading_is_called_often():
+    """The property above meets calls of both kinds (equity gone, and below maintenance)."""
+    counts = {0.0: 0, 0.3: 0}
+    for seed in range(30):
+        frames = _random_market(seed, 2, 60)
+        for maintenance in counts:
+            r = tickstep.Backtest(frames, LeveredTrader, cash=10_000, leverage=5.0,
+                                  maintenance_margin=maintenance,
+                                  on_reject="ignore").run(seed=seed)
+            counts[maintenance] += int(r.stats["# Margin Calls"])
+    assert counts[0.0] > 1 and counts[0.3] > 20, counts
