@@ -673,13 +673,13 @@ impl Engine {
         &self.studies
     }
 
-    /// The fills as the book keeps them (an order id and a commission each; the rest is
-    /// in the order log, see `OrderLog::fill_row`).
     /// How many margin calls closed the account's positions (`Book::liquidate`).
     pub fn margin_calls(&self) -> u32 {
         self.book.margin_calls()
     }
 
+    /// The fills as the book keeps them (an order id and a commission each; the rest is
+    /// in the order log, see `OrderLog::fill_row`).
     pub fn fill_log(&self) -> &[Fill] {
         self.book.fills()
     }

@@ -82,8 +82,8 @@ struct Driver<'a, 'm> {
     marks_positive: bool,
     /// Whether the account may be margin called at some marks (`Portfolio::margin_exposed`,
     /// the parked positions counted): every tick is then visited and the account read at
-    /// its closes, as the engine checks it at every tick. Found after each visited tick
-    /// (cash and positions change only there).
+    /// its closes, as the engine checks it at every tick. Found after each visited tick,
+    /// and after a market phase that filled (cash and positions change only there).
     exposed: bool,
     /// The symbols due at the tick being run, in the market's call order, each as its
     /// rank in that order above its index (`due_key`: sorting the keys sorts by rank).
