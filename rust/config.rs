@@ -73,6 +73,55 @@ impl Commission {
         }
     }
 
+    /// Refuse a part out of its range, naming it (after `whose`: where the schedule was
+    /// given) and the rule.
+    pub fn validate(&self, whose: &str) -> Result<()> {
+        let bad = |name: &str, v: f64, rule: &str| {
+            Err(EngineError::InvalidConfig(format!(
+                "{whose}{name} = {v}: must be {rule}"
+            )))
+        };
+        // A taker pays; a maker may be paid (a rebate, down to -10%).
+        let rates = [
+            (
+                "commission",
+                Some(self.rate),
+                0.0,
+                "a fraction of notional in [0, 1)",
+            ),
+            (
+                "commission_maker",
+                self.maker,
+                -0.1,
+                "a fraction of notional in [-0.1, 1) (negative: a rebate)",
+            ),
+        ];
+        for (name, rate, least, rule) in rates {
+            match rate {
+                Some(rate) if !(rate.is_finite() && (least..1.0).contains(&rate)) => {
+                    return bad(name, rate, rule);
+                }
+                _ => {}
+            }
+        }
+        let amounts = [
+            ("commission_fixed", self.fixed),
+            ("commission_per_unit", self.per_unit),
+            ("commission_min", self.minimum),
+        ];
+        for (name, amount) in amounts {
+            if !(amount.is_finite() && amount >= 0.0) {
+                return bad(name, amount, "a finite amount >= 0");
+            }
+        }
+        if let Some(cap) = self.cap {
+            if !(cap.is_finite() && cap > 0.0 && cap < 1.0) {
+                return bad("commission_cap", cap, "a fraction of notional in (0, 1)");
+            }
+        }
+        Ok(())
+    }
+
     /// The most a sale of a long position can cost beyond what it brings in, whatever its
     /// size and price: its commission less its proceeds is at most the larger of the fixed
     /// part and the minimum (either rate is below 1; a rebate or a cap only lowers it).
@@ -90,6 +139,10 @@ pub struct Config {
     /// `commission`, `commission_fixed`, `commission_per_unit`, `commission_min`,
     /// `commission_cap`, `commission_maker`: what each fill pays.
     pub commission: Commission,
+    /// `commission_by_symbol`: the schedules of the symbols whose fills pay their own,
+    /// by symbol index (`Engine::set_symbol_commission`); empty when every symbol pays
+    /// `commission`'s.
+    pub by_symbol: Vec<Option<Commission>>,
     /// `slippage_bps`: basis points against the trader on market and stop fills.
     pub slippage_bps: f64,
     /// `fill_at`: when market orders fill.
@@ -117,6 +170,7 @@ impl Default for Config {
         Config {
             cash: 10_000.0,
             commission: Commission::default(),
+            by_symbol: Vec::new(),
             slippage_bps: 0.0,
             fill_at: FillAt::NextOpen,
             leverage: 1.0,
@@ -129,6 +183,25 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The schedule `symbol`'s fills pay: its own, or the account's.
+    #[inline]
+    pub fn commission_of(&self, symbol: usize) -> &Commission {
+        match self.by_symbol.get(symbol) {
+            Some(Some(own)) => own,
+            _ => &self.commission,
+        }
+    }
+
+    /// The most a sale of a long position can cost beyond its proceeds, on any symbol
+    /// (`Commission::most_beyond_a_sale` of every schedule in use).
+    pub fn most_beyond_a_sale(&self) -> Option<f64> {
+        let mut most = self.commission.most_beyond_a_sale()?;
+        for own in self.by_symbol.iter().flatten() {
+            most = most.max(own.most_beyond_a_sale()?);
+        }
+        Some(most)
+    }
+
     /// Whether an account holding positions, with `equity` and `gross` exposure at the
     /// marks of this tick, is margin called: its equity is gone (zero or below), or below
     /// `maintenance_margin` × gross exposure.
@@ -147,44 +220,9 @@ impl Config {
         if !(self.cash.is_finite() && self.cash > 0.0) {
             return bad("cash", self.cash, "a positive finite amount");
         }
-        let c = &self.commission;
-        // A taker pays; a maker may be paid (a rebate, down to -10%).
-        let rates = [
-            (
-                "commission",
-                Some(c.rate),
-                0.0,
-                "a fraction of notional in [0, 1)",
-            ),
-            (
-                "commission_maker",
-                c.maker,
-                -0.1,
-                "a fraction of notional in [-0.1, 1) (negative: a rebate)",
-            ),
-        ];
-        for (name, rate, least, rule) in rates {
-            match rate {
-                Some(rate) if !(rate.is_finite() && (least..1.0).contains(&rate)) => {
-                    return bad(name, rate, rule);
-                }
-                _ => {}
-            }
-        }
-        let amounts = [
-            ("commission_fixed", c.fixed),
-            ("commission_per_unit", c.per_unit),
-            ("commission_min", c.minimum),
-        ];
-        for (name, amount) in amounts {
-            if !(amount.is_finite() && amount >= 0.0) {
-                return bad(name, amount, "a finite amount >= 0");
-            }
-        }
-        if let Some(cap) = c.cap {
-            if !(cap.is_finite() && cap > 0.0 && cap < 1.0) {
-                return bad("commission_cap", cap, "a fraction of notional in (0, 1)");
-            }
+        self.commission.validate("")?;
+        for own in self.by_symbol.iter().flatten() {
+            own.validate("commission_by_symbol: ")?;
         }
         if !(self.slippage_bps.is_finite() && (0.0..10_000.0).contains(&self.slippage_bps)) {
             return bad(

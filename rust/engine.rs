@@ -27,7 +27,7 @@ use std::sync::Arc;
 use crate::book::{Book, Rules};
 use crate::broker::Bar;
 use crate::clock::{next_day_end, Clock, NANOS_PER_DAY};
-use crate::config::{Config, FillAt};
+use crate::config::{Commission, Config, FillAt};
 use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
 use crate::market::Market;
@@ -163,6 +163,18 @@ impl Engine {
             market,
             config,
         })
+    }
+
+    /// Fills of `symbol` pay `commission` rather than the account's schedule (checked by
+    /// its rules, a refusal naming the symbol). Set before the run.
+    pub fn set_symbol_commission(&mut self, symbol: usize, commission: Commission) -> Result<()> {
+        let name = self.market.name(symbol);
+        commission.validate(&format!("commission_by_symbol['{name}']: "))?;
+        let n = self.market.symbol_count();
+        let by_symbol = &mut self.config.by_symbol;
+        by_symbol.resize(n, None);
+        by_symbol[symbol] = Some(commission);
+        Ok(())
     }
 
     /// Bound the past a strategy may read to the last `bars` bars of each symbol (None:

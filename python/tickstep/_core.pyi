@@ -105,6 +105,17 @@ class Engine:
     def set_account_opens(self, ts: int) -> None: ...
     def carrying_costs(self) -> float: ...
     def margin_calls(self) -> int: ...
+    def set_symbol_commission(
+        self,
+        symbol: str,
+        *,
+        commission: float = 0.0,
+        commission_fixed: float = 0.0,
+        commission_per_unit: float = 0.0,
+        commission_min: float = 0.0,
+        commission_cap: float | None = None,
+        commission_maker: float | None = None,
+    ) -> None: ...
     def indicator_values(self, id: int, symbol: int) -> npt.NDArray[np.float64] | None: ...
     def run(
         self,

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from tickstep import _core
-from tickstep.config import BacktestConfig, ConfigError, split_options
+from tickstep.config import BacktestConfig, ConfigError, check_symbols, split_options
 from tickstep.data import LOAD_OPTIONS, resolve
 from tickstep.data._records import records_for_backtest
 from tickstep.data._resolve import resolve_with_records
@@ -134,6 +134,7 @@ class Backtest:
             if warmup is not None and self._config.trade_start is None:
                 first = pd.Timestamp(self._stream.first, tz="UTC")
                 self._config = self._config.replace(trade_start=first + _duration(warmup, "warmup"))
+            check_symbols(self._config, self._symbols)
             benchmark = self._config.benchmark
             if isinstance(benchmark, str) and benchmark not in self._symbols:
                 raise _core.UnknownSymbolError(f"benchmark {benchmark!r} is not a symbol of the data"
@@ -171,8 +172,10 @@ class Backtest:
         if warmup is not None and self._config.trade_start is None:
             first = pd.Timestamp(int(self._market.timeline()[0]), tz="UTC")
             self._config = self._config.replace(trade_start=first + _duration(warmup, "warmup"))
-        # A benchmark symbol missing from the data is refused now, not after a run.
+        # A benchmark symbol missing from the data is refused now, not after a run (as a
+        # symbol with a schedule of its own).
         benchmark_prices(self._config.benchmark, self._market)
+        check_symbols(self._config, self._symbols)
         # Computed once: every run of this backtest samples equity at the same ticks.
         self._session_ends = session_ends(self._market, self._config.timezone)
 

@@ -37,14 +37,14 @@ import functools
 import math
 import numbers
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tickstep._core import ConfigError
+from tickstep._core import ConfigError, UnknownSymbolError
 from tickstep.hints import did_you_mean
 from tickstep.metrics import BenchmarkPrices
 from tickstep.rejections import ON_REJECT
@@ -144,6 +144,67 @@ def _maintenance(name: str, value: Any) -> float:
     if not 0 <= number < 1:
         raise _refuse(name, value, rule)
     return number
+
+
+class FrozenMapping(Mapping[str, Any]):
+    """A read-only mapping that hashes and compares by its items: the value of an option
+    given as a mapping (a config is frozen and hashable)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any]) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._items.items())))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and self._items == dict(other.items())
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenMapping, (self._items,))
+
+
+#: The parts of a fill's commission, each by the rule of the account's option of that name.
+COMMISSION_PARTS = ("commission", "commission_fixed", "commission_per_unit", "commission_min",
+                    "commission_cap", "commission_maker")
+
+
+def _by_symbol(name: str, value: Any) -> FrozenMapping | None:
+    # {symbol: {part: number}}: each symbol listed pays its own schedule, its parts by the
+    # account's rules (one place for each rule: the fields' own).
+    rule = "None or a mapping of symbols to their schedules, e.g. {'AAPL': {'commission_per_unit': 0.005}}"
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _refuse(name, value, rule, wrong_type=True)
+    rules = {f.name: f.metadata["rule"] for f in dataclasses.fields(BacktestConfig)}
+    schedules = {}
+    for symbol, parts in value.items():
+        if not isinstance(symbol, str) or not symbol:
+            raise _refuse(name, value, rule + " (symbols by name)")
+        where = f"{name}[{symbol!r}]"
+        if not isinstance(parts, Mapping):
+            raise _refuse(where, parts, "a mapping of commission parts to numbers", wrong_type=True)
+        for part in parts:
+            if part not in COMMISSION_PARTS:
+                raise ConfigError(f"{where}: {part!r} is not a part of a commission; the parts "
+                                  f"are {', '.join(COMMISSION_PARTS)}{did_you_mean(str(part), COMMISSION_PARTS)}")
+        schedules[symbol] = FrozenMapping({part: rules[part](f"{where}[{part!r}]", number)
+                                           for part, number in parts.items()})
+    return FrozenMapping(schedules)
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -307,6 +368,15 @@ class BacktestConfig:
         take-profit, a triggered stop-limit) at its own limit price: it rested until the
         market came to it. A limit filled at a better price (the bar opened through it)
         and every market or stop fill are takers'. The other parts apply to both.
+    commission_by_symbol : mapping, optional
+        Symbols whose fills pay a schedule of their own: ``{symbol: {part: number}}``,
+        the parts named and ruled as the options above (``commission``,
+        ``commission_fixed``, ``commission_per_unit``, ``commission_min``,
+        ``commission_cap``, ``commission_maker``). A symbol listed pays its schedule
+        alone: the parts it does not give are 0 (none), not the account's. A portfolio of
+        shares and coins: ``commission=0.001, commission_by_symbol={"AAPL":
+        {"commission_per_unit": 0.005, "commission_min": 1.0}}``. Every symbol must be
+        one of the data's.
     slippage : float, default 0
         Basis points against the trader on market and stop fills; limits never slip (>= 0).
     trade_on_close : bool, default False
@@ -386,6 +456,7 @@ class BacktestConfig:
     commission_min: float = _option(0.0, rule=_non_negative, engine="commission_min")
     commission_cap: float | None = _option(None, rule=_cap, engine="commission_cap")
     commission_maker: float | None = _option(None, rule=_maker_rate, engine="commission_maker")
+    commission_by_symbol: Mapping[str, Mapping[str, float]] | None = _option(None, rule=_by_symbol)
     slippage: float = _option(0.0, rule=_non_negative, engine="slippage_bps")
     trade_on_close: bool = _option(
         False, rule=_flag, engine="fill_at", to_engine=lambda v: "close" if v else "next_open"
@@ -453,6 +524,16 @@ _BACKTESTING_PY_ONLY = {
                        "the end; tickstep leaves them open, marked at the last close, in "
                        "result.positions (close them in the strategy to count them as trades)",
 }
+
+
+def check_symbols(config: BacktestConfig, symbols: Iterable[str]) -> None:
+    """Refuse a symbol an option names that the data does not have (a misspelt ticker
+    would otherwise pay the account's commission without a word)."""
+    known = list(symbols)
+    for symbol in config.commission_by_symbol or ():
+        if symbol not in known:
+            raise UnknownSymbolError(f"commission_by_symbol: {symbol!r} is not a symbol of the data"
+                                     f"{did_you_mean(symbol, known)}")
 
 
 def check_names(options: Iterable[str], also: Iterable[str] = ()) -> None:

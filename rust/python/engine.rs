@@ -299,6 +299,7 @@ impl PyEngine {
                 cap: commission_cap,
                 maker: commission_maker,
             },
+            by_symbol: Vec::new(),
             slippage_bps,
             fill_at: FillAt::parse(fill_at).py_err(py)?,
             leverage,
@@ -339,6 +340,36 @@ impl PyEngine {
             .map_err(|m| config_error(py, m))?;
         self.engine.set_wall_clock(clock);
         Ok(())
+    }
+
+    /// Fills of `symbol` (a name of the market) pay this schedule rather than the
+    /// account's (the parts as `Engine`'s options); set before the run.
+    #[pyo3(signature = (symbol, *, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn set_symbol_commission(
+        &mut self,
+        py: Python<'_>,
+        symbol: &str,
+        commission: f64,
+        commission_fixed: f64,
+        commission_per_unit: f64,
+        commission_min: f64,
+        commission_cap: Option<f64>,
+        commission_maker: Option<f64>,
+    ) -> PyResult<()> {
+        let Some(s) = self.engine.market().symbol_index(symbol) else {
+            let message = format!("commission_by_symbol: {symbol:?} is not a symbol of the data");
+            return Err(config_error(py, message));
+        };
+        let schedule = Commission {
+            rate: commission,
+            fixed: commission_fixed,
+            per_unit: commission_per_unit,
+            minimum: commission_min,
+            cap: commission_cap,
+            maker: commission_maker,
+        };
+        self.engine.set_symbol_commission(s, schedule).py_err(py)
     }
 
     /// The instant (ns) the account opens, after a warm-up: carrying costs and interest

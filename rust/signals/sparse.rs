@@ -674,7 +674,7 @@ impl<'a, 'm> Driver<'a, 'm> {
         {
             return false;
         }
-        let Some(beyond_a_sale) = config.commission.most_beyond_a_sale() else {
+        let Some(beyond_a_sale) = config.most_beyond_a_sale() else {
             return false;
         };
         let mut spend = 0.0;
@@ -694,7 +694,7 @@ impl<'a, 'm> Driver<'a, 'm> {
                             o.take_profit.is_some(),
                         ];
                         let legs = legs.into_iter().filter(|&x| x).count() as f64;
-                        spend += o.size * price + config.commission.of(o.size, price, false);
+                        spend += o.size * price + config.commission_of(s).of(o.size, price, false);
                         spend += legs * beyond_a_sale;
                     }
                     Role::Entry => return false,

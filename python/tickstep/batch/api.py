@@ -34,7 +34,7 @@ from tickstep.batch.progress import make_progress
 from tickstep.batch.sources import default_scratch_dir, prepare_data, snapshot_path
 from tickstep.batch.worker import Chunk, forget_record_snapshots
 from tickstep.batch.worker_cache import WorkerCache
-from tickstep.config import BacktestConfig, split_options
+from tickstep.config import BacktestConfig, check_symbols, split_options
 from tickstep.data import LOAD_OPTIONS, BarStore, MarketColumns, SymbolBars, open_store
 from tickstep.data._records import RecordTable, records_for_backtest, write_record_snapshot
 from tickstep.hints import did_you_mean
@@ -286,6 +286,7 @@ def run_batch(
             scratch_dir=Path(scratch_dir) if scratch_dir is not None else None,
             stream=config.stream,
         )
+        check_symbols(config, prepared.symbols)
         if groups is None:
             groups = (
                 {"portfolio": tuple(prepared.call_order)}
