@@ -439,4 +439,54 @@ mod tests {
                 > 1.0
         );
     }
+
+    /// A symbol with a schedule of its own pays it alone; the others pay the account's.
+    /// What a sale can cost beyond its proceeds is the most of any schedule in use, and
+    /// none when any of them charges per unit.
+    #[test]
+    fn a_symbols_own_schedule_is_what_its_fills_pay() {
+        let account = Commission {
+            rate: 0.001,
+            ..Commission::default()
+        };
+        let own = Commission {
+            per_unit: 0.005,
+            minimum: 1.0,
+            ..Commission::default()
+        };
+        let config = Config {
+            commission: account,
+            by_symbol: vec![None, Some(own)],
+            ..Config::default()
+        };
+        // 1,000 at 50: the account's 0.1% is 50.00; the own schedule's 0.005 a unit 5.00.
+        assert_eq!(config.commission_of(0).of(1_000.0, 50.0, false), 50.0);
+        assert_eq!(config.commission_of(1).of(1_000.0, 50.0, false), 5.0);
+        // A symbol beyond the list pays the account's.
+        assert_eq!(config.commission_of(2).of(1_000.0, 50.0, false), 50.0);
+        assert_eq!(config.most_beyond_a_sale(), None);
+        let fixed = Commission {
+            fixed: 2.0,
+            minimum: 3.0,
+            ..Commission::default()
+        };
+        let config = Config {
+            by_symbol: vec![Some(fixed), None],
+            ..config
+        };
+        assert_eq!(config.most_beyond_a_sale(), Some(3.0));
+        // Its parts are checked by the same rules, the message saying whose they are.
+        let bad = Commission {
+            rate: 1.5,
+            ..Commission::default()
+        };
+        let message = bad
+            .validate("commission_by_symbol['X']: ")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("commission_by_symbol['X']: commission = 1.5"),
+            "{message}"
+        );
+    }
 }

@@ -569,6 +569,7 @@ fn random_case(seed: u64) -> Case {
             fixed: [0.0, 1.0][d.below(2) as usize],
             ..Commission::default()
         },
+        by_symbol: Vec::new(),
         slippage_bps: [0.0, 5.0][d.below(2) as usize],
         fill_at: if d.chance(0.3) {
             crate::config::FillAt::Close
@@ -630,6 +631,10 @@ fn random_case(seed: u64) -> Case {
         config.leverage = [1.0, 2.0, 4.0, 8.0][d.below(4) as usize];
         config.maintenance_margin = [0.0, 0.1, 0.3][d.below(3) as usize];
     }
+    // Some symbols' own schedules now and then (drawn last).
+    if d.chance(0.3) {
+        config.by_symbol = (0..n).map(|_| own_schedule(&mut d)).collect();
+    }
     Case {
         market: Arc::new(market),
         signals,
@@ -655,6 +660,20 @@ fn schedule_now_and_then(d: &mut Draw, commission: &mut Commission) {
         commission.cap = [None, Some(0.002), Some(0.01)][d.below(3) as usize];
         commission.maker = [None, Some(0.0), Some(0.0005), Some(-0.0002)][d.below(4) as usize];
     }
+}
+
+/// A symbol's own schedule, half the time: a rate and a fixed part, and a broker's
+/// schedule now and then.
+fn own_schedule(d: &mut Draw) -> Option<Commission> {
+    d.chance(0.5).then(|| {
+        let mut own = Commission {
+            rate: [0.0, 0.002][d.below(2) as usize],
+            fixed: [0.0, 0.5][d.below(2) as usize],
+            ..Commission::default()
+        };
+        schedule_now_and_then(d, &mut own);
+        own
+    })
 }
 
 /// Everything a run leaves behind, as exact text (f64's Debug form round-trips).
@@ -885,6 +904,9 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
         };
         let mut config = config;
         schedule_now_and_then(&mut d, &mut config.commission);
+        if d.chance(0.3) {
+            config.by_symbol = (0..n).map(|_| own_schedule(&mut d)).collect();
+        }
         let case = Case {
             market: Arc::new(market),
             signals,

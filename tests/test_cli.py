@@ -40,6 +40,24 @@ def store(tmp_path_factory):
     return path
 
 
+def test_a_symbols_own_schedule_is_given_as_json(store):
+    # One symbol of the store pays a schedule of its own; the rest the account's.
+    with tickstep.data.open_store(str(store), read_only=True) as opened:
+        symbol = opened.symbols().index[0]
+    own = {symbol: {"commission_per_unit": 0.01, "commission_min": 1.0}}
+    done = tickstep_cli("run", "sma_cross", "--data", str(store), "-o", "commission=0.001",
+                        "-o", f"commission_by_symbol={json.dumps(own)}", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)["stats"]
+    expected = tickstep.Backtest(str(store), SmaCross, commission=0.001, on_reject="ignore",
+                                 commission_by_symbol=own).run().stats
+    plain = tickstep.Backtest(str(store), SmaCross, commission=0.001, on_reject="ignore").run().stats
+    assert out["Commissions [$]"] == expected["Commissions [$]"] != plain["Commissions [$]"]
+    refused = tickstep_cli("run", "sma_cross", "--data", str(store),
+                           "-o", "commission_by_symbol={bad json")
+    assert refused.returncode != 0 and "expected a mapping written as JSON" in refused.stderr
+
+
 def test_run_prints_the_same_statistics_as_the_api(store):
     done = tickstep_cli("run", "sma_cross", "--data", str(store), "-p", "fast=5", "-p",
                         "slow=20", "-o", "cash=50000", "--json")

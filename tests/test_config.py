@@ -27,6 +27,7 @@ def test_defaults():
         "commission_min": 0.0,
         "commission_cap": None,
         "commission_maker": None,
+        "commission_by_symbol": None,
         "slippage": 0.0,
         "trade_on_close": False,
         "leverage": 1.0,
@@ -96,6 +97,19 @@ def test_every_option_is_documented_and_has_a_rule():
         ({"commission": None}, "commission=None", "fraction"),
         ({"commission": 1.0}, "commission=1.0", "[0, 1)"),
         ({"maintenance_margin": 25}, "maintenance_margin=25", "fraction of gross exposure in [0, 1)"),
+        ({"commission_by_symbol": [("AAPL", 0.001)]}, "commission_by_symbol=[", "mapping of symbols"),
+        ({"commission_by_symbol": {"AAPL": 0.001}}, "commission_by_symbol['AAPL']=0.001",
+         "mapping of commission parts"),
+        ({"commission_by_symbol": {"AAPL": {"commission": 5}}},
+         "commission_by_symbol['AAPL']['commission']=5", "[0, 1)"),
+        ({"commission_by_symbol": {"AAPL": {"commission_min": -1}}},
+         "commission_by_symbol['AAPL']['commission_min']=-1", ">= 0"),
+        ({"commission_by_symbol": {"AAPL": {"commission_cap": 0}}},
+         "commission_by_symbol['AAPL']['commission_cap']=0", "(0, 1)"),
+        ({"commission_by_symbol": {"AAPL": {"commision": 0.001}}}, "'commision' is not a part",
+         "did you mean 'commission'"),
+        ({"commission_by_symbol": {"AAPL": {"commission": "0.1%"}}},
+         "commission_by_symbol['AAPL']['commission']='0.1%'", "got str"),
         ({"maintenance_margin": -0.1}, "maintenance_margin=-0.1", "[0, 1)"),
         ({"maintenance_margin": True}, "maintenance_margin=True", "got bool"),
         ({"commission": -0.001}, "commission=-0.001", "commission_maker=, which may be negative"),
@@ -219,3 +233,16 @@ def test_docstring_examples_run(module):
 
     failures, tried = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert tried > 0 and failures == 0
+
+
+def test_a_symbols_own_schedule_is_kept_frozen_hashable_and_picklable():
+    given = {"AAPL": {"commission_per_unit": 0.005, "commission_min": 1}}
+    config = BacktestConfig(commission=0.001, commission_by_symbol=given)
+    given["AAPL"]["commission_min"] = 99  # the caller's dict changing later changes nothing
+    assert config.commission_by_symbol == {"AAPL": {"commission_per_unit": 0.005, "commission_min": 1.0}}
+    assert type(config.commission_by_symbol["AAPL"]["commission_min"]) is float
+    with pytest.raises(TypeError):
+        config.commission_by_symbol["AAPL"] = {}  # type: ignore[index]
+    again = pickle.loads(pickle.dumps(config))
+    assert again == config and hash(again) == hash(config)
+    assert hash(config) != hash(config.replace(commission_by_symbol={"AAPL": {"commission": 0.002}}))

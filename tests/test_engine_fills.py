@@ -899,3 +899,27 @@ def test_orders_in_on_tick_are_every_symbols(bars):
 
     r = tickstep.Backtest({"A": bars(FOUR), "B": bars(FOUR)}, Both, cash=10_000).run()
     assert r.strategy.seen[0] == ["A", "B"] and r.strategy.seen[-1] == ["A", "B"]
+
+
+# --- a symbol's own schedule ----------------------------------------------------------
+
+
+def test_a_symbol_with_its_own_schedule_pays_it_and_the_others_the_accounts(bars, run):
+    # Both symbols buy 10 at bar 0 (filled at bar 1's open 102) and sell at bar 2 (filled
+    # at bar 3's open 105). The account charges 0.1% + 1.00; "SHARES" pays 0.05 a unit,
+    # at least 1.50, and nothing more (its parts not given are 0).
+    data = {"COIN": bars(FOUR), "SHARES": bars(FOUR)}
+    r = run(data, {0: buy(10), 2: close}, commission=0.001, commission_fixed=1.0,
+                   commission_by_symbol={"SHARES": {"commission_per_unit": 0.05,
+                                                    "commission_min": 1.5}})
+    fees = r.fills.groupby("symbol", observed=True)["commission"].apply(list)
+    # COIN: 1,020 x 0.001 + 1 = 2.02, then 1,050 x 0.001 + 1 = 2.05.
+    assert fees["COIN"] == [approx(2.02), approx(2.05)]
+    # SHARES: 10 x 0.05 = 0.50, raised to the minimum 1.50, twice.
+    assert fees["SHARES"] == [1.5, 1.5]
+    # Equity: 10,000 + 2 x 30 of P&L - 4.07 - 3.00.
+    assert r.equity.iloc[-1] == approx(10_000 + 60 - 4.07 - 3.0)
+    # A symbol the data lacks is refused by name (a misspelt ticker would pay the
+    # account's schedule without a word).
+    with pytest.raises(tickstep.UnknownSymbolError, match=r"'SHARE' is not a symbol of the data"):
+        tickstep.Backtest(data, tickstep.Strategy, commission_by_symbol={"SHARE": {"commission": 0.01}})

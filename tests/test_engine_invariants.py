@@ -367,10 +367,16 @@ def reference_fee(size, price, *, commission, fixed, per_unit=0.0, minimum=0.0, 
 
 
 def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, fixed, leverage,
-                   per_unit=0.0, minimum=0.0, cap=None, maker=None):
+                   per_unit=0.0, minimum=0.0, cap=None, maker=None, by_symbol=None):
     problems: list[str] = []
-    schedule = dict(commission=commission, fixed=fixed, per_unit=per_unit, minimum=minimum, cap=cap,
-                    maker=maker)
+    account = dict(commission=commission, fixed=fixed, per_unit=per_unit, minimum=minimum, cap=cap,
+                   maker=maker)
+
+    def schedule_of(symbol):
+        """A symbol's own schedule (its parts not given are 0 or none), or the account's."""
+        own = (by_symbol or {}).get(symbol)
+        return account if own is None else {"commission": 0.0, "fixed": 0.0, **own}
+
     names = sorted(frames)
     B = {s: Bars.of(frames[s]) for s in names}
     # Plain rows: much faster to read than pandas rows.
@@ -402,9 +408,10 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
         if B[f.symbol].at(ns(f.time)) is None:
             problems.append(f"fill of order {oid} at {f.time}: {f.symbol} has no bar then")
         limit = None if pd.isna(o.limit) else o.limit
-        fee = reference_fee(f["size"], f.price, limit=limit, **schedule)
+        fee = reference_fee(f["size"], f.price, limit=limit, **schedule_of(f.symbol))
         if partial:  # the units executed pay their share of the whole order's commission
-            fee = reference_fee(o["size"], f.price, limit=limit, **schedule) * f["size"] / o["size"]
+            fee = (reference_fee(o["size"], f.price, limit=limit, **schedule_of(f.symbol))
+                   * f["size"] / o["size"])
         if not math.isclose(f.commission, fee, rel_tol=1e-12, abs_tol=1e-12):
             problems.append(f"fill of order {oid}: commission {f.commission} != {fee}")
         if not trade_on_close and o.role in ("entry", "close") and not f.time > o.placed_time:
@@ -670,7 +677,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
 
     problems += check_margin(
         B, orders, fill_rows, expected, trade_on_close=trade_on_close, leverage=leverage,
-        slippage_bps=slippage_bps, schedule=schedule,
+        slippage_bps=slippage_bps, schedule_of=schedule_of,
     )
 
     # -- equity at every sample ---------------------------------------------------------------
@@ -722,7 +729,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
     return problems
 
 
-def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippage_bps, schedule):
+def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippage_bps, schedule_of):
     """A fill that grows a position keeps gross exposure <= leverage x equity; a rejected
     order would have broken that rule.
 
@@ -829,7 +836,8 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
         o, ev = orders[oid], expected[oid]
         t, buy, size = int(pd.Timestamp(o.closed_time).value), o.side == "buy", o["size"]
         price = slipped(ev.raw, buy, slippage_bps) if slips(kind_of(o)) else ev.raw
-        fee = reference_fee(size, price, limit=None if pd.isna(o.limit) else o.limit, **schedule)
+        fee = reference_fee(size, price, limit=None if pd.isna(o.limit) else o.limit,
+                            **schedule_of(o.symbol))
         verdicts = [verdict(c, p, t, o.symbol, ev.barrier, 1 if buy else -1, size, price, fee)
                     for c, p in states]
         return all(grows and fits_strict for grows, _, fits_strict in verdicts)
@@ -983,12 +991,24 @@ def scenarios(draw):
             dict(maker=0.0005, minimum=1.0),
             dict(maker=-0.0002),
         ])),
+        # Some symbols' own schedules now and then (a symbol the market lacks is left out).
+        by_symbol=draw(st.sampled_from([
+            None,
+            {"S0": dict(per_unit=0.05, minimum=2.0)},
+            {"S1": dict(commission=0.002, fixed=0.5, maker=-0.0002), "S2": dict(cap=0.001, minimum=1.0)},
+        ])),
     )
 
 
 #: The schedule's parts by the options' names.
 OPTION_OF = {"per_unit": "commission_per_unit", "minimum": "commission_min", "cap": "commission_cap",
-             "maker": "commission_maker"}
+             "maker": "commission_maker", "commission": "commission", "fixed": "commission_fixed"}
+
+
+def symbols_own(sc):
+    """The scenario's own schedules of the symbols its market has."""
+    names = {f"S{k}" for k in range(sc["market"]["n_symbols"])}
+    return {s: own for s, own in (sc.get("by_symbol") or {}).items() if s in names}
 
 
 def run_random(sc):
@@ -1000,6 +1020,8 @@ def run_random(sc):
         commission=sc["commission"],
         commission_fixed=sc["commission_fixed"],
         **{OPTION_OF[k]: v for k, v in sc.get("schedule", {}).items()},
+        commission_by_symbol={s: {OPTION_OF[k]: v for k, v in own.items()}
+                              for s, own in symbols_own(sc).items()},
         slippage=sc["slippage"],
         leverage=sc["leverage"],
         trade_on_close=sc["trade_on_close"],
@@ -1020,6 +1042,7 @@ def assert_consistent(sc):
         fixed=sc["commission_fixed"],
         leverage=sc["leverage"],
         **sc.get("schedule", {}),
+        by_symbol=symbols_own(sc),
     )
     assert not problems, "\n".join(problems[:20])
     return result
@@ -1171,3 +1194,19 @@ def test_the_checker_catches_tampered_results():
     big.loc[k, ["size", "commission"]] *= 200
     oid = int(big.loc[k, "order_id"])
     assert f"order {oid} filled at {big.loc[k, 'time']} beyond the margin" in problems_after(fills=big)
+
+
+def test_the_checker_holds_each_symbol_to_its_own_schedule():
+    """A symbol's own schedule is what the reference charges its fills: checked against
+    the account's instead, the same run's fills of that symbol are wrong."""
+    sc = dict(
+        market=dict(seed=4, n_symbols=3, n_ticks=40, p_missing=0.2, freq="D"),
+        strategy_seed=4, commission=0.001, commission_fixed=1.0, slippage=5.0,
+        leverage=1.0, trade_on_close=False, by_symbol={"S1": dict(per_unit=0.05, minimum=2.0)},
+    )
+    result = assert_consistent(sc)
+    assert (result.fills["symbol"] == "S1").sum() > 0
+    frames = random_market(**sc["market"])
+    problems = check_backtest(frames, result, trade_on_close=False, slippage_bps=5.0,
+                              commission=0.001, fixed=1.0, leverage=1.0)
+    assert any("fill of order" in p and "commission" in p for p in problems)

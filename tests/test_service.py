@@ -152,6 +152,26 @@ def test_a_broker_schedule_given_over_http_charges_as_in_python(client, store):
     np.testing.assert_array_equal(got, want)
 
 
+def test_a_symbols_own_schedule_given_over_http_charges_as_in_python(client, store):
+    # TEW pays 0.01 a unit, at least 1.00; BARP the account's 0.1%.
+    options = {"commission": 0.001, "on_reject": "ignore",
+               "commission_by_symbol": {"TEW": {"commission_per_unit": 0.01, "commission_min": 1.0}}}
+    batch_id = submit(client, {"strategy": "sma_cross", "params": {"fast": [5, 10]},
+                               "symbols": ["BARP", "TEW"], "options": options,
+                               "cache": False}).json()["batch_id"]
+    assert wait_done(client, batch_id)["status"] == "done"
+    rows = pd.DataFrame(client.get(f"/batches/{batch_id}/results").json()["rows"])
+    reference = run_batch("sma_cross", str(store), params={"fast": [5, 10]},
+                          symbols=["BARP", "TEW"], cache=False, **options)
+    got = rows.sort_values(["symbols", "fast"])["Commissions [$]"].to_numpy()
+    want = reference.sort_values(["symbols", "fast"])["Commissions [$]"].to_numpy()
+    assert len(got) == 4 and (want > 0).all()
+    np.testing.assert_array_equal(got, want)
+    refused = submit(client, {"strategy": "sma_cross", "symbols": ["BARP"],
+                              "options": {"commission_by_symbol": {"TEW": {"commision": 0.1}}}})
+    assert refused.status_code == 422 and "did you mean 'commission'" in refused.text
+
+
 def test_margin_calls_over_http_are_stored_and_counted_as_in_python(client, store):
     # Crosses traded both ways (short on a death cross, 95% of equity) under a maintenance
     # of 99%: a rise of a few percent against a short calls the account.

@@ -207,6 +207,11 @@ def markets_and_signals(draw):
     options.update(margin)
     if margin and isinstance(rules["size"], float):
         rules["size"] *= margin["leverage"] * 0.9
+    # A symbol's own schedule now and then: both modes charge its fills by it.
+    own = draw(st.sampled_from([None, {"commission_per_unit": 0.02, "commission_min": 2.0},
+                                {"commission": 0.002, "commission_maker": -0.0001}]))
+    if own is not None:
+        options["commission_by_symbol"] = {sorted(data)[0]: own}
     return data, signals, rules, trail, options
 
 

@@ -81,6 +81,11 @@ def read_value(name: str, text: str, default: Any) -> Any:
 
 
 def _literal(text: str) -> Any:
+    if text.startswith("{"):  # a mapping, written as JSON (e.g. commission_by_symbol)
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"expected a mapping written as JSON ({exc})") from None
     low = text.lower()
     if low in ("true", "false"):
         return low == "true"

@@ -53,8 +53,9 @@ class BatchRequest(BaseModel):
                         "(false: compute every job and keep nothing there).")
     start: datetime | date | None = Field(None, description="First time used (inclusive).")
     end: datetime | date | None = Field(None, description="Last time used (inclusive).")
-    options: dict[str, Scalar] = Field(
-        default_factory=dict, description="Engine options: cash, commission, slippage, ...")
+    options: dict[str, Scalar | dict[str, dict[str, StrictInt | StrictFloat]]] = Field(
+        default_factory=dict, description="Engine options: cash, commission, slippage, ...; "
+        "commission_by_symbol as {symbol: {part: number}}.")
     data: str | None = Field(None, max_length=500, description="A store file inside the "
                              "service's data directory (default: the service's store).")
     regular_hours: bool = Field(False, description="Only bars inside exchange sessions.")

@@ -21,15 +21,16 @@ __all__ = ["ENGINE_DEFAULTS", "PLAIN_TYPES", "check_config", "describe_strategie
 PLAIN_TYPES = (bool, int, float, str)
 
 #: Options off by default (None) that take a plain number when given (``commission_cap``,
-#: ``commission_maker``, ``periods_per_year``, ``history``), by their declared types.
-_NUMBER_OR_NONE = ("float | None", "int | None")
+#: ``commission_maker``, ``periods_per_year``, ``history``), or plain data (JSON's:
+#: ``commission_by_symbol``'s mapping), by their declared types.
+_PLAIN_OR_NONE = ("float | None", "int | None", "Mapping[str, Mapping[str, float]] | None")
 
 #: Engine options given by value, with their defaults (from `BacktestConfig`); a value
 #: given for one whose default is None is checked by the config's rule alone.
 ENGINE_DEFAULTS: dict[str, Any] = {
     f.name: default
     for f, default in zip(dataclasses.fields(BacktestConfig), BacktestConfig().options().values())
-    if isinstance(default, PLAIN_TYPES) or f.type in _NUMBER_OR_NONE
+    if isinstance(default, PLAIN_TYPES) or f.type in _PLAIN_OR_NONE
 }
 
 
