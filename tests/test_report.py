@@ -14,7 +14,13 @@ import pytest
 import tickstep
 from conftest import make_bars, run_script
 from test_report_runs import Busy, busy_result
-from tickstep.report import position_values, rejected_orders, sector_breakdown, symbol_breakdown
+from tickstep.report import (
+    margin_calls,
+    position_values,
+    rejected_orders,
+    sector_breakdown,
+    symbol_breakdown,
+)
 from tickstep.report.downsample import downsample
 from tickstep.strategies import SmaCross
 
@@ -212,6 +218,31 @@ def test_report_is_self_contained_and_deterministic(tmp_path):
             x = trace["x"]
             if isinstance(x, dict):
                 assert len(base64.b64decode(x["bdata"])) // 8 <= 2002
+
+
+def test_the_report_lists_the_positions_margin_calls_closed(tmp_path):
+    # Two symbols bought with four times leverage (cash -20,002 after 1.00 a fill); day
+    # 2's closes put equity (-20,002 + 200 x 60 + 200 x 45 = 999) below 25% of the
+    # exposure (5,250): both closed there.
+    days = [(c, c, c, c) for c in (100, 100, 60, 60)]
+    other = [(c, c, c, c) for c in (50, 50, 45, 45)]
+    script = {("A", 0): lambda s, sym: s.buy(sym, size=200),
+              ("B", 0): lambda s, sym: s.buy(sym, size=200)}
+    r = run_script({"A": make_bars(days), "B": make_bars(other)}, script, cash=10_000,
+                   leverage=4, maintenance_margin=0.25, commission_fixed=1.0)
+    called = margin_calls(r)
+    assert list(called["symbol"]) == ["A", "B"]
+    assert list(called["price"]) == [60.0, 45.0]
+    assert list(called["side"]) == ["sell", "sell"]
+    assert set(called["time"]) == {pd.Timestamp("2024-01-03", tz="UTC")}
+    assert list(called["commission"]) == [1.0, 1.0]
+    text = r.report(tmp_path / "called.html").read_text()
+    table = re.search(r'<table id="margin-calls">.*?</table>', text).group(0)
+    assert table.count("<tr>") == 1 + 2 and "1 margin call(s)" in text
+    assert 'id="margin-calls-none"' not in text
+    calm = busy_result()
+    assert margin_calls(calm).empty
+    assert 'id="margin-calls-none"' in calm.report(tmp_path / "calm.html").read_text()
 
 
 def test_a_loaded_result_gives_the_same_report(tmp_path):

@@ -3,7 +3,7 @@
 ``result.plot()`` (one interactive Plotly figure), ``result.report("report.html")`` (one
 self-contained file that works offline), `plot_heatmap` over an optimisation's
 parameters, and the tables behind them (`symbol_breakdown`, `sector_breakdown`,
-`rejected_orders`), which need nothing beyond pandas.
+`rejected_orders`, `margin_calls`), which need nothing beyond pandas.
 
 Drawing needs the ``plot`` extra (``pip install 'tickstep[plot]'``: plotly and
 tsdownsample); it is imported on first use, and a missing one is named with the command
@@ -16,6 +16,7 @@ from tickstep.report.figures import plot
 from tickstep.report.heatmap import heatmap_table, plot_heatmap
 from tickstep.report.html import write_report
 from tickstep.report.tables import (
+    margin_calls,
     position_values,
     rejected_orders,
     sector_breakdown,
@@ -24,6 +25,7 @@ from tickstep.report.tables import (
 
 __all__ = [
     "heatmap_table",
+    "margin_calls",
     "plot",
     "plot_heatmap",
     "position_values",

@@ -26,6 +26,7 @@ from tickstep.report._deps import plotly_offline
 from tickstep.report.downsample import DEFAULT_POINTS
 from tickstep.report.tables import (
     Result,
+    margin_calls,
     position_values,
     rejected_orders,
     sector_breakdown,
@@ -197,6 +198,7 @@ def write_report(result: Result, path: str | Path, *, symbols: list[str] | None 
     symbols = charts.check_symbols(result, symbols, breakdown)
     sectors = sector_breakdown(result, values)
     rejected = rejected_orders(result)
+    called = margin_calls(result)
     figures = _figures(result, symbols, max_points, breakdown)
 
     title = title or f"{result.strategy_name} on {len(result.symbols)} symbols"
@@ -234,6 +236,16 @@ def write_report(result: Result, path: str | Path, *, symbols: list[str] | None 
             + ".</p>",
             _table(counts, "rejected-reasons", "reason"),
             _table(shown, "rejected", "order"),
+        ]
+    parts.append("<h2>Margin calls</h2>")
+    if len(called) == 0:
+        parts.append('<p class="note" id="margin-calls-none">No margin call.</p>')
+    else:
+        calls = called["time"].nunique()
+        parts += [
+            f'<p class="note">{calls} margin call(s): every working order cancelled and '
+            f"every position closed at its latest close ({len(called)} fill(s)).</p>",
+            _table(called.set_index("time"), "margin-calls", "time"),
         ]
     for fig_id, _, fig in figures:
         parts.append(f'<script type="application/json" id="{fig_id}-data">{_figure_json(fig.spec())}</script>')

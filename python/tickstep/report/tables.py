@@ -167,6 +167,17 @@ def rejected_orders(result: Result) -> pd.DataFrame:
                      "stop", "role", "reason"]].reset_index(drop=True)
 
 
+def margin_calls(result: Result) -> pd.DataFrame:
+    """The positions margin calls closed (``BacktestConfig.maintenance_margin``): a row
+    per closing fill, with its time, symbol, side, size, price and commission, in the
+    order they filled."""
+    orders = result.orders
+    closes = orders[(orders["status"] == "filled") & orders["reason"].str.startswith("margin call")]
+    fills = result.fills
+    closed = fills[fills["order_id"].isin(closes["order_id"])]
+    return closed[["time", "symbol", "side", "size", "price", "commission"]].reset_index(drop=True)
+
+
 def _sectors(result: Result) -> pd.Series | None:
     meta = result.metadata
     if meta is None or "sector" not in meta.columns:
