@@ -154,6 +154,11 @@ pub struct Config {
     /// gross exposure, before the broker closes every position (a margin call); an
     /// account whose equity falls to zero or below is closed out whatever this is.
     pub maintenance_margin: f64,
+    /// `funding_column`: the market's extra column (by index) holding each bar's funding
+    /// rate: at a bar with a rate (not NaN, not 0), a position pays size × close × rate
+    /// (a long pays a positive rate, a short receives it), as perpetual futures settle
+    /// their funding.
+    pub funding: Option<usize>,
     /// `record_every_bar`: record equity at every tick, not only at each trading day's end.
     pub record_every_bar: bool,
     /// `exclusive_orders`: an order a strategy places cancels its symbol's entry orders
@@ -175,6 +180,7 @@ impl Default for Config {
             fill_at: FillAt::NextOpen,
             leverage: 1.0,
             maintenance_margin: 0.0,
+            funding: None,
             record_every_bar: false,
             exclusive_orders: false,
             carry: CarryRates::default(),

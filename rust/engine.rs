@@ -133,9 +133,38 @@ macro_rules! tick_context {
     };
 }
 
+/// Refuse a funding column the market lacks, or a rate that is not a number (NaN, no
+/// funding at that bar, is one), naming the symbol and the bar's time.
+fn check_funding(market: &Market, column: usize) -> Result<()> {
+    let Some(name) = market.columns().get(column) else {
+        return Err(EngineError::InvalidConfig(format!(
+            "funding_column: the market has no extra column {column}"
+        )));
+    };
+    for s in 0..market.symbol_count() {
+        let bars = market.bars(s);
+        let Some(rates) = &bars.extra[column] else {
+            continue;
+        };
+        if let Some(j) = rates.iter().position(|r| r.is_infinite()) {
+            return Err(EngineError::InvalidMarket(format!(
+                "symbol '{}': funding rate {} in column '{name}' at {} ns UTC: must be a \
+                 finite number (NaN: no funding at that bar)",
+                market.name(s),
+                rates[j],
+                bars.ts[j]
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Engine {
     pub fn new(market: Arc<Market>, config: Config) -> Result<Self> {
         config.validate()?;
+        if let Some(column) = config.funding {
+            check_funding(&market, column)?;
+        }
         let n = market.symbol_count();
         let order = market.call_order();
         let call_rank = (!order.iter().copied().eq(0..n)).then(|| {
@@ -398,6 +427,10 @@ impl Engine {
                 let (s, i) = self.touched[k];
                 self.close_bar(&market, s, i);
             }
+            // Positions held at a bar with a funding rate settle it at the close.
+            if let Some(column) = self.config.funding {
+                self.settle_funding(&market, column);
+            }
             // Marked at this tick's closes, the account may be margin called: never while
             // cash is above zero and every position is long at a positive mark (the usual
             // run skips the check on two words).
@@ -571,6 +604,24 @@ impl Engine {
             self.portfolio.observe_range(s, b.low[j], b.high[j]);
         }
         self.portfolio.mark(s, b.close[j]);
+    }
+
+    /// The positions of this tick's symbols held at a bar with a funding rate in extra
+    /// column `column` (not NaN, not 0) pay size × close × rate (`Config::funding`).
+    #[inline(never)]
+    fn settle_funding(&mut self, market: &Market, column: usize) {
+        for k in 0..self.touched.len() {
+            let (s, i) = self.touched[k];
+            let size = self.portfolio.position(s).size;
+            let bars = market.bars(s);
+            if let (true, Some(rates)) = (size != 0.0, &bars.extra[column]) {
+                let j = market.local(s, i);
+                let rate = rates[j];
+                if rate != 0.0 && !rate.is_nan() {
+                    self.portfolio.pay_funding(s, size * bars.close[j] * rate);
+                }
+            }
+        }
     }
 
     /// The broker's margin call, before the strategy's turn: when equity at this tick's

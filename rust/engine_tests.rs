@@ -330,3 +330,28 @@ fn the_equity_curve_is_allocated_once_for_its_samples() {
         }
     }
 }
+
+/// A funding column the market lacks, or an infinite rate in it, is refused by name
+/// (the data's door refuses the rate first; a market built in Rust meets this rule).
+#[test]
+fn a_funding_column_is_checked_when_the_engine_is_made() {
+    let rows = [(100.0, 100.0, 100.0, 100.0); 3];
+    let mut b = bars(&rows);
+    b.extra = vec![Some(vec![0.0, f64::INFINITY, f64::NAN].into())];
+    let m = Market::with_columns(vec!["X".into()], vec![b], vec!["funding".into()]).unwrap();
+    let m = Arc::new(m);
+    let config = |column| Config {
+        funding: Some(column),
+        ..Config::default()
+    };
+    let bad = Engine::new(m.clone(), config(0)).err().unwrap().to_string();
+    assert!(
+        bad.contains("symbol 'X': funding rate inf in column 'funding' at 1 ns UTC"),
+        "{bad}"
+    );
+    let missing = Engine::new(m, config(1)).err().unwrap().to_string();
+    assert!(
+        missing.contains("funding_column: the market has no extra column 1"),
+        "{missing}"
+    );
+}

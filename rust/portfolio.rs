@@ -665,6 +665,15 @@ impl Portfolio {
         self.gross != self.value
     }
 
+    /// `symbol`'s position settles its funding: it pays `amount` (size × mark × rate; a
+    /// negative amount is received), from cash, counted with the carrying costs.
+    pub fn pay_funding(&mut self, symbol: usize, amount: f64) {
+        let charge = self.money(Some(symbol), amount);
+        self.cash -= charge;
+        self.carry_paid += amount;
+        self.check_sums(Some(symbol));
+    }
+
     /// Whether the account's own sums (the parked positions' aside) may put it under a
     /// margin call at some marks. Not while cash is above zero and every term is a
     /// long's at a positive mark (Σ |size| × mark = Σ size × mark): equity is then cash

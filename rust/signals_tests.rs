@@ -578,6 +578,7 @@ fn random_case(seed: u64) -> Case {
         },
         leverage: [1.0, 2.0][d.below(2) as usize],
         maintenance_margin: 0.0,
+        funding: None,
         record_every_bar: d.chance(0.5),
         // The signal rules close before an opposite entry themselves (Python refuses the
         // option for signals mode).
@@ -635,6 +636,14 @@ fn random_case(seed: u64) -> Case {
     if d.chance(0.3) {
         config.by_symbol = (0..n).map(|_| own_schedule(&mut d)).collect();
     }
+    // A funding column now and then (drawn last): a rate at one bar in eight or so, of
+    // either sign, some of them 0; some symbols without the column.
+    let market = if d.chance(0.3) {
+        config.funding = Some(0);
+        with_funding(&market, &mut d)
+    } else {
+        market
+    };
     Case {
         market: Arc::new(market),
         signals,
@@ -660,6 +669,34 @@ fn schedule_now_and_then(d: &mut Draw, commission: &mut Commission) {
         commission.cap = [None, Some(0.002), Some(0.01)][d.below(3) as usize];
         commission.maker = [None, Some(0.0), Some(0.0005), Some(-0.0002)][d.below(4) as usize];
     }
+}
+
+/// `market` with an extra column "funding" of rates per bar (NaN: none), for most symbols.
+fn with_funding(market: &Market, d: &mut Draw) -> Market {
+    let n = market.symbol_count();
+    let names = (0..n).map(|s| market.name(s).to_string()).collect();
+    let bars = (0..n)
+        .map(|s| {
+            let mut bars = market.bars(s).clone();
+            let rates = d.chance(0.8).then(|| {
+                (0..bars.ts.len())
+                    .map(|_| match d.below(16) {
+                        0 => 0.0,
+                        1 => 0.0005 + d.unit() * 0.003,
+                        2 => -(0.0005 + d.unit() * 0.003),
+                        _ => f64::NAN,
+                    })
+                    .collect::<Vec<f64>>()
+                    .into()
+            });
+            bars.extra = vec![rates];
+            bars
+        })
+        .collect();
+    Market::with_columns(names, bars, vec!["funding".to_string()])
+        .unwrap()
+        .with_call_order(market.call_order().to_vec())
+        .unwrap()
 }
 
 /// A symbol's own schedule, half the time: a rate and a fixed part, and a broker's
@@ -701,7 +738,12 @@ fn outcome(e: &Engine) -> Vec<String> {
 }
 
 fn case_engine(c: &Case) -> Engine {
-    let mut e = Engine::new(c.market.clone(), c.config.clone()).unwrap();
+    engine_of(c, c.config.clone())
+}
+
+/// The engine of case `c` under `config` instead of its own.
+fn engine_of(c: &Case, config: Config) -> Engine {
+    let mut e = Engine::new(c.market.clone(), config).unwrap();
     if let Some(ends) = &c.session_ends {
         e.set_session_ends(ends.clone()).unwrap();
     }
@@ -736,7 +778,7 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
 fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut fills, mut rejected, mut stops, mut trailed) = (0, 0, 0, 0);
     let (mut sized_per_bar, mut in_lots, mut added, mut timed) = (0, 0, 0, 0);
-    let (mut called, mut called_quiet) = (0, 0);
+    let (mut called, mut called_quiet, mut funded) = (0, 0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -749,6 +791,16 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         }
         fills += event.fills().len();
         called += event.margin_calls();
+        if c.config.funding.is_some() {
+            // Cases where the funding changed the run (against the same without it).
+            let config = Config {
+                funding: None,
+                ..c.config.clone()
+            };
+            let mut without = engine_of(&c, config);
+            without.run(&mut case_strategy(&c)).unwrap();
+            funded += usize::from(outcome(&without) != a);
+        }
         // Positions closed by a call that had no other fill at the call's tick: ones
         // the sparse driver had left alone there (parked, or waiting for a later event).
         let orders = event.orders();
@@ -821,6 +873,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         timed,
         called as usize,
         called_quiet,
+        funded,
     ];
     eprintln!("{reached:?}");
     assert!(
@@ -833,7 +886,8 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && added > 200
             && timed > 40
             && called > 30
-            && called_quiet > 30,
+            && called_quiet > 30
+            && funded > 30,
         "{reached:?}"
     );
 }

@@ -32,6 +32,7 @@ def test_defaults():
         "trade_on_close": False,
         "leverage": 1.0,
         "maintenance_margin": 0.0,
+        "funding_column": None,
         "exclusive_orders": False,
         "sizer": PercentOfEquity(0.95),
         "record_every_bar": False,
@@ -72,7 +73,8 @@ def test_engine_options_are_the_cores_spelling():
     assert config.engine_options() == {
         "cash": 5_000.0, "commission": 0.002, "commission_fixed": 1.0, "commission_per_unit": 0.005,
         "commission_min": 1.0, "commission_cap": 0.01, "commission_maker": 0.0002, "slippage_bps": 3.0,
-        "fill_at": "close", "leverage": 2.0, "maintenance_margin": 0.25, "exclusive_orders": True,
+        "fill_at": "close", "leverage": 2.0, "maintenance_margin": 0.25, "funding_column": None,
+        "exclusive_orders": True,
         "record_every_bar": True,
         "borrow_rate": 0.0, "margin_rate": 0.0, "cash_rate": 0.0,
     }
@@ -112,6 +114,8 @@ def test_every_option_is_documented_and_has_a_rule():
          "commission_by_symbol['AAPL']['commission']='0.1%'", "got str"),
         ({"maintenance_margin": -0.1}, "maintenance_margin=-0.1", "[0, 1)"),
         ({"maintenance_margin": True}, "maintenance_margin=True", "got bool"),
+        ({"funding_column": ""}, "funding_column=''", "name of a column"),
+        ({"funding_column": ["funding_rate"]}, "funding_column=[", "got list"),
         ({"commission": -0.001}, "commission=-0.001", "commission_maker=, which may be negative"),
         ({"commission": "0.1%"}, "commission='0.1%'", "got str"),
         ({"commission_fixed": -1}, "commission_fixed=-1", ">= 0"),

@@ -94,6 +94,7 @@ class Engine:
         fill_at: str = "next_open",
         leverage: float = 1.0,
         maintenance_margin: float = 0.0,
+        funding_column: str | None = None,
         record_every_bar: bool = False,
         exclusive_orders: bool = False,
         borrow_rate: float = 0.0,

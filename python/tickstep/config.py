@@ -207,6 +207,17 @@ def _by_symbol(name: str, value: Any) -> FrozenMapping | None:
     return FrozenMapping(schedules)
 
 
+def _column(name: str, value: Any) -> str | None:
+    rule = "None or the name of a column of the data, e.g. 'funding_rate'"
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _refuse(name, value, rule, wrong_type=True)
+    if not value:
+        raise _refuse(name, value, rule)
+    return value
+
+
 def _flag(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise _refuse(name, value, "True or False", wrong_type=True)
@@ -401,6 +412,13 @@ class BacktestConfig:
         statistics count the calls (``# Margin Calls``). 0.25 is a stock broker's usual
         maintenance; with ``leverage=4`` (an initial margin of 25%) an account fully
         invested would be called at once, so keep it below ``1 / leverage``.
+    funding_column : str, optional
+        The data's column holding each bar's funding rate, as perpetual futures settle
+        it (every 8 hours on most exchanges: the rate at those bars, NaN at the others):
+        at the close of a bar with a rate, a position held pays size x close x rate (a
+        long pays a positive rate, a short receives it; a negative rate the other way
+        round). The payments move cash and equity and count in ``Carrying Costs [$]``; a
+        symbol without the column pays none. Signals mode settles them the same way.
     sizer : callable, default ``PercentOfEquity(0.95)``
         Sizes orders placed without ``size`` (see `tickstep.sizing`).
     record_every_bar : bool, default False
@@ -463,6 +481,7 @@ class BacktestConfig:
     )
     leverage: float = _option(1.0, rule=_positive, engine="leverage")
     maintenance_margin: float = _option(0.0, rule=_maintenance, engine="maintenance_margin")
+    funding_column: str | None = _option(None, rule=_column, engine="funding_column")
     exclusive_orders: bool = _option(False, rule=_flag, engine="exclusive_orders")
     sizer: Sizer = _option(rule=_sizer, default_factory=lambda: PercentOfEquity(0.95))
     record_every_bar: bool = _option(False, rule=_flag, engine="record_every_bar")

@@ -267,7 +267,7 @@ impl PyTradeLog {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", leverage=1.0, maintenance_margin=0.0, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
+    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", leverage=1.0, maintenance_margin=0.0, funding_column=None, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -283,12 +283,28 @@ impl PyEngine {
         fill_at: &str,
         leverage: f64,
         maintenance_margin: f64,
+        funding_column: Option<&str>,
         record_every_bar: bool,
         exclusive_orders: bool,
         borrow_rate: f64,
         margin_rate: f64,
         cash_rate: f64,
     ) -> PyResult<Self> {
+        let funding = match funding_column {
+            None => None,
+            Some(name) => {
+                let m = market.get();
+                let Some(k) = m.inner.column_index(name) else {
+                    let columns = m.inner.columns().join(", ");
+                    let message = format!(
+                        "funding_column={name:?}: the data has no such column (its extra columns: {})",
+                        if columns.is_empty() { "none" } else { &columns }
+                    );
+                    return Err(config_error(py, message));
+                };
+                Some(k)
+            }
+        };
         let config = Config {
             cash,
             commission: Commission {
@@ -304,6 +320,7 @@ impl PyEngine {
             fill_at: FillAt::parse(fill_at).py_err(py)?,
             leverage,
             maintenance_margin,
+            funding,
             record_every_bar,
             exclusive_orders,
             carry: CarryRates {

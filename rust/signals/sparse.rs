@@ -80,6 +80,9 @@ struct Driver<'a, 'm> {
     fresh: bool,
     /// Whether every mark of the market is above zero (a parked long's term is then).
     marks_positive: bool,
+    /// With a funding column (`Config::funding`), per symbol the bars with a rate (not
+    /// NaN, not 0), ascending: a held position has an event at each, where it settles.
+    funding_bars: Vec<Vec<usize>>,
     /// Whether the account may be margin called at some marks (`Portfolio::margin_exposed`,
     /// the parked positions counted): every tick is then visited and the account read at
     /// its closes, as the engine checks it at every tick. Found after each visited tick,
@@ -287,6 +290,10 @@ impl<'a, 'm> Driver<'a, 'm> {
         }
         let at_close = p.config.fill_at == FillAt::Close;
         let longs_affordable = p.config.leverage >= 1.0 && p.config.slippage_bps < 10_000.0;
+        let funding_bars = match p.config.funding {
+            None => Vec::new(),
+            Some(column) => (0..n).map(|s| funding_bars(market, s, column)).collect(),
+        };
         Driver {
             p,
             lanes,
@@ -297,6 +304,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             parked: ParkedPositions::new(n),
             fresh: false,
             marks_positive: market.marks_positive(),
+            funding_bars,
             exposed: false,
             due: Vec::with_capacity(n),
             touched: Vec::with_capacity(n),
@@ -350,7 +358,11 @@ impl<'a, 'm> Driver<'a, 'm> {
                 let fills = self.p.book.fills().len();
                 self.market_phase(market, strategy, now);
                 // Its fills may have exposed the account (most visits fill nothing).
-                if self.p.book.fills().len() != fills {
+                let mut changed = self.p.book.fills().len() != fills;
+                if let Some(column) = self.p.config.funding {
+                    changed |= self.settle_funding(market, column);
+                }
+                if changed {
                     self.exposed = self.exposure();
                 }
             }
@@ -421,6 +433,27 @@ impl<'a, 'm> Driver<'a, 'm> {
             }
         }
         sort_due(&mut self.due);
+    }
+
+    /// The engine's funding settlement (`Engine::settle_funding`) for the due symbols:
+    /// a position held at its bar's close, parked or not, pays size × close × rate where
+    /// the bar has a rate. Whether any paid.
+    fn settle_funding(&mut self, market: &Market, column: usize) -> bool {
+        let mut paid = false;
+        for k in 0..self.due.len() {
+            let s = due_symbol(self.due[k]);
+            let size = self.p.portfolio.position(s).size;
+            let bars = market.bars(s);
+            if let (true, Some(rates)) = (size != 0.0, &bars.extra[column]) {
+                let i = self.lanes[s].event;
+                let rate = rates[i];
+                if rate != 0.0 && !rate.is_nan() {
+                    self.p.portfolio.pay_funding(s, size * bars.close[i] * rate);
+                    paid = true;
+                }
+            }
+        }
+        paid
     }
 
     /// Whether the account may be margin called at some marks before cash or a position
@@ -755,6 +788,15 @@ impl<'a, 'm> Driver<'a, 'm> {
         if let Some(bar) = self.next_match(s, i, next) {
             next = bar;
         }
+        // A held position settles its funding at the next bar with a rate.
+        if let Some(bars) = self.funding_bars.get(s) {
+            if self.p.portfolio.position(s).size != 0.0 {
+                let k = bars.partition_point(|&b| b <= i);
+                if let Some(&bar) = bars.get(k) {
+                    next = next.min(bar);
+                }
+            }
+        }
         if next > i + 1 {
             // A position with bars before its next event is parked over them; without
             // any, its term in the account stays right until then.
@@ -872,6 +914,17 @@ const READ_AHEAD: usize = 8;
 /// How many of a parked position's coming bars have their lows and highs fetched into
 /// cache when it is parked (a position is parked a few dozen bars most often).
 const RANGE_AHEAD: usize = 64;
+
+/// The bars of symbol `s` with a funding rate in extra column `column` (not NaN, not 0).
+fn funding_bars(market: &Market, s: usize, column: usize) -> Vec<usize> {
+    match &market.bars(s).extra[column] {
+        None => Vec::new(),
+        Some(rates) => (rates.iter().enumerate())
+            .filter(|&(_, &r)| r != 0.0 && !r.is_nan())
+            .map(|(i, _)| i)
+            .collect(),
+    }
+}
 
 /// Fetch the bar `i` of `bars` into cache: its time and four prices.
 #[inline(always)]
