@@ -242,6 +242,8 @@ def test_the_report_lists_the_positions_margin_calls_closed(tmp_path):
     assert 'id="margin-calls-none"' not in text
     calm = busy_result()
     assert margin_calls(calm).empty
+    idle = tickstep.Backtest(tickstep.data.example_daily(), tickstep.Strategy).run()
+    assert idle.orders.empty and margin_calls(idle).empty
     assert 'id="margin-calls-none"' in calm.report(tmp_path / "calm.html").read_text()
 
 

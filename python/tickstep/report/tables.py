@@ -172,7 +172,9 @@ def margin_calls(result: Result) -> pd.DataFrame:
     per closing fill, with its time, symbol, side, size, price and commission, in the
     order they filled."""
     orders = result.orders
-    closes = orders[(orders["status"] == "filled") & orders["reason"].str.startswith("margin call")]
+    # (A run without orders has an empty column of no type: compared as text.)
+    called = orders["reason"].astype(str).str.startswith("margin call")
+    closes = orders[(orders["status"] == "filled") & called]
     fills = result.fills
     closed = fills[fills["order_id"].isin(closes["order_id"])]
     return closed[["time", "symbol", "side", "size", "price", "commission"]].reset_index(drop=True)
