@@ -904,7 +904,7 @@ def test_orders_in_on_tick_are_every_symbols(bars):
 # --- a symbol's own schedule ----------------------------------------------------------
 
 
-def test_a_symbol_with_its_own_schedule_pays_it_and_the_others_the_accounts(bars, run):
+def test_a_symbol_with_its_own_schedule_pays_it_and_the_others_the_accounts(bars, run, tmp_path):
     # Both symbols buy 10 at bar 0 (filled at bar 1's open 102) and sell at bar 2 (filled
     # at bar 3's open 105). The account charges 0.1% + 1.00; "SHARES" pays 0.05 a unit,
     # at least 1.50, and nothing more (its parts not given are 0).
@@ -919,6 +919,10 @@ def test_a_symbol_with_its_own_schedule_pays_it_and_the_others_the_accounts(bars
     assert fees["SHARES"] == [1.5, 1.5]
     # Equity: 10,000 + 2 x 30 of P&L - 4.07 - 3.00.
     assert r.equity.iloc[-1] == approx(10_000 + 60 - 4.07 - 3.0)
+    # A saved result keeps the schedules as plain data.
+    loaded = tickstep.load_result(r.save(tmp_path / "saved"))
+    assert loaded.options["commission_by_symbol"] == {
+        "SHARES": {"commission_per_unit": 0.05, "commission_min": 1.5}}
     # A symbol the data lacks is refused by name (a misspelt ticker would pay the
     # account's schedule without a word).
     with pytest.raises(tickstep.UnknownSymbolError, match=r"'SHARE' is not a symbol of the data"):

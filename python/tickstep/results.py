@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
@@ -695,7 +695,7 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
             return v
         if isinstance(v, (list, tuple)):
             return [plain(x) for x in v]
-        if isinstance(v, dict):
+        if isinstance(v, Mapping):  # a dict, or an option's frozen mapping
             return {str(k): plain(x) for k, x in v.items()}
         return repr(v)
 
