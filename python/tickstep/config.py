@@ -414,7 +414,8 @@ class BacktestConfig:
         invested would be called at once, so keep it below ``1 / leverage``.
     funding_column : str, optional
         The data's column holding each bar's funding rate, as perpetual futures settle
-        it (every 8 hours on most exchanges: the rate at those bars, NaN at the others):
+        it (every 8 hours on most exchanges: the rate at those bars; 0 at the others, or
+        NaN when the data is loaded with ``allow_nan=[column]``):
         at the close of a bar with a rate, a position held pays size x close x rate (a
         long pays a positive rate, a short receives it; a negative rate the other way
         round). The payments move cash and equity and count in ``Carrying Costs [$]``; a
