@@ -110,6 +110,26 @@ def test_rows_equal_backtest_run(market, scratch):
         assert simulate_stats(bt.market, RsiMeanReversion, bt.config, {"oversold": 35.0}).equals(expected)
 
 
+def test_a_symbols_own_schedule_in_a_batch_is_its_runs_alone(market, scratch):
+    # One symbol pays 0.05 a unit, at least 2.00; each run (one symbol each) is the
+    # Backtest of that symbol with the same options. A symbol the data lacks is refused
+    # when the batch runs every symbol; with a selection, a schedule of a symbol left out
+    # is kept for the runs that have it.
+    first, second = market.symbols[:2]
+    options = dict(commission=0.001, on_reject="ignore",
+                   commission_by_symbol={first: {"commission_per_unit": 0.05, "commission_min": 2.0}})
+    rows = run_batch(RsiMeanReversion, market, symbols=[first, second], params={"oversold": 35.0},
+                     cache=False, executor="sequential", scratch_dir=scratch, **options)
+    for symbol in (first, second):
+        alone = tickstep.Backtest(market, RsiMeanReversion, symbols=[symbol], **options)
+        expected = alone.run(oversold=35.0).stats["Commissions [$]"]
+        assert rows[rows["symbols"] == symbol].iloc[0]["Commissions [$]"] == expected
+    with pytest.raises(tickstep.UnknownSymbolError, match="'NOPE' is not a symbol of the data"):
+        run_batch(RsiMeanReversion, market, params={"oversold": 35.0}, cache=False,
+                  executor="sequential", scratch_dir=scratch,
+                  commission_by_symbol={"NOPE": {"commission": 0.01}})
+
+
 def test_portfolio_mode_is_one_backtest_of_all_symbols(market, scratch):
     rows = run_batch(RsiMeanReversion, market, portfolio=True, params={"rsi_period": [10, 14]},
                      cache=False, scratch_dir=scratch, max_workers=2)

@@ -134,7 +134,8 @@ class Backtest:
             if warmup is not None and self._config.trade_start is None:
                 first = pd.Timestamp(self._stream.first, tz="UTC")
                 self._config = self._config.replace(trade_start=first + _duration(warmup, "warmup"))
-            check_symbols(self._config, self._symbols)
+            if symbols is None:
+                check_symbols(self._config, self._symbols)
             benchmark = self._config.benchmark
             if isinstance(benchmark, str) and benchmark not in self._symbols:
                 raise _core.UnknownSymbolError(f"benchmark {benchmark!r} is not a symbol of the data"
@@ -175,7 +176,8 @@ class Backtest:
         # A benchmark symbol missing from the data is refused now, not after a run (as a
         # symbol with a schedule of its own).
         benchmark_prices(self._config.benchmark, self._market)
-        check_symbols(self._config, self._symbols)
+        if symbols is None:  # (a selection's runs keep the schedules of symbols left out)
+            check_symbols(self._config, self._symbols)
         # Computed once: every run of this backtest samples equity at the same ticks.
         self._session_ends = session_ends(self._market, self._config.timezone)
 

@@ -387,7 +387,8 @@ class BacktestConfig:
         alone: the parts it does not give are 0 (none), not the account's. A portfolio of
         shares and coins: ``commission=0.001, commission_by_symbol={"AAPL":
         {"commission_per_unit": 0.005, "commission_min": 1.0}}``. Every symbol must be
-        one of the data's.
+        one of the data's when all its symbols run (with a ``symbols=`` selection, the
+        schedule of a symbol left out is kept for the runs that have it).
     slippage : float, default 0
         Basis points against the trader on market and stop fills; limits never slip (>= 0).
     trade_on_close : bool, default False

@@ -286,7 +286,10 @@ def run_batch(
             scratch_dir=Path(scratch_dir) if scratch_dir is not None else None,
             stream=config.stream,
         )
-        check_symbols(config, prepared.symbols)
+        if symbols is None:
+            # Every symbol of the data: one a schedule names must be among them. (With a
+            # selection, a schedule of a symbol left out is kept for the runs that have it.)
+            check_symbols(config, prepared.symbols)
         if groups is None:
             groups = (
                 {"portfolio": tuple(prepared.call_order)}
