@@ -86,7 +86,8 @@ struct Driver<'a, 'm> {
     /// Whether the account may be margin called at some marks (`Portfolio::margin_exposed`,
     /// the parked positions counted): every tick is then visited and the account read at
     /// its closes, as the engine checks it at every tick. Found after each visited tick,
-    /// and after a market phase that filled (cash and positions change only there).
+    /// and after a market phase that filled or settled funding (cash and positions change
+    /// only there).
     exposed: bool,
     /// The symbols due at the tick being run, in the market's call order, each as its
     /// rank in that order above its index (`due_key`: sorting the keys sorts by rank).
@@ -357,7 +358,8 @@ impl<'a, 'm> Driver<'a, 'm> {
             if !self.due.is_empty() {
                 let fills = self.p.book.fills().len();
                 self.market_phase(market, strategy, now);
-                // Its fills may have exposed the account (most visits fill nothing).
+                // Its fills and funding may have exposed the account (most visits do
+                // neither).
                 let mut changed = self.p.book.fills().len() != fills;
                 if let Some(column) = self.p.config.funding {
                     changed |= self.settle_funding(market, column);
