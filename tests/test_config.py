@@ -102,6 +102,8 @@ def test_every_option_is_documented_and_has_a_rule():
         ({"commission_by_symbol": [("AAPL", 0.001)]}, "commission_by_symbol=[", "mapping of symbols"),
         ({"commission_by_symbol": {"AAPL": 0.001}}, "commission_by_symbol['AAPL']=0.001",
          "mapping of commission parts"),
+        ({"commission_by_symbol": {"AAPL": {}}}, "commission_by_symbol['AAPL']={}",
+         "at least one part"),
         ({"commission_by_symbol": {"AAPL": {"commission": 5}}},
          "commission_by_symbol['AAPL']['commission']=5", "[0, 1)"),
         ({"commission_by_symbol": {"AAPL": {"commission_min": -1}}},

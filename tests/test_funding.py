@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import tickstep
 from conftest import run_script
+from test_engine_fills import buy, sell
 
 EXACT = dict(rel=1e-12, abs=1e-9)
 
@@ -31,14 +32,6 @@ def perp(closes, rates):
 
 CLOSES = [100, 100, 110, 120, 100, 100]
 RATES = [0, 0.001, 0, 0.002, -0.001, 0]
-
-
-def buy(size):
-    return lambda s, sym: s.buy(size=size)
-
-
-def sell(size):
-    return lambda s, sym: s.sell(size=size)
 
 
 def test_a_long_pays_positive_rates_and_receives_negative_ones():

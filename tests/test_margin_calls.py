@@ -16,6 +16,7 @@ import tickstep
 from conftest import make_bars, run_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_engine_fills import buy, sell
 from tickstep import ConfigError
 
 EXACT = dict(rel=1e-12, abs=1e-9)
@@ -30,21 +31,9 @@ def approx(x):
 
 
 def flat(closes):
-    """Bars whose open, high, low and close are all the close (fills at the open are at
-    the close before's price level only when it says so)."""
+    """Bars whose open, high, low and close are each bar's close: an order fills at the
+    next bar's open, which is that bar's close."""
     return make_bars([(c, c, c, c) for c in closes])
-
-
-def buy(size, **kw):
-    def act(s, sym):
-        s.ids.setdefault("buy", []).append(s.buy(size=size, **kw))
-    return act
-
-
-def sell(size, **kw):
-    def act(s, sym):
-        s.ids.setdefault("sell", []).append(s.sell(size=size, **kw))
-    return act
 
 
 def note_position(s, sym):

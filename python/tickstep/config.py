@@ -97,14 +97,19 @@ def _cap(name: str, value: Any) -> float | None:
     return number
 
 
-def _commission_rate(name: str, value: Any) -> float:
-    # A taker pays: a negative rate here is a mistake (a rebate is a maker's).
-    rule = ("a fraction of notional in [0, 1) (0.001 = 0.1%; a maker's rebate is "
-            "commission_maker=, which may be negative)")
+def _fraction(name: str, value: Any, rule: str) -> float:
+    """A number in [0, 1): a fraction written as a percent (5 for 5%) is refused by
+    ``rule``, never read as one."""
     number = _number(name, value, rule)
     if not 0 <= number < 1:
         raise _refuse(name, value, rule)
     return number
+
+
+def _commission_rate(name: str, value: Any) -> float:
+    # A taker pays: a negative rate here is a mistake (a rebate is a maker's).
+    return _fraction(name, value, "a fraction of notional in [0, 1) (0.001 = 0.1%; a maker's "
+                                  "rebate is commission_maker=, which may be negative)")
 
 
 def _maker_rate(name: str, value: Any) -> float | None:
@@ -129,21 +134,13 @@ def _annual_rate(name: str, value: Any) -> float:
 
 def _annual_cost(name: str, value: Any) -> float:
     # As for the risk-free rate: a fraction per year, so 5 (meant as 5%) is refused.
-    rule = "a finite annual rate as a fraction in [0, 1) (0.05 = 5%)"
-    number = _number(name, value, rule)
-    if not 0 <= number < 1:
-        raise _refuse(name, value, rule)
-    return number
+    return _fraction(name, value, "a finite annual rate as a fraction in [0, 1) (0.05 = 5%)")
 
 
 def _maintenance(name: str, value: Any) -> float:
-    # A fraction of exposure, so 25 (meant as 25%) is refused; 1 or more would call an
-    # account with no borrowing at all.
-    rule = "a fraction of gross exposure in [0, 1) (0.25 = 25%; 0: only when equity is gone)"
-    number = _number(name, value, rule)
-    if not 0 <= number < 1:
-        raise _refuse(name, value, rule)
-    return number
+    # 1 or more would call an account with no borrowing at all.
+    return _fraction(name, value, "a fraction of gross exposure in [0, 1) (0.25 = 25%; 0: only "
+                                  "when equity is gone)")
 
 
 class FrozenMapping(Mapping[str, Any]):
@@ -198,6 +195,10 @@ def _by_symbol(name: str, value: Any) -> FrozenMapping | None:
         where = f"{name}[{symbol!r}]"
         if not isinstance(parts, Mapping):
             raise _refuse(where, parts, "a mapping of commission parts to numbers", wrong_type=True)
+        if not parts:
+            # Most likely a schedule left unfilled; a symbol that pays nothing says so.
+            raise _refuse(where, parts, "a schedule with at least one part (a symbol that pays "
+                                        "nothing: {'commission': 0})")
         for part in parts:
             if part not in COMMISSION_PARTS:
                 raise ConfigError(f"{where}: {part!r} is not a part of a commission; the parts "
