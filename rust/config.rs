@@ -159,6 +159,10 @@ pub struct Config {
     /// (a long pays a positive rate, a short receives it), as perpetual futures settle
     /// their funding.
     pub funding: Option<usize>,
+    /// `dividend_column`: the market's extra column (by index) holding each bar's cash
+    /// dividend per unit, at the bar the symbol goes ex (not NaN, not 0): a position held
+    /// into that bar's open (before its fills) receives size × dividend, a short pays it.
+    pub dividends: Option<usize>,
     /// `record_every_bar`: record equity at every tick, not only at each trading day's end.
     pub record_every_bar: bool,
     /// `exclusive_orders`: an order a strategy places cancels its symbol's entry orders
@@ -181,6 +185,7 @@ impl Default for Config {
             leverage: 1.0,
             maintenance_margin: 0.0,
             funding: None,
+            dividends: None,
             record_every_bar: false,
             exclusive_orders: false,
             carry: CarryRates::default(),

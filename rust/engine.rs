@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::book::{Book, Rules};
 use crate::broker::Bar;
-use crate::clock::{next_day_end, Clock, NANOS_PER_DAY};
+use crate::clock::{iso_time, next_day_end, Clock, NANOS_PER_DAY};
 use crate::config::{Commission, Config, FillAt};
 use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
@@ -133,26 +133,38 @@ macro_rules! tick_context {
     };
 }
 
-/// Refuse a funding column the market lacks, or a rate that is not a number (NaN, no
-/// funding at that bar, is one), naming the symbol and the bar's time.
-fn check_funding(market: &Market, column: usize) -> Result<()> {
+/// Refuse a column of payments (`option`: `funding_column`, `dividend_column`) the market
+/// lacks, or a value of `what` it holds that is not a number (NaN, nothing paid at that
+/// bar, is one) or, unless `signed`, is below zero; naming the symbol and the bar's time.
+fn check_payments(
+    market: &Market,
+    column: usize,
+    option: &str,
+    what: &str,
+    signed: bool,
+) -> Result<()> {
     let Some(name) = market.columns().get(column) else {
         return Err(EngineError::InvalidConfig(format!(
-            "funding_column: the market has no extra column {column}"
+            "{option}: the market has no extra column {column}"
         )));
+    };
+    let (allowed, rule) = if signed {
+        (f64::NEG_INFINITY, "a finite number")
+    } else {
+        (0.0, "a finite number, 0 or above")
     };
     for s in 0..market.symbol_count() {
         let bars = market.bars(s);
-        let Some(rates) = &bars.extra[column] else {
+        let Some(values) = &bars.extra[column] else {
             continue;
         };
-        if let Some(j) = rates.iter().position(|r| r.is_infinite()) {
+        if let Some(j) = (values.iter()).position(|&v| v.is_infinite() || v < allowed) {
             return Err(EngineError::InvalidMarket(format!(
-                "symbol '{}': funding rate {} in column '{name}' at {} ns UTC: must be a \
-                 finite number (NaN: no funding at that bar)",
+                "symbol '{}': {what} {} in column '{name}' at {}: must be {rule} (NaN: none \
+                 at that bar)",
                 market.name(s),
-                rates[j],
-                bars.ts[j]
+                values[j],
+                iso_time(bars.ts[j])
             )));
         }
     }
@@ -163,7 +175,10 @@ impl Engine {
     pub fn new(market: Arc<Market>, config: Config) -> Result<Self> {
         config.validate()?;
         if let Some(column) = config.funding {
-            check_funding(&market, column)?;
+            check_payments(&market, column, "funding_column", "funding rate", true)?;
+        }
+        if let Some(column) = config.dividends {
+            check_payments(&market, column, "dividend_column", "dividend", false)?;
         }
         let n = market.symbol_count();
         let order = market.call_order();
@@ -413,6 +428,11 @@ impl Engine {
                     self.studies.update(s, market.local(s, i), market.bars(s));
                 }
             }
+            // Positions held into a bar where their symbol goes ex are paid its dividend at
+            // the open, before the bar's fills (a buy there comes too late for it).
+            if let Some(column) = self.config.dividends {
+                self.settle_dividends(&market, column);
+            }
             // A batch with no bar to match (no symbol of the tick has orders that can act
             // in its bar) does nothing: no marks at the opens either.
             if self.book.is_matching() {
@@ -619,6 +639,23 @@ impl Engine {
                 let rate = rates[j];
                 if rate != 0.0 && !rate.is_nan() {
                     self.portfolio.pay_funding(s, size * bars.close[j] * rate);
+                }
+            }
+        }
+    }
+
+    /// The positions of this tick's symbols held into a bar with a dividend in extra
+    /// column `column` (not NaN, not 0) receive size × dividend (`Config::dividends`).
+    #[inline(never)]
+    fn settle_dividends(&mut self, market: &Market, column: usize) {
+        for k in 0..self.touched.len() {
+            let (s, i) = self.touched[k];
+            let size = self.portfolio.position(s).size;
+            let bars = market.bars(s);
+            if let (true, Some(dividends)) = (size != 0.0, &bars.extra[column]) {
+                let dividend = dividends[market.local(s, i)];
+                if dividend != 0.0 && !dividend.is_nan() {
+                    self.portfolio.receive_dividend(s, size * dividend);
                 }
             }
         }

@@ -346,7 +346,7 @@ fn a_funding_column_is_checked_when_the_engine_is_made() {
     };
     let bad = Engine::new(m.clone(), config(0)).err().unwrap().to_string();
     assert!(
-        bad.contains("symbol 'X': funding rate inf in column 'funding' at 1 ns UTC"),
+        bad.contains("symbol 'X': funding rate inf in column 'funding' at 1970-01-01"),
         "{bad}"
     );
     let missing = Engine::new(m, config(1)).err().unwrap().to_string();
@@ -354,4 +354,31 @@ fn a_funding_column_is_checked_when_the_engine_is_made() {
         missing.contains("funding_column: the market has no extra column 1"),
         "{missing}"
     );
+}
+
+/// A dividend below zero (or infinite) is refused by name; NaN and 0 are no dividend.
+#[test]
+fn a_dividend_column_is_checked_when_the_engine_is_made() {
+    let rows = [(100.0, 100.0, 100.0, 100.0); 3];
+    let column = |values: Vec<f64>| {
+        let mut b = bars(&rows);
+        b.extra = vec![Some(values.into())];
+        let m = Market::with_columns(vec!["X".into()], vec![b], vec!["dividend".into()]);
+        Arc::new(m.unwrap())
+    };
+    let config = Config {
+        dividends: Some(0),
+        ..Config::default()
+    };
+    let negative = column(vec![0.0, f64::NAN, -0.5]);
+    let bad = Engine::new(negative, config.clone()).err().unwrap().to_string();
+    assert!(
+        bad.contains("symbol 'X': dividend -0.5 in column 'dividend' at 1970-01-01"),
+        "{bad}"
+    );
+    assert!(
+        bad.contains("must be a finite number, 0 or above (NaN: none at that bar)"),
+        "{bad}"
+    );
+    assert!(Engine::new(column(vec![0.0, f64::NAN, 0.5]), config).is_ok());
 }

@@ -499,6 +499,8 @@ pub struct Portfolio {
     closed_legs: Vec<u64>,
     /// Carrying costs charged so far, net of interest earned.
     pub carry_paid: f64,
+    /// Dividends received so far, net of those paid on short positions.
+    pub dividends: f64,
     /// The day end carrying costs were last accrued at (ns UTC).
     last_accrual: Option<i64>,
 }
@@ -540,6 +542,7 @@ impl Portfolio {
             closed: Vec::new(),
             closed_legs: Vec::new(),
             carry_paid: 0.0,
+            dividends: 0.0,
             last_accrual: None,
         };
         portfolio.cash = portfolio.money(None, cash);
@@ -671,6 +674,15 @@ impl Portfolio {
         let charge = self.money(Some(symbol), amount);
         self.cash -= charge;
         self.carry_paid += amount;
+        self.check_sums(Some(symbol));
+    }
+
+    /// `symbol`'s position is paid a dividend: it receives `amount` (size × dividend per
+    /// unit; a short's is negative: it pays the lender), into cash.
+    pub fn receive_dividend(&mut self, symbol: usize, amount: f64) {
+        let credit = self.money(Some(symbol), amount);
+        self.cash += credit;
+        self.dividends += amount;
         self.check_sums(Some(symbol));
     }
 

@@ -579,6 +579,7 @@ fn random_case(seed: u64) -> Case {
         leverage: [1.0, 2.0][d.below(2) as usize],
         maintenance_margin: 0.0,
         funding: None,
+        dividends: None,
         record_every_bar: d.chance(0.5),
         // The signal rules close before an opposite entry themselves (Python refuses the
         // option for signals mode).
@@ -644,6 +645,14 @@ fn random_case(seed: u64) -> Case {
     } else {
         market
     };
+    // A dividend column now and then (drawn after the funding one): dividends at one
+    // bar in twelve or so, some of them 0; some symbols without the column.
+    let market = if d.chance(0.3) {
+        config.dividends = Some(market.columns().len());
+        with_dividends(&market, &mut d)
+    } else {
+        market
+    };
     Case {
         market: Arc::new(market),
         signals,
@@ -699,6 +708,36 @@ fn with_funding(market: &Market, d: &mut Draw) -> Market {
         .unwrap()
 }
 
+/// `market` with an extra column "dividends" after its own, of cash dividends per unit
+/// at some bars (NaN: none), for most symbols.
+fn with_dividends(market: &Market, d: &mut Draw) -> Market {
+    let n = market.symbol_count();
+    let names = (0..n).map(|s| market.name(s).to_string()).collect();
+    let bars = (0..n)
+        .map(|s| {
+            let mut bars = market.bars(s).clone();
+            let dividends = d.chance(0.8).then(|| {
+                (0..bars.ts.len())
+                    .map(|_| match d.below(12) {
+                        0 => 0.0,
+                        1 => 0.2 + d.unit() * 1.8,
+                        _ => f64::NAN,
+                    })
+                    .collect::<Vec<f64>>()
+                    .into()
+            });
+            bars.extra.push(dividends);
+            bars
+        })
+        .collect();
+    let mut columns = market.columns().to_vec();
+    columns.push("dividends".to_string());
+    Market::with_columns(names, bars, columns)
+        .unwrap()
+        .with_call_order(market.call_order().to_vec())
+        .unwrap()
+}
+
 /// A symbol's own schedule, half the time: a rate and a fixed part, and a broker's
 /// schedule now and then.
 fn own_schedule(d: &mut Draw) -> Option<Commission> {
@@ -728,11 +767,12 @@ fn outcome(e: &Engine) -> Vec<String> {
         format!("{:?}", e.equity_curve()),
         format!("{positions:?}"),
         format!(
-            "{} {} {} {}",
+            "{} {} {} {} {}",
             e.equity(),
             e.cash(),
             p.gross_exposure(),
-            p.carry_paid
+            p.carry_paid,
+            p.dividends
         ),
     ]
 }
@@ -778,7 +818,7 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
 fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut fills, mut rejected, mut stops, mut trailed) = (0, 0, 0, 0);
     let (mut sized_per_bar, mut in_lots, mut added, mut timed) = (0, 0, 0, 0);
-    let (mut called, mut called_quiet, mut funded) = (0, 0, 0);
+    let (mut called, mut called_quiet, mut funded, mut paid) = (0, 0, 0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -800,6 +840,16 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             let mut without = engine_of(&c, config);
             without.run(&mut case_strategy(&c)).unwrap();
             funded += usize::from(outcome(&without) != a);
+        }
+        if c.config.dividends.is_some() {
+            // Cases where dividends changed the run (against the same without them).
+            let config = Config {
+                dividends: None,
+                ..c.config.clone()
+            };
+            let mut without = engine_of(&c, config);
+            without.run(&mut case_strategy(&c)).unwrap();
+            paid += usize::from(outcome(&without) != a);
         }
         // Positions closed by a call that had no other fill at the call's tick: ones
         // the sparse driver had left alone there (parked, or waiting for a later event).
@@ -874,6 +924,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         called as usize,
         called_quiet,
         funded,
+        paid,
     ];
     eprintln!("{reached:?}");
     assert!(
@@ -887,7 +938,8 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && timed > 40
             && called > 30
             && called_quiet > 30
-            && funded > 30,
+            && funded > 30
+            && paid > 30,
         "{reached:?}"
     );
 }

@@ -95,6 +95,7 @@ class Engine:
         leverage: float = 1.0,
         maintenance_margin: float = 0.0,
         funding_column: str | None = None,
+        dividend_column: str | None = None,
         record_every_bar: bool = False,
         exclusive_orders: bool = False,
         borrow_rate: float = 0.0,
@@ -105,6 +106,7 @@ class Engine:
     def set_wall_clock(self, starts: npt.NDArray[np.int64], offsets: npt.NDArray[np.int64]) -> None: ...
     def set_account_opens(self, ts: int) -> None: ...
     def carrying_costs(self) -> float: ...
+    def dividends(self) -> float: ...
     def margin_calls(self) -> int: ...
     def set_symbol_commission(
         self,
@@ -505,8 +507,8 @@ def run_signal_summaries(
 ) -> None:
     """``run_signals``, keeping of each run only what its statistics read: calls
     ``on_run(k, summary)`` as run ``k`` ends, the summary a dict (``equity``, ``trades``,
-    ``carrying_costs``, ``rejected``) or the exception the run ended with. The engines
-    are spent."""
+    ``carrying_costs``, ``dividends``, ``rejected``, ``margin_calls``) or the exception
+    the run ended with. The engines are spent."""
 
 def round_to_lot(units: float, lot_size: float) -> float:
     """``units`` (>= 0) rounded down to whole lots of ``lot_size`` (> 0)."""

@@ -209,7 +209,7 @@ def _by_symbol(name: str, value: Any) -> FrozenMapping | None:
 
 
 def _column(name: str, value: Any) -> str | None:
-    rule = "None or the name of a column of the data, e.g. 'funding_rate'"
+    rule = "None or the name of a column of the data, e.g. 'funding_rate' or 'dividend'"
     if value is None:
         return None
     if not isinstance(value, str):
@@ -422,6 +422,16 @@ class BacktestConfig:
         long pays a positive rate, a short receives it; a negative rate the other way
         round). The payments move cash and equity and count in ``Carrying Costs [$]``; a
         symbol without the column pays none. Signals mode settles them the same way.
+    dividend_column : str, optional
+        The data's column holding each bar's cash dividend per share (or unit), on the
+        bar at which the symbol goes ex-dividend (0 elsewhere, or NaN when the data is
+        loaded with ``allow_nan=[column]``; amounts are 0 or above): a position held into
+        that bar receives size x dividend at its open, before the bar's fills (a buy
+        filled there comes too late for it; a sale there still gets it), and a short
+        pays it to the lender. The payments move cash and equity and count in
+        ``Dividends [$]``. For prices adjusted for splits but not for dividends, as most
+        vendors' "adjusted" bars are; with prices adjusted for dividends too, leave it
+        unset (the prices already hold them). Signals mode pays them the same way.
     sizer : callable, default ``PercentOfEquity(0.95)``
         Sizes orders placed without ``size`` (see `tickstep.sizing`).
     record_every_bar : bool, default False
@@ -485,6 +495,7 @@ class BacktestConfig:
     leverage: float = _option(1.0, rule=_positive, engine="leverage")
     maintenance_margin: float = _option(0.0, rule=_maintenance, engine="maintenance_margin")
     funding_column: str | None = _option(None, rule=_column, engine="funding_column")
+    dividend_column: str | None = _option(None, rule=_column, engine="dividend_column")
     exclusive_orders: bool = _option(False, rule=_flag, engine="exclusive_orders")
     sizer: Sizer = _option(rule=_sizer, default_factory=lambda: PercentOfEquity(0.95))
     record_every_bar: bool = _option(False, rule=_flag, engine="record_every_bar")

@@ -77,6 +77,7 @@ STAT_LABELS: tuple[str, ...] = (
     "Avg. MFE [%]",
     "Commissions [$]",
     "Carrying Costs [$]",
+    "Dividends [$]",
     "Avg. Bars Held",
 )
 
@@ -193,6 +194,7 @@ def compute_stats(
     orders_rejected: int = 0,
     carrying_costs: float = 0.0,
     margin_calls: int = 0,
+    dividends: float = 0.0,
 ) -> pd.Series:
     """Summary statistics of a backtest, as a readable ``pd.Series``.
 
@@ -238,6 +240,9 @@ def compute_stats(
     margin_calls : int, default 0
         How many times the broker closed every position because equity fell to the
         maintenance margin (``# Margin Calls``; see ``BacktestConfig.maintenance_margin``).
+    dividends : float, default 0.0
+        Dividends the positions received, net of those short positions paid
+        (``Dividends [$]``; already in the equity; see ``BacktestConfig.dividend_column``).
 
     Returns
     -------
@@ -362,7 +367,7 @@ def compute_stats(
         initial_cash=initial_cash, risk_free_rate=risk_free_rate,
         periods_per_year=periods_per_year, start=start, end=end, timezone=timezone,
         buy_and_hold=buy_and_hold, benchmark=benchmark, orders_rejected=orders_rejected,
-        carrying_costs=carrying_costs, margin_calls=margin_calls,
+        carrying_costs=carrying_costs, margin_calls=margin_calls, dividends=dividends,
     )
 
 
@@ -383,6 +388,7 @@ def stats_of_columns(
     orders_rejected: int = 0,
     carrying_costs: float = 0.0,
     margin_calls: int = 0,
+    dividends: float = 0.0,
     trade_sums: dict[str, Any] | None = None,
 ) -> pd.Series:
     """:func:`compute_stats` of plain columns, without building frames: equity samples
@@ -465,6 +471,7 @@ def stats_of_columns(
     stats["# Orders Rejected"] = int(orders_rejected)
     stats["# Margin Calls"] = int(margin_calls)
     stats["Carrying Costs [$]"] = float(carrying_costs)
+    stats["Dividends [$]"] = float(dividends)
     return pd.Series([stats[k] for k in STAT_LABELS], index=_STATS_INDEX, dtype=object,
                      name="stats")
 

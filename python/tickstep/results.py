@@ -876,6 +876,7 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
         initial_cash=cash, risk_free_rate=risk_free_rate, start=start, end=end,
         orders_rejected=orders_rejected, timezone=timezone, periods_per_year=periods_per_year,
         carrying_costs=engine.carrying_costs(), margin_calls=engine.margin_calls(),
+        dividends=engine.dividends(),
         **(market_stats_inputs(market, benchmark, start.value) if market is not None else {}),
     )
     # The logs are exported when the result's orders, fills or trades are read.

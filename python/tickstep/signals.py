@@ -553,7 +553,7 @@ def _row_maker(market: _core.Market, config: BacktestConfig) -> Callable[[Any], 
         rejected = check_rejections(run["rejected"], symbols, quiet.on_reject)
         return stats_of(run["trades"], run["equity"], run["carrying_costs"], market, config,
                         rejected, inputs, trade_sums=run["trade_sums"],
-                        margin_calls=run["margin_calls"])
+                        margin_calls=run["margin_calls"], dividends=run["dividends"])
 
     return row_of
 

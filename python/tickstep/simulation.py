@@ -347,11 +347,12 @@ def simulate_stats(
     eq = engine.equity()
     carrying_costs = engine.carrying_costs()
     margin_calls = engine.margin_calls()
+    dividends = engine.dividends()
     # The core's objects must die on this thread: a profiler holding this frame (Dask's
     # samples every worker thread) would otherwise free them on its own thread.
     del engine, instance
     return stats_of(raw, eq, carrying_costs, market, config, rejected,
-                    margin_calls=margin_calls)
+                    margin_calls=margin_calls, dividends=dividends)
 
 
 def stats_inputs(market: _core.Market, config: BacktestConfig) -> dict[str, Any]:
@@ -365,9 +366,11 @@ def stats_inputs(market: _core.Market, config: BacktestConfig) -> dict[str, Any]
 def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], carrying_costs: float,
              market: _core.Market, config: BacktestConfig, rejected: int,
              inputs: dict[str, Any] | None = None,
-             trade_sums: dict[str, Any] | None = None, margin_calls: int = 0) -> pd.Series:
-    """Statistics of a finished run from its trades and equity columns and carrying costs
-    (the engine's ``trade_stat_columns()``, ``equity()`` and ``carrying_costs()``): equal to its
+             trade_sums: dict[str, Any] | None = None, margin_calls: int = 0,
+             dividends: float = 0.0) -> pd.Series:
+    """Statistics of a finished run from its trades and equity columns, carrying costs,
+    margin calls and dividends (the engine's ``trade_stat_columns()``, ``equity()``,
+    ``carrying_costs()``, ``margin_calls()`` and ``dividends()``): equal to its
     `result_of(...).stats` bit for bit. ``inputs``: `stats_inputs` of the market and
     config when the caller has them (a grid of runs); ``trade_sums``: the trades'
     `tickstep.metrics.trade_sums`, when the core made them (a native grid's run)."""
@@ -387,6 +390,7 @@ def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], carrying_cos
         periods_per_year=config.periods_per_year,
         carrying_costs=carrying_costs,
         margin_calls=margin_calls,
+        dividends=dividends,
         trade_sums=trade_sums,
     )
 

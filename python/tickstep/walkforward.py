@@ -170,7 +170,8 @@ class WalkForwardResult:
         The same with cash and gross exposure, scaled alike.
     stats : pandas.Series
         Statistics of the stitched equity and of all test windows' trades; ``# Orders
-        Rejected`` and ``Carrying Costs [$]`` sum the test windows' own, ``Buy & Hold
+        Rejected``, ``# Margin Calls``, ``Carrying Costs [$]`` and ``Dividends [$]`` sum
+        the test windows' own, ``Buy & Hold
         Return [%]`` holds the basket from the first test window's start, and ``Alpha
         [%]`` / ``Beta`` compare with the config's benchmark over the same days.
     results : list of Result
@@ -324,8 +325,9 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
     all_trades = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame()
     # What a single run's statistics read besides its run, over the out-of-sample span:
     # the buy-and-hold basket from the first test window on, the benchmark, and the test
-    # windows' rejected orders and carrying costs (in their own money, as their trades).
+    # windows' rejected orders, carrying costs and dividends (in their own money, as their trades).
     carried = exact_sum([float(r.stats["Carrying Costs [$]"]) for r in results])
+    dividends = exact_sum([float(r.stats["Dividends [$]"]) for r in results])
     stats = compute_stats(frame, all_trades, initial_cash=config.cash,
                           risk_free_rate=config.risk_free_rate, start=windows[0].test_start,
                           end=frame.index[-1], timezone=config.timezone,
@@ -333,6 +335,7 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
                           orders_rejected=int(table["# Orders Rejected"].sum()),
                           carrying_costs=carried,
                           margin_calls=int(table["# Margin Calls"].sum()),
+                          dividends=dividends,
                           **market_stats_inputs(market, config.benchmark,
                                                 since=windows[0].test_start.value))
     if undecided:

@@ -267,7 +267,7 @@ impl PyTradeLog {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", leverage=1.0, maintenance_margin=0.0, funding_column=None, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
+    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", leverage=1.0, maintenance_margin=0.0, funding_column=None, dividend_column=None, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -284,27 +284,29 @@ impl PyEngine {
         leverage: f64,
         maintenance_margin: f64,
         funding_column: Option<&str>,
+        dividend_column: Option<&str>,
         record_every_bar: bool,
         exclusive_orders: bool,
         borrow_rate: f64,
         margin_rate: f64,
         cash_rate: f64,
     ) -> PyResult<Self> {
-        let funding = match funding_column {
-            None => None,
-            Some(name) => {
-                let m = market.get();
-                let Some(k) = m.inner.column_index(name) else {
-                    let columns = m.inner.columns().join(", ");
-                    let message = format!(
-                        "funding_column={name:?}: the data has no such column (its extra columns: {})",
-                        if columns.is_empty() { "none" } else { &columns }
-                    );
-                    return Err(config_error(py, message));
-                };
-                Some(k)
-            }
+        let m = market.get();
+        let column = |option: &str, name: Option<&str>| -> PyResult<Option<usize>> {
+            let Some(name) = name else {
+                return Ok(None);
+            };
+            m.inner.column_index(name).map(Some).ok_or_else(|| {
+                let columns = m.inner.columns().join(", ");
+                let message = format!(
+                    "{option}={name:?}: the data has no such column (its extra columns: {})",
+                    if columns.is_empty() { "none" } else { &columns }
+                );
+                config_error(py, message)
+            })
         };
+        let funding = column("funding_column", funding_column)?;
+        let dividends = column("dividend_column", dividend_column)?;
         let config = Config {
             cash,
             commission: Commission {
@@ -321,6 +323,7 @@ impl PyEngine {
             leverage,
             maintenance_margin,
             funding,
+            dividends,
             record_every_bar,
             exclusive_orders,
             carry: CarryRates {
@@ -560,6 +563,11 @@ impl PyEngine {
     /// interest earned on cash).
     fn carrying_costs(&self) -> f64 {
         self.engine.portfolio().carry_paid
+    }
+
+    /// Dividends received over the run, net of those short positions paid.
+    fn dividends(&self) -> f64 {
+        self.engine.portfolio().dividends
     }
 
     /// How many margin calls closed the account's positions during the run.

@@ -275,10 +275,11 @@ pub fn run_signals(
 /// ``on_run(k, summary)`` on this thread as run ``k`` ends (in any order), the summary
 /// a dict (``equity``: ts, equity, gross_exposure; ``trades``: pnl, return_pct,
 /// commission, bars_held, mae, mfe, in the order they closed; ``carrying_costs``;
-/// ``rejected``: the rejected orders, as `Engine.orders` gives its columns) or the
-/// exception the run ended with (its signals refused included). The interpreter is
-/// released while runs go on; an exception of ``on_run`` (or Ctrl-C) stops the runs not
-/// started yet and is raised. The engines are spent (their logs read as empty).
+/// ``dividends``; ``rejected``: the rejected orders, as `Engine.orders` gives its
+/// columns; ``margin_calls``) or the exception the run ended with (its signals refused
+/// included). The interpreter is released while runs go on; an exception of ``on_run``
+/// (or Ctrl-C) stops the runs not started yet and is raised. The engines are spent
+/// (their logs read as empty).
 #[pyfunction]
 #[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
@@ -359,6 +360,7 @@ fn summary_dict(py: Python<'_>, s: RunSummary) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("trades", trades)?;
     d.set_item("trade_sums", trade_sums)?;
     d.set_item("carrying_costs", s.carrying_costs)?;
+    d.set_item("dividends", s.dividends)?;
     d.set_item("rejected", order_columns(py, &s.rejected)?)?;
     d.set_item("margin_calls", s.margin_calls)?;
     Ok(d)

@@ -26,7 +26,7 @@ use crate::orders::OrderRow;
 use crate::results::{EquityCurve, TradeColumns, TradeSums};
 
 /// What a row of statistics reads of a finished run, as the engine's own accessors give
-/// it (`equity_curve`, `portfolio().closed`, `carry_paid`, the orders with status
+/// it (`equity_curve`, `portfolio().closed`, `carry_paid`, `dividends`, the orders with status
 /// rejected): the rest of its logs is not kept.
 #[derive(Clone, Debug)]
 pub struct RunSummary {
@@ -36,6 +36,8 @@ pub struct RunSummary {
     /// rather than the one that makes the rows.
     pub trade_sums: TradeSums,
     pub carrying_costs: f64,
+    /// Dividends received, net of those paid on shorts.
+    pub dividends: f64,
     /// The orders the broker rejected, in id order (their count and the first few are
     /// reported).
     pub rejected: Vec<OrderRow>,
@@ -52,6 +54,7 @@ impl RunSummary {
             trade_sums: TradeSums::of_columns(&trades),
             trades,
             carrying_costs: engine.portfolio().carry_paid,
+            dividends: engine.portfolio().dividends,
             rejected: engine.order_log().rejected_rows(),
             margin_calls: engine.margin_calls(),
         }

@@ -80,9 +80,10 @@ struct Driver<'a, 'm> {
     fresh: bool,
     /// Whether every mark of the market is above zero (a parked long's term is then).
     marks_positive: bool,
-    /// With a funding column (`Config::funding`), per symbol the bars with a rate (not
-    /// NaN, not 0), ascending: a held position has an event at each, where it settles.
-    funding_bars: Vec<Vec<usize>>,
+    /// With a funding or dividend column (`Config::funding`, `Config::dividends`), per
+    /// symbol the bars with a rate or a dividend (not NaN, not 0), ascending: a held
+    /// position has an event at each, where it settles them.
+    payment_bars: Vec<Vec<usize>>,
     /// Whether the account may be margin called at some marks (`Portfolio::margin_exposed`,
     /// the parked positions counted): every tick is then visited and the account read at
     /// its closes, as the engine checks it at every tick. Found after each visited tick,
@@ -291,9 +292,10 @@ impl<'a, 'm> Driver<'a, 'm> {
         }
         let at_close = p.config.fill_at == FillAt::Close;
         let longs_affordable = p.config.leverage >= 1.0 && p.config.slippage_bps < 10_000.0;
-        let funding_bars = match p.config.funding {
-            None => Vec::new(),
-            Some(column) => (0..n).map(|s| funding_bars(market, s, column)).collect(),
+        let columns = [p.config.funding, p.config.dividends];
+        let payment_bars = match columns {
+            [None, None] => Vec::new(),
+            _ => (0..n).map(|s| payment_bars(market, s, columns)).collect(),
         };
         Driver {
             p,
@@ -305,7 +307,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             parked: ParkedPositions::new(n),
             fresh: false,
             marks_positive: market.marks_positive(),
-            funding_bars,
+            payment_bars,
             exposed: false,
             due: Vec::with_capacity(n),
             touched: Vec::with_capacity(n),
@@ -357,10 +359,15 @@ impl<'a, 'm> Driver<'a, 'm> {
             self.fresh = false;
             if !self.due.is_empty() {
                 let fills = self.p.book.fills().len();
+                // Dividends at the opens, before the fills; funding at the closes, after.
+                let mut changed = false;
+                if let Some(column) = self.p.config.dividends {
+                    changed |= self.settle_dividends(market, column);
+                }
                 self.market_phase(market, strategy, now);
-                // Its fills and funding may have exposed the account (most visits do
+                // Its fills and payments may have exposed the account (most visits do
                 // neither).
-                let mut changed = self.p.book.fills().len() != fills;
+                changed |= self.p.book.fills().len() != fills;
                 if let Some(column) = self.p.config.funding {
                     changed |= self.settle_funding(market, column);
                 }
@@ -451,6 +458,26 @@ impl<'a, 'm> Driver<'a, 'm> {
                 let rate = rates[i];
                 if rate != 0.0 && !rate.is_nan() {
                     self.p.portfolio.pay_funding(s, size * bars.close[i] * rate);
+                    paid = true;
+                }
+            }
+        }
+        paid
+    }
+
+    /// The engine's dividends (`Engine::settle_dividends`) for the due symbols: a
+    /// position held into its bar, parked or not, receives size × dividend where the bar
+    /// has one. Whether any was paid.
+    fn settle_dividends(&mut self, market: &Market, column: usize) -> bool {
+        let mut paid = false;
+        for k in 0..self.due.len() {
+            let s = due_symbol(self.due[k]);
+            let size = self.p.portfolio.position(s).size;
+            let bars = market.bars(s);
+            if let (true, Some(dividends)) = (size != 0.0, &bars.extra[column]) {
+                let dividend = dividends[self.lanes[s].event];
+                if dividend != 0.0 && !dividend.is_nan() {
+                    self.p.portfolio.receive_dividend(s, size * dividend);
                     paid = true;
                 }
             }
@@ -790,8 +817,8 @@ impl<'a, 'm> Driver<'a, 'm> {
         if let Some(bar) = self.next_match(s, i, next) {
             next = bar;
         }
-        // A held position settles its funding at the next bar with a rate.
-        if let Some(bars) = self.funding_bars.get(s) {
+        // A held position settles its funding or dividend at the next bar with one.
+        if let Some(bars) = self.payment_bars.get(s) {
             if self.p.portfolio.position(s).size != 0.0 {
                 let k = bars.partition_point(|&b| b <= i);
                 if let Some(&bar) = bars.get(k) {
@@ -917,15 +944,16 @@ const READ_AHEAD: usize = 8;
 /// cache when it is parked (a position is parked a few dozen bars most often).
 const RANGE_AHEAD: usize = 64;
 
-/// The bars of symbol `s` with a funding rate in extra column `column` (not NaN, not 0).
-fn funding_bars(market: &Market, s: usize, column: usize) -> Vec<usize> {
-    match &market.bars(s).extra[column] {
-        None => Vec::new(),
-        Some(rates) => (rates.iter().enumerate())
-            .filter(|&(_, &r)| r != 0.0 && !r.is_nan())
-            .map(|(i, _)| i)
-            .collect(),
-    }
+/// The bars of symbol `s` with a payment in any of extra columns `columns` (a funding
+/// rate, a dividend: not NaN, not 0).
+fn payment_bars(market: &Market, s: usize, columns: [Option<usize>; 2]) -> Vec<usize> {
+    let extra = &market.bars(s).extra;
+    let paid: Vec<&[f64]> = (columns.iter().flatten())
+        .filter_map(|&c| extra[c].as_deref())
+        .collect();
+    (0..market.bars(s).len())
+        .filter(|&i| paid.iter().any(|v| v[i] != 0.0 && !v[i].is_nan()))
+        .collect()
 }
 
 /// Fetch the bar `i` of `bars` into cache: its time and four prices.
