@@ -371,7 +371,10 @@ fn a_dividend_column_is_checked_when_the_engine_is_made() {
         ..Config::default()
     };
     let negative = column(vec![0.0, f64::NAN, -0.5]);
-    let bad = Engine::new(negative, config.clone()).err().unwrap().to_string();
+    let bad = Engine::new(negative, config.clone())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         bad.contains("symbol 'X': dividend -0.5 in column 'dividend' at 1970-01-01"),
         "{bad}"

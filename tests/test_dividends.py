@@ -117,6 +117,12 @@ def test_signals_mode_pays_the_same_dividends():
     assert native.stats["Dividends [$]"] == by_hand.stats["Dividends [$]"] == approx(36.5)
     pd.testing.assert_series_equal(native.equity, by_hand.equity, check_exact=True)
     pd.testing.assert_series_equal(native.stats, by_hand.stats, check_exact=True)
+    # A grid's row (the native grid's own statistics) is the same run's.
+    table = bt.run_signal_grid({"both": {"entries": entries, "exits": exits},
+                                "none": {"entries": entries & False, "exits": exits}},
+                               size=10, size_type="amount")
+    assert table.loc["both", "Dividends [$]"] == native.stats["Dividends [$]"]
+    assert table.loc["none", "Dividends [$]"] == 0
 
 
 @settings(max_examples=40, deadline=None)
@@ -192,3 +198,103 @@ def test_bad_dividend_columns_are_refused_by_name():
         run_script({"XYZ": broken}, {}, dividend_column="dividend")
     # The same column as data, without the option, is not judged.
     assert run_script({"XYZ": broken}, {0: buy(1)}).stats["Dividends [$]"] == 0
+
+
+def test_walk_forward_sums_the_test_windows_dividends():
+    # A stock going ex 0.50 every fifth day, held long 10 shares in each window: each
+    # test window's own dividends, summed, are the stitched run's.
+    from test_walkforward import Direction
+
+    closes = 100.0 + np.arange(40) % 7
+    dividends = np.where(np.arange(40) % 5 == 4, 0.5, 0.0)
+    bt = tickstep.Backtest({"XYZ": stock(closes, dividends)}, Direction,
+                           dividend_column="dividend")
+    wf = bt.walk_forward(train="10D", test="10D", direction=[1], cache=False,
+                         executor="sequential")
+    paid = [r.stats["Dividends [$]"] for r in wf.results]
+    # Test windows are days 10-19, 20-29, 30-39; ex days are 4, 9, 14, ..., 39. Each
+    # window buys at its first day, fills at its second, and is held into two ex days
+    # (14 and 19; 24 and 29; 34 and 39): 2 x 10 x 0.50 each.
+    assert paid == [approx(10.0)] * 3
+    assert wf.stats["Dividends [$]"] == approx(sum(paid))
+
+
+# ---- a table of ex-dates put on the bars: tickstep.data.with_dividends ---------------------
+
+
+def test_each_dividend_goes_on_the_first_bar_of_its_ex_date_or_after():
+    # Daily bars on Jan 1-3 and Jan 8-10 (a gap). Ex-dates: Jan 2 (its own bar), Jan 5
+    # (no bar: the next one, Jan 8), Jan 6 (also Jan 8: summed), Dec 31 (before the first
+    # bar: left out), Jan 12 (after the last: left out).
+    days = pd.DatetimeIndex(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-08",
+                             "2024-01-09", "2024-01-10"], tz="UTC")
+    frame = stock([100] * 6, [0] * 6).drop(columns="dividend").set_axis(days)
+    table = pd.DataFrame({"symbol": "XYZ",
+                          "ex_date": ["2024-01-02", "2024-01-05", "2024-01-06", "2023-12-31",
+                                      "2024-01-12"],
+                          "amount": [0.5, 0.25, 0.125, 9.0, 9.0]})
+    market = tickstep.data.with_dividends({"XYZ": frame}, table)
+    assert market["XYZ"].extra["dividend"].tolist() == [0, 0.5, 0, 0.375, 0, 0]
+    # The same as yfinance's shape: {symbol: amounts indexed by ex-date}.
+    series = pd.Series(table["amount"].to_numpy(), index=pd.to_datetime(table["ex_date"]))
+    by_series = tickstep.data.with_dividends({"XYZ": frame}, {"XYZ": series})
+    np.testing.assert_array_equal(by_series["XYZ"].extra["dividend"],
+                                  market["XYZ"].extra["dividend"])
+
+
+def test_intraday_bars_take_the_dividend_at_the_ex_dates_first_bar_in_the_given_days():
+    # Hourly bars round the clock from Jan 2 12:00 UTC to Jan 3 23:00 UTC. Ex-date Jan 3:
+    # in New York's days its first bar is 05:00 UTC (midnight there); in UTC's, 00:00.
+    index = pd.date_range("2024-01-02 12:00", "2024-01-03 23:00", freq="1h", tz="UTC")
+    frame = stock([100] * len(index), [0] * len(index)).drop(columns="dividend").set_axis(index)
+    table = pd.DataFrame({"symbol": ["XYZ"], "ex_date": ["2024-01-03"], "amount": [0.3]})
+
+    def paid_at(timezone, table=table):
+        paid = tickstep.data.with_dividends({"XYZ": frame}, table, timezone=timezone)
+        (at,) = np.flatnonzero(paid["XYZ"].extra["dividend"])
+        return index[at]
+
+    assert paid_at("America/New_York") == pd.Timestamp("2024-01-03 05:00Z")
+    assert paid_at("UTC") == pd.Timestamp("2024-01-03 00:00Z")
+    # An ex-date with a zone is a day of the given calendar once converted to it: New
+    # York's midnight is Jan 3 in UTC's days too.
+    aware = table.assign(ex_date=pd.Timestamp("2024-01-03", tz="America/New_York"))
+    assert paid_at("UTC", aware) == pd.Timestamp("2024-01-03 00:00Z")
+    late = table.assign(ex_date=pd.Timestamp("2024-01-02 22:00", tz="America/New_York"))
+    assert paid_at("UTC", late) == pd.Timestamp("2024-01-03 00:00Z")  # Jan 3 03:00 UTC
+    assert paid_at("America/New_York", late) == pd.Timestamp("2024-01-02 12:00Z")
+
+
+def test_a_run_on_bars_with_dividends_from_a_table_pays_them():
+    frame = stock(CLOSES, [0] * 6).drop(columns="dividend")
+    table = pd.DataFrame({"symbol": ["XYZ", "XYZ"], "ex_date": ["2024-01-03", "2024-01-05"],
+                          "amount": [2.0, 1.0]})
+    market = tickstep.data.with_dividends({"XYZ": frame}, table)
+    r = run_script(market, {0: buy(10)}, dividend_column="dividend")
+    # The same bars as DIVIDENDS above (bar 2 is Jan 3, bar 4 Jan 5): 10 x 3.00.
+    assert r.stats["Dividends [$]"] == approx(30.0)
+    assert list(r.equity) == approx([10_000, 10_000, 10_000, 10_010, 10_000, 10_000])
+
+
+def test_bad_tables_of_dividends_are_refused_by_name():
+    data = {"XYZ": stock(CLOSES, [0] * 6).drop(columns="dividend")}
+    good = {"symbol": ["XYZ"], "ex_date": ["2024-01-03"], "amount": [1.0]}
+
+    def refused(table, match, **options):
+        with pytest.raises(tickstep.data.DataError, match=match):
+            tickstep.data.with_dividends(data, pd.DataFrame(table) if isinstance(table, dict)
+                                         else table, **options)
+
+    refused({**good, "symbol": ["XZY"]}, r"symbol 'XZY' is not in the data.*did you mean 'XYZ'")
+    refused({**good, "amount": [-1.0]}, r"symbol 'XYZ', ex-date 2024-01-03: amount -1.0 must "
+                                        r"be a finite number, 0 or above")
+    refused({**good, "amount": [np.nan]}, r"amount nan must be a finite number")
+    refused({**good, "ex_date": ["soon"]}, r"ex-date 'soon' is not a date")
+    refused({"symbol": ["XYZ", "XYZ"], "ex_date": ["2024-01-03", "2024-01-03 00:00"],
+             "amount": [1.0, 2.0]}, r"'XYZ' has two dividends on ex-date 2024-01-03")
+    refused({"symbol": ["XYZ"], "date": ["2024-01-03"], "amount": [1.0]},
+            r"the table has no column 'ex_date' \(its columns: symbol, date, amount\)")
+    refused([1.0], r"expected a DataFrame with the columns symbol, ex_date and amount")
+    with_column = {"XYZ": data["XYZ"].assign(Dividend=0.0)}
+    with pytest.raises(tickstep.data.DataError, match=r"'XYZ' already has a column 'dividend'"):
+        tickstep.data.with_dividends(with_column, pd.DataFrame(good))

@@ -121,6 +121,7 @@ def test_labels_are_stable_and_ordered(five_day_stats):
         "Avg. MFE [%]",
         "Commissions [$]",
         "Carrying Costs [$]",
+        "Dividends [$]",
         "Avg. Bars Held",
     ]
     assert tuple(five_day_stats.index) == STAT_LABELS

@@ -7,6 +7,7 @@ checked once here and trusted by the engine.
 """
 
 from tickstep.data._columns import DataError, MarketColumns, SymbolBars
+from tickstep.data._dividends import with_dividends
 from tickstep.data._duckdb import Store
 from tickstep.data._files import FILE_FORMATS, BarsFile
 from tickstep.data._memory import to_market_columns
@@ -37,4 +38,5 @@ __all__ = [
     "sample",
     "sample_daily",
     "to_market_columns",
+    "with_dividends",
 ]
