@@ -71,6 +71,13 @@ pub struct Book {
     bar_limited: usize,
     /// Margin calls so far (`liquidate`).
     margin_calls: u32,
+    /// `Config::volume_limit`: the fraction of a bar's volume a symbol's fills may take.
+    volume_limit: Option<f64>,
+    /// Per symbol, under a volume limit: the bar its fills last took volume of, and the
+    /// units left to fill in it (`allow_volume`).
+    allowance: Vec<(usize, f64)>,
+    /// Whether fills now are a margin call's, which closes positions whatever the volume.
+    exempt: bool,
 }
 
 /// What the book needs to know about the moment an order is placed.
@@ -170,6 +177,35 @@ impl Book {
             day_orders: Vec::new(),
             bar_limited: 0,
             margin_calls: 0,
+            volume_limit: None,
+            allowance: vec![(usize::MAX, 0.0); symbols],
+            exempt: false,
+        }
+    }
+
+    /// Let `symbol`'s fills in a bar take at most `fraction` of its volume
+    /// (`Config::volume_limit`); the drivers then give each bar's volume
+    /// (`allow_volume`) before its orders are matched.
+    pub fn limit_volume(&mut self, fraction: Option<f64>) {
+        self.volume_limit = fraction;
+    }
+
+    /// Whether fills are limited by the bars' volume (`limit_volume`).
+    #[inline(always)]
+    pub fn limits_volume(&self) -> bool {
+        self.volume_limit.is_some()
+    }
+
+    /// `symbol`'s bar `bar` trades `volume`: its fills may take the volume limit's share
+    /// of it, less what they took already (a bar's fills at the open and at its close
+    /// share one allowance).
+    #[inline]
+    pub fn allow_volume(&mut self, symbol: usize, bar: usize, volume: f64) {
+        if let Some(fraction) = self.volume_limit {
+            let allowance = &mut self.allowance[symbol];
+            if allowance.0 != bar {
+                *allowance = (bar, fraction * volume);
+            }
         }
     }
 
@@ -822,7 +858,7 @@ impl Book {
             if lone && bare {
                 let open = self.plays[p].prices.open;
                 match self.execute_reduction(at, 0, open, Moment::Open, portfolio, rules) {
-                    Executed::Done => {}
+                    Executed::Done | Executed::NoVolume => {}
                     Executed::Waits(w) if self.its_turn() => {
                         self.execute_increase(at, &w, portfolio, rules);
                     }
@@ -850,6 +886,8 @@ impl Book {
                     self.queue_increase(p, w);
                     return;
                 }
+                // The bar's volume is taken: nothing more of this symbol fills in it.
+                Executed::NoVolume => return,
             }
         }
     }
@@ -875,8 +913,8 @@ impl Book {
 
     /// Orders placed during the tick join the book, one by one in placement order (they are
     /// among the working orders already: each becomes eligible where it is).
-    /// `fill_now(symbol)` gives (bar, close) when a market order of that symbol fills at
-    /// this bar's close (`FillAt::Close` and the symbol has a bar now): it executes its
+    /// `fill_now(symbol)` gives (bar, close, volume) when a market order of that symbol
+    /// fills at this bar's close (`FillAt::Close` and the symbol has a bar now): it executes its
     /// reducing part as it joins, and its increase once all have joined, in placement
     /// order (reducing parts first, then increases). (Inlined into the barrier: most
     /// barriers admit nothing, or only orders that fill later.)
@@ -886,7 +924,7 @@ impl Book {
         ts: i64,
         portfolio: &mut Portfolio,
         rules: Rules<'_>,
-        fill_now: impl Fn(usize) -> Option<(usize, f64)>,
+        fill_now: impl Fn(usize) -> Option<(usize, f64, f64)>,
     ) {
         if self.placed.is_empty() {
             return;
@@ -910,7 +948,7 @@ impl Book {
         ts: i64,
         portfolio: &mut Portfolio,
         rules: Rules<'_>,
-        fill_now: impl Fn(usize) -> Option<(usize, f64)>,
+        fill_now: impl Fn(usize) -> Option<(usize, f64, f64)>,
     ) {
         let mut increases = Vec::new();
         let mut touched = Vec::new();
@@ -923,15 +961,18 @@ impl Book {
             };
             let o = &mut self.working[s][k];
             o.eligible_from = 0;
-            let Some((bar, close)) = (if o.is_market() { fill_now(s) } else { None }) else {
+            let Some((bar, close, volume)) = (if o.is_market() { fill_now(s) } else { None })
+            else {
                 continue;
             };
+            self.allow_volume(s, bar, volume);
             let at = At { symbol: s, bar, ts };
             // The symbol may not have been marked this tick (flat, no orders till now).
             portfolio.mark(s, close);
             touched.push(s);
             match self.execute_reduction(at, k, close, Moment::Intrabar, portfolio, rules) {
-                Executed::Done => {}
+                // (Without volume left it works on, from the next bar.)
+                Executed::Done | Executed::NoVolume => {}
                 Executed::Waits(w) => increases.push((at, w)),
             }
         }
@@ -979,10 +1020,13 @@ impl Book {
                 closes.push(id);
             }
         }
+        // The broker closes every position whatever the bars' volume.
+        self.exempt = true;
         self.admit_filling_at_close(ts, portfolio, rules, |s| {
             let &(_, bar, price) = held.iter().find(|h| h.0 == s)?;
-            Some((bar, price))
+            Some((bar, price, f64::INFINITY))
         });
+        self.exempt = false;
         for id in closes {
             self.log.record_mut(id).reason = Reason::MarginCall;
         }

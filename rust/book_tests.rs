@@ -557,7 +557,9 @@ fn at_a_barrier_filling_at_the_close_orders_join_one_by_one() {
         .submit(OrderRequest::market(X, Side::Buy, 1.0), &at)
         .unwrap();
     d.book
-        .admit_pending(0, &mut d.portfolio, rules(&d.config), |_| Some((0, 100.0)));
+        .admit_pending(0, &mut d.portfolio, rules(&d.config), |_| {
+            Some((0, 100.0, 1.0))
+        });
     assert_eq!(d.portfolio.position(X).size, 1.0);
     let at = placing(&studies, 101.0, 1);
     let sell = d
@@ -571,7 +573,9 @@ fn at_a_barrier_filling_at_the_close_orders_join_one_by_one() {
     other.limit = Some(90.0);
     let other = d.book.submit(other, &at).unwrap();
     d.book
-        .admit_pending(1, &mut d.portfolio, rules(&d.config), |_| Some((1, 101.0)));
+        .admit_pending(1, &mut d.portfolio, rules(&d.config), |_| {
+            Some((1, 101.0, 1.0))
+        });
     assert_eq!(d.portfolio.position(X).size, 0.0);
     assert_eq!(d.status(sell), (Status::Filled, ""));
     assert_eq!(

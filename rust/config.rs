@@ -163,6 +163,10 @@ pub struct Config {
     /// dividend per unit, at the bar the symbol goes ex (not NaN, not 0): a position held
     /// into that bar's open (before its fills) receives size × dividend, a short pays it.
     pub dividends: Option<usize>,
+    /// `volume_limit`: the most of a bar's volume a symbol's fills may take in that bar,
+    /// as a fraction in (0, 1] (`None`: no limit). An order the rest of the volume does
+    /// not cover fills in part; the rest works on from the next bar as a new order.
+    pub volume_limit: Option<f64>,
     /// `record_every_bar`: record equity at every tick, not only at each trading day's end.
     pub record_every_bar: bool,
     /// `exclusive_orders`: an order a strategy places cancels its symbol's entry orders
@@ -186,6 +190,7 @@ impl Default for Config {
             maintenance_margin: 0.0,
             funding: None,
             dividends: None,
+            volume_limit: None,
             record_every_bar: false,
             exclusive_orders: false,
             carry: CarryRates::default(),
@@ -251,6 +256,11 @@ impl Config {
                 self.maintenance_margin,
                 "a fraction of gross exposure in [0, 1)",
             );
+        }
+        if let Some(f) = self.volume_limit {
+            if !(f.is_finite() && f > 0.0 && f <= 1.0) {
+                return bad("volume_limit", f, "a fraction of a bar's volume in (0, 1]");
+            }
         }
         let annual = [
             ("borrow_rate", self.carry.borrow),

@@ -189,11 +189,13 @@ impl Engine {
             }
             rank
         });
+        let mut book = Book::new(n);
+        book.limit_volume(config.volume_limit);
         Ok(Engine {
             call_rank,
             clock: Clock::new(&market),
             portfolio: Portfolio::new(config.cash, n),
-            book: Book::new(n),
+            book,
             studies: Studies::default(),
             equity: EquityCurve::default(),
             session_end: None,
@@ -593,6 +595,9 @@ impl Engine {
                 low: b.low[j],
                 close: b.close[j],
             };
+            if self.book.limits_volume() {
+                self.book.allow_volume(s, i, b.volume[j]);
+            }
             self.book.open_bar(s, i, b.ts[j], bar);
         }
         // Without a batch that matches orders the open's mark is skipped (`mark_opens`),
@@ -722,7 +727,8 @@ impl Engine {
                     return None;
                 }
                 let i = clock.current_bar(s)?;
-                Some((i, market.bars(s).close[market.local(s, i)]))
+                let (b, j) = (market.bars(s), market.local(s, i));
+                Some((i, b.close[j], b.volume[j]))
             });
     }
 

@@ -244,11 +244,17 @@ pub enum Reason {
     /// The account's equity fell to its maintenance margin: its positions were closed
     /// (this order's fill) and its working orders cancelled (this order).
     MarginCall,
+    /// `volume_limit`: the bar's volume allowed part of it; the rest works on as a new
+    /// order from the next bar.
+    PartFilledRestWorksOn,
+    /// `volume_limit`: the bar's volume allowed part of it, on its last bar; the rest
+    /// ended with it.
+    PartFilledRestEnded,
 }
 
 impl Reason {
     /// Every reason, by code.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 15] = [
         Reason::None,
         Reason::CancelledByStrategy,
         Reason::DayEnded,
@@ -262,6 +268,8 @@ impl Reason {
         Reason::ItsGroupFilled,
         Reason::ReplacedByALaterOrder,
         Reason::MarginCall,
+        Reason::PartFilledRestWorksOn,
+        Reason::PartFilledRestEnded,
     ];
 
     /// The phrase the results show ("" for none).
@@ -280,6 +288,14 @@ impl Reason {
             Reason::ItsGroupFilled => "its one-cancels-other group filled",
             Reason::ReplacedByALaterOrder => "exclusive_orders: a later order replaced it",
             Reason::MarginCall => "margin call: equity fell to the maintenance margin",
+            Reason::PartFilledRestWorksOn => {
+                "filled in part, as far as the bar's volume allowed (volume_limit): the rest \
+                 works on as a new order"
+            }
+            Reason::PartFilledRestEnded => {
+                "filled in part, as far as the bar's volume allowed (volume_limit), on its \
+                 last bar: the rest ended with it"
+            }
         }
     }
 }

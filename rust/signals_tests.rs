@@ -580,6 +580,7 @@ fn random_case(seed: u64) -> Case {
         maintenance_margin: 0.0,
         funding: None,
         dividends: None,
+        volume_limit: None,
         record_every_bar: d.chance(0.5),
         // The signal rules close before an opposite entry themselves (Python refuses the
         // option for signals mode).
@@ -650,6 +651,14 @@ fn random_case(seed: u64) -> Case {
     let market = if d.chance(0.3) {
         config.dividends = Some(market.columns().len());
         with_dividends(&market, &mut d)
+    } else {
+        market
+    };
+    // A volume limit now and then (drawn last), on volumes of the order of the orders'
+    // sizes (some bars none), so that orders fill in part and their rests work on.
+    let market = if d.chance(0.3) {
+        config.volume_limit = Some([0.1, 0.5, 1.0][d.below(3) as usize]);
+        with_volumes(&market, &mut d)
     } else {
         market
     };
@@ -738,6 +747,29 @@ fn with_dividends(market: &Market, d: &mut Draw) -> Market {
         .unwrap()
 }
 
+/// `market` with volumes drawn per bar: 0 at one bar in ten, else up to 400 units.
+fn with_volumes(market: &Market, d: &mut Draw) -> Market {
+    let n = market.symbol_count();
+    let names = (0..n).map(|s| market.name(s).to_string()).collect();
+    let bars = (0..n)
+        .map(|s| {
+            let mut bars = market.bars(s).clone();
+            let volume: Vec<f64> = (0..bars.ts.len())
+                .map(|_| match d.below(10) {
+                    0 => 0.0,
+                    _ => (d.unit() * 400.0).round(),
+                })
+                .collect();
+            bars.volume = volume.into();
+            bars
+        })
+        .collect();
+    Market::with_columns(names, bars, market.columns().to_vec())
+        .unwrap()
+        .with_call_order(market.call_order().to_vec())
+        .unwrap()
+}
+
 /// A symbol's own schedule, half the time: a rate and a fixed part, and a broker's
 /// schedule now and then.
 fn own_schedule(d: &mut Draw) -> Option<Commission> {
@@ -819,6 +851,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut fills, mut rejected, mut stops, mut trailed) = (0, 0, 0, 0);
     let (mut sized_per_bar, mut in_lots, mut added, mut timed) = (0, 0, 0, 0);
     let (mut called, mut called_quiet, mut funded, mut paid) = (0, 0, 0, 0);
+    let mut in_part = 0;
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -841,6 +874,10 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             without.run(&mut case_strategy(&c)).unwrap();
             funded += usize::from(outcome(&without) != a);
         }
+        // Orders filled in part, their rests working on.
+        in_part += (event.orders().iter())
+            .filter(|o| o.reason == crate::orders::Reason::PartFilledRestWorksOn)
+            .count();
         if c.config.dividends.is_some() {
             // Cases where dividends changed the run (against the same without them).
             let config = Config {
@@ -925,6 +962,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         called_quiet,
         funded,
         paid,
+        in_part,
     ];
     eprintln!("{reached:?}");
     assert!(
@@ -939,7 +977,8 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && called > 30
             && called_quiet > 30
             && funded > 30
-            && paid > 30,
+            && paid > 30
+            && in_part > 300,
         "{reached:?}"
     );
 }

@@ -96,6 +96,7 @@ class Engine:
         maintenance_margin: float = 0.0,
         funding_column: str | None = None,
         dividend_column: str | None = None,
+        volume_limit: float | None = None,
         record_every_bar: bool = False,
         exclusive_orders: bool = False,
         borrow_rate: float = 0.0,

@@ -137,6 +137,16 @@ def _annual_cost(name: str, value: Any) -> float:
     return _fraction(name, value, "a finite annual rate as a fraction in [0, 1) (0.05 = 5%)")
 
 
+def _volume_limit(name: str, value: Any) -> float | None:
+    rule = "None (no limit) or a fraction of a bar's volume in (0, 1] (0.1 = 10%)"
+    if value is None:
+        return None
+    number = _number(name, value, rule)
+    if not 0 < number <= 1:
+        raise _refuse(name, value, rule)
+    return number
+
+
 def _maintenance(name: str, value: Any) -> float:
     # 1 or more would call an account with no borrowing at all.
     return _fraction(name, value, "a fraction of gross exposure in [0, 1) (0.25 = 25%; 0: only "
@@ -432,6 +442,16 @@ class BacktestConfig:
         ``Dividends [$]``. For prices adjusted for splits but not for dividends, as most
         vendors' "adjusted" bars are; with prices adjusted for dividends too, leave it
         unset (the prices already hold them). Signals mode pays them the same way.
+    volume_limit : float, optional
+        The most of a bar's volume a symbol's fills may take in that bar, as a fraction
+        in (0, 1] (0.1: a tenth of it); no limit by default. Fills take the bar's
+        allowance in the order they execute (at the open, then within the bar, then at
+        the close); an order it does not cover fills in part, as many units as are
+        left, and the rest works on from the next bar as a new order on the same terms
+        and time in force (a stop that filled: at market; a stop-limit's: at its limit),
+        each part a fill and a trade of its own; an order meeting no volume left waits
+        whole. ``Result.orders`` gives the part's reason. A margin call closes
+        positions whatever the volume. Signals mode fills by the same rule.
     sizer : callable, default ``PercentOfEquity(0.95)``
         Sizes orders placed without ``size`` (see `tickstep.sizing`).
     record_every_bar : bool, default False
@@ -496,6 +516,7 @@ class BacktestConfig:
     maintenance_margin: float = _option(0.0, rule=_maintenance, engine="maintenance_margin")
     funding_column: str | None = _option(None, rule=_column, engine="funding_column")
     dividend_column: str | None = _option(None, rule=_column, engine="dividend_column")
+    volume_limit: float | None = _option(None, rule=_volume_limit, engine="volume_limit")
     exclusive_orders: bool = _option(False, rule=_flag, engine="exclusive_orders")
     sizer: Sizer = _option(rule=_sizer, default_factory=lambda: PercentOfEquity(0.95))
     record_every_bar: bool = _option(False, rule=_flag, engine="record_every_bar")

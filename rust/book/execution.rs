@@ -11,7 +11,9 @@
 
 use super::{Book, Rules};
 use crate::broker::{ratchet, slipped, Moment};
-use crate::orders::{Order, Reason, Role, Status};
+use std::cmp::Reverse;
+
+use crate::orders::{Order, Reason, Role, Status, TimeInForce};
 use crate::portfolio::{Execution, Portfolio};
 use crate::results::Fill;
 
@@ -70,6 +72,9 @@ pub(super) struct Waiting {
     /// Units of the order already executed (its reducing part): one fill row for both
     /// parts is written when the order is done.
     pub done: f64,
+    /// Units beyond what the bar's volume allowed (`Config::volume_limit`): they work on
+    /// as a new order once this one is done.
+    pub rest: f64,
 }
 
 pub(super) enum Executed {
@@ -77,6 +82,9 @@ pub(super) enum Executed {
     Done,
     /// The reducing part (if any) is done; this increase waits for its turn.
     Waits(Waiting),
+    /// Not executed: the bar's volume is taken (`Config::volume_limit`). The order works
+    /// on, and nothing more of its symbol fills in this bar.
+    NoVolume,
 }
 
 impl Book {
@@ -116,10 +124,26 @@ impl Book {
                 .and_then(|lot| portfolio.lot(s, lot))
                 .map(|lot| (lot.size, -lot.direction)),
         };
-        let Some((size, direction)) = sized else {
+        let Some((mut size, direction)) = sized else {
             self.cancel_unsized(matched, at.ts);
             return Executed::Done;
         };
+        // Under a volume limit it takes what the bar's volume has left (a margin call's
+        // closes take what they must).
+        let mut rest = 0.0;
+        if self.volume_limit.is_some() && !self.exempt {
+            let left = &mut self.allowance[s].1;
+            // (NaN volume, which the door refuses, would fill nothing.)
+            if left.is_nan() || *left <= size * DUST {
+                order.live = true;
+                return Executed::NoVolume;
+            }
+            if size - *left > size * DUST {
+                rest = size - *left;
+                size = *left;
+            }
+            *left -= size;
+        }
         let price = slipped(order, direction, raw_price, config.slippage_bps);
         // A limit order filled at its own limit price rested until the market came to it:
         // a maker's fill. At a better price (the bar opened through the limit), or any
@@ -134,6 +158,7 @@ impl Book {
             price,
             fee_per_unit,
             done: 0.0,
+            rest,
         };
         // A position is all long or all short, so only what opposes it reduces it (up to
         // its size); all of an order that does not oppose it increases it.
@@ -175,6 +200,9 @@ impl Book {
         if rest <= size * DUST {
             let fee = reduce * w.fee_per_unit;
             self.record_fill(at, w.order.id, w.direction, reduce, w.price, fee);
+            if w.rest > 0.0 {
+                self.work_on_rest(at, w.order.k, w.rest, portfolio);
+            }
             return Executed::Done;
         }
         w.size = rest;
@@ -206,12 +234,19 @@ impl Book {
         let units = w.done + w.size;
         let fee = units * w.fee_per_unit;
         self.record_fill(at, w.order.id, w.direction, units, w.price, fee);
+        if w.rest > 0.0 {
+            self.work_on_rest(at, w.order.k, w.rest, portfolio);
+        }
     }
 
     /// An increase the buying power left does not allow: rejected, with the fill row of
     /// its reducing part if it had one. (Out of line: the common fill keeps its registers.)
     #[inline(never)]
     fn reject_increase(&mut self, at: At, w: &Waiting) {
+        if self.volume_limit.is_some() && !self.exempt {
+            // What it took of the bar's volume and did not fill is the bar's again.
+            self.allowance[at.symbol].1 += w.size;
+        }
         if w.done > 0.0 {
             let fee = w.done * w.fee_per_unit;
             self.record_fill(at, w.order.id, w.direction, w.done, w.price, fee);
@@ -367,6 +402,77 @@ impl Book {
             l.stop_loss = sl;
             l.take_profit = tp;
         }
+    }
+
+    /// The order at `working[s][k]` filled in part, the bar's volume allowing no more
+    /// (`Config::volume_limit`): the `rest` of its units works on from the next bar as a
+    /// new order on the same terms, until the same time in force ends. A stop that filled
+    /// was reached: the rest is a market order (a stop-limit's, its limit). A close
+    /// closes the rest of what it was closing; a bracket leg (sized from its trade at
+    /// its fill) stays its trade's leg; the order's one-cancels-other group has already
+    /// resolved. On its last bar (immediate-or-cancel, a number of bars) the rest ends.
+    #[inline(never)]
+    fn work_on_rest(&mut self, at: At, k: usize, rest: f64, portfolio: &mut Portfolio) {
+        let s = at.symbol;
+        let o = self.working[s][k];
+        if o.last_bar.is_some_and(|last| last <= at.bar) {
+            self.log.record_mut(o.id).reason = Reason::PartFilledRestEnded;
+            return;
+        }
+        let mut r = Order {
+            id: 0,
+            size: rest,
+            eligible_from: at.bar + 1,
+            checked_bar: usize::MAX,
+            live: true,
+            oco: None,
+            ..o
+        };
+        if r.stop.is_some() {
+            r.trail = None;
+            if r.limit.is_some() {
+                r.triggered = true;
+            } else {
+                r.stop = None;
+            }
+        }
+        if r.role == Role::ClosePosition {
+            // Its portion of what is left of the position (or of its trade) is the rest.
+            let left = match r.trade {
+                Some(lot) => portfolio.lot(s, lot).map_or(0.0, |l| l.size),
+                None => portfolio.position(s).size.abs(),
+            };
+            if left <= 0.0 {
+                return;
+            }
+            r.portion = (rest / left).min(1.0);
+        }
+        let id = self.add_working(r, at.ts);
+        match r.time_in_force {
+            TimeInForce::Until(ts) => self.expiries.push(Reverse((ts, id))),
+            TimeInForce::Day => {
+                // Good for the same day as the order it is the rest of (whose day has not
+                // ended: it filled).
+                if let Some(&(_, placed)) = self.day_orders.iter().find(|d| d.0 == o.id) {
+                    self.day_orders.push((id, placed));
+                }
+            }
+            _ => {}
+        }
+        if r.last_bar.is_some() {
+            self.bar_limited += 1;
+        }
+        if let (Some(lot), Role::StopLoss | Role::TakeProfit) = (r.trade, r.role) {
+            if let Some(l) = portfolio.lot_mut(s, lot) {
+                if l.stop_loss == Some(o.id) {
+                    l.stop_loss = Some(id);
+                }
+                if l.take_profit == Some(o.id) {
+                    l.take_profit = Some(id);
+                }
+            }
+        }
+        self.log.record_mut(o.id).reason = Reason::PartFilledRestWorksOn;
     }
 
     /// Log an order the book creates itself (a bracket leg) and make it work now.

@@ -135,7 +135,7 @@ impl Desk {
         let (bars, last) = (&self.bars, &self.last);
         self.book
             .admit_pending(self.now, &mut self.portfolio, rules, |s| {
-                (at_close[s] && bars[s] > 0).then(|| (bars[s] - 1, last[s]))
+                (at_close[s] && bars[s] > 0).then(|| (bars[s] - 1, last[s], 1.0))
             });
     }
 

@@ -267,7 +267,7 @@ impl PyTradeLog {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", leverage=1.0, maintenance_margin=0.0, funding_column=None, dividend_column=None, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
+    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", leverage=1.0, maintenance_margin=0.0, funding_column=None, dividend_column=None, volume_limit=None, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -285,6 +285,7 @@ impl PyEngine {
         maintenance_margin: f64,
         funding_column: Option<&str>,
         dividend_column: Option<&str>,
+        volume_limit: Option<f64>,
         record_every_bar: bool,
         exclusive_orders: bool,
         borrow_rate: f64,
@@ -324,6 +325,7 @@ impl PyEngine {
             maintenance_margin,
             funding,
             dividends,
+            volume_limit,
             record_every_bar,
             exclusive_orders,
             carry: CarryRates {

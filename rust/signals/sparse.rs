@@ -612,6 +612,9 @@ impl<'a, 'm> Driver<'a, 'm> {
             };
             if !idle {
                 entries |= working.iter().any(|o| o.live && o.role == Role::Entry);
+                if self.p.book.limits_volume() {
+                    self.p.book.allow_volume(s, i, market.bars(s).volume[i]);
+                }
                 self.p.book.open_bar(s, i, b.ts[i], prices);
             }
             if parked {
@@ -792,7 +795,8 @@ impl<'a, 'm> Driver<'a, 'm> {
                         return None;
                     }
                     let (i, b) = (lanes[s].event, lanes[s].bars);
-                    (b.ts.get(i) == Some(&now)).then(|| (i, b.close[i]))
+                    let volume = || market.bars(s).volume[i];
+                    (b.ts.get(i) == Some(&now)).then(|| (i, b.close[i], volume()))
                 });
         }
         if ends_day && now >= self.p.account_opens {

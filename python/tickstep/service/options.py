@@ -21,9 +21,9 @@ __all__ = ["ENGINE_DEFAULTS", "PLAIN_TYPES", "check_config", "describe_strategie
 PLAIN_TYPES = (bool, int, float, str)
 
 #: Options off by default (None) that take a plain number when given (``commission_cap``,
-#: ``commission_maker``, ``periods_per_year``, ``history``), a name (``funding_column``,
-#: ``dividend_column``)
-#: or plain data (JSON's: ``commission_by_symbol``'s mapping), by their declared types.
+#: ``commission_maker``, ``volume_limit``, ``periods_per_year``, ``history``), a name
+#: (``funding_column``, ``dividend_column``) or plain data (JSON's:
+#: ``commission_by_symbol``'s mapping), by their declared types.
 _PLAIN_OR_NONE = ("float | None", "int | None", "str | None",
                   "Mapping[str, Mapping[str, float]] | None")
 

@@ -1,0 +1,224 @@
+"""Fills limited by the bars' volume (``volume_limit=``), hand-computed: every expected
+fill is worked out in the comments. Bars are daily from 2024-01-01 (bar i is day i + 1).
+
+The rule: a symbol's fills in a bar take at most ``volume_limit`` x its volume, in the
+order they execute; an order the rest does not cover fills in part, and the rest works on
+from the next bar as a new order on the same terms (a stop that filled: at market); an
+order meeting no volume left waits whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+from conftest import make_bars, run_script
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_engine_fills import buy, close, sell
+
+PART = "filled in part, as far as the bar's volume allowed (volume_limit): the rest works on as a new order"
+
+
+def flat(volumes, price=100.0):
+    return make_bars([(price, price, price, price)] * len(volumes), volume=list(volumes))
+
+
+def fills(r):
+    return list(zip(r.fills["time"].dt.day, r.fills["side"], r.fills["size"], r.fills["price"],
+                    strict=True))
+
+
+def test_an_order_fills_what_each_bar_allows_and_the_rest_works_on():
+    # Buy 30 placed on day 1, 10% of each bar's volume: day 2 (volume 100) fills 10, day
+    # 3 (50) fills 5, day 4 (0) fills nothing, day 5 (1,000) fills the last 15.
+    r = run_script(flat([1000, 100, 50, 0, 1000, 1000]), {0: buy(30)}, volume_limit=0.1)
+    assert fills(r) == [(2, "buy", 10, 100), (3, "buy", 5, 100), (5, "buy", 15, 100)]
+    orders = r.orders
+    assert orders["size"].tolist() == [30, 20, 15]
+    assert orders["filled_size"].tolist() == [10, 5, 15]
+    assert orders["status"].tolist() == ["filled"] * 3
+    assert orders["reason"].tolist() == [PART, PART, ""]
+    # Each rest is placed when its part filled, to work from the next bar.
+    assert orders["placed_time"].dt.day.tolist() == [1, 2, 3]
+    assert r.positions["size"].tolist() == [30.0]
+    # Without the limit it all fills on day 2.
+    assert fills(run_script(flat([1000, 100, 50, 0, 1000, 1000]), {0: buy(30)})) == [
+        (2, "buy", 30, 100)]
+
+
+def test_orders_of_one_symbol_share_its_bars_allowance_in_the_order_they_fill():
+    # Two buys of 8 placed on day 1: day 2 allows 10, the first takes 8, the second 2;
+    # its rest of 6 takes day 3's 5, the last unit fills on day 5 (day 4 has none).
+    r = run_script(flat([1000, 100, 50, 0, 1000]), {0: lambda s, sym: (buy(8)(s, sym), buy(8)(s, sym))},
+                   volume_limit=0.1)
+    assert fills(r) == [(2, "buy", 8, 100), (2, "buy", 2, 100), (3, "buy", 5, 100),
+                        (5, "buy", 1, 100)]
+    # Other symbols' volume is their own: BBB fills whole on day 2.
+    data = {"AAA": flat([1000, 100, 1000]), "BBB": flat([1000, 1000, 1000], price=50.0)}
+    both = run_script(data, {0: buy(20)}, volume_limit=0.1)
+    got = sorted(zip(both.fills["symbol"], both.fills["time"].dt.day, both.fills["size"],
+                     strict=True))
+    assert got == [("AAA", 2, 10), ("AAA", 3, 10), ("BBB", 2, 20)]
+
+
+def test_a_close_in_part_closes_the_rest_next():
+    # 30 bought on day 2 (ample volume); close() placed on day 3 fills 10 on day 4 (volume
+    # 100) and the rest, a close of what is left, 20 on day 5. Two trade records.
+    data = make_bars([(100, 100, 100, 100), (100, 100, 100, 100), (100, 100, 100, 100),
+                      (110, 110, 110, 110), (120, 120, 120, 120), (120, 120, 120, 120)],
+                     volume=[1000, 1000, 1000, 100, 1000, 1000])
+    r = run_script(data, {0: buy(30), 2: close}, volume_limit=0.1)
+    assert fills(r) == [(2, "buy", 30, 100), (4, "sell", 10, 110), (5, "sell", 20, 120)]
+    assert r.positions.empty
+    assert r.trades["size"].tolist() == [10, 20]
+    assert r.trades["pnl"].tolist() == pytest.approx([100.0, 400.0])
+    assert r.equity.iloc[-1] == pytest.approx(10_500.0)
+
+
+def test_the_rest_of_a_stop_that_filled_is_a_market_order():
+    # A buy stop at 105 placed on day 1: day 2 trades up to 106 with volume 100, so 10
+    # of 30 fill at 105; day 3 opens at 101, below the stop, and the rest (at market)
+    # fills there.
+    data = make_bars([(100, 100, 100, 100), (100, 106, 100, 104), (101, 102, 99, 100),
+                      (100, 100, 100, 100)], volume=[1000, 100, 1000, 1000])
+    r = run_script(data, {0: buy(30, stop=105)}, volume_limit=0.1)
+    assert fills(r) == [(2, "buy", 10, 105), (3, "buy", 20, 101)]
+    rest = r.orders.iloc[1]
+    assert np.isnan(rest["stop"]) and np.isnan(rest["limit"])
+
+
+def test_on_its_last_bar_the_rest_ends_with_it():
+    # Immediate-or-cancel: a limit at 100 fills 10 of 30 on its one bar; no rest.
+    data = flat([1000, 100, 1000, 1000])
+    r = run_script(data, {0: buy(30, limit=100, tif="ioc")}, volume_limit=0.1)
+    assert fills(r) == [(2, "buy", 10, 100)]
+    assert r.orders["reason"].tolist() == [
+        "filled in part, as far as the bar's volume allowed (volume_limit), on its last bar: "
+        "the rest ended with it"]
+    # Good for two bars: the rest works on the second, then ends.
+    two = run_script(flat([1000, 100, 50, 1000]), {0: buy(30, limit=100, valid=2)},
+                     volume_limit=0.1)
+    assert fills(two) == [(2, "buy", 10, 100), (3, "buy", 5, 100)]
+    assert len(two.orders) == 2
+
+
+def test_each_part_of_a_bracketed_entry_is_a_trade_with_its_own_legs():
+    # Buy 30 with a stop-loss at 95 placed on day 1: 10 fill on day 2 (volume 100), 20 on
+    # day 3; day 4 trades down to 94 with ample volume and both legs fill at 95.
+    data = make_bars([(100, 100, 100, 100), (100, 100, 100, 100), (100, 100, 100, 100),
+                      (96, 96, 94, 94), (94, 94, 94, 94)], volume=[1000, 100, 1000, 1000, 1000])
+    r = run_script(data, {0: buy(30, sl=95)}, volume_limit=0.1)
+    assert r.trades["size"].tolist() == [10, 20]
+    assert r.trades["exit_price"].tolist() == [95, 95]
+    assert r.positions.empty
+    assert r.equity.iloc[-1] == pytest.approx(10_000 - 30 * 5)
+
+
+def test_a_stop_loss_filled_in_part_closes_the_rest_of_its_trade_next():
+    # 30 held from day 2 with a stop-loss at 95; day 4 trades down to 94 with volume 100:
+    # 10 fill at 95, the leg's rest (at market) closes the other 20 at day 5's open, 93.
+    data = make_bars([(100, 100, 100, 100), (100, 100, 100, 100), (100, 100, 100, 100),
+                      (96, 96, 94, 94), (93, 93, 93, 93), (93, 93, 93, 93)],
+                     volume=[1000, 1000, 1000, 100, 1000, 1000])
+    r = run_script(data, {0: buy(30, sl=95)}, volume_limit=0.1)
+    assert fills(r)[1:] == [(4, "sell", 10, 95), (5, "sell", 20, 93)]
+    assert r.fills["role"].tolist() == ["entry", "stop_loss", "stop_loss"]
+    assert r.positions.empty and r.trades["size"].tolist() == [10, 20]
+    # No leg is left working once the trade is closed.
+    assert (r.orders["status"] != "open").all()
+
+
+def test_a_margin_call_closes_whatever_the_volume():
+    # Short 100 at 100 on day 2 (cash 20,000), 4x leverage and a 50% maintenance: day 3
+    # closes at 160 (equity 4,000 < 0.5 x 16,000) with no volume at all: called there.
+    data = make_bars([(100, 100, 100, 100), (100, 100, 100, 100), (100, 160, 100, 160),
+                      (160, 160, 160, 160)], volume=[1000, 1000, 0, 0])
+    r = run_script(data, {0: sell(100)}, cash=10_000, leverage=4, maintenance_margin=0.5,
+                   volume_limit=0.1)
+    assert r.stats["# Margin Calls"] == 1
+    assert fills(r) == [(2, "sell", 100, 100), (3, "buy", 100, 160)]
+
+
+def test_signals_mode_fills_in_parts_as_the_event_driven_run():
+    # Entries and exits far enough apart that each order's rests are done before the
+    # next signal: signals mode and the same orders placed by hand fill the same parts.
+    rng = np.random.default_rng(3)
+    n = 60
+    index = pd.date_range("2024-01-01", periods=n, freq="D", tz="UTC")
+    data = {}
+    for symbol in ("AAA", "BBB"):
+        close_ = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+        data[symbol] = pd.DataFrame({"open": close_, "high": close_ * 1.01, "low": close_ * 0.99,
+                                     "close": close_, "volume": rng.integers(50, 300, n) * 1.0},
+                                    index=index)
+    entries = pd.DataFrame(False, index=index, columns=list(data))
+    exits = entries.copy()
+    entries.iloc[[2, 20, 40], 0] = entries.iloc[[5, 25, 45], 1] = True
+    exits.iloc[[12, 30, 50], 0] = exits.iloc[[15, 35, 55], 1] = True
+
+    class ByHand(tickstep.Strategy):
+        def next(self, symbol):
+            i = len(self.data) - 1
+            if entries[symbol].iloc[i]:
+                self.buy(size=60)
+            elif exits[symbol].iloc[i] and self.position:
+                self.position.close()
+
+    for limit in (None, 0.1):
+        bt = tickstep.Backtest(data, ByHand, cash=100_000, volume_limit=limit,
+                               record_every_bar=True)
+        native = bt.run_signals(entries=entries, exits=exits, size=60, size_type="amount")
+        by_hand = bt.run()
+        pd.testing.assert_frame_equal(native.fills, by_hand.fills, check_exact=True)
+        pd.testing.assert_series_equal(native.equity, by_hand.equity, check_exact=True)
+    # (The limited run did fill in parts: 60 units against 5-30 a bar.)
+    assert (native.orders["reason"] == PART).sum() >= 12
+
+
+@pytest.mark.parametrize("value", [0, -0.1, 1.5, "10%", float("nan")])
+def test_a_volume_limit_outside_its_range_is_refused(value):
+    with pytest.raises(tickstep.ConfigError, match=r"volume_limit=.*a fraction of a bar's volume "
+                                                   r"in \(0, 1\]"):
+        tickstep.BacktestConfig(volume_limit=value)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 14), st.sampled_from(["AAA", "BBB"]),
+                          st.integers(-40, 40)), max_size=14),
+       st.lists(st.sampled_from([0.0, 20.0, 50.0, 150.0, 1000.0]), min_size=32, max_size=32),
+       st.sampled_from([0.1, 0.5, 1.0]), st.booleans())
+def test_no_bar_gives_more_than_its_share_and_every_rest_is_what_was_left(orders, volumes, limit,
+                                                                         on_close):
+    # Random market orders (> 0 buys, < 0 sells) of two symbols on random volumes: no bar
+    # of a symbol fills more than limit x its volume; every part's rest is an order of the
+    # same side for the units left, placed when the part filled; and the account is its
+    # cash and its positions at the last closes, by a reference from the fills.
+    data = {s: make_bars([(100 + k, 101 + k, 99 + k, 100 + k) for k in range(16)],
+                         volume=volumes[16 * j:16 * (j + 1)])
+            for j, s in enumerate(("AAA", "BBB"))}
+    script = {}
+    for bar, symbol, size in orders:
+        if size:
+            act = buy(size) if size > 0 else sell(-size)
+            previous = script.get((symbol, bar))
+            script[(symbol, bar)] = act if previous is None else (
+                lambda s, sym, a=previous, b=act: (a(s, sym), b(s, sym)))
+    r = run_script(data, script, cash=1_000_000, commission=0.001, volume_limit=limit,
+                   trade_on_close=on_close)
+    f = r.fills
+    taken = f.groupby(["symbol", "time"])["size"].sum()
+    for (symbol, time), units in taken.items():
+        assert units <= limit * data[symbol].loc[time, "volume"] * (1 + 1e-12)
+    o = r.orders
+    for _, part in o[o["reason"] == PART].iterrows():
+        rests = o[(o["placed_time"] == part["closed_time"]) & (o["symbol"] == part["symbol"])
+                  & (o["side"] == part["side"])
+                  & np.isclose(o["size"], part["size"] - part["filled_size"], rtol=1e-12)]
+        assert len(rests) >= 1
+    signed = np.where(f["side"] == "buy", 1.0, -1.0) * f["size"].to_numpy()
+    cash = 1_000_000 - float((signed * f["price"]).sum()) - float(f["commission"].sum())
+    held = pd.Series(signed, index=f["symbol"]).groupby(level=0).sum()
+    value = sum(units * data[s]["close"].iloc[-1] for s, units in held.items())
+    assert r.equity.iloc[-1] == pytest.approx(cash + value, rel=1e-12, abs=1e-6)
