@@ -689,85 +689,77 @@ fn schedule_now_and_then(d: &mut Draw, commission: &mut Commission) {
     }
 }
 
-/// `market` with an extra column "funding" of rates per bar (NaN: none), for most symbols.
-fn with_funding(market: &Market, d: &mut Draw) -> Market {
+/// `market` with each symbol's bars changed by `change` (in symbol order), and a new
+/// extra column `column` after its own when given (which `change` pushes).
+fn redrawn(
+    market: &Market,
+    column: Option<&str>,
+    mut change: impl FnMut(&mut crate::market::SymbolBars),
+) -> Market {
     let n = market.symbol_count();
     let names = (0..n).map(|s| market.name(s).to_string()).collect();
     let bars = (0..n)
         .map(|s| {
             let mut bars = market.bars(s).clone();
-            let rates = d.chance(0.8).then(|| {
-                (0..bars.ts.len())
-                    .map(|_| match d.below(16) {
-                        0 => 0.0,
-                        1 => 0.0005 + d.unit() * 0.003,
-                        2 => -(0.0005 + d.unit() * 0.003),
-                        _ => f64::NAN,
-                    })
-                    .collect::<Vec<f64>>()
-                    .into()
-            });
-            bars.extra = vec![rates];
-            bars
-        })
-        .collect();
-    Market::with_columns(names, bars, vec!["funding".to_string()])
-        .unwrap()
-        .with_call_order(market.call_order().to_vec())
-        .unwrap()
-}
-
-/// `market` with an extra column "dividends" after its own, of cash dividends per unit
-/// at some bars (NaN: none), for most symbols.
-fn with_dividends(market: &Market, d: &mut Draw) -> Market {
-    let n = market.symbol_count();
-    let names = (0..n).map(|s| market.name(s).to_string()).collect();
-    let bars = (0..n)
-        .map(|s| {
-            let mut bars = market.bars(s).clone();
-            let dividends = d.chance(0.8).then(|| {
-                (0..bars.ts.len())
-                    .map(|_| match d.below(12) {
-                        0 => 0.0,
-                        1 => 0.2 + d.unit() * 1.8,
-                        _ => f64::NAN,
-                    })
-                    .collect::<Vec<f64>>()
-                    .into()
-            });
-            bars.extra.push(dividends);
+            change(&mut bars);
             bars
         })
         .collect();
     let mut columns = market.columns().to_vec();
-    columns.push("dividends".to_string());
+    columns.extend(column.map(str::to_string));
     Market::with_columns(names, bars, columns)
         .unwrap()
         .with_call_order(market.call_order().to_vec())
         .unwrap()
 }
 
+/// `market` with an extra column "funding" of rates per bar (NaN: none), for most symbols.
+fn with_funding(market: &Market, d: &mut Draw) -> Market {
+    redrawn(market, Some("funding"), |bars| {
+        let rates = d.chance(0.8).then(|| {
+            (0..bars.ts.len())
+                .map(|_| match d.below(16) {
+                    0 => 0.0,
+                    1 => 0.0005 + d.unit() * 0.003,
+                    2 => -(0.0005 + d.unit() * 0.003),
+                    _ => f64::NAN,
+                })
+                .collect::<Vec<f64>>()
+                .into()
+        });
+        bars.extra.push(rates);
+    })
+}
+
+/// `market` with an extra column "dividends" after its own, of cash dividends per unit
+/// at some bars (NaN: none), for most symbols.
+fn with_dividends(market: &Market, d: &mut Draw) -> Market {
+    redrawn(market, Some("dividends"), |bars| {
+        let dividends = d.chance(0.8).then(|| {
+            (0..bars.ts.len())
+                .map(|_| match d.below(12) {
+                    0 => 0.0,
+                    1 => 0.2 + d.unit() * 1.8,
+                    _ => f64::NAN,
+                })
+                .collect::<Vec<f64>>()
+                .into()
+        });
+        bars.extra.push(dividends);
+    })
+}
+
 /// `market` with volumes drawn per bar: 0 at one bar in ten, else up to 400 units.
 fn with_volumes(market: &Market, d: &mut Draw) -> Market {
-    let n = market.symbol_count();
-    let names = (0..n).map(|s| market.name(s).to_string()).collect();
-    let bars = (0..n)
-        .map(|s| {
-            let mut bars = market.bars(s).clone();
-            let volume: Vec<f64> = (0..bars.ts.len())
-                .map(|_| match d.below(10) {
-                    0 => 0.0,
-                    _ => (d.unit() * 400.0).round(),
-                })
-                .collect();
-            bars.volume = volume.into();
-            bars
-        })
-        .collect();
-    Market::with_columns(names, bars, market.columns().to_vec())
-        .unwrap()
-        .with_call_order(market.call_order().to_vec())
-        .unwrap()
+    redrawn(market, None, |bars| {
+        let volume: Vec<f64> = (0..bars.ts.len())
+            .map(|_| match d.below(10) {
+                0 => 0.0,
+                _ => (d.unit() * 400.0).round(),
+            })
+            .collect();
+        bars.volume = volume.into();
+    })
 }
 
 /// A symbol's own schedule, half the time: a rate and a fixed part, and a broker's
