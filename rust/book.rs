@@ -24,7 +24,7 @@ mod matching;
 mod working;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 
 use crate::broker::{ratchet, Bar, Moment};
 use crate::config::Config;
@@ -78,6 +78,9 @@ pub struct Book {
     allowance: Vec<(usize, f64)>,
     /// Whether fills now are a margin call's, which closes positions whatever the volume.
     exempt: bool,
+    /// Under a volume limit, each order filled in part whose rest works on: the rest's id
+    /// by the order's (`work_on_rest`), so that cancelling an order cancels its rest.
+    rests: HashMap<u64, u64>,
 }
 
 /// What the book needs to know about the moment an order is placed.
@@ -180,6 +183,7 @@ impl Book {
             volume_limit: None,
             allowance: vec![(usize::MAX, 0.0); symbols],
             exempt: false,
+            rests: HashMap::new(),
         }
     }
 
@@ -582,6 +586,12 @@ impl Book {
         let Some(rec) = self.log.get(id) else {
             return bad("no such order in this backtest".into());
         };
+        if let Some(rest) = self.rests.get(&id) {
+            return bad(format!(
+                "it filled in part; its rest works on as order {}: modify that",
+                self.latest_rest(*rest)
+            ));
+        }
         if rec.status != Status::Open {
             let word = match rec.status {
                 Status::Filled => "filled",
@@ -678,14 +688,25 @@ impl Book {
         }
     }
 
-    /// Cancel a working order (placed during this tick or before; a bracket leg too). False
-    /// if it was not working.
+    /// Cancel a working order (placed during this tick or before; a bracket leg too), or
+    /// the rest of one filled in part that works on (`Config::volume_limit`). False if it
+    /// was not working.
     pub fn cancel(&mut self, id: u64, now: i64) -> bool {
+        let id = self.latest_rest(id);
         let done = self.cancel_working(id, now, Reason::CancelledByStrategy);
         if done {
             self.working.retain_live_everywhere();
         }
         done
+    }
+
+    /// Order `id`, or the latest rest of it when it filled in part (the rest of a rest
+    /// too): what works on of it, if anything does.
+    fn latest_rest(&self, mut id: u64) -> u64 {
+        while let Some(&rest) = self.rests.get(&id) {
+            id = rest;
+        }
+        id
     }
 
     /// Whether a close of `symbol`'s whole position (`close_position`) is working.

@@ -63,6 +63,39 @@ def test_orders_of_one_symbol_share_its_bars_allowance_in_the_order_they_fill():
     assert got == [("AAA", 2, 10), ("AAA", 3, 10), ("BBB", 2, 20)]
 
 
+def test_cancelling_an_order_filled_in_part_cancels_its_rest():
+    # Buy 30 on day 1: 10 fill on day 2 (volume 100); cancelled on day 2 by its own id,
+    # its rest of 20 is what is cancelled. Modifying it instead names the rest.
+    data = flat([1000, 100, 1000, 1000])
+
+    def cancel_it(s, sym):
+        s.log.append(s.cancel(s.ids["buy"][0]))
+
+    r = run_script(data, {0: buy(30), 1: cancel_it}, volume_limit=0.1)
+    assert fills(r) == [(2, "buy", 10, 100)]
+    assert r.orders["status"].tolist() == ["filled", "cancelled"]
+    assert r.orders["reason"].iloc[1] == "cancelled by the strategy"
+
+    def modify_it(s, sym):
+        s.modify(s.ids["buy"][0], size=5)
+
+    with pytest.raises(tickstep.OrderError, match=r"modify order 1: it filled in part; its rest "
+                                                  r"works on as order 2: modify that"):
+        run_script(data, {0: buy(30), 1: modify_it}, volume_limit=0.1)
+
+
+def test_a_target_placed_again_replaces_the_rest_of_the_last_one():
+    # order_target(30) on day 1 fills 10 on day 2 (volume 100); order_target(30) again on
+    # day 2 cancels the rest (20) and orders the difference from what is held (20), which
+    # fills on day 3: 30 held, not 50.
+    def target(s, sym):
+        s.order_target(size=30)
+
+    r = run_script(flat([1000, 100, 1000, 1000]), {0: target, 1: target}, volume_limit=0.1)
+    assert fills(r) == [(2, "buy", 10, 100), (3, "buy", 20, 100)]
+    assert r.positions["size"].tolist() == [30.0]
+
+
 def test_a_close_in_part_closes_the_rest_next():
     # 30 bought on day 2 (ample volume); close() placed on day 3 fills 10 on day 4 (volume
     # 100) and the rest, a close of what is left, 20 on day 5. Two trade records.

@@ -1431,14 +1431,17 @@ class Strategy(StrategyBase):
     close = StrategyBase.close
 
     def cancel(self, order_id: int) -> bool:
-        """Cancel a working order (bracket legs too); False if it had already ended."""
+        """Cancel a working order (bracket legs too), or the rest of one that filled in
+        part under ``volume_limit`` and works on; False if nothing of it was working."""
         return self._ctx.cancel(order_id)
 
     def modify(self, order_id: int, *, limit: float | None = None, stop: float | None = None,
                size: float | None = None) -> None:
         """Change a working order's ``limit``, ``stop`` or ``size``; it applies from the
         symbol's next bar, like a new order. Refused (``OrderError``) for filled,
-        cancelled, expired or unknown orders, and for what the order does not have."""
+        cancelled, expired or unknown orders (one filled in part under ``volume_limit``:
+        the message names its rest, which may be modified), and for what the order does
+        not have."""
         self._ctx.modify(order_id, limit, stop, size)
 
     # ---- targets -------------------------------------------------------------------------

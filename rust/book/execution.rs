@@ -473,6 +473,7 @@ impl Book {
             }
         }
         self.log.record_mut(o.id).reason = Reason::PartFilledRestWorksOn;
+        self.rests.insert(o.id, id);
     }
 
     /// Log an order the book creates itself (a bracket leg) and make it work now.
