@@ -76,8 +76,9 @@ pub struct Book {
     /// Per symbol, under a volume limit: the bar its fills last took volume of, and the
     /// units left to fill in it (`allow_volume`).
     allowance: Vec<(usize, f64)>,
-    /// Whether fills now are a margin call's, which closes positions whatever the volume.
-    exempt: bool,
+    /// Whether fills now take volume: under a volume limit, but for a margin call's,
+    /// which closes positions whatever the volume (one flag for the fill's one test).
+    capped: bool,
     /// Under a volume limit, each order filled in part whose rest works on: the rest's id
     /// by the order's (`work_on_rest`), so that cancelling an order cancels its rest.
     rests: HashMap<u64, u64>,
@@ -182,7 +183,7 @@ impl Book {
             margin_calls: 0,
             volume_limit: None,
             allowance: vec![(usize::MAX, 0.0); symbols],
-            exempt: false,
+            capped: false,
             rests: HashMap::new(),
         }
     }
@@ -192,6 +193,7 @@ impl Book {
     /// (`allow_volume`) before its orders are matched.
     pub fn limit_volume(&mut self, fraction: Option<f64>) {
         self.volume_limit = fraction;
+        self.capped = fraction.is_some();
     }
 
     /// Whether fills are limited by the bars' volume (`limit_volume`).
@@ -1042,12 +1044,12 @@ impl Book {
             }
         }
         // The broker closes every position whatever the bars' volume.
-        self.exempt = true;
+        let capped = std::mem::replace(&mut self.capped, false);
         self.admit_filling_at_close(ts, portfolio, rules, |s| {
             let &(_, bar, price) = held.iter().find(|h| h.0 == s)?;
             Some((bar, price, f64::INFINITY))
         });
-        self.exempt = false;
+        self.capped = capped;
         for id in closes {
             self.log.record_mut(id).reason = Reason::MarginCall;
         }

@@ -131,7 +131,7 @@ impl Book {
         // Under a volume limit it takes what the bar's volume has left (a margin call's
         // closes take what they must).
         let mut rest = 0.0;
-        if self.volume_limit.is_some() && !self.exempt {
+        if self.capped {
             let left = &mut self.allowance[s].1;
             // (NaN volume, which the door refuses, would fill nothing.)
             if left.is_nan() || *left <= size * DUST {
@@ -243,7 +243,7 @@ impl Book {
     /// its reducing part if it had one. (Out of line: the common fill keeps its registers.)
     #[inline(never)]
     fn reject_increase(&mut self, at: At, w: &Waiting) {
-        if self.volume_limit.is_some() && !self.exempt {
+        if self.capped {
             // What it took of the bar's volume and did not fill is the bar's again.
             self.allowance[at.symbol].1 += w.size;
         }
