@@ -73,12 +73,15 @@ pub struct Book {
     margin_calls: u32,
     /// `Config::volume_limit`: the fraction of a bar's volume a symbol's fills may take.
     volume_limit: Option<f64>,
-    /// Per symbol, under a volume limit: the bar its fills last took volume of, and the
-    /// units left to fill in it (`allow_volume`).
-    allowance: Vec<(usize, f64)>,
-    /// Whether fills now take volume: under a volume limit, but for a margin call's,
-    /// which closes positions whatever the volume (one flag for the fill's one test).
-    capped: bool,
+    /// `Config::volume_impact`: how far a fill's share of its bar's volume moves its price.
+    impact: f64,
+    /// Per symbol, under the volume rules: the bar its fills last took volume of, the
+    /// units left to fill in it, and its volume (`allow_volume`).
+    allowance: Vec<(usize, f64, f64)>,
+    /// Whether fills now follow the volume rules (a limit, an impact), but for a margin
+    /// call's, which closes positions whatever the volume (one flag for the fill's one
+    /// test).
+    by_volume: bool,
     /// Under a volume limit, each order filled in part whose rest works on: the rest's id
     /// by the order's (`work_on_rest`), so that cancelling an order cancels its rest.
     rests: HashMap<u64, u64>,
@@ -182,36 +185,40 @@ impl Book {
             bar_limited: 0,
             margin_calls: 0,
             volume_limit: None,
-            allowance: vec![(usize::MAX, 0.0); symbols],
-            capped: false,
+            impact: 0.0,
+            allowance: vec![(usize::MAX, 0.0, 0.0); symbols],
+            by_volume: false,
             rests: HashMap::new(),
         }
     }
 
-    /// Let `symbol`'s fills in a bar take at most `fraction` of its volume
-    /// (`Config::volume_limit`); the drivers then give each bar's volume
+    /// Fill by the bars' volume: a symbol's fills in a bar take at most `fraction` of
+    /// it (`Config::volume_limit`), and each moves its price by `impact` × the square of
+    /// its share of it (`Config::volume_impact`). The drivers then give each bar's volume
     /// (`allow_volume`) before its orders are matched.
-    pub fn limit_volume(&mut self, fraction: Option<f64>) {
+    pub fn follow_volume(&mut self, fraction: Option<f64>, impact: f64) {
         self.volume_limit = fraction;
-        self.capped = fraction.is_some();
+        self.impact = impact;
+        self.by_volume = fraction.is_some() || impact > 0.0;
     }
 
-    /// Whether fills are limited by the bars' volume (`limit_volume`).
+    /// Whether fills follow the bars' volume (`follow_volume`).
     #[inline(always)]
-    pub fn limits_volume(&self) -> bool {
-        self.volume_limit.is_some()
+    pub fn reads_volume(&self) -> bool {
+        self.volume_limit.is_some() || self.impact > 0.0
     }
 
     /// `symbol`'s bar `bar` trades `volume`: its fills may take the volume limit's share
-    /// of it, less what they took already (a bar's fills at the open and at its close
-    /// share one allowance).
+    /// of it (all of it without a limit), less what they took already (a bar's fills at
+    /// the open and at its close share one allowance).
     #[inline]
     pub fn allow_volume(&mut self, symbol: usize, bar: usize, volume: f64) {
-        if let Some(fraction) = self.volume_limit {
-            let allowance = &mut self.allowance[symbol];
-            if allowance.0 != bar {
-                *allowance = (bar, fraction * volume);
-            }
+        let allowance = &mut self.allowance[symbol];
+        if allowance.0 != bar {
+            let share = self.volume_limit.unwrap_or(f64::INFINITY);
+            // (Without a limit any volume above none allows all: 0 × inf is NaN, none.)
+            let left = if volume > 0.0 { share * volume } else { 0.0 };
+            *allowance = (bar, left, volume);
         }
     }
 
@@ -1044,12 +1051,12 @@ impl Book {
             }
         }
         // The broker closes every position whatever the bars' volume.
-        let capped = std::mem::replace(&mut self.capped, false);
+        let by_volume = std::mem::replace(&mut self.by_volume, false);
         self.admit_filling_at_close(ts, portfolio, rules, |s| {
             let &(_, bar, price) = held.iter().find(|h| h.0 == s)?;
             Some((bar, price, f64::INFINITY))
         });
-        self.capped = capped;
+        self.by_volume = by_volume;
         for id in closes {
             self.log.record_mut(id).reason = Reason::MarginCall;
         }

@@ -167,6 +167,10 @@ pub struct Config {
     /// as a fraction in (0, 1] (`None`: no limit). An order the rest of the volume does
     /// not cover fills in part; the rest works on from the next bar as a new order.
     pub volume_limit: Option<f64>,
+    /// `volume_impact`: a fill's price moves against the trader by this × the square of
+    /// its share of the bar's volume, as a fraction of the price (orders with a limit
+    /// aside, as for slippage); 0: none.
+    pub volume_impact: f64,
     /// `record_every_bar`: record equity at every tick, not only at each trading day's end.
     pub record_every_bar: bool,
     /// `exclusive_orders`: an order a strategy places cancels its symbol's entry orders
@@ -191,6 +195,7 @@ impl Default for Config {
             funding: None,
             dividends: None,
             volume_limit: None,
+            volume_impact: 0.0,
             record_every_bar: false,
             exclusive_orders: false,
             carry: CarryRates::default(),
@@ -261,6 +266,13 @@ impl Config {
             if !(f.is_finite() && f > 0.0 && f <= 1.0) {
                 return bad("volume_limit", f, "a fraction of a bar's volume in (0, 1]");
             }
+        }
+        if !(self.volume_impact.is_finite() && self.volume_impact >= 0.0) {
+            return bad(
+                "volume_impact",
+                self.volume_impact,
+                "a finite coefficient >= 0 (0.1: a tenth of a bar's volume moves the price 0.1%)",
+            );
         }
         let annual = [
             ("borrow_rate", self.carry.borrow),

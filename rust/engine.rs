@@ -190,7 +190,7 @@ impl Engine {
             rank
         });
         let mut book = Book::new(n);
-        book.limit_volume(config.volume_limit);
+        book.follow_volume(config.volume_limit, config.volume_impact);
         Ok(Engine {
             call_rank,
             clock: Clock::new(&market),
@@ -595,7 +595,7 @@ impl Engine {
                 low: b.low[j],
                 close: b.close[j],
             };
-            if self.book.limits_volume() {
+            if self.book.reads_volume() {
                 self.book.allow_volume(s, i, b.volume[j]);
             }
             self.book.open_bar(s, i, b.ts[j], bar);

@@ -581,6 +581,7 @@ fn random_case(seed: u64) -> Case {
         funding: None,
         dividends: None,
         volume_limit: None,
+        volume_impact: 0.0,
         record_every_bar: d.chance(0.5),
         // The signal rules close before an opposite entry themselves (Python refuses the
         // option for signals mode).
@@ -654,10 +655,12 @@ fn random_case(seed: u64) -> Case {
     } else {
         market
     };
-    // A volume limit now and then (drawn last), on volumes of the order of the orders'
-    // sizes (some bars none), so that orders fill in part and their rests work on.
+    // A volume limit and a market impact now and then (drawn last), on volumes of the
+    // order of the orders' sizes (some bars none), so that orders fill in part and their
+    // rests work on, and fills pay for their share of the volume.
     let market = if d.chance(0.3) {
-        config.volume_limit = Some([0.1, 0.5, 1.0][d.below(3) as usize]);
+        config.volume_limit = [None, Some(0.1), Some(0.5), Some(1.0)][d.below(4) as usize];
+        config.volume_impact = [0.0, 0.1, 2.0][d.below(3) as usize];
         with_volumes(&market, &mut d)
     } else {
         market
@@ -843,7 +846,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut fills, mut rejected, mut stops, mut trailed) = (0, 0, 0, 0);
     let (mut sized_per_bar, mut in_lots, mut added, mut timed) = (0, 0, 0, 0);
     let (mut called, mut called_quiet, mut funded, mut paid) = (0, 0, 0, 0);
-    let mut in_part = 0;
+    let (mut in_part, mut moved) = (0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -870,6 +873,16 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         in_part += (event.orders().iter())
             .filter(|o| o.reason == crate::orders::Reason::PartFilledRestWorksOn)
             .count();
+        if c.config.volume_impact > 0.0 {
+            // Cases where the market impact changed the run (against the same without).
+            let config = Config {
+                volume_impact: 0.0,
+                ..c.config.clone()
+            };
+            let mut without = engine_of(&c, config);
+            without.run(&mut case_strategy(&c)).unwrap();
+            moved += usize::from(outcome(&without) != a);
+        }
         if c.config.dividends.is_some() {
             // Cases where dividends changed the run (against the same without them).
             let config = Config {
@@ -955,6 +968,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         funded,
         paid,
         in_part,
+        moved,
     ];
     eprintln!("{reached:?}");
     assert!(
@@ -970,7 +984,8 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && called_quiet > 30
             && funded > 30
             && paid > 30
-            && in_part > 300,
+            && in_part > 300
+            && moved > 30,
         "{reached:?}"
     );
 }

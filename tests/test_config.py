@@ -35,6 +35,7 @@ def test_defaults():
         "funding_column": None,
         "dividend_column": None,
         "volume_limit": None,
+        "volume_impact": 0.0,
         "exclusive_orders": False,
         "sizer": PercentOfEquity(0.95),
         "record_every_bar": False,
@@ -76,7 +77,8 @@ def test_engine_options_are_the_cores_spelling():
         "cash": 5_000.0, "commission": 0.002, "commission_fixed": 1.0, "commission_per_unit": 0.005,
         "commission_min": 1.0, "commission_cap": 0.01, "commission_maker": 0.0002, "slippage_bps": 3.0,
         "fill_at": "close", "leverage": 2.0, "maintenance_margin": 0.25, "funding_column": None,
-        "dividend_column": None, "volume_limit": None, "exclusive_orders": True,
+        "dividend_column": None, "volume_limit": None, "volume_impact": 0.0,
+        "exclusive_orders": True,
         "record_every_bar": True,
         "borrow_rate": 0.0, "margin_rate": 0.0, "cash_rate": 0.0,
     }

@@ -208,9 +208,9 @@ def test_signals_mode_fills_in_parts_as_the_event_driven_run():
             elif exits[symbol].iloc[i] and self.position:
                 self.position.close()
 
-    for limit in (None, 0.1):
+    for limit, impact in ((None, 0.0), (0.1, 0.0), (0.1, 0.5)):
         bt = tickstep.Backtest(data, ByHand, cash=100_000, volume_limit=limit,
-                               record_every_bar=True)
+                               volume_impact=impact, record_every_bar=True)
         native = bt.run_signals(entries=entries, exits=exits, size=60, size_type="amount")
         by_hand = bt.run()
         pd.testing.assert_frame_equal(native.fills, by_hand.fills, check_exact=True)
@@ -290,3 +290,49 @@ def test_a_streamed_run_fills_the_same_parts_as_the_run_in_memory():
     pd.testing.assert_series_equal(whole.stats, streamed.stats, check_exact=True)
     pd.testing.assert_frame_equal(whole.fills, streamed.fills, check_exact=True)
     pd.testing.assert_frame_equal(whole.orders, streamed.orders, check_exact=True)
+
+
+# ---- market impact: volume_impact -------------------------------------------------------------
+
+
+def test_a_fill_pays_the_square_of_its_share_of_the_volume():
+    # 10 units on a bar of 100 (a tenth), impact 0.1: 0.1 x 0.1^2 = 0.1% of the price. A
+    # buy at 100 pays 100.10; with 10 bps of slippage first, 100 x 1.001 x 1.001; a sell
+    # receives 99.90; 50 units (half the bar) pay 0.1 x 0.25 = 2.5%; the commission (0.1%)
+    # is of the price paid.
+    data = flat([1000, 100, 100])
+    assert fills(run_script(data, {0: buy(10)}, volume_impact=0.1)) == [
+        (2, "buy", 10, pytest.approx(100.1, rel=1e-15))]
+    slipped = run_script(data, {0: buy(10)}, volume_impact=0.1, slippage=10)
+    assert slipped.fills["price"].iloc[0] == pytest.approx(100 * 1.001 * 1.001, rel=1e-15)
+    assert fills(run_script(data, {0: sell(10)}, volume_impact=0.1)) == [
+        (2, "sell", 10, pytest.approx(99.9, rel=1e-15))]
+    half = run_script(data, {0: buy(50)}, volume_impact=0.1, commission=0.001)
+    assert half.fills["price"].iloc[0] == pytest.approx(102.5, rel=1e-15)
+    assert half.fills["commission"].iloc[0] == pytest.approx(50 * 102.5 * 0.001, rel=1e-12)
+
+
+def test_orders_with_a_limit_never_pay_past_it_and_no_volume_fills_nothing():
+    # A buy limit at 100 fills at 100, impact or not (as slippage leaves limits alone).
+    data = flat([1000, 100, 0, 100])
+    assert fills(run_script(data, {0: buy(10, limit=100)}, volume_impact=0.5)) == [
+        (2, "buy", 10, 100)]
+    # Day 3 trades nothing: a market order placed on day 2 waits for day 4 (10 of 100).
+    assert fills(run_script(data, {1: buy(10)}, volume_impact=0.1)) == [
+        (4, "buy", 10, pytest.approx(100.1, rel=1e-15))]
+
+
+def test_with_a_volume_limit_each_part_pays_for_its_own_share():
+    # 30 units, 10% of each bar's volume, impact 1.0: day 2 (volume 100) fills 10 at a
+    # share of 0.1 (1%: 101.00); day 3 (volume 400) the other 20, a share of 0.05
+    # (0.25%: 100.25).
+    r = run_script(flat([1000, 100, 400, 1000]), {0: buy(30)}, volume_limit=0.1,
+                   volume_impact=1.0)
+    assert fills(r) == [(2, "buy", 10, pytest.approx(101.0, rel=1e-15)),
+                        (3, "buy", 20, pytest.approx(100.25, rel=1e-15))]
+
+
+@pytest.mark.parametrize("value", [-0.1, float("inf"), "1%"])
+def test_a_volume_impact_outside_its_range_is_refused(value):
+    with pytest.raises(tickstep.ConfigError, match=r"volume_impact=.*a finite coefficient >= 0"):
+        tickstep.BacktestConfig(volume_impact=value)

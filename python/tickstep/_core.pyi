@@ -97,6 +97,7 @@ class Engine:
         funding_column: str | None = None,
         dividend_column: str | None = None,
         volume_limit: float | None = None,
+        volume_impact: float = 0.0,
         record_every_bar: bool = False,
         exclusive_orders: bool = False,
         borrow_rate: float = 0.0,

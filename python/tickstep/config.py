@@ -147,6 +147,14 @@ def _volume_limit(name: str, value: Any) -> float | None:
     return number
 
 
+def _impact(name: str, value: Any) -> float:
+    rule = "a finite coefficient >= 0 (0.1: a fill of a tenth of its bar's volume pays 0.1%)"
+    number = _number(name, value, rule)
+    if not number >= 0:
+        raise _refuse(name, value, rule)
+    return number
+
+
 def _maintenance(name: str, value: Any) -> float:
     # 1 or more would call an account with no borrowing at all.
     return _fraction(name, value, "a fraction of gross exposure in [0, 1) (0.25 = 25%; 0: only "
@@ -452,6 +460,14 @@ class BacktestConfig:
         each part a fill and a trade of its own; an order meeting no volume left waits
         whole. ``Result.orders`` gives the part's reason. A margin call closes
         positions whatever the volume. Signals mode fills by the same rule.
+    volume_impact : float, default 0
+        A square-law market impact: a market or stop order's fill moves its price
+        against the trader (buys pay more, sells receive less) by ``volume_impact`` x
+        (units filled / the bar's volume)^2, as a fraction of the price, after
+        ``slippage`` (0.1: a fill of a tenth of the bar's volume pays 0.1%, of all of it
+        10%). Orders with a limit never fill past it and are left untouched, as for
+        slippage. With an impact, a bar with no volume fills nothing (the order waits).
+        Margin calls close at the marks. Signals mode fills by the same rule.
     sizer : callable, default ``PercentOfEquity(0.95)``
         Sizes orders placed without ``size`` (see `tickstep.sizing`).
     record_every_bar : bool, default False
@@ -517,6 +533,7 @@ class BacktestConfig:
     funding_column: str | None = _option(None, rule=_column, engine="funding_column")
     dividend_column: str | None = _option(None, rule=_column, engine="dividend_column")
     volume_limit: float | None = _option(None, rule=_volume_limit, engine="volume_limit")
+    volume_impact: float = _option(0.0, rule=_impact, engine="volume_impact")
     exclusive_orders: bool = _option(False, rule=_flag, engine="exclusive_orders")
     sizer: Sizer = _option(rule=_sizer, default_factory=lambda: PercentOfEquity(0.95))
     record_every_bar: bool = _option(False, rule=_flag, engine="record_every_bar")

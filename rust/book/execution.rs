@@ -10,7 +10,7 @@
 //! order gets one fill row, written when it is done.
 
 use super::{Book, Rules};
-use crate::broker::{ratchet, slipped, Moment};
+use crate::broker::{impacted, ratchet, slipped, Moment};
 use std::cmp::Reverse;
 
 use crate::orders::{Order, Reason, Role, Status, TimeInForce};
@@ -128,11 +128,12 @@ impl Book {
             self.cancel_unsized(matched, at.ts);
             return Executed::Done;
         };
-        // Under a volume limit it takes what the bar's volume has left (a margin call's
-        // closes take what they must).
+        // Under the volume rules it takes what the bar's volume has left, and its share of
+        // the volume moves its price (a margin call's closes take what they must).
         let mut rest = 0.0;
-        if self.capped {
-            let left = &mut self.allowance[s].1;
+        let mut share = 0.0;
+        if self.by_volume {
+            let (_, left, volume) = &mut self.allowance[s];
             // (NaN volume, which the door refuses, would fill nothing.)
             if left.is_nan() || *left <= size * DUST {
                 order.live = true;
@@ -143,8 +144,10 @@ impl Book {
                 size = *left;
             }
             *left -= size;
+            share = size / *volume;
         }
         let price = slipped(order, direction, raw_price, config.slippage_bps);
+        let price = impacted(order, direction, price, share, self.impact);
         // A limit order filled at its own limit price rested until the market came to it:
         // a maker's fill. At a better price (the bar opened through the limit), or any
         // market or stop fill, it took the price there was: a taker's.
@@ -243,7 +246,7 @@ impl Book {
     /// its reducing part if it had one. (Out of line: the common fill keeps its registers.)
     #[inline(never)]
     fn reject_increase(&mut self, at: At, w: &Waiting) {
-        if self.capped {
+        if self.by_volume {
             // What it took of the bar's volume and did not fill is the bar's again.
             self.allowance[at.symbol].1 += w.size;
         }

@@ -267,7 +267,7 @@ impl PyTradeLog {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", leverage=1.0, maintenance_margin=0.0, funding_column=None, dividend_column=None, volume_limit=None, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
+    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", leverage=1.0, maintenance_margin=0.0, funding_column=None, dividend_column=None, volume_limit=None, volume_impact=0.0, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -286,6 +286,7 @@ impl PyEngine {
         funding_column: Option<&str>,
         dividend_column: Option<&str>,
         volume_limit: Option<f64>,
+        volume_impact: f64,
         record_every_bar: bool,
         exclusive_orders: bool,
         borrow_rate: f64,
@@ -326,6 +327,7 @@ impl PyEngine {
             funding,
             dividends,
             volume_limit,
+            volume_impact,
             record_every_bar,
             exclusive_orders,
             carry: CarryRates {

@@ -612,7 +612,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             };
             if !idle {
                 entries |= working.iter().any(|o| o.live && o.role == Role::Entry);
-                if self.p.book.limits_volume() {
+                if self.p.book.reads_volume() {
                     self.p.book.allow_volume(s, i, market.bars(s).volume[i]);
                 }
                 self.p.book.open_bar(s, i, b.ts[i], prices);
