@@ -88,6 +88,22 @@ def test_options_off_by_default_are_given_by_number(store):
     assert "a fraction of notional in (0, 1)" in refused.stderr
 
 
+def test_volume_rules_are_options_of_the_command_line(store):
+    # A limit of 0.01% of each day's volume and an impact: orders fill in parts, at
+    # moved prices, as the same options give through the API.
+    options = dict(volume_limit=0.0001, volume_impact=50.0, on_reject="ignore")
+    done = tickstep_cli("run", "sma_cross", "--data", str(store), "-o", "volume_limit=0.0001",
+                        "-o", "volume_impact=50", "-o", "on_reject=ignore", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)["stats"]
+    expected = tickstep.Backtest(str(store), SmaCross, **options).run()
+    plain = tickstep.Backtest(str(store), SmaCross, on_reject="ignore").run().stats
+    assert (expected.orders["reason"].str.startswith("filled in part")).any()
+    assert out["Equity Final [$]"] == expected.stats["Equity Final [$]"] != plain["Equity Final [$]"]
+    refused = tickstep_cli("run", "sma_cross", "--data", str(store), "-o", "volume_limit=10")
+    assert refused.returncode != 0 and "a fraction of a bar's volume in (0, 1]" in refused.stderr
+
+
 def test_batch_writes_rows_and_stores_runs_then_runs_queries_them(store, tmp_path, capsys):
     out, db = tmp_path / "rows.csv", tmp_path / "runs.sqlite"
     done = tickstep_cli("batch", "sma_cross", "--data", str(store), "-p", "fast=5,10",
