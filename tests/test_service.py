@@ -190,6 +190,29 @@ def test_margin_calls_over_http_are_stored_and_counted_as_in_python(client, stor
     np.testing.assert_array_equal(got, want)
 
 
+def test_volume_rules_over_http_fill_as_in_python(client, store):
+    # A limit of 0.01% of each day's volume and a market impact: the stored rows are
+    # run_batch's, and differ from the runs without them.
+    options = {"volume_limit": 0.0001, "volume_impact": 50.0, "on_reject": "ignore"}
+    batch_id = submit(client, {"strategy": "sma_cross", "params": {"fast": [5, 10]},
+                               "symbols": ["BARP", "TEW"], "options": options,
+                               "cache": False}).json()["batch_id"]
+    assert wait_done(client, batch_id)["status"] == "done"
+    rows = pd.DataFrame(client.get(f"/batches/{batch_id}/results").json()["rows"])
+    reference = run_batch("sma_cross", str(store), params={"fast": [5, 10]},
+                          symbols=["BARP", "TEW"], cache=False, **options)
+    plain = run_batch("sma_cross", str(store), params={"fast": [5, 10]},
+                      symbols=["BARP", "TEW"], cache=False, on_reject="ignore")
+    key = ["symbols", "fast"]
+    got = rows.sort_values(key)["Equity Final [$]"].to_numpy()
+    want = reference.sort_values(key)["Equity Final [$]"].to_numpy()
+    assert len(got) == 4 and (want != plain.sort_values(key)["Equity Final [$]"].to_numpy()).all()
+    np.testing.assert_array_equal(got, want)
+    refused = submit(client, {"strategy": "sma_cross", "symbols": ["BARP"],
+                              "options": {"volume_limit": 0}})
+    assert refused.status_code == 422 and "a fraction of a bar's volume in (0, 1]" in refused.text
+
+
 def test_a_batchs_status_counts_the_runs_with_rejected_orders(client, store):
     # A portfolio on 500 of cash: RSI entries soon exceed it, and are rejected.
     body = {"strategy": "rsi_mean_reversion", "params": {"oversold": [25, 30]},
