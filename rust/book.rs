@@ -215,8 +215,9 @@ impl Book {
     pub fn allow_volume(&mut self, symbol: usize, bar: usize, volume: f64) {
         let allowance = &mut self.allowance[symbol];
         if allowance.0 != bar {
+            // Without a limit all of it (a market impact alone); a bar with no volume
+            // fills nothing either way (and 0 × infinity would be NaN).
             let share = self.volume_limit.unwrap_or(f64::INFINITY);
-            // (Without a limit any volume above none allows all: 0 × inf is NaN, none.)
             let left = if volume > 0.0 { share * volume } else { 0.0 };
             *allowance = (bar, left, volume);
         }
@@ -944,10 +945,10 @@ impl Book {
     /// Orders placed during the tick join the book, one by one in placement order (they are
     /// among the working orders already: each becomes eligible where it is).
     /// `fill_now(symbol)` gives (bar, close, volume) when a market order of that symbol
-    /// fills at this bar's close (`FillAt::Close` and the symbol has a bar now): it executes its
-    /// reducing part as it joins, and its increase once all have joined, in placement
-    /// order (reducing parts first, then increases). (Inlined into the barrier: most
-    /// barriers admit nothing, or only orders that fill later.)
+    /// fills at this bar's close (`FillAt::Close` and the symbol has a bar now): it
+    /// executes its reducing part as it joins, and its increase once all have joined, in
+    /// placement order (reducing parts first, then increases). (Inlined into the barrier:
+    /// most barriers admit nothing, or only orders that fill later.)
     #[inline]
     pub fn admit_pending(
         &mut self,

@@ -9,10 +9,10 @@
 //! order pay the same commission per unit, so splitting it changes no trade record; the
 //! order gets one fill row, written when it is done.
 
-use super::{Book, Rules};
-use crate::broker::{impacted, ratchet, slipped, Moment};
 use std::cmp::Reverse;
 
+use super::{Book, Rules};
+use crate::broker::{impacted, ratchet, slipped, Moment};
 use crate::orders::{Order, Reason, Role, Status, TimeInForce};
 use crate::portfolio::{Execution, Portfolio};
 use crate::results::Fill;
@@ -82,8 +82,9 @@ pub(super) enum Executed {
     Done,
     /// The reducing part (if any) is done; this increase waits for its turn.
     Waits(Waiting),
-    /// Not executed: the bar's volume is taken (`Config::volume_limit`). The order works
-    /// on, and nothing more of its symbol fills in this bar.
+    /// Not executed: the bar's volume is taken, or it had none (`Config::volume_limit`,
+    /// `Config::volume_impact`). The order works on, and nothing more of its symbol fills
+    /// in this bar.
     NoVolume,
 }
 
