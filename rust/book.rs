@@ -996,7 +996,9 @@ impl Book {
             else {
                 continue;
             };
-            self.allow_volume(s, bar, volume);
+            if self.by_volume {
+                self.allow_volume(s, bar, volume);
+            }
             let at = At { symbol: s, bar, ts };
             // The symbol may not have been marked this tick (flat, no orders till now).
             portfolio.mark(s, close);

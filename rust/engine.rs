@@ -32,7 +32,7 @@ use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
 use crate::market::Market;
 use crate::orders::OrderRow;
-use crate::portfolio::{ClosedTrade, Money, Portfolio};
+use crate::portfolio::{ClosedTrade, Money, Payment, Portfolio};
 use crate::results::{EquityCurve, Fill, FillRow, OrderLog};
 use crate::strategy::Strategy;
 use crate::studies::Studies;
@@ -433,7 +433,7 @@ impl Engine {
             // Positions held into a bar where their symbol goes ex are paid its dividend at
             // the open, before the bar's fills (a buy there comes too late for it).
             if let Some(column) = self.config.dividends {
-                self.settle_dividends(&market, column);
+                self.settle(&market, column, Payment::Dividend);
             }
             // A batch with no bar to match (no symbol of the tick has orders that can act
             // in its bar) does nothing: no marks at the opens either.
@@ -451,7 +451,7 @@ impl Engine {
             }
             // Positions held at a bar with a funding rate settle it at the close.
             if let Some(column) = self.config.funding {
-                self.settle_funding(&market, column);
+                self.settle(&market, column, Payment::Funding);
             }
             // Marked at this tick's closes, the account may be margin called: never while
             // cash is above zero and every position is long at a positive mark (the usual
@@ -631,36 +631,19 @@ impl Engine {
         self.portfolio.mark(s, b.close[j]);
     }
 
-    /// The positions of this tick's symbols held at a bar with a funding rate in extra
-    /// column `column` (not NaN, not 0) pay size × close × rate (`Config::funding`).
+    /// The positions of this tick's symbols held at a bar with a payment in extra column
+    /// `column` settle it (`Portfolio::settle`): funding at the close, a dividend at the
+    /// open (called then, before the batch).
     #[inline(never)]
-    fn settle_funding(&mut self, market: &Market, column: usize) {
+    fn settle(&mut self, market: &Market, column: usize, kind: Payment) {
         for k in 0..self.touched.len() {
             let (s, i) = self.touched[k];
             let size = self.portfolio.position(s).size;
             let bars = market.bars(s);
-            if let (true, Some(rates)) = (size != 0.0, &bars.extra[column]) {
+            if let (true, Some(values)) = (size != 0.0, &bars.extra[column]) {
                 let j = market.local(s, i);
-                let rate = rates[j];
-                if rate != 0.0 && !rate.is_nan() {
-                    self.portfolio.pay_funding(s, size * bars.close[j] * rate);
-                }
-            }
-        }
-    }
-
-    /// The positions of this tick's symbols held into a bar with a dividend in extra
-    /// column `column` (not NaN, not 0) receive size × dividend (`Config::dividends`).
-    #[inline(never)]
-    fn settle_dividends(&mut self, market: &Market, column: usize) {
-        for k in 0..self.touched.len() {
-            let (s, i) = self.touched[k];
-            let size = self.portfolio.position(s).size;
-            let bars = market.bars(s);
-            if let (true, Some(dividends)) = (size != 0.0, &bars.extra[column]) {
-                let dividend = dividends[market.local(s, i)];
-                if dividend != 0.0 && !dividend.is_nan() {
-                    self.portfolio.receive_dividend(s, size * dividend);
+                if let Some(value) = Payment::at(values[j]) {
+                    self.portfolio.settle(kind, s, size, bars.close[j], value);
                 }
             }
         }

@@ -505,6 +505,24 @@ pub struct Portfolio {
     last_accrual: Option<i64>,
 }
 
+/// What a data column of payments per bar holds (`Config::funding`, `Config::dividends`),
+/// settled by a position held there (`Portfolio::settle`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Payment {
+    /// A perpetual future's funding rate, settled at the bar's close.
+    Funding,
+    /// A cash dividend per unit, paid at the open of the bar the symbol goes ex.
+    Dividend,
+}
+
+impl Payment {
+    /// The payment a column's value at a bar makes: none for 0 or NaN.
+    #[inline]
+    pub fn at(value: f64) -> Option<f64> {
+        (value != 0.0 && !value.is_nan()).then_some(value)
+    }
+}
+
 /// Annual rates of carrying costs, as a broker charges them: accrued for each calendar
 /// day (actual/365) at the end of each trading day, on the balances held then.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -668,21 +686,22 @@ impl Portfolio {
         self.gross != self.value
     }
 
-    /// `symbol`'s position settles its funding: it pays `amount` (size × mark × rate; a
-    /// negative amount is received), from cash, counted with the carrying costs.
-    pub fn pay_funding(&mut self, symbol: usize, amount: f64) {
-        let charge = self.money(Some(symbol), amount);
-        self.cash -= charge;
-        self.carry_paid += amount;
-        self.check_sums(Some(symbol));
-    }
-
-    /// `symbol`'s position is paid a dividend: it receives `amount` (size × dividend per
-    /// unit; a short's is negative: it pays the lender), into cash.
-    pub fn receive_dividend(&mut self, symbol: usize, amount: f64) {
-        let credit = self.money(Some(symbol), amount);
-        self.cash += credit;
-        self.dividends += amount;
+    /// `symbol`'s position of `size` settles `value`, a payment of kind `kind` at a bar
+    /// closing at `close` (`Payment::at`): funding pays size × close × rate from cash,
+    /// counted with the carrying costs (a long pays a positive rate, a short receives
+    /// it); a dividend pays size × dividend into cash (a short's is negative: it pays the
+    /// lender), counted with the dividends.
+    pub fn settle(&mut self, kind: Payment, symbol: usize, size: f64, close: f64, value: f64) {
+        let received = match kind {
+            Payment::Funding => -(size * close * value),
+            Payment::Dividend => size * value,
+        };
+        let amount = self.money(Some(symbol), received);
+        self.cash += amount;
+        match kind {
+            Payment::Funding => self.carry_paid -= received,
+            Payment::Dividend => self.dividends += received,
+        }
         self.check_sums(Some(symbol));
     }
 

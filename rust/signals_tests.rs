@@ -859,39 +859,33 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         }
         fills += event.fills().len();
         called += event.margin_calls();
+        // Cases where an option changed the run (against the same without it).
+        let changes = |without: Config| {
+            let mut engine = engine_of(&c, without);
+            engine.run(&mut case_strategy(&c)).unwrap();
+            usize::from(outcome(&engine) != a)
+        };
         if c.config.funding.is_some() {
-            // Cases where the funding changed the run (against the same without it).
-            let config = Config {
+            funded += changes(Config {
                 funding: None,
                 ..c.config.clone()
-            };
-            let mut without = engine_of(&c, config);
-            without.run(&mut case_strategy(&c)).unwrap();
-            funded += usize::from(outcome(&without) != a);
+            });
         }
         // Orders filled in part, their rests working on.
         in_part += (event.orders().iter())
             .filter(|o| o.reason == crate::orders::Reason::PartFilledRestWorksOn)
             .count();
         if c.config.volume_impact > 0.0 {
-            // Cases where the market impact changed the run (against the same without).
-            let config = Config {
+            moved += changes(Config {
                 volume_impact: 0.0,
                 ..c.config.clone()
-            };
-            let mut without = engine_of(&c, config);
-            without.run(&mut case_strategy(&c)).unwrap();
-            moved += usize::from(outcome(&without) != a);
+            });
         }
         if c.config.dividends.is_some() {
-            // Cases where dividends changed the run (against the same without them).
-            let config = Config {
+            paid += changes(Config {
                 dividends: None,
                 ..c.config.clone()
-            };
-            let mut without = engine_of(&c, config);
-            without.run(&mut case_strategy(&c)).unwrap();
-            paid += usize::from(outcome(&without) != a);
+            });
         }
         // Positions closed by a call that had no other fill at the call's tick: ones
         // the sparse driver had left alone there (parked, or waiting for a later event).

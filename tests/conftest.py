@@ -54,6 +54,22 @@ class Scripted(tickstep.Strategy):
                 action(self, symbol)
 
 
+def following(entries, exits, size):
+    """A strategy placing in ``next`` what signals mode's rules place for ``entries`` and
+    ``exits`` (frames by time, a column per symbol) with ``size`` units, one position at
+    a time: a buy at an entry, a close of what is held at an exit."""
+
+    class Following(tickstep.Strategy):
+        def next(self, symbol):
+            i = len(self.data) - 1
+            if entries[symbol].iloc[i]:
+                self.buy(size=size)
+            elif exits[symbol].iloc[i] and self.position:
+                self.position.close()
+
+    return Following
+
+
 def run_script(data, script, **settings):
     """Run ``Scripted`` over ``data``; equity is recorded at every bar unless told otherwise."""
     settings.setdefault("record_every_bar", True)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tickstep
-from conftest import run_script
+from conftest import following, run_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_engine_fills import buy, sell
@@ -101,14 +101,7 @@ def test_signals_mode_pays_the_same_dividends():
     exits = pd.DataFrame({"AAA": [False] * 6,
                           "BBB": [False, False, False, False, True, False]}, index=index)
 
-    class ByHand(tickstep.Strategy):
-        def next(self, symbol):
-            i = len(self.data) - 1
-            if entries[symbol].iloc[i]:
-                self.buy(size=10)
-            elif exits[symbol].iloc[i] and self.position:
-                self.position.close()
-
+    ByHand = following(entries, exits, 10)
     bt = tickstep.Backtest(data, ByHand, dividend_column="dividend", record_every_bar=True)
     native = bt.run_signals(entries=entries, exits=exits, size=10, size_type="amount")
     by_hand = bt.run()
@@ -160,24 +153,15 @@ def test_a_streamed_run_pays_as_the_run_in_memory():
     # Two stocks on 5-minute bars over four days, each going ex at some days' first bar,
     # traded long and short by the random levered trader: streamed a day at a time, the
     # run is the same, bit for bit.
-    from test_margin_calls import LeveredTrader
+    from test_margin_calls import levered_runs
 
-    rng = np.random.default_rng(11)
-    index = pd.date_range("2024-01-01", periods=4 * 288, freq="5min", tz="UTC")
-    rows = []
-    for symbol in ("AAA", "BBB"):
-        close = np.round(100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(index)))), 2)
+    def dividends(rng, index):
         first = (index.hour == 0) & (index.minute == 0) & (index.day > 1)
-        dividend = np.where(first, np.round(rng.uniform(0.1, 1.5, len(index)), 2), 0.0)
-        rows.append(pd.DataFrame({"symbol": symbol, "ts": index, "open": close, "high": close,
-                                  "low": close, "close": close, "volume": 1.0,
-                                  "dividend": dividend}))
-    store = tickstep.data.Store()
-    store.ingest(pd.concat(rows, ignore_index=True))
-    options = dict(cash=10_000, leverage=2.0, commission=0.0005, dividend_column="dividend",
-                   on_reject="ignore")
-    whole = tickstep.Backtest(store, LeveredTrader, **options).run(seed=3)
-    streamed = tickstep.Backtest(store, LeveredTrader, stream="1D", **options).run(seed=3)
+        return {"dividend": np.where(first, np.round(rng.uniform(0.1, 1.5, len(index)), 2), 0.0)}
+
+    whole, streamed = levered_runs(11, ("AAA", "BBB"), dividends, 3, cash=10_000, leverage=2.0,
+                                   commission=0.0005, dividend_column="dividend",
+                                   on_reject="ignore")
     assert whole.stats["Dividends [$]"] != 0
     pd.testing.assert_series_equal(whole.stats, streamed.stats, check_exact=True)
     pd.testing.assert_frame_equal(whole.fills, streamed.fills, check_exact=True)
@@ -298,3 +282,13 @@ def test_bad_tables_of_dividends_are_refused_by_name():
     with_column = {"XYZ": data["XYZ"].assign(Dividend=0.0)}
     with pytest.raises(tickstep.data.DataError, match=r"'XYZ' already has a column 'dividend'"):
         tickstep.data.with_dividends(with_column, pd.DataFrame(good))
+
+
+def test_an_amount_given_as_text_is_refused_not_read_as_a_number():
+    data = {"XYZ": stock(CLOSES, [0] * 6).drop(columns="dividend")}
+    table = pd.DataFrame({"symbol": ["XYZ"], "ex_date": ["2024-01-03"], "amount": ["0.25"]})
+    with pytest.raises(tickstep.data.DataError, match=r"symbol 'XYZ', ex-date 2024-01-03: amount "
+                                                      r"'0.25' is not a number"):
+        tickstep.data.with_dividends(data, table)
+    with pytest.raises(tickstep.data.DataError, match=r"amount True is not a number"):
+        tickstep.data.with_dividends(data, table.assign(amount=True))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tickstep
-from conftest import run_script
+from conftest import following, run_script
 from test_engine_fills import buy, sell
 
 EXACT = dict(rel=1e-12, abs=1e-9)
@@ -72,14 +72,7 @@ def test_signals_mode_settles_the_same_funding():
     exits = pd.DataFrame({"BTC": [False, False, False, False, False, False],
                           "ETH": [False, False, False, True, False, False]}, index=index)
 
-    class ByHand(tickstep.Strategy):
-        def next(self, symbol):
-            i = len(self.data) - 1
-            if entries[symbol].iloc[i]:
-                self.buy(size=10)
-            elif exits[symbol].iloc[i] and self.position:
-                self.position.close()
-
+    ByHand = following(entries, exits, 10)
     bt = tickstep.Backtest(data, ByHand, funding_column="funding_rate", record_every_bar=True)
     native = bt.run_signals(entries=entries, exits=exits, size=10, size_type="amount")
     by_hand = bt.run()
@@ -115,24 +108,15 @@ def test_a_streamed_run_settles_and_calls_as_the_run_in_memory():
     # Two perpetuals on 5-minute bars over four days, funding every 8 hours (0 between),
     # traded with five times leverage under a 20% maintenance by the random levered
     # trader: streamed a day at a time, the run is the same, bit for bit.
-    from test_margin_calls import LeveredTrader
+    from test_margin_calls import levered_runs
 
-    rng = np.random.default_rng(5)
-    index = pd.date_range("2024-01-01", periods=4 * 288, freq="5min", tz="UTC")
-    rows = []
-    for symbol in ("BTC", "ETH"):
-        close = np.round(100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(index)))), 2)
-        rate = np.where(index.hour.isin([0, 8, 16]) & (index.minute == 0),
-                        rng.normal(0.0002, 0.0005, len(index)), 0.0)
-        rows.append(pd.DataFrame({"symbol": symbol, "ts": index, "open": close, "high": close,
-                                  "low": close, "close": close, "volume": 1.0,
-                                  "funding_rate": rate}))
-    store = tickstep.data.Store()
-    store.ingest(pd.concat(rows, ignore_index=True))
-    options = dict(cash=10_000, leverage=5.0, maintenance_margin=0.2, commission=0.0005,
-                   funding_column="funding_rate", on_reject="ignore")
-    whole = tickstep.Backtest(store, LeveredTrader, **options).run(seed=3)
-    streamed = tickstep.Backtest(store, LeveredTrader, stream="1D", **options).run(seed=3)
+    def funding(rng, index):
+        at = index.hour.isin([0, 8, 16]) & (index.minute == 0)
+        return {"funding_rate": np.where(at, rng.normal(0.0002, 0.0005, len(index)), 0.0)}
+
+    whole, streamed = levered_runs(5, ("BTC", "ETH"), funding, 3, cash=10_000, leverage=5.0,
+                                   maintenance_margin=0.2, commission=0.0005,
+                                   funding_column="funding_rate", on_reject="ignore")
     assert whole.stats["# Margin Calls"] > 0 and whole.stats["Carrying Costs [$]"] != 0
     pd.testing.assert_series_equal(whole.stats, streamed.stats, check_exact=True)
     pd.testing.assert_frame_equal(whole.fills, streamed.fills, check_exact=True)

@@ -241,6 +241,25 @@ class LeveredTrader(tickstep.Strategy):
             self.position.close()
 
 
+def levered_runs(seed, symbols, columns, run_seed, **options):
+    """The levered trader on two symbols' 5-minute bars over four days (random walks of
+    closes, each symbol's more columns by ``columns(rng, index)``, which may replace the
+    volume), from a store in memory: run whole, and streamed a day at a time."""
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2024-01-01", periods=4 * 288, freq="5min", tz="UTC")
+    rows = []
+    for symbol in symbols:
+        close = np.round(100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(index)))), 2)
+        rows.append(pd.DataFrame({"symbol": symbol, "ts": index, "open": close, "high": close,
+                                  "low": close, "close": close, "volume": 1.0,
+                                  **columns(rng, index)}))
+    store = tickstep.data.Store()
+    store.ingest(pd.concat(rows, ignore_index=True))
+    whole = tickstep.Backtest(store, LeveredTrader, **options).run(seed=run_seed)
+    streamed = tickstep.Backtest(store, LeveredTrader, stream="1D", **options).run(seed=run_seed)
+    return whole, streamed
+
+
 def _random_market(seed, symbols, ticks):
     rng = np.random.default_rng(seed)
     index = pd.date_range("2024-01-01", periods=ticks, freq="D", tz="UTC")

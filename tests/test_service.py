@@ -136,18 +136,26 @@ def test_results_by_content_negotiation(client):
     assert refused.status_code == 406 and "text/csv" in refused.json()["detail"]
 
 
-def test_a_broker_schedule_given_over_http_charges_as_in_python(client, store):
-    # commission_cap defaults to None: over HTTP it is given as a number all the same.
-    schedule = {"commission_per_unit": 0.01, "commission_min": 1.0, "commission_cap": 0.003}
-    batch_id = submit(client, {"strategy": "sma_cross", "params": {"fast": [5, 10]},
-                               "symbols": ["BARP", "TEW"], "options": schedule,
+def over_http_and_in_python(client, store, column, options, params=None):
+    """Column ``column`` of the rows of sma_cross on BARP and TEW (``params``: fast 5 and
+    10) with engine ``options``, from a batch over HTTP and from `run_batch` in this
+    process, both sorted by symbol and fast."""
+    params = params or {"fast": [5, 10]}
+    batch_id = submit(client, {"strategy": "sma_cross", "params": params,
+                               "symbols": ["BARP", "TEW"], "options": options,
                                "cache": False}).json()["batch_id"]
     assert wait_done(client, batch_id)["status"] == "done"
     rows = pd.DataFrame(client.get(f"/batches/{batch_id}/results").json()["rows"])
-    reference = run_batch("sma_cross", str(store), params={"fast": [5, 10]},
-                          symbols=["BARP", "TEW"], cache=False, **schedule)
-    got = rows.sort_values(["symbols", "fast"])["Commissions [$]"].to_numpy()
-    want = reference.sort_values(["symbols", "fast"])["Commissions [$]"].to_numpy()
+    reference = run_batch("sma_cross", str(store), params=params, symbols=["BARP", "TEW"],
+                          cache=False, **options)
+    key = ["symbols", "fast"]
+    return rows.sort_values(key)[column].to_numpy(), reference.sort_values(key)[column].to_numpy()
+
+
+def test_a_broker_schedule_given_over_http_charges_as_in_python(client, store):
+    # commission_cap defaults to None: over HTTP it is given as a number all the same.
+    schedule = {"commission_per_unit": 0.01, "commission_min": 1.0, "commission_cap": 0.003}
+    got, want = over_http_and_in_python(client, store, "Commissions [$]", schedule)
     assert len(got) == 4 and (want > 0).all()
     np.testing.assert_array_equal(got, want)
 
@@ -156,15 +164,7 @@ def test_a_symbols_own_schedule_given_over_http_charges_as_in_python(client, sto
     # TEW pays 0.01 a unit, at least 1.00; BARP the account's 0.1%.
     options = {"commission": 0.001, "on_reject": "ignore",
                "commission_by_symbol": {"TEW": {"commission_per_unit": 0.01, "commission_min": 1.0}}}
-    batch_id = submit(client, {"strategy": "sma_cross", "params": {"fast": [5, 10]},
-                               "symbols": ["BARP", "TEW"], "options": options,
-                               "cache": False}).json()["batch_id"]
-    assert wait_done(client, batch_id)["status"] == "done"
-    rows = pd.DataFrame(client.get(f"/batches/{batch_id}/results").json()["rows"])
-    reference = run_batch("sma_cross", str(store), params={"fast": [5, 10]},
-                          symbols=["BARP", "TEW"], cache=False, **options)
-    got = rows.sort_values(["symbols", "fast"])["Commissions [$]"].to_numpy()
-    want = reference.sort_values(["symbols", "fast"])["Commissions [$]"].to_numpy()
+    got, want = over_http_and_in_python(client, store, "Commissions [$]", options)
     assert len(got) == 4 and (want > 0).all()
     np.testing.assert_array_equal(got, want)
     refused = submit(client, {"strategy": "sma_cross", "symbols": ["BARP"],
@@ -176,16 +176,8 @@ def test_margin_calls_over_http_are_stored_and_counted_as_in_python(client, stor
     # Crosses traded both ways (short on a death cross, 95% of equity) under a maintenance
     # of 99%: a rise of a few percent against a short calls the account.
     options = {"maintenance_margin": 0.99, "on_reject": "ignore"}
-    params = {"fast": [5, 10], "reverse": [True]}
-    batch_id = submit(client, {"strategy": "sma_cross", "params": params,
-                               "symbols": ["BARP", "TEW"], "options": options,
-                               "cache": False}).json()["batch_id"]
-    assert wait_done(client, batch_id)["status"] == "done"
-    rows = pd.DataFrame(client.get(f"/batches/{batch_id}/results").json()["rows"])
-    reference = run_batch("sma_cross", str(store), params=params, symbols=["BARP", "TEW"],
-                          cache=False, **options)
-    got = rows.sort_values(["symbols", "fast"])["# Margin Calls"].to_numpy()
-    want = reference.sort_values(["symbols", "fast"])["# Margin Calls"].to_numpy()
+    got, want = over_http_and_in_python(client, store, "# Margin Calls", options,
+                                        params={"fast": [5, 10], "reverse": [True]})
     assert len(got) == 4 and want.sum() > 0
     np.testing.assert_array_equal(got, want)
 
@@ -194,19 +186,10 @@ def test_volume_rules_over_http_fill_as_in_python(client, store):
     # A limit of 0.01% of each day's volume and a market impact: the stored rows are
     # run_batch's, and differ from the runs without them.
     options = {"volume_limit": 0.0001, "volume_impact": 50.0, "on_reject": "ignore"}
-    batch_id = submit(client, {"strategy": "sma_cross", "params": {"fast": [5, 10]},
-                               "symbols": ["BARP", "TEW"], "options": options,
-                               "cache": False}).json()["batch_id"]
-    assert wait_done(client, batch_id)["status"] == "done"
-    rows = pd.DataFrame(client.get(f"/batches/{batch_id}/results").json()["rows"])
-    reference = run_batch("sma_cross", str(store), params={"fast": [5, 10]},
-                          symbols=["BARP", "TEW"], cache=False, **options)
+    got, want = over_http_and_in_python(client, store, "Equity Final [$]", options)
     plain = run_batch("sma_cross", str(store), params={"fast": [5, 10]},
                       symbols=["BARP", "TEW"], cache=False, on_reject="ignore")
-    key = ["symbols", "fast"]
-    got = rows.sort_values(key)["Equity Final [$]"].to_numpy()
-    want = reference.sort_values(key)["Equity Final [$]"].to_numpy()
-    assert len(got) == 4 and (want != plain.sort_values(key)["Equity Final [$]"].to_numpy()).all()
+    assert len(got) == 4 and (want != plain.sort_values(["symbols", "fast"])["Equity Final [$]"].to_numpy()).all()
     np.testing.assert_array_equal(got, want)
     refused = submit(client, {"strategy": "sma_cross", "symbols": ["BARP"],
                               "options": {"volume_limit": 0}})

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tickstep
-from conftest import make_bars, run_script
+from conftest import following, make_bars, run_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_engine_fills import buy, close, sell
@@ -200,14 +200,7 @@ def test_signals_mode_fills_in_parts_as_the_event_driven_run():
     entries.iloc[[2, 20, 40], 0] = entries.iloc[[5, 25, 45], 1] = True
     exits.iloc[[12, 30, 50], 0] = exits.iloc[[15, 35, 55], 1] = True
 
-    class ByHand(tickstep.Strategy):
-        def next(self, symbol):
-            i = len(self.data) - 1
-            if entries[symbol].iloc[i]:
-                self.buy(size=60)
-            elif exits[symbol].iloc[i] and self.position:
-                self.position.close()
-
+    ByHand = following(entries, exits, 60)
     for limit, impact in ((None, 0.0), (0.1, 0.0), (0.1, 0.5)):
         bt = tickstep.Backtest(data, ByHand, cash=100_000, volume_limit=limit,
                                volume_impact=impact, record_every_bar=True)
@@ -270,22 +263,13 @@ def test_a_streamed_run_fills_the_same_parts_as_the_run_in_memory():
     # Two symbols on 5-minute bars over four days with thin, uneven volume, traded by the
     # random levered trader under a volume limit: streamed a day at a time (rests carried
     # across the windows), the run is the same, bit for bit.
-    from test_margin_calls import LeveredTrader
+    from test_margin_calls import levered_runs
 
-    rng = np.random.default_rng(17)
-    index = pd.date_range("2024-01-01", periods=4 * 288, freq="5min", tz="UTC")
-    rows = []
-    for symbol in ("AAA", "BBB"):
-        close_ = np.round(100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(index)))), 2)
-        rows.append(pd.DataFrame({"symbol": symbol, "ts": index, "open": close_, "high": close_,
-                                  "low": close_, "close": close_,
-                                  "volume": rng.integers(0, 400, len(index)) * 1.0}))
-    store = tickstep.data.Store()
-    store.ingest(pd.concat(rows, ignore_index=True))
-    options = dict(cash=10_000, leverage=2.0, commission=0.0005, volume_limit=0.1,
-                   on_reject="ignore")
-    whole = tickstep.Backtest(store, LeveredTrader, **options).run(seed=5)
-    streamed = tickstep.Backtest(store, LeveredTrader, stream="1D", **options).run(seed=5)
+    def thin(rng, index):
+        return {"volume": rng.integers(0, 400, len(index)) * 1.0}
+
+    whole, streamed = levered_runs(17, ("AAA", "BBB"), thin, 5, cash=10_000, leverage=2.0,
+                                   commission=0.0005, volume_limit=0.1, on_reject="ignore")
     assert (whole.orders["reason"] == PART).sum() > 20
     pd.testing.assert_series_equal(whole.stats, streamed.stats, check_exact=True)
     pd.testing.assert_frame_equal(whole.fills, streamed.fills, check_exact=True)

@@ -447,7 +447,8 @@ class BacktestConfig:
         that bar receives size x dividend at its open, before the bar's fills (a buy
         filled there comes too late for it; a sale there still gets it), and a short
         pays it to the lender. The payments move cash and equity and count in
-        ``Dividends [$]``. For prices adjusted for splits but not for dividends, as most
+        ``Dividends [$]``; a symbol without the column receives none. For prices
+        adjusted for splits but not for dividends, as most
         vendors' "adjusted" bars are; with prices adjusted for dividends too, leave it
         unset (the prices already hold them). Signals mode pays them the same way.
     volume_limit : float, optional

@@ -38,7 +38,7 @@ use crate::engine::{Engine, Parts};
 use crate::error::Result;
 use crate::market::{prefetch_far, Market};
 use crate::orders::{OrderRequest, Role, Side};
-use crate::portfolio::{Money, Portfolio};
+use crate::portfolio::{Money, Payment, Portfolio};
 use crate::studies::Studies;
 use std::sync::Arc;
 
@@ -362,14 +362,14 @@ impl<'a, 'm> Driver<'a, 'm> {
                 // Dividends at the opens, before the fills; funding at the closes, after.
                 let mut changed = false;
                 if let Some(column) = self.p.config.dividends {
-                    changed |= self.settle_dividends(market, column);
+                    changed |= self.settle(market, column, Payment::Dividend);
                 }
                 self.market_phase(market, strategy, now);
                 // Its fills and payments may have exposed the account (most visits do
                 // neither).
                 changed |= self.p.book.fills().len() != fills;
                 if let Some(column) = self.p.config.funding {
-                    changed |= self.settle_funding(market, column);
+                    changed |= self.settle(market, column, Payment::Funding);
                 }
                 if changed {
                     self.exposed = self.exposure();
@@ -444,40 +444,19 @@ impl<'a, 'm> Driver<'a, 'm> {
         sort_due(&mut self.due);
     }
 
-    /// The engine's funding settlement (`Engine::settle_funding`) for the due symbols:
-    /// a position held at its bar's close, parked or not, pays size × close × rate where
-    /// the bar has a rate. Whether any paid.
-    fn settle_funding(&mut self, market: &Market, column: usize) -> bool {
+    /// The engine's settlement of payments (`Engine::settle`) for the due symbols: a
+    /// position held at its bar, parked or not, settles the bar's payment in extra column
+    /// `column` if it has one. Whether any was settled.
+    fn settle(&mut self, market: &Market, column: usize, kind: Payment) -> bool {
         let mut paid = false;
         for k in 0..self.due.len() {
             let s = due_symbol(self.due[k]);
             let size = self.p.portfolio.position(s).size;
             let bars = market.bars(s);
-            if let (true, Some(rates)) = (size != 0.0, &bars.extra[column]) {
+            if let (true, Some(values)) = (size != 0.0, &bars.extra[column]) {
                 let i = self.lanes[s].event;
-                let rate = rates[i];
-                if rate != 0.0 && !rate.is_nan() {
-                    self.p.portfolio.pay_funding(s, size * bars.close[i] * rate);
-                    paid = true;
-                }
-            }
-        }
-        paid
-    }
-
-    /// The engine's dividends (`Engine::settle_dividends`) for the due symbols: a
-    /// position held into its bar, parked or not, receives size × dividend where the bar
-    /// has one. Whether any was paid.
-    fn settle_dividends(&mut self, market: &Market, column: usize) -> bool {
-        let mut paid = false;
-        for k in 0..self.due.len() {
-            let s = due_symbol(self.due[k]);
-            let size = self.p.portfolio.position(s).size;
-            let bars = market.bars(s);
-            if let (true, Some(dividends)) = (size != 0.0, &bars.extra[column]) {
-                let dividend = dividends[self.lanes[s].event];
-                if dividend != 0.0 && !dividend.is_nan() {
-                    self.p.portfolio.receive_dividend(s, size * dividend);
+                if let Some(value) = Payment::at(values[i]) {
+                    self.p.portfolio.settle(kind, s, size, bars.close[i], value);
                     paid = true;
                 }
             }
@@ -956,7 +935,7 @@ fn payment_bars(market: &Market, s: usize, columns: [Option<usize>; 2]) -> Vec<u
         .filter_map(|&c| extra[c].as_deref())
         .collect();
     (0..market.bars(s).len())
-        .filter(|&i| paid.iter().any(|v| v[i] != 0.0 && !v[i].is_nan()))
+        .filter(|&i| paid.iter().any(|v| Payment::at(v[i]).is_some()))
         .collect()
 }
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tickstep.data._columns import DataError, MarketColumns
+from tickstep.data._resolve import resolve
 from tickstep.hints import did_you_mean
 
 __all__ = ["with_dividends"]
@@ -69,8 +70,6 @@ def with_dividends(data: Any, dividends: Any, *, timezone: str = "UTC",
     >>> td.with_dividends(bars, on_a_saturday)["AAA"].extra["dividend"].tolist()
     [0.0, 0.0, 0.25, 0.0, 0.0]
     """
-    from tickstep.data._resolve import resolve
-
     if load_options and isinstance(data, MarketColumns):
         raise TypeError(f"load options {sorted(load_options)} apply to data still to be "
                         "loaded, not to MarketColumns")
@@ -133,7 +132,13 @@ def _table(dividends: Any) -> pd.DataFrame:
         raise DataError("dividends: expected a DataFrame with the columns symbol, ex_date and "
                         "amount, or {symbol: Series of amounts indexed by ex-date}, got "
                         f"{type(dividends).__name__}", rule="dividends' shape")
-    amounts = pd.to_numeric(frame["amount"], errors="coerce").to_numpy(dtype=float)
+    # Numbers as given: text ("0.25") or a bool is refused, never read as a number.
+    for k, value in enumerate(frame["amount"].tolist()):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise DataError(f"dividends: symbol {frame['symbol'].iloc[k]!r}, ex-date "
+                            f"{frame['ex_date'].iloc[k]}: amount {value!r} is not a number",
+                            symbol=str(frame["symbol"].iloc[k]), rule="dividend amounts")
+    amounts = frame["amount"].to_numpy(dtype=float)
     bad = ~(np.isfinite(amounts) & (amounts >= 0))
     if bad.any():
         k = int(np.argmax(bad))
