@@ -63,6 +63,34 @@ def test_orders_of_one_symbol_share_its_bars_allowance_in_the_order_they_fill():
     assert got == [("AAA", 2, 10), ("AAA", 3, 10), ("BBB", 2, 20)]
 
 
+def test_a_part_of_an_order_of_whole_units_is_whole_units():
+    # Buy 30 (whole shares) with 10% of volumes 125, 5, 180 and 1,000: day 2 allows 12.5,
+    # 12 fill (the half share is no share); day 3 allows 0.5: nothing fills, the rest of
+    # 18 waits whole; day 4 allows 18 exactly; nothing is left for day 5.
+    r = run_script(flat([1000, 125, 5, 180, 1000]), {0: buy(30)}, volume_limit=0.1)
+    assert fills(r) == [(2, "buy", 12, 100), (4, "buy", 18, 100)]
+    assert r.orders["size"].tolist() == [30, 18]
+    # An order of fractional units takes each allowance exactly: 12.5, 0.5, then the
+    # rest of 17.25.
+    r = run_script(flat([1000, 125, 5, 180, 1000]), {0: buy(30.25)}, volume_limit=0.1)
+    assert fills(r) == [(2, "buy", 12.5, 100), (3, "buy", 0.5, 100), (4, "buy", 17.25, 100)]
+    # A hair of float noise below a whole unit is forgiven: 0.35 x 180 is
+    # 62.99999999999999 in floats, and 63 shares of 100 fill on day 2.
+    r = run_script(flat([1000, 180, 1000]), {0: buy(100)}, volume_limit=0.35)
+    assert fills(r) == [(2, "buy", 63, 100), (3, "buy", 37, 100)]
+
+
+def test_whole_orders_leave_the_fraction_of_an_allowance_to_others():
+    # Day 2 allows 12.5 (10% of 125): the buy of 10 takes 10; the buy of 5 finds 2.5, fills
+    # 2, and its rest of 3 fills on day 3; the sale of 0.25 (fractional) fits in the half
+    # unit the whole parts left of day 2.
+    r = run_script(flat([1000, 125, 1000]),
+                   {0: lambda s, sym: (buy(10)(s, sym), buy(5)(s, sym), sell(0.25)(s, sym))},
+                   volume_limit=0.1)
+    assert fills(r) == [(2, "buy", 10, 100), (2, "buy", 2, 100), (2, "sell", 0.25, 100),
+                        (3, "buy", 3, 100)]
+
+
 def test_with_trade_on_close_the_rest_fills_at_the_next_open():
     # Placed on day 1 and filled at its close (100) as far as 10% of 100 allows: 10. The
     # rest works from day 2 as any working market order: at its open, 101.
@@ -222,14 +250,16 @@ def test_a_volume_limit_outside_its_range_is_refused(value):
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 14), st.sampled_from(["AAA", "BBB"]),
                           st.integers(-40, 40)), max_size=14),
-       st.lists(st.sampled_from([0.0, 20.0, 50.0, 150.0, 1000.0]), min_size=32, max_size=32),
-       st.sampled_from([0.1, 0.5, 1.0]), st.booleans())
+       st.lists(st.sampled_from([0.0, 5.0, 20.0, 25.0, 50.0, 150.0, 180.0, 1000.0]), min_size=32,
+                max_size=32),
+       st.sampled_from([0.1, 0.35, 0.5, 1.0]), st.booleans())
 def test_no_bar_gives_more_than_its_share_and_every_rest_is_what_was_left(orders, volumes, limit,
                                                                          on_close):
     # Random market orders (> 0 buys, < 0 sells) of two symbols on random volumes: no bar
     # of a symbol fills more than limit x its volume; every part's rest is an order of the
-    # same side for the units left, placed when the part filled; and the account is its
-    # cash and its positions at the last closes, by a reference from the fills.
+    # same side for the units left, placed when the part filled; the orders being of whole
+    # units, so is every fill; and the account is its cash and its positions at the last
+    # closes, by a reference from the fills.
     data = {s: make_bars([(100 + k, 101 + k, 99 + k, 100 + k) for k in range(16)],
                          volume=volumes[16 * j:16 * (j + 1)])
             for j, s in enumerate(("AAA", "BBB"))}
@@ -246,6 +276,7 @@ def test_no_bar_gives_more_than_its_share_and_every_rest_is_what_was_left(orders
     taken = f.groupby(["symbol", "time"])["size"].sum()
     for (symbol, time), units in taken.items():
         assert units <= limit * data[symbol].loc[time, "volume"] * (1 + 1e-12)
+    assert (f["size"] == np.floor(f["size"])).all()
     o = r.orders
     for _, part in o[o["reason"] == PART].iterrows():
         rests = o[(o["placed_time"] == part["closed_time"]) & (o["symbol"] == part["symbol"])

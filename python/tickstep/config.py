@@ -456,7 +456,7 @@ class BacktestConfig:
         in (0, 1] (0.1: a tenth of it); no limit by default. Fills take the bar's
         allowance in the order they execute (at the open, then within the bar, then at
         the close); an order it does not cover fills in part, as many units as are
-        left, and the rest works on from the next bar as a new order on the same terms
+        left (whole units for an order of a whole number of units), and the rest works on from the next bar as a new order on the same terms
         and time in force (a stop that filled: at market; a stop-limit's: at its limit),
         each part a fill and a trade of its own; an order meeting no volume left waits
         whole. ``Result.orders`` gives the part's reason. A margin call closes

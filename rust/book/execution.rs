@@ -13,7 +13,7 @@ use std::cmp::Reverse;
 
 use super::{Book, Rules};
 use crate::broker::{impacted, ratchet, slipped, Moment};
-use crate::orders::{Order, Reason, Role, Status, TimeInForce};
+use crate::orders::{round_to_lot, Order, Reason, Role, Status, TimeInForce};
 use crate::portfolio::{Execution, Portfolio};
 use crate::results::Fill;
 
@@ -141,8 +141,21 @@ impl Book {
                 return Executed::NoVolume;
             }
             if size - *left > size * DUST {
-                rest = size - *left;
-                size = *left;
+                // A part of an order of whole units (shares, contracts) is whole units:
+                // the bar's share of its volume rounded down, a hair of float noise below
+                // a whole unit forgiven (0.35 × 180 is 62.99999999999999); an order of
+                // fractional units takes that share exactly.
+                let part = if size.fract() == 0.0 {
+                    round_to_lot(*left, 1.0)
+                } else {
+                    *left
+                };
+                if part <= size * DUST {
+                    order.live = true;
+                    return Executed::NoVolume;
+                }
+                rest = size - part;
+                size = part;
             }
             *left -= size;
             share = size / *volume;
