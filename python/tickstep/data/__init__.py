@@ -6,8 +6,8 @@ contiguous int64 UTC nanosecond timestamps and float64 open/high/low/close/volum
 checked once here and trusted by the engine.
 """
 
+from tickstep.data._actions import adjust_for_splits, with_dividends
 from tickstep.data._columns import DataError, MarketColumns, SymbolBars
-from tickstep.data._dividends import with_dividends
 from tickstep.data._duckdb import Store
 from tickstep.data._files import FILE_FORMATS, BarsFile
 from tickstep.data._memory import to_market_columns
@@ -31,6 +31,7 @@ __all__ = [
     "RecordTable",
     "Store",
     "SymbolBars",
+    "adjust_for_splits",
     "example_daily",
     "load",
     "open_store",
