@@ -143,6 +143,12 @@ pub struct Config {
     /// by symbol index (`Engine::set_symbol_commission`); empty when every symbol pays
     /// `commission`'s.
     pub by_symbol: Vec<Option<Commission>>,
+    /// `multiplier`: per symbol (by index), the money one unit gains per point its price
+    /// rises (a futures contract's multiplier: 50 for the E-mini S&P 500), set by
+    /// `Engine::set_multiplier`; empty when every symbol's is 1 (shares, coins). Prices,
+    /// sizes and stops stay quoted as the data and the orders give them; every amount of
+    /// money is units × price × this (`portfolio::worth`).
+    pub multipliers: Vec<f64>,
     /// `slippage_bps`: basis points against the trader on market and stop fills.
     pub slippage_bps: f64,
     /// `fill_at`: when market orders fill.
@@ -188,6 +194,7 @@ impl Default for Config {
             cash: 10_000.0,
             commission: Commission::default(),
             by_symbol: Vec::new(),
+            multipliers: Vec::new(),
             slippage_bps: 0.0,
             fill_at: FillAt::NextOpen,
             leverage: 1.0,
@@ -211,6 +218,21 @@ impl Config {
             Some(Some(own)) => own,
             _ => &self.commission,
         }
+    }
+
+    /// `symbol`'s multiplier (`multipliers`; 1 unless set).
+    #[inline]
+    pub fn multiplier(&self, symbol: usize) -> f64 {
+        self.multipliers.get(symbol).copied().unwrap_or(1.0)
+    }
+
+    /// What a fill of `size` units of `symbol` at `price` pays the broker, a maker's or a
+    /// taker's: its schedule (`commission_of`) of the fill's notional in money, the
+    /// price times the multiplier (a rate is of what the contracts are worth; a fee per
+    /// unit is per contract).
+    #[inline]
+    pub fn fee(&self, symbol: usize, size: f64, price: f64, maker: bool) -> f64 {
+        (self.commission_of(symbol)).of(size, price * self.multiplier(symbol), maker)
     }
 
     /// The most a sale of a long position can cost beyond its proceeds, on any symbol

@@ -171,9 +171,23 @@ fn check_payments(
     Ok(())
 }
 
+/// Refuse a multiplier (`Config::multipliers`) that is not a finite number above 0,
+/// naming the symbol.
+fn check_multiplier(name: &str, multiplier: f64) -> Result<()> {
+    if multiplier.is_finite() && multiplier > 0.0 {
+        return Ok(());
+    }
+    Err(EngineError::InvalidConfig(format!(
+        "multiplier of '{name}' = {multiplier}: must be a finite number above 0"
+    )))
+}
+
 impl Engine {
     pub fn new(market: Arc<Market>, config: Config) -> Result<Self> {
         config.validate()?;
+        for (s, &multiplier) in config.multipliers.iter().enumerate() {
+            check_multiplier(market.name(s), multiplier)?;
+        }
         if let Some(column) = config.funding {
             check_payments(&market, column, "funding_column", "funding rate", true)?;
         }
@@ -191,10 +205,14 @@ impl Engine {
         });
         let mut book = Book::new(n);
         book.follow_volume(config.volume_limit, config.volume_impact);
+        let mut portfolio = Portfolio::new(config.cash, n);
+        for (s, &multiplier) in config.multipliers.iter().enumerate().take(n) {
+            portfolio.set_multiplier(s, multiplier);
+        }
         Ok(Engine {
             call_rank,
             clock: Clock::new(&market),
-            portfolio: Portfolio::new(config.cash, n),
+            portfolio,
             book,
             studies: Studies::default(),
             equity: EquityCurve::default(),
@@ -220,6 +238,19 @@ impl Engine {
         let by_symbol = &mut self.config.by_symbol;
         by_symbol.resize(n, None);
         by_symbol[symbol] = Some(commission);
+        Ok(())
+    }
+
+    /// Set `symbol`'s multiplier (`Config::multipliers`): the money one unit gains per
+    /// point its price rises. Finite and above 0, else refused naming the symbol.
+    pub fn set_multiplier(&mut self, symbol: usize, multiplier: f64) -> Result<()> {
+        let name = self.market.name(symbol);
+        check_multiplier(name, multiplier)?;
+        let n = self.market.symbol_count();
+        let multipliers = &mut self.config.multipliers;
+        multipliers.resize(n, 1.0);
+        multipliers[symbol] = multiplier;
+        self.portfolio.set_multiplier(symbol, multiplier);
         Ok(())
     }
 

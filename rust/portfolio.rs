@@ -404,16 +404,19 @@ pub struct ClosedTrade {
     /// Maximum adverse / favourable excursion as a fraction of the entry price (≤ 0 / ≥ 0).
     pub mae: f64,
     pub mfe: f64,
+    /// Its symbol's multiplier (`Config::multipliers`): what it cost is in money.
+    pub multiplier: f64,
 }
 
 impl ClosedTrade {
-    /// Net return on everything the trade cost: `pnl / (entry_price × size + commission)`.
+    /// Net return on everything the trade cost: `pnl / (entry_price × size ×
+    /// multiplier + commission)`.
     /// Costs count in the base so that a small piece carrying a fixed fee reads as the
     /// loss of (nearly) all it cost, never as a loss of many times its notional; a long
     /// can never lose more than 100%.
     #[inline]
     pub fn return_pct(&self) -> f64 {
-        self.pnl / (self.entry_price * self.size + self.commission)
+        self.pnl / (worth(self.size, self.entry_price, self.multiplier) + self.commission)
     }
 }
 
@@ -423,9 +426,11 @@ pub struct Position {
     pub size: f64,
     /// Latest price (NaN before the symbol's first bar).
     pub mark: f64,
+    /// The symbol's multiplier (`Config::multipliers`; 1 for shares and coins).
+    pub multiplier: f64,
     pub lots: Lots,
-    /// This position's terms of the account's value and gross exposure: size × mark and
-    /// |size| × mark, as last booked (0 when flat).
+    /// This position's terms of the account's value and gross exposure: size × mark ×
+    /// multiplier and its absolute value, as last booked (0 when flat).
     value: Money,
     gross: Money,
 }
@@ -451,6 +456,15 @@ impl Position {
     pub fn opened_at(&self) -> Option<usize> {
         self.lots.front().map(|lot| lot.entry_bar)
     }
+}
+
+/// The money `size` units at `price` are worth, `multiplier` being their symbol's: the one
+/// rule of every amount the account books (a position's term, a fill's cash, a payment,
+/// a trade's P&L), evaluated in one order so that every driver books the same bits (with
+/// a multiplier of 1, exactly size × price).
+#[inline(always)]
+pub fn worth(size: f64, price: f64, multiplier: f64) -> f64 {
+    size * price * multiplier
 }
 
 /// What one fill did to the trades of its symbol (the bracket legs of the lots it closed
@@ -552,6 +566,7 @@ impl Portfolio {
             positions: (0..symbols)
                 .map(|_| Position {
                     mark: f64::NAN,
+                    multiplier: 1.0,
                     ..Default::default()
                 })
                 .collect(),
@@ -602,6 +617,11 @@ impl Portfolio {
         self.out_of_range
     }
 
+    /// Set `symbol`'s multiplier (`Config::multipliers`), before the run.
+    pub fn set_multiplier(&mut self, symbol: usize, multiplier: f64) {
+        self.positions[symbol].multiplier = multiplier;
+    }
+
     /// Replace `symbol`'s term of value and gross exposure by size × mark as they are now.
     /// (Inlined into `mark`: it runs for every bar of every position.)
     #[inline(always)]
@@ -611,7 +631,7 @@ impl Portfolio {
         let value = if size == 0.0 {
             Money::ZERO
         } else {
-            self.money(Some(symbol), size * mark)
+            self.money(Some(symbol), worth(size, mark, p.multiplier))
         };
         // |size| × mark is ±(size × mark), and the conversion is symmetric in sign.
         let gross = if size < 0.0 { value.neg() } else { value };
@@ -690,11 +710,13 @@ impl Portfolio {
     /// closing at `close` (`Payment::at`): funding pays size × close × rate from cash,
     /// counted with the carrying costs (a long pays a positive rate, a short receives
     /// it); a dividend pays size × dividend into cash (a short's is negative: it pays the
-    /// lender), counted with the dividends.
+    /// lender), counted with the dividends. Both times the multiplier: a contract's
+    /// funding is on what it is worth, its dividend per unit of what it holds.
     pub fn settle(&mut self, kind: Payment, symbol: usize, size: f64, close: f64, value: f64) {
+        let multiplier = self.positions[symbol].multiplier;
         let received = match kind {
-            Payment::Funding => -(size * close * value),
-            Payment::Dividend => size * value,
+            Payment::Funding => -(worth(size, close, multiplier) * value),
+            Payment::Dividend => worth(size, value, multiplier),
         };
         let amount = self.money(Some(symbol), received);
         self.cash += amount;
@@ -830,8 +852,9 @@ impl Portfolio {
         let new_size = p.size + direction * size;
         let grows = new_size.abs() > p.size.abs() * (1.0 + DUST);
         let mark = if p.mark.is_nan() { price } else { p.mark };
-        let equity = self.equity() - commission + direction * size * (mark - price);
-        let gross = self.gross_exposure() + (new_size.abs() - p.size.abs()) * mark;
+        let m = p.multiplier;
+        let equity = self.equity() - commission + worth(direction * size, mark - price, m);
+        let gross = self.gross_exposure() + worth(new_size.abs() - p.size.abs(), mark, m);
         (equity, gross, grows)
     }
 
@@ -842,7 +865,11 @@ impl Portfolio {
     pub fn apply(&mut self, x: Execution) -> FillEffect {
         let mut effect = FillEffect::default();
         self.closed_legs.clear();
-        let paid = self.money(Some(x.symbol), x.direction * x.size * x.price);
+        let multiplier = self.positions[x.symbol].multiplier;
+        let paid = self.money(
+            Some(x.symbol),
+            worth(x.direction * x.size, x.price, multiplier),
+        );
         self.cash -= paid;
         // No commission converts to no money (the usual case without one: skip the work).
         if x.commission != 0.0 {
@@ -954,7 +981,11 @@ fn close_part(
     lot.high = lot.high.max(x.price);
     lot.low = lot.low.min(x.price);
     let commission = entry_commission + exit_commission;
-    let pnl = lot.direction * (x.price - lot.entry_price) * take - commission;
+    let pnl = worth(
+        lot.direction * (x.price - lot.entry_price),
+        take,
+        pos.multiplier,
+    ) - commission;
     let (adverse, favourable) = if lot.direction > 0.0 {
         (lot.low, lot.high)
     } else {
@@ -974,6 +1005,7 @@ fn close_part(
         bars_held: x.bar.saturating_sub(lot.entry_bar),
         mae: lot.direction * (adverse / lot.entry_price - 1.0),
         mfe: lot.direction * (favourable / lot.entry_price - 1.0),
+        multiplier: pos.multiplier,
     });
     lot.size -= take;
     if lot.size <= take * DUST {
@@ -1012,7 +1044,7 @@ mod tests {
             .positions()
             .iter()
             .filter(|x| x.size != 0.0)
-            .map(|x| x.size * x.mark)
+            .map(|x| x.size * x.mark * x.multiplier)
             .sum();
         assert!((p.equity() - (p.cash() + marked)).abs() < 1e-9 * p.equity().abs().max(1.0));
     }
@@ -1405,6 +1437,36 @@ mod tests {
         assert!((t.return_pct() - 95.0 / 1005.0).abs() < 1e-12);
         assert!((p.equity() - 10_095.0).abs() < 1e-9);
         assert_eq!(p.position(0).size, 0.0);
+    }
+
+    #[test]
+    fn a_contract_books_its_multiplier_in_every_amount() {
+        // Two contracts of 50 a point bought at 5,010 (commission 4), marked at 5,020,
+        // sold at 4,990 (commission 4): cash -501,004 then +499,000 - 4; the trade loses
+        // 2 × 20 × 50 + 8 = 2,008 of 501,000 + 8 it cost. Funding of 0.1% at 5,000 on the
+        // two: 500; a dividend of 1.00 a unit: 100.
+        let mut p = Portfolio::new(1_000_000.0, 1);
+        p.set_multiplier(0, 50.0);
+        p.mark(0, 5_000.0);
+        let (equity, gross, grows) = p.after_fill(0, 1.0, 2.0, 5_010.0, 4.0);
+        assert_eq!(
+            (equity, gross, grows),
+            (1_000_000.0 - 4.0 - 1_000.0, 500_000.0, true)
+        );
+        p.apply(exec(1.0, 2.0, 5_010.0, 4.0));
+        assert_eq!(p.cash(), 1_000_000.0 - 501_000.0 - 4.0);
+        p.mark(0, 5_020.0);
+        check_identity(&p);
+        assert_eq!(p.gross_exposure(), 502_000.0);
+        assert_eq!(p.equity(), 1_000_000.0 - 4.0 + 1_000.0);
+        p.settle(Payment::Funding, 0, 2.0, 5_000.0, 0.001);
+        p.settle(Payment::Dividend, 0, 2.0, 5_000.0, 1.0);
+        assert_eq!((p.carry_paid, p.dividends), (500.0, 100.0));
+        p.apply(exec(-1.0, 2.0, 4_990.0, 4.0));
+        let t = &p.closed[0];
+        assert_eq!(t.pnl, -2_008.0);
+        assert_eq!(t.return_pct(), -2_008.0 / 501_008.0);
+        assert_eq!(p.equity(), 1_000_000.0 - 2_008.0 - 500.0 + 100.0);
     }
 
     #[test]

@@ -50,6 +50,7 @@ use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::market::Market;
 use crate::orders::{round_to_lot, OrderRequest, Side, Trail};
+use crate::portfolio::worth;
 use crate::strategy::Strategy;
 
 mod grid;
@@ -633,6 +634,9 @@ impl<'a> SignalStrategy<'a> {
         };
         let exits = (held > 0.0 && exit_long) || (held < 0.0 && exit_short);
         let price = desk.price(symbol);
+        // What one unit is worth at that price: a value or a share of equity buys units of
+        // it (a contract's price times its multiplier).
+        let unit = worth(1.0, price, desk.multiplier(symbol));
         if self.rules.size_type == SizeType::TargetPercent {
             if exits {
                 desk.close_position(symbol)?;
@@ -641,7 +645,7 @@ impl<'a> SignalStrategy<'a> {
                 return Ok(());
             }
             let after = if exits { 0.0 } else { held };
-            let mut target = want * self.size(symbol, i) * desk.equity() / price;
+            let mut target = want * self.size(symbol, i) * desk.equity() / unit;
             if let (Some(lot), true) = (self.signals[symbol].lot_size, target.is_finite()) {
                 // Towards zero: a target in lots is never overshot.
                 target = round_to_lot(target.abs(), lot).copysign(target);
@@ -657,8 +661,8 @@ impl<'a> SignalStrategy<'a> {
         let size = self.size(symbol, i);
         let mut units = match self.rules.size_type {
             SizeType::Amount => size,
-            SizeType::Value => size / price,
-            _ => size * desk.equity() / price,
+            SizeType::Value => size / unit,
+            _ => size * desk.equity() / unit,
         };
         if let (Some(lot), true) = (self.signals[symbol].lot_size, units.is_finite()) {
             units = round_to_lot(units, lot);
@@ -677,6 +681,8 @@ trait Desk {
     fn now(&self) -> i64;
     /// `symbol`'s position (signed units).
     fn held(&self, symbol: usize) -> f64;
+    /// `symbol`'s multiplier (`Config::multipliers`).
+    fn multiplier(&self, symbol: usize) -> f64;
     /// The bar at which `symbol`'s position was opened (`Position::opened_at`).
     fn opened_at(&self, symbol: usize) -> Option<usize>;
     /// `symbol`'s latest close.
@@ -695,6 +701,10 @@ impl Desk for TickContext<'_> {
     #[inline]
     fn held(&self, symbol: usize) -> f64 {
         self.position(symbol).size
+    }
+    #[inline]
+    fn multiplier(&self, symbol: usize) -> f64 {
+        self.position(symbol).multiplier
     }
     #[inline]
     fn opened_at(&self, symbol: usize) -> Option<usize> {

@@ -570,6 +570,7 @@ fn random_case(seed: u64) -> Case {
             ..Commission::default()
         },
         by_symbol: Vec::new(),
+        multipliers: Vec::new(),
         slippage_bps: [0.0, 5.0][d.below(2) as usize],
         fill_at: if d.chance(0.3) {
             crate::config::FillAt::Close
@@ -638,6 +639,12 @@ fn random_case(seed: u64) -> Case {
     // Some symbols' own schedules now and then (drawn last).
     if d.chance(0.3) {
         config.by_symbol = (0..n).map(|_| own_schedule(&mut d)).collect();
+    }
+    // Contracts' multipliers now and then (drawn last), some symbols' 1.
+    if d.chance(0.3) {
+        config.multipliers = (0..n)
+            .map(|_| [1.0, 50.0, 0.1, 12.5][d.below(4) as usize])
+            .collect();
     }
     // A funding column now and then (drawn last): a rate at one bar in eight or so, of
     // either sign, some of them 0; some symbols without the column.
@@ -846,7 +853,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut fills, mut rejected, mut stops, mut trailed) = (0, 0, 0, 0);
     let (mut sized_per_bar, mut in_lots, mut added, mut timed) = (0, 0, 0, 0);
     let (mut called, mut called_quiet, mut funded, mut paid) = (0, 0, 0, 0);
-    let (mut in_part, mut moved) = (0, 0);
+    let (mut in_part, mut moved, mut multiplied) = (0, 0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -884,6 +891,12 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         if c.config.dividends.is_some() {
             paid += changes(Config {
                 dividends: None,
+                ..c.config.clone()
+            });
+        }
+        if !c.config.multipliers.is_empty() {
+            multiplied += changes(Config {
+                multipliers: Vec::new(),
                 ..c.config.clone()
             });
         }
@@ -963,6 +976,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         paid,
         in_part,
         moved,
+        multiplied,
     ];
     eprintln!("{reached:?}");
     assert!(
@@ -979,7 +993,8 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && funded > 30
             && paid > 30
             && in_part > 300
-            && moved > 30,
+            && moved > 30
+            && multiplied > 60,
         "{reached:?}"
     );
 }

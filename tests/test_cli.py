@@ -104,6 +104,26 @@ def test_volume_rules_are_options_of_the_command_line(store):
     assert refused.returncode != 0 and "a fraction of a bar's volume in (0, 1]" in refused.stderr
 
 
+def test_multipliers_are_options_of_the_command_line(store):
+    # One multiplier for all, then one symbol's as JSON: the runs are the API's, in money.
+    with tickstep.data.open_store(str(store), read_only=True) as opened:
+        symbol = opened.symbols().index[0]
+    # (Sized by a share of equity, a run buys a third of the units at three times their
+    # worth: the same money, but a third of the commission per unit.)
+    terms = dict(leverage=4, commission_per_unit=0.05, on_reject="ignore")
+    for text, value in (("3", 3), (json.dumps({symbol: 3}), {symbol: 3})):
+        done = tickstep_cli("run", "sma_cross", "--data", str(store), "-o", f"multiplier={text}",
+                            *[f"-o{k}={v}" for k, v in terms.items()], "--json")
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)["stats"]
+        expected = tickstep.Backtest(str(store), SmaCross, multiplier=value, **terms).run().stats
+        plain = tickstep.Backtest(str(store), SmaCross, **terms).run().stats
+        assert out["Commissions [$]"] == expected["Commissions [$]"] != plain["Commissions [$]"]
+        assert out["Equity Final [$]"] == expected["Equity Final [$]"]
+    refused = tickstep_cli("run", "sma_cross", "--data", str(store), "-o", "multiplier=0")
+    assert refused.returncode != 0 and "a finite number above 0" in refused.stderr
+
+
 def test_batch_writes_rows_and_stores_runs_then_runs_queries_them(store, tmp_path, capsys):
     out, db = tmp_path / "rows.csv", tmp_path / "runs.sqlite"
     done = tickstep_cli("batch", "sma_cross", "--data", str(store), "-p", "fast=5,10",

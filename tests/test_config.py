@@ -28,6 +28,7 @@ def test_defaults():
         "commission_cap": None,
         "commission_maker": None,
         "commission_by_symbol": None,
+        "multiplier": None,
         "slippage": 0.0,
         "trade_on_close": False,
         "leverage": 1.0,

@@ -196,6 +196,25 @@ def test_volume_rules_over_http_fill_as_in_python(client, store):
     assert refused.status_code == 422 and "a fraction of a bar's volume in (0, 1]" in refused.text
 
 
+def test_multipliers_over_http_run_as_in_python(client, store):
+    # TEW's contracts worth 3 a point: the stored rows are run_batch's, and differ from the
+    # runs without it.
+    # (Sized by a share of equity, TEW's runs buy a third of the units: a third of the
+    # commission per unit.)
+    terms = {"leverage": 4, "commission_per_unit": 0.05, "on_reject": "ignore"}
+    options = {"multiplier": {"TEW": 3}, **terms}
+    got, want = over_http_and_in_python(client, store, "Commissions [$]", options)
+    plain = run_batch("sma_cross", str(store), params={"fast": [5, 10]},
+                      symbols=["BARP", "TEW"], cache=False, **terms)
+    plain = plain.sort_values(["symbols", "fast"])
+    differs = want != plain["Commissions [$]"].to_numpy()
+    assert list(differs) == list(plain["symbols"] == "TEW")
+    np.testing.assert_array_equal(got, want)
+    refused = submit(client, {"strategy": "sma_cross", "symbols": ["BARP"],
+                              "options": {"multiplier": {"TEW": -1}}})
+    assert refused.status_code == 422 and "must be a positive finite number" in refused.text
+
+
 def test_a_batchs_status_counts_the_runs_with_rejected_orders(client, store):
     # A portfolio on 500 of cash: RSI entries soon exceed it, and are rejected.
     body = {"strategy": "rsi_mean_reversion", "params": {"oversold": [25, 30]},

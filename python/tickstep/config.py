@@ -226,6 +226,24 @@ def _by_symbol(name: str, value: Any) -> FrozenMapping | None:
     return FrozenMapping(schedules)
 
 
+def _multiplier(name: str, value: Any) -> float | FrozenMapping | None:
+    # One number for every symbol, or {symbol: number} for those listed (the others 1).
+    rule = ("None (1: shares, coins), a finite number above 0 for every symbol, or a mapping "
+            "of symbols to theirs, e.g. {'ES': 50, 'NQ': 20}")
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        number = _number(name, value, rule)
+        if number <= 0:
+            raise _refuse(name, value, rule)
+        return number
+    for symbol in value:
+        if not isinstance(symbol, str) or not symbol:
+            raise _refuse(name, value, rule + " (symbols by name)")
+    return FrozenMapping({symbol: _positive(f"{name}[{symbol!r}]", number)
+                          for symbol, number in value.items()})
+
+
 def _column(name: str, value: Any) -> str | None:
     rule = "None or the name of a column of the data, e.g. 'funding_rate' or 'dividend'"
     if value is None:
@@ -408,6 +426,17 @@ class BacktestConfig:
         {"commission_per_unit": 0.005, "commission_min": 1.0}}``. Every symbol must be
         one of the data's when all its symbols run (with a ``symbols=`` selection, the
         schedule of a symbol left out is kept for the runs that have it).
+    multiplier : float or mapping, optional
+        A futures contract's multiplier: the money one unit gains per point its price
+        rises (50 for the E-mini S&P 500, 1,000 for crude oil), one number for every
+        symbol or ``{symbol: number}`` (the others 1); 1 by default (shares, coins).
+        Prices, sizes and stops stay as quoted; every amount of money is units x price
+        x multiplier: cash paid and received at fills, positions' values and gross
+        exposure, trades' P&L, a commission's rate (of that notional; a per-unit
+        commission is per contract), funding and dividends. Sizing by value or by a
+        share of equity (the sizers, ``order_target``, ``rebalance``, signals mode) buys
+        units worth price x multiplier. Symbols named must be the data's, as for
+        ``commission_by_symbol``.
     slippage : float, default 0
         Basis points against the trader on market and stop fills; limits never slip (>= 0).
     trade_on_close : bool, default False
@@ -525,6 +554,7 @@ class BacktestConfig:
     commission_cap: float | None = _option(None, rule=_cap, engine="commission_cap")
     commission_maker: float | None = _option(None, rule=_maker_rate, engine="commission_maker")
     commission_by_symbol: Mapping[str, Mapping[str, float]] | None = _option(None, rule=_by_symbol)
+    multiplier: float | Mapping[str, float] | None = _option(None, rule=_multiplier)
     slippage: float = _option(0.0, rule=_non_negative, engine="slippage_bps")
     trade_on_close: bool = _option(
         False, rule=_flag, engine="fill_at", to_engine=lambda v: "close" if v else "next_open"
@@ -602,10 +632,13 @@ def check_symbols(config: BacktestConfig, symbols: Iterable[str]) -> None:
     """Refuse a symbol an option names that the data does not have (a misspelt ticker
     would otherwise pay the account's commission without a word)."""
     known = list(symbols)
-    for symbol in config.commission_by_symbol or ():
-        if symbol not in known:
-            raise UnknownSymbolError(f"commission_by_symbol: {symbol!r} is not a symbol of the data"
-                                     f"{did_you_mean(symbol, known)}")
+    by_symbol = config.multiplier if isinstance(config.multiplier, Mapping) else ()
+    for option, named in (("commission_by_symbol", config.commission_by_symbol or ()),
+                          ("multiplier", by_symbol)):
+        for symbol in named:
+            if symbol not in known:
+                raise UnknownSymbolError(f"{option}: {symbol!r} is not a symbol of the data"
+                                         f"{did_you_mean(symbol, known)}")
 
 
 def check_names(options: Iterable[str], also: Iterable[str] = ()) -> None:

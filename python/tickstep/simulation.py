@@ -140,7 +140,7 @@ def engine_for(market: _core.Market, config: BacktestConfig, ends: Any = _UNSET)
     day ends of ``config.timezone``, whose wall clock the candles read too; ``ends`` when
     the caller computed them already)."""
     engine = _core.Engine(market, **config.engine_options())
-    set_symbol_commissions(engine, config, market.symbols)
+    set_symbol_terms(engine, config, market.symbols)
     if ends is _UNSET:
         ends = session_ends(market, config.timezone)
     if ends is not None:
@@ -151,15 +151,20 @@ def engine_for(market: _core.Market, config: BacktestConfig, ends: Any = _UNSET)
     return engine
 
 
-def set_symbol_commissions(engine: _core.Engine, config: BacktestConfig, symbols: Any) -> None:
-    """The schedules of ``config.commission_by_symbol`` for the symbols of this run (a run
-    of some of the data's symbols, one job of a batch, sets those it has)."""
-    by_symbol = config.commission_by_symbol
-    if by_symbol:
-        present = set(symbols)
-        for symbol, parts in by_symbol.items():
+def set_symbol_terms(engine: _core.Engine, config: BacktestConfig, symbols: Any) -> None:
+    """The symbols' own terms for the symbols of this run (a run of some of the data's
+    symbols, one job of a batch, sets those it has): the schedules of
+    ``config.commission_by_symbol`` and the multipliers of ``config.multiplier``."""
+    present = set(symbols)
+    for symbol, parts in (config.commission_by_symbol or {}).items():
+        if symbol in present:
+            engine.set_symbol_commission(symbol, **parts)
+    multiplier = config.multiplier
+    if multiplier is not None:
+        each = multiplier if isinstance(multiplier, Mapping) else dict.fromkeys(symbols, multiplier)
+        for symbol, value in each.items():
             if symbol in present:
-                engine.set_symbol_commission(symbol, **parts)
+                engine.set_multiplier(symbol, value)
 
 
 def _set_wall_clock(engine: _core.Engine, timezone: str, first: int, last: int) -> None:
@@ -540,7 +545,7 @@ def simulate_stream(
         except StopIteration:
             raise ConfigError("the stream has no bars") from None
         engine = _core.Engine(first, **config.engine_options())
-        set_symbol_commissions(engine, config, names)
+        set_symbol_terms(engine, config, names)
         engine.set_session_ends(ends)
         _set_wall_clock(engine, config.timezone, int(stream.first), int(stream.last))
         engine.set_history(keep)

@@ -6,7 +6,10 @@ the latest prices, never at entry prices. Writing one takes five lines::
 
     class HalfEquity:
         def __call__(self, req):
-            return 0.5 * req.equity / req.price
+            return 0.5 * req.equity / (req.price * req.multiplier)
+
+(``req.multiplier`` is 1 but for futures contracts given one: a unit is worth its price
+times it.)
 
 Shipped sizers: :class:`FixedSize`, :class:`PercentOfEquity`, :class:`RiskPerTrade`, and
 :class:`Limits`, which wraps any sizer with caps on open positions and gross exposure.
@@ -65,6 +68,10 @@ class SizingRequest:
     pending_entries : int
         Flat symbols with an entry order placed but not filled yet (positions on their way;
         this order itself not included).
+    multiplier : float
+        The symbol's multiplier (``BacktestConfig.multiplier``; 1 for shares and coins):
+        one unit is worth ``price x multiplier`` in money, what a sizer dividing money
+        by a price divides by.
     """
 
     symbol: str
@@ -77,6 +84,7 @@ class SizingRequest:
     open_positions: int
     gross_exposure: float
     pending_entries: int = 0
+    multiplier: float = 1.0
 
 
 class Sizer(Protocol):
@@ -106,7 +114,8 @@ def order_to_target(position: float, target: float, price: float, *, lot_size: f
                     min_value: float = 0.0) -> float:
     """Signed units to trade to hold ``target`` units instead of ``position``.
 
-    The target is rounded towards zero to whole lots (a target is never overshot); the
+    ``price`` is what one unit is worth (its price times its symbol's multiplier). The
+    target is rounded towards zero to whole lots (a target is never overshot); the
     order is the difference. An order worth less than ``min_value`` at ``price`` is not
     worth placing (0 is returned) -- except one that closes the position entirely, so a
     target of zero always ends flat.
@@ -129,7 +138,8 @@ def rebalance_orders(weights: dict[str, float], positions: dict[str, float], pri
                      min_value: float = 0.0) -> list[tuple[str, float]]:
     """``(symbol, signed units)`` to move from ``positions`` to ``weights`` of ``equity``.
 
-    Each symbol of ``weights`` is targeted at ``weight x equity / price`` units (negative
+    Each symbol of ``weights`` is targeted at ``weight x equity / price`` units, ``price``
+    being what one unit is worth (its price times its symbol's multiplier; negative
     weights are shorts); a held symbol missing from ``weights`` is targeted at 0 when
     ``close_others``, else left alone. ``lot_size`` is one size for all symbols or one per
     symbol. Reductions (and flips) come first, then increases, each in the order of
@@ -204,14 +214,14 @@ class PercentOfEquity:
     def __call__(self, req: SizingRequest) -> float:
         if req.equity <= 0 or not req.price > 0:
             return 0.0
-        return round_to_lot(self.fraction * req.equity / req.price, self.lot_size)
+        return round_to_lot(self.fraction * req.equity / (req.price * req.multiplier), self.lot_size)
 
 
 @dataclass(frozen=True)
 class RiskPerTrade:
     """Risk ``fraction`` of current equity on the distance to the stop-loss.
 
-    ``units = fraction x equity / |price - stop_loss|``, optionally capped so the position
+    ``units = fraction x equity / (|price - stop_loss| x multiplier)``, optionally capped so the position
     is worth at most ``max_fraction`` of equity. Orders without a stop-loss get 0 units
     (risk cannot be measured) unless ``fallback`` sizes them.
     """
@@ -231,9 +241,9 @@ class RiskPerTrade:
         distance = abs(req.price - req.stop_loss)
         if req.equity <= 0 or distance <= 0:
             return 0.0
-        units = self.fraction * req.equity / distance
+        units = self.fraction * req.equity / (distance * req.multiplier)
         if self.max_fraction is not None:
-            units = min(units, self.max_fraction * req.equity / req.price)
+            units = min(units, self.max_fraction * req.equity / (req.price * req.multiplier))
         return round_to_lot(units, self.lot_size)
 
 
@@ -268,6 +278,7 @@ class Limits:
             # buy onto a long (or from flat); of a sell against a long, what goes past it.
             adds = flat or math.copysign(1, req.position) == req.side
             held = 0.0 if adds else abs(req.position)
-            room = max(self.max_gross_exposure * req.equity - req.gross_exposure, 0.0) / req.price
+            room = (max(self.max_gross_exposure * req.equity - req.gross_exposure, 0.0)
+                    / (req.price * req.multiplier))
             units = min(units, held + room)
         return round_to_lot(units, self.lot_size)

@@ -111,7 +111,10 @@ class Position(PositionBase):
         value, as backtesting.py's ``position.pl_pct`` (``-5`` is a 5% loss; 0 when flat).
         A trade's ``pl_pct`` is a fraction, as there."""
         size = self.size
-        return 0.0 if size == 0 else self.pl / (abs(size) * self.average_price) * 100.0
+        if size == 0:
+            return 0.0
+        multiplier = self._s._ctx.multiplier(self._s._sym(self.symbol))
+        return self.pl / (abs(size) * self.average_price * multiplier) * 100.0
 
     def __repr__(self) -> str:
         return f"Position({self.symbol!r}, size={self.size:g})"
@@ -228,7 +231,8 @@ class Trade(_Sided):
         size = self._now()
         if self._closed is not None:
             return self._closed[0]
-        return size * (self._s.price(self.symbol) - self.entry_price)
+        multiplier = self._s._ctx.multiplier(self._s._sym(self.symbol))
+        return size * (self._s.price(self.symbol) - self.entry_price) * multiplier
 
     @property
     def pl_pct(self) -> float:
@@ -241,10 +245,11 @@ class Trade(_Sided):
 
     @property
     def value(self) -> float:
-        """Units times the latest price (the exit price of a closed trade)."""
+        """Units times the latest price (the exit price of a closed trade) times the
+        symbol's multiplier."""
         size = self._now()
         price = self.exit_price if self._closed is not None else self._s.price(self.symbol)
-        return abs(size) * price
+        return abs(size) * price * self._s._ctx.multiplier(self._s._sym(self.symbol))
 
     @property
     def sl(self) -> float | None:
@@ -1473,16 +1478,17 @@ class Strategy(StrategyBase):
             # itself are keyed by it (-1 would read as the last symbol there).
             i = self._current_index()
         ctx = self._ctx
-        price = ctx.price(i)
-        if kind != "size" and not price > 0:
+        # What one unit is worth: its price times its symbol's multiplier.
+        unit = ctx.unit_value(i)
+        if kind != "size" and not unit > 0:
             raise ValueError(f"order_target({kind}={amount!r}): {self._name(i)} has no price yet (no bar so far)")
         if kind == "size":
             target = amount
         elif kind == "value":
-            target = amount / price
+            target = amount / unit
         else:
-            target = amount * ctx.equity() / price
-        units = order_to_target(ctx.position(i), target, price, lot_size=lot_size, min_value=min_value)
+            target = amount * ctx.equity() / unit
+        units = order_to_target(ctx.position(i), target, unit, lot_size=lot_size, min_value=min_value)
         return self._place_target(i, units)
 
     def rebalance(self, weights: Mapping[str, float], *, close_others: bool = True,
@@ -1513,7 +1519,7 @@ class Strategy(StrategyBase):
             targets[name] = _finite(f"rebalance({{{name!r}: ...}})", "weight", weight)
             if not ctx.price(i) > 0:
                 raise ValueError(f"rebalance: {name} has no price yet (no bar so far); leave it out until its first bar")
-        prices = {name: ctx.price(i) for i, name in enumerate(self._symbols)
+        prices = {name: ctx.unit_value(i) for i, name in enumerate(self._symbols)
                   if name in targets or held[name] != 0}
         lots = dict(lot_size) if isinstance(lot_size, Mapping) else lot_size
         orders = rebalance_orders(targets, held, prices, ctx.equity(), close_others=close_others,

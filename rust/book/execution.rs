@@ -166,7 +166,7 @@ impl Book {
         // a maker's fill. At a better price (the bar opened through the limit), or any
         // market or stop fill, it took the price there was: a taker's.
         let maker = order.limit == Some(raw_price);
-        let fee_per_unit = config.commission_of(s).of(size, price, maker) / size;
+        let fee_per_unit = config.fee(s, size, price, maker) / size;
         let waiting = Waiting {
             order: matched,
             moment,

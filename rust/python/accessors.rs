@@ -23,6 +23,7 @@ use super::context::{OrderPrices, Portion, PyContext};
 use super::errors::state_error;
 use super::market::{view_column, PyMarket};
 use crate::context::TickContext;
+use crate::portfolio::worth;
 
 /// A read-only view of `data` (part of the market held by `owner`): a numpy array made
 /// directly without the writeable flag, so no borrow bookkeeping per view.
@@ -192,25 +193,30 @@ impl PyPositionBase {
     /// Volume-weighted entry price of the open trades (NaN when flat).
     #[getter]
     fn average_price(&self) -> PyResult<f64> {
-        let (_, average, _) = self.ctx.get().position_at(self.symbol)?;
+        let (_, average, _, _) = self.ctx.get().position_at(self.symbol)?;
         Ok(average)
     }
 
-    /// Signed market value at the latest price: size x price (negative when short).
+    /// Signed market value at the latest price: size x price x the symbol's multiplier
+    /// (negative when short).
     #[getter]
     fn value(&self) -> PyResult<f64> {
-        let (size, _, price) = self.ctx.get().position_at(self.symbol)?;
-        Ok(if size == 0.0 { 0.0 } else { size * price })
+        let (size, _, price, multiplier) = self.ctx.get().position_at(self.symbol)?;
+        Ok(if size == 0.0 {
+            0.0
+        } else {
+            worth(size, price, multiplier)
+        })
     }
 
     /// Unrealised profit/loss at the latest price, before exit costs.
     #[getter]
     fn pl(&self) -> PyResult<f64> {
-        let (size, average, price) = self.ctx.get().position_at(self.symbol)?;
+        let (size, average, price, multiplier) = self.ctx.get().position_at(self.symbol)?;
         Ok(if size == 0.0 {
             0.0
         } else {
-            size * (price - average)
+            worth(size, price - average, multiplier)
         })
     }
 

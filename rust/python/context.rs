@@ -23,7 +23,7 @@ use super::sizing::{computed_units, request_values, RequestLayout, Rule, Sizing}
 use crate::candles::{Candle, CandleColumns};
 use crate::context::{Setup, TickContext};
 use crate::orders::{Order, OrderRequest, Role, Side, TimeInForce, Trail};
-use crate::portfolio::Lot;
+use crate::portfolio::{worth, Lot};
 use crate::studies::{self, SeriesValues, Studies};
 
 /// (ts, end, open, high, low, close, volume) as handed to Python.
@@ -377,12 +377,13 @@ impl PyContext {
         unknown_symbol(py, format!("unknown symbol {text}{hint}"))
     }
 
-    /// (size, average price, latest price) of a symbol's position (-1: the running one).
-    pub fn position_at(&self, symbol: isize) -> PyResult<(f64, f64, f64)> {
+    /// (size, average price, latest price, multiplier) of a symbol's position (-1: the
+    /// running one).
+    pub fn position_at(&self, symbol: isize) -> PyResult<(f64, f64, f64, f64)> {
         let e = self.context()?;
         let s = Self::symbol(e, symbol)?;
         let p = e.position(s);
-        Ok((p.size, p.average_price(), e.price(s)))
+        Ok((p.size, p.average_price(), e.price(s), p.multiplier))
     }
 
     /// What a sizer is told about an order in symbol `s` now, as an instance of `cls`.
@@ -422,7 +423,7 @@ impl PyContext {
             (e.equity(), e.cash(), e.position(s).size),
             e.portfolio().open_position_count(),
             e.gross_exposure(),
-            e.pending_entry_count(),
+            (e.pending_entry_count(), e.position(s).multiplier),
         );
         layout.make(py, values)
     }
@@ -462,7 +463,7 @@ impl PyContext {
                     Some(p) if matches!(rule, Rule::PercentOfEquity { .. }) => p.extract()?,
                     _ => e.price(s),
                 };
-                computed_units(rule, e.equity(), at)?
+                computed_units(rule, e.equity(), worth(1.0, at, e.position(s).multiplier))?
             }
         };
         if units.is_nan() || units < 0.0 {
@@ -733,6 +734,23 @@ impl PyContext {
     pub(crate) fn price(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         let e = self.context()?;
         Ok(e.price(self.index_of(e, symbol)?))
+    }
+
+    /// What one unit is worth at the latest close: the close times the symbol's multiplier
+    /// (`portfolio::worth`; NaN before its first bar). Sizing by value or by a share of
+    /// equity buys units of it.
+    #[pyo3(signature = (symbol=None))]
+    fn unit_value(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+        let e = self.context()?;
+        let s = self.index_of(e, symbol)?;
+        Ok(worth(1.0, e.price(s), e.position(s).multiplier))
+    }
+
+    /// The symbol's multiplier (`BacktestConfig.multiplier`; 1 unless set).
+    #[pyo3(signature = (symbol=None))]
+    fn multiplier(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+        let e = self.context()?;
+        Ok(e.position(self.index_of(e, symbol)?).multiplier)
     }
 
     /// Index of the symbol's latest bar, -1 before its first.

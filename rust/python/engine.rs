@@ -320,6 +320,7 @@ impl PyEngine {
                 maker: commission_maker,
             },
             by_symbol: Vec::new(),
+            multipliers: Vec::new(),
             slippage_bps,
             fill_at: FillAt::parse(fill_at).py_err(py)?,
             leverage,
@@ -394,6 +395,16 @@ impl PyEngine {
             maker: commission_maker,
         };
         self.engine.set_symbol_commission(s, schedule).py_err(py)
+    }
+
+    /// `symbol` (a name of the market) is worth `multiplier` in money per unit and point
+    /// of its price (a futures contract's multiplier); set before the run.
+    fn set_multiplier(&mut self, py: Python<'_>, symbol: &str, multiplier: f64) -> PyResult<()> {
+        let Some(s) = self.engine.market().symbol_index(symbol) else {
+            let message = format!("multiplier: {symbol:?} is not a symbol of the data");
+            return Err(config_error(py, message));
+        };
+        self.engine.set_multiplier(s, multiplier).py_err(py)
     }
 
     /// The instant (ns) the account opens, after a warm-up: carrying costs and interest

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyInt, PyString, PyType};
 
 /// The request's fields in the dataclass's order (`tickstep.sizing.SizingRequest`).
-const FIELDS: [&str; 10] = [
+const FIELDS: [&str; 11] = [
     "symbol",
     "side",
     "price",
@@ -24,12 +24,13 @@ const FIELDS: [&str; 10] = [
     "open_positions",
     "gross_exposure",
     "pending_entries",
+    "multiplier",
 ];
 
 /// The request class and the byte offset of each field's slot.
 pub struct RequestLayout {
     class: Py<PyType>,
-    offsets: [isize; 10],
+    offsets: [isize; 11],
 }
 
 impl RequestLayout {
@@ -45,7 +46,7 @@ impl RequestLayout {
                 "a sizing request class has the fields {FIELDS:?}, got {order:?}"
             )));
         }
-        let mut offsets = [0; 10];
+        let mut offsets = [0; 11];
         for (at, name) in offsets.iter_mut().zip(FIELDS) {
             *at = super::indicators::slot_offset(class, name)?;
         }
@@ -63,7 +64,7 @@ impl RequestLayout {
     pub fn make<'py>(
         &self,
         py: Python<'py>,
-        values: [Bound<'py, PyAny>; 10],
+        values: [Bound<'py, PyAny>; 11],
     ) -> PyResult<Bound<'py, PyAny>> {
         let ty = self.class.bind(py).as_type_ptr();
         // SAFETY: `ty` is the dataclass whose slots are at `offsets` (checked in `new`);
@@ -95,8 +96,8 @@ pub fn request_values<'py>(
     (equity, cash, position): (f64, f64, f64),
     open_positions: usize,
     gross_exposure: f64,
-    pending_entries: usize,
-) -> [Bound<'py, PyAny>; 10] {
+    (pending_entries, multiplier): (usize, f64),
+) -> [Bound<'py, PyAny>; 11] {
     [
         symbol.clone().into_any(),
         PyInt::new(py, if buy { 1 } else { -1 }).into_any(),
@@ -108,6 +109,7 @@ pub fn request_values<'py>(
         PyInt::new(py, open_positions).into_any(),
         PyFloat::new(py, gross_exposure).into_any(),
         PyInt::new(py, pending_entries).into_any(),
+        PyFloat::new(py, multiplier).into_any(),
     ]
 }
 
@@ -206,15 +208,16 @@ pub fn round_to_lot(units: f64, lot: Option<f64>) -> PyResult<f64> {
     }
 }
 
-/// The units of a computed rule for an order at `price` with `equity`.
-pub fn computed_units(rule: &Rule, equity: f64, price: f64) -> PyResult<f64> {
+/// The units of a computed rule for an order with `equity`, one unit being worth `unit`
+/// (its price times its symbol's multiplier, `portfolio::worth`).
+pub fn computed_units(rule: &Rule, equity: f64, unit: f64) -> PyResult<f64> {
     match *rule {
         Rule::Fixed { units, lot } => round_to_lot(units, lot),
         Rule::PercentOfEquity { fraction, lot } => {
-            if equity <= 0.0 || price.is_nan() || price <= 0.0 {
+            if equity <= 0.0 || unit.is_nan() || unit <= 0.0 {
                 return Ok(0.0);
             }
-            round_to_lot(fraction * equity / price, lot)
+            round_to_lot(fraction * equity / unit, lot)
         }
         Rule::Called { .. } => Err(PyTypeError::new_err("a called sizer is not computed")),
     }

@@ -38,7 +38,7 @@ use crate::engine::{Engine, Parts};
 use crate::error::Result;
 use crate::market::{prefetch_far, Market};
 use crate::orders::{OrderRequest, Role, Side};
-use crate::portfolio::{Money, Payment, Portfolio};
+use crate::portfolio::{worth, Money, Payment, Portfolio};
 use crate::studies::Studies;
 use std::sync::Arc;
 
@@ -673,13 +673,15 @@ impl<'a, 'm> Driver<'a, 'm> {
     #[inline]
     fn park(&mut self, symbol: usize, i: usize, unseen: usize, until: usize) {
         let b = self.lanes[symbol].bars;
-        let size = self.p.portfolio.position(symbol).size;
+        let position = self.p.portfolio.position(symbol);
+        let (size, multiplier) = (position.size, position.multiplier);
         self.p.portfolio.park(symbol);
-        let value = term(size, b.close[i]).unwrap_or_else(|amount| {
+        let value = term(size, b.close[i], multiplier).unwrap_or_else(|amount| {
             self.p.portfolio.flag_out_of_range(symbol, amount);
             Money::ZERO
         });
-        self.parked.add(symbol, size, b, i, value, unseen);
+        self.parked
+            .add(symbol, (size, multiplier), b, i, value, unseen);
         prefetch_bar(&b, i + 1);
         prefetch_bar(&b, i + 1 + PREFETCH_AHEAD / 2);
         // The lows and highs `take_out` folds when it comes back (up to `RANGE_AHEAD`
@@ -738,7 +740,8 @@ impl<'a, 'm> Driver<'a, 'm> {
                             o.take_profit.is_some(),
                         ];
                         let legs = legs.into_iter().filter(|&x| x).count() as f64;
-                        spend += o.size * price + config.commission_of(s).of(o.size, price, false);
+                        spend += worth(o.size, price, config.multiplier(s))
+                            + config.fee(s, o.size, price, false);
                         spend += legs * beyond_a_sale;
                     }
                     Role::Entry => return false,
@@ -886,12 +889,14 @@ impl<'a, 'm> Driver<'a, 'm> {
 struct Parked<'m> {
     symbol: usize,
     size: f64,
+    /// Its symbol's multiplier (`Config::multipliers`).
+    multiplier: f64,
     /// Its symbol's times and closes (read at each read of the account).
     ts: &'m [i64],
     close: &'m [f64],
     bar: usize,
     tick: usize,
-    /// size × close of `bar`, exact (its term of the account's value).
+    /// size × close of `bar` × multiplier, exact (its term of the account's value).
     value: Money,
     /// The first bar its lots have not seen (their excursions are brought up to date
     /// when it comes back).
@@ -949,10 +954,11 @@ fn prefetch_bar(bars: &Columns<'_>, i: usize) {
     prefetch_far(bars.close, i);
 }
 
-/// size × price in exact units, or the amount when it is beyond the exact range.
+/// What `size` units at `price` are worth (`portfolio::worth`) in exact units, or the
+/// amount when it is beyond the exact range.
 #[inline]
-fn term(size: f64, price: f64) -> std::result::Result<Money, f64> {
-    let amount = size * price;
+fn term(size: f64, price: f64, multiplier: f64) -> std::result::Result<Money, f64> {
+    let amount = worth(size, price, multiplier);
     Money::from_f64(amount).ok_or(amount)
 }
 
@@ -964,13 +970,13 @@ impl<'m> ParkedPositions<'m> {
         }
     }
 
-    /// Add `symbol`'s position of `size`, marked at the close of its bar `bar` (one of
+    /// Add `symbol`'s position of `size` and multiplier, marked at the close of its bar `bar` (one of
     /// `bars`, not its last), whose term `value` left the account, its lots having seen
     /// the bars before `unseen`.
     fn add(
         &mut self,
         symbol: usize,
-        size: f64,
+        (size, multiplier): (f64, f64),
         bars: Columns<'m>,
         bar: usize,
         value: Money,
@@ -982,6 +988,7 @@ impl<'m> ParkedPositions<'m> {
         self.list.push(Parked {
             symbol,
             size,
+            multiplier,
             ts: bars.ts,
             close: bars.close,
             bar,
@@ -1052,7 +1059,7 @@ impl<'m> ParkedPositions<'m> {
             }
             let b = market.bars(p.symbol);
             prefetch_far(&b.open, p.bar + PREFETCH_AHEAD);
-            let term_open = term(p.size, b.open[p.bar]).unwrap_or_else(|amount| {
+            let term_open = term(p.size, b.open[p.bar], p.multiplier).unwrap_or_else(|amount| {
                 portfolio.flag_out_of_range(p.symbol, amount);
                 Money::ZERO
             });
@@ -1102,7 +1109,7 @@ impl Parked<'_> {
         // SAFETY: `bar` is an index of `ts` (found there), and `close` is as long as `ts`
         // (asserted where the position was parked).
         let close = unsafe { *self.close.get_unchecked(bar) };
-        self.value = term(self.size, close).unwrap_or_else(|amount| {
+        self.value = term(self.size, close, self.multiplier).unwrap_or_else(|amount| {
             portfolio.flag_out_of_range(self.symbol, amount);
             Money::ZERO
         });
@@ -1283,6 +1290,10 @@ impl Desk for SparseDesk<'_, '_> {
         self.portfolio.position(symbol).size
     }
     #[inline]
+    fn multiplier(&self, symbol: usize) -> f64 {
+        self.portfolio.position(symbol).multiplier
+    }
+    #[inline]
     fn opened_at(&self, symbol: usize) -> Option<usize> {
         self.portfolio.position(symbol).opened_at()
     }
@@ -1353,17 +1364,19 @@ mod tests {
                 .map(|_| 1.0 + (draw() % 10_000) as f64 / 7.0)
                 .collect();
             let size = [3.5, -0.25, 1e-3][case % 3];
+            let multiplier = [1.0, 50.0, 0.1, 12.5][case % 4];
             // Parked at one of its bars (not its last), at that bar's tick.
             let bar = (draw() % (ts.len() as u64 - 1)) as usize;
             let mut tick = timeline.partition_point(|&x| x < ts[bar]);
             let mut p = Parked {
                 symbol: 0,
                 size,
+                multiplier,
                 ts: &ts,
                 close: &close,
                 bar,
                 tick,
-                value: term(size, close[bar]).unwrap(),
+                value: term(size, close[bar], multiplier).unwrap(),
                 unseen: bar + 1,
             };
             loop {
@@ -1375,7 +1388,11 @@ mod tests {
                 p.advance(tick, now, &mut portfolio);
                 let latest = ts.partition_point(|&x| x <= now) - 1;
                 assert_eq!((p.bar, p.tick), (latest, tick), "case {case} tick {tick}");
-                assert_eq!(p.value, term(size, close[latest]).unwrap(), "case {case}");
+                assert_eq!(
+                    p.value,
+                    term(size, close[latest], multiplier).unwrap(),
+                    "case {case}"
+                );
             }
         }
         assert_eq!(portfolio.out_of_range(), None);

@@ -53,9 +53,11 @@ class BatchRequest(BaseModel):
                         "(false: compute every job and keep nothing there).")
     start: datetime | date | None = Field(None, description="First time used (inclusive).")
     end: datetime | date | None = Field(None, description="Last time used (inclusive).")
-    options: dict[str, Scalar | dict[str, dict[str, StrictInt | StrictFloat]]] = Field(
+    options: dict[str, Scalar | dict[str, StrictInt | StrictFloat]
+                  | dict[str, dict[str, StrictInt | StrictFloat]]] = Field(
         default_factory=dict, description="Engine options: cash, commission, slippage, ...; "
-        "commission_by_symbol as {symbol: {part: number}}.")
+        "commission_by_symbol as {symbol: {part: number}}; multiplier as a number or "
+        "{symbol: number}.")
     data: str | None = Field(None, max_length=500, description="A store file inside the "
                              "service's data directory (default: the service's store).")
     regular_hours: bool = Field(False, description="Only bars inside exchange sessions.")
