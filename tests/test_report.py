@@ -67,6 +67,26 @@ def test_symbol_breakdown_by_hand():
         np.mean(np.array([0, 0, 105, 95, 95]) / equity) * 100)
 
 
+def test_symbol_breakdown_of_contracts_is_in_money(tmp_path):
+    # The same run with AAA's units worth 50 a point: its P&L 50 x 20 - 2 = 998, its
+    # position 50 times the value; BBB's as before. Saved and loaded, the same.
+    aaa = make_bars([(10, 10, 10, 10), (11, 11, 11, 11), (12, 12, 12, 12), (13, 13, 13, 13)])
+    bbb = make_bars([(20, 20, 20, 20), (20, 20, 20, 20), (21, 21, 21, 21), (19, 19, 19, 19)])
+    script = {("AAA", 0): lambda s, sym: s.buy(sym, size=10),
+              ("AAA", 2): lambda s, sym: s.close(sym),
+              ("BBB", 1): lambda s, sym: s.sell(sym, size=5)}
+    r = run_script({"AAA": aaa, "BBB": bbb}, script, cash=100_000.0, commission_fixed=1.0,
+                   multiplier={"AAA": 50})
+    table = symbol_breakdown(r)
+    assert list(table["P&L [$]"]) == pytest.approx([998.0, 9.0])
+    assert table["P&L [$]"].sum() == pytest.approx(r.equity.iloc[-1] - 100_000.0)
+    np.testing.assert_allclose(position_values(r)["AAA"], [0, 5_500, 6_000, 0])
+    gross = position_values(r).abs().sum(axis=1).to_numpy()
+    np.testing.assert_allclose(gross, r.equity_frame["gross_exposure"].to_numpy())
+    loaded = tickstep.load_result(r.save(tmp_path / "run"))
+    assert list(symbol_breakdown(loaded)["P&L [$]"]) == list(table["P&L [$]"])
+
+
 def test_sector_breakdown_sums_its_symbols():
     r = two_symbol_run()
     sectors = sector_breakdown(r)

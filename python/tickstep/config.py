@@ -628,6 +628,15 @@ _BACKTESTING_PY_ONLY = {
 }
 
 
+def multipliers(multiplier: Any, symbols: Iterable[str]) -> list[float]:
+    """Each symbol's multiplier under the option ``multiplier`` (`BacktestConfig.multiplier`,
+    or its saved form in ``Result.options``): one number for every symbol, a mapping's
+    for those it names, else 1."""
+    if isinstance(multiplier, Mapping):
+        return [float(multiplier.get(s, 1.0)) for s in symbols]
+    return [1.0 if multiplier is None else float(multiplier) for _ in symbols]
+
+
 def check_symbols(config: BacktestConfig, symbols: Iterable[str]) -> None:
     """Refuse a symbol an option names that the data does not have (a misspelt ticker
     would otherwise pay the account's commission without a word)."""

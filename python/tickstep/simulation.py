@@ -19,7 +19,7 @@ import pandas as pd
 
 from tickstep import _core
 from tickstep._core import ConfigError
-from tickstep.config import BacktestConfig
+from tickstep.config import BacktestConfig, multipliers
 from tickstep.data import MarketColumns
 from tickstep.metrics import _STAT_TRADE_COLUMNS, stats_of_columns
 from tickstep.rejections import check_rejections
@@ -159,11 +159,10 @@ def set_symbol_terms(engine: _core.Engine, config: BacktestConfig, symbols: Any)
     for symbol, parts in (config.commission_by_symbol or {}).items():
         if symbol in present:
             engine.set_symbol_commission(symbol, **parts)
-    multiplier = config.multiplier
-    if multiplier is not None:
-        each = multiplier if isinstance(multiplier, Mapping) else dict.fromkeys(symbols, multiplier)
-        for symbol, value in each.items():
-            if symbol in present:
+    if config.multiplier is not None:
+        named = list(symbols)
+        for symbol, value in zip(named, multipliers(config.multiplier, named), strict=True):
+            if value != 1.0:
                 engine.set_multiplier(symbol, value)
 
 

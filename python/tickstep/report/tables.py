@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tickstep.config import multipliers
 from tickstep.metrics import exact_sum
 
 # A `tickstep.Result`, read through its public attributes. Not imported: `Result.plot`
@@ -28,6 +29,12 @@ __all__ = ["position_values", "rejected_orders", "sector_breakdown", "symbol_bre
 
 # A position smaller than this share of the symbol's largest fill is rounding dust.
 _SIZE_DUST = 1e-9
+
+
+def _multipliers(result: Result) -> np.ndarray:
+    """Each symbol's multiplier in the run (`tickstep.config.multipliers`), in symbol order:
+    a unit's money is its size x price x this."""
+    return np.array(multipliers(result.options.get("multiplier"), result.symbols))
 
 
 def _signed_fills(result: Result) -> tuple[pd.DataFrame, np.ndarray]:
@@ -50,14 +57,15 @@ def position_values(result: Result) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Index: the equity samples' times; one column per symbol; ``size * close`` (negative
-        for a short), 0.0 when flat.
+        Index: the equity samples' times; one column per symbol; ``size * close *
+        multiplier`` (negative for a short), 0.0 when flat.
     """
     times = result.equity.index.asi8
     fills, signed = _signed_fills(result)
     fill_times = pd.DatetimeIndex(fills["time"]).asi8
     codes = fills["symbol"].cat.codes.to_numpy()
     values = np.zeros((len(times), len(result.symbols)))
+    each = _multipliers(result)
     for i, symbol in enumerate(result.symbols):
         mine = codes == i
         if not mine.any():
@@ -69,7 +77,7 @@ def position_values(result: Result) -> pd.DataFrame:
         prices = result.prices(symbol)
         at = np.searchsorted(prices.index.asi8, times, side="right") - 1
         close = prices.to_numpy()[np.maximum(at, 0)]
-        values[:, i] = np.where(size != 0.0, size * close, 0.0)
+        values[:, i] = np.where(size != 0.0, size * close * each[i], 0.0)
     return pd.DataFrame(values, index=result.equity.index, columns=pd.Index(result.symbols, name="symbol"))
 
 
@@ -87,11 +95,12 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
     fills, signed = _signed_fills(result)
     codes = fills["symbol"].cat.codes.to_numpy()
     n = len(result.symbols)
-    flow = _sums_by(codes, -signed * fills["price"].to_numpy(), n)
+    each = _multipliers(result)
+    flow = _sums_by(codes, -signed * fills["price"].to_numpy() * each[codes], n)
     commission = _sums_by(codes, fills["commission"].to_numpy(dtype=float), n)
     positions = result.positions
     end_value = (positions["size"] * positions["last_price"]).reindex(result.symbols, fill_value=0.0)
-    pnl = flow - commission + end_value.to_numpy()
+    pnl = flow - commission + end_value.to_numpy() * each
 
     trades = result.trades
     trade_codes = trades["symbol"].cat.codes.to_numpy()
