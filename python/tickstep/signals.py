@@ -19,7 +19,8 @@ Rules, per symbol and bar:
   own stops, as another ``buy`` in ``next`` would (not with ``"target_percent"``, whose
   entries re-size the position to the target instead);
 - an entry is sized at the bar's close: ``size_type="amount"`` units,
-  ``"value"`` cash / close, ``"percent"`` (a fraction: 0.5 = half) x equity / close;
+  ``"value"`` cash / close, ``"percent"`` (a fraction: 0.5 = half) x equity / close
+  (with a ``multiplier``, close x multiplier: what a contract is worth);
   ``size`` is one number for every entry, one per symbol (``{symbol: number}``, or a
   Series indexed by symbol), or one per bar in the shapes signals take (e.g. a DataFrame
   of sizes beside the DataFrame of entries, or ``{symbol: array}``), read on the entry's
