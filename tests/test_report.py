@@ -132,6 +132,7 @@ class _Listed:
         self.metadata = metadata
         self.equity, self.positions = result.equity, result.positions
         self.initial_cash, self.prices = result.initial_cash, result.prices
+        self.options = result.options
 
 
 def test_the_breakdowns_are_exact_sums_the_same_bits_in_any_order_of_the_symbols():
