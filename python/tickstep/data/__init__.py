@@ -10,6 +10,7 @@ from tickstep.data._actions import adjust_for_splits, with_dividends
 from tickstep.data._columns import DataError, MarketColumns, SymbolBars
 from tickstep.data._duckdb import Store
 from tickstep.data._files import FILE_FORMATS, BarsFile
+from tickstep.data._futures import roll_contracts
 from tickstep.data._memory import to_market_columns
 from tickstep.data._postgres import PostgresStore
 from tickstep.data._records import RecordSet, RecordTable
@@ -36,6 +37,7 @@ __all__ = [
     "load",
     "open_store",
     "resolve",
+    "roll_contracts",
     "sample",
     "sample_daily",
     "to_market_columns",
