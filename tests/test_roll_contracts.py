@@ -58,6 +58,31 @@ def test_the_difference_adjustment_adds_the_gaps_of_later_rolls():
         [100 * h, 101 * h, 102 * h, 114 * m, 115 * m, 117 * m, 126, 127, 129], **EXACT)
 
 
+def test_rolled_by_open_interest_at_each_days_last_bar():
+    # Two bars a day (09:00, 15:00); open interest is read at each day's last bar: M's
+    # passes H's at day 1's 15:00 (5,000 > 4,000; at 09:00 it was below), so M from day 2.
+    # A day's volume would have rolled a day earlier (M's 900 + 900 on day 0).
+    times = pd.DatetimeIndex([f"2024-03-{11 + d} {h}:00" for d in range(4) for h in (9, 15)],
+                             tz="UTC")
+
+    def intraday(closes, volumes, interest):
+        c = np.asarray(closes, dtype=float)
+        return pd.DataFrame({"open": c, "high": c, "low": c, "close": c, "volume": volumes,
+                             "open_interest": interest}, index=times)
+
+    data = {"H": intraday(np.arange(100, 108), [100] * 8,
+                          [9e3, 9e3, 8e3, 4e3, 3e3, 2e3, 1e3, 1e3]),
+            "M": intraday(np.arange(110, 118), [900] * 8,
+                          [1e3, 1e3, 4e3, 5e3, 6e3, 7e3, 8e3, 9e3])}
+    es = td.roll_contracts(data, {"ES": ["H", "M"]}, roll="open_interest")["ES"]
+    assert es.extra["contract"].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    # The gap at H's last bar held (day 1, 15:00): 113 - 103 = 10.
+    assert es.close.tolist() == [110, 111, 112, 113, 114, 115, 116, 117]
+    assert es.extra["open_interest"].tolist() == [9e3, 9e3, 8e3, 4e3, 6e3, 7e3, 8e3, 9e3]
+    by_volume = td.roll_contracts(data, {"ES": ["H", "M"]})["ES"]
+    assert by_volume.extra["contract"].tolist() == [0, 0, 1, 1, 1, 1, 1, 1]
+
+
 def test_rolled_a_number_of_days_before_a_contracts_last_bar():
     # roll=2: H's last two days (days 3 and 4) are M's; M's last two (5 and 6) are U's.
     es = td.roll_contracts(DATA, {"ES": ["H", "M", "U"]}, roll=2, adjust=None)["ES"]
@@ -131,8 +156,10 @@ def test_bad_chains_are_refused_by_name():
             {"ES": ["H", "M"], "ES2": ["M", "U"]})
     refused(r"'U' is a symbol of the data already", {"U": ["H", "M"]})
     refused(r"chains\['ES'\] must list its contracts", {"ES": "HMU"})
-    refused(r"roll=-1 must be 'volume' or a whole number of days", roll=-1)
-    refused(r"roll='expiry' must be", roll="expiry")
+    refused(r"roll=-1 must be 'volume', the name of an extra column \(open interest\) or a "
+            r"whole number of days >= 0", roll=-1)
+    refused(r"roll='expiry': contract 'H' has no such column \(its extra columns: none\)",
+            roll="expiry")
     refused(r"adjust='add' is not one of 'difference', 'ratio', None", adjust="add")
     # Listed out of order: H has no bar after M's last to roll to.
     refused(r"contract 'H' has no bar after the last of 'M'", {"ES": ["M", "H"]}, roll=0)

@@ -4,8 +4,8 @@ series runs on without the gap between two contracts' prices (back-adjusted, as 
 vendors' continuous contracts are) or left as traded.
 
 The roll is decided without looking ahead: on a day count before a contract's last bar
-(its expiry, a date the exchange publishes long before), or on the volumes of days
-already complete (the next contract traded more on the day before)."""
+(its expiry, a date the exchange publishes long before), or on the volumes (or open
+interest) of days already complete (the next contract traded more on the day before)."""
 
 from __future__ import annotations
 
@@ -41,12 +41,14 @@ def roll_contracts(data: Any, chains: Mapping[str, Sequence[str]], *, roll: int 
         they expire (``{"ES": ["ESH24", "ESM24", "ESU24"]}``); each a symbol of the data,
         in one chain. The symbol takes the place of its first contract in the call order
         (and its metadata row); its contracts leave the data.
-    roll : int or "volume", default "volume"
+    roll : int or str, default "volume"
         When a contract gives way to the next. ``"volume"``: from the first day after a
         day on which the next contract traded more (the sum of its bars' volumes in that
         day) than the one held, or after the held one's last bar if that never happens.
-        A whole number n >= 0: from the start of the held contract's n-th last day with
-        bars (0: after its last bar; 5: its last five days are the next contract's).
+        The name of an extra column (``"open_interest"``): the same, on that column's
+        value at each contract's last bar of the day. A whole number n >= 0: from the
+        start of the held contract's n-th last day with bars (0: after its last bar; 5:
+        its last five days are the next contract's).
     adjust : "difference", "ratio" or None, default "difference"
         How the prices before a roll are adjusted, at each roll by the gap between the
         two contracts at the last bar held of the old one (its close, and the new one's
@@ -99,11 +101,20 @@ def roll_contracts(data: Any, chains: Mapping[str, Sequence[str]], *, roll: int 
     if adjust not in ADJUSTMENTS:
         raise DataError(f"roll_contracts: adjust={adjust!r} is not one of "
                         f"{', '.join(map(repr, ADJUSTMENTS))}", rule="an adjustment")
-    if not (roll == "volume" or (isinstance(roll, (int, np.integer)) and not isinstance(roll, bool)
-                                 and roll >= 0)):
-        raise DataError(f"roll_contracts: roll={roll!r} must be 'volume' or a whole number of days "
-                        ">= 0 before a contract's last bar", rule="a roll")
+    days_before = isinstance(roll, (int, np.integer)) and not isinstance(roll, bool) and roll >= 0
+    if not (days_before or (isinstance(roll, str) and roll)):
+        raise DataError(f"roll_contracts: roll={roll!r} must be 'volume', the name of an extra "
+                        "column (open interest) or a whole number of days >= 0 before a "
+                        "contract's last bar", rule="a roll")
     _check_chains(market, chains)
+    if isinstance(roll, str) and roll != "volume":
+        for contracts in chains.values():
+            for c in contracts:
+                if roll not in market[c].extra:
+                    raise DataError(f"roll_contracts: roll={roll!r}: contract {c!r} has no such "
+                                    f"column{did_you_mean(roll, sorted(market[c].extra))} (its "
+                                    f"extra columns: {', '.join(sorted(market[c].extra)) or 'none'})",
+                                    symbol=c, rule="a roll")
     rolled = {name: _continuous(name, [market[c] for c in contracts], roll, adjust, timezone, column)
               for name, contracts in chains.items()}
     first = {contracts[0]: name for name, contracts in chains.items()}
@@ -198,12 +209,13 @@ def _continuous(name: str, contracts: list[SymbolBars], roll: int | str, adjust:
 def _roll_instant(held: SymbolBars, held_days: np.ndarray, then: SymbolBars, then_days: np.ndarray,
                   roll: int | str, since: int) -> int:
     """The first time (ns) ``then`` is held instead of ``held``, held from ``since``."""
-    if roll == "volume":
+    if isinstance(roll, str):
         mine = held.ts >= since
-        days, volume = _daily_volume(held_days[mine], held.volume[mine])
-        other_days, other_volume = _daily_volume(then_days, then.volume)
-        theirs = pd.Series(other_volume, other_days).reindex(days, fill_value=0.0).to_numpy()
-        more = np.flatnonzero(theirs > volume)
+        days, ours = _daily(held_days[mine], held, roll, mine)
+        other_days, other = _daily(then_days, then, roll, slice(None))
+        theirs = pd.Series(other, other_days).reindex(days, fill_value=0.0).to_numpy()
+        # (NaN, no value that day, is never more.)
+        more = np.flatnonzero(theirs > ours)
         # Known once that day is over: the next day's first bar.
         day = days[more[0]] + 1 if len(more) else None
     else:
@@ -224,10 +236,14 @@ def _roll_instant(held: SymbolBars, held_days: np.ndarray, then: SymbolBars, the
     return after_last
 
 
-def _daily_volume(days: np.ndarray, volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each day's summed volume (days ascending)."""
+def _daily(days: np.ndarray, b: SymbolBars, by: str, rows: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Each day's (ascending) volume summed, or column ``by``'s value at its last bar, of
+    ``b``'s bars ``rows`` (whose days are ``days``)."""
     unique, at = np.unique(days, return_inverse=True)
-    return unique, np.bincount(at, weights=volume, minlength=len(unique))
+    if by == "volume":
+        return unique, np.bincount(at, weights=b.volume[rows], minlength=len(unique))
+    last = np.searchsorted(days, unique, side="right") - 1
+    return unique, np.asarray(b.extra[by][rows], dtype=float)[last]
 
 
 def _stitched(name: str, contracts: list[SymbolBars], pieces: list[tuple[int, int]],
