@@ -1066,6 +1066,43 @@ impl Book {
         self.margin_calls += 1;
     }
 
+    /// `symbol` stopped trading after its bar `bar` of time `ts`, which closed at `close`
+    /// (`Engine::set_delistings`): its working orders are cancelled, then its position is
+    /// closed by a market order filled there at once, slipped and charged as any market
+    /// order, whatever the bar's volume, as a broker closes a position in a delisted
+    /// stock or an expired contract. The records of both say why.
+    #[inline(never)]
+    pub fn delist(
+        &mut self,
+        ts: i64,
+        (symbol, bar, close): (usize, usize, f64),
+        portfolio: &mut Portfolio,
+        rules: Rules<'_>,
+    ) {
+        debug_assert!(
+            self.placed.is_empty(),
+            "a delisting comes after the orders join"
+        );
+        let working: Vec<u64> = (self.working[symbol].iter())
+            .filter(|o| o.live)
+            .map(|o| o.id)
+            .collect();
+        for id in working {
+            self.cancel_working(id, ts, Reason::Delisted);
+        }
+        self.working.retain_live(symbol);
+        let size = portfolio.position(symbol).size;
+        let Ok(Some(id)) = self.close_position(symbol, size, 1.0, ts) else {
+            return;
+        };
+        let by_volume = std::mem::replace(&mut self.by_volume, false);
+        self.admit_filling_at_close(ts, portfolio, rules, |s| {
+            (s == symbol).then_some((bar, close, f64::INFINITY))
+        });
+        self.by_volume = by_volume;
+        self.log.record_mut(id).reason = Reason::Delisted;
+    }
+
     /// How many margin calls the account has had (each closes every position).
     pub fn margin_calls(&self) -> u32 {
         self.margin_calls

@@ -81,6 +81,11 @@ pub struct Engine {
     ticks_run: u64,
     /// How many past bars of a symbol a strategy may read (None: all held).
     history: Option<usize>,
+    /// The symbols that stop trading before the run's end (`set_delistings`): (the time
+    /// of a symbol's last bar, the symbol), by time and then the call order.
+    delistings: Vec<(i64, usize)>,
+    /// The first of `delistings` not yet passed.
+    next_delisting: usize,
 }
 
 /// The logs a run writes: its orders, fills and closed trades (see `Engine::swap_logs`).
@@ -110,6 +115,9 @@ pub(crate) struct Parts<'a> {
     pub equity: &'a mut EquityCurve,
     pub session_end: Option<&'a [bool]>,
     pub account_opens: i64,
+    /// Per symbol, the time of the last bar it trades if it stops trading before the run's
+    /// end (`Engine::set_delistings`; `i64::MIN`: it does not), empty when none does.
+    pub delisted_at: Vec<i64>,
     /// The latest tick's time (the driver moves it).
     pub now: &'a mut i64,
 }
@@ -224,9 +232,34 @@ impl Engine {
             now: i64::MIN,
             ticks_run: 0,
             history: None,
+            delistings: Vec::new(),
+            next_delisting: 0,
             market,
             config,
         })
+    }
+
+    /// Symbols stop trading (`close_delisted`): `times[s]` is the time of symbol `s`'s last
+    /// bar when it stops before the run's end (a delisted stock, an expired contract),
+    /// `i64::MIN` when it does not. At that bar's close, after the orders of its tick
+    /// joined, its working orders are cancelled and its position closed there
+    /// (`Book::delist`). Set before the run.
+    pub fn set_delistings(&mut self, times: &[i64]) -> Result<()> {
+        let n = self.market.symbol_count();
+        if times.len() != n {
+            return Err(EngineError::InvalidConfig(format!(
+                "delistings: {} times for {n} symbols",
+                times.len()
+            )));
+        }
+        let rank = |s: usize| self.call_rank.as_ref().map_or(s, |r| r[s]);
+        let mut delistings: Vec<(i64, usize)> = (times.iter().enumerate())
+            .filter(|&(_, &t)| t != i64::MIN)
+            .map(|(s, &t)| (t, s))
+            .collect();
+        delistings.sort_by_key(|&(t, s)| (t, rank(s)));
+        self.delistings = delistings;
+        Ok(())
     }
 
     /// Fills of `symbol` pay `commission` rather than the account's schedule (checked by
@@ -336,6 +369,16 @@ impl Engine {
             equity: &mut self.equity,
             session_end: self.session_end.as_deref(),
             account_opens: self.account_opens,
+            delisted_at: match self.delistings.is_empty() {
+                true => Vec::new(),
+                false => {
+                    let mut at = vec![i64::MIN; self.market.symbol_count()];
+                    for &(t, s) in &self.delistings {
+                        at[s] = t;
+                    }
+                    at
+                }
+            },
             now: &mut self.now,
         })
     }
@@ -715,6 +758,9 @@ impl Engine {
         if self.book.has_pending() {
             self.admit_pending(market, ts);
         }
+        if self.next_delisting < self.delistings.len() {
+            self.delist_due(market, ts);
+        }
         if day_ends && ts >= self.account_opens {
             self.portfolio.accrue_carry(ts, &self.config.carry);
             self.book.end_day(ts);
@@ -723,6 +769,29 @@ impl Engine {
             let p = &self.portfolio;
             self.equity
                 .push(ts, p.equity(), p.cash(), p.gross_exposure());
+        }
+    }
+
+    /// The symbols whose last bar is at `ts` (`set_delistings`) stop trading: their
+    /// orders cancelled, their positions closed at that bar's close.
+    #[inline(never)]
+    fn delist_due(&mut self, market: &Market, ts: i64) {
+        while let Some(&(at, s)) = self.delistings.get(self.next_delisting) {
+            if at > ts {
+                break;
+            }
+            self.next_delisting += 1;
+            // (One passed without a bar of its own at a tick of this run is let go.)
+            let Some(i) = self.clock.current_bar(s).filter(|_| at == ts) else {
+                continue;
+            };
+            let close = market.bars(s).close[market.local(s, i)];
+            let rules = Rules {
+                config: &self.config,
+                studies: &self.studies,
+            };
+            self.book
+                .delist(ts, (s, i, close), &mut self.portfolio, rules);
         }
     }
 

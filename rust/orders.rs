@@ -250,11 +250,15 @@ pub enum Reason {
     /// `volume_limit`: the bar's volume allowed part of it, on its last bar; the rest
     /// ended with it.
     PartFilledRestEnded,
+    /// `close_delisted`: its symbol stopped trading (its bars ended before the run's last
+    /// day): its position was closed at its last bar's close (this order's fill) and its
+    /// working orders cancelled (this order).
+    Delisted,
 }
 
 impl Reason {
     /// Every reason, by code.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::None,
         Reason::CancelledByStrategy,
         Reason::DayEnded,
@@ -270,6 +274,7 @@ impl Reason {
         Reason::MarginCall,
         Reason::PartFilledRestWorksOn,
         Reason::PartFilledRestEnded,
+        Reason::Delisted,
     ];
 
     /// The phrase the results show ("" for none).
@@ -295,6 +300,10 @@ impl Reason {
             Reason::PartFilledRestEnded => {
                 "filled in part, as far as the bar's volume allowed (volume_limit), on its \
                  last bar: the rest ended with it"
+            }
+            Reason::Delisted => {
+                "its symbol stopped trading (close_delisted): its orders cancelled, its \
+                 position closed at its last bar's close"
             }
         }
     }

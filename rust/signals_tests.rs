@@ -435,6 +435,9 @@ struct Case {
     config: Config,
     session_ends: Option<Vec<bool>>,
     account_opens: Option<i64>,
+    /// Per symbol, the time of its last bar when it stops trading before the run's end
+    /// (`Engine::set_delistings`; `i64::MIN`: it does not); empty: none does.
+    delisted: Vec<i64>,
 }
 
 fn random_case(seed: u64) -> Case {
@@ -672,6 +675,18 @@ fn random_case(seed: u64) -> Case {
     } else {
         market
     };
+    // Symbols whose bars end before the run's close their positions there, now and then
+    // (drawn last).
+    let delisted = match d.chance(0.3) {
+        true => {
+            let end = *market.timeline().last().unwrap();
+            (0..n)
+                .map(|s| *market.bars(s).ts.last().unwrap())
+                .map(|last| if last < end { last } else { i64::MIN })
+                .collect()
+        }
+        false => Vec::new(),
+    };
     Case {
         market: Arc::new(market),
         signals,
@@ -682,6 +697,7 @@ fn random_case(seed: u64) -> Case {
         config,
         session_ends,
         account_opens,
+        delisted,
     }
 }
 
@@ -824,6 +840,9 @@ fn engine_of(c: &Case, config: Config) -> Engine {
     if let Some(ts) = c.account_opens {
         e.set_account_opens(ts);
     }
+    if !c.delisted.is_empty() {
+        e.set_delistings(&c.delisted).unwrap();
+    }
     e
 }
 
@@ -853,7 +872,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut fills, mut rejected, mut stops, mut trailed) = (0, 0, 0, 0);
     let (mut sized_per_bar, mut in_lots, mut added, mut timed) = (0, 0, 0, 0);
     let (mut called, mut called_quiet, mut funded, mut paid) = (0, 0, 0, 0);
-    let (mut in_part, mut moved, mut multiplied) = (0, 0, 0);
+    let (mut in_part, mut moved, mut multiplied, mut delisted) = (0, 0, 0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -878,6 +897,10 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
                 ..c.config.clone()
             });
         }
+        // Positions closed and orders cancelled as their symbols stopped trading.
+        delisted += (event.orders().iter())
+            .filter(|o| o.reason == crate::orders::Reason::Delisted)
+            .count();
         // Orders filled in part, their rests working on.
         in_part += (event.orders().iter())
             .filter(|o| o.reason == crate::orders::Reason::PartFilledRestWorksOn)
@@ -977,6 +1000,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         in_part,
         moved,
         multiplied,
+        delisted,
     ];
     eprintln!("{reached:?}");
     assert!(
@@ -994,7 +1018,8 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && paid > 30
             && in_part > 300
             && moved > 30
-            && multiplied > 60,
+            && multiplied > 60
+            && delisted > 30,
         "{reached:?}"
     );
 }
@@ -1078,6 +1103,7 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
             config,
             session_ends: None,
             account_opens: None,
+            delisted: Vec::new(),
         };
         let mut event = case_engine(&case);
         event.run(&mut case_strategy(&case)).unwrap();

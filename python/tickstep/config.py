@@ -498,6 +498,14 @@ class BacktestConfig:
         10%). Orders with a limit never fill past it and are left untouched, as for
         slippage. With an impact, a bar with no volume fills nothing (the order waits).
         Margin calls close at the marks. Signals mode fills by the same rule.
+    close_delisted : bool, default False
+        A symbol whose bars end before the run's last day (in ``timezone``'s days: a
+        delisted or merged stock, an expired contract, in data free of survivorship
+        bias) stops trading at its last bar: at that bar's close, after the orders of its
+        tick joined, its working orders are cancelled and its position closed there
+        (a market order, slipped and charged; the orders say why), freeing the cash it
+        held. Off: the position stays to the end, marked at its last close, and its
+        orders keep working with no bar to fill on. Not for streamed runs (refused).
     sizer : callable, default ``PercentOfEquity(0.95)``
         Sizes orders placed without ``size`` (see `tickstep.sizing`).
     record_every_bar : bool, default False
@@ -565,6 +573,7 @@ class BacktestConfig:
     dividend_column: str | None = _option(None, rule=_column, engine="dividend_column")
     volume_limit: float | None = _option(None, rule=_volume_limit, engine="volume_limit")
     volume_impact: float = _option(0.0, rule=_impact, engine="volume_impact")
+    close_delisted: bool = _option(False, rule=_flag)
     exclusive_orders: bool = _option(False, rule=_flag, engine="exclusive_orders")
     sizer: Sizer = _option(rule=_sizer, default_factory=lambda: PercentOfEquity(0.95))
     record_every_bar: bool = _option(False, rule=_flag, engine="record_every_bar")

@@ -21,6 +21,7 @@ from tickstep import _core
 from tickstep._core import ConfigError
 from tickstep.config import BacktestConfig, multipliers
 from tickstep.data import MarketColumns
+from tickstep.data._actions import _local_days
 from tickstep.metrics import _STAT_TRADE_COLUMNS, stats_of_columns
 from tickstep.rejections import check_rejections
 from tickstep.results import Result, build_result, market_stats_inputs, samples_since
@@ -141,6 +142,9 @@ def engine_for(market: _core.Market, config: BacktestConfig, ends: Any = _UNSET)
     the caller computed them already)."""
     engine = _core.Engine(market, **config.engine_options())
     set_symbol_terms(engine, config, market.symbols)
+    if config.close_delisted and len(market.timeline()):
+        engine.set_delistings(delistings(market.last_times(), int(market.timeline()[-1]),
+                                         config.timezone))
     if ends is _UNSET:
         ends = session_ends(market, config.timezone)
     if ends is not None:
@@ -149,6 +153,23 @@ def engine_for(market: _core.Market, config: BacktestConfig, ends: Any = _UNSET)
     if len(timeline):
         _set_wall_clock(engine, config.timezone, int(timeline[0]), int(timeline[-1]))
     return engine
+
+
+#: No time: a symbol that does not stop trading (`delistings`).
+_NEVER = np.iinfo(np.int64).min
+
+
+def delistings(last_times: np.ndarray, end: int, timezone: str) -> np.ndarray:
+    """Per symbol, the time of its last bar (``last_times``) when it stops trading before
+    the run's last day (``end``'s, in ``timezone``'s days), else `_NEVER`: the rule of
+    ``BacktestConfig.close_delisted``. A symbol with bars on the last day trades to the
+    end, its last bar some minutes before the run's or not."""
+    times = np.asarray(last_times, dtype=np.int64)
+    known = times != _NEVER
+    days = np.full(len(times), np.iinfo(np.int64).max)
+    days[known] = _local_days(times[known], timezone)
+    last_day = _local_days(np.array([end], dtype=np.int64), timezone)[0]
+    return np.where(known & (days < last_day), times, _NEVER)
 
 
 def set_symbol_terms(engine: _core.Engine, config: BacktestConfig, symbols: Any) -> None:
@@ -523,6 +544,10 @@ def simulate_stream(
     if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
         raise TypeError(f"strategy must be a subclass of tickstep.Strategy, got {strategy!r}")
     params = strategy.check_parameters(params or {})
+    if config.close_delisted:
+        raise ConfigError("close_delisted=True: a streamed run (stream=) reads its symbols' bars "
+                          "a window at a time, and does not close the positions of symbols that "
+                          "stop trading; run in memory (without stream=) to close them")
     names = list(stream.symbols)
     keep = config.history or STREAM_HISTORY
     since = None if config.trade_start is None else int(config.trade_start.value)

@@ -407,6 +407,15 @@ impl PyEngine {
         self.engine.set_multiplier(s, multiplier).py_err(py)
     }
 
+    /// Symbols stop trading (`close_delisted`): `times[s]` the time of symbol `s`'s last
+    /// bar when it stops before the run's end, `i64::MIN` when not (`Engine::set_delistings`).
+    fn set_delistings(&mut self, py: Python<'_>, times: PyReadonlyArray1<'_, i64>) -> PyResult<()> {
+        let times = times
+            .as_slice()
+            .map_err(|e| config_error(py, e.to_string()))?;
+        self.engine.set_delistings(times).py_err(py)
+    }
+
     /// The instant (ns) the account opens, after a warm-up: carrying costs and interest
     /// accrue from the first day end at or after it.
     fn set_account_opens(&mut self, ts: i64) {

@@ -238,6 +238,14 @@ impl PyMarket {
         self.inner.bar_count()
     }
 
+    /// Each symbol's last bar's time (ns UTC), in symbol order (`i64::MIN` for a symbol
+    /// with no bar).
+    fn last_times<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        let m = &self.inner;
+        let last = (0..m.symbol_count()).map(|s| m.bars(s).ts.last().copied().unwrap_or(i64::MIN));
+        PyArray1::from_iter(py, last)
+    }
+
     /// Names of the extra columns (beside OHLCV).
     #[getter]
     fn columns(&self) -> Vec<String> {

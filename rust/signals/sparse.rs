@@ -84,6 +84,10 @@ struct Driver<'a, 'm> {
     /// symbol the bars with a rate or a dividend (not NaN, not 0), ascending: a held
     /// position has an event at each, where it settles them.
     payment_bars: Vec<Vec<usize>>,
+    /// Per symbol that stops trading before the run's end (`Engine::set_delistings`), its
+    /// last bar, where its orders are cancelled and its position closed: one held or with
+    /// orders working has an event there. Empty when none stops.
+    delist_bars: Vec<usize>,
     /// Whether the account may be margin called at some marks (`Portfolio::margin_exposed`,
     /// the parked positions counted): every tick is then visited and the account read at
     /// its closes, as the engine checks it at every tick. Found after each visited tick,
@@ -297,7 +301,19 @@ impl<'a, 'm> Driver<'a, 'm> {
             [None, None] => Vec::new(),
             _ => (0..n).map(|s| payment_bars(market, s, columns)).collect(),
         };
+        let delist_bars = (p.delisted_at.iter().enumerate())
+            .map(|(s, &at)| {
+                let ts = &market.bars(s).ts;
+                let bar = ts.partition_point(|&x| x < at);
+                if ts.get(bar) == Some(&at) {
+                    bar
+                } else {
+                    usize::MAX
+                }
+            })
+            .collect();
         Driver {
+            delist_bars,
             p,
             lanes,
             calendar: Calendar::new(ticks),
@@ -781,6 +797,9 @@ impl<'a, 'm> Driver<'a, 'm> {
                     (b.ts.get(i) == Some(&now)).then(|| (i, b.close[i], volume()))
                 });
         }
+        if !self.delist_bars.is_empty() && self.delist_due(now) && sample {
+            self.read_parked(market, now, false);
+        }
         if ends_day && now >= self.p.account_opens {
             self.p.portfolio.accrue_carry(now, &self.p.config.carry);
             self.p.book.end_day(now);
@@ -791,6 +810,37 @@ impl<'a, 'm> Driver<'a, 'm> {
                 .equity
                 .push(now, p.equity(), p.cash(), p.gross_exposure());
         }
+    }
+
+    /// The engine's delistings at the barrier (`Engine::delist_due`) for the due symbols
+    /// at their last bar (time `now`): a parked position back in the account first, at
+    /// that bar (its lots having seen it). Whether the account changed (its parked sums
+    /// are then read again).
+    fn delist_due(&mut self, now: i64) -> bool {
+        let mut changed = false;
+        for k in 0..self.due.len() {
+            let s = due_symbol(self.due[k]);
+            let i = self.lanes[s].event;
+            let holds = self.p.portfolio.position(s).size != 0.0 || self.p.book.has_working(s);
+            if self.delist_bars[s] != i || !holds {
+                continue;
+            }
+            debug_assert_eq!(self.lanes[s].bars.ts[i], now);
+            if self.parked.slot[s] != NONE {
+                self.unpark(s, i + 1);
+            }
+            let rules = Rules {
+                config: self.p.config,
+                studies: self.p.studies,
+            };
+            let close = self.lanes[s].bars.close[i];
+            self.p
+                .book
+                .delist(now, (s, i, close), self.p.portfolio, rules);
+            changed = true;
+            self.fresh = false;
+        }
+        changed
     }
 
     /// After symbol `s`'s bar at tick `t`: find its next event, and park its position
@@ -810,6 +860,14 @@ impl<'a, 'm> Driver<'a, 'm> {
                 if let Some(&bar) = bars.get(k) {
                     next = next.min(bar);
                 }
+            }
+        }
+        // A symbol that stops trading has its position closed and its orders cancelled
+        // at its last bar.
+        if let Some(&bar) = self.delist_bars.get(s) {
+            let holds = self.p.portfolio.position(s).size != 0.0 || self.p.book.has_working(s);
+            if bar > i && bar != usize::MAX && holds {
+                next = next.min(bar);
             }
         }
         if next > i + 1 {
