@@ -133,6 +133,30 @@ def test_each_position_ends_at_its_symbols_last_close(seed, lengths):
         assert order["fill_price"] == data[order["symbol"]]["close"].iloc[-1]
 
 
-def test_a_streamed_run_refuses_it():
-    with pytest.raises(tickstep.ConfigError, match=r"close_delisted=True: a streamed run"):
-        tickstep.Backtest(DATA, tickstep.Strategy, close_delisted=True, stream="2D").run()
+class BothAtFirstBar(tickstep.Strategy):
+    """`both` at each symbol's first bar (no read of the whole history: streamable)."""
+
+    def init(self):
+        self.seen = set()
+
+    def next(self, symbol):
+        if symbol not in self.seen:
+            self.seen.add(symbol)
+            both(self, symbol)
+
+
+@pytest.mark.parametrize("window", ["1D", "2D", "7D"])
+def test_a_streamed_run_closes_the_same_positions(window, tmp_path):
+    # Windows of one, two and all days, from memory and from a store: each symbol's last
+    # bar is found before the first window, and the runs are the one in memory, exactly.
+    terms = dict(cash=10_000, commission_fixed=1.0, close_delisted=True)
+    in_memory = tickstep.Backtest(DATA, BothAtFirstBar, **terms).run()
+    assert (in_memory.orders["reason"] == DELISTED).sum() == 2
+    store = tickstep.data.Store(tmp_path / "bars.duckdb", read_only=False)
+    store.ingest(tickstep.data.resolve(DATA))
+    for data in (DATA, store):
+        streamed = tickstep.Backtest(data, BothAtFirstBar, stream=window, **terms).run()
+        pd.testing.assert_series_equal(streamed.equity, in_memory.equity, check_exact=True)
+        pd.testing.assert_frame_equal(streamed.orders, in_memory.orders, check_exact=True)
+        pd.testing.assert_frame_equal(streamed.fills, in_memory.fills, check_exact=True)
+    store.close()

@@ -97,15 +97,19 @@ def in_memory(store):
         "utc": tickstep.Backtest(store, Mixed, **OPTIONS["utc"]).run(),
         "ny": tickstep.Backtest(store, Mixed, **OPTIONS["ny"]).run(),
         "close": tickstep.Backtest(store, Mixed, **OPTIONS["close"]).run(),
+        "delisted": tickstep.Backtest(store, Mixed, **OPTIONS["delisted"]).run(),
     }
 
 
-# Besides the defaults: days in New York with equity at every bar, and market orders
-# filled at the close of their bar with a short's borrow fee accruing at each day end.
+# Besides the defaults: days in New York with equity at every bar, market orders filled
+# at the close of their bar with a short's borrow fee accruing at each day end, and
+# symbols that stop trading closed.
 OPTIONS = {
     "utc": {"cash": 50_000},
     "ny": {"cash": 50_000, "timezone": "America/New_York", "record_every_bar": True},
     "close": {"cash": 50_000, "trade_on_close": True, "borrow_rate": 0.05, "commission": 0.001},
+    # The symbol ending early stops trading there: its position closed, its orders cancelled.
+    "delisted": {"cash": 50_000, "close_delisted": True, "timezone": "America/New_York"},
 }
 
 
@@ -232,6 +236,10 @@ def test_streamed_from_postgres_equals_in_memory(in_memory):
         for window in ("13min", "1D"):
             streamed = tickstep.Backtest(pg, Mixed, cash=50_000, stream=window, history=40).run()
             assert_same_run(in_memory["utc"], streamed)
+        # Symbols that stop trading: their last bars found by one query of the server.
+        streamed = tickstep.Backtest(pg, Mixed, stream="1D", history=40,
+                                     **OPTIONS["delisted"]).run()
+        assert_same_run(in_memory["delisted"], streamed)
     finally:
         pg._run(f'DROP SCHEMA "{schema}" CASCADE')
         pg._con.commit()

@@ -505,7 +505,8 @@ class BacktestConfig:
         tick joined, its working orders are cancelled and its position closed there
         (a market order, slipped and charged; the orders say why), freeing the cash it
         held. Off: the position stays to the end, marked at its last close, and its
-        orders keep working with no bar to fill on. Not for streamed runs (refused).
+        orders keep working with no bar to fill on. A streamed run finds each symbol's
+        last bar before its first window (one query of a store).
     sizer : callable, default ``PercentOfEquity(0.95)``
         Sizes orders placed without ``size`` (see `tickstep.sizing`).
     record_every_bar : bool, default False

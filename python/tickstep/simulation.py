@@ -544,10 +544,6 @@ def simulate_stream(
     if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
         raise TypeError(f"strategy must be a subclass of tickstep.Strategy, got {strategy!r}")
     params = strategy.check_parameters(params or {})
-    if config.close_delisted:
-        raise ConfigError("close_delisted=True: a streamed run (stream=) reads its symbols' bars "
-                          "a window at a time, and does not close the positions of symbols that "
-                          "stop trading; run in memory (without stream=) to close them")
     names = list(stream.symbols)
     keep = config.history or STREAM_HISTORY
     since = None if config.trade_start is None else int(config.trade_start.value)
@@ -558,6 +554,10 @@ def simulate_stream(
         )
     bench = names.index(config.benchmark) if config.benchmark in names else None
     summary = _RunSummary(names, since, bench)
+    # Each symbol's last bar in the whole stream, found before the reader starts (a
+    # store's connection reads one statement at a time).
+    ended = (delistings(stream.last_times(), int(stream.last), config.timezone)
+             if config.close_delisted else None)
     # The reader thread reads each window and builds its market (the kept past joined,
     # the columns handed to the core) while the engine runs the one before.
     markets = read_ahead(_window_markets(stream.windows(), names, keep, config.timezone, summary,
@@ -570,6 +570,8 @@ def simulate_stream(
             raise ConfigError("the stream has no bars") from None
         engine = _core.Engine(first, **config.engine_options())
         set_symbol_terms(engine, config, names)
+        if ended is not None:
+            engine.set_delistings(ended)
         engine.set_session_ends(ends)
         _set_wall_clock(engine, config.timezone, int(stream.first), int(stream.last))
         engine.set_history(keep)

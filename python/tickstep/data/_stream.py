@@ -136,6 +136,12 @@ class BarStream:
     def _read(self, start: int, end: int) -> Window | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def last_times(self) -> np.ndarray:  # pragma: no cover - abstract
+        """Each symbol's (in `symbols` order) last bar's time (ns) in the stream, as its
+        windows will hold it (after any filters and resampling); int64's least for a
+        symbol with none."""
+        raise NotImplementedError
+
     @property
     def store(self) -> Any:
         """The store the windows are read from (None for bars in memory)."""
@@ -156,6 +162,10 @@ class _MemoryStream(BarStream):
         self.columns = market.columns
         self.owned = [tuple(b.extra) for b in market.bars]
         self._bars = market.bars
+
+    def last_times(self) -> np.ndarray:
+        return np.array([int(b.ts[-1]) if len(b.ts) else np.iinfo(np.int64).min
+                         for b in self._bars], dtype=np.int64)
 
     def _read(self, start: int, end: int) -> Window:
         parts, extra = [], []
@@ -221,6 +231,17 @@ class _StoreStream(BarStream):
         self._ids = meta["symbol_id"].to_numpy(np.int32)
         if self._labels:
             self._own_columns(lo, hi)
+
+    def last_times(self) -> np.ndarray:
+        # One statement over the run's range, filtered and resampled as the windows are.
+        sql, params = bars_query(self._store.dialect, self._ids, self._lo, self._hi, self._spans,
+                                 self._frame)
+        table = self._store._read_bars(
+            f"SELECT symbol_id, max(ts) AS last_ts FROM ({sql}) q GROUP BY symbol_id", params)
+        found = dict(zip(table.column("symbol_id").to_pylist(), table.column("last_ts").to_pylist(),
+                         strict=True))
+        return np.array([found.get(int(i), np.iinfo(np.int64).min) for i in self._ids],
+                        dtype=np.int64)
 
     def _own_columns(self, lo: int, hi: int) -> None:
         """Which symbol has which extra column over the whole run, in one statement: a
