@@ -149,6 +149,10 @@ pub struct Config {
     /// sizes and stops stay quoted as the data and the orders give them; every amount of
     /// money is units × price × this (`portfolio::worth`).
     pub multipliers: Vec<f64>,
+    /// `shortable`: per symbol (by index), whether it may be sold short, set by
+    /// `Engine::set_shortable`; empty when every symbol may. A fill that would open or add
+    /// to a short in a symbol that may not is rejected (a sale of a long stops at flat).
+    pub shortable: Vec<bool>,
     /// `slippage_bps`: basis points against the trader on market and stop fills.
     pub slippage_bps: f64,
     /// `fill_at`: when market orders fill.
@@ -195,6 +199,7 @@ impl Default for Config {
             commission: Commission::default(),
             by_symbol: Vec::new(),
             multipliers: Vec::new(),
+            shortable: Vec::new(),
             slippage_bps: 0.0,
             fill_at: FillAt::NextOpen,
             leverage: 1.0,
@@ -218,6 +223,12 @@ impl Config {
             Some(Some(own)) => own,
             _ => &self.commission,
         }
+    }
+
+    /// Whether `symbol` may be sold short (`shortable`; yes unless set).
+    #[inline]
+    pub fn may_short(&self, symbol: usize) -> bool {
+        self.shortable.get(symbol).copied().unwrap_or(true)
     }
 
     /// `symbol`'s multiplier (`multipliers`; 1 unless set).

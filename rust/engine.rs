@@ -287,6 +287,15 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether `symbol` may be sold short (`Config::shortable`; every symbol may unless
+    /// set). Set before the run.
+    pub fn set_shortable(&mut self, symbol: usize, shortable: bool) {
+        let n = self.market.symbol_count();
+        let all = &mut self.config.shortable;
+        all.resize(n, true);
+        all[symbol] = shortable;
+    }
+
     /// Bound the past a strategy may read to the last `bars` bars of each symbol (None:
     /// every bar held). A streamed run keeps that many; a longer request is refused in
     /// both modes alike, so a run gives the same results streamed or not.

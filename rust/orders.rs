@@ -254,11 +254,14 @@ pub enum Reason {
     /// day): its position was closed at its last bar's close (this order's fill) and its
     /// working orders cancelled (this order).
     Delisted,
+    /// `shortable`: the fill would have opened or added to a short position in a symbol
+    /// that may not be shorted.
+    NotShortable,
 }
 
 impl Reason {
     /// Every reason, by code.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::None,
         Reason::CancelledByStrategy,
         Reason::DayEnded,
@@ -275,6 +278,7 @@ impl Reason {
         Reason::PartFilledRestWorksOn,
         Reason::PartFilledRestEnded,
         Reason::Delisted,
+        Reason::NotShortable,
     ];
 
     /// The phrase the results show ("" for none).
@@ -305,6 +309,7 @@ impl Reason {
                 "its symbol stopped trading (close_delisted): its orders cancelled, its \
                  position closed at its last bar's close"
             }
+            Reason::NotShortable => "not shortable (shortable): it would sell short",
         }
     }
 }

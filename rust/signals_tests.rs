@@ -574,6 +574,7 @@ fn random_case(seed: u64) -> Case {
         },
         by_symbol: Vec::new(),
         multipliers: Vec::new(),
+        shortable: Vec::new(),
         slippage_bps: [0.0, 5.0][d.below(2) as usize],
         fill_at: if d.chance(0.3) {
             crate::config::FillAt::Close
@@ -648,6 +649,10 @@ fn random_case(seed: u64) -> Case {
         config.multipliers = (0..n)
             .map(|_| [1.0, 50.0, 0.1, 12.5][d.below(4) as usize])
             .collect();
+    }
+    // Symbols that may not be sold short now and then (drawn last).
+    if d.chance(0.2) {
+        config.shortable = (0..n).map(|_| d.chance(0.5)).collect();
     }
     // A funding column now and then (drawn last): a rate at one bar in eight or so, of
     // either sign, some of them 0; some symbols without the column.
@@ -873,6 +878,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut sized_per_bar, mut in_lots, mut added, mut timed) = (0, 0, 0, 0);
     let (mut called, mut called_quiet, mut funded, mut paid) = (0, 0, 0, 0);
     let (mut in_part, mut moved, mut multiplied, mut delisted) = (0, 0, 0, 0);
+    let mut unshortable = 0;
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -897,6 +903,10 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
                 ..c.config.clone()
             });
         }
+        // Sales refused as they would have sold short.
+        unshortable += (event.orders().iter())
+            .filter(|o| o.reason == crate::orders::Reason::NotShortable)
+            .count();
         // Positions closed and orders cancelled as their symbols stopped trading.
         delisted += (event.orders().iter())
             .filter(|o| o.reason == crate::orders::Reason::Delisted)
@@ -1001,6 +1011,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         moved,
         multiplied,
         delisted,
+        unshortable,
     ];
     eprintln!("{reached:?}");
     assert!(
@@ -1019,7 +1030,8 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && in_part > 300
             && moved > 30
             && multiplied > 60
-            && delisted > 30,
+            && delisted > 30
+            && unshortable > 30,
         "{reached:?}"
     );
 }

@@ -70,6 +70,24 @@ def following(entries, exits, size):
     return Following
 
 
+def market_orders(orders):
+    """A script of market orders from ``(bar, symbol, size)`` draws: a buy of ``size`` (> 0)
+    or a sale of ``-size`` (< 0) at the symbol's bar, several at one bar in the order
+    drawn, none for 0."""
+    def order(size):
+        def act(s, sym):
+            (s.buy if size > 0 else s.sell)(size=abs(size))
+        return act
+
+    script = {}
+    for bar, symbol, size in orders:
+        if size:
+            act, previous = order(size), script.get((symbol, bar))
+            script[(symbol, bar)] = act if previous is None else (
+                lambda s, sym, a=previous, b=act: (a(s, sym), b(s, sym)))
+    return script
+
+
 def run_script(data, script, **settings):
     """Run ``Scripted`` over ``data``; equity is recorded at every bar unless told otherwise."""
     settings.setdefault("record_every_bar", True)

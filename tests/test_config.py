@@ -37,6 +37,7 @@ def test_defaults():
         "dividend_column": None,
         "volume_limit": None,
         "volume_impact": 0.0,
+        "shortable": True,
         "close_delisted": False,
         "exclusive_orders": False,
         "sizer": PercentOfEquity(0.95),

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tickstep
-from conftest import following, make_bars, run_script
+from conftest import following, make_bars, market_orders, run_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_engine_fills import buy, close, sell
@@ -263,14 +263,7 @@ def test_no_bar_gives_more_than_its_share_and_every_rest_is_what_was_left(orders
     data = {s: make_bars([(100 + k, 101 + k, 99 + k, 100 + k) for k in range(16)],
                          volume=volumes[16 * j:16 * (j + 1)])
             for j, s in enumerate(("AAA", "BBB"))}
-    script = {}
-    for bar, symbol, size in orders:
-        if size:
-            act = buy(size) if size > 0 else sell(-size)
-            previous = script.get((symbol, bar))
-            script[(symbol, bar)] = act if previous is None else (
-                lambda s, sym, a=previous, b=act: (a(s, sym), b(s, sym)))
-    r = run_script(data, script, cash=1_000_000, commission=0.001, volume_limit=limit,
+    r = run_script(data, market_orders(orders), cash=1_000_000, commission=0.001, volume_limit=limit,
                    trade_on_close=on_close)
     f = r.fills
     taken = f.groupby(["symbol", "time"])["size"].sum()

@@ -244,6 +244,20 @@ def _multiplier(name: str, value: Any) -> float | FrozenMapping | None:
                           for symbol, number in value.items()})
 
 
+def _shortable(name: str, value: Any) -> bool | tuple[str, ...]:
+    # Every symbol (True), none (False: a long-only account), or the symbols named.
+    rule = ("True (every symbol may be sold short), False (none: long only) or the symbols "
+            "that may, e.g. ['SPY', 'QQQ']")
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise _refuse(name, value, rule, wrong_type=True)
+    symbols = list(value)
+    if not all(isinstance(s, str) and s for s in symbols):
+        raise _refuse(name, value, rule + " (symbols by name)")
+    return tuple(sorted(set(symbols)))
+
+
 def _column(name: str, value: Any) -> str | None:
     rule = "None or the name of a column of the data, e.g. 'funding_rate' or 'dividend'"
     if value is None:
@@ -498,6 +512,13 @@ class BacktestConfig:
         10%). Orders with a limit never fill past it and are left untouched, as for
         slippage. With an impact, a bar with no volume fills nothing (the order waits).
         Margin calls close at the marks. Signals mode fills by the same rule.
+    shortable : bool or collection of str, default True
+        Which symbols may be sold short: every one (True), none (False: a long-only
+        account) or the symbols named (``["SPY", "QQQ"]``; the others may not). A fill
+        that would open or add to a short in a symbol that may not is **rejected**
+        (reason "not shortable", counted and warned of as rejections are); a sale of
+        more than a long holds executes its part down to flat, the rest rejected, as
+        for margin. Symbols named must be the data's.
     close_delisted : bool, default False
         A symbol whose bars end before the run's last day (in ``timezone``'s days: a
         delisted or merged stock, an expired contract, in data free of survivorship
@@ -574,6 +595,7 @@ class BacktestConfig:
     dividend_column: str | None = _option(None, rule=_column, engine="dividend_column")
     volume_limit: float | None = _option(None, rule=_volume_limit, engine="volume_limit")
     volume_impact: float = _option(0.0, rule=_impact, engine="volume_impact")
+    shortable: bool | tuple[str, ...] = _option(True, rule=_shortable)
     close_delisted: bool = _option(False, rule=_flag)
     exclusive_orders: bool = _option(False, rule=_flag, engine="exclusive_orders")
     sizer: Sizer = _option(rule=_sizer, default_factory=lambda: PercentOfEquity(0.95))
@@ -652,8 +674,9 @@ def check_symbols(config: BacktestConfig, symbols: Iterable[str]) -> None:
     would otherwise pay the account's commission without a word)."""
     known = list(symbols)
     by_symbol = config.multiplier if isinstance(config.multiplier, Mapping) else ()
+    shortable = config.shortable if isinstance(config.shortable, tuple) else ()
     for option, named in (("commission_by_symbol", config.commission_by_symbol or ()),
-                          ("multiplier", by_symbol)):
+                          ("multiplier", by_symbol), ("shortable", shortable)):
         for symbol in named:
             if symbol not in known:
                 raise UnknownSymbolError(f"{option}: {symbol!r} is not a symbol of the data"

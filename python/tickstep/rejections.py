@@ -1,7 +1,8 @@
 """Rejected orders are never silent: one warning (or error) at the end of a run.
 
-An order the broker refuses (today: a fill that would take gross exposure past
-``leverage`` x equity, "insufficient margin") ends with status ``rejected`` in
+An order the broker refuses (a fill that would take gross exposure past ``leverage`` x
+equity, "insufficient margin"; one that would sell short a symbol ``shortable`` does not
+allow, "not shortable") ends with status ``rejected`` in
 ``Result.orders``. A run with any such order then, by ``BacktestConfig.on_reject``:
 
 - ``"warn"`` (default): warns once, a `RejectedOrderWarning`, with the counts by reason

@@ -237,13 +237,18 @@ impl Book {
     ) {
         let config = rules.config;
         let s = at.symbol;
+        // (An increase that sells opens or adds to a short.)
+        if w.direction < 0.0 && !config.may_short(s) {
+            self.reject_increase(at, w, Reason::NotShortable);
+            return;
+        }
         let fee = w.size * w.fee_per_unit;
         let (equity_after, gross_after, grows) =
             portfolio.after_fill(s, w.direction, w.size, w.price, fee);
         if grows
             && (equity_after <= 0.0 || gross_after > equity_after * config.leverage * (1.0 + 1e-12))
         {
-            self.reject_increase(at, w);
+            self.reject_increase(at, w, Reason::InsufficientMargin);
             return;
         }
         let part = (w.size, w.price, fee);
@@ -256,10 +261,11 @@ impl Book {
         }
     }
 
-    /// An increase the buying power left does not allow: rejected, with the fill row of
-    /// its reducing part if it had one. (Out of line: the common fill keeps its registers.)
+    /// An increase the account does not allow (for `reason`): rejected, with the fill row
+    /// of its reducing part if it had one. (Out of line: the common fill keeps its
+    /// registers.)
     #[inline(never)]
-    fn reject_increase(&mut self, at: At, w: &Waiting) {
+    fn reject_increase(&mut self, at: At, w: &Waiting, reason: Reason) {
         if self.by_volume {
             // What it took of the bar's volume and did not fill is the bar's again.
             self.allowance[at.symbol].1 += w.size;
@@ -268,7 +274,6 @@ impl Book {
             let fee = w.done * w.fee_per_unit;
             self.record_fill(at, w.order.id, w.direction, w.done, w.price, fee);
         }
-        let reason = Reason::InsufficientMargin;
         self.finish(w.order.id, Status::Rejected, at.ts, reason);
     }
 

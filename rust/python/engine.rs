@@ -321,6 +321,7 @@ impl PyEngine {
             },
             by_symbol: Vec::new(),
             multipliers: Vec::new(),
+            shortable: Vec::new(),
             slippage_bps,
             fill_at: FillAt::parse(fill_at).py_err(py)?,
             leverage,
@@ -405,6 +406,16 @@ impl PyEngine {
             return Err(config_error(py, message));
         };
         self.engine.set_multiplier(s, multiplier).py_err(py)
+    }
+
+    /// Whether `symbol` (a name of the market) may be sold short; set before the run.
+    fn set_shortable(&mut self, py: Python<'_>, symbol: &str, shortable: bool) -> PyResult<()> {
+        let Some(s) = self.engine.market().symbol_index(symbol) else {
+            let message = format!("shortable: {symbol:?} is not a symbol of the data");
+            return Err(config_error(py, message));
+        };
+        self.engine.set_shortable(s, shortable);
+        Ok(())
     }
 
     /// Symbols stop trading (`close_delisted`): `times[s]` the time of symbol `s`'s last
