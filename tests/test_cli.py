@@ -124,6 +124,22 @@ def test_multipliers_are_options_of_the_command_line(store):
     assert refused.returncode != 0 and "a finite number above 0" in refused.stderr
 
 
+def test_the_symbols_that_may_be_sold_short_are_named_on_the_command_line(store):
+    # SmaCross reversing into shorts, one symbol shortable: the others' shorts refused,
+    # as the API's run with the same list; "false" for none.
+    with tickstep.data.open_store(str(store), read_only=True) as opened:
+        symbol = opened.symbols().index[0]
+    for text, value in ((symbol, [symbol]), ("false", False)):
+        done = tickstep_cli("run", "sma_cross", "--data", str(store), "-p", "reverse=true",
+                            "-o", f"shortable={text}", "-o", "on_reject=ignore", "--json")
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)["stats"]
+        expected = tickstep.Backtest(str(store), SmaCross, shortable=value,
+                                     on_reject="ignore").run(reverse=True).stats
+        assert out["# Orders Rejected"] == expected["# Orders Rejected"] > 0
+        assert out["Equity Final [$]"] == expected["Equity Final [$]"]
+
+
 def test_batch_writes_rows_and_stores_runs_then_runs_queries_them(store, tmp_path, capsys):
     out, db = tmp_path / "rows.csv", tmp_path / "runs.sqlite"
     done = tickstep_cli("batch", "sma_cross", "--data", str(store), "-p", "fast=5,10",

@@ -215,6 +215,23 @@ def test_multipliers_over_http_run_as_in_python(client, store):
     assert refused.status_code == 422 and "must be a positive finite number" in refused.text
 
 
+def test_the_symbols_that_may_be_sold_short_are_a_list_over_http(client, store):
+    # SmaCross reversing into shorts with TEW alone shortable: BARP's shorts refused, as
+    # run_batch refuses them; a list of anything but names is refused.
+    options = {"shortable": ["TEW"], "on_reject": "ignore"}
+    params = {"fast": [5, 10], "reverse": [True]}
+    got, want = over_http_and_in_python(client, store, "# Orders Rejected", options, params)
+    np.testing.assert_array_equal(got, want)
+    free = run_batch("sma_cross", str(store), params=params, symbols=["BARP", "TEW"],
+                     cache=False, on_reject="ignore").sort_values(["symbols", "fast"])
+    # BARP's two runs refuse more than without the rule; TEW's the same.
+    more = want - free["# Orders Rejected"].to_numpy()
+    assert list(more > 0) == [True, True, False, False] and list(more[2:]) == [0, 0]
+    refused = submit(client, {"strategy": "sma_cross", "symbols": ["BARP"],
+                              "options": {"shortable": ["TEW", ""]}})
+    assert refused.status_code == 422 and "symbols by name" in refused.text
+
+
 def test_a_batchs_status_counts_the_runs_with_rejected_orders(client, store):
     # A portfolio on 500 of cash: RSI entries soon exceed it, and are rejected.
     body = {"strategy": "rsi_mean_reversion", "params": {"oversold": [25, 30]},

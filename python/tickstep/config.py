@@ -518,7 +518,9 @@ class BacktestConfig:
         that would open or add to a short in a symbol that may not is **rejected**
         (reason "not shortable", counted and warned of as rejections are); a sale of
         more than a long holds executes its part down to flat, the rest rejected, as
-        for margin. Symbols named must be the data's.
+        for margin. Symbols named must be the data's. Over HTTP: true, false or a list of
+        symbols; on the command line: true, false or symbols separated by commas
+        (``-o shortable=SPY,QQQ``).
     close_delisted : bool, default False
         A symbol whose bars end before the run's last day (in ``timezone``'s days: a
         delisted or merged stock, an expired contract, in data free of survivorship

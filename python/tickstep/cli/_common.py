@@ -186,10 +186,20 @@ def load_strategy(text: str) -> type:
 
 
 def parse_engine_options(items: Iterable[str]) -> dict[str, Any]:
-    """``-o name=value`` engine options, each read as its default's type."""
-    from tickstep.service.options import ENGINE_DEFAULTS
+    """``-o name=value`` engine options, each read as its default's type; a flag that may
+    name symbols instead (``-o shortable=SPY,QQQ``) reads a word not true or false as
+    the symbols, separated by commas."""
+    from tickstep.service.options import ENGINE_DEFAULTS, FLAG_OR_SYMBOLS
 
-    return parse_assignments(items, ENGINE_DEFAULTS, what="option", lists=False)
+    items = list(items)
+    symbols: dict[str, Any] = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        name = name.strip()
+        if name in FLAG_OR_SYMBOLS and text.strip().lower() not in _TRUE | _FALSE:
+            symbols[name] = [s.strip() for s in text.split(",") if s.strip()]
+    rest = [item for item in items if item.partition("=")[0].strip() not in symbols]
+    return {**parse_assignments(rest, ENGINE_DEFAULTS, what="option", lists=False), **symbols}
 
 
 def parse_symbols(values: Iterable[str]) -> list[str] | None:

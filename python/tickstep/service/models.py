@@ -53,11 +53,11 @@ class BatchRequest(BaseModel):
                         "(false: compute every job and keep nothing there).")
     start: datetime | date | None = Field(None, description="First time used (inclusive).")
     end: datetime | date | None = Field(None, description="Last time used (inclusive).")
-    options: dict[str, Scalar | dict[str, StrictInt | StrictFloat]
+    options: dict[str, Scalar | list[StrictStr] | dict[str, StrictInt | StrictFloat]
                   | dict[str, dict[str, StrictInt | StrictFloat]]] = Field(
         default_factory=dict, description="Engine options: cash, commission, slippage, ...; "
         "commission_by_symbol as {symbol: {part: number}}; multiplier as a number or "
-        "{symbol: number}.")
+        "{symbol: number}; shortable as true, false or a list of symbols.")
     data: str | None = Field(None, max_length=500, description="A store file inside the "
                              "service's data directory (default: the service's store).")
     regular_hours: bool = Field(False, description="Only bars inside exchange sessions.")
@@ -161,13 +161,15 @@ def check_params(cls: type, params: Any) -> int:
 
 
 def check_options(options: dict[str, Any]) -> None:
-    from tickstep.service.options import ENGINE_DEFAULTS
+    from tickstep.service.options import ENGINE_DEFAULTS, FLAG_OR_SYMBOLS
 
     known = list(ENGINE_DEFAULTS)
     for name, value in options.items():
         if name not in ENGINE_DEFAULTS:
             raise Problem(("body", "options", name), f"unknown engine option {name!r}"
                           f"{_hint(name, known)} (options: {', '.join(known)})")
+        if isinstance(value, list) and name in FLAG_OR_SYMBOLS:
+            continue  # the symbols: the config's rule checks them
         _check_value(("body", "options", name), value, ENGINE_DEFAULTS[name])
     from tickstep import ConfigError
     from tickstep.service.options import check_config

@@ -15,7 +15,7 @@ from typing import Any
 
 from tickstep.config import BacktestConfig
 
-__all__ = ["ENGINE_DEFAULTS", "PLAIN_TYPES", "check_config", "describe_strategies",
+__all__ = ["ENGINE_DEFAULTS", "FLAG_OR_SYMBOLS", "PLAIN_TYPES", "check_config", "describe_strategies",
            "describe_strategy"]
 
 PLAIN_TYPES = (bool, int, float, str)
@@ -36,6 +36,13 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     for f, default in zip(dataclasses.fields(BacktestConfig), BacktestConfig().options().values())
     if isinstance(default, PLAIN_TYPES) or f.type in _PLAIN_OR_NONE
 }
+
+
+#: Options that are a flag or the symbols it applies to (``shortable``: True, False or the
+#: symbols that may be sold short), by their declared types: over HTTP true, false or a
+#: list of names; on the command line true, false or names separated by commas.
+FLAG_OR_SYMBOLS = frozenset(f.name for f in dataclasses.fields(BacktestConfig)
+                            if f.type == "bool | tuple[str, ...]")
 
 
 def check_config(options: dict[str, Any]) -> BacktestConfig:
