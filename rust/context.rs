@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::market::Market;
 use crate::orders::{Order, OrderRequest, Role};
-use crate::portfolio::{Lot, Portfolio, Position};
+use crate::portfolio::{worth, Lot, Portfolio, Position};
 use crate::results::TradeRow;
 use crate::studies::Studies;
 
@@ -94,6 +94,14 @@ impl TickContext<'_> {
             Some(i) => self.market.bars(symbol).close[self.market.local(symbol, i)],
             None => f64::NAN,
         }
+    }
+
+    /// What one unit of `symbol` is worth at its latest close: the close times its
+    /// multiplier (`portfolio::worth`; NaN before its first bar). Sizing in money buys
+    /// units of it.
+    #[inline]
+    pub fn unit_value(&self, symbol: usize) -> f64 {
+        worth(1.0, self.price(symbol), self.position(symbol).multiplier)
     }
 
     /// `symbol`'s value of the market's extra column `column` at its latest bar (NaN

@@ -146,6 +146,12 @@ def test_positions_and_trades_read_in_money():
     assert seen["pl"] == approx(1_000) and seen["trade_pl"] == approx(1_000)
     assert seen["pl_pct"] == approx(1_000 / 501_000 * 100)
     assert seen["trade_pl_pct"] == approx(10 / 5_010)
+    # A closed trade read after the run: sold at day 5's open 5,030, worth 2 x 5,030 x 50.
+    kept = []
+    run_script({"ES": flat_bars(ES)}, {0: buy(2), 3: close,
+                                      5: lambda s, sym: kept.append(s.closed_trades[0])},
+               cash=100_000, leverage=10, multiplier=50)
+    assert kept[0].value == approx(503_000) and kept[0].pl == approx(2_000)
 
 
 def test_funding_and_dividends_are_paid_on_what_the_contracts_are_worth():

@@ -113,7 +113,7 @@ class Position(PositionBase):
         size = self.size
         if size == 0:
             return 0.0
-        multiplier = self._s._ctx.multiplier(self._s._sym(self.symbol))
+        multiplier = self._s._ctx.multiplier(self.index)
         return self.pl / (abs(size) * self.average_price * multiplier) * 100.0
 
     def __repr__(self) -> str:
@@ -150,7 +150,7 @@ class Trade(_Sided):
     """
 
     __slots__ = ("_s", "_c", "_k", "symbol", "id", "tag", "_size", "_sl", "_tp", "entry_price",
-                 "_entry_ns", "entry_bar", "exit_price", "_exit_ns", "_closed")
+                 "_entry_ns", "entry_bar", "exit_price", "_exit_ns", "_closed", "_multiplier")
 
     def __init__(self, strategy: Strategy, k: int, trade_id: int, size: float,
                  entry_price: float, entry_ns: int, tag: int) -> None:
@@ -178,6 +178,9 @@ class Trade(_Sided):
         self._exit_ns: int | None = None
         #: A closed trade's (net P&L, return) as the results' trades give them.
         self._closed: tuple[float, float] | None = None
+        # The symbol's multiplier (money per unit and point), read while the run is live:
+        # a closed trade's value is read after it too.
+        self._multiplier = self._c.multiplier(k)
 
     @property
     def size(self) -> float:
@@ -231,8 +234,7 @@ class Trade(_Sided):
         size = self._now()
         if self._closed is not None:
             return self._closed[0]
-        multiplier = self._s._ctx.multiplier(self._s._sym(self.symbol))
-        return size * (self._s.price(self.symbol) - self.entry_price) * multiplier
+        return size * (self._s.price(self.symbol) - self.entry_price) * self._multiplier
 
     @property
     def pl_pct(self) -> float:
@@ -249,7 +251,7 @@ class Trade(_Sided):
         symbol's multiplier."""
         size = self._now()
         price = self.exit_price if self._closed is not None else self._s.price(self.symbol)
-        return abs(size) * price * self._s._ctx.multiplier(self._s._sym(self.symbol))
+        return abs(size) * price * self._multiplier
 
     @property
     def sl(self) -> float | None:

@@ -742,8 +742,7 @@ impl PyContext {
     #[pyo3(signature = (symbol=None))]
     fn unit_value(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
         let e = self.context()?;
-        let s = self.index_of(e, symbol)?;
-        Ok(worth(1.0, e.price(s), e.position(s).multiplier))
+        Ok(e.unit_value(self.index_of(e, symbol)?))
     }
 
     /// The symbol's multiplier (`BacktestConfig.multiplier`; 1 unless set).
