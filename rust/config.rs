@@ -4,7 +4,7 @@
 //! names below in backticks are those options); nothing else in the core reads options.
 
 use crate::error::{EngineError, Result};
-use crate::portfolio::CarryRates;
+use crate::portfolio::{AfterFill, CarryRates, Portfolio};
 
 /// When a market order fills.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +131,37 @@ impl Commission {
     }
 }
 
+/// A symbol's margin terms, as fractions of what its position is worth (|units| × price ×
+/// multiplier): an increase may take the margin it requires, worth / `leverage` summed over
+/// the positions, up to the account's equity (the initial margin); below `maintenance` ×
+/// worth summed so, the account is margin called. Stocks on a Reg T account: leverage 2,
+/// maintenance 0.25; a futures contract whose exchange asks 5%: leverage 20.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Margin {
+    pub leverage: f64,
+    pub maintenance: f64,
+}
+
+impl Margin {
+    /// Refuse terms out of range, naming the option (`what`) and the rule.
+    pub fn validate(&self, what: &str) -> Result<()> {
+        if !(self.leverage.is_finite() && self.leverage > 0.0) {
+            return Err(EngineError::InvalidConfig(format!(
+                "{what}leverage = {}: must be finite and > 0",
+                self.leverage
+            )));
+        }
+        if !(self.maintenance.is_finite() && (0.0..1.0).contains(&self.maintenance)) {
+            return Err(EngineError::InvalidConfig(format!(
+                "{what}maintenance_margin = {}: must be a fraction of what the position is \
+                 worth in [0, 1)",
+                self.maintenance
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Engine options.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -149,6 +180,12 @@ pub struct Config {
     /// sizes and stops stay quoted as the data and the orders give them; every amount of
     /// money is units × price × this (`portfolio::worth`).
     pub multipliers: Vec<f64>,
+    /// `margin_by_symbol`: per symbol (by index), its own margin terms
+    /// (`Engine::set_symbol_margin`); empty when every symbol's are the account's
+    /// (`leverage`, `maintenance_margin`). With any set, the account's margin is the sum
+    /// of what each position requires at its own terms (`Config::beyond_buying_power`,
+    /// `Config::margin_called`).
+    pub margins: Vec<Option<Margin>>,
     /// `shortable`: per symbol (by index), whether it may be sold short, set by
     /// `Engine::set_shortable`; empty when every symbol may. A fill that would open or add
     /// to a short in a symbol that may not is rejected (a sale of a long stops at flat).
@@ -199,6 +236,7 @@ impl Default for Config {
             commission: Commission::default(),
             by_symbol: Vec::new(),
             multipliers: Vec::new(),
+            margins: Vec::new(),
             shortable: Vec::new(),
             slippage_bps: 0.0,
             fill_at: FillAt::NextOpen,
@@ -256,12 +294,75 @@ impl Config {
         Some(most)
     }
 
-    /// Whether an account holding positions, with `equity` and `gross` exposure at the
-    /// marks of this tick, is margin called: its equity is gone (zero or below), or below
-    /// `maintenance_margin` × gross exposure.
+    /// `symbol`'s margin terms: its own (`margin_by_symbol`), or the account's.
     #[inline]
-    pub fn margin_called(&self, equity: f64, gross: f64) -> bool {
-        equity <= 0.0 || equity < self.maintenance_margin * gross
+    pub fn margin_of(&self, symbol: usize) -> Margin {
+        match self.margins.get(symbol) {
+            Some(Some(own)) => *own,
+            _ => Margin {
+                leverage: self.leverage,
+                maintenance: self.maintenance_margin,
+            },
+        }
+    }
+
+    /// Whether a fill that grows a position (`after`: the account as it would leave it)
+    /// goes beyond the account's buying power, and is rejected: its equity would be gone,
+    /// or the margin its positions require would exceed it. With one set of terms, that
+    /// is gross exposure above `leverage` × equity; with symbols' own
+    /// (`margin_by_symbol`), Σ worth / leverage over the positions, each at its own
+    /// (the margin a broker holds for stocks and futures in one account). A relative
+    /// hair (1e-12) is forgiven, so that an order sized to the edge in money fills.
+    #[inline]
+    pub fn beyond_buying_power(&self, account: &Portfolio, after: &AfterFill) -> bool {
+        if after.equity <= 0.0 {
+            return true;
+        }
+        if self.margins.is_empty() {
+            return after.gross > after.equity * self.leverage * (1.0 + 1e-12);
+        }
+        let required = self.initial_margin(account, Some((after.symbol, after.worth)));
+        required > after.equity * (1.0 + 1e-12)
+    }
+
+    /// Σ worth / leverage over the positions, each at its own terms, `change` in place of
+    /// one symbol's worth (`Portfolio::required_margin`).
+    fn initial_margin(&self, account: &Portfolio, change: Option<(usize, f64)>) -> f64 {
+        account.required_margin(|s, worth| worth / self.margin_of(s).leverage, change)
+    }
+
+    /// The initial margin the account's positions hold at their marks: gross exposure /
+    /// `leverage`, or with symbols' own terms Σ worth / leverage (what a fill that grows a
+    /// position may take up to equity, `beyond_buying_power`).
+    pub fn margin_used(&self, account: &Portfolio) -> f64 {
+        if self.margins.is_empty() {
+            return account.gross_exposure() / self.leverage;
+        }
+        self.initial_margin(account, None)
+    }
+
+    /// How much more of `symbol` the account may hold, in what it is worth at the marks:
+    /// the equity its positions' margin leaves free times `symbol`'s leverage, 0 when none
+    /// is (commissions and a fill's price away from the mark aside).
+    pub fn buying_power(&self, account: &Portfolio, symbol: usize) -> f64 {
+        let free = account.equity() - self.margin_used(account);
+        (free * self.margin_of(symbol).leverage).max(0.0)
+    }
+
+    /// Whether an account holding positions is margin called at the marks of this tick:
+    /// its equity is gone (zero or below), or below the maintenance margin its positions
+    /// require: `maintenance_margin` × gross exposure, or with symbols' own terms
+    /// (`margin_by_symbol`) Σ maintenance × worth over the positions.
+    #[inline]
+    pub fn margin_called(&self, account: &Portfolio) -> bool {
+        let equity = account.equity();
+        if equity <= 0.0 {
+            return true;
+        }
+        if self.margins.is_empty() {
+            return equity < self.maintenance_margin * account.gross_exposure();
+        }
+        equity < account.required_margin(|s, worth| worth * self.margin_of(s).maintenance, None)
     }
 
     /// Refuse options out of range, naming the option and the rule.
@@ -277,6 +378,9 @@ impl Config {
         self.commission.validate("")?;
         for own in self.by_symbol.iter().flatten() {
             own.validate("commission_by_symbol: ")?;
+        }
+        for own in self.margins.iter().flatten() {
+            own.validate("margin_by_symbol: ")?;
         }
         if !(self.slippage_bps.is_finite() && (0.0..10_000.0).contains(&self.slippage_bps)) {
             return bad(

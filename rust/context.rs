@@ -163,6 +163,16 @@ impl TickContext<'_> {
         self.portfolio.gross_exposure()
     }
 
+    /// The initial margin the positions hold (`Config::margin_used`).
+    pub fn margin_used(&self) -> f64 {
+        self.config.margin_used(self.portfolio)
+    }
+
+    /// How much more of `symbol` the account may hold, in money (`Config::buying_power`).
+    pub fn buying_power(&self, symbol: usize) -> f64 {
+        self.config.buying_power(self.portfolio, symbol)
+    }
+
     pub fn portfolio(&self) -> &Portfolio {
         self.portfolio
     }

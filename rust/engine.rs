@@ -27,7 +27,7 @@ use std::sync::Arc;
 use crate::book::{Book, Rules};
 use crate::broker::Bar;
 use crate::clock::{iso_time, next_day_end, Clock, NANOS_PER_DAY};
-use crate::config::{Commission, Config, FillAt};
+use crate::config::{Commission, Config, FillAt, Margin};
 use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
 use crate::market::Market;
@@ -284,6 +284,18 @@ impl Engine {
         multipliers.resize(n, 1.0);
         multipliers[symbol] = multiplier;
         self.portfolio.set_multiplier(symbol, multiplier);
+        Ok(())
+    }
+
+    /// `symbol`'s own margin terms (`Config::margins`) rather than the account's (checked
+    /// by their rules, a refusal naming the symbol). Set before the run.
+    pub fn set_symbol_margin(&mut self, symbol: usize, margin: Margin) -> Result<()> {
+        let name = self.market.name(symbol);
+        margin.validate(&format!("margin_by_symbol['{name}']: "))?;
+        let n = self.market.symbol_count();
+        let margins = &mut self.config.margins;
+        margins.resize(n, None);
+        margins[symbol] = Some(margin);
         Ok(())
     }
 
@@ -739,7 +751,7 @@ impl Engine {
     #[inline(never)]
     fn check_margin(&mut self, market: &Market) {
         let p = &self.portfolio;
-        if !self.config.margin_called(p.equity(), p.gross_exposure()) {
+        if !self.config.margin_called(p) {
             return;
         }
         let held: Vec<(usize, usize, f64)> = (market.call_order().iter())

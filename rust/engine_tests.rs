@@ -385,3 +385,69 @@ fn a_dividend_column_is_checked_when_the_engine_is_made() {
     );
     assert!(Engine::new(column(vec![0.0, f64::NAN, 0.5]), config).is_ok());
 }
+
+/// A futures contract at its own margin beside a stock at the account's: the margin
+/// required is Σ worth / leverage, each position at its own terms, and a margin call
+/// comes when equity falls below Σ maintenance × worth.
+#[test]
+fn symbols_own_margin_terms_sum_into_the_accounts_margin() {
+    let flat = |p: f64| (p, p + 1.0, p - 1.0, p);
+    let stock = bars(&[flat(100.0); 5]);
+    let future = bars(&[flat(100.0), flat(100.0), flat(85.0), flat(84.0), flat(84.0)]);
+    let m = Market::new(vec!["A".into(), "F".into()], vec![stock, future]).unwrap();
+    let mut e = Engine::new(Arc::new(m), Config::default()).unwrap();
+    let own = crate::config::Margin {
+        leverage: 10.0,
+        maintenance: 0.05,
+    };
+    e.set_symbol_margin(1, own).unwrap();
+    e.run(&mut Script(|e: &mut TickContext, s, i| {
+        if i == 0 && s == 1 {
+            // 500 F at 100 require 5,000 of the 10,000; then 60 A would take 6,000 more
+            // (11,000 > 10,000: rejected), 40 A take 4,000 (9,000: filled).
+            e.submit(OrderRequest::market(1, Side::Buy, 500.0)).unwrap();
+            e.submit(OrderRequest::market(0, Side::Buy, 60.0)).unwrap();
+            e.submit(OrderRequest::market(0, Side::Buy, 40.0)).unwrap();
+        }
+    }))
+    .unwrap();
+    let statuses: Vec<Status> = e.orders().iter().map(|o| o.status).collect();
+    assert_eq!(
+        &statuses[..3],
+        &[Status::Filled, Status::Rejected, Status::Filled]
+    );
+    // At 85, equity 10,000 - 500 × 15 = 2,500 against 0.05 × 42,500 = 2,125 required
+    // (A's maintenance the account's 0): kept. At 84, 2,000 against 2,100: called, both
+    // positions closed at their closes.
+    assert_eq!(e.margin_calls(), 1);
+    let closes: Vec<(i64, usize, f64, f64)> = (e.fills().iter())
+        .filter(|f| f.direction < 0.0)
+        .map(|f| (f.ts, f.symbol, f.size, f.price))
+        .collect();
+    assert_eq!(closes, vec![(3, 0, 40.0, 100.0), (3, 1, 500.0, 84.0)]);
+    assert_eq!(e.equity(), 10_000.0 - 500.0 * 16.0);
+}
+
+#[test]
+fn a_symbols_margin_terms_are_checked_naming_it() {
+    let m = Market::new(vec!["ES".into()], vec![bars(&[FLAT])]).unwrap();
+    let mut e = Engine::new(Arc::new(m), Config::default()).unwrap();
+    let bad = crate::config::Margin {
+        leverage: 0.0,
+        maintenance: 0.0,
+    };
+    let message = e.set_symbol_margin(0, bad).unwrap_err().to_string();
+    assert!(
+        message.contains("margin_by_symbol['ES']: leverage = 0: must be finite and > 0"),
+        "{message}"
+    );
+    let bad = crate::config::Margin {
+        leverage: 2.0,
+        maintenance: 1.0,
+    };
+    let message = e.set_symbol_margin(0, bad).unwrap_err().to_string();
+    assert!(
+        message.contains("margin_by_symbol['ES']: maintenance_margin = 1"),
+        "{message}"
+    );
+}

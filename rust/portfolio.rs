@@ -458,6 +458,21 @@ impl Position {
     }
 }
 
+/// The account as a fill being weighed would leave it (`Portfolio::after_fill`): what a
+/// broker checks before it executes an increase (`Config::beyond_buying_power`).
+#[derive(Clone, Copy, Debug)]
+pub struct AfterFill {
+    pub symbol: usize,
+    /// Equity after the fill at the position's mark (its price if it has none yet).
+    pub equity: f64,
+    /// Gross exposure after it.
+    pub gross: f64,
+    /// What the symbol's position is worth after it (|size| × mark × multiplier).
+    pub worth: f64,
+    /// Whether the fill grows the position (opens, adds to or reverses it).
+    pub grows: bool,
+}
+
 /// The money `size` units at `price` are worth, `multiplier` being their symbol's: the one
 /// rule of every amount the account books (a position's term, a fill's cash, a payment,
 /// a trade's P&L), evaluated in one order so that every driver books the same bits (with
@@ -847,15 +862,51 @@ impl Portfolio {
         size: f64,
         price: f64,
         commission: f64,
-    ) -> (f64, f64, bool) {
+    ) -> AfterFill {
         let p = &self.positions[symbol];
         let new_size = p.size + direction * size;
         let grows = new_size.abs() > p.size.abs() * (1.0 + DUST);
         let mark = if p.mark.is_nan() { price } else { p.mark };
         let m = p.multiplier;
-        let equity = self.equity() - commission + worth(direction * size, mark - price, m);
-        let gross = self.gross_exposure() + worth(new_size.abs() - p.size.abs(), mark, m);
-        (equity, gross, grows)
+        AfterFill {
+            symbol,
+            equity: self.equity() - commission + worth(direction * size, mark - price, m),
+            gross: self.gross_exposure() + worth(new_size.abs() - p.size.abs(), mark, m),
+            worth: worth(new_size.abs(), mark, m),
+            grows,
+        }
+    }
+
+    /// The margin the open positions require: Σ `rate(symbol, worth)` over them, worth
+    /// being |size| × mark × multiplier as booked, with `change` (a symbol and its worth
+    /// after a fill being weighed) in place of that symbol's own; an exact sum (`Money`)
+    /// rounded once, as gross exposure is, so that with a rate of worth × 1 it is gross
+    /// exposure to the bit. Infinite when a term is beyond money's range. Reads every
+    /// position held: only for accounts whose symbols have margin terms of their own
+    /// (`Config::margins`), which signals mode runs by the engine's loop, so that no
+    /// position is parked.
+    pub fn required_margin(
+        &self,
+        rate: impl Fn(usize, f64) -> f64,
+        change: Option<(usize, f64)>,
+    ) -> f64 {
+        let held = self.holding.iter().map(|s| {
+            let worth = match change {
+                Some((changed, worth)) if changed == s => worth,
+                _ => self.positions[s].gross.to_f64(),
+            };
+            (s, worth)
+        });
+        // (A symbol the fill would open is not held yet.)
+        let opened = change.filter(|&(s, _)| !self.holding.contains(s));
+        let mut required = Money::ZERO;
+        for (s, worth) in held.chain(opened) {
+            match Money::from_f64(rate(s, worth)) {
+                Some(term) => required += term,
+                None => return f64::INFINITY,
+            }
+        }
+        required.to_f64()
     }
 
     /// Book a fill: cash, lots (FIFO against the opposite side, or the named lot),
@@ -1448,10 +1499,10 @@ mod tests {
         let mut p = Portfolio::new(1_000_000.0, 1);
         p.set_multiplier(0, 50.0);
         p.mark(0, 5_000.0);
-        let (equity, gross, grows) = p.after_fill(0, 1.0, 2.0, 5_010.0, 4.0);
+        let after = p.after_fill(0, 1.0, 2.0, 5_010.0, 4.0);
         assert_eq!(
-            (equity, gross, grows),
-            (1_000_000.0 - 4.0 - 1_000.0, 500_000.0, true)
+            (after.equity, after.gross, after.worth, after.grows),
+            (1_000_000.0 - 4.0 - 1_000.0, 500_000.0, 500_000.0, true)
         );
         p.apply(exec(1.0, 2.0, 5_010.0, 4.0));
         assert_eq!(p.cash(), 1_000_000.0 - 501_000.0 - 4.0);

@@ -574,6 +574,7 @@ fn random_case(seed: u64) -> Case {
         },
         by_symbol: Vec::new(),
         multipliers: Vec::new(),
+        margins: Vec::new(),
         shortable: Vec::new(),
         slippage_bps: [0.0, 5.0][d.below(2) as usize],
         fill_at: if d.chance(0.3) {
@@ -930,6 +931,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         if !c.config.multipliers.is_empty() {
             multiplied += changes(Config {
                 multipliers: Vec::new(),
+                margins: Vec::new(),
                 ..c.config.clone()
             });
         }

@@ -58,6 +58,23 @@ def test_a_symbols_own_schedule_is_given_as_json(store):
     assert refused.returncode != 0 and "expected a mapping written as JSON" in refused.stderr
 
 
+def test_a_symbols_own_margin_terms_are_given_as_json(store):
+    # One symbol must keep 99% of what its position is worth: reversing crosses are
+    # called, as the API calls them.
+    with tickstep.data.open_store(str(store), read_only=True) as opened:
+        symbol = opened.symbols().index[0]
+    own = {symbol: {"maintenance_margin": 0.99}}
+    done = tickstep_cli("run", "sma_cross", "--data", str(store), "-p", "reverse=true",
+                        "-o", f"margin_by_symbol={json.dumps(own)}", "-o", "on_reject=ignore",
+                        "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)["stats"]
+    expected = tickstep.Backtest(str(store), SmaCross, margin_by_symbol=own,
+                                 on_reject="ignore").run(reverse=True).stats
+    assert out["# Margin Calls"] == expected["# Margin Calls"] > 0
+    assert out["Equity Final [$]"] == expected["Equity Final [$]"]
+
+
 def test_run_prints_the_same_statistics_as_the_api(store):
     done = tickstep_cli("run", "sma_cross", "--data", str(store), "-p", "fast=5", "-p",
                         "slow=20", "-o", "cash=50000", "--json")

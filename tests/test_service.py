@@ -182,6 +182,19 @@ def test_margin_calls_over_http_are_stored_and_counted_as_in_python(client, stor
     np.testing.assert_array_equal(got, want)
 
 
+def test_a_symbols_own_margin_terms_over_http_call_as_in_python(client, store):
+    # Crosses traded both ways; TEW alone must keep 99% of what its position is worth:
+    # its runs are margin called, BARP's (the account's maintenance of 0) are not.
+    options = {"margin_by_symbol": {"TEW": {"maintenance_margin": 0.99}}, "on_reject": "ignore"}
+    got, want = over_http_and_in_python(client, store, "# Margin Calls", options,
+                                        params={"fast": [5, 10], "reverse": [True]})
+    assert list(want > 0) == [False, False, True, True]
+    np.testing.assert_array_equal(got, want)
+    refused = submit(client, {"strategy": "sma_cross", "symbols": ["BARP"],
+                              "options": {"margin_by_symbol": {"TEW": {"leverge": 2}}}})
+    assert refused.status_code == 422 and "did you mean 'leverage'" in refused.text
+
+
 def test_volume_rules_over_http_fill_as_in_python(client, store):
     # A limit of 0.01% of each day's volume and a market impact: the stored rows are
     # run_batch's, and differ from the runs without them.

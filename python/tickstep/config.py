@@ -197,33 +197,53 @@ COMMISSION_PARTS = ("commission", "commission_fixed", "commission_per_unit", "co
                     "commission_cap", "commission_maker")
 
 
-def _by_symbol(name: str, value: Any) -> FrozenMapping | None:
-    # {symbol: {part: number}}: each symbol listed pays its own schedule, its parts by the
-    # account's rules (one place for each rule: the fields' own).
-    rule = "None or a mapping of symbols to their schedules, e.g. {'AAPL': {'commission_per_unit': 0.005}}"
+#: The parts of a symbol's own margin terms (``margin_by_symbol``): the account's options
+#: of those names.
+MARGIN_PARTS = ("leverage", "maintenance_margin")
+
+
+def _terms_by_symbol(name: str, value: Any, parts_allowed: tuple[str, ...], kind: str, what: str,
+                     example: str, empty: str) -> FrozenMapping | None:
+    # {symbol: {part: number}}: each symbol listed has terms of its own (`what`: a schedule
+    # of `kind` commission's parts, or margin terms), its parts named and ruled as the
+    # account's options of those names (one place for each rule: the fields').
+    rule = f"None or a mapping of symbols to {what} of their own, e.g. {example}"
     if value is None:
         return None
     if not isinstance(value, Mapping):
         raise _refuse(name, value, rule, wrong_type=True)
     rules = {f.name: f.metadata["rule"] for f in dataclasses.fields(BacktestConfig)}
-    schedules = {}
+    terms = {}
     for symbol, parts in value.items():
         if not isinstance(symbol, str) or not symbol:
             raise _refuse(name, value, rule + " (symbols by name)")
         where = f"{name}[{symbol!r}]"
         if not isinstance(parts, Mapping):
-            raise _refuse(where, parts, "a mapping of commission parts to numbers", wrong_type=True)
+            raise _refuse(where, parts, f"a mapping of {kind} parts to numbers", wrong_type=True)
         if not parts:
-            # Most likely a schedule left unfilled; a symbol that pays nothing says so.
-            raise _refuse(where, parts, "a schedule with at least one part (a symbol that pays "
-                                        "nothing: {'commission': 0})")
+            # Most likely terms left unfilled.
+            raise _refuse(where, parts, f"{what} with at least one part ({empty})")
         for part in parts:
-            if part not in COMMISSION_PARTS:
-                raise ConfigError(f"{where}: {part!r} is not a part of a commission; the parts "
-                                  f"are {', '.join(COMMISSION_PARTS)}{did_you_mean(str(part), COMMISSION_PARTS)}")
-        schedules[symbol] = FrozenMapping({part: rules[part](f"{where}[{part!r}]", number)
-                                           for part, number in parts.items()})
-    return FrozenMapping(schedules)
+            if part not in parts_allowed:
+                raise ConfigError(f"{where}: {part!r} is not a part of {what}; the parts "
+                                  f"are {', '.join(parts_allowed)}{did_you_mean(str(part), parts_allowed)}")
+        terms[symbol] = FrozenMapping({part: rules[part](f"{where}[{part!r}]", number)
+                                       for part, number in parts.items()})
+    return FrozenMapping(terms)
+
+
+def _by_symbol(name: str, value: Any) -> FrozenMapping | None:
+    # Each symbol listed pays its own schedule.
+    return _terms_by_symbol(name, value, COMMISSION_PARTS, "commission", "a schedule",
+                            "{'AAPL': {'commission_per_unit': 0.005}}",
+                            "a symbol that pays nothing: {'commission': 0}")
+
+
+def _margin_by_symbol(name: str, value: Any) -> FrozenMapping | None:
+    # Each symbol listed has margin terms of its own, the parts it leaves out the account's.
+    return _terms_by_symbol(name, value, MARGIN_PARTS, "margin", "margin terms",
+                            "{'ES': {'leverage': 20, 'maintenance_margin': 0.04}}",
+                            "a symbol on the account's terms is left out")
 
 
 def _multiplier(name: str, value: Any) -> float | FrozenMapping | None:
@@ -475,6 +495,18 @@ class BacktestConfig:
         statistics count the calls (``# Margin Calls``). 0.25 is a stock broker's usual
         maintenance; with ``leverage=4`` (an initial margin of 25%) an account fully
         invested would be called at once, so keep it below ``1 / leverage``.
+    margin_by_symbol : mapping, optional
+        Symbols with margin terms of their own: ``{symbol: {part: number}}``, the parts
+        ``leverage`` and ``maintenance_margin``, ruled as the options above; a part a
+        symbol does not give is the account's. Futures beside stocks in one account:
+        ``leverage=2, maintenance_margin=0.25, margin_by_symbol={"ES": {"leverage": 20,
+        "maintenance_margin": 0.04}}`` (an exchange's 5% initial and 4% maintenance
+        margin). With it, the margin an account's positions require is summed over them,
+        each at its own terms: a fill that grows a position is rejected when Σ worth /
+        leverage would exceed equity, and the account is margin called when equity falls
+        below Σ maintenance_margin x worth, worth being |units| x price x multiplier at
+        the marks. (With the same terms for every symbol that is the account's rule.)
+        Symbols named must be the data's, as for ``commission_by_symbol``.
     funding_column : str, optional
         The data's column holding each bar's funding rate, as perpetual futures settle
         it (every 8 hours on most exchanges: the rate at those bars; 0 at the others, or
@@ -593,6 +625,7 @@ class BacktestConfig:
     )
     leverage: float = _option(1.0, rule=_positive, engine="leverage")
     maintenance_margin: float = _option(0.0, rule=_maintenance, engine="maintenance_margin")
+    margin_by_symbol: Mapping[str, Mapping[str, float]] | None = _option(None, rule=_margin_by_symbol)
     funding_column: str | None = _option(None, rule=_column, engine="funding_column")
     dividend_column: str | None = _option(None, rule=_column, engine="dividend_column")
     volume_limit: float | None = _option(None, rule=_volume_limit, engine="volume_limit")
@@ -678,6 +711,7 @@ def check_symbols(config: BacktestConfig, symbols: Iterable[str]) -> None:
     by_symbol = config.multiplier if isinstance(config.multiplier, Mapping) else ()
     shortable = config.shortable if isinstance(config.shortable, tuple) else ()
     for option, named in (("commission_by_symbol", config.commission_by_symbol or ()),
+                          ("margin_by_symbol", config.margin_by_symbol or ()),
                           ("multiplier", by_symbol), ("shortable", shortable)):
         for symbol in named:
             if symbol not in known:

@@ -175,12 +175,16 @@ def delistings(last_times: np.ndarray, end: int, timezone: str) -> np.ndarray:
 def set_symbol_terms(engine: _core.Engine, config: BacktestConfig, symbols: Any) -> None:
     """The symbols' own terms for the symbols of this run (a run of some of the data's
     symbols, one job of a batch, sets those it has): the schedules of
-    ``config.commission_by_symbol``, the multipliers of ``config.multiplier`` and the
-    symbols ``config.shortable`` does not allow to be sold short."""
+    ``config.commission_by_symbol``, the margin terms of ``config.margin_by_symbol``, the
+    multipliers of ``config.multiplier`` and the symbols ``config.shortable`` does not
+    allow to be sold short."""
     present = set(symbols)
     for symbol, parts in (config.commission_by_symbol or {}).items():
         if symbol in present:
             engine.set_symbol_commission(symbol, **parts)
+    for symbol, parts in (config.margin_by_symbol or {}).items():
+        if symbol in present:
+            engine.set_symbol_margin(symbol, **parts)
     if config.shortable is not True:
         for symbol in symbols:
             if config.shortable is False or symbol not in config.shortable:

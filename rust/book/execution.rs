@@ -243,11 +243,8 @@ impl Book {
             return;
         }
         let fee = w.size * w.fee_per_unit;
-        let (equity_after, gross_after, grows) =
-            portfolio.after_fill(s, w.direction, w.size, w.price, fee);
-        if grows
-            && (equity_after <= 0.0 || gross_after > equity_after * config.leverage * (1.0 + 1e-12))
-        {
+        let after = portfolio.after_fill(s, w.direction, w.size, w.price, fee);
+        if after.grows && config.beyond_buying_power(portfolio, &after) {
             self.reject_increase(at, w, Reason::InsufficientMargin);
             return;
         }

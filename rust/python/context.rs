@@ -1061,6 +1061,19 @@ impl PyContext {
         Ok(self.context()?.gross_exposure())
     }
 
+    /// The initial margin the positions hold: gross exposure / leverage, or Σ worth /
+    /// leverage with symbols' own terms.
+    fn margin_used(&self) -> PyResult<f64> {
+        Ok(self.context()?.margin_used())
+    }
+
+    /// How much more of the symbol the account may hold, in money at the marks.
+    #[pyo3(signature = (symbol=None))]
+    fn buying_power(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<f64> {
+        let e = self.context()?;
+        Ok(e.buying_power(self.index_of(e, symbol)?))
+    }
+
     fn open_position_count(&self) -> PyResult<usize> {
         Ok(self.context()?.portfolio().open_position_count())
     }

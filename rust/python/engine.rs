@@ -11,7 +11,7 @@ use super::context::PyContext;
 use super::errors::{config_error, IntoPyResult};
 use super::market::PyMarket;
 use crate::candles::WallClock;
-use crate::config::{Commission, Config, FillAt};
+use crate::config::{Commission, Config, FillAt, Margin};
 use crate::engine::{Engine, Logs};
 use crate::error::EngineError;
 use crate::orders::{OrderRow, Reason};
@@ -321,6 +321,7 @@ impl PyEngine {
             },
             by_symbol: Vec::new(),
             multipliers: Vec::new(),
+            margins: Vec::new(),
             shortable: Vec::new(),
             slippage_bps,
             fill_at: FillAt::parse(fill_at).py_err(py)?,
@@ -406,6 +407,28 @@ impl PyEngine {
             return Err(config_error(py, message));
         };
         self.engine.set_multiplier(s, multiplier).py_err(py)
+    }
+
+    /// `symbol` (a name of the market) has margin terms of its own: its leverage and
+    /// maintenance margin, a part not given the account's; set before the run.
+    #[pyo3(signature = (symbol, *, leverage=None, maintenance_margin=None))]
+    fn set_symbol_margin(
+        &mut self,
+        py: Python<'_>,
+        symbol: &str,
+        leverage: Option<f64>,
+        maintenance_margin: Option<f64>,
+    ) -> PyResult<()> {
+        let Some(s) = self.engine.market().symbol_index(symbol) else {
+            let message = format!("margin_by_symbol: {symbol:?} is not a symbol of the data");
+            return Err(config_error(py, message));
+        };
+        let account = self.engine.config();
+        let margin = Margin {
+            leverage: leverage.unwrap_or(account.leverage),
+            maintenance: maintenance_margin.unwrap_or(account.maintenance_margin),
+        };
+        self.engine.set_symbol_margin(s, margin).py_err(py)
     }
 
     /// Whether `symbol` (a name of the market) may be sold short; set before the run.

@@ -46,14 +46,18 @@ use std::sync::Arc;
 const NONE: u32 = u32::MAX;
 
 /// Run `engine` with `strategy` by the sparse driver, or by the engine's own loop when the
-/// engine has studies declared (their caches follow every bar) or holds a streamed
-/// window rather than the whole market (bar indices are then not positions in the columns).
+/// engine has studies declared (their caches follow every bar), holds a streamed window
+/// rather than the whole market (bar indices are then not positions in the columns) or
+/// has symbols with margin terms of their own (`Config::margins`).
 #[inline(never)]
 pub(super) fn run(engine: &mut Engine, strategy: &mut SignalStrategy<'_>) -> Result<()> {
     let market = engine.market();
     let whole = (0..market.symbol_count()).all(|s| market.base(s) == 0);
     let fits = market.symbol_count() < NONE as usize;
-    if !engine.studies().is_empty() || !whole || !fits {
+    // (Symbols' own margin terms sum every position's requirement at each check, and a
+    // parked position is outside the account's terms: the engine's loop keeps them all.)
+    let own_margins = !engine.config().margins.is_empty();
+    if !engine.studies().is_empty() || !whole || !fits || own_margins {
         return engine.run(strategy);
     }
     let market = Arc::clone(market);
@@ -493,7 +497,7 @@ impl<'a, 'm> Driver<'a, 'm> {
     fn check_margin(&mut self, market: &Market, now: i64) {
         self.read_parked(market, now, false);
         let p = &*self.p.portfolio;
-        if self.p.config.margin_called(p.equity(), p.gross_exposure()) {
+        if self.p.config.margin_called(p) {
             self.liquidate(market, now);
         }
     }

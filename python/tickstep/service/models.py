@@ -56,7 +56,8 @@ class BatchRequest(BaseModel):
     options: dict[str, Scalar | list[StrictStr] | dict[str, StrictInt | StrictFloat]
                   | dict[str, dict[str, StrictInt | StrictFloat]]] = Field(
         default_factory=dict, description="Engine options: cash, commission, slippage, ...; "
-        "commission_by_symbol as {symbol: {part: number}}; multiplier as a number or "
+        "commission_by_symbol and margin_by_symbol as {symbol: {part: number}}; multiplier "
+        "as a number or "
         "{symbol: number}; shortable as true, false or a list of symbols.")
     data: str | None = Field(None, max_length=500, description="A store file inside the "
                              "service's data directory (default: the service's store).")
