@@ -227,6 +227,10 @@ pub struct Config {
     /// `borrow_rate`, `margin_rate`, `cash_rate`: annual carrying costs, accrued at each
     /// trading day's end.
     pub carry: CarryRates,
+    /// `borrow_rate_by_symbol`: per symbol (by index), the annual fee its shorts pay
+    /// rather than `borrow_rate` (a hard-to-borrow stock's), set by
+    /// `Engine::set_borrow_rate`; empty when every short pays the account's.
+    pub borrow_rates: Vec<Option<f64>>,
 }
 
 impl Default for Config {
@@ -249,6 +253,7 @@ impl Default for Config {
             record_every_bar: false,
             exclusive_orders: false,
             carry: CarryRates::default(),
+            borrow_rates: Vec::new(),
         }
     }
 }

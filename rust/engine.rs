@@ -299,6 +299,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Shorts of `symbol` pay `rate` a year rather than the account's `borrow_rate`
+    /// (`Config::borrow_rates`): finite and at least 0, else refused naming the symbol.
+    /// Set before the run.
+    pub fn set_borrow_rate(&mut self, symbol: usize, rate: f64) -> Result<()> {
+        if !(rate.is_finite() && rate >= 0.0) {
+            let name = self.market.name(symbol);
+            return Err(EngineError::InvalidConfig(format!(
+                "borrow_rate_by_symbol['{name}'] = {rate}: must be an annual rate >= 0"
+            )));
+        }
+        let n = self.market.symbol_count();
+        let rates = &mut self.config.borrow_rates;
+        rates.resize(n, None);
+        rates[symbol] = Some(rate);
+        Ok(())
+    }
+
     /// Whether `symbol` may be sold short (`Config::shortable`; every symbol may unless
     /// set). Set before the run.
     pub fn set_shortable(&mut self, symbol: usize, shortable: bool) {
@@ -783,7 +800,9 @@ impl Engine {
             self.delist_due(market, ts);
         }
         if day_ends && ts >= self.account_opens {
-            self.portfolio.accrue_carry(ts, &self.config.carry);
+            let own_borrow = &self.config.borrow_rates;
+            self.portfolio
+                .accrue_carry(ts, &self.config.carry, own_borrow);
             self.book.end_day(ts);
         }
         if self.config.record_every_bar || day_ends {

@@ -669,12 +669,15 @@ impl Portfolio {
     /// the first; a weekend between two sessions makes three), at the day end `ts`:
     /// borrow fees on short market value, interest on negative cash, interest earned on
     /// positive cash. Returns the net amount charged (taken from cash, hence equity).
-    pub fn accrue_carry(&mut self, ts: i64, rates: &CarryRates) -> f64 {
+    pub fn accrue_carry(&mut self, ts: i64, rates: &CarryRates, own_borrow: &[Option<f64>]) -> f64 {
         // Rounded: a day of 23 or 25 hours (DST) or an early close is still one day.
         let days = self.last_accrual.map_or(1.0, |prev| {
             ((ts - prev) as f64 / NANOS_PER_DAY).round().max(1.0)
         });
         self.last_accrual = Some(ts);
+        if !own_borrow.is_empty() {
+            return self.accrue_own_borrow(days, rates, own_borrow);
+        }
         if *rates == CarryRates::default() {
             return 0.0;
         }
@@ -692,6 +695,35 @@ impl Portfolio {
         let cash = self.cash();
         let rate = if cash < 0.0 { rates.margin } else { rates.cash };
         let cost = (short_value.to_f64() * rates.borrow - cash * rate) * days / 365.0;
+        let charge = self.money(None, cost);
+        self.cash -= charge;
+        self.check_sums(None);
+        self.carry_paid += cost;
+        cost
+    }
+
+    /// `accrue_carry` with symbols borrowed at rates of their own (`own_borrow`, by symbol;
+    /// `None`: the account's `borrow_rate`): the fee is Σ over shorts of −size × mark ×
+    /// its rate, each term rounded once and summed exactly. (Signals mode runs such
+    /// accounts by the engine's loop: no position is parked.)
+    #[inline(never)]
+    fn accrue_own_borrow(
+        &mut self,
+        days: f64,
+        rates: &CarryRates,
+        own_borrow: &[Option<f64>],
+    ) -> f64 {
+        let mut fee = Money::ZERO;
+        for s in 0..self.positions.len() {
+            let p = &self.positions[s];
+            if p.size < 0.0 {
+                let rate = own_borrow.get(s).copied().flatten().unwrap_or(rates.borrow);
+                fee += self.money(Some(s), p.value.neg().to_f64() * rate);
+            }
+        }
+        let cash = self.cash();
+        let rate = if cash < 0.0 { rates.margin } else { rates.cash };
+        let cost = (fee.to_f64() - cash * rate) * days / 365.0;
         let charge = self.money(None, cost);
         self.cash -= charge;
         self.check_sums(None);
@@ -1548,11 +1580,14 @@ mod tests {
         let day = 86_400_000_000_000i64;
         let mut p = Portfolio::new(1_000.0, 2);
         p.mark(0, 50.0);
-        p.apply(exec(-1.0, 100.0, 50.0, 0.0)); // short 5,000: cash 6,000
-                                               // 5,000 × 3.65% / 365 = 0.50 a day; no interest on positive cash at 0%.
-        assert!((p.accrue_carry(16 * 3_600_000_000_000, &rates) - 0.5).abs() < 1e-12);
+        // Short 5,000: cash 6,000. 5,000 × 3.65% / 365 = 0.50 a day; no interest on
+        // positive cash at 0%.
+        p.apply(exec(-1.0, 100.0, 50.0, 0.0));
+        assert!((p.accrue_carry(16 * 3_600_000_000_000, &rates, &[]) - 0.5).abs() < 1e-12);
         // Friday to Monday: three days.
-        assert!((p.accrue_carry(3 * day + 16 * 3_600_000_000_000, &rates) - 1.5).abs() < 1e-12);
+        assert!(
+            (p.accrue_carry(3 * day + 16 * 3_600_000_000_000, &rates, &[]) - 1.5).abs() < 1e-12
+        );
         assert!((p.carry_paid - 2.0).abs() < 1e-12);
         assert!((p.cash() - 5_998.0).abs() < 1e-9);
         check_identity(&p);
@@ -1560,8 +1595,31 @@ mod tests {
         p.apply(exec(1.0, 100.0, 50.0, 0.0));
         p.mark(1, 50.0);
         p.apply(exec(1.0, 200.0, 50.0, 0.0));
-        let charged = p.accrue_carry(4 * day + 16 * 3_600_000_000_000, &rates);
+        let charged = p.accrue_carry(4 * day + 16 * 3_600_000_000_000, &rates, &[]);
         assert!((charged - 9_002.0 * 0.073 / 365.0).abs() < 1e-12);
+        check_identity(&p);
+    }
+
+    #[test]
+    fn a_symbols_own_borrow_rate_charges_its_shorts() {
+        // Shorts of 5,000 (the account's 3.65%: 0.50 a day) and 2,000 (its own 36.5%:
+        // 2.00 a day); a long of the third symbol pays no fee, whatever its own rate.
+        let rates = CarryRates {
+            borrow: 0.0365,
+            margin: 0.0,
+            cash: 0.0,
+        };
+        let own = [None, Some(0.365), Some(1.0)];
+        let mut p = Portfolio::new(10_000.0, 3);
+        for (s, direction, size) in [(0, -1.0, 100.0), (1, -1.0, 40.0), (2, 1.0, 10.0)] {
+            p.mark(s, 50.0);
+            let mut x = exec(direction, size, 50.0, 0.0);
+            x.symbol = s;
+            p.apply(x);
+        }
+        let charged = p.accrue_carry(16 * 3_600_000_000_000, &rates, &own);
+        assert!((charged - 2.5).abs() < 1e-12, "{charged}");
+        assert!((p.carry_paid - 2.5).abs() < 1e-12);
         check_identity(&p);
     }
 

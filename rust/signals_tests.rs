@@ -597,6 +597,7 @@ fn random_case(seed: u64) -> Case {
             margin: [0.0, 0.08][d.below(2) as usize],
             cash: [0.0, 0.03][d.below(2) as usize],
         },
+        borrow_rates: Vec::new(),
     };
     let timeline_len = market.timeline().len();
     let session_ends = d

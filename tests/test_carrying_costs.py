@@ -73,3 +73,64 @@ def test_rates_are_checked():
         tickstep.BacktestConfig(borrow_rate=-0.01)
     with pytest.raises(tickstep.ConfigError, match="margin_rate=nan"):
         tickstep.BacktestConfig(margin_rate=float("nan"))
+
+
+class ShortBoth(tickstep.Strategy):
+    def init(self):
+        self.sell("X", size=100)  # 5,000 at 50
+        self.sell("HTB", size=40)  # 2,000 at 50
+
+
+def test_a_hard_to_borrow_symbol_pays_its_own_fee():
+    """X's short (5,000) pays the account's 3.65% (0.50 a day), HTB's (2,000) its own
+    36.5% (2.00 a day): 2.50 a day over the 30 day ends that hold them."""
+    index = pd.date_range("2024-03-01", "2024-03-31", freq="D", tz="UTC")
+    data = {"X": flat_bars(index), "HTB": flat_bars(index)}
+    r = tickstep.Backtest(data, ShortBoth, cash=10_000, borrow_rate=0.0365,
+                          borrow_rate_by_symbol={"HTB": 0.365}).run()
+    assert np.diff(r.equity.to_numpy()) == pytest.approx([-2.5] * 30, abs=1e-9)
+    assert r.stats["Carrying Costs [$]"] == pytest.approx(75.0, abs=1e-9)
+    # A rate of 0 of its own: HTB borrowed for free, X at the account's.
+    free = tickstep.Backtest(data, ShortBoth, cash=10_000, borrow_rate=0.0365,
+                             borrow_rate_by_symbol={"HTB": 0.0}).run()
+    assert free.stats["Carrying Costs [$]"] == pytest.approx(15.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("rates", [{"X": 0.0365}, {"X": 0.0365, "HTB": 0.0365}])
+def test_the_accounts_fee_given_per_symbol_is_the_accounts(rates):
+    # Each short's fee rounded once and summed exactly against the account's sum of
+    # shorts times one rate: the same charges within a hair, and the same fills.
+    index = pd.date_range("2024-03-01", periods=20, freq="D", tz="UTC")
+    rng = np.random.default_rng(3)
+    data = {s: flat_bars(index).assign(close=50 * np.exp(np.cumsum(rng.normal(0, 0.02, 20))))
+            .pipe(lambda f: f.assign(open=f["close"], high=f["close"], low=f["close"]))
+            for s in ("X", "HTB")}
+    plain = tickstep.Backtest(data, ShortBoth, cash=10_000, borrow_rate=0.0365).run()
+    own = tickstep.Backtest(data, ShortBoth, cash=10_000, borrow_rate=0.0365,
+                            borrow_rate_by_symbol=rates).run()
+    pd.testing.assert_frame_equal(own.fills, plain.fills)
+    assert own.equity.to_numpy() == pytest.approx(plain.equity.to_numpy(), rel=1e-14)
+    assert own.stats["Carrying Costs [$]"] == pytest.approx(
+        plain.stats["Carrying Costs [$]"], rel=1e-12)
+
+
+def test_signals_mode_charges_the_same_fees():
+    index = pd.date_range("2024-03-01", "2024-03-31", freq="D", tz="UTC")
+    data = {"X": flat_bars(index), "HTB": flat_bars(index)}
+    short_entries = pd.DataFrame({"X": [True] + [False] * 30, "HTB": [True] + [False] * 30},
+                                 index=index)
+    none = short_entries & False
+    bt = tickstep.Backtest(data, cash=10_000, borrow_rate=0.0365,
+                           borrow_rate_by_symbol={"HTB": 0.365})
+    r = bt.run_signals(entries=none, exits=none, short_entries=short_entries,
+                       short_exits=none, size={"X": 100, "HTB": 40}, size_type="amount")
+    assert r.stats["Carrying Costs [$]"] == pytest.approx(75.0, abs=1e-9)
+
+
+def test_borrow_rates_by_symbol_are_checked():
+    with pytest.raises(tickstep.ConfigError, match=r"borrow_rate_by_symbol\['HTB'\]=-0.1"):
+        tickstep.BacktestConfig(borrow_rate_by_symbol={"HTB": -0.1})
+    index = pd.date_range("2024-03-01", periods=3, freq="D", tz="UTC")
+    with pytest.raises(tickstep.UnknownSymbolError, match=r"borrow_rate_by_symbol: 'HBT'.*'HTB'"):
+        tickstep.Backtest({"X": flat_bars(index), "HTB": flat_bars(index)}, ShortBoth,
+                          borrow_rate_by_symbol={"HBT": 0.3})

@@ -195,6 +195,21 @@ def test_a_symbols_own_margin_terms_over_http_call_as_in_python(client, store):
     assert refused.status_code == 422 and "did you mean 'leverage'" in refused.text
 
 
+def test_a_symbols_own_borrow_fee_over_http_charges_as_in_python(client, store):
+    # Crosses traded both ways; TEW's shorts pay 50% a year, BARP's the account's 1%.
+    options = {"borrow_rate": 0.01, "borrow_rate_by_symbol": {"TEW": 0.5}, "on_reject": "ignore"}
+    params = {"fast": [5, 10], "reverse": [True]}
+    got, want = over_http_and_in_python(client, store, "Carrying Costs [$]", options, params)
+    np.testing.assert_array_equal(got, want)
+    plain = run_batch("sma_cross", str(store), params=params, symbols=["BARP", "TEW"],
+                      cache=False, borrow_rate=0.01, on_reject="ignore")
+    plain = plain.sort_values(["symbols", "fast"])["Carrying Costs [$]"].to_numpy()
+    assert list(want > plain * 10) == [False, False, True, True]
+    refused = submit(client, {"strategy": "sma_cross", "symbols": ["BARP"],
+                              "options": {"borrow_rate_by_symbol": {"TEW": -1}}})
+    assert refused.status_code == 422 and ">= 0" in refused.text
+
+
 def test_volume_rules_over_http_fill_as_in_python(client, store):
     # A limit of 0.01% of each day's volume and a market impact: the stored rows are
     # run_batch's, and differ from the runs without them.

@@ -257,11 +257,27 @@ def _multiplier(name: str, value: Any) -> float | FrozenMapping | None:
         if number <= 0:
             raise _refuse(name, value, rule)
         return number
+    return _numbers_by_symbol(name, value, rule, _positive)
+
+
+def _numbers_by_symbol(name: str, value: Mapping[Any, Any], rule: str,
+                       each: Callable[[str, Any], float]) -> FrozenMapping:
+    # {symbol: number}, each number by `each`, the rule of the account's option it stands in for.
     for symbol in value:
         if not isinstance(symbol, str) or not symbol:
             raise _refuse(name, value, rule + " (symbols by name)")
-    return FrozenMapping({symbol: _positive(f"{name}[{symbol!r}]", number)
+    return FrozenMapping({symbol: each(f"{name}[{symbol!r}]", number)
                           for symbol, number in value.items()})
+
+
+def _borrow_by_symbol(name: str, value: Any) -> FrozenMapping | None:
+    # The symbols whose shorts pay a fee of their own; the others `borrow_rate`.
+    rule = "None or a mapping of symbols to their annual borrow fees, e.g. {'GME': 0.25}"
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise _refuse(name, value, rule, wrong_type=True)
+    return _numbers_by_symbol(name, value, rule, _non_negative)
 
 
 def _shortable(name: str, value: Any) -> bool | tuple[str, ...]:
@@ -575,6 +591,11 @@ class BacktestConfig:
         and below 1).
     borrow_rate : float, default 0
         Annual fee on the market value of short positions (0.03 = 3%).
+    borrow_rate_by_symbol : mapping, optional
+        Symbols whose shorts pay an annual fee of their own rather than ``borrow_rate``:
+        ``{symbol: rate}`` (>= 0), a hard-to-borrow stock's (``borrow_rate=0.003,
+        borrow_rate_by_symbol={"GME": 0.25}``). Accrued as ``borrow_rate`` is, on each
+        short's market value. Symbols named must be the data's.
     margin_rate : float, default 0
         Annual interest paid on negative cash (money borrowed to buy, ``leverage`` > 1), as a
         fraction in [0, 1).
@@ -639,6 +660,7 @@ class BacktestConfig:
     risk_free_rate: float = _option(0.0, rule=_annual_rate)
     benchmark: str | BenchmarkPrices | None = _option(None, rule=_benchmark)
     borrow_rate: float = _option(0.0, rule=_non_negative, engine="borrow_rate")
+    borrow_rate_by_symbol: Mapping[str, float] | None = _option(None, rule=_borrow_by_symbol)
     margin_rate: float = _option(0.0, rule=_annual_cost, engine="margin_rate")
     cash_rate: float = _option(0.0, rule=_annual_cost, engine="cash_rate")
     periods_per_year: int | None = _option(None, rule=_periods_per_year)
@@ -712,6 +734,7 @@ def check_symbols(config: BacktestConfig, symbols: Iterable[str]) -> None:
     shortable = config.shortable if isinstance(config.shortable, tuple) else ()
     for option, named in (("commission_by_symbol", config.commission_by_symbol or ()),
                           ("margin_by_symbol", config.margin_by_symbol or ()),
+                          ("borrow_rate_by_symbol", config.borrow_rate_by_symbol or ()),
                           ("multiplier", by_symbol), ("shortable", shortable)):
         for symbol in named:
             if symbol not in known:

@@ -338,6 +338,7 @@ impl PyEngine {
                 margin: margin_rate,
                 cash: cash_rate,
             },
+            borrow_rates: Vec::new(),
         };
         let engine = Engine::new(market.get().inner.clone(), config).py_err(py)?;
         Ok(PyEngine { engine, market })
@@ -429,6 +430,16 @@ impl PyEngine {
             maintenance: maintenance_margin.unwrap_or(account.maintenance_margin),
         };
         self.engine.set_symbol_margin(s, margin).py_err(py)
+    }
+
+    /// Shorts of `symbol` (a name of the market) pay `rate` a year rather than the
+    /// account's `borrow_rate`; set before the run.
+    fn set_borrow_rate(&mut self, py: Python<'_>, symbol: &str, rate: f64) -> PyResult<()> {
+        let Some(s) = self.engine.market().symbol_index(symbol) else {
+            let message = format!("borrow_rate_by_symbol: {symbol:?} is not a symbol of the data");
+            return Err(config_error(py, message));
+        };
+        self.engine.set_borrow_rate(s, rate).py_err(py)
     }
 
     /// Whether `symbol` (a name of the market) may be sold short; set before the run.

@@ -48,16 +48,18 @@ const NONE: u32 = u32::MAX;
 /// Run `engine` with `strategy` by the sparse driver, or by the engine's own loop when the
 /// engine has studies declared (their caches follow every bar), holds a streamed window
 /// rather than the whole market (bar indices are then not positions in the columns) or
-/// has symbols with margin terms of their own (`Config::margins`).
+/// has symbols with margin terms or borrow rates of their own (`Config::margins`,
+/// `Config::borrow_rates`).
 #[inline(never)]
 pub(super) fn run(engine: &mut Engine, strategy: &mut SignalStrategy<'_>) -> Result<()> {
     let market = engine.market();
     let whole = (0..market.symbol_count()).all(|s| market.base(s) == 0);
     let fits = market.symbol_count() < NONE as usize;
-    // (Symbols' own margin terms sum every position's requirement at each check, and a
-    // parked position is outside the account's terms: the engine's loop keeps them all.)
-    let own_margins = !engine.config().margins.is_empty();
-    if !engine.studies().is_empty() || !whole || !fits || own_margins {
+    // (Symbols' own margin terms and borrow rates sum every position's term at each check
+    // or day's end, and a parked position is outside the account's sums: the engine's
+    // loop keeps them all.)
+    let own_terms = !engine.config().margins.is_empty() || !engine.config().borrow_rates.is_empty();
+    if !engine.studies().is_empty() || !whole || !fits || own_terms {
         return engine.run(strategy);
     }
     let market = Arc::clone(market);
@@ -805,7 +807,10 @@ impl<'a, 'm> Driver<'a, 'm> {
             self.read_parked(market, now, false);
         }
         if ends_day && now >= self.p.account_opens {
-            self.p.portfolio.accrue_carry(now, &self.p.config.carry);
+            let own_borrow = &self.p.config.borrow_rates;
+            self.p
+                .portfolio
+                .accrue_carry(now, &self.p.config.carry, own_borrow);
             self.p.book.end_day(now);
         }
         if sample {
