@@ -147,6 +147,8 @@ fn expiry_reason(order: Option<&Order>) -> Reason {
     match order.map(|o| o.time_in_force) {
         Some(TimeInForce::Day) => Reason::DayEnded,
         Some(TimeInForce::ImmediateOrCancel) => Reason::NotFilledOnItsBar,
+        Some(TimeInForce::AtTheOpen) => Reason::NotFilledAtTheOpen,
+        Some(TimeInForce::AtTheClose) => Reason::NotFilledAtTheClose,
         Some(TimeInForce::Bars(_)) => Reason::BarsPassed,
         _ => Reason::TimePassed,
     }
@@ -277,7 +279,9 @@ impl Book {
         }
         let group = req.oco.map(|other| self.join_group(other));
         let last_bar = match req.time_in_force {
-            TimeInForce::ImmediateOrCancel => Some(at.next_bar),
+            TimeInForce::ImmediateOrCancel | TimeInForce::AtTheOpen | TimeInForce::AtTheClose => {
+                Some(at.next_bar)
+            }
             TimeInForce::Bars(n) => Some(at.next_bar + n - 1),
             // A day order's end is set when its trading day ends (`end_day`); a
             // good-till-date order's time is in its time in force (`enqueued`).
@@ -348,6 +352,16 @@ impl Book {
                 if req.limit.is_none() || req.stop.is_some() || req.trail.is_some() =>
             {
                 return Err("immediate-or-cancel applies to limit orders only".into());
+            }
+            TimeInForce::AtTheOpen | TimeInForce::AtTheClose
+                if req.stop.is_some() || req.trail.is_some() =>
+            {
+                let when = if req.time_in_force == TimeInForce::AtTheOpen {
+                    "at the open (tif='opg')"
+                } else {
+                    "at the close (tif='close')"
+                };
+                return Err(format!("{when} applies to market and limit orders only"));
             }
             TimeInForce::Bars(0) => {
                 return Err("valid=0 bars: an order must be valid for at least 1 bar".into());
@@ -880,7 +894,8 @@ impl Book {
             // entry or a close placed at the bar before), fills at the open: the walk's
             // first match, and its last, as executing it leaves nothing live in the bar (no
             // legs, no group). Resumed after waiting, the play finds nothing live.
-            let lone = only.live && only.eligible_from <= at.bar && only.is_market();
+            let lone =
+                only.live && only.eligible_from <= at.bar && only.is_market() && !only.at_close();
             let bare = only.stop_loss.is_none()
                 && only.take_profit.is_none()
                 && only.stop_loss_trail.is_none()
@@ -925,7 +940,11 @@ impl Book {
 
     /// Queue the increase `w` reached by play `p` for its turn (the play pauses there).
     fn queue_increase(&mut self, p: usize, w: Waiting) {
-        let rank = u8::from(w.moment != Moment::Open);
+        let rank = match w.moment {
+            Moment::Open => 0u8,
+            Moment::Intrabar => 1,
+            Moment::Close => 2,
+        };
         self.queue
             .push(Reverse((rank, w.order.id, p, self.waiting.len())));
         self.waiting.push(w);
@@ -992,8 +1011,9 @@ impl Book {
             };
             let o = &mut self.working[s][k];
             o.eligible_from = 0;
-            let Some((bar, close, volume)) = (if o.is_market() { fill_now(s) } else { None })
-            else {
+            // (An order at the open waits for the next bar's open.)
+            let now = o.is_market() && !o.at_open();
+            let Some((bar, close, volume)) = (if now { fill_now(s) } else { None }) else {
                 continue;
             };
             if self.by_volume {

@@ -15,6 +15,9 @@
 //!   inside one bar, the stop-loss fills (conservative) and cancels the take-profit.
 //! - Slippage (basis points, against the trader) applies to market and stop fills, never
 //!   to a limit (a limit fills at its price or better).
+//! - Orders at the open (`tif="opg"`) match at the open alone; orders at the close
+//!   (`tif="close"`) at the close alone, after everything else in the bar: a market order
+//!   at the close, a limit at the close if the close is at or better than its price.
 
 use crate::orders::{Order, Side, Trail};
 
@@ -27,13 +30,15 @@ pub struct Bar {
     pub close: f64,
 }
 
-/// The two moments of a bar at which the broker matches orders.
+/// The moments of a bar at which the broker matches orders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Moment {
     /// The opening print: market orders, and anything the open gaps through.
     Open,
     /// After the open, anywhere in [low, high].
     Intrabar,
+    /// The closing print: orders at the close (`TimeInForce::AtTheClose`) alone.
+    Close,
 }
 
 /// The price at which `order` fills at `moment` of `bar`, before slippage; `None` if it
@@ -42,7 +47,11 @@ pub enum Moment {
 pub fn match_order(order: &mut Order, bar: &Bar, moment: Moment) -> Option<f64> {
     let buy = order.side == Side::Buy;
     match (order.stop, order.limit, order.triggered) {
-        (None, None, _) => (moment == Moment::Open).then_some(bar.open),
+        (None, None, _) => match moment {
+            Moment::Open => Some(bar.open),
+            Moment::Intrabar => None,
+            Moment::Close => Some(bar.close),
+        },
         (Some(stop), None, _) => stop_touch(buy, stop, bar, moment),
         (None, Some(limit), _) | (Some(_), Some(limit), true) => {
             limit_touch(buy, limit, bar, moment)
@@ -82,6 +91,8 @@ fn stop_touch(buy: bool, stop: f64, bar: &Bar, moment: Moment) -> Option<f64> {
             };
             touched.then_some(stop)
         }
+        // (Stops are not taken at the close: nothing to match there.)
+        Moment::Close => None,
     }
 }
 
@@ -102,6 +113,14 @@ fn limit_touch(buy: bool, limit: f64, bar: &Bar, moment: Moment) -> Option<f64> 
                 bar.high >= limit
             };
             touched.then_some(limit)
+        }
+        Moment::Close => {
+            let through = if buy {
+                bar.close <= limit
+            } else {
+                bar.close >= limit
+            };
+            through.then_some(bar.close)
         }
     }
 }

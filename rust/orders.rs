@@ -71,6 +71,14 @@ pub enum TimeInForce {
     Bars(usize),
     /// Through this time (ns UTC): bars stamped later do not fill it.
     Until(i64),
+    /// At the opening (`tif="opg"`): a market order fills at the open of the symbol's next
+    /// bar, a limit there if the open is at or better than its price; what does not fill
+    /// then expires (a market-on-open or limit-on-open order).
+    AtTheOpen,
+    /// At the close (`tif="close"`): a market order fills at the close of the symbol's
+    /// next bar, a limit there if the close is at or better than its price; what does not
+    /// fill then expires (a market-on-close or limit-on-close order).
+    AtTheClose,
 }
 
 /// How far a trailing stop follows the best price since it was placed.
@@ -215,6 +223,19 @@ impl Order {
         self.limit.is_none() && self.stop.is_none()
     }
 
+    /// Whether it fills only at its bar's open (`TimeInForce::AtTheOpen`).
+    #[inline]
+    pub fn at_open(&self) -> bool {
+        self.time_in_force == TimeInForce::AtTheOpen
+    }
+
+    /// Whether it fills only at its bar's close (`TimeInForce::AtTheClose`): the walk of
+    /// the bar passes it by until the close.
+    #[inline]
+    pub fn at_close(&self) -> bool {
+        self.time_in_force == TimeInForce::AtTheClose
+    }
+
     /// Stop-type orders (stops, untriggered stop-limits) are matched before limits
     /// within a bar: the conservative reading of an unknown intrabar path.
     pub fn is_stop_type(&self) -> bool {
@@ -257,11 +278,15 @@ pub enum Reason {
     /// `shortable`: the fill would have opened or added to a short position in a symbol
     /// that may not be shorted.
     NotShortable,
+    /// `tif="opg"`: a limit the open of its bar did not reach.
+    NotFilledAtTheOpen,
+    /// `tif="close"`: a limit the close of its bar did not reach.
+    NotFilledAtTheClose,
 }
 
 impl Reason {
     /// Every reason, by code.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Reason::None,
         Reason::CancelledByStrategy,
         Reason::DayEnded,
@@ -279,6 +304,8 @@ impl Reason {
         Reason::PartFilledRestEnded,
         Reason::Delisted,
         Reason::NotShortable,
+        Reason::NotFilledAtTheOpen,
+        Reason::NotFilledAtTheClose,
     ];
 
     /// The phrase the results show ("" for none).
@@ -310,6 +337,8 @@ impl Reason {
                  position closed at its last bar's close"
             }
             Reason::NotShortable => "not shortable (shortable): it would sell short",
+            Reason::NotFilledAtTheOpen => "at the open: not filled at its bar's open",
+            Reason::NotFilledAtTheClose => "at the close: not filled at its bar's close",
         }
     }
 }

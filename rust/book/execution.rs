@@ -368,7 +368,8 @@ impl Book {
 
     /// Create the stop-loss / take-profit legs of a freshly opened trade. After an entry at
     /// the open, both legs watch the rest of that bar; after an intrabar entry the stop-loss
-    /// still does (conservative), the take-profit from the next bar.
+    /// still does (conservative), the take-profit from the next bar; after an entry at the
+    /// close, both from the next bar (nothing of this one is left).
     #[inline(never)]
     fn attach_bracket(
         &mut self,
@@ -382,10 +383,10 @@ impl Book {
         let (size, entry_price) = portfolio
             .lot(entry.symbol, lot)
             .map_or((0.0, f64::NAN), |l| (l.size, l.entry_price));
-        let tp_from = if moment == Moment::Intrabar {
-            at.bar + 1
-        } else {
-            0
+        let (sl_from, tp_from) = match moment {
+            Moment::Open => (0, 0),
+            Moment::Intrabar => (0, at.bar + 1),
+            Moment::Close => (at.bar + 1, at.bar + 1),
         };
         let leg = |role, stop, limit, eligible_from| {
             let mut o = Order::new(0, entry.symbol, entry.side.opposite(), size, role);
@@ -398,11 +399,11 @@ impl Book {
         };
         let mut sl = entry
             .stop_loss
-            .map(|p| self.add_working(leg(Role::StopLoss, Some(p), None, 0), at.ts));
+            .map(|p| self.add_working(leg(Role::StopLoss, Some(p), None, sl_from), at.ts));
         if let Some(trail) = entry.stop_loss_trail {
             // A trailing stop-loss starts from the entry price; an ATR distance is the
             // ATR as of the bar before (this bar's range is not known at the fill).
-            let mut o = leg(Role::StopLoss, Some(f64::NAN), None, 0);
+            let mut o = leg(Role::StopLoss, Some(f64::NAN), None, sl_from);
             o.trail = Some(trail);
             let atr = match trail {
                 crate::orders::Trail::Atr { study, .. } => rules

@@ -3,7 +3,8 @@
 //! A `Play` walks one symbol's bar in the documented order — orders that fill at the open
 //! first (in placement order), then, after the open, stop-type orders before limits; a
 //! limit fill that adds bracket legs sends the walk back to the stops, so the new
-//! stop-loss is matched before later limits. It only decides; the book executes each
+//! stop-loss is matched before later limits; orders at the close last, at the close. It
+//! only decides; the book executes each
 //! match before asking for the next one (an execution may add legs or cancel siblings),
 //! and may pause a play while an increase waits for its turn (see `book`).
 
@@ -16,6 +17,7 @@ enum Stage {
     Open,
     Stops,
     Limits,
+    Close,
     Done,
 }
 
@@ -100,16 +102,19 @@ impl Play {
                 Stage::Done => return None,
                 Stage::Open => {
                     let Some(o) = working.get_mut(self.k) else {
-                        // After the open only stops and limits can fill (and only a fill
-                        // adds orders): with none working the bar is done.
-                        let rest = working.iter().any(|o| o.live && !o.is_market());
+                        // After the open only stops, limits and orders at the close can
+                        // fill (and only a fill adds orders): with none working the bar
+                        // is done.
+                        let rest = working
+                            .iter()
+                            .any(|o| o.live && (!o.is_market() || o.at_close()));
                         self.stage = if rest { Stage::Stops } else { Stage::Done };
                         self.k = 0;
                         continue;
                     };
                     let k = self.k;
                     self.k += 1;
-                    if !o.live || o.eligible_from > i {
+                    if !o.live || o.eligible_from > i || o.at_close() {
                         continue;
                     }
                     if o.trail.is_some() {
@@ -132,11 +137,12 @@ impl Play {
                     let Some(o) = working.get_mut(self.k) else {
                         if stops {
                             self.stage = Stage::Limits;
-                            self.k = 0;
                             self.limit_len = len;
                         } else {
-                            self.stage = Stage::Done;
+                            let at_close = working.iter().any(|o| o.live && o.at_close());
+                            self.stage = if at_close { Stage::Close } else { Stage::Done };
                         }
+                        self.k = 0;
                         continue;
                     };
                     let k = self.k;
@@ -146,6 +152,8 @@ impl Play {
                         || o.is_market()
                         || o.checked_bar == i
                         || o.is_stop_type() != stops
+                        || o.at_open()
+                        || o.at_close()
                     {
                         continue;
                     }
@@ -169,6 +177,23 @@ impl Play {
                         ratchet(o, best, atr);
                     }
                 }
+                Stage::Close => {
+                    // The bar's last moment: orders at the close alone, in placement order
+                    // (a fill there adds legs for the next bar, none for this one).
+                    let Some(o) = working.get_mut(self.k) else {
+                        self.stage = Stage::Done;
+                        continue;
+                    };
+                    let k = self.k;
+                    self.k += 1;
+                    if !o.live || o.eligible_from > i || !o.at_close() || o.checked_bar == i {
+                        continue;
+                    }
+                    o.checked_bar = i;
+                    if let Some(m) = self.try_match(o, k, Moment::Close) {
+                        return Some(self.first_of_group(working, m));
+                    }
+                }
             }
         }
     }
@@ -190,7 +215,14 @@ impl Play {
             if k == m.k || !o.live || o.oco != Some(group) || o.eligible_from > self.bar || !fresh {
                 continue;
             }
-            if m.moment == Moment::Intrabar && o.is_market() {
+            // (Only orders of the moment compete: at the close, orders at the close alone;
+            // before it, none of them, and after the open none at the open.)
+            let of_moment = match m.moment {
+                Moment::Open => !o.at_close(),
+                Moment::Intrabar => !o.is_market() && !o.at_open() && !o.at_close(),
+                Moment::Close => o.at_close(),
+            };
+            if !of_moment {
                 continue;
             }
             let mut probe = *o;

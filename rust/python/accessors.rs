@@ -743,8 +743,11 @@ impl PyStrategyBase {
     /// sl_trail : a trailing stop-loss for the trade the order opens (instead of ``sl``),
     ///     in the same forms, starting from the entry price.
     /// tif : ``"gtc"`` (good till cancelled, default), ``"day"`` (until the end of the
-    ///     trading day, in the backtest's timezone) or ``"ioc"`` (a limit that may fill
-    ///     only on the symbol's next bar).
+    ///     trading day, in the backtest's timezone), ``"ioc"`` (a limit that may fill
+    ///     only on the symbol's next bar), ``"opg"`` (at the open: a market or limit order
+    ///     that may fill only at the open of the symbol's next bar) or ``"close"`` (at the
+    ///     close: a market order filled at the close of the symbol's next bar, a limit
+    ///     there if the close reaches it; market-on-close, limit-on-close).
     /// valid : good till a date: a number of the symbol's bars, a ``timedelta`` from
     ///     now, or a timestamp. What has not filled by then expires.
     /// oco : the id of an open order of the same symbol: the two (and any others that

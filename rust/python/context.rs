@@ -87,10 +87,12 @@ fn time_in_force(
         ("gtc", None, Some(ts)) => TimeInForce::Until(ts),
         ("day", None, None) => TimeInForce::Day,
         ("ioc", None, None) => TimeInForce::ImmediateOrCancel,
-        (other, ..) if !matches!(other, "gtc" | "day" | "ioc") => {
+        ("opg", None, None) => TimeInForce::AtTheOpen,
+        ("close", None, None) => TimeInForce::AtTheClose,
+        (other, ..) if !matches!(other, "gtc" | "day" | "ioc" | "opg" | "close") => {
             return Err(order_error(
                 py,
-                format!("tif={other:?}: must be 'gtc', 'day' or 'ioc'"),
+                format!("tif={other:?}: must be 'gtc', 'day', 'ioc', 'opg' or 'close'"),
             ))
         }
         _ => {
@@ -1084,7 +1086,7 @@ impl PyContext {
     }
 
     /// Place an order; returns its id. It can fill from the symbol's next bar on.
-    /// `tif`: "gtc" | "day" | "ioc"; `valid_bars` / `valid_until` (ns) make it good till
+    /// `tif`: "gtc" | "day" | "ioc" | "opg" | "close"; `valid_bars` / `valid_until` (ns) make it good till
     /// then. `trail` / `sl_trail`: (kind, value, study) with kind "distance" | "fraction"
     /// | "atr" (value = the ATR multiple, study = the ATR's id).
     #[pyo3(signature = (symbol, buy, size, limit=None, stop=None, sl=None, tp=None, tag=0, tif="gtc", valid_bars=None, valid_until=None, trail=None, sl_trail=None, oco=None))]
