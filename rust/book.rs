@@ -550,7 +550,10 @@ impl Book {
             o.trade = Some(lot);
             o.eligible_from = UNADMITTED;
             self.working.push(o);
-            self.enqueued(symbol, now, true)
+            let id = self.enqueued(symbol, now, true);
+            // (The trade's exit comes from the order that opened it, as a bracket's leg.)
+            self.log.set_parent(id, trade.entry_order);
+            id
         });
         let l = portfolio.lot_mut(symbol, lot).expect("the trade is open");
         if role == Role::StopLoss {

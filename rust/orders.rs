@@ -375,7 +375,8 @@ const _: () = assert!(std::mem::size_of::<OrderRecord>() == 56);
 /// The `terms` of an order that carries no prices and no tag (a plain market order).
 pub(crate) const NO_TERMS: u32 = u32::MAX;
 
-/// What only some orders carry: their prices (NaN for none) and the strategy's tag.
+/// What only some orders carry: their prices (NaN for none), the strategy's tag and the
+/// order they come from (`parent`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OrderTerms {
     pub limit: f64,
@@ -383,6 +384,9 @@ pub struct OrderTerms {
     pub stop_loss: f64,
     pub take_profit: f64,
     pub tag: i64,
+    /// The order whose fill made this one (a bracket leg's entry; the order a rest under
+    /// `volume_limit` is the rest of), 0 for none (ids start at 1).
+    pub parent: u64,
 }
 
 impl OrderTerms {
@@ -393,6 +397,7 @@ impl OrderTerms {
         stop_loss: f64::NAN,
         take_profit: f64::NAN,
         tag: 0,
+        parent: 0,
     };
 
     /// `o`'s terms, or `None` when it carries none.
@@ -410,6 +415,7 @@ impl OrderTerms {
             stop_loss: o.stop_loss.unwrap_or(f64::NAN),
             take_profit: o.take_profit.unwrap_or(f64::NAN),
             tag: o.tag,
+            parent: 0,
         })
     }
 }
@@ -427,6 +433,8 @@ pub struct OrderRow {
     pub take_profit: f64,
     pub role: Role,
     pub tag: i64,
+    /// The order whose fill made this one (`OrderTerms::parent`), 0 for none.
+    pub parent: u64,
     pub placed_ts: i64,
     pub status: Status,
     pub closed_ts: i64,

@@ -307,6 +307,17 @@ impl OrderLog {
         }
     }
 
+    /// Order `id` comes from order `parent`'s fill (a bracket leg, a rest): kept in its
+    /// terms (an order without terms gets them).
+    pub(crate) fn set_parent(&mut self, id: u64, parent: u64) {
+        let rec = &mut self.records[(id - 1) as usize];
+        if rec.terms == NO_TERMS {
+            self.terms.push(OrderTerms::NONE);
+            rec.terms = (self.terms.len() - 1) as u32;
+        }
+        self.terms[rec.terms as usize].parent = parent;
+    }
+
     /// Order `id`'s tag (0 without one).
     #[inline]
     pub fn tag(&self, id: u64) -> i64 {
@@ -328,6 +339,7 @@ impl OrderLog {
             take_profit: t.take_profit,
             role: rec.role,
             tag: t.tag,
+            parent: t.parent,
             placed_ts: rec.placed_ts,
             status: rec.status,
             closed_ts: rec.closed_ts,
@@ -465,6 +477,7 @@ mod tests {
             take_profit: o.take_profit.unwrap_or(f64::NAN),
             role: o.role,
             tag: o.tag,
+            parent: 0,
             placed_ts: ts,
             status: Status::Open,
             closed_ts: i64::MIN,

@@ -174,3 +174,24 @@ def test_the_fill_is_the_moments_price_or_none(prices, side, tif, limit, when):
         assert r.fills.empty
         row = r.orders.iloc[0]
         assert (row["status"], row["closed_time"]) == ("expired", START + (when + 1) * DAY)
+
+
+def test_a_limit_exit_or_else_at_the_close_in_one_group():
+    # Long 10 from Jan 2's open (102). On Jan 2 a sell limit at 104 and a sale at the
+    # close form one group: on Jan 3 (high 104) the limit fills intrabar and cancels the
+    # sale at the close; with the limit at 105 (not reached) the sale fills at the close,
+    # 96, and cancels the limit.
+    def exits(limit):
+        def act(s, sym):
+            first = s.sell(size=10, limit=limit)
+            s.sell(size=10, tif="close", oco=first)
+        return act
+
+    for limit, (price, role_filled) in [(104.0, (104.0, "limit")), (105.0, (96.0, "close"))]:
+        r = run_script(DATA, {0: buy(10), 1: exits(limit)})
+        assert fills(r)[-1] == (START + 2 * DAY, "sell", 10, price)
+        o = r.orders.iloc[1:]
+        filled = o[o["status"] == "filled"]
+        assert len(filled) == 1 and len(o[o["status"] == "cancelled"]) == 1
+        assert filled["limit"].notna().tolist() == [role_filled == "limit"]
+        assert r.positions.empty

@@ -95,19 +95,23 @@ def test_a_second_save_replaces_the_first(tmp_path):
 
 
 def test_a_result_saved_by_format_version_1_loads_without_the_columns_added_since(tmp_path):
-    # Version 1 saved the trades without their entry order and tag (added in 2): such a
-    # result, as version 1 wrote it, loads with the rest of every table as it was.
+    # Version 1 saved the trades without their entry order and tag (added in 2), and the
+    # orders without their parent (added in 3): such a result, as version 1 wrote it,
+    # loads with the rest of every table as it was.
     r = busy_result()
     path = r.save(tmp_path / "run")
     trades = pd.read_parquet(path / "trades.parquet")
     assert {"entry_order", "tag"} <= set(trades.columns)
     trades.drop(columns=["entry_order", "tag"]).to_parquet(path / "trades.parquet")
+    pd.read_parquet(path / "orders.parquet").drop(columns=["parent_id"]).to_parquet(
+        path / "orders.parquet")
     meta = json.loads((path / "result.json").read_text())
     (path / "result.json").write_text(json.dumps(meta | {"version": 1}))
     back = tickstep.load_result(path)
     expected = r.trades.drop(columns=["entry_order", "tag"])
     pd.testing.assert_frame_equal(back.trades, expected, check_exact=True)
-    pd.testing.assert_frame_equal(back.orders, r.orders, check_exact=True)
+    pd.testing.assert_frame_equal(back.orders, r.orders.drop(columns=["parent_id"]),
+                                  check_exact=True)
     assert back.stats.equals(r.stats)
     assert back.to_arrow("trades").column_names == list(expected.columns)
     # Saved again, it is what it was: a version 1 result.
@@ -116,11 +120,27 @@ def test_a_result_saved_by_format_version_1_loads_without_the_columns_added_sinc
     pd.testing.assert_frame_equal(tickstep.load_result(again).trades, expected, check_exact=True)
 
 
+def test_a_result_saved_by_format_version_2_loads_without_the_orders_parents(tmp_path):
+    r = busy_result()
+    path = r.save(tmp_path / "run")
+    assert json.loads((path / "result.json").read_text())["version"] == 3
+    pd.read_parquet(path / "orders.parquet").drop(columns=["parent_id"]).to_parquet(
+        path / "orders.parquet")
+    meta = json.loads((path / "result.json").read_text())
+    (path / "result.json").write_text(json.dumps(meta | {"version": 2}))
+    back = tickstep.load_result(path)
+    pd.testing.assert_frame_equal(back.orders, r.orders.drop(columns=["parent_id"]),
+                                  check_exact=True)
+    pd.testing.assert_frame_equal(back.trades, r.trades, check_exact=True)
+    again = back.save(tmp_path / "again")
+    assert json.loads((again / "result.json").read_text())["version"] == 2
+
+
 def test_load_refuses_what_is_not_a_saved_result(tmp_path):
     with pytest.raises(FileNotFoundError, match="no result.json"):
         tickstep.load_result(tmp_path)
     (tmp_path / "result.json").write_text(json.dumps({"format": "tickstep.result", "version": 99}))
-    with pytest.raises(ValueError, match="format version 1 to 2"):
+    with pytest.raises(ValueError, match="format version 1 to 3"):
         tickstep.load_result(tmp_path)
 
 

@@ -45,7 +45,7 @@ _NO_PRICES = ("this result keeps no prices: a streamed run (stream=) keeps none,
               "from one, so its prices, indicators, plot and report need the same backtest run in "
               "memory (without stream=)")
 #: The version `Result.save` writes; `load_result` reads it and every one before.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 class IndicatorLine(NamedTuple):
@@ -129,6 +129,9 @@ _TABLES: dict[str, tuple[_Column, ...]] = {
         _Column("tp", "float", "tp"),
         _Column("role", "choice", "role", "int8", ROLES),
         _Column("tag", "int", "tag", "int64"),
+        # The order whose fill made this one (a bracket leg's or a trade exit's entry, the
+        # order a rest under volume_limit is the rest of); 0 for none.
+        _Column("parent_id", "int", "parent_id", "int64", since=3),
         _Column("placed_time", "maybe_time", "placed_ts", "int64"),
         _Column("status", "choice", "status", "int8", _STATUS),
         _Column("closed_time", "maybe_time", "closed_ts", "int64"),

@@ -418,6 +418,9 @@ impl Book {
         let tp = entry
             .take_profit
             .map(|p| self.add_working(leg(Role::TakeProfit, None, Some(p), tp_from), at.ts));
+        for made in [sl, tp].into_iter().flatten() {
+            self.log.set_parent(made, entry.id);
+        }
         if let Some(l) = portfolio.lot_mut(entry.symbol, lot) {
             l.stop_loss = sl;
             l.take_profit = tp;
@@ -468,6 +471,7 @@ impl Book {
             r.portion = (rest / left).min(1.0);
         }
         let id = self.add_working(r, at.ts);
+        self.log.set_parent(id, o.id);
         match r.time_in_force {
             TimeInForce::Until(ts) => self.expiries.push(Reverse((ts, id))),
             TimeInForce::Day => {

@@ -107,7 +107,8 @@ pub(super) fn order_columns<'py>(
 }
 
 /// Order rows as columns (`Engine.orders`): order_id, symbol, side, size, limit, stop, sl,
-/// tp, role, tag, placed_ts, status, closed_ts, reason, filled_size, fill_price, filled_side.
+/// tp, role, tag, parent_id, placed_ts, status, closed_ts, reason, filled_size, fill_price,
+/// filled_side.
 fn order_columns_of<'py>(
     py: Python<'py>,
     rows: impl ExactSizeIterator<Item = OrderRow>,
@@ -129,6 +130,7 @@ fn order_columns_of<'py>(
         tp: x.take_profit,
         role: x.role as i8,
         tag: x.tag,
+        parent_id: x.parent as i64,
         placed_ts: x.placed_ts,
         status: x.status as i8,
         closed_ts: x.closed_ts,
