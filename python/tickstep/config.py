@@ -520,7 +520,7 @@ class BacktestConfig:
         margin). With it, the margin an account's positions require is summed over them,
         each at its own terms: a fill that grows a position is rejected when Σ worth /
         leverage would exceed equity, and the account is margin called when equity falls
-        below Σ maintenance_margin x worth, worth being |units| x price x multiplier at
+        below Σ maintenance_margin x worth, worth being ``|units| x price x multiplier`` at
         the marks. (With the same terms for every symbol that is the account's rule.)
         Symbols named must be the data's, as for ``commission_by_symbol``.
     funding_column : str, optional

@@ -1439,7 +1439,7 @@ class Strategy(StrategyBase):
     def margin_used(self) -> float:
         """The initial margin the positions hold at their latest prices: gross exposure /
         ``leverage``, or with symbols on terms of their own (``margin_by_symbol``) the sum
-        of each position's worth / its leverage (worth: |units| x price x multiplier)."""
+        of each position's worth / its leverage (worth: ``|units| x price x multiplier``)."""
         return self._ctx.margin_used()
 
     def buying_power(self, symbol: str | None = None) -> float:
