@@ -59,6 +59,9 @@ def _sets(data, rng):
     {"commission": 0.001, "timezone": "America/New_York", "benchmark": "A"},
     {"trade_start": "2024-01-05", "borrow_rate": 0.05, "cash_rate": 0.02, "timezone": "Asia/Tokyo"},
     {"record_every_bar": True, "risk_free_rate": 0.03, "commission_fixed": 1.0},
+    # Symbols' own margin terms and borrow fees (run by the engine's loop).
+    {"margin_by_symbol": {"C": {"leverage": 0.5}, "A": {"maintenance_margin": 0.2}},
+     "borrow_rate": 0.01, "borrow_rate_by_symbol": {"B": 0.3}},
 ])
 def test_grid_rows_equal_runs_alone_in_the_statistics_edge_cases(options):
     data = {"A": _walk(300, 1), "B": _walk(250, 2, "2024-01-02"), "C": _falling(280)}
