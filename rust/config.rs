@@ -192,6 +192,10 @@ pub struct Config {
     pub shortable: Vec<bool>,
     /// `slippage_bps`: basis points against the trader on market and stop fills.
     pub slippage_bps: f64,
+    /// `slippage_by_symbol`: per symbol (by index), its own slippage in basis points
+    /// rather than `slippage_bps` (a thin market's), set by `Engine::set_slippage`; empty
+    /// when every symbol slips by the account's.
+    pub slippages: Vec<Option<f64>>,
     /// `fill_at`: when market orders fill.
     pub fill_at: FillAt,
     /// `leverage`: gross exposure may reach `leverage` × equity; increases beyond it are
@@ -243,6 +247,7 @@ impl Default for Config {
             margins: Vec::new(),
             shortable: Vec::new(),
             slippage_bps: 0.0,
+            slippages: Vec::new(),
             fill_at: FillAt::NextOpen,
             leverage: 1.0,
             maintenance_margin: 0.0,
@@ -297,6 +302,16 @@ impl Config {
             most = most.max(own.most_beyond_a_sale()?);
         }
         Some(most)
+    }
+
+    /// The basis points `symbol`'s market and stop fills slip: its own
+    /// (`slippage_by_symbol`), or the account's.
+    #[inline]
+    pub fn slippage_of(&self, symbol: usize) -> f64 {
+        match self.slippages.get(symbol) {
+            Some(Some(own)) => *own,
+            _ => self.slippage_bps,
+        }
     }
 
     /// `symbol`'s margin terms: its own (`margin_by_symbol`), or the account's.
@@ -393,6 +408,11 @@ impl Config {
                 self.slippage_bps,
                 "basis points in [0, 10000)",
             );
+        }
+        for &own in self.slippages.iter().flatten() {
+            if !(own.is_finite() && (0.0..10_000.0).contains(&own)) {
+                return bad("slippage_by_symbol", own, "basis points in [0, 10000)");
+            }
         }
         if !(self.leverage.is_finite() && self.leverage > 0.0) {
             return bad("leverage", self.leverage, "finite and > 0");

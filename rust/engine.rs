@@ -299,6 +299,23 @@ impl Engine {
         Ok(())
     }
 
+    /// Market and stop fills of `symbol` slip by `bps` basis points rather than the
+    /// account's `slippage_bps` (`Config::slippages`): in [0, 10000), else refused naming
+    /// the symbol. Set before the run.
+    pub fn set_slippage(&mut self, symbol: usize, bps: f64) -> Result<()> {
+        if !(bps.is_finite() && (0.0..10_000.0).contains(&bps)) {
+            let name = self.market.name(symbol);
+            return Err(EngineError::InvalidConfig(format!(
+                "slippage_by_symbol['{name}'] = {bps}: must be basis points in [0, 10000)"
+            )));
+        }
+        let n = self.market.symbol_count();
+        let slippages = &mut self.config.slippages;
+        slippages.resize(n, None);
+        slippages[symbol] = Some(bps);
+        Ok(())
+    }
+
     /// Shorts of `symbol` pay `rate` a year rather than the account's `borrow_rate`
     /// (`Config::borrow_rates`): finite and at least 0, else refused naming the symbol.
     /// Set before the run.

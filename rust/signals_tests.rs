@@ -576,6 +576,7 @@ fn random_case(seed: u64) -> Case {
         multipliers: Vec::new(),
         margins: Vec::new(),
         shortable: Vec::new(),
+        slippages: Vec::new(),
         slippage_bps: [0.0, 5.0][d.below(2) as usize],
         fill_at: if d.chance(0.3) {
             crate::config::FillAt::Close
@@ -655,6 +656,12 @@ fn random_case(seed: u64) -> Case {
     // Symbols that may not be sold short now and then (drawn last).
     if d.chance(0.2) {
         config.shortable = (0..n).map(|_| d.chance(0.5)).collect();
+    }
+    // Some symbols' own slippage now and then (drawn last), the others the account's.
+    if d.chance(0.35) {
+        config.slippages = (0..n)
+            .map(|_| d.chance(0.6).then(|| [0.0, 5.0, 40.0][d.below(3) as usize]))
+            .collect();
     }
     // A funding column now and then (drawn last): a rate at one bar in eight or so, of
     // either sign, some of them 0; some symbols without the column.
@@ -880,7 +887,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut sized_per_bar, mut in_lots, mut added, mut timed) = (0, 0, 0, 0);
     let (mut called, mut called_quiet, mut funded, mut paid) = (0, 0, 0, 0);
     let (mut in_part, mut moved, mut multiplied, mut delisted) = (0, 0, 0, 0);
-    let mut unshortable = 0;
+    let (mut unshortable, mut own_slippage) = (0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -929,10 +936,15 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
                 ..c.config.clone()
             });
         }
+        if !c.config.slippages.is_empty() {
+            own_slippage += changes(Config {
+                slippages: Vec::new(),
+                ..c.config.clone()
+            });
+        }
         if !c.config.multipliers.is_empty() {
             multiplied += changes(Config {
                 multipliers: Vec::new(),
-                margins: Vec::new(),
                 ..c.config.clone()
             });
         }
@@ -1015,6 +1027,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         multiplied,
         delisted,
         unshortable,
+        own_slippage,
     ];
     eprintln!("{reached:?}");
     assert!(
@@ -1034,7 +1047,8 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && moved > 30
             && multiplied > 60
             && delisted > 30
-            && unshortable > 30,
+            && unshortable > 30
+            && own_slippage > 30,
         "{reached:?}"
     );
 }

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tickstep
+from conftest import run_script
 
 EXACT = dict(rel=1e-12, abs=1e-9)
 
@@ -413,6 +414,39 @@ def test_commission_and_slippage_arithmetic(bars, run):
     assert r.equity_frame["cash"].iloc[1] == approx(cash1)
     assert r.equity.iloc[1] == approx(cash1 + 1010)
     assert r.equity.iloc[-1] == approx(10000 + t.pnl)
+
+
+def test_a_symbols_own_slippage(bars):
+    # LIQUID slips by the account's 10 bp, THIN by its own 80 bp: market buys at bar 1's
+    # open 100 fill at 100.1 and 100.8; stop sells at 95 (bar 2 trades down to 94) at
+    # 95 x (1 - 10bp) and 95 x (1 - 80bp); THIN's limit sell never slips.
+    rows = [(100, 101, 99, 100), (100, 102, 99, 100), (100, 100, 94, 95), (95, 96, 94, 95)]
+    data = {"LIQUID": bars(rows), "THIN": bars(rows)}
+    script = {("LIQUID", 0): buy(10), ("THIN", 0): buy(10),
+              ("LIQUID", 1): sell(10, stop=95), ("THIN", 1): sell(5, stop=95),
+              ("THIN", 2): sell(5, limit=95)}
+    r = run_script(data, script, slippage=10, slippage_by_symbol={"THIN": 80})
+    f = r.fills
+    assert list(zip(f["symbol"], f["side"], strict=True)) == [
+        ("LIQUID", "buy"), ("THIN", "buy"), ("LIQUID", "sell"), ("THIN", "sell"), ("THIN", "sell")]
+    assert list(f["price"]) == approx([100.1, 100.8, 95 * 0.999, 95 * 0.992, 95.0])
+    # Signals mode slips by the same terms.
+    entries = pd.DataFrame({s: [True, False, False, False] for s in data}, index=data["THIN"].index)
+    bt = tickstep.Backtest(data, cash=10_000, slippage=10, slippage_by_symbol={"THIN": 80})
+    sig = bt.run_signals(entries=entries, exits=entries & False, size=10, size_type="amount")
+    assert sig.fills.set_index("symbol")["price"].to_dict() == {"LIQUID": approx(100.1),
+                                                                "THIN": approx(100.8)}
+
+
+def test_a_symbols_own_slippage_is_checked():
+    with pytest.raises(tickstep.ConfigError, match=r"slippage_by_symbol\['X'\]=-1"):
+        tickstep.BacktestConfig(slippage_by_symbol={"X": -1})
+    data = {"X": pd.DataFrame({"open": [1.0], "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0},
+                              index=pd.date_range("2024-01-01", periods=1, tz="UTC"))}
+    with pytest.raises(tickstep.ConfigError, match=r"slippage_by_symbol\['X'\] = 10000"):
+        tickstep.Backtest(data, tickstep.Strategy, slippage_by_symbol={"X": 10_000}).run()
+    with pytest.raises(tickstep.UnknownSymbolError, match="slippage_by_symbol: 'Y'"):
+        tickstep.Backtest(data, tickstep.Strategy, slippage_by_symbol={"Y": 1})
 
 
 #: A broker's schedule: half a cent a unit, at least 1.00 a fill, at most 1% of its value.

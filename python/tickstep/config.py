@@ -272,12 +272,23 @@ def _numbers_by_symbol(name: str, value: Mapping[Any, Any], rule: str,
 
 def _borrow_by_symbol(name: str, value: Any) -> FrozenMapping | None:
     # The symbols whose shorts pay a fee of their own; the others `borrow_rate`.
-    rule = "None or a mapping of symbols to their annual borrow fees, e.g. {'GME': 0.25}"
+    return _own_numbers(name, value, "annual borrow fees, e.g. {'GME': 0.25}", _non_negative)
+
+
+def _slippage_by_symbol(name: str, value: Any) -> FrozenMapping | None:
+    # The symbols whose fills slip by their own basis points; the others `slippage`'s.
+    return _own_numbers(name, value, "slippage in basis points, e.g. {'SHIB': 50}", _non_negative)
+
+
+def _own_numbers(name: str, value: Any, what: str,
+                 each: Callable[[str, Any], float]) -> FrozenMapping | None:
+    # None, or {symbol: number} by the rule of the account's option it stands in for.
+    rule = f"None or a mapping of symbols to their {what}"
     if value is None:
         return None
     if not isinstance(value, Mapping):
         raise _refuse(name, value, rule, wrong_type=True)
-    return _numbers_by_symbol(name, value, rule, _non_negative)
+    return _numbers_by_symbol(name, value, rule, each)
 
 
 def _shortable(name: str, value: Any) -> bool | tuple[str, ...]:
@@ -489,6 +500,11 @@ class BacktestConfig:
         ``commission_by_symbol``.
     slippage : float, default 0
         Basis points against the trader on market and stop fills; limits never slip (>= 0).
+    slippage_by_symbol : mapping, optional
+        Symbols whose market and stop fills slip by basis points of their own rather than
+        ``slippage``: ``{symbol: bps}`` (a thin coin beside liquid ones:
+        ``slippage=2, slippage_by_symbol={"SHIB": 50}``). Symbols named must be the
+        data's.
     trade_on_close : bool, default False
         Fill market orders at the close of the bar on which they are placed instead of
         the next bar's open.
@@ -641,6 +657,7 @@ class BacktestConfig:
     commission_by_symbol: Mapping[str, Mapping[str, float]] | None = _option(None, rule=_by_symbol)
     multiplier: float | Mapping[str, float] | None = _option(None, rule=_multiplier)
     slippage: float = _option(0.0, rule=_non_negative, engine="slippage_bps")
+    slippage_by_symbol: Mapping[str, float] | None = _option(None, rule=_slippage_by_symbol)
     trade_on_close: bool = _option(
         False, rule=_flag, engine="fill_at", to_engine=lambda v: "close" if v else "next_open"
     )
@@ -735,6 +752,7 @@ def check_symbols(config: BacktestConfig, symbols: Iterable[str]) -> None:
     for option, named in (("commission_by_symbol", config.commission_by_symbol or ()),
                           ("margin_by_symbol", config.margin_by_symbol or ()),
                           ("borrow_rate_by_symbol", config.borrow_rate_by_symbol or ()),
+                          ("slippage_by_symbol", config.slippage_by_symbol or ()),
                           ("multiplier", by_symbol), ("shortable", shortable)):
         for symbol in named:
             if symbol not in known:

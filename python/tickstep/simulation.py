@@ -176,7 +176,8 @@ def set_symbol_terms(engine: _core.Engine, config: BacktestConfig, symbols: Any)
     """The symbols' own terms for the symbols of this run (a run of some of the data's
     symbols, one job of a batch, sets those it has): the schedules of
     ``config.commission_by_symbol``, the margin terms of ``config.margin_by_symbol``, the
-    borrow fees of ``config.borrow_rate_by_symbol``, the multipliers of ``config.multiplier`` and the symbols ``config.shortable`` does not
+    borrow fees of ``config.borrow_rate_by_symbol``, the slippage of
+    ``config.slippage_by_symbol``, the multipliers of ``config.multiplier`` and the symbols ``config.shortable`` does not
     allow to be sold short."""
     present = set(symbols)
     for symbol, parts in (config.commission_by_symbol or {}).items():
@@ -188,6 +189,9 @@ def set_symbol_terms(engine: _core.Engine, config: BacktestConfig, symbols: Any)
     for symbol, rate in (config.borrow_rate_by_symbol or {}).items():
         if symbol in present:
             engine.set_borrow_rate(symbol, rate)
+    for symbol, bps in (config.slippage_by_symbol or {}).items():
+        if symbol in present:
+            engine.set_slippage(symbol, bps)
     if config.shortable is not True:
         for symbol in symbols:
             if config.shortable is False or symbol not in config.shortable:

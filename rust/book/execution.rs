@@ -160,7 +160,7 @@ impl Book {
             *left -= size;
             share = size / *volume;
         }
-        let price = slipped(order, direction, raw_price, config.slippage_bps);
+        let price = slipped(order, direction, raw_price, config.slippage_of(s));
         let price = impacted(order, direction, price, share, self.impact);
         // A limit order filled at its own limit price rested until the market came to it:
         // a maker's fill. At a better price (the bar opened through the limit), or any

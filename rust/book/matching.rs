@@ -4,9 +4,9 @@
 //! first (in placement order), then, after the open, stop-type orders before limits; a
 //! limit fill that adds bracket legs sends the walk back to the stops, so the new
 //! stop-loss is matched before later limits; orders at the close last, at the close. It
-//! only decides; the book executes each
-//! match before asking for the next one (an execution may add legs or cancel siblings),
-//! and may pause a play while an increase waits for its turn (see `book`).
+//! only decides; the book executes each match before asking for the next one (an
+//! execution may add legs or cancel siblings), and may pause a play while an increase
+//! waits for its turn (see `book`).
 
 use crate::broker::{match_order, ratchet, Bar, Moment};
 use crate::orders::{Order, Side, Trail};

@@ -326,6 +326,7 @@ impl PyEngine {
             margins: Vec::new(),
             shortable: Vec::new(),
             slippage_bps,
+            slippages: Vec::new(),
             fill_at: FillAt::parse(fill_at).py_err(py)?,
             leverage,
             maintenance_margin,
@@ -432,6 +433,16 @@ impl PyEngine {
             maintenance: maintenance_margin.unwrap_or(account.maintenance_margin),
         };
         self.engine.set_symbol_margin(s, margin).py_err(py)
+    }
+
+    /// Market and stop fills of `symbol` (a name of the market) slip by `bps` basis points
+    /// rather than the account's slippage; set before the run.
+    fn set_slippage(&mut self, py: Python<'_>, symbol: &str, bps: f64) -> PyResult<()> {
+        let Some(s) = self.engine.market().symbol_index(symbol) else {
+            let message = format!("slippage_by_symbol: {symbol:?} is not a symbol of the data");
+            return Err(config_error(py, message));
+        };
+        self.engine.set_slippage(s, bps).py_err(py)
     }
 
     /// Shorts of `symbol` (a name of the market) pay `rate` a year rather than the

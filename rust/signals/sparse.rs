@@ -301,7 +301,8 @@ impl<'a, 'm> Driver<'a, 'm> {
             lanes[s].rank = r as u32;
         }
         let at_close = p.config.fill_at == FillAt::Close;
-        let longs_affordable = p.config.leverage >= 1.0 && p.config.slippage_bps < 10_000.0;
+        // (Every slippage is below 100%: `Config::validate`.)
+        let longs_affordable = p.config.leverage >= 1.0;
         let columns = [p.config.funding, p.config.dividends];
         let payment_bars = match columns {
             [None, None] => Vec::new(),
@@ -755,7 +756,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             for o in self.p.book.working(s).iter().filter(|o| o.live) {
                 match o.role {
                     Role::Entry if o.side == Side::Buy && o.is_market() => {
-                        let price = slipped(o, 1.0, open, config.slippage_bps);
+                        let price = slipped(o, 1.0, open, config.slippage_of(s));
                         // Its bracket legs may sell in this bar too.
                         let legs = [
                             o.stop_loss.is_some() || o.stop_loss_trail.is_some(),

@@ -57,7 +57,7 @@ class BatchRequest(BaseModel):
                   | dict[str, dict[str, StrictInt | StrictFloat]]] = Field(
         default_factory=dict, description="Engine options: cash, commission, slippage, ...; "
         "commission_by_symbol and margin_by_symbol as {symbol: {part: number}}; multiplier "
-        "as a number or {symbol: number}; borrow_rate_by_symbol as {symbol: rate}; "
+        "as a number or {symbol: number}; borrow_rate_by_symbol and slippage_by_symbol as {symbol: number}; "
         "shortable as true, false or a list of symbols.")
     data: str | None = Field(None, max_length=500, description="A store file inside the "
                              "service's data directory (default: the service's store).")
