@@ -742,6 +742,22 @@ impl Book {
         working.any(|o| o.live && o.role == Role::ClosePosition && o.trade.is_none())
     }
 
+    /// The close `id` of `symbol` just placed by `exclusive_orders` before an order at the
+    /// open or at the close (`tif`) fills at that moment too, just before the order (placed
+    /// first), and ends with it on `last_bar`, the order's bar.
+    pub fn close_at_moment(&mut self, symbol: usize, id: u64, tif: TimeInForce, last_bar: usize) {
+        if let Some(o) = self.working[symbol]
+            .iter_mut()
+            .find(|o| o.id == id && o.live)
+        {
+            o.time_in_force = tif;
+            if o.last_bar.is_none() {
+                o.last_bar = Some(last_bar);
+                self.bar_limited += 1;
+            }
+        }
+    }
+
     /// Cancel `symbol`'s entry orders still working (not the exits of its trades, nor
     /// the closes placed): what `exclusive_orders` does before an order is placed.
     pub fn cancel_entries(&mut self, symbol: usize, now: i64) {

@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::market::Market;
-use crate::orders::{Order, OrderRequest, Role};
+use crate::orders::{Order, OrderRequest, Role, TimeInForce};
 use crate::portfolio::{worth, Lot, Portfolio, Position};
 use crate::results::TradeRow;
 use crate::studies::Studies;
@@ -195,18 +195,26 @@ impl TickContext<'_> {
 
     /// Place an order; it joins the book at this tick's barrier. Returns its id. With
     /// `exclusive_orders`, the symbol's entry orders still working are cancelled and its
-    /// position is closed first (the close fills before the order, in the same batch).
+    /// position is closed first (the close fills before the order, in the same batch, at
+    /// the same moment for an order at the open or the close).
     pub fn submit(&mut self, req: OrderRequest) -> Result<u64> {
         self.check_symbol(req.symbol)?;
         let s = req.symbol;
+        let bar = self.clock.current_bar(s);
         if self.config.exclusive_orders {
             self.book.cancel_entries(s, self.now);
             // One close suffices (sized when it fills): not one more per order placed.
             if !self.book.closing(s) {
-                self.close_position(s)?;
+                let close = self.close_position(s)?;
+                if let (Some(id), TimeInForce::AtTheOpen | TimeInForce::AtTheClose) =
+                    (close, req.time_in_force)
+                {
+                    let last_bar = self.first_bar_after_barrier(s, bar);
+                    self.book
+                        .close_at_moment(s, id, req.time_in_force, last_bar);
+                }
             }
         }
-        let bar = self.clock.current_bar(s);
         let placing = Placing {
             name: self.market.name(s),
             price: self.price(s),

@@ -195,3 +195,15 @@ def test_a_limit_exit_or_else_at_the_close_in_one_group():
         assert len(filled) == 1 and len(o[o["status"] == "cancelled"]) == 1
         assert filled["limit"].notna().tolist() == [role_filled == "limit"]
         assert r.positions.empty
+
+
+@pytest.mark.parametrize(("tif", "close_price"), [("close", 96.0), ("opg", 103.0), ("gtc", 103.0)])
+def test_with_exclusive_orders_the_close_comes_at_the_orders_moment(tif, close_price):
+    # Long 10 from Jan 2's open; on Jan 2 a buy of 5 with exclusive_orders: the position
+    # is closed just before it, at Jan 3's close for an order at the close (96), at its
+    # open otherwise (103).
+    r = run_script(DATA, {0: buy(10), 1: buy(5, tif=tif)}, exclusive_orders=True)
+    entry_price = 96.0 if tif == "close" else 103.0
+    assert fills(r)[1:] == [(START + 2 * DAY, "sell", 10, close_price),
+                            (START + 2 * DAY, "buy", 5, entry_price)]
+    assert r.positions["size"].tolist() == [5]
