@@ -160,3 +160,56 @@ def test_a_streamed_run_closes_the_same_positions(window, tmp_path):
         pd.testing.assert_frame_equal(streamed.orders, in_memory.orders, check_exact=True)
         pd.testing.assert_frame_equal(streamed.fills, in_memory.fills, check_exact=True)
     store.close()
+
+
+def test_only_the_symbols_named_are_closed_when_their_bars_end():
+    # BBB and CCC both stop early; only BBB is named as delisted: CCC's position stays,
+    # marked at its last close (a gap in its data, say), its orders working.
+    data = {**DATA, "CCC": bars([30, 30, 33])}
+    r = run_script(data, {0: both}, cash=10_000, close_delisted=["BBB"])
+    closed = r.orders[r.orders["reason"] == DELISTED]
+    assert set(closed["symbol"]) == {"BBB"}
+    assert sorted(r.positions.index) == ["AAA", "CCC"]
+    everyone = run_script(data, {0: both}, cash=10_000, close_delisted=True)
+    assert sorted(everyone.positions.index) == ["AAA"]
+    # None named: as off.
+    none = run_script(data, {0: both}, cash=10_000, close_delisted=[])
+    assert sorted(none.positions.index) == ["AAA", "BBB", "CCC"]
+
+
+def test_the_symbols_named_are_the_datas_and_kept_sorted():
+    assert tickstep.BacktestConfig(close_delisted=["BBB", "AAA"]).close_delisted == ("AAA", "BBB")
+    with pytest.raises(tickstep.UnknownSymbolError, match=r"close_delisted: 'BB' is not a symbol"):
+        tickstep.Backtest(DATA, tickstep.Strategy, close_delisted=["BB"])
+    with pytest.raises(tickstep.ConfigError, match="close_delisted='BBB'"):
+        tickstep.BacktestConfig(close_delisted="BBB")
+
+
+@pytest.mark.parametrize("window", ["1D", "2D"])
+def test_a_streamed_run_closes_only_the_symbols_named(window):
+    data = {**DATA, "CCC": bars([30, 30, 33])}
+    whole = tickstep.Backtest(data, _Both, close_delisted=["CCC"]).run()
+    streamed = tickstep.Backtest(data, _Both, close_delisted=["CCC"], stream=window).run()
+    pd.testing.assert_frame_equal(streamed.fills, whole.fills)
+    assert sorted(whole.positions.index) == ["AAA", "BBB"]
+
+
+class _Both(tickstep.Strategy):
+    def init(self):
+        self.placed = set()
+
+    def next(self, symbol):
+        if symbol not in self.placed:
+            self.placed.add(symbol)
+            self.buy(size=10)
+
+
+def test_the_symbols_named_on_the_command_line_and_over_http():
+    # The option is a flag or its symbols, as shortable: true/false or names by commas.
+    from tickstep.cli._common import parse_engine_options
+    from tickstep.service.options import FLAG_OR_SYMBOLS, check_config
+
+    assert "close_delisted" in FLAG_OR_SYMBOLS
+    assert parse_engine_options(["close_delisted=LEH,BSC"]) == {"close_delisted": ["LEH", "BSC"]}
+    assert parse_engine_options(["close_delisted=true"]) == {"close_delisted": True}
+    assert check_config({"close_delisted": ["LEH"]}).close_delisted == ("LEH",)

@@ -293,8 +293,18 @@ def _own_numbers(name: str, value: Any, what: str,
 
 def _shortable(name: str, value: Any) -> bool | tuple[str, ...]:
     # Every symbol (True), none (False: a long-only account), or the symbols named.
-    rule = ("True (every symbol may be sold short), False (none: long only) or the symbols "
-            "that may, e.g. ['SPY', 'QQQ']")
+    return _flag_or_symbols(name, value, "True (every symbol may be sold short), False (none: "
+                                         "long only) or the symbols that may, e.g. ['SPY', 'QQQ']")
+
+
+def _close_delisted(name: str, value: Any) -> bool | tuple[str, ...]:
+    # Every symbol whose bars end early (True), none (False), or the symbols named.
+    return _flag_or_symbols(name, value, "True (every symbol whose bars end before the run's), "
+                                         "False (none) or the symbols delisted, e.g. ['LEH']")
+
+
+def _flag_or_symbols(name: str, value: Any, rule: str) -> bool | tuple[str, ...]:
+    # A flag for every symbol, or the symbols it applies to (sorted: one config per set).
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
@@ -585,15 +595,18 @@ class BacktestConfig:
         for margin. Symbols named must be the data's. Over HTTP: true, false or a list of
         symbols; on the command line: true, false or symbols separated by commas
         (``-o shortable=SPY,QQQ``).
-    close_delisted : bool, default False
-        A symbol whose bars end before the run's last day (in ``timezone``'s days: a
+    close_delisted : bool or collection of str, default False
+        True, or the symbols named (``["LEH", "BSC"]``: the ones known to be delisted,
+        where others' bars may end early for other reasons). A symbol whose bars end
+        before the run's last day (in ``timezone``'s days: a
         delisted or merged stock, an expired contract, in data free of survivorship
         bias) stops trading at its last bar: at that bar's close, after the orders of its
         tick joined, its working orders are cancelled and its position closed there
         (a market order, slipped and charged; the orders say why), freeing the cash it
         held. Off: the position stays to the end, marked at its last close, and its
         orders keep working with no bar to fill on. A streamed run finds each symbol's
-        last bar before its first window (one query of a store).
+        last bar before its first window (one query of a store). Symbols named must be
+        the data's; over HTTP and on the command line as for ``shortable``.
     sizer : callable, default ``PercentOfEquity(0.95)``
         Sizes orders placed without ``size`` (see `tickstep.sizing`).
     record_every_bar : bool, default False
@@ -669,7 +682,7 @@ class BacktestConfig:
     volume_limit: float | None = _option(None, rule=_volume_limit, engine="volume_limit")
     volume_impact: float = _option(0.0, rule=_impact, engine="volume_impact")
     shortable: bool | tuple[str, ...] = _option(True, rule=_shortable)
-    close_delisted: bool = _option(False, rule=_flag)
+    close_delisted: bool | tuple[str, ...] = _option(False, rule=_close_delisted)
     exclusive_orders: bool = _option(False, rule=_flag, engine="exclusive_orders")
     sizer: Sizer = _option(rule=_sizer, default_factory=lambda: PercentOfEquity(0.95))
     record_every_bar: bool = _option(False, rule=_flag, engine="record_every_bar")
@@ -749,11 +762,13 @@ def check_symbols(config: BacktestConfig, symbols: Iterable[str]) -> None:
     known = list(symbols)
     by_symbol = config.multiplier if isinstance(config.multiplier, Mapping) else ()
     shortable = config.shortable if isinstance(config.shortable, tuple) else ()
+    delisted = config.close_delisted if isinstance(config.close_delisted, tuple) else ()
     for option, named in (("commission_by_symbol", config.commission_by_symbol or ()),
                           ("margin_by_symbol", config.margin_by_symbol or ()),
                           ("borrow_rate_by_symbol", config.borrow_rate_by_symbol or ()),
                           ("slippage_by_symbol", config.slippage_by_symbol or ()),
-                          ("multiplier", by_symbol), ("shortable", shortable)):
+                          ("multiplier", by_symbol), ("shortable", shortable),
+                          ("close_delisted", delisted)):
         for symbol in named:
             if symbol not in known:
                 raise UnknownSymbolError(f"{option}: {symbol!r} is not a symbol of the data"

@@ -144,7 +144,7 @@ def engine_for(market: _core.Market, config: BacktestConfig, ends: Any = _UNSET)
     set_symbol_terms(engine, config, market.symbols)
     if config.close_delisted and len(market.timeline()):
         engine.set_delistings(delistings(market.last_times(), int(market.timeline()[-1]),
-                                         config.timezone))
+                                         config.timezone, config.close_delisted, market.symbols))
     if ends is _UNSET:
         ends = session_ends(market, config.timezone)
     if ends is not None:
@@ -159,13 +159,17 @@ def engine_for(market: _core.Market, config: BacktestConfig, ends: Any = _UNSET)
 _NEVER = np.iinfo(np.int64).min
 
 
-def delistings(last_times: np.ndarray, end: int, timezone: str) -> np.ndarray:
+def delistings(last_times: np.ndarray, end: int, timezone: str, which: Any = True,
+               symbols: Any = ()) -> np.ndarray:
     """Per symbol, the time of its last bar (``last_times``) when it stops trading before
     the run's last day (``end``'s, in ``timezone``'s days), else `_NEVER`: the rule of
-    ``BacktestConfig.close_delisted``. A symbol with bars on the last day trades to the
-    end, its last bar some minutes before the run's or not."""
+    ``BacktestConfig.close_delisted`` (``which``: True for every symbol, or the names of
+    those it applies to, of ``symbols`` in the market's order). A symbol with bars on the
+    last day trades to the end, its last bar some minutes before the run's or not."""
     times = np.asarray(last_times, dtype=np.int64)
     known = times != _NEVER
+    if which is not True:
+        known &= np.isin(np.asarray(list(symbols), dtype=object), list(which))
     days = np.full(len(times), np.iinfo(np.int64).max)
     days[known] = _local_days(times[known], timezone)
     last_day = _local_days(np.array([end], dtype=np.int64), timezone)[0]
@@ -572,7 +576,8 @@ def simulate_stream(
     summary = _RunSummary(names, since, bench)
     # Each symbol's last bar in the whole stream, found before the reader starts (a
     # store's connection reads one statement at a time).
-    ended = (delistings(stream.last_times(), int(stream.last), config.timezone)
+    ended = (delistings(stream.last_times(), int(stream.last), config.timezone,
+                        config.close_delisted, names)
              if config.close_delisted else None)
     # The reader thread reads each window and builds its market (the kept past joined,
     # the columns handed to the core) while the engine runs the one before.
