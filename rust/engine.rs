@@ -287,9 +287,19 @@ impl Engine {
         Ok(())
     }
 
-    /// `symbol`'s own margin terms (`Config::margins`) rather than the account's (checked
-    /// by their rules, a refusal naming the symbol). Set before the run.
-    pub fn set_symbol_margin(&mut self, symbol: usize, margin: Margin) -> Result<()> {
+    /// `symbol`'s own margin terms (`Config::margins`) rather than the account's, a part
+    /// not given (None) the account's (checked by their rules, a refusal naming the
+    /// symbol). Set before the run.
+    pub fn set_symbol_margin(
+        &mut self,
+        symbol: usize,
+        leverage: Option<f64>,
+        maintenance: Option<f64>,
+    ) -> Result<()> {
+        let margin = Margin {
+            leverage: leverage.unwrap_or(self.config.leverage),
+            maintenance: maintenance.unwrap_or(self.config.maintenance_margin),
+        };
         let name = self.market.name(symbol);
         margin.validate(&format!("margin_by_symbol['{name}']: "))?;
         let n = self.market.symbol_count();

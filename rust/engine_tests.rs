@@ -396,11 +396,7 @@ fn symbols_own_margin_terms_sum_into_the_accounts_margin() {
     let future = bars(&[flat(100.0), flat(100.0), flat(85.0), flat(84.0), flat(84.0)]);
     let m = Market::new(vec!["A".into(), "F".into()], vec![stock, future]).unwrap();
     let mut e = Engine::new(Arc::new(m), Config::default()).unwrap();
-    let own = crate::config::Margin {
-        leverage: 10.0,
-        maintenance: 0.05,
-    };
-    e.set_symbol_margin(1, own).unwrap();
+    e.set_symbol_margin(1, Some(10.0), Some(0.05)).unwrap();
     e.run(&mut Script(|e: &mut TickContext, s, i| {
         if i == 0 && s == 1 {
             // 500 F at 100 require 5,000 of the 10,000; then 60 A would take 6,000 more
@@ -432,20 +428,18 @@ fn symbols_own_margin_terms_sum_into_the_accounts_margin() {
 fn a_symbols_margin_terms_are_checked_naming_it() {
     let m = Market::new(vec!["ES".into()], vec![bars(&[FLAT])]).unwrap();
     let mut e = Engine::new(Arc::new(m), Config::default()).unwrap();
-    let bad = crate::config::Margin {
-        leverage: 0.0,
-        maintenance: 0.0,
-    };
-    let message = e.set_symbol_margin(0, bad).unwrap_err().to_string();
+    let message = e
+        .set_symbol_margin(0, Some(0.0), None)
+        .unwrap_err()
+        .to_string();
     assert!(
         message.contains("margin_by_symbol['ES']: leverage = 0: must be finite and > 0"),
         "{message}"
     );
-    let bad = crate::config::Margin {
-        leverage: 2.0,
-        maintenance: 1.0,
-    };
-    let message = e.set_symbol_margin(0, bad).unwrap_err().to_string();
+    let message = e
+        .set_symbol_margin(0, Some(2.0), Some(1.0))
+        .unwrap_err()
+        .to_string();
     assert!(
         message.contains("margin_by_symbol['ES']: maintenance_margin = 1"),
         "{message}"

@@ -11,7 +11,7 @@ use super::context::PyContext;
 use super::errors::{config_error, IntoPyResult};
 use super::market::PyMarket;
 use crate::candles::WallClock;
-use crate::config::{Commission, Config, FillAt, Margin};
+use crate::config::{Commission, Config, FillAt};
 use crate::engine::{Engine, Logs};
 use crate::error::EngineError;
 use crate::orders::{OrderRow, Reason};
@@ -266,6 +266,19 @@ impl PyTradeLog {
     }
 }
 
+impl PyEngine {
+    /// The index of `symbol`, a name a per-symbol option (`option`) gives; refused naming
+    /// the option when the market has no such symbol.
+    fn symbol_named(&self, py: Python<'_>, option: &str, symbol: &str) -> PyResult<usize> {
+        self.engine.market().symbol_index(symbol).ok_or_else(|| {
+            config_error(
+                py,
+                format!("{option}: {symbol:?} is not a symbol of the data"),
+            )
+        })
+    }
+}
+
 #[pymethods]
 impl PyEngine {
     #[new]
@@ -388,10 +401,7 @@ impl PyEngine {
         commission_cap: Option<f64>,
         commission_maker: Option<f64>,
     ) -> PyResult<()> {
-        let Some(s) = self.engine.market().symbol_index(symbol) else {
-            let message = format!("commission_by_symbol: {symbol:?} is not a symbol of the data");
-            return Err(config_error(py, message));
-        };
+        let s = self.symbol_named(py, "commission_by_symbol", symbol)?;
         let schedule = Commission {
             rate: commission,
             fixed: commission_fixed,
@@ -406,10 +416,7 @@ impl PyEngine {
     /// `symbol` (a name of the market) is worth `multiplier` in money per unit and point
     /// of its price (a futures contract's multiplier); set before the run.
     fn set_multiplier(&mut self, py: Python<'_>, symbol: &str, multiplier: f64) -> PyResult<()> {
-        let Some(s) = self.engine.market().symbol_index(symbol) else {
-            let message = format!("multiplier: {symbol:?} is not a symbol of the data");
-            return Err(config_error(py, message));
-        };
+        let s = self.symbol_named(py, "multiplier", symbol)?;
         self.engine.set_multiplier(s, multiplier).py_err(py)
     }
 
@@ -423,44 +430,29 @@ impl PyEngine {
         leverage: Option<f64>,
         maintenance_margin: Option<f64>,
     ) -> PyResult<()> {
-        let Some(s) = self.engine.market().symbol_index(symbol) else {
-            let message = format!("margin_by_symbol: {symbol:?} is not a symbol of the data");
-            return Err(config_error(py, message));
-        };
-        let account = self.engine.config();
-        let margin = Margin {
-            leverage: leverage.unwrap_or(account.leverage),
-            maintenance: maintenance_margin.unwrap_or(account.maintenance_margin),
-        };
-        self.engine.set_symbol_margin(s, margin).py_err(py)
+        let s = self.symbol_named(py, "margin_by_symbol", symbol)?;
+        (self.engine)
+            .set_symbol_margin(s, leverage, maintenance_margin)
+            .py_err(py)
     }
 
     /// Market and stop fills of `symbol` (a name of the market) slip by `bps` basis points
     /// rather than the account's slippage; set before the run.
     fn set_slippage(&mut self, py: Python<'_>, symbol: &str, bps: f64) -> PyResult<()> {
-        let Some(s) = self.engine.market().symbol_index(symbol) else {
-            let message = format!("slippage_by_symbol: {symbol:?} is not a symbol of the data");
-            return Err(config_error(py, message));
-        };
+        let s = self.symbol_named(py, "slippage_by_symbol", symbol)?;
         self.engine.set_slippage(s, bps).py_err(py)
     }
 
     /// Shorts of `symbol` (a name of the market) pay `rate` a year rather than the
     /// account's `borrow_rate`; set before the run.
     fn set_borrow_rate(&mut self, py: Python<'_>, symbol: &str, rate: f64) -> PyResult<()> {
-        let Some(s) = self.engine.market().symbol_index(symbol) else {
-            let message = format!("borrow_rate_by_symbol: {symbol:?} is not a symbol of the data");
-            return Err(config_error(py, message));
-        };
+        let s = self.symbol_named(py, "borrow_rate_by_symbol", symbol)?;
         self.engine.set_borrow_rate(s, rate).py_err(py)
     }
 
     /// Whether `symbol` (a name of the market) may be sold short; set before the run.
     fn set_shortable(&mut self, py: Python<'_>, symbol: &str, shortable: bool) -> PyResult<()> {
-        let Some(s) = self.engine.market().symbol_index(symbol) else {
-            let message = format!("shortable: {symbol:?} is not a symbol of the data");
-            return Err(config_error(py, message));
-        };
+        let s = self.symbol_named(py, "shortable", symbol)?;
         self.engine.set_shortable(s, shortable);
         Ok(())
     }
