@@ -131,32 +131,111 @@ impl Commission {
     }
 }
 
-/// A symbol's margin terms, as fractions of what its position is worth (|units| × price ×
-/// multiplier): an increase may take the margin it requires, worth / `leverage` summed over
-/// the positions, up to the account's equity (the initial margin); below `maintenance` ×
-/// worth summed so, the account is margin called. Stocks on a Reg T account: leverage 2,
-/// maintenance 0.25; a futures contract whose exchange asks 5%: leverage 20.
+/// A symbol's margin terms: what its position requires to be opened (the initial margin)
+/// and to be kept (the maintenance margin). An increase may take the initial margin summed
+/// over the positions up to the account's equity; below the maintenance margin summed so,
+/// the account is margin called.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Margin {
-    pub leverage: f64,
-    pub maintenance: f64,
+pub enum Margin {
+    /// As fractions of what the position is worth (|units| × price × multiplier): worth /
+    /// `leverage` to open, `maintenance` × worth to keep. Stocks on a Reg T account:
+    /// leverage 2, maintenance 0.25; a contract whose exchange asks 5%: leverage 20.
+    OfWorth { leverage: f64, maintenance: f64 },
+    /// As money per unit held, whatever the price: |units| × `initial` to open, |units| ×
+    /// `maintenance` to keep (an exchange's margin per futures contract, in the account's
+    /// money).
+    PerUnit { initial: f64, maintenance: f64 },
+}
+
+/// A symbol's margin terms as given (`margin_by_symbol`), each part optional:
+/// `Engine::set_symbol_margin` makes them terms (`Margin`) or refuses them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MarginParts {
+    /// `leverage`.
+    pub leverage: Option<f64>,
+    /// `maintenance_margin` (a fraction of worth).
+    pub maintenance: Option<f64>,
+    /// `initial_margin_per_unit`.
+    pub initial_per_unit: Option<f64>,
+    /// `maintenance_margin_per_unit`.
+    pub maintenance_per_unit: Option<f64>,
 }
 
 impl Margin {
+    /// The margin a position of `units` (|size|) worth `worth` requires to be opened.
+    #[inline]
+    pub fn initial(&self, units: f64, worth: f64) -> f64 {
+        match *self {
+            Margin::OfWorth { leverage, .. } => worth / leverage,
+            Margin::PerUnit { initial, .. } => units * initial,
+        }
+    }
+
+    /// The margin a position of `units` (|size|) worth `worth` requires to be kept.
+    #[inline]
+    pub fn maintenance(&self, units: f64, worth: f64) -> f64 {
+        match *self {
+            Margin::OfWorth { maintenance, .. } => worth * maintenance,
+            Margin::PerUnit { maintenance, .. } => units * maintenance,
+        }
+    }
+
+    /// The worth of `symbol` a free amount of equity can carry: × leverage, or at the
+    /// units it pays the initial margin of, each worth `unit_worth` (price × multiplier).
+    #[inline]
+    pub fn worth_carried(&self, free: f64, unit_worth: f64) -> f64 {
+        match *self {
+            Margin::OfWorth { leverage, .. } => free * leverage,
+            Margin::PerUnit { initial, .. } => free / initial * unit_worth,
+        }
+    }
+
     /// Refuse terms out of range, naming the option (`what`) and the rule.
     pub fn validate(&self, what: &str) -> Result<()> {
-        if !(self.leverage.is_finite() && self.leverage > 0.0) {
-            return Err(EngineError::InvalidConfig(format!(
-                "{what}leverage = {}: must be finite and > 0",
-                self.leverage
-            )));
-        }
-        if !(self.maintenance.is_finite() && (0.0..1.0).contains(&self.maintenance)) {
-            return Err(EngineError::InvalidConfig(format!(
-                "{what}maintenance_margin = {}: must be a fraction of what the position is \
-                 worth in [0, 1)",
-                self.maintenance
-            )));
+        let bad = |part: &str, v: f64, rule: &str| {
+            Err(EngineError::InvalidConfig(format!(
+                "{what}{part} = {v}: must be {rule}"
+            )))
+        };
+        match *self {
+            Margin::OfWorth {
+                leverage,
+                maintenance,
+            } => {
+                if !(leverage.is_finite() && leverage > 0.0) {
+                    return bad("leverage", leverage, "finite and > 0");
+                }
+                if !(maintenance.is_finite() && (0.0..1.0).contains(&maintenance)) {
+                    return bad(
+                        "maintenance_margin",
+                        maintenance,
+                        "a fraction of what the position is worth in [0, 1)",
+                    );
+                }
+            }
+            Margin::PerUnit {
+                initial,
+                maintenance,
+            } => {
+                if !(initial.is_finite() && initial > 0.0) {
+                    return bad(
+                        "initial_margin_per_unit",
+                        initial,
+                        "an amount of money per unit, finite and > 0",
+                    );
+                }
+                if !(maintenance.is_finite() && (0.0..=initial).contains(&maintenance)) {
+                    return bad(
+                        "maintenance_margin_per_unit",
+                        maintenance,
+                        &format!(
+                            "an amount of money per unit in [0, initial_margin_per_unit = \
+                             {initial}] (a broker asks no more to keep a position than to \
+                             open it)"
+                        ),
+                    );
+                }
+            }
         }
         Ok(())
     }
@@ -319,7 +398,7 @@ impl Config {
     pub fn margin_of(&self, symbol: usize) -> Margin {
         match self.margins.get(symbol) {
             Some(Some(own)) => *own,
-            _ => Margin {
+            _ => Margin::OfWorth {
                 leverage: self.leverage,
                 maintenance: self.maintenance_margin,
             },
@@ -341,14 +420,18 @@ impl Config {
         if self.margins.is_empty() {
             return after.gross > after.equity * self.leverage * (1.0 + 1e-12);
         }
-        let required = self.initial_margin(account, Some((after.symbol, after.worth)));
+        let required = self.initial_margin(account, Some((after.symbol, after.units, after.worth)));
         required > after.equity * (1.0 + 1e-12)
     }
 
-    /// Σ worth / leverage over the positions, each at its own terms, `change` in place of
-    /// one symbol's worth (`Portfolio::required_margin`).
-    fn initial_margin(&self, account: &Portfolio, change: Option<(usize, f64)>) -> f64 {
-        account.required_margin(|s, worth| worth / self.margin_of(s).leverage, change)
+    /// Σ initial margin over the positions, each at its own terms (worth / leverage, or
+    /// units × initial per unit), `change` in place of one symbol's units and worth
+    /// (`Portfolio::required_margin`).
+    fn initial_margin(&self, account: &Portfolio, change: Option<(usize, f64, f64)>) -> f64 {
+        account.required_margin(
+            |s, units, worth| self.margin_of(s).initial(units, worth),
+            change,
+        )
     }
 
     /// The initial margin the account's positions hold at their marks: gross exposure /
@@ -362,17 +445,25 @@ impl Config {
     }
 
     /// How much more of `symbol` the account may hold, in what it is worth at the marks:
-    /// the equity its positions' margin leaves free times `symbol`'s leverage, 0 when none
-    /// is (commissions and a fill's price away from the mark aside).
-    pub fn buying_power(&self, account: &Portfolio, symbol: usize) -> f64 {
+    /// the equity its positions' margin leaves free times `symbol`'s leverage (or, at a
+    /// margin per unit, the units it pays for, each worth `unit_worth` at the symbol's
+    /// latest price), 0 when none is free or a margin per unit meets a symbol not yet
+    /// priced (commissions and a fill's price away from the mark aside).
+    pub fn buying_power(&self, account: &Portfolio, symbol: usize, unit_worth: f64) -> f64 {
         let free = account.equity() - self.margin_used(account);
-        (free * self.margin_of(symbol).leverage).max(0.0)
+        let carried = (self.margin_of(symbol)).worth_carried(free, unit_worth);
+        if carried.is_nan() {
+            0.0
+        } else {
+            carried.max(0.0)
+        }
     }
 
     /// Whether an account holding positions is margin called at the marks of this tick:
     /// its equity is gone (zero or below), or below the maintenance margin its positions
     /// require: `maintenance_margin` × gross exposure, or with symbols' own terms
-    /// (`margin_by_symbol`) Σ maintenance × worth over the positions.
+    /// (`margin_by_symbol`) Σ maintenance × worth (or units × maintenance per unit) over
+    /// the positions.
     #[inline]
     pub fn margin_called(&self, account: &Portfolio) -> bool {
         let equity = account.equity();
@@ -382,7 +473,8 @@ impl Config {
         if self.margins.is_empty() {
             return equity < self.maintenance_margin * account.gross_exposure();
         }
-        equity < account.required_margin(|s, worth| worth * self.margin_of(s).maintenance, None)
+        let kept = |s, units, worth| self.margin_of(s).maintenance(units, worth);
+        equity < account.required_margin(kept, None)
     }
 
     /// Refuse options out of range, naming the option and the rule.

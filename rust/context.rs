@@ -170,7 +170,7 @@ impl TickContext<'_> {
 
     /// How much more of `symbol` the account may hold, in money (`Config::buying_power`).
     pub fn buying_power(&self, symbol: usize) -> f64 {
-        self.config.buying_power(self.portfolio, symbol)
+        (self.config).buying_power(self.portfolio, symbol, self.unit_value(symbol))
     }
 
     pub fn portfolio(&self) -> &Portfolio {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use crate::book::{Book, Rules};
 use crate::broker::Bar;
 use crate::clock::{iso_time, next_day_end, Clock, NANOS_PER_DAY};
-use crate::config::{Commission, Config, FillAt, Margin};
+use crate::config::{Commission, Config, FillAt, Margin, MarginParts};
 use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
 use crate::market::Market;
@@ -287,21 +287,41 @@ impl Engine {
         Ok(())
     }
 
-    /// `symbol`'s own margin terms (`Config::margins`) rather than the account's, a part
-    /// not given (None) the account's (checked by their rules, a refusal naming the
+    /// `symbol`'s own margin terms (`Config::margins`) rather than the account's: as
+    /// fractions of worth, a part not given (None) the account's; or as money per unit,
+    /// both parts given and no fraction (checked by their rules, a refusal naming the
     /// symbol). Set before the run.
-    pub fn set_symbol_margin(
-        &mut self,
-        symbol: usize,
-        leverage: Option<f64>,
-        maintenance: Option<f64>,
-    ) -> Result<()> {
-        let margin = Margin {
-            leverage: leverage.unwrap_or(self.config.leverage),
-            maintenance: maintenance.unwrap_or(self.config.maintenance_margin),
-        };
+    pub fn set_symbol_margin(&mut self, symbol: usize, parts: MarginParts) -> Result<()> {
         let name = self.market.name(symbol);
-        margin.validate(&format!("margin_by_symbol['{name}']: "))?;
+        let what = format!("margin_by_symbol['{name}']: ");
+        let margin = match (parts.initial_per_unit, parts.maintenance_per_unit) {
+            (None, None) => Margin::OfWorth {
+                leverage: parts.leverage.unwrap_or(self.config.leverage),
+                maintenance: parts.maintenance.unwrap_or(self.config.maintenance_margin),
+            },
+            _ if parts.leverage.is_some() || parts.maintenance.is_some() => {
+                return Err(EngineError::InvalidConfig(format!(
+                    "{what}margin per unit (initial_margin_per_unit, \
+                     maintenance_margin_per_unit) or as fractions of worth (leverage, \
+                     maintenance_margin), not both"
+                )));
+            }
+            (Some(initial), Some(maintenance)) => Margin::PerUnit {
+                initial,
+                maintenance,
+            },
+            (initial, _) => {
+                let missing = match initial {
+                    None => "initial_margin_per_unit",
+                    Some(_) => "maintenance_margin_per_unit",
+                };
+                return Err(EngineError::InvalidConfig(format!(
+                    "{what}{missing} is missing: a margin per unit gives both the initial \
+                     and the maintenance margin"
+                )));
+            }
+        };
+        margin.validate(&what)?;
         let n = self.market.symbol_count();
         let margins = &mut self.config.margins;
         margins.resize(n, None);

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::config::{Commission, Config, FillAt};
+use crate::config::{Commission, Config, FillAt, MarginParts};
 use crate::context::TickContext;
 use crate::engine::Engine;
 use crate::error::Result;
@@ -396,7 +396,12 @@ fn symbols_own_margin_terms_sum_into_the_accounts_margin() {
     let future = bars(&[flat(100.0), flat(100.0), flat(85.0), flat(84.0), flat(84.0)]);
     let m = Market::new(vec!["A".into(), "F".into()], vec![stock, future]).unwrap();
     let mut e = Engine::new(Arc::new(m), Config::default()).unwrap();
-    e.set_symbol_margin(1, Some(10.0), Some(0.05)).unwrap();
+    let terms = MarginParts {
+        leverage: Some(10.0),
+        maintenance: Some(0.05),
+        ..MarginParts::default()
+    };
+    e.set_symbol_margin(1, terms).unwrap();
     e.run(&mut Script(|e: &mut TickContext, s, i| {
         if i == 0 && s == 1 {
             // 500 F at 100 require 5,000 of the 10,000; then 60 A would take 6,000 more
@@ -429,7 +434,7 @@ fn a_symbols_margin_terms_are_checked_naming_it() {
     let m = Market::new(vec!["ES".into()], vec![bars(&[FLAT])]).unwrap();
     let mut e = Engine::new(Arc::new(m), Config::default()).unwrap();
     let message = e
-        .set_symbol_margin(0, Some(0.0), None)
+        .set_symbol_margin(0, fractions(Some(0.0), None))
         .unwrap_err()
         .to_string();
     assert!(
@@ -437,11 +442,93 @@ fn a_symbols_margin_terms_are_checked_naming_it() {
         "{message}"
     );
     let message = e
-        .set_symbol_margin(0, Some(2.0), Some(1.0))
+        .set_symbol_margin(0, fractions(Some(2.0), Some(1.0)))
         .unwrap_err()
         .to_string();
     assert!(
         message.contains("margin_by_symbol['ES']: maintenance_margin = 1"),
         "{message}"
     );
+    let refused = |parts: MarginParts| {
+        let mut e = Engine::new(e.market().clone(), Config::default()).unwrap();
+        e.set_symbol_margin(0, parts).unwrap_err().to_string()
+    };
+    let both = MarginParts {
+        leverage: Some(2.0),
+        ..per_unit(Some(1_000.0), Some(900.0))
+    };
+    assert!(refused(both).contains("margin_by_symbol['ES']: margin per unit"));
+    assert!(
+        refused(per_unit(Some(1_000.0), None)).contains("maintenance_margin_per_unit is missing")
+    );
+    assert!(refused(per_unit(None, Some(900.0))).contains("initial_margin_per_unit is missing"));
+    let message = refused(per_unit(Some(1_000.0), Some(1_100.0)));
+    assert!(
+        message.contains("maintenance_margin_per_unit = 1100: must be an amount of money"),
+        "{message}"
+    );
+    assert!(refused(per_unit(Some(0.0), Some(0.0))).contains("initial_margin_per_unit = 0"));
+}
+
+fn fractions(leverage: Option<f64>, maintenance: Option<f64>) -> MarginParts {
+    MarginParts {
+        leverage,
+        maintenance,
+        ..MarginParts::default()
+    }
+}
+
+fn per_unit(initial: Option<f64>, maintenance: Option<f64>) -> MarginParts {
+    MarginParts {
+        initial_per_unit: initial,
+        maintenance_per_unit: maintenance,
+        ..MarginParts::default()
+    }
+}
+
+/// A contract at an exchange's margin per unit, whatever its price: 10 contracts of 50 a
+/// point at 4,000 (worth 2,000,000) require 10 × 12,000 to open and 10 × 11,000 to keep.
+#[test]
+fn a_margin_per_unit_holds_each_contract_at_its_money() {
+    let flat = |p: f64| (p, p + 1.0, p - 1.0, p);
+    let prices = [4_000.0, 4_000.0, 3_970.0, 3_955.0, 3_955.0];
+    let future = bars(&prices.map(flat));
+    let m = Market::new(vec!["ES".into()], vec![future]).unwrap();
+    let config = Config {
+        cash: 130_000.0,
+        ..Config::default()
+    };
+    let mut e = Engine::new(Arc::new(m), config).unwrap();
+    e.set_multiplier(0, 50.0).unwrap();
+    e.set_symbol_margin(0, per_unit(Some(12_000.0), Some(11_000.0)))
+        .unwrap();
+    e.run(&mut Script(|e: &mut TickContext, _, i| {
+        if i == 0 {
+            // 11 contracts would require 132,000 of the 130,000: rejected; 10 take 120,000.
+            e.submit(OrderRequest::market(0, Side::Buy, 11.0)).unwrap();
+            e.submit(OrderRequest::market(0, Side::Buy, 10.0)).unwrap();
+        }
+        if i == 1 {
+            // 120,000 held, 10,000 free: 10,000 / 12,000 of a contract worth 200,000.
+            let expected = 10_000.0 / 12_000.0 * 200_000.0;
+            assert!(
+                (e.buying_power(0) - expected).abs() < 1e-6,
+                "{}",
+                e.buying_power(0)
+            );
+            assert_eq!(e.margin_used(), 120_000.0);
+        }
+    }))
+    .unwrap();
+    let statuses: Vec<Status> = e.orders().iter().map(|o| o.status).collect();
+    assert_eq!(&statuses[..2], &[Status::Rejected, Status::Filled]);
+    // At 3,970 equity is 130,000 - 10 × 30 × 50 = 115,000 against 10 × 11,000 = 110,000
+    // (whatever the contracts are worth): kept. At 3,955, 107,500: called at that close.
+    assert_eq!(e.margin_calls(), 1);
+    let sold: Vec<(i64, f64, f64)> = (e.fills().iter())
+        .filter(|f| f.direction < 0.0)
+        .map(|f| (f.ts, f.size, f.price))
+        .collect();
+    assert_eq!(sold, vec![(3, 10.0, 3_955.0)]);
+    assert_eq!(e.equity(), 130_000.0 - 10.0 * 45.0 * 50.0);
 }

@@ -469,6 +469,8 @@ pub struct AfterFill {
     pub gross: f64,
     /// What the symbol's position is worth after it (|size| × mark × multiplier).
     pub worth: f64,
+    /// The units (|size|) of the symbol's position after it.
+    pub units: f64,
     /// Whether the fill grows the position (opens, adds to or reverses it).
     pub grows: bool,
 }
@@ -905,13 +907,15 @@ impl Portfolio {
             equity: self.equity() - commission + worth(direction * size, mark - price, m),
             gross: self.gross_exposure() + worth(new_size.abs() - p.size.abs(), mark, m),
             worth: worth(new_size.abs(), mark, m),
+            units: new_size.abs(),
             grows,
         }
     }
 
-    /// The margin the open positions require: Σ `rate(symbol, worth)` over them, worth
-    /// being |size| × mark × multiplier as booked, with `change` (a symbol and its worth
-    /// after a fill being weighed) in place of that symbol's own; an exact sum (`Money`)
+    /// The margin the open positions require: Σ `rate(symbol, units, worth)` over them,
+    /// units being |size| and worth |size| × mark × multiplier as booked, with `change` (a
+    /// symbol, its units and its worth after a fill being weighed) in place of that
+    /// symbol's own; an exact sum (`Money`)
     /// rounded once, as gross exposure is, so that with a rate of worth × 1 it is gross
     /// exposure to the bit. Infinite when a term is beyond money's range. Reads every
     /// position held: only for accounts whose symbols have margin terms of their own
@@ -919,21 +923,21 @@ impl Portfolio {
     /// position is parked.
     pub fn required_margin(
         &self,
-        rate: impl Fn(usize, f64) -> f64,
-        change: Option<(usize, f64)>,
+        rate: impl Fn(usize, f64, f64) -> f64,
+        change: Option<(usize, f64, f64)>,
     ) -> f64 {
-        let held = self.holding.iter().map(|s| {
-            let worth = match change {
-                Some((changed, worth)) if changed == s => worth,
-                _ => self.positions[s].gross.to_f64(),
-            };
-            (s, worth)
+        let held = self.holding.iter().map(|s| match change {
+            Some(changed) if changed.0 == s => changed,
+            _ => {
+                let p = &self.positions[s];
+                (s, p.size.abs(), p.gross.to_f64())
+            }
         });
         // (A symbol the fill would open is not held yet.)
-        let opened = change.filter(|&(s, _)| !self.holding.contains(s));
+        let opened = change.filter(|&(s, _, _)| !self.holding.contains(s));
         let mut required = Money::ZERO;
-        for (s, worth) in held.chain(opened) {
-            match Money::from_f64(rate(s, worth)) {
+        for (s, units, worth) in held.chain(opened) {
+            match Money::from_f64(rate(s, units, worth)) {
                 Some(term) => required += term,
                 None => return f64::INFINITY,
             }

@@ -1,7 +1,8 @@
 """Symbols' own margin terms (``margin_by_symbol=``), hand-computed and against a reference:
 the margin an account's positions require is summed over them, each at its own leverage
 (initial margin worth / leverage) and maintenance margin (maintenance x worth), worth
-being |units| x price x multiplier; the account's terms for the symbols not listed.
+being |units| x price x multiplier, or at its own margin per unit (|units| x the initial
+and the maintenance margin per unit); the account's terms for the symbols not listed.
 
 Bars are daily from 2024-01-01 (bar i is day i + 1), one price per bar unless given.
 """
@@ -84,13 +85,18 @@ def test_a_part_not_given_is_the_accounts():
     assert kept.positions.loc["FUT", "size"] == 10
 
 
-def test_signals_mode_keeps_the_same_terms():
+@pytest.mark.parametrize("terms", [
+    FUTURE_TERMS,
+    # The same 5,000 for 10 contracts, as money per contract.
+    {"FUT": {"initial_margin_per_unit": 500, "maintenance_margin_per_unit": 400}},
+])
+def test_signals_mode_keeps_the_same_terms(terms):
     index = DATA["FUT"].index
     entries = pd.DataFrame({"STOCK": [True, False, False, False, False],
                             "FUT": [True, False, False, False, False]}, index=index)
     none = entries & False
     bt = tickstep.Backtest(DATA, cash=10_000, multiplier={"FUT": 50},
-                           margin_by_symbol=FUTURE_TERMS, on_reject="ignore")
+                           margin_by_symbol=terms, on_reject="ignore")
     r = bt.run_signals(entries=entries, exits=none, size={"STOCK": 60, "FUT": 10},
                        size_type="amount")
     # STOCK's entry comes first in the call order: 6,000 of margin; then FUT's 5,000
@@ -113,10 +119,13 @@ SYMBOLS = ("AAA", "BBB", "CCC")
 def reference(closes, opens, orders, multipliers, terms, commission):
     """The broker's margin rules on long market orders, in plain floats: each order placed
     at bar t fills at bar t + 1's open in placement order if, after it (every position
-    marked at that open), equity is above 0 and Σ worth / leverage is at most equity; after
-    each bar's closes, an account below Σ maintenance x worth is closed out there. The
-    accepted orders, the margin calls and final equity; None when a decision lies within
-    1e-9 of its edge (floats may round either way there)."""
+    marked at that open), equity is above 0 and the initial margin summed over the
+    positions is at most equity; after each bar's closes, an account below the
+    maintenance margin summed so is closed out there. A symbol's terms are ("worth",
+    leverage, maintenance): worth / leverage and maintenance x worth, or ("unit", initial,
+    maintenance): units x each. The accepted orders, the margin calls and final equity;
+    None when a decision lies within 1e-9 of its edge (floats may round either way
+    there)."""
     n = len(next(iter(closes.values())))
     size = dict.fromkeys(SYMBOLS, 0.0)
     cash, calls, filled = 100_000.0, 0, set()
@@ -127,6 +136,18 @@ def reference(closes, opens, orders, multipliers, terms, commission):
     def equity(marks):
         return cash + sum(worth(s, size[s], marks[s]) for s in SYMBOLS)
 
+    def initial(s, units, price):
+        kind, first, _ = terms[s]
+        if kind == "unit":
+            return abs(units) * first
+        return worth(s, abs(units), price) / first
+
+    def maintenance(s, units, price):
+        kind, _, second = terms[s]
+        if kind == "unit":
+            return abs(units) * second
+        return worth(s, abs(units), price) * second
+
     for t in range(1, n):
         marks = {s: opens[s][t] for s in SYMBOLS}
         for order_id, (bar, sym, units) in enumerate(orders):
@@ -136,7 +157,7 @@ def reference(closes, opens, orders, multipliers, terms, commission):
             fee = commission * units * price * multipliers[sym]
             after = equity(marks) - fee + worth(sym, units, marks[sym] - price)
             held = dict(size, **{sym: size[sym] + units})
-            required = sum(worth(s, held[s], marks[s]) / terms[s][0] for s in SYMBOLS)
+            required = sum(initial(s, held[s], marks[s]) for s in SYMBOLS)
             if abs(required - after) <= 1e-9 * abs(after) or abs(after) < 1e-9:
                 return None
             if after > 0 and required <= after:
@@ -146,7 +167,7 @@ def reference(closes, opens, orders, multipliers, terms, commission):
         marks = {s: closes[s][t] for s in SYMBOLS}
         if any(size.values()):
             now = equity(marks)
-            keep = sum(worth(s, size[s], marks[s]) * terms[s][1] for s in SYMBOLS)
+            keep = sum(maintenance(s, size[s], marks[s]) for s in SYMBOLS)
             if abs(now - keep) <= 1e-9 * abs(now):
                 return None
             if now <= 0 or now < keep:
@@ -170,14 +191,20 @@ def path(draw_steps):
                     max_size=12),
     multipliers=st.tuples(*[st.sampled_from([1.0, 5.0, 50.0])] * 3),
     account=st.tuples(st.sampled_from([1.0, 1.5, 3.0]), st.sampled_from([0.0, 0.2, 0.4])),
-    own=st.lists(st.one_of(st.none(), st.tuples(st.sampled_from([None, 1.0, 2.5, 10.0, 20.0]),
-                                                st.sampled_from([None, 0.0, 0.1, 0.3, 0.6]))),
-                 min_size=3, max_size=3),
+    own=st.lists(st.one_of(
+        st.none(),
+        st.tuples(st.sampled_from([None, 1.0, 2.5, 10.0, 20.0]),
+                  st.sampled_from([None, 0.0, 0.1, 0.3, 0.6])),
+        # A margin per unit: an initial amount and the maintenance as a share of it.
+        st.tuples(st.just("unit"), st.sampled_from([20.0, 150.0, 900.0, 4_000.0]),
+                  st.sampled_from([0.0, 0.5, 0.9, 1.0]))),
+        min_size=3, max_size=3),
     commission=st.sampled_from([0.0, 0.001]),
 )
 def test_the_margin_rules_match_a_reference(steps, orders, multipliers, account, own, commission):
     # Three symbols whose opens and closes walk apart; random long market orders, each
-    # symbol at its own terms, some parts or whole symbols left to the account's.
+    # symbol at its own terms (fractions of worth or money per unit), some parts or whole
+    # symbols left to the account's.
     closes = {s: path(steps[k][:6]) for k, s in enumerate(SYMBOLS)}
     opens = {s: [c * math.exp(steps[(k + 1) % 3][i] / 3) for i, c in enumerate(closes[s])]
              for k, s in enumerate(SYMBOLS)}
@@ -188,6 +215,12 @@ def test_the_margin_rules_match_a_reference(steps, orders, multipliers, account,
     leverage, maintenance = account
     by_symbol, terms = {}, {}
     for s, given_terms in zip(SYMBOLS, own, strict=True):
+        if given_terms is not None and given_terms[0] == "unit":
+            _, per_unit, kept = given_terms
+            by_symbol[s] = {"initial_margin_per_unit": per_unit,
+                            "maintenance_margin_per_unit": per_unit * kept}
+            terms[s] = ("unit", per_unit, per_unit * kept)
+            continue
         parts = {}
         if given_terms is not None:
             for part, value in zip(("leverage", "maintenance_margin"), given_terms, strict=True):
@@ -195,7 +228,8 @@ def test_the_margin_rules_match_a_reference(steps, orders, multipliers, account,
                     parts[part] = value
         if parts:
             by_symbol[s] = parts
-        terms[s] = (parts.get("leverage", leverage), parts.get("maintenance_margin", maintenance))
+        terms[s] = ("worth", parts.get("leverage", leverage),
+                    parts.get("maintenance_margin", maintenance))
     mults = dict(zip(SYMBOLS, multipliers, strict=True))
     # Placement order: bar, then the symbols' call order, then the order drawn.
     placed = sorted(orders, key=lambda o: (o[0], SYMBOLS.index(o[1])))
@@ -203,6 +237,7 @@ def test_the_margin_rules_match_a_reference(steps, orders, multipliers, account,
     assume(expected is not None)
     filled, calls, final = expected
     event(f"rejections: {len(placed) > len(filled)}, margin calls: {calls > 0}")
+    event(f"margins per unit: {sum(t[0] == 'unit' for t in terms.values())}")
     r = run_script(data, market_orders(placed), cash=100_000, leverage=leverage,
                    maintenance_margin=maintenance, margin_by_symbol=by_symbol or None,
                    multiplier=mults, commission=commission, on_reject="ignore")
@@ -300,3 +335,99 @@ def test_an_accounts_buying_power_is_leverage_times_equity_less_gross_exposure()
     r = tickstep.Backtest(data, ReadsMargin, leverage=2, trade_on_close=True).run(
         plan={0: [("FUT", 100)]})
     assert r.strategy.seen == [(0.0, 20_000.0), (5_000.0, 10_000.0), (4_500.0, 9_000.0)]
+
+
+# ---- a margin per unit ---------------------------------------------------------------
+
+# A contract of 50 a point whose price doubles, then falls back below where it started.
+RISING = {"FUT": flat_bars([100, 100, 200, 200, 80, 80])}
+PER_CONTRACT = {"FUT": {"initial_margin_per_unit": 1_000, "maintenance_margin_per_unit": 800}}
+
+
+def test_a_margin_per_unit_is_money_per_contract_whatever_the_price():
+    # 10 contracts require 10 x 1,000 = 10,000 of the 10,000 to open; an eleventh would
+    # be rejected. At 200 (worth 100,000) they still require 8,000 to keep: equity
+    # 10,000 + 10 x 100 x 50 = 60,000, kept, and 50 more would take 50,000 more of
+    # initial margin against the 60,000 - 10,000 held: filled. At 80 equity is 60,000 -
+    # 60 x 120 x 50 = -300,000: called.
+    script = {("FUT", 0): lambda s, sym: (s.buy("FUT", size=11), s.buy("FUT", size=10)),
+              ("FUT", 2): lambda s, sym: (s.buy("FUT", size=51), s.buy("FUT", size=50))}
+    r = run_script(RISING, script, multiplier={"FUT": 50}, margin_by_symbol=PER_CONTRACT,
+                   on_reject="ignore")
+    entries = r.orders[r.orders["reason"] != MARGIN_CALL]
+    assert entries["size"].tolist() == [11, 10, 51, 50]
+    assert entries["status"].tolist() == ["rejected", "filled", "rejected", "filled"]
+    assert r.stats["# Margin Calls"] == 1
+    sold = r.fills[r.fills["side"] == "sell"]
+    assert sold["size"].tolist() == [60] and sold["price"].tolist() == [80.0]
+    assert sold["time"].tolist() == [RISING["FUT"].index[4]]
+    assert r.stats["Equity Final [$]"] == pytest.approx(10_000 + 10 * 100 * 50 - 60 * 120 * 50)
+    # As a fraction of worth (leverage 5 at the first price: the same 10,000 for the 10
+    # contracts), the 50 more at 200 would require 60 x 10,000 / 5 = 120,000: rejected.
+    worth = run_script(RISING, script, multiplier={"FUT": 50}, on_reject="ignore",
+                       margin_by_symbol={"FUT": {"leverage": 5, "maintenance_margin": 0.04}})
+    assert worth.orders["status"].tolist()[:4] == ["rejected", "filled", "rejected", "rejected"]
+
+
+def test_a_margin_per_unit_keeps_a_short_as_a_long():
+    # A short of 10 requires 10 x 1,000 as a long does: the price doubling costs the short
+    # 10 x 100 x 50 = 50,000, equity -40,000 is below 8,000: called at 200.
+    r = run_script(RISING, {("FUT", 0): lambda s, sym: s.sell("FUT", size=10)},
+                   multiplier={"FUT": 50}, margin_by_symbol=PER_CONTRACT, on_reject="ignore")
+    assert r.orders["status"].tolist() == ["filled", "filled"]
+    assert r.stats["# Margin Calls"] == 1
+    assert r.fills["price"].tolist() == [100.0, 200.0]
+    # Rising a point at a time: at 101 equity 10,000 - 10 x 1 x 50 = 9,500 >= 8,000, kept;
+    # at 105, 7,500 < 8,000: called there.
+    edge = {"FUT": flat_bars([100, 100, 101, 105, 105])}
+    called = run_script(edge, {("FUT", 0): lambda s, sym: s.sell("FUT", size=10)},
+                        multiplier={"FUT": 50}, margin_by_symbol=PER_CONTRACT)
+    buys = called.fills[called.fills["side"] == "buy"]
+    assert buys["time"].tolist() == [edge["FUT"].index[3]]
+    assert buys["price"].tolist() == [105.0]
+
+
+def test_buying_power_at_a_margin_per_unit_is_contracts_at_their_worth():
+    # Before FUT holds anything: 10,000 free pay for 10 contracts of 5,000 (50 x 100):
+    # 50,000. After 4 are bought, 6,000 free: 6 contracts, 30,000; and "all" buys them.
+    # At 200 (equity 10,000 + 10 x 100 x 50 = 60,000, 10,000 held, 50,000 free): 50
+    # contracts worth 10,000 each.
+    plan = {0: [("FUT", 4)], 1: [("FUT", "all")]}
+    data = {"FUT": flat_bars([100, 100, 100, 200])}
+    r = tickstep.Backtest(data, ReadsMargin, multiplier={"FUT": 50}, trade_on_close=True,
+                          margin_by_symbol=PER_CONTRACT, on_reject="ignore").run(plan=plan)
+    assert r.orders["size"].tolist() == [4, 6]
+    assert r.orders["status"].tolist() == ["filled", "filled"]
+    assert r.strategy.seen == [(0.0, 50_000.0), (4_000.0, 30_000.0), (10_000.0, 0.0),
+                               (10_000.0, 500_000.0)]
+
+
+@pytest.mark.parametrize(("terms", "message"), [
+    ({"initial_margin_per_unit": 1_000}, "maintenance_margin_per_unit is missing"),
+    ({"maintenance_margin_per_unit": 800}, "initial_margin_per_unit is missing"),
+    ({"initial_margin_per_unit": 1_000, "maintenance_margin_per_unit": 800, "leverage": 2},
+     "margin per unit .* or as fractions of worth .*leverage.*, not both"),
+    ({"initial_margin_per_unit": 1_000, "maintenance_margin_per_unit": 1_200},
+     r"maintenance_margin_per_unit'\]=1200.*at most initial_margin_per_unit=1000"),
+    ({"initial_margin_per_unit": 0, "maintenance_margin_per_unit": 0},
+     r"initial_margin_per_unit'\]=0: must be a positive"),
+    ({"initial_margin_per_unit": 1_000, "maintenance_margin_per_unit": -1},
+     r"maintenance_margin_per_unit'\]=-1: must be a finite number >= 0"),
+    ({"initial_margin_per_contract": 1_000}, "did you mean 'initial_margin_per_unit'"),
+])
+def test_a_margin_per_unit_given_wrong_is_refused_naming_the_symbol(terms, message):
+    with pytest.raises(tickstep.ConfigError, match=r"margin_by_symbol\['FUT'\].*" + message):
+        tickstep.Backtest(RISING, tickstep.Strategy, margin_by_symbol={"FUT": terms})
+
+
+def test_the_core_refuses_a_margin_per_unit_given_wrong_too():
+    # The engine's own check, for callers that bypass the config (the binding's setter).
+    from tickstep.simulation import market_from_columns
+    market = market_from_columns(tickstep.data.to_market_columns(RISING))
+    engine = tickstep._core.Engine(market, cash=10_000)
+    with pytest.raises(tickstep.ConfigError, match=r"margin_by_symbol\['FUT'\]: "
+                                                  r"maintenance_margin_per_unit is missing"):
+        engine.set_symbol_margin("FUT", initial_margin_per_unit=1_000)
+    with pytest.raises(tickstep.ConfigError, match="not both"):
+        engine.set_symbol_margin("FUT", leverage=2, initial_margin_per_unit=1_000,
+                                 maintenance_margin_per_unit=800)

@@ -195,6 +195,20 @@ def test_a_symbols_own_margin_terms_over_http_call_as_in_python(client, store):
     assert refused.status_code == 422 and "did you mean 'leverage'" in refused.text
 
 
+def test_a_margin_per_unit_over_http_holds_as_in_python(client, store):
+    # TEW's units each require a million to open: its entries are all rejected, BARP's
+    # (on the account's terms) fill.
+    per_unit = {"initial_margin_per_unit": 1e6, "maintenance_margin_per_unit": 5e5}
+    options = {"margin_by_symbol": {"TEW": per_unit}, "on_reject": "ignore"}
+    got, want = over_http_and_in_python(client, store, "# Trades", options,
+                                        params={"fast": [5, 10]})
+    assert list(want > 0) == [True, True, False, False]
+    np.testing.assert_array_equal(got, want)
+    refused = submit(client, {"strategy": "sma_cross", "symbols": ["BARP"], "options": {
+        "margin_by_symbol": {"TEW": {"initial_margin_per_unit": 1e6}}}})
+    assert refused.status_code == 422 and "maintenance_margin_per_unit is missing" in refused.text
+
+
 def test_a_symbols_own_borrow_fee_over_http_charges_as_in_python(client, store):
     # Crosses traded both ways; TEW's shorts pay 50% a year, BARP's the account's 1%.
     options = {"borrow_rate": 0.01, "borrow_rate_by_symbol": {"TEW": 0.5}, "on_reject": "ignore"}

@@ -123,7 +123,13 @@ class Engine:
         commission_maker: float | None = None,
     ) -> None: ...
     def set_symbol_margin(
-        self, symbol: str, *, leverage: float | None = None, maintenance_margin: float | None = None
+        self,
+        symbol: str,
+        *,
+        leverage: float | None = None,
+        maintenance_margin: float | None = None,
+        initial_margin_per_unit: float | None = None,
+        maintenance_margin_per_unit: float | None = None,
     ) -> None: ...
     def set_multiplier(self, symbol: str, multiplier: float) -> None: ...
     def set_borrow_rate(self, symbol: str, rate: float) -> None: ...

@@ -197,22 +197,28 @@ COMMISSION_PARTS = ("commission", "commission_fixed", "commission_per_unit", "co
                     "commission_cap", "commission_maker")
 
 
-#: The parts of a symbol's own margin terms (``margin_by_symbol``): the account's options
-#: of those names.
+#: The parts of a symbol's own margin terms (``margin_by_symbol``): as fractions of worth,
+#: the account's options of those names; or as money per unit held (a futures exchange's
+#: margin per contract), both given and no fraction beside them.
 MARGIN_PARTS = ("leverage", "maintenance_margin")
+MARGIN_PER_UNIT_PARTS = ("initial_margin_per_unit", "maintenance_margin_per_unit")
 
 
 def _terms_by_symbol(name: str, value: Any, parts_allowed: tuple[str, ...], kind: str, what: str,
-                     example: str, empty: str) -> FrozenMapping | None:
+                     example: str, empty: str,
+                     own_rules: Mapping[str, Callable[[str, Any], float]] | None = None,
+                     ) -> FrozenMapping | None:
     # {symbol: {part: number}}: each symbol listed has terms of its own (`what`: a schedule
     # of `kind` commission's parts, or margin terms), its parts named and ruled as the
-    # account's options of those names (one place for each rule: the fields').
+    # account's options of those names (one place for each rule: the fields'), or by
+    # `own_rules` for parts no account's option has.
     rule = f"None or a mapping of symbols to {what} of their own, e.g. {example}"
     if value is None:
         return None
     if not isinstance(value, Mapping):
         raise _refuse(name, value, rule, wrong_type=True)
     rules = {f.name: f.metadata["rule"] for f in dataclasses.fields(BacktestConfig)}
+    rules.update(own_rules or {})
     terms = {}
     for symbol, parts in value.items():
         if not isinstance(symbol, str) or not symbol:
@@ -240,10 +246,35 @@ def _by_symbol(name: str, value: Any) -> FrozenMapping | None:
 
 
 def _margin_by_symbol(name: str, value: Any) -> FrozenMapping | None:
-    # Each symbol listed has margin terms of its own, the parts it leaves out the account's.
-    return _terms_by_symbol(name, value, MARGIN_PARTS, "margin", "margin terms",
-                            "{'ES': {'leverage': 20, 'maintenance_margin': 0.04}}",
-                            "a symbol on the account's terms is left out")
+    # Each symbol listed has margin terms of its own: as fractions of worth, the parts it
+    # leaves out the account's; or as money per unit, both parts and nothing else.
+    per_unit = dict.fromkeys(MARGIN_PER_UNIT_PARTS, _positive)
+    per_unit["maintenance_margin_per_unit"] = _non_negative
+    terms = _terms_by_symbol(name, value, MARGIN_PARTS + MARGIN_PER_UNIT_PARTS, "margin",
+                             "margin terms",
+                             "{'ES': {'leverage': 20, 'maintenance_margin': 0.04}} or "
+                             "{'ES': {'initial_margin_per_unit': 12000, "
+                             "'maintenance_margin_per_unit': 11000}}",
+                             "a symbol on the account's terms is left out", per_unit)
+    for symbol, parts in (terms or {}).items():
+        given = [part for part in MARGIN_PER_UNIT_PARTS if part in parts]
+        if not given:
+            continue
+        where = f"{name}[{symbol!r}]"
+        fractions = [part for part in MARGIN_PARTS if part in parts]
+        if fractions:
+            raise ConfigError(f"{where}: margin per unit ({', '.join(given)}) or as fractions "
+                              f"of worth ({', '.join(fractions)}), not both")
+        if len(given) == 1:
+            missing, = set(MARGIN_PER_UNIT_PARTS) - set(given)
+            raise ConfigError(f"{where}: {missing} is missing: a margin per unit gives both "
+                              "the initial and the maintenance margin")
+        initial, maintenance = (parts[part] for part in MARGIN_PER_UNIT_PARTS)
+        if maintenance > initial:
+            raise _refuse(f"{where}['maintenance_margin_per_unit']", maintenance,
+                          f"at most initial_margin_per_unit={initial!r} (a broker asks no "
+                          "more to keep a position than to open it)")
+    return terms
 
 
 def _multiplier(name: str, value: Any) -> float | FrozenMapping | None:
@@ -540,14 +571,19 @@ class BacktestConfig:
     margin_by_symbol : mapping, optional
         Symbols with margin terms of their own: ``{symbol: {part: number}}``, the parts
         ``leverage`` and ``maintenance_margin``, ruled as the options above; a part a
-        symbol does not give is the account's. Futures beside stocks in one account:
+        symbol does not give is the account's. Or, as a futures exchange sets them, money
+        per unit held whatever the price: ``{"ES": {"initial_margin_per_unit": 12000,
+        "maintenance_margin_per_unit": 11000}}``, both given (the maintenance at most the
+        initial) and no fraction beside them; a position then requires ``|units| x`` each
+        to open and to keep, in the account's money. Futures beside stocks in one account:
         ``leverage=2, maintenance_margin=0.25, margin_by_symbol={"ES": {"leverage": 20,
         "maintenance_margin": 0.04}}`` (an exchange's 5% initial and 4% maintenance
         margin). With it, the margin an account's positions require is summed over them,
         each at its own terms: a fill that grows a position is rejected when Σ worth /
-        leverage would exceed equity, and the account is margin called when equity falls
-        below Σ maintenance_margin x worth, worth being ``|units| x price x multiplier`` at
-        the marks. (With the same terms for every symbol that is the account's rule.)
+        leverage (or ``|units| x initial_margin_per_unit``) would exceed equity, and the
+        account is margin called when equity falls below Σ maintenance_margin x worth (or
+        ``|units| x maintenance_margin_per_unit``), worth being ``|units| x price x
+        multiplier`` at the marks. (With the same terms for every symbol that is the account's rule.)
         Symbols named must be the data's, as for ``commission_by_symbol``.
     funding_column : str, optional
         The data's column holding each bar's funding rate, as perpetual futures settle

@@ -1439,13 +1439,16 @@ class Strategy(StrategyBase):
     def margin_used(self) -> float:
         """The initial margin the positions hold at their latest prices: gross exposure /
         ``leverage``, or with symbols on terms of their own (``margin_by_symbol``) the sum
-        of each position's worth / its leverage (worth: ``|units| x price x multiplier``)."""
+        of each position's worth / its leverage (worth: ``|units| x price x multiplier``)
+        or ``|units| x`` its initial margin per unit."""
         return self._ctx.margin_used()
 
     def buying_power(self, symbol: str | None = None) -> float:
         """How much more of ``symbol`` (default: the running one) the account may hold, in
         money at the latest prices: the equity its margin leaves free (equity -
-        ``margin_used``) times the symbol's leverage; 0 when none is free. An increase
+        ``margin_used``) times the symbol's leverage (at a margin per unit: the units it
+        pays for, at their worth at the latest price; 0 before the symbol's first bar); 0
+        when none is free. An increase
         worth more is rejected; commissions, slippage and a fill away from the latest
         price count against it too, so leave room. A short's worth counts as a long's."""
         return self._ctx.buying_power(symbol)

@@ -11,7 +11,7 @@ use super::context::PyContext;
 use super::errors::{config_error, IntoPyResult};
 use super::market::PyMarket;
 use crate::candles::WallClock;
-use crate::config::{Commission, Config, FillAt};
+use crate::config::{Commission, Config, FillAt, MarginParts};
 use crate::engine::{Engine, Logs};
 use crate::error::EngineError;
 use crate::orders::{OrderRow, Reason};
@@ -421,19 +421,29 @@ impl PyEngine {
     }
 
     /// `symbol` (a name of the market) has margin terms of its own: its leverage and
-    /// maintenance margin, a part not given the account's; set before the run.
-    #[pyo3(signature = (symbol, *, leverage=None, maintenance_margin=None))]
+    /// maintenance margin (a part not given the account's), or its initial and
+    /// maintenance margin per unit; set before the run.
+    #[pyo3(signature = (
+        symbol, *, leverage=None, maintenance_margin=None, initial_margin_per_unit=None,
+        maintenance_margin_per_unit=None
+    ))]
     fn set_symbol_margin(
         &mut self,
         py: Python<'_>,
         symbol: &str,
         leverage: Option<f64>,
         maintenance_margin: Option<f64>,
+        initial_margin_per_unit: Option<f64>,
+        maintenance_margin_per_unit: Option<f64>,
     ) -> PyResult<()> {
         let s = self.symbol_named(py, "margin_by_symbol", symbol)?;
-        (self.engine)
-            .set_symbol_margin(s, leverage, maintenance_margin)
-            .py_err(py)
+        let parts = MarginParts {
+            leverage,
+            maintenance: maintenance_margin,
+            initial_per_unit: initial_margin_per_unit,
+            maintenance_per_unit: maintenance_margin_per_unit,
+        };
+        self.engine.set_symbol_margin(s, parts).py_err(py)
     }
 
     /// Market and stop fills of `symbol` (a name of the market) slip by `bps` basis points

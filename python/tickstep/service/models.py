@@ -56,7 +56,9 @@ class BatchRequest(BaseModel):
     options: dict[str, Scalar | list[StrictStr] | dict[str, StrictInt | StrictFloat]
                   | dict[str, dict[str, StrictInt | StrictFloat]]] = Field(
         default_factory=dict, description="Engine options: cash, commission, slippage, ...; "
-        "commission_by_symbol and margin_by_symbol as {symbol: {part: number}}; multiplier "
+        "commission_by_symbol and margin_by_symbol as {symbol: {part: number}} (margin as "
+        "leverage and maintenance_margin, or initial_margin_per_unit and "
+        "maintenance_margin_per_unit); multiplier "
         "as a number or {symbol: number}; borrow_rate_by_symbol and slippage_by_symbol as {symbol: number}; "
         "shortable as true, false or a list of symbols.")
     data: str | None = Field(None, max_length=500, description="A store file inside the "
