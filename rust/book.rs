@@ -85,6 +85,9 @@ pub struct Book {
     /// Under a volume limit, each order filled in part whose rest works on: the rest's id
     /// by the order's (`work_on_rest`), so that cancelling an order cancels its rest.
     rests: HashMap<u64, u64>,
+    /// The symbols whose bar's range their open lots took before a fill at the close in
+    /// this tick's batch (`range_before_the_close`): the fold at the close skips them.
+    ranged_at_close: Vec<usize>,
 }
 
 /// What the book needs to know about the moment an order is placed.
@@ -191,7 +194,22 @@ impl Book {
             allowance: vec![(usize::MAX, 0.0, 0.0); symbols],
             by_volume: false,
             rests: HashMap::new(),
+            ranged_at_close: Vec::new(),
         }
+    }
+
+    /// Whether `symbol`'s open lots took this tick's bar's range before a fill at its
+    /// close (the engine's fold at the close then skips them: a lot that fill opened
+    /// starts after the bar).
+    #[inline]
+    pub fn ranged_at_close(&self, symbol: usize) -> bool {
+        !self.ranged_at_close.is_empty() && self.ranged_at_close.contains(&symbol)
+    }
+
+    /// After this tick's closes are folded: the next tick's fills at the close start afresh.
+    #[inline]
+    pub fn forget_ranges(&mut self) {
+        self.ranged_at_close.clear();
     }
 
     /// Fill by the bars' volume: a symbol's fills in a bar take at most `fraction` of

@@ -608,6 +608,7 @@ impl Engine {
                 let (s, i) = self.touched[k];
                 self.close_bar(&market, s, i);
             }
+            self.book.forget_ranges();
             // Positions held at a bar with a funding rate settle it at the close.
             if let Some(column) = self.config.funding {
                 self.settle(&market, column, Payment::Funding);
@@ -784,7 +785,8 @@ impl Engine {
     #[inline(always)]
     fn close_bar(&mut self, market: &Market, s: usize, i: usize) {
         let (b, j) = (market.bars(s), market.local(s, i));
-        if !self.portfolio.position(s).lots.is_empty() {
+        // (Not the lots of a symbol filled at this close: they took the range before it.)
+        if !self.portfolio.position(s).lots.is_empty() && !self.book.ranged_at_close(s) {
             self.portfolio.observe_range(s, b.low[j], b.high[j]);
         }
         self.portfolio.mark(s, b.close[j]);

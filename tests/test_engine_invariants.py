@@ -72,6 +72,9 @@ class RandomTrader(tickstep.Strategy):
 
     def init(self):
         self.rng = random.Random(self.seed)
+        # Orders at the open or the close from a generator of their own, so that the
+        # main one draws as it always did (the pinned examples below stay what they were).
+        self.moments = random.Random(self.seed ^ 0x0C105E)
         self.problems = []
         self.calls = []
         # What the order records do not say, for the reference: order id -> options.
@@ -181,6 +184,8 @@ class RandomTrader(tickstep.Strategy):
             tif = rng.choice([{"valid": rng.choice([1, 2, 3])}, {"tif": "day"}])
             if kind == "limit" and rng.random() < 0.3:
                 tif = {"tif": "ioc"}
+        if kind in ("market", "limit") and self.moments.random() < 0.2:
+            tif = {"tif": self.moments.choice(["opg", "close"])}
         limit = stop = None
         if kind == "limit":
             limit = round(ref * (1 + rng.uniform(-0.04, 0.04)), 2)
@@ -236,6 +241,24 @@ class Event:
     raw: float
     at_open: bool
     barrier: bool = False
+    # At the bar's close, its last moment, in the bar's batch (``tif="close"``).
+    at_close: bool = False
+
+    @property
+    def stage(self) -> int:
+        """Where the batch's walk of the bar reaches it: the open, within, the close."""
+        return 0 if self.at_open else 2 if self.at_close else 1
+
+
+def moment_fill(tif, kind, buy, limit, B: Bars, start: int):
+    """The fill of an order at the open (``tif="opg"``) or at the close (``"close"``): at
+    that price of bar ``start`` only, a limit only if it is at or better than the limit."""
+    if start >= len(B.ts):
+        return None
+    price = B.o[start] if tif == "opg" else B.c[start]
+    if kind == "limit" and not (price <= limit if buy else price >= limit):
+        return None
+    return Event(start, price, tif == "opg", at_close=tif == "close")
 
 
 def first_fill(kind, buy, limit, stop, B: Bars, start: int, no_open_at_start=False):
@@ -445,7 +468,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
         if "valid" in spec:
             last = start + spec["valid"] - 1
             return last, (int(b.ts[last]) if last < len(b.ts) else None)
-        if spec.get("tif") == "ioc":
+        if spec.get("tif") in ("ioc", "opg", "close"):
             return start, (int(b.ts[start]) if start < len(b.ts) else None)
         if spec.get("tif") == "day":
             end = day_end(union, placed)
@@ -462,10 +485,13 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
         i_now = b.at(placed)
         spec = specs.get(oid, {})
         start = b.after(placed) if start is None else start
+        moment = spec.get("tif") if spec.get("tif") in ("opg", "close") else None
         if "trail" in spec:
             ev = trail_fill(o.side == "buy", spec["trail"], spec["anchor"], b, start)
-        elif trade_on_close and kind == "market" and i_now is not None:
+        elif trade_on_close and kind == "market" and i_now is not None and moment != "opg":
             ev = Event(i_now, b.c[i_now], False, barrier=True)
+        elif moment is not None:
+            ev = moment_fill(moment, kind, o.side == "buy", o.limit, b, start)
         else:
             ev = first_fill(kind, o.side == "buy", o.limit, o.stop, b, start)
         last, _ = window(oid)
@@ -519,6 +545,9 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
         if bar is None:
             continue
         barrier = trade_on_close and o.role in ("entry", "close") and f.time == o.placed_time
+        # A fill at a bar's close comes after its whole range, as one at the barrier does:
+        # a lot it opens counts its excursions from the next bar, one it closes to its bar.
+        after_range = barrier or (specs.get(oid, {}).get("tif") == "close")
         cash -= d * f["size"] * f.price + f.commission
         book = lots[s]
         position = sum(x.direction * x.size for x in book)
@@ -530,7 +559,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
                 continue
             if not math.isclose(f["size"], lot.size, rel_tol=1e-12) or d != -lot.direction:
                 problems.append(f"leg {oid} filled {f['size']} {f.side}, its trade is {lot.size}")
-            if close_part(lot, min(remaining, lot.size), f, bar, barrier, s):
+            if close_part(lot, min(remaining, lot.size), f, bar, after_range, s):
                 book.remove(lot)
                 lot_closer[lot.id] = f
             remaining = 0.0
@@ -543,14 +572,14 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
             while remaining > 0 and book and book[0].direction != d:
                 lot = book[0]
                 take = min(remaining, lot.size)
-                if close_part(lot, take, f, bar, barrier, s):
+                if close_part(lot, take, f, bar, after_range, s):
                     book.popleft()
                     lot_closer[lot.id] = f
                 remaining -= take
                 if remaining <= f["size"] * 1e-9:
                     remaining = 0.0
         if remaining > f["size"] * 1e-9:
-            lot = Lot(next_lot, d, remaining, f.price, f.commission * remaining / f["size"], bar, barrier)
+            lot = Lot(next_lot, d, remaining, f.price, f.commission * remaining / f["size"], bar, after_range)
             next_lot += 1
             book.append(lot)
             if o.role == "entry":
@@ -604,8 +633,8 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
             _, e_bar, e_ev = leg_entry[oid]
             entry_open = e_ev is not None and e_ev.at_open and not e_ev.barrier
             same_bar = o.role == "stop_loss" or entry_open
-            if e_ev is not None and e_ev.barrier:
-                same_bar = False
+            if e_ev is not None and (e_ev.barrier or e_ev.at_close):
+                same_bar = False  # an entry at the close: its legs watch from the next bar
             start = e_bar if same_bar else e_bar + 1
             ev = first_fill(
                 kind, o.side == "buy", o.limit, o.stop, b, start,
@@ -652,6 +681,8 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
                             problems.append(f"{where}: through at the open but a later fill closed its trade")
                         elif not ev.at_open and not c_ev.at_open and kind == "stop" and c_limit:
                             problems.append(f"{where}: a stop-loss lost to a limit in the same bar")
+                        elif c_ev.at_close and not ev.at_close:
+                            problems.append(f"{where}: due within the bar, lost to a fill at its close")
         elif o.status == "expired":
             last, expiry = window(oid)
             if ev is not None:
@@ -678,6 +709,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
     problems += check_margin(
         B, orders, fill_rows, expected, trade_on_close=trade_on_close, leverage=leverage,
         slippage_bps=slippage_bps, schedule_of=schedule_of,
+        at_the_close={k for k, v in specs.items() if v.get("tif") == "close"},
     )
 
     # -- equity at every sample ---------------------------------------------------------------
@@ -729,7 +761,8 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
     return problems
 
 
-def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippage_bps, schedule_of):
+def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippage_bps, schedule_of,
+                 at_the_close=frozenset()):
     """A fill that grows a position keeps gross exposure <= leverage x equity; a rejected
     order would have broken that rule.
 
@@ -817,13 +850,21 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
         want = slipped(open_, f.side == "buy", slippage_bps) if slips(kind) else open_
         return math.isclose(f.price, want, rel_tol=1e-12, abs_tol=0.0)
 
-    def walk_key(oid, price, opened):
+    def stage_of(f, t, barrier):
+        """Where the walk of its bar reached the row's order: 0 at the open, 1 within the
+        bar, 2 at the close (an order at the close, ``at_the_close``)."""
+        if at_open(f, t, barrier):
+            return 0
+        return 2 if not barrier and int(f.order_id) in at_the_close else 1
+
+    def walk_key(oid, price, stage):
         """Where the book's walk of a bar matches an order: at the open, then stop-type
-        orders (a stop-limit whose stop triggered it here), then limits; by id within."""
+        orders (a stop-limit whose stop triggered it here), then limits, then orders at
+        the close; by id within."""
         o = orders[oid]
         kind = kind_of(o)
         stop_type = kind == "stop" or (kind == "stop_limit" and price == o.stop)
-        return (0 if opened else 1 if stop_type else 2, oid)
+        return (0 if stage == 0 else 3 if stage == 2 else 1 if stop_type else 2, oid)
 
     refused_at: dict[int, list[int]] = {}  # tick -> entry orders refused there, nothing filled
     filled_ids = {int(f.order_id) for f in fills}
@@ -864,8 +905,8 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
             while walks[s]:
                 f = walks[s].popleft()
                 if isinstance(f, tuple):  # an increase refused, nothing filled: its turn
-                    _, oid, opened = f
-                    heapq.heappush(queue, (not opened, oid, s, None, 0.0, 0))
+                    _, oid, stage = f
+                    heapq.heappush(queue, (stage, oid, s, None, 0.0, 0))
                     return
                 d, size = (1 if f.side == "buy" else -1), f["size"]
                 old = pos.get(s, 0.0)
@@ -875,7 +916,7 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
                 refused = orders[int(f.order_id)].status == "rejected"  # after its reducing part
                 if size - reduce > size * 1e-9 or refused:
                     units = size - reduce if size - reduce > size * 1e-9 else 0.0
-                    heapq.heappush(queue, (not at_open(f, t, barrier), int(f.order_id), s, f, units, d))
+                    heapq.heappush(queue, (stage_of(f, t, barrier), int(f.order_id), s, f, units, d))
                     return
 
         if barrier:
@@ -899,8 +940,8 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
         # The places are among the batch's own rows: the last first, so that each insert
         # leaves the places before it where they were.
         for oid, k in sorted(placement.items(), key=lambda x: (-x[1], -x[0])):
-            walks[orders[oid].symbol].insert(k, ("refused", oid, expected[oid].at_open))
-        queue: list = []  # (after the open, order id, symbol, row, units, direction)
+            walks[orders[oid].symbol].insert(k, ("refused", oid, expected[oid].stage))
+        queue: list = []  # (stage, order id, symbol, row, units, direction)
         for s in walks:
             walk(s)
         while queue:
@@ -924,10 +965,10 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
                    and not expected[oid].barrier]
         ruled = {}
         for oid in refused:
-            key = walk_key(oid, expected[oid].raw, expected[oid].at_open)
+            key = walk_key(oid, expected[oid].raw, expected[oid].stage)
             rows = moving[orders[oid].symbol]
             ruled[oid] = next((i for i, f in enumerate(rows) if walk_key(
-                int(f.order_id), f.price, at_open(f, t, barrier)) > key), len(rows))
+                int(f.order_id), f.price, stage_of(f, t, barrier)) > key), len(rows))
         places = [range(len(moving[orders[oid].symbol]) + 1) for oid in refused]
         # Every combination is a handful in these markets; a pathological batch keeps the
         # rule's place alone rather than replaying thousands.
@@ -1099,7 +1140,8 @@ def test_the_reference_is_not_vacuous():
     assert kinds == {"market", "limit", "stop", "stop_limit"}
     assert {"filled", "cancelled", "rejected", "expired", "cancelled by the strategy",
             "its trade was closed", "insufficient margin",
-            "its one-cancels-other group filled"} <= statuses
+            "its one-cancels-other group filled", "at the open: not filled at its bar's open",
+            "at the close: not filled at its bar's close"} <= statuses
 
 
 # ---------------------------------------------------------------------------------------

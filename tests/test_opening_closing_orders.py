@@ -207,3 +207,22 @@ def test_with_exclusive_orders_the_close_comes_at_the_orders_moment(tif, close_p
     assert fills(r)[1:] == [(START + 2 * DAY, "sell", 10, close_price),
                             (START + 2 * DAY, "buy", 5, entry_price)]
     assert r.positions["size"].tolist() == [5]
+
+
+def test_a_trade_at_the_close_counts_its_excursions_after_its_entry_and_through_its_exit():
+    # Bought at Jan 2's close (103) after its 95-106 range: that range was before the
+    # trade. Sold at Jan 3's close (96): Jan 3's whole range, 94 to 104, was before the
+    # sale. So MAE 94/103 - 1 and MFE 104/103 - 1, not Jan 2's 95 and 106.
+    r = run_script(DATA, {0: buy(10, tif="close"), 1: sell(10, tif="close")})
+    assert fills(r) == [(START + DAY, "buy", 10, 103.0), (START + 2 * DAY, "sell", 10, 96.0)]
+    t = r.trades.iloc[0]
+    assert t["mae"] == pytest.approx(94 / 103 - 1)
+    assert t["mfe"] == pytest.approx(104 / 103 - 1)
+    # Bought at Jan 2's open (102) instead, the trade lives through Jan 2's range.
+    opened = run_script(DATA, {0: buy(10), 1: sell(10, tif="close")}).trades.iloc[0]
+    assert opened["mae"] == pytest.approx(94 / 102 - 1)
+    assert opened["mfe"] == pytest.approx(106 / 102 - 1)
+    # As a trade entered and left at the closes under trade_on_close (the barrier).
+    barrier = run_script(DATA, {1: buy(10), 2: sell(10)}, trade_on_close=True).trades.iloc[0]
+    assert (barrier["entry_price"], barrier["exit_price"]) == (103.0, 96.0)
+    assert (barrier["mae"], barrier["mfe"]) == (t["mae"], t["mfe"])

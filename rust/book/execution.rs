@@ -292,6 +292,9 @@ impl Book {
     ) {
         let s = at.symbol;
         let (id, role, oco) = (order.id, order.role, order.oco);
+        if moment == Moment::Close {
+            self.range_before_the_close(s, portfolio);
+        }
         let effect = portfolio.apply(Execution {
             symbol: s,
             direction,
@@ -314,6 +317,21 @@ impl Book {
             let order = self.working[s][order.k];
             self.attach_bracket(&order, lot, at, moment, portfolio, rules);
         }
+    }
+
+    /// A fill at the close comes after the whole of its bar, as one at the barrier does:
+    /// the symbol's open lots take the bar's range first (a trade it closes counts its
+    /// excursions through the bar), once per bar, and the engine's fold at the close skips
+    /// the symbol (a lot it opens counts them from the next bar).
+    #[cold]
+    fn range_before_the_close(&mut self, s: usize, portfolio: &mut Portfolio) {
+        if self.ranged_at_close.contains(&s) {
+            return;
+        }
+        if let Some(play) = self.plays.iter().find(|p| p.symbol == s) {
+            portfolio.observe_range(s, play.prices.low, play.prices.high);
+        }
+        self.ranged_at_close.push(s);
     }
 
     /// Cancel the bracket legs of the lots the latest fill closed completely. (Out of
