@@ -367,6 +367,12 @@ impl TickContext<'_> {
         self.book.working(symbol).iter().filter(|o| o.live)
     }
 
+    /// The order whose fill made order `id` (a bracket leg's entry, the order a rest is
+    /// the rest of); 0 for none.
+    pub fn order_parent(&self, id: u64) -> u64 {
+        self.book.orders().parent(id)
+    }
+
     /// Symbols now flat with an entry order working or pending: positions on their way.
     pub fn pending_entry_count(&self) -> usize {
         self.book.pending_entry_count(self.portfolio)

@@ -318,6 +318,12 @@ impl OrderLog {
         self.terms[rec.terms as usize].parent = parent;
     }
 
+    /// The order whose fill made order `id` (0 for none: ids start at 1).
+    #[inline]
+    pub fn parent(&self, id: u64) -> u64 {
+        self.terms(&self.records[(id - 1) as usize]).parent
+    }
+
     /// Order `id`'s tag (0 without one).
     #[inline]
     pub fn tag(&self, id: u64) -> i64 {

@@ -919,6 +919,43 @@ def test_orders_read_as_objects_counted_tested_and_cancelled(bars, run):
     assert order(r, stop).status == "cancelled"
 
 
+def test_orders_say_how_they_were_placed(bars, run):
+    # Time in force, validity, trail, group and parent as each was placed; a plain order
+    # has none of them.
+    seen = {}
+
+    def place(s, sym):
+        s.ids["plain"] = s.buy(size=1, limit=90)
+        s.ids["bars"] = s.buy(size=1, limit=91, valid=3)
+        s.ids["until"] = s.buy(size=1, limit=92, valid=pd.Timestamp("2024-03-01"))
+        s.ids["day"] = s.buy(size=1, limit=93, tif="day")
+        s.ids["close"] = s.buy(size=1, limit=94, tif="close")
+        s.ids["opg"] = s.buy(size=1, limit=95, tif="opg")
+        s.ids["trail"] = s.sell(size=1, trail="2%")
+        s.ids["distance"] = s.sell(size=1, trail=1.5, oco=s.ids["trail"])
+        s.ids["entry"] = s.buy(size=10, limit=101, sl=95)
+        seen["placed"] = {o.id: (o.tif, o.valid, o.trail, o.oco, o.parent_id) for o in s.orders}
+
+    def read(s, sym):
+        seen["legs"] = [(o.role, o.parent_id, o.tif, o.trail) for o in s.orders if o.is_contingent]
+
+    rows = [(100, 101, 99, 100), (102, 103, 100.5, 102), (102, 104, 101, 103), (103, 104, 102, 103)]
+    r = run(bars(rows), {0: place, 2: read})
+    ids = r.strategy.ids
+    placed = seen["placed"]
+    assert placed[ids["plain"]] == ("gtc", None, None, None, None)
+    assert placed[ids["bars"]] == ("gtc", 3, None, None, None)
+    assert placed[ids["until"]] == ("gtc", pd.Timestamp("2024-03-01", tz="UTC"), None, None, None)
+    assert placed[ids["day"]][0] == "day"
+    assert placed[ids["close"]][0] == "close" and placed[ids["opg"]][0] == "opg"
+    assert placed[ids["trail"]] == ("gtc", None, "2%", ids["trail"], None)
+    assert placed[ids["distance"]] == ("gtc", None, 1.5, ids["trail"], None)
+    # The entry's stop-loss leg, working from its fill at bar 1, names the entry.
+    assert seen["legs"] == [("stop_loss", ids["entry"], "gtc", None)]
+    legs = r.orders[r.orders["role"] == "stop_loss"]
+    assert legs["parent_id"].tolist() == [ids["entry"]]
+
+
 def test_orders_in_on_tick_are_every_symbols(bars):
     class Both(tickstep.Strategy):
         def init(self):

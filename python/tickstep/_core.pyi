@@ -291,7 +291,17 @@ class Context:
         self, symbol: _Symbol = None
     ) -> list[
         tuple[
-            int, float, float, float | None, float | None, float | None, float | None, int, int | None, int
+            int,
+            float,
+            float,
+            float | None,
+            float | None,
+            float | None,
+            float | None,
+            int,
+            int | None,
+            int,
+            tuple[str, int | None, int | None, tuple[str, float] | None, int | None, int] | None,
         ]
     ]: ...
     def add_rolling(

@@ -319,15 +319,58 @@ class Order(_Sided):
     ``symbol``, ``size`` (negative for a sell), ``limit``, ``stop``, ``sl``, ``tp`` (None
     when it has none), ``tag``, ``role`` (``"entry"``, ``"stop_loss"``, ``"take_profit"``
     or ``"close"``), ``trade_id`` (the trade an exit or a close of one trade is for, else
-    None), and ``cancel()``. Its fields are those of the moment ``self.orders`` was read.
+    None), and ``cancel()``; and how it was placed: ``tif``, ``valid``, ``trail``,
+    ``oco`` and ``parent_id``. Its fields are those of the moment ``self.orders`` was
+    read (a trailing stop's ``stop`` where it had moved to then).
     """
 
-    __slots__ = ("_s", "id", "symbol", "size", "limit", "stop", "sl", "tp", "role", "trade_id", "tag")
+    __slots__ = ("_s", "id", "symbol", "size", "limit", "stop", "sl", "tp", "role", "trade_id", "tag",
+                 "_details")
 
     def __init__(self, strategy: Strategy, symbol: str, row: tuple) -> None:
         self._s, self.symbol = strategy, symbol
-        order_id, side, size, self.limit, self.stop, self.sl, self.tp, role, self.trade_id, self.tag = row
+        (order_id, side, size, self.limit, self.stop, self.sl, self.tp, role, self.trade_id, self.tag,
+         self._details) = row
         self.id, self.size, self.role = order_id, side * size, ROLES[role]
+
+    @property
+    def tif(self) -> str:
+        """Its time in force as placed: ``"gtc"`` (with or without ``valid``), ``"day"``,
+        ``"ioc"``, ``"opg"`` (at the open) or ``"close"`` (at the close)."""
+        return "gtc" if self._details is None else self._details[0]
+
+    @property
+    def valid(self) -> int | pd.Timestamp | None:
+        """``valid=`` as placed: the number of the symbol's bars it was good for, or the
+        time it was good till; None when it was given none."""
+        if self._details is None:
+            return None
+        bars, until = self._details[1], self._details[2]
+        return bars if bars is not None else None if until is None else pd.Timestamp(until, tz="UTC")
+
+    @property
+    def trail(self) -> float | str | tuple[str, float] | None:
+        """How far a trailing stop follows the best price: a price distance, a percentage
+        (``"2%"``) or ``("atr", multiple)``; None for an order that does not trail."""
+        if self._details is None or self._details[3] is None:
+            return None
+        kind, value = self._details[3]
+        if kind == "distance":
+            return value
+        return f"{value * 100:g}%" if kind == "fraction" else ("atr", value)
+
+    @property
+    def oco(self) -> int | None:
+        """Its one-cancels-other group (the id of the group's first order), None if in
+        none."""
+        return None if self._details is None else self._details[4]
+
+    @property
+    def parent_id(self) -> int | None:
+        """The order whose fill made it (a bracket leg's entry, the order it is the rest
+        of under ``volume_limit``), as ``parent_id`` in ``Result.orders``; None for the
+        strategy's own orders."""
+        return (self._details[5] or None) if self._details is not None else None
 
     @property
     def is_contingent(self) -> bool:

@@ -54,7 +54,43 @@ type WorkingOrder = (
     u8,
     Option<u64>,
     i64,
+    Option<OrderDetails>,
 );
+/// What a working order has beyond a plain one (`order_details`): its time in force as
+/// given (`tif`, and `valid=` as bars or a time), its trail as (kind, value), its
+/// one-cancels-other group and the order whose fill made it (0 for none).
+type OrderDetails = (
+    &'static str,
+    Option<usize>,
+    Option<i64>,
+    Option<(&'static str, f64)>,
+    Option<u64>,
+    u64,
+);
+
+/// `o`'s details, None for a plain order (good till cancelled, no trail, no group, no
+/// parent): most are, and cost nothing more.
+fn order_details(o: &Order, parent: u64) -> Option<OrderDetails> {
+    let (tif, bars, until) = match o.time_in_force {
+        TimeInForce::GoodTillCancelled => ("gtc", None, None),
+        TimeInForce::Bars(n) => ("gtc", Some(n), None),
+        TimeInForce::Until(ts) => ("gtc", None, Some(ts)),
+        TimeInForce::Day => ("day", None, None),
+        TimeInForce::ImmediateOrCancel => ("ioc", None, None),
+        TimeInForce::AtTheOpen => ("opg", None, None),
+        TimeInForce::AtTheClose => ("close", None, None),
+    };
+    let trail = o.trail.map(|t| match t {
+        Trail::Distance(d) => ("distance", d),
+        Trail::Fraction(f) => ("fraction", f),
+        Trail::Atr { multiple, .. } => ("atr", multiple),
+    });
+    let plain = tif == "gtc" && bars.is_none() && until.is_none();
+    if plain && trail.is_none() && o.oco.is_none() && parent == 0 {
+        return None;
+    }
+    Some((tif, bars, until, trail, o.oco, parent))
+}
 /// A closed trade as `closed_trades` gives it (see there).
 type ClosedTradeRow = (usize, u64, f64, f64, i64, i64, f64, f64, f64, f64, i64);
 
@@ -1173,8 +1209,9 @@ impl PyContext {
     }
 
     /// The symbol's working and pending orders, in id order: (id, side +1/-1, size,
-    /// limit, stop, sl, tp, role code, trade id, tag). A close's size is the position's
-    /// share when placed (it is sized again when it fills).
+    /// limit, stop, sl, tp, role code, trade id, tag, details: None for a plain order,
+    /// else (tif, valid bars, valid until, trail, group, parent id)). A close's size is
+    /// the position's share when placed (it is sized again when it fills).
     #[pyo3(signature = (symbol=None))]
     fn working_orders(&self, symbol: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<WorkingOrder>> {
         let e = self.context()?;
@@ -1182,8 +1219,9 @@ impl PyContext {
         let row = |o: &Order| {
             let (side, role) = (o.side.sign(), o.role as u8);
             let (limit, stop, sl, tp) = (o.limit, o.stop, o.stop_loss, o.take_profit);
+            let details = order_details(o, e.order_parent(o.id));
             (
-                o.id, side, o.size, limit, stop, sl, tp, role, o.trade, o.tag,
+                o.id, side, o.size, limit, stop, sl, tp, role, o.trade, o.tag, details,
             )
         };
         Ok(e.working_orders(s).map(row).collect())
