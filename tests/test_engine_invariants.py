@@ -390,7 +390,7 @@ def reference_fee(size, price, *, commission, fixed, per_unit=0.0, minimum=0.0, 
 
 
 def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, fixed, leverage,
-                   per_unit=0.0, minimum=0.0, cap=None, maker=None, by_symbol=None):
+                   per_unit=0.0, minimum=0.0, cap=None, maker=None, by_symbol=None, margins=None):
     problems: list[str] = []
     account = dict(commission=commission, fixed=fixed, per_unit=per_unit, minimum=minimum, cap=cap,
                    maker=maker)
@@ -708,7 +708,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
 
     problems += check_margin(
         B, orders, fill_rows, expected, trade_on_close=trade_on_close, leverage=leverage,
-        slippage_bps=slippage_bps, schedule_of=schedule_of,
+        slippage_bps=slippage_bps, schedule_of=schedule_of, margins=margins,
         at_the_close={k for k, v in specs.items() if v.get("tif") == "close"},
     )
 
@@ -762,9 +762,11 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
 
 
 def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippage_bps, schedule_of,
-                 at_the_close=frozenset()):
-    """A fill that grows a position keeps gross exposure <= leverage x equity; a rejected
-    order would have broken that rule.
+                 at_the_close=frozenset(), margins=None):
+    """A fill that grows a position keeps gross exposure <= leverage x equity (with
+    symbols' own terms, ``margins``: the initial margin summed over the positions, each
+    worth / its leverage or units x its margin per unit, <= equity); a rejected order
+    would have broken that rule.
 
     The engine checks at the moment of the fill with every position marked at its latest
     price: within a tick's market phase (one batch for all symbols), every symbol with a
@@ -773,6 +775,14 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
     """
     names = sorted(B)
     problems = []
+
+    def initial_margin(symbol, units, worth):
+        """What a position requires to be opened: at the symbol's own terms, else the
+        account's leverage."""
+        own = (margins or {}).get(symbol, {})
+        if "initial_margin_per_unit" in own:
+            return units * own["initial_margin_per_unit"]
+        return worth / own.get("leverage", leverage)
 
     def marks(t, s, barrier):
         out = {}
@@ -801,6 +811,13 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
         eq_after = equity - fee + d * size * (mark - price)
         gross_after = gross + (abs(new) - abs(old)) * mark
         slack = 1e-9 * max(gross_after, abs(eq_after), 1.0)
+        if margins:
+            after = dict(held, **{s: new})
+            required = sum(initial_margin(j, abs(p), abs(p) * (mark if j == s else m[j]))
+                           for j, p in after.items() if p)
+            fits_loose = eq_after > -slack and required <= eq_after + slack
+            fits_strict = eq_after > slack and required <= eq_after - slack
+            return grows, fits_loose, fits_strict
         fits_loose = eq_after > -slack and gross_after <= eq_after * leverage + slack
         fits_strict = eq_after > slack and gross_after <= eq_after * leverage - slack
         return grows, fits_loose, fits_strict
@@ -1032,6 +1049,14 @@ def scenarios(draw):
             dict(maker=0.0005, minimum=1.0),
             dict(maker=-0.0002),
         ])),
+        # Some symbols' own margin terms now and then: a leverage, or money per unit held
+        # (prices are about 100); no maintenance (no margin calls to replay).
+        margins=draw(st.sampled_from([
+            None,
+            {"S0": {"leverage": 5.0}},
+            {"S1": {"initial_margin_per_unit": 30.0, "maintenance_margin_per_unit": 0.0},
+             "S0": {"leverage": 0.5}},
+        ])),
         # Some symbols' own schedules now and then (a symbol the market lacks is left out).
         by_symbol=draw(st.sampled_from([
             None,
@@ -1046,10 +1071,11 @@ OPTION_OF = {"per_unit": "commission_per_unit", "minimum": "commission_min", "ca
              "maker": "commission_maker", "commission": "commission", "fixed": "commission_fixed"}
 
 
-def symbols_own(sc):
-    """The scenario's own schedules of the symbols its market has."""
+def symbols_own(sc, kind="by_symbol"):
+    """The scenario's own schedules (or margin terms: ``kind="margins"``) of the symbols
+    its market has."""
     names = {f"S{k}" for k in range(sc["market"]["n_symbols"])}
-    return {s: own for s, own in (sc.get("by_symbol") or {}).items() if s in names}
+    return {s: own for s, own in (sc.get(kind) or {}).items() if s in names}
 
 
 def run_random(sc):
@@ -1065,6 +1091,7 @@ def run_random(sc):
                               for s, own in symbols_own(sc).items()},
         slippage=sc["slippage"],
         leverage=sc["leverage"],
+        margin_by_symbol=symbols_own(sc, "margins") or None,
         trade_on_close=sc["trade_on_close"],
         record_every_bar=True,
     )
@@ -1084,6 +1111,7 @@ def assert_consistent(sc):
         leverage=sc["leverage"],
         **sc.get("schedule", {}),
         by_symbol=symbols_own(sc),
+        margins=symbols_own(sc, "margins"),
     )
     assert not problems, "\n".join(problems[:20])
     return result
