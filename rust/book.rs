@@ -150,6 +150,7 @@ fn expiry_reason(order: Option<&Order>) -> Reason {
     match order.map(|o| o.time_in_force) {
         Some(TimeInForce::Day) => Reason::DayEnded,
         Some(TimeInForce::ImmediateOrCancel) => Reason::NotFilledOnItsBar,
+        Some(TimeInForce::FillOrKill) => Reason::NotFilledWhole,
         Some(TimeInForce::AtTheOpen) => Reason::NotFilledAtTheOpen,
         Some(TimeInForce::AtTheClose) => Reason::NotFilledAtTheClose,
         Some(TimeInForce::Bars(_)) => Reason::BarsPassed,
@@ -297,9 +298,10 @@ impl Book {
         }
         let group = req.oco.map(|other| self.join_group(other));
         let last_bar = match req.time_in_force {
-            TimeInForce::ImmediateOrCancel | TimeInForce::AtTheOpen | TimeInForce::AtTheClose => {
-                Some(at.next_bar)
-            }
+            TimeInForce::ImmediateOrCancel
+            | TimeInForce::FillOrKill
+            | TimeInForce::AtTheOpen
+            | TimeInForce::AtTheClose => Some(at.next_bar),
             TimeInForce::Bars(n) => Some(at.next_bar + n - 1),
             // A day order's end is set when its trading day ends (`end_day`); a
             // good-till-date order's time is in its time in force (`enqueued`).
@@ -370,6 +372,11 @@ impl Book {
                 if req.limit.is_none() || req.stop.is_some() || req.trail.is_some() =>
             {
                 return Err("immediate-or-cancel applies to limit orders only".into());
+            }
+            TimeInForce::FillOrKill if req.stop.is_some() || req.trail.is_some() => {
+                return Err(
+                    "fill or kill (tif='fok') applies to market and limit orders only".into(),
+                );
             }
             TimeInForce::AtTheOpen | TimeInForce::AtTheClose
                 if req.stop.is_some() || req.trail.is_some() =>

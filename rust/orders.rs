@@ -67,6 +67,10 @@ pub enum TimeInForce {
     Day,
     /// A limit that may fill only on the symbol's next bar; what does not fill expires.
     ImmediateOrCancel,
+    /// Fill or kill (`tif="fok"`): a market or limit order that fills whole on the
+    /// symbol's next bar or not at all (under `volume_limit`, not when the bar's volume
+    /// left takes only part of it); then it expires.
+    FillOrKill,
     /// For this many of the symbol's own bars, counted from the next one.
     Bars(usize),
     /// Through this time (ns UTC): bars stamped later do not fill it.
@@ -282,11 +286,13 @@ pub enum Reason {
     NotFilledAtTheOpen,
     /// `tif="close"`: a limit the close of its bar did not reach.
     NotFilledAtTheClose,
+    /// `tif="fok"`: not filled whole on its bar.
+    NotFilledWhole,
 }
 
 impl Reason {
     /// Every reason, by code.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::None,
         Reason::CancelledByStrategy,
         Reason::DayEnded,
@@ -306,6 +312,7 @@ impl Reason {
         Reason::NotShortable,
         Reason::NotFilledAtTheOpen,
         Reason::NotFilledAtTheClose,
+        Reason::NotFilledWhole,
     ];
 
     /// The phrase the results show ("" for none).
@@ -339,6 +346,7 @@ impl Reason {
             Reason::NotShortable => "not shortable (shortable): it would sell short",
             Reason::NotFilledAtTheOpen => "at the open: not filled at its bar's open",
             Reason::NotFilledAtTheClose => "at the close: not filled at its bar's close",
+            Reason::NotFilledWhole => "fill or kill: not filled whole on its bar",
         }
     }
 }

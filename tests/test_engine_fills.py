@@ -931,6 +931,7 @@ def test_orders_say_how_they_were_placed(bars, run):
         s.ids["day"] = s.buy(size=1, limit=93, tif="day")
         s.ids["close"] = s.buy(size=1, limit=94, tif="close")
         s.ids["opg"] = s.buy(size=1, limit=95, tif="opg")
+        s.ids["fok"] = s.buy(size=1, limit=96, tif="fok")
         s.ids["trail"] = s.sell(size=1, trail="2%")
         s.ids["distance"] = s.sell(size=1, trail=1.5, oco=s.ids["trail"])
         s.ids["entry"] = s.buy(size=10, limit=101, sl=95)
@@ -948,6 +949,7 @@ def test_orders_say_how_they_were_placed(bars, run):
     assert placed[ids["until"]] == ("gtc", pd.Timestamp("2024-03-01", tz="UTC"), None, None, None)
     assert placed[ids["day"]][0] == "day"
     assert placed[ids["close"]][0] == "close" and placed[ids["opg"]][0] == "opg"
+    assert placed[ids["fok"]][0] == "fok"
     assert placed[ids["trail"]] == ("gtc", None, "2%", ids["trail"], None)
     assert placed[ids["distance"]] == ("gtc", None, 1.5, ids["trail"], None)
     # The entry's stop-loss leg, working from its fill at bar 1, names the entry.

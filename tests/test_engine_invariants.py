@@ -184,8 +184,8 @@ class RandomTrader(tickstep.Strategy):
             tif = rng.choice([{"valid": rng.choice([1, 2, 3])}, {"tif": "day"}])
             if kind == "limit" and rng.random() < 0.3:
                 tif = {"tif": "ioc"}
-        if kind in ("market", "limit") and self.moments.random() < 0.2:
-            tif = {"tif": self.moments.choice(["opg", "close"])}
+        if kind in ("market", "limit") and self.moments.random() < 0.25:
+            tif = {"tif": self.moments.choice(["opg", "close", "fok"])}
         limit = stop = None
         if kind == "limit":
             limit = round(ref * (1 + rng.uniform(-0.04, 0.04)), 2)
@@ -468,7 +468,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
         if "valid" in spec:
             last = start + spec["valid"] - 1
             return last, (int(b.ts[last]) if last < len(b.ts) else None)
-        if spec.get("tif") in ("ioc", "opg", "close"):
+        if spec.get("tif") in ("ioc", "fok", "opg", "close"):
             return start, (int(b.ts[start]) if start < len(b.ts) else None)
         if spec.get("tif") == "day":
             end = day_end(union, placed)
@@ -1169,7 +1169,8 @@ def test_the_reference_is_not_vacuous():
     assert {"filled", "cancelled", "rejected", "expired", "cancelled by the strategy",
             "its trade was closed", "insufficient margin",
             "its one-cancels-other group filled", "at the open: not filled at its bar's open",
-            "at the close: not filled at its bar's close"} <= statuses
+            "at the close: not filled at its bar's close",
+            "fill or kill: not filled whole on its bar"} <= statuses
 
 
 # ---------------------------------------------------------------------------------------

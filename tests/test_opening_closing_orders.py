@@ -134,7 +134,7 @@ def test_a_part_at_the_close_under_a_volume_limit_ends_with_its_bar():
 @pytest.mark.parametrize(("kw", "message"), [
     ({"stop": 105.0, "tif": "close"}, "at the close (tif='close') applies to market and limit"),
     ({"trail": 2.0, "tif": "opg"}, "at the open (tif='opg') applies to market and limit"),
-    ({"tif": "moc"}, "tif=\"moc\": must be 'gtc', 'day', 'ioc', 'opg' or 'close'"),
+    ({"tif": "moc"}, "tif=\"moc\": must be 'gtc', 'day', 'ioc', 'fok', 'opg' or 'close'"),
     ({"tif": "close", "valid": 2}, "valid= makes an order good till a date"),
 ])
 def test_orders_at_the_open_or_close_are_refused_naming_the_rule(kw, message):

@@ -456,7 +456,7 @@ def test_partial_close_on_a_position_object():
         ({"valid": "2023-12-01"}, "is not after the current time"),
         ({"valid": pd.Timedelta(0)}, "a duration must be positive"),
         ({"tif": "ioc"}, "immediate-or-cancel applies to limit orders only"),
-        ({"tif": "week"}, 'tif="week": must be .gtc., .day., .ioc., .opg. or .close.'),
+        ({"tif": "week"}, 'tif="week": must be .gtc., .day., .ioc., .fok., .opg. or .close.'),
         ({"oco": 999}, "oco=999: no such order"),
     ],
 )

@@ -174,6 +174,46 @@ def test_on_its_last_bar_the_rest_ends_with_it():
     assert len(two.orders) == 2
 
 
+KILLED = "fill or kill: not filled whole on its bar"
+
+
+def test_fill_or_kill_fills_whole_on_its_bar_or_not_at_all():
+    # Day 2 allows 10: a market order of 30 at fill-or-kill fills nothing and ends there
+    # (day 3's 100 does not fill it); one of 10 fills whole.
+    data = flat([1000, 100, 1000, 1000])
+    r = run_script(data, {0: buy(30, tif="fok")}, volume_limit=0.1)
+    assert r.fills.empty
+    o = r.orders.iloc[0]
+    assert (o["status"], o["reason"], o["closed_time"].day) == ("expired", KILLED, 2)
+    whole = run_script(data, {0: buy(10, tif="fok")}, volume_limit=0.1)
+    assert fills(whole) == [(2, "buy", 10, 100)]
+    assert whole.orders["status"].tolist() == ["filled"]
+    # What it does not take is left to the symbol's other orders of that bar: a buy of
+    # 30 killed, then a buy of 8 placed after it fills whole.
+    both = run_script(data, {0: lambda s, sym: (buy(30, tif="fok")(s, sym), buy(8)(s, sym))},
+                      volume_limit=0.1)
+    assert fills(both) == [(2, "buy", 8, 100)]
+    assert both.orders["reason"].tolist() == [KILLED, ""]
+
+
+def test_a_limit_at_fill_or_kill_fills_on_its_next_bar_only():
+    # Without a volume limit it is whole or nothing anyway: a limit at 99 that day 2 (low
+    # 99.5) does not reach is killed there, though day 3 would reach it.
+    data = make_bars([(100, 101, 99, 100), (100, 101, 99.5, 100), (100, 101, 98, 99)])
+    r = run_script(data, {0: buy(10, limit=99, tif="fok")})
+    assert r.fills.empty and r.orders["reason"].tolist() == [KILLED]
+    reached = run_script(data, {0: buy(10, limit=99.5, tif="fok")})
+    assert fills(reached) == [(2, "buy", 10, 99.5)]
+
+
+def test_fill_or_kill_is_refused_on_stops():
+    with pytest.raises(tickstep.OrderError, match=r"fill or kill \(tif='fok'\) applies to market "
+                                                  r"and limit orders only"):
+        run_script(flat([1000, 1000]), {0: buy(10, stop=101, tif="fok")})
+    with pytest.raises(tickstep.OrderError, match="'fok'"):
+        run_script(flat([1000, 1000]), {0: buy(10, tif="FOK")})
+
+
 def test_each_part_of_a_bracketed_entry_is_a_trade_with_its_own_legs():
     # Buy 30 with a stop-loss at 95 placed on day 1: 10 fill on day 2 (volume 100), 20 on
     # day 3; day 4 trades down to 94 with ample volume and both legs fill at 95.

@@ -336,7 +336,7 @@ class Order(_Sided):
     @property
     def tif(self) -> str:
         """Its time in force as placed: ``"gtc"`` (with or without ``valid``), ``"day"``,
-        ``"ioc"``, ``"opg"`` (at the open) or ``"close"`` (at the close)."""
+        ``"ioc"``, ``"fok"``, ``"opg"`` (at the open) or ``"close"`` (at the close)."""
         return "gtc" if self._details is None else self._details[0]
 
     @property

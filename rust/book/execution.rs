@@ -141,6 +141,12 @@ impl Book {
                 return Executed::NoVolume;
             }
             if size - *left > size * DUST {
+                // Fill or kill: whole or not at all. Killed here, it leaves the bar's
+                // volume to the symbol's other orders.
+                if order.time_in_force == TimeInForce::FillOrKill {
+                    self.finish(matched.id, Status::Expired, at.ts, Reason::NotFilledWhole);
+                    return Executed::Done;
+                }
                 // A part of an order of whole units (shares, contracts) is whole units:
                 // the bar's share of its volume rounded down, a hair of float noise below
                 // a whole unit forgiven (0.35 × 180 is 62.99999999999999); an order of

@@ -744,7 +744,8 @@ impl PyStrategyBase {
     ///     in the same forms, starting from the entry price.
     /// tif : ``"gtc"`` (good till cancelled, default), ``"day"`` (until the end of the
     ///     trading day, in the backtest's timezone), ``"ioc"`` (a limit that may fill
-    ///     only on the symbol's next bar), ``"opg"`` (at the open: a market or limit order
+    ///     only on the symbol's next bar), ``"fok"`` (fill or kill: a market or limit
+    ///     order filled whole on the symbol's next bar or not at all), ``"opg"`` (at the open: a market or limit order
     ///     that may fill only at the open of the symbol's next bar) or ``"close"`` (at the
     ///     close: a market order filled at the close of the symbol's next bar, a limit
     ///     there if the close reaches it; market-on-close, limit-on-close).

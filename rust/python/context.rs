@@ -77,6 +77,7 @@ fn order_details(o: &Order, parent: u64) -> Option<OrderDetails> {
         TimeInForce::Until(ts) => ("gtc", None, Some(ts)),
         TimeInForce::Day => ("day", None, None),
         TimeInForce::ImmediateOrCancel => ("ioc", None, None),
+        TimeInForce::FillOrKill => ("fok", None, None),
         TimeInForce::AtTheOpen => ("opg", None, None),
         TimeInForce::AtTheClose => ("close", None, None),
     };
@@ -123,12 +124,13 @@ fn time_in_force(
         ("gtc", None, Some(ts)) => TimeInForce::Until(ts),
         ("day", None, None) => TimeInForce::Day,
         ("ioc", None, None) => TimeInForce::ImmediateOrCancel,
+        ("fok", None, None) => TimeInForce::FillOrKill,
         ("opg", None, None) => TimeInForce::AtTheOpen,
         ("close", None, None) => TimeInForce::AtTheClose,
-        (other, ..) if !matches!(other, "gtc" | "day" | "ioc" | "opg" | "close") => {
+        (other, ..) if !matches!(other, "gtc" | "day" | "ioc" | "fok" | "opg" | "close") => {
             return Err(order_error(
                 py,
-                format!("tif={other:?}: must be 'gtc', 'day', 'ioc', 'opg' or 'close'"),
+                format!("tif={other:?}: must be 'gtc', 'day', 'ioc', 'fok', 'opg' or 'close'"),
             ))
         }
         _ => {
@@ -1122,7 +1124,7 @@ impl PyContext {
     }
 
     /// Place an order; returns its id. It can fill from the symbol's next bar on.
-    /// `tif`: "gtc" | "day" | "ioc" | "opg" | "close"; `valid_bars` / `valid_until` (ns) make it good till
+    /// `tif`: "gtc" | "day" | "ioc" | "fok" | "opg" | "close"; `valid_bars` / `valid_until` (ns) make it good till
     /// then. `trail` / `sl_trail`: (kind, value, study) with kind "distance" | "fraction"
     /// | "atr" (value = the ATR multiple, study = the ATR's id).
     #[pyo3(signature = (symbol, buy, size, limit=None, stop=None, sl=None, tp=None, tag=0, tif="gtc", valid_bars=None, valid_until=None, trail=None, sl_trail=None, oco=None))]
