@@ -26,7 +26,7 @@ mod working;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-use crate::broker::{ratchet, Bar, Moment};
+use crate::broker::{ratchet, Bar, LimitFill, Moment};
 use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::orders::{
@@ -85,6 +85,8 @@ pub struct Book {
     /// Under a volume limit, each order filled in part whose rest works on: the rest's id
     /// by the order's (`work_on_rest`), so that cancelling an order cancels its rest.
     rests: HashMap<u64, u64>,
+    /// When a price reaching a limit fills it (`Config::limit_fill`, `fill_limits`).
+    limits: LimitFill,
     /// The symbols whose bar's range their open lots took before a fill at the close in
     /// this tick's batch (`range_before_the_close`): the fold at the close skips them.
     ranged_at_close: Vec<usize>,
@@ -196,7 +198,13 @@ impl Book {
             by_volume: false,
             rests: HashMap::new(),
             ranged_at_close: Vec::new(),
+            limits: LimitFill::Touch,
         }
+    }
+
+    /// Fill limits at a touch or only through them (`Config::limit_fill`).
+    pub fn fill_limits(&mut self, limits: LimitFill) {
+        self.limits = limits;
     }
 
     /// Whether `symbol`'s open lots took this tick's bar's range before a fill at its
@@ -857,7 +865,8 @@ impl Book {
     pub fn open_bar(&mut self, symbol: usize, bar: usize, ts: i64, prices: Bar) {
         let working = &mut self.working[symbol];
         if !working.is_empty() && !matching::is_quiet(working, bar, &prices) {
-            self.plays.push(Play::new(symbol, bar, ts, prices));
+            self.plays
+                .push(Play::new(symbol, bar, ts, prices, self.limits));
         }
     }
 

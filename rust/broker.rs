@@ -18,8 +18,46 @@
 //! - Orders at the open (`tif="opg"`) match at the open alone; orders at the close
 //!   (`tif="close"`) at the close alone, after everything else in the bar: a market order
 //!   at the close, a limit at the close if the close is at or better than its price.
+//! - With `LimitFill::Through` (`limit_fill="through"`), a limit price is filled only
+//!   where the market trades through it: "at or below L" above reads "below L" (and a
+//!   stop-limit's trigger must be better than its limit), as orders resting at L before
+//!   this one may have taken all that traded there.
 
+use crate::error::{EngineError, Result};
 use crate::orders::{Order, Side, Trail};
+
+/// When a price reaching a limit fills it (`limit_fill`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitFill {
+    /// At a touch: the price at the limit fills it (the default).
+    Touch,
+    /// Only through it: the price must pass the limit (below a buy's, above a sell's).
+    Through,
+}
+
+impl LimitFill {
+    /// The option's spelling: `limit_fill="touch" | "through"`.
+    pub fn parse(value: &str) -> Result<LimitFill> {
+        match value {
+            "touch" => Ok(LimitFill::Touch),
+            "through" => Ok(LimitFill::Through),
+            other => Err(EngineError::InvalidConfig(format!(
+                "limit_fill = {other:?}: must be 'touch' or 'through'"
+            ))),
+        }
+    }
+
+    /// Whether `price` fills a limit at `limit` on the `buy` side.
+    #[inline(always)]
+    fn fills(self, buy: bool, price: f64, limit: f64) -> bool {
+        match (self, buy) {
+            (LimitFill::Touch, true) => price <= limit,
+            (LimitFill::Touch, false) => price >= limit,
+            (LimitFill::Through, true) => price < limit,
+            (LimitFill::Through, false) => price > limit,
+        }
+    }
+}
 
 /// One bar's prices.
 #[derive(Clone, Copy, Debug)]
@@ -43,8 +81,9 @@ pub enum Moment {
 
 /// The price at which `order` fills at `moment` of `bar`, before slippage; `None` if it
 /// does not fill. A stop-limit whose stop is touched but whose limit is not marketable is
-/// marked `triggered` and does not fill in this bar.
-pub fn match_order(order: &mut Order, bar: &Bar, moment: Moment) -> Option<f64> {
+/// marked `triggered` and does not fill in this bar. `limits` says when a price reaching
+/// a limit fills it.
+pub fn match_order(order: &mut Order, bar: &Bar, moment: Moment, limits: LimitFill) -> Option<f64> {
     let buy = order.side == Side::Buy;
     match (order.stop, order.limit, order.triggered) {
         (None, None, _) => match moment {
@@ -54,16 +93,11 @@ pub fn match_order(order: &mut Order, bar: &Bar, moment: Moment) -> Option<f64> 
         },
         (Some(stop), None, _) => stop_touch(buy, stop, bar, moment),
         (None, Some(limit), _) | (Some(_), Some(limit), true) => {
-            limit_touch(buy, limit, bar, moment)
+            limit_touch(buy, limit, bar, moment, limits)
         }
         (Some(stop), Some(limit), false) => {
             let trigger = stop_touch(buy, stop, bar, moment)?;
-            let marketable = if buy {
-                trigger <= limit
-            } else {
-                trigger >= limit
-            };
-            if marketable {
+            if limits.fills(buy, trigger, limit) {
                 Some(trigger)
             } else {
                 order.triggered = true;
@@ -96,32 +130,14 @@ fn stop_touch(buy: bool, stop: f64, bar: &Bar, moment: Moment) -> Option<f64> {
     }
 }
 
-fn limit_touch(buy: bool, limit: f64, bar: &Bar, moment: Moment) -> Option<f64> {
+fn limit_touch(buy: bool, limit: f64, bar: &Bar, moment: Moment, limits: LimitFill) -> Option<f64> {
     match moment {
-        Moment::Open => {
-            let through = if buy {
-                bar.open <= limit
-            } else {
-                bar.open >= limit
-            };
-            through.then_some(bar.open)
-        }
+        Moment::Open => limits.fills(buy, bar.open, limit).then_some(bar.open),
         Moment::Intrabar => {
-            let touched = if buy {
-                bar.low <= limit
-            } else {
-                bar.high >= limit
-            };
-            touched.then_some(limit)
+            let extreme = if buy { bar.low } else { bar.high };
+            limits.fills(buy, extreme, limit).then_some(limit)
         }
-        Moment::Close => {
-            let through = if buy {
-                bar.close <= limit
-            } else {
-                bar.close >= limit
-            };
-            through.then_some(bar.close)
-        }
+        Moment::Close => limits.fills(buy, bar.close, limit).then_some(bar.close),
     }
 }
 
@@ -227,6 +243,40 @@ mod tests {
         low: 96.0,
         close: 101.0,
     };
+
+    /// The default rule: a limit fills at a touch.
+    fn match_order(order: &mut Order, bar: &Bar, moment: Moment) -> Option<f64> {
+        super::match_order(order, bar, moment, LimitFill::Touch)
+    }
+
+    #[test]
+    fn through_a_limit_the_price_must_pass_it() {
+        let through = |o: &mut Order, m| super::match_order(o, &BAR, m, LimitFill::Through);
+        // A buy at the low (96) or a sell at the high (105): a touch, not through.
+        let mut at_low = order(Side::Buy, Some(96.0), None);
+        assert_eq!(match_order(&mut at_low, &BAR, Moment::Intrabar), Some(96.0));
+        assert_eq!(through(&mut at_low, Moment::Intrabar), None);
+        let mut below = order(Side::Buy, Some(96.5), None);
+        assert_eq!(through(&mut below, Moment::Intrabar), Some(96.5));
+        let mut at_high = order(Side::Sell, Some(105.0), None);
+        assert_eq!(through(&mut at_high, Moment::Intrabar), None);
+        // At the open and at the close alike: the open at the limit does not fill it.
+        let mut at_open = order(Side::Buy, Some(100.0), None);
+        assert_eq!(through(&mut at_open, Moment::Open), None);
+        assert_eq!(match_order(&mut at_open, &BAR, Moment::Open), Some(100.0));
+        let mut at_close = order(Side::Sell, Some(101.0), None);
+        assert_eq!(through(&mut at_close, Moment::Close), None);
+        assert_eq!(match_order(&mut at_close, &BAR, Moment::Close), Some(101.0));
+        // A stop-limit triggered at its limit rests rather than filling there.
+        let mut stop_limit = order(Side::Buy, Some(104.0), Some(104.0));
+        assert_eq!(through(&mut stop_limit, Moment::Intrabar), None);
+        assert!(stop_limit.triggered);
+        assert_eq!(LimitFill::parse("through").unwrap(), LimitFill::Through);
+        assert!(LimitFill::parse("thru")
+            .unwrap_err()
+            .to_string()
+            .contains("'touch' or 'through'"));
+    }
 
     #[test]
     fn market_fills_only_at_the_open() {

@@ -3,6 +3,7 @@
 //! The Python bindings build a `Config` from the keyword options of `_core.Engine` (the
 //! names below in backticks are those options); nothing else in the core reads options.
 
+use crate::broker::LimitFill;
 use crate::error::{EngineError, Result};
 use crate::portfolio::{AfterFill, CarryRates, Portfolio};
 
@@ -277,6 +278,9 @@ pub struct Config {
     pub slippages: Vec<Option<f64>>,
     /// `fill_at`: when market orders fill.
     pub fill_at: FillAt,
+    /// `limit_fill`: whether a price at a limit fills it, or only one through it
+    /// (`broker::LimitFill`).
+    pub limit_fill: LimitFill,
     /// `leverage`: gross exposure may reach `leverage` × equity; increases beyond it are
     /// rejected.
     pub leverage: f64,
@@ -328,6 +332,7 @@ impl Default for Config {
             slippage_bps: 0.0,
             slippages: Vec::new(),
             fill_at: FillAt::NextOpen,
+            limit_fill: LimitFill::Touch,
             leverage: 1.0,
             maintenance_margin: 0.0,
             funding: None,

@@ -213,6 +213,7 @@ impl Engine {
         });
         let mut book = Book::new(n);
         book.follow_volume(config.volume_limit, config.volume_impact);
+        book.fill_limits(config.limit_fill);
         let mut portfolio = Portfolio::new(config.cash, n);
         for (s, &multiplier) in config.multipliers.iter().enumerate().take(n) {
             portfolio.set_multiplier(s, multiplier);

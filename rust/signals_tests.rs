@@ -599,6 +599,7 @@ fn random_case(seed: u64) -> Case {
             cash: [0.0, 0.03][d.below(2) as usize],
         },
         borrow_rates: Vec::new(),
+        limit_fill: crate::broker::LimitFill::Touch,
     };
     let timeline_len = market.timeline().len();
     let session_ends = d
@@ -701,6 +702,10 @@ fn random_case(seed: u64) -> Case {
         }
         false => Vec::new(),
     };
+    // Limits filled only through their price now and then (drawn last): the take-profits'.
+    if d.chance(0.3) {
+        config.limit_fill = crate::broker::LimitFill::Through;
+    }
     Case {
         market: Arc::new(market),
         signals,

@@ -32,6 +32,7 @@ def test_defaults():
         "slippage": 0.0,
         "slippage_by_symbol": None,
         "trade_on_close": False,
+        "limit_fill": "touch",
         "leverage": 1.0,
         "maintenance_margin": 0.0,
         "margin_by_symbol": None,
@@ -78,11 +79,12 @@ def test_engine_options_are_the_cores_spelling():
     config = BacktestConfig(cash=5_000, commission=0.002, commission_fixed=1.0, slippage=3.0,
                             trade_on_close=True, leverage=2.0, record_every_bar=True,
                             exclusive_orders=True, commission_per_unit=0.005, commission_min=1,
-                            commission_cap=0.01, commission_maker=0.0002, maintenance_margin=0.25)
+                            commission_cap=0.01, commission_maker=0.0002, maintenance_margin=0.25,
+                            limit_fill="through")
     assert config.engine_options() == {
         "cash": 5_000.0, "commission": 0.002, "commission_fixed": 1.0, "commission_per_unit": 0.005,
         "commission_min": 1.0, "commission_cap": 0.01, "commission_maker": 0.0002, "slippage_bps": 3.0,
-        "fill_at": "close", "leverage": 2.0, "maintenance_margin": 0.25, "funding_column": None,
+        "fill_at": "close", "limit_fill": "through", "leverage": 2.0, "maintenance_margin": 0.25, "funding_column": None,
         "dividend_column": None, "volume_limit": None, "volume_impact": 0.0,
         "exclusive_orders": True,
         "record_every_bar": True,
@@ -101,6 +103,8 @@ def test_every_option_is_documented_and_has_a_rule():
     ("options", "culprit", "says"),
     [
         ({"cash": "lots"}, "cash='lots'", "positive finite number"),
+        ({"limit_fill": "thru"}, "limit_fill='thru'", "'touch' (a price at the limit fills it) or 'through'"),
+        ({"limit_fill": True}, "limit_fill=True", "'through'"),
         ({"cash": 0}, "cash=0", "positive"),
         ({"cash": -5.0}, "cash=-5.0", "positive"),
         ({"cash": math.inf}, "cash=inf", "finite"),

@@ -250,18 +250,25 @@ class Event:
         return 0 if self.at_open else 2 if self.at_close else 1
 
 
-def moment_fill(tif, kind, buy, limit, B: Bars, start: int):
+def fills_limit(buy, price, limit, through):
+    """Whether ``price`` fills a limit (``limit_fill``): at a touch, or only past it."""
+    if through:
+        return price < limit if buy else price > limit
+    return price <= limit if buy else price >= limit
+
+
+def moment_fill(tif, kind, buy, limit, B: Bars, start: int, through=False):
     """The fill of an order at the open (``tif="opg"``) or at the close (``"close"``): at
     that price of bar ``start`` only, a limit only if it is at or better than the limit."""
     if start >= len(B.ts):
         return None
     price = B.o[start] if tif == "opg" else B.c[start]
-    if kind == "limit" and not (price <= limit if buy else price >= limit):
+    if kind == "limit" and not fills_limit(buy, price, limit, through):
         return None
     return Event(start, price, tif == "opg", at_close=tif == "close")
 
 
-def first_fill(kind, buy, limit, stop, B: Bars, start: int, no_open_at_start=False):
+def first_fill(kind, buy, limit, stop, B: Bars, start: int, no_open_at_start=False, through=False):
     """Bar index, raw price and moment of the first fill of one order from bar ``start``."""
     triggered = False
     for i in range(start, len(B.ts)):
@@ -276,14 +283,14 @@ def first_fill(kind, buy, limit, stop, B: Bars, start: int, no_open_at_start=Fal
                 trig, at_open = stop, False
             else:
                 continue
-            if trig <= limit if buy else trig >= limit:
+            if fills_limit(buy, trig, limit, through):
                 return Event(i, trig, at_open)
             triggered = True  # rests as a limit from the next bar on
             continue
         if kind == "limit" or triggered:
-            if open_ok and (o <= limit if buy else o >= limit):
+            if open_ok and fills_limit(buy, o, limit, through):
                 return Event(i, o, True)
-            if lo <= limit if buy else h >= limit:
+            if fills_limit(buy, lo if buy else h, limit, through):
                 return Event(i, limit, False)
         elif kind == "stop":
             if open_ok and (o >= stop if buy else o <= stop):
@@ -390,7 +397,8 @@ def reference_fee(size, price, *, commission, fixed, per_unit=0.0, minimum=0.0, 
 
 
 def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, fixed, leverage,
-                   per_unit=0.0, minimum=0.0, cap=None, maker=None, by_symbol=None, margins=None):
+                   per_unit=0.0, minimum=0.0, cap=None, maker=None, by_symbol=None, margins=None,
+                   through=False):
     problems: list[str] = []
     account = dict(commission=commission, fixed=fixed, per_unit=per_unit, minimum=minimum, cap=cap,
                    maker=maker)
@@ -491,9 +499,9 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
         elif trade_on_close and kind == "market" and i_now is not None and moment != "opg":
             ev = Event(i_now, b.c[i_now], False, barrier=True)
         elif moment is not None:
-            ev = moment_fill(moment, kind, o.side == "buy", o.limit, b, start)
+            ev = moment_fill(moment, kind, o.side == "buy", o.limit, b, start, through)
         else:
-            ev = first_fill(kind, o.side == "buy", o.limit, o.stop, b, start)
+            ev = first_fill(kind, o.side == "buy", o.limit, o.stop, b, start, through=through)
         last, _ = window(oid)
         if ev is not None and last is not None and ev.bar > last and not ev.barrier:
             ev = None
@@ -638,7 +646,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
             start = e_bar if same_bar else e_bar + 1
             ev = first_fill(
                 kind, o.side == "buy", o.limit, o.stop, b, start,
-                no_open_at_start=(start == e_bar and not entry_open),
+                no_open_at_start=(start == e_bar and not entry_open), through=through,
             )
         ev_ts = None if ev is None else int(b.ts[ev.bar])
         where = f"order {oid} ({o.role} {kind} {o.side} {s} limit={o.limit} stop={o.stop})"
@@ -1051,6 +1059,8 @@ def scenarios(draw):
         ])),
         # Some symbols' own margin terms now and then: a leverage, or money per unit held
         # (prices are about 100); no maintenance (no margin calls to replay).
+        # Limits filled only through their price now and then.
+        limit_fill=draw(st.sampled_from(["touch", "touch", "through"])),
         margins=draw(st.sampled_from([
             None,
             {"S0": {"leverage": 5.0}},
@@ -1092,6 +1102,7 @@ def run_random(sc):
         slippage=sc["slippage"],
         leverage=sc["leverage"],
         margin_by_symbol=symbols_own(sc, "margins") or None,
+        limit_fill=sc.get("limit_fill", "touch"),
         trade_on_close=sc["trade_on_close"],
         record_every_bar=True,
     )
@@ -1112,6 +1123,7 @@ def assert_consistent(sc):
         **sc.get("schedule", {}),
         by_symbol=symbols_own(sc),
         margins=symbols_own(sc, "margins"),
+        through=sc.get("limit_fill") == "through",
     )
     assert not problems, "\n".join(problems[:20])
     return result

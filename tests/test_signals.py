@@ -212,6 +212,8 @@ def markets_and_signals(draw):
                                 {"commission": 0.002, "commission_maker": -0.0001}]))
     if own is not None:
         options["commission_by_symbol"] = {sorted(data)[0]: own}
+    # Take-profits filled only through their price now and then: both modes by one rule.
+    options["limit_fill"] = draw(st.sampled_from(["touch", "touch", "through"]))
     return data, signals, rules, trail, options
 
 

@@ -93,6 +93,7 @@ class Engine:
         commission_maker: float | None = None,
         slippage_bps: float = 0.0,
         fill_at: str = "next_open",
+        limit_fill: str = "touch",
         leverage: float = 1.0,
         maintenance_margin: float = 0.0,
         funding_column: str | None = None,

@@ -398,6 +398,17 @@ def _periods_per_year(name: str, value: Any) -> int | None:
     return int(value)
 
 
+#: When a price reaching a limit fills it (``limit_fill``).
+LIMIT_FILLS = ("touch", "through")
+
+
+def _limit_fill(name: str, value: Any) -> str:
+    if not (isinstance(value, str) and value in LIMIT_FILLS):
+        raise _refuse(name, value, "'touch' (a price at the limit fills it) or 'through' (only "
+                      "a price past it does)")
+    return value
+
+
 def _on_reject(name: str, value: Any) -> str:
     if not (isinstance(value, str) and value in ON_REJECT):
         raise _refuse(name, value, ", ".join(map(repr, ON_REJECT[:-1])) + f" or {ON_REJECT[-1]!r}")
@@ -549,6 +560,14 @@ class BacktestConfig:
     trade_on_close : bool, default False
         Fill market orders at the close of the bar on which they are placed instead of
         the next bar's open.
+    limit_fill : str, default "touch"
+        When a price reaching a limit fills it: ``"touch"``, a price at the limit does (a
+        buy limit at 100 fills when the low is 100); ``"through"``, only a price past it
+        (the low below 100), as orders resting at 100 before this one may have taken all
+        that traded there. It rules every fill at a limit price: limit orders, take-profits,
+        a stop-limit's limit (its trigger must then be better than the limit), orders at
+        the open or the close with a limit; a gap through the limit still fills at the
+        open.
     exclusive_orders : bool, default False
         Each order a strategy places first cancels its symbol's entry orders still working
         and closes its position, as backtesting.py's option of that name: at most one
@@ -710,6 +729,7 @@ class BacktestConfig:
     trade_on_close: bool = _option(
         False, rule=_flag, engine="fill_at", to_engine=lambda v: "close" if v else "next_open"
     )
+    limit_fill: str = _option("touch", rule=_limit_fill, engine="limit_fill")
     leverage: float = _option(1.0, rule=_positive, engine="leverage")
     maintenance_margin: float = _option(0.0, rule=_maintenance, engine="maintenance_margin")
     margin_by_symbol: Mapping[str, Mapping[str, float]] | None = _option(None, rule=_margin_by_symbol)

@@ -8,7 +8,7 @@
 //! execution may add legs or cancel siblings), and may pause a play while an increase
 //! waits for its turn (see `book`).
 
-use crate::broker::{match_order, ratchet, Bar, Moment};
+use crate::broker::{match_order, ratchet, Bar, LimitFill, Moment};
 use crate::orders::{Order, Side, Trail};
 use crate::studies::Studies;
 
@@ -64,6 +64,8 @@ pub(super) struct Play {
     pub bar: usize,
     pub ts: i64,
     pub prices: Bar,
+    /// When a price reaching a limit fills it (`Config::limit_fill`).
+    limits: LimitFill,
     stage: Stage,
     /// Next index into the symbol's working orders.
     k: usize,
@@ -82,12 +84,13 @@ pub(super) struct Match {
 }
 
 impl Play {
-    pub fn new(symbol: usize, bar: usize, ts: i64, prices: Bar) -> Self {
+    pub fn new(symbol: usize, bar: usize, ts: i64, prices: Bar, limits: LimitFill) -> Self {
         Play {
             symbol,
             bar,
             ts,
             prices,
+            limits,
             stage: Stage::Open,
             k: 0,
             limit_len: usize::MAX,
@@ -226,7 +229,7 @@ impl Play {
                 continue;
             }
             let mut probe = *o;
-            if let Some(price) = match_order(&mut probe, &self.prices, m.moment) {
+            if let Some(price) = match_order(&mut probe, &self.prices, m.moment, self.limits) {
                 let candidate = key(o, price);
                 if candidate < best.0 {
                     best = (
@@ -263,7 +266,7 @@ impl Play {
 
     fn try_match(&self, o: &mut Order, k: usize, moment: Moment) -> Option<Match> {
         let was_triggered = o.triggered;
-        match match_order(o, &self.prices, moment) {
+        match match_order(o, &self.prices, moment, self.limits) {
             Some(raw_price) => Some(Match {
                 k,
                 raw_price,
@@ -355,8 +358,8 @@ mod tests {
                 return false;
             }
             let mut probe = *o;
-            match_order(&mut probe, prices, Moment::Open).is_none()
-                && match_order(&mut probe, prices, Moment::Intrabar).is_none()
+            match_order(&mut probe, prices, Moment::Open, LimitFill::Touch).is_none()
+                && match_order(&mut probe, prices, Moment::Intrabar, LimitFill::Touch).is_none()
         })
     }
 
@@ -431,7 +434,7 @@ mod tests {
             let before: Vec<String> = working.iter().map(state).collect();
             assert_eq!(before, probed.iter().map(state).collect::<Vec<_>>());
             let mut played = working.clone();
-            let mut play = Play::new(0, bar, 0, prices);
+            let mut play = Play::new(0, bar, 0, prices, LimitFill::Touch);
             assert!(
                 play.next_match(&mut played, &studies).is_none(),
                 "{working:?} {prices:?}"

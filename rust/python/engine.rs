@@ -10,6 +10,7 @@ use super::adapter::PyStrategy;
 use super::context::PyContext;
 use super::errors::{config_error, IntoPyResult};
 use super::market::PyMarket;
+use crate::broker::LimitFill;
 use crate::candles::WallClock;
 use crate::config::{Commission, Config, FillAt, MarginParts};
 use crate::engine::{Engine, Logs};
@@ -282,7 +283,7 @@ impl PyEngine {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", leverage=1.0, maintenance_margin=0.0, funding_column=None, dividend_column=None, volume_limit=None, volume_impact=0.0, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
+    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", limit_fill="touch", leverage=1.0, maintenance_margin=0.0, funding_column=None, dividend_column=None, volume_limit=None, volume_impact=0.0, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -296,6 +297,7 @@ impl PyEngine {
         commission_maker: Option<f64>,
         slippage_bps: f64,
         fill_at: &str,
+        limit_fill: &str,
         leverage: f64,
         maintenance_margin: f64,
         funding_column: Option<&str>,
@@ -341,6 +343,7 @@ impl PyEngine {
             slippage_bps,
             slippages: Vec::new(),
             fill_at: FillAt::parse(fill_at).py_err(py)?,
+            limit_fill: LimitFill::parse(limit_fill).py_err(py)?,
             leverage,
             maintenance_margin,
             funding,
