@@ -238,7 +238,7 @@ ORDER_CASES = {
     "stop-loss above a buy's price": (lambda s: s.buy(size=1, sl=1000), ["sl 1000", "below the entry price"]),
     "take-profit below a buy's price": (lambda s: s.buy(size=1, tp=1), ["tp 1", "above the entry price"]),
     "stop-loss NaN": (lambda s: s.buy(size=1, sl=math.nan), ["sl price", "NaN"]),
-    "tif unknown": (lambda s: s.buy(size=1, tif="forever"), ["tif=\"forever\"", "'gtc', 'day', 'ioc', 'opg' or 'close'"]),
+    "tif unknown": (lambda s: s.buy(size=1, tif="forever"), ["tif=\"forever\"", "'gtc', 'day', 'ioc', 'fok', 'opg' or 'close'"]),
     "tag as text": (lambda s: s.buy(size=1, tag="x"), ["tag='x'", "whole number"]),
     "tag 1.5": (lambda s: s.buy(size=1, tag=1.5), ["tag=1.5", "whole number"]),
     "trail 'x%'": (lambda s: s.buy(size=1, trail="x%"), ["trail='x%'", "'2%'"]),
