@@ -318,6 +318,11 @@ pub struct Config {
     /// rather than `borrow_rate` (a hard-to-borrow stock's), set by
     /// `Engine::set_borrow_rate`; empty when every short pays the account's.
     pub borrow_rates: Vec<Option<f64>>,
+    /// `borrow_rate_column`: the market's extra column holding each bar's annual borrow
+    /// fee of its symbol (the rate a broker quotes for that day); a short pays the rate of
+    /// its symbol's latest bar at each day's end, or, where that is NaN or the symbol has
+    /// no such column, `borrow_rates`' or `carry.borrow`.
+    pub borrow_column: Option<usize>,
 }
 
 impl Default for Config {
@@ -343,6 +348,7 @@ impl Default for Config {
             exclusive_orders: false,
             carry: CarryRates::default(),
             borrow_rates: Vec::new(),
+            borrow_column: None,
         }
     }
 }

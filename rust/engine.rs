@@ -86,6 +86,9 @@ pub struct Engine {
     delistings: Vec<(i64, usize)>,
     /// The first of `delistings` not yet passed.
     next_delisting: usize,
+    /// Per symbol, the borrow fee its shorts pay at this day's end, from the borrow
+    /// column (`Config::borrow_column`; `borrow_rates_now`).
+    borrow_now: Vec<Option<f64>>,
 }
 
 /// The logs a run writes: its orders, fills and closed trades (see `Engine::swap_logs`).
@@ -196,6 +199,9 @@ impl Engine {
         for (s, &multiplier) in config.multipliers.iter().enumerate() {
             check_multiplier(market.name(s), multiplier)?;
         }
+        if let Some(column) = config.borrow_column {
+            check_payments(&market, column, "borrow_rate_column", "borrow fee", false)?;
+        }
         if let Some(column) = config.funding {
             check_payments(&market, column, "funding_column", "funding rate", true)?;
         }
@@ -235,6 +241,7 @@ impl Engine {
             history: None,
             delistings: Vec::new(),
             next_delisting: 0,
+            borrow_now: Vec::new(),
             market,
             config,
         })
@@ -850,7 +857,13 @@ impl Engine {
             self.delist_due(market, ts);
         }
         if day_ends && ts >= self.account_opens {
-            let own_borrow = &self.config.borrow_rates;
+            let own_borrow = match self.config.borrow_column {
+                Some(column) => {
+                    self.borrow_rates_now(market, column);
+                    &self.borrow_now
+                }
+                None => &self.config.borrow_rates,
+            };
             self.portfolio
                 .accrue_carry(ts, &self.config.carry, own_borrow);
             self.book.end_day(ts);
@@ -859,6 +872,23 @@ impl Engine {
             let p = &self.portfolio;
             self.equity
                 .push(ts, p.equity(), p.cash(), p.gross_exposure());
+        }
+    }
+
+    /// Each symbol's borrow fee at this day's end (`borrow_now`): the borrow column's value
+    /// at its latest bar (never a later one), else, where that is NaN or the symbol has no
+    /// such column, its own rate or none (the account's).
+    #[inline(never)]
+    fn borrow_rates_now(&mut self, market: &Market, column: usize) {
+        let n = market.symbol_count();
+        self.borrow_now.clear();
+        for s in 0..n {
+            let quoted = match (market.bars(s).extra(column), self.clock.current_bar(s)) {
+                (Some(fees), Some(i)) => Some(fees[market.local(s, i)]).filter(|f| !f.is_nan()),
+                _ => None,
+            };
+            let own = self.config.borrow_rates.get(s).copied().flatten();
+            self.borrow_now.push(quoted.or(own));
         }
     }
 

@@ -134,3 +134,59 @@ def test_borrow_rates_by_symbol_are_checked():
     with pytest.raises(tickstep.UnknownSymbolError, match=r"borrow_rate_by_symbol: 'HBT'.*'HTB'"):
         tickstep.Backtest({"X": flat_bars(index), "HTB": flat_bars(index)}, ShortBoth,
                           borrow_rate_by_symbol={"HBT": 0.3})
+
+
+# ---- a borrow fee that moves day by day (borrow_rate_column) -------------------------
+
+MARCH = pd.date_range("2024-03-01", "2024-03-31", freq="D", tz="UTC")
+#: HTB's quoted fee: 36.5% through March 10, 73% through March 20, none quoted after.
+FEES = np.r_[[0.365] * 10, [0.73] * 10, [np.nan] * 11]
+
+
+def test_a_quoted_fee_is_paid_as_it_moves():
+    """HTB's short (40 at 50: 2,000) pays its bar's fee: 2.00 a day on March 2-10 (9 day
+    ends), 4.00 on March 11-20 (10), and where none is quoted the account's 3.65%, 0.20,
+    on March 21-31 (11): 60.20. X has no such column: the account's 0.50 a day, 15.00."""
+    data = {"X": flat_bars(MARCH), "HTB": flat_bars(MARCH).assign(fee=FEES)}
+    r = tickstep.Backtest(data, ShortBoth, cash=10_000, borrow_rate=0.0365,
+                          borrow_rate_column="fee", allow_nan=["fee"]).run()
+    daily = -np.diff(r.equity.to_numpy())
+    assert daily == pytest.approx([2.5] * 9 + [4.5] * 10 + [0.7] * 11, abs=1e-9)
+    assert r.stats["Carrying Costs [$]"] == pytest.approx(75.2, abs=1e-9)
+    # Unquoted days fall to the symbol's own rate when it has one: 1.00 a day.
+    own = tickstep.Backtest(data, ShortBoth, cash=10_000, borrow_rate=0.0365,
+                            borrow_rate_by_symbol={"HTB": 0.1825}, borrow_rate_column="fee",
+                            allow_nan=["fee"]).run()
+    assert own.stats["Carrying Costs [$]"] == pytest.approx(18 + 40 + 11 + 15, abs=1e-9)
+
+
+def test_a_day_without_a_bar_pays_the_latest_quote_never_a_later_one():
+    # HTB has no bar on March 3: that day's end (X's bar) charges March 2's 36.5%
+    # (2.00), not March 4's 73% (4.00).
+    index = MARCH[:4]
+    htb = flat_bars(index).assign(fee=[0.0, 0.365, 0.5, 0.73]).drop(index[2])
+    data = {"X": flat_bars(index), "HTB": htb}
+    r = tickstep.Backtest(data, ShortBoth, cash=10_000, borrow_rate_column="fee").run()
+    assert -np.diff(r.equity.to_numpy()) == pytest.approx([2.0, 2.0, 4.0], abs=1e-9)
+
+
+def test_signals_mode_pays_the_quoted_fees_too():
+    data = {"X": flat_bars(MARCH), "HTB": flat_bars(MARCH).assign(fee=FEES)}
+    short_entries = pd.DataFrame({"X": [True] + [False] * 30, "HTB": [True] + [False] * 30},
+                                 index=MARCH)
+    none = short_entries & False
+    bt = tickstep.Backtest(data, cash=10_000, borrow_rate=0.0365, borrow_rate_column="fee",
+                           allow_nan=["fee"])
+    r = bt.run_signals(entries=none, exits=none, short_entries=short_entries,
+                       short_exits=none, size={"X": 100, "HTB": 40}, size_type="amount")
+    assert r.stats["Carrying Costs [$]"] == pytest.approx(75.2, abs=1e-9)
+
+
+def test_a_quoted_fee_column_is_checked():
+    data = {"X": flat_bars(MARCH), "HTB": flat_bars(MARCH).assign(fee=-FEES)}
+    with pytest.raises(tickstep.TickstepError, match=r"symbol 'HTB': borrow fee -0.365 in column "
+                                                     r"'fee' at 2024-03-01.*0 or above"):
+        tickstep.Backtest(data, ShortBoth, borrow_rate_column="fee", allow_nan=["fee"]).run()
+    with pytest.raises(tickstep.TickstepError, match=r'borrow_rate_column="fees": the data has '
+                                                     r"no such column.*fee"):
+        tickstep.Backtest(data, ShortBoth, borrow_rate_column="fees", allow_nan=["fee"]).run()

@@ -50,6 +50,7 @@ def test_defaults():
         "benchmark": None,
         "borrow_rate": 0.0,
         "borrow_rate_by_symbol": None,
+        "borrow_rate_column": None,
         "margin_rate": 0.0,
         "cash_rate": 0.0,
         "periods_per_year": None,
@@ -88,7 +89,7 @@ def test_engine_options_are_the_cores_spelling():
         "dividend_column": None, "volume_limit": None, "volume_impact": 0.0,
         "exclusive_orders": True,
         "record_every_bar": True,
-        "borrow_rate": 0.0, "margin_rate": 0.0, "cash_rate": 0.0,
+        "borrow_rate": 0.0, "margin_rate": 0.0, "cash_rate": 0.0, "borrow_rate_column": None,
     }
     tickstep._core.Engine(_tiny_market(), **config.engine_options())  # the core takes them
 

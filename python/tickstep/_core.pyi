@@ -98,6 +98,7 @@ class Engine:
         maintenance_margin: float = 0.0,
         funding_column: str | None = None,
         dividend_column: str | None = None,
+        borrow_rate_column: str | None = None,
         volume_limit: float | None = None,
         volume_impact: float = 0.0,
         record_every_bar: bool = False,

@@ -680,6 +680,13 @@ class BacktestConfig:
         ``{symbol: rate}`` (>= 0), a hard-to-borrow stock's (``borrow_rate=0.003,
         borrow_rate_by_symbol={"GME": 0.25}``). Accrued as ``borrow_rate`` is, on each
         short's market value. Symbols named must be the data's.
+    borrow_rate_column : str, optional
+        The data's column holding each bar's annual borrow fee of its symbol (>= 0; the
+        rate a broker quotes for that day, which for a hard-to-borrow stock moves day by
+        day): at each day's end a short pays the rate of its symbol's latest bar (never a
+        later one), accrued as ``borrow_rate`` is; where that value is NaN (data loaded
+        with ``allow_nan=[column]``) or the symbol has no such column, its
+        ``borrow_rate_by_symbol`` rate or ``borrow_rate``.
     margin_rate : float, default 0
         Annual interest paid on negative cash (money borrowed to buy, ``leverage`` > 1), as a
         fraction in [0, 1).
@@ -747,6 +754,7 @@ class BacktestConfig:
     benchmark: str | BenchmarkPrices | None = _option(None, rule=_benchmark)
     borrow_rate: float = _option(0.0, rule=_non_negative, engine="borrow_rate")
     borrow_rate_by_symbol: Mapping[str, float] | None = _option(None, rule=_borrow_by_symbol)
+    borrow_rate_column: str | None = _option(None, rule=_column, engine="borrow_rate_column")
     margin_rate: float = _option(0.0, rule=_annual_cost, engine="margin_rate")
     cash_rate: float = _option(0.0, rule=_annual_cost, engine="cash_rate")
     periods_per_year: int | None = _option(None, rule=_periods_per_year)

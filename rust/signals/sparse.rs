@@ -49,7 +49,7 @@ const NONE: u32 = u32::MAX;
 /// engine has studies declared (their caches follow every bar), holds a streamed window
 /// rather than the whole market (bar indices are then not positions in the columns) or
 /// has symbols with margin terms or borrow rates of their own (`Config::margins`,
-/// `Config::borrow_rates`).
+/// `Config::borrow_rates`, `Config::borrow_column`).
 #[inline(never)]
 pub(super) fn run(engine: &mut Engine, strategy: &mut SignalStrategy<'_>) -> Result<()> {
     let market = engine.market();
@@ -58,7 +58,10 @@ pub(super) fn run(engine: &mut Engine, strategy: &mut SignalStrategy<'_>) -> Res
     // (Symbols' own margin terms and borrow rates sum every position's term at each check
     // or day's end, and a parked position is outside the account's sums: the engine's
     // loop keeps them all.)
-    let own_terms = !engine.config().margins.is_empty() || !engine.config().borrow_rates.is_empty();
+    let config = engine.config();
+    let own_terms = !config.margins.is_empty()
+        || !config.borrow_rates.is_empty()
+        || config.borrow_column.is_some();
     if !engine.studies().is_empty() || !whole || !fits || own_terms {
         return engine.run(strategy);
     }
