@@ -87,6 +87,9 @@ pub struct Book {
     rests: HashMap<u64, u64>,
     /// When a price reaching a limit fills it (`Config::limit_fill`, `fill_limits`).
     limits: LimitFill,
+    /// Per symbol, whether its bar now says it may be sold short (`Config::locate_column`,
+    /// `quote_locate`); None where not quoted.
+    locates: Vec<Option<bool>>,
     /// The symbols whose bar's range their open lots took before a fill at the close in
     /// this tick's batch (`range_before_the_close`): the fold at the close skips them.
     ranged_at_close: Vec<usize>,
@@ -199,7 +202,24 @@ impl Book {
             rests: HashMap::new(),
             ranged_at_close: Vec::new(),
             limits: LimitFill::Touch,
+            locates: Vec::new(),
         }
+    }
+
+    /// Whether `symbol`'s bar now says it may be sold short (None: not quoted), from the
+    /// data's column of locates (`Config::locate_column`).
+    pub fn quote_locate(&mut self, symbol: usize, may: Option<bool>) {
+        if self.locates.len() <= symbol {
+            self.locates.resize(symbol + 1, None);
+        }
+        self.locates[symbol] = may;
+    }
+
+    /// Whether a fill may open or add to a short in `symbol` now: the `shortable` option
+    /// allows it (the account's rule) and its bar does not say no locate is available.
+    #[inline]
+    fn may_short(&self, symbol: usize, config: &Config) -> bool {
+        config.may_short(symbol) && self.locates.get(symbol) != Some(&Some(false))
     }
 
     /// Fill limits at a touch or only through them (`Config::limit_fill`).

@@ -323,6 +323,11 @@ pub struct Config {
     /// its symbol's latest bar at each day's end, or, where that is NaN or the symbol has
     /// no such column, `borrow_rates`' or `carry.borrow`.
     pub borrow_column: Option<usize>,
+    /// `shortable_column`: the market's extra column saying at each bar whether its
+    /// symbol may be sold short then (1: a locate is available, 0: none; NaN: not
+    /// quoted): a fill that would open or add to a short in a bar saying 0 is rejected,
+    /// as one `shortable` does not allow is.
+    pub locate_column: Option<usize>,
 }
 
 impl Default for Config {
@@ -349,6 +354,7 @@ impl Default for Config {
             carry: CarryRates::default(),
             borrow_rates: Vec::new(),
             borrow_column: None,
+            locate_column: None,
         }
     }
 }

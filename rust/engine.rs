@@ -182,6 +182,33 @@ fn check_payments(
     Ok(())
 }
 
+/// Refuse a column of locates (`Config::locate_column`) holding anything but 1 (may be
+/// sold short), 0 (may not) or NaN (not quoted), naming the symbol and the bar's time.
+fn check_locates(market: &Market, column: usize) -> Result<()> {
+    let Some(name) = market.columns().get(column) else {
+        return Err(EngineError::InvalidConfig(format!(
+            "shortable_column: the market has no extra column {column}"
+        )));
+    };
+    for s in 0..market.symbol_count() {
+        let bars = market.bars(s);
+        let Some(values) = &bars.extra[column] else {
+            continue;
+        };
+        let wrong = |v: f64| !(v.is_nan() || v == 0.0 || v == 1.0);
+        if let Some(j) = values.iter().position(|&v| wrong(v)) {
+            return Err(EngineError::InvalidMarket(format!(
+                "symbol '{}': {} in column '{name}' at {}: must be 1 (may be sold short then), \
+                 0 (may not) or NaN (not quoted)",
+                market.name(s),
+                values[j],
+                iso_time(bars.ts[j])
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Refuse a multiplier (`Config::multipliers`) that is not a finite number above 0,
 /// naming the symbol.
 fn check_multiplier(name: &str, multiplier: f64) -> Result<()> {
@@ -198,6 +225,9 @@ impl Engine {
         config.validate()?;
         for (s, &multiplier) in config.multipliers.iter().enumerate() {
             check_multiplier(market.name(s), multiplier)?;
+        }
+        if let Some(column) = config.locate_column {
+            check_locates(&market, column)?;
         }
         if let Some(column) = config.borrow_column {
             check_payments(&market, column, "borrow_rate_column", "borrow fee", false)?;
@@ -589,6 +619,10 @@ impl Engine {
                     }
                 }
             }
+            // What each bar says of shorting its symbol, before anything fills in it.
+            if let Some(column) = self.config.locate_column {
+                self.quote_locates(&market, column, &active);
+            }
             // Base-bar statistics were computed with the clock's plan (`compute_ahead`):
             // only those of extra columns and timeframes follow each bar here.
             if follows {
@@ -872,6 +906,20 @@ impl Engine {
             let p = &self.portfolio;
             self.equity
                 .push(ts, p.equity(), p.cash(), p.gross_exposure());
+        }
+    }
+
+    /// What the bars of this tick's symbols (`active`) say of shorting them
+    /// (`Config::locate_column`): 1 may, 0 may not, NaN not quoted.
+    #[inline(never)]
+    fn quote_locates(&mut self, market: &Market, column: usize, active: &[usize]) {
+        for &s in active {
+            let Some(locates) = market.bars(s).extra(column) else {
+                continue;
+            };
+            let value = locates[market.local(s, self.clock.taken_bar(s))];
+            self.book
+                .quote_locate(s, (!value.is_nan()).then_some(value != 0.0));
         }
     }
 

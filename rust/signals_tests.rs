@@ -601,6 +601,7 @@ fn random_case(seed: u64) -> Case {
         borrow_rates: Vec::new(),
         limit_fill: crate::broker::LimitFill::Touch,
         borrow_column: None,
+        locate_column: None,
     };
     let timeline_len = market.timeline().len();
     let session_ends = d

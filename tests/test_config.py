@@ -41,6 +41,7 @@ def test_defaults():
         "volume_limit": None,
         "volume_impact": 0.0,
         "shortable": True,
+        "shortable_column": None,
         "close_delisted": False,
         "exclusive_orders": False,
         "sizer": PercentOfEquity(0.95),
@@ -90,6 +91,7 @@ def test_engine_options_are_the_cores_spelling():
         "exclusive_orders": True,
         "record_every_bar": True,
         "borrow_rate": 0.0, "margin_rate": 0.0, "cash_rate": 0.0, "borrow_rate_column": None,
+        "shortable_column": None,
     }
     tickstep._core.Engine(_tiny_market(), **config.engine_options())  # the core takes them
 

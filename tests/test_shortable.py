@@ -89,3 +89,66 @@ def test_bad_values_are_refused_by_name():
     with pytest.raises(tickstep.UnknownSymbolError, match=r"shortable: 'AAB' is not a symbol of "
                                                           r"the data.*did you mean 'AAA'"):
         tickstep.Backtest(DATA, tickstep.Strategy, shortable=["AAB"]).run()
+
+
+# ---- locates quoted bar by bar (shortable_column) ------------------------------------
+
+LOCATED = {"AAA": bars([100, 100, 101, 102, 103, 104]).assign(locate=[1, 0, 0, 1, 1, 0]),
+           "BBB": bars([50, 50, 49, 48, 47, 46])}
+
+
+def test_a_bar_without_a_locate_refuses_a_new_short():
+    # Sells placed on day 1 fill on day 2 (no locate: refused), on day 3 fill on day 4
+    # (a locate: filled), on day 4 add on day 5 (filled). BBB has no such column: the
+    # account's rule, every symbol may.
+    script = {("AAA", 0): sell(5), ("AAA", 2): sell(5), ("AAA", 3): sell(2),
+              ("BBB", 0): sell(4)}
+    r = run_script(LOCATED, script, shortable_column="locate", on_reject="ignore")
+    aaa = r.orders[r.orders["symbol"] == "AAA"]
+    assert aaa["status"].tolist() == ["rejected", "filled", "filled"]
+    assert aaa["reason"].tolist() == [NOT_SHORTABLE, "", ""]
+    assert aaa["closed_time"].dt.day.tolist() == [2, 4, 5]
+    assert r.positions.loc["AAA", "size"] == -7 and r.positions.loc["BBB", "size"] == -4
+
+
+def test_without_a_locate_a_short_is_kept_and_covered_but_not_added_to():
+    # Short 5 filled on day 2; the column says 0 from day 5: on day 6 a sale adding to the
+    # short is refused, a purchase covering part of it fills. A long sold on a day without
+    # a locate goes down to flat, the rest refused.
+    data = {"AAA": LOCATED["AAA"].assign(locate=[1, 1, 1, 1, 0, 0])}
+    script = {0: sell(5), 4: lambda s, sym: (s.sell(size=1), s.buy(size=2))}
+    r = run_script(data, script, shortable_column="locate", on_reject="ignore")
+    assert r.orders["status"].tolist() == ["filled", "rejected", "filled"]
+    assert r.positions.loc["AAA", "size"] == -3
+    long = run_script(data, {0: buy(5), 4: sell(8)}, shortable_column="locate",
+                      on_reject="ignore")
+    assert list(zip(long.fills["side"], long.fills["size"], strict=True)) == [
+        ("buy", 5), ("sell", 5)]
+    assert long.orders["reason"].tolist() == ["", NOT_SHORTABLE]
+
+
+def test_a_locate_does_not_open_shorts_the_account_does_not_allow():
+    # shortable=False is the account's rule: a bar saying 1 does not override it.
+    r = run_script(LOCATED, {("AAA", 2): sell(5)}, shortable=False, shortable_column="locate",
+                   on_reject="ignore")
+    assert r.orders["reason"].tolist() == [NOT_SHORTABLE]
+
+
+def test_signals_mode_reads_the_locates_too():
+    index = LOCATED["AAA"].index
+    short_entries = pd.DataFrame({"AAA": [True, False, True, False, False, False],
+                                  "BBB": [False] * 6}, index=index)
+    none = short_entries & False
+    bt = tickstep.Backtest(LOCATED, shortable_column="locate", on_reject="ignore")
+    r = bt.run_signals(entries=none, exits=none, short_entries=short_entries,
+                       short_exits=none, size=5, size_type="amount")
+    # Day 1's signal fills on day 2 (no locate: refused), day 3's on day 4 (filled).
+    assert r.orders["status"].tolist() == ["rejected", "filled"]
+    assert r.orders["closed_time"].dt.day.tolist() == [2, 4]
+
+
+def test_a_column_of_locates_is_checked():
+    data = {"AAA": LOCATED["AAA"].assign(locate=[1, 0, 2, 1, 1, 0])}
+    with pytest.raises(tickstep.TickstepError, match=r"symbol 'AAA': 2 in column 'locate' at "
+                                                     r"2024-01-03.*must be 1 .* 0 .* or NaN"):
+        tickstep.Backtest(data, tickstep.Strategy, shortable_column="locate").run()

@@ -99,6 +99,7 @@ class Engine:
         funding_column: str | None = None,
         dividend_column: str | None = None,
         borrow_rate_column: str | None = None,
+        shortable_column: str | None = None,
         volume_limit: float | None = None,
         volume_impact: float = 0.0,
         record_every_bar: bool = False,

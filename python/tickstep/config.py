@@ -650,6 +650,13 @@ class BacktestConfig:
         for margin. Symbols named must be the data's. Over HTTP: true, false or a list of
         symbols; on the command line: true, false or symbols separated by commas
         (``-o shortable=SPY,QQQ``).
+    shortable_column : str, optional
+        The data's column saying at each bar whether its symbol may be sold short then
+        (1: shares can be located to borrow, 0: none can; NaN, with ``allow_nan=[column]``:
+        not quoted): a fill in a bar saying 0 that would open or add to a short is
+        rejected ("not shortable"), as a fill ``shortable`` does not allow is (which still
+        rules where the bar says 1 or nothing: the account's own rule). Any other value
+        is refused, naming the symbol and the bar.
     close_delisted : bool or collection of str, default False
         True, or the symbols named (``["LEH", "BSC"]``: the ones known to be delisted,
         where others' bars may end early for other reasons). A symbol whose bars end
@@ -745,6 +752,7 @@ class BacktestConfig:
     volume_limit: float | None = _option(None, rule=_volume_limit, engine="volume_limit")
     volume_impact: float = _option(0.0, rule=_impact, engine="volume_impact")
     shortable: bool | tuple[str, ...] = _option(True, rule=_shortable)
+    shortable_column: str | None = _option(None, rule=_column, engine="shortable_column")
     close_delisted: bool | tuple[str, ...] = _option(False, rule=_close_delisted)
     exclusive_orders: bool = _option(False, rule=_flag, engine="exclusive_orders")
     sizer: Sizer = _option(rule=_sizer, default_factory=lambda: PercentOfEquity(0.95))

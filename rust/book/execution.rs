@@ -244,7 +244,7 @@ impl Book {
         let config = rules.config;
         let s = at.symbol;
         // (An increase that sells opens or adds to a short.)
-        if w.direction < 0.0 && !config.may_short(s) {
+        if w.direction < 0.0 && !self.may_short(s, config) {
             self.reject_increase(at, w, Reason::NotShortable);
             return;
         }

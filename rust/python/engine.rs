@@ -283,7 +283,7 @@ impl PyEngine {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", limit_fill="touch", leverage=1.0, maintenance_margin=0.0, funding_column=None, dividend_column=None, borrow_rate_column=None, volume_limit=None, volume_impact=0.0, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
+    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", limit_fill="touch", leverage=1.0, maintenance_margin=0.0, funding_column=None, dividend_column=None, borrow_rate_column=None, shortable_column=None, volume_limit=None, volume_impact=0.0, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -303,6 +303,7 @@ impl PyEngine {
         funding_column: Option<&str>,
         dividend_column: Option<&str>,
         borrow_rate_column: Option<&str>,
+        shortable_column: Option<&str>,
         volume_limit: Option<f64>,
         volume_impact: f64,
         record_every_bar: bool,
@@ -328,6 +329,7 @@ impl PyEngine {
         let funding = column("funding_column", funding_column)?;
         let dividends = column("dividend_column", dividend_column)?;
         let borrow_column = column("borrow_rate_column", borrow_rate_column)?;
+        let locate_column = column("shortable_column", shortable_column)?;
         let config = Config {
             cash,
             commission: Commission {
@@ -361,6 +363,7 @@ impl PyEngine {
             },
             borrow_rates: Vec::new(),
             borrow_column,
+            locate_column,
         };
         let engine = Engine::new(market.get().inner.clone(), config).py_err(py)?;
         Ok(PyEngine { engine, market })

@@ -49,7 +49,8 @@ const NONE: u32 = u32::MAX;
 /// engine has studies declared (their caches follow every bar), holds a streamed window
 /// rather than the whole market (bar indices are then not positions in the columns) or
 /// has symbols with margin terms or borrow rates of their own (`Config::margins`,
-/// `Config::borrow_rates`, `Config::borrow_column`).
+/// `Config::borrow_rates`, `Config::borrow_column`) or locates quoted per bar
+/// (`Config::locate_column`).
 #[inline(never)]
 pub(super) fn run(engine: &mut Engine, strategy: &mut SignalStrategy<'_>) -> Result<()> {
     let market = engine.market();
@@ -61,7 +62,8 @@ pub(super) fn run(engine: &mut Engine, strategy: &mut SignalStrategy<'_>) -> Res
     let config = engine.config();
     let own_terms = !config.margins.is_empty()
         || !config.borrow_rates.is_empty()
-        || config.borrow_column.is_some();
+        || config.borrow_column.is_some()
+        || config.locate_column.is_some();
     if !engine.studies().is_empty() || !whole || !fits || own_terms {
         return engine.run(strategy);
     }

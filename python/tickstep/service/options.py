@@ -22,7 +22,8 @@ PLAIN_TYPES = (bool, int, float, str)
 
 #: Options off by default (None) that take a plain number when given (``commission_cap``,
 #: ``commission_maker``, ``volume_limit``, ``periods_per_year``, ``history``), a name
-#: (``funding_column``, ``dividend_column``, ``borrow_rate_column``) or plain data (JSON's:
+#: (``funding_column``, ``dividend_column``, ``borrow_rate_column``, ``shortable_column``)
+#: or plain data (JSON's:
 #: ``commission_by_symbol``'s, ``margin_by_symbol``'s, ``borrow_rate_by_symbol``'s and
 #: ``slippage_by_symbol``'s mappings, ``multiplier``'s number or mapping), by their
 #: declared types.
