@@ -378,3 +378,64 @@ def test_streamed_optimize_from_postgres_equals_rows_without():
         pg._run(f'DROP SCHEMA "{schema}" CASCADE')
         pg._con.commit()
         pg.close()
+
+
+# ---- the broker's per-symbol and per-bar terms, streamed ------------------------------
+
+
+def _quoted_market(seed=5):
+    """Three symbols of 60 days with a borrow fee and a locate quoted at some bars."""
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2024-01-01", periods=60, freq="D", tz="UTC")
+
+    def symbol(first):
+        close = first * np.exp(np.cumsum(rng.normal(0, 0.03, 60)))
+        open_ = np.r_[first, close[:-1]]
+        return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.01,
+                             "low": np.minimum(open_, close) * 0.99, "close": close,
+                             "volume": 1000.0, "fee": rng.choice([0.1, 0.5, np.nan], 60),
+                             "locate": rng.choice([0.0, 1.0, np.nan], 60)}, index=index)
+
+    return {"A": symbol(100), "B": symbol(50), "C": symbol(20)}
+
+
+class _RandomOrders(tickstep.Strategy):
+    """Limits (good till cancelled, fill-or-kill, at the close), short sales and closes,
+    from a seeded generator."""
+
+    def init(self):
+        self.rng = np.random.default_rng(1)
+
+    def next(self, symbol):
+        x, price = self.rng.random(), self.price(symbol)
+        if x < 0.2:
+            self.buy(size=5, limit=round(price * 0.99, 2), tif=self.rng.choice(["gtc", "fok", "close"]))
+        elif x < 0.4:
+            self.sell(size=5, limit=round(price * 1.01, 2))
+        elif x < 0.5:
+            self.sell(size=3, tif="fok")
+        elif x < 0.55:
+            self.close()
+
+
+@pytest.mark.parametrize("window", ["5D", "13D"])
+def test_streamed_runs_keep_the_brokers_terms(window):
+    # A margin per unit, limits filled through, fill-or-kill and orders at the close under
+    # a volume limit, a borrow fee and locates quoted per bar: the same fills, orders and
+    # equity streamed as in memory.
+    options = dict(cash=5_000, limit_fill="through", borrow_rate=0.01, borrow_rate_column="fee",
+                   shortable_column="locate", allow_nan=["fee", "locate"], volume_limit=0.005,
+                   margin_by_symbol={"A": {"initial_margin_per_unit": 20,
+                                           "maintenance_margin_per_unit": 10}},
+                   on_reject="ignore")
+    data = _quoted_market()
+    whole = tickstep.Backtest(data, _RandomOrders, **options).run()
+    streamed = tickstep.Backtest(data, _RandomOrders, stream=window, **options).run()
+    pd.testing.assert_frame_equal(streamed.fills, whole.fills)
+    pd.testing.assert_frame_equal(streamed.orders, whole.orders)
+    assert streamed.equity.tolist() == whole.equity.tolist()
+    reasons = set(whole.orders["reason"])
+    assert {"not shortable (shortable): it would sell short",
+            "fill or kill: not filled whole on its bar",
+            "at the close: not filled at its bar's close"} <= reasons
+    assert whole.stats["Carrying Costs [$]"] > 0
