@@ -398,7 +398,7 @@ def reference_fee(size, price, *, commission, fixed, per_unit=0.0, minimum=0.0, 
 
 def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, fixed, leverage,
                    per_unit=0.0, minimum=0.0, cap=None, maker=None, by_symbol=None, margins=None,
-                   through=False):
+                   through=False, locates=False):
     problems: list[str] = []
     account = dict(commission=commission, fixed=fixed, per_unit=per_unit, minimum=minimum, cap=cap,
                    maker=maker)
@@ -717,6 +717,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
     problems += check_margin(
         B, orders, fill_rows, expected, trade_on_close=trade_on_close, leverage=leverage,
         slippage_bps=slippage_bps, schedule_of=schedule_of, margins=margins,
+        locates={s: frames[s]["locate"].to_numpy() for s in names} if locates else None,
         at_the_close={k for k, v in specs.items() if v.get("tif") == "close"},
     )
 
@@ -770,7 +771,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
 
 
 def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippage_bps, schedule_of,
-                 at_the_close=frozenset(), margins=None):
+                 at_the_close=frozenset(), margins=None, locates=None):
     """A fill that grows a position keeps gross exposure <= leverage x equity (with
     symbols' own terms, ``margins``: the initial margin summed over the positions, each
     worth / its leverage or units x its margin per unit, <= equity); a rejected order
@@ -891,10 +892,24 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
         stop_type = kind == "stop" or (kind == "stop_limit" and price == o.stop)
         return (0 if stage == 0 else 3 if stage == 2 else 1 if stop_type else 2, oid)
 
+    def locate(s, t):
+        """What symbol ``s``'s bar at ``t`` says of shorting it (NaN: nothing)."""
+        i = B[s].at(t)
+        return np.nan if locates is None or i is None else locates[s][i]
+
+    # A refusal for want of a locate: a sale at a bar saying 0 (its margin aside).
+    for oid, o in orders.items():
+        if o.status == "rejected" and o.reason == NOT_SHORTABLE:
+            t = int(pd.Timestamp(o.closed_time).value)
+            if o.side != "sell" or locate(o.symbol, t) != 0.0:
+                problems.append(f"order {oid} refused as not shortable at {o.closed_time}, "
+                                f"its bar's locate {locate(o.symbol, t)}")
+
     refused_at: dict[int, list[int]] = {}  # tick -> entry orders refused there, nothing filled
     filled_ids = {int(f.order_id) for f in fills}
     for oid, o in orders.items():
-        if o.status == "rejected" and oid not in filled_ids and expected.get(oid) is not None:
+        if (o.status == "rejected" and o.reason != NOT_SHORTABLE and oid not in filled_ids
+                and expected.get(oid) is not None):
             refused_at.setdefault(int(pd.Timestamp(o.closed_time).value), []).append(oid)
 
     def refusal_wrong(oid, states):
@@ -921,6 +936,8 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
                 grows, fits, _ = verdict(cash, pos, t, s, barrier, d, size, f.price, fee)
                 if grows and not fits:
                     problems.append(f"order {int(f.order_id)} filled at {f.time} beyond the margin")
+                if d < 0 and locate(s, t) == 0.0:
+                    problems.append(f"order {int(f.order_id)} sold short at {f.time} without a locate")
             cash -= d * size * f.price + fee
             pos[s] = pos.get(s, 0.0) + d * size
             states.append((cash, dict(pos)))
@@ -1015,7 +1032,7 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
     # the state before any fill of a tick is the state after the last fill before it
     timeline = sorted(states_at)
     for oid, o in orders.items():
-        if o.status != "rejected" or expected.get(oid) is None:
+        if o.status != "rejected" or o.reason == NOT_SHORTABLE or expected.get(oid) is None:
             continue
         t = int(pd.Timestamp(o.closed_time).value)
         before = [x for x in timeline if x < t]
@@ -1061,6 +1078,8 @@ def scenarios(draw):
         # (prices are about 100); no maintenance (no margin calls to replay).
         # Limits filled only through their price now and then.
         limit_fill=draw(st.sampled_from(["touch", "touch", "through"])),
+        # Locates quoted per bar now and then (shortable_column): no new short where 0.
+        locates=draw(st.sampled_from([False, False, True])),
         margins=draw(st.sampled_from([
             None,
             {"S0": {"leverage": 5.0}},
@@ -1088,8 +1107,21 @@ def symbols_own(sc, kind="by_symbol"):
     return {s: own for s, own in (sc.get(kind) or {}).items() if s in names}
 
 
+NOT_SHORTABLE = "not shortable (shortable): it would sell short"
+
+
+def with_locates(frames, seed):
+    """Each frame with a ``locate`` column: 1 (may be shorted), 0 (may not) or NaN."""
+    rng = np.random.default_rng(seed ^ 0x10CA7E)
+    return {s: f.assign(locate=rng.choice([1.0, 1.0, 0.0, np.nan], len(f))) for s, f in frames.items()}
+
+
 def run_random(sc):
     frames = random_market(**sc["market"])
+    locates = {}
+    if sc.get("locates"):
+        frames = with_locates(frames, sc["market"]["seed"])
+        locates = dict(shortable_column="locate", allow_nan=["locate"])
     bt = tickstep.Backtest(
         frames,
         RandomTrader,
@@ -1105,6 +1137,7 @@ def run_random(sc):
         limit_fill=sc.get("limit_fill", "touch"),
         trade_on_close=sc["trade_on_close"],
         record_every_bar=True,
+        **locates,
     )
     return frames, bt, bt.run(seed=sc["strategy_seed"], frames=frames)
 
@@ -1124,6 +1157,7 @@ def assert_consistent(sc):
         by_symbol=symbols_own(sc),
         margins=symbols_own(sc, "margins"),
         through=sc.get("limit_fill") == "through",
+        locates=sc.get("locates", False),
     )
     assert not problems, "\n".join(problems[:20])
     return result
@@ -1293,3 +1327,27 @@ def test_the_checker_holds_each_symbol_to_its_own_schedule():
     problems = check_backtest(frames, result, trade_on_close=False, slippage_bps=5.0,
                               commission=0.001, fixed=1.0, leverage=1.0)
     assert any("fill of order" in p and "commission" in p for p in problems)
+
+
+def test_the_checker_catches_a_short_without_a_locate():
+    """A refusal for want of a locate at a bar that had one, and a short sold at a bar
+    that had none, are both reported."""
+    sc = dict(market=dict(seed=4, n_symbols=3, n_ticks=40, p_missing=0.2, freq="D"),
+              strategy_seed=4, commission=0.0, commission_fixed=0.0, slippage=0.0,
+              leverage=1.0, trade_on_close=False, locates=True)
+    frames, _, r = run_random(sc)
+    kw = dict(trade_on_close=False, slippage_bps=0.0, commission=0.0, fixed=0.0, leverage=1.0,
+              locates=True)
+    assert check_backtest(frames, r, **kw) == []
+    refused = r.orders[r.orders["reason"] == NOT_SHORTABLE]
+    assert len(refused) > 0
+    first = refused.iloc[0]
+    said_yes = {s: f.copy() for s, f in frames.items()}
+    said_yes[first["symbol"]].loc[first["closed_time"], "locate"] = 1.0
+    assert any("refused as not shortable" in p for p in check_backtest(said_yes, r, **kw))
+    fills = r.fills
+    shorts = fills[(fills["side"] == "sell") & (fills["role"] == "entry")]
+    said_no = {s: f.copy() for s, f in frames.items()}
+    for _, f in shorts.iterrows():
+        said_no[f["symbol"]].loc[f["time"], "locate"] = 0.0
+    assert any("without a locate" in p for p in check_backtest(said_no, r, **kw))
