@@ -148,6 +148,12 @@ pub enum Margin {
     PerUnit { initial: f64, maintenance: f64 },
 }
 
+/// Whether `bps` is a slippage in basis points (`slippage_bps`, `slippage_by_symbol`):
+/// finite, in [0, 10000).
+pub fn basis_points(bps: f64) -> bool {
+    bps.is_finite() && (0.0..10_000.0).contains(&bps)
+}
+
 /// A symbol's margin terms as given (`margin_by_symbol`), each part optional:
 /// `Engine::set_symbol_margin` makes them terms (`Margin`) or refuses them.
 #[derive(Clone, Copy, Debug, Default)]
@@ -511,7 +517,7 @@ impl Config {
         for own in self.margins.iter().flatten() {
             own.validate("margin_by_symbol: ")?;
         }
-        if !(self.slippage_bps.is_finite() && (0.0..10_000.0).contains(&self.slippage_bps)) {
+        if !basis_points(self.slippage_bps) {
             return bad(
                 "slippage_bps",
                 self.slippage_bps,
@@ -519,7 +525,7 @@ impl Config {
             );
         }
         for &own in self.slippages.iter().flatten() {
-            if !(own.is_finite() && (0.0..10_000.0).contains(&own)) {
+            if !basis_points(own) {
                 return bad("slippage_by_symbol", own, "basis points in [0, 10000)");
             }
         }

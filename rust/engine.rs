@@ -27,7 +27,7 @@ use std::sync::Arc;
 use crate::book::{Book, Rules};
 use crate::broker::Bar;
 use crate::clock::{iso_time, next_day_end, Clock, NANOS_PER_DAY};
-use crate::config::{Commission, Config, FillAt, Margin, MarginParts};
+use crate::config::{basis_points, Commission, Config, FillAt, Margin, MarginParts};
 use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
 use crate::market::Market;
@@ -209,6 +209,32 @@ fn check_locates(market: &Market, column: usize) -> Result<()> {
     Ok(())
 }
 
+/// Refuse the values of the columns the options read (locates, borrow fees, funding,
+/// dividends) that their rules do not allow: at the first market and at every streamed
+/// window alike.
+fn check_quoted_columns(market: &Market, config: &Config) -> Result<()> {
+    if let Some(column) = config.locate_column {
+        check_locates(market, column)?;
+    }
+    if let Some(column) = config.borrow_column {
+        check_payments(market, column, "borrow_rate_column", "borrow fee", false)?;
+    }
+    if let Some(column) = config.funding {
+        check_payments(market, column, "funding_column", "funding rate", true)?;
+    }
+    if let Some(column) = config.dividends {
+        check_payments(market, column, "dividend_column", "dividend", false)?;
+    }
+    Ok(())
+}
+
+/// Set `symbol`'s entry of a per-symbol option (`Config::by_symbol`, `multipliers`, ...),
+/// sized to the market's `symbols` first, `unset` for the symbols not set.
+fn set_own<T: Clone>(all: &mut Vec<T>, symbols: usize, unset: T, symbol: usize, value: T) {
+    all.resize(symbols, unset);
+    all[symbol] = value;
+}
+
 /// Refuse a multiplier (`Config::multipliers`) that is not a finite number above 0,
 /// naming the symbol.
 fn check_multiplier(name: &str, multiplier: f64) -> Result<()> {
@@ -226,18 +252,7 @@ impl Engine {
         for (s, &multiplier) in config.multipliers.iter().enumerate() {
             check_multiplier(market.name(s), multiplier)?;
         }
-        if let Some(column) = config.locate_column {
-            check_locates(&market, column)?;
-        }
-        if let Some(column) = config.borrow_column {
-            check_payments(&market, column, "borrow_rate_column", "borrow fee", false)?;
-        }
-        if let Some(column) = config.funding {
-            check_payments(&market, column, "funding_column", "funding rate", true)?;
-        }
-        if let Some(column) = config.dividends {
-            check_payments(&market, column, "dividend_column", "dividend", false)?;
-        }
+        check_quoted_columns(&market, &config)?;
         let n = market.symbol_count();
         let order = market.call_order();
         let call_rank = (!order.iter().copied().eq(0..n)).then(|| {
@@ -306,9 +321,13 @@ impl Engine {
         let name = self.market.name(symbol);
         commission.validate(&format!("commission_by_symbol['{name}']: "))?;
         let n = self.market.symbol_count();
-        let by_symbol = &mut self.config.by_symbol;
-        by_symbol.resize(n, None);
-        by_symbol[symbol] = Some(commission);
+        set_own(
+            &mut self.config.by_symbol,
+            n,
+            None,
+            symbol,
+            Some(commission),
+        );
         Ok(())
     }
 
@@ -318,9 +337,7 @@ impl Engine {
         let name = self.market.name(symbol);
         check_multiplier(name, multiplier)?;
         let n = self.market.symbol_count();
-        let multipliers = &mut self.config.multipliers;
-        multipliers.resize(n, 1.0);
-        multipliers[symbol] = multiplier;
+        set_own(&mut self.config.multipliers, n, 1.0, symbol, multiplier);
         self.portfolio.set_multiplier(symbol, multiplier);
         Ok(())
     }
@@ -361,9 +378,7 @@ impl Engine {
         };
         margin.validate(&what)?;
         let n = self.market.symbol_count();
-        let margins = &mut self.config.margins;
-        margins.resize(n, None);
-        margins[symbol] = Some(margin);
+        set_own(&mut self.config.margins, n, None, symbol, Some(margin));
         Ok(())
     }
 
@@ -371,16 +386,14 @@ impl Engine {
     /// account's `slippage_bps` (`Config::slippages`): in [0, 10000), else refused naming
     /// the symbol. Set before the run.
     pub fn set_slippage(&mut self, symbol: usize, bps: f64) -> Result<()> {
-        if !(bps.is_finite() && (0.0..10_000.0).contains(&bps)) {
+        if !basis_points(bps) {
             let name = self.market.name(symbol);
             return Err(EngineError::InvalidConfig(format!(
                 "slippage_by_symbol['{name}'] = {bps}: must be basis points in [0, 10000)"
             )));
         }
         let n = self.market.symbol_count();
-        let slippages = &mut self.config.slippages;
-        slippages.resize(n, None);
-        slippages[symbol] = Some(bps);
+        set_own(&mut self.config.slippages, n, None, symbol, Some(bps));
         Ok(())
     }
 
@@ -395,9 +408,7 @@ impl Engine {
             )));
         }
         let n = self.market.symbol_count();
-        let rates = &mut self.config.borrow_rates;
-        rates.resize(n, None);
-        rates[symbol] = Some(rate);
+        set_own(&mut self.config.borrow_rates, n, None, symbol, Some(rate));
         Ok(())
     }
 
@@ -405,9 +416,7 @@ impl Engine {
     /// set). Set before the run.
     pub fn set_shortable(&mut self, symbol: usize, shortable: bool) {
         let n = self.market.symbol_count();
-        let all = &mut self.config.shortable;
-        all.resize(n, true);
-        all[symbol] = shortable;
+        set_own(&mut self.config.shortable, n, true, symbol, shortable);
     }
 
     /// Bound the past a strategy may read to the last `bars` bars of each symbol (None:
@@ -548,6 +557,7 @@ impl Engine {
                     .into(),
             ));
         }
+        check_quoted_columns(&market, &self.config)?;
         if ends.len() != market.timeline().len() {
             return Err(EngineError::InvalidConfig(format!(
                 "session ends has {} entries for {} ticks",

@@ -439,3 +439,18 @@ def test_streamed_runs_keep_the_brokers_terms(window):
             "fill or kill: not filled whole on its bar",
             "at the close: not filled at its bar's close"} <= reasons
     assert whole.stats["Carrying Costs [$]"] > 0
+
+
+@pytest.mark.parametrize(("column", "value", "says"), [
+    ("locate", 2.0, "2 in column 'locate' at 2024-02-20.*must be 1"),
+    ("fee", -0.5, "borrow fee -0.5 in column 'fee' at 2024-02-20.*0 or above"),
+])
+def test_a_bad_value_in_a_later_window_is_refused_as_in_memory(column, value, says):
+    # Day 51 lies in a window after the first: refused there as the whole market is.
+    data = _quoted_market()
+    data["B"].loc[data["B"].index[50], column] = value
+    options = dict(borrow_rate_column="fee", shortable_column="locate",
+                   allow_nan=["fee", "locate"], on_reject="ignore")
+    for stream in (None, "5D"):
+        with pytest.raises(tickstep.TickstepError, match=r"symbol 'B': " + says):
+            tickstep.Backtest(data, _RandomOrders, stream=stream, **options).run()

@@ -111,6 +111,9 @@ fn to_trail(py: Python<'_>, (kind, value, study): (String, f64, Option<usize>)) 
     }
 }
 
+/// The spellings of `tif=`, as the refusal of another names them.
+const TIFS: [&str; 6] = ["gtc", "day", "ioc", "fok", "opg", "close"];
+
 /// `tif` with `valid=` as bars or an instant: how long an order works.
 fn time_in_force(
     py: Python<'_>,
@@ -127,11 +130,14 @@ fn time_in_force(
         ("fok", None, None) => TimeInForce::FillOrKill,
         ("opg", None, None) => TimeInForce::AtTheOpen,
         ("close", None, None) => TimeInForce::AtTheClose,
-        (other, ..) if !matches!(other, "gtc" | "day" | "ioc" | "fok" | "opg" | "close") => {
+        (other, ..) if !TIFS.contains(&other) => {
+            let (last, rest) = TIFS.split_last().expect("six spellings");
+            let rest: Vec<String> = rest.iter().map(|t| format!("'{t}'")).collect();
+            let rest = rest.join(", ");
             return Err(order_error(
                 py,
-                format!("tif={other:?}: must be 'gtc', 'day', 'ioc', 'fok', 'opg' or 'close'"),
-            ))
+                format!("tif={other:?}: must be {rest} or '{last}'"),
+            ));
         }
         _ => {
             return Err(order_error(
