@@ -203,9 +203,6 @@ def test_what_needs_every_bar_is_refused_when_streaming(store):
         with pytest.raises(ConfigError, match=re.escape(what)):
             tickstep.Backtest(store, strategy, stream="1D").run()
         tickstep.Backtest(store, strategy).run()  # in memory it runs
-    bt = tickstep.Backtest(store, Mixed, stream="1D")
-    with pytest.raises(ConfigError, match="stream"):
-        bt.walk_forward(train="2D", test="1D", fast=[3, 5])
 
 
 @pytest.mark.parametrize("bad", ["soon", 0, -5, "-1h", 1.5])
@@ -278,3 +275,57 @@ def test_a_streamed_run_reads_bar_spacing_on_the_wall_clock_as_in_memory():
     assert whole.strategy.seen == streamed.strategy.seen == [0, *range(2, len(days) + 1)]
     assert_same_run(whole, streamed)
     assert len(whole.trades) > 10
+
+
+def test_symbols_stop_trading_by_the_last_bar_not_the_requested_end(store):
+    # end= falls on a New York day after the last bar read (Friday 01:00 there; the last
+    # bars are Thursday's): in memory no symbol stops trading before the run's last day,
+    # and streamed neither (the run's last day is its latest bar's, not the bound's).
+    options = {**OPTIONS["delisted"], "end": "2024-01-05 06:00", "history": 40}
+    whole = tickstep.Backtest(store, Mixed, **options).run()
+    assert whole.trades["exit_time"].max() < pd.Timestamp("2024-01-05", tz="UTC")
+    for window in ("1h", "1D"):
+        assert_same_run(whole, tickstep.Backtest(store, Mixed, stream=window, **options).run())
+
+
+class HalfHours(tickstep.Strategy):
+    """Half-hour candles, traded on: declared in init(), when a streamed run's market
+    holds only its first window."""
+
+    def init(self) -> None:
+        self.tf = self.timeframe("30min", history=3)
+
+    def next(self, symbol: str) -> None:
+        last = self.tf.last()
+        if last is not None and not self.position and last.close > last.open:
+            self.buy(size=1)
+        elif self.position and last is not None and last.close < last.open:
+            self.position.close()
+
+
+def test_a_timeframe_is_checked_against_every_bar_when_the_first_window_is_coarser(store):
+    # The first symbol opens with bars 4 minutes apart (its minutes between missing), then
+    # every minute: a 10-minute first window's gaps have a gcd of 4 minutes, which 30
+    # minutes is not a multiple of; the whole run's is one minute, which it is.
+    frames = {b.symbol: b.to_frame() for b in MARKET.bars}
+    name = MARKET.symbols[0]
+    bars = frames[name]
+    start = bars.index[0]
+    opening = (bars.index - start) < pd.Timedelta("20min")
+    frames[name] = bars[~opening | ((bars.index - start) % pd.Timedelta("4min") == pd.Timedelta(0))]
+    data = td.to_market_columns(frames)
+    s = td.Store()
+    s.ingest(data)
+    whole = tickstep.Backtest(data, HalfHours).run()
+    assert whole.stats["# Trades"] > 0
+    for source in (data, s):
+        assert_same_run(whole, tickstep.Backtest(source, HalfHours, stream="10min").run())
+
+    class Seconds(HalfHours):
+        def init(self) -> None:
+            self.tf = self.timeframe("90s")
+
+    # A period that is not a multiple of the whole run's spacing is refused streamed too.
+    for source in (data, s):
+        with pytest.raises(ValueError, match=re.escape("timeframe '90s' is not a multiple")):
+            tickstep.Backtest(source, Seconds, stream="10min").run()

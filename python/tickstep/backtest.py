@@ -556,13 +556,23 @@ class Backtest:
         >>> list(wf.windows.columns[:6])
         ['train_start', 'train_end', 'test_start', 'test_end', 'fast', 'slow']
         """
-        from tickstep.walkforward import walk_forward
+        from tickstep.walkforward import MarketWindows, StreamedWindows, walk_forward
 
-        self._in_memory("walk_forward")
+        if self._stream is None:
+            source = MarketWindows(self._market, self._metadata)
+        else:
+            if is_signal_strategy(self.strategy):
+                self._refuse_signals_mode()
+            # Each window's runs stream their bars from the same request.
+            request = self._stream_request
+            source = StreamedWindows(self._stream, request["data"], symbols=request["symbols"],
+                                     start=request["start"], end=request["end"],
+                                     load_options=request["load_options"])
         return walk_forward(self, train=train, test=test, maximize=maximize, anchored=anchored,
                             warmup=warmup, constraint=constraint, max_tries=max_tries,
                             random_state=random_state, executor=executor,
-                            max_workers=max_workers, cache=cache, progress=progress, **ranges)
+                            max_workers=max_workers, cache=cache, progress=progress,
+                            source=source, **ranges)
 
 
 def _heatmap_of(rows: pd.DataFrame, names: list[str], maximize: Any) -> pd.Series:

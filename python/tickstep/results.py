@@ -818,10 +818,12 @@ def _per_symbol_prices(raw: dict[str, np.ndarray], n: int) -> list[tuple[np.ndar
     return [(ts[a:b], close[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def first_last_closes(market: Any, since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Each symbol's first close (from ``since`` on) and last close: the buy-and-hold
-    basket of the statistics."""
-    closes = [market.column(i, "close", _first_bar(market, i, since), sys.maxsize)
+def first_last_closes(market: Any, since: int | None = None,
+                      until: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each symbol's first close (from ``since`` on) and last close (before ``until``,
+    when given): the buy-and-hold basket of the statistics."""
+    closes = [market.column(i, "close", _first_bar(market, i, since),
+                            sys.maxsize if until is None else _first_bar(market, i, until))
               for i in range(len(market.symbols))]
     first = np.array([c[0] if len(c) else np.nan for c in closes], dtype=float)
     last = np.array([c[-1] if len(c) else np.nan for c in closes], dtype=float)
@@ -847,11 +849,12 @@ def benchmark_prices(benchmark: Any, market: Any) -> pd.Series | None:
     return BenchmarkPrices(benchmark).prices
 
 
-def market_stats_inputs(market: Any, benchmark: Any = None, since: int | None = None) -> dict[str, Any]:
+def market_stats_inputs(market: Any, benchmark: Any = None, since: int | None = None,
+                        until: int | None = None) -> dict[str, Any]:
     """What the statistics read from the market besides the run: the buy-and-hold
-    basket's first (from ``since`` on) and last closes and the benchmark's prices
-    (keywords of `tickstep.metrics.compute_stats`)."""
-    return {"buy_and_hold": first_last_closes(market, since),
+    basket's first (from ``since`` on) and last closes (before ``until``, when given) and
+    the benchmark's prices (keywords of `tickstep.metrics.compute_stats`)."""
+    return {"buy_and_hold": first_last_closes(market, since, until),
             "benchmark": benchmark_prices(benchmark, market)}
 
 

@@ -497,6 +497,12 @@ class _RunSummary:
     def timeline(self) -> np.ndarray:
         return np.array(self._ticks, dtype=np.int64)
 
+    def closes_of(self, symbol: str) -> tuple[tuple[int, float] | None, tuple[int, float] | None]:
+        """``symbol``'s first bar from ``since`` on and its last bar seen, each as (time,
+        close), or None where it had none."""
+        s = self.symbols.index(symbol)
+        return self._first[s], self._last[s]
+
     def column(self, symbol: int, name: str, start: int, stop: int) -> np.ndarray:
         if symbol == self._benchmark:
             k = 0 if name == "ts" else 1
@@ -559,6 +565,21 @@ def simulate_stream(
     as ``simulate`` on all its bars at once, bit for bit (without the close prices a
     result keeps for plots), holding only a few windows and ``config.history`` bars of
     each symbol's past. The next windows are read on a thread while one runs."""
+    return stream_run(stream, strategy, config, params, symbols=symbols, records=records)[0]
+
+
+def stream_run(
+    stream: Any,
+    strategy: type[Strategy],
+    config: BacktestConfig,
+    params: Mapping[str, Any] | None = None,
+    *,
+    symbols: pd.CategoricalDtype | None = None,
+    records: Mapping[str, Any] | None = None,
+) -> tuple[Result, _RunSummary]:
+    """`simulate_stream`, and what it read of the market besides the run (its
+    `_RunSummary`: the buy-and-hold basket's closes, the benchmark's), for statistics
+    over several streamed runs (a streamed walk-forward's test windows)."""
     from tickstep.data._stream import read_ahead
 
     if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
@@ -575,10 +596,15 @@ def simulate_stream(
     bench = names.index(config.benchmark) if config.benchmark in names else None
     summary = _RunSummary(names, since, bench)
     # Each symbol's last bar in the whole stream, found before the reader starts (a
-    # store's connection reads one statement at a time).
-    ended = (delistings(stream.last_times(), int(stream.last), config.timezone,
-                        config.close_delisted, names)
-             if config.close_delisted else None)
+    # store's connection reads one statement at a time). The run's last day is that of
+    # the latest of them, as in memory: `stream.last` is only a bound (a store's is the
+    # request's end), which may fall on a later day than any bar.
+    if config.close_delisted:
+        last_times = stream.last_times()
+        ended = delistings(last_times, int(last_times.max()), config.timezone,
+                           config.close_delisted, names)
+    else:
+        ended = None
     # The reader thread reads each window and builds its market (the kept past joined,
     # the columns handed to the core) while the engine runs the one before.
     markets = read_ahead(_window_markets(stream.windows(), names, keep, config.timezone, summary,
@@ -600,6 +626,7 @@ def simulate_stream(
         instance = strategy(ctx, names, params, config.sizer, first, stream.metadata,
                             records=records, calendar=config.timezone)
         instance._streamed = True
+        instance._streamed_spacing = stream.bar_spacing
         hooks = instance._hooks()
         if since is not None:
             hooks = _from(ctx, since, hooks)
@@ -617,7 +644,8 @@ def simulate_stream(
                 "next() or on_tick(), which are called from trade_start on"
             )
     rejected = check_rejections(engine.rejected_orders(), names, config.on_reject)
-    return result_of(engine, summary, config, params={**strategy.parameters(), **params},
-                     strategy=instance, metadata=stream.metadata,
-                     symbols=symbols if symbols is not None else pd.CategoricalDtype(names),
-                     rejected=rejected, keep_prices=False)
+    result = result_of(engine, summary, config, params={**strategy.parameters(), **params},
+                       strategy=instance, metadata=stream.metadata,
+                       symbols=symbols if symbols is not None else pd.CategoricalDtype(names),
+                       rejected=rejected, keep_prices=False)
+    return result, summary

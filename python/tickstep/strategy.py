@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -856,6 +856,10 @@ class Strategy(StrategyBase):
         ns = timeframe_ns(period, name=what)
         for i, symbol in enumerate(self._symbols):
             spacing = self._bar_spacing(i)
+            if spacing and ns % spacing and self._streamed_spacing is not None:
+                # A streamed run's market at init() is its first window, whose gaps' gcd
+                # is a multiple of the whole run's: ask the stream for the whole run's.
+                spacing = self._streamed_spacing(i)
             if spacing and ns % spacing:
                 raise ValueError(f"timeframe {period!r} is not a multiple of {symbol}'s bar spacing "
                                  f"({pd.Timedelta(spacing)})")
@@ -1121,6 +1125,8 @@ class Strategy(StrategyBase):
 
     #: Set on a streamed run's instance: the market holds one window, not every bar.
     _streamed = False
+    #: And the bar spacing of symbol ``i`` over the whole stream (`BarStream.bar_spacing`).
+    _streamed_spacing: Callable[[int], int] | None = None
 
     def _refuse_streamed(self, what: str) -> None:
         if self._streamed:

@@ -15,6 +15,12 @@ that set then runs on the test window. Both runs see only their own window's bar
 called (`tickstep.BacktestConfig.trade_start`): nothing after a window's end can change
 what was chosen for it or how it traded.
 
+A streamed backtest (``stream=``) walks forward without holding the market: the windows
+are planned from its ticks alone (one statement to a store), each train grid streams
+its window's bars in every job (`tickstep.batch.run_batch` with ``stream=``), each test
+run streams its own, and the statistics read only the closes the test runs passed. The
+result equals the one in memory, bit for bit (without the test runs' close prices).
+
 Each test window is its own run, starting flat with the backtest's cash. The stitched
 out-of-sample equity compounds them: window ``k``'s curve is scaled by the equity the
 windows before it reached, as if its account had been carried over.
@@ -40,7 +46,10 @@ import pandas as pd
 
 from tickstep.batch import run_batch
 from tickstep.batch.api import ranked_by, run_label, warn_of_failed_runs
+from tickstep.config import ConfigError
 from tickstep.data import MarketColumns, SymbolBars
+from tickstep.data._request import time_bounds
+from tickstep.data._stream import open_stream
 from tickstep.metrics import compute_stats, exact_sum, format_stats
 from tickstep.rejections import (
     TickstepWarning,
@@ -48,11 +57,12 @@ from tickstep.rejections import (
     quiet_runs,
     warn_of_rejected_runs,
 )
-from tickstep.results import Result, market_stats_inputs
+from tickstep.results import Result, benchmark_prices, market_stats_inputs
 from tickstep.signals import is_signal_strategy, run_strategy
-from tickstep.simulation import market_from_columns, simulate
+from tickstep.simulation import market_from_columns, simulate, stream_run
 
-__all__ = ["Window", "WalkForwardResult", "plan_windows", "walk_forward"]
+__all__ = ["MarketWindows", "StreamedWindows", "Window", "WalkForwardResult", "plan_windows",
+           "walk_forward"]
 
 _BIG = 1 << 62
 
@@ -149,6 +159,129 @@ def _columns(market: Any, metadata: pd.DataFrame | None, lo: int, hi: int) -> Ma
     return MarketColumns(bars, metadata).in_order(names[i] for i in market.call_order)
 
 
+class MarketWindows:
+    """A walk-forward's runs over a market in memory: each window's bars are cut from it
+    (views, no copy)."""
+
+    def __init__(self, market: Any, metadata: pd.DataFrame | None) -> None:
+        self.market, self.metadata = market, metadata
+
+    def timeline(self) -> np.ndarray:
+        return self.market.timeline()
+
+    def train(self, strategy: Any, lo: int, hi: int, **batch: Any) -> pd.DataFrame:
+        """``run_batch`` of the grid, one portfolio of the symbols with bars in ``[lo, hi)``."""
+        return run_batch(strategy, _columns(self.market, self.metadata, lo, hi), portfolio=True,
+                         **batch)
+
+    def test(self, strategy: Any, lo: int, hi: int, config: Any, chosen: dict[str, Any],
+             records: Any) -> Result:
+        """One run of ``chosen`` over the bars in ``[lo, hi)``."""
+        data = _columns(self.market, self.metadata, lo, hi)
+        if is_signal_strategy(strategy):  # (run_batch refused its records=)
+            return run_strategy(market_from_columns(data), strategy, config, chosen,
+                                metadata=data.metadata)
+        return simulate(market_from_columns(data), strategy, config, chosen,
+                        metadata=data.metadata, records=records)
+
+    def stats_inputs(self, benchmark: Any, since: int, until: int) -> dict[str, Any]:
+        """The buy-and-hold basket over the test windows, ``[since, until)``, and the
+        benchmark's prices."""
+        return market_stats_inputs(self.market, benchmark, since=since, until=until)
+
+
+class StreamedWindows:
+    """A walk-forward's runs over a streamed backtest's source: each run streams the bars
+    of its window, as `Backtest.run` streams all of them (``config.stream``).
+
+    Parameters
+    ----------
+    stream : tickstep.data.BarStream
+        The backtest's stream: its ticks plan the windows, and it names the symbols with
+        bars in each window.
+    data, symbols, start, end, load_options :
+        The backtest's request, which each window's runs read again within the
+        window's bounds.
+    """
+
+    def __init__(self, stream: Any, data: Any, *, symbols: Any, start: Any, end: Any,
+                 load_options: dict[str, Any]) -> None:
+        if load_options.get("timeframe") is not None:
+            raise ConfigError(
+                f"walk_forward with stream= and timeframe={load_options['timeframe']!r}: each "
+                "window's runs read the store within the window's bounds, where an edge may "
+                "cut a resampled bar; ingest the resampled bars as their own store, or walk "
+                "forward without stream=")
+        self.stream, self.data, self.load_options = stream, data, dict(load_options)
+        self._start, self._end = start, end
+        self._bounds = time_bounds(start, end)
+        self._summaries: list[Any] = []
+
+    def timeline(self) -> np.ndarray:
+        return self.stream.timeline()
+
+    def _request(self, lo: int, hi: int) -> dict[str, Any]:
+        """The load of the window ``[lo, hi)``: the symbols with bars there (in the
+        backtest's order, as a window cut in memory keeps them) and inclusive bounds."""
+        symbols = self.stream.symbols_between(lo, hi)
+        if not symbols:
+            raise ValueError(f"no bars between {pd.Timestamp(lo, tz='UTC')} and "
+                             f"{pd.Timestamp(hi, tz='UTC')}")
+        return {"symbols": symbols, "start": max(lo, self._bounds[0]),
+                "end": min(hi, self._bounds[1]) - 1}
+
+    def train(self, strategy: Any, lo: int, hi: int, **batch: Any) -> pd.DataFrame:
+        return run_batch(strategy, self.data, portfolio=True, load_options=self.load_options,
+                         **self._request(lo, hi), **batch)
+
+    def test(self, strategy: Any, lo: int, hi: int, config: Any, chosen: dict[str, Any],
+             records: Any) -> Result:
+        stream = open_stream(self.data, window=config.stream, **self._request(lo, hi),
+                             **self.load_options)
+        try:
+            result, summary = stream_run(stream, strategy, config, chosen, records=records)
+        finally:
+            stream.close()
+        self._summaries.append(summary)
+        return result
+
+    def stats_inputs(self, benchmark: Any, since: int, until: int) -> dict[str, Any]:
+        """As in memory, from what the test runs passed: each symbol's first close from
+        ``since`` on (the first test window holding one: test windows follow each other,
+        and a window left out holds no bar) and its last (before ``until``, the last test
+        window's end, which its run reads up to); a benchmark symbol's closes are read
+        whole, one symbol's stream."""
+        names = list(self.stream.symbols)
+        first = np.full(len(names), np.nan)
+        last = np.full(len(names), np.nan)
+        for k, name in enumerate(names):
+            for summary in self._summaries:
+                if name not in summary.symbols:
+                    continue
+                opened, latest = summary.closes_of(name)
+                if opened is not None and np.isnan(first[k]):
+                    first[k] = opened[1]
+                if latest is not None and since <= latest[0] < until:
+                    last[k] = latest[1]
+        # A symbol with no close from `since` on has neither (as `first_last_closes`).
+        last[np.isnan(first)] = np.nan
+        return {"buy_and_hold": (first, last),
+                "benchmark": self._benchmark(benchmark) if isinstance(benchmark, str)
+                else benchmark_prices(benchmark, None)}
+
+    def _benchmark(self, symbol: str) -> pd.Series:
+        stream = open_stream(self.data, window=self.stream.window, symbols=[symbol],
+                             start=self._start, end=self._end, **self.load_options)
+        try:
+            parts = [w.parts[0] for w in stream.windows()]
+        finally:
+            stream.close()
+        ts = np.concatenate([p[0] for p in parts]).astype(np.int64)
+        close = np.concatenate([p[4] for p in parts])
+        return pd.Series(close, index=pd.DatetimeIndex(ts.view("datetime64[ns]")).tz_localize("UTC"),
+                         name=symbol)
+
+
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
@@ -172,7 +305,9 @@ class WalkForwardResult:
         Statistics of the stitched equity and of all test windows' trades; ``# Orders
         Rejected``, ``# Margin Calls``, ``Carrying Costs [$]`` and ``Dividends [$]`` sum
         the test windows' own, ``Buy & Hold
-        Return [%]`` holds the basket from the first test window's start, and ``Alpha
+        Return [%]`` holds the basket over the test windows (from the first one's start to
+        the last one's end: bars after it, in windows left out for want of a train
+        window's bars, are not out of sample), and ``Alpha
         [%]`` / ``Beta`` compare with the config's benchmark over the same days.
     results : list of Result
         Each test window's own run.
@@ -235,24 +370,29 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
                  constraint: Callable[[Any], bool] | None = None,
                  max_tries: int | float | None = None, random_state: int = 0,
                  executor: Any = None, max_workers: int | None = None, cache: Any = True,
-                 progress: bool | None = False, **grid: Any) -> WalkForwardResult:
+                 progress: bool | None = False, source: MarketWindows | StreamedWindows | None = None,
+                 **grid: Any) -> WalkForwardResult:
     """Walk-forward optimisation of ``backtest``'s strategy (see the module notes).
 
-    ``Backtest.walk_forward`` calls this; its docstring has the parameters.
+    ``Backtest.walk_forward`` calls this; its docstring has the parameters. ``source``:
+    where the windows' runs read their bars (`StreamedWindows` for a streamed backtest);
+    by default the backtest's market in memory.
     """
     if not grid:
         raise TypeError("walk_forward needs at least one parameter range, e.g. fast=[5, 10, 20]")
     if not (callable(maximize) or isinstance(maximize, str)):
         raise TypeError(f"maximize must be a statistic's name or a function of the stats, got {maximize!r}")
-    market, metadata, config, strategy = (backtest.market, backtest.metadata, backtest.config,
-                                          backtest.strategy)
+    config, strategy = backtest.config, backtest.strategy
+    if source is None:
+        source = MarketWindows(backtest.market, backtest.metadata)
     # Analysis tables are read by time, so each window sees only what was known then.
     records = getattr(backtest, "records", None) or None
-    windows = plan_windows(market.timeline(), train, test, anchored=anchored, warmup=warmup)
+    timeline = source.timeline()
+    windows = plan_windows(timeline, train, test, anchored=anchored, warmup=warmup)
     if not windows:
         raise ValueError(
-            f"no walk-forward window fits the data ({pd.Timestamp(int(market.timeline()[0]), tz='UTC')} "
-            f"to {pd.Timestamp(int(market.timeline()[-1]), tz='UTC')}) with train={train!r}, "
+            f"no walk-forward window fits the data ({pd.Timestamp(int(timeline[0]), tz='UTC')} "
+            f"to {pd.Timestamp(int(timeline[-1]), tz='UTC')}) with train={train!r}, "
             f"test={test!r}, warmup={warmup!r}"
         )
     lead = _span(warmup, "warmup") if warmup is not None else pd.Timedelta(0)
@@ -267,13 +407,13 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
     rows, results, trades = [], [], []
     for w in windows:
         # Train: the grid on [train_start, train_end), warmed up on the bars before it.
-        train_data = _columns(market, metadata, (w.train_start - lead).value, w.train_end.value)
         with warnings.catch_warnings():
             # Its failed runs, and a statistic NaN in all of them, are named once for the
             # whole walk-forward, below (its rejections are counted quietly already).
             warnings.simplefilter("ignore", TickstepWarning)
-            tried = run_batch(
-                strategy, train_data, params=grid, portfolio=True, maximize=maximize,
+            tried = source.train(
+                strategy, (w.train_start - lead).value, w.train_end.value, params=grid,
+                maximize=maximize,
                 constraint=constraint, max_tries=max_tries, random_state=random_state,
                 executor=executor, max_workers=max_workers, cache=cache, progress=progress,
                 config=quiet.replace(trade_start=w.train_start),
@@ -299,14 +439,9 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
         in_sample = float(best[by])
 
         # Test: the chosen set on [test_start, test_end), warmed up the same way.
-        test_data = _columns(market, metadata, (w.test_start - lead).value, w.test_end.value)
         test_config = quiet.replace(trade_start=w.test_start)
-        if is_signal_strategy(strategy):  # (run_batch refused its records= above)
-            result = run_strategy(market_from_columns(test_data), strategy, test_config,
-                                  chosen, metadata=test_data.metadata)
-        else:
-            result = simulate(market_from_columns(test_data), strategy, test_config, chosen,
-                              metadata=test_data.metadata, records=records)
+        result = source.test(strategy, (w.test_start - lead).value, w.test_end.value,
+                             test_config, chosen, records)
         rejected = int(result.stats["# Orders Rejected"])
         rejections.append((run_label(f"window {w.number} test", chosen), rejected))
         results.append(result)
@@ -324,7 +459,8 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
     frame = _stitch([r.equity_frame for r in results], config.cash)
     all_trades = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame()
     # What a single run's statistics read besides its run, over the out-of-sample span:
-    # the buy-and-hold basket from the first test window on, the benchmark, and the test
+    # the buy-and-hold basket over the test windows (from the first one's start to the
+    # last one's end, which the stitched equity ends in), the benchmark, and the test
     # windows' rejected orders, carrying costs and dividends (in their own money, as their trades).
     carried = exact_sum([float(r.stats["Carrying Costs [$]"]) for r in results])
     dividends = exact_sum([float(r.stats["Dividends [$]"]) for r in results])
@@ -336,8 +472,8 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
                           carrying_costs=carried,
                           margin_calls=int(table["# Margin Calls"].sum()),
                           dividends=dividends,
-                          **market_stats_inputs(market, config.benchmark,
-                                                since=windows[0].test_start.value))
+                          **source.stats_inputs(config.benchmark, windows[0].test_start.value,
+                                                windows[-1].test_end.value))
     if undecided:
         warnings.warn(
             f"{objective} is NaN in every train run of window(s) "

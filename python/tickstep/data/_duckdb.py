@@ -72,6 +72,14 @@ _BUCKET_SETTINGS = {"threads": "1", "streaming_buffer_size": "64KiB"}
 _READ_ONCE_MEMORY = "256MB"
 
 
+def _arrow_of(relation: Any) -> pa.Table:
+    """A query's rows as Arrow, streamed as record batches: DuckDB converts each chunk as
+    the query produces it, instead of first materialising the whole result in its own
+    format and then copying it to Arrow (twice the output's size at the peak)."""
+    stream = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
+    return stream(_BATCH_ROWS).read_all()
+
+
 def _default_memory_limit() -> str:
     """DuckDB's default memory_limit as it shows it (a fresh database's)."""
     import duckdb
@@ -226,13 +234,18 @@ class Store(BarStore):
         )
 
     def _read_bars(self, sql: str, params: dict[str, Any]) -> pa.Table:
-        # Streamed as record batches: DuckDB converts each chunk to Arrow as the query
-        # produces it, instead of first materialising the whole result in its own format
-        # and then copying it to Arrow (twice the output's size at the peak).
         self.queries_executed += 1
-        relation = self._con.sql(sql, params=params)
-        stream = getattr(relation, "to_arrow_reader", None) or relation.fetch_record_batch
-        return stream(_BATCH_ROWS).read_all()
+        return _arrow_of(self._con.sql(sql, params=params))
+
+    def _read_aside(self, sql: str, params: dict[str, Any]) -> pa.Table:
+        # A cursor of its own: DuckDB's connection refuses a second caller rather than
+        # waiting, and a stream's reader thread may be reading a window on it.
+        self.queries_executed += 1
+        cursor = self._con.cursor()
+        try:
+            return _arrow_of(cursor.sql(sql, params=params))
+        finally:
+            cursor.close()
 
     def _fetch_buckets(
         self,

@@ -112,6 +112,11 @@ class BarStore:
         """Run the bars query and fetch its rows as Arrow (the bulk transfer)."""
         raise NotImplementedError
 
+    def _read_aside(self, sql: str, params: dict[str, Any]) -> pa.Table:
+        """`_read_bars` from another thread than a stream's reader, which may be reading
+        a window meanwhile (a connection that serialises its callers needs nothing more)."""
+        return self._read_bars(sql, params)
+
     def _fetch_bars(
         self,
         ids: np.ndarray,

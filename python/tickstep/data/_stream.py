@@ -142,6 +142,25 @@ class BarStream:
         symbol with none."""
         raise NotImplementedError
 
+    def timeline(self) -> np.ndarray:  # pragma: no cover - abstract
+        """Every tick of the stream (the times at which any symbol has a bar, as its
+        windows will hold them), sorted: 8 bytes a tick, never the bars."""
+        raise NotImplementedError
+
+    def symbols_between(self, lo: int, hi: int) -> list[str]:  # pragma: no cover - abstract
+        """The symbols with a bar in ``[lo, hi)`` (as the windows will hold them), in
+        `call_order`."""
+        raise NotImplementedError
+
+    def bar_spacing(self, symbol: int) -> int:
+        """The gcd of the gaps between the bars of ``symbol`` (its index in `symbols`)
+        over the whole stream, as its windows will hold them (0 with fewer than two)."""
+        gaps = self._gaps(symbol)
+        return int(np.gcd.reduce(gaps)) if len(gaps) else 0
+
+    def _gaps(self, symbol: int) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     @property
     def store(self) -> Any:
         """The store the windows are read from (None for bars in memory)."""
@@ -166,6 +185,16 @@ class _MemoryStream(BarStream):
     def last_times(self) -> np.ndarray:
         return np.array([int(b.ts[-1]) if len(b.ts) else np.iinfo(np.int64).min
                          for b in self._bars], dtype=np.int64)
+
+    def timeline(self) -> np.ndarray:
+        return np.unique(np.concatenate([b.ts for b in self._bars]))
+
+    def _gaps(self, symbol: int) -> np.ndarray:
+        return np.diff(self._bars[symbol].ts)
+
+    def symbols_between(self, lo: int, hi: int) -> list[str]:
+        has = {b.symbol for b in self._bars if np.searchsorted(b.ts, lo) < np.searchsorted(b.ts, hi)}
+        return [s for s in self.call_order if s in has]
 
     def _read(self, start: int, end: int) -> Window:
         parts, extra = [], []
@@ -242,6 +271,35 @@ class _StoreStream(BarStream):
                          strict=True))
         return np.array([found.get(int(i), np.iinfo(np.int64).min) for i in self._ids],
                         dtype=np.int64)
+
+    def timeline(self) -> np.ndarray:
+        # One statement over the run's range, filtered and resampled as the windows are.
+        sql, params = bars_query(self._store.dialect, self._ids, self._lo, self._hi, self._spans,
+                                 self._frame)
+        table = self._store._read_bars(f"SELECT DISTINCT ts FROM ({sql}) q ORDER BY ts", params)
+        return table.column("ts").to_numpy().astype(np.int64)
+
+    def _gaps(self, symbol: int) -> np.ndarray:
+        # The distinct gaps only (a handful: a minute, a night, a weekend), one statement.
+        sql, params = bars_query(self._store.dialect, self._ids[symbol:symbol + 1], self._lo,
+                                 self._hi, self._spans, self._frame)
+        # (Asked from init(), while the reader thread may be reading a window.)
+        table = self._store._read_aside(
+            f"SELECT DISTINCT gap FROM (SELECT ts - lag(ts) OVER (ORDER BY ts) AS gap "
+            f"FROM ({sql}) q) g WHERE gap IS NOT NULL", params)
+        return table.column("gap").to_numpy().astype(np.int64)
+
+    def symbols_between(self, lo: int, hi: int) -> list[str]:
+        # The run's bars (filtered, resampled) whose times fall in [lo, hi).
+        sql, params = bars_query(self._store.dialect, self._ids, self._lo, self._hi, self._spans,
+                                 self._frame)
+        int8 = self._store.dialect.int_types["int8"]
+        table = self._store._read_bars(
+            f"SELECT DISTINCT symbol_id FROM ({sql}) q "
+            f"WHERE ts >= CAST({int(lo)} AS {int8}) AND ts < CAST({int(hi)} AS {int8})", params)
+        found = {int(i) for i in table.column("symbol_id").to_pylist()}
+        names = {name for name, i in zip(self.symbols, self._ids, strict=True) if int(i) in found}
+        return [s for s in self.call_order if s in names]
 
     def _own_columns(self, lo: int, hi: int) -> None:
         """Which symbol has which extra column over the whole run, in one statement: a
