@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 import tickstep
 import tickstep.data as td
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_stream import MARKET, Mixed, assert_same_run
 from tickstep import ConfigError
 from tickstep.data._duckdb import Store
@@ -66,6 +68,9 @@ CASES = {
     # day trade to its end, as in memory.
     "symbols that stop trading": (dict(train="1D", test="1D", warmup="1h"),
                                   {"close_delisted": True, "timezone": "America/New_York"}),
+    # Three of the five, visited in the order asked (the late starter among them).
+    "a selection": (dict(train="1D", test="1D"),
+                    {"symbols": [MARKET.symbols[3], MARKET.symbols[1], MARKET.symbols[4]]}),
 }
 
 
@@ -195,3 +200,43 @@ def test_buy_and_hold_spans_the_test_windows_only():
     last = [b.close[np.searchsorted(b.ts, end.value) - 1] for b in data.bars]
     basket = np.mean(np.array(last) / np.array(first)) - 1.0
     assert whole.stats["Buy & Hold Return [%]"] == pytest.approx(basket * 100.0, rel=1e-12)
+
+
+def test_analysis_tables_stream_with_the_walk_forward(tmp_path):
+    # A portfolio ranked by zones read from the store's analysis table at each tick.
+    from records_support import make_zones
+    from test_records import NearestZone
+
+    path = str(tmp_path / "bars.duckdb")
+    with Store(path) as s:
+        s.ingest(MARKET)
+        s.ingest_records("zones", make_zones(MARKET, every=7))
+    kw = dict(train="1D", test="1D", warmup="1h", top=[1, 2], max_distance=[0.01, 0.03])
+    options = {"records": ["zones"], "cash": 100_000, "on_reject": "ignore"}
+
+    def run(window):
+        bt = tickstep.Backtest(path, NearestZone, **options, **({"stream": window} if window else {}))
+        return bt.walk_forward(maximize="Return [%]", cache=False, executor="sequential", **kw)
+
+    whole = run(None)
+    assert whole.stats["# Trades"] > 0
+    assert_same_walk(whole, run("3h"))
+
+
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(train=st.sampled_from(["6h", "18h", "1D", "30h"]), test=st.sampled_from(["3h", "10h", "1D"]),
+       warmup=st.sampled_from([None, "45min", "5h"]), anchored=st.booleans(),
+       window=st.sampled_from(["11min", "97min", "1D"]),
+       timezone=st.sampled_from(["UTC", "America/New_York"]))
+def test_streamed_walk_forwards_equal_in_memory_ones(store, train, test, warmup, anchored, window,
+                                                     timezone):
+    kw = dict(train=train, test=test, warmup=warmup, anchored=anchored)
+    options = {"timezone": timezone, "close_delisted": True, "cash": 20_000}
+    try:
+        whole = walk(store, None, options, **kw)
+    except ValueError as e:  # no window fits: refused streamed alike
+        with pytest.raises(ValueError, match=re.escape(str(e)[:40])):
+            walk(store, window, options, **kw)
+        return
+    assert_same_walk(whole, walk(store, window, options, **kw))

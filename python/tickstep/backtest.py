@@ -565,8 +565,8 @@ class Backtest:
                 self._refuse_signals_mode()
             # Each window's runs stream their bars from the same request.
             request = self._stream_request
-            source = StreamedWindows(self._stream, request["data"], symbols=request["symbols"],
-                                     start=request["start"], end=request["end"],
+            source = StreamedWindows(self._stream, request["data"], start=request["start"],
+                                     end=request["end"],
                                      load_options=request["load_options"])
         return walk_forward(self, train=train, test=test, maximize=maximize, anchored=anchored,
                             warmup=warmup, constraint=constraint, max_tries=max_tries,

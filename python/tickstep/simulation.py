@@ -464,7 +464,7 @@ def _day_ends(ticks: np.ndarray, following: int | None, timezone: str) -> np.nda
     return ends
 
 
-class _RunSummary:
+class RunSummary:
     """What a result reads of the market besides the run, collected as windows pass:
     the first and last tick, each symbol's first close from ``since`` and last close
     (the buy-and-hold basket), and the benchmark symbol's closes. Duck-types the
@@ -515,7 +515,7 @@ class _RunSummary:
 
 
 def _window_markets(windows: Any, symbols: list[str], keep: int, timezone: str,
-                    summary: _RunSummary, call_order: list[str] | None = None,
+                    summary: RunSummary, call_order: list[str] | None = None,
                     columns: list[str] | None = None) -> Any:
     """Windows of bars -> the core's window markets and their day ends, one window
     behind the reader (a window's last day end needs the next window's first tick).
@@ -576,9 +576,9 @@ def stream_run(
     *,
     symbols: pd.CategoricalDtype | None = None,
     records: Mapping[str, Any] | None = None,
-) -> tuple[Result, _RunSummary]:
+) -> tuple[Result, RunSummary]:
     """`simulate_stream`, and what it read of the market besides the run (its
-    `_RunSummary`: the buy-and-hold basket's closes, the benchmark's), for statistics
+    `RunSummary`: the buy-and-hold basket's closes, the benchmark's), for statistics
     over several streamed runs (a streamed walk-forward's test windows)."""
     from tickstep.data._stream import read_ahead
 
@@ -594,7 +594,7 @@ def stream_run(
             f"({pd.Timestamp(stream.last, tz='UTC')})"
         )
     bench = names.index(config.benchmark) if config.benchmark in names else None
-    summary = _RunSummary(names, since, bench)
+    summary = RunSummary(names, since, bench)
     # Each symbol's last bar in the whole stream, found before the reader starts (a
     # store's connection reads one statement at a time). The run's last day is that of
     # the latest of them, as in memory: `stream.last` is only a bound (a store's is the

@@ -59,7 +59,7 @@ from tickstep.rejections import (
 )
 from tickstep.results import Result, benchmark_prices, market_stats_inputs
 from tickstep.signals import is_signal_strategy, run_strategy
-from tickstep.simulation import market_from_columns, simulate, stream_run
+from tickstep.simulation import RunSummary, market_from_columns, simulate, stream_run
 
 __all__ = ["MarketWindows", "StreamedWindows", "Window", "WalkForwardResult", "plan_windows",
            "walk_forward"]
@@ -198,13 +198,13 @@ class StreamedWindows:
     ----------
     stream : tickstep.data.BarStream
         The backtest's stream: its ticks plan the windows, and it names the symbols with
-        bars in each window.
-    data, symbols, start, end, load_options :
+        bars in each window (of those the backtest asked for).
+    data, start, end, load_options :
         The backtest's request, which each window's runs read again within the
         window's bounds.
     """
 
-    def __init__(self, stream: Any, data: Any, *, symbols: Any, start: Any, end: Any,
+    def __init__(self, stream: Any, data: Any, *, start: Any, end: Any,
                  load_options: dict[str, Any]) -> None:
         if load_options.get("timeframe") is not None:
             raise ConfigError(
@@ -215,7 +215,8 @@ class StreamedWindows:
         self.stream, self.data, self.load_options = stream, data, dict(load_options)
         self._start, self._end = start, end
         self._bounds = time_bounds(start, end)
-        self._summaries: list[Any] = []
+        # What each test run read of the market over its test window: (start, end, summary).
+        self._seen: list[tuple[int, int, Any]] = []
 
     def timeline(self) -> np.ndarray:
         return self.stream.timeline()
@@ -242,32 +243,62 @@ class StreamedWindows:
             result, summary = stream_run(stream, strategy, config, chosen, records=records)
         finally:
             stream.close()
-        self._summaries.append(summary)
+        self._seen.append((config.trade_start.value, hi, summary))
         return result
 
     def stats_inputs(self, benchmark: Any, since: int, until: int) -> dict[str, Any]:
-        """As in memory, from what the test runs passed: each symbol's first close from
-        ``since`` on (the first test window holding one: test windows follow each other,
-        and a window left out holds no bar) and its last (before ``until``, the last test
-        window's end, which its run reads up to); a benchmark symbol's closes are read
-        whole, one symbol's stream."""
+        """As in memory: each symbol's first close from ``since`` on and its last before
+        ``until``, from what the test runs passed over their test windows and, for the
+        spans between them (windows left out for want of a train window's bars, whose
+        test span may hold some), a stream of those spans; a benchmark symbol's closes are
+        read whole, one symbol's stream."""
+        seen = sorted(self._seen + self._between_tests(since, until), key=lambda s: s[0])
         names = list(self.stream.symbols)
         first = np.full(len(names), np.nan)
         last = np.full(len(names), np.nan)
         for k, name in enumerate(names):
-            for summary in self._summaries:
+            for start, end, summary in seen:  # in time order
                 if name not in summary.symbols:
                     continue
                 opened, latest = summary.closes_of(name)
                 if opened is not None and np.isnan(first[k]):
                     first[k] = opened[1]
-                if latest is not None and since <= latest[0] < until:
+                # (A run's last bar may be in its warm-up, a span seen before.)
+                if latest is not None and start <= latest[0] < end:
                     last[k] = latest[1]
         # A symbol with no close from `since` on has neither (as `first_last_closes`).
         last[np.isnan(first)] = np.nan
         return {"buy_and_hold": (first, last),
                 "benchmark": self._benchmark(benchmark) if isinstance(benchmark, str)
                 else benchmark_prices(benchmark, None)}
+
+    def _between_tests(self, since: int, until: int) -> list[tuple[int, int, Any]]:
+        """The spans of ``[since, until)`` no test run read, each streamed and summarised
+        as a run's summary is (its first and last close per symbol)."""
+        spans, at = [], since
+        for start, end, _ in sorted(self._seen, key=lambda s: s[0]):
+            if start > at:
+                spans.append((at, start))
+            at = max(at, end)
+        if at < until:
+            spans.append((at, until))
+        out = []
+        for lo, hi in spans:
+            symbols = self.stream.symbols_between(lo, hi)
+            if not symbols:
+                continue
+            summary = RunSummary(symbols, lo, None)
+            stream = open_stream(self.data, window=self.stream.window, symbols=symbols,
+                                 start=lo, end=hi - 1, **self.load_options)
+            try:
+                order = [stream.symbols.index(s) for s in symbols]
+                for window in stream.windows():
+                    summary.observe([window.parts[i] for i in order],
+                                    np.array([window.first_tick], dtype=np.int64))
+            finally:
+                stream.close()
+            out.append((lo, hi, summary))
+        return out
 
     def _benchmark(self, symbol: str) -> pd.Series:
         stream = open_stream(self.data, window=self.stream.window, symbols=[symbol],
