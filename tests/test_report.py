@@ -733,8 +733,12 @@ def test_an_engine_indicators_bad_chart_option_is_refused_by_name(declare, messa
 
 
 def test_a_streamed_results_plot_says_why_it_has_no_prices():
-    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000, stream="30D")
+    # Streamed with an equity sample at every bar: keeping the closes each sample was marked
+    # at would keep every bar's.
+    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000, stream="30D",
+                           record_every_bar=True)
     result = bt.run()
     for draw in (bt.plot, result.plot, lambda: result.prices(result.symbols[0])):
-        with pytest.raises(ValueError, match=r"keeps no prices: a streamed run \(stream=\)"):
+        with pytest.raises(ValueError, match=r"keeps no prices: a streamed run \(stream=\) with "
+                                             r"record_every_bar=True"):
             draw()

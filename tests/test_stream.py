@@ -329,3 +329,45 @@ def test_a_timeframe_is_checked_against_every_bar_when_the_first_window_is_coars
     for source in (data, s):
         with pytest.raises(ValueError, match=re.escape("timeframe '90s' is not a multiple")):
             tickstep.Backtest(source, Seconds, stream="10min").run()
+
+
+# (Not "ny": it samples equity at every bar, so a streamed run keeps no closes; see
+# test_report.py's refusal.) "delisted" samples New York's day ends.
+@pytest.mark.parametrize("case", ["utc", "close", "delisted"])
+@pytest.mark.parametrize("window", ["13min", "1D"])
+def test_a_streamed_run_keeps_the_closes_its_equity_was_marked_at(store, in_memory, case, window):
+    from tickstep.report.tables import position_values, symbol_breakdown
+
+    whole = in_memory[case]
+    streamed = tickstep.Backtest(store, Mixed, stream=window, history=40, **OPTIONS[case]).run()
+    samples = whole.equity.index
+    for symbol in whole.symbols:
+        everything, kept = whole.prices(symbol), streamed.prices(symbol)
+        # Each kept close is a bar's own (its time, its close), and at every equity
+        # sample the latest kept close is the latest bar's: all the marks read.
+        pd.testing.assert_series_equal(kept, everything.loc[kept.index], check_exact=True)
+        assert len(kept) <= len({t.normalize() for t in everything.index}) + 1
+        at = np.searchsorted(everything.index.asi8, samples.asi8, side="right") - 1
+        mine = np.searchsorted(kept.index.asi8, samples.asi8, side="right") - 1
+        np.testing.assert_array_equal(np.where(at >= 0, everything.to_numpy()[np.maximum(at, 0)], np.nan),
+                                      np.where(mine >= 0, kept.to_numpy()[np.maximum(mine, 0)], np.nan))
+    pd.testing.assert_frame_equal(position_values(streamed), position_values(whole), check_exact=True)
+    pd.testing.assert_frame_equal(symbol_breakdown(streamed), symbol_breakdown(whole), check_exact=True)
+
+
+def test_a_streamed_run_from_trade_start_keeps_closes_from_there(store, tmp_path):
+    from tickstep.report.tables import position_values
+
+    kwargs = {"cash": 50_000, "start": "2024-01-03", "warmup": "1D", "history": 40}
+    whole = tickstep.Backtest(store, Mixed, **kwargs).run()
+    streamed = tickstep.Backtest(store, Mixed, stream="47min", **kwargs).run()
+    for symbol in whole.symbols:
+        assert streamed.prices(symbol).index.min() >= pd.Timestamp("2024-01-03", tz="UTC")
+    pd.testing.assert_frame_equal(position_values(streamed), position_values(whole), check_exact=True)
+    # Saved and loaded, the closes and the report go with it.
+    streamed.save(tmp_path / "run")
+    loaded = tickstep.load_result(tmp_path / "run")
+    for symbol in whole.symbols:
+        pd.testing.assert_series_equal(loaded.prices(symbol), streamed.prices(symbol), check_exact=True)
+    page = loaded.report(tmp_path / "report.html").read_text()
+    assert all(symbol in page for symbol in whole.symbols)

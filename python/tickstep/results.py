@@ -41,8 +41,9 @@ _STATUS = ("open", "filled", "cancelled", "rejected", "expired")
 _EXECUTED = ("", "buy", "sell")  # nothing executed, bought, sold
 _NO_TIME = np.iinfo(np.int64).min  # the engine's "no time": still open, or placed in init()
 #: Why a result has no prices to show: the runs that keep none.
-_NO_PRICES = ("this result keeps no prices: a streamed run (stream=) keeps none, nor a result saved "
-              "from one, so its prices, indicators, plot and report need the same backtest run in "
+_NO_PRICES = ("this result keeps no prices: a streamed run (stream=) with record_every_bar=True keeps "
+              "none (every bar's close would be kept), nor a result saved from one, so its prices, "
+              "plot and report need the same backtest streamed without record_every_bar, or run in "
               "memory (without stream=)")
 #: The version `Result.save` writes; `load_result` reads it and every one before.
 FORMAT_VERSION = 3
@@ -434,7 +435,11 @@ class Result:
         return {"symbol": np.arange(len(self.symbols), dtype="int64"), **pos}
 
     def prices(self, symbol: str) -> pd.Series:
-        """Close prices of ``symbol`` over the backtest, on a UTC ``DatetimeIndex``."""
+        """Close prices of ``symbol`` over the backtest, on a UTC ``DatetimeIndex``.
+
+        A streamed run (``stream=``) keeps only the bars whose close marked an equity
+        sample (the symbol's latest bar at each day end): what the position values, the
+        plot and the report read, a bar per symbol and day at most, never every bar."""
         if symbol not in self._symbols.categories:
             raise KeyError(f"no symbol {symbol!r} in this result (symbols: {self.symbols})")
         if self._prices is None:
@@ -863,9 +868,12 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
                  params: dict[str, Any], strategy: Any, market: Any = None,
                  options: dict[str, Any] | None = None, metadata: pd.DataFrame | None = None,
                  benchmark: Any = None, orders_rejected: int = 0, timezone: str = "UTC",
-                 periods_per_year: int | None = None, keep_prices: bool = True) -> Result:
+                 periods_per_year: int | None = None, keep_prices: bool = True,
+                 prices: list[tuple[np.ndarray, np.ndarray]] | None = None) -> Result:
     """A finished engine's columns as a `Result` (the engine is not kept; its order log and
-    fills move to the result)."""
+    fills move to the result). ``market`` is a run's whole market, whose closes the result
+    keeps (unless not ``keep_prices``), or a streamed run's summary (`RunSummary`), which
+    gives ``prices``: the closes its equity samples were marked at."""
     symbols = names if isinstance(names, pd.CategoricalDtype) else pd.CategoricalDtype(names)
     trade_stats = engine.trade_stat_columns()
     eq_raw = samples_since(engine.equity(), start.value)
@@ -893,6 +901,6 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     return Result(stats=stats, trades=None, equity_frame=None, raw=raw, symbols=symbols,
                   params=params, strategy=strategy, options=_jsonable(options or {}),
                   metadata=metadata,
-                  prices=_close_prices(market, start.value) if keep else None,
+                  prices=prices if not keep else _close_prices(market, start.value),
                   initial_cash=cash,
                   indicators=_kept_lines(strategy, market, start.value, engine) if keep else None)

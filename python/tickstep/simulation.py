@@ -343,6 +343,7 @@ def result_of(
     symbols: pd.CategoricalDtype | None,
     rejected: int,
     keep_prices: bool = True,
+    prices: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Result:
     """The `Result` of a finished engine (any strategy that drove it)."""
     start, end = _span(market, config)
@@ -363,6 +364,7 @@ def result_of(
         timezone=config.timezone,
         periods_per_year=config.periods_per_year,
         keep_prices=keep_prices,
+        prices=prices,
     )
 
 
@@ -464,14 +466,22 @@ def _day_ends(ticks: np.ndarray, following: int | None, timezone: str) -> np.nda
     return ends
 
 
+_ALL = 1 << 62  # a bar index past any market's end: "to the last bar"
+
+
 class RunSummary:
     """What a result reads of the market besides the run, collected as windows pass:
     the first and last tick, each symbol's first close from ``since`` and last close
     (the buy-and-hold basket), and the benchmark symbol's closes. Duck-types the
     ``symbols``, ``timeline()`` and ``column()`` of a `tickstep._core.Market` for
-    `result_of`, holding two bars per symbol instead of all."""
+    `result_of`, holding two bars per symbol instead of all.
 
-    def __init__(self, symbols: list[str], since: int | None, benchmark: int | None) -> None:
+    With ``marks``, also each symbol's bars whose close marked an equity sample (the
+    latest bar at each day end from ``since`` on, `sample`): what the result's position
+    values, plot and report read, a bar per symbol and day at most."""
+
+    def __init__(self, symbols: list[str], since: int | None, benchmark: int | None,
+                 marks: bool = False) -> None:
         self.symbols = symbols
         self._since = since
         self._benchmark = benchmark
@@ -480,6 +490,37 @@ class RunSummary:
         self._last: list[tuple[int, float] | None] = [None] * n
         self._bench: list[tuple[np.ndarray, np.ndarray]] = []
         self._ticks = [np.iinfo(np.int64).max, np.iinfo(np.int64).min]
+        self._marks: list[list[tuple[np.ndarray, np.ndarray]]] | None = (
+            [[] for _ in symbols] if marks else None)
+
+    def sample(self, market: Any, ends: np.ndarray) -> None:
+        """Keep, per symbol, the bar of ``market`` (a window's) latest at each of its day
+        ends (``ends``: the engine's equity samples), from ``since`` on."""
+        if self._marks is None:
+            return
+        ticks = market.timeline()[ends]
+        if self._since is not None:
+            ticks = ticks[ticks >= self._since]
+        if not len(ticks):
+            return
+        for s, kept in enumerate(self._marks):
+            ts = market.column(s, "ts", 0, _ALL)
+            at = np.unique(np.searchsorted(ts, ticks, side="right") - 1)
+            at = at[at >= 0]
+            if self._since is not None:
+                at = at[ts[at] >= self._since]
+            if kept and len(at) and ts[at[0]] == kept[-1][0][-1]:
+                at = at[1:]  # marked already at the window before's last day end
+            if len(at):
+                kept.append((ts[at], market.column(s, "close", 0, _ALL)[at]))
+
+    def marks(self) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """Per symbol, the (times, closes) `sample` kept (None without ``marks``)."""
+        if self._marks is None:
+            return None
+        empty = (np.empty(0, dtype=np.int64), np.empty(0))
+        return [(np.concatenate([p[0] for p in kept]), np.concatenate([p[1] for p in kept]))
+                if kept else empty for kept in self._marks]
 
     def observe(self, parts: list[list[np.ndarray]], ticks: np.ndarray) -> None:
         self._ticks = [min(self._ticks[0], int(ticks[0])), max(self._ticks[1], int(ticks[-1]))]
@@ -533,7 +574,9 @@ def _window_markets(windows: Any, symbols: list[str], keep: int, timezone: str,
     for window in itertools.chain(windows, [None]):
         if pending is not None:
             following = None if window is None else window.first_tick
-            yield pending, _day_ends(pending.timeline(), following, timezone)
+            ends = _day_ends(pending.timeline(), following, timezone)
+            summary.sample(pending, ends)
+            yield pending, ends
         if window is None:
             return
         parts = window.parts
@@ -594,7 +637,9 @@ def stream_run(
             f"({pd.Timestamp(stream.last, tz='UTC')})"
         )
     bench = names.index(config.benchmark) if config.benchmark in names else None
-    summary = RunSummary(names, since, bench)
+    # The closes equity samples are marked at are kept for the report, unless every tick
+    # is a sample (record_every_bar: that would be every bar's close).
+    summary = RunSummary(names, since, bench, marks=not config.record_every_bar)
     # Each symbol's last bar in the whole stream, found before the reader starts (a
     # store's connection reads one statement at a time). The run's last day is that of
     # the latest of them, as in memory: `stream.last` is only a bound (a store's is the
@@ -647,5 +692,5 @@ def stream_run(
     result = result_of(engine, summary, config, params={**strategy.parameters(), **params},
                        strategy=instance, metadata=stream.metadata,
                        symbols=symbols if symbols is not None else pd.CategoricalDtype(names),
-                       rejected=rejected, keep_prices=False)
+                       rejected=rejected, keep_prices=False, prices=summary.marks())
     return result, summary
