@@ -289,7 +289,7 @@ def test_rejections_print_as_one_warning_line_then_the_message(store):
 
 
 def test_help_everywhere_and_strategies_json(capsys):
-    for command in ([], ["run"], ["batch"], ["runs"], ["serve"], ["data"], ["data", "list"],
+    for command in ([], ["run"], ["batch"], ["walk-forward"], ["runs"], ["serve"], ["data"], ["data", "list"],
                     ["strategies"], ["demo"]):
         code, out, _ = in_process(capsys, *command, "--help")
         assert code == 0 and out.startswith("Usage: tickstep"), command
@@ -347,3 +347,40 @@ def test_run_writes_the_html_report(store, tmp_path, capsys):
     assert f"report: {out}" in text
     html = out.read_text(encoding="utf-8")
     assert html.lstrip().lower().startswith("<!doctype html") and "SmaCross" in html
+
+
+def test_walk_forward_prints_what_the_api_walks_streamed_or_not(store, tmp_path, capsys):
+    from tickstep.strategies import SmaCross
+
+    args = ["walk-forward", "sma_cross", "--data", str(store), "-p", "fast=5,10", "-p",
+            "slow=20,40", "--train", "120D", "--test", "60D", "--warmup", "40D", "--by",
+            "Return [%]", "--sequential", "--no-cache", "-o", "on_reject=ignore"]
+    expected = tickstep.Backtest(str(store), SmaCross, on_reject="ignore").walk_forward(
+        train="120D", test="60D", warmup="40D", maximize="Return [%]", fast=[5, 10],
+        slow=[20, 40], cache=False, executor="sequential")
+    for more in ([], ["-o", "stream=30D"]):  # every run streamed from the store, the same
+        code, out, _ = in_process(capsys, *args, *more, "--json")
+        assert code == 0
+        printed = json.loads(out)
+        assert [(w["fast"], w["slow"]) for w in printed["windows"]] == list(
+            zip(expected.windows["fast"], expected.windows["slow"]))
+        assert printed["stats"]["Return [%]"] == expected.stats["Return [%]"]
+        assert printed["stats"]["# Trades"] == expected.stats["# Trades"]
+    windows, figure = tmp_path / "windows.csv", tmp_path / "wf.html"
+    code, out, _ = in_process(capsys, *args, "--out", str(windows), "--plot", str(figure))
+    assert code == 0 and "Return [%]" in out and f"windows: {windows}" in out
+    table = pd.read_csv(windows, index_col="window")
+    assert table["out_of_sample"].tolist() == pytest.approx(expected.windows["out_of_sample"].tolist(),
+                                                          rel=1e-12)
+    assert "walk-forward: out-of-sample equity" in figure.read_text()
+    # Written again over its own files; never over a file tickstep did not write.
+    assert in_process(capsys, *args, "--out", str(windows), "--plot", str(figure))[0] == 0
+    mine = tmp_path / "mine.csv"
+    mine.write_text("a,b\n1,2\n")
+    code, _, err = in_process(capsys, *args, "--out", str(mine))
+    assert code == 2 and "is not a tickstep windows file" in err and mine.read_text() == "a,b\n1,2\n"
+    code, _, err = in_process(capsys, *args[:10], "--test", "60D", "-o", "stream=soon")
+    assert code == 1 and "stream='soon': must be None" in err  # the config's rule, as any option's
+    code, _, err = in_process(capsys, "walk-forward", "sma_cross", "--data", str(store),
+                              "--train", "120D", "--test", "60D")
+    assert code == 2 and "at least one parameter to vary" in err

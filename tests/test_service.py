@@ -469,3 +469,16 @@ def test_unknown_ids_are_404(client):
     assert client.get("/runs/nope").status_code == 404
     bad_order = client.get("/runs", params={"order_by": "Sharpe; DROP TABLE runs"})
     assert bad_order.status_code == 422 and "cannot order by" in _problem(bad_order)
+
+
+def test_a_batch_over_http_streams_its_runs_as_in_python(client, store):
+    # stream= over HTTP: each job reads its bars window by window from the service's
+    # store; the rows are the in-memory batch's, bit for bit.
+    got, want = over_http_and_in_python(client, store, "Equity Final [$]", {"stream": "5D"})
+    plain = run_batch("sma_cross", str(store), params={"fast": [5, 10]},
+                      symbols=["BARP", "TEW"], cache=False)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(want, plain.sort_values(["symbols", "fast"])["Equity Final [$]"])
+    refused = submit(client, {"strategy": "sma_cross", "symbols": ["BARP"],
+                              "options": {"stream": "soon"}})
+    assert refused.status_code == 422 and "window length such as '5D'" in refused.text

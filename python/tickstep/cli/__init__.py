@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from tickstep.cli.backtests import batch, run, runs
+from tickstep.cli.backtests import batch, run, runs, walk_forward
 from tickstep.cli.data import data
 from tickstep.cli.misc import demo, serve, strategies
 
@@ -45,13 +45,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
       tickstep data sample --symbols 5 --days 20 --out market.duckdb
       tickstep run sma_cross --data market.duckdb -p fast=5 -p slow=20
       tickstep batch rsi_mean_reversion --data market.duckdb -p oversold=25,30 --results runs.sqlite
+      tickstep walk-forward sma_cross --data market.duckdb -p fast=5,10 --train 365D --test 90D
       tickstep runs --results runs.sqlite --top 5 --by "Sharpe Ratio"
       tickstep serve --data market.duckdb
     """
     ctx.ensure_object(dict)["debug"] = debug
 
 
-for command in (run, batch, runs, serve, data, strategies, demo):
+for command in (run, batch, walk_forward, runs, serve, data, strategies, demo):
     cli.add_command(command)
 
 

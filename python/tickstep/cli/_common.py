@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -221,8 +222,14 @@ def _tickstep_report(path: Path) -> bool:
     return "tickstep backtest report" in path.read_text(errors="replace")[:5000]
 
 
-def _tickstep_rows(path: Path) -> bool:
-    """Whether ``path`` holds a batch's rows as ``tickstep batch --out`` writes them."""
+def _walk_forward_figure(path: Path) -> bool:
+    """Whether ``path`` is the figure ``tickstep walk-forward --plot`` writes."""
+    return "walk-forward: out-of-sample equity" in path.read_text(errors="replace")
+
+
+def _tickstep_rows(path: Path, columns: frozenset[str] = frozenset({"symbols", "status"})) -> bool:
+    """Whether ``path`` holds a batch's rows as ``tickstep batch --out`` writes them (or,
+    with ``columns`` of its own, another table the command line writes)."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
@@ -239,10 +246,16 @@ def _tickstep_rows(path: Path) -> bool:
         return False
     except Exception:  # pyarrow's refusal of a file that is not Parquet
         return False
-    return {"symbols", "status"} <= names
+    return columns <= names
 
 
-_MADE_BY_TICKSTEP = {"report": _tickstep_report, "rows": _tickstep_rows}
+_MADE_BY_TICKSTEP = {
+    "report": _tickstep_report,
+    "rows": _tickstep_rows,
+    # `tickstep walk-forward --out`'s table and `--plot`'s figure.
+    "windows": partial(_tickstep_rows, columns=frozenset({"test_start", "out_of_sample"})),
+    "figure": _walk_forward_figure,
+}
 
 
 def check_output(text: str, option: str, kind: str) -> Path:

@@ -1,4 +1,4 @@
-"""``tickstep run``, ``tickstep batch`` and ``tickstep runs``."""
+"""``tickstep run``, ``tickstep batch``, ``tickstep walk-forward`` and ``tickstep runs``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from tickstep.cli._common import (
     parse_symbols,
 )
 
-__all__ = ["batch", "run", "runs"]
+__all__ = ["batch", "run", "runs", "walk_forward"]
 
 _DATA_HELP = "Bars: a DuckDB store file, a postgresql:// URL, or a CSV/Parquet file."
 _STRATEGY_HELP = ("STRATEGY: a registered name (see `tickstep strategies`), "
@@ -28,7 +28,8 @@ _STRATEGY_HELP = ("STRATEGY: a registered name (see `tickstep strategies`), "
 _OPTION_HELP = ("Engine option NAME=VALUE, repeatable: cash, commission, commission_fixed, "
                 "commission_per_unit, commission_min, commission_cap, commission_maker, slippage, trade_on_close, exclusive_orders, leverage, record_every_bar, timezone, "
                 "risk_free_rate, on_reject (warn, raise or ignore: what a run with rejected orders "
-                "does).")
+                "does), stream (a window such as 5D: the bars read from the store window by "
+                "window, never held whole).")
 
 
 def _strategy(text: str) -> tuple[type, str | type]:
@@ -208,6 +209,98 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
         summary += f"; stored as batch {batch_id} in {results}"
     click.echo(summary, err=True)
     return 1 if failed == len(rows) else 0
+
+
+@click.command("walk-forward")
+@click.argument("strategy")
+@_data_options
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=V1[,V2...]",
+              help="Parameter values to try on each train window, repeatable; the grid is "
+                   "every combination.")
+@click.option("--train", required=True, metavar="SPAN",
+              help="Train window length: a duration such as 365D or 6h.")
+@click.option("--test", "test_span", required=True, metavar="SPAN",
+              help="Test window length; test windows follow each other without overlap.")
+@click.option("--warmup", metavar="SPAN",
+              help="Bars before each window fed to indicators, the strategy not called.")
+@click.option("--anchored", is_flag=True,
+              help="Train windows all start at the first one's start (growing).")
+@click.option("--by", "maximize", default="Sharpe Ratio", show_default=True,
+              help="Statistic chosen on each train window, best first.")
+@click.option("--max-tries", metavar="N|FRACTION",
+              help="A random search of the grid on each train window (as for batch).")
+@click.option("--random-state", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The random search's seed.")
+@click.option("--sequential", is_flag=True, help="Run in this process, one job after another.")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default: cores).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the results cache.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Write the windows table to a .parquet, .csv or .json file.")
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="Write the out-of-sample equity's figure here (HTML).")
+@click.option("--json", "as_json", is_flag=True, help="Print the windows and statistics as JSON.")
+def walk_forward(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
+                 end: str | None, options: tuple[str, ...], params: tuple[str, ...], train: str,
+                 test_span: str, warmup: str | None, anchored: bool, maximize: str,
+                 max_tries: str | None, random_state: int, sequential: bool,
+                 workers: int | None, no_cache: bool, out: str | None, plot: str | None,
+                 as_json: bool) -> int:
+    """Walk-forward optimisation of STRATEGY (as for `tickstep run`): on each train window
+    the grid runs and the best set by --by is chosen, then trades the next test window;
+    the out-of-sample windows are stitched. With -o stream=SPAN every run streams its
+    window's bars from the store.
+
+    \b
+    Example:
+      tickstep walk-forward sma_cross --data market.duckdb -p fast=5,10 -p slow=30,60 \\
+          --train 365D --test 90D --warmup 60D --by "Return [%]" --out windows.csv
+    """
+    import pandas as pd
+
+    import tickstep
+
+    cls, _ = _strategy(strategy)
+    grid = parse_assignments(params, cls.parameters(), what="parameter", lists=True)
+    if not grid:
+        raise UsageError("walk-forward needs at least one parameter to vary: -p NAME=V1,V2")
+    engine = parse_engine_options(options)
+    if out and Path(out).suffix.lower() not in (".parquet", ".csv", ".json"):
+        raise UsageError(f"--out {out!r}: the file must end in .parquet, .csv or .json")
+    for path, flag, what in ((out, "--out", "windows"), (plot, "--plot", "figure")):
+        if path:
+            check_output(path, flag, what)  # before the runs, not after
+    tries = _max_tries(max_tries)
+    source = open_data(data)
+    try:
+        bt = tickstep.Backtest(source, cls, symbols=parse_symbols(symbols), start=start, end=end,
+                               **engine)
+        wf = bt.walk_forward(train=train, test=test_span, warmup=warmup, anchored=anchored,
+                             maximize=maximize, max_tries=tries, random_state=random_state,
+                             executor="sequential" if sequential else None,
+                             max_workers=workers, cache=not no_cache, **grid)
+    finally:
+        source.close()
+    windows = wf.windows
+    if out:
+        _write_rows(windows, Path(out))
+    if plot:
+        wf.plot().write_html(plot, include_plotlyjs=True)
+    if as_json:
+        click.echo(dumps({
+            "strategy": strategy,
+            "windows": windows.reset_index().to_dict(orient="records"),
+            "stats": dict(wf.stats.items()),
+        }))
+        return 0
+    shown = ["test_start", "test_end", *grid, "in_sample", "out_of_sample", "Return [%]",
+             "# Trades"]
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        click.echo(windows[[c for c in shown if c in windows.columns]].to_string())
+    click.echo(wf.summary())
+    for path, what in ((out, "windows"), (plot, "figure")):
+        if path:
+            click.echo(f"{what}: {path}")
+    return 0
 
 
 def _write_rows(rows: Any, path: Path) -> None:
