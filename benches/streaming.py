@@ -11,7 +11,11 @@ streamed (``Backtest(path, S, stream=W)``: read and run window by window):
 - ``native``: a strategy with two rolling means declared and no callback: the Rust loop
   alone (market phase, studies), the case where reading the store weighs most;
 - ``sma_cross``: the shipped SMA(10)/SMA(30) crossover, whose ``next()`` runs in Python
-  for every bar (the issue's "Python SMA crossover").
+  for every bar (the issue's "Python SMA crossover");
+- ``walk_forward``: ``walk_forward`` of the shipped crossover (fast 10 or 20, slow 30;
+  train and test windows of a quarter of the days each, one portfolio; in this process,
+  ``executor="sequential"``, so the peak is every run's): its train grids and test runs
+  read each bar several times, so its "bars/s" counts the data's bars once.
 
 For each: wall time of ``Backtest(...)`` + ``run()`` (loading included: a streamed run
 reads while it runs), the process's CPU time, symbol-bars per second, and the peak
@@ -49,7 +53,7 @@ def _kb(field: str) -> int:
 
 
 def child(path: str, workload: str, stream: str | None, memory_limit: str | None = None,
-          end: str | None = None) -> dict:
+          end: str | None = None, days: int = 20) -> dict:
     import tickstep
     from tickstep.strategies import SmaCross
 
@@ -60,7 +64,7 @@ def child(path: str, workload: str, stream: str | None, memory_limit: str | None
             self.fast = self.sma(10)
             self.slow = self.sma(30)
 
-    strategy = {"native": Native, "sma_cross": SmaCross}[workload]
+    strategy = {"native": Native, "sma_cross": SmaCross, "walk_forward": SmaCross}[workload]
     options: dict = {} if stream is None else {"stream": stream}
     if end:
         options["end"] = end
@@ -76,7 +80,13 @@ def child(path: str, workload: str, stream: str | None, memory_limit: str | None
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     c0, t0 = time.process_time(), time.perf_counter()
-    result = tickstep.Backtest(data, strategy, cash=1_000_000, **options).run()
+    bt = tickstep.Backtest(data, strategy, cash=1_000_000, **options)
+    if workload == "walk_forward":
+        span = f"{max(1, days // 4)}D"
+        result = bt.walk_forward(train=span, test=span, fast=[10, 20], slow=[30],
+                                 maximize="Return [%]", executor="sequential", cache=False)
+    else:
+        result = bt.run()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
@@ -91,6 +101,7 @@ def child(path: str, workload: str, stream: str | None, memory_limit: str | None
         "load_avg": os.getloadavg()[0],
         "trades": int(result.stats["# Trades"]),
         "final_equity": float(result.stats["Equity Final [$]"]),
+        "return_pct": float(result.stats["Return [%]"]),
     }
 
 
@@ -134,10 +145,10 @@ _CHUNK_BARS = 5_000_000
 
 
 def run_child(path: str, workload: str, stream: str | None, memory_limit: str | None,
-              end: str | None = None) -> dict:
+              end: str | None = None, days: int = 20) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", path, workload, stream or "", memory_limit or "",
-         end or ""],
+         end or "", str(days)],
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -158,7 +169,7 @@ def count_bars(path: Path, end: str | None) -> int:
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "--child":
         print(json.dumps(child(argv[1], argv[2], argv[3] or None, argv[4] or None,
-                               argv[5] or None)))
+                               argv[5] or None, int(argv[6]))))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=200)
@@ -211,7 +222,7 @@ def main(argv: list[str]) -> int:
             for _ in range(args.repeat):
                 for label, stream, end, _n in runs_of:  # side by side, alternated
                     runs[label].append(run_child(str(path), workload, stream,
-                                                 args.duckdb_memory_limit, end))
+                                                 args.duckdb_memory_limit, end, args.days))
             keys = ("wall_s", "cpu_s", "peak_extra_bytes", "peak_bytes", "load_avg")
             med = {label: {k: statistics.median(r[k] for r in rs) for k in keys}
                    for label, rs in runs.items()}

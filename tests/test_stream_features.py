@@ -454,3 +454,26 @@ def test_a_bad_value_in_a_later_window_is_refused_as_in_memory(column, value, sa
     for stream in (None, "5D"):
         with pytest.raises(tickstep.TickstepError, match=r"symbol 'B': " + says):
             tickstep.Backtest(data, _RandomOrders, stream=stream, **options).run()
+
+
+def test_without_a_cache_a_streamed_batch_reads_each_jobs_bars_once(store_path, monkeypatch):
+    # No results cache to key the jobs by their bars: no fingerprinting pass over the
+    # store, only each job's own windows (counted as the store's bars queries).
+    from tickstep.batch import run_batch
+    from tickstep.data._duckdb import Store
+
+    reads: list[int] = []
+    fetch = Store._fetch_bars
+
+    def counted(self, *args, **kwargs):
+        reads.append(1)
+        return fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "_fetch_bars", counted)
+    tickstep.Backtest(store_path, Crossing, cash=50_000, stream="2h", history=40, **LOAD).run()
+    per_run = len(reads)
+    reads.clear()
+    rows = run_batch(Crossing, store_path, params=GRID, portfolio=True, cache=False,
+                     executor="sequential", stream="2h", history=40, cash=50_000, **LOAD)
+    assert (rows["status"] == "ok").all() and per_run > 1
+    assert len(reads) == len(rows) * per_run

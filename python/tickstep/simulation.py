@@ -605,9 +605,10 @@ def simulate_stream(
     records: Mapping[str, Any] | None = None,
 ) -> Result:
     """``simulate`` over a `tickstep.data.BarStream`, window by window: the same `Result`
-    as ``simulate`` on all its bars at once, bit for bit (without the close prices a
-    result keeps for plots), holding only a few windows and ``config.history`` bars of
-    each symbol's past. The next windows are read on a thread while one runs."""
+    as ``simulate`` on all its bars at once, bit for bit (its close prices only those its
+    equity samples were marked at, `RunSummary.sample`; no indicator lines), holding only
+    a few windows and ``config.history`` bars of each symbol's past. The next windows are
+    read on a thread while one runs."""
     return stream_run(stream, strategy, config, params, symbols=symbols, records=records)[0]
 
 

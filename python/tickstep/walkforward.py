@@ -213,6 +213,9 @@ class StreamedWindows:
                 "cut a resampled bar; ingest the resampled bars as their own store, or walk "
                 "forward without stream=")
         self.stream, self.data, self.load_options = stream, data, dict(load_options)
+        # This process's runs read through the backtest's open store (one connection, no
+        # connect and close per run); workers open the data themselves.
+        self._reader = stream.store if stream.store is not None else data
         self._start, self._end = start, end
         self._bounds = time_bounds(start, end)
         # What each test run read of the market over its test window: (start, end, summary).
@@ -237,7 +240,7 @@ class StreamedWindows:
 
     def test(self, strategy: Any, lo: int, hi: int, config: Any, chosen: dict[str, Any],
              records: Any) -> Result:
-        stream = open_stream(self.data, window=config.stream, **self._request(lo, hi),
+        stream = open_stream(self._reader, window=config.stream, **self._request(lo, hi),
                              **self.load_options)
         try:
             result, summary = stream_run(stream, strategy, config, chosen, records=records)
@@ -288,7 +291,7 @@ class StreamedWindows:
             if not symbols:
                 continue
             summary = RunSummary(symbols, lo, None)
-            stream = open_stream(self.data, window=self.stream.window, symbols=symbols,
+            stream = open_stream(self._reader, window=self.stream.window, symbols=symbols,
                                  start=lo, end=hi - 1, **self.load_options)
             try:
                 order = [stream.symbols.index(s) for s in symbols]
@@ -301,7 +304,7 @@ class StreamedWindows:
         return out
 
     def _benchmark(self, symbol: str) -> pd.Series:
-        stream = open_stream(self.data, window=self.stream.window, symbols=[symbol],
+        stream = open_stream(self._reader, window=self.stream.window, symbols=[symbol],
                              start=self._start, end=self._end, **self.load_options)
         try:
             parts = [w.parts[0] for w in stream.windows()]

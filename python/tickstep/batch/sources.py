@@ -400,6 +400,9 @@ class PreparedData:
     #: The bars, when this process holds them anyway (in-memory data, or loaded to
     #: fingerprint a store); None when the fingerprints came from the cache.
     loaded: MarketColumns | None = None
+    #: The symbols in the order ``next`` sees them, when neither fingerprints nor bars
+    #: are at hand to say it (a streamed batch without a results cache).
+    order: list[str] | None = None
 
     @property
     def fingerprints(self) -> dict[str, str]:
@@ -413,6 +416,8 @@ class PreparedData:
         """The symbols in the order ``next`` sees them (the fingerprints keep it)."""
         if self._fingerprints is None and self.loaded is not None:
             return list(self.loaded.call_order)
+        if self._fingerprints is None and self.order is not None:
+            return list(self.order)
         return list(self.fingerprints)
 
     def source(self) -> DataSource:
@@ -589,6 +594,11 @@ def _streamed_store(data: Any, request: list[str] | None, start: Any, end: Any,
             streamed = open_stream(source.connect(), window=window, start=start, end=end,
                                    close_store=True, **load_options)
         try:
+            if cache is None:
+                # No cache to key the jobs by their bars: the symbols alone (the request's
+                # metadata), no pass over the bars; the source is known by the request.
+                order = list(streamed.call_order)
+                return PreparedData(sorted(order), None, source, order=order)
             fingerprints = fingerprint_stream(streamed)
         finally:
             streamed.close()
