@@ -35,7 +35,7 @@ use crate::orders::OrderRow;
 use crate::portfolio::{ClosedTrade, Money, Payment, Portfolio};
 use crate::results::{EquityCurve, Fill, FillRow, OrderLog};
 use crate::strategy::Strategy;
-use crate::studies::Studies;
+use crate::studies::{GivenBuckets, Studies};
 
 /// How many bars ahead of a symbol's cursor its columns are prefetched, for symbols with
 /// a position or orders: their times and four prices are read at each of their bars,
@@ -545,7 +545,14 @@ impl Engine {
     /// Replace the market by the next window of a streamed run (see `Market::window`) with
     /// its day ends (one per tick of its timeline, the last one decided by the tick after
     /// it). Each symbol's held bars must continue where its processed bars stand.
-    pub fn next_window(&mut self, market: Arc<Market>, ends: Vec<bool>) -> Result<()> {
+    /// `given`: for each timeframe whose buckets are given per bar (exchange-aligned
+    /// candles, `Studies::given_timeframes`), its labels and ends for `market`'s bars.
+    pub fn next_window(
+        &mut self,
+        market: Arc<Market>,
+        ends: Vec<bool>,
+        given: Vec<GivenBuckets>,
+    ) -> Result<()> {
         if market.names() != self.market.names() {
             return Err(EngineError::InvalidMarket(
                 "a window must hold the same symbols, in the same order, as the first".into(),
@@ -567,12 +574,21 @@ impl Engine {
         }
         if self.studies.needs_whole_history() {
             return Err(EngineError::State(
-                "a precomputed indicator (self.I) or exchange-aligned candles (align='exchange') \
-                 need every bar in memory at init(); run this strategy without streaming, or use \
-                 the rolling indicators (sma, ema, ...) and clock-aligned timeframes, which stream"
+                "a precomputed indicator (self.I) needs every bar in memory at init(); run this \
+                 strategy without streaming, or use the rolling indicators (sma, ema, ...), which \
+                 stream"
                     .into(),
             ));
         }
+        let wanted = self.studies.given_timeframes();
+        let mut named: Vec<usize> = given.iter().map(|g| g.timeframe).collect();
+        named.sort_unstable();
+        if named != wanted {
+            return Err(EngineError::InvalidConfig(format!(
+                "a window needs the buckets of each timeframe given per bar ({wanted:?}), got {named:?}"
+            )));
+        }
+
         for s in 0..market.symbol_count() {
             let next = self.clock.current_bar(s).map_or(0, |i| i + 1);
             if market.base(s) > next || market.end(s) < next {
@@ -583,6 +599,11 @@ impl Engine {
                     market.end(s)
                 )));
             }
+        }
+        let bars: Vec<_> = (0..market.symbol_count()).map(|s| market.bars(s)).collect();
+        for g in given {
+            self.studies
+                .set_given_buckets(g.timeframe, &bars, g.labels, g.ends)?;
         }
         self.market = market;
         self.session_end = Some(ends);

@@ -246,7 +246,8 @@ fn a_streamed_run_reads_what_one_run_reads() {
                     .collect();
                 market = Arc::new(market.following(keep, &new).unwrap());
                 let ends = vec![false; market.timeline().len()];
-                e.next_window(Arc::clone(&market), ends).unwrap();
+                e.next_window(Arc::clone(&market), ends, Vec::new())
+                    .unwrap();
                 e.run_window(&mut check).unwrap();
             }
             let ticks = bars
@@ -261,4 +262,79 @@ fn a_streamed_run_reads_what_one_run_reads() {
             );
         }
     }
+}
+
+/// Declares candles whose buckets it gives per bar (as exchange-aligned ones are): hours.
+struct Hours;
+
+fn hour_buckets(bars: &[&SymbolBars]) -> (Vec<Vec<i64>>, Vec<Vec<i64>>) {
+    let hour = 3_600_000_000_000;
+    let labels: Vec<Vec<i64>> = bars
+        .iter()
+        .map(|b| b.ts.iter().map(|t| t - t.rem_euclid(hour)).collect())
+        .collect();
+    let ends = labels
+        .iter()
+        .map(|l| l.iter().map(|t| t + hour).collect())
+        .collect();
+    (labels, ends)
+}
+
+impl Strategy for Hours {
+    fn init(&mut self, e: &mut Setup) -> Result<()> {
+        let market = Arc::clone(e.market());
+        let bars: Vec<_> = (0..market.symbol_count()).map(|s| market.bars(s)).collect();
+        let (labels, ends) = hour_buckets(&bars);
+        e.studies_mut()
+            .add_given_timeframe(&bars, labels, ends, 3)?;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_window_must_bring_the_buckets_given_per_bar() {
+    use crate::studies::GivenBuckets;
+
+    let bars = symbols();
+    let first = |s: &SymbolBars| between(s, 0, 60 * 60);
+    let market = Market::window(
+        names(),
+        bars.iter().map(first).collect(),
+        Vec::new(),
+        vec![0; 5],
+        0,
+    );
+    let market = Arc::new(market.unwrap());
+    let mut e = Engine::new(Arc::clone(&market), Config::default()).unwrap();
+    e.start(&mut Hours).unwrap();
+    e.run_window(&mut Hours).unwrap();
+    let new: Vec<SymbolBars> = bars.iter().map(|b| between(b, 60 * 60, 120 * 60)).collect();
+    let next = Arc::new(market.following(3, &new).unwrap());
+    let ends = vec![false; next.timeline().len()];
+    let held: Vec<_> = (0..next.symbol_count()).map(|s| next.bars(s)).collect();
+    // None given, or one bucket short for a symbol: refused, naming what is missing.
+    let err = e
+        .next_window(Arc::clone(&next), ends.clone(), Vec::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("given per bar ([0])"), "{err}");
+    let (mut labels, mut hours_end) = hour_buckets(&held);
+    labels[0].pop();
+    hours_end[0].pop();
+    let short = vec![GivenBuckets {
+        timeframe: 0,
+        labels,
+        ends: hours_end,
+    }];
+    let err = e
+        .next_window(Arc::clone(&next), ends.clone(), short)
+        .unwrap_err();
+    assert!(err.to_string().contains("one entry per bar"), "{err}");
+    let (labels, hours_end) = hour_buckets(&held);
+    let given = vec![GivenBuckets {
+        timeframe: 0,
+        labels,
+        ends: hours_end,
+    }];
+    e.next_window(Arc::clone(&next), ends, given).unwrap();
+    e.run_window(&mut Hours).unwrap();
 }

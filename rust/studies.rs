@@ -91,6 +91,32 @@ pub fn given_history(
     Ok(buckets.history(0, b, clock))
 }
 
+/// A timeframe's buckets given per bar (`Studies::add_given_timeframe`) for the bars of a
+/// streamed run's next window: per symbol, a label and an end per bar the window holds.
+pub struct GivenBuckets {
+    pub timeframe: usize,
+    pub labels: Vec<Vec<i64>>,
+    pub ends: Vec<Vec<i64>>,
+}
+
+/// Refuse buckets given per bar that are not one label and one end per bar of `bars`.
+fn check_given(bars: &[&SymbolBars], labels: &[Vec<i64>], ends: &[Vec<i64>]) -> Result<()> {
+    if labels.len() != bars.len() || ends.len() != bars.len() {
+        return Err(EngineError::InvalidConfig(
+            "one label and end array per symbol is required".into(),
+        ));
+    }
+    for (s, b) in bars.iter().enumerate() {
+        if labels[s].len() != b.len() || ends[s].len() != b.len() {
+            return Err(EngineError::InvalidConfig(format!(
+                "symbol {s}: labels/ends must have one entry per bar ({})",
+                b.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 struct Timeframe {
     buckets: Buckets,
     /// Completed candles kept per symbol.
@@ -462,16 +488,42 @@ impl Studies {
         self.timeframes.is_empty() && self.base_rolling.is_empty() && self.column_rolling.is_empty()
     }
 
-    /// Whether a study was computed from every bar at declaration (a precomputed series,
-    /// or candles whose buckets were given per bar): it cannot follow a streamed run.
+    /// Whether a study was computed from every bar at declaration (a precomputed series):
+    /// it cannot follow a streamed run.
     pub fn needs_whole_history(&self) -> bool {
         self.studies
             .iter()
             .any(|s| matches!(s, Study::Series { .. }))
-            || self
-                .timeframes
-                .iter()
-                .any(|t| matches!(t.buckets, Buckets::Given { .. }))
+    }
+
+    /// The timeframes whose buckets the caller gives per bar (`add_given_timeframe`),
+    /// in the order declared: a streamed run gives them again for each window.
+    pub fn given_timeframes(&self) -> Vec<usize> {
+        (0..self.timeframes.len())
+            .filter(|&k| matches!(self.timeframes[k].buckets, Buckets::Given { .. }))
+            .collect()
+    }
+
+    /// Replace the buckets of given timeframe `tf` by those of another market's `bars`
+    /// (a streamed run's next window: per symbol, a label and an end per bar it holds).
+    pub fn set_given_buckets(
+        &mut self,
+        tf: usize,
+        bars: &[&SymbolBars],
+        labels: Vec<Vec<i64>>,
+        ends: Vec<Vec<i64>>,
+    ) -> Result<()> {
+        match self.timeframes.get(tf).map(|t| &t.buckets) {
+            Some(Buckets::Given { .. }) => {}
+            _ => {
+                return Err(EngineError::InvalidConfig(format!(
+                    "timeframe {tf} is not one whose buckets are given per bar"
+                )))
+            }
+        }
+        check_given(bars, &labels, &ends)?;
+        self.timeframes[tf].buckets = Buckets::Given { labels, ends };
+        Ok(())
     }
 
     /// A clock-aligned timeframe of `period` ns counted from `origin`, keeping the last
@@ -504,19 +556,7 @@ impl Studies {
                 "a timeframe's history must be positive".into(),
             ));
         }
-        if labels.len() != bars.len() || ends.len() != bars.len() {
-            return Err(EngineError::InvalidConfig(
-                "one label and end array per symbol is required".into(),
-            ));
-        }
-        for (s, b) in bars.iter().enumerate() {
-            if labels[s].len() != b.len() || ends[s].len() != b.len() {
-                return Err(EngineError::InvalidConfig(format!(
-                    "symbol {s}: labels/ends must have one entry per bar ({})",
-                    b.len()
-                )));
-            }
-        }
+        check_given(bars, &labels, &ends)?;
         self.push_timeframe(bars.len(), Buckets::Given { labels, ends }, capacity)
     }
 

@@ -195,14 +195,9 @@ def test_what_needs_every_bar_is_refused_when_streaming(store):
         def init(self) -> None:
             self.x = self.I(lambda c: c.rolling(3).mean())
 
-    class Exchange(tickstep.Strategy):
-        def init(self) -> None:
-            self.tf = self.timeframe("1h", align="exchange", timezone="America/New_York")
-
-    for strategy, what in ((Vectorised, "self.I"), (Exchange, "align='exchange'")):
-        with pytest.raises(ConfigError, match=re.escape(what)):
-            tickstep.Backtest(store, strategy, stream="1D").run()
-        tickstep.Backtest(store, strategy).run()  # in memory it runs
+    with pytest.raises(ConfigError, match=re.escape("self.I")):
+        tickstep.Backtest(store, Vectorised, stream="1D").run()
+    tickstep.Backtest(store, Vectorised).run()  # in memory it runs
 
 
 @pytest.mark.parametrize("bad", ["soon", 0, -5, "-1h", 1.5])
@@ -371,3 +366,86 @@ def test_a_streamed_run_from_trade_start_keeps_closes_from_there(store, tmp_path
         pd.testing.assert_series_equal(loaded.prices(symbol), streamed.prices(symbol), check_exact=True)
     page = loaded.report(tmp_path / "report.html").read_text()
     assert all(symbol in page for symbol in whole.symbols)
+
+
+class SessionCandles(tickstep.Strategy):
+    """Candles aligned on the New York session (hours from 09:30, cut at 16:00, and one
+    per session), with rolling statistics over them: their buckets are computed for each
+    window's bars as the run streams."""
+
+    def init(self) -> None:
+        tz = "America/New_York"
+        self.hours = self.timeframe("1h", align="exchange", timezone=tz,
+                                    session=("09:30", "16:00"), history=10)
+        self.days = self.timeframe("1d", align="exchange", timezone=tz, history=5)
+        self.hourly = self.sma(3, timeframe=self.hours)
+        self.range = self.atr(2, timeframe=self.days)
+        self.seen: list[tuple] = []
+
+    def next(self, symbol: str) -> None:
+        last = self.hours.last()
+        day = self.days.last()
+        self.seen.append((symbol, self.now, last and last.ts, day and day.ts,
+                          self.hours.count(), self.days.count()))
+        if not (self.hourly.is_ready() and self.range.is_ready()):
+            return
+        if not self.position and self.price() > self.hourly.value:
+            self.buy(size=2, sl=self.price() - self.range.value)
+        elif self.position and self.price() < self.hourly.value:
+            self.position.close()
+
+
+def _across_dst():
+    """Three symbols of regular-hours minutes from March 6 to 14, 2024 (New York moves to
+    summer time on March 10), one missing the first day's morning."""
+    base = td.sample(symbols=3, days=6, seed=21, start="2024-03-06", missing=2.0)
+    frames = {b.symbol: b.to_frame() for b in base.bars}
+    late = sorted(frames)[1]
+    frames[late] = frames[late][frames[late].index >= pd.Timestamp("2024-03-06 17:00", tz="UTC")]
+    return td.to_market_columns(frames, metadata=base.metadata)
+
+
+@pytest.mark.parametrize("window", ["7min", "65min", "1D", "3D"])
+def test_exchange_aligned_candles_stream_as_in_memory(window):
+    data = _across_dst()
+    s = td.Store()
+    s.ingest(data)
+    whole = tickstep.Backtest(data, SessionCandles, cash=50_000).run()
+    assert whole.stats["# Trades"] > 0
+    seen = whole.strategy.seen
+    assert len({row[3] for row in seen if row[3] is not None}) >= 4  # session candles completed
+    for source in (data, s):
+        streamed = tickstep.Backtest(source, SessionCandles, cash=50_000, stream=window,
+                                     history=40).run()
+        assert_same_run(whole, streamed)
+        assert streamed.strategy.seen == seen  # every candle completed at the same bar
+
+
+def test_the_breakout_strategy_streams_with_exchange_aligned_candles():
+    from tickstep.strategies import Fakeout
+
+    data = _across_dst()
+    options = {"reference": "1h", "confirmation": "1m", "align": "exchange"}
+    whole = tickstep.Backtest(data, Fakeout, cash=100_000, timezone="America/New_York",
+                              on_reject="ignore").run(**options)
+    assert whole.stats["# Trades"] > 0
+    streamed = tickstep.Backtest(data, Fakeout, cash=100_000, timezone="America/New_York",
+                                 on_reject="ignore", stream="2h", history=600).run(**options)
+    assert_same_run(whole, streamed)
+
+
+def test_a_bars_session_bucket_depends_on_its_time_alone():
+    # Any slice of the bars gets the buckets of the whole's slice: across New York's and
+    # Sydney's summer time changes (2024-04-07 in Sydney, 2024-11-03 in New York).
+    from tickstep.studies import session_buckets
+
+    ts = pd.date_range("2023-12-28", "2024-11-10", freq="37min", tz="UTC").as_unit("ns").asi8
+    rng = np.random.default_rng(3)
+    for tz, session in (("America/New_York", ("09:30", "16:00")), ("Australia/Sydney", None)):
+        for period in (pd.Timedelta("1h").value, pd.Timedelta("1D").value):
+            label, end = session_buckets(ts, period, tz, session)
+            for _ in range(20):
+                a, b = sorted(rng.integers(0, len(ts), 2))
+                part = session_buckets(ts[a:b + 1], period, tz, session)
+                np.testing.assert_array_equal(part[0], label[a:b + 1])
+                np.testing.assert_array_equal(part[1], end[a:b + 1])

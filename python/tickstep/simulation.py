@@ -595,6 +595,14 @@ def _window_markets(windows: Any, symbols: list[str], keep: int, timezone: str,
         del window, parts, extra, new, more
 
 
+def _with_given_buckets(markets: Any, strategy: Strategy) -> Any:
+    """Each next window's market and day ends, with the buckets of the strategy's
+    exchange-aligned timeframes for its bars (computed here, in the engine's thread, when
+    the engine takes the window: after init() declared them)."""
+    for market, ends in markets:
+        yield market, ends, strategy._given_buckets(market)
+
+
 def simulate_stream(
     stream: Any,
     strategy: type[Strategy],
@@ -677,7 +685,7 @@ def stream_run(
         if since is not None:
             hooks = _from(ctx, since, hooks)
             engine.set_account_opens(since)  # no interest or costs for the warm-up's days
-        engine.run_stream(ctx, markets, **hooks)
+        engine.run_stream(ctx, _with_given_buckets(markets, instance), **hooks)
     finally:
         markets.close()
     start = trade_start_ns(summary, config)

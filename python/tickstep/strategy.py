@@ -744,6 +744,9 @@ class Strategy(StrategyBase):
         self._full_columns: dict[tuple[int, str], pd.Series] = {}
         #: self.I's lines to draw in the report (its plot=True ones), in declaration order.
         self._charted: list[IndicatorLine | EngineLine] = []
+        #: The exchange-aligned timeframes declared: (timeframe id, (period ns, timezone,
+        #: session)), whose buckets a streamed run computes again for each window's bars.
+        self._exchange_timeframes: list[tuple[int, tuple[int, str, Any]]] = []
 
     # ---- hooks ---------------------------------------------------------------------------
 
@@ -836,19 +839,19 @@ class Strategy(StrategyBase):
             origin_ns = 0 if origin is None else int(pd.Timestamp(origin).value)
             tf = self._ctx.add_clock_timeframe(ns, origin_ns, history)
         elif align == "exchange":
-            self._refuse_streamed("align='exchange' candles (their buckets are computed from every bar)")
             tz = timezone or self._timezone_of_data()
-            labels, ends = [], []
-            for i in range(len(self._symbols)):
-                ts = self._all_ts(i)
-                lab, end = session_buckets(ts, ns, tz, session)
-                labels.append(lab)
-                ends.append(end)
-            tf = self._ctx.add_given_timeframe(labels, ends, history)
+            spec = (ns, tz, session)
+            tf = self._ctx.add_given_timeframe(*_exchange_buckets(self._market, spec), history)
+            self._exchange_timeframes.append((tf, spec))
             name = f"{period}@{tz}"
         else:
             raise ValueError(f"align must be 'utc' or 'exchange', got {align!r}")
         return Timeframe(self._ctx, tf, ns, name)
+
+    def _given_buckets(self, market: Any) -> list[tuple[int, list[np.ndarray], list[np.ndarray]]]:
+        """The buckets of each exchange-aligned timeframe for ``market``'s bars (a streamed
+        run's next window): (timeframe id, labels per symbol, ends per symbol)."""
+        return [(tf, *_exchange_buckets(market, spec)) for tf, spec in self._exchange_timeframes]
 
     def _period_ns(self, period: Any, what: str) -> int:
         """A timeframe's period in ns (`timeframe_ns`'s grammar, refused as ``what``),
@@ -1879,6 +1882,19 @@ class EachSymbols:
 #: kept while the market lives: every run on it (``optimize``, repeated ``run``) reuses
 #: them instead of making each again.
 _BAR_TIMES: weakref.WeakKeyDictionary[Any, dict[int, pd.DatetimeIndex]] = weakref.WeakKeyDictionary()
+
+
+def _exchange_buckets(market: Any, spec: tuple[int, str, Any]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per symbol of ``market``, the session bucket (label, end) of each bar it holds
+    (`session_buckets`; ``spec``: period ns, timezone, session): a bar's bucket depends on
+    its own time alone, so a window's bars get those the whole run's would."""
+    period, tz, session = spec
+    labels, ends = [], []
+    for i in range(len(market.symbols)):
+        label, end = session_buckets(market.column(i, "ts", 0, 1 << 62), period, tz, session)
+        labels.append(label)
+        ends.append(end)
+    return labels, ends
 
 
 def _bar_times(market: Any) -> dict[int, pd.DatetimeIndex]:

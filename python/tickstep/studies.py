@@ -108,12 +108,17 @@ def session_buckets(
     return np.ascontiguousarray(labels), np.ascontiguousarray(ends.astype(np.int64))
 
 
-def _standard_offset(timezone: str, utc: pd.DatetimeIndex) -> int:
-    """The zone's standard (non-summer) UTC offset in ns: the smaller of January's and
-    July's, in the years the bars span (summer time adds to it in both hemispheres)."""
-    years = sorted({utc[0].year, utc[-1].year}) if len(utc) else [2000]
-    probes = pd.DatetimeIndex([f"{y}-{m}-15" for y in years for m in (1, 7)], tz="UTC").tz_convert(timezone)
-    return int(np.min(probes.tz_localize(None).asi8 - probes.tz_convert("UTC").tz_localize(None).asi8))
+def _standard_offset(timezone: str, utc: pd.DatetimeIndex) -> np.ndarray:
+    """Per bar, the zone's standard (non-summer) UTC offset in ns in the bar's own year:
+    the smaller of January's and July's (summer time adds to it in both hemispheres). Of
+    its own year, so that a bar's bucket depends on its time alone: a streamed run's
+    window of bars gets the buckets the whole run's bars get."""
+    years = utc.year.to_numpy()
+    distinct = np.unique(years)
+    probes = pd.DatetimeIndex([f"{y}-{m}-15" for y in distinct for m in (1, 7)],
+                              tz="UTC").tz_convert(timezone)
+    offsets = probes.tz_localize(None).asi8 - probes.tz_convert("UTC").tz_localize(None).asi8
+    return offsets.reshape(-1, 2).min(axis=1)[np.searchsorted(distinct, years)]
 
 
 def _localize(wall_ns: np.ndarray, timezone: str, summer: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ use crate::portfolio::CarryRates;
 use crate::portfolio::ClosedTrade;
 use crate::results::{Fill, OrderLog, TradeColumns};
 use crate::strategy::Strategy;
+use crate::studies::GivenBuckets;
 
 /// The strategy of a window without Python callbacks (see `run_stream`): the core's
 /// indicators and working orders only; Ctrl-C still stops the run.
@@ -543,10 +544,27 @@ impl PyEngine {
         };
         run_window(&mut self.engine).py_err(py)?;
         for item in windows.try_iter()? {
-            let (market, ends): (Py<PyMarket>, PyReadonlyArray1<'_, bool>) = item?.extract()?;
+            // (market, day ends, buckets): the buckets of each timeframe given per bar
+            // (exchange-aligned candles) for the window's bars, as (timeframe, labels per
+            // symbol, ends per symbol).
+            type Given<'a> = Vec<(
+                usize,
+                Vec<PyReadonlyArray1<'a, i64>>,
+                Vec<PyReadonlyArray1<'a, i64>>,
+            )>;
+            let (market, ends, given): (Py<PyMarket>, PyReadonlyArray1<'_, bool>, Given<'_>) =
+                item?.extract()?;
             let inner = market.get().inner.clone();
+            let given = given
+                .into_iter()
+                .map(|(timeframe, labels, ends)| GivenBuckets {
+                    timeframe,
+                    labels: labels.iter().map(|a| a.as_array().to_vec()).collect(),
+                    ends: ends.iter().map(|a| a.as_array().to_vec()).collect(),
+                })
+                .collect();
             self.engine
-                .next_window(inner, ends.as_array().to_vec())
+                .next_window(inner, ends.as_array().to_vec(), given)
                 .py_err(py)?;
             ctx.get().set_market(market.clone_ref(py));
             self.market = market;
