@@ -366,15 +366,18 @@ def test_walk_forward_prints_what_the_api_walks_streamed_or_not(store, tmp_path,
             zip(expected.windows["fast"], expected.windows["slow"]))
         assert printed["stats"]["Return [%]"] == expected.stats["Return [%]"]
         assert printed["stats"]["# Trades"] == expected.stats["# Trades"]
-    windows, figure = tmp_path / "windows.csv", tmp_path / "wf.html"
-    code, out, _ = in_process(capsys, *args, "--out", str(windows), "--plot", str(figure))
+    windows, figure, report = tmp_path / "windows.csv", tmp_path / "wf.html", tmp_path / "r.html"
+    code, out, _ = in_process(capsys, *args, "--out", str(windows), "--plot", str(figure),
+                              "--report", str(report))
     assert code == 0 and "Return [%]" in out and f"windows: {windows}" in out
+    assert f"report: {report}" in out and "tickstep walk-forward report" in report.read_text()
     table = pd.read_csv(windows, index_col="window")
     assert table["out_of_sample"].tolist() == pytest.approx(expected.windows["out_of_sample"].tolist(),
                                                           rel=1e-12)
     assert "walk-forward: out-of-sample equity" in figure.read_text()
     # Written again over its own files; never over a file tickstep did not write.
-    assert in_process(capsys, *args, "--out", str(windows), "--plot", str(figure))[0] == 0
+    assert in_process(capsys, *args, "--out", str(windows), "--plot", str(figure),
+                      "--report", str(report))[0] == 0
     mine = tmp_path / "mine.csv"
     mine.write_text("a,b\n1,2\n")
     code, _, err = in_process(capsys, *args, "--out", str(mine))

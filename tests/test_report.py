@@ -742,3 +742,49 @@ def test_a_streamed_results_plot_says_why_it_has_no_prices():
         with pytest.raises(ValueError, match=r"keeps no prices: a streamed run \(stream=\) with "
                                              r"record_every_bar=True"):
             draw()
+
+
+def small_walk_forward():
+    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000,
+                           on_reject="ignore")
+    return bt.walk_forward(train="365D", test="180D", warmup="60D", fast=[5, 10],
+                           slow=[30, 50], maximize="Return [%]", cache=False,
+                           executor="sequential")
+
+
+def test_a_walk_forwards_report_holds_its_windows_statistics_and_figures(tmp_path):
+    from html.parser import HTMLParser
+
+    wf = small_walk_forward()
+    path = wf.report(tmp_path / "wf.html")
+    text = path.read_text()
+    assert text == wf.report(tmp_path / "again.html").read_text()  # deterministic
+    assert "tickstep walk-forward report" in text[:5000]
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=|@import", text)
+    specs = dict(re.findall(r'<script type="application/json" id="([^"]+)-data">(.*?)</script>', text))
+    assert list(specs) == ["fig-equity", "fig-windows"]
+    windows = json.loads(specs["fig-windows"])["data"]
+    # Each window's objective in and out of sample, then each parameter chosen.
+    assert [t["name"] for t in windows] == ["in sample", "out of sample", "fast", "slow"]
+    decoded = [np.frombuffer(base64.b64decode(t["y"]["bdata"]), dtype=t["y"]["dtype"])
+               if isinstance(t["y"], dict) else np.asarray(t["y"]) for t in windows]
+    np.testing.assert_array_equal(decoded[1], wf.windows["out_of_sample"].to_numpy())
+    np.testing.assert_array_equal(decoded[2], wf.windows["fast"].to_numpy(dtype=float))
+    equity = json.loads(specs["fig-equity"])
+    assert len(equity["layout"]["shapes"]) == len(wf.windows)
+
+    class Tables(HTMLParser):
+        rows: dict[str, int] = {}
+        current: str | None = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.current = dict(attrs)["id"]
+            elif tag == "tr" and self.current:
+                self.rows[self.current] = self.rows.get(self.current, 0) + 1
+
+    tables = Tables()
+    tables.feed(text)
+    assert tables.rows["windows"] == len(wf.windows) + 1  # a header row, then each window
+    assert tables.rows["stats"] == len(wf.stats)
+    assert wf.plot().layout.title.text == "walk-forward: out-of-sample equity"

@@ -185,3 +185,22 @@ def test_a_report_with_indicators_in_a_browser(browser, tmp_path):
     check_report(browser, result, path, ["fig-equity", "fig-prices", "fig-monthly", "fig-trades"])
     names = [t.get("name") for t in figure_specs(path)["fig-prices"]["data"]]
     assert names.count("RSI(Close, 14)") == 2
+
+
+def test_a_walk_forwards_report_in_a_browser(browser, tmp_path):
+    from test_report import small_walk_forward
+
+    wf = small_walk_forward()
+    path = wf.report(tmp_path / "wf.html")
+    check_report(browser, wf, path, ["fig-equity", "fig-windows"])
+    rows = browser.find_elements("css selector", "table#windows tbody tr")
+    assert len(rows) == len(wf.windows)
+
+
+def test_a_streamed_runs_report_in_a_browser(browser, tmp_path):
+    # A streamed run keeps the closes its equity was marked at: its report draws every
+    # figure, prices and fills included.
+    data = tickstep.data.sample(symbols=3, days=10, seed=3)
+    result = tickstep.Backtest(data, Busy, cash=100_000, stream="2D").run(cycle=400)
+    path = result.report(tmp_path / "streamed.html")
+    check_report(browser, result, path, ["fig-equity", "fig-prices", "fig-monthly", "fig-trades"])

@@ -35,10 +35,12 @@ error.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -349,6 +351,10 @@ class WalkForwardResult:
         Every test window's closed trades, with a ``window`` column.
     initial_cash : float
         The cash each test window starts with (and the stitched curve from).
+    parameters : list of str
+        The parameters varied (the grid's names, columns of `windows`).
+    objective : str
+        What was maximised: a statistic's name, or ``"score"`` for a function of them.
     """
 
     windows: pd.DataFrame
@@ -357,26 +363,26 @@ class WalkForwardResult:
     results: list[Result]
     trades: pd.DataFrame
     initial_cash: float
+    parameters: list[str] = dataclasses.field(default_factory=list)
+    objective: str = ""
 
     def plot(self, *, max_points: int = 2000) -> Any:
         """The stitched out-of-sample equity and its drawdown, a dotted line at each test
         window's start (Plotly figure; needs ``tickstep[plot]``)."""
         from tickstep.report._deps import plotly_objects
-        from tickstep.report.figures import Canvas, add_drawdown, add_equity
+        from tickstep.report.figures import walk_forward_equity
 
-        go = plotly_objects()
-        canvas = Canvas([(0.7, 1), (0.3, 1)], height=520,
-                        title="walk-forward: out-of-sample equity")
-        add_equity(canvas, 1, self, max_points)
-        add_drawdown(canvas, 2, self, max_points)
-        canvas.time_axis(1, first=1, labels=False)
-        canvas.time_axis(2, first=1)
-        canvas.layout["shapes"] = [
-            {"type": "line", "xref": "x", "yref": "paper", "x0": t.value / 1e6, "x1": t.value / 1e6,
-             "y0": 0, "y1": 1, "line": {"color": "#999", "width": 1, "dash": "dot"}}
-            for t in self.windows["test_start"]
-        ]
-        return go.Figure(canvas.spec())
+        return plotly_objects().Figure(walk_forward_equity(self, max_points).spec())
+
+    def report(self, path: str | Path, *, max_points: int = 2000, title: str | None = None) -> Path:
+        """Write the walk-forward's HTML report to ``path``: the stitched statistics, the
+        windows (bounds, parameters chosen, objective in and out of sample, return,
+        trades), the out-of-sample equity, drawdown and exposure, and each window's
+        objective and parameters drawn; one self-contained file that works offline (as
+        `Result.report`; needs ``tickstep[plot]``). Returns the path."""
+        from tickstep.report.html import write_walk_forward_report
+
+        return write_walk_forward_report(self, path, max_points=max_points, title=title)
 
     @property
     def equity(self) -> pd.Series:
@@ -520,7 +526,8 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
                           where="wf.windows['# Orders Rejected'] counts each test window's "
                                 "(wf.results: their runs)")
     return WalkForwardResult(windows=table, equity_frame=frame, stats=stats, results=results,
-                             trades=all_trades, initial_cash=config.cash)
+                             trades=all_trades, initial_cash=config.cash, parameters=list(grid),
+                             objective=by)
 
 
 def _stitch(frames: list[pd.DataFrame], cash: float) -> pd.DataFrame:

@@ -219,7 +219,9 @@ def open_data(text: str) -> Any:
 
 
 def _tickstep_report(path: Path) -> bool:
-    return "tickstep backtest report" in path.read_text(errors="replace")[:5000]
+    """Whether ``path`` is a report tickstep wrote (a backtest's or a walk-forward's)."""
+    head = path.read_text(errors="replace")[:5000]
+    return "tickstep backtest report" in head or "tickstep walk-forward report" in head
 
 
 def _walk_forward_figure(path: Path) -> bool:

@@ -238,13 +238,15 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
               help="Write the windows table to a .parquet, .csv or .json file.")
 @click.option("--plot", type=click.Path(dir_okay=False),
               help="Write the out-of-sample equity's figure here (HTML).")
+@click.option("--report", type=click.Path(dir_okay=False),
+              help="Write the walk-forward's HTML report here (statistics, windows, figures).")
 @click.option("--json", "as_json", is_flag=True, help="Print the windows and statistics as JSON.")
 def walk_forward(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
                  end: str | None, options: tuple[str, ...], params: tuple[str, ...], train: str,
                  test_span: str, warmup: str | None, anchored: bool, maximize: str,
                  max_tries: str | None, random_state: int, sequential: bool,
                  workers: int | None, no_cache: bool, out: str | None, plot: str | None,
-                 as_json: bool) -> int:
+                 report: str | None, as_json: bool) -> int:
     """Walk-forward optimisation of STRATEGY (as for `tickstep run`): on each train window
     the grid runs and the best set by --by is chosen, then trades the next test window;
     the out-of-sample windows are stitched. With -o stream=SPAN every run streams its
@@ -266,7 +268,8 @@ def walk_forward(strategy: str, data: str, symbols: tuple[str, ...], start: str 
     engine = parse_engine_options(options)
     if out and Path(out).suffix.lower() not in (".parquet", ".csv", ".json"):
         raise UsageError(f"--out {out!r}: the file must end in .parquet, .csv or .json")
-    for path, flag, what in ((out, "--out", "windows"), (plot, "--plot", "figure")):
+    for path, flag, what in ((out, "--out", "windows"), (plot, "--plot", "figure"),
+                             (report, "--report", "report")):
         if path:
             check_output(path, flag, what)  # before the runs, not after
     tries = _max_tries(max_tries)
@@ -285,6 +288,8 @@ def walk_forward(strategy: str, data: str, symbols: tuple[str, ...], start: str 
         _write_rows(windows, Path(out))
     if plot:
         wf.plot().write_html(plot, include_plotlyjs=True)
+    if report:
+        wf.report(report)
     if as_json:
         click.echo(dumps({
             "strategy": strategy,
@@ -297,7 +302,7 @@ def walk_forward(strategy: str, data: str, symbols: tuple[str, ...], start: str 
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         click.echo(windows[[c for c in shown if c in windows.columns]].to_string())
     click.echo(wf.summary())
-    for path, what in ((out, "windows"), (plot, "figure")):
+    for path, what in ((out, "windows"), (plot, "figure"), (report, "report")):
         if path:
             click.echo(f"{what}: {path}")
     return 0

@@ -393,3 +393,49 @@ def plot(result: Result, symbols: list[str] | None = None, *,
     go = plotly_objects()
     canvas = plot_spec(result, check_symbols(result, symbols), max_points, rows=rows, trades=trades)
     return go.Figure(canvas.spec())
+
+
+# ---- walk-forward ----------------------------------------------------------------------
+
+
+def walk_forward_equity(wf: Any, max_points: int = DEFAULT_POINTS,
+                        exposure: bool = False) -> Canvas:
+    """The stitched out-of-sample equity and its drawdown (and exposure), a dotted line at
+    each test window's start."""
+    rows = [(0.6, 1), (0.2, 1)] + ([(0.2, 1)] if exposure else [])
+    canvas = Canvas(rows, height=620 if exposure else 520,
+                    title=None if exposure else "walk-forward: out-of-sample equity")
+    draws = (add_equity, add_drawdown, add_exposure)[:len(rows)]
+    for cell, draw in enumerate(draws, start=1):
+        draw(canvas, cell, wf, max_points)
+        canvas.time_axis(cell, first=1, labels=cell == len(rows))
+    canvas.layout["shapes"] = [
+        {"type": "line", "xref": "x", "yref": "paper", "x0": t.value / 1e6, "x1": t.value / 1e6,
+         "y0": 0, "y1": 1, "line": {"color": "#999", "width": 1, "dash": "dot"}}
+        for t in wf.windows["test_start"]
+    ]
+    return canvas
+
+
+def walk_forward_windows(wf: Any, objective: str) -> Canvas:
+    """Per window: the objective in and out of sample (bars side by side), and the
+    parameters chosen (a line per numeric parameter)."""
+    windows = wf.windows
+    canvas = Canvas([(1.0, 2)], height=380)
+    canvas.layout["hovermode"] = "closest"
+    number = windows.index.to_numpy()
+    for column, name, color in (("in_sample", "in sample", GREY), ("out_of_sample", "out of sample", BLUE)):
+        canvas.add(1, {"type": "bar", "x": number, "y": windows[column].to_numpy(dtype=float),
+                       "name": name, "marker": {"color": color}})
+    canvas.layout["barmode"] = "group"
+    canvas.x_axis(1, title={"text": "window"}, dtick=1)
+    canvas.caption(1, objective)
+    chosen = [c for c in wf.parameters
+              if pd.api.types.is_numeric_dtype(windows[c]) and not pd.api.types.is_bool_dtype(windows[c])]
+    for k, name in enumerate(chosen):
+        canvas.add(2, {"type": "scatter", "mode": "lines+markers", "x": number,
+                       "y": windows[name].to_numpy(dtype=float), "name": name,
+                       "line": {"color": (GREEN, RED, BLUE, GREY)[k % 4], "width": 1.5}})
+    canvas.x_axis(2, title={"text": "window"}, dtick=1)
+    canvas.caption(2, "parameters chosen")
+    return canvas

@@ -33,7 +33,7 @@ from tickstep.report.tables import (
     symbol_breakdown,
 )
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "write_walk_forward_report"]
 
 #: Rejected orders listed one by one in the report (all are counted by reason).
 REJECTED_SHOWN = 200
@@ -203,13 +203,8 @@ def write_report(result: Result, path: str | Path, *, symbols: list[str] | None 
 
     title = title or f"{result.strategy_name} on {len(result.symbols)} symbols"
     stats = result.stats
-    span = f"{stats.get('Start', '')} to {stats.get('End', '')}"
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f'<p class="subtitle">tickstep backtest report &middot; {html.escape(span)}</p>',
+    parts = _head(title, "backtest", f"{stats.get('Start', '')} to {stats.get('End', '')}")
+    parts += [
         '<div class="columns"><section><h2>Statistics</h2>', _stats_table(stats), "</section>",
         "<section><h2>Parameters</h2>", _pairs_table(result.params, "params"),
         "<h2>Engine options</h2>", _pairs_table(result.options, "options"), "</section></div>",
@@ -247,10 +242,66 @@ def write_report(result: Result, path: str | Path, *, symbols: list[str] | None 
             f"every position closed at its latest close ({len(called)} fill(s)).</p>",
             _table(called.set_index("time"), "margin-calls", "time"),
         ]
+    _finish(parts, figures, plotly_js)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def _head(title: str, kind: str, span: str) -> list[str]:
+    """The page's opening: its title and the subtitle naming what report it is."""
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="subtitle">tickstep {kind} report &middot; {html.escape(span)}</p>',
+    ]
+
+
+def _finish(parts: list[str], figures: list[tuple[str, str, charts.Canvas]], plotly_js: str) -> None:
+    """The figures' data, Plotly (packed) and the loader that draws them."""
     for fig_id, _, fig in figures:
         parts.append(f'<script type="application/json" id="{fig_id}-data">{_figure_json(fig.spec())}</script>')
     parts.append(f'<script type="application/octet-stream" id="plotly-js-gzip">{plotly_js}</script>')
     parts.append(f"<script>{_LOADER}</script></body></html>")
+
+
+def write_walk_forward_report(wf: Any, path: str | Path, *, max_points: int = DEFAULT_POINTS,
+                              title: str | None = None) -> Path:
+    """Write the HTML report of a walk-forward (see
+    :meth:`tickstep.walkforward.WalkForwardResult.report`)."""
+    path = Path(path)
+    plotly_offline()
+    plotly_js = _packed_plotly_js()
+    figures = [
+        ("fig-equity", "Out-of-sample equity, drawdown and exposure (dotted: each test window's start)",
+         charts.walk_forward_equity(wf, max_points, exposure=True)),
+        ("fig-windows", "Each window", charts.walk_forward_windows(wf, wf.objective)),
+    ]
+    strategy = wf.results[0].strategy_name if wf.results else "strategy"
+    symbols = sorted({s for r in wf.results for s in r.symbols})
+    title = title or f"{strategy} walked forward on {len(symbols)} symbols"
+    stats = wf.stats
+    windows = wf.windows.copy()
+    for column in ("train_start", "train_end", "test_start", "test_end"):
+        windows[column] = windows[column].dt.strftime("%Y-%m-%d %H:%M")
+    parts = _head(title, "walk-forward", f"{stats.get('Start', '')} to {stats.get('End', '')}")
+    parts += [
+        '<div class="columns"><section><h2>Statistics (out of sample, stitched)</h2>',
+        _stats_table(stats), "</section>",
+        "<section><h2>Walk-forward</h2>",
+        _pairs_table({"windows": len(wf.windows), "maximized": wf.objective,
+                      "parameters": ", ".join(wf.parameters), "initial cash": wf.initial_cash},
+                     "walk"),
+        "</section></div>",
+        "<h2>Windows</h2>",
+        '<p class="note">Train on [train_start, train_end), trade the parameters chosen there '
+        "on [test_start, test_end) (UTC).</p>",
+        _table(windows, "windows", "window"),
+    ]
+    for fig_id, heading, _ in figures:
+        parts += [f"<h2>{html.escape(heading)}</h2>", f'<div class="figure" id="{fig_id}"></div>']
+    _finish(parts, figures, plotly_js)
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
 
