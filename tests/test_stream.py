@@ -405,6 +405,9 @@ def _across_dst():
     return td.to_market_columns(frames, metadata=base.metadata)
 
 
+_ACROSS_DST = _across_dst()
+
+
 @pytest.mark.parametrize("window", ["7min", "65min", "1D", "3D"])
 def test_exchange_aligned_candles_stream_as_in_memory(window):
     data = _across_dst()
@@ -449,3 +452,33 @@ def test_a_bars_session_bucket_depends_on_its_time_alone():
                 part = session_buckets(ts[a:b + 1], period, tz, session)
                 np.testing.assert_array_equal(part[0], label[a:b + 1])
                 np.testing.assert_array_equal(part[1], end[a:b + 1])
+
+
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(minutes=st.integers(1, 3 * 24 * 60), period=st.sampled_from(["15min", "1h", "2h", "1d"]),
+       tz=st.sampled_from(["America/New_York", "Europe/London", "Asia/Tokyo"]),
+       session=st.sampled_from([None, ("09:30", "16:00"), ("08:00", "12:30")]))
+def test_streamed_exchange_candles_equal_in_memory_ones(minutes, period, tz, session):
+    data = _ACROSS_DST
+
+    class Aligned(tickstep.Strategy):
+        def init(self) -> None:
+            self.tf = self.timeframe(period, align="exchange", timezone=tz, session=session,
+                                     history=4)
+            self.mean = self.sma(2, timeframe=self.tf)
+            self.seen: list[tuple] = []
+
+        def next(self, symbol: str) -> None:
+            last = self.tf.last()
+            self.seen.append((symbol, self.now, last, self.tf.count(), self.mean.value))
+            if self.mean.is_ready() and not self.position and self.price() > self.mean.value:
+                self.buy(size=1)
+            elif self.position and self.price() < self.mean.value:
+                self.position.close()
+
+    whole = tickstep.Backtest(data, Aligned, cash=20_000).run()
+    streamed = tickstep.Backtest(data, Aligned, cash=20_000, stream=minutes * MINUTE,
+                                 history=10).run()
+    assert_same_run(whole, streamed)
+    assert str(streamed.strategy.seen) == str(whole.strategy.seen)  # (NaN means equal as text)

@@ -1135,9 +1135,9 @@ class Strategy(StrategyBase):
         if self._streamed:
             raise ConfigError(f"{what} needs every bar in memory at init(); this backtest streams "
                               "its bars (stream=): run it without stream=, use the rolling "
-                              "indicators (self.sma, self.ema, ...) and clock-aligned timeframes, "
-                              "or store precomputed values as an extra column of the bars (read "
-                              "with self.value or source=), which streams")
+                              "indicators (self.sma, self.ema, ...) and timeframes (clock- or "
+                              "exchange-aligned), or store precomputed values as an extra column "
+                              "of the bars (read with self.value or source=), which streams")
 
     def _bar_spacing(self, i: int) -> int:
         """The gcd of the gaps between symbol ``i``'s bars (0 with fewer than two): a

@@ -19,7 +19,8 @@ A streamed backtest (``stream=``) walks forward without holding the market: the 
 are planned from its ticks alone (one statement to a store), each train grid streams
 its window's bars in every job (`tickstep.batch.run_batch` with ``stream=``), each test
 run streams its own, and the statistics read only the closes the test runs passed. The
-result equals the one in memory, bit for bit (without the test runs' close prices).
+result equals the one in memory, bit for bit (the test runs keep the closes their equity
+was marked at, as streamed runs do, not every bar's).
 
 Each test window is its own run, starting flat with the backtest's cash. The stitched
 out-of-sample equity compounds them: window ``k``'s curve is scaled by the equity the
