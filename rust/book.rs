@@ -1035,7 +1035,8 @@ impl Book {
     // ---- the barrier ----------------------------------------------------------------------
 
     /// Orders placed during the tick join the book, one by one in placement order (they are
-    /// among the working orders already: each becomes eligible where it is).
+    /// among the working orders already: each becomes eligible where it is, from bar
+    /// `first_bar(symbol)` of its symbol on).
     /// `fill_now(symbol)` gives (bar, close, volume) when a market order of that symbol
     /// fills at this bar's close (`FillAt::Close` and the symbol has a bar now): it
     /// executes its reducing part as it joins, and its increase once all have joined, in
@@ -1047,6 +1048,7 @@ impl Book {
         ts: i64,
         portfolio: &mut Portfolio,
         rules: Rules<'_>,
+        first_bar: impl Fn(usize) -> usize,
         fill_now: impl Fn(usize) -> Option<(usize, f64, f64)>,
     ) {
         if self.placed.is_empty() {
@@ -1056,7 +1058,7 @@ impl Book {
             // Nothing fills now (the usual barrier): they only become eligible, where they
             // are (the end of each symbol's orders).
             for &(s, _) in &self.placed {
-                self.working.admit(s);
+                self.working.admit(s, first_bar(s));
             }
             self.placed.clear();
             return;

@@ -70,7 +70,7 @@ impl Desk {
             studies: &self.studies,
         };
         self.book
-            .admit_pending(self.bar as i64, &mut self.portfolio, rules, |_| None);
+            .admit_pending(self.bar as i64, &mut self.portfolio, rules, |_| 0, |_| None);
     }
 
     fn close(&mut self) -> Option<u64> {
@@ -286,7 +286,7 @@ fn reductions_of_any_symbol_execute_before_increases_of_any_symbol() {
     at.symbol = 1;
     book.submit(OrderRequest::market(1, Side::Buy, 9.0), &at)
         .unwrap();
-    book.admit_pending(0, &mut portfolio, rules, |_| None);
+    book.admit_pending(0, &mut portfolio, rules, |_| 0, |_| None);
     for s in 0..2 {
         portfolio.mark(s, 100.0);
         book.open_bar(s, 1, 1, hundred);
@@ -299,7 +299,7 @@ fn reductions_of_any_symbol_execute_before_increases_of_any_symbol() {
         )
         .unwrap();
     let sell = book.close_position(1, 9.0, 1.0, 1).unwrap().unwrap();
-    book.admit_pending(1, &mut portfolio, rules, |_| None);
+    book.admit_pending(1, &mut portfolio, rules, |_| 0, |_| None);
     for s in 0..2 {
         book.open_bar(s, 2, 2, hundred);
     }
@@ -363,7 +363,7 @@ fn increases_of_one_batch_execute_in_placement_order_whichever_bar_is_reached_la
     let second = book
         .submit(OrderRequest::market(1, Side::Buy, 6.0), &at)
         .unwrap();
-    book.admit_pending(0, &mut portfolio, rules, |_| None);
+    book.admit_pending(0, &mut portfolio, rules, |_| 0, |_| None);
     for s in 0..2 {
         portfolio.mark(s, 100.0);
         book.open_bar(s, 1, 1, bar(100.0, 100.0, 100.0, 100.0));
@@ -391,7 +391,7 @@ fn increases_of_one_batch_execute_in_placement_order_whichever_bar_is_reached_la
         &placing(&studies, 100.0, 0),
     )
     .unwrap();
-    book.admit_pending(0, &mut portfolio, rules, |_| None);
+    book.admit_pending(0, &mut portfolio, rules, |_| 0, |_| None);
     for s in 0..2 {
         portfolio.mark(s, 100.0);
         book.open_bar(s, 1, 1, bar(100.0, 100.0, 100.0, 100.0));
@@ -556,10 +556,13 @@ fn at_a_barrier_filling_at_the_close_orders_join_one_by_one() {
     d.book
         .submit(OrderRequest::market(X, Side::Buy, 1.0), &at)
         .unwrap();
-    d.book
-        .admit_pending(0, &mut d.portfolio, rules(&d.config), |_| {
-            Some((0, 100.0, 1.0))
-        });
+    d.book.admit_pending(
+        0,
+        &mut d.portfolio,
+        rules(&d.config),
+        |_| 0,
+        |_| Some((0, 100.0, 1.0)),
+    );
     assert_eq!(d.portfolio.position(X).size, 1.0);
     let at = placing(&studies, 101.0, 1);
     let sell = d
@@ -572,10 +575,13 @@ fn at_a_barrier_filling_at_the_close_orders_join_one_by_one() {
     let mut other = OrderRequest::market(X, Side::Buy, 1.0);
     other.limit = Some(90.0);
     let other = d.book.submit(other, &at).unwrap();
-    d.book
-        .admit_pending(1, &mut d.portfolio, rules(&d.config), |_| {
-            Some((1, 101.0, 1.0))
-        });
+    d.book.admit_pending(
+        1,
+        &mut d.portfolio,
+        rules(&d.config),
+        |_| 0,
+        |_| Some((1, 101.0, 1.0)),
+    );
     assert_eq!(d.portfolio.position(X).size, 0.0);
     assert_eq!(d.status(sell), (Status::Filled, ""));
     assert_eq!(

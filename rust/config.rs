@@ -317,6 +317,11 @@ pub struct Config {
     /// still working and closes its position first (backtesting.py's option of that
     /// name): at most one trade per symbol, on the side of the latest order.
     pub exclusive_orders: bool,
+    /// `order_delay`: the bars of its symbol an order placed waits after the one it could
+    /// first fill on (0: it can fill on the symbol's next bar): the time it takes to reach
+    /// the market. A bracket's legs protect its trade at once; a change of a working
+    /// order applies from the next bar.
+    pub order_delay: usize,
     /// `borrow_rate`, `margin_rate`, `cash_rate`: annual carrying costs, accrued at each
     /// trading day's end.
     pub carry: CarryRates,
@@ -357,6 +362,7 @@ impl Default for Config {
             volume_impact: 0.0,
             record_every_bar: false,
             exclusive_orders: false,
+            order_delay: 0,
             carry: CarryRates::default(),
             borrow_rates: Vec::new(),
             borrow_column: None,
@@ -543,6 +549,16 @@ impl Config {
             if !(f.is_finite() && f > 0.0 && f <= 1.0) {
                 return bad("volume_limit", f, "a fraction of a bar's volume in (0, 1]");
             }
+        }
+        if self.order_delay > 0 && self.fill_at == FillAt::Close {
+            // An order at the close fills at the barrier it joins the book at: it cannot
+            // wait bars as well.
+            return Err(EngineError::InvalidConfig(format!(
+                "order_delay = {} with fills at the close (trade_on_close): an order filled at \
+                 the close of the bar it is placed at cannot also wait for later bars; use \
+                 one, or tif='close' orders, which wait with the others",
+                self.order_delay
+            )));
         }
         if !(self.volume_impact.is_finite() && self.volume_impact >= 0.0) {
             return bad(

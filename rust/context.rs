@@ -209,7 +209,7 @@ impl TickContext<'_> {
                 if let (Some(id), TimeInForce::AtTheOpen | TimeInForce::AtTheClose) =
                     (close, req.time_in_force)
                 {
-                    let last_bar = self.first_bar_after_barrier(s, bar);
+                    let last_bar = self.first_fill_bar(s, bar);
                     self.book
                         .close_at_moment(s, id, req.time_in_force, last_bar);
                 }
@@ -219,7 +219,7 @@ impl TickContext<'_> {
             name: self.market.name(s),
             price: self.price(s),
             now: self.now,
-            next_bar: self.first_bar_after_barrier(s, bar),
+            next_bar: self.first_fill_bar(s, bar),
             symbol: s,
             bar,
             studies: self.studies,
@@ -227,9 +227,15 @@ impl TickContext<'_> {
         self.book.submit(req, &placing)
     }
 
-    /// The first bar of `symbol` an order placed now can fill on. Orders join the book at
-    /// the barrier of the tick they are placed in, after that tick's bars: the bar after
-    /// the symbol's latest. Before the first tick (in `init`) the barrier they join at is
+    /// The first bar of `symbol` an order placed now can fill on: the first after the
+    /// barrier it joins the book at, and `Config::order_delay` bars more.
+    fn first_fill_bar(&self, symbol: usize, bar: Option<usize>) -> usize {
+        self.first_bar_after_barrier(symbol, bar) + self.config.order_delay
+    }
+
+    /// The first bar of `symbol` after the barrier an order placed now joins. Orders join
+    /// the book at the barrier of the tick they are placed in, after that tick's bars: the
+    /// bar after the symbol's latest. Before the first tick (in `init`) the barrier they join at is
     /// the first tick's, so a symbol with a bar at that tick starts at its second bar (an
     /// immediate-or-cancel or `valid=n` order counts its bars from there, not from a bar
     /// it could never fill on).

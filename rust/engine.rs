@@ -999,12 +999,16 @@ impl Engine {
     fn admit_pending(&mut self, market: &Market, ts: i64) {
         let clock = &self.clock;
         let at_close = self.config.fill_at == FillAt::Close;
+        let delay = self.config.order_delay;
         let rules = Rules {
             config: &self.config,
             studies: &self.studies,
         };
+        // Eligible from the symbol's next bar (its first, before it has one), and
+        // `order_delay` bars later.
+        let first_bar = |s: usize| clock.current_bar(s).map_or(0, |i| i + 1) + delay;
         self.book
-            .admit_pending(ts, &mut self.portfolio, rules, |s| {
+            .admit_pending(ts, &mut self.portfolio, rules, first_bar, |s| {
                 if !(at_close && clock.has_data(s)) {
                     return None;
                 }

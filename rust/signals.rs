@@ -741,6 +741,15 @@ impl Strategy for SignalStrategy<'_> {
 /// event-driven run (`Engine::run` with the strategy), or by that run where the driver
 /// does not apply (an engine with studies declared).
 pub fn run(engine: &mut Engine, strategy: &mut SignalStrategy<'_>) -> Result<()> {
+    if engine.config().order_delay > 0 {
+        // The rules decide from the position held at each signal bar, which an order
+        // still waiting has not changed yet: they would enter twice.
+        return Err(EngineError::InvalidConfig(format!(
+            "order_delay = {} is for orders a strategy places; signals mode does not take it \
+             (shift the signals by the bars instead)",
+            engine.config().order_delay
+        )));
+    }
     let (orders, trades) = strategy.log_sizes();
     engine.reserve(orders, trades);
     sparse::run(engine, strategy)

@@ -593,6 +593,7 @@ fn random_case(seed: u64) -> Case {
         // The signal rules close before an opposite entry themselves (Python refuses the
         // option for signals mode).
         exclusive_orders: false,
+        order_delay: 0,
         carry: crate::portfolio::CarryRates {
             borrow: [0.0, 0.05][d.below(2) as usize],
             margin: [0.0, 0.08][d.below(2) as usize],

@@ -104,6 +104,7 @@ class Engine:
         volume_impact: float = 0.0,
         record_every_bar: bool = False,
         exclusive_orders: bool = False,
+        order_delay: int = 0,
         borrow_rate: float = 0.0,
         margin_rate: float = 0.0,
         cash_rate: float = 0.0,

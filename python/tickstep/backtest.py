@@ -543,7 +543,10 @@ class Backtest:
         tickstep.walkforward.WalkForwardResult
             ``windows`` (bounds, chosen parameters, in- and out-of-sample objective),
             ``equity`` (the stitched out-of-sample equity), ``stats``, ``results`` (each
-            test window's `Result`) and ``trades``. See `tickstep.walkforward`.
+            test window's `Result`) and ``trades``; ``plot()`` and ``report(path)``. See
+            `tickstep.walkforward`. A backtest built with ``stream=`` walks forward
+            without holding the market: every run streams its window's bars, and the
+            result is the one in memory.
 
         Examples
         --------

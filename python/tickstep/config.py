@@ -447,6 +447,13 @@ def _stream(name: str, value: Any) -> pd.Timedelta | None:
     return span
 
 
+def _bars(name: str, value: Any) -> int:
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    if not whole or value < 0:
+        raise _refuse(name, value, "a whole number of bars >= 0 (0: none)", wrong_type=not whole)
+    return int(value)
+
+
 def _history(name: str, value: Any) -> int | None:
     rule = "None (every bar held) or a whole number of bars >= 1"
     if value is None:
@@ -575,6 +582,18 @@ class BacktestConfig:
         the order). Not with ``order_target``/``rebalance`` (they trade the difference from
         what is held), nor in signals mode, whose rules already say what an entry against
         a position does.
+    order_delay : int, default 0
+        Bars of its symbol an order waits before it can fill, after the one it could
+        first fill on: the time it takes to reach the market. 0: an order placed at a bar
+        can fill on the symbol's next bar (a market order at its open); 1: on the bar after
+        that; and so on. Every order placed waits (limits, stops, closes, targets, an exit
+        set on a trade, ``tif="opg"``/``"close"`` orders at that later bar's open or close;
+        ``valid=n`` counts its bars from the first it can fill on; a day order still ends
+        with its day); a bracket's legs protect its trade from the fill at once, and a
+        change of an order already working (``modify``) applies from the next bar. Not
+        with ``trade_on_close=True`` (a fill at the close it is placed at cannot also
+        wait), nor in signals mode (its rules read the position at each signal bar, which
+        a waiting order has not changed yet: shift the signals instead).
     leverage : float, default 1
         Gross exposure may reach ``leverage`` x equity; fills beyond it are rejected (> 0).
     maintenance_margin : float, default 0
@@ -755,6 +774,7 @@ class BacktestConfig:
     shortable_column: str | None = _option(None, rule=_column, engine="shortable_column")
     close_delisted: bool | tuple[str, ...] = _option(False, rule=_close_delisted)
     exclusive_orders: bool = _option(False, rule=_flag, engine="exclusive_orders")
+    order_delay: int = _option(0, rule=_bars, engine="order_delay")
     sizer: Sizer = _option(rule=_sizer, default_factory=lambda: PercentOfEquity(0.95))
     record_every_bar: bool = _option(False, rule=_flag, engine="record_every_bar")
     timezone: str = _option("UTC", rule=_timezone)
@@ -775,6 +795,11 @@ class BacktestConfig:
         for f in dataclasses.fields(self):
             value = f.metadata["rule"](f.name, getattr(self, f.name))
             object.__setattr__(self, f.name, value)
+        if self.order_delay and self.trade_on_close:
+            raise ConfigError(
+                f"order_delay={self.order_delay} with trade_on_close=True: an order filled at the "
+                "close of the bar it is placed at cannot also wait for later bars; use one, or "
+                "tif='close' orders, which wait with the others")
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:

@@ -455,6 +455,12 @@ def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
         raise ConfigError("exclusive_orders=True is for orders a strategy places; signals mode "
                           "does not take it: its own rules already close a position before an "
                           "opposite entry (a reversal) and ignore an entry of the same side")
+    if config.order_delay:
+        raise ConfigError(f"order_delay={config.order_delay} is for orders a strategy places; "
+                          "signals mode does not take it: its rules decide from the position "
+                          "held at each signal bar, which a delayed order has not changed yet; "
+                          "shift the signals by the bars instead (entries.shift(n)), or write "
+                          "the rule as a strategy's next()")
     if threads is not None and (isinstance(threads, (bool, np.bool_))
                                 or not isinstance(threads, (int, np.integer)) or threads < 1):
         raise ConfigError(f"threads={threads!r}: must be a whole number of threads >= 1 (or "

@@ -38,15 +38,16 @@ impl Working {
         self.symbols.set(s, true);
     }
 
-    /// `symbol`'s orders placed since the last barrier join the book: they are the end of
-    /// its list (nothing else adds orders between a tick's strategy phase and its barrier).
+    /// `symbol`'s orders placed since the last barrier join the book, eligible from its bar
+    /// `from_bar` on: they are the end of its list (nothing else adds orders between a
+    /// tick's strategy phase and its barrier).
     #[inline]
-    pub fn admit(&mut self, symbol: usize) {
+    pub fn admit(&mut self, symbol: usize, from_bar: usize) {
         for o in self.lists[symbol].iter_mut().rev() {
             if o.eligible_from != UNADMITTED {
                 break;
             }
-            o.eligible_from = 0;
+            o.eligible_from = from_bar;
         }
     }
 

@@ -133,10 +133,13 @@ impl Desk {
             studies: &self.studies,
         };
         let (bars, last) = (&self.bars, &self.last);
-        self.book
-            .admit_pending(self.now, &mut self.portfolio, rules, |s| {
-                (at_close[s] && bars[s] > 0).then(|| (bars[s] - 1, last[s], 1.0))
-            });
+        self.book.admit_pending(
+            self.now,
+            &mut self.portfolio,
+            rules,
+            |_| 0,
+            |s| (at_close[s] && bars[s] > 0).then(|| (bars[s] - 1, last[s], 1.0)),
+        );
     }
 
     /// A tick: orders past their time expire, some symbols have a bar (matched as one

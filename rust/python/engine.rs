@@ -284,7 +284,7 @@ impl PyEngine {
 #[pymethods]
 impl PyEngine {
     #[new]
-    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", limit_fill="touch", leverage=1.0, maintenance_margin=0.0, funding_column=None, dividend_column=None, borrow_rate_column=None, shortable_column=None, volume_limit=None, volume_impact=0.0, record_every_bar=false, exclusive_orders=false, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
+    #[pyo3(signature = (market, *, cash=10_000.0, commission=0.0, commission_fixed=0.0, commission_per_unit=0.0, commission_min=0.0, commission_cap=None, commission_maker=None, slippage_bps=0.0, fill_at="next_open", limit_fill="touch", leverage=1.0, maintenance_margin=0.0, funding_column=None, dividend_column=None, borrow_rate_column=None, shortable_column=None, volume_limit=None, volume_impact=0.0, record_every_bar=false, exclusive_orders=false, order_delay=0, borrow_rate=0.0, margin_rate=0.0, cash_rate=0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -309,6 +309,7 @@ impl PyEngine {
         volume_impact: f64,
         record_every_bar: bool,
         exclusive_orders: bool,
+        order_delay: usize,
         borrow_rate: f64,
         margin_rate: f64,
         cash_rate: f64,
@@ -357,6 +358,7 @@ impl PyEngine {
             volume_impact,
             record_every_bar,
             exclusive_orders,
+            order_delay,
             carry: CarryRates {
                 borrow: borrow_rate,
                 margin: margin_rate,

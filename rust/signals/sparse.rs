@@ -797,17 +797,23 @@ impl<'a, 'm> Driver<'a, 'm> {
                 studies: self.p.studies,
             };
             let lanes = &self.lanes;
-            // Only due symbols place orders, so each has its bar at this tick.
-            self.p
-                .book
-                .admit_pending(now, self.p.portfolio, rules, |s| {
+            // Only due symbols place orders, so each has its bar at this tick; they are
+            // eligible from any later bar (no `order_delay` here: the engine's loop runs
+            // those).
+            self.p.book.admit_pending(
+                now,
+                self.p.portfolio,
+                rules,
+                |_| 0,
+                |s| {
                     if !at_close {
                         return None;
                     }
                     let (i, b) = (lanes[s].event, lanes[s].bars);
                     let volume = || market.bars(s).volume[i];
                     (b.ts.get(i) == Some(&now)).then(|| (i, b.close[i], volume()))
-                });
+                },
+            );
         }
         if !self.delist_bars.is_empty() && self.delist_due(now) && sample {
             self.read_parked(market, now, false);
