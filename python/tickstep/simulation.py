@@ -679,8 +679,7 @@ def stream_run(
         ctx = _core.Context(first, bar_class=Bar)
         instance = strategy(ctx, names, params, config.sizer, first, stream.metadata,
                             records=records, calendar=config.timezone)
-        instance._streamed = True
-        instance._streamed_spacing = stream.bar_spacing
+        instance._streamed_spacing = stream.bar_spacing  # (and so `_streamed`)
         hooks = instance._hooks()
         if since is not None:
             hooks = _from(ctx, since, hooks)

@@ -744,9 +744,6 @@ class Strategy(StrategyBase):
         self._full_columns: dict[tuple[int, str], pd.Series] = {}
         #: self.I's lines to draw in the report (its plot=True ones), in declaration order.
         self._charted: list[IndicatorLine | EngineLine] = []
-        #: The exchange-aligned timeframes declared: (timeframe id, (period ns, timezone,
-        #: session)), whose buckets a streamed run computes again for each window's bars.
-        self._exchange_timeframes: list[tuple[int, tuple[int, str, Any]]] = []
 
     # ---- hooks ---------------------------------------------------------------------------
 
@@ -842,7 +839,7 @@ class Strategy(StrategyBase):
             tz = timezone or self._timezone_of_data()
             spec = (ns, tz, session)
             tf = self._ctx.add_given_timeframe(*_exchange_buckets(self._market, spec), history)
-            self._exchange_timeframes.append((tf, spec))
+            self._exchange_timeframes = (*self._exchange_timeframes, (tf, spec))
             name = f"{period}@{tz}"
         else:
             raise ValueError(f"align must be 'utc' or 'exchange', got {align!r}")
@@ -1126,10 +1123,20 @@ class Strategy(StrategyBase):
             raise KeyError(f"self.I: {sym} has no column {source!r} (columns: {', '.join(names)})")
         return self._full_series(i, source)
 
-    #: Set on a streamed run's instance: the market holds one window, not every bar.
-    _streamed = False
-    #: And the bar spacing of symbol ``i`` over the whole stream (`BarStream.bar_spacing`).
+    # The two below are the class's until set: an instance attribute more for every
+    # strategy would slow every attribute read of some (CPython keeps at most 30 in an
+    # instance's fast layout, and the base class already sets about two dozen).
+    #: Set on a streamed run's instance (whose market holds one window, not every bar):
+    #: the bar spacing of symbol ``i`` over the whole stream (`BarStream.bar_spacing`).
     _streamed_spacing: Callable[[int], int] | None = None
+    #: The exchange-aligned timeframes declared: (timeframe id, (period ns, timezone,
+    #: session)), whose buckets a streamed run computes again for each window's bars.
+    _exchange_timeframes: tuple[tuple[int, tuple[int, str, Any]], ...] = ()
+
+    @property
+    def _streamed(self) -> bool:
+        """Whether this run streams its bars."""
+        return self._streamed_spacing is not None
 
     def _refuse_streamed(self, what: str) -> None:
         if self._streamed:
