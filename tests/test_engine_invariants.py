@@ -398,7 +398,7 @@ def reference_fee(size, price, *, commission, fixed, per_unit=0.0, minimum=0.0, 
 
 def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, fixed, leverage,
                    per_unit=0.0, minimum=0.0, cap=None, maker=None, by_symbol=None, margins=None,
-                   through=False, locates=False):
+                   through=False, locates=False, delay=0):
     problems: list[str] = []
     account = dict(commission=commission, fixed=fixed, per_unit=per_unit, minimum=minimum, cap=cap,
                    maker=maker)
@@ -472,7 +472,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
         """(last bar index it may fill on or None, expiry ts or None) from its time in force."""
         spec, o = specs.get(oid, {}), orders[oid]
         b, placed = B[o.symbol], ns(o.placed_time)
-        start = b.after(placed)
+        start = b.after(placed) + delay  # (order_delay: bars more before it can fill)
         if "valid" in spec:
             last = start + spec["valid"] - 1
             return last, (int(b.ts[last]) if last < len(b.ts) else None)
@@ -492,7 +492,7 @@ def check_backtest(frames, result, *, trade_on_close, slippage_bps, commission, 
         b, kind, placed = B[o.symbol], kind_of(o), ns(o.placed_time)
         i_now = b.at(placed)
         spec = specs.get(oid, {})
-        start = b.after(placed) if start is None else start
+        start = b.after(placed) + delay if start is None else start
         moment = spec.get("tif") if spec.get("tif") in ("opg", "close") else None
         if "trail" in spec:
             ev = trail_fill(o.side == "buy", spec["trail"], spec["anchor"], b, start)
@@ -1080,6 +1080,8 @@ def scenarios(draw):
         limit_fill=draw(st.sampled_from(["touch", "touch", "through"])),
         # Locates quoted per bar now and then (shortable_column): no new short where 0.
         locates=draw(st.sampled_from([False, False, True])),
+        # Orders that wait bars now and then (order_delay; not with fills at the close).
+        order_delay=draw(st.sampled_from([0, 0, 0, 1, 2])),
         margins=draw(st.sampled_from([
             None,
             {"S0": {"leverage": 5.0}},
@@ -1136,6 +1138,7 @@ def run_random(sc):
         margin_by_symbol=symbols_own(sc, "margins") or None,
         limit_fill=sc.get("limit_fill", "touch"),
         trade_on_close=sc["trade_on_close"],
+        order_delay=0 if sc["trade_on_close"] else sc.get("order_delay", 0),
         record_every_bar=True,
         **locates,
     )
@@ -1158,6 +1161,7 @@ def assert_consistent(sc):
         margins=symbols_own(sc, "margins"),
         through=sc.get("limit_fill") == "through",
         locates=sc.get("locates", False),
+        delay=0 if sc["trade_on_close"] else sc.get("order_delay", 0),
     )
     assert not problems, "\n".join(problems[:20])
     return result
@@ -1351,3 +1355,16 @@ def test_the_checker_catches_a_short_without_a_locate():
     for _, f in shorts.iterrows():
         said_no[f["symbol"]].loc[f["time"], "locate"] = 0.0
     assert any("without a locate" in p for p in check_backtest(said_no, r, **kw))
+
+
+def test_the_checker_holds_orders_to_their_delay():
+    # Runs whose orders wait a bar (order_delay=1) agree with the reference told so, and
+    # the reference told no delay finds them wrong: the property is not vacuous there.
+    args = dict(trade_on_close=False, slippage_bps=0.0, commission=0.001, fixed=0.0, leverage=1.0)
+    for seed in range(6):
+        sc = dict(market=dict(seed=seed, n_symbols=3, n_ticks=30, p_missing=0.2, freq="h"),
+                  strategy_seed=seed * 7 + 1, commission=0.001, commission_fixed=0.0,
+                  slippage=0.0, leverage=1.0, trade_on_close=False, order_delay=1)
+        frames, _, result = run_random(sc)
+        assert check_backtest(frames, result, delay=1, **args) == []
+        assert check_backtest(frames, result, delay=0, **args) != []
