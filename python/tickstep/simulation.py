@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -538,11 +538,10 @@ class RunSummary:
     def timeline(self) -> np.ndarray:
         return np.array(self._ticks, dtype=np.int64)
 
-    def closes_of(self, symbol: str) -> tuple[tuple[int, float] | None, tuple[int, float] | None]:
-        """``symbol``'s first bar from ``since`` on and its last bar seen, each as (time,
-        close), or None where it had none."""
-        s = self.symbols.index(symbol)
-        return self._first[s], self._last[s]
+    def closes(self) -> Iterator[tuple[str, tuple[int, float] | None, tuple[int, float] | None]]:
+        """Each symbol with its first bar from ``since`` on and its last bar seen, each as
+        (time, close), or None where it had none."""
+        return zip(self.symbols, self._first, self._last, strict=True)
 
     def column(self, symbol: int, name: str, start: int, stop: int) -> np.ndarray:
         if symbol == self._benchmark:
@@ -603,21 +602,14 @@ def _with_given_buckets(markets: Any, strategy: Strategy) -> Any:
         yield market, ends, strategy._given_buckets(market)
 
 
-def simulate_stream(
-    stream: Any,
-    strategy: type[Strategy],
-    config: BacktestConfig,
-    params: Mapping[str, Any] | None = None,
-    *,
-    symbols: pd.CategoricalDtype | None = None,
-    records: Mapping[str, Any] | None = None,
-) -> Result:
+def simulate_stream(stream: Any, strategy: type[Strategy], config: BacktestConfig,
+                    params: Mapping[str, Any] | None = None, **options: Any) -> Result:
     """``simulate`` over a `tickstep.data.BarStream`, window by window: the same `Result`
     as ``simulate`` on all its bars at once, bit for bit (its close prices only those its
     equity samples were marked at, `RunSummary.sample`; no indicator lines), holding only
     a few windows and ``config.history`` bars of each symbol's past. The next windows are
-    read on a thread while one runs."""
-    return stream_run(stream, strategy, config, params, symbols=symbols, records=records)[0]
+    read on a thread while one runs. ``options``: those of `stream_run`."""
+    return stream_run(stream, strategy, config, params, **options)[0]
 
 
 def stream_run(
@@ -628,10 +620,13 @@ def stream_run(
     *,
     symbols: pd.CategoricalDtype | None = None,
     records: Mapping[str, Any] | None = None,
+    marks: bool = True,
 ) -> tuple[Result, RunSummary]:
     """`simulate_stream`, and what it read of the market besides the run (its
     `RunSummary`: the buy-and-hold basket's closes, the benchmark's), for statistics
-    over several streamed runs (a streamed walk-forward's test windows)."""
+    over several streamed runs (a streamed walk-forward's test windows). ``marks=False``
+    keeps no closes for the result's prices (a batch's job, whose statistics are all
+    that is kept)."""
     from tickstep.data._stream import read_ahead
 
     if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
@@ -648,7 +643,7 @@ def stream_run(
     bench = names.index(config.benchmark) if config.benchmark in names else None
     # The closes equity samples are marked at are kept for the report, unless every tick
     # is a sample (record_every_bar: that would be every bar's close).
-    summary = RunSummary(names, since, bench, marks=not config.record_every_bar)
+    summary = RunSummary(names, since, bench, marks=marks and not config.record_every_bar)
     # Each symbol's last bar in the whole stream, found before the reader starts (a
     # store's connection reads one statement at a time). The run's last day is that of
     # the latest of them, as in memory: `stream.last` is only a bound (a store's is the

@@ -259,14 +259,12 @@ class StreamedWindows:
         test span may hold some), a stream of those spans; a benchmark symbol's closes are
         read whole, one symbol's stream."""
         seen = sorted(self._seen + self._between_tests(since, until), key=lambda s: s[0])
-        names = list(self.stream.symbols)
-        first = np.full(len(names), np.nan)
-        last = np.full(len(names), np.nan)
-        for k, name in enumerate(names):
-            for start, end, summary in seen:  # in time order
-                if name not in summary.symbols:
-                    continue
-                opened, latest = summary.closes_of(name)
+        index = {name: k for k, name in enumerate(self.stream.symbols)}
+        first = np.full(len(index), np.nan)
+        last = np.full(len(index), np.nan)
+        for start, end, summary in seen:  # in time order
+            for name, opened, latest in summary.closes():
+                k = index[name]
                 if opened is not None and np.isnan(first[k]):
                     first[k] = opened[1]
                 # (A run's last bar may be in its warm-up, a span seen before.)

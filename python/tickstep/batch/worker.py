@@ -129,7 +129,8 @@ def _run_streamed(chunk: Chunk, cls: Any, job: Job) -> dict[str, Any]:
             records = {name: _record_table(path).subset(list(stream.symbols))
                        for name, path in chunk.records}
             config = quiet_runs(chunk.config)
-            stats = simulate_stream(stream, cls, config, job.params, records=records).stats
+            stats = simulate_stream(stream, cls, config, job.params, records=records,
+                                    marks=False).stats
         finally:
             stream.close()
         return _row(job, {str(k): _plain(v) for k, v in stats.items()},
