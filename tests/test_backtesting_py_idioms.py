@@ -1267,16 +1267,18 @@ def test_multi_backtest_runs_each_frame_alone_as_backtesting_libs():
         tickstep.lib.MultiBacktest([], OurQuickStart)
 
 
-def test_optimize_takes_backtesting_pys_method_grid_and_refuses_sambo():
+def test_optimize_takes_backtesting_pys_method_grid_and_refuses_sambo_naming_optuna():
     bt = tickstep.Backtest(frame(1, 200), OurQuickStart, cash=100_000)
     grid = {"n1": [5, 10], "n2": [20, 30]}
     rows = bt.optimize(method="grid", maximize="Equity Final [$]", cache=False, executor="sequential", **grid)
     same = bt.optimize(maximize="Equity Final [$]", cache=False, executor="sequential", **grid)
     pd.testing.assert_frame_equal(rows.drop(columns=["run_time"]),
                                   same.drop(columns=["run_time"]))
-    with pytest.raises(tickstep.ConfigError, match=r"optimize\(method='sambo'\): 'grid'"):
-        bt.optimize(method="sambo", **grid)
-    with pytest.raises(tickstep.ConfigError, match=r"return_optimization=\.\.\.\): backtesting.py's SAMBO"):
+    with pytest.raises(tickstep.ConfigError, match=r"method='sambo': 'grid' .*'sambo' is not built "
+                       r"in: method='optuna' searches the same way"):
+        bt.optimize(method="sambo", max_tries=3, **grid)
+    with pytest.raises(tickstep.ConfigError, match=r"return_optimization=True\): the study of a "
+                       r"model-based search \(method='optuna'\)"):
         bt.optimize(return_optimization=True, **grid)
 
     class Methodical(OurQuickStart):  # a strategy's own parameter of that name is varied

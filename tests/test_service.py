@@ -329,6 +329,28 @@ def test_a_random_search_runs_the_sets_run_batch_draws(client, store):
     assert half["jobs_total"] == 8
 
 
+def test_a_model_based_search_over_http_runs_the_sets_run_batch_runs(client, store):
+    # Each symbol's own search, by the statistic named: the same sets and rows as in
+    # Python, and its count of jobs known when accepted.
+    grid = {"fast": [2, 3, 4, 5, 6, 7, 8, 9], "slow": [20, 30, 40, 50]}
+    body = {"strategy": "sma_cross", "params": grid, "max_tries": 9, "random_state": 1,
+            "method": "optuna", "maximize": "Return [%]", "symbols": ["BARP", "TEW"],
+            "cache": False}
+    accepted = submit(client, body).json()
+    assert accepted["jobs_total"] == 18
+    status = wait_done(client, accepted["batch_id"])
+    assert (status["status"], status["jobs_done"]) == ("done", 18)
+    rows = pd.DataFrame(client.get(f"/batches/{accepted['batch_id']}/results").json()["rows"])
+    reference = run_batch("sma_cross", str(store), params=grid, max_tries=9, random_state=1,
+                          method="optuna", maximize="Return [%]", symbols=["BARP", "TEW"],
+                          cache=False)
+    key = ["symbols", "fast", "slow"]
+    ours = rows.set_index(key).sort_index()["Return [%]"]
+    theirs = reference.set_index(key).sort_index()["Return [%]"]
+    assert list(ours.index) == list(theirs.index)
+    np.testing.assert_array_equal(ours.to_numpy(), theirs.to_numpy())
+
+
 def test_progress_events_stream_to_the_end(client):
     batch_id = submit(client, {"strategy": "sma_cross", "params": {"fast": [5, 7, 9]},
                                "cache": False}).json()["batch_id"]
@@ -447,6 +469,10 @@ def test_no_token_and_wrong_token(server):
     ({"strategy": "sma_cross", "max_tries": 1.5}, "max_tries", "a fraction of the grid in (0, 1]"),
     ({"strategy": "sma_cross", "max_tries": "all"}, "max_tries", "valid"),
     ({"strategy": "sma_cross", "random_state": -1}, "random_state", "greater than or equal to 0"),
+    ({"strategy": "sma_cross", "method": "sambo"}, "method", "'grid' or 'optuna'"),
+    ({"strategy": "sma_cross", "params": {"fast": [5, 10]}, "method": "optuna"}, "method",
+     "needs max_tries="),
+    ({"strategy": "sma_cross", "maximize": "Sharpe"}, "maximize", "'Sharpe' is not a statistic"),
 ])
 def test_bad_requests_are_422_naming_the_field(client, body, where, words):
     response = submit(client, body)

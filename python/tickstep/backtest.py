@@ -350,11 +350,17 @@ class Backtest:
             Progress bar on stderr (by default only on a terminal).
         return_heatmap : bool, default False
             Also return backtesting.py's heatmap: ``(rows, heatmap)``.
-        method : "grid"
-            backtesting.py's: the grid (or, with ``max_tries``, a random draw of it).
-            Its model-based ``"sambo"`` search is not built in and is refused, as is its
-            ``return_optimization=``. (A strategy with a parameter named ``method``
-            varies it instead.)
+        method : "grid", "optuna" or an optuna sampler, default "grid"
+            ``"grid"``: every set (or, with ``max_tries``, a random draw of them).
+            ``"optuna"``: a model-based search of ``max_tries`` sets, optuna's TPE
+            sampler (seeded by ``random_state``) proposing sets from how those run did
+            (backtesting.py's ``"sambo"`` is not built in; this searches the same way);
+            or an optuna sampler of your own. See `tickstep.batch.run_batch`. (A
+            strategy with a parameter named ``method`` varies it instead.)
+        return_optimization : bool, default False
+            With a model-based ``method``, also return its ``optuna.Study`` (every set
+            proposed and its objective), last, as backtesting.py returns its SAMBO
+            result.
         **ranges
             ``name=values`` per parameter to vary; a scalar is a fixed value.
 
@@ -367,6 +373,8 @@ class Backtest:
             With ``return_heatmap``: the value maximised (the statistic, or ``score``) of
             each set that ran, indexed by the parameters of ``ranges`` in grid order, as
             backtesting.py's (`tickstep.lib.plot_heatmaps` draws it).
+        optuna.Study
+            With ``return_optimization``: the model-based search's study.
 
         Examples
         --------
@@ -380,18 +388,20 @@ class Backtest:
         """
         if return_heatmap is not True and return_heatmap is not False:
             raise ConfigError(f"optimize(return_heatmap={return_heatmap!r}): True or False")
-        method = "grid" if self._has_parameter("method") else ranges.pop("method", "grid")
-        if method != "grid":
-            raise ConfigError(f"optimize(method={method!r}): 'grid' (every set, or a random draw of "
-                              "them with max_tries=); backtesting.py's model-based 'sambo' search is "
-                              "not built in")
-        if "return_optimization" in ranges and not self._has_parameter("return_optimization"):
-            raise ConfigError("optimize(return_optimization=...): backtesting.py's SAMBO result; "
-                              "tickstep's optimize is a grid or random search and returns its rows "
+        from tickstep.batch.search import option_of
+
+        method = option_of(self.strategy, ranges, "method", "grid")
+        study = option_of(self.strategy, ranges, "return_optimization", False)
+        if study is not True and study is not False:
+            raise ConfigError(f"optimize(return_optimization={study!r}): True or False")
+        if study and method == "grid":
+            raise ConfigError("optimize(return_optimization=True): the study of a model-based "
+                              "search (method='optuna'); a grid's result is its rows "
                               "(return_heatmap=True adds the heatmap)")
-        rows = self._optimize(maximize=maximize, constraint=constraint, max_tries=max_tries,
-                              random_state=random_state, executor=executor,
-                              max_workers=max_workers, cache=cache, progress=progress, **ranges)
+        rows, studies = self._optimize(
+            ranges, maximize=maximize, constraint=constraint, max_tries=max_tries,
+            random_state=random_state, method=method, executor=executor,
+            max_workers=max_workers, cache=cache, progress=progress)
         # `plot` then draws the best set's run, run again when asked (a batch keeps no
         # prices), as backtesting.py's plot after its optimize.
         ok = rows[rows["status"] == "ok"] if "status" in rows else rows
@@ -399,43 +409,34 @@ class Backtest:
             from tickstep.walkforward import _plain
 
             self._latest = {name: _plain(ok.iloc[0][name]) for name in ranges}
-        if not return_heatmap:
-            return rows
-        return rows, _heatmap_of(rows, list(ranges), maximize)
+        answer = (rows, *([_heatmap_of(rows, list(ranges), maximize)] if return_heatmap else []),
+                  *([studies["portfolio"]] if study else []))
+        return answer if len(answer) > 1 else rows
 
     def _has_parameter(self, name: str) -> bool:
         strategy = self.strategy
         return strategy is not None and name in strategy.parameters()
 
-    def _optimize(self, *, maximize: Any, constraint: Any, max_tries: Any, random_state: Any,
-                  executor: Any, max_workers: Any, cache: Any, progress: Any,
-                  **ranges: Any) -> pd.DataFrame:
-        from tickstep.batch import optimize, run_batch
+    def _optimize(self, ranges: dict[str, Any], **search: Any
+                  ) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """The rows of `optimize` and its search's study (``{"portfolio": study}``): each
+        parameter set one run over all the backtest's symbols together, as `run`."""
+        from tickstep.batch import run_batch
+        from tickstep.batch.api import _market_columns
 
+        if not ranges:
+            raise TypeError("optimize needs at least one parameter range, e.g. fast=[5, 10, 20]")
         if self._stream is not None:
             # Each parameter set streams the data again, as `run` does.
             request = self._stream_request
             return run_batch(
                 self.strategy, request["data"], params=ranges, symbols=request["symbols"],
-                portfolio=True, maximize=maximize, constraint=constraint, max_tries=max_tries,
-                random_state=random_state, executor=executor, max_workers=max_workers,
-                cache=cache, progress=progress,
-                start=request["start"], end=request["end"],
-                load_options=request["load_options"], config=self._config,
-                records=self._records or None,
-            )
-        return optimize(
-            self,
-            maximize=maximize,
-            constraint=constraint,
-            max_tries=max_tries,
-            random_state=random_state,
-            executor=executor,
-            max_workers=max_workers,
-            cache=cache,
-            progress=progress,
-            **ranges,
-        )
+                portfolio=True, return_optimization=True, start=request["start"],
+                end=request["end"], load_options=request["load_options"], config=self._config,
+                records=self._records or None, **search)
+        return run_batch(self.strategy, _market_columns(self._market, self._metadata),
+                         params=ranges, portfolio=True, return_optimization=True,
+                         config=self._config, records=self._records or None, **search)
 
     def plot(self, *, results: Result | None = None, filename: str | Path | None = None,
              open_browser: bool = True, symbols: list[str] | None = None, max_points: int = 2000,
@@ -532,9 +533,10 @@ class Backtest:
         warmup : duration, optional
             Bars before each window fed to indicators without calling the strategy, so no
             window starts cold (the first window starts ``warmup`` after the data).
-        constraint, max_tries, random_state, executor, max_workers, cache, progress :
+        constraint, max_tries, random_state, method, executor, max_workers, cache, progress :
             As in `optimize`, for each train window's grid (a random search draws the
-            same sets in every window: the grid and the seed are the same).
+            same sets in every window: the grid and the seed are the same; a model-based
+            ``method`` searches each train window afresh, with the same seed).
         **ranges
             ``name=values`` per parameter to vary.
 
@@ -559,8 +561,10 @@ class Backtest:
         >>> list(wf.windows.columns[:6])
         ['train_start', 'train_end', 'test_start', 'test_end', 'fast', 'slow']
         """
+        from tickstep.batch.search import option_of
         from tickstep.walkforward import MarketWindows, StreamedWindows, walk_forward
 
+        method = option_of(self.strategy, ranges, "method", "grid")
         if self._stream is None:
             source = MarketWindows(self._market, self._metadata)
         else:
@@ -573,7 +577,7 @@ class Backtest:
                                      load_options=request["load_options"])
         return walk_forward(self, train=train, test=test, maximize=maximize, anchored=anchored,
                             warmup=warmup, constraint=constraint, max_tries=max_tries,
-                            random_state=random_state, executor=executor,
+                            random_state=random_state, method=method, executor=executor,
                             max_workers=max_workers, cache=cache, progress=progress,
                             source=source, **ranges)
 

@@ -368,8 +368,11 @@ class MultiBacktest:
         heatmap (the value maximised of each parameter set that ran, indexed by the
         parameters) as a column (0, 1, ...)."""
         from tickstep.backtest import _heatmap_of
+        from tickstep.batch.search import option_of
 
+        # A model-based method= runs max_tries sets per frame.
+        method = option_of(self._strategy, ranges, "method", "grid")
         rows = self._rows(ranges, maximize=maximize, constraint=constraint, max_tries=max_tries,
-                          random_state=random_state)
+                          random_state=random_state, method=method)
         return pd.DataFrame({i: _heatmap_of(rows[rows["symbols"] == name], list(ranges), maximize)
                              for i, name in enumerate(self._data)})

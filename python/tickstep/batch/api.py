@@ -24,13 +24,12 @@ from tickstep.batch.jobs import (
     _digest,
     code_fingerprint,
     engine_fingerprint,
-    expand_grid,
     job_key,
     options_fingerprint,
     resolve_strategy,
-    sample_sets,
 )
 from tickstep.batch.progress import make_progress
+from tickstep.batch.search import option_of, search_of
 from tickstep.batch.sources import default_scratch_dir, prepare_data, snapshot_path
 from tickstep.batch.worker import Chunk, forget_record_snapshots
 from tickstep.batch.worker_cache import WorkerCache
@@ -109,6 +108,8 @@ def run_batch(
     constraint: Callable[[Params], bool] | None = None,
     max_tries: int | float | None = None,
     random_state: int = 0,
+    method: Any = "grid",
+    return_optimization: bool = False,
     executor: Any = None,
     max_workers: int | None = None,
     chunk_size: int | None = None,
@@ -123,7 +124,7 @@ def run_batch(
     on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
     records: Any = None,
     **options: Any,
-) -> pd.DataFrame:
+) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, Any]]:
     """Run one strategy over many symbols and parameter sets; one row per backtest.
 
     Parameters
@@ -155,8 +156,20 @@ def run_batch(
         (0, 1], at least one set), in grid order (backtesting.py's ``max_tries``). All of
         them by default.
     random_state : int, default 0
-        The seed of that draw: the same one draws the same sets, so a search is
-        repeatable (and cached) as a whole grid is.
+        The seed of that draw (or of the model-based search): the same one draws the
+        same sets, so a search is repeatable (and cached) as a whole grid is.
+    method : "grid", "optuna" or an optuna sampler, default "grid"
+        How the sets are chosen. ``"grid"``: every set the constraint keeps, or with
+        ``max_tries`` a random draw of them. ``"optuna"``: a model-based search of
+        ``max_tries`` sets (needed), optuna's TPE sampler seeded by ``random_state``
+        proposing sets in rounds of `tickstep.batch.search.ROUND` from the objective
+        (``maximize``) of those run before; an optuna sampler instance
+        (``optuna.samplers.GPSampler(seed=1)``, ...) searches with it instead. Each
+        symbol group has its own search. Needs ``pip install 'tickstep[search]'``; see
+        `tickstep.batch.search`.
+    return_optimization : bool, default False
+        Also return each symbol group's ``optuna.Study`` (None for a grid): ``(rows,
+        {label: study})``, every set proposed, its objective, or why it did not run.
     executor : None, "process", "sequential", dask Client or Executor
         None or ``"process"``: local worker processes, ``min(cores, tasks)`` of them
         (or ``max_workers``). ``"sequential"``: in this process, for debugging. A
@@ -252,15 +265,17 @@ def run_batch(
         raise ConfigError(f"stream=: {cls.__name__} is a SignalStrategy, whose signals() are "
                           "computed over every bar at once (signals mode holds the market in "
                           "memory); run it without stream=, or as a Strategy with next()")
-    param_sets = sample_sets(expand_grid(params, constraint), max_tries, random_state)
-    if not param_sets:
-        raise ConfigError("no parameter set to run (the constraint refused them all)")
-    # Checked once here (names and declared types), then run with the checked values.
-    param_sets = [cls.check_parameters(p) for p in param_sets]
-    for p in param_sets:
+
+    def check(p: dict[str, Any]) -> dict[str, Any]:
+        # Checked once here (names and declared types), then run with the checked values.
         clash = sorted(set(p) & _RESERVED)
         if clash:
             raise ConfigError(f"parameter name(s) {clash} collide with result columns")
+        return cls.check_parameters(p)
+
+    if return_optimization is not True and return_optimization is not False:
+        raise ConfigError(f"return_optimization={return_optimization!r}: True or False")
+    new_search = search_of(method, params, constraint, max_tries, random_state, check)
     if isinstance(maximize, str) and maximize not in STAT_LABELS:
         raise ConfigError(f"maximize={maximize!r} is not a statistic{did_you_mean(maximize, STAT_LABELS)}")
     if not isinstance(maximize, str) and not callable(maximize):
@@ -296,10 +311,8 @@ def run_batch(
                 if portfolio
                 else {s: (s,) for s in prepared.symbols}
             )
-        jobs: list[Job] = []
-        for label, syms in groups.items():
-            for p in param_sets:
-                jobs.append(Job(len(jobs), label, syms, p))
+        searches = {label: new_search() for label in groups}
+        total = sum(search.total for search in searches.values())
 
         code_fp = code_fingerprint(cls)
         tables = _record_tables(data, records, prepared.symbols, symbols is not None, start, end)
@@ -313,76 +326,101 @@ def run_batch(
             if tables:  # the records are part of every job's data
                 records_fp = _digest(*(f"{n}={t.fingerprint()}" for n, t in sorted(tables.items())))
                 data_keys = {label: _digest(key, records_fp) for label, key in data_keys.items()}
-            keys = [
-                job_key(engine=engine_fp, code=code_fp, options=options_fp,
-                        data=data_keys[job.label], params=job.params)
-                for job in jobs
-            ]
-        found = store.get_many(keys) if store is not None and not refresh else {}
+        jobs: list[Job] = []
         rows: dict[int, dict[str, Any]] = {}
-        for job, key in zip(jobs, keys):
-            hit = found.get(key)
-            if hit is not None:
-                rows[job.index] = {**hit, "job": job.index, "cached": True}
-        missing = [job for job in jobs if job.index not in rows]
+        ranked: dict[int, float] = {}  # each job's objective, as the rows are ranked
+        ran = 0
+        # A SignalStrategy's sets run as native grids on all cores in this process (one
+        # chunk per symbol group); other strategies go to the executor's workers.
+        native = is_signal_strategy(cls) and executor is None
+        backend = None
         t_prepared = time.perf_counter()
+        bar = make_progress(progress, total, 0)
 
-        if missing:
-            # A SignalStrategy's sets run as native grids on all cores in this process
-            # (one chunk per symbol group); other strategies go to the executor's workers.
-            native = is_signal_strategy(cls) and executor is None
-            backend = make_backend("sequential" if native else executor, len(missing),
-                                   max_workers, cache=held)
-            size = chunk_size or _chunk_size(len(missing), backend.capacity)
-            source = prepared.source()
-            # A streamed batch's jobs each read their windows (nothing held to share).
-            if SHARE_WITH_FORKED_WORKERS and backend.shares_memory and config.stream is None:
-                # Workers forked from here (or this process itself) share what it holds;
-                # loading once here beats a query per task. Others load from `source`.
-                columns = prepared.loaded
-                if columns is None:
-                    # No database handle is left open across the fork.
-                    needed = sorted({s for job in missing for s in job.symbols})
-                    columns = source.load(needed)
-                held.seed(source, columns)
-            scratch = Path(scratch_dir) if scratch_dir is not None else default_scratch_dir()
-            for name, table in tables.items():
-                path = snapshot_path(scratch, f"records_{name}")
-                write_record_snapshot(table, path)
-                snapshots.append((name, str(path)))
-            if native:
-                by_group: dict[str, list[Job]] = {}
-                for job in missing:
-                    by_group.setdefault(job.label, []).append(job)
-                chunks = [Chunk(ref, code_fp, source, config, tuple(jobs), threads=max_workers)
-                          for jobs in by_group.values()]
-            else:
-                chunks = [
-                    Chunk(ref, code_fp, source, config, tuple(missing[i : i + size]),
-                          records=tuple(snapshots))
-                    for i in range(0, len(missing), size)
-                ]
-            bar = make_progress(progress, len(jobs), len(rows))
+        def collect(done: list[dict[str, Any]]) -> None:
+            fresh = {}
+            for row in done:
+                row = {**row, "cached": False}
+                rows[row["job"]] = row
+                if store is not None and row["status"] != "crashed":  # a crash may not recur
+                    fresh[keys[row["job"]]] = {k: v for k, v in row.items()
+                                               if k not in ("job", "cached")}
+            if store is not None:
+                store.put(fresh)
+            bar.update(len(done))
+            if on_rows is not None:
+                on_rows([{**r, "symbols": jobs[r["job"]].label,
+                          "params": dict(jobs[r["job"]].params)} for r in done])
 
-            def collect(done: list[dict[str, Any]]) -> None:
-                fresh = {}
-                for row in done:
-                    row = {**row, "cached": False}
-                    rows[row["job"]] = row
-                    if store is not None and row["status"] != "crashed":  # a crash may not recur
-                        fresh[keys[row["job"]]] = {k: v for k, v in row.items()
-                                                   if k not in ("job", "cached")}
+        try:
+            # The grid is one round. A model-based search proposes a round of sets for
+            # each group, is told how they did, and proposes again until it is done.
+            while True:
+                fresh_jobs = [Job(len(jobs) + i, label, groups[label], p)
+                              for i, (label, p) in enumerate(
+                                  (label, p) for label, search in searches.items()
+                                  for p in search.propose())]
+                if not fresh_jobs:
+                    break
+                jobs += fresh_jobs
                 if store is not None:
-                    store.put(fresh)
-                bar.update(len(done))
-                if on_rows is not None:
-                    on_rows([{**r, "symbols": jobs[r["job"]].label,
-                              "params": dict(jobs[r["job"]].params)} for r in done])
-
-            try:
-                execute(chunks, backend, collect)
-            finally:
-                bar.close()
+                    keys += [job_key(engine=engine_fp, code=code_fp, options=options_fp,
+                                     data=data_keys[job.label], params=job.params)
+                             for job in fresh_jobs]
+                    found = {} if refresh else store.get_many(keys[fresh_jobs[0].index:])
+                    for job in fresh_jobs:
+                        hit = found.get(keys[job.index])
+                        if hit is not None:
+                            rows[job.index] = {**hit, "job": job.index, "cached": True}
+                    bar.update(sum(job.index in rows for job in fresh_jobs))
+                missing = [job for job in fresh_jobs if job.index not in rows]
+                if missing:
+                    if backend is None:
+                        backend = make_backend("sequential" if native else executor,
+                                               total - len(rows), max_workers, cache=held)
+                        source = prepared.source()
+                        # A streamed batch's jobs each read their windows (nothing held to share).
+                        if (SHARE_WITH_FORKED_WORKERS and backend.shares_memory
+                                and config.stream is None):
+                            # Workers forked from here (or this process itself) share what
+                            # it holds; loading once here beats a query per task. Others
+                            # (and a later round's symbols not loaded here) load from
+                            # `source`.
+                            columns = prepared.loaded
+                            if columns is None:
+                                # No database handle is left open across the fork.
+                                columns = source.load(sorted({s for job in missing
+                                                              for s in job.symbols}))
+                            held.seed(source, columns)
+                        scratch = (Path(scratch_dir) if scratch_dir is not None
+                                   else default_scratch_dir())
+                        for name, table in tables.items():
+                            written = snapshot_path(scratch, f"records_{name}")
+                            write_record_snapshot(table, written)
+                            snapshots.append((name, str(written)))
+                    size = chunk_size or _chunk_size(len(missing), backend.capacity)
+                    if native:
+                        by_group: dict[str, list[Job]] = {}
+                        for job in missing:
+                            by_group.setdefault(job.label, []).append(job)
+                        chunks = [Chunk(ref, code_fp, source, config, tuple(group),
+                                        threads=max_workers) for group in by_group.values()]
+                    else:
+                        chunks = [Chunk(ref, code_fp, source, config,
+                                        tuple(missing[i : i + size]), records=tuple(snapshots))
+                                  for i in range(0, len(missing), size)]
+                    ran += len(missing)
+                    execute(chunks, backend, collect)
+                told: dict[str, list[float]] = {label: [] for label in searches}
+                for job in fresh_jobs:  # in each group's order proposed
+                    ranked[job.index] = _objective(rows[job.index], maximize)
+                    told[job.label].append(ranked[job.index])
+                for label, search in searches.items():
+                    search.tell(told[label])
+        finally:
+            bar.close()
+            if backend is not None:
+                backend.close()
     finally:
         if prepared is not None:
             prepared.cleanup()
@@ -393,7 +431,7 @@ def run_batch(
         held.close()
         if store is not None and store is not cache:
             store.close()
-    frame = _frame(jobs, rows, maximize)
+    frame = _frame(jobs, rows, maximize, ranked)
     # One warning for the batch (its runs, here or in workers, warn of none themselves),
     # cached rows included: they are this call's results too.
     warn_of_rejected_runs(((_job_label(job), rows[job.index]["stats"].get("# Orders Rejected"))
@@ -403,13 +441,28 @@ def run_batch(
     _warn_if_none_is_best(frame, maximize)
     frame.attrs["batch"] = {
         "jobs": len(jobs),
-        "cached": len(jobs) - len(missing),
-        "ran": len(missing),
+        "cached": len(jobs) - ran,
+        "ran": ran,
         "prepare_seconds": t_prepared - t_start,
         "seconds": time.perf_counter() - t_start,
         "cache": None if store is None else str(store.path),
     }
+    if return_optimization:
+        return frame, {label: search.study for label, search in searches.items()}
     return frame
+
+
+def _objective(row: dict[str, Any], maximize: str | Callable[[pd.Series], float]) -> float:
+    """The value a run is ranked by: the statistic maximised, or the score ``maximize``
+    returns of its statistics (NaN for a run that failed)."""
+    if row["status"] != "ok":
+        return np.nan
+    if callable(maximize):
+        return float(maximize(pd.Series(row["stats"], name="stats")))
+    value = row["stats"].get(maximize, np.nan)
+    if isinstance(value, pd.Timedelta):  # a duration is ranked by its length
+        return value.total_seconds()
+    return float(value) if isinstance(value, (int, float, np.number)) else np.nan
 
 
 class FailedRunWarning(TickstepWarning):
@@ -482,8 +535,11 @@ def _job_label(job: Job) -> str:
 
 
 def _frame(
-    jobs: list[Job], rows: dict[int, dict[str, Any]], maximize: str | Callable[[pd.Series], float]
+    jobs: list[Job], rows: dict[int, dict[str, Any]], maximize: str | Callable[[pd.Series], float],
+    ranked: dict[int, float] | None = None,
 ) -> pd.DataFrame:
+    """The results table of ``jobs``, best first; ``ranked``: each job's objective, as
+    the search computed it (else computed here)."""
     param_names = list(dict.fromkeys(name for job in jobs for name in job.params))
     stat_names = list(dict.fromkeys([*STAT_LABELS, *(n for r in rows.values() for n in r["stats"])]))
     ordered = [rows[job.index] for job in jobs]
@@ -497,10 +553,9 @@ def _frame(
     for n in stat_names:
         columns[n] = [s.get(n, np.nan) for s in stats]
     if callable(maximize):
-        columns["score"] = [
-            float(maximize(pd.Series(s, name="stats"))) if row["status"] == "ok" else np.nan
-            for s, row in zip(stats, ordered)
-        ]
+        if ranked is None:
+            ranked = {job.index: _objective(rows[job.index], maximize) for job in jobs}
+        columns["score"] = [ranked[job.index] for job in jobs]
     for n in ROW_TAIL:
         columns[n] = [row[n] for row in ordered]
     frame = pd.DataFrame(columns, index=pd.RangeIndex(len(jobs), name="job"))
@@ -573,9 +628,12 @@ def optimize(
     backtest : tickstep.Backtest
         Its strategy, market, metadata and config (read through its public API).
     maximize, constraint, max_tries, random_state, executor, max_workers, cache, progress
-        As for `run_batch` (``max_tries``: a random search over the grid).
+        As for `run_batch` (``max_tries``: a random search over the grid, or the sets a
+        model-based ``method`` runs).
     **ranges
-        ``name=values`` for each parameter to vary (a scalar is a fixed value).
+        ``name=values`` for each parameter to vary (a scalar is a fixed value); and
+        ``method=`` as for `run_batch`, unless the strategy has a parameter of that name
+        (as `tickstep.Backtest.optimize`; its study: ``return_optimization=True`` there).
 
     Returns
     -------
@@ -595,6 +653,7 @@ def optimize(
     >>> bool(stats["Sharpe Ratio"] == best["Sharpe Ratio"])
     True
     """
+    method = option_of(backtest.strategy, ranges, "method", "grid")
     if not ranges:
         raise TypeError("optimize needs at least one parameter range, e.g. fast=[5, 10, 20]")
     return run_batch(
@@ -606,6 +665,7 @@ def optimize(
         constraint=constraint,
         max_tries=max_tries,
         random_state=random_state,
+        method=method,
         executor=executor,
         max_workers=max_workers,
         cache=cache,

@@ -329,7 +329,8 @@ def execute(
 ) -> None:
     """Run ``chunks`` on ``backend``, handing each finished chunk's rows to ``on_rows``.
 
-    Returns when every job has a row (ok, error or crashed).
+    Returns when every job has a row (ok, error or crashed). The backend stays open for
+    more (a search's next round): its owner closes it.
     """
     queue: deque[_Task] = deque(_Task(c) for c in chunks)
     alone: deque[_Task] = deque()
@@ -341,8 +342,6 @@ def execute(
         # finish their chunks after the caller has moved on.
         backend.abort(list(inflight))
         raise
-    finally:
-        backend.close()
 
 
 def _run_all(

@@ -382,25 +382,58 @@ def expand_grid(
     >>> expand_grid({"fast": [5, 10], "slow": [10, 20]}, lambda p: p.fast < p.slow)
     [{'fast': 5, 'slow': 10}, {'fast': 5, 'slow': 20}, {'fast': 10, 'slow': 20}]
     """
-    if params is None:
-        sets: list[dict[str, Any]] = [{}]
-    elif isinstance(params, Mapping):
-        names = list(params)
-        values = [[v] if _is_scalar(v) else list(v) for v in params.values()]
-        for name, vals in zip(names, values):
-            if not vals:
-                raise ConfigError(f"parameter {name!r} has no values to try")
-        sets = [dict(zip(names, combo)) for combo in itertools.product(*values)]
-    else:
-        sets = [dict(p) for p in params]
+    if isinstance(params, Mapping):
+        return [p for _, p in indexed_grid(params, constraint)]
+    sets: list[dict[str, Any]] = [{}] if params is None else [dict(p) for p in params]
+    _check_constraint(constraint)
+    if constraint is not None:
+        sets = [p for p in sets if constraint(Params(p))]
+    return sets
+
+
+def grid_axes(params: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Each parameter's values to try, in the order given (a scalar, string or mapping
+    is one value).
+
+    Examples
+    --------
+    >>> grid_axes({"fast": range(5, 15, 5), "kind": "ema"})
+    {'fast': [5, 10], 'kind': ['ema']}
+    """
+    axes = {name: [v] if _is_scalar(v) else list(v) for name, v in params.items()}
+    for name, values in axes.items():
+        if not values:
+            raise ConfigError(f"parameter {name!r} has no values to try")
+    return axes
+
+
+def indexed_grid(params: Mapping[str, Any], constraint: Callable[[Params], bool] | None = None
+                 ) -> list[tuple[tuple[int, ...], dict[str, Any]]]:
+    """The grid's sets the constraint keeps, in grid order, each with its position along
+    every axis of `grid_axes` (how a model-based search names a set).
+
+    Examples
+    --------
+    >>> indexed_grid({"fast": [5, 10], "slow": [10, 20]}, lambda p: p.fast < p.slow)
+    [((0, 0), {'fast': 5, 'slow': 10}), ((0, 1), {'fast': 5, 'slow': 20}), ((1, 1), {'fast': 10, 'slow': 20})]
+    """
+    axes = grid_axes(params)
+    _check_constraint(constraint)
+    names = list(axes)
+    grid = []
+    for at in itertools.product(*(range(len(values)) for values in axes.values())):
+        p = {name: axes[name][i] for name, i in zip(names, at)}
+        if constraint is None or constraint(Params(p)):
+            grid.append((at, p))
+    return grid
+
+
+def _check_constraint(constraint: Any) -> None:
     if constraint is not None and not callable(constraint):
         raise ConfigError(
             f"constraint={constraint!r}: must be a function of the parameter set returning "
             "True to run it, e.g. constraint=lambda p: p.fast < p.slow"
         )
-    if constraint is not None:
-        sets = [p for p in sets if constraint(Params(p))]
-    return sets
 
 
 def sample_sets(sets: list[dict[str, Any]], max_tries: int | float | None,
@@ -420,6 +453,24 @@ def sample_sets(sets: list[dict[str, Any]], max_tries: int | float | None,
     """
     if max_tries is None:
         return sets
+    n = len(sets)
+    k = tries_of(n, max_tries, random_state)
+    if k >= n:
+        return sets
+    picked = np.random.default_rng(int(random_state)).choice(n, size=k, replace=False)
+    return [sets[i] for i in sorted(picked.tolist())]
+
+
+def tries_of(n: int, max_tries: int | float, random_state: int) -> int:
+    """How many of a grid's ``n`` sets a search of ``max_tries`` runs (a whole number of
+    sets, or a fraction of the grid in (0, 1], at least one); ``random_state`` is checked
+    here too (the seed of every search).
+
+    Examples
+    --------
+    >>> tries_of(40, 10, 0), tries_of(40, 0.25, 0), tries_of(40, 0.001, 0), tries_of(4, 10, 0)
+    (10, 10, 1, 4)
+    """
     whole = isinstance(max_tries, (int, np.integer)) and not isinstance(max_tries, (bool, np.bool_))
     fraction = isinstance(max_tries, (float, np.floating))
     if not ((whole and max_tries >= 1) or (fraction and 0.0 < max_tries <= 1.0)):
@@ -431,12 +482,7 @@ def sample_sets(sets: list[dict[str, Any]], max_tries: int | float | None,
             or random_state < 0:
         raise ConfigError(f"random_state={random_state!r}: must be a whole number >= 0 (the "
                           "draw's seed: the same one draws the same parameter sets)")
-    n = len(sets)
-    k = int(max_tries) if whole else max(1, int(max_tries * n))
-    if k >= n:
-        return sets
-    picked = np.random.default_rng(int(random_state)).choice(n, size=k, replace=False)
-    return [sets[i] for i in sorted(picked.tolist())]
+    return min(n, int(max_tries) if whole else max(1, int(max_tries * n)))
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,14 @@ class BatchRequest(BaseModel):
     max_tries: StrictInt | StrictFloat | None = Field(
         None, description="A random search: that many of the parameter sets (a whole number), "
         "or that fraction of them (in (0, 1]), drawn without replacement; none: every set.")
-    random_state: StrictInt = Field(0, ge=0, description="The random search's seed: the same "
+    random_state: StrictInt = Field(0, ge=0, description="The search's seed: the same "
                                     "one draws the same parameter sets.")
+    method: Literal["grid", "optuna"] = Field(
+        "grid", description="How the parameter sets are chosen: grid (every set, or max_tries "
+        "of them drawn at random) or optuna (a model-based search of max_tries sets for each "
+        "symbol group, optuna's TPE sampler seeded by random_state, by maximize).")
+    maximize: StrictStr = Field("Sharpe Ratio", max_length=100, description="The statistic a "
+                                "model-based search maximizes.")
     symbols: list[StrictStr] | dict[str, list[StrictStr]] | None = Field(
         None, description="Symbols (each its own backtest), or named groups {name: [symbols]} "
         "(one portfolio each); none: every symbol of the store.")
@@ -218,6 +224,7 @@ def check_batch(req: BatchRequest, *, store_symbols: list[str], max_jobs: int,
     if sets == 0:
         raise Problem(("body", "params"), "no parameter set to run")
     sets = _tried(sets, req.max_tries, req.random_state)
+    _check_search(req)
     check_options(req.options)
     known = set(store_symbols)
     if isinstance(req.symbols, dict):
@@ -249,6 +256,23 @@ def check_batch(req: BatchRequest, *, store_symbols: list[str], max_jobs: int,
     if req.start is not None and req.end is not None and _ts(req.start) > _ts(req.end):
         raise Problem(("body", "start"), f"start {req.start} is after end {req.end}")
     return cls, jobs
+
+
+def _check_search(req: BatchRequest) -> None:
+    """``maximize`` and ``method`` by the rules of `tickstep.batch.run_batch`."""
+    from tickstep import ConfigError
+    from tickstep.batch.search import search_of
+    from tickstep.metrics import STAT_LABELS
+
+    if req.maximize not in STAT_LABELS:
+        raise Problem(("body", "maximize"), f"{req.maximize!r} is not a statistic"
+                      f"{_hint(req.maximize, list(STAT_LABELS))}")
+    if req.method == "grid":
+        return
+    try:
+        search_of(req.method, req.params, None, req.max_tries, req.random_state, lambda p: p)
+    except (ConfigError, ImportError) as exc:
+        raise Problem(("body", "method"), str(exc)) from None
 
 
 def _tried(sets: int, max_tries: int | float | None, random_state: int) -> int:

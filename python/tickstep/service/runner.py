@@ -66,6 +66,8 @@ def batch_arguments(request: dict[str, Any], store: str) -> dict[str, Any]:
         params=request.get("params") or None,
         max_tries=request.get("max_tries"),
         random_state=request.get("random_state", 0),
+        method=request.get("method", "grid"),
+        maximize=request.get("maximize", "Sharpe Ratio"),
         symbols=request.get("symbols"),
         portfolio=bool(request.get("portfolio")),
         start=request.get("start"),
