@@ -387,3 +387,22 @@ def test_walk_forward_prints_what_the_api_walks_streamed_or_not(store, tmp_path,
     code, _, err = in_process(capsys, "walk-forward", "sma_cross", "--data", str(store),
                               "--train", "120D", "--test", "60D")
     assert code == 2 and "at least one parameter to vary" in err
+
+
+def test_walk_forward_searches_each_train_window_with_method_optuna(store, capsys):
+    from tickstep.strategies import SmaCross
+
+    grid = {"fast": [2, 3, 4, 5, 6, 8, 10], "slow": [20, 25, 30, 40, 50]}
+    expected = tickstep.Backtest(str(store), SmaCross, on_reject="ignore").walk_forward(
+        train="120D", test="60D", warmup="40D", maximize="Return [%]", method="optuna",
+        max_tries=6, random_state=2, cache=False, executor="sequential", **grid)
+    code, out, _ = in_process(
+        capsys, "walk-forward", "sma_cross", "--data", str(store), "-p", "fast=2,3,4,5,6,8,10",
+        "-p", "slow=20,25,30,40,50", "--train", "120D", "--test", "60D", "--warmup", "40D",
+        "--by", "Return [%]", "--method", "optuna", "--max-tries", "6", "--random-state", "2",
+        "--sequential", "--no-cache", "-o", "on_reject=ignore", "--json")
+    assert code == 0
+    printed = json.loads(out)
+    assert [(w["fast"], w["slow"], w["in_sample"]) for w in printed["windows"]] == list(
+        zip(expected.windows["fast"], expected.windows["slow"], expected.windows["in_sample"]))
+    assert printed["stats"]["Return [%]"] == expected.stats["Return [%]"]
