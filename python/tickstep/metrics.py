@@ -23,6 +23,7 @@ __all__ = [
     "alpha_beta",
     "buy_and_hold_return",
     "compute_stats",
+    "daily_returns",
     "drawdown",
     "exact_mean",
     "exact_sum",
@@ -628,6 +629,38 @@ def exposed(gross_exposure: np.ndarray, equity: np.ndarray) -> np.ndarray:
     """
     gross = np.asarray(gross_exposure, dtype=float)
     return gross > _EXPOSURE_DUST * np.abs(np.asarray(equity, dtype=float))
+
+
+def daily_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC") -> pd.Series:
+    """Return of each trading day in ``timezone``, from its last equity sample: the daily
+    returns the Sharpe and Sortino Ratios and the volatility of :func:`compute_stats`
+    are computed from.
+
+    Parameters
+    ----------
+    equity : pd.Series
+        Equity samples on a sorted ``DatetimeIndex`` (naive means UTC).
+    initial_cash : float
+        Equity before the first sample: the first day's return is measured from it.
+    timezone : str, default "UTC"
+        The backtest's timezone: whose calendar days.
+
+    Returns
+    -------
+    pd.Series
+        Fractional returns named ``"return"``, indexed by each day's last sample (UTC);
+        days without a sample are skipped, not filled.
+
+    Examples
+    --------
+    >>> idx = pd.to_datetime(["2024-01-02 10:00", "2024-01-02 16:00", "2024-01-03 16:00"], utc=True)
+    >>> daily_returns(pd.Series([90.0, 110.0, 99.0], index=idx), 100.0).round(6).tolist()
+    [0.1, -0.1]
+    """
+    index = _as_utc(pd.DatetimeIndex(equity.index))
+    days = _local_ns(index.asi8, timezone) // NS_PER_DAY
+    returns = _period_returns(equity.to_numpy(dtype=float), days, float(initial_cash))
+    return pd.Series(returns, index=index[_last_of_period(days)], name="return")
 
 
 def monthly_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC") -> pd.Series:

@@ -27,10 +27,14 @@ from tickstep.hints import did_you_mean
 from tickstep.metrics import (
     _STAT_TRADE_COLUMNS,
     BenchmarkPrices,
+    daily_returns,
     exposed,
     format_stats,
+    periods_per_year_of,
     stats_of_columns,
 )
+from tickstep.significance import deflated_sharpe_ratio, probabilistic_sharpe_ratio
+from tickstep.timeframes import NS_PER_DAY
 
 __all__ = ["EngineLine", "IndicatorLine", "Result", "build_result", "load_result", "market_stats_inputs", "samples_since"]
 
@@ -548,6 +552,39 @@ class Result:
     def summary(self) -> str:
         """The statistics as readable text."""
         return format_stats(self.stats)
+
+    # ---- is the Sharpe Ratio more than luck? ----------------------------------------------
+
+    def daily_returns(self) -> pd.Series:
+        """The run's daily returns (each trading day's last equity in the run's timezone,
+        from the initial cash): those its Sharpe Ratio, Sortino Ratio and volatility are
+        computed from (`tickstep.metrics.daily_returns`)."""
+        return daily_returns(self.equity, self.initial_cash, self.options.get("timezone", "UTC"))
+
+    def _daily_terms(self) -> dict[str, Any]:
+        """The daily returns and the annualisation `stats` used."""
+        daily = self.daily_returns()
+        ppy = self.options.get("periods_per_year")
+        if ppy is None:
+            days = daily.index.tz_convert(self.options.get("timezone", "UTC")).normalize()
+            ppy = periods_per_year_of(days.asi8 // NS_PER_DAY)
+        return {"returns": daily.to_numpy(), "periods_per_year": ppy,
+                "risk_free_rate": float(self.options.get("risk_free_rate", 0.0))}
+
+    def probabilistic_sharpe(self, benchmark: float = 0.0) -> float:
+        """The probability that the strategy's true Sharpe Ratio is above ``benchmark``
+        (annualised), given how many daily returns the run had and how skewed and
+        fat-tailed they were (`tickstep.significance.probabilistic_sharpe_ratio`, with the
+        run's risk-free rate and annualisation)."""
+        return probabilistic_sharpe_ratio(benchmark=benchmark, **self._daily_terms())
+
+    def deflated_sharpe(self, trials: Any, *, n_trials: int | None = None) -> float:
+        """The probability that this run's true Sharpe Ratio is above zero, allowing for
+        its choice as the best of ``trials``: the rows of the `optimize` or `run_batch` it
+        was chosen from (or their Sharpe Ratios); ``n_trials`` an effective number of
+        independent trials instead of their count
+        (`tickstep.significance.deflated_sharpe_ratio`)."""
+        return deflated_sharpe_ratio(trials=trials, n_trials=n_trials, **self._daily_terms())
 
     # ---- pickling, saving, loading -------------------------------------------------------
 

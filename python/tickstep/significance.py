@@ -1,0 +1,208 @@
+"""Is a Sharpe Ratio more than luck? The probabilistic and the deflated Sharpe Ratio.
+
+A backtest's Sharpe Ratio is an estimate from a few hundred daily returns, often fat-tailed
+and skewed; and the best of many parameter sets tried is the luckiest of them as much as
+the best. Two statistics of Bailey and López de Prado answer with a probability:
+
+- the **probabilistic Sharpe Ratio** (PSR, 2012): the probability that the Sharpe Ratio of
+  the process behind the returns is above a benchmark, given how many returns there are
+  and their skewness and kurtosis:
+  ``PSR = Φ((SR - SR*) * sqrt(T - 1) / sqrt(1 - skew * SR + (kurtosis - 1) / 4 * SR²))``,
+  with ``SR`` the returns' Sharpe Ratio per period (not annualised), ``SR*`` the
+  benchmark's, ``T`` the number of returns, ``skew`` and ``kurtosis`` their sample moments
+  (kurtosis 3 for normal returns) and ``Φ`` the standard normal distribution function;
+- the **deflated Sharpe Ratio** (DSR, 2014): the PSR against the Sharpe Ratio the best of
+  ``N`` trials would reach by luck alone, when no strategy has any skill (mean Sharpe 0)
+  and the trials' Sharpe Ratios vary as those run did:
+  ``SR0 = sqrt(V) * ((1 - γ) Φ⁻¹(1 - 1/N) + γ Φ⁻¹(1 - 1/(N e)))``, ``V`` the variance
+  of the trials' Sharpe Ratios, ``γ`` the Euler–Mascheroni constant.
+
+A DSR of 0.95 says: after the selection among ``N`` trials, the chance that the chosen
+strategy's true Sharpe Ratio is not above zero is 5%. Trials that are not independent
+(neighbouring parameters of one grid) count as fewer: ``n_trials=`` takes an effective
+number instead of the count.
+
+Conventions here, as `tickstep.metrics.compute_stats`'s: the returns are daily (from
+each trading day's last equity), excess over the daily risk-free rate, their standard
+deviation with ``ddof=1``; annualised figures (benchmarks, the trials' ``Sharpe Ratio``
+column) are divided by ``sqrt(periods_per_year)``. The trials' variance is the sample
+variance (``ddof=1``) of their finite Sharpe Ratios. `tickstep.Result` has both as methods
+(``result.probabilistic_sharpe()``, ``result.deflated_sharpe(rows)``).
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tickstep._core import ConfigError
+
+__all__ = [
+    "deflated_sharpe_ratio",
+    "expected_max_sharpe_ratio",
+    "probabilistic_sharpe_ratio",
+]
+
+_NORMAL = NormalDist()
+_EULER_GAMMA = 0.5772156649015329
+
+
+def probabilistic_sharpe_ratio(returns: Any, benchmark: float = 0.0, *,
+                               periods_per_year: int = 252,
+                               risk_free_rate: float = 0.0) -> float:
+    """The probability that the true Sharpe Ratio of ``returns`` is above ``benchmark``.
+
+    Parameters
+    ----------
+    returns : array-like of float
+        Daily returns (fractions), in time order; at least two, none NaN.
+    benchmark : float, default 0.0
+        The annualised Sharpe Ratio to beat.
+    periods_per_year : int, default 252
+        Returns in a year (252 for exchange days, 365 for crypto): how ``benchmark`` and
+        ``risk_free_rate`` become daily.
+    risk_free_rate : float, default 0.0
+        Annual risk-free rate: the returns' excess over its daily rate is measured.
+
+    Returns
+    -------
+    float
+        In [0, 1]; NaN when the returns' standard deviation is zero.
+
+    Examples
+    --------
+    >>> daily = np.random.default_rng(0).normal(0.001, 0.01, 500)
+    >>> round(probabilistic_sharpe_ratio(daily), 4)
+    0.945
+    """
+    daily = _returns(returns, periods_per_year, risk_free_rate)
+    sharpe, skew, kurtosis = _moments(daily)
+    return _psr(sharpe, benchmark / math.sqrt(periods_per_year), len(daily), skew, kurtosis)
+
+
+def expected_max_sharpe_ratio(trials: Any, *, n_trials: int | None = None) -> float:
+    """The Sharpe Ratio the best of ``n_trials`` strategies without skill would show by
+    luck: ``sqrt(V) * ((1 - γ) Φ⁻¹(1 - 1/N) + γ Φ⁻¹(1 - 1/(N e)))``, in the trials'
+    units (annualised, as a results table's ``Sharpe Ratio``).
+
+    Parameters
+    ----------
+    trials : array-like of float, or a results table
+        The Sharpe Ratios of every trial (NaN ones left out), or the rows of
+        `tickstep.Backtest.optimize` / `tickstep.batch.run_batch` (their ``Sharpe Ratio``
+        column, the rows whose status is ``"ok"``).
+    n_trials : int, optional
+        How many independent trials were made (N); by default the count of finite
+        Sharpe Ratios. Correlated trials count as fewer.
+
+    Examples
+    --------
+    >>> round(expected_max_sharpe_ratio([0.5, -0.5, 1.0, -1.0, 0.0]), 4)
+    0.9428
+    """
+    sharpes = _trial_sharpes(trials)
+    n = _count(n_trials, len(sharpes))
+    if n == 1 or len(sharpes) < 2:
+        return 0.0  # one trial: its expected Sharpe Ratio without skill
+    spread = math.sqrt(float(np.var(sharpes, ddof=1)))
+    return spread * ((1 - _EULER_GAMMA) * _NORMAL.inv_cdf(1 - 1 / n)
+                     + _EULER_GAMMA * _NORMAL.inv_cdf(1 - 1 / (n * math.e)))
+
+
+def deflated_sharpe_ratio(returns: Any, trials: Any, *, n_trials: int | None = None,
+                          periods_per_year: int = 252, risk_free_rate: float = 0.0) -> float:
+    """The probability that the strategy chosen among ``trials`` has a true Sharpe Ratio
+    above zero, allowing for the choice: its `probabilistic_sharpe_ratio` against
+    `expected_max_sharpe_ratio` of the trials.
+
+    Parameters
+    ----------
+    returns : array-like of float
+        The chosen strategy's daily returns.
+    trials, n_trials
+        As for `expected_max_sharpe_ratio` (annualised Sharpe Ratios, or a results table).
+    periods_per_year, risk_free_rate
+        As for `probabilistic_sharpe_ratio`.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> daily = rng.normal(0.0008, 0.01, 750)
+    >>> tried = rng.normal(0.0, 0.4, 50)  # the Sharpe Ratios of 50 sets tried
+    >>> deflated = deflated_sharpe_ratio(daily, tried)
+    >>> deflated < probabilistic_sharpe_ratio(daily)  # the best of 50 is partly luck
+    True
+    """
+    luck = expected_max_sharpe_ratio(trials, n_trials=n_trials)
+    return probabilistic_sharpe_ratio(returns, luck, periods_per_year=periods_per_year,
+                                      risk_free_rate=risk_free_rate)
+
+
+def _psr(sharpe: float, benchmark: float, n: int, skew: float, kurtosis: float) -> float:
+    """The PSR of a per-period Sharpe Ratio from ``n`` returns with these moments."""
+    spread = 1 - skew * sharpe + (kurtosis - 1) / 4 * sharpe**2
+    if not math.isfinite(sharpe) or not spread > 0:
+        return math.nan
+    return _NORMAL.cdf((sharpe - benchmark) * math.sqrt(n - 1) / math.sqrt(spread))
+
+
+def _moments(daily: np.ndarray) -> tuple[float, float, float]:
+    """(Sharpe Ratio per period with ddof=1, skewness, kurtosis) of excess returns; the
+    moments are the sample's own (biased, as the papers'), NaN for no spread."""
+    std = float(np.std(daily, ddof=1))
+    centred = daily - daily.mean()
+    m2 = float(np.mean(centred**2))
+    if not std > 1e-12 or not m2 > 0:
+        return math.nan, math.nan, math.nan
+    skew = float(np.mean(centred**3)) / m2**1.5
+    kurtosis = float(np.mean(centred**4)) / m2**2
+    return float(daily.mean()) / std, skew, kurtosis
+
+
+def _returns(returns: Any, periods_per_year: int, risk_free_rate: float) -> np.ndarray:
+    if isinstance(periods_per_year, bool) or not isinstance(periods_per_year, (int, np.integer)) \
+            or periods_per_year < 1:
+        raise ConfigError(f"periods_per_year={periods_per_year!r}: a whole number of returns "
+                          "in a year >= 1 (252 for exchange days, 365 for crypto)")
+    if not isinstance(risk_free_rate, (int, float)) or not math.isfinite(risk_free_rate) \
+            or risk_free_rate <= -1:
+        raise ConfigError(f"risk_free_rate={risk_free_rate!r}: an annual rate as a fraction, > -1")
+    daily = np.asarray(returns, dtype=float)
+    if daily.ndim != 1 or len(daily) < 2:
+        raise ValueError(f"returns: at least two daily returns in a 1-d array, got shape {daily.shape}")
+    bad = np.flatnonzero(~np.isfinite(daily))
+    if len(bad):
+        raise ValueError(f"returns: {len(bad)} not finite, the first at position {bad[0]} "
+                         f"({daily[bad[0]]}); a return is a number")
+    return daily - ((1.0 + risk_free_rate) ** (1.0 / periods_per_year) - 1.0)
+
+
+def _trial_sharpes(trials: Any) -> np.ndarray:
+    if isinstance(trials, pd.DataFrame):
+        if "Sharpe Ratio" not in trials.columns:
+            raise ValueError("trials: a results table with a 'Sharpe Ratio' column (the rows "
+                             "of optimize or run_batch), or the trials' Sharpe Ratios")
+        ok = trials[trials["status"] == "ok"] if "status" in trials.columns else trials
+        trials = ok["Sharpe Ratio"]
+    values = np.asarray(trials, dtype=float).ravel()
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        raise ValueError("trials: no Sharpe Ratio to compare with (every trial's is NaN, or "
+                         "there are none)")
+    if not np.isfinite(values).all():
+        raise ValueError("trials: an infinite Sharpe Ratio among them")
+    return values
+
+
+def _count(n_trials: int | None, finite: int) -> int:
+    if n_trials is None:
+        return finite
+    if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)) or n_trials < 1:
+        raise ConfigError(f"n_trials={n_trials!r}: how many independent trials were made, a "
+                          "whole number >= 1")
+    return int(n_trials)
+

@@ -1,0 +1,167 @@
+"""The probabilistic and the deflated Sharpe Ratio: the papers' own example, what the
+probabilities mean when simulated (no skill, skill, the best of many), and a run's
+figures from its own daily returns."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import tickstep
+from tickstep.metrics import daily_returns
+from tickstep.significance import (
+    _psr,
+    deflated_sharpe_ratio,
+    expected_max_sharpe_ratio,
+    probabilistic_sharpe_ratio,
+)
+from tickstep.strategies import SmaCross
+
+
+def _sharpe(returns: np.ndarray) -> np.ndarray:
+    """Annualised Sharpe Ratios of rows of daily returns (ddof=1, 252 a year)."""
+    return returns.mean(axis=-1) / returns.std(axis=-1, ddof=1) * math.sqrt(252)
+
+
+def test_the_deflated_sharpe_ratio_papers_numerical_example():
+    # Bailey & López de Prado (2014), "The Deflated Sharpe Ratio", its numerical example:
+    # 100 trials whose annualised Sharpe Ratios vary by 0.5, the best 2.5 annualised
+    # over 1,250 daily returns with skewness -3 and kurtosis 10: SR0 = 0.1132 a day,
+    # DSR = 0.9004.
+    trials = np.array([-1.0, 1.0])
+    trials = trials / trials.std(ddof=1) * math.sqrt(0.5)  # sample variance 0.5
+    luck = expected_max_sharpe_ratio(trials, n_trials=100) / math.sqrt(250)
+    assert round(luck, 4) == 0.1132
+    assert round(_psr(2.5 / math.sqrt(250), luck, 1250, -3.0, 10.0), 4) == 0.9004
+
+
+def test_without_skill_the_psr_is_above_095_one_time_in_twenty():
+    # 2,000 series of 500 returns with a true Sharpe Ratio of zero: PSR(0) is uniform,
+    # so above 0.95 (and below 0.05) in 5% of them, within three binomial deviations.
+    rng = np.random.default_rng(7)
+    psr = np.array([probabilistic_sharpe_ratio(r) for r in rng.normal(0, 0.01, (2000, 500))])
+    sd = math.sqrt(0.05 * 0.95 / 2000)
+    assert abs((psr > 0.95).mean() - 0.05) < 3 * sd
+    assert abs((psr < 0.05).mean() - 0.05) < 3 * sd
+    # Fat tails and skew widen the estimate's spread: the same mean and deviation with
+    # negatively skewed returns gives a PSR closer to 1/2.
+    normal = rng.normal(0.001, 0.01, 1000)
+    skewed = np.where(rng.random(1000) < 0.1, -0.03, 0.00333)
+    skewed = (skewed - skewed.mean()) / skewed.std(ddof=1) * normal.std(ddof=1) + normal.mean()
+    assert 0.5 < probabilistic_sharpe_ratio(skewed) < probabilistic_sharpe_ratio(normal)
+
+
+def test_the_best_of_many_without_skill_passes_the_psr_but_not_the_dsr():
+    # 300 experiments of 40 strategies without skill (fat-tailed returns): the best one's
+    # PSR is above 0.95 most of the time; its DSR, allowing for the choice, at most in
+    # 5% of them.
+    rng = np.random.default_rng(11)
+    psr_passes = dsr_passes = 0
+    for _ in range(300):
+        returns = rng.standard_t(5, (40, 750)) * 0.01
+        tried = _sharpe(returns)
+        best = returns[np.argmax(tried)]
+        psr_passes += probabilistic_sharpe_ratio(best) > 0.95
+        dsr_passes += deflated_sharpe_ratio(best, tried) > 0.95
+    assert psr_passes / 300 > 0.5
+    assert dsr_passes / 300 <= 0.05
+
+
+def test_a_strategy_with_skill_among_many_passes_the_dsr_mostly():
+    # One strategy of 40 has a true Sharpe Ratio of 3: chosen, it passes the DSR at 0.95
+    # in most experiments.
+    rng = np.random.default_rng(5)
+    passes = 0
+    for _ in range(200):
+        returns = rng.normal(0, 0.01, (40, 750))
+        returns[0] += 3 / math.sqrt(252) * 0.01
+        tried = _sharpe(returns)
+        passes += deflated_sharpe_ratio(returns[np.argmax(tried)], tried) > 0.95
+    assert passes / 200 > 0.6
+
+
+def test_more_trials_deflate_more_and_one_trial_is_the_psr():
+    rng = np.random.default_rng(3)
+    daily = rng.normal(0.0008, 0.01, 750)
+    tried = rng.normal(0.0, 0.5, 30)
+    values = [deflated_sharpe_ratio(daily, tried, n_trials=n) for n in (1, 2, 10, 100, 1000)]
+    assert values[0] == probabilistic_sharpe_ratio(daily)
+    assert all(a > b for a, b in zip(values, values[1:]))
+    assert expected_max_sharpe_ratio([1.3]) == 0.0  # one trial's expected luck
+    # A benchmark above the Sharpe Ratio estimated: below one half.
+    sharpe = float(_sharpe(daily))
+    assert probabilistic_sharpe_ratio(daily, sharpe + 0.5) < 0.5 < probabilistic_sharpe_ratio(
+        daily, sharpe - 0.5)
+
+
+def test_a_runs_figures_come_from_the_daily_returns_its_sharpe_ratio_is_computed_from(tmp_path):
+    data = tickstep.data.example_daily()
+    bt = tickstep.Backtest(data, SmaCross, cash=100_000, risk_free_rate=0.02)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        rows = bt.optimize(fast=[5, 10, 15, 20], slow=[30, 50, 80], cache=False,
+                           executor="sequential")
+        best = bt.run(fast=int(rows["fast"].iloc[0]), slow=int(rows["slow"].iloc[0]))
+        every_bar = tickstep.Backtest(data, SmaCross, cash=100_000, risk_free_rate=0.02,
+                                      record_every_bar=True).run(
+            fast=int(rows["fast"].iloc[0]), slow=int(rows["slow"].iloc[0]))
+    daily = best.daily_returns()
+    pd.testing.assert_series_equal(daily, every_bar.daily_returns())
+    assert daily.iloc[-1] == pytest.approx(best.equity.iloc[-1] / best.equity.iloc[-2] - 1)
+    rf = 1.02 ** (1 / 252) - 1
+    excess = daily.to_numpy() - rf
+    assert excess.mean() / excess.std(ddof=1) * math.sqrt(252) == pytest.approx(
+        best.stats["Sharpe Ratio"], rel=1e-12)
+    assert best.probabilistic_sharpe() == probabilistic_sharpe_ratio(
+        daily.to_numpy(), risk_free_rate=0.02)
+    assert best.probabilistic_sharpe(benchmark=1.0) < best.probabilistic_sharpe()
+    deflated = best.deflated_sharpe(rows)
+    assert deflated == deflated_sharpe_ratio(daily.to_numpy(), rows["Sharpe Ratio"],
+                                             risk_free_rate=0.02)
+    assert deflated < best.probabilistic_sharpe()
+    # A result saved and loaded (or pickled) answers the same.
+    import pickle
+
+    for again in (pickle.loads(pickle.dumps(best)), tickstep.load_result(best.save(tmp_path / "r"))):
+        assert again.probabilistic_sharpe() == best.probabilistic_sharpe()
+        assert again.deflated_sharpe(rows) == deflated
+    # A failed run's row is no trial's Sharpe Ratio.
+    failed = pd.concat([rows, rows.iloc[[0]].assign(status="error", **{"Sharpe Ratio": 9.0})])
+    assert best.deflated_sharpe(failed) == deflated
+
+
+def test_daily_returns_take_each_days_last_sample_in_the_timezone():
+    idx = pd.to_datetime(["2024-01-02 14:00", "2024-01-03 03:00", "2024-01-03 20:00"], utc=True)
+    equity = pd.Series([110.0, 99.0, 120.0], index=idx)
+    # UTC: two days (the 2nd, the 3rd); New York: 03:00 UTC on the 3rd is the 2nd.
+    assert daily_returns(equity, 100.0).round(9).tolist() == [0.1, round(120 / 110 - 1, 9)]
+    ny = daily_returns(equity, 100.0, "America/New_York")
+    assert ny.round(9).tolist() == [-0.01, round(120 / 99 - 1, 9)]
+    assert list(ny.index) == [idx[1], idx[2]]
+
+
+@pytest.mark.parametrize(("call", "error", "words"), [
+    (lambda: probabilistic_sharpe_ratio([0.01]), ValueError, "at least two daily returns"),
+    (lambda: probabilistic_sharpe_ratio([0.01, np.nan, 0.02]), ValueError,
+     "1 not finite, the first at position 1"),
+    (lambda: probabilistic_sharpe_ratio([0.01, 0.02], periods_per_year=0), tickstep.ConfigError,
+     "periods_per_year=0"),
+    (lambda: probabilistic_sharpe_ratio([0.01, 0.02], risk_free_rate=-1.5), tickstep.ConfigError,
+     "risk_free_rate=-1.5"),
+    (lambda: expected_max_sharpe_ratio([np.nan, np.nan]), ValueError, "no Sharpe Ratio"),
+    (lambda: expected_max_sharpe_ratio([1.0, 2.0], n_trials=0), tickstep.ConfigError,
+     "n_trials=0"),
+    (lambda: expected_max_sharpe_ratio(pd.DataFrame({"Return [%]": [1.0]})), ValueError,
+     "a 'Sharpe Ratio' column"),
+])
+def test_bad_input_is_refused_naming_it(call, error, words):
+    with pytest.raises(error, match=None) as raised:
+        call()
+    assert words in str(raised.value)
+
+
+def test_flat_returns_have_no_probability():
+    assert math.isnan(probabilistic_sharpe_ratio([0.01, 0.01, 0.01]))
