@@ -13,7 +13,9 @@ import pytest
 import tickstep
 from tickstep.metrics import daily_returns
 from tickstep.significance import (
+    BOOTSTRAP_STATS,
     _psr,
+    bootstrap_stats,
     deflated_sharpe_ratio,
     expected_max_sharpe_ratio,
     probabilistic_sharpe_ratio,
@@ -165,3 +167,76 @@ def test_bad_input_is_refused_naming_it(call, error, words):
 
 def test_flat_returns_have_no_probability():
     assert math.isnan(probabilistic_sharpe_ratio([0.01, 0.01, 0.01]))
+
+
+# ---- the bootstrap ----------------------------------------------------------------------------
+
+
+def test_each_historys_statistics_are_compute_stats_of_its_equity():
+    # One history's figures by the rules of compute_stats: its daily returns as the equity
+    # of consecutive weekdays from 100,000, with a risk-free rate.
+    from tickstep.metrics import compute_stats
+    from tickstep.significance import _history_stats
+
+    path = np.random.default_rng(4).normal(0.0004, 0.012, 300)
+    days = pd.bdate_range("2021-01-04", periods=300, tz="UTC") + pd.Timedelta("20h")
+    equity = pd.DataFrame({"equity": 100_000 * np.cumprod(1 + path), "gross_exposure": 1.0},
+                          index=days)
+    start = days[0] - pd.Timedelta(days=1)
+    stats = compute_stats(equity, pd.DataFrame(), initial_cash=100_000, risk_free_rate=0.03,
+                          periods_per_year=252, start=start, end=days[-1])
+    years = (days[-1] - start) / pd.Timedelta(days=1) / 365.25
+    ours = dict(zip(BOOTSTRAP_STATS, _history_stats(path, 1.03 ** (1 / 252) - 1, 252, years)))
+    for label, value in ours.items():
+        assert value == pytest.approx(stats[label], rel=1e-9), label
+
+
+def test_blocks_as_long_as_the_run_draw_its_days_in_turn_so_its_own_figures():
+    # A block of every day: each history is the run's returns from some day on, wrapping
+    # around; the order-free figures are the run's own, the drawdown is not.
+    data = tickstep.data.example_daily()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        result = tickstep.Backtest(data, SmaCross, cash=100_000, risk_free_rate=0.01).run()
+    drawn = result.bootstrap(50, block=10**9, seed=3)  # a new block one day in 10**9
+    for label in ("Return [%]", "CAGR [%]", "Volatility (Ann.) [%]", "Sharpe Ratio",
+                  "Sortino Ratio"):
+        np.testing.assert_allclose(drawn[label], result.stats[label], rtol=1e-9, err_msg=label)
+    assert drawn["Max. Drawdown [%]"].nunique() > 1
+    assert (drawn["Max. Drawdown [%]"] >= result.stats["Max. Drawdown [%]"] - 1e-9).any()
+
+
+def test_the_bootstrap_is_repeatable_and_centred_on_the_run():
+    data = tickstep.data.example_daily()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        result = tickstep.Backtest(data, SmaCross, cash=100_000).run()
+    first = result.bootstrap(300, seed=1)
+    pd.testing.assert_frame_equal(first, result.bootstrap(300, seed=1))
+    assert not first.equals(result.bootstrap(300, seed=2))
+    assert first.attrs["block"] >= 1 and list(first.columns) == list(BOOTSTRAP_STATS)
+    # Days drawn independently (block 1): the histories' mean daily return is the run's,
+    # so their mean Sharpe Ratio is near the run's (three standard errors).
+    iid = result.bootstrap(2000, block=1, seed=5)
+    error = iid["Sharpe Ratio"].std() / math.sqrt(len(iid))
+    assert abs(iid["Sharpe Ratio"].mean() - result.stats["Sharpe Ratio"]) < 3 * error + 0.05
+    low, high = iid["Sharpe Ratio"].quantile([0.05, 0.95])
+    assert low < result.stats["Sharpe Ratio"] < high
+    assert (iid["Max. Drawdown [%]"] <= 0).all()
+    daily = result.daily_returns().to_numpy()
+    same = bootstrap_stats(daily, 2000, block=1, seed=5, years=result.stats["Duration"]
+                           / pd.Timedelta(days=1) / 365.25, periods_per_year=252)
+    pd.testing.assert_frame_equal(iid, same)
+
+
+@pytest.mark.parametrize(("ask", "words"), [
+    ({"n": 0}, "n=0: how many histories"),
+    ({"block": 0}, "block=0: the mean block length"),
+    ({"block": 2.5}, "block=2.5: the mean block length"),
+    ({"seed": -1}, "seed=-1: a whole number >= 0"),
+    ({"years": 0.0}, "years=0.0: the span"),
+])
+def test_a_bootstrap_is_refused_by_its_option(ask, words):
+    with pytest.raises(tickstep.ConfigError, match=None) as raised:
+        bootstrap_stats(np.full(10, 0.001) + np.arange(10) * 1e-4, **ask)
+    assert words in str(raised.value)

@@ -33,7 +33,7 @@ from tickstep.metrics import (
     periods_per_year_of,
     stats_of_columns,
 )
-from tickstep.significance import deflated_sharpe_ratio, probabilistic_sharpe_ratio
+from tickstep.significance import bootstrap_stats, deflated_sharpe_ratio, probabilistic_sharpe_ratio
 from tickstep.timeframes import NS_PER_DAY
 
 __all__ = ["EngineLine", "IndicatorLine", "Result", "build_result", "load_result", "market_stats_inputs", "samples_since"]
@@ -577,6 +577,17 @@ class Result:
         fat-tailed they were (`tickstep.significance.probabilistic_sharpe_ratio`, with the
         run's risk-free rate and annualisation)."""
         return probabilistic_sharpe_ratio(benchmark=benchmark, **self._daily_terms())
+
+    def bootstrap(self, n: int = 1000, *, block: int | None = None, seed: int = 0) -> pd.DataFrame:
+        """How far the run's figures could have been by the luck of which days came when:
+        the return, CAGR, volatility, Sharpe and Sortino Ratios and maximum drawdown of
+        ``n`` histories drawn from its daily returns by the stationary bootstrap (blocks of
+        ``block`` days on average; by default Politis and White's length for them),
+        seeded by ``seed`` (`tickstep.significance.bootstrap_stats`; the CAGR over the
+        run's own span). ``result.bootstrap().quantile([0.05, 0.5, 0.95])`` gives ranges.
+        Needs ``pip install 'tickstep[bootstrap]'``."""
+        years = self.stats["Duration"] / pd.Timedelta(days=1) / 365.25
+        return bootstrap_stats(n=n, block=block, seed=seed, years=years, **self._daily_terms())
 
     def deflated_sharpe(self, trials: Any, *, n_trials: int | None = None) -> float:
         """The probability that this run's true Sharpe Ratio is above zero, allowing for

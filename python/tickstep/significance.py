@@ -28,6 +28,13 @@ deviation with ``ddof=1``; annualised figures (benchmarks, the trials' ``Sharpe 
 column) are divided by ``sqrt(periods_per_year)``. The trials' variance is the sample
 variance (``ddof=1``) of their finite Sharpe Ratios. `tickstep.Result` has both as methods
 (``result.probabilistic_sharpe()``, ``result.deflated_sharpe(rows)``).
+
+How far could the same strategy's figures have been from the run's, by the luck of which
+days came when? `bootstrap_stats` draws the daily returns again in blocks of random
+length (Politis and Romano's stationary bootstrap, arch's ``StationaryBootstrap``, the
+mean block length by Politis and White's rule unless given), so runs of good and bad days
+stay together, and computes the return, CAGR, volatility, Sharpe and Sortino Ratios and
+maximum drawdown of each history drawn; ``result.bootstrap()`` of a run.
 """
 
 from __future__ import annotations
@@ -42,10 +49,17 @@ import pandas as pd
 from tickstep._core import ConfigError
 
 __all__ = [
+    "BOOTSTRAP_STATS",
+    "bootstrap_stats",
     "deflated_sharpe_ratio",
     "expected_max_sharpe_ratio",
     "probabilistic_sharpe_ratio",
 ]
+
+#: The statistics of each history `bootstrap_stats` draws, as `tickstep.Result.stats`
+#: names them (the drawdown of daily equity: a run's own counts its intraday samples).
+BOOTSTRAP_STATS = ("Return [%]", "CAGR [%]", "Volatility (Ann.) [%]", "Sharpe Ratio",
+                   "Sortino Ratio", "Max. Drawdown [%]")
 
 _NORMAL = NormalDist()
 _EULER_GAMMA = 0.5772156649015329
@@ -140,6 +154,93 @@ def deflated_sharpe_ratio(returns: Any, trials: Any, *, n_trials: int | None = N
     luck = expected_max_sharpe_ratio(trials, n_trials=n_trials)
     return probabilistic_sharpe_ratio(returns, luck, periods_per_year=periods_per_year,
                                       risk_free_rate=risk_free_rate)
+
+
+def bootstrap_stats(returns: Any, n: int = 1000, *, block: int | None = None,
+                    seed: int = 0, years: float | None = None, periods_per_year: int = 252,
+                    risk_free_rate: float = 0.0) -> pd.DataFrame:
+    """The statistics of ``n`` histories drawn from ``returns`` by the stationary
+    bootstrap: each history as long as ``returns``, made of blocks of consecutive days
+    (wrapping at the end) of random length, ``block`` days on average.
+
+    Parameters
+    ----------
+    returns : array-like of float
+        Daily returns (fractions), in time order; at least two, none NaN.
+    n : int, default 1000
+        Histories to draw.
+    block : int, optional
+        The mean block length in days: 1 draws days independently; by default Politis and
+        White's optimal length for these returns (``arch.bootstrap.optimal_block_length``),
+        rounded, at least 1.
+    seed : int, default 0
+        The draw's seed: the same one draws the same histories.
+    years : float, optional
+        The span the returns cover, for the CAGR (a run's calendar years); by default
+        ``len(returns) / periods_per_year``.
+    periods_per_year, risk_free_rate
+        As for `probabilistic_sharpe_ratio` (the Sharpe and Sortino Ratios and the
+        volatility annualised as `tickstep.metrics.compute_stats` does).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A row per history, the columns of `BOOTSTRAP_STATS`; ``attrs["block"]`` the mean
+        block length used.
+
+    Examples
+    --------
+    >>> daily = np.random.default_rng(2).normal(0.0005, 0.01, 500)
+    >>> drawn = bootstrap_stats(daily, 200, seed=1)
+    >>> list(drawn.columns) == list(BOOTSTRAP_STATS), len(drawn)
+    (True, 200)
+    >>> bool(drawn["Max. Drawdown [%]"].le(0).all())
+    True
+    """
+    try:
+        from arch.bootstrap import StationaryBootstrap, optimal_block_length
+    except ImportError:
+        raise ImportError("the bootstrap needs arch: pip install 'tickstep[bootstrap]'") from None
+
+    daily = _returns(returns, periods_per_year, 0.0)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ConfigError(f"n={n!r}: how many histories to draw, a whole number >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed={seed!r}: a whole number >= 0 (the same one draws the same "
+                          "histories)")
+    if block is not None and (isinstance(block, bool) or not isinstance(block, (int, np.integer))
+                              or block < 1):
+        raise ConfigError(f"block={block!r}: the mean block length in days, a whole number >= 1")
+    if years is None:
+        years = len(daily) / periods_per_year
+    elif not (isinstance(years, (int, float)) and years > 0 and math.isfinite(years)):
+        raise ConfigError(f"years={years!r}: the span of the returns in years, > 0")
+    if block is None:
+        optimal = float(optimal_block_length(daily)["stationary"].iloc[0])
+        block = max(1, round(optimal)) if math.isfinite(optimal) else 1
+    rf_daily = (1.0 + risk_free_rate) ** (1.0 / periods_per_year) - 1.0
+    sampler = StationaryBootstrap(int(block), daily, seed=np.random.default_rng(seed))
+    rows = [_history_stats(drawn[0], rf_daily, periods_per_year, years)
+            for drawn, _ in sampler.bootstrap(n)]
+    frame = pd.DataFrame(rows, columns=list(BOOTSTRAP_STATS))
+    frame.index.name = "history"
+    frame.attrs["block"] = int(block)
+    return frame
+
+
+def _history_stats(path: np.ndarray, rf_daily: float, periods_per_year: int,
+                   years: float) -> tuple[float, ...]:
+    """`BOOTSTRAP_STATS` of one history of daily returns, by `compute_stats`'s rules (the
+    equity of each day from 1, the peak never below it)."""
+    from tickstep.metrics import _risk_ratios
+
+    growth = np.cumprod(1.0 + path)
+    final = float(growth[-1])
+    sharpe, sortino, volatility = _risk_ratios(path, rf_daily, periods_per_year)
+    peaks = np.maximum(np.maximum.accumulate(growth), 1.0)
+    cagr = final ** (1.0 / years) - 1.0 if final > 0 else math.nan
+    return ((final - 1.0) * 100.0, cagr * 100.0, volatility * 100.0, sharpe, sortino,
+            float(np.min(growth / peaks - 1.0, initial=0.0)) * 100.0 + 0.0)
 
 
 def _psr(sharpe: float, benchmark: float, n: int, skew: float, kurtosis: float) -> float:
