@@ -358,6 +358,48 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return JSONResponse({"batch_id": batch_id, "status": batch["status"],
                              "jobs_total": batch["jobs_total"], "rows": rows})
 
+    def walk_forward_or_409(batch_id: str) -> dict[str, Any]:
+        batch = batch_or_404(batch_id)
+        if not batch["request"].get("walk_forward"):
+            raise HTTPException(409, f"batch {batch_id} is not a walk-forward (its request "
+                                "has no walk_forward)")
+        return batch
+
+    @app.get("/batches/{batch_id}/walk-forward", tags=["batches"])
+    def walk_forwards(batch_id: str) -> dict[str, Any]:
+        """A walk-forward batch's walk-forwards (those finished so far), one per symbol
+        group: its windows (bounds, the set chosen, the objective in and out of sample,
+        ``job``: its test run's row) and the stitched out-of-sample statistics."""
+        batch = walk_forward_or_409(batch_id)
+        return {"batch_id": batch_id, "status": batch["status"],
+                "walk_forwards": state.db.walk_forwards_of(batch_id)}
+
+    @app.get("/batches/{batch_id}/report", response_class=HTMLResponse, tags=["batches"])
+    async def walk_forward_report(batch_id: str, symbols: str | None = None) -> Response:
+        """A walk-forward group's HTML report (``symbols``: its label; needed when the
+        batch has more than one group), from walking it forward again: its train grids
+        are answered from the results cache."""
+        from tickstep.service.walkforwards import groups_of
+        from tickstep.service.walkforwards import walk_forward_report as report_of
+
+        batch = await anyio.to_thread.run_sync(walk_forward_or_409, batch_id)
+        request = batch["request"]
+        groups = await anyio.to_thread.run_sync(
+            lambda: groups_of(request, symbols_of_store(request["store"])))
+        if symbols is None and len(groups) == 1:
+            symbols = next(iter(groups))
+        if symbols not in groups:
+            shown = ", ".join(list(groups)[:20])
+            raise Problem(("query", "symbols"), f"{symbols!r} is not a group of batch "
+                          f"{batch_id}: name one of {shown}")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "report.html")
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(state.details_pool(), report_of, request,
+                                       groups[symbols], path)
+            html = Path(path).read_text(encoding="utf-8")
+        return HTMLResponse(html)
+
     @app.delete("/batches/{batch_id}", response_model=BatchStatus, tags=["batches"])
     def cancel(batch_id: str) -> BatchStatus:
         """Cancel: its workers stop at once; finished jobs stay stored."""
@@ -427,12 +469,22 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         request = batch["request"]
         if request.get("source") == "cli" or "store" not in request:
             raise HTTPException(409, f"run {run['run_id']} was not made by this service")
-        return {"store": request["store"], "strategy": batch["strategy"],
+        spec = {"store": request["store"], "strategy": batch["strategy"],
                 "params": run["parameters"], "symbols": symbols_of(request, run["symbols"]),
                 "start": request.get("start"), "end": request.get("end"),
                 "options": request.get("options") or {},
                 "regular_hours": request.get("regular_hours"),
                 "timeframe": request.get("timeframe")}
+        if request.get("walk_forward"):
+            # A window's test run: that window's bars, trading from its start.
+            from tickstep.service.walkforwards import window_spec
+
+            found = [w for wf in state.db.walk_forwards_of(batch["batch_id"])
+                     for w in wf["windows"] if w["job"] == run["job"]]
+            if not found:
+                raise HTTPException(409, f"run {run['run_id']} is no window of a walk-forward")
+            spec.update(window_spec(request, found[0]))
+        return spec
 
     @app.get("/runs/{run_id}", tags=["runs"])
     async def run_detail(run_id: str, details: bool = True) -> dict[str, Any]:

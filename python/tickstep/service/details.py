@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["run_details", "symbols_of"]
+__all__ = ["load_options_of", "run_details", "symbols_of"]
+
+
+def load_options_of(request: dict[str, Any]) -> dict[str, Any]:
+    """The load options a stored request names (``regular_hours``, ``timeframe``)."""
+    options: dict[str, Any] = {}
+    if request.get("regular_hours"):
+        options["regular_hours"] = True
+    if request.get("timeframe"):
+        options["timeframe"] = request["timeframe"]
+    return options
 
 
 def symbols_of(request: dict[str, Any], label: str) -> list[str] | None:
@@ -31,16 +41,11 @@ def run_details(spec: dict[str, Any]) -> dict[str, Any]:
     from tickstep.service.rows import jsonable
     from tickstep.strategies import load
 
-    load_options = {}
-    if spec.get("regular_hours"):
-        load_options["regular_hours"] = True
-    if spec.get("timeframe"):
-        load_options["timeframe"] = spec["timeframe"]
     store = tickstep.data.open_store(spec["store"], read_only=True)
     try:
         bt = tickstep.Backtest(store, load(spec["strategy"]), symbols=spec.get("symbols"),
                                start=spec.get("start"), end=spec.get("end"),
-                               **spec.get("options", {}), **load_options)
+                               **spec.get("options", {}), **load_options_of(spec))
         result = bt.run(**spec.get("params", {}))
     finally:
         store.close()

@@ -21,12 +21,29 @@ from tickstep.hints import did_you_mean
 __all__ = [
     "BatchAccepted",
     "BatchRequest",
+    "WalkForwardRequest",
     "BatchStatus",
     "Problem",
     "check_batch",
 ]
 
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
+
+
+class WalkForwardRequest(BaseModel):
+    """A batch's walk-forward: on each train window the grid runs and the best set by
+    ``maximize`` trades the next test window (`tickstep.Backtest.walk_forward`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train: StrictStr = Field(max_length=40, description="Train window length: a duration "
+                             "such as '365D' or '6h'.")
+    test: StrictStr = Field(max_length=40, description="Test window length; test windows "
+                            "follow each other without overlap.")
+    warmup: StrictStr | None = Field(None, max_length=40, description="Bars before each "
+                                     "window fed to indicators, the strategy not called.")
+    anchored: StrictBool = Field(False, description="Train windows all start at the first "
+                                 "one's start (growing).")
 
 
 class BatchRequest(BaseModel):
@@ -49,7 +66,12 @@ class BatchRequest(BaseModel):
         "of them drawn at random) or optuna (a model-based search of max_tries sets for each "
         "symbol group, optuna's TPE sampler seeded by random_state, by maximize).")
     maximize: StrictStr = Field("Sharpe Ratio", max_length=100, description="The statistic a "
-                                "model-based search maximizes.")
+                                "model-based search maximizes, and a walk-forward chooses by.")
+    walk_forward: WalkForwardRequest | None = Field(
+        None, description="Walk forward instead: each symbol group (each symbol alone, all "
+        "of them with portfolio, or the named groups) walks forward over the grid; the "
+        "batch's jobs are its walk-forwards, its rows each test window's run (GET "
+        "/batches/{id}/walk-forward has the windows and the stitched statistics).")
     symbols: list[StrictStr] | dict[str, list[StrictStr]] | None = Field(
         None, description="Symbols (each its own backtest), or named groups {name: [symbols]} "
         "(one portfolio each); none: every symbol of the store.")
@@ -225,6 +247,8 @@ def check_batch(req: BatchRequest, *, store_symbols: list[str], max_jobs: int,
         raise Problem(("body", "params"), "no parameter set to run")
     sets = _tried(sets, req.max_tries, req.random_state)
     _check_search(req)
+    if req.walk_forward is not None:
+        _check_walk_forward(req)
     check_options(req.options)
     known = set(store_symbols)
     if isinstance(req.symbols, dict):
@@ -249,13 +273,15 @@ def check_batch(req: BatchRequest, *, store_symbols: list[str], max_jobs: int,
         shown = ", ".join(repr(s) for s in unknown[:10])
         raise Problem(("body", "symbols"), f"not in the store: {shown}"
                       + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
+    # A walk-forward batch's jobs are its walk-forwards (each runs its grid on every train
+    # window); the limit bounds the runs one window's grid makes for all groups.
     jobs = n_groups * sets
     if jobs > max_jobs:
         raise Problem(("body", "params"), f"the batch has {jobs:,} jobs (symbol groups x "
                       f"parameter sets); the limit is {max_jobs:,}", status=422)
     if req.start is not None and req.end is not None and _ts(req.start) > _ts(req.end):
         raise Problem(("body", "start"), f"start {req.start} is after end {req.end}")
-    return cls, jobs
+    return cls, n_groups if req.walk_forward is not None else jobs
 
 
 def _check_search(req: BatchRequest) -> None:
@@ -273,6 +299,27 @@ def _check_search(req: BatchRequest) -> None:
         search_of(req.method, req.params, None, req.max_tries, req.random_state, lambda p: p)
     except (ConfigError, ImportError) as exc:
         raise Problem(("body", "method"), str(exc)) from None
+
+
+def _check_walk_forward(req: BatchRequest) -> None:
+    """A walk-forward needs a grid to choose from, and durations it can plan windows by
+    (`tickstep.walkforward.plan_windows`'s rule for a span)."""
+    from tickstep.walkforward import _span
+
+    spec = req.walk_forward
+    assert spec is not None
+    if not isinstance(req.params, dict) or not any(isinstance(v, list) and len(v) > 1
+                                                    for v in req.params.values()):
+        raise Problem(("body", "params"), "a walk-forward chooses among parameter sets: give "
+                      "a grid {name: [values]} with at least one parameter of two values or more")
+    for name in ("train", "test", "warmup"):
+        value = getattr(spec, name)
+        if value is None:
+            continue
+        try:
+            _span(value, name)
+        except (TypeError, ValueError) as exc:
+            raise Problem(("body", "walk_forward", name), str(exc)) from None
 
 
 def _tried(sets: int, max_tries: int | float | None, random_state: int) -> int:

@@ -56,11 +56,9 @@ def _executor(parallel: bool, dask_address: str | None) -> Any:
 
 def batch_arguments(request: dict[str, Any], store: str) -> dict[str, Any]:
     """`run_batch` keyword arguments from a stored request (all plain JSON values)."""
-    load_options = {}
-    if request.get("regular_hours"):
-        load_options["regular_hours"] = True
-    if request.get("timeframe"):
-        load_options["timeframe"] = request["timeframe"]
+    from tickstep.service.details import load_options_of
+
+    load_options = load_options_of(request)
     return dict(
         data=store,
         params=request.get("params") or None,
@@ -104,6 +102,12 @@ def run_stored_batch(db: Any, batch_id: str, *, workers: int | None = None,
     executor = None
     try:
         executor = _executor(bool(request.get("parallel", True)), dask_address)
+        if request.get("walk_forward"):
+            from tickstep.service.walkforwards import run_walk_forwards
+
+            run_walk_forwards(db, batch_id, request, executor=executor, workers=workers)
+            db.update_batch(batch_id, only_if=("running",), status="done", finished=True)
+            return "done"
         frame = run_batch(strategy, executor=executor, max_workers=workers, progress=False,
                           on_rows=on_rows, **batch_arguments(request, request["store"]))
     except Exception as exc:

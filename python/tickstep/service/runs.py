@@ -192,6 +192,18 @@ class RunsDB:
             sa.Column("cached", sa.Boolean, nullable=False, default=False),
             sa.Column("created", sa.DateTime(timezone=True), nullable=False, index=True),
         )
+        # A walk-forward batch's walk-forwards, one per symbol group: its windows (bounds,
+        # the set chosen, each objective in and out of sample, the job of its test run's
+        # row in `runs`) and the stitched out-of-sample statistics, as JSON.
+        self.walk_forwards = sa.Table(
+            "walk_forwards", self.meta,
+            sa.Column("batch_id", sa.String(64), primary_key=True),
+            sa.Column("symbols", sa.String(200), primary_key=True),
+            sa.Column("position", sa.Integer, nullable=False),
+            sa.Column("windows", sa.Text, nullable=False),
+            sa.Column("stats", sa.Text, nullable=False),
+            sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+        )
         self.settings = sa.Table(
             "service_settings", self.meta,
             sa.Column("name", sa.String(64), primary_key=True),
@@ -323,6 +335,29 @@ class RunsDB:
                 return con.execute(stmt, values).rowcount
             # psycopg's many-row insert reports no row count: count what came back
             return len(con.execute(stmt.returning(self.runs.c.run_id), values).all())
+
+    # ---- walk-forwards --------------------------------------------------------------------
+
+    def put_walk_forward(self, batch_id: str, symbols: str, position: int,
+                         windows: list[dict[str, Any]], stats: Mapping[str, Any]) -> None:
+        """Store (or replace, when a batch runs again) one group's walk-forward: its
+        windows and its stitched statistics, as JSON values."""
+        table = self.walk_forwards
+        with self.engine.begin() as con:
+            con.execute(sa.delete(table).where(table.c.batch_id == batch_id,
+                                               table.c.symbols == symbols))
+            con.execute(sa.insert(table).values(
+                batch_id=batch_id, symbols=symbols, position=int(position),
+                windows=json.dumps(windows), stats=json.dumps(dict(stats)), created=_now()))
+
+    def walk_forwards_of(self, batch_id: str) -> list[dict[str, Any]]:
+        """A batch's walk-forwards in group order: ``symbols``, ``windows``, ``stats``."""
+        table = self.walk_forwards
+        with self.engine.connect() as con:
+            rows = con.execute(sa.select(table).where(table.c.batch_id == batch_id)
+                               .order_by(table.c.position)).mappings().all()
+        return [{"symbols": r["symbols"], "windows": json.loads(r["windows"]),
+                 "stats": json.loads(r["stats"])} for r in rows]
 
     def count_runs(self, batch_id: str) -> int:
         with self.engine.connect() as con:
