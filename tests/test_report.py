@@ -4,6 +4,7 @@ invariant), downsampling, the figure, the file's self-containment and determinis
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import sys
@@ -239,6 +240,24 @@ def test_report_is_self_contained_and_deterministic(tmp_path):
             x = trace["x"]
             if isinstance(x, dict):
                 assert len(base64.b64decode(x["bdata"])) // 8 <= 2002
+
+
+def test_the_report_says_how_likely_luck_is_and_with_bootstrap_the_ranges(tmp_path):
+    r = busy_result()
+    text = r.report(tmp_path / "a.html").read_text()
+    psr = r.probabilistic_sharpe()
+    assert f'id="luck">Probabilistic Sharpe Ratio: {psr:.4f}:' in text
+    assert 'id="bootstrap"' not in text  # only when asked: it draws histories
+    drawn = r.report(tmp_path / "b.html", bootstrap=200).read_text()
+    assert drawn == r.report(tmp_path / "c.html", bootstrap=200).read_text()  # seed 0
+    body = re.search(r'<table id="bootstrap">.*?<tbody>(.*?)</tbody>', drawn).group(1)
+    rows = re.findall(r'<tr><td class="label">(.*?)</td>(.*?)</tr>', body)
+    expected = r.bootstrap(200, seed=0).quantile([0.05, 0.5, 0.95]).T
+    assert [html.unescape(label) for label, _ in rows] == list(expected.index)
+    printed = [[float(v) for v in re.findall(r"<td>(.*?)</td>", cells)] for _, cells in rows]
+    np.testing.assert_allclose(printed, expected.to_numpy(), rtol=1e-5)  # 6 figures
+    with pytest.raises(tickstep.ConfigError, match=r"report\(bootstrap=0\): how many histories"):
+        r.report(tmp_path / "d.html", bootstrap=0)
 
 
 def test_the_report_lists_the_positions_margin_calls_closed(tmp_path):

@@ -404,3 +404,21 @@ def test_a_batch_request_takes_method_and_maximize_and_refuses_them_by_field():
     assert batch_arguments(json.loads(json.dumps({"method": "optuna", "maximize": "Return [%]"})),
                            "s.duckdb")["method"] == "optuna"
     assert batch_arguments({}, "s.duckdb")["method"] == "grid"
+
+
+def test_a_streamed_backtests_search_runs_the_sets_and_rows_of_the_one_in_memory(tmp_path):
+    # Each set streams its bars from the store; the sampler is told the same objectives,
+    # so it proposes the same sets, and every row is the in-memory row.
+    store = tmp_path / "m.duckdb"
+    with td.Store(store, read_only=False) as s:
+        s.ingest(td.sample_daily(symbols=3, days=400, seed=5))
+    ask = dict(method="optuna", max_tries=10, random_state=2, maximize="Return [%]",
+               cache=False, executor="sequential", fast=range(2, 20), slow=range(20, 60, 5),
+               constraint=fast_below_slow)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        with td.open_store(str(store), read_only=True) as opened:
+            held = tickstep.Backtest(opened, SmaCross, cash=100_000).optimize(**ask)
+            streamed = tickstep.Backtest(opened, SmaCross, cash=100_000,
+                                         stream="30D").optimize(**ask)
+    _same(held, streamed)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tickstep._core import UnknownSymbolError
+from tickstep._core import ConfigError, UnknownSymbolError
 from tickstep.hints import did_you_mean
 from tickstep.metrics import (
     _STAT_TRADE_COLUMNS,
@@ -531,18 +531,25 @@ class Result:
         return plot(self, symbols, max_points=max_points)
 
     def report(self, path: str | Path, *, symbols: list[str] | None = None,
-               max_points: int = 2000, title: str | None = None) -> Path:
+               max_points: int = 2000, title: str | None = None,
+               bootstrap: int | None = None) -> Path:
         """Write a self-contained HTML report to ``path`` and return the path.
 
         One file that works offline (Plotly embedded once, compressed; nothing fetched):
-        the statistics, the parameters and engine options, the figures of `plot`, P&L,
-        trades and exposure by symbol (and by sector when the metadata has a ``sector``
-        column, see `tickstep.report.symbol_breakdown`), and the rejected orders.
-        Needs ``pip install 'tickstep[plot]'``.
+        the statistics, the parameters and engine options, the probabilistic Sharpe Ratio
+        (with ``bootstrap=N``, also the ranges of N histories drawn by `bootstrap`, seed
+        0), the figures of `plot`, P&L, trades and exposure by symbol (and by sector when
+        the metadata has a ``sector`` column, see `tickstep.report.symbol_breakdown`), and
+        the rejected orders. Needs ``pip install 'tickstep[plot]'``.
         """
         from tickstep.report import write_report
 
-        return write_report(self, path, symbols=symbols, max_points=max_points, title=title)
+        if bootstrap is not None and (isinstance(bootstrap, bool)
+                                      or not isinstance(bootstrap, int) or bootstrap < 1):
+            raise ConfigError(f"report(bootstrap={bootstrap!r}): how many histories to draw, "
+                              "a whole number >= 1 (or None for none)")
+        return write_report(self, path, symbols=symbols, max_points=max_points, title=title,
+                            bootstrap=bootstrap)
 
     # ---- text ----------------------------------------------------------------------------
 

@@ -187,8 +187,38 @@ def _figures(result: Result, symbols: list[str], max_points: int,
     return out
 
 
+def _luck(result: Result, bootstrap: int | None) -> list[str]:
+    """The section "Is it luck?": the probabilistic Sharpe Ratio, and with ``bootstrap``
+    the 5%, 50% and 95% quantiles of that many histories drawn from the daily returns
+    (seed 0: the same report every time)."""
+    parts = ["<h2>Is it luck?</h2>"]
+    try:
+        psr = result.probabilistic_sharpe()
+    except ValueError:  # fewer than two daily returns
+        psr = None
+    if psr is None:
+        parts.append('<p class="note" id="luck">Fewer than two daily returns: no '
+                     "probability to give.</p>")
+    else:
+        shown = "undefined (the daily returns do not vary)" if psr != psr else f"{psr:.4f}"
+        parts.append(f'<p class="note" id="luck">Probabilistic Sharpe Ratio: {shown}: the '
+                     "probability that the strategy's true Sharpe Ratio is above zero, from "
+                     "its daily returns' number, skewness and kurtosis. A set chosen as the "
+                     "best of many is partly luck: see Result.deflated_sharpe.</p>")
+    if bootstrap:
+        drawn = result.bootstrap(bootstrap, seed=0)
+        table = drawn.quantile([0.05, 0.5, 0.95]).T
+        table.columns = ["5%", "50%", "95%"]
+        parts += [f'<p class="note">{bootstrap} histories drawn from the daily returns in '
+                  f"blocks of {drawn.attrs['block']} days on average (the stationary "
+                  "bootstrap, seed 0): the ranges the figures could have had.</p>",
+                  _table(table, "bootstrap", "statistic")]
+    return parts
+
+
 def write_report(result: Result, path: str | Path, *, symbols: list[str] | None = None,
-                 max_points: int = DEFAULT_POINTS, title: str | None = None) -> Path:
+                 max_points: int = DEFAULT_POINTS, title: str | None = None,
+                 bootstrap: int | None = None) -> Path:
     """Write the HTML report of ``result`` (see :meth:`tickstep.Result.report`)."""
     path = Path(path)
     plotly_offline()  # first: a missing extra is named before any work
@@ -208,6 +238,7 @@ def write_report(result: Result, path: str | Path, *, symbols: list[str] | None 
         '<div class="columns"><section><h2>Statistics</h2>', _stats_table(stats), "</section>",
         "<section><h2>Parameters</h2>", _pairs_table(result.params, "params"),
         "<h2>Engine options</h2>", _pairs_table(result.options, "options"), "</section></div>",
+        *_luck(result, bootstrap),
     ]
     for fig_id, heading, _ in figures:
         parts.append(f'<h2>{html.escape(heading)}</h2>')
