@@ -406,3 +406,27 @@ def test_walk_forward_searches_each_train_window_with_method_optuna(store, capsy
     assert [(w["fast"], w["slow"], w["in_sample"]) for w in printed["windows"]] == list(
         zip(expected.windows["fast"], expected.windows["slow"], expected.windows["in_sample"]))
     assert printed["stats"]["Return [%]"] == expected.stats["Return [%]"]
+
+
+def test_run_says_how_likely_luck_is_and_with_bootstrap_the_ranges(store, capsys):
+    from tickstep.strategies import SmaCross
+
+    with tickstep.data.open_store(str(store), read_only=True) as opened:
+        result = tickstep.Backtest(opened, SmaCross, on_reject="ignore").run()
+    args = ["run", "sma_cross", "--data", str(store), "-o", "on_reject=ignore"]
+    code, out, _ = in_process(capsys, *args, "--json")
+    assert code == 0
+    printed = json.loads(out)
+    assert printed["probabilistic_sharpe"] == result.probabilistic_sharpe()
+    assert "bootstrap" not in printed
+    code, out, _ = in_process(capsys, *args, "--bootstrap", "150", "--json")
+    ranges = json.loads(out)["bootstrap"]
+    expected = result.bootstrap(150, seed=0).quantile([0.05, 0.5, 0.95])
+    for label in expected.columns:
+        assert [ranges[label][q] for q in ("5%", "50%", "95%")] == pytest.approx(
+            expected[label].tolist(), rel=1e-12)
+    code, out, _ = in_process(capsys, *args, "--bootstrap", "150")
+    assert code == 0 and "Probabilistic Sharpe Ratio (true Sharpe > 0): " in out
+    assert "150 bootstrapped histories" in out and "Max. Drawdown [%]" in out
+    code, _, err = in_process(capsys, *args, "--bootstrap", "0")
+    assert code == 2 and "--bootstrap" in err

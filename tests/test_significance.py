@@ -240,3 +240,26 @@ def test_a_bootstrap_is_refused_by_its_option(ask, words):
     with pytest.raises(tickstep.ConfigError, match=None) as raised:
         bootstrap_stats(np.full(10, 0.001) + np.arange(10) * 1e-4, **ask)
     assert words in str(raised.value)
+
+
+def test_a_walk_forwards_stitched_returns_answer_as_a_runs_and_its_report_says_so(tmp_path):
+    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000,
+                           risk_free_rate=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        wf = bt.walk_forward(train="365D", test="180D", warmup="60D", fast=[5, 10, 20],
+                             slow=[30, 50], cache=False, executor="sequential")
+    daily = wf.daily_returns()
+    # The stitched curve's own daily returns: those its Sharpe Ratio is computed from.
+    excess = daily.to_numpy() - (1.01 ** (1 / 252) - 1)
+    assert excess.mean() / excess.std(ddof=1) * math.sqrt(252) == pytest.approx(
+        wf.stats["Sharpe Ratio"], rel=1e-12)
+    assert wf.probabilistic_sharpe() == probabilistic_sharpe_ratio(
+        daily.to_numpy(), risk_free_rate=0.01)
+    drawn = wf.bootstrap(100, block=10**9, seed=1)  # rotations: the order-free figures
+    np.testing.assert_allclose(drawn["Sharpe Ratio"], wf.stats["Sharpe Ratio"], rtol=1e-9)
+    text = wf.report(tmp_path / "wf.html", bootstrap=100).read_text()
+    assert f"Probabilistic Sharpe Ratio: {wf.probabilistic_sharpe():.4f}:" in text
+    assert 'id="bootstrap"' in text
+    with pytest.raises(tickstep.ConfigError, match=r"report\(bootstrap=True\)"):
+        wf.report(tmp_path / "x.html", bootstrap=True)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from tickstep._core import ConfigError, UnknownSymbolError
+from tickstep._core import UnknownSymbolError
 from tickstep.hints import did_you_mean
 from tickstep.metrics import (
     _STAT_TRADE_COLUMNS,
@@ -293,7 +293,65 @@ _BACKTESTING_PY_TABLES = {
 }
 
 
-class Result:
+class DailyReturnsMixin:
+    """Is the Sharpe Ratio more than luck? What a run (`Result`) and a walk-forward's
+    stitched out-of-sample run (`tickstep.walkforward.WalkForwardResult`) answer from
+    their daily returns. A class using it has ``equity``, ``initial_cash``, ``stats`` and
+    ``_run_options`` (the run's options: its timezone, risk-free rate and annualisation).
+    """
+
+    equity: pd.Series
+    initial_cash: float
+    stats: pd.Series
+
+    @property
+    def _run_options(self) -> Mapping[str, Any]:
+        raise NotImplementedError
+
+    def daily_returns(self) -> pd.Series:
+        """The run's daily returns (each trading day's last equity in the run's timezone,
+        from the initial cash): those its Sharpe Ratio, Sortino Ratio and volatility are
+        computed from (`tickstep.metrics.daily_returns`)."""
+        return daily_returns(self.equity, self.initial_cash, self._run_options.get("timezone", "UTC"))
+
+    def _daily_terms(self) -> dict[str, Any]:
+        """The daily returns and the annualisation `stats` used."""
+        daily = self.daily_returns()
+        ppy = self._run_options.get("periods_per_year")
+        if ppy is None:
+            days = daily.index.tz_convert(self._run_options.get("timezone", "UTC")).normalize()
+            ppy = periods_per_year_of(days.asi8 // NS_PER_DAY)
+        return {"returns": daily.to_numpy(), "periods_per_year": ppy,
+                "risk_free_rate": float(self._run_options.get("risk_free_rate", 0.0))}
+
+    def probabilistic_sharpe(self, benchmark: float = 0.0) -> float:
+        """The probability that the strategy's true Sharpe Ratio is above ``benchmark``
+        (annualised), given how many daily returns the run had and how skewed and
+        fat-tailed they were (`tickstep.significance.probabilistic_sharpe_ratio`, with the
+        run's risk-free rate and annualisation)."""
+        return probabilistic_sharpe_ratio(benchmark=benchmark, **self._daily_terms())
+
+    def bootstrap(self, n: int = 1000, *, block: int | None = None, seed: int = 0) -> pd.DataFrame:
+        """How far the run's figures could have been by the luck of which days came when:
+        the return, CAGR, volatility, Sharpe and Sortino Ratios and maximum drawdown of
+        ``n`` histories drawn from its daily returns by the stationary bootstrap (blocks of
+        ``block`` days on average; by default Politis and White's length for them),
+        seeded by ``seed`` (`tickstep.significance.bootstrap_stats`; the CAGR over the
+        run's own span). ``result.bootstrap().quantile([0.05, 0.5, 0.95])`` gives ranges.
+        Needs ``pip install 'tickstep[bootstrap]'``."""
+        years = self.stats["Duration"] / pd.Timedelta(days=1) / 365.25
+        return bootstrap_stats(n=n, block=block, seed=seed, years=years, **self._daily_terms())
+
+    def deflated_sharpe(self, trials: Any, *, n_trials: int | None = None) -> float:
+        """The probability that this run's true Sharpe Ratio is above zero, allowing for
+        its choice as the best of ``trials``: the rows of the `optimize` or `run_batch` it
+        was chosen from (or their Sharpe Ratios); ``n_trials`` an effective number of
+        independent trials instead of their count
+        (`tickstep.significance.deflated_sharpe_ratio`)."""
+        return deflated_sharpe_ratio(trials=trials, n_trials=n_trials, **self._daily_terms())
+
+
+class Result(DailyReturnsMixin):
     """The outcome of one backtest.
 
     Holds plain numpy/pandas data (and the engine that ran it only until its indicators
@@ -544,10 +602,6 @@ class Result:
         """
         from tickstep.report import write_report
 
-        if bootstrap is not None and (isinstance(bootstrap, bool)
-                                      or not isinstance(bootstrap, int) or bootstrap < 1):
-            raise ConfigError(f"report(bootstrap={bootstrap!r}): how many histories to draw, "
-                              "a whole number >= 1 (or None for none)")
         return write_report(self, path, symbols=symbols, max_points=max_points, title=title,
                             bootstrap=bootstrap)
 
@@ -560,49 +614,9 @@ class Result:
         """The statistics as readable text."""
         return format_stats(self.stats)
 
-    # ---- is the Sharpe Ratio more than luck? ----------------------------------------------
-
-    def daily_returns(self) -> pd.Series:
-        """The run's daily returns (each trading day's last equity in the run's timezone,
-        from the initial cash): those its Sharpe Ratio, Sortino Ratio and volatility are
-        computed from (`tickstep.metrics.daily_returns`)."""
-        return daily_returns(self.equity, self.initial_cash, self.options.get("timezone", "UTC"))
-
-    def _daily_terms(self) -> dict[str, Any]:
-        """The daily returns and the annualisation `stats` used."""
-        daily = self.daily_returns()
-        ppy = self.options.get("periods_per_year")
-        if ppy is None:
-            days = daily.index.tz_convert(self.options.get("timezone", "UTC")).normalize()
-            ppy = periods_per_year_of(days.asi8 // NS_PER_DAY)
-        return {"returns": daily.to_numpy(), "periods_per_year": ppy,
-                "risk_free_rate": float(self.options.get("risk_free_rate", 0.0))}
-
-    def probabilistic_sharpe(self, benchmark: float = 0.0) -> float:
-        """The probability that the strategy's true Sharpe Ratio is above ``benchmark``
-        (annualised), given how many daily returns the run had and how skewed and
-        fat-tailed they were (`tickstep.significance.probabilistic_sharpe_ratio`, with the
-        run's risk-free rate and annualisation)."""
-        return probabilistic_sharpe_ratio(benchmark=benchmark, **self._daily_terms())
-
-    def bootstrap(self, n: int = 1000, *, block: int | None = None, seed: int = 0) -> pd.DataFrame:
-        """How far the run's figures could have been by the luck of which days came when:
-        the return, CAGR, volatility, Sharpe and Sortino Ratios and maximum drawdown of
-        ``n`` histories drawn from its daily returns by the stationary bootstrap (blocks of
-        ``block`` days on average; by default Politis and White's length for them),
-        seeded by ``seed`` (`tickstep.significance.bootstrap_stats`; the CAGR over the
-        run's own span). ``result.bootstrap().quantile([0.05, 0.5, 0.95])`` gives ranges.
-        Needs ``pip install 'tickstep[bootstrap]'``."""
-        years = self.stats["Duration"] / pd.Timedelta(days=1) / 365.25
-        return bootstrap_stats(n=n, block=block, seed=seed, years=years, **self._daily_terms())
-
-    def deflated_sharpe(self, trials: Any, *, n_trials: int | None = None) -> float:
-        """The probability that this run's true Sharpe Ratio is above zero, allowing for
-        its choice as the best of ``trials``: the rows of the `optimize` or `run_batch` it
-        was chosen from (or their Sharpe Ratios); ``n_trials`` an effective number of
-        independent trials instead of their count
-        (`tickstep.significance.deflated_sharpe_ratio`)."""
-        return deflated_sharpe_ratio(trials=trials, n_trials=n_trials, **self._daily_terms())
+    @property
+    def _run_options(self) -> Mapping[str, Any]:
+        return self.options
 
     # ---- pickling, saving, loading -------------------------------------------------------
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,7 @@ from tickstep.rejections import (
     quiet_runs,
     warn_of_rejected_runs,
 )
-from tickstep.results import Result, benchmark_prices, market_stats_inputs
+from tickstep.results import DailyReturnsMixin, Result, benchmark_prices, market_stats_inputs
 from tickstep.signals import is_signal_strategy, run_strategy
 from tickstep.simulation import RunSummary, market_from_columns, simulate, stream_run
 
@@ -322,7 +322,7 @@ def _plain(value: Any) -> Any:
 
 
 @dataclass
-class WalkForwardResult:
+class WalkForwardResult(DailyReturnsMixin):
     """What `walk_forward` returns.
 
     Attributes
@@ -373,20 +373,30 @@ class WalkForwardResult:
 
         return plotly_objects().Figure(walk_forward_equity(self, max_points).spec())
 
-    def report(self, path: str | Path, *, max_points: int = 2000, title: str | None = None) -> Path:
+    def report(self, path: str | Path, *, max_points: int = 2000, title: str | None = None,
+               bootstrap: int | None = None) -> Path:
         """Write the walk-forward's HTML report to ``path``: the stitched statistics, the
-        windows (bounds, parameters chosen, objective in and out of sample, return,
-        trades), the out-of-sample equity, drawdown and exposure, and each window's
-        objective and parameters drawn; one self-contained file that works offline (as
-        `Result.report`; needs ``tickstep[plot]``). Returns the path."""
+        probabilistic Sharpe Ratio of the out-of-sample returns (with ``bootstrap=N``, the
+        ranges of N bootstrapped histories, as `Result.report`), the windows (bounds,
+        parameters chosen, objective in and out of sample, return, trades), the
+        out-of-sample equity, drawdown and exposure, and each window's objective and
+        parameters drawn; one self-contained file that works offline (as `Result.report`;
+        needs ``tickstep[plot]``). Returns the path."""
         from tickstep.report.html import write_walk_forward_report
 
-        return write_walk_forward_report(self, path, max_points=max_points, title=title)
+        return write_walk_forward_report(self, path, max_points=max_points, title=title,
+                                         bootstrap=bootstrap)
 
     @property
     def equity(self) -> pd.Series:
         """The stitched out-of-sample equity: the ``equity`` column of `equity_frame`."""
         return self.equity_frame["equity"]
+
+    @property
+    def _run_options(self) -> Mapping[str, Any]:
+        # Every test run has the walk-forward's options (its timezone, risk-free rate and
+        # annualisation); only their trade start differs.
+        return self.results[0].options if self.results else {}
 
     def summary(self) -> str:
         """The statistics as readable text."""

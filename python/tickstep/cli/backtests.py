@@ -65,10 +65,14 @@ def _data_options(f: Any) -> Any:
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Strategy parameter, repeatable (read as the type of its default).")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the HTML report here.")
+@click.option("--bootstrap", type=click.IntRange(min=1), metavar="N",
+              help="Also draw N histories from the daily returns (the stationary "
+                   "bootstrap, seed 0) and print the 5%/50%/95% ranges of the figures "
+                   "(in the report too; needs tickstep[bootstrap]).")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, end: str | None,
         options: tuple[str, ...], params: tuple[str, ...], report: str | None,
-        as_json: bool) -> int:
+        bootstrap: int | None, as_json: bool) -> int:
     """Backtest STRATEGY once: a registered name (see `tickstep strategies`),
     package.module:Class or path/to/file.py:Class; a Strategy, or a SignalStrategy
     (traded in signals mode).
@@ -98,20 +102,45 @@ def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, e
         write_report = getattr(result, "report", None)
         if write_report is None:
             raise UsageError("--report: this tickstep has no HTML report yet (Result.report)")
-        write_report(report)
+        write_report(report, bootstrap=bootstrap)
+    ranges = None
+    if bootstrap:
+        ranges = result.bootstrap(bootstrap, seed=0).quantile([0.05, 0.5, 0.95]).T
+        ranges.columns = ["5%", "50%", "95%"]
+    luck = _probabilistic_sharpe(result)
     if as_json:
         click.echo(dumps({
             "strategy": strategy,
             "parameters": {**cls.parameters(), **values},
             "symbols": list(bt.symbols),
             "stats": dict(result.stats.items()),
+            "probabilistic_sharpe": luck,
+            **({"bootstrap": ranges.to_dict(orient="index")} if ranges is not None else {}),
             "seconds": seconds,
         }))
     else:
         click.echo(result.summary())
+        if luck is not None:
+            click.echo(f"Probabilistic Sharpe Ratio (true Sharpe > 0): {luck:.4f}")
+        if ranges is not None:
+            import pandas as pd
+
+            click.echo(f"{bootstrap} bootstrapped histories (blocks of days, seed 0):")
+            with pd.option_context("display.width", 160, "display.float_format", "{:.2f}".format):
+                click.echo(ranges.to_string())
         if report:
             click.echo(f"report: {report}")
     return 0
+
+
+def _probabilistic_sharpe(result: Any) -> float | None:
+    """The run's probabilistic Sharpe Ratio; None without two daily returns to judge by,
+    or when they do not vary."""
+    try:
+        value = result.probabilistic_sharpe()
+    except ValueError:
+        return None
+    return None if value != value else value
 
 
 @click.command()

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tickstep._core import ConfigError
 from tickstep.metrics import format_stat
 from tickstep.report import figures as charts
 from tickstep.report._deps import plotly_offline
@@ -187,10 +188,10 @@ def _figures(result: Result, symbols: list[str], max_points: int,
     return out
 
 
-def _luck(result: Result, bootstrap: int | None) -> list[str]:
+def _luck(result: Any, bootstrap: int | None) -> list[str]:
     """The section "Is it luck?": the probabilistic Sharpe Ratio, and with ``bootstrap``
     the 5%, 50% and 95% quantiles of that many histories drawn from the daily returns
-    (seed 0: the same report every time)."""
+    (seed 0: the same report every time), of a run or a walk-forward's stitched one."""
     parts = ["<h2>Is it luck?</h2>"]
     try:
         psr = result.probabilistic_sharpe()
@@ -216,10 +217,19 @@ def _luck(result: Result, bootstrap: int | None) -> list[str]:
     return parts
 
 
+def check_bootstrap(bootstrap: Any) -> None:
+    """``report(bootstrap=)``: a number of histories, or None."""
+    if bootstrap is not None and (isinstance(bootstrap, bool) or not isinstance(bootstrap, int)
+                                  or bootstrap < 1):
+        raise ConfigError(f"report(bootstrap={bootstrap!r}): how many histories to draw, a "
+                          "whole number >= 1 (or None for none)")
+
+
 def write_report(result: Result, path: str | Path, *, symbols: list[str] | None = None,
                  max_points: int = DEFAULT_POINTS, title: str | None = None,
                  bootstrap: int | None = None) -> Path:
     """Write the HTML report of ``result`` (see :meth:`tickstep.Result.report`)."""
+    check_bootstrap(bootstrap)
     path = Path(path)
     plotly_offline()  # first: a missing extra is named before any work
     plotly_js = _packed_plotly_js()
@@ -298,9 +308,10 @@ def _finish(parts: list[str], figures: list[tuple[str, str, charts.Canvas]], plo
 
 
 def write_walk_forward_report(wf: Any, path: str | Path, *, max_points: int = DEFAULT_POINTS,
-                              title: str | None = None) -> Path:
+                              title: str | None = None, bootstrap: int | None = None) -> Path:
     """Write the HTML report of a walk-forward (see
     :meth:`tickstep.walkforward.WalkForwardResult.report`)."""
+    check_bootstrap(bootstrap)
     path = Path(path)
     plotly_offline()
     plotly_js = _packed_plotly_js()
@@ -325,6 +336,7 @@ def write_walk_forward_report(wf: Any, path: str | Path, *, max_points: int = DE
                       "parameters": ", ".join(wf.parameters), "initial cash": wf.initial_cash},
                      "walk"),
         "</section></div>",
+        *_luck(wf, bootstrap),
         "<h2>Windows</h2>",
         '<p class="note">Train on [train_start, train_end), trade the parameters chosen there '
         "on [test_start, test_end) (UTC).</p>",
