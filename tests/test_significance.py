@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tickstep
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tickstep.metrics import daily_returns
 from tickstep.significance import (
     BOOTSTRAP_STATS,
@@ -263,3 +265,22 @@ def test_a_walk_forwards_stitched_returns_answer_as_a_runs_and_its_report_says_s
     assert 'id="bootstrap"' in text
     with pytest.raises(tickstep.ConfigError, match=r"report\(bootstrap=True\)"):
         wf.report(tmp_path / "x.html", bootstrap=True)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), n=st.integers(3, 400), scale=st.floats(0.01, 100.0),
+       drift=st.floats(-0.002, 0.002), bench=st.floats(-2.0, 2.0))
+def test_property_the_psr_ignores_the_returns_scale_and_order_and_falls_with_the_benchmark(
+        seed, n, scale, drift, bench):
+    # The Sharpe Ratio, skewness and kurtosis do not change when every return is scaled
+    # by the same positive number or the days are reordered; a higher benchmark is less
+    # likely beaten.
+    rng = np.random.default_rng(seed)
+    daily = rng.standard_t(4, n) * 0.01 + drift
+    psr = probabilistic_sharpe_ratio(daily, bench)
+    if math.isnan(psr):
+        return
+    assert 0.0 <= psr <= 1.0
+    assert probabilistic_sharpe_ratio(daily * scale, bench) == pytest.approx(psr, abs=1e-9)
+    assert probabilistic_sharpe_ratio(rng.permutation(daily), bench) == pytest.approx(psr, abs=1e-9)
+    assert probabilistic_sharpe_ratio(daily, bench + 0.5) <= psr + 1e-12
