@@ -366,14 +366,14 @@ def test_the_command_line_searches_with_method_optuna(tmp_path, capsys):
     out = tmp_path / "rows.csv"
     code = main(["batch", "sma_cross", "--data", str(store), "-p", "fast=2,4,6,8,10,12",
                   "-p", "slow=20,30,40,50", "--method", "optuna", "--max-tries", "9",
-                  "--no-cache", "--out", str(out), "--sequential"])
+                  "--round-size", "4", "--no-cache", "--out", str(out), "--sequential"])
     assert code == 0, capsys.readouterr()
     rows = pd.read_csv(out)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", tickstep.TickstepWarning)
         expected = run_batch("sma_cross", str(store), params={"fast": [2, 4, 6, 8, 10, 12],
                                                               "slow": [20, 30, 40, 50]},
-                             method="optuna", max_tries=9, cache=False)
+                             method="optuna", max_tries=9, round_size=4, cache=False)
     assert len(rows) == 18
     assert sorted(zip(rows["symbols"], rows["fast"], rows["slow"])) == \
         sorted(zip(expected["symbols"], expected["fast"], expected["slow"]))
@@ -422,3 +422,34 @@ def test_a_streamed_backtests_search_runs_the_sets_and_rows_of_the_one_in_memory
             streamed = tickstep.Backtest(opened, SmaCross, cash=100_000,
                                          stream="30D").optimize(**ask)
     _same(held, streamed)
+
+
+def test_rounds_of_the_users_size_and_their_refusals(daily):
+    params = {"a": range(0, 30), "b": range(0, 30)}
+
+    def objective(p):
+        return -((p["a"] - 21) ** 2 + (p["b"] - 4) ** 2)
+
+    for size in (1, 3, 20):
+        search = search_of("optuna", params, None, 25, 0, dict, size)()
+        rounds = []
+        while sets := search.propose():
+            rounds.append(len(sets))
+            search.tell([objective(p) for p in sets])
+        assert rounds == [size] * (25 // size) + ([25 % size] if 25 % size else [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        ask = dict(params=GRID, portfolio=True, constraint=fast_below_slow, max_tries=12,
+                   method="optuna", cache=False, executor="sequential")
+        pd.testing.assert_frame_equal(
+            run_batch(SmaCross, daily, round_size=4, **ask).drop(columns="run_time"),
+            run_batch(SmaCross, daily, round_size=4, **ask).drop(columns="run_time"))
+        rows = tickstep.Backtest(daily, SmaCross, cash=100_000).optimize(
+            method="optuna", max_tries=12, round_size=4, cache=False, executor="sequential",
+            constraint=fast_below_slow, **GRID)
+    assert len(rows) == 12
+    with pytest.raises(tickstep.ConfigError, match=r"round_size=4: the rounds of a model-based"):
+        run_batch(SmaCross, daily, params=GRID, round_size=4, cache=False)
+    with pytest.raises(tickstep.ConfigError, match=r"round_size=0: how many sets"):
+        run_batch(SmaCross, daily, params=GRID, method="optuna", max_tries=5, round_size=0,
+                  cache=False)

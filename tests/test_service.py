@@ -473,6 +473,8 @@ def test_no_token_and_wrong_token(server):
     ({"strategy": "sma_cross", "params": {"fast": [5, 10]}, "method": "optuna"}, "method",
      "needs max_tries="),
     ({"strategy": "sma_cross", "maximize": "Sharpe"}, "maximize", "'Sharpe' is not a statistic"),
+    ({"strategy": "sma_cross", "params": {"fast": [5, 10]}, "round_size": 4}, "round_size",
+     "the rounds of a model-based search"),
 ])
 def test_bad_requests_are_422_naming_the_field(client, body, where, words):
     response = submit(client, body)

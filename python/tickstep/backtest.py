@@ -323,6 +323,7 @@ class Backtest:
         cache: Any = True,
         progress: bool | None = None,
         return_heatmap: bool = False,
+        round_size: int | None = None,
         **ranges: Any,
     ) -> pd.DataFrame | tuple[pd.DataFrame, pd.Series]:
         """Run the strategy over a grid of parameters, in parallel; one row per set, best first.
@@ -357,6 +358,9 @@ class Backtest:
             (backtesting.py's ``"sambo"`` is not built in; this searches the same way);
             or an optuna sampler of your own. See `tickstep.batch.run_batch`. (A
             strategy with a parameter named ``method`` varies it instead.)
+        round_size : int, optional
+            The sets a model-based ``method`` proposes at a time (8 by default); see
+            `tickstep.batch.run_batch`.
         return_optimization : bool, default False
             With a model-based ``method``, also return its ``optuna.Study`` (every set
             proposed and its objective), last, as backtesting.py returns its SAMBO
@@ -400,8 +404,8 @@ class Backtest:
                               "(return_heatmap=True adds the heatmap)")
         rows, studies = self._optimize(
             ranges, maximize=maximize, constraint=constraint, max_tries=max_tries,
-            random_state=random_state, method=method, executor=executor,
-            max_workers=max_workers, cache=cache, progress=progress)
+            random_state=random_state, method=method, round_size=round_size,
+            executor=executor, max_workers=max_workers, cache=cache, progress=progress)
         # `plot` then draws the best set's run, run again when asked (a batch keeps no
         # prices), as backtesting.py's plot after its optimize.
         ok = rows[rows["status"] == "ok"] if "status" in rows else rows
@@ -515,6 +519,7 @@ class Backtest:
         max_workers: int | None = None,
         cache: Any = True,
         progress: bool | None = False,
+        round_size: int | None = None,
         **ranges: Any,
     ) -> Any:
         """Walk-forward optimisation: optimise on each train window, trade the next one.
@@ -533,7 +538,7 @@ class Backtest:
         warmup : duration, optional
             Bars before each window fed to indicators without calling the strategy, so no
             window starts cold (the first window starts ``warmup`` after the data).
-        constraint, max_tries, random_state, method, executor, max_workers, cache, progress :
+        constraint, max_tries, random_state, method, round_size, executor, max_workers, cache, progress :
             As in `optimize`, for each train window's grid (a random search draws the
             same sets in every window: the grid and the seed are the same; a model-based
             ``method`` searches each train window afresh, with the same seed).
@@ -577,7 +582,8 @@ class Backtest:
                                      load_options=request["load_options"])
         return walk_forward(self, train=train, test=test, maximize=maximize, anchored=anchored,
                             warmup=warmup, constraint=constraint, max_tries=max_tries,
-                            random_state=random_state, method=method, executor=executor,
+                            random_state=random_state, method=method,
+                            round_size=round_size, executor=executor,
                             max_workers=max_workers, cache=cache, progress=progress,
                             source=source, **ranges)
 

@@ -109,6 +109,7 @@ def run_batch(
     max_tries: int | float | None = None,
     random_state: int = 0,
     method: Any = "grid",
+    round_size: int | None = None,
     return_optimization: bool = False,
     executor: Any = None,
     max_workers: int | None = None,
@@ -167,6 +168,10 @@ def run_batch(
         (``optuna.samplers.GPSampler(seed=1)``, ...) searches with it instead. Each
         symbol group has its own search. Needs ``pip install 'tickstep[search]'``; see
         `tickstep.batch.search`.
+    round_size : int, optional
+        The sets a model-based search proposes before it is told how they did (8 by
+        default, whatever the machine: the same seed, the same search). A cluster of many
+        workers wants more; fewer follow the model more closely.
     return_optimization : bool, default False
         Also return each symbol group's ``optuna.Study`` (None for a grid): ``(rows,
         {label: study})``, every set proposed, its objective, or why it did not run.
@@ -275,7 +280,8 @@ def run_batch(
 
     if return_optimization is not True and return_optimization is not False:
         raise ConfigError(f"return_optimization={return_optimization!r}: True or False")
-    new_search = search_of(method, params, constraint, max_tries, random_state, check)
+    new_search = search_of(method, params, constraint, max_tries, random_state, check,
+                           round_size)
     if isinstance(maximize, str) and maximize not in STAT_LABELS:
         raise ConfigError(f"maximize={maximize!r} is not a statistic{did_you_mean(maximize, STAT_LABELS)}")
     if not isinstance(maximize, str) and not callable(maximize):

@@ -6,16 +6,17 @@ A batch asks its search for a round of sets, runs them (with the results cache, 
 executor's workers), tells the search each set's objective, and asks again until the
 search has no more. The grid answers once with all its sets. The model-based search
 (``method="optuna"``) is optuna's: its sampler (TPE by default, seeded by
-``random_state``) proposes ``ROUND`` sets at a time, so the same seed proposes the same
-sets on any machine, whatever its cores, and a search run again is answered from the
-results cache set by set.
+``random_state``) proposes ``ROUND`` sets at a time (or ``round_size``: a cluster of many
+workers wants larger rounds, at some cost to how closely the model follows), so the same
+seed proposes the same sets on any machine, whatever its cores, and a search run again is
+answered from the results cache set by set.
 
 How the grid is shown to the sampler: a parameter whose values are whole numbers in
 steps (``range(5, 50, 5)``) is an integer from the first to the last value in that step;
 other numbers are ordinal, the rank of the value among those given; anything else is a
 category. A proposal the constraint refuses is told as pruned (the sampler learns to
 avoid it); one already run is told as failed and not run again (its row is the first
-run's). When a round's proposals bring ``ROUND`` refusals or repeats, the round is filled
+run's). When a round's proposals bring a round's worth of refusals or repeats, it is filled
 with sets not yet run, drawn at random with the same seed, so a search always runs its
 ``max_tries`` sets (or all the constraint keeps, if fewer).
 """
@@ -123,14 +124,15 @@ def _optuna_quietly() -> Iterator[None]:
 
 class ModelSearch:
     """Optuna's sampler over the grid's sets (see the module notes): ``total`` sets in
-    rounds of `ROUND`, the study kept as ``study``."""
+    rounds of ``round_size``, the study kept as ``study``."""
 
     def __init__(self, grid: list[tuple[tuple[int, ...], dict[str, Any]]],
                  axes: Mapping[str, list[Any]], tries: int, sampler: Any,
-                 random_state: int) -> None:
+                 random_state: int, round_size: int = ROUND) -> None:
         import optuna
 
         self.total = min(tries, len(grid))
+        self._round = round_size
         self._sets = {at: p for at, p in grid}
         # Only the varied parameters are the sampler's; a fixed one is at position 0.
         self._axes = [(k, _Axis(name, values)) for k, (name, values) in enumerate(axes.items())
@@ -162,11 +164,11 @@ class ModelSearch:
     def propose(self) -> list[dict[str, Any]]:
         from optuna.trial import TrialState
 
-        want = min(ROUND, self.total - len(self._seen))
+        want = min(self._round, self.total - len(self._seen))
         fruitless = 0
         with _optuna_quietly():
             while len(self._asked) < want:
-                if fruitless >= ROUND:
+                if fruitless >= self._round:
                     at = self._spare()
                     self.study.enqueue_trial({axis.name: axis.encode(at[k])
                                               for k, axis in self._axes})
@@ -206,12 +208,21 @@ def _plain(value: Any) -> Any:
 
 def search_of(method: Any, params: Any, constraint: Callable[[Params], bool] | None,
               max_tries: int | float | None, random_state: int,
-              check: Callable[[dict[str, Any]], dict[str, Any]]
-              ) -> Callable[[], GridSearch | ModelSearch]:
+              check: Callable[[dict[str, Any]], dict[str, Any]],
+              round_size: int | None = None) -> Callable[[], GridSearch | ModelSearch]:
     """How a batch picks its sets: a maker of a fresh search for each symbol group (each
     group's model learns from its own runs). ``check`` validates a set (names and
     declared types) and returns it as the runs take it; every set the grid keeps is
-    checked here, before any data is read."""
+    checked here, before any data is read. ``round_size``: the sets a model-based search
+    proposes at a time (`ROUND` by default)."""
+    if round_size is not None:
+        if isinstance(round_size, bool) or not isinstance(round_size, (int, np.integer)) \
+                or round_size < 1:
+            raise ConfigError(f"round_size={round_size!r}: how many sets a model-based search "
+                              "proposes at a time, a whole number >= 1")
+        if method == "grid":
+            raise ConfigError(f"round_size={round_size!r}: the rounds of a model-based search "
+                              "(method='optuna'); a grid runs every set in one")
     if method == "grid":
         sets = [check(p) for p in sample_sets(expand_grid(params, constraint), max_tries,
                                               random_state)]
@@ -234,7 +245,8 @@ def search_of(method: Any, params: Any, constraint: Callable[[Params], bool] | N
         return lambda: GridSearch([p for _, p in grid])
     axes = grid_axes(params)
     sampler = _sampler(method, random_state)
-    return lambda: ModelSearch(grid, axes, tries, copy.deepcopy(sampler), random_state)
+    size = ROUND if round_size is None else int(round_size)
+    return lambda: ModelSearch(grid, axes, tries, copy.deepcopy(sampler), random_state, size)
 
 
 def option_of(strategy: Any, ranges: dict[str, Any], name: str, default: Any) -> Any:

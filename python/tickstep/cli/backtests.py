@@ -158,6 +158,8 @@ def _probabilistic_sharpe(result: Any) -> float | None:
               help="grid: every set (or --max-tries drawn at random); optuna: a model-based "
                    "search of --max-tries sets, optuna's TPE proposing sets from those run "
                    "(each symbol's own search; needs tickstep[search]).")
+@click.option("--round-size", type=click.IntRange(min=1), metavar="N",
+              help="With --method optuna: sets proposed at a time (default 8).")
 @click.option("--portfolio", is_flag=True,
               help="All symbols in one backtest (default: each symbol alone).")
 @click.option("--sequential", is_flag=True, help="Run in this process, one job after another.")
@@ -175,7 +177,8 @@ def _probabilistic_sharpe(result: Any) -> float | None:
               help="Progress bar on stderr (default: when stderr is a terminal).")
 def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, end: str | None,
           options: tuple[str, ...], params: tuple[str, ...], max_tries: str | None,
-          random_state: int, method: str, portfolio: bool, sequential: bool,
+          random_state: int, method: str, round_size: int | None, portfolio: bool,
+          sequential: bool,
           workers: int | None, maximize: str, top: int, out: str | None, results: str | None,
           no_cache: bool, progress: bool | None) -> int:
     """Backtest STRATEGY over symbols x a parameter grid, in parallel, cached. STRATEGY
@@ -202,7 +205,8 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
     tries = _max_tries(max_tries)
     rows = run_batch(
         handed, data, params=grid or None, max_tries=tries, random_state=random_state,
-        method=method, symbols=parse_symbols(symbols), portfolio=portfolio,
+        method=method, round_size=round_size, symbols=parse_symbols(symbols),
+        portfolio=portfolio,
         maximize=maximize, executor="sequential" if sequential else None, max_workers=workers,
         cache=not no_cache, progress=progress, start=start, end=end, **engine,
     )
@@ -218,6 +222,7 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
             batch_id = uuid.uuid4().hex[:16]
             request = {"strategy": strategy, "data": data, "params": grid,
                        "max_tries": tries, "random_state": random_state, "method": method,
+                       "round_size": round_size,
                        "symbols": parse_symbols(symbols), "portfolio": portfolio,
                        "options": engine, "start": start, "end": end, "source": "cli"}
             db.create_batch(batch_id, strategy, jsonable(request), total=len(rows),
@@ -269,6 +274,8 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
               show_default=True,
               help="As for batch, on each train window (optuna: --max-tries sets by a "
                    "model-based search).")
+@click.option("--round-size", type=click.IntRange(min=1), metavar="N",
+              help="With --method optuna: sets proposed at a time (default 8).")
 @click.option("--sequential", is_flag=True, help="Run in this process, one job after another.")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default: cores).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the results cache.")
@@ -282,7 +289,8 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
 def walk_forward(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
                  end: str | None, options: tuple[str, ...], params: tuple[str, ...], train: str,
                  test_span: str, warmup: str | None, anchored: bool, maximize: str,
-                 max_tries: str | None, random_state: int, method: str, sequential: bool,
+                 max_tries: str | None, random_state: int, method: str,
+                 round_size: int | None, sequential: bool,
                  workers: int | None, no_cache: bool, out: str | None, plot: str | None,
                  report: str | None, as_json: bool) -> int:
     """Walk-forward optimisation of STRATEGY (as for `tickstep run`): on each train window
@@ -317,7 +325,7 @@ def walk_forward(strategy: str, data: str, symbols: tuple[str, ...], start: str 
                                **engine)
         wf = bt.walk_forward(train=train, test=test_span, warmup=warmup, anchored=anchored,
                              maximize=maximize, max_tries=tries, random_state=random_state,
-                             method=method, executor="sequential" if sequential else None,
+                             method=method, round_size=round_size, executor="sequential" if sequential else None,
                              max_workers=workers, cache=not no_cache, **grid)
     finally:
         source.close()

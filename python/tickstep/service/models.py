@@ -65,6 +65,8 @@ class BatchRequest(BaseModel):
         "grid", description="How the parameter sets are chosen: grid (every set, or max_tries "
         "of them drawn at random) or optuna (a model-based search of max_tries sets for each "
         "symbol group, optuna's TPE sampler seeded by random_state, by maximize).")
+    round_size: StrictInt | None = Field(None, ge=1, description="With method optuna: the "
+                                         "sets proposed at a time (8 by default).")
     maximize: StrictStr = Field("Sharpe Ratio", max_length=100, description="The statistic a "
                                 "model-based search maximizes, and a walk-forward chooses by.")
     walk_forward: WalkForwardRequest | None = Field(
@@ -293,12 +295,12 @@ def _check_search(req: BatchRequest) -> None:
     if req.maximize not in STAT_LABELS:
         raise Problem(("body", "maximize"), f"{req.maximize!r} is not a statistic"
                       f"{_hint(req.maximize, list(STAT_LABELS))}")
-    if req.method == "grid":
-        return
     try:
-        search_of(req.method, req.params, None, req.max_tries, req.random_state, lambda p: p)
+        search_of(req.method, req.params, None, req.max_tries, req.random_state, lambda p: p,
+                  req.round_size)
     except (ConfigError, ImportError) as exc:
-        raise Problem(("body", "method"), str(exc)) from None
+        field = "round_size" if str(exc).startswith("round_size=") else "method"
+        raise Problem(("body", field), str(exc)) from None
 
 
 def _check_walk_forward(req: BatchRequest) -> None:

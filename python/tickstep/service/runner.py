@@ -65,6 +65,7 @@ def batch_arguments(request: dict[str, Any], store: str) -> dict[str, Any]:
         max_tries=request.get("max_tries"),
         random_state=request.get("random_state", 0),
         method=request.get("method", "grid"),
+        round_size=request.get("round_size"),
         maximize=request.get("maximize", "Sharpe Ratio"),
         symbols=request.get("symbols"),
         portfolio=bool(request.get("portfolio")),

@@ -49,7 +49,8 @@ def walk_forward_of(request: dict[str, Any], store: Any, symbols: list[str], *,
     return bt.walk_forward(
         train=spec["train"], test=spec["test"], warmup=spec.get("warmup"),
         anchored=bool(spec.get("anchored")), maximize=request.get("maximize", "Sharpe Ratio"),
-        method=request.get("method", "grid"), max_tries=request.get("max_tries"),
+        method=request.get("method", "grid"), round_size=request.get("round_size"),
+        max_tries=request.get("max_tries"),
         random_state=request.get("random_state", 0), executor=executor,
         max_workers=max_workers, cache=bool(request.get("cache", True)),
         **(request.get("params") or {}))
