@@ -453,3 +453,29 @@ def test_rounds_of_the_users_size_and_their_refusals(daily):
     with pytest.raises(tickstep.ConfigError, match=r"round_size=0: how many sets"):
         run_batch(SmaCross, daily, params=GRID, method="optuna", max_tries=5, round_size=0,
                   cache=False)
+
+
+def test_daily_returns_kept_by_every_run_path_are_the_runs_own(daily, tmp_path):
+    # In memory on worker processes, a SignalStrategy's native grid, and streamed from a
+    # store: each row's daily returns are those of its set run alone.
+    from tickstep.significance import DAILY_RETURNS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        native = run_batch(SignalCross, daily, params={"fast": [3, 5], "slow": [20, 40]},
+                           portfolio=True, cache=False, returns=True)
+        for _, row in native.iterrows():
+            alone = tickstep.Backtest(daily, SignalCross).run(fast=int(row["fast"]),
+                                                               slow=int(row["slow"]))
+            pd.testing.assert_series_equal(row[DAILY_RETURNS], alone.daily_returns())
+        store = tmp_path / "m.duckdb"
+        with td.Store(store, read_only=False) as s:
+            s.ingest(td.sample_daily(symbols=3, days=300, seed=5))
+        with td.open_store(str(store), read_only=True) as opened:
+            held = tickstep.Backtest(opened, SmaCross).optimize(
+                fast=[5, 10], slow=[30, 50], returns=True, cache=False)
+            streamed = tickstep.Backtest(opened, SmaCross, stream="20D").optimize(
+                fast=[5, 10], slow=[30, 50], returns=True, cache=False, executor="sequential")
+    assert len(held) == len(streamed) == 4
+    for (_, a), (_, b) in zip(held.iterrows(), streamed.iterrows()):
+        pd.testing.assert_series_equal(a[DAILY_RETURNS], b[DAILY_RETURNS])

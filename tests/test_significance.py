@@ -17,6 +17,7 @@ from tickstep.metrics import daily_returns
 from tickstep.significance import (
     BOOTSTRAP_STATS,
     _psr,
+    backtest_overfitting,
     bootstrap_stats,
     deflated_sharpe_ratio,
     expected_max_sharpe_ratio,
@@ -284,3 +285,93 @@ def test_property_the_psr_ignores_the_returns_scale_and_order_and_falls_with_the
     assert probabilistic_sharpe_ratio(daily * scale, bench) == pytest.approx(psr, abs=1e-9)
     assert probabilistic_sharpe_ratio(rng.permutation(daily), bench) == pytest.approx(psr, abs=1e-9)
     assert probabilistic_sharpe_ratio(daily, bench + 0.5) <= psr + 1e-12
+
+
+# ---- the probability of backtest overfitting ---------------------------------------------------
+
+
+def _pbo_by_hand(matrix: np.ndarray, n_splits: int) -> tuple[float, list[float]]:
+    """CSCV written out: every split of the blocks in two halves, pandas' Sharpe Ratio of
+    each trial on each half, the in-sample best's rank out of sample (ties averaged)."""
+    import itertools
+
+    frame = pd.DataFrame(matrix)
+    blocks = np.array_split(np.arange(len(frame)), n_splits)
+    logits = []
+    for half in itertools.combinations(range(n_splits), n_splits // 2):
+        inside = np.concatenate([blocks[b] for b in half])
+        outside = np.concatenate([blocks[b] for b in range(n_splits) if b not in half])
+        sharpe_in = frame.iloc[inside].mean() / frame.iloc[inside].std()
+        sharpe_out = frame.iloc[outside].mean() / frame.iloc[outside].std()
+        best = int(np.argmax(sharpe_in.to_numpy()))
+        rank = sharpe_out.rank(method="average").iloc[best]
+        share = rank / (frame.shape[1] + 1)
+        logits.append(math.log(share / (1 - share)))
+    return float(np.mean(np.array(logits) <= 0)), logits
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_probability_of_overfitting_is_cscv_written_out(seed):
+    rng = np.random.default_rng(seed)
+    matrix = rng.normal(0.0003, 0.01, (90, 7))
+    if seed == 3:
+        matrix = np.round(matrix, 3)  # returns in steps: ties out of sample
+        matrix[:, 5] = matrix[:, 4]  # two trials alike
+    by_hand, logits = _pbo_by_hand(matrix, 6)
+    found = backtest_overfitting(pd.DataFrame(matrix), n_splits=6)
+    assert found.probability == by_hand
+    np.testing.assert_allclose(found.logits, logits, rtol=1e-12, atol=1e-12)
+    assert (found.splits, found.trials, len(found.logits)) == (6, 7, 20)
+
+
+def test_without_skill_choosing_overfits_half_the_time_with_skill_rarely():
+    rng = np.random.default_rng(21)
+    noise = [backtest_overfitting(pd.DataFrame(rng.normal(0, 0.01, (1000, 40)))).probability
+             for _ in range(12)]
+    assert 0.35 < np.mean(noise) < 0.65
+    skilled = rng.normal(0, 0.01, (1000, 40))
+    skilled[:, 7] += 3 / math.sqrt(252) * 0.01  # a true Sharpe Ratio of 3
+    found = backtest_overfitting(pd.DataFrame(skilled))
+    # It is chosen in sample in most splits, and then ranks near the top out of sample.
+    assert found.probability < 0.2 and found.loss_probability < 0.2
+    assert np.median(found.out_of_sample) > 1.0
+
+
+def test_optimize_keeps_each_sets_daily_returns_for_the_probability_of_overfitting(tmp_path):
+    data = tickstep.data.example_daily()
+    bt = tickstep.Backtest(data, SmaCross, cash=100_000)
+    grid = dict(fast=[5, 10, 20, 40], slow=[50, 100, 150])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        rows = bt.optimize(returns=True, cache=tmp_path / "c.sqlite", **grid)
+        again = bt.optimize(returns=True, cache=tmp_path / "c.sqlite", **grid)
+        plain = bt.optimize(cache=tmp_path / "c.sqlite", **grid)
+        for _, row in rows.iterrows():
+            alone = bt.run(fast=int(row["fast"]), slow=int(row["slow"]))
+            pd.testing.assert_series_equal(row["Daily Returns"], alone.daily_returns())
+    assert again.attrs["batch"]["cached"] == 12 and plain.attrs["batch"]["cached"] == 0
+    assert "Daily Returns" not in plain.columns
+    for (_, a), (_, b) in zip(rows.iterrows(), again.iterrows()):
+        pd.testing.assert_series_equal(a["Daily Returns"], b["Daily Returns"])
+    found = backtest_overfitting(rows, n_splits=8)
+    matrix = pd.DataFrame({k: s.to_numpy() for k, s in enumerate(rows["Daily Returns"])})
+    assert found.probability == backtest_overfitting(matrix, n_splits=8).probability
+    with pytest.raises(ValueError, match=r"without a 'Daily Returns' column: run optimize"):
+        backtest_overfitting(plain)
+
+
+@pytest.mark.parametrize(("call", "error", "words"), [
+    (lambda: backtest_overfitting(pd.DataFrame(np.zeros((40, 3))), n_splits=5),
+     tickstep.ConfigError, "n_splits=5: the blocks of days, an even whole number"),
+    (lambda: backtest_overfitting(pd.DataFrame(np.zeros((20, 3))), n_splits=16), ValueError,
+     "20 days cannot make 16 blocks"),
+    (lambda: backtest_overfitting(pd.DataFrame(np.zeros((40, 1))), n_splits=4), ValueError,
+     "1 trial; overfitting is choosing among two or more"),
+    (lambda: backtest_overfitting(pd.DataFrame({"a": [0.1, np.nan] * 20, "b": 0.0}), n_splits=4),
+     ValueError, "20 not finite, the first on row 1 of trial 'a'"),
+    (lambda: backtest_overfitting(np.zeros((40, 3))), TypeError, "a DataFrame of daily returns"),
+])
+def test_the_probability_of_overfitting_refuses_bad_input_naming_it(call, error, words):
+    with pytest.raises(error) as raised:
+        call()
+    assert words in str(raised.value)

@@ -324,6 +324,7 @@ class Backtest:
         progress: bool | None = None,
         return_heatmap: bool = False,
         round_size: int | None = None,
+        returns: bool = False,
         **ranges: Any,
     ) -> pd.DataFrame | tuple[pd.DataFrame, pd.Series]:
         """Run the strategy over a grid of parameters, in parallel; one row per set, best first.
@@ -361,6 +362,10 @@ class Backtest:
         round_size : int, optional
             The sets a model-based ``method`` proposes at a time (8 by default); see
             `tickstep.batch.run_batch`.
+        returns : bool, default False
+            Each row also keeps its run's daily returns (a ``Daily Returns`` column), for
+            `tickstep.significance.backtest_overfitting`: how likely choosing the best of
+            these sets overfits.
         return_optimization : bool, default False
             With a model-based ``method``, also return its ``optuna.Study`` (every set
             proposed and its objective), last, as backtesting.py returns its SAMBO
@@ -405,7 +410,8 @@ class Backtest:
         rows, studies = self._optimize(
             ranges, maximize=maximize, constraint=constraint, max_tries=max_tries,
             random_state=random_state, method=method, round_size=round_size,
-            executor=executor, max_workers=max_workers, cache=cache, progress=progress)
+            returns=returns, executor=executor, max_workers=max_workers, cache=cache,
+            progress=progress)
         # `plot` then draws the best set's run, run again when asked (a batch keeps no
         # prices), as backtesting.py's plot after its optimize.
         ok = rows[rows["status"] == "ok"] if "status" in rows else rows

@@ -90,6 +90,7 @@ from tickstep.results import Result
 from tickstep.simulation import (
     engine_for,
     result_of,
+    returns_of,
     session_ends,
     stats_inputs,
     stats_of,
@@ -546,10 +547,12 @@ def run_signals(
                      metadata=metadata, symbols=symbols, rejected=rejected)
 
 
-def _row_maker(market: _core.Market, config: BacktestConfig) -> Callable[[Any], Any]:
+def _row_maker(market: _core.Market, config: BacktestConfig,
+               returns: bool = False) -> Callable[[Any], Any]:
     """A run's statistics (as `run_signals(...).stats`) from its summary (see
     `_core.run_signal_summaries`), or the exception it ended with. Rejected orders are
-    counted without a warning each (``on_reject="raise"`` raises, as the run alone)."""
+    counted without a warning each (``on_reject="raise"`` raises, as the run alone).
+    With ``returns``, the pair (statistics, daily returns)."""
     quiet = quiet_runs(config)
     symbols = list(market.symbols)
     inputs = stats_inputs(market, config)
@@ -558,24 +561,26 @@ def _row_maker(market: _core.Market, config: BacktestConfig) -> Callable[[Any], 
         if isinstance(run, BaseException):
             return run
         rejected = check_rejections(run["rejected"], symbols, quiet.on_reject)
-        return stats_of(run["trades"], run["equity"], run["carrying_costs"], market, config,
-                        rejected, inputs, trade_sums=run["trade_sums"],
-                        margin_calls=run["margin_calls"], dividends=run["dividends"])
+        stats = stats_of(run["trades"], run["equity"], run["carrying_costs"], market, config,
+                         rejected, inputs, trade_sums=run["trade_sums"],
+                         margin_calls=run["margin_calls"], dividends=run["dividends"])
+        return (stats, returns_of(run["equity"], market, config, inputs)) if returns else stats
 
     return row_of
 
 
 def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping[str, Any]],
                 rules: list[dict[str, Any]], ends: Any, threads: int | None,
-                names: Sequence[Any] | None = None) -> list[pd.Series | BaseException]:
+                names: Sequence[Any] | None = None,
+                returns: bool = False) -> list[Any]:
     """Per set, its statistics (as `run_signals(...).stats`) or the exception its run (or
     its statistics: rejected orders under ``on_reject="raise"``) ended with.
 
     The core keeps of each run only what its statistics read (no order or fill log is
     built) and hands it over as the run ends: its statistics are computed on this thread
     while the other runs go on."""
-    row_of = _row_maker(market, config)
-    rows: list[pd.Series | BaseException | None] = [None] * len(sets)
+    row_of = _row_maker(market, config, returns)
+    rows: list[Any] = [None] * len(sets)
 
     def on_run(k: int, run: Any) -> None:
         try:
@@ -988,8 +993,8 @@ def run_strategy(market: _core.Market, strategy: type[SignalStrategy], config: B
 def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
                         config: BacktestConfig, param_sets: Sequence[Mapping[str, Any]], *,
                         metadata: pd.DataFrame | None = None, ends: Any = _FROM_CONFIG,
-                        threads: int | None = None,
-                        batch: int | None = None) -> list[pd.Series | BaseException]:
+                        threads: int | None = None, batch: int | None = None,
+                        returns: bool = False) -> list[Any]:
     """Statistics of a `SignalStrategy` for each parameter set (or the exception that set
     ended with), in the order of ``param_sets``: the sets run ``batch`` at a time (default
     4 per thread, so the signals held stay bounded) in one native call each, on
@@ -999,7 +1004,8 @@ def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
     at a time each; numpy and pandas release the interpreter in their kernels) while the
     batch before runs natively (on a helper thread that makes the engines, waits for the
     core, the interpreter released, and computes each run's statistics), so the cores
-    are not idle while signals are computed."""
+    are not idle while signals are computed. With ``returns``, each set's
+    (statistics, daily returns)."""
     if ends is _FROM_CONFIG:
         ends = session_ends(market, config.timezone)
     names = list(market.symbols)
@@ -1023,7 +1029,7 @@ def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
         except Exception as exc:  # noqa: BLE001 - the set's own error becomes its row
             return exc
 
-    out: list[pd.Series | BaseException] = []
+    out: list[Any] = []
 
     def finish(made: list[Made], running: Future[list[Any]] | None) -> None:
         rows = iter(running.result() if running is not None else [])
@@ -1044,7 +1050,8 @@ def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
                 made = [m.result() for m in making]  # in the order of the sets
                 ready = [m for m in made if not isinstance(m, BaseException)]
                 running = native.submit(_grid_stats, market, config, [m[0] for m in ready],
-                                        [m[1] for m in ready], ends, threads) if ready else None
+                                        [m[1] for m in ready], ends, threads,
+                                        returns=returns) if ready else None
                 if pending is not None:
                     finish(*pending)
                 pending = (made, running)

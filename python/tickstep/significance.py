@@ -35,11 +35,21 @@ length (Politis and Romano's stationary bootstrap, arch's ``StationaryBootstrap`
 mean block length by Politis and White's rule unless given), so runs of good and bad days
 stay together, and computes the return, CAGR, volatility, Sharpe and Sortino Ratios and
 maximum drawdown of each history drawn; ``result.bootstrap()`` of a run.
+
+Is the way the best set was chosen itself overfit? `backtest_overfitting` is the
+probability of backtest overfitting of Bailey, Borwein, López de Prado and Zhu (2015), by
+combinatorially symmetric cross-validation: the trials' daily returns are cut into ``S``
+blocks of consecutive days; for every way of taking half of them as the in-sample days
+(the rest out of sample) the set with the best in-sample Sharpe Ratio is ranked among all
+sets out of sample; the probability is the share of those ways in which it ranks in the
+lower half. It needs every trial's daily returns: ``optimize(..., returns=True)`` (or
+`tickstep.batch.run_batch`) keeps them in a ``Daily Returns`` column.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
@@ -50,6 +60,9 @@ from tickstep._core import ConfigError
 
 __all__ = [
     "BOOTSTRAP_STATS",
+    "DAILY_RETURNS",
+    "Overfitting",
+    "backtest_overfitting",
     "bootstrap_stats",
     "deflated_sharpe_ratio",
     "expected_max_sharpe_ratio",
@@ -60,6 +73,10 @@ __all__ = [
 #: names them (the drawdown of daily equity: a run's own counts its intraday samples).
 BOOTSTRAP_STATS = ("Return [%]", "CAGR [%]", "Volatility (Ann.) [%]", "Sharpe Ratio",
                    "Sortino Ratio", "Max. Drawdown [%]")
+
+#: The column of a results table (``optimize(..., returns=True)``) holding each run's
+#: daily returns (a Series on each trading day's last equity sample, UTC).
+DAILY_RETURNS = "Daily Returns"
 
 _NORMAL = NormalDist()
 _EULER_GAMMA = 0.5772156649015329
@@ -226,6 +243,162 @@ def bootstrap_stats(returns: Any, n: int = 1000, *, block: int | None = None,
     frame.index.name = "history"
     frame.attrs["block"] = int(block)
     return frame
+
+
+@dataclass(frozen=True)
+class Overfitting:
+    """What `backtest_overfitting` found.
+
+    Attributes
+    ----------
+    probability : float
+        The probability of backtest overfitting: the share of the in/out-of-sample splits in
+        which the set chosen in sample ranked in the lower half out of sample.
+    logits : numpy.ndarray
+        Per split, the logit of the chosen set's relative rank out of sample,
+        ``ln(w / (1 - w))``, ``w`` its rank (1 the worst, ties averaged) over ``N + 1``:
+        the probability is the share at or below zero.
+    in_sample, out_of_sample : numpy.ndarray
+        Per split, the chosen set's Sharpe Ratio (annualised) in and out of sample: the
+        degradation from choosing.
+    loss_probability : float
+        The share of splits in which the chosen set lost out of sample (Sharpe Ratio below
+        zero).
+    splits : int
+        ``S``, the blocks of days (the splits are the ``C(S, S/2)`` ways of taking half).
+    trials : int
+        ``N``, the sets compared.
+    """
+
+    probability: float
+    logits: np.ndarray
+    in_sample: np.ndarray
+    out_of_sample: np.ndarray
+    loss_probability: float
+    splits: int
+    trials: int
+
+
+def backtest_overfitting(returns: Any, n_splits: int = 16, *,
+                         periods_per_year: int = 252) -> Overfitting:
+    """The probability that choosing the best of these trials in sample overfits: CSCV
+    (see the module notes).
+
+    Parameters
+    ----------
+    returns : pandas.DataFrame
+        The trials' daily returns, a column each on the same days (none missing); or a
+        results table of `tickstep.Backtest.optimize` / `tickstep.batch.run_batch` made
+        with ``returns=True`` (its ``Daily Returns`` column, the rows whose status is
+        ``"ok"``, all of one symbol group).
+    n_splits : int, default 16
+        ``S``, the blocks of consecutive days: even, at least 2, with at least two days a
+        block. Every ``C(S, S/2)`` way of taking half is a split (12,870 for 16).
+    periods_per_year : int, default 252
+        How the Sharpe Ratios reported are annualised (the ranking does not depend on it).
+
+    Returns
+    -------
+    Overfitting
+
+    Examples
+    --------
+    >>> noise = pd.DataFrame(np.random.default_rng(0).normal(0, 0.01, (600, 20)))
+    >>> found = backtest_overfitting(noise, n_splits=8)
+    >>> found.trials, len(found.logits)  # 20 trials, C(8, 4) splits
+    (20, 70)
+    >>> bool(found.probability == np.mean(found.logits <= 0))
+    True
+    """
+    import itertools
+
+    matrix, trials = _trial_returns(returns)
+    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) \
+            or n_splits < 2 or n_splits % 2:
+        raise ConfigError(f"n_splits={n_splits!r}: the blocks of days, an even whole number >= 2")
+    days = matrix.shape[0]
+    if days < 2 * n_splits:
+        raise ValueError(f"returns: {days} days cannot make {n_splits} blocks of two days or "
+                         "more; fewer splits (n_splits=) or more days")
+    if trials < 2:
+        raise ValueError(f"returns: {trials} trial; overfitting is choosing among two or more")
+    blocks = np.array_split(np.arange(days), n_splits)
+    count = np.array([len(b) for b in blocks], dtype=float)
+    sums = np.array([matrix[b].sum(axis=0) for b in blocks])  # S x N
+    squares = np.array([(matrix[b] ** 2).sum(axis=0) for b in blocks])
+    chosen = np.array(list(itertools.combinations(range(n_splits), n_splits // 2)), dtype=int)
+    taken = np.zeros((len(chosen), n_splits))
+    taken[np.arange(len(chosen))[:, None], chosen] = 1.0
+    logits, ins, outs = [], [], []
+    step = max(1, 2_000_000 // (trials * n_splits))  # splits at a time: bounded memory
+    for first in range(0, len(taken), step):
+        part = taken[first:first + step]
+        inside = _block_sharpe(part, count, sums, squares)
+        outside = _block_sharpe(1.0 - part, count, sums, squares)
+        best = np.argmax(np.where(np.isnan(inside), -np.inf, inside), axis=1)
+        rows = np.arange(len(part))
+        mine = outside[rows, best]
+        ranked = np.where(np.isnan(outside), -np.inf, outside)
+        mine_ranked = ranked[rows, best][:, None]
+        below = (ranked < mine_ranked).sum(axis=1)
+        level = (ranked == mine_ranked).sum(axis=1)
+        rank = below + (level + 1) / 2.0  # 1 the worst; ties share the mean rank
+        share = rank / (trials + 1)
+        logits.append(np.log(share / (1.0 - share)))
+        ins.append(inside[rows, best])
+        outs.append(mine)
+    logit = np.concatenate(logits)
+    annual = math.sqrt(periods_per_year)
+    outside_all = np.concatenate(outs)
+    return Overfitting(probability=float(np.mean(logit <= 0)), logits=logit,
+                       in_sample=np.concatenate(ins) * annual,
+                       out_of_sample=outside_all * annual,
+                       loss_probability=float(np.mean(outside_all < 0)),
+                       splits=int(n_splits), trials=trials)
+
+
+def _block_sharpe(taken: np.ndarray, count: np.ndarray, sums: np.ndarray,
+                  squares: np.ndarray) -> np.ndarray:
+    """Per split (a row of ``taken``: 1 for each block in it) and trial, the Sharpe Ratio
+    per day (ddof=1) of the days of the blocks taken; NaN without spread."""
+    n = taken @ count
+    total = taken @ sums
+    mean = total / n[:, None]
+    var = (taken @ squares - n[:, None] * mean**2) / (n[:, None] - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(var > 1e-24, mean / np.sqrt(np.maximum(var, 0.0)), np.nan)
+
+
+def _trial_returns(returns: Any) -> tuple[np.ndarray, int]:
+    """The trials' daily returns as a days x trials matrix, checked."""
+    if isinstance(returns, pd.DataFrame) and DAILY_RETURNS in returns.columns:
+        ok = returns[returns["status"] == "ok"] if "status" in returns.columns else returns
+        if "symbols" in ok.columns and ok["symbols"].nunique() > 1:
+            raise ValueError("returns: a results table of several symbol groups; choose one "
+                             "(rows[rows['symbols'] == ...]): each group chooses its own set")
+        series = list(ok[DAILY_RETURNS])
+        if not series or not all(isinstance(s, pd.Series) for s in series):
+            raise ValueError(f"returns: its '{DAILY_RETURNS}' column holds no returns (made "
+                             "with returns=True?)")
+        index = series[0].index
+        for s in series[1:]:
+            if not s.index.equals(index):
+                raise ValueError("returns: the trials' days differ; every trial must have "
+                                 "the same days")
+        returns = pd.DataFrame({k: s.to_numpy() for k, s in enumerate(series)}, index=index)
+    elif isinstance(returns, pd.DataFrame) and ("Sharpe Ratio" in returns.columns):
+        raise ValueError(f"returns: a results table without a '{DAILY_RETURNS}' column: run "
+                         "optimize (or run_batch) with returns=True")
+    if not isinstance(returns, pd.DataFrame):
+        raise TypeError("returns: a DataFrame of daily returns (a column per trial), or a "
+                        "results table made with returns=True")
+    matrix = returns.to_numpy(dtype=float)
+    bad = np.argwhere(~np.isfinite(matrix))
+    if len(bad):
+        day, trial = bad[0]
+        raise ValueError(f"returns: {len(bad)} not finite, the first on row {day} of trial "
+                         f"{returns.columns[trial]!r}")
+    return matrix, matrix.shape[1]
 
 
 def _history_stats(path: np.ndarray, rf_daily: float, periods_per_year: int,

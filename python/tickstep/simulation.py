@@ -22,7 +22,7 @@ from tickstep._core import ConfigError
 from tickstep.config import BacktestConfig, multipliers
 from tickstep.data import MarketColumns
 from tickstep.data._actions import _local_days
-from tickstep.metrics import _STAT_TRADE_COLUMNS, stats_of_columns
+from tickstep.metrics import _STAT_TRADE_COLUMNS, daily_returns, stats_of_columns
 from tickstep.rejections import check_rejections
 from tickstep.results import Result, build_result, market_stats_inputs, samples_since
 from tickstep.strategy import Bar, Strategy
@@ -381,12 +381,14 @@ def simulate_stats(
     metadata: pd.DataFrame | None = None,
     ends: np.ndarray | None = _UNSET,
     records: Mapping[str, Any] | None = None,
-) -> pd.Series:
+    returns: bool = False,
+) -> Any:
     """``simulate(...).stats``, without building the frames statistics do not read.
 
     The same run and the same `~tickstep.metrics.compute_stats` on the columns it
     documents using (equity, gross exposure; trade pnl, return, commission, bars held,
-    MAE, MFE): equal to ``simulate(...).stats`` bit for bit.
+    MAE, MFE): equal to ``simulate(...).stats`` bit for bit. With ``returns``, the pair
+    ``(stats, daily returns)`` (`returns_of`: ``simulate(...).daily_returns()``).
     """
     engine, instance, rejected = _run(market, strategy, config, params or {}, metadata, ends,
                                       records)
@@ -398,8 +400,21 @@ def simulate_stats(
     # The core's objects must die on this thread: a profiler holding this frame (Dask's
     # samples every worker thread) would otherwise free them on its own thread.
     del engine, instance
-    return stats_of(raw, eq, carrying_costs, market, config, rejected,
-                    margin_calls=margin_calls, dividends=dividends)
+    stats = stats_of(raw, eq, carrying_costs, market, config, rejected,
+                     margin_calls=margin_calls, dividends=dividends)
+    return (stats, returns_of(eq, market, config)) if returns else stats
+
+
+def returns_of(eq: dict[str, np.ndarray], market: _core.Market, config: BacktestConfig,
+               inputs: dict[str, Any] | None = None) -> pd.Series:
+    """A finished run's daily returns from its equity columns (the engine's ``equity()``):
+    those of its `Result.daily_returns`, which its Sharpe Ratio is computed from."""
+    if inputs is None:
+        inputs = stats_inputs(market, config)
+    eq = samples_since(eq, inputs["start"].value)
+    equity = pd.Series(eq["equity"], index=pd.DatetimeIndex(pd.to_datetime(eq["ts"], utc=True),
+                                                            name="time"))  # as Result.equity
+    return daily_returns(equity, config.cash, config.timezone)
 
 
 def stats_inputs(market: _core.Market, config: BacktestConfig) -> dict[str, Any]:

@@ -111,6 +111,7 @@ def run_batch(
     method: Any = "grid",
     round_size: int | None = None,
     return_optimization: bool = False,
+    returns: bool = False,
     executor: Any = None,
     max_workers: int | None = None,
     chunk_size: int | None = None,
@@ -175,6 +176,10 @@ def run_batch(
     return_optimization : bool, default False
         Also return each symbol group's ``optuna.Study`` (None for a grid): ``(rows,
         {label: study})``, every set proposed, its objective, or why it did not run.
+    returns : bool, default False
+        Each row also keeps its run's daily returns (a ``Daily Returns`` column of Series,
+        as `tickstep.Result.daily_returns`), for
+        `tickstep.significance.backtest_overfitting`. Cached apart from rows without.
     executor : None, "process", "sequential", dask Client or Executor
         None or ``"process"``: local worker processes, ``min(cores, tasks)`` of them
         (or ``max_workers``). ``"sequential"``: in this process, for debugging. A
@@ -278,8 +283,9 @@ def run_batch(
             raise ConfigError(f"parameter name(s) {clash} collide with result columns")
         return cls.check_parameters(p)
 
-    if return_optimization is not True and return_optimization is not False:
-        raise ConfigError(f"return_optimization={return_optimization!r}: True or False")
+    for name, flag in (("return_optimization", return_optimization), ("returns", returns)):
+        if flag is not True and flag is not False:
+            raise ConfigError(f"{name}={flag!r}: True or False")
     new_search = search_of(method, params, constraint, max_tries, random_state, check,
                            round_size)
     if isinstance(maximize, str) and maximize not in STAT_LABELS:
@@ -327,7 +333,9 @@ def run_batch(
         keys: list[str] = []
         if store is not None:
             engine_fp = engine_fingerprint()
-            options_fp = options_fingerprint(config.options())
+            # Rows with their daily returns are other rows than those without.
+            options_fp = options_fingerprint({**config.options(),
+                                              **({"daily returns": True} if returns else {})})
             data_keys = {label: prepared.data_key(syms) for label, syms in groups.items()}
             if tables:  # the records are part of every job's data
                 records_fp = _digest(*(f"{n}={t.fingerprint()}" for n, t in sorted(tables.items())))
@@ -410,10 +418,12 @@ def run_batch(
                         for job in missing:
                             by_group.setdefault(job.label, []).append(job)
                         chunks = [Chunk(ref, code_fp, source, config, tuple(group),
-                                        threads=max_workers) for group in by_group.values()]
+                                        threads=max_workers, returns=returns)
+                                  for group in by_group.values()]
                     else:
                         chunks = [Chunk(ref, code_fp, source, config,
-                                        tuple(missing[i : i + size]), records=tuple(snapshots))
+                                        tuple(missing[i : i + size]), records=tuple(snapshots),
+                                        returns=returns)
                                   for i in range(0, len(missing), size)]
                     ran += len(missing)
                     execute(chunks, backend, collect)

@@ -27,6 +27,7 @@ from tickstep.config import BacktestConfig
 from tickstep.data._records import RecordTable, read_record_snapshot
 from tickstep.rejections import quiet_runs
 from tickstep.signals import is_signal_strategy, strategy_grid_stats
+from tickstep.significance import DAILY_RETURNS
 from tickstep.simulation import simulate_stats, simulate_stream
 
 __all__ = ["Chunk", "forget_record_snapshots", "run_chunk"]
@@ -45,6 +46,8 @@ class Chunk:
     records: tuple[tuple[str, str], ...] = ()
     #: Threads of a `~tickstep.SignalStrategy`'s native grid (None: all cores).
     threads: int | None = 1
+    #: Each row also keeps the run's daily returns (``stats[DAILY_RETURNS]``).
+    returns: bool = False
 
 
 def _plain(value: Any) -> Any:
@@ -103,13 +106,12 @@ def run_chunk(chunk: Chunk, cache: WorkerCache | None = None) -> list[dict[str, 
             market = cache.market(chunk.source, job.symbols)
             records = {name: _record_table(path).subset(list(market.market.symbols))
                        for name, path in chunk.records}
-            stats = simulate_stats(
+            ran = simulate_stats(
                 market.market, cls, config, job.params,
                 metadata=market.metadata, ends=market.session_ends(config.timezone),
-                records=records,
+                records=records, returns=chunk.returns,
             )
-            row = _row(job, {str(k): _plain(v) for k, v in stats.items()},
-                       time.perf_counter() - t0, "ok", None)
+            row = _row(job, _stats_row(ran), time.perf_counter() - t0, "ok", None)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -129,12 +131,12 @@ def _run_streamed(chunk: Chunk, cls: Any, job: Job) -> dict[str, Any]:
             records = {name: _record_table(path).subset(list(stream.symbols))
                        for name, path in chunk.records}
             config = quiet_runs(chunk.config)
-            stats = simulate_stream(stream, cls, config, job.params, records=records,
-                                    marks=False).stats
+            result = simulate_stream(stream, cls, config, job.params, records=records,
+                                     marks=False)
         finally:
             stream.close()
-        return _row(job, {str(k): _plain(v) for k, v in stats.items()},
-                    time.perf_counter() - t0, "ok", None)
+        ran = (result.stats, result.daily_returns()) if chunk.returns else result.stats
+        return _row(job, _stats_row(ran), time.perf_counter() - t0, "ok", None)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -166,7 +168,7 @@ def _run_signal_chunk(chunk: Chunk, cls: Any, cache: WorkerCache) -> list[dict[s
             results = strategy_grid_stats(
                 market.market, cls, config, [job.params for job in jobs],
                 metadata=market.metadata, ends=market.session_ends(config.timezone),
-                threads=chunk.threads,
+                threads=chunk.threads, returns=chunk.returns,
             )
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
@@ -177,9 +179,18 @@ def _run_signal_chunk(chunk: Chunk, cls: Any, cache: WorkerCache) -> list[dict[s
             if isinstance(result, BaseException):
                 done[job.index] = _row(job, {}, share, "error", _error_text(result))
             else:
-                stats = {str(k): _plain(v) for k, v in result.items()}
-                done[job.index] = _row(job, stats, share, "ok", None)
+                done[job.index] = _row(job, _stats_row(result), share, "ok", None)
     return [done[job.index] for job in chunk.jobs]
+
+
+def _stats_row(ran: Any) -> dict[str, Any]:
+    """A run's statistics as a row keeps them (plain values); a run's (statistics, daily
+    returns) adds the returns under `DAILY_RETURNS`."""
+    stats, daily = ran if isinstance(ran, tuple) else (ran, None)
+    row = {str(k): _plain(v) for k, v in stats.items()}
+    if daily is not None:
+        row[DAILY_RETURNS] = daily
+    return row
 
 
 def _row(job: Job, stats: dict[str, Any], run_time: float, status: str, error: str | None) -> dict[str, Any]:
