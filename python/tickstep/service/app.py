@@ -496,7 +496,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         run, batch = await anyio.to_thread.run_sync(run_or_404, run_id)
         out = jsonable({**run, "stats": state.db.stats_of(run)})
         if details and run["status"] == "ok":
-            spec = detail_spec(run, batch)
+            # A walk-forward window's spec reads the database: off the event loop.
+            spec = await anyio.to_thread.run_sync(detail_spec, run, batch)
             loop = asyncio.get_running_loop()
             full = await loop.run_in_executor(state.details_pool(), run_details, spec)
             out.update(trades=full["trades"], equity=full["equity"])
@@ -512,7 +513,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         if not hasattr(Result, "report"):
             raise HTTPException(501, "this build of tickstep has no HTML report "
                                 "(Result.report is not there yet)")
-        spec = detail_spec(run, batch)
+        spec = await anyio.to_thread.run_sync(detail_spec, run, batch)
         with tempfile.TemporaryDirectory() as tmp:
             spec["report"] = str(Path(tmp) / "report.html")
             loop = asyncio.get_running_loop()
