@@ -375,3 +375,16 @@ def test_the_probability_of_overfitting_refuses_bad_input_naming_it(call, error,
     with pytest.raises(error) as raised:
         call()
     assert words in str(raised.value)
+
+
+@pytest.mark.parametrize("timezone", ["Asia/Tokyo", "America/New_York", "UTC"])
+def test_a_runs_annualisation_is_its_statistics_in_any_timezone(timezone):
+    # The trading days are the calendar days in the run's timezone, east of UTC too: the
+    # bootstrap's rotations give back the run's own Sharpe Ratio and volatility.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        result = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000,
+                                   timezone=timezone).run()
+    drawn = result.bootstrap(5, block=10**9, seed=2)
+    for label in ("Sharpe Ratio", "Volatility (Ann.) [%]"):
+        np.testing.assert_allclose(drawn[label], result.stats[label], rtol=1e-9, err_msg=label)

@@ -580,6 +580,12 @@ def periods_per_year_of(days: np.ndarray) -> int:
     return 365 if np.any(weekday >= 5) else 252
 
 
+def _trading_days(ts: np.ndarray, timezone: str) -> np.ndarray:
+    """The trading day of each time (ns UTC): its calendar day in ``timezone``, a day
+    number (as `stats_of_columns` counts them; `periods_per_year_of` reads their weekdays)."""
+    return _local_ns(ts, timezone) // NS_PER_DAY
+
+
 def _last_of_period(periods: np.ndarray) -> np.ndarray:
     # Samples are sorted, so a period's last sample is the one before the period changes.
     return np.append(periods[1:] != periods[:-1], True)
@@ -658,7 +664,7 @@ def daily_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC")
     [0.1, -0.1]
     """
     index = _as_utc(pd.DatetimeIndex(equity.index))
-    days = _local_ns(index.asi8, timezone) // NS_PER_DAY
+    days = _trading_days(index.asi8, timezone)
     returns = _period_returns(equity.to_numpy(dtype=float), days, float(initial_cash))
     return pd.Series(returns, index=index[_last_of_period(days)], name="return")
 

@@ -27,6 +27,7 @@ from tickstep.hints import did_you_mean
 from tickstep.metrics import (
     _STAT_TRADE_COLUMNS,
     BenchmarkPrices,
+    _trading_days,
     daily_returns,
     exposed,
     format_stats,
@@ -34,7 +35,6 @@ from tickstep.metrics import (
     stats_of_columns,
 )
 from tickstep.significance import bootstrap_stats, deflated_sharpe_ratio, probabilistic_sharpe_ratio
-from tickstep.timeframes import NS_PER_DAY
 
 __all__ = ["EngineLine", "IndicatorLine", "Result", "build_result", "load_result", "market_stats_inputs", "samples_since"]
 
@@ -318,9 +318,9 @@ class DailyReturnsMixin:
         """The daily returns and the annualisation `stats` used."""
         daily = self.daily_returns()
         ppy = self._run_options.get("periods_per_year")
-        if ppy is None:
-            days = daily.index.tz_convert(self._run_options.get("timezone", "UTC")).normalize()
-            ppy = periods_per_year_of(days.asi8 // NS_PER_DAY)
+        if ppy is None:  # as `stats` annualised: by the weekdays of the run's trading days
+            ppy = periods_per_year_of(_trading_days(daily.index.asi8,
+                                                    self._run_options.get("timezone", "UTC")))
         return {"returns": daily.to_numpy(), "periods_per_year": ppy,
                 "risk_free_rate": float(self._run_options.get("risk_free_rate", 0.0))}
 

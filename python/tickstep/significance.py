@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from tickstep._core import ConfigError
+from tickstep.metrics import _risk_ratios
 
 __all__ = [
     "BOOTSTRAP_STATS",
@@ -111,6 +112,9 @@ def probabilistic_sharpe_ratio(returns: Any, benchmark: float = 0.0, *,
     0.945
     """
     daily = _returns(returns, periods_per_year, risk_free_rate)
+    if isinstance(benchmark, bool) or not isinstance(benchmark, (int, float)) \
+            or not math.isfinite(benchmark):
+        raise ConfigError(f"benchmark={benchmark!r}: an annualised Sharpe Ratio, a number")
     sharpe, skew, kurtosis = _moments(daily)
     return _psr(sharpe, benchmark / math.sqrt(periods_per_year), len(daily), skew, kurtosis)
 
@@ -219,18 +223,19 @@ def bootstrap_stats(returns: Any, n: int = 1000, *, block: int | None = None,
     except ImportError:
         raise ImportError("the bootstrap needs arch: pip install 'tickstep[bootstrap]'") from None
 
+    # The histories draw the returns themselves: the rate is checked here, taken per draw.
     daily = _returns(returns, periods_per_year, 0.0)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"n={n!r}: how many histories to draw, a whole number >= 1")
+    _check_rate(risk_free_rate)
+    _whole(n, "n", 1, "how many histories to draw")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed={seed!r}: a whole number >= 0 (the same one draws the same "
                           "histories)")
-    if block is not None and (isinstance(block, bool) or not isinstance(block, (int, np.integer))
-                              or block < 1):
-        raise ConfigError(f"block={block!r}: the mean block length in days, a whole number >= 1")
+    if block is not None:
+        _whole(block, "block", 1, "the mean block length in days")
     if years is None:
         years = len(daily) / periods_per_year
-    elif not (isinstance(years, (int, float)) and years > 0 and math.isfinite(years)):
+    elif isinstance(years, bool) or not (isinstance(years, (int, float)) and years > 0
+                                         and math.isfinite(years)):
         raise ConfigError(f"years={years!r}: the span of the returns in years, > 0")
     if block is None:
         optimal = float(optimal_block_length(daily)["stationary"].iloc[0])
@@ -313,6 +318,7 @@ def backtest_overfitting(returns: Any, n_splits: int = 16, *,
     import itertools
 
     matrix, trials = _trial_returns(returns)
+    _check_periods(periods_per_year)
     if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) \
             or n_splits < 2 or n_splits % 2:
         raise ConfigError(f"n_splits={n_splits!r}: the blocks of days, an even whole number >= 2")
@@ -405,8 +411,6 @@ def _history_stats(path: np.ndarray, rf_daily: float, periods_per_year: int,
                    years: float) -> tuple[float, ...]:
     """`BOOTSTRAP_STATS` of one history of daily returns, by `compute_stats`'s rules (the
     equity of each day from 1, the peak never below it)."""
-    from tickstep.metrics import _risk_ratios
-
     growth = np.cumprod(1.0 + path)
     final = float(growth[-1])
     sharpe, sortino, volatility = _risk_ratios(path, rf_daily, periods_per_year)
@@ -437,14 +441,27 @@ def _moments(daily: np.ndarray) -> tuple[float, float, float]:
     return float(daily.mean()) / std, skew, kurtosis
 
 
-def _returns(returns: Any, periods_per_year: int, risk_free_rate: float) -> np.ndarray:
-    if isinstance(periods_per_year, bool) or not isinstance(periods_per_year, (int, np.integer)) \
-            or periods_per_year < 1:
-        raise ConfigError(f"periods_per_year={periods_per_year!r}: a whole number of returns "
-                          "in a year >= 1 (252 for exchange days, 365 for crypto)")
-    if not isinstance(risk_free_rate, (int, float)) or not math.isfinite(risk_free_rate) \
-            or risk_free_rate <= -1:
+def _whole(value: Any, name: str, least: int, what: str) -> None:
+    """``value`` is a whole number at least ``least`` (never a bool), else refused by name."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ConfigError(f"{name}={value!r}: {what}, a whole number >= {least}")
+
+
+def _check_periods(periods_per_year: Any) -> None:
+    _whole(periods_per_year, "periods_per_year",
+           1, "returns in a year (252 for exchange days, 365 for crypto)")
+
+
+def _check_rate(risk_free_rate: Any) -> None:
+    if isinstance(risk_free_rate, bool) or not isinstance(risk_free_rate, (int, float)) \
+            or not math.isfinite(risk_free_rate) or risk_free_rate <= -1:
         raise ConfigError(f"risk_free_rate={risk_free_rate!r}: an annual rate as a fraction, > -1")
+
+
+def _returns(returns: Any, periods_per_year: int, risk_free_rate: float) -> np.ndarray:
+    """Daily returns, checked, as their excess over the daily risk-free rate."""
+    _check_periods(periods_per_year)
+    _check_rate(risk_free_rate)
     daily = np.asarray(returns, dtype=float)
     if daily.ndim != 1 or len(daily) < 2:
         raise ValueError(f"returns: at least two daily returns in a 1-d array, got shape {daily.shape}")
@@ -475,8 +492,6 @@ def _trial_sharpes(trials: Any) -> np.ndarray:
 def _count(n_trials: int | None, finite: int) -> int:
     if n_trials is None:
         return finite
-    if isinstance(n_trials, bool) or not isinstance(n_trials, (int, np.integer)) or n_trials < 1:
-        raise ConfigError(f"n_trials={n_trials!r}: how many independent trials were made, a "
-                          "whole number >= 1")
+    _whole(n_trials, "n_trials", 1, "how many independent trials were made")
     return int(n_trials)
 

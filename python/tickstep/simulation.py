@@ -400,9 +400,10 @@ def simulate_stats(
     # The core's objects must die on this thread: a profiler holding this frame (Dask's
     # samples every worker thread) would otherwise free them on its own thread.
     del engine, instance
-    stats = stats_of(raw, eq, carrying_costs, market, config, rejected,
+    inputs = stats_inputs(market, config)  # the run's span, read by both below
+    stats = stats_of(raw, eq, carrying_costs, market, config, rejected, inputs,
                      margin_calls=margin_calls, dividends=dividends)
-    return (stats, returns_of(eq, market, config)) if returns else stats
+    return (stats, returns_of(eq, market, config, inputs)) if returns else stats
 
 
 def returns_of(eq: dict[str, np.ndarray], market: _core.Market, config: BacktestConfig,

@@ -295,6 +295,8 @@ def _check_search(req: BatchRequest) -> None:
     if req.maximize not in STAT_LABELS:
         raise Problem(("body", "maximize"), f"{req.maximize!r} is not a statistic"
                       f"{_hint(req.maximize, list(STAT_LABELS))}")
+    if req.method == "grid" and req.round_size is None:
+        return  # the grid's sets were counted (and max_tries checked) by `_tried`
     try:
         search_of(req.method, req.params, None, req.max_tries, req.random_state, lambda p: p,
                   req.round_size)
