@@ -474,6 +474,7 @@ def test_the_results_table_holds_each_jobs_parameters_statistics_and_status_rank
     # keeps its dtype with NaT in the failed row.
     from tickstep.batch.api import ROW_TAIL, _frame
     from tickstep.batch.jobs import Job
+    from tickstep.batch.objectives import Objective
     from tickstep.metrics import STAT_LABELS
 
     start = pd.Timestamp("2024-01-02 14:30", tz="UTC")
@@ -487,7 +488,7 @@ def test_the_results_table_holds_each_jobs_parameters_statistics_and_status_rank
     rows = {0: row(0, {"Sharpe Ratio": 1.5, "Start": start, "# Trades": 4, "Extra": "x"}),
             1: row(1, {"Sharpe Ratio": 2.5, "Start": start, "# Trades": 6}),
             2: row(2, {}, "error", "Traceback: boom")}
-    frame = _frame(jobs, rows, "Sharpe Ratio")
+    frame = _frame(jobs, rows, Objective("Sharpe Ratio"))
     assert list(frame.columns) == ["n", "m", "symbols", *STAT_LABELS, "Extra", *ROW_TAIL]
     assert list(frame.index) == [1, 0, 2]
     assert frame["n"].tolist() == [2, 1, 3]
@@ -501,7 +502,7 @@ def test_the_results_table_holds_each_jobs_parameters_statistics_and_status_rank
     assert frame["cached"].tolist() == [True, False, False]
     assert frame["run_time"].tolist() == [0.25, 0.0, 0.5]
 
-    scored = _frame(jobs, rows, lambda s: -s["Sharpe Ratio"])
+    scored = _frame(jobs, rows, Objective(lambda s: -s["Sharpe Ratio"]))
     assert list(scored.columns[-5:]) == ["score", *ROW_TAIL]
     assert list(scored.index) == [0, 1, 2]
     assert scored["score"].tolist()[:2] == [-1.5, -2.5] and np.isnan(scored.loc[2, "score"])

@@ -331,8 +331,11 @@ class Backtest:
 
         Parameters
         ----------
-        maximize : str or callable, default "Sharpe Ratio"
-            A statistic of ``Result.stats``, or ``f(stats) -> float`` (a ``score`` column).
+        maximize : str, callable, list or dict, default "Sharpe Ratio"
+            A statistic of ``Result.stats``, or ``f(stats) -> float`` (a ``score`` column);
+            or several statistics (``["Return [%]", "Max. Drawdown [%]"]``, each
+            maximised, or ``{statistic: "max" or "min"}``): the rows are then ranked by
+            Pareto front, a ``Pareto Rank`` column (see `tickstep.batch.objectives`).
         constraint : callable, optional
             ``constraint(p) -> bool`` keeps the parameter sets it accepts; ``p`` reads as a
             dict or by attribute: ``lambda p: p.fast < p.slow``.
@@ -377,13 +380,15 @@ class Backtest:
         -------
         pandas.DataFrame
             One row per parameter set: the parameters, every statistic, run time, status
-            and error text, sorted by ``maximize`` (``.iloc[0]`` is the best).
+            and error text, sorted by ``maximize`` (``.iloc[0]`` is the best; with
+            several objectives, the first of the Pareto front by the first objective).
         pandas.Series
             With ``return_heatmap``: the value maximised (the statistic, or ``score``) of
             each set that ran, indexed by the parameters of ``ranges`` in grid order, as
             backtesting.py's (`tickstep.lib.plot_heatmaps` draws it).
         optuna.Study
-            With ``return_optimization``: the model-based search's study.
+            With ``return_optimization``: the model-based search's study (with several
+            objectives a multi-objective study: ``study.best_trials`` is its front).
 
         Examples
         --------
@@ -397,6 +402,8 @@ class Backtest:
         """
         if return_heatmap is not True and return_heatmap is not False:
             raise ConfigError(f"optimize(return_heatmap={return_heatmap!r}): True or False")
+        if return_heatmap:
+            heatmap_metric(maximize, "optimize(return_heatmap=True)")
         from tickstep.batch.search import option_of
 
         method = option_of(self.strategy, ranges, "method", "grid")
@@ -594,11 +601,25 @@ class Backtest:
                             source=source, **ranges)
 
 
+def heatmap_metric(maximize: Any, where: str) -> str:
+    """The column a heatmap of ``maximize`` shows (the statistic, or ``score`` for a
+    function), checked before anything runs: several objectives have no one value to
+    show. ``where``: the call, as the refusal names it."""
+    from tickstep.batch.objectives import Objective
+
+    objective = Objective(maximize)
+    if objective.several:
+        raise ConfigError(
+            f"{where}: a heatmap shows one value per set, and maximize={maximize!r} names "
+            "several; the rows rank them by Pareto front (the 'Pareto Rank' column)")
+    return objective.columns[0]
+
+
 def _heatmap_of(rows: pd.DataFrame, names: list[str], maximize: Any) -> pd.Series:
     """backtesting.py's heatmap of an optimisation's ``rows``: the value maximised (the
     statistic ``maximize`` names, or ``score`` for a function) of each set that ran,
     indexed by the parameters ``names``, sorted by them."""
-    metric = "score" if callable(maximize) else maximize
+    metric = heatmap_metric(maximize, "return_heatmap=True")
     ok = rows[rows["status"] == "ok"] if "status" in rows.columns else rows
     heatmap = ok.set_index(names)[metric].astype(float).sort_index()
     heatmap.name = metric

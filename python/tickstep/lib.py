@@ -367,8 +367,10 @@ class MultiBacktest:
         """`tickstep.Backtest.optimize` on each frame, as backtesting.py's: each frame's
         heatmap (the value maximised of each parameter set that ran, indexed by the
         parameters) as a column (0, 1, ...)."""
-        from tickstep.backtest import _heatmap_of
+        from tickstep.backtest import _heatmap_of, heatmap_metric
         from tickstep.batch.search import option_of
+
+        heatmap_metric(maximize, "MultiBacktest.optimize")
 
         # A model-based method= runs max_tries sets per frame.
         method = option_of(self._strategy, ranges, "method", "grid")

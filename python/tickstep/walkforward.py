@@ -48,7 +48,8 @@ import numpy as np
 import pandas as pd
 
 from tickstep.batch import run_batch
-from tickstep.batch.api import ranked_by, run_label, warn_of_failed_runs
+from tickstep.batch.api import run_label, warn_of_failed_runs
+from tickstep.batch.objectives import Objective
 from tickstep.config import ConfigError
 from tickstep.data import MarketColumns, SymbolBars
 from tickstep.data._request import time_bounds
@@ -407,12 +408,6 @@ class WalkForwardResult(DailyReturnsMixin):
                 f"{self.equity.iloc[-1]:,.2f}>")
 
 
-def _objective(maximize: str | Callable[[pd.Series], float], stats: pd.Series) -> float:
-    if callable(maximize):
-        return float(maximize(stats))
-    return float(stats[maximize])
-
-
 def walk_forward(backtest: Any, *, train: Any, test: Any,
                  maximize: str | Callable[[pd.Series], float] = "Sharpe Ratio",
                  anchored: bool = False, warmup: Any = None,
@@ -430,8 +425,12 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
     """
     if not grid:
         raise TypeError("walk_forward needs at least one parameter range, e.g. fast=[5, 10, 20]")
-    if not (callable(maximize) or isinstance(maximize, str)):
-        raise TypeError(f"maximize must be a statistic's name or a function of the stats, got {maximize!r}")
+    objective = Objective(maximize)
+    if objective.several:
+        raise ConfigError(
+            f"maximize={maximize!r}: a walk-forward trades one set per test window, the best "
+            "by one objective; give one statistic, or a function of the statistics that "
+            "weighs several (several rank a batch's rows by Pareto front: optimize, run_batch)")
     config, strategy = backtest.config, backtest.strategy
     if source is None:
         source = MarketWindows(backtest.market, backtest.metadata)
@@ -452,7 +451,7 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
     rejections: list[tuple[str, Any]] = []
     failures: list[tuple[str, dict[str, Any]]] = []
     undecided: list[int] = []  # windows whose train runs all left the objective NaN
-    by, objective = ranked_by(maximize)
+    by, what = objective.columns[0], objective.describe()
 
     rows, results, trades = [], [], []
     for w in windows:
@@ -500,7 +499,7 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
         rows.append({
             "window": w.number, "train_start": w.train_start, "train_end": w.train_end,
             "test_start": w.test_start, "test_end": w.test_end, **chosen,
-            "in_sample": in_sample, "out_of_sample": _objective(maximize, result.stats),
+            "in_sample": in_sample, "out_of_sample": objective.values({"status": "ok", "stats": result.stats})[0],
             "Return [%]": result.stats["Return [%]"], "# Trades": result.stats["# Trades"],
             "# Orders Rejected": rejected,
             "# Margin Calls": int(result.stats["# Margin Calls"]),
@@ -527,7 +526,7 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
                                                 windows[-1].test_end.value))
     if undecided:
         warnings.warn(
-            f"{objective} is NaN in every train run of window(s) "
+            f"{what} is NaN in every train run of window(s) "
             f"{', '.join(map(str, undecided))}: none was best, and the first parameter set "
             "traded the test window; check the runs' # Trades, or maximize another statistic",
             TickstepWarning, stacklevel=caller_outside_tickstep())

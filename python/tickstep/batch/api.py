@@ -28,6 +28,7 @@ from tickstep.batch.jobs import (
     options_fingerprint,
     resolve_strategy,
 )
+from tickstep.batch.objectives import PARETO_RANK, Objective
 from tickstep.batch.progress import make_progress
 from tickstep.batch.search import option_of, search_of
 from tickstep.batch.sources import default_scratch_dir, prepare_data, snapshot_path
@@ -36,7 +37,6 @@ from tickstep.batch.worker_cache import WorkerCache
 from tickstep.config import BacktestConfig, check_symbols, split_options
 from tickstep.data import LOAD_OPTIONS, BarStore, MarketColumns, SymbolBars, open_store
 from tickstep.data._records import RecordTable, records_for_backtest, write_record_snapshot
-from tickstep.hints import did_you_mean
 from tickstep.metrics import STAT_LABELS
 from tickstep.rejections import TickstepWarning, caller_outside_tickstep, warn_of_rejected_runs
 from tickstep.signals import is_signal_strategy
@@ -48,7 +48,7 @@ ROW_TAIL = ("run_time", "status", "error", "cached")
 #: Forked workers take the bars the parent holds (copy-on-write pages, nothing pickled)
 #: instead of each loading them; off, they always load from the data source.
 SHARE_WITH_FORKED_WORKERS = True
-_RESERVED = {"symbols", "score", *ROW_TAIL, *STAT_LABELS}
+_RESERVED = {"symbols", "score", PARETO_RANK, *ROW_TAIL, *STAT_LABELS}
 
 
 def _open_cache(cache: Any, data: Any) -> ResultsCache | None:
@@ -146,9 +146,14 @@ def run_batch(
     portfolio : bool, default False
         False: each symbol is its own backtest. True: all symbols in one backtest,
         labelled ``"portfolio"``.
-    maximize : str or callable, default "Sharpe Ratio"
+    maximize : str, callable, list or dict, default "Sharpe Ratio"
         The statistic rows are sorted by, best first; or ``f(stats) -> float`` on each
-        job's statistics (a ``pd.Series``), stored in a ``score`` column.
+        job's statistics (a ``pd.Series``), stored in a ``score`` column. Several
+        statistics (a list, each maximised, or ``{statistic: "max" or "min"}``) rank the
+        rows by Pareto dominance within each symbol group, in a ``Pareto Rank`` column
+        (1: no other set is as good by every objective and better by one), then by the
+        first objective; a model-based search is then multi-objective. See
+        `tickstep.batch.objectives`.
     constraint : callable, optional
         ``constraint(p) -> bool`` keeps the parameter sets it accepts; ``p`` reads as a
         dict or by attribute (``lambda p: p.fast < p.slow``).
@@ -225,7 +230,8 @@ def run_batch(
     pandas.DataFrame
         One row per job, indexed by ``job`` (its position in the batch: symbol groups
         in order, parameter sets varying fastest), sorted by ``maximize`` (best first,
-        failures last, ties in job order). Columns: the parameters, ``symbols`` (the
+        failures last, ties in job order; several objectives: by ``Pareto Rank``, then
+        the first objective). Columns: the parameters, ``symbols`` (the
         symbol, ``"portfolio"`` or the group name), every statistic of
         `tickstep.metrics.compute_stats`, ``run_time`` (seconds), ``status``
         (``"ok"``, ``"error"`` or ``"crashed"``), ``error`` (traceback text) and
@@ -286,15 +292,9 @@ def run_batch(
     for name, flag in (("return_optimization", return_optimization), ("returns", returns)):
         if flag is not True and flag is not False:
             raise ConfigError(f"{name}={flag!r}: True or False")
+    objective = Objective(maximize)
     new_search = search_of(method, params, constraint, max_tries, random_state, check,
-                           round_size)
-    if isinstance(maximize, str) and maximize not in STAT_LABELS:
-        raise ConfigError(f"maximize={maximize!r} is not a statistic{did_you_mean(maximize, STAT_LABELS)}")
-    if not isinstance(maximize, str) and not callable(maximize):
-        raise ConfigError(
-            f"maximize={maximize!r}: must be a statistic's name (e.g. 'Sharpe Ratio') or a "
-            "function of a run's statistics returning a number"
-        )
+                           round_size, objective.directions)
 
     store = _open_cache(cache, data)
     load_request, groups = _groups(symbols, portfolio)
@@ -342,7 +342,7 @@ def run_batch(
                 data_keys = {label: _digest(key, records_fp) for label, key in data_keys.items()}
         jobs: list[Job] = []
         rows: dict[int, dict[str, Any]] = {}
-        ranked: dict[int, float] = {}  # each job's objective, as the rows are ranked
+        ranked: dict[int, tuple[float, ...]] = {}  # each job's objectives, as ranked
         ran = 0
         # A SignalStrategy's sets run as native grids on all cores in this process (one
         # chunk per symbol group); other strategies go to the executor's workers.
@@ -427,9 +427,9 @@ def run_batch(
                                   for i in range(0, len(missing), size)]
                     ran += len(missing)
                     execute(chunks, backend, collect)
-                told: dict[str, list[float]] = {label: [] for label in searches}
+                told: dict[str, list[tuple[float, ...]]] = {label: [] for label in searches}
                 for job in fresh_jobs:  # in each group's order proposed
-                    ranked[job.index] = _objective(rows[job.index], maximize)
+                    ranked[job.index] = objective.values(rows[job.index])
                     told[job.label].append(ranked[job.index])
                 for label, search in searches.items():
                     search.tell(told[label])
@@ -447,14 +447,14 @@ def run_batch(
         held.close()
         if store is not None and store is not cache:
             store.close()
-    frame = _frame(jobs, rows, maximize, ranked)
+    frame = _frame(jobs, rows, objective, ranked)
     # One warning for the batch (its runs, here or in workers, warn of none themselves),
     # cached rows included: they are this call's results too.
     warn_of_rejected_runs(((_job_label(job), rows[job.index]["stats"].get("# Orders Rejected"))
                            for job in jobs), config.on_reject)
     # A run that raised is its row (the others go on), never silent: one warning names them.
     warn_of_failed_runs([(_job_label(job), rows[job.index]) for job in jobs])
-    _warn_if_none_is_best(frame, maximize)
+    _warn_if_none_is_best(frame, objective)
     frame.attrs["batch"] = {
         "jobs": len(jobs),
         "cached": len(jobs) - ran,
@@ -466,19 +466,6 @@ def run_batch(
     if return_optimization:
         return frame, {label: search.study for label, search in searches.items()}
     return frame
-
-
-def _objective(row: dict[str, Any], maximize: str | Callable[[pd.Series], float]) -> float:
-    """The value a run is ranked by: the statistic maximised, or the score ``maximize``
-    returns of its statistics (NaN for a run that failed)."""
-    if row["status"] != "ok":
-        return np.nan
-    if callable(maximize):
-        return float(maximize(pd.Series(row["stats"], name="stats")))
-    value = row["stats"].get(maximize, np.nan)
-    if isinstance(value, pd.Timedelta):  # a duration is ranked by its length
-        return value.total_seconds()
-    return float(value) if isinstance(value, (int, float, np.number)) else np.nan
 
 
 class FailedRunWarning(TickstepWarning):
@@ -503,25 +490,20 @@ def warn_of_failed_runs(runs: list[tuple[str, dict[str, Any]]], *,
     return len(failed)
 
 
-def ranked_by(maximize: str | Callable[[pd.Series], float]) -> tuple[str, str]:
-    """The column rows are ranked by (a statistic, or ``score`` for a function of the
-    statistics) and how a message names it."""
-    if callable(maximize):
-        return "score", "the score maximize= returns"
-    return maximize, repr(maximize)
-
-
-def _warn_if_none_is_best(frame: pd.DataFrame, maximize: str | Callable[[pd.Series], float]) -> None:
-    """Warn when the statistic maximised is NaN in every run that finished: the rows then
-    keep job order and the first is no better than the others (no trades, or a flat
-    equity, leave a Sharpe Ratio undefined)."""
-    by, what = ranked_by(maximize)
+def _warn_if_none_is_best(frame: pd.DataFrame, objective: Objective) -> None:
+    """Warn when no run that finished has every objective defined: the rows then keep
+    job order and the first is no better than the others (no trades, or a flat equity,
+    leave a Sharpe Ratio undefined)."""
     ok = frame[frame["status"] == "ok"]
-    if len(ok) and ok[by].isna().all():
+    undefined = (ok[objective.columns[0]].isna() if not objective.several
+                 else ok[objective.columns].isna().any(axis=1))
+    if len(ok) and undefined.all():
+        is_nan = "is NaN" if not objective.several else "leave one NaN"
         warnings.warn(
-            f"{what} is NaN in every run that finished ({len(ok)} of {len(frame)}): the rows "
-            "keep job order and none is best; check the runs' # Trades, or maximize another "
-            "statistic", TickstepWarning, stacklevel=caller_outside_tickstep())
+            f"{objective.describe()} {is_nan} in every run that finished ({len(ok)} of "
+            f"{len(frame)}): the rows keep job order and none is best; check the runs' "
+            "# Trades, or maximize another statistic", TickstepWarning,
+            stacklevel=caller_outside_tickstep())
 
 
 def _error_in_a_line(error: str | None) -> str:
@@ -551,11 +533,11 @@ def _job_label(job: Job) -> str:
 
 
 def _frame(
-    jobs: list[Job], rows: dict[int, dict[str, Any]], maximize: str | Callable[[pd.Series], float],
-    ranked: dict[int, float] | None = None,
+    jobs: list[Job], rows: dict[int, dict[str, Any]], objective: Objective,
+    ranked: dict[int, tuple[float, ...]] | None = None,
 ) -> pd.DataFrame:
-    """The results table of ``jobs``, best first; ``ranked``: each job's objective, as
-    the search computed it (else computed here)."""
+    """The results table of ``jobs``, best first; ``ranked``: each job's objectives, as
+    the search computed them (else computed here)."""
     param_names = list(dict.fromkeys(name for job in jobs for name in job.params))
     stat_names = list(dict.fromkeys([*STAT_LABELS, *(n for r in rows.values() for n in r["stats"])]))
     ordered = [rows[job.index] for job in jobs]
@@ -568,19 +550,18 @@ def _frame(
     columns["symbols"] = [job.label for job in jobs]
     for n in stat_names:
         columns[n] = [s.get(n, np.nan) for s in stats]
-    if callable(maximize):
-        if ranked is None:
-            ranked = {job.index: _objective(rows[job.index], maximize) for job in jobs}
-        columns["score"] = [ranked[job.index] for job in jobs]
+    if ranked is None:
+        ranked = {job.index: objective.values(rows[job.index]) for job in jobs}
+    if objective.function is not None:
+        columns["score"] = [ranked[job.index][0] for job in jobs]
     for n in ROW_TAIL:
         columns[n] = [row[n] for row in ordered]
     frame = pd.DataFrame(columns, index=pd.RangeIndex(len(jobs), name="job"))
     for n in stat_names:  # all-NaN columns of timestamps/durations keep their dtype
         if frame[n].dtype == object:
             frame[n] = _infer(frame[n])
-    by, _ = ranked_by(maximize)
-    return frame.sort_values([by, "job"], ascending=[False, True], na_position="last",
-                             kind="stable")
+    return objective.rank(frame, np.array([ranked[job.index] for job in jobs], dtype=float)
+                          .reshape(len(jobs), len(objective.columns)))
 
 
 def _infer(column: pd.Series) -> pd.Series:

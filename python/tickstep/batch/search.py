@@ -27,7 +27,7 @@ import copy
 import logging
 import math
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -56,7 +56,7 @@ class GridSearch:
         sets, self._sets = self._sets or [], None
         return sets
 
-    def tell(self, values: list[float | None]) -> None:
+    def tell(self, values: Sequence[float | tuple[float, ...] | None]) -> None:
         """The grid learns nothing from how its sets did."""
 
     @property
@@ -124,11 +124,13 @@ def _optuna_quietly() -> Iterator[None]:
 
 class ModelSearch:
     """Optuna's sampler over the grid's sets (see the module notes): ``total`` sets in
-    rounds of ``round_size``, the study kept as ``study``."""
+    rounds of ``round_size``, the study kept as ``study``; ``directions``: optuna's, one
+    per objective (several make a multi-objective study, its front ``study.best_trials``)."""
 
     def __init__(self, grid: list[tuple[tuple[int, ...], dict[str, Any]]],
                  axes: Mapping[str, list[Any]], tries: int, sampler: Any,
-                 random_state: int, round_size: int = ROUND) -> None:
+                 random_state: int, round_size: int = ROUND,
+                 directions: Sequence[str] = ("maximize",)) -> None:
         import optuna
 
         self.total = min(tries, len(grid))
@@ -143,7 +145,7 @@ class ModelSearch:
         self._rng = np.random.default_rng(random_state)
         self._spares: Iterator[tuple[int, ...]] | None = None
         with _optuna_quietly():
-            self.study = optuna.create_study(direction="maximize", sampler=sampler)
+            self.study = optuna.create_study(directions=list(directions), sampler=sampler)
 
     def _position(self, trial: Any) -> tuple[int, ...]:
         at = [0] * self._width
@@ -187,18 +189,20 @@ class ModelSearch:
                     self._asked.append((trial, at))
         return [self._sets[at] for _, at in self._asked]
 
-    def tell(self, values: list[float | None]) -> None:
-        """Each proposed set's objective, in the order proposed (None: the run failed or
-        left the objective undefined, and the sampler leaves it out)."""
+    def tell(self, values: Sequence[float | tuple[float, ...] | None]) -> None:
+        """Each proposed set's objective (a tuple of them, for several), in the order
+        proposed (None or one not finite: the run failed or left it undefined, and the
+        sampler leaves the set out)."""
         from optuna.trial import TrialState
 
         with _optuna_quietly():
-            for (trial, at), value in zip(self._asked, values, strict=True):
+            for (trial, at), given in zip(self._asked, values, strict=True):
                 trial.set_user_attr("params", {k: _plain(v) for k, v in self._sets[at].items()})
-                if value is None or not math.isfinite(value):
+                value = given if isinstance(given, tuple) else (np.nan if given is None else given,)
+                if not all(math.isfinite(v) for v in value):
                     self.study.tell(trial, state=TrialState.FAIL)
                 else:
-                    self.study.tell(trial, value)
+                    self.study.tell(trial, value[0] if len(value) == 1 else list(value))
         self._asked = []
 
 
@@ -209,12 +213,14 @@ def _plain(value: Any) -> Any:
 def search_of(method: Any, params: Any, constraint: Callable[[Params], bool] | None,
               max_tries: int | float | None, random_state: int,
               check: Callable[[dict[str, Any]], dict[str, Any]],
-              round_size: int | None = None) -> Callable[[], GridSearch | ModelSearch]:
+              round_size: int | None = None,
+              directions: Sequence[str] = ("maximize",)) -> Callable[[], GridSearch | ModelSearch]:
     """How a batch picks its sets: a maker of a fresh search for each symbol group (each
     group's model learns from its own runs). ``check`` validates a set (names and
     declared types) and returns it as the runs take it; every set the grid keeps is
     checked here, before any data is read. ``round_size``: the sets a model-based search
-    proposes at a time (`ROUND` by default)."""
+    proposes at a time (`ROUND` by default); ``directions``: optuna's, one per objective
+    (`tickstep.batch.objectives.Objective.directions`)."""
     if round_size is not None:
         if isinstance(round_size, bool) or not isinstance(round_size, (int, np.integer)) \
                 or round_size < 1:
@@ -246,7 +252,8 @@ def search_of(method: Any, params: Any, constraint: Callable[[Params], bool] | N
     axes = grid_axes(params)
     sampler = _sampler(method, random_state)
     size = ROUND if round_size is None else int(round_size)
-    return lambda: ModelSearch(grid, axes, tries, copy.deepcopy(sampler), random_state, size)
+    return lambda: ModelSearch(grid, axes, tries, copy.deepcopy(sampler), random_state, size,
+                               directions)
 
 
 def option_of(strategy: Any, ranges: dict[str, Any], name: str, default: Any) -> Any:

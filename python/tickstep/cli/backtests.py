@@ -164,8 +164,10 @@ def _probabilistic_sharpe(result: Any) -> float | None:
               help="All symbols in one backtest (default: each symbol alone).")
 @click.option("--sequential", is_flag=True, help="Run in this process, one job after another.")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default: cores).")
-@click.option("--by", "maximize", default="Sharpe Ratio", show_default=True,
-              help="Statistic the rows are sorted by, best first.")
+@click.option("--by", "maximize", multiple=True, metavar="STATISTIC[:min]",
+              help="Statistic the rows are sorted by, best first (default: Sharpe Ratio). "
+                   "Repeated: several objectives, each maximised (or ':min' minimised), the "
+                   "rows ranked by Pareto front ('Pareto Rank').")
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
               help="Rows to print.")
 @click.option("--out", type=click.Path(dir_okay=False),
@@ -179,8 +181,8 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
           options: tuple[str, ...], params: tuple[str, ...], max_tries: str | None,
           random_state: int, method: str, round_size: int | None, portfolio: bool,
           sequential: bool,
-          workers: int | None, maximize: str, top: int, out: str | None, results: str | None,
-          no_cache: bool, progress: bool | None) -> int:
+          workers: int | None, maximize: tuple[str, ...], top: int, out: str | None,
+          results: str | None, no_cache: bool, progress: bool | None) -> int:
     """Backtest STRATEGY over symbols x a parameter grid, in parallel, cached. STRATEGY
     as for `tickstep run`; a SignalStrategy's grid runs in one native call on all cores.
 
@@ -203,11 +205,12 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
     if not data.startswith(("postgresql://", "postgres://")) and not Path(data).exists():
         raise UsageError(f"--data {data!r}: no such file")
     tries = _max_tries(max_tries)
+    objectives = _objectives(maximize)
     rows = run_batch(
         handed, data, params=grid or None, max_tries=tries, random_state=random_state,
         method=method, round_size=round_size, symbols=parse_symbols(symbols),
         portfolio=portfolio,
-        maximize=maximize, executor="sequential" if sequential else None, max_workers=workers,
+        maximize=objectives, executor="sequential" if sequential else None, max_workers=workers,
         cache=not no_cache, progress=progress, start=start, end=end, **engine,
     )
     info = rows.attrs.get("batch", {})
@@ -232,8 +235,10 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
                             jobs_cached=int(info.get("cached", 0)), started=True, finished=True)
         finally:
             db.close()
+    ranked_by = ([objectives] if isinstance(objectives, str)
+                 else [*objectives, "Pareto Rank"])
     shown = [c for c in rows.columns if c in grid] + [
-        "symbols", maximize, "Return [%]", "# Trades", "status"]
+        "symbols", *ranked_by, "Return [%]", "# Trades", "status"]
     shown = list(dict.fromkeys(c for c in shown if c in rows.columns))
     if top:
         with pd.option_context("display.width", 160, "display.max_columns", 20):
@@ -248,6 +253,24 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
         summary += f"; stored as batch {batch_id} in {results}"
     click.echo(summary, err=True)
     return 1 if failed == len(rows) else 0
+
+
+def _objectives(given: tuple[str, ...]) -> str | dict[str, str]:
+    """``--by`` as ``maximize=``: one statistic (Sharpe Ratio if none), or several, each
+    ``STATISTIC`` or ``STATISTIC:max|min`` (a statistic's name holds no colon)."""
+    if not given:
+        return "Sharpe Ratio"
+    if len(given) == 1 and ":" not in given[0]:
+        return given[0]
+    directions: dict[str, str] = {}
+    for text in given:
+        name, _, direction = text.rpartition(":") if ":" in text else (text, "", "max")
+        if direction not in ("max", "min"):
+            raise UsageError(f"--by {text!r}: a statistic, or STATISTIC:max or STATISTIC:min")
+        if name in directions:
+            raise UsageError(f"--by {name!r} is given twice")
+        directions[name] = direction
+    return directions
 
 
 @click.command("walk-forward")

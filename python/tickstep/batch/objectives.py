@@ -1,0 +1,166 @@
+"""What a batch ranks its runs by: one objective (a statistic, or a score a function of
+the statistics returns), or several statistics at once.
+
+One objective orders the rows best first. Several rarely agree on a best set (the set
+with the highest return is seldom the one with the shallowest drawdown), so the rows are
+ranked by Pareto dominance instead: a set dominates another when it is at least as good
+by every objective and better by one. The sets no other dominates are the first front
+(``Pareto Rank`` 1); without them, the sets none of the rest dominates are the second,
+and so on. Each symbol group is ranked on its own (its sets are one experiment). Within
+a rank the rows follow the first objective, then job order. A run whose objectives are
+not all defined (it failed, or made no trade and has no Sharpe Ratio) has no rank and
+comes last.
+
+``maximize=["Return [%]", "Max. Drawdown [%]"]`` maximises both (a drawdown is negative:
+the larger, the shallower); ``maximize={"Return [%]": "max", "Volatility (Ann.) [%]":
+"min"}`` says each objective's direction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tickstep._core import ConfigError
+from tickstep.hints import did_you_mean
+from tickstep.metrics import STAT_LABELS
+
+__all__ = ["PARETO_RANK", "Objective", "pareto_ranks"]
+
+#: The column of a batch's rows that ranks them when several objectives are given.
+PARETO_RANK = "Pareto Rank"
+
+_DIRECTIONS = {"max": 1.0, "min": -1.0}
+
+
+class Objective:
+    """``maximize`` as a batch reads it (checked): the columns it ranks by, each one's
+    direction, a run's values and the order of the rows."""
+
+    def __init__(self, maximize: Any) -> None:
+        self.maximize = maximize
+        self.function: Callable[[pd.Series], float] | None = None
+        if isinstance(maximize, str):
+            pairs = [(maximize, "max")]
+        elif callable(maximize):
+            self.function = maximize
+            pairs = [("score", "max")]
+        elif isinstance(maximize, Mapping):
+            pairs = list(maximize.items())
+        elif isinstance(maximize, Sequence) and not isinstance(maximize, (bytes, bytearray)):
+            pairs = [(name, "max") for name in maximize]
+        else:
+            raise ConfigError(
+                f"maximize={maximize!r}: a statistic's name (e.g. 'Sharpe Ratio'), a function "
+                "of a run's statistics returning a number, or several statistics (a list, or "
+                "{statistic: 'max' or 'min'})")
+        if not pairs:
+            raise ConfigError(f"maximize={maximize!r}: names no statistic")
+        for name, direction in pairs:
+            if self.function is None:
+                if not isinstance(name, str):
+                    raise ConfigError(
+                        f"maximize={maximize!r}: {name!r} is not a statistic's name; of several "
+                        "objectives each is a statistic (a function's score ranks alone)")
+                if name not in STAT_LABELS:
+                    what = "" if isinstance(maximize, str) else f": {name!r}"
+                    raise ConfigError(f"maximize={maximize!r}{what} is not a statistic"
+                                      f"{did_you_mean(name, STAT_LABELS)}")
+            if not isinstance(direction, str) or direction not in _DIRECTIONS:
+                raise ConfigError(f"maximize={maximize!r}: the direction of {name!r} is "
+                                  f"{direction!r}; 'max' or 'min'")
+        names = [name for name, _ in pairs]
+        if len(set(names)) < len(names):
+            raise ConfigError(f"maximize={maximize!r}: names a statistic twice")
+        self.columns: list[str] = names
+        self.signs: list[float] = [_DIRECTIONS[d] for _, d in pairs]
+
+    @property
+    def several(self) -> bool:
+        """Whether the rows are ranked by Pareto dominance (more than one objective)."""
+        return len(self.columns) > 1
+
+    @property
+    def directions(self) -> list[str]:
+        """Optuna's names of the objectives' directions."""
+        return ["maximize" if s > 0 else "minimize" for s in self.signs]
+
+    def describe(self) -> str:
+        """The objectives as a message names them."""
+        if self.function is not None:
+            return "the score maximize= returns"
+        if not self.several:
+            return repr(self.columns[0])
+        return ", ".join(f"{name!r} ({'max' if s > 0 else 'min'})"
+                         for name, s in zip(self.columns, self.signs))
+
+    def values(self, row: Mapping[str, Any]) -> tuple[float, ...]:
+        """A run's objectives (a row of a batch: its ``status`` and ``stats``); NaN for a
+        run that failed or left one undefined. A duration counts by its length."""
+        if row["status"] != "ok":
+            return (np.nan,) * len(self.columns)
+        if self.function is not None:
+            return (float(self.function(pd.Series(row["stats"], name="stats"))),)
+        return tuple(_number(row["stats"].get(name, np.nan)) for name in self.columns)
+
+    def rank(self, frame: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
+        """``frame`` (one row per job, ``job`` its index, ``symbols`` its group, a column
+        per objective) best first, ties in job order; ``values``: each row's objectives
+        (rows × objectives). Several objectives add the ``Pareto Rank`` column (see the
+        module notes)."""
+        if not self.several:
+            return frame.sort_values([self.columns[0], "job"],
+                                     ascending=[self.signs[0] < 0, True],
+                                     na_position="last", kind="stable")
+        directed = values * np.asarray(self.signs)
+        ranks = np.full(len(frame), np.nan)
+        groups = frame["symbols"].to_numpy()
+        for label in pd.unique(groups):
+            at = np.flatnonzero(groups == label)
+            ranks[at] = pareto_ranks(directed[at])
+        frame = frame.assign(**{PARETO_RANK: ranks})
+        first = directed[:, 0]
+        order = np.lexsort((frame.index.to_numpy(), -np.nan_to_num(first, nan=-np.inf),
+                            np.nan_to_num(ranks, nan=np.inf)))
+        return frame.iloc[order]
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, pd.Timedelta):
+        return value.total_seconds()
+    return float(value) if isinstance(value, (int, float, np.number)) else np.nan
+
+
+def pareto_ranks(points: np.ndarray) -> np.ndarray:
+    """Each point's Pareto rank, every objective maximised (rows × objectives): 1 for
+    the points no other dominates, 2 for those only points of rank 1 dominate, and so
+    on; NaN for a point with an objective not finite. Equal points share a rank.
+
+    The points are visited in decreasing lexicographic order, where whatever dominates a
+    point comes before it; a point belongs to the front being peeled unless one of the
+    front's points found so far dominates it (whatever else dominates it is itself
+    dominated by one of those)."""
+    points = np.asarray(points, dtype=float)
+    ranks = np.full(len(points), np.nan)
+    ok = np.flatnonzero(np.isfinite(points).all(axis=1))
+    keys = tuple(-points[ok, j] for j in reversed(range(points.shape[1])))
+    left = ok[np.lexsort(keys)] if len(ok) else ok
+    rank = 1
+    while len(left):
+        front: list[int] = []
+        rest: list[int] = []
+        for i in left:
+            p = points[i]
+            if front:
+                f = points[front]
+                if ((f >= p).all(axis=1) & (f > p).any(axis=1)).any():
+                    rest.append(i)
+                    continue
+            front.append(i)
+        ranks[front] = rank
+        rank += 1
+        left = np.asarray(rest, dtype=int)
+    return ranks
