@@ -351,6 +351,38 @@ def test_a_model_based_search_over_http_runs_the_sets_run_batch_runs(client, sto
     np.testing.assert_array_equal(ours.to_numpy(), theirs.to_numpy())
 
 
+def test_several_objectives_over_http_rank_the_rows_as_run_batch_does(client, store):
+    # A multi-objective search per symbol: the same sets as in Python, and the results'
+    # Pareto Rank each row's there (ranked within its symbol).
+    grid = {"fast": [2, 3, 4, 5, 6, 7, 8, 9], "slow": [20, 30, 40, 50]}
+    maximize = {"Return [%]": "max", "Volatility (Ann.) [%]": "min"}
+    body = {"strategy": "sma_cross", "params": grid, "max_tries": 12, "random_state": 4,
+            "method": "optuna", "maximize": maximize, "symbols": ["BARP", "TEW"],
+            "cache": False}
+    accepted = submit(client, body).json()
+    assert wait_done(client, accepted["batch_id"])["status"] == "done"
+    rows = pd.DataFrame(client.get(f"/batches/{accepted['batch_id']}/results").json()["rows"])
+    reference = run_batch("sma_cross", str(store), params=grid, max_tries=12, random_state=4,
+                          method="optuna", maximize=maximize, symbols=["BARP", "TEW"],
+                          cache=False)
+    key = ["symbols", "fast", "slow"]
+    ours = rows.set_index(key).sort_index()
+    theirs = reference.set_index(key).sort_index()
+    assert list(ours.index) == list(theirs.index)
+    np.testing.assert_array_equal(ours["Pareto Rank"].to_numpy(), theirs["Pareto Rank"].to_numpy())
+    assert set(ours["Pareto Rank"]) >= {1.0, 2.0}
+    # A grid of several objectives too; a walk-forward refuses them.
+    plain = submit(client, {**body, "method": "grid", "max_tries": None,
+                            "maximize": ["Return [%]", "Max. Drawdown [%]"]}).json()
+    assert wait_done(client, plain["batch_id"])["status"] == "done"
+    csv = client.get(f"/batches/{plain['batch_id']}/results", headers={"Accept": "text/csv"})
+    assert "Pareto Rank" in csv.text.splitlines()[0]
+    refused = client.post("/batches", json={**body, "walk_forward": {"train": "200D", "test": "100D"}})
+    assert refused.status_code == 422 and "one set per test window" in refused.text
+    refused = client.post("/batches", json={**body, "maximize": {"Return [%]": "up"}})
+    assert refused.status_code == 422
+
+
 def test_progress_events_stream_to_the_end(client):
     batch_id = submit(client, {"strategy": "sma_cross", "params": {"fast": [5, 7, 9]},
                                "cache": False}).json()["batch_id"]

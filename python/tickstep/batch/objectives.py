@@ -115,17 +115,38 @@ class Objective:
             return frame.sort_values([self.columns[0], "job"],
                                      ascending=[self.signs[0] < 0, True],
                                      na_position="last", kind="stable")
-        directed = values * np.asarray(self.signs)
-        ranks = np.full(len(frame), np.nan)
-        groups = frame["symbols"].to_numpy()
-        for label in pd.unique(groups):
-            at = np.flatnonzero(groups == label)
-            ranks[at] = pareto_ranks(directed[at])
+        ranks = self.pareto_ranks(frame["symbols"].to_numpy(), values)
         frame = frame.assign(**{PARETO_RANK: ranks})
-        first = directed[:, 0]
+        first = values[:, 0] * self.signs[0]
         order = np.lexsort((frame.index.to_numpy(), -np.nan_to_num(first, nan=-np.inf),
                             np.nan_to_num(ranks, nan=np.inf)))
         return frame.iloc[order]
+
+
+    def pareto_ranks(self, groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Each row's Pareto rank within its symbol group (``groups``: each row's label;
+        ``values``: rows × objectives, each in its own direction)."""
+        directed = values * np.asarray(self.signs)
+        ranks = np.full(len(values), np.nan)
+        for label in pd.unique(groups):
+            at = np.flatnonzero(groups == label)
+            ranks[at] = pareto_ranks(directed[at])
+        return ranks
+
+    def values_of(self, frame: pd.DataFrame) -> np.ndarray:
+        """The objectives of a table of runs laid out as a batch's rows (a column per
+        statistic, ``status``), rows × objectives: NaN where a run failed or a value is
+        not a number; a duration by its length in seconds."""
+        out = np.full((len(frame), len(self.columns)), np.nan)
+        ok = (frame["status"] == "ok").to_numpy()
+        for k, name in enumerate(self.columns):
+            column = frame[name] if name in frame else pd.Series(np.nan, index=frame.index)
+            if pd.api.types.is_timedelta64_dtype(column):
+                numbers = column.dt.total_seconds()
+            else:
+                numbers = pd.to_numeric(column, errors="coerce")
+            out[:, k] = np.where(ok, numbers.to_numpy(dtype=float, na_value=np.nan), np.nan)
+        return out
 
 
 def _number(value: Any) -> float:

@@ -342,12 +342,19 @@ def create_app(settings: ServiceSettings) -> FastAPI:
              responses={200: {"content": {"application/json": {}, "text/csv": {},
                                           "application/vnd.apache.parquet": {}}}})
     def results(batch_id: str, accept: str = Header("application/json")) -> Response:
-        """The batch's rows (finished ones so far): JSON, CSV or Parquet by ``Accept``."""
+        """The batch's rows (finished ones so far), in job order: JSON, CSV or Parquet by
+        ``Accept``. A batch maximizing several statistics adds each row's ``Pareto Rank``
+        within its symbol group, among the rows finished so far."""
+        from tickstep.batch.objectives import PARETO_RANK, Objective
         from tickstep.service.rows import jsonable, runs_frame
 
         batch = batch_or_404(batch_id)
         kind = _negotiate(accept)
         frame = runs_frame(state.db.batch_runs(batch_id), state.db.stat_columns)
+        objective = Objective(batch["request"].get("maximize", "Sharpe Ratio"))
+        if objective.several:
+            frame[PARETO_RANK] = objective.pareto_ranks(frame["symbols"].to_numpy(),
+                                                        objective.values_of(frame))
         if kind == "csv":
             return Response(frame.to_csv(), media_type="text/csv")
         if kind == "parquet":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
@@ -67,8 +67,14 @@ class BatchRequest(BaseModel):
         "symbol group, optuna's TPE sampler seeded by random_state, by maximize).")
     round_size: StrictInt | None = Field(None, ge=1, description="With method optuna: the "
                                          "sets proposed at a time (8 by default).")
-    maximize: StrictStr = Field("Sharpe Ratio", max_length=100, description="The statistic a "
-                                "model-based search maximizes, and a walk-forward chooses by.")
+    maximize: (Annotated[StrictStr, Field(max_length=100)]
+               | Annotated[list[Annotated[StrictStr, Field(max_length=100)]], Field(max_length=8)]
+               | Annotated[dict[Annotated[StrictStr, Field(max_length=100)],
+                                Literal["max", "min"]], Field(max_length=8)]) = Field(
+        "Sharpe Ratio", description="The statistic a model-based search maximizes, and a "
+        "walk-forward chooses by; or several (a list, each maximized, or {statistic: 'max' "
+        "or 'min'}): a multi-objective search, and the results' Pareto Rank column (each "
+        "symbol group ranked by Pareto dominance; see tickstep.batch.objectives).")
     walk_forward: WalkForwardRequest | None = Field(
         None, description="Walk forward instead: each symbol group (each symbol alone, all "
         "of them with portfolio, or the named groups) walks forward over the grid; the "
@@ -289,17 +295,21 @@ def check_batch(req: BatchRequest, *, store_symbols: list[str], max_jobs: int,
 def _check_search(req: BatchRequest) -> None:
     """``maximize`` and ``method`` by the rules of `tickstep.batch.run_batch`."""
     from tickstep import ConfigError
+    from tickstep.batch.objectives import Objective
     from tickstep.batch.search import search_of
-    from tickstep.metrics import STAT_LABELS
 
-    if req.maximize not in STAT_LABELS:
-        raise Problem(("body", "maximize"), f"{req.maximize!r} is not a statistic"
-                      f"{_hint(req.maximize, list(STAT_LABELS))}")
+    try:
+        objective = Objective(req.maximize)
+    except ConfigError as exc:
+        raise Problem(("body", "maximize"), str(exc)) from None
+    if objective.several and req.walk_forward is not None:
+        raise Problem(("body", "maximize"), "a walk-forward trades one set per test window, "
+                      "the best by one statistic; give one")
     if req.method == "grid" and req.round_size is None:
         return  # the grid's sets were counted (and max_tries checked) by `_tried`
     try:
         search_of(req.method, req.params, None, req.max_tries, req.random_state, lambda p: p,
-                  req.round_size)
+                  req.round_size, objective.directions)
     except (ConfigError, ImportError) as exc:
         field = "round_size" if str(exc).startswith("round_size=") else "method"
         raise Problem(("body", field), str(exc)) from None
