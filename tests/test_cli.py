@@ -430,3 +430,32 @@ def test_run_says_how_likely_luck_is_and_with_bootstrap_the_ranges(store, capsys
     assert "150 bootstrapped histories" in out and "Max. Drawdown [%]" in out
     code, _, err = in_process(capsys, *args, "--bootstrap", "0")
     assert code == 2 and "--bootstrap" in err
+
+
+def test_batch_judges_each_groups_overfitting_as_python_does(store, tmp_path, capsys):
+    # One line per symbol: the probability of backtest overfitting of run_batch's rows
+    # with their daily returns, as backtest_overfitting computes it; the rows written
+    # without the returns. An odd number of blocks is refused before anything runs.
+    from tickstep.batch import run_batch
+    from tickstep.significance import backtest_overfitting
+
+    out = tmp_path / "rows.csv"
+    code, printed, err = in_process(capsys, "batch", "sma_cross", "--data", str(store),
+                                    "-p", "fast=3,5,8,13", "-p", "slow=20,30,40",
+                                    "--overfitting", "6", "--sequential", "--no-cache",
+                                    "--out", str(out))
+    assert code == 0, err
+    rows = run_batch("sma_cross", str(store), params={"fast": [3, 5, 8, 13], "slow": [20, 30, 40]},
+                     returns=True, cache=False, executor="sequential", on_reject="ignore")
+    lines = [line for line in printed.splitlines() if "overfitting" in line]
+    assert len(lines) == rows["symbols"].nunique() == 3
+    for line in lines:
+        label = line.split(":")[0]
+        found = backtest_overfitting(rows[rows["symbols"] == label], 6)
+        assert f"probability of backtest overfitting {found.probability:.3f} " in line
+        assert f"({found.trials} sets, {len(found.logits):,} splits of 6 blocks)" in line
+    written = pd.read_csv(out)
+    assert "Daily Returns" not in written.columns and len(written) == len(rows)
+    code, _, err = in_process(capsys, "batch", "sma_cross", "--data", str(store), "-p",
+                              "fast=3,5", "--overfitting", "5")
+    assert code == 2 and "--overfitting 5: the blocks of days, an even whole number" in err

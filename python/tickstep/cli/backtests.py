@@ -170,6 +170,10 @@ def _probabilistic_sharpe(result: Any) -> float | None:
                    "rows ranked by Pareto front ('Pareto Rank').")
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
               help="Rows to print.")
+@click.option("--overfitting", "splits", type=int, metavar="S", default=None,
+              help="Keep each run's daily returns and print, for each symbol group, the "
+                   "probability that choosing its best set overfits (CSCV over S blocks of "
+                   "days, even; 16 is usual): tickstep.significance.backtest_overfitting.")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Write every row to a .parquet, .csv or .json file.")
 @click.option("--results", metavar="DB",
@@ -181,8 +185,8 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
           options: tuple[str, ...], params: tuple[str, ...], max_tries: str | None,
           random_state: int, method: str, round_size: int | None, portfolio: bool,
           sequential: bool,
-          workers: int | None, maximize: tuple[str, ...], top: int, out: str | None,
-          results: str | None, no_cache: bool, progress: bool | None) -> int:
+          workers: int | None, maximize: tuple[str, ...], top: int, splits: int | None,
+          out: str | None, results: str | None, no_cache: bool, progress: bool | None) -> int:
     """Backtest STRATEGY over symbols x a parameter grid, in parallel, cached. STRATEGY
     as for `tickstep run`; a SignalStrategy's grid runs in one native call on all cores.
 
@@ -206,14 +210,22 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
         raise UsageError(f"--data {data!r}: no such file")
     tries = _max_tries(max_tries)
     objectives = _objectives(maximize)
+    if splits is not None and (splits < 2 or splits % 2):
+        raise UsageError(f"--overfitting {splits}: the blocks of days, an even whole number >= 2")
     rows = run_batch(
         handed, data, params=grid or None, max_tries=tries, random_state=random_state,
         method=method, round_size=round_size, symbols=parse_symbols(symbols),
         portfolio=portfolio,
         maximize=objectives, executor="sequential" if sequential else None, max_workers=workers,
-        cache=not no_cache, progress=progress, start=start, end=end, **engine,
+        cache=not no_cache, progress=progress, start=start, end=end,
+        returns=splits is not None, **engine,
     )
     info = rows.attrs.get("batch", {})
+    if splits is not None:
+        _print_overfitting(rows, splits)
+        from tickstep.significance import DAILY_RETURNS
+
+        rows = rows.drop(columns=DAILY_RETURNS)  # a Series a row: for Python, not files
     if out:
         _write_rows(rows, Path(out))
     if results:
@@ -253,6 +265,29 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
         summary += f"; stored as batch {batch_id} in {results}"
     click.echo(summary, err=True)
     return 1 if failed == len(rows) else 0
+
+
+def _print_overfitting(rows: Any, splits: int) -> None:
+    """Each symbol group's probability of backtest overfitting, a line each (to stdout,
+    before the rows); a group that cannot be judged (fewer than two sets that ran, too few
+    days for the blocks) says why."""
+    import numpy as np
+
+    from tickstep.significance import backtest_overfitting
+
+    for label in dict.fromkeys(rows["symbols"]):
+        group = rows[(rows["symbols"] == label) & (rows["status"] == "ok")]
+        try:
+            found = backtest_overfitting(group, splits)
+        except ValueError as exc:
+            click.echo(f"{label}: overfitting not judged: {exc}")
+            continue
+        click.echo(
+            f"{label}: probability of backtest overfitting {found.probability:.3f} "
+            f"({found.trials} sets, {len(found.logits):,} splits of {found.splits} blocks); "
+            f"the set chosen in sample: median Sharpe Ratio {np.median(found.in_sample):.2f} "
+            f"in sample, {np.median(found.out_of_sample):.2f} out; a loss out of sample in "
+            f"{found.loss_probability:.0%} of splits")
 
 
 def _objectives(given: tuple[str, ...]) -> str | dict[str, str]:
