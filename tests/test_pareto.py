@@ -266,3 +266,43 @@ def test_itertools_reference_agrees_on_a_small_exhaustive_case():
     # Every 2-objective point set of 4 points over {0, 1}: the peeling and the definition.
     for points in itertools.product(itertools.product([0.0, 1.0], repeat=2), repeat=4):
         assert same(pareto_ranks(np.array(points)), reference_ranks(points))
+
+
+def test_the_pareto_plot_draws_every_set_and_its_front(market):
+    pytest.importorskip("plotly")
+    from tickstep.report import pareto_table, plot_pareto
+
+    bt = tickstep.Backtest(market, SmaCross, cash=100_000)
+    directions = {"Return [%]": "max", "Volatility (Ann.) [%]": "min"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.RejectedOrderWarning)
+        # Ranked by three objectives; the plot ranks by its two alone.
+        rows = bt.optimize(fast=range(2, 30, 3), slow=range(10, 100, 10), cache=False,
+                           maximize={**directions, "Sharpe Ratio": "max"})
+    table = pareto_table(rows, directions)
+    ok = rows[rows["status"] == "ok"]
+    assert len(table) == len(ok) and list(table.columns) == ["fast", "slow", *directions, PARETO_RANK]
+    points = [tuple(p) for p in objectives_of(table, directions)]
+    assert same(table[PARETO_RANK], reference_ranks(points))
+    fig = plot_pareto(rows, directions)
+    sets, front = fig.data
+    assert sorted(zip(sets.x, sets.y)) == sorted(zip(ok["Return [%]"], ok["Volatility (Ann.) [%]"]))
+    on_front = table[table[PARETO_RANK] == 1]
+    assert list(zip(front.x, front.y)) == sorted(zip(on_front["Return [%]"],
+                                                     on_front["Volatility (Ann.) [%]"]))
+    first = table.iloc[0]
+    assert f"fast={first['fast']}<br>slow={first['slow']}<br>Pareto rank 1" in sets.text
+    assert f"{len(on_front)} of {len(table)} sets" in fig.layout.title.text
+    # Several groups: one is named; a third objective or one alone is refused.
+    many = run_batch(SmaCross, market, params={"fast": [5, 10], "slow": [30, 60]}, cache=False,
+                     executor="sequential", on_reject="ignore")
+    with pytest.raises(ValueError, match="name the one to draw"):
+        pareto_table(many, directions)
+    one = pareto_table(many, directions, symbols=many["symbols"].iloc[0])
+    assert len(one) == 4
+    with pytest.raises(KeyError, match="no such group"):
+        pareto_table(many, directions, symbols="NOPE")
+    with pytest.raises(tickstep.ConfigError, match="two axes"):
+        plot_pareto(rows, [*directions, "Sharpe Ratio"])
+    with pytest.raises(tickstep.ConfigError, match="two axes"):
+        plot_pareto(rows, "Return [%]")
