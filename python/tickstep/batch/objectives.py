@@ -161,27 +161,78 @@ def pareto_ranks(points: np.ndarray) -> np.ndarray:
     on; NaN for a point with an objective not finite. Equal points share a rank.
 
     The points are visited in decreasing lexicographic order, where whatever dominates a
-    point comes before it; a point belongs to the front being peeled unless one of the
-    front's points found so far dominates it (whatever else dominates it is itself
-    dominated by one of those)."""
+    point comes before it, so a point's rank is one more than the highest rank among its
+    dominators, all ranked by then. Fronts nest (whatever dominates a point of front
+    k + 1 is dominated by a point of front k, which came earlier), so the fronts that
+    hold a dominator of a point are the first few: a binary search over the fronts finds
+    its rank, O(n log fronts) checks in all (50,000 sets of two objectives: a tenth of a
+    second)."""
     points = np.asarray(points, dtype=float)
     ranks = np.full(len(points), np.nan)
     ok = np.flatnonzero(np.isfinite(points).all(axis=1))
-    keys = tuple(-points[ok, j] for j in reversed(range(points.shape[1])))
-    left = ok[np.lexsort(keys)] if len(ok) else ok
-    rank = 1
-    while len(left):
-        front: list[int] = []
-        rest: list[int] = []
-        for i in left:
-            p = points[i]
-            if front:
-                f = points[front]
-                if ((f >= p).all(axis=1) & (f > p).any(axis=1)).any():
-                    rest.append(i)
-                    continue
-            front.append(i)
-        ranks[front] = rank
-        rank += 1
-        left = np.asarray(rest, dtype=int)
+    if not len(ok):
+        return ranks
+    width = points.shape[1]
+    order = ok[np.lexsort(tuple(-points[ok, j] for j in reversed(range(width))))]
+    if width == 2:
+        _ranks_of_pairs(points, order, ranks)
+        return ranks
+    fronts: list[_Front] = []
+    for i in order:
+        point = points[i]
+        lo, hi = 0, len(fronts)
+        while lo < hi:  # the first front holding no dominator of the point
+            mid = (lo + hi) // 2
+            if fronts[mid].dominates(point):
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == len(fronts):
+            fronts.append(_Front(width))
+        fronts[lo].add(point)
+        ranks[i] = lo + 1
     return ranks
+
+
+def _ranks_of_pairs(points: np.ndarray, order: np.ndarray, ranks: np.ndarray) -> None:
+    """`pareto_ranks` of two objectives. Visited by the first objective decreasing (ties
+    by the second), each front's points come with the second objective increasing, so a
+    front holds a dominator of a point exactly when its latest point dominates it: one
+    comparison per front searched."""
+    xs, ys = points[order, 0].tolist(), points[order, 1].tolist()
+    last_x: list[float] = []
+    last_y: list[float] = []
+    for i, x, y in zip(order.tolist(), xs, ys):
+        lo, hi = 0, len(last_y)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if last_y[mid] > y or (last_y[mid] == y and last_x[mid] > x):
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == len(last_y):
+            last_x.append(x)
+            last_y.append(y)
+        else:
+            last_x[lo], last_y[lo] = x, y
+        ranks[i] = lo + 1
+
+
+class _Front:
+    """The points of one front found so far (a buffer grown by doubling)."""
+
+    def __init__(self, width: int) -> None:
+        self.points = np.empty((4, width))
+        self.size = 0
+
+    def add(self, point: np.ndarray) -> None:
+        if self.size == len(self.points):
+            self.points = np.concatenate([self.points, np.empty_like(self.points)])
+        self.points[self.size] = point
+        self.size += 1
+
+    def dominates(self, point: np.ndarray) -> bool:
+        """Whether one of its points is at least as good by every objective as ``point``
+        and better by one."""
+        held = self.points[: self.size]
+        return bool(((held >= point).all(axis=1) & (held > point).any(axis=1)).any())
