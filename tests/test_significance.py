@@ -22,6 +22,7 @@ from tickstep.significance import (
     deflated_sharpe_ratio,
     expected_max_sharpe_ratio,
     probabilistic_sharpe_ratio,
+    reality_check,
 )
 from tickstep.strategies import SmaCross
 
@@ -388,3 +389,96 @@ def test_a_runs_annualisation_is_its_statistics_in_any_timezone(timezone):
     drawn = result.bootstrap(5, block=10**9, seed=2)
     for label in ("Sharpe Ratio", "Volatility (Ann.) [%]"):
         np.testing.assert_allclose(drawn[label], result.stats[label], rtol=1e-9, err_msg=label)
+
+
+# ---- the reality check: does any set beat the benchmark after all were tried? ----------
+
+
+def _noise(seed: int, days: int = 500, trials: int = 10, mean: float = 0.0) -> pd.DataFrame:
+    return pd.DataFrame(np.random.default_rng(seed).normal(mean, 0.01, (days, trials)))
+
+
+def test_the_reality_check_is_arch_spa_and_stepm_on_losses():
+    # The plumbing against arch called directly: losses are minus the returns, the
+    # benchmark's too, the same seed and block; StepM's trials named by the columns.
+    from arch.bootstrap import SPA, StepM
+
+    trials = _noise(3, days=400, trials=6).rename(columns=lambda k: f"set{k}")
+    trials["set2"] += 0.0025
+    bench = pd.Series(np.random.default_rng(4).normal(0.0003, 0.008, 400))
+    found = reality_check(trials, bench, reps=400, block=7, seed=11)
+    spa = SPA(-bench.to_numpy(), -trials.to_numpy(), block_size=7, reps=400,
+              seed=np.random.default_rng(11))
+    spa.compute()
+    assert found.pvalues == {k: float(v) for k, v in spa.pvalues.items()}
+    assert found.pvalue == float(spa.pvalues["consistent"])
+    stepm = StepM(-bench.to_numpy(), -trials.to_numpy(), size=0.05, block_size=7, reps=400,
+                  seed=np.random.default_rng(11))
+    stepm.compute()
+    assert found.superior == [f"set{k}" for k in sorted(stepm.superior_models)] == ["set2"]
+    assert (found.trials, found.days, found.block, found.reps) == (6, 400, 7, 400)
+    # Repeatable; by default the block is the square root of the days, rounded.
+    assert reality_check(trials, bench, reps=400, block=7, seed=11) == found
+    assert reality_check(trials, reps=50).block == 20
+
+
+def test_without_skill_the_reality_check_rejects_at_most_its_size():
+    # 60 experiments of 10 trials without skill: p < 0.05 at most 5% of the time (the
+    # test is conservative), within three binomial deviations.
+    pvalues = [reality_check(_noise(seed), reps=300, seed=seed).pvalue for seed in range(60)]
+    rejected = np.mean(np.array(pvalues) < 0.05)
+    assert rejected <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 60)
+    assert np.mean(pvalues) > 0.3
+
+
+def test_a_set_with_skill_among_many_is_found_and_named():
+    named_wrongly = 0
+    for seed in range(5):
+        trials = _noise(seed, days=750, trials=20)
+        trials[7] += 0.002  # a Sharpe Ratio of about 3
+        found = reality_check(trials, reps=300, seed=seed)
+        assert found.pvalue < 0.01 and 7 in found.superior
+        named_wrongly += len(found.superior) - 1
+    assert named_wrongly <= 1
+    # Against a benchmark as good as the best set, nothing is better.
+    trials = _noise(9, days=750, trials=20)
+    trials[7] += 0.002
+    assert reality_check(trials, trials[7] + 0.001, reps=300).superior == []
+
+
+def test_the_reality_check_reads_an_optimisations_rows(tmp_path):
+    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        rows = bt.optimize(fast=[5, 10, 20], slow=[50, 100], returns=True, cache=False)
+    found = reality_check(rows, reps=200)
+    matrix = pd.DataFrame({job: s.to_numpy() for job, s in zip(rows.index, rows["Daily Returns"])},
+                          index=rows["Daily Returns"].iloc[0].index)
+    same = reality_check(matrix, reps=200)
+    assert found == same and found.trials == 6
+    assert set(found.superior) <= set(rows.index)
+    # A buy-and-hold run's returns as the benchmark: on the same days.
+    hold = bt.run(fast=5, slow=50).daily_returns()
+    assert reality_check(rows, hold, reps=50).days == len(hold)
+
+
+@pytest.mark.parametrize(("call", "error", "words"), [
+    (lambda: reality_check(_noise(0), reps=0), tickstep.ConfigError, "reps=0"),
+    (lambda: reality_check(_noise(0), size=1.5), tickstep.ConfigError,
+     "size=1.5: StepM's familywise error rate, in (0, 1)"),
+    (lambda: reality_check(_noise(0), block=0), tickstep.ConfigError, "block=0"),
+    (lambda: reality_check(_noise(0), seed=-1), tickstep.ConfigError, "seed=-1"),
+    (lambda: reality_check(_noise(0), "cash"), TypeError, "benchmark: a daily return"),
+    (lambda: reality_check(_noise(0), float("nan")), tickstep.ConfigError,
+     "a finite daily return"),
+    (lambda: reality_check(_noise(0), pd.Series(0.0, index=range(1, 501))), ValueError,
+     "its days differ from the trials'"),
+    (lambda: reality_check(_noise(0), pd.Series([np.nan] + [0.0] * 499)), ValueError,
+     "a daily return not finite"),
+    (lambda: reality_check(np.zeros((40, 3))), TypeError, "a DataFrame of daily returns"),
+])
+def test_the_reality_check_refuses_bad_input_naming_it(call, error, words):
+    with pytest.raises(error) as raised:
+        call()
+    assert words in str(raised.value)
+

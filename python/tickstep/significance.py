@@ -44,6 +44,16 @@ blocks of consecutive days; for every way of taking half of them as the in-sampl
 sets out of sample; the probability is the share of those ways in which it ranks in the
 lower half. It needs every trial's daily returns: ``optimize(..., returns=True)`` (or
 `tickstep.batch.run_batch`) keeps them in a ``Daily Returns`` column.
+
+Does any set beat a benchmark at all, once all of them were tried on the same days?
+`reality_check` is the test of data snooping that White's Reality Check (2000) began and
+Hansen's test of superior predictive ability (SPA, 2005) refined, as Sullivan, Timmermann
+and White applied it to technical trading rules (1999): the null hypothesis is that no
+trial's expected daily return exceeds the benchmark's; the p-value comes from the
+stationary bootstrap of the trials' and the benchmark's daily returns together, so the
+trials' correlation is kept. Romano and Wolf's stepwise test (StepM, 2005) then names the
+trials that beat the benchmark, holding the chance of naming any wrongly to ``size``.
+Both are arch's (``arch.bootstrap.SPA`` and ``StepM``), on losses = −returns.
 """
 
 from __future__ import annotations
@@ -63,11 +73,13 @@ __all__ = [
     "BOOTSTRAP_STATS",
     "DAILY_RETURNS",
     "Overfitting",
+    "RealityCheck",
     "backtest_overfitting",
     "bootstrap_stats",
     "deflated_sharpe_ratio",
     "expected_max_sharpe_ratio",
     "probabilistic_sharpe_ratio",
+    "reality_check",
 ]
 
 #: The statistics of each history `bootstrap_stats` draws, as `tickstep.Result.stats`
@@ -363,6 +375,139 @@ def backtest_overfitting(returns: Any, n_splits: int = 16, *,
                        splits=int(n_splits), trials=trials)
 
 
+@dataclass(frozen=True)
+class RealityCheck:
+    """What `reality_check` found.
+
+    Attributes
+    ----------
+    pvalue : float
+        Hansen's consistent p-value: the chance of a best trial this much better than the
+        benchmark if none were better in truth. Small: some trial beats the benchmark,
+        after all were tried.
+    pvalues : dict
+        Hansen's ``lower``, ``consistent`` and ``upper`` p-values (the upper is the
+        conservative one of White's Reality Check, studentized).
+    superior : list
+        The trials that beat the benchmark by Romano and Wolf's StepM at ``size``: the
+        labels of the results table's rows (its jobs), or the returns' columns.
+    size : float
+        The familywise error rate of ``superior``.
+    trials : int
+        The trials compared.
+    days : int
+        The days of returns.
+    block : int
+        The mean block length of the stationary bootstrap, in days.
+    reps : int
+        The bootstrap's draws.
+    """
+
+    pvalue: float
+    pvalues: dict[str, float]
+    superior: list[Any]
+    size: float
+    trials: int
+    days: int
+    block: int
+    reps: int
+
+
+def reality_check(returns: Any, benchmark: Any = 0.0, *, reps: int = 1000,
+                  block: int | None = None, size: float = 0.05, seed: int = 0) -> RealityCheck:
+    """Does any of these trials beat ``benchmark``, allowing for all of them having been
+    tried? Hansen's test of superior predictive ability, and the trials that beat it by
+    Romano and Wolf's StepM (see the module notes).
+
+    Parameters
+    ----------
+    returns : pandas.DataFrame
+        As for `backtest_overfitting`: the trials' daily returns, or a results table made
+        with ``returns=True`` (its trials labelled by its rows' ``job``).
+    benchmark : float or pandas.Series, default 0.0
+        What a trial must beat: a daily return every day (0: staying in cash; a daily
+        risk-free rate), or daily returns on the trials' days (a buy-and-hold run's
+        ``result.daily_returns()``, say).
+    reps : int, default 1000
+        The bootstrap's draws.
+    block : int, optional
+        The stationary bootstrap's mean block length in days; by default the square root
+        of the days, rounded (arch's rule).
+    size : float, default 0.05
+        StepM's familywise error rate, in (0, 1).
+    seed : int, default 0
+        The draws' seed: the same one, the same p-values.
+
+    Returns
+    -------
+    RealityCheck
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> noise = pd.DataFrame(rng.normal(0, 0.01, (750, 20)))
+    >>> noise[20] = rng.normal(0.002, 0.01, 750)  # one trial with skill
+    >>> found = reality_check(noise, reps=500)
+    >>> bool(found.pvalue < 0.05), found.superior
+    (True, [20])
+    """
+    try:
+        from arch.bootstrap import SPA, StepM
+    except ImportError:
+        raise ImportError("the reality check needs arch: pip install 'tickstep[bootstrap]'") \
+            from None
+
+    trials = _trial_frame(returns)
+    days = len(trials)
+    _whole(reps, "reps", 1, "the bootstrap's draws")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed={seed!r}: a whole number >= 0 (the same one draws the same "
+                          "samples)")
+    if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0.0 < size < 1.0:
+        raise ConfigError(f"size={size!r}: StepM's familywise error rate, in (0, 1)")
+    if block is not None:
+        _whole(block, "block", 1, "the mean block length in days")
+    if days < 2:
+        raise ValueError(f"returns: {days} day(s); the test needs two or more")
+    if isinstance(benchmark, bool):
+        raise ConfigError(f"benchmark={benchmark!r}: a daily return, or daily returns on the "
+                          "trials' days")
+    if isinstance(benchmark, (int, float, np.integer, np.floating)):
+        if not math.isfinite(benchmark):
+            raise ConfigError(f"benchmark={benchmark!r}: a finite daily return")
+        base = np.full(days, float(benchmark))
+    elif isinstance(benchmark, pd.Series):
+        if not benchmark.index.equals(trials.index):
+            raise ValueError("benchmark: its days differ from the trials'; give its daily "
+                             "returns on the same days (reindex it)")
+        base = benchmark.to_numpy(dtype=float)
+        if not np.isfinite(base).all():
+            raise ValueError("benchmark: a daily return not finite")
+    else:
+        raise TypeError(f"benchmark: a daily return, or a Series of daily returns on the "
+                        f"trials' days, got {type(benchmark).__name__}")
+    block = max(1, round(math.sqrt(days))) if block is None else int(block)
+    losses = -trials.to_numpy(dtype=float)
+    base_loss = -base
+    spa = SPA(base_loss, losses, block_size=block, reps=int(reps), bootstrap="stationary",
+              seed=np.random.default_rng(seed))
+    spa.compute()
+    stepm = StepM(base_loss, losses, size=float(size), block_size=block, reps=int(reps),
+                  bootstrap="stationary", seed=np.random.default_rng(seed))
+    stepm.compute()
+    labels = list(trials.columns)
+    superior = [labels[int(k)] for k in sorted(_positions(stepm.superior_models))]
+    pvalues = {str(k): float(v) for k, v in spa.pvalues.items()}
+    return RealityCheck(pvalue=float(pvalues["consistent"]), pvalues=pvalues,
+                        superior=superior, size=float(size), trials=trials.shape[1],
+                        days=days, block=block, reps=int(reps))
+
+
+def _positions(models: Any) -> list[int]:
+    """arch names the models of a plain array by position (``"model.3"`` or 3)."""
+    return [int(str(m).rsplit(".", 1)[-1]) for m in models]
+
+
 def _block_sharpe(taken: np.ndarray, count: np.ndarray, sums: np.ndarray,
                   squares: np.ndarray) -> np.ndarray:
     """Per split (a row of ``taken``: 1 for each block in it) and trial, the Sharpe Ratio
@@ -377,6 +522,13 @@ def _block_sharpe(taken: np.ndarray, count: np.ndarray, sums: np.ndarray,
 
 def _trial_returns(returns: Any) -> tuple[np.ndarray, int]:
     """The trials' daily returns as a days x trials matrix, checked."""
+    frame = _trial_frame(returns)
+    return frame.to_numpy(dtype=float), frame.shape[1]
+
+
+def _trial_frame(returns: Any) -> pd.DataFrame:
+    """The trials' daily returns, a column each (a results table's: labelled by its
+    rows' index, the jobs), checked."""
     if isinstance(returns, pd.DataFrame) and DAILY_RETURNS in returns.columns:
         ok = returns[returns["status"] == "ok"] if "status" in returns.columns else returns
         if "symbols" in ok.columns and ok["symbols"].nunique() > 1:
@@ -391,7 +543,8 @@ def _trial_returns(returns: Any) -> tuple[np.ndarray, int]:
             if not s.index.equals(index):
                 raise ValueError("returns: the trials' days differ; every trial must have "
                                  "the same days")
-        returns = pd.DataFrame({k: s.to_numpy() for k, s in enumerate(series)}, index=index)
+        returns = pd.DataFrame({job: s.to_numpy() for job, s in zip(ok.index, series)},
+                               index=index)
     elif isinstance(returns, pd.DataFrame) and ("Sharpe Ratio" in returns.columns):
         raise ValueError(f"returns: a results table without a '{DAILY_RETURNS}' column: run "
                          "optimize (or run_batch) with returns=True")
@@ -404,7 +557,7 @@ def _trial_returns(returns: Any) -> tuple[np.ndarray, int]:
         day, trial = bad[0]
         raise ValueError(f"returns: {len(bad)} not finite, the first on row {day} of trial "
                          f"{returns.columns[trial]!r}")
-    return matrix, matrix.shape[1]
+    return returns
 
 
 def _history_stats(path: np.ndarray, rf_daily: float, periods_per_year: int,
