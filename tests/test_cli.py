@@ -459,3 +459,28 @@ def test_batch_judges_each_groups_overfitting_as_python_does(store, tmp_path, ca
     code, _, err = in_process(capsys, "batch", "sma_cross", "--data", str(store), "-p",
                               "fast=3,5", "--overfitting", "5")
     assert code == 2 and "--overfitting 5: the blocks of days, an even whole number" in err
+
+
+def test_batch_makes_each_groups_reality_check_as_python_does(store, capsys):
+    # One line per symbol: the SPA p-value of run_batch's rows with their daily returns
+    # against cash, and the sets StepM names by their parameters.
+    from tickstep.batch import run_batch
+    from tickstep.significance import reality_check
+
+    code, printed, err = in_process(capsys, "batch", "sma_cross", "--data", str(store),
+                                    "-p", "fast=3,5,8,13", "-p", "slow=20,40",
+                                    "--reality-check", "--sequential", "--no-cache")
+    assert code == 0, err
+    rows = run_batch("sma_cross", str(store), params={"fast": [3, 5, 8, 13], "slow": [20, 40]},
+                     returns=True, cache=False, executor="sequential", on_reject="ignore")
+    lines = [line for line in printed.splitlines() if "reality check" in line]
+    assert len(lines) == rows["symbols"].nunique() == 3
+    for line in lines:
+        label = line.split(":")[0]
+        group = rows[rows["symbols"] == label]
+        found = reality_check(group)
+        assert f"reality check p-value {found.pvalue:.3f} that no set beats cash " in line
+        assert f"({found.trials} sets, {found.days} days" in line
+        named = [f"(fast={group.loc[j, 'fast']}, slow={group.loc[j, 'slow']})"
+                 for j in found.superior]
+        assert line.endswith(", ".join(named) if named else "names none")

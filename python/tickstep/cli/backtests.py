@@ -174,6 +174,11 @@ def _probabilistic_sharpe(result: Any) -> float | None:
               help="Keep each run's daily returns and print, for each symbol group, the "
                    "probability that choosing its best set overfits (CSCV over S blocks of "
                    "days, even; 16 is usual): tickstep.significance.backtest_overfitting.")
+@click.option("--reality-check", "reality", is_flag=True,
+              help="Keep each run's daily returns and print, for each symbol group, whether "
+                   "any set beats holding cash once all were tried (Hansen's SPA p-value, "
+                   "1,000 draws, seed 0) and the sets StepM names: "
+                   "tickstep.significance.reality_check.")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Write every row to a .parquet, .csv or .json file.")
 @click.option("--results", metavar="DB",
@@ -186,7 +191,7 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
           random_state: int, method: str, round_size: int | None, portfolio: bool,
           sequential: bool,
           workers: int | None, maximize: tuple[str, ...], top: int, splits: int | None,
-          out: str | None, results: str | None, no_cache: bool, progress: bool | None) -> int:
+          reality: bool, out: str | None, results: str | None, no_cache: bool, progress: bool | None) -> int:
     """Backtest STRATEGY over symbols x a parameter grid, in parallel, cached. STRATEGY
     as for `tickstep run`; a SignalStrategy's grid runs in one native call on all cores.
 
@@ -218,11 +223,14 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
         portfolio=portfolio,
         maximize=objectives, executor="sequential" if sequential else None, max_workers=workers,
         cache=not no_cache, progress=progress, start=start, end=end,
-        returns=splits is not None, **engine,
+        returns=splits is not None or reality, **engine,
     )
     info = rows.attrs.get("batch", {})
     if splits is not None:
         _print_overfitting(rows, splits)
+    if reality:
+        _print_reality_check(rows, list(grid))
+    if splits is not None or reality:
         from tickstep.significance import DAILY_RETURNS
 
         rows = rows.drop(columns=DAILY_RETURNS)  # a Series a row: for Python, not files
@@ -288,6 +296,27 @@ def _print_overfitting(rows: Any, splits: int) -> None:
             f"the set chosen in sample: median Sharpe Ratio {np.median(found.in_sample):.2f} "
             f"in sample, {np.median(found.out_of_sample):.2f} out; a loss out of sample in "
             f"{found.loss_probability:.0%} of splits")
+
+
+def _print_reality_check(rows: Any, parameters: list[str]) -> None:
+    """Each symbol group's reality check against cash, a line each (to stdout, before the
+    rows): the SPA p-value and the sets StepM names (by their parameters); a group that
+    cannot be tested says why."""
+    from tickstep.significance import reality_check
+
+    for label in dict.fromkeys(rows["symbols"]):
+        group = rows[(rows["symbols"] == label) & (rows["status"] == "ok")]
+        try:
+            found = reality_check(group)
+        except ValueError as exc:
+            click.echo(f"{label}: reality check not made: {exc}")
+            continue
+        named = ["(" + ", ".join(f"{p}={group.loc[job, p]}" for p in parameters) + ")"
+                 for job in found.superior]
+        click.echo(
+            f"{label}: reality check p-value {found.pvalue:.3f} that no set beats cash "
+            f"({found.trials} sets, {found.days} days, Hansen's SPA); StepM at 5% names "
+            + (", ".join(named) if named else "none"))
 
 
 def _objectives(given: tuple[str, ...]) -> str | dict[str, str]:
