@@ -446,6 +446,26 @@ def test_a_set_with_skill_among_many_is_found_and_named():
     assert reality_check(trials, trials[7] + 0.001, reps=300).superior == []
 
 
+def test_a_set_that_is_the_benchmark_plus_a_constant_is_judged_by_the_constant():
+    # Its difference from the benchmark is that constant every day, but for rounding
+    # (about 1e-18): left as it is, studentizing divides by the rounding and named the
+    # set always behind the benchmark as beating it. A set that never trades against
+    # cash is the usual case (a difference of exactly 0).
+    bench = pd.Series(np.random.default_rng(5).normal(0.0004, 0.01, 750))
+    trials = _noise(6, days=750, trials=8)
+    trials[2] = bench - 0.001                   # always behind
+    trials[3] = bench + 0.0                     # the benchmark itself
+    trials[4] = 0.0                             # cash
+    found = reality_check(trials, bench, reps=300)
+    assert found.superior == [] and found.pvalue > 0.2
+    trials[5] = bench + 0.001                   # always ahead
+    assert reality_check(trials, bench, reps=300).superior == [5]
+    # Against cash the benchmark's own mean counts: 14 bp a day ahead over 750 days is
+    # skill, 6 bp behind is not.
+    against_cash = reality_check(trials, reps=300).superior
+    assert 5 in against_cash and 2 not in against_cash
+
+
 def test_the_reality_check_reads_an_optimisations_rows(tmp_path):
     bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000)
     with warnings.catch_warnings():
