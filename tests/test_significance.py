@@ -459,7 +459,12 @@ def test_a_set_that_is_the_benchmark_plus_a_constant_is_judged_by_the_constant()
     found = reality_check(trials, bench, reps=300)
     assert found.superior == [] and found.pvalue > 0.2
     trials[5] = bench + 0.001                   # always ahead
-    assert reality_check(trials, bench, reps=300).superior == [5]
+    ahead = reality_check(trials, bench, reps=300)
+    assert ahead.superior == [5] and ahead.pvalues == {"lower": 0.0, "consistent": 0.0,
+                                                       "upper": 0.0}
+    # Only such sets: none drawn, nothing ahead.
+    level = reality_check(trials[[2, 3]], bench, reps=300)
+    assert level.superior == [] and level.pvalue == 1.0
     # Against cash the benchmark's own mean counts: 14 bp a day ahead over 750 days is
     # skill, 6 bp behind is not.
     against_cash = reality_check(trials, reps=300).superior

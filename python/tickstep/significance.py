@@ -386,8 +386,8 @@ class RealityCheck:
         benchmark if none were better in truth. Small: some trial beats the benchmark,
         after all were tried.
     pvalues : dict
-        Hansen's ``lower``, ``consistent`` and ``upper`` p-values (the upper is the
-        conservative one of White's Reality Check, studentized).
+        Hansen's ``lower``, ``consistent`` and ``upper`` p-values (the upper, recentred
+        at every trial's mean, is White's Reality Check's).
     superior : list
         The trials that beat the benchmark by Romano and Wolf's StepM at ``size``: the
         labels of the results table's rows (its jobs), or the returns' columns.
@@ -442,6 +442,13 @@ def reality_check(returns: Any, benchmark: Any = 0.0, *, reps: int = 1000,
     -------
     RealityCheck
 
+    Notes
+    -----
+    A trial whose difference from the benchmark is the same every day (to rounding: a
+    set that never trades, against cash) is judged without draws: it beats the
+    benchmark exactly when that difference is above zero (then it is named, and the
+    p-values are 0); the others are tested among themselves.
+
     Examples
     --------
     >>> rng = np.random.default_rng(0)
@@ -492,20 +499,29 @@ def reality_check(returns: Any, benchmark: Any = 0.0, *, reps: int = 1000,
     ahead = trials.to_numpy(dtype=float) - base[:, None]
     # A trial that is the benchmark plus a constant, to rounding (a set that never
     # trades against cash, the benchmark run among the sets), is ahead by that constant
-    # every day; left with rounding noise, studentizing divides by the noise and names it.
+    # every day: no draw is needed to judge it, and in the bootstrap its difference, the
+    # same in every draw, meets the critical value it sets itself, so that rounding
+    # decided whether it was named. It beats the benchmark exactly when it is ahead.
     scale = np.abs(ahead).mean(axis=0) + trials.to_numpy(dtype=float).std(axis=0) + base.std()
     constant = ahead.std(axis=0) <= 1e-10 * scale
-    ahead[:, constant] = ahead[:, constant].mean(axis=0)
-    losses, base_loss = -ahead, np.zeros(days)
-    spa = SPA(base_loss, losses, block_size=block, reps=int(reps), bootstrap="stationary",
-              seed=np.random.default_rng(seed))
-    spa.compute()
-    stepm = StepM(base_loss, losses, size=float(size), block_size=block, reps=int(reps),
-                  bootstrap="stationary", seed=np.random.default_rng(seed))
-    stepm.compute()
+    certain = np.flatnonzero(constant & (ahead.mean(axis=0) > 0))
+    drawn = np.flatnonzero(~constant)
+    pvalues = {"lower": 1.0, "consistent": 1.0, "upper": 1.0}
+    named: list[int] = []
+    if len(drawn):
+        losses, base_loss = -ahead[:, drawn], np.zeros(days)
+        spa = SPA(base_loss, losses, block_size=block, reps=int(reps), bootstrap="stationary",
+                  seed=np.random.default_rng(seed))
+        spa.compute()
+        stepm = StepM(base_loss, losses, size=float(size), block_size=block, reps=int(reps),
+                      bootstrap="stationary", seed=np.random.default_rng(seed))
+        stepm.compute()
+        pvalues = {str(k): float(v) for k, v in spa.pvalues.items()}
+        named = [int(drawn[k]) for k in _positions(stepm.superior_models)]
+    if len(certain):
+        pvalues = {"lower": 0.0, "consistent": 0.0, "upper": 0.0}
     labels = list(trials.columns)
-    superior = [labels[int(k)] for k in sorted(_positions(stepm.superior_models))]
-    pvalues = {str(k): float(v) for k, v in spa.pvalues.items()}
+    superior = [labels[k] for k in sorted([*named, *certain.tolist()])]
     return RealityCheck(pvalue=float(pvalues["consistent"]), pvalues=pvalues,
                         superior=superior, size=float(size), trials=trials.shape[1],
                         days=days, block=block, reps=int(reps))
