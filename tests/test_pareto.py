@@ -306,3 +306,31 @@ def test_the_pareto_plot_draws_every_set_and_its_front(market):
         plot_pareto(rows, [*directions, "Sharpe Ratio"])
     with pytest.raises(tickstep.ConfigError, match="two axes"):
         plot_pareto(rows, "Return [%]")
+
+
+def test_an_optimisation_report_says_what_it_can_and_refuses_what_it_cannot(market, tmp_path):
+    pytest.importorskip("plotly")
+    from tickstep.report import write_optimization_report
+
+    bt = tickstep.Backtest(market, SmaCross, cash=100_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.RejectedOrderWarning)
+        rows = bt.optimize(fast=[5, 10], slow=[30, 60], cache=False)
+    text = write_optimization_report(rows, tmp_path / "a.html").read_text()
+    # One objective: the heatmap, no Pareto front; no daily returns: says how to get them.
+    assert 'id="fig-heatmap"' in text and 'id="fig-pareto"' not in text
+    assert "run optimize(..., returns=True)" in text
+    assert text.count("<tr>") - 1 == len(rows)  # the best table: a header and every set
+    many = run_batch(SmaCross, market, params={"fast": [5, 10], "slow": [30, 60]}, cache=False,
+                     executor="sequential", on_reject="ignore")
+    with pytest.raises(ValueError, match="name the one to draw"):
+        write_optimization_report(many, tmp_path / "b.html")
+    symbol = many["symbols"].iloc[0]
+    text = write_optimization_report(many, tmp_path / "b.html", symbols=symbol, top=2).read_text()
+    assert f"on {symbol}" in text and text.count("<tr>") - 1 == 2
+    with pytest.raises(tickstep.ConfigError, match="top=0"):
+        write_optimization_report(rows, tmp_path / "c.html", top=0)
+    with pytest.raises(ValueError, match="give both parameters"):
+        write_optimization_report(rows, tmp_path / "c.html", x="fast")
+    with pytest.raises(KeyError, match="no column 'score'"):
+        write_optimization_report(rows, tmp_path / "c.html", maximize=lambda s: 1.0)

@@ -204,3 +204,49 @@ def test_a_streamed_runs_report_in_a_browser(browser, tmp_path):
     result = tickstep.Backtest(data, Busy, cash=100_000, stream="2D").run(cycle=400)
     path = result.report(tmp_path / "streamed.html")
     check_report(browser, result, path, ["fig-equity", "fig-prices", "fig-monthly", "fig-trades"])
+
+
+def test_optimisation_report_in_a_browser(browser, tmp_path):
+    # Two objectives and the daily returns: the best sets, the heatmap, the Pareto front
+    # and "Is it luck?", drawn offline without a console error.
+    import warnings
+
+    from tickstep.report import write_optimization_report
+    from tickstep.strategies import SmaCross
+
+    both = ["Return [%]", "Max. Drawdown [%]"]
+    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, cash=100_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        rows = bt.optimize(fast=[5, 10, 20, 40], slow=[50, 100, 150], returns=True,
+                           cache=False, maximize=both)
+    path = write_optimization_report(rows, tmp_path / "optimisation.html", maximize=both,
+                                     reps=200)
+    open_report(browser, path)
+    assert console_errors(browser) == []
+    urls = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+    assert [u for u in urls if not u.startswith(("file:", "data:", "blob:"))] == []
+    specs = figure_specs(path)
+    divs = browser.find_elements("css selector", "div.figure")
+    assert [d.get_attribute("id") for d in divs] == ["fig-heatmap", "fig-pareto"]
+    for div in divs:
+        fig_id = div.get_attribute("id")
+        assert div.get_attribute("data-rendered") == "true", fig_id
+        drawn = browser.execute_script(
+            "return arguments[0].querySelectorAll("
+            "'.scatterlayer .trace, .heatmaplayer .hm').length", div)
+        assert drawn == len(specs[fig_id]["data"]), fig_id
+        browser.execute_script("arguments[0].scrollIntoView()", div)
+        assert not_blank(div.screenshot_as_png) > 0.005, f"{fig_id} looks blank"
+    best = browser.find_elements("css selector", "table#best tbody tr")
+    assert [int(r.find_element("css selector", "td.label").text) for r in best] == \
+        list(rows.index[:12])
+    luck = {r.find_elements("css selector", "td")[0].text: r.find_elements("css selector", "td")[1].text
+            for r in browser.find_elements("css selector", "table#luck-table tbody tr")}
+    from tickstep.significance import backtest_overfitting, reality_check
+
+    assert luck["probability of backtest overfitting"] == \
+        f"{backtest_overfitting(rows, 16).probability:.3f}"
+    assert luck["reality check p-value (no set beats cash)"] == \
+        f"{reality_check(rows, reps=200, seed=0).pvalue:.3f}"

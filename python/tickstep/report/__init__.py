@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from tickstep.report.figures import plot
 from tickstep.report.heatmap import heatmap_table, plot_heatmap
-from tickstep.report.html import write_report
+from tickstep.report.html import write_optimization_report, write_report
 from tickstep.report.pareto import pareto_table, plot_pareto
 from tickstep.report.tables import (
     margin_calls,
@@ -35,5 +35,6 @@ __all__ = [
     "rejected_orders",
     "sector_breakdown",
     "symbol_breakdown",
+    "write_optimization_report",
     "write_report",
 ]

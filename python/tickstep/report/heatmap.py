@@ -112,6 +112,13 @@ def plot_heatmap(results: pd.DataFrame, x: str, y: str, metric: str | None = Non
     'heatmap'
     """
     go = plotly_objects()
+    return go.Figure(heatmap_spec(results, x, y, metric, agg))
+
+
+def heatmap_spec(results: pd.DataFrame, x: str, y: str, metric: str | None = None,
+                 agg: str | Callable[[pd.Series], float] = "max") -> dict[str, Any]:
+    """`plot_heatmap`'s figure as Plotly's plain spec (data and layout), which the HTML
+    report embeds."""
     table = heatmap_table(results, x, y, metric, agg)
     metric = _metric(results, metric)
     z = table.to_numpy(dtype=float)
@@ -132,4 +139,4 @@ def plot_heatmap(results: pd.DataFrame, x: str, y: str, metric: str | None = Non
             "yaxis": {"title": {"text": y}, "type": "category"},
         },
     }
-    return go.Figure(spec)
+    return spec

@@ -34,7 +34,7 @@ from tickstep.report.tables import (
     symbol_breakdown,
 )
 
-__all__ = ["write_report", "write_walk_forward_report"]
+__all__ = ["write_optimization_report", "write_report", "write_walk_forward_report"]
 
 #: Rejected orders listed one by one in the report (all are counted by reason).
 REJECTED_SHOWN = 200
@@ -347,4 +347,128 @@ def write_walk_forward_report(wf: Any, path: str | Path, *, max_points: int = DE
     _finish(parts, figures, plotly_js)
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+class _Spec:
+    """A figure already made as Plotly's plain spec, drawn as the report's canvases are."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self._spec = spec
+
+    def spec(self) -> dict[str, Any]:
+        return self._spec
+
+
+#: The statistics an optimisation report's table shows besides the objectives.
+_OPTIMIZATION_STATS = ("Return [%]", "Sharpe Ratio", "Max. Drawdown [%]", "# Trades")
+
+
+def write_optimization_report(rows: pd.DataFrame, path: str | Path, *,
+                              maximize: Any = "Sharpe Ratio", x: str | None = None,
+                              y: str | None = None, symbols: str | None = None, top: int = 20,
+                              n_splits: int = 16, reps: int = 1000,
+                              title: str | None = None) -> Path:
+    """Write the HTML report of an optimisation: the rows of `tickstep.Backtest.optimize`
+    or `tickstep.batch.run_batch` (one symbol group: ``symbols`` names it when there are
+    several), as one self-contained file that works offline.
+
+    It holds the best ``top`` sets ranked by ``maximize`` (as ``optimize`` takes it; with
+    two statistics or more, by Pareto front), the heatmap of the first objective over the
+    parameters ``x`` and ``y`` (by default the first two that vary; the best value at each
+    pair), the Pareto front when ``maximize`` names two statistics, and "Is it luck?":
+    with the rows' daily returns (``optimize(..., returns=True)``) the probability of
+    backtest overfitting (`tickstep.significance.backtest_overfitting`, ``n_splits``
+    blocks) and the reality check against cash (`tickstep.significance.reality_check`,
+    ``reps`` draws, seed 0: the same report every time). Needs ``pip install
+    'tickstep[plot]'`` (the reality check also ``tickstep[bootstrap]``).
+    """
+    from tickstep.batch.objectives import PARETO_RANK, Objective
+    from tickstep.report.heatmap import heatmap_spec
+    from tickstep.report.pareto import one_group, parameter_columns, pareto_spec
+    from tickstep.significance import DAILY_RETURNS
+
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ConfigError(f"top={top!r}: how many sets to list, a whole number >= 1")
+    objective = Objective(maximize)
+    path = Path(path)
+    plotly_offline()
+    plotly_js = _packed_plotly_js()
+    rows = one_group(rows, symbols)
+    missing = [c for c in objective.columns if c not in rows.columns]
+    if missing:
+        raise KeyError(f"maximize={maximize!r}: the rows have no column {missing[0]!r}")
+    ranked = objective.rank(rows, objective.values_of(rows))
+    parameters = parameter_columns(rows)
+    varied = [p for p in parameters if rows[p].nunique() > 1]
+    if (x is None) != (y is None):
+        raise ValueError("x= and y=: give both parameters of the heatmap, or neither")
+    if x is None and len(varied) >= 2:
+        x, y = varied[0], varied[1]
+    figures: list[tuple[str, str, Any]] = []
+    if x is not None and y is not None:
+        figures.append(("fig-heatmap", f"{objective.columns[0]} over {x} and {y}",
+                        _Spec(heatmap_spec(rows, x, y, objective.columns[0]))))
+    if len(objective.columns) == 2 and objective.function is None:
+        figures.append(("fig-pareto", "The trade-off of the two objectives",
+                        _Spec(pareto_spec(rows, maximize))))
+
+    ok = ranked[ranked["status"] == "ok"] if "status" in ranked.columns else ranked
+    shown = list(dict.fromkeys([*parameters, *objective.columns, *_OPTIMIZATION_STATS,
+                                *([PARETO_RANK] if objective.several else [])]))
+    best = ok[[c for c in shown if c in ok.columns]].head(top)
+    label = symbols if symbols is not None else (
+        str(rows["symbols"].iloc[0]) if "symbols" in rows.columns and len(rows) else "")
+    title = title or f"Optimisation of {len(rows)} parameter sets" + (f" on {label}" if label else "")
+    parts = _head(title, "optimisation", f"ranked by {objective.describe()}")
+    parts += [
+        "<h2>The best sets</h2>",
+        f'<p class="note">{len(ok)} of {len(rows)} sets ran; the best {len(best)} by '
+        f"{html.escape(objective.describe())}"
+        + (" (Pareto Rank 1: no other set is as good by every objective and better by one)"
+           if objective.several else "") + ".</p>",
+        _table(best, "best", "job"),
+    ]
+    for fig_id, heading, _ in figures:
+        parts += [f"<h2>{html.escape(heading)}</h2>", f'<div class="figure" id="{fig_id}"></div>']
+    parts += ["<h2>Is it luck?</h2>", *_optimization_luck(ok, parameters, n_splits, reps,
+                                                          DAILY_RETURNS in rows.columns)]
+    _finish(parts, figures, plotly_js)
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path
+
+
+def _optimization_luck(ok: pd.DataFrame, parameters: list[str], n_splits: int, reps: int,
+                       kept: bool) -> list[str]:
+    """An optimisation report's "Is it luck?": the probability of backtest overfitting
+    and the reality check of the sets that ran, or why not."""
+    from tickstep.significance import backtest_overfitting, reality_check
+
+    if not kept:
+        return ['<p class="note" id="luck">The rows hold no daily returns: run '
+                "optimize(..., returns=True) for the probability of backtest overfitting "
+                "and the reality check.</p>"]
+    found: dict[str, Any] = {}
+    try:
+        pbo = backtest_overfitting(ok, n_splits)
+        found["probability of backtest overfitting"] = f"{pbo.probability:.3f}"
+        found["splits"] = f"{len(pbo.logits):,} of {pbo.splits} blocks"
+        found["chosen set's median Sharpe Ratio, in / out of sample"] = (
+            f"{np.median(pbo.in_sample):.2f} / {np.median(pbo.out_of_sample):.2f}")
+        found["chosen set's loss out of sample"] = f"{pbo.loss_probability:.0%} of splits"
+    except ValueError as exc:
+        found["probability of backtest overfitting"] = f"not judged: {exc}"
+    try:
+        checked = reality_check(ok, reps=reps, seed=0)
+        found["reality check p-value (no set beats cash)"] = f"{checked.pvalue:.3f}"
+        named = [", ".join(f"{p}={ok.loc[job, p]}" for p in parameters)
+                 for job in checked.superior]
+        found["sets beating cash (StepM, 5%)"] = "; ".join(named) if named else "none"
+    except (ValueError, ImportError) as exc:
+        found["reality check p-value (no set beats cash)"] = f"not made: {exc}"
+    return ['<p class="note" id="luck">Choosing the best of many sets is partly luck: '
+            "how often the set chosen in sample ranks in the lower half out of sample "
+            "(CSCV), and whether any set beats cash at all once all were tried (Hansen's "
+            "SPA test; Romano and Wolf's StepM names those that do).</p>",
+            _table(pd.DataFrame({"found": list(found.values())}, index=list(found)),
+                   "luck-table", "")]
 

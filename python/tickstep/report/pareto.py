@@ -47,26 +47,39 @@ def pareto_table(rows: pd.DataFrame, maximize: Any, symbols: str | None = None) 
     if len(objective.columns) != 2 or objective.function is not None:
         raise ConfigError(f"maximize={maximize!r}: a Pareto plot has two axes; name two "
                           "statistics")
-    if "symbols" in rows.columns:
-        groups = list(dict.fromkeys(rows["symbols"]))
-        if symbols is None and len(groups) > 1:
-            raise ValueError(f"symbols=: the rows hold {len(groups)} symbol groups "
-                             f"({', '.join(map(str, groups[:5]))}...); name the one to draw")
-        if symbols is not None:
-            if symbols not in groups:
-                raise KeyError(f"symbols={symbols!r}: no such group in the rows "
-                               f"({', '.join(map(str, groups[:5]))})")
-            rows = rows[rows["symbols"] == symbols]
+    rows = one_group(rows, symbols)
     status = rows["status"] if "status" in rows.columns else pd.Series("ok", index=rows.index)
     ok = rows[(status == "ok").to_numpy()]
     values = objective.values_of(ok.assign(status="ok"))
     ranks = objective.pareto_ranks(np.zeros(len(ok)), values)
-    parameters = [c for c in ok.columns if c not in _NOT_PARAMETERS and c not in STAT_LABELS]
+    parameters = parameter_columns(ok)
     table = ok[parameters].assign(**{name: values[:, k] for k, name in enumerate(objective.columns)},
                                   **{PARETO_RANK: ranks})
     first = values[:, 0] * objective.signs[0]
     order = np.lexsort((-np.nan_to_num(first, nan=-np.inf), np.nan_to_num(ranks, nan=np.inf)))
     return table.iloc[order]
+
+
+def parameter_columns(rows: pd.DataFrame) -> list[str]:
+    """The columns of a batch's rows that are its parameters (neither a statistic nor
+    one of the columns every row has)."""
+    return [c for c in rows.columns if c not in _NOT_PARAMETERS and c not in STAT_LABELS]
+
+
+def one_group(rows: pd.DataFrame, symbols: str | None) -> pd.DataFrame:
+    """The rows of one symbol group: ``symbols`` names it, needed when there are several."""
+    if "symbols" not in rows.columns:
+        return rows
+    groups = list(dict.fromkeys(rows["symbols"]))
+    if symbols is None and len(groups) > 1:
+        raise ValueError(f"symbols=: the rows hold {len(groups)} symbol groups "
+                         f"({', '.join(map(str, groups[:5]))}...); name the one to draw")
+    if symbols is not None:
+        if symbols not in groups:
+            raise KeyError(f"symbols={symbols!r}: no such group in the rows "
+                           f"({', '.join(map(str, groups[:5]))})")
+        rows = rows[rows["symbols"] == symbols]
+    return rows
 
 
 def plot_pareto(rows: pd.DataFrame, maximize: Any, symbols: str | None = None) -> Any:
@@ -86,6 +99,12 @@ def plot_pareto(rows: pd.DataFrame, maximize: Any, symbols: str | None = None) -
     ['parameter sets', 'Pareto front']
     """
     go = plotly_objects()
+    return go.Figure(pareto_spec(rows, maximize, symbols))
+
+
+def pareto_spec(rows: pd.DataFrame, maximize: Any, symbols: str | None = None) -> dict[str, Any]:
+    """`plot_pareto`'s figure as Plotly's plain spec (data and layout), which the HTML
+    report embeds."""
     table = pareto_table(rows, maximize, symbols)
     x, y = Objective(maximize).columns
     parameters = [c for c in table.columns if c not in (x, y, PARETO_RANK)]
@@ -115,4 +134,4 @@ def plot_pareto(rows: pd.DataFrame, maximize: Any, symbols: str | None = None) -
             "xaxis": {"title": {"text": x}}, "yaxis": {"title": {"text": y}},
         },
     }
-    return go.Figure(spec)
+    return spec
