@@ -89,6 +89,10 @@ pub struct Engine {
     /// Per symbol, the borrow fee its shorts pay at this day's end, from the borrow
     /// column (`Config::borrow_column`; `borrow_rates_now`).
     borrow_now: Vec<Option<f64>>,
+    /// Whether a symbol's maintenance margin may exceed what its position is worth (a
+    /// margin per unit above the price: `set_symbol_margin`): then a long account with
+    /// cash to spare can still be called, and the margin check runs at every tick held.
+    margin_beyond_worth: bool,
 }
 
 /// The logs a run writes: its orders, fills and closed trades (see `Engine::swap_logs`).
@@ -287,6 +291,7 @@ impl Engine {
             delistings: Vec::new(),
             next_delisting: 0,
             borrow_now: Vec::new(),
+            margin_beyond_worth: false,
             market,
             config,
         })
@@ -379,6 +384,8 @@ impl Engine {
         margin.validate(&what)?;
         let n = self.market.symbol_count();
         set_own(&mut self.config.margins, n, None, symbol, Some(margin));
+        self.margin_beyond_worth = (self.config.margins.iter().flatten())
+            .any(|m| matches!(m, Margin::PerUnit { maintenance, .. } if *maintenance > 0.0));
         Ok(())
     }
 
@@ -687,9 +694,12 @@ impl Engine {
                 self.settle(&market, column, Payment::Funding);
             }
             // Marked at this tick's closes, the account may be margin called: never while
-            // cash is above zero and every position is long at a positive mark (the usual
-            // run skips the check on two words).
-            if self.portfolio.margin_exposed() && self.portfolio.holds_any() {
+            // cash is above zero and every position is long at a positive mark, each
+            // keeping less than it is worth (the usual run skips the check on two words);
+            // a margin per unit may ask more than the position is worth.
+            if (self.portfolio.margin_exposed() || self.margin_beyond_worth)
+                && self.portfolio.holds_any()
+            {
                 self.check_margin(&market);
             }
             if bars || ticks {

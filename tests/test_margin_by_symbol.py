@@ -111,6 +111,28 @@ def test_symbols_named_must_be_the_datas():
         tickstep.Backtest(DATA, tickstep.Strategy, margin_by_symbol={"FUTS": {"leverage": 2}})
 
 
+def test_a_margin_per_unit_above_the_price_calls_a_long_account_with_cash_to_spare():
+    # 90 contracts at 100 need 900 each to keep: 81,000, against equity of 100,000 in
+    # all; with 47,600 of stock at the account's 0.4 (19,040) the account needs 100,040
+    # and is called at the first close, though it is long with 43,400 of cash. (The check
+    # used to be skipped for a long account with cash: no fraction of worth below 1 can
+    # call it, but a margin per unit can ask more than the position is worth.)
+    data = {"AAA": flat_bars([100] * 4), "BBB": flat_bars([100] * 4)}
+    script = {("AAA", 0): buy(476), ("BBB", 0): buy(90)}
+    terms = {"BBB": {"initial_margin_per_unit": 900, "maintenance_margin_per_unit": 900}}
+    r = run_script(data, script, cash=100_000, leverage=3.0, maintenance_margin=0.4,
+                   margin_by_symbol=terms)
+    assert r.orders["status"].tolist()[:2] == ["filled", "filled"]
+    assert r.stats["# Margin Calls"] == 1
+    closed = r.fills[r.fills["side"] == "sell"]
+    assert closed["time"].tolist() == [data["AAA"].index[1]] * 2
+    # 880 a contract to keep: 79,200 + 19,040 = 98,240, below equity: kept.
+    kept = run_script(data, script, cash=100_000, leverage=3.0, maintenance_margin=0.4,
+                      margin_by_symbol={"BBB": {"initial_margin_per_unit": 900,
+                                                "maintenance_margin_per_unit": 880}})
+    assert kept.stats["# Margin Calls"] == 0
+
+
 # ---- against a reference -------------------------------------------------------------
 
 SYMBOLS = ("AAA", "BBB", "CCC")
