@@ -91,3 +91,15 @@ def wait_for(predicate, timeout: float = 30, step: float = 0.02):
             return value
         time.sleep(step)
     raise AssertionError("condition not met in time")
+
+
+def example_store(folder: Path) -> Path:
+    """A store in ``folder`` holding `tickstep.data.example_daily()`, the service tests'
+    market."""
+    import tickstep.data as td
+
+    path = folder / "daily.duckdb"
+    with td.Store(path, read_only=False) as s:
+        s.ingest(td.example_daily())
+    return path
+

@@ -15,7 +15,7 @@ import pandas as pd
 import psutil
 import pytest
 import tickstep.data as td
-from service_support import TOKEN, Server, wait_done, wait_for
+from service_support import TOKEN, Server, example_store, wait_done, wait_for
 from tickstep.batch import expand_grid, run_batch, sample_sets
 from tickstep.metrics import STAT_LABELS
 
@@ -24,10 +24,7 @@ RSI_GRID = {"oversold": [25, 30]}
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("service") / "daily.duckdb"
-    with td.Store(path, read_only=False) as s:
-        s.ingest(td.example_daily())
-    return path
+    return example_store(tmp_path_factory.mktemp("service"))
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,14 @@ import time
 
 import psutil
 import pytest
-import tickstep.data as td
-from service_support import Server, wait_done, wait_for
+from service_support import Server, example_store, wait_done, wait_for
 
 GRID = {"oversold": list(range(10, 46))}  # 8 symbols x 36 = 288 jobs
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("restart") / "daily.duckdb"
-    with td.Store(path, read_only=False) as s:
-        s.ingest(td.example_daily())
-    return path
+    return example_store(tmp_path_factory.mktemp("restart"))
 
 
 def _token(log: str) -> str | None:

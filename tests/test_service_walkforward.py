@@ -8,7 +8,7 @@ import warnings
 import pytest
 import tickstep
 import tickstep.data as td
-from service_support import Server, wait_done
+from service_support import Server, example_store, wait_done
 from tickstep.service.rows import jsonable
 from tickstep.strategies import SmaCross
 
@@ -18,10 +18,7 @@ SPEC = {"train": "365D", "test": "180D", "warmup": "60D"}
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("service_wf") / "daily.duckdb"
-    with td.Store(path, read_only=False) as s:
-        s.ingest(td.example_daily())
-    return path
+    return example_store(tmp_path_factory.mktemp("service_wf"))
 
 
 @pytest.fixture(scope="module")

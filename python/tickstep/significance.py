@@ -331,9 +331,7 @@ def backtest_overfitting(returns: Any, n_splits: int = 16, *,
 
     matrix, trials = _trial_returns(returns)
     _check_periods(periods_per_year)
-    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) \
-            or n_splits < 2 or n_splits % 2:
-        raise ConfigError(f"n_splits={n_splits!r}: the blocks of days, an even whole number >= 2")
+    check_splits(n_splits)
     days = matrix.shape[0]
     if days < 2 * n_splits:
         raise ValueError(f"returns: {days} days cannot make {n_splits} blocks of two days or "
@@ -466,7 +464,7 @@ def reality_check(returns: Any, benchmark: Any = 0.0, *, reps: int = 1000,
 
     trials = _trial_frame(returns)
     days = len(trials)
-    _whole(reps, "reps", 1, "the bootstrap's draws")
+    check_reps(reps)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ConfigError(f"seed={seed!r}: a whole number >= 0 (the same one draws the same "
                           "samples)")
@@ -616,6 +614,18 @@ def _moments(daily: np.ndarray) -> tuple[float, float, float]:
     skew = float(np.mean(centred**3)) / m2**1.5
     kurtosis = float(np.mean(centred**4)) / m2**2
     return float(daily.mean()) / std, skew, kurtosis
+
+
+def check_splits(n_splits: Any) -> None:
+    """``n_splits`` of `backtest_overfitting`: an even whole number >= 2, else refused."""
+    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) \
+            or n_splits < 2 or n_splits % 2:
+        raise ConfigError(f"n_splits={n_splits!r}: the blocks of days, an even whole number >= 2")
+
+
+def check_reps(reps: Any) -> None:
+    """``reps`` of `reality_check`: a whole number >= 1, else refused."""
+    _whole(reps, "reps", 1, "the bootstrap's draws")
 
 
 def _whole(value: Any, name: str, least: int, what: str) -> None:

@@ -560,8 +560,9 @@ def _frame(
     for n in stat_names:  # all-NaN columns of timestamps/durations keep their dtype
         if frame[n].dtype == object:
             frame[n] = _infer(frame[n])
-    return objective.rank(frame, np.array([ranked[job.index] for job in jobs], dtype=float)
-                          .reshape(len(jobs), len(objective.columns)))
+    values = (np.array([ranked[job.index] for job in jobs], dtype=float)
+              .reshape(len(jobs), len(objective.columns)) if objective.several else None)
+    return objective.rank(frame, values)
 
 
 def _infer(column: pd.Series) -> pd.Series:

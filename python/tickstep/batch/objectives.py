@@ -106,22 +106,26 @@ class Objective:
             return (float(self.function(pd.Series(row["stats"], name="stats"))),)
         return tuple(_number(row["stats"].get(name, np.nan)) for name in self.columns)
 
-    def rank(self, frame: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
+    def rank(self, frame: pd.DataFrame, values: np.ndarray | None) -> pd.DataFrame:
         """``frame`` (one row per job, ``job`` its index, ``symbols`` its group, a column
         per objective) best first, ties in job order; ``values``: each row's objectives
-        (rows × objectives). Several objectives add the ``Pareto Rank`` column (see the
-        module notes)."""
+        (rows × objectives; read only for several). Several objectives add the ``Pareto
+        Rank`` column (see the module notes)."""
         if not self.several:
             return frame.sort_values([self.columns[0], "job"],
                                      ascending=[self.signs[0] < 0, True],
                                      na_position="last", kind="stable")
+        assert values is not None
         ranks = self.pareto_ranks(frame["symbols"].to_numpy(), values)
         frame = frame.assign(**{PARETO_RANK: ranks})
-        first = values[:, 0] * self.signs[0]
-        order = np.lexsort((frame.index.to_numpy(), -np.nan_to_num(first, nan=-np.inf),
-                            np.nan_to_num(ranks, nan=np.inf)))
-        return frame.iloc[order]
+        return frame.iloc[self.front_order(ranks, values, frame.index.to_numpy())]
 
+    def front_order(self, ranks: np.ndarray, values: np.ndarray, jobs: np.ndarray) -> np.ndarray:
+        """The rows' order by Pareto rank (unranked last), then the first objective best
+        first, then ``jobs``."""
+        first = values[:, 0] * self.signs[0]
+        return np.lexsort((jobs, -np.nan_to_num(first, nan=-np.inf),
+                           np.nan_to_num(ranks, nan=np.inf)))
 
     def pareto_ranks(self, groups: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Each row's Pareto rank within its symbol group (``groups``: each row's label;

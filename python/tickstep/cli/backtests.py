@@ -215,8 +215,13 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
         raise UsageError(f"--data {data!r}: no such file")
     tries = _max_tries(max_tries)
     objectives = _objectives(maximize)
-    if splits is not None and (splits < 2 or splits % 2):
-        raise UsageError(f"--overfitting {splits}: the blocks of days, an even whole number >= 2")
+    if splits is not None:
+        from tickstep.significance import check_splits
+
+        try:  # refused before anything runs, by the statistic's own rule
+            check_splits(splits)
+        except ValueError as exc:
+            raise UsageError(f"--overfitting {splits}: {str(exc).split(': ', 1)[1]}") from None
     rows = run_batch(
         handed, data, params=grid or None, max_tries=tries, random_state=random_state,
         method=method, round_size=round_size, symbols=parse_symbols(symbols),

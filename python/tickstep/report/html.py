@@ -385,10 +385,13 @@ def write_optimization_report(rows: pd.DataFrame, path: str | Path, *,
     from tickstep.batch.objectives import PARETO_RANK, Objective
     from tickstep.report.heatmap import heatmap_spec
     from tickstep.report.pareto import one_group, parameter_columns, pareto_spec
-    from tickstep.significance import DAILY_RETURNS
+    from tickstep.significance import DAILY_RETURNS, check_reps, check_splits
 
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ConfigError(f"top={top!r}: how many sets to list, a whole number >= 1")
+    # Refused here, not reported as a figure "not judged" (or unread without returns).
+    check_splits(n_splits)
+    check_reps(reps)
     objective = Objective(maximize)
     path = Path(path)
     plotly_offline()

@@ -55,9 +55,7 @@ def pareto_table(rows: pd.DataFrame, maximize: Any, symbols: str | None = None) 
     parameters = parameter_columns(ok)
     table = ok[parameters].assign(**{name: values[:, k] for k, name in enumerate(objective.columns)},
                                   **{PARETO_RANK: ranks})
-    first = values[:, 0] * objective.signs[0]
-    order = np.lexsort((-np.nan_to_num(first, nan=-np.inf), np.nan_to_num(ranks, nan=np.inf)))
-    return table.iloc[order]
+    return table.iloc[objective.front_order(ranks, values, np.arange(len(table)))]
 
 
 def parameter_columns(rows: pd.DataFrame) -> list[str]:
@@ -69,6 +67,8 @@ def parameter_columns(rows: pd.DataFrame) -> list[str]:
 def one_group(rows: pd.DataFrame, symbols: str | None) -> pd.DataFrame:
     """The rows of one symbol group: ``symbols`` names it, needed when there are several."""
     if "symbols" not in rows.columns:
+        if symbols is not None:
+            raise KeyError(f"symbols={symbols!r}: the rows have no 'symbols' column")
         return rows
     groups = list(dict.fromkeys(rows["symbols"]))
     if symbols is None and len(groups) > 1:
