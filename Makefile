@@ -43,7 +43,7 @@ lint: build ## rustfmt, clippy, ruff
 	cargo clippy --features python --quiet -- -D warnings
 	$(VENV)/bin/ruff check python tests benches docs
 
-bench: build ## cargo bench, whole workloads, batch, data loading, peers, accessors, search, Pareto ranking (BENCHMARKS.md)
+bench: build ## cargo bench, whole workloads, batch, data loading, peers, accessors, search, Pareto ranking, stored returns (BENCHMARKS.md)
 	cargo bench --bench engine
 	$(PY) benches/run_all.py --json target/bench-results.json
 	$(PY) benches/signals.py $(if $(wildcard target/bench-venvs/vbt/bin/python),--vectorbt-python target/bench-venvs/vbt/bin/python)
@@ -51,6 +51,7 @@ bench: build ## cargo bench, whole workloads, batch, data loading, peers, access
 	$(PY) benches/accessors.py
 	$(PY) benches/search.py
 	$(PY) benches/pareto.py
+	$(PY) benches/runs_returns.py
 
 bench-save: ## criterion baseline of the core benches: make bench-save NAME=main [FILTER=tick_loop]
 	@test -n "$(NAME)" || { echo "usage: make bench-save NAME=baseline [FILTER=regex]"; exit 2; }

@@ -7,6 +7,7 @@ import json
 import os
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -99,6 +100,34 @@ def test_survives_reopening_and_keeps_the_first_copy_of_a_run(target):
     assert not again.update_batch("b1", only_if=("running",), status="failed")
     assert again.batch("b1")["status"] == "done"
     again.close()
+
+
+def test_daily_returns_are_kept_to_the_bit_and_the_first_copy_wins(target):
+    from tickstep.significance import DAILY_RETURNS
+
+    rng = np.random.default_rng(5)
+    ends = pd.date_range("2024-01-02 21:00", periods=300, freq="B", tz="UTC")
+    first = pd.Series(rng.normal(0, 0.01, 300), index=ends, name="return")
+    first.iloc[3] = 0.1 + 0.2  # a value with all 53 bits of its mantissa in use
+    db = RunsDB(target)
+    db.create_batch("b1", "sma_cross", {}, total=3)
+    kept = _row(0, 1.0, 1.0)
+    kept["stats"][DAILY_RETURNS] = first
+    db.add_runs("b1", "sma_cross", [kept, _row(1, 2.0, 2.0, symbols="BBB")])
+    # Added again (a cached run stored at the end), with other returns: the first stay.
+    again = _row(0, 9.0, 9.0)
+    again["stats"][DAILY_RETURNS] = first * 2
+    third = _row(2, 3.0, 3.0)
+    third["stats"][DAILY_RETURNS] = first.iloc[:10].tz_convert("America/New_York")
+    assert db.add_runs("b1", "sma_cross", [again, third]) == 1
+    got = db.daily_returns(["b1-0", "b1-1", "b1-2", "nope-0"])
+    assert set(got) == {"b1-0", "b1-2"}  # a run without returns is left out
+    assert got["b1-0"].index.equals(ends) and str(got["b1-0"].index.tz) == "UTC"
+    np.testing.assert_array_equal(got["b1-0"].to_numpy(), first.to_numpy())
+    assert got["b1-0"].iloc[3] == 0.1 + 0.2
+    assert got["b1-2"].index.equals(ends[:10])  # the same instants, in UTC
+    assert db.batch_groups("b1") == ["AAA", "BBB"]
+    db.close()
 
 
 def test_a_statistic_newer_than_the_database_becomes_a_column(target):

@@ -139,6 +139,8 @@ def test_a_batch_that_is_not_a_walk_forward_has_none_to_serve(client):
     accepted = client.post("/batches", json={"strategy": "sma_cross", "params": {"fast": [5]},
                                              "symbols": ["BARP"], "cache": False}).json()
     wait_done(client, accepted["batch_id"])
-    for path in ("walk-forward", "report"):
-        response = client.get(f"/batches/{accepted['batch_id']}/{path}")
-        assert response.status_code == 409 and "is not a walk-forward" in response.text
+    response = client.get(f"/batches/{accepted['batch_id']}/walk-forward")
+    assert response.status_code == 409 and "is not a walk-forward" in response.text
+    # Its report is a grid's: the optimisation report of its one set.
+    report = client.get(f"/batches/{accepted['batch_id']}/report")
+    assert report.status_code == 200 and "Optimisation of 1 parameter set on BARP" in report.text

@@ -422,6 +422,38 @@ def test_the_reality_check_is_arch_spa_and_stepm_on_losses():
     assert reality_check(trials, reps=50).block == 20
 
 
+def test_stepm_steps_down_as_arch_does_and_past_every_trial_named():
+    # StepM's steps are taken on arch's SPA: the sets named are arch's StepM's whenever
+    # arch's finishes (30 draws of 8 trials, some with skill, several steps)...
+    from arch.bootstrap import SPA, StepM
+
+    steps = 0
+    for seed in range(30):
+        trials = _noise(seed, days=300, trials=8) + np.linspace(0.0, 0.003, 8)
+        found = reality_check(trials, reps=200, block=9, seed=seed)
+        stepm = StepM(np.zeros(300), -trials.to_numpy(), size=0.05, block_size=9, reps=200,
+                      seed=np.random.default_rng(seed))
+        try:
+            stepm.compute()
+        except ValueError:  # arch's StepM past its last trial: below
+            continue
+        assert found.superior == sorted(stepm.superior_models), seed
+        spa = SPA(np.zeros(300), -trials.to_numpy(), block_size=9, reps=200,
+                  seed=np.random.default_rng(seed))
+        spa.compute()
+        steps += len(spa.better_models(0.05)) < len(found.superior)
+    assert steps >= 3  # cases that needed a second step were among them
+    # ...and when a later step names the last trials left, every trial is named (arch
+    # 8.0's StepM tests once more, on none, and raises).
+    trials = pd.DataFrame(np.random.default_rng(7).normal(0, 0.01, (500, 3))) \
+        + np.array([0.004, 0.004, 0.0013])
+    spa = SPA(np.zeros(500), -trials.to_numpy(), block_size=22, reps=300,
+              seed=np.random.default_rng(0))
+    spa.compute()
+    assert list(spa.better_models(0.05)) == [0, 1]  # the first step names two of three
+    assert reality_check(trials, reps=300, block=22).superior == [0, 1, 2]
+
+
 def test_without_skill_the_reality_check_rejects_at_most_its_size():
     # 60 experiments of 10 trials without skill: p < 0.05 at most 5% of the time (the
     # test is conservative), within three binomial deviations.

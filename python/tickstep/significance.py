@@ -53,7 +53,8 @@ trial's expected daily return exceeds the benchmark's; the p-value comes from th
 stationary bootstrap of the trials' and the benchmark's daily returns together, so the
 trials' correlation is kept. Romano and Wolf's stepwise test (StepM, 2005) then names the
 trials that beat the benchmark, holding the chance of naming any wrongly to ``size``.
-Both are arch's (``arch.bootstrap.SPA`` and ``StepM``), on losses = −returns.
+Both on arch's ``arch.bootstrap.SPA``, on losses = −returns (StepM's steps are taken
+here: arch 8.0's ``StepM`` tests once more after every trial is named, on none, and fails).
 """
 
 from __future__ import annotations
@@ -457,29 +458,17 @@ def reality_check(returns: Any, benchmark: Any = 0.0, *, reps: int = 1000,
     (True, [20])
     """
     try:
-        from arch.bootstrap import SPA, StepM
+        from arch.bootstrap import SPA
     except ImportError:
         raise ImportError("the reality check needs arch: pip install 'tickstep[bootstrap]'") \
             from None
 
     trials = _trial_frame(returns)
     days = len(trials)
-    check_reps(reps)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed={seed!r}: a whole number >= 0 (the same one draws the same "
-                          "samples)")
-    if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0.0 < size < 1.0:
-        raise ConfigError(f"size={size!r}: StepM's familywise error rate, in (0, 1)")
-    if block is not None:
-        _whole(block, "block", 1, "the mean block length in days")
+    check_reality_options(benchmark=benchmark, reps=reps, block=block, size=size, seed=seed)
     if days < 2:
         raise ValueError(f"returns: {days} day(s); the test needs two or more")
-    if isinstance(benchmark, bool):
-        raise ConfigError(f"benchmark={benchmark!r}: a daily return, or daily returns on the "
-                          "trials' days")
     if isinstance(benchmark, (int, float, np.integer, np.floating)):
-        if not math.isfinite(benchmark):
-            raise ConfigError(f"benchmark={benchmark!r}: a finite daily return")
         base = np.full(days, float(benchmark))
     elif isinstance(benchmark, pd.Series):
         if not benchmark.index.equals(trials.index):
@@ -511,11 +500,8 @@ def reality_check(returns: Any, benchmark: Any = 0.0, *, reps: int = 1000,
         spa = SPA(base_loss, losses, block_size=block, reps=int(reps), bootstrap="stationary",
                   seed=np.random.default_rng(seed))
         spa.compute()
-        stepm = StepM(base_loss, losses, size=float(size), block_size=block, reps=int(reps),
-                      bootstrap="stationary", seed=np.random.default_rng(seed))
-        stepm.compute()
         pvalues = {str(k): float(v) for k, v in spa.pvalues.items()}
-        named = [int(drawn[k]) for k in _positions(stepm.superior_models)]
+        named = [int(drawn[k]) for k in _step_down(spa, len(drawn), float(size))]
     if len(certain):
         pvalues = {"lower": 0.0, "consistent": 0.0, "upper": 0.0}
     labels = list(trials.columns)
@@ -525,9 +511,20 @@ def reality_check(returns: Any, benchmark: Any = 0.0, *, reps: int = 1000,
                         days=days, block=block, reps=int(reps))
 
 
-def _positions(models: Any) -> list[int]:
-    """arch names the models of a plain array by position (``"model.3"`` or 3)."""
-    return [int(str(m).rsplit(".", 1)[-1]) for m in models]
+def _step_down(spa: Any, trials: int, size: float) -> list[int]:
+    """Romano and Wolf's StepM on a computed ``spa`` of ``trials`` models: name those
+    beating the benchmark at ``size``, set them aside and test the rest on the same
+    draws, until a step names none or none is left. The positions named, sorted."""
+    named = [int(k) for k in spa.better_models(size)]
+    fresh = named
+    while fresh and len(named) < trials:
+        rest = np.ones(trials, dtype=bool)
+        rest[named] = False
+        spa.subset(rest)
+        spa.compute()
+        fresh = [int(k) for k in spa.better_models(size)]
+        named += fresh
+    return sorted(named)
 
 
 def _block_sharpe(taken: np.ndarray, count: np.ndarray, sums: np.ndarray,
@@ -626,6 +623,26 @@ def check_splits(n_splits: Any) -> None:
 def check_reps(reps: Any) -> None:
     """``reps`` of `reality_check`: a whole number >= 1, else refused."""
     _whole(reps, "reps", 1, "the bootstrap's draws")
+
+
+def check_reality_options(*, benchmark: Any = 0.0, reps: Any = 1000, block: Any = None,
+                          size: Any = 0.05, seed: Any = 0) -> None:
+    """The options of `reality_check` by its rules (a benchmark of daily returns is
+    checked against the trials' days there), else refused by name."""
+    check_reps(reps)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed={seed!r}: a whole number >= 0 (the same one draws the same "
+                          "samples)")
+    if isinstance(size, bool) or not isinstance(size, (int, float)) or not 0.0 < size < 1.0:
+        raise ConfigError(f"size={size!r}: StepM's familywise error rate, in (0, 1)")
+    if block is not None:
+        _whole(block, "block", 1, "the mean block length in days")
+    if isinstance(benchmark, bool):
+        raise ConfigError(f"benchmark={benchmark!r}: a daily return, or daily returns on the "
+                          "trials' days")
+    if isinstance(benchmark, (int, float, np.integer, np.floating)) \
+            and not math.isfinite(benchmark):
+        raise ConfigError(f"benchmark={benchmark!r}: a finite daily return")
 
 
 def _whole(value: Any, name: str, least: int, what: str) -> None:

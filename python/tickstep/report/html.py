@@ -421,7 +421,8 @@ def write_optimization_report(rows: pd.DataFrame, path: str | Path, *,
     best = ok[[c for c in shown if c in ok.columns]].head(top)
     label = symbols if symbols is not None else (
         str(rows["symbols"].iloc[0]) if "symbols" in rows.columns and len(rows) else "")
-    title = title or f"Optimisation of {len(rows)} parameter sets" + (f" on {label}" if label else "")
+    sets = f"{len(rows)} parameter set" + ("" if len(rows) == 1 else "s")
+    title = title or f"Optimisation of {sets}" + (f" on {label}" if label else "")
     parts = _head(title, "optimisation", f"ranked by {objective.describe()}")
     parts += [
         "<h2>The best sets</h2>",

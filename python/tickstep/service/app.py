@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import functools
 import hashlib
 import hmac
 import io
@@ -355,12 +356,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         if objective.several:
             frame[PARETO_RANK] = objective.pareto_ranks(frame["symbols"].to_numpy(),
                                                         objective.values_of(frame))
-        if kind == "csv":
-            return Response(frame.to_csv(), media_type="text/csv")
-        if kind == "parquet":
-            buffer = io.BytesIO()
-            frame.to_parquet(buffer)
-            return Response(buffer.getvalue(), media_type="application/vnd.apache.parquet")
+        if kind != "json":
+            return _table(frame, kind)
         rows = jsonable(frame.reset_index().to_dict(orient="records"))
         return JSONResponse({"batch_id": batch_id, "status": batch["status"],
                              "jobs_total": batch["jobs_total"], "rows": rows})
@@ -382,30 +379,132 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                 "walk_forwards": state.db.walk_forwards_of(batch_id)}
 
     @app.get("/batches/{batch_id}/report", response_class=HTMLResponse, tags=["batches"])
-    async def walk_forward_report(batch_id: str, symbols: str | None = None) -> Response:
-        """A walk-forward group's HTML report (``symbols``: its label; needed when the
-        batch has more than one group), from walking it forward again: its train grids
-        are answered from the results cache."""
+    async def batch_report(batch_id: str, symbols: str | None = None,
+                           n_splits: int = Query(16, description="Blocks of days for the "
+                                                 "probability of backtest overfitting."),
+                           reps: int = Query(1000, description="The reality check's draws."),
+                           top: int = Query(20, ge=1, le=1000,
+                                            description="The best sets listed."),
+                           x: str | None = None, y: str | None = None) -> Response:
+        """One symbol group's HTML report (``symbols``: its label; needed when the batch
+        has more than one group). A walk-forward's: from walking it forward again (its
+        train grids answered from the results cache). Any other batch's: its optimisation
+        report from the stored runs (the best ``top`` sets, the heatmap over parameters
+        ``x`` and ``y``, the Pareto front of two objectives, and, when the batch kept its
+        returns, the probability of backtest overfitting and the reality check)."""
+        from tickstep.service.luck import optimization_report
         from tickstep.service.walkforwards import groups_of
         from tickstep.service.walkforwards import walk_forward_report as report_of
 
-        batch = await anyio.to_thread.run_sync(walk_forward_or_409, batch_id)
+        batch = await anyio.to_thread.run_sync(batch_or_404, batch_id)
         request = batch["request"]
-        groups = await anyio.to_thread.run_sync(
-            lambda: groups_of(request, symbols_of_store(request["store"])))
-        if symbols is None and len(groups) == 1:
-            symbols = next(iter(groups))
-        if symbols not in groups:
-            shown = ", ".join(list(groups)[:20])
-            raise Problem(("query", "symbols"), f"{symbols!r} is not a group of batch "
-                          f"{batch_id}: name one of {shown}")
+        if request.get("walk_forward"):
+            groups = await anyio.to_thread.run_sync(
+                lambda: groups_of(request, symbols_of_store(request["store"])))
+        else:
+            check_judging(n_splits=n_splits, reps=reps)
+            groups = await anyio.to_thread.run_sync(state.db.batch_groups, batch_id)
+            if not groups:
+                raise HTTPException(409, f"batch {batch_id} is {batch['status']} with no run "
+                                    "finished: nothing to report yet")
+        symbols = group_named(batch_id, list(groups), symbols)
         with tempfile.TemporaryDirectory() as tmp:
             path = str(Path(tmp) / "report.html")
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(state.details_pool(), report_of, request,
-                                       groups[symbols], path)
+            if request.get("walk_forward"):
+                await loop.run_in_executor(state.details_pool(), report_of, request,
+                                           groups[symbols], path)
+            else:
+                call = functools.partial(optimization_report, state.db.url, batch_id, path,
+                                         symbols=symbols, n_splits=n_splits, reps=reps,
+                                         top=top, x=x, y=y)
+                try:
+                    await loop.run_in_executor(state.details_pool(), call)
+                except (KeyError, ValueError) as exc:  # x or y not a parameter, say
+                    raise Problem(("query",), _message(exc)) from None
             html = Path(path).read_text(encoding="utf-8")
         return HTMLResponse(html)
+
+    def group_named(batch_id: str, groups: list[str], symbols: str | None) -> str:
+        """The group a request names (``symbols``), or the batch's only one."""
+        if symbols is None and len(groups) == 1:
+            return groups[0]
+        if symbols not in groups:
+            shown = ", ".join(groups[:20])
+            raise Problem(("query", "symbols"), f"{symbols!r} is not a group of batch "
+                          f"{batch_id}: name one of {shown}")
+        return symbols
+
+    def done_with_returns_or_409(batch_id: str) -> dict[str, Any]:
+        """A batch that finished and kept its runs' daily returns: what judging needs."""
+        batch = batch_or_404(batch_id)
+        request = batch["request"]
+        if request.get("walk_forward"):
+            raise HTTPException(409, f"batch {batch_id} is a walk-forward: judge its grids "
+                                "as batches of their own (GET /batches/{id}/walk-forward "
+                                "has its windows)")
+        if not request.get("returns"):
+            raise HTTPException(409, f"batch {batch_id} kept no daily returns: submit it "
+                                "again with \"returns\": true (its runs are answered from the "
+                                "results cache only if they kept them)")
+        if batch["status"] != "done":
+            raise HTTPException(409, f"batch {batch_id} is {batch['status']} "
+                                f"({batch['jobs_done']} of {batch['jobs_total']} jobs): a "
+                                "choice is judged among all its sets, when it is done")
+        return batch
+
+    @app.get("/batches/{batch_id}/overfitting", tags=["batches"])
+    async def overfitting(batch_id: str, symbols: str | None = None,
+                          n_splits: int = Query(16, description="S, the blocks of days: "
+                                                "even, at least 2 (C(S, S/2) splits)."),
+                          splits: bool = Query(False, description="Also each split's "
+                                               "logit and the chosen set's Sharpe Ratio "
+                                               "in and out of sample.")) -> dict[str, Any]:
+        """Each symbol group's probability of backtest overfitting (CSCV: the share of
+        in/out-of-sample splits in which the set best in sample ranked in the lower half
+        out of sample; `tickstep.significance.backtest_overfitting`). Needs a batch done
+        with ``"returns": true``."""
+        from tickstep.service.luck import batch_overfitting
+
+        batch = await anyio.to_thread.run_sync(done_with_returns_or_409, batch_id)
+        check_judging(n_splits=n_splits)
+        if symbols is not None:
+            group_named(batch_id, await anyio.to_thread.run_sync(state.db.batch_groups,
+                                                                 batch_id), symbols)
+        call = functools.partial(batch_overfitting, state.db.url, batch_id, n_splits,
+                                 symbols, splits)
+        groups = await asyncio.get_running_loop().run_in_executor(state.details_pool(), call)
+        return {"batch_id": batch_id, "status": batch["status"], "groups": groups}
+
+    @app.get("/batches/{batch_id}/reality-check", tags=["batches"])
+    async def reality(batch_id: str, symbols: str | None = None,
+                      benchmark: float = Query(0.0, description="The daily return a set "
+                                               "must beat: 0 is cash; a daily risk-free "
+                                               "rate."),
+                      reps: int = Query(1000, description="The bootstrap's draws."),
+                      block: int | None = Query(None, description="The stationary "
+                                                "bootstrap's mean block length in days "
+                                                "(default: the square root of the days)."),
+                      size: float = Query(0.05, description="StepM's familywise error "
+                                          "rate, in (0, 1)."),
+                      seed: int = Query(0, description="The draws' seed: the same one, the "
+                                        "same p-values.")) -> dict[str, Any]:
+        """Each symbol group's reality check: does any set beat ``benchmark``, allowing for
+        all of them having been tried (Hansen's SPA p-values), and which do (Romano and
+        Wolf's StepM at ``size``); `tickstep.significance.reality_check`. Needs a batch
+        done with ``"returns": true``."""
+        from tickstep.service.luck import batch_reality_check
+
+        batch = await anyio.to_thread.run_sync(done_with_returns_or_409, batch_id)
+        check_judging(reps=reps, benchmark=benchmark, block=block, size=size, seed=seed)
+        if symbols is not None:
+            group_named(batch_id, await anyio.to_thread.run_sync(state.db.batch_groups,
+                                                                 batch_id), symbols)
+        call = functools.partial(batch_reality_check, state.db.url, batch_id,
+                                 benchmark=benchmark, reps=reps, block=block, size=size,
+                                 seed=seed, symbols=symbols)
+        groups = await asyncio.get_running_loop().run_in_executor(state.details_pool(), call)
+        return {"batch_id": batch_id, "status": batch["status"], "groups": groups}
 
     @app.delete("/batches/{batch_id}", response_model=BatchStatus, tags=["batches"])
     def cancel(batch_id: str) -> BatchStatus:
@@ -510,6 +609,28 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             out.update(trades=full["trades"], equity=full["equity"])
         return out
 
+    @app.get("/runs/{run_id}/returns", tags=["runs"],
+             responses={200: {"content": {"application/json": {}, "text/csv": {},
+                                          "application/vnd.apache.parquet": {}}}})
+    def run_returns(run_id: str, accept: str = Header("application/json")) -> Response:
+        """The run's daily returns (kept when its batch asked, ``"returns": true``): each
+        trading day's last bar (UTC) and its return, a fraction, as
+        `tickstep.Result.daily_returns`; JSON, CSV or Parquet by ``Accept``."""
+        run, batch = run_or_404(run_id)
+        kind = _negotiate(accept)
+        if not batch["request"].get("returns"):
+            raise HTTPException(409, f"run {run_id}'s batch kept no daily returns (submit it "
+                                "with \"returns\": true)")
+        daily = state.db.daily_returns([run_id]).get(run_id)
+        if daily is None:
+            raise HTTPException(409, f"run {run_id} has no daily returns: its status is "
+                                f"{run['status']}")
+        frame = daily.rename_axis("day_end").to_frame("return")
+        if kind != "json":
+            return _table(frame, kind)
+        return JSONResponse({"run_id": run_id, "day_end": [t.isoformat() for t in daily.index],
+                             "return": daily.tolist()})
+
     @app.get("/runs/{run_id}/report", response_class=HTMLResponse, tags=["runs"])
     async def run_report(run_id: str) -> Response:
         """The run's HTML report."""
@@ -553,6 +674,28 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     return app
 
 
+def check_judging(*, n_splits: int | None = None, **reality: Any) -> None:
+    """A request's options for judging a batch (``n_splits``; the reality check's
+    ``reps``, ``benchmark``, ``block``, ``size``, ``seed``) by `tickstep.significance`'s
+    rules: a 422 naming the one refused."""
+    from tickstep import ConfigError
+    from tickstep.significance import check_reality_options, check_splits
+
+    try:
+        if n_splits is not None:
+            check_splits(n_splits)
+        if reality:
+            check_reality_options(**reality)
+    except ConfigError as exc:
+        text = str(exc)
+        raise Problem(("query", text.split("=", 1)[0]), text) from None
+
+
+def _message(exc: Exception) -> str:
+    """An exception's own words (a KeyError's without its quotes)."""
+    return str(exc.args[0]) if exc.args else str(exc)
+
+
 def _accepted(batch: dict[str, Any], response: Response, digest: str) -> BatchAccepted:
     if batch.get("request_hash") and batch["request_hash"] != digest:
         raise HTTPException(409, "Idempotency-Key was used before with a different request")
@@ -587,6 +730,15 @@ _MEDIA = {
     "application/vnd.apache.parquet": "parquet", "application/x-parquet": "parquet",
     "application/parquet": "parquet", "*/*": "json", "application/*": "json", "text/*": "csv",
 }
+
+
+def _table(frame: Any, kind: str) -> Response:
+    """A table as CSV or Parquet (``kind``, as `_negotiate` chose)."""
+    if kind == "csv":
+        return Response(frame.to_csv(), media_type="text/csv")
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    return Response(buffer.getvalue(), media_type="application/vnd.apache.parquet")
 
 
 def _negotiate(accept: str) -> str:

@@ -87,6 +87,10 @@ class BatchRequest(BaseModel):
     parallel: bool = Field(True, description="Worker processes (false: one after another).")
     cache: bool = Field(True, description="Answer from, and add to, the results cache "
                         "(false: compute every job and keep nothing there).")
+    returns: bool = Field(False, description="Keep each run's daily returns (GET "
+                          "/runs/{id}/returns): then GET /batches/{id}/overfitting and "
+                          "/reality-check judge whether the best set's edge is luck, and "
+                          "the batch's report says so. Not with walk_forward.")
     start: datetime | date | None = Field(None, description="First time used (inclusive).")
     end: datetime | date | None = Field(None, description="Last time used (inclusive).")
     options: dict[str, Scalar | list[StrictStr] | dict[str, StrictInt | StrictFloat]
@@ -257,6 +261,10 @@ def check_batch(req: BatchRequest, *, store_symbols: list[str], max_jobs: int,
     _check_search(req)
     if req.walk_forward is not None:
         _check_walk_forward(req)
+        if req.returns:
+            raise Problem(("body", "returns"), "returns: not with walk_forward (its runs are "
+                          "test windows, each its own days: their returns judge no choice "
+                          "among sets); leave it out, or run the grid without walk_forward")
     check_options(req.options)
     known = set(store_symbols)
     if isinstance(req.symbols, dict):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tickstep.metrics import STAT_LABELS
+from tickstep.significance import DAILY_RETURNS
 
 __all__ = ["frame_rows", "jsonable", "runs_frame"]
 
@@ -41,8 +42,11 @@ def jsonable(value: Any) -> Any:
 
 
 def frame_rows(rows: pd.DataFrame, param_names: Sequence[str]) -> list[dict[str, Any]]:
-    """`run_batch`'s frame -> rows for `RunsDB.add_runs` (job, params, stats, ...)."""
+    """`run_batch`'s frame -> rows for `RunsDB.add_runs` (job, params, stats, ...); a
+    frame made with ``returns=True`` also hands over each run's daily returns."""
     stats = [s for s in STAT_LABELS if s in rows.columns]
+    if DAILY_RETURNS in rows.columns:
+        stats.append(DAILY_RETURNS)
     names = [n for n in param_names if n in rows.columns]
     out = []
     for job, rec in zip(rows.index, rows.to_dict(orient="records")):
@@ -50,7 +54,7 @@ def frame_rows(rows: pd.DataFrame, param_names: Sequence[str]) -> list[dict[str,
         error = rec.get("error")
         out.append({
             "job": int(job), "params": jsonable(params), "symbols": rec["symbols"],
-            "stats": {s: rec[s] for s in stats},
+            "stats": {s: rec[s] for s in stats if not (s == DAILY_RETURNS and _missing(rec[s]))},
             "run_time": float(rec["run_time"]), "status": rec["status"],
             "error": error if isinstance(error, str) else None,
             "cached": bool(rec["cached"]),
@@ -62,10 +66,13 @@ def _missing(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def runs_frame(runs: Sequence[Mapping[str, Any]], stat_columns: Mapping[str, str]) -> pd.DataFrame:
+def runs_frame(runs: Sequence[Mapping[str, Any]], stat_columns: Mapping[str, str],
+               returns: Mapping[str, pd.Series] | None = None) -> pd.DataFrame:
     """Stored runs as `run_batch` lays its rows out: parameters, ``symbols``, every
     statistic by its label, ``run_time`` (seconds), ``status``, ``error``, ``cached``;
-    indexed by ``job``, in job order."""
+    indexed by ``job``, in job order. With ``returns`` (`RunsDB.daily_returns`), each
+    run's daily returns too, as ``run_batch(returns=True)`` keeps them (a run without:
+    NaN)."""
     names: list[str] = []
     for run in runs:
         names += [n for n in run["parameters"] if n not in names]
@@ -82,6 +89,9 @@ def runs_frame(runs: Sequence[Mapping[str, Any]], stat_columns: Mapping[str, str
     columns = ["job", *names, "symbols", *stat_columns, "run_time", "status", "error", "cached",
                "run_id"]
     frame = pd.DataFrame.from_records(records, columns=columns).set_index("job").sort_index()
+    if returns is not None:
+        frame[DAILY_RETURNS] = pd.Series([returns.get(r, np.nan) for r in frame["run_id"]],
+                                         index=frame.index, dtype=object)
     for label in ("Start", "End"):
         if label in frame:
             frame[label] = pd.to_datetime(frame[label], utc=True)

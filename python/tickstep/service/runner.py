@@ -73,6 +73,7 @@ def batch_arguments(request: dict[str, Any], store: str) -> dict[str, Any]:
         end=request.get("end"),
         load_options=load_options or None,
         cache=bool(request.get("cache", True)),
+        returns=bool(request.get("returns", False)),
         **(request.get("options") or {}),
     )
 

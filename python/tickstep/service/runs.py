@@ -19,6 +19,10 @@ Tables
     timestamps as UTC timestamps, durations in seconds), ``calc_ms`` (calculation time),
     ``status``, ``error``, ``cached`` and ``created``. A statistic added to tickstep later
     becomes a new column the next time the database is opened.
+``run_returns``
+    A batch's runs' daily returns, when its request kept them (``"returns": true``): a row
+    per run and trading day, ``run_id``, ``day_end`` (the day's last bar, UTC) and
+    ``daily_return`` (a fraction: ``0.01`` is 1%), as `tickstep.Result.daily_returns`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -204,6 +209,12 @@ class RunsDB:
             sa.Column("stats", sa.Text, nullable=False),
             sa.Column("created", sa.DateTime(timezone=True), nullable=False),
         )
+        self.run_returns = sa.Table(
+            "run_returns", self.meta,
+            sa.Column("run_id", sa.String(80), primary_key=True),
+            sa.Column("day_end", sa.DateTime(timezone=True), primary_key=True),
+            sa.Column("daily_return", sa.Float(precision=53), nullable=False),
+        )
         self.settings = sa.Table(
             "service_settings", self.meta,
             sa.Column("name", sa.String(64), primary_key=True),
@@ -319,22 +330,64 @@ class RunsDB:
 
     def add_runs(self, batch_id: str, strategy: str, rows: Iterable[Mapping[str, Any]]) -> int:
         """Insert runs (a run already stored for the same job is kept); returns how many
-        were new. Each row: ``job``, ``params``, ``symbols``, ``stats`` (by label),
+        were new. Each row: ``job``, ``params``, ``symbols``, ``stats`` (by label; a
+        run's daily returns, a Series, under `tickstep.significance.DAILY_RETURNS`),
         ``run_time`` (seconds), ``status``, ``error``, optionally ``cached``."""
+        from tickstep.significance import DAILY_RETURNS
+
         created = _now()
+        rows = list(rows)
         values = [self._run_values(batch_id, strategy, r, created) for r in rows]
         if not values:
             return 0
+        returns = {v["run_id"]: r["stats"][DAILY_RETURNS] for v, r in zip(values, rows)
+                   if DAILY_RETURNS in (r.get("stats") or {})}
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
         stmt = insert(self.runs).on_conflict_do_nothing(index_elements=["run_id"])
+        # The returns go in the same transaction: a run is never stored without them.
         with self.engine.begin() as con:
             if self.dialect == "sqlite":  # its executemany counts rows; no RETURNING needed
-                return con.execute(stmt, values).rowcount
+                if returns:  # runs stored before (a cached run added again) keep theirs
+                    stored = set(con.execute(sa.select(self.runs.c.run_id).where(
+                        self.runs.c.run_id.in_(list(returns)))).scalars())
+                    returns = {k: v for k, v in returns.items() if k not in stored}
+                added = con.execute(stmt, values).rowcount
+                _sqlite_returns(con, returns)
+                return added
             # psycopg's many-row insert reports no row count: count what came back
-            return len(con.execute(stmt.returning(self.runs.c.run_id), values).all())
+            new = set(con.execute(stmt.returning(self.runs.c.run_id), values).scalars())
+            _postgresql_returns(con, {k: v for k, v in returns.items() if k in new})
+            return len(new)
+
+    def daily_returns(self, run_ids: Sequence[str]) -> dict[str, pd.Series]:
+        """The kept daily returns of these runs, by run id (a run without them is left
+        out): Series named ``"return"`` indexed by each day's last bar (UTC), as
+        `tickstep.Result.daily_returns` gave them."""
+        table = self.run_returns
+        # SQLite's text read as text and parsed at once, not a datetime a row.
+        end = (sa.type_coerce(table.c.day_end, sa.String) if self.dialect == "sqlite"
+               else table.c.day_end)
+        out: dict[str, pd.Series] = {}
+        for start in range(0, len(run_ids), 500):  # bound the statement's parameters
+            chunk = list(run_ids[start:start + 500])
+            with self.engine.connect() as con:
+                got = con.execute(sa.select(table.c.run_id, end, table.c.daily_return)
+                                  .where(table.c.run_id.in_(chunk))
+                                  .order_by(table.c.run_id, table.c.day_end)).all()
+            if not got:
+                continue
+            ids, ends, values = zip(*got)
+            at = pd.DatetimeIndex(pd.to_datetime(list(ends), utc=True)).as_unit("ns")
+            returns = np.array(values, dtype=float)
+            ids_array = np.array(ids, dtype=object)
+            cuts = np.flatnonzero(ids_array[1:] != ids_array[:-1]) + 1
+            for first, last in zip([0, *cuts], [*cuts, len(ids_array)]):
+                out[str(ids_array[first])] = pd.Series(returns[first:last],
+                                                       index=at[first:last], name="return")
+        return out
 
     # ---- walk-forwards --------------------------------------------------------------------
 
@@ -358,6 +411,15 @@ class RunsDB:
                                .order_by(table.c.position)).mappings().all()
         return [{"symbols": r["symbols"], "windows": json.loads(r["windows"]),
                  "stats": json.loads(r["stats"])} for r in rows]
+
+    def batch_groups(self, batch_id: str) -> list[str]:
+        """The symbol groups of a batch's stored runs, in job order."""
+        first = sa.func.min(self.runs.c.job)
+        with self.engine.connect() as con:
+            got = con.execute(sa.select(self.runs.c.symbols, first)
+                              .where(self.runs.c.batch_id == batch_id)
+                              .group_by(self.runs.c.symbols).order_by(first)).all()
+        return [str(label) for label, _ in got]
 
     def count_runs(self, batch_id: str) -> int:
         with self.engine.connect() as con:
@@ -477,6 +539,39 @@ class RunsDB:
     def stats_of(self, run: Mapping[str, Any]) -> dict[str, Any]:
         """A stored run's statistics by their labels (as `compute_stats` names them)."""
         return {label: run.get(col) for label, col in self.stat_columns.items()}
+
+
+def _day_ends(daily: pd.Series) -> pd.DatetimeIndex:
+    ends = pd.DatetimeIndex(daily.index)
+    return ends.tz_localize("UTC") if ends.tz is None else ends.tz_convert("UTC")
+
+
+def _sqlite_returns(con: Any, returns: Mapping[str, pd.Series]) -> None:
+    """Runs' daily returns into SQLite's ``run_returns`` in one statement run for every
+    row by the driver (a thousand runs of five years are 1.26 million rows: SQLAlchemy's
+    work for each would take most of the time). The times are written as SQLAlchemy
+    writes a UTC time there; a day already stored keeps its return (another process
+    storing the same run at the same moment)."""
+    rows: list[tuple[str, str, float]] = []
+    for run_id, daily in returns.items():
+        ends = _day_ends(daily).strftime("%Y-%m-%d %H:%M:%S.%f")
+        rows += zip([run_id] * len(daily), ends, daily.to_numpy(dtype=float).tolist())
+    if rows:
+        con.exec_driver_sql("INSERT OR IGNORE INTO run_returns (run_id, day_end, daily_return) "
+                            "VALUES (?, ?, ?)", rows)
+
+
+def _postgresql_returns(con: Any, returns: Mapping[str, pd.Series]) -> None:
+    """Runs' daily returns (of runs this transaction stored) into PostgreSQL's
+    ``run_returns`` by COPY, psycopg writing each value (a float to its last bit)."""
+    if not returns:
+        return
+    cursor = con.connection.dbapi_connection.cursor()
+    with cursor.copy("COPY run_returns (run_id, day_end, daily_return) FROM STDIN") as copy:
+        for run_id, daily in returns.items():
+            for end, value in zip(_day_ends(daily).to_pydatetime(),
+                                  daily.to_numpy(dtype=float).tolist()):
+                copy.write_row((run_id, end, value))
 
 
 def _utc(value: datetime) -> datetime:

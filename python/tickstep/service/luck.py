@@ -1,0 +1,145 @@
+"""Is a stored batch's best set luck? Its runs judged as `tickstep.significance` judges a
+results table, over HTTP.
+
+A batch whose request kept its runs' daily returns (``"returns": true``, stored in the
+runs database's ``run_returns``) is read back as the rows ``run_batch(returns=True)``
+returned: the same statistics, the same daily returns, in the same order (by the batch's
+``maximize``, ties in job order; `tickstep.batch.objectives.Objective.rank`). So the
+probability of backtest overfitting, the reality check and the optimisation report of a
+stored batch are those of the same batch run by hand. Each symbol group chooses its own
+set, so each is judged alone; a group that cannot be (a single set that ran, too few days
+for the blocks) says why in its entry, and the others are still judged.
+
+The service calls these functions in its worker process (plain values in and out), never
+on its event loop: the reality check of a large batch takes seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tickstep.service.rows import jsonable
+
+__all__ = ["batch_overfitting", "batch_reality_check", "batch_rows", "optimization_report"]
+
+
+def batch_rows(db: Any, batch_id: str) -> pd.DataFrame:
+    """A stored batch's rows with their daily returns, as ``run_batch(returns=True)``
+    ranked them (every group's rows; each group's in its own ranked order)."""
+    from tickstep.batch.objectives import Objective
+    from tickstep.service.rows import runs_frame
+
+    batch = db.batch(batch_id)
+    runs = db.batch_runs(batch_id)
+    frame = runs_frame(runs, db.stat_columns, db.daily_returns([r["run_id"] for r in runs]))
+    objective = Objective(batch["request"].get("maximize", "Sharpe Ratio"))
+    return objective.rank(frame, objective.values_of(frame) if objective.several else None)
+
+
+def _groups(rows: pd.DataFrame, symbols: str | None) -> dict[str, pd.DataFrame]:
+    """The rows that ran (status ``ok``) of each symbol group (the groups in job order),
+    or of the one named."""
+    labels = list(dict.fromkeys(rows.sort_index()["symbols"]))
+    if symbols is not None:
+        labels = [symbols]
+    ran = rows[rows["status"] == "ok"]
+    return {label: ran[ran["symbols"] == label] for label in labels}
+
+
+def batch_overfitting(url: str, batch_id: str, n_splits: int, symbols: str | None = None,
+                      splits: bool = False) -> list[dict[str, Any]]:
+    """Each symbol group's probability of backtest overfitting
+    (`tickstep.significance.backtest_overfitting` with ``n_splits`` blocks), as JSON
+    values; ``splits``: also each split's figures (the logits, and the chosen set's
+    Sharpe Ratio in and out of sample)."""
+    from tickstep.service.runs import RunsDB
+    from tickstep.significance import backtest_overfitting
+
+    db = RunsDB(url)
+    try:
+        rows = batch_rows(db, batch_id)
+    finally:
+        db.close()
+    out = []
+    for label, group in _groups(rows, symbols).items():
+        entry: dict[str, Any] = {"symbols": label}
+        try:
+            found = backtest_overfitting(group, n_splits)
+        except ValueError as exc:
+            out.append({**entry, "error": f"not judged: {exc}"})
+            continue
+        entry.update(
+            probability=found.probability, loss_probability=found.loss_probability,
+            trials=found.trials, blocks=found.splits, splits=len(found.logits),
+            in_sample_median=float(np.median(found.in_sample)),
+            out_of_sample_median=float(np.median(found.out_of_sample)))
+        if splits:
+            entry.update(logits=found.logits.tolist(), in_sample=found.in_sample.tolist(),
+                         out_of_sample=found.out_of_sample.tolist())
+        out.append(entry)
+    return jsonable(out)  # a NaN figure (a Sharpe Ratio of no variance) as null
+
+
+def batch_reality_check(url: str, batch_id: str, *, benchmark: float, reps: int,
+                        block: int | None, size: float, seed: int,
+                        symbols: str | None = None) -> list[dict[str, Any]]:
+    """Each symbol group's reality check (`tickstep.significance.reality_check` against a
+    daily return ``benchmark``), as JSON values: the p-values, and the sets StepM names
+    (their job, run id and parameters, in the batch's order)."""
+    from tickstep.report.pareto import parameter_columns
+    from tickstep.service.runs import RunsDB
+    from tickstep.significance import reality_check
+
+    db = RunsDB(url)
+    try:
+        rows = batch_rows(db, batch_id)
+    finally:
+        db.close()
+    names = parameter_columns(rows)
+    out = []
+    for label, group in _groups(rows, symbols).items():
+        entry: dict[str, Any] = {"symbols": label}
+        try:
+            found = reality_check(group, benchmark, reps=reps, block=block, size=size,
+                                  seed=seed)
+        except ValueError as exc:
+            out.append({**entry, "error": f"not made: {exc}"})
+            continue
+        entry.update(
+            pvalue=found.pvalue, pvalues=found.pvalues, size=found.size,
+            trials=found.trials, days=found.days, block=found.block, reps=found.reps,
+            superior=[{"job": int(job), "run_id": group.loc[job, "run_id"],
+                       "parameters": _parameters(group.loc[job], names)}
+                      for job in found.superior])
+        out.append(entry)
+    return jsonable(out)  # a NaN figure (a Sharpe Ratio of no variance) as null
+
+
+def optimization_report(url: str, batch_id: str, path: str, **options: Any) -> str:
+    """Write a stored batch's optimisation report (one symbol group's:
+    `tickstep.report.write_optimization_report` with the batch's ``maximize`` and
+    ``options``) to ``path``."""
+    from tickstep.report import write_optimization_report
+    from tickstep.service.runs import RunsDB
+
+    db = RunsDB(url)
+    try:
+        rows = batch_rows(db, batch_id)
+        maximize = db.batch(batch_id)["request"].get("maximize", "Sharpe Ratio")
+    finally:
+        db.close()
+    if rows["Daily Returns"].isna().all():  # a batch that kept none: the report says how
+        rows = rows.drop(columns="Daily Returns")
+    write_optimization_report(rows, path, maximize=maximize, **options)
+    return path
+
+
+def _parameters(row: pd.Series, names: list[str]) -> dict[str, Any]:
+    return jsonable({n: row[n] for n in names if not _missing(row[n])})
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
