@@ -443,7 +443,7 @@ def test_batch_judges_each_groups_overfitting_as_python_does(store, tmp_path, ca
     code, printed, err = in_process(capsys, "batch", "sma_cross", "--data", str(store),
                                     "-p", "fast=3,5,8,13", "-p", "slow=20,30,40",
                                     "--overfitting", "6", "--sequential", "--no-cache",
-                                    "--out", str(out))
+                                    "--out", str(out), "--results", str(tmp_path / "runs.sqlite"))
     assert code == 0, err
     rows = run_batch("sma_cross", str(store), params={"fast": [3, 5, 8, 13], "slow": [20, 30, 40]},
                      returns=True, cache=False, executor="sequential", on_reject="ignore")
@@ -456,6 +456,18 @@ def test_batch_judges_each_groups_overfitting_as_python_does(store, tmp_path, ca
         assert f"({found.trials} sets, {len(found.logits):,} splits of 6 blocks)" in line
     written = pd.read_csv(out)
     assert "Daily Returns" not in written.columns and len(written) == len(rows)
+    # The runs database keeps them: the service judges the stored batch as Python does.
+    from tickstep.service.luck import batch_overfitting
+    from tickstep.service.runs import RunsDB
+
+    db = RunsDB(tmp_path / "runs.sqlite")
+    (batch,) = [r["batch_id"] for r in db.query_runs(limit=1)]
+    assert db.batch(batch)["request"]["returns"] is True
+    db.close()
+    judged = batch_overfitting(str(tmp_path / "runs.sqlite"), batch, 6)
+    for entry in judged:
+        found = backtest_overfitting(rows[rows["symbols"] == entry["symbols"]], 6)
+        assert entry["probability"] == found.probability
     code, _, err = in_process(capsys, "batch", "sma_cross", "--data", str(store), "-p",
                               "fast=3,5", "--overfitting", "5")
     assert code == 2 and "--overfitting 5: the blocks of days, an even whole number" in err

@@ -165,6 +165,24 @@ def test_the_batch_report_is_the_optimisation_report_of_its_rows(client, batch, 
     assert refused.status_code == 422 and "nope" in refused.text
 
 
+def test_a_batch_answered_from_the_results_cache_keeps_the_same_returns(client, batch):
+    # Run twice through the results cache: the second batch computes nothing, and its
+    # runs' returns (and so its judging) are the first's.
+    body = {**BODY, "cache": True, "symbols": ["BARP"]}
+    first = client.post("/batches", json=body).json()["batch_id"]
+    assert wait_done(client, first)["status"] == "done"
+    second = client.post("/batches", json=body).json()["batch_id"]
+    status = wait_done(client, second)
+    assert status["status"] == "done" and status["jobs_cached"] == 15
+    judged = [client.get(f"/batches/{b}/overfitting", params={"n_splits": 8}).json()["groups"]
+              for b in (first, second, batch)]
+    assert judged[0] == judged[1] == judged[2][:1]  # the uncached batch's BARP too
+    runs = [client.get(f"/batches/{b}/results").json()["rows"] for b in (first, second)]
+    for a, b in zip(runs[0], runs[1]):
+        assert client.get(f"/runs/{a['run_id']}/returns").json()["return"] == \
+            client.get(f"/runs/{b['run_id']}/returns").json()["return"]
+
+
 def test_a_batch_without_returns_reports_without_the_luck_figures(client):
     body = {**BODY, "returns": False, "symbols": ["TEW"]}
     plain = client.post("/batches", json=body).json()["batch_id"]

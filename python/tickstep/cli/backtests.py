@@ -235,12 +235,12 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
         _print_overfitting(rows, splits)
     if reality:
         _print_reality_check(rows, list(grid))
-    if splits is not None or reality:
+    kept = splits is not None or reality
+    if out:
         from tickstep.significance import DAILY_RETURNS
 
-        rows = rows.drop(columns=DAILY_RETURNS)  # a Series a row: for Python, not files
-    if out:
-        _write_rows(rows, Path(out))
+        # A Series a row: for Python and the runs database, not files.
+        _write_rows(rows.drop(columns=DAILY_RETURNS) if kept else rows, Path(out))
     if results:
         from tickstep.service.rows import frame_rows, jsonable
         from tickstep.service.runs import RunsDB
@@ -252,6 +252,7 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
                        "max_tries": tries, "random_state": random_state, "method": method,
                        "round_size": round_size,
                        "symbols": parse_symbols(symbols), "portfolio": portfolio,
+                       "maximize": objectives, "returns": kept,
                        "options": engine, "start": start, "end": end, "source": "cli"}
             db.create_batch(batch_id, strategy, jsonable(request), total=len(rows),
                             status="running")
