@@ -380,6 +380,37 @@ def test_several_objectives_over_http_rank_the_rows_as_run_batch_does(client, st
     assert refused.status_code == 422
 
 
+def test_batches_are_listed_newest_first_and_filtered(client):
+    first = submit(client, {"strategy": "sma_cross", "params": {"fast": [5]},
+                            "symbols": ["BARP"], "cache": False}).json()["batch_id"]
+    second = submit(client, {"strategy": "rsi_mean_reversion", "params": {"oversold": [25, 30]},
+                             "symbols": ["TEW"], "cache": False}).json()["batch_id"]
+    for batch_id in (first, second):
+        assert wait_done(client, batch_id)["status"] == "done"
+    newest = client.get("/batches", params={"limit": 2}).json()
+    assert [b["batch_id"] for b in newest] == [second, first]
+    # Each as its own status answers it.
+    assert newest == [client.get(f"/batches/{b}").json() for b in (second, first)]
+    every = client.get("/batches", params={"limit": 10_000}).json()
+    assert len(every) > 2 and [b["created"] for b in every] == \
+        sorted((b["created"] for b in every), reverse=True)
+    rsi = client.get("/batches", params={"strategy": "rsi_mean_reversion", "limit": 10_000}).json()
+    assert second in [b["batch_id"] for b in rsi] and first not in [b["batch_id"] for b in rsi]
+    assert {b["strategy"] for b in rsi} == {"rsi_mean_reversion"}
+    assert len(rsi) == sum(b["strategy"] == "rsi_mean_reversion" for b in every)
+    done = client.get("/batches", params={"status": "done", "limit": 10_000}).json()
+    assert {b["status"] for b in done} == {"done"} and len(done) == sum(
+        b["status"] == "done" for b in every)
+    assert client.get("/batches", params={"since": "2999-01-01"}).json() == []
+    assert [b["batch_id"] for b in client.get("/batches", params={"since": "1h",
+                                                                    "limit": 2}).json()] == \
+        [second, first]
+    for params, where in (({"since": "last week"}, "since"), ({"status": "finished"}, "status"),
+                          ({"limit": 0}, "limit")):
+        refused = client.get("/batches", params=params)
+        assert refused.status_code == 422 and refused.json()["detail"][0]["loc"][-1] == where
+
+
 def test_progress_events_stream_to_the_end(client):
     batch_id = submit(client, {"strategy": "sma_cross", "params": {"fast": [5, 7, 9]},
                                "cache": False}).json()["batch_id"]

@@ -211,6 +211,21 @@ def test_a_group_that_cannot_be_judged_says_why_and_the_others_are_judged(client
     # Too many blocks for the days is the group's answer, not the request's fault.
     many = client.get(f"/batches/{one}/overfitting", params={"n_splits": 5000}).json()
     assert all("cannot make 5000 blocks" in g["error"] for g in many["groups"])
+    # Runs that failed (sma_cross refuses fast >= slow) are not among the sets judged;
+    # a group none of whose runs ran says so.
+    body = {**BODY, "params": [{"fast": 5, "slow": 30}, {"fast": 8, "slow": 30},
+                               {"fast": 50, "slow": 30}], "symbols": ["TEW"]}
+    some = client.post("/batches", json=body).json()["batch_id"]
+    assert wait_done(client, some)["jobs_failed"] == 1
+    (entry,) = client.get(f"/batches/{some}/overfitting", params={"n_splits": 8}).json()["groups"]
+    assert entry["trials"] == 2
+    body = {**body, "params": {"fast": [50, 60], "slow": [30]}}
+    none = client.post("/batches", json=body).json()["batch_id"]
+    assert wait_done(client, none)["jobs_failed"] == 2
+    for path, words in (("overfitting", "not judged"), ("reality-check", "not made")):
+        (entry,) = client.get(f"/batches/{none}/{path}").json()["groups"]
+        assert entry["error"] == f"{words}: none of its runs ran to the end (every row's " \
+            "status is an error)"
 
 
 @pytest.mark.parametrize("path, params, where", [

@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from fastapi import FastAPI, Header, HTTPException, Query, Request
@@ -308,6 +308,22 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             raise HTTPException(429, str(exc), headers={"Retry-After": "5"}) from None
         return _accepted(state.db.batch(batch_id), response, digest)
 
+    @app.get("/batches", response_model=list[BatchStatus], tags=["batches"])
+    def list_batches(status: Literal["queued", "running", "done", "failed", "cancelled",
+                                     "interrupted"] | None = None,
+                     strategy: str | None = None, since: str | None = None,
+                     limit: int = Query(100, ge=1, le=10_000)) -> list[BatchStatus]:
+        """Stored batches, newest first: of a ``status``, a ``strategy``, or submitted
+        ``since`` a date, an ISO time, ``today`` or a span back (``7d``, ``12h``)."""
+        try:
+            when = since_text(since) if since else None
+        except ValueError as exc:
+            raise Problem(("query", "since"), str(exc)) from None
+        found = state.db.query_batches(status=status, strategy=strategy, since=when,
+                                       limit=limit)
+        troubles = state.db.troubles_of([b["batch_id"] for b in found])
+        return [_status(b, troubles.get(b["batch_id"], (0, 0, 0))) for b in found]
+
     def batch_or_404(batch_id: str) -> dict[str, Any]:
         batch = state.db.batch(batch_id)
         if batch is None:
@@ -317,7 +333,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @app.get("/batches/{batch_id}", response_model=BatchStatus, tags=["batches"])
     def status(batch_id: str) -> BatchStatus:
         """Status, jobs done of total, rate and time left."""
-        return _status(batch_or_404(batch_id), state.db)
+        return _status_of(batch_or_404(batch_id), state.db)
 
     @app.get("/batches/{batch_id}/events", tags=["batches"])
     async def events(batch_id: str, request: Request) -> EventSourceResponse:
@@ -328,7 +344,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             last = None
             while True:
                 batch = await anyio.to_thread.run_sync(state.db.batch, batch_id)
-                now = _status(batch, state.db).model_dump(mode="json")
+                now = _status_of(batch, state.db).model_dump(mode="json")
                 final = now["status"] in FINAL_STATES
                 if now != last:
                     yield {"event": "end" if final else "progress", "data": json.dumps(now)}
@@ -511,7 +527,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         """Cancel: its workers stop at once; finished jobs stay stored."""
         batch_or_404(batch_id)
         state.manager.cancel(batch_id)
-        return _status(batch_or_404(batch_id), state.db)
+        return _status_of(batch_or_404(batch_id), state.db)
 
     @app.post("/batches/{batch_id}/resume", status_code=202, response_model=BatchStatus,
               tags=["batches"])
@@ -525,7 +541,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                                     "interrupted, cancelled or failed batches resume")
         except QueueFull as exc:
             raise HTTPException(429, str(exc), headers={"Retry-After": "5"}) from None
-        return _status(batch_or_404(batch_id), state.db)
+        return _status_of(batch_or_404(batch_id), state.db)
 
     @app.get("/runs", tags=["runs"])
     def list_runs(strategy: str | None = None, batch: str | None = None,
@@ -705,11 +721,16 @@ def _accepted(batch: dict[str, Any], response: Response, digest: str) -> BatchAc
                          jobs_total=batch["jobs_total"], location=location)
 
 
-def _status(batch: dict[str, Any], db: RunsDB) -> BatchStatus:
-    rate = left = None
+def _status_of(batch: dict[str, Any], db: RunsDB) -> BatchStatus:
     # Failures and rejections are in each run's row; the status says how many runs had
     # any, as `run_batch` warns once for a batch rather than per run.
-    failed, runs_rejecting, orders_rejected = db.troubles(batch["batch_id"])
+    return _status(batch, db.troubles(batch["batch_id"]))
+
+
+def _status(batch: dict[str, Any], troubles: tuple[int, int, int]) -> BatchStatus:
+    """A batch's status, with `RunsDB.troubles` of its runs."""
+    rate = left = None
+    failed, runs_rejecting, orders_rejected = troubles
     started = batch.get("started")
     if started is not None and batch["status"] in ("running", "done"):
         end = batch.get("finished") or datetime.now(UTC)

@@ -25,6 +25,8 @@ from tickstep.service.rows import jsonable
 
 __all__ = ["batch_overfitting", "batch_reality_check", "batch_rows", "optimization_report"]
 
+_NONE_RAN = "none of its runs ran to the end (every row's status is an error)"
+
 
 def batch_rows(db: Any, batch_id: str) -> pd.DataFrame:
     """A stored batch's rows with their daily returns, as ``run_batch(returns=True)``
@@ -66,6 +68,9 @@ def batch_overfitting(url: str, batch_id: str, n_splits: int, symbols: str | Non
     out = []
     for label, group in _groups(rows, symbols).items():
         entry: dict[str, Any] = {"symbols": label}
+        if group.empty:
+            out.append({**entry, "error": f"not judged: {_NONE_RAN}"})
+            continue
         try:
             found = backtest_overfitting(group, n_splits)
         except ValueError as exc:
@@ -102,6 +107,9 @@ def batch_reality_check(url: str, batch_id: str, *, benchmark: float, reps: int,
     out = []
     for label, group in _groups(rows, symbols).items():
         entry: dict[str, Any] = {"symbols": label}
+        if group.empty:
+            out.append({**entry, "error": f"not made: {_NONE_RAN}"})
+            continue
         try:
             found = reality_check(group, benchmark, reps=reps, block=block, size=size,
                                   seed=seed)

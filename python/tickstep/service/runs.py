@@ -431,18 +431,41 @@ class RunsDB:
         """Of the batch's stored runs: how many failed (status not ``ok``), how many had
         orders the broker rejected, and how many orders in all (``# Orders Rejected``,
         summed)."""
+        return self.troubles_of([batch_id]).get(batch_id, (0, 0, 0))
+
+    def troubles_of(self, batch_ids: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+        """`troubles` of each of these batches in one query (a batch without runs is
+        left out)."""
         count = self.runs.c[self.stat_columns["# Orders Rejected"]]
 
         def how_many(condition: Any) -> Any:
             return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
         with self.engine.connect() as con:
-            failed, runs, orders = con.execute(
-                sa.select(how_many(self.runs.c.status != "ok"), how_many(count > 0),
-                          sa.func.coalesce(sa.func.sum(count), 0))
-                .where(self.runs.c.batch_id == batch_id)
-            ).one()
-        return int(failed), int(runs), int(orders)
+            got = con.execute(
+                sa.select(self.runs.c.batch_id, how_many(self.runs.c.status != "ok"),
+                          how_many(count > 0), sa.func.coalesce(sa.func.sum(count), 0))
+                .where(self.runs.c.batch_id.in_(list(batch_ids)))
+                .group_by(self.runs.c.batch_id)
+            ).all()
+        return {str(b): (int(failed), int(runs), int(orders)) for b, failed, runs, orders in got}
+
+    def query_batches(self, *, status: str | None = None, strategy: str | None = None,
+                      since: datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Stored batches, newest first (by submission), of a status, a strategy, or
+        submitted since a time."""
+        table = self.batches
+        stmt = sa.select(table)
+        if status is not None:
+            stmt = stmt.where(table.c.status == status)
+        if strategy is not None:
+            stmt = stmt.where(table.c.strategy == strategy)
+        if since is not None:
+            stmt = stmt.where(table.c.created >= since)
+        stmt = stmt.order_by(table.c.created.desc(), table.c.batch_id).limit(int(limit))
+        with self.engine.connect() as con:
+            rows = con.execute(stmt).mappings().all()
+        return [_batch_dict(r) for r in rows]
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as con:
