@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -127,6 +128,41 @@ def test_daily_returns_are_kept_to_the_bit_and_the_first_copy_wins(target):
     assert got["b1-0"].iloc[3] == 0.1 + 0.2
     assert got["b1-2"].index.equals(ends[:10])  # the same instants, in UTC
     assert db.batch_groups("b1") == ["AAA", "BBB"]
+    db.close()
+
+
+def test_returns_of_a_large_batch_are_stored_and_stored_once(target):
+    # More runs in one call than one statement may bind (SQLite's limit was 999): the
+    # runner hands the whole batch over again at its end.
+    from tickstep.significance import DAILY_RETURNS
+
+    ends = pd.date_range("2024-01-02 21:00", periods=3, freq="B", tz="UTC")
+
+    def rows(scale):
+        out = []
+        for job in range(1200):
+            row = _row(job, 1.0, 1.0)
+            row["stats"][DAILY_RETURNS] = pd.Series([job * scale, -1.0, 0.5], index=ends)
+            out.append(row)
+        return out
+
+    db = RunsDB(target)
+    if db.dialect == "sqlite":  # the limit of older SQLite builds (this one's may be higher)
+        sa.event.listen(db.engine, "connect", lambda con, _: con.setlimit(
+            sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999))
+        db.engine.dispose()
+    db.create_batch("big", "sma_cross", {}, total=1200)
+    assert db.add_runs("big", "sma_cross", rows(1e-4)[:700]) == 700
+    assert db.add_runs("big", "sma_cross", rows(9.0)) == 500  # the first 700 keep theirs
+    got = db.daily_returns([f"big-{j}" for j in range(1200)])
+    assert len(got) == 1200
+    assert [got[f"big-{j}"].iloc[0] for j in (0, 699, 700, 1199)] == [0.0, 699e-4, 6300.0, 10791.0]
+    # Many batches' troubles in one call: each counted, those without runs left out.
+    for k in range(1100):
+        db.create_batch(f"b{k}", "sma_cross", {}, total=1)
+    db.add_runs("b1099", "sma_cross", [_row(0, 1.0, 1.0, status="error")])
+    troubles = db.troubles_of(["big", *(f"b{k}" for k in range(1100))])
+    assert troubles == {"big": (0, 0, 0), "b1099": (1, 0, 0)}
     db.close()
 
 

@@ -482,8 +482,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         with ``"returns": true``."""
         from tickstep.service.luck import batch_overfitting
 
-        batch = await anyio.to_thread.run_sync(done_with_returns_or_409, batch_id)
         check_judging(n_splits=n_splits)
+        batch = await anyio.to_thread.run_sync(done_with_returns_or_409, batch_id)
         if symbols is not None:
             group_named(batch_id, await anyio.to_thread.run_sync(state.db.batch_groups,
                                                                  batch_id), symbols)
@@ -511,8 +511,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         done with ``"returns": true``."""
         from tickstep.service.luck import batch_reality_check
 
-        batch = await anyio.to_thread.run_sync(done_with_returns_or_409, batch_id)
         check_judging(reps=reps, benchmark=benchmark, block=block, size=size, seed=seed)
+        batch = await anyio.to_thread.run_sync(done_with_returns_or_409, batch_id)
         if symbols is not None:
             group_named(batch_id, await anyio.to_thread.run_sync(state.db.batch_groups,
                                                                  batch_id), symbols)

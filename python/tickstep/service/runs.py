@@ -351,8 +351,10 @@ class RunsDB:
         with self.engine.begin() as con:
             if self.dialect == "sqlite":  # its executemany counts rows; no RETURNING needed
                 if returns:  # runs stored before (a cached run added again) keep theirs
-                    stored = set(con.execute(sa.select(self.runs.c.run_id).where(
-                        self.runs.c.run_id.in_(list(returns)))).scalars())
+                    ids, stored = list(returns), set()
+                    for first in range(0, len(ids), 500):  # bound the statement's parameters
+                        stored.update(con.execute(sa.select(self.runs.c.run_id).where(
+                            self.runs.c.run_id.in_(ids[first:first + 500]))).scalars())
                     returns = {k: v for k, v in returns.items() if k not in stored}
                 added = con.execute(stmt, values).rowcount
                 _sqlite_returns(con, returns)
@@ -441,13 +443,15 @@ class RunsDB:
         def how_many(condition: Any) -> Any:
             return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
+        ids, got = list(batch_ids), []
         with self.engine.connect() as con:
-            got = con.execute(
-                sa.select(self.runs.c.batch_id, how_many(self.runs.c.status != "ok"),
-                          how_many(count > 0), sa.func.coalesce(sa.func.sum(count), 0))
-                .where(self.runs.c.batch_id.in_(list(batch_ids)))
-                .group_by(self.runs.c.batch_id)
-            ).all()
+            for first in range(0, len(ids), 500):  # bound the statement's parameters
+                got += con.execute(
+                    sa.select(self.runs.c.batch_id, how_many(self.runs.c.status != "ok"),
+                              how_many(count > 0), sa.func.coalesce(sa.func.sum(count), 0))
+                    .where(self.runs.c.batch_id.in_(ids[first:first + 500]))
+                    .group_by(self.runs.c.batch_id)
+                ).all()
         return {str(b): (int(failed), int(runs), int(orders)) for b, failed, runs, orders in got}
 
     def query_batches(self, *, status: str | None = None, strategy: str | None = None,
