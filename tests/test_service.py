@@ -94,6 +94,13 @@ def test_full_flow_matches_run_batch_and_sequential_equals_parallel(client, refe
     sequential = client.get(f"/batches/{seq['batch_id']}/results").json()["rows"]
     assert not any(r["cached"] for r in sequential)
     assert_rows_equal(sequential, reference)
+    # Each symbol's best set by the Sharpe Ratio (ties in job order), the symbols in job
+    # order: run_batch's rows' first of each symbol.
+    best = client.get(f"/batches/{batch_id}/results", params={"top": 1}).json()["rows"]
+    want = reference.groupby("symbols", sort=False).head(1)
+    order = list(dict.fromkeys(r["symbols"] for r in parallel))
+    assert [(r["symbols"], r["oversold"]) for r in best] == sorted(
+        zip(want["symbols"], want["oversold"]), key=lambda pair: order.index(pair[0]))
 
     # The stored runs are queryable, best first, and each one has its details.
     top = client.get("/runs", params={"strategy": "rsi_mean_reversion",
@@ -368,6 +375,21 @@ def test_several_objectives_over_http_rank_the_rows_as_run_batch_does(client, st
     assert list(ours.index) == list(theirs.index)
     np.testing.assert_array_equal(ours["Pareto Rank"].to_numpy(), theirs["Pareto Rank"].to_numpy())
     assert set(ours["Pareto Rank"]) >= {1.0, 2.0}
+    # Each group's best three, in run_batch's order (Pareto rank, the first objective,
+    # the job), the groups in job order; one group alone, in job order.
+    top = pd.DataFrame(client.get(f"/batches/{accepted['batch_id']}/results",
+                                  params={"top": 3}).json()["rows"])
+    want = reference.groupby("symbols", sort=False).head(3)
+    want = pd.concat([want[want["symbols"] == s] for s in ["BARP", "TEW"]])
+    assert list(zip(top["symbols"], top["fast"], top["slow"])) == \
+        list(zip(want["symbols"], want["fast"], want["slow"]))
+    one = pd.DataFrame(client.get(f"/batches/{accepted['batch_id']}/results",
+                                  params={"symbols": "TEW"}).json()["rows"])
+    assert list(one["job"]) == sorted(rows.loc[rows["symbols"] == "TEW", "job"])
+    none = client.get(f"/batches/{accepted['batch_id']}/results", params={"symbols": "NOPE"})
+    assert none.json()["rows"] == []
+    assert client.get(f"/batches/{accepted['batch_id']}/results",
+                      params={"top": 0}).status_code == 422
     # A grid of several objectives too; a walk-forward refuses them.
     plain = submit(client, {**body, "method": "grid", "max_tries": None,
                             "maximize": ["Return [%]", "Max. Drawdown [%]"]}).json()

@@ -358,20 +358,33 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @app.get("/batches/{batch_id}/results", tags=["batches"],
              responses={200: {"content": {"application/json": {}, "text/csv": {},
                                           "application/vnd.apache.parquet": {}}}})
-    def results(batch_id: str, accept: str = Header("application/json")) -> Response:
+    def results(batch_id: str, accept: str = Header("application/json"),
+                symbols: str | None = Query(None, description="Only this symbol group's rows."),
+                top: int | None = Query(None, ge=1, description="Only each symbol group's "
+                                        "best, ranked by the batch's maximize.")) -> Response:
         """The batch's rows (finished ones so far), in job order: JSON, CSV or Parquet by
         ``Accept``. A batch maximizing several statistics adds each row's ``Pareto Rank``
-        within its symbol group, among the rows finished so far."""
+        within its symbol group, among the rows finished so far. ``top``: each group's
+        best rows only, best first (as ``run_batch`` ranks them: by ``maximize``, or by
+        Pareto rank then the first objective; ties in job order), the groups in job
+        order."""
+        import numpy as np
+
         from tickstep.batch.objectives import PARETO_RANK, Objective
         from tickstep.service.rows import jsonable, runs_frame
 
         batch = batch_or_404(batch_id)
         kind = _negotiate(accept)
-        frame = runs_frame(state.db.batch_runs(batch_id), state.db.stat_columns)
+        frame = runs_frame(state.db.batch_runs(batch_id, symbols=symbols), state.db.stat_columns)
         objective = Objective(batch["request"].get("maximize", "Sharpe Ratio"))
+        values = objective.values_of(frame) if objective.several else None
         if objective.several:
-            frame[PARETO_RANK] = objective.pareto_ranks(frame["symbols"].to_numpy(),
-                                                        objective.values_of(frame))
+            frame[PARETO_RANK] = objective.pareto_ranks(frame["symbols"].to_numpy(), values)
+        if top is not None:
+            groups = {label: k for k, label in enumerate(dict.fromkeys(frame["symbols"]))}
+            best = objective.rank(frame, values).groupby("symbols", sort=False).head(top)
+            frame = best.iloc[np.argsort(best["symbols"].map(groups).to_numpy(),
+                                         kind="stable")]
         if kind != "json":
             return _table(frame, kind)
         rows = jsonable(frame.reset_index().to_dict(orient="records"))

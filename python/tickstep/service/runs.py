@@ -476,11 +476,13 @@ class RunsDB:
             row = con.execute(sa.select(self.runs).where(self.runs.c.run_id == run_id)).mappings().first()
         return self._run_dict(row) if row is not None else None
 
-    def batch_runs(self, batch_id: str) -> list[dict[str, Any]]:
+    def batch_runs(self, batch_id: str, *, symbols: str | None = None) -> list[dict[str, Any]]:
+        """A batch's stored runs in job order (``symbols``: one group's only)."""
+        stmt = sa.select(self.runs).where(self.runs.c.batch_id == batch_id)
+        if symbols is not None:
+            stmt = stmt.where(self.runs.c.symbols == symbols)
         with self.engine.connect() as con:
-            rows = con.execute(
-                sa.select(self.runs).where(self.runs.c.batch_id == batch_id).order_by(self.runs.c.job)
-            ).mappings().all()
+            rows = con.execute(stmt.order_by(self.runs.c.job)).mappings().all()
         return [self._run_dict(r) for r in rows]
 
     @staticmethod
