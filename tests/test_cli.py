@@ -183,6 +183,10 @@ def test_batch_writes_rows_and_stores_runs_then_runs_queries_them(store, tmp_pat
     table = tickstep_cli("runs", "--results", str(db), "--strategy", "sma_cross", "--since",
                          "today")
     assert table.returncode == 0 and table.stdout.count("sma_cross") == 12
+    # A batch stored without its returns cannot be judged later, and says how to.
+    code, _, err = in_process(capsys, "runs", "--results", str(db), "--batch",
+                              best[0]["batch_id"], "--overfitting", "8")
+    assert code == 2 and "kept no daily returns" in err
 
 
 def test_batch_runs_a_random_search_of_the_grid(store, tmp_path, capsys):
@@ -437,7 +441,7 @@ def test_batch_judges_each_groups_overfitting_as_python_does(store, tmp_path, ca
     # with their daily returns, as backtest_overfitting computes it; the rows written
     # without the returns. An odd number of blocks is refused before anything runs.
     from tickstep.batch import run_batch
-    from tickstep.significance import backtest_overfitting
+    from tickstep.significance import backtest_overfitting, reality_check
 
     out = tmp_path / "rows.csv"
     code, printed, err = in_process(capsys, "batch", "sma_cross", "--data", str(store),
@@ -468,6 +472,24 @@ def test_batch_judges_each_groups_overfitting_as_python_does(store, tmp_path, ca
     for entry in judged:
         found = backtest_overfitting(rows[rows["symbols"] == entry["symbols"]], 6)
         assert entry["probability"] == found.probability
+    # `runs` judges the stored batch later: the same lines, and its reality check is the
+    # one `batch --reality-check` prints.
+    db_path = str(tmp_path / "runs.sqlite")
+    code, again, err = in_process(capsys, "runs", "--results", db_path, "--batch", batch,
+                                  "--overfitting", "6", "--reality-check")
+    assert code == 0, err
+    assert [line for line in again.splitlines() if "overfitting" in line] == lines
+    checked = [line for line in again.splitlines() if "reality check" in line]
+    assert len(checked) == 3
+    for line in checked:
+        label = line.split(":")[0]
+        found = reality_check(rows[(rows["symbols"] == label) & (rows["status"] == "ok")])
+        assert f"reality check p-value {found.pvalue:.3f} that no set beats cash" in line
+    for args, words in ((["--overfitting", "6"], "give --batch ID"),
+                        (["--batch", batch, "--overfitting", "5"], "--overfitting 5:"),
+                        (["--batch", "nope", "--reality-check"], "no such batch")):
+        code, _, err = in_process(capsys, "runs", "--results", db_path, *args)
+        assert code == 2 and words in err, err
     code, _, err = in_process(capsys, "batch", "sma_cross", "--data", str(store), "-p",
                               "fast=3,5", "--overfitting", "5")
     assert code == 2 and "--overfitting 5: the blocks of days, an even whole number" in err

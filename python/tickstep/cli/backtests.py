@@ -216,12 +216,7 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
     tries = _max_tries(max_tries)
     objectives = _objectives(maximize)
     if splits is not None:
-        from tickstep.significance import check_splits
-
-        try:  # refused before anything runs, by the statistic's own rule
-            check_splits(splits)
-        except ValueError as exc:
-            raise UsageError(f"--overfitting {splits}: {str(exc).split(': ', 1)[1]}") from None
+        _check_splits(splits)  # refused before anything runs
     rows = run_batch(
         handed, data, params=grid or None, max_tries=tries, random_state=random_state,
         method=method, round_size=round_size, symbols=parse_symbols(symbols),
@@ -279,6 +274,16 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
         summary += f"; stored as batch {batch_id} in {results}"
     click.echo(summary, err=True)
     return 1 if failed == len(rows) else 0
+
+
+def _check_splits(splits: int) -> None:
+    """``--overfitting S`` by the statistic's own rule, else a usage error."""
+    from tickstep.significance import check_splits
+
+    try:
+        check_splits(splits)
+    except ValueError as exc:
+        raise UsageError(f"--overfitting {splits}: {str(exc).split(': ', 1)[1]}") from None
 
 
 def _print_overfitting(rows: Any, splits: int) -> None:
@@ -472,16 +477,24 @@ def _write_rows(rows: Any, path: Path) -> None:
 @click.option("--per-strategy", is_flag=True,
               help="One row per strategy: run count, average of --by (default Return [%]) "
                    "and average calculation time.")
+@click.option("--overfitting", "splits", type=int, metavar="S", default=None,
+              help="With --batch (one that kept its runs' daily returns): print each symbol "
+                   "group's probability of backtest overfitting (CSCV over S blocks of days), "
+                   "as `tickstep batch --overfitting` does.")
+@click.option("--reality-check", "reality", is_flag=True,
+              help="With --batch (one that kept its runs' daily returns): print each symbol "
+                   "group's reality check against cash, as `tickstep batch --reality-check`.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def runs(results: str | None, data: str | None, strategy: str | None, batch_id: str | None,
          since: str | None, order_by: str | None, top: int, per_strategy: bool,
-         as_json: bool) -> int:
+         splits: int | None, reality: bool, as_json: bool) -> int:
     """Query stored runs (from `tickstep batch --results` and the service).
 
     \b
     Examples:
       tickstep runs --results runs.sqlite --top 5 --by "Sharpe Ratio"
       tickstep runs --results runs.sqlite --per-strategy --since 7d
+      tickstep runs --results runs.sqlite --batch ID --overfitting 16 --reality-check
     """
     import pandas as pd
 
@@ -496,6 +509,12 @@ def runs(results: str | None, data: str | None, strategy: str | None, batch_id: 
         when = since_text(since) if since else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    judging = splits is not None or reality
+    if judging and (batch_id is None or per_strategy or as_json):
+        raise UsageError("--overfitting and --reality-check judge one batch: give --batch ID "
+                         "(without --per-strategy or --json)")
+    if splits is not None:
+        _check_splits(splits)
     from sqlalchemy.exc import DatabaseError
 
     try:
@@ -503,6 +522,8 @@ def runs(results: str | None, data: str | None, strategy: str | None, batch_id: 
     except DatabaseError as exc:
         raise UsageError(f"--results {target!r} is not a runs database ({exc.orig})") from None
     try:
+        if judging:
+            _judge_stored(db, str(batch_id), splits, reality)
         try:
             if per_strategy:
                 found = db.summary(since=when, order_by=order_by or "Return [%]", limit=top)
@@ -535,6 +556,29 @@ def runs(results: str | None, data: str | None, strategy: str | None, batch_id: 
                            "display.max_colwidth", 40):
         click.echo(frame.to_string(index=False))
     return 0
+
+
+def _judge_stored(db: Any, batch_id: str, splits: int | None, reality: bool) -> None:
+    """A stored batch's luck, printed as `batch` prints a batch's it just ran: its rows
+    read back with their daily returns (`tickstep.service.luck.batch_rows`)."""
+    from tickstep.report.pareto import parameter_columns
+    from tickstep.service.luck import batch_rows
+
+    stored = db.batch(batch_id)
+    if stored is None:
+        raise UsageError(f"--batch {batch_id!r}: no such batch in the runs database")
+    if not stored["request"].get("returns"):
+        raise UsageError(f"--batch {batch_id!r} kept no daily returns: run it again with "
+                         "--overfitting or --reality-check (or over HTTP with \"returns\": "
+                         "true) and --results")
+    if stored["status"] != "done":
+        raise UsageError(f"--batch {batch_id!r} is {stored['status']}: a choice is judged "
+                         "among all its sets, when it is done")
+    rows = batch_rows(db, batch_id)
+    if splits is not None:
+        _print_overfitting(rows, splits)
+    if reality:
+        _print_reality_check(rows, parameter_columns(rows))
 
 
 def _max_tries(text: str | None) -> int | float | None:
