@@ -61,6 +61,25 @@ def test_pareto_ranks_are_the_fronts_peeled_by_definition(points):
     assert same(got, reference_ranks(points))
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(*[st.integers(0, 3).map(float)] * 3), min_size=0, max_size=60))
+def test_three_objectives_rank_by_the_definition(points):
+    # Three objectives take their own path (a staircase per front): few distinct values,
+    # so equal points, equal pairs and steps replaced are common.
+    got = pareto_ranks(np.array(points, dtype=float).reshape(len(points), 3))
+    assert same(got, reference_ranks(points))
+
+
+def test_three_objectives_rank_as_the_general_path_on_many_points():
+    # A fourth objective equal for every point changes no dominance and takes the general
+    # path: the same ranks on thousands of points, ties included (values rounded).
+    for seed in range(3):
+        points = np.round(np.random.default_rng(seed).normal(size=(3000, 3)), 1)
+        got = pareto_ranks(points)
+        assert np.nanmax(got) > 10
+        np.testing.assert_array_equal(got, pareto_ranks(np.c_[points, np.zeros(3000)]))
+
+
 def test_pareto_ranks_by_hand():
     points = np.array([[3.0, 1.0], [1.0, 3.0], [2.0, 2.0], [2.0, 1.0], [1.0, 1.0],
                        [2.0, 2.0], [0.0, 0.0], [np.nan, 5.0]])

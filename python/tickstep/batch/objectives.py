@@ -18,6 +18,7 @@ the larger, the shallower); ``maximize={"Return [%]": "max", "Volatility (Ann.) 
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -170,7 +171,7 @@ def pareto_ranks(points: np.ndarray) -> np.ndarray:
     k + 1 is dominated by a point of front k, which came earlier), so the fronts that
     hold a dominator of a point are the first few: a binary search over the fronts finds
     its rank, O(n log fronts) checks in all (50,000 sets of two objectives: a tenth of a
-    second)."""
+    second; of three, each check a binary search: a third of a second)."""
     points = np.asarray(points, dtype=float)
     ranks = np.full(len(points), np.nan)
     ok = np.flatnonzero(np.isfinite(points).all(axis=1))
@@ -180,6 +181,9 @@ def pareto_ranks(points: np.ndarray) -> np.ndarray:
     order = ok[np.lexsort(tuple(-points[ok, j] for j in reversed(range(width))))]
     if width == 2:
         _ranks_of_pairs(points, order, ranks)
+        return ranks
+    if width == 3:
+        _ranks_of_triples(points, order, ranks)
         return ranks
     fronts: list[_Front] = []
     for i in order:
@@ -220,6 +224,64 @@ def _ranks_of_pairs(points: np.ndarray, order: np.ndarray, ranks: np.ndarray) ->
         else:
             last_x[lo], last_y[lo] = x, y
         ranks[i] = lo + 1
+
+
+def _ranks_of_triples(points: np.ndarray, order: np.ndarray, ranks: np.ndarray) -> None:
+    """`pareto_ranks` of three objectives. Whatever of a front came before a point is at
+    least as good by the first objective, so one of them dominates the point exactly
+    when one is at least as good by the other two and is not the same point. Each front
+    keeps the staircase of its points by the second and third objectives (the points no
+    other of the front is at least as good as by both: the second increasing, the third
+    decreasing, of equal pairs the one with the best first objective, the earliest): the
+    first step at or past the point's second objective has the best third among those,
+    so one comparison tells (O(n log fronts log n) in all)."""
+    fronts: list[_Staircase] = []
+    for i, (x, y, z) in zip(order.tolist(), points[order].tolist()):
+        lo, hi = 0, len(fronts)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if fronts[mid].dominates(x, y, z):
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == len(fronts):
+            fronts.append(_Staircase())
+        fronts[lo].add(x, y, z)
+        ranks[i] = lo + 1
+
+
+class _Staircase:
+    """A front's points of three objectives, as `_ranks_of_triples` keeps them."""
+
+    def __init__(self) -> None:
+        self.ys: list[float] = []  # increasing
+        self.zs: list[float] = []  # decreasing
+        self.xs: list[float] = []
+
+    def _first_at_or_past(self, y: float) -> int:
+        return bisect.bisect_left(self.ys, y)
+
+    def dominates(self, x: float, y: float, z: float) -> bool:
+        """Whether a point of the front (each at least as good by the first objective)
+        dominates ``(x, y, z)``."""
+        k = self._first_at_or_past(y)
+        if k == len(self.ys) or self.zs[k] < z:
+            return False
+        return not (self.ys[k] == y and self.zs[k] == z and self.xs[k] == x)
+
+    def add(self, x: float, y: float, z: float) -> None:
+        k = self._first_at_or_past(y)
+        if k < len(self.ys) and self.zs[k] >= z:
+            return  # as good by both already (the same point): the staircase stands
+        # The steps it is at least as good as by both go: one of its own second
+        # objective, and those just before it.
+        last = k + 1 if k < len(self.ys) and self.ys[k] == y else k
+        first = k
+        while first > 0 and self.zs[first - 1] <= z:
+            first -= 1
+        self.ys[first:last] = [y]
+        self.zs[first:last] = [z]
+        self.xs[first:last] = [x]
 
 
 class _Front:
