@@ -28,14 +28,15 @@ __all__ = ["batch_overfitting", "batch_reality_check", "batch_rows", "optimizati
 _NONE_RAN = "none of its runs ran to the end (every row's status is an error)"
 
 
-def batch_rows(db: Any, batch_id: str) -> pd.DataFrame:
+def batch_rows(db: Any, batch_id: str, symbols: str | None = None) -> pd.DataFrame:
     """A stored batch's rows with their daily returns, as ``run_batch(returns=True)``
-    ranked them (every group's rows; each group's in its own ranked order)."""
+    ranked them (every group's rows, or the group ``symbols`` names; each group's in its
+    own ranked order)."""
     from tickstep.batch.objectives import Objective
     from tickstep.service.rows import runs_frame
 
     batch = db.batch(batch_id)
-    runs = db.batch_runs(batch_id)
+    runs = db.batch_runs(batch_id, symbols=symbols)
     frame = runs_frame(runs, db.stat_columns, db.daily_returns([r["run_id"] for r in runs]))
     objective = Objective(batch["request"].get("maximize", "Sharpe Ratio"))
     return objective.rank(frame, objective.values_of(frame) if objective.several else None)
@@ -62,7 +63,7 @@ def batch_overfitting(url: str, batch_id: str, n_splits: int, symbols: str | Non
 
     db = RunsDB(url)
     try:
-        rows = batch_rows(db, batch_id)
+        rows = batch_rows(db, batch_id, symbols)
     finally:
         db.close()
     out = []
@@ -100,7 +101,7 @@ def batch_reality_check(url: str, batch_id: str, *, benchmark: float, reps: int,
 
     db = RunsDB(url)
     try:
-        rows = batch_rows(db, batch_id)
+        rows = batch_rows(db, batch_id, symbols)
     finally:
         db.close()
     names = parameter_columns(rows)
@@ -135,7 +136,7 @@ def optimization_report(url: str, batch_id: str, path: str, **options: Any) -> s
 
     db = RunsDB(url)
     try:
-        rows = batch_rows(db, batch_id)
+        rows = batch_rows(db, batch_id, options.get("symbols"))
         maximize = db.batch(batch_id)["request"].get("maximize", "Sharpe Ratio")
     finally:
         db.close()
