@@ -187,6 +187,21 @@ def test_batch_writes_rows_and_stores_runs_then_runs_queries_them(store, tmp_pat
     code, _, err = in_process(capsys, "runs", "--results", str(db), "--batch",
                               best[0]["batch_id"], "--overfitting", "8")
     assert code == 2 and "kept no daily returns" in err
+    # The batches, newest first: this one, done, 12 jobs, no returns kept.
+    code, out, err = in_process(capsys, "runs", "--results", str(db), "--batches", "--json")
+    assert code == 0, err
+    (listed,) = json.loads(out)
+    assert (listed["batch_id"], listed["strategy"], listed["status"], listed["jobs_done"],
+            listed["jobs_total"], listed["jobs_failed"], listed["returns"]) == \
+        (best[0]["batch_id"], "sma_cross", "done", 12, 12, 0, False)
+    code, out, _ = in_process(capsys, "runs", "--results", str(db), "--batches")
+    assert code == 0 and best[0]["batch_id"] in out and "done" in out
+    code, out, _ = in_process(capsys, "runs", "--results", str(db), "--batches", "--strategy",
+                              "rsi_mean_reversion")
+    assert code == 0 and out.strip() == "(no batches)"
+    code, _, err = in_process(capsys, "runs", "--results", str(db), "--batches", "--by",
+                              "Sharpe Ratio")
+    assert code == 2 and "--batches lists batches" in err
 
 
 def test_batch_runs_a_random_search_of_the_grid(store, tmp_path, capsys):
@@ -485,6 +500,8 @@ def test_batch_judges_each_groups_overfitting_as_python_does(store, tmp_path, ca
         label = line.split(":")[0]
         found = reality_check(rows[(rows["symbols"] == label) & (rows["status"] == "ok")])
         assert f"reality check p-value {found.pvalue:.3f} that no set beats cash" in line
+    code, out, _ = in_process(capsys, "runs", "--results", db_path, "--batches", "--json")
+    assert [(b["batch_id"], b["returns"]) for b in json.loads(out)] == [(batch, True)]
     for args, words in ((["--overfitting", "6"], "give --batch ID"),
                         (["--batch", batch, "--overfitting", "5"], "--overfitting 5:"),
                         (["--batch", "nope", "--reality-check"], "no such batch")):

@@ -484,16 +484,21 @@ def _write_rows(rows: Any, path: Path) -> None:
 @click.option("--reality-check", "reality", is_flag=True,
               help="With --batch (one that kept its runs' daily returns): print each symbol "
                    "group's reality check against cash, as `tickstep batch --reality-check`.")
+@click.option("--batches", "list_batches", is_flag=True,
+              help="One row per stored batch, newest first (with --strategy, --since, --top): "
+                   "its id (for --batch), strategy, status, jobs, failed runs, whether it "
+                   "kept its returns.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def runs(results: str | None, data: str | None, strategy: str | None, batch_id: str | None,
          since: str | None, order_by: str | None, top: int, per_strategy: bool,
-         splits: int | None, reality: bool, as_json: bool) -> int:
+         splits: int | None, reality: bool, list_batches: bool, as_json: bool) -> int:
     """Query stored runs (from `tickstep batch --results` and the service).
 
     \b
     Examples:
       tickstep runs --results runs.sqlite --top 5 --by "Sharpe Ratio"
       tickstep runs --results runs.sqlite --per-strategy --since 7d
+      tickstep runs --results runs.sqlite --batches --since 7d
       tickstep runs --results runs.sqlite --batch ID --overfitting 16 --reality-check
     """
     import pandas as pd
@@ -513,6 +518,9 @@ def runs(results: str | None, data: str | None, strategy: str | None, batch_id: 
     if judging and (batch_id is None or per_strategy or as_json):
         raise UsageError("--overfitting and --reality-check judge one batch: give --batch ID "
                          "(without --per-strategy or --json)")
+    if list_batches and (batch_id or order_by or per_strategy or judging):
+        raise UsageError("--batches lists batches: with --strategy, --since, --top and --json "
+                         "only")
     if splits is not None:
         _check_splits(splits)
     from sqlalchemy.exc import DatabaseError
@@ -525,7 +533,9 @@ def runs(results: str | None, data: str | None, strategy: str | None, batch_id: 
         if judging:
             _judge_stored(db, str(batch_id), splits, reality)
         try:
-            if per_strategy:
+            if list_batches:
+                found = _stored_batches(db, strategy, when, top)
+            elif per_strategy:
                 found = db.summary(since=when, order_by=order_by or "Return [%]", limit=top)
             else:
                 found = db.query_runs(strategy=strategy, batch_id=batch_id, since=when,
@@ -540,10 +550,10 @@ def runs(results: str | None, data: str | None, strategy: str | None, batch_id: 
         click.echo(dumps(found))
         return 0
     if not found:
-        click.echo("(no runs)")
+        click.echo("(no batches)" if list_batches else "(no runs)")
         return 0
     frame = pd.DataFrame(found)
-    if not per_strategy:
+    if not (per_strategy or list_batches):
         by_col = RunsDB.column_of(order_by) if order_by else None
         cols = ["run_id", "strategy", "parameters", "symbols", "return_pct", "sharpe_ratio",
                 "trades", "calc_ms", "status", "created"]
@@ -556,6 +566,17 @@ def runs(results: str | None, data: str | None, strategy: str | None, batch_id: 
                            "display.max_colwidth", 40):
         click.echo(frame.to_string(index=False))
     return 0
+
+
+def _stored_batches(db: Any, strategy: str | None, since: Any, top: int) -> list[dict[str, Any]]:
+    """The stored batches, newest first, a row each (as `GET /batches` lists them)."""
+    stored = db.query_batches(strategy=strategy, since=since, limit=top)
+    troubles = db.troubles_of([b["batch_id"] for b in stored])
+    return [{"batch_id": b["batch_id"], "strategy": b["strategy"], "status": b["status"],
+             "jobs_done": b["jobs_done"], "jobs_total": b["jobs_total"],
+             "jobs_failed": troubles.get(b["batch_id"], (0, 0, 0))[0],
+             "returns": bool(b["request"].get("returns")), "created": b["created"]}
+            for b in stored]
 
 
 def _judge_stored(db: Any, batch_id: str, splits: int | None, reality: bool) -> None:
