@@ -378,13 +378,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         frame = runs_frame(state.db.batch_runs(batch_id, symbols=symbols), state.db.stat_columns)
         objective = Objective(batch["request"].get("maximize", "Sharpe Ratio"))
         values = objective.values_of(frame) if objective.several else None
-        if objective.several:
-            frame[PARETO_RANK] = objective.pareto_ranks(frame["symbols"].to_numpy(), values)
-        if top is not None:
+        if top is not None:  # ranked (several: with their Pareto Rank), each group's best
             groups = {label: k for k, label in enumerate(dict.fromkeys(frame["symbols"]))}
             best = objective.rank(frame, values).groupby("symbols", sort=False).head(top)
             frame = best.iloc[np.argsort(best["symbols"].map(groups).to_numpy(),
                                          kind="stable")]
+        elif objective.several:
+            frame[PARETO_RANK] = objective.pareto_ranks(frame["symbols"].to_numpy(), values)
         if kind != "json":
             return _table(frame, kind)
         rows = jsonable(frame.reset_index().to_dict(orient="records"))
@@ -482,6 +482,18 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                                 "choice is judged among all its sets, when it is done")
         return batch
 
+    async def judged(batch_id: str, symbols: str | None, judge: Any,
+                     **options: Any) -> dict[str, Any]:
+        """A judging request's answer: ``judge`` (of `tickstep.service.luck`) of a batch
+        done with its returns, each group or the one named, in the worker process."""
+        batch = await anyio.to_thread.run_sync(done_with_returns_or_409, batch_id)
+        if symbols is not None:
+            group_named(batch_id, await anyio.to_thread.run_sync(state.db.batch_groups,
+                                                                 batch_id), symbols)
+        call = functools.partial(judge, state.db.url, batch_id, symbols=symbols, **options)
+        groups = await asyncio.get_running_loop().run_in_executor(state.details_pool(), call)
+        return {"batch_id": batch_id, "status": batch["status"], "groups": groups}
+
     @app.get("/batches/{batch_id}/overfitting", tags=["batches"])
     async def overfitting(batch_id: str, symbols: str | None = None,
                           n_splits: int = Query(16, description="S, the blocks of days: "
@@ -496,14 +508,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         from tickstep.service.luck import batch_overfitting
 
         check_judging(n_splits=n_splits)
-        batch = await anyio.to_thread.run_sync(done_with_returns_or_409, batch_id)
-        if symbols is not None:
-            group_named(batch_id, await anyio.to_thread.run_sync(state.db.batch_groups,
-                                                                 batch_id), symbols)
-        call = functools.partial(batch_overfitting, state.db.url, batch_id, n_splits,
-                                 symbols, splits)
-        groups = await asyncio.get_running_loop().run_in_executor(state.details_pool(), call)
-        return {"batch_id": batch_id, "status": batch["status"], "groups": groups}
+        return await judged(batch_id, symbols, batch_overfitting, n_splits=n_splits,
+                            splits=splits)
 
     @app.get("/batches/{batch_id}/reality-check", tags=["batches"])
     async def reality(batch_id: str, symbols: str | None = None,
@@ -525,15 +531,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         from tickstep.service.luck import batch_reality_check
 
         check_judging(reps=reps, benchmark=benchmark, block=block, size=size, seed=seed)
-        batch = await anyio.to_thread.run_sync(done_with_returns_or_409, batch_id)
-        if symbols is not None:
-            group_named(batch_id, await anyio.to_thread.run_sync(state.db.batch_groups,
-                                                                 batch_id), symbols)
-        call = functools.partial(batch_reality_check, state.db.url, batch_id,
-                                 benchmark=benchmark, reps=reps, block=block, size=size,
-                                 seed=seed, symbols=symbols)
-        groups = await asyncio.get_running_loop().run_in_executor(state.details_pool(), call)
-        return {"batch_id": batch_id, "status": batch["status"], "groups": groups}
+        return await judged(batch_id, symbols, batch_reality_check, benchmark=benchmark,
+                            reps=reps, block=block, size=size, seed=seed)
 
     @app.delete("/batches/{batch_id}", response_model=BatchStatus, tags=["batches"])
     def cancel(batch_id: str) -> BatchStatus:

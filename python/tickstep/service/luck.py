@@ -16,12 +16,14 @@ on its event loop: the reality check of a large batch takes seconds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tickstep.service.rows import jsonable
+from tickstep.significance import DAILY_RETURNS
 
 __all__ = ["batch_overfitting", "batch_reality_check", "batch_rows", "optimization_report"]
 
@@ -58,26 +60,11 @@ def batch_overfitting(url: str, batch_id: str, n_splits: int, symbols: str | Non
     (`tickstep.significance.backtest_overfitting` with ``n_splits`` blocks), as JSON
     values; ``splits``: also each split's figures (the logits, and the chosen set's
     Sharpe Ratio in and out of sample)."""
-    from tickstep.service.runs import RunsDB
     from tickstep.significance import backtest_overfitting
 
-    db = RunsDB(url)
-    try:
-        rows = batch_rows(db, batch_id, symbols)
-    finally:
-        db.close()
-    out = []
-    for label, group in _groups(rows, symbols).items():
-        entry: dict[str, Any] = {"symbols": label}
-        if group.empty:
-            out.append({**entry, "error": f"not judged: {_NONE_RAN}"})
-            continue
-        try:
-            found = backtest_overfitting(group, n_splits)
-        except ValueError as exc:
-            out.append({**entry, "error": f"not judged: {exc}"})
-            continue
-        entry.update(
+    def judge(group: pd.DataFrame) -> dict[str, Any]:
+        found = backtest_overfitting(group, n_splits)
+        entry = dict(
             probability=found.probability, loss_probability=found.loss_probability,
             trials=found.trials, blocks=found.splits, splits=len(found.logits),
             in_sample_median=float(np.median(found.in_sample)),
@@ -85,8 +72,10 @@ def batch_overfitting(url: str, batch_id: str, n_splits: int, symbols: str | Non
         if splits:
             entry.update(logits=found.logits.tolist(), in_sample=found.in_sample.tolist(),
                          out_of_sample=found.out_of_sample.tolist())
-        out.append(entry)
-    return jsonable(out)  # a NaN figure (a Sharpe Ratio of no variance) as null
+        return entry
+
+    rows, _ = _read(url, batch_id, symbols)
+    return _each_group(rows, symbols, "not judged", judge)
 
 
 def batch_reality_check(url: str, batch_id: str, *, benchmark: float, reps: int,
@@ -96,35 +85,21 @@ def batch_reality_check(url: str, batch_id: str, *, benchmark: float, reps: int,
     daily return ``benchmark``), as JSON values: the p-values, and the sets StepM names
     (their job, run id and parameters, in the batch's order)."""
     from tickstep.report.pareto import parameter_columns
-    from tickstep.service.runs import RunsDB
     from tickstep.significance import reality_check
 
-    db = RunsDB(url)
-    try:
-        rows = batch_rows(db, batch_id, symbols)
-    finally:
-        db.close()
-    names = parameter_columns(rows)
-    out = []
-    for label, group in _groups(rows, symbols).items():
-        entry: dict[str, Any] = {"symbols": label}
-        if group.empty:
-            out.append({**entry, "error": f"not made: {_NONE_RAN}"})
-            continue
-        try:
-            found = reality_check(group, benchmark, reps=reps, block=block, size=size,
-                                  seed=seed)
-        except ValueError as exc:
-            out.append({**entry, "error": f"not made: {exc}"})
-            continue
-        entry.update(
+    def judge(group: pd.DataFrame) -> dict[str, Any]:
+        found = reality_check(group, benchmark, reps=reps, block=block, size=size, seed=seed)
+        return dict(
             pvalue=found.pvalue, pvalues=found.pvalues, size=found.size,
             trials=found.trials, days=found.days, block=found.block, reps=found.reps,
             superior=[{"job": int(job), "run_id": group.loc[job, "run_id"],
-                       "parameters": _parameters(group.loc[job], names)}
+                       "parameters": {n: group.loc[job, n] for n in names
+                                      if not pd.isna(group.loc[job, n])}}
                       for job in found.superior])
-        out.append(entry)
-    return jsonable(out)  # a NaN figure (a Sharpe Ratio of no variance) as null
+
+    rows, _ = _read(url, batch_id, symbols)
+    names = parameter_columns(rows)
+    return _each_group(rows, symbols, "not made", judge)
 
 
 def optimization_report(url: str, batch_id: str, path: str, **options: Any) -> str:
@@ -132,23 +107,38 @@ def optimization_report(url: str, batch_id: str, path: str, **options: Any) -> s
     `tickstep.report.write_optimization_report` with the batch's ``maximize`` and
     ``options``) to ``path``."""
     from tickstep.report import write_optimization_report
+
+    rows, request = _read(url, batch_id, options.get("symbols"))
+    if rows[DAILY_RETURNS].isna().all():  # a batch that kept none: the report says how
+        rows = rows.drop(columns=DAILY_RETURNS)
+    write_optimization_report(rows, path, maximize=request.get("maximize", "Sharpe Ratio"),
+                              **options)
+    return path
+
+
+def _read(url: str, batch_id: str, symbols: str | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """`batch_rows` of the runs database at ``url`` (opened for the call), and the
+    batch's request."""
     from tickstep.service.runs import RunsDB
 
     db = RunsDB(url)
     try:
-        rows = batch_rows(db, batch_id, options.get("symbols"))
-        maximize = db.batch(batch_id)["request"].get("maximize", "Sharpe Ratio")
+        return batch_rows(db, batch_id, symbols), db.batch(batch_id)["request"]
     finally:
         db.close()
-    if rows["Daily Returns"].isna().all():  # a batch that kept none: the report says how
-        rows = rows.drop(columns="Daily Returns")
-    write_optimization_report(rows, path, maximize=maximize, **options)
-    return path
 
 
-def _parameters(row: pd.Series, names: list[str]) -> dict[str, Any]:
-    return jsonable({n: row[n] for n in names if not _missing(row[n])})
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
+def _each_group(rows: pd.DataFrame, symbols: str | None, refused: str,
+                judge: Callable[[pd.DataFrame], dict[str, Any]]) -> list[dict[str, Any]]:
+    """``judge`` of each group's rows that ran, an entry each (JSON values: a NaN figure,
+    a Sharpe Ratio of no variance, as null); a group it cannot judge (a ``ValueError``),
+    or none of whose runs ran, says why after ``refused``."""
+    out = []
+    for label, group in _groups(rows, symbols).items():
+        try:
+            if group.empty:
+                raise ValueError(_NONE_RAN)
+            out.append({"symbols": label, **judge(group)})
+        except ValueError as exc:
+            out.append({"symbols": label, "error": f"{refused}: {exc}"})
+    return jsonable(out)
