@@ -116,6 +116,25 @@ def test_overfitting_is_the_functions_on_the_same_rows(client, batch, reference,
     assert "logits" not in one["groups"][0]
 
 
+def test_the_sharpe_ratios_are_annualised_as_the_batchs_runs(client, batch, store):
+    # A batch whose options annualise by 365 days (its runs' Sharpe Ratios so): the
+    # overfitting's Sharpe Ratios too, as `run_batch`'s rows with the same option give them.
+    body = {**BODY, "symbols": ["TEW"], "options": {"periods_per_year": 365}}
+    crypto = client.post("/batches", json=body).json()["batch_id"]
+    assert wait_done(client, crypto)["status"] == "done"
+    rows = run_batch("sma_cross", str(store), params=GRID, symbols=["TEW"], returns=True,
+                     cache=False, executor="sequential", periods_per_year=365)
+    found = backtest_overfitting(_group(rows, "TEW"), 8)
+    entry = client.get(f"/batches/{crypto}/overfitting", params={"n_splits": 8}).json()
+    assert entry["groups"][0]["in_sample_median"] == float(np.median(found.in_sample))
+    assert entry["groups"][0]["out_of_sample_median"] == float(np.median(found.out_of_sample))
+    exchange = client.get(f"/batches/{batch}/overfitting",
+                          params={"n_splits": 8, "symbols": "TEW"}).json()["groups"][0]
+    assert entry["groups"][0]["in_sample_median"] == pytest.approx(
+        exchange["in_sample_median"] * math.sqrt(365 / 252), rel=1e-12)
+    assert entry["groups"][0]["probability"] == exchange["probability"]
+
+
 def test_the_reality_check_is_the_functions_on_the_same_rows(client, batch, reference):
     for options in ({"reps": 300, "seed": 3},
                     {"reps": 200, "seed": 1, "benchmark": -0.001, "block": 5, "size": 0.1}):

@@ -13,7 +13,7 @@ import pytest
 import tickstep
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tickstep.metrics import daily_returns
+from tickstep.metrics import daily_returns, periods_per_year_of_returns
 from tickstep.significance import (
     BOOTSTRAP_STATS,
     _psr,
@@ -539,3 +539,91 @@ def test_the_reality_check_refuses_bad_input_naming_it(call, error, words):
         call()
     assert words in str(raised.value)
 
+
+
+# ---- annualisation: a run's returns carry the one its statistics used --------------------
+
+
+def _per_day(matrix: np.ndarray) -> np.ndarray:
+    """Each column's Sharpe Ratio per day (ddof=1), not annualised."""
+    return matrix.mean(axis=0) / matrix.std(axis=0, ddof=1)
+
+
+def _market(days: pd.DatetimeIndex, seed: int = 3) -> dict[str, pd.DataFrame]:
+    close = 100 * np.exp(np.cumsum(np.random.default_rng(seed).normal(0, 0.02, len(days))))
+    return {"COIN": pd.DataFrame({"open": close, "high": close * 1.01, "low": close * 0.99,
+                                  "close": close, "volume": 1.0}, index=days)}
+
+
+# Every calendar day (crypto: 365); weekdays only, but each session's last bar at 19:59 New
+# York time, after midnight UTC, so Friday's is a Saturday in UTC (252 in the run's
+# timezone, 365 if judged in UTC); weekdays with the run's own annualisation (260).
+_CALENDARS = {
+    "every day": (pd.date_range("2021-01-01 23:59", periods=700, freq="D", tz="UTC"), {}, 365),
+    "evenings in New York": (
+        pd.bdate_range("2021-01-04", periods=700).shift(19 * 60 + 59, freq="min")
+        .tz_localize("America/New_York").tz_convert("UTC"),
+        {"timezone": "America/New_York"}, 252),
+    "own annualisation": (pd.bdate_range("2021-01-04 16:00", periods=700, tz="UTC"),
+                          {"periods_per_year": 260}, 260),
+}
+
+
+@pytest.mark.parametrize("calendar", list(_CALENDARS))
+def test_luck_is_annualised_as_each_runs_statistics(calendar):
+    days, options, per_year = _CALENDARS[calendar]
+    bt = tickstep.Backtest(_market(days), SmaCross, cash=100_000, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        rows = bt.optimize(fast=[3, 5, 10, 20], slow=[30, 50, 80], returns=True, cache=False,
+                           executor="sequential")
+        result = bt.run(fast=5, slow=30)
+    matrix = np.array([s.to_numpy() for s in rows["Daily Returns"]]).T
+    # Each row's Sharpe Ratio is its returns' per day times the root of what they carry.
+    assert {s.attrs["periods_per_year"] for s in rows["Daily Returns"]} == {per_year}
+    np.testing.assert_allclose(_per_day(matrix) * math.sqrt(per_year), rows["Sharpe Ratio"],
+                               rtol=1e-12)
+    # The overfitting's Sharpe Ratios are annualised alike: the two halves by hand.
+    found = backtest_overfitting(rows, n_splits=2)
+    halves = np.array_split(np.arange(len(matrix)), 2)
+    per_day = [_per_day(matrix[h]) for h in halves]
+    chosen = [int(np.argmax(p)) for p in per_day]
+    inside = np.array([per_day[0][chosen[0]], per_day[1][chosen[1]]])
+    outside = np.array([per_day[1][chosen[0]], per_day[0][chosen[1]]])
+    np.testing.assert_allclose(found.in_sample, inside * math.sqrt(per_year), rtol=1e-12)
+    np.testing.assert_allclose(found.out_of_sample, outside * math.sqrt(per_year), rtol=1e-12)
+    # Returns without an annualisation of their own are exchange days'; one given rules.
+    bare = pd.DataFrame(matrix)
+    np.testing.assert_allclose(backtest_overfitting(bare, 2).in_sample,
+                               found.in_sample * math.sqrt(252 / per_year), rtol=1e-12)
+    np.testing.assert_allclose(backtest_overfitting(rows, 2, periods_per_year=100).in_sample,
+                               found.in_sample * math.sqrt(100 / per_year), rtol=1e-12)
+    # A run's own figures, and the functions on its returns, agree.
+    daily = result.daily_returns()
+    assert daily.attrs["periods_per_year"] == per_year
+    assert result.probabilistic_sharpe(1.0) == probabilistic_sharpe_ratio(daily, 1.0)
+    assert result.probabilistic_sharpe(1.0) == probabilistic_sharpe_ratio(
+        daily.to_numpy(), 1.0, periods_per_year=per_year)
+    assert result.deflated_sharpe(rows) == deflated_sharpe_ratio(daily, rows)
+    drawn = bootstrap_stats(daily, 3, block=10**9, seed=1)
+    np.testing.assert_allclose(drawn["Sharpe Ratio"], result.stats["Sharpe Ratio"], rtol=1e-9)
+
+
+def test_the_annualisation_of_returns_is_judged_in_the_runs_timezone():
+    days, _, _ = _CALENDARS["evenings in New York"]
+    daily = pd.Series(0.01, index=days)
+    assert periods_per_year_of_returns(daily, "America/New_York") == 252
+    assert periods_per_year_of_returns(daily) == 365  # in UTC, Fridays' ends are Saturdays
+    assert periods_per_year_of_returns(daily, periods_per_year=260) == 260
+
+
+def test_trials_annualised_differently_are_refused_by_name():
+    days = pd.date_range("2021-01-01", periods=40, freq="D", tz="UTC")
+    noise = np.random.default_rng(0).normal(0, 0.01, (40, 2))
+    series = [pd.Series(noise[:, k], index=days) for k in range(2)]
+    series[0].attrs["periods_per_year"], series[1].attrs["periods_per_year"] = 252, 365
+    rows = pd.DataFrame({"status": "ok", "Daily Returns": pd.Series(series, dtype=object)})
+    with pytest.raises(ValueError, match=r"annualised differently \(252, 365 a year\); give "
+                                         r"periods_per_year="):
+        backtest_overfitting(rows, 4)
+    assert backtest_overfitting(rows, 4, periods_per_year=365).trials == 2

@@ -33,6 +33,7 @@ __all__ = [
     "kelly_criterion",
     "monthly_returns",
     "periods_per_year_of",
+    "periods_per_year_of_returns",
     "sqn",
     "trade_sums",
 ]
@@ -637,10 +638,11 @@ def exposed(gross_exposure: np.ndarray, equity: np.ndarray) -> np.ndarray:
     return gross > _EXPOSURE_DUST * np.abs(np.asarray(equity, dtype=float))
 
 
-def daily_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC") -> pd.Series:
+def daily_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC",
+                  periods_per_year: int | None = None) -> pd.Series:
     """Return of each trading day in ``timezone``, from its last equity sample: the daily
     returns the Sharpe and Sortino Ratios and the volatility of :func:`compute_stats`
-    are computed from.
+    are computed from, with the annualisation it applies to them.
 
     Parameters
     ----------
@@ -650,12 +652,16 @@ def daily_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC")
         Equity before the first sample: the first day's return is measured from it.
     timezone : str, default "UTC"
         The backtest's timezone: whose calendar days.
+    periods_per_year : int, optional
+        The backtest's annualisation, when it set one (:func:`periods_per_year_of_returns`).
 
     Returns
     -------
     pd.Series
         Fractional returns named ``"return"``, indexed by each day's last sample (UTC);
-        days without a sample are skipped, not filled.
+        days without a sample are skipped, not filled. ``attrs["periods_per_year"]`` is
+        their annualisation, :func:`compute_stats`'s for the same run: the
+        `tickstep.significance` functions annualise by it.
 
     Examples
     --------
@@ -666,7 +672,32 @@ def daily_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC")
     index = _as_utc(pd.DatetimeIndex(equity.index))
     days = _trading_days(index.asi8, timezone)
     returns = _period_returns(equity.to_numpy(dtype=float), days, float(initial_cash))
-    return pd.Series(returns, index=index[_last_of_period(days)], name="return")
+    daily = pd.Series(returns, index=index[_last_of_period(days)], name="return")
+    daily.attrs["periods_per_year"] = periods_per_year_of_returns(daily, timezone,
+                                                                  periods_per_year)
+    return daily
+
+
+def periods_per_year_of_returns(daily: pd.Series, timezone: str = "UTC",
+                                periods_per_year: int | None = None) -> int:
+    """Daily returns in a year for a run's daily returns (indexed by each trading day's
+    last sample, as :func:`daily_returns` gives them): ``periods_per_year`` when the run
+    set it, else :func:`periods_per_year_of` the run's trading days, the calendar days in
+    its ``timezone`` (a session's last bar may fall on the next day in UTC) -- the
+    annualisation :func:`compute_stats` applied to the same run.
+
+    Examples
+    --------
+    >>> friday_evenings = pd.to_datetime(["2024-01-05 19:59", "2024-01-12 19:59"])
+    >>> ends = friday_evenings.tz_localize("America/New_York").tz_convert("UTC")
+    >>> daily = pd.Series([0.01, 0.02], index=ends)
+    >>> periods_per_year_of_returns(daily, "America/New_York"), periods_per_year_of_returns(daily)
+    (252, 365)
+    """
+    if periods_per_year is not None:
+        return int(periods_per_year)
+    index = _as_utc(pd.DatetimeIndex(daily.index))
+    return periods_per_year_of(_trading_days(index.asi8, timezone))
 
 
 def monthly_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC") -> pd.Series:

@@ -27,11 +27,9 @@ from tickstep.hints import did_you_mean
 from tickstep.metrics import (
     _STAT_TRADE_COLUMNS,
     BenchmarkPrices,
-    _trading_days,
     daily_returns,
     exposed,
     format_stats,
-    periods_per_year_of,
     stats_of_columns,
 )
 from tickstep.significance import bootstrap_stats, deflated_sharpe_ratio, probabilistic_sharpe_ratio
@@ -311,17 +309,16 @@ class DailyReturnsMixin:
     def daily_returns(self) -> pd.Series:
         """The run's daily returns (each trading day's last equity in the run's timezone,
         from the initial cash): those its Sharpe Ratio, Sortino Ratio and volatility are
-        computed from (`tickstep.metrics.daily_returns`)."""
-        return daily_returns(self.equity, self.initial_cash, self._run_options.get("timezone", "UTC"))
+        computed from, ``attrs["periods_per_year"]`` the annualisation `stats` applied
+        (`tickstep.metrics.daily_returns`)."""
+        options = self._run_options
+        return daily_returns(self.equity, self.initial_cash, options.get("timezone", "UTC"),
+                             options.get("periods_per_year"))
 
     def _daily_terms(self) -> dict[str, Any]:
         """The daily returns and the annualisation `stats` used."""
         daily = self.daily_returns()
-        ppy = self._run_options.get("periods_per_year")
-        if ppy is None:  # as `stats` annualised: by the weekdays of the run's trading days
-            ppy = periods_per_year_of(_trading_days(daily.index.asi8,
-                                                    self._run_options.get("timezone", "UTC")))
-        return {"returns": daily.to_numpy(), "periods_per_year": ppy,
+        return {"returns": daily.to_numpy(), "periods_per_year": daily.attrs["periods_per_year"],
                 "risk_free_rate": float(self._run_options.get("risk_free_rate", 0.0))}
 
     def probabilistic_sharpe(self, benchmark: float = 0.0) -> float:

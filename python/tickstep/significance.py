@@ -25,7 +25,11 @@ number instead of the count.
 Conventions here, as `tickstep.metrics.compute_stats`'s: the returns are daily (from
 each trading day's last equity), excess over the daily risk-free rate, their standard
 deviation with ``ddof=1``; annualised figures (benchmarks, the trials' ``Sharpe Ratio``
-column) are divided by ``sqrt(periods_per_year)``. The trials' variance is the sample
+column) are divided by ``sqrt(periods_per_year)``, by default the returns' own: a run's
+daily returns (``result.daily_returns()``, a results table's ``Daily Returns``) carry the
+annualisation its statistics used (``attrs["periods_per_year"]``: 365 for data that trade
+at weekends, as crypto, unless the run set another), other returns are taken as exchange
+days' (252). The trials' variance is the sample
 variance (``ddof=1``) of their finite Sharpe Ratios. `tickstep.Result` has both as methods
 (``result.probabilistic_sharpe()``, ``result.deflated_sharpe(rows)``).
 
@@ -97,7 +101,7 @@ _EULER_GAMMA = 0.5772156649015329
 
 
 def probabilistic_sharpe_ratio(returns: Any, benchmark: float = 0.0, *,
-                               periods_per_year: int = 252,
+                               periods_per_year: int | None = None,
                                risk_free_rate: float = 0.0) -> float:
     """The probability that the true Sharpe Ratio of ``returns`` is above ``benchmark``.
 
@@ -107,9 +111,10 @@ def probabilistic_sharpe_ratio(returns: Any, benchmark: float = 0.0, *,
         Daily returns (fractions), in time order; at least two, none NaN.
     benchmark : float, default 0.0
         The annualised Sharpe Ratio to beat.
-    periods_per_year : int, default 252
+    periods_per_year : int, optional
         Returns in a year (252 for exchange days, 365 for crypto): how ``benchmark`` and
-        ``risk_free_rate`` become daily.
+        ``risk_free_rate`` become daily. By default the returns' own (a run's daily
+        returns carry ``attrs["periods_per_year"]``), else 252.
     risk_free_rate : float, default 0.0
         Annual risk-free rate: the returns' excess over its daily rate is measured.
 
@@ -124,6 +129,7 @@ def probabilistic_sharpe_ratio(returns: Any, benchmark: float = 0.0, *,
     >>> round(probabilistic_sharpe_ratio(daily), 4)
     0.945
     """
+    periods_per_year = _annualisation(periods_per_year, returns)
     daily = _returns(returns, periods_per_year, risk_free_rate)
     if isinstance(benchmark, bool) or not isinstance(benchmark, (int, float)) \
             or not math.isfinite(benchmark):
@@ -162,7 +168,8 @@ def expected_max_sharpe_ratio(trials: Any, *, n_trials: int | None = None) -> fl
 
 
 def deflated_sharpe_ratio(returns: Any, trials: Any, *, n_trials: int | None = None,
-                          periods_per_year: int = 252, risk_free_rate: float = 0.0) -> float:
+                          periods_per_year: int | None = None,
+                          risk_free_rate: float = 0.0) -> float:
     """The probability that the strategy chosen among ``trials`` has a true Sharpe Ratio
     above zero, allowing for the choice: its `probabilistic_sharpe_ratio` against
     `expected_max_sharpe_ratio` of the trials.
@@ -191,7 +198,8 @@ def deflated_sharpe_ratio(returns: Any, trials: Any, *, n_trials: int | None = N
 
 
 def bootstrap_stats(returns: Any, n: int = 1000, *, block: int | None = None,
-                    seed: int = 0, years: float | None = None, periods_per_year: int = 252,
+                    seed: int = 0, years: float | None = None,
+                    periods_per_year: int | None = None,
                     risk_free_rate: float = 0.0) -> pd.DataFrame:
     """The statistics of ``n`` histories drawn from ``returns`` by the stationary
     bootstrap: each history as long as ``returns``, made of blocks of consecutive days
@@ -237,6 +245,7 @@ def bootstrap_stats(returns: Any, n: int = 1000, *, block: int | None = None,
         raise ImportError("the bootstrap needs arch: pip install 'tickstep[bootstrap]'") from None
 
     # The histories draw the returns themselves: the rate is checked here, taken per draw.
+    periods_per_year = _annualisation(periods_per_year, returns)
     daily = _returns(returns, periods_per_year, 0.0)
     _check_rate(risk_free_rate)
     _whole(n, "n", 1, "how many histories to draw")
@@ -298,7 +307,7 @@ class Overfitting:
 
 
 def backtest_overfitting(returns: Any, n_splits: int = 16, *,
-                         periods_per_year: int = 252) -> Overfitting:
+                         periods_per_year: int | None = None) -> Overfitting:
     """The probability that choosing the best of these trials in sample overfits: CSCV
     (see the module notes).
 
@@ -312,8 +321,10 @@ def backtest_overfitting(returns: Any, n_splits: int = 16, *,
     n_splits : int, default 16
         ``S``, the blocks of consecutive days: even, at least 2, with at least two days a
         block. Every ``C(S, S/2)`` way of taking half is a split (12,870 for 16).
-    periods_per_year : int, default 252
-        How the Sharpe Ratios reported are annualised (the ranking does not depend on it).
+    periods_per_year : int, optional
+        How the Sharpe Ratios reported are annualised (the ranking does not depend on
+        it). By default the returns' own: a results table's as its rows' ``Sharpe
+        Ratio``; a DataFrame's ``attrs["periods_per_year"]``; else 252.
 
     Returns
     -------
@@ -330,8 +341,9 @@ def backtest_overfitting(returns: Any, n_splits: int = 16, *,
     """
     import itertools
 
-    matrix, trials = _trial_returns(returns)
-    _check_periods(periods_per_year)
+    frame = _trial_frame(returns)
+    matrix, trials = frame.to_numpy(dtype=float), frame.shape[1]
+    periods_per_year = _annualisation(periods_per_year, frame)
     check_splits(n_splits)
     days = matrix.shape[0]
     if days < 2 * n_splits:
@@ -539,12 +551,6 @@ def _block_sharpe(taken: np.ndarray, count: np.ndarray, sums: np.ndarray,
         return np.where(var > 1e-24, mean / np.sqrt(np.maximum(var, 0.0)), np.nan)
 
 
-def _trial_returns(returns: Any) -> tuple[np.ndarray, int]:
-    """The trials' daily returns as a days x trials matrix, checked."""
-    frame = _trial_frame(returns)
-    return frame.to_numpy(dtype=float), frame.shape[1]
-
-
 def _trial_frame(returns: Any) -> pd.DataFrame:
     """The trials' daily returns, a column each (a results table's: labelled by its
     rows' index, the jobs), checked."""
@@ -562,8 +568,12 @@ def _trial_frame(returns: Any) -> pd.DataFrame:
             if not s.index.equals(index):
                 raise ValueError("returns: the trials' days differ; every trial must have "
                                  "the same days")
+        own = sorted({s.attrs["periods_per_year"] for s in series
+                      if "periods_per_year" in s.attrs})
         returns = pd.DataFrame({job: s.to_numpy() for job, s in zip(ok.index, series)},
                                index=index)
+        if own:  # several: refused by `_annualisation` unless the caller gives one
+            returns.attrs["periods_per_year"] = own[0] if len(own) == 1 else own
     elif isinstance(returns, pd.DataFrame) and ("Sharpe Ratio" in returns.columns):
         raise ValueError(f"returns: a results table without a '{DAILY_RETURNS}' column: run "
                          "optimize (or run_batch) with returns=True")
@@ -649,6 +659,20 @@ def _whole(value: Any, name: str, least: int, what: str) -> None:
     """``value`` is a whole number at least ``least`` (never a bool), else refused by name."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
         raise ConfigError(f"{name}={value!r}: {what}, a whole number >= {least}")
+
+
+def _annualisation(periods_per_year: Any, returns: Any) -> int:
+    """``periods_per_year`` checked; by default the returns' own (``attrs``: a run's daily
+    returns carry the annualisation its statistics used), else 252 (exchange days)."""
+    if periods_per_year is None:
+        own = returns.attrs if isinstance(returns, (pd.Series, pd.DataFrame)) else {}
+        periods_per_year = own.get("periods_per_year", 252)
+        if isinstance(periods_per_year, list):
+            raise ValueError(f"returns: the trials' returns are annualised differently "
+                             f"({', '.join(map(str, periods_per_year))} a year); give "
+                             "periods_per_year=")
+    _check_periods(periods_per_year)
+    return int(periods_per_year)
 
 
 def _check_periods(periods_per_year: Any) -> None:

@@ -415,7 +415,7 @@ def returns_of(eq: dict[str, np.ndarray], market: _core.Market, config: Backtest
     eq = samples_since(eq, inputs["start"].value)
     equity = pd.Series(eq["equity"], index=pd.DatetimeIndex(pd.to_datetime(eq["ts"], utc=True),
                                                             name="time"))  # as Result.equity
-    return daily_returns(equity, config.cash, config.timezone)
+    return daily_returns(equity, config.cash, config.timezone, config.periods_per_year)
 
 
 def stats_inputs(market: _core.Market, config: BacktestConfig) -> dict[str, Any]:

@@ -35,11 +35,18 @@ def batch_rows(db: Any, batch_id: str, symbols: str | None = None) -> pd.DataFra
     ranked them (every group's rows, or the group ``symbols`` names; each group's in its
     own ranked order)."""
     from tickstep.batch.objectives import Objective
+    from tickstep.metrics import periods_per_year_of_returns
     from tickstep.service.rows import runs_frame
 
     batch = db.batch(batch_id)
     runs = db.batch_runs(batch_id, symbols=symbols)
-    frame = runs_frame(runs, db.stat_columns, db.daily_returns([r["run_id"] for r in runs]))
+    returns = db.daily_returns([r["run_id"] for r in runs])
+    # Each run's returns annualised as its statistics were: by the batch's options.
+    options = batch["request"].get("options") or {}
+    for daily in returns.values():
+        daily.attrs["periods_per_year"] = periods_per_year_of_returns(
+            daily, options.get("timezone", "UTC"), options.get("periods_per_year"))
+    frame = runs_frame(runs, db.stat_columns, returns)
     objective = Objective(batch["request"].get("maximize", "Sharpe Ratio"))
     return objective.rank(frame, objective.values_of(frame) if objective.several else None)
 
