@@ -535,3 +535,65 @@ def test_batch_makes_each_groups_reality_check_as_python_does(store, capsys):
         named = [f"(fast={group.loc[j, 'fast']}, slow={group.loc[j, 'slow']})"
                  for j in found.superior]
         assert line.endswith(", ".join(named) if named else "names none")
+
+
+def test_the_reality_check_against_buy_and_hold_as_python_does(store, tmp_path, capsys):
+    # --benchmark buy_and_hold: each group's sets against holding its symbol, run over the
+    # same span and options; a buy_and_hold batch stored with --returns is the same
+    # benchmark for `runs --batch ID --reality-check --benchmark-batch HOLD`.
+    from tickstep.batch import run_batch
+    from tickstep.significance import DAILY_RETURNS, reality_check
+
+    grid = ["-p", "fast=3,5,8,13", "-p", "slow=20,40"]
+    db_path = str(tmp_path / "runs.sqlite")
+    code, printed, err = in_process(capsys, "batch", "sma_cross", "--data", str(store), *grid,
+                                    "--start", "2020-03-01", "-o", "commission=0.001",
+                                    "--reality-check", "--benchmark", "buy_and_hold",
+                                    "--sequential", "--no-cache", "--results", db_path)
+    assert code == 0, err
+    options = dict(cache=False, executor="sequential", on_reject="ignore",
+                   start="2020-03-01", commission=0.001, returns=True)
+    rows = run_batch("sma_cross", str(store), params={"fast": [3, 5, 8, 13], "slow": [20, 40]},
+                     **options)
+    held = run_batch("buy_and_hold", str(store), **options)
+    lines = [line for line in printed.splitlines() if "reality check" in line]
+    assert len(lines) == rows["symbols"].nunique() == 3
+    for line in lines:
+        label = line.split(":")[0]
+        benchmark = held[held["symbols"] == label][DAILY_RETURNS].iloc[0]
+        found = reality_check(rows[rows["symbols"] == label], benchmark)
+        assert f"reality check p-value {found.pvalue:.3f} that no set beats buy_and_hold " \
+               f"({found.trials} sets, {found.days} days" in line
+    code, _, err = in_process(capsys, "batch", "buy_and_hold", "--data", str(store),
+                              "--start", "2020-03-01", "-o", "commission=0.001", "--returns",
+                              "--sequential", "--no-cache", "--results", db_path)
+    assert code == 0, err
+    code, out, _ = in_process(capsys, "runs", "--results", db_path, "--batches", "--json")
+    hold, judged = [b["batch_id"] for b in json.loads(out)]  # newest first
+    code, again, err = in_process(capsys, "runs", "--results", db_path, "--batch", judged,
+                                  "--reality-check", "--benchmark-batch", hold)
+    assert code == 0, err
+    assert [line.replace(f"buy_and_hold (batch {hold})", "buy_and_hold")
+            for line in again.splitlines() if "reality check" in line] == lines
+    # Refused by name: a benchmark without the check; --returns without --results; an
+    # unknown strategy or batch; a benchmark batch that kept no returns.
+    for args, words in ((["batch", "sma_cross", "--data", str(store), "--benchmark",
+                          "buy_and_hold"], "--benchmark is what --reality-check's sets"),
+                        (["batch", "sma_cross", "--data", str(store), "--returns"],
+                         "--returns stores the runs' daily returns with --results DB"),
+                        (["batch", "sma_cross", "--data", str(store), "--reality-check",
+                          "--benchmark", "buy_and_holt"], "--benchmark: no strategy named 'buy_and_holt'"),
+                        (["runs", "--results", db_path, "--batch", judged, "--reality-check",
+                          "--benchmark-batch", "nope"], "--benchmark-batch 'nope': no such"),
+                        (["runs", "--results", db_path, "--batch", judged,
+                          "--benchmark-batch", hold], "--benchmark-batch is what")):
+        code, _, err = in_process(capsys, *args)
+        assert code == 2 and words in err, err
+    code, _, err = in_process(capsys, "batch", "buy_and_hold", "--data", str(store),
+                              "--sequential", "--no-cache", "--results", db_path)
+    assert code == 0, err
+    code, out, _ = in_process(capsys, "runs", "--results", db_path, "--batches", "--json")
+    bare = json.loads(out)[0]["batch_id"]
+    code, _, err = in_process(capsys, "runs", "--results", db_path, "--batch", judged,
+                              "--reality-check", "--benchmark-batch", bare)
+    assert code == 2 and f"--benchmark-batch {bare!r} kept no daily returns" in err, err

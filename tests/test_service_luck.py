@@ -161,6 +161,59 @@ def test_the_reality_check_is_the_functions_on_the_same_rows(client, batch, refe
                for r in runs)
 
 
+def test_the_reality_check_against_a_buy_and_hold_batch_is_the_functions(client, batch,
+                                                                         reference, store):
+    # Does any set beat holding each group's symbols? The group's run in a buy_and_hold
+    # batch of the same symbols is its benchmark, as its Python run's returns are.
+    body = {"strategy": "buy_and_hold", "symbols": SYMBOLS, "returns": True, "cache": False}
+    hold = client.post("/batches", json=body).json()["batch_id"]
+    assert wait_done(client, hold)["status"] == "done"
+    held = run_batch("buy_and_hold", str(store), symbols=SYMBOLS, returns=True, cache=False,
+                     executor="sequential")
+    got = client.get(f"/batches/{batch}/reality-check",
+                     params={"benchmark_batch": hold, "reps": 300, "seed": 2}).json()
+    assert [g["symbols"] for g in got["groups"]] == SYMBOLS
+    for entry in got["groups"]:
+        label = entry["symbols"]
+        benchmark = held[held["symbols"] == label][DAILY_RETURNS].iloc[0]
+        found = reality_check(_group(reference, label), benchmark, reps=300, seed=2)
+        assert entry["pvalue"] == found.pvalue and entry["pvalues"] == found.pvalues
+        assert [s["job"] for s in entry["superior"]] == [int(j) for j in found.superior]
+        # Holding is not cash: the answers differ from those against a daily return of 0.
+        cash = reality_check(_group(reference, label), 0.0, reps=300, seed=2)
+        assert found.pvalues != cash.pvalues
+    # A benchmark batch without one run of a group, or over other days, is that group's
+    # entry; the other groups are judged.
+    one = client.post("/batches", json={**body, "symbols": ["TEW"]}).json()["batch_id"]
+    later = client.post("/batches", json={**body, "start": "2021-01-01"}).json()["batch_id"]
+    for other in (one, later):
+        assert wait_done(client, other)["status"] == "done"
+    got = client.get(f"/batches/{batch}/reality-check",
+                     params={"benchmark_batch": one, "reps": 50}).json()["groups"]
+    assert got[0]["error"] == (f"not made: benchmark_batch {one} has 0 runs of BARP that ran; "
+                               "a benchmark is one run of the group's symbols")
+    assert "pvalue" in got[1]
+    grid = client.get(f"/batches/{hold}/reality-check",
+                      params={"benchmark_batch": batch, "reps": 50}).json()["groups"]
+    assert all("has 15 runs of" in g["error"] for g in grid)
+    got = client.get(f"/batches/{batch}/reality-check",
+                     params={"benchmark_batch": later, "reps": 50}).json()["groups"]
+    assert all("other days" in g["error"] and "a run over the same span" in g["error"]
+               for g in got), got
+    # Refused by name: with a benchmark too, unknown, not kept with returns.
+    both = client.get(f"/batches/{batch}/reality-check",
+                      params={"benchmark_batch": hold, "benchmark": 0.0})
+    assert both.status_code == 422
+    assert both.json()["detail"][0]["loc"] == ["query", "benchmark_batch"]
+    unknown = client.get(f"/batches/{batch}/reality-check", params={"benchmark_batch": "nope"})
+    assert unknown.status_code == 422 and "benchmark_batch: no batch 'nope'" in unknown.text
+    bare = client.post("/batches", json={**body, "returns": False}).json()["batch_id"]
+    assert wait_done(client, bare)["status"] == "done"
+    refused = client.get(f"/batches/{batch}/reality-check", params={"benchmark_batch": bare})
+    assert refused.status_code == 409
+    assert refused.json()["detail"].startswith(f"benchmark_batch: batch {bare} kept no daily")
+
+
 def test_the_batch_report_is_the_optimisation_report_of_its_rows(client, batch, reference,
                                                                   tmp_path):
     from tickstep.report import write_optimization_report

@@ -18,6 +18,7 @@ import pytest
 import tickstep
 from tickstep import FixedSize, RiskPerTrade, strategies
 from tickstep.strategies import (
+    BuyAndHold,
     Fakeout,
     RangeBreakout,
     RankedPortfolio,
@@ -139,7 +140,9 @@ RANGE_CASES = [
 
 def test_registry_lists_and_loads_the_builtins():
     names = strategies.available()
-    assert {"fakeout", "true_breakout", "rsi_mean_reversion", "sma_cross", "ranked_portfolio"} <= set(names)
+    assert {"fakeout", "true_breakout", "rsi_mean_reversion", "sma_cross", "ranked_portfolio",
+            "buy_and_hold"} <= set(names)
+    assert strategies.load("buy_and_hold") is BuyAndHold
     assert strategies.load("fakeout") is Fakeout
     assert strategies.load("True-Breakout") is TrueBreakout
     assert strategies.load(" RSI_mean_reversion ") is RsiMeanReversion
@@ -150,7 +153,7 @@ def test_registry_lists_and_loads_the_builtins():
 def test_registry_unknown_name_suggests_the_closest():
     with pytest.raises(strategies.UnknownStrategyError, match="did you mean 'sma_cross'"):
         strategies.load("sma_crosss")
-    with pytest.raises(LookupError, match="available: fakeout, "):
+    with pytest.raises(LookupError, match="available: buy_and_hold, fakeout, "):
         strategies.load("zzz")
 
 
@@ -649,3 +652,66 @@ def test_ranked_portfolio_sizes_by_risk_and_stops_by_time(daily_bars):
         price = closes[order.symbol].loc[order.placed_time]
         expected = min(0.005 * equity / (price - order.sl), 0.95 / 4 * equity / price)
         assert order["size"] == pytest.approx(expected, rel=1e-12)
+
+
+# ---- BuyAndHold: the benchmark, through the same broker ------------------------------------
+
+
+def _hold_market() -> dict[str, pd.DataFrame]:
+    """AAA from Jan 1; BBB's data start on Jan 3."""
+    return {
+        "AAA": frame([(99, 101, 98, 100), (102, 103, 101, 102.5), (103, 105, 102, 104),
+                      (104, 106, 103, 105), (106, 108, 105, 107)]),
+        "BBB": frame([(49, 51, 48, 50), (51, 53, 50, 52), (53, 54, 52, 53.5)],
+                     start="2024-01-03"),
+    }
+
+
+@pytest.mark.parametrize("names", [("AAA", "BBB"), ("ZZZ", "AAB")])
+def test_buy_and_hold_buys_each_symbol_once_at_its_first_bar_by_hand(names):
+    market = dict(zip(names, _hold_market().values()))
+    first, second = names
+    result = tickstep.Backtest(market, BuyAndHold, cash=100_000, commission=0.001).run(
+        fraction=0.5)
+    # Jan 1: the first symbol's target is a quarter (0.5 / 2 symbols) of 100,000 at the
+    # close of 100: 250 units, bought at Jan 2's open of 102 with 0.1% commission.
+    units_a = 0.25 * 100_000 / 100
+    cash = 100_000 - units_a * 102 * 1.001
+    # Jan 3: the second symbol's first bar; equity marks the first at 104.
+    units_b = 0.25 * (cash + units_a * 104) / 50
+    cash -= units_b * 51 * 1.001  # bought at Jan 4's open of 51
+    fills = result.fills
+    assert fills["symbol"].tolist() == [first, second]
+    assert fills["side"].tolist() == ["buy", "buy"]
+    np.testing.assert_allclose(fills["size"], [units_a, units_b], rtol=1e-12)
+    np.testing.assert_allclose(fills["price"], [102.0, 51.0])
+    assert fills["time"].tolist() == [pd.Timestamp("2024-01-02", tz="UTC"),
+                                      pd.Timestamp("2024-01-04", tz="UTC")]
+    # Held to the end, never sold, marked at the last closes.
+    final = cash + units_a * 107 + units_b * 53.5
+    assert result.equity.iloc[-1] == pytest.approx(final, rel=1e-12)
+    assert result.stats["Return [%]"] == pytest.approx((final / 100_000 - 1) * 100, rel=1e-12)
+    assert len(result.orders) == 2 and result.stats["# Trades"] == 0
+
+
+def test_buy_and_hold_is_the_frictionless_basket_without_costs_or_gaps():
+    # Symbols that start together, all of equity, no commission, filled at the close it
+    # was decided on: the run is the results row's Buy & Hold, day by day.
+    aaa = _hold_market()["AAA"]
+    bbb = frame([(49, 51, 48, 50), (51, 53, 50, 52), (53, 54, 52, 53.5), (53, 55, 52, 54),
+                 (54, 55, 50, 51)])
+    market = {"AAA": aaa, "BBB": bbb}
+    result = tickstep.Backtest(market, BuyAndHold, cash=100_000, trade_on_close=True).run(
+        fraction=1.0)
+    assert result.fills["price"].tolist() == [100.0, 50.0]
+    assert result.stats["Return [%]"] == pytest.approx(result.stats["Buy & Hold Return [%]"],
+                                                       rel=1e-12)
+    basket = (aaa["close"] / 100 + bbb["close"] / 50) / 2  # each half of the cash
+    np.testing.assert_allclose(result.daily_returns(), basket.pct_change().fillna(0.0),
+                               rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("fraction", [0, -0.5, math.inf, math.nan])
+def test_buy_and_hold_refuses_a_fraction_not_above_zero(fraction):
+    with pytest.raises(ValueError, match=r"need fraction > 0 \(the share of equity invested\)"):
+        tickstep.Backtest(_hold_market(), BuyAndHold, cash=100_000).run(fraction=fraction)

@@ -179,10 +179,18 @@ def _probabilistic_sharpe(result: Any) -> float | None:
                    "any set beats holding cash once all were tried (Hansen's SPA p-value, "
                    "1,000 draws, seed 0) and the sets StepM names: "
                    "tickstep.significance.reality_check.")
+@click.option("--benchmark", "benchmark", metavar="STRATEGY",
+              help="With --reality-check: what the sets must beat instead of cash, STRATEGY "
+                   "with its defaults run on each group's symbols over the same span and "
+                   "options (buy_and_hold: holding them).")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="Write every row to a .parquet, .csv or .json file.")
 @click.option("--results", metavar="DB",
               help="Also store every run in this database (SQLite file or postgresql:// URL).")
+@click.option("--returns", "keep_returns", is_flag=True,
+              help="With --results: store each run's daily returns too (as --overfitting and "
+                   "--reality-check do), to judge the batch later or beat it "
+                   "(`tickstep runs --batch ID --reality-check [--benchmark-batch ID]`).")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the results cache.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
@@ -191,7 +199,8 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
           random_state: int, method: str, round_size: int | None, portfolio: bool,
           sequential: bool,
           workers: int | None, maximize: tuple[str, ...], top: int, splits: int | None,
-          reality: bool, out: str | None, results: str | None, no_cache: bool, progress: bool | None) -> int:
+          reality: bool, benchmark: str | None, out: str | None, results: str | None,
+          keep_returns: bool, no_cache: bool, progress: bool | None) -> int:
     """Backtest STRATEGY over symbols x a parameter grid, in parallel, cached. STRATEGY
     as for `tickstep run`; a SignalStrategy's grid runs in one native call on all cores.
 
@@ -217,20 +226,38 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
     objectives = _objectives(maximize)
     if splits is not None:
         _check_splits(splits)  # refused before anything runs
+    if benchmark is not None and not reality:
+        raise UsageError("--benchmark is what --reality-check's sets must beat: give both")
+    if keep_returns and not results:
+        raise UsageError("--returns stores the runs' daily returns with --results DB: give both")
+    kept = splits is not None or reality or keep_returns
+    held = None
+    if benchmark is not None:
+        try:
+            held = _strategy(benchmark)[1]
+        except UsageError as exc:
+            raise UsageError(f"--benchmark: {exc.message}") from None
     rows = run_batch(
         handed, data, params=grid or None, max_tries=tries, random_state=random_state,
         method=method, round_size=round_size, symbols=parse_symbols(symbols),
         portfolio=portfolio,
         maximize=objectives, executor="sequential" if sequential else None, max_workers=workers,
         cache=not no_cache, progress=progress, start=start, end=end,
-        returns=splits is not None or reality, **engine,
+        returns=kept, **engine,
     )
     info = rows.attrs.get("batch", {})
     if splits is not None:
         _print_overfitting(rows, splits)
     if reality:
-        _print_reality_check(rows, list(grid))
-    kept = splits is not None or reality
+        against = None
+        if held is not None:
+            against = run_batch(
+                held, data, symbols=parse_symbols(symbols), portfolio=portfolio,
+                executor="sequential" if sequential else None, max_workers=workers,
+                cache=not no_cache, progress=False, start=start, end=end, returns=True,
+                **engine)
+        _print_reality_check(rows, list(grid), against, f"--benchmark {benchmark}",
+                             benchmark or "cash")
     if out:
         from tickstep.significance import DAILY_RETURNS
 
@@ -309,23 +336,28 @@ def _print_overfitting(rows: Any, splits: int) -> None:
             f"{found.loss_probability:.0%} of splits")
 
 
-def _print_reality_check(rows: Any, parameters: list[str]) -> None:
-    """Each symbol group's reality check against cash, a line each (to stdout, before the
-    rows): the SPA p-value and the sets StepM names (by their parameters); a group that
-    cannot be tested says why."""
+def _print_reality_check(rows: Any, parameters: list[str], against: Any = None,
+                         source: str = "", beaten: str = "cash") -> None:
+    """Each symbol group's reality check, a line each (to stdout, before the rows): the
+    SPA p-value and the sets StepM names (by their parameters); a group that cannot be
+    tested says why. Against cash, or each group's run among the rows ``against`` (with
+    their returns; ``source`` names them in a refusal, ``beaten`` in the line)."""
+    from tickstep.service.luck import group_benchmark
     from tickstep.significance import reality_check
 
     for label in dict.fromkeys(rows["symbols"]):
         group = rows[(rows["symbols"] == label) & (rows["status"] == "ok")]
         try:
-            found = reality_check(group)
+            base = 0.0 if against is None or group.empty else group_benchmark(
+                against[against["status"] == "ok"], group, source)
+            found = reality_check(group, base)
         except ValueError as exc:
             click.echo(f"{label}: reality check not made: {exc}")
             continue
         named = ["(" + ", ".join(f"{p}={group.loc[job, p]}" for p in parameters) + ")"
                  for job in found.superior]
         click.echo(
-            f"{label}: reality check p-value {found.pvalue:.3f} that no set beats cash "
+            f"{label}: reality check p-value {found.pvalue:.3f} that no set beats {beaten} "
             f"({found.trials} sets, {found.days} days, Hansen's SPA); StepM at 5% names "
             + (", ".join(named) if named else "none"))
 
@@ -484,6 +516,10 @@ def _write_rows(rows: Any, path: Path) -> None:
 @click.option("--reality-check", "reality", is_flag=True,
               help="With --batch (one that kept its runs' daily returns): print each symbol "
                    "group's reality check against cash, as `tickstep batch --reality-check`.")
+@click.option("--benchmark-batch", "benchmark_batch", metavar="ID",
+              help="With --reality-check: what the sets must beat instead of cash, the run "
+                   "of each group's symbols in the stored batch ID (e.g. a buy_and_hold "
+                   "batch of the same symbols and span that kept its returns).")
 @click.option("--batches", "list_batches", is_flag=True,
               help="One row per stored batch, newest first (with --strategy, --since, --top): "
                    "its id (for --batch), strategy, status, jobs, failed runs, whether it "
@@ -491,7 +527,8 @@ def _write_rows(rows: Any, path: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def runs(results: str | None, data: str | None, strategy: str | None, batch_id: str | None,
          since: str | None, order_by: str | None, top: int, per_strategy: bool,
-         splits: int | None, reality: bool, list_batches: bool, as_json: bool) -> int:
+         splits: int | None, reality: bool, benchmark_batch: str | None, list_batches: bool,
+         as_json: bool) -> int:
     """Query stored runs (from `tickstep batch --results` and the service).
 
     \b
@@ -523,6 +560,9 @@ def runs(results: str | None, data: str | None, strategy: str | None, batch_id: 
                          "only")
     if splits is not None:
         _check_splits(splits)
+    if benchmark_batch is not None and not reality:
+        raise UsageError("--benchmark-batch is what --reality-check's sets must beat: give "
+                         "both")
     from sqlalchemy.exc import DatabaseError
 
     try:
@@ -531,7 +571,7 @@ def runs(results: str | None, data: str | None, strategy: str | None, batch_id: 
         raise UsageError(f"--results {target!r} is not a runs database ({exc.orig})") from None
     try:
         if judging:
-            _judge_stored(db, str(batch_id), splits, reality)
+            _judge_stored(db, str(batch_id), splits, reality, benchmark_batch)
         try:
             if list_batches:
                 found = _stored_batches(db, strategy, when, top)
@@ -579,27 +619,40 @@ def _stored_batches(db: Any, strategy: str | None, since: Any, top: int) -> list
             for b in stored]
 
 
-def _judge_stored(db: Any, batch_id: str, splits: int | None, reality: bool) -> None:
+def _judge_stored(db: Any, batch_id: str, splits: int | None, reality: bool,
+                  benchmark_batch: str | None = None) -> None:
     """A stored batch's luck, printed as `batch` prints a batch's it just ran: its rows
     read back with their daily returns (`tickstep.service.luck.batch_rows`)."""
     from tickstep.report.pareto import parameter_columns
+
+    rows = _stored_rows(db, batch_id, "--batch")
+    against, beaten = None, "cash"
+    if benchmark_batch is not None:
+        against = _stored_rows(db, benchmark_batch, "--benchmark-batch")
+        beaten = f"{db.batch(benchmark_batch)['strategy']} (batch {benchmark_batch})"
+    if splits is not None:
+        _print_overfitting(rows, splits)
+    if reality:
+        _print_reality_check(rows, parameter_columns(rows), against,
+                             f"--benchmark-batch {benchmark_batch}", beaten)
+
+
+def _stored_rows(db: Any, batch_id: str, option: str) -> Any:
+    """A stored batch's rows with their daily returns, if it is done and kept them; else
+    refused naming ``option``."""
     from tickstep.service.luck import batch_rows
 
     stored = db.batch(batch_id)
     if stored is None:
-        raise UsageError(f"--batch {batch_id!r}: no such batch in the runs database")
+        raise UsageError(f"{option} {batch_id!r}: no such batch in the runs database")
     if not stored["request"].get("returns"):
-        raise UsageError(f"--batch {batch_id!r} kept no daily returns: run it again with "
+        raise UsageError(f"{option} {batch_id!r} kept no daily returns: run it again with "
                          "--overfitting or --reality-check (or over HTTP with \"returns\": "
                          "true) and --results")
     if stored["status"] != "done":
-        raise UsageError(f"--batch {batch_id!r} is {stored['status']}: a choice is judged "
+        raise UsageError(f"{option} {batch_id!r} is {stored['status']}: a choice is judged "
                          "among all its sets, when it is done")
-    rows = batch_rows(db, batch_id)
-    if splits is not None:
-        _print_overfitting(rows, splits)
-    if reality:
-        _print_reality_check(rows, parameter_columns(rows))
+    return batch_rows(db, batch_id)
 
 
 def _max_tries(text: str | None) -> int | float | None:

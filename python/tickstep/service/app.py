@@ -482,6 +482,17 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                                 "choice is judged among all its sets, when it is done")
         return batch
 
+    def benchmark_batch_or_refused(batch_id: str) -> None:
+        """A reality check's ``benchmark_batch``: a batch done with its returns, else
+        refused naming the option (unknown: 422; not judgeable yet: 409, as its own)."""
+        try:
+            done_with_returns_or_409(batch_id)
+        except HTTPException as exc:
+            if exc.status_code == 404:
+                raise Problem(("query", "benchmark_batch"),
+                              f"benchmark_batch: {exc.detail}") from None
+            raise HTTPException(exc.status_code, f"benchmark_batch: {exc.detail}") from None
+
     async def judged(batch_id: str, symbols: str | None, judge: Any,
                      **options: Any) -> dict[str, Any]:
         """A judging request's answer: ``judge`` (of `tickstep.service.luck`) of a batch
@@ -513,9 +524,15 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.get("/batches/{batch_id}/reality-check", tags=["batches"])
     async def reality(batch_id: str, symbols: str | None = None,
-                      benchmark: float = Query(0.0, description="The daily return a set "
-                                               "must beat: 0 is cash; a daily risk-free "
-                                               "rate."),
+                      benchmark: float | None = Query(None, description="The daily return "
+                                                      "a set must beat: 0 (the default) is "
+                                                      "cash; a daily risk-free rate."),
+                      benchmark_batch: str | None = Query(None, description="Or a batch "
+                                                          "whose run of each group's "
+                                                          "symbols a set must beat (a "
+                                                          "buy_and_hold batch of the same "
+                                                          "symbols and span, done with "
+                                                          "\"returns\": true)."),
                       reps: int = Query(1000, description="The bootstrap's draws."),
                       block: int | None = Query(None, description="The stationary "
                                                 "bootstrap's mean block length in days "
@@ -524,14 +541,22 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                                           "rate, in (0, 1)."),
                       seed: int = Query(0, description="The draws' seed: the same one, the "
                                         "same p-values.")) -> dict[str, Any]:
-        """Each symbol group's reality check: does any set beat ``benchmark``, allowing for
-        all of them having been tried (Hansen's SPA p-values), and which do (Romano and
-        Wolf's StepM at ``size``); `tickstep.significance.reality_check`. Needs a batch
-        done with ``"returns": true``."""
+        """Each symbol group's reality check: does any set beat ``benchmark`` (or the
+        group's run in ``benchmark_batch``), allowing for all of them having been tried
+        (Hansen's SPA p-values), and which do (Romano and Wolf's StepM at ``size``);
+        `tickstep.significance.reality_check`. Needs a batch done with ``"returns":
+        true``."""
         from tickstep.service.luck import batch_reality_check
 
-        check_judging(reps=reps, benchmark=benchmark, block=block, size=size, seed=seed)
-        return await judged(batch_id, symbols, batch_reality_check, benchmark=benchmark,
+        if benchmark is not None and benchmark_batch is not None:
+            raise Problem(("query", "benchmark_batch"), "benchmark_batch with benchmark: "
+                          "one benchmark, a daily return or a batch's runs")
+        check_judging(reps=reps, benchmark=benchmark or 0.0, block=block, size=size,
+                      seed=seed)
+        if benchmark_batch is not None:
+            await anyio.to_thread.run_sync(benchmark_batch_or_refused, benchmark_batch)
+        return await judged(batch_id, symbols, batch_reality_check,
+                            benchmark=benchmark or 0.0, benchmark_batch=benchmark_batch,
                             reps=reps, block=block, size=size, seed=seed)
 
     @app.delete("/batches/{batch_id}", response_model=BatchStatus, tags=["batches"])

@@ -25,7 +25,8 @@ import pandas as pd
 from tickstep.service.rows import jsonable
 from tickstep.significance import DAILY_RETURNS
 
-__all__ = ["batch_overfitting", "batch_reality_check", "batch_rows", "optimization_report"]
+__all__ = ["batch_overfitting", "batch_reality_check", "batch_rows", "group_benchmark",
+           "optimization_report"]
 
 _NONE_RAN = "none of its runs ran to the end (every row's status is an error)"
 
@@ -87,15 +88,21 @@ def batch_overfitting(url: str, batch_id: str, n_splits: int, symbols: str | Non
 
 def batch_reality_check(url: str, batch_id: str, *, benchmark: float, reps: int,
                         block: int | None, size: float, seed: int,
-                        symbols: str | None = None) -> list[dict[str, Any]]:
+                        symbols: str | None = None,
+                        benchmark_batch: str | None = None) -> list[dict[str, Any]]:
     """Each symbol group's reality check (`tickstep.significance.reality_check` against a
-    daily return ``benchmark``), as JSON values: the p-values, and the sets StepM names
-    (their job, run id and parameters, in the batch's order)."""
+    daily return ``benchmark``, or against the daily returns of the run of the group's
+    symbols in ``benchmark_batch``), as JSON values: the p-values, and the sets StepM
+    names (their job, run id and parameters, in the batch's order)."""
     from tickstep.report.pareto import parameter_columns
     from tickstep.significance import reality_check
 
+    against = None if benchmark_batch is None else _benchmark_runs(url, benchmark_batch)
+
     def judge(group: pd.DataFrame) -> dict[str, Any]:
-        found = reality_check(group, benchmark, reps=reps, block=block, size=size, seed=seed)
+        base = benchmark if against is None else group_benchmark(
+            against, group, f"benchmark_batch {benchmark_batch}")
+        found = reality_check(group, base, reps=reps, block=block, size=size, seed=seed)
         return dict(
             pvalue=found.pvalue, pvalues=found.pvalues, size=found.size,
             trials=found.trials, days=found.days, block=found.block, reps=found.reps,
@@ -107,6 +114,31 @@ def batch_reality_check(url: str, batch_id: str, *, benchmark: float, reps: int,
     rows, _ = _read(url, batch_id, symbols)
     names = parameter_columns(rows)
     return _each_group(rows, symbols, "not made", judge)
+
+
+def _benchmark_runs(url: str, batch_id: str) -> pd.DataFrame:
+    """The runs of a benchmark batch that ran, with their daily returns."""
+    rows, _ = _read(url, batch_id, None)
+    return rows[rows["status"] == "ok"]
+
+
+def group_benchmark(runs: pd.DataFrame, group: pd.DataFrame, source: str) -> pd.Series:
+    """What a symbol group's sets must beat in a reality check against other runs: the
+    daily returns of the one run of the group's symbols among ``runs`` (rows with their
+    returns, those that ran; named ``source`` in messages), on the group's days; else a
+    ValueError saying why (the group's entry, the others still judged)."""
+    label = group["symbols"].iloc[0]
+    mine = runs[runs["symbols"] == label]
+    if len(mine) != 1:
+        raise ValueError(f"{source} has {len(mine)} runs of {label} that ran; a benchmark is "
+                         "one run of the group's symbols")
+    daily = mine[DAILY_RETURNS].iloc[0]
+    days = group[DAILY_RETURNS].iloc[0].index
+    if not daily.index.equals(days):
+        raise ValueError(f"the run of {label} in {source} has other days ({len(daily)}, "
+                         f"from {daily.index[0]:%Y-%m-%d}) than the sets' ({len(days)}, from "
+                         f"{days[0]:%Y-%m-%d}): a run over the same span")
+    return pd.Series(daily.to_numpy(), index=days)
 
 
 def optimization_report(url: str, batch_id: str, path: str, **options: Any) -> str:

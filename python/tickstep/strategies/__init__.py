@@ -17,7 +17,7 @@ Examples
 >>> strategies.load("sma_cross").__name__
 'SmaCross'
 >>> sorted(strategies.available())[:2]
-['fakeout', 'ranked_portfolio']
+['buy_and_hold', 'fakeout']
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ from importlib.metadata import EntryPoint, entry_points
 from tickstep._core import TickstepError
 from tickstep.hints import did_you_mean
 from tickstep.strategies.breakout import Fakeout, RangeBreakout, RangeSetup, TrueBreakout
-from tickstep.strategies.classic import RsiMeanReversion, SmaCross
+from tickstep.strategies.classic import BuyAndHold, RsiMeanReversion, SmaCross
 from tickstep.strategies.portfolio import RankedPortfolio
 from tickstep.strategy import Strategy
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "BuyAndHold",
     "Fakeout",
     "RangeBreakout",
     "RangeSetup",

@@ -1,5 +1,5 @@
 """Two textbook single-symbol strategies, run on every symbol: :class:`SmaCross` and
-:class:`RsiMeanReversion`.
+:class:`RsiMeanReversion`; and :class:`BuyAndHold`, the benchmark they have to beat.
 
 Signals are computed on a bar's close and orders fill at the symbol's next bar (its open,
 or its close with ``trade_on_close``); sizes come from the backtest's sizer.
@@ -11,7 +11,7 @@ import math
 
 from tickstep.strategy import Strategy
 
-__all__ = ["RsiMeanReversion", "SmaCross"]
+__all__ = ["BuyAndHold", "RsiMeanReversion", "SmaCross"]
 
 
 class SmaCross(Strategy):
@@ -123,3 +123,54 @@ class RsiMeanReversion(Strategy):
             symbol
         ):
             self.close(symbol)
+
+
+class BuyAndHold(Strategy):
+    """Each symbol bought at its first bar and held to the end: the benchmark a timing
+    strategy has to beat, run through the same broker as the strategy.
+
+    At each symbol's first bar a market order targets ``fraction`` of equity split
+    equally among the run's symbols (``fraction / N`` of equity, marked to market at that
+    bar's close; `Strategy.order_target`), filled like any market order (at the next bar's
+    open; at that close with ``trade_on_close``) with the backtest's commission and
+    slippage; the backtest's sizer is not asked. A symbol whose data start later is bought at its own
+    first bar, from the equity of then. Nothing is rebalanced or sold (a delisting closes
+    a position as for any strategy); the positions are open at the end, marked at the
+    last closes.
+
+    A results row's ``Buy & Hold Return [%]`` is the frictionless basket (each symbol's
+    first to last close, equal weights: this strategy's return with ``fraction=1``,
+    ``trade_on_close=True``, no costs, and symbols that start together); a run of this
+    strategy pays what a trader pays,
+    and its daily returns can be the benchmark of a reality check:
+    ``reality_check(rows, benchmark=bt.run().daily_returns())`` with ``bt`` this strategy
+    on the rows' data (`tickstep.significance.reality_check`).
+
+    Parameters
+    ----------
+    fraction : float, default 0.98
+        The share of equity invested, > 0 (above 1 needs ``leverage``); the rest is left
+        for the gap to the next open and the commission.
+
+    Examples
+    --------
+    >>> import tickstep
+    >>> bt = tickstep.Backtest(tickstep.data.example_daily(), BuyAndHold, cash=100_000)
+    >>> result = bt.run()
+    >>> len(result.fills) == len(result.positions) == len(result.symbols)
+    True
+    """
+
+    fraction = 0.98
+
+    def init(self) -> None:
+        if not (self.fraction > 0 and math.isfinite(self.fraction)):
+            raise ValueError(f"need fraction > 0 (the share of equity invested), got "
+                             f"{self.fraction!r}")
+        self._share = self.fraction / len(self.symbols)
+        self._bought: set[str] = set()
+
+    def next(self, symbol: str) -> None:
+        if symbol not in self._bought:
+            self._bought.add(symbol)
+            self.order_target(symbol, percent=self._share)
