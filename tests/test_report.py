@@ -195,7 +195,7 @@ def test_plot_draws_every_part():
     fig = r.plot(symbols=["BYN", "XEL"])
     assert isinstance(fig, go.Figure)
     names = [t.name for t in fig.data]
-    assert names[:5] == ["equity", "peak", "drawdown [%]", "exposure [%]", "BYN"]
+    assert names[:6] == ["equity", "peak", "buy & hold", "drawdown [%]", "exposure [%]", "BYN"]
     assert "XEL" in names
     assert [t.type for t in fig.data][-2:] == ["heatmap", "bar"]
     # The time rows zoom together; every fill of the drawn symbols is marked.
@@ -219,7 +219,7 @@ def test_plot_downsamples_long_lines():
     assert len(r.equity) > 1500
     fig = r.plot(max_points=300)
     lines = [t for t in fig.data if t.type == "scatter" and t.mode is None]
-    assert len(lines) == 4 + 2  # equity, peak, drawdown, exposure, two price lines
+    assert len(lines) == 5 + 2  # equity, peak, buy & hold, drawdown, exposure, two prices
     for trace in lines:
         assert 3 <= len(trace.x) <= 302
 
@@ -661,7 +661,7 @@ def test_backtest_plot_takes_backtesting_pys_pane_options():
     symbol = result.symbols[0]
     full = _traces(bt.plot(symbols=[symbol]))
     bare = _traces(bt.plot(symbols=[symbol], plot_equity=False, plot_drawdown=False, plot_trades=False))
-    account = {"equity", "peak", "drawdown [%]", "exposure [%]"}
+    account = {"equity", "peak", "buy & hold", "drawdown [%]", "exposure [%]"}
     marks = {name for name in full if name.startswith(f"{symbol} ")}
     assert account <= set(full) and marks
     assert set(bare) == set(full) - account - marks - {None}

@@ -709,6 +709,34 @@ def test_buy_and_hold_is_the_frictionless_basket_without_costs_or_gaps():
     basket = (aaa["close"] / 100 + bbb["close"] / 50) / 2  # each half of the cash
     np.testing.assert_allclose(result.daily_returns(), basket.pct_change().fillna(0.0),
                                rtol=1e-12, atol=1e-15)
+    # ... and the results' basket (`Result.buy_and_hold`, what the plot draws) is its equity.
+    np.testing.assert_allclose(result.buy_and_hold(), result.equity, rtol=1e-12)
+
+
+@pytest.mark.parametrize("names", [("AAA", "BBB", "CCC"), ("ZZZ", "MMM", "AAA")])
+def test_a_results_buy_and_hold_basket_is_the_statistics_by_hand(names):
+    # Three symbols: one from Jan 1 to the end, one from Jan 3, one whose data end on
+    # Jan 3. A third of the cash in each from its first close; a share waits in cash
+    # until its symbol's first bar and keeps the last close after its last.
+    aaa = _hold_market()["AAA"]
+    bbb = _hold_market()["BBB"]
+    ccc = frame([(20, 21, 19, 20), (21, 22, 20, 21.5), (21, 23, 21, 22.5)])
+    market = dict(zip(names, (aaa, bbb, ccc)))
+    result = tickstep.Backtest(market, SmaCross, cash=90_000).run(fast=1, slow=2)
+    days = aaa.index
+    growth_a = aaa["close"] / 100
+    growth_b = (bbb["close"] / 50).reindex(days).fillna(1.0)
+    growth_c = (ccc["close"] / 20).reindex(days).ffill()
+    by_hand = 90_000 * (growth_a + growth_b + growth_c) / 3
+    basket = result.buy_and_hold()
+    assert basket.index.equals(result.equity.index) and basket.name == "buy & hold"
+    np.testing.assert_allclose(basket, by_hand.reindex(result.equity.index), rtol=1e-12)
+    assert basket.iloc[-1] == pytest.approx(
+        90_000 * (1 + result.stats["Buy & Hold Return [%]"] / 100), rel=1e-12)
+    # The same bits whatever the symbols are called.
+    first = tickstep.Backtest(dict(zip(("AAA", "BBB", "CCC"), (aaa, bbb, ccc))), SmaCross,
+                              cash=90_000).run(fast=1, slow=2).buy_and_hold()
+    pd.testing.assert_series_equal(basket, first)
 
 
 @pytest.mark.parametrize("fraction", [0, -0.5, math.inf, math.nan])

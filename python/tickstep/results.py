@@ -28,6 +28,7 @@ from tickstep.metrics import (
     _STAT_TRADE_COLUMNS,
     BenchmarkPrices,
     daily_returns,
+    exact_sum,
     exposed,
     format_stats,
     stats_of_columns,
@@ -505,6 +506,44 @@ class Result(DailyReturnsMixin):
             raise ValueError(_NO_PRICES)
         ts, close = self._prices[self._symbols.categories.get_loc(symbol)]
         return pd.Series(close, index=_times(ts).rename("time"), name=symbol)
+
+    def buy_and_hold(self) -> pd.Series:
+        """What the initial cash would be worth at each equity sample in the basket of
+        ``Buy & Hold Return [%]``: split equally among the symbols, each share bought at
+        its symbol's first close of the run and held, without costs (a share waits in
+        cash until its symbol's first bar; after a symbol's last bar it keeps its last
+        close). Its last value is ``initial_cash * (1 + Buy & Hold Return [%] / 100)``;
+        the plot and the report draw it beside the equity.
+
+        A streamed run keeps the closes of its day ends only: its basket starts at each
+        symbol's first day's last close (the statistic, from the first bar's).
+
+        Examples
+        --------
+        >>> import tickstep
+        >>> from tickstep.strategies import SmaCross
+        >>> result = tickstep.Backtest(tickstep.data.example_daily(), SmaCross,
+        ...                            cash=100_000).run()
+        >>> basket = result.buy_and_hold()
+        >>> bool(basket.index.equals(result.equity.index))
+        True
+        >>> f"{basket.iloc[-1] / 1000 - 100:.6f}", f"{result['Buy & Hold Return [%]']:.6f}"
+        ('550.876935', '550.876935')
+        """
+        when = self.equity.index.asi8
+        start = pd.Timestamp(self.stats["Start"]).value
+        growth = np.ones((len(self.symbols), len(when)))
+        for row, symbol in enumerate(self.symbols):
+            closes = self.prices(symbol)
+            closes = closes[closes.index.asi8 >= start]
+            if closes.empty:
+                continue  # no bar in the run: its share stays in cash, as NaN would not
+            at = np.searchsorted(closes.index.asi8, when, side="right") - 1
+            values = closes.to_numpy()
+            growth[row] = np.where(at >= 0, values[np.maximum(at, 0)] / values[0], 1.0)
+        # Summed exactly: the same bits whatever the symbols are called.
+        basket = self.initial_cash * exact_sum(growth, axis=0) / len(self.symbols)
+        return pd.Series(basket, index=self.equity.index, name="buy & hold")
 
     def indicators(self, symbol: str) -> pd.DataFrame:
         """The strategy's indicators kept for the report at each of ``symbol``'s bars over

@@ -27,6 +27,7 @@ from tickstep.report.tables import Result, symbol_breakdown
 __all__ = ["Canvas", "default_symbols", "plot"]
 
 GREEN, RED, BLUE, GREY = "#2e9e5b", "#d0433a", "#2f6db5", "#7f7f7f"
+ORANGE = "#e08a1e"
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # How each kind of fill is marked on a price line: (marker symbol, colour, label).
 _FILL_MARKS = {
@@ -137,7 +138,8 @@ def default_symbols(result: Result, count: int = 3,
 
 
 def add_equity(canvas: Canvas, cell: int, result: Result, max_points: int = DEFAULT_POINTS) -> None:
-    """Equity and its running peak (dotted)."""
+    """Equity, its running peak (dotted) and, for a run that kept its prices, the
+    buy-and-hold basket of the same cash (dashed; `Result.buy_and_hold`)."""
     eq = result.equity
     x_ns = eq.index.asi8
     x, y = _line(x_ns, eq.to_numpy(), max_points)
@@ -147,7 +149,24 @@ def add_equity(canvas: Canvas, cell: int, result: Result, max_points: int = DEFA
     x, y = _line(x_ns, peak, max_points)
     canvas.add(cell, {"type": "scatter", "x": x, "y": y, "name": "peak",
                       "line": {"color": GREY, "width": 1, "dash": "dot"}})
+    basket = _buy_and_hold(result)
+    if basket is not None:
+        x, y = _line(x_ns, basket.to_numpy(), max_points)
+        canvas.add(cell, {"type": "scatter", "x": x, "y": y, "name": "buy & hold",
+                          "line": {"color": ORANGE, "width": 1, "dash": "dash"}})
     canvas.y_axis(cell, title={"text": "equity"})
+
+
+def _buy_and_hold(result: Any) -> pd.Series | None:
+    """A run's `Result.buy_and_hold`; None for a walk-forward (its windows' symbols and
+    cash differ) or a run that kept no prices."""
+    basket = getattr(result, "buy_and_hold", None)
+    if basket is None:
+        return None
+    try:
+        return basket()
+    except ValueError:  # no prices kept (a streamed run recording every bar)
+        return None
 
 
 def add_drawdown(canvas: Canvas, cell: int, result: Result, max_points: int = DEFAULT_POINTS) -> None:
