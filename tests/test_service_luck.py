@@ -80,6 +80,7 @@ def test_each_runs_daily_returns_are_kept_exactly(client, batch, reference):
         assert got["run_id"] == row["run_id"]
         assert pd.DatetimeIndex(got["day_end"]).equals(want.index)
         np.testing.assert_array_equal(np.array(got["return"]), want.to_numpy())
+        assert got["periods_per_year"] == want.attrs["periods_per_year"] == 252
     # The same as a table (CSV: the days and returns to the last bit of their text).
     csv = client.get(f"/runs/{rows['run_id'].iloc[0]}/returns", headers={"Accept": "text/csv"})
     table = pd.read_csv(io.StringIO(csv.text), index_col="day_end", parse_dates=True)
@@ -133,6 +134,8 @@ def test_the_sharpe_ratios_are_annualised_as_the_batchs_runs(client, batch, stor
     assert entry["groups"][0]["in_sample_median"] == pytest.approx(
         exchange["in_sample_median"] * math.sqrt(365 / 252), rel=1e-12)
     assert entry["groups"][0]["probability"] == exchange["probability"]
+    one = client.get(f"/batches/{crypto}/results").json()["rows"][0]["run_id"]
+    assert client.get(f"/runs/{one}/returns").json()["periods_per_year"] == 365
 
 
 def test_the_reality_check_is_the_functions_on_the_same_rows(client, batch, reference):

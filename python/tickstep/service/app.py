@@ -668,7 +668,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     def run_returns(run_id: str, accept: str = Header("application/json")) -> Response:
         """The run's daily returns (kept when its batch asked, ``"returns": true``): each
         trading day's last bar (UTC) and its return, a fraction, as
-        `tickstep.Result.daily_returns`; JSON, CSV or Parquet by ``Accept``."""
+        `tickstep.Result.daily_returns`; JSON (with ``periods_per_year``, the
+        annualisation of the run's statistics), CSV or Parquet by ``Accept``."""
+        from tickstep.service.luck import annualised
+
         run, batch = run_or_404(run_id)
         kind = _negotiate(accept)
         if not batch["request"].get("returns"):
@@ -682,7 +685,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         if kind != "json":
             return _table(frame, kind)
         return JSONResponse({"run_id": run_id, "day_end": [t.isoformat() for t in daily.index],
-                             "return": daily.tolist()})
+                             "return": daily.tolist(), "periods_per_year":
+                             annualised(daily, batch["request"]).attrs["periods_per_year"]})
 
     @app.get("/runs/{run_id}/report", response_class=HTMLResponse, tags=["runs"])
     async def run_report(run_id: str) -> Response:

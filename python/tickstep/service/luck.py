@@ -25,8 +25,8 @@ import pandas as pd
 from tickstep.service.rows import jsonable
 from tickstep.significance import DAILY_RETURNS
 
-__all__ = ["batch_overfitting", "batch_reality_check", "batch_rows", "group_benchmark",
-           "optimization_report"]
+__all__ = ["annualised", "batch_overfitting", "batch_reality_check", "batch_rows",
+           "group_benchmark", "optimization_report"]
 
 _NONE_RAN = "none of its runs ran to the end (every row's status is an error)"
 
@@ -36,20 +36,28 @@ def batch_rows(db: Any, batch_id: str, symbols: str | None = None) -> pd.DataFra
     ranked them (every group's rows, or the group ``symbols`` names; each group's in its
     own ranked order)."""
     from tickstep.batch.objectives import Objective
-    from tickstep.metrics import periods_per_year_of_returns
     from tickstep.service.rows import runs_frame
 
     batch = db.batch(batch_id)
     runs = db.batch_runs(batch_id, symbols=symbols)
     returns = db.daily_returns([r["run_id"] for r in runs])
-    # Each run's returns annualised as its statistics were: by the batch's options.
-    options = batch["request"].get("options") or {}
     for daily in returns.values():
-        daily.attrs["periods_per_year"] = periods_per_year_of_returns(
-            daily, options.get("timezone", "UTC"), options.get("periods_per_year"))
+        annualised(daily, batch["request"])
     frame = runs_frame(runs, db.stat_columns, returns)
     objective = Objective(batch["request"].get("maximize", "Sharpe Ratio"))
     return objective.rank(frame, objective.values_of(frame) if objective.several else None)
+
+
+def annualised(daily: pd.Series, request: dict[str, Any]) -> pd.Series:
+    """A stored run's daily returns given the annualisation its statistics used
+    (``attrs["periods_per_year"]``, as `tickstep.Result.daily_returns` gives them): by its
+    batch's ``request`` options, the rule of `tickstep.metrics.periods_per_year_of_returns`."""
+    from tickstep.metrics import periods_per_year_of_returns
+
+    options = request.get("options") or {}
+    daily.attrs["periods_per_year"] = periods_per_year_of_returns(
+        daily, options.get("timezone", "UTC"), options.get("periods_per_year"))
+    return daily
 
 
 def _groups(rows: pd.DataFrame, symbols: str | None) -> dict[str, pd.DataFrame]:
