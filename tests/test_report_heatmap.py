@@ -91,3 +91,39 @@ def test_a_signal_grid_s_table_is_read_by_the_levels_of_its_index():
         assert heat.loc[s, f] == value
     with pytest.raises(KeyError, match="no parameter 'fats'"):
         heatmap_table(table, x="fats", y="slow", metric="Return [%]")
+
+
+def test_the_optimisation_reports_reality_check_is_against_the_benchmark_given(tmp_path):
+    # Cash by default; a buy-and-hold run's daily returns called by their name (or "the
+    # benchmark" for a run's unrenamed ones); a daily return. Each p-value is
+    # reality_check's on the sets that ran, against the same benchmark.
+    import html
+    import re
+    import warnings
+
+    from tickstep.report import write_optimization_report
+    from tickstep.significance import reality_check
+    from tickstep.strategies import BuyAndHold
+
+    data = tickstep.data.example_daily()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        rows = tickstep.Backtest(data, SmaCross, cash=100_000).optimize(
+            fast=[5, 10, 20], slow=[30, 60], returns=True, cache=False, executor="sequential")
+        hold = tickstep.Backtest(data, BuyAndHold, cash=100_000).run().daily_returns()
+    ok = rows[rows["status"] == "ok"]
+    cases = ((None, "cash"), (hold.rename("buy & hold"), "buy & hold"),
+             (hold, "the benchmark"), (0.0001, "a daily return of 0.0100%"))
+    pvalues = set()
+    for benchmark, label in cases:
+        given = {} if benchmark is None else {"benchmark": benchmark}
+        text = write_optimization_report(rows, tmp_path / "r.html", reps=100,
+                                         **given).read_text()
+        found = reality_check(ok, 0.0 if benchmark is None else benchmark, reps=100, seed=0)
+        row = re.escape(f"reality check p-value (no set beats {html.escape(label)})")
+        assert re.search(f'<td class="label">{row}</td><td>{found.pvalue:.3f}</td>', text), label
+        assert f"whether any set beats {html.escape(label)} at all" in text
+        pvalues.add(found.pvalue)
+    assert len(pvalues) > 1  # holding is not cash
+    with pytest.raises(tickstep.ConfigError, match="benchmark=nan"):
+        write_optimization_report(rows, tmp_path / "r.html", benchmark=float("nan"))

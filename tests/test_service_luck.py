@@ -165,7 +165,8 @@ def test_the_reality_check_is_the_functions_on_the_same_rows(client, batch, refe
 
 
 def test_the_reality_check_against_a_buy_and_hold_batch_is_the_functions(client, batch,
-                                                                         reference, store):
+                                                                         reference, store,
+                                                                         tmp_path):
     # Does any set beat holding each group's symbols? The group's run in a buy_and_hold
     # batch of the same symbols is its benchmark, as its Python run's returns are.
     body = {"strategy": "buy_and_hold", "symbols": SYMBOLS, "returns": True, "cache": False}
@@ -215,6 +216,25 @@ def test_the_reality_check_against_a_buy_and_hold_batch_is_the_functions(client,
     refused = client.get(f"/batches/{batch}/reality-check", params={"benchmark_batch": bare})
     assert refused.status_code == 409
     assert refused.json()["detail"].startswith(f"benchmark_batch: batch {bare} kept no daily")
+    # The report's reality check against it: write_optimization_report's with the same
+    # benchmark, named by its strategy and batch.
+    from tickstep.report import write_optimization_report
+
+    page = client.get(f"/batches/{batch}/report",
+                      params={"symbols": "TEW", "reps": 100, "benchmark_batch": hold})
+    assert page.status_code == 200, page.text
+    benchmark = held[held["symbols"] == "TEW"][DAILY_RETURNS].iloc[0]
+    mine = write_optimization_report(
+        reference, tmp_path / "r.html", symbols="TEW", reps=100,
+        benchmark=benchmark.rename(f"buy_and_hold (batch {hold})")).read_text()
+    got, want = (re.search('<table id="luck-table">.*?</table>', text, re.S).group(0)
+                 for text in (page.text, mine))
+    assert got == want and f"no set beats buy_and_hold (batch {hold})" in got
+    refused = client.get(f"/batches/{batch}/report",
+                         params={"symbols": "TEW", "benchmark_batch": later})
+    assert refused.status_code == 422
+    detail = refused.json()["detail"][0]
+    assert detail["loc"] == ["query", "benchmark_batch"] and "other days" in detail["msg"]
 
 
 def test_the_batch_report_is_the_optimisation_report_of_its_rows(client, batch, reference,
@@ -327,6 +347,12 @@ def test_walk_forwards_keep_no_returns_and_unknown_ids_are_404(client):
     body = {**BODY, "walk_forward": {"train": "400D", "test": "200D"}}
     refused = client.post("/batches", json=body)
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"][-1] == "returns"
+    walked = client.post("/batches", json={**body, "returns": False}).json()["batch_id"]
+    refused = client.get(f"/batches/{walked}/report",
+                         params={"symbols": "TEW", "benchmark_batch": walked})
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["msg"].startswith("benchmark_batch: a walk-forward's")
+    client.delete(f"/batches/{walked}")
     for path in ("/batches/nope/overfitting", "/batches/nope/reality-check",
                  "/runs/nope-0/returns", "/batches/nope/report"):
         assert client.get(path).status_code == 404, path

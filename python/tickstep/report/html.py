@@ -359,6 +359,16 @@ class _Spec:
         return self._spec
 
 
+def _benchmark_label(benchmark: Any) -> str:
+    """What a reality check's benchmark is called in a report: cash (a daily return of
+    0), a daily return, or daily returns by their Series' name ("the benchmark" for a
+    run's unrenamed ``daily_returns()``, named "return")."""
+    if isinstance(benchmark, pd.Series):
+        name = benchmark.name
+        return name if isinstance(name, str) and name not in ("", "return") else "the benchmark"
+    return "cash" if benchmark == 0 else f"a daily return of {benchmark:.4%}"
+
+
 #: The statistics an optimisation report's table shows besides the objectives.
 _OPTIMIZATION_STATS = ("Return [%]", "Sharpe Ratio", "Max. Drawdown [%]", "# Trades")
 
@@ -366,7 +376,7 @@ _OPTIMIZATION_STATS = ("Return [%]", "Sharpe Ratio", "Max. Drawdown [%]", "# Tra
 def write_optimization_report(rows: pd.DataFrame, path: str | Path, *,
                               maximize: Any = "Sharpe Ratio", x: str | None = None,
                               y: str | None = None, symbols: str | None = None, top: int = 20,
-                              n_splits: int = 16, reps: int = 1000,
+                              n_splits: int = 16, reps: int = 1000, benchmark: Any = 0.0,
                               title: str | None = None) -> Path:
     """Write the HTML report of an optimisation: the rows of `tickstep.Backtest.optimize`
     or `tickstep.batch.run_batch` (one symbol group: ``symbols`` names it when there are
@@ -378,20 +388,29 @@ def write_optimization_report(rows: pd.DataFrame, path: str | Path, *,
     pair), the Pareto front when ``maximize`` names two statistics, and "Is it luck?":
     with the rows' daily returns (``optimize(..., returns=True)``) the probability of
     backtest overfitting (`tickstep.significance.backtest_overfitting`, ``n_splits``
-    blocks) and the reality check against cash (`tickstep.significance.reality_check`,
-    ``reps`` draws, seed 0: the same report every time). Needs ``pip install
-    'tickstep[plot]'`` (the reality check also ``tickstep[bootstrap]``).
+    blocks) and the reality check against ``benchmark`` (`tickstep.significance.reality_check`,
+    ``reps`` draws, seed 0: the same report every time): a daily return (0, the default:
+    cash) or daily returns on the rows' days (a `tickstep.strategies.BuyAndHold` run's
+    ``daily_returns()``; the report calls it by the Series' name, e.g.
+    ``.rename("buy & hold")``). Needs ``pip install 'tickstep[plot]'`` (the reality check
+    also ``tickstep[bootstrap]``).
     """
     from tickstep.batch.objectives import PARETO_RANK, Objective
     from tickstep.report.heatmap import heatmap_spec
     from tickstep.report.pareto import one_group, parameter_columns, pareto_spec
-    from tickstep.significance import DAILY_RETURNS, check_reps, check_splits
+    from tickstep.significance import (
+        DAILY_RETURNS,
+        check_reality_options,
+        check_reps,
+        check_splits,
+    )
 
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ConfigError(f"top={top!r}: how many sets to list, a whole number >= 1")
     # Refused here, not reported as a figure "not judged" (or unread without returns).
     check_splits(n_splits)
     check_reps(reps)
+    check_reality_options(benchmark=benchmark)
     objective = Objective(maximize)
     path = Path(path)
     plotly_offline()
@@ -435,17 +454,20 @@ def write_optimization_report(rows: pd.DataFrame, path: str | Path, *,
     for fig_id, heading, _ in figures:
         parts += [f"<h2>{html.escape(heading)}</h2>", f'<div class="figure" id="{fig_id}"></div>']
     parts += ["<h2>Is it luck?</h2>", *_optimization_luck(ok, parameters, n_splits, reps,
-                                                          DAILY_RETURNS in rows.columns)]
+                                                          DAILY_RETURNS in rows.columns,
+                                                          benchmark)]
     _finish(parts, figures, plotly_js)
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
 
 
 def _optimization_luck(ok: pd.DataFrame, parameters: list[str], n_splits: int, reps: int,
-                       kept: bool) -> list[str]:
+                       kept: bool, benchmark: Any = 0.0) -> list[str]:
     """An optimisation report's "Is it luck?": the probability of backtest overfitting
-    and the reality check of the sets that ran, or why not."""
+    and the reality check of the sets that ran against ``benchmark``, or why not."""
     from tickstep.significance import backtest_overfitting, reality_check
+
+    beaten = _benchmark_label(benchmark)
 
     if not kept:
         return ['<p class="note" id="luck">The rows hold no daily returns: run '
@@ -462,17 +484,17 @@ def _optimization_luck(ok: pd.DataFrame, parameters: list[str], n_splits: int, r
     except ValueError as exc:
         found["probability of backtest overfitting"] = f"not judged: {exc}"
     try:
-        checked = reality_check(ok, reps=reps, seed=0)
-        found["reality check p-value (no set beats cash)"] = f"{checked.pvalue:.3f}"
+        checked = reality_check(ok, benchmark, reps=reps, seed=0)
+        found[f"reality check p-value (no set beats {beaten})"] = f"{checked.pvalue:.3f}"
         named = [", ".join(f"{p}={ok.loc[job, p]}" for p in parameters)
                  for job in checked.superior]
-        found["sets beating cash (StepM, 5%)"] = "; ".join(named) if named else "none"
+        found[f"sets beating {beaten} (StepM, 5%)"] = "; ".join(named) if named else "none"
     except (ValueError, ImportError) as exc:
-        found["reality check p-value (no set beats cash)"] = f"not made: {exc}"
+        found[f"reality check p-value (no set beats {beaten})"] = f"not made: {exc}"
     return ['<p class="note" id="luck">Choosing the best of many sets is partly luck: '
             "how often the set chosen in sample ranks in the lower half out of sample "
-            "(CSCV), and whether any set beats cash at all once all were tried (Hansen's "
-            "SPA test; Romano and Wolf's StepM names those that do).</p>",
+            f"(CSCV), and whether any set beats {html.escape(beaten)} at all once all were "
+            "tried (Hansen's SPA test; Romano and Wolf's StepM names those that do).</p>",
             _table(pd.DataFrame({"found": list(found.values())}, index=list(found)),
                    "luck-table", "")]
 

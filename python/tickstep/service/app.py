@@ -414,24 +414,35 @@ def create_app(settings: ServiceSettings) -> FastAPI:
                            reps: int = Query(1000, description="The reality check's draws."),
                            top: int = Query(20, ge=1, le=1000,
                                             description="The best sets listed."),
-                           x: str | None = None, y: str | None = None) -> Response:
+                           x: str | None = None, y: str | None = None,
+                           benchmark_batch: str | None = Query(
+                               None, description="The reality check against the group's "
+                               "run in this batch (as GET /batches/{id}/reality-check "
+                               "takes it), not cash.")) -> Response:
         """One symbol group's HTML report (``symbols``: its label; needed when the batch
         has more than one group). A walk-forward's: from walking it forward again (its
         train grids answered from the results cache). Any other batch's: its optimisation
         report from the stored runs (the best ``top`` sets, the heatmap over parameters
         ``x`` and ``y``, the Pareto front of two objectives, and, when the batch kept its
-        returns, the probability of backtest overfitting and the reality check)."""
-        from tickstep.service.luck import optimization_report
+        returns, the probability of backtest overfitting and the reality check, against
+        cash or ``benchmark_batch``'s run of the group)."""
+        from tickstep.service.luck import NoBenchmark, optimization_report
         from tickstep.service.walkforwards import groups_of
         from tickstep.service.walkforwards import walk_forward_report as report_of
 
         batch = await anyio.to_thread.run_sync(batch_or_404, batch_id)
         request = batch["request"]
         if request.get("walk_forward"):
+            if benchmark_batch is not None:
+                raise Problem(("query", "benchmark_batch"), "benchmark_batch: a walk-forward's "
+                              "report has no reality check (its sets were chosen before each "
+                              "test window)")
             groups = await anyio.to_thread.run_sync(
                 lambda: groups_of(request, symbols_of_store(request["store"])))
         else:
             check_judging(n_splits=n_splits, reps=reps)
+            if benchmark_batch is not None:
+                await anyio.to_thread.run_sync(benchmark_batch_or_refused, benchmark_batch)
             groups = await anyio.to_thread.run_sync(state.db.batch_groups, batch_id)
             if not groups:
                 raise HTTPException(409, f"batch {batch_id} is {batch['status']} with no run "
@@ -446,9 +457,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             else:
                 call = functools.partial(optimization_report, state.db.url, batch_id, path,
                                          symbols=symbols, n_splits=n_splits, reps=reps,
-                                         top=top, x=x, y=y)
+                                         top=top, x=x, y=y, benchmark_batch=benchmark_batch)
                 try:
                     await loop.run_in_executor(state.details_pool(), call)
+                except NoBenchmark as exc:
+                    raise Problem(("query", "benchmark_batch"), str(exc)) from None
                 except (KeyError, ValueError) as exc:  # x or y not a parameter, say
                     raise Problem(("query",), _message(exc)) from None
             html = Path(path).read_text(encoding="utf-8")

@@ -25,7 +25,7 @@ import pandas as pd
 from tickstep.service.rows import jsonable
 from tickstep.significance import DAILY_RETURNS
 
-__all__ = ["annualised", "batch_overfitting", "batch_reality_check", "batch_rows",
+__all__ = ["NoBenchmark", "annualised", "batch_overfitting", "batch_reality_check", "batch_rows",
            "group_benchmark", "optimization_report"]
 
 _NONE_RAN = "none of its runs ran to the end (every row's status is an error)"
@@ -130,6 +130,10 @@ def _benchmark_runs(url: str, batch_id: str) -> pd.DataFrame:
     return rows[rows["status"] == "ok"]
 
 
+class NoBenchmark(ValueError):
+    """A symbol group has no benchmark among the runs named (`group_benchmark`)."""
+
+
 def group_benchmark(runs: pd.DataFrame, group: pd.DataFrame, source: str) -> pd.Series:
     """What a symbol group's sets must beat in a reality check against other runs: the
     daily returns of the one run of the group's symbols among ``runs`` (rows with their
@@ -138,26 +142,39 @@ def group_benchmark(runs: pd.DataFrame, group: pd.DataFrame, source: str) -> pd.
     label = group["symbols"].iloc[0]
     mine = runs[runs["symbols"] == label]
     if len(mine) != 1:
-        raise ValueError(f"{source} has {len(mine)} runs of {label} that ran; a benchmark is "
-                         "one run of the group's symbols")
+        raise NoBenchmark(f"{source} has {len(mine)} runs of {label} that ran; a benchmark is "
+                          "one run of the group's symbols")
     daily = mine[DAILY_RETURNS].iloc[0]
     days = group[DAILY_RETURNS].iloc[0].index
     if not daily.index.equals(days):
-        raise ValueError(f"the run of {label} in {source} has other days ({len(daily)}, "
+        raise NoBenchmark(f"the run of {label} in {source} has other days ({len(daily)}, "
                          f"from {daily.index[0]:%Y-%m-%d}) than the sets' ({len(days)}, from "
                          f"{days[0]:%Y-%m-%d}): a run over the same span")
     return pd.Series(daily.to_numpy(), index=days)
 
 
-def optimization_report(url: str, batch_id: str, path: str, **options: Any) -> str:
+def optimization_report(url: str, batch_id: str, path: str,
+                        benchmark_batch: str | None = None, **options: Any) -> str:
     """Write a stored batch's optimisation report (one symbol group's:
     `tickstep.report.write_optimization_report` with the batch's ``maximize`` and
-    ``options``) to ``path``."""
+    ``options``; its reality check against the group's run in ``benchmark_batch``, if
+    named: a ValueError says why there is none) to ``path``."""
     from tickstep.report import write_optimization_report
+    from tickstep.service.runs import RunsDB
 
     rows, request = _read(url, batch_id, options.get("symbols"))
+    ran = rows[rows["status"] == "ok"]
     if rows[DAILY_RETURNS].isna().all():  # a batch that kept none: the report says how
         rows = rows.drop(columns=DAILY_RETURNS)
+    elif benchmark_batch is not None and not ran.empty:
+        db = RunsDB(url)
+        try:
+            strategy = db.batch(benchmark_batch)["strategy"]
+        finally:
+            db.close()
+        options["benchmark"] = group_benchmark(
+            _benchmark_runs(url, benchmark_batch), ran,
+            f"benchmark_batch {benchmark_batch}").rename(f"{strategy} (batch {benchmark_batch})")
     write_optimization_report(rows, path, maximize=request.get("maximize", "Sharpe Ratio"),
                               **options)
     return path
