@@ -530,16 +530,17 @@ class Result(DailyReturnsMixin):
         >>> f"{basket.iloc[-1] / 1000 - 100:.6f}", f"{result['Buy & Hold Return [%]']:.6f}"
         ('550.876935', '550.876935')
         """
+        if self._prices is None:
+            raise ValueError(_NO_PRICES)
         when = self.equity.index.asi8
         start = pd.Timestamp(self.stats["Start"]).value
         growth = np.ones((len(self.symbols), len(when)))
-        for row, symbol in enumerate(self.symbols):
-            closes = self.prices(symbol)
-            closes = closes[closes.index.asi8 >= start]
-            if closes.empty:
-                continue  # no bar in the run: its share stays in cash, as NaN would not
-            at = np.searchsorted(closes.index.asi8, when, side="right") - 1
-            values = closes.to_numpy()
+        for row, (ts, close) in enumerate(self._prices):  # `prices`'s columns, in order
+            first = np.searchsorted(ts, start)  # the first close of the run
+            if first == len(ts):
+                continue  # no bar in the run: its share stays in cash
+            at = np.searchsorted(ts[first:], when, side="right") - 1
+            values = close[first:]
             growth[row] = np.where(at >= 0, values[np.maximum(at, 0)] / values[0], 1.0)
         # Summed exactly: the same bits whatever the symbols are called.
         basket = self.initial_cash * exact_sum(growth, axis=0) / len(self.symbols)
