@@ -714,7 +714,7 @@ def test_buy_and_hold_is_the_frictionless_basket_without_costs_or_gaps():
 
 
 @pytest.mark.parametrize("names", [("AAA", "BBB", "CCC"), ("ZZZ", "MMM", "AAA")])
-def test_a_results_buy_and_hold_basket_is_the_statistics_by_hand(names):
+def test_a_results_buy_and_hold_basket_is_the_statistics_by_hand(names, tmp_path):
     # Three symbols: one from Jan 1 to the end, one from Jan 3, one whose data end on
     # Jan 3. A third of the cash in each from its first close; a share waits in cash
     # until its symbol's first bar and keeps the last close after its last.
@@ -737,6 +737,9 @@ def test_a_results_buy_and_hold_basket_is_the_statistics_by_hand(names):
     first = tickstep.Backtest(dict(zip(("AAA", "BBB", "CCC"), (aaa, bbb, ccc))), SmaCross,
                               cash=90_000).run(fast=1, slow=2).buy_and_hold()
     pd.testing.assert_series_equal(basket, first)
+    # A saved result draws the same basket.
+    again = tickstep.load_result(result.save(tmp_path / "saved"))
+    pd.testing.assert_series_equal(again.buy_and_hold(), basket)
 
 
 @pytest.mark.parametrize("fraction", [0, -0.5, math.inf, math.nan])
