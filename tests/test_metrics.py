@@ -737,6 +737,47 @@ def test_benchmark_symbol_or_series_gives_alpha_beta_of_its_closes():
     assert by_symbol.options["benchmark"] == "BYN"
 
 
+def test_a_runs_benchmark_equity_is_its_cash_held_in_the_benchmark(tmp_path):
+    # The cash held in the benchmark at each equity sample, from its price at the run's
+    # start: by hand, and its daily returns are those the run's Alpha and Beta read.
+    import pickle
+
+    import tickstep
+    from tickstep.metrics import daily_returns
+    from tickstep.strategies import SmaCross
+
+    data = tickstep.data.example_daily()
+    byn = next(b for b in data.bars if b.symbol == "BYN")
+    closes = pd.Series(np.asarray(byn.close), index=pd.to_datetime(np.asarray(byn.ts), utc=True))
+    result = tickstep.Backtest(data, SmaCross, cash=1e5, benchmark="BYN").run()
+    held = result.benchmark_equity()
+    base = closes.asof(result.stats["Start"])
+    np.testing.assert_allclose(held, 1e5 * closes.asof(result.equity.index) / base, rtol=1e-12)
+    assert held.name == "BYN" and held.index.equals(result.equity.index)
+    bench = daily_returns(held, 1e5).to_numpy()
+    strat = result.daily_returns().to_numpy()
+    (a, b), *_ = np.linalg.lstsq(np.column_stack([np.ones(len(bench)), bench]), strat, rcond=None)
+    assert result.stats["Beta"] == pytest.approx(b, rel=1e-9)
+    assert result.stats["Alpha [%]"] == pytest.approx(a * 252 * 100, rel=1e-9)
+    # A price Series that starts later: NaN before its first price, from which it counts.
+    later = closes.iloc[100:].rename("index")
+    late = tickstep.Backtest(data, SmaCross, cash=1e5, benchmark=later).run().benchmark_equity()
+    first = late.index.searchsorted(later.index[0])
+    assert late.iloc[:first].isna().all() and late.iloc[first] == pytest.approx(1e5, rel=1e-12)
+    assert late.name == "index"
+    # Kept through a pickle and a save; a run without a benchmark says how to give one.
+    for again in (pickle.loads(pickle.dumps(result)),
+                  tickstep.load_result(result.save(tmp_path / "r"))):
+        pd.testing.assert_series_equal(again.benchmark_equity(), held)
+    plain = tickstep.Backtest(data, SmaCross, cash=1e5).run()
+    with pytest.raises(ValueError, match=r"this run had no benchmark: BacktestConfig\(benchmark"):
+        plain.benchmark_equity()
+    # The plot draws it beside the equity (and the buy-and-hold basket).
+    names = [t.name for t in result.plot(symbols=["BYN"]).data]
+    assert names[:4] == ["equity", "peak", "buy & hold", "benchmark (BYN)"]
+    assert "benchmark (BYN)" not in [t.name for t in plain.plot(symbols=["BYN"]).data]
+
+
 def test_benchmark_refusals():
     import tickstep
     from tickstep.strategies import SmaCross

@@ -397,7 +397,8 @@ class Result(DailyReturnsMixin):
                  options: dict[str, Any] | None = None, metadata: pd.DataFrame | None = None,
                  prices: list[tuple[np.ndarray, np.ndarray]] | None = None,
                  initial_cash: float | None = None,
-                 indicators: list[IndicatorLine] | Callable[[], list[IndicatorLine]] | None = None) -> None:
+                 indicators: list[IndicatorLine] | Callable[[], list[IndicatorLine]] | None = None,
+                 benchmark: pd.Series | None = None) -> None:
         self.stats = stats
         if trades is not None:
             self.trades = trades  # else built from the raw columns when first read
@@ -414,6 +415,8 @@ class Result(DailyReturnsMixin):
         self._symbols = symbols
         # Close prices: per symbol (in symbol order) a pair of arrays (times, closes).
         self._prices = prices
+        # The prices of the run's ``benchmark=`` (its Alpha and Beta's), when it had one.
+        self._benchmark = benchmark
         # The indicators' lines drawn in the report, on the bars of the prices: given, or
         # computed when first read (the engine's are computed again from the engine, a
         # cost a run whose result nobody draws need not pay).
@@ -546,6 +549,38 @@ class Result(DailyReturnsMixin):
         basket = self.initial_cash * exact_sum(growth, axis=0) / len(self.symbols)
         return pd.Series(basket, index=self.equity.index, name="buy & hold")
 
+    def benchmark_equity(self) -> pd.Series:
+        """What the initial cash would be worth at each equity sample held in the run's
+        ``benchmark=`` (a symbol of the data or a price Series): ``initial_cash * price /
+        base``, each price the benchmark's last at or before the sample and ``base`` its
+        last at or before the run's start (its first, if it starts later; NaN before it),
+        the prices the run's ``Alpha [%]`` and ``Beta`` read: its daily returns
+        (`tickstep.metrics.daily_returns`) are theirs. The plot and the report draw it
+        beside the equity.
+
+        Examples
+        --------
+        >>> import tickstep
+        >>> from tickstep.strategies import SmaCross
+        >>> result = tickstep.Backtest(tickstep.data.example_daily(), SmaCross,
+        ...                            cash=100_000, benchmark="TEW").run()
+        >>> held = result.benchmark_equity()
+        >>> held.name, bool(held.index.equals(result.equity.index))
+        ('TEW', True)
+        """
+        if self._benchmark is None:
+            raise ValueError("this run had no benchmark: BacktestConfig(benchmark=...) takes a "
+                             "symbol of the data or a price Series")
+        prices = self._benchmark
+        times = pd.DatetimeIndex(prices.index).as_unit("ns").asi8
+        values = prices.to_numpy(dtype=float)
+        start = pd.Timestamp(self.stats["Start"]).value
+        at_start = np.searchsorted(times, start, side="right") - 1
+        base = values[max(at_start, 0)]
+        at = np.searchsorted(times, self.equity.index.asi8, side="right") - 1
+        held = np.where(at >= 0, self.initial_cash * values[np.maximum(at, 0)] / base, np.nan)
+        return pd.Series(held, index=self.equity.index, name=prices.name)
+
     def indicators(self, symbol: str) -> pd.DataFrame:
         """The strategy's indicators kept for the report at each of ``symbol``'s bars over
         the backtest, a column per line by its name: its ``self.I`` indicators (those
@@ -675,6 +710,7 @@ class Result(DailyReturnsMixin):
             state["_lines"] = state.pop("_indicators")
         state.setdefault("_lines", [])
         state.setdefault("_pending_lines", None)
+        state.setdefault("_benchmark", None)  # pickled before results kept it
         self.__dict__.update(state)
 
     def save(self, path: str | Path) -> Path:
@@ -709,6 +745,10 @@ class Result(DailyReturnsMixin):
         if self.metadata is not None:
             self.metadata.to_parquet(directory / "metadata.parquet")
             tables.append("metadata")
+        if self._benchmark is not None:
+            self._benchmark.rename("price").rename_axis("time").to_frame().to_parquet(
+                directory / "benchmark.parquet")
+            tables.append("benchmark")
         if self._indicators and self._prices is not None:
             pq.write_table(pa.table(_long_indicators(self._indicators)), directory / "indicators.parquet",
                            compression="zstd")
@@ -725,6 +765,8 @@ class Result(DailyReturnsMixin):
             "tables": tables,
             "indicators": self._indicator_meta(),
         }
+        if self._benchmark is not None:  # its name: the Parquet file's column is "price"
+            meta["benchmark"] = _jsonable({"name": self._benchmark.name})["name"]
         (directory / "result.json").write_text(json.dumps(meta, indent=1, allow_nan=False))
         return directory
 
@@ -767,6 +809,8 @@ def load_result(path: str | Path) -> Result:
     tables = meta["tables"]
     prices = _per_symbol_prices(read("prices"), len(symbols)) if "prices" in tables else None
     metadata = pd.read_parquet(directory / "metadata.parquet") if "metadata" in tables else None
+    benchmark = (pd.read_parquet(directory / "benchmark.parquet")["price"]
+                 .rename(meta.get("benchmark")) if "benchmark" in tables else None)
     indicators = []
     if "indicators" in tables and prices is not None:
         columns = pq.read_table(directory / "indicators.parquet")
@@ -794,6 +838,7 @@ def load_result(path: str | Path) -> Result:
         metadata=metadata,
         prices=prices,
         indicators=indicators,
+        benchmark=benchmark,
     )
 
 
@@ -990,14 +1035,14 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     # `compute_stats` of the equity and trades frames, from the columns they are made of
     # (the same values): the trades are exported and their frame built only when the
     # result's trades are read.
+    inputs = market_stats_inputs(market, benchmark, start.value) if market is not None else {}
     stats = stats_of_columns(
         eq_raw["ts"], eq_raw["equity"], eq_raw["gross_exposure"],
         {c: trade_stats[c] for c in _STAT_TRADE_COLUMNS} if len(trade_stats["pnl"]) else {},
         initial_cash=cash, risk_free_rate=risk_free_rate, start=start, end=end,
         orders_rejected=orders_rejected, timezone=timezone, periods_per_year=periods_per_year,
         carrying_costs=engine.carrying_costs(), margin_calls=engine.margin_calls(),
-        dividends=engine.dividends(),
-        **(market_stats_inputs(market, benchmark, start.value) if market is not None else {}),
+        dividends=engine.dividends(), **inputs,
     )
     # The logs are exported when the result's orders, fills or trades are read.
     orders, fills, trades = engine.take_logs()
@@ -1009,4 +1054,5 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
                   metadata=metadata,
                   prices=prices if not keep else _close_prices(market, start.value),
                   initial_cash=cash,
-                  indicators=_kept_lines(strategy, market, start.value, engine) if keep else None)
+                  indicators=_kept_lines(strategy, market, start.value, engine) if keep else None,
+                  benchmark=inputs.get("benchmark"))

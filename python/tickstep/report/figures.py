@@ -139,7 +139,8 @@ def default_symbols(result: Result, count: int = 3,
 
 def add_equity(canvas: Canvas, cell: int, result: Result, max_points: int = DEFAULT_POINTS) -> None:
     """Equity, its running peak (dotted) and, for a run that kept its prices, the
-    buy-and-hold basket of the same cash (dashed; `Result.buy_and_hold`)."""
+    buy-and-hold basket of the same cash (dashed; `Result.buy_and_hold`), and the same
+    cash held in its benchmark when it had one (`Result.benchmark_equity`)."""
     eq = result.equity
     x_ns = eq.index.asi8
     x, y = _line(x_ns, eq.to_numpy(), max_points)
@@ -149,23 +150,31 @@ def add_equity(canvas: Canvas, cell: int, result: Result, max_points: int = DEFA
     x, y = _line(x_ns, peak, max_points)
     canvas.add(cell, {"type": "scatter", "x": x, "y": y, "name": "peak",
                       "line": {"color": GREY, "width": 1, "dash": "dot"}})
-    basket = _buy_and_hold(result)
+    basket = _held(result, "buy_and_hold")
     if basket is not None:
         x, y = _line(x_ns, basket.to_numpy(), max_points)
         canvas.add(cell, {"type": "scatter", "x": x, "y": y, "name": "buy & hold",
                           "line": {"color": ORANGE, "width": 1, "dash": "dash"}})
+    benchmark = _held(result, "benchmark_equity")
+    if benchmark is not None:
+        priced = benchmark.notna().to_numpy()  # NaN before the benchmark's first price
+        x, y = _line(x_ns[priced], benchmark.to_numpy()[priced], max_points)
+        name = "benchmark" + (f" ({benchmark.name})" if isinstance(benchmark.name, str) else "")
+        canvas.add(cell, {"type": "scatter", "x": x, "y": y, "name": name,
+                          "line": {"color": GREEN, "width": 1, "dash": "dashdot"}})
     canvas.y_axis(cell, title={"text": "equity"})
 
 
-def _buy_and_hold(result: Any) -> pd.Series | None:
-    """A run's `Result.buy_and_hold`; None for a walk-forward (its windows' symbols and
-    cash differ) or a run that kept no prices."""
-    basket = getattr(result, "buy_and_hold", None)
-    if basket is None:
+def _held(result: Any, curve: str) -> pd.Series | None:
+    """A run's `Result.buy_and_hold` or `Result.benchmark_equity` (``curve``); None for a
+    walk-forward (its windows' symbols and cash differ), a run that kept no prices or had
+    no benchmark."""
+    held = getattr(result, curve, None)
+    if held is None:
         return None
     try:
-        return basket()
-    except ValueError:  # no prices kept (a streamed run recording every bar)
+        return held()
+    except ValueError:  # no prices kept (a streamed run recording every bar), no benchmark
         return None
 
 
