@@ -439,3 +439,44 @@ def test_a_streamed_run_visits_the_symbols_in_the_same_order():
         r = tickstep.Backtest(ordered, BuyFirstBar, cash=10_000, on_reject="ignore",
                               stream="1D", history=5).run()
         assert r.positions["size"].to_dict() == {names[0]: 60.0}
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_symbols=st.integers(1, 7),
+    permutation_seed=st.integers(0, 2**32 - 1),
+    lags=st.lists(st.integers(0, 8), min_size=7, max_size=7),
+    commission=st.sampled_from([0.0, 0.001]),
+    trade_on_close=st.booleans(),
+    fraction=st.sampled_from([0.98, 1.0]),
+)
+def test_buy_and_hold_is_the_basket_and_the_same_whatever_the_names(
+        seed, n_symbols, permutation_seed, lags, commission, trade_on_close, fraction):
+    # BuyAndHold's buys at one instant compete for the cash: renamed symbols give the same
+    # run, bit for bit. Symbols that start together, all of the cash, at the close, without
+    # costs: its equity is the results' buy-and-hold basket at every sample.
+    from tickstep.strategies import BuyAndHold
+
+    names = [f"S{k}" for k in range(n_symbols)]
+    frames = random_frames(seed, names, 40)
+    staggered = {n: f.iloc[lag:] for (n, f), lag in zip(frames.items(), lags)}
+    renamed = list(np.random.default_rng(permutation_seed).permutation(
+        [f"Q{k}" for k in range(n_symbols)]))
+    new = dict(zip(names, renamed))
+    back = {v: k for k, v in new.items()}
+    options = dict(cash=10_000, commission=commission, trade_on_close=trade_on_close,
+                   record_every_bar=True, on_reject="ignore")
+    a = tickstep.Backtest(staggered, BuyAndHold, **options).run(fraction=fraction)
+    b = tickstep.Backtest({new[k]: v for k, v in staggered.items()}, BuyAndHold,
+                          **options).run(fraction=fraction)
+    same_bits(a.equity_frame.reset_index(), b.equity_frame.reset_index())
+    identity = {n: n for n in names}
+    for table in ("fills", "orders"):
+        same_bits(rows_named_back(a, table, identity), rows_named_back(b, table, back))
+    pd.testing.assert_series_equal(a.stats, b.stats, check_exact=True)  # no trade: NaT
+    pd.testing.assert_series_equal(a.buy_and_hold(), b.buy_and_hold(), check_exact=True)
+    together = tickstep.Backtest(frames, BuyAndHold, cash=10_000, trade_on_close=True,
+                                 record_every_bar=True).run(fraction=1.0)
+    assert len(together.fills) == n_symbols
+    np.testing.assert_allclose(together.equity, together.buy_and_hold(), rtol=1e-12)
