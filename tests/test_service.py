@@ -114,6 +114,12 @@ def test_full_flow_matches_run_batch_and_sequential_equals_parallel(client, refe
     assert detail["stats"]["Sharpe Ratio"] == best["sharpe_ratio"]
     assert len(detail["trades"]) == best["trades"]
     assert detail["equity"][-1]["equity"] == pytest.approx(detail["stats"]["Equity Final [$]"])
+    # Each sample with the buy-and-hold basket's value (the statistic's at the end).
+    assert set(detail["equity"][0]) == {"time", "equity", "buy_and_hold"}
+    stats = detail["stats"]
+    cash = stats["Equity Final [$]"] / (1 + stats["Return [%]"] / 100)
+    assert detail["equity"][-1]["buy_and_hold"] == pytest.approx(
+        cash * (1 + stats["Buy & Hold Return [%]"] / 100), rel=1e-9)
     summary = client.get("/runs/summary", params={"order_by": "Return [%]"}).json()
     rsi = next(s for s in summary if s["strategy"] == "rsi_mean_reversion")
     assert rsi["runs"] == 32
