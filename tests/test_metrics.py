@@ -778,6 +778,56 @@ def test_a_runs_benchmark_equity_is_its_cash_held_in_the_benchmark(tmp_path):
     assert "benchmark (BYN)" not in [t.name for t in plain.plot(symbols=["BYN"]).data]
 
 
+def test_a_benchmark_symbol_left_out_of_the_run_is_read_from_the_data(tmp_path):
+    # One symbol's backtest against another of the same data (a dict, a DuckDB store, a
+    # streamed store, a batch of one group a symbol): the alpha and beta of the same run
+    # given the benchmark's closes as a Series, bit for bit.
+    import warnings
+
+    import tickstep
+    import tickstep.data as td
+    from tickstep.batch import run_batch
+    from tickstep.strategies import SmaCross
+
+    data = tickstep.data.example_daily()
+    tew = next(b for b in data.bars if b.symbol == "TEW")
+    closes = pd.Series(np.asarray(tew.close), index=pd.to_datetime(np.asarray(tew.ts), utc=True),
+                       name="TEW")
+    store = tmp_path / "daily.duckdb"
+    with td.Store(store, read_only=False) as s:
+        s.ingest(data)
+    labels = ["Alpha [%]", "Beta", "Sharpe Ratio"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        want = tickstep.Backtest(data, SmaCross, cash=1e5, symbols=["BARP"],
+                                 benchmark=closes).run().stats[labels]
+        runs = {
+            "dict": tickstep.Backtest(data, SmaCross, cash=1e5, symbols=["BARP"],
+                                      benchmark="TEW").run(),
+            "store": tickstep.Backtest(str(store), SmaCross, cash=1e5, symbols=["BARP"],
+                                       benchmark="TEW").run(),
+            "streamed": tickstep.Backtest(str(store), SmaCross, cash=1e5, symbols=["BARP"],
+                                          benchmark="TEW", stream="90D").run(),
+        }
+        rows = run_batch(SmaCross, str(store), benchmark="TEW", cash=1e5, cache=False,
+                         executor="sequential")
+    assert not math.isnan(want["Beta"])
+    for how, result in runs.items():
+        assert result.stats[labels].tolist() == want.tolist(), how
+        assert result.benchmark_equity().name == "TEW", how
+    barp = rows[rows["symbols"] == "BARP"].iloc[0]
+    assert barp[labels].tolist() == want.tolist()
+    # Each symbol alone against it, the benchmark's own group too.
+    assert rows["Beta"].notna().all() and len(rows) == len(data.bars)
+    alone = tickstep.Backtest(data, SmaCross, cash=1e5, benchmark="TEW", symbols=["TEW"]).run()
+    assert rows[rows["symbols"] == "TEW"].iloc[0]["Beta"] == alone.stats["Beta"]
+    # A name the data does not hold: refused naming the option, with the closest.
+    with pytest.raises(tickstep.data.DataError, match=r"benchmark='TEWW': .*did you mean 'TEW'"):
+        tickstep.Backtest(str(store), SmaCross, symbols=["BARP"], benchmark="TEWW")
+    with pytest.raises(KeyError, match=r"benchmark 'TEWW' is not a symbol of the data.*'TEW'"):
+        run_batch(SmaCross, str(store), benchmark="TEWW", cache=False, executor="sequential")
+
+
 def test_benchmark_refusals():
     import tickstep
     from tickstep.strategies import SmaCross

@@ -126,6 +126,25 @@ def test_full_flow_matches_run_batch_and_sequential_equals_parallel(client, refe
     assert rsi["average"] == pytest.approx(reference["Return [%]"].mean())
 
 
+def test_a_benchmark_symbol_measures_each_symbols_runs_as_in_python(client, store):
+    # benchmark: "TEW" over HTTP: every group's alpha and beta against TEW's closes (read
+    # from the store for BARP's runs too), as run_batch gives them; a run's details hold
+    # the cash held in it beside the equity.
+    got, want = over_http_and_in_python(client, store, "Beta", {"benchmark": "TEW"})
+    np.testing.assert_array_equal(got, want)
+    assert len(want) == 4 and not np.isnan(want).any()
+    (newest,) = client.get("/batches", params={"strategy": "sma_cross", "limit": 1}).json()
+    rows = client.get(f"/batches/{newest['batch_id']}/results").json()["rows"]
+    barp = next(r for r in rows if r["symbols"] == "BARP")
+    equity = pd.DataFrame(client.get(f"/runs/{barp['run_id']}").json()["equity"])
+    assert list(equity.columns) == ["time", "equity", "buy_and_hold", "benchmark"]
+    assert equity["benchmark"].notna().all()
+    refused = submit(client, {"strategy": "sma_cross", "symbols": ["BARP"],
+                              "options": {"benchmark": 3}})
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "options", "benchmark"]
+
+
 def test_results_by_content_negotiation(client):
     batch_id = submit(client, {"strategy": "sma_cross", "params": {"fast": [5, 10]},
                                "symbols": ["BARP", "TEW"]}).json()["batch_id"]

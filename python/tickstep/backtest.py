@@ -12,12 +12,17 @@ from typing import Any
 import pandas as pd
 
 from tickstep import _core
-from tickstep.config import BacktestConfig, ConfigError, check_symbols, split_options
+from tickstep.config import (
+    BacktestConfig,
+    ConfigError,
+    check_symbols,
+    read_benchmark,
+    split_options,
+)
 from tickstep.data import LOAD_OPTIONS, resolve
 from tickstep.data._records import records_for_backtest
 from tickstep.data._resolve import resolve_with_records
 from tickstep.data._stream import open_stream
-from tickstep.hints import did_you_mean
 from tickstep.results import Result, benchmark_prices
 from tickstep.signals import is_signal_strategy, run_signal_grid, run_signals, run_strategy
 from tickstep.simulation import market_from_columns, session_ends, simulate, simulate_stream
@@ -136,10 +141,9 @@ class Backtest:
                 self._config = self._config.replace(trade_start=first + _duration(warmup, "warmup"))
             if symbols is None:
                 check_symbols(self._config, self._symbols)
-            benchmark = self._config.benchmark
-            if isinstance(benchmark, str) and benchmark not in self._symbols:
-                raise _core.UnknownSymbolError(f"benchmark {benchmark!r} is not a symbol of the data"
-                               f"{did_you_mean(benchmark, self._symbols)}")
+            self._config = read_benchmark(self._config, data, self._symbols,
+                                          every_symbol=symbols is None, start=start, end=end,
+                                          load_options=load_options)
             self._session_ends = None
             return
         if isinstance(data, _core.Market):
@@ -173,6 +177,10 @@ class Backtest:
         if warmup is not None and self._config.trade_start is None:
             first = pd.Timestamp(int(self._market.timeline()[0]), tz="UTC")
             self._config = self._config.replace(trade_start=first + _duration(warmup, "warmup"))
+        if not isinstance(data, _core.Market):  # a benchmark among the symbols left out
+            self._config = read_benchmark(self._config, data, self._symbols,
+                                          every_symbol=symbols is None, start=start, end=end,
+                                          load_options=load_options)
         # A benchmark symbol missing from the data is refused now, not after a run (as a
         # symbol with a schedule of its own).
         benchmark_prices(self._config.benchmark, self._market)

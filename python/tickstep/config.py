@@ -723,8 +723,10 @@ class BacktestConfig:
         each trading day, on the balances and prices of that moment: they move cash and
         equity, and the statistics sum them in ``Carrying Costs [$]``.
     benchmark : str or pandas.Series, optional
-        What alpha and beta are measured against: a symbol of the data (its closes) or a
-        price Series on a DatetimeIndex (kept as `tickstep.metrics.BenchmarkPrices`).
+        What alpha and beta are measured against: a symbol of the data (its closes; read
+        from the data when the run's ``symbols=`` leave it out, so each symbol's backtest
+        of a store measures against the same index) or a price Series on a
+        DatetimeIndex (kept as `tickstep.metrics.BenchmarkPrices`).
     periods_per_year : int, optional
         Daily returns in a year, to annualise statistics. Default: from the data's
         calendar, 252 for exchange data, 365 when the data trade on Saturdays or Sundays
@@ -870,6 +872,36 @@ def check_symbols(config: BacktestConfig, symbols: Iterable[str]) -> None:
             if symbol not in known:
                 raise UnknownSymbolError(f"{option}: {symbol!r} is not a symbol of the data"
                                          f"{did_you_mean(symbol, known)}")
+
+
+def read_benchmark(config: BacktestConfig, data: Any, loaded: Iterable[str], *,
+                   every_symbol: bool = False, start: Any = None, end: Any = None,
+                   load_options: Mapping[str, Any] | None = None) -> BacktestConfig:
+    """``config`` with a ``benchmark=`` symbol that is not among the ``loaded`` symbols
+    read from ``data`` (its closes over the same span, with the same load options, kept
+    as `tickstep.metrics.BenchmarkPrices` named by it): runs of some symbols of a store
+    measured against another (each symbol's backtest against SPY). When ``loaded`` are
+    ``every_symbol`` of the data, another name is refused with the closest one; what the
+    data refuses (a name it does not hold, bad bars) is refused naming the option."""
+    from tickstep.data import resolve
+    from tickstep.data._columns import DataError
+
+    benchmark = config.benchmark
+    known = list(loaded)
+    if not isinstance(benchmark, str) or benchmark in known:
+        return config
+    if every_symbol:
+        raise UnknownSymbolError(f"benchmark {benchmark!r} is not a symbol of the data"
+                                 f"{did_you_mean(benchmark, known)}")
+    try:
+        columns = resolve(data, symbols=[benchmark], start=start, end=end,
+                          **dict(load_options or {}))
+    except DataError as exc:
+        raise DataError(f"benchmark={benchmark!r}: {exc}") from None
+    (bars,) = columns.bars
+    closes = pd.Series(np.asarray(bars.close, dtype=float),
+                       index=pd.to_datetime(np.asarray(bars.ts), utc=True), name=benchmark)
+    return config.replace(benchmark=closes)
 
 
 def check_names(options: Iterable[str], also: Iterable[str] = ()) -> None:

@@ -34,7 +34,7 @@ from tickstep.batch.search import option_of, search_of
 from tickstep.batch.sources import default_scratch_dir, prepare_data, snapshot_path
 from tickstep.batch.worker import Chunk, forget_record_snapshots
 from tickstep.batch.worker_cache import WorkerCache
-from tickstep.config import BacktestConfig, check_symbols, split_options
+from tickstep.config import BacktestConfig, check_symbols, read_benchmark, split_options
 from tickstep.data import LOAD_OPTIONS, BarStore, MarketColumns, SymbolBars, open_store
 from tickstep.data._records import RecordTable, records_for_backtest, write_record_snapshot
 from tickstep.metrics import STAT_LABELS
@@ -317,6 +317,11 @@ def run_batch(
             # Every symbol of the data: one a schedule names must be among them. (With a
             # selection, a schedule of a symbol left out is kept for the runs that have it.)
             check_symbols(config, prepared.symbols)
+            read_benchmark(config, data, prepared.symbols, every_symbol=True)  # refuses only
+        # A benchmark symbol is read from the data once, for every group: each measures
+        # against it, whether or not the group holds it (each symbol alone against SPY).
+        config = read_benchmark(config, data, (), start=start, end=end,
+                                load_options=load_options)
         if groups is None:
             groups = (
                 {"portfolio": tuple(prepared.call_order)}

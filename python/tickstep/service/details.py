@@ -36,8 +36,10 @@ def symbols_of(request: dict[str, Any], label: str) -> list[str] | None:
 
 def run_details(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one backtest from plain values; the result's statistics, trades and equity
-    (each sample with the buy-and-hold basket's value, `tickstep.Result.buy_and_hold`) as
-    JSON values, or, with ``spec["report"]`` (a path), write its HTML report there."""
+    (each sample with the buy-and-hold basket's value, `tickstep.Result.buy_and_hold`,
+    and the cash held in the benchmark when the run had one,
+    `tickstep.Result.benchmark_equity`) as JSON values, or, with ``spec["report"]`` (a
+    path), write its HTML report there."""
     import tickstep
     from tickstep.service.rows import jsonable
     from tickstep.strategies import load
@@ -56,6 +58,8 @@ def run_details(spec: dict[str, Any]) -> dict[str, Any]:
     trades = result.trades.copy()
     equity = result.equity.reset_index()
     equity["buy_and_hold"] = result.buy_and_hold().to_numpy()
+    if result.options.get("benchmark") is not None:
+        equity["benchmark"] = result.benchmark_equity().to_numpy()
     return {
         "stats": jsonable(dict(result.stats.items())),
         "trades": jsonable(trades.to_dict(orient="records")),

@@ -25,11 +25,13 @@ PLAIN_TYPES = (bool, int, float, str)
 #: (``funding_column``, ``dividend_column``, ``borrow_rate_column``, ``shortable_column``)
 #: or plain data (JSON's:
 #: ``commission_by_symbol``'s, ``margin_by_symbol``'s, ``borrow_rate_by_symbol``'s and
-#: ``slippage_by_symbol``'s mappings, ``multiplier``'s number or mapping) or a duration
-#: (``stream``'s window, "5D"), by their declared types.
+#: ``slippage_by_symbol``'s mappings, ``multiplier``'s number or mapping), a duration
+#: (``stream``'s window, "5D") or a symbol (``benchmark``'s: a price Series is for Python),
+#: by their declared types.
 _PLAIN_OR_NONE = ("float | None", "int | None", "str | None",
                   "Mapping[str, Mapping[str, float]] | None", "Mapping[str, float] | None",
-                  "float | Mapping[str, float] | None", "pd.Timedelta | None")
+                  "float | Mapping[str, float] | None", "pd.Timedelta | None",
+                  "str | BenchmarkPrices | None")
 
 #: Engine options given by value, with their defaults (from `BacktestConfig`); a value
 #: given for one whose default is None is checked by the config's rule alone.
