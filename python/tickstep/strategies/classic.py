@@ -136,7 +136,9 @@ class BuyAndHold(Strategy):
     slippage; the backtest's sizer is not asked. A symbol whose data start later is bought at its own
     first bar, from the equity of then. Nothing is rebalanced or sold (a delisting closes
     a position as for any strategy); the positions are open at the end, marked at the
-    last closes.
+    last closes. An order the broker rejects (the cash short at the fill: a ``fraction``
+    near 1 and a gap up) is not placed again: that symbol's share stays in cash, and the
+    run's rejections say so.
 
     A results row's ``Buy & Hold Return [%]`` is the frictionless basket (each symbol's
     first to last close, equal weights: this strategy's return with ``fraction=1``,
