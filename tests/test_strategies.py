@@ -746,3 +746,14 @@ def test_a_results_buy_and_hold_basket_is_the_statistics_by_hand(names, tmp_path
 def test_buy_and_hold_refuses_a_fraction_not_above_zero(fraction):
     with pytest.raises(ValueError, match=r"need fraction > 0 \(the share of equity invested\)"):
         tickstep.Backtest(_hold_market(), BuyAndHold, cash=100_000).run(fraction=fraction)
+
+
+def test_buy_and_hold_does_not_chase_a_rejected_entry():
+    # All of the cash at the close of 100, the next open 110: the order is short of cash
+    # and rejected; it is not placed again, the cash stays cash.
+    market = {"AAA": frame([(99, 101, 98, 100), (110, 112, 108, 111), (111, 113, 110, 112)])}
+    result = tickstep.Backtest(market, BuyAndHold, cash=10_000, on_reject="ignore").run(
+        fraction=1.0)
+    assert result.orders["status"].tolist() == ["rejected"]
+    assert result.fills.empty and result.stats["# Orders Rejected"] == 1
+    assert (result.equity == 10_000).all()
