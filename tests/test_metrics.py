@@ -826,6 +826,11 @@ def test_a_benchmark_symbol_left_out_of_the_run_is_read_from_the_data(tmp_path):
         tickstep.Backtest(str(store), SmaCross, symbols=["BARP"], benchmark="TEWW")
     with pytest.raises(KeyError, match=r"benchmark 'TEWW' is not a symbol of the data.*'TEW'"):
         run_batch(SmaCross, str(store), benchmark="TEWW", cache=False, executor="sequential")
+    import pyarrow as pa
+
+    reader = pa.Table.from_pandas(data.to_frame().reset_index()).to_reader()
+    with pytest.raises(tickstep.data.DataError, match=r"benchmark='TEW': .*read once"):
+        tickstep.Backtest(reader, SmaCross, symbols=["BARP"], benchmark="TEW")
 
 
 def test_benchmark_refusals():

@@ -897,7 +897,12 @@ def read_benchmark(config: BacktestConfig, data: Any, loaded: Iterable[str], *,
         columns = resolve(data, symbols=[benchmark], start=start, end=end,
                           **dict(load_options or {}))
     except DataError as exc:
-        raise DataError(f"benchmark={benchmark!r}: {exc}") from None
+        import pyarrow as pa
+
+        once = (" (a stream of record batches is read once, by the run's symbols: give the "
+                "benchmark's closes as a Series)" if isinstance(data, pa.RecordBatchReader)
+                else "")
+        raise DataError(f"benchmark={benchmark!r}: {exc}{once}") from None
     (bars,) = columns.bars
     closes = pd.Series(np.asarray(bars.close, dtype=float),
                        index=pd.to_datetime(np.asarray(bars.ts), utc=True), name=benchmark)
