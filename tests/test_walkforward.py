@@ -90,8 +90,14 @@ def test_hand_checked_example():
     # The stitched curve is continuous at a window boundary: window 2 starts at 10,080.
     w2 = wf.equity[wf.equity.index >= t0 + 20 * DAY]
     assert w2.iloc[0] == pytest.approx(10_080.0)  # flat on its first day (order fills next day)
+    # The basket's value at each stitched sample: 10,000 in ZZ from d10's close, held.
+    closes = zigzag()["close"]
+    basket = wf.buy_and_hold()
+    assert basket.index.equals(wf.equity.index)
+    np.testing.assert_allclose(basket, 10_000 * closes.asof(wf.equity.index) / 110, rtol=1e-12)
+    assert basket.iloc[-1] == pytest.approx(10_000 * 99 / 110, rel=1e-12)
     fig = wf.plot()
-    assert [t.name for t in fig.data] == ["equity", "peak", "drawdown [%]"]
+    assert [t.name for t in fig.data] == ["equity", "peak", "buy & hold", "drawdown [%]"]
     np.testing.assert_allclose(fig.data[0].y, wf.equity.to_numpy())
     assert len(fig.layout.shapes) == len(wf.windows)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from typing import Any, overload
 
 import numpy as np
@@ -22,6 +23,7 @@ __all__ = [
     "BenchmarkPrices",
     "alpha_beta",
     "buy_and_hold_return",
+    "buy_and_hold_values",
     "compute_stats",
     "daily_returns",
     "drawdown",
@@ -750,6 +752,34 @@ def buy_and_hold_return(first: np.ndarray, last: np.ndarray) -> float:
         return math.nan
     # An exact mean: the same bits whatever order (names) the symbols come in.
     return exact_mean(last / first - 1.0)
+
+
+def buy_and_hold_values(closes: Sequence[tuple[np.ndarray, np.ndarray]], times: np.ndarray,
+                        start: int, initial_cash: float) -> np.ndarray:
+    """The value at ``times`` (int ns UTC, sorted) of the basket of
+    :func:`buy_and_hold_return`: ``initial_cash`` split equally among the symbols, each
+    share bought at its symbol's first close at or after ``start`` and held without costs
+    (in cash until then; keeping the last close after the symbol's last). ``closes``: per
+    symbol, its (times, closes), sorted. Summed exactly: the same bits whatever order the
+    symbols come in.
+
+    Examples
+    --------
+    >>> day = 86_400 * 10**9
+    >>> closes = [(np.array([0, day, 2 * day]), np.array([10.0, 11.0, 12.0])),
+    ...           (np.array([day, 2 * day]), np.array([50.0, 45.0]))]
+    >>> buy_and_hold_values(closes, np.array([0, day, 2 * day]), 0, 100.0).tolist()
+    [100.0, 105.0, 105.0]
+    """
+    growth = np.ones((len(closes), len(times)))
+    for row, (ts, close) in enumerate(closes):
+        first = np.searchsorted(ts, start)  # the first close from the start on
+        if first == len(ts):
+            continue  # no bar from the start: its share stays in cash
+        at = np.searchsorted(ts[first:], times, side="right") - 1
+        values = np.asarray(close[first:], dtype=float)
+        growth[row] = np.where(at >= 0, values[np.maximum(at, 0)] / values[0], 1.0)
+    return initial_cash * exact_sum(growth, axis=0) / len(closes)
 
 
 @overload

@@ -27,8 +27,8 @@ from tickstep.hints import did_you_mean
 from tickstep.metrics import (
     _STAT_TRADE_COLUMNS,
     BenchmarkPrices,
+    buy_and_hold_values,
     daily_returns,
-    exact_sum,
     exposed,
     format_stats,
     stats_of_columns,
@@ -535,18 +535,8 @@ class Result(DailyReturnsMixin):
         """
         if self._prices is None:
             raise ValueError(_NO_PRICES)
-        when = self.equity.index.asi8
-        start = pd.Timestamp(self.stats["Start"]).value
-        growth = np.ones((len(self.symbols), len(when)))
-        for row, (ts, close) in enumerate(self._prices):  # `prices`'s columns, in order
-            first = np.searchsorted(ts, start)  # the first close of the run
-            if first == len(ts):
-                continue  # no bar in the run: its share stays in cash
-            at = np.searchsorted(ts[first:], when, side="right") - 1
-            values = close[first:]
-            growth[row] = np.where(at >= 0, values[np.maximum(at, 0)] / values[0], 1.0)
-        # Summed exactly: the same bits whatever the symbols are called.
-        basket = self.initial_cash * exact_sum(growth, axis=0) / len(self.symbols)
+        basket = buy_and_hold_values(self._prices, self.equity.index.asi8,
+                                     pd.Timestamp(self.stats["Start"]).value, self.initial_cash)
         return pd.Series(basket, index=self.equity.index, name="buy & hold")
 
     def benchmark_equity(self) -> pd.Series:

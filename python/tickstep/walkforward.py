@@ -54,7 +54,7 @@ from tickstep.config import ConfigError
 from tickstep.data import MarketColumns, SymbolBars
 from tickstep.data._request import time_bounds
 from tickstep.data._stream import open_stream
-from tickstep.metrics import compute_stats, exact_sum, format_stats
+from tickstep.metrics import buy_and_hold_values, compute_stats, exact_sum, format_stats
 from tickstep.rejections import (
     TickstepWarning,
     caller_outside_tickstep,
@@ -392,6 +392,24 @@ class WalkForwardResult(DailyReturnsMixin):
     def equity(self) -> pd.Series:
         """The stitched out-of-sample equity: the ``equity`` column of `equity_frame`."""
         return self.equity_frame["equity"]
+
+    def buy_and_hold(self) -> pd.Series:
+        """What the initial cash would be worth at each stitched equity sample in the
+        basket of ``Buy & Hold Return [%]`` over the test windows (split equally among the
+        symbols, each share from its symbol's first close of the first test window, held
+        without costs); its last value is ``initial_cash * (1 + Buy & Hold Return [%] /
+        100)``, and the plot and the report draw it beside the equity (as
+        `tickstep.Result.buy_and_hold`, from the test windows' kept closes: a streamed
+        walk-forward's are its day ends', so there it starts at the first day's last
+        close)."""
+        symbols = self.results[0].symbols
+        closes = []
+        for symbol in symbols:
+            kept = pd.concat([r.prices(symbol) for r in self.results])
+            closes.append((kept.index.asi8, kept.to_numpy()))
+        start = pd.Timestamp(self.windows["test_start"].iloc[0]).value
+        basket = buy_and_hold_values(closes, self.equity.index.asi8, start, self.initial_cash)
+        return pd.Series(basket, index=self.equity.index, name="buy & hold")
 
     @property
     def _run_options(self) -> Mapping[str, Any]:
