@@ -114,6 +114,12 @@ def test_stitched_stats_carry_the_test_windows_costs_and_the_benchmark():
     # Against ZZ itself: a short of 10 units at 99-119 on about 10,000 of equity moves
     # about -0.1 times as much (without a benchmark, both are NaN).
     assert np.isfinite(wf.stats["Alpha [%]"]) and -0.125 < wf.stats["Beta"] < -0.08
+    # The cash held in ZZ from the first test window's start (d10's close, 110), drawn.
+    held = wf.benchmark_equity()
+    closes = zigzag()["close"]
+    np.testing.assert_allclose(held, 10_000 * closes.asof(wf.equity.index) / 110, rtol=1e-12)
+    assert held.name == "ZZ"
+    assert "benchmark (ZZ)" in [t.name for t in wf.plot().data]
 
 
 class NoFlat(Direction):

@@ -24,6 +24,7 @@ __all__ = [
     "alpha_beta",
     "buy_and_hold_return",
     "buy_and_hold_values",
+    "held_values",
     "compute_stats",
     "daily_returns",
     "drawdown",
@@ -780,6 +781,29 @@ def buy_and_hold_values(closes: Sequence[tuple[np.ndarray, np.ndarray]], times: 
         values = np.asarray(close[first:], dtype=float)
         growth[row] = np.where(at >= 0, values[np.maximum(at, 0)] / values[0], 1.0)
     return initial_cash * exact_sum(growth, axis=0) / len(closes)
+
+
+def held_values(prices: pd.Series, times: np.ndarray, start: int,
+                initial_cash: float) -> np.ndarray:
+    """The value at ``times`` (int ns UTC) of ``initial_cash`` held in a benchmark of these
+    ``prices`` (sorted): ``initial_cash * price / base``, each price its last at or
+    before the time and ``base`` its last at or before ``start`` (its first, if it starts
+    later; NaN before it) -- the prices `compute_stats` reads for ``Alpha [%]`` and
+    ``Beta``, so the daily returns of these values are theirs.
+
+    Examples
+    --------
+    >>> day = 86_400 * 10**9
+    >>> prices = pd.Series([10.0, 12.0, 9.0], index=pd.to_datetime([0, day, 2 * day], utc=True))
+    >>> held_values(prices, np.array([day, 2 * day]), day, 100.0).tolist()
+    [100.0, 75.0]
+    """
+    at_times = pd.DatetimeIndex(prices.index).as_unit("ns").asi8
+    values = prices.to_numpy(dtype=float)
+    at_start = np.searchsorted(at_times, start, side="right") - 1
+    base = values[max(at_start, 0)]
+    at = np.searchsorted(at_times, times, side="right") - 1
+    return np.where(at >= 0, initial_cash * values[np.maximum(at, 0)] / base, np.nan)
 
 
 @overload

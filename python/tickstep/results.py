@@ -31,6 +31,7 @@ from tickstep.metrics import (
     daily_returns,
     exposed,
     format_stats,
+    held_values,
     stats_of_columns,
 )
 from tickstep.significance import bootstrap_stats, deflated_sharpe_ratio, probabilistic_sharpe_ratio
@@ -539,6 +540,13 @@ class Result(DailyReturnsMixin):
                                      pd.Timestamp(self.stats["Start"]).value, self.initial_cash)
         return pd.Series(basket, index=self.equity.index, name="buy & hold")
 
+    @property
+    def benchmark(self) -> pd.Series | None:
+        """The prices of the run's ``benchmark=`` it kept (what its ``Alpha [%]`` and
+        ``Beta`` read; a symbol's are its closes in the run's market), named by it; None
+        without one."""
+        return self._benchmark
+
     def benchmark_equity(self) -> pd.Series:
         """What the initial cash would be worth at each equity sample held in the run's
         ``benchmark=`` (a symbol of the data or a price Series): ``initial_cash * price /
@@ -561,15 +569,9 @@ class Result(DailyReturnsMixin):
         if self._benchmark is None:
             raise ValueError("this run had no benchmark: BacktestConfig(benchmark=...) takes a "
                              "symbol of the data or a price Series")
-        prices = self._benchmark
-        times = pd.DatetimeIndex(prices.index).as_unit("ns").asi8
-        values = prices.to_numpy(dtype=float)
-        start = pd.Timestamp(self.stats["Start"]).value
-        at_start = np.searchsorted(times, start, side="right") - 1
-        base = values[max(at_start, 0)]
-        at = np.searchsorted(times, self.equity.index.asi8, side="right") - 1
-        held = np.where(at >= 0, self.initial_cash * values[np.maximum(at, 0)] / base, np.nan)
-        return pd.Series(held, index=self.equity.index, name=prices.name)
+        held = held_values(self._benchmark, self.equity.index.asi8,
+                           pd.Timestamp(self.stats["Start"]).value, self.initial_cash)
+        return pd.Series(held, index=self.equity.index, name=self._benchmark.name)
 
     def indicators(self, symbol: str) -> pd.DataFrame:
         """The strategy's indicators kept for the report at each of ``symbol``'s bars over

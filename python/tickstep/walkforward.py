@@ -54,7 +54,13 @@ from tickstep.config import ConfigError
 from tickstep.data import MarketColumns, SymbolBars
 from tickstep.data._request import time_bounds
 from tickstep.data._stream import open_stream
-from tickstep.metrics import buy_and_hold_values, compute_stats, exact_sum, format_stats
+from tickstep.metrics import (
+    buy_and_hold_values,
+    compute_stats,
+    exact_sum,
+    format_stats,
+    held_values,
+)
 from tickstep.rejections import (
     TickstepWarning,
     caller_outside_tickstep,
@@ -407,9 +413,29 @@ class WalkForwardResult(DailyReturnsMixin):
         for symbol in symbols:
             kept = pd.concat([r.prices(symbol) for r in self.results])
             closes.append((kept.index.asi8, kept.to_numpy()))
-        start = pd.Timestamp(self.windows["test_start"].iloc[0]).value
-        basket = buy_and_hold_values(closes, self.equity.index.asi8, start, self.initial_cash)
+        basket = buy_and_hold_values(closes, self.equity.index.asi8, self._start,
+                                     self.initial_cash)
         return pd.Series(basket, index=self.equity.index, name="buy & hold")
+
+    def benchmark_equity(self) -> pd.Series:
+        """The initial cash held in the walk-forward's ``benchmark=`` from the first test
+        window's start, at each stitched equity sample (the prices its ``Alpha [%]`` and
+        ``Beta`` read; as `tickstep.Result.benchmark_equity`); drawn beside the equity."""
+        kept = [r.benchmark for r in self.results if r.benchmark is not None]
+        if not kept:
+            raise ValueError("this walk-forward had no benchmark: BacktestConfig(benchmark="
+                             "...) takes a symbol of the data or a price Series")
+        # A symbol's prices are each window's own bars (a window's market): joined, the
+        # bars two windows share (a warm-up) kept once.
+        prices = pd.concat(kept)
+        prices = prices[~prices.index.duplicated(keep="last")].sort_index()
+        held = held_values(prices, self.equity.index.asi8, self._start, self.initial_cash)
+        return pd.Series(held, index=self.equity.index, name=kept[0].name)
+
+    @property
+    def _start(self) -> int:
+        """The out-of-sample span's start (int ns): the first test window's."""
+        return pd.Timestamp(self.windows["test_start"].iloc[0]).value
 
     @property
     def _run_options(self) -> Mapping[str, Any]:
