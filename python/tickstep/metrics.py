@@ -766,7 +766,7 @@ def buy_and_hold_values(closes: Sequence[tuple[np.ndarray, np.ndarray]], times: 
 
     Examples
     --------
-    >>> day = 86_400 * 10**9
+    >>> day = NS_PER_DAY  # tickstep.timeframes
     >>> closes = [(np.array([0, day, 2 * day]), np.array([10.0, 11.0, 12.0])),
     ...           (np.array([day, 2 * day]), np.array([50.0, 45.0]))]
     >>> buy_and_hold_values(closes, np.array([0, day, 2 * day]), 0, 100.0).tolist()
@@ -793,7 +793,7 @@ def held_values(prices: pd.Series, times: np.ndarray, start: int,
 
     Examples
     --------
-    >>> day = 86_400 * 10**9
+    >>> day = NS_PER_DAY  # tickstep.timeframes
     >>> prices = pd.Series([10.0, 12.0, 9.0], index=pd.to_datetime([0, day, 2 * day], utc=True))
     >>> held_values(prices, np.array([day, 2 * day]), day, 100.0).tolist()
     [100.0, 75.0]
