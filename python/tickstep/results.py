@@ -384,6 +384,10 @@ class Result(DailyReturnsMixin):
         The account's cash before the first bar.
     metadata : pandas.DataFrame or None
         Symbol metadata (sector, exchange, ...) indexed by symbol, when the data had some.
+    benchmark : pandas.Series or None
+        The prices of the run's ``benchmark=`` (what ``Alpha [%]`` and ``Beta`` read),
+        named by it; ``benchmark_equity()`` is the cash held in it, ``buy_and_hold()`` the
+        cash held in the basket of ``Buy & Hold Return [%]``.
     strategy_name : str
         The strategy class's name.
     strategy : Strategy or None
