@@ -617,12 +617,17 @@ def _benchmark_daily_returns(
     times = _as_utc(benchmark.index).asi8
     if len(times) > 1 and np.any(times[1:] < times[:-1]):
         raise ValueError("benchmark index must be sorted in time order")
-    prices = benchmark.to_numpy(dtype=float)
     day_ends = ts[_last_of_period(days)]
-    at = np.concatenate(([start.value], day_ends))
-    pos = np.searchsorted(times, at, side="right") - 1
-    read = np.where(pos >= 0, prices[np.maximum(pos, 0)], np.nan)
+    read = _last_at_or_before(times, benchmark.to_numpy(dtype=float),
+                              np.concatenate(([start.value], day_ends)))
     return read[1:] / read[:-1] - 1.0
+
+
+def _last_at_or_before(times: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Each of ``at``'s (int ns) last value of ``values`` at ``times`` (sorted) at or
+    before it; NaN before the first."""
+    pos = np.searchsorted(times, at, side="right") - 1
+    return np.where(pos >= 0, values[np.maximum(pos, 0)], np.nan)
 
 
 def exposed(gross_exposure: np.ndarray, equity: np.ndarray) -> np.ndarray:
@@ -777,9 +782,9 @@ def buy_and_hold_values(closes: Sequence[tuple[np.ndarray, np.ndarray]], times: 
         first = np.searchsorted(ts, start)  # the first close from the start on
         if first == len(ts):
             continue  # no bar from the start: its share stays in cash
-        at = np.searchsorted(ts[first:], times, side="right") - 1
         values = np.asarray(close[first:], dtype=float)
-        growth[row] = np.where(at >= 0, values[np.maximum(at, 0)] / values[0], 1.0)
+        read = _last_at_or_before(ts[first:], values, times)
+        growth[row] = np.where(np.isnan(read), 1.0, read / values[0])  # cash until then
     return initial_cash * exact_sum(growth, axis=0) / len(closes)
 
 
@@ -800,10 +805,8 @@ def held_values(prices: pd.Series, times: np.ndarray, start: int,
     """
     at_times = pd.DatetimeIndex(prices.index).as_unit("ns").asi8
     values = prices.to_numpy(dtype=float)
-    at_start = np.searchsorted(at_times, start, side="right") - 1
-    base = values[max(at_start, 0)]
-    at = np.searchsorted(at_times, times, side="right") - 1
-    return np.where(at >= 0, initial_cash * values[np.maximum(at, 0)] / base, np.nan)
+    base = values[max(np.searchsorted(at_times, start, side="right") - 1, 0)]
+    return initial_cash * _last_at_or_before(at_times, values, times) / base
 
 
 @overload
