@@ -532,8 +532,27 @@ pub struct Portfolio {
     pub carry_paid: f64,
     /// Dividends received so far, net of those paid on short positions.
     pub dividends: f64,
+    /// Per symbol, its share of `dividends` and `carry_paid` (`Payments`), so that what
+    /// each symbol made sums with the account's interest to the run's P&L.
+    pub payments: Vec<Payments>,
+    /// The part of `carry_paid` no symbol made: interest paid on negative cash, net of
+    /// interest earned on positive cash.
+    pub interest: f64,
     /// The day end carrying costs were last accrued at (ns UTC).
     last_accrual: Option<i64>,
+    /// The calendar days the latest accrual charged for (`accrue_carry`).
+    carry_days: f64,
+}
+
+/// What a symbol's positions were paid and charged over the run besides their fills, in
+/// the account's money, signed as the statistics sign their totals.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Payments {
+    /// Dividends received, net of those its shorts paid the lender (`Dividends [$]`).
+    pub dividends: f64,
+    /// Borrow fees its shorts paid and funding it settled, paid less received
+    /// (`Carrying Costs [$]`).
+    pub carrying_costs: f64,
 }
 
 /// What a data column of payments per bar holds (`Config::funding`, `Config::dividends`),
@@ -593,7 +612,10 @@ impl Portfolio {
             closed_legs: Vec::new(),
             carry_paid: 0.0,
             dividends: 0.0,
+            payments: vec![Payments::default(); symbols],
+            interest: 0.0,
             last_accrual: None,
+            carry_days: 0.0,
         };
         portfolio.cash = portfolio.money(None, cash);
         portfolio
@@ -677,6 +699,7 @@ impl Portfolio {
             ((ts - prev) as f64 / NANOS_PER_DAY).round().max(1.0)
         });
         self.last_accrual = Some(ts);
+        self.carry_days = days;
         if !own_borrow.is_empty() {
             return self.accrue_own_borrow(days, rates, own_borrow);
         }
@@ -701,7 +724,23 @@ impl Portfolio {
         self.cash -= charge;
         self.check_sums(None);
         self.carry_paid += cost;
+        // Each short's share of the fee (a parked one's: `parked_borrow_share`).
+        if rates.borrow != 0.0 {
+            for (p, paid) in self.positions.iter().zip(&mut self.payments) {
+                if p.size < 0.0 {
+                    paid.carrying_costs += p.value.neg().to_f64() * rates.borrow * days / 365.0;
+                }
+            }
+        }
+        self.interest -= cash * rate * days / 365.0;
         cost
+    }
+
+    /// A parked short's share of the borrow fee the latest day end charged: `value`, its
+    /// term of the account's value then, which `accrue_carry` read in the parked sums.
+    pub fn parked_borrow_share(&mut self, symbol: usize, value: Money, rates: &CarryRates) {
+        self.payments[symbol].carrying_costs +=
+            value.neg().to_f64() * rates.borrow * self.carry_days / 365.0;
     }
 
     /// `accrue_carry` with symbols borrowed at rates of their own (`own_borrow`, by symbol;
@@ -720,7 +759,9 @@ impl Portfolio {
             let p = &self.positions[s];
             if p.size < 0.0 {
                 let rate = own_borrow.get(s).copied().flatten().unwrap_or(rates.borrow);
-                fee += self.money(Some(s), p.value.neg().to_f64() * rate);
+                let term = p.value.neg().to_f64() * rate;
+                fee += self.money(Some(s), term);
+                self.payments[s].carrying_costs += term * days / 365.0;
             }
         }
         let cash = self.cash();
@@ -730,6 +771,7 @@ impl Portfolio {
         self.cash -= charge;
         self.check_sums(None);
         self.carry_paid += cost;
+        self.interest -= cash * rate * days / 365.0;
         cost
     }
 
@@ -769,9 +811,16 @@ impl Portfolio {
         };
         let amount = self.money(Some(symbol), received);
         self.cash += amount;
+        let paid = &mut self.payments[symbol];
         match kind {
-            Payment::Funding => self.carry_paid -= received,
-            Payment::Dividend => self.dividends += received,
+            Payment::Funding => {
+                self.carry_paid -= received;
+                paid.carrying_costs -= received;
+            }
+            Payment::Dividend => {
+                self.dividends += received;
+                paid.dividends += received;
+            }
         }
         self.check_sums(Some(symbol));
     }
@@ -1625,6 +1674,57 @@ mod tests {
         assert!((charged - 2.5).abs() < 1e-12, "{charged}");
         assert!((p.carry_paid - 2.5).abs() < 1e-12);
         check_identity(&p);
+        // Each short pays its own part; the long and the account's cash nothing.
+        let paid: Vec<f64> = p.payments.iter().map(|x| x.carrying_costs).collect();
+        assert!(
+            (paid[0] - 0.5).abs() < 1e-12 && (paid[1] - 2.0).abs() < 1e-12,
+            "{paid:?}"
+        );
+        assert_eq!((paid[2], p.interest), (0.0, 0.0));
+    }
+
+    #[test]
+    fn each_symbol_keeps_its_share_of_the_payments_and_the_account_its_interest() {
+        // Shorts of 5,000 and 2,000 at 3.65% (0.50 and 0.20 a day), a long of 15,000 on
+        // 10,000 of cash: cash 10,000 + 7,000 - 15,000 = 2,000, earning 1.825% (0.10 a
+        // day). A first day end (one day: 0.50 + 0.20 - 0.10 charged, cash 1,999.40), then
+        // two days: 1.00, 0.40 and the interest on 1,999.40.
+        let rates = CarryRates {
+            borrow: 0.0365,
+            margin: 0.073,
+            cash: 0.01825,
+        };
+        let mut p = Portfolio::new(10_000.0, 4);
+        for (s, direction, size) in [(0, -1.0, 100.0), (1, -1.0, 40.0), (2, 1.0, 300.0)] {
+            p.mark(s, 50.0);
+            let mut x = exec(direction, size, 50.0, 0.0);
+            x.symbol = s;
+            p.apply(x);
+        }
+        let day = 86_400_000_000_000i64;
+        p.accrue_carry(day, &rates, &[]);
+        let charged = p.accrue_carry(3 * day, &rates, &[]);
+        assert!((charged - 2.0 * (0.5 + 0.2 - 1_999.4 * 0.01825 / 365.0)).abs() < 1e-9);
+        let paid: Vec<f64> = p.payments.iter().map(|x| x.carrying_costs).collect();
+        assert!(
+            (paid[0] - 1.5).abs() < 1e-9 && (paid[1] - 0.6).abs() < 1e-9,
+            "{paid:?}"
+        );
+        assert_eq!((paid[2], paid[3]), (0.0, 0.0));
+        assert!(p.interest < 0.0 && (p.interest - (p.carry_paid - 2.1)).abs() < 1e-12);
+        // A parked short's share is its term at the latest day end, for as many days.
+        p.parked_borrow_share(3, Money::from_f64(-1_000.0).unwrap(), &rates);
+        assert!((p.payments[3].carrying_costs - 1_000.0 * 0.0365 * 2.0 / 365.0).abs() < 1e-12);
+        // Funding and dividends are the symbol's that settled them.
+        p.settle(Payment::Funding, 2, 300.0, 50.0, 0.001);
+        p.settle(Payment::Dividend, 0, -100.0, 50.0, 0.25);
+        assert!((p.payments[2].carrying_costs - 15.0).abs() < 1e-12);
+        assert_eq!(p.payments[0].dividends, -25.0);
+        assert_eq!(p.dividends, -25.0);
+        let symbols: f64 = p.payments.iter().map(|x| x.carrying_costs).sum();
+        assert!(
+            (symbols - 1_000.0 * 0.0365 * 2.0 / 365.0 + p.interest - p.carry_paid).abs() < 1e-9
+        );
     }
 
     #[test]

@@ -134,6 +134,7 @@ class _Listed:
         self.equity, self.positions = result.equity, result.positions
         self.initial_cash, self.prices = result.initial_cash, result.prices
         self.options = result.options
+        self.payments = result.payments  # by name: the table reads them in its own order
 
 
 def test_the_breakdowns_are_exact_sums_the_same_bits_in_any_order_of_the_symbols():

@@ -250,3 +250,25 @@ def test_optimisation_report_in_a_browser(browser, tmp_path):
         f"{backtest_overfitting(rows, 16).probability:.3f}"
     assert luck["reality check p-value (no set beats cash)"] == \
         f"{reality_check(rows, reps=200, seed=0).pvalue:.3f}"
+
+
+def test_a_report_with_payments_in_a_browser(browser, tmp_path):
+    # Dividends, borrow fees, funding and interest on cash: the by-symbol table shows each
+    # symbol's P&L with them, and the line under it the account's interest.
+    from test_payments import busy_data, signals_run
+    from tickstep.report import symbol_breakdown
+
+    result = signals_run(busy_data(seed=11))
+    path = result.report(tmp_path / "paid.html", symbols=["A"])
+    check_report(browser, result, path, ["fig-equity", "fig-prices", "fig-monthly", "fig-trades"])
+    table = browser.find_element("css selector", "table#by-symbol")
+    head = [th.text for th in table.find_elements("css selector", "thead th")]
+    assert {"P&L [$]", "Dividends [$]", "Carrying Costs [$]"} <= set(head)
+    expected = symbol_breakdown(result)
+    for row in table.find_elements("css selector", "tbody tr"):
+        cells = [td.text for td in row.find_elements("css selector", "td")]
+        shown = dict(zip(head[1:], cells[1:]))
+        for column in ("P&L [$]", "Carrying Costs [$]"):
+            assert shown[column] == format_stat(column, expected.loc[cells[0], column])
+    note = browser.find_element("css selector", "p#interest").text
+    assert format_stat("Carrying Costs [$]", -result.interest) in note

@@ -123,7 +123,7 @@ def test_a_result_saved_by_format_version_1_loads_without_the_columns_added_sinc
 def test_a_result_saved_by_format_version_2_loads_without_the_orders_parents(tmp_path):
     r = busy_result()
     path = r.save(tmp_path / "run")
-    assert json.loads((path / "result.json").read_text())["version"] == 3
+    assert json.loads((path / "result.json").read_text())["version"] == 4
     pd.read_parquet(path / "orders.parquet").drop(columns=["parent_id"]).to_parquet(
         path / "orders.parquet")
     meta = json.loads((path / "result.json").read_text())
@@ -140,7 +140,7 @@ def test_load_refuses_what_is_not_a_saved_result(tmp_path):
     with pytest.raises(FileNotFoundError, match="no result.json"):
         tickstep.load_result(tmp_path)
     (tmp_path / "result.json").write_text(json.dumps({"format": "tickstep.result", "version": 99}))
-    with pytest.raises(ValueError, match="format version 1 to 3"):
+    with pytest.raises(ValueError, match="format version 1 to 4"):
         tickstep.load_result(tmp_path)
 
 

@@ -50,7 +50,7 @@ _NO_PRICES = ("this result keeps no prices: a streamed run (stream=) with record
               "plot and report need the same backtest streamed without record_every_bar, or run in "
               "memory (without stream=)")
 #: The version `Result.save` writes; `load_result` reads it and every one before.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 class IndicatorLine(NamedTuple):
@@ -157,6 +157,10 @@ _TABLES: dict[str, tuple[_Column, ...]] = {
         _Column("size", "float", "size"),
         _Column("average_price", "float", "average_price"),
         _Column("last_price", "float", "mark"),
+        # What each symbol's positions were paid and charged besides their fills
+        # (`Result.payments`); a row per symbol, held at the end or not.
+        _Column("dividends", "float", "dividends", since=4),
+        _Column("carrying_costs", "float", "carrying_costs", since=4),
     ),
     "prices": (
         _Column("symbol", "symbol", "symbol", "int64"),
@@ -376,6 +380,10 @@ class Result(DailyReturnsMixin):
         (built on first access).
     positions : pandas.DataFrame
         Positions still open at the end: size, average price, last price.
+    payments : pandas.DataFrame
+        What each symbol's positions were paid and charged besides their fills
+        (dividends, borrow fees, funding); with ``interest``, the account's own, they
+        make up the statistics' ``Dividends [$]`` and ``Carrying Costs [$]``.
     params : dict
         The parameters the strategy ran with.
     options : dict
@@ -496,7 +504,58 @@ class Result(DailyReturnsMixin):
     def positions(self) -> pd.DataFrame:
         frame = _frame("positions", self._positions_raw(), self._symbols)
         frame = frame.set_index(pd.Index(self.symbols, name="symbol")).drop(columns="symbol")
-        return frame[frame["size"] != 0]
+        return frame.loc[frame["size"] != 0, ["size", "average_price", "last_price"]]
+
+    @cached_property
+    def payments(self) -> pd.DataFrame:
+        """What each symbol's positions were paid and charged over the run besides their
+        fills, in the account's money.
+
+        Indexed by every symbol of the run (held at the end or not): ``dividends``, those
+        received net of those its shorts paid the lender (``dividend_column``), and
+        ``carrying_costs``, the borrow fees its shorts paid (``borrow_rate`` and its
+        kin) and the funding it settled (``funding_column``), paid less received. Their
+        sums are the statistics' ``Dividends [$]`` and, with `interest`, ``Carrying Costs
+        [$]``; `tickstep.report.symbol_breakdown` counts them in each symbol's P&L.
+
+        A result saved before they were kept (format version 3 or earlier) has NaN here,
+        unless its statistics say the run had neither (both 0).
+
+        Examples
+        --------
+        >>> import pandas as pd, tickstep
+        >>> times = pd.date_range("2024-01-02", periods=3, freq="D", tz="UTC")
+        >>> bars = pd.DataFrame({"open": 10.0, "high": 10.0, "low": 10.0, "close": 10.0,
+        ...                      "volume": 1e6, "dividend": [0.0, 0.0, 0.5]}, index=times)
+        >>> class Hold(tickstep.Strategy):
+        ...     def next(self, symbol):
+        ...         if not self.position:
+        ...             self.buy(size=100)
+        >>> r = tickstep.Backtest({"XYZ": bars}, Hold, dividend_column="dividend").run()
+        >>> r.payments
+                dividends  carrying_costs
+        symbol
+        XYZ          50.0             0.0
+        """
+        raw = self._positions_raw()
+        if "dividends" in raw:
+            columns = {"dividends": raw["dividends"], "carrying_costs": raw["carrying_costs"]}
+        else:
+            had = [self.stats.get(label, math.nan) for label in ("Dividends [$]", "Carrying Costs [$]")]
+            none = 0.0 if all(v == 0 for v in had) else math.nan
+            columns = {"dividends": none, "carrying_costs": none}
+        return pd.DataFrame(columns, index=pd.Index(self.symbols, name="symbol"), dtype="float64")
+
+    @property
+    def interest(self) -> float:
+        """Interest on the account's cash over the run: paid on negative cash
+        (``margin_rate``), net of that earned on positive cash (``cash_rate``). The part
+        of ``Carrying Costs [$]`` no symbol's position made (`payments` has the rest);
+        NaN for a result saved before it was kept, unless the run had no carrying costs.
+        """
+        if "interest" in self._raw:
+            return float(self._raw["interest"])
+        return 0.0 if self.stats.get("Carrying Costs [$]", math.nan) == 0 else math.nan
 
     def _positions_raw(self) -> dict[str, Any]:
         pos = self._raw["positions"]
@@ -763,6 +822,8 @@ class Result(DailyReturnsMixin):
         }
         if self._benchmark is not None:  # its name: the Parquet file's column is "price"
             meta["benchmark"] = _jsonable({"name": self._benchmark.name})["name"]
+        if "interest" in self._raw:
+            meta["interest"] = self._raw["interest"]
         (directory / "result.json").write_text(json.dumps(meta, indent=1, allow_nan=False))
         return directory
 
@@ -802,6 +863,8 @@ def load_result(path: str | Path) -> Result:
     raw = {name: read(name) for name in ("trades", "equity", "fills", "orders")}
     positions = read("positions")
     raw["positions"] = {k: v for k, v in positions.items() if k != "symbol"}
+    if "interest" in meta:
+        raw["interest"] = float(meta["interest"])
     tables = meta["tables"]
     prices = _per_symbol_prices(read("prices"), len(symbols)) if "prices" in tables else None
     metadata = pd.read_parquet(directory / "metadata.parquet") if "metadata" in tables else None
@@ -1043,7 +1106,7 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
     # The logs are exported when the result's orders, fills or trades are read.
     orders, fills, trades = engine.take_logs()
     raw = {"fills": fills, "orders": orders, "positions": engine.positions(),
-           "equity": eq_raw, "trades": trades}
+           "equity": eq_raw, "trades": trades, "interest": engine.interest()}
     keep = market is not None and keep_prices
     return Result(stats=stats, trades=None, equity_frame=None, raw=raw, symbols=symbols,
                   params=params, strategy=strategy, options=_jsonable(options or {}),

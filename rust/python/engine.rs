@@ -678,6 +678,12 @@ impl PyEngine {
         self.engine.portfolio().carry_paid
     }
 
+    /// Interest on the account's cash over the run: paid on negative cash, net of that
+    /// earned on positive cash (the carrying costs no symbol's position made).
+    fn interest(&self) -> f64 {
+        self.engine.portfolio().interest
+    }
+
     /// Dividends received over the run, net of those short positions paid.
     fn dividends(&self) -> f64 {
         self.engine.portfolio().dividends
@@ -699,7 +705,8 @@ impl PyEngine {
         Ok(d)
     }
 
-    /// Positions at the end: per symbol size, average entry price and last mark.
+    /// Positions at the end: per symbol size, average entry price and last mark, and
+    /// what its positions were paid and charged over the run (`Payments`).
     fn positions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let p = self.engine.portfolio().positions();
         let d = PyDict::new(py);
@@ -710,6 +717,13 @@ impl PyEngine {
             p.iter().map(|x| x.average_price()).collect(),
         )?;
         put(&d, "mark", p.iter().map(|x| x.mark).collect())?;
+        let paid = &self.engine.portfolio().payments;
+        put(&d, "dividends", paid.iter().map(|x| x.dividends).collect())?;
+        put(
+            &d,
+            "carrying_costs",
+            paid.iter().map(|x| x.carrying_costs).collect(),
+        )?;
         Ok(d)
     }
 }

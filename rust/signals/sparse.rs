@@ -820,9 +820,16 @@ impl<'a, 'm> Driver<'a, 'm> {
         }
         if ends_day && now >= self.p.account_opens {
             let own_borrow = &self.p.config.borrow_rates;
-            self.p
-                .portfolio
-                .accrue_carry(now, &self.p.config.carry, own_borrow);
+            let rates = &self.p.config.carry;
+            self.p.portfolio.accrue_carry(now, rates, own_borrow);
+            // The parked shorts' shares of the borrow fee (their terms were read above).
+            if rates.borrow != 0.0 && self.parked.shorts > 0 {
+                for p in self.parked.list.iter().filter(|p| p.size < 0.0) {
+                    self.p
+                        .portfolio
+                        .parked_borrow_share(p.symbol, p.value, rates);
+                }
+            }
             self.p.book.end_day(now);
         }
         if sample {

@@ -122,6 +122,13 @@ def _table(frame: pd.DataFrame, table_id: str, index_label: str | None = None) -
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
+def _paid_only(frame: pd.DataFrame) -> pd.DataFrame:
+    """The breakdown without its payment columns where the run had none (most runs: two
+    columns of zeros)."""
+    paid = ["Dividends [$]", "Carrying Costs [$]"]
+    return frame.drop(columns=[c for c in paid if (frame[c] == 0).all()])
+
+
 def _cell(column: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
         return ""
@@ -257,9 +264,16 @@ def write_report(result: Result, path: str | Path, *, symbols: list[str] | None 
                          "&#10006; stop-loss fill, &#9733; take-profit fill; dotted: working "
                          "stop-loss (red) and take-profit (green) levels.</p>")
         parts.append(f'<div class="figure" id="{fig_id}"></div>')
-    parts += ["<h2>By symbol</h2>", _table(breakdown, "by-symbol", "symbol")]
+    parts += ["<h2>By symbol</h2>", _table(_paid_only(breakdown), "by-symbol", "symbol")]
+    interest = result.interest
+    if interest != 0:
+        # The rest of the run's P&L, so that the table's sums and this line add up to it.
+        parts.append(f'<p class="note" id="interest">Interest on the account\'s cash, no '
+                     f"symbol's (paid on money borrowed, net of that earned): "
+                     f"{html.escape(format_stat('Carrying Costs [$]', -interest))} in the P&amp;L "
+                     "besides the symbols'.</p>")
     if sectors is not None:
-        parts += ["<h2>By sector</h2>", _table(sectors, "by-sector", "sector")]
+        parts += ["<h2>By sector</h2>", _table(_paid_only(sectors), "by-sector", "sector")]
     parts.append("<h2>Rejected orders</h2>")
     if len(rejected) == 0:
         parts.append('<p class="note" id="rejected-none">No order was rejected.</p>')

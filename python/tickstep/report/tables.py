@@ -84,12 +84,15 @@ def position_values(result: Result) -> pd.DataFrame:
 def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.DataFrame:
     """P&L, trades and exposure of every symbol.
 
-    Columns: ``P&L [$]`` (realised and open, net of commissions), ``Contribution [%]``
-    (P&L over initial cash), ``# Trades`` and ``Win Rate [%]`` (closed trades),
-    ``Commissions [$]`` (all fills), ``Exposure Time [%]`` (share of equity samples
+    Columns: ``P&L [$]`` (realised and open, net of commissions, with the dividends
+    received and the carrying costs paid), ``Contribution [%]`` (P&L over initial cash),
+    ``# Trades`` and ``Win Rate [%]`` (closed trades), ``Commissions [$]`` (all fills),
+    ``Dividends [$]`` and ``Carrying Costs [$]`` (borrow fees and funding: the symbol's
+    `Result.payments`), ``Exposure Time [%]`` (share of equity samples
     holding a position), ``Avg. Exposure [%]`` (mean of the position's absolute value over
     equity), and ``Sector`` when the metadata has one. Indexed by symbol in the engine's
-    order.
+    order. The symbols' P&L and the account's interest on its cash (`Result.interest`)
+    sum to the run's: final equity less initial cash.
     """
     values = position_values(result) if values is None else values
     fills, signed = _signed_fills(result)
@@ -100,7 +103,9 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
     commission = _sums_by(codes, fills["commission"].to_numpy(dtype=float), n)
     positions = result.positions
     end_value = (positions["size"] * positions["last_price"]).reindex(result.symbols, fill_value=0.0)
-    pnl = flow - commission + end_value.to_numpy() * each
+    paid = result.payments.reindex(result.symbols)
+    dividends, carried = paid["dividends"].to_numpy(), paid["carrying_costs"].to_numpy()
+    pnl = flow - commission + end_value.to_numpy() * each + dividends - carried
 
     trades = result.trades
     trade_codes = trades["symbol"].cat.codes.to_numpy()
@@ -115,6 +120,8 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
             "# Trades": count,
             "Win Rate [%]": np.where(count > 0, wins / np.maximum(count, 1) * 100.0, np.nan),
             "Commissions [$]": commission,
+            "Dividends [$]": dividends,
+            "Carrying Costs [$]": carried,
             "Exposure Time [%]": (held > 0).mean(axis=0) * 100.0,
             "Avg. Exposure [%]": exact_sum(held / np.abs(equity)[:, None], axis=0) / len(held) * 100.0,
         },
@@ -160,6 +167,8 @@ def sector_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
             "# Trades": count,
             "Win Rate [%]": np.where(count > 0, wins / np.maximum(count, 1) * 100.0, np.nan),
             "Commissions [$]": summed("Commissions [$]"),
+            "Dividends [$]": summed("Dividends [$]"),
+            "Carrying Costs [$]": summed("Carrying Costs [$]"),
             "Exposure Time [%]": (held > 0).mean(axis=0) * 100.0,
             "Avg. Exposure [%]": exact_sum(held / equity, axis=0) / len(held) * 100.0,
         },
