@@ -67,12 +67,35 @@ def check(call, exc, builtin, words):
 DATA_CASES = {
     "a Series of closes": (lambda: td.resolve(B["close"]), ["Series"]),
     "a mapping of Series": (lambda: tickstep.Backtest({"A": B["close"]}, SmaCross), ["'A'", "Series"]),
-    "columns in two levels (price, symbol)": (
-        lambda: td.resolve(pd.concat({"AAPL": B, "MSFT": B}, axis=1).swaplevel(axis=1)),
-        ["2 levels", "('open', 'AAPL')", "{symbol: frame}"],
+    "columns in three levels": (
+        lambda: td.resolve(pd.concat({"x": pd.concat({"AAPL": B, "MSFT": B}, axis=1)}, axis=1)),
+        ["3 levels", "('x', 'AAPL', 'open')", "{symbol: frame}"],
     ),
-    "columns in two levels (symbol, price)": (
-        lambda: td.resolve(pd.concat({"AAPL": B, "MSFT": B}, axis=1)),
+    "columns in two levels, neither the bars' fields": (
+        lambda: td.resolve(pd.concat({"AAPL": B.drop(columns="volume"),
+                                      "MSFT": B.drop(columns="volume")}, axis=1)),
+        ["2 levels", "('AAPL', 'open')", "neither of them open, high, low, close and volume"],
+    ),
+    "columns in two levels, a symbol without a field": (
+        lambda: td.resolve(pd.concat({"AAPL": B.drop(columns="volume"), "MSFT": B}, axis=1)),
+        ["symbol 'AAPL'", "missing column(s) volume"],
+    ),
+    "columns in two levels, both named like the fields": (
+        lambda: td.resolve(pd.concat({"open": B, "high": B, "low": B, "close": B, "volume": B},
+                                     axis=1)),
+        ["2 levels", "both of them", "neither is the symbols"],
+    ),
+    "columns in two levels, a symbol without a value": (
+        lambda: td.resolve(pd.concat({"AAPL": B, "MSFT": B * np.nan}, axis=1)),
+        ["'MSFT'", "no value in any row"],
+    ),
+    "columns in two levels, a bar missing its close": (
+        lambda: td.resolve(pd.concat({"AAPL": B, "MSFT": B.assign(close=B.close.where(
+            np.arange(N) != 7))}, axis=1).swaplevel(axis=1)),
+        ["symbol 'MSFT', row 7", "close finite"],
+    ),
+    "columns in two levels in one symbol's table": (
+        lambda: td.resolve({"X": pd.concat({"AAPL": B, "MSFT": B}, axis=1)}),
         ["2 levels", "('AAPL', 'open')"],
     ),
     "a numpy array": (lambda: td.resolve(B.to_numpy()), ["ndarray", "DataFrame"]),

@@ -50,6 +50,8 @@ def _long_frame(market):
 SOURCES = [
     "long-frame",
     "mapping",
+    "two-level-columns",
+    "two-level-columns-fields-first",
     "market-columns",
     "csv",
     "csv.gz",
@@ -70,6 +72,12 @@ def sources(market, tmp_path_factory):
         "mapping": {b.symbol: b.to_frame() for b in market.bars},
         "market-columns": market,
     }
+    # A column per symbol and field, as a multi-ticker download gives them: a minute a
+    # symbol has no bar is a row of NaN in its columns.
+    wide = pd.concat(made["mapping"], axis=1, names=["Ticker", "Price"])
+    assert wide.isna().any().any()
+    made["two-level-columns"] = wide
+    made["two-level-columns-fields-first"] = wide.swaplevel(axis=1).sort_index(axis=1)
     frame.to_csv(root / "bars.csv", index=False)
     made["csv"] = str(root / "bars.csv")
     frame.to_csv(root / "bars.csv.gz", index=False)
@@ -224,3 +232,38 @@ def test_symbol_column_option_reads_a_long_frame_with_another_name(market):
 def test_selection_is_a_view_of_the_validated_columns(market):
     got = td.resolve(market, symbols=["TEW"], start="2024-01-03", end="2024-01-03")
     assert np.shares_memory(got.bars[0].close, market["TEW"].close)
+
+
+def test_a_multi_ticker_downloads_table_is_its_symbols_bars():
+    # The shape `yfinance.download(["AAA", "BBB", "NEW"])` gives: a naive daily "Date"
+    # index, columns (Price, Ticker) in capitals with "Adj Close" beside, and NEW listed a
+    # week later (NaN in its columns before). Either way round, the same bars as each
+    # symbol's own table without those rows, its extra column kept.
+    index = pd.date_range("2024-01-01", periods=30, freq="B", name="Date")
+    rng = np.random.default_rng(3)
+    tables = {}
+    for symbol in ("AAA", "BBB", "NEW"):
+        close = 100 + rng.standard_normal(30).cumsum()
+        tables[symbol] = pd.DataFrame({"Adj Close": close * 0.98, "Close": close, "High": close + 1,
+                                       "Low": close - 1, "Open": close + 0.5, "Volume": 1e6},
+                                      index=index)
+    tables["NEW"].iloc[:5] = np.nan
+    by_ticker = pd.concat(tables, axis=1, names=["Ticker", "Price"])
+    by_price = by_ticker.swaplevel(axis=1).sort_index(axis=1)
+    own = td.resolve({s: t.dropna() for s, t in tables.items()})
+    for wide in (by_price, by_ticker):
+        got = td.resolve(wide)
+        assert_same_columns(got, own)
+        assert len(got["NEW"].ts) == 25
+        for s in own.symbols:
+            np.testing.assert_array_equal(got[s].extra["Adj Close"], own[s].extra["Adj Close"])
+
+    class Hold(tickstep.Strategy):
+        def next(self, symbol):
+            if not self.position:
+                self.buy(size=1)
+
+    wide = tickstep.Backtest(by_price, Hold).run()
+    mine = tickstep.Backtest({s: t.dropna() for s, t in tables.items()}, Hold).run()
+    assert wide.equity.equals(mine.equity)
+    pd.testing.assert_frame_equal(wide.fills, mine.fills)

@@ -9,7 +9,7 @@ change. The shapes and their rules are shared with the Arrow reader (`_shapes`).
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -194,18 +194,77 @@ def _parse_object_timestamps(values: pd.Series, symbol: str | None) -> tuple[np.
     return timestamps_ns(parsed, symbol)
 
 
+def _refuse_levels(df: pd.DataFrame, why: str = "") -> NoReturn:
+    first = df.columns[0] if len(df.columns) else ()
+    raise DataError(
+        f"the columns have {df.columns.nlevels} levels (e.g. {first!r}){why}: give one "
+        "table per symbol, {symbol: frame}, e.g. {s: frame.xs(s, axis=1, level=1) for s in "
+        "symbols}, a long table with a symbol column, or columns in two levels, one of "
+        "them open, high, low, close and volume and the other the symbols",
+        rule="one level of columns",
+    )
+
+
+def _long_from_levels(df: pd.DataFrame, symbol_column: str | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Columns in two levels, the bars' fields (open, ..., volume in any case, and any
+    extra columns) in one and the symbols in the other, as a multi-ticker download gives
+    them (``yfinance.download(["AAPL", "MSFT"])``, or with ``group_by="ticker"`` the
+    other way round): the same bars as a long table with a symbol column.
+
+    A time at which a symbol has no value in any of its columns is no bar of it: the
+    wide table's only way to say that a symbol did not trade then (one listed later, a
+    market's holiday). A row with only some values missing stays, for the bars' checks
+    to refuse by symbol and row; a symbol with no value at all is refused, as a download
+    that failed gives it. Returns the long table and, for each of its rows, its row in
+    ``df`` (what a refusal names).
+    """
+    if df.columns.nlevels != 2:
+        _refuse_levels(df)
+    wanted = set(VALUE_COLUMNS)
+    holds_fields = [
+        wanted <= {str(v).strip().lower() for v in df.columns.get_level_values(k)}
+        for k in (0, 1)
+    ]
+    if holds_fields.count(True) != 1:
+        why = ("" if not any(holds_fields) else
+               ", both of them named like the bars' fields, so neither is the symbols")
+        _refuse_levels(df, why or ", neither of them open, high, low, close and volume")
+    fields = holds_fields.index(True)
+    # Each symbol's own columns hold the bars' fields (stacked, a missing one would read
+    # as NaN at every row).
+    own: dict[Any, set[str]] = {}
+    for pair in df.columns:
+        own.setdefault(pair[1 - fields], set()).add(str(pair[fields]).strip().lower())
+    for symbol, names in own.items():
+        find_columns(sorted(names), str(symbol))
+    label = symbol_column or "symbol"
+    wide = df.copy(deep=False)
+    wide.columns = wide.columns.set_names(["field", label] if fields == 0 else [label, "field"])
+    long = wide.stack(level=label, future_stack=True)
+    held = long.notna().any(axis=1)
+    by_symbol = held.groupby(level=label, sort=False).any()
+    if not by_symbol.all():
+        empty = [s for s, any_value in by_symbol.items() if not any_value]
+        raise DataError(
+            f"symbol(s) {', '.join(map(repr, empty))}: no value in any row of the two-level "
+            "columns (a download that failed?); drop them or give their bars",
+            symbol=str(empty[0]),
+            rule="bars present",
+        )
+    kept = held.to_numpy()
+    # Stacked row by row of `df`, a row per symbol each.
+    rows = np.repeat(np.arange(len(df)), len(by_symbol))[kept]
+    long = long[kept]
+    long.columns = list(long.columns)
+    return long.reset_index(level=label), rows
+
+
 def _unwrap_index(df: pd.DataFrame, symbol_column: str | None) -> pd.DataFrame:
     """Turn a (symbol, ts) MultiIndex or a named symbol/ts index into ordinary columns.
-    Columns in several levels (one per symbol and price, as a multi-ticker download
-    gives them) are refused, saying how to pass them."""
+    Columns in several levels are refused, saying how to pass them (a table of all the
+    symbols in two levels, fields and symbols, is read by `_long_from_levels` first)."""
     if isinstance(df.columns, pd.MultiIndex):
-        first = df.columns[0] if len(df.columns) else ()
-        raise DataError(
-            f"the columns have {df.columns.nlevels} levels (e.g. {first!r}): give one table "
-            "per symbol, {symbol: frame}, e.g. {s: frame.xs(s, axis=1, level=1) for s in "
-            "symbols}, or a long table with a symbol column",
-            rule="one level of columns",
-        )
+        _refuse_levels(df)
     names = [str(n).lower() for n in df.index.names if n is not None]
     wanted = {(symbol_column or "symbol").lower(), *TIMESTAMP_COLUMNS}
     if isinstance(df.index, pd.MultiIndex) or (names and names[0] in wanted):
@@ -274,7 +333,11 @@ def read_table(
     symbol: str | None,
     extra: ExtraColumns = ALL_EXTRA,
 ) -> list[SymbolBars]:
-    """A frame for one symbol, or a long frame with a symbol column -> bars per symbol."""
+    """A frame for one symbol, a long frame with a symbol column, or a wide one with its
+    columns in two levels (`_long_from_levels`) -> bars per symbol."""
+    rows = None
+    if isinstance(df.columns, pd.MultiIndex) and df.columns.nlevels == 2:
+        df, rows = _long_from_levels(df, symbol_column)
     frame = _unwrap_index(df, symbol_column)
     label = symbol_label(list(frame.columns), symbol_column)
     if label is None:
@@ -289,5 +352,5 @@ def read_table(
     columns = _extra_columns(frame, used, None, extra, symbol_column, names)
     extra.check_nan_names(columns)
     return split_by_symbol(
-        codes, [str(u) for u in uniques], ts, values, columns, extra.allow_nan
+        codes, [str(u) for u in uniques], ts, values, columns, extra.allow_nan, rows=rows
     )

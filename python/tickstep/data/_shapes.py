@@ -338,13 +338,15 @@ def split_by_symbol(
     values: list[np.ndarray],
     extra: dict[str, np.ndarray] | None = None,
     allow_nan: Any = (),
+    rows: np.ndarray | None = None,
 ) -> list[SymbolBars]:
     """A long table's rows grouped by symbol code, each symbol's rows in input order, the
     symbols in order of first appearance (the order the table gives them in).
 
     Already grouped rows are cut into slices (views, no copy); interleaved ones are
     gathered after a stable sort of small integer codes (a radix sort). Every symbol's
-    columns are checked, with row numbers of the input.
+    columns are checked, with row numbers of the input, or ``rows[k]`` for its row ``k``
+    (the row of the user's table it came from, when the long table was made of another).
     """
     extra = extra or {}
     n_symbols = len(uniques)
@@ -366,12 +368,13 @@ def split_by_symbol(
             for k in map(int, appearance)
         ]
     out = []
-    for code, sel, rows in selections:
+    for code, sel, numbers in selections:
         symbol = str(uniques[code])
         part = [ts[sel], *(v[sel] for v in values)]
-        check_bars(symbol, *part, rows=rows)
+        numbers = numbers if rows is None else rows[numbers]
+        check_bars(symbol, *part, rows=numbers)
         own = {name: v[sel] for name, v in extra.items()}
-        check_extra_columns(symbol, part[0], own, allow_nan, rows=rows)
+        check_extra_columns(symbol, part[0], own, allow_nan, rows=numbers)
         out.append(SymbolBars._trusted(symbol, *part, extra=own))
     return out
 
