@@ -144,7 +144,10 @@ def _assert_built_the_plain_way(result, rec, market, config):
                                            **raw["positions"]}, symbols)
     positions = positions.set_index(pd.Index(list(symbols.categories), name="symbol"))
     positions = positions.drop(columns="symbol")
-    _assert_same_frame(result.positions, positions[positions["size"] != 0])
+    held = positions[positions["size"] != 0]
+    _assert_same_frame(result.positions, held[["size", "average_price", "last_price"]])
+    # Every symbol's payments, from the same table's other columns.
+    _assert_same_frame(result.payments, positions[["dividends", "carrying_costs"]])
     names = list(symbols.categories)
     for table in ("trades", "fills", "orders"):
         _assert_same_table(result.to_arrow(table), _plain_arrow(table, raw[table], names))
