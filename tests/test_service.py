@@ -323,6 +323,37 @@ def test_a_batchs_status_counts_the_runs_with_rejected_orders(client, store):
     assert clean["jobs_done"] == 16 and clean["jobs_failed"] == 0
 
 
+def test_a_runs_details_break_its_pnl_down_by_symbol_as_in_python(client, store):
+    # A portfolio of three earning 3% on its cash: GET /runs/{id} gives each symbol's row
+    # of `symbol_breakdown` and the account's interest, the same as the run in Python,
+    # and they add up to the run's P&L.
+    import tickstep
+    from tickstep.report import symbol_breakdown
+    from tickstep.strategies import SmaCross
+
+    symbols = ["BARP", "TEW", "KIMC"]
+    options = {"cash_rate": 0.03, "commission": 0.001}
+    body = {"strategy": "sma_cross", "symbols": symbols, "portfolio": True,
+            "options": options, "cache": False}
+    batch_id = submit(client, body).json()["batch_id"]
+    assert wait_done(client, batch_id)["status"] == "done"
+    (row,) = client.get(f"/batches/{batch_id}/results").json()["rows"]
+    detail = client.get(f"/runs/{row['run_id']}").json()
+    got = pd.DataFrame(detail["symbols"]).set_index("symbol")
+    result = tickstep.Backtest(td.open_store(str(store), read_only=True), SmaCross,
+                               symbols=symbols, **options).run()
+    want = symbol_breakdown(result)
+    assert list(got.index) == list(want.index) and list(got.columns) == list(want.columns)
+    numbers = [c for c in want.columns if c != "Sector"]
+    np.testing.assert_array_equal(got[numbers].to_numpy(dtype=float),
+                                  want[numbers].to_numpy(dtype=float))
+    assert list(got["Sector"]) == list(want["Sector"])
+    assert detail["interest"] == result.interest < 0  # earned
+    final = detail["stats"]["Equity Final [$]"]
+    assert got["P&L [$]"].sum() - detail["interest"] == pytest.approx(
+        final - result.initial_cash, rel=1e-9)
+
+
 def test_a_batchs_status_counts_its_failed_runs(client):
     # sma_cross refuses fast >= slow when it starts: those runs fail, the others run.
     body = {"strategy": "sma_cross", "params": {"fast": [5, 50], "slow": [20]},

@@ -660,8 +660,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.get("/runs/{run_id}", tags=["runs"])
     async def run_detail(run_id: str, details: bool = True) -> dict[str, Any]:
-        """One run: its stored row and statistics, and (``details``) its trades and
-        equity curve, from running that backtest again in a worker process."""
+        """One run: its stored row and statistics, and (``details``) its trades, equity
+        curve, breakdown by symbol and the account's interest on its cash, from running
+        that backtest again in a worker process."""
         from tickstep.service.details import run_details
         from tickstep.service.rows import jsonable
 
@@ -672,7 +673,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             spec = await anyio.to_thread.run_sync(detail_spec, run, batch)
             loop = asyncio.get_running_loop()
             full = await loop.run_in_executor(state.details_pool(), run_details, spec)
-            out.update(trades=full["trades"], equity=full["equity"])
+            out.update({k: full[k] for k in ("trades", "equity", "symbols", "interest")})
         return out
 
     @app.get("/runs/{run_id}/returns", tags=["runs"],

@@ -35,12 +35,14 @@ def symbols_of(request: dict[str, Any], label: str) -> list[str] | None:
 
 
 def run_details(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one backtest from plain values; the result's statistics, trades and equity
-    (each sample with the buy-and-hold basket's value, `tickstep.Result.buy_and_hold`,
-    and the cash held in the benchmark when the run had one,
-    `tickstep.Result.benchmark_equity`) as JSON values, or, with ``spec["report"]`` (a
-    path), write its HTML report there."""
+    """Run one backtest from plain values; the result's statistics, trades, equity (each
+    sample with the buy-and-hold basket's value, `tickstep.Result.buy_and_hold`, and the
+    cash held in the benchmark when the run had one, `tickstep.Result.benchmark_equity`),
+    its breakdown by symbol (`tickstep.report.symbol_breakdown`, a row each) and the
+    account's interest on its cash (`tickstep.Result.interest`) as JSON values, or, with
+    ``spec["report"]`` (a path), write its HTML report there."""
     import tickstep
+    from tickstep.report.tables import symbol_breakdown
     from tickstep.service.rows import jsonable
     from tickstep.strategies import load
 
@@ -64,4 +66,6 @@ def run_details(spec: dict[str, Any]) -> dict[str, Any]:
         "stats": jsonable(dict(result.stats.items())),
         "trades": jsonable(trades.to_dict(orient="records")),
         "equity": jsonable(equity.to_dict(orient="records")),
+        "symbols": jsonable(symbol_breakdown(result).reset_index().to_dict(orient="records")),
+        "interest": result.interest,
     }
