@@ -9,7 +9,9 @@ Bars are daily from 2024-03-01, one price per bar (open = high = low = close) un
 from __future__ import annotations
 
 import html
+import itertools
 import json
+import math
 import pickle
 import re
 
@@ -18,6 +20,8 @@ import pandas as pd
 import pytest
 import tickstep
 from conftest import run_script
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_engine_fills import buy, sell
 from tickstep.metrics import format_stat
 from tickstep.report import sector_breakdown, symbol_breakdown
@@ -266,3 +270,55 @@ def test_the_report_shows_them_where_the_run_had_some(tmp_path):
     head = re.search(r'<table id="by-symbol"><thead><tr>(.*?)</tr>', text).group(1)
     assert "Dividends" not in head and "Carrying Costs" not in head
     assert 'id="interest"' not in text
+
+
+# --- the property: any run adds up, and the names change nothing ------------------------
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 4),
+    rates=st.tuples(st.sampled_from([0.0, 0.04]), st.sampled_from([0.0, 0.07]),
+                    st.sampled_from([0.0, 0.02])),
+    paid=st.tuples(st.booleans(), st.booleans()),
+    permutation=st.integers(0, 23),
+)
+def test_any_run_adds_up_and_the_names_change_nothing(seed, n, rates, paid, permutation):
+    # Each symbol's payments and the account's interest sum to the statistics', the
+    # symbols' P&L less the interest is the run's, and under other names (visited in
+    # another order) every symbol keeps the same payments, bit for bit, so the drawn
+    # orders must be drawn per symbol: each symbol's own stream of draws.
+    names = ("A", "B", "C", "D")[:n]
+    data = busy_data(names, n=120, seed=seed)
+    borrow, margin, cash = rates
+    options = dict(cash=50_000, commission=0.0005, borrow_rate=borrow, margin_rate=margin,
+                   cash_rate=cash, leverage=2, on_reject="ignore")
+    if paid[0]:
+        options["dividend_column"] = "dividend"
+    if paid[1]:
+        options["funding_column"] = "funding"
+    # The same orders under any names: a strategy per symbol's own draws.
+    script = {name: np.random.default_rng([seed, k]).random((120, 2)) for k, name in enumerate(names)}
+
+    class Drawn(tickstep.Strategy):
+        def next(self, symbol):
+            u, v = script[self.own[symbol]][len(self.data) - 1]
+            size = float(1 + int(v * 40))
+            if u < 0.08:
+                self.buy(size=size)
+            elif u < 0.16:
+                self.sell(size=size)
+            elif u < 0.2 and self.position:
+                self.position.close()
+
+    Drawn.own = {name: name for name in names}
+    r = tickstep.Backtest(data, Drawn, **options).run()
+    assert_adds_up(r)
+    others = list(itertools.permutations(("W", "X", "Y", "Z")[:n]))[permutation % math.factorial(n)]
+    renamed = dict(zip(names, others))
+    Drawn.own = {renamed[name]: name for name in names}
+    s = tickstep.Backtest({renamed[k]: v for k, v in data.items()}, Drawn, **options).run()
+    back = s.payments.rename(index={v: k for k, v in renamed.items()}).loc[r.payments.index]
+    np.testing.assert_array_equal(back.to_numpy(), r.payments.to_numpy())
+    assert s.interest == r.interest
