@@ -89,6 +89,30 @@ def test_run_prints_the_same_statistics_as_the_api(store):
     assert text.returncode == 0 and "Return [%]" in text.stdout
 
 
+def test_run_by_symbol_prints_the_breakdown_the_api_gives(store):
+    # Earning 3% on its cash: each symbol's row of symbol_breakdown and the account's
+    # interest, in JSON and as text.
+    args = ("run", "sma_cross", "--data", str(store), "-o", "cash_rate=0.03",
+            "-o", "on_reject=ignore", "--by-symbol")
+    done = tickstep_cli(*args, "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    from tickstep.report import symbol_breakdown
+
+    result = tickstep.Backtest(str(store), SmaCross, cash_rate=0.03, on_reject="ignore").run()
+    want = symbol_breakdown(result)
+    got = pd.DataFrame(out["by_symbol"]).set_index("symbol")
+    assert list(got.index) == list(want.index) and list(got.columns) == list(want.columns)
+    numbers = [c for c in want.columns if c != "Sector"]
+    pd.testing.assert_frame_equal(got[numbers].astype(float), want[numbers].astype(float),
+                                  check_exact=True, check_names=False)
+    assert out["interest"] == result.interest < 0
+    text = tickstep_cli(*args)
+    assert text.returncode == 0, text.stderr
+    assert "by symbol:" in text.stdout and all(s in text.stdout for s in want.index)
+    assert f"{-result.interest:,.2f} in the P&L" in text.stdout
+
+
 def test_options_off_by_default_are_given_by_number(store):
     # commission_cap and periods_per_year default to None; given, they are numbers.
     schedule = dict(commission_per_unit=0.01, commission_min=1.0, commission_cap=0.003)

@@ -69,10 +69,13 @@ def _data_options(f: Any) -> Any:
               help="Also draw N histories from the daily returns (the stationary "
                    "bootstrap, seed 0) and print the 5%/50%/95% ranges of the figures "
                    "(in the report too; needs tickstep[bootstrap]).")
+@click.option("--by-symbol", is_flag=True,
+              help="Also print the P&L, trades, payments and exposure of each symbol, and "
+                   "the account's interest on its cash (tickstep.report.symbol_breakdown).")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, end: str | None,
         options: tuple[str, ...], params: tuple[str, ...], report: str | None,
-        bootstrap: int | None, as_json: bool) -> int:
+        bootstrap: int | None, by_symbol: bool, as_json: bool) -> int:
     """Backtest STRATEGY once: a registered name (see `tickstep strategies`),
     package.module:Class or path/to/file.py:Class; a Strategy, or a SignalStrategy
     (traded in signals mode).
@@ -81,6 +84,7 @@ def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, e
     Examples:
       tickstep run sma_cross --data market.duckdb -p fast=5 -p slow=20 -o cash=100000
       tickstep run my_signals.py:Cross --data market.duckdb -p fast=10
+      tickstep run sma_cross --data market.duckdb --by-symbol
     """
     import tickstep
 
@@ -108,6 +112,11 @@ def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, e
         ranges = result.bootstrap(bootstrap, seed=0).quantile([0.05, 0.5, 0.95]).T
         ranges.columns = ["5%", "50%", "95%"]
     luck = _probabilistic_sharpe(result)
+    breakdown = None
+    if by_symbol:
+        from tickstep.report.tables import symbol_breakdown
+
+        breakdown = symbol_breakdown(result)
     if as_json:
         click.echo(dumps({
             "strategy": strategy,
@@ -116,6 +125,8 @@ def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, e
             "stats": dict(result.stats.items()),
             "probabilistic_sharpe": luck,
             **({"bootstrap": ranges.to_dict(orient="index")} if ranges is not None else {}),
+            **({"by_symbol": breakdown.reset_index().to_dict(orient="records"),
+                "interest": result.interest} if breakdown is not None else {}),
             "seconds": seconds,
         }))
     else:
@@ -128,6 +139,16 @@ def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, e
             click.echo(f"{bootstrap} bootstrapped histories (blocks of days, seed 0):")
             with pd.option_context("display.width", 160, "display.float_format", "{:.2f}".format):
                 click.echo(ranges.to_string())
+        if breakdown is not None:
+            import pandas as pd
+
+            click.echo("\nby symbol:")
+            with pd.option_context("display.width", 200, "display.max_columns", None,
+                                   "display.float_format", "{:,.2f}".format):
+                click.echo(breakdown.to_string())
+            if result.interest != 0:
+                click.echo(f"interest on the account's cash (no symbol's): "
+                           f"{-result.interest:,.2f} in the P&L")
         if report:
             click.echo(f"report: {report}")
     return 0
