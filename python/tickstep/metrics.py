@@ -27,6 +27,7 @@ __all__ = [
     "held_values",
     "compute_stats",
     "daily_returns",
+    "daily_risk_free",
     "drawdown",
     "exact_mean",
     "exact_sum",
@@ -37,6 +38,7 @@ __all__ = [
     "monthly_returns",
     "periods_per_year_of",
     "periods_per_year_of_returns",
+    "rolling_sharpe",
     "sqn",
     "trade_sums",
 ]
@@ -434,7 +436,7 @@ def stats_of_columns(
     if periods_per_year is None:
         periods_per_year = periods_per_year_of(days)
     daily = _period_returns(values, days, initial_cash)
-    rf_daily = (1.0 + risk_free_rate) ** (1.0 / periods_per_year) - 1.0
+    rf_daily = daily_risk_free(risk_free_rate, periods_per_year)
     sharpe, sortino, volatility = _risk_ratios(daily, rf_daily, periods_per_year)
 
     exposure = np.asarray(gross_exposure, dtype=float)
@@ -684,6 +686,65 @@ def daily_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC",
     daily.attrs["periods_per_year"] = periods_per_year_of_returns(daily, timezone,
                                                                   periods_per_year)
     return daily
+
+
+def daily_risk_free(risk_free_rate: float, periods_per_year: int) -> float:
+    """The risk-free return of one of ``periods_per_year`` days at the annual
+    ``risk_free_rate``, compounding to it over a year: what the Sharpe and Sortino
+    Ratios subtract from each daily return.
+
+    Examples
+    --------
+    >>> round((1 + daily_risk_free(0.05, 252)) ** 252 - 1, 12)
+    0.05
+    """
+    return (1.0 + risk_free_rate) ** (1.0 / periods_per_year) - 1.0
+
+
+def rolling_sharpe(daily: pd.Series, window: int, periods_per_year: int | None = None,
+                   risk_free_rate: float = 0.0) -> pd.Series:
+    """The Sharpe Ratio of each day's last ``window`` daily returns, by the rule of
+    :func:`compute_stats`'s ``Sharpe Ratio``: ``mean(r - rf_daily) / std(r, ddof=1) ×
+    sqrt(P)``. How steady a run's edge was: the whole run's Sharpe Ratio is the last
+    value of a window as long as the run.
+
+    Parameters
+    ----------
+    daily : pd.Series
+        Daily returns, as :func:`daily_returns` gives them.
+    window : int
+        Days per window, at least 2.
+    periods_per_year : int, optional
+        The annualisation ``P``; by default the returns' own
+        (``daily.attrs["periods_per_year"]``, which :func:`daily_returns` sets).
+    risk_free_rate : float, default 0
+        Annual, as the backtest's ``risk_free_rate``.
+
+    Returns
+    -------
+    pd.Series
+        On the returns' index, named ``"rolling_sharpe"``: NaN for the first ``window -
+        1`` days and for a window whose returns do not vary.
+
+    Examples
+    --------
+    >>> days = pd.date_range("2024-01-01", periods=5, freq="D", tz="UTC")
+    >>> r = pd.Series([0.01, -0.02, 0.03, 0.0, 0.01], index=days)
+    >>> rolling_sharpe(r, 3, periods_per_year=252).round(3).tolist()
+    [nan, nan, 4.205, 2.103, 13.856]
+    """
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 2:
+        raise ValueError(f"window={window!r}: days per window, a whole number >= 2")
+    if periods_per_year is None:
+        periods_per_year = daily.attrs.get("periods_per_year")
+        if periods_per_year is None:
+            raise ValueError("periods_per_year: the returns carry none (daily_returns sets "
+                             "it); give the annualisation")
+    returns = pd.Series(daily.to_numpy(dtype=float), index=daily.index)
+    excess = returns - daily_risk_free(risk_free_rate, periods_per_year)
+    std = returns.rolling(window).std(ddof=1)
+    sharpe = excess.rolling(window).mean() / std * math.sqrt(periods_per_year)
+    return sharpe.where(std > _ZERO_STD).rename("rolling_sharpe")
 
 
 def periods_per_year_of_returns(daily: pd.Series, timezone: str = "UTC",

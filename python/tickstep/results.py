@@ -32,6 +32,7 @@ from tickstep.metrics import (
     exposed,
     format_stats,
     held_values,
+    rolling_sharpe,
     stats_of_columns,
 )
 from tickstep.significance import bootstrap_stats, deflated_sharpe_ratio, probabilistic_sharpe_ratio
@@ -326,6 +327,15 @@ class DailyReturnsMixin:
         daily = self.daily_returns()
         return {"returns": daily.to_numpy(), "periods_per_year": daily.attrs["periods_per_year"],
                 "risk_free_rate": float(self._run_options.get("risk_free_rate", 0.0))}
+
+    def rolling_sharpe(self, window: int = 126) -> pd.Series:
+        """The Sharpe Ratio of each day's last ``window`` daily returns (126: about six
+        months of exchange days), with the run's risk-free rate and annualisation
+        (`tickstep.metrics.rolling_sharpe`): how steady the edge was, which the one
+        figure of the whole run hides. The report draws it under the equity."""
+        terms = self._daily_terms()
+        return rolling_sharpe(self.daily_returns(), window, terms["periods_per_year"],
+                              terms["risk_free_rate"])
 
     def probabilistic_sharpe(self, benchmark: float = 0.0) -> float:
         """The probability that the strategy's true Sharpe Ratio is above ``benchmark``

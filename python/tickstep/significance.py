@@ -72,7 +72,7 @@ import numpy as np
 import pandas as pd
 
 from tickstep._core import ConfigError
-from tickstep.metrics import _risk_ratios
+from tickstep.metrics import _risk_ratios, daily_risk_free
 
 __all__ = [
     "BOOTSTRAP_STATS",
@@ -262,7 +262,7 @@ def bootstrap_stats(returns: Any, n: int = 1000, *, block: int | None = None,
     if block is None:
         optimal = float(optimal_block_length(daily)["stationary"].iloc[0])
         block = max(1, round(optimal)) if math.isfinite(optimal) else 1
-    rf_daily = (1.0 + risk_free_rate) ** (1.0 / periods_per_year) - 1.0
+    rf_daily = daily_risk_free(risk_free_rate, periods_per_year)
     sampler = StationaryBootstrap(int(block), daily, seed=np.random.default_rng(seed))
     rows = [_history_stats(drawn[0], rf_daily, periods_per_year, years)
             for drawn, _ in sampler.bootstrap(n)]
@@ -697,7 +697,7 @@ def _returns(returns: Any, periods_per_year: int, risk_free_rate: float) -> np.n
     if len(bad):
         raise ValueError(f"returns: {len(bad)} not finite, the first at position {bad[0]} "
                          f"({daily[bad[0]]}); a return is a number")
-    return daily - ((1.0 + risk_free_rate) ** (1.0 / periods_per_year) - 1.0)
+    return daily - daily_risk_free(risk_free_rate, periods_per_year)
 
 
 def _trial_sharpes(trials: Any) -> np.ndarray:

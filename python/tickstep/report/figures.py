@@ -187,6 +187,30 @@ def add_drawdown(canvas: Canvas, cell: int, result: Result, max_points: int = DE
     canvas.y_axis(cell, title={"text": "drawdown %"})
 
 
+#: Days per window of the report's rolling Sharpe Ratio: about six months of exchange days.
+ROLLING_DAYS = 126
+
+
+def rolling_sharpe_of(result: Any, window: int = ROLLING_DAYS) -> pd.Series | None:
+    """``result.rolling_sharpe(window)`` where the run had days for at least two windows
+    (a shorter run's line would be a few points) and some window's returns varied (an
+    idle run's are all NaN), else None."""
+    if not hasattr(result, "rolling_sharpe") or len(result.daily_returns()) < 2 * window:
+        return None
+    sharpe = result.rolling_sharpe(window)
+    return sharpe if sharpe.notna().any() else None
+
+
+def add_rolling_sharpe(canvas: Canvas, cell: int, sharpe: pd.Series,
+                       max_points: int = DEFAULT_POINTS) -> None:
+    """The rolling Sharpe Ratio (`Result.rolling_sharpe`), from its first whole window."""
+    shown = sharpe.notna().to_numpy()
+    x, y = _line(sharpe.index.asi8[shown], sharpe.to_numpy()[shown], max_points)
+    canvas.add(cell, {"type": "scatter", "x": x, "y": y, "name": "rolling Sharpe Ratio",
+                      "line": {"color": BLUE, "width": 1}})
+    canvas.y_axis(cell, title={"text": "Sharpe"})
+
+
 def add_exposure(canvas: Canvas, cell: int, result: Result, max_points: int = DEFAULT_POINTS) -> None:
     """Gross exposure as a percentage of equity (100 = fully invested)."""
     frame = result.equity_frame

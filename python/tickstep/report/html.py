@@ -162,13 +162,19 @@ def _figures(result: Result, symbols: list[str], max_points: int,
              breakdown: pd.DataFrame) -> list[tuple[str, str, charts.Canvas]]:
     """(id, heading, canvas) for every figure of the report, in order."""
     out = []
-    canvas = charts.Canvas([(0.6, 1), (0.2, 1), (0.2, 1)], height=620)
+    sharpe = charts.rolling_sharpe_of(result)
+    rows = [(0.6, 1), (0.2, 1), (0.2, 1)] + ([(0.2, 1)] if sharpe is not None else [])
+    canvas = charts.Canvas(rows, height=620 + (160 if sharpe is not None else 0))
     charts.add_equity(canvas, 1, result, max_points)
     charts.add_drawdown(canvas, 2, result, max_points)
     charts.add_exposure(canvas, 3, result, max_points)
-    for cell in (1, 2, 3):
-        canvas.time_axis(cell, first=1, labels=cell == 3)
-    out.append(("fig-equity", "Equity, drawdown and exposure", canvas))
+    heading = "Equity, drawdown and exposure"
+    if sharpe is not None:
+        charts.add_rolling_sharpe(canvas, 4, sharpe, max_points)
+        heading += f", Sharpe Ratio over {charts.ROLLING_DAYS} days"
+    for cell in range(1, len(rows) + 1):
+        canvas.time_axis(cell, first=1, labels=cell == len(rows))
+    out.append(("fig-equity", heading, canvas))
 
     if symbols:
         rows = charts.symbol_rows(result, symbols, 1.0)
