@@ -943,6 +943,9 @@ impl Engine {
                 .accrue_carry(ts, &self.config.carry, own_borrow);
             self.book.end_day(ts);
         }
+        if ts >= self.account_opens {
+            self.equity.next_tick_ended(self.portfolio.holds_any());
+        }
         if self.config.record_every_bar || day_ends {
             let p = &self.portfolio;
             self.equity

@@ -445,16 +445,68 @@ impl OrderLog {
     }
 }
 
-/// Equity as recorded at the end of each trading day (and at every bar when asked).
+/// Equity as recorded at the end of each trading day (and at every bar when asked), and
+/// how many ticks ended with a position held, whatever the samples kept.
 #[derive(Clone, Debug, Default)]
 pub struct EquityCurve {
     pub ts: Vec<i64>,
     pub equity: Vec<f64>,
     pub cash: Vec<f64>,
     pub gross_exposure: Vec<f64>,
+    /// Ticks run since the account opened (numbered from 0), and those of them at whose
+    /// end the account held a position, kept as spans: `Exposure Time [%]`, which the
+    /// day-end samples alone would take from the day ends (a position held only within a
+    /// day never counting).
+    ticks: u64,
+    exposed_before: u64,
+    /// The tick from whose end on the account has held a position, while it does.
+    held_since: Option<u64>,
 }
 
 impl EquityCurve {
+    /// Tick `k` since the account opened ended with the account holding a position
+    /// (`held`) or flat; the ticks since the last one reported ended as it did (nothing
+    /// changed in them), so a loop that skips idle ticks reports the ones it runs.
+    #[inline]
+    pub fn tick_ended(&mut self, k: u64, held: bool) {
+        match (held, self.held_since) {
+            (true, None) => self.held_since = Some(k),
+            (false, Some(from)) => {
+                self.exposed_before += k - from;
+                self.held_since = None;
+            }
+            _ => {}
+        }
+        self.ticks = k + 1;
+    }
+
+    /// A tick before the account opened ended holding a position (`held`) or flat: what
+    /// the ticks from its opening on hold until the next one reported (a loop that
+    /// skips idle ticks may run none at the opening).
+    #[inline]
+    pub fn held_before_opening(&mut self, held: bool) {
+        self.held_since = held.then_some(0);
+    }
+
+    /// The next tick since the account opened ended holding a position or flat (a loop
+    /// that runs every tick).
+    #[inline]
+    pub fn next_tick_ended(&mut self, held: bool) {
+        self.tick_ended(self.ticks, held);
+    }
+
+    /// The run's ticks since the account opened were `ticks` (those after the last one
+    /// reported ended as it did).
+    pub fn ticks_were(&mut self, ticks: u64) {
+        self.ticks = self.ticks.max(ticks);
+    }
+
+    /// (ticks that ended holding a position, ticks) since the account opened.
+    pub fn exposure_ticks(&self) -> (u64, u64) {
+        let open = self.held_since.map_or(0, |from| self.ticks - from);
+        (self.exposed_before + open, self.ticks)
+    }
+
     pub fn push(&mut self, ts: i64, equity: f64, cash: f64, gross: f64) {
         self.ts.push(ts);
         self.equity.push(equity);

@@ -155,7 +155,7 @@ def _assert_built_the_plain_way(result, rec, market, config):
     rejected = int((raw["orders"]["status"] == 3).sum())
     columns = {**raw["trades"], "duration": raw["trades"]["exit_ts"] - raw["trades"]["entry_ts"]}
     want = simulation.stats_of(columns, raw["equity"], rec.carrying_costs(), market, config,
-                               rejected)
+                               rejected, exposure_ticks=rec.exposure_ticks())
     pd.testing.assert_series_equal(result.stats, want, check_exact=True)
     assert [type(v) for v in result.stats] == [type(v) for v in want]
     # And as `compute_stats` of the plain frames (what the result's statistics mean).
@@ -165,6 +165,7 @@ def _assert_built_the_plain_way(result, rec, market, config):
         initial_cash=config.cash, risk_free_rate=config.risk_free_rate, start=start, end=end,
         orders_rejected=rejected, timezone=config.timezone,
         periods_per_year=config.periods_per_year, carrying_costs=rec.carrying_costs(),
+        exposure_ticks=rec.exposure_ticks(),
         **results.market_stats_inputs(market, config.benchmark, start.value))
     pd.testing.assert_series_equal(result.stats, frames, check_exact=True)
 

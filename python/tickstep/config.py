@@ -692,8 +692,8 @@ class BacktestConfig:
         Sizes orders placed without ``size`` (see `tickstep.sizing`).
     record_every_bar : bool, default False
         Sample equity at every tick, not only at the end of each trading day: on bars
-        shorter than a day, what ``Max. Drawdown [%]`` and ``Exposure Time [%]`` need to
-        see a fall or a position within a day.
+        shorter than a day, what ``Max. Drawdown [%]`` needs to see a fall within a day
+        (``Exposure Time [%]`` counts every tick either way).
     timezone : str, default "UTC"
         IANA timezone whose calendar days are the trading days: equity is sampled at
         each day's last tick, and daily returns (hence every annualised statistic) are

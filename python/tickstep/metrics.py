@@ -202,6 +202,7 @@ def compute_stats(
     carrying_costs: float = 0.0,
     margin_calls: int = 0,
     dividends: float = 0.0,
+    exposure_ticks: tuple[int, int] | None = None,
 ) -> pd.Series:
     """Summary statistics of a backtest, as a readable ``pd.Series``.
 
@@ -250,6 +251,11 @@ def compute_stats(
     dividends : float, default 0.0
         Dividends the positions received, net of those short positions paid
         (``Dividends [$]``; already in the equity; see ``BacktestConfig.dividend_column``).
+    exposure_ticks : (exposed, ticks), optional
+        Of the run's ticks from ``start`` on (``ticks``), those at whose end the
+        account held a position (``exposed``), for **Exposure Time [%]**: a run's
+        engine counts them (``Engine.exposure_ticks``). Without them, the equity
+        samples are counted.
 
     Returns
     -------
@@ -308,9 +314,12 @@ def compute_stats(
       nanosecond); ``NaT`` without trades, or when the trades give no times
       (``entry_time`` and ``exit_time``).
     * **Calmar Ratio**: ``CAGR / |max drawdown|``; NaN without drawdown.
-    * **Exposure Time [%]**: share of equity samples holding a position:
-      ``gross_exposure > 1e-9 * |equity|`` (see :func:`exposed`), so the float
-      dust an incrementally kept exposure leaves on a flat book never counts.
+    * **Exposure Time [%]**: share of the run's ticks at whose end the account held
+      a position, ``exposure_ticks`` (what the engine counts at every tick, whatever
+      the samples kept); without it, the share of equity samples holding a position:
+      ``gross_exposure > 1e-9 * |equity|`` (see :func:`exposed`), so the float dust
+      an incrementally kept exposure leaves on a flat book never counts. The two are
+      the same when equity is sampled at every tick.
     * **Buy & Hold Return [%]**: an equal-weight basket of the backtest's
       symbols, each bought at its first close and held to its last
       (:func:`buy_and_hold_return`), without costs.
@@ -375,6 +384,7 @@ def compute_stats(
         periods_per_year=periods_per_year, start=start, end=end, timezone=timezone,
         buy_and_hold=buy_and_hold, benchmark=benchmark, orders_rejected=orders_rejected,
         carrying_costs=carrying_costs, margin_calls=margin_calls, dividends=dividends,
+        exposure_ticks=exposure_ticks,
     )
 
 
@@ -397,6 +407,7 @@ def stats_of_columns(
     margin_calls: int = 0,
     dividends: float = 0.0,
     trade_sums: dict[str, Any] | None = None,
+    exposure_ticks: tuple[int, int] | None = None,
 ) -> pd.Series:
     """:func:`compute_stats` of plain columns, without building frames: equity samples
     as their times (``ts``, int ns UTC), ``equity`` and ``gross_exposure``; the trades as
@@ -452,7 +463,7 @@ def stats_of_columns(
         "Start": start,
         "End": end,
         "Duration": end - start,
-        "Exposure Time [%]": float(np.mean(exposed(exposure, values))) * 100.0,
+        "Exposure Time [%]": _exposure_time(exposure, values, exposure_ticks),
         "Equity Final [$]": float(final),
         "Equity Peak [$]": float(peak[-1]),
         "Return [%]": (final / initial_cash - 1.0) * 100.0,
@@ -1025,6 +1036,19 @@ def alpha_beta(
     beta = float(np.dot(dx, y - y.mean())) / var
     intercept = float(y.mean()) - beta * float(x.mean())
     return intercept * periods_per_year, beta
+
+
+def _exposure_time(gross_exposure: np.ndarray, equity: np.ndarray,
+                   ticks: tuple[int, int] | None) -> float:
+    """``Exposure Time [%]``: the share of the run's ticks that ended holding a position
+    (``ticks``: exposed, all), or, without them, of the equity samples."""
+    if ticks is not None:
+        exposed_ticks, all_ticks = (int(n) for n in ticks)
+        if not 0 <= exposed_ticks <= all_ticks:
+            raise ValueError(f"exposure_ticks={ticks!r}: (exposed, ticks) with 0 <= exposed <= ticks")
+        if all_ticks:
+            return exposed_ticks / all_ticks * 100.0
+    return float(np.mean(exposed(gross_exposure, equity))) * 100.0
 
 
 def _risk_ratios(

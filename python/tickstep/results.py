@@ -557,6 +557,15 @@ class Result(DailyReturnsMixin):
         return pd.DataFrame(columns, index=pd.Index(self.symbols, name="symbol"), dtype="float64")
 
     @property
+    def exposure_ticks(self) -> tuple[int, int] | None:
+        """The run's ticks from its start that ended with a position held, and all of
+        them, ``(exposed, ticks)``: what ``Exposure Time [%]`` is the share of, counted at
+        every tick whatever the equity samples kept. None for a result saved before
+        they were kept."""
+        ticks = self._raw.get("exposure_ticks")
+        return None if ticks is None else (int(ticks[0]), int(ticks[1]))
+
+    @property
     def interest(self) -> float:
         """Interest on the account's cash over the run: paid on negative cash
         (``margin_rate``), net of that earned on positive cash (``cash_rate``). The part
@@ -834,6 +843,8 @@ class Result(DailyReturnsMixin):
             meta["benchmark"] = _jsonable({"name": self._benchmark.name})["name"]
         if "interest" in self._raw:
             meta["interest"] = self._raw["interest"]
+        if self.exposure_ticks is not None:
+            meta["exposure_ticks"] = list(self.exposure_ticks)
         (directory / "result.json").write_text(json.dumps(meta, indent=1, allow_nan=False))
         return directory
 
@@ -875,6 +886,8 @@ def load_result(path: str | Path) -> Result:
     raw["positions"] = {k: v for k, v in positions.items() if k != "symbol"}
     if "interest" in meta:
         raw["interest"] = float(meta["interest"])
+    if "exposure_ticks" in meta:
+        raw["exposure_ticks"] = tuple(int(n) for n in meta["exposure_ticks"])
     tables = meta["tables"]
     prices = _per_symbol_prices(read("prices"), len(symbols)) if "prices" in tables else None
     metadata = pd.read_parquet(directory / "metadata.parquet") if "metadata" in tables else None
@@ -1111,12 +1124,13 @@ def build_result(engine: Any, names: list[str] | pd.CategoricalDtype, *, cash: f
         initial_cash=cash, risk_free_rate=risk_free_rate, start=start, end=end,
         orders_rejected=orders_rejected, timezone=timezone, periods_per_year=periods_per_year,
         carrying_costs=engine.carrying_costs(), margin_calls=engine.margin_calls(),
-        dividends=engine.dividends(), **inputs,
+        dividends=engine.dividends(), exposure_ticks=engine.exposure_ticks(), **inputs,
     )
     # The logs are exported when the result's orders, fills or trades are read.
     orders, fills, trades = engine.take_logs()
     raw = {"fills": fills, "orders": orders, "positions": engine.positions(),
-           "equity": eq_raw, "trades": trades, "interest": engine.interest()}
+           "equity": eq_raw, "trades": trades, "interest": engine.interest(),
+           "exposure_ticks": engine.exposure_ticks()}
     keep = market is not None and keep_prices
     return Result(stats=stats, trades=None, equity_frame=None, raw=raw, symbols=symbols,
                   params=params, strategy=strategy, options=_jsonable(options or {}),

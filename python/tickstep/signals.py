@@ -563,7 +563,8 @@ def _row_maker(market: _core.Market, config: BacktestConfig,
         rejected = check_rejections(run["rejected"], symbols, quiet.on_reject)
         stats = stats_of(run["trades"], run["equity"], run["carrying_costs"], market, config,
                          rejected, inputs, trade_sums=run["trade_sums"],
-                         margin_calls=run["margin_calls"], dividends=run["dividends"])
+                         margin_calls=run["margin_calls"], dividends=run["dividends"],
+                         exposure_ticks=run["exposure_ticks"])
         return (stats, returns_of(run["equity"], market, config, inputs)) if returns else stats
 
     return row_of

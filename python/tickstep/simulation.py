@@ -397,12 +397,13 @@ def simulate_stats(
     carrying_costs = engine.carrying_costs()
     margin_calls = engine.margin_calls()
     dividends = engine.dividends()
+    exposure_ticks = engine.exposure_ticks()
     # The core's objects must die on this thread: a profiler holding this frame (Dask's
     # samples every worker thread) would otherwise free them on its own thread.
     del engine, instance
     inputs = stats_inputs(market, config)  # the run's span, read by both below
     stats = stats_of(raw, eq, carrying_costs, market, config, rejected, inputs,
-                     margin_calls=margin_calls, dividends=dividends)
+                     margin_calls=margin_calls, dividends=dividends, exposure_ticks=exposure_ticks)
     return (stats, returns_of(eq, market, config, inputs)) if returns else stats
 
 
@@ -430,10 +431,11 @@ def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], carrying_cos
              market: _core.Market, config: BacktestConfig, rejected: int,
              inputs: dict[str, Any] | None = None,
              trade_sums: dict[str, Any] | None = None, margin_calls: int = 0,
-             dividends: float = 0.0) -> pd.Series:
+             dividends: float = 0.0, exposure_ticks: tuple[int, int] | None = None) -> pd.Series:
     """Statistics of a finished run from its trades and equity columns, carrying costs,
-    margin calls and dividends (the engine's ``trade_stat_columns()``, ``equity()``,
-    ``carrying_costs()``, ``margin_calls()`` and ``dividends()``): equal to its
+    margin calls, dividends and exposed ticks (the engine's ``trade_stat_columns()``,
+    ``equity()``, ``carrying_costs()``, ``margin_calls()``, ``dividends()`` and
+    ``exposure_ticks()``): equal to its
     `result_of(...).stats` bit for bit. ``inputs``: `stats_inputs` of the market and
     config when the caller has them (a grid of runs); ``trade_sums``: the trades'
     `tickstep.metrics.trade_sums`, when the core made them (a native grid's run)."""
@@ -455,6 +457,7 @@ def stats_of(raw: dict[str, np.ndarray], eq: dict[str, np.ndarray], carrying_cos
         margin_calls=margin_calls,
         dividends=dividends,
         trade_sums=trade_sums,
+        exposure_ticks=exposure_ticks,
     )
 
 

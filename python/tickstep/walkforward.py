@@ -558,6 +558,10 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
     # windows' rejected orders, carrying costs and dividends (in their own money, as their trades).
     carried = exact_sum([float(r.stats["Carrying Costs [$]"]) for r in results])
     dividends = exact_sum([float(r.stats["Dividends [$]"]) for r in results])
+    # Exposure over the test windows' ticks, each counted by its own run.
+    counted = [r.exposure_ticks for r in results]
+    exposure = (None if any(c is None for c in counted)
+                else (sum(c[0] for c in counted), sum(c[1] for c in counted)))
     stats = compute_stats(frame, all_trades, initial_cash=config.cash,
                           risk_free_rate=config.risk_free_rate, start=windows[0].test_start,
                           end=frame.index[-1], timezone=config.timezone,
@@ -565,7 +569,7 @@ def walk_forward(backtest: Any, *, train: Any, test: Any,
                           orders_rejected=int(table["# Orders Rejected"].sum()),
                           carrying_costs=carried,
                           margin_calls=int(table["# Margin Calls"].sum()),
-                          dividends=dividends,
+                          dividends=dividends, exposure_ticks=exposure,
                           **source.stats_inputs(config.benchmark, windows[0].test_start.value,
                                                 windows[-1].test_end.value))
     if undecided:

@@ -694,6 +694,12 @@ impl PyEngine {
         self.engine.margin_calls()
     }
 
+    /// Ticks run since the account opened that ended with a position held, and all of
+    /// them: (exposed, ticks), what `Exposure Time [%]` is the share of.
+    fn exposure_ticks(&self) -> (u64, u64) {
+        self.engine.equity_curve().exposure_ticks()
+    }
+
     /// Equity samples: ts, equity, cash, gross_exposure.
     fn equity<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let e = self.engine.equity_curve();

@@ -346,6 +346,7 @@ pub fn run_signal_summaries(
 
 /// A run's summary as a dict of numpy columns (the vectors handed over, not copied).
 fn summary_dict(py: Python<'_>, s: RunSummary) -> PyResult<Bound<'_, PyDict>> {
+    let exposure_ticks = s.equity.exposure_ticks();
     let equity = PyDict::new(py);
     equity.set_item("ts", PyArray1::from_vec(py, s.equity.ts))?;
     equity.set_item("equity", PyArray1::from_vec(py, s.equity.equity))?;
@@ -361,6 +362,7 @@ fn summary_dict(py: Python<'_>, s: RunSummary) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("trade_sums", trade_sums)?;
     d.set_item("carrying_costs", s.carrying_costs)?;
     d.set_item("dividends", s.dividends)?;
+    d.set_item("exposure_ticks", exposure_ticks)?;
     d.set_item("rejected", order_columns(py, &s.rejected)?)?;
     d.set_item("margin_calls", s.margin_calls)?;
     Ok(d)

@@ -369,6 +369,8 @@ impl<'a, 'm> Driver<'a, 'm> {
         let every_bar = self.p.config.record_every_bar;
         let mut day_ends = DayEnds::new(timeline, self.p.session_end);
         let mut day_end = day_ends.from(0);
+        // The first tick the account is open at: ticks before it are not counted.
+        let opens = timeline.partition_point(|&x| x < self.p.account_opens);
         let mut t = 0;
         while let Some(&now) = timeline.get(t) {
             let ends_day = t == day_end;
@@ -443,8 +445,18 @@ impl<'a, 'm> Driver<'a, 'm> {
             }
             self.due.clear();
             self.exposed = self.exposure();
+            // (The ticks skipped until the next one run end as this one did.)
+            let held = self.p.portfolio.holds_any();
+            if t >= opens {
+                self.p.equity.tick_ended((t - opens) as u64, held);
+            } else {
+                self.p.equity.held_before_opening(held);
+            }
             t += 1;
         }
+        self.p
+            .equity
+            .ticks_were(timeline.len().saturating_sub(opens) as u64);
         // Back into the account, marked at their last bars (their lots see them all).
         while let Some(symbol) = self.parked.list.last().map(|p| p.symbol) {
             self.unpark(symbol, self.lanes[symbol].bars.len());

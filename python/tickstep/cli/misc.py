@@ -94,8 +94,8 @@ def demo(symbols: int, days: int, store: str, strategy: str, report: str | None)
                    f"{time.perf_counter() - t0:.2f} s)")
     t0 = time.perf_counter()
     # Each symbol may take an equal share of equity, so all of them can hold a position.
-    # Equity at every bar: the strategies trade within days, whose drawdowns and
-    # positions day-end samples would not see.
+    # Equity at every bar: the strategies trade within days, whose drawdowns day-end
+    # samples would not see.
     bt = tickstep.Backtest(str(path), cls, cash=1_000_000, commission=0.0002,
                            sizer=tickstep.PercentOfEquity(0.95 / symbols),
                            timezone="America/New_York", record_every_bar=True)

@@ -3,8 +3,9 @@
 Positions are rebuilt from the fills: a symbol's position at an equity sample is the sum
 of its signed fills up to that sample's time; its value is that position at the symbol's
 last close at or before the sample. P&L per symbol is its fills' cash flow, less
-commissions, plus what its open position is worth at the end, so the symbols' P&L adds
-up to the account's (costs charged to the account as a whole are not a symbol's).
+commissions, plus what its open position is worth at the end and what it was paid and
+charged besides (`Result.payments`), so the symbols' P&L and the account's interest on
+its cash (`Result.interest`, no symbol's) add up to the account's.
 
 Every sum here is exact (`tickstep.metrics.exact_sum`), as the statistics' are: fills
 and symbols are added up in the order they are listed, which can follow the symbols'
@@ -89,8 +90,10 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
     ``# Trades`` and ``Win Rate [%]`` (closed trades), ``Commissions [$]`` (all fills),
     ``Dividends [$]`` and ``Carrying Costs [$]`` (borrow fees and funding: the symbol's
     `Result.payments`), ``Exposure Time [%]`` (share of equity samples
-    holding a position), ``Avg. Exposure [%]`` (mean of the position's absolute value over
-    equity), and ``Sector`` when the metadata has one. Indexed by symbol in the engine's
+    holding a position: on intraday bars sampled at the day ends, of the day ends, where
+    the statistic of that name counts every tick; the same in a streamed run, which keeps
+    the day ends' closes only), ``Avg. Exposure [%]`` (mean of the position's absolute
+    value over equity), and ``Sector`` when the metadata has one. Indexed by symbol in the engine's
     order. The symbols' P&L and the account's interest on its cash (`Result.interest`)
     sum to the run's: final equity less initial cash.
     """
