@@ -25,7 +25,9 @@ def by_hand(r: np.ndarray, window: int, periods: int, rate: float) -> list[float
             out.append(math.nan)
             continue
         w = r[end - window:end]
-        out.append(float(np.mean(w - rf) / np.std(w, ddof=1) * math.sqrt(periods)))
+        std = np.std(w, ddof=1)
+        # A window whose returns do not vary (flat, out of the market) has none.
+        out.append(float(np.mean(w - rf) / std * math.sqrt(periods)) if std > 1e-12 else math.nan)
     return out
 
 
@@ -60,6 +62,11 @@ def test_flat_windows_and_bad_windows():
     r = pd.Series([0.0, 0.0, 0.0, 0.01, -0.01, 0.02], index=days)
     got = rolling_sharpe(r, 3, periods_per_year=252)
     assert got.iloc[:3].isna().all() and got.iloc[3:].notna().all()  # a flat window: NaN
+    # Flat after moving (out of the market after trading): NaN too, not a running
+    # variance's dust divided into a huge ratio.
+    later = pd.Series([0.013, -0.021, 0.034, 0.0, 0.0, 0.0, 0.0], index=pd.date_range(
+        "2024-01-01", periods=7, freq="D", tz="UTC"))
+    assert rolling_sharpe(later, 3, periods_per_year=252).iloc[5:].isna().all()
     for bad in (1, 0, 2.5, True, "3"):
         with pytest.raises(ValueError, match="window="):
             rolling_sharpe(r, bad, periods_per_year=252)
@@ -94,3 +101,23 @@ def test_an_idle_runs_report_draws_no_line_of_nothing(tmp_path):
     idle = tickstep.Backtest(tickstep.data.example_daily(), Idle).run()
     assert idle.rolling_sharpe(126).isna().all()
     assert "Sharpe Ratio over" not in idle.report(tmp_path / "idle.html").read_text()
+
+
+def test_a_walk_forwards_report_draws_its_stitched_runs(tmp_path):
+    # Its out-of-sample days, stitched: the same rule on the walk-forward's daily returns.
+    bt = tickstep.Backtest(tickstep.data.example_daily(), SmaCross, on_reject="ignore")
+    wf = bt.walk_forward(train="180D", test="180D", maximize="Return [%]", fast=[5, 10],
+                         cache=False)
+    daily = wf.daily_returns()
+    assert len(daily) >= 2 * 126
+    np.testing.assert_allclose(wf.rolling_sharpe(40).to_numpy(),
+                               by_hand(daily.to_numpy(), 40, daily.attrs["periods_per_year"], 0.0),
+                               rtol=1e-9, equal_nan=True)
+    text = wf.report(tmp_path / "wf.html").read_text()
+    assert "Sharpe Ratio over 126 days" in text
+    found = re.search(r'<script type="application/json" id="fig-equity-data">(.*?)</script>',
+                      text, re.S)
+    spec = json.loads(found.group(1).replace("<\\/", "</"))
+    y = next(t for t in spec["data"] if t["name"] == "rolling Sharpe Ratio")["y"]
+    drawn = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
+    np.testing.assert_array_equal(drawn, wf.rolling_sharpe(126).dropna().to_numpy())

@@ -751,11 +751,18 @@ def rolling_sharpe(daily: pd.Series, window: int, periods_per_year: int | None =
         if periods_per_year is None:
             raise ValueError("periods_per_year: the returns carry none (daily_returns sets "
                              "it); give the annualisation")
-    returns = pd.Series(daily.to_numpy(dtype=float), index=daily.index)
-    excess = returns - daily_risk_free(risk_free_rate, periods_per_year)
-    std = returns.rolling(window).std(ddof=1)
-    sharpe = excess.rolling(window).mean() / std * math.sqrt(periods_per_year)
-    return sharpe.where(std > _ZERO_STD).rename("rolling_sharpe")
+    returns = daily.to_numpy(dtype=float)
+    out = np.full(len(returns), np.nan)
+    if len(returns) >= window:
+        # Each window by itself, two passes as the statistic's own (a running variance
+        # leaves dust where a flat stretch follows a moving one: a Sharpe Ratio of 1e4).
+        windows = np.lib.stride_tricks.sliding_window_view(returns, window)
+        std = np.std(windows, axis=1, ddof=1)
+        excess = np.mean(windows - daily_risk_free(risk_free_rate, periods_per_year), axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sharpe = excess / std * math.sqrt(periods_per_year)
+        out[window - 1:] = np.where(std > _ZERO_STD, sharpe, np.nan)
+    return pd.Series(out, index=daily.index, name="rolling_sharpe")
 
 
 def periods_per_year_of_returns(daily: pd.Series, timezone: str = "UTC",

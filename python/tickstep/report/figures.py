@@ -451,15 +451,18 @@ def plot(result: Result, symbols: list[str] | None = None, *,
 
 
 def walk_forward_equity(wf: Any, max_points: int = DEFAULT_POINTS,
-                        exposure: bool = False) -> Canvas:
-    """The stitched out-of-sample equity and its drawdown (and exposure), a dotted line at
-    each test window's start."""
-    rows = [(0.6, 1), (0.2, 1)] + ([(0.2, 1)] if exposure else [])
-    canvas = Canvas(rows, height=620 if exposure else 520,
+                        exposure: bool = False, sharpe: pd.Series | None = None) -> Canvas:
+    """The stitched out-of-sample equity and its drawdown (and exposure, and the rolling
+    Sharpe Ratio ``sharpe``), a dotted line at each test window's start."""
+    draws = [add_equity, add_drawdown] + ([add_exposure] if exposure else [])
+    rows = [(0.6, 1)] + [(0.2, 1)] * (len(draws) - 1) + ([(0.2, 1)] if sharpe is not None else [])
+    canvas = Canvas(rows, height=(620 if exposure else 520) + (160 if sharpe is not None else 0),
                     title=None if exposure else "walk-forward: out-of-sample equity")
-    draws = (add_equity, add_drawdown, add_exposure)[:len(rows)]
     for cell, draw in enumerate(draws, start=1):
         draw(canvas, cell, wf, max_points)
+    if sharpe is not None:
+        add_rolling_sharpe(canvas, len(rows), sharpe, max_points)
+    for cell in range(1, len(rows) + 1):
         canvas.time_axis(cell, first=1, labels=cell == len(rows))
     canvas.layout["shapes"] = [
         {"type": "line", "xref": "x", "yref": "paper", "x0": t.value / 1e6, "x1": t.value / 1e6,

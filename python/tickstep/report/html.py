@@ -335,9 +335,11 @@ def write_walk_forward_report(wf: Any, path: str | Path, *, max_points: int = DE
     path = Path(path)
     plotly_offline()
     plotly_js = _packed_plotly_js()
+    sharpe = charts.rolling_sharpe_of(wf)
+    rolling = f", Sharpe Ratio over {charts.ROLLING_DAYS} days" if sharpe is not None else ""
     figures = [
-        ("fig-equity", "Out-of-sample equity, drawdown and exposure (dotted: each test window's start)",
-         charts.walk_forward_equity(wf, max_points, exposure=True)),
+        ("fig-equity", f"Out-of-sample equity, drawdown and exposure{rolling} (dotted: each test "
+         "window's start)", charts.walk_forward_equity(wf, max_points, exposure=True, sharpe=sharpe)),
         ("fig-windows", "Each window", charts.walk_forward_windows(wf, wf.objective)),
     ]
     strategy = wf.results[0].strategy_name if wf.results else "strategy"
