@@ -717,13 +717,7 @@ impl Portfolio {
         let mut parked_shorts = self.parked_gross;
         parked_shorts -= self.parked_value;
         short_value += parked_shorts.half();
-        let cash = self.cash();
-        let rate = if cash < 0.0 { rates.margin } else { rates.cash };
-        let cost = (short_value.to_f64() * rates.borrow - cash * rate) * days / 365.0;
-        let charge = self.money(None, cost);
-        self.cash -= charge;
-        self.check_sums(None);
-        self.carry_paid += cost;
+        let cost = self.charge_carry(short_value.to_f64() * rates.borrow, days, rates);
         // Each short's share of the fee (a parked one's: `parked_borrow_share`).
         if rates.borrow != 0.0 {
             for (p, paid) in self.positions.iter().zip(&mut self.payments) {
@@ -732,6 +726,20 @@ impl Portfolio {
                 }
             }
         }
+        cost
+    }
+
+    /// Charge `days` calendar days of carrying costs: `fees` a year (the shorts' borrow
+    /// fees) and the interest on the cash held now, paid on negative cash, earned on
+    /// positive. Returns the net amount charged.
+    fn charge_carry(&mut self, fees: f64, days: f64, rates: &CarryRates) -> f64 {
+        let cash = self.cash();
+        let rate = if cash < 0.0 { rates.margin } else { rates.cash };
+        let cost = (fees - cash * rate) * days / 365.0;
+        let charge = self.money(None, cost);
+        self.cash -= charge;
+        self.check_sums(None);
+        self.carry_paid += cost;
         self.interest -= cash * rate * days / 365.0;
         cost
     }
@@ -764,15 +772,7 @@ impl Portfolio {
                 self.payments[s].carrying_costs += term * days / 365.0;
             }
         }
-        let cash = self.cash();
-        let rate = if cash < 0.0 { rates.margin } else { rates.cash };
-        let cost = (fee.to_f64() - cash * rate) * days / 365.0;
-        let charge = self.money(None, cost);
-        self.cash -= charge;
-        self.check_sums(None);
-        self.carry_paid += cost;
-        self.interest -= cash * rate * days / 365.0;
-        cost
+        self.charge_carry(fee.to_f64(), days, rates)
     }
 
     /// cash + Σ size × mark: the exact sum, rounded once.

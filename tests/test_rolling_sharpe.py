@@ -17,6 +17,15 @@ from tickstep.metrics import daily_risk_free, rolling_sharpe
 from tickstep.strategies import SmaCross
 
 
+def drawn_line(text: str) -> np.ndarray:
+    """The rolling Sharpe Ratio's line as a report's page holds it (its equity figure)."""
+    found = re.search(r'<script type="application/json" id="fig-equity-data">(.*?)</script>',
+                      text, re.S)
+    spec = json.loads(found.group(1).replace("<\\/", "</"))
+    y = next(t for t in spec["data"] if t["name"] == "rolling Sharpe Ratio")["y"]
+    return np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
+
+
 def by_hand(r: np.ndarray, window: int, periods: int, rate: float) -> list[float]:
     rf = (1 + rate) ** (1 / periods) - 1
     out = []
@@ -82,13 +91,8 @@ def test_the_report_draws_it_under_the_equity_for_runs_long_enough(tmp_path):
     assert "Sharpe Ratio over 126 days" in text
     # The figure's line is the result's, from its first whole window (downsampled no
     # further: fewer days than the report's points).
-    found = re.search(r'<script type="application/json" id="fig-equity-data">(.*?)</script>',
-                      text, re.S)
-    spec = json.loads(found.group(1).replace("<\\/", "</"))
-    y = next(t for t in spec["data"] if t["name"] == "rolling Sharpe Ratio")["y"]
-    drawn = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
     want = long.rolling_sharpe(126).dropna()
-    np.testing.assert_array_equal(drawn, want.to_numpy())
+    np.testing.assert_array_equal(drawn_line(text), want.to_numpy())
     short = tickstep.Backtest(tickstep.data.sample(symbols=2, days=30, seed=1), SmaCross,
                               on_reject="ignore").run()
     assert "Sharpe Ratio over" not in short.report(tmp_path / "short.html").read_text()
@@ -115,9 +119,4 @@ def test_a_walk_forwards_report_draws_its_stitched_runs(tmp_path):
                                rtol=1e-9, equal_nan=True)
     text = wf.report(tmp_path / "wf.html").read_text()
     assert "Sharpe Ratio over 126 days" in text
-    found = re.search(r'<script type="application/json" id="fig-equity-data">(.*?)</script>',
-                      text, re.S)
-    spec = json.loads(found.group(1).replace("<\\/", "</"))
-    y = next(t for t in spec["data"] if t["name"] == "rolling Sharpe Ratio")["y"]
-    drawn = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
-    np.testing.assert_array_equal(drawn, wf.rolling_sharpe(126).dropna().to_numpy())
+    np.testing.assert_array_equal(drawn_line(text), wf.rolling_sharpe(126).dropna().to_numpy())

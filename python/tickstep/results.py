@@ -333,9 +333,9 @@ class DailyReturnsMixin:
         months of exchange days), with the run's risk-free rate and annualisation
         (`tickstep.metrics.rolling_sharpe`): how steady the edge was, which the one
         figure of the whole run hides. The report draws it under the equity."""
-        terms = self._daily_terms()
-        return rolling_sharpe(self.daily_returns(), window, terms["periods_per_year"],
-                              terms["risk_free_rate"])
+        # (The returns carry their annualisation: rolling_sharpe reads it from them.)
+        return rolling_sharpe(self.daily_returns(), window,
+                              risk_free_rate=float(self._run_options.get("risk_free_rate", 0.0)))
 
     def probabilistic_sharpe(self, benchmark: float = 0.0) -> float:
         """The probability that the strategy's true Sharpe Ratio is above ``benchmark``

@@ -130,18 +130,16 @@ def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, e
             "seconds": seconds,
         }))
     else:
+        import pandas as pd
+
         click.echo(result.summary())
         if luck is not None:
             click.echo(f"Probabilistic Sharpe Ratio (true Sharpe > 0): {luck:.4f}")
         if ranges is not None:
-            import pandas as pd
-
             click.echo(f"{bootstrap} bootstrapped histories (blocks of days, seed 0):")
             with pd.option_context("display.width", 160, "display.float_format", "{:.2f}".format):
                 click.echo(ranges.to_string())
         if breakdown is not None:
-            import pandas as pd
-
             click.echo("\nby symbol:")
             with pd.option_context("display.width", 200, "display.max_columns", None,
                                    "display.float_format", "{:,.2f}".format):

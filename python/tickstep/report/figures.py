@@ -195,10 +195,10 @@ def rolling_sharpe_of(result: Any, window: int = ROLLING_DAYS) -> pd.Series | No
     """``result.rolling_sharpe(window)`` where the run had days for at least two windows
     (a shorter run's line would be a few points) and some window's returns varied (an
     idle run's are all NaN), else None."""
-    if not hasattr(result, "rolling_sharpe") or len(result.daily_returns()) < 2 * window:
+    if not hasattr(result, "rolling_sharpe"):
         return None
-    sharpe = result.rolling_sharpe(window)
-    return sharpe if sharpe.notna().any() else None
+    sharpe = result.rolling_sharpe(window)  # a value a day
+    return sharpe if len(sharpe) >= 2 * window and sharpe.notna().any() else None
 
 
 def add_rolling_sharpe(canvas: Canvas, cell: int, sharpe: pd.Series,
@@ -450,20 +450,30 @@ def plot(result: Result, symbols: list[str] | None = None, *,
 # ---- walk-forward ----------------------------------------------------------------------
 
 
-def walk_forward_equity(wf: Any, max_points: int = DEFAULT_POINTS,
-                        exposure: bool = False, sharpe: pd.Series | None = None) -> Canvas:
-    """The stitched out-of-sample equity and its drawdown (and exposure, and the rolling
-    Sharpe Ratio ``sharpe``), a dotted line at each test window's start."""
+def account_figure(result: Any, max_points: int = DEFAULT_POINTS, *, exposure: bool = True,
+                   sharpe: pd.Series | None = None, title: str | None = None) -> Canvas:
+    """The account on one time axis: equity, its drawdown, its exposure (``exposure``)
+    and the rolling Sharpe Ratio ``sharpe`` (`rolling_sharpe_of`), one above the other,
+    of a run or a walk-forward's stitched one."""
     draws = [add_equity, add_drawdown] + ([add_exposure] if exposure else [])
     rows = [(0.6, 1)] + [(0.2, 1)] * (len(draws) - 1) + ([(0.2, 1)] if sharpe is not None else [])
     canvas = Canvas(rows, height=(620 if exposure else 520) + (160 if sharpe is not None else 0),
-                    title=None if exposure else "walk-forward: out-of-sample equity")
+                    title=title)
     for cell, draw in enumerate(draws, start=1):
-        draw(canvas, cell, wf, max_points)
+        draw(canvas, cell, result, max_points)
     if sharpe is not None:
         add_rolling_sharpe(canvas, len(rows), sharpe, max_points)
     for cell in range(1, len(rows) + 1):
         canvas.time_axis(cell, first=1, labels=cell == len(rows))
+    return canvas
+
+
+def walk_forward_equity(wf: Any, max_points: int = DEFAULT_POINTS,
+                        exposure: bool = False, sharpe: pd.Series | None = None) -> Canvas:
+    """The stitched out-of-sample equity and its drawdown (and exposure, and the rolling
+    Sharpe Ratio ``sharpe``: `account_figure`), a dotted line at each test window's start."""
+    canvas = account_figure(wf, max_points, exposure=exposure, sharpe=sharpe,
+                            title=None if exposure else "walk-forward: out-of-sample equity")
     canvas.layout["shapes"] = [
         {"type": "line", "xref": "x", "yref": "paper", "x0": t.value / 1e6, "x1": t.value / 1e6,
          "y0": 0, "y1": 1, "line": {"color": "#999", "width": 1, "dash": "dot"}}

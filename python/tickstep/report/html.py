@@ -122,6 +122,11 @@ def _table(frame: pd.DataFrame, table_id: str, index_label: str | None = None) -
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
+def _rolling(sharpe: pd.Series | None) -> str:
+    """What a figure's heading adds for the rolling Sharpe Ratio drawn in it."""
+    return f", Sharpe Ratio over {charts.ROLLING_DAYS} days" if sharpe is not None else ""
+
+
 def _paid_only(frame: pd.DataFrame) -> pd.DataFrame:
     """The breakdown without its payment columns where the run had none (most runs: two
     columns of zeros)."""
@@ -163,18 +168,8 @@ def _figures(result: Result, symbols: list[str], max_points: int,
     """(id, heading, canvas) for every figure of the report, in order."""
     out = []
     sharpe = charts.rolling_sharpe_of(result)
-    rows = [(0.6, 1), (0.2, 1), (0.2, 1)] + ([(0.2, 1)] if sharpe is not None else [])
-    canvas = charts.Canvas(rows, height=620 + (160 if sharpe is not None else 0))
-    charts.add_equity(canvas, 1, result, max_points)
-    charts.add_drawdown(canvas, 2, result, max_points)
-    charts.add_exposure(canvas, 3, result, max_points)
-    heading = "Equity, drawdown and exposure"
-    if sharpe is not None:
-        charts.add_rolling_sharpe(canvas, 4, sharpe, max_points)
-        heading += f", Sharpe Ratio over {charts.ROLLING_DAYS} days"
-    for cell in range(1, len(rows) + 1):
-        canvas.time_axis(cell, first=1, labels=cell == len(rows))
-    out.append(("fig-equity", heading, canvas))
+    out.append(("fig-equity", f"Equity, drawdown and exposure{_rolling(sharpe)}",
+                charts.account_figure(result, max_points, sharpe=sharpe)))
 
     if symbols:
         rows = charts.symbol_rows(result, symbols, 1.0)
@@ -336,10 +331,10 @@ def write_walk_forward_report(wf: Any, path: str | Path, *, max_points: int = DE
     plotly_offline()
     plotly_js = _packed_plotly_js()
     sharpe = charts.rolling_sharpe_of(wf)
-    rolling = f", Sharpe Ratio over {charts.ROLLING_DAYS} days" if sharpe is not None else ""
     figures = [
-        ("fig-equity", f"Out-of-sample equity, drawdown and exposure{rolling} (dotted: each test "
-         "window's start)", charts.walk_forward_equity(wf, max_points, exposure=True, sharpe=sharpe)),
+        ("fig-equity", f"Out-of-sample equity, drawdown and exposure{_rolling(sharpe)} (dotted: "
+         "each test window's start)",
+         charts.walk_forward_equity(wf, max_points, exposure=True, sharpe=sharpe)),
         ("fig-windows", "Each window", charts.walk_forward_windows(wf, wf.objective)),
     ]
     strategy = wf.results[0].strategy_name if wf.results else "strategy"
