@@ -33,7 +33,7 @@ use crate::error::{EngineError, Result};
 use crate::market::Market;
 use crate::orders::OrderRow;
 use crate::portfolio::{ClosedTrade, Money, Payment, Portfolio};
-use crate::results::{EquityCurve, Fill, FillRow, OrderLog};
+use crate::results::{EquityCurve, Fill, FillRow, HoldingSpans, LotLife, OrderLog};
 use crate::strategy::Strategy;
 use crate::studies::{GivenBuckets, Studies};
 
@@ -79,6 +79,9 @@ pub struct Engine {
     now: i64,
     /// Ticks run so far, over every window (Ctrl-C is checked every 4096).
     ticks_run: u64,
+    /// The timelines of a streamed run's windows before the current one, in turn (empty
+    /// for a run of one market): where the ticks of its fills stand (`holding_spans`).
+    earlier_ticks: Vec<i64>,
     /// How many past bars of a symbol a strategy may read (None: all held).
     history: Option<usize>,
     /// The symbols that stop trading before the run's end (`set_delistings`): (the time
@@ -287,6 +290,7 @@ impl Engine {
             started: false,
             now: i64::MIN,
             ticks_run: 0,
+            earlier_ticks: Vec::new(),
             history: None,
             delistings: Vec::new(),
             next_delisting: 0,
@@ -612,6 +616,7 @@ impl Engine {
             self.studies
                 .set_given_buckets(g.timeframe, &bars, g.labels, g.ends)?;
         }
+        self.earlier_ticks.extend_from_slice(self.market.timeline());
         self.market = market;
         self.session_end = Some(ends);
         Ok(())
@@ -1107,6 +1112,27 @@ impl Engine {
     /// Every order with every field, in id order.
     pub fn orders(&self) -> Vec<OrderRow> {
         self.book.orders().rows().collect()
+    }
+
+    /// What a run's holding spans are read from besides its closed trades
+    /// (`results::HoldingSpans`): its lots still open, its timeline (its windows' in turn)
+    /// and where the account opened. Kept with the trades when they are taken
+    /// (`swap_logs`), the spans are worked out only when asked for.
+    pub fn holding_spans(&self) -> HoldingSpans {
+        let positions = self.portfolio.positions();
+        let open = positions.iter().enumerate().flat_map(|(s, p)| {
+            p.lots.iter().map(move |lot| LotLife {
+                symbol: s as u32,
+                opened: lot.entry_ts,
+                ended: None,
+            })
+        });
+        HoldingSpans {
+            open: open.collect(),
+            ticks: [&self.earlier_ticks[..], self.market.timeline()].concat(),
+            opens: self.account_opens,
+            symbols: positions.len(),
+        }
     }
 
     pub fn equity_curve(&self) -> &EquityCurve {

@@ -837,6 +837,7 @@ fn outcome(e: &Engine) -> Vec<String> {
         format!("{:?}", e.orders()),
         format!("{:?}", p.closed),
         format!("{:?}", e.equity_curve()),
+        format!("{:?}", spans_of(e)),
         format!("{positions:?}"),
         format!(
             "{} {} {} {} {}",
@@ -847,6 +848,27 @@ fn outcome(e: &Engine) -> Vec<String> {
             p.dividends
         ),
     ]
+}
+
+/// The run's holding spans, as its trade log works them out when asked.
+fn spans_of(e: &Engine) -> Vec<(u32, u64, u64)> {
+    e.holding_spans().of(&e.portfolio().closed, e.order_log())
+}
+
+/// Each symbol's spans, read from its lots after the run (`Engine::holding_spans`), cover
+/// the very ticks the loop counted as ending with a position held, none past the run's.
+/// (The sparse driver's are the same: `outcome` compares them.)
+fn spans_cover_the_ticks_counted(e: &Engine, seed: u64) {
+    let (exposed, ticks) = e.equity_curve().exposure_ticks();
+    let mut held = vec![false; ticks as usize];
+    for (_, from, to) in spans_of(e) {
+        held[from as usize..to as usize].fill(true);
+    }
+    let covered = held.iter().filter(|&&h| h).count() as u64;
+    assert_eq!(
+        covered, exposed,
+        "seed {seed}: the spans against the ticks counted"
+    );
 }
 
 fn case_engine(c: &Case) -> Engine {
@@ -906,6 +928,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         for (k, (x, y)) in a.iter().zip(&b).enumerate() {
             assert!(x == y, "seed {seed}, part {k}:\nevent  {x}\nsparse {y}");
         }
+        spans_cover_the_ticks_counted(&event, seed);
         fills += event.fills().len();
         called += event.margin_calls();
         // Cases where an option changed the run (against the same without it).
@@ -1150,6 +1173,7 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
         for (k, (x, y)) in a.iter().zip(&b).enumerate() {
             assert!(x == y, "seed {seed}, part {k}:\nevent  {x}\nsparse {y}");
         }
+        spans_cover_the_ticks_counted(&event, seed);
         fills += event.fills().len();
         rejected += event
             .orders()

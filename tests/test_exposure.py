@@ -140,3 +140,111 @@ def test_a_walk_forward_counts_its_test_windows_ticks(tmp_path):
     assert back.exposure_ticks == one.exposure_ticks
     assert json.loads((tmp_path / "w" / "result.json").read_text())["exposure_ticks"] == list(
         one.exposure_ticks)
+
+
+def test_each_symbols_ticks_and_a_sectors_union_by_hand():
+    # X bought at bar 1's open and closed at bar 3's (held at the ends of ticks 1 and 2);
+    # Y bought at bar 5's open (the second day's second bar) and held to the end (ticks 5,
+    # 6, 7). Day-end samples would see X never and Y once of two.
+    from tickstep.report import sector_breakdown, symbol_breakdown
+
+    script = {("X", 0): buy(10), ("X", 2): close_position, ("Y", 4): buy(5)}
+    r = run_script({"X": two_days(), "Y": two_days()}, script, record_every_bar=False)
+    spans = r.holding_spans
+    assert [(str(s), a, b) for s, a, b in zip(spans["symbol"], spans["from_tick"], spans["to_tick"])] == [
+        ("X", 1, 3), ("Y", 5, 8)]
+    assert r.exposure_ticks == (5, 8) and r.stats["Exposure Time [%]"] == 62.5
+    table = symbol_breakdown(r)
+    assert list(table["Exposure Time [%]"]) == [25.0, 37.5]
+    r.metadata = pd.DataFrame({"sector": ["Tech", "Tech"]}, index=pd.Index(["X", "Y"], name="symbol"))
+    assert sector_breakdown(r).loc["Tech", "Exposure Time [%]"] == 62.5
+
+
+@settings(max_examples=10, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 1000), n=st.integers(2, 4))
+def test_the_symbols_spans_cover_the_accounts_exposed_ticks(seed, n):
+    from tickstep.report import sector_breakdown, symbol_breakdown
+
+    data = intraday_data(n, days=3, seed=seed)
+    up, down = crossing(data)
+    r = tickstep.Backtest(data, cash=100_000, on_reject="ignore").run_signals(
+        up, down, short_entries=down, short_exits=up, size=0.2)
+    spans = r.holding_spans
+    ticks = np.zeros(r.exposure_ticks[1], dtype=bool)
+    for a, b in zip(spans["from_tick"], spans["to_tick"]):
+        ticks[a:b] = True
+    assert int(ticks.sum()) == r.exposure_ticks[0]
+    # One sector of them all is the account.
+    r.metadata = pd.DataFrame({"sector": ["All"] * n}, index=pd.Index(r.symbols, name="symbol"))
+    assert sector_breakdown(r).loc["All", "Exposure Time [%]"] == pytest.approx(
+        r.stats["Exposure Time [%]"], rel=1e-12)
+    held = symbol_breakdown(r)["Exposure Time [%]"]
+    assert (held <= r.stats["Exposure Time [%]"] + 1e-9).all() and held.sum() >= r.stats["Exposure Time [%]"] - 1e-9
+
+
+def test_a_result_saved_before_the_spans_counts_its_samples(tmp_path):
+    from tickstep.report import symbol_breakdown
+
+    r = tickstep.Backtest(intraday_data(seed=5), SmaCross, on_reject="ignore",
+                          record_every_bar=True).run()
+    path = r.save(tmp_path / "run")
+    (path / "holding_spans.parquet").unlink()
+    meta = json.loads((path / "result.json").read_text())
+    meta["tables"].remove("holding_spans")
+    (path / "result.json").write_text(json.dumps(meta | {"version": 4}))
+    back = tickstep.load_result(path)
+    assert back.holding_spans is None
+    frame = back.equity_frame
+    share = exposed(frame["gross_exposure"].to_numpy(), frame["equity"].to_numpy())
+    values = np.abs(tickstep.report.position_values(back).to_numpy()) > 0
+    np.testing.assert_array_equal(symbol_breakdown(back)["Exposure Time [%]"].to_numpy(),
+                                  values.mean(axis=0) * 100.0)
+    assert share.any()
+
+
+def spans_of(r):
+    spans = r.holding_spans
+    return [(str(s), a, b) for s, a, b in zip(spans["symbol"], spans["from_tick"], spans["to_tick"])]
+
+
+def test_a_lot_trimmed_added_to_and_reopened_is_held_until_its_last_unit_goes():
+    # X: 10 bought at bar 1's open, 4 sold at bar 2's (a trade of 4 closed, the lot still
+    # open), 5 more at bar 3's (a second lot), all closed at bar 5's: held at the ends of
+    # ticks 1 to 4. Then 3 bought at bar 5's open as well (placed after the close, same
+    # tick: the tick ends held) and held to the end: one span, ticks 1 to 7.
+    from test_engine_fills import sell
+    from tickstep.report import symbol_breakdown
+
+    def close_then_buy(s, sym):
+        s.position.close()
+        s.buy(size=3)
+
+    script = {("X", 0): buy(10), ("X", 1): sell(4), ("X", 2): buy(5), ("X", 4): close_then_buy}
+    r = run_script({"X": two_days()}, script, record_every_bar=False)
+    assert len(r.trades) == 3  # 4, then 6 and 5 closed
+    assert spans_of(r) == [("X", 1, 8)]
+    assert r.exposure_ticks == (7, 8)
+    assert list(symbol_breakdown(r)["Exposure Time [%]"]) == [87.5]
+
+
+def test_the_spans_are_kept_whatever_is_read_first(tmp_path):
+    data = intraday_data(2, days=3, seed=4)
+    up, down = crossing(data)
+
+    def run():
+        return tickstep.Backtest(data, cash=100_000, on_reject="ignore").run_signals(up, down, size=0.3)
+
+    first = run()
+    spans = first.holding_spans
+    assert len(spans) > 5
+    trades_first = run()
+    trades_first.trades  # noqa: B018 - the core's trade log exported before the spans are asked
+    pd.testing.assert_frame_equal(trades_first.holding_spans, spans, check_exact=True)
+    pickled = run()
+    import pickle
+
+    pd.testing.assert_frame_equal(pickle.loads(pickle.dumps(pickled)).holding_spans, spans, check_exact=True)
+    saved = tickstep.load_result(run().save(tmp_path / "r"))
+    pd.testing.assert_frame_equal(saved.holding_spans, spans, check_exact=True)
+    pd.testing.assert_frame_equal(saved.to_arrow("holding_spans").to_pandas().astype({"symbol": str}),
+                                  spans.astype({"symbol": str}), check_exact=True)

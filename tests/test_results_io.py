@@ -62,10 +62,12 @@ def test_save_and_load_round_trip(tmp_path):
     path = r.save(tmp_path / "run")
     assert sorted(p.name for p in path.iterdir()) == sorted(
         ["result.json", "trades.parquet", "equity.parquet", "orders.parquet", "fills.parquet",
-         "positions.parquet", "prices.parquet", "metadata.parquet"]
+         "positions.parquet", "prices.parquet", "metadata.parquet", "holding_spans.parquet"]
     )
     back = tickstep.load_result(path)
     assert_results_equal(r, back)
+    pd.testing.assert_frame_equal(back.holding_spans, r.holding_spans, check_exact=True)
+    assert back.exposure_ticks == r.exposure_ticks
     # Saving the loaded result again gives the same files' content.
     again = tickstep.load_result(back.save(tmp_path / "again"))
     assert_results_equal(r, again)
@@ -123,7 +125,7 @@ def test_a_result_saved_by_format_version_1_loads_without_the_columns_added_sinc
 def test_a_result_saved_by_format_version_2_loads_without_the_orders_parents(tmp_path):
     r = busy_result()
     path = r.save(tmp_path / "run")
-    assert json.loads((path / "result.json").read_text())["version"] == 4
+    assert json.loads((path / "result.json").read_text())["version"] == 5
     pd.read_parquet(path / "orders.parquet").drop(columns=["parent_id"]).to_parquet(
         path / "orders.parquet")
     meta = json.loads((path / "result.json").read_text())
@@ -140,7 +142,7 @@ def test_load_refuses_what_is_not_a_saved_result(tmp_path):
     with pytest.raises(FileNotFoundError, match="no result.json"):
         tickstep.load_result(tmp_path)
     (tmp_path / "result.json").write_text(json.dumps({"format": "tickstep.result", "version": 99}))
-    with pytest.raises(ValueError, match="format version 1 to 4"):
+    with pytest.raises(ValueError, match="format version 1 to 5"):
         tickstep.load_result(tmp_path)
 
 

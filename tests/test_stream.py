@@ -73,7 +73,7 @@ class Mixed(tickstep.Strategy):
             self.position.close()
 
 
-TABLES = ("trades", "orders", "fills", "positions")
+TABLES = ("trades", "orders", "fills", "positions", "holding_spans")
 
 
 def assert_same_run(a: tickstep.Result, b: tickstep.Result) -> None:

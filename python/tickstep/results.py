@@ -51,7 +51,7 @@ _NO_PRICES = ("this result keeps no prices: a streamed run (stream=) with record
               "plot and report need the same backtest streamed without record_every_bar, or run in "
               "memory (without stream=)")
 #: The version `Result.save` writes; `load_result` reads it and every one before.
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 
 class IndicatorLine(NamedTuple):
@@ -167,6 +167,13 @@ _TABLES: dict[str, tuple[_Column, ...]] = {
         _Column("symbol", "symbol", "symbol", "int64"),
         _Column("time", "time", "ts", "int64"),
         _Column("close", "float", "close"),
+    ),
+    # Each symbol's spans of the run's ticks at whose ends it was held (a table of its
+    # own since version 5; `Result.holding_spans`).
+    "holding_spans": (
+        _Column("symbol", "symbol", "symbol", "int64"),
+        _Column("from_tick", "int", "from_tick", "int64"),
+        _Column("to_tick", "int", "to_tick", "int64"),
     ),
 }
 
@@ -507,6 +514,8 @@ class Result(DailyReturnsMixin):
         on first read."""
         raw = self._raw[table]
         if not isinstance(raw, dict):
+            if table == "trades":
+                self._spans_raw()  # while the core's log can still work them out
             raw = self._raw[table] = raw.columns()
         return raw
 
@@ -555,6 +564,29 @@ class Result(DailyReturnsMixin):
             none = 0.0 if all(v == 0 for v in had) else math.nan
             columns = {"dividends": none, "carrying_costs": none}
         return pd.DataFrame(columns, index=pd.Index(self.symbols, name="symbol"), dtype="float64")
+
+    @cached_property
+    def holding_spans(self) -> pd.DataFrame | None:
+        """Each symbol's spans of the run's ticks at whose ends it held a position: a row
+        per span, ``symbol``, ``from_tick`` and ``to_tick`` (ticks ``from_tick`` to
+        ``to_tick - 1``, numbered from the run's start, as `exposure_ticks` counts them);
+        those still held at the end last. A symbol's share of the ticks is the ``Exposure
+        Time [%]`` of `tickstep.report.symbol_breakdown`, and all the symbols' spans
+        together cover the account's exposed ticks. None for a result saved before they
+        were kept."""
+        raw = self._spans_raw()
+        return None if raw is None else _frame("holding_spans", raw, self._symbols)
+
+    def _spans_raw(self) -> dict[str, Any] | None:
+        """The raw columns of `holding_spans`, which the core's trade log works out when
+        first asked (before the trades are exported: their columns alone do not say where
+        the ticks stand); None for a result saved before they were kept."""
+        if "holding_spans" not in self._raw:
+            trades = self._raw.get("trades")
+            if trades is None or isinstance(trades, dict):
+                return None
+            self._raw["holding_spans"] = trades.holding_spans()
+        return self._raw["holding_spans"]
 
     @property
     def exposure_ticks(self) -> tuple[int, int] | None:
@@ -680,7 +712,7 @@ class Result(DailyReturnsMixin):
 
         Parameters
         ----------
-        table : {"trades", "equity", "orders", "fills", "positions", "prices"}, optional
+        table : {"trades", "equity", "orders", "fills", "positions", "prices", "holding_spans"}, optional
             One table; by default a dict of trades, equity, orders and fills.
 
         Examples
@@ -700,6 +732,9 @@ class Result(DailyReturnsMixin):
     def _table_raw(self, table: str) -> dict[str, Any]:
         if table == "positions":
             return self._positions_raw()
+        if table == "holding_spans" and self._spans_raw() is None:
+            raise ValueError("this result keeps no holding spans: it was saved before they were "
+                             "kept (format version 4 or earlier)")
         if table == "prices":
             if self._prices is None:
                 raise ValueError(_NO_PRICES)
@@ -772,7 +807,7 @@ class Result(DailyReturnsMixin):
         self._indicators  # computed, so that no engine goes with them  # noqa: B018
         state = self.__dict__.copy()
         state["strategy"] = None  # lives with the engine that ran it
-        for lazy in ("fills", "orders", "positions"):
+        for lazy in ("fills", "orders", "positions", "payments", "holding_spans"):
             state.pop(lazy, None)  # rebuilt on access from the raw columns
         # The trades and equity frames go as they are when they were read (else they are
         # built from the raw columns when read after loading, as here).
@@ -807,9 +842,12 @@ class Result(DailyReturnsMixin):
         tables = ["trades", "equity", "orders", "fills", "positions"]
         if self._prices is not None:
             tables.append("prices")
+        spans = self._spans_raw() is not None
+        if spans:
+            tables.append("holding_spans")
         # The version whose columns the tables hold: a result loaded from an earlier
         # version lacks the columns added since, and is saved as that version again.
-        version = FORMAT_VERSION
+        version = FORMAT_VERSION if spans else 4
         for name in tables:
             arrow = self.to_arrow(name)
             pq.write_table(arrow, directory / f"{name}.parquet", compression="zstd")
@@ -889,6 +927,8 @@ def load_result(path: str | Path) -> Result:
     if "exposure_ticks" in meta:
         raw["exposure_ticks"] = tuple(int(n) for n in meta["exposure_ticks"])
     tables = meta["tables"]
+    if "holding_spans" in tables:
+        raw["holding_spans"] = read("holding_spans")
     prices = _per_symbol_prices(read("prices"), len(symbols)) if "prices" in tables else None
     metadata = pd.read_parquet(directory / "metadata.parquet") if "metadata" in tables else None
     benchmark = (pd.read_parquet(directory / "benchmark.parquet")["price"]

@@ -18,7 +18,7 @@ use crate::error::EngineError;
 use crate::orders::{OrderRow, Reason};
 use crate::portfolio::CarryRates;
 use crate::portfolio::ClosedTrade;
-use crate::results::{Fill, OrderLog, TradeColumns};
+use crate::results::{Fill, HoldingSpans, OrderLog, TradeColumns};
 use crate::strategy::Strategy;
 use crate::studies::GivenBuckets;
 
@@ -254,6 +254,8 @@ impl PyFillLog {
 pub struct PyTradeLog {
     trades: Vec<ClosedTrade>,
     orders: Arc<OrderLog>,
+    /// The rest of what the run's holding spans are read from.
+    spans: HoldingSpans,
 }
 
 #[pymethods]
@@ -265,6 +267,18 @@ impl PyTradeLog {
 
     fn __len__(&self) -> usize {
         self.trades.len()
+    }
+
+    /// Each symbol's spans of the ticks since the account opened at whose ends it held a
+    /// position (`results::holding_spans`): symbol, from_tick, to_tick (ticks
+    /// `from_tick..to_tick`), worked out from the trades and the lots still open.
+    fn holding_spans<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let spans = self.spans.of(&self.trades, &self.orders);
+        let d = PyDict::new(py);
+        put(&d, "symbol", spans.iter().map(|x| i64::from(x.0)).collect())?;
+        put(&d, "from_tick", spans.iter().map(|x| x.1 as i64).collect())?;
+        put(&d, "to_tick", spans.iter().map(|x| x.2 as i64).collect())?;
+        Ok(d)
     }
 }
 
@@ -622,6 +636,7 @@ impl PyEngine {
     /// (no copy; its `orders`, `fills` and `trades` read as empty after): what a result
     /// keeps, exported when read.
     fn take_logs(&mut self) -> (PyOrderLog, PyFillLog, PyTradeLog) {
+        let spans = self.engine.holding_spans();
         let mut taken = Logs::default();
         self.engine.swap_logs(&mut taken);
         let orders = Arc::new(taken.orders);
@@ -636,6 +651,7 @@ impl PyEngine {
             PyTradeLog {
                 trades: taken.trades,
                 orders,
+                spans,
             },
         )
     }

@@ -52,6 +52,27 @@ def _sums_by(codes: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
     return np.array([exact_sum(ordered[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
 
 
+def _exposure_times(result: Result, groups: np.ndarray, n: int) -> np.ndarray | None:
+    """Per group ``0 .. n - 1`` of symbols (``groups[s]``: symbol ``s``'s group), the share
+    of the run's ticks, in percent, at whose end any of its symbols was held: the union of
+    their spans (`Result.holding_spans`) over the ticks `Result.exposure_ticks` counted.
+    None for a result without them (saved before they were kept)."""
+    spans, counted = getattr(result, "holding_spans", None), getattr(result, "exposure_ticks", None)
+    if spans is None or counted is None or counted[1] == 0:
+        return None
+    group = groups[spans["symbol"].cat.codes.to_numpy()]
+    # Each group's ticks on a line of its own (group k at k x (ticks + 1) on), the spans
+    # in order along it: a span adds the ticks past the furthest any before it reached.
+    line = group.astype(np.int64) * (counted[1] + 1)
+    starts, ends = spans["from_tick"].to_numpy() + line, spans["to_tick"].to_numpy() + line
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    reach = np.concatenate([[0], np.maximum.accumulate(ends)[:-1]])
+    added = np.clip(ends - np.maximum(starts, reach), 0, None)
+    held = np.bincount(group[order], weights=added, minlength=n)
+    return held / counted[1] * 100.0
+
+
 def position_values(result: Result) -> pd.DataFrame:
     """Signed value of each symbol's position at every equity sample.
 
@@ -89,11 +110,11 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
     received and the carrying costs paid), ``Contribution [%]`` (P&L over initial cash),
     ``# Trades`` and ``Win Rate [%]`` (closed trades), ``Commissions [$]`` (all fills),
     ``Dividends [$]`` and ``Carrying Costs [$]`` (borrow fees and funding: the symbol's
-    `Result.payments`), ``Exposure Time [%]`` (share of equity samples
-    holding a position: on intraday bars sampled at the day ends, of the day ends, where
-    the statistic of that name counts every tick; the same in a streamed run, which keeps
-    the day ends' closes only), ``Avg. Exposure [%]`` (mean of the position's absolute
-    value over equity), and ``Sector`` when the metadata has one. Indexed by symbol in the engine's
+    `Result.payments`), ``Exposure Time [%]`` (share of the run's ticks at whose end the
+    symbol was held, `Result.holding_spans`, as the statistic of that name counts the
+    account's; of the equity samples for a result saved before the spans were kept),
+    ``Avg. Exposure [%]`` (mean of the position's absolute value over equity at the
+    samples), and ``Sector`` when the metadata has one. Indexed by symbol in the engine's
     order. The symbols' P&L and the account's interest on its cash (`Result.interest`)
     sum to the run's: final equity less initial cash.
     """
@@ -116,6 +137,7 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
     wins = np.bincount(trade_codes, weights=(trades["pnl"].to_numpy() > 0), minlength=n)
     equity = result.equity.to_numpy()
     held = np.abs(values.to_numpy())
+    exposure = _exposure_times(result, np.arange(n), n)
     frame = pd.DataFrame(
         {
             "P&L [$]": pnl,
@@ -125,7 +147,7 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
             "Commissions [$]": commission,
             "Dividends [$]": dividends,
             "Carrying Costs [$]": carried,
-            "Exposure Time [%]": (held > 0).mean(axis=0) * 100.0,
+            "Exposure Time [%]": (held > 0).mean(axis=0) * 100.0 if exposure is None else exposure,
             "Avg. Exposure [%]": exact_sum(held / np.abs(equity)[:, None], axis=0) / len(held) * 100.0,
         },
         index=pd.Index(result.symbols, name="symbol"),
@@ -139,7 +161,8 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
 def sector_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.DataFrame | None:
     """The symbol breakdown summed by the metadata's ``sector`` (None without sectors).
 
-    ``Exposure Time [%]`` is the share of samples holding any position of the sector and
+    ``Exposure Time [%]`` is the share of ticks ending with any of the sector's symbols
+    held (of samples, as for the symbols, without the spans) and
     ``Avg. Exposure [%]`` the mean of the sector's summed absolute position values over
     equity; ``Win Rate [%]`` counts the sector's closed trades.
     """
@@ -158,6 +181,9 @@ def sector_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
     held = np.column_stack([exact_sum(held[:, codes == k], axis=1) for k in range(len(names))])
     held = held.reshape(len(values), len(names))
     equity = np.abs(result.equity.to_numpy())[:, None]
+    exposure = _exposure_times(result, codes, len(names))
+    if exposure is None:
+        exposure = (held > 0).mean(axis=0) * 100.0
 
     def summed(column: str) -> np.ndarray:
         return _sums_by(codes, by_symbol[column].to_numpy(dtype=float), len(names))
@@ -172,7 +198,7 @@ def sector_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
             "Commissions [$]": summed("Commissions [$]"),
             "Dividends [$]": summed("Dividends [$]"),
             "Carrying Costs [$]": summed("Carrying Costs [$]"),
-            "Exposure Time [%]": (held > 0).mean(axis=0) * 100.0,
+            "Exposure Time [%]": exposure,
             "Avg. Exposure [%]": exact_sum(held / equity, axis=0) / len(held) * 100.0,
         },
         index=pd.Index(names, name="sector"),
