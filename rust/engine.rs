@@ -30,10 +30,11 @@ use crate::clock::{iso_time, next_day_end, Clock, NANOS_PER_DAY};
 use crate::config::{basis_points, Commission, Config, FillAt, Margin, MarginParts};
 use crate::context::{Setup, TickContext};
 use crate::error::{EngineError, Result};
+use crate::holding::{HoldingSpans, LotLife};
 use crate::market::Market;
 use crate::orders::OrderRow;
 use crate::portfolio::{ClosedTrade, Money, Payment, Portfolio};
-use crate::results::{EquityCurve, Fill, FillRow, HoldingSpans, LotLife, OrderLog};
+use crate::results::{EquityCurve, Fill, FillRow, OrderLog};
 use crate::strategy::Strategy;
 use crate::studies::{GivenBuckets, Studies};
 
@@ -1115,7 +1116,7 @@ impl Engine {
     }
 
     /// What a run's holding spans are read from besides its closed trades
-    /// (`results::HoldingSpans`): its lots still open, its timeline (its windows' in turn)
+    /// (`holding::HoldingSpans`): its lots still open, its timeline (its windows' in turn)
     /// and where the account opened. Kept with the trades when they are taken
     /// (`swap_logs`), the spans are worked out only when asked for.
     pub fn holding_spans(&self) -> HoldingSpans {

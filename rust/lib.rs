@@ -11,6 +11,7 @@ pub mod config;
 pub mod context;
 pub mod engine;
 pub mod error;
+pub mod holding;
 pub mod market;
 pub mod orders;
 pub mod portfolio;

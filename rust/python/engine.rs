@@ -15,10 +15,11 @@ use crate::candles::WallClock;
 use crate::config::{Commission, Config, FillAt, MarginParts};
 use crate::engine::{Engine, Logs};
 use crate::error::EngineError;
+use crate::holding::HoldingSpans;
 use crate::orders::{OrderRow, Reason};
 use crate::portfolio::CarryRates;
 use crate::portfolio::ClosedTrade;
-use crate::results::{Fill, HoldingSpans, OrderLog, TradeColumns};
+use crate::results::{Fill, OrderLog, TradeColumns};
 use crate::strategy::Strategy;
 use crate::studies::GivenBuckets;
 
@@ -270,7 +271,7 @@ impl PyTradeLog {
     }
 
     /// Each symbol's spans of the ticks since the account opened at whose ends it held a
-    /// position (`results::holding_spans`): symbol, from_tick, to_tick (ticks
+    /// position (`holding::holding_spans`): symbol, from_tick, to_tick (ticks
     /// `from_tick..to_tick`), worked out from the trades and the lots still open.
     fn holding_spans<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let spans = self.spans.of(&self.trades, &self.orders);
