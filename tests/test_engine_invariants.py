@@ -31,6 +31,7 @@ import pytest
 import tickstep
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
+from tickstep.report import position_values
 
 CASH = 10_000.0
 TOL = 1e-9
@@ -1164,7 +1165,21 @@ def assert_consistent(sc):
         delay=0 if sc["trade_on_close"] else sc.get("order_delay", 0),
     )
     assert not problems, "\n".join(problems[:20])
+    assert_spans_are_the_samples(result)
     return result
+
+
+def assert_spans_are_the_samples(result):
+    """Each symbol's spans of held ticks, worked out from its lots' lives, are the ticks
+    at whose samples (every tick is sampled here) its position, summed from the fills
+    alone, is open."""
+    held_by_fills = position_values(result).to_numpy() != 0.0
+    assert len(held_by_fills) == result.exposure_ticks[1]
+    held = np.zeros_like(held_by_fills)
+    spans = result.holding_spans
+    for code, a, b in zip(spans["symbol"].cat.codes, spans["from_tick"], spans["to_tick"]):
+        held[a:b, code] = True
+    np.testing.assert_array_equal(held, held_by_fills)
 
 
 def _pinned(seed, symbols, ticks, missing, freq, strategy, commission, slippage, leverage, on_close):
