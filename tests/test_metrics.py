@@ -828,9 +828,19 @@ def test_a_benchmark_symbol_left_out_of_the_run_is_read_from_the_data(tmp_path):
         run_batch(SmaCross, str(store), benchmark="TEWW", cache=False, executor="sequential")
     import pyarrow as pa
 
-    reader = pa.Table.from_pandas(data.to_frame().reset_index()).to_reader()
-    with pytest.raises(tickstep.data.DataError, match=r"benchmark='TEW': .*read once"):
-        tickstep.Backtest(reader, SmaCross, symbols=["BARP"], benchmark="TEW")
+    # A single-use stream of record batches, read once for the run's symbols and the
+    # benchmark's (in a batch too).
+    def stream():
+        batches = pa.Table.from_pandas(data.to_frame().reset_index()).to_batches(max_chunksize=500)
+        return pa.RecordBatchReader.from_batches(batches[0].schema, batches)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tickstep.TickstepWarning)
+        once = tickstep.Backtest(stream(), SmaCross, cash=1e5, symbols=["BARP"], benchmark="TEW").run()
+        batch = run_batch(SmaCross, stream(), symbols=["BARP"], benchmark="TEW", cash=1e5,
+                          cache=False, executor="sequential")
+    assert once.stats[labels].tolist() == want.tolist()
+    assert batch.iloc[0][labels].tolist() == want.tolist()
 
 
 def test_benchmark_refusals():

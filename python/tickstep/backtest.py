@@ -20,6 +20,7 @@ from tickstep.config import (
     split_options,
 )
 from tickstep.data import LOAD_OPTIONS, resolve
+from tickstep.data._arrow import readable_twice
 from tickstep.data._records import records_for_backtest
 from tickstep.data._resolve import resolve_with_records
 from tickstep.data._stream import open_stream
@@ -160,6 +161,9 @@ class Backtest:
                 # Trading starts at `start`; the bars of the warm-up before it are loaded too.
                 self._config = self._config.replace(trade_start=start)
                 start = self._config.trade_start - _duration(warmup, "warmup")
+            if isinstance(self._config.benchmark, str) and symbols is not None:
+                # A benchmark symbol maybe left out of the selection is read after it.
+                data = readable_twice(data)
             # The one door: every kind of data, one rule for symbols, start and end.
             if records is None:
                 columns = resolve(data, symbols=symbols, start=start, end=end, **load_options)

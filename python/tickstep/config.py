@@ -727,7 +727,8 @@ class BacktestConfig:
     benchmark : str or pandas.Series, optional
         What alpha and beta are measured against: a symbol of the data (its closes; read
         from the data when the run's ``symbols=`` leave it out, so each symbol's backtest
-        of a store measures against the same index) or a price Series on a
+        of a store measures against the same index; a single-use stream of record
+        batches is then read once for both) or a price Series on a
         DatetimeIndex (kept as `tickstep.metrics.BenchmarkPrices`).
     periods_per_year : int, optional
         Daily returns in a year, to annualise statistics. Default: from the data's
@@ -899,12 +900,7 @@ def read_benchmark(config: BacktestConfig, data: Any, loaded: Iterable[str], *,
         columns = resolve(data, symbols=[benchmark], start=start, end=end,
                           **dict(load_options or {}))
     except DataError as exc:
-        import pyarrow as pa
-
-        once = (" (a stream of record batches is read once, by the run's symbols: give the "
-                "benchmark's closes as a Series)" if isinstance(data, pa.RecordBatchReader)
-                else "")
-        raise DataError(f"benchmark={benchmark!r}: {exc}{once}") from None
+        raise DataError(f"benchmark={benchmark!r}: {exc}") from None
     (bars,) = columns.bars
     closes = pd.Series(np.asarray(bars.close, dtype=float),
                        index=pd.to_datetime(np.asarray(bars.ts), utc=True), name=benchmark)

@@ -36,6 +36,7 @@ from tickstep.batch.worker import Chunk, forget_record_snapshots
 from tickstep.batch.worker_cache import WorkerCache
 from tickstep.config import BacktestConfig, check_symbols, read_benchmark, split_options
 from tickstep.data import LOAD_OPTIONS, BarStore, MarketColumns, SymbolBars, open_store
+from tickstep.data._arrow import readable_twice
 from tickstep.data._records import RecordTable, records_for_backtest, write_record_snapshot
 from tickstep.metrics import STAT_LABELS
 from tickstep.rejections import TickstepWarning, caller_outside_tickstep, warn_of_rejected_runs
@@ -302,6 +303,9 @@ def run_batch(
     held = WorkerCache()
     prepared = None
     snapshots: list[tuple[str, str]] = []  # analysis tables written for the workers
+    if isinstance(config.benchmark, str):
+        # A benchmark symbol is read after the batch's symbols (below).
+        data = readable_twice(data)
     try:
         prepared = prepare_data(
             data,

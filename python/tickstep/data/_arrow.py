@@ -67,6 +67,14 @@ def is_arrow_like(data: Any) -> bool:
     )
 
 
+def readable_twice(data: Any) -> Any:
+    """``data``, readable a second time: a single-use stream of record batches
+    (``pyarrow.RecordBatchReader``) is read into a table here, once, where a caller reads
+    it for the run's symbols and then for another (a benchmark's); anything else as it
+    is. (The door reads such a stream whole anyway, then picks the symbols asked.)"""
+    return data.read_all() if isinstance(data, pa.RecordBatchReader) else data
+
+
 def arrow_table(data: Any) -> pa.Table:
     """``data`` as a pyarrow Table (no copy of the column buffers where avoidable)."""
     if isinstance(data, pa.Table):
