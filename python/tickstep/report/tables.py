@@ -52,14 +52,16 @@ def _sums_by(codes: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
     return np.array([exact_sum(ordered[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
 
 
-def _exposure_times(result: Result, groups: np.ndarray, n: int) -> np.ndarray | None:
+def _exposure_times(result: Result, groups: np.ndarray, n: int, held: np.ndarray) -> np.ndarray:
     """Per group ``0 .. n - 1`` of symbols (``groups[s]``: symbol ``s``'s group), the share
     of the run's ticks, in percent, at whose end any of its symbols was held: the union of
     their spans (`Result.holding_spans`) over the ticks `Result.exposure_ticks` counted.
-    None for a result without them (saved before they were kept)."""
+    For a result without them (saved before they were kept), the share of the equity
+    samples at which the group's positions (``held``: samples × groups) are worth any."""
+    # (A stand-in for a result may lack them: the samples then.)
     spans, counted = getattr(result, "holding_spans", None), getattr(result, "exposure_ticks", None)
     if spans is None or counted is None or counted[1] == 0:
-        return None
+        return (held > 0).mean(axis=0) * 100.0
     group = groups[spans["symbol"].cat.codes.to_numpy()]
     # Each group's ticks on a line of its own (group k at k x (ticks + 1) on), the spans
     # in order along it: a span adds the ticks past the furthest any before it reached.
@@ -137,7 +139,6 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
     wins = np.bincount(trade_codes, weights=(trades["pnl"].to_numpy() > 0), minlength=n)
     equity = result.equity.to_numpy()
     held = np.abs(values.to_numpy())
-    exposure = _exposure_times(result, np.arange(n), n)
     frame = pd.DataFrame(
         {
             "P&L [$]": pnl,
@@ -147,7 +148,7 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
             "Commissions [$]": commission,
             "Dividends [$]": dividends,
             "Carrying Costs [$]": carried,
-            "Exposure Time [%]": (held > 0).mean(axis=0) * 100.0 if exposure is None else exposure,
+            "Exposure Time [%]": _exposure_times(result, np.arange(n), n, held),
             "Avg. Exposure [%]": exact_sum(held / np.abs(equity)[:, None], axis=0) / len(held) * 100.0,
         },
         index=pd.Index(result.symbols, name="symbol"),
@@ -181,9 +182,6 @@ def sector_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
     held = np.column_stack([exact_sum(held[:, codes == k], axis=1) for k in range(len(names))])
     held = held.reshape(len(values), len(names))
     equity = np.abs(result.equity.to_numpy())[:, None]
-    exposure = _exposure_times(result, codes, len(names))
-    if exposure is None:
-        exposure = (held > 0).mean(axis=0) * 100.0
 
     def summed(column: str) -> np.ndarray:
         return _sums_by(codes, by_symbol[column].to_numpy(dtype=float), len(names))
@@ -198,7 +196,7 @@ def sector_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
             "Commissions [$]": summed("Commissions [$]"),
             "Dividends [$]": summed("Dividends [$]"),
             "Carrying Costs [$]": summed("Carrying Costs [$]"),
-            "Exposure Time [%]": exposure,
+            "Exposure Time [%]": _exposure_times(result, codes, len(names), held),
             "Avg. Exposure [%]": exact_sum(held / equity, axis=0) / len(held) * 100.0,
         },
         index=pd.Index(names, name="sector"),
