@@ -171,6 +171,23 @@ CASES = {
         td.DataError,
         ["timestamps are numbers", "unit"],
     ),
+    # Among text or times (a column of objects), a number too: pandas would read 20240103
+    # as that date's digits, a later pandas as nanoseconds since 1970.
+    "a number among text timestamps": (
+        lambda p: lambda: td.resolve(
+            bars(ts=pd.Series(["2024-01-02 14:30", "2024-01-02 14:31", 20240103], dtype=object))
+        ),
+        td.DataError,
+        ["row 2", "20240103", "is a number", "unit"],
+    ),
+    "a float among datetimes": (
+        lambda p: lambda: td.resolve(
+            bars(ts=pd.Series([pd.Timestamp("2024-01-02 14:30", tz="UTC"), 1.7e18,
+                               pd.Timestamp("2024-01-02 14:32", tz="UTC")], dtype=object))
+        ),
+        td.DataError,
+        ["row 1", "is a number"],
+    ),
     "null price in Arrow": (
         lambda p: (
             lambda: td.resolve(

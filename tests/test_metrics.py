@@ -7,6 +7,7 @@ written out in the test), never copied from a run of the code under test.
 from __future__ import annotations
 
 import math
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -18,6 +19,7 @@ from tickstep.metrics import (
     STAT_LABELS,
     alpha_beta,
     compute_stats,
+    daily_returns,
     drawdown,
     exact_mean,
     exact_sum,
@@ -1000,3 +1002,84 @@ def test_exact_sum_of_special_values():
     assert math.isnan(exact_sum(np.array([1.0, math.nan])))
     assert exact_sum(np.arange(10.0)[::2]) == 20.0  # a strided view is read as its values
     assert exact_sum([1, 2, 3]) == 6.0  # a list of ints, as float64
+
+
+# ---- an account wiped out or in debt --------------------------------------------------
+#
+# A return is a change of equity over the equity it started from; from nothing (0 / 0)
+# or from a debt (the sign turned over: a debt shrinking reads as a loss) there is none,
+# so the days that start there are skipped as days without a sample are.
+
+
+def test_days_starting_wiped_out_have_no_return_and_warn_of_nothing():
+    # 100 -> 120 (+20%), 30 (-75%), 0 (-100%), then 0 and 0 again: no return from there.
+    days = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]
+    equity = equity_frame(days, [120.0, 30.0, 0.0, 0.0, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's 0 / 0 warning, say
+        s = compute_stats(equity, NO_TRADES, initial_cash=100.0, periods_per_year=252)
+        daily = daily_returns(equity["equity"], 100.0)
+    assert daily.to_numpy().tolist() == pytest.approx([0.2, -0.75, -1.0], **APPROX)
+    assert list(daily.index) == list(equity.index[:3])
+    r = np.array([0.2, -0.75, -1.0])
+    assert s["Volatility (Ann.) [%]"] == pytest.approx(np.std(r, ddof=1) * math.sqrt(252) * 100, **APPROX)
+    assert s["Sharpe Ratio"] == pytest.approx(r.mean() / np.std(r, ddof=1) * math.sqrt(252), **APPROX)
+    downside = math.sqrt(np.mean(np.minimum(r, 0.0) ** 2))
+    assert s["Sortino Ratio"] == pytest.approx(r.mean() / downside * math.sqrt(252), **APPROX)
+    assert s["Return [%]"] == -100.0
+    assert s["Worst Month [%]"] == -100.0  # January: 100 -> 0
+
+
+def test_days_starting_in_debt_are_skipped_and_the_benchmark_keeps_to_the_same_days():
+    # 100 -> -50 (-150%: lost one and a half times what there was); -25 and 10 start
+    # from a debt (no return: -25 / -50 - 1 = -50% would call the debt halving a loss);
+    # 10 -> 20 (+100%), 20 -> 18 (-10%).
+    days = pd.date_range("2024-01-01", periods=6, freq="D", tz="UTC")
+    equity = equity_frame(days, [-50.0, -25.0, 10.0, 20.0, 18.0, 27.0])
+    got = daily_returns(equity["equity"], 100.0)
+    assert got.to_numpy().tolist() == pytest.approx([-1.5, 1.0, -0.1, 0.5], **APPROX)
+    assert list(got.index) == [days[0], days[3], days[4], days[5]]
+    # Beta against a benchmark read on the same days only, numpy's least squares.
+    bench = pd.Series([100.0, 90.0, 99.0, 108.9, 98.01, 107.811, 97.0299],
+                      index=pd.date_range("2023-12-31", periods=7, freq="D", tz="UTC"))
+    s = compute_stats(equity, NO_TRADES, initial_cash=100.0, periods_per_year=252, benchmark=bench)
+    # Read at the run's start (its first sample) and at each day's last sample.
+    b = bench.asof(pd.DatetimeIndex([days[0], *days])).to_numpy()
+    bench_ret = (b[1:] / b[:-1] - 1)[[0, 3, 4, 5]]
+    x = np.column_stack([np.ones(4), bench_ret])
+    (alpha, beta), *_ = np.linalg.lstsq(x, got.to_numpy(), rcond=None)
+    assert s["Beta"] == pytest.approx(beta, rel=1e-9)
+    assert s["Alpha [%]"] == pytest.approx(alpha * 252 * 100, rel=1e-9)
+    # Months alike: January ends at 27 from 100 (-73%); a February from a debt has none.
+    into_feb = equity_frame([*days, pd.Timestamp("2024-01-31", tz="UTC"),
+                             pd.Timestamp("2024-02-29", tz="UTC")],
+                            [-50.0, -25.0, 10.0, 20.0, 18.0, 27.0, -4.0, 8.0])
+    months = monthly_returns(into_feb["equity"], 100.0)
+    assert months.to_numpy().tolist() == pytest.approx([-1.04], **APPROX)
+    assert list(months.index) == [pd.Timestamp("2024-01-01", tz="UTC")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.sampled_from([-30.0, -5.0, 0.0, 0.0, 4.0, 50.0, 100.0, 150.0]),
+                       min_size=1, max_size=30),
+       hours=st.lists(st.integers(1, 40), min_size=30, max_size=30))
+def test_daily_returns_are_pandas_pct_change_from_positive_equity(values, hours):
+    # Reference: pandas' day ends, the initial cash before them, pct_change, and the days
+    # whose previous close is above zero kept.
+    times = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.cumsum(hours[: len(values)]), unit="h")
+    equity = pd.Series(values, index=times)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = daily_returns(equity, 100.0)
+        stats = compute_stats(equity_frame(times, values), NO_TRADES, initial_cash=100.0,
+                              periods_per_year=252)
+    closes = equity.groupby(equity.index.floor("D")).tail(1)
+    before = pd.Series([100.0, *closes.to_numpy()[:-1]], index=closes.index)
+    want = (closes / before - 1)[before > 0]
+    assert list(got.index) == list(want.index)
+    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-12)
+    if len(want) >= 2 and np.std(want, ddof=1) > 1e-12:
+        assert stats["Sharpe Ratio"] == pytest.approx(
+            want.mean() / np.std(want.to_numpy(), ddof=1) * math.sqrt(252), rel=1e-9)
+    else:
+        assert math.isnan(stats["Sharpe Ratio"])

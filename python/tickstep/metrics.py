@@ -280,7 +280,10 @@ def compute_stats(
       trading day, so ``record_every_bar`` True or False gives the same days and
       the same daily statistics), with ``initial_cash``
       prepended as the value of the day before the first one, then
-      ``pct_change``. Days without a sample are skipped, not filled.
+      ``pct_change``. Days without a sample are skipped, not filled; so is a
+      day that starts with equity at or below zero (the account wiped out or in
+      debt: a change from there is no return), the day that ends there keeping its
+      own (-100% or below).
     * **Volatility (Ann.)**: ``std(daily, ddof=1) * sqrt(periods_per_year)``;
       NaN with fewer than 2 daily returns.
     * **Sharpe Ratio**: ``mean(excess) / std(daily, ddof=1) *
@@ -446,16 +449,16 @@ def stats_of_columns(
     days = local // NS_PER_DAY
     if periods_per_year is None:
         periods_per_year = periods_per_year_of(days)
-    daily = _period_returns(values, days, initial_cash)
+    daily, on_days = _period_returns(values, days, initial_cash)
     rf_daily = daily_risk_free(risk_free_rate, periods_per_year)
     sharpe, sortino, volatility = _risk_ratios(daily, rf_daily, periods_per_year)
 
     exposure = np.asarray(gross_exposure, dtype=float)
-    months = _period_returns(values, _months_of_local(local), initial_cash)
+    months, _ = _period_returns(values, _months_of_local(local), initial_cash)
     if benchmark is not None:
         if isinstance(benchmark, BenchmarkPrices):
             benchmark = benchmark.prices
-        bench = _benchmark_daily_returns(benchmark, ts, start, days)
+        bench = _benchmark_daily_returns(benchmark, ts, start, days)[on_days]
         alpha, beta = alpha_beta(daily - rf_daily, bench - rf_daily, periods_per_year)
     else:
         alpha, beta = math.nan, math.nan
@@ -608,10 +611,17 @@ def _last_of_period(periods: np.ndarray) -> np.ndarray:
     return np.append(periods[1:] != periods[:-1], True)
 
 
-def _period_returns(values: np.ndarray, periods: np.ndarray, initial_cash: float) -> np.ndarray:
-    """Returns of the equity at the end of each period, from initial_cash."""
+def _period_returns(values: np.ndarray, periods: np.ndarray,
+                    initial_cash: float) -> tuple[np.ndarray, np.ndarray]:
+    """Returns of the equity at the end of each period, from the end of the one before
+    (``initial_cash`` before the first), and which periods have one: those that start
+    with equity above zero. From nothing or from a debt a change of equity is no
+    return (0 / 0, or a sign turned over: a debt shrinking would read as a loss), so a
+    period that starts with the account wiped out or in debt is skipped, as a day
+    without a sample is; the one that ends there keeps its return (-100%, or below)."""
     closes = np.concatenate(([initial_cash], values[_last_of_period(periods)]))
-    return closes[1:] / closes[:-1] - 1.0
+    defined = closes[:-1] > 0.0
+    return closes[1:][defined] / closes[:-1][defined] - 1.0, defined
 
 
 def _benchmark_daily_returns(
@@ -680,7 +690,8 @@ def daily_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC",
     -------
     pd.Series
         Fractional returns named ``"return"``, indexed by each day's last sample (UTC);
-        days without a sample are skipped, not filled. ``attrs["periods_per_year"]`` is
+        days without a sample are skipped, not filled, and so are days that start with
+        equity at or below zero (no return from nothing or from a debt). ``attrs["periods_per_year"]`` is
         their annualisation, :func:`compute_stats`'s for the same run: the
         `tickstep.significance` functions annualise by it.
 
@@ -692,8 +703,8 @@ def daily_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC",
     """
     index = _as_utc(pd.DatetimeIndex(equity.index))
     days = _trading_days(index.asi8, timezone)
-    returns = _period_returns(equity.to_numpy(dtype=float), days, float(initial_cash))
-    daily = pd.Series(returns, index=index[_last_of_period(days)], name="return")
+    returns, defined = _period_returns(equity.to_numpy(dtype=float), days, float(initial_cash))
+    daily = pd.Series(returns, index=index[_last_of_period(days)][defined], name="return")
     daily.attrs["periods_per_year"] = periods_per_year_of_returns(daily, timezone,
                                                                   periods_per_year)
     return daily
@@ -803,7 +814,8 @@ def monthly_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC
     -------
     pd.Series
         Fractional returns named ``"return"``, indexed by the first day of each month
-        that has a sample (as a UTC date); months without a sample are skipped.
+        that has a sample (as a UTC date); months without a sample are skipped, and
+        so are months that start with equity at or below zero.
 
     Examples
     --------
@@ -813,8 +825,8 @@ def monthly_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC
     """
     index = _as_utc(pd.DatetimeIndex(equity.index))
     months = _months_of_local(_local_ns(index.asi8, timezone))
-    returns = _period_returns(equity.to_numpy(dtype=float), months, float(initial_cash))
-    firsts = np.unique(months)
+    returns, defined = _period_returns(equity.to_numpy(dtype=float), months, float(initial_cash))
+    firsts = np.unique(months)[defined]
     starts = pd.to_datetime({"year": firsts // 12, "month": firsts % 12 + 1, "day": 1}, utc=True)
     return pd.Series(returns, index=pd.DatetimeIndex(starts, name="month"), name="return")
 

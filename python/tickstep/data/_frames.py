@@ -153,6 +153,21 @@ def _awareness(values: pd.Series) -> np.ndarray | None:
 
 
 def _parse_object_timestamps(values: pd.Series, symbol: str | None) -> tuple[np.ndarray, bool]:
+    # A number among them is refused as a column of numbers is (`timestamps_ns`): its
+    # unit is ambiguous, and pandas would read 20240102 as a date's digits where a later
+    # pandas reads it as an epoch.
+    number = (values.map(lambda x: isinstance(x, (int, float, np.number, np.bool_))).to_numpy()
+              & values.notna().to_numpy())
+    if number.any():
+        row = int(np.flatnonzero(number)[0])
+        raise DataError(
+            f"{_where(symbol, row)}: timestamp {values.iloc[row]!r} is a number; its unit is "
+            "ambiguous: give times (datetime, pandas.Timestamp, ISO 8601 text) or convert "
+            "with pandas.to_datetime(values, unit=...)",
+            symbol=symbol,
+            row=row,
+            rule="datetime timestamps",
+        )
     # Mixed awareness is refused before parsing: a parser may read the naive values as
     # UTC and give no sign of it.
     aware = _awareness(values)
