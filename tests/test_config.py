@@ -118,6 +118,12 @@ def test_every_option_is_documented_and_has_a_rule():
         ({"cash": 0}, "cash=0", "positive"),
         ({"cash": -5.0}, "cash=-5.0", "positive"),
         ({"cash": math.inf}, "cash=inf", "finite"),
+        # Beyond what the account keeps exactly: 1e-300 would be kept as nothing (a run
+        # that did nothing reported -100%), 1e300 overflowed at the first bar.
+        ({"cash": 1e-300}, "cash=1e-300", "at least 2**-20"),
+        ({"cash": 2.0**-21}, "cash=4.76837158203125e-07", "at least 2**-20"),
+        ({"cash": 1e300}, "cash=1e+300", "below 2**72"),
+        ({"cash": 2.0**72}, "cash=4.722366482869645e+21", "below 2**72"),
         ({"cash": True}, "cash=True", "got bool"),
         ({"cash": None}, "cash=None", "got NoneType"),
         ({"commission": None}, "commission=None", "fraction"),

@@ -79,6 +79,22 @@ def _positive(name: str, value: Any) -> float:
     return number
 
 
+#: The account keeps its sums exact, in whole units of 2**-52 below 2**72 (the core's
+#: `Money`): a starting cash beyond that could never be summed; one below 2**-20 would
+#: be kept to fewer than 32 bits (1e-300 as nothing at all).
+CASH_RANGE = (2.0**-20, 2.0**72)
+
+
+def _cash(name: str, value: Any) -> float:
+    low, high = CASH_RANGE
+    rule = (f"a positive finite number, at least 2**-20 ({low:.3g}) and below 2**72 "
+            f"({high:.3g}): the range the account keeps its sums exact in (units of 2**-52)")
+    number = _number(name, value, rule)
+    if not low <= number < high:
+        raise _refuse(name, value, rule)
+    return number
+
+
 def _non_negative(name: str, value: Any) -> float:
     rule = "a finite number >= 0"
     number = _number(name, value, rule)
@@ -511,7 +527,8 @@ class BacktestConfig:
     Parameters
     ----------
     cash : float, default 10_000
-        Starting cash of the one account all symbols share (> 0).
+        Starting cash of the one account all symbols share: at least 2**-20 (about 1e-6)
+        and below 2**72 (about 4.7e21), the range the account keeps its sums exact in.
     commission : float, default 0
         Fraction of each fill's notional charged as commission, in [0, 1) (0.001 = 0.1%).
     commission_fixed : float, default 0
@@ -753,7 +770,7 @@ class BacktestConfig:
         1,000 when streaming (what a streamed run keeps).
     """
 
-    cash: float = _option(10_000.0, rule=_positive, engine="cash")
+    cash: float = _option(10_000.0, rule=_cash, engine="cash")
     commission: float = _option(0.0, rule=_commission_rate, engine="commission")
     commission_fixed: float = _option(0.0, rule=_non_negative, engine="commission_fixed")
     commission_per_unit: float = _option(0.0, rule=_non_negative, engine="commission_per_unit")
