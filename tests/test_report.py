@@ -8,6 +8,7 @@ import html
 import json
 import re
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -808,3 +809,25 @@ def test_a_walk_forwards_report_holds_its_windows_statistics_and_figures(tmp_pat
     assert tables.rows["windows"] == len(wf.windows) + 1  # a header row, then each window
     assert tables.rows["stats"] == len(wf.stats)
     assert wf.plot().layout.title.text == "walk-forward: out-of-sample equity"
+
+
+def test_an_account_wiped_out_is_reported_without_a_share_of_nothing(tmp_path):
+    # 200 A bought at 100 with twice the 10,000 (cash -10,000); at 50 equity is
+    # -10,000 + 200 x 50 = 0: called, closed at 50, and the account holds nothing from there.
+    days = [(c, c, c, c) for c in (100, 100, 50, 50, 50)]
+    r = run_script({"A": make_bars(days)}, {("A", 0): lambda s, sym: s.buy(sym, size=200)},
+                   cash=10_000, leverage=2, maintenance_margin=0.25)
+    assert r.equity.tolist() == [10_000.0, 10_000.0, 0.0, 0.0, 0.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's 0 / 0, say
+        table = symbol_breakdown(r)
+        fig = r.plot()
+        text = r.report(tmp_path / "wiped.html").read_text()
+    # Worth 0 then 20,000 of 10,000; the three samples with nothing have no share.
+    assert table.loc["A", "Avg. Exposure [%]"] == pytest.approx((0.0 + 200.0) / 2)
+    (exposure,) = [t for t in fig.data if t.name == "exposure [%]"]
+    shown = np.asarray(exposure.y, dtype=float)
+    assert shown[:2].tolist() == [0.0, 200.0] and np.isnan(shown[2:]).all()
+    # The days from nothing have no return: 0, 0 and -100% only.
+    assert r.daily_returns().tolist() == [0.0, 0.0, -1.0]
+    assert text.rstrip().endswith("</html>")  # the page written whole

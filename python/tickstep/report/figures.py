@@ -212,9 +212,13 @@ def add_rolling_sharpe(canvas: Canvas, cell: int, sharpe: pd.Series,
 
 
 def add_exposure(canvas: Canvas, cell: int, result: Result, max_points: int = DEFAULT_POINTS) -> None:
-    """Gross exposure as a percentage of equity (100 = fully invested)."""
+    """Gross exposure as a percentage of equity (100 = fully invested); a gap where the
+    account has no equity (wiped out: no share of nothing)."""
     frame = result.equity_frame
-    share = frame["gross_exposure"].to_numpy() / np.abs(frame["equity"].to_numpy()) * 100.0
+    equity = frame["equity"].to_numpy()
+    share = np.full(len(equity), np.nan)
+    np.divide(frame["gross_exposure"].to_numpy(), np.abs(equity), out=share, where=equity != 0.0)
+    share *= 100.0
     x, y = _line(frame.index.asi8, share, max_points)
     canvas.add(cell, {"type": "scatter", "x": x, "y": y, "name": "exposure [%]", "fill": "tozeroy",
                       "line": {"color": GREY, "width": 1}})

@@ -52,6 +52,18 @@ def _sums_by(codes: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
     return np.array([exact_sum(ordered[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
 
 
+def _average_exposures(held: np.ndarray, equity: np.ndarray) -> np.ndarray:
+    """``Avg. Exposure [%]`` of each column of ``held`` (absolute position values, a row
+    per equity sample): the mean of its share of the equity's magnitude, over the samples
+    with any equity. A sample of an account wiped out to nothing has no share (0 / 0,
+    or a position against nothing); NaN for a run that never had equity."""
+    some = equity != 0.0
+    if not some.any():
+        return np.full(held.shape[1], np.nan)
+    shares = held[some] / np.abs(equity[some])[:, None]
+    return exact_sum(shares, axis=0) / int(some.sum()) * 100.0
+
+
 def _exposure_times(result: Result, groups: np.ndarray, n: int, held: np.ndarray) -> np.ndarray:
     """Per group ``0 .. n - 1`` of symbols (``groups[s]``: symbol ``s``'s group), the share
     of the run's ticks, in percent, at whose end any of its symbols was held: the union of
@@ -115,8 +127,8 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
     `Result.payments`), ``Exposure Time [%]`` (share of the run's ticks at whose end the
     symbol was held, `Result.holding_spans`, as the statistic of that name counts the
     account's; of the equity samples for a result saved before the spans were kept),
-    ``Avg. Exposure [%]`` (mean of the position's absolute value over equity at the
-    samples), and ``Sector`` when the metadata has one. Indexed by symbol in the engine's
+    ``Avg. Exposure [%]`` (mean of the position's absolute value over equity's at the
+    samples; a sample with no equity, the account wiped out, has no share), and ``Sector`` when the metadata has one. Indexed by symbol in the engine's
     order. The symbols' P&L and the account's interest on its cash (`Result.interest`)
     sum to the run's: final equity less initial cash.
     """
@@ -149,7 +161,7 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
             "Dividends [$]": dividends,
             "Carrying Costs [$]": carried,
             "Exposure Time [%]": _exposure_times(result, np.arange(n), n, held),
-            "Avg. Exposure [%]": exact_sum(held / np.abs(equity)[:, None], axis=0) / len(held) * 100.0,
+            "Avg. Exposure [%]": _average_exposures(held, equity),
         },
         index=pd.Index(result.symbols, name="symbol"),
     )
@@ -181,7 +193,6 @@ def sector_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
     # Per sample, the sector's summed absolute position values.
     held = np.column_stack([exact_sum(held[:, codes == k], axis=1) for k in range(len(names))])
     held = held.reshape(len(values), len(names))
-    equity = np.abs(result.equity.to_numpy())[:, None]
 
     def summed(column: str) -> np.ndarray:
         return _sums_by(codes, by_symbol[column].to_numpy(dtype=float), len(names))
@@ -197,7 +208,7 @@ def sector_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
             "Dividends [$]": summed("Dividends [$]"),
             "Carrying Costs [$]": summed("Carrying Costs [$]"),
             "Exposure Time [%]": _exposure_times(result, codes, len(names), held),
-            "Avg. Exposure [%]": exact_sum(held / equity, axis=0) / len(held) * 100.0,
+            "Avg. Exposure [%]": _average_exposures(held, result.equity.to_numpy()),
         },
         index=pd.Index(names, name="sector"),
     )
