@@ -536,6 +536,21 @@ def test_batch_judges_each_groups_overfitting_as_python_does(store, tmp_path, ca
     assert code == 2 and "--overfitting 5: the blocks of days, an even whole number" in err
 
 
+def test_batch_of_sets_that_never_trade_says_why_overfitting_is_not_judged(store, tmp_path, capsys):
+    # Averages longer than the data: no set trades, no split can choose one, and each
+    # group's line says so rather than a probability.
+    code, printed, err = in_process(capsys, "batch", "sma_cross", "--data", str(store),
+                                    "-p", "fast=2000,3000", "-p", "slow=5000",
+                                    "--overfitting", "6", "--sequential", "--no-cache")
+    assert code == 0, err
+    lines = [line for line in printed.splitlines() if "overfitting" in line]
+    assert len(lines) == 3
+    assert all(line.endswith(": overfitting not judged: no split has a set with a Sharpe "
+                             "Ratio in sample (every set's returns are flat there: none "
+                             "traded)") for line in lines)
+
+
+
 def test_batch_makes_each_groups_reality_check_as_python_does(store, capsys):
     # One line per symbol: the SPA p-value of run_batch's rows with their daily returns
     # against cash, and the sets StepM names by their parameters.

@@ -321,6 +321,14 @@ def test_a_group_that_cannot_be_judged_says_why_and_the_others_are_judged(client
         (entry,) = client.get(f"/batches/{none}/{path}").json()["groups"]
         assert entry["error"] == f"{words}: none of its runs ran to the end (every row's " \
             "status is an error)"
+    # Sets that never trade (averages longer than the data): their returns are flat,
+    # nothing can be chosen in any split, and the group says so (it read 1.0 before).
+    body = {**body, "params": {"fast": [2000, 3000], "slow": [5000]}}
+    idle = client.post("/batches", json=body).json()["batch_id"]
+    assert wait_done(client, idle)["status"] == "done"
+    (entry,) = client.get(f"/batches/{idle}/overfitting", params={"n_splits": 8}).json()["groups"]
+    assert entry == {"symbols": "TEW", "error": "not judged: no split has a set with a Sharpe "
+                     "Ratio in sample (every set's returns are flat there: none traded)"}
 
 
 @pytest.mark.parametrize("path, params, where", [

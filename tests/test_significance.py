@@ -293,7 +293,9 @@ def test_property_the_psr_ignores_the_returns_scale_and_order_and_falls_with_the
 
 def _pbo_by_hand(matrix: np.ndarray, n_splits: int) -> tuple[float, list[float]]:
     """CSCV written out: every split of the blocks in two halves, pandas' Sharpe Ratio of
-    each trial on each half, the in-sample best's rank out of sample (ties averaged)."""
+    each trial on each half, the in-sample best's rank out of sample (ties averaged; a
+    trial flat there, with no Sharpe Ratio, ranks last); a split in which no trial has a
+    Sharpe Ratio in sample chooses none and is skipped."""
     import itertools
 
     frame = pd.DataFrame(matrix)
@@ -304,11 +306,39 @@ def _pbo_by_hand(matrix: np.ndarray, n_splits: int) -> tuple[float, list[float]]
         outside = np.concatenate([blocks[b] for b in range(n_splits) if b not in half])
         sharpe_in = frame.iloc[inside].mean() / frame.iloc[inside].std()
         sharpe_out = frame.iloc[outside].mean() / frame.iloc[outside].std()
-        best = int(np.argmax(sharpe_in.to_numpy()))
-        rank = sharpe_out.rank(method="average").iloc[best]
+        if sharpe_in.isna().all():
+            continue
+        best = int(np.argmax(sharpe_in.fillna(-np.inf).to_numpy()))
+        rank = sharpe_out.fillna(-np.inf).rank(method="average").iloc[best]
         share = rank / (frame.shape[1] + 1)
         logits.append(math.log(share / (1 - share)))
-    return float(np.mean(np.array(logits) <= 0)), logits
+    return float(np.mean(np.array(logits) <= 0)) if logits else math.nan, logits
+
+
+def test_a_split_with_no_set_to_choose_in_sample_is_not_counted():
+    # Sets that never traded have flat (zero) returns and no Sharpe Ratio: choosing among
+    # them chooses nothing. Every set flat: no split is judged (it was 1.0, "overfit").
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        flat = backtest_overfitting(pd.DataFrame(np.zeros((90, 4))), n_splits=6)
+        assert math.isnan(flat.probability) and math.isnan(flat.loss_probability)
+        assert flat.logits.size == 0 and all(math.isnan(m) for m in flat.medians)
+    # Sets flat over the first three of six blocks (they began trading later): the one
+    # split that keeps those three in sample is not counted, the other 19 are, as written
+    # out; the split that keeps them out of sample ranks every set alike (none has a
+    # Sharpe Ratio there).
+    rng = np.random.default_rng(8)
+    matrix = rng.normal(0.0003, 0.01, (90, 5))
+    matrix[:45] = 0.0
+    by_hand, logits = _pbo_by_hand(matrix, 6)
+    found = backtest_overfitting(pd.DataFrame(matrix), n_splits=6)
+    assert len(found.logits) == len(logits) == 19
+    np.testing.assert_allclose(found.logits, logits, rtol=1e-12, atol=1e-12)
+    assert found.probability == by_hand
+    # The medians are over the splits in which the chosen set has a Sharpe Ratio.
+    out = found.out_of_sample
+    assert np.isnan(out).sum() == 1
+    assert found.medians[1] == pytest.approx(float(np.median(out[~np.isnan(out)])))
 
 
 @pytest.mark.parametrize("seed", range(4))

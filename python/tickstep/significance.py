@@ -280,9 +280,11 @@ class Overfitting:
     ----------
     probability : float
         The probability of backtest overfitting: the share of the in/out-of-sample splits in
-        which the set chosen in sample ranked in the lower half out of sample.
+        which the set chosen in sample ranked in the lower half out of sample. A split in
+        which no set has a Sharpe Ratio in sample (each one's returns flat there: it never
+        traded) chooses none and is not counted; NaN when no split chose.
     logits : numpy.ndarray
-        Per split, the logit of the chosen set's relative rank out of sample,
+        Per split that chose, the logit of the chosen set's relative rank out of sample,
         ``ln(w / (1 - w))``, ``w`` its rank (1 the worst, ties averaged) over ``N + 1``:
         the probability is the share at or below zero.
     in_sample, out_of_sample : numpy.ndarray
@@ -290,7 +292,7 @@ class Overfitting:
         degradation from choosing.
     loss_probability : float
         The share of splits in which the chosen set lost out of sample (Sharpe Ratio below
-        zero).
+        zero); NaN when no split chose.
     splits : int
         ``S``, the blocks of days (the splits are the ``C(S, S/2)`` ways of taking half).
     trials : int
@@ -304,6 +306,23 @@ class Overfitting:
     loss_probability: float
     splits: int
     trials: int
+
+    @property
+    def medians(self) -> tuple[float, float]:
+        """The chosen set's median Sharpe Ratio in sample and out of sample, over the
+        splits in which it has one (a set flat out of sample has none there); NaN for
+        none."""
+        return _finite_median(self.in_sample), _finite_median(self.out_of_sample)
+
+
+#: Why a `backtest_overfitting` found no split to judge (its `logits` empty).
+NONE_CHOSEN = ("no split has a set with a Sharpe Ratio in sample (every set's returns are "
+               "flat there: none traded)")
+
+
+def _finite_median(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if len(finite) else math.nan
 
 
 def backtest_overfitting(returns: Any, n_splits: int = 16, *,
@@ -364,8 +383,12 @@ def backtest_overfitting(returns: Any, n_splits: int = 16, *,
         part = taken[first:first + step]
         inside = _block_sharpe(part, count, sums, squares)
         outside = _block_sharpe(1.0 - part, count, sums, squares)
+        # A split in which no trial has a Sharpe Ratio in sample (every one flat there)
+        # offers nothing to choose: it is left out, rather than "choosing" the first.
+        chose = ~np.isnan(inside).all(axis=1)
+        inside, outside = inside[chose], outside[chose]
         best = np.argmax(np.where(np.isnan(inside), -np.inf, inside), axis=1)
-        rows = np.arange(len(part))
+        rows = np.arange(len(inside))
         mine = outside[rows, best]
         ranked = np.where(np.isnan(outside), -np.inf, outside)
         mine_ranked = ranked[rows, best][:, None]
@@ -379,10 +402,12 @@ def backtest_overfitting(returns: Any, n_splits: int = 16, *,
     logit = np.concatenate(logits)
     annual = math.sqrt(periods_per_year)
     outside_all = np.concatenate(outs)
-    return Overfitting(probability=float(np.mean(logit <= 0)), logits=logit,
+    judged = len(logit) > 0  # NaN when no split had a trial to choose
+    return Overfitting(probability=float(np.mean(logit <= 0)) if judged else math.nan,
+                       logits=logit,
                        in_sample=np.concatenate(ins) * annual,
                        out_of_sample=outside_all * annual,
-                       loss_probability=float(np.mean(outside_all < 0)),
+                       loss_probability=float(np.mean(outside_all < 0)) if judged else math.nan,
                        splits=int(n_splits), trials=trials)
 
 

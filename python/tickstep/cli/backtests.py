@@ -336,9 +336,8 @@ def _print_overfitting(rows: Any, splits: int) -> None:
     """Each symbol group's probability of backtest overfitting, a line each (to stdout,
     before the rows); a group that cannot be judged (fewer than two sets that ran, too few
     days for the blocks) says why."""
-    import numpy as np
 
-    from tickstep.significance import backtest_overfitting
+    from tickstep.significance import NONE_CHOSEN, backtest_overfitting
 
     for label in dict.fromkeys(rows["symbols"]):
         group = rows[(rows["symbols"] == label) & (rows["status"] == "ok")]
@@ -347,11 +346,14 @@ def _print_overfitting(rows: Any, splits: int) -> None:
         except ValueError as exc:
             click.echo(f"{label}: overfitting not judged: {exc}")
             continue
+        if not found.logits.size:
+            click.echo(f"{label}: overfitting not judged: {NONE_CHOSEN}")
+            continue
         click.echo(
             f"{label}: probability of backtest overfitting {found.probability:.3f} "
             f"({found.trials} sets, {len(found.logits):,} splits of {found.splits} blocks); "
-            f"the set chosen in sample: median Sharpe Ratio {np.median(found.in_sample):.2f} "
-            f"in sample, {np.median(found.out_of_sample):.2f} out; a loss out of sample in "
+            f"the set chosen in sample: median Sharpe Ratio {found.medians[0]:.2f} "
+            f"in sample, {found.medians[1]:.2f} out; a loss out of sample in "
             f"{found.loss_probability:.0%} of splits")
 
 

@@ -482,7 +482,7 @@ def _optimization_luck(ok: pd.DataFrame, parameters: list[str], n_splits: int, r
                        kept: bool, benchmark: Any = 0.0) -> list[str]:
     """An optimisation report's "Is it luck?": the probability of backtest overfitting
     and the reality check of the sets that ran against ``benchmark``, or why not."""
-    from tickstep.significance import backtest_overfitting, reality_check
+    from tickstep.significance import NONE_CHOSEN, backtest_overfitting, reality_check
 
     beaten = _benchmark_label(benchmark)
 
@@ -493,10 +493,12 @@ def _optimization_luck(ok: pd.DataFrame, parameters: list[str], n_splits: int, r
     found: dict[str, Any] = {}
     try:
         pbo = backtest_overfitting(ok, n_splits)
+        if not pbo.logits.size:
+            raise ValueError(NONE_CHOSEN)
         found["probability of backtest overfitting"] = f"{pbo.probability:.3f}"
         found["splits"] = f"{len(pbo.logits):,} of {pbo.splits} blocks"
         found["chosen set's median Sharpe Ratio, in / out of sample"] = (
-            f"{np.median(pbo.in_sample):.2f} / {np.median(pbo.out_of_sample):.2f}")
+            f"{pbo.medians[0]:.2f} / {pbo.medians[1]:.2f}")
         found["chosen set's loss out of sample"] = f"{pbo.loss_probability:.0%} of splits"
     except ValueError as exc:
         found["probability of backtest overfitting"] = f"not judged: {exc}"

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tickstep.service.rows import jsonable
@@ -76,15 +75,17 @@ def batch_overfitting(url: str, batch_id: str, n_splits: int, symbols: str | Non
     (`tickstep.significance.backtest_overfitting` with ``n_splits`` blocks), as JSON
     values; ``splits``: also each split's figures (the logits, and the chosen set's
     Sharpe Ratio in and out of sample)."""
-    from tickstep.significance import backtest_overfitting
+    from tickstep.significance import NONE_CHOSEN, backtest_overfitting
 
     def judge(group: pd.DataFrame) -> dict[str, Any]:
         found = backtest_overfitting(group, n_splits)
+        if not found.logits.size:
+            raise ValueError(NONE_CHOSEN)
+        inside, outside = found.medians
         entry = dict(
             probability=found.probability, loss_probability=found.loss_probability,
             trials=found.trials, blocks=found.splits, splits=len(found.logits),
-            in_sample_median=float(np.median(found.in_sample)),
-            out_of_sample_median=float(np.median(found.out_of_sample)))
+            in_sample_median=inside, out_of_sample_median=outside)
         if splits:
             entry.update(logits=found.logits.tolist(), in_sample=found.in_sample.tolist(),
                          out_of_sample=found.out_of_sample.tolist())
