@@ -19,6 +19,7 @@ from tickstep.timeframes import (
     NS_PER_MINUTE,
     NS_PER_SECOND,
     TIMEFRAME_UNITS,
+    duration,
     timeframe_ns,
 )
 
@@ -51,6 +52,44 @@ def test_grammar_reads_whole_numbers_and_units(text, expected):
 )
 def test_grammar_agrees_with_pandas_timedeltas(ours, pandas):
     assert timeframe_ns(ours) == pd.Timedelta(pandas).value
+
+
+@pytest.mark.parametrize(("text", "pandas"), [
+    ("120d", "120D"), ("6H", "6h"), ("10S", "10s"), ("2w", "14D"), ("2wk", "14D"), ("3days", "3D"),
+    ("5mins", "5min"), ("h", "1h"),
+    # What the grammar does not read, pandas does, as before.
+    ("1 days 02:00:00", "26h"), ("1.5h", "90min"), ("500ms", "0.5s"), ("1h30m", "90min"),
+])
+def test_lengths_of_time_read_the_grammar_and_the_rest_as_pandas_does(text, pandas):
+    # Windows, warm-ups and walk-forward spans: the grammar's spellings read without
+    # pandas (which warns it will stop reading "d", "H", "S" and "w", and never read
+    # "wk"), the rest as pandas reads them.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert duration(text) == pd.Timedelta(pandas)
+
+
+def test_windows_warm_ups_and_walk_forward_spans_read_lengths_so():
+    import warnings
+
+    from tickstep.data._stream import window_ns
+    from tickstep.walkforward import plan_windows
+
+    days = pd.date_range("2024-01-01", periods=400, freq="D", tz="UTC").as_unit("ns").asi8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert plan_windows(days, "120d", "2w") == plan_windows(days, "120D", "14D")
+        assert tickstep.BacktestConfig(stream="5d").stream == pd.Timedelta(days=5)
+        assert window_ns("6H") == 6 * NS_PER_HOUR
+        bars = {"A": make_bars([(10, 11, 9, 10)] * 60, freq="D")}
+        late = tickstep.Backtest(bars, tickstep.Strategy, warmup="10d")  # trading from day 11
+        assert late.config.trade_start == pd.Timestamp("2024-01-11", tz="UTC")
+    with pytest.raises(ValueError):
+        duration("3M")  # a month: neither reads it
+    with pytest.raises(ValueError, match="train='3M' is not a duration"):
+        plan_windows(days, "3M", "1w")
 
 
 def test_timedeltas_and_nanoseconds_are_taken_as_they_are():

@@ -28,13 +28,14 @@ from tickstep.results import Result, benchmark_prices
 from tickstep.signals import is_signal_strategy, run_signal_grid, run_signals, run_strategy
 from tickstep.simulation import market_from_columns, session_ends, simulate, simulate_stream
 from tickstep.strategy import Strategy
+from tickstep.timeframes import duration
 
 __all__ = ["Backtest"]
 
 
 def _duration(value: Any, name: str) -> pd.Timedelta:
     try:
-        span = pd.Timedelta(value)
+        span = duration(value)
     except (ValueError, TypeError):
         raise ValueError(f"{name}={value!r} is not a duration such as '30D' or '6h'") from None
     if span is pd.NaT or span < pd.Timedelta(0):

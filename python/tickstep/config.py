@@ -49,6 +49,7 @@ from tickstep.hints import did_you_mean
 from tickstep.metrics import BenchmarkPrices
 from tickstep.rejections import ON_REJECT
 from tickstep.sizing import PercentOfEquity, Sizer
+from tickstep.timeframes import duration
 
 __all__ = ["BacktestConfig", "ConfigError", "split_options"]
 
@@ -455,7 +456,7 @@ def _stream(name: str, value: Any) -> pd.Timedelta | None:
     if isinstance(value, (bool, np.bool_, float, int)):
         raise _refuse(name, value, rule, wrong_type=True)
     try:
-        span = pd.Timedelta(value)
+        span = duration(value)
     except (ValueError, TypeError):
         raise _refuse(name, value, rule, wrong_type=not isinstance(value, str)) from None
     if span is pd.NaT or span <= pd.Timedelta(0):

@@ -39,6 +39,7 @@ __all__ = [
     "NS_PER_MINUTE",
     "NS_PER_SECOND",
     "TIMEFRAME_UNITS",
+    "duration",
     "timeframe_ns",
 ]
 
@@ -123,3 +124,26 @@ def _parse_text(text: str, name: str) -> int:
         raise ConfigError(f"{name}={text!r}: unknown unit {unit!r}; accepted units: {_ACCEPTED}")
     count = int(digits) if digits else 1
     return count * step
+
+
+def duration(value: Any) -> pd.Timedelta:
+    """A length of time (a window, a warm-up, a walk-forward span) as pandas reads one
+    (``"90D"``, ``"1 days 02:00:00"``, ``"1.5h"``, ``"500ms"``, a Timedelta), with the
+    spellings of this module's grammar read by it (``"120d"``, ``"6H"``, ``"2w"``,
+    ``"3days"``, ``"2wk"``): pandas warns it will stop reading some of those (``"d"``,
+    ``"H"``, ``"S"``, ``"w"``) and reads others not at all. What neither reads raises as
+    ``pd.Timedelta`` does (``"3M"``, a month, among them).
+
+    >>> duration("120d") == duration("120D") == pd.Timedelta(days=120)
+    True
+    >>> duration("2wk") == duration("14 days")
+    True
+    """
+    if isinstance(value, str):
+        match = _TEXT.match(value)
+        if match is not None:
+            digits, unit = match.groups()
+            step = TIMEFRAME_UNITS.get(unit.lower())
+            if step is not None and unit not in _REFUSED:
+                return pd.Timedelta(int(digits or 1) * step, unit="ns")
+    return pd.Timedelta(value)

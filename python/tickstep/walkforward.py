@@ -70,6 +70,7 @@ from tickstep.rejections import (
 from tickstep.results import DailyReturnsMixin, Result, benchmark_prices, market_stats_inputs
 from tickstep.signals import is_signal_strategy, run_strategy
 from tickstep.simulation import RunSummary, market_from_columns, simulate, stream_run
+from tickstep.timeframes import duration
 
 __all__ = ["MarketWindows", "StreamedWindows", "Window", "WalkForwardResult", "plan_windows",
            "walk_forward"]
@@ -102,7 +103,7 @@ def _span(value: Any, name: str) -> pd.Timedelta | pd.DateOffset:
             "or a pandas DateOffset such as pd.DateOffset(months=3)"
         )
     try:
-        span = pd.Timedelta(value)
+        span = duration(value)
     except (ValueError, TypeError) as e:
         raise ValueError(
             f"{name}={value!r} is not a duration: give '90D', '6h', a pandas Timedelta or a "

@@ -56,7 +56,7 @@ from tickstep.data._request import (
 from tickstep.data._resolve import _source, resolve
 from tickstep.data._shapes import ALL_EXTRA, ExtraColumns
 from tickstep.data._store_base import BarStore
-from tickstep.timeframes import NS_PER_DAY
+from tickstep.timeframes import NS_PER_DAY, duration
 
 __all__ = ["BarStream", "Window", "open_stream", "read_ahead"]
 
@@ -391,7 +391,7 @@ def window_ns(value: Any) -> int:
     if value is True:
         return NS_PER_DAY
     try:
-        span = pd.Timedelta(value)
+        span = duration(value)
     except (ValueError, TypeError):
         span = pd.NaT
     if span is pd.NaT or span <= pd.Timedelta(0):
