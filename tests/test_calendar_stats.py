@@ -19,7 +19,7 @@ def hourly(days, seed, weekdays_only=False, start="2024-03-04"):
     rng = np.random.default_rng(seed)
     index = pd.date_range(start, periods=24 * days, freq="1h", tz="UTC")
     if weekdays_only:
-        index = index[index.tz_convert(NY).dayofweek < 5]
+        index = index[index.tz_convert(NY).day_of_week < 5]
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(index))))
     open_ = np.r_[100.0, close[:-1]]
     return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.001,
@@ -93,7 +93,25 @@ def test_annualisation_follows_the_calendar_or_the_option():
 def test_periods_per_year_of_day_numbers():
     monday = pd.Timestamp("2024-03-04").value // 86_400_000_000_000
     assert periods_per_year_of(np.arange(monday, monday + 5)) == 252
-    assert periods_per_year_of(np.arange(monday, monday + 6)) == 365  # a Saturday
+    assert periods_per_year_of(np.arange(monday, monday + 7)) == 365  # every day
+    # A year of weekdays with three special Saturday sessions (as exchanges hold now and
+    # then): still an exchange's calendar; a day counted once however many samples it has.
+    days = np.arange(monday, monday + 364)
+    weekdays = days[(days + 3) % 7 < 5]
+    saturdays = days[(days + 3) % 7 == 5][[3, 20, 40]]
+    assert periods_per_year_of(np.sort(np.r_[weekdays, saturdays])) == 252
+    assert periods_per_year_of(np.repeat(np.arange(monday, monday + 7), [9, 9, 9, 9, 9, 1, 1])) == 365
+    # Sessions opening on Sunday evening in UTC (futures): a sixth day a week, 1/6 of them,
+    # under backtesting.py's threshold of 0.6 x 2/7.
+    sundays = days[(days + 3) % 7 == 6]
+    assert periods_per_year_of(np.sort(np.r_[weekdays, sundays])) == 252
+    # Its rule on pandas' weekdays, as backtesting.py writes it, on random calendars.
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        picked = np.sort(rng.choice(days, size=rng.integers(1, 200), replace=False))
+        index = pd.to_datetime(picked * 86_400_000_000_000)
+        theirs = 365 if index.day_of_week.to_series().between(5, 6).mean() > 2 / 7 * 0.6 else 252
+        assert periods_per_year_of(picked) == theirs
 
 
 def test_cagr_counts_calendar_years_from_the_first_bar_to_the_last():

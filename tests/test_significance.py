@@ -643,7 +643,14 @@ def test_the_annualisation_of_returns_is_judged_in_the_runs_timezone():
     days, _, _ = _CALENDARS["evenings in New York"]
     daily = pd.Series(0.01, index=days)
     assert periods_per_year_of_returns(daily, "America/New_York") == 252
-    assert periods_per_year_of_returns(daily) == 365  # in UTC, Fridays' ends are Saturdays
+    # In UTC the winter Fridays' 19:59 is a Saturday: 8% of the days, an exchange's still.
+    assert periods_per_year_of_returns(daily) == 252
+    # Sessions ending at 21:00 in New York end on the next day in UTC all year: each
+    # Friday's on a Saturday, a fifth of the days, as a market open every day would have.
+    late = pd.Series(0.01, index=pd.bdate_range("2021-01-04", periods=700).shift(21 * 60, freq="min")
+                     .tz_localize("America/New_York").tz_convert("UTC"))
+    assert periods_per_year_of_returns(late, "America/New_York") == 252
+    assert periods_per_year_of_returns(late) == 365
     assert periods_per_year_of_returns(daily, periods_per_year=260) == 260
 
 

@@ -750,8 +750,9 @@ class BacktestConfig:
         DatetimeIndex (kept as `tickstep.metrics.BenchmarkPrices`).
     periods_per_year : int, optional
         Daily returns in a year, to annualise statistics. Default: from the data's
-        calendar, 252 for exchange data, 365 when the data trade on Saturdays or Sundays
-        (round the clock, e.g. crypto); see `tickstep.metrics.compute_stats`.
+        calendar, 252 for exchange data, 365 when the data trade on weekends too (round
+        the clock, e.g. crypto: more than 0.6 x 2/7 of the trading days on a Saturday or
+        Sunday); see `tickstep.metrics.compute_stats`.
     on_reject : str, default "warn"
         What a run with rejected orders does at its end: "warn" (one
         `tickstep.RejectedOrderWarning`), "raise" (`tickstep.RejectedOrdersError`) or

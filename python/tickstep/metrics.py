@@ -296,7 +296,8 @@ def compute_stats(
     * **Return [%]**: ``final / initial_cash - 1``.
     * **Annualisation**: ``periods_per_year`` daily returns make a year: 252 for
       exchange data, 365 for data that trade every day of the week (judged from
-      the samples' weekdays in ``timezone``), or the number given.
+      the samples' weekdays in ``timezone``: more than 0.6 x 2/7 of the trading
+      days on a weekend, as backtesting.py judges), or the number given.
     * **CAGR [%]**: ``(final / initial_cash) ** (1 / years) - 1`` with years
       counted in calendar time, ``years = (end - start) / 365.25 days``, whatever
       the data's calendar (from the first bar to the last); NaN for a span under one day
@@ -592,12 +593,27 @@ def _months_of_local(local: np.ndarray) -> np.ndarray:
     return local.view("datetime64[ns]").astype("datetime64[M]").astype(np.int64) + 1970 * 12
 
 
+#: The share of trading days on a Saturday or Sunday above which the data trade round
+#: the clock (2/7 of the days, as crypto does) rather than in exchange sessions:
+#: backtesting.py's threshold.
+ROUND_THE_CLOCK = 0.6 * 2 / 7
+
+
 def periods_per_year_of(days: np.ndarray) -> int:
     """Daily returns in a year for data sampled on ``days`` (day numbers since the epoch,
-    as the trading days of a backtest): 365 when any is a Saturday or Sunday (markets
-    open round the clock, e.g. crypto), else 252 (exchange sessions)."""
-    weekday = (np.asarray(days, dtype=np.int64) + 3) % 7  # 1970-01-01 was a Thursday (3)
-    return 365 if np.any(weekday >= 5) else 252
+    as the trading days of a backtest): 365 when more than ``ROUND_THE_CLOCK`` of the
+    distinct days are Saturdays or Sundays (markets open round the clock, e.g. crypto,
+    where 2/7 are), else 252 (exchange sessions: an odd weekend session, such as a special
+    Saturday session of an exchange, does not make a market open every day).
+
+    >>> monday = pd.Timestamp("2024-03-04").value // NS_PER_DAY
+    >>> weeks = np.arange(monday, monday + 70)
+    >>> periods_per_year_of(weeks), periods_per_year_of(weeks[(weeks + 3) % 7 < 5])
+    (365, 252)
+    """
+    days = np.unique(np.asarray(days, dtype=np.int64))
+    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday (3)
+    return 365 if len(days) and np.mean(weekday >= 5) > ROUND_THE_CLOCK else 252
 
 
 def _trading_days(ts: np.ndarray, timezone: str) -> np.ndarray:
