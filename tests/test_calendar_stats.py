@@ -105,10 +105,11 @@ def test_periods_per_year_of_day_numbers():
     # under backtesting.py's threshold of 0.6 x 2/7.
     sundays = days[(days + 3) % 7 == 6]
     assert periods_per_year_of(np.sort(np.r_[weekdays, sundays])) == 252
-    # Its rule on pandas' weekdays, as backtesting.py writes it, on random calendars.
+    # Its rule on pandas' weekdays, as backtesting.py writes it, on random calendars of
+    # days (at least every other day kept: daily bars, not weekly ones).
     rng = np.random.default_rng(4)
     for _ in range(200):
-        picked = np.sort(rng.choice(days, size=rng.integers(1, 200), replace=False))
+        picked = days[rng.random(len(days)) < rng.uniform(0.5, 1.0)]
         index = pd.to_datetime(picked * 86_400_000_000_000)
         theirs = 365 if index.day_of_week.to_series().between(5, 6).mean() > 2 / 7 * 0.6 else 252
         assert periods_per_year_of(picked) == theirs
@@ -120,3 +121,39 @@ def test_cagr_counts_calendar_years_from_the_first_bar_to_the_last():
     stats = compute_stats(eq, pd.DataFrame(), initial_cash=100.0)
     years = (idx[1] - idx[0]) / pd.Timedelta(days=365.25)
     assert stats["CAGR [%]"] == pytest.approx((1.21 ** (1 / years) - 1) * 100, rel=1e-12)
+
+
+@pytest.mark.parametrize(("freq", "per_year"), [("W-FRI", 52), ("ME", 12), ("MS", 12), ("QE", 4),
+                                                ("YE", 1), ("2W-FRI", 26)])
+def test_bars_of_a_week_or_longer_are_annualised_by_their_count_in_a_year(freq, per_year):
+    # A return a bar, so a year holds 52 weekly ones, not 252 (which overstated a weekly
+    # run's Sharpe Ratio and volatility by sqrt(252 / 52), 2.2 times), as backtesting.py
+    # annualises them; the statistics are numpy's of the bars' returns at that rate.
+    index = pd.date_range("2001-01-01", periods=60, freq=freq, tz="UTC")
+    closes = 100.0 * np.cumprod(1 + np.random.default_rng(6).normal(0.004, 0.03, len(index)))
+    bars = pd.DataFrame({"open": closes, "high": closes, "low": closes, "close": closes,
+                         "volume": 1.0}, index=index)
+
+    class Hold(tickstep.Strategy):
+        def next(self, symbol):
+            if not self.position:
+                self.buy(size=50)
+
+    r = tickstep.Backtest({"A": bars}, Hold, cash=10_000).run()
+    daily = r.daily_returns()
+    assert daily.attrs["periods_per_year"] == per_year and len(daily) == len(index)
+    equity = np.r_[10_000.0, r.equity.to_numpy()]
+    returns = equity[1:] / equity[:-1] - 1
+    assert r.stats["Volatility (Ann.) [%]"] == pytest.approx(
+        np.std(returns, ddof=1) * math.sqrt(per_year) * 100, rel=1e-12)
+    assert r.stats["Sharpe Ratio"] == pytest.approx(
+        returns.mean() / np.std(returns, ddof=1) * math.sqrt(per_year), rel=1e-12)
+
+
+def test_daily_bars_with_holidays_or_a_long_halt_stay_daily():
+    # The median gap decides: weekends, holidays and a two-week halt leave days daily.
+    days = pd.bdate_range("2024-01-01", periods=300, tz="UTC")
+    days = days[(days < "2024-05-01") | (days > "2024-05-15")]
+    assert periods_per_year_of(days.as_unit("ns").asi8 // 86_400_000_000_000) == 252
+    monday = pd.Timestamp("2024-03-04").value // 86_400_000_000_000
+    assert periods_per_year_of(np.array([monday])) == 252  # one day: no gap to judge by

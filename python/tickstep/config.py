@@ -752,7 +752,8 @@ class BacktestConfig:
         Daily returns in a year, to annualise statistics. Default: from the data's
         calendar, 252 for exchange data, 365 when the data trade on weekends too (round
         the clock, e.g. crypto: more than 0.6 x 2/7 of the trading days on a Saturday or
-        Sunday); see `tickstep.metrics.compute_stats`.
+        Sunday), a return a bar for bars of a week or longer (52 weekly, 12 monthly);
+        see `tickstep.metrics.periods_per_year_of`.
     on_reject : str, default "warn"
         What a run with rejected orders does at its end: "warn" (one
         `tickstep.RejectedOrderWarning`), "raise" (`tickstep.RejectedOrdersError`) or

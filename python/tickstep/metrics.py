@@ -297,7 +297,10 @@ def compute_stats(
     * **Annualisation**: ``periods_per_year`` daily returns make a year: 252 for
       exchange data, 365 for data that trade every day of the week (judged from
       the samples' weekdays in ``timezone``: more than 0.6 x 2/7 of the trading
-      days on a weekend, as backtesting.py judges), or the number given.
+      days on a weekend, as backtesting.py judges), or the number given. Bars of
+      a week or longer (the days' median gap 6 days or more) give a return a bar:
+      ``round(365.25 / gap)`` a year, 52 weekly, 12 monthly, 4 quarterly, 1 yearly
+      (`periods_per_year_of`).
     * **CAGR [%]**: ``(final / initial_cash) ** (1 / years) - 1`` with years
       counted in calendar time, ``years = (end - start) / 365.25 days``, whatever
       the data's calendar (from the first bar to the last); NaN for a span under one day
@@ -599,19 +602,35 @@ def _months_of_local(local: np.ndarray) -> np.ndarray:
 ROUND_THE_CLOCK = 0.6 * 2 / 7
 
 
+#: The typical gap between trading days (their median, in days) from which the data are
+#: bars of a week or longer, a return per bar: a year holds ``365.25 / gap`` of them
+#: (52 weekly, 12 monthly, 4 quarterly, 1 yearly).
+LONGER_BARS = 6
+
+
 def periods_per_year_of(days: np.ndarray) -> int:
-    """Daily returns in a year for data sampled on ``days`` (day numbers since the epoch,
-    as the trading days of a backtest): 365 when more than ``ROUND_THE_CLOCK`` of the
-    distinct days are Saturdays or Sundays (markets open round the clock, e.g. crypto,
-    where 2/7 are), else 252 (exchange sessions: an odd weekend session, such as a special
-    Saturday session of an exchange, does not make a market open every day).
+    """Returns in a year for data sampled on ``days`` (day numbers since the epoch, as
+    the trading days of a backtest). Bars of a week or longer (the median gap between
+    the distinct days at least ``LONGER_BARS``) make a return a bar: ``365.25 / gap``
+    of them a year, rounded (52 weekly, 12 monthly, 4 quarterly, 1 yearly), as
+    backtesting.py annualises weekly, monthly and yearly bars. Shorter bars make a return
+    a day: 365 when more than ``ROUND_THE_CLOCK`` of the days are Saturdays or Sundays
+    (markets open round the clock, e.g. crypto, where 2/7 are), else 252 (exchange
+    sessions: an odd weekend session, such as a special Saturday session of an exchange,
+    does not make a market open every day).
 
     >>> monday = pd.Timestamp("2024-03-04").value // NS_PER_DAY
-    >>> weeks = np.arange(monday, monday + 70)
-    >>> periods_per_year_of(weeks), periods_per_year_of(weeks[(weeks + 3) % 7 < 5])
+    >>> days = np.arange(monday, monday + 700)
+    >>> periods_per_year_of(days), periods_per_year_of(days[(days + 3) % 7 < 5])
     (365, 252)
+    >>> periods_per_year_of(days[::7]), periods_per_year_of(days[::30])
+    (52, 12)
     """
     days = np.unique(np.asarray(days, dtype=np.int64))
+    if len(days) > 1:
+        gap = float(np.median(np.diff(days)))
+        if gap >= LONGER_BARS:
+            return max(1, round(365.25 / gap))
     weekday = (days + 3) % 7  # 1970-01-01 was a Thursday (3)
     return 365 if len(days) and np.mean(weekday >= 5) > ROUND_THE_CLOCK else 252
 
@@ -802,9 +821,9 @@ def periods_per_year_of_returns(daily: pd.Series, timezone: str = "UTC",
 
     Examples
     --------
-    >>> friday_evenings = pd.to_datetime(["2024-01-05 19:59", "2024-01-12 19:59"])
-    >>> ends = friday_evenings.tz_localize("America/New_York").tz_convert("UTC")
-    >>> daily = pd.Series([0.01, 0.02], index=ends)
+    >>> evenings = pd.bdate_range("2024-01-02", "2024-01-12") + pd.Timedelta("19:59:00")
+    >>> ends = evenings.tz_localize("America/New_York").tz_convert("UTC")  # Fridays': Saturday
+    >>> daily = pd.Series(0.01, index=ends)
     >>> periods_per_year_of_returns(daily, "America/New_York"), periods_per_year_of_returns(daily)
     (252, 365)
     """
