@@ -545,9 +545,9 @@ def test_batch_of_sets_that_never_trade_says_why_overfitting_is_not_judged(store
     assert code == 0, err
     lines = [line for line in printed.splitlines() if "overfitting" in line]
     assert len(lines) == 3
-    assert all(line.endswith(": overfitting not judged: no split has a set with a Sharpe "
-                             "Ratio in sample (every set's returns are flat there: none "
-                             "traded)") for line in lines)
+    assert all(line.endswith(": overfitting not judged: returns: no split has a set with a "
+                             "Sharpe Ratio in sample (every set's returns are flat there: "
+                             "none traded)") for line in lines)
 
 
 

@@ -327,8 +327,8 @@ def test_a_group_that_cannot_be_judged_says_why_and_the_others_are_judged(client
     idle = client.post("/batches", json=body).json()["batch_id"]
     assert wait_done(client, idle)["status"] == "done"
     (entry,) = client.get(f"/batches/{idle}/overfitting", params={"n_splits": 8}).json()["groups"]
-    assert entry == {"symbols": "TEW", "error": "not judged: no split has a set with a Sharpe "
-                     "Ratio in sample (every set's returns are flat there: none traded)"}
+    assert entry == {"symbols": "TEW", "error": "not judged: returns: no split has a set with a "
+                     "Sharpe Ratio in sample (every set's returns are flat there: none traded)"}
 
 
 @pytest.mark.parametrize("path, params, where", [

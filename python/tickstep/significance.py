@@ -282,7 +282,8 @@ class Overfitting:
         The probability of backtest overfitting: the share of the in/out-of-sample splits in
         which the set chosen in sample ranked in the lower half out of sample. A split in
         which no set has a Sharpe Ratio in sample (each one's returns flat there: it never
-        traded) chooses none and is not counted; NaN when no split chose.
+        traded) chooses none and is not counted (`backtest_overfitting` refuses the sets
+        when no split chose).
     logits : numpy.ndarray
         Per split that chose, the logit of the chosen set's relative rank out of sample,
         ``ln(w / (1 - w))``, ``w`` its rank (1 the worst, ties averaged) over ``N + 1``:
@@ -292,7 +293,7 @@ class Overfitting:
         degradation from choosing.
     loss_probability : float
         The share of splits in which the chosen set lost out of sample (Sharpe Ratio below
-        zero); NaN when no split chose.
+        zero).
     splits : int
         ``S``, the blocks of days (the splits are the ``C(S, S/2)`` ways of taking half).
     trials : int
@@ -313,11 +314,6 @@ class Overfitting:
         splits in which it has one (a set flat out of sample has none there); NaN for
         none."""
         return _finite_median(self.in_sample), _finite_median(self.out_of_sample)
-
-
-#: Why a `backtest_overfitting` found no split to judge (its `logits` empty).
-NONE_CHOSEN = ("no split has a set with a Sharpe Ratio in sample (every set's returns are "
-               "flat there: none traded)")
 
 
 def _finite_median(values: np.ndarray) -> float:
@@ -400,14 +396,15 @@ def backtest_overfitting(returns: Any, n_splits: int = 16, *,
         ins.append(inside[rows, best])
         outs.append(mine)
     logit = np.concatenate(logits)
+    if not len(logit):
+        raise ValueError("returns: no split has a set with a Sharpe Ratio in sample (every "
+                         "set's returns are flat there: none traded)")
     annual = math.sqrt(periods_per_year)
     outside_all = np.concatenate(outs)
-    judged = len(logit) > 0  # NaN when no split had a trial to choose
-    return Overfitting(probability=float(np.mean(logit <= 0)) if judged else math.nan,
-                       logits=logit,
+    return Overfitting(probability=float(np.mean(logit <= 0)), logits=logit,
                        in_sample=np.concatenate(ins) * annual,
                        out_of_sample=outside_all * annual,
-                       loss_probability=float(np.mean(outside_all < 0)) if judged else math.nan,
+                       loss_probability=float(np.mean(outside_all < 0)),
                        splits=int(n_splits), trials=trials)
 
 

@@ -337,7 +337,7 @@ def _print_overfitting(rows: Any, splits: int) -> None:
     before the rows); a group that cannot be judged (fewer than two sets that ran, too few
     days for the blocks) says why."""
 
-    from tickstep.significance import NONE_CHOSEN, backtest_overfitting
+    from tickstep.significance import backtest_overfitting
 
     for label in dict.fromkeys(rows["symbols"]):
         group = rows[(rows["symbols"] == label) & (rows["status"] == "ok")]
@@ -345,9 +345,6 @@ def _print_overfitting(rows: Any, splits: int) -> None:
             found = backtest_overfitting(group, splits)
         except ValueError as exc:
             click.echo(f"{label}: overfitting not judged: {exc}")
-            continue
-        if not found.logits.size:
-            click.echo(f"{label}: overfitting not judged: {NONE_CHOSEN}")
             continue
         click.echo(
             f"{label}: probability of backtest overfitting {found.probability:.3f} "

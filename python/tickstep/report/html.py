@@ -482,7 +482,7 @@ def _optimization_luck(ok: pd.DataFrame, parameters: list[str], n_splits: int, r
                        kept: bool, benchmark: Any = 0.0) -> list[str]:
     """An optimisation report's "Is it luck?": the probability of backtest overfitting
     and the reality check of the sets that ran against ``benchmark``, or why not."""
-    from tickstep.significance import NONE_CHOSEN, backtest_overfitting, reality_check
+    from tickstep.significance import backtest_overfitting, reality_check
 
     beaten = _benchmark_label(benchmark)
 
@@ -493,8 +493,6 @@ def _optimization_luck(ok: pd.DataFrame, parameters: list[str], n_splits: int, r
     found: dict[str, Any] = {}
     try:
         pbo = backtest_overfitting(ok, n_splits)
-        if not pbo.logits.size:
-            raise ValueError(NONE_CHOSEN)
         found["probability of backtest overfitting"] = f"{pbo.probability:.3f}"
         found["splits"] = f"{len(pbo.logits):,} of {pbo.splits} blocks"
         found["chosen set's median Sharpe Ratio, in / out of sample"] = (

@@ -75,12 +75,10 @@ def batch_overfitting(url: str, batch_id: str, n_splits: int, symbols: str | Non
     (`tickstep.significance.backtest_overfitting` with ``n_splits`` blocks), as JSON
     values; ``splits``: also each split's figures (the logits, and the chosen set's
     Sharpe Ratio in and out of sample)."""
-    from tickstep.significance import NONE_CHOSEN, backtest_overfitting
+    from tickstep.significance import backtest_overfitting
 
     def judge(group: pd.DataFrame) -> dict[str, Any]:
         found = backtest_overfitting(group, n_splits)
-        if not found.logits.size:
-            raise ValueError(NONE_CHOSEN)
         inside, outside = found.medians
         entry = dict(
             probability=found.probability, loss_probability=found.loss_probability,
