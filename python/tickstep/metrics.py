@@ -726,8 +726,8 @@ def daily_returns(equity: pd.Series, initial_cash: float, timezone: str = "UTC",
     pd.Series
         Fractional returns named ``"return"``, indexed by each day's last sample (UTC);
         days without a sample are skipped, not filled, and so are days that start with
-        equity at or below zero (no return from nothing or from a debt). ``attrs["periods_per_year"]`` is
-        their annualisation, :func:`compute_stats`'s for the same run: the
+        equity at or below zero (no return from nothing or from a debt).
+        ``attrs["periods_per_year"]`` is their annualisation, :func:`compute_stats`'s for the same run: the
         `tickstep.significance` functions annualise by it.
 
     Examples

@@ -140,10 +140,8 @@ def duration(value: Any) -> pd.Timedelta:
     True
     """
     if isinstance(value, str):
-        match = _TEXT.match(value)
-        if match is not None:
-            digits, unit = match.groups()
-            step = TIMEFRAME_UNITS.get(unit.lower())
-            if step is not None and unit not in _REFUSED:
-                return pd.Timedelta(int(digits or 1) * step, unit="ns")
+        try:
+            return pd.Timedelta(_parse_text(value, "duration"), unit="ns")
+        except ConfigError:
+            pass  # not the grammar's: pandas' to read or refuse
     return pd.Timedelta(value)

@@ -22,7 +22,7 @@ import pandas as pd
 from tickstep.metrics import drawdown, monthly_returns
 from tickstep.report._deps import plotly_objects
 from tickstep.report.downsample import DEFAULT_POINTS, downsample
-from tickstep.report.tables import Result, symbol_breakdown
+from tickstep.report.tables import Result, shares_of_equity, symbol_breakdown
 
 __all__ = ["Canvas", "default_symbols", "plot"]
 
@@ -215,10 +215,7 @@ def add_exposure(canvas: Canvas, cell: int, result: Result, max_points: int = DE
     """Gross exposure as a percentage of equity (100 = fully invested); a gap where the
     account has no equity (wiped out: no share of nothing)."""
     frame = result.equity_frame
-    equity = frame["equity"].to_numpy()
-    share = np.full(len(equity), np.nan)
-    np.divide(frame["gross_exposure"].to_numpy(), np.abs(equity), out=share, where=equity != 0.0)
-    share *= 100.0
+    share = shares_of_equity(frame["gross_exposure"].to_numpy(), frame["equity"].to_numpy()) * 100.0
     x, y = _line(frame.index.asi8, share, max_points)
     canvas.add(cell, {"type": "scatter", "x": x, "y": y, "name": "exposure [%]", "fill": "tozeroy",
                       "line": {"color": GREY, "width": 1}})

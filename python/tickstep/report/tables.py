@@ -52,16 +52,25 @@ def _sums_by(codes: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
     return np.array([exact_sum(ordered[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
 
 
+def shares_of_equity(held: np.ndarray, equity: np.ndarray) -> np.ndarray:
+    """``held`` (absolute position values, a row per equity sample, or one value a
+    sample) as a share of the equity's magnitude at each sample; NaN at a sample of an
+    account wiped out to nothing, which has no share (0 / 0, or a position against
+    nothing)."""
+    scale = np.abs(equity) if held.ndim == 1 else np.abs(equity)[:, None]
+    shares = np.full(held.shape, np.nan)
+    np.divide(held, scale, out=shares, where=scale != 0.0)
+    return shares
+
+
 def _average_exposures(held: np.ndarray, equity: np.ndarray) -> np.ndarray:
-    """``Avg. Exposure [%]`` of each column of ``held`` (absolute position values, a row
-    per equity sample): the mean of its share of the equity's magnitude, over the samples
-    with any equity. A sample of an account wiped out to nothing has no share (0 / 0,
-    or a position against nothing); NaN for a run that never had equity."""
+    """``Avg. Exposure [%]`` of each column of ``held``: the mean of its
+    `shares_of_equity` over the samples with any equity; NaN for a run that never had
+    equity."""
     some = equity != 0.0
     if not some.any():
         return np.full(held.shape[1], np.nan)
-    shares = held[some] / np.abs(equity[some])[:, None]
-    return exact_sum(shares, axis=0) / int(some.sum()) * 100.0
+    return exact_sum(shares_of_equity(held[some], equity[some]), axis=0) / int(some.sum()) * 100.0
 
 
 def _exposure_times(result: Result, groups: np.ndarray, n: int, held: np.ndarray) -> np.ndarray:
@@ -128,8 +137,8 @@ def symbol_breakdown(result: Result, values: pd.DataFrame | None = None) -> pd.D
     symbol was held, `Result.holding_spans`, as the statistic of that name counts the
     account's; of the equity samples for a result saved before the spans were kept),
     ``Avg. Exposure [%]`` (mean of the position's absolute value over equity's at the
-    samples; a sample with no equity, the account wiped out, has no share), and ``Sector`` when the metadata has one. Indexed by symbol in the engine's
-    order. The symbols' P&L and the account's interest on its cash (`Result.interest`)
+    samples; a sample with no equity, the account wiped out, has no share), and
+    ``Sector`` when the metadata has one. Indexed by symbol in the engine's order. The symbols' P&L and the account's interest on its cash (`Result.interest`)
     sum to the run's: final equity less initial cash.
     """
     values = position_values(result) if values is None else values
