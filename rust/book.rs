@@ -883,8 +883,7 @@ impl Book {
     /// bar, then `execute_batch` once.
     #[inline]
     pub fn open_bar(&mut self, symbol: usize, bar: usize, ts: i64, prices: Bar) {
-        let working = &mut self.working[symbol];
-        if !working.is_empty() && !matching::is_quiet(working, bar, &prices) {
+        if !self.working[symbol].is_empty() && !self.working.is_quiet(symbol, bar, &prices) {
             self.plays
                 .push(Play::new(symbol, bar, ts, prices, self.limits));
         }

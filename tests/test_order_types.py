@@ -7,10 +7,13 @@ end of bar i and can fill from bar i + 1.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import tickstep
 from conftest import make_bars, run_script
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def T(i, freq="D", start="2024-01-01"):
@@ -472,3 +475,79 @@ def test_partial_close_portion_out_of_range_is_refused():
     script = {0: lambda s, sym: s.buy(size=1), 1: lambda s, sym: s.close(portion=1.5)}
     with pytest.raises(tickstep.OrderError, match=r"X: close: portion must be in \(0, 1\], got 1.5"):
         run_script({"X": make_bars(rows)}, script)
+
+
+# ---- many resting orders -------------------------------------------------------------------
+
+
+def _ladder_fills(bars, orders, moves, cancels):
+    """Each order's fill as the documented rules give it, bar by bar: placed at bar 0, an
+    order can fill from bar 1; a buy limit fills where the bar's low reaches it, at the open
+    if the open is at or below it, else at its price; a buy stop where the high reaches it,
+    at the open if the open is at or above it, else at its price. A move at bar j applies
+    from bar j + 1 (bar j is matched before `next` runs); a cancel at bar j leaves bar j's
+    fill. Returns {order index: (bar, price)}."""
+    fills = {}
+    for k, (kind, level) in enumerate(orders):
+        for b in range(1, len(bars)):
+            if k in cancels and b > cancels[k]:
+                break
+            if k in moves and b > moves[k][0]:
+                level = moves[k][1]
+            o, h, lo, _ = bars[b]
+            if kind == "limit" and lo <= level:
+                fills[k] = (b, min(o, level))
+                break
+            if kind == "stop" and h >= level:
+                fills[k] = (b, max(o, level))
+                break
+    return fills
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_a_ladder_of_resting_orders_fills_each_where_the_bars_reach_it(seed):
+    # Hundreds of buy limits below the price and buy stops above it rest together; the bars
+    # walk through some of them; some are moved (to anywhere on the ladder) or cancelled on
+    # the way. Every fill is the order's own first bar and price, worked out order by order.
+    rng = np.random.default_rng(seed)
+    n = 120
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    close[0] = 100.0
+    open_ = np.concatenate([[100.0], close[:-1] * np.exp(rng.normal(0, 0.004, n - 1))])
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, 0.003, n)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.003, n)))
+    high[0] = low[0] = 100.0
+    bars = list(zip(open_, high, low, close))
+    orders = [("limit", round(100 - rng.uniform(0.1, 30), 2)) if rng.random() < 0.5
+              else ("stop", round(100 + rng.uniform(0.1, 30), 2)) for _ in range(300)]
+    moves = {int(k): (int(rng.integers(1, n - 1)), round(float(rng.uniform(75, 125)), 2))
+             for k in rng.choice(len(orders), 40, replace=False)}
+    cancels = {int(k): int(rng.integers(1, n - 1)) for k in rng.choice(len(orders), 40, replace=False)}
+    expected = _ladder_fills(bars, orders, moves, cancels)
+
+    def place(s, sym):
+        s.ids = {k: s.buy(size=1, **{kind: level}) for k, (kind, level) in enumerate(orders)}
+
+    def later(b):
+        def act(s, sym):
+            for k, (at, level) in moves.items():
+                filled = k in expected and expected[k][0] <= b
+                if at == b and not filled and not (k in cancels and cancels[k] < b):
+                    s.modify(s.ids[k], **{orders[k][0]: level})
+            for k, at in cancels.items():
+                if at == b:
+                    s.cancel(s.ids[k])
+        return act
+
+    script = {0: place, **{b: later(b) for b in range(1, n)}}
+    r = run_script({"X": make_bars(bars)}, script, cash=1e9)
+    by_id = {order_id: k for k, order_id in r.strategy.ids.items()}
+    got = {by_id[f.order_id]: (int((f.time - T(0)) / pd.Timedelta("1D")), f.price)
+           for f in r.fills.itertuples()}
+    assert got.keys() == expected.keys()
+    for k, (b, price) in expected.items():
+        assert got[k][0] == b, (k, orders[k], got[k], (b, price))
+        assert got[k][1] == pytest.approx(price, rel=1e-12), (k, orders[k], got[k], (b, price))
+    # Not a vacuous ladder: many fill, many rest to the end.
+    assert 30 < len(expected) < 270

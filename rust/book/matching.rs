@@ -43,10 +43,8 @@ pub(super) fn is_quiet(working: &[Order], bar: usize, prices: &Bar) -> bool {
         if o.eligible_from > bar {
             return true;
         }
-        let (level, falling) = match (o.stop, o.limit) {
-            (Some(stop), None) => (stop, o.side == Side::Sell),
-            (None, Some(limit)) => (limit, o.side == Side::Buy),
-            _ => return false,
+        let Some((level, falling)) = plain_level(o) else {
+            return false;
         };
         let reached = if falling {
             prices.open <= level || prices.low <= level
@@ -55,6 +53,88 @@ pub(super) fn is_quiet(working: &[Order], bar: usize, prices: &Bar) -> bool {
         };
         !reached
     })
+}
+
+/// A plain stop's or plain limit's price, and whether a falling price reaches it (a sell
+/// stop, a buy limit) rather than a rising one; `None` for a stop-limit or a market order.
+#[inline]
+fn plain_level(o: &Order) -> Option<(f64, bool)> {
+    match (o.stop, o.limit) {
+        (Some(stop), None) => Some((stop, o.side == Side::Sell)),
+        (None, Some(limit)) => Some((limit, o.side == Side::Buy)),
+        _ => None,
+    }
+}
+
+/// What one symbol's working orders can reach, summed up: the highest price among those a
+/// falling price reaches and the lowest among those a rising one does, and whether any
+/// order plays whatever the bar (`is_quiet`'s other kinds). A bar whose open and range
+/// reach neither is quiet for every order, as `is_quiet` would find order by order, so a
+/// symbol holding many resting orders is not walked at each bar. Eligibility is left out
+/// (an order not yet eligible counts as if it were): the summary can only say "maybe"
+/// where the walk says quiet, never the other way.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Reach {
+    falling: f64,
+    rising: f64,
+    plays_anyway: bool,
+}
+
+impl Reach {
+    pub const NOTHING: Reach = Reach {
+        falling: f64::NEG_INFINITY,
+        rising: f64::INFINITY,
+        plays_anyway: false,
+    };
+
+    /// The summary of `working`. (It stops at the first order that plays anyway: nothing
+    /// after it can change the answer, and no summary with it is ever made smaller.)
+    pub fn of(working: &[Order]) -> Reach {
+        let mut reach = Reach::NOTHING;
+        for o in working {
+            reach = reach.with(o);
+            if reach.plays_anyway {
+                break;
+            }
+        }
+        reach
+    }
+
+    /// This summary with order `o` added. (A NaN price reaches nothing: `f64::max` and
+    /// `min` keep the other operand.)
+    #[inline]
+    pub fn with(self, o: &Order) -> Reach {
+        if !o.live || o.trail.is_some() || o.last_bar.is_some() {
+            return Reach {
+                plays_anyway: true,
+                ..self
+            };
+        }
+        match plain_level(o) {
+            Some((level, true)) => Reach {
+                falling: self.falling.max(level),
+                ..self
+            },
+            Some((level, false)) => Reach {
+                rising: self.rising.min(level),
+                ..self
+            },
+            None => Reach {
+                plays_anyway: true,
+                ..self
+            },
+        }
+    }
+
+    /// Whether the bar may reach some order (`false`: `is_quiet` holds for every one).
+    #[inline]
+    pub fn may_reach(&self, prices: &Bar) -> bool {
+        self.plays_anyway
+            || prices.open <= self.falling
+            || prices.low <= self.falling
+            || prices.open >= self.rising
+            || prices.high >= self.rising
+    }
 }
 
 /// One symbol's bar being matched.
@@ -398,6 +478,51 @@ mod tests {
             }
         }
         assert!(quiet > 1_000 && loud > 1_000, "{quiet} quiet, {loud} not");
+    }
+
+    #[test]
+    fn the_summary_of_a_list_says_quiet_only_where_the_walk_does() {
+        let mut r = Stream(0x6A09_E667_F3BC_C909);
+        let price = |r: &mut Stream| {
+            if r.pick(12) == 0 {
+                f64::NAN
+            } else {
+                r.price()
+            }
+        };
+        let (mut unreached, mut maybe) = (0, 0);
+        for _ in 0..50_000 {
+            let mut working: Vec<Order> = (0..r.pick(6))
+                .map(|k| random_order(&mut r, k + 1))
+                .collect();
+            let prices = Bar {
+                open: price(&mut r),
+                high: price(&mut r),
+                low: price(&mut r),
+                close: price(&mut r),
+            };
+            let bar = r.pick(3) as usize;
+            let reach = Reach::of(&working);
+            if !reach.may_reach(&prices) {
+                unreached += 1;
+                assert!(is_quiet(&working, bar, &prices), "{working:?} {prices:?}");
+            } else {
+                maybe += 1;
+            }
+            // With every order eligible, the summary is the walk's answer exactly.
+            for o in &mut working {
+                o.eligible_from = 0;
+            }
+            assert_eq!(
+                Reach::of(&working).may_reach(&prices),
+                !is_quiet(&working, bar, &prices),
+                "{working:?} {prices:?}"
+            );
+        }
+        assert!(
+            unreached > 1_000 && maybe > 1_000,
+            "{unreached} unreached, {maybe} not"
+        );
     }
 
     /// What a play may not change in an order of a quiet bar: all but `checked_bar`

@@ -1,11 +1,15 @@
-//! The working orders of every symbol, and the set of symbols that have any.
+//! The working orders of every symbol, the set of symbols that have any, and what each
+//! symbol's orders can reach.
 //!
-//! Kept together so the set changes exactly when a symbol's list becomes empty or not:
-//! orders are added and removed here only, and a symbol's orders are otherwise lent as a
-//! slice (which can change an order, never how many there are).
+//! Kept together so the set changes exactly when a symbol's list becomes empty or not, and
+//! a summary is forgotten whenever its list may have changed: orders are added and removed
+//! here only, and a symbol's orders are otherwise lent as a slice (which can change an
+//! order, never how many there are; lending it mutably forgets the summary).
 
 use std::ops::{Index, IndexMut};
 
+use super::matching::{self, Reach};
+use crate::broker::Bar;
 use crate::orders::{Order, UNADMITTED};
 use crate::symbol_set::SymbolSet;
 
@@ -14,6 +18,9 @@ pub(super) struct Working {
     lists: Vec<Vec<Order>>,
     /// The symbols whose list is not empty.
     symbols: SymbolSet,
+    /// Per symbol, the summary of its list (`matching::Reach`), or `None` where the list
+    /// may have changed since one was made (made again when next asked).
+    reach: Vec<Option<Reach>>,
 }
 
 impl Working {
@@ -21,7 +28,18 @@ impl Working {
         Working {
             lists: (0..symbols).map(|_| Vec::new()).collect(),
             symbols: SymbolSet::new(symbols),
+            reach: vec![Some(Reach::NOTHING); symbols],
         }
+    }
+
+    /// Whether no order of `symbol` can act in its bar `bar` (`matching::is_quiet`). A bar
+    /// that reaches none of the list's prices is answered by its summary; one that may
+    /// reach some is walked order by order.
+    #[inline]
+    pub fn is_quiet(&mut self, symbol: usize, bar: usize, prices: &Bar) -> bool {
+        let list = &self.lists[symbol];
+        let reach = self.reach[symbol].get_or_insert_with(|| Reach::of(list));
+        !reach.may_reach(prices) || matching::is_quiet(list, bar, prices)
     }
 
     /// The symbols with at least one order in their list.
@@ -34,6 +52,9 @@ impl Working {
     #[inline]
     pub fn push(&mut self, order: Order) {
         let s = order.symbol;
+        if let Some(reach) = &mut self.reach[s] {
+            *reach = reach.with(&order);
+        }
         self.lists[s].push(order);
         self.symbols.set(s, true);
     }
@@ -57,6 +78,7 @@ impl Working {
     #[inline(always)]
     pub fn retain_live(&mut self, symbol: usize) {
         let list = &mut self.lists[symbol];
+        let had = list.len();
         match list.as_slice() {
             [] => {}
             [only] => {
@@ -65,6 +87,9 @@ impl Working {
                 }
             }
             _ => list.retain(|o| o.live),
+        }
+        if list.len() != had {
+            self.reach[symbol] = None;
         }
         self.symbols.set(symbol, !list.is_empty());
     }
@@ -94,6 +119,7 @@ impl Index<usize> for Working {
 impl IndexMut<usize> for Working {
     #[inline]
     fn index_mut(&mut self, symbol: usize) -> &mut [Order] {
+        self.reach[symbol] = None;
         &mut self.lists[symbol]
     }
 }

@@ -7,6 +7,7 @@
 //! the compact log gives them back (`OrderLog::trade_row`).
 
 use super::Working;
+use crate::book::matching;
 use crate::book::{Book, Placing, Rules};
 use crate::broker::Bar;
 use crate::config::Config;
@@ -345,4 +346,90 @@ fn the_set_of_working_symbols_follows_each_list() {
             );
         }
     }
+}
+
+/// A symbol's summary (`Working::is_quiet`) answers as the walk over its list does
+/// (`matching::is_quiet`) after every change: orders of every kind added, changed through
+/// the lent slice (prices moved, trails added, killed, made eligible later), dropped.
+#[test]
+fn each_symbols_summary_follows_its_list() {
+    const FEW: usize = 3;
+    let mut w = Working::new(FEW);
+    let mut random = draws(0x1f83_d9ab_fb41_bd6b);
+    // Bars trade about 100; orders are placed out of their reach (a buy limit or a sell
+    // stop below 90 to 100, the others above) and moved anywhere from 90 to 110.
+    let price = |random: &mut dyn FnMut() -> u64| 90.0 + (random() % 2000) as f64 / 100.0;
+    let away = |random: &mut dyn FnMut() -> u64, below: bool| {
+        let d = (random() % 1000) as f64 / 100.0;
+        if below {
+            100.0 - d
+        } else {
+            100.0 + d
+        }
+    };
+    let (mut quiet, mut loud) = (0, 0);
+    for id in 1..5_000u64 {
+        let s = (random() % FEW as u64) as usize;
+        match random() % 8 {
+            // (A few orders a list: many would rarely leave a bar with none reached.)
+            0..=2 if w[s].len() >= 6 => w[s][0].live = false,
+            0..=2 => {
+                let side = if random().is_multiple_of(2) {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                };
+                let mut o = Order::new(id, s, side, 1.0, Role::Entry);
+                // Mostly plain stops and limits, whose summary is their prices: a
+                // stop-limit or a market order plays at every bar until dropped.
+                let buy = side == Side::Buy;
+                match random() % 30 {
+                    0 => {
+                        o.limit = Some(price(&mut random));
+                        o.stop = Some(price(&mut random));
+                    }
+                    1 => {}
+                    2..=15 => o.limit = Some(away(&mut random, buy)),
+                    _ => o.stop = Some(away(&mut random, !buy)),
+                }
+                o.eligible_from = (random() % 3) as usize;
+                w.push(o);
+            }
+            3 => {
+                let k = random() as usize;
+                let n = w[s].len();
+                if n > 0 {
+                    let level = price(&mut random);
+                    let o = &mut w[s][k % n];
+                    match random() % 10 {
+                        0..=5 if o.limit.is_some() => o.limit = Some(level),
+                        0..=5 if o.stop.is_some() => o.stop = Some(level),
+                        6 => o.trail = Some(Trail::Distance(1.0)),
+                        7 => o.eligible_from = 5,
+                        _ => o.live = false,
+                    }
+                }
+            }
+            4 | 5 => w.retain_live(s),
+            6 if random().is_multiple_of(10) => w.retain_live_everywhere(),
+            _ => {}
+        }
+        for k in 0..FEW {
+            let a = 98.5 + (random() % 300) as f64 / 100.0;
+            let b = a + (random() % 100) as f64 / 100.0 - 0.5;
+            let prices = Bar {
+                open: a,
+                high: a.max(b),
+                low: a.min(b),
+                close: b,
+            };
+            let bar = (random() % 4) as usize;
+            let walked = matching::is_quiet(&w[k], bar, &prices);
+            assert_eq!(w.is_quiet(k, bar, &prices), walked, "step {id}: symbol {k}");
+            if !w[k].is_empty() {
+                *if walked { &mut quiet } else { &mut loud } += 1;
+            }
+        }
+    }
+    assert!(quiet > 1_000 && loud > 1_000, "{quiet} quiet, {loud} not");
 }
