@@ -443,27 +443,32 @@ mod tests {
         })
     }
 
-    #[test]
-    fn quiet_is_the_brokers_rule_also_for_missing_prices() {
-        let mut r = Stream(0x2545_F491_4F6C_DD1D);
-        let price = |r: &mut Stream| {
+    /// Four prices in any order, each missing (NaN) one time in twelve.
+    fn gapped_bar(r: &mut Stream) -> Bar {
+        let mut price = || {
             if r.pick(12) == 0 {
                 f64::NAN
             } else {
                 r.price()
             }
         };
+        Bar {
+            open: price(),
+            high: price(),
+            low: price(),
+            close: price(),
+        }
+    }
+
+    #[test]
+    fn quiet_is_the_brokers_rule_also_for_missing_prices() {
+        let mut r = Stream(0x2545_F491_4F6C_DD1D);
         let (mut quiet, mut loud) = (0, 0);
         for _ in 0..50_000 {
             let working: Vec<Order> = (0..1 + r.pick(3))
                 .map(|k| random_order(&mut r, k + 1))
                 .collect();
-            let prices = Bar {
-                open: price(&mut r),
-                high: price(&mut r),
-                low: price(&mut r),
-                close: price(&mut r),
-            };
+            let prices = gapped_bar(&mut r);
             let bar = r.pick(3) as usize;
             let expected = quiet_by_the_broker(&working, bar, &prices);
             assert_eq!(
@@ -483,24 +488,12 @@ mod tests {
     #[test]
     fn the_summary_of_a_list_says_quiet_only_where_the_walk_does() {
         let mut r = Stream(0x6A09_E667_F3BC_C909);
-        let price = |r: &mut Stream| {
-            if r.pick(12) == 0 {
-                f64::NAN
-            } else {
-                r.price()
-            }
-        };
         let (mut unreached, mut maybe) = (0, 0);
         for _ in 0..50_000 {
             let mut working: Vec<Order> = (0..r.pick(6))
                 .map(|k| random_order(&mut r, k + 1))
                 .collect();
-            let prices = Bar {
-                open: price(&mut r),
-                high: price(&mut r),
-                low: price(&mut r),
-                close: price(&mut r),
-            };
+            let prices = gapped_bar(&mut r);
             let bar = r.pick(3) as usize;
             let reach = Reach::of(&working);
             if !reach.may_reach(&prices) {
