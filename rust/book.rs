@@ -881,9 +881,9 @@ impl Book {
     /// Enter `symbol`'s bar `bar` (at `ts`) in this timestamp's batch, if it has working
     /// orders that can act in it (see `matching::is_quiet`). Call for every symbol with a
     /// bar, then `execute_batch` once.
-    #[inline]
+    #[inline(always)]
     pub fn open_bar(&mut self, symbol: usize, bar: usize, ts: i64, prices: Bar) {
-        if !self.working[symbol].is_empty() && !self.working.is_quiet(symbol, bar, &prices) {
+        if self.working.may_act(symbol, bar, &prices) {
             self.plays
                 .push(Play::new(symbol, bar, ts, prices, self.limits));
         }

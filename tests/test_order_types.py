@@ -480,36 +480,41 @@ def test_partial_close_portion_out_of_range_is_refused():
 # ---- many resting orders -------------------------------------------------------------------
 
 
-def _ladder_fills(bars, orders, moves, cancels):
-    """Each order's fill as the documented rules give it, bar by bar: placed at bar 0, an
+def _ladder_ends(bars, orders, moves, cancels):
+    """Each order's end as the documented rules give it, bar by bar: placed at bar 0, an
     order can fill from bar 1; a buy limit fills where the bar's low reaches it, at the open
     if the open is at or below it, else at its price; a buy stop where the high reaches it,
-    at the open if the open is at or above it, else at its price. A move at bar j applies
-    from bar j + 1 (bar j is matched before `next` runs); a cancel at bar j leaves bar j's
-    fill. Returns {order index: (bar, price)}."""
-    fills = {}
-    for k, (kind, level) in enumerate(orders):
+    at the open if the open is at or above it, else at its price. One good for n bars
+    expires at the end of bar n if it has not filled by then. A move at bar j applies from
+    bar j + 1 (bar j is matched before `next` runs); a cancel at bar j leaves bar j's fill
+    and comes after bar j's expiry. Returns {order index: (status, bar, fill price)}, the
+    bar where its life ended; orders still working at the end are left out."""
+    ends = {}
+    for k, (kind, level, valid) in enumerate(orders):
         for b in range(1, len(bars)):
-            if k in cancels and b > cancels[k]:
-                break
             if k in moves and b > moves[k][0]:
                 level = moves[k][1]
             o, h, lo, _ = bars[b]
             if kind == "limit" and lo <= level:
-                fills[k] = (b, min(o, level))
+                ends[k] = ("filled", b, min(o, level))
+            elif kind == "stop" and h >= level:
+                ends[k] = ("filled", b, max(o, level))
+            elif valid is not None and b == valid:
+                ends[k] = ("expired", b, None)
+            elif k in cancels and b == cancels[k]:
+                ends[k] = ("cancelled", b, None)
+            if k in ends:
                 break
-            if kind == "stop" and h >= level:
-                fills[k] = (b, max(o, level))
-                break
-    return fills
+    return ends
 
 
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**32 - 1))
-def test_a_ladder_of_resting_orders_fills_each_where_the_bars_reach_it(seed):
-    # Hundreds of buy limits below the price and buy stops above it rest together; the bars
-    # walk through some of them; some are moved (to anywhere on the ladder) or cancelled on
-    # the way. Every fill is the order's own first bar and price, worked out order by order.
+def test_a_ladder_of_resting_orders_ends_each_where_the_bars_and_its_life_say(seed):
+    # Hundreds of buy limits below the price and buy stops above it rest together, some
+    # good for a number of bars; the bars walk through some of them; some are moved (to
+    # anywhere on the ladder) or cancelled on the way. Every order's end (fill, expiry,
+    # cancel) is its own bar, worked out order by order, and every fill its own price.
     rng = np.random.default_rng(seed)
     n = 120
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
@@ -519,21 +524,25 @@ def test_a_ladder_of_resting_orders_fills_each_where_the_bars_reach_it(seed):
     low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.003, n)))
     high[0] = low[0] = 100.0
     bars = list(zip(open_, high, low, close))
-    orders = [("limit", round(100 - rng.uniform(0.1, 30), 2)) if rng.random() < 0.5
-              else ("stop", round(100 + rng.uniform(0.1, 30), 2)) for _ in range(300)]
+    below = rng.random(300) < 0.5
+    orders = [("limit" if b else "stop", round(100 - d if b else 100 + d, 2),
+               int(rng.integers(1, n + 20)) if rng.random() < 0.3 else None)
+              for b, d in zip(below, rng.uniform(0.1, 30, 300))]
+    # (Orders good for a number of bars are not moved: only their prices would be.)
+    movable = [k for k, o in enumerate(orders) if o[2] is None]
     moves = {int(k): (int(rng.integers(1, n - 1)), round(float(rng.uniform(75, 125)), 2))
-             for k in rng.choice(len(orders), 40, replace=False)}
+             for k in rng.choice(movable, 40, replace=False)}
     cancels = {int(k): int(rng.integers(1, n - 1)) for k in rng.choice(len(orders), 40, replace=False)}
-    expected = _ladder_fills(bars, orders, moves, cancels)
+    expected = _ladder_ends(bars, orders, moves, cancels)
 
     def place(s, sym):
-        s.ids = {k: s.buy(size=1, **{kind: level}) for k, (kind, level) in enumerate(orders)}
+        s.ids = {k: s.buy(size=1, **{kind: level}, **({} if valid is None else {"valid": valid}))
+                 for k, (kind, level, valid) in enumerate(orders)}
 
     def later(b):
         def act(s, sym):
             for k, (at, level) in moves.items():
-                filled = k in expected and expected[k][0] <= b
-                if at == b and not filled and not (k in cancels and cancels[k] < b):
+                if at == b and (k not in expected or expected[k][1] > b):
                     s.modify(s.ids[k], **{orders[k][0]: level})
             for k, at in cancels.items():
                 if at == b:
@@ -543,11 +552,14 @@ def test_a_ladder_of_resting_orders_fills_each_where_the_bars_reach_it(seed):
     script = {0: place, **{b: later(b) for b in range(1, n)}}
     r = run_script({"X": make_bars(bars)}, script, cash=1e9)
     by_id = {order_id: k for k, order_id in r.strategy.ids.items()}
-    got = {by_id[f.order_id]: (int((f.time - T(0)) / pd.Timedelta("1D")), f.price)
-           for f in r.fills.itertuples()}
-    assert got.keys() == expected.keys()
-    for k, (b, price) in expected.items():
-        assert got[k][0] == b, (k, orders[k], got[k], (b, price))
-        assert got[k][1] == pytest.approx(price, rel=1e-12), (k, orders[k], got[k], (b, price))
-    # Not a vacuous ladder: many fill, many rest to the end.
-    assert 30 < len(expected) < 270
+    bar_of = {T(b): b for b in range(n)}
+    got = {by_id[o.order_id]: (o.status, bar_of[o.closed_time])
+           for o in r.orders.itertuples() if o.status != "open"}
+    assert got == {k: (status, b) for k, (status, b, _) in expected.items()}
+    prices = {by_id[f.order_id]: f.price for f in r.fills.itertuples()}
+    assert prices == pytest.approx({k: p for k, (status, _, p) in expected.items() if status == "filled"},
+                                   rel=1e-12)
+    # Not a vacuous ladder: orders end each way, and many rest to the end.
+    statuses = [status for status, _, _ in expected.values()]
+    assert {"filled", "expired", "cancelled"} <= set(statuses)
+    assert 30 < statuses.count("filled") and len(expected) < 280

@@ -22,9 +22,10 @@ enum Stage {
 }
 
 /// Whether a play of `working` in bar `bar` would find nothing to do: every order is
-/// live, none has a trail (it would move with the bar) or a last bar (its life would be
-/// checked at the bar's end), and each is either not eligible yet or a plain stop or a
-/// plain limit that neither the open nor the bar's range reaches. Such a bar fills nothing
+/// live, none has a trail (it would move with the bar) or ends its life at this bar or
+/// before (a good-for-bars or immediate order, whose end is checked at the end of its
+/// last bar), and each is either not eligible yet or a plain stop or a plain limit that
+/// neither the open nor the bar's range reaches. Such a bar fills nothing
 /// and changes no order, so it is not played: the batch then reads no account either
 /// (most bars of a position protected by a stop-loss are such bars). A stop-limit, a
 /// market order or a dead order (swept by a play) always plays.
@@ -37,7 +38,7 @@ enum Stage {
 #[inline]
 pub(super) fn is_quiet(working: &[Order], bar: usize, prices: &Bar) -> bool {
     working.iter().all(|o| {
-        if !o.live || o.trail.is_some() || o.last_bar.is_some() {
+        if !o.live || o.trail.is_some() || o.last_bar.is_some_and(|last| last <= bar) {
             return false;
         }
         if o.eligible_from > bar {
@@ -67,16 +68,19 @@ fn plain_level(o: &Order) -> Option<(f64, bool)> {
 }
 
 /// What one symbol's working orders can reach, summed up: the highest price among those a
-/// falling price reaches and the lowest among those a rising one does, and whether any
-/// order plays whatever the bar (`is_quiet`'s other kinds). A bar whose open and range
-/// reach neither is quiet for every order, as `is_quiet` would find order by order, so a
-/// symbol holding many resting orders is not walked at each bar. Eligibility is left out
-/// (an order not yet eligible counts as if it were): the summary can only say "maybe"
-/// where the walk says quiet, never the other way.
+/// falling price reaches and the lowest among those a rising one does, the earliest last
+/// bar of any, and whether any order plays whatever the bar (`is_quiet`'s other kinds). A
+/// bar before that last bar whose open and range reach neither price is quiet for every
+/// order, as `is_quiet` would find order by order, so a symbol holding many resting
+/// orders is not walked at each bar. Eligibility is left out (an order not yet eligible
+/// counts as if it were): the summary can only say "maybe" where the walk says quiet,
+/// never the other way.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Reach {
     falling: f64,
     rising: f64,
+    /// The earliest `Order::last_bar` (`usize::MAX`: none).
+    ends: usize,
     plays_anyway: bool,
 }
 
@@ -84,18 +88,25 @@ impl Reach {
     pub const NOTHING: Reach = Reach {
         falling: f64::NEG_INFINITY,
         rising: f64::INFINITY,
+        ends: usize::MAX,
         plays_anyway: false,
     };
 
-    /// The summary of `working`. (It stops at the first order that plays anyway: nothing
-    /// after it can change the answer, and no summary with it is ever made smaller.)
+    /// The summary of `working`.
+    #[cfg(test)]
     pub fn of(working: &[Order]) -> Reach {
-        let mut reach = Reach::NOTHING;
-        for o in working {
-            reach = reach.with(o);
+        Reach::NOTHING.fold(working)
+    }
+
+    /// This summary with `orders` added. (It stops at the first order that plays anyway:
+    /// nothing after it can change the answer, and no summary with it is made smaller.)
+    pub fn fold(self, orders: &[Order]) -> Reach {
+        let mut reach = self;
+        for o in orders {
             if reach.plays_anyway {
                 break;
             }
+            reach = reach.with(o);
         }
         reach
     }
@@ -104,36 +115,40 @@ impl Reach {
     /// `min` keep the other operand.)
     #[inline]
     pub fn with(self, o: &Order) -> Reach {
-        if !o.live || o.trail.is_some() || o.last_bar.is_some() {
+        if !o.live || o.trail.is_some() {
             return Reach {
                 plays_anyway: true,
                 ..self
             };
         }
+        let ends = o.last_bar.map_or(self.ends, |last| last.min(self.ends));
+        let this = Reach { ends, ..self };
         match plain_level(o) {
             Some((level, true)) => Reach {
-                falling: self.falling.max(level),
-                ..self
+                falling: this.falling.max(level),
+                ..this
             },
             Some((level, false)) => Reach {
-                rising: self.rising.min(level),
-                ..self
+                rising: this.rising.min(level),
+                ..this
             },
             None => Reach {
                 plays_anyway: true,
-                ..self
+                ..this
             },
         }
     }
 
-    /// Whether the bar may reach some order (`false`: `is_quiet` holds for every one).
+    /// Whether bar `bar` may reach some order (`false`: `is_quiet` holds for every one).
     #[inline]
-    pub fn may_reach(&self, prices: &Bar) -> bool {
-        self.plays_anyway
-            || prices.open <= self.falling
-            || prices.low <= self.falling
-            || prices.open >= self.rising
-            || prices.high >= self.rising
+    pub fn may_reach(&self, prices: &Bar, bar: usize) -> bool {
+        self.plays_anyway || bar >= self.ends || self.reaches(prices.open, prices.low, prices.high)
+    }
+
+    /// Whether a bar of these prices reaches one of the plain stops' and limits' prices.
+    #[inline]
+    fn reaches(&self, open: f64, low: f64, high: f64) -> bool {
+        open <= self.falling || low <= self.falling || open >= self.rising || high >= self.rising
     }
 }
 
@@ -424,11 +439,11 @@ mod tests {
     }
 
     /// The rule `is_quiet` writes out, through the broker's own matching: an order that
-    /// can act is live, has no trail and no last bar, and is not yet eligible, or is a
-    /// plain stop or limit that `match_order` fills at neither moment.
+    /// can act is live, has no trail, does not end at this bar or before, and is not yet
+    /// eligible, or is a plain stop or limit that `match_order` fills at neither moment.
     fn quiet_by_the_broker(working: &[Order], bar: usize, prices: &Bar) -> bool {
         working.iter().all(|o| {
-            if !o.live || o.trail.is_some() || o.last_bar.is_some() {
+            if !o.live || o.trail.is_some() || o.last_bar.is_some_and(|last| last <= bar) {
                 return false;
             }
             if o.eligible_from > bar {
@@ -496,7 +511,7 @@ mod tests {
             let prices = gapped_bar(&mut r);
             let bar = r.pick(3) as usize;
             let reach = Reach::of(&working);
-            if !reach.may_reach(&prices) {
+            if !reach.may_reach(&prices, bar) {
                 unreached += 1;
                 assert!(is_quiet(&working, bar, &prices), "{working:?} {prices:?}");
             } else {
@@ -507,7 +522,7 @@ mod tests {
                 o.eligible_from = 0;
             }
             assert_eq!(
-                Reach::of(&working).may_reach(&prices),
+                Reach::of(&working).may_reach(&prices, bar),
                 !is_quiet(&working, bar, &prices),
                 "{working:?} {prices:?}"
             );

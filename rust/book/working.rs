@@ -2,9 +2,9 @@
 //! symbol's orders can reach.
 //!
 //! Kept together so the set changes exactly when a symbol's list becomes empty or not, and
-//! a summary is forgotten whenever its list may have changed: orders are added and removed
-//! here only, and a symbol's orders are otherwise lent as a slice (which can change an
-//! order, never how many there are; lending it mutably forgets the summary).
+//! a summary is made again whenever its list may have changed: orders are added and
+//! removed here only, and a symbol's orders are otherwise lent as a slice (which can
+//! change an order, never how many there are; lending it mutably forgets the summary).
 
 use std::ops::{Index, IndexMut};
 
@@ -14,32 +14,51 @@ use crate::orders::{Order, UNADMITTED};
 use crate::symbol_set::SymbolSet;
 
 pub(super) struct Working {
-    /// Per symbol, its working orders in id order (dead ones until the next `retain_live`).
-    lists: Vec<Vec<Order>>,
+    /// Per symbol, its working orders and their summary.
+    lists: Vec<List>,
     /// The symbols whose list is not empty.
     symbols: SymbolSet,
-    /// Per symbol, the summary of its list (`matching::Reach`), or `None` where the list
-    /// may have changed since one was made (made again when next asked).
-    reach: Vec<Option<Reach>>,
 }
+
+/// One symbol's working orders in id order (dead ones until the next `retain_live`), and
+/// the summary of the first `folded` of them (`matching::Reach`): orders placed since are
+/// folded in when it is next read, and a list lent for a change starts again from nothing
+/// (`folded` set to 0: one word written beside the list, the one cost on the usual path).
+struct List {
+    orders: Vec<Order>,
+    folded: usize,
+    reach: Reach,
+}
+
+/// Lists this long or shorter are walked at each bar rather than summed up: the walk
+/// costs no more than reading a summary.
+const WALKED: usize = 4;
 
 impl Working {
     pub fn new(symbols: usize) -> Self {
         Working {
-            lists: (0..symbols).map(|_| Vec::new()).collect(),
+            lists: (0..symbols)
+                .map(|_| List {
+                    orders: Vec::new(),
+                    folded: 0,
+                    reach: Reach::NOTHING,
+                })
+                .collect(),
             symbols: SymbolSet::new(symbols),
-            reach: vec![Some(Reach::NOTHING); symbols],
         }
     }
 
-    /// Whether no order of `symbol` can act in its bar `bar` (`matching::is_quiet`). A bar
-    /// that reaches none of the list's prices is answered by its summary; one that may
-    /// reach some is walked order by order.
-    #[inline]
-    pub fn is_quiet(&mut self, symbol: usize, bar: usize, prices: &Bar) -> bool {
-        let list = &self.lists[symbol];
-        let reach = self.reach[symbol].get_or_insert_with(|| Reach::of(list));
-        !reach.may_reach(prices) || matching::is_quiet(list, bar, prices)
+    /// Whether some order of `symbol` may act in its bar `bar`: it has orders, and they
+    /// are not all quiet (`matching::is_quiet`). In a long list, a bar that reaches none
+    /// of the list's prices is answered by its summary; any other is walked order by order.
+    #[inline(always)]
+    pub fn may_act(&mut self, symbol: usize, bar: usize, prices: &Bar) -> bool {
+        let list = &mut self.lists[symbol];
+        match list.orders.len() {
+            0 => false,
+            n if n <= WALKED => !matching::is_quiet(&list.orders, bar, prices),
+            _ => !list.is_quiet_by_summary(bar, prices),
+        }
     }
 
     /// The symbols with at least one order in their list.
@@ -52,10 +71,7 @@ impl Working {
     #[inline]
     pub fn push(&mut self, order: Order) {
         let s = order.symbol;
-        if let Some(reach) = &mut self.reach[s] {
-            *reach = reach.with(&order);
-        }
-        self.lists[s].push(order);
+        self.lists[s].orders.push(order);
         self.symbols.set(s, true);
     }
 
@@ -64,7 +80,7 @@ impl Working {
     /// tick's strategy phase and its barrier).
     #[inline]
     pub fn admit(&mut self, symbol: usize, from_bar: usize) {
-        for o in self.lists[symbol].iter_mut().rev() {
+        for o in self.lists[symbol].orders.iter_mut().rev() {
             if o.eligible_from != UNADMITTED {
                 break;
             }
@@ -78,20 +94,18 @@ impl Working {
     #[inline(always)]
     pub fn retain_live(&mut self, symbol: usize) {
         let list = &mut self.lists[symbol];
-        let had = list.len();
-        match list.as_slice() {
+        list.folded = 0;
+        let orders = &mut list.orders;
+        match orders.as_slice() {
             [] => {}
             [only] => {
                 if !only.live {
-                    list.clear();
+                    orders.clear();
                 }
             }
-            _ => list.retain(|o| o.live),
+            _ => orders.retain(|o| o.live),
         }
-        if list.len() != had {
-            self.reach[symbol] = None;
-        }
-        self.symbols.set(symbol, !list.is_empty());
+        self.symbols.set(symbol, !orders.is_empty());
     }
 
     /// `retain_live` for every symbol.
@@ -103,7 +117,19 @@ impl Working {
 
     /// Every symbol's orders, by symbol.
     pub fn iter(&self) -> impl Iterator<Item = &[Order]> {
-        self.lists.iter().map(Vec::as_slice)
+        self.lists.iter().map(|list| list.orders.as_slice())
+    }
+}
+
+impl List {
+    #[inline(never)]
+    fn is_quiet_by_summary(&mut self, bar: usize, prices: &Bar) -> bool {
+        if self.folded == 0 {
+            self.reach = Reach::NOTHING;
+        }
+        self.reach = self.reach.fold(&self.orders[self.folded..]);
+        self.folded = self.orders.len();
+        !self.reach.may_reach(prices, bar) || matching::is_quiet(&self.orders, bar, prices)
     }
 }
 
@@ -112,15 +138,16 @@ impl Index<usize> for Working {
 
     #[inline]
     fn index(&self, symbol: usize) -> &[Order] {
-        &self.lists[symbol]
+        &self.lists[symbol].orders
     }
 }
 
 impl IndexMut<usize> for Working {
     #[inline]
     fn index_mut(&mut self, symbol: usize) -> &mut [Order] {
-        self.reach[symbol] = None;
-        &mut self.lists[symbol]
+        let list = &mut self.lists[symbol];
+        list.folded = 0;
+        &mut list.orders
     }
 }
 
