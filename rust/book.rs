@@ -30,7 +30,7 @@ use crate::broker::{ratchet, Bar, LimitFill, Moment};
 use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::orders::{
-    Order, OrderRequest, Reason, Role, Side, Status, TimeInForce, Trail, UNADMITTED,
+    Order, OrderRequest, Reason, Role, ShareAtFill, Side, Status, TimeInForce, Trail, UNADMITTED,
 };
 use crate::portfolio::{Lot, Portfolio};
 use crate::results::{Fill, OrderLog};
@@ -85,6 +85,8 @@ pub struct Book {
     /// Under a volume limit, each order filled in part whose rest works on: the rest's id
     /// by the order's (`work_on_rest`), so that cancelling an order cancels its rest.
     rests: HashMap<u64, u64>,
+    /// The entries sized when they fill (`OrderRequest::at_fill`), by id, until they do.
+    sized_at_fill: HashMap<u64, ShareAtFill>,
     /// When a price reaching a limit fills it (`Config::limit_fill`, `fill_limits`).
     limits: LimitFill,
     /// Per symbol, whether its bar now says it may be sold short (`Config::locate_column`,
@@ -200,6 +202,7 @@ impl Book {
             allowance: vec![(usize::MAX, 0.0, 0.0); symbols],
             by_volume: false,
             rests: HashMap::new(),
+            sized_at_fill: HashMap::new(),
             ranged_at_close: Vec::new(),
             limits: LimitFill::Touch,
             locates: Vec::new(),
@@ -363,6 +366,9 @@ impl Book {
         }
         // A plain market order without a tag carries no terms for the log.
         let carries = !plain || req.tag != 0;
+        if let Some(share) = req.at_fill {
+            self.sized_at_fill.insert(id, share);
+        }
         Ok(self.enqueued(req.symbol, at.now, carries))
     }
 
@@ -716,6 +722,8 @@ impl Book {
         }
         if let Some(v) = size {
             o.size = v;
+            // A size given replaces the sizer's: an entry sized at its fill is not any more.
+            self.sized_at_fill.remove(&id);
         }
         let (limit, stop, size) = (o.limit, o.stop, o.size);
         self.log.record_mut(id).size = size;
@@ -1224,6 +1232,9 @@ impl Book {
     }
 
     fn finish(&mut self, id: u64, status: Status, ts: i64, reason: Reason) {
+        if !self.sized_at_fill.is_empty() {
+            self.sized_at_fill.remove(&id);
+        }
         self.log.finish(id, status, ts, reason);
     }
 }

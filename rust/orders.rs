@@ -117,6 +117,20 @@ pub struct OrderRequest {
     /// One-cancels-other: the id of an open order of the same symbol whose group this
     /// order joins; when one of the group fills, the others are cancelled.
     pub oco: Option<u64>,
+    /// An entry sized when it fills, as a share of the buying power then (`size` is the
+    /// estimate at placement, what the order reads as until it fills).
+    pub at_fill: Option<ShareAtFill>,
+}
+
+/// The size of an entry taken when it fills: `fraction` of the account's buying power at
+/// that moment (the equity the open positions' margin leaves free, times the symbol's
+/// leverage), over the fill's price with its slippage and commission per unit, rounded
+/// down to whole `lot`s when given — backtesting.py's `buy(size=0.5)`, a fraction of the
+/// available liquidity spent at the fill. Nothing affordable: rejected for margin.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ShareAtFill {
+    pub fraction: f64,
+    pub lot: Option<f64>,
 }
 
 /// `units` (>= 0) rounded down to a whole number of lots of `lot` (> 0): what a sizer or
@@ -142,6 +156,7 @@ impl OrderRequest {
             trail: None,
             stop_loss_trail: None,
             oco: None,
+            at_fill: None,
         }
     }
 }

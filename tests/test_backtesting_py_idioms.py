@@ -10,6 +10,7 @@ own forms read; what cannot mean anything is refused.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from typing import ClassVar
@@ -31,10 +32,13 @@ def SMA(values, n):  # noqa: N802 (backtesting.py's spelling)
     return pd.Series(values).rolling(n).mean()
 
 
-def quick_start(base, close_first: bool = True):  # type: ignore[no-untyped-def]
+def quick_start(base, close_first: bool = True, size: float | None = 10):  # type: ignore[no-untyped-def]
     """backtesting.py's quick-start strategy, as its documentation writes it, on ``base``:
     the position closed before each order, or (``close_first=False``) as its README
-    writes it, run with ``exclusive_orders=True``, which closes it."""
+    writes it, run with ``exclusive_orders=True``, which closes it. Its orders are of
+    ``size`` units, or (None) of its library's default size: backtesting.py's all of the
+    liquidity at the fill, tickstep's sizer."""
+    sized = {} if size is None else {"size": size}
 
     class SmaCross(base):  # type: ignore[misc, valid-type]
         n1 = 10
@@ -49,11 +53,11 @@ def quick_start(base, close_first: bool = True):  # type: ignore[no-untyped-def]
             if crossover(self.sma1, self.sma2):
                 if close_first:
                     self.position.close()
-                self.buy(size=10)
+                self.buy(**sized)
             elif crossover(self.sma2, self.sma1):
                 if close_first:
                     self.position.close()
-                self.sell(size=10)
+                self.sell(**sized)
 
     return SmaCross
 
@@ -96,6 +100,29 @@ def run_both(make, data: pd.DataFrame, **options):  # type: ignore[no-untyped-de
 def test_the_quick_start_trades_as_backtesting_py_trades_it(seed):
     ours, theirs = run_both(quick_start, frame(seed, 400), commission=0.002)
     assert_trades_as_backtesting_py_trades(ours, theirs, least=11)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("close_first", [True, False])
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+def test_the_quick_start_without_sizes_trades_as_backtesting_py_with_the_sizer_at_the_fill(
+        seed, close_first):
+    # backtesting.py's `self.buy()` spends all of the liquidity at the fill (its default
+    # size is the float just below 1), in whole units: tickstep's
+    # `PercentOfEquity(1.0, lot_size=1, at="fill")`. Each order reverses the position,
+    # closed first (by `position.close()` or `exclusive_orders`): sized on the cash after
+    # the close, in both.
+    data = frame(seed, 400)
+    options = {"cash": 100_000, "commission": 0.002, "exclusive_orders": not close_first}
+    make = functools.partial(quick_start, close_first=close_first, size=None)
+    ours = tickstep.Backtest(data, make(tickstep.Strategy), **options,
+                             sizer=tickstep.PercentOfEquity(1.0, lot_size=1, at="fill")).run()
+    theirs = ReferenceBacktest(data, make(ReferenceStrategy), **options).run()
+    assert_trades_as_backtesting_py_trades(ours, theirs, least=11)
+    # Sized at placement (at the close before the fill), the units differ.
+    placed = tickstep.Backtest(data, make(tickstep.Strategy), **options,
+                               sizer=tickstep.PercentOfEquity(1.0, lot_size=1)).run()
+    assert list(placed.trades["size"]) != list(ours.trades["size"])
 
 
 def charted(base):  # type: ignore[no-untyped-def]

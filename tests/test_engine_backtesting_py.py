@@ -29,7 +29,9 @@ Where the two define things differently, the comparison keeps to the ground they
 - backtesting.py calls ``next`` from the second bar on, and fills nothing placed at the
   last bar (with ``trade_on_close=True`` tickstep fills it at that close): no order is
   placed at either.
-- Units are whole: backtesting.py reads a size below 1 as a fraction of equity.
+- Units are whole: backtesting.py reads a size below 1 as a fraction of equity. That
+  reading is compared on its own (the last test): tickstep's
+  ``PercentOfEquity(fraction, lot_size=1, at="fill")`` sizer against ``size=fraction``.
 """
 
 from __future__ import annotations
@@ -95,6 +97,25 @@ def fills_of_trades(trades) -> dict[tuple, float]:  # type: ignore[no-untyped-de
     return fills
 
 
+def cancel_stale(strategy, bar: int) -> None:  # type: ignore[no-untyped-def]
+    """Cancel what still works ``STALE`` bars after the last placement, in either
+    library (``strategy.placed``: that bar)."""
+    if strategy.orders and bar - strategy.placed >= STALE:
+        for working in list(strategy.orders):
+            working.cancel()
+
+
+def fills_by_bar(result: tickstep.Result, frame: pd.DataFrame) -> dict[tuple, float]:
+    """tickstep's fills as `fills_of_trades` gives backtesting.py's: units by (bar, side,
+    price)."""
+    f, at = result.fills, {ts: k for k, ts in enumerate(frame.index)}
+    fills: dict[tuple, float] = {}
+    for ts, side, size, price in zip(f["time"], f["side"], f["size"], f["price"]):
+        key = (at[ts], str(side), float(price))
+        fills[key] = fills.get(key, 0.0) + float(size)
+    return fills
+
+
 def reference_run(frame: pd.DataFrame, orders: list[str | None],
                   trade_on_close: bool) -> tuple[dict[tuple, float], pd.Series]:
     class Placing(ReferenceStrategy):
@@ -103,9 +124,7 @@ def reference_run(frame: pd.DataFrame, orders: list[str | None],
 
         def next(self) -> None:
             bar = len(self.data) - 1
-            if self.orders and bar - self.placed >= STALE:
-                for working in list(self.orders):
-                    working.cancel()
+            cancel_stale(self, bar)
             order = orders[bar]
             if order is not None and not self.orders:
                 self.placed = bar
@@ -129,9 +148,7 @@ def tickstep_run(frame: pd.DataFrame, orders: list[str | None],
         def next(self, symbol) -> None:  # type: ignore[no-untyped-def]
             self.bar += 1
             # backtesting.py's words for the working orders, as the reference above.
-            if self.orders and self.bar - self.placed >= STALE:
-                for working in list(self.orders):
-                    working.cancel()
+            cancel_stale(self, self.bar)
             order = orders[self.bar]
             if order is not None and not self.orders:
                 self.placed = self.bar
@@ -139,12 +156,7 @@ def tickstep_run(frame: pd.DataFrame, orders: list[str | None],
 
     result = tickstep.Backtest(frame, Placing, cash=CASH, commission=COMMISSION,
                                trade_on_close=trade_on_close).run()
-    f, at = result.fills, {ts: k for k, ts in enumerate(frame.index)}
-    fills: dict[tuple, float] = {}
-    for ts, side, size, price in zip(f["time"], f["side"], f["size"], f["price"]):
-        key = (at[ts], str(side), float(price))
-        fills[key] = fills.get(key, 0.0) + float(size)
-    return fills, result
+    return fills_by_bar(result, frame), result
 
 
 #: Orders at the next bar's open, every kind; at the bar's close, market and limit orders.
@@ -198,3 +210,90 @@ def test_orders_fill_as_backtesting_py_fills_them(run, seed):
     assert {"entry", "close"} <= roles and filled["limit"].notna().any()
     if "bracket_buy" in kinds:
         assert roles & {"stop_loss", "take_profit"} and filled["stop"].notna().any(), roles
+
+
+# ---- a fraction of equity spent at the fill ----------------------------------------------
+
+#: Entries sized at their fill, placed while flat (see the test).
+SHARE_ENTRIES = ("buy", "sell", "bracket_buy", "bracket_sell", "limit_buy", "stop_sell")
+
+
+def place_share(buy, sell, order: str, price: float, fraction: float | None) -> None:  # type: ignore[no-untyped-def]
+    """Place entry ``order`` sized as ``fraction`` of the liquidity at its fill: given as
+    backtesting.py's ``size=fraction``, or (``None``) left to tickstep's sizer."""
+    size = {} if fraction is None else {"size": fraction}
+    prices = {"bracket_buy": {"sl": price * 0.99, "tp": price * 1.015},
+              "bracket_sell": {"sl": price * 1.01, "tp": price * 0.985},
+              "limit_buy": {"limit": price * 0.997}, "stop_sell": {"stop": price * 0.997}}
+    (buy if order in ("buy", "bracket_buy", "limit_buy") else sell)(**size, **prices.get(order, {}))
+
+
+@pytest.mark.filterwarnings("ignore:Some trades remain open")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:DatetimeIndex.dayofweek")
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(("fraction", "margin"), [(0.9999, 1.0), (0.5, 1.0), (0.7, 0.5)])
+def test_a_fraction_of_equity_at_the_fill_buys_what_backtesting_py_buys(fraction, margin, seed):
+    # backtesting.py's `self.buy(size=0.5)` against tickstep's `self.buy()` sized by
+    # `PercentOfEquity(0.5, lot_size=1, at="fill")`: the same whole units at each fill.
+    # Entries are placed while flat and exits are closes or bracket legs: backtesting.py
+    # marks an open position at the fill bar's close when it sizes (a price from after the
+    # fill), where tickstep marks it at the open, so the two agree on a flat account (its
+    # cash) and the test keeps there. Commission on every fill; with margin 0.5 the
+    # leverage is 2 in both. All of the liquidity (0.9999) is spent by market entries only:
+    # tickstep checks a fill's margin with the position valued at its bar's mark (the
+    # open), so a short entered whole by a stop below the open is refused there, where
+    # backtesting.py values it at the stop.
+    n = 2_000
+    b = walk(seed, n, 1)
+    index = pd.date_range("2024-01-02 09:30", periods=n, freq="1min", tz="UTC")
+    frame = pd.DataFrame({c: b[c][:, 0] for c in ("open", "high", "low", "close")}, index=index)
+    frame["volume"] = 1.0
+    orders = draw_orders(seed, n, SHARE_ENTRIES if fraction < 0.9 else SHARE_ENTRIES[:4])
+
+    class Theirs(ReferenceStrategy):
+        def init(self) -> None:
+            self.placed = 0
+
+        def next(self) -> None:
+            bar = len(self.data) - 1
+            cancel_stale(self, bar)
+            if orders[bar] is not None and not self.orders:
+                self.placed = bar
+                if self.position:
+                    self.position.close()
+                else:
+                    place_share(self.buy, self.sell, orders[bar], float(self.data.Close[-1]), fraction)
+
+    class Ours(tickstep.Strategy):
+        def init(self) -> None:
+            self.bar, self.placed = -1, 0
+
+        def next(self, symbol) -> None:  # type: ignore[no-untyped-def]
+            self.bar += 1
+            cancel_stale(self, self.bar)
+            if orders[self.bar] is not None and not self.orders:
+                self.placed = self.bar
+                if self.position:
+                    self.close()
+                else:
+                    place_share(self.buy, self.sell, orders[self.bar], self.price(), None)
+
+    bars = frame.rename(columns=str.capitalize).tz_localize(None)
+    stats = ReferenceBacktest(bars, Theirs, cash=CASH, commission=COMMISSION, margin=margin,
+                              finalize_trades=False).run()
+    theirs = fills_of_trades([*stats["_strategy"].closed_trades, *stats["_strategy"].trades])
+    sizer = tickstep.PercentOfEquity(fraction, lot_size=1, at="fill")
+    result = tickstep.Backtest(frame, Ours, cash=CASH, commission=COMMISSION, margin=margin,
+                               sizer=sizer).run()
+    ours = fills_by_bar(result, frame)
+    assert len(ours) > 100, "too few fills to compare"
+    assert sorted(k[:2] for k in ours) == sorted(k[:2] for k in theirs)
+    mine, reference = sorted(ours.items()), sorted(theirs.items())
+    np.testing.assert_allclose([k[2] for k, _ in mine], [k[2] for k, _ in reference], rtol=1e-12)
+    assert [units for _, units in mine] == [units for _, units in reference]
+    assert float(result.stats["Equity Final [$]"]) == pytest.approx(
+        float(stats["Equity Final [$]"]), rel=1e-12)
+    # The orders' records hold the units sized at the fill.
+    entries = result.orders[(result.orders["role"] == "entry") & (result.orders["status"] == "filled")]
+    assert (entries["size"] == entries["filled_size"]).all()

@@ -482,22 +482,24 @@ def test_partial_close_portion_out_of_range_is_refused():
 
 def _ladder_ends(bars, orders, moves, cancels):
     """Each order's end as the documented rules give it, bar by bar: placed at bar 0, an
-    order can fill from bar 1; a buy limit fills where the bar's low reaches it, at the open
-    if the open is at or below it, else at its price; a buy stop where the high reaches it,
-    at the open if the open is at or above it, else at its price. One good for n bars
+    order can fill from bar 1; a buy limit or a sell stop fills where the bar's low
+    reaches it, at the open if the open is at or below it, else at its price; a sell limit
+    or a buy stop where the high reaches it, at the open if the open is at or above it,
+    else at its price. One good for n bars
     expires at the end of bar n if it has not filled by then. A move at bar j applies from
     bar j + 1 (bar j is matched before `next` runs); a cancel at bar j leaves bar j's fill
     and comes after bar j's expiry. Returns {order index: (status, bar, fill price)}, the
     bar where its life ended; orders still working at the end are left out."""
     ends = {}
-    for k, (kind, level, valid) in enumerate(orders):
+    for k, (side, kind, level, valid) in enumerate(orders):
+        falling = (side == "buy") == (kind == "limit")
         for b in range(1, len(bars)):
             if k in moves and b > moves[k][0]:
                 level = moves[k][1]
             o, h, lo, _ = bars[b]
-            if kind == "limit" and lo <= level:
+            if falling and lo <= level:
                 ends[k] = ("filled", b, min(o, level))
-            elif kind == "stop" and h >= level:
+            elif not falling and h >= level:
                 ends[k] = ("filled", b, max(o, level))
             elif valid is not None and b == valid:
                 ends[k] = ("expired", b, None)
@@ -511,8 +513,9 @@ def _ladder_ends(bars, orders, moves, cancels):
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_a_ladder_of_resting_orders_ends_each_where_the_bars_and_its_life_say(seed):
-    # Hundreds of buy limits below the price and buy stops above it rest together, some
-    # good for a number of bars; the bars walk through some of them; some are moved (to
+    # Hundreds of buy limits and sell stops below the price and sell limits and buy stops
+    # above it rest together, some good for a number of bars (the account goes long and
+    # short as they fill, which moves no fill); the bars walk through some of them; some are moved (to
     # anywhere on the ladder) or cancelled on the way. Every order's end (fill, expiry,
     # cancel) is its own bar, worked out order by order, and every fill its own price.
     rng = np.random.default_rng(seed)
@@ -524,26 +527,28 @@ def test_a_ladder_of_resting_orders_ends_each_where_the_bars_and_its_life_say(se
     low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, 0.003, n)))
     high[0] = low[0] = 100.0
     bars = list(zip(open_, high, low, close))
-    below = rng.random(300) < 0.5
-    orders = [("limit" if b else "stop", round(100 - d if b else 100 + d, 2),
-               int(rng.integers(1, n + 20)) if rng.random() < 0.3 else None)
-              for b, d in zip(below, rng.uniform(0.1, 30, 300))]
+    orders = []
+    for d in rng.uniform(0.1, 30, 300):
+        side, kind = ("buy", "sell")[rng.integers(2)], ("limit", "stop")[rng.integers(2)]
+        below = (side == "buy") == (kind == "limit")
+        valid = int(rng.integers(1, n + 20)) if rng.random() < 0.3 else None
+        orders.append((side, kind, round(100 - d if below else 100 + d, 2), valid))
     # (Orders good for a number of bars are not moved: only their prices would be.)
-    movable = [k for k, o in enumerate(orders) if o[2] is None]
+    movable = [k for k, o in enumerate(orders) if o[3] is None]
     moves = {int(k): (int(rng.integers(1, n - 1)), round(float(rng.uniform(75, 125)), 2))
              for k in rng.choice(movable, 40, replace=False)}
     cancels = {int(k): int(rng.integers(1, n - 1)) for k in rng.choice(len(orders), 40, replace=False)}
     expected = _ladder_ends(bars, orders, moves, cancels)
 
     def place(s, sym):
-        s.ids = {k: s.buy(size=1, **{kind: level}, **({} if valid is None else {"valid": valid}))
-                 for k, (kind, level, valid) in enumerate(orders)}
+        s.ids = {k: getattr(s, side)(size=1, **{kind: level}, **({} if valid is None else {"valid": valid}))
+                 for k, (side, kind, level, valid) in enumerate(orders)}
 
     def later(b):
         def act(s, sym):
             for k, (at, level) in moves.items():
                 if at == b and (k not in expected or expected[k][1] > b):
-                    s.modify(s.ids[k], **{orders[k][0]: level})
+                    s.modify(s.ids[k], **{orders[k][1]: level})
             for k, at in cancels.items():
                 if at == b:
                     s.cancel(s.ids[k])

@@ -259,3 +259,128 @@ def test_limits_count_entries_placed_in_the_same_tick():
         MARKET, Script, cash=10_000, sizer=Limits(FixedSize(1), max_positions=1)
     ).run(actions=buy_all)
     assert len(result.orders) == 1
+
+
+# ---- sized at the fill: PercentOfEquity(at="fill") ----------------------------------------------
+
+
+def b_at_fill(fraction, **settings):
+    """`run_after_a_moves` with the B order sized at its fill (bar 3's open, B at 50; A
+    opens at 120 there too), without a stop-loss."""
+    actions = {("A", 0): lambda s: s.buy("A", size=50), ("B", 2): lambda s: s.buy("B")}
+    sizer = PercentOfEquity(fraction, at="fill", lot_size=settings.pop("lot_size", None))
+    result = tickstep.Backtest(MARKET, Script, cash=10_000, sizer=sizer, **settings).run(actions=actions)
+    return result.orders[result.orders.symbol == "B"].iloc[0], result
+
+
+def test_at_the_fill_a_share_of_the_buying_power_then():
+    # At bar 3's open: cash 5,000, A (50 units) worth 6,000, equity 11,000. Its margin
+    # (leverage 1) holds 6,000: 5,000 is free, the buying power. Half of it at B's 50: 50.
+    b, _ = b_at_fill(0.5)
+    assert (b["status"], b["size"], b["filled_size"]) == ("filled", 50.0, 50.0)
+    # Leverage 2 (margin 0.5): A holds 3,000, 8,000 free, 16,000 of buying power: 160.
+    b, _ = b_at_fill(0.5, margin=0.5)
+    assert b["filled_size"] == 160.0
+    # A commission of 0.1% makes a unit cost 50.05: 2,500 / 50.05 = 49.95..., 49 in lots of 1.
+    b, result = b_at_fill(0.5, commission=0.001, lot_size=1)
+    assert b["filled_size"] == 49.0
+    assert result.fills.iloc[-1]["commission"] == pytest.approx(49 * 50 * 0.001)
+    # At placement the same fraction is of equity (11,000 / 2 / 50 = 110 units), which the
+    # 5,000 free cannot pay for: rejected.
+    actions = {("A", 0): lambda s: s.buy("A", size=50), ("B", 2): lambda s: s.buy("B")}
+    placed = tickstep.Backtest(MARKET, Script, cash=10_000, sizer=PercentOfEquity(0.5),
+                               on_reject="ignore").run(actions=actions)
+    b = placed.orders[placed.orders.symbol == "B"].iloc[0]
+    assert (b["size"], b["status"]) == (110.0, "rejected")
+
+
+X = day([(100, 100, 100, 100), (103, 104, 101, 102), (102, 102, 102, 102)])
+
+
+def x_at_fill(place, **settings):
+    """One order placed by ``place(strategy)`` at X's first bar (close 100), sized at its
+    fill with half of 10,000; returns its record and the run."""
+    result = tickstep.Backtest({"X": X}, Script, cash=10_000,
+                               sizer=PercentOfEquity(0.5, at="fill"), **settings).run(actions={("X", 0): place})
+    return result.orders.iloc[0], result
+
+
+def test_at_the_fill_its_price_after_slippage_not_the_close_before():
+    # A market buy: placed at the close 100 (it reads as 50 units until it fills), filled
+    # at the next open 103: 5,000 / 103.
+    b, result = x_at_fill(lambda s: s.buy())
+    assert b["filled_size"] == pytest.approx(5_000 / 103, rel=1e-15)
+    # A stop at 102 that the open gaps through fills at 103 too; 10 basis points of
+    # slippage make it 103.103 a unit.
+    b, _ = x_at_fill(lambda s: s.buy(stop=102), slippage=10)
+    assert b["fill_price"] == pytest.approx(103 * 1.001)
+    assert b["filled_size"] == pytest.approx(5_000 / (103 * 1.001), rel=1e-15)
+    # An order good for a number of bars (placed by the other path into the core) too.
+    b, _ = x_at_fill(lambda s: s.buy(valid=2))
+    assert b["filled_size"] == pytest.approx(5_000 / 103, rel=1e-15)
+    # A limit fills at its own price, 102 (the bar opens above it at 103, low 101).
+    b, _ = x_at_fill(lambda s: s.buy(limit=102))
+    assert (b["fill_price"], b["filled_size"]) == (102.0, pytest.approx(5_000 / 102, rel=1e-15))
+
+
+def test_at_the_fill_nothing_affordable_is_rejected_for_margin():
+    # Half of 10,000 buys no whole unit at 103 in lots of 10,000.
+    result = tickstep.Backtest({"X": X}, Script, cash=10_000, on_reject="ignore",
+                               sizer=PercentOfEquity(0.5, lot_size=10_000, at="fill")
+                               ).run(actions={("X", 0): lambda s: s.buy()})
+    b = result.orders.iloc[0]
+    assert (b["status"], b["reason"], b["filled_size"]) == ("rejected", "insufficient margin", 0.0)
+    assert result.fills.empty
+
+
+def test_at_the_fill_refusals():
+    with pytest.raises(ValueError, match="at='later': must be 'placement' or 'fill'"):
+        PercentOfEquity(0.5, at="later")
+    with pytest.raises(ValueError, match="lot_size=inf with at='fill'"):
+        PercentOfEquity(0.5, lot_size=math.inf, at="fill")
+    with pytest.raises(ValueError, match="Limits cannot wrap"):
+        Limits(PercentOfEquity(0.5, at="fill"), max_positions=2)
+
+    class Mine(PercentOfEquity):
+        pass
+
+    with pytest.raises(TypeError, match="Mine: a subclass of PercentOfEquity cannot size at='fill'"):
+        Mine(0.5, at="fill")
+    assert Mine(0.5).at == "placement"
+
+
+def test_at_the_fill_orders_of_one_moment_share_the_buying_power_before_its_increases():
+    # A and B bought at their first bar, filled together at the next open (A 100, B 50):
+    # each sized on the 10,000 of buying power before either increase.
+    both = {("A", 0): lambda s: s.buy("A"), ("B", 0): lambda s: s.buy("B")}
+
+    def run(fraction):
+        return tickstep.Backtest(MARKET, Script, cash=10_000, on_reject="ignore",
+                                 sizer=PercentOfEquity(fraction, at="fill")).run(actions=both).orders
+
+    orders = run(0.5)
+    assert list(orders["filled_size"]) == [50.0, 100.0]  # 5,000 / 100 and 5,000 / 50
+    # 0.6 each: 6,000 of A, then 6,000 of B, which the 4,000 left cannot pay for.
+    orders = run(0.6)
+    assert sorted(orders["status"]) == ["filled", "rejected"]
+    filled = orders[orders["status"] == "filled"].iloc[0]
+    assert filled["filled_size"] * {"A": 100, "B": 50}[filled["symbol"]] == pytest.approx(6_000)
+
+
+def test_at_the_fill_a_size_given_by_modify_is_kept():
+    # A limit at 97 placed at the first bar to be sized at its fill, given 7 units at the
+    # second (low 99: not reached), fills at the third's open, 95: 7 units, not
+    # 5,000 / 95.
+    y = day([(100, 100, 100, 100), (100, 101, 99, 100), (95, 96, 94, 95)])
+
+    def later(s):
+        s.modify(s.ids[0], size=7)
+
+    result = tickstep.Backtest({"X": y}, Script, cash=10_000, sizer=PercentOfEquity(0.5, at="fill")).run(
+        actions={("X", 0): lambda s: s.buy(limit=97), ("X", 1): later})
+    order = result.orders.iloc[0]
+    assert (order["status"], order["fill_price"], order["filled_size"]) == ("filled", 95.0, 7.0)
+    # Without the change: 5,000 / 95.
+    result = tickstep.Backtest({"X": y}, Script, cash=10_000, sizer=PercentOfEquity(0.5, at="fill")).run(
+        actions={("X", 0): lambda s: s.buy(limit=97)})
+    assert result.orders.iloc[0]["filled_size"] == pytest.approx(5_000 / 95, rel=1e-15)

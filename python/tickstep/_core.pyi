@@ -283,6 +283,7 @@ class Context:
         trail: tuple[str, float, int | None] | None = None,
         sl_trail: tuple[str, float, int | None] | None = None,
         oco: int | None = None,
+        sized: bool = False,
     ) -> int: ...
     def close_position(self, symbol: _Symbol, portion: float = 1.0) -> int | None: ...
     def modify(

@@ -163,14 +163,16 @@ def rebalance_orders(weights: dict[str, float], positions: dict[str, float], pri
 def native_sizing(sizer: object) -> tuple[str, float, float | None] | None:
     """``(kind, amount, lot_size)`` of a shipped sizer whose rule the core computes itself
     (by the same float operations as its ``__call__``, so the same units) -- an exact
-    `FixedSize` ("fixed", units) or `PercentOfEquity` ("percent", fraction) with no lot
-    size or a finite one -- else None: the sizer is called with a `SizingRequest`.
-    A subclass may size otherwise, so only these two classes themselves qualify."""
+    `FixedSize` ("fixed", units) or `PercentOfEquity` ("percent", fraction; at the fill
+    "percent_at_fill") with no lot size or a finite one -- else None: the sizer is called
+    with a `SizingRequest`. A subclass may size otherwise, so only these two classes
+    themselves qualify."""
     kind = type(sizer)
     if kind is FixedSize:
         name, amount = "fixed", sizer.units  # type: ignore[attr-defined]
     elif kind is PercentOfEquity:
-        name, amount = "percent", sizer.fraction  # type: ignore[attr-defined]
+        at_fill = sizer.at == "fill"  # type: ignore[attr-defined]
+        name, amount = "percent_at_fill" if at_fill else "percent", sizer.fraction  # type: ignore[attr-defined]
     else:
         return None
     lot = sizer.lot_size  # type: ignore[attr-defined]
@@ -202,14 +204,35 @@ class PercentOfEquity:
     The default sizer of :class:`~tickstep.Backtest` is ``PercentOfEquity(0.95)``: the 5%
     buffer absorbs the gap to the next open and commission, so a full-size order is rarely
     refused for lack of buying power.
+
+    ``at="fill"`` sizes each order when it fills instead, as backtesting.py sizes
+    ``self.buy(size=0.5)``: ``fraction`` of the buying power then (equity less the margin
+    the open positions hold, times the leverage; equity itself for a flat account without
+    leverage), over what a unit costs at the fill (its price after slippage, times the
+    multiplier, plus the commission per unit), rounded down to ``lot_size``; an order with
+    nothing affordable then is rejected for margin. Until it fills the order reads as an
+    estimate, ``fraction`` of equity at the latest price in any units (``Order.size``);
+    ``result.orders`` records the units it filled. Only as the backtest's sizer itself:
+    :class:`Limits` cannot wrap it.
     """
 
     fraction: float
     lot_size: float | None = None
+    at: str = "placement"
 
     def __post_init__(self) -> None:
         if not (0 < self.fraction and math.isfinite(self.fraction)):
             raise ValueError(f"PercentOfEquity fraction must be > 0, got {self.fraction!r}")
+        if self.at not in ("placement", "fill"):
+            raise ValueError(f"PercentOfEquity at={self.at!r}: must be 'placement' or 'fill'")
+        if self.at == "fill":
+            if type(self) is not PercentOfEquity:
+                raise TypeError(f"{type(self).__name__}: a subclass of PercentOfEquity cannot size "
+                                "at='fill' (the fill sizes by PercentOfEquity's own rule, not the subclass's)")
+            lot = self.lot_size
+            if not (lot is None or (type(lot) in (int, float) and 0 < lot and math.isfinite(lot))):
+                raise ValueError(f"PercentOfEquity lot_size={lot!r} with at='fill': must be None or a "
+                                 "finite number > 0")
 
     def __call__(self, req: SizingRequest) -> float:
         if req.equity <= 0 or not req.price > 0:
@@ -266,6 +289,13 @@ class Limits:
     max_positions: int | None = None
     max_gross_exposure: float | None = None
     lot_size: float | None = None
+
+    def __post_init__(self) -> None:
+        # Its caps are applied to the units at placement; an order sized again at its fill
+        # would leave them behind.
+        if getattr(self.sizer, "at", None) == "fill":
+            raise ValueError(f"Limits cannot wrap {self.sizer!r}: it sizes orders when they fill, "
+                             "after the caps; give it as the backtest's sizer itself")
 
     def __call__(self, req: SizingRequest) -> float:
         flat = req.position == 0

@@ -1434,7 +1434,8 @@ class Strategy(StrategyBase):
         # An order good till a date or trailing (the others take buy()'s one call). The
         # symbol goes to the core as given: it is resolved there (the running symbol's own
         # name object first), with the same "did you mean" refusal.
-        if size is None:
+        sized = size is None
+        if sized:
             size = self._ctx.size_order(symbol, buy, limit if limit is not None else stop, sl)
             if not size > 0:
                 return None
@@ -1443,10 +1444,10 @@ class Strategy(StrategyBase):
         try:
             if valid is None and trail is None and sl_trail is None:
                 return self._ctx.submit(symbol, buy, size, limit, stop, sl, tp, tag, tif, None, None, None,
-                                        None, oco)
+                                        None, oco, sized)
             valid_bars, valid_until = self._valid(valid)
             return self._ctx.submit(symbol, buy, size, limit, stop, sl, tp, tag, tif, valid_bars, valid_until,
-                                    _trail("trail", trail), _trail("sl_trail", sl_trail), oco)
+                                    _trail("trail", trail), _trail("sl_trail", sl_trail), oco, sized)
         except TypeError:
             # The core could not read an argument: name it, then the original error.
             _refuse_order_types(size=size, limit=limit, stop=stop, sl=sl, tp=tp, tag=tag, oco=oco)

@@ -13,8 +13,9 @@ use std::cmp::Reverse;
 
 use super::{Book, Rules};
 use crate::broker::{impacted, ratchet, slipped, Moment};
-use crate::orders::{round_to_lot, Order, Reason, Role, Status, TimeInForce};
-use crate::portfolio::{Execution, Portfolio};
+use crate::config::Config;
+use crate::orders::{round_to_lot, Order, Reason, Role, ShareAtFill, Status, TimeInForce};
+use crate::portfolio::{worth, Execution, Portfolio};
 use crate::results::Fill;
 
 /// Lots smaller than this fraction of their order count as nothing left (float dust).
@@ -88,6 +89,34 @@ pub(super) enum Executed {
     NoVolume,
 }
 
+/// The units of an entry sized at its fill (`ShareAtFill`), matched at `raw_price` in
+/// `direction`: its fraction of the buying power now, over what a unit costs at the fill
+/// (its price after slippage, times the multiplier, plus the commission per unit of that
+/// many units), rounded down to its lots. A volume's price impact is not foreseen (the
+/// fill's check of the buying power still applies).
+fn units_at_fill(
+    share: ShareAtFill,
+    order: &Order,
+    s: usize,
+    raw_price: f64,
+    direction: f64,
+    account: &Portfolio,
+    config: &Config,
+) -> f64 {
+    let price = slipped(order, direction, raw_price, config.slippage_of(s));
+    let unit = worth(1.0, price, config.multiplier(s));
+    let money = config.buying_power(account, s, unit) * share.fraction;
+    let rough = money / unit;
+    // (No buying power, or a price that makes nothing of it.)
+    if rough.is_nan() || rough <= 0.0 || rough.is_infinite() {
+        return 0.0;
+    }
+    let maker = order.limit == Some(raw_price);
+    let fee_per_unit = config.fee(s, rough, price, maker) / rough;
+    let units = money / (unit + fee_per_unit);
+    share.lot.map_or(units, |lot| round_to_lot(units, lot))
+}
+
 impl Book {
     /// Execute the reducing part of the order at `working[s][k]`, matched at `raw_price`.
     /// (Inlined: an order that reduces nothing — an entry while flat, the usual entry —
@@ -129,6 +158,23 @@ impl Book {
             self.cancel_unsized(matched, at.ts);
             return Executed::Done;
         };
+        // An entry sized at its fill takes its size now, from the account as it is.
+        if !self.sized_at_fill.is_empty() && matched.role == Role::Entry {
+            if let Some(share) = self.sized_at_fill.remove(&matched.id) {
+                size = units_at_fill(share, order, s, raw_price, direction, portfolio, config);
+                if size.is_nan() || size <= 0.0 {
+                    self.finish(
+                        matched.id,
+                        Status::Rejected,
+                        at.ts,
+                        Reason::InsufficientMargin,
+                    );
+                    return Executed::Done;
+                }
+                order.size = size;
+                self.log.record_mut(matched.id).size = size;
+            }
+        }
         // Under the volume rules it takes what the bar's volume has left, and its share of
         // the volume moves its price (a margin call's closes take what they must).
         let mut rest = 0.0;

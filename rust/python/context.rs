@@ -22,7 +22,7 @@ use super::market::PyMarket;
 use super::sizing::{computed_units, request_values, RequestLayout, Rule, Sizing};
 use crate::candles::{Candle, CandleColumns};
 use crate::context::{Setup, TickContext};
-use crate::orders::{Order, OrderRequest, Role, Side, TimeInForce, Trail};
+use crate::orders::{Order, OrderRequest, Role, ShareAtFill, Side, TimeInForce, Trail};
 use crate::portfolio::{worth, Lot};
 use crate::studies::{self, SeriesValues, Studies};
 
@@ -476,7 +476,8 @@ impl PyContext {
 
     /// The units the strategy's sizer gives an order in symbol `s` now: computed here for
     /// the shipped sizers that are a formula, else the sizer called with a request. Units
-    /// below 0 (or NaN) are refused naming the sizer.
+    /// below 0 (or NaN) are refused naming the sizer. With a sizer that sizes at the fill,
+    /// also its share: the units are then the order's estimate until it fills.
     fn sized(
         &self,
         py: Python<'_>,
@@ -484,7 +485,7 @@ impl PyContext {
         buy: bool,
         price: Option<Bound<'_, PyAny>>,
         sl: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<f64> {
+    ) -> PyResult<(f64, Option<ShareAtFill>)> {
         let sizing = self
             .sizing
             .lock()
@@ -506,7 +507,9 @@ impl PyContext {
             }
             rule => {
                 let at = match &price {
-                    Some(p) if matches!(rule, Rule::PercentOfEquity { .. }) => p.extract()?,
+                    Some(p) if matches!(rule, Rule::PercentOfEquity { .. } | Rule::AtFill(_)) => {
+                        p.extract()?
+                    }
                     _ => e.price(s),
                 };
                 computed_units(rule, e.equity(), worth(1.0, at, e.position(s).multiplier))?
@@ -515,7 +518,25 @@ impl PyContext {
         if units.is_nan() || units < 0.0 {
             return Err(self.bad_units(py, sizing.sizer.bind(py), s, units));
         }
-        Ok(units)
+        let at_fill = match sizing.rule {
+            Rule::AtFill(share) => Some(share),
+            _ => None,
+        };
+        Ok((units, at_fill))
+    }
+
+    /// The share of the strategy's sizer when it sizes orders at their fill.
+    fn share_at_fill(&self) -> Option<ShareAtFill> {
+        match self
+            .sizing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()?
+            .rule
+        {
+            Rule::AtFill(share) => Some(share),
+            _ => None,
+        }
     }
 
     #[cold]
@@ -557,7 +578,7 @@ impl PyContext {
         let (limit_at, stop_at, sl_at) = (price_arg(limit)?, price_arg(stop)?, price_arg(sl)?);
         let e = self.context()?;
         let s = self.index_of(e, symbol)?;
-        let size = match size {
+        let (size, at_fill) = match size {
             Some(given) => {
                 if given.is_instance_of::<PyBool>() {
                     return Err(order_error(
@@ -565,15 +586,15 @@ impl PyContext {
                         format!("size={given}: must be a positive number of units, got bool"),
                     ));
                 }
-                given.extract::<f64>()?
+                (given.extract::<f64>()?, None)
             }
             None => {
                 let price = limit.or(stop).cloned();
-                let units = self.sized(py, s, buy, price, sl.cloned())?;
+                let (units, at_fill) = self.sized(py, s, buy, price, sl.cloned())?;
                 if units.is_nan() || units <= 0.0 {
                     return Ok(None);
                 }
-                units
+                (units, at_fill)
             }
         };
         // Again: a sizer called above may have run Python code.
@@ -591,6 +612,7 @@ impl PyContext {
             trail: None,
             stop_loss_trail: None,
             oco,
+            at_fill,
         };
         e.submit(req).py_err(py).map(Some)
     }
@@ -911,7 +933,7 @@ impl PyContext {
     ) -> PyResult<f64> {
         let e = self.context()?;
         let s = self.index_of(e, symbol)?;
-        self.sized(py, s, buy, price, sl)
+        Ok(self.sized(py, s, buy, price, sl)?.0)
     }
 
     /// Place an order in one call: `size` units, or as many as the sizer gives when None
@@ -1132,8 +1154,9 @@ impl PyContext {
     /// Place an order; returns its id. It can fill from the symbol's next bar on.
     /// `tif`: "gtc" | "day" | "ioc" | "fok" | "opg" | "close"; `valid_bars` / `valid_until` (ns) make it good till
     /// then. `trail` / `sl_trail`: (kind, value, study) with kind "distance" | "fraction"
-    /// | "atr" (value = the ATR multiple, study = the ATR's id).
-    #[pyo3(signature = (symbol, buy, size, limit=None, stop=None, sl=None, tp=None, tag=0, tif="gtc", valid_bars=None, valid_until=None, trail=None, sl_trail=None, oco=None))]
+    /// | "atr" (value = the ATR multiple, study = the ATR's id). `sized`: the size is the
+    /// sizer's (`size_order`), which may size the order again when it fills.
+    #[pyo3(signature = (symbol, buy, size, limit=None, stop=None, sl=None, tp=None, tag=0, tif="gtc", valid_bars=None, valid_until=None, trail=None, sl_trail=None, oco=None, sized=false))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
@@ -1152,7 +1175,9 @@ impl PyContext {
         trail: Option<(String, f64, Option<usize>)>,
         sl_trail: Option<(String, f64, Option<usize>)>,
         oco: Option<u64>,
+        sized: bool,
     ) -> PyResult<u64> {
+        let at_fill = if sized { self.share_at_fill() } else { None };
         let e = self.context()?;
         let s = self.index_of(e, symbol)?;
         let side = if buy { Side::Buy } else { Side::Sell };
@@ -1170,6 +1195,7 @@ impl PyContext {
             trail: trail.map(|t| to_trail(py, t)).transpose()?,
             stop_loss_trail: sl_trail.map(|t| to_trail(py, t)).transpose()?,
             oco,
+            at_fill,
         };
         e.submit(req).py_err(py)
     }

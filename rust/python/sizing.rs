@@ -12,6 +12,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyFloat, PyInt, PyString, PyType};
 
+use crate::orders::ShareAtFill;
+
 /// The request's fields in the dataclass's order (`tickstep.sizing.SizingRequest`).
 const FIELDS: [&str; 11] = [
     "symbol",
@@ -127,13 +129,18 @@ pub enum Rule {
     Fixed { units: f64, lot: Option<f64> },
     /// `PercentOfEquity(fraction, lot_size)`.
     PercentOfEquity { fraction: f64, lot: Option<f64> },
+    /// `PercentOfEquity(fraction, lot_size, at="fill")`: sized by the book when the order
+    /// fills (`ShareAtFill`); the units given at placement (the order's estimate until
+    /// then) are `PercentOfEquity`'s without lots.
+    AtFill(ShareAtFill),
     /// Any other sizer, called with a `SizingRequest` (of class `request`).
     Called { request: Py<PyType> },
 }
 
 impl Sizing {
     /// The sizing of `sizer`: `native` is what `tickstep.sizing` says of a shipped sizer
-    /// computed here — `(kind, amount, lot_size)` with kind "fixed" or "percent" — or None.
+    /// computed here — `(kind, amount, lot_size)` with kind "fixed", "percent" or
+    /// "percent_at_fill" — or None.
     pub fn new(
         sizer: Bound<'_, PyAny>,
         request: Bound<'_, PyType>,
@@ -149,9 +156,13 @@ impl Sizing {
                     fraction: amount,
                     lot,
                 },
+                "percent_at_fill" => Rule::AtFill(ShareAtFill {
+                    fraction: amount,
+                    lot,
+                }),
                 other => {
                     return Err(PyTypeError::new_err(format!(
-                        "native sizing {other:?}: must be 'fixed' or 'percent'"
+                        "native sizing {other:?}: must be 'fixed', 'percent' or 'percent_at_fill'"
                     )))
                 }
             },
@@ -172,6 +183,7 @@ impl Sizing {
                 fraction: *fraction,
                 lot: *lot,
             },
+            Rule::AtFill(share) => Rule::AtFill(*share),
             Rule::Called { request } => Rule::Called {
                 request: request.clone_ref(py),
             },
@@ -213,6 +225,16 @@ pub fn round_to_lot(units: f64, lot: Option<f64>) -> PyResult<f64> {
 pub fn computed_units(rule: &Rule, equity: f64, unit: f64) -> PyResult<f64> {
     match *rule {
         Rule::Fixed { units, lot } => round_to_lot(units, lot),
+        // An order sized at its fill reads until then as what its fraction of equity buys
+        // now, in any units: its lots are taken at the fill, which decides.
+        Rule::AtFill(ShareAtFill { fraction, .. }) => computed_units(
+            &Rule::PercentOfEquity {
+                fraction,
+                lot: None,
+            },
+            equity,
+            unit,
+        ),
         Rule::PercentOfEquity { fraction, lot } => {
             if equity <= 0.0 || unit.is_nan() || unit <= 0.0 {
                 return Ok(0.0);
