@@ -85,7 +85,7 @@ pub struct Book {
     /// Under a volume limit, each order filled in part whose rest works on: the rest's id
     /// by the order's (`work_on_rest`), so that cancelling an order cancels its rest.
     rests: HashMap<u64, u64>,
-    /// The entries sized when they fill (`OrderRequest::at_fill`), by id, until they do.
+    /// The entries sized when they fill (`size_at_fill`), by id, until they do.
     sized_at_fill: HashMap<u64, ShareAtFill>,
     /// When a price reaching a limit fills it (`Config::limit_fill`, `fill_limits`).
     limits: LimitFill,
@@ -294,6 +294,19 @@ impl Book {
         &self.working[symbol]
     }
 
+    /// Entry `id`, just placed, is sized when it fills, by `share` (its size until then is
+    /// an estimate, what it reads as).
+    pub fn size_at_fill(&mut self, id: u64, share: ShareAtFill) {
+        self.sized_at_fill.insert(id, share);
+    }
+
+    /// Whether some working order is sized when it fills (`size_at_fill`): a batch then
+    /// reads the account whatever it would spend.
+    #[inline]
+    pub fn sizes_at_fill(&self) -> bool {
+        !self.sized_at_fill.is_empty()
+    }
+
     /// Whether orders placed during this tick wait for the barrier.
     #[inline]
     pub fn has_pending(&self) -> bool {
@@ -366,9 +379,6 @@ impl Book {
         }
         // A plain market order without a tag carries no terms for the log.
         let carries = !plain || req.tag != 0;
-        if let Some(share) = req.at_fill {
-            self.sized_at_fill.insert(id, share);
-        }
         Ok(self.enqueued(req.symbol, at.now, carries))
     }
 

@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::market::Market;
-use crate::orders::{Order, OrderRequest, Role, TimeInForce};
+use crate::orders::{Order, OrderRequest, Role, ShareAtFill, TimeInForce};
 use crate::portfolio::{worth, Lot, Portfolio, Position};
 use crate::results::TradeRow;
 use crate::studies::Studies;
@@ -197,6 +197,11 @@ impl TickContext<'_> {
     /// `exclusive_orders`, the symbol's entry orders still working are cancelled and its
     /// position is closed first (the close fills before the order, in the same batch, at
     /// the same moment for an order at the open or the close).
+    /// Entry `id`, just placed, is sized when it fills (`Book::size_at_fill`).
+    pub fn size_at_fill(&mut self, id: u64, share: ShareAtFill) {
+        self.book.size_at_fill(id, share);
+    }
+
     pub fn submit(&mut self, req: OrderRequest) -> Result<u64> {
         self.check_symbol(req.symbol)?;
         let s = req.symbol;

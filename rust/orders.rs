@@ -117,9 +117,6 @@ pub struct OrderRequest {
     /// One-cancels-other: the id of an open order of the same symbol whose group this
     /// order joins; when one of the group fills, the others are cancelled.
     pub oco: Option<u64>,
-    /// An entry sized when it fills, as a share of the buying power then (`size` is the
-    /// estimate at placement, what the order reads as until it fills).
-    pub at_fill: Option<ShareAtFill>,
 }
 
 /// The size of an entry taken when it fills: `fraction` of the account's buying power at
@@ -156,7 +153,6 @@ impl OrderRequest {
             trail: None,
             stop_loss_trail: None,
             oco: None,
-            at_fill: None,
         }
     }
 }

@@ -1095,6 +1095,9 @@ def scenarios(draw):
             {"S0": dict(per_unit=0.05, minimum=2.0)},
             {"S1": dict(commission=0.002, fixed=0.5, maker=-0.0002), "S2": dict(cap=0.001, minimum=1.0)},
         ])),
+        # Orders without a size sized at their fill now and then (`PercentOfEquity(at="fill")`,
+        # whole units or any), beside the default sizer's at placement.
+        at_fill=draw(st.sampled_from(["no", "no", "whole units", "any units"])),
     )
 
 
@@ -1142,6 +1145,8 @@ def run_random(sc):
         order_delay=0 if sc["trade_on_close"] else sc.get("order_delay", 0),
         record_every_bar=True,
         **locates,
+        **({} if sc.get("at_fill", "no") == "no" else {"sizer": tickstep.PercentOfEquity(
+            0.95, lot_size=1 if sc["at_fill"] == "whole units" else None, at="fill")}),
     )
     return frames, bt, bt.run(seed=sc["strategy_seed"], frames=frames)
 

@@ -69,8 +69,11 @@ class ByHand(tickstep.Strategy):
                 self.close(symbol)
             if want == 0 or (held * want > 0 and not r.get("accumulate")):
                 return
-            units = round_to_lot({"amount": size, "value": size / price,
-                                  "percent": size * self.equity / price}[r["size_type"]], lot)
+            at_fill = r["size_type"] == "percent_at_fill"
+            units = {"amount": size, "value": size / price, "percent": size * self.equity / price,
+                     "percent_at_fill": size * self.equity / price}[r["size_type"]]
+            # (Sized at the fill, by the backtest's sizer: the estimate is in any units.)
+            units = units if at_fill else round_to_lot(units, lot)
             if not (math.isfinite(units) and units > 0):
                 return
             units = want * units
@@ -81,7 +84,8 @@ class ByHand(tickstep.Strategy):
             sl, tp = self._stop("sl", r, i, price, -want, column), self._stop("tp", r, i, price, want, column)
             # The trailing stop as a user writes it: a percentage (its fraction, exactly).
             trail = None if r.get("sl_trail_percent") is None else f"{r['sl_trail_percent']!r}%"
-        (self.buy if units > 0 else self.sell)(symbol, size=abs(units), sl=sl, tp=tp, sl_trail=trail)
+        sized = {} if r["size_type"] == "percent_at_fill" else {"size": abs(units)}
+        (self.buy if units > 0 else self.sell)(symbol, **sized, sl=sl, tp=tp, sl_trail=trail)
 
     @staticmethod
     def _stop(name, r, i, price, toward, column):
@@ -225,6 +229,26 @@ def test_signals_run_equals_the_same_orders_placed_in_next(case):
         signals["entries"] = {name: np.ones(len(df), dtype=bool) for name, df in data.items()}
     bt = tickstep.Backtest(data, ByHand, on_reject="ignore", **options)
     # (Sizes per bar are the `size` rule; the strategy by hand reads them as a column.)
+    native = bt.run_signals(**{k: v for k, v in signals.items() if k != "size"}, **rules)
+    by_hand = bt.run(signals=signals, rules={**rules, "sl_trail_percent": trail_percent})
+    assert_same_run(native, by_hand)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets_and_signals(), st.floats(0.05, 1.0))
+def test_signals_sized_at_the_fill_equal_the_same_orders_sized_by_the_sizer_at_the_fill(case, fraction):
+    # `size_type="percent_at_fill"` against `buy()` in `next` with the backtest's sizer
+    # `PercentOfEquity(fraction, lot_size, at="fill")`: one fraction for every entry (a
+    # sizer has one), one lot size for every symbol.
+    data, signals, rules, trail_percent, options = case
+    if not signals["entries"] and not signals["short_entries"]:
+        signals["entries"] = {name: np.ones(len(df), dtype=bool) for name, df in data.items()}
+    signals.pop("size", None)
+    lot = rules["lot_size"] if not isinstance(rules["lot_size"], dict) else None
+    fraction *= options.get("leverage", 1.0) * 0.9 if "leverage" in options else 1.0
+    rules = {**rules, "size": fraction, "size_type": "percent_at_fill", "lot_size": lot}
+    bt = tickstep.Backtest(data, ByHand, on_reject="ignore",
+                           sizer=tickstep.PercentOfEquity(fraction, lot_size=lot, at="fill"), **options)
     native = bt.run_signals(**{k: v for k, v in signals.items() if k != "size"}, **rules)
     by_hand = bt.run(signals=signals, rules={**rules, "sl_trail_percent": trail_percent})
     assert_same_run(native, by_hand)

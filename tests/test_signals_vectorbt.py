@@ -26,8 +26,11 @@ difference is named here:
 - Slippage on stops: tickstep slips a stop's fill like a market order's (a triggered
   stop is one); vectorbt fills stops at the stop price. The runs with stops charge none.
 - ``size_type="percent"``: a fraction of equity here, units priced at the close; in
-  vectorbt a fraction of the cash, fees and slippage included. They coincide from flat
-  without fees or slippage, as that run is.
+  vectorbt a fraction of the cash at the fill, fees and slippage included. They coincide
+  from flat without fees or slippage, as that run is. ``size_type="percent_at_fill"`` is
+  vectorbt's: a fraction of the buying power at the fill (the cash, from flat without
+  leverage), over the slipped price and the fee; compared long only (vectorbt reverses
+  no position sized so) with both.
 - Trailing stops: tickstep raises the best price with the bar's open before checking the
   bar's low against it; vectorbt raises it with the highs of the bars before only. They
   are not compared.
@@ -88,7 +91,9 @@ def vectorbt_run(bars, signals, *, next_open: bool, options: dict, run: dict):  
     n, symbols = bars["close"].shape
     index = pd.date_range("2024-01-02 09:30", periods=n, freq="1min")
     frame = lambda a: pd.DataFrame(a, index=index)  # noqa: E731
-    kw = {"size": run["size"], "size_type": run["size_type"], "init_cash": CASH, "freq": "1min",
+    # vectorbt's `percent` is of the cash at the fill: tickstep's "percent_at_fill".
+    size_type = {"percent_at_fill": "percent"}.get(run["size_type"], run["size_type"])
+    kw = {"size": run["size"], "size_type": size_type, "init_cash": CASH, "freq": "1min",
           "fees": options.get("commission", 0.0), "slippage": options.get("slippage", 0.0) / 1e4,
           "open": frame(bars["open"]), "high": frame(bars["high"]), "low": frame(bars["low"])}
     if "sl" in run:
@@ -133,6 +138,9 @@ CASES = {
     "at the close, long only, sized by percent of equity": dict(
         next_open=False, shorts=False, options={},
         run={"size": 0.3, "size_type": "percent"}),
+    "at the next open, long only, a percent of the cash at the fill, commission and slippage": dict(
+        next_open=True, shorts=False, options={"commission": 0.001, "slippage": 4.0},
+        run={"size": 0.7, "size_type": "percent_at_fill"}),
     "at the next open, long and short, commission and slippage": dict(
         next_open=True, shorts=True, options={"commission": 0.0005, "slippage": 5.0},
         run={"size": 3.0, "size_type": "amount"}),

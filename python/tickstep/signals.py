@@ -20,7 +20,9 @@ Rules, per symbol and bar:
   entries re-size the position to the target instead);
 - an entry is sized at the bar's close: ``size_type="amount"`` units,
   ``"value"`` cash / close, ``"percent"`` (a fraction: 0.5 = half) x equity / close
-  (with a ``multiplier``, close x multiplier: what a contract is worth);
+  (with a ``multiplier``, close x multiplier: what a contract is worth); or
+  ``"percent_at_fill"``, sized when it fills: the fraction x the buying power then / what
+  a unit costs there (slippage and commission included), vectorbt's ``"percent"``;
   ``size`` is one number for every entry, one per symbol (``{symbol: number}``, or a
   Series indexed by symbol), or one per bar in the shapes signals take (e.g. a DataFrame
   of sizes beside the DataFrame of entries, or ``{symbol: array}``), read on the entry's
@@ -109,7 +111,7 @@ SIZE_KIND = "size"
 PER_BAR = "per bar"
 #: What a set of signals may hold: the signals, numbers per bar.
 BAR_KINDS = (*SIGNAL_KINDS, *PRICE_KINDS, SIZE_KIND)
-SIZE_TYPES = ("amount", "value", "percent", "target_percent")
+SIZE_TYPES = ("amount", "value", "percent", "percent_at_fill", "target_percent")
 #: What a signal set of a grid may set for itself (else the call's values apply).
 RULES = ("size", "size_type", "sl", "tp", "sl_trail", "lot_size", "accumulate", "exit_after_bars")
 #: Rules the core takes one per run (``lot_size`` goes to it per symbol).
@@ -807,7 +809,7 @@ class SignalStrategy(Strategy):
     shows it later bars.
 
     The order rules are parameters too, so a grid may vary them: ``size``,
-    ``size_type`` (``"amount"``, ``"value"``, ``"percent"``, ``"target_percent"``),
+    ``size_type`` (``"amount"``, ``"value"``, ``"percent"``, ``"percent_at_fill"``, ``"target_percent"``),
     ``sl`` and ``tp`` (fractions of the entry bar's close), ``sl_trail`` (a trailing
     stop-loss, a fraction of the best price since the entry), ``lot_size`` (entries in
     whole lots), ``accumulate`` (pyramiding), ``exit_after_bars`` (a time exit); see

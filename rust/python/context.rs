@@ -612,9 +612,12 @@ impl PyContext {
             trail: None,
             stop_loss_trail: None,
             oco,
-            at_fill,
         };
-        e.submit(req).py_err(py).map(Some)
+        let id = e.submit(req).py_err(py)?;
+        if let Some(share) = at_fill {
+            e.size_at_fill(id, share);
+        }
+        Ok(Some(id))
     }
 
     /// `size_at` while `next()` or `on_tick()` runs and the symbol is known, else None
@@ -1195,9 +1198,12 @@ impl PyContext {
             trail: trail.map(|t| to_trail(py, t)).transpose()?,
             stop_loss_trail: sl_trail.map(|t| to_trail(py, t)).transpose()?,
             oco,
-            at_fill,
         };
-        e.submit(req).py_err(py)
+        let id = e.submit(req).py_err(py)?;
+        if let Some(share) = at_fill {
+            e.size_at_fill(id, share);
+        }
+        Ok(id)
     }
 
     /// Flatten the symbol's position (or `portion` of it, oldest trades first) at its next

@@ -37,7 +37,7 @@ use crate::config::FillAt;
 use crate::engine::{Engine, Parts};
 use crate::error::Result;
 use crate::market::{prefetch_far, Market};
-use crate::orders::{OrderRequest, Role, Side};
+use crate::orders::{OrderRequest, Role, ShareAtFill, Side};
 use crate::portfolio::{worth, Money, Payment, Portfolio};
 use crate::studies::Studies;
 use std::sync::Arc;
@@ -736,7 +736,8 @@ impl<'a, 'm> Driver<'a, 'm> {
 
     /// Whether every increase the coming batch can execute surely passes the margin check
     /// (`Book::execute_increase`) whatever the parked positions are worth at the open, so
-    /// their sums need not be read for it. It is so when every position is long or flat
+    /// their sums need not be read for it. Never with an order sized at its fill (its size
+    /// reads the equity). It is so when every position is long or flat
     /// and stays so (no short counted in the account nor parked; the batch's symbols hold
     /// no short, and its only orders that can add are market buys), marks are positive,
     /// leverage is at least 1, and the cash now covers every buy of the batch (at its slipped
@@ -754,6 +755,7 @@ impl<'a, 'm> Driver<'a, 'm> {
         let config = self.p.config;
         let portfolio = &*self.p.portfolio;
         if !self.longs_affordable
+            || self.p.book.sizes_at_fill()
             || self.parked.shorts > 0
             || portfolio.has_short_terms()
             || !market.marks_positive()
@@ -1423,6 +1425,9 @@ impl Desk for SparseDesk<'_, '_> {
             studies: self.studies,
         };
         self.book.submit(req, &placing)
+    }
+    fn size_at_fill(&mut self, id: u64, share: ShareAtFill) {
+        self.book.size_at_fill(id, share);
     }
     #[inline]
     fn close_position(&mut self, symbol: usize) -> Result<Option<u64>> {
