@@ -384,3 +384,15 @@ def test_at_the_fill_a_size_given_by_modify_is_kept():
     result = tickstep.Backtest({"X": y}, Script, cash=10_000, sizer=PercentOfEquity(0.5, at="fill")).run(
         actions={("X", 0): lambda s: s.buy(limit=97)})
     assert result.orders.iloc[0]["filled_size"] == pytest.approx(5_000 / 95, rel=1e-15)
+
+
+def test_at_the_fill_a_bar_without_volume_leaves_it_to_be_sized_at_the_next():
+    # Under a volume limit a bar with no volume fills nothing of it: it works on, and is
+    # sized where it fills, at the third bar's open (95): 5,000 / 95, not 5,000 / 103.
+    rows = day([(100, 100, 100, 100), (103, 104, 101, 102), (95, 96, 94, 95)])
+    rows["volume"] = [1_000.0, 0.0, 1_000.0]
+    result = tickstep.Backtest({"X": rows}, Script, cash=10_000, volume_limit=0.5,
+                               sizer=PercentOfEquity(0.5, at="fill")).run(actions={("X", 0): lambda s: s.buy()})
+    order = result.orders.iloc[0]
+    assert (order["status"], order["fill_price"]) == ("filled", 95.0)
+    assert order["filled_size"] == pytest.approx(5_000 / 95, rel=1e-15)

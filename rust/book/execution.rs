@@ -158,9 +158,11 @@ impl Book {
             self.cancel_unsized(matched, at.ts);
             return Executed::Done;
         };
-        // An entry sized at its fill takes its size now, from the account as it is.
+        // An entry sized at its fill takes its size now, from the account as it is (and
+        // again at a later bar if this one's volume lets none of it fill).
+        let mut sized_now = false;
         if !self.sized_at_fill.is_empty() && matched.role == Role::Entry {
-            if let Some(share) = self.sized_at_fill.remove(&matched.id) {
+            if let Some(&share) = self.sized_at_fill.get(&matched.id) {
                 size = units_at_fill(share, order, s, raw_price, direction, portfolio, config);
                 if size.is_nan() || size <= 0.0 {
                     self.finish(
@@ -173,6 +175,7 @@ impl Book {
                 }
                 order.size = size;
                 self.log.record_mut(matched.id).size = size;
+                sized_now = true;
             }
         }
         // Under the volume rules it takes what the bar's volume has left, and its share of
@@ -211,6 +214,9 @@ impl Book {
             }
             *left -= size;
             share = size / *volume;
+        }
+        if sized_now {
+            self.sized_at_fill.remove(&matched.id);
         }
         let price = slipped(order, direction, raw_price, config.slippage_of(s));
         let price = impacted(order, direction, price, share, self.impact);
