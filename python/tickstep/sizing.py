@@ -293,7 +293,7 @@ class Limits:
     def __post_init__(self) -> None:
         # Its caps are applied to the units at placement; an order sized again at its fill
         # would leave them behind.
-        if getattr(self.sizer, "at", None) == "fill":
+        if isinstance(self.sizer, PercentOfEquity) and self.sizer.at == "fill":
             raise ValueError(f"Limits cannot wrap {self.sizer!r}: it sizes orders when they fill, "
                              "after the caps; give it as the backtest's sizer itself")
 

@@ -89,21 +89,19 @@ pub(super) enum Executed {
     NoVolume,
 }
 
-/// The units of an entry sized at its fill (`ShareAtFill`), matched at `raw_price` in
-/// `direction`: its fraction of the buying power now, over what a unit costs at the fill
-/// (its price after slippage, times the multiplier, plus the commission per unit of that
-/// many units), rounded down to its lots. A volume's price impact is not foreseen (the
-/// fill's check of the buying power still applies).
+/// The units of an entry of `s` sized at its fill (`ShareAtFill`) at `price` (after
+/// slippage; `maker`: a limit filled at its price): its fraction of the buying power now,
+/// over what a unit costs there (its price times the multiplier, plus the commission per
+/// unit of that many units), rounded down to its lots. A volume's price impact is not
+/// foreseen (the fill's check of the buying power still applies).
 fn units_at_fill(
     share: ShareAtFill,
-    order: &Order,
+    price: f64,
+    maker: bool,
     s: usize,
-    raw_price: f64,
-    direction: f64,
     account: &Portfolio,
     config: &Config,
 ) -> f64 {
-    let price = slipped(order, direction, raw_price, config.slippage_of(s));
     let unit = worth(1.0, price, config.multiplier(s));
     let money = config.buying_power(account, s, unit) * share.fraction;
     let rough = money / unit;
@@ -111,7 +109,6 @@ fn units_at_fill(
     if rough.is_nan() || rough <= 0.0 || rough.is_infinite() {
         return 0.0;
     }
-    let maker = order.limit == Some(raw_price);
     let fee_per_unit = config.fee(s, rough, price, maker) / rough;
     let units = money / (unit + fee_per_unit);
     share.lot.map_or(units, |lot| round_to_lot(units, lot))
@@ -158,12 +155,18 @@ impl Book {
             self.cancel_unsized(matched, at.ts);
             return Executed::Done;
         };
+        // Its price after slippage (a volume's impact comes with its share of the volume,
+        // below). A limit order filled at its own limit price rested until the market came
+        // to it: a maker's fill. At a better price (the bar opened through the limit), or
+        // any market or stop fill, it took the price there was: a taker's.
+        let slipped_price = slipped(order, direction, raw_price, config.slippage_of(s));
+        let maker = order.limit == Some(raw_price);
         // An entry sized at its fill takes its size now, from the account as it is (and
         // again at a later bar if this one's volume lets none of it fill).
         let mut sized_now = false;
         if !self.sized_at_fill.is_empty() && matched.role == Role::Entry {
             if let Some(&share) = self.sized_at_fill.get(&matched.id) {
-                size = units_at_fill(share, order, s, raw_price, direction, portfolio, config);
+                size = units_at_fill(share, slipped_price, maker, s, portfolio, config);
                 if size.is_nan() || size <= 0.0 {
                     self.finish(
                         matched.id,
@@ -218,12 +221,7 @@ impl Book {
         if sized_now {
             self.sized_at_fill.remove(&matched.id);
         }
-        let price = slipped(order, direction, raw_price, config.slippage_of(s));
-        let price = impacted(order, direction, price, share, self.impact);
-        // A limit order filled at its own limit price rested until the market came to it:
-        // a maker's fill. At a better price (the bar opened through the limit), or any
-        // market or stop fill, it took the price there was: a taker's.
-        let maker = order.limit == Some(raw_price);
+        let price = impacted(order, direction, slipped_price, share, self.impact);
         let fee_per_unit = config.fee(s, size, price, maker) / size;
         let waiting = Waiting {
             order: matched,
