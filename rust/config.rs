@@ -74,6 +74,47 @@ impl Commission {
         }
     }
 
+    /// The most units `u` whose cost, `per_unit` × `u` plus this schedule's commission on
+    /// them at `notional` a unit (`of`), stays within `money`: 0 when none does (or
+    /// `money` is not a positive amount), infinite when every number of units does (a
+    /// cost that does not grow with them). The commission is the least of the cap's line
+    /// and the greatest of the minimum and the schedule's own line; each line's cost grows
+    /// with the units (or is refused as not bounding them), so the most units within the
+    /// least of them is the greatest of the lines' own most units, and within the greatest
+    /// the least: exact with a fixed fee, a minimum and a cap alike.
+    pub fn most_units(&self, money: f64, per_unit: f64, notional: f64, maker: bool) -> f64 {
+        if money.is_nan() || money <= 0.0 {
+            return 0.0;
+        }
+        let rate = match self.maker {
+            Some(rate) if maker => rate,
+            _ => self.rate,
+        };
+        let within = |slope: f64, fixed: f64| {
+            if slope > 0.0 {
+                (money - fixed) / slope
+            } else if money >= fixed {
+                f64::INFINITY
+            } else {
+                // (A cost falling as units grow, only ever by a rebate beyond what a unit
+                // costs: none is counted on.)
+                0.0
+            }
+        };
+        let mut units = within(per_unit + notional * rate + self.per_unit, self.fixed);
+        if self.minimum > 0.0 {
+            units = units.min(within(per_unit, self.minimum));
+        }
+        if let Some(cap) = self.cap {
+            units = units.max(within(per_unit + cap * notional, 0.0));
+        }
+        if units.is_nan() {
+            0.0
+        } else {
+            units.max(0.0)
+        }
+    }
+
     /// Refuse a part out of its range, naming it (after `whose`: where the schedule was
     /// given) and the rule.
     pub fn validate(&self, whose: &str) -> Result<()> {
@@ -814,5 +855,75 @@ mod tests {
             message.contains("commission_by_symbol['X']: commission = 1.5"),
             "{message}"
         );
+    }
+
+    /// `most_units` against the schedule it inverts (`of`), on 20,000 random schedules,
+    /// prices and amounts: the cost of the units it gives is the money (to rounding), and
+    /// a hair more units cost more; none when the money does not cover a fixed fee or a
+    /// minimum.
+    #[test]
+    fn most_units_is_the_edge_of_what_the_money_pays_for() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut edges = [0usize; 3];
+        for _ in 0..20_000 {
+            let pick = |x: f64, values: &[f64]| values[(x * values.len() as f64) as usize];
+            let schedule = Commission {
+                rate: pick(random(), &[0.0, 0.0005, 0.003, 0.02]),
+                fixed: pick(random(), &[0.0, 1.0, 50.0]),
+                per_unit: pick(random(), &[0.0, 0.01, 0.5]),
+                minimum: pick(random(), &[0.0, 1.0, 30.0]),
+                cap: [None, Some(0.001), Some(0.01)][(random() * 3.0) as usize],
+                maker: [None, Some(-0.0002), Some(0.0001)][(random() * 3.0) as usize],
+            };
+            let maker = random() < 0.5;
+            let notional = 1.0 + random() * 500.0;
+            // What a unit costs besides its commission: its price, or the margin it takes.
+            let per_unit = notional * pick(random(), &[1.0, 0.5, 0.05]);
+            let money = 10f64.powf(random() * 6.0 - 0.5);
+            let units = schedule.most_units(money, per_unit, notional, maker);
+            let cost = |u: f64| per_unit * u + schedule.of(u, notional, maker);
+            assert!(
+                units.is_finite() && units >= 0.0,
+                "{schedule:?} {money} {units}"
+            );
+            if units == 0.0 {
+                assert!(cost(1e-9) > money, "{schedule:?}: none for {money}");
+                edges[0] += 1;
+                continue;
+            }
+            assert!(
+                (cost(units) - money).abs() <= 1e-12 * money,
+                "{schedule:?}: {units} units cost {} of {money}",
+                cost(units)
+            );
+            assert!(
+                cost(units * (1.0 + 1e-9)) > money,
+                "{schedule:?}: more fits"
+            );
+            edges[1 + usize::from(schedule.minimum > 0.0 || schedule.cap.is_some())] += 1;
+        }
+        // Each way out was taken: nothing affordable, the plain line, a minimum or a cap.
+        assert!(edges.iter().all(|&n| n > 100), "{edges:?}");
+    }
+
+    #[test]
+    fn most_units_is_none_for_no_money_and_unbounded_for_a_cost_that_does_not_grow() {
+        let fixed = Commission {
+            fixed: 5.0,
+            ..Commission::default()
+        };
+        assert_eq!(fixed.most_units(f64::NAN, 10.0, 10.0, false), 0.0);
+        assert_eq!(fixed.most_units(-1.0, 10.0, 10.0, false), 0.0);
+        assert_eq!(fixed.most_units(4.0, 10.0, 10.0, false), 0.0);
+        assert_eq!(fixed.most_units(105.0, 10.0, 10.0, false), 10.0);
+        // A unit that costs nothing (a margin check's cost at a price far below its mark)
+        // does not bound the units: another limit must.
+        assert_eq!(fixed.most_units(105.0, 0.0, 10.0, false), f64::INFINITY);
     }
 }

@@ -934,6 +934,18 @@ impl Portfolio {
         }
     }
 
+    /// What the margin check values `symbol`'s position at when a fill at `price` is
+    /// weighed (`after_fill`): its mark, or that price when it has none yet.
+    #[inline(always)]
+    pub fn mark_at_fill(&self, symbol: usize, price: f64) -> f64 {
+        let mark = self.positions[symbol].mark;
+        if mark.is_nan() {
+            price
+        } else {
+            mark
+        }
+    }
+
     /// Equity and gross exposure if `size` units were bought (direction +1) or sold (-1)
     /// at `price` paying `commission`: used for the margin check before a fill. (Inlined
     /// into the book's one caller, where its inputs are in registers.)
@@ -949,7 +961,7 @@ impl Portfolio {
         let p = &self.positions[symbol];
         let new_size = p.size + direction * size;
         let grows = new_size.abs() > p.size.abs() * (1.0 + DUST);
-        let mark = if p.mark.is_nan() { price } else { p.mark };
+        let mark = self.mark_at_fill(symbol, price);
         let m = p.multiplier;
         AfterFill {
             symbol,

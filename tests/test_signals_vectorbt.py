@@ -15,7 +15,7 @@ difference is named here:
   such bars, and their entries are left out of the compared signals.
 - A reversal is one order in vectorbt and two fills in tickstep (the close, then the
   entry) at one price: they are compared as their sum. A fixed fee per fill would then
-  differ, so none is charged.
+  differ, so runs with reversals charge none.
 - A stop-loss and a take-profit both inside one bar: tickstep fills the one nearer the
   open, vectorbt the stop-loss. The bars drawn here are narrower than the distance between
   the two.
@@ -34,6 +34,9 @@ difference is named here:
 - Trailing stops: tickstep raises the best price with the bar's open before checking the
   bar's low against it; vectorbt raises it with the highs of the bars before only. They
   are not compared.
+
+A fixed fee per fill is charged only in runs of ``size_type="percent_at_fill"``, long only
+(no reversal): there both take it off the money before the units are worked out.
 """
 
 from __future__ import annotations
@@ -94,7 +97,8 @@ def vectorbt_run(bars, signals, *, next_open: bool, options: dict, run: dict):  
     # vectorbt's `percent` is of the cash at the fill: tickstep's "percent_at_fill".
     size_type = {"percent_at_fill": "percent"}.get(run["size_type"], run["size_type"])
     kw = {"size": run["size"], "size_type": size_type, "init_cash": CASH, "freq": "1min",
-          "fees": options.get("commission", 0.0), "slippage": options.get("slippage", 0.0) / 1e4,
+          "fees": options.get("commission", 0.0), "fixed_fees": options.get("commission_fixed", 0.0),
+          "slippage": options.get("slippage", 0.0) / 1e4,
           "open": frame(bars["open"]), "high": frame(bars["high"]), "low": frame(bars["low"])}
     if "sl" in run:
         kw["sl_stop"] = run["sl"]
@@ -141,6 +145,12 @@ CASES = {
     "at the next open, long only, a percent of the cash at the fill, commission and slippage": dict(
         next_open=True, shorts=False, options={"commission": 0.001, "slippage": 4.0},
         run={"size": 0.7, "size_type": "percent_at_fill"}),
+    "at the next open, long only, all of the cash at the fill, a fixed fee too": dict(
+        next_open=True, shorts=False, options={"commission": 0.001, "commission_fixed": 7.5, "slippage": 4.0},
+        run={"size": 1.0, "size_type": "percent_at_fill"}),
+    "at the next open, long only, a percent of the cash at the fill, a fixed fee only": dict(
+        next_open=True, shorts=False, options={"commission_fixed": 25.0},
+        run={"size": 0.4, "size_type": "percent_at_fill"}),
     "at the next open, long and short, commission and slippage": dict(
         next_open=True, shorts=True, options={"commission": 0.0005, "slippage": 5.0},
         run={"size": 3.0, "size_type": "amount"}),

@@ -8,6 +8,8 @@ import math
 import pandas as pd
 import pytest
 import tickstep
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tickstep.sizing import (
     FixedSize,
     Limits,
@@ -396,3 +398,119 @@ def test_at_the_fill_a_bar_without_volume_leaves_it_to_be_sized_at_the_next():
     order = result.orders.iloc[0]
     assert (order["status"], order["fill_price"]) == ("filled", 95.0)
     assert order["filled_size"] == pytest.approx(5_000 / 95, rel=1e-15)
+
+
+def x_sized(fraction, place=lambda s: s.buy(), **settings):
+    """`x_at_fill` with another fraction (and lot size in ``settings``)."""
+    sizer = PercentOfEquity(fraction, at="fill", lot_size=settings.pop("lot_size", None))
+    result = tickstep.Backtest({"X": X}, Script, cash=10_000, sizer=sizer, on_reject="ignore",
+                               **settings).run(actions={("X", 0): place})
+    return result.orders.iloc[0], result
+
+
+def test_at_the_fill_the_commission_is_taken_off_the_money_whatever_its_schedule():
+    # Half of 10,000 at the next open, 103, with the commission inside it: u × 103 +
+    # fee(u) = 5,000, for each part of a schedule.
+    cases = [
+        # A fixed fee per fill comes off the money first: (5,000 - 3) / 103.
+        ({"commission_fixed": 3.0}, (5_000 - 3) / 103),
+        # With a rate too: (5,000 - 3) / (103 × 1.001).
+        ({"commission": 0.001, "commission_fixed": 3.0}, (5_000 - 3) / (103 * 1.001)),
+        # A minimum above what the rate comes to (about 5): the minimum is the fee.
+        ({"commission": 0.001, "commission_min": 10.0}, (5_000 - 10) / 103),
+        # A cap below the rate: 0.2% of the notional is the fee.
+        ({"commission": 0.01, "commission_cap": 0.002}, 5_000 / (103 * 1.002)),
+        # A fee per unit adds to each unit's price.
+        ({"commission_per_unit": 0.05}, 5_000 / 103.05),
+    ]
+    for schedule, units in cases:
+        b, result = x_sized(0.5, **schedule)
+        assert (b["status"], b["fill_price"]) == ("filled", 103.0), schedule
+        assert b["filled_size"] == pytest.approx(units, rel=1e-14), schedule
+        fee = result.fills.iloc[0]["commission"]
+        assert b["filled_size"] * 103 + fee == pytest.approx(5_000, rel=1e-14), schedule
+    # All of the cash with a fixed fee: filled, the cash spent to the cent (it was
+    # rejected for margin when the fee was spread over a rough number of units).
+    b, result = x_sized(1.0, commission_fixed=5.0)
+    assert b["status"] == "filled"
+    assert float(result.equity_frame["cash"].iloc[-1]) == pytest.approx(0.0, abs=1e-9)
+    # In whole units: 48 units (48 × 103 + 3 = 4,947; 49 would cost 5,050).
+    b, _ = x_sized(0.5, commission_fixed=3.0, lot_size=1)
+    assert b["filled_size"] == 48.0
+
+
+def test_at_the_fill_never_more_than_the_margin_check_allows():
+    # Leverage 2, all of the buying power (20,000) with 0.1% commission: the units whose
+    # cost with the fee is 20,000 (193.98...) would leave the position above twice the
+    # equity the fee leaves (the check holds the fee against the equity the margin comes
+    # from). It buys what the check allows: u × 103 / 2 + u × 0.103 = 10,000.
+    b, result = x_sized(1.0, commission=0.001, leverage=2.0)
+    units = 10_000 / (103 / 2 + 0.103)
+    assert (b["status"], b["filled_size"]) == ("filled", pytest.approx(units, rel=1e-14))
+    fee = result.fills.iloc[0]["commission"]
+    assert units * 103 == pytest.approx(2 * (10_000 - fee), rel=1e-12)  # the check's edge
+    # Half of it is within the check: 10,000 / (103 × 1.001), the fee counted once.
+    b, _ = x_sized(0.5, commission=0.001, leverage=2.0)
+    assert b["filled_size"] == pytest.approx(10_000 / (103 * 1.001), rel=1e-14)
+    # A buy stop at 103.5, above the open (103, the mark): its price beyond the mark is
+    # lost from equity at once, so with leverage 2 the check allows u × (51.5 + 0.5) =
+    # 10,000, fewer than the 20,000 / 103.5 of buying power.
+    b, _ = x_sized(1.0, lambda s: s.buy(stop=103.5), leverage=2.0)
+    assert (b["status"], b["fill_price"]) == ("filled", 103.5)
+    assert b["filled_size"] == pytest.approx(10_000 / 52, rel=1e-14)
+    # A margin per unit (20 a unit to open): the buying power is 10,000 / 20 units, each
+    # worth 103; all of it with 0.1% commission would need 20.103 a unit of the 10,000.
+    per_unit = {"X": {"initial_margin_per_unit": 20.0, "maintenance_margin_per_unit": 10.0}}
+    b, _ = x_sized(0.5, margin_by_symbol=per_unit)
+    assert b["filled_size"] == pytest.approx(250.0, rel=1e-14)  # 25,750 of buying power / 103
+    b, _ = x_sized(1.0, margin_by_symbol=per_unit, commission=0.001)
+    assert (b["status"], b["filled_size"]) == ("filled", pytest.approx(10_000 / 20.103, rel=1e-14))
+
+
+@settings(max_examples=120, deadline=None)
+@given(rate=st.sampled_from([0.0, 0.0005, 0.003]), fixed=st.sampled_from([0.0, 1.0, 40.0]),
+       per_unit=st.sampled_from([0.0, 0.02]), minimum=st.sampled_from([0.0, 2.0, 25.0]),
+       cap=st.sampled_from([None, 0.001, 0.01]), leverage=st.sampled_from([1.0, 2.0, 5.0]),
+       fraction=st.floats(0.02, 1.0), lot=st.sampled_from([None, 1.0, 10.0]),
+       slippage=st.sampled_from([0.0, 7.0]), stop=st.booleans(), opening=st.floats(20.0, 300.0))
+def test_at_the_fill_the_most_units_the_money_and_the_margin_check_allow(
+        rate, fixed, per_unit, minimum, cap, leverage, fraction, lot, slippage, stop, opening):
+    # From flat with 10,000: the units bought are the most (in lots) whose cost with the
+    # commission is within the fraction of the buying power (10,000 × leverage) and whose
+    # fill the margin check passes (the position at the mark, the open, within leverage ×
+    # the equity left after the fee and the price paid beyond the mark); a lot more breaks
+    # one of the two. Worked out here from the schedule's definition.
+    level = opening * 1.003
+    y = day([(100, 100, 100, 100), (opening, level * 1.01, opening * 0.99, opening), (opening,) * 4])
+    schedule = {"commission": rate, "commission_fixed": fixed, "commission_per_unit": per_unit,
+                "commission_min": minimum, "commission_cap": cap}
+    sizer = PercentOfEquity(fraction, at="fill", lot_size=lot)
+    place = (lambda s: s.buy(stop=level)) if stop else (lambda s: s.buy())
+    result = tickstep.Backtest({"X": y}, Script, cash=10_000, sizer=sizer, leverage=leverage,
+                               slippage=slippage, on_reject="ignore", **schedule).run(actions={("X", 0): place})
+    order = result.orders.iloc[0]
+    price = (level if stop else opening) * (1 + slippage / 1e4)
+
+    def fee(u):
+        f = u * price * rate + u * per_unit + fixed
+        f = max(f, minimum) if minimum > 0 else f
+        return min(f, cap * u * price) if cap is not None else f
+
+    def allowed(u):
+        spends = u * price + fee(u) <= fraction * 10_000 * leverage * (1 + 1e-9)
+        checks = u * opening <= leverage * (10_000 - fee(u) - u * (price - opening)) * (1 + 1e-9)
+        return spends and checks
+
+    step = lot if lot is not None else None
+    if order["status"] == "rejected":
+        assert order["reason"] == "insufficient margin"
+        assert not allowed(step if step is not None else 1e-6)
+        return
+    assert order["status"] == "filled"
+    units = order["filled_size"]
+    assert order["fill_price"] == pytest.approx(price, rel=1e-12)
+    assert result.fills.iloc[0]["commission"] == pytest.approx(fee(units), rel=1e-9, abs=1e-9)
+    assert allowed(units)
+    assert not allowed(units + step if step is not None else units * (1 + 1e-7))
+    if step is not None:
+        assert units / step == pytest.approx(round(units / step), abs=1e-9)

@@ -21,8 +21,9 @@ Rules, per symbol and bar:
 - an entry is sized at the bar's close: ``size_type="amount"`` units,
   ``"value"`` cash / close, ``"percent"`` (a fraction: 0.5 = half) x equity / close
   (with a ``multiplier``, close x multiplier: what a contract is worth); or
-  ``"percent_at_fill"``, sized when it fills: the fraction x the buying power then / what
-  a unit costs there (slippage and commission included), vectorbt's ``"percent"``;
+  ``"percent_at_fill"``, sized when it fills: the most units whose cost there (slippage
+  and commission included) is the fraction x the buying power then, vectorbt's
+  ``"percent"``;
   ``size`` is one number for every entry, one per symbol (``{symbol: number}``, or a
   Series indexed by symbol), or one per bar in the shapes signals take (e.g. a DataFrame
   of sizes beside the DataFrame of entries, or ``{symbol: array}``), read on the entry's

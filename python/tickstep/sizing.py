@@ -206,11 +206,13 @@ class PercentOfEquity:
     refused for lack of buying power.
 
     ``at="fill"`` sizes each order when it fills instead, as backtesting.py sizes
-    ``self.buy(size=0.5)``: ``fraction`` of the buying power then (equity less the margin
-    the open positions hold, times the leverage; equity itself for a flat account without
-    leverage), over what a unit costs at the fill (its price after slippage, times the
-    multiplier, plus the commission per unit), rounded down to ``lot_size``; an order with
-    nothing affordable then is rejected for margin. Until it fills the order reads as an
+    ``self.buy(size=0.5)`` and vectorbt its ``size_type="percent"``: the most units whose
+    cost at the fill (its price after slippage, times the multiplier) with their
+    commission (whatever its schedule: a fixed fee comes off the money first) is
+    ``fraction`` of the buying power then (equity less the margin the open positions
+    hold, times the leverage; equity itself for a flat account without leverage), and
+    never more than the fill's margin check allows, rounded down to ``lot_size``; an
+    order with nothing affordable then is rejected for margin. Until it fills the order reads as an
     estimate, ``fraction`` of equity at the latest price in any units (``Order.size``);
     ``result.orders`` records the units it filled. Only as the backtest's sizer itself:
     :class:`Limits` cannot wrap it.

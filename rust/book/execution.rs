@@ -89,28 +89,49 @@ pub(super) enum Executed {
     NoVolume,
 }
 
-/// The units of an entry of `s` sized at its fill (`ShareAtFill`) at `price` (after
-/// slippage; `maker`: a limit filled at its price): its fraction of the buying power now,
-/// over what a unit costs there (its price times the multiplier, plus the commission per
-/// unit of that many units), rounded down to its lots. A volume's price impact is not
-/// foreseen (the fill's check of the buying power still applies).
+/// The units of an entry of `s` sized at its fill (`ShareAtFill`), bought (`direction`
+/// +1) or sold (-1) at `price` (after slippage; `maker`: a limit filled at its price): the
+/// most whose cost there (the price times the multiplier a unit) with their commission
+/// is the order's fraction of the buying power now, and never more than the margin check
+/// lets the fill take (`Config::beyond_buying_power`), rounded down to its lots. A
+/// volume's price impact is not foreseen (the fill's check still applies).
+///
+/// The two agree for a flat account without leverage, its price at the mark: a fraction
+/// of 1 spends the cash with the commission. With leverage the check also holds the
+/// commission against the equity the margin comes from, and it values the new units at
+/// the mark while the fill's price away from it is a cost at once: a fraction of 1 then
+/// buys what the check allows rather than being rejected for a few units beyond it. An
+/// entry that first closes an opposite position is sized on the account before it (its
+/// closing frees margin the check then finds).
 fn units_at_fill(
     share: ShareAtFill,
-    price: f64,
-    maker: bool,
+    (price, direction, maker): (f64, f64, bool),
     s: usize,
     account: &Portfolio,
     config: &Config,
 ) -> f64 {
-    let unit = worth(1.0, price, config.multiplier(s));
-    let money = config.buying_power(account, s, unit) * share.fraction;
-    let rough = money / unit;
-    // (No buying power, or a price that makes nothing of it.)
-    if rough.is_nan() || rough <= 0.0 || rough.is_infinite() {
+    let m = config.multiplier(s);
+    let unit = worth(1.0, price, m);
+    if !(unit > 0.0 && unit.is_finite()) {
+        // (A price that makes nothing of any money.)
         return 0.0;
     }
-    let fee_per_unit = config.fee(s, rough, price, maker) / rough;
-    let units = money / (unit + fee_per_unit);
+    let schedule = config.commission_of(s);
+    let money = config.buying_power(account, s, unit) * share.fraction;
+    let mut units = schedule.most_units(money, unit, unit, maker);
+    if account.position(s).size * direction >= 0.0 {
+        // What the check asks of each unit: the margin it takes, valued at the mark, and
+        // its price beyond the mark, lost from equity at once; from the equity that the
+        // open positions' margin leaves free.
+        let mark = account.mark_at_fill(s, price);
+        let per_unit = config.margin_of(s).initial(1.0, worth(1.0, mark, m))
+            + worth(direction, price - mark, m);
+        let free = account.equity() - config.margin_used(account);
+        units = units.min(schedule.most_units(free, per_unit, unit, maker));
+    }
+    if !units.is_finite() {
+        return 0.0;
+    }
     share.lot.map_or(units, |lot| round_to_lot(units, lot))
 }
 
@@ -166,7 +187,8 @@ impl Book {
         let mut sized_now = false;
         if !self.sized_at_fill.is_empty() && matched.role == Role::Entry {
             if let Some(&share) = self.sized_at_fill.get(&matched.id) {
-                size = units_at_fill(share, slipped_price, maker, s, portfolio, config);
+                let fill = (slipped_price, direction, maker);
+                size = units_at_fill(share, fill, s, portfolio, config);
                 if size.is_nan() || size <= 0.0 {
                     self.finish(
                         matched.id,
