@@ -494,6 +494,16 @@ impl Config {
         required > after.equity * (1.0 + 1e-12)
     }
 
+    /// The initial margin the account's positions would require as `after` leaves them,
+    /// what `beyond_buying_power` weighs against its equity (which, with one set of terms,
+    /// compares gross exposure with leverage × equity instead, not to divide).
+    pub fn margin_required(&self, account: &Portfolio, after: &AfterFill) -> f64 {
+        if self.margins.is_empty() {
+            return after.gross / self.leverage;
+        }
+        self.initial_margin(account, Some((after.symbol, after.units, after.worth)))
+    }
+
     /// Σ initial margin over the positions, each at its own terms (worth / leverage, or
     /// units × initial per unit), `change` in place of one symbol's units and worth
     /// (`Portfolio::required_margin`).

@@ -463,11 +463,11 @@ impl Position {
 #[derive(Clone, Copy, Debug)]
 pub struct AfterFill {
     pub symbol: usize,
-    /// Equity after the fill at the position's mark (its price if it has none yet).
+    /// Equity after the fill, the symbol's position at the market price of the fill.
     pub equity: f64,
     /// Gross exposure after it.
     pub gross: f64,
-    /// What the symbol's position is worth after it (|size| × mark × multiplier).
+    /// What the symbol's position is worth after it (|size| × that price × multiplier).
     pub worth: f64,
     /// The units (|size|) of the symbol's position after it.
     pub units: f64,
@@ -934,40 +934,43 @@ impl Portfolio {
         }
     }
 
-    /// What the margin check values `symbol`'s position at when a fill at `price` is
-    /// weighed (`after_fill`): its mark, or that price when it has none yet.
-    #[inline(always)]
-    pub fn mark_at_fill(&self, symbol: usize, price: f64) -> f64 {
-        let mark = self.positions[symbol].mark;
-        if mark.is_nan() {
-            price
-        } else {
-            mark
-        }
-    }
-
     /// Equity and gross exposure if `size` units were bought (direction +1) or sold (-1)
-    /// at `price` paying `commission`: used for the margin check before a fill. (Inlined
-    /// into the book's one caller, where its inputs are in registers.)
+    /// at `price` paying `commission`, the market being at `market` then (the price the
+    /// order matched at, before slippage and impact): used for the margin check before a
+    /// fill. The symbol's position is valued at that market price, the units it held
+    /// as well as those the fill adds (their mark is the open, or the close before: a stop
+    /// or a limit fills later in the bar, where the market has moved), and what the fill
+    /// pays beyond it (slippage, impact) is lost from equity at once; the other symbols
+    /// stay at their marks. (Inlined into the book's one caller, where its inputs are in
+    /// registers.)
     #[inline(always)]
     pub fn after_fill(
         &self,
         symbol: usize,
         direction: f64,
         size: f64,
-        price: f64,
+        (price, market): (f64, f64),
         commission: f64,
     ) -> AfterFill {
         let p = &self.positions[symbol];
         let new_size = p.size + direction * size;
         let grows = new_size.abs() > p.size.abs() * (1.0 + DUST);
-        let mark = self.mark_at_fill(symbol, price);
+        // (A symbol not priced yet holds nothing to value again.)
+        let moved = if p.mark.is_nan() {
+            0.0
+        } else {
+            market - p.mark
+        };
         let m = p.multiplier;
         AfterFill {
             symbol,
-            equity: self.equity() - commission + worth(direction * size, mark - price, m),
-            gross: self.gross_exposure() + worth(new_size.abs() - p.size.abs(), mark, m),
-            worth: worth(new_size.abs(), mark, m),
+            equity: self.equity() - commission
+                + worth(direction * size, market - price, m)
+                + worth(p.size, moved, m),
+            gross: self.gross_exposure()
+                + worth(new_size.abs() - p.size.abs(), market, m)
+                + worth(p.size.abs(), moved, m),
+            worth: worth(new_size.abs(), market, m),
             units: new_size.abs(),
             grows,
         }
@@ -1588,6 +1591,29 @@ mod tests {
     }
 
     #[test]
+    fn a_fill_is_weighed_with_its_symbol_where_the_market_is_when_it_fills() {
+        // 10 held short from 100, marked at the open, 100; 5 more sold by a stop at 99
+        // that fills at 98.9 after slippage, commission 1. At 99 the 10 held gain 10 and
+        // are worth 990, the 5 added 495, and the 0.1 a unit given up by the slippage is
+        // lost at once.
+        let mut p = Portfolio::new(10_000.0, 1);
+        p.mark(0, 100.0);
+        p.apply(exec(-1.0, 10.0, 100.0, 0.0));
+        let after = p.after_fill(0, -1.0, 5.0, (98.9, 99.0), 1.0);
+        let equity = 10_000.0 - 1.0 - 0.5 + 10.0;
+        assert!((after.equity - equity).abs() < 1e-9, "{after:?}");
+        assert!((after.gross - 1_485.0).abs() < 1e-9, "{after:?}");
+        assert!((after.worth - 1_485.0).abs() < 1e-9, "{after:?}");
+        assert_eq!((after.units, after.grows), (15.0, true));
+        // At the mark itself nothing is valued again: the terms of the fill alone.
+        let at_open = p.after_fill(0, -1.0, 5.0, (99.9, 100.0), 1.0);
+        assert_eq!(
+            (at_open.equity, at_open.gross),
+            (10_000.0 - 1.0 - 0.5, 1_500.0)
+        );
+    }
+
+    #[test]
     fn a_contract_books_its_multiplier_in_every_amount() {
         // Two contracts of 50 a point bought at 5,010 (commission 4), marked at 5,020,
         // sold at 4,990 (commission 4): cash -501,004 then +499,000 - 4; the trade loses
@@ -1596,7 +1622,7 @@ mod tests {
         let mut p = Portfolio::new(1_000_000.0, 1);
         p.set_multiplier(0, 50.0);
         p.mark(0, 5_000.0);
-        let after = p.after_fill(0, 1.0, 2.0, 5_010.0, 4.0);
+        let after = p.after_fill(0, 1.0, 2.0, (5_010.0, 5_000.0), 4.0);
         assert_eq!(
             (after.equity, after.gross, after.worth, after.grows),
             (1_000_000.0 - 4.0 - 1_000.0, 500_000.0, 500_000.0, true)

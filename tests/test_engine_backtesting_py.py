@@ -240,16 +240,15 @@ def test_a_fraction_of_equity_at_the_fill_buys_what_backtesting_py_buys(fraction
     # marks an open position at the fill bar's close when it sizes (a price from after the
     # fill), where tickstep marks it at the open, so the two agree on a flat account (its
     # cash) and the test keeps there. Commission on every fill; with margin 0.5 the
-    # leverage is 2 in both. All of the liquidity (0.9999) is spent by market entries only:
-    # tickstep checks a fill's margin with the position valued at its bar's mark (the
-    # open), so a short entered whole by a stop below the open is refused there, where
-    # backtesting.py values it at the stop.
+    # leverage is 2 in both. All of the liquidity (0.9999) by every kind of entry: both
+    # value a stop's fill at the stop when they check its margin (a short entered whole by
+    # a stop below the open fills in both).
     n = 2_000
     b = walk(seed, n, 1)
     index = pd.date_range("2024-01-02 09:30", periods=n, freq="1min", tz="UTC")
     frame = pd.DataFrame({c: b[c][:, 0] for c in ("open", "high", "low", "close")}, index=index)
     frame["volume"] = 1.0
-    orders = draw_orders(seed, n, SHARE_ENTRIES if fraction < 0.9 else SHARE_ENTRIES[:4])
+    orders = draw_orders(seed, n, SHARE_ENTRIES)
 
     class Theirs(ReferenceStrategy):
         def init(self) -> None:

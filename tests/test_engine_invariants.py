@@ -781,7 +781,10 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
     The engine checks at the moment of the fill with every position marked at its latest
     price: within a tick's market phase (one batch for all symbols), every symbol with a
     bar at this tick is at its open, the rest at their previous close; at the barrier all
-    are at the close.
+    are at the close. The filling symbol is at the price its order matched at (before
+    slippage: a stop's or a limit's fills inside the bar, where the market has moved from
+    the open), the units it held as well as those it adds; what the fill pays beyond that
+    price is lost from equity at once.
     """
     names = sorted(B)
     problems = []
@@ -808,13 +811,14 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
                 out[j] = b.c[k] if k >= 0 else np.nan
         return out
 
-    def verdict(cash, pos, t, s, barrier, d, size, price, fee):
-        """(grows, fits) for this fill in this state; fits with a tolerance either way."""
-        m = marks(t, s, barrier)
+    def verdict(cash, pos, t, s, barrier, d, size, price, raw, fee):
+        """(grows, fits) for this fill (at ``price``, matched at ``raw``) in this state;
+        fits with a tolerance either way."""
+        m = dict(marks(t, s, barrier))
+        m[s] = mark = raw
         held = {j: p for j, p in pos.items() if p}
         equity = cash + sum(p * m[j] for j, p in held.items())
         gross = sum(abs(p) * m[j] for j, p in held.items())
-        mark = m[s] if not np.isnan(m[s]) else price
         old = pos.get(s, 0.0)
         new = old + d * size
         grows = abs(new) > abs(old) * (1 + 1e-9)
@@ -920,7 +924,7 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
         price = slipped(ev.raw, buy, slippage_bps) if slips(kind_of(o)) else ev.raw
         fee = reference_fee(size, price, limit=None if pd.isna(o.limit) else o.limit,
                             **schedule_of(o.symbol))
-        verdicts = [verdict(c, p, t, o.symbol, ev.barrier, 1 if buy else -1, size, price, fee)
+        verdicts = [verdict(c, p, t, o.symbol, ev.barrier, 1 if buy else -1, size, price, ev.raw, fee)
                     for c, p in states]
         return all(grows and fits_strict for grows, _, fits_strict in verdicts)
 
@@ -934,7 +938,10 @@ def check_margin(B, orders, fills, expected, *, trade_on_close, leverage, slippa
             s = f.symbol
             fee = f.commission * size / f["size"]
             if check:
-                grows, fits, _ = verdict(cash, pos, t, s, barrier, d, size, f.price, fee)
+                # The price matched (before slippage, which moves market and stop fills).
+                o = orders[int(f.order_id)]
+                raw = f.price / (1.0 + d * slippage_bps * 1e-4) if slips(kind_of(o)) else f.price
+                grows, fits, _ = verdict(cash, pos, t, s, barrier, d, size, f.price, raw, fee)
                 if grows and not fits:
                     problems.append(f"order {int(f.order_id)} filled at {f.time} beyond the margin")
                 if d < 0 and locate(s, t) == 0.0:

@@ -452,12 +452,16 @@ def test_at_the_fill_never_more_than_the_margin_check_allows():
     # Half of it is within the check: 10,000 / (103 × 1.001), the fee counted once.
     b, _ = x_sized(0.5, commission=0.001, leverage=2.0)
     assert b["filled_size"] == pytest.approx(10_000 / (103 * 1.001), rel=1e-14)
-    # A buy stop at 103.5, above the open (103, the mark): its price beyond the mark is
-    # lost from equity at once, so with leverage 2 the check allows u × (51.5 + 0.5) =
-    # 10,000, fewer than the 20,000 / 103.5 of buying power.
+    # A buy stop at 103.5, above the open, with 10 basis points of slippage: the check
+    # values the units at 103.5, where the market is when it fills, and the slippage
+    # (0.1035 a unit) is lost from equity at once, so with leverage 2 it allows
+    # u × (103.5 / 2 + 0.1035) = 10,000, fewer than the 20,000 / 103.6035 of buying power.
+    b, _ = x_sized(1.0, lambda s: s.buy(stop=103.5), leverage=2.0, slippage=10)
+    assert (b["status"], b["fill_price"]) == ("filled", pytest.approx(103.6035, rel=1e-15))
+    assert b["filled_size"] == pytest.approx(10_000 / (103.5 / 2 + 0.1035), rel=1e-13)
+    # Without slippage the two agree: 20,000 / 103.5.
     b, _ = x_sized(1.0, lambda s: s.buy(stop=103.5), leverage=2.0)
-    assert (b["status"], b["fill_price"]) == ("filled", 103.5)
-    assert b["filled_size"] == pytest.approx(10_000 / 52, rel=1e-14)
+    assert b["filled_size"] == pytest.approx(20_000 / 103.5, rel=1e-14)
     # A margin per unit (20 a unit to open): the buying power is 10,000 / 20 units, each
     # worth 103; all of it with 0.1% commission would need 20.103 a unit of the 10,000.
     per_unit = {"X": {"initial_margin_per_unit": 20.0, "maintenance_margin_per_unit": 10.0}}
@@ -477,9 +481,9 @@ def test_at_the_fill_the_most_units_the_money_and_the_margin_check_allow(
         rate, fixed, per_unit, minimum, cap, leverage, fraction, lot, slippage, stop, opening):
     # From flat with 10,000: the units bought are the most (in lots) whose cost with the
     # commission is within the fraction of the buying power (10,000 × leverage) and whose
-    # fill the margin check passes (the position at the mark, the open, within leverage ×
-    # the equity left after the fee and the price paid beyond the mark); a lot more breaks
-    # one of the two. Worked out here from the schedule's definition.
+    # fill the margin check passes (the position at the price matched, the open or the
+    # stop, within leverage × the equity left after the fee and the slippage); a lot more
+    # breaks one of the two. Worked out here from the schedule's definition.
     level = opening * 1.003
     y = day([(100, 100, 100, 100), (opening, level * 1.01, opening * 0.99, opening), (opening,) * 4])
     schedule = {"commission": rate, "commission_fixed": fixed, "commission_per_unit": per_unit,
@@ -498,7 +502,8 @@ def test_at_the_fill_the_most_units_the_money_and_the_margin_check_allow(
 
     def allowed(u):
         spends = u * price + fee(u) <= fraction * 10_000 * leverage * (1 + 1e-9)
-        checks = u * opening <= leverage * (10_000 - fee(u) - u * (price - opening)) * (1 + 1e-9)
+        market = level if stop else opening  # where the market is when it fills
+        checks = u * market <= leverage * (10_000 - fee(u) - u * (price - market)) * (1 + 1e-9)
         return spends and checks
 
     step = lot if lot is not None else None
@@ -514,3 +519,17 @@ def test_at_the_fill_the_most_units_the_money_and_the_margin_check_allow(
     assert not allowed(units + step if step is not None else units * (1 + 1e-7))
     if step is not None:
         assert units / step == pytest.approx(round(units / step), abs=1e-9)
+
+
+def test_at_the_fill_a_short_by_a_stop_below_the_open_takes_all_of_the_cash():
+    # A sell stop at 102.5, below the open (103), filled inside the bar: the check values
+    # the short at 102.5, where the market is then, so all of the 10,000 sells
+    # 10,000 / 102.5 (valued at the open the short would have needed 10,000 / 103.5).
+    b, result = x_sized(1.0, lambda s: s.sell(stop=102.5))
+    assert (b["status"], b["fill_price"]) == ("filled", 102.5)
+    assert b["filled_size"] == pytest.approx(10_000 / 102.5, rel=1e-14)
+    # The same units placed as a size: filled, where the old valuation refused them.
+    units = 10_000 / 102.5
+    result = tickstep.Backtest({"X": X}, Script, cash=10_000, on_reject="ignore").run(
+        actions={("X", 0): lambda s: s.sell(size=units, stop=102.5)})
+    assert result.orders.iloc[0]["status"] == "filled"

@@ -69,6 +69,9 @@ pub(super) struct Waiting {
     /// Units still to execute, at `price` (after slippage) and `fee_per_unit`.
     pub size: f64,
     pub price: f64,
+    /// The price the order matched at (before slippage and impact): where the market was
+    /// when it filled, which the margin check values the symbol at.
+    pub market: f64,
     pub fee_per_unit: f64,
     /// Units of the order already executed (its reducing part): one fill row for both
     /// parts is written when the order is done.
@@ -90,22 +93,22 @@ pub(super) enum Executed {
 }
 
 /// The units of an entry of `s` sized at its fill (`ShareAtFill`), bought (`direction`
-/// +1) or sold (-1) at `price` (after slippage; `maker`: a limit filled at its price): the
-/// most whose cost there (the price times the multiplier a unit) with their commission
-/// is the order's fraction of the buying power now, and never more than the margin check
-/// lets the fill take (`Config::beyond_buying_power`), rounded down to its lots. A
-/// volume's price impact is not foreseen (the fill's check still applies).
+/// +1) or sold (-1) at `price` (after slippage; `maker`: a limit filled at its price)
+/// where the market is at `market` (the price matched, before slippage): the most whose
+/// cost there (the price times the multiplier a unit) with their commission is the
+/// order's fraction of the buying power now, and never more than the margin check lets
+/// the fill take (`Config::beyond_buying_power`), rounded down to its lots. A volume's
+/// price impact is not foreseen (the fill's check still applies).
 ///
-/// The two agree for a flat account without leverage, its price at the mark: a fraction
-/// of 1 spends the cash with the commission. With leverage the check also holds the
-/// commission against the equity the margin comes from, and it values the new units at
-/// the mark while the fill's price away from it is a cost at once: a fraction of 1 then
-/// buys what the check allows rather than being rejected for a few units beyond it. An
-/// entry that first closes an opposite position is sized on the account before it (its
-/// closing frees margin the check then finds).
+/// The two agree for a flat account without leverage or slippage: a fraction of 1 spends
+/// the cash with the commission. With leverage the check also holds the commission (and
+/// the slippage, lost at once) against the equity the margin comes from: a fraction of 1
+/// then buys what the check allows rather than being rejected for a few units beyond
+/// it. An entry that first closes an opposite position is sized on the account before
+/// it (its closing frees margin the check then finds).
 fn units_at_fill(
     share: ShareAtFill,
-    (price, direction, maker): (f64, f64, bool),
+    (price, market, direction, maker): (f64, f64, f64, bool),
     s: usize,
     account: &Portfolio,
     config: &Config,
@@ -120,13 +123,13 @@ fn units_at_fill(
     let money = config.buying_power(account, s, unit) * share.fraction;
     let mut units = schedule.most_units(money, unit, unit, maker);
     if account.position(s).size * direction >= 0.0 {
-        // What the check asks of each unit: the margin it takes, valued at the mark, and
-        // its price beyond the mark, lost from equity at once; from the equity that the
-        // open positions' margin leaves free.
-        let mark = account.mark_at_fill(s, price);
-        let per_unit = config.margin_of(s).initial(1.0, worth(1.0, mark, m))
-            + worth(direction, price - mark, m);
-        let free = account.equity() - config.margin_used(account);
+        // What the check asks of each unit: the margin it takes at the market price and
+        // what its price beyond that costs at once; from the equity that the margin of
+        // the positions (this symbol's valued at that price too) leaves free.
+        let held = account.after_fill(s, direction, 0.0, (price, market), 0.0);
+        let per_unit = config.margin_of(s).initial(1.0, worth(1.0, market, m))
+            + worth(direction, price - market, m);
+        let free = held.equity - config.margin_required(account, &held);
         units = units.min(schedule.most_units(free, per_unit, unit, maker));
     }
     if !units.is_finite() {
@@ -187,7 +190,7 @@ impl Book {
         let mut sized_now = false;
         if !self.sized_at_fill.is_empty() && matched.role == Role::Entry {
             if let Some(&share) = self.sized_at_fill.get(&matched.id) {
-                let fill = (slipped_price, direction, maker);
+                let fill = (slipped_price, raw_price, direction, maker);
                 size = units_at_fill(share, fill, s, portfolio, config);
                 if size.is_nan() || size <= 0.0 {
                     self.finish(
@@ -251,6 +254,7 @@ impl Book {
             direction,
             size,
             price,
+            market: raw_price,
             fee_per_unit,
             done: 0.0,
             rest,
@@ -321,7 +325,7 @@ impl Book {
             return;
         }
         let fee = w.size * w.fee_per_unit;
-        let after = portfolio.after_fill(s, w.direction, w.size, w.price, fee);
+        let after = portfolio.after_fill(s, w.direction, w.size, (w.price, w.market), fee);
         if after.grows && config.beyond_buying_power(portfolio, &after) {
             self.reject_increase(at, w, Reason::InsufficientMargin);
             return;
