@@ -490,8 +490,7 @@ impl Config {
         if self.margins.is_empty() {
             return after.gross > after.equity * self.leverage * (1.0 + 1e-12);
         }
-        let required = self.initial_margin(account, Some((after.symbol, after.units, after.worth)));
-        required > after.equity * (1.0 + 1e-12)
+        self.margin_required(account, after) > after.equity * (1.0 + 1e-12)
     }
 
     /// The initial margin the account's positions would require as `after` leaves them,

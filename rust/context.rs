@@ -193,15 +193,15 @@ impl TickContext<'_> {
 
     // ---- orders ----------------------------------------------------------------------------
 
-    /// Place an order; it joins the book at this tick's barrier. Returns its id. With
-    /// `exclusive_orders`, the symbol's entry orders still working are cancelled and its
-    /// position is closed first (the close fills before the order, in the same batch, at
-    /// the same moment for an order at the open or the close).
     /// Entry `id`, just placed, is sized when it fills (`Book::size_at_fill`).
     pub fn size_at_fill(&mut self, id: u64, share: ShareAtFill) {
         self.book.size_at_fill(id, share);
     }
 
+    /// Place an order; it joins the book at this tick's barrier. Returns its id. With
+    /// `exclusive_orders`, the symbol's entry orders still working are cancelled and its
+    /// position is closed first (the close fills before the order, in the same batch, at
+    /// the same moment for an order at the open or the close).
     pub fn submit(&mut self, req: OrderRequest) -> Result<u64> {
         self.check_symbol(req.symbol)?;
         let s = req.symbol;

@@ -67,9 +67,9 @@ pub enum SizeType {
     Value,
     /// Fraction of current equity: units = size × equity / close.
     Percent,
-    /// Fraction of the buying power when the entry fills (`orders::ShareAtFill`): units =
-    /// size × buying power / what a unit costs there, with its slippage and commission —
-    /// vectorbt's `percent` of the cash.
+    /// Fraction of the buying power when the entry fills (`orders::ShareAtFill`): the most
+    /// units whose cost there, with its slippage and commission, is size × buying power
+    /// (and that the fill's margin check passes) — vectorbt's `percent` of the cash.
     PercentAtFill,
     /// Target position of size × equity / close units on the entry's side.
     TargetPercent,
