@@ -87,6 +87,10 @@ pub struct Book {
     rests: HashMap<u64, u64>,
     /// The entries sized when they fill (`size_at_fill`), by id, until they do.
     sized_at_fill: HashMap<u64, ShareAtFill>,
+    /// While such entries work: the equity the positions' margin left free when the
+    /// batch being executed came to its first increase (`None` before it), the base each
+    /// of its entries sized at their increase is sized on.
+    free_before_increases: Option<f64>,
     /// When a price reaching a limit fills it (`Config::limit_fill`, `fill_limits`).
     limits: LimitFill,
     /// Per symbol, whether its bar now says it may be sold short (`Config::locate_column`,
@@ -203,6 +207,7 @@ impl Book {
             by_volume: false,
             rests: HashMap::new(),
             sized_at_fill: HashMap::new(),
+            free_before_increases: None,
             ranged_at_close: Vec::new(),
             limits: LimitFill::Touch,
             locates: Vec::new(),
@@ -919,6 +924,7 @@ impl Book {
     pub fn execute_batch(&mut self, portfolio: &mut Portfolio, rules: Rules<'_>) {
         self.waiting.clear();
         self.entered = 0;
+        self.free_before_increases = None;
         for p in 0..self.plays.len() {
             self.play_on(p, portfolio, rules);
             self.entered = p + 1;
@@ -1094,6 +1100,7 @@ impl Book {
     ) {
         let mut increases = Vec::new();
         let mut touched = Vec::new();
+        self.free_before_increases = None;
         for j in 0..self.placed.len() {
             let (s, id) = self.placed[j];
             // Placed last, so near the end. Skipped if cancelled since: by the strategy

@@ -529,7 +529,16 @@ impl Config {
     /// latest price), 0 when none is free or a margin per unit meets a symbol not yet
     /// priced (commissions and a fill's price away from the mark aside).
     pub fn buying_power(&self, account: &Portfolio, symbol: usize, unit_worth: f64) -> f64 {
-        let free = account.equity() - self.margin_used(account);
+        self.buying_power_of(self.free_equity(account), symbol, unit_worth)
+    }
+
+    /// The account's equity that its positions' margin leaves free (may be below 0).
+    pub fn free_equity(&self, account: &Portfolio) -> f64 {
+        account.equity() - self.margin_used(account)
+    }
+
+    /// `buying_power` of an account with `free` equity (`free_equity`).
+    pub fn buying_power_of(&self, free: f64, symbol: usize, unit_worth: f64) -> f64 {
         let carried = (self.margin_of(symbol)).worth_carried(free, unit_worth);
         if carried.is_nan() {
             0.0

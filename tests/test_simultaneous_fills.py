@@ -296,6 +296,61 @@ def test_renaming_symbols_changes_nothing(seed, n_symbols, permutation_seed, com
     same_stats(a.stats, b.stats)
 
 
+class MomentumAtFill(Momentum):
+    """`Momentum` with its buys sized at their fill by the backtest's sizer
+    (`PercentOfEquity(share, at="fill")`): the closes of one tick and its buys fill
+    together, the buys sized on the cash the closes free."""
+
+    def on_tick(self):
+        moves = []
+        for sym in self.symbols:
+            h = self.data(sym, count=2)
+            if len(h) == 2 and self.has_data(sym):
+                moves.append((h.close[-1] / h.close[0], sym))
+        for move, sym in sorted(moves):
+            if move < 1 and self.position_size(sym) > 0:
+                self.close(sym)
+            elif move > 1.01 and self.position_size(sym) == 0:
+                self.buy(sym, sl=self.price(sym) * 0.97)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_symbols=st.integers(2, 7),
+    permutation_seed=st.integers(0, 2**32 - 1),
+    commission=st.sampled_from([0.0, 0.001]),
+    trade_on_close=st.booleans(),
+    share=st.sampled_from([0.45, 0.3, 0.95]),
+    lot_size=st.sampled_from([None, 1.0]),
+)
+def test_entries_sized_at_their_fill_are_the_same_whatever_order_the_symbols_are_visited_in(
+        seed, n_symbols, permutation_seed, commission, trade_on_close, share, lot_size):
+    # The orders are placed in a name-free order (ranked by return), so visiting the
+    # symbols in another order changes which symbol's fills the book walks first, and
+    # nothing else: an entry sized at its fill takes its share of the buying power the
+    # tick's batch has after its closes, however the two symbols come in the walk. The
+    # same names, the same orders, the same bits.
+    names = [f"S{k}" for k in range(n_symbols)]
+    frames = random_frames(seed, names, 40)
+    visited = list(np.random.default_rng(permutation_seed).permutation(names))
+    options = dict(cash=10_000, commission=commission, trade_on_close=trade_on_close,
+                   record_every_bar=True, on_reject="ignore",
+                   sizer=tickstep.PercentOfEquity(share, lot_size=lot_size, at="fill"))
+    a = tickstep.Backtest(frames, MomentumAtFill, **options).run()
+    b = tickstep.Backtest({k: frames[k] for k in visited}, MomentumAtFill, **options).run()
+    same_bits(a.equity_frame.reset_index(), b.equity_frame.reset_index())
+    identity = {n: n for n in names}
+    for table, key in (("trades", ["exit_time", "exit_order", "entry_time", "trade_id"]),
+                       ("fills", ["time", "order_id"]),
+                       ("orders", ["order_id"])):
+        ta = named_back(getattr(a, table), identity).sort_values(key, kind="stable")
+        tb = named_back(getattr(b, table), identity).sort_values(key, kind="stable")
+        same_bits(ta.reset_index(drop=True), tb.reset_index(drop=True))
+    same_stats(a.stats, b.stats)
+    assert (a.orders["status"] == "filled").sum() > 0
+
+
 # ---- next(symbol) runs in the order the symbols were given, never by name ----------------
 
 

@@ -356,17 +356,47 @@ def test_at_the_fill_orders_of_one_moment_share_the_buying_power_before_its_incr
     # each sized on the 10,000 of buying power before either increase.
     both = {("A", 0): lambda s: s.buy("A"), ("B", 0): lambda s: s.buy("B")}
 
-    def run(fraction):
-        return tickstep.Backtest(MARKET, Script, cash=10_000, on_reject="ignore",
+    def run(fraction, market=MARKET):
+        return tickstep.Backtest(market, Script, cash=10_000, on_reject="ignore",
                                  sizer=PercentOfEquity(fraction, at="fill")).run(actions=both).orders
 
     orders = run(0.5)
     assert list(orders["filled_size"]) == [50.0, 100.0]  # 5,000 / 100 and 5,000 / 50
-    # 0.6 each: 6,000 of A, then 6,000 of B, which the 4,000 left cannot pay for.
+    # 0.6 each: 6,000 of A (placed first, first in turn), then of B what the fill's margin
+    # check still allows: the 4,000 left, 80 units (not 6,000 / 50).
     orders = run(0.6)
-    assert sorted(orders["status"]) == ["filled", "rejected"]
-    filled = orders[orders["status"] == "filled"].iloc[0]
-    assert filled["filled_size"] * {"A": 100, "B": 50}[filled["symbol"]] == pytest.approx(6_000)
+    assert list(orders["status"]) == ["filled", "filled"]
+    assert list(orders["filled_size"]) == [60.0, 80.0]
+    # Visited first, B is placed first and first in turn: 6,000 / 50, and A the 4,000 left.
+    orders = run(0.6, {"B": MARKET["B"], "A": MARKET["A"]}).set_index("symbol")
+    assert (orders.loc["B", "filled_size"], orders.loc["A", "filled_size"]) == (120.0, 40.0)
+
+
+@pytest.mark.parametrize("order", [("C", "A"), ("A", "C")], ids=["held first", "entered first"])
+@pytest.mark.parametrize("signals", [False, True], ids=["next", "signals mode"])
+def test_at_the_fill_a_rotation_buys_with_the_cash_its_sale_frees_whatever_the_symbols_order(
+        order, signals):
+    # C (100) bought with 95% at bar 1's open; at bar 3 sold and A (50) bought, both
+    # filling at bar 4's open. The sale comes first (reductions before increases) and A is
+    # sized on the cash after it: 95% of 10,000 at 50 is 190 units, whichever of the two
+    # symbols the backtest visits first (A used to be sized before C's sale when it came
+    # first: 9.5 units).
+    market = {s: day([{"C": (100, 100, 100, 100), "A": (50, 50, 50, 50)}[s]] * 6) for s in order}
+    if signals:
+        index = market["A"].index
+        entries = pd.DataFrame(False, index=index, columns=list(order))
+        exits = entries.copy()
+        entries.loc[index[1], "C"] = exits.loc[index[3], "C"] = entries.loc[index[3], "A"] = True
+        bt = tickstep.Backtest(market, cash=10_000)
+        result = bt.run_signals(entries=entries, exits=exits, size=0.95, size_type="percent_at_fill")
+    else:
+        actions = {("C", 1): lambda s: s.buy("C"), ("C", 3): lambda s: s.close("C"),
+                   ("A", 3): lambda s: s.buy("A")}
+        result = tickstep.Backtest(market, Script, cash=10_000,
+                                   sizer=PercentOfEquity(0.95, at="fill")).run(actions=actions)
+    fills = result.fills.set_index(["symbol", "side"])["size"]
+    assert (fills[("C", "buy")], fills[("C", "sell")], fills[("A", "buy")]) == (95.0, 95.0, 190.0)
+    assert result.orders["status"].eq("filled").all()
 
 
 def test_at_the_fill_a_size_given_by_modify_is_kept():

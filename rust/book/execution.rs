@@ -81,6 +81,16 @@ pub(super) struct Waiting {
     pub rest: f64,
 }
 
+/// What `Book::size_at_its_fill` made of an increase about to execute.
+enum AtItsFill {
+    /// Not an entry sized when its increase executes: as it is.
+    NotSizedSo,
+    /// Sized now.
+    Sized(Waiting),
+    /// Nothing affordable: rejected.
+    Rejected,
+}
+
 pub(super) enum Executed {
     /// Filled, or ended (cancelled, rejected) without filling.
     Done,
@@ -96,9 +106,11 @@ pub(super) enum Executed {
 /// +1) or sold (-1) at `price` (after slippage; `maker`: a limit filled at its price)
 /// where the market is at `market` (the price matched, before slippage): the most whose
 /// cost there (the price times the multiplier a unit) with their commission is the
-/// order's fraction of the buying power now, and never more than the margin check lets
-/// the fill take (`Config::beyond_buying_power`), rounded down to its lots. A volume's
-/// price impact is not foreseen (the fill's check still applies).
+/// order's fraction of the buying power of an account with `free` equity
+/// (`Config::free_equity`: `account`'s, or the batch's before its increases), and never
+/// more than the margin check lets the fill take from `account`
+/// (`Config::beyond_buying_power`), rounded down to its lots. A volume's price impact is
+/// not foreseen (the fill's check still applies).
 ///
 /// The two agree for a flat account without leverage or slippage: a fraction of 1 spends
 /// the cash with the commission. With leverage the check also holds the commission (and
@@ -110,7 +122,7 @@ fn units_at_fill(
     share: ShareAtFill,
     (price, market, direction, maker): (f64, f64, f64, bool),
     s: usize,
-    account: &Portfolio,
+    (account, free): (&Portfolio, f64),
     config: &Config,
 ) -> f64 {
     let m = config.multiplier(s);
@@ -120,7 +132,7 @@ fn units_at_fill(
         return 0.0;
     }
     let schedule = config.commission_of(s);
-    let money = config.buying_power(account, s, unit) * share.fraction;
+    let money = config.buying_power_of(free, s, unit) * share.fraction;
     let mut units = schedule.most_units(money, unit, unit, maker);
     if account.position(s).size * direction >= 0.0 {
         // What the check asks of each unit: the margin it takes at the market price and
@@ -185,13 +197,20 @@ impl Book {
         // any market or stop fill, it took the price there was: a taker's.
         let slipped_price = slipped(order, direction, raw_price, config.slippage_of(s));
         let maker = order.limit == Some(raw_price);
-        // An entry sized at its fill takes its size now, from the account as it is (and
-        // again at a later bar if this one's volume lets none of it fill).
+        // An entry sized at its fill that only increases is sized when that increase
+        // executes (`size_at_its_fill`), on the account as the bar's reductions and the
+        // increases before it in turn leave it: what its symbol's place among the others
+        // cannot change. One that first reduces a position, or any under the volume rules
+        // (its share of the bar's volume is taken here), takes its size now, from the
+        // account as it is (and again at a later bar if this one's volume lets none of it
+        // fill).
         let mut sized_now = false;
         if !self.sized_at_fill.is_empty() && matched.role == Role::Entry {
-            if let Some(&share) = self.sized_at_fill.get(&matched.id) {
+            let now = self.by_volume || held * direction < 0.0;
+            if let (Some(&share), true) = (self.sized_at_fill.get(&matched.id), now) {
                 let fill = (slipped_price, raw_price, direction, maker);
-                size = units_at_fill(share, fill, s, portfolio, config);
+                let account = (&*portfolio, config.free_equity(portfolio));
+                size = units_at_fill(share, fill, s, account, config);
                 if size.is_nan() || size <= 0.0 {
                     self.finish(
                         matched.id,
@@ -324,6 +343,20 @@ impl Book {
             self.reject_increase(at, w, Reason::NotShortable);
             return;
         }
+        // An entry sized at its fill, not when it matched, takes its size now.
+        let sized;
+        let w = if self.sized_at_fill.is_empty() {
+            w
+        } else {
+            match self.size_at_its_fill(at, w, portfolio, config) {
+                AtItsFill::NotSizedSo => w,
+                AtItsFill::Sized(resized) => {
+                    sized = resized;
+                    &sized
+                }
+                AtItsFill::Rejected => return,
+            }
+        };
         let fee = w.size * w.fee_per_unit;
         let after = portfolio.after_fill(s, w.direction, w.size, (w.price, w.market), fee);
         if after.grows && config.beyond_buying_power(portfolio, &after) {
@@ -338,6 +371,49 @@ impl Book {
         if w.rest > 0.0 {
             self.work_on_rest(at, w.order.k, w.rest, portfolio);
         }
+    }
+
+    /// Increase `w` (about to execute, while some order is sized at its fill) sized now if
+    /// it is an entry sized at its fill not sized when it matched (see
+    /// `execute_reduction`): the share of the buying power the batch had before its
+    /// increases (taken at the first of them: entries filling together share one base,
+    /// whatever their order), never more than the fill's check allows of the account now.
+    /// Its units, its commission per unit and its order's records take the size; with
+    /// nothing affordable it is rejected for margin. (Out of line: most fills are not
+    /// sized so.)
+    #[inline(never)]
+    fn size_at_its_fill(
+        &mut self,
+        at: At,
+        w: &Waiting,
+        portfolio: &Portfolio,
+        config: &Config,
+    ) -> AtItsFill {
+        let free =
+            *(self.free_before_increases).get_or_insert_with(|| config.free_equity(portfolio));
+        let id = w.order.id;
+        let Some(share) = self.sized_at_fill.remove(&id) else {
+            return AtItsFill::NotSizedSo;
+        };
+        let s = at.symbol;
+        // (Nothing of it has executed, and no volume rule moved its price: `price` is the
+        // price matched after slippage.)
+        let order = &mut self.working[s][w.order.k];
+        let maker = order.limit == Some(w.market);
+        let fill = (w.price, w.market, w.direction, maker);
+        let size = units_at_fill(share, fill, s, (portfolio, free), config);
+        if size.is_nan() || size <= 0.0 {
+            self.finish(id, Status::Rejected, at.ts, Reason::InsufficientMargin);
+            return AtItsFill::Rejected;
+        }
+        order.size = size;
+        self.log.record_mut(id).size = size;
+        let fee_per_unit = config.fee(s, size, w.price, maker) / size;
+        AtItsFill::Sized(Waiting {
+            size,
+            fee_per_unit,
+            ..*w
+        })
     }
 
     /// An increase the account does not allow (for `reason`): rejected, with the fill row
