@@ -30,7 +30,9 @@ difference is named here:
   from flat without fees or slippage, as that run is. ``size_type="percent_at_fill"`` is
   vectorbt's: a fraction of the buying power at the fill (the cash, from flat without
   leverage), over the slipped price and the fee; compared long only (vectorbt reverses
-  no position sized so) with both.
+  no position sized so) with both; on several symbols sharing one account (vectorbt's
+  ``cash_sharing``, sales first) with at most one entry a bar: entries filling together
+  take their fractions of one base here and of what the ones before left there.
 - Trailing stops: tickstep raises the best price with the bar's open before checking the
   bar's low against it; vectorbt raises it with the highs of the bars before only. They
   are not compared.
@@ -242,3 +244,51 @@ def test_trade_statistics_agree_with_vectorbts(seed, commission):
     assert theirs["# Trades"] > 30
     for name, value in theirs.items():
         assert float(ours[name]) == pytest.approx(float(value), rel=1e-9), name
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(("fraction", "options"), [
+    (0.5, {"commission": 0.001, "slippage": 4.0}),
+    (0.95, {"commission": 0.0005}),
+], ids=["half, commission and slippage", "almost all, commission"])
+def test_several_symbols_on_one_account_sized_at_the_fill_as_vectorbt_shares_cash(seed, fraction, options):
+    # Three symbols on one account (vectorbt: `cash_sharing=True`, sells before buys in a
+    # bar: `call_seq="auto"`), long only, entries at most one a bar across the symbols
+    # (where both libraries then size it alike: on the cash after the bar's sales, whatever
+    # column sold), exits anywhere. Every fill and the final equity agree.
+    n, symbols = 2_000, 3
+    bars = walk(seed, n, symbols)
+    signals = draw_signals(seed, n, symbols, 0.12, shorts=False)
+    rng = np.random.default_rng(seed + 5)
+    keep = rng.integers(0, symbols, n)
+    signals["entries"] &= np.arange(symbols)[None, :] == keep[:, None]
+    # Rotations: at half of the entries' bars, an exit of another symbol (a column of its
+    # own, so still one signal per bar and column).
+    rows = np.flatnonzero(signals["entries"].any(axis=1) & (rng.random(n) < 0.5))
+    other = (keep[rows] + rng.integers(1, symbols, len(rows))) % symbols
+    signals["exits"][rows, other] = True
+    run = {"size": fraction, "size_type": "percent_at_fill"}
+    result, index, names = tickstep_run(bars, signals, next_open=True, options=options, run=run)
+    ours = tickstep_fills(result, index, names)
+
+    frame = lambda a: pd.DataFrame(a, index=pd.date_range("2024-01-02 09:30", periods=n, freq="1min"))  # noqa: E731
+    shifted = {k: np.vstack([np.zeros((1, symbols), bool), v[:-1]]) for k, v in signals.items()}
+    pf = vbt.Portfolio.from_signals(
+        frame(bars["close"]), frame(shifted["entries"]), frame(shifted["exits"]),
+        price=frame(bars["open"]), open=frame(bars["open"]), high=frame(bars["high"]),
+        low=frame(bars["low"]), size=fraction, size_type="percent", init_cash=CASH, freq="1min",
+        fees=options.get("commission", 0.0), slippage=options.get("slippage", 0.0) / 1e4,
+        cash_sharing=True, group_by=True, call_seq="auto")
+    theirs = sorted(((int(r["idx"]), int(r["col"]), "buy" if r["side"] == 0 else "sell",
+                      float(r["size"]), float(r["price"]), float(r["fees"])) for r in pf.orders.records_arr),
+                    key=lambda r: (r[1], r[0]))
+    # The ground the test stands on: a bar where one symbol is sold and another bought.
+    sold = {(r[0], r[1]) for r in ours if r[2] == "sell"}
+    rotations = [r for r in ours if r[2] == "buy" and any((r[0], c) in sold for c in range(symbols) if c != r[1])]
+    assert len(rotations) >= 3, "too few bars where a sale and a buy of another symbol fill together"
+    assert [r[:3] for r in ours] == [r[:3] for r in theirs]
+    np.testing.assert_allclose([r[3] for r in ours], [r[3] for r in theirs], rtol=1e-12)
+    np.testing.assert_allclose([r[4] for r in ours], [r[4] for r in theirs], rtol=1e-12)
+    np.testing.assert_allclose([r[5] for r in ours], [r[5] for r in theirs], rtol=1e-9, atol=1e-12)
+    final = float(pf.final_value())
+    assert float(result.stats["Equity Final [$]"]) == pytest.approx(final, rel=1e-9)
