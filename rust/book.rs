@@ -88,9 +88,10 @@ pub struct Book {
     /// The entries sized when they fill (`size_at_fill`), by id, until they do.
     sized_at_fill: HashMap<u64, ShareAtFill>,
     /// While such entries work: the equity the positions' margin left free when the
-    /// batch being executed came to its first increase (`None` before it), the base each
-    /// of its entries sized at their increase is sized on.
-    free_before_increases: Option<f64>,
+    /// batch being executed came to the first increase of its latest moment (`None`
+    /// before any), the base each of that moment's entries sized at their increase is
+    /// sized on.
+    free_before_increases: Option<(Moment, f64)>,
     /// When a price reaching a limit fills it (`Config::limit_fill`, `fill_limits`).
     limits: LimitFill,
     /// Per symbol, whether its bar now says it may be sold short (`Config::locate_column`,

@@ -372,6 +372,17 @@ def test_at_the_fill_orders_of_one_moment_share_the_buying_power_before_its_incr
     assert (orders.loc["B", "filled_size"], orders.loc["A", "filled_size"]) == (120.0, 40.0)
 
 
+def test_at_the_fill_an_entry_inside_the_bar_is_sized_after_the_opens_increases():
+    # A bought at the open (100) and a limit buy of B at 48 reached inside the same bar
+    # (open 50, low 47): the open's increase comes first, and B's share is of what it left.
+    market = {"A": day([(100, 101, 99, 100)] * 3), "B": day([(50, 51, 49, 50), (50, 51, 47, 49), (49, 50, 48, 49)])}
+    actions = {("A", 0): lambda s: s.buy("A"), ("B", 0): lambda s: s.buy("B", limit=48.0)}
+    orders = tickstep.Backtest(market, Script, cash=10_000, sizer=PercentOfEquity(0.5, at="fill")
+                               ).run(actions=actions).orders.set_index("symbol")
+    assert orders.loc["A", "filled_size"] == 50.0  # 5,000 / 100 at the open
+    assert (orders.loc["B", "fill_price"], orders.loc["B", "filled_size"]) == (48.0, pytest.approx(2_500 / 48, rel=1e-15))
+
+
 @pytest.mark.parametrize("order", [("C", "A"), ("A", "C")], ids=["held first", "entered first"])
 @pytest.mark.parametrize("signals", [False, True], ids=["next", "signals mode"])
 def test_at_the_fill_a_rotation_buys_with_the_cash_its_sale_frees_whatever_the_symbols_order(

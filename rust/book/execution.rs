@@ -198,12 +198,12 @@ impl Book {
         let slipped_price = slipped(order, direction, raw_price, config.slippage_of(s));
         let maker = order.limit == Some(raw_price);
         // An entry sized at its fill that only increases is sized when that increase
-        // executes (`size_at_its_fill`), on the account as the bar's reductions and the
-        // increases before it in turn leave it: what its symbol's place among the others
-        // cannot change. One that first reduces a position, or any under the volume rules
-        // (its share of the bar's volume is taken here), takes its size now, from the
-        // account as it is (and again at a later bar if this one's volume lets none of it
-        // fill).
+        // executes (`size_at_its_fill`), on the buying power the batch has after the
+        // moment's reductions and before its increases: what its symbol's place among the
+        // others cannot change. One that first reduces a position, or any under the volume
+        // rules (its share of the bar's volume is taken here), takes its size now, from
+        // the account as it is (and again at a later bar if this one's volume lets none of
+        // it fill).
         let mut sized_now = false;
         if !self.sized_at_fill.is_empty() && matched.role == Role::Entry {
             let now = self.by_volume || held * direction < 0.0;
@@ -375,9 +375,10 @@ impl Book {
 
     /// Increase `w` (about to execute, while some order is sized at its fill) sized now if
     /// it is an entry sized at its fill not sized when it matched (see
-    /// `execute_reduction`): the share of the buying power the batch had before its
-    /// increases (taken at the first of them: entries filling together share one base,
-    /// whatever their order), never more than the fill's check allows of the account now.
+    /// `execute_reduction`): the share of the buying power the batch had before the
+    /// increases of its moment (the open, inside the bar, the close; taken at the first of
+    /// them: entries filling together share one base, whatever their order), never more
+    /// than the fill's check allows of the account now.
     /// Its units, its commission per unit and its order's records take the size; with
     /// nothing affordable it is rejected for margin. (Out of line: most fills are not
     /// sized so.)
@@ -389,8 +390,14 @@ impl Book {
         portfolio: &Portfolio,
         config: &Config,
     ) -> AtItsFill {
-        let free =
-            *(self.free_before_increases).get_or_insert_with(|| config.free_equity(portfolio));
+        let free = match self.free_before_increases {
+            Some((moment, free)) if moment == w.moment => free,
+            _ => {
+                let free = config.free_equity(portfolio);
+                self.free_before_increases = Some((w.moment, free));
+                free
+            }
+        };
         let id = w.order.id;
         let Some(share) = self.sized_at_fill.remove(&id) else {
             return AtItsFill::NotSizedSo;
