@@ -211,8 +211,10 @@ class Momentum(tickstep.Strategy):
             if move < 1 and self.position_size(sym) > 0:
                 self.close(sym)
             elif move > 1.01 and self.position_size(sym) == 0:
-                self.buy(sym, size=self.equity * self.share / self.price(sym),
-                         sl=self.price(sym) * 0.97)
+                self.enter(sym)
+
+    def enter(self, sym):
+        self.buy(sym, size=self.equity * self.share / self.price(sym), sl=self.price(sym) * 0.97)
 
 
 def random_frames(seed, names, n):
@@ -285,6 +287,13 @@ def test_renaming_symbols_changes_nothing(seed, n_symbols, permutation_seed, com
                    trade_on_close=trade_on_close, record_every_bar=True)
     a = tickstep.Backtest(frames, Momentum, **options).run(share=share)
     b = tickstep.Backtest({new[k]: v for k, v in frames.items()}, Momentum, **options).run(share=share)
+    same_runs(a, b, back, names)
+
+
+def same_runs(a, b, back, names):
+    """Runs `a` and `b` (whose symbols `back` names as `a`'s, `names`) the same: equity,
+    trades, fills and orders row for row in a name-free order, and every statistic, bit
+    for bit."""
     same_bits(a.equity_frame.reset_index(), b.equity_frame.reset_index())
     identity = {n: n for n in names}
     for table, key in (("trades", ["exit_time", "exit_order", "entry_time", "trade_id"]),
@@ -301,17 +310,8 @@ class MomentumAtFill(Momentum):
     (`PercentOfEquity(share, at="fill")`): the closes of one tick and its buys fill
     together, the buys sized on the cash the closes free."""
 
-    def on_tick(self):
-        moves = []
-        for sym in self.symbols:
-            h = self.data(sym, count=2)
-            if len(h) == 2 and self.has_data(sym):
-                moves.append((h.close[-1] / h.close[0], sym))
-        for move, sym in sorted(moves):
-            if move < 1 and self.position_size(sym) > 0:
-                self.close(sym)
-            elif move > 1.01 and self.position_size(sym) == 0:
-                self.buy(sym, sl=self.price(sym) * 0.97)
+    def enter(self, sym):
+        self.buy(sym, sl=self.price(sym) * 0.97)
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
@@ -339,15 +339,7 @@ def test_entries_sized_at_their_fill_are_the_same_whatever_order_the_symbols_are
                    sizer=tickstep.PercentOfEquity(share, lot_size=lot_size, at="fill"))
     a = tickstep.Backtest(frames, MomentumAtFill, **options).run()
     b = tickstep.Backtest({k: frames[k] for k in visited}, MomentumAtFill, **options).run()
-    same_bits(a.equity_frame.reset_index(), b.equity_frame.reset_index())
-    identity = {n: n for n in names}
-    for table, key in (("trades", ["exit_time", "exit_order", "entry_time", "trade_id"]),
-                       ("fills", ["time", "order_id"]),
-                       ("orders", ["order_id"])):
-        ta = named_back(getattr(a, table), identity).sort_values(key, kind="stable")
-        tb = named_back(getattr(b, table), identity).sort_values(key, kind="stable")
-        same_bits(ta.reset_index(drop=True), tb.reset_index(drop=True))
-    same_stats(a.stats, b.stats)
+    same_runs(a, b, {n: n for n in names}, names)
     assert (a.orders["status"] == "filled").sum() > 0
 
 
