@@ -214,10 +214,10 @@ class PercentOfEquity:
     never more than the fill's margin check allows, rounded down to ``lot_size``; an
     order with nothing affordable then is rejected for margin. Entries filling together
     share one base, the buying power after all of the moment's reductions and before its
-    increases, whatever order the symbols are visited in (see the portfolios guide). Until it fills the order reads as an
-    estimate, ``fraction`` of equity at the latest price in any units (``Order.size``);
-    ``result.orders`` records the units it filled. Only as the backtest's sizer itself:
-    :class:`Limits` cannot wrap it.
+    increases, whatever order the symbols are visited in (see the portfolios guide).
+    Until it fills the order reads as an estimate, ``fraction`` of equity at the latest
+    price in any units (``Order.size``); ``result.orders`` records the units it filled.
+    Only as the backtest's sizer itself: :class:`Limits` cannot wrap it.
     """
 
     fraction: float

@@ -141,8 +141,8 @@ fn units_at_fill(
         let held = account.after_fill(s, direction, 0.0, (price, market), 0.0);
         let per_unit = config.margin_of(s).initial(1.0, worth(1.0, market, m))
             + worth(direction, price - market, m);
-        let free = held.equity - config.margin_required(account, &held);
-        units = units.min(schedule.most_units(free, per_unit, unit, maker));
+        let unmargined = held.equity - config.margin_required(account, &held);
+        units = units.min(schedule.most_units(unmargined, per_unit, unit, maker));
     }
     if !units.is_finite() {
         return 0.0;
@@ -206,8 +206,8 @@ impl Book {
         // it fill).
         let mut sized_now = false;
         if !self.sized_at_fill.is_empty() && matched.role == Role::Entry {
-            let now = self.by_volume || held * direction < 0.0;
-            if let (Some(&share), true) = (self.sized_at_fill.get(&matched.id), now) {
+            let at_match = self.by_volume || held * direction < 0.0;
+            if let (Some(&share), true) = (self.sized_at_fill.get(&matched.id), at_match) {
                 let fill = (slipped_price, raw_price, direction, maker);
                 let account = (&*portfolio, config.free_equity(portfolio));
                 size = units_at_fill(share, fill, s, account, config);
