@@ -85,6 +85,9 @@ pub struct Book {
     /// Under a volume limit, each order filled in part whose rest works on: the rest's id
     /// by the order's (`work_on_rest`), so that cancelling an order cancels its rest.
     rests: HashMap<u64, u64>,
+    /// The rests of the orders the batch being executed filled in part, by their orders'
+    /// ids and times, to join the book when it ends (`add_rests`).
+    rests_to_add: Vec<(u64, i64, Order)>,
     /// The entries sized when they fill (`size_at_fill`), by id, until they do.
     sized_at_fill: HashMap<u64, ShareAtFill>,
     /// While such entries work: the equity the positions' margin left free when the
@@ -92,6 +95,11 @@ pub struct Book {
     /// before any), the base each of that moment's entries sized at their increase is
     /// sized on.
     free_before_increases: Option<(Moment, f64)>,
+    /// While such entries work: the equity the positions' margin left free before the
+    /// batch being executed (or the orders filling at a close) filled anything, the base
+    /// of those sized when they match (`execute_reduction`): the same for every symbol,
+    /// whichever the walk reaches first.
+    free_before_fills: f64,
     /// When a price reaching a limit fills it (`Config::limit_fill`, `fill_limits`).
     limits: LimitFill,
     /// Per symbol, whether its bar now says it may be sold short (`Config::locate_column`,
@@ -207,8 +215,10 @@ impl Book {
             allowance: vec![(usize::MAX, 0.0, 0.0); symbols],
             by_volume: false,
             rests: HashMap::new(),
+            rests_to_add: Vec::new(),
             sized_at_fill: HashMap::new(),
             free_before_increases: None,
+            free_before_fills: f64::NAN,
             ranged_at_close: Vec::new(),
             limits: LimitFill::Touch,
             locates: Vec::new(),
@@ -926,6 +936,7 @@ impl Book {
         self.waiting.clear();
         self.entered = 0;
         self.free_before_increases = None;
+        self.note_free_before_fills(portfolio, rules.config);
         for p in 0..self.plays.len() {
             self.play_on(p, portfolio, rules);
             self.entered = p + 1;
@@ -934,9 +945,12 @@ impl Book {
         while let Some(Reverse((_, _, p, slot))) = self.next_in_turn() {
             let w = self.waiting[slot];
             let at = self.at(p);
-            self.execute_increase(at, &w, portfolio, rules);
-            self.play_on(p, portfolio, rules);
+            // (Its bar's volume taken, nothing more of its symbol fills in it.)
+            if !self.execute_increase(at, &w, portfolio, rules) {
+                self.play_on(p, portfolio, rules);
+            }
         }
+        self.add_rests(portfolio);
         for p in 0..self.plays.len() {
             let at = self.at(p);
             if self.bar_limited > 0 {
@@ -945,6 +959,15 @@ impl Book {
             self.working.retain_live(at.symbol);
         }
         self.plays.clear();
+    }
+
+    /// Note the account's free equity before a batch's fills, while entries sized at
+    /// their fill work (the base of those sized when they match).
+    #[inline]
+    fn note_free_before_fills(&mut self, portfolio: &Portfolio, config: &Config) {
+        if !self.sized_at_fill.is_empty() {
+            self.free_before_fills = config.free_equity(portfolio);
+        }
     }
 
     /// The queued increase whose turn it is.
@@ -1023,7 +1046,9 @@ impl Book {
             match self.execute_reduction(at, m.k, m.raw_price, m.moment, portfolio, rules) {
                 Executed::Done => {}
                 Executed::Waits(w) if self.its_turn() => {
-                    self.execute_increase(at, &w, portfolio, rules);
+                    if self.execute_increase(at, &w, portfolio, rules) {
+                        return;
+                    }
                 }
                 Executed::Waits(w) => {
                     self.queue_increase(p, w);
@@ -1102,6 +1127,7 @@ impl Book {
         let mut increases = Vec::new();
         let mut touched = Vec::new();
         self.free_before_increases = None;
+        self.note_free_before_fills(portfolio, rules.config);
         for j in 0..self.placed.len() {
             let (s, id) = self.placed[j];
             // Placed last, so near the end. Skipped if cancelled since: by the strategy
@@ -1137,6 +1163,7 @@ impl Book {
                 self.execute_increase(at, &w, portfolio, rules);
             }
         }
+        self.add_rests(portfolio);
         for s in touched {
             self.working.retain_live(s);
         }

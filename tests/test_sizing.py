@@ -410,6 +410,50 @@ def test_at_the_fill_a_rotation_buys_with_the_cash_its_sale_frees_whatever_the_s
     assert result.orders["status"].eq("filled").all()
 
 
+@pytest.mark.parametrize("order", [("A", "C"), ("C", "A")], ids=["reversed first", "sold first"])
+def test_at_the_fill_a_reversal_is_sized_on_the_account_before_the_batch_whatever_the_order(order):
+    # A shorted (20 at 100) and C bought (50 at 100) at bar 1's open: cash 7,000. At bar
+    # 3, C is sold and A bought with all the buying power at its fill, both filling at
+    # bar 4's open (C 120, A 100). A's buy first covers the short, so its size must be
+    # known when the book reaches it, before its increase: it is sized on the account as
+    # the batch found it, marked at these opens: equity 7,000 + 6,000 - 2,000 = 11,000,
+    # margin (leverage 1) 6,000 + 2,000, 3,000 free: 30 units, 20 covering the short and
+    # 10 long. C's sale, reached before or after A in the walk as the symbols' order
+    # has it, does not count either way (it used to when C came first: 90 units).
+    rows = {"A": [(100, 100, 100, 100)] * 5, "C": [(100, 100, 100, 100)] * 3 + [(120, 120, 120, 120)] * 2}
+    market = {s: day(rows[s]) for s in order}
+    actions = {("A", 0): lambda s: s.sell("A", size=20), ("C", 0): lambda s: s.buy("C", size=50),
+               ("C", 2): lambda s: s.close("C"), ("A", 2): lambda s: s.buy("A")}
+    result = tickstep.Backtest(market, Script, cash=10_000, sizer=PercentOfEquity(1.0, at="fill")
+                               ).run(actions=actions)
+    fills = result.fills.set_index(["symbol", "side"])
+    assert fills.loc[("A", "buy"), "size"] == 30.0
+    assert fills.loc[("C", "sell"), ["size", "price"]].tolist() == [50.0, 120.0]
+    assert result.positions.loc["A", "size"] == 10.0
+    assert result.equity_frame["equity"].iloc[-1] == 11_000.0
+
+
+@pytest.mark.parametrize("order", [("C", "A"), ("A", "C")], ids=["held first", "entered first"])
+def test_at_the_fill_under_a_volume_limit_a_rotation_is_sized_after_the_sale_then_limited(order):
+    # The rotation above with half of each bar's volume to fill: A's buy is sized when
+    # its increase executes, after C's sale (190 units at 50, whatever the symbols'
+    # order), then takes its share of the bar's volume: 100 of A's 200 at bar 4, the
+    # rest of 90 working on and filling at bar 5 (it used to be sized when the book
+    # reached it: 9.5 units when A came first).
+    market = {s: day([{"C": (100, 100, 100, 100), "A": (50, 50, 50, 50)}[s]] * 6) for s in order}
+    market["A"]["volume"] = 200.0
+    actions = {("C", 1): lambda s: s.buy("C"), ("C", 3): lambda s: s.close("C"),
+               ("A", 3): lambda s: s.buy("A")}
+    result = tickstep.Backtest(market, Script, cash=10_000, volume_limit=0.5,
+                               sizer=PercentOfEquity(0.95, at="fill")).run(actions=actions)
+    a = result.fills[result.fills.symbol == "A"]
+    assert list(zip(a["time"].dt.day, a["size"])) == [(5, 100.0), (6, 90.0)]
+    orders = result.orders.set_index("order_id")
+    bought = orders[(orders.symbol == "A") & (orders.parent_id == 0)].iloc[0]
+    assert (bought["size"], bought["filled_size"]) == (190.0, 100.0)
+    assert result.orders["status"].eq("filled").all()
+
+
 def test_at_the_fill_a_size_given_by_modify_is_kept():
     # A limit at 97 placed at the first bar to be sized at its fill, given 7 units at the
     # second (low 99: not reached), fills at the third's open, 95: 7 units, not

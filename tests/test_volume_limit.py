@@ -323,6 +323,39 @@ def test_no_bar_gives_more_than_its_share_and_every_rest_is_what_was_left(orders
     assert r.equity.iloc[-1] == pytest.approx(cash + value, rel=1e-12, abs=1e-6)
 
 
+class SellsBThenA(tickstep.Strategy):
+    """Buys 100 of BBB and of AAA at the first tick, sells 15 of BBB then 15 of AAA at the
+    second (placed in that order, whatever order the backtest has the symbols in)."""
+
+    def init(self):
+        self.ticks = 0
+
+    def on_tick(self):
+        self.ticks += 1
+        for symbol in ("BBB", "AAA"):
+            if self.ticks == 1:
+                self.buy(symbol, size=100)
+            elif self.ticks == 2:
+                self.sell(symbol, size=15)
+
+
+@pytest.mark.parametrize("symbols", [("AAA", "BBB"), ("BBB", "AAA")])
+def test_the_rests_of_one_batch_are_numbered_in_the_order_their_orders_were_placed(symbols):
+    # Both sells (orders 3 and 4) fill 10 at day 3 (10% of 100) in one batch, reducing
+    # positions: each executes when the walk reaches its symbol. Their rests of 5 join
+    # the book numbered as their orders were placed (BBB's 5, AAA's 6), not in the walk's
+    # order: a rest's id orders its turn in a later batch, so it must not follow the
+    # symbols' order (it used to, for reductions).
+    data = {s: flat([1000, 1000, 100, 1000]) for s in symbols}
+    r = tickstep.Backtest(data, SellsBThenA, cash=100_000, volume_limit=0.1).run()
+    o = r.orders.set_index("order_id")
+    assert o["symbol"].tolist() == ["BBB", "AAA"] * 3
+    assert o.loc[[5, 6], "parent_id"].tolist() == [3, 4]
+    assert o.loc[[5, 6], "size"].tolist() == [5.0, 5.0]
+    assert sorted(fills(r)) == [(2, "buy", 100, 100)] * 2 + [(3, "sell", 10, 100)] * 2 + [
+        (4, "sell", 5, 100)] * 2
+
+
 def test_a_streamed_run_fills_the_same_parts_as_the_run_in_memory():
     # Two symbols on 5-minute bars over four days with thin, uneven volume, traded by the
     # random levered trader under a volume limit: streamed a day at a time (rests carried

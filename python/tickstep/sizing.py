@@ -214,7 +214,8 @@ class PercentOfEquity:
     never more than the fill's margin check allows, rounded down to ``lot_size``; an
     order with nothing affordable then is rejected for margin. Entries filling together
     share one base, the buying power after all of the moment's reductions and before its
-    increases, whatever order the symbols are visited in (see the portfolios guide).
+    increases, whatever order the symbols are visited in; one that reverses a position
+    is sized on the buying power before the batch's fills (see the portfolios guide).
     Until it fills the order reads as an estimate, ``fraction`` of equity at the latest
     price in any units (``Order.size``); ``result.orders`` records the units it filled.
     Only as the backtest's sizer itself: :class:`Limits` cannot wrap it.

@@ -85,10 +85,33 @@ pub(super) struct Waiting {
 enum AtItsFill {
     /// Not an entry sized when its increase executes: as it is.
     NotSizedSo,
-    /// Sized now.
+    /// Sized now (and its share of the bar's volume taken).
     Sized(Waiting),
-    /// Nothing affordable: rejected.
-    Rejected,
+    /// Nothing affordable (rejected), or a fill or kill the volume cannot fill whole
+    /// (expired): done.
+    Ended,
+    /// The bar's volume is taken: it works on, and nothing more of its symbol fills in
+    /// this bar.
+    NoVolume,
+}
+
+/// What of an order the bar's volume lets fill now (`Book::take_volume`).
+#[derive(Clone, Copy, Debug)]
+struct Taken {
+    /// Units that fill now.
+    size: f64,
+    /// Units beyond the volume left, which work on as a new order.
+    rest: f64,
+    /// The fill's share of the bar's volume (its price impact's measure).
+    share: f64,
+}
+
+enum ByVolume {
+    Takes(Taken),
+    /// None of it: the volume is taken.
+    NoVolume,
+    /// A fill or kill order the volume left cannot fill whole.
+    Killed,
 }
 
 pub(super) enum Executed {
@@ -199,73 +222,77 @@ impl Book {
         let maker = order.limit == Some(raw_price);
         // An entry sized at its fill that only increases is sized when that increase
         // executes (`size_at_its_fill`), on the buying power the batch has after the
-        // moment's reductions and before its increases: what its symbol's place among the
-        // others cannot change. One that first reduces a position, or any under the volume
-        // rules (its share of the bar's volume is taken here), takes its size now, from
-        // the account as it is (and again at a later bar if this one's volume lets none of
-        // it fill).
+        // moment's reductions and before its increases, and takes its share of the bar's
+        // volume then (nothing else of its symbol fills in between): what its symbol's
+        // place among the others cannot change. One that first reduces an opposite
+        // position must know its size now: it is sized on the buying power the account
+        // had before the batch's fills, which the others' reductions, executed before or
+        // after it as the walk reaches their symbols, do not change either.
         let mut sized_now = false;
+        let mut sized_later = false;
         if !self.sized_at_fill.is_empty() && matched.role == Role::Entry {
-            let at_match = self.by_volume || held * direction < 0.0;
-            if let (Some(&share), true) = (self.sized_at_fill.get(&matched.id), at_match) {
-                let fill = (slipped_price, raw_price, direction, maker);
-                let account = (&*portfolio, config.free_equity(portfolio));
-                size = units_at_fill(share, fill, s, account, config);
-                if size.is_nan() || size <= 0.0 {
-                    self.finish(
-                        matched.id,
-                        Status::Rejected,
-                        at.ts,
-                        Reason::InsufficientMargin,
-                    );
-                    return Executed::Done;
+            if let Some(&share) = self.sized_at_fill.get(&matched.id) {
+                if held * direction < 0.0 {
+                    let fill = (slipped_price, raw_price, direction, maker);
+                    let account = (&*portfolio, self.free_before_fills);
+                    size = units_at_fill(share, fill, s, account, config);
+                    if size.is_nan() || size <= 0.0 {
+                        self.finish(
+                            matched.id,
+                            Status::Rejected,
+                            at.ts,
+                            Reason::InsufficientMargin,
+                        );
+                        return Executed::Done;
+                    }
+                    order.size = size;
+                    self.log.record_mut(matched.id).size = size;
+                    sized_now = true;
+                } else {
+                    sized_later = true;
                 }
-                order.size = size;
-                self.log.record_mut(matched.id).size = size;
-                sized_now = true;
             }
         }
         // Under the volume rules it takes what the bar's volume has left, and its share of
         // the volume moves its price (a margin call's closes take what they must).
-        let mut rest = 0.0;
-        let mut share = 0.0;
+        let (mut price, mut rest) = (slipped_price, 0.0);
         if self.by_volume {
-            let (_, left, volume) = &mut self.allowance[s];
-            // (NaN volume, which the door refuses, would fill nothing.)
-            if left.is_nan() || *left <= size * DUST {
-                order.live = true;
-                return Executed::NoVolume;
-            }
-            if size - *left > size * DUST {
-                // Fill or kill: whole or not at all. Killed here, it leaves the bar's
-                // volume to the symbol's other orders.
-                if order.time_in_force == TimeInForce::FillOrKill {
+            let outcome = if sized_later {
+                // (It takes its share of the volume when it is sized: here, only whether
+                // the bar has any left.)
+                let left = self.allowance[s].1;
+                if left.is_nan() || left <= 0.0 {
+                    ByVolume::NoVolume
+                } else {
+                    ByVolume::Takes(Taken {
+                        size,
+                        rest,
+                        share: 0.0,
+                    })
+                }
+            } else {
+                let fill_or_kill = order.time_in_force == TimeInForce::FillOrKill;
+                self.take_volume(s, size, fill_or_kill)
+            };
+            match outcome {
+                ByVolume::Takes(t) => {
+                    (size, rest) = (t.size, t.rest);
+                    let order = &self.working[s][k];
+                    price = impacted(order, direction, slipped_price, t.share, self.impact);
+                }
+                ByVolume::NoVolume => {
+                    self.working[s][k].live = true;
+                    return Executed::NoVolume;
+                }
+                ByVolume::Killed => {
                     self.finish(matched.id, Status::Expired, at.ts, Reason::NotFilledWhole);
                     return Executed::Done;
                 }
-                // A part of an order of whole units (shares, contracts) is whole units:
-                // the bar's share of its volume rounded down, a hair of float noise below
-                // a whole unit forgiven (0.35 × 180 is 62.99999999999999); an order of
-                // fractional units takes that share exactly.
-                let part = if size.fract() == 0.0 {
-                    round_to_lot(*left, 1.0)
-                } else {
-                    *left
-                };
-                if part <= size * DUST {
-                    order.live = true;
-                    return Executed::NoVolume;
-                }
-                rest = size - part;
-                size = part;
             }
-            *left -= size;
-            share = size / *volume;
         }
         if sized_now {
             self.sized_at_fill.remove(&matched.id);
         }
-        let price = impacted(order, direction, slipped_price, share, self.impact);
         let fee_per_unit = config.fee(s, size, price, maker) / size;
         let waiting = Waiting {
             order: matched,
@@ -335,13 +362,13 @@ impl Book {
         w: &Waiting,
         portfolio: &mut Portfolio,
         rules: Rules<'_>,
-    ) {
+    ) -> bool {
         let config = rules.config;
         let s = at.symbol;
         // (An increase that sells opens or adds to a short.)
         if w.direction < 0.0 && !self.may_short(s, config) {
             self.reject_increase(at, w, Reason::NotShortable);
-            return;
+            return false;
         }
         // An entry sized at its fill, not when it matched, takes its size now.
         let sized;
@@ -354,14 +381,15 @@ impl Book {
                     sized = resized;
                     &sized
                 }
-                AtItsFill::Rejected => return,
+                AtItsFill::Ended => return false,
+                AtItsFill::NoVolume => return true,
             }
         };
         let fee = w.size * w.fee_per_unit;
         let after = portfolio.after_fill(s, w.direction, w.size, (w.price, w.market), fee);
         if after.grows && config.beyond_buying_power(portfolio, &after) {
             self.reject_increase(at, w, Reason::InsufficientMargin);
-            return;
+            return false;
         }
         let part = (w.size, w.price, fee);
         self.apply_part(at, w.order, w.direction, part, w.moment, portfolio, rules);
@@ -371,6 +399,7 @@ impl Book {
         if w.rest > 0.0 {
             self.work_on_rest(at, w.order.k, w.rest, portfolio);
         }
+        false
     }
 
     /// Increase `w` (about to execute, while some order is sized at its fill) sized now if
@@ -380,8 +409,9 @@ impl Book {
     /// them: entries filling together share one base, whatever their order), never more
     /// than the fill's check allows of the account now.
     /// Its units, its commission per unit and its order's records take the size; with
-    /// nothing affordable it is rejected for margin. (Out of line: most fills are not
-    /// sized so.)
+    /// nothing affordable it is rejected for margin. Under the volume rules it then takes
+    /// its share of the bar's volume, as an order sized before takes it when it matches.
+    /// (Out of line: most fills are not sized so.)
     #[inline(never)]
     fn size_at_its_fill(
         &mut self,
@@ -403,23 +433,86 @@ impl Book {
             return AtItsFill::NotSizedSo;
         };
         let s = at.symbol;
-        // (Nothing of it has executed, and no volume rule moved its price: `price` is the
-        // price matched after slippage.)
-        let order = &mut self.working[s][w.order.k];
+        // (Nothing of it has executed, and no volume rule moved its price yet: `price` is
+        // the price matched after slippage.)
+        let order = &self.working[s][w.order.k];
         let maker = order.limit == Some(w.market);
+        let fill_or_kill = order.time_in_force == TimeInForce::FillOrKill;
         let fill = (w.price, w.market, w.direction, maker);
         let size = units_at_fill(share, fill, s, (portfolio, free), config);
         if size.is_nan() || size <= 0.0 {
             self.finish(id, Status::Rejected, at.ts, Reason::InsufficientMargin);
-            return AtItsFill::Rejected;
+            return AtItsFill::Ended;
         }
+        let mut taken = Taken {
+            size,
+            rest: 0.0,
+            share: 0.0,
+        };
+        if self.by_volume {
+            match self.take_volume(s, size, fill_or_kill) {
+                ByVolume::Takes(t) => taken = t,
+                ByVolume::NoVolume => {
+                    // Sized again at a later bar, the one whose volume lets it fill.
+                    self.sized_at_fill.insert(id, share);
+                    self.working[s][w.order.k].live = true;
+                    return AtItsFill::NoVolume;
+                }
+                ByVolume::Killed => {
+                    self.finish(id, Status::Expired, at.ts, Reason::NotFilledWhole);
+                    return AtItsFill::Ended;
+                }
+            }
+        }
+        let order = &mut self.working[s][w.order.k];
         order.size = size;
         self.log.record_mut(id).size = size;
-        let fee_per_unit = config.fee(s, size, w.price, maker) / size;
+        let order = &self.working[s][w.order.k];
+        let price = impacted(order, w.direction, w.price, taken.share, self.impact);
+        let fee_per_unit = config.fee(s, taken.size, price, maker) / taken.size;
         AtItsFill::Sized(Waiting {
-            size,
+            size: taken.size,
+            price,
             fee_per_unit,
+            rest: taken.rest,
             ..*w
+        })
+    }
+
+    /// Under the volume rules, what of `size` units of an order of `s` the volume its bar
+    /// has left lets fill now, taken from it: all, or (unless the order is `fill_or_kill`)
+    /// the part left, the rest to work on; nothing when none is left.
+    fn take_volume(&mut self, s: usize, size: f64, fill_or_kill: bool) -> ByVolume {
+        let (_, left, volume) = &mut self.allowance[s];
+        // (NaN volume, which the door refuses, would fill nothing.)
+        if left.is_nan() || *left <= size * DUST {
+            return ByVolume::NoVolume;
+        }
+        let mut part = size;
+        if size - *left > size * DUST {
+            // Fill or kill: whole or not at all. Killed here, it leaves the bar's volume
+            // to the symbol's other orders.
+            if fill_or_kill {
+                return ByVolume::Killed;
+            }
+            // A part of an order of whole units (shares, contracts) is whole units: the
+            // bar's share of its volume rounded down, a hair of float noise below a whole
+            // unit forgiven (0.35 × 180 is 62.99999999999999); an order of fractional
+            // units takes that share exactly.
+            part = if size.fract() == 0.0 {
+                round_to_lot(*left, 1.0)
+            } else {
+                *left
+            };
+            if part <= size * DUST {
+                return ByVolume::NoVolume;
+            }
+        }
+        *left -= part;
+        ByVolume::Takes(Taken {
+            size: part,
+            rest: size - part,
+            share: part / *volume,
         })
     }
 
@@ -428,7 +521,8 @@ impl Book {
     /// registers.)
     #[inline(never)]
     fn reject_increase(&mut self, at: At, w: &Waiting, reason: Reason) {
-        if self.by_volume {
+        // (One still to be sized at its fill has taken none yet.)
+        if self.by_volume && !self.sized_at_fill.contains_key(&w.order.id) {
             // What it took of the bar's volume and did not fill is the bar's again.
             self.allowance[at.symbol].1 += w.size;
         }
@@ -617,6 +711,7 @@ impl Book {
     /// closes the rest of what it was closing; a bracket leg (sized from its trade at
     /// its fill) stays its trade's leg; the order's one-cancels-other group has already
     /// resolved. On its last bar (immediate-or-cancel, a number of bars) the rest ends.
+    /// The rest joins the book when the batch ends (`add_rests`).
     #[inline(never)]
     fn work_on_rest(&mut self, at: At, k: usize, rest: f64, portfolio: &mut Portfolio) {
         let s = at.symbol;
@@ -653,34 +748,58 @@ impl Book {
             }
             r.portion = (rest / left).min(1.0);
         }
-        let id = self.add_working(r, at.ts);
-        self.log.set_parent(id, o.id);
-        match r.time_in_force {
-            TimeInForce::Until(ts) => self.expiries.push(Reverse((ts, id))),
-            TimeInForce::Day => {
-                // Good for the same day as the order it is the rest of (whose day has not
-                // ended: it filled).
-                if let Some(&(_, placed)) = self.day_orders.iter().find(|d| d.0 == o.id) {
-                    self.day_orders.push((id, placed));
-                }
-            }
-            _ => {}
-        }
-        if r.last_bar.is_some() {
-            self.bar_limited += 1;
-        }
-        if let (Some(lot), Role::StopLoss | Role::TakeProfit) = (r.trade, r.role) {
-            if let Some(l) = portfolio.lot_mut(s, lot) {
-                if l.stop_loss == Some(o.id) {
-                    l.stop_loss = Some(id);
-                }
-                if l.take_profit == Some(o.id) {
-                    l.take_profit = Some(id);
-                }
-            }
-        }
         self.log.record_mut(o.id).reason = Reason::PartFilledRestWorksOn;
-        self.rests.insert(o.id, id);
+        self.rests_to_add.push((o.id, at.ts, r));
+    }
+
+    /// The rests of the orders the batch filled in part (`work_on_rest`) join the book, in
+    /// the order their orders were placed: their ids, which order the increases of a
+    /// later batch, then follow no symbol's place in the walk.
+    #[inline(always)]
+    pub(super) fn add_rests(&mut self, portfolio: &mut Portfolio) {
+        // (Most batches fill nothing in part.)
+        if !self.rests_to_add.is_empty() {
+            self.add_rests_now(portfolio);
+        }
+    }
+
+    #[inline(never)]
+    fn add_rests_now(&mut self, portfolio: &mut Portfolio) {
+        let mut rests = std::mem::take(&mut self.rests_to_add);
+        rests.sort_unstable_by_key(|&(parent, _, _)| parent);
+        for &(parent, ts, r) in &rests {
+            let s = r.symbol;
+            let id = self.add_working(r, ts);
+            self.log.set_parent(id, parent);
+            match r.time_in_force {
+                TimeInForce::Until(ts) => self.expiries.push(Reverse((ts, id))),
+                TimeInForce::Day => {
+                    // Good for the same day as the order it is the rest of (whose day has
+                    // not ended: it filled).
+                    if let Some(&(_, placed)) = self.day_orders.iter().find(|d| d.0 == parent) {
+                        self.day_orders.push((id, placed));
+                    }
+                }
+                _ => {}
+            }
+            if r.last_bar.is_some() {
+                self.bar_limited += 1;
+            }
+            if let (Some(lot), Role::StopLoss | Role::TakeProfit) = (r.trade, r.role) {
+                if let Some(l) = portfolio.lot_mut(s, lot) {
+                    if l.stop_loss == Some(parent) {
+                        l.stop_loss = Some(id);
+                    }
+                    if l.take_profit == Some(parent) {
+                        l.take_profit = Some(id);
+                    }
+                }
+            }
+            self.rests.insert(parent, id);
+        }
+        // (The buffer kept for the next batch's rests.)
+        rests.clear();
+        self.rests_to_add = rests;
     }
 
     /// Log an order the book creates itself (a bracket leg) and make it work now.
