@@ -356,6 +356,8 @@ impl Book {
     }
 
     /// Execute a waiting increase if the buying power left allows it, else reject it.
+    /// True when it met its bar's volume taken (an entry sized at its fill, which takes
+    /// its share only now): it works on, and nothing more of its symbol fills in the bar.
     pub(super) fn execute_increase(
         &mut self,
         at: At,
