@@ -153,6 +153,10 @@ def markets_and_signals(draw):
         rows = [(o, max(o, c) * 1.02, min(o, c) * 0.98, c) for o, c in zip(opens, closes)]
         name = f"S{s}"
         data[name] = make_bars(rows, start=f"2024-01-{1 + start:02d}")
+        # Volumes from none to plenty: under a volume limit orders fill in parts (rests
+        # working on), entries sized at their fill are limited after their sizing.
+        data[name]["volume"] = np.array(draw(st.lists(st.sampled_from([0.0, 3.0, 20.0, 60.0, 500.0]),
+                                                      min_size=n, max_size=n)))
         for kind in SIGNAL_KINDS:
             if kind == "short_entries" and price_stops:
                 continue
@@ -171,7 +175,9 @@ def markets_and_signals(draw):
     # A trailing stop-loss instead of a fixed one, as a percentage (the order's form).
     trail = None if price_stops or sl is not None else draw(st.none() | st.floats(0.5, 12.0))
     options = {"commission": draw(st.sampled_from([0.0, 0.001])),
-               "trade_on_close": draw(st.booleans()), "record_every_bar": True}
+               "trade_on_close": draw(st.booleans()), "record_every_bar": True,
+               "volume_limit": draw(st.sampled_from([None, 0.1, 0.5])),
+               "volume_impact": draw(st.sampled_from([0.0, 0.3]))}
     rules = {"size": size, "size_type": size_type, "sl": sl, "tp": tp,
              "sl_trail": None if trail is None else trail / 100.0}
     if draw(st.booleans()):
