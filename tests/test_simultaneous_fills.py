@@ -320,16 +320,19 @@ class MomentumAtFill(Momentum):
         self.buy(sym, sl=self.price(sym) * 0.97)
 
 
-@settings(max_examples=25, deadline=None, derandomize=True)
-@given(
+#: What the properties of entries sized at their fill draw besides their own: the market's
+#: seed, the other order of the symbols, the costs, when orders fill, each entry's share.
+AT_FILL_DRAWS = dict(
     seed=st.integers(0, 2**32 - 1),
-    n_symbols=st.integers(2, 7),
     permutation_seed=st.integers(0, 2**32 - 1),
     commission=st.sampled_from([0.0, 0.001]),
     trade_on_close=st.booleans(),
     share=st.sampled_from([0.45, 0.3, 0.95]),
-    lot_size=st.sampled_from([None, 1.0]),
 )
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(n_symbols=st.integers(2, 7), lot_size=st.sampled_from([None, 1.0]), **AT_FILL_DRAWS)
 def test_entries_sized_at_their_fill_are_the_same_whatever_order_the_symbols_are_visited_in(
         seed, n_symbols, permutation_seed, commission, trade_on_close, share, lot_size):
     # The orders are placed in a name-free order (ranked by return), so visiting the
@@ -364,16 +367,8 @@ class LongShortAtFill(Momentum):
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
-@given(
-    seed=st.integers(0, 2**32 - 1),
-    n_symbols=st.integers(2, 6),
-    permutation_seed=st.integers(0, 2**32 - 1),
-    commission=st.sampled_from([0.0, 0.001]),
-    trade_on_close=st.booleans(),
-    share=st.sampled_from([0.45, 0.3, 0.95]),
-    volume=st.sampled_from([None, (0.1, 0.0), (0.5, 0.2), (1.0, 0.0)]),
-    reversals=st.booleans(),
-)
+@given(n_symbols=st.integers(2, 6), volume=st.sampled_from([None, (0.1, 0.0), (0.5, 0.2), (1.0, 0.0)]),
+       reversals=st.booleans(), **AT_FILL_DRAWS)
 def test_reversals_and_fills_limited_by_volume_are_the_same_whatever_order_the_symbols_are_visited_in(
         seed, n_symbols, permutation_seed, commission, trade_on_close, share, volume, reversals):
     # Entries sized at their fill that reverse a position (sized when the book reaches

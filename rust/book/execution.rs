@@ -130,7 +130,8 @@ pub(super) enum Executed {
 /// where the market is at `market` (the price matched, before slippage): the most whose
 /// cost there (the price times the multiplier a unit) with their commission is the
 /// order's fraction of the buying power of an account with `free` equity
-/// (`Config::free_equity`: `account`'s, or the batch's before its increases), and never
+/// (`Config::free_equity`: the batch's before its moment's increases, or before its
+/// fills for an entry that first reverses a position), and never
 /// more than the margin check lets the fill take from `account`
 /// (`Config::beyond_buying_power`), rounded down to its lots. A volume's price impact is
 /// not foreseen (the fill's check still applies).
@@ -140,7 +141,7 @@ pub(super) enum Executed {
 /// the slippage, lost at once) against the equity the margin comes from: a fraction of 1
 /// then buys what the check allows rather than being rejected for a few units beyond
 /// it. An entry that first closes an opposite position is sized on the account before
-/// it (its closing frees margin the check then finds).
+/// the batch (its closing frees margin the check then finds).
 fn units_at_fill(
     share: ShareAtFill,
     (price, market, direction, maker): (f64, f64, f64, bool),
@@ -235,17 +236,13 @@ impl Book {
                 if held * direction < 0.0 {
                     let fill = (slipped_price, raw_price, direction, maker);
                     let account = (&*portfolio, self.free_before_fills);
-                    size = units_at_fill(share, fill, s, account, config);
-                    if size.is_nan() || size <= 0.0 {
-                        self.finish(
-                            matched.id,
-                            Status::Rejected,
-                            at.ts,
-                            Reason::InsufficientMargin,
-                        );
+                    let Some(units) =
+                        self.units_or_rejected(at, matched.id, share, fill, account, config)
+                    else {
                         return Executed::Done;
-                    }
-                    order.size = size;
+                    };
+                    size = units;
+                    self.working[s][k].size = size;
                     self.log.record_mut(matched.id).size = size;
                     sized_now = true;
                 } else {
@@ -271,7 +268,7 @@ impl Book {
                     })
                 }
             } else {
-                let fill_or_kill = order.time_in_force == TimeInForce::FillOrKill;
+                let fill_or_kill = self.working[s][k].time_in_force == TimeInForce::FillOrKill;
                 self.take_volume(s, size, fill_or_kill)
             };
             match outcome {
@@ -441,11 +438,10 @@ impl Book {
         let maker = order.limit == Some(w.market);
         let fill_or_kill = order.time_in_force == TimeInForce::FillOrKill;
         let fill = (w.price, w.market, w.direction, maker);
-        let size = units_at_fill(share, fill, s, (portfolio, free), config);
-        if size.is_nan() || size <= 0.0 {
-            self.finish(id, Status::Rejected, at.ts, Reason::InsufficientMargin);
+        let Some(size) = self.units_or_rejected(at, id, share, fill, (portfolio, free), config)
+        else {
             return AtItsFill::Ended;
-        }
+        };
         let mut taken = Taken {
             size,
             rest: 0.0,
@@ -479,6 +475,26 @@ impl Book {
             rest: taken.rest,
             ..*w
         })
+    }
+
+    /// `units_at_fill` for entry `id`; None (and the entry rejected for margin) when
+    /// nothing is affordable. (Out of line: most fills are not sized so.)
+    #[inline(never)]
+    fn units_or_rejected(
+        &mut self,
+        at: At,
+        id: u64,
+        share: ShareAtFill,
+        fill: (f64, f64, f64, bool),
+        account: (&Portfolio, f64),
+        config: &Config,
+    ) -> Option<f64> {
+        let units = units_at_fill(share, fill, at.symbol, account, config);
+        if units.is_nan() || units <= 0.0 {
+            self.finish(id, Status::Rejected, at.ts, Reason::InsufficientMargin);
+            return None;
+        }
+        Some(units)
     }
 
     /// Under the volume rules, what of `size` units of an order of `s` the volume its bar
