@@ -34,8 +34,10 @@
 //!   reverses).
 //! - Stops as fractions of that close — a long's stop-loss at close × (1 − sl) and
 //!   take-profit at close × (1 + tp), a short's mirrored — or as prices, one per bar (NaN:
-//!   none for an entry on that bar). They become the book's bracket of the order that
-//!   adds to the position (a re-sizing order that reduces it carries none).
+//!   none for an entry on that bar). The fractions are the rules' ones, or the symbol's
+//!   own per bar (`SymbolSignals::stop_loss_fraction`, ...; NaN: none on that bar). They
+//!   become the book's bracket of the order that adds to the position (a re-sizing order
+//!   that reduces it carries none).
 //! - A trailing stop-loss (`sl_trail`, instead of `sl`): the same order's trailing
 //!   stop-loss leg at that fraction of the best price since the fill (the book's
 //!   `Trail::Fraction`, exactly what `sl_trail="x%"` on an order placed in `next` does).
@@ -123,22 +125,18 @@ impl SignalRules {
         if let Some(size) = self.size.filter(|x| !(x.is_finite() && *x > 0.0)) {
             return bad(format!("size = {size}: must be finite and > 0"));
         }
-        if let Some(sl) = self.stop_loss {
-            if !(sl > 0.0 && sl < 1.0) {
-                return bad(format!(
-                    "sl = {sl}: must be a fraction of the price in (0, 1)"
-                ));
+        for (stop, fraction) in [
+            (Stop::Loss, self.stop_loss),
+            (Stop::Trail, self.stop_loss_trail),
+            (Stop::Profit, self.take_profit),
+        ] {
+            let Some(x) = fraction else { continue };
+            if let Some(rule) = stop.refuses(x, shorts) {
+                return bad(format!("{} = {x}: {rule}", stop.name()));
             }
         }
-        if let Some(trail) = self.stop_loss_trail {
-            if !(trail > 0.0 && trail < 1.0) {
-                return bad(format!(
-                    "sl_trail = {trail}: must be a fraction of the best price in (0, 1)"
-                ));
-            }
-            if self.stop_loss.is_some() {
-                return bad("give sl or sl_trail, not both".into());
-            }
+        if self.stop_loss_trail.is_some() && self.stop_loss.is_some() {
+            return bad("give sl or sl_trail, not both".into());
         }
         if self.exit_after_bars == Some(0) {
             return bad("exit_after_bars = 0: must be a whole number of bars >= 1".into());
@@ -150,18 +148,48 @@ impl SignalRules {
                     .into(),
             );
         }
-        if let Some(tp) = self.take_profit {
-            if !(tp.is_finite() && tp > 0.0) {
-                return bad(format!("tp = {tp}: must be a fraction of the price > 0"));
-            }
-            if shorts && tp >= 1.0 {
-                return bad(format!(
-                    "tp = {tp}: must be below 1 with short entries (a short's target is \
-                     close x (1 - tp))"
-                ));
-            }
-        }
         Ok(())
+    }
+}
+
+/// A stop an entry may carry as a fraction of its signal bar's close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Loss,
+    Profit,
+    Trail,
+}
+
+impl Stop {
+    /// The option that gives it.
+    fn name(self) -> &'static str {
+        match self {
+            Stop::Loss => "sl",
+            Stop::Profit => "tp",
+            Stop::Trail => "sl_trail",
+        }
+    }
+
+    /// The rule fraction `x` breaks (`short`: it may go with a short entry), or None when
+    /// it is one this stop takes: a stop-loss, trailing or not, strictly between the price
+    /// and zero; a take-profit above the price, and above zero for a short, whose target
+    /// is close × (1 − tp).
+    fn refuses(self, x: f64, short: bool) -> Option<&'static str> {
+        match self {
+            Stop::Loss if !(x > 0.0 && x < 1.0) => {
+                Some("must be a fraction of the price in (0, 1)")
+            }
+            Stop::Trail if !(x > 0.0 && x < 1.0) => {
+                Some("must be a fraction of the best price in (0, 1)")
+            }
+            Stop::Profit if !(x.is_finite() && x > 0.0) => {
+                Some("must be a fraction of the price > 0")
+            }
+            Stop::Profit if short && x >= 1.0 => {
+                Some("must be below 1 with short entries (a short's target is close x (1 - tp))")
+            }
+            _ => None,
+        }
     }
 }
 
@@ -176,6 +204,12 @@ pub struct SymbolSignals<'a> {
     /// instead of the rules' fractions.
     pub stop_loss: Option<&'a [f64]>,
     pub take_profit: Option<&'a [f64]>,
+    /// The symbol's own stops as fractions of the close of an entry decided on each bar
+    /// (NaN: none on that bar), instead of the rules' ones: a stop-loss, a take-profit, a
+    /// trailing stop-loss (one number for all its bars comes as a column of it).
+    pub stop_loss_fraction: Option<&'a [f64]>,
+    pub take_profit_fraction: Option<&'a [f64]>,
+    pub trail_fraction: Option<&'a [f64]>,
     /// The size of an entry decided on each bar, instead of the rules' size (NaN or 0: no
     /// entry on that bar; validated at the door as NaN or finite and >= 0).
     pub size: Option<&'a [f64]>,
@@ -184,10 +218,12 @@ pub struct SymbolSignals<'a> {
 }
 
 /// A stop of an entry decided on `bar` at `price`: the bar's own price when given per bar
-/// (NaN: none), else the fraction away from the price (`toward` −1 below, +1 above).
+/// (NaN: none), else the fraction away from the price (`toward` −1 below, +1 above): the
+/// symbol's own on the bar (NaN: none), else the rules' one.
 #[inline]
 fn stop_at(
     prices: Option<&[f64]>,
+    fractions: Option<&[f64]>,
     fraction: Option<f64>,
     bar: usize,
     price: f64,
@@ -195,7 +231,17 @@ fn stop_at(
 ) -> Option<f64> {
     match prices {
         Some(p) => Some(p[bar]).filter(|x| !x.is_nan()),
-        None => fraction.map(|f| price * (1.0 + toward * f)),
+        None => fraction_on(fractions, fraction, bar).map(|f| price * (1.0 + toward * f)),
+    }
+}
+
+/// The fraction a stop takes on `bar`: the symbol's own on it (NaN: none), else the
+/// rules' one.
+#[inline]
+fn fraction_on(fractions: Option<&[f64]>, fraction: Option<f64>, bar: usize) -> Option<f64> {
+    match fractions {
+        Some(f) => Some(f[bar]).filter(|x| !x.is_nan()),
+        None => fraction,
     }
 }
 
@@ -215,6 +261,36 @@ fn refused_entry(err: EngineError, bar: usize, now: i64) -> EngineError {
         )),
         other => other,
     }
+}
+
+/// Refuse a symbol's own stop fraction on a bar that its stop does not take (NaN is none),
+/// naming the symbol, the bar and the rule; a take-profit's rule for shorts applies on
+/// the bars with a short entry.
+fn check_fractions(market: &Market, s: usize, sig: &SymbolSignals<'_>) -> Result<()> {
+    for (stop, fractions) in [
+        (Stop::Loss, sig.stop_loss_fraction),
+        (Stop::Trail, sig.trail_fraction),
+        (Stop::Profit, sig.take_profit_fraction),
+    ] {
+        let Some(fractions) = fractions else {
+            continue;
+        };
+        let short = |i: usize| sig.short_entries.is_some_and(|e| e[i]);
+        let refused = fractions.iter().enumerate().find_map(|(i, &x)| {
+            let rule = (!x.is_nan()).then(|| stop.refuses(x, short(i))).flatten();
+            rule.map(|rule| (i, x, rule))
+        });
+        if let Some((i, x, rule)) = refused {
+            return Err(EngineError::InvalidConfig(format!(
+                "{} of {} on the bar at {} (its bar {i}) = {x}: {rule} (NaN: no stop for an \
+                 entry on that bar)",
+                stop.name(),
+                market.name(s),
+                iso_time(market.bars(s).ts[i]),
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl SymbolSignals<'_> {
@@ -449,9 +525,12 @@ impl<'a> SignalStrategy<'a> {
             let bars = market.bars(s).ts.len();
             let lengths = sig.columns().map(|(name, c)| (name, c.map(<[bool]>::len)));
             let prices = [
-                ("sl", sig.stop_loss),
-                ("tp", sig.take_profit),
+                ("sl_price", sig.stop_loss),
+                ("tp_price", sig.take_profit),
                 ("size", sig.size),
+                ("sl", sig.stop_loss_fraction),
+                ("tp", sig.take_profit_fraction),
+                ("sl_trail", sig.trail_fraction),
             ]
             .map(|(name, c)| (name, c.map(<[f64]>::len)));
             for (name, len) in lengths.into_iter().chain(prices) {
@@ -464,16 +543,25 @@ impl<'a> SignalStrategy<'a> {
                 }
             }
             for (name, prices, fraction) in [
-                ("sl", sig.stop_loss, rules.stop_loss),
-                ("tp", sig.take_profit, rules.take_profit),
+                (
+                    "sl",
+                    sig.stop_loss,
+                    rules.stop_loss.is_some() || sig.stop_loss_fraction.is_some(),
+                ),
+                (
+                    "tp",
+                    sig.take_profit,
+                    rules.take_profit.is_some() || sig.take_profit_fraction.is_some(),
+                ),
             ] {
-                if prices.is_some() && fraction.is_some() {
+                if prices.is_some() && fraction {
                     return Err(EngineError::InvalidConfig(format!(
                         "{name} of {}: give {name} as a fraction or as prices per bar, not both",
                         market.name(s)
                     )));
                 }
             }
+            check_fractions(market, s, sig)?;
             let enters = sig.entries.is_some() || sig.short_entries.is_some();
             if rules.size.is_none() && sig.size.is_none() && enters {
                 return Err(EngineError::InvalidConfig(format!(
@@ -488,9 +576,16 @@ impl<'a> SignalStrategy<'a> {
                     market.name(s)
                 )));
             }
-            if sig.stop_loss.is_some() && rules.stop_loss_trail.is_some() {
+            let trails = rules.stop_loss_trail.is_some() || sig.trail_fraction.is_some();
+            if sig.stop_loss.is_some() && trails {
                 return Err(EngineError::InvalidConfig(format!(
                     "sl_price of {}: give sl_price or sl_trail, not both",
+                    market.name(s)
+                )));
+            }
+            if trails && (rules.stop_loss.is_some() || sig.stop_loss_fraction.is_some()) {
+                return Err(EngineError::InvalidConfig(format!(
+                    "sl of {}: give sl or sl_trail, not both",
                     market.name(s)
                 )));
             }
@@ -504,9 +599,13 @@ impl<'a> SignalStrategy<'a> {
         let stops = rules.stop_loss.is_some()
             || rules.take_profit.is_some()
             || rules.stop_loss_trail.is_some()
-            || signals
-                .iter()
-                .any(|s| s.stop_loss.is_some() || s.take_profit.is_some());
+            || signals.iter().any(|s| {
+                s.stop_loss.is_some()
+                    || s.take_profit.is_some()
+                    || s.stop_loss_fraction.is_some()
+                    || s.take_profit_fraction.is_some()
+                    || s.trail_fraction.is_some()
+            });
         Ok(SignalStrategy {
             signals,
             due,
@@ -526,9 +625,14 @@ impl<'a> SignalStrategy<'a> {
         let legs = usize::from(
             self.rules.stop_loss.is_some()
                 || self.rules.stop_loss_trail.is_some()
-                || prices(|s| s.stop_loss.is_some()),
+                || prices(|s| {
+                    s.stop_loss.is_some()
+                        || s.stop_loss_fraction.is_some()
+                        || s.trail_fraction.is_some()
+                }),
         ) + usize::from(
-            self.rules.take_profit.is_some() || prices(|s| s.take_profit.is_some()),
+            self.rules.take_profit.is_some()
+                || prices(|s| s.take_profit.is_some() || s.take_profit_fraction.is_some()),
         );
         ((entries * (2 + legs) + exits).min(CAP), entries.min(CAP))
     }
@@ -554,9 +658,24 @@ impl<'a> SignalStrategy<'a> {
         let mut req = OrderRequest::market(symbol, side, units.abs());
         if self.stops && side.sign() == want {
             let (r, sig) = (&self.rules, &self.signals[symbol]);
-            req.stop_loss = stop_at(sig.stop_loss, r.stop_loss, bar, price, -want);
-            req.take_profit = stop_at(sig.take_profit, r.take_profit, bar, price, want);
-            req.stop_loss_trail = r.stop_loss_trail.map(Trail::Fraction);
+            req.stop_loss = stop_at(
+                sig.stop_loss,
+                sig.stop_loss_fraction,
+                r.stop_loss,
+                bar,
+                price,
+                -want,
+            );
+            req.take_profit = stop_at(
+                sig.take_profit,
+                sig.take_profit_fraction,
+                r.take_profit,
+                bar,
+                price,
+                want,
+            );
+            req.stop_loss_trail =
+                fraction_on(sig.trail_fraction, r.stop_loss_trail, bar).map(Trail::Fraction);
         }
         match desk.submit(req) {
             Ok(id) => Ok(Some(id)),

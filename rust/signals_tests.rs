@@ -282,7 +282,76 @@ fn stop_prices_per_bar_and_refusals_of_both_forms() {
         ..Default::default()
     };
     let err = refusal(&m, vec![bad], rules(1.0, SizeType::Amount));
-    assert!(err.contains("tp of X: 2 values for its 5 bars"), "{err}");
+    assert!(
+        err.contains("tp_price of X: 2 values for its 5 bars"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stop_fractions_per_bar_stand_for_the_rules_and_are_refused_by_bar() {
+    // Closes 100, 100, 100, 94, 94: entries on bars 0 and 2.
+    let m = market(&[100.0, 100.0, 100.0, 94.0, 94.0]);
+    let entries = [true, false, true, false, false];
+    let exits = [false, true, false, false, false];
+    // The symbol's own stop-loss of 3% on bar 0 (97), none on bar 2 (NaN); a take-profit
+    // of 25% on bar 2 (125). The rules' 1% is not used: the symbol has its own.
+    let sl = [0.03, f64::NAN, f64::NAN, f64::NAN, f64::NAN];
+    let tp = [f64::NAN, f64::NAN, 0.25, f64::NAN, f64::NAN];
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        exits: Some(&exits),
+        stop_loss_fraction: Some(&sl),
+        take_profit_fraction: Some(&tp),
+        ..Default::default()
+    };
+    let mut r = rules(1.0, SizeType::Amount);
+    r.stop_loss = Some(0.01);
+    let mut e = Engine::new(m.clone(), Config::default()).unwrap();
+    let mut s = SignalStrategy::new(&m, vec![sig], r).unwrap();
+    e.run(&mut s).unwrap();
+    let entered: Vec<_> = e
+        .orders()
+        .into_iter()
+        .filter(|o| o.role == Role::Entry)
+        .collect();
+    assert_eq!(
+        (entered[0].stop_loss, entered[0].take_profit.is_nan()),
+        (97.0, true)
+    );
+    assert_eq!(
+        (entered[1].stop_loss.is_nan(), entered[1].take_profit),
+        (true, 125.0)
+    );
+    // No stop-loss on the second entry: the drop to 94 does not close it.
+    assert_eq!(e.portfolio().position(0).size, 1.0);
+    // A trailing stop of the symbol's own, with the rules' stop-loss: one or the other.
+    let trail = [0.05; 5];
+    let both = SymbolSignals {
+        entries: Some(&entries),
+        trail_fraction: Some(&trail),
+        ..Default::default()
+    };
+    let mut r = rules(1.0, SizeType::Amount);
+    r.stop_loss = Some(0.1);
+    let err = refusal(&m, vec![both], r);
+    assert!(
+        err.contains("sl of X: give sl or sl_trail, not both"),
+        "{err}"
+    );
+    // A fraction its stop does not take, by its bar.
+    let bad = [f64::NAN, f64::NAN, 1.0, f64::NAN, f64::NAN];
+    let refused = SymbolSignals {
+        entries: Some(&entries),
+        stop_loss_fraction: Some(&bad),
+        ..Default::default()
+    };
+    let err = refusal(&m, vec![refused], rules(1.0, SizeType::Amount));
+    assert!(
+        err.contains("sl of X on the bar at ")
+            && err.contains("(its bar 2) = 1: must be a fraction"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -906,6 +975,7 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
             take_profit: p[1].as_deref(),
             size: z.as_deref(),
             lot_size,
+            ..Default::default()
         })
         .collect();
     SignalStrategy::new(&c.market, sig, c.rules).unwrap()

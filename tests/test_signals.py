@@ -82,17 +82,27 @@ class ByHand(tickstep.Strategy):
         sl = tp = trail = None
         if (units > 0) == (want > 0):
             sl, tp = self._stop("sl", r, i, price, -want, column), self._stop("tp", r, i, price, want, column)
-            # The trailing stop as a user writes it: a percentage (its fraction, exactly).
-            trail = None if r.get("sl_trail_percent") is None else f"{r['sl_trail_percent']!r}%"
+            # The trailing stop as a user writes it: a percentage (its fraction, exactly),
+            # the run's or the symbol's own on this bar (NaN: none).
+            percent = r.get("sl_trail_percent")
+            if "sl_trail_percent" in self.signals:
+                percents = column("sl_trail_percent")
+                percent = None if percents is None or math.isnan(percents[i]) else float(percents[i])
+            trail = None if percent is None else f"{percent!r}%"
         sized = {} if r["size_type"] == "percent_at_fill" else {"size": abs(units)}
         (self.buy if units > 0 else self.sell)(symbol, **sized, sl=sl, tp=tp, sl_trail=trail)
 
-    @staticmethod
-    def _stop(name, r, i, price, toward, column):
+    def _stop(self, name, r, i, price, toward, column):
         prices = column(f"{name}_price")
         if prices is not None:
             return None if math.isnan(prices[i]) else float(prices[i])
-        return None if r[name] is None else price * (1 + toward * r[name])
+        # The symbol's own fractions per bar (NaN: none; a symbol without them has none),
+        # else the run's one.
+        fraction = r[name]
+        if name in self.signals:
+            fractions = column(name)
+            fraction = None if fractions is None or math.isnan(fractions[i]) else float(fractions[i])
+        return None if fraction is None else price * (1 + toward * fraction)
 
 
 def _frames(result):
@@ -138,6 +148,81 @@ def test_stops_short_side_and_percent_sizing_by_hand():
     assert result.trades.iloc[0]["side"] == "short"
 
 
+def test_stops_per_symbol_and_per_bar_by_hand():
+    # Two symbols with the same bars, each entered long at bar 0's close 100 (10 units at
+    # bar 1's open 100). Bar 2 reaches 106 and 94.
+    rows = [(100, 101, 99, 100), (100, 101, 99, 100), (100, 106, 94, 95), (95, 96, 94, 95)]
+    data = {"A": make_bars(rows), "B": make_bars(rows)}
+    bt = tickstep.Backtest(data, tickstep.Strategy)
+    entries = {s: np.array([True, False, False, False]) for s in data}
+    # A's stop-loss 5% (95), B's 10% (90); a take-profit of 5% (105) on B's entry bar
+    # only: A's is NaN there (none).
+    tp = pd.DataFrame({"A": [np.nan, 0.05, 0.05, 0.05], "B": [0.05, np.nan, np.nan, np.nan]},
+                      index=data["A"].index)
+    result = bt.run_signals(entries=entries, size=10.0, size_type="amount",
+                            sl={"A": 0.05, "B": 0.1}, tp=tp)
+    trades = result.trades.set_index("symbol")
+    assert trades.loc["A", "exit_price"] == pytest.approx(95.0)
+    assert trades.loc["A", "pnl"] == pytest.approx(-50.0)
+    assert trades.loc["B", "exit_price"] == pytest.approx(105.0)
+    assert trades.loc["B", "pnl"] == pytest.approx(50.0)
+    entered = result.orders[result.orders["role"] == "entry"].set_index("symbol")
+    assert entered.loc["A", "sl"] == pytest.approx(95.0)
+    assert entered.loc["B", "sl"] == pytest.approx(90.0)
+    assert entered.loc["B", "tp"] == pytest.approx(105.0)
+    assert math.isnan(entered.loc["A", "tp"])  # NaN on A's entry bar: no take-profit
+    # A trailing stop of A's own (10%), none for B (left out of the mapping): A's best
+    # price since the fill reaches bar 2's high 106 (stop 95.4), and bar 3 opens at 95,
+    # through it: out at that open. B is held to the end.
+    trailed = bt.run_signals(entries=entries, size=10.0, size_type="amount",
+                             sl_trail=pd.Series({"A": 0.1}))
+    assert list(trailed.trades["symbol"]) == ["A"]
+    assert trailed.trades.iloc[0]["exit_price"] == pytest.approx(95.0)
+    assert list(trailed.positions.index) == ["B"]
+
+
+def test_bad_stops_per_symbol_or_per_bar_are_refused_by_name():
+    a = make_bars([(100, 101, 99, 100)] * 5)
+    bt = tickstep.Backtest({"A": a, "B": a}, tickstep.Strategy)
+    entries = {"A": np.ones(5, bool), "B": np.ones(5, bool)}
+    # A fraction its stop does not take, named with the symbol, the bar and the rule.
+    with pytest.raises(tickstep.ConfigError, match=r"sl of B on the bar at 2024-01-02 00:00:00 UTC \(its bar 1\) = "
+                                                   r"1.5: must be a fraction of the price in \(0, 1\)"):
+        bt.run_signals(entries=entries, sl={"A": 0.1, "B": [np.nan, 1.5, 0.1, 0.1, 0.1]})
+    with pytest.raises(tickstep.ConfigError, match=r"sl_trail of A on the bar at .* = 0: must be a fraction of "
+                                                   r"the best price"):
+        bt.run_signals(entries=entries, sl_trail={"A": 0.0})
+    with pytest.raises(tickstep.ConfigError, match=r"tp of A on the bar at .* = inf: must be a fraction of the "
+                                                   r"price > 0"):
+        bt.run_signals(entries=entries, tp=pd.Series({"A": np.inf}))
+    # A take-profit of 1 or more is a short's target at or below zero: refused on the bars
+    # of short entries, taken on a long's.
+    shorts = {"A": np.array([False, True, False, False, False])}
+    with pytest.raises(tickstep.ConfigError, match=r"tp of A on the bar at 2024-01-02 00:00:00 UTC \(its bar 1\) = "
+                                                   r"1.5: must be below 1 with short entries"):
+        bt.run_signals(short_entries=shorts, tp={"A": 1.5})
+    assert bt.run_signals(entries=entries, tp={"A": 1.5}, size=1.0, size_type="amount").stats["# Trades"] == 0
+    # One stop-loss per symbol: a fraction, a price or a trail.
+    with pytest.raises(tickstep.ConfigError, match=r"sl of A: give sl as a fraction or as prices per bar, not both"):
+        bt.run_signals(entries=entries, sl={"A": 0.1}, sl_price={"A": np.full(5, 90.0)})
+    with pytest.raises(tickstep.ConfigError, match=r"sl of B: give sl or sl_trail, not both"):
+        bt.run_signals(entries=entries, sl={"B": 0.1}, sl_trail=0.05)
+    with pytest.raises(tickstep.ConfigError, match=r"sl_price of A: give sl_price or sl_trail, not both"):
+        bt.run_signals(entries=entries, sl_trail={"A": 0.05}, sl_price={"A": np.full(5, 90.0)})
+    # Shapes and types, as for sizes.
+    with pytest.raises(tickstep.ConfigError, match=r"tp: 'Z' is not a symbol of the data"):
+        bt.run_signals(entries=entries, tp={"Z": 0.1})
+    with pytest.raises(tickstep.ConfigError, match=r"sl\['A'\]: stops as fractions must be numbers"):
+        bt.run_signals(entries=entries, sl={"A": ["x"] * 5})
+    with pytest.raises(tickstep.ConfigError, match=r"sl\['A'\]: 3 values for its 5 bars"):
+        bt.run_signals(entries=entries, sl={"A": [0.1] * 3})
+    with pytest.raises(tickstep.ConfigError, match=r"sl='2%': must be a number, one per symbol"):
+        bt.run_signals(entries=entries, sl="2%")
+    with pytest.raises(tickstep.ConfigError, match=r"a Series is one symbol's values by bar; .*"
+                                                   r"or index it by symbol for one stop per symbol"):
+        bt.run_signals(entries=entries, sl=pd.Series([0.1] * 5))
+
+
 @st.composite
 def markets_and_signals(draw):
     n_symbols = draw(st.integers(1, 3))
@@ -180,6 +265,33 @@ def markets_and_signals(draw):
                "volume_impact": draw(st.sampled_from([0.0, 0.3]))}
     rules = {"size": size, "size_type": size_type, "sl": sl, "tp": tp,
              "sl_trail": None if trail is None else trail / 100.0}
+    # Each symbol's own stops now and then, one per symbol (some symbols none) or one per
+    # bar around the run's (NaN: none on that bar), given as {symbol: ...} or a frame by
+    # time; the trail's as percentages for the strategy by hand, fractions for the run.
+    own_stops = None if price_stops else draw(st.sampled_from([None, "symbol", "bar"]))
+    for kind, base in (("sl", sl), ("tp", tp), ("sl_trail", trail)) if own_stops else ():
+        if base is None:
+            continue
+        per_bar = {}
+        for name, df in data.items():
+            n = len(df)
+            if own_stops == "symbol":
+                if draw(st.booleans()):
+                    per_bar[name] = np.full(n, base * draw(st.floats(0.5, 1.5)))
+                continue
+            scale = np.array(draw(st.lists(st.floats(0.5, 1.5), min_size=n, max_size=n)))
+            none = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+            per_bar[name] = np.where(none, np.nan, base * scale)
+        fractions = {name: v / 100.0 for name, v in per_bar.items()} if kind == "sl_trail" else per_bar
+        signals["sl_trail_percent" if kind == "sl_trail" else kind] = per_bar
+        if own_stops == "symbol":
+            rules[kind] = {name: float(v[0]) for name, v in fractions.items()}
+        elif draw(st.booleans()):
+            rules[kind] = fractions
+        else:
+            union = pd.DatetimeIndex(sorted(set().union(*(df.index for df in data.values()))))
+            rules[kind] = pd.DataFrame({name: pd.Series(v, index=data[name].index)
+                                        for name, v in fractions.items()}).reindex(union)
     if draw(st.booleans()):
         # Sizes per bar around that size, for every symbol (any may get entries), with bars
         # of no entry (NaN or 0) among them; given as a DataFrame by time or per symbol.
@@ -227,6 +339,11 @@ def markets_and_signals(draw):
     return data, signals, rules, trail, options
 
 
+def signal_kinds(signals):
+    """The signals and stop prices of a drawn case, as `run_signals` takes them."""
+    return {k: v for k, v in signals.items() if k in (*SIGNAL_KINDS, *PRICE_KINDS)}
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(markets_and_signals())
 def test_signals_run_equals_the_same_orders_placed_in_next(case):
@@ -234,8 +351,8 @@ def test_signals_run_equals_the_same_orders_placed_in_next(case):
     if not signals["entries"] and not signals["short_entries"]:
         signals["entries"] = {name: np.ones(len(df), dtype=bool) for name, df in data.items()}
     bt = tickstep.Backtest(data, ByHand, on_reject="ignore", **options)
-    # (Sizes per bar are the `size` rule; the strategy by hand reads them as a column.)
-    native = bt.run_signals(**{k: v for k, v in signals.items() if k != "size"}, **rules)
+    # (Sizes and stops per bar are rules; the strategy by hand reads them as columns.)
+    native = bt.run_signals(**signal_kinds(signals), **rules)
     by_hand = bt.run(signals=signals, rules={**rules, "sl_trail_percent": trail_percent})
     assert_same_run(native, by_hand)
 
@@ -255,7 +372,7 @@ def test_signals_sized_at_the_fill_equal_the_same_orders_sized_by_the_sizer_at_t
     rules = {**rules, "size": fraction, "size_type": "percent_at_fill", "lot_size": lot}
     bt = tickstep.Backtest(data, ByHand, on_reject="ignore",
                            sizer=tickstep.PercentOfEquity(fraction, lot_size=lot, at="fill"), **options)
-    native = bt.run_signals(**{k: v for k, v in signals.items() if k != "size"}, **rules)
+    native = bt.run_signals(**signal_kinds(signals), **rules)
     by_hand = bt.run(signals=signals, rules={**rules, "sl_trail_percent": trail_percent})
     assert_same_run(native, by_hand)
 
@@ -834,12 +951,54 @@ def test_grid_sets_with_their_own_sizes_and_stops_equal_runs_alone():
     assert table["Equity Final [$]"].nunique() == len(sets)
 
 
-def test_grid_sets_with_sizes_per_bar_equal_runs_alone():
-    data = {"A": _walk(80, 4), "B": _walk(70, 5, "2024-01-05")}
+def _grid_case(seed, exit_rate):
+    """Two symbols' random walks (B's starting later), a backtest of them, a random
+    generator, and random entries and exits."""
+    data = {"A": _walk(80, seed), "B": _walk(70, seed + 1, "2024-01-05")}
     bt = tickstep.Backtest(data, tickstep.Strategy, on_reject="ignore")
-    rng = np.random.default_rng(6)
+    rng = np.random.default_rng(seed + 2)
     entries = {s: rng.random(len(df)) < 0.2 for s, df in data.items()}
-    exits = {s: rng.random(len(df)) < 0.1 for s, df in data.items()}
+    exits = {s: rng.random(len(df)) < exit_rate for s, df in data.items()}
+    return data, bt, rng, entries, exits
+
+
+def test_grid_sets_with_stops_per_symbol_or_per_bar_equal_runs_alone():
+    data, bt, rng, entries, exits = _grid_case(7, 0.05)
+
+    def per_bar(scale):
+        return {s: np.where(rng.random(len(df)) < 0.3, np.nan, scale * (0.5 + rng.random(len(df))))
+                for s, df in data.items()}
+
+    sets = {"one": {"entries": entries, "exits": exits, "sl": 0.01},
+            "by symbol": {"entries": entries, "exits": exits, "sl": {"A": 0.01, "B": 0.02},
+                          "tp": pd.Series({"B": 0.015})},
+            "by bar": {"entries": entries, "exits": exits, "sl": per_bar(0.01), "tp": per_bar(0.02)},
+            "trail by symbol": {"entries": entries, "exits": exits, "sl_trail": {"A": 0.01}},
+            # The call's stops (per bar) for a set that names none.
+            "call's": {"entries": entries, "exits": exits}}
+    call_tp = per_bar(0.01)
+    table = bt.run_signal_grid(sets, tp=call_tp, threads=2)
+    assert table["# Trades"].min() > 0
+    for key, sig in sets.items():
+        alone = bt.run_signals(**{"tp": call_tp, **sig}).stats
+        pd.testing.assert_series_equal(table.loc[key].rename(None), alone.rename(None)[table.columns],
+                                       check_exact=True, check_dtype=False)
+    assert table["Equity Final [$]"].nunique() == len(sets)
+    # Stops per set as frames of sets (vectorbt's layout): a column per set and symbol.
+    union = data["A"].index.union(data["B"].index)
+    sl = pd.concat({k: pd.DataFrame({s: pd.Series(v, index=data[s].index) for s, v in per_bar(0.01 * k).items()})
+                    .reindex(union) for k in (1, 2)}, axis=1, names=["k", "symbol"])
+    by_frames = bt.run_signal_grid(entries=pd.DataFrame({s: pd.Series(v, index=data[s].index)
+                                                         for s, v in entries.items()}).reindex(union, fill_value=False),
+                                   sl=sl)
+    for k in (1, 2):
+        alone = bt.run_signals(entries=entries, sl=sl[k]).stats
+        pd.testing.assert_series_equal(by_frames.loc[k].rename(None), alone.rename(None)[by_frames.columns],
+                                       check_exact=True, check_dtype=False)
+
+
+def test_grid_sets_with_sizes_per_bar_equal_runs_alone():
+    data, bt, rng, entries, exits = _grid_case(4, 0.1)
 
     def sizes(scale):
         return {s: np.where(rng.random(len(df)) < 0.2, np.nan, scale * rng.random(len(df)))
@@ -942,6 +1101,39 @@ def test_a_signal_strategy_may_size_its_entries_per_bar():
     for _, row in rows.iterrows():
         alone = bt.run(fast=int(row["fast"]), risk=float(row["risk"])).stats
         assert row["Equity Final [$]"] == alone["Equity Final [$]"]
+
+
+class RangeStoppedCross(Cross):
+    """The cross, each entry's stop-loss ``width`` times the close's recent range below
+    it (as a fraction of the close, per bar; NaN, so no stop, before the range is known)."""
+
+    width = 2.0
+
+    def signals(self, symbol, bars):
+        spread = (bars["high"] - bars["low"]).rolling(5).mean() / bars["close"]
+        return {**super().signals(symbol, bars), "sl": (self.width * spread).to_numpy()}
+
+
+def test_a_signal_strategy_may_give_its_stops_per_bar_or_per_symbol():
+    data = {"A": _walk(120, 9), "B": _walk(100, 10, "2024-01-10")}
+    bt = tickstep.Backtest(data, RangeStoppedCross, on_reject="ignore")
+    sig = _cross_signals(data, 4, 8)
+    result = bt.run(fast=4, size=0.3, tp={"B": 0.03})
+    stops = {s: (2.0 * (df["high"] - df["low"]).rolling(5).mean() / df["close"]).to_numpy()
+             for s, df in data.items()}
+    assert_same_run(result, bt.run_signals(**sig, size=0.3, sl=stops, tp={"B": 0.03}))
+    assert set(result.fills["role"]) >= {"stop_loss", "take_profit"}
+    # Other widths, other stops: the parameter reaches the stops per bar.
+    rows = bt.optimize(fast=[4], width=[1.0, 3.0], size=[0.3], cache=False)
+    assert set(rows["status"]) == {"ok"}
+    for _, row in rows.iterrows():
+        alone = bt.run(fast=4, width=float(row["width"]), size=0.3).stats
+        assert row["Equity Final [$]"] == alone["Equity Final [$]"]
+    assert rows["Equity Final [$]"].nunique() == 2
+    # A parameter by symbol: the trailing stop of A alone.
+    trailed = tickstep.Backtest(data, Cross, on_reject="ignore").run(fast=4, size=0.3,
+                                                                     sl_trail={"A": 0.02})
+    assert_same_run(trailed, bt.run_signals(**sig, size=0.3, sl_trail={"A": 0.02}))
 
 
 def test_run_batch_of_a_signal_strategy_natively_equals_worker_processes():

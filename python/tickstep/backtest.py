@@ -272,8 +272,8 @@ class Backtest:
         return result
     def run_signals(self, entries: Any = None, exits: Any = None, short_entries: Any = None,
                     short_exits: Any = None, *, size: Any = 0.95, size_type: str = "percent",
-                    sl: float | None = None, tp: float | None = None, sl_price: Any = None,
-                    tp_price: Any = None, sl_trail: float | None = None,
+                    sl: Any = None, tp: Any = None, sl_price: Any = None,
+                    tp_price: Any = None, sl_trail: Any = None,
                     lot_size: Any = None, accumulate: bool = False,
                     exit_after_bars: int | None = None) -> Result:
         """Backtest boolean signals natively (signals mode), with this backtest's data and
@@ -285,7 +285,9 @@ class Backtest:
         "target_percent"; ``size`` one number, one per symbol, or one per bar in the shapes
         signals take, NaN or 0 for no entry on that bar), stops (``sl``/``tp`` as fractions
         of the entry bar's close, or ``sl_price``/``tp_price`` per bar; ``sl_trail`` a
-        trailing stop-loss as a fraction of the best price since the entry; ``lot_size``, a
+        trailing stop-loss as a fraction of the best price since the entry; ``sl``, ``tp``
+        and ``sl_trail`` one number, one per symbol or one per bar as ``size`` is, NaN for
+        no stop on that bar; ``lot_size``, a
         number or ``{symbol: number}``:
         entries in whole lots; ``accumulate`` for pyramiding; ``exit_after_bars`` a time
         exit) and the shapes signals may take:
@@ -306,8 +308,8 @@ class Backtest:
                         short_entries: Any = None, short_exits: Any = None,
                         sl_price: Any = None, tp_price: Any = None,
                         size: Any = 0.95, size_type: str = "percent",
-                        sl: float | None = None, tp: float | None = None,
-                        sl_trail: float | None = None, lot_size: Any = None,
+                        sl: Any = None, tp: Any = None,
+                        sl_trail: Any = None, lot_size: Any = None,
                         accumulate: bool = False, exit_after_bars: int | None = None,
                         threads: int | None = None) -> pd.DataFrame:
         """Backtest many signal sets (``{key: {"entries": ..., "exits": ...}}``, or frames

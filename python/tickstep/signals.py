@@ -43,13 +43,17 @@ Rules, per symbol and bar:
   the position (its reducing part first); an entry on the side already held re-sizes the
   position to the target (nothing when it is there exactly);
 - ``sl`` / ``tp`` are fractions of that close: a long's stop-loss at close x (1 - sl),
-  take-profit at close x (1 + tp), a short's mirrored; or ``sl_price`` / ``tp_price``
-  give the prices, one per bar in the shapes signals take (NaN: no stop for an entry on
-  that bar). They become the bracket of the order that adds to the position;
+  take-profit at close x (1 + tp), a short's mirrored; one number, one per symbol
+  (``{symbol: number}``, or a Series indexed by symbol) or one per bar in the shapes
+  signals take (NaN: no stop for an entry on that bar; a symbol left out has none); or
+  ``sl_price`` / ``tp_price`` give the prices, one per bar in the shapes signals take
+  (NaN: no stop for an entry on that bar). They become the bracket of the order that
+  adds to the position;
 - ``sl_trail`` (instead of ``sl``) is a trailing stop-loss: that fraction below the best
   price since the entry filled (above, for a short), as ``sl_trail="x%"`` on an order
   placed in ``next`` (the same book rule: it follows the open first, then the bar's
-  favourable extreme for the next bar).
+  favourable extreme for the next bar); given as ``sl`` is. A symbol's stop-loss is a
+  fraction, a price or a trail, not two of them.
 
 Signals (and stop prices) may be given as
 
@@ -110,8 +114,13 @@ PRICE_KINDS = ("sl_price", "tp_price")
 SIZE_KIND = "size"
 #: The rules' size when sizes are given per bar (as the run's parameter reads).
 PER_BAR = "per bar"
+#: Stops as fractions of the entry bar's close given per symbol or per bar (NaN: none on
+#: that bar), in the shapes signals take, instead of one number for the run.
+FRACTION_KINDS = ("sl", "tp", "sl_trail")
+#: Rules that may be given one per symbol or one per bar rather than one number.
+PER_BAR_RULES = (SIZE_KIND, *FRACTION_KINDS)
 #: What a set of signals may hold: the signals, numbers per bar.
-BAR_KINDS = (*SIGNAL_KINDS, *PRICE_KINDS, SIZE_KIND)
+BAR_KINDS = (*SIGNAL_KINDS, *PRICE_KINDS, *PER_BAR_RULES)
 SIZE_TYPES = ("amount", "value", "percent", "percent_at_fill", "target_percent")
 #: What a signal set of a grid may set for itself (else the call's values apply).
 RULES = ("size", "size_type", "sl", "tp", "sl_trail", "lot_size", "accumulate", "exit_after_bars")
@@ -180,6 +189,19 @@ def _sizes(values: Any, where: str, bars: int) -> np.ndarray:
         raise ConfigError(f"{where}: sizes must be finite and >= 0 (NaN or 0: no entry on that "
                           f"bar), got {float(a[row])!r} at row {row}")
     return a
+
+
+def _fractions(values: Any, where: str, bars: int) -> np.ndarray:
+    """``values`` as a contiguous float64 column of a stop's fractions (NaN: none on that
+    bar), or a refusal. One number (a symbol's own, from a mapping) stands for every bar
+    of the symbol. The core refuses a fraction its stop does not take, naming the bar."""
+    a = np.asarray(values)
+    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise ConfigError(f"{where}: stops as fractions must be numbers (NaN for none), got "
+                          f"dtype {a.dtype}")
+    if a.ndim == 0:
+        a = np.full(bars, a, dtype=np.float64)
+    return _one_column(a.astype(np.float64, copy=False), where, bars)
 
 
 def _is_number(value: Any) -> bool:
@@ -339,7 +361,8 @@ def signal_columns(market: _core.Market, signals: Any, name: str = "signals", *,
     signal kinds, float prices for ``sl_price`` / ``tp_price``, float sizes for ``size``.
     ``bar_rows``: the symbols' rows in time-indexed frames looked up so far by a caller
     converting many frames."""
-    convert: Convert = _prices if name in PRICE_KINDS else _sizes if name == SIZE_KIND else _bools
+    convert: Convert = (_prices if name in PRICE_KINDS else _sizes if name == SIZE_KIND
+                        else _fractions if name in FRACTION_KINDS else _bools)
     bar_rows = bar_rows if bar_rows is not None else _BarRows(market)
     symbols = list(market.symbols)
     n = len(symbols)
@@ -347,13 +370,15 @@ def signal_columns(market: _core.Market, signals: Any, name: str = "signals", *,
         return [None] * n
     if isinstance(signals, pd.DataFrame):
         return _from_frame(market, signals, name, convert, bar_rows)
-    if name == SIZE_KIND and isinstance(signals, pd.Series) and _by_symbol(signals, symbols):
-        # Sizes indexed by symbols (e.g. a row of a table of weights): one size per symbol,
-        # as {symbol: number} gives.
+    per_symbol_rule = name in PER_BAR_RULES
+    if per_symbol_rule and isinstance(signals, pd.Series) and _by_symbol(signals, symbols):
+        # Sizes or stops indexed by symbols (e.g. a row of a table of weights): one per
+        # symbol, as {symbol: number} gives.
         signals = _per_symbol(signals, name)
     elif isinstance(signals, pd.Series):
         if n != 1:
-            per_symbol = ", or index it by symbol for one size per symbol" if name == SIZE_KIND else ""
+            one = "size" if name == SIZE_KIND else "stop"
+            per_symbol = f", or index it by symbol for one {one} per symbol" if per_symbol_rule else ""
             raise ConfigError(f"{name}: a Series is one symbol's values by bar; give a "
                               f"DataFrame with a column per symbol for these {n} symbols"
                               f"{per_symbol}")
@@ -381,13 +406,16 @@ def signal_columns(market: _core.Market, signals: Any, name: str = "signals", *,
             for s in range(n)]
 
 
-def _sized(signals: dict[str, Any], size: Any) -> Any:
-    """``size`` as the rules take it: the number, or `PER_BAR` when it is given per bar
-    (then put in ``signals``, as their ``"size"``)."""
-    if _gives_per_bar(size):
-        signals[SIZE_KIND] = size
-        return PER_BAR
-    return size
+def _per_bar(signals: dict[str, Any], rules: dict[str, Any]) -> dict[str, Any]:
+    """``rules`` as the run takes them: those of `PER_BAR_RULES` given per symbol or per
+    bar (a mapping, a Series, an array, a frame) are put in ``signals`` under their own
+    names and read `PER_BAR` in the rules; the others are as given."""
+    out = dict(rules)
+    for name in PER_BAR_RULES:
+        if name in out and _gives_per_bar(out[name]):
+            signals[name] = out[name]
+            out[name] = PER_BAR
+    return out
 
 
 def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
@@ -403,8 +431,10 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
         raise ConfigError(f"{where}size={size!r}: must be a number, or one per bar (in the "
                           "shapes signals take)")
     for name, value in (("sl", sl), ("tp", tp), ("sl_trail", sl_trail)):
-        if value is not None and not _is_number(value):
-            raise ConfigError(f"{where}{name}={value!r}: must be a number")
+        if value is not None and value is not PER_BAR and not _is_number(value):
+            raise ConfigError(f"{where}{name}={value!r}: must be a number, one per symbol "
+                              "({symbol: number}, or a Series indexed by symbol) or one per "
+                              "bar (in the shapes signals take)")
     if not isinstance(accumulate, (bool, np.bool_)):
         raise ConfigError(f"{where}accumulate={accumulate!r}: must be True or False")
     if exit_after_bars is not None and (isinstance(exit_after_bars, (bool, np.bool_))
@@ -418,9 +448,11 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
     if not all(lot is None or _is_number(lot) for lot in lots):
         raise ConfigError(f"{where}lot_size={lot_size!r}: must be a number of units, or "
                           "{symbol: number}")
-    return {"size": None if size is PER_BAR else float(size), "size_type": size_type,
-            "sl": None if sl is None else float(sl), "tp": None if tp is None else float(tp),
-            "sl_trail": None if sl_trail is None else float(sl_trail), "lot_size": lot_size,
+    def number(value: Any) -> float | None:
+        return None if value is None or value is PER_BAR else float(value)
+
+    return {"size": number(size), "size_type": size_type, "sl": number(sl), "tp": number(tp),
+            "sl_trail": number(sl_trail), "lot_size": lot_size,
             "accumulate": bool(accumulate),
             "exit_after_bars": None if exit_after_bars is None else int(exit_after_bars)}
 
@@ -442,7 +474,8 @@ def _check_kinds(signals: Mapping[str, Any], what: str, extra: Sequence[str] = (
         if key not in known:
             raise ConfigError(f"{what}: unknown signal {key!r}{did_you_mean(key, known)}; "
                               f"signals are {', '.join(SIGNAL_KINDS)} (stop prices "
-                              f"{', '.join(PRICE_KINDS)}, sizes {SIZE_KIND})")
+                              f"{', '.join(PRICE_KINDS)}, sizes {SIZE_KIND}, stops as fractions "
+                              f"{', '.join(FRACTION_KINDS)})")
     if signals.get("entries") is None and signals.get("short_entries") is None:
         raise ConfigError(f"{what}: give entries and/or short_entries (nothing would be traded)")
 
@@ -486,6 +519,7 @@ def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
         engines, *(kinds[k] for k in SIGNAL_KINDS),
         **{k: [r[k] for r in rules] for k in RUN_RULES},
         sl_price=kinds["sl_price"], tp_price=kinds["tp_price"], sizes=kinds[SIZE_KIND],
+        sl_fraction=kinds["sl"], tp_fraction=kinds["tp"], trail_fraction=kinds["sl_trail"],
         lot_size=[_lots(market, r["lot_size"]) for r in rules],
         trade_start=trade_start_ns(market, config), threads=threads, **extra)
     return engines, outcomes
@@ -509,11 +543,11 @@ def run_signals(
     short_exits: Any = None,
     size: Any = 0.95,
     size_type: str = "percent",
-    sl: float | None = None,
-    tp: float | None = None,
+    sl: Any = None,
+    tp: Any = None,
     sl_price: Any = None,
     tp_price: Any = None,
-    sl_trail: float | None = None,
+    sl_trail: Any = None,
     lot_size: Any = None,
     accumulate: bool = False,
     exit_after_bars: int | None = None,
@@ -530,7 +564,8 @@ def run_signals(
     default sizer's share), one number, one per symbol or one per bar (NaN or 0: no entry
     on that bar); ``sl``/``tp`` are fractions of the entry bar's close,
     ``sl_price``/``tp_price`` prices per bar; ``sl_trail`` a trailing stop-loss as a
-    fraction of the best price since the entry; ``lot_size`` (a number, or ``{symbol:
+    fraction of the best price since the entry (``sl``, ``tp`` and ``sl_trail`` one
+    number, one per symbol or one per bar, NaN for no stop on that bar); ``lot_size`` (a number, or ``{symbol:
     number}``) trades entries in whole lots; ``accumulate`` lets an entry add to a
     position on its side (pyramiding); ``exit_after_bars`` exits a position that many
     bars after its entry (a time exit). Options (cash, commission, trade_on_close, ...)
@@ -539,13 +574,14 @@ def run_signals(
     signals = {"entries": entries, "exits": exits, "short_entries": short_entries,
                "short_exits": short_exits, "sl_price": sl_price, "tp_price": tp_price}
     _check_kinds(signals, "run_signals")
-    rules = _rules(_sized(signals, size), size_type, sl, tp, sl_trail, lot_size, accumulate,
-                   exit_after_bars)
+    given = _per_bar(signals, {"size": size, "sl": sl, "tp": tp, "sl_trail": sl_trail})
+    rules = _rules(**given, size_type=size_type, lot_size=lot_size, accumulate=accumulate,
+                   exit_after_bars=exit_after_bars)
     (engine,), (error,) = _run_native(market, config, [signals], [rules], ends, threads=1)
     if error is not None:
         raise error
     rejected = check_rejections(engine.rejected_orders(), list(market.symbols), config.on_reject)
-    shown = params or {**rules, "size": PER_BAR if rules["size"] is None else rules["size"]}
+    shown = params or {**rules, **{k: v for k, v in given.items() if v is PER_BAR}}
     return result_of(engine, market, config, params=dict(shown), strategy=strategy,
                      metadata=metadata, symbols=symbols, rejected=rejected)
 
@@ -712,9 +748,9 @@ def run_signal_grid(
     tp_price: Any = None,
     size: Any = 0.95,
     size_type: str = "percent",
-    sl: float | None = None,
-    tp: float | None = None,
-    sl_trail: float | None = None,
+    sl: Any = None,
+    tp: Any = None,
+    sl_trail: Any = None,
     lot_size: Any = None,
     accumulate: bool = False,
     exit_after_bars: int | None = None,
@@ -726,17 +762,19 @@ def run_signal_grid(
 
     ``signal_sets`` maps a key (e.g. a parameter tuple) to the signals of one backtest,
     ``{"entries": ..., "exits": ..., "short_entries": ..., "short_exits": ...}``, each in
-    any shape `run_signals` takes, plus optionally its own ``size`` (a number or one per
-    bar), ``size_type``, ``sl``, ``tp``, ``sl_trail``, ``lot_size``, ``accumulate``,
-    ``exit_after_bars``, ``sl_price`` and ``tp_price`` (else the call's apply; ``size``
-    given per bar to the call applies to every set). Each row
+    any shape `run_signals` takes, plus optionally its own ``size``, ``sl``, ``tp``,
+    ``sl_trail`` (each a number, one per symbol or one per bar), ``size_type``,
+    ``lot_size``, ``accumulate``, ``exit_after_bars``, ``sl_price`` and ``tp_price`` (else
+    the call's apply; one given per symbol or per bar to the call applies to every set).
+    Each row
     equals ``run_signals(...).stats`` of that set run alone. Rejected orders are counted
     per row (``# Orders Rejected``), with one warning for the grid naming the sets that
     had any (not one per set); ``on_reject="raise"`` still raises.
 
     Or, instead of ``signal_sets``, the sets as columns (vectorbt's layout): ``entries``,
-    ``exits``, ``short_entries``, ``short_exits``, ``sl_price``, ``tp_price`` or ``size``
-    as DataFrames by time whose columns are a MultiIndex, one column per set and symbol:
+    ``exits``, ``short_entries``, ``short_exits``, ``sl_price``, ``tp_price``, ``size``,
+    ``sl``, ``tp`` or ``sl_trail`` as DataFrames by time whose columns are a MultiIndex,
+    one column per set and symbol:
     the level named ``symbol`` (else the last) names the symbol, the other levels the set
     (and the rows of the table, with their names). One given as a frame by symbol (or in
     any other shape signals take) is shared by every set.
@@ -746,15 +784,18 @@ def run_signal_grid(
         ("short_exits", short_exits), ("sl_price", sl_price), ("tp_price", tp_price))
         if value is not None}
     level_names: list[Any] = []
-    sized_per_set = _of_sets(size)
-    if given or sized_per_set:
+    # Sizes or stops in frames of sets: each set has its own, per bar.
+    per_set = {name: value for name, value in (("size", size), ("sl", sl), ("tp", tp),
+                                               ("sl_trail", sl_trail)) if _of_sets(value)}
+    if given or per_set:
         if signal_sets is not None:
             raise ConfigError("run_signal_grid: give the signal sets either as signal_sets "
                               "(a mapping) or as frames of sets (entries=, exits=, ...), "
                               "not both")
-        if sized_per_set:
-            given[SIZE_KIND] = size
-            size = 0.95  # (each set has its own, per bar)
+        given.update(per_set)
+        size = 0.95 if "size" in per_set else size
+        sl, tp, sl_trail = (None if k in per_set else v
+                            for k, v in (("sl", sl), ("tp", tp), ("sl_trail", sl_trail)))
         signal_sets, level_names = _frames_of_sets(market, given)
     if signal_sets is None:
         raise ConfigError("run_signal_grid: no signal sets: give signal_sets, a mapping {key: "
@@ -778,8 +819,7 @@ def run_signal_grid(
         own = {"size": size, "size_type": size_type, "sl": sl, "tp": tp, "sl_trail": sl_trail,
                "lot_size": lot_size, "accumulate": accumulate, "exit_after_bars": exit_after_bars}
         own.update((k, sig.pop(k)) for k in RULES if k in sig)
-        own["size"] = _sized(sig, own["size"])
-        rules.append(_rules(**own, where=f"signal set {key!r}: "))
+        rules.append(_rules(**_per_bar(sig, own), where=f"signal set {key!r}: "))
         sets.append(sig)
     rows = _grid_stats(market, config, sets, rules, ends, threads, names=keys)
     for row in rows:
@@ -804,16 +844,17 @@ class SignalStrategy(Strategy):
     write ``signals(symbol, bars)``: it receives one symbol's bars (a DataFrame of
     ``open, high, low, close, volume`` indexed by time, read-only) and returns a mapping
     with ``entries`` and/or ``short_entries`` (and optionally ``exits``, ``short_exits``,
-    ``sl_price``, ``tp_price``, and ``size``: the entries' sizes per bar, instead of the
-    ``size`` parameter), each an array as long as ``bars``. A signal on bar t acts
+    ``sl_price``, ``tp_price``, and ``size``, ``sl``, ``tp``, ``sl_trail``: the entries'
+    sizes and stop fractions per bar, instead of the parameters of those names), each an
+    array as long as ``bars``. A signal on bar t acts
     like an order placed in ``next`` at bar t, so it may use bar t's close; the run never
     shows it later bars.
 
     The order rules are parameters too, so a grid may vary them: ``size``,
     ``size_type`` (``"amount"``, ``"value"``, ``"percent"``, ``"percent_at_fill"``, ``"target_percent"``),
     ``sl`` and ``tp`` (fractions of the entry bar's close), ``sl_trail`` (a trailing
-    stop-loss, a fraction of the best price since the entry), ``lot_size`` (entries in
-    whole lots), ``accumulate`` (pyramiding), ``exit_after_bars`` (a time exit); see
+    stop-loss, a fraction of the best price since the entry; these three and ``size``
+    one number or ``{symbol: number}``), ``lot_size`` (entries in whole lots), ``accumulate`` (pyramiding), ``exit_after_bars`` (a time exit); see
     `tickstep.signals`.
 
     Signals that depend on other symbols (a rank across them, a spread, a pair) are
@@ -848,9 +889,9 @@ class SignalStrategy(Strategy):
 
     size: float = 0.95
     size_type: str = "percent"
-    sl: float | None = None
-    tp: float | None = None
-    sl_trail: float | None = None
+    sl: float | dict[str, float] | None = None
+    tp: float | dict[str, float] | None = None
+    sl_trail: float | dict[str, float] | None = None
     lot_size: float | dict[str, float] | None = None
     accumulate: bool = False
     exit_after_bars: int | None = None
@@ -916,11 +957,13 @@ def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: l
         method = "market_signals" if _across_symbols(cls) else "signals"
         raise ConfigError(f"{cls.__name__}.{method}: no entries or short_entries for any symbol "
                           "(nothing would be traded)")
-    # Sizes per bar from `signals` stand instead of the `size` parameter.
-    size = PER_BAR if SIZE_KIND in sets else instance.size
-    rules = _rules(size, instance.size_type, instance.sl, instance.tp,
-                   instance.sl_trail, instance.lot_size, instance.accumulate,
-                   instance.exit_after_bars, where=f"{cls.__name__}: ")
+    # Sizes or stops per bar from `signals` stand instead of the parameters; parameters
+    # given per symbol (or per bar) go with the signals.
+    given = {name: PER_BAR if name in sets else getattr(instance, name)
+             for name in PER_BAR_RULES}
+    rules = _rules(**_per_bar(sets, given), size_type=instance.size_type,
+                   lot_size=instance.lot_size, accumulate=instance.accumulate,
+                   exit_after_bars=instance.exit_after_bars, where=f"{cls.__name__}: ")
     return sets, rules, instance
 
 

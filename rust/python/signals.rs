@@ -65,22 +65,29 @@ fn per_run<T: Clone>(name: &str, values: Vec<T>, runs: usize) -> PyResult<Vec<T>
 
 /// A grid call's columns as slices, per run and symbol: the four signal kinds (entries,
 /// exits, short entries, short exits) and the numbers per bar: the two stop prices (sl,
-/// tp) and the entries' sizes.
+/// tp), the entries' sizes and the three stop fractions (sl, tp, sl_trail).
 struct GridColumns<'a> {
     kinds: [Vec<Vec<Option<&'a [bool]>>>; 4],
-    numbers: [Vec<Vec<Option<&'a [f64]>>>; 3],
+    numbers: [Vec<Vec<Option<&'a [f64]>>>; 6],
 }
 
 impl<'a> GridColumns<'a> {
-    /// Each column checked by `slices` against the engines' symbols.
+    /// Each column checked by `slices` against the engines' symbols: the signals, the stop
+    /// prices, and the numbers per bar that may be given (sizes, the three stop fractions;
+    /// none of a kind when not).
     fn of(
         engines: &[PyRefMut<'_, PyEngine>],
         signals: [&'a Columns<'_, bool>; 4],
-        numbers: [&'a Columns<'_, f64>; 3],
+        prices: [&'a Columns<'_, f64>; 2],
+        per_bar: [&'a Option<Columns<'_, f64>>; 4],
     ) -> PyResult<Self> {
         let symbols = symbol_counts(engines);
         let [entries, exits, short_entries, short_exits] = signals;
-        let [sl_price, tp_price, sizes] = numbers;
+        let [sl_price, tp_price] = prices;
+        let per_bar = |name: &str, k: usize| match per_bar[k] {
+            Some(columns) => slices(name, columns, &symbols),
+            None => Ok(symbols.iter().map(|&n| vec![None; n]).collect()),
+        };
         Ok(GridColumns {
             kinds: [
                 slices("entries", entries, &symbols)?,
@@ -91,7 +98,10 @@ impl<'a> GridColumns<'a> {
             numbers: [
                 slices("sl_price", sl_price, &symbols)?,
                 slices("tp_price", tp_price, &symbols)?,
-                slices("sizes", sizes, &symbols)?,
+                per_bar("sizes", 0)?,
+                per_bar("sl_fraction", 1)?,
+                per_bar("tp_fraction", 2)?,
+                per_bar("trail_fraction", 3)?,
             ],
         })
     }
@@ -166,6 +176,9 @@ fn grid_runs<'e, 'a>(
                 stop_loss: numbers[0][k][s],
                 take_profit: numbers[1][k][s],
                 size: numbers[2][k][s],
+                stop_loss_fraction: numbers[3][k][s],
+                take_profit_fraction: numbers[4][k][s],
+                trail_fraction: numbers[5][k][s],
                 lot_size: lot_size[k][s],
             })
             .collect();
@@ -176,14 +189,6 @@ fn grid_runs<'e, 'a>(
         });
     }
     Ok(runs)
-}
-
-/// No sizes per bar: per engine, no column for any symbol.
-fn no_sizes<'py>(engines: &[PyRefMut<'_, PyEngine>]) -> Columns<'py, f64> {
-    symbol_counts(engines)
-        .into_iter()
-        .map(|n| (0..n).map(|_| None).collect())
-        .collect()
 }
 
 /// Each engine's number of symbols.
@@ -210,7 +215,8 @@ pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
 }
 
 /// Run each engine with its own signals (`entries[k][symbol]`, ..., `sizes[k][symbol]`:
-/// entries' sizes per bar) and rules (`size[k]`: None when sizes are per bar, ...,
+/// entries' sizes per bar; `sl_fraction[k][symbol]`, `tp_fraction`, `trail_fraction`:
+/// the symbol's own stop fractions per bar, NaN for none) and rules (`size[k]`: None when sizes are per bar, ...,
 /// `sl_trail[k]`: a trailing stop-loss fraction; none when not given; `lot_size[k]
 /// [symbol]`: its entries in whole lots, none when not given; `accumulate[k]`: entries
 /// add to a position on their side, false when not given; `exit_after_bars[k]`: the time
@@ -218,7 +224,7 @@ pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
 /// released. The engines are ready to read after; returns per engine None, or the
 /// exception its run ended with.
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signals(
     py: Python<'_>,
@@ -234,6 +240,9 @@ pub fn run_signals(
     sl_price: Columns<'_, f64>,
     tp_price: Columns<'_, f64>,
     sizes: Option<Columns<'_, f64>>,
+    sl_fraction: Option<Columns<'_, f64>>,
+    tp_fraction: Option<Columns<'_, f64>>,
+    trail_fraction: Option<Columns<'_, f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
     lot_size: Option<Vec<Vec<Option<f64>>>>,
     accumulate: Option<Vec<bool>>,
@@ -241,12 +250,9 @@ pub fn run_signals(
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<Vec<Option<Py<PyAny>>>> {
-    let sizes = sizes.unwrap_or_else(|| no_sizes(&engines));
-    let columns = GridColumns::of(
-        &engines,
-        [&entries, &exits, &short_entries, &short_exits],
-        [&sl_price, &tp_price, &sizes],
-    )?;
+    let signals = [&entries, &exits, &short_entries, &short_exits];
+    let per_bar = [&sizes, &sl_fraction, &tp_fraction, &trail_fraction];
+    let columns = GridColumns::of(&engines, signals, [&sl_price, &tp_price], per_bar)?;
     let runs = grid_runs(
         py,
         &mut engines,
@@ -281,7 +287,7 @@ pub fn run_signals(
 /// (or Ctrl-C) stops the runs not started yet and is raised. The engines are spent
 /// (their logs read as empty).
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signal_summaries(
     py: Python<'_>,
@@ -298,6 +304,9 @@ pub fn run_signal_summaries(
     tp_price: Columns<'_, f64>,
     on_run: Py<PyAny>,
     sizes: Option<Columns<'_, f64>>,
+    sl_fraction: Option<Columns<'_, f64>>,
+    tp_fraction: Option<Columns<'_, f64>>,
+    trail_fraction: Option<Columns<'_, f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
     lot_size: Option<Vec<Vec<Option<f64>>>>,
     accumulate: Option<Vec<bool>>,
@@ -305,12 +314,9 @@ pub fn run_signal_summaries(
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<()> {
-    let sizes = sizes.unwrap_or_else(|| no_sizes(&engines));
-    let columns = GridColumns::of(
-        &engines,
-        [&entries, &exits, &short_entries, &short_exits],
-        [&sl_price, &tp_price, &sizes],
-    )?;
+    let signals = [&entries, &exits, &short_entries, &short_exits];
+    let per_bar = [&sizes, &sl_fraction, &tp_fraction, &trail_fraction];
+    let columns = GridColumns::of(&engines, signals, [&sl_price, &tp_price], per_bar)?;
     let runs = grid_runs(
         py,
         &mut engines,
