@@ -102,10 +102,14 @@ def vectorbt_run(bars, signals, *, next_open: bool, options: dict, run: dict):  
           "fees": options.get("commission", 0.0), "fixed_fees": options.get("commission_fixed", 0.0),
           "slippage": options.get("slippage", 0.0) / 1e4,
           "open": frame(bars["open"]), "high": frame(bars["high"]), "low": frame(bars["low"])}
-    if "sl" in run:
-        kw["sl_stop"] = run["sl"]
-    if "tp" in run:
-        kw["tp_stop"] = run["tp"]
+    # A stop per symbol ({name: fraction}; NaN for one left out) is one per column there,
+    # one per bar ((bars, symbols), NaN: none) the same array.
+    for ours, theirs in (("sl", "sl_stop"), ("tp", "tp_stop")):
+        if ours in run:
+            stop = run[ours]
+            if isinstance(stop, dict):
+                stop = np.array([stop.get(f"S{k}", np.nan) for k in range(symbols)])
+            kw[theirs] = stop
     sig = dict(signals)
     if next_open:
         # Decided at bar t's close, filled at bar t+1's open: vectorbt is told so.
@@ -162,6 +166,12 @@ CASES = {
     "at the close, stops and commission, three symbols": dict(
         next_open=False, shorts=True, options={"commission": 0.0002}, symbols=3,
         run={"size": 5.0, "size_type": "amount", "sl": 0.008, "tp": 0.02}),
+    "at the close, stop-losses per bar and take-profits per symbol, three symbols": dict(
+        next_open=False, shorts=True, options={"commission": 0.0002}, symbols=3,
+        run={"size": 5.0, "size_type": "amount",
+             "sl": np.where(np.random.default_rng(5).random((2_000, 3)) < 0.2, np.nan,
+                            0.005 + 0.005 * np.random.default_rng(6).random((2_000, 3))),
+             "tp": {"S0": 0.02, "S2": 0.03}}),
 }
 
 
