@@ -657,30 +657,41 @@ impl<'a> SignalStrategy<'a> {
         let side = if units > 0.0 { Side::Buy } else { Side::Sell };
         let mut req = OrderRequest::market(symbol, side, units.abs());
         if self.stops && side.sign() == want {
-            let (r, sig) = (&self.rules, &self.signals[symbol]);
-            req.stop_loss = stop_at(
-                sig.stop_loss,
-                sig.stop_loss_fraction,
-                r.stop_loss,
-                bar,
-                price,
-                -want,
-            );
-            req.take_profit = stop_at(
-                sig.take_profit,
-                sig.take_profit_fraction,
-                r.take_profit,
-                bar,
-                price,
-                want,
-            );
-            req.stop_loss_trail =
-                fraction_on(sig.trail_fraction, r.stop_loss_trail, bar).map(Trail::Fraction);
+            self.attach_stops(&mut req, bar, price, want);
         }
         match desk.submit(req) {
             Ok(id) => Ok(Some(id)),
             Err(e) => Err(refused_entry(e, bar, desk.now())),
         }
+    }
+
+    /// Give `req`, an entry of `req.symbol` decided on `bar` at `price` that adds to the
+    /// `want` side, its stops. Out of line and cold (once per entry, where the rules run
+    /// at every signal bar): runs without stops never come here, and the rules' hot code
+    /// stays as small as before the stops per bar were added (inlined, they cost the
+    /// peers' data's run 8-10%: its instruction cache, BENCHMARKS.md).
+    #[cold]
+    #[inline(never)]
+    fn attach_stops(&self, req: &mut OrderRequest, bar: usize, price: f64, want: f64) {
+        let (r, sig) = (&self.rules, &self.signals[req.symbol]);
+        req.stop_loss = stop_at(
+            sig.stop_loss,
+            sig.stop_loss_fraction,
+            r.stop_loss,
+            bar,
+            price,
+            -want,
+        );
+        req.take_profit = stop_at(
+            sig.take_profit,
+            sig.take_profit_fraction,
+            r.take_profit,
+            bar,
+            price,
+            want,
+        );
+        req.stop_loss_trail =
+            fraction_on(sig.trail_fraction, r.stop_loss_trail, bar).map(Trail::Fraction);
     }
 
     /// Whether `symbol`'s position, at its bar `i`, is due its time exit.
