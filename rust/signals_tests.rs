@@ -498,6 +498,9 @@ struct Case {
     prices: Vec<[Option<Vec<f64>>; 2]>,
     /// Per symbol: the entries' sizes per bar, when given so.
     sizes: Vec<Option<Vec<f64>>>,
+    /// Per symbol: its own stop-loss, take-profit and trailing fractions per bar (NaN:
+    /// none on that bar), when given so.
+    fractions: Vec<[Option<Vec<f64>>; 3]>,
     /// Per symbol: its lot size, if any.
     lot_size: Vec<Option<f64>>,
     rules: SignalRules,
@@ -778,11 +781,40 @@ fn random_case(seed: u64) -> Case {
     if d.chance(0.3) {
         config.limit_fill = crate::broker::LimitFill::Through;
     }
+    // Some symbols' own stop fractions per bar now and then (drawn last; not with stop
+    // prices): a stop-loss or a trail, whichever the rules do not give, and a take-profit,
+    // NaN on some bars.
+    let fractions = (0..n)
+        .map(|s| {
+            let mut own = [None, None, None];
+            if price_stops || !d.chance(0.25) {
+                return own;
+            }
+            let bars = market.bars(s).len();
+            let column = |d: &mut Draw, max: f64| {
+                let v = (0..bars).map(|_| match d.chance(0.2) {
+                    true => f64::NAN,
+                    false => 0.003 + d.unit() * max,
+                });
+                Some(v.collect::<Vec<f64>>())
+            };
+            let trail = match (rules.stop_loss, rules.stop_loss_trail) {
+                (None, None) => d.chance(0.5),
+                (_, trail) => trail.is_some(),
+            };
+            own[if trail { 2 } else { 0 }] = column(&mut d, 0.08);
+            if d.chance(0.5) {
+                own[1] = column(&mut d, 0.1);
+            }
+            own
+        })
+        .collect();
     Case {
         market: Arc::new(market),
         signals,
         prices,
         sizes,
+        fractions,
         lot_size,
         rules,
         config,
@@ -966,7 +998,8 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
         .zip(&c.prices)
         .zip(&c.sizes)
         .zip(&c.lot_size)
-        .map(|(((k, p), z), &lot_size)| SymbolSignals {
+        .zip(&c.fractions)
+        .map(|((((k, p), z), &lot_size), f)| SymbolSignals {
             entries: k[0].as_deref(),
             exits: k[1].as_deref(),
             short_entries: k[2].as_deref(),
@@ -975,7 +1008,9 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
             take_profit: p[1].as_deref(),
             size: z.as_deref(),
             lot_size,
-            ..Default::default()
+            stop_loss_fraction: f[0].as_deref(),
+            take_profit_fraction: f[1].as_deref(),
+            trail_fraction: f[2].as_deref(),
         })
         .collect();
     SignalStrategy::new(&c.market, sig, c.rules).unwrap()
@@ -987,7 +1022,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut sized_per_bar, mut in_lots, mut added, mut timed) = (0, 0, 0, 0);
     let (mut called, mut called_quiet, mut funded, mut paid) = (0, 0, 0, 0);
     let (mut in_part, mut moved, mut multiplied, mut delisted) = (0, 0, 0, 0);
-    let (mut unshortable, mut own_slippage) = (0, 0);
+    let (mut unshortable, mut own_slippage, mut own_stops) = (0, 0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -1100,7 +1135,12 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             .iter()
             .filter(|f| matches!(f.role, Role::StopLoss | Role::TakeProfit))
             .count();
-        if c.rules.stop_loss_trail.is_some() {
+        let own_trails = c.fractions.iter().any(|f| f[2].is_some());
+        own_stops += (event.fills().iter())
+            .filter(|f| matches!(f.role, Role::StopLoss | Role::TakeProfit))
+            .filter(|f| c.fractions[f.symbol].iter().any(Option::is_some))
+            .count();
+        if c.rules.stop_loss_trail.is_some() || own_trails {
             trailed += event
                 .fills()
                 .iter()
@@ -1129,6 +1169,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         delisted,
         unshortable,
         own_slippage,
+        own_stops,
     ];
     eprintln!("{reached:?}");
     assert!(
@@ -1149,7 +1190,8 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && multiplied > 60
             && delisted > 30
             && unshortable > 30
-            && own_slippage > 30,
+            && own_slippage > 30
+            && own_stops > 50,
         "{reached:?}"
     );
 }
@@ -1228,6 +1270,7 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
             signals,
             prices: vec![[None, None]; n],
             sizes: vec![None; n],
+            fractions: vec![[None, None, None]; n],
             lot_size: vec![None; n],
             rules,
             config,
