@@ -153,7 +153,7 @@ impl SignalRules {
 }
 
 /// A stop an entry may carry as a fraction of its signal bar's close.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 enum Stop {
     Loss,
     Profit,
@@ -267,6 +267,7 @@ fn refused_entry(err: EngineError, bar: usize, now: i64) -> EngineError {
 /// naming the symbol, the bar and the rule; a take-profit's rule for shorts applies on
 /// the bars with a short entry.
 fn check_fractions(market: &Market, s: usize, sig: &SymbolSignals<'_>) -> Result<()> {
+    let short = |i: usize| sig.short_entries.is_some_and(|e| e[i]);
     for (stop, fractions) in [
         (Stop::Loss, sig.stop_loss_fraction),
         (Stop::Trail, sig.trail_fraction),
@@ -275,7 +276,6 @@ fn check_fractions(market: &Market, s: usize, sig: &SymbolSignals<'_>) -> Result
         let Some(fractions) = fractions else {
             continue;
         };
-        let short = |i: usize| sig.short_entries.is_some_and(|e| e[i]);
         let refused = fractions.iter().enumerate().find_map(|(i, &x)| {
             let rule = (!x.is_nan()).then(|| stop.refuses(x, short(i))).flatten();
             rule.map(|rule| (i, x, rule))

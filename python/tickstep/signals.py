@@ -159,12 +159,22 @@ def _bools(values: Any, where: str, bars: int) -> np.ndarray:
     return _one_column(a, where, bars)
 
 
-def _prices(values: Any, where: str, bars: int) -> np.ndarray:
-    """``values`` as a contiguous float64 column of stop prices (NaN: none), or a refusal."""
+def _numbers(values: Any, where: str, bars: int, what: str, *,
+             one_for_all: bool = False) -> np.ndarray:
+    """``values`` as a contiguous float64 column of ``bars`` numbers, or a refusal naming
+    the dtype and ``what`` they must be. With ``one_for_all``, one number (a symbol's own,
+    from a mapping) stands for every bar of the symbol."""
     a = np.asarray(values)
     if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-        raise ConfigError(f"{where}: stop prices must be numbers (NaN for none), got dtype {a.dtype}")
-    a = _one_column(a.astype(np.float64, copy=False), where, bars)
+        raise ConfigError(f"{where}: {what}, got dtype {a.dtype}")
+    if one_for_all and a.ndim == 0:
+        a = np.full(bars, a, dtype=np.float64)
+    return _one_column(a.astype(np.float64, copy=False), where, bars)
+
+
+def _prices(values: Any, where: str, bars: int) -> np.ndarray:
+    """``values`` as a contiguous float64 column of stop prices (NaN: none), or a refusal."""
+    a = _numbers(values, where, bars, "stop prices must be numbers (NaN for none)")
     bad = ~np.isnan(a) & ~(np.isfinite(a) & (a > 0))
     if bad.any():
         row = int(np.argmax(bad))
@@ -177,12 +187,8 @@ def _sizes(values: Any, where: str, bars: int) -> np.ndarray:
     """``values`` as a contiguous float64 column of entries' sizes (NaN or 0: no entry on
     that bar), or a clear refusal. One number (a symbol's own size, from a mapping) stands
     for every bar of the symbol."""
-    a = np.asarray(values)
-    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-        raise ConfigError(f"{where}: sizes must be numbers (NaN or 0 for no entry), got dtype {a.dtype}")
-    if a.ndim == 0:
-        a = np.full(bars, a, dtype=np.float64)
-    a = _one_column(a.astype(np.float64, copy=False), where, bars)
+    a = _numbers(values, where, bars, "sizes must be numbers (NaN or 0 for no entry)",
+                 one_for_all=True)
     bad = ~np.isnan(a) & ~(np.isfinite(a) & (a >= 0))
     if bad.any():
         row = int(np.argmax(bad))
@@ -195,13 +201,8 @@ def _fractions(values: Any, where: str, bars: int) -> np.ndarray:
     """``values`` as a contiguous float64 column of a stop's fractions (NaN: none on that
     bar), or a refusal. One number (a symbol's own, from a mapping) stands for every bar
     of the symbol. The core refuses a fraction its stop does not take, naming the bar."""
-    a = np.asarray(values)
-    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
-        raise ConfigError(f"{where}: stops as fractions must be numbers (NaN for none), got "
-                          f"dtype {a.dtype}")
-    if a.ndim == 0:
-        a = np.full(bars, a, dtype=np.float64)
-    return _one_column(a.astype(np.float64, copy=False), where, bars)
+    return _numbers(values, where, bars, "stops as fractions must be numbers (NaN for none)",
+                    one_for_all=True)
 
 
 def _is_number(value: Any) -> bool:
@@ -565,8 +566,8 @@ def run_signals(
     on that bar); ``sl``/``tp`` are fractions of the entry bar's close,
     ``sl_price``/``tp_price`` prices per bar; ``sl_trail`` a trailing stop-loss as a
     fraction of the best price since the entry (``sl``, ``tp`` and ``sl_trail`` one
-    number, one per symbol or one per bar, NaN for no stop on that bar); ``lot_size`` (a number, or ``{symbol:
-    number}``) trades entries in whole lots; ``accumulate`` lets an entry add to a
+    number, one per symbol or one per bar, NaN for no stop on that bar); ``lot_size`` (a
+    number, or ``{symbol: number}``) trades entries in whole lots; ``accumulate`` lets an entry add to a
     position on its side (pyramiding); ``exit_after_bars`` exits a position that many
     bars after its entry (a time exit). Options (cash, commission, trade_on_close, ...)
     come from ``config``.
@@ -854,7 +855,8 @@ class SignalStrategy(Strategy):
     ``size_type`` (``"amount"``, ``"value"``, ``"percent"``, ``"percent_at_fill"``, ``"target_percent"``),
     ``sl`` and ``tp`` (fractions of the entry bar's close), ``sl_trail`` (a trailing
     stop-loss, a fraction of the best price since the entry; these three and ``size``
-    one number or ``{symbol: number}``), ``lot_size`` (entries in whole lots), ``accumulate`` (pyramiding), ``exit_after_bars`` (a time exit); see
+    one number or ``{symbol: number}``), ``lot_size`` (entries in whole lots),
+    ``accumulate`` (pyramiding), ``exit_after_bars`` (a time exit); see
     `tickstep.signals`.
 
     Signals that depend on other symbols (a rank across them, a spread, a pair) are
