@@ -31,7 +31,9 @@
 //! - A time exit (`exit_after_bars` = n): a position whose oldest open lot was entered n
 //!   or more of the symbol's bars before this one is exited here, as by an exit signal of
 //!   its side on this bar (so an entry of that side on it is ignored, an opposite one
-//!   reverses).
+//!   reverses). n is the rules' one, or the symbol's own per bar
+//!   (`SymbolSignals::exit_after_bars`): the number on the bar of the entry that opened
+//!   the position (placed while flat, or reversing), which it keeps to its end.
 //! - Stops as fractions of that close — a long's stop-loss at close × (1 − sl) and
 //!   take-profit at close × (1 + tp), a short's mirrored — or as prices, one per bar (NaN:
 //!   none for an entry on that bar). The fractions are the rules' ones, or the symbol's
@@ -54,6 +56,7 @@ use crate::market::Market;
 use crate::orders::{round_to_lot, OrderRequest, ShareAtFill, Side, Trail};
 use crate::portfolio::worth;
 use crate::strategy::Strategy;
+use std::cell::Cell;
 
 mod grid;
 mod sparse;
@@ -210,6 +213,11 @@ pub struct SymbolSignals<'a> {
     pub stop_loss_fraction: Option<&'a [f64]>,
     pub take_profit_fraction: Option<&'a [f64]>,
     pub trail_fraction: Option<&'a [f64]>,
+    /// The symbol's own time exit, per bar: a position is exited this many of the
+    /// symbol's bars after it opened, by the number on the bar of the entry that opened it
+    /// (a whole number >= 1; NaN: no time exit for an entry on that bar), instead of the
+    /// rules' one.
+    pub exit_after_bars: Option<&'a [f64]>,
     /// The size of an entry decided on each bar, instead of the rules' size (NaN or 0: no
     /// entry on that bar; validated at the door as NaN or finite and >= 0).
     pub size: Option<&'a [f64]>,
@@ -291,6 +299,25 @@ fn check_fractions(market: &Market, s: usize, sig: &SymbolSignals<'_>) -> Result
         }
     }
     Ok(())
+}
+
+/// Refuse a symbol's own time exit on a bar where it is not a whole number of bars >= 1
+/// (NaN is none), naming the symbol, the bar and the rule.
+fn check_time_exits(market: &Market, s: usize, sig: &SymbolSignals<'_>) -> Result<()> {
+    let Some(counts) = sig.exit_after_bars else {
+        return Ok(());
+    };
+    let whole = |n: f64| n >= 1.0 && n.fract() == 0.0;
+    match counts.iter().position(|&n| !n.is_nan() && !whole(n)) {
+        None => Ok(()),
+        Some(i) => Err(EngineError::InvalidConfig(format!(
+            "exit_after_bars of {} on the bar at {} (its bar {i}) = {}: must be a whole \
+             number of bars >= 1 (NaN: no time exit for an entry on that bar)",
+            market.name(s),
+            iso_time(market.bars(s).ts[i]),
+            counts[i],
+        ))),
+    }
 }
 
 impl SymbolSignals<'_> {
@@ -502,9 +529,17 @@ pub struct SignalStrategy<'a> {
     signals: Vec<SymbolSignals<'a>>,
     due: Vec<Due>,
     rules: SignalRules,
-    /// Whether any entry can carry a stop (as a fraction, a trail or a price per bar):
-    /// decided once, so a run without stops places its entries without looking.
-    stops: bool,
+    /// Whether an entry can carry anything its bar decides beyond its size: a stop (as a
+    /// fraction, a trail or a price per bar) or a time exit of the symbol's own. Decided
+    /// once, so a run without them places its entries without looking.
+    attaches: bool,
+    /// Whether any position can have a time exit (the rules' or a symbol's own).
+    time_exits: bool,
+    /// Per symbol with time exits of its own, how many bars its position is held at most:
+    /// the number on the bar of the entry placed while it was flat or reversing (the
+    /// entry that opens the position it holds), None for none.
+    /// (Cells: kept from `&self`, so that the rules' hot path reads the rest as unchanged.)
+    hold_for: Vec<Cell<Option<usize>>>,
 }
 
 impl<'a> SignalStrategy<'a> {
@@ -531,6 +566,7 @@ impl<'a> SignalStrategy<'a> {
                 ("sl", sig.stop_loss_fraction),
                 ("tp", sig.take_profit_fraction),
                 ("sl_trail", sig.trail_fraction),
+                ("exit_after_bars", sig.exit_after_bars),
             ]
             .map(|(name, c)| (name, c.map(<[f64]>::len)));
             for (name, len) in lengths.into_iter().chain(prices) {
@@ -562,6 +598,7 @@ impl<'a> SignalStrategy<'a> {
                 }
             }
             check_fractions(market, s, sig)?;
+            check_time_exits(market, s, sig)?;
             let enters = sig.entries.is_some() || sig.short_entries.is_some();
             if rules.size.is_none() && sig.size.is_none() && enters {
                 return Err(EngineError::InvalidConfig(format!(
@@ -596,7 +633,7 @@ impl<'a> SignalStrategy<'a> {
             .enumerate()
             .map(|(s, sig)| Due::new(sig, market.bars(s).ts.len()))
             .collect();
-        let stops = rules.stop_loss.is_some()
+        let attaches = rules.stop_loss.is_some()
             || rules.take_profit.is_some()
             || rules.stop_loss_trail.is_some()
             || signals.iter().any(|s| {
@@ -605,12 +642,18 @@ impl<'a> SignalStrategy<'a> {
                     || s.stop_loss_fraction.is_some()
                     || s.take_profit_fraction.is_some()
                     || s.trail_fraction.is_some()
+                    || s.exit_after_bars.is_some()
             });
+        let time_exits =
+            rules.exit_after_bars.is_some() || signals.iter().any(|s| s.exit_after_bars.is_some());
+        let hold_for = vec![Cell::new(None); signals.len()];
         Ok(SignalStrategy {
             signals,
             due,
             rules,
-            stops,
+            attaches,
+            time_exits,
+            hold_for,
         })
     }
 
@@ -638,10 +681,12 @@ impl<'a> SignalStrategy<'a> {
     }
 
     /// Place an order of `units` (signed: + buys) for `symbol`, decided on bar `bar` at
-    /// `price`; the stops go with it when it adds to a position on the `want` side.
+    /// `price`; the stops go with it when it adds to a position on the `want` side, and
+    /// when it opens one (decided while `held` was flat, or reversing) its time exit.
     /// Returns its id (None: nothing to place). (Inlined into its two callers, where it
     /// was before the rules grew.)
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // (inlined: each is a register, not a struct to fill)
     fn place<D: Desk>(
         &self,
         desk: &mut D,
@@ -650,14 +695,15 @@ impl<'a> SignalStrategy<'a> {
         price: f64,
         units: f64,
         want: f64,
+        held: f64,
     ) -> Result<Option<u64>> {
         if !(units.is_finite() && units != 0.0) {
             return Ok(None);
         }
         let side = if units > 0.0 { Side::Buy } else { Side::Sell };
         let mut req = OrderRequest::market(symbol, side, units.abs());
-        if self.stops && side.sign() == want {
-            self.attach_stops(&mut req, bar, price, want);
+        if self.attaches && side.sign() == want {
+            self.attach(&mut req, bar, price, want, held * want <= 0.0);
         }
         match desk.submit(req) {
             Ok(id) => Ok(Some(id)),
@@ -666,13 +712,17 @@ impl<'a> SignalStrategy<'a> {
     }
 
     /// Give `req`, an entry of `req.symbol` decided on `bar` at `price` that adds to the
-    /// `want` side, its stops. Out of line and cold (once per entry, where the rules run
-    /// at every signal bar): runs without stops never come here, and the rules' hot code
-    /// stays as small as before the stops per bar were added (inlined, they cost the
-    /// peers' data's run 8-10%: its instruction cache, BENCHMARKS.md).
+    /// `want` side, its stops, and keep the symbol's own time exit on that bar when it
+    /// `opens` a position. Out of line and cold (once per entry, where the rules run at
+    /// every signal bar): runs without either never come here, and the rules' hot code
+    /// stays as small as before they were added (the stops inlined cost the peers' data's
+    /// run 8-10%, a time exit kept in the rules 4%: the instruction cache, BENCHMARKS.md).
     #[cold]
     #[inline(never)]
-    fn attach_stops(&self, req: &mut OrderRequest, bar: usize, price: f64, want: f64) {
+    fn attach(&self, req: &mut OrderRequest, bar: usize, price: f64, want: f64, opens: bool) {
+        if opens {
+            self.hold_from(req.symbol, bar);
+        }
         let (r, sig) = (&self.rules, &self.signals[req.symbol]);
         req.stop_loss = stop_at(
             sig.stop_loss,
@@ -697,22 +747,42 @@ impl<'a> SignalStrategy<'a> {
     /// Whether `symbol`'s position, at its bar `i`, is due its time exit.
     #[inline]
     fn times_out<D: Desk>(&self, desk: &D, symbol: usize, i: usize) -> bool {
-        self.deadline(|| desk.opened_at(symbol))
+        self.deadline(symbol, || desk.opened_at(symbol))
             .is_some_and(|due| i >= due)
     }
 
-    /// The bar at which a position opened at bar `opened` (`Position::opened_at`) is due
-    /// its time exit (`None`: no time exit, or nothing held; `opened` asked only with one).
+    /// The bar at which `symbol`'s position opened at bar `opened`
+    /// (`Position::opened_at`) is due its time exit (`None`: no time exit, or nothing
+    /// held; `opened` asked only with one): its own number of bars, else the rules'.
     #[inline]
-    fn deadline(&self, opened: impl FnOnce() -> Option<usize>) -> Option<usize> {
-        let n = self.rules.exit_after_bars?;
-        opened().map(|bar| bar + n)
+    fn deadline(&self, symbol: usize, opened: impl FnOnce() -> Option<usize>) -> Option<usize> {
+        if !self.time_exits {
+            return None;
+        }
+        let n = match self.signals[symbol].exit_after_bars {
+            Some(_) => self.hold_for[symbol].get(),
+            None => self.rules.exit_after_bars,
+        }?;
+        opened().map(|bar| bar.saturating_add(n))
     }
 
     /// Whether the rules must read every bar the run visits (a time exit may fall on any).
     #[inline]
     fn times_exits(&self) -> bool {
-        self.rules.exit_after_bars.is_some()
+        self.time_exits
+    }
+
+    /// Keep the time exit of `symbol`'s entry decided on `bar` while flat or reversing
+    /// (the one that opens its next position): its own number on that bar, if it has
+    /// its own.
+    fn hold_from(&self, symbol: usize, bar: usize) {
+        if let Some(counts) = self.signals[symbol].exit_after_bars {
+            // (Whole and >= 1, checked by `new`; a count past any run is never due.)
+            let n = Some(counts[bar])
+                .filter(|n| !n.is_nan())
+                .map(|n| n as usize);
+            self.hold_for[symbol].set(n);
+        }
     }
 
     /// The size of `symbol`'s entry decided on `bar`: its own per bar, or the rules' one.
@@ -790,7 +860,7 @@ impl<'a> SignalStrategy<'a> {
                 target = round_to_lot(target.abs(), lot).copysign(target);
             }
             return self
-                .place(desk, symbol, i, price, target - after, want)
+                .place(desk, symbol, i, price, target - after, want, held)
                 .map(|_| ());
         }
         if exits || held * want < 0.0 {
@@ -818,7 +888,7 @@ impl<'a> SignalStrategy<'a> {
         if !(units.is_finite() && units > 0.0) {
             return Ok(());
         }
-        let placed = self.place(desk, symbol, i, price, want * units, want)?;
+        let placed = self.place(desk, symbol, i, price, want * units, want, held)?;
         // With `at_fill` the units are its estimate: the fill sizes it.
         if let (Some(id), Some(share)) = (placed, at_fill) {
             desk.size_at_fill(id, share);

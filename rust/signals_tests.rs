@@ -490,6 +490,7 @@ impl Draw {
 
 /// One random case: symbols with their own (sparse, late, early-ending) bars on a minute
 /// timeline spanning several days, random signals, stops, sizes and options.
+#[derive(Clone)]
 struct Case {
     market: Arc<Market>,
     /// Per symbol: entries, exits, short entries, short exits (None: not given).
@@ -501,6 +502,8 @@ struct Case {
     /// Per symbol: its own stop-loss, take-profit and trailing fractions per bar (NaN:
     /// none on that bar), when given so.
     fractions: Vec<[Option<Vec<f64>>; 3]>,
+    /// Per symbol: its own time exits per bar (NaN: none on that bar), when given so.
+    time_exits: Vec<Option<Vec<f64>>>,
     /// Per symbol: its lot size, if any.
     lot_size: Vec<Option<f64>>,
     rules: SignalRules,
@@ -809,12 +812,29 @@ fn random_case(seed: u64) -> Case {
             own
         })
         .collect();
+    // Some symbols' own time exits per bar now and then (drawn last): one to eight bars,
+    // NaN (none) on some bars.
+    let own_time_exits = d.chance(0.3);
+    let time_exits = (0..n)
+        .map(|s| {
+            if !own_time_exits || d.chance(0.3) {
+                return None;
+            }
+            let bars = market.bars(s).len();
+            let v = (0..bars).map(|_| match d.chance(0.2) {
+                true => f64::NAN,
+                false => (1 + d.below(8)) as f64,
+            });
+            Some(v.collect::<Vec<f64>>())
+        })
+        .collect();
     Case {
         market: Arc::new(market),
         signals,
         prices,
         sizes,
         fractions,
+        time_exits,
         lot_size,
         rules,
         config,
@@ -999,7 +1019,8 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
         .zip(&c.sizes)
         .zip(&c.lot_size)
         .zip(&c.fractions)
-        .map(|((((k, p), z), &lot_size), f)| SymbolSignals {
+        .zip(&c.time_exits)
+        .map(|(((((k, p), z), &lot_size), f), t)| SymbolSignals {
             entries: k[0].as_deref(),
             exits: k[1].as_deref(),
             short_entries: k[2].as_deref(),
@@ -1011,6 +1032,7 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
             stop_loss_fraction: f[0].as_deref(),
             take_profit_fraction: f[1].as_deref(),
             trail_fraction: f[2].as_deref(),
+            exit_after_bars: t.as_deref(),
         })
         .collect();
     SignalStrategy::new(&c.market, sig, c.rules).unwrap()
@@ -1022,7 +1044,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut sized_per_bar, mut in_lots, mut added, mut timed) = (0, 0, 0, 0);
     let (mut called, mut called_quiet, mut funded, mut paid) = (0, 0, 0, 0);
     let (mut in_part, mut moved, mut multiplied, mut delisted) = (0, 0, 0, 0);
-    let (mut unshortable, mut own_slippage, mut own_stops) = (0, 0, 0);
+    let (mut unshortable, mut own_slippage, mut own_stops, mut own_timed) = (0, 0, 0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -1110,6 +1132,16 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             without.run(&mut strategy).unwrap();
             timed += usize::from(outcome(&without) != a);
         }
+        if c.time_exits.iter().any(Option::is_some) {
+            // Cases where symbols' own time exits changed the run (against none of them).
+            let mut without = case_engine(&c);
+            let none = Case {
+                time_exits: vec![None; c.time_exits.len()],
+                ..c.clone()
+            };
+            without.run(&mut case_strategy(&none)).unwrap();
+            own_timed += usize::from(outcome(&without) != a);
+        }
         if c.rules.accumulate {
             // Entries filled while the position was already on their side.
             let mut held = vec![0.0; c.market.symbol_count()];
@@ -1170,6 +1202,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         unshortable,
         own_slippage,
         own_stops,
+        own_timed,
     ];
     eprintln!("{reached:?}");
     assert!(
@@ -1191,7 +1224,8 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && delisted > 30
             && unshortable > 30
             && own_slippage > 30
-            && own_stops > 50,
+            && own_stops > 50
+            && own_timed > 30,
         "{reached:?}"
     );
 }
@@ -1271,6 +1305,7 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
             prices: vec![[None, None]; n],
             sizes: vec![None; n],
             fractions: vec![[None, None, None]; n],
+            time_exits: vec![None; n],
             lot_size: vec![None; n],
             rules,
             config,

@@ -26,6 +26,9 @@ class ByHand(tickstep.Strategy):
     def init(self):
         self.bar = dict.fromkeys(self.symbols, -1)
         self.bar_at = {s: {} for s in self.symbols}  # each bar's index by its time
+        # With time exits of the symbols' own: the one the position held keeps, the
+        # number on the bar of the entry placed while flat or reversing.
+        self.hold_for = dict.fromkeys(self.symbols)
 
     def next(self, symbol):
         self.bar[symbol] += 1
@@ -45,7 +48,8 @@ class ByHand(tickstep.Strategy):
         sized = size > 0
         # A time exit: the oldest open trade entered `exit_after_bars` bars ago or more.
         held = self.position_size(symbol)
-        n = self.rules.get("exit_after_bars")
+        own_time_exits = "exit_after_bars" in self.signals
+        n = self.hold_for[symbol] if own_time_exits else self.rules.get("exit_after_bars")
         trades = self.open_trades(symbol) if n is not None and held != 0 else []
         timed_out = bool(trades) and i - self.bar_at[symbol][min(t["entry_ts"] for t in trades)] >= n
         exit_long = at("exits") or (timed_out and held > 0)
@@ -82,6 +86,10 @@ class ByHand(tickstep.Strategy):
             return
         sl = tp = trail = None
         if (units > 0) == (want > 0):
+            if own_time_exits and held * want <= 0:  # this order opens a position
+                counts = column("exit_after_bars")
+                own = None if counts is None else counts[i]
+                self.hold_for[symbol] = None if own is None or math.isnan(own) else int(own)
             sl, tp = self._stop("sl", r, i, price, -want, column), self._stop("tp", r, i, price, want, column)
             # The trailing stop as a user writes it: a percentage (its fraction, exactly),
             # the run's or the symbol's own on this bar (NaN: none).
@@ -311,8 +319,30 @@ def markets_and_signals(draw):
                                           for name, v in sizes.items()}).reindex(union)
     # Pyramiding now and then (entries on the side held add to it), not with target percent.
     rules["accumulate"] = size_type != "target_percent" and draw(st.booleans())
-    # A time exit now and then, one to eight bars after the entry.
-    rules["exit_after_bars"] = draw(st.none() | st.integers(1, 8))
+    # A time exit now and then, one to eight bars after the entry: one for the run, or
+    # each symbol's own (some none), one per symbol or one per bar (NaN: none for an
+    # entry on that bar), as {symbol: ...} or a frame by time.
+    own_time_exits = draw(st.sampled_from([None, None, "symbol", "bar"]))
+    rules["exit_after_bars"] = None if own_time_exits else draw(st.none() | st.integers(1, 8))
+    if own_time_exits:
+        counts = {}
+        for name, df in data.items():
+            n = len(df)
+            if own_time_exits == "symbol":
+                if draw(st.booleans()):
+                    counts[name] = np.full(n, float(draw(st.integers(1, 8))))
+                continue
+            drawn = np.array(draw(st.lists(st.integers(0, 8), min_size=n, max_size=n)), dtype=float)
+            counts[name] = np.where(drawn == 0, np.nan, drawn)
+        signals["exit_after_bars"] = counts
+        if own_time_exits == "symbol":
+            rules["exit_after_bars"] = {name: int(v[0]) for name, v in counts.items()}
+        elif draw(st.booleans()):
+            rules["exit_after_bars"] = counts
+        else:
+            union = pd.DatetimeIndex(sorted(set().union(*(df.index for df in data.values()))))
+            rules["exit_after_bars"] = pd.DataFrame({name: pd.Series(v, index=data[name].index)
+                                                     for name, v in counts.items()}).reindex(union)
     # Entries in whole lots now and then: one lot size for all, or some symbols' own.
     rules["lot_size"] = draw(st.none() | st.sampled_from([0.5, 1.0, 3.0])
                              | st.dictionaries(st.sampled_from(sorted(data)),
@@ -867,6 +897,76 @@ def test_a_time_exit_closes_n_bars_after_the_entry_by_hand():
         bt.run_signals(entries=entries, exit_after_bars=2.5)
 
 
+def test_time_exits_per_symbol_or_per_bar_keep_the_opening_entrys_number():
+    rows = [(100 + i, 101 + i, 99 + i, 100 + i) for i in range(10)]
+    bt = tickstep.Backtest({"A": make_bars(rows), "B": make_bars(rows)}, tickstep.Strategy)
+    first = np.zeros(10, bool)
+    first[0] = True
+
+    def fills(run):
+        return [(s, role, price) for s, role, price in zip(run.fills["symbol"], run.fills["role"], run.fills["price"])]
+
+    # One per symbol: A's positions are exited 2 bars after they open (bought at bar 1's
+    # open 101, exited on bar 3, filled at bar 4's open 104); B, left out, has none.
+    run = bt.run_signals(entries={"A": first, "B": first}, size=10.0, size_type="amount",
+                         exit_after_bars={"A": 2})
+    assert fills(run) == [("A", "entry", 101.0), ("B", "entry", 101.0), ("A", "close", 104.0)]
+    by_series = bt.run_signals(entries={"A": first, "B": first}, size=10.0, size_type="amount",
+                               exit_after_bars=pd.Series({"A": 2}))
+    assert fills(by_series) == fills(run)
+    # One per bar, read on the bar of the entry that opens the position: 3 bars for the
+    # entry of bar 0 (filled at 101, exited on bar 4, at 105), 1 for the one of bar 6
+    # (filled at 107, exited on bar 8, at 109); NaN on the other bars.
+    entries = first.copy()
+    entries[6] = True
+    n = np.full(10, np.nan)
+    n[0], n[6] = 3, 1
+    run = bt.run_signals(entries={"A": entries}, size=10.0, size_type="amount", exit_after_bars={"A": n})
+    assert fills(run) == [("A", "entry", 101.0), ("A", "close", 105.0),
+                          ("A", "entry", 107.0), ("A", "close", 109.0)]
+    assert list(run.trades["pnl"]) == [pytest.approx(40.0), pytest.approx(20.0)]
+    # The same as a DataFrame by time.
+    by_time = bt.run_signals(entries={"A": entries}, size=10.0, size_type="amount",
+                             exit_after_bars=pd.DataFrame({"A": n}, index=make_bars(rows).index))
+    assert fills(by_time) == fills(run)
+    # NaN on the opening entry's bar: no time exit.
+    n_none = n.copy()
+    n_none[0] = np.nan
+    run = bt.run_signals(entries={"A": first}, size=10.0, size_type="amount", exit_after_bars={"A": n_none})
+    assert fills(run) == [("A", "entry", 101.0)]
+    # Pyramiding: an entry added to the position does not move its time exit. Bar 0's
+    # entry opens it with 4 bars (due on bar 5, filled at 106); bar 2's adds to it, its
+    # own 1 unused (the oldest lot, opened at bar 1, would have been due on bar 2).
+    adds = first.copy()
+    adds[2] = True
+    n = np.full(10, np.nan)
+    n[0], n[2] = 4, 1
+    run = bt.run_signals(entries={"A": adds}, size=10.0, size_type="amount", accumulate=True,
+                         exit_after_bars={"A": n})
+    assert fills(run) == [("A", "entry", 101.0), ("A", "entry", 103.0), ("A", "close", 106.0)]
+
+
+def test_bad_time_exits_per_symbol_or_per_bar_are_refused_by_name():
+    rows = [(100, 101, 99, 100)] * 5
+    bt = tickstep.Backtest({"A": make_bars(rows), "B": make_bars(rows)}, tickstep.Strategy)
+    entries = {"A": np.ones(5, bool), "B": np.ones(5, bool)}
+    with pytest.raises(tickstep.ConfigError, match=r"exit_after_bars of B on the bar at 2024-01-0\d "
+                                                   r"00:00:00 UTC \(its bar 2\) = 2.5: must be a whole "
+                                                   r"number of bars >= 1 \(NaN: no time exit"):
+        bt.run_signals(entries=entries, exit_after_bars={"A": 3, "B": [1, 2, 2.5, 1, 1]})
+    for bad in (0, -1, np.inf):
+        with pytest.raises(tickstep.ConfigError, match=rf"exit_after_bars of A on the bar .* = {bad}"):
+            bt.run_signals(entries=entries, exit_after_bars={"A": bad})
+    with pytest.raises(tickstep.ConfigError, match=r"exit_after_bars\['A'\]: time exits must be whole "
+                                                   r"numbers of bars \(NaN for none\), got dtype <U1"):
+        bt.run_signals(entries=entries, exit_after_bars={"A": ["1"] * 5})
+    with pytest.raises(tickstep.ConfigError, match=r"exit_after_bars: 'C' is not a symbol of the data"):
+        bt.run_signals(entries=entries, exit_after_bars={"C": 2})
+    with pytest.raises(tickstep.ConfigError, match=r"exit_after_bars=2.5: must be a whole number of bars "
+                                                   r">= 1 \(or None: no time exit\), one per symbol"):
+        bt.run_signals(entries=entries, exit_after_bars=2.5)
+
+
 def test_bad_sizes_per_bar_are_refused_by_name():
     a = make_bars([(100, 101, 99, 100)] * 5)
     b = make_bars([(100, 101, 99, 100)] * 4)
@@ -1175,6 +1275,60 @@ def test_a_signal_strategy_may_give_its_stops_per_bar_or_per_symbol():
     trailed = tickstep.Backtest(data, Cross, on_reject="ignore").run(fast=4, size=0.3,
                                                                      sl_trail={"A": 0.02})
     assert_same_run(trailed, bt.run_signals(**sig, size=0.3, sl_trail={"A": 0.02}))
+
+
+class TimedCross(Cross):
+    """The cross, each entry's position held at most ``hold`` bars, twice that when the
+    close is above its 20-bar mean (per bar)."""
+
+    hold = 3
+
+    def signals(self, symbol, bars):
+        above = (bars["close"] > bars["close"].rolling(20, min_periods=1).mean()).to_numpy()
+        return {**super().signals(symbol, bars), "exit_after_bars": np.where(above, 2 * self.hold, self.hold)}
+
+
+def test_time_exits_per_symbol_or_per_bar_in_a_grid_and_a_signal_strategy_equal_runs_alone():
+    data, bt, rng, entries, exits = _grid_case(17, 0.02)
+    # (NaN on some bars, not on A's first entry's: a position opened there is held to its
+    # exit signal, as without a time exit.)
+    per_bar = {s: np.where(rng.random(len(df)) < 0.2, np.nan, rng.integers(1, 6, len(df))) for s, df in data.items()}
+    per_bar["A"][np.argmax(entries["A"])] = 3
+    sets = {"one": {"entries": entries, "exits": exits, "exit_after_bars": 2},
+            "by symbol": {"entries": entries, "exits": exits, "exit_after_bars": {"A": 1, "B": 4}},
+            "by bar": {"entries": entries, "exits": exits, "exit_after_bars": per_bar},
+            "call's": {"entries": entries, "exits": exits}}
+    table = bt.run_signal_grid(sets, exit_after_bars={"B": 2}, threads=2)
+    for key, sig in sets.items():
+        alone = bt.run_signals(**{"exit_after_bars": {"B": 2}, **sig}).stats
+        pd.testing.assert_series_equal(table.loc[key].rename(None), alone.rename(None)[table.columns],
+                                       check_exact=True, check_dtype=False)
+    assert table["Equity Final [$]"].nunique() == len(sets)
+    # Frames of sets (vectorbt's layout): each set's time exits per bar.
+    union = data["A"].index.union(data["B"].index)
+    frames = pd.concat({k: pd.DataFrame({s: pd.Series(np.full(len(df), float(k)), index=df.index)
+                                         for s, df in data.items()}).reindex(union) for k in (1, 3)},
+                       axis=1, names=["hold", "symbol"])
+    by_entries = pd.DataFrame({s: pd.Series(v, index=data[s].index) for s, v in entries.items()}
+                              ).reindex(union, fill_value=False)
+    by_frames = bt.run_signal_grid(entries=by_entries, exit_after_bars=frames)
+    for k in (1, 3):
+        alone = bt.run_signals(entries=entries, exit_after_bars=k).stats
+        pd.testing.assert_series_equal(by_frames.loc[k].rename(None), alone.rename(None)[by_frames.columns],
+                                       check_exact=True, check_dtype=False)
+    # A SignalStrategy: the parameter by symbol, or its time exits per bar from signals().
+    cross = tickstep.Backtest(data, Cross, on_reject="ignore")
+    sig = _cross_signals(data, 3, 8)
+    assert_same_run(cross.run(exit_after_bars={"A": 2}), bt.run_signals(**sig, size=0.3, exit_after_bars={"A": 2}))
+    timed = tickstep.Backtest(data, TimedCross, on_reject="ignore")
+    holds = {s: np.where((df["close"] > df["close"].rolling(20, min_periods=1).mean()).to_numpy(), 6, 3)
+             for s, df in data.items()}
+    result = timed.run()
+    assert_same_run(result, bt.run_signals(**sig, size=0.3, exit_after_bars=holds))
+    rows = timed.optimize(hold=[1, 3], cache=False)
+    assert set(rows["status"]) == {"ok"} and rows["Equity Final [$]"].nunique() == 2
+    for _, row in rows.iterrows():
+        assert row["Equity Final [$]"] == timed.run(hold=int(row["hold"])).stats["Equity Final [$]"]
 
 
 def test_run_batch_of_a_signal_strategy_natively_equals_worker_processes():

@@ -275,7 +275,7 @@ class Backtest:
                     sl: Any = None, tp: Any = None, sl_price: Any = None,
                     tp_price: Any = None, sl_trail: Any = None,
                     lot_size: Any = None, accumulate: bool = False,
-                    exit_after_bars: int | None = None) -> Result:
+                    exit_after_bars: Any = None) -> Result:
         """Backtest boolean signals natively (signals mode), with this backtest's data and
         options; returns the same `Result` as `run`. No strategy class is used (a backtest
         made without one, ``Backtest(data, cash=...)``, serves it).
@@ -290,7 +290,8 @@ class Backtest:
         no stop on that bar; ``lot_size``, a
         number or ``{symbol: number}``:
         entries in whole lots; ``accumulate`` for pyramiding; ``exit_after_bars`` a time
-        exit) and the shapes signals may take:
+        exit, one number, one per symbol or one per bar as ``size`` is, the position
+        keeping the number on its opening entry's bar) and the shapes signals may take:
         `tickstep.signals`.
         """
         self._refuse_signals_mode()
@@ -310,7 +311,7 @@ class Backtest:
                         size: Any = 0.95, size_type: str = "percent",
                         sl: Any = None, tp: Any = None,
                         sl_trail: Any = None, lot_size: Any = None,
-                        accumulate: bool = False, exit_after_bars: int | None = None,
+                        accumulate: bool = False, exit_after_bars: Any = None,
                         threads: int | None = None) -> pd.DataFrame:
         """Backtest many signal sets (``{key: {"entries": ..., "exits": ...}}``, or frames
         with one column per set and symbol as ``entries=``, ``exits=``, ...: vectorbt's

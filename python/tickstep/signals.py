@@ -32,7 +32,10 @@ Rules, per symbol and bar:
 - ``exit_after_bars=n`` is a time exit: a position whose oldest open lot was entered n or
   more of the symbol's bars before is exited on this bar, as by an exit signal of its
   side (an entry of that side on the bar is then ignored, an opposite one reverses); it
-  fills as any exit does (the next open, or this close with ``trade_on_close``);
+  fills as any exit does (the next open, or this close with ``trade_on_close``). One
+  number, one per symbol or one per bar as ``size`` is: a position then keeps the number
+  on the bar of the entry that opened it (the entry decided while flat, or reversing);
+  NaN there means no time exit for it, and a symbol left out has none;
 - ``lot_size`` (a number, or ``{symbol: number}`` or a Series indexed by symbol) buys and
   sells entries in whole lots (shares, contracts, board lots): units are rounded down to
   whole lots, nothing below one lot; a ``"target_percent"`` target is rounded towards
@@ -118,8 +121,10 @@ PER_BAR = "per bar"
 #: Stops as fractions of the entry bar's close given per symbol or per bar (NaN: none on
 #: that bar), in the shapes signals take, instead of one number for the run.
 FRACTION_KINDS = ("sl", "tp", "sl_trail")
+#: A time exit given per symbol or per bar (NaN: none for an entry on that bar).
+TIME_EXIT_KIND = "exit_after_bars"
 #: Rules that may be given one per symbol or one per bar rather than one number.
-PER_BAR_RULES = (SIZE_KIND, *FRACTION_KINDS)
+PER_BAR_RULES = (SIZE_KIND, *FRACTION_KINDS, TIME_EXIT_KIND)
 #: What a set of signals may hold: the signals, numbers per bar.
 BAR_KINDS = (*SIGNAL_KINDS, *PRICE_KINDS, *PER_BAR_RULES)
 SIZE_TYPES = ("amount", "value", "percent", "percent_at_fill", "target_percent")
@@ -223,6 +228,15 @@ def _fractions(values: Any, where: str, bars: int) -> np.ndarray:
     of the symbol. The core refuses a fraction its stop does not take, naming the bar."""
     return _numbers(values, where, bars, "stops as fractions must be numbers (NaN for none)",
                     one_for_all=True)
+
+
+def _time_exits(values: Any, where: str, bars: int) -> np.ndarray:
+    """``values`` as a contiguous float64 column of time exits in bars (NaN: none for an
+    entry on that bar), or a refusal. One number (a symbol's own, from a mapping) stands
+    for every bar of the symbol. The core refuses one that is not a whole number >= 1,
+    naming the bar."""
+    return _numbers(values, where, bars, "time exits must be whole numbers of bars (NaN for "
+                    "none)", one_for_all=True)
 
 
 def _is_number(value: Any) -> bool:
@@ -383,7 +397,8 @@ def signal_columns(market: _core.Market, signals: Any, name: str = "signals", *,
     ``bar_rows``: the symbols' rows in time-indexed frames looked up so far by a caller
     converting many frames."""
     convert: Convert = (_prices if name in PRICE_KINDS else _sizes if name == SIZE_KIND
-                        else _fractions if name in FRACTION_KINDS else _bools)
+                        else _fractions if name in FRACTION_KINDS
+                        else _time_exits if name == TIME_EXIT_KIND else _bools)
     bar_rows = bar_rows if bar_rows is not None else _BarRows(market)
     symbols = list(market.symbols)
     n = len(symbols)
@@ -398,7 +413,7 @@ def signal_columns(market: _core.Market, signals: Any, name: str = "signals", *,
         signals = _per_symbol(signals, name)
     elif isinstance(signals, pd.Series):
         if n != 1:
-            one = "size" if name == SIZE_KIND else "stop"
+            one = {SIZE_KIND: "size", TIME_EXIT_KIND: "time exit"}.get(name, "stop")
             per_symbol = f", or index it by symbol for one {one} per symbol" if per_symbol_rule else ""
             raise ConfigError(f"{name}: a Series is one symbol's values by bar; give a "
                               f"DataFrame with a column per symbol for these {n} symbols"
@@ -458,11 +473,14 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
                               "bar (in the shapes signals take)")
     if not isinstance(accumulate, (bool, np.bool_)):
         raise ConfigError(f"{where}accumulate={accumulate!r}: must be True or False")
-    if exit_after_bars is not None and (isinstance(exit_after_bars, (bool, np.bool_))
+    if exit_after_bars is not None and exit_after_bars is not PER_BAR and (
+            isinstance(exit_after_bars, (bool, np.bool_))
                                         or not isinstance(exit_after_bars, (int, np.integer))
                                         or exit_after_bars < 1):
         raise ConfigError(f"{where}exit_after_bars={exit_after_bars!r}: must be a whole number "
-                          "of bars >= 1 (or None: no time exit)")
+                          "of bars >= 1 (or None: no time exit), one per symbol ({symbol: "
+                          "number}, or a Series indexed by symbol) or one per bar (in the "
+                          "shapes signals take)")
     if isinstance(lot_size, pd.Series):  # by symbol: a lot size per bar means nothing
         lot_size = _per_symbol(lot_size, f"{where}lot_size")
     lots = lot_size.values() if isinstance(lot_size, Mapping) else [lot_size]
@@ -475,7 +493,8 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
     return {"size": number(size), "size_type": size_type, "sl": number(sl), "tp": number(tp),
             "sl_trail": number(sl_trail), "lot_size": lot_size,
             "accumulate": bool(accumulate),
-            "exit_after_bars": None if exit_after_bars is None else int(exit_after_bars)}
+            "exit_after_bars": (None if exit_after_bars is None or exit_after_bars is PER_BAR
+                                else int(exit_after_bars))}
 
 
 def _lots(market: _core.Market, lot_size: Any) -> list[float | None]:
@@ -496,7 +515,7 @@ def _check_kinds(signals: Mapping[str, Any], what: str, extra: Sequence[str] = (
             raise ConfigError(f"{what}: unknown signal {key!r}{did_you_mean(key, known)}; "
                               f"signals are {', '.join(SIGNAL_KINDS)} (stop prices "
                               f"{', '.join(PRICE_KINDS)}, sizes {SIZE_KIND}, stops as fractions "
-                              f"{', '.join(FRACTION_KINDS)})")
+                              f"{', '.join(FRACTION_KINDS)}, time exits {TIME_EXIT_KIND})")
     if signals.get("entries") is None and signals.get("short_entries") is None:
         raise ConfigError(f"{what}: give entries and/or short_entries (nothing would be traded)")
 
@@ -548,6 +567,7 @@ def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
         **{k: [r[k] for r in rules] for k in RUN_RULES},
         sl_price=kinds["sl_price"], tp_price=kinds["tp_price"], sizes=kinds[SIZE_KIND],
         sl_fraction=kinds["sl"], tp_fraction=kinds["tp"], trail_fraction=kinds["sl_trail"],
+        time_exits=kinds[TIME_EXIT_KIND],
         lot_size=[_lots(market, r["lot_size"]) for r in rules],
         trade_start=trade_start_ns(market, config), threads=threads, **extra)
     return engines, outcomes
@@ -578,7 +598,7 @@ def run_signals(
     sl_trail: Any = None,
     lot_size: Any = None,
     accumulate: bool = False,
-    exit_after_bars: int | None = None,
+    exit_after_bars: Any = None,
     metadata: pd.DataFrame | None = None,
     symbols: pd.CategoricalDtype | None = None,
     ends: Any = _FROM_CONFIG,
@@ -602,9 +622,9 @@ def run_signals(
     signals = {"entries": entries, "exits": exits, "short_entries": short_entries,
                "short_exits": short_exits, "sl_price": sl_price, "tp_price": tp_price}
     _check_kinds(signals, "run_signals")
-    given = _per_bar(signals, {"size": size, "sl": sl, "tp": tp, "sl_trail": sl_trail})
-    rules = _rules(**given, size_type=size_type, lot_size=lot_size, accumulate=accumulate,
-                   exit_after_bars=exit_after_bars)
+    given = _per_bar(signals, {"size": size, "sl": sl, "tp": tp, "sl_trail": sl_trail,
+                               "exit_after_bars": exit_after_bars})
+    rules = _rules(**given, size_type=size_type, lot_size=lot_size, accumulate=accumulate)
     (engine,), (error,) = _run_native(market, config, [signals], [rules], ends, threads=1)
     if error is not None:
         raise error
@@ -781,7 +801,7 @@ def run_signal_grid(
     sl_trail: Any = None,
     lot_size: Any = None,
     accumulate: bool = False,
-    exit_after_bars: int | None = None,
+    exit_after_bars: Any = None,
     threads: int | None = None,
     ends: Any = _FROM_CONFIG,
 ) -> pd.DataFrame:
@@ -791,8 +811,8 @@ def run_signal_grid(
     ``signal_sets`` maps a key (e.g. a parameter tuple) to the signals of one backtest,
     ``{"entries": ..., "exits": ..., "short_entries": ..., "short_exits": ...}``, each in
     any shape `run_signals` takes, plus optionally its own ``size``, ``sl``, ``tp``,
-    ``sl_trail`` (each a number, one per symbol or one per bar), ``size_type``,
-    ``lot_size``, ``accumulate``, ``exit_after_bars``, ``sl_price`` and ``tp_price`` (else
+    ``sl_trail``, ``exit_after_bars`` (each a number, one per symbol or one per bar),
+    ``size_type``, ``lot_size``, ``accumulate``, ``sl_price`` and ``tp_price`` (else
     the call's apply; one given per symbol or per bar to the call applies to every set).
     Each row
     equals ``run_signals(...).stats`` of that set run alone. Rejected orders are counted
@@ -801,7 +821,8 @@ def run_signal_grid(
 
     Or, instead of ``signal_sets``, the sets as columns (vectorbt's layout): ``entries``,
     ``exits``, ``short_entries``, ``short_exits``, ``sl_price``, ``tp_price``, ``size``,
-    ``sl``, ``tp`` or ``sl_trail`` as DataFrames by time whose columns are a MultiIndex,
+    ``sl``, ``tp``, ``sl_trail`` or ``exit_after_bars`` as DataFrames by time whose
+    columns are a MultiIndex,
     one column per set and symbol:
     the level named ``symbol`` (else the last) names the symbol, the other levels the set
     (and the rows of the table, with their names). One given as a frame by symbol (or in
@@ -814,7 +835,9 @@ def run_signal_grid(
     level_names: list[Any] = []
     # Sizes or stops in frames of sets: each set has its own, per bar.
     per_set = {name: value for name, value in (("size", size), ("sl", sl), ("tp", tp),
-                                               ("sl_trail", sl_trail)) if _of_sets(value)}
+                                               ("sl_trail", sl_trail),
+                                               ("exit_after_bars", exit_after_bars))
+               if _of_sets(value)}
     if given or per_set:
         if signal_sets is not None:
             raise ConfigError("run_signal_grid: give the signal sets either as signal_sets "
@@ -822,8 +845,9 @@ def run_signal_grid(
                               "not both")
         given.update(per_set)
         size = 0.95 if "size" in per_set else size
-        sl, tp, sl_trail = (None if k in per_set else v
-                            for k, v in (("sl", sl), ("tp", tp), ("sl_trail", sl_trail)))
+        sl, tp, sl_trail, exit_after_bars = (
+            None if k in per_set else v for k, v in (("sl", sl), ("tp", tp), ("sl_trail", sl_trail),
+                                                     ("exit_after_bars", exit_after_bars)))
         signal_sets, level_names = _frames_of_sets(market, given)
     if signal_sets is None:
         raise ConfigError("run_signal_grid: no signal sets: give signal_sets, a mapping {key: "
@@ -872,8 +896,9 @@ class SignalStrategy(Strategy):
     write ``signals(symbol, bars)``: it receives one symbol's bars (a DataFrame of
     ``open, high, low, close, volume`` indexed by time, read-only) and returns a mapping
     with ``entries`` and/or ``short_entries`` (and optionally ``exits``, ``short_exits``,
-    ``sl_price``, ``tp_price``, and ``size``, ``sl``, ``tp``, ``sl_trail``: the entries'
-    sizes and stop fractions per bar, instead of the parameters of those names), each an
+    ``sl_price``, ``tp_price``, and ``size``, ``sl``, ``tp``, ``sl_trail``,
+    ``exit_after_bars``: the entries' sizes, stop fractions and time exits per bar,
+    instead of the parameters of those names), each an
     array as long as ``bars``. A signal on bar t acts
     like an order placed in ``next`` at bar t, so it may use bar t's close; the run never
     shows it later bars.
@@ -881,9 +906,9 @@ class SignalStrategy(Strategy):
     The order rules are parameters too, so a grid may vary them: ``size``,
     ``size_type`` (``"amount"``, ``"value"``, ``"percent"``, ``"percent_at_fill"``, ``"target_percent"``),
     ``sl`` and ``tp`` (fractions of the entry bar's close), ``sl_trail`` (a trailing
-    stop-loss, a fraction of the best price since the entry; these three and ``size``
-    one number or ``{symbol: number}``), ``lot_size`` (entries in whole lots),
-    ``accumulate`` (pyramiding), ``exit_after_bars`` (a time exit); see
+    stop-loss, a fraction of the best price since the entry), ``lot_size`` (entries in
+    whole lots), ``accumulate`` (pyramiding), ``exit_after_bars`` (a time exit; it, the
+    three stops and ``size`` one number or ``{symbol: number}``); see
     `tickstep.signals`.
 
     Signals that depend on other symbols (a rank across them, a spread, a pair) are
@@ -923,7 +948,7 @@ class SignalStrategy(Strategy):
     sl_trail: float | dict[str, float] | None = None
     lot_size: float | dict[str, float] | None = None
     accumulate: bool = False
-    exit_after_bars: int | None = None
+    exit_after_bars: int | dict[str, int] | None = None
 
     def signals(self, symbol: str, bars: pd.DataFrame) -> Mapping[str, Any]:
         """This symbol's signals from its bars (see the class documentation)."""
@@ -992,7 +1017,7 @@ def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: l
              for name in PER_BAR_RULES}
     rules = _rules(**_per_bar(sets, given), size_type=instance.size_type,
                    lot_size=instance.lot_size, accumulate=instance.accumulate,
-                   exit_after_bars=instance.exit_after_bars, where=f"{cls.__name__}: ")
+                   where=f"{cls.__name__}: ")
     return sets, rules, instance
 
 

@@ -65,21 +65,22 @@ fn per_run<T: Clone>(name: &str, values: Vec<T>, runs: usize) -> PyResult<Vec<T>
 
 /// A grid call's columns as slices, per run and symbol: the four signal kinds (entries,
 /// exits, short entries, short exits) and the numbers per bar: the two stop prices (sl,
-/// tp), the entries' sizes and the three stop fractions (sl, tp, sl_trail).
+/// tp), the entries' sizes, the three stop fractions (sl, tp, sl_trail) and the time
+/// exits (exit_after_bars).
 struct GridColumns<'a> {
     kinds: [Vec<Vec<Option<&'a [bool]>>>; 4],
-    numbers: [Vec<Vec<Option<&'a [f64]>>>; 6],
+    numbers: [Vec<Vec<Option<&'a [f64]>>>; 7],
 }
 
 impl<'a> GridColumns<'a> {
     /// Each column checked by `slices` against the engines' symbols: the signals, the stop
-    /// prices, and the numbers per bar that may be given (sizes, the three stop fractions;
-    /// none of a kind when not).
+    /// prices, and the numbers per bar that may be given (sizes, the three stop fractions,
+    /// the time exits; none of a kind when not).
     fn of(
         engines: &[PyRefMut<'_, PyEngine>],
         signals: [&'a Columns<'_, bool>; 4],
         prices: [&'a Columns<'_, f64>; 2],
-        per_bar: [&'a Option<Columns<'_, f64>>; 4],
+        per_bar: [&'a Option<Columns<'_, f64>>; 5],
     ) -> PyResult<Self> {
         let symbols = symbol_counts(engines);
         let [entries, exits, short_entries, short_exits] = signals;
@@ -102,6 +103,7 @@ impl<'a> GridColumns<'a> {
                 per_bar("sl_fraction", 1)?,
                 per_bar("tp_fraction", 2)?,
                 per_bar("trail_fraction", 3)?,
+                per_bar("time_exits", 4)?,
             ],
         })
     }
@@ -179,6 +181,7 @@ fn grid_runs<'e, 'a>(
                 stop_loss_fraction: numbers[3][k][s],
                 take_profit_fraction: numbers[4][k][s],
                 trail_fraction: numbers[5][k][s],
+                exit_after_bars: numbers[6][k][s],
                 lot_size: lot_size[k][s],
             })
             .collect();
@@ -216,7 +219,8 @@ pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
 
 /// Run each engine with its own signals (`entries[k][symbol]`, ..., `sizes[k][symbol]`:
 /// entries' sizes per bar; `sl_fraction[k][symbol]`, `tp_fraction`, `trail_fraction`:
-/// the symbol's own stop fractions per bar, NaN for none) and rules (`size[k]`: None when sizes are per bar, ...,
+/// the symbol's own stop fractions per bar, NaN for none; `time_exits[k][symbol]`: its
+/// own time exits per bar, NaN for none) and rules (`size[k]`: None when sizes are per bar, ...,
 /// `sl_trail[k]`: a trailing stop-loss fraction; none when not given; `lot_size[k]
 /// [symbol]`: its entries in whole lots, none when not given; `accumulate[k]`: entries
 /// add to a position on their side, false when not given; `exit_after_bars[k]`: the time
@@ -224,7 +228,7 @@ pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
 /// released. The engines are ready to read after; returns per engine None, or the
 /// exception its run ended with.
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, time_exits=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signals(
     py: Python<'_>,
@@ -243,6 +247,7 @@ pub fn run_signals(
     sl_fraction: Option<Columns<'_, f64>>,
     tp_fraction: Option<Columns<'_, f64>>,
     trail_fraction: Option<Columns<'_, f64>>,
+    time_exits: Option<Columns<'_, f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
     lot_size: Option<Vec<Vec<Option<f64>>>>,
     accumulate: Option<Vec<bool>>,
@@ -251,7 +256,13 @@ pub fn run_signals(
     threads: Option<usize>,
 ) -> PyResult<Vec<Option<Py<PyAny>>>> {
     let signals = [&entries, &exits, &short_entries, &short_exits];
-    let per_bar = [&sizes, &sl_fraction, &tp_fraction, &trail_fraction];
+    let per_bar = [
+        &sizes,
+        &sl_fraction,
+        &tp_fraction,
+        &trail_fraction,
+        &time_exits,
+    ];
     let columns = GridColumns::of(&engines, signals, [&sl_price, &tp_price], per_bar)?;
     let runs = grid_runs(
         py,
@@ -287,7 +298,7 @@ pub fn run_signals(
 /// (or Ctrl-C) stops the runs not started yet and is raised. The engines are spent
 /// (their logs read as empty).
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, time_exits=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signal_summaries(
     py: Python<'_>,
@@ -307,6 +318,7 @@ pub fn run_signal_summaries(
     sl_fraction: Option<Columns<'_, f64>>,
     tp_fraction: Option<Columns<'_, f64>>,
     trail_fraction: Option<Columns<'_, f64>>,
+    time_exits: Option<Columns<'_, f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
     lot_size: Option<Vec<Vec<Option<f64>>>>,
     accumulate: Option<Vec<bool>>,
@@ -315,7 +327,13 @@ pub fn run_signal_summaries(
     threads: Option<usize>,
 ) -> PyResult<()> {
     let signals = [&entries, &exits, &short_entries, &short_exits];
-    let per_bar = [&sizes, &sl_fraction, &tp_fraction, &trail_fraction];
+    let per_bar = [
+        &sizes,
+        &sl_fraction,
+        &tp_fraction,
+        &trail_fraction,
+        &time_exits,
+    ];
     let columns = GridColumns::of(&engines, signals, [&sl_price, &tp_price], per_bar)?;
     let runs = grid_runs(
         py,

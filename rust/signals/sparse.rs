@@ -944,7 +944,7 @@ impl<'a, 'm> Driver<'a, 'm> {
         }
         let position = self.p.portfolio.position(s);
         strategy
-            .deadline(|| position.opened_at())
+            .deadline(s, || position.opened_at())
             .filter(|&bar| bar >= from)
             .map_or(signal, |bar| bar.min(signal))
     }
