@@ -475,8 +475,7 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
         raise ConfigError(f"{where}accumulate={accumulate!r}: must be True or False")
     if exit_after_bars is not None and exit_after_bars is not PER_BAR and (
             isinstance(exit_after_bars, (bool, np.bool_))
-                                        or not isinstance(exit_after_bars, (int, np.integer))
-                                        or exit_after_bars < 1):
+            or not isinstance(exit_after_bars, (int, np.integer)) or exit_after_bars < 1):
         raise ConfigError(f"{where}exit_after_bars={exit_after_bars!r}: must be a whole number "
                           "of bars >= 1 (or None: no time exit), one per symbol ({symbol: "
                           "number}, or a Series indexed by symbol) or one per bar (in the "
@@ -833,21 +832,19 @@ def run_signal_grid(
         ("short_exits", short_exits), ("sl_price", sl_price), ("tp_price", tp_price))
         if value is not None}
     level_names: list[Any] = []
-    # Sizes or stops in frames of sets: each set has its own, per bar.
-    per_set = {name: value for name, value in (("size", size), ("sl", sl), ("tp", tp),
-                                               ("sl_trail", sl_trail),
-                                               ("exit_after_bars", exit_after_bars))
-               if _of_sets(value)}
+    # Sizes, stops or time exits in frames of sets: each set has its own, per bar.
+    call_rules = {"size": size, "sl": sl, "tp": tp, "sl_trail": sl_trail,
+                  "exit_after_bars": exit_after_bars}
+    per_set = {name: value for name, value in call_rules.items() if _of_sets(value)}
     if given or per_set:
         if signal_sets is not None:
             raise ConfigError("run_signal_grid: give the signal sets either as signal_sets "
                               "(a mapping) or as frames of sets (entries=, exits=, ...), "
                               "not both")
         given.update(per_set)
-        size = 0.95 if "size" in per_set else size
-        sl, tp, sl_trail, exit_after_bars = (
-            None if k in per_set else v for k, v in (("sl", sl), ("tp", tp), ("sl_trail", sl_trail),
-                                                     ("exit_after_bars", exit_after_bars)))
+        # (The call's own then stands for none of those: the default size, no stop.)
+        size, sl, tp, sl_trail, exit_after_bars = (
+            ({"size": 0.95}.get(k) if k in per_set else v) for k, v in call_rules.items())
         signal_sets, level_names = _frames_of_sets(market, given)
     if signal_sets is None:
         raise ConfigError("run_signal_grid: no signal sets: give signal_sets, a mapping {key: "
