@@ -355,6 +355,71 @@ fn stop_fractions_per_bar_stand_for_the_rules_and_are_refused_by_bar() {
 }
 
 #[test]
+fn time_exits_per_bar_are_kept_from_the_opening_entry_and_refused_by_bar() {
+    // Opens equal closes: 100, 101, ..., 109. Entries on bars 0, 1 (adding: pyramiding)
+    // and 5; the symbol's own time exits 2 on bar 0, 1 on bar 1 (the added entry's, not
+    // used), NaN on bar 5 (none). The rules' 1 bar is not used: the symbol has its own.
+    let m = market(&(0..10).map(|i| 100.0 + i as f64).collect::<Vec<_>>());
+    let entries = [
+        true, true, false, false, false, true, false, false, false, false,
+    ];
+    let nan = f64::NAN;
+    let counts = [2.0, 1.0, nan, nan, nan, nan, 1.0, nan, nan, nan];
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        exit_after_bars: Some(&counts),
+        ..Default::default()
+    };
+    let mut r = rules(1.0, SizeType::Amount);
+    r.exit_after_bars = Some(1);
+    r.accumulate = true;
+    // (The event-driven run and the sparse driver alike.)
+    let fills = |sig: SymbolSignals<'_>, r: SignalRules| {
+        let runs = [false, true].map(|sparse| {
+            let mut e = Engine::new(m.clone(), Config::default()).unwrap();
+            let mut s = SignalStrategy::new(&m, vec![sig], r).unwrap();
+            match sparse {
+                true => run(&mut e, &mut s).unwrap(),
+                false => e.run(&mut s).unwrap(),
+            }
+            let f = e.fills();
+            f.iter()
+                .map(|f| (f.role, f.price, f.size))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(runs[0], runs[1]);
+        runs[0].clone()
+    };
+    // Bought at bar 1's open (101) and at bar 2's (102, added); opened at bar 1, the
+    // position is due at bar 3 and sold at bar 4's open (104). Bar 5's entry opens again
+    // at 106 with no time exit: held to the end.
+    assert_eq!(
+        fills(sig, r),
+        vec![
+            (Role::Entry, 101.0, 1.0),
+            (Role::Entry, 102.0, 1.0),
+            (Role::ClosePosition, 104.0, 2.0),
+            (Role::Entry, 106.0, 1.0),
+        ]
+    );
+    // Not a whole number of bars >= 1, by its bar.
+    for bad in [0.0, 2.5, f64::INFINITY, -1.0] {
+        let counts = [nan, nan, nan, bad, nan, nan, nan, nan, nan, nan];
+        let refused = SymbolSignals {
+            entries: Some(&entries),
+            exit_after_bars: Some(&counts),
+            ..Default::default()
+        };
+        let err = refusal(&m, vec![refused], rules(1.0, SizeType::Amount));
+        assert!(
+            err.contains("exit_after_bars of X on the bar at ")
+                && err.contains(&format!("(its bar 3) = {bad}: must be a whole number")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn sizes_per_bar_size_each_entry_and_nan_or_zero_sets_none() {
     // Closes (= next opens) 100, 110, 120, 90, 95, 100, 105.
     let m = market(&[100.0, 110.0, 120.0, 90.0, 95.0, 100.0, 105.0]);
