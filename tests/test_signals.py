@@ -1271,7 +1271,10 @@ def test_a_signal_strategy_may_give_its_stops_per_bar_or_per_symbol():
         alone = bt.run(fast=4, width=float(row["width"]), size=0.3).stats
         assert row["Equity Final [$]"] == alone["Equity Final [$]"]
     assert rows["Equity Final [$]"].nunique() == 2
-    # A parameter by symbol: the trailing stop of A alone.
+    # Parameters by symbol: each symbol's own size (where the class sets one number),
+    # the trailing stop of A alone.
+    sized = tickstep.Backtest(data, Cross, on_reject="ignore").run(fast=4, size={"A": 0.2, "B": 0.4})
+    assert_same_run(sized, bt.run_signals(**sig, size={"A": 0.2, "B": 0.4}))
     trailed = tickstep.Backtest(data, Cross, on_reject="ignore").run(fast=4, size=0.3,
                                                                      sl_trail={"A": 0.02})
     assert_same_run(trailed, bt.run_signals(**sig, size=0.3, sl_trail={"A": 0.02}))

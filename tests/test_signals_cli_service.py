@@ -145,6 +145,54 @@ def test_batch_runs_a_signal_strategys_grid(plugin, store, tmp_path):
                 expected["Equity Final [$]"], rel=1e-12)  # through CSV text
 
 
+def test_rules_by_symbol_are_given_as_json_to_run_and_batch(plugin, store, tmp_path):
+    # A parameter that also takes one number per symbol (sizes, stops, a time exit) takes
+    # a mapping written as JSON, even where its default is a number (size's 0.3); in a
+    # batch's list the commas inside a mapping do not split it.
+    with td.Store(store, read_only=True) as s:
+        symbols = list(s.load().symbols)
+    first = symbols[0]
+    sizes = dict(zip(symbols, (0.2, 0.4, 0.1)))  # every symbol with entries gives its own
+    holds = {first: 3}
+    done = tickstep_cli("run", "signal_cross", "--data", str(store), "-p", "fast=7", "-p", "slow=30",
+                        "-p", f"size={json.dumps(sizes)}", "-p", f"exit_after_bars={json.dumps(holds)}",
+                        "--json", env=env_with(plugin), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["parameters"]["size"] == sizes and out["parameters"]["exit_after_bars"] == holds
+    bt = tickstep.Backtest(str(store), tickstep.Strategy)
+    with td.Store(store, read_only=True) as s:
+        market = s.load()
+    entries, exits = {}, {}
+    for bars in market.bars:
+        entries[bars.symbol], exits[bars.symbol] = cross_signals(bars.close, 7, 30)
+    expected = bt.run_signals(entries, exits, size=sizes, exit_after_bars=holds).stats
+    assert expected["# Trades"] > 0
+    for label in ("# Trades", "Equity Final [$]", "Return [%]"):
+        assert out["stats"][label] == expected[label], label
+    without = bt.run_signals(entries, exits, size=sizes).stats
+    assert without["Equity Final [$]"] != expected["Equity Final [$]"]  # the time exit acted
+
+    rows_file = tmp_path / "rows.csv"
+    stops = [{first: 0.02, symbols[1]: 0.05}, {first: 0.1}]
+    done = tickstep_cli("batch", "signal_cross", "--data", str(store), "-p", "fast=7", "-p", "slow=30",
+                        "-p", "sl=" + ",".join(json.dumps(s) for s in stops), "--portfolio",
+                        "--no-cache", "--out", str(rows_file), env=env_with(plugin))
+    assert done.returncode == 0, done.stderr
+    assert "2 jobs (0 from the cache, 2 ran, 0 failed)" in done.stderr
+    rows = pd.read_csv(rows_file)
+    for stop in stops:
+        row = rows[rows["sl"] == str(stop)]
+        assert len(row) == 1, rows[["symbols", "sl"]]
+        alone = bt.run_signals(entries, exits, size=0.3, sl=stop).stats
+        assert row["Equity Final [$]"].iloc[0] == pytest.approx(alone["Equity Final [$]"], rel=1e-12)
+    assert rows["Equity Final [$]"].nunique() == 2
+
+    refused = tickstep_cli("run", "signal_cross", "--data", str(store), "-p", "size={bad json",
+                           env=env_with(plugin))
+    assert refused.returncode == 2 and "size={bad json: expected a mapping written as JSON" in refused.stderr
+
+
 def test_cli_refuses_what_is_not_a_strategy_naming_it(plugin, store, tmp_path):
     env = env_with(plugin)
     cases = [

@@ -125,6 +125,8 @@ FRACTION_KINDS = ("sl", "tp", "sl_trail")
 TIME_EXIT_KIND = "exit_after_bars"
 #: Rules that may be given one per symbol or one per bar rather than one number.
 PER_BAR_RULES = (SIZE_KIND, *FRACTION_KINDS, TIME_EXIT_KIND)
+#: A `SignalStrategy`'s parameters that may be one number per symbol (``{symbol: number}``).
+BY_SYMBOL_PARAMETERS = (*PER_BAR_RULES, "lot_size")
 #: What a set of signals may hold: the signals, numbers per bar.
 BAR_KINDS = (*SIGNAL_KINDS, *PRICE_KINDS, *PER_BAR_RULES)
 SIZE_TYPES = ("amount", "value", "percent", "percent_at_fill", "target_percent")
@@ -938,7 +940,7 @@ class SignalStrategy(Strategy):
     True
     """
 
-    size: float = 0.95
+    size: float | dict[str, float] = 0.95
     size_type: str = "percent"
     sl: float | dict[str, float] | None = None
     tp: float | dict[str, float] | None = None

@@ -2,14 +2,16 @@
 
 Strategy parameters given on the command line are text; each is read as the type of the
 parameter's default on the strategy class (int, float, bool or str), so ``fast=2.7`` for
-an int parameter is refused with the parameter's name instead of becoming 2.
+an int parameter is refused with the parameter's name instead of becoming 2. A parameter
+that also takes one number per symbol (a `tickstep.SignalStrategy`'s ``size``, stops,
+time exit, lot size) takes a mapping written as JSON: ``-p 'sl={"AAPL": 0.02}'``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,8 +41,10 @@ class UsageError(click.ClickException):
     exit_code = 2
 
 
-def read_value(name: str, text: str, default: Any) -> Any:
-    """``text`` as the type of ``default`` (a strategy parameter's or option's default).
+def read_value(name: str, text: str, default: Any, *, by_symbol: bool = False) -> Any:
+    """``text`` as the type of ``default`` (a strategy parameter's or option's default); with
+    ``by_symbol`` (the parameter also takes one number per symbol), a mapping written as
+    JSON too.
 
     Examples
     --------
@@ -50,10 +54,14 @@ def read_value(name: str, text: str, default: Any) -> Any:
     Traceback (most recent call last):
     ...
     tickstep.cli._common.UsageError: fast=2.7: expected a whole number (fast defaults to 10)
+    >>> read_value("size", '{"AAPL": 0.2}', 0.95, by_symbol=True)
+    {'AAPL': 0.2}
     """
     text = text.strip()
     kind = type(default)
     try:
+        if by_symbol and text.startswith("{"):
+            return _literal(text)
         if isinstance(default, bool):
             low = text.lower()
             if low in _TRUE:
@@ -81,6 +89,19 @@ def read_value(name: str, text: str, default: Any) -> Any:
         raise UsageError(f"{name}={text}: {msg} ({name} defaults to {default!r})") from None
 
 
+def _split_values(text: str) -> list[str]:
+    """``text`` split at its commas, except those inside a JSON mapping's braces (``sl={"A":
+    0.02, "B": 0.03},0.05`` is two values)."""
+    parts, depth, start = [], 0, 0
+    for k, ch in enumerate(text):
+        depth += (ch == "{") - (ch == "}")
+        if ch == "," and depth == 0:
+            parts.append(text[start:k])
+            start = k + 1
+    parts.append(text[start:])
+    return parts
+
+
 def _literal(text: str) -> Any:
     if text.startswith("{"):  # a mapping, written as JSON (e.g. commission_by_symbol)
         try:
@@ -99,10 +120,13 @@ def _literal(text: str) -> Any:
 
 
 def parse_assignments(
-    items: Iterable[str], defaults: Mapping[str, Any], *, what: str, lists: bool
+    items: Iterable[str], defaults: Mapping[str, Any], *, what: str, lists: bool,
+    by_symbol: Collection[str] = (),
 ) -> dict[str, Any]:
     """``["fast=5,10", "slow=30"]`` -> ``{"fast": [5, 10], "slow": 30}`` (lists only when
-    ``lists``), each value read as its default's type; unknown names refused with a hint."""
+    ``lists``, split at the commas outside JSON mappings), each value read as its
+    default's type (or, for the names in ``by_symbol``, as a mapping when written as
+    one); unknown names refused with a hint."""
     from tickstep.hints import did_you_mean
 
     out: dict[str, Any] = {}
@@ -117,10 +141,11 @@ def parse_assignments(
             raise UsageError(f"unknown {what} {name!r}{hint} ({what}s: {known})")
         if name in out:
             raise UsageError(f"{what} {name!r} given twice")
-        parts = [p for p in text.split(",")] if lists else [text]
+        parts = _split_values(text) if lists else [text]
         if any(not p.strip() for p in parts):
             raise UsageError(f"{what} {item!r}: empty value")
-        values = [read_value(name, p, defaults[name]) for p in parts]
+        values = [read_value(name, p, defaults[name], by_symbol=name in by_symbol)
+                  for p in parts]
         out[name] = values if len(values) > 1 else values[0]
     return out
 

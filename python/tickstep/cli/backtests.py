@@ -21,6 +21,14 @@ from tickstep.cli._common import (
 
 __all__ = ["batch", "run", "runs", "walk_forward"]
 
+
+def _by_symbol(cls: type) -> tuple[str, ...]:
+    """The parameters of ``cls`` that also take one number per symbol (as JSON on the
+    command line): a `tickstep.SignalStrategy`'s sizes, stops, time exit and lot size."""
+    from tickstep.signals import BY_SYMBOL_PARAMETERS, is_signal_strategy
+
+    return BY_SYMBOL_PARAMETERS if is_signal_strategy(cls) else ()
+
 _DATA_HELP = "Bars: a DuckDB store file, a postgresql:// URL, or a CSV/Parquet file."
 _STRATEGY_HELP = ("STRATEGY: a registered name (see `tickstep strategies`), "
                   "package.module:Class, or path/to/file.py:Class; a Strategy or a "
@@ -89,7 +97,8 @@ def run(strategy: str, data: str, symbols: tuple[str, ...], start: str | None, e
     import tickstep
 
     cls, _ = _strategy(strategy)
-    values = parse_assignments(params, cls.parameters(), what="parameter", lists=False)
+    values = parse_assignments(params, cls.parameters(), what="parameter", lists=False,
+                               by_symbol=_by_symbol(cls))
     engine = parse_engine_options(options)
     if report:
         check_output(report, "--report", "report")  # before the backtest runs, not after
@@ -233,7 +242,8 @@ def batch(strategy: str, data: str, symbols: tuple[str, ...], start: str | None,
     from tickstep.batch import run_batch
 
     cls, handed = _strategy(strategy)
-    grid = parse_assignments(params, cls.parameters(), what="parameter", lists=True)
+    grid = parse_assignments(params, cls.parameters(), what="parameter", lists=True,
+                             by_symbol=_by_symbol(cls))
     engine = parse_engine_options(options)
     if out and Path(out).suffix.lower() not in (".parquet", ".csv", ".json"):
         raise UsageError(f"--out {out!r}: the file must end in .parquet, .csv or .json")
@@ -456,7 +466,8 @@ def walk_forward(strategy: str, data: str, symbols: tuple[str, ...], start: str 
     import tickstep
 
     cls, _ = _strategy(strategy)
-    grid = parse_assignments(params, cls.parameters(), what="parameter", lists=True)
+    grid = parse_assignments(params, cls.parameters(), what="parameter", lists=True,
+                             by_symbol=_by_symbol(cls))
     if not grid:
         raise UsageError("walk-forward needs at least one parameter to vary: -p NAME=V1,V2")
     engine = parse_engine_options(options)
