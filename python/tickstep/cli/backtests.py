@@ -21,14 +21,6 @@ from tickstep.cli._common import (
 
 __all__ = ["batch", "run", "runs", "walk_forward"]
 
-
-def _by_symbol(cls: type) -> tuple[str, ...]:
-    """The parameters of ``cls`` that also take one number per symbol (as JSON on the
-    command line): a `tickstep.SignalStrategy`'s sizes, stops, time exit and lot size."""
-    from tickstep.signals import BY_SYMBOL_PARAMETERS, is_signal_strategy
-
-    return BY_SYMBOL_PARAMETERS if is_signal_strategy(cls) else ()
-
 _DATA_HELP = "Bars: a DuckDB store file, a postgresql:// URL, or a CSV/Parquet file."
 _STRATEGY_HELP = ("STRATEGY: a registered name (see `tickstep strategies`), "
                   "package.module:Class, or path/to/file.py:Class; a Strategy or a "
@@ -51,6 +43,14 @@ def _strategy(text: str) -> tuple[type, str | type]:
 
 def _is_file(text: str) -> bool:
     return text.rpartition(":")[0].endswith(".py")
+
+
+def _by_symbol(cls: type) -> tuple[str, ...]:
+    """The parameters of ``cls`` that also take one number per symbol (as JSON on the
+    command line): a `tickstep.SignalStrategy`'s sizes, stops, time exit and lot size."""
+    from tickstep.signals import BY_SYMBOL_PARAMETERS, is_signal_strategy
+
+    return BY_SYMBOL_PARAMETERS if is_signal_strategy(cls) else ()
 
 
 def _data_options(f: Any) -> Any:
