@@ -1350,6 +1350,73 @@ def test_run_batch_of_a_signal_strategy_natively_equals_worker_processes():
     assert row["Equity Final [$]"] == bt.run(fast=3, slow=15).stats["Equity Final [$]"]
 
 
+class StoppedCross(Cross):
+    """The cross with a take-profit of its own for A and C (a default by symbol)."""
+
+    tp = {"A": 0.03, "C": 0.02}
+
+
+def test_a_batch_of_each_symbol_alone_gives_each_its_own_entries_of_parameters_by_symbol():
+    from tickstep.batch import run_batch
+
+    data = {"A": _walk(150, 21), "B": _walk(130, 22, "2024-01-03"), "C": _walk(140, 23)}
+    params = {"sl": [{"A": 0.01, "B": 0.015}, {"C": 0.01}],
+              "size": [{"A": 0.2, "B": 0.4, "C": 0.3}], "exit_after_bars": [None, {"B": 3}]}
+    columns = ["Equity Final [$]", "# Trades", "Sharpe Ratio", "Max. Drawdown [%]", "Exposure Time [%]"]
+    for executor in (None, "sequential"):
+        rows = run_batch(StoppedCross, data, params=params, cache=False, on_reject="ignore",
+                         executor=executor)
+        assert len(rows) == 12 and set(rows["status"]) == {"ok"}
+        for _, row in rows.iterrows():
+            symbol = row["symbols"]
+            # Alone, the symbol is given its own entries (a mapping without it: none).
+            own = {name: {s: v for s, v in row[name].items() if s == symbol} if isinstance(row[name], dict)
+                   else row[name] for name in ("sl", "size", "exit_after_bars")}
+            alone = tickstep.Backtest({symbol: data[symbol]}, StoppedCross, on_reject="ignore").run(
+                **own, tp={"A": 0.03, "C": 0.02}.get(symbol)).stats
+            for stat in columns:
+                assert row[stat] == alone[stat] or (pd.isna(row[stat]) and pd.isna(alone[stat])), (symbol, stat)
+    # The entries mattered: A's own stop, B's time exit, A's and C's take-profits.
+    a_rows = rows[rows["symbols"] == "A"].set_index(rows["sl"].map(str)[rows["symbols"] == "A"])
+    assert a_rows["Equity Final [$]"].nunique() == 2
+    b_rows = rows[rows["symbols"] == "B"]
+    assert b_rows["Equity Final [$]"].nunique() > 1
+    stopped = tickstep.Backtest({"A": data["A"]}, Cross, on_reject="ignore")
+    assert "stop_loss" in set(stopped.run(sl=0.01, size=0.2, tp=0.03).fills["role"])
+    assert "take_profit" in set(stopped.run(size=0.2, tp=0.03).fills["role"])
+    # All symbols in one run: each row is the portfolio's run with the mappings whole.
+    together = run_batch(StoppedCross, data, params=params, portfolio=True, cache=False,
+                         on_reject="ignore")
+    bt = tickstep.Backtest(data, StoppedCross, on_reject="ignore")
+    for _, row in together.iterrows():
+        alone = bt.run(sl=row["sl"], size=row["size"], exit_after_bars=row["exit_after_bars"]).stats
+        assert row["Equity Final [$]"] == alone["Equity Final [$]"]
+
+
+def test_a_symbol_a_batchs_parameter_by_symbol_names_is_checked_against_the_data_once():
+    from tickstep.batch import run_batch
+
+    data = {"A": _walk(80, 24), "B": _walk(80, 25)}
+    with pytest.raises(tickstep.ConfigError,
+                       match=r"Cross parameter sl=\{'A': 0.01, 'BB': 0.02\}: 'BB' is not a symbol "
+                             r"of the data — did you mean 'B'\?"):
+        run_batch(Cross, data, params={"sl": [{"A": 0.01}, {"A": 0.01, "BB": 0.02}]}, cache=False)
+    with pytest.raises(tickstep.ConfigError, match=r"size=\{'AA': 0.2\}: 'AA' is not a symbol"):
+        run_batch(Cross, data, params=[{"fast": 2}, {"size": {"AA": 0.2}}], cache=False)
+    # A default by symbol too, and through optimize (one run over all the symbols).
+    with pytest.raises(tickstep.ConfigError, match=r"StoppedCross parameter tp=.*'C' is not a symbol"):
+        run_batch(StoppedCross, data, params={"fast": [2, 3]}, cache=False)
+    with pytest.raises(tickstep.ConfigError, match=r"lot_size=\{'a': 1\}: 'a' is not a symbol .* 'A'"):
+        tickstep.Backtest(data, Cross).optimize(fast=[2, 3], lot_size=[None, {"a": 1}], cache=False)
+    # Some symbols of the data chosen: a name among the others is theirs (as for the
+    # options by symbol), and the chosen ones run as alone.
+    rows = run_batch(StoppedCross, {**data, "C": _walk(80, 26)}, symbols=["A", "B"], params={"fast": [2]},
+                     cache=False, on_reject="ignore")
+    assert set(rows["status"]) == {"ok"}
+    a = rows[rows["symbols"] == "A"].iloc[0]
+    assert a["Equity Final [$]"] == tickstep.Backtest({"A": data["A"]}, Cross, on_reject="ignore").run(
+        fast=2, tp=0.03).stats["Equity Final [$]"]
+
 class Failing(Cross):
     def signals(self, symbol, bars):
         if self.fast == 3:

@@ -187,6 +187,23 @@ def test_rules_by_symbol_are_given_as_json_to_run_and_batch(plugin, store, tmp_p
         alone = bt.run_signals(entries, exits, size=0.3, sl=stop).stats
         assert row["Equity Final [$]"].iloc[0] == pytest.approx(alone["Equity Final [$]"], rel=1e-12)
     assert rows["Equity Final [$]"].nunique() == 2
+    # Each symbol alone: a job takes its symbol's entry of the mapping (none: no stop).
+    done = tickstep_cli("batch", "signal_cross", "--data", str(store), "-p", "fast=7", "-p", "slow=30",
+                        "-p", "sl=" + json.dumps(stops[0]), "--no-cache", "--out", str(rows_file),
+                        env=env_with(plugin))
+    assert done.returncode == 0, done.stderr
+    rows = pd.read_csv(rows_file).set_index("symbols")
+    assert sorted(rows.index) == sorted(symbols)
+    for symbol in symbols:
+        alone = tickstep.Backtest(str(store), tickstep.Strategy, symbols=[symbol])
+        own = alone.run_signals({symbol: entries[symbol]}, {symbol: exits[symbol]}, size=0.3,
+                                sl=stops[0].get(symbol)).stats
+        assert rows.loc[symbol, "Equity Final [$]"] == pytest.approx(own["Equity Final [$]"], rel=1e-12)
+    misspelt = tickstep_cli("batch", "signal_cross", "--data", str(store), "-p", "fast=7",
+                            "-p", 'sl={"' + first.lower() + '": 0.02}', "--no-cache",
+                            env=env_with(plugin))
+    assert misspelt.returncode == 1, misspelt.stderr
+    assert f"{first.lower()!r} is not a symbol of the data — did you mean {first!r}?" in misspelt.stderr
 
     refused = tickstep_cli("run", "signal_cross", "--data", str(store), "-p", "size={bad json",
                            env=env_with(plugin))

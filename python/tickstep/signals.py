@@ -84,7 +84,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -984,12 +984,15 @@ def _bars_frames(market: _core.Market) -> dict[str, pd.DataFrame]:
 
 
 def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: list[str],
-                frames: Mapping[str, pd.DataFrame],
-                metadata: pd.DataFrame | None) -> tuple[dict[str, Any], dict[str, Any], SignalStrategy]:
+                frames: Mapping[str, pd.DataFrame], metadata: pd.DataFrame | None, *,
+                part: bool = False) -> tuple[dict[str, Any], dict[str, Any], SignalStrategy]:
     """One parameter set's signals ({kind: {symbol: column}}), order rules and the
-    strategy object that made them."""
+    strategy object that made them. ``part``: the market is some of a batch's symbols
+    (see `strategy_grid_stats`)."""
     instance = cls.__new__(cls)
     for name, value in {**cls.parameters(), **params}.items():
+        if part and name in BY_SYMBOL_PARAMETERS and isinstance(value, Mapping):
+            value = {symbol: v for symbol, v in value.items() if symbol in symbols}
         setattr(instance, name, value)
     instance._symbols = list(symbols)
     instance.metadata = metadata
@@ -1071,6 +1074,22 @@ def _returned_by(cls: type[SignalStrategy]) -> Iterator[None]:
         raise
 
 
+def check_symbols_named(strategy: type[SignalStrategy], values: Iterable[tuple[str, Any]],
+                        symbols: Sequence[str]) -> None:
+    """Refuse a symbol that a parameter by symbol (`BY_SYMBOL_PARAMETERS`) names and
+    ``symbols`` lack, among ``values`` ((name, value) pairs: a batch's every value) and
+    ``strategy``'s defaults: a misspelt ticker would leave that symbol without its stops
+    or size in every run of the batch, each of which takes only its own symbols'."""
+    known = list(symbols)
+    for name, value in [*strategy.parameters().items(), *values]:
+        if name in BY_SYMBOL_PARAMETERS and isinstance(value, Mapping):
+            for symbol in value:
+                if symbol not in known:
+                    raise ConfigError(
+                        f"{strategy.__name__} parameter {name}={dict(value)!r}: {symbol!r} is "
+                        f"not a symbol of the data{did_you_mean(str(symbol), known)}")
+
+
 def is_signal_strategy(strategy: Any) -> bool:
     """Whether ``strategy`` is a `SignalStrategy` class (run in signals mode)."""
     return isinstance(strategy, type) and issubclass(strategy, SignalStrategy)
@@ -1094,7 +1113,7 @@ def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
                         config: BacktestConfig, param_sets: Sequence[Mapping[str, Any]], *,
                         metadata: pd.DataFrame | None = None, ends: Any = _FROM_CONFIG,
                         threads: int | None = None, batch: int | None = None,
-                        returns: bool = False) -> list[Any]:
+                        returns: bool = False, part: bool = False) -> list[Any]:
     """Statistics of a `SignalStrategy` for each parameter set (or the exception that set
     ended with), in the order of ``param_sets``: the sets run ``batch`` at a time (default
     4 per thread, so the signals held stay bounded) in one native call each, on
@@ -1105,7 +1124,12 @@ def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
     batch before runs natively (on a helper thread that makes the engines, waits for the
     core, the interpreter released, and computes each run's statistics), so the cores
     are not idle while signals are computed. With ``returns``, each set's
-    (statistics, daily returns)."""
+    (statistics, daily returns).
+
+    ``part``: the market is some of a batch's symbols (each symbol alone, a named group),
+    and a parameter by symbol (`BY_SYMBOL_PARAMETERS`) may name the batch's others: each
+    run takes its own symbols' entries (the batch checked every name, see
+    `check_symbols_named`), as the run of those symbols alone would be given them."""
     if ends is _FROM_CONFIG:
         ends = session_ends(market, config.timezone)
     names = list(market.symbols)
@@ -1121,7 +1145,7 @@ def strategy_grid_stats(market: _core.Market, strategy: type[SignalStrategy],
             if frames is None:
                 frames = local.frames = _bars_frames(market)
             signals, rules, instance = _signals_of(
-                strategy, strategy.check_parameters(params), names, frames, metadata)
+                strategy, strategy.check_parameters(params), names, frames, metadata, part=part)
             with _returned_by(strategy):
                 for kind, columns in signals.items():
                     signal_columns(market, columns, kind)  # a refusal is this set's own

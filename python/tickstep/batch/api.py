@@ -24,6 +24,7 @@ from tickstep.batch.jobs import (
     _digest,
     code_fingerprint,
     engine_fingerprint,
+    grid_axes,
     job_key,
     options_fingerprint,
     resolve_strategy,
@@ -40,7 +41,7 @@ from tickstep.data._arrow import readable_twice
 from tickstep.data._records import RecordTable, records_for_backtest, write_record_snapshot
 from tickstep.metrics import STAT_LABELS
 from tickstep.rejections import TickstepWarning, caller_outside_tickstep, warn_of_rejected_runs
-from tickstep.signals import is_signal_strategy
+from tickstep.signals import check_symbols_named, is_signal_strategy
 from tickstep.strategy import Strategy
 
 __all__ = ["optimize", "run_batch"]
@@ -90,6 +91,16 @@ def _groups(
                 raise ValueError(f"symbol group {label!r} is empty")
         return sorted({s for g in groups.values() for s in g}), groups
     return (None if symbols is None else list(symbols)), None
+
+
+def _values(params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+            ) -> list[tuple[str, Any]]:
+    """Every (name, value) a batch's ``params`` may run (a grid's values or the sets')."""
+    if params is None:
+        return []
+    if isinstance(params, Mapping):
+        return [(name, value) for name, values in grid_axes(params).items() for value in values]
+    return [item for p in params for item in p.items()]
 
 
 def _chunk_size(n_jobs: int, workers: int) -> int:
@@ -322,6 +333,8 @@ def run_batch(
             # selection, a schedule of a symbol left out is kept for the runs that have it.)
             check_symbols(config, prepared.symbols)
             read_benchmark(config, data, prepared.symbols, every_symbol=True)  # refuses only
+            if is_signal_strategy(cls):
+                check_symbols_named(cls, _values(params), prepared.symbols)
         # A benchmark symbol is read from the data once, for every group: each measures
         # against it, whether or not the group holds it (each symbol alone against SPY).
         config = read_benchmark(config, data, (), start=start, end=end,

@@ -152,10 +152,13 @@ def _record_table(path: str) -> RecordTable:
 def forget_record_snapshots() -> None:
     """Drop the tables read in this process (the batch that wrote them has ended)."""
     _record_table.cache_clear()
+
+
 def _run_signal_chunk(chunk: Chunk, cls: Any, cache: WorkerCache) -> list[dict[str, Any]]:
     """The jobs of a `~tickstep.SignalStrategy`: each symbol group's parameter sets in
-    native grids (`tickstep.signals.strategy_grid_stats`), one row per job as if run alone;
-    a job's run time is its share of its group's."""
+    native grids (`tickstep.signals.strategy_grid_stats`), one row per job as if run alone
+    (its parameters by symbol narrowed to its symbols); a job's run time is its share of
+    its group's."""
     groups: dict[tuple[str, ...], list[Job]] = {}
     for job in chunk.jobs:
         groups.setdefault(job.symbols, []).append(job)
@@ -168,7 +171,7 @@ def _run_signal_chunk(chunk: Chunk, cls: Any, cache: WorkerCache) -> list[dict[s
             results = strategy_grid_stats(
                 market.market, cls, config, [job.params for job in jobs],
                 metadata=market.metadata, ends=market.session_ends(config.timezone),
-                threads=chunk.threads, returns=chunk.returns,
+                threads=chunk.threads, returns=chunk.returns, part=True,
             )
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
