@@ -502,6 +502,8 @@ fn signals(c: &mut Bench) {
         trade_start: i64::MIN,
         accumulate: false,
         exit_after_bars: None,
+        limit: None,
+        limit_bars: None,
     };
     let mut g = c.benchmark_group("signals");
     g.sample_size(10);

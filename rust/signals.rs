@@ -43,6 +43,14 @@
 //! - A trailing stop-loss (`sl_trail`, instead of `sl`): the same order's trailing
 //!   stop-loss leg at that fraction of the best price since the fill (the book's
 //!   `Trail::Fraction`, exactly what `sl_trail="x%"` on an order placed in `next` does).
+//! - A limit entry (`limit`, a fraction of the close, or `limit_price` per bar; NaN: a
+//!   market entry on that bar): the entry is a limit order — a long's at close × (1 −
+//!   limit), a short's at close × (1 + limit) — sized at that price and carrying stops
+//!   that are fractions of it, working until it fills, for `limit_bars` of the symbol's
+//!   bars when given, or until a later bar of the symbol with an entry of either side or
+//!   an exit of its side (its time exit included) cancels it, before that bar's orders
+//!   (a new entry replaces it). Not with `TargetPercent`, whose one order to the target
+//!   also closes.
 //!
 //! `run_grid` and `summarise_grid` (`grid`) run many independent backtests (engines, each
 //! with its own signals) on a pool of threads sharing one market: each result equals the
@@ -53,7 +61,9 @@ use crate::context::TickContext;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::market::Market;
-use crate::orders::{round_to_lot, OrderRequest, ShareAtFill, Side, Trail};
+use crate::orders::{
+    round_to_lot, Order, OrderRequest, Role, ShareAtFill, Side, TimeInForce, Trail,
+};
 use crate::portfolio::worth;
 use crate::strategy::Strategy;
 use std::cell::Cell;
@@ -119,6 +129,12 @@ pub struct SignalRules {
     pub accumulate: bool,
     /// Exit a position this many bars (>= 1) after its oldest open lot was entered.
     pub exit_after_bars: Option<usize>,
+    /// Entries are limit orders this fraction of the signal bar's close better than it
+    /// (below for a long, above for a short), in [0, 1).
+    pub limit: Option<f64>,
+    /// A limit entry works for this many of the symbol's bars (>= 1) from the next one,
+    /// then expires; `None`: until it fills or a later signal cancels it.
+    pub limit_bars: Option<usize>,
 }
 
 impl SignalRules {
@@ -143,6 +159,12 @@ impl SignalRules {
         }
         if self.exit_after_bars == Some(0) {
             return bad("exit_after_bars = 0: must be a whole number of bars >= 1".into());
+        }
+        if let Some(x) = self.limit.filter(|x| !limit_takes(*x)) {
+            return bad(format!("limit = {x}: {LIMIT_RULE}"));
+        }
+        if self.limit_bars == Some(0) {
+            return bad("limit_bars = 0: must be a whole number of bars >= 1".into());
         }
         if self.accumulate && self.size_type == SizeType::TargetPercent {
             return bad(
@@ -196,6 +218,14 @@ impl Stop {
     }
 }
 
+/// Whether `x` is a fraction a limit entry takes (how much better than the close).
+fn limit_takes(x: f64) -> bool {
+    (0.0..1.0).contains(&x)
+}
+
+const LIMIT_RULE: &str = "must be a fraction of the close in [0, 1) (a long's limit at close x \
+     (1 - limit), a short's at close x (1 + limit))";
+
 /// One symbol's signals, each aligned to the symbol's own bars (`None`: never set).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SymbolSignals<'a> {
@@ -223,6 +253,12 @@ pub struct SymbolSignals<'a> {
     pub size: Option<&'a [f64]>,
     /// Entries in whole lots of this many units (shares, contracts, a board lot), > 0.
     pub lot_size: Option<f64>,
+    /// The limit price of an entry decided on each bar (NaN: a market entry), instead of
+    /// the rules' fraction.
+    pub limit_price: Option<&'a [f64]>,
+    /// The symbol's own limit per bar as a fraction of the close (NaN: a market entry on
+    /// that bar), instead of the rules' one.
+    pub limit_fraction: Option<&'a [f64]>,
 }
 
 /// A stop of an entry decided on `bar` at `price`: the bar's own price when given per bar
@@ -263,8 +299,8 @@ fn refused_entry(err: EngineError, bar: usize, now: i64) -> EngineError {
         EngineError::InvalidOrder(m) => EngineError::InvalidOrder(format!(
             "{m}, from the stop prices given per bar (sl_price, tp_price) on the bar at {} \
              (the symbol's bar {bar}), where an entry was signalled: a long entry's stop-loss \
-             must be below that bar's close and its take-profit above it, a short's the \
-             other way round (NaN: no stop on that bar)",
+             must be below its price (that bar's close, or its limit) and its take-profit \
+             above it, a short's the other way round (NaN: no stop on that bar)",
             iso_time(now)
         )),
         other => other,
@@ -318,6 +354,69 @@ fn check_time_exits(market: &Market, s: usize, sig: &SymbolSignals<'_>) -> Resul
             counts[i],
         ))),
     }
+}
+
+/// Refuse a symbol's limit entries that cannot be: its own limits per bar out of range
+/// (fractions in [0, 1), prices finite and > 0; NaN is a market entry), given both ways,
+/// or with entries sized to a target (whose one order also closes), naming the symbol,
+/// the bar and the rule.
+fn check_limits(
+    market: &Market,
+    s: usize,
+    sig: &SymbolSignals<'_>,
+    rules: &SignalRules,
+) -> Result<()> {
+    let bad = |m: String| Err(EngineError::InvalidConfig(m));
+    let given = rules.limit.is_some() || sig.limit_fraction.is_some();
+    if sig.limit_price.is_some() && given {
+        return bad(format!(
+            "limit of {}: give limit as a fraction or limit_price per bar, not both",
+            market.name(s)
+        ));
+    }
+    if (given || sig.limit_price.is_some()) && rules.size_type == SizeType::TargetPercent {
+        return bad(format!(
+            "limit of {}: limit entries do not go with size_type 'target_percent', whose one \
+             order to the target also closes what is held (use 'percent')",
+            market.name(s)
+        ));
+    }
+    for (name, values, takes, rule) in [
+        (
+            "limit",
+            sig.limit_fraction,
+            limit_takes as fn(f64) -> bool,
+            LIMIT_RULE,
+        ),
+        (
+            "limit_price",
+            sig.limit_price,
+            |x: f64| x.is_finite() && x > 0.0,
+            "must be a finite price > 0",
+        ),
+    ] {
+        let Some(values) = values else { continue };
+        if let Some(i) = values.iter().position(|&x| !x.is_nan() && !takes(x)) {
+            return bad(format!(
+                "{name} of {} on the bar at {} (its bar {i}) = {}: {rule} (NaN: a market entry \
+                 on that bar)",
+                market.name(s),
+                iso_time(market.bars(s).ts[i]),
+                values[i],
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The ids of the limit entries among `orders` that a signal cancels: longs' when `long`,
+/// shorts' when `short` (a partly filled one's rest included).
+fn limit_entries<'o>(orders: impl Iterator<Item = &'o Order>, long: bool, short: bool) -> Vec<u64> {
+    orders
+        .filter(|o| o.live && o.role == Role::Entry && o.limit.is_some())
+        .filter(|o| if o.side == Side::Buy { long } else { short })
+        .map(|o| o.id)
+        .collect()
 }
 
 impl SymbolSignals<'_> {
@@ -540,6 +639,8 @@ pub struct SignalStrategy<'a> {
     /// entry that opens the position it holds), None for none.
     /// (Cells: kept from `&self`, so that the rules' hot path reads the rest as unchanged.)
     hold_for: Vec<Cell<Option<usize>>>,
+    /// Whether any entry can be a limit order (the rules' `limit`, a symbol's own).
+    limits: bool,
 }
 
 impl<'a> SignalStrategy<'a> {
@@ -567,6 +668,8 @@ impl<'a> SignalStrategy<'a> {
                 ("tp", sig.take_profit_fraction),
                 ("sl_trail", sig.trail_fraction),
                 ("exit_after_bars", sig.exit_after_bars),
+                ("limit_price", sig.limit_price),
+                ("limit", sig.limit_fraction),
             ]
             .map(|(name, c)| (name, c.map(<[f64]>::len)));
             for (name, len) in lengths.into_iter().chain(prices) {
@@ -599,6 +702,7 @@ impl<'a> SignalStrategy<'a> {
             }
             check_fractions(market, s, sig)?;
             check_time_exits(market, s, sig)?;
+            check_limits(market, s, sig, &rules)?;
             let enters = sig.entries.is_some() || sig.short_entries.is_some();
             if rules.size.is_none() && sig.size.is_none() && enters {
                 return Err(EngineError::InvalidConfig(format!(
@@ -646,6 +750,10 @@ impl<'a> SignalStrategy<'a> {
             });
         let time_exits =
             rules.exit_after_bars.is_some() || signals.iter().any(|s| s.exit_after_bars.is_some());
+        let limits = rules.limit.is_some()
+            || signals
+                .iter()
+                .any(|s| s.limit_price.is_some() || s.limit_fraction.is_some());
         let hold_for = vec![Cell::new(None); signals.len()];
         Ok(SignalStrategy {
             signals,
@@ -654,6 +762,7 @@ impl<'a> SignalStrategy<'a> {
             attaches,
             time_exits,
             hold_for,
+            limits,
         })
     }
 
@@ -681,10 +790,10 @@ impl<'a> SignalStrategy<'a> {
     }
 
     /// Place an order of `units` (signed: + buys) for `symbol`, decided on bar `bar` at
-    /// `price`; the stops go with it when it adds to a position on the `want` side, and
-    /// when it opens one (decided while `held` was flat, or reversing) its time exit.
-    /// Returns its id (None: nothing to place). (Inlined into its two callers, where it
-    /// was before the rules grew.)
+    /// `price` (its limit, for a limit entry: `limit`); the stops go with it when it adds
+    /// to a position on the `want` side, and when it opens one (decided while `held` was
+    /// flat, or reversing) its time exit. Returns its id (None: nothing to place).
+    /// (Inlined into its two callers, where it was before the rules grew.)
     #[inline(always)]
     #[allow(clippy::too_many_arguments)] // (inlined: each is a register, not a struct to fill)
     fn place<D: Desk>(
@@ -696,12 +805,16 @@ impl<'a> SignalStrategy<'a> {
         units: f64,
         want: f64,
         held: f64,
+        limit: Option<f64>,
     ) -> Result<Option<u64>> {
         if !(units.is_finite() && units != 0.0) {
             return Ok(None);
         }
         let side = if units > 0.0 { Side::Buy } else { Side::Sell };
         let mut req = OrderRequest::market(symbol, side, units.abs());
+        if limit.is_some() {
+            self.limit_order(&mut req, limit);
+        }
         if self.attaches && side.sign() == want {
             self.attach(&mut req, bar, price, want, held * want <= 0.0);
         }
@@ -742,6 +855,38 @@ impl<'a> SignalStrategy<'a> {
         );
         req.stop_loss_trail =
             fraction_on(sig.trail_fraction, r.stop_loss_trail, bar).map(Trail::Fraction);
+    }
+
+    /// Make `req` a limit order at `limit`, for the rules' `limit_bars` when given.
+    #[cold]
+    #[inline(never)]
+    fn limit_order(&self, req: &mut OrderRequest, limit: Option<f64>) {
+        req.limit = limit;
+        if let Some(n) = self.rules.limit_bars {
+            req.time_in_force = TimeInForce::Bars(n);
+        }
+    }
+
+    /// The limit price of `symbol`'s entry on the `want` side decided on `bar` at `close`
+    /// (None: a market entry): its own price on the bar, else a fraction better than the
+    /// close (the symbol's own on the bar, else the rules').
+    #[inline]
+    fn limit_on(&self, symbol: usize, bar: usize, close: f64, want: f64) -> Option<f64> {
+        if !self.limits {
+            return None;
+        }
+        self.limit_price(symbol, bar, close, want)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn limit_price(&self, symbol: usize, bar: usize, close: f64, want: f64) -> Option<f64> {
+        let sig = &self.signals[symbol];
+        match sig.limit_price {
+            Some(prices) => Some(prices[bar]).filter(|x| !x.is_nan()),
+            None => fraction_on(sig.limit_fraction, self.rules.limit, bar)
+                .map(|f| close * (1.0 - want * f)),
+        }
     }
 
     /// Whether `symbol`'s position, at its bar `i`, is due its time exit.
@@ -842,6 +987,11 @@ impl<'a> SignalStrategy<'a> {
             _ => 0.0,
         };
         let exits = (held > 0.0 && exit_long) || (held < 0.0 && exit_short);
+        if self.limits && (want != 0.0 || exit_long || exit_short) {
+            // The latest signal decides: a limit entry still working is cancelled by an
+            // entry (a new one replaces it) or an exit of its side, before anything else.
+            desk.cancel_limit_entries(symbol, want != 0.0 || exit_long, want != 0.0 || exit_short);
+        }
         let price = desk.price(symbol);
         // What one unit is worth at that price: a value or a share of equity buys units of
         // it (a contract's price times its multiplier).
@@ -860,7 +1010,7 @@ impl<'a> SignalStrategy<'a> {
                 target = round_to_lot(target.abs(), lot).copysign(target);
             }
             return self
-                .place(desk, symbol, i, price, target - after, want, held)
+                .place(desk, symbol, i, price, target - after, want, held, None)
                 .map(|_| ());
         }
         if exits || held * want < 0.0 {
@@ -871,6 +1021,12 @@ impl<'a> SignalStrategy<'a> {
         }
         let size = self.size(symbol, i);
         let lot = self.signals[symbol].lot_size;
+        // A limit entry is sized at its limit, the price it is placed to fill at.
+        let limit = self.limit_on(symbol, i, price, want);
+        let (price, unit) = match limit {
+            Some(at) => (at, worth(1.0, at, desk.multiplier(symbol))),
+            None => (price, unit),
+        };
         let mut units = match self.rules.size_type {
             SizeType::Amount => size,
             SizeType::Value => size / unit,
@@ -888,7 +1044,7 @@ impl<'a> SignalStrategy<'a> {
         if !(units.is_finite() && units > 0.0) {
             return Ok(());
         }
-        let placed = self.place(desk, symbol, i, price, want * units, want, held)?;
+        let placed = self.place(desk, symbol, i, price, want * units, want, held, limit)?;
         // With `at_fill` the units are its estimate: the fill sizes it.
         if let (Some(id), Some(share)) = (placed, at_fill) {
             desk.size_at_fill(id, share);
@@ -916,6 +1072,9 @@ trait Desk {
     /// Entry `id`, just placed, is sized when it fills (`Book::size_at_fill`).
     fn size_at_fill(&mut self, id: u64, share: ShareAtFill);
     fn close_position(&mut self, symbol: usize) -> Result<Option<u64>>;
+    /// Cancel `symbol`'s working limit entries: the longs' when `long`, the shorts' when
+    /// `short` (`limit_entries`).
+    fn cancel_limit_entries(&mut self, symbol: usize, long: bool, short: bool);
 }
 
 impl Desk for TickContext<'_> {
@@ -951,6 +1110,11 @@ impl Desk for TickContext<'_> {
     }
     fn close_position(&mut self, symbol: usize) -> Result<Option<u64>> {
         TickContext::close_position(self, symbol)
+    }
+    fn cancel_limit_entries(&mut self, symbol: usize, long: bool, short: bool) {
+        for id in limit_entries(self.working_orders(symbol), long, short) {
+            self.cancel(id);
+        }
     }
 }
 

@@ -41,6 +41,8 @@ fn rules(size: f64, size_type: SizeType) -> SignalRules {
         trade_start: i64::MIN,
         accumulate: false,
         exit_after_bars: None,
+        limit: None,
+        limit_bars: None,
     }
 }
 
@@ -569,6 +571,9 @@ struct Case {
     fractions: Vec<[Option<Vec<f64>>; 3]>,
     /// Per symbol: its own time exits per bar (NaN: none on that bar), when given so.
     time_exits: Vec<Option<Vec<f64>>>,
+    /// Per symbol: its entries' limit prices or limit fractions per bar (NaN: a market
+    /// entry on that bar), when given so.
+    limits: Vec<[Option<Vec<f64>>; 2]>,
     /// Per symbol: its lot size, if any.
     lot_size: Vec<Option<f64>>,
     rules: SignalRules,
@@ -703,6 +708,8 @@ fn random_case(seed: u64) -> Case {
         },
         accumulate: false,
         exit_after_bars: None,
+        limit: None,
+        limit_bars: None,
     };
     let config = Config {
         // Low cash now and then, so increases are rejected for margin.
@@ -893,6 +900,32 @@ fn random_case(seed: u64) -> Case {
             Some(v.collect::<Vec<f64>>())
         })
         .collect();
+    // Limit entries now and then (drawn last; not with stop prices, which a limit below
+    // them would make refused, nor with target percent): the rules' fraction (up to 3%
+    // better than the close), or some symbols' own fractions or prices per bar (NaN on
+    // some bars: market entries there; prices on either side of the close), working a
+    // few bars or until cancelled.
+    let mut limits = vec![[None, None]; n];
+    if !price_stops && rules.size_type != SizeType::TargetPercent && d.chance(0.35) {
+        if d.chance(0.4) {
+            rules.limit = Some(d.unit() * 0.03);
+        } else {
+            for (s, own) in limits.iter_mut().enumerate() {
+                if d.chance(0.3) {
+                    continue;
+                }
+                let close = &market.bars(s).close;
+                let prices = d.chance(0.5);
+                let v = close.iter().map(|&x| match (d.chance(0.2), prices) {
+                    (true, _) => f64::NAN,
+                    (false, true) => x * (1.0 + (d.unit() - 0.7) * 0.05),
+                    (false, false) => d.unit() * 0.03,
+                });
+                own[usize::from(!prices)] = Some(v.collect::<Vec<f64>>());
+            }
+        }
+        rules.limit_bars = d.chance(0.5).then(|| 1 + d.below(5) as usize);
+    }
     Case {
         market: Arc::new(market),
         signals,
@@ -900,6 +933,7 @@ fn random_case(seed: u64) -> Case {
         sizes,
         fractions,
         time_exits,
+        limits,
         lot_size,
         rules,
         config,
@@ -1085,7 +1119,8 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
         .zip(&c.lot_size)
         .zip(&c.fractions)
         .zip(&c.time_exits)
-        .map(|(((((k, p), z), &lot_size), f), t)| SymbolSignals {
+        .zip(&c.limits)
+        .map(|((((((k, p), z), &lot_size), f), t), l)| SymbolSignals {
             entries: k[0].as_deref(),
             exits: k[1].as_deref(),
             short_entries: k[2].as_deref(),
@@ -1098,6 +1133,8 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
             take_profit_fraction: f[1].as_deref(),
             trail_fraction: f[2].as_deref(),
             exit_after_bars: t.as_deref(),
+            limit_price: l[0].as_deref(),
+            limit_fraction: l[1].as_deref(),
         })
         .collect();
     SignalStrategy::new(&c.market, sig, c.rules).unwrap()
@@ -1110,6 +1147,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut called, mut called_quiet, mut funded, mut paid) = (0, 0, 0, 0);
     let (mut in_part, mut moved, mut multiplied, mut delisted) = (0, 0, 0, 0);
     let (mut unshortable, mut own_slippage, mut own_stops, mut own_timed) = (0, 0, 0, 0);
+    let (mut limit_filled, mut limit_cancelled, mut limit_expired) = (0, 0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -1222,6 +1260,15 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             .iter()
             .filter(|f| f.role == Role::Entry && c.lot_size[f.symbol].is_some())
             .count();
+        // Limit entries filled, cancelled by a later signal, expired after their bars.
+        for o in (event.orders().iter()).filter(|o| o.role == Role::Entry && !o.limit.is_nan()) {
+            match (o.status, o.reason) {
+                (crate::orders::Status::Filled, _) => limit_filled += 1,
+                (_, crate::orders::Reason::CancelledByStrategy) => limit_cancelled += 1,
+                (crate::orders::Status::Expired, _) => limit_expired += 1,
+                _ => {}
+            }
+        }
         rejected += event
             .orders()
             .iter()
@@ -1268,6 +1315,9 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         own_slippage,
         own_stops,
         own_timed,
+        limit_filled,
+        limit_cancelled,
+        limit_expired,
     ];
     eprintln!("{reached:?}");
     assert!(
@@ -1288,6 +1338,9 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && multiplied > 60
             && delisted > 30
             && unshortable > 30
+            && limit_filled > 300
+            && limit_cancelled > 50
+            && limit_expired > 50
             && own_slippage > 30
             && own_stops > 50
             && own_timed > 30,
@@ -1347,6 +1400,8 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
             trade_start: i64::MIN,
             accumulate: false,
             exit_after_bars: None,
+            limit: None,
+            limit_bars: None,
         };
         let config = Config {
             commission: Commission {
@@ -1371,6 +1426,7 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
             sizes: vec![None; n],
             fractions: vec![[None, None, None]; n],
             time_exits: vec![None; n],
+            limits: vec![[None, None]; n],
             lot_size: vec![None; n],
             rules,
             config,

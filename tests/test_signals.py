@@ -59,9 +59,16 @@ class ByHand(tickstep.Strategy):
         want = 1 if long_entry and not short_entry else -1 if short_entry and not long_entry else 0
         exits = (held > 0 and exit_long) or (held < 0 and exit_short)
         r = self.rules
+        # A limit entry still working is cancelled by an entry (a new one replaces it) or
+        # an exit of its side, before anything else.
+        for o in self.orders:
+            if o.role == "entry" and o.limit is not None and (
+                    want != 0 or (exit_long if o.size > 0 else exit_short)):
+                o.cancel()
         lots = r.get("lot_size")
         lot = lots.get(symbol) if isinstance(lots, dict) else lots
         price = self.price(symbol)
+        limit = None  # a market entry
         if r["size_type"] == "target_percent":
             if exits:
                 self.close(symbol)
@@ -75,6 +82,9 @@ class ByHand(tickstep.Strategy):
             if want == 0 or (held * want > 0 and not r.get("accumulate")):
                 return
             at_fill = r["size_type"] == "percent_at_fill"
+            # A limit entry: placed at its limit, sized and stopped from it.
+            limit = self._limit(r, i, price, want, column)
+            price = price if limit is None else limit
             units = {"amount": size, "value": size / price, "percent": size * self.equity / price,
                      "percent_at_fill": size * self.equity / price}[r["size_type"]]
             # (Sized at the fill, by the backtest's sizer: the estimate is in any units.)
@@ -99,7 +109,18 @@ class ByHand(tickstep.Strategy):
                 percent = None if percents is None or math.isnan(percents[i]) else float(percents[i])
             trail = None if percent is None else f"{percent!r}%"
         sized = {} if r["size_type"] == "percent_at_fill" else {"size": abs(units)}
-        (self.buy if units > 0 else self.sell)(symbol, **sized, sl=sl, tp=tp, sl_trail=trail)
+        placed = {} if limit is None else {"limit": limit, "valid": r.get("limit_bars")}
+        (self.buy if units > 0 else self.sell)(symbol, **sized, sl=sl, tp=tp, sl_trail=trail, **placed)
+
+    def _limit(self, r, i, price, want, column):
+        prices = column("limit_price")
+        if prices is not None:
+            return None if math.isnan(prices[i]) else float(prices[i])
+        fraction = r.get("limit")
+        if "limit" in self.signals:
+            fractions = column("limit")
+            fraction = None if fractions is None or math.isnan(fractions[i]) else float(fractions[i])
+        return None if fraction is None else price * (1 - want * fraction)
 
     def _stop(self, name, r, i, price, toward, column):
         prices = column(f"{name}_price")
@@ -367,12 +388,39 @@ def markets_and_signals(draw):
         options["commission_by_symbol"] = {sorted(data)[0]: own}
     # Take-profits filled only through their price now and then: both modes by one rule.
     options["limit_fill"] = draw(st.sampled_from(["touch", "touch", "through"]))
+    # Limit entries now and then (not with stop prices, which a limit below them would
+    # make refused, nor with target percent): one fraction for the run, each symbol's own
+    # (some none) one per symbol or per bar (NaN: a market entry there), or prices per
+    # bar on either side of the close; working a few bars or until cancelled.
+    limits = None if price_stops or size_type == "target_percent" else draw(
+        st.sampled_from([None, None, "run", "symbol", "bar", "price"]))
+    rules["limit"] = draw(st.floats(0.0, 0.05)) if limits == "run" else None
+    rules["limit_bars"] = draw(st.none() | st.integers(1, 5)) if limits else None
+    if limits in ("symbol", "bar", "price"):
+        own = {}
+        for name, df in data.items():
+            n = len(df)
+            if limits == "symbol":
+                if draw(st.booleans()):
+                    own[name] = np.full(n, draw(st.floats(0.0, 0.05)))
+                continue
+            drawn = np.array(draw(st.lists(st.floats(-0.02, 0.05), min_size=n, max_size=n)))
+            none = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+            closes = df["close"].to_numpy()
+            values = closes * (1 - drawn) if limits == "price" else np.abs(drawn)
+            own[name] = np.where(none, np.nan, values)
+        if limits == "price":
+            signals["limit_price"] = own
+        else:
+            signals["limit"] = own
+            rules["limit"] = ({name: float(v[0]) for name, v in own.items()} if limits == "symbol"
+                              else own)
     return data, signals, rules, trail, options
 
 
 def signal_kinds(signals):
-    """The signals and stop prices of a drawn case, as `run_signals` takes them."""
-    return {k: v for k, v in signals.items() if k in (*SIGNAL_KINDS, *PRICE_KINDS)}
+    """The signals and stop and limit prices of a drawn case, as `run_signals` takes them."""
+    return {k: v for k, v in signals.items() if k in (*SIGNAL_KINDS, *PRICE_KINDS, "limit_price")}
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -1416,6 +1464,110 @@ def test_a_symbol_a_batchs_parameter_by_symbol_names_is_checked_against_the_data
     a = rows[rows["symbols"] == "A"].iloc[0]
     assert a["Equity Final [$]"] == tickstep.Backtest({"A": data["A"]}, Cross, on_reject="ignore").run(
         fast=2, tp=0.03).stats["Equity Final [$]"]
+
+def test_limit_entries_by_hand_fill_at_their_limit_and_are_cancelled_replaced_or_expire():
+    rows = [(100, 101, 99, 100), (100, 101, 99, 100), (99, 99.5, 97, 98), (98, 100, 98, 99),
+            (99, 102, 98, 101), (101, 102, 100, 101)]
+    bt = tickstep.Backtest(make_bars(rows), tickstep.Strategy)
+    on = lambda *bars: np.isin(np.arange(len(rows)), bars)  # noqa: E731
+    # Bar 0's entry: a buy limit 2% below its close, 98, of 980 / 98 = 10 units (sized at
+    # the limit); bar 1's low 99 does not reach it, bar 2's 97 does: bought at 98. Its
+    # stops are fractions of the limit: the stop-loss at 98 x 0.9 = 88.2. The exit on bar
+    # 4 sells at bar 5's open 101: P&L 10 x 3 = 30.
+    result = bt.run_signals(entries=on(0), exits=on(4), size=980.0, size_type="value", limit=0.02, sl=0.1)
+    entry = result.orders[result.orders["role"] == "entry"].iloc[0]
+    assert entry["limit"] == pytest.approx(98.0) and entry["sl"] == pytest.approx(88.2)
+    assert list(result.fills["price"]) == pytest.approx([98.0, 101.0])
+    assert list(result.fills["size"]) == pytest.approx([10.0, 10.0])
+    assert result.fills["time"].iloc[0] == make_bars(rows).index[2]
+    assert result.trades.iloc[0]["pnl"] == pytest.approx(30.0)
+    # An exit of its side before it fills cancels it (bar 1): nothing is bought.
+    cancelled = bt.run_signals(entries=on(0), exits=on(1), size=980.0, size_type="value", limit=0.02)
+    assert result.stats["# Trades"] == 1 and cancelled.stats["# Trades"] == 0
+    order = cancelled.orders.iloc[0]
+    assert order["status"] == "cancelled" and order["limit"] == pytest.approx(98.0)
+    # Working one bar only: bar 1 does not reach it, and it expires there.
+    expired = bt.run_signals(entries=on(0), size=980.0, size_type="value", limit=0.02, limit_bars=1)
+    assert expired.stats["# Trades"] == 0 and expired.orders.iloc[0]["status"] == "expired"
+    # A later entry replaces it: bar 0's limit 98.5 (1.5% below 100) is not reached by bar
+    # 1 (low 99), whose entry cancels it and places its own (98.5 again), reached by bar
+    # 2's low 97: one fill, of the second order.
+    replaced = bt.run_signals(entries=on(0, 1), size=985.0, size_type="value", limit=0.015)
+    orders = replaced.orders[replaced.orders["role"] == "entry"]
+    assert list(orders["status"]) == ["cancelled", "filled"]
+    assert list(orders["limit"]) == pytest.approx([98.5, 98.5])
+    assert list(replaced.fills["order_id"]) == [orders["order_id"].iloc[1]]
+    assert list(replaced.fills["price"]) == pytest.approx([98.5])
+    # A short's limit is above the close: bar 0's sell limit at 100 x 1.01 = 101, reached
+    # by bar 4's high 102 (bars 1-3 top at 101, 99.5 and 100: bar 1 touches it).
+    short = bt.run_signals(short_entries=on(0), size=10.0, size_type="amount", limit=0.01)
+    assert list(short.fills["price"]) == pytest.approx([101.0])
+    assert short.fills["time"].iloc[0] == make_bars(rows).index[1]
+    # Prices per bar instead (NaN: a market entry on that bar): bar 0's at 97.5 fills at
+    # bar 2 (low 97), bar 2's exit sells at bar 3's open 98; a market entry on bar 3 is
+    # bought at bar 4's open 99.
+    prices = np.array([97.5, np.nan, np.nan, np.nan, np.nan, np.nan])
+    priced = bt.run_signals(entries=on(0, 3), exits=on(2), size=10.0, size_type="amount",
+                            limit_price=prices)
+    assert list(priced.fills["price"]) == pytest.approx([97.5, 98.0, 99.0])
+
+
+def test_bad_limits_are_refused_by_name():
+    rows = [(100, 101, 99, 100)] * 4
+    bt = tickstep.Backtest({"A": make_bars(rows), "B": make_bars(rows)}, tickstep.Strategy)
+    entries = {"A": np.array([True, False, False, False])}
+    with pytest.raises(tickstep.ConfigError, match=r"limit = 1: must be a fraction of the close in \[0, 1\)"):
+        bt.run_signals(entries, limit=1.0)
+    with pytest.raises(tickstep.ConfigError, match=r"limit of A on the bar at .* \(its bar 2\) = -0.01: must be a "
+                                                   r"fraction of the close"):
+        bt.run_signals(entries, limit={"A": np.array([0.01, np.nan, -0.01, 0.0])})
+    with pytest.raises(tickstep.ConfigError, match=r"limit_price\['A'\]: limit prices must be positive and finite .* "
+                                                   r"got -5.0 at row 1"):
+        bt.run_signals(entries, limit_price={"A": np.array([99.0, -5.0, np.nan, np.nan])})
+    with pytest.raises(tickstep.ConfigError, match=r"limit of A: give limit as a fraction or limit_price per bar"):
+        bt.run_signals(entries, limit=0.01, limit_price={"A": np.full(4, 99.0)})
+    with pytest.raises(tickstep.ConfigError, match=r"limit entries do not go with size_type 'target_percent'"):
+        bt.run_signals(entries, limit=0.01, size_type="target_percent", size=0.5)
+    with pytest.raises(tickstep.ConfigError, match=r"limit_bars=0: must be a whole number of bars >= 1"):
+        bt.run_signals(entries, limit=0.01, limit_bars=0)
+    with pytest.raises(tickstep.ConfigError, match=r"limit='1%': must be a fraction of the entry bar's close"):
+        bt.run_signals(entries, limit="1%")
+    with pytest.raises(tickstep.ConfigError, match=r"limit: 'C' is not a symbol of the data"):
+        bt.run_signals(entries, limit={"C": 0.01})
+
+
+class LimitCross(Cross):
+    """The cross, entering with a limit 2% better than the close, for two bars."""
+
+    limit = 0.02
+    limit_bars = 2
+
+
+def test_limit_entries_in_a_grid_and_a_signal_strategy_equal_runs_alone():
+    data, bt, rng, entries, exits = _grid_case(31, 0.1)
+    per_bar = {s: np.where(rng.random(len(df)) < 0.3, np.nan, rng.random(len(df)) * 0.02)
+               for s, df in data.items()}
+    sets = {"one": {"entries": entries, "exits": exits, "limit": 0.01},
+            "by symbol": {"entries": entries, "exits": exits, "limit": {"A": 0.005}, "limit_bars": 2},
+            "by bar": {"entries": entries, "exits": exits, "limit": per_bar},
+            "market": {"entries": entries, "exits": exits}}
+    table = bt.run_signal_grid(sets, threads=2)
+    for key, sig in sets.items():
+        alone = bt.run_signals(**sig).stats
+        pd.testing.assert_series_equal(table.loc[key].rename(None), alone.rename(None)[table.columns],
+                                       check_exact=True, check_dtype=False)
+    assert table["Equity Final [$]"].nunique() == len(sets)
+    cross = tickstep.Backtest(data, LimitCross, on_reject="ignore")
+    sig = _cross_signals(data, 3, 8)
+    result = cross.run()
+    assert_same_run(result, bt.run_signals(**sig, size=0.3, limit=0.02, limit_bars=2))
+    assert set(result.orders.loc[result.orders["role"] == "entry", "status"]) >= {"filled", "expired"}
+    rows = cross.optimize(limit=[0.0, 0.01, {"A": 0.02}], limit_bars=[None, 2], cache=False)
+    assert set(rows["status"]) == {"ok"} and rows["Equity Final [$]"].nunique() > 3
+    for _, row in rows.iterrows():
+        bars = None if pd.isna(row["limit_bars"]) else int(row["limit_bars"])
+        alone = cross.run(limit=row["limit"], limit_bars=bars).stats
+        assert row["Equity Final [$]"] == alone["Equity Final [$]"]
 
 class Failing(Cross):
     def signals(self, symbol, bars):

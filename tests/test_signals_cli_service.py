@@ -118,7 +118,7 @@ def test_run_trades_a_signal_strategy_by_name_module_or_file(plugin, store, how,
     out = json.loads(done.stdout)
     assert out["parameters"] == {"size": 0.3, "size_type": "percent", "sl": None, "tp": None,
                                  "sl_trail": None, "lot_size": None, "accumulate": False, "exit_after_bars": None,
-                                 "fast": 7, "slow": 30}
+                                 "limit": None, "limit_bars": None, "fast": 7, "slow": 30}
     expected = expected_stats(store, 7, 30, cash=50_000)
     assert expected["# Trades"] > 0
     for label in ("# Trades", "Equity Final [$]", "Return [%]", "Commissions [$]"):

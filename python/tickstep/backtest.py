@@ -275,7 +275,8 @@ class Backtest:
                     sl: Any = None, tp: Any = None, sl_price: Any = None,
                     tp_price: Any = None, sl_trail: Any = None,
                     lot_size: Any = None, accumulate: bool = False,
-                    exit_after_bars: Any = None) -> Result:
+                    exit_after_bars: Any = None, limit: Any = None, limit_price: Any = None,
+                    limit_bars: int | None = None) -> Result:
         """Backtest boolean signals natively (signals mode), with this backtest's data and
         options; returns the same `Result` as `run`. No strategy class is used (a backtest
         made without one, ``Backtest(data, cash=...)``, serves it).
@@ -291,8 +292,10 @@ class Backtest:
         number or ``{symbol: number}``:
         entries in whole lots; ``accumulate`` for pyramiding; ``exit_after_bars`` a time
         exit, one number, one per symbol or one per bar as ``size`` is, the position
-        keeping the number on its opening entry's bar) and the shapes signals may take:
-        `tickstep.signals`.
+        keeping the number on its opening entry's bar; ``limit``, a fraction better than
+        the close as ``sl`` is given, or ``limit_price`` per bar: entries as limit orders,
+        working ``limit_bars`` bars or until a later signal cancels them) and the shapes
+        signals may take: `tickstep.signals`.
         """
         self._refuse_signals_mode()
         self._latest = run_signals(
@@ -300,7 +303,8 @@ class Backtest:
             short_entries=short_entries, short_exits=short_exits, size=size,
             size_type=size_type, sl=sl, tp=tp, sl_price=sl_price, tp_price=tp_price,
             sl_trail=sl_trail, lot_size=lot_size, accumulate=accumulate,
-            exit_after_bars=exit_after_bars, metadata=self._metadata,
+            exit_after_bars=exit_after_bars, limit=limit, limit_price=limit_price,
+            limit_bars=limit_bars, metadata=self._metadata,
             symbols=self._symbol_dtype, ends=self._session_ends,
         )
         return self._latest
@@ -312,6 +316,8 @@ class Backtest:
                         sl: Any = None, tp: Any = None,
                         sl_trail: Any = None, lot_size: Any = None,
                         accumulate: bool = False, exit_after_bars: Any = None,
+                        limit: Any = None, limit_price: Any = None,
+                        limit_bars: int | None = None,
                         threads: int | None = None) -> pd.DataFrame:
         """Backtest many signal sets (``{key: {"entries": ..., "exits": ...}}``, or frames
         with one column per set and symbol as ``entries=``, ``exits=``, ...: vectorbt's
@@ -323,7 +329,8 @@ class Backtest:
             exits=exits, short_entries=short_entries, short_exits=short_exits,
             sl_price=sl_price, tp_price=tp_price, size=size, size_type=size_type, sl=sl,
             tp=tp, sl_trail=sl_trail, lot_size=lot_size, accumulate=accumulate,
-            exit_after_bars=exit_after_bars, threads=threads,
+            exit_after_bars=exit_after_bars, limit=limit, limit_price=limit_price,
+            limit_bars=limit_bars, threads=threads,
             ends=self._session_ends,
         )
 

@@ -56,7 +56,13 @@ Rules, per symbol and bar:
   price since the entry filled (above, for a short), as ``sl_trail="x%"`` on an order
   placed in ``next`` (the same book rule: it follows the open first, then the bar's
   favourable extreme for the next bar); given as ``sl`` is. A symbol's stop-loss is a
-  fraction, a price or a trail, not two of them.
+  fraction, a price or a trail, not two of them;
+- ``limit`` (given as ``sl`` is; NaN: a market entry) or ``limit_price`` (per bar)
+  makes an entry a limit order, ``limit`` x the close better than it (a long's below, a
+  short's above), sized at its limit and carrying stops that are fractions of it; it
+  works until it fills, for ``limit_bars`` of the symbol's bars when given, or until a
+  later bar of the symbol with an entry of either side or an exit of its side cancels
+  it (a new entry replaces it). Not with ``"target_percent"``.
 
 Signals (and stop prices) may be given as
 
@@ -123,17 +129,24 @@ PER_BAR = "per bar"
 FRACTION_KINDS = ("sl", "tp", "sl_trail")
 #: A time exit given per symbol or per bar (NaN: none for an entry on that bar).
 TIME_EXIT_KIND = "exit_after_bars"
+#: Entries as limit orders a fraction better than the entry bar's close, given per symbol
+#: or per bar (NaN: a market entry on that bar) instead of one number for the run.
+LIMIT_KIND = "limit"
+#: Entries' limit prices per bar (NaN: a market entry), in the shapes signals take.
+LIMIT_PRICE_KIND = "limit_price"
 #: Rules that may be given one per symbol or one per bar rather than one number.
-PER_BAR_RULES = (SIZE_KIND, *FRACTION_KINDS, TIME_EXIT_KIND)
+PER_BAR_RULES = (SIZE_KIND, *FRACTION_KINDS, TIME_EXIT_KIND, LIMIT_KIND)
 #: A `SignalStrategy`'s parameters that may be one number per symbol (``{symbol: number}``).
 BY_SYMBOL_PARAMETERS = (*PER_BAR_RULES, "lot_size")
 #: What a set of signals may hold: the signals, numbers per bar.
-BAR_KINDS = (*SIGNAL_KINDS, *PRICE_KINDS, *PER_BAR_RULES)
+BAR_KINDS = (*SIGNAL_KINDS, *PRICE_KINDS, LIMIT_PRICE_KIND, *PER_BAR_RULES)
 SIZE_TYPES = ("amount", "value", "percent", "percent_at_fill", "target_percent")
 #: What a signal set of a grid may set for itself (else the call's values apply).
-RULES = ("size", "size_type", "sl", "tp", "sl_trail", "lot_size", "accumulate", "exit_after_bars")
+RULES = ("size", "size_type", "sl", "tp", "sl_trail", "lot_size", "accumulate", "exit_after_bars",
+         "limit", "limit_bars")
 #: Rules the core takes one per run (``lot_size`` goes to it per symbol).
-RUN_RULES = ("size", "size_type", "sl", "tp", "sl_trail", "accumulate", "exit_after_bars")
+RUN_RULES = ("size", "size_type", "sl", "tp", "sl_trail", "accumulate", "exit_after_bars",
+             "limit", "limit_bars")
 
 Columns = list["np.ndarray | None"]
 
@@ -239,6 +252,27 @@ def _time_exits(values: Any, where: str, bars: int) -> np.ndarray:
     naming the bar."""
     return _numbers(values, where, bars, "time exits must be whole numbers of bars (NaN for "
                     "none)", one_for_all=True)
+
+
+def _limit_prices(values: Any, where: str, bars: int) -> np.ndarray:
+    """``values`` as a contiguous float64 column of entries' limit prices (NaN: a market
+    entry on that bar), or a refusal."""
+    a = _numbers(values, where, bars, "limit prices must be numbers (NaN for a market entry)")
+    bad = ~np.isnan(a) & ~(np.isfinite(a) & (a > 0))
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ConfigError(f"{where}: limit prices must be positive and finite (NaN: a market "
+                          f"entry on that bar), got {float(a[row])!r} at row {row}")
+    return a
+
+
+def _limits(values: Any, where: str, bars: int) -> np.ndarray:
+    """``values`` as a contiguous float64 column of limits as fractions of the close (NaN:
+    a market entry on that bar), or a refusal. One number (a symbol's own, from a
+    mapping) stands for every bar of the symbol. The core refuses a fraction outside
+    [0, 1), naming the bar."""
+    return _numbers(values, where, bars, "limits as fractions must be numbers (NaN for a "
+                    "market entry)", one_for_all=True)
 
 
 def _is_number(value: Any) -> bool:
@@ -400,7 +434,9 @@ def signal_columns(market: _core.Market, signals: Any, name: str = "signals", *,
     converting many frames."""
     convert: Convert = (_prices if name in PRICE_KINDS else _sizes if name == SIZE_KIND
                         else _fractions if name in FRACTION_KINDS
-                        else _time_exits if name == TIME_EXIT_KIND else _bools)
+                        else _time_exits if name == TIME_EXIT_KIND
+                        else _limits if name == LIMIT_KIND
+                        else _limit_prices if name == LIMIT_PRICE_KIND else _bools)
     bar_rows = bar_rows if bar_rows is not None else _BarRows(market)
     symbols = list(market.symbols)
     n = len(symbols)
@@ -415,7 +451,7 @@ def signal_columns(market: _core.Market, signals: Any, name: str = "signals", *,
         signals = _per_symbol(signals, name)
     elif isinstance(signals, pd.Series):
         if n != 1:
-            one = {SIZE_KIND: "size", TIME_EXIT_KIND: "time exit"}.get(name, "stop")
+            one = {SIZE_KIND: "size", TIME_EXIT_KIND: "time exit", LIMIT_KIND: "limit"}.get(name, "stop")
             per_symbol = f", or index it by symbol for one {one} per symbol" if per_symbol_rule else ""
             raise ConfigError(f"{name}: a Series is one symbol's values by bar; give a "
                               f"DataFrame with a column per symbol for these {n} symbols"
@@ -458,7 +494,7 @@ def _per_bar(signals: dict[str, Any], rules: dict[str, Any]) -> dict[str, Any]:
 
 def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
            lot_size: Any = None, accumulate: Any = False, exit_after_bars: Any = None,
-           where: str = "") -> dict[str, Any]:
+           limit: Any = None, limit_bars: Any = None, where: str = "") -> dict[str, Any]:
     """The order rules checked (option names as the user spells them); ``size`` a number
     or `PER_BAR` (the rules' size is then None)."""
     if not isinstance(size_type, str) or size_type not in SIZE_TYPES:
@@ -482,6 +518,17 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
                           "of bars >= 1 (or None: no time exit), one per symbol ({symbol: "
                           "number}, or a Series indexed by symbol) or one per bar (in the "
                           "shapes signals take)")
+    if limit is not None and limit is not PER_BAR and not _is_number(limit):
+        raise ConfigError(f"{where}limit={limit!r}: must be a fraction of the entry bar's close "
+                          "(0.01: a long's limit 1% below it, a short's 1% above), one per "
+                          "symbol ({symbol: number}, or a Series indexed by symbol) or one per "
+                          "bar (in the shapes signals take)")
+    if limit_bars is not None and (isinstance(limit_bars, (bool, np.bool_))
+                                   or not isinstance(limit_bars, (int, np.integer))
+                                   or limit_bars < 1):
+        raise ConfigError(f"{where}limit_bars={limit_bars!r}: must be a whole number of bars "
+                          ">= 1 (or None: a limit entry works until it fills or a later "
+                          "signal cancels it)")
     if isinstance(lot_size, pd.Series):  # by symbol: a lot size per bar means nothing
         lot_size = _per_symbol(lot_size, f"{where}lot_size")
     lots = lot_size.values() if isinstance(lot_size, Mapping) else [lot_size]
@@ -495,7 +542,8 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
             "sl_trail": number(sl_trail), "lot_size": lot_size,
             "accumulate": bool(accumulate),
             "exit_after_bars": (None if exit_after_bars is None or exit_after_bars is PER_BAR
-                                else int(exit_after_bars))}
+                                else int(exit_after_bars)),
+            "limit": number(limit), "limit_bars": None if limit_bars is None else int(limit_bars)}
 
 
 def _lots(market: _core.Market, lot_size: Any) -> list[float | None]:
@@ -516,7 +564,8 @@ def _check_kinds(signals: Mapping[str, Any], what: str, extra: Sequence[str] = (
             raise ConfigError(f"{what}: unknown signal {key!r}{did_you_mean(key, known)}; "
                               f"signals are {', '.join(SIGNAL_KINDS)} (stop prices "
                               f"{', '.join(PRICE_KINDS)}, sizes {SIZE_KIND}, stops as fractions "
-                              f"{', '.join(FRACTION_KINDS)}, time exits {TIME_EXIT_KIND})")
+                              f"{', '.join(FRACTION_KINDS)}, time exits {TIME_EXIT_KIND}, "
+                              f"limits {LIMIT_KIND}, {LIMIT_PRICE_KIND})")
     if signals.get("entries") is None and signals.get("short_entries") is None:
         raise ConfigError(f"{what}: give entries and/or short_entries (nothing would be traded)")
 
@@ -568,8 +617,8 @@ def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
         **{k: [r[k] for r in rules] for k in RUN_RULES},
         sl_price=kinds["sl_price"], tp_price=kinds["tp_price"], sizes=kinds[SIZE_KIND],
         sl_fraction=kinds["sl"], tp_fraction=kinds["tp"], trail_fraction=kinds["sl_trail"],
-        time_exits=kinds[TIME_EXIT_KIND],
-        lot_size=[_lots(market, r["lot_size"]) for r in rules],
+        time_exits=kinds[TIME_EXIT_KIND], limit_price=kinds[LIMIT_PRICE_KIND],
+        limit_fraction=kinds[LIMIT_KIND], lot_size=[_lots(market, r["lot_size"]) for r in rules],
         trade_start=trade_start_ns(market, config), threads=threads, **extra)
     return engines, outcomes
 
@@ -600,6 +649,9 @@ def run_signals(
     lot_size: Any = None,
     accumulate: bool = False,
     exit_after_bars: Any = None,
+    limit: Any = None,
+    limit_price: Any = None,
+    limit_bars: int | None = None,
     metadata: pd.DataFrame | None = None,
     symbols: pd.CategoricalDtype | None = None,
     ends: Any = _FROM_CONFIG,
@@ -617,15 +669,20 @@ def run_signals(
     number, one per symbol or one per bar, NaN for no stop on that bar); ``lot_size`` (a
     number, or ``{symbol: number}``) trades entries in whole lots; ``accumulate`` lets an entry add to a
     position on its side (pyramiding); ``exit_after_bars`` exits a position that many
-    bars after its entry (a time exit). Options (cash, commission, trade_on_close, ...)
-    come from ``config``.
+    bars after its entry (a time exit); ``limit`` (a fraction better than the entry bar's
+    close: one number, one per symbol or one per bar) or ``limit_price`` (per bar) makes
+    entries limit orders, working ``limit_bars`` bars (None: until filled or cancelled by
+    a later signal). Options (cash, commission, trade_on_close, ...) come from
+    ``config``.
     """
     signals = {"entries": entries, "exits": exits, "short_entries": short_entries,
-               "short_exits": short_exits, "sl_price": sl_price, "tp_price": tp_price}
+               "short_exits": short_exits, "sl_price": sl_price, "tp_price": tp_price,
+               LIMIT_PRICE_KIND: limit_price}
     _check_kinds(signals, "run_signals")
     given = _per_bar(signals, {"size": size, "sl": sl, "tp": tp, "sl_trail": sl_trail,
-                               "exit_after_bars": exit_after_bars})
-    rules = _rules(**given, size_type=size_type, lot_size=lot_size, accumulate=accumulate)
+                               "exit_after_bars": exit_after_bars, "limit": limit})
+    rules = _rules(**given, size_type=size_type, lot_size=lot_size, accumulate=accumulate,
+                   limit_bars=limit_bars)
     (engine,), (error,) = _run_native(market, config, [signals], [rules], ends, threads=1)
     if error is not None:
         raise error
@@ -803,6 +860,9 @@ def run_signal_grid(
     lot_size: Any = None,
     accumulate: bool = False,
     exit_after_bars: Any = None,
+    limit: Any = None,
+    limit_price: Any = None,
+    limit_bars: int | None = None,
     threads: int | None = None,
     ends: Any = _FROM_CONFIG,
 ) -> pd.DataFrame:
@@ -812,8 +872,9 @@ def run_signal_grid(
     ``signal_sets`` maps a key (e.g. a parameter tuple) to the signals of one backtest,
     ``{"entries": ..., "exits": ..., "short_entries": ..., "short_exits": ...}``, each in
     any shape `run_signals` takes, plus optionally its own ``size``, ``sl``, ``tp``,
-    ``sl_trail``, ``exit_after_bars`` (each a number, one per symbol or one per bar),
-    ``size_type``, ``lot_size``, ``accumulate``, ``sl_price`` and ``tp_price`` (else
+    ``sl_trail``, ``exit_after_bars``, ``limit`` (each a number, one per symbol or one
+    per bar), ``size_type``, ``lot_size``, ``accumulate``, ``limit_bars``, ``sl_price``,
+    ``tp_price`` and ``limit_price`` (else
     the call's apply; one given per symbol or per bar to the call applies to every set).
     Each row
     equals ``run_signals(...).stats`` of that set run alone. Rejected orders are counted
@@ -821,8 +882,9 @@ def run_signal_grid(
     had any (not one per set); ``on_reject="raise"`` still raises.
 
     Or, instead of ``signal_sets``, the sets as columns (vectorbt's layout): ``entries``,
-    ``exits``, ``short_entries``, ``short_exits``, ``sl_price``, ``tp_price``, ``size``,
-    ``sl``, ``tp``, ``sl_trail`` or ``exit_after_bars`` as DataFrames by time whose
+    ``exits``, ``short_entries``, ``short_exits``, ``sl_price``, ``tp_price``,
+    ``limit_price``, ``size``, ``sl``, ``tp``, ``sl_trail``, ``exit_after_bars`` or
+    ``limit`` as DataFrames by time whose
     columns are a MultiIndex,
     one column per set and symbol:
     the level named ``symbol`` (else the last) names the symbol, the other levels the set
@@ -831,12 +893,13 @@ def run_signal_grid(
     """
     given = {kind: value for kind, value in (
         ("entries", entries), ("exits", exits), ("short_entries", short_entries),
-        ("short_exits", short_exits), ("sl_price", sl_price), ("tp_price", tp_price))
+        ("short_exits", short_exits), ("sl_price", sl_price), ("tp_price", tp_price),
+        (LIMIT_PRICE_KIND, limit_price))
         if value is not None}
     level_names: list[Any] = []
-    # Sizes, stops or time exits in frames of sets: each set has its own, per bar.
+    # Sizes, stops, time exits or limits in frames of sets: each set has its own, per bar.
     call_rules = {"size": size, "sl": sl, "tp": tp, "sl_trail": sl_trail,
-                  "exit_after_bars": exit_after_bars}
+                  "exit_after_bars": exit_after_bars, "limit": limit}
     per_set = {name: value for name, value in call_rules.items() if _of_sets(value)}
     if given or per_set:
         if signal_sets is not None:
@@ -845,7 +908,7 @@ def run_signal_grid(
                               "not both")
         given.update(per_set)
         # (The call's own then stands for none of those: the default size, no stop.)
-        size, sl, tp, sl_trail, exit_after_bars = (
+        size, sl, tp, sl_trail, exit_after_bars, limit = (
             ({"size": 0.95}.get(k) if k in per_set else v) for k, v in call_rules.items())
         signal_sets, level_names = _frames_of_sets(market, given)
     if signal_sets is None:
@@ -868,7 +931,8 @@ def run_signal_grid(
         sig = dict(signal_sets[key])
         _check_kinds(sig, f"signal set {key!r}", RULES)
         own = {"size": size, "size_type": size_type, "sl": sl, "tp": tp, "sl_trail": sl_trail,
-               "lot_size": lot_size, "accumulate": accumulate, "exit_after_bars": exit_after_bars}
+               "lot_size": lot_size, "accumulate": accumulate, "exit_after_bars": exit_after_bars,
+               "limit": limit, "limit_bars": limit_bars}
         own.update((k, sig.pop(k)) for k in RULES if k in sig)
         rules.append(_rules(**_per_bar(sig, own), where=f"signal set {key!r}: "))
         sets.append(sig)
@@ -895,9 +959,9 @@ class SignalStrategy(Strategy):
     write ``signals(symbol, bars)``: it receives one symbol's bars (a DataFrame of
     ``open, high, low, close, volume`` indexed by time, read-only) and returns a mapping
     with ``entries`` and/or ``short_entries`` (and optionally ``exits``, ``short_exits``,
-    ``sl_price``, ``tp_price``, and ``size``, ``sl``, ``tp``, ``sl_trail``,
-    ``exit_after_bars``: the entries' sizes, stop fractions and time exits per bar,
-    instead of the parameters of those names), each an
+    ``sl_price``, ``tp_price``, ``limit_price``, and ``size``, ``sl``, ``tp``,
+    ``sl_trail``, ``exit_after_bars``, ``limit``: the entries' sizes, stop fractions,
+    time exits and limits per bar, instead of the parameters of those names), each an
     array as long as ``bars``. A signal on bar t acts
     like an order placed in ``next`` at bar t, so it may use bar t's close; the run never
     shows it later bars.
@@ -906,9 +970,10 @@ class SignalStrategy(Strategy):
     ``size_type`` (``"amount"``, ``"value"``, ``"percent"``, ``"percent_at_fill"``, ``"target_percent"``),
     ``sl`` and ``tp`` (fractions of the entry bar's close), ``sl_trail`` (a trailing
     stop-loss, a fraction of the best price since the entry), ``lot_size`` (entries in
-    whole lots), ``accumulate`` (pyramiding), ``exit_after_bars`` (a time exit; it, the
-    three stops and ``size`` one number or ``{symbol: number}``); see
-    `tickstep.signals`.
+    whole lots), ``accumulate`` (pyramiding), ``exit_after_bars`` (a time exit),
+    ``limit`` (entries as limit orders that fraction better than the close) and
+    ``limit_bars`` (how long they work); ``size``, the three stops, the time exit and the
+    limit one number or ``{symbol: number}``; see `tickstep.signals`.
 
     Signals that depend on other symbols (a rank across them, a spread, a pair) are
     written ``market_signals(bars)`` instead: it receives every symbol's bars at once
@@ -948,6 +1013,8 @@ class SignalStrategy(Strategy):
     lot_size: float | dict[str, float] | None = None
     accumulate: bool = False
     exit_after_bars: int | dict[str, int] | None = None
+    limit: float | dict[str, float] | None = None
+    limit_bars: int | None = None
 
     def signals(self, symbol: str, bars: pd.DataFrame) -> Mapping[str, Any]:
         """This symbol's signals from its bars (see the class documentation)."""
@@ -1019,7 +1086,7 @@ def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: l
              for name in PER_BAR_RULES}
     rules = _rules(**_per_bar(sets, given), size_type=instance.size_type,
                    lot_size=instance.lot_size, accumulate=instance.accumulate,
-                   where=f"{cls.__name__}: ")
+                   limit_bars=instance.limit_bars, where=f"{cls.__name__}: ")
     return sets, rules, instance
 
 

@@ -65,22 +65,22 @@ fn per_run<T: Clone>(name: &str, values: Vec<T>, runs: usize) -> PyResult<Vec<T>
 
 /// A grid call's columns as slices, per run and symbol: the four signal kinds (entries,
 /// exits, short entries, short exits) and the numbers per bar: the two stop prices (sl,
-/// tp), the entries' sizes, the three stop fractions (sl, tp, sl_trail) and the time
-/// exits (exit_after_bars).
+/// tp), the entries' sizes, the three stop fractions (sl, tp, sl_trail), the time exits
+/// (exit_after_bars) and the limit entries' prices and fractions.
 struct GridColumns<'a> {
     kinds: [Vec<Vec<Option<&'a [bool]>>>; 4],
-    numbers: [Vec<Vec<Option<&'a [f64]>>>; 7],
+    numbers: [Vec<Vec<Option<&'a [f64]>>>; 9],
 }
 
 impl<'a> GridColumns<'a> {
     /// Each column checked by `slices` against the engines' symbols: the signals, the stop
     /// prices, and the numbers per bar that may be given (sizes, the three stop fractions,
-    /// the time exits; none of a kind when not).
+    /// the time exits, the limits; none of a kind when not).
     fn of(
         engines: &[PyRefMut<'_, PyEngine>],
         signals: [&'a Columns<'_, bool>; 4],
         prices: [&'a Columns<'_, f64>; 2],
-        per_bar: [&'a Option<Columns<'_, f64>>; 5],
+        per_bar: [&'a Option<Columns<'_, f64>>; 7],
     ) -> PyResult<Self> {
         let symbols = symbol_counts(engines);
         let [entries, exits, short_entries, short_exits] = signals;
@@ -104,18 +104,15 @@ impl<'a> GridColumns<'a> {
                 per_bar("tp_fraction", 2)?,
                 per_bar("trail_fraction", 3)?,
                 per_bar("time_exits", 4)?,
+                per_bar("limit_price", 5)?,
+                per_bar("limit_fraction", 6)?,
             ],
         })
     }
 }
 
-/// The runs of a grid call: per engine, its signals (one per symbol) and its rules (the
-/// size type read; the rest checked with the signals, by `SignalStrategy::new`).
-#[allow(clippy::too_many_arguments)]
-fn grid_runs<'e, 'a>(
-    py: Python<'_>,
-    engines: &'e mut [PyRefMut<'_, PyEngine>],
-    columns: &'a GridColumns<'a>,
+/// A grid call's rules, one per run (those that may be left out: None).
+struct RunRules {
     size: Vec<Option<f64>>,
     size_type: Vec<String>,
     sl: Vec<Option<f64>>,
@@ -124,8 +121,32 @@ fn grid_runs<'e, 'a>(
     lot_size: Option<Vec<Vec<Option<f64>>>>,
     accumulate: Option<Vec<bool>>,
     exit_after_bars: Option<Vec<Option<usize>>>,
+    limit: Option<Vec<Option<f64>>>,
+    limit_bars: Option<Vec<Option<usize>>>,
     trade_start: Option<i64>,
+}
+
+/// The runs of a grid call: per engine, its signals (one per symbol) and its rules (the
+/// size type read; the rest checked with the signals, by `SignalStrategy::new`).
+fn grid_runs<'e, 'a>(
+    py: Python<'_>,
+    engines: &'e mut [PyRefMut<'_, PyEngine>],
+    columns: &'a GridColumns<'a>,
+    rules: RunRules,
 ) -> PyResult<Vec<GridRun<'a, 'e>>> {
+    let RunRules {
+        size,
+        size_type,
+        sl,
+        tp,
+        sl_trail,
+        lot_size,
+        accumulate,
+        exit_after_bars,
+        limit,
+        limit_bars,
+        trade_start,
+    } = rules;
     let n = engines.len();
     let (size, size_type) = (
         per_run("size", size, n)?,
@@ -143,6 +164,8 @@ fn grid_runs<'e, 'a>(
         exit_after_bars.unwrap_or_else(|| vec![None; n]),
         n,
     )?;
+    let limit = per_run("limit", limit.unwrap_or_else(|| vec![None; n]), n)?;
+    let limit_bars = per_run("limit_bars", limit_bars.unwrap_or_else(|| vec![None; n]), n)?;
     let symbols = symbol_counts(engines);
     let lot_size = match lot_size {
         Some(lots) => per_run("lot_size", lots, n)?,
@@ -168,6 +191,8 @@ fn grid_runs<'e, 'a>(
             trade_start: trade_start.unwrap_or(i64::MIN),
             accumulate: accumulate[k],
             exit_after_bars: exit_after_bars[k],
+            limit: limit[k],
+            limit_bars: limit_bars[k],
         };
         let signals = (0..engine.engine.market().symbol_count())
             .map(|s| SymbolSignals {
@@ -182,6 +207,8 @@ fn grid_runs<'e, 'a>(
                 take_profit_fraction: numbers[4][k][s],
                 trail_fraction: numbers[5][k][s],
                 exit_after_bars: numbers[6][k][s],
+                limit_price: numbers[7][k][s],
+                limit_fraction: numbers[8][k][s],
                 lot_size: lot_size[k][s],
             })
             .collect();
@@ -220,15 +247,17 @@ pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
 /// Run each engine with its own signals (`entries[k][symbol]`, ..., `sizes[k][symbol]`:
 /// entries' sizes per bar; `sl_fraction[k][symbol]`, `tp_fraction`, `trail_fraction`:
 /// the symbol's own stop fractions per bar, NaN for none; `time_exits[k][symbol]`: its
-/// own time exits per bar, NaN for none) and rules (`size[k]`: None when sizes are per bar, ...,
+/// own time exits per bar, NaN for none; `limit_price[k][symbol]`, `limit_fraction`: its
+/// entries' limits per bar, NaN for a market entry) and rules (`size[k]`: None when sizes are per bar, ...,
 /// `sl_trail[k]`: a trailing stop-loss fraction; none when not given; `lot_size[k]
 /// [symbol]`: its entries in whole lots, none when not given; `accumulate[k]`: entries
 /// add to a position on their side, false when not given; `exit_after_bars[k]`: the time
-/// exit, none when not given) on `threads` threads (all cores when None), the interpreter
+/// exit, `limit[k]`, `limit_bars[k]`: the limit entries' fraction and bars, none when not
+/// given) on `threads` threads (all cores when None), the interpreter
 /// released. The engines are ready to read after; returns per engine None, or the
 /// exception its run ended with.
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, time_exits=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, time_exits=None, limit_price=None, limit_fraction=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, limit=None, limit_bars=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signals(
     py: Python<'_>,
@@ -248,10 +277,14 @@ pub fn run_signals(
     tp_fraction: Option<Columns<'_, f64>>,
     trail_fraction: Option<Columns<'_, f64>>,
     time_exits: Option<Columns<'_, f64>>,
+    limit_price: Option<Columns<'_, f64>>,
+    limit_fraction: Option<Columns<'_, f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
     lot_size: Option<Vec<Vec<Option<f64>>>>,
     accumulate: Option<Vec<bool>>,
     exit_after_bars: Option<Vec<Option<usize>>>,
+    limit: Option<Vec<Option<f64>>>,
+    limit_bars: Option<Vec<Option<usize>>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<Vec<Option<Py<PyAny>>>> {
@@ -262,12 +295,11 @@ pub fn run_signals(
         &tp_fraction,
         &trail_fraction,
         &time_exits,
+        &limit_price,
+        &limit_fraction,
     ];
     let columns = GridColumns::of(&engines, signals, [&sl_price, &tp_price], per_bar)?;
-    let runs = grid_runs(
-        py,
-        &mut engines,
-        &columns,
+    let rules = RunRules {
         size,
         size_type,
         sl,
@@ -276,14 +308,17 @@ pub fn run_signals(
         lot_size,
         accumulate,
         exit_after_bars,
+        limit,
+        limit_bars,
         trade_start,
-    )?
-    .into_iter()
-    .map(|r| {
-        let strategy = SignalStrategy::new(r.engine.market(), r.signals, r.rules);
-        strategy.map(|s| (r.engine, s)).py_err(py)
-    })
-    .collect::<PyResult<Vec<_>>>()?;
+    };
+    let runs = grid_runs(py, &mut engines, &columns, rules)?
+        .into_iter()
+        .map(|r| {
+            let strategy = SignalStrategy::new(r.engine.market(), r.signals, r.rules);
+            strategy.map(|s| (r.engine, s)).py_err(py)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
     let outcomes = py.detach(|| run_grid(runs, threads)).py_err(py)?;
     Ok(errors_of(py, outcomes))
 }
@@ -298,7 +333,7 @@ pub fn run_signals(
 /// (or Ctrl-C) stops the runs not started yet and is raised. The engines are spent
 /// (their logs read as empty).
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, time_exits=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, time_exits=None, limit_price=None, limit_fraction=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, limit=None, limit_bars=None, trade_start=None, threads=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signal_summaries(
     py: Python<'_>,
@@ -319,10 +354,14 @@ pub fn run_signal_summaries(
     tp_fraction: Option<Columns<'_, f64>>,
     trail_fraction: Option<Columns<'_, f64>>,
     time_exits: Option<Columns<'_, f64>>,
+    limit_price: Option<Columns<'_, f64>>,
+    limit_fraction: Option<Columns<'_, f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
     lot_size: Option<Vec<Vec<Option<f64>>>>,
     accumulate: Option<Vec<bool>>,
     exit_after_bars: Option<Vec<Option<usize>>>,
+    limit: Option<Vec<Option<f64>>>,
+    limit_bars: Option<Vec<Option<usize>>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
 ) -> PyResult<()> {
@@ -333,12 +372,11 @@ pub fn run_signal_summaries(
         &tp_fraction,
         &trail_fraction,
         &time_exits,
+        &limit_price,
+        &limit_fraction,
     ];
     let columns = GridColumns::of(&engines, signals, [&sl_price, &tp_price], per_bar)?;
-    let runs = grid_runs(
-        py,
-        &mut engines,
-        &columns,
+    let rules = RunRules {
         size,
         size_type,
         sl,
@@ -347,8 +385,11 @@ pub fn run_signal_summaries(
         lot_size,
         accumulate,
         exit_after_bars,
+        limit,
+        limit_bars,
         trade_start,
-    )?;
+    };
+    let runs = grid_runs(py, &mut engines, &columns, rules)?;
     let mut failure: Option<PyErr> = None;
     py.detach(|| {
         summarise_grid(runs, threads, |k, outcome| {

@@ -58,6 +58,8 @@ fn rules(size: f64) -> SignalRules {
         trade_start: i64::MIN,
         accumulate: false,
         exit_after_bars: None,
+        limit: None,
+        limit_bars: None,
     }
 }
 

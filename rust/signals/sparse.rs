@@ -29,7 +29,7 @@
 //! term at that close is in the parked sums) and comes back at the bar where its orders
 //! can fill.
 
-use super::{Desk, SignalStrategy};
+use super::{limit_entries, Desk, SignalStrategy};
 use crate::book::{Book, Placing, Rules};
 use crate::broker::{slipped, Bar};
 use crate::clock::{gallop, DayEnds};
@@ -460,6 +460,23 @@ impl<'a, 'm> Driver<'a, 'm> {
         // Back into the account, marked at their last bars (their lots see them all).
         while let Some(symbol) = self.parked.list.last().map(|p| p.symbol) {
             self.unpark(symbol, self.lanes[symbol].bars.len());
+        }
+        // A symbol flat with an order working through its last bar (a limit entry that
+        // never filled) was visited only where the order could match; the engine's loop
+        // marked it at each of those bars, the last one's close last. (Its size is 0: its
+        // term of the account is 0 at any mark.)
+        for s in 0..self.lanes.len() {
+            let Lane { bars, .. } = self.lanes[s];
+            let (book, Some(last)) = (&*self.p.book, bars.ts.len().checked_sub(1)) else {
+                continue;
+            };
+            // (One placed at the last bar has not worked through any.)
+            let through = |o: &crate::orders::Order| {
+                o.live && book.orders().record(o.id).placed_ts < bars.ts[last]
+            };
+            if self.p.portfolio.position(s).size == 0.0 && book.working(s).iter().any(through) {
+                self.p.portfolio.mark(s, bars.close[last]);
+            }
         }
         self.p.portfolio.set_parked_sums(Money::ZERO, Money::ZERO);
         Ok(())
@@ -953,7 +970,8 @@ impl<'a, 'm> Driver<'a, 'm> {
     /// orders could match (`None`: none before `until`). Market orders (and anything
     /// that moves with each bar: trailing stops, stop-limits) make it the next bar; stops
     /// and limits are looked for in the bars' ranges, loosely (`<=`/`>=` at the open and
-    /// at the extremes): a bar found that does not match is only run for nothing.
+    /// at the extremes): a bar found that does not match is only run for nothing. An
+    /// order's last bar (one working a number of bars) is one too: it expires there.
     fn next_match(&self, s: usize, i: usize, until: usize) -> Option<usize> {
         let working = self.p.book.working(s);
         if working.is_empty() || until <= i + 1 {
@@ -962,7 +980,11 @@ impl<'a, 'm> Driver<'a, 'm> {
         // A bar matches a sell stop or a buy limit at or above its low side `below`, a buy
         // stop or a sell limit at or below its high side `above`.
         let (mut below, mut above) = (f64::NEG_INFINITY, f64::INFINITY);
+        let mut expires = usize::MAX;
         for o in working.iter().filter(|o| o.live) {
+            if let Some(last) = o.last_bar.filter(|&last| last > i) {
+                expires = expires.min(last);
+            }
             let price = match (o.stop, o.limit) {
                 _ if o.trail.is_some() || o.triggered => return Some(i + 1),
                 (None, None) | (Some(_), Some(_)) => return Some(i + 1),
@@ -975,12 +997,15 @@ impl<'a, 'm> Driver<'a, 'm> {
                 above = above.min(price);
             }
         }
+        let expires = Some(expires).filter(|&last| last < until);
+        let until = expires.map_or(until, |last| last + 1);
         let b = self.lanes[s].bars;
         let (from, to) = (i + 1, until.min(b.len()));
         let (open, low, high) = (&b.open[from..to], &b.low[from..to], &b.high[from..to]);
         (0..open.len())
             .find(|&k| open[k] <= below || low[k] <= below || open[k] >= above || high[k] >= above)
             .map(|k| i + 1 + k)
+            .or(expires)
     }
 }
 
@@ -1433,6 +1458,11 @@ impl Desk for SparseDesk<'_, '_> {
     fn close_position(&mut self, symbol: usize) -> Result<Option<u64>> {
         let held = self.held(symbol);
         self.book.close_position(symbol, held, 1.0, self.now)
+    }
+    fn cancel_limit_entries(&mut self, symbol: usize, long: bool, short: bool) {
+        for id in limit_entries(self.book.working(symbol).iter(), long, short) {
+            self.book.cancel(id, self.now);
+        }
     }
 }
 
