@@ -911,6 +911,12 @@ impl<'a> SignalStrategy<'a> {
         opened().map(|bar| bar.saturating_add(n))
     }
 
+    /// Whether the entries can be orders that expire after a number of bars (limit
+    /// entries with `limit_bars`; no other order the rules place has a last bar).
+    pub(super) fn expiring(&self) -> bool {
+        self.limits && self.rules.limit_bars.is_some()
+    }
+
     /// Whether the rules must read every bar the run visits (a time exit may fall on any).
     #[inline]
     fn times_exits(&self) -> bool {

@@ -422,6 +422,60 @@ fn time_exits_per_bar_are_kept_from_the_opening_entry_and_refused_by_bar() {
 }
 
 #[test]
+fn limit_entries_fill_at_their_limit_and_are_cancelled_or_expire() {
+    // Opens equal closes: 100, 100, 99, 97, 100, 102, 102, 102; lows 1 below. Bar 0's
+    // entry is a buy limit 2% below its close, 98: 980 of cash buys 10 units (at the
+    // limit); bar 1's low 99 misses it, bar 2's 98 reaches it. The exit on bar 4 sells at
+    // bar 5's open, 102. Bar 5's entry (limit 99.96) works two bars, 6 and 7 (lows 101),
+    // and expires.
+    let m = market(&[100.0, 100.0, 99.0, 97.0, 100.0, 102.0, 102.0, 102.0]);
+    let on = |bars: &[usize]| (0..8).map(|i| bars.contains(&i)).collect::<Vec<bool>>();
+    let (entries, exits) = (on(&[0, 5]), on(&[4]));
+    let mut r = rules(980.0, SizeType::Value);
+    r.limit = Some(0.02);
+    r.limit_bars = Some(2);
+    let orders = |exits: &[bool]| {
+        let sig = SymbolSignals {
+            entries: Some(&entries),
+            exits: Some(exits),
+            ..Default::default()
+        };
+        let runs = [false, true].map(|sparse| {
+            let mut e = Engine::new(m.clone(), Config::default()).unwrap();
+            let mut s = SignalStrategy::new(&m, vec![sig], r).unwrap();
+            match sparse {
+                true => run(&mut e, &mut s).unwrap(),
+                false => e.run(&mut s).unwrap(),
+            }
+            (e.orders().iter())
+                .map(|o| (o.role, o.limit, o.status, o.fill_price, o.filled_size))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(format!("{:?}", runs[0]), format!("{:?}", runs[1]));
+        runs[0].clone()
+    };
+    use crate::orders::Status;
+    let got = orders(&exits);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(
+        (got[0].0, got[0].1, got[0].2),
+        (Role::Entry, 98.0, Status::Filled)
+    );
+    assert_eq!((got[0].3, got[0].4), (98.0, 10.0));
+    assert_eq!(
+        (got[1].0, got[1].2, got[1].3),
+        (Role::ClosePosition, Status::Filled, 102.0)
+    );
+    assert_eq!((got[2].0, got[2].2), (Role::Entry, Status::Expired));
+    assert!((got[2].1 - 99.96).abs() < 1e-9 && got[2].4 == 0.0);
+    assert!(got[1].1.is_nan()); // (the close is a market order)
+                                // An exit on bar 1 cancels bar 0's entry before it fills: nothing is bought then.
+    let got = orders(&on(&[1]));
+    assert_eq!((got[0].0, got[0].2), (Role::Entry, Status::Cancelled));
+    assert_eq!(got[0].4, 0.0);
+}
+
+#[test]
 fn sizes_per_bar_size_each_entry_and_nan_or_zero_sets_none() {
     // Closes (= next opens) 100, 110, 120, 90, 95, 100, 105.
     let m = market(&[100.0, 110.0, 120.0, 90.0, 95.0, 100.0, 105.0]);

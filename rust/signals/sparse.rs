@@ -109,6 +109,9 @@ struct Driver<'a, 'm> {
     /// rank in that order above its index (`due_key`: sorting the keys sorts by rank).
     due: Vec<u64>,
     touched: Vec<Touched>,
+    /// Whether orders can expire after a number of bars (limit entries with
+    /// `limit_bars`): their last bars are then events too (`next_match`).
+    expiring: bool,
 }
 
 /// The symbols scheduled at each of the coming ticks: per tick, the first of them (`NONE`:
@@ -339,6 +342,7 @@ impl<'a, 'm> Driver<'a, 'm> {
             exposed: false,
             due: Vec::with_capacity(n),
             touched: Vec::with_capacity(n),
+            expiring: false,
         }
     }
 
@@ -356,6 +360,7 @@ impl<'a, 'm> Driver<'a, 'm> {
 
     fn run(mut self, market: &'m Market, strategy: &mut SignalStrategy<'_>) -> Result<()> {
         let timeline = market.timeline();
+        self.expiring = strategy.expiring();
         for s in 0..market.symbol_count() {
             let ts = &market.bars(s).ts[..];
             let first = ts.partition_point(|&x| x < strategy.rules.trade_start);
@@ -980,11 +985,7 @@ impl<'a, 'm> Driver<'a, 'm> {
         // A bar matches a sell stop or a buy limit at or above its low side `below`, a buy
         // stop or a sell limit at or below its high side `above`.
         let (mut below, mut above) = (f64::NEG_INFINITY, f64::INFINITY);
-        let mut expires = usize::MAX;
         for o in working.iter().filter(|o| o.live) {
-            if let Some(last) = o.last_bar.filter(|&last| last > i) {
-                expires = expires.min(last);
-            }
             let price = match (o.stop, o.limit) {
                 _ if o.trail.is_some() || o.triggered => return Some(i + 1),
                 (None, None) | (Some(_), Some(_)) => return Some(i + 1),
@@ -997,7 +998,13 @@ impl<'a, 'm> Driver<'a, 'm> {
                 above = above.min(price);
             }
         }
-        let expires = Some(expires).filter(|&last| last < until);
+        let expires = match self.expiring {
+            true => (working.iter().filter(|o| o.live))
+                .filter_map(|o| o.last_bar)
+                .filter(|&last| last > i && last < until)
+                .min(),
+            false => None,
+        };
         let until = expires.map_or(until, |last| last + 1);
         let b = self.lanes[s].bars;
         let (from, to) = (i + 1, until.min(b.len()));
