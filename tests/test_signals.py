@@ -393,7 +393,7 @@ def markets_and_signals(draw):
     # (some none) one per symbol or per bar (NaN: a market entry there), or prices per
     # bar on either side of the close; working a few bars or until cancelled.
     limits = None if price_stops or size_type == "target_percent" else draw(
-        st.sampled_from([None, None, "run", "symbol", "bar", "price"]))
+        st.sampled_from([None, "run", "symbol", "bar", "price"]))
     rules["limit"] = draw(st.floats(0.0, 0.05)) if limits == "run" else None
     rules["limit_bars"] = draw(st.none() | st.integers(1, 5)) if limits else None
     if limits in ("symbol", "bar", "price"):

@@ -172,6 +172,17 @@ def test_rules_by_symbol_are_given_as_json_to_run_and_batch(plugin, store, tmp_p
         assert out["stats"][label] == expected[label], label
     without = bt.run_signals(entries, exits, size=sizes).stats
     assert without["Equity Final [$]"] != expected["Equity Final [$]"]  # the time exit acted
+    # Limit entries: the first symbol's own limit as a mapping, the bars they work a number.
+    done = tickstep_cli("run", "signal_cross", "--data", str(store), "-p", "fast=7", "-p", "slow=30",
+                        "-p", f"limit={json.dumps({first: 0.01})}", "-p", "limit_bars=3", "--json",
+                        env=env_with(plugin), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["parameters"]["limit"] == {first: 0.01} and out["parameters"]["limit_bars"] == 3
+    limited = bt.run_signals(entries, exits, size=0.3, limit={first: 0.01}, limit_bars=3).stats
+    for label in ("# Trades", "Equity Final [$]", "Return [%]"):
+        assert out["stats"][label] == limited[label], label
+    assert limited["Equity Final [$]"] != bt.run_signals(entries, exits, size=0.3).stats["Equity Final [$]"]
 
     rows_file = tmp_path / "rows.csv"
     stops = [{first: 0.02, symbols[1]: 0.05}, {first: 0.1}]
