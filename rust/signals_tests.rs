@@ -356,6 +356,20 @@ fn stop_fractions_per_bar_stand_for_the_rules_and_are_refused_by_bar() {
     );
 }
 
+/// The engines of one symbol's `sig` with rules `r` run by the engine's loop, then by the
+/// sparse driver.
+fn both_runs(m: &Arc<Market>, sig: SymbolSignals<'_>, r: SignalRules) -> [Engine; 2] {
+    [false, true].map(|sparse| {
+        let mut e = Engine::new(m.clone(), Config::default()).unwrap();
+        let mut s = SignalStrategy::new(m, vec![sig], r).unwrap();
+        match sparse {
+            true => run(&mut e, &mut s).unwrap(),
+            false => e.run(&mut s).unwrap(),
+        }
+        e
+    })
+}
+
 #[test]
 fn time_exits_per_bar_are_kept_from_the_opening_entry_and_refused_by_bar() {
     // Opens equal closes: 100, 101, ..., 109. Entries on bars 0, 1 (adding: pyramiding)
@@ -377,15 +391,8 @@ fn time_exits_per_bar_are_kept_from_the_opening_entry_and_refused_by_bar() {
     r.accumulate = true;
     // (The event-driven run and the sparse driver alike.)
     let fills = |sig: SymbolSignals<'_>, r: SignalRules| {
-        let runs = [false, true].map(|sparse| {
-            let mut e = Engine::new(m.clone(), Config::default()).unwrap();
-            let mut s = SignalStrategy::new(&m, vec![sig], r).unwrap();
-            match sparse {
-                true => run(&mut e, &mut s).unwrap(),
-                false => e.run(&mut s).unwrap(),
-            }
-            let f = e.fills();
-            f.iter()
+        let runs = both_runs(&m, sig, r).map(|e| {
+            (e.fills().iter())
                 .map(|f| (f.role, f.price, f.size))
                 .collect::<Vec<_>>()
         });
@@ -440,13 +447,7 @@ fn limit_entries_fill_at_their_limit_and_are_cancelled_or_expire() {
             exits: Some(exits),
             ..Default::default()
         };
-        let runs = [false, true].map(|sparse| {
-            let mut e = Engine::new(m.clone(), Config::default()).unwrap();
-            let mut s = SignalStrategy::new(&m, vec![sig], r).unwrap();
-            match sparse {
-                true => run(&mut e, &mut s).unwrap(),
-                false => e.run(&mut s).unwrap(),
-            }
+        let runs = both_runs(&m, sig, r).map(|e| {
             (e.orders().iter())
                 .map(|o| (o.role, o.limit, o.status, o.fill_price, o.filled_size))
                 .collect::<Vec<_>>()

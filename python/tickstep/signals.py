@@ -212,15 +212,21 @@ def _constant(value: float, bars: int) -> np.ndarray:
     return column
 
 
-def _prices(values: Any, where: str, bars: int) -> np.ndarray:
-    """``values`` as a contiguous float64 column of stop prices (NaN: none), or a refusal."""
-    a = _numbers(values, where, bars, "stop prices must be numbers (NaN for none)")
+def _positive_prices(values: Any, where: str, bars: int, what: str, nan: str) -> np.ndarray:
+    """``values`` as a contiguous float64 column of ``what`` (prices; NaN: ``nan``), or a
+    refusal naming the row."""
+    a = _numbers(values, where, bars, f"{what} must be numbers (NaN {nan})")
     bad = ~np.isnan(a) & ~(np.isfinite(a) & (a > 0))
     if bad.any():
         row = int(np.argmax(bad))
-        raise ConfigError(f"{where}: stop prices must be positive and finite (NaN for none), "
+        raise ConfigError(f"{where}: {what} must be positive and finite (NaN {nan}), "
                           f"got {float(a[row])!r} at row {row}")
     return a
+
+
+def _prices(values: Any, where: str, bars: int) -> np.ndarray:
+    """``values`` as a contiguous float64 column of stop prices (NaN: none), or a refusal."""
+    return _positive_prices(values, where, bars, "stop prices", "for none")
 
 
 def _sizes(values: Any, where: str, bars: int) -> np.ndarray:
@@ -257,13 +263,7 @@ def _time_exits(values: Any, where: str, bars: int) -> np.ndarray:
 def _limit_prices(values: Any, where: str, bars: int) -> np.ndarray:
     """``values`` as a contiguous float64 column of entries' limit prices (NaN: a market
     entry on that bar), or a refusal."""
-    a = _numbers(values, where, bars, "limit prices must be numbers (NaN for a market entry)")
-    bad = ~np.isnan(a) & ~(np.isfinite(a) & (a > 0))
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise ConfigError(f"{where}: limit prices must be positive and finite (NaN: a market "
-                          f"entry on that bar), got {float(a[row])!r} at row {row}")
-    return a
+    return _positive_prices(values, where, bars, "limit prices", "for a market entry")
 
 
 def _limits(values: Any, where: str, bars: int) -> np.ndarray:

@@ -52,6 +52,11 @@ fn slices<'a, T: Element>(
         .collect()
 }
 
+/// A rule left out: none for each of `n` runs.
+fn or_none<T: Clone>(values: Option<Vec<Option<T>>>, n: usize) -> Vec<Option<T>> {
+    values.unwrap_or_else(|| vec![None; n])
+}
+
 /// One value per run, or a clear refusal.
 fn per_run<T: Clone>(name: &str, values: Vec<T>, runs: usize) -> PyResult<Vec<T>> {
     if values.len() != runs {
@@ -134,40 +139,19 @@ fn grid_runs<'e, 'a>(
     columns: &'a GridColumns<'a>,
     rules: RunRules,
 ) -> PyResult<Vec<GridRun<'a, 'e>>> {
-    let RunRules {
-        size,
-        size_type,
-        sl,
-        tp,
-        sl_trail,
-        lot_size,
-        accumulate,
-        exit_after_bars,
-        limit,
-        limit_bars,
-        trade_start,
-    } = rules;
     let n = engines.len();
-    let (size, size_type) = (
-        per_run("size", size, n)?,
-        per_run("size_type", size_type, n)?,
-    );
-    let (sl, tp) = (per_run("sl", sl, n)?, per_run("tp", tp, n)?);
-    let sl_trail = per_run("sl_trail", sl_trail.unwrap_or_else(|| vec![None; n]), n)?;
-    let accumulate = per_run(
-        "accumulate",
-        accumulate.unwrap_or_else(|| vec![false; n]),
-        n,
-    )?;
-    let exit_after_bars = per_run(
-        "exit_after_bars",
-        exit_after_bars.unwrap_or_else(|| vec![None; n]),
-        n,
-    )?;
-    let limit = per_run("limit", limit.unwrap_or_else(|| vec![None; n]), n)?;
-    let limit_bars = per_run("limit_bars", limit_bars.unwrap_or_else(|| vec![None; n]), n)?;
+    let size = per_run("size", rules.size, n)?;
+    let size_type = per_run("size_type", rules.size_type, n)?;
+    let (sl, tp) = (per_run("sl", rules.sl, n)?, per_run("tp", rules.tp, n)?);
+    let sl_trail = per_run("sl_trail", or_none(rules.sl_trail, n), n)?;
+    let accumulate = rules.accumulate.unwrap_or_else(|| vec![false; n]);
+    let accumulate = per_run("accumulate", accumulate, n)?;
+    let exit_after_bars = per_run("exit_after_bars", or_none(rules.exit_after_bars, n), n)?;
+    let limit = per_run("limit", or_none(rules.limit, n), n)?;
+    let limit_bars = per_run("limit_bars", or_none(rules.limit_bars, n), n)?;
+    let trade_start = rules.trade_start;
     let symbols = symbol_counts(engines);
-    let lot_size = match lot_size {
+    let lot_size = match rules.lot_size {
         Some(lots) => per_run("lot_size", lots, n)?,
         None => symbols.iter().map(|&m| vec![None; m]).collect(),
     };
