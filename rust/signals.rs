@@ -49,8 +49,9 @@
 //!   that are fractions of it, working until it fills, for `limit_bars` of the symbol's
 //!   bars when given, or until a later bar of the symbol with an entry of either side or
 //!   an exit of its side (its time exit included) cancels it, before that bar's orders
-//!   (a new entry replaces it). Not with `TargetPercent`, whose one order to the target
-//!   also closes.
+//!   (a new entry replaces it). With `TargetPercent` a reversal closes at the market
+//!   first and the limit order goes to the target from flat; a re-size that reduces the
+//!   position is a market order.
 //!
 //! `run_grid` and `summarise_grid` (`grid`) run many independent backtests (engines, each
 //! with its own signals) on a pool of threads sharing one market: each result equals the
@@ -357,9 +358,8 @@ fn check_time_exits(market: &Market, s: usize, sig: &SymbolSignals<'_>) -> Resul
 }
 
 /// Refuse a symbol's limit entries that cannot be: its own limits per bar out of range
-/// (fractions in [0, 1), prices finite and > 0; NaN is a market entry), given both ways,
-/// or with entries sized to a target (whose one order also closes), naming the symbol,
-/// the bar and the rule.
+/// (fractions in [0, 1), prices finite and > 0; NaN is a market entry) or given both
+/// ways, naming the symbol, the bar and the rule.
 fn check_limits(
     market: &Market,
     s: usize,
@@ -371,13 +371,6 @@ fn check_limits(
     if sig.limit_price.is_some() && given {
         return bad(format!(
             "limit of {}: give limit as a fraction or limit_price per bar, not both",
-            market.name(s)
-        ));
-    }
-    if (given || sig.limit_price.is_some()) && rules.size_type == SizeType::TargetPercent {
-        return bad(format!(
-            "limit of {}: limit entries do not go with size_type 'target_percent', whose one \
-             order to the target also closes what is held (use 'percent')",
             market.name(s)
         ));
     }
@@ -872,7 +865,7 @@ impl<'a> SignalStrategy<'a> {
     /// close (the symbol's own on the bar, else the rules').
     #[inline]
     fn limit_on(&self, symbol: usize, bar: usize, close: f64, want: f64) -> Option<f64> {
-        if !self.limits {
+        if !self.limits || want == 0.0 {
             return None;
         }
         self.limit_price(symbol, bar, close, want)
@@ -1003,20 +996,30 @@ impl<'a> SignalStrategy<'a> {
         // it (a contract's price times its multiplier).
         let unit = worth(1.0, price, desk.multiplier(symbol));
         if self.rules.size_type == SizeType::TargetPercent {
-            if exits {
+            let limit = self.limit_on(symbol, i, price, want);
+            // With a limit, a reversal closes at the market first (as with the other
+            // size types) and the limit order goes from flat to the target.
+            let closes = exits || (limit.is_some() && held * want < 0.0);
+            if closes {
                 desk.close_position(symbol)?;
             }
             if want == 0.0 {
                 return Ok(());
             }
-            let after = if exits { 0.0 } else { held };
+            let after = if closes { 0.0 } else { held };
+            let (price, unit) = match limit {
+                Some(at) => (at, worth(1.0, at, desk.multiplier(symbol))),
+                None => (price, unit),
+            };
             let mut target = want * self.size(symbol, i) * desk.equity() / unit;
             if let (Some(lot), true) = (self.signals[symbol].lot_size, target.is_finite()) {
                 // Towards zero: a target in lots is never overshot.
                 target = round_to_lot(target.abs(), lot).copysign(target);
             }
+            // (A re-size that reduces the position is no entry: a market order.)
+            let limit = limit.filter(|_| (target - after) * want > 0.0);
             return self
-                .place(desk, symbol, i, price, target - after, want, held, None)
+                .place(desk, symbol, i, price, target - after, want, held, limit)
                 .map(|_| ());
         }
         if exits || held * want < 0.0 {

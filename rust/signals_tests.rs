@@ -956,12 +956,12 @@ fn random_case(seed: u64) -> Case {
         })
         .collect();
     // Limit entries now and then (drawn last; not with stop prices, which a limit below
-    // them would make refused, nor with target percent): the rules' fraction (up to 3%
+    // them would make refused): the rules' fraction (up to 3%
     // better than the close), or some symbols' own fractions or prices per bar (NaN on
     // some bars: market entries there; prices on either side of the close), working a
     // few bars or until cancelled.
     let mut limits = vec![[None, None]; n];
-    if !price_stops && rules.size_type != SizeType::TargetPercent && d.chance(0.35) {
+    if !price_stops && d.chance(0.35) {
         if d.chance(0.4) {
             rules.limit = Some(d.unit() * 0.03);
         } else {

@@ -70,12 +70,17 @@ class ByHand(tickstep.Strategy):
         price = self.price(symbol)
         limit = None  # a market entry
         if r["size_type"] == "target_percent":
-            if exits:
+            limit = self._limit(r, i, price, want, column) if want else None
+            # With a limit, a reversal closes at the market first.
+            closes = exits or (limit is not None and held * want < 0)
+            if closes:
                 self.close(symbol)
             if want == 0:
                 return
+            price = price if limit is None else limit
             target = want * size * self.equity / price
-            units = order_to_target(0.0 if exits else held, target, price, lot_size=lot)
+            units = order_to_target(0.0 if closes else held, target, price, lot_size=lot)
+            limit = limit if units * want > 0 else None  # a re-size down: a market order
         else:
             if exits or held * want < 0:
                 self.close(symbol)
@@ -389,11 +394,10 @@ def markets_and_signals(draw):
     # Take-profits filled only through their price now and then: both modes by one rule.
     options["limit_fill"] = draw(st.sampled_from(["touch", "touch", "through"]))
     # Limit entries now and then (not with stop prices, which a limit below them would
-    # make refused, nor with target percent): one fraction for the run, each symbol's own
+    # make refused): one fraction for the run, each symbol's own
     # (some none) one per symbol or per bar (NaN: a market entry there), or prices per
     # bar on either side of the close; working a few bars or until cancelled.
-    limits = None if price_stops or size_type == "target_percent" else draw(
-        st.sampled_from([None, "run", "symbol", "bar", "price"]))
+    limits = None if price_stops else draw(st.sampled_from([None, "run", "symbol", "bar", "price"]))
     rules["limit"] = draw(st.floats(0.0, 0.05)) if limits == "run" else None
     rules["limit_bars"] = draw(st.none() | st.integers(1, 5)) if limits else None
     if limits in ("symbol", "bar", "price"):
@@ -1503,6 +1507,16 @@ def test_limit_entries_by_hand_fill_at_their_limit_and_are_cancelled_replaced_or
     short = bt.run_signals(short_entries=on(0), size=10.0, size_type="amount", limit=0.01)
     assert list(short.fills["price"]) == pytest.approx([101.0])
     assert short.fills["time"].iloc[0] == make_bars(rows).index[1]
+    # To a target: bar 0's long limit 99 (1% under 100) for half the equity, 5 000 / 99
+    # units, reached by bar 1's low 99; bar 3's short entry reverses: the long is closed
+    # at bar 4's open 99 (a market order) and the short's limit, 99 x 1.01 = 99.99, for
+    # half the equity then (10 000: bought and marked at 99), is reached by bar 4's high.
+    target = bt.run_signals(entries=on(0), short_entries=on(3), size=0.5, size_type="target_percent",
+                            limit=0.01)
+    assert list(target.fills["role"]) == ["entry", "close", "entry"]
+    assert list(target.fills["price"]) == pytest.approx([99.0, 99.0, 99.99])
+    assert list(target.fills["size"]) == pytest.approx([5_000 / 99, 5_000 / 99, 5_000 / 99.99])
+    assert list(target.fills["side"]) == ["buy", "sell", "sell"]
     # Prices per bar instead (NaN: a market entry on that bar): bar 0's at 97.5 fills at
     # bar 2 (low 97), bar 2's exit sells at bar 3's open 98; a market entry on bar 3 is
     # bought at bar 4's open 99.
@@ -1526,8 +1540,6 @@ def test_bad_limits_are_refused_by_name():
         bt.run_signals(entries, limit_price={"A": np.array([99.0, -5.0, np.nan, np.nan])})
     with pytest.raises(tickstep.ConfigError, match=r"limit of A: give limit as a fraction or limit_price per bar"):
         bt.run_signals(entries, limit=0.01, limit_price={"A": np.full(4, 99.0)})
-    with pytest.raises(tickstep.ConfigError, match=r"limit entries do not go with size_type 'target_percent'"):
-        bt.run_signals(entries, limit=0.01, size_type="target_percent", size=0.5)
     with pytest.raises(tickstep.ConfigError, match=r"limit_bars=0: must be a whole number of bars >= 1"):
         bt.run_signals(entries, limit=0.01, limit_bars=0)
     with pytest.raises(tickstep.ConfigError, match=r"limit='1%': must be a fraction of the entry bar's close"):

@@ -62,7 +62,8 @@ Rules, per symbol and bar:
   short's above), sized at its limit and carrying stops that are fractions of it; it
   works until it fills, for ``limit_bars`` of the symbol's bars when given, or until a
   later bar of the symbol with an entry of either side or an exit of its side cancels
-  it (a new entry replaces it). Not with ``"target_percent"``.
+  it (a new entry replaces it). With ``"target_percent"`` a reversal closes at the market
+  first and the limit order goes to the target from flat.
 
 Signals (and stop prices) may be given as
 
