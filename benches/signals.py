@@ -550,7 +550,8 @@ def main() -> None:
           f"{table_cpu:.2f} s CPU -> speed-up {tt1.median_wall / table_wall:.2f}x (wall)\n"
           f"    of which the statistics on the calling thread (on_run): {stats_cpu:.2f} s CPU "
           f"({stats_cpu / len(grid) * 1e3:.1f} ms per set)\n"
-          f"  the same sets, each with its own stop-loss and take-profit per symbol (2 threads): "
+          f"  the same sets, each with its own stop-loss and take-profit per symbol, every "
+          f"number its own (2 threads): "
           f"{stops['stops_wall']:.2f} s wall, {stops['stops_cpu']:.2f} s CPU; Python's peak "
           f"memory in the call {stops['stops_peak_mib']:.0f} MiB")
     # The issue's targets, side by side with what this run measured (CPU time is the
@@ -575,14 +576,16 @@ def main() -> None:
 
 
 def stops_by_symbol(args, bt, signal_sets) -> dict:  # type: ignore[no-untyped-def]
-    """The grid's sets, each with its own stop-loss and take-profit per symbol (from four
-    widths): the wall and CPU time of `Backtest.run_signal_grid` on two threads, and the
+    """The grid's sets, each with its own stop-loss and take-profit per symbol, every
+    number its own (as stops scaled to each symbol's volatility by a factor the grid
+    varies): the wall and CPU time of `Backtest.run_signal_grid` on two threads, and the
     peak of what Python allocates during one more call (numpy's columns included; the
-    core's own allocations are not traced). The columns of one number are shared, so
-    this stays near the signals' own size instead of a column per set, symbol and kind."""
-    widths = (0.01, 0.02, 0.03, 0.05)
-    sets = {key: {**sig, "sl": {s: widths[(k + j) % 4] for j, s in enumerate(bt.symbols)},
-                  "tp": {s: 2 * widths[(3 * k + j) % 4] for j, s in enumerate(bt.symbols)}}
+    core's own allocations are not traced). A number per symbol goes to the core as one
+    value, so this stays near the signals' own size instead of a column per set, symbol
+    and kind."""
+    n = len(bt.symbols)
+    sets = {key: {**sig, "sl": {s: 0.01 + (k * n + j) * 1e-5 for j, s in enumerate(bt.symbols)},
+                  "tp": {s: 0.02 + (k * n + j) * 3e-5 for j, s in enumerate(bt.symbols)}}
             for k, (key, sig) in enumerate(signal_sets.items())}
 
     def run() -> list:

@@ -240,7 +240,8 @@ pub struct SymbolSignals<'a> {
     pub take_profit: Option<&'a [f64]>,
     /// The symbol's own stops as fractions of the close of an entry decided on each bar
     /// (NaN: none on that bar), instead of the rules' ones: a stop-loss, a take-profit, a
-    /// trailing stop-loss (one number for all its bars comes as a column of it).
+    /// trailing stop-loss. This, the time exits and the limit fractions may also be one
+    /// value for all the symbol's bars (a number given per symbol: `on_bar`).
     pub stop_loss_fraction: Option<&'a [f64]>,
     pub take_profit_fraction: Option<&'a [f64]>,
     pub trail_fraction: Option<&'a [f64]>,
@@ -285,8 +286,33 @@ fn stop_at(
 #[inline]
 fn fraction_on(fractions: Option<&[f64]>, fraction: Option<f64>, bar: usize) -> Option<f64> {
     match fractions {
-        Some(f) => Some(f[bar]).filter(|x| !x.is_nan()),
+        Some(f) => Some(on_bar(f, bar)).filter(|x| !x.is_nan()),
         None => fraction,
+    }
+}
+
+/// A symbol's own value on `bar` from its column, where one value (a number given per
+/// symbol) stands for every bar: a grid of numbers per symbol then holds a value, not a
+/// column of the symbol's bars, per set, symbol and kind.
+#[inline]
+fn on_bar(values: &[f64], bar: usize) -> f64 {
+    values[if values.len() == 1 { 0 } else { bar }]
+}
+
+/// Whether symbol `s`'s column of `len` values is one value for every bar (`on_bar`).
+fn one_for_all(market: &Market, s: usize, len: usize) -> bool {
+    len == 1 && market.bars(s).ts.len() != 1
+}
+
+/// Where value `i` of symbol `s`'s column of `len` values is, for a refusal: its bar
+/// (" on the bar at T (its bar i)"), or nothing when one value stands for every bar.
+fn at_bar(market: &Market, s: usize, len: usize, i: usize) -> String {
+    match one_for_all(market, s, len) {
+        true => String::new(),
+        false => format!(
+            " on the bar at {} (its bar {i})",
+            iso_time(market.bars(s).ts[i])
+        ),
     }
 }
 
@@ -310,9 +336,13 @@ fn refused_entry(err: EngineError, bar: usize, now: i64) -> EngineError {
 
 /// Refuse a symbol's own stop fraction on a bar that its stop does not take (NaN is none),
 /// naming the symbol, the bar and the rule; a take-profit's rule for shorts applies on
-/// the bars with a short entry.
+/// the bars with a short entry (one fraction for all bars: if any bar has one).
 fn check_fractions(market: &Market, s: usize, sig: &SymbolSignals<'_>) -> Result<()> {
-    let short = |i: usize| sig.short_entries.is_some_and(|e| e[i]);
+    let shorts = sig.short_entries;
+    let short = |i: usize, one: bool| match one {
+        true => shorts.is_some_and(|e| e.contains(&true)),
+        false => shorts.is_some_and(|e| e[i]),
+    };
     for (stop, fractions) in [
         (Stop::Loss, sig.stop_loss_fraction),
         (Stop::Trail, sig.trail_fraction),
@@ -321,17 +351,19 @@ fn check_fractions(market: &Market, s: usize, sig: &SymbolSignals<'_>) -> Result
         let Some(fractions) = fractions else {
             continue;
         };
+        let one = one_for_all(market, s, fractions.len());
         let refused = fractions.iter().enumerate().find_map(|(i, &x)| {
-            let rule = (!x.is_nan()).then(|| stop.refuses(x, short(i))).flatten();
+            let rule = (!x.is_nan())
+                .then(|| stop.refuses(x, short(i, one)))
+                .flatten();
             rule.map(|rule| (i, x, rule))
         });
         if let Some((i, x, rule)) = refused {
             return Err(EngineError::InvalidConfig(format!(
-                "{} of {} on the bar at {} (its bar {i}) = {x}: {rule} (NaN: no stop for an \
-                 entry on that bar)",
+                "{} of {}{} = {x}: {rule} (NaN: no stop for an entry on that bar)",
                 stop.name(),
                 market.name(s),
-                iso_time(market.bars(s).ts[i]),
+                at_bar(market, s, fractions.len(), i),
             )));
         }
     }
@@ -348,10 +380,10 @@ fn check_time_exits(market: &Market, s: usize, sig: &SymbolSignals<'_>) -> Resul
     match counts.iter().position(|&n| !n.is_nan() && !whole(n)) {
         None => Ok(()),
         Some(i) => Err(EngineError::InvalidConfig(format!(
-            "exit_after_bars of {} on the bar at {} (its bar {i}) = {}: must be a whole \
-             number of bars >= 1 (NaN: no time exit for an entry on that bar)",
+            "exit_after_bars of {}{} = {}: must be a whole number of bars >= 1 (NaN: no time \
+             exit for an entry on that bar)",
             market.name(s),
-            iso_time(market.bars(s).ts[i]),
+            at_bar(market, s, counts.len(), i),
             counts[i],
         ))),
     }
@@ -391,10 +423,9 @@ fn check_limits(
         let Some(values) = values else { continue };
         if let Some(i) = values.iter().position(|&x| !x.is_nan() && !takes(x)) {
             return bad(format!(
-                "{name} of {} on the bar at {} (its bar {i}) = {}: {rule} (NaN: a market entry \
-                 on that bar)",
+                "{name} of {}{} = {}: {rule} (NaN: a market entry on that bar)",
                 market.name(s),
-                iso_time(market.bars(s).ts[i]),
+                at_bar(market, s, values.len(), i),
                 values[i],
             ));
         }
@@ -653,20 +684,22 @@ impl<'a> SignalStrategy<'a> {
         for (s, sig) in signals.iter().enumerate() {
             let bars = market.bars(s).ts.len();
             let lengths = sig.columns().map(|(name, c)| (name, c.map(<[bool]>::len)));
+            // (The symbol's own rules may be one value for all its bars: `on_bar`.)
             let prices = [
-                ("sl_price", sig.stop_loss),
-                ("tp_price", sig.take_profit),
-                ("size", sig.size),
-                ("sl", sig.stop_loss_fraction),
-                ("tp", sig.take_profit_fraction),
-                ("sl_trail", sig.trail_fraction),
-                ("exit_after_bars", sig.exit_after_bars),
-                ("limit_price", sig.limit_price),
-                ("limit", sig.limit_fraction),
+                ("sl_price", sig.stop_loss, false),
+                ("tp_price", sig.take_profit, false),
+                ("size", sig.size, false),
+                ("sl", sig.stop_loss_fraction, true),
+                ("tp", sig.take_profit_fraction, true),
+                ("sl_trail", sig.trail_fraction, true),
+                ("exit_after_bars", sig.exit_after_bars, true),
+                ("limit_price", sig.limit_price, false),
+                ("limit", sig.limit_fraction, true),
             ]
-            .map(|(name, c)| (name, c.map(<[f64]>::len)));
-            for (name, len) in lengths.into_iter().chain(prices) {
-                if let Some(len) = len.filter(|&len| len != bars) {
+            .map(|(name, c, one)| (name, c.map(<[f64]>::len), one));
+            let lengths = lengths.map(|(name, len)| (name, len, false));
+            for (name, len, one) in lengths.into_iter().chain(prices) {
+                if let Some(len) = len.filter(|&len| len != bars && !(one && len == 1)) {
                     return Err(EngineError::InvalidConfig(format!(
                         "{name} of {}: {len} values for its {bars} bars (signals are \
                          aligned to each symbol's own bars)",
@@ -922,7 +955,7 @@ impl<'a> SignalStrategy<'a> {
     fn hold_from(&self, symbol: usize, bar: usize) {
         if let Some(counts) = self.signals[symbol].exit_after_bars {
             // (Whole and >= 1, checked by `new`; a count past any run is never due.)
-            let n = Some(counts[bar])
+            let n = Some(on_bar(counts, bar))
                 .filter(|n| !n.is_nan())
                 .map(|n| n as usize);
             self.hold_for[symbol].set(n);

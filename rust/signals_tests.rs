@@ -1591,3 +1591,48 @@ fn a_time_exit_of_zero_bars_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn one_value_for_all_a_symbols_bars_is_that_value_on_each_bar() {
+    // A symbol's own stop fractions, time exits and limits given as one value (a number
+    // per symbol, as Python hands it over) run as a column of that value on every bar.
+    let mut changed = 0;
+    for seed in 0..300 {
+        let c = random_case(seed);
+        let first = |v: &Option<Vec<f64>>| {
+            v.as_ref()
+                .and_then(|v| v.iter().copied().find(|x| !x.is_nan()))
+        };
+        let (mut one, mut whole) = (c.clone(), c.clone());
+        for s in 0..c.market.symbol_count() {
+            let bars = c.market.bars(s).len();
+            let set = |columns: [&mut Option<Vec<f64>>; 2], value: Option<f64>| {
+                let [one, whole] = columns;
+                *one = value.map(|x| vec![x]);
+                *whole = value.map(|x| vec![x; bars]);
+            };
+            for k in 0..3 {
+                let value = first(&c.fractions[s][k]);
+                set(
+                    [&mut one.fractions[s][k], &mut whole.fractions[s][k]],
+                    value,
+                );
+            }
+            let value = first(&c.time_exits[s]);
+            set([&mut one.time_exits[s], &mut whole.time_exits[s]], value);
+            let value = first(&c.limits[s][1]);
+            set([&mut one.limits[s][1], &mut whole.limits[s][1]], value);
+        }
+        let runs = [&one, &whole].map(|c| {
+            let mut e = case_engine(c);
+            run(&mut e, &mut case_strategy(c)).unwrap();
+            outcome(&e)
+        });
+        assert!(runs[0] == runs[1], "seed {seed}");
+        let mut per_bar = case_engine(&c);
+        run(&mut per_bar, &mut case_strategy(&c)).unwrap();
+        changed += usize::from(outcome(&per_bar) != runs[0]);
+    }
+    // (The cases with columns of their own: many differ from their first value alone.)
+    assert!(changed > 30, "{changed}");
+}

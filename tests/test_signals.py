@@ -224,18 +224,19 @@ def test_bad_stops_per_symbol_or_per_bar_are_refused_by_name():
     with pytest.raises(tickstep.ConfigError, match=r"sl of B on the bar at 2024-01-02 00:00:00 UTC \(its bar 1\) = "
                                                    r"1.5: must be a fraction of the price in \(0, 1\)"):
         bt.run_signals(entries=entries, sl={"A": 0.1, "B": [np.nan, 1.5, 0.1, 0.1, 0.1]})
-    with pytest.raises(tickstep.ConfigError, match=r"sl_trail of A on the bar at .* = 0: must be a fraction of "
-                                                   r"the best price"):
+    # (One per symbol: named by the symbol alone.)
+    with pytest.raises(tickstep.ConfigError, match=r"sl_trail of A = 0: must be a fraction of the best price"):
         bt.run_signals(entries=entries, sl_trail={"A": 0.0})
-    with pytest.raises(tickstep.ConfigError, match=r"tp of A on the bar at .* = inf: must be a fraction of the "
-                                                   r"price > 0"):
+    with pytest.raises(tickstep.ConfigError, match=r"tp of A = inf: must be a fraction of the price > 0"):
         bt.run_signals(entries=entries, tp=pd.Series({"A": np.inf}))
     # A take-profit of 1 or more is a short's target at or below zero: refused on the bars
-    # of short entries, taken on a long's.
+    # of short entries (one for the symbol: if it has any), taken on a long's.
     shorts = {"A": np.array([False, True, False, False, False])}
+    with pytest.raises(tickstep.ConfigError, match=r"tp of A = 1.5: must be below 1 with short entries"):
+        bt.run_signals(short_entries=shorts, tp={"A": 1.5})
     with pytest.raises(tickstep.ConfigError, match=r"tp of A on the bar at 2024-01-02 00:00:00 UTC \(its bar 1\) = "
                                                    r"1.5: must be below 1 with short entries"):
-        bt.run_signals(short_entries=shorts, tp={"A": 1.5})
+        bt.run_signals(short_entries=shorts, tp={"A": np.full(5, 1.5)})
     assert bt.run_signals(entries=entries, tp={"A": 1.5}, size=1.0, size_type="amount").stats["# Trades"] == 0
     # One stop-loss per symbol: a fraction, a price or a trail.
     with pytest.raises(tickstep.ConfigError, match=r"sl of A: give sl as a fraction or as prices per bar, not both"):
@@ -1007,7 +1008,7 @@ def test_bad_time_exits_per_symbol_or_per_bar_are_refused_by_name():
                                                    r"number of bars >= 1 \(NaN: no time exit"):
         bt.run_signals(entries=entries, exit_after_bars={"A": 3, "B": [1, 2, 2.5, 1, 1]})
     for bad in (0, -1, np.inf):
-        with pytest.raises(tickstep.ConfigError, match=rf"exit_after_bars of A on the bar .* = {bad}"):
+        with pytest.raises(tickstep.ConfigError, match=rf"exit_after_bars of A = {bad}: must be a whole"):
             bt.run_signals(entries=entries, exit_after_bars={"A": bad})
     with pytest.raises(tickstep.ConfigError, match=r"exit_after_bars\['A'\]: time exits must be whole "
                                                    r"numbers of bars \(NaN for none\), got dtype <U1"):
@@ -1150,21 +1151,20 @@ def test_grid_sets_with_stops_per_symbol_or_per_bar_equal_runs_alone():
                                        check_exact=True, check_dtype=False)
 
 
-def test_a_grid_holds_one_column_per_distinct_number_and_per_shared_object():
-    # Sixty sets of stops over the same entries and exits: each set's per-symbol numbers
-    # and the shared signals are converted to columns once, not once per set (a grid of
-    # 100 such sets over 20 symbols × 136,544 minutes held 4.7 GB before). The rows still
-    # equal the runs alone.
+def test_a_grid_holds_no_column_for_numbers_per_symbol_and_one_per_shared_object():
+    # Sixty sets of stops over the same entries and exits, each set's numbers per symbol
+    # its own: they go to the core as one value each, and the shared signals are
+    # converted to columns once, not once per set (a grid of 100 such sets over 20
+    # symbols × 136,544 minutes held 4.7 GB before). The rows still equal the runs alone.
     bars = 20_000
     data = {"A": _walk(bars, 11), "B": _walk(bars, 12)}
     bt = tickstep.Backtest(data, tickstep.Strategy, on_reject="ignore")
     rng = np.random.default_rng(13)
     entries = {s: rng.random(bars) < 0.02 for s in data}
     exits = {s: rng.random(bars) < 0.02 for s in data}
-    widths = (0.01, 0.02, 0.04)
     sets = {k: {"entries": entries, "exits": exits, "size": 0.3,
-                "sl": {"A": widths[k % 3], "B": widths[(k + 1) % 3]},
-                "tp": {"A": 2 * widths[k // 3 % 3], "B": 2 * widths[k % 3]}} for k in range(60)}
+                "sl": {"A": 0.01 + k / 2_000, "B": 0.04 - k / 3_000},
+                "tp": {"A": 0.02 + k / 1_000, "B": 0.08 - k / 1_500}} for k in range(60)}
     tracemalloc.start()
     try:
         table = bt.run_signal_grid(sets, threads=2)
@@ -1180,10 +1180,17 @@ def test_a_grid_holds_one_column_per_distinct_number_and_per_shared_object():
     assert table["# Trades"].min() > 0 and table["Equity Final [$]"].nunique() > 1
 
 
-def test_a_number_per_symbol_is_one_shared_read_only_column():
+def test_a_number_per_symbol_is_one_value_or_a_shared_read_only_column_of_sizes():
     market = tickstep.Backtest({"A": _walk(30, 1), "B": _walk(30, 2)}, tickstep.Strategy).market
-    a, b = signal_columns(market, {"A": 0.02, "B": 0.02}, "sl")
-    c, d = signal_columns(market, {"A": 0.02, "B": np.nan}, "sl")
+    # Stops, time exits and limits: one value, which the core reads on every bar.
+    for kind in ("sl", "tp", "sl_trail", "exit_after_bars", "limit"):
+        a, b = signal_columns(market, {"A": 2, "B": np.nan}, kind)
+        assert a.tolist() == [2.0] and np.isnan(b).all() and len(b) == 1
+        with pytest.raises(ValueError, match="read-only"):
+            a[0] = 0.5
+    # Sizes: a column of the symbol's bars (entries read them per bar), one per number.
+    a, b = signal_columns(market, {"A": 0.02, "B": 0.02}, "size")
+    c, d = signal_columns(market, {"A": 0.02, "B": np.nan}, "size")
     assert np.shares_memory(a, b) and np.shares_memory(a, c) and not np.shares_memory(a, d)
     assert a.tolist() == [0.02] * 30 and np.isnan(d).all()
     with pytest.raises(ValueError, match="read-only"):
