@@ -251,7 +251,8 @@ pub struct SymbolSignals<'a> {
     /// rules' one.
     pub exit_after_bars: Option<&'a [f64]>,
     /// The size of an entry decided on each bar, instead of the rules' size (NaN or 0: no
-    /// entry on that bar; validated at the door as NaN or finite and >= 0).
+    /// entry on that bar; validated at the door as NaN or finite and >= 0); or one size
+    /// for all the symbol's bars (`on_bar`).
     pub size: Option<&'a [f64]>,
     /// Entries in whole lots of this many units (shares, contracts, a board lot), > 0.
     pub lot_size: Option<f64>,
@@ -549,7 +550,11 @@ impl SignalBars {
         });
         // An entry on a bar whose own size is not above 0 (NaN or 0) is not set at all:
         // the rule costs the runs nothing (the rules' one size is always above 0).
-        let sized = sig.size.map(sized_words);
+        // (One size for all the symbol's bars: every entry set, or none.)
+        let sized = sig.size.map(|s| match s.len() == 1 && bars != 1 {
+            true => vec![if s[0] > 0.0 { u64::MAX } else { 0 }; bars.div_ceil(64)],
+            false => sized_words(s),
+        });
         let mut marks = Vec::new();
         for k in 0..bars.div_ceil(64) {
             // Block k of 64 bars, a word per column (none: no signal set).
@@ -688,7 +693,7 @@ impl<'a> SignalStrategy<'a> {
             let prices = [
                 ("sl_price", sig.stop_loss, false),
                 ("tp_price", sig.take_profit, false),
-                ("size", sig.size, false),
+                ("size", sig.size, true),
                 ("sl", sig.stop_loss_fraction, true),
                 ("tp", sig.take_profit_fraction, true),
                 ("sl_trail", sig.trail_fraction, true),
@@ -966,7 +971,7 @@ impl<'a> SignalStrategy<'a> {
     #[inline]
     fn size(&self, symbol: usize, bar: usize) -> f64 {
         match self.signals[symbol].size {
-            Some(sizes) => sizes[bar],
+            Some(sizes) => on_bar(sizes, bar),
             // (`new` refuses a symbol with entries and neither.)
             None => self.rules.size.unwrap_or(f64::NAN),
         }

@@ -1594,8 +1594,9 @@ fn a_time_exit_of_zero_bars_is_refused() {
 
 #[test]
 fn one_value_for_all_a_symbols_bars_is_that_value_on_each_bar() {
-    // A symbol's own stop fractions, time exits and limits given as one value (a number
-    // per symbol, as Python hands it over) run as a column of that value on every bar.
+    // A symbol's own sizes, stop fractions, time exits and limits given as one value (a
+    // number per symbol, as Python hands it over) run as a column of that value on every
+    // bar.
     let mut changed = 0;
     for seed in 0..300 {
         let c = random_case(seed);
@@ -1620,6 +1621,8 @@ fn one_value_for_all_a_symbols_bars_is_that_value_on_each_bar() {
             }
             let value = first(&c.time_exits[s]);
             set([&mut one.time_exits[s], &mut whole.time_exits[s]], value);
+            let value = first(&c.sizes[s]);
+            set([&mut one.sizes[s], &mut whole.sizes[s]], value);
             let value = first(&c.limits[s][1]);
             set([&mut one.limits[s][1], &mut whole.limits[s][1]], value);
         }

@@ -1066,8 +1066,8 @@ def test_bad_sizes_per_bar_are_refused_by_name():
     assert lots.fills.groupby("symbol")["size"].first().to_dict() == {"A": 8.0, "B": 9.0}
     with pytest.raises(tickstep.ConfigError, match=r"lot_size: 'B' is given twice"):
         bt.run_signals(entries=both, lot_size=pd.Series([4.0, 3.0], index=["B", "B"]))
-    with pytest.raises(tickstep.ConfigError, match=r"size\['B'\]: sizes must be finite .* got -1.0 at row 0"):
-        bt.run_signals(entries=both, size={"A": 3.0, "B": -1.0})
+    with pytest.raises(tickstep.ConfigError, match=r"size\['B'\]: sizes must be finite .* got -1.0$"):
+        bt.run_signals(entries=both, size={"A": 3.0, "B": -1.0})  # (one for all its bars: no row)
     # Sizes only for the symbol with entries are enough.
     only_a = bt.run_signals(entries={"A": np.ones(5, bool)}, size={"A": np.full(5, 2.0)},
                             size_type="amount")
@@ -1180,21 +1180,14 @@ def test_a_grid_holds_no_column_for_numbers_per_symbol_and_one_per_shared_object
     assert table["# Trades"].min() > 0 and table["Equity Final [$]"].nunique() > 1
 
 
-def test_a_number_per_symbol_is_one_value_or_a_shared_read_only_column_of_sizes():
+def test_a_number_per_symbol_is_one_read_only_value():
     market = tickstep.Backtest({"A": _walk(30, 1), "B": _walk(30, 2)}, tickstep.Strategy).market
-    # Stops, time exits and limits: one value, which the core reads on every bar.
-    for kind in ("sl", "tp", "sl_trail", "exit_after_bars", "limit"):
+    # Sizes, stops, time exits and limits: one value, which the core reads on every bar.
+    for kind in ("size", "sl", "tp", "sl_trail", "exit_after_bars", "limit"):
         a, b = signal_columns(market, {"A": 2, "B": np.nan}, kind)
         assert a.tolist() == [2.0] and np.isnan(b).all() and len(b) == 1
         with pytest.raises(ValueError, match="read-only"):
             a[0] = 0.5
-    # Sizes: a column of the symbol's bars (entries read them per bar), one per number.
-    a, b = signal_columns(market, {"A": 0.02, "B": 0.02}, "size")
-    c, d = signal_columns(market, {"A": 0.02, "B": np.nan}, "size")
-    assert np.shares_memory(a, b) and np.shares_memory(a, c) and not np.shares_memory(a, d)
-    assert a.tolist() == [0.02] * 30 and np.isnan(d).all()
-    with pytest.raises(ValueError, match="read-only"):
-        a[0] = 0.5
 
 
 def test_grid_sets_with_sizes_per_bar_equal_runs_alone():

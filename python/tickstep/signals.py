@@ -90,7 +90,6 @@ import gc
 import os
 import sys
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -182,36 +181,26 @@ def _bools(values: Any, where: str, bars: int) -> np.ndarray:
 
 
 def _numbers(values: Any, where: str, bars: int, what: str, *,
-             one_for_all: bool = False, as_one: bool = False) -> np.ndarray:
+             one_for_all: bool = False) -> np.ndarray:
     """``values`` as a contiguous float64 column of ``bars`` numbers, or a refusal naming
     the dtype and ``what`` they must be. With ``one_for_all``, one number (a symbol's own,
-    from a mapping) stands for every bar of the symbol: as a column of it, or with
-    ``as_one`` as a column of that one value, which the core reads on every bar."""
+    from a mapping) stands for every bar of the symbol, as a column of that one value
+    (`_one_value`)."""
     a = np.asarray(values)
     if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise ConfigError(f"{where}: {what}, got dtype {a.dtype}")
     if one_for_all and a.ndim == 0:
-        return _one_value(float(a)) if as_one else _constant(float(a), bars)
+        return _one_value(float(a))
     return _one_column(a.astype(np.float64, copy=False), where, bars)
 
 
-#: The columns of one number alive now, by length and the number's bits (NaN included).
-_CONSTANTS: weakref.WeakValueDictionary[tuple[int, bytes], np.ndarray] = (
-    weakref.WeakValueDictionary())
-
-
-def _constant(value: float, bars: int) -> np.ndarray:
-    """``value`` for each of ``bars`` bars, as a read-only column shared by every column of
-    that number and length alive at once: a grid whose sets give sizes per symbol then
-    holds one column per distinct number, not one per set and symbol (100 sets of 20
-    symbols' stops over 136,544 bars were 2.2 GB a kind). (Stops, time exits and limits
-    go to the core as one value: `_one_value`.)"""
-    key = (bars, np.float64(value).tobytes())
-    column = _CONSTANTS.get(key)
-    if column is None:
-        column = np.full(bars, value, dtype=np.float64)
-        column.flags.writeable = False
-        _CONSTANTS[key] = column
+def _one_value(value: float) -> np.ndarray:
+    """``value`` as a read-only column of one value, which the core reads on each of the
+    symbol's bars: a grid whose sets give sizes, stops, time exits or limits per symbol
+    then holds a value, not a column of the symbol's bars, per set, symbol and kind (100
+    sets of 20 symbols' stops over 136,544 bars were 2.2 GB a kind)."""
+    column = np.full(1, value, dtype=np.float64)
+    column.flags.writeable = False
     return column
 
 
@@ -225,14 +214,6 @@ def _positive_prices(values: Any, where: str, bars: int, what: str, nan: str) ->
         raise ConfigError(f"{where}: {what} must be positive and finite (NaN {nan}), "
                           f"got {float(a[row])!r} at row {row}")
     return a
-
-
-def _one_value(value: float) -> np.ndarray:
-    """``value`` as a read-only column of one value, which the core reads on each of the
-    symbol's bars (its stops, time exits and limits; sizes need a column, `_constant`)."""
-    column = np.full(1, value, dtype=np.float64)
-    column.flags.writeable = False
-    return column
 
 
 def _prices(values: Any, where: str, bars: int) -> np.ndarray:
@@ -249,8 +230,9 @@ def _sizes(values: Any, where: str, bars: int) -> np.ndarray:
     bad = ~np.isnan(a) & ~(np.isfinite(a) & (a >= 0))
     if bad.any():
         row = int(np.argmax(bad))
+        at = "" if len(a) == 1 and bars != 1 else f" at row {row}"  # (one for all its bars)
         raise ConfigError(f"{where}: sizes must be finite and >= 0 (NaN or 0: no entry on that "
-                          f"bar), got {float(a[row])!r} at row {row}")
+                          f"bar), got {float(a[row])!r}{at}")
     return a
 
 
@@ -260,7 +242,7 @@ def _fractions(values: Any, where: str, bars: int) -> np.ndarray:
     of the symbol, handed over as one value. The core refuses a fraction its stop does
     not take, naming the bar."""
     return _numbers(values, where, bars, "stops as fractions must be numbers (NaN for none)",
-                    one_for_all=True, as_one=True)
+                    one_for_all=True)
 
 
 def _time_exits(values: Any, where: str, bars: int) -> np.ndarray:
@@ -269,7 +251,7 @@ def _time_exits(values: Any, where: str, bars: int) -> np.ndarray:
     for every bar of the symbol. The core refuses one that is not a whole number >= 1,
     naming the bar."""
     return _numbers(values, where, bars, "time exits must be whole numbers of bars (NaN for "
-                    "none)", one_for_all=True, as_one=True)
+                    "none)", one_for_all=True)
 
 
 def _limit_prices(values: Any, where: str, bars: int) -> np.ndarray:
@@ -284,7 +266,7 @@ def _limits(values: Any, where: str, bars: int) -> np.ndarray:
     mapping) stands for every bar of the symbol. The core refuses a fraction outside
     [0, 1), naming the bar."""
     return _numbers(values, where, bars, "limits as fractions must be numbers (NaN for a "
-                    "market entry)", one_for_all=True, as_one=True)
+                    "market entry)", one_for_all=True)
 
 
 def _is_number(value: Any) -> bool:
