@@ -158,22 +158,21 @@ class _NativeMarks:
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(_core, name)
 
-    def run_signals(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def run_signals(self, *args, on_run=None, **kwargs):  # type: ignore[no-untyped-def]
+        if on_run is not None:  # a grid's summaries: the time in on_run
+            def timed_on_run(k, summary):  # type: ignore[no-untyped-def]
+                c0 = time.thread_time()
+                try:
+                    return on_run(k, summary)
+                finally:
+                    self.on_run_cpu += time.thread_time() - c0
+
+            return _core.run_signals(*args, on_run=timed_on_run, **kwargs)
         self.marks.append((time.perf_counter(), time.process_time()))
         try:
             return _core.run_signals(*args, **kwargs)
         finally:
             self.marks.append((time.perf_counter(), time.process_time()))
-
-    def run_signal_summaries(self, *args, on_run, **kwargs):  # type: ignore[no-untyped-def]
-        def timed_on_run(k, summary):  # type: ignore[no-untyped-def]
-            c0 = time.thread_time()
-            try:
-                return on_run(k, summary)
-            finally:
-                self.on_run_cpu += time.thread_time() - c0
-
-        return _core.run_signal_summaries(*args, on_run=timed_on_run, **kwargs)
 
 
 def split_calls(bt, entries, exits, times: int) -> dict[str, h.Timings]:  # type: ignore[no-untyped-def]

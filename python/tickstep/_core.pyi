@@ -8,7 +8,7 @@ import numpy.typing as npt
 from typing_extensions import disjoint_base
 
 __version__: str
-__all__ = ["ConfigError", "Context", "CrossingBase", "Engine", "FillLog", "HistoryBase", "IndicatorBase", "Market", "OrderError", "OrderLog", "OrdersBase", "PositionBase", "StateError", "StrategyBase", "TickstepError", "TradeLog", "UnknownSymbolError", "__version__", "exact_row_sums", "exact_sum", "round_to_lot", "run_signal_summaries", "run_signals", "trade_sums"]
+__all__ = ["ConfigError", "Context", "CrossingBase", "Engine", "FillLog", "HistoryBase", "IndicatorBase", "Market", "OrderError", "OrderLog", "OrdersBase", "PositionBase", "StateError", "StrategyBase", "TickstepError", "TradeLog", "UnknownSymbolError", "__version__", "exact_row_sums", "exact_sum", "round_to_lot", "run_signals", "trade_sums"]
 
 class TickstepError(Exception): ...
 class OrderError(TickstepError, ValueError): ...
@@ -526,44 +526,14 @@ def run_signals(
     limit_bars: list[int | None] | None = None,
     trade_start: int | None = None,
     threads: int | None = None,
-) -> list[BaseException | None]:
+    on_run: Callable[[int, dict[str, Any] | BaseException], object] | None = None,
+) -> list[BaseException | None] | None:
     """Run each engine with its own signals and rules (signals mode), on ``threads``
-    threads; per engine None or the exception its run ended with."""
-
-def run_signal_summaries(
-    engines: list[Engine],
-    entries: list[list[npt.NDArray[np.bool_] | None]],
-    exits: list[list[npt.NDArray[np.bool_] | None]],
-    short_entries: list[list[npt.NDArray[np.bool_] | None]],
-    short_exits: list[list[npt.NDArray[np.bool_] | None]],
-    *,
-    size: list[float | None],
-    size_type: list[str],
-    sl: list[float | None],
-    tp: list[float | None],
-    sl_price: list[list[npt.NDArray[np.float64] | None]],
-    tp_price: list[list[npt.NDArray[np.float64] | None]],
-    on_run: Callable[[int, dict[str, Any] | BaseException], object],
-    sizes: list[list[npt.NDArray[np.float64] | None]] | None = None,
-    sl_fraction: list[list[npt.NDArray[np.float64] | None]] | None = None,
-    tp_fraction: list[list[npt.NDArray[np.float64] | None]] | None = None,
-    trail_fraction: list[list[npt.NDArray[np.float64] | None]] | None = None,
-    time_exits: list[list[npt.NDArray[np.float64] | None]] | None = None,
-    limit_price: list[list[npt.NDArray[np.float64] | None]] | None = None,
-    limit_fraction: list[list[npt.NDArray[np.float64] | None]] | None = None,
-    sl_trail: list[float | None] | None = None,
-    lot_size: list[list[float | None]] | None = None,
-    accumulate: list[bool] | None = None,
-    exit_after_bars: list[int | None] | None = None,
-    limit: list[float | None] | None = None,
-    limit_bars: list[int | None] | None = None,
-    trade_start: int | None = None,
-    threads: int | None = None,
-) -> None:
-    """``run_signals``, keeping of each run only what its statistics read: calls
-    ``on_run(k, summary)`` as run ``k`` ends, the summary a dict (``equity``, ``trades``,
-    ``carrying_costs``, ``dividends``, ``rejected``, ``margin_calls``) or the exception
-    the run ended with. The engines are spent."""
+    threads; per engine None or the exception its run ended with. With ``on_run``, keeps
+    of each run only what its statistics read: calls ``on_run(k, summary)`` as run ``k``
+    ends, the summary a dict (``equity``, ``trades``, ``carrying_costs``, ``dividends``,
+    ``rejected``, ``margin_calls``) or the exception the run ended with, and returns
+    None; the engines are spent."""
 
 def round_to_lot(units: float, lot_size: float) -> float:
     """``units`` (>= 0) rounded down to whole lots of ``lot_size`` (> 0)."""

@@ -564,14 +564,15 @@ def _check_kinds(signals: Mapping[str, Any], what: str, extra: Sequence[str] = (
         raise ConfigError(f"{what}: give entries and/or short_entries (nothing would be traded)")
 
 
-def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
+def _native_call(market: _core.Market, config: BacktestConfig,
                  signal_sets: list[Mapping[str, Any]], rules: list[dict[str, Any]], ends: Any,
                  threads: int | None, *, names: Sequence[Any] | None = None,
-                 **extra: Any) -> tuple[list[_core.Engine], Any]:
-    """One engine per signal set, all run by ``call`` (`_core.run_signals` or
-    `_core.run_signal_summaries`, with ``extra`` keywords) in one native call, the
-    interpreter released; the engines and what the call returns. ``names``: the sets'
-    keys, which a refusal of one set's signals names."""
+                 on_run: Callable[[int, Any], None] | None = None,
+                 ) -> tuple[list[_core.Engine], Any]:
+    """One engine per signal set, all run in one native call (`_core.run_signals`; with
+    ``on_run``, each run's summary handed to it as the run ends), the interpreter
+    released; the engines and what the call returns. ``names``: the sets' keys, which a
+    refusal of one set's signals names."""
     if config.exclusive_orders:
         raise ConfigError("exclusive_orders=True is for orders a strategy places; signals mode "
                           "does not take it: its own rules already close a position before an "
@@ -606,14 +607,14 @@ def _native_call(call: Any, market: _core.Market, config: BacktestConfig,
                 err.args = (f"signal set {names[j]!r}: {err}", *err.args[1:])
             raise
     engines = [engine_for(market, config, ends) for _ in signal_sets]
-    outcomes = call(
+    outcomes = _core.run_signals(
         engines, *(kinds[k] for k in SIGNAL_KINDS),
         **{k: [r[k] for r in rules] for k in RUN_RULES},
         sl_price=kinds["sl_price"], tp_price=kinds["tp_price"], sizes=kinds[SIZE_KIND],
         sl_fraction=kinds["sl"], tp_fraction=kinds["tp"], trail_fraction=kinds["sl_trail"],
         time_exits=kinds[TIME_EXIT_KIND], limit_price=kinds[LIMIT_PRICE_KIND],
         limit_fraction=kinds[LIMIT_KIND], lot_size=[_lots(market, r["lot_size"]) for r in rules],
-        trade_start=trade_start_ns(market, config), threads=threads, **extra)
+        trade_start=trade_start_ns(market, config), threads=threads, on_run=on_run)
     return engines, outcomes
 
 
@@ -622,7 +623,7 @@ def _run_native(market: _core.Market, config: BacktestConfig, signal_sets: list[
                 threads: int | None) -> tuple[list[_core.Engine], list[BaseException | None]]:
     """One engine per signal set, all run in one native call (the interpreter released);
     the engines and, per engine, None or the exception its run ended with."""
-    return _native_call(_core.run_signals, market, config, signal_sets, rules, ends, threads)
+    return _native_call(market, config, signal_sets, rules, ends, threads)
 
 
 def run_signals(
@@ -689,7 +690,7 @@ def run_signals(
 def _row_maker(market: _core.Market, config: BacktestConfig,
                returns: bool = False) -> Callable[[Any], Any]:
     """A run's statistics (as `run_signals(...).stats`) from its summary (see
-    `_core.run_signal_summaries`), or the exception it ended with. Rejected orders are
+    `_core.run_signals` with ``on_run``), or the exception it ended with. Rejected orders are
     counted without a warning each (``on_reject="raise"`` raises, as the run alone).
     With ``returns``, the pair (statistics, daily returns)."""
     quiet = quiet_runs(config)
@@ -728,8 +729,8 @@ def _grid_stats(market: _core.Market, config: BacktestConfig, sets: list[Mapping
         except Exception as exc:  # noqa: BLE001 - the set's own error becomes its row
             rows[k] = exc
 
-    engines, _ = _native_call(_core.run_signal_summaries, market, config, sets, rules, ends,
-                              threads, names=names, on_run=on_run)
+    engines, _ = _native_call(market, config, sets, rules, ends, threads, names=names,
+                              on_run=on_run)
     # The engines die on the thread that made them (they are bound to it): emptied, not
     # just unnamed, as a row's exception holds the frames of this call (and their names).
     engines.clear()

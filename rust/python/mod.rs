@@ -31,7 +31,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<accessors::PyStrategyBase>()?;
     m.add_function(wrap_pyfunction!(signals::run_signals, m)?)?;
     m.add_function(wrap_pyfunction!(signals::round_to_lot, m)?)?;
-    m.add_function(wrap_pyfunction!(signals::run_signal_summaries, m)?)?;
     m.add_function(wrap_pyfunction!(statistics::exact_sum, m)?)?;
     m.add_function(wrap_pyfunction!(statistics::exact_row_sums, m)?)?;
     m.add_function(wrap_pyfunction!(statistics::trade_sums, m)?)?;

@@ -240,8 +240,17 @@ pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
 /// given) on `threads` threads (all cores when None), the interpreter
 /// released. The engines are ready to read after; returns per engine None, or the
 /// exception its run ended with.
+///
+/// With `on_run`, keeps of each run only what its row of statistics reads: calls
+/// ``on_run(k, summary)`` on this thread as run ``k`` ends (in any order), the summary
+/// a dict (``equity``: ts, equity, gross_exposure; ``trades``: pnl, return_pct,
+/// commission, bars_held, mae, mfe, in the order they closed; ``carrying_costs``;
+/// ``dividends``; ``rejected``: the rejected orders, as `Engine.orders` gives its
+/// columns; ``margin_calls``) or the exception the run ended with (its signals refused
+/// included), and returns None. An exception of ``on_run`` (or Ctrl-C) stops the runs
+/// not started yet and is raised. The engines are then spent (their logs read as empty).
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, time_exits=None, limit_price=None, limit_fraction=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, limit=None, limit_bars=None, trade_start=None, threads=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, time_exits=None, limit_price=None, limit_fraction=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, limit=None, limit_bars=None, trade_start=None, threads=None, on_run=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signals(
     py: Python<'_>,
@@ -271,84 +280,8 @@ pub fn run_signals(
     limit_bars: Option<Vec<Option<usize>>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
-) -> PyResult<Vec<Option<Py<PyAny>>>> {
-    let signals = [&entries, &exits, &short_entries, &short_exits];
-    let per_bar = [
-        &sizes,
-        &sl_fraction,
-        &tp_fraction,
-        &trail_fraction,
-        &time_exits,
-        &limit_price,
-        &limit_fraction,
-    ];
-    let columns = GridColumns::of(&engines, signals, [&sl_price, &tp_price], per_bar)?;
-    let rules = RunRules {
-        size,
-        size_type,
-        sl,
-        tp,
-        sl_trail,
-        lot_size,
-        accumulate,
-        exit_after_bars,
-        limit,
-        limit_bars,
-        trade_start,
-    };
-    let runs = grid_runs(py, &mut engines, &columns, rules)?
-        .into_iter()
-        .map(|r| {
-            let strategy = SignalStrategy::new(r.engine.market(), r.signals, r.rules);
-            strategy.map(|s| (r.engine, s)).py_err(py)
-        })
-        .collect::<PyResult<Vec<_>>>()?;
-    let outcomes = py.detach(|| run_grid(runs, threads)).py_err(py)?;
-    Ok(errors_of(py, outcomes))
-}
-
-/// `run_signals`, keeping of each run only what its row of statistics reads: calls
-/// ``on_run(k, summary)`` on this thread as run ``k`` ends (in any order), the summary
-/// a dict (``equity``: ts, equity, gross_exposure; ``trades``: pnl, return_pct,
-/// commission, bars_held, mae, mfe, in the order they closed; ``carrying_costs``;
-/// ``dividends``; ``rejected``: the rejected orders, as `Engine.orders` gives its
-/// columns; ``margin_calls``) or the exception the run ended with (its signals refused
-/// included). The interpreter is released while runs go on; an exception of ``on_run``
-/// (or Ctrl-C) stops the runs not started yet and is raised. The engines are spent
-/// (their logs read as empty).
-#[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, on_run, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, time_exits=None, limit_price=None, limit_fraction=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, limit=None, limit_bars=None, trade_start=None, threads=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn run_signal_summaries(
-    py: Python<'_>,
-    mut engines: Vec<PyRefMut<'_, PyEngine>>,
-    entries: Columns<'_, bool>,
-    exits: Columns<'_, bool>,
-    short_entries: Columns<'_, bool>,
-    short_exits: Columns<'_, bool>,
-    size: Vec<Option<f64>>,
-    size_type: Vec<String>,
-    sl: Vec<Option<f64>>,
-    tp: Vec<Option<f64>>,
-    sl_price: Columns<'_, f64>,
-    tp_price: Columns<'_, f64>,
-    on_run: Py<PyAny>,
-    sizes: Option<Columns<'_, f64>>,
-    sl_fraction: Option<Columns<'_, f64>>,
-    tp_fraction: Option<Columns<'_, f64>>,
-    trail_fraction: Option<Columns<'_, f64>>,
-    time_exits: Option<Columns<'_, f64>>,
-    limit_price: Option<Columns<'_, f64>>,
-    limit_fraction: Option<Columns<'_, f64>>,
-    sl_trail: Option<Vec<Option<f64>>>,
-    lot_size: Option<Vec<Vec<Option<f64>>>>,
-    accumulate: Option<Vec<bool>>,
-    exit_after_bars: Option<Vec<Option<usize>>>,
-    limit: Option<Vec<Option<f64>>>,
-    limit_bars: Option<Vec<Option<usize>>>,
-    trade_start: Option<i64>,
-    threads: Option<usize>,
-) -> PyResult<()> {
+    on_run: Option<Py<PyAny>>,
+) -> PyResult<Option<Vec<Option<Py<PyAny>>>>> {
     let signals = [&entries, &exits, &short_entries, &short_exits];
     let per_bar = [
         &sizes,
@@ -374,6 +307,37 @@ pub fn run_signal_summaries(
         trade_start,
     };
     let runs = grid_runs(py, &mut engines, &columns, rules)?;
+    match on_run {
+        None => run_whole(py, runs, threads).map(Some),
+        Some(on_run) => summarise(py, runs, threads, on_run).map(|()| None),
+    }
+}
+
+/// The runs kept whole (their engines ready to read after): per engine None, or the
+/// exception its run ended with.
+fn run_whole(
+    py: Python<'_>,
+    runs: Vec<GridRun<'_, '_>>,
+    threads: Option<usize>,
+) -> PyResult<Vec<Option<Py<PyAny>>>> {
+    let runs = runs
+        .into_iter()
+        .map(|r| {
+            let strategy = SignalStrategy::new(r.engine.market(), r.signals, r.rules);
+            strategy.map(|s| (r.engine, s)).py_err(py)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let outcomes = py.detach(|| run_grid(runs, threads)).py_err(py)?;
+    Ok(errors_of(py, outcomes))
+}
+
+/// The runs kept as their summaries, each handed to `on_run` as it ends.
+fn summarise(
+    py: Python<'_>,
+    runs: Vec<GridRun<'_, '_>>,
+    threads: Option<usize>,
+    on_run: Py<PyAny>,
+) -> PyResult<()> {
     let mut failure: Option<PyErr> = None;
     py.detach(|| {
         summarise_grid(runs, threads, |k, outcome| {
