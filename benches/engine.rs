@@ -476,7 +476,7 @@ fn sma_cross_signals(close: &[f64], fast: usize, slow: usize) -> (Vec<bool>, Vec
 }
 
 fn signals(c: &mut Bench) {
-    use tickstep::signals::{SignalRules, SignalStrategy, SizeType, SymbolSignals};
+    use tickstep::signals::{Conflicts, SignalRules, SignalStrategy, SizeType, SymbolSignals};
     let market = Arc::new(minute_market(20, 144_000));
     let n = market.symbol_count();
     let cross: Vec<_> = (0..n)
@@ -504,6 +504,7 @@ fn signals(c: &mut Bench) {
         exit_after_bars: None,
         limit: None,
         limit_bars: None,
+        conflicts: Conflicts::default(),
     };
     let mut g = c.benchmark_group("signals");
     g.sample_size(10);

@@ -8,11 +8,14 @@
 //! The rules, per symbol and bar (one place, mirrored by the equivalent Python strategy in
 //! the tests):
 //! - An entry with an exit of the same side on the same bar is ignored (the exit wins);
-//!   a long entry together with a short entry is ignored (no side wins).
+//!   a long entry together with a short entry is ignored (no side wins). `Conflicts`
+//!   may read them otherwise: the entry wins, or neither acts; the long or the short
+//!   entry wins.
 //! - Long and an exit, or a short entry: close the position. Short and a short exit, or a
 //!   long entry: close it.
 //! - A long entry while flat or short (a reversal) buys; a short entry while flat or long
-//!   sells. The close and the new entry fill in one batch (the close first). No pyramiding:
+//!   sells. The close and the new entry fill in one batch (the close first). `Conflicts`
+//!   may have an entry against the position only close it, or be ignored. No pyramiding:
 //!   an entry on the side already held is ignored, unless the rules `accumulate`: then it
 //!   adds an order of its size (with its own stops), as another `buy` in `next` would.
 //! - An entry is sized at the bar's close: `Amount` units, `Value` cash / close, or
@@ -109,6 +112,145 @@ impl SizeType {
     }
 }
 
+/// What an entry and an exit of the same side on one bar do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SameSide {
+    /// The exit acts, the entry is ignored.
+    #[default]
+    Exit,
+    /// The entry acts, the exit is ignored.
+    Entry,
+    /// Neither acts (vectorbt's default).
+    Ignore,
+}
+
+/// What a long and a short entry on one bar do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BothSides {
+    /// Neither acts.
+    #[default]
+    Ignore,
+    /// The long entry acts.
+    Long,
+    /// The short entry acts.
+    Short,
+}
+
+/// What an entry against the position held does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OppositeEntry {
+    /// It closes the position and enters on its side (the close first).
+    #[default]
+    Reverse,
+    /// It closes the position, as an exit of the side held would.
+    Close,
+    /// Nothing.
+    Ignore,
+}
+
+/// How one bar's signals that contradict each other or the position held are read
+/// (vectorbt's `upon_long_conflict` / `upon_short_conflict`, `upon_dir_conflict` and
+/// `upon_opposite_entry`). By default the exit wins, two entries cancel out and an
+/// opposite entry reverses. They apply in that order, the first as the signals are read
+/// (`SignalBars`), a time exit between the first and the others (`Conflicts::decide`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conflicts {
+    pub same_side: SameSide,
+    pub both_sides: BothSides,
+    pub opposite_entry: OppositeEntry,
+}
+
+impl Conflicts {
+    /// The options' spellings: `conflict="exit" | "entry" | "ignore"`, `side_conflict=
+    /// "ignore" | "long" | "short"`, `opposite_entry="reverse" | "close" | "ignore"`.
+    pub fn parse(conflict: &str, side_conflict: &str, opposite_entry: &str) -> Result<Conflicts> {
+        let refused = |option: &str, value: &str, takes: &str| {
+            Err(EngineError::InvalidConfig(format!(
+                "{option} = {value:?}: must be {takes}"
+            )))
+        };
+        let same_side = match conflict {
+            "exit" => SameSide::Exit,
+            "entry" => SameSide::Entry,
+            "ignore" => SameSide::Ignore,
+            other => return refused("conflict", other, "'exit', 'entry' or 'ignore'"),
+        };
+        let both_sides = match side_conflict {
+            "ignore" => BothSides::Ignore,
+            "long" => BothSides::Long,
+            "short" => BothSides::Short,
+            other => return refused("side_conflict", other, "'ignore', 'long' or 'short'"),
+        };
+        let opposite_entry = match opposite_entry {
+            "reverse" => OppositeEntry::Reverse,
+            "close" => OppositeEntry::Close,
+            "ignore" => OppositeEntry::Ignore,
+            other => return refused("opposite_entry", other, "'reverse', 'close' or 'ignore'"),
+        };
+        Ok(Conflicts {
+            same_side,
+            both_sides,
+            opposite_entry,
+        })
+    }
+
+    /// What a bar's signals (`kinds`) ask of a symbol holding `held` units: whether to
+    /// exit a long, whether to exit a short, and the side of the entry (1, -1, or 0 for
+    /// none). An entry and an exit of one side were read already, as the signals were
+    /// (`SameSide::settle`, the first of the readings). A time exit due (`timed_out`) is
+    /// the rules' own, not a signal: it exits the side held, and an entry of that side is
+    /// then ignored, before the other readings.
+    #[inline]
+    fn decide(self, kinds: u64, held: f64, timed_out: bool) -> (bool, bool, f64) {
+        let exit_long = kinds & EXIT != 0 || (timed_out && held > 0.0);
+        let exit_short = kinds & SHORT_EXIT != 0 || (timed_out && held < 0.0);
+        let long_entry = kinds & ENTRY != 0 && !exit_long;
+        let short_entry = kinds & SHORT_ENTRY != 0 && !exit_short;
+        let want = match (long_entry, short_entry) {
+            (true, false) => 1.0,
+            (false, true) => -1.0,
+            (true, true) => self.both_sides.side(),
+            (false, false) => 0.0,
+        };
+        if held * want >= 0.0 || self.opposite_entry == OppositeEntry::Reverse {
+            return (exit_long, exit_short, want);
+        }
+        // An entry against the position: it closes it, or does nothing.
+        let close = self.opposite_entry == OppositeEntry::Close;
+        (
+            exit_long || (close && held > 0.0),
+            exit_short || (close && held < 0.0),
+            0.0,
+        )
+    }
+}
+
+impl SameSide {
+    /// One side's entries and exits (a bit per bar, a block of 64 bars) as they act: of an
+    /// entry and an exit on one bar, the exit, the entry, or neither.
+    #[inline]
+    fn settle(self, entries: u64, exits: u64) -> (u64, u64) {
+        let both = entries & exits;
+        match self {
+            SameSide::Exit => (entries & !both, exits),
+            SameSide::Entry => (entries, exits & !both),
+            SameSide::Ignore => (entries & !both, exits & !both),
+        }
+    }
+}
+
+impl BothSides {
+    /// The side of the entry that acts when both are set (1, -1, or 0 for neither).
+    #[inline]
+    fn side(self) -> f64 {
+        match self {
+            BothSides::Ignore => 0.0,
+            BothSides::Long => 1.0,
+            BothSides::Short => -1.0,
+        }
+    }
+}
+
 /// How signals become orders: sizing, stops and when trading starts.
 #[derive(Clone, Copy, Debug)]
 pub struct SignalRules {
@@ -136,6 +278,8 @@ pub struct SignalRules {
     /// A limit entry works for this many of the symbol's bars (>= 1) from the next one,
     /// then expires; `None`: until it fills or a later signal cancels it.
     pub limit_bars: Option<usize>,
+    /// How signals that contradict each other or the position are read.
+    pub conflicts: Conflicts,
 }
 
 impl SignalRules {
@@ -541,7 +685,9 @@ struct SignalBars {
 }
 
 impl SignalBars {
-    fn new(sig: &SymbolSignals<'_>, bars: usize) -> Self {
+    /// `sig`'s signal bars of a symbol with `bars` bars, an entry and an exit of one side
+    /// on one bar read as `same_side` says.
+    fn new(sig: &SymbolSignals<'_>, bars: usize, same_side: SameSide) -> Self {
         // SAFETY: a bool is one byte holding 0 or 1, so the slice reads as bytes.
         let words = sig.columns().map(|(_, c)| {
             c.map_or_else(Vec::new, |c| {
@@ -560,8 +706,8 @@ impl SignalBars {
             // Block k of 64 bars, a word per column (none: no signal set).
             let word = |c: usize| words[c].get(k).copied().unwrap_or(0);
             let sized = sized.as_ref().map_or(u64::MAX, |s| s[k]);
-            let (entry, exit) = (word(0) & sized, word(1));
-            let (short_entry, short_exit) = (word(2) & sized, word(3));
+            let (entry, exit) = same_side.settle(word(0) & sized, word(1));
+            let (short_entry, short_exit) = same_side.settle(word(2) & sized, word(3));
             let mut any = entry | exit | short_entry | short_exit;
             while any != 0 {
                 let j = any.trailing_zeros();
@@ -623,9 +769,9 @@ struct Due {
 }
 
 impl Due {
-    fn new(sig: &SymbolSignals<'_>, bars: usize) -> Self {
+    fn new(sig: &SymbolSignals<'_>, bars: usize, same_side: SameSide) -> Self {
         let mut due = Due {
-            bars: SignalBars::new(sig, bars),
+            bars: SignalBars::new(sig, bars, same_side),
             next: 0,
             bar: 0,
             kinds: 0,
@@ -766,7 +912,7 @@ impl<'a> SignalStrategy<'a> {
         let due = signals
             .iter()
             .enumerate()
-            .map(|(s, sig)| Due::new(sig, market.bars(s).ts.len()))
+            .map(|(s, sig)| Due::new(sig, market.bars(s).ts.len(), rules.conflicts.same_side))
             .collect();
         let attaches = rules.stop_loss.is_some()
             || rules.take_profit.is_some()
@@ -1014,15 +1160,7 @@ impl<'a> SignalStrategy<'a> {
         }
         let held = desk.held(symbol);
         // (An entry whose size on this bar is not above 0 was never set: `SignalBars`.)
-        let exit_long = kinds & EXIT != 0 || (timed_out && held > 0.0);
-        let exit_short = kinds & SHORT_EXIT != 0 || (timed_out && held < 0.0);
-        let long_entry = kinds & ENTRY != 0 && !exit_long;
-        let short_entry = kinds & SHORT_ENTRY != 0 && !exit_short;
-        let want = match (long_entry, short_entry) {
-            (true, false) => 1.0,
-            (false, true) => -1.0,
-            _ => 0.0,
-        };
+        let (exit_long, exit_short, want) = self.rules.conflicts.decide(kinds, held, timed_out);
         let exits = (held > 0.0 && exit_long) || (held < 0.0 && exit_short);
         if self.limits && (want != 0.0 || exit_long || exit_short) {
             // The latest signal decides: a limit entry still working is cancelled by an

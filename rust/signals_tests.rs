@@ -43,6 +43,7 @@ fn rules(size: f64, size_type: SizeType) -> SignalRules {
         exit_after_bars: None,
         limit: None,
         limit_bars: None,
+        conflicts: Conflicts::default(),
     }
 }
 
@@ -429,6 +430,110 @@ fn time_exits_per_bar_are_kept_from_the_opening_entry_and_refused_by_bar() {
 }
 
 #[test]
+fn conflicting_signals_are_read_as_the_rules_say() {
+    // Every price 100 (lows 99, highs 101); 5 units an entry, filled at the next open.
+    let m = market(&[100.0; 9]);
+    let on = |bars: &[usize]| (0..9).map(|i| bars.contains(&i)).collect::<Vec<bool>>();
+    let fills = |sig: SymbolSignals<'_>, conflict: &str, sides: &str, opposite: &str| {
+        let mut r = rules(5.0, SizeType::Amount);
+        r.conflicts = Conflicts::parse(conflict, sides, opposite).unwrap();
+        let [event, sparse] = both_runs(&m, sig, r).map(|e| {
+            let held = e.portfolio().position(0).size;
+            let f = e.fills().into_iter().map(|f| (f.ts, f.direction * f.size));
+            (f.collect::<Vec<_>>(), held)
+        });
+        assert_eq!(event, sparse, "{conflict} {sides} {opposite}");
+        event
+    };
+    // An entry and an exit together on bars 2 and 5 (long on bar 2, flat on bar 5).
+    let (entries, exits) = (on(&[0, 2, 5]), on(&[2, 4, 5]));
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        exits: Some(&exits),
+        ..Default::default()
+    };
+    // The exit wins: out at bar 3's open; bar 4's exit and bar 5 find it flat.
+    let exit = fills(sig, "exit", "ignore", "reverse");
+    assert_eq!(exit, (vec![(1, 5.0), (3, -5.0)], 0.0));
+    // The entry wins: bar 2's entry adds nothing (no pyramiding), bar 4's exit sells at
+    // bar 5's open, bar 5's entry buys at bar 6's.
+    let entry = fills(sig, "entry", "ignore", "reverse");
+    assert_eq!(entry, (vec![(1, 5.0), (5, -5.0), (6, 5.0)], 5.0));
+    // Neither: held to bar 4's exit, and bar 5 does nothing.
+    let neither = fills(sig, "ignore", "ignore", "reverse");
+    assert_eq!(neither, (vec![(1, 5.0), (5, -5.0)], 0.0));
+
+    // A long and a short entry together on bar 0; both exits on bar 2.
+    let (entries, shorts, exits) = (on(&[0]), on(&[0]), on(&[2]));
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        short_entries: Some(&shorts),
+        exits: Some(&exits),
+        short_exits: Some(&exits),
+        ..Default::default()
+    };
+    assert_eq!(fills(sig, "exit", "ignore", "reverse"), (vec![], 0.0));
+    let long = fills(sig, "exit", "long", "reverse");
+    assert_eq!(long, (vec![(1, 5.0), (3, -5.0)], 0.0));
+    let short = fills(sig, "exit", "short", "reverse");
+    assert_eq!(short, (vec![(1, -5.0), (3, 5.0)], 0.0));
+
+    // Long from bar 0; a short entry on bar 2 reverses, closes, or is ignored; bar 6
+    // exits either side.
+    let (entries, shorts, exits) = (on(&[0]), on(&[2]), on(&[6]));
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        short_entries: Some(&shorts),
+        exits: Some(&exits),
+        short_exits: Some(&exits),
+        ..Default::default()
+    };
+    let reverse = fills(sig, "exit", "ignore", "reverse");
+    assert_eq!(
+        reverse,
+        (vec![(1, 5.0), (3, -5.0), (3, -5.0), (7, 5.0)], 0.0)
+    );
+    let close = fills(sig, "exit", "ignore", "close");
+    assert_eq!(close, (vec![(1, 5.0), (3, -5.0)], 0.0));
+    let ignore = fills(sig, "exit", "ignore", "ignore");
+    assert_eq!(ignore, (vec![(1, 5.0), (7, -5.0)], 0.0));
+    // A time exit is the rules' own: two bars after the fill at bar 1 it exits the long on
+    // bar 3 whatever the readings, and beats a long entry there even where the entry
+    // wins over exit signals (a short entry there then reverses, closes nothing more, or
+    // is ignored).
+    let (entries, shorts) = (on(&[0, 3]), on(&[3]));
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        short_entries: Some(&shorts),
+        ..sig
+    };
+    let timed = |opposite| {
+        let mut r = rules(5.0, SizeType::Amount);
+        r.exit_after_bars = Some(2);
+        r.conflicts = Conflicts::parse("entry", "ignore", opposite).unwrap();
+        let [event, sparse] = both_runs(&m, sig, r).map(|e| {
+            let f = e.fills().into_iter().map(|f| (f.ts, f.direction * f.size));
+            f.collect::<Vec<_>>()
+        });
+        assert_eq!(event, sparse);
+        event
+    };
+    assert_eq!(timed("close"), vec![(1, 5.0), (4, -5.0)]);
+    assert_eq!(timed("ignore"), vec![(1, 5.0), (4, -5.0)]);
+    let reverse = vec![(1, 5.0), (4, -5.0), (4, -5.0), (7, 5.0)];
+    assert_eq!(timed("reverse"), reverse);
+
+    // Each option refuses what it does not take, by name.
+    let refused = |a, b, c| Conflicts::parse(a, b, c).unwrap_err().to_string();
+    assert!(refused("exits", "ignore", "reverse")
+        .contains("conflict = \"exits\": must be 'exit', 'entry' or 'ignore'"));
+    assert!(refused("exit", "both", "reverse")
+        .contains("side_conflict = \"both\": must be 'ignore', 'long' or 'short'"));
+    assert!(refused("exit", "ignore", "flip")
+        .contains("opposite_entry = \"flip\": must be 'reverse', 'close' or 'ignore'"));
+}
+
+#[test]
 fn limit_entries_fill_at_their_limit_and_are_cancelled_or_expire() {
     // Opens equal closes: 100, 100, 99, 97, 100, 102, 102, 102; lows 1 below. Bar 0's
     // entry is a buy limit 2% below its close, 98: 980 of cash buys 10 units (at the
@@ -765,6 +870,7 @@ fn random_case(seed: u64) -> Case {
         exit_after_bars: None,
         limit: None,
         limit_bars: None,
+        conflicts: Conflicts::default(),
     };
     let config = Config {
         // Low cash now and then, so increases are rejected for margin.
@@ -980,6 +1086,15 @@ fn random_case(seed: u64) -> Case {
             }
         }
         rules.limit_bars = d.chance(0.5).then(|| 1 + d.below(5) as usize);
+    }
+    // Other readings of conflicting signals now and then (drawn after the rest: a seed's
+    // other draws stay its own).
+    if d.chance(0.5) {
+        let pick = |d: &mut Draw, of: [&'static str; 3]| of[d.below(3) as usize];
+        let same_side = pick(&mut d, ["exit", "entry", "ignore"]);
+        let sides = pick(&mut d, ["ignore", "long", "short"]);
+        let opposite = pick(&mut d, ["reverse", "close", "ignore"]);
+        rules.conflicts = Conflicts::parse(same_side, sides, opposite).unwrap();
     }
     Case {
         market: Arc::new(market),
@@ -1457,6 +1572,7 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
             exit_after_bars: None,
             limit: None,
             limit_bars: None,
+            conflicts: Conflicts::default(),
         };
         let config = Config {
             commission: Commission {
@@ -1531,6 +1647,8 @@ fn signal_bars_find_each_next_signal_and_its_signals_and_count_entries_and_exits
                 .map(|_| [1.0, 0.0, f64::NAN, -2.0, 3.5][d.below(5) as usize])
                 .collect();
             let sized = round % 2 == 1;
+            // An entry and an exit of one side on one bar: read as each round says.
+            let same_side = [SameSide::Exit, SameSide::Entry, SameSide::Ignore][round % 3];
             let sig = SymbolSignals {
                 entries: pick(0),
                 exits: pick(1),
@@ -1539,11 +1657,17 @@ fn signal_bars_find_each_next_signal_and_its_signals_and_count_entries_and_exits
                 size: sized.then_some(&sizes[..]),
                 ..Default::default()
             };
-            let bars = SignalBars::new(&sig, len);
+            let bars = SignalBars::new(&sig, len, same_side);
             let entry = |k: usize| k.is_multiple_of(2);
-            let set = |k: usize, i: usize| {
+            let raw = |k: usize, i: usize| {
                 let above_zero = sizes[i] > 0.0;
                 given[k] && cols[k][i] && !(sized && entry(k) && !above_zero)
+            };
+            let set = |k: usize, i: usize| match (raw(k & !1, i) && raw(k | 1, i), same_side) {
+                (false, _) => raw(k, i),
+                (true, SameSide::Exit) => !entry(k),
+                (true, SameSide::Entry) => entry(k),
+                (true, SameSide::Ignore) => false,
             };
             let count = |k: usize| (0..len).filter(|&i| set(k, i)).count();
             assert_eq!(bars.entries, count(0) + count(2));
@@ -1564,7 +1688,7 @@ fn signal_bars_find_each_next_signal_and_its_signals_and_count_entries_and_exits
                     .position(|&(i, _)| i >= from)
                     .unwrap_or(plain.len());
                 assert_eq!(bars.next_from(0, from), naive, "len {len}, from {from}");
-                let mut due = Due::new(&sig, len);
+                let mut due = Due::new(&sig, len, same_side);
                 due.advance(from);
                 let (bar, kinds) = plain.get(naive).copied().unwrap_or((usize::MAX, 0));
                 assert_eq!((due.bar, due.kinds), (bar, kinds), "len {len}, from {from}");

@@ -13,7 +13,7 @@ import tickstep
 from conftest import make_bars
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tickstep.signals import PRICE_KINDS, SIGNAL_KINDS, signal_columns
+from tickstep.signals import CONFLICT_RULES, PRICE_KINDS, SIGNAL_KINDS, signal_columns
 from tickstep.sizing import order_to_target, round_to_lot
 
 
@@ -52,13 +52,31 @@ class ByHand(tickstep.Strategy):
         n = self.hold_for[symbol] if own_time_exits else self.rules.get("exit_after_bars")
         trades = self.open_trades(symbol) if n is not None and held != 0 else []
         timed_out = bool(trades) and i - self.bar_at[symbol][min(t["entry_ts"] for t in trades)] >= n
-        exit_long = at("exits") or (timed_out and held > 0)
-        exit_short = at("short_exits") or (timed_out and held < 0)
-        long_entry = at("entries") and not exit_long and sized
-        short_entry = at("short_entries") and not exit_short and sized
-        want = 1 if long_entry and not short_entry else -1 if short_entry and not long_entry else 0
-        exits = (held > 0 and exit_long) or (held < 0 and exit_short)
         r = self.rules
+        long_entry, exit_long = at("entries") and sized, at("exits")
+        short_entry, exit_short = at("short_entries") and sized, at("short_exits")
+        # An entry and an exit of one side together: the exit acts (or as `conflict` says).
+        reading = {"exit": (False, True), "entry": (True, False), "ignore": (False, False)}
+        conflict = reading[r.get("conflict", "exit")]
+        if long_entry and exit_long:
+            long_entry, exit_long = conflict
+        if short_entry and exit_short:
+            short_entry, exit_short = conflict
+        # The time exit is the rules' own: it exits whatever the signals say.
+        if timed_out and held > 0:
+            long_entry, exit_long = False, True
+        if timed_out and held < 0:
+            short_entry, exit_short = False, True
+        # Both entries together: neither (or the side `side_conflict` names).
+        side = r.get("side_conflict", "ignore")
+        want = (1 if long_entry and (not short_entry or side == "long")
+                else -1 if short_entry and (not long_entry or side == "short") else 0)
+        # An entry against the position reverses it (or only closes it, or does nothing).
+        if held * want < 0 and r.get("opposite_entry", "reverse") != "reverse":
+            if r["opposite_entry"] == "close":
+                exit_long, exit_short = exit_long or held > 0, exit_short or held < 0
+            want = 0
+        exits = (held > 0 and exit_long) or (held < 0 and exit_short)
         # A limit entry still working is cancelled by an entry (a new one replaces it) or
         # an exit of its side, before anything else.
         for o in self.orders:
@@ -420,6 +438,9 @@ def markets_and_signals(draw):
             signals["limit"] = own
             rules["limit"] = ({name: float(v[0]) for name, v in own.items()} if limits == "symbol"
                               else own)
+    # Other readings of signals that contradict each other or the position now and then.
+    if draw(st.booleans()):
+        rules.update((name, draw(st.sampled_from(readings))) for name, readings in CONFLICT_RULES.items())
     return data, signals, rules, trail, options
 
 
@@ -1623,3 +1644,81 @@ def test_a_failing_parameter_set_is_its_own_error_row_and_misuse_is_refused():
 
     with pytest.raises(TypeError, match=r"Cross is a SignalStrategy: it runs in signals mode"):
         simulate(tickstep.Backtest(data, Cross).market, Cross, tickstep.BacktestConfig())
+
+
+def test_signals_that_contradict_each_other_or_the_position_are_read_as_asked():
+    # Every price 100; 5 units an entry, filled at the next open (bar k's fill: day k).
+    bt = tickstep.Backtest({"X": make_bars([(100, 101, 99, 100)] * 9)}, tickstep.Strategy)
+
+    def on(*bars):
+        return {"X": np.isin(np.arange(9), bars)}
+
+    def fills(**signals_and_rules):
+        r = bt.run_signals(size=5, size_type="amount", **signals_and_rules)
+        days = (r.fills["time"] - pd.Timestamp("2024-01-01", tz="UTC")).dt.days
+        signed = np.where(r.fills["side"] == "buy", 1, -1) * r.fills["size"]
+        return list(zip(days, signed))
+
+    # An entry and an exit together on bar 2 (long) and bar 5 (flat); an exit on bar 4.
+    same_side = {"entries": on(0, 2, 5), "exits": on(2, 4, 5)}
+    assert fills(**same_side) == [(1, 5), (3, -5)]  # the exit acts
+    assert fills(**same_side, conflict="exit") == [(1, 5), (3, -5)]
+    # The entry acts: bar 2's adds nothing (no pyramiding), bar 5's buys at day 6.
+    assert fills(**same_side, conflict="entry") == [(1, 5), (5, -5), (6, 5)]
+    assert fills(**same_side, conflict="ignore") == [(1, 5), (5, -5)]  # neither acts
+    # Both entries on bar 0; exits of both sides on bar 2.
+    both = {"entries": on(0), "short_entries": on(0), "exits": on(2), "short_exits": on(2)}
+    assert fills(**both) == []
+    assert fills(**both, side_conflict="long") == [(1, 5), (3, -5)]
+    assert fills(**both, side_conflict="short") == [(1, -5), (3, 5)]
+    # Long from bar 0, a short entry on bar 2, exits of both sides on bar 6.
+    opposite = {"entries": on(0), "short_entries": on(2), "exits": on(6), "short_exits": on(6)}
+    assert fills(**opposite) == [(1, 5), (3, -5), (3, -5), (7, 5)]  # reversed
+    assert fills(**opposite, opposite_entry="close") == [(1, 5), (3, -5)]
+    assert fills(**opposite, opposite_entry="ignore") == [(1, 5), (7, -5)]
+    # With target percent: the opposite entry only closes, or does nothing.
+    target = {"size": 0.05, "size_type": "target_percent"}
+    r = bt.run_signals(**opposite, **target, opposite_entry="close")
+    assert list(r.fills["side"]) == ["buy", "sell"] and r.fills["size"].tolist() == [5.0, 5.0]
+    r = bt.run_signals(**opposite, **target, opposite_entry="ignore")
+    assert r.fills["time"].dt.day.tolist() == [2, 8]
+    # A time exit is the rules' own: 2 bars after the fill at day 1 it exits on bar 3
+    # (filled at day 4) even where an entry wins over exit signals; a short entry there
+    # still reverses, or only closes nothing more, or is ignored.
+    timed = {"entries": on(0, 3), "short_entries": on(3), "exits": on(6), "short_exits": on(6),
+             "exit_after_bars": 2, "conflict": "entry"}
+    assert fills(**timed) == [(1, 5), (4, -5), (4, -5), (7, 5)]
+    assert fills(**timed, opposite_entry="close") == [(1, 5), (4, -5)]
+    assert fills(**timed, opposite_entry="ignore") == [(1, 5), (4, -5)]
+
+
+def test_readings_of_conflicting_signals_are_refused_by_name_and_vary_in_a_grid_and_a_strategy():
+    data, bt, rng, entries, exits = _grid_case(41, 0.2)
+    with pytest.raises(tickstep.ConfigError, match=r"conflict='exits': must be one of exit, entry, "
+                                                   r"ignore — did you mean 'exit'\?"):
+        bt.run_signals(entries, exits, conflict="exits")
+    with pytest.raises(tickstep.ConfigError, match=r"side_conflict='both': must be one of ignore, long, "
+                                                   r"short"):
+        bt.run_signals(entries, exits, side_conflict="both")
+    with pytest.raises(tickstep.ConfigError, match=r"signal set 'b': opposite_entry=True: must be one "
+                                                   r"of reverse, close, ignore"):
+        bt.run_signal_grid({"a": {"entries": entries}, "b": {"entries": entries, "opposite_entry": True}})
+    shorts = {s: rng.random(len(df)) < 0.2 for s, df in data.items()}
+    sets = {(conflict, opposite): {"entries": entries, "exits": exits, "short_entries": shorts,
+                                   "conflict": conflict, "opposite_entry": opposite}
+            for conflict in CONFLICT_RULES["conflict"] for opposite in CONFLICT_RULES["opposite_entry"]}
+    table = bt.run_signal_grid(sets, size=0.2, threads=2)
+    for key, sig in sets.items():
+        alone = bt.run_signals(**sig, size=0.2).stats
+        pd.testing.assert_series_equal(table.loc[key].rename(None), alone.rename(None)[table.columns],
+                                       check_exact=True, check_dtype=False)
+    # Each reading of each option changed the run (with the other option's default).
+    equity = table["Equity Final [$]"]
+    assert equity.xs("reverse", level=1).nunique() == equity.xs("exit", level=0).nunique() == 3
+    # The readings are a SignalStrategy's parameters too: a grid over them.
+    cross = tickstep.Backtest(data, Cross, on_reject="ignore")
+    sig = _cross_signals(data, 3, 8)
+    assert_same_run(cross.run(conflict="ignore"), bt.run_signals(**sig, size=0.3, conflict="ignore"))
+    rows = cross.optimize(conflict=list(CONFLICT_RULES["conflict"]), cache=False)
+    for _, row in rows.iterrows():
+        assert row["Equity Final [$]"] == cross.run(conflict=row["conflict"]).stats["Equity Final [$]"]

@@ -118,7 +118,9 @@ def test_run_trades_a_signal_strategy_by_name_module_or_file(plugin, store, how,
     out = json.loads(done.stdout)
     assert out["parameters"] == {"size": 0.3, "size_type": "percent", "sl": None, "tp": None,
                                  "sl_trail": None, "lot_size": None, "accumulate": False, "exit_after_bars": None,
-                                 "limit": None, "limit_bars": None, "fast": 7, "slow": 30}
+                                 "limit": None, "limit_bars": None, "conflict": "exit",
+                                 "side_conflict": "ignore", "opposite_entry": "reverse", "fast": 7,
+                                 "slow": 30}
     expected = expected_stats(store, 7, 30, cash=50_000)
     assert expected["# Trades"] > 0
     for label in ("# Trades", "Equity Final [$]", "Return [%]", "Commissions [$]"):
@@ -183,6 +185,16 @@ def test_rules_by_symbol_are_given_as_json_to_run_and_batch(plugin, store, tmp_p
     for label in ("# Trades", "Equity Final [$]", "Return [%]"):
         assert out["stats"][label] == limited[label], label
     assert limited["Equity Final [$]"] != bt.run_signals(entries, exits, size=0.3).stats["Equity Final [$]"]
+    # How conflicting signals are read: words.
+    done = tickstep_cli("run", "signal_cross", "--data", str(store), "-p", "fast=7", "-p", "slow=30",
+                        "-p", "conflict=entry", "-p", "opposite_entry=close", "--json",
+                        env=env_with(plugin), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert (out["parameters"]["conflict"], out["parameters"]["opposite_entry"]) == ("entry", "close")
+    read = bt.run_signals(entries, exits, size=0.3, conflict="entry", opposite_entry="close").stats
+    for label in ("# Trades", "Equity Final [$]", "Return [%]"):
+        assert out["stats"][label] == read[label], label
 
     rows_file = tmp_path / "rows.csv"
     stops = [{first: 0.02, symbols[1]: 0.05}, {first: 0.1}]

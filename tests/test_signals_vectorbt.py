@@ -37,6 +37,11 @@ difference is named here:
   bar's low against it; vectorbt raises it with the highs of the bars before only. They
   are not compared.
 
+Signals that contradict each other or the position (an entry and an exit of one side on
+one bar, both entries, an entry against the position) are read by rules each library
+sets its own default for; they are compared with the same readings asked of both
+(`test_signals_that_contradict_each_other_or_the_position_are_read_as_vectorbt_reads_them`).
+
 A fixed fee per fill is charged only in runs of ``size_type="percent_at_fill"``, long only
 (no reversal): there both take it off the money before the units are worked out.
 """
@@ -49,6 +54,7 @@ import pytest
 import tickstep
 import vectorbt as vbt
 from conftest import walk
+from tickstep.signals import CONFLICT_RULES
 
 CASH = 1_000_000.0
 
@@ -110,6 +116,11 @@ def vectorbt_run(bars, signals, *, next_open: bool, options: dict, run: dict):  
             if isinstance(stop, dict):
                 stop = np.array([stop.get(f"S{k}", np.nan) for k in range(symbols)])
             kw[theirs] = stop
+    # How signals that contradict each other or the position are read, where given.
+    for ours, theirs in (("conflict", ("upon_long_conflict", "upon_short_conflict")),
+                         ("side_conflict", ("upon_dir_conflict",)),
+                         ("opposite_entry", ("upon_opposite_entry",))):
+        kw.update((name, run[ours]) for name in theirs if ours in run)
     sig = dict(signals)
     if next_open:
         # Decided at bar t's close, filled at bar t+1's open: vectorbt is told so.
@@ -208,6 +219,44 @@ def test_signals_mode_fills_as_vectorbt_does_where_both_define_the_same(case, se
     if "sl" in c["run"]:
         roles = set(result.fills["role"])
         assert {"stop_loss", "take_profit"} <= roles, roles  # the stops were exercised
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("next_open", [False, True], ids=["at the close", "at the next open"])
+@pytest.mark.parametrize("readings", [("ignore", "ignore", "reverse"), ("entry", "long", "close"),
+                                      ("exit", "short", "ignore"), ("ignore", "short", "close")],
+                         ids="-".join)
+def test_signals_that_contradict_each_other_or_the_position_are_read_as_vectorbt_reads_them(
+        readings, next_open, seed):
+    # Each kind drawn on its own: many bars have an entry and an exit of one side, both
+    # entries, or an entry against the position. tickstep's `conflict`, `side_conflict`
+    # and `opposite_entry` against vectorbt's `upon_long_conflict` and
+    # `upon_short_conflict`, `upon_dir_conflict` and `upon_opposite_entry`.
+    conflict, side_conflict, opposite_entry = readings
+    n, symbols = 2_000, 2
+    bars = walk(seed, n, symbols)
+    rng = np.random.default_rng(seed + 2_000)
+    signals = {k: rng.random((n, symbols)) < 0.1
+               for k in ("entries", "exits", "short_entries", "short_exits")}
+    assert (signals["entries"] & signals["exits"]).sum() > 20
+    assert (signals["entries"] & signals["short_entries"]).sum() > 20
+    run = {"size": 2.0, "size_type": "amount", "conflict": conflict,
+           "side_conflict": side_conflict, "opposite_entry": opposite_entry}
+    same = dict(next_open=next_open, options={"commission": 0.001, "slippage": 2.0}, run=run)
+    result, index, names = tickstep_run(bars, signals, **same)
+    ours = tickstep_fills(result, index, names)
+    theirs, profit = vectorbt_run(bars, signals, **same)
+    assert len(ours) > 100, "too few fills to compare"
+    assert [r[:3] for r in ours] == [r[:3] for r in theirs]
+    np.testing.assert_allclose([r[3] for r in ours], [r[3] for r in theirs], rtol=1e-12)
+    np.testing.assert_allclose([r[4] for r in ours], [r[4] for r in theirs], rtol=1e-12)
+    np.testing.assert_allclose([r[5] for r in ours], [r[5] for r in theirs], rtol=1e-9, atol=1e-12)
+    equity = float(result.stats["Equity Final [$]"])
+    assert equity - CASH == pytest.approx(profit, rel=1e-9, abs=1e-7)
+    # Each reading changed the run: the default readings give other fills.
+    default = {k: v for k, v in run.items() if k not in CONFLICT_RULES}
+    plain, _, _ = tickstep_run(bars, signals, **{**same, "run": default})
+    assert tickstep_fills(plain, index, names) != ours
 
 
 @pytest.mark.parametrize("seed", range(4))

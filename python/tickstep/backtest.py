@@ -276,7 +276,8 @@ class Backtest:
                     tp_price: Any = None, sl_trail: Any = None,
                     lot_size: Any = None, accumulate: bool = False,
                     exit_after_bars: Any = None, limit: Any = None, limit_price: Any = None,
-                    limit_bars: int | None = None) -> Result:
+                    limit_bars: int | None = None, conflict: str = "exit",
+                    side_conflict: str = "ignore", opposite_entry: str = "reverse") -> Result:
         """Backtest boolean signals natively (signals mode), with this backtest's data and
         options; returns the same `Result` as `run`. No strategy class is used (a backtest
         made without one, ``Backtest(data, cash=...)``, serves it).
@@ -294,8 +295,9 @@ class Backtest:
         exit, one number, one per symbol or one per bar as ``size`` is, the position
         keeping the number on its opening entry's bar; ``limit``, a fraction better than
         the close as ``sl`` is given, or ``limit_price`` per bar: entries as limit orders,
-        working ``limit_bars`` bars or until a later signal cancels them) and the shapes
-        signals may take: `tickstep.signals`.
+        working ``limit_bars`` bars or until a later signal cancels them; ``conflict``,
+        ``side_conflict`` and ``opposite_entry``: how signals that contradict each other or
+        the position are read) and the shapes signals may take: `tickstep.signals`.
         """
         self._refuse_signals_mode()
         self._latest = run_signals(
@@ -304,7 +306,8 @@ class Backtest:
             size_type=size_type, sl=sl, tp=tp, sl_price=sl_price, tp_price=tp_price,
             sl_trail=sl_trail, lot_size=lot_size, accumulate=accumulate,
             exit_after_bars=exit_after_bars, limit=limit, limit_price=limit_price,
-            limit_bars=limit_bars, metadata=self._metadata,
+            limit_bars=limit_bars, conflict=conflict, side_conflict=side_conflict,
+            opposite_entry=opposite_entry, metadata=self._metadata,
             symbols=self._symbol_dtype, ends=self._session_ends,
         )
         return self._latest
@@ -317,7 +320,8 @@ class Backtest:
                         sl_trail: Any = None, lot_size: Any = None,
                         accumulate: bool = False, exit_after_bars: Any = None,
                         limit: Any = None, limit_price: Any = None,
-                        limit_bars: int | None = None,
+                        limit_bars: int | None = None, conflict: str = "exit",
+                        side_conflict: str = "ignore", opposite_entry: str = "reverse",
                         threads: int | None = None) -> pd.DataFrame:
         """Backtest many signal sets (``{key: {"entries": ..., "exits": ...}}``, or frames
         with one column per set and symbol as ``entries=``, ``exits=``, ...: vectorbt's
@@ -330,7 +334,8 @@ class Backtest:
             sl_price=sl_price, tp_price=tp_price, size=size, size_type=size_type, sl=sl,
             tp=tp, sl_trail=sl_trail, lot_size=lot_size, accumulate=accumulate,
             exit_after_bars=exit_after_bars, limit=limit, limit_price=limit_price,
-            limit_bars=limit_bars, threads=threads,
+            limit_bars=limit_bars, conflict=conflict, side_conflict=side_conflict,
+            opposite_entry=opposite_entry, threads=threads,
             ends=self._session_ends,
         )
 

@@ -10,11 +10,15 @@ no look-ahead is possible.
 Rules, per symbol and bar:
 
 - an entry with an exit of the same side on the same bar is ignored (the exit wins); a
-  long and a short entry together are ignored;
+  long and a short entry together are ignored; ``conflict="entry"`` lets the entry win
+  instead, ``conflict="ignore"`` ignores both (vectorbt's default); ``side_conflict=
+  "long"`` or ``"short"`` lets that side's entry win;
 - long and an exit (or a short entry): close; short and a short exit (or a long entry):
   close;
 - a long entry while flat or short buys (a reversal fills the close first, in one batch);
-  a short entry while flat or long sells; an entry on the side already held is ignored,
+  a short entry while flat or long sells (``opposite_entry="close"``: an entry against
+  the position only closes it; ``"ignore"``: it does nothing); a time exit is the rules'
+  own, not a signal: it acts whatever these say; an entry on the side already held is ignored,
   unless ``accumulate=True`` (pyramiding): then it adds an order of its size, with its
   own stops, as another ``buy`` in ``next`` would (not with ``"target_percent"``, whose
   entries re-size the position to the target instead);
@@ -141,12 +145,17 @@ BY_SYMBOL_PARAMETERS = (*PER_BAR_RULES, "lot_size")
 #: What a set of signals may hold: the signals, numbers per bar.
 BAR_KINDS = (*SIGNAL_KINDS, *PRICE_KINDS, LIMIT_PRICE_KIND, *PER_BAR_RULES)
 SIZE_TYPES = ("amount", "value", "percent", "percent_at_fill", "target_percent")
+#: How signals that contradict each other or the position held are read: each option's
+#: readings, its default first (the core's `Conflicts`).
+CONFLICT_RULES = {"conflict": ("exit", "entry", "ignore"),
+                  "side_conflict": ("ignore", "long", "short"),
+                  "opposite_entry": ("reverse", "close", "ignore")}
 #: What a signal set of a grid may set for itself (else the call's values apply).
 RULES = ("size", "size_type", "sl", "tp", "sl_trail", "lot_size", "accumulate", "exit_after_bars",
-         "limit", "limit_bars")
+         "limit", "limit_bars", *CONFLICT_RULES)
 #: Rules the core takes one per run (``lot_size`` goes to it per symbol).
 RUN_RULES = ("size", "size_type", "sl", "tp", "sl_trail", "accumulate", "exit_after_bars",
-             "limit", "limit_bars")
+             "limit", "limit_bars", *CONFLICT_RULES)
 
 Columns = list["np.ndarray | None"]
 
@@ -488,13 +497,18 @@ def _per_bar(signals: dict[str, Any], rules: dict[str, Any]) -> dict[str, Any]:
 
 def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
            lot_size: Any = None, accumulate: Any = False, exit_after_bars: Any = None,
-           limit: Any = None, limit_bars: Any = None, where: str = "") -> dict[str, Any]:
+           limit: Any = None, limit_bars: Any = None, conflict: Any = "exit",
+           side_conflict: Any = "ignore", opposite_entry: Any = "reverse",
+           where: str = "") -> dict[str, Any]:
     """The order rules checked (option names as the user spells them); ``size`` a number
     or `PER_BAR` (the rules' size is then None)."""
-    if not isinstance(size_type, str) or size_type not in SIZE_TYPES:
-        hint = did_you_mean(size_type, SIZE_TYPES) if isinstance(size_type, str) else ""
-        raise ConfigError(f"{where}size_type={size_type!r}: must be one of "
-                          f"{', '.join(SIZE_TYPES)}{hint}")
+    readings = {"size_type": (size_type, SIZE_TYPES)}
+    readings.update((name, (value, CONFLICT_RULES[name])) for name, value in (
+        ("conflict", conflict), ("side_conflict", side_conflict), ("opposite_entry", opposite_entry)))
+    for name, (value, takes) in readings.items():
+        if not isinstance(value, str) or value not in takes:
+            hint = did_you_mean(value, takes) if isinstance(value, str) else ""
+            raise ConfigError(f"{where}{name}={value!r}: must be one of {', '.join(takes)}{hint}")
     if size is not PER_BAR and not _is_number(size):
         raise ConfigError(f"{where}size={size!r}: must be a number, or one per bar (in the "
                           "shapes signals take)")
@@ -537,7 +551,8 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
             "accumulate": bool(accumulate),
             "exit_after_bars": (None if exit_after_bars is None or exit_after_bars is PER_BAR
                                 else int(exit_after_bars)),
-            "limit": number(limit), "limit_bars": None if limit_bars is None else int(limit_bars)}
+            "limit": number(limit), "limit_bars": None if limit_bars is None else int(limit_bars),
+            "conflict": conflict, "side_conflict": side_conflict, "opposite_entry": opposite_entry}
 
 
 def _lots(market: _core.Market, lot_size: Any) -> list[float | None]:
@@ -647,6 +662,9 @@ def run_signals(
     limit: Any = None,
     limit_price: Any = None,
     limit_bars: int | None = None,
+    conflict: str = "exit",
+    side_conflict: str = "ignore",
+    opposite_entry: str = "reverse",
     metadata: pd.DataFrame | None = None,
     symbols: pd.CategoricalDtype | None = None,
     ends: Any = _FROM_CONFIG,
@@ -667,8 +685,12 @@ def run_signals(
     bars after its entry (a time exit); ``limit`` (a fraction better than the entry bar's
     close: one number, one per symbol or one per bar) or ``limit_price`` (per bar) makes
     entries limit orders, working ``limit_bars`` bars (None: until filled or cancelled by
-    a later signal). Options (cash, commission, trade_on_close, ...) come from
-    ``config``.
+    a later signal). ``conflict`` says what an entry and an exit of the same side on one
+    bar do (``"exit"``: the exit acts; ``"entry"``: the entry does; ``"ignore"``: neither,
+    vectorbt's default), ``side_conflict`` what a long and a short entry on one bar do
+    (``"ignore"``, ``"long"``, ``"short"``), ``opposite_entry`` what an entry against the
+    position does (``"reverse"``, ``"close"``: only close it, ``"ignore"``). Options (cash,
+    commission, trade_on_close, ...) come from ``config``.
     """
     signals = {"entries": entries, "exits": exits, "short_entries": short_entries,
                "short_exits": short_exits, "sl_price": sl_price, "tp_price": tp_price,
@@ -677,7 +699,8 @@ def run_signals(
     given = _per_bar(signals, {"size": size, "sl": sl, "tp": tp, "sl_trail": sl_trail,
                                "exit_after_bars": exit_after_bars, "limit": limit})
     rules = _rules(**given, size_type=size_type, lot_size=lot_size, accumulate=accumulate,
-                   limit_bars=limit_bars)
+                   limit_bars=limit_bars, conflict=conflict, side_conflict=side_conflict,
+                   opposite_entry=opposite_entry)
     (engine,), (error,) = _run_native(market, config, [signals], [rules], ends, threads=1)
     if error is not None:
         raise error
@@ -858,6 +881,9 @@ def run_signal_grid(
     limit: Any = None,
     limit_price: Any = None,
     limit_bars: int | None = None,
+    conflict: str = "exit",
+    side_conflict: str = "ignore",
+    opposite_entry: str = "reverse",
     threads: int | None = None,
     ends: Any = _FROM_CONFIG,
 ) -> pd.DataFrame:
@@ -868,7 +894,8 @@ def run_signal_grid(
     ``{"entries": ..., "exits": ..., "short_entries": ..., "short_exits": ...}``, each in
     any shape `run_signals` takes, plus optionally its own ``size``, ``sl``, ``tp``,
     ``sl_trail``, ``exit_after_bars``, ``limit`` (each a number, one per symbol or one
-    per bar), ``size_type``, ``lot_size``, ``accumulate``, ``limit_bars``, ``sl_price``,
+    per bar), ``size_type``, ``lot_size``, ``accumulate``, ``limit_bars``, ``conflict``,
+    ``side_conflict``, ``opposite_entry``, ``sl_price``,
     ``tp_price`` and ``limit_price`` (else
     the call's apply; one given per symbol or per bar to the call applies to every set).
     Each row
@@ -927,7 +954,8 @@ def run_signal_grid(
         _check_kinds(sig, f"signal set {key!r}", RULES)
         own = {"size": size, "size_type": size_type, "sl": sl, "tp": tp, "sl_trail": sl_trail,
                "lot_size": lot_size, "accumulate": accumulate, "exit_after_bars": exit_after_bars,
-               "limit": limit, "limit_bars": limit_bars}
+               "limit": limit, "limit_bars": limit_bars, "conflict": conflict,
+               "side_conflict": side_conflict, "opposite_entry": opposite_entry}
         own.update((k, sig.pop(k)) for k in RULES if k in sig)
         rules.append(_rules(**_per_bar(sig, own), where=f"signal set {key!r}: "))
         sets.append(sig)
@@ -966,9 +994,11 @@ class SignalStrategy(Strategy):
     ``sl`` and ``tp`` (fractions of the entry bar's close), ``sl_trail`` (a trailing
     stop-loss, a fraction of the best price since the entry), ``lot_size`` (entries in
     whole lots), ``accumulate`` (pyramiding), ``exit_after_bars`` (a time exit),
-    ``limit`` (entries as limit orders that fraction better than the close) and
-    ``limit_bars`` (how long they work); ``size``, the three stops, the time exit and the
-    limit one number or ``{symbol: number}``; see `tickstep.signals`.
+    ``limit`` (entries as limit orders that fraction better than the close),
+    ``limit_bars`` (how long they work), and ``conflict``, ``side_conflict`` and
+    ``opposite_entry`` (how signals that contradict each other or the position are read);
+    ``size``, the three stops, the time exit and the limit one number or ``{symbol:
+    number}``; see `tickstep.signals`.
 
     Signals that depend on other symbols (a rank across them, a spread, a pair) are
     written ``market_signals(bars)`` instead: it receives every symbol's bars at once
@@ -1010,6 +1040,9 @@ class SignalStrategy(Strategy):
     exit_after_bars: int | dict[str, int] | None = None
     limit: float | dict[str, float] | None = None
     limit_bars: int | None = None
+    conflict: str = "exit"
+    side_conflict: str = "ignore"
+    opposite_entry: str = "reverse"
 
     def signals(self, symbol: str, bars: pd.DataFrame) -> Mapping[str, Any]:
         """This symbol's signals from its bars (see the class documentation)."""
@@ -1081,7 +1114,9 @@ def _signals_of(cls: type[SignalStrategy], params: Mapping[str, Any], symbols: l
              for name in PER_BAR_RULES}
     rules = _rules(**_per_bar(sets, given), size_type=instance.size_type,
                    lot_size=instance.lot_size, accumulate=instance.accumulate,
-                   limit_bars=instance.limit_bars, where=f"{cls.__name__}: ")
+                   limit_bars=instance.limit_bars, conflict=instance.conflict,
+                   side_conflict=instance.side_conflict, opposite_entry=instance.opposite_entry,
+                   where=f"{cls.__name__}: ")
     return sets, rules, instance
 
 

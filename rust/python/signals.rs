@@ -9,8 +9,8 @@ use pyo3::types::PyDict;
 use super::engine::{order_columns, trade_stat_columns, PyEngine};
 use super::errors::IntoPyResult;
 use crate::signals::{
-    run_grid, summarise_grid, GridRun, RunSummary, SignalRules, SignalStrategy, SizeType,
-    SymbolSignals,
+    run_grid, summarise_grid, Conflicts, GridRun, RunSummary, SignalRules, SignalStrategy,
+    SizeType, SymbolSignals,
 };
 
 /// Per run, per symbol: one optional column.
@@ -128,6 +128,9 @@ struct RunRules {
     exit_after_bars: Option<Vec<Option<usize>>>,
     limit: Option<Vec<Option<f64>>>,
     limit_bars: Option<Vec<Option<usize>>>,
+    conflict: Option<Vec<String>>,
+    side_conflict: Option<Vec<String>>,
+    opposite_entry: Option<Vec<String>>,
     trade_start: Option<i64>,
 }
 
@@ -149,6 +152,17 @@ fn grid_runs<'e, 'a>(
     let exit_after_bars = per_run("exit_after_bars", or_none(rules.exit_after_bars, n), n)?;
     let limit = per_run("limit", or_none(rules.limit, n), n)?;
     let limit_bars = per_run("limit_bars", or_none(rules.limit_bars, n), n)?;
+    // (Not given: the rules' defaults.)
+    let spelt = |name, given: Option<Vec<String>>, default: &str| {
+        per_run(
+            name,
+            given.unwrap_or_else(|| vec![default.to_string(); n]),
+            n,
+        )
+    };
+    let conflict = spelt("conflict", rules.conflict, "exit")?;
+    let side_conflict = spelt("side_conflict", rules.side_conflict, "ignore")?;
+    let opposite_entry = spelt("opposite_entry", rules.opposite_entry, "reverse")?;
     let trade_start = rules.trade_start;
     let symbols = symbol_counts(engines);
     let lot_size = match rules.lot_size {
@@ -177,6 +191,8 @@ fn grid_runs<'e, 'a>(
             exit_after_bars: exit_after_bars[k],
             limit: limit[k],
             limit_bars: limit_bars[k],
+            conflicts: Conflicts::parse(&conflict[k], &side_conflict[k], &opposite_entry[k])
+                .py_err(py)?,
         };
         let signals = (0..engine.engine.market().symbol_count())
             .map(|s| SymbolSignals {
@@ -237,7 +253,9 @@ pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
 /// [symbol]`: its entries in whole lots, none when not given; `accumulate[k]`: entries
 /// add to a position on their side, false when not given; `exit_after_bars[k]`: the time
 /// exit, `limit[k]`, `limit_bars[k]`: the limit entries' fraction and bars, none when not
-/// given) on `threads` threads (all cores when None), the interpreter
+/// given; `conflict[k]`, `side_conflict[k]`, `opposite_entry[k]`: how signals that
+/// contradict each other or the position are read, "exit", "ignore" and "reverse" when
+/// not given) on `threads` threads (all cores when None), the interpreter
 /// released. The engines are ready to read after; returns per engine None, or the
 /// exception its run ended with.
 ///
@@ -250,7 +268,7 @@ pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
 /// included), and returns None. An exception of ``on_run`` (or Ctrl-C) stops the runs
 /// not started yet and is raised. The engines are then spent (their logs read as empty).
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, time_exits=None, limit_price=None, limit_fraction=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, limit=None, limit_bars=None, trade_start=None, threads=None, on_run=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, time_exits=None, limit_price=None, limit_fraction=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, limit=None, limit_bars=None, conflict=None, side_conflict=None, opposite_entry=None, trade_start=None, threads=None, on_run=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signals(
     py: Python<'_>,
@@ -278,6 +296,9 @@ pub fn run_signals(
     exit_after_bars: Option<Vec<Option<usize>>>,
     limit: Option<Vec<Option<f64>>>,
     limit_bars: Option<Vec<Option<usize>>>,
+    conflict: Option<Vec<String>>,
+    side_conflict: Option<Vec<String>>,
+    opposite_entry: Option<Vec<String>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
     on_run: Option<Py<PyAny>>,
@@ -304,6 +325,9 @@ pub fn run_signals(
         exit_after_bars,
         limit,
         limit_bars,
+        conflict,
+        side_conflict,
+        opposite_entry,
         trade_start,
     };
     let runs = grid_runs(py, &mut engines, &columns, rules)?;

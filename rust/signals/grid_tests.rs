@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::*;
 use crate::config::{Commission, Config};
 use crate::market::{Market, SymbolBars};
-use crate::signals::{SignalRules, SizeType, SymbolSignals};
+use crate::signals::{Conflicts, SignalRules, SizeType, SymbolSignals};
 
 fn market(symbols: usize, bars: usize) -> Arc<Market> {
     let data = (0..symbols)
@@ -60,6 +60,7 @@ fn rules(size: f64) -> SignalRules {
         exit_after_bars: None,
         limit: None,
         limit_bars: None,
+        conflicts: Conflicts::default(),
     }
 }
 
