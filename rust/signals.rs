@@ -200,7 +200,7 @@ impl Conflicts {
     /// (`SameSide::settle`, the first of the readings). A time exit due (`timed_out`) is
     /// the rules' own, not a signal: it exits the side held, and an entry of that side is
     /// then ignored, before the other readings.
-    #[inline]
+    #[inline(always)]
     fn decide(self, kinds: u64, held: f64, timed_out: bool) -> (bool, bool, f64) {
         let exit_long = kinds & EXIT != 0 || (timed_out && held > 0.0);
         let exit_short = kinds & SHORT_EXIT != 0 || (timed_out && held < 0.0);
@@ -222,6 +222,20 @@ impl Conflicts {
             exit_short || (close && held < 0.0),
             0.0,
         )
+    }
+
+    /// Whether these readings of both entries or of an entry against the position differ
+    /// from the defaults (the rules then read them out of line, `decide_out_of_line`).
+    fn rereads(self) -> bool {
+        self.both_sides != BothSides::default() || self.opposite_entry != OppositeEntry::default()
+    }
+
+    /// `decide`, out of the rules' hot path: a run with the default readings has them
+    /// folded into it, and one with others calls this.
+    #[cold]
+    #[inline(never)]
+    fn decide_out_of_line(self, kinds: u64, held: f64, timed_out: bool) -> (bool, bool, f64) {
+        self.decide(kinds, held, timed_out)
     }
 }
 
@@ -1160,7 +1174,10 @@ impl<'a> SignalStrategy<'a> {
         }
         let held = desk.held(symbol);
         // (An entry whose size on this bar is not above 0 was never set: `SignalBars`.)
-        let (exit_long, exit_short, want) = self.rules.conflicts.decide(kinds, held, timed_out);
+        let (exit_long, exit_short, want) = match self.rules.conflicts.rereads() {
+            false => Conflicts::default().decide(kinds, held, timed_out),
+            true => (self.rules.conflicts).decide_out_of_line(kinds, held, timed_out),
+        };
         let exits = (held > 0.0 && exit_long) || (held < 0.0 && exit_short);
         if self.limits && (want != 0.0 || exit_long || exit_short) {
             // The latest signal decides: a limit entry still working is cancelled by an
