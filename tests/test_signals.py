@@ -1722,3 +1722,53 @@ def test_readings_of_conflicting_signals_are_refused_by_name_and_vary_in_a_grid_
     rows = cross.optimize(conflict=list(CONFLICT_RULES["conflict"]), cache=False)
     for _, row in rows.iterrows():
         assert row["Equity Final [$]"] == cross.run(conflict=row["conflict"]).stats["Equity Final [$]"]
+
+
+def _renamed(value, names):
+    """``value`` (a mapping by symbol, a frame with a column per symbol, a Series indexed
+    by symbol, or anything else) with the symbols renamed by ``names``."""
+    if isinstance(value, dict) and value and set(value) <= set(names):
+        return {names[k]: v for k, v in value.items()}
+    if isinstance(value, pd.DataFrame):
+        return value.rename(columns=names)
+    if isinstance(value, pd.Series) and set(value.index) <= set(names):
+        return value.rename(index=names)
+    return value
+
+
+def _named_by_place(result, order):
+    """The run's fills, trades and orders with each symbol replaced by its place in the
+    data's order, and its statistics."""
+    place = {name: k for k, name in enumerate(order)}
+    frames = []
+    for frame in (result.fills, result.trades, result.orders):
+        frame = frame.reset_index(drop=True).copy()
+        frame["symbol"] = frame["symbol"].astype(str).map(place)
+        frames.append(frame)
+    return frames, result.equity, result.stats.drop(["Strategy"], errors="ignore")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets_and_signals())
+def test_a_signals_run_is_the_same_whatever_the_symbols_are_called(case):
+    # The symbols renamed so that their names sort the other way round (the data's order
+    # kept): every fill, trade, order, the equity and the statistics are the same, bit for
+    # bit, with each symbol in its place. Cash is short now and then, so entries of one
+    # bar compete for it and the order they are served in shows.
+    data, signals, rules, _, options = case
+    if not signals["entries"] and not signals["short_entries"]:
+        signals["entries"] = {name: np.ones(len(df), dtype=bool) for name, df in data.items()}
+    options = {**options, "cash": 10_000.0 if len(data) % 2 else 1_500.0}
+    names = {name: f"{'ZYX'[k]}_{name.lower()}" for k, name in enumerate(data)}
+    runs = []
+    for rename in ({name: name for name in data}, names):
+        bt = tickstep.Backtest(_renamed(data, rename), tickstep.Strategy, on_reject="ignore",
+                               **{k: _renamed(v, rename) for k, v in options.items()})
+        kinds = {k: _renamed(v, rename) for k, v in signal_kinds(signals).items()}
+        run = bt.run_signals(**kinds, **{k: _renamed(v, rename) for k, v in rules.items()})
+        runs.append(_named_by_place(run, list(rename.values())))
+    (frames, equity, stats), (frames_renamed, equity_renamed, stats_renamed) = runs
+    for a, b in zip(frames, frames_renamed):
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    pd.testing.assert_series_equal(equity, equity_renamed, check_exact=True)
+    pd.testing.assert_series_equal(stats, stats_renamed, check_exact=True)
