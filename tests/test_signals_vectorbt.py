@@ -138,6 +138,22 @@ def vectorbt_run(bars, signals, *, next_open: bool, options: dict, run: dict):  
     return fills, float(np.sum(pf.final_value().to_numpy() - CASH))
 
 
+def assert_fills_agree(result, index, names, vectorbt, at_least):  # type: ignore[no-untyped-def]
+    """Every fill of tickstep's run (its bar, symbol, side, size, price and fee) and its
+    profit as vectorbt's run gives them (``vectorbt``: `vectorbt_run`'s fills and profit),
+    with more than ``at_least`` fills to compare; tickstep's fills."""
+    ours = tickstep_fills(result, index, names)
+    theirs, profit = vectorbt
+    assert len(ours) > at_least, "too few fills to compare"
+    assert [r[:3] for r in ours] == [r[:3] for r in theirs]
+    np.testing.assert_allclose([r[3] for r in ours], [r[3] for r in theirs], rtol=1e-12)
+    np.testing.assert_allclose([r[4] for r in ours], [r[4] for r in theirs], rtol=1e-12)
+    np.testing.assert_allclose([r[5] for r in ours], [r[5] for r in theirs], rtol=1e-9, atol=1e-12)
+    equity = float(result.stats["Equity Final [$]"])
+    assert equity - CASH == pytest.approx(profit, rel=1e-9, abs=1e-7)
+    return ours
+
+
 def acted_only_by_tickstep(result, index, names, signals) -> np.ndarray:  # type: ignore[no-untyped-def]
     """Where a stop filled on a bar with an entry signal (vectorbt's one order per bar
     leaves that entry unacted): a mask of those bars and columns."""
@@ -207,15 +223,7 @@ def test_signals_mode_fills_as_vectorbt_does_where_both_define_the_same(case, se
         result, index, names = tickstep_run(bars, signals, **same)
     else:
         pytest.fail("the entries on stop bars did not settle")
-    ours = tickstep_fills(result, index, names)
-    theirs, profit = vectorbt_run(bars, signals, **same)
-    assert len(ours) > 20, "too few fills to compare"
-    assert [r[:3] for r in ours] == [r[:3] for r in theirs]
-    np.testing.assert_allclose([r[3] for r in ours], [r[3] for r in theirs], rtol=1e-12)
-    np.testing.assert_allclose([r[4] for r in ours], [r[4] for r in theirs], rtol=1e-12)
-    np.testing.assert_allclose([r[5] for r in ours], [r[5] for r in theirs], rtol=1e-9, atol=1e-12)
-    equity = float(result.stats["Equity Final [$]"])
-    assert equity - CASH == pytest.approx(profit, rel=1e-9, abs=1e-7)
+    assert_fills_agree(result, index, names, vectorbt_run(bars, signals, **same), at_least=20)
     if "sl" in c["run"]:
         roles = set(result.fills["role"])
         assert {"stop_loss", "take_profit"} <= roles, roles  # the stops were exercised
@@ -244,15 +252,7 @@ def test_signals_that_contradict_each_other_or_the_position_are_read_as_vectorbt
            "side_conflict": side_conflict, "opposite_entry": opposite_entry}
     same = dict(next_open=next_open, options={"commission": 0.001, "slippage": 2.0}, run=run)
     result, index, names = tickstep_run(bars, signals, **same)
-    ours = tickstep_fills(result, index, names)
-    theirs, profit = vectorbt_run(bars, signals, **same)
-    assert len(ours) > 100, "too few fills to compare"
-    assert [r[:3] for r in ours] == [r[:3] for r in theirs]
-    np.testing.assert_allclose([r[3] for r in ours], [r[3] for r in theirs], rtol=1e-12)
-    np.testing.assert_allclose([r[4] for r in ours], [r[4] for r in theirs], rtol=1e-12)
-    np.testing.assert_allclose([r[5] for r in ours], [r[5] for r in theirs], rtol=1e-9, atol=1e-12)
-    equity = float(result.stats["Equity Final [$]"])
-    assert equity - CASH == pytest.approx(profit, rel=1e-9, abs=1e-7)
+    ours = assert_fills_agree(result, index, names, vectorbt_run(bars, signals, **same), at_least=100)
     # Each reading changed the run: the default readings give other fills.
     default = {k: v for k, v in run.items() if k not in CONFLICT_RULES}
     plain, _, _ = tickstep_run(bars, signals, **{**same, "run": default})
