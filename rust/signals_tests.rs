@@ -436,7 +436,7 @@ fn conflicting_signals_are_read_as_the_rules_say() {
     let on = |bars: &[usize]| (0..9).map(|i| bars.contains(&i)).collect::<Vec<bool>>();
     let fills = |sig: SymbolSignals<'_>, conflict: &str, sides: &str, opposite: &str| {
         let mut r = rules(5.0, SizeType::Amount);
-        r.conflicts = Conflicts::parse(conflict, sides, opposite).unwrap();
+        r.conflicts = Conflicts::parse(Some(conflict), Some(sides), Some(opposite)).unwrap();
         let [event, sparse] = both_runs(&m, sig, r).map(|e| {
             let held = e.portfolio().position(0).size;
             let f = e.fills().into_iter().map(|f| (f.ts, f.direction * f.size));
@@ -510,7 +510,7 @@ fn conflicting_signals_are_read_as_the_rules_say() {
     let timed = |opposite| {
         let mut r = rules(5.0, SizeType::Amount);
         r.exit_after_bars = Some(2);
-        r.conflicts = Conflicts::parse("entry", "ignore", opposite).unwrap();
+        r.conflicts = Conflicts::parse(Some("entry"), Some("ignore"), Some(opposite)).unwrap();
         let [event, sparse] = both_runs(&m, sig, r).map(|e| {
             let f = e.fills().into_iter().map(|f| (f.ts, f.direction * f.size));
             f.collect::<Vec<_>>()
@@ -524,7 +524,10 @@ fn conflicting_signals_are_read_as_the_rules_say() {
     assert_eq!(timed("reverse"), reverse);
 
     // Each option refuses what it does not take, by name.
-    let refused = |a, b, c| Conflicts::parse(a, b, c).unwrap_err().to_string();
+    let refused = |a, b, c| {
+        let parsed = Conflicts::parse(Some(a), Some(b), Some(c));
+        parsed.unwrap_err().to_string()
+    };
     assert!(refused("exits", "ignore", "reverse")
         .contains("conflict = \"exits\": must be 'exit', 'entry' or 'ignore'"));
     assert!(refused("exit", "both", "reverse")
@@ -1094,7 +1097,7 @@ fn random_case(seed: u64) -> Case {
         let same_side = pick(&mut d, ["exit", "entry", "ignore"]);
         let sides = pick(&mut d, ["ignore", "long", "short"]);
         let opposite = pick(&mut d, ["reverse", "close", "ignore"]);
-        rules.conflicts = Conflicts::parse(same_side, sides, opposite).unwrap();
+        rules.conflicts = Conflicts::parse(Some(same_side), Some(sides), Some(opposite)).unwrap();
     }
     Case {
         market: Arc::new(market),

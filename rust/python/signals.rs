@@ -52,6 +52,11 @@ fn slices<'a, T: Element>(
         .collect()
 }
 
+/// Run `k`'s spelling of a rule given by its word per run (`None`: not given).
+fn reading(given: &Option<Vec<String>>, k: usize) -> Option<&str> {
+    given.as_ref().map(|v| v[k].as_str())
+}
+
 /// A rule left out: none for each of `n` runs.
 fn or_none<T: Clone>(values: Option<Vec<Option<T>>>, n: usize) -> Vec<Option<T>> {
     values.unwrap_or_else(|| vec![None; n])
@@ -152,17 +157,11 @@ fn grid_runs<'e, 'a>(
     let exit_after_bars = per_run("exit_after_bars", or_none(rules.exit_after_bars, n), n)?;
     let limit = per_run("limit", or_none(rules.limit, n), n)?;
     let limit_bars = per_run("limit_bars", or_none(rules.limit_bars, n), n)?;
-    // (Not given: the rules' defaults.)
-    let spelt = |name, given: Option<Vec<String>>, default: &str| {
-        per_run(
-            name,
-            given.unwrap_or_else(|| vec![default.to_string(); n]),
-            n,
-        )
-    };
-    let conflict = spelt("conflict", rules.conflict, "exit")?;
-    let side_conflict = spelt("side_conflict", rules.side_conflict, "ignore")?;
-    let opposite_entry = spelt("opposite_entry", rules.opposite_entry, "reverse")?;
+    // (Not given: the core's default readings.)
+    let spelt = |name, given: Option<Vec<String>>| given.map(|v| per_run(name, v, n)).transpose();
+    let conflict = spelt("conflict", rules.conflict)?;
+    let side_conflict = spelt("side_conflict", rules.side_conflict)?;
+    let opposite_entry = spelt("opposite_entry", rules.opposite_entry)?;
     let trade_start = rules.trade_start;
     let symbols = symbol_counts(engines);
     let lot_size = match rules.lot_size {
@@ -191,8 +190,12 @@ fn grid_runs<'e, 'a>(
             exit_after_bars: exit_after_bars[k],
             limit: limit[k],
             limit_bars: limit_bars[k],
-            conflicts: Conflicts::parse(&conflict[k], &side_conflict[k], &opposite_entry[k])
-                .py_err(py)?,
+            conflicts: Conflicts::parse(
+                reading(&conflict, k),
+                reading(&side_conflict, k),
+                reading(&opposite_entry, k),
+            )
+            .py_err(py)?,
         };
         let signals = (0..engine.engine.market().symbol_count())
             .map(|s| SymbolSignals {
@@ -254,10 +257,9 @@ pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
 /// add to a position on their side, false when not given; `exit_after_bars[k]`: the time
 /// exit, `limit[k]`, `limit_bars[k]`: the limit entries' fraction and bars, none when not
 /// given; `conflict[k]`, `side_conflict[k]`, `opposite_entry[k]`: how signals that
-/// contradict each other or the position are read, "exit", "ignore" and "reverse" when
-/// not given) on `threads` threads (all cores when None), the interpreter
-/// released. The engines are ready to read after; returns per engine None, or the
-/// exception its run ended with.
+/// contradict each other or the position are read, the core's defaults when not given)
+/// on `threads` threads (all cores when None), the interpreter released. The engines are
+/// ready to read after; returns per engine None, or the exception its run ended with.
 ///
 /// With `on_run`, keeps of each run only what its row of statistics reads: calls
 /// ``on_run(k, summary)`` on this thread as run ``k`` ends (in any order), the summary
