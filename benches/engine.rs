@@ -505,6 +505,7 @@ fn signals(c: &mut Bench) {
         limit: None,
         limit_bars: None,
         conflicts: Conflicts::default(),
+        exit_portion: None,
     };
     let mut g = c.benchmark_group("signals");
     g.sample_size(10);

@@ -12,7 +12,9 @@
 //!   may read them otherwise: the entry wins, or neither acts; the long or the short
 //!   entry wins.
 //! - Long and an exit, or a short entry: close the position. Short and a short exit, or a
-//!   long entry: close it.
+//!   long entry: close it. An exit signal may close only a portion of the position
+//!   (`exit_portion`, the oldest trades first, as `close(portion)` in `next` does); a time
+//!   exit, a stop or an entry against the position closes all of it.
 //! - A long entry while flat or short (a reversal) buys; a short entry while flat or long
 //!   sells. The close and the new entry fill in one batch (the close first). `Conflicts`
 //!   may have an entry against the position only close it, or be ignored. No pyramiding:
@@ -304,6 +306,9 @@ pub struct SignalRules {
     pub limit_bars: Option<usize>,
     /// How signals that contradict each other or the position are read.
     pub conflicts: Conflicts,
+    /// The portion of the position an exit signal closes, in (0, 1] (the oldest trades
+    /// first); `None`: all of it.
+    pub exit_portion: Option<f64>,
 }
 
 impl SignalRules {
@@ -334,6 +339,9 @@ impl SignalRules {
         }
         if self.limit_bars == Some(0) {
             return bad("limit_bars = 0: must be a whole number of bars >= 1".into());
+        }
+        if let Some(x) = self.exit_portion.filter(|x| !portion_takes(*x)) {
+            return bad(format!("exit_portion = {x}: {PORTION_RULE}"));
         }
         if self.accumulate && self.size_type == SizeType::TargetPercent {
             return bad(
@@ -392,6 +400,13 @@ fn limit_takes(x: f64) -> bool {
     (0.0..1.0).contains(&x)
 }
 
+/// Whether `x` is a portion of the position an exit may close.
+fn portion_takes(x: f64) -> bool {
+    x > 0.0 && x <= 1.0
+}
+
+const PORTION_RULE: &str = "must be a portion of the position in (0, 1] (0.5: half of it, 1: all)";
+
 const LIMIT_RULE: &str = "must be a fraction of the close in [0, 1) (a long's limit at close x \
      (1 - limit), a short's at close x (1 + limit))";
 
@@ -430,6 +445,9 @@ pub struct SymbolSignals<'a> {
     /// The symbol's own limit per bar as a fraction of the close (NaN: a market entry on
     /// that bar), instead of the rules' one.
     pub limit_fraction: Option<&'a [f64]>,
+    /// The portion of the position an exit signal on each bar closes, in (0, 1] (NaN: all
+    /// of it), instead of the rules' one; or one value for all the symbol's bars.
+    pub exit_portion: Option<&'a [f64]>,
 }
 
 /// A stop of an entry decided on `bar` at `price`: the bar's own price when given per bar
@@ -558,6 +576,43 @@ fn check_time_exits(market: &Market, s: usize, sig: &SymbolSignals<'_>) -> Resul
             counts[i],
         ))),
     }
+}
+
+/// Refuse a symbol's own exit portions outside (0, 1] (NaN is all of it), naming the
+/// symbol, the bar and the rule; and a portion below 1 with lot sizes, which the rest
+/// of the position would not keep to.
+fn check_portions(
+    market: &Market,
+    s: usize,
+    sig: &SymbolSignals<'_>,
+    rules: &SignalRules,
+) -> Result<()> {
+    if let Some(portions) = sig.exit_portion {
+        if let Some(i) = portions
+            .iter()
+            .position(|&x| !x.is_nan() && !portion_takes(x))
+        {
+            return Err(EngineError::InvalidConfig(format!(
+                "exit_portion of {}{} = {}: {PORTION_RULE}; NaN on a bar: all of it",
+                market.name(s),
+                at_bar(market, s, portions.len(), i),
+                portions[i],
+            )));
+        }
+    }
+    let part = match sig.exit_portion {
+        Some(portions) => portions.iter().any(|&x| x < 1.0),
+        None => rules.exit_portion.is_some_and(|x| x < 1.0),
+    };
+    if let (true, Some(lot)) = (part, sig.lot_size) {
+        // The book closes a portion of the units held, not of its lots.
+        return Err(EngineError::InvalidConfig(format!(
+            "exit_portion of {} with lot_size = {lot}: a portion of the position below 1 \
+             would leave it in part lots (give one or the other)",
+            market.name(s)
+        )));
+    }
+    Ok(())
 }
 
 /// Refuse a symbol's limit entries that cannot be: its own limits per bar out of range
@@ -844,6 +899,9 @@ pub struct SignalStrategy<'a> {
     hold_for: Vec<Cell<Option<usize>>>,
     /// Whether any entry can be a limit order (the rules' `limit`, a symbol's own).
     limits: bool,
+    /// Whether an exit signal can close less than the whole position (the rules'
+    /// `exit_portion`, a symbol's own).
+    portions: bool,
 }
 
 impl<'a> SignalStrategy<'a> {
@@ -874,6 +932,7 @@ impl<'a> SignalStrategy<'a> {
                 ("exit_after_bars", sig.exit_after_bars, true),
                 ("limit_price", sig.limit_price, false),
                 ("limit", sig.limit_fraction, true),
+                ("exit_portion", sig.exit_portion, true),
             ]
             .map(|(name, c, one)| (name, c.map(<[f64]>::len), one));
             let lengths = lengths.map(|(name, len)| (name, len, false));
@@ -910,6 +969,7 @@ impl<'a> SignalStrategy<'a> {
             check_fractions(market, s, sig)?;
             check_time_exits(market, s, sig)?;
             check_limits(market, s, sig, &rules)?;
+            check_portions(market, s, sig, &rules)?;
             let enters = sig.entries.is_some() || sig.short_entries.is_some();
             if rules.size.is_none() && sig.size.is_none() && enters {
                 return Err(EngineError::InvalidConfig(format!(
@@ -962,6 +1022,8 @@ impl<'a> SignalStrategy<'a> {
                 .iter()
                 .any(|s| s.limit_price.is_some() || s.limit_fraction.is_some());
         let hold_for = vec![Cell::new(None); signals.len()];
+        let portions =
+            rules.exit_portion.is_some() || signals.iter().any(|s| s.exit_portion.is_some());
         Ok(SignalStrategy {
             signals,
             due,
@@ -970,6 +1032,7 @@ impl<'a> SignalStrategy<'a> {
             time_exits,
             hold_for,
             limits,
+            portions,
         })
     }
 
@@ -1153,6 +1216,39 @@ impl<'a> SignalStrategy<'a> {
         }
     }
 
+    /// The portion of `symbol`'s position (holding `held`) that closes on its bar `i`,
+    /// whose signals `kinds` ask to close it: an exit signal's portion (its own on the bar,
+    /// NaN: all; else the rules'), unless a time exit is due (`timed_out`) or an entry
+    /// against the position acts (reverses or closes it): they close all of it.
+    #[cold]
+    #[inline(never)]
+    fn closing_portion(
+        &self,
+        symbol: usize,
+        i: usize,
+        kinds: u64,
+        held: f64,
+        timed_out: bool,
+    ) -> f64 {
+        // Where the entry stands before it is read against the position.
+        let reversing = Conflicts {
+            opposite_entry: OppositeEntry::Reverse,
+            ..self.rules.conflicts
+        };
+        let (_, _, want) = reversing.decide(kinds, held, timed_out);
+        let against =
+            held * want < 0.0 && self.rules.conflicts.opposite_entry != OppositeEntry::Ignore;
+        if timed_out || against {
+            return 1.0;
+        }
+        match self.signals[symbol].exit_portion {
+            Some(portions) => Some(on_bar(portions, i))
+                .filter(|x| !x.is_nan())
+                .unwrap_or(1.0),
+            None => self.rules.exit_portion.unwrap_or(1.0),
+        }
+    }
+
     /// The first bar of `symbol` at or after `from` with a signal (`usize::MAX`: none).
     #[inline]
     fn next_signal(&self, symbol: usize) -> usize {
@@ -1210,7 +1306,13 @@ impl<'a> SignalStrategy<'a> {
             // size types) and the limit order goes from flat to the target.
             let closes = exits || (limit.is_some() && held * want < 0.0);
             if closes {
-                desk.close_position(symbol)?;
+                match self.portions {
+                    false => desk.close_position(symbol)?,
+                    true => {
+                        let portion = self.closing_portion(symbol, i, kinds, held, timed_out);
+                        desk.close_portion(symbol, portion)?
+                    }
+                };
             }
             if want == 0.0 {
                 return Ok(());
@@ -1232,7 +1334,13 @@ impl<'a> SignalStrategy<'a> {
                 .map(|_| ());
         }
         if exits || held * want < 0.0 {
-            desk.close_position(symbol)?;
+            match self.portions {
+                false => desk.close_position(symbol)?,
+                true => {
+                    let portion = self.closing_portion(symbol, i, kinds, held, timed_out);
+                    desk.close_portion(symbol, portion)?
+                }
+            };
         }
         if want == 0.0 || (held * want > 0.0 && !self.rules.accumulate) {
             return Ok(()); // no pyramiding, unless the rules accumulate
@@ -1290,6 +1398,8 @@ trait Desk {
     /// Entry `id`, just placed, is sized when it fills (`Book::size_at_fill`).
     fn size_at_fill(&mut self, id: u64, share: ShareAtFill);
     fn close_position(&mut self, symbol: usize) -> Result<Option<u64>>;
+    /// Close `portion` (0 < portion <= 1) of `symbol`'s position, the oldest trades first.
+    fn close_portion(&mut self, symbol: usize, portion: f64) -> Result<Option<u64>>;
     /// Cancel `symbol`'s working limit entries: the longs' when `long`, the shorts' when
     /// `short` (`limit_entries`).
     fn cancel_limit_entries(&mut self, symbol: usize, long: bool, short: bool);
@@ -1328,6 +1438,9 @@ impl Desk for TickContext<'_> {
     }
     fn close_position(&mut self, symbol: usize) -> Result<Option<u64>> {
         TickContext::close_position(self, symbol)
+    }
+    fn close_portion(&mut self, symbol: usize, portion: f64) -> Result<Option<u64>> {
+        TickContext::close_portion(self, symbol, portion)
     }
     fn cancel_limit_entries(&mut self, symbol: usize, long: bool, short: bool) {
         for id in limit_entries(self.working_orders(symbol), long, short) {

@@ -44,6 +44,7 @@ fn rules(size: f64, size_type: SizeType) -> SignalRules {
         limit: None,
         limit_bars: None,
         conflicts: Conflicts::default(),
+        exit_portion: None,
     }
 }
 
@@ -739,6 +740,9 @@ struct Case {
     limits: Vec<[Option<Vec<f64>>; 2]>,
     /// Per symbol: its lot size, if any.
     lot_size: Vec<Option<f64>>,
+    /// Per symbol: the portions of the position its exit signals close per bar (NaN: all
+    /// of it), when given so.
+    portions: Vec<Option<Vec<f64>>>,
     rules: SignalRules,
     config: Config,
     session_ends: Option<Vec<bool>>,
@@ -874,6 +878,7 @@ fn random_case(seed: u64) -> Case {
         limit: None,
         limit_bars: None,
         conflicts: Conflicts::default(),
+        exit_portion: None,
     };
     let config = Config {
         // Low cash now and then, so increases are rejected for margin.
@@ -946,7 +951,7 @@ fn random_case(seed: u64) -> Case {
     rules.exit_after_bars = d.chance(0.3).then(|| 1 + d.below(8) as usize);
     // Lot sizes now and then, per symbol (some without), for any size type.
     let lots = d.chance(0.3);
-    let lot_size = (0..n)
+    let lot_size: Vec<Option<f64>> = (0..n)
         .map(|_| (lots && d.chance(0.7)).then(|| [0.5, 1.0, 3.0][d.below(3) as usize]))
         .collect();
     let mut config = config;
@@ -1099,6 +1104,26 @@ fn random_case(seed: u64) -> Case {
         let opposite = pick(&mut d, ["reverse", "close", "ignore"]);
         rules.conflicts = Conflicts::parse(Some(same_side), Some(sides), Some(opposite)).unwrap();
     }
+    // Exits that close a portion of the position now and then (drawn last; not with lot
+    // sizes, which refuse them): the rules' one, or some symbols' own per bar (NaN: all).
+    let mut portions = vec![None; n];
+    if lot_size.iter().all(Option::is_none) && d.chance(0.45) {
+        let portion = |d: &mut Draw| [0.25, 0.5, 0.7, 1.0][d.below(4) as usize];
+        if d.chance(0.5) {
+            rules.exit_portion = Some(portion(&mut d));
+        } else {
+            for (s, own) in portions.iter_mut().enumerate() {
+                if d.chance(0.3) {
+                    continue;
+                }
+                let v = (0..market.bars(s).len()).map(|_| match d.chance(0.2) {
+                    true => f64::NAN,
+                    false => portion(&mut d),
+                });
+                *own = Some(v.collect::<Vec<f64>>());
+            }
+        }
+    }
     Case {
         market: Arc::new(market),
         signals,
@@ -1108,6 +1133,7 @@ fn random_case(seed: u64) -> Case {
         time_exits,
         limits,
         lot_size,
+        portions,
         rules,
         config,
         session_ends,
@@ -1293,22 +1319,26 @@ fn case_strategy(c: &Case) -> SignalStrategy<'_> {
         .zip(&c.fractions)
         .zip(&c.time_exits)
         .zip(&c.limits)
-        .map(|((((((k, p), z), &lot_size), f), t), l)| SymbolSignals {
-            entries: k[0].as_deref(),
-            exits: k[1].as_deref(),
-            short_entries: k[2].as_deref(),
-            short_exits: k[3].as_deref(),
-            stop_loss: p[0].as_deref(),
-            take_profit: p[1].as_deref(),
-            size: z.as_deref(),
-            lot_size,
-            stop_loss_fraction: f[0].as_deref(),
-            take_profit_fraction: f[1].as_deref(),
-            trail_fraction: f[2].as_deref(),
-            exit_after_bars: t.as_deref(),
-            limit_price: l[0].as_deref(),
-            limit_fraction: l[1].as_deref(),
-        })
+        .zip(&c.portions)
+        .map(
+            |(((((((k, p), z), &lot_size), f), t), l), x)| SymbolSignals {
+                entries: k[0].as_deref(),
+                exits: k[1].as_deref(),
+                short_entries: k[2].as_deref(),
+                short_exits: k[3].as_deref(),
+                stop_loss: p[0].as_deref(),
+                take_profit: p[1].as_deref(),
+                size: z.as_deref(),
+                lot_size,
+                stop_loss_fraction: f[0].as_deref(),
+                take_profit_fraction: f[1].as_deref(),
+                trail_fraction: f[2].as_deref(),
+                exit_after_bars: t.as_deref(),
+                limit_price: l[0].as_deref(),
+                limit_fraction: l[1].as_deref(),
+                exit_portion: x.as_deref(),
+            },
+        )
         .collect();
     SignalStrategy::new(&c.market, sig, c.rules).unwrap()
 }
@@ -1320,7 +1350,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
     let (mut called, mut called_quiet, mut funded, mut paid) = (0, 0, 0, 0);
     let (mut in_part, mut moved, mut multiplied, mut delisted) = (0, 0, 0, 0);
     let (mut unshortable, mut own_slippage, mut own_stops, mut own_timed) = (0, 0, 0, 0);
-    let (mut limit_filled, mut limit_cancelled, mut limit_expired) = (0, 0, 0);
+    let (mut limit_filled, mut limit_cancelled, mut limit_expired, mut portioned) = (0, 0, 0, 0);
     for seed in 0..400 {
         let c = random_case(seed);
         let mut event = case_engine(&c);
@@ -1418,6 +1448,20 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             without.run(&mut case_strategy(&none)).unwrap();
             own_timed += usize::from(outcome(&without) != a);
         }
+        if c.rules.exit_portion.is_some() || c.portions.iter().any(Option::is_some) {
+            // Cases where exits closing a portion changed the run (against all of it).
+            let mut without = case_engine(&c);
+            let whole = Case {
+                portions: vec![None; c.portions.len()],
+                rules: SignalRules {
+                    exit_portion: None,
+                    ..c.rules
+                },
+                ..c.clone()
+            };
+            without.run(&mut case_strategy(&whole)).unwrap();
+            portioned += usize::from(outcome(&without) != a);
+        }
         if c.rules.accumulate {
             // Entries filled while the position was already on their side.
             let mut held = vec![0.0; c.market.symbol_count()];
@@ -1491,6 +1535,7 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
         limit_filled,
         limit_cancelled,
         limit_expired,
+        portioned,
     ];
     eprintln!("{reached:?}");
     assert!(
@@ -1516,7 +1561,8 @@ fn the_sparse_driver_gives_the_event_driven_run_bit_for_bit() {
             && limit_expired > 50
             && own_slippage > 30
             && own_stops > 50
-            && own_timed > 30,
+            && own_timed > 30
+            && portioned > 30,
         "{reached:?}"
     );
 }
@@ -1576,6 +1622,7 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
             limit: None,
             limit_bars: None,
             conflicts: Conflicts::default(),
+            exit_portion: None,
         };
         let config = Config {
             commission: Commission {
@@ -1602,6 +1649,7 @@ fn same_tick_entries_at_the_edge_of_the_cash_fill_and_reject_as_event_driven() {
             time_exits: vec![None; n],
             limits: vec![[None, None]; n],
             lot_size: vec![None; n],
+            portions: vec![None; n],
             rules,
             config,
             session_ends: None,
@@ -1765,4 +1813,180 @@ fn one_value_for_all_a_symbols_bars_is_that_value_on_each_bar() {
     }
     // (The cases with columns of their own: many differ from their first value alone.)
     assert!(changed > 30, "{changed}");
+}
+
+#[test]
+fn an_exit_signal_closes_its_portion_of_the_position() {
+    // Every price 100 (lows 99, highs 101); 8 units an entry, filled at the next open.
+    let m = market(&[100.0; 10]);
+    let on = |bars: &[usize]| (0..10).map(|i| bars.contains(&i)).collect::<Vec<bool>>();
+    let run = |sig: SymbolSignals<'_>, r: SignalRules| {
+        let [event, sparse] = both_runs(&m, sig, r).map(|e| {
+            let f = e.fills().into_iter().map(|f| (f.ts, f.direction * f.size));
+            let closed = e
+                .portfolio()
+                .closed
+                .iter()
+                .map(|t| (t.entry_ts, t.exit_ts, t.size));
+            (
+                f.collect::<Vec<_>>(),
+                closed.collect::<Vec<_>>(),
+                e.portfolio().position(0).size,
+            )
+        });
+        assert_eq!(event, sparse);
+        event
+    };
+    let with = |portion: Option<f64>| SignalRules {
+        exit_portion: portion,
+        ..rules(8.0, SizeType::Amount)
+    };
+    // Long from bar 0; exits on bars 2, 4 and 6 close half of what is left each time.
+    let (entries, exits) = (on(&[0]), on(&[2, 4, 6]));
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        exits: Some(&exits),
+        ..Default::default()
+    };
+    let (fills, closed, held) = run(sig, with(Some(0.5)));
+    assert_eq!(fills, vec![(1, 8.0), (3, -4.0), (5, -2.0), (7, -1.0)]);
+    assert_eq!(closed, vec![(1, 3, 4.0), (1, 5, 2.0), (1, 7, 1.0)]);
+    assert_eq!(held, 1.0);
+    // The whole position, as before, with none given or 1.
+    let all = run(sig, with(Some(1.0)));
+    assert_eq!(all, run(sig, with(None)));
+    assert_eq!(all.0, vec![(1, 8.0), (3, -8.0)]);
+
+    // The symbol's own portions per bar (NaN: all of it): a quarter on bar 2, then all.
+    let portions = [f64::NAN, 0.9, 0.25, 0.9, f64::NAN, 0.9, 0.9, 0.9, 0.9, 0.9];
+    let own = SymbolSignals {
+        exit_portion: Some(&portions),
+        ..sig
+    };
+    let (fills, _, held) = run(own, with(None));
+    assert_eq!(fills, vec![(1, 8.0), (3, -2.0), (5, -6.0)]);
+    assert_eq!(held, 0.0);
+
+    // Pyramiding: 8 units on bars 0 and 1, three quarters closed on bar 3, the oldest
+    // trade first: all of the first, half of the second.
+    let (entries, exits) = (on(&[0, 1]), on(&[3]));
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        exits: Some(&exits),
+        ..Default::default()
+    };
+    let adding = SignalRules {
+        accumulate: true,
+        ..with(Some(0.75))
+    };
+    let (fills, closed, held) = run(sig, adding);
+    assert_eq!(fills, vec![(1, 8.0), (2, 8.0), (4, -12.0)]);
+    assert_eq!(closed, vec![(1, 4, 8.0), (2, 4, 4.0)]);
+    assert_eq!(held, 4.0);
+
+    // A time exit closes all that is left: filled at bar 1, due 3 bars on (bar 4); bar 2's
+    // exit closes half before.
+    let (entries, exits) = (on(&[0]), on(&[2]));
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        exits: Some(&exits),
+        ..Default::default()
+    };
+    let timed = SignalRules {
+        exit_after_bars: Some(3),
+        ..with(Some(0.5))
+    };
+    assert_eq!(run(sig, timed).0, vec![(1, 8.0), (3, -4.0), (5, -4.0)]);
+    // So does a time exit on the exit's own bar (filled at bar 1, due on bar 2).
+    let timed = SignalRules {
+        exit_after_bars: Some(1),
+        ..with(Some(0.5))
+    };
+    assert_eq!(run(sig, timed).0, vec![(1, 8.0), (3, -8.0)]);
+
+    // An exit and a short entry on bar 2: the entry against the position reverses it or
+    // closes it, all of it; ignored, the exit closes its half.
+    let shorts = on(&[2]);
+    let both = SymbolSignals {
+        short_entries: Some(&shorts),
+        ..sig
+    };
+    let reading = |opposite: &str| SignalRules {
+        conflicts: Conflicts::parse(None, None, Some(opposite)).unwrap(),
+        ..with(Some(0.5))
+    };
+    let reverse = run(both, reading("reverse"));
+    assert_eq!(reverse.0, vec![(1, 8.0), (3, -8.0), (3, -8.0)]);
+    assert_eq!(run(both, reading("close")).0, vec![(1, 8.0), (3, -8.0)]);
+    assert_eq!(run(both, reading("ignore")).0, vec![(1, 8.0), (3, -4.0)]);
+
+    // A short's exit buys back its portion; with `TargetPercent`, too (then flat is the
+    // target only of an entry).
+    let short_exits = on(&[2]);
+    let short = SymbolSignals {
+        short_entries: Some(&entries),
+        short_exits: Some(&short_exits),
+        ..Default::default()
+    };
+    assert_eq!(run(short, with(Some(0.25))).0, vec![(1, -8.0), (3, 2.0)]);
+    let target = SignalRules {
+        exit_portion: Some(0.25),
+        ..rules(0.08, SizeType::TargetPercent)
+    };
+    // 8% of 10 000 at 100: 8 units short.
+    assert_eq!(run(short, target).0, vec![(1, -8.0), (3, 2.0)]);
+}
+
+#[test]
+fn exit_portions_out_of_range_or_with_lot_sizes_are_refused() {
+    let m = market(&[100.0, 110.0, 120.0]);
+    let (entries, exits) = ([true, false, false], [false, true, true]);
+    let sig = SymbolSignals {
+        entries: Some(&entries),
+        exits: Some(&exits),
+        ..Default::default()
+    };
+    for x in [0.0, -0.5, 1.5, f64::NAN] {
+        let r = SignalRules {
+            exit_portion: Some(x),
+            ..rules(1.0, SizeType::Amount)
+        };
+        let err = refusal(&m, vec![sig], r);
+        assert!(
+            err.contains(&format!(
+                "exit_portion = {x}: must be a portion of the position in (0, 1]"
+            )),
+            "{err}"
+        );
+    }
+    let portions = [0.5, f64::NAN, 2.0];
+    let own = SymbolSignals {
+        exit_portion: Some(&portions),
+        ..sig
+    };
+    let err = refusal(&m, vec![own], rules(1.0, SizeType::Amount));
+    assert!(
+        err.contains("exit_portion of X on the bar at ")
+            && err.contains("(its bar 2) = 2: must be a portion of the position in (0, 1] (0.5: half of it, 1: all); NaN on a bar: all of it"),
+        "{err}"
+    );
+    let lots = SymbolSignals {
+        lot_size: Some(10.0),
+        ..sig
+    };
+    let half = SignalRules {
+        exit_portion: Some(0.5),
+        ..rules(1.0, SizeType::Amount)
+    };
+    let err = refusal(&m, vec![lots], half);
+    assert!(
+        err.contains("exit_portion of X with lot_size = 10: a portion of the position below 1"),
+        "{err}"
+    );
+    // All of it goes with lots.
+    let whole = SignalRules {
+        exit_portion: Some(1.0),
+        ..rules(1.0, SizeType::Amount)
+    };
+    assert!(SignalStrategy::new(&m, vec![lots], whole).is_ok());
 }

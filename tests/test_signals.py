@@ -71,6 +71,16 @@ class ByHand(tickstep.Strategy):
         side = r.get("side_conflict", "ignore")
         want = (1 if long_entry and (not short_entry or side == "long")
                 else -1 if short_entry and (not long_entry or side == "short") else 0)
+        # An exit signal closes its portion of the position (the symbol's own on the bar,
+        # NaN: all; else the run's); a time exit or an entry against the position acting
+        # on it (reversing or closing it), all of it.
+        if timed_out or (held * want < 0 and r.get("opposite_entry", "reverse") != "ignore"):
+            portion = 1.0
+        elif "exit_portion" in self.signals:
+            own = column("exit_portion")
+            portion = 1.0 if own is None or math.isnan(own[i]) else float(own[i])
+        else:
+            portion = r.get("exit_portion") or 1.0
         # An entry against the position reverses it (or only closes it, or does nothing).
         if held * want < 0 and r.get("opposite_entry", "reverse") != "reverse":
             if r["opposite_entry"] == "close":
@@ -92,7 +102,7 @@ class ByHand(tickstep.Strategy):
             # With a limit, a reversal closes at the market first.
             closes = exits or (limit is not None and held * want < 0)
             if closes:
-                self.close(symbol)
+                self.close(symbol, portion=portion)
             if want == 0:
                 return
             price = price if limit is None else limit
@@ -101,7 +111,7 @@ class ByHand(tickstep.Strategy):
             limit = limit if units * want > 0 else None  # a re-size down: a market order
         else:
             if exits or held * want < 0:
-                self.close(symbol)
+                self.close(symbol, portion=portion)
             if want == 0 or (held * want > 0 and not r.get("accumulate")):
                 return
             at_fill = r["size_type"] == "percent_at_fill"
@@ -441,6 +451,32 @@ def markets_and_signals(draw):
     # Other readings of signals that contradict each other or the position now and then.
     if draw(st.booleans()):
         rules.update((name, draw(st.sampled_from(readings))) for name, readings in CONFLICT_RULES.items())
+    # Exits that close a portion of the position now and then (not with lot sizes, which
+    # refuse them): one for the run, or each symbol's own (some none: all), one per symbol
+    # or one per bar (NaN: all), as {symbol: ...} or a frame by time.
+    portions = None if rules["lot_size"] is not None else draw(
+        st.sampled_from([None, None, "run", "symbol", "bar"]))
+    if portions == "run":
+        rules["exit_portion"] = draw(st.sampled_from([0.25, 0.5, 0.8, 1.0]))
+    elif portions:
+        own = {}
+        for name, df in data.items():
+            n = len(df)
+            if portions == "symbol":
+                if draw(st.booleans()):
+                    own[name] = np.full(n, draw(st.sampled_from([0.3, 0.5, 1.0])))
+                continue
+            drawn = draw(st.lists(st.sampled_from([np.nan, 0.25, 0.5, 0.9, 1.0]), min_size=n, max_size=n))
+            own[name] = np.array(drawn)
+        signals["exit_portion"] = own
+        if portions == "symbol":
+            rules["exit_portion"] = {name: float(v[0]) for name, v in own.items()}
+        elif draw(st.booleans()):
+            rules["exit_portion"] = own
+        else:
+            union = pd.DatetimeIndex(sorted(set().union(*(df.index for df in data.values()))))
+            rules["exit_portion"] = pd.DataFrame({name: pd.Series(v, index=data[name].index)
+                                                  for name, v in own.items()}).reindex(union)
     return data, signals, rules, trail, options
 
 

@@ -277,7 +277,8 @@ class Backtest:
                     lot_size: Any = None, accumulate: bool = False,
                     exit_after_bars: Any = None, limit: Any = None, limit_price: Any = None,
                     limit_bars: int | None = None, conflict: str = "exit",
-                    side_conflict: str = "ignore", opposite_entry: str = "reverse") -> Result:
+                    side_conflict: str = "ignore", opposite_entry: str = "reverse",
+                    exit_portion: Any = None) -> Result:
         """Backtest boolean signals natively (signals mode), with this backtest's data and
         options; returns the same `Result` as `run`. No strategy class is used (a backtest
         made without one, ``Backtest(data, cash=...)``, serves it).
@@ -297,7 +298,9 @@ class Backtest:
         the close as ``sl`` is given, or ``limit_price`` per bar: entries as limit orders,
         working ``limit_bars`` bars or until a later signal cancels them; ``conflict``,
         ``side_conflict`` and ``opposite_entry``: how signals that contradict each other or
-        the position are read) and the shapes signals may take: `tickstep.signals`.
+        the position are read; ``exit_portion``: the portion of the position an exit signal
+        closes, given as ``size`` is, NaN or None for all of it) and the shapes signals may
+        take: `tickstep.signals`.
         """
         self._refuse_signals_mode()
         self._latest = run_signals(
@@ -307,7 +310,7 @@ class Backtest:
             sl_trail=sl_trail, lot_size=lot_size, accumulate=accumulate,
             exit_after_bars=exit_after_bars, limit=limit, limit_price=limit_price,
             limit_bars=limit_bars, conflict=conflict, side_conflict=side_conflict,
-            opposite_entry=opposite_entry, metadata=self._metadata,
+            opposite_entry=opposite_entry, exit_portion=exit_portion, metadata=self._metadata,
             symbols=self._symbol_dtype, ends=self._session_ends,
         )
         return self._latest
@@ -322,7 +325,7 @@ class Backtest:
                         limit: Any = None, limit_price: Any = None,
                         limit_bars: int | None = None, conflict: str = "exit",
                         side_conflict: str = "ignore", opposite_entry: str = "reverse",
-                        threads: int | None = None) -> pd.DataFrame:
+                        exit_portion: Any = None, threads: int | None = None) -> pd.DataFrame:
         """Backtest many signal sets (``{key: {"entries": ..., "exits": ...}}``, or frames
         with one column per set and symbol as ``entries=``, ``exits=``, ...: vectorbt's
         layout) in one native call on all cores; a table of statistics, one row per set,
@@ -335,7 +338,7 @@ class Backtest:
             tp=tp, sl_trail=sl_trail, lot_size=lot_size, accumulate=accumulate,
             exit_after_bars=exit_after_bars, limit=limit, limit_price=limit_price,
             limit_bars=limit_bars, conflict=conflict, side_conflict=side_conflict,
-            opposite_entry=opposite_entry, threads=threads,
+            opposite_entry=opposite_entry, exit_portion=exit_portion, threads=threads,
             ends=self._session_ends,
         )
 

@@ -14,7 +14,11 @@ Rules, per symbol and bar:
   instead, ``conflict="ignore"`` ignores both (vectorbt's default); ``side_conflict=
   "long"`` or ``"short"`` lets that side's entry win;
 - long and an exit (or a short entry): close; short and a short exit (or a long entry):
-  close;
+  close; ``exit_portion`` (in (0, 1]: 0.5 = half) has an exit signal close only that
+  portion of the position, the oldest trades first, as ``close(symbol, portion)`` in
+  ``next`` does (one number, one per symbol or one per bar as ``size`` is, read on the
+  exit's bar; NaN there, or a symbol left out: all of it); a time exit, a stop or an
+  entry against the position still closes all of it;
 - a long entry while flat or short buys (a reversal fills the close first, in one batch);
   a short entry while flat or long sells (``opposite_entry="close"``: an entry against
   the position only closes it; ``"ignore"``: it does nothing); a time exit is the rules'
@@ -138,8 +142,11 @@ TIME_EXIT_KIND = "exit_after_bars"
 LIMIT_KIND = "limit"
 #: Entries' limit prices per bar (NaN: a market entry), in the shapes signals take.
 LIMIT_PRICE_KIND = "limit_price"
+#: The portion of the position an exit signal closes, given per symbol or per bar (NaN:
+#: all of it) instead of one number for the run.
+EXIT_PORTION_KIND = "exit_portion"
 #: Rules that may be given one per symbol or one per bar rather than one number.
-PER_BAR_RULES = (SIZE_KIND, *FRACTION_KINDS, TIME_EXIT_KIND, LIMIT_KIND)
+PER_BAR_RULES = (SIZE_KIND, *FRACTION_KINDS, TIME_EXIT_KIND, LIMIT_KIND, EXIT_PORTION_KIND)
 #: A `SignalStrategy`'s parameters that may be one number per symbol (``{symbol: number}``).
 BY_SYMBOL_PARAMETERS = (*PER_BAR_RULES, "lot_size")
 #: What a set of signals may hold: the signals, numbers per bar.
@@ -152,10 +159,10 @@ CONFLICT_RULES = {"conflict": ("exit", "entry", "ignore"),
                   "opposite_entry": ("reverse", "close", "ignore")}
 #: What a signal set of a grid may set for itself (else the call's values apply).
 RULES = ("size", "size_type", "sl", "tp", "sl_trail", "lot_size", "accumulate", "exit_after_bars",
-         "limit", "limit_bars", *CONFLICT_RULES)
+         "limit", "limit_bars", *CONFLICT_RULES, EXIT_PORTION_KIND)
 #: Rules the core takes one per run (``lot_size`` goes to it per symbol).
 RUN_RULES = ("size", "size_type", "sl", "tp", "sl_trail", "accumulate", "exit_after_bars",
-             "limit", "limit_bars", *CONFLICT_RULES)
+             "limit", "limit_bars", *CONFLICT_RULES, EXIT_PORTION_KIND)
 
 Columns = list["np.ndarray | None"]
 
@@ -276,6 +283,15 @@ def _limits(values: Any, where: str, bars: int) -> np.ndarray:
     [0, 1), naming the bar."""
     return _numbers(values, where, bars, "limits as fractions must be numbers (NaN for a "
                     "market entry)", one_for_all=True)
+
+
+def _portions(values: Any, where: str, bars: int) -> np.ndarray:
+    """``values`` as a contiguous float64 column of the portions of the position exit
+    signals close (NaN: all of it), or a refusal. One number (a symbol's own, from a
+    mapping) stands for every bar of the symbol. The core refuses a portion outside
+    (0, 1], naming the bar."""
+    return _numbers(values, where, bars, "exit portions must be numbers (NaN for all of the "
+                    "position)", one_for_all=True)
 
 
 def _is_number(value: Any) -> bool:
@@ -439,6 +455,7 @@ def signal_columns(market: _core.Market, signals: Any, name: str = "signals", *,
                         else _fractions if name in FRACTION_KINDS
                         else _time_exits if name == TIME_EXIT_KIND
                         else _limits if name == LIMIT_KIND
+                        else _portions if name == EXIT_PORTION_KIND
                         else _limit_prices if name == LIMIT_PRICE_KIND else _bools)
     bar_rows = bar_rows if bar_rows is not None else _BarRows(market)
     symbols = list(market.symbols)
@@ -454,7 +471,8 @@ def signal_columns(market: _core.Market, signals: Any, name: str = "signals", *,
         signals = _per_symbol(signals, name)
     elif isinstance(signals, pd.Series):
         if n != 1:
-            one = {SIZE_KIND: "size", TIME_EXIT_KIND: "time exit", LIMIT_KIND: "limit"}.get(name, "stop")
+            one = {SIZE_KIND: "size", TIME_EXIT_KIND: "time exit", LIMIT_KIND: "limit",
+                   EXIT_PORTION_KIND: "exit portion"}.get(name, "stop")
             per_symbol = f", or index it by symbol for one {one} per symbol" if per_symbol_rule else ""
             raise ConfigError(f"{name}: a Series is one symbol's values by bar; give a "
                               f"DataFrame with a column per symbol for these {n} symbols"
@@ -499,7 +517,7 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
            lot_size: Any = None, accumulate: Any = False, exit_after_bars: Any = None,
            limit: Any = None, limit_bars: Any = None, conflict: Any = "exit",
            side_conflict: Any = "ignore", opposite_entry: Any = "reverse",
-           where: str = "") -> dict[str, Any]:
+           exit_portion: Any = None, where: str = "") -> dict[str, Any]:
     """The order rules checked (option names as the user spells them); ``size`` a number
     or `PER_BAR` (the rules' size is then None)."""
     readings = {"size_type": (size_type, SIZE_TYPES)}
@@ -531,6 +549,11 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
                           "(0.01: a long's limit 1% below it, a short's 1% above), one per "
                           "symbol ({symbol: number}, or a Series indexed by symbol) or one per "
                           "bar (in the shapes signals take)")
+    if exit_portion is not None and exit_portion is not PER_BAR and not _is_number(exit_portion):
+        raise ConfigError(f"{where}exit_portion={exit_portion!r}: must be the portion of the "
+                          "position an exit signal closes, in (0, 1] (None: all of it), one "
+                          "per symbol ({symbol: number}, or a Series indexed by symbol) or one "
+                          "per bar (in the shapes signals take)")
     if limit_bars is not None and (isinstance(limit_bars, (bool, np.bool_))
                                    or not isinstance(limit_bars, (int, np.integer))
                                    or limit_bars < 1):
@@ -552,7 +575,8 @@ def _rules(size: Any, size_type: Any, sl: Any, tp: Any, sl_trail: Any = None,
             "exit_after_bars": (None if exit_after_bars is None or exit_after_bars is PER_BAR
                                 else int(exit_after_bars)),
             "limit": number(limit), "limit_bars": None if limit_bars is None else int(limit_bars),
-            "conflict": conflict, "side_conflict": side_conflict, "opposite_entry": opposite_entry}
+            "conflict": conflict, "side_conflict": side_conflict, "opposite_entry": opposite_entry,
+            "exit_portion": number(exit_portion)}
 
 
 def _lots(market: _core.Market, lot_size: Any) -> list[float | None]:
@@ -574,7 +598,8 @@ def _check_kinds(signals: Mapping[str, Any], what: str, extra: Sequence[str] = (
                               f"signals are {', '.join(SIGNAL_KINDS)} (stop prices "
                               f"{', '.join(PRICE_KINDS)}, sizes {SIZE_KIND}, stops as fractions "
                               f"{', '.join(FRACTION_KINDS)}, time exits {TIME_EXIT_KIND}, "
-                              f"limits {LIMIT_KIND}, {LIMIT_PRICE_KIND})")
+                              f"limits {LIMIT_KIND}, {LIMIT_PRICE_KIND}, exit portions "
+                              f"{EXIT_PORTION_KIND})")
     if signals.get("entries") is None and signals.get("short_entries") is None:
         raise ConfigError(f"{what}: give entries and/or short_entries (nothing would be traded)")
 
@@ -628,7 +653,7 @@ def _native_call(market: _core.Market, config: BacktestConfig,
         sl_price=kinds["sl_price"], tp_price=kinds["tp_price"], sizes=kinds[SIZE_KIND],
         sl_fraction=kinds["sl"], tp_fraction=kinds["tp"], trail_fraction=kinds["sl_trail"],
         time_exits=kinds[TIME_EXIT_KIND], limit_price=kinds[LIMIT_PRICE_KIND],
-        limit_fraction=kinds[LIMIT_KIND], lot_size=[_lots(market, r["lot_size"]) for r in rules],
+        limit_fraction=kinds[LIMIT_KIND], exit_portions=kinds[EXIT_PORTION_KIND], lot_size=[_lots(market, r["lot_size"]) for r in rules],
         trade_start=trade_start_ns(market, config), threads=threads, on_run=on_run)
     return engines, outcomes
 
@@ -665,6 +690,7 @@ def run_signals(
     conflict: str = "exit",
     side_conflict: str = "ignore",
     opposite_entry: str = "reverse",
+    exit_portion: Any = None,
     metadata: pd.DataFrame | None = None,
     symbols: pd.CategoricalDtype | None = None,
     ends: Any = _FROM_CONFIG,
@@ -689,15 +715,18 @@ def run_signals(
     bar do (``"exit"``: the exit acts; ``"entry"``: the entry does; ``"ignore"``: neither,
     vectorbt's default), ``side_conflict`` what a long and a short entry on one bar do
     (``"ignore"``, ``"long"``, ``"short"``), ``opposite_entry`` what an entry against the
-    position does (``"reverse"``, ``"close"``: only close it, ``"ignore"``). Options (cash,
-    commission, trade_on_close, ...) come from ``config``.
+    position does (``"reverse"``, ``"close"``: only close it, ``"ignore"``).
+    ``exit_portion`` is the portion of the position an exit signal closes (0.5: half, the
+    oldest trades first; None: all; one number, one per symbol or one per bar, NaN for
+    all). Options (cash, commission, trade_on_close, ...) come from ``config``.
     """
     signals = {"entries": entries, "exits": exits, "short_entries": short_entries,
                "short_exits": short_exits, "sl_price": sl_price, "tp_price": tp_price,
                LIMIT_PRICE_KIND: limit_price}
     _check_kinds(signals, "run_signals")
     given = _per_bar(signals, {"size": size, "sl": sl, "tp": tp, "sl_trail": sl_trail,
-                               "exit_after_bars": exit_after_bars, "limit": limit})
+                               "exit_after_bars": exit_after_bars, "limit": limit,
+                               "exit_portion": exit_portion})
     rules = _rules(**given, size_type=size_type, lot_size=lot_size, accumulate=accumulate,
                    limit_bars=limit_bars, conflict=conflict, side_conflict=side_conflict,
                    opposite_entry=opposite_entry)
@@ -884,6 +913,7 @@ def run_signal_grid(
     conflict: str = "exit",
     side_conflict: str = "ignore",
     opposite_entry: str = "reverse",
+    exit_portion: Any = None,
     threads: int | None = None,
     ends: Any = _FROM_CONFIG,
 ) -> pd.DataFrame:
@@ -893,8 +923,8 @@ def run_signal_grid(
     ``signal_sets`` maps a key (e.g. a parameter tuple) to the signals of one backtest,
     ``{"entries": ..., "exits": ..., "short_entries": ..., "short_exits": ...}``, each in
     any shape `run_signals` takes, plus optionally its own ``size``, ``sl``, ``tp``,
-    ``sl_trail``, ``exit_after_bars``, ``limit`` (each a number, one per symbol or one
-    per bar), ``size_type``, ``lot_size``, ``accumulate``, ``limit_bars``, ``conflict``,
+    ``sl_trail``, ``exit_after_bars``, ``limit``, ``exit_portion`` (each a number, one
+    per symbol or one per bar), ``size_type``, ``lot_size``, ``accumulate``, ``limit_bars``, ``conflict``,
     ``side_conflict``, ``opposite_entry``, ``sl_price``,
     ``tp_price`` and ``limit_price`` (else
     the call's apply; one given per symbol or per bar to the call applies to every set).
@@ -905,8 +935,8 @@ def run_signal_grid(
 
     Or, instead of ``signal_sets``, the sets as columns (vectorbt's layout): ``entries``,
     ``exits``, ``short_entries``, ``short_exits``, ``sl_price``, ``tp_price``,
-    ``limit_price``, ``size``, ``sl``, ``tp``, ``sl_trail``, ``exit_after_bars`` or
-    ``limit`` as DataFrames by time whose
+    ``limit_price``, ``size``, ``sl``, ``tp``, ``sl_trail``, ``exit_after_bars``,
+    ``limit`` or ``exit_portion`` as DataFrames by time whose
     columns are a MultiIndex,
     one column per set and symbol:
     the level named ``symbol`` (else the last) names the symbol, the other levels the set
@@ -921,7 +951,8 @@ def run_signal_grid(
     level_names: list[Any] = []
     # Sizes, stops, time exits or limits in frames of sets: each set has its own, per bar.
     call_rules = {"size": size, "sl": sl, "tp": tp, "sl_trail": sl_trail,
-                  "exit_after_bars": exit_after_bars, "limit": limit}
+                  "exit_after_bars": exit_after_bars, "limit": limit,
+                  "exit_portion": exit_portion}
     per_set = {name: value for name, value in call_rules.items() if _of_sets(value)}
     if given or per_set:
         if signal_sets is not None:
@@ -930,7 +961,7 @@ def run_signal_grid(
                               "not both")
         given.update(per_set)
         # (The call's own then stands for none of those: the default size, no stop.)
-        size, sl, tp, sl_trail, exit_after_bars, limit = (
+        size, sl, tp, sl_trail, exit_after_bars, limit, exit_portion = (
             ({"size": 0.95}.get(k) if k in per_set else v) for k, v in call_rules.items())
         signal_sets, level_names = _frames_of_sets(market, given)
     if signal_sets is None:
@@ -955,7 +986,8 @@ def run_signal_grid(
         own = {"size": size, "size_type": size_type, "sl": sl, "tp": tp, "sl_trail": sl_trail,
                "lot_size": lot_size, "accumulate": accumulate, "exit_after_bars": exit_after_bars,
                "limit": limit, "limit_bars": limit_bars, "conflict": conflict,
-               "side_conflict": side_conflict, "opposite_entry": opposite_entry}
+               "side_conflict": side_conflict, "opposite_entry": opposite_entry,
+               "exit_portion": exit_portion}
         own.update((k, sig.pop(k)) for k in RULES if k in sig)
         rules.append(_rules(**_per_bar(sig, own), where=f"signal set {key!r}: "))
         sets.append(sig)
@@ -983,8 +1015,9 @@ class SignalStrategy(Strategy):
     ``open, high, low, close, volume`` indexed by time, read-only) and returns a mapping
     with ``entries`` and/or ``short_entries`` (and optionally ``exits``, ``short_exits``,
     ``sl_price``, ``tp_price``, ``limit_price``, and ``size``, ``sl``, ``tp``,
-    ``sl_trail``, ``exit_after_bars``, ``limit``: the entries' sizes, stop fractions,
-    time exits and limits per bar, instead of the parameters of those names), each an
+    ``sl_trail``, ``exit_after_bars``, ``limit``, ``exit_portion``: the entries' sizes,
+    stop fractions, time exits and limits and the exits' portions per bar, instead of the
+    parameters of those names), each an
     array as long as ``bars``. A signal on bar t acts
     like an order placed in ``next`` at bar t, so it may use bar t's close; the run never
     shows it later bars.
@@ -995,10 +1028,11 @@ class SignalStrategy(Strategy):
     stop-loss, a fraction of the best price since the entry), ``lot_size`` (entries in
     whole lots), ``accumulate`` (pyramiding), ``exit_after_bars`` (a time exit),
     ``limit`` (entries as limit orders that fraction better than the close),
-    ``limit_bars`` (how long they work), and ``conflict``, ``side_conflict`` and
-    ``opposite_entry`` (how signals that contradict each other or the position are read);
-    ``size``, the three stops, the time exit and the limit one number or ``{symbol:
-    number}``; see `tickstep.signals`.
+    ``limit_bars`` (how long they work), ``conflict``, ``side_conflict`` and
+    ``opposite_entry`` (how signals that contradict each other or the position are read),
+    and ``exit_portion`` (the portion of the position an exit signal closes); ``size``,
+    the three stops, the time exit, the limit and the exit portion one number or
+    ``{symbol: number}``; see `tickstep.signals`.
 
     Signals that depend on other symbols (a rank across them, a spread, a pair) are
     written ``market_signals(bars)`` instead: it receives every symbol's bars at once
@@ -1043,6 +1077,7 @@ class SignalStrategy(Strategy):
     conflict: str = "exit"
     side_conflict: str = "ignore"
     opposite_entry: str = "reverse"
+    exit_portion: float | dict[str, float] | None = None
 
     def signals(self, symbol: str, bars: pd.DataFrame) -> Mapping[str, Any]:
         """This symbol's signals from its bars (see the class documentation)."""

@@ -76,21 +76,21 @@ fn per_run<T: Clone>(name: &str, values: Vec<T>, runs: usize) -> PyResult<Vec<T>
 /// A grid call's columns as slices, per run and symbol: the four signal kinds (entries,
 /// exits, short entries, short exits) and the numbers per bar: the two stop prices (sl,
 /// tp), the entries' sizes, the three stop fractions (sl, tp, sl_trail), the time exits
-/// (exit_after_bars) and the limit entries' prices and fractions.
+/// (exit_after_bars), the limit entries' prices and fractions and the exits' portions.
 struct GridColumns<'a> {
     kinds: [Vec<Vec<Option<&'a [bool]>>>; 4],
-    numbers: [Vec<Vec<Option<&'a [f64]>>>; 9],
+    numbers: [Vec<Vec<Option<&'a [f64]>>>; 10],
 }
 
 impl<'a> GridColumns<'a> {
     /// Each column checked by `slices` against the engines' symbols: the signals, the stop
     /// prices, and the numbers per bar that may be given (sizes, the three stop fractions,
-    /// the time exits, the limits; none of a kind when not).
+    /// the time exits, the limits, the exits' portions; none of a kind when not).
     fn of(
         engines: &[PyRefMut<'_, PyEngine>],
         signals: [&'a Columns<'_, bool>; 4],
         prices: [&'a Columns<'_, f64>; 2],
-        per_bar: [&'a Option<Columns<'_, f64>>; 7],
+        per_bar: [&'a Option<Columns<'_, f64>>; 8],
     ) -> PyResult<Self> {
         let symbols = symbol_counts(engines);
         let [entries, exits, short_entries, short_exits] = signals;
@@ -116,6 +116,7 @@ impl<'a> GridColumns<'a> {
                 per_bar("time_exits", 4)?,
                 per_bar("limit_price", 5)?,
                 per_bar("limit_fraction", 6)?,
+                per_bar("exit_portions", 7)?,
             ],
         })
     }
@@ -136,6 +137,7 @@ struct RunRules {
     conflict: Option<Vec<String>>,
     side_conflict: Option<Vec<String>>,
     opposite_entry: Option<Vec<String>>,
+    exit_portion: Option<Vec<Option<f64>>>,
     trade_start: Option<i64>,
 }
 
@@ -157,6 +159,7 @@ fn grid_runs<'e, 'a>(
     let exit_after_bars = per_run("exit_after_bars", or_none(rules.exit_after_bars, n), n)?;
     let limit = per_run("limit", or_none(rules.limit, n), n)?;
     let limit_bars = per_run("limit_bars", or_none(rules.limit_bars, n), n)?;
+    let exit_portion = per_run("exit_portion", or_none(rules.exit_portion, n), n)?;
     // (Not given: the core's default readings.)
     let spelt = |name, given: Option<Vec<String>>| given.map(|v| per_run(name, v, n)).transpose();
     let conflict = spelt("conflict", rules.conflict)?;
@@ -196,6 +199,7 @@ fn grid_runs<'e, 'a>(
                 reading(&opposite_entry, k),
             )
             .py_err(py)?,
+            exit_portion: exit_portion[k],
         };
         let signals = (0..engine.engine.market().symbol_count())
             .map(|s| SymbolSignals {
@@ -212,6 +216,7 @@ fn grid_runs<'e, 'a>(
                 exit_after_bars: numbers[6][k][s],
                 limit_price: numbers[7][k][s],
                 limit_fraction: numbers[8][k][s],
+                exit_portion: numbers[9][k][s],
                 lot_size: lot_size[k][s],
             })
             .collect();
@@ -251,13 +256,16 @@ pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
 /// entries' sizes per bar; `sl_fraction[k][symbol]`, `tp_fraction`, `trail_fraction`:
 /// the symbol's own stop fractions per bar, NaN for none; `time_exits[k][symbol]`: its
 /// own time exits per bar, NaN for none; `limit_price[k][symbol]`, `limit_fraction`: its
-/// entries' limits per bar, NaN for a market entry) and rules (`size[k]`: None when sizes are per bar, ...,
+/// entries' limits per bar, NaN for a market entry; `exit_portions[k][symbol]`: the
+/// portion of the position its exit signals close per bar, NaN for all) and rules (`size[k]`: None when sizes are per bar, ...,
 /// `sl_trail[k]`: a trailing stop-loss fraction; none when not given; `lot_size[k]
 /// [symbol]`: its entries in whole lots, none when not given; `accumulate[k]`: entries
 /// add to a position on their side, false when not given; `exit_after_bars[k]`: the time
 /// exit, `limit[k]`, `limit_bars[k]`: the limit entries' fraction and bars, none when not
 /// given; `conflict[k]`, `side_conflict[k]`, `opposite_entry[k]`: how signals that
-/// contradict each other or the position are read, the core's defaults when not given)
+/// contradict each other or the position are read, the core's defaults when not given;
+/// `exit_portion[k]`: the portion of the position an exit signal closes, all when not
+/// given)
 /// on `threads` threads (all cores when None), the interpreter released. The engines are
 /// ready to read after; returns per engine None, or the exception its run ended with.
 ///
@@ -270,7 +278,7 @@ pub fn round_to_lot(units: f64, lot_size: f64) -> f64 {
 /// included), and returns None. An exception of ``on_run`` (or Ctrl-C) stops the runs
 /// not started yet and is raised. The engines are then spent (their logs read as empty).
 #[pyfunction]
-#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, time_exits=None, limit_price=None, limit_fraction=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, limit=None, limit_bars=None, conflict=None, side_conflict=None, opposite_entry=None, trade_start=None, threads=None, on_run=None))]
+#[pyo3(signature = (engines, entries, exits, short_entries, short_exits, *, size, size_type, sl, tp, sl_price, tp_price, sizes=None, sl_fraction=None, tp_fraction=None, trail_fraction=None, time_exits=None, limit_price=None, limit_fraction=None, exit_portions=None, sl_trail=None, lot_size=None, accumulate=None, exit_after_bars=None, limit=None, limit_bars=None, conflict=None, side_conflict=None, opposite_entry=None, exit_portion=None, trade_start=None, threads=None, on_run=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn run_signals(
     py: Python<'_>,
@@ -292,6 +300,7 @@ pub fn run_signals(
     time_exits: Option<Columns<'_, f64>>,
     limit_price: Option<Columns<'_, f64>>,
     limit_fraction: Option<Columns<'_, f64>>,
+    exit_portions: Option<Columns<'_, f64>>,
     sl_trail: Option<Vec<Option<f64>>>,
     lot_size: Option<Vec<Vec<Option<f64>>>>,
     accumulate: Option<Vec<bool>>,
@@ -301,6 +310,7 @@ pub fn run_signals(
     conflict: Option<Vec<String>>,
     side_conflict: Option<Vec<String>>,
     opposite_entry: Option<Vec<String>>,
+    exit_portion: Option<Vec<Option<f64>>>,
     trade_start: Option<i64>,
     threads: Option<usize>,
     on_run: Option<Py<PyAny>>,
@@ -314,6 +324,7 @@ pub fn run_signals(
         &time_exits,
         &limit_price,
         &limit_fraction,
+        &exit_portions,
     ];
     let columns = GridColumns::of(&engines, signals, [&sl_price, &tp_price], per_bar)?;
     let rules = RunRules {
@@ -330,6 +341,7 @@ pub fn run_signals(
         conflict,
         side_conflict,
         opposite_entry,
+        exit_portion,
         trade_start,
     };
     let runs = grid_runs(py, &mut engines, &columns, rules)?;

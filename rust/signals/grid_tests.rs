@@ -61,6 +61,7 @@ fn rules(size: f64) -> SignalRules {
         limit: None,
         limit_bars: None,
         conflicts: Conflicts::default(),
+        exit_portion: None,
     }
 }
 

@@ -1466,6 +1466,10 @@ impl Desk for SparseDesk<'_, '_> {
         let held = self.held(symbol);
         self.book.close_position(symbol, held, 1.0, self.now)
     }
+    fn close_portion(&mut self, symbol: usize, portion: f64) -> Result<Option<u64>> {
+        let held = self.held(symbol);
+        self.book.close_position(symbol, held, portion, self.now)
+    }
     fn cancel_limit_entries(&mut self, symbol: usize, long: bool, short: bool) {
         for id in limit_entries(self.book.working(symbol).iter(), long, short) {
             self.book.cancel(id, self.now);
