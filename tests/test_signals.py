@@ -1808,3 +1808,113 @@ def test_a_signals_run_is_the_same_whatever_the_symbols_are_called(case):
         pd.testing.assert_frame_equal(a, b, check_exact=True)
     pd.testing.assert_series_equal(equity, equity_renamed, check_exact=True)
     pd.testing.assert_series_equal(stats, stats_renamed, check_exact=True)
+
+
+def test_an_exit_closes_its_portion_of_the_position_by_hand():
+    # Opens equal closes: 100, 100, 110, 120, 130, 140; fills at the next open.
+    rows = [(p, p + 1, p - 1, p) for p in (100, 100, 110, 120, 130, 140)]
+    bt = tickstep.Backtest({"A": make_bars(rows)}, tickstep.Strategy)
+    entries = np.array([True, False, False, False, False, False])
+    exits = np.array([False, True, False, True, False, False])
+    half = bt.run_signals(entries=entries, exits=exits, size=10.0, size_type="amount",
+                          exit_portion=0.5)
+    # 10 bought at bar 1's open 100; half sold at bar 2's 110 (+50), half of the 5 left
+    # at bar 4's 130 (+75); 2.5 held, worth 140 at the last close (+100).
+    assert list(half.fills["size"]) == [10.0, 5.0, 2.5]
+    assert list(half.fills["price"]) == [100.0, 110.0, 130.0]
+    assert list(half.trades["size"]) == [5.0, 2.5]
+    assert list(half.trades["pnl"]) == [50.0, 75.0]
+    assert half.stats["Equity Final [$]"] == 10_000.0 + 50.0 + 75.0 + 100.0
+    # The same given per symbol (a Series by symbol, or {symbol: number}).
+    for given in (pd.Series({"A": 0.5}), {"A": 0.5}):
+        same = bt.run_signals(entries=entries, exits=exits, size=10.0, size_type="amount",
+                              exit_portion=given)
+        assert_same_run(same, half)
+    # Per bar: a fifth on bar 1 (2 units, +20), then NaN: all 8 left (+240).
+    portions = np.full(6, np.nan)
+    portions[1] = 0.2
+    own = bt.run_signals(entries=entries, exits=exits, size=10.0, size_type="amount",
+                         exit_portion={"A": portions})
+    assert list(own.fills["size"]) == [10.0, 2.0, 8.0]
+    assert own.stats["Equity Final [$]"] == 10_000.0 + 20.0 + 240.0
+    # None, 1 and NaN on every bar: all of it at the first exit.
+    whole = bt.run_signals(entries=entries, exits=exits, size=10.0, size_type="amount")
+    assert list(whole.fills["size"]) == [10.0, 10.0]
+    for given in (1.0, {"A": np.full(6, np.nan)}):
+        assert_same_run(bt.run_signals(entries=entries, exits=exits, size=10.0,
+                                       size_type="amount", exit_portion=given), whole)
+
+
+def test_exit_portions_out_of_range_or_with_lots_are_refused_by_name():
+    rows = [(p, p + 1, p - 1, p) for p in (100, 100, 110, 120)]
+    bt = tickstep.Backtest({"A": make_bars(rows), "B": make_bars(rows)}, tickstep.Strategy)
+    both = {s: np.array([True, False, False, False]) for s in ("A", "B")}
+    exits = {s: np.array([False, True, True, False]) for s in ("A", "B")}
+    for bad in (0.0, 1.5, -0.2, np.nan):
+        with pytest.raises(tickstep.ConfigError, match=r"exit_portion = .*: must be a portion of "
+                                                       r"the position in \(0, 1\]"):
+            bt.run_signals(entries=both, exits=exits, exit_portion=bad)
+    with pytest.raises(tickstep.ConfigError, match=r"exit_portion='half': must be the portion"):
+        bt.run_signals(entries=both, exits=exits, exit_portion="half")
+    with pytest.raises(tickstep.ConfigError, match=r"exit_portion=True: must be the portion"):
+        bt.run_signals(entries=both, exits=exits, exit_portion=True)
+    portions = pd.DataFrame({"A": [np.nan, 0.5, 2.0, np.nan]}, index=make_bars(rows).index)
+    with pytest.raises(tickstep.ConfigError, match=r"exit_portion of A on the bar at 2024-01-03 "
+                                                   r"00:00:00 UTC \(its bar 2\) = 2: must be a "
+                                                   r"portion of the position in \(0, 1\]"):
+        bt.run_signals(entries=both, exits=exits, exit_portion=portions)
+    with pytest.raises(tickstep.ConfigError, match=r"exit_portion of B = 0: must be a portion"):
+        bt.run_signals(entries=both, exits=exits, exit_portion={"A": 0.5, "B": 0})
+    with pytest.raises(tickstep.ConfigError, match=r"exit_portion: 'Z' is not a symbol"):
+        bt.run_signals(entries=both, exits=exits, exit_portion={"Z": 0.5})
+    with pytest.raises(tickstep.ConfigError, match=r"exit portions must be numbers"):
+        bt.run_signals(entries=both, exits=exits, exit_portion={"A": ["half"] * 4})
+    with pytest.raises(tickstep.ConfigError, match=r"exit_portion of A with lot_size = 10: a "
+                                                   r"portion of the position below 1"):
+        bt.run_signals(entries=both, exits=exits, exit_portion=0.5, lot_size={"A": 10})
+    # All of it goes with lots; a symbol without lots may close a portion.
+    lots = bt.run_signals(entries=both, exits=exits, size=30.0, size_type="amount",
+                          exit_portion={"B": 0.5}, lot_size={"A": 10})
+    assert list(lots.fills["size"]) == [30.0, 30.0, 30.0, 15.0, 7.5]
+
+
+def test_grid_sets_with_their_own_exit_portions_equal_runs_alone():
+    data, bt, rng, entries, exits = _grid_case(11, 0.15)
+    per_bar = {s: rng.choice([np.nan, 0.3, 0.6], len(df)) for s, df in data.items()}
+    sets = {"all": {"entries": entries, "exits": exits},
+            "half": {"entries": entries, "exits": exits, "exit_portion": 0.5},
+            "by symbol": {"entries": entries, "exits": exits, "exit_portion": {"A": 0.25}},
+            "by bar": {"entries": entries, "exits": exits, "exit_portion": per_bar},
+            "adding": {"entries": entries, "exits": exits, "exit_portion": 0.5, "accumulate": True}}
+    table = bt.run_signal_grid(sets, size=0.2, threads=2)
+    for key, sig in sets.items():
+        alone = bt.run_signals(**{"size": 0.2, **sig}).stats
+        pd.testing.assert_series_equal(table.loc[key].rename(None), alone.rename(None)[table.columns],
+                                       check_exact=True, check_dtype=False)
+    assert table["Equity Final [$]"].nunique() == len(sets)
+    # The call's own portion applies to every set that gives none.
+    called = bt.run_signal_grid({"a": sets["all"]}, size=0.2, exit_portion=0.5)
+    pd.testing.assert_series_equal(called.loc["a"].rename(None), table.loc["half"].rename(None))
+
+
+class PartCross(Cross):
+    """The cross, each exit selling ``exit_portion`` of the position."""
+
+    exit_portion = 0.5
+
+
+def test_a_signal_strategy_may_close_a_portion_on_exits_and_grid_over_it():
+    data = {"A": _walk(150, 21), "B": _walk(120, 22, "2024-01-10")}
+    bt = tickstep.Backtest(data, PartCross, on_reject="ignore")
+    result = bt.run(fast=4)
+    sig = _cross_signals(data, 4, 8)
+    assert_same_run(result, bt.run_signals(**sig, size=0.3, exit_portion=0.5))
+    assert not result.fills.equals(bt.run_signals(**sig, size=0.3).fills)
+    rows = bt.optimize(fast=[3, 4], exit_portion=[0.25, 0.5, 1.0], cache=False)
+    assert set(rows["status"]) == {"ok"} and len(rows) == 6
+    for _, row in rows.iterrows():
+        alone = bt.run(fast=int(row["fast"]), exit_portion=float(row["exit_portion"])).stats
+        for stat in ("Equity Final [$]", "# Trades", "Sharpe Ratio"):
+            assert row[stat] == alone[stat] or (pd.isna(row[stat]) and pd.isna(alone[stat])), stat
+    with pytest.raises(tickstep.ConfigError, match=r"exit_portion = 2: must be a portion"):
+        bt.run(exit_portion=2.0)

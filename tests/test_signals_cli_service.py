@@ -119,7 +119,8 @@ def test_run_trades_a_signal_strategy_by_name_module_or_file(plugin, store, how,
     assert out["parameters"] == {"size": 0.3, "size_type": "percent", "sl": None, "tp": None,
                                  "sl_trail": None, "lot_size": None, "accumulate": False, "exit_after_bars": None,
                                  "limit": None, "limit_bars": None, "conflict": "exit",
-                                 "side_conflict": "ignore", "opposite_entry": "reverse", "fast": 7,
+                                 "side_conflict": "ignore", "opposite_entry": "reverse", "exit_portion": None,
+                                 "fast": 7,
                                  "slow": 30}
     expected = expected_stats(store, 7, 30, cash=50_000)
     assert expected["# Trades"] > 0
@@ -158,17 +159,18 @@ def test_rules_by_symbol_are_given_as_json_to_run_and_batch(plugin, store, tmp_p
     holds = {first: 3}
     done = tickstep_cli("run", "signal_cross", "--data", str(store), "-p", "fast=7", "-p", "slow=30",
                         "-p", f"size={json.dumps(sizes)}", "-p", f"exit_after_bars={json.dumps(holds)}",
-                        "--json", env=env_with(plugin), cwd=tmp_path)
+                        "-p", "exit_portion=0.5", "--json", env=env_with(plugin), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["parameters"]["size"] == sizes and out["parameters"]["exit_after_bars"] == holds
+    assert out["parameters"]["exit_portion"] == 0.5
     bt = tickstep.Backtest(str(store), tickstep.Strategy)
     with td.Store(store, read_only=True) as s:
         market = s.load()
     entries, exits = {}, {}
     for bars in market.bars:
         entries[bars.symbol], exits[bars.symbol] = cross_signals(bars.close, 7, 30)
-    expected = bt.run_signals(entries, exits, size=sizes, exit_after_bars=holds).stats
+    expected = bt.run_signals(entries, exits, size=sizes, exit_after_bars=holds, exit_portion=0.5).stats
     assert expected["# Trades"] > 0
     for label in ("# Trades", "Equity Final [$]", "Return [%]"):
         assert out["stats"][label] == expected[label], label

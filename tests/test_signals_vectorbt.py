@@ -42,6 +42,11 @@ one bar, both entries, an entry against the position) are read by rules each lib
 sets its own default for; they are compared with the same readings asked of both
 (`test_signals_that_contradict_each_other_or_the_position_are_read_as_vectorbt_reads_them`).
 
+An exit that closes a portion of the position (``exit_portion``) is vectorbt's exit with
+accumulation (``accumulate="both"``, or ``"removeonly"`` without pyramiding) sized by
+``Percent``: a sale of that share of the units held. vectorbt's ``Percent`` purchase is of
+the cash, not of a short held, so partial exits are compared long only.
+
 A fixed fee per fill is charged only in runs of ``size_type="percent_at_fill"``, long only
 (no reversal): there both take it off the money before the units are worked out.
 """
@@ -122,10 +127,22 @@ def vectorbt_run(bars, signals, *, next_open: bool, options: dict, run: dict):  
                          ("opposite_entry", ("upon_opposite_entry",))):
         kw.update((name, run[ours]) for name in theirs if ours in run)
     sig = dict(signals)
+    if "exit_portion" in run:
+        # An exit closing a portion of the position: with accumulation (its exits reduce
+        # the position by their size), a sale of `Percent` sells that share of the units
+        # held. tickstep's `accumulate` is vectorbt's "both"; without, "removeonly".
+        portion = np.broadcast_to(run["exit_portion"], (n, symbols))
+        kw["size"] = np.where(sig["exits"], portion, run["size"])
+        kw["size_type"] = np.where(sig["exits"], vbt.portfolio.enums.SizeType.Percent,
+                                   getattr(vbt.portfolio.enums.SizeType, size_type.capitalize()))
+        kw["accumulate"] = "both" if run.get("accumulate") else "removeonly"
     if next_open:
         # Decided at bar t's close, filled at bar t+1's open: vectorbt is told so.
         sig = {k: np.vstack([np.zeros((1, symbols), bool), v[:-1]]) for k, v in sig.items()}
         kw["price"] = frame(bars["open"])
+        for k in ("size", "size_type"):
+            if isinstance(kw[k], np.ndarray) and kw[k].ndim == 2:  # per bar: shifted alike
+                kw[k] = np.vstack([kw[k][:1], kw[k][:-1]])
     pf = vbt.Portfolio.from_signals(frame(bars["close"]), frame(sig["entries"]), frame(sig["exits"]),
                                     short_entries=frame(sig["short_entries"]) if "short_entries" in sig else None,
                                     short_exits=frame(sig["short_exits"]) if "short_exits" in sig else None,
@@ -257,6 +274,39 @@ def test_signals_that_contradict_each_other_or_the_position_are_read_as_vectorbt
     default = {k: v for k, v in run.items() if k not in CONFLICT_RULES}
     plain, _, _ = tickstep_run(bars, signals, **{**same, "run": default})
     assert tickstep_fills(plain, index, names) != ours
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("next_open", [False, True], ids=["at the close", "at the next open"])
+@pytest.mark.parametrize("accumulate", [False, True], ids=["no pyramiding", "pyramiding"])
+@pytest.mark.parametrize("frame", [False, True], ids=["an array", "a frame by time"])
+def test_exits_closing_a_portion_of_the_position_sell_as_vectorbts_reductions_do(
+        frame, accumulate, next_open, seed):
+    # Long only (vectorbt's `Percent` of a purchase is of the cash, not of a short held).
+    # Portions per bar, some of them all of it (one portion below 1 on every exit would
+    # halve a position for ever, and vectorbt drops what is left below its precision).
+    n, symbols = 2_000, 2
+    bars = walk(seed, n, symbols)
+    signals = draw_signals(seed, n, symbols, 0.1, shorts=False)
+    rng = np.random.default_rng(seed + 3_000)
+    portion = rng.choice([0.25, 0.5, 0.8, 1.0], (n, symbols))
+    run = {"size": 3.0, "size_type": "amount", "accumulate": accumulate, "exit_portion": portion}
+    same = dict(next_open=next_open, options={"commission": 0.001, "slippage": 2.0}, run=run)
+    ours_run = run
+    if frame:
+        index = pd.date_range("2024-01-02 09:30", periods=n, freq="1min", tz="UTC")
+        ours_run = {**run, "exit_portion": pd.DataFrame(portion, index=index, columns=["S0", "S1"])}
+    result, index, names = tickstep_run(bars, signals, **{**same, "run": ours_run})
+    ours = assert_fills_agree(result, index, names, vectorbt_run(bars, signals, **same), at_least=150)
+    # Exits sold a part of what was held: the run differs from exits closing it all.
+    whole, _, _ = tickstep_run(bars, signals, **{**same, "run": {**run, "exit_portion": None}})
+    assert tickstep_fills(whole, index, names) != ours
+    held = np.zeros(symbols)
+    parts = 0
+    for _bar, s, side, size, _price, _fee in ours:
+        parts += side == "sell" and size < held[s] - 1e-9
+        held[s] += size if side == "buy" else -size
+    assert parts > 50
 
 
 @pytest.mark.parametrize("seed", range(4))
