@@ -237,17 +237,10 @@ impl Conflicts {
     }
 
     /// Whether these readings of both entries or of an entry against the position differ
-    /// from the defaults (the rules then read them out of line, `decide_out_of_line`).
+    /// from the defaults (the rules then read them out of line,
+    /// `SignalStrategy::decide_in_parts`).
     fn rereads(self) -> bool {
         self.both_sides != BothSides::default() || self.opposite_entry != OppositeEntry::default()
-    }
-
-    /// `decide`, out of the rules' hot path: a run with the default readings has them
-    /// folded into it, and one with others calls this.
-    #[cold]
-    #[inline(never)]
-    fn decide_out_of_line(self, kinds: u64, held: f64, timed_out: bool) -> (bool, bool, f64) {
-        self.decide(kinds, held, timed_out)
     }
 }
 
@@ -902,6 +895,9 @@ pub struct SignalStrategy<'a> {
     /// Whether an exit signal can close less than the whole position (the rules'
     /// `exit_portion`, a symbol's own).
     portions: bool,
+    /// Whether the rules decide out of their hot path (`decide_in_parts`): other readings
+    /// of conflicting signals than the defaults, or `portions`.
+    out_of_line: bool,
 }
 
 impl<'a> SignalStrategy<'a> {
@@ -1033,6 +1029,7 @@ impl<'a> SignalStrategy<'a> {
             hold_for,
             limits,
             portions,
+            out_of_line: rules.conflicts.rereads() || portions,
         })
     }
 
@@ -1216,12 +1213,46 @@ impl<'a> SignalStrategy<'a> {
         }
     }
 
+    /// `Conflicts::decide` out of the rules' hot path, for rules with other readings than
+    /// the defaults or with exits that may close a portion of the position (the hot path
+    /// has the defaults folded into it, and closes all of it). When an exit signal closes
+    /// its portion of the position, that is done here (working limit entries of its side
+    /// cancelled first, as the rules would), and nothing else acts on the
+    /// bar (the entry, if any, was read as not acting): the decision returned is then to
+    /// do nothing. Else the decision, for the rules to act on.
+    #[cold]
+    #[inline(never)]
+    fn decide_in_parts<D: Desk>(
+        &self,
+        desk: &mut D,
+        symbol: usize,
+        i: usize,
+        kinds: u64,
+        held: f64,
+        timed_out: bool,
+    ) -> Result<(bool, bool, f64)> {
+        let decided = self.rules.conflicts.decide(kinds, held, timed_out);
+        let (exit_long, exit_short, want) = decided;
+        let exits = (held > 0.0 && exit_long) || (held < 0.0 && exit_short);
+        if !(self.portions && exits && want == 0.0) {
+            return Ok(decided);
+        }
+        let portion = self.closing_portion(symbol, i, kinds, held, timed_out);
+        if portion == 1.0 {
+            return Ok(decided);
+        }
+        if self.limits {
+            desk.cancel_limit_entries(symbol, exit_long, exit_short);
+        }
+        desk.close_portion(symbol, portion)?;
+        // Done: no exit, no entry left for the rules to act on.
+        Ok((false, false, 0.0))
+    }
+
     /// The portion of `symbol`'s position (holding `held`) that closes on its bar `i`,
     /// whose signals `kinds` ask to close it: an exit signal's portion (its own on the bar,
     /// NaN: all; else the rules'), unless a time exit is due (`timed_out`) or an entry
     /// against the position acts (reverses or closes it): they close all of it.
-    #[cold]
-    #[inline(never)]
     fn closing_portion(
         &self,
         symbol: usize,
@@ -1286,9 +1317,9 @@ impl<'a> SignalStrategy<'a> {
         }
         let held = desk.held(symbol);
         // (An entry whose size on this bar is not above 0 was never set: `SignalBars`.)
-        let (exit_long, exit_short, want) = match self.rules.conflicts.rereads() {
+        let (exit_long, exit_short, want) = match self.out_of_line {
             false => Conflicts::default().decide(kinds, held, timed_out),
-            true => (self.rules.conflicts).decide_out_of_line(kinds, held, timed_out),
+            true => self.decide_in_parts(desk, symbol, i, kinds, held, timed_out)?,
         };
         let exits = (held > 0.0 && exit_long) || (held < 0.0 && exit_short);
         if self.limits && (want != 0.0 || exit_long || exit_short) {
@@ -1306,13 +1337,7 @@ impl<'a> SignalStrategy<'a> {
             // size types) and the limit order goes from flat to the target.
             let closes = exits || (limit.is_some() && held * want < 0.0);
             if closes {
-                match self.portions {
-                    false => desk.close_position(symbol)?,
-                    true => {
-                        let portion = self.closing_portion(symbol, i, kinds, held, timed_out);
-                        desk.close_portion(symbol, portion)?
-                    }
-                };
+                desk.close_position(symbol)?;
             }
             if want == 0.0 {
                 return Ok(());
@@ -1334,13 +1359,7 @@ impl<'a> SignalStrategy<'a> {
                 .map(|_| ());
         }
         if exits || held * want < 0.0 {
-            match self.portions {
-                false => desk.close_position(symbol)?,
-                true => {
-                    let portion = self.closing_portion(symbol, i, kinds, held, timed_out);
-                    desk.close_portion(symbol, portion)?
-                }
-            };
+            desk.close_position(symbol)?;
         }
         if want == 0.0 || (held * want > 0.0 && !self.rules.accumulate) {
             return Ok(()); // no pyramiding, unless the rules accumulate
