@@ -348,14 +348,7 @@ def markets_and_signals(draw):
             per_bar[name] = np.where(none, np.nan, base * scale)
         fractions = {name: v / 100.0 for name, v in per_bar.items()} if kind == "sl_trail" else per_bar
         signals["sl_trail_percent" if kind == "sl_trail" else kind] = per_bar
-        if own_stops == "symbol":
-            rules[kind] = {name: float(v[0]) for name, v in fractions.items()}
-        elif draw(st.booleans()):
-            rules[kind] = fractions
-        else:
-            union = pd.DatetimeIndex(sorted(set().union(*(df.index for df in data.values()))))
-            rules[kind] = pd.DataFrame({name: pd.Series(v, index=data[name].index)
-                                        for name, v in fractions.items()}).reindex(union)
+        rules[kind] = as_given(draw, data, fractions, own_stops == "symbol")
     if draw(st.booleans()):
         # Sizes per bar around that size, for every symbol (any may get entries), with bars
         # of no entry (NaN or 0) among them; given as a DataFrame by time or per symbol.
@@ -390,14 +383,7 @@ def markets_and_signals(draw):
             drawn = np.array(draw(st.lists(st.integers(0, 8), min_size=n, max_size=n)), dtype=float)
             counts[name] = np.where(drawn == 0, np.nan, drawn)
         signals["exit_after_bars"] = counts
-        if own_time_exits == "symbol":
-            rules["exit_after_bars"] = {name: int(v[0]) for name, v in counts.items()}
-        elif draw(st.booleans()):
-            rules["exit_after_bars"] = counts
-        else:
-            union = pd.DatetimeIndex(sorted(set().union(*(df.index for df in data.values()))))
-            rules["exit_after_bars"] = pd.DataFrame({name: pd.Series(v, index=data[name].index)
-                                                     for name, v in counts.items()}).reindex(union)
+        rules["exit_after_bars"] = as_given(draw, data, counts, own_time_exits == "symbol", int)
     # Entries in whole lots now and then: one lot size for all, or some symbols' own.
     rules["lot_size"] = draw(st.none() | st.sampled_from([0.5, 1.0, 3.0])
                              | st.dictionaries(st.sampled_from(sorted(data)),
@@ -469,15 +455,21 @@ def markets_and_signals(draw):
             drawn = draw(st.lists(st.sampled_from([np.nan, 0.25, 0.5, 0.9, 1.0]), min_size=n, max_size=n))
             own[name] = np.array(drawn)
         signals["exit_portion"] = own
-        if portions == "symbol":
-            rules["exit_portion"] = {name: float(v[0]) for name, v in own.items()}
-        elif draw(st.booleans()):
-            rules["exit_portion"] = own
-        else:
-            union = pd.DatetimeIndex(sorted(set().union(*(df.index for df in data.values()))))
-            rules["exit_portion"] = pd.DataFrame({name: pd.Series(v, index=data[name].index)
-                                                  for name, v in own.items()}).reindex(union)
+        rules["exit_portion"] = as_given(draw, data, own, portions == "symbol")
     return data, signals, rules, trail, options
+
+
+def as_given(draw, data, columns, one_per_symbol, number=float):
+    """Symbols' own values (``columns``: {symbol: array}) as a drawn case hands them to
+    the run: one number per symbol (``one_per_symbol``: each column holds one value), or
+    per bar as ``{symbol: array}`` or a frame by time over every symbol's bars."""
+    if one_per_symbol:
+        return {name: number(v[0]) for name, v in columns.items()}
+    if draw(st.booleans()):
+        return columns
+    union = pd.DatetimeIndex(sorted(set().union(*(df.index for df in data.values()))))
+    return pd.DataFrame({name: pd.Series(v, index=data[name].index)
+                         for name, v in columns.items()}).reindex(union)
 
 
 def signal_kinds(signals):
@@ -1826,9 +1818,9 @@ def test_an_exit_closes_its_portion_of_the_position_by_hand():
     assert list(half.trades["pnl"]) == [50.0, 75.0]
     assert half.stats["Equity Final [$]"] == 10_000.0 + 50.0 + 75.0 + 100.0
     # The same given per symbol (a Series by symbol, or {symbol: number}).
-    for given in (pd.Series({"A": 0.5}), {"A": 0.5}):
+    for by_symbol in (pd.Series({"A": 0.5}), {"A": 0.5}):
         same = bt.run_signals(entries=entries, exits=exits, size=10.0, size_type="amount",
-                              exit_portion=given)
+                              exit_portion=by_symbol)
         assert_same_run(same, half)
     # Per bar: a fifth on bar 1 (2 units, +20), then NaN: all 8 left (+240).
     portions = np.full(6, np.nan)
@@ -1840,9 +1832,9 @@ def test_an_exit_closes_its_portion_of_the_position_by_hand():
     # None, 1 and NaN on every bar: all of it at the first exit.
     whole = bt.run_signals(entries=entries, exits=exits, size=10.0, size_type="amount")
     assert list(whole.fills["size"]) == [10.0, 10.0]
-    for given in (1.0, {"A": np.full(6, np.nan)}):
+    for by_symbol in (1.0, {"A": np.full(6, np.nan)}):
         assert_same_run(bt.run_signals(entries=entries, exits=exits, size=10.0,
-                                       size_type="amount", exit_portion=given), whole)
+                                       size_type="amount", exit_portion=by_symbol), whole)
 
 
 def test_exit_portions_out_of_range_or_with_lots_are_refused_by_name():
