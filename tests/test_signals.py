@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import tracemalloc
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -619,7 +620,8 @@ def test_a_backtest_without_a_strategy_serves_signals_mode_and_refuses_the_rest(
 
 
 def _shared_account_by_loop(bars, signals, size, commission, slippage_bps, cash, on_close=False,
-                            exit_after=None, lot=None, accumulate=False, size_type="percent"):
+                            exit_after=None, lot=None, accumulate=False, size_type="percent",
+                            portion=None):
     """Signals on one account, written as a plain loop from the stated rules alone.
 
     The orders placed at a close fill at the next open (``on_close``: at that close, after
@@ -637,7 +639,10 @@ def _shared_account_by_loop(bars, signals, size, commission, slippage_bps, cash,
     whole number counts as it; none below one lot); with ``accumulate`` an entry on the
     side held adds a lot. With "target_percent" an entry is one order for the difference
     between what will be held and size x equity / close on its side (a lot size rounds
-    that target towards zero). Equity is sampled at each close after its fills."""
+    that target towards zero). With ``portion`` (one number, or ``{symbol: portions by
+    bar}``, NaN: all) an exit signal closes that share of what is held when it fills; a
+    time exit or an entry against the position closes all of it. Equity is sampled at
+    each close after its fills."""
     target = size_type == "target_percent"
     names = sorted(bars)
     n = len(bars[names[0]])
@@ -648,8 +653,11 @@ def _shared_account_by_loop(bars, signals, size, commission, slippage_bps, cash,
     def fill(orders, t, column):
         nonlocal cash
         # (Reductions first: closes, and orders against what is held.)
-        for s, units in sorted(orders, key=lambda o: not (o[1] is None or o[1] * held[o[0]] < 0)):
-            units = -held[s] if units is None else units  # a close: all that is held then
+        closes = [(s, u) for s, u in orders if isinstance(u, Portion)]
+        for s, units in closes + sorted((o for o in orders if not isinstance(o[1], Portion)),
+                                        key=lambda o: not o[1] * held[o[0]] < 0):
+            if isinstance(units, Portion):  # a close: that share of what is held then
+                units = -held[s] * units.share
             side = np.sign(units)
             price = bars[s][column].iloc[t] * (1 + side * slippage_bps * 1e-4)
             cash -= units * price + commission * abs(units) * price
@@ -670,6 +678,10 @@ def _shared_account_by_loop(bars, signals, size, commission, slippage_bps, cash,
                 held[s] += side * left
             if not lots[s]:
                 held[s] = 0.0
+
+    def share_closed(s, t, all_of_it):
+        own = portion[s][t] if isinstance(portion, dict) else portion
+        return 1.0 if all_of_it or own is None or np.isnan(own) else float(own)
 
     pending = []
     for t in range(n):
@@ -693,13 +705,13 @@ def _shared_account_by_loop(bars, signals, size, commission, slippage_bps, cash,
                 units = np.floor(units / lot + 1e-9) * lot
             if target:
                 if exits:
-                    pending.append((s, None))
+                    pending.append((s, Portion(share_closed(s, t, timed_out or h * want < 0))))
                 if want != 0 and want * units - (0.0 if exits else h) != 0:
                     pending.append((s, want * units - (0.0 if exits else h)))
                 continue
             if h != 0 and (exits or h * want < 0):
-                pending.append((s, None))
-                h = 0.0
+                pending.append((s, Portion(share_closed(s, t, timed_out or h * want < 0))))
+                h = 0.0 if pending[-1][1].share == 1.0 else h
             if want != 0 and (h == 0 or (accumulate and h * want > 0)) and units > 0:
                 pending.append((s, want * units))
         if on_close:
@@ -707,6 +719,12 @@ def _shared_account_by_loop(bars, signals, size, commission, slippage_bps, cash,
             pending = []
         curve.append(cash + sum(held[s] * close[s] for s in names))
     return sorted(trades, key=lambda row: (row[0], row[1], row[2])), curve
+
+
+class Portion(NamedTuple):
+    """A close in `_shared_account_by_loop`: ``share`` of what is held when it fills."""
+
+    share: float
 
 
 def _assert_equals_loop(result, trades, curve):
@@ -729,16 +747,17 @@ def _assert_equals_loop(result, trades, curve):
     np.testing.assert_allclose(result.equity.to_numpy(), curve, rtol=1e-11)
 
 
-@pytest.mark.parametrize(("seed", "shorts"), [(1, False), (2, True), (3, True)])
-def test_a_shared_account_equals_a_plain_loop_of_the_stated_rules(seed, shorts):
+@pytest.mark.parametrize(("seed", "shorts", "portion"), [(1, False, None), (2, True, None), (3, True, None),
+                                                       (4, True, 0.5), (5, False, 0.3)])
+def test_a_shared_account_equals_a_plain_loop_of_the_stated_rules(seed, shorts, portion):
     rng = np.random.default_rng(seed)
     bars = {f"S{k}": _walk(300, 10 * seed + k) for k in range(4)}
     kinds = ["entries", "exits", "short_entries", "short_exits"]
     signals = {k: {s: rng.random(300) < (0.08 if shorts or k in kinds[:2] else 0.0) for s in bars}
                for k in kinds}
     result = tickstep.Backtest(bars, cash=100_000, commission=0.001, slippage=5).run_signals(
-        **signals, size=0.2, size_type="percent")
-    trades, curve = _shared_account_by_loop(bars, signals, 0.2, 0.001, 5, 100_000.0)
+        **signals, size=0.2, size_type="percent", exit_portion=portion)
+    trades, curve = _shared_account_by_loop(bars, signals, 0.2, 0.001, 5, 100_000.0, portion=portion)
     assert len(trades) > 20
     assert (result.trades["side"] == "short").any() == shorts
     _assert_equals_loop(result, trades, curve)
@@ -751,10 +770,11 @@ def test_a_shared_account_equals_a_plain_loop_of_the_stated_rules(seed, shorts):
        on_close=st.booleans(), exit_after=st.one_of(st.none(), st.integers(1, 12)),
        lot=st.sampled_from([None, 1.0, 7.0, 0.25]),
        adding=st.sampled_from(["no", "accumulate", "target_percent"]),
-       size_type=st.sampled_from(["percent", "value", "amount"]), per_bar=st.booleans())
+       size_type=st.sampled_from(["percent", "value", "amount"]), per_bar=st.booleans(),
+       portions=st.sampled_from([None, None, 0.5, 0.3, "per bar"]))
 def test_a_shared_account_equals_the_plain_loop_for_drawn_markets_and_rules(
         seed, symbols, bars, rate, shorts, percent, commission, slippage, on_close, exit_after, lot, adding,
-        size_type, per_bar):
+        size_type, per_bar, portions):
     rng = np.random.default_rng(seed)
     data = {f"S{k}": _walk(bars, seed % 1000 + k) for k in range(symbols)}
     kinds = ["entries", "exits", "short_entries", "short_exits"]
@@ -769,14 +789,19 @@ def test_a_shared_account_equals_the_plain_loop_for_drawn_markets_and_rules(
                 for s in data}
         sized = {s: np.nan_to_num(size[s]) > 0 for s in data}
         rules = {k: {s: v & sized[s] if "entries" in k else v for s, v in by.items()} for k, by in signals.items()}
+    # Exits closing a portion of the position (not with lots, which refuse them): one for
+    # the run, or each symbol's own by bar (NaN: all of it).
+    portion = None if lot is not None else portions
+    if portion == "per bar":
+        portion = {s: rng.choice([np.nan, 0.25, 0.5, 1.0], bars) for s in data}
     # Leverage enough that no order is ever refused: the loop has no margin rule.
     result = tickstep.Backtest(data, cash=50_000, commission=commission, slippage=slippage, leverage=20,
                                trade_on_close=on_close).run_signals(
         **signals, size=size, size_type=size_type, exit_after_bars=exit_after, lot_size=lot,
-        accumulate=adding == "accumulate")
+        accumulate=adding == "accumulate", exit_portion=portion)
     assert result.stats["# Orders Rejected"] == 0
     trades, curve = _shared_account_by_loop(data, rules, size, commission, slippage, 50_000.0, on_close,
-                                            exit_after, lot, adding == "accumulate", size_type)
+                                            exit_after, lot, adding == "accumulate", size_type, portion)
     _assert_equals_loop(result, trades, curve)
 
 
