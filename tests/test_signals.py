@@ -1912,6 +1912,13 @@ def test_grid_sets_with_their_own_exit_portions_equal_runs_alone():
     # The call's own portion applies to every set that gives none.
     called = bt.run_signal_grid({"a": sets["all"]}, size=0.2, exit_portion=0.5)
     pd.testing.assert_series_equal(called.loc["a"].rename(None), table.loc["half"].rename(None))
+    # A set's portion the core refuses is named with the set.
+    bad = {**sets, "too much": {**sets["all"], "exit_portion": {"A": 2.0}}}
+    with pytest.raises(tickstep.ConfigError, match=r"^signal set 'too much': exit_portion of A = 2: "
+                                                   r"must be a portion of the position in \(0, 1\]"):
+        bt.run_signal_grid(bad, size=0.2)
+    with pytest.raises(tickstep.ConfigError, match=r"^signal set 'too much': limit = 2: must be"):
+        bt.run_signal_grid({**sets, "too much": {**sets["all"], "limit": 2.0}}, size=0.2)
 
 
 class PartCross(Cross):

@@ -653,7 +653,8 @@ def _native_call(market: _core.Market, config: BacktestConfig,
         sl_price=kinds["sl_price"], tp_price=kinds["tp_price"], sizes=kinds[SIZE_KIND],
         sl_fraction=kinds["sl"], tp_fraction=kinds["tp"], trail_fraction=kinds["sl_trail"],
         time_exits=kinds[TIME_EXIT_KIND], limit_price=kinds[LIMIT_PRICE_KIND],
-        limit_fraction=kinds[LIMIT_KIND], exit_portions=kinds[EXIT_PORTION_KIND], lot_size=[_lots(market, r["lot_size"]) for r in rules],
+        limit_fraction=kinds[LIMIT_KIND], exit_portions=kinds[EXIT_PORTION_KIND],
+        lot_size=[_lots(market, r["lot_size"]) for r in rules],
         trade_start=trade_start_ns(market, config), threads=threads, on_run=on_run)
     return engines, outcomes
 
@@ -992,7 +993,9 @@ def run_signal_grid(
         rules.append(_rules(**_per_bar(sig, own), where=f"signal set {key!r}: "))
         sets.append(sig)
     rows = _grid_stats(market, config, sets, rules, ends, threads, names=keys)
-    for row in rows:
+    for key, row in zip(keys, rows):
+        if isinstance(row, ConfigError):  # the core's refusal of the set's rules: whose
+            row.args = (f"signal set {key!r}: {row}", *row.args[1:])
         if isinstance(row, BaseException):
             raise row
     warn_of_rejected_runs(((f"signal set {key!r}", row["# Orders Rejected"])
