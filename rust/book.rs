@@ -30,7 +30,8 @@ use crate::broker::{ratchet, Bar, LimitFill, Moment};
 use crate::config::Config;
 use crate::error::{EngineError, Result};
 use crate::orders::{
-    Order, OrderRequest, Reason, Role, ShareAtFill, Side, Status, TimeInForce, Trail, UNADMITTED,
+    is_portion, Order, OrderRequest, Reason, Role, ShareAtFill, Side, Status, TimeInForce, Trail,
+    UNADMITTED,
 };
 use crate::portfolio::{Lot, Portfolio};
 use crate::results::{Fill, OrderLog};
@@ -519,7 +520,7 @@ impl Book {
         portion: f64,
         now: i64,
     ) -> Result<Option<u64>> {
-        if !(portion.is_finite() && portion > 0.0 && portion <= 1.0) {
+        if !is_portion(portion) {
             return Err(EngineError::InvalidOrder(format!(
                 "close: portion must be in (0, 1], got {portion}"
             )));
@@ -551,7 +552,7 @@ impl Book {
         now: i64,
     ) -> Result<u64> {
         let trade = open_trade(portfolio, symbol, lot, "it cannot be closed")?;
-        if !(portion.is_finite() && portion > 0.0 && portion <= 1.0) {
+        if !is_portion(portion) {
             return Err(EngineError::InvalidOrder(format!(
                 "close trade {lot}: portion must be in (0, 1], got {portion}"
             )));

@@ -130,6 +130,13 @@ pub struct ShareAtFill {
     pub lot: Option<f64>,
 }
 
+/// Whether `x` is a portion a close may take of a position or a trade: in (0, 1] (1: all
+/// of it). The one rule of it (`close()` in `next`, signals mode's `exit_portion`).
+#[inline]
+pub fn is_portion(x: f64) -> bool {
+    x > 0.0 && x <= 1.0
+}
+
 /// `units` (>= 0) rounded down to a whole number of lots of `lot` (> 0): what a sizer or
 /// the signals' rules may buy in whole shares, contracts or board lots. The 1e-9 lot
 /// forgives a quotient a hair below a whole number (3 × 0.1 / 0.1 is 2.9999999999999996).

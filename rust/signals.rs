@@ -68,7 +68,7 @@ use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::market::Market;
 use crate::orders::{
-    round_to_lot, Order, OrderRequest, Role, ShareAtFill, Side, TimeInForce, Trail,
+    is_portion, round_to_lot, Order, OrderRequest, Role, ShareAtFill, Side, TimeInForce, Trail,
 };
 use crate::portfolio::worth;
 use crate::strategy::Strategy;
@@ -333,7 +333,7 @@ impl SignalRules {
         if self.limit_bars == Some(0) {
             return bad("limit_bars = 0: must be a whole number of bars >= 1".into());
         }
-        if let Some(x) = self.exit_portion.filter(|x| !portion_takes(*x)) {
+        if let Some(x) = self.exit_portion.filter(|x| !is_portion(*x)) {
             return bad(format!("exit_portion = {x}: {PORTION_RULE}"));
         }
         if self.accumulate && self.size_type == SizeType::TargetPercent {
@@ -391,11 +391,6 @@ impl Stop {
 /// Whether `x` is a fraction a limit entry takes (how much better than the close).
 fn limit_takes(x: f64) -> bool {
     (0.0..1.0).contains(&x)
-}
-
-/// Whether `x` is a portion of the position an exit may close.
-fn portion_takes(x: f64) -> bool {
-    x > 0.0 && x <= 1.0
 }
 
 const PORTION_RULE: &str = "must be a portion of the position in (0, 1] (0.5: half of it, 1: all)";
@@ -581,10 +576,7 @@ fn check_portions(
     rules: &SignalRules,
 ) -> Result<()> {
     if let Some(portions) = sig.exit_portion {
-        if let Some(i) = portions
-            .iter()
-            .position(|&x| !x.is_nan() && !portion_takes(x))
-        {
+        if let Some(i) = portions.iter().position(|&x| !x.is_nan() && !is_portion(x)) {
             return Err(EngineError::InvalidConfig(format!(
                 "exit_portion of {}{} = {}: {PORTION_RULE}; NaN on a bar: all of it",
                 market.name(s),
@@ -896,7 +888,8 @@ pub struct SignalStrategy<'a> {
     /// `exit_portion`, a symbol's own).
     portions: bool,
     /// Whether the rules decide out of their hot path (`decide_in_parts`): other readings
-    /// of conflicting signals than the defaults, or `portions`.
+    /// of conflicting signals than the defaults, or `portions`. (Kept, not derived at each
+    /// signal bar: the hot path then reads one flag.)
     out_of_line: bool,
 }
 
@@ -1416,9 +1409,13 @@ trait Desk {
     fn submit(&mut self, req: OrderRequest) -> Result<u64>;
     /// Entry `id`, just placed, is sized when it fills (`Book::size_at_fill`).
     fn size_at_fill(&mut self, id: u64, share: ShareAtFill);
-    fn close_position(&mut self, symbol: usize) -> Result<Option<u64>>;
     /// Close `portion` (0 < portion <= 1) of `symbol`'s position, the oldest trades first.
     fn close_portion(&mut self, symbol: usize, portion: f64) -> Result<Option<u64>>;
+    /// Close all of `symbol`'s position.
+    #[inline]
+    fn close_position(&mut self, symbol: usize) -> Result<Option<u64>> {
+        self.close_portion(symbol, 1.0)
+    }
     /// Cancel `symbol`'s working limit entries: the longs' when `long`, the shorts' when
     /// `short` (`limit_entries`).
     fn cancel_limit_entries(&mut self, symbol: usize, long: bool, short: bool);
@@ -1454,9 +1451,6 @@ impl Desk for TickContext<'_> {
     }
     fn size_at_fill(&mut self, id: u64, share: ShareAtFill) {
         TickContext::size_at_fill(self, id, share);
-    }
-    fn close_position(&mut self, symbol: usize) -> Result<Option<u64>> {
-        TickContext::close_position(self, symbol)
     }
     fn close_portion(&mut self, symbol: usize, portion: f64) -> Result<Option<u64>> {
         TickContext::close_portion(self, symbol, portion)

@@ -1946,12 +1946,12 @@ fn exit_portions_out_of_range_or_with_lot_sizes_are_refused() {
         exits: Some(&exits),
         ..Default::default()
     };
+    let with = |portion| SignalRules {
+        exit_portion: Some(portion),
+        ..rules(1.0, SizeType::Amount)
+    };
     for x in [0.0, -0.5, 1.5, f64::NAN] {
-        let r = SignalRules {
-            exit_portion: Some(x),
-            ..rules(1.0, SizeType::Amount)
-        };
-        let err = refusal(&m, vec![sig], r);
+        let err = refusal(&m, vec![sig], with(x));
         assert!(
             err.contains(&format!(
                 "exit_portion = {x}: must be a portion of the position in (0, 1]"
@@ -1974,19 +1974,11 @@ fn exit_portions_out_of_range_or_with_lot_sizes_are_refused() {
         lot_size: Some(10.0),
         ..sig
     };
-    let half = SignalRules {
-        exit_portion: Some(0.5),
-        ..rules(1.0, SizeType::Amount)
-    };
-    let err = refusal(&m, vec![lots], half);
+    let err = refusal(&m, vec![lots], with(0.5));
     assert!(
         err.contains("exit_portion of X with lot_size = 10: a portion of the position below 1"),
         "{err}"
     );
     // All of it goes with lots.
-    let whole = SignalRules {
-        exit_portion: Some(1.0),
-        ..rules(1.0, SizeType::Amount)
-    };
-    assert!(SignalStrategy::new(&m, vec![lots], whole).is_ok());
+    assert!(SignalStrategy::new(&m, vec![lots], with(1.0)).is_ok());
 }

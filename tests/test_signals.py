@@ -457,6 +457,9 @@ def markets_and_signals(draw):
             own[name] = np.array(drawn)
         signals["exit_portion"] = own
         rules["exit_portion"] = as_given(draw, data, own, portions == "symbol")
+    # No entries drawn at all: an entry on every bar (something to trade).
+    if not signals["entries"] and not signals["short_entries"]:
+        signals["entries"] = {name: np.ones(len(df), dtype=bool) for name, df in data.items()}
     return data, signals, rules, trail, options
 
 
@@ -482,8 +485,6 @@ def signal_kinds(signals):
 @given(markets_and_signals())
 def test_signals_run_equals_the_same_orders_placed_in_next(case):
     data, signals, rules, trail_percent, options = case
-    if not signals["entries"] and not signals["short_entries"]:
-        signals["entries"] = {name: np.ones(len(df), dtype=bool) for name, df in data.items()}
     bt = tickstep.Backtest(data, ByHand, on_reject="ignore", **options)
     # (Sizes and stops per bar are rules; the strategy by hand reads them as columns.)
     native = bt.run_signals(**signal_kinds(signals), **rules)
@@ -498,8 +499,6 @@ def test_signals_sized_at_the_fill_equal_the_same_orders_sized_by_the_sizer_at_t
     # `PercentOfEquity(fraction, lot_size, at="fill")`: one fraction for every entry (a
     # sizer has one), one lot size for every symbol.
     data, signals, rules, trail_percent, options = case
-    if not signals["entries"] and not signals["short_entries"]:
-        signals["entries"] = {name: np.ones(len(df), dtype=bool) for name, df in data.items()}
     signals.pop("size", None)
     lot = rules["lot_size"] if not isinstance(rules["lot_size"], dict) else None
     fraction *= options.get("leverage", 1.0) * 0.9 if "leverage" in options else 1.0
@@ -1809,8 +1808,6 @@ def test_a_signals_run_is_the_same_whatever_the_symbols_are_called(case):
     # bit, with each symbol in its place. Cash is short now and then, so entries of one
     # bar compete for it and the order they are served in shows.
     data, signals, rules, _, options = case
-    if not signals["entries"] and not signals["short_entries"]:
-        signals["entries"] = {name: np.ones(len(df), dtype=bool) for name, df in data.items()}
     options = {**options, "cash": 10_000.0 if len(data) % 2 else 1_500.0}
     names = {name: f"{'ZYX'[k]}_{name.lower()}" for k, name in enumerate(data)}
     runs = []

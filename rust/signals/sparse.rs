@@ -1462,10 +1462,6 @@ impl Desk for SparseDesk<'_, '_> {
         self.book.size_at_fill(id, share);
     }
     #[inline]
-    fn close_position(&mut self, symbol: usize) -> Result<Option<u64>> {
-        let held = self.held(symbol);
-        self.book.close_position(symbol, held, 1.0, self.now)
-    }
     fn close_portion(&mut self, symbol: usize, portion: f64) -> Result<Option<u64>> {
         let held = self.held(symbol);
         self.book.close_position(symbol, held, portion, self.now)
